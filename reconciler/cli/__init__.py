@@ -1,0 +1,1 @@
+"""The crontask command line."""
