@@ -1,0 +1,5 @@
+"""``python -m reconciler`` is ``crontask``."""
+
+from reconciler.cli.main import main
+
+main()

@@ -1,0 +1,175 @@
+"""Commands that read definitions without running anything: validate, plan, next, schema."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from reconciler.cli.main_helpers import existing_paths
+from reconciler.core.desired import Definition, DesiredState, assemble
+from reconciler.core.model import json_schema
+from reconciler.core.plan import Operation, plan
+from reconciler.scheduling.base import schedule_of
+from reconciler.sources.files import DirectorySource
+
+
+def add_parsers(commands: Any) -> None:
+    validate = commands.add_parser(
+        "validate",
+        help="check CronTask definitions",
+        description="Check every CronTask in PATH... (files or folders). Prints each problem as "
+        "file:line:col: message and exits 1 if there is any; otherwise prints a one-line "
+        "summary and exits 0. Documents of other API groups are ignored and counted.",
+    )
+    validate.add_argument("paths", nargs="+", metavar="PATH")
+    validate.set_defaults(handler=run_validate)
+
+    plan_cmd = commands.add_parser(
+        "plan",
+        help="show what applying definitions would change",
+        description="Compare the CronTasks in PATH... with those in --against PATH... and print "
+        "what would be added (+), changed (~, field by field) and removed (-). Exits 1 if "
+        "PATH... has errors (the plan then keeps those tasks as they are, as `run` would).",
+    )
+    plan_cmd.add_argument("paths", nargs="+", metavar="PATH", help="the new definitions")
+    plan_cmd.add_argument(
+        "--against",
+        nargs="+",
+        metavar="PATH",
+        required=True,
+        help="the definitions in force now (e.g. a checkout of the main branch)",
+    )
+    plan_cmd.add_argument("--allow-empty", action="store_true", help="as for `crontask run`")
+    plan_cmd.set_defaults(handler=run_plan)
+
+    next_cmd = commands.add_parser(
+        "next",
+        help="show the next fire times of a task",
+        description="Print the next N fire times strictly after --from (default: now), in the "
+        "task's time zone as RFC 3339 timestamps, and the schedule in words.",
+    )
+    next_cmd.add_argument("path", metavar="PATH", help="a file or folder of CronTasks")
+    next_cmd.add_argument("--task", metavar="NAME", help="NAME or NAMESPACE/NAME, if PATH has many")
+    next_cmd.add_argument("-n", type=int, default=5, metavar="N", help="how many (default: 5)")
+    next_cmd.add_argument(
+        "--from", dest="start", metavar="RFC3339", help="e.g. 2027-03-28T00:00:00+01:00"
+    )
+    next_cmd.add_argument("--json", action="store_true", help="machine-readable output")
+    next_cmd.set_defaults(handler=run_next)
+
+    schema = commands.add_parser(
+        "schema",
+        help="print the JSON Schema of a CronTask",
+        description="Print the JSON Schema of one CronTask document (for editors and CI), "
+        "generated from the model crontask validates with.",
+    )
+    schema.set_defaults(handler=run_schema)
+
+
+def load(paths: list[Path]) -> tuple[DesiredState, DirectorySource]:
+    source = DirectorySource(paths)
+    source.refresh(None)
+    return assemble(source.definitions(), source.errors()), source
+
+
+def run_validate(args: argparse.Namespace) -> int:
+    desired, source = load(existing_paths(args.paths))
+    for problem in desired.problems:
+        print(problem)
+    files = source.files
+    ignored = sum(state.ignored for state in files.values())
+    summary = f"{len(files)} files, {len(desired.tasks)} tasks"
+    if ignored:
+        summary += f", {ignored} documents of other kinds ignored"
+    if desired.problems:
+        print(f"{len(desired.problems)} problems ({summary})", file=sys.stderr)
+        return 1
+    print(f"ok: {summary}")
+    return 0
+
+
+def run_plan(args: argparse.Namespace) -> int:
+    new, _ = load(existing_paths(args.paths))
+    old, _ = load(existing_paths(args.against))
+    result = plan(new.tasks, old.tasks, allow_empty=args.allow_empty)
+    symbol = {Operation.ADD: "+", Operation.UPDATE: "~", Operation.REMOVE: "-"}
+    for step in result.steps:
+        where = (
+            step.desired.location if step.desired else step.current.location if step.current else ""
+        )
+        print(f"{symbol[step.operation]} {step.key}  ({where})")
+        if step.operation is Operation.UPDATE:
+            for change in step.field_changes():
+                print(f"    {change}")
+    for key in result.held_removals:
+        print(f"  {key}  (kept: the new definitions are empty; --allow-empty removes it)")
+    for problem in new.problems:
+        print(f"! {problem}")
+    print(f"Plan: {result.summary()}.")
+    return 1 if new.problems else 0
+
+
+def run_next(args: argparse.Namespace) -> int:
+    desired, _ = load(existing_paths([args.path]))
+    for problem in desired.problems:
+        print(problem, file=sys.stderr)
+    definitions = _select(list(desired.tasks.values()), args.task)
+    if args.n < 1:
+        raise SystemExit("crontask: -n must be at least 1")
+    start = _parse_from(args.start)
+    reports = [_next_report(d, start, args.n) for d in definitions]
+    if args.json:
+        document: Any = reports[0] if len(reports) == 1 else {"items": reports}
+        print(json.dumps(document, indent=2))
+    else:
+        for report in reports:
+            print(f"{report['task']}  {report['schedule']!r}  ({report['timeZone']})")
+            print(f"  {report['description']}")
+            for at in report["next"]:
+                print(f"  {at}")
+    return 1 if desired.problems else 0
+
+
+def _select(definitions: list[Definition], task: str | None) -> list[Definition]:
+    if task is not None:
+        chosen = [d for d in definitions if task in (d.key, d.task.metadata.name)]
+        if not chosen:
+            names = ", ".join(sorted(d.key for d in definitions)) or "none"
+            raise SystemExit(f"crontask: no task {task!r} here (tasks: {names})")
+        return chosen
+    if not definitions:
+        raise SystemExit("crontask: no valid CronTask found")
+    return sorted(definitions, key=lambda d: d.key)
+
+
+def _parse_from(text: str | None) -> datetime:
+    if text is None:
+        return datetime.now(UTC)
+    try:
+        start = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
+    except ValueError:
+        raise SystemExit(f"crontask: --from {text!r} is not an RFC 3339 timestamp") from None
+    if start.tzinfo is None:
+        raise SystemExit(f"crontask: --from {text!r} needs an offset, e.g. Z or +01:00")
+    return start
+
+
+def _next_report(definition: Definition, start: datetime, n: int) -> dict[str, Any]:
+    spec = definition.task.spec
+    schedule = schedule_of(definition)
+    return {
+        "task": definition.key,
+        "schedule": spec.schedule,
+        "timeZone": spec.time_zone,
+        "description": schedule.describe(),
+        "next": [t.isoformat() for t in schedule.fire_times(start, n)],
+    }
+
+
+def run_schema(args: argparse.Namespace) -> int:
+    print(json.dumps(json_schema(), indent=2))
+    return 0

@@ -1,0 +1,15 @@
+"""Small helpers shared by the command modules."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+
+def existing_paths(values: Sequence[str]) -> list[Path]:
+    """Paths from the command line; a missing one is a usage error, said plainly."""
+    paths = [Path(v) for v in values]
+    missing = [str(p) for p in paths if not p.exists()]
+    if missing:
+        raise SystemExit(f"crontask: no such file or directory: {', '.join(missing)}")
+    return paths

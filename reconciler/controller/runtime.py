@@ -1,0 +1,188 @@
+"""``crontask run``: the long-running reconciler on one asyncio event loop.
+
+Start-up: open the run store, mark runs left ``running`` by a dead process as ``interrupted``,
+read every source, apply the first plan, start the scheduler. Then a pass runs whenever a
+watcher marks paths dirty, and a full resync every ``resync_seconds`` heals whatever an event
+missed. SIGTERM/SIGINT stop new runs, let running ones finish for ``shutdown_grace`` seconds,
+then stop them (recorded ``interrupted``, reason Shutdown).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import os
+import secrets
+import signal
+import socket
+import sys
+import time
+from collections.abc import Collection, Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+
+from reconciler.controller.reconcile import Reconciler
+from reconciler.controller.dispatch import Dispatcher
+from reconciler.scheduling.apscheduler import ApsScheduler
+from reconciler.sources.files import DirectorySource
+from reconciler.sources.watch import watch_paths
+from reconciler.store import open_store, sqlite_url
+from reconciler.store.base import RunStore
+
+log = logging.getLogger("crontask")
+
+
+@dataclasses.dataclass(frozen=True)
+class Options:
+    paths: list[Path]
+    state_dir: Path = Path(".crontask")
+    db_url: str | None = None
+    allow_empty: bool = False
+    resync_seconds: float = 300.0
+    shutdown_grace: float = 30.0
+    kill_grace: float = 10.0
+
+
+def instance_id() -> str:
+    """``host:pid:token``; the token tells this process from an earlier one with the same pid
+    (a restarted container is pid 1 every time)."""
+    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
+
+
+def dead_owners(owners: Collection[str], me: str) -> set[str]:
+    """The owners of ``running`` records that are certainly gone: on this host, and either
+    their pid is not alive or it is ours (an earlier incarnation of this process). Records of
+    other hosts are left alone: only their own instance can know."""
+    host, pid, _ = me.split(":")
+    dead: set[str] = set()
+    for owner in owners:
+        parts = owner.split(":")
+        if len(parts) != 3 or parts[0] != host or owner == me:
+            continue
+        if parts[1] == pid or not _alive(int(parts[1])):
+            dead.add(owner)
+    return dead
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def recover(store: RunStore, me: str, now: datetime) -> int:
+    owners = {r.owner for r in store.running() if r.owner}
+    interrupted = store.mark_interrupted(dead_owners(owners, me), now)
+    for record in interrupted:
+        log.warning(
+            "run interrupted: the process died during it",
+            extra={"fields": {"task": record.task, "run": record.id}},
+        )
+    return len(interrupted)
+
+
+def _watch_children_with_pidfd(loop: asyncio.AbstractEventLoop) -> None:
+    # Python 3.11's default child watcher keeps one thread per running child; with pidfds the
+    # loop itself waits for them (3.12+ does this by default and deprecates the call).
+    if sys.version_info < (3, 12) and hasattr(os, "pidfd_open"):
+        watcher = asyncio.PidfdChildWatcher()
+        watcher.attach_loop(loop)
+        asyncio.set_child_watcher(watcher)
+
+
+async def serve(options: Options, stop: asyncio.Event | None = None) -> int:
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    _watch_children_with_pidfd(loop)
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+
+    store = open_store(options.db_url or sqlite_url(options.state_dir))
+    me = instance_id()
+    recover(store, me, datetime.now(UTC))
+
+    dispatcher = Dispatcher(store, owner=me, kill_grace=options.kill_grace)
+
+    def on_fire(key: str, at: datetime) -> None:
+        definition = scheduler.owned().get(key)
+        if definition is not None:
+            dispatcher.fire(definition, at)
+
+    scheduler = ApsScheduler(on_fire)
+    source = DirectorySource(options.paths)
+    reconciler = Reconciler([source], scheduler, allow_empty=options.allow_empty)
+
+    async def reconcile(hints: Mapping[str, Collection[str]] | None) -> None:
+        started = time.monotonic()
+        keys = await asyncio.to_thread(reconciler.refresh, hints)
+        result = reconciler.apply(keys, started)
+        level = logging.INFO if not result.plan.empty or hints is None else logging.DEBUG
+        log.log(
+            level,
+            "reconciled",
+            extra={
+                "fields": {
+                    "tasks": len(result.desired.tasks),
+                    "plan": result.plan.summary(),
+                    "errors": len(result.desired.problems),
+                    "seconds": round(result.seconds, 4),
+                    "resync": hints is None,
+                }
+            },
+        )
+
+    await reconcile(None)
+    scheduler.start()
+    log.info(
+        "crontask started",
+        extra={
+            "fields": {
+                "instance": me,
+                "paths": ",".join(str(p) for p in options.paths),
+                "tasks": len(scheduler.owned()),
+            }
+        },
+    )
+
+    dirty: set[str] = set()
+    wake = asyncio.Event()
+
+    def on_change(paths: set[str]) -> None:
+        dirty.update(paths)
+        wake.set()
+
+    watcher = loop.create_task(watch_paths(options.paths, on_change, stop))
+    next_resync = time.monotonic() + options.resync_seconds
+    try:
+        while not stop.is_set():
+            timeout = max(0.0, next_resync - time.monotonic())
+            stopping = loop.create_task(stop.wait())
+            woken = loop.create_task(wake.wait())
+            await asyncio.wait({stopping, woken}, timeout=timeout, return_when="FIRST_COMPLETED")
+            stopping.cancel()
+            woken.cancel()
+            if stop.is_set():
+                break
+            if wake.is_set():
+                wake.clear()
+                hints, dirty = {source.kind: set(dirty)}, set()
+                await reconcile(hints)
+            else:
+                await reconcile(None)
+                next_resync = time.monotonic() + options.resync_seconds
+    finally:
+        log.info("crontask stopping", extra={"fields": {"running": dispatcher.active_count()}})
+        scheduler.shutdown()
+        stop.set()
+        with contextlib.suppress(asyncio.CancelledError):
+            await watcher
+        await dispatcher.shutdown(options.shutdown_grace)
+        store.close()
+        log.info("crontask stopped")
+    return 0

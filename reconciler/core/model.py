@@ -1,0 +1,185 @@
+"""The CronTask resource: one pydantic model, the single source of truth.
+
+The same YAML is a file in a git repository and a Kubernetes custom resource. The JSON Schema
+(`crontask schema`, `schemas/crontask.schema.json`) and the CRD's openAPIV3Schema are generated
+from these classes. Defaults follow Kubernetes CronJob where a field has a CronJob twin; where
+crontask differs on purpose (``concurrencyPolicy`` defaults to ``Forbid``) the README says so.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import json
+import re
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
+from pydantic.alias_generators import to_camel
+
+from reconciler.core.schedule import parse_schedule, validate_time_zone
+
+API_VERSION = "crontask.dev/v1alpha1"
+KIND = "CronTask"
+API_GROUP = "crontask.dev"
+
+DNS1123_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
+# Variables the runner sets for every run; a task may not override them.
+RESERVED_ENV_PREFIX = "CRONTASK_"
+
+Label = Annotated[str, StringConstraints(pattern=DNS1123_LABEL, min_length=1, max_length=63)]
+
+
+class _Model(BaseModel):
+    # Unknown fields are errors: a typo such as `schedul:` must not silently become a default.
+    model_config = ConfigDict(
+        extra="forbid",
+        frozen=True,
+        alias_generator=to_camel,
+        populate_by_name=True,
+        use_enum_values=False,
+    )
+
+
+class ConcurrencyPolicy(enum.StrEnum):
+    ALLOW = "Allow"
+    FORBID = "Forbid"
+    REPLACE = "Replace"
+
+
+class Metadata(_Model):
+    name: Label = Field(description="DNS-1123 label, unique within the namespace.")
+    namespace: Label = Field("default", description="Defaults to `default`.")
+    labels: dict[str, str] = Field(default_factory=dict)
+    annotations: dict[str, str] = Field(default_factory=dict)
+
+
+class RetryPolicy(_Model):
+    limit: int = Field(0, ge=0, le=100, description="Further attempts after a failed one.")
+    backoff_seconds: float = Field(10.0, ge=0, description="Delay before the first retry.")
+    backoff_multiplier: float = Field(2.0, ge=1, description="Each further delay is multiplied.")
+    max_backoff_seconds: float | None = Field(None, ge=0, description="Upper bound on a delay.")
+
+
+class CommandAction(_Model):
+    args: list[str] = Field(
+        min_length=1,
+        description="Program and arguments, executed directly (no shell). "
+        'Use ["sh", "-c", "..."] for shell syntax.',
+    )
+    env: dict[str, str] = Field(default_factory=dict, description="Added to the environment.")
+    working_dir: str | None = Field(None, description="Directory the command runs in.")
+
+    @field_validator("args")
+    @classmethod
+    def _program_named(cls, args: list[str]) -> list[str]:
+        if not args[0].strip():
+            raise ValueError("the first argument (the program) must not be empty")
+        return args
+
+    @field_validator("env")
+    @classmethod
+    def _env_names(cls, env: dict[str, str]) -> dict[str, str]:
+        for name in env:
+            if not re.match(ENV_NAME, name):
+                raise ValueError(f"{name!r} is not a valid environment variable name")
+            if name.startswith(RESERVED_ENV_PREFIX):
+                raise ValueError(f"{name!r}: names starting with CRONTASK_ are set by crontask")
+        return env
+
+
+class TaskSpec(_Model):
+    schedule: str = Field(
+        description='5 cron fields; 6 fields = leading seconds; @hourly, @daily, ...; "@every 30s".'
+    )
+    time_zone: str = Field("UTC", description="IANA time zone name, e.g. Europe/Berlin.")
+    suspend: bool = Field(False, description="No new runs while true; running ones finish.")
+    concurrency_policy: ConcurrencyPolicy = Field(
+        ConcurrencyPolicy.FORBID,
+        description="What to do when a slot comes while the previous run is still going.",
+    )
+    starting_deadline_seconds: int | None = Field(
+        None, ge=0, description="How late a slot may still start. Unset: no deadline."
+    )
+    timeout_seconds: int | None = Field(
+        None, gt=0, description="The whole run (its process group) is stopped after this."
+    )
+    retry: RetryPolicy = Field(default_factory=RetryPolicy)
+    successful_runs_history_limit: int = Field(3, ge=0, description="Succeeded runs to keep.")
+    failed_runs_history_limit: int = Field(1, ge=0, description="Failed runs to keep.")
+    command: CommandAction | None = Field(None, description="Run a program.")
+
+    @field_validator("schedule")
+    @classmethod
+    def _schedule(cls, value: str) -> str:
+        # Whether an expression parses does not depend on the zone. The ScheduleError travels
+        # in the pydantic error's context, so the loader can point at the offending column.
+        parse_schedule(value, "UTC")
+        return value
+
+    @field_validator("time_zone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        validate_time_zone(value)
+        return value
+
+    @model_validator(mode="after")
+    def _check(self) -> TaskSpec:
+        actions = [name for name in ACTION_FIELDS if getattr(self, name) is not None]
+        if len(actions) != 1:
+            found = ", ".join(actions) if actions else "none"
+            raise ValueError(
+                f"exactly one action is required ({' | '.join(ACTION_FIELDS)}); found {found}"
+            )
+        return self
+
+
+ACTION_FIELDS = ("command",)
+
+
+class CronTask(_Model):
+    api_version: Literal["crontask.dev/v1alpha1"] = Field(alias="apiVersion")
+    kind: Literal["CronTask"]
+    metadata: Metadata
+    spec: TaskSpec
+
+    @property
+    def key(self) -> str:
+        return f"{self.metadata.namespace}/{self.metadata.name}"
+
+    def spec_hash(self) -> str:
+        return spec_hash(self.spec)
+
+    def to_document(self) -> dict[str, Any]:
+        """The resource as it would be written back to YAML, defaults made explicit."""
+        return self.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+
+def spec_hash(spec: TaskSpec) -> str:
+    """Content hash of the normalized spec: defaults made explicit, keys sorted.
+
+    Two definitions that mean the same (``suspend: false`` written or left out) hash the same,
+    so reformatting a file never restarts a job.
+    """
+    normal = spec.model_dump(mode="json", by_alias=True)
+    return hashlib.sha256(json.dumps(normal, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def json_schema() -> dict[str, Any]:
+    """The JSON Schema of one CronTask document, for editors and CI."""
+    schema = CronTask.model_json_schema(by_alias=True)
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "$id": "https://crontask.dev/schemas/v1alpha1/crontask.schema.json",
+        "title": "CronTask",
+        "description": "A scheduled task declared for crontask (crontask.dev/v1alpha1).",
+        **{k: v for k, v in schema.items() if k not in {"title", "description"}},
+    }

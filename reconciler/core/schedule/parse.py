@@ -1,0 +1,63 @@
+"""Turning a user's schedule string into a :class:`.Schedule`."""
+
+from __future__ import annotations
+
+import re
+
+from .base import Schedule
+from .cron import CronSchedule
+from .errors import ScheduleError
+from .every import EverySchedule, parse_duration
+from .fields import parse_cron
+from .zones import validate_time_zone
+
+MACROS = {
+    "@yearly": "0 0 1 1 *",
+    "@annually": "0 0 1 1 *",
+    "@monthly": "0 0 1 * *",
+    "@weekly": "0 0 * * 0",
+    "@daily": "0 0 * * *",
+    "@midnight": "0 0 * * *",
+    "@hourly": "0 * * * *",
+}
+
+
+def parse_schedule(expression: str, time_zone: str = "UTC") -> Schedule:
+    """Parse a cron expression, a macro (``@daily``) or ``@every <duration>``.
+
+    Raises :class:`ScheduleError` for a bad expression (checked first) or time zone.
+    """
+    words = list(re.finditer(r"\S+", expression))
+    if not words:
+        raise ScheduleError(
+            "empty schedule; expected a cron expression such as '0 2 * * *', a macro such "
+            "as '@daily', or '@every 5m'"
+        )
+    head = words[0]
+    if not head.group().startswith("@"):
+        spec = parse_cron(expression)
+        return CronSchedule(expression, validate_time_zone(time_zone), spec)
+    name = head.group().lower()
+    arguments = words[1:]
+    if name == "@every":
+        if len(arguments) > 1:
+            raise ScheduleError(
+                "@every takes one duration without spaces, e.g. '@every 1h30m'",
+                arguments[1].start(),
+            )
+        text = arguments[0].group() if arguments else ""
+        column = arguments[0].start() if arguments else head.start()
+        interval = parse_duration(text, column)
+        return EverySchedule(expression, validate_time_zone(time_zone), interval)
+    if name == "@reboot":
+        raise ScheduleError(
+            "'@reboot' is not supported; crontask runs tasks on a schedule, not at start-up",
+            head.start(),
+        )
+    if name not in MACROS:
+        known = ", ".join([*MACROS, "@every <duration>"])
+        raise ScheduleError(f"unknown macro {head.group()!r}; use one of {known}", head.start())
+    if arguments:
+        raise ScheduleError(f"{head.group()!r} takes no arguments", arguments[0].start())
+    spec = parse_cron(MACROS[name])
+    return CronSchedule(expression, validate_time_zone(time_zone), spec)

@@ -1,0 +1,132 @@
+"""The APScheduler 3.11 adapter: the only module of crontask that imports apscheduler.
+
+crontask owns misfire, concurrency, timeout and retry semantics, so nothing is left to
+APScheduler's defaults (``misfire_grace_time=1`` and ``max_instances=1`` would skip slots with
+no more than a log line):
+
+- ``misfire_grace_time=None``: APScheduler never drops a late slot; the dispatcher decides with
+  ``startingDeadlineSeconds`` and records the skip.
+- ``coalesce=True``: a backlog (the loop was blocked) becomes one hand-off of the latest slot;
+  the dispatcher accounts for the slots in between.
+- Jobs are handed off by an executor that calls the fire callback on the event loop and returns
+  at once; runs never occupy APScheduler's executor, so ``max_instances`` never refuses a slot.
+- Fire times come from crontask's own schedule engine through ``_ScheduleTrigger``:
+  APScheduler's CronTrigger differs from cron in day-of-week numbering, in the
+  day-of-month/day-of-week rule, and around DST.
+- An in-memory job store: the desired state lives in the sources and the history in the run
+  store, so nothing is pickled.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from apscheduler.executors.base import BaseExecutor
+from apscheduler.jobstores.base import JobLookupError
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.triggers.base import BaseTrigger
+
+from reconciler.core.desired import Definition
+from reconciler.core.plan import Operation, Step
+from reconciler.core.schedule import Schedule
+from reconciler.scheduling.base import FireCallback, schedule_of
+
+JOB_PREFIX = "crontask:"
+_EPSILON = timedelta(microseconds=1)
+
+
+class _ScheduleTrigger(BaseTrigger):  # type: ignore[misc]
+    __slots__ = ("schedule",)
+
+    def __init__(self, schedule: Schedule) -> None:
+        self.schedule = schedule
+
+    def get_next_fire_time(
+        self, previous_fire_time: datetime | None, now: datetime
+    ) -> datetime | None:
+        # On the first call a slot at exactly `now` still counts (hence the epsilon).
+        after = previous_fire_time if previous_fire_time is not None else now - _EPSILON
+        at = self.schedule.next_after(after)
+        return at.astimezone(UTC) if at is not None else None
+
+    def __str__(self) -> str:
+        return f"crontask[{self.schedule.expression}]"
+
+
+class _HandOffExecutor(BaseExecutor):  # type: ignore[misc]
+    """Hands each due slot to crontask at once, on the scheduler's event loop."""
+
+    def __init__(self, fired: FireCallback) -> None:
+        super().__init__()
+        self._fired = fired
+
+    def submit_job(self, job: Any, run_times: list[datetime]) -> None:
+        key = str(job.id).removeprefix(JOB_PREFIX)
+        for at in run_times:
+            self._fired(key, at.astimezone(UTC))
+
+    def _do_submit_job(self, job: Any, run_times: list[datetime]) -> None:
+        raise NotImplementedError  # submit_job above does the whole work
+
+
+class ApsScheduler:
+    """Runs on the asyncio event loop that calls ``start()``."""
+
+    def __init__(self, on_fire: FireCallback) -> None:
+        self._owned: dict[str, Definition] = {}
+        self._aps = AsyncIOScheduler(
+            timezone=UTC,
+            executors={"default": _HandOffExecutor(on_fire)},
+            job_defaults={"misfire_grace_time": None, "coalesce": True, "max_instances": 1},
+        )
+
+    def start(self) -> None:
+        self._aps.start()
+
+    def shutdown(self) -> None:
+        if self._aps.running:
+            self._aps.shutdown(wait=False)
+
+    def apply(self, step: Step) -> None:
+        job_id = JOB_PREFIX + step.key
+        if step.operation is Operation.REMOVE:
+            self._owned.pop(step.key, None)
+            # Already gone is fine: applying a step twice changes nothing.
+            with contextlib.suppress(JobLookupError):
+                self._aps.remove_job(job_id)
+            return
+        assert step.desired is not None
+        trigger = _ScheduleTrigger(schedule_of(step.desired))
+        options: dict[str, Any] = {}
+        if step.desired.task.spec.suspend:
+            options["next_run_time"] = None  # a paused job: kept, fires nothing
+        self._aps.add_job(
+            _never_called,
+            trigger=trigger,
+            id=job_id,
+            name=step.key,
+            replace_existing=True,
+            misfire_grace_time=None,
+            coalesce=True,
+            max_instances=1,
+            **options,
+        )
+        self._owned[step.key] = step.desired
+
+    def owned(self) -> Mapping[str, Definition]:
+        return self._owned
+
+    def next_fire_time(self, key: str) -> datetime | None:
+        job = self._aps.get_job(JOB_PREFIX + key)
+        if job is None or job.next_run_time is None:
+            return None
+        at: datetime = job.next_run_time
+        return at.astimezone(UTC)
+
+
+def _never_called() -> None:
+    """The job function APScheduler requires; the hand-off executor never calls it."""
+    raise AssertionError("crontask jobs are handed off, not called")

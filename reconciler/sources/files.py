@@ -1,0 +1,174 @@
+"""The directory source: ``*.yaml``/``*.yml`` files under one or more paths.
+
+Rules users rely on:
+
+- Every ``*.yaml``/``*.yml`` file under each path, recursively; hidden files and folders
+  (``.git``, the ``..data`` folders of a Kubernetes ConfigMap mount) are skipped, symlinked
+  files are followed. A path may also name a single file.
+- A file is applied whole or not at all. A file that fails to parse or validate never removes or
+  changes the tasks it defined before: they keep running on their last good definition, and the
+  error is reported with ``file:line:col``. Fixing the file applies it.
+- Only files that changed are re-read: a refresh compares each file's (mtime, size, inode)
+  with what was read before, so a periodic full refresh is cheap and heals missed events.
+- A path that disappears (an unmounted volume, a wrong path) is an error; the tasks read from it
+  stay in force until it comes back.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Collection, Iterator, Sequence
+from pathlib import Path
+
+from reconciler.core.desired import Definition, DefinitionError, Location
+from reconciler.sources.documents import parse_text
+
+YAML_SUFFIXES = (".yaml", ".yml")
+
+Signature = tuple[int, int, int]  # (mtime_ns, size, inode)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class FileState:
+    signature: Signature
+    good: tuple[Definition, ...] | None  # None: never read successfully
+    errors: tuple[DefinitionError, ...]
+    ignored: int = 0
+
+    def in_force(self) -> tuple[Definition, ...]:
+        if self.good is None:
+            return ()
+        if not self.errors:
+            return self.good
+        first = str(self.errors[0])
+        return tuple(dataclasses.replace(d, error=first) for d in self.good)
+
+    def keys(self) -> set[str]:
+        keys = {d.key for d in self.good or ()}
+        keys.update(e.key for e in self.errors if e.key)
+        return keys
+
+
+def is_yaml_file(path: Path) -> bool:
+    return path.suffix in YAML_SUFFIXES and not path.name.startswith(".")
+
+
+def iter_yaml_files(root: Path) -> Iterator[Path]:
+    """YAML files under ``root`` in a stable order, skipping hidden entries."""
+    if root.is_file():
+        yield root
+        return
+    for folder, dirs, files in os.walk(root, followlinks=False):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        for name in sorted(files):
+            candidate = Path(folder, name)
+            if is_yaml_file(candidate):
+                yield candidate
+
+
+class DirectorySource:
+    kind = "file"
+
+    def __init__(self, paths: Sequence[Path | str], *, source: str = "file") -> None:
+        self.kind = source
+        self.roots = [Path(p) for p in paths]
+        self._files: dict[Path, FileState] = {}
+        self._root_errors: dict[Path, DefinitionError] = {}
+
+    # -- the Source protocol ---------------------------------------------------------------
+
+    def refresh(self, hints: Collection[str] | None = None) -> set[str]:
+        """Re-read changed files; with ``hints`` (paths from a watcher) look only at those."""
+        if hints is None:
+            return self._rescan()
+        changed: set[str] = set()
+        for hint in hints:
+            path = self._known_path(Path(hint))
+            if path is not None:
+                changed |= self._reread(path)
+        return changed
+
+    def definitions(self) -> list[Definition]:
+        return [d for state in self._files.values() for d in state.in_force()]
+
+    def errors(self) -> list[DefinitionError]:
+        found = [e for state in self._files.values() for e in state.errors]
+        return found + list(self._root_errors.values())
+
+    # -- details ---------------------------------------------------------------------------
+
+    @property
+    def files(self) -> dict[Path, FileState]:
+        return dict(self._files)
+
+    def _known_path(self, hint: Path) -> Path | None:
+        """A watcher's (absolute) path, spelled the way the user gave its root, or None if it
+        is not a file this source reads."""
+        for root in self.roots:
+            if hint == root.absolute() and is_yaml_file(hint):
+                return root
+            try:
+                relative = hint.relative_to(root.absolute())
+            except ValueError:
+                continue
+            if is_yaml_file(hint) and not any(p.startswith(".") for p in relative.parts):
+                return root / relative
+        return None
+
+    def _rescan(self) -> set[str]:
+        changed: set[str] = set()
+        present: set[Path] = set()
+        missing_roots: list[Path] = []
+        for root in self.roots:
+            if not root.exists():
+                missing_roots.append(root)
+                self._root_errors[root] = DefinitionError(
+                    Location(self.kind, str(root)), "path does not exist"
+                )
+                continue
+            self._root_errors.pop(root, None)
+            present.update(iter_yaml_files(root))
+        for path in sorted(present):
+            changed |= self._reread(path)
+        for path in [p for p in self._files if p not in present]:
+            if any(_is_within(path, root) for root in missing_roots):
+                continue  # keep what a vanished root defined until it comes back
+            changed |= self._reread(path)
+        return changed
+
+    def _reread(self, path: Path) -> set[str]:
+        before = self._files.get(path)
+        try:
+            stat = path.stat()
+        except FileNotFoundError:
+            if before is None:
+                return set()
+            del self._files[path]
+            return before.keys()
+        signature = (stat.st_mtime_ns, stat.st_size, stat.st_ino)
+        if before is not None and before.signature == signature:
+            return set()
+        after = self._read(path, signature, before)
+        self._files[path] = after
+        return after.keys() | (before.keys() if before else set())
+
+    def _read(self, path: Path, signature: Signature, before: FileState | None) -> FileState:
+        good = before.good if before else None
+        try:
+            text = path.read_bytes().decode("utf-8")
+        except (OSError, UnicodeDecodeError) as err:
+            error = DefinitionError(Location(self.kind, str(path), 1, 1), f"cannot read: {err}")
+            return FileState(signature, good, (error,))
+        parsed = parse_text(text, str(path), source=self.kind)
+        if parsed.errors:
+            return FileState(signature, good, tuple(parsed.errors), parsed.ignored)
+        return FileState(signature, tuple(parsed.definitions), (), parsed.ignored)
+
+
+def _is_within(path: Path, root: Path) -> bool:
+    try:
+        path.relative_to(root)
+    except ValueError:
+        return False
+    return True

@@ -1,0 +1,52 @@
+"""File watching (watchfiles): the one module of the sources that imports it.
+
+Events only mark paths dirty; the controller's pass re-reads them (level-triggered). A missed
+event is healed by the periodic full resync, so the watcher may be lossy but never wrong.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from watchfiles import awatch
+
+log = logging.getLogger("crontask.sources")
+
+# Editors save in bursts (write, rename, chmod): wait this long for the burst to end. Small
+# enough that an edit is in effect well under a second.
+DEBOUNCE_MS = 50
+
+
+async def watch_paths(
+    roots: Sequence[Path],
+    on_change: Callable[[set[str]], None],
+    stop: asyncio.Event,
+    *,
+    debounce_ms: int = DEBOUNCE_MS,
+) -> None:
+    """Call ``on_change`` with the absolute paths that changed, until ``stop`` is set."""
+    targets = [str(r.absolute()) for r in roots if r.exists()]
+    if not targets:
+        return
+    while not stop.is_set():
+        try:
+            async for changes in awatch(
+                *targets,
+                stop_event=stop,
+                debounce=debounce_ms,
+                step=10,
+                recursive=True,
+                ignore_permission_denied=True,
+            ):
+                on_change({path for _, path in changes})
+        except (OSError, RuntimeError) as err:
+            # The watched folder went away or the OS watcher failed. The resync still reads
+            # the paths; try to watch again shortly.
+            log.warning("file watch failed; retrying", extra={"fields": {"error": str(err)}})
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=5.0)
+            targets = [str(r.absolute()) for r in roots if r.exists()] or targets

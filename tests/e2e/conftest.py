@@ -1,0 +1,111 @@
+"""Start the real ``crontask run`` as a subprocess and watch its effects from outside."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import TypeVar
+
+import pytest
+
+from reconciler.core.runs import RunRecord
+from reconciler.store import open_store, sqlite_url
+from reconciler.store.base import RunQuery
+
+T = TypeVar("T")
+
+
+def wait_for(what: str, condition: Callable[[], T], timeout: float = 20.0) -> T:
+    """Poll ``condition`` until it returns something truthy; fail with ``what`` after
+    ``timeout`` seconds. The conditions are observable effects (a file, a record, a log line),
+    so the test waits exactly as long as crontask needs, and no longer."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(0.05)
+
+
+class Crontask:
+    def __init__(self, workdir: Path, tasks: Path, extra: list[str]) -> None:
+        self.workdir = workdir
+        self.tasks = tasks
+        self.state = workdir / "state"
+        self.log_path = workdir / "crontask.log"
+        self.extra = extra
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> Crontask:
+        log = self.log_path.open("ab")
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "reconciler",
+                "run",
+                str(self.tasks),
+                "--state-dir",
+                str(self.state),
+                "--kill-grace",
+                "1s",
+                "--shutdown-grace",
+                "2s",
+                *self.extra,
+            ],
+            cwd=self.workdir,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+        log.close()
+        self.wait_log("crontask started")
+        return self
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def wait_log(self, text: str, timeout: float = 20.0) -> None:
+        def seen() -> bool:
+            assert self.proc is not None
+            if self.proc.poll() is not None and text not in self.log():
+                raise AssertionError(f"crontask exited ({self.proc.returncode}):\n{self.log()}")
+            return text in self.log()
+
+        wait_for(f"log line {text!r}", seen, timeout)
+
+    def runs(self, task: str | None = None) -> list[RunRecord]:
+        store = open_store(sqlite_url(self.state))
+        try:
+            return store.query(RunQuery(task=task, limit=1000)).items
+        finally:
+            store.close()
+
+    def stop(self, sig: int = signal.SIGTERM) -> int:
+        if self.proc is None or self.proc.poll() is not None:
+            return self.proc.returncode if self.proc else 0
+        self.proc.send_signal(sig)
+        return self.proc.wait(timeout=30)
+
+
+@pytest.fixture
+def crontask(tmp_path: Path) -> Iterator[Callable[..., Crontask]]:
+    started: list[Crontask] = []
+
+    def start(*extra: str) -> Crontask:
+        tasks = tmp_path / "tasks"
+        tasks.mkdir(exist_ok=True)
+        instance = Crontask(tmp_path, tasks, list(extra)).start()
+        started.append(instance)
+        return instance
+
+    yield start
+    for instance in started:
+        instance.stop()

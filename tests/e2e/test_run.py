@@ -1,0 +1,188 @@
+"""``crontask run`` end to end: a folder of YAML edited, broken and emptied while it runs.
+
+Each task here fires every second; the effects are read from disk and from the run store, the
+way a user would check them.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from reconciler.core.runs import RunStatus, Trigger
+from tests.e2e.conftest import Crontask, wait_for
+
+pytestmark = pytest.mark.e2e
+
+
+def task(name: str, args: list[str], schedule: str = "* * * * * *", **spec: object) -> str:
+    lines = [
+        "apiVersion: crontask.dev/v1alpha1",
+        "kind: CronTask",
+        f"metadata: {{name: {name}}}",
+        "spec:",
+        f'  schedule: "{schedule}"',
+        *[f"  {k}: {v}" for k, v in spec.items()],
+        "  command:",
+        "    args:",
+        *[f"      - {a!r}" for a in args],
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def append(path: str) -> list[str]:
+    return ["sh", "-c", f'echo "$CRONTASK_RUN_ID $CRONTASK_ATTEMPT" >> {path}']
+
+
+def lines(path: Path) -> list[str]:
+    return path.read_text().splitlines() if path.exists() else []
+
+
+def test_runs_are_recorded(crontask: Callable[..., Crontask], tmp_path: Path) -> None:
+    app = crontask()
+    (app.tasks / "tick.yaml").write_text(task("tick", append("tick.txt")))
+    out = tmp_path / "tick.txt"
+    wait_for("two runs of tick", lambda: len(lines(out)) >= 2)
+    runs = wait_for(
+        "two finished records",
+        lambda: (
+            [r for r in app.runs("default/tick") if r.status is RunStatus.SUCCEEDED][:2]
+            if len([r for r in app.runs("default/tick") if r.status.finished]) >= 2
+            else None
+        ),
+    )
+    assert isinstance(runs, list)
+    for record in runs:
+        assert record.trigger is Trigger.SCHEDULE
+        assert record.exit_code == 0
+        assert record.id.startswith("default.tick.")
+        assert record.started_at is not None
+        assert record.finished_at is not None
+        assert record.scheduled_at <= record.started_at <= record.finished_at
+    # The command saw its own run id: what it wrote is what the store recorded.
+    written = {line.split()[0] for line in lines(out)}
+    assert {r.id for r in runs} <= written
+
+
+def test_edit_changes_what_runs(crontask: Callable[..., Crontask], tmp_path: Path) -> None:
+    app = crontask()
+    file = app.tasks / "job.yaml"
+    file.write_text(task("job", append("before.txt")))
+    wait_for("a run before the edit", lambda: lines(tmp_path / "before.txt"))
+    file.write_text(task("job", append("after.txt")))
+    app.wait_log("task updated")
+    wait_for("a run after the edit", lambda: lines(tmp_path / "after.txt"))
+    settled = len(lines(tmp_path / "before.txt"))
+    wait_for("three more runs after the edit", lambda: len(lines(tmp_path / "after.txt")) >= 4)
+    assert len(lines(tmp_path / "before.txt")) == settled
+
+
+def test_delete_stops_the_task(crontask: Callable[..., Crontask], tmp_path: Path) -> None:
+    app = crontask()
+    (app.tasks / "clock.yaml").write_text(task("clock", append("clock.txt")))
+    doomed = app.tasks / "doomed.yaml"
+    doomed.write_text(task("doomed", append("doomed.txt")))
+    wait_for("doomed running", lambda: lines(tmp_path / "doomed.txt"))
+    doomed.unlink()
+    app.wait_log("task removed")
+    count = len(lines(tmp_path / "doomed.txt"))
+    # The other task is the clock: three more of its runs and no more of doomed's.
+    ticks = len(lines(tmp_path / "clock.txt"))
+    wait_for("three clock ticks", lambda: len(lines(tmp_path / "clock.txt")) >= ticks + 3)
+    assert len(lines(tmp_path / "doomed.txt")) <= count + 1  # one may have been in flight
+
+
+def test_broken_file_keeps_last_good_definition(
+    crontask: Callable[..., Crontask], tmp_path: Path
+) -> None:
+    app = crontask()
+    file = app.tasks / "job.yaml"
+    file.write_text(task("job", append("job.txt")))
+    wait_for("a first run", lambda: lines(tmp_path / "job.txt"))
+    # Line 5 gets an hour of 99: the error must name file, line and column.
+    file.write_text(task("job", append("broken.txt"), schedule="* * 99 * * *"))
+    app.wait_log(f"{file}:5:")
+    assert "hour" in app.log().split(f"{file}:5:")[1].splitlines()[0]
+    before = len(lines(tmp_path / "job.txt"))
+    wait_for(
+        "runs on the last good definition", lambda: len(lines(tmp_path / "job.txt")) >= before + 2
+    )
+    assert not (tmp_path / "broken.txt").exists()
+    # Fixing the file applies it.
+    file.write_text(task("job", append("fixed.txt")))
+    app.wait_log("definition error resolved")
+    wait_for("a run of the fixed definition", lambda: lines(tmp_path / "fixed.txt"))
+
+
+def test_empty_folder_removes_nothing_without_allow_empty(
+    crontask: Callable[..., Crontask], tmp_path: Path
+) -> None:
+    app = crontask()
+    file = app.tasks / "only.yaml"
+    file.write_text(task("only", append("only.txt")))
+    wait_for("a first run", lambda: lines(tmp_path / "only.txt"))
+    file.unlink()
+    app.wait_log("every source is empty")
+    before = len(lines(tmp_path / "only.txt"))
+    wait_for("still running", lambda: len(lines(tmp_path / "only.txt")) >= before + 2)
+
+
+def test_timeout_kills_the_whole_process_group(
+    crontask: Callable[..., Crontask], tmp_path: Path
+) -> None:
+    app = crontask()
+    script = 'sleep 300 & echo $! > "grandchild-$CRONTASK_RUN_ID.pid"; wait'
+    # Forbid (the default) keeps it to one run at a time while each one times out.
+    (app.tasks / "slow.yaml").write_text(
+        task("slow", ["sh", "-c", script], schedule="* * * * * *", timeoutSeconds=1)
+    )
+    record = wait_for(
+        "a timed-out run",
+        lambda: next(
+            (r for r in app.runs("default/slow") if r.status is RunStatus.TIMED_OUT), None
+        ),
+    )
+    assert record is not None
+    assert "timed out" in (record.message or "")
+    pid = int((tmp_path / f"grandchild-{record.id}.pid").read_text())
+    wait_for("the grandchild to be gone", lambda: not _alive(pid), timeout=5)
+
+
+def test_killed_process_leaves_an_interrupted_run(
+    crontask: Callable[..., Crontask], tmp_path: Path
+) -> None:
+    app = crontask()
+    (app.tasks / "long.yaml").write_text(
+        task("long", ["sh", "-c", "echo $$ > started; exec sleep 30"], schedule="* * * * * *")
+    )
+    wait_for("the run to start", lambda: (tmp_path / "started").exists())
+    wait_for(
+        "its running record",
+        lambda: any(r.status is RunStatus.RUNNING for r in app.runs("default/long")),
+    )
+    app.stop(signal.SIGKILL)
+    (app.tasks / "long.yaml").unlink()
+    app.start()
+    app.wait_log("run interrupted")
+    statuses = {r.status for r in app.runs("default/long")}
+    assert RunStatus.INTERRUPTED in statuses
+    assert RunStatus.RUNNING not in statuses
+    # The orphan of the killed instance is ours to clean up (its own process group).
+    os.killpg(int((tmp_path / "started").read_text()), signal.SIGKILL)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A zombie is gone for every purpose but the process table; read its state.
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0]
+    except FileNotFoundError:
+        return False
+    return state != "Z"

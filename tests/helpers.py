@@ -1,0 +1,26 @@
+"""Builders shared by the test suites."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from reconciler.core.desired import Definition, Location
+from reconciler.core.model import CronTask
+
+
+def task_doc(name: str = "t", namespace: str = "default", **spec: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {"schedule": "* * * * *", "command": {"args": ["true"]}}
+    body.update(spec)
+    return {
+        "apiVersion": "crontask.dev/v1alpha1",
+        "kind": "CronTask",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": body,
+    }
+
+
+def definition(
+    name: str = "t", path: str = "a.yaml", line: int = 1, namespace: str = "default", **spec: Any
+) -> Definition:
+    task = CronTask.model_validate(task_doc(name, namespace, **spec))
+    return Definition.of(task, Location("file", path, line, 1))

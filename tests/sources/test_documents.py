@@ -1,0 +1,124 @@
+"""YAML text to definitions: every error at its file:line:col."""
+
+from __future__ import annotations
+
+import textwrap
+
+import pytest
+
+from reconciler.sources.documents import parse_text
+
+GOOD = """\
+apiVersion: crontask.dev/v1alpha1
+kind: CronTask
+metadata:
+  name: backup
+  namespace: ops
+spec:
+  schedule: "0 2 * * *"
+  command:
+    args: ["true"]
+"""
+
+
+def errors_of(text: str) -> list[str]:
+    return [str(e) for e in parse_text(textwrap.dedent(text), "t.yaml").errors]
+
+
+def test_good_document() -> None:
+    parsed = parse_text(GOOD, "t.yaml")
+    assert not parsed.errors
+    (definition,) = parsed.definitions
+    assert definition.key == "ops/backup"
+    assert str(definition.location) == "t.yaml:1:1"
+    assert definition.task.spec.concurrency_policy == "Forbid"
+
+
+def test_multi_document_locations_and_empty_documents() -> None:
+    text = "---\n" + GOOD + "---\n---\n" + GOOD.replace("backup", "other")
+    parsed = parse_text(text, "t.yaml")
+    assert [str(d.location) for d in parsed.definitions] == ["t.yaml:2:1", "t.yaml:13:1"]
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (
+            GOOD.replace("  schedule:", "  schedul:"),
+            [
+                "t.yaml:6:1: spec.schedule: required field is missing",
+                "t.yaml:7:3: spec.schedul: unknown field",
+            ],
+        ),
+        (
+            GOOD.replace("name: backup", "name: Backup_1"),
+            [
+                "t.yaml:4:3: metadata.name: 'Backup_1' is not a DNS-1123 label (lower-case "
+                "letters, digits and '-', starting and ending with a letter or digit)"
+            ],
+        ),
+        (
+            GOOD + "  timeZone: Europe/Berln\n",
+            ["t.yaml:10:3: spec.timeZone: unknown time zone 'Europe/Berln'"],
+        ),
+        (
+            GOOD.replace('args: ["true"]', "args: []"),
+            [
+                "t.yaml:9:5: spec.command.args: "
+                "List should have at least 1 item after validation, not 0"
+            ],
+        ),
+        (
+            GOOD.replace('  command:\n    args: ["true"]\n', ""),
+            ["t.yaml:6:1: spec: exactly one action is required (command); found none"],
+        ),
+        (
+            GOOD.replace("kind: CronTask", "kind: CronJob"),
+            ["t.yaml:2:1: kind: Input should be 'CronTask'"],
+        ),
+        (
+            GOOD.replace("  namespace: ops\n", "  namespace: ops\n  name: again\n"),
+            ["t.yaml:6:3: metadata.name: duplicate key"],
+        ),
+        (
+            "- just\n- a list\n",
+            ["t.yaml:1:1: Input should be a valid dictionary or instance of CronTask"],
+        ),
+    ],
+)
+def test_errors_point_at_the_field(text: str, expected: list[str]) -> None:
+    assert errors_of(text) == expected
+
+
+def test_schedule_error_points_inside_the_expression() -> None:
+    (error,) = parse_text(GOOD.replace('"0 2 * * *"', '"0 25 * * *"'), "t.yaml").errors
+    # Line 7 is `  schedule: "0 25 * * *"`; the hour field starts at column 16.
+    assert error.location.line == 7
+    assert error.location.column == 16
+    assert "hour" in error.message
+
+
+def test_error_keeps_the_task_key_when_it_can() -> None:
+    (error,) = parse_text(GOOD.replace("0 2 * * *", "nope"), "t.yaml").errors
+    assert error.key == "ops/backup"
+
+
+def test_documents_of_other_groups_are_ignored() -> None:
+    deployment = "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web}\nspec: {}\n"
+    config = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\n"
+    parsed = parse_text(deployment + "---\n" + GOOD + "---\n" + config, "t.yaml")
+    assert parsed.ignored == 2
+    assert [d.key for d in parsed.definitions] == ["ops/backup"]
+
+
+def test_a_document_without_group_must_be_a_crontask() -> None:
+    assert errors_of("kind: CronTask\nmetadata: {name: x}\nspec: {}\n")[0] == (
+        "t.yaml:1:1: apiVersion: required field is missing"
+    )
+
+
+def test_yaml_syntax_error_is_one_error_at_its_position() -> None:
+    # The wording comes from the YAML parser (libyaml or PyYAML's); the place is ours.
+    (error,) = errors_of("apiVersion: crontask.dev/v1alpha1\nspec: [unclosed\n")
+    assert error.startswith("t.yaml:3:1: YAML syntax error: ")
+    assert "']'" in error

@@ -1,0 +1,139 @@
+"""The directory source: what is read, last-known-good, deletions, vanished paths."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from reconciler.sources.files import DirectorySource
+
+
+def doc(name: str, schedule: str = "* * * * *", namespace: str = "default") -> str:
+    return (
+        "apiVersion: crontask.dev/v1alpha1\nkind: CronTask\n"
+        f"metadata: {{name: {name}, namespace: {namespace}}}\n"
+        f'spec: {{schedule: "{schedule}", command: {{args: ["true"]}}}}\n'
+    )
+
+
+def write(path: Path, text: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    # Make every write visible to the (mtime, size, inode) check even within one tick.
+    stat = path.stat()
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000))
+    return path
+
+
+def keys(source: DirectorySource) -> dict[str, str]:
+    return {d.key: d.task.spec.schedule for d in source.definitions()}
+
+
+def test_reads_yaml_recursively_skipping_hidden_and_other_files(tmp_path: Path) -> None:
+    write(tmp_path / "a.yaml", doc("a"))
+    write(tmp_path / "sub" / "deeper" / "b.yml", doc("b"))
+    write(tmp_path / ".git" / "c.yaml", doc("c"))
+    write(tmp_path / "..data" / "d.yaml", doc("d"))
+    write(tmp_path / ".hidden.yaml", doc("e"))
+    write(tmp_path / "notes.txt", doc("f"))
+    source = DirectorySource([tmp_path])
+    assert source.refresh() == {"default/a", "default/b"}
+    assert set(keys(source)) == {"default/a", "default/b"}
+
+
+def test_a_path_may_be_a_single_file(tmp_path: Path) -> None:
+    file = write(tmp_path / "one.yaml", doc("one"))
+    source = DirectorySource([file])
+    source.refresh()
+    assert set(keys(source)) == {"default/one"}
+
+
+def test_only_changed_files_are_reread(tmp_path: Path) -> None:
+    write(tmp_path / "a.yaml", doc("a"))
+    b = write(tmp_path / "b.yaml", doc("b"))
+    source = DirectorySource([tmp_path])
+    source.refresh()
+    assert source.refresh() == set()
+    write(b, doc("b", "0 * * * *"))
+    assert source.refresh() == {"default/b"}
+    assert keys(source)["default/b"] == "0 * * * *"
+
+
+def test_broken_file_keeps_its_last_good_tasks(tmp_path: Path) -> None:
+    file = write(tmp_path / "a.yaml", doc("a") + "---\n" + doc("b"))
+    source = DirectorySource([tmp_path])
+    source.refresh()
+    # Break one document and edit the other: the whole file keeps its last good version.
+    write(file, doc("a", "*/2 * * * *") + "---\n" + doc("b", "61 * * * *"))
+    source.refresh()
+    assert keys(source) == {"default/a": "* * * * *", "default/b": "* * * * *"}
+    (error,) = source.errors()
+    # Second document, line 9; column 19 is where "61" starts inside the expression.
+    assert str(error) == f"{file}:9:19: spec.schedule: minute field: 61 is out of range 0-59"
+    assert all(d.error == str(error) for d in source.definitions())
+    # Fixing the file applies it, and clears the error.
+    write(file, doc("a", "*/2 * * * *") + "---\n" + doc("b", "1 * * * *"))
+    source.refresh()
+    assert keys(source) == {"default/a": "*/2 * * * *", "default/b": "1 * * * *"}
+    assert source.errors() == []
+    assert all(d.error is None for d in source.definitions())
+
+
+def test_a_file_broken_from_the_start_defines_nothing(tmp_path: Path) -> None:
+    write(tmp_path / "a.yaml", "spec: [")
+    source = DirectorySource([tmp_path])
+    source.refresh()
+    assert keys(source) == {}
+    assert len(source.errors()) == 1
+
+
+def test_deleting_a_file_removes_its_tasks(tmp_path: Path) -> None:
+    file = write(tmp_path / "a.yaml", doc("a"))
+    source = DirectorySource([tmp_path])
+    source.refresh()
+    file.unlink()
+    assert source.refresh() == {"default/a"}
+    assert keys(source) == {}
+
+
+def test_hints_reread_only_the_named_files(tmp_path: Path) -> None:
+    a = write(tmp_path / "a.yaml", doc("a"))
+    b = write(tmp_path / "b.yaml", doc("b"))
+    source = DirectorySource([tmp_path])
+    source.refresh()
+    write(a, doc("a", "0 * * * *"))
+    write(b, doc("b", "0 * * * *"))
+    assert source.refresh({str(a.absolute()), str(tmp_path / "unrelated.txt")}) == {"default/a"}
+    assert keys(source) == {"default/a": "0 * * * *", "default/b": "* * * * *"}
+
+
+def test_hints_on_relative_roots_keep_the_users_spelling(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    write(tmp_path / "tasks" / "a.yaml", doc("a"))
+    source = DirectorySource([Path("tasks")])
+    source.refresh()
+    write(tmp_path / "tasks" / "a.yaml", doc("a", "0 2 * * *"))
+    source.refresh({str(tmp_path / "tasks" / "a.yaml")})
+    (definition,) = source.definitions()
+    assert definition.location.path == "tasks/a.yaml"
+    assert definition.task.spec.schedule == "0 2 * * *"
+
+
+def test_a_vanished_path_keeps_its_tasks_and_is_an_error(tmp_path: Path) -> None:
+    root = tmp_path / "mount"
+    write(root / "a.yaml", doc("a"))
+    source = DirectorySource([root])
+    source.refresh()
+    (root / "a.yaml").rename(tmp_path / "moved.yaml")
+    root.rmdir()
+    source.refresh()
+    assert set(keys(source)) == {"default/a"}
+    assert [e.message for e in source.errors()] == ["path does not exist"]
+    root.mkdir()
+    source.refresh()
+    assert keys(source) == {}
+    assert source.errors() == []
