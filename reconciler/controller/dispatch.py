@@ -40,6 +40,14 @@ class ActiveRun:
     record: RunRecord
     command: CommandRun | None = None
     task: asyncio.Task[None] | None = None
+    stop_reason: str | None = None
+
+    def stop(self, reason: str) -> None:
+        """Stop the run, also when its process has not been spawned yet (its claim may still
+        be on its way to the store): the reason is kept and applied as soon as it exists."""
+        self.stop_reason = self.stop_reason or reason
+        if self.command is not None:
+            self.command.stop(self.stop_reason)
 
 
 RunListener = Callable[[RunRecord], None]
@@ -66,6 +74,8 @@ class Dispatcher:
         self._io_pool = ThreadPoolExecutor(io_threads, thread_name_prefix="crontask-store")
         self._active: dict[str, dict[str, ActiveRun]] = {}
         self._listeners: list[RunListener] = []
+        # Record writes not tied to a run (skips); kept so drain() and shutdown can await them.
+        self._writes: set[asyncio.Task[None]] = set()
 
     # -- queries ---------------------------------------------------------------------------
 
@@ -114,8 +124,7 @@ class Dispatcher:
             )
         replaced = list(running.values()) if policy is ConcurrencyPolicy.REPLACE else []
         for old in replaced:
-            if old.command is not None:
-                old.command.stop("Replaced")
+            old.stop("Replaced")
         active = ActiveRun(record)
         self._active.setdefault(key, {})[record.id] = active
         active.task = asyncio.get_running_loop().create_task(
@@ -136,7 +145,9 @@ class Dispatcher:
             "slot skipped",
             extra={"fields": {"task": record.task, "run": record.id, "reason": reason}},
         )
-        asyncio.get_running_loop().create_task(self._record(self.store.claim, skipped))
+        write = asyncio.get_running_loop().create_task(self._record(self.store.claim, skipped))
+        self._writes.add(write)
+        write.add_done_callback(self._writes.discard)
         return skipped
 
     # -- one run ---------------------------------------------------------------------------
@@ -222,26 +233,37 @@ class Dispatcher:
             output_limit=self.output_limit,
         )
         active.command = command
+        if active.stop_reason is not None:
+            command.stop(active.stop_reason)  # run() then reports it without spawning
         log.info(
             "run started",
             extra={"fields": {"task": record.task, "run": record.id, "trigger": record.trigger}},
         )
         return await command.run()
 
-    # -- shutdown --------------------------------------------------------------------------
+    # -- waiting and shutdown ----------------------------------------------------------------
+
+    def _in_flight(self) -> list[asyncio.Task[None]]:
+        runs = [a.task for by_id in self._active.values() for a in by_id.values() if a.task]
+        return runs + list(self._writes)
+
+    async def drain(self, timeout: float | None = None) -> bool:
+        """Wait until every run in flight has ended and every record is written; False if
+        ``timeout`` passed first."""
+        while pending := self._in_flight():
+            _, still = await asyncio.wait(pending, timeout=timeout)
+            if still:
+                return False
+        return True
 
     async def shutdown(self, grace: float) -> None:
         """Let running runs finish for up to ``grace`` seconds, then stop them (recorded as
         interrupted, reason Shutdown), and wait for their records to be written."""
-        tasks = [a.task for runs in self._active.values() for a in runs.values() if a.task]
-        if tasks:
-            _, pending = await asyncio.wait(tasks, timeout=grace)
-            if pending:
-                for runs in self._active.values():
-                    for active in runs.values():
-                        if active.command is not None:
-                            active.command.stop(SHUTDOWN)
-                await asyncio.wait(pending)
+        if not await self.drain(grace):
+            for by_id in self._active.values():
+                for active in by_id.values():
+                    active.stop(SHUTDOWN)
+            await self.drain()
         self._io_pool.shutdown(wait=True)
 
     # -- store I/O off the loop ------------------------------------------------------------

@@ -1,1 +1,62 @@
-"""store"""
+"""The run store: the queryable history of every run, and the arbiter of who runs a slot.
+
+The seam is :class:`RunStore` (``base.py``, whose docstrings are the contract). Implementations:
+
+- :class:`MemoryRunStore` (``memory.py``): process-local; a real implementation for tests.
+- :class:`SqlRunStore` (``sql.py``): SQLite (default, one file in the state directory) and
+  PostgreSQL (several replicas sharing one history), schema versioned with Alembic
+  (``migrations/``) and upgraded automatically when opened.
+
+Pick one by URL with :func:`open_store`. This is the only package allowed to import SQLAlchemy;
+everything else sees the Protocol, the dataclasses and the errors re-exported here.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from reconciler.store.base import (
+    DuplicateRun,
+    IncompatibleSchema,
+    RunPage,
+    RunQuery,
+    RunStore,
+    StoreUnavailable,
+)
+from reconciler.store.memory import MemoryRunStore
+
+__all__ = [
+    "DuplicateRun",
+    "IncompatibleSchema",
+    "MemoryRunStore",
+    "RunPage",
+    "RunQuery",
+    "RunStore",
+    "StoreUnavailable",
+    "open_store",
+    "sqlite_url",
+]
+
+MEMORY_URL = "memory://"
+DB_FILENAME = "runs.db"
+
+
+def sqlite_url(state_dir: Path) -> str:
+    """The URL of the default store: ``state_dir/runs.db`` (absolute, so cwd does not matter)."""
+    return f"sqlite:///{(state_dir / DB_FILENAME).resolve()}"
+
+
+def open_store(url: str) -> RunStore:
+    """Open the store at ``url``, creating and migrating it to the current schema as needed.
+
+    ``memory://`` -> a fresh :class:`MemoryRunStore`; ``sqlite:///PATH`` and
+    ``postgresql+psycopg://USER:PASS@HOST:PORT/DB`` -> a :class:`SqlRunStore`. Raises
+    :class:`StoreUnavailable` if the database cannot be reached, :class:`IncompatibleSchema` if
+    a newer crontask migrated it, ``ValueError`` for an unsupported URL.
+    """
+    if url == MEMORY_URL:
+        return MemoryRunStore()
+    # Imported here so that importing the seam (e.g. for the types) does not load SQLAlchemy.
+    from reconciler.store.sql import SqlRunStore
+
+    return SqlRunStore.open(url)

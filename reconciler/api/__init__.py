@@ -1,0 +1,1 @@
+"""The REST API (FastAPI): tasks, runs, manual triggers, auth, health and metrics."""

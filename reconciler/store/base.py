@@ -1,0 +1,351 @@
+"""The run store seam: the :class:`RunStore` Protocol, its query types and its errors.
+
+Every implementation (``memory.py``, ``sql.py``) passes the same contract suite
+(``tests/store/test_store_contract.py``); the docstrings here are that contract in prose.
+
+Rules that hold for every method:
+
+- Datetimes going in must be timezone-aware (``ValueError`` otherwise); datetimes coming out are
+  timezone-aware and in UTC, whatever zone they went in with.
+- ``(id, attempt)`` is the identity of a record. A *run* is all the attempts sharing an ``id``;
+  they share ``task`` and ``scheduled_at`` because the id is derived from them
+  (:func:`reconciler.core.runs.run_id`).
+- "Newest first" always means ``scheduled_at`` descending, then ``id`` descending, then
+  ``attempt`` descending: a total order, so pagination is stable.
+- :class:`StoreUnavailable` means "try again later" (the database could not be reached or stayed
+  locked); any other exception is a bug or a contract violation and should not be retried.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import dataclasses
+import json
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Final, Literal, Protocol, runtime_checkable
+
+from reconciler.core.runs import RunRecord, RunStatus, Trigger
+
+__all__ = [
+    "FAILED_STATUSES",
+    "INTERRUPTED_MESSAGE",
+    "INTERRUPTED_REASON",
+    "MAX_PAGE_SIZE",
+    "Cursor",
+    "DuplicateRun",
+    "IncompatibleSchema",
+    "RetentionClass",
+    "RetentionTally",
+    "RunPage",
+    "RunQuery",
+    "RunStore",
+    "StoreUnavailable",
+    "interrupted",
+    "normalized",
+    "retention_class",
+    "storable_text",
+    "utc",
+]
+
+MAX_PAGE_SIZE: Final = 1000
+"""The largest ``RunQuery.limit``: a page is one round trip, not an export."""
+
+INTERRUPTED_REASON: Final = "ProcessDied"
+INTERRUPTED_MESSAGE: Final = (
+    "the crontask process that ran this attempt ({owner}) exited before it finished; "
+    "its outcome is unknown"
+)
+
+FAILED_STATUSES: Final = frozenset({RunStatus.FAILED, RunStatus.TIMED_OUT, RunStatus.INTERRUPTED})
+"""The statuses ``failedRunsHistoryLimit`` keeps (as Kubernetes CronJob does for failed Jobs)."""
+
+
+class DuplicateRun(Exception):
+    """``(id, attempt)`` already exists. This is how a slot is kept from running twice: whoever
+    claims first runs it, everybody else (other threads, processes, replicas) gets this."""
+
+    def __init__(self, run_id: str, attempt: int) -> None:
+        super().__init__(f"run {run_id!r} attempt {attempt} is already claimed")
+        self.run_id = run_id
+        self.attempt = attempt
+
+
+class StoreUnavailable(Exception):
+    """Temporary: the database could not be reached, or stayed locked past the busy timeout.
+    The operation did not happen (or its outcome is unknown for a lost commit) - retry later."""
+
+
+class IncompatibleSchema(Exception):
+    """The database was migrated by a newer crontask (its schema revision is unknown here).
+    Refusing to touch it is safer than guessing; upgrade crontask or point it at another DB."""
+
+
+@dataclass(frozen=True, slots=True)
+class RunQuery:
+    """A filtered, paginated view of the history. Filters combine with AND.
+
+    ``since`` is inclusive and ``until`` exclusive, both on ``scheduled_at`` (a half-open window,
+    so consecutive windows neither overlap nor leave gaps). ``cursor`` is the ``next_cursor`` of
+    the previous page of the *same* query; it is opaque and keyset-based (it names the last row
+    seen, not an offset), so rows inserted while paging do not shift later pages.
+    """
+
+    task: str | None = None
+    status: RunStatus | None = None
+    trigger: Trigger | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    limit: int = 50
+    cursor: str | None = None
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.limit <= MAX_PAGE_SIZE:
+            raise ValueError(f"limit must be in 1..{MAX_PAGE_SIZE}, got {self.limit}")
+        for name in ("since", "until"):
+            value = getattr(self, name)
+            if value is not None and value.tzinfo is None:
+                raise ValueError(f"{name} must be timezone-aware")
+        if self.cursor is not None:
+            Cursor.decode(self.cursor)  # fail at construction, not deep inside a store
+
+
+@dataclass(frozen=True, slots=True)
+class RunPage:
+    """One page, newest first. ``next_cursor`` is ``None`` on the last page."""
+
+    items: list[RunRecord]
+    next_cursor: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Cursor:
+    """The keyset position after which the next page starts: the sort key of the last item."""
+
+    scheduled_at: datetime
+    id: str
+    attempt: int
+
+    @classmethod
+    def after(cls, record: RunRecord) -> Cursor:
+        return cls(utc(record.scheduled_at), record.id, record.attempt)
+
+    def encode(self) -> str:
+        raw = json.dumps(
+            [self.scheduled_at.isoformat(), self.id, self.attempt], separators=(",", ":")
+        )
+        return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+    @classmethod
+    def decode(cls, token: str) -> Cursor:
+        try:
+            padded = token + "=" * (-len(token) % 4)
+            at, run_id, attempt = json.loads(base64.urlsafe_b64decode(padded.encode()))
+            when = datetime.fromisoformat(at)
+            if when.tzinfo is None or not isinstance(run_id, str) or type(attempt) is not int:
+                raise ValueError(token)
+        except (ValueError, TypeError, binascii.Error, UnicodeDecodeError) as exc:
+            raise ValueError(f"malformed cursor {token!r}") from exc
+        return cls(utc(when), run_id, attempt)
+
+    def sort_key(self) -> tuple[datetime, str, int]:
+        return (self.scheduled_at, self.id, self.attempt)
+
+
+RetentionClass = Literal["succeeded", "failed", "skipped"]
+
+
+def retention_class(status: RunStatus) -> RetentionClass | None:
+    """Which history limit keeps a finished run whose latest attempt ended with ``status``.
+
+    Skipped runs (a slot not started, e.g. ``concurrencyPolicy: Forbid``) are kept by the failed
+    limit but counted in a bucket of their own: a burst of skips while a long run holds the slot
+    must not push the evidence of real failures out of the history, and a skip is not a success.
+    ``None`` for ``running``: running runs are neither counted nor deleted.
+    """
+    if status is RunStatus.SUCCEEDED:
+        return "succeeded"
+    if status in FAILED_STATUSES:
+        return "failed"
+    if status is RunStatus.SKIPPED:
+        return "skipped"
+    return None
+
+
+class RetentionTally:
+    """Walks one task's runs newest first and says which to keep (shared by every store so the
+    retention rules cannot drift between them)."""
+
+    def __init__(self, succeeded_limit: int, failed_limit: int) -> None:
+        if succeeded_limit < 0 or failed_limit < 0:
+            raise ValueError("history limits must be >= 0")
+        self._left: dict[RetentionClass, int] = {
+            "succeeded": succeeded_limit,
+            "failed": failed_limit,
+            "skipped": failed_limit,
+        }
+
+    def keep(self, statuses: Sequence[RunStatus]) -> bool:
+        """``statuses``: the attempts of the next-newest run, latest attempt first."""
+        if RunStatus.RUNNING in statuses:
+            return True
+        cls = retention_class(statuses[0])
+        if cls is None or self._left[cls] > 0:
+            if cls is not None:
+                self._left[cls] -= 1
+            return True
+        return False
+
+    @property
+    def exhausted(self) -> bool:
+        """Every bucket is full: all older finished runs go."""
+        return not any(self._left.values())
+
+
+def utc(value: datetime) -> datetime:
+    """``value`` in UTC; ``ValueError`` if it is naive (a naive time is a bug upstream)."""
+    if value.tzinfo is None:
+        raise ValueError(f"datetime must be timezone-aware, got naive {value.isoformat()}")
+    return value.astimezone(UTC)
+
+
+def storable_text(text: str) -> str:
+    """``text`` as every back end can store it: NUL becomes U+FFFD (PostgreSQL ``text`` cannot
+    hold NUL) and lone surrogates (undecodable bytes smuggled through ``surrogateescape``)
+    become ``?`` (UTF-8 cannot encode them). A command's output tail may contain both."""
+    if "\x00" in text:
+        text = text.replace("\x00", "\ufffd")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        text = text.encode("utf-8", "replace").decode("utf-8")
+    return text
+
+
+def normalized(record: RunRecord) -> RunRecord:
+    """``record`` as every store keeps it: datetimes in UTC, ``output`` and ``message`` through
+    :func:`storable_text`. ``ValueError`` for naive datetimes or ``attempt < 1``."""
+    if record.attempt < 1:
+        raise ValueError(f"attempt must be >= 1, got {record.attempt}")
+    return dataclasses.replace(
+        record,
+        scheduled_at=utc(record.scheduled_at),
+        started_at=None if record.started_at is None else utc(record.started_at),
+        finished_at=None if record.finished_at is None else utc(record.finished_at),
+        output=storable_text(record.output),
+        message=None if record.message is None else storable_text(record.message),
+    )
+
+
+def interrupted(record: RunRecord, now: datetime) -> RunRecord:
+    """``record`` as :meth:`RunStore.mark_interrupted` leaves it."""
+    return record.finish(
+        RunStatus.INTERRUPTED,
+        finished_at=utc(now),
+        exit_code=None,
+        reason=INTERRUPTED_REASON,
+        message=INTERRUPTED_MESSAGE.format(owner=record.owner),
+        output=record.output,
+    )
+
+
+@runtime_checkable
+class RunStore(Protocol):
+    """The history of every run, and the arbiter of who runs a slot.
+
+    Implementations are safe to call from several threads. The SQL one is also safe across
+    processes sharing one database; the memory one is process-local by nature.
+    """
+
+    def claim(self, record: RunRecord) -> None:
+        """Insert a new record (usually ``status=running``).
+
+        Raises :class:`DuplicateRun` if ``(record.id, record.attempt)`` exists. Atomic: when any
+        number of threads or processes claim the same ``(id, attempt)`` concurrently, exactly one
+        succeeds. ``ValueError`` if a datetime is naive or ``attempt < 1``.
+        """
+        ...
+
+    def complete(self, record: RunRecord) -> None:
+        """Overwrite the mutable fields of the existing ``(record.id, record.attempt)``.
+
+        The mutable fields are ``status``, ``started_at``, ``finished_at``, ``exit_code``,
+        ``reason``, ``message`` and ``output``; the identity fields (``task``, ``scheduled_at``,
+        ``trigger``) and ``owner`` keep their claimed values. ``KeyError`` if the record does not
+        exist (it was never claimed: prune never deletes running records).
+
+        Both ``claim`` and ``complete`` replace NUL characters and lone surrogates in ``output``
+        and ``message`` (see :func:`storable_text`) so that binary output cannot lose a record.
+        """
+        ...
+
+    def get(self, run_id: str, attempt: int | None = None) -> RunRecord | None:
+        """One attempt of a run; ``attempt=None`` means the latest (highest) attempt.
+        ``None`` if there is no such record."""
+        ...
+
+    def attempts(self, run_id: str) -> list[RunRecord]:
+        """Every attempt of a run, ``attempt`` ascending; ``[]`` for an unknown id."""
+        ...
+
+    def query(self, q: RunQuery) -> RunPage:
+        """A page of records matching every filter in ``q``, newest first (see module docs).
+
+        At most ``q.limit`` items. ``next_cursor`` is set iff more matching records follow;
+        walking pages with it visits every matching record exactly once (absent concurrent
+        deletes). Each attempt is its own item.
+        """
+        ...
+
+    def latest(self, task: str) -> RunRecord | None:
+        """The newest record of ``task`` (newest slot, highest attempt), or ``None``."""
+        ...
+
+    def running(self) -> list[RunRecord]:
+        """Every record with ``status=running``, oldest first (``scheduled_at``, id, attempt)."""
+        ...
+
+    def mark_interrupted(self, owners: Collection[str], now: datetime) -> list[RunRecord]:
+        """Finish the running records claimed by ``owners`` (instances known to be dead).
+
+        Each becomes ``interrupted`` with ``finished_at=now``, ``reason="ProcessDied"``,
+        ``exit_code=None``, a message naming the owner, ``output`` and ``started_at`` kept.
+        Returns the updated records (oldest first). Records with no owner are never matched.
+        Atomic per record: a concurrent :meth:`complete` either wins or is overwritten, and a
+        record is never reported by two concurrent callers.
+        """
+        ...
+
+    def prune(
+        self,
+        limits: Mapping[str, tuple[int, int]],
+        max_age: timedelta | None,
+        now: datetime,
+    ) -> int:
+        """Apply retention; return how many records (rows) were deleted.
+
+        ``limits`` maps a task key to ``(successfulRunsHistoryLimit, failedRunsHistoryLimit)``.
+        For each such task the newest N succeeded runs are kept, the newest M failed runs
+        (failed, timedOut, interrupted) are kept, and separately the newest M skipped runs (see
+        :func:`retention_class`); older ones are deleted. A run (all its attempts) is classified by
+        its latest attempt and is deleted whole. Tasks absent from ``limits`` are not
+        count-limited.
+
+        Then, if ``max_age`` is given, every run with ``scheduled_at < now - max_age`` is
+        deleted, in every task. ``scheduled_at`` (not ``finished_at``) because it is indexed and
+        the same for all attempts, so old runs go whole.
+
+        Never deletes a run that has a running attempt. Cheap: driven by the
+        ``(task, scheduled_at)`` and ``(scheduled_at)`` indexes, never a full scan.
+        """
+        ...
+
+    def ping(self) -> None:
+        """Return if the store is reachable; raise :class:`StoreUnavailable` otherwise."""
+        ...
+
+    def close(self) -> None:
+        """Release connections. Idempotent; the store must not be used afterwards."""
+        ...

@@ -1,0 +1,185 @@
+"""In-memory :class:`~reconciler.store.base.RunStore`: a real implementation, not a mock.
+
+It passes the same contract suite as the SQL store, so other components' tests can use it as a
+faithful stand-in. Process-local and unbounded (apart from :meth:`prune`); thread-safe through
+one lock, which is plenty for the reconciler's handful of writers. Linear scans everywhere:
+fine for tests and small histories, which is all it is for.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+from collections.abc import Collection, Iterable, Mapping
+from datetime import datetime, timedelta
+
+from reconciler.core.runs import RunRecord, RunStatus
+from reconciler.store.base import (
+    Cursor,
+    DuplicateRun,
+    RetentionTally,
+    RunPage,
+    RunQuery,
+    StoreUnavailable,
+    interrupted,
+    normalized,
+    utc,
+)
+
+__all__ = ["MemoryRunStore"]
+
+_Key = tuple[str, int]
+
+
+def _newest_first(record: RunRecord) -> tuple[datetime, str, int]:
+    return (record.scheduled_at, record.id, record.attempt)
+
+
+class MemoryRunStore:
+    """Records live in a dict keyed by ``(id, attempt)``; stored records are already UTC."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._records: dict[_Key, RunRecord] = {}
+        self._closed = False
+
+    def claim(self, record: RunRecord) -> None:
+        record = normalized(record)
+        key = (record.id, record.attempt)
+        with self._lock:
+            self._check_open()
+            if key in self._records:
+                raise DuplicateRun(record.id, record.attempt)
+            self._records[key] = record
+
+    def complete(self, record: RunRecord) -> None:
+        record = normalized(record)
+        key = (record.id, record.attempt)
+        with self._lock:
+            self._check_open()
+            old = self._records.get(key)
+            if old is None:
+                raise KeyError(key)
+            self._records[key] = dataclasses.replace(
+                old,
+                status=record.status,
+                started_at=record.started_at,
+                finished_at=record.finished_at,
+                exit_code=record.exit_code,
+                reason=record.reason,
+                message=record.message,
+                output=record.output,
+            )
+
+    def get(self, run_id: str, attempt: int | None = None) -> RunRecord | None:
+        with self._lock:
+            self._check_open()
+            if attempt is not None:
+                return self._records.get((run_id, attempt))
+            found = [r for (i, _), r in self._records.items() if i == run_id]
+        return max(found, key=lambda r: r.attempt, default=None)
+
+    def attempts(self, run_id: str) -> list[RunRecord]:
+        with self._lock:
+            self._check_open()
+            found = [r for (i, _), r in self._records.items() if i == run_id]
+        return sorted(found, key=lambda r: r.attempt)
+
+    def query(self, q: RunQuery) -> RunPage:
+        since = None if q.since is None else utc(q.since)
+        until = None if q.until is None else utc(q.until)
+        after = None if q.cursor is None else Cursor.decode(q.cursor).sort_key()
+        with self._lock:
+            self._check_open()
+            matching = [
+                r
+                for r in self._records.values()
+                if (q.task is None or r.task == q.task)
+                and (q.status is None or r.status is q.status)
+                and (q.trigger is None or r.trigger is q.trigger)
+                and (since is None or r.scheduled_at >= since)
+                and (until is None or r.scheduled_at < until)
+                and (after is None or _newest_first(r) < after)
+            ]
+        matching.sort(key=_newest_first, reverse=True)
+        items = matching[: q.limit]
+        more = len(matching) > q.limit
+        return RunPage(items, Cursor.after(items[-1]).encode() if more else None)
+
+    def latest(self, task: str) -> RunRecord | None:
+        with self._lock:
+            self._check_open()
+            return max(
+                (r for r in self._records.values() if r.task == task),
+                key=_newest_first,
+                default=None,
+            )
+
+    def running(self) -> list[RunRecord]:
+        with self._lock:
+            self._check_open()
+            found = [r for r in self._records.values() if r.status is RunStatus.RUNNING]
+        return sorted(found, key=_newest_first)
+
+    def mark_interrupted(self, owners: Collection[str], now: datetime) -> list[RunRecord]:
+        now = utc(now)
+        dead = set(owners)
+        done: list[RunRecord] = []
+        with self._lock:
+            self._check_open()
+            for key, r in self._records.items():
+                if r.status is RunStatus.RUNNING and r.owner is not None and r.owner in dead:
+                    self._records[key] = interrupted(r, now)
+                    done.append(self._records[key])
+        return sorted(done, key=_newest_first)
+
+    def prune(
+        self,
+        limits: Mapping[str, tuple[int, int]],
+        max_age: timedelta | None,
+        now: datetime,
+    ) -> int:
+        now = utc(now)
+        tallies = {task: RetentionTally(*limit) for task, limit in limits.items()}
+        with self._lock:
+            self._check_open()
+            runs: dict[str, list[RunRecord]] = {}
+            for r in self._records.values():
+                runs.setdefault(r.id, []).append(r)
+            doomed: set[str] = set()
+            # Newest run first; within a run, latest attempt first (what RetentionTally expects).
+            for run_id, group in sorted(
+                runs.items(), key=lambda kv: (kv[1][0].scheduled_at, kv[0]), reverse=True
+            ):
+                group.sort(key=lambda r: r.attempt, reverse=True)
+                statuses = [r.status for r in group]
+                if RunStatus.RUNNING in statuses:
+                    continue
+                tally = tallies.get(group[0].task)
+                over_limit = tally is not None and not tally.keep(statuses)
+                too_old = max_age is not None and group[0].scheduled_at < now - max_age
+                if over_limit or too_old:
+                    doomed.add(run_id)
+            return self._delete(k for k in self._records if k[0] in doomed)
+
+    def _delete(self, keys: Iterable[_Key]) -> int:
+        victims = list(keys)
+        for key in victims:
+            del self._records[key]
+        return len(victims)
+
+    def ping(self) -> None:
+        if self._closed:
+            raise StoreUnavailable("the memory store is closed")
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise RuntimeError("the run store is closed")
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._records)

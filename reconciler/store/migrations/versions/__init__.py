@@ -1,0 +1,1 @@
+"""Alembic revisions of the run store schema (``vNNNN_*.py``; revision ids ``NNNN``)."""

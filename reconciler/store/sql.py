@@ -1,0 +1,544 @@
+"""SQL :class:`~reconciler.store.base.RunStore` on SQLAlchemy 2 Core: SQLite and PostgreSQL.
+
+One implementation for both; the differences are confined to :func:`create_engine` (connection
+setup) and :meth:`SqlRunStore.open` (the lock that serialises concurrent migrations).
+
+SQLite (the default, ``state_dir/runs.db``):
+
+- the file and its parent directories are created if missing;
+- WAL journal mode, so readers never block the writer and vice versa;
+- ``busy_timeout``: two crontask processes sharing one file wait for each other's write lock
+  (up to :data:`SQLITE_BUSY_TIMEOUT`) rather than fail; after that it is ``StoreUnavailable``;
+- every write transaction is ``BEGIN IMMEDIATE``: it takes the write lock up front, so it waits
+  in the busy handler instead of failing with ``SQLITE_BUSY`` when upgrading a read lock (the
+  classic WAL pitfall), and read-modify-write operations (prune) are serialised;
+- foreign keys on (none yet; so that future ones are enforced from day one);
+- connections are pooled per thread-safe QueuePool; the store is safe to share between threads.
+
+PostgreSQL (``postgresql+psycopg://``; a bare ``postgresql://`` is taken to mean psycopg 3):
+pre-ping on checkout so that a restarted server costs one failed call, not a broken pool;
+a connect timeout so that an unreachable server is ``StoreUnavailable`` quickly.
+
+Uniqueness of ``(id, attempt)`` is the table's primary key: the database arbitrates claims, so it
+holds across threads, processes and hosts alike.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, Final
+
+import sqlalchemy as sa
+from sqlalchemy import event, exc
+from sqlalchemy.engine import Connection, Dialect, Engine, make_url
+from sqlalchemy.engine.interfaces import DBAPIConnection
+from sqlalchemy.pool import ConnectionPoolEntry
+
+from reconciler.core.runs import RunRecord, RunStatus, Trigger
+from reconciler.store import migrations
+from reconciler.store.base import (
+    INTERRUPTED_MESSAGE,
+    INTERRUPTED_REASON,
+    Cursor,
+    DuplicateRun,
+    IncompatibleSchema,
+    RetentionTally,
+    RunPage,
+    RunQuery,
+    StoreUnavailable,
+    normalized,
+    utc,
+)
+
+__all__ = [
+    "SQLITE_BUSY_TIMEOUT",
+    "SqlRunStore",
+    "create_engine",
+    "metadata",
+    "runs",
+    "select_page",
+]
+
+SQLITE_BUSY_TIMEOUT: Final = timedelta(seconds=30)
+PG_CONNECT_TIMEOUT_S: Final = 10
+_PG_MIGRATION_LOCK: Final = 0x6372_6F6E_7461_736B  # "crontask": the advisory lock for upgrades
+_BEGIN_OPTION: Final = "crontask_sqlite_begin"
+_PRUNE_TX_ROWS: Final = 20_000
+_DELETE_CHUNK: Final = 500  # ids per DELETE ... IN (...): under SQLite's variable limit
+
+
+class UTCDateTime(sa.TypeDecorator[datetime]):
+    """Aware UTC datetimes in and out, whatever the back end stores.
+
+    SQLite keeps datetimes as fixed-width ISO text with no offset: writing UTC there (and
+    tagging UTC on the way out) keeps both the values and their text ordering right.
+    PostgreSQL's ``timestamptz`` returns the session time zone; it is converted back to UTC.
+    """
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        value = utc(value)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _key(length: int) -> sa.types.TypeEngine[str]:
+    # Byte-order collation on PostgreSQL, as SQLite does by default: see migrations v0001.
+    return sa.String(length).with_variant(sa.String(length, collation="C"), "postgresql")
+
+
+metadata = sa.MetaData()
+
+runs = sa.Table(
+    # Mirrors migrations HEAD; tests/store/test_migrations.py checks that they agree.
+    "runs",
+    metadata,
+    sa.Column("id", _key(255), nullable=False),
+    sa.Column("attempt", sa.Integer(), nullable=False),
+    sa.Column("task", _key(255), nullable=False),
+    sa.Column("scheduled_at", UTCDateTime(), nullable=False),
+    sa.Column("trigger", sa.String(16), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("started_at", UTCDateTime(), nullable=True),
+    sa.Column("finished_at", UTCDateTime(), nullable=True),
+    sa.Column("exit_code", sa.Integer(), nullable=True),
+    sa.Column("reason", sa.Text(), nullable=True),
+    sa.Column("message", sa.Text(), nullable=True),
+    sa.Column("output", sa.Text(), nullable=False, server_default=""),
+    sa.Column("owner", sa.String(255), nullable=True),
+    sa.PrimaryKeyConstraint("id", "attempt", name="pk_runs"),
+    sa.CheckConstraint("attempt >= 1", name="ck_runs_attempt_positive"),
+    sa.Index("ix_runs_task_scheduled", "task", "scheduled_at", "id", "attempt"),
+    sa.Index("ix_runs_status_scheduled", "status", "scheduled_at", "id", "attempt"),
+    sa.Index("ix_runs_scheduled", "scheduled_at", "id", "attempt"),
+)
+
+_c = runs.c
+_NEWEST_FIRST = (_c.scheduled_at.desc(), _c.id.desc(), _c.attempt.desc())
+_OLDEST_FIRST = (_c.scheduled_at, _c.id, _c.attempt)
+_MUTABLE = ("status", "started_at", "finished_at", "exit_code", "reason", "message", "output")
+
+
+def create_engine(url: str) -> Engine:
+    """An engine for a run store URL, configured as the module docs describe (no migration)."""
+    u = make_url(url)
+    backend = u.get_backend_name()
+    if backend == "sqlite":
+        database = u.database
+        if not database or database == ":memory:" or u.query.get("mode") == "memory":
+            raise ValueError("the SQL run store needs a file; use 'memory://' for a memory store")
+        Path(database).parent.mkdir(parents=True, exist_ok=True)
+        engine = sa.create_engine(u, connect_args={"timeout": SQLITE_BUSY_TIMEOUT.total_seconds()})
+        event.listen(engine, "connect", _sqlite_on_connect)
+        event.listen(engine, "begin", _sqlite_on_begin)
+        return engine
+    if backend == "postgresql":
+        if u.drivername == "postgresql":
+            u = u.set(drivername="postgresql+psycopg")
+        if u.get_driver_name() != "psycopg":
+            raise ValueError(f"PostgreSQL is supported through psycopg 3 only, got {u.drivername}")
+        return sa.create_engine(
+            u, pool_pre_ping=True, connect_args={"connect_timeout": PG_CONNECT_TIMEOUT_S}
+        )
+    raise ValueError(f"unsupported run store URL scheme {u.drivername!r}")
+
+
+def _sqlite_on_connect(dbapi_connection: DBAPIConnection, _record: ConnectionPoolEntry) -> None:
+    # Take transaction control away from Python's sqlite3 module (it would not BEGIN before
+    # SELECTs or DDL, see SQLAlchemy's "sqlite_transactions"); _sqlite_on_begin issues BEGIN.
+    dbapi_connection.isolation_level = None
+    cursor = dbapi_connection.cursor()
+    try:
+        # busy_timeout first: switching to WAL itself needs a lock another process may hold.
+        cursor.execute(f"PRAGMA busy_timeout = {int(SQLITE_BUSY_TIMEOUT.total_seconds() * 1000)}")
+        cursor.execute("PRAGMA journal_mode = WAL")
+        cursor.execute("PRAGMA foreign_keys = ON")
+        # NORMAL is durable across process crashes in WAL mode (only an OS crash or power loss
+        # can drop the last commits), and saves an fsync per transaction.
+        cursor.execute("PRAGMA synchronous = NORMAL")
+    finally:
+        cursor.close()
+
+
+def _sqlite_on_begin(conn: Connection) -> None:
+    mode = conn.get_execution_options().get(_BEGIN_OPTION, "DEFERRED")
+    conn.exec_driver_sql(f"BEGIN {mode}")
+
+
+@contextlib.contextmanager
+def _translated_errors() -> Iterator[None]:
+    """Driver errors that mean "the database is not there right now" -> StoreUnavailable."""
+    try:
+        yield
+    except exc.DBAPIError as e:
+        if isinstance(e, exc.OperationalError | exc.InterfaceError) or e.connection_invalidated:
+            raise StoreUnavailable(f"run store unavailable: {e.orig}") from e
+        raise
+    except exc.TimeoutError as e:  # the pool had no connection to give within its timeout
+        raise StoreUnavailable(f"run store unavailable: {e}") from e
+
+
+def _is_unique_violation(e: exc.IntegrityError) -> bool:
+    if getattr(e.orig, "sqlstate", None) == "23505":  # PostgreSQL unique_violation
+        return True
+    return "UNIQUE constraint failed" in str(e.orig)  # SQLite (covers PRIMARY KEY too)
+
+
+def _row_to_record(row: sa.Row[Any]) -> RunRecord:
+    return RunRecord(
+        id=row.id,
+        task=row.task,
+        scheduled_at=row.scheduled_at,
+        trigger=Trigger(row.trigger),
+        status=RunStatus(row.status),
+        attempt=row.attempt,
+        started_at=row.started_at,
+        finished_at=row.finished_at,
+        exit_code=row.exit_code,
+        reason=row.reason,
+        message=row.message,
+        output=row.output or "",
+        owner=row.owner,
+    )
+
+
+def _record_to_row(record: RunRecord) -> dict[str, Any]:
+    row = {f.name: getattr(record, f.name) for f in dataclasses.fields(record)}
+    row["status"] = record.status.value
+    row["trigger"] = record.trigger.value
+    return row
+
+
+def _cursor_condition(cursor: Cursor) -> sa.ColumnElement[bool]:
+    # Row-value comparison: both SQLite and PostgreSQL turn it into an index range on the
+    # sort-key suffix of every index (explicitly typed binds so the datetime goes through UTC).
+    return sa.tuple_(_c.scheduled_at, _c.id, _c.attempt) < sa.tuple_(
+        sa.literal(cursor.scheduled_at, UTCDateTime()),
+        sa.literal(cursor.id, sa.String()),
+        sa.literal(cursor.attempt, sa.Integer()),
+    )
+
+
+def select_page(q: RunQuery) -> sa.Select[Any]:
+    """The SELECT behind :meth:`SqlRunStore.query` (exposed so tests can EXPLAIN it).
+
+    Fetches ``limit + 1`` rows: the extra one says whether there is a next page, without a COUNT.
+    """
+    conditions: list[sa.ColumnElement[bool]] = []
+    if q.task is not None:
+        conditions.append(_c.task == q.task)
+    if q.status is not None:
+        conditions.append(_c.status == q.status.value)
+    if q.trigger is not None:
+        conditions.append(_c.trigger == q.trigger.value)
+    if q.since is not None:
+        conditions.append(_c.scheduled_at >= utc(q.since))
+    if q.until is not None:
+        conditions.append(_c.scheduled_at < utc(q.until))
+    if q.cursor is not None:
+        conditions.append(_cursor_condition(Cursor.decode(q.cursor)))
+    return sa.select(runs).where(*conditions).order_by(*_NEWEST_FIRST).limit(q.limit + 1)
+
+
+class SqlRunStore:
+    """The run store on a SQLAlchemy engine. Build it with :meth:`open` (which migrates)."""
+
+    def __init__(self, engine: Engine) -> None:
+        """Wrap an engine from :func:`create_engine` whose schema is already at HEAD."""
+        self._engine = engine
+        self._sqlite = engine.dialect.name == "sqlite"
+        self._closed = False
+
+    @classmethod
+    def open(cls, url: str) -> SqlRunStore:
+        """Connect to ``url``, migrate the schema to HEAD, return the store.
+
+        Safe when several processes open the same database at once: the upgrade runs in one
+        transaction under a database-wide lock (SQLite: ``BEGIN IMMEDIATE``, PostgreSQL: an
+        advisory transaction lock), and Alembic re-reads the version inside it, so the
+        latecomers find the work done. PostgreSQL DDL is transactional, so a failed upgrade
+        leaves the previous schema; SQLite DDL in a transaction is too.
+        """
+        engine = create_engine(url)
+        try:
+            with _translated_errors():
+                _migrate(engine)
+        except BaseException:
+            engine.dispose()
+            raise
+        return cls(engine)
+
+    @property
+    def engine(self) -> Engine:
+        return self._engine
+
+    # -- connections ---------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _tx(self, *, write: bool) -> Iterator[Connection]:
+        if self._closed:
+            raise RuntimeError("the run store is closed")
+        with _translated_errors(), self._engine.connect() as conn:
+            if write and self._sqlite:
+                conn.execution_options(**{_BEGIN_OPTION: "IMMEDIATE"})
+            with conn.begin():
+                yield conn
+
+    # -- RunStore ------------------------------------------------------------------------------
+
+    def claim(self, record: RunRecord) -> None:
+        record = normalized(record)
+        try:
+            with self._tx(write=True) as conn:
+                conn.execute(runs.insert().values(_record_to_row(record)))
+        except exc.IntegrityError as e:
+            if _is_unique_violation(e):
+                raise DuplicateRun(record.id, record.attempt) from None
+            raise
+
+    def complete(self, record: RunRecord) -> None:
+        record = normalized(record)
+        values = {name: getattr(record, name) for name in _MUTABLE}
+        values["status"] = record.status.value
+        with self._tx(write=True) as conn:
+            result = conn.execute(
+                runs.update().where(_c.id == record.id, _c.attempt == record.attempt).values(values)
+            )
+            if result.rowcount == 0:
+                raise KeyError((record.id, record.attempt))
+
+    def get(self, run_id: str, attempt: int | None = None) -> RunRecord | None:
+        stmt = sa.select(runs).where(_c.id == run_id)
+        if attempt is None:
+            stmt = stmt.order_by(_c.attempt.desc()).limit(1)
+        else:
+            stmt = stmt.where(_c.attempt == attempt)
+        with self._tx(write=False) as conn:
+            row = conn.execute(stmt).first()
+        return None if row is None else _row_to_record(row)
+
+    def attempts(self, run_id: str) -> list[RunRecord]:
+        stmt = sa.select(runs).where(_c.id == run_id).order_by(_c.attempt)
+        with self._tx(write=False) as conn:
+            return [_row_to_record(row) for row in conn.execute(stmt)]
+
+    def query(self, q: RunQuery) -> RunPage:
+        stmt = select_page(q)
+        with self._tx(write=False) as conn:
+            items = [_row_to_record(row) for row in conn.execute(stmt)]
+        if len(items) <= q.limit:
+            return RunPage(items, None)
+        del items[q.limit :]
+        return RunPage(items, Cursor.after(items[-1]).encode())
+
+    def latest(self, task: str) -> RunRecord | None:
+        stmt = sa.select(runs).where(_c.task == task).order_by(*_NEWEST_FIRST).limit(1)
+        with self._tx(write=False) as conn:
+            row = conn.execute(stmt).first()
+        return None if row is None else _row_to_record(row)
+
+    def running(self) -> list[RunRecord]:
+        stmt = sa.select(runs).where(_c.status == RunStatus.RUNNING.value).order_by(*_OLDEST_FIRST)
+        with self._tx(write=False) as conn:
+            return [_row_to_record(row) for row in conn.execute(stmt)]
+
+    def mark_interrupted(self, owners: Collection[str], now: datetime) -> list[RunRecord]:
+        now = utc(now)
+        owners = sorted(set(owners))
+        if not owners:
+            return []
+        before, after = INTERRUPTED_MESSAGE.split("{owner}")
+        # One UPDATE ... RETURNING: a row is reported by exactly one caller, and a concurrent
+        # complete() is either before it (row no longer running, not matched) or after it.
+        stmt = (
+            runs.update()
+            .where(_c.status == RunStatus.RUNNING.value, _c.owner.in_(owners))
+            .values(
+                status=RunStatus.INTERRUPTED.value,
+                finished_at=now,
+                exit_code=None,
+                reason=INTERRUPTED_REASON,
+                message=sa.literal(before) + _c.owner + sa.literal(after),
+            )
+            .returning(*runs.c)
+        )
+        with self._tx(write=True) as conn:
+            done = [_row_to_record(row) for row in conn.execute(stmt)]
+        return sorted(done, key=lambda r: (r.scheduled_at, r.id, r.attempt))
+
+    def prune(
+        self,
+        limits: Mapping[str, tuple[int, int]],
+        max_age: timedelta | None,
+        now: datetime,
+    ) -> int:
+        now = utc(now)
+        tallies = {task: RetentionTally(*limit) for task, limit in limits.items()}
+        deleted = 0
+        pending = sorted(tallies.items(), reverse=True)
+        while pending:
+            # Batch tasks into transactions of about _PRUNE_TX_ROWS deletions: one commit per
+            # task is slow (on SQLite each commit of scattered deletes is a WAL checkpoint), one
+            # commit for everything holds the write lock for as long as a huge first prune takes.
+            with self._tx(write=True) as conn:
+                in_tx = 0
+                while pending and in_tx < _PRUNE_TX_ROWS:
+                    task, tally = pending.pop()
+                    in_tx += _prune_task(conn, task, tally)
+            deleted += in_tx
+        if max_age is not None:
+            while True:  # bounded transactions again: the first prune may delete a lot
+                with self._tx(write=True) as conn:
+                    batch = _delete_older_than(conn, now - max_age, _PRUNE_TX_ROWS)
+                deleted += batch
+                if batch < _PRUNE_TX_ROWS:
+                    break
+        return deleted
+
+    def ping(self) -> None:
+        if self._closed:
+            raise StoreUnavailable("the run store is closed")
+        with _translated_errors(), self._engine.connect() as conn:
+            conn.execute(sa.select(1))
+
+    def close(self) -> None:
+        self._closed = True
+        self._engine.dispose()
+
+    # -- beyond the Protocol -------------------------------------------------------------------
+
+    def insert_many(self, records: Iterable[RunRecord], batch_size: int = 10_000) -> int:
+        """Insert records in bulk (one executemany per batch, one transaction per batch).
+
+        For imports and benchmarks, not for claiming: a duplicate raises :class:`DuplicateRun`
+        for its whole batch (which is rolled back), without saying which record it was.
+        """
+        total = 0
+        batch: list[dict[str, Any]] = []
+        for record in records:
+            batch.append(_record_to_row(normalized(record)))
+            if len(batch) >= batch_size:
+                total += self._insert_batch(batch)
+                batch = []
+        if batch:
+            total += self._insert_batch(batch)
+        return total
+
+    def _insert_batch(self, rows: Sequence[dict[str, Any]]) -> int:
+        try:
+            with self._tx(write=True) as conn:
+                conn.execute(runs.insert(), list(rows))
+        except exc.IntegrityError as e:
+            if _is_unique_violation(e):
+                raise DuplicateRun("<batch>", 0) from e
+            raise
+        return len(rows)
+
+
+def _not_running_run(table: sa.FromClause = runs) -> sa.ColumnElement[bool]:
+    """Rows whose run has no running attempt (retention deletes runs whole, never running)."""
+    running = runs.alias("running")
+    # The running set is small and found through ix_runs_status_scheduled; uncorrelated on
+    # purpose so it is computed once per statement, not per row.
+    running_ids = (
+        sa.select(running.c.id).where(running.c.status == RunStatus.RUNNING.value).correlate(None)
+    )
+    return sa.and_(table.c.status != RunStatus.RUNNING.value, table.c.id.not_in(running_ids))
+
+
+def _delete_older_than(conn: Connection, cutoff: datetime, limit: int) -> int:
+    """Delete up to ``limit`` of the oldest finished rows scheduled before ``cutoff`` (walking
+    ``ix_runs_scheduled`` from its start); return how many went."""
+    old = runs.alias("old")
+    victims = (
+        sa.select(old.c.id, old.c.attempt)
+        .where(old.c.scheduled_at < cutoff, _not_running_run(old))
+        .order_by(old.c.scheduled_at)
+        .limit(limit)
+    )
+    return conn.execute(runs.delete().where(sa.tuple_(_c.id, _c.attempt).in_(victims))).rowcount
+
+
+def _prune_task(conn: Connection, task: str, tally: RetentionTally) -> int:
+    """Apply one task's history limits; see ``RunStore.prune``.
+
+    Reads the task's rows newest first through ``ix_runs_task_scheduled`` and stops as soon as
+    every bucket is full: everything older goes in one range DELETE on the same index. So the
+    cost is the kept rows plus the deleted rows, not the table.
+    """
+    stmt = (
+        sa.select(_c.id, _c.scheduled_at, _c.status)
+        .where(_c.task == task)
+        .order_by(*_NEWEST_FIRST)
+        .execution_options(yield_per=1000)
+    )
+    doomed: list[str] = []
+    boundary: tuple[datetime, str] | None = None  # the newest run of the "all older go" range
+    current: str | None = None
+    statuses: list[RunStatus] = []
+    result = conn.execute(stmt)
+    try:
+        for row in result:
+            if row.id == current:
+                statuses.append(RunStatus(row.status))
+                continue
+            if current is not None and not tally.keep(statuses):
+                doomed.append(current)
+            if tally.exhausted:
+                boundary = (row.scheduled_at, row.id)
+                current = None
+                break
+            current, statuses = row.id, [RunStatus(row.status)]
+        if current is not None and not tally.keep(statuses):
+            doomed.append(current)
+    finally:
+        result.close()
+    deleted = 0
+    for start in range(0, len(doomed), _DELETE_CHUNK):
+        chunk = doomed[start : start + _DELETE_CHUNK]
+        deleted += conn.execute(
+            runs.delete().where(_c.task == task, _c.id.in_(chunk), _not_running_run())
+        ).rowcount
+    if boundary is not None:
+        at, run_id = boundary
+        deleted += conn.execute(
+            runs.delete().where(
+                _c.task == task,
+                sa.tuple_(_c.scheduled_at, _c.id)
+                <= sa.tuple_(sa.literal(at, UTCDateTime()), sa.literal(run_id, sa.String())),
+                _not_running_run(),
+            )
+        ).rowcount
+    return deleted
+
+
+def _migrate(engine: Engine) -> None:
+    known = migrations.known_revisions()
+    with engine.connect() as conn:
+        with conn.begin():
+            current = migrations.current_revision(conn)
+        if current == migrations.HEAD:
+            return  # the common case: no lock taken
+        if current is not None and current not in known:
+            raise IncompatibleSchema(
+                f"the run store schema is at revision {current!r}, which this crontask does not "
+                f"know (it knows {sorted(known)}); it was written by a newer crontask"
+            )
+        if engine.dialect.name == "sqlite":
+            conn.execution_options(**{_BEGIN_OPTION: "IMMEDIATE"})
+        with conn.begin():
+            if engine.dialect.name == "postgresql":
+                conn.execute(sa.select(sa.func.pg_advisory_xact_lock(_PG_MIGRATION_LOCK)))
+            migrations.upgrade(conn, "head")

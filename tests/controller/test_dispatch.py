@@ -1,0 +1,164 @@
+"""The dispatcher with real commands and the in-memory store: policies, deadlines, claims."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Coroutine
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from reconciler.controller.dispatch import Dispatcher
+from reconciler.core.desired import Definition
+from reconciler.core.runs import RunRecord, RunStatus, Trigger, run_id
+from reconciler.store import MemoryRunStore
+from tests.helpers import definition
+
+SLOT = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
+
+
+def run(coro: Coroutine[Any, Any, None]) -> None:
+    asyncio.run(coro)
+
+
+def dispatcher(store: MemoryRunStore, now: datetime = SLOT) -> Dispatcher:
+    return Dispatcher(store, owner="host:1:abc", clock=lambda: now, kill_grace=0.5)
+
+
+def sh(script: str, **spec: Any) -> Definition:
+    return definition("job", command={"args": ["sh", "-c", script]}, **spec)
+
+
+def test_a_run_is_claimed_executed_and_completed(tmp_path: Path) -> None:
+    store = MemoryRunStore()
+    out = tmp_path / "env"
+    job = sh(f"env > {out}; echo done; exit 3")
+
+    async def scenario() -> None:
+        d = dispatcher(store)
+        first = d.fire(job, SLOT)
+        assert first.status is RunStatus.RUNNING
+        assert d.active("default/job") == [first]
+        assert await d.drain(10)
+        await d.shutdown(0)
+
+    run(scenario())
+    record = store.get(run_id("default/job", SLOT))
+    assert record is not None
+    assert record.status is RunStatus.FAILED
+    assert record.exit_code == 3
+    assert record.reason == "NonZeroExit"
+    assert record.output == "done\n"
+    assert record.owner == "host:1:abc"
+    env = dict(line.split("=", 1) for line in out.read_text().splitlines() if "=" in line)
+    assert env["CRONTASK_NAME"] == "job"
+    assert env["CRONTASK_NAMESPACE"] == "default"
+    assert env["CRONTASK_RUN_ID"] == "default.job.20261126T120000Z"
+    assert env["CRONTASK_SCHEDULED_TIME"] == "2026-11-26T12:00:00+00:00"
+    assert env["CRONTASK_ATTEMPT"] == "1"
+    assert env["PATH"] == os.environ["PATH"]
+
+
+@pytest.mark.parametrize(
+    ("policy", "expected"),
+    [
+        # The first run is still going at the end; shutdown stops it (interrupted).
+        ("Forbid", [(RunStatus.INTERRUPTED, "Shutdown"), (RunStatus.SKIPPED, "ConcurrencyForbid")]),
+        ("Replace", [(RunStatus.FAILED, "Replaced"), (RunStatus.SUCCEEDED, None)]),
+        ("Allow", [(RunStatus.SUCCEEDED, None), (RunStatus.SUCCEEDED, None)]),
+    ],
+)
+def test_concurrency_policies(
+    tmp_path: Path, policy: str, expected: list[tuple[RunStatus, str | None]]
+) -> None:
+    store = MemoryRunStore()
+    gate = tmp_path / "gate"
+    # The first run waits for the gate file; the second finds it at once.
+    job = sh(
+        f'if [ "$CRONTASK_RUN_ID" = "{run_id("default/job", SLOT)}" ]; then '
+        f"while [ ! -e {gate} ]; do sleep 0.05; done; fi",
+        concurrencyPolicy=policy,
+    )
+
+    async def scenario() -> None:
+        d = dispatcher(store)
+        d.fire(job, SLOT)
+        second = d.fire(job, SLOT + timedelta(minutes=1))
+        if policy == "Forbid":
+            assert second.status is RunStatus.SKIPPED
+            assert await d.drain(0.5) is False  # the first one is still going
+            await d.shutdown(0)
+            return
+        if policy == "Allow":
+            gate.touch()
+        assert await d.drain(10)
+        await d.shutdown(0)
+
+    run(scenario())
+    got = [store.get(run_id("default/job", at)) for at in (SLOT, SLOT + timedelta(minutes=1))]
+    assert [(r.status, r.reason) for r in got if r is not None] == expected
+
+
+def test_missed_deadline_is_recorded_not_run(tmp_path: Path) -> None:
+    store = MemoryRunStore()
+    marker = tmp_path / "ran"
+    job = sh(f"touch {marker}", startingDeadlineSeconds=30)
+
+    async def scenario() -> None:
+        d = dispatcher(store, now=SLOT + timedelta(seconds=31))
+        record = d.fire(job, SLOT)
+        assert record.status is RunStatus.SKIPPED
+        assert await d.drain(5)
+        await d.shutdown(0)
+
+    run(scenario())
+    record = store.get(run_id("default/job", SLOT))
+    assert record is not None
+    assert (record.status, record.reason) == (RunStatus.SKIPPED, "MissedDeadline")
+    assert "startingDeadlineSeconds=30" in (record.message or "")
+    assert not marker.exists()
+
+
+def test_manual_runs_ignore_the_deadline(tmp_path: Path) -> None:
+    store = MemoryRunStore()
+    job = sh("true", startingDeadlineSeconds=0)
+
+    async def scenario() -> None:
+        d = dispatcher(store, now=SLOT + timedelta(seconds=5))
+        d.fire(job, SLOT, Trigger.MANUAL)
+        assert await d.drain(5)
+        await d.shutdown(0)
+
+    run(scenario())
+    record = store.get(run_id("default/job", SLOT))
+    assert record is not None
+    assert (record.status, record.trigger) == (RunStatus.SUCCEEDED, Trigger.MANUAL)
+
+
+def test_a_slot_claimed_elsewhere_does_not_run(tmp_path: Path) -> None:
+    store = MemoryRunStore()
+    marker = tmp_path / "ran"
+    job = sh(f"touch {marker}")
+    other = RunRecord(
+        id=run_id("default/job", SLOT),
+        task="default/job",
+        scheduled_at=SLOT,
+        trigger=Trigger.SCHEDULE,
+        status=RunStatus.RUNNING,
+        started_at=SLOT,
+        owner="other-host:7:xyz",
+    )
+    store.claim(other)
+
+    async def scenario() -> None:
+        d = dispatcher(store)
+        d.fire(job, SLOT)
+        assert await d.drain(5)
+        await d.shutdown(0)
+
+    run(scenario())
+    assert not marker.exists()
+    assert store.get(other.id) == other

@@ -1,0 +1,103 @@
+"""The CronTask model: defaults, strictness, hashing, and the committed JSON Schema."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+import yaml
+from pydantic import ValidationError
+
+from reconciler.core.model import ConcurrencyPolicy, CronTask, json_schema
+from tests.helpers import task_doc
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_defaults_follow_cronjob_except_forbid() -> None:
+    spec = CronTask.model_validate(task_doc()).spec
+    assert spec.time_zone == "UTC"
+    assert spec.suspend is False
+    assert spec.concurrency_policy is ConcurrencyPolicy.FORBID  # CronJob: Allow (on purpose)
+    assert spec.starting_deadline_seconds is None
+    assert spec.successful_runs_history_limit == 3
+    assert spec.failed_runs_history_limit == 1
+    assert spec.retry.limit == 0
+    assert spec.retry.backoff_multiplier == 2
+
+
+def test_namespace_defaults_and_key() -> None:
+    doc = task_doc("backup")
+    del doc["metadata"]["namespace"]
+    assert CronTask.model_validate(doc).key == "default/backup"
+
+
+@pytest.mark.parametrize(
+    ("change", "fragment"),
+    [
+        ({"spec": {"schedul": "x"}}, "extra_forbidden"),
+        ({"metadata": {"uid": "x"}}, "extra_forbidden"),
+        ({"spec": {"command": {"args": ["true"], "shell": True}}}, "extra_forbidden"),
+        ({"spec": {"command": None}}, "exactly one action"),
+        ({"spec": {"command": {"args": [""]}}}, "program"),
+        ({"spec": {"command": {"args": ["x"], "env": {"CRONTASK_RUN_ID": "1"}}}}, "CRONTASK_"),
+        ({"spec": {"command": {"args": ["x"], "env": {"1BAD": "1"}}}}, "environment variable"),
+        ({"spec": {"timeZone": "Mars/Olympus"}}, "unknown time zone"),
+        ({"spec": {"schedule": "* * * *"}}, "schedule"),
+        ({"spec": {"concurrencyPolicy": "Sometimes"}}, "Allow"),
+        ({"spec": {"timeoutSeconds": 0}}, "greater than 0"),
+        ({"spec": {"retry": {"limit": -1}}}, "greater than or equal to 0"),
+        ({"metadata": {"name": "x" * 64}}, "at most 63"),
+    ],
+)
+def test_invalid_definitions(change: dict[str, Any], fragment: str) -> None:
+    doc = task_doc()
+    for section, fields in change.items():
+        doc[section].update(fields)
+    with pytest.raises(ValidationError) as caught:
+        CronTask.model_validate(doc)
+    assert fragment in json.dumps(caught.value.errors(include_url=False), default=str) + str(
+        caught.value
+    )
+
+
+def test_equivalent_specs_hash_the_same() -> None:
+    plain = CronTask.model_validate(task_doc())
+    explicit = CronTask.model_validate(
+        task_doc(suspend=False, retry={"limit": 0}, concurrencyPolicy="Forbid")
+    )
+    changed = CronTask.model_validate(task_doc(suspend=True))
+    assert plain.spec_hash() == explicit.spec_hash()
+    assert plain.spec_hash() != changed.spec_hash()
+
+
+def test_labels_and_annotations_do_not_change_the_hash() -> None:
+    doc = task_doc()
+    doc["metadata"]["annotations"] = {"crontask.dev/run-now": "2026-11-26T00:00:00Z"}
+    assert CronTask.model_validate(doc).spec_hash() == CronTask.model_validate(task_doc()).spec_hash()
+
+
+def test_committed_schema_matches_the_model() -> None:
+    committed = json.loads((ROOT / "schemas" / "crontask.schema.json").read_text())
+    assert committed == json_schema(), "schema is stale: run `make schema` and commit the result"
+
+
+def test_examples_validate_against_the_json_schema() -> None:
+    validator = jsonschema.Draft202012Validator(json_schema())
+    count = 0
+    for path in sorted((ROOT / "examples" / "tasks").glob("*.yaml")):
+        for document in yaml.safe_load_all(path.read_text()):
+            validator.validate(document)
+            CronTask.model_validate(document)
+            count += 1
+    assert count >= 4
+
+
+def test_json_schema_rejects_unknown_fields() -> None:
+    validator = jsonschema.Draft202012Validator(json_schema())
+    doc = task_doc()
+    doc["spec"]["schedul"] = "typo"
+    assert not validator.is_valid(doc)

@@ -1,0 +1,1 @@
+"""Tests of ``reconciler.store``: one contract suite for every implementation, SQL specifics."""

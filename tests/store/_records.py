@@ -1,0 +1,103 @@
+"""Record factories and reference models shared by the store tests."""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from reconciler.core.runs import RunRecord, RunStatus, Trigger, run_id
+from reconciler.store import RunQuery, RunStore
+from reconciler.store.base import FAILED_STATUSES
+
+T0 = datetime(2026, 11, 26, 2, 0, tzinfo=UTC)
+
+
+def rec(
+    task: str = "ops/nightly-backup",
+    at: datetime | int = 0,
+    status: RunStatus = RunStatus.SUCCEEDED,
+    *,
+    attempt: int = 1,
+    trigger: Trigger = Trigger.SCHEDULE,
+    owner: str | None = "host:1:boot",
+    **fields: Any,
+) -> RunRecord:
+    """A record of ``task`` for the slot ``at`` (a datetime, or minutes after :data:`T0`).
+
+    Finished statuses get ``started_at``/``finished_at`` unless given.
+    """
+    when = T0 + timedelta(minutes=at) if isinstance(at, int) else at
+    base = RunRecord(
+        id=run_id(task, when),
+        task=task,
+        scheduled_at=when,
+        trigger=trigger,
+        status=status,
+        attempt=attempt,
+        started_at=when + timedelta(seconds=1),
+        finished_at=None if status is RunStatus.RUNNING else when + timedelta(seconds=5),
+        exit_code=None if status is RunStatus.RUNNING else 0,
+        owner=owner,
+    )
+    return dataclasses.replace(base, **fields)
+
+
+def sort_key(record: RunRecord) -> tuple[datetime, str, int]:
+    return (record.scheduled_at, record.id, record.attempt)
+
+
+def newest_first(records: list[RunRecord]) -> list[RunRecord]:
+    return sorted(records, key=sort_key, reverse=True)
+
+
+def walk(store: RunStore, q: RunQuery) -> list[list[RunRecord]]:
+    pages: list[list[RunRecord]] = []
+    cursor: str | None = None
+    while True:
+        page = store.query(dataclasses.replace(q, cursor=cursor))
+        assert len(page.items) <= q.limit
+        pages.append(page.items)
+        if page.next_cursor is None:
+            return pages
+        assert page.items, "a next_cursor promises more items"
+        cursor = page.next_cursor
+
+
+def reference_prune(
+    records: list[RunRecord],
+    limits: dict[str, tuple[int, int]],
+    max_age: timedelta | None,
+    now: datetime,
+) -> list[RunRecord]:
+    """The retention rules, spelled out the slow way: what should survive."""
+    runs: dict[str, list[RunRecord]] = {}
+    for r in records:
+        runs.setdefault(r.id, []).append(r)
+    doomed: set[str] = set()
+    seen: dict[tuple[str, str], int] = {}
+    for run_id_, attempts in sorted(
+        runs.items(), key=lambda kv: (kv[1][0].scheduled_at, kv[0]), reverse=True
+    ):
+        latest = max(attempts, key=lambda r: r.attempt)
+        if any(r.status is RunStatus.RUNNING for r in attempts):
+            continue
+        if max_age is not None and latest.scheduled_at < now - max_age:
+            doomed.add(run_id_)
+        if latest.task not in limits:
+            continue
+        succeeded_limit, failed_limit = limits[latest.task]
+        if latest.status is RunStatus.SUCCEEDED:
+            bucket, limit = "succeeded", succeeded_limit
+        elif latest.status in FAILED_STATUSES:
+            bucket, limit = "failed", failed_limit
+        else:
+            bucket, limit = "skipped", failed_limit
+        seen[latest.task, bucket] = seen.get((latest.task, bucket), 0) + 1
+        if seen[latest.task, bucket] > limit:
+            doomed.add(run_id_)
+    return [r for r in records if r.id not in doomed]
+
+
+def everything(store: RunStore) -> list[RunRecord]:
+    return [r for page in walk(store, RunQuery(limit=1000)) for r in page]

@@ -1,0 +1,294 @@
+"""What the SQL back end promises beyond the Protocol: connection setup, locking, indexes."""
+
+from __future__ import annotations
+
+import random
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterator
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import event
+
+from reconciler.core.runs import RunStatus
+from reconciler.store import (
+    DuplicateRun,
+    MemoryRunStore,
+    RunQuery,
+    RunStore,
+    StoreUnavailable,
+    open_store,
+    sqlite_url,
+)
+from reconciler.store import sql as sql_module
+from reconciler.store.base import Cursor
+from reconciler.store.sql import SqlRunStore, select_page
+
+from ._records import T0, everything, rec, reference_prune, sort_key
+
+
+def _sql(store: RunStore) -> SqlRunStore:
+    assert isinstance(store, SqlRunStore)
+    return store
+
+
+# -- URLs --------------------------------------------------------------------------------------
+
+
+def test_sqlite_url_is_runs_db_in_the_state_dir(tmp_path: Path) -> None:
+    assert sqlite_url(tmp_path / "state") == f"sqlite:///{tmp_path}/state/runs.db"
+
+
+def test_memory_url_opens_a_memory_store() -> None:
+    store = open_store("memory://")
+    assert isinstance(store, MemoryRunStore)
+    store.close()
+
+
+@pytest.mark.parametrize(
+    "url", ["sqlite://", "sqlite:///:memory:", "mysql://x@y/z", "postgresql+psycopg2://x@y/z"]
+)
+def test_unsupported_urls_are_refused(url: str) -> None:
+    with pytest.raises(ValueError, match=r"memory|unsupported|psycopg"):
+        open_store(url)
+
+
+# -- SQLite ------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def sqlite_store(tmp_path: Path) -> Iterator[SqlRunStore]:
+    store = _sql(open_store(sqlite_url(tmp_path / "deep" / "state")))
+    yield store
+    store.close()
+
+
+def test_sqlite_file_and_parent_dirs_are_created(tmp_path: Path) -> None:
+    store = open_store(sqlite_url(tmp_path / "a" / "b"))
+    try:
+        assert (tmp_path / "a" / "b" / "runs.db").is_file()
+    finally:
+        store.close()
+
+
+def test_sqlite_connection_settings(sqlite_store: SqlRunStore) -> None:
+    with sqlite_store.engine.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+        assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() == 30_000
+        assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+
+
+def test_sqlite_writes_take_the_write_lock_up_front(sqlite_store: SqlRunStore) -> None:
+    """BEGIN IMMEDIATE for writes (they wait in the busy handler instead of failing on a lock
+    upgrade), plain deferred BEGIN for reads (which WAL never blocks)."""
+    begins: list[str] = []
+
+    def log(*args: object) -> None:
+        statement = str(args[2])
+        if statement.startswith("BEGIN"):
+            begins.append(statement)
+
+    event.listen(sqlite_store.engine, "before_cursor_execute", log)
+    sqlite_store.claim(rec(status=RunStatus.RUNNING))
+    sqlite_store.complete(rec())
+    sqlite_store.get(rec().id)
+    sqlite_store.query(RunQuery())
+    sqlite_store.mark_interrupted(["x"], T0)
+    assert begins == [
+        "BEGIN IMMEDIATE",
+        "BEGIN IMMEDIATE",
+        "BEGIN DEFERRED",
+        "BEGIN DEFERRED",
+        "BEGIN IMMEDIATE",
+    ]
+
+
+def _hold_write_lock(path: Path, seconds: float) -> tuple[threading.Thread, threading.Event]:
+    """Another "process" (a raw sqlite3 connection) holding the write lock for ``seconds``."""
+    locked = threading.Event()
+
+    def hold() -> None:
+        conn = sqlite3.connect(path, isolation_level=None)
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            locked.set()
+            time.sleep(seconds)
+            conn.execute("COMMIT")
+        finally:
+            conn.close()
+
+    thread = threading.Thread(target=hold)
+    thread.start()
+    assert locked.wait(10)
+    return thread, locked
+
+
+def test_sqlite_writers_wait_for_each_other_instead_of_failing(tmp_path: Path) -> None:
+    store = open_store(sqlite_url(tmp_path))
+    try:
+        holder, _ = _hold_write_lock(tmp_path / "runs.db", 0.5)
+        started = time.monotonic()
+        store.claim(rec())
+        waited = time.monotonic() - started
+        holder.join()
+        assert waited >= 0.3
+        assert store.get(rec().id) == rec()
+        assert store.query(RunQuery()).items == [rec()]  # readers are not blocked in WAL mode
+    finally:
+        store.close()
+
+
+def test_sqlite_lock_held_past_the_busy_timeout_is_store_unavailable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sql_module, "SQLITE_BUSY_TIMEOUT", timedelta(milliseconds=100))
+    store = open_store(sqlite_url(tmp_path))
+    try:
+        holder, _ = _hold_write_lock(tmp_path / "runs.db", 1.0)
+        try:
+            with pytest.raises(StoreUnavailable, match="locked"):
+                store.claim(rec())
+            store.ping()  # reads still work
+            assert store.get(rec().id) is None
+        finally:
+            holder.join()
+        store.claim(rec())  # and it recovers once the lock is gone
+    finally:
+        store.close()
+
+
+def test_unreachable_postgres_is_store_unavailable() -> None:
+    # Port 1 on loopback: connection refused at once (nothing needs to be running).
+    with pytest.raises(StoreUnavailable):
+        open_store("postgresql+psycopg://nobody:x@127.0.0.1:1/nothing")
+
+
+def test_store_is_unavailable_once_its_database_is_gone(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    store = open_store(sqlite_url(state))
+    try:
+        store.ping()
+        _sql(store).engine.dispose()
+        (state / "runs.db").unlink()
+        state.rmdir()
+        state.write_text("not a directory any more")  # the path cannot be opened as a database
+        with pytest.raises(StoreUnavailable):
+            store.ping()
+    finally:
+        store.close()
+
+
+# -- both back ends ----------------------------------------------------------------------------
+
+
+def test_insert_many(sql_store: RunStore) -> None:
+    store = _sql(sql_store)
+    records = [rec(f"ns/t{i % 3}", i, RunStatus.SUCCEEDED) for i in range(25)]
+    assert store.insert_many(records, batch_size=10) == 25
+    assert store.query(RunQuery(limit=100)).items == sorted(
+        records, key=lambda r: (r.scheduled_at, r.id), reverse=True
+    )
+    with pytest.raises(DuplicateRun):
+        store.insert_many([rec("ns/new", 0), records[0]])
+    assert store.get(rec("ns/new", 0).id) is None  # the failed batch was rolled back
+
+
+def test_store_objects_can_be_shared_between_threads_while_writing(
+    sql_url: str, open_many: Callable[[str], RunStore]
+) -> None:
+    """Writer thread completes while readers query: no errors, no torn records."""
+    store = open_many(sql_url)
+    for i in range(30):
+        store.claim(rec(at=i, status=RunStatus.RUNNING))
+    errors: list[BaseException] = []
+    stop = threading.Event()
+
+    def read() -> None:
+        try:
+            while not stop.is_set():
+                for r in store.query(RunQuery(limit=100)).items:
+                    assert (r.status is RunStatus.RUNNING) == (r.finished_at is None)
+        except BaseException as e:
+            errors.append(e)
+
+    readers = [threading.Thread(target=read) for _ in range(3)]
+    for t in readers:
+        t.start()
+    for i in range(30):
+        store.complete(rec(at=i, status=RunStatus.SUCCEEDED))
+    stop.set()
+    for t in readers:
+        t.join()
+    assert not errors
+    assert store.running() == []
+
+
+def _plan(store: SqlRunStore, q: RunQuery) -> str:
+    stmt = select_page(q)
+    compiled = stmt.compile(dialect=store.engine.dialect, compile_kwargs={"literal_binds": True})
+    prefix = "EXPLAIN QUERY PLAN " if store.engine.dialect.name == "sqlite" else "EXPLAIN "
+    with store.engine.connect() as conn:
+        return "\n".join(str(row[-1]) for row in conn.exec_driver_sql(prefix + str(compiled)))
+
+
+@pytest.mark.parametrize(
+    ("query", "index"),
+    [
+        (RunQuery(task="ns/t3"), "ix_runs_task_scheduled"),
+        (RunQuery(status=RunStatus.FAILED, since=T0 + timedelta(minutes=9_940)), "ix_runs_status"),
+        (RunQuery(), "ix_runs_scheduled"),
+        (
+            RunQuery(
+                task="ns/t3", cursor=Cursor(T0 + timedelta(minutes=50), "ns.t3.x", 1).encode()
+            ),
+            "ix_runs_task_scheduled",
+        ),
+    ],
+    ids=["last-50-of-a-task", "failures-in-the-last-hour", "history", "task-next-page"],
+)
+def test_history_queries_are_ordered_index_scans(
+    sql_store: RunStore, query: RunQuery, index: str
+) -> None:
+    """No full scan and no sort step: the index delivers rows in page order (LIMIT stops it)."""
+    store = _sql(sql_store)
+    store.insert_many(
+        rec(f"ns/t{i % 40}", i, RunStatus.FAILED if i % 10 == 0 else RunStatus.SUCCEEDED)
+        for i in range(10_000)
+    )
+    with store.engine.begin() as conn:
+        conn.exec_driver_sql("ANALYZE")  # realistic statistics for the PostgreSQL planner
+    plan = _plan(store, query)
+    assert index in plan, plan
+    assert "TEMP B-TREE" not in plan, plan  # SQLite's sort step
+    assert "Sort" not in plan, plan  # PostgreSQL's
+    assert "Seq Scan" not in plan, plan
+
+
+@pytest.mark.parametrize("seed", [4, 5])
+def test_prune_in_small_transactions_and_chunks_gives_the_same_result(
+    sql_store: RunStore, monkeypatch: pytest.MonkeyPatch, seed: int
+) -> None:
+    """The batching of prune (tasks per transaction, ids per DELETE, max_age rows per
+    transaction) is invisible: tiny batches give exactly the reference result."""
+    monkeypatch.setattr(sql_module, "_PRUNE_TX_ROWS", 7)
+    monkeypatch.setattr(sql_module, "_DELETE_CHUNK", 3)
+    rnd = random.Random(seed)  # noqa: S311 - reproducible test data, not secrets
+    records = [
+        rec(task, minute, rnd.choice(list(RunStatus)), attempt=attempt)
+        for task in ("a/one", "a/two", "b/three")
+        for minute in rnd.sample(range(500), 60)
+        for attempt in range(1, rnd.choice([1, 1, 2]) + 1)
+    ]
+    store = _sql(sql_store)
+    store.insert_many(records)
+    limits = {"a/one": (2, 1), "a/two": (0, 3)}
+    now, max_age = T0 + timedelta(minutes=500), timedelta(minutes=200)
+
+    deleted = store.prune(limits, max_age, now)
+
+    expected = reference_prune(records, limits, max_age, now)
+    assert sorted(map(sort_key, everything(store))) == sorted(map(sort_key, expected))
+    assert deleted == len(records) - len(expected)
