@@ -82,14 +82,19 @@ def run_validate(args: argparse.Namespace) -> int:
         print(problem)
     files = source.files
     ignored = sum(state.ignored for state in files.values())
-    summary = f"{len(files)} files, {len(desired.tasks)} tasks"
+    summary = f"{_count(len(files), 'file')}, {_count(len(desired.tasks), 'task')}"
     if ignored:
         summary += f", {ignored} documents of other kinds ignored"
     if desired.problems:
-        print(f"{len(desired.problems)} problems ({summary})", file=sys.stderr)
+        sys.stdout.flush()  # keep the summary after the problems when both go to one terminal
+        print(f"{_count(len(desired.problems), 'problem')} ({summary})", file=sys.stderr)
         return 1
     print(f"ok: {summary}")
     return 0
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
 def run_plan(args: argparse.Namespace) -> int:

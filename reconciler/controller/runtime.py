@@ -23,8 +23,8 @@ from collections.abc import Collection, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 
-from reconciler.controller.reconcile import Reconciler
 from reconciler.controller.dispatch import Dispatcher
+from reconciler.controller.reconcile import Reconciler
 from reconciler.scheduling.apscheduler import ApsScheduler
 from reconciler.sources.files import DirectorySource
 from reconciler.sources.watch import watch_paths

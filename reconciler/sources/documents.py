@@ -12,6 +12,7 @@ is used when PyYAML was built with it (it is several times faster and keeps the 
 from __future__ import annotations
 
 import dataclasses
+import difflib
 from collections.abc import Sequence
 from typing import Any
 
@@ -193,7 +194,7 @@ def _validation_errors(
 def _message(loc: tuple[str | int, ...], item: Any) -> str:
     kind = item["type"]
     if kind == "extra_forbidden":
-        text = "unknown field"
+        text = "unknown field" + _suggestion(loc)
     elif kind == "missing":
         text = "required field is missing"
     elif (
@@ -208,6 +209,24 @@ def _message(loc: tuple[str | int, ...], item: Any) -> str:
         text = str(item["msg"]).removeprefix("Value error, ")
     where = _dotted(loc)
     return f"{where}: {text}" if where else text
+
+
+def _suggestion(loc: tuple[str | int, ...]) -> str:
+    """`` (did you mean 'retry'?)`` for a misspelt field, when one is close enough."""
+    model: Any = CronTask
+    for part in loc[:-1]:
+        field = next((f for n, f in model.model_fields.items() if part in (n, f.alias)), None)
+        if field is None:
+            return ""
+        candidates = [field.annotation, *getattr(field.annotation, "__args__", ())]
+        model = next(
+            (c for c in candidates if isinstance(c, type) and hasattr(c, "model_fields")), None
+        )
+        if model is None:
+            return ""
+    names = [f.alias or n for n, f in model.model_fields.items()]
+    close = difflib.get_close_matches(str(loc[-1]), names, n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 def _dotted(loc: Sequence[str | int]) -> str:

@@ -47,7 +47,7 @@ def test_multi_document_locations_and_empty_documents() -> None:
             GOOD.replace("  schedule:", "  schedul:"),
             [
                 "t.yaml:6:1: spec.schedule: required field is missing",
-                "t.yaml:7:3: spec.schedul: unknown field",
+                "t.yaml:7:3: spec.schedul: unknown field (did you mean 'schedule'?)",
             ],
         ),
         (

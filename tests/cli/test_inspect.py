@@ -1,0 +1,141 @@
+"""crontask validate / next / plan / schema, as a user runs them."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from reconciler.cli.main import main
+from reconciler.core.model import json_schema
+
+
+def crontask(*argv: str) -> int:
+    with pytest.raises(SystemExit) as exited:
+        main(list(argv))
+    code = exited.value.code
+    return code if isinstance(code, int) else 1
+
+
+def doc(name: str, schedule: str, zone: str = "UTC", extra: str = "") -> str:
+    return (
+        "apiVersion: crontask.dev/v1alpha1\nkind: CronTask\n"
+        f'metadata:\n  name: {name}\nspec:\n  schedule: "{schedule}"\n  timeZone: {zone}\n'
+        f'{extra}  command:\n    args: ["true"]\n'
+    )
+
+
+def test_validate_ok(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "a.yaml").write_text(doc("a", "@daily") + "---\n" + doc("b", "@hourly"))
+    assert crontask("validate", str(tmp_path)) == 0
+    assert capsys.readouterr().out == "ok: 1 file, 2 tasks\n"
+
+
+def test_validate_reports_every_error_with_its_place(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(doc("a", "0 2 * * *", zone="Europe/Berln") + "---\n" + doc("b", "*/0 * * * *"))
+    dup = tmp_path / "dup.yml"
+    dup.write_text(doc("c", "@daily", extra="  suspend: yes\n  retries: 3\n"))
+    (tmp_path / "twin.yaml").write_text(doc("c", "@weekly"))
+    assert crontask("validate", str(tmp_path)) == 1
+    out = capsys.readouterr()
+    assert out.out.splitlines() == [
+        f"{bad}:7:3: spec.timeZone: unknown time zone 'Europe/Berln'",
+        f"{bad}:16:14: spec.schedule: minute field: step 0 is out of range 1-59",
+        f"{dup}:9:3: spec.retries: unknown field (did you mean 'retry'?)",
+    ]
+    assert "3 problems" in out.err
+
+
+def test_validate_flags_a_conflict(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "a.yaml").write_text(doc("same", "@daily"))
+    (tmp_path / "b.yaml").write_text(doc("same", "@hourly"))
+    assert crontask("validate", str(tmp_path)) == 1
+    assert capsys.readouterr().out == (
+        f"default/same is defined more than once: using {tmp_path}/a.yaml:1:1, "
+        f"ignoring {tmp_path}/b.yaml:1:1\n"
+    )
+
+
+def test_validate_missing_path() -> None:
+    with pytest.raises(SystemExit, match="no such file or directory: /nonexistent"):
+        main(["validate", "/nonexistent"])
+
+
+def test_next_json_across_a_dst_change(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    file = tmp_path / "t.yaml"
+    file.write_text(doc("nightly", "30 2 * * *", zone="Europe/Berlin"))
+    assert (
+        crontask("next", str(file), "-n", "3", "--from", "2027-03-27T12:00:00+01:00", "--json") == 0
+    )
+    assert json.loads(capsys.readouterr().out) == {
+        "task": "default/nightly",
+        "schedule": "30 2 * * *",
+        "timeZone": "Europe/Berlin",
+        "description": "at 02:30 every day",
+        # 28 March 2027: 02:30 does not exist in Berlin; the slot runs at the jump, 03:00.
+        "next": [
+            "2027-03-28T03:00:00+02:00",
+            "2027-03-29T02:30:00+02:00",
+            "2027-03-30T02:30:00+02:00",
+        ],
+    }
+
+
+def test_next_selects_a_task_and_rejects_unknown(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "t.yaml").write_text(doc("a", "@daily") + "---\n" + doc("b", "0 12 * * mon"))
+    assert (
+        crontask("next", str(tmp_path), "--task", "b", "-n", "1", "--from", "2026-11-26T00:00:00Z")
+        == 0
+    )
+    out = capsys.readouterr().out
+    assert "default/b" in out
+    assert "2026-11-30T12:00:00+00:00" in out
+    with pytest.raises(SystemExit, match="no task 'zz' here"):
+        main(["next", str(tmp_path), "--task", "zz"])
+    with pytest.raises(SystemExit, match="needs an offset"):
+        main(["next", str(tmp_path), "--from", "2026-11-26T00:00:00"])
+
+
+def test_plan_field_by_field(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    old, new = tmp_path / "old", tmp_path / "new"
+    old.mkdir()
+    new.mkdir()
+    (old / "t.yaml").write_text(
+        doc("keep", "@daily") + "---\n" + doc("edit", "@daily") + "---\n" + doc("drop", "@daily")
+    )
+    (new / "t.yaml").write_text(
+        doc("keep", "@daily")
+        + "---\n"
+        + doc("edit", "@hourly", extra="  suspend: true\n")
+        + "---\n"
+        + doc("add", "@daily")
+    )
+    assert crontask("plan", str(new), "--against", str(old)) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines == [
+        f"+ default/add  ({new}/t.yaml:22:1)",
+        f"~ default/edit  ({new}/t.yaml:11:1)",
+        "    ~ spec.schedule: '@daily' -> '@hourly'",
+        "    ~ spec.suspend: False -> True",
+        f"- default/drop  ({old}/t.yaml:21:1)",
+        "Plan: 1 to add, 1 to change, 1 to remove, 1 unchanged.",
+    ]
+
+
+def test_schema_prints_the_generated_schema(capsys: pytest.CaptureFixture[str]) -> None:
+    assert crontask("schema") == 0
+    assert json.loads(capsys.readouterr().out) == json_schema()
+
+
+@pytest.mark.parametrize("command", ["run", "validate", "plan", "next", "runs", "schema"])
+def test_every_command_has_help(command: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert crontask(command, "--help") == 0
+    text = capsys.readouterr().out
+    assert f"usage: crontask {command}" in text
+    assert len(text.splitlines()) > 3

@@ -1,0 +1,148 @@
+"""The APScheduler adapter on a real event loop: it fires at the schedule's slots, owns only
+its own entries, and leaves no APScheduler default in charge of late or overlapping slots."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+
+from reconciler.core.desired import Definition
+from reconciler.core.plan import Operation, Step
+from reconciler.scheduling.apscheduler import JOB_PREFIX, ApsScheduler
+from tests.helpers import definition
+
+EVERY_SECOND = "* * * * * *"
+
+
+def add(d: Definition) -> Step:
+    return Step(Operation.ADD, d.key, d, None)
+
+
+def remove(d: Definition) -> Step:
+    return Step(Operation.REMOVE, d.key, None, d)
+
+
+def with_scheduler(
+    scenario: Callable[[ApsScheduler, list[tuple[str, datetime]], asyncio.Event], Awaitable[None]],
+) -> None:
+    async def main() -> None:
+        fired: list[tuple[str, datetime]] = []
+        event = asyncio.Event()
+
+        def on_fire(key: str, at: datetime) -> None:
+            fired.append((key, at))
+            event.set()
+
+        scheduler = ApsScheduler(on_fire)
+        scheduler.start()
+        try:
+            await scenario(scheduler, fired, event)
+        finally:
+            scheduler.shutdown()
+
+    asyncio.run(main())
+
+
+async def next_fire(event: asyncio.Event, timeout: float = 5.0) -> None:
+    await asyncio.wait_for(event.wait(), timeout)
+    event.clear()
+
+
+def test_fires_each_slot_with_its_scheduled_time() -> None:
+    async def scenario(
+        scheduler: ApsScheduler, fired: list[tuple[str, datetime]], event: asyncio.Event
+    ) -> None:
+        scheduler.apply(add(definition("tick", schedule=EVERY_SECOND)))
+        await next_fire(event)
+        await next_fire(event)
+        (k1, t1), (k2, t2) = fired[:2]
+        assert k1 == k2 == "default/tick"
+        assert t1.tzinfo is UTC
+        assert t1.microsecond == 0
+        assert (t2 - t1).total_seconds() == 1
+        assert t1 <= datetime.now(UTC)
+
+    with_scheduler(scenario)
+
+
+def test_jobs_carry_explicit_misfire_and_concurrency_settings() -> None:
+    async def scenario(
+        scheduler: ApsScheduler, fired: list[tuple[str, datetime]], event: asyncio.Event
+    ) -> None:
+        scheduler.apply(add(definition("tick", schedule="@every 1h")))
+        job = scheduler._aps.get_job(JOB_PREFIX + "default/tick")
+        assert job.misfire_grace_time is None  # crontask, not APScheduler, decides on late slots
+        assert job.coalesce is True
+        assert job.max_instances == 1  # never reached: the hand-off returns at once
+
+    with_scheduler(scenario)
+
+
+def test_suspended_task_is_kept_but_never_fires() -> None:
+    async def scenario(
+        scheduler: ApsScheduler, fired: list[tuple[str, datetime]], event: asyncio.Event
+    ) -> None:
+        suspended = definition("sleepy", schedule=EVERY_SECOND, suspend=True)
+        scheduler.apply(add(suspended))
+        scheduler.apply(add(definition("clock", schedule=EVERY_SECOND)))
+        for _ in range(2):
+            await next_fire(event)
+        assert {k for k, _ in fired} == {"default/clock"}
+        assert scheduler.next_fire_time("default/sleepy") is None
+        assert "default/sleepy" in scheduler.owned()
+
+    with_scheduler(scenario)
+
+
+def test_remove_is_idempotent_and_touches_only_owned_entries() -> None:
+    async def scenario(
+        scheduler: ApsScheduler, fired: list[tuple[str, datetime]], event: asyncio.Event
+    ) -> None:
+        foreign = scheduler._aps.add_job(print, "interval", hours=1, id="someone-else")
+        tick = definition("tick", schedule="@every 1h")
+        scheduler.apply(add(tick))
+        assert set(scheduler.owned()) == {"default/tick"}
+        scheduler.apply(remove(tick))
+        scheduler.apply(remove(tick))
+        assert scheduler.owned() == {}
+        assert scheduler.next_fire_time("default/tick") is None
+        assert scheduler._aps.get_job("someone-else") is foreign
+
+    with_scheduler(scenario)
+
+
+def test_update_replaces_the_schedule() -> None:
+    async def scenario(
+        scheduler: ApsScheduler, fired: list[tuple[str, datetime]], event: asyncio.Event
+    ) -> None:
+        hourly = definition("job", schedule="0 * * * *")
+        scheduler.apply(add(hourly))
+        first = scheduler.next_fire_time("default/job")
+        assert first is not None
+        assert first.minute == 0
+        every_second = definition("job", schedule=EVERY_SECOND)
+        scheduler.apply(Step(Operation.UPDATE, "default/job", every_second, hourly))
+        await next_fire(event)
+        assert scheduler.owned()["default/job"] is every_second
+
+    with_scheduler(scenario)
+
+
+def test_a_blocked_loop_hands_over_the_latest_slot_once() -> None:
+    async def scenario(
+        scheduler: ApsScheduler, fired: list[tuple[str, datetime]], event: asyncio.Event
+    ) -> None:
+        scheduler.apply(add(definition("tick", schedule=EVERY_SECOND)))
+        await next_fire(event)
+        # Block the loop through about three slots, as a long synchronous pass would.
+        time.sleep(3.2)
+        before = len(fired)
+        await next_fire(event)
+        late = fired[before:]
+        # Coalesced: one hand-off, of the latest due slot; the dispatcher accounts for the rest.
+        assert len(late) == 1
+        assert (late[0][1] - fired[before - 1][1]).total_seconds() >= 3
+
+    with_scheduler(scenario)
