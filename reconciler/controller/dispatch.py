@@ -8,6 +8,12 @@ so a slow database never delays the loop, and a slow task never delays another's
 Exactly once per slot: the run id is derived from (task key, slot), and a run starts only
 after the store has accepted its ``running`` record; a store that refuses (another process
 claimed the slot) means this process does not run it.
+
+Nothing is dropped silently: a slot that does not run leaves a ``skipped`` record with its
+reason — ``ConcurrencyForbid``, ``MissedDeadline``, or ``Superseded`` for slots missed while
+crontask was down or busy (one record with the count; only the latest missed slot may run, as
+a ``catchup``). Retries are further attempts of the same run (same id, ``attempt`` 2, 3, ...);
+while a run waits for its next attempt it still occupies its slot for the concurrency policy.
 """
 
 from __future__ import annotations
@@ -19,12 +25,15 @@ import os
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
 from reconciler.core.desired import Definition
 from reconciler.core.model import ConcurrencyPolicy
 from reconciler.core.runs import RunRecord, RunStatus, Trigger, run_id, split_key
+from reconciler.core.timing import backlog, retry_delay
 from reconciler.runner.command import CommandOutcome, CommandRun
+from reconciler.runner.http import HttpRun
+from reconciler.scheduling.base import schedule_of
 from reconciler.store.base import DuplicateRun, RunStore
 
 log = logging.getLogger("crontask.runner")
@@ -35,19 +44,38 @@ T = TypeVar("T")
 SHUTDOWN = "Shutdown"
 
 
+class Attempt(Protocol):
+    """One attempt of an action (``CommandRun``, ``HttpRun``)."""
+
+    async def run(self) -> CommandOutcome: ...
+
+    def stop(self, reason: str) -> None: ...
+
+
 @dataclasses.dataclass(eq=False)
 class ActiveRun:
     record: RunRecord
-    command: CommandRun | None = None
+    command: Attempt | None = None
     task: asyncio.Task[None] | None = None
     stop_reason: str | None = None
+    stopped: asyncio.Event = dataclasses.field(default_factory=asyncio.Event)
 
     def stop(self, reason: str) -> None:
         """Stop the run, also when its process has not been spawned yet (its claim may still
-        be on its way to the store): the reason is kept and applied as soon as it exists."""
+        be on its way to the store) or while it waits for a retry: the reason is kept and
+        applied as soon as there is something to stop."""
         self.stop_reason = self.stop_reason or reason
+        self.stopped.set()
         if self.command is not None:
             self.command.stop(self.stop_reason)
+
+    async def wait_stopped(self, seconds: float) -> bool:
+        """Wait up to ``seconds``; True if the run was stopped meanwhile."""
+        try:
+            await asyncio.wait_for(self.stopped.wait(), seconds)
+        except TimeoutError:
+            return False
+        return True
 
 
 RunListener = Callable[[RunRecord], None]
@@ -76,6 +104,9 @@ class Dispatcher:
         self._listeners: list[RunListener] = []
         # Record writes not tied to a run (skips); kept so drain() and shutdown can await them.
         self._writes: set[asyncio.Task[None]] = set()
+        # The latest slot each task was handed (or the instant accounting began), to count
+        # the slots a late hand-off skipped over.
+        self._last_slot: dict[str, datetime] = {}
 
     # -- queries ---------------------------------------------------------------------------
 
@@ -98,6 +129,8 @@ class Dispatcher:
         spec = definition.task.spec
         key = definition.key
         now = self.clock()
+        if trigger is Trigger.SCHEDULE:
+            self._account_for_skipped_slots(definition, scheduled_at)
         record = RunRecord(
             id=run_id(key, scheduled_at),
             task=key,
@@ -132,6 +165,68 @@ class Dispatcher:
         )
         return record
 
+    # -- slot accounting ---------------------------------------------------------------------
+
+    def last_slot(self, key: str) -> datetime | None:
+        return self._last_slot.get(key)
+
+    def track(self, key: str, since: datetime) -> None:
+        """Count skipped slots of ``key`` from ``since`` on (a task added or changed now)."""
+        self._last_slot[key] = since
+
+    def forget(self, key: str) -> None:
+        self._last_slot.pop(key, None)
+
+    def catch_up(self, definition: Definition, anchor: datetime | None, until: datetime) -> None:
+        """Slots of ``definition`` after ``anchor`` (its last recorded slot) up to ``until``
+        (where the scheduler takes over) were missed: the latest runs once as a ``catchup`` if
+        the starting deadline allows, the older ones are recorded as one counted skip. With no
+        anchor (a task never run before) nothing is caught up."""
+        key = definition.key
+        self._last_slot[key] = max(until, anchor) if anchor else until
+        if anchor is None or definition.task.spec.suspend or until <= anchor:
+            return
+        missed = backlog(schedule_of(definition), anchor, until)
+        if missed.empty:
+            return
+        assert missed.latest is not None
+        if missed.superseded:
+            assert missed.last_superseded is not None
+            self._skip_slots(
+                definition, missed.superseded, anchor, missed.latest, missed.last_superseded
+            )
+        self.fire(definition, missed.latest, Trigger.CATCHUP)
+
+    def _account_for_skipped_slots(self, definition: Definition, slot: datetime) -> None:
+        key = definition.key
+        last = self._last_slot.get(key)
+        self._last_slot[key] = max(slot, last) if last else slot
+        if last is None or slot <= last:
+            return
+        missed = backlog(schedule_of(definition), last, slot)
+        if missed.superseded and missed.last_superseded is not None:
+            self._skip_slots(definition, missed.superseded, last, slot, missed.last_superseded)
+
+    def _skip_slots(
+        self, definition: Definition, count: int, after: datetime, latest: datetime, name: datetime
+    ) -> None:
+        record = RunRecord(
+            id=run_id(definition.key, name),
+            task=definition.key,
+            scheduled_at=name,
+            trigger=Trigger.SCHEDULE,
+            status=RunStatus.SKIPPED,
+            started_at=self.clock(),
+            owner=self.owner,
+        )
+        slots = "1 slot" if count == 1 else f"{count} slots"
+        self._skip(
+            record,
+            "Superseded",
+            f"{slots} after {_iso(after)} and before {_iso(latest)} did not run "
+            "(crontask was down or busy); only the latest missed slot may run",
+        )
+
     def _skip(self, record: RunRecord, reason: str, message: str) -> RunRecord:
         skipped = dataclasses.replace(
             record,
@@ -155,83 +250,139 @@ class Dispatcher:
     async def _execute(
         self, definition: Definition, active: ActiveRun, replaced: list[ActiveRun]
     ) -> None:
-        record = active.record
         try:
             for old in replaced:
                 if old.task is not None:
                     await asyncio.shield(old.task)
-            claimed = True
-            try:
-                await self._io(self.store.claim, record)
-            except DuplicateRun:
+            while True:
+                final = await self._run_attempt(definition, active)
+                if final is None or not self._retry_due(definition, final, active):
+                    return
+                delay = retry_delay(definition.task.spec.retry, final.attempt)
                 log.info(
-                    "slot already claimed by another instance",
-                    extra={"fields": {"task": record.task, "run": record.id}},
+                    "retry scheduled",
+                    extra={
+                        "fields": {
+                            "task": final.task,
+                            "run": final.id,
+                            "attempt": final.attempt + 1,
+                            "in_seconds": delay,
+                        }
+                    },
                 )
-                return
-            except Exception:
-                # A store that is down must not cost the run: it still runs, and its whole
-                # record is written when it ends.
-                log.exception(
-                    "could not record run start; running it anyway",
-                    extra={"fields": {"task": record.task, "run": record.id}},
+                if await active.wait_stopped(delay):
+                    return  # replaced or shut down while waiting: no further attempt
+                active.command = None
+                active.record = dataclasses.replace(
+                    final,
+                    attempt=final.attempt + 1,
+                    trigger=Trigger.RETRY,
+                    status=RunStatus.RUNNING,
+                    started_at=self.clock(),
+                    finished_at=None,
+                    exit_code=None,
+                    reason=None,
+                    message=None,
+                    output="",
                 )
-                claimed = False
-            else:
-                self._notify(record)
-            outcome = await self._attempt(definition, active)
-            status = outcome.status
-            if outcome.reason == SHUTDOWN:
-                status = RunStatus.INTERRUPTED
-            final = record.finish(
-                status,
-                finished_at=self.clock(),
-                exit_code=outcome.exit_code,
-                reason=outcome.reason,
-                message=outcome.message,
-                output=outcome.output,
-            )
-            log.info(
-                "run finished",
-                extra={
-                    "fields": {
-                        "task": record.task,
-                        "run": record.id,
-                        "status": str(final.status),
-                        "exit_code": final.exit_code,
-                        "duration_ms": final.duration_ms,
-                    }
-                },
-            )
-            await self._record(self.store.complete if claimed else self.store.claim, final)
         finally:
+            record = active.record
             runs = self._active.get(record.task, {})
             runs.pop(record.id, None)
             if not runs:
                 self._active.pop(record.task, None)
 
+    async def _run_attempt(self, definition: Definition, active: ActiveRun) -> RunRecord | None:
+        """Claim, run and complete one attempt; None if another instance holds the slot."""
+        record = active.record
+        claimed = True
+        try:
+            await self._io(self.store.claim, record)
+        except DuplicateRun:
+            log.info(
+                "slot already claimed by another instance",
+                extra={
+                    "fields": {"task": record.task, "run": record.id, "attempt": record.attempt}
+                },
+            )
+            return None
+        except Exception:
+            # A store that is down must not cost the run: it still runs, and its whole
+            # record is written when it ends.
+            log.exception(
+                "could not record run start; running it anyway",
+                extra={"fields": {"task": record.task, "run": record.id}},
+            )
+            claimed = False
+        else:
+            self._notify(record)
+        outcome = await self._attempt(definition, active)
+        status = RunStatus.INTERRUPTED if outcome.reason == SHUTDOWN else outcome.status
+        final = record.finish(
+            status,
+            finished_at=self.clock(),
+            exit_code=outcome.exit_code,
+            reason=outcome.reason,
+            message=outcome.message,
+            output=outcome.output,
+        )
+        log.info(
+            "run finished",
+            extra={
+                "fields": {
+                    "task": record.task,
+                    "run": record.id,
+                    "attempt": record.attempt,
+                    "status": str(final.status),
+                    "exit_code": final.exit_code,
+                    "duration_ms": final.duration_ms,
+                }
+            },
+        )
+        await self._record(self.store.complete if claimed else self.store.claim, final)
+        return final
+
+    @staticmethod
+    def _retry_due(definition: Definition, final: RunRecord, active: ActiveRun) -> bool:
+        retryable = final.status in (RunStatus.FAILED, RunStatus.TIMED_OUT)
+        within_limit = final.attempt <= definition.task.spec.retry.limit
+        return retryable and within_limit and active.stop_reason is None
+
     async def _attempt(self, definition: Definition, active: ActiveRun) -> CommandOutcome:
         spec = definition.task.spec
         record = active.record
-        assert spec.command is not None  # the only action so far
         namespace, name = split_key(record.task)
-        env = {
-            **self.base_env,
-            **spec.command.env,
+        run_env = {
             "CRONTASK_NAME": name,
             "CRONTASK_NAMESPACE": namespace,
             "CRONTASK_RUN_ID": record.id,
             "CRONTASK_SCHEDULED_TIME": record.scheduled_at.astimezone(UTC).isoformat(),
             "CRONTASK_ATTEMPT": str(record.attempt),
         }
-        command = CommandRun(
-            spec.command.args,
-            env=env,
-            working_dir=spec.command.working_dir,
-            timeout=spec.timeout_seconds,
-            kill_grace=self.kill_grace,
-            output_limit=self.output_limit,
-        )
+        command: Attempt
+        if spec.http is not None:
+            # The run's identity travels as headers, so the receiver can deduplicate retries.
+            command = HttpRun(
+                spec.http,
+                env=self.base_env,
+                extra_headers={
+                    "X-Crontask-Run-Id": record.id,
+                    "X-Crontask-Attempt": str(record.attempt),
+                    "X-Crontask-Scheduled-Time": run_env["CRONTASK_SCHEDULED_TIME"],
+                },
+                timeout=spec.timeout_seconds,
+                output_limit=self.output_limit,
+            )
+        else:
+            assert spec.command is not None  # the model guarantees exactly one action
+            command = CommandRun(
+                spec.command.args,
+                env={**self.base_env, **spec.command.env, **run_env},
+                working_dir=spec.command.working_dir,
+                timeout=spec.timeout_seconds,
+                kill_grace=self.kill_grace,
+                output_limit=self.output_limit,
+            )
         active.command = command
         if active.stop_reason is not None:
             command.stop(active.stop_reason)  # run() then reports it without spawning
@@ -287,3 +438,7 @@ class Dispatcher:
     def _notify(self, record: RunRecord) -> None:
         for listener in self._listeners:
             listener(record)
+
+
+def _iso(at: datetime) -> str:
+    return at.astimezone(UTC).isoformat().replace("+00:00", "Z")

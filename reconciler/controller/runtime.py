@@ -20,11 +20,12 @@ import socket
 import sys
 import time
 from collections.abc import Collection, Mapping
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from reconciler.controller.dispatch import Dispatcher
 from reconciler.controller.reconcile import Reconciler
+from reconciler.core.plan import Plan
 from reconciler.scheduling.apscheduler import ApsScheduler
 from reconciler.sources.files import DirectorySource
 from reconciler.sources.watch import watch_paths
@@ -32,6 +33,8 @@ from reconciler.store import open_store, sqlite_url
 from reconciler.store.base import RunStore
 
 log = logging.getLogger("crontask")
+
+_EPSILON = timedelta(microseconds=1)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -118,10 +121,34 @@ async def serve(options: Options, stop: asyncio.Event | None = None) -> int:
     source = DirectorySource(options.paths)
     reconciler = Reconciler([source], scheduler, allow_empty=options.allow_empty)
 
-    async def reconcile(hints: Mapping[str, Collection[str]] | None) -> None:
+    def follow(plan: Plan, anchors: Mapping[str, datetime] | None = None) -> None:
+        """Tell the dispatcher what changed, so every slot is accounted for: removed tasks are
+        forgotten, resumed ones (and, at start-up, every task) catch up on missed slots up to
+        where the scheduler takes over, and the rest count skipped slots from now on."""
+        now = datetime.now(UTC)
+        for step in plan.steps:
+            if step.desired is None:
+                dispatcher.forget(step.key)
+                continue
+            following = scheduler.next_fire_time(step.key)
+            until = min(now, following - _EPSILON) if following else now
+            resumed = step.current is not None and step.current.task.spec.suspend
+            if anchors is not None:
+                dispatcher.catch_up(step.desired, anchors.get(step.key), until)
+            elif resumed and not step.desired.task.spec.suspend:
+                dispatcher.catch_up(step.desired, dispatcher.last_slot(step.key), until)
+            else:
+                dispatcher.track(step.key, now)
+
+    async def reconcile(
+        hints: Mapping[str, Collection[str]] | None, anchors: Mapping[str, datetime] | None = None
+    ) -> None:
         started = time.monotonic()
         keys = await asyncio.to_thread(reconciler.refresh, hints)
         result = reconciler.apply(keys, started)
+        if anchors is not None:
+            scheduler.start()  # the first pass: jobs get their first fire times now
+        follow(result.plan, anchors)
         level = logging.INFO if not result.plan.empty or hints is None else logging.DEBUG
         log.log(
             level,
@@ -137,8 +164,9 @@ async def serve(options: Options, stop: asyncio.Event | None = None) -> int:
             },
         )
 
-    await reconcile(None)
-    scheduler.start()
+    # The first pass: every task is added, then each catches up on the slots it missed while
+    # crontask was down, counted from its last recorded slot (one query for all tasks).
+    await reconcile(None, await asyncio.to_thread(store.last_slots))
     log.info(
         "crontask started",
         extra={

@@ -96,6 +96,63 @@ class CommandAction(_Model):
         return env
 
 
+class HttpMethod(enum.StrEnum):
+    GET = "GET"
+    HEAD = "HEAD"
+    POST = "POST"
+    PUT = "PUT"
+    PATCH = "PATCH"
+    DELETE = "DELETE"
+
+
+class ValueSource(_Model):
+    """Where a secret value comes from, so that it is never committed to git."""
+
+    env: str | None = Field(None, description="An environment variable of crontask's process.")
+    file: str | None = Field(None, description="A file, e.g. a mounted Kubernetes Secret.")
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> ValueSource:
+        if (self.env is None) == (self.file is None):
+            raise ValueError("valueFrom needs exactly one of env, file")
+        return self
+
+
+class HttpHeader(_Model):
+    name: str = Field(pattern=r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$", description="Header name.")
+    value: str | None = Field(None, description="A literal value.")
+    value_from: ValueSource | None = Field(None, description="Or read it at run time.")
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> HttpHeader:
+        if (self.value is None) == (self.value_from is None):
+            raise ValueError(f"header {self.name!r} needs exactly one of value, valueFrom")
+        return self
+
+
+STATUS_RANGES = r"^\d{3}(-\d{3})?(,\d{3}(-\d{3})?)*$"
+
+
+class HttpAction(_Model):
+    method: HttpMethod = Field(HttpMethod.GET)
+    url: str = Field(pattern=r"^https?://[^\s/$.?#][^\s]*$", description="http:// or https:// URL.")
+    headers: list[HttpHeader] = Field(default_factory=list)
+    body: str | None = Field(None, description="Request body, sent as is.")
+    expect_status: str = Field(
+        "200-299",
+        pattern=STATUS_RANGES,
+        description='Statuses that count as success: "200-299", "200,204", "200-299,304".',
+    )
+    timeout_seconds: float = Field(30.0, gt=0, description="For the request itself.")
+
+    def accepts(self, status: int) -> bool:
+        for part in self.expect_status.split(","):
+            low, _, high = part.partition("-")
+            if int(low) <= status <= int(high or low):
+                return True
+        return False
+
+
 class TaskSpec(_Model):
     schedule: str = Field(
         description='5 cron fields; 6 fields = leading seconds; @hourly, @daily, ...; "@every 30s".'
@@ -113,9 +170,17 @@ class TaskSpec(_Model):
         None, gt=0, description="The whole run (its process group) is stopped after this."
     )
     retry: RetryPolicy = Field(default_factory=RetryPolicy)
+    jitter_seconds: int | None = Field(
+        None,
+        ge=0,
+        le=3600,
+        description="Delay every slot by a fixed offset in [0, jitterSeconds] derived from the "
+        "task's key: stable across restarts, spreads tasks that share a schedule.",
+    )
     successful_runs_history_limit: int = Field(3, ge=0, description="Succeeded runs to keep.")
     failed_runs_history_limit: int = Field(1, ge=0, description="Failed runs to keep.")
     command: CommandAction | None = Field(None, description="Run a program.")
+    http: HttpAction | None = Field(None, description="Make an HTTP request.")
 
     @field_validator("schedule")
     @classmethod
@@ -142,7 +207,7 @@ class TaskSpec(_Model):
         return self
 
 
-ACTION_FIELDS = ("command",)
+ACTION_FIELDS = ("command", "http")
 
 
 class CronTask(_Model):

@@ -307,6 +307,12 @@ class RunStore(Protocol):
         """Every record with ``status=running``, oldest first (``scheduled_at``, id, attempt)."""
         ...
 
+    def last_slots(self) -> dict[str, datetime]:
+        """For each task, the newest ``scheduled_at`` of its scheduled runs (every trigger but
+        ``manual``, whose times are not slots of the schedule). Used once at start-up to find
+        the slots missed while crontask was down: one query, not one per task."""
+        ...
+
     def mark_interrupted(self, owners: Collection[str], now: datetime) -> list[RunRecord]:
         """Finish the running records claimed by ``owners`` (instances known to be dead).
 

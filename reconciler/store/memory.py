@@ -13,7 +13,7 @@ import threading
 from collections.abc import Collection, Iterable, Mapping
 from datetime import datetime, timedelta
 
-from reconciler.core.runs import RunRecord, RunStatus
+from reconciler.core.runs import RunRecord, RunStatus, Trigger
 from reconciler.store.base import (
     Cursor,
     DuplicateRun,
@@ -114,6 +114,15 @@ class MemoryRunStore:
                 key=_newest_first,
                 default=None,
             )
+
+    def last_slots(self) -> dict[str, datetime]:
+        with self._lock:
+            self._check_open()
+            slots: dict[str, datetime] = {}
+            for r in self._records.values():
+                if r.trigger is not Trigger.MANUAL:
+                    slots[r.task] = max(r.scheduled_at, slots.get(r.task, r.scheduled_at))
+            return slots
 
     def running(self) -> list[RunRecord]:
         with self._lock:

@@ -349,6 +349,16 @@ class SqlRunStore:
             row = conn.execute(stmt).first()
         return None if row is None else _row_to_record(row)
 
+    def last_slots(self) -> dict[str, datetime]:
+        stmt = (
+            sa.select(_c.task, sa.func.max(_c.scheduled_at))
+            .where(_c.trigger != Trigger.MANUAL.value)
+            .group_by(_c.task)
+        )
+        with self._tx(write=False) as conn:
+            # max() keeps the column's type, so the UTC conversion applies to the result.
+            return {task: utc(at) for task, at in conn.execute(stmt)}
+
     def running(self) -> list[RunRecord]:
         stmt = sa.select(runs).where(_c.status == RunStatus.RUNNING.value).order_by(*_OLDEST_FIRST)
         with self._tx(write=False) as conn:

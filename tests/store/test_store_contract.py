@@ -294,6 +294,20 @@ def test_latest_is_the_newest_slot_and_its_highest_attempt(store: RunStore) -> N
     assert store.latest("ops/none") is None
 
 
+def test_last_slots_ignore_manual_runs(store: RunStore) -> None:
+    assert store.last_slots() == {}
+    store.claim(rec(at=5))
+    store.claim(rec(at=10, trigger=Trigger.CATCHUP, status=RunStatus.SKIPPED))
+    store.claim(rec(at=10, attempt=2, trigger=Trigger.RETRY))
+    store.claim(rec(at=30, trigger=Trigger.MANUAL))
+    store.claim(rec("ops/other", at=20))
+    store.claim(rec("ops/manual-only", at=40, trigger=Trigger.MANUAL))
+    assert store.last_slots() == {
+        "ops/nightly-backup": T0 + timedelta(minutes=10),
+        "ops/other": T0 + timedelta(minutes=20),
+    }
+
+
 # -- query -------------------------------------------------------------------------------------
 
 TASKS = ["ops/nightly-backup", "ops/report", "web/cleanup-tmp"]

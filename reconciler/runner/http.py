@@ -1,0 +1,153 @@
+"""The HTTP action: one request per attempt (httpx; the one module that imports it here).
+
+Outcome rules: a response whose status is in ``expectStatus`` succeeds, any other status
+fails (reason ``UnexpectedStatus``); a connection error, a TLS error or a request timeout
+fails with a message that says which (reason ``RequestFailed``). The response status is
+recorded as the run's exit code and the first ``output_limit`` bytes of the body as its output.
+Header values from ``valueFrom`` are read at each attempt (a rotated secret is picked up) and
+never appear in messages or logs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+import httpx
+
+from reconciler.core.model import HttpAction
+from reconciler.core.runs import RunStatus
+from reconciler.runner.command import CommandOutcome
+
+
+class HeaderValueError(Exception):
+    """A ``valueFrom`` source could not be read; the message names it, never its value."""
+
+
+def resolve_headers(action: HttpAction, environ: Mapping[str, str]) -> dict[str, str]:
+    headers: dict[str, str] = {}
+    for header in action.headers:
+        if header.value is not None:
+            headers[header.name] = header.value
+            continue
+        source = header.value_from
+        assert source is not None  # the model guarantees exactly one of value, valueFrom
+        if source.env is not None:
+            if source.env not in environ:
+                raise HeaderValueError(
+                    f"header {header.name!r}: environment variable {source.env} is not set"
+                )
+            headers[header.name] = environ[source.env]
+        else:
+            assert source.file is not None
+            try:
+                headers[header.name] = Path(source.file).read_text().strip()
+            except OSError as err:
+                raise HeaderValueError(
+                    f"header {header.name!r}: cannot read {source.file}: {err.strerror}"
+                ) from None
+    return headers
+
+
+class HttpRun:
+    """One attempt of an HTTP action; the same shape as ``CommandRun`` (run, stop)."""
+
+    def __init__(
+        self,
+        action: HttpAction,
+        *,
+        env: Mapping[str, str],
+        extra_headers: Mapping[str, str] | None = None,
+        timeout: float | None = None,
+        output_limit: int = 64 * 1024,
+    ) -> None:
+        self.action = action
+        self.env = dict(env if env is not None else os.environ)
+        self.extra_headers = dict(extra_headers or {})
+        # The run's timeoutSeconds bounds the whole attempt; the action's own bounds the request.
+        self.timeout = min(t for t in (timeout, action.timeout_seconds) if t is not None)
+        self.output_limit = output_limit
+        self._task: asyncio.Task[CommandOutcome] | None = None
+        self._stop_reason: str | None = None
+
+    def stop(self, reason: str) -> None:
+        self._stop_reason = self._stop_reason or reason
+        if self._task is not None:
+            self._task.cancel()
+
+    async def run(self) -> CommandOutcome:
+        if self._stop_reason is not None:
+            return _failed(self._stop_reason, f"stopped before it started: {self._stop_reason}")
+        self._task = asyncio.get_running_loop().create_task(self._request())
+        try:
+            return await self._task
+        except asyncio.CancelledError:
+            if self._stop_reason is None:
+                raise  # cancelled from outside: propagate
+            return _failed(self._stop_reason, f"stopped: {self._stop_reason}")
+
+    async def _request(self) -> CommandOutcome:
+        action = self.action
+        try:
+            headers = {**resolve_headers(action, self.env), **self.extra_headers}
+        except HeaderValueError as err:
+            return _failed("InvalidHeader", str(err))
+        try:
+            async with (
+                httpx.AsyncClient(timeout=self.timeout, follow_redirects=False) as client,
+                client.stream(
+                    str(action.method),
+                    action.url,
+                    headers=headers,
+                    content=action.body.encode() if action.body is not None else None,
+                ) as response,
+            ):
+                body = await _read_head(response, self.output_limit)
+        except httpx.TimeoutException:
+            return _failed(
+                "DeadlineExceeded",
+                f"{action.method} {action.url}: no response within {self.timeout:g}s",
+                status=RunStatus.TIMED_OUT,
+            )
+        except httpx.HTTPError as err:
+            return _failed("RequestFailed", f"{action.method} {action.url}: {_describe(err)}")
+        text = body.decode("utf-8", errors="replace")
+        summary = f"HTTP {response.status_code} {response.reason_phrase}".rstrip()
+        if action.accepts(response.status_code):
+            return CommandOutcome(
+                RunStatus.SUCCEEDED, response.status_code, None, summary, text, None
+            )
+        return CommandOutcome(
+            RunStatus.FAILED,
+            response.status_code,
+            "UnexpectedStatus",
+            f"{summary} (expected {action.expect_status})",
+            text,
+            None,
+        )
+
+
+async def _read_head(response: httpx.Response, limit: int) -> bytes:
+    """The first ``limit`` bytes of the body; the rest is not downloaded."""
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in response.aiter_raw():
+        chunks.append(chunk[: limit - size])
+        size += len(chunks[-1])
+        if size >= limit:
+            break
+    return b"".join(chunks)
+
+
+def _describe(err: httpx.HTTPError) -> str:
+    cause = err.__cause__ or err.__context__
+    text = str(err) or type(err).__name__
+    if isinstance(err, httpx.ConnectError):
+        return f"cannot connect ({text})"
+    return f"{type(err).__name__}: {text}" if cause is None else f"{text} ({cause})"
+
+
+def _failed(reason: str, message: str, *, status: RunStatus = RunStatus.FAILED) -> CommandOutcome:
+    return CommandOutcome(status, None, reason, message, "", None)

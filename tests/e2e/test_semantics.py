@@ -1,0 +1,80 @@
+"""Run semantics end to end: overlapping slots, two instances on one store, downtime."""
+
+from __future__ import annotations
+
+import signal
+import time
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from reconciler.core.runs import RunStatus, Trigger
+from tests.e2e.conftest import Crontask, wait_for
+from tests.e2e.test_run import append, lines, task
+
+pytestmark = pytest.mark.e2e
+
+
+def test_forbid_skips_and_records_slots_while_a_run_outlives_its_interval(
+    crontask: Callable[..., Crontask],
+) -> None:
+    app = crontask()
+    (app.tasks / "slow.yaml").write_text(task("slow", ["sleep", "3"]))
+
+    def skipped() -> list[object]:
+        return [r for r in app.runs("default/slow") if r.reason == "ConcurrencyForbid"]
+
+    wait_for("two skipped slots", lambda: len(skipped()) >= 2)
+    runs = app.runs("default/slow")
+    running = [r for r in runs if r.status is RunStatus.RUNNING]
+    assert len(running) == 1  # never two at once
+    for record in runs:
+        if record.reason == "ConcurrencyForbid":
+            assert record.status is RunStatus.SKIPPED
+            assert running[0].id in (record.message or "")
+
+
+def test_two_instances_on_one_store_run_each_slot_once(
+    crontask: Callable[..., Crontask], tmp_path: Path
+) -> None:
+    first = crontask()
+    (first.tasks / "tick.yaml").write_text(task("tick", append("tick.txt")))
+    second = crontask()
+    second.wait_log("task added")
+    out = tmp_path / "tick.txt"
+    wait_for("eight runs", lambda: len(lines(out)) >= 8)
+    wait_for("both instances racing", lambda: "already claimed" in first.log() + second.log())
+    first.stop()
+    second.stop()
+    executed = Counter(line.split()[0] for line in lines(out))
+    assert executed, "nothing ran"
+    assert max(executed.values()) == 1, f"a slot ran twice: {executed.most_common(3)}"
+    recorded = {r.id for r in first.runs("default/tick") if r.status is RunStatus.SUCCEEDED}
+    assert set(executed) <= recorded | {r.id for r in first.runs("default/tick")}
+
+
+def test_after_downtime_only_the_latest_missed_slot_runs(
+    crontask: Callable[..., Crontask], tmp_path: Path
+) -> None:
+    app = crontask()
+    (app.tasks / "tick.yaml").write_text(task("tick", append("tick.txt")))
+    wait_for("a first run", lambda: lines(tmp_path / "tick.txt"))
+    app.stop(signal.SIGKILL)
+    # Downtime: several one-second slots pass while nothing runs.
+    time.sleep(4)
+    app.start()
+    catchup = wait_for(
+        "a catch-up run",
+        lambda: next((r for r in app.runs("default/tick") if r.trigger is Trigger.CATCHUP), None),
+    )
+    assert catchup is not None
+    superseded = [r for r in app.runs("default/tick") if r.reason == "Superseded"]
+    assert len(superseded) == 1
+    assert superseded[0].status is RunStatus.SKIPPED
+    assert superseded[0].scheduled_at < catchup.scheduled_at
+    assert "slots after" in (superseded[0].message or "")
+    # No slot ran twice across the restart.
+    executed = Counter(line.split()[0] for line in lines(tmp_path / "tick.txt"))
+    assert max(executed.values()) == 1

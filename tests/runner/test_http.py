@@ -1,0 +1,167 @@
+"""The HTTP action against a real HTTP server on 127.0.0.1."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from reconciler.core.model import HttpAction
+from reconciler.core.runs import RunStatus
+from reconciler.runner.command import CommandOutcome
+from reconciler.runner.http import HttpRun
+
+RELEASE = threading.Event()
+
+
+class Handler(BaseHTTPRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:  # quiet test output
+        pass
+
+    def _send(self, status: int, body: bytes, content_type: str = "text/plain") -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_GET(self) -> None:
+        if self.path == "/ok":
+            self._send(200, b"all good")
+        elif self.path == "/unavailable":
+            self._send(503, b"try later")
+        elif self.path == "/echo":
+            self._send(200, json.dumps(dict(self.headers.items())).encode(), "application/json")
+        elif self.path == "/big":
+            self._send(200, b"x" * (1024 * 1024))
+        elif self.path == "/hang":
+            RELEASE.wait(10)
+            self._send(200, b"late")
+        else:
+            self._send(404, b"no such thing")
+
+    def do_POST(self) -> None:
+        length = int(self.headers.get("Content-Length", "0"))
+        body = self.rfile.read(length)
+        self._send(201, b"got " + body)
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[str]:
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    RELEASE.set()
+    httpd.shutdown()
+    httpd.server_close()
+    thread.join()
+
+
+def run(action: dict[str, Any], env: dict[str, str] | None = None, **kw: Any) -> CommandOutcome:
+    return asyncio.run(HttpRun(HttpAction.model_validate(action), env=env or {}, **kw).run())
+
+
+def test_success_records_status_and_body(server: str) -> None:
+    outcome = run({"url": f"{server}/ok"})
+    assert (outcome.status, outcome.exit_code, outcome.reason) == (RunStatus.SUCCEEDED, 200, None)
+    assert outcome.message == "HTTP 200 OK"
+    assert outcome.output == "all good"
+
+
+def test_unexpected_status_fails_with_a_clear_message(server: str) -> None:
+    outcome = run({"url": f"{server}/unavailable"})
+    assert (outcome.status, outcome.exit_code, outcome.reason) == (
+        RunStatus.FAILED,
+        503,
+        "UnexpectedStatus",
+    )
+    assert outcome.message == "HTTP 503 Service Unavailable (expected 200-299)"
+    assert outcome.output == "try later"
+
+
+def test_expect_status_lists_and_ranges(server: str) -> None:
+    assert (
+        run({"url": f"{server}/missing", "expectStatus": "200,404"}).status is RunStatus.SUCCEEDED
+    )
+    assert run({"url": f"{server}/ok", "expectStatus": "204"}).status is RunStatus.FAILED
+
+
+def test_method_and_body(server: str) -> None:
+    outcome = run({"url": f"{server}/hook", "method": "POST", "body": '{"a": 1}'})
+    assert (outcome.exit_code, outcome.output) == (201, 'got {"a": 1}')
+
+
+def test_headers_literal_from_env_and_from_file(server: str, tmp_path: Path) -> None:
+    secret = tmp_path / "token"
+    secret.write_text("file-secret\n")
+    action = {
+        "url": f"{server}/echo",
+        "headers": [
+            {"name": "X-Plain", "value": "v"},
+            {"name": "Authorization", "valueFrom": {"env": "API_TOKEN"}},
+            {"name": "X-File", "valueFrom": {"file": str(secret)}},
+        ],
+    }
+    outcome = run(
+        action, env={"API_TOKEN": "Bearer env-secret"}, extra_headers={"X-Crontask-Run-Id": "r1"}
+    )
+    seen = {k.lower(): v for k, v in json.loads(outcome.output).items()}
+    assert seen["x-plain"] == "v"
+    assert seen["authorization"] == "Bearer env-secret"
+    assert seen["x-file"] == "file-secret"
+    assert seen["x-crontask-run-id"] == "r1"
+
+
+def test_a_missing_secret_fails_without_revealing_anything(server: str) -> None:
+    action = {
+        "url": f"{server}/ok",
+        "headers": [{"name": "Authorization", "valueFrom": {"env": "NOPE"}}],
+    }
+    outcome = run(action)
+    assert (outcome.status, outcome.reason) == (RunStatus.FAILED, "InvalidHeader")
+    assert outcome.message == "header 'Authorization': environment variable NOPE is not set"
+
+
+def test_only_the_head_of_a_large_body_is_kept(server: str) -> None:
+    outcome = run({"url": f"{server}/big"}, output_limit=1000)
+    assert outcome.output == "x" * 1000
+
+
+def test_connection_refused(unused_port: int) -> None:
+    outcome = run({"url": f"http://127.0.0.1:{unused_port}/"})
+    assert (outcome.status, outcome.reason) == (RunStatus.FAILED, "RequestFailed")
+    assert "cannot connect" in outcome.message
+
+
+def test_timeout(server: str) -> None:
+    outcome = run({"url": f"{server}/hang", "timeoutSeconds": 0.3})
+    assert (outcome.status, outcome.reason) == (RunStatus.TIMED_OUT, "DeadlineExceeded")
+    assert outcome.message.endswith("no response within 0.3s")
+
+
+def test_stop_ends_a_request_in_flight(server: str) -> None:
+    async def main() -> CommandOutcome:
+        attempt = HttpRun(HttpAction.model_validate({"url": f"{server}/hang"}), env={})
+        task = asyncio.create_task(attempt.run())
+        await asyncio.sleep(0.1)  # let the request reach the server
+        attempt.stop("Replaced")
+        return await task
+
+    outcome = asyncio.run(main())
+    assert (outcome.status, outcome.reason) == (RunStatus.FAILED, "Replaced")
+
+
+@pytest.fixture
+def unused_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+    return port
