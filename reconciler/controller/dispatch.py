@@ -177,10 +177,18 @@ class Dispatcher:
     def forget(self, key: str) -> None:
         self._last_slot.pop(key, None)
 
-    def catch_up(self, definition: Definition, anchor: datetime | None, until: datetime) -> None:
+    def catch_up(
+        self,
+        definition: Definition,
+        anchor: datetime | None,
+        until: datetime,
+        *,
+        record_superseded: bool = True,
+    ) -> None:
         """Slots of ``definition`` after ``anchor`` (its last recorded slot) up to ``until``
         (where the scheduler takes over) were missed: the latest runs once as a ``catchup`` if
-        the starting deadline allows, the older ones are recorded as one counted skip. With no
+        the starting deadline allows, the older ones are recorded as one counted skip (unless
+        ``record_superseded`` is False: slots missed while suspended leave no record). With no
         anchor (a task never run before) nothing is caught up."""
         key = definition.key
         self._last_slot[key] = max(until, anchor) if anchor else until
@@ -190,7 +198,7 @@ class Dispatcher:
         if missed.empty:
             return
         assert missed.latest is not None
-        if missed.superseded:
+        if missed.superseded and record_superseded:
             assert missed.last_superseded is not None
             self._skip_slots(
                 definition, missed.superseded, anchor, missed.latest, missed.last_superseded

@@ -11,7 +11,9 @@ import dataclasses
 import logging
 import time
 from collections.abc import Collection, Mapping, Sequence
+from datetime import datetime, timedelta
 
+from reconciler.controller.dispatch import Dispatcher
 from reconciler.core.desired import DesiredState, assemble
 from reconciler.core.plan import Operation, Plan, plan
 from reconciler.scheduling.base import Scheduler
@@ -86,3 +88,37 @@ class Reconciler:
         for problem in sorted(self._reported - current):
             log.info("definition error resolved", extra={"fields": {"error": problem}})
         self._reported = current
+
+
+_EPSILON = timedelta(microseconds=1)
+
+
+def account_for_slots(
+    plan: Plan,
+    scheduler: Scheduler,
+    dispatcher: Dispatcher,
+    now: datetime,
+    anchors: Mapping[str, datetime] | None = None,
+) -> None:
+    """Tell the dispatcher what a pass changed, so that every slot is accounted for.
+
+    Removed tasks are forgotten. At start-up (``anchors``: each task's last recorded slot) and
+    when a task is resumed, it catches up on the slots it missed, up to just before the
+    scheduler's first fire, so that no slot is handled by both or by neither. Any other added
+    or changed task counts skipped slots from ``now`` on.
+    """
+    for step in plan.steps:
+        if step.desired is None:
+            dispatcher.forget(step.key)
+            continue
+        following = scheduler.next_fire_time(step.key)
+        until = min(now, following - _EPSILON) if following else now
+        was_suspended = step.current is not None and step.current.task.spec.suspend
+        if anchors is not None:
+            dispatcher.catch_up(step.desired, anchors.get(step.key), until)
+        elif was_suspended and not step.desired.task.spec.suspend:
+            dispatcher.catch_up(
+                step.desired, dispatcher.last_slot(step.key), until, record_superseded=False
+            )
+        else:
+            dispatcher.track(step.key, now)

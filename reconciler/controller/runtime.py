@@ -20,12 +20,11 @@ import socket
 import sys
 import time
 from collections.abc import Collection, Mapping
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 
 from reconciler.controller.dispatch import Dispatcher
-from reconciler.controller.reconcile import Reconciler
-from reconciler.core.plan import Plan
+from reconciler.controller.reconcile import Reconciler, account_for_slots
 from reconciler.scheduling.apscheduler import ApsScheduler
 from reconciler.sources.files import DirectorySource
 from reconciler.sources.watch import watch_paths
@@ -33,8 +32,6 @@ from reconciler.store import open_store, sqlite_url
 from reconciler.store.base import RunStore
 
 log = logging.getLogger("crontask")
-
-_EPSILON = timedelta(microseconds=1)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -121,25 +118,6 @@ async def serve(options: Options, stop: asyncio.Event | None = None) -> int:
     source = DirectorySource(options.paths)
     reconciler = Reconciler([source], scheduler, allow_empty=options.allow_empty)
 
-    def follow(plan: Plan, anchors: Mapping[str, datetime] | None = None) -> None:
-        """Tell the dispatcher what changed, so every slot is accounted for: removed tasks are
-        forgotten, resumed ones (and, at start-up, every task) catch up on missed slots up to
-        where the scheduler takes over, and the rest count skipped slots from now on."""
-        now = datetime.now(UTC)
-        for step in plan.steps:
-            if step.desired is None:
-                dispatcher.forget(step.key)
-                continue
-            following = scheduler.next_fire_time(step.key)
-            until = min(now, following - _EPSILON) if following else now
-            resumed = step.current is not None and step.current.task.spec.suspend
-            if anchors is not None:
-                dispatcher.catch_up(step.desired, anchors.get(step.key), until)
-            elif resumed and not step.desired.task.spec.suspend:
-                dispatcher.catch_up(step.desired, dispatcher.last_slot(step.key), until)
-            else:
-                dispatcher.track(step.key, now)
-
     async def reconcile(
         hints: Mapping[str, Collection[str]] | None, anchors: Mapping[str, datetime] | None = None
     ) -> None:
@@ -148,7 +126,7 @@ async def serve(options: Options, stop: asyncio.Event | None = None) -> int:
         result = reconciler.apply(keys, started)
         if anchors is not None:
             scheduler.start()  # the first pass: jobs get their first fire times now
-        follow(result.plan, anchors)
+        account_for_slots(result.plan, scheduler, dispatcher, datetime.now(UTC), anchors)
         level = logging.INFO if not result.plan.empty or hints is None else logging.DEBUG
         log.log(
             level,

@@ -1,0 +1,161 @@
+"""Reconcile passes over real files, with the fake-clock scheduler and the in-memory store."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Coroutine
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from reconciler.controller.dispatch import Dispatcher
+from reconciler.controller.reconcile import Reconciler, account_for_slots
+from reconciler.core.runs import RunStatus, Trigger
+from reconciler.scheduling.memory import MemoryScheduler
+from reconciler.sources.files import DirectorySource
+from reconciler.store import MemoryRunStore
+from reconciler.store.base import RunQuery
+
+T0 = datetime(2026, 11, 26, 12, 0, 30, tzinfo=UTC)
+
+
+def doc(name: str, schedule: str = "* * * * *", extra: str = "") -> str:
+    return (
+        "apiVersion: crontask.dev/v1alpha1\nkind: CronTask\n"
+        f"metadata: {{name: {name}}}\n"
+        f'spec:\n  schedule: "{schedule}"\n{extra}  command: {{args: ["true"]}}\n'
+    )
+
+
+class World:
+    """Files in a folder, a reconciler over them, a fake clock that drives the scheduler."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.now = T0
+        self.store = MemoryRunStore()
+        self.dispatcher = Dispatcher(self.store, owner="h:1:x", clock=lambda: self.now)
+        self.scheduler = MemoryScheduler(self.on_fire, T0)
+        self.scheduler.start()
+        self.reconciler = Reconciler([DirectorySource([folder])], self.scheduler)
+
+    def on_fire(self, key: str, at: datetime) -> None:
+        self.dispatcher.fire(self.scheduler.owned()[key], at)
+
+    def write(self, name: str, text: str) -> None:
+        path = self.folder / name
+        path.write_text(text)
+
+    def reconcile(self) -> str:
+        self.reconciler.refresh(None)
+        result = self.reconciler.apply(None, 0.0)
+        account_for_slots(result.plan, self.scheduler, self.dispatcher, self.now)
+        return result.plan.summary()
+
+    async def advance(self, seconds: float) -> None:
+        self.now += timedelta(seconds=seconds)
+        self.scheduler.advance(self.now)
+        assert await self.dispatcher.drain(10)
+
+    def runs(self, key: str = "default/job") -> list[tuple[str, str, str | None]]:
+        items = self.store.query(RunQuery(task=key, limit=1000)).items
+        return [
+            (r.scheduled_at.strftime("%H:%M"), str(r.trigger), r.reason)
+            for r in sorted(items, key=lambda r: r.scheduled_at)
+        ]
+
+
+def play(tmp_path: Path, body: Callable[[World], Coroutine[Any, Any, None]]) -> None:
+    async def main() -> None:
+        world = World(tmp_path)
+        await body(world)
+        await world.dispatcher.shutdown(0)
+
+    asyncio.run(main())
+
+
+def test_a_pass_twice_changes_nothing(tmp_path: Path) -> None:
+    async def body(w: World) -> None:
+        w.write("a.yaml", doc("job"))
+        assert w.reconcile() == "1 to add, 0 to change, 0 to remove, 0 unchanged"
+        assert w.reconcile() == "0 to add, 0 to change, 0 to remove, 1 unchanged"
+
+    play(tmp_path, body)
+
+
+def test_broken_file_keeps_the_job_and_flags_the_error(tmp_path: Path) -> None:
+    async def body(w: World) -> None:
+        w.write("a.yaml", doc("job"))
+        w.reconcile()
+        before = w.scheduler.owned()["default/job"]
+        w.write("a.yaml", doc("job", schedule="99 * * * *"))
+        assert w.reconcile().startswith("0 to add, 0 to change, 0 to remove")
+        assert w.scheduler.owned()["default/job"].hash == before.hash
+        (problem,) = w.reconciler.desired.problems
+        assert ":5:14:" in problem
+        assert "minute field" in problem
+        await w.advance(60)
+        assert w.runs() == [("12:01", "schedule", None)]
+
+    play(tmp_path, body)
+
+
+def test_suspend_leaves_no_records_and_resume_runs_only_the_latest_slot(tmp_path: Path) -> None:
+    async def body(w: World) -> None:
+        w.write("a.yaml", doc("job"))
+        w.reconcile()
+        await w.advance(60)  # 12:01 runs
+        w.write("a.yaml", doc("job", extra="  suspend: true\n"))
+        w.reconcile()
+        for _ in range(10):  # ten minutes suspended
+            await w.advance(60)
+        assert w.runs() == [("12:01", "schedule", None)]
+        w.write("a.yaml", doc("job"))
+        w.reconcile()
+        await w.advance(0)
+        # The 12:11 slot (the latest missed) runs as a catch-up; nothing about 12:02-12:10.
+        assert w.runs() == [("12:01", "schedule", None), ("12:11", "catchup", None)]
+        await w.advance(60)
+        assert w.runs()[-1] == ("12:12", "schedule", None)
+
+    play(tmp_path, body)
+
+
+def test_resume_respects_the_starting_deadline(tmp_path: Path) -> None:
+    async def body(w: World) -> None:
+        w.write("a.yaml", doc("job", schedule="0 * * * *", extra="  startingDeadlineSeconds: 60\n"))
+        w.reconcile()
+        w.write(
+            "a.yaml",
+            doc(
+                "job",
+                schedule="0 * * * *",
+                extra="  suspend: true\n  startingDeadlineSeconds: 60\n",
+            ),
+        )
+        w.reconcile()
+        await w.advance(3 * 3600 + 600)  # the 15:00 slot is ten minutes late
+        w.write("a.yaml", doc("job", schedule="0 * * * *", extra="  startingDeadlineSeconds: 60\n"))
+        w.reconcile()
+        await w.advance(0)
+        latest = w.store.query(RunQuery(task="default/job")).items
+        assert [(r.status, r.reason, r.trigger) for r in latest] == [
+            (RunStatus.SKIPPED, "MissedDeadline", Trigger.CATCHUP)
+        ]
+
+    play(tmp_path, body)
+
+
+def test_a_task_added_later_catches_up_nothing(tmp_path: Path) -> None:
+    async def body(w: World) -> None:
+        w.write("a.yaml", doc("other"))
+        w.reconcile()
+        await w.advance(600)
+        w.write("b.yaml", doc("job"))
+        w.reconcile()
+        await w.advance(0)
+        assert w.runs() == []
+        await w.advance(60)
+        assert len(w.runs()) == 1
+
+    play(tmp_path, body)
