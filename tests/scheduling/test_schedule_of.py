@@ -9,6 +9,8 @@ from reconciler.scheduling.base import schedule_of
 from tests.helpers import definition
 
 T0 = datetime(2026, 11, 26, tzinfo=UTC)
+# Past the 00:00 slot's jitter window (at most 10 minutes), so every next slot is 01:00 + offset.
+T1 = datetime(2026, 11, 26, 0, 20, tzinfo=UTC)
 
 
 def test_jitter_is_a_stable_per_key_offset_within_bounds() -> None:
@@ -17,13 +19,13 @@ def test_jitter_is_a_stable_per_key_offset_within_bounds() -> None:
         schedule_of(definition(n, schedule="0 * * * *", jitterSeconds=600)) for n in "abcdef"
     ]
     offsets = {
-        int((s.next_after(T0) - plain.next_after(T0)).total_seconds())  # type: ignore[operator]
+        int((s.next_after(T1) - plain.next_after(T1)).total_seconds())  # type: ignore[operator]
         for s in jittered
     }
     assert all(0 <= o <= 600 for o in offsets)
     assert len(offsets) > 1  # tasks sharing a schedule are spread out
     a = jittered[0]
-    assert a.next_after(T0) == plain.next_after(T0) + timedelta(  # type: ignore[operator]
+    assert a.next_after(T1) == plain.next_after(T1) + timedelta(  # type: ignore[operator]
         seconds=jitter_offset("default/a", 600)
     )
     # Same key, same offset: a new process computes the same slot.
