@@ -72,6 +72,21 @@ def add_parser(commands: Any) -> None:
         metavar="DURATION",
         help="after TERM at a timeout, how long before KILL (default: 10s)",
     )
+    parser.add_argument(
+        "--history-max-age",
+        type=duration_arg,
+        default=30 * 86400.0,
+        metavar="DURATION",
+        help="delete run records older than this (default: 30d); per-task limits "
+        "(successfulRunsHistoryLimit, failedRunsHistoryLimit) apply too; 0 keeps them forever",
+    )
+    parser.add_argument(
+        "--housekeeping-interval",
+        type=duration_arg,
+        default=600.0,
+        metavar="DURATION",
+        help="how often history retention is enforced (default: 10m)",
+    )
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning"])
     parser.add_argument("--log-format", default="logfmt", choices=["logfmt", "json"])
     parser.set_defaults(handler=run)
@@ -87,5 +102,7 @@ def run(args: argparse.Namespace) -> int:
         resync_seconds=args.resync,
         shutdown_grace=args.shutdown_grace,
         kill_grace=args.kill_grace,
+        history_max_age=args.history_max_age or None,
+        housekeeping_seconds=args.housekeeping_interval,
     )
     return asyncio.run(serve(options))

@@ -23,10 +23,10 @@ import dataclasses
 import logging
 import os
 from collections.abc import Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Protocol, TypeVar
 
+from reconciler.controller.recorder import Recorder
 from reconciler.core.desired import Definition
 from reconciler.core.model import ConcurrencyPolicy
 from reconciler.core.runs import RunRecord, RunStatus, Trigger, run_id, split_key
@@ -91,15 +91,15 @@ class Dispatcher:
         base_env: Mapping[str, str] | None = None,
         kill_grace: float = 10.0,
         output_limit: int = 64 * 1024,
-        io_threads: int = 2,
+        recorder: Recorder | None = None,
     ) -> None:
         self.store = store
+        self.recorder = recorder or Recorder(store)
         self.owner = owner
         self.clock = clock
         self.base_env = dict(os.environ if base_env is None else base_env)
         self.kill_grace = kill_grace
         self.output_limit = output_limit
-        self._io_pool = ThreadPoolExecutor(io_threads, thread_name_prefix="crontask-store")
         self._active: dict[str, dict[str, ActiveRun]] = {}
         self._listeners: list[RunListener] = []
         # Record writes not tied to a run (skips); kept so drain() and shutdown can await them.
@@ -248,7 +248,7 @@ class Dispatcher:
             "slot skipped",
             extra={"fields": {"task": record.task, "run": record.id, "reason": reason}},
         )
-        write = asyncio.get_running_loop().create_task(self._record(self.store.claim, skipped))
+        write = asyncio.get_running_loop().create_task(self._add(skipped))
         self._writes.add(write)
         write.add_done_callback(self._writes.discard)
         return skipped
@@ -303,9 +303,8 @@ class Dispatcher:
     async def _run_attempt(self, definition: Definition, active: ActiveRun) -> RunRecord | None:
         """Claim, run and complete one attempt; None if another instance holds the slot."""
         record = active.record
-        claimed = True
         try:
-            await self._io(self.store.claim, record)
+            await self.recorder.claim(record)
         except DuplicateRun:
             log.info(
                 "slot already claimed by another instance",
@@ -315,15 +314,13 @@ class Dispatcher:
             )
             return None
         except Exception:
-            # A store that is down must not cost the run: it still runs, and its whole
-            # record is written when it ends.
+            # An unexpected store error must not cost the run either: it still runs, and its
+            # whole record is written when it ends.
             log.exception(
                 "could not record run start; running it anyway",
                 extra={"fields": {"task": record.task, "run": record.id}},
             )
-            claimed = False
-        else:
-            self._notify(record)
+        self._notify(record)
         outcome = await self._attempt(definition, active)
         status = RunStatus.INTERRUPTED if outcome.reason == SHUTDOWN else outcome.status
         final = record.finish(
@@ -347,7 +344,8 @@ class Dispatcher:
                 }
             },
         )
-        await self._record(self.store.complete if claimed else self.store.claim, final)
+        await self.recorder.save(final)
+        self._notify(final)
         return final
 
     @staticmethod
@@ -423,25 +421,11 @@ class Dispatcher:
                 for active in by_id.values():
                     active.stop(SHUTDOWN)
             await self.drain()
-        self._io_pool.shutdown(wait=True)
+        await self.recorder.close(timeout=grace)
 
-    # -- store I/O off the loop ------------------------------------------------------------
-
-    async def _io(self, call: Callable[[RunRecord], T], record: RunRecord) -> T:
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._io_pool, call, record)
-
-    async def _record(self, call: Callable[[RunRecord], None], record: RunRecord) -> None:
-        try:
-            await self._io(call, record)
-        except DuplicateRun:
-            return  # the slot's record exists already: another instance took it
-        except Exception:
-            log.exception(
-                "could not record run", extra={"fields": {"task": record.task, "run": record.id}}
-            )
-            return
-        self._notify(record)
+    async def _add(self, record: RunRecord) -> None:
+        if await self.recorder.add(record):
+            self._notify(record)
 
     def _notify(self, record: RunRecord) -> None:
         for listener in self._listeners:

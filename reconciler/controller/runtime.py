@@ -20,7 +20,7 @@ import socket
 import sys
 import time
 from collections.abc import Collection, Mapping
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from reconciler.controller.dispatch import Dispatcher
@@ -43,6 +43,8 @@ class Options:
     resync_seconds: float = 300.0
     shutdown_grace: float = 30.0
     kill_grace: float = 10.0
+    history_max_age: float | None = 30 * 86400.0  # seconds; None keeps records forever
+    housekeeping_seconds: float = 600.0
 
 
 def instance_id() -> str:
@@ -85,6 +87,40 @@ def recover(store: RunStore, me: str, now: datetime) -> int:
             extra={"fields": {"task": record.task, "run": record.id}},
         )
     return len(interrupted)
+
+
+async def housekeeping(
+    store: RunStore,
+    scheduler: ApsScheduler,
+    dispatcher: Dispatcher,
+    options: Options,
+    stop: asyncio.Event,
+) -> None:
+    """Enforce retention every ``housekeeping_seconds``: per-task history limits (oldest
+    first) and the global maximum age. Runs in the store's threads, in batches, so it never
+    blocks the loop or a run's records for long."""
+    max_age = timedelta(seconds=options.history_max_age) if options.history_max_age else None
+    while not stop.is_set():
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), timeout=options.housekeeping_seconds)
+        if stop.is_set():
+            return
+        limits = {
+            key: (d.task.spec.successful_runs_history_limit, d.task.spec.failed_runs_history_limit)
+            for key, d in scheduler.owned().items()
+        }
+        started = time.monotonic()
+        try:
+            deleted = await dispatcher.recorder.call(
+                store.prune, limits, max_age, datetime.now(UTC)
+            )
+        except Exception:
+            log.exception("history pruning failed; will try again")
+            continue
+        log.info(
+            "history pruned",
+            extra={"fields": {"deleted": deleted, "seconds": round(time.monotonic() - started, 3)}},
+        )
 
 
 def _watch_children_with_pidfd(loop: asyncio.AbstractEventLoop) -> None:
@@ -164,6 +200,7 @@ async def serve(options: Options, stop: asyncio.Event | None = None) -> int:
         wake.set()
 
     watcher = loop.create_task(watch_paths(options.paths, on_change, stop))
+    pruner = loop.create_task(housekeeping(store, scheduler, dispatcher, options, stop))
     next_resync = time.monotonic() + options.resync_seconds
     try:
         while not stop.is_set():
@@ -188,6 +225,7 @@ async def serve(options: Options, stop: asyncio.Event | None = None) -> int:
         stop.set()
         with contextlib.suppress(asyncio.CancelledError):
             await watcher
+            await pruner
         await dispatcher.shutdown(options.shutdown_grace)
         store.close()
         log.info("crontask stopped")

@@ -1,0 +1,191 @@
+"""Writing run records: off the event loop, in order, and never lost to a brief outage.
+
+Claims go straight to the store, because a claim decides whether this process may run a slot
+(the store refuses a second claim of the same slot). When the store is unavailable the run
+still happens — losing a run is worse than a rare duplicate across replicas while the database
+is down — and its records wait in a bounded buffer that is retried with backoff until the
+store is back. The buffer coalesces by (run id, attempt): the newest state of a record replaces
+an older pending one, so a run's ``running`` and final records cost one slot.
+
+The loss window, stated: at most ``capacity`` records wait in memory. When the buffer is full,
+the oldest pending record is dropped (logged as an error, counted in ``dropped``). A process
+that dies with records pending loses them; a run whose ``running`` record never reached the
+store cannot be marked ``interrupted`` later.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import OrderedDict
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar
+
+from reconciler.core.runs import RunRecord
+from reconciler.store.base import DuplicateRun, RunStore, StoreUnavailable
+
+log = logging.getLogger("crontask.recorder")
+
+T = TypeVar("T")
+
+DEFAULT_CAPACITY = 10_000
+
+
+class Recorder:
+    def __init__(
+        self,
+        store: RunStore,
+        *,
+        capacity: int = DEFAULT_CAPACITY,
+        io_threads: int = 2,
+        retry_initial: float = 0.5,
+        retry_max: float = 30.0,
+    ) -> None:
+        self.store = store
+        self.capacity = capacity
+        self.retry_initial = retry_initial
+        self.retry_max = retry_max
+        self.dropped = 0
+        self._pool = ThreadPoolExecutor(io_threads, thread_name_prefix="crontask-store")
+        # (id, attempt) -> (record, create_only)
+        self._pending: OrderedDict[tuple[str, int], tuple[RunRecord, bool]] = OrderedDict()
+        self._flusher: asyncio.Task[None] | None = None
+
+    @property
+    def pending(self) -> int:
+        return len(self._pending)
+
+    async def call(self, fn: Callable[..., T], *args: object) -> T:
+        """Run a blocking store call in the store's threads."""
+        return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
+
+    async def claim(self, record: RunRecord) -> bool:
+        """Claim a slot. True: claimed. False: the store is unavailable; the record is kept
+        for later and the caller runs the slot anyway. Raises DuplicateRun: another instance
+        holds the slot, do not run it."""
+        try:
+            await self.call(self.store.claim, record)
+        except StoreUnavailable as err:
+            log.warning(
+                "run store unavailable; running anyway, record kept for later",
+                extra={"fields": {"run": record.id, "error": str(err)}},
+            )
+            self._keep(record, create_only=False)
+            return False
+        return True
+
+    async def add(self, record: RunRecord) -> bool:
+        """Create a record that must not replace an existing one (a skip: another instance
+        may have run that slot). Never raises; False if it exists already or was kept."""
+        try:
+            await self.call(self.store.claim, record)
+        except DuplicateRun:
+            return False
+        except StoreUnavailable:
+            self._keep(record, create_only=True)
+            return False
+        except Exception:
+            log.exception("could not record run", extra={"fields": {"run": record.id}})
+            return False
+        return True
+
+    async def save(self, record: RunRecord) -> bool:
+        """Write the newest state of a record, creating it if needed. Never raises; False if
+        it was kept for later (the store is unavailable, or earlier records are waiting)."""
+        key = (record.id, record.attempt)
+        if self._pending:
+            self._keep(record, create_only=False)  # keep order behind what is waiting
+            return False
+        try:
+            await self.call(_upsert, self.store, record)
+        except StoreUnavailable as err:
+            log.warning(
+                "run store unavailable; record kept for later",
+                extra={"fields": {"run": record.id, "error": str(err)}},
+            )
+            self._keep(record, create_only=False)
+            return False
+        except Exception:
+            log.exception("could not record run", extra={"fields": {"run": key[0]}})
+            return False
+        return True
+
+    async def flush(self, timeout: float | None = None) -> bool:
+        """Wait until nothing is pending; False if ``timeout`` passed first."""
+        if self._flusher is None or self._flusher.done():
+            return not self._pending
+        done, _ = await asyncio.wait({self._flusher}, timeout=timeout)
+        return bool(done) and not self._pending
+
+    async def close(self, timeout: float) -> None:
+        if not await self.flush(timeout) and self._pending:
+            log.error(
+                "run records lost at shutdown: the store stayed unavailable",
+                extra={"fields": {"lost": len(self._pending)}},
+            )
+        if self._flusher is not None:
+            self._flusher.cancel()
+        self._pool.shutdown(wait=True)
+
+    def _keep(self, record: RunRecord, *, create_only: bool) -> None:
+        key = (record.id, record.attempt)
+        if key in self._pending:
+            # Newer state, same place in line; an upsert wins over a create-only write.
+            self._pending[key] = (record, create_only and self._pending[key][1])
+        else:
+            if len(self._pending) >= self.capacity:
+                (lost_id, lost_attempt), _ = self._pending.popitem(last=False)
+                self.dropped += 1
+                log.error(
+                    "run record buffer full; oldest record dropped",
+                    extra={
+                        "fields": {
+                            "run": lost_id,
+                            "attempt": lost_attempt,
+                            "capacity": self.capacity,
+                            "dropped": self.dropped,
+                        }
+                    },
+                )
+            self._pending[key] = (record, create_only)
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.get_running_loop().create_task(self._flush_loop())
+
+    async def _flush_loop(self) -> None:
+        delay = self.retry_initial
+        while self._pending:
+            key, entry = next(iter(self._pending.items()))
+            record, create_only = entry
+            try:
+                await self.call(_create if create_only else _upsert, self.store, record)
+            except StoreUnavailable:
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self.retry_max)
+                continue
+            except Exception:
+                log.exception("could not record run; dropped", extra={"fields": {"run": key[0]}})
+                self.dropped += 1
+            delay = self.retry_initial
+            # Only remove what was written: a newer state that arrived meanwhile stays.
+            if self._pending.get(key) is entry:
+                del self._pending[key]
+        log.info("run store back; pending records written")
+
+
+def _upsert(store: RunStore, record: RunRecord) -> None:
+    """The record exists afterwards with exactly this state."""
+    try:
+        store.complete(record)
+    except KeyError:
+        try:
+            store.claim(record)
+        except DuplicateRun:  # created meanwhile by a concurrent write: overwrite it
+            store.complete(record)
+
+
+def _create(store: RunStore, record: RunRecord) -> None:
+    # If the slot's record exists already, whatever it says stands.
+    with contextlib.suppress(DuplicateRun):
+        store.claim(record)

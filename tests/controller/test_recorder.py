@@ -1,0 +1,130 @@
+"""Run records survive a store outage: kept, retried in order, written once it is back."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from reconciler.controller.dispatch import Dispatcher
+from reconciler.controller.recorder import Recorder
+from reconciler.core.runs import RunRecord, RunStatus, Trigger, run_id
+from reconciler.store import MemoryRunStore
+from reconciler.store.base import StoreUnavailable
+from tests.helpers import definition
+
+T0 = datetime(2026, 11, 26, 12, tzinfo=UTC)
+
+
+class OutageStore(MemoryRunStore):
+    """The in-memory store, with an outage switch: while down, every call raises
+    StoreUnavailable exactly as the SQL store does when its database is unreachable."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.down = False
+
+    def __getattribute__(self, name: str) -> Any:
+        attr = super().__getattribute__(name)
+        if name in {"claim", "complete", "get", "query"} and super().__getattribute__("down"):
+
+            def unavailable(*args: Any, **kwargs: Any) -> Any:
+                raise StoreUnavailable("connection refused")
+
+            return unavailable
+        return attr
+
+
+def record(minute: int, status: RunStatus = RunStatus.RUNNING) -> RunRecord:
+    at = T0 + timedelta(minutes=minute)
+    return RunRecord(
+        run_id("default/job", at), "default/job", at, Trigger.SCHEDULE, status, started_at=at
+    )
+
+
+def test_records_written_during_an_outage_arrive_when_it_ends() -> None:
+    store = OutageStore()
+
+    async def main() -> None:
+        recorder = Recorder(store, retry_initial=0.01, retry_max=0.05)
+        store.down = True
+        assert await recorder.claim(record(0)) is False  # run anyway
+        assert await recorder.save(record(0, RunStatus.SUCCEEDED)) is False
+        assert await recorder.add(record(1, RunStatus.SKIPPED)) is False
+        assert recorder.pending == 2  # coalesced: one entry per (id, attempt)
+        assert await recorder.flush(0.1) is False
+        store.down = False
+        assert await recorder.flush(5)
+        await recorder.close(1)
+
+    asyncio.run(main())
+    first, second = store.get(record(0).id), store.get(record(1).id)
+    assert first is not None
+    assert first.status is RunStatus.SUCCEEDED
+    assert second is not None
+    assert second.status is RunStatus.SKIPPED
+
+
+def test_a_kept_skip_never_overwrites_a_slot_someone_else_recorded() -> None:
+    store = OutageStore()
+
+    async def main() -> None:
+        recorder = Recorder(store, retry_initial=0.01)
+        store.down = True
+        await recorder.add(record(0, RunStatus.SKIPPED))
+        store.down = False
+        store.claim(record(0, RunStatus.SUCCEEDED))  # another instance ran the slot
+        assert await recorder.flush(5)
+        await recorder.close(1)
+
+    asyncio.run(main())
+    kept = store.get(record(0).id)
+    assert kept is not None
+    assert kept.status is RunStatus.SUCCEEDED
+
+
+def test_a_full_buffer_drops_the_oldest_and_says_so(caplog: pytest.LogCaptureFixture) -> None:
+    store = OutageStore()
+
+    async def main() -> None:
+        recorder = Recorder(store, capacity=3, retry_initial=0.01)
+        store.down = True
+        for minute in range(5):
+            await recorder.save(record(minute, RunStatus.SUCCEEDED))
+        assert (recorder.pending, recorder.dropped) == (3, 2)
+        store.down = False
+        assert await recorder.flush(5)
+        await recorder.close(1)
+
+    asyncio.run(main())
+    assert [store.get(record(m).id) is not None for m in range(5)] == [
+        False,
+        False,
+        True,
+        True,
+        True,
+    ]
+    assert "run record buffer full; oldest record dropped" in caplog.text
+
+
+def test_runs_still_execute_while_the_store_is_down() -> None:
+    store = OutageStore()
+    job = definition("job", command={"args": ["sh", "-c", "exit 0"]})
+
+    async def main() -> None:
+        recorder = Recorder(store, retry_initial=0.01)
+        d = Dispatcher(store, owner="h:1:x", clock=lambda: T0, recorder=recorder)
+        store.down = True
+        d.fire(job, T0)
+        assert await d.drain(10)
+        assert store.down  # nothing could be written yet...
+        store.down = False
+        assert await recorder.flush(5)  # ...and nothing was lost
+        await d.shutdown(0)
+
+    asyncio.run(main())
+    kept = store.get(run_id("default/job", T0))
+    assert kept is not None
+    assert kept.status is RunStatus.SUCCEEDED
