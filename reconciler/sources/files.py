@@ -12,6 +12,14 @@ Rules users rely on:
   with what was read before, so a periodic full refresh is cheap and heals missed events.
 - A path that disappears (an unmounted volume, a wrong path) is an error; the tasks read from it
   stay in force until it comes back.
+- Paths are never resolved: a root that is (or runs through) a symlink swapped atomically to a new
+  tree — git-sync's ``--link``, the git source's ``current`` — is read through the link, so file
+  paths, and with them each file's last good definitions, stay the same across the swaps.
+- Optional, for sources built on this one (the git source): ``revision`` is stamped on every
+  Location read while it is set, and a file read at another revision is read again even if its
+  (mtime, size, inode) looks unchanged (inodes of a deleted tree are reused by the next one);
+  ``relative_to`` makes Location paths relative to that folder (the repository root) instead of
+  the state directory the files really live in.
 """
 
 from __future__ import annotations
@@ -35,6 +43,7 @@ class FileState:
     good: tuple[Definition, ...] | None  # None: never read successfully
     errors: tuple[DefinitionError, ...]
     ignored: int = 0
+    revision: str | None = None  # the source's revision when the file was read
 
     def in_force(self) -> tuple[Definition, ...]:
         if self.good is None:
@@ -70,9 +79,20 @@ def iter_yaml_files(root: Path) -> Iterator[Path]:
 class DirectorySource:
     kind = "file"
 
-    def __init__(self, paths: Sequence[Path | str], *, source: str = "file") -> None:
+    def __init__(
+        self,
+        paths: Sequence[Path | str],
+        *,
+        source: str = "file",
+        revision: str | None = None,
+        relative_to: Path | None = None,
+    ) -> None:
         self.kind = source
         self.roots = [Path(p) for p in paths]
+        # Set by the owner before a refresh (see the module docstring); files read from then on
+        # carry it in their Locations.
+        self.revision = revision
+        self.relative_to = relative_to
         self._files: dict[Path, FileState] = {}
         self._root_errors: dict[Path, DefinitionError] = {}
 
@@ -124,7 +144,8 @@ class DirectorySource:
             if not root.exists():
                 missing_roots.append(root)
                 self._root_errors[root] = DefinitionError(
-                    Location(self.kind, str(root)), "path does not exist"
+                    Location(self.kind, self._display(root), revision=self.revision),
+                    "path does not exist",
                 )
                 continue
             self._root_errors.pop(root, None)
@@ -147,7 +168,11 @@ class DirectorySource:
             del self._files[path]
             return before.keys()
         signature = (stat.st_mtime_ns, stat.st_size, stat.st_ino)
-        if before is not None and before.signature == signature:
+        if (
+            before is not None
+            and before.signature == signature
+            and before.revision == self.revision
+        ):
             return set()
         after = self._read(path, signature, before)
         self._files[path] = after
@@ -155,15 +180,23 @@ class DirectorySource:
 
     def _read(self, path: Path, signature: Signature, before: FileState | None) -> FileState:
         good = before.good if before else None
+        shown, revision = self._display(path), self.revision
         try:
             text = path.read_bytes().decode("utf-8")
         except (OSError, UnicodeDecodeError) as err:
-            error = DefinitionError(Location(self.kind, str(path), 1, 1), f"cannot read: {err}")
-            return FileState(signature, good, (error,))
-        parsed = parse_text(text, str(path), source=self.kind)
+            where = Location(self.kind, shown, 1, 1, revision)
+            error = DefinitionError(where, f"cannot read: {err}")
+            return FileState(signature, good, (error,), revision=revision)
+        parsed = parse_text(text, shown, source=self.kind, revision=revision)
         if parsed.errors:
-            return FileState(signature, good, tuple(parsed.errors), parsed.ignored)
-        return FileState(signature, tuple(parsed.definitions), (), parsed.ignored)
+            return FileState(signature, good, tuple(parsed.errors), parsed.ignored, revision)
+        return FileState(signature, tuple(parsed.definitions), (), parsed.ignored, revision)
+
+    def _display(self, path: Path) -> str:
+        """``path`` as Locations show it: as given, or relative to ``relative_to``."""
+        if self.relative_to is not None and _is_within(path, self.relative_to):
+            return str(path.relative_to(self.relative_to))
+        return str(path)
 
 
 def _is_within(path: Path, root: Path) -> bool:

@@ -1,0 +1,381 @@
+"""The git source: CronTasks read from a branch, tag or commit of a git repository.
+
+How it works (``crontask run --git URL``):
+
+- ``sync()`` (the runtime calls it every ``status().next_retry_in`` seconds, in a thread: it
+  blocks on the network) fetches into a bare repository
+  ``<state_dir>/git/<key>/repo.git`` with the real ``git`` client (see ``gitrepo`` for the
+  isolation, timeouts and credential handling) and resolves the ref. ``<key>`` is a stable hash
+  of the redacted URL, the ref and the path, so two sources never share (and race on) one
+  checkout, and changing a password in the URL does not start a new clone.
+- A new commit is checked out into its own folder ``worktrees/<sha>`` with
+  ``git worktree add --detach``, and only then does the symlink ``current -> worktrees/<sha>``
+  move, atomically (a temporary symlink renamed over it), as git-sync does. Older worktrees are
+  then deleted (and ``git worktree prune``\\ d). ``git worktree`` was chosen over
+  ``git archive | tar -x``: it is what git-sync does, it needs no tar and no extraction code of
+  our own (path-traversal checks, modes, symlinks), and ``export-ignore``/``export-subst``
+  attributes cannot silently change what is read. Submodules and LFS objects are not fetched.
+- Reading is a ``DirectorySource`` rooted at ``current/<path>``, through the symlink: paths are
+  the same in every revision, so the directory source's per-file last-known-good carries over.
+  A file broken in a new revision keeps its tasks on their definitions from the revision before,
+  with the error; a revision with no tasks at all removes nothing by itself (the planner holds
+  removals when desired is empty, unless ``--allow-empty``); a revision where ``path`` is gone is
+  a "path does not exist" error and keeps the tasks. Every Location has ``source="git"``, the
+  path relative to the repository root (``deploy/tasks/a.yaml``) and ``revision`` = the SHA of
+  the commit the text was read from (a kept last-good definition keeps its older SHA).
+- Reads and the switch of ``current`` (with the deletion of old trees) hold one lock, so a
+  ``refresh()`` never walks a tree that is being replaced or deleted.
+
+Failures never wipe. An unreachable remote, an authentication failure, a ref deleted on the
+remote ("ref 'x' not found on remote"), a checkout that fails: the revision in force stays, and
+the error is in ``status().last_error`` with exponential backoff (``interval`` doubled on each
+consecutive failure, capped at ``max_backoff``); the next success resets it. A force-push is just
+a new commit (``fetch --force``); a newer commit always supersedes one whose checkout failed.
+``sync()`` raises only for programming errors. After a restart the revision under ``current``
+is in force again before the first fetch.
+
+Secrets (a token from ``token_file``/``token_env``, a password in the URL) are re-read on every
+sync (so rotated tokens work), passed to git only through its environment, and never logged,
+put in argv, written under ``state_dir``, or shown in ``status()``.
+
+git-sync compatibility: ``crontask run`` on git-sync's ``--link`` (a symlink git-sync swaps
+atomically to each new worktree) works with the plain directory source: it never resolves the
+link, so each revision is picked up once, with stable paths and last-known-good. Two caveats:
+the file watcher keeps watching the tree the link pointed to when it started (the swap itself is
+seen at the next full resync, ``--resync``), and a resync that runs while git-sync swaps may read
+some files from each revision (each file whole); the next resync converges.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import os
+import shutil
+import threading
+import uuid
+from collections.abc import Callable, Collection
+from datetime import UTC, datetime
+from pathlib import Path, PurePosixPath
+
+from reconciler.core.desired import Definition, DefinitionError
+from reconciler.sources.files import DirectorySource
+from reconciler.sources.gitrepo import (
+    Credentials,
+    GitError,
+    GitRepo,
+    Redactor,
+    RefNotFoundError,
+    check_ref,
+    git_env,
+    redact_url,
+    refspecs,
+    url_credentials,
+)
+
+log = logging.getLogger("crontask.sources.git")
+
+# A token with no user name in the URL is sent as this user: GitHub documents it for tokens, and
+# GitLab, Gitea and Bitbucket Server accept any user name with a personal access token.
+TOKEN_USERNAME = "x-access-token"  # noqa: S105 - a user name
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclasses.dataclass(frozen=True)
+class GitOptions:
+    url: str  # file://, https://, ssh://, or scp-like git@host:org/repo
+    ref: str = "HEAD"  # branch, tag, full/abbreviated SHA, refs/...; HEAD: the default branch
+    path: str = ""  # the folder (or file) inside the repository holding the YAML
+    interval: float = 30.0  # seconds between fetches
+    ssh_key_file: Path | None = None
+    known_hosts_file: Path | None = None  # with ssh: StrictHostKeyChecking=yes against it
+    token_file: Path | None = None  # an HTTPS token read from this file (on every sync)...
+    token_env: str | None = None  # ...or from this environment variable
+    timeout: float = 120.0  # seconds, for each git call
+    max_backoff: float = 300.0  # the longest wait after failures (or interval, if longer)
+
+
+@dataclasses.dataclass(frozen=True)
+class GitStatus:
+    url: str  # with any credentials stripped
+    ref: str
+    applied_revision: str | None  # the commit whose tree is in force
+    attempted_revision: str | None  # the commit the ref named at the last fetch
+    last_sync: datetime | None  # the last successful fetch
+    last_attempt: datetime | None
+    last_error: str | None  # None once a sync succeeds
+    consecutive_failures: int
+    next_retry_in: float  # seconds until the next sync() is due
+
+
+class GitSource:
+    """A ``Source`` (kind ``"git"``) reading CronTasks from a git repository."""
+
+    kind = "git"
+
+    def __init__(
+        self,
+        options: GitOptions,
+        state_dir: Path,
+        *,
+        clock: Callable[[], datetime] = _utcnow,
+    ) -> None:
+        check_ref(options.ref)
+        if options.interval <= 0 or options.timeout <= 0:
+            raise ValueError("interval and timeout must be positive")
+        self.options = options
+        self.path = _clean_path(options.path)
+        self.url = redact_url(options.url)
+        self._clock = clock
+        key = hashlib.sha256(f"{self.url}\0{options.ref}\0{self.path}".encode()).hexdigest()[:16]
+        self.base = Path(state_dir).absolute() / "git" / key
+        self.current = self.base / "current"
+        self.worktrees = self.base / "worktrees"
+        root = self.current / self.path if self.path else self.current
+        self._files = DirectorySource([root], source=self.kind, relative_to=self.current)
+
+        self._lock = threading.Lock()  # the switch of `current` vs. reads; the status fields
+        self._sync_lock = threading.Lock()  # one sync at a time
+        self._applied: str | None = self._read_current()
+        self._attempted: str | None = None
+        self._read_revision: str | None = None  # the revision `_files` last read
+        self._last_sync: datetime | None = None
+        self._last_attempt: datetime | None = None
+        self._error: str | None = None
+        self._failures = 0
+
+    # -- syncing -------------------------------------------------------------------------
+
+    def sync(self) -> bool:
+        """Fetch, and apply the ref's commit if it is new. True if the revision changed."""
+        with self._sync_lock:
+            return self._sync()
+
+    def status(self) -> GitStatus:
+        with self._lock:
+            return GitStatus(
+                url=self.url,
+                ref=self.options.ref,
+                applied_revision=self._applied,
+                attempted_revision=self._attempted,
+                last_sync=self._last_sync,
+                last_attempt=self._last_attempt,
+                last_error=self._error,
+                consecutive_failures=self._failures,
+                next_retry_in=self._retry_in(self._failures),
+            )
+
+    def _sync(self) -> bool:
+        now = self._clock()
+        with self._lock:
+            self._last_attempt = now
+        redact = Redactor()
+        try:
+            credentials = self._credentials()
+            redact = Redactor([credentials.username, credentials.password] if credentials else [])
+            repo = self._repo(credentials, redact)
+            repo.ensure()
+            self._describe()
+            repo.fetch(self.url, refspecs(self.options.ref), self.options.ref)
+        except RefNotFoundError as err:
+            return self._failed(str(err), None)
+        except (GitError, OSError) as err:
+            return self._failed(f"fetch failed: {redact(str(err))}", None)
+        with self._lock:
+            self._last_sync = now
+        try:
+            sha = repo.resolve(self.url, self.options.ref)
+        except GitError as err:
+            return self._failed(redact(str(err)), None)
+        with self._lock:
+            self._attempted = sha
+        if sha == self._applied and self.current.is_dir():
+            self._succeeded()
+            return False
+        try:
+            self._checkout(repo, sha)
+        except (GitError, OSError) as err:
+            return self._failed(f"checkout of {sha[:12]} failed: {redact(str(err))}", sha)
+        previous = self._applied
+        try:
+            with self._lock:
+                self._switch(sha)
+                self._applied = sha
+                self._remove_old_worktrees(sha)
+        except OSError as err:
+            return self._failed(f"switch to {sha[:12]} failed: {err}", sha)
+        try:
+            repo.prune_worktrees()
+        except GitError as err:  # only git's bookkeeping of the deleted trees; retried next time
+            log.debug("git worktree prune failed", extra={"fields": {"error": str(err)}})
+        self._succeeded()
+        log.info(
+            "git revision applied",
+            extra={
+                "fields": {
+                    "url": self.url,
+                    "ref": self.options.ref,
+                    "revision": sha,
+                    "previous": previous,
+                }
+            },
+        )
+        return True
+
+    def _credentials(self) -> Credentials | None:
+        from_url = url_credentials(self.options.url)
+        token: str | None = None
+        if self.options.token_file is not None:
+            try:
+                token = self.options.token_file.read_text(encoding="utf-8").strip()
+            except (OSError, UnicodeDecodeError) as err:
+                raise GitError(f"cannot read token file {self.options.token_file}: {err}") from None
+        elif self.options.token_env is not None:
+            token = os.environ.get(self.options.token_env, "").strip()
+            if not token:
+                raise GitError(f"environment variable {self.options.token_env} is not set")
+        if token:
+            user = from_url.username if from_url and from_url.username else TOKEN_USERNAME
+            return Credentials(user, token)
+        return from_url
+
+    def _repo(self, credentials: Credentials | None, redact: Redactor) -> GitRepo:
+        env = git_env(
+            self.url,
+            credentials=credentials,
+            ssh_key_file=self.options.ssh_key_file,
+            known_hosts_file=self.options.known_hosts_file,
+        )
+        return GitRepo(self.base / "repo.git", env=env, timeout=self.options.timeout, redact=redact)
+
+    def _describe(self) -> None:
+        """Name the state folder's owner for people looking at it (nothing secret in it)."""
+        info = self.base / "source.json"
+        if not info.exists():
+            text = json.dumps({"url": self.url, "ref": self.options.ref, "path": self.path})
+            info.write_text(text + "\n", encoding="utf-8")
+
+    def _checkout(self, repo: GitRepo, sha: str) -> None:
+        dest = self.worktrees / sha
+        if dest.exists():
+            # Not `current` (checked by the caller), so an interrupted or failed earlier try.
+            shutil.rmtree(dest)
+            repo.prune_worktrees()
+        self.worktrees.mkdir(parents=True, exist_ok=True)
+        repo.add_worktree(dest, sha)
+
+    def _switch(self, sha: str) -> None:
+        """Point ``current`` at the new tree in one rename; readers see the old or the new."""
+        temporary = self.base / f".current.{uuid.uuid4().hex}"
+        # Relative, so the state folder can be moved or mounted elsewhere.
+        os.symlink(f"{self.worktrees.name}/{sha}", temporary)
+        try:
+            os.replace(temporary, self.current)
+        except OSError:
+            temporary.unlink(missing_ok=True)
+            raise
+        # Make the rename durable before the old tree is deleted: after a crash, `current`
+        # must not point at a folder that is gone.
+        fd = os.open(self.base, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    def _remove_old_worktrees(self, keep: str) -> None:
+        for entry in self.worktrees.iterdir():
+            if entry.name != keep:
+                shutil.rmtree(entry, ignore_errors=True)
+        for entry in self.base.iterdir():
+            if entry.name.startswith(".current."):  # left by a crash between symlink and rename
+                entry.unlink(missing_ok=True)
+
+    def _read_current(self) -> str | None:
+        """The revision in force from an earlier run: where ``current`` points, if it is there."""
+        try:
+            target = os.readlink(self.current)
+        except OSError:
+            return None
+        sha = PurePosixPath(target).name
+        return sha if (self.worktrees / sha).is_dir() else None
+
+    def _succeeded(self) -> None:
+        with self._lock:
+            recovered = self._failures > 0
+            self._failures = 0
+            self._error = None
+        if recovered:
+            log.info(
+                "git sync recovered",
+                extra={"fields": {"url": self.url, "ref": self.options.ref}},
+            )
+
+    def _failed(self, message: str, sha: str | None) -> bool:
+        with self._lock:
+            self._failures += 1
+            retry = self._retry_in(self._failures)
+            self._error = f"{message} (retrying in {retry:g}s)"
+            if sha is not None:
+                self._attempted = sha
+            failures, applied = self._failures, self._applied
+        log.warning(
+            "git sync failed",
+            extra={
+                "fields": {
+                    "url": self.url,
+                    "ref": self.options.ref,
+                    "revision": sha,
+                    "applied": applied,
+                    "error": message,
+                    "failures": failures,
+                    "retry_in": retry,
+                }
+            },
+        )
+        return False
+
+    def _retry_in(self, failures: int) -> float:
+        interval = self.options.interval
+        if failures == 0:
+            return interval
+        cap = max(self.options.max_backoff, interval)
+        # min() before the power would overflow for a very long outage.
+        return min(cap, interval * 2.0 ** min(failures, 32))
+
+    # -- the Source protocol -------------------------------------------------------------
+
+    def refresh(self, hints: Collection[str] | None = None) -> set[str]:
+        """Re-read the tree in force. The tree of a revision never changes, so with ``hints``
+        (file-watch events, which concern other sources) only a new revision is read."""
+        with self._lock:
+            revision = self._applied
+            if revision is None:
+                return set()
+            if hints is not None and revision == self._read_revision:
+                return set()
+            self._files.revision = revision
+            changed = self._files.refresh()
+            self._read_revision = revision
+            return changed
+
+    def definitions(self) -> list[Definition]:
+        with self._lock:
+            return self._files.definitions()
+
+    def errors(self) -> list[DefinitionError]:
+        with self._lock:
+            return self._files.errors()
+
+
+def _clean_path(path: str) -> str:
+    """``path`` as a clean relative POSIX path ("" for the root); refuses escapes."""
+    pure = PurePosixPath(path.strip() or ".")
+    if pure.is_absolute() or ".." in pure.parts:
+        raise ValueError(f"git path must be relative to the repository root: {path!r}")
+    clean = str(pure)
+    return "" if clean == "." else clean

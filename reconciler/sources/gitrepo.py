@@ -1,0 +1,329 @@
+"""The git client, as the git source drives it: one bare repository, fetched and checked out.
+
+Contracts:
+
+- Only the real ``git`` program is run (no protocol code here, no GitPython), each call with a
+  timeout; on a timeout the whole process group is killed (git's helpers — ssh,
+  git-remote-https, upload-pack — would otherwise keep the pipes open and hang the caller).
+- git runs isolated from the machine: every inherited ``GIT_*`` variable is dropped,
+  ``GIT_CONFIG_NOSYSTEM=1`` and ``GIT_CONFIG_GLOBAL=/dev/null`` (no user or system config: no
+  credential helper, no hooks, no ``url.insteadOf`` surprises), ``GIT_TERMINAL_PROMPT=0`` and an
+  empty ``GIT_ASKPASS`` (never prompt, never fall back to ``SSH_ASKPASS``), ssh in ``BatchMode``,
+  and ``LC_ALL=C`` so that the few messages recognised below are in English.
+- Secrets never reach argv or disk. HTTP credentials (a token, or the user:password of a URL)
+  are handed to git by a credential helper defined through ``GIT_CONFIG_COUNT`` /
+  ``GIT_CONFIG_KEY_n`` / ``GIT_CONFIG_VALUE_n``, scoped to the repository's
+  ``scheme://host[:port]``; the helper is a shell snippet that prints two environment variables
+  set only in git's environment. The URL given to git (and so stored in ``FETCH_HEAD``-like
+  places and echoed in its messages) never carries userinfo. Every message that leaves this
+  module went through ``Redactor``.
+- ``GitError`` messages are short (git's ``fatal:``/``error:`` lines) and already redacted.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import os
+import re
+import shlex
+import shutil
+import signal
+import subprocess
+import urllib.parse
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+
+# Settings for every git call: git's own background work would outlive the call (and the
+# timeout), and hooks or detached-HEAD advice have no place in a mirror nobody works in.
+_CONFIG_ARGS = (
+    "-c",
+    "gc.autoDetach=false",
+    "-c",
+    "maintenance.autoDetach=false",
+    "-c",
+    "core.hooksPath=/dev/null",
+    "-c",
+    "advice.detachedHead=false",
+)
+
+# The names under which the bare repository keeps what it fetched. Branches go to
+# refs/remotes/origin/* (not refs/heads/*) so that nothing ever counts as "checked out".
+BRANCHES = "refs/remotes/origin/"
+TAGS = "refs/tags/"
+PRIVATE = "refs/crontask/"
+
+_HEX = re.compile(r"[0-9a-f]{4,64}")
+_FULL_SHA = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
+_HTTP_USERINFO = re.compile(r"(?i)(https?://)[^/\s@]+@")
+
+USERNAME_VAR = "CRONTASK_GIT_USERNAME"
+PASSWORD_VAR = "CRONTASK_GIT_PASSWORD"  # noqa: S105 - the variable's name, not a password
+# A "!" helper is run by the shell; it answers "get" and ignores "store"/"erase".
+_HELPER = (
+    f'!f() {{ test "$1" = get && printf "username=%s\\npassword=%s\\n" '
+    f'"${USERNAME_VAR}" "${PASSWORD_VAR}"; }}; f'
+)
+
+
+class GitError(Exception):
+    """A git operation failed. The message is redacted and fit for a status line."""
+
+
+class RefNotFoundError(GitError):
+    """The remote was reached but does not have the ref (deleted branch, unknown tag/SHA)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Credentials:
+    """HTTP basic credentials; neither field is ever shown in a repr."""
+
+    username: str = dataclasses.field(repr=False)
+    password: str = dataclasses.field(repr=False)
+
+
+class Redactor:
+    """Removes known secrets and the userinfo of http(s) URLs from text."""
+
+    def __init__(self, secrets: Iterable[str] = ()) -> None:
+        # Longest first, so that a secret containing another is replaced whole.
+        self._secrets = sorted({s for s in secrets if s}, key=len, reverse=True)
+
+    def __call__(self, text: str) -> str:
+        for secret in self._secrets:
+            text = text.replace(secret, "***")
+        return _HTTP_USERINFO.sub(r"\1***@", text)
+
+
+def redact_url(url: str) -> str:
+    """``url`` without credentials, for status lines, logs and state-directory names.
+
+    http(s): the whole userinfo goes (a token is often passed as the user name). Other schemes
+    (``ssh://git@host/...``) keep the user name, which is not a secret, and lose any password.
+    scp-like addresses (``git@host:org/repo``) and local paths are returned unchanged.
+    """
+    parts = urllib.parse.urlsplit(url)
+    if not parts.scheme or "@" not in parts.netloc:
+        return url
+    userinfo, _, hostport = parts.netloc.rpartition("@")
+    if parts.scheme.lower() in ("http", "https"):
+        netloc = hostport
+    else:
+        netloc = f"{userinfo.partition(':')[0]}@{hostport}"
+    return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
+
+
+def url_credentials(url: str) -> Credentials | None:
+    """The user:password embedded in an http(s) URL, if any."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme.lower() not in ("http", "https") or "@" not in parts.netloc:
+        return None
+    userinfo = parts.netloc.rpartition("@")[0]
+    user, _, password = userinfo.partition(":")
+    return Credentials(urllib.parse.unquote(user), urllib.parse.unquote(password))
+
+
+def _origin(url: str) -> str | None:
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+        return None
+    return f"{parts.scheme.lower()}://{parts.netloc.rpartition('@')[2]}"
+
+
+def git_env(
+    url: str,
+    *,
+    credentials: Credentials | None = None,
+    ssh_key_file: Path | None = None,
+    known_hosts_file: Path | None = None,
+    base: Mapping[str, str] | None = None,
+) -> dict[str, str]:
+    """The environment of every git call for ``url`` (a URL without userinfo)."""
+    inherited = os.environ if base is None else base
+    # Proxies, SSH_AUTH_SOCK, PATH and HOME stay; git's own variables (GIT_DIR, GIT_SSH_COMMAND,
+    # GIT_CONFIG_PARAMETERS, ...) would change what git does behind our back.
+    env = {k: v for k, v in inherited.items() if not k.startswith("GIT_")}
+    for name in ("SSH_ASKPASS", "LANGUAGE", USERNAME_VAR, PASSWORD_VAR):
+        env.pop(name, None)
+    env.update(
+        GIT_TERMINAL_PROMPT="0",
+        GIT_ASKPASS="",  # empty, not unset: stops git falling back to SSH_ASKPASS
+        GIT_CONFIG_NOSYSTEM="1",
+        GIT_CONFIG_GLOBAL=os.devnull,
+        GIT_ATTR_NOSYSTEM="1",
+        LC_ALL="C",
+    )
+    ssh = ["ssh", "-o", "BatchMode=yes"]
+    if ssh_key_file is not None:
+        ssh += ["-i", str(ssh_key_file), "-o", "IdentitiesOnly=yes"]
+    if known_hosts_file is not None:
+        ssh += ["-o", "StrictHostKeyChecking=yes", "-o", f"UserKnownHostsFile={known_hosts_file}"]
+    env["GIT_SSH_COMMAND"] = shlex.join(ssh)  # run by a shell: quote the paths
+    env["GIT_SSH_VARIANT"] = "ssh"
+    origin = _origin(url)
+    if credentials is not None and origin is not None:
+        env.update(
+            GIT_CONFIG_COUNT="1",
+            GIT_CONFIG_KEY_0=f"credential.{origin}.helper",
+            GIT_CONFIG_VALUE_0=_HELPER,
+        )
+        env[USERNAME_VAR] = credentials.username
+        env[PASSWORD_VAR] = credentials.password
+    return env
+
+
+def check_ref(ref: str) -> None:
+    """Refuse a ref that could be read as an option or is not a ref name at all."""
+    if not ref or ref.startswith("-") or any(c.isspace() or c in "~^:?*[\\" for c in ref):
+        raise ValueError(f"invalid git ref: {ref!r}")
+    if ".." in ref or ref.endswith((".", "/", ".lock")) or "//" in ref or "@{" in ref:
+        raise ValueError(f"invalid git ref: {ref!r}")
+
+
+def refspecs(ref: str) -> list[str]:
+    """What a fetch for ``ref`` asks for: every branch and tag (pruned), and ``ref`` itself
+    when it lives elsewhere (the remote's HEAD, ``refs/pull/1/head``)."""
+    specs = [f"+refs/heads/*:{BRANCHES}*", f"+refs/tags/*:{TAGS}*"]
+    if ref == "HEAD":
+        specs.append(f"+HEAD:{PRIVATE}HEAD")
+    elif ref.startswith("refs/") and not ref.startswith(("refs/heads/", "refs/tags/")):
+        specs.append(f"+{ref}:{PRIVATE}other/{ref.removeprefix('refs/')}")
+    return specs
+
+
+def candidates(ref: str) -> list[str]:
+    """Local names to try for ``ref``, in order: branch, then tag, then a commit SHA."""
+    if ref == "HEAD":
+        return [f"{PRIVATE}HEAD"]
+    if ref.startswith("refs/heads/"):
+        return [BRANCHES + ref.removeprefix("refs/heads/")]
+    if ref.startswith("refs/tags/"):
+        return [ref]
+    if ref.startswith("refs/"):
+        return [f"{PRIVATE}other/{ref.removeprefix('refs/')}"]
+    names = [BRANCHES + ref, TAGS + ref]
+    if _HEX.fullmatch(ref):
+        names.append(ref)
+    return names
+
+
+class GitRepo:
+    """A bare repository at ``git_dir`` and the git calls made on it."""
+
+    def __init__(
+        self,
+        git_dir: Path,
+        *,
+        env: Mapping[str, str],
+        timeout: float,
+        redact: Redactor,
+    ) -> None:
+        self.git_dir = git_dir
+        self.env = dict(env)
+        self.timeout = timeout
+        self.redact = redact
+
+    # -- the operations ------------------------------------------------------------------
+
+    def ensure(self) -> None:
+        """Create the bare repository if it is missing (or was left half-made)."""
+        if (self.git_dir / "HEAD").is_file():
+            return
+        shutil.rmtree(self.git_dir, ignore_errors=True)
+        self.git_dir.parent.mkdir(parents=True, exist_ok=True)
+        # Made under a temporary name and renamed, so a crash never leaves a half-made one.
+        scratch = self.git_dir.with_name(f".{self.git_dir.name}.{os.getpid()}")
+        shutil.rmtree(scratch, ignore_errors=True)
+        self.run(["init", "--bare", "--quiet", str(scratch)], git_dir=False)
+        os.rename(scratch, self.git_dir)
+
+    def fetch(self, url: str, specs: Sequence[str], ref: str) -> None:
+        """``git fetch --prune --force``: a force-push or a moved tag simply replaces the ref."""
+        args = ["fetch", "--prune", "--force", "--no-tags", "--no-write-fetch-head", "--quiet"]
+        try:
+            self.run([*args, url, *specs])
+        except GitError as err:
+            if "couldn't find remote ref" in str(err):
+                raise RefNotFoundError(f"ref {ref!r} not found on remote") from None
+            raise
+
+    def resolve(self, url: str, ref: str) -> str:
+        """The commit ``ref`` names, after a fetch; RefNotFoundError if there is none."""
+        for name in candidates(ref):
+            sha = self.rev_parse(name)
+            if sha is not None and (name != ref or sha.startswith(ref)):
+                return sha
+        if _FULL_SHA.fullmatch(ref):
+            # A commit no branch or tag reaches any more: servers that allow it hand it out.
+            try:
+                self.run(["fetch", "--quiet", "--no-write-fetch-head", url, f"+{ref}:{PRIVATE}pin"])
+            except GitError:
+                raise RefNotFoundError(f"ref {ref!r} not found on remote") from None
+            sha = self.rev_parse(ref)
+            if sha is not None:
+                return sha
+        raise RefNotFoundError(f"ref {ref!r} not found on remote")
+
+    def rev_parse(self, name: str) -> str | None:
+        try:
+            out = self.run(
+                ["rev-parse", "--verify", "--quiet", "--end-of-options", f"{name}^{{commit}}"]
+            )
+        except GitError:
+            return None
+        return out.strip() or None
+
+    def add_worktree(self, dest: Path, sha: str) -> None:
+        """Check ``sha`` out into the new folder ``dest`` (detached: no branch is involved)."""
+        try:
+            self.run(["worktree", "add", "--detach", "--quiet", str(dest), sha])
+        except GitError:
+            # git removes a failed checkout itself; make sure, and forget its record.
+            shutil.rmtree(dest, ignore_errors=True)
+            with contextlib.suppress(GitError):
+                self.prune_worktrees()
+            raise
+
+    def prune_worktrees(self) -> None:
+        self.run(["worktree", "prune"])
+
+    # -- running git ---------------------------------------------------------------------
+
+    def run(self, args: Sequence[str], *, git_dir: bool = True) -> str:
+        command = ["git", *_CONFIG_ARGS]
+        if git_dir:
+            command.append(f"--git-dir={self.git_dir}")
+        command += args
+        try:
+            process = subprocess.Popen(
+                command,
+                env=self.env,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                start_new_session=True,  # its own group: a timeout kills git and its helpers
+            )
+        except OSError as err:
+            raise GitError(f"cannot run git: {err.strerror or err}") from None
+        try:
+            out, stderr = process.communicate(timeout=self.timeout)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            process.communicate()
+            raise GitError(f"git {args[0]} timed out after {self.timeout:g}s") from None
+        if process.returncode != 0:
+            raise GitError(
+                self.redact(_summary(stderr.decode("utf-8", "replace"), process.returncode))
+            )
+        return out.decode("utf-8", "replace")
+
+
+def _summary(stderr: str, code: int) -> str:
+    """git's own explanation: its fatal/error lines, or its last line."""
+    lines = [line.strip() for line in stderr.splitlines() if line.strip()]
+    picked = [
+        line.split(":", 1)[1].strip() for line in lines if line.startswith(("fatal:", "error:"))
+    ]
+    text = "; ".join(picked or lines[-1:]) or f"git exited with status {code}"
+    return text if len(text) <= 400 else text[:397] + "..."
