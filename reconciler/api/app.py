@@ -1,0 +1,278 @@
+"""The crontask REST API: :func:`create_app` builds it over a :class:`RuntimeView`.
+
+- ``/healthz`` (alive), ``/readyz`` (every readiness check passes), ``/metrics`` (Prometheus)
+- ``/api/v1/tasks`` and ``/api/v1/runs`` (``routes_tasks.py``, ``routes_runs.py``)
+- ``/openapi.json`` and ``/docs`` (Swagger UI)
+
+Every error is ``application/problem+json`` (``problems.py``); every route declares the role it
+needs and gets it enforced (``routing.py``, ``auth.py``); every request is logged as one
+structured line naming the caller but never their credential.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from typing import Any, Final
+
+from fastapi import APIRouter, FastAPI, HTTPException, Request, Response
+from fastapi.openapi.utils import get_openapi
+from fastapi.responses import JSONResponse
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from reconciler import __version__
+from reconciler.api import problems, routes_runs, routes_tasks
+from reconciler.api.auth import PUBLIC, REQUIRED_ROLE_KEY, AuthConfig, RequiredRole, role_extra
+from reconciler.api.models import CRONTASK_SCHEMA_REF, HealthOut, ReadinessOut, ReadinessProblem
+from reconciler.api.problems import PROBLEM_MEDIA_TYPE, Problem
+from reconciler.api.routing import (
+    PRINCIPAL_SCOPE_KEY,
+    ApiContext,
+    GuardedRoute,
+    context,
+    operation_id,
+    problem_responses,
+    required_role,
+)
+from reconciler.controller.view import RuntimeView
+from reconciler.core.model import CronTask
+from reconciler.sinks.metrics import Metrics
+
+log = logging.getLogger("crontask.api")
+
+BEARER_SCHEME: Final = "bearerAuth"
+MAX_BODY_BYTES: Final = 1 << 20  # a CronTask is a few hundred bytes
+TOO_LARGE: Final = "the request body is larger than 1 MiB"
+QUIET_PATHS: Final = frozenset({"/healthz", "/readyz", "/metrics"})  # probes: debug level
+
+DESCRIPTION = """\
+The API of a running crontask: the tasks it schedules, their runs, manual triggers, and
+API-owned tasks. Errors are `application/problem+json` (RFC 9457). With authentication
+configured, send `Authorization: Bearer <token>`; each operation's `x-required-role` says the
+role it needs (`viewer` < `operator` < `admin`).
+"""
+
+
+def create_app(runtime: RuntimeView, *, auth: AuthConfig | None, metrics: Metrics) -> FastAPI:
+    """The API over ``runtime``. ``auth=None`` leaves every route open (loopback use only:
+    see :func:`reconciler.api.auth.check_listen`)."""
+    metrics_role: RequiredRole = (
+        "viewer" if auth is not None and auth.metrics_require_auth else PUBLIC
+    )
+    routes = [
+        *_probes_router(metrics_role).routes,
+        *routes_tasks.router.routes,
+        *routes_runs.router.routes,
+    ]
+    for route in routes:  # fail at start-up, not in production, if a route lacks a role
+        if not isinstance(route, GuardedRoute):
+            raise RuntimeError(f"{route!r} is not a GuardedRoute")
+        required_role(route)
+    app = FastAPI(
+        title="crontask",
+        version=__version__,
+        description=DESCRIPTION,
+        docs_url="/docs",
+        redoc_url=None,
+        openapi_url="/openapi.json",
+        routes=routes,
+    )
+    app.state.crontask = ApiContext(runtime=runtime, auth=auth, metrics=metrics)
+    problems.install(app)
+    app.add_middleware(RequestLog)
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            app.openapi_schema = _openapi(app, auth)
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+    return app
+
+
+def _probes_router(metrics_role: RequiredRole) -> APIRouter:
+    router = APIRouter(
+        route_class=GuardedRoute, tags=["health"], generate_unique_id_function=operation_id
+    )
+
+    @router.get(
+        "/healthz",
+        response_model=HealthOut,
+        summary="Liveness: 200 while the process serves requests",
+        openapi_extra=role_extra(PUBLIC),
+    )
+    async def healthz() -> HealthOut:
+        return HealthOut()
+
+    @router.get(
+        "/readyz",
+        response_model=ReadinessOut,
+        summary="Readiness: 200 if every check passes, else 503",
+        openapi_extra=role_extra(PUBLIC),
+        responses={503: {"model": ReadinessProblem, "description": "A check fails"}},
+    )
+    def readyz(request: Request) -> Response:
+        checks = dict(context(request).runtime.readiness())
+        if all(checks.values()):
+            return JSONResponse(ReadinessOut(ready=True, checks=checks).model_dump(mode="json"))
+        failing = ", ".join(sorted(name for name, ok in checks.items() if not ok))
+        problem = problems.problem_body(503, f"not ready: {failing}", request.url.path)
+        problem.update(ready=False, checks=checks)
+        return JSONResponse(problem, status_code=503, media_type=PROBLEM_MEDIA_TYPE)
+
+    @router.get(
+        "/metrics",
+        response_class=Response,
+        summary="Prometheus metrics",
+        openapi_extra=role_extra(metrics_role),
+        responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}}},
+    )
+    def prometheus(request: Request) -> Response:
+        ctx = context(request)
+        ctx.metrics.set_tasks(ctx.runtime.tasks())  # exact at every scrape
+        body, content_type = ctx.metrics.render()
+        return Response(body, media_type=content_type)
+
+    return router
+
+
+def _openapi(app: FastAPI, auth: AuthConfig | None) -> dict[str, Any]:
+    """FastAPI's document, completed: problem responses as ``application/problem+json``, the
+    CronTask schema, the bearer scheme on every protected operation (when auth is on)."""
+    doc = get_openapi(
+        title=app.title, version=app.version, description=app.description, routes=app.routes
+    )
+    components = doc.setdefault("components", {})
+    schemas = components.setdefault("schemas", {})
+    crontask = CronTask.model_json_schema(
+        by_alias=True, ref_template="#/components/schemas/{model}"
+    )
+    schemas.update(crontask.pop("$defs", {}))
+    schemas["CronTask"] = crontask
+    resource = schemas["TaskOut"]["properties"]["resource"]
+    schemas["TaskOut"]["properties"]["resource"] = {
+        "$ref": CRONTASK_SCHEMA_REF,
+        "description": resource.get("description", ""),
+    }
+    problem_schema = {"$ref": "#/components/schemas/Problem"}
+    schemas.setdefault(
+        "Problem", Problem.model_json_schema(ref_template="#/components/schemas/{model}")
+    )
+    for name in ("HTTPValidationError", "ValidationError"):
+        schemas.pop(name, None)
+    if auth is not None:
+        components["securitySchemes"] = {
+            BEARER_SCHEME: {
+                "type": "http",
+                "scheme": "bearer",
+                "description": "a static token, or a JWT from the configured issuer",
+            }
+        }
+    for path_item in doc.get("paths", {}).values():
+        for method, op in path_item.items():
+            if not isinstance(op, dict) or method == "parameters":
+                continue
+            responses = op.setdefault("responses", {})
+            role = op.get(REQUIRED_ROLE_KEY)
+            if auth is not None and role != PUBLIC:
+                op["security"] = [{BEARER_SCHEME: []}]
+                for status, problem in problem_responses(401, 403).items():
+                    responses[str(status)] = {"description": problem["description"]}
+            responses.setdefault("500", {"description": "Internal error"})
+            if "requestBody" in op:
+                responses.setdefault("400", {"description": "The body cannot be decoded"})
+                responses.setdefault("413", {"description": "The body is larger than 1 MiB"})
+            for status, response in responses.items():
+                if status.isdigit() and int(status) >= 400:
+                    declared = response.get("content", {}).get("application/json", {})
+                    schema = declared.get("schema", problem_schema)
+                    response["content"] = {PROBLEM_MEDIA_TYPE: {"schema": schema}}
+    return doc
+
+
+class RequestLog:
+    """One line per request (method, path, status, duration, principal), and the last resort
+    for exceptions: a bug is logged with its traceback and answered with a bare 500 problem."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500
+        response_started = False
+
+        async def send_wrapper(message: Message) -> None:
+            nonlocal status, response_started
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+                response_started = True
+            await send(message)
+
+        received = 0
+
+        async def limited_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > MAX_BODY_BYTES:  # FastAPI passes HTTPException through
+                    raise HTTPException(413, TOO_LARGE)
+            return message
+
+        path = str(scope.get("path", ""))
+        try:
+            if _declared_length(scope) > MAX_BODY_BYTES:
+                status = 413
+                await _send_problem(send, 413, TOO_LARGE, path)
+                return
+            await self.app(scope, limited_receive, send_wrapper)
+        except Exception:
+            log.exception(
+                "request failed", extra={"fields": {"method": scope.get("method"), "path": path}}
+            )
+            if not response_started:
+                await _send_problem(send, 500, None, path)
+            status = 500
+        finally:
+            fields = {
+                "method": scope.get("method"),
+                "path": path,
+                "status": status,
+                "duration_ms": round((time.perf_counter() - started) * 1000, 1),
+                "principal": scope.get(PRINCIPAL_SCOPE_KEY, "anonymous"),
+            }
+            level = logging.DEBUG if path in QUIET_PATHS and status < 400 else logging.INFO
+            log.log(level, "request", extra={"fields": fields})
+
+
+def _declared_length(scope: Scope) -> int:
+    for name, value in scope.get("headers", ()):
+        if name == b"content-length":
+            try:
+                return int(value)
+            except ValueError:
+                return 0
+    return 0
+
+
+async def _send_problem(send: Send, status: int, detail: str | None, path: str) -> None:
+    if detail is None:
+        body = problems.internal_error_body(path)
+    else:
+        body = json.dumps(problems.problem_body(status, detail, path)).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", PROBLEM_MEDIA_TYPE.encode()),
+                (b"content-length", str(len(body)).encode()),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})

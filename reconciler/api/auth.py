@@ -1,0 +1,330 @@
+"""Who may call the API: bearer tokens (static, by SHA-256) and JWTs, mapped to three roles.
+
+``viewer`` reads (every GET under ``/api/v1``), ``operator`` also triggers runs, ``admin`` also
+creates, replaces and deletes API-owned tasks. Each route declares the role it needs in its
+OpenAPI operation (``x-required-role``, see :func:`role_extra`); the route class in
+``app.py`` enforces exactly that declaration, so what the document says is what the server does.
+
+The configuration is a YAML file (:meth:`AuthConfig.load`)::
+
+    tokens:
+      - {name: ci-bot, sha256: "<hex SHA-256 of the token>", role: operator}
+    jwt:                       # optional
+      algorithm: HS256         # or RS256 / ES256 ... with publicKeyFile
+      secretFile: /etc/crontask/jwt-secret
+      issuer: https://issuer.example
+      audience: crontask
+      roleClaim: role
+    metricsRequireAuth: false
+
+Tokens are never logged, never compared in variable time, and a JWT is verified with the
+configured algorithm only (the token's own ``alg`` header is not trusted).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import hashlib
+import hmac
+import ipaddress
+import logging
+from pathlib import Path
+from typing import Annotated, Any, Final, Literal
+
+import jwt
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import model_validator as _model_validator
+from pydantic.alias_generators import to_camel
+
+log = logging.getLogger("crontask.api")
+
+
+class Role(enum.StrEnum):
+    VIEWER = "viewer"
+    OPERATOR = "operator"
+    ADMIN = "admin"
+
+    @property
+    def rank(self) -> int:
+        return _RANKS[self]
+
+    def allows(self, required: Role) -> bool:
+        return self.rank >= required.rank
+
+
+_RANKS: Final = {Role.VIEWER: 1, Role.OPERATOR: 2, Role.ADMIN: 3}
+
+PUBLIC: Final = "public"
+"""The ``x-required-role`` of a route anyone may call (health, readiness)."""
+
+REQUIRED_ROLE_KEY: Final = "x-required-role"
+
+RequiredRole = Literal["public", "viewer", "operator", "admin"]
+
+
+def role_extra(role: RequiredRole) -> dict[str, Any]:
+    """The ``openapi_extra`` declaring (and, through the route class, enforcing) ``role``."""
+    return {REQUIRED_ROLE_KEY: role}
+
+
+HMAC_ALGORITHMS: Final = ("HS256", "HS384", "HS512")
+KEY_ALGORITHMS: Final = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384")
+Algorithm = Literal[
+    "HS256",
+    "HS384",
+    "HS512",
+    "RS256",
+    "RS384",
+    "RS512",
+    "PS256",
+    "PS384",
+    "PS512",
+    "ES256",
+    "ES384",
+]
+MIN_HMAC_SECRET_BYTES: Final = 32
+
+Sha256Hex = Annotated[str, Field(pattern=r"^[0-9a-fA-F]{64}$")]
+
+
+class AuthConfigError(ValueError):
+    """The auth file cannot be used; the message names the file and the offending key."""
+
+
+class _Config(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, alias_generator=to_camel, populate_by_name=True
+    )
+
+
+class StaticToken(_Config):
+    name: str = Field(min_length=1, description="Who holds it; shown in logs as the principal.")
+    sha256: Sha256Hex = Field(description="Hex SHA-256 of the token (the token is never stored).")
+    role: Role
+
+    @field_validator("sha256")
+    @classmethod
+    def _lower(cls, value: str) -> str:
+        return value.lower()
+
+
+class JwtSettings(_Config):
+    algorithm: Algorithm
+    secret_file: Path | None = None
+    public_key_file: Path | None = None
+    issuer: str = Field(min_length=1)
+    audience: str = Field(min_length=1)
+    role_claim: str = Field("role", min_length=1)
+
+    @_model_validator(mode="after")
+    def _key_matches_algorithm(self) -> JwtSettings:
+        if self.algorithm in HMAC_ALGORITHMS:
+            if self.secret_file is None or self.public_key_file is not None:
+                raise ValueError(f"{self.algorithm} needs secretFile (and no publicKeyFile)")
+        elif self.public_key_file is None or self.secret_file is not None:
+            raise ValueError(f"{self.algorithm} needs publicKeyFile (and no secretFile)")
+        return self
+
+
+class _AuthFile(_Config):
+    tokens: list[StaticToken] = Field(default_factory=list)
+    jwt: JwtSettings | None = None
+    metrics_require_auth: bool = False
+
+    @_model_validator(mode="after")
+    def _usable(self) -> _AuthFile:
+        if not self.tokens and self.jwt is None:
+            raise ValueError("neither tokens nor jwt is configured: nobody could log in")
+        names = [t.name for t in self.tokens]
+        duplicated = sorted({n for n in names if names.count(n) > 1})
+        if duplicated:
+            raise ValueError(f"token names must be unique: {', '.join(duplicated)}")
+        digests = [t.sha256 for t in self.tokens]
+        if len(set(digests)) != len(digests):
+            raise ValueError("two tokens have the same sha256")
+        return self
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Principal:
+    name: str  # a token's name, a JWT's sub, or "anonymous"
+    role: Role | None  # None: authenticated, but with no role crontask knows
+    via: Literal["token", "jwt", "none"]
+
+
+ANONYMOUS: Final = Principal("anonymous", Role.ADMIN, "none")
+"""Who calls an API without auth configured (loopback only, or --insecure-no-auth)."""
+
+
+class AuthFailed(Exception):
+    """No usable credential (401). ``reason`` is logged; it never contains the token."""
+
+    def __init__(self, reason: str, *, invalid_token: bool) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.invalid_token = invalid_token
+
+
+@dataclasses.dataclass(frozen=True)
+class AuthConfig:
+    """A loaded auth file: the token digests, the JWT verification key, the metrics setting."""
+
+    tokens: tuple[StaticToken, ...]
+    jwt: JwtSettings | None
+    jwt_key: Any  # bytes (HMAC secret) or a public key object
+    metrics_require_auth: bool = False
+
+    @classmethod
+    def load(cls, path: str | Path) -> AuthConfig:
+        """Read and check ``path``; :class:`AuthConfigError` names the file and key at fault.
+
+        Relative ``secretFile``/``publicKeyFile`` paths are relative to the auth file.
+        """
+        path = Path(path)
+        try:
+            raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except OSError as exc:
+            raise AuthConfigError(f"{path}: cannot read: {exc.strerror or exc}") from exc
+        except yaml.YAMLError as exc:
+            raise AuthConfigError(f"{path}: not valid YAML: {exc}") from exc
+        return cls.from_mapping(raw, source=str(path), base=path.parent)
+
+    @classmethod
+    def from_mapping(
+        cls, raw: Any, *, source: str = "<auth>", base: Path | None = None
+    ) -> AuthConfig:
+        if not isinstance(raw, dict):
+            raise AuthConfigError(
+                f"{source}: expected a mapping with tokens/jwt/metricsRequireAuth"
+            )
+        try:
+            parsed = _AuthFile.model_validate(raw)
+        except ValidationError as exc:
+            raise AuthConfigError(_describe(source, exc)) from exc
+        key: Any = None
+        if parsed.jwt is not None:
+            key = _load_key(parsed.jwt, source, base or Path.cwd())
+        return cls(tuple(parsed.tokens), parsed.jwt, key, parsed.metrics_require_auth)
+
+    def authenticate(self, authorization: str | None) -> Principal:
+        """The principal behind an ``Authorization`` header value; :class:`AuthFailed` if none."""
+        if not authorization:
+            raise AuthFailed("no credential", invalid_token=False)
+        scheme, _, token = authorization.partition(" ")
+        token = token.strip()
+        if scheme.lower() != "bearer" or not token:
+            raise AuthFailed("not a bearer credential", invalid_token=False)
+        digest = hashlib.sha256(token.encode("utf-8", "surrogateescape")).hexdigest()
+        found: StaticToken | None = None
+        for entry in self.tokens:  # no early exit: the time taken does not depend on the match
+            if hmac.compare_digest(digest, entry.sha256):
+                found = entry
+        if found is not None:
+            return Principal(found.name, found.role, "token")
+        if self.jwt is None or token.count(".") != 2:
+            raise AuthFailed("unknown token", invalid_token=True)
+        return self._verify_jwt(token, self.jwt)
+
+    def _verify_jwt(self, token: str, settings: JwtSettings) -> Principal:
+        try:
+            claims = jwt.decode(
+                token,
+                self.jwt_key,
+                algorithms=[settings.algorithm],  # only this one, whatever the header says
+                issuer=settings.issuer,
+                audience=settings.audience,
+                options={"require": ["exp", "iss", "aud", "sub"]},
+            )
+        except jwt.ExpiredSignatureError as exc:
+            raise AuthFailed("jwt expired", invalid_token=True) from exc
+        except jwt.InvalidAudienceError as exc:
+            raise AuthFailed("jwt audience mismatch", invalid_token=True) from exc
+        except jwt.InvalidIssuerError as exc:
+            raise AuthFailed("jwt issuer mismatch", invalid_token=True) from exc
+        except jwt.MissingRequiredClaimError as exc:
+            raise AuthFailed(f"jwt lacks the {exc.claim} claim", invalid_token=True) from exc
+        except jwt.InvalidAlgorithmError as exc:
+            raise AuthFailed("jwt algorithm not allowed", invalid_token=True) from exc
+        except jwt.InvalidSignatureError as exc:
+            raise AuthFailed("jwt signature invalid", invalid_token=True) from exc
+        except jwt.InvalidTokenError as exc:
+            raise AuthFailed(f"jwt invalid ({type(exc).__name__})", invalid_token=True) from exc
+        sub = claims.get("sub")
+        if not isinstance(sub, str) or not sub:
+            raise AuthFailed("jwt sub is not a string", invalid_token=True)
+        return Principal(sub, _role_of(claims.get(settings.role_claim)), "jwt")
+
+
+def _role_of(claim: Any) -> Role | None:
+    """The highest crontask role named by the claim (a string or a list of strings)."""
+    values = claim if isinstance(claim, list) else [claim]
+    roles = [Role(v) for v in values if isinstance(v, str) and v in Role.__members__.values()]
+    return max(roles, key=lambda r: r.rank, default=None)
+
+
+def _load_key(settings: JwtSettings, source: str, base: Path) -> Any:
+    if settings.algorithm in HMAC_ALGORITHMS:
+        assert settings.secret_file is not None
+        secret_path = base / settings.secret_file
+        try:
+            secret = secret_path.read_bytes().strip()
+        except OSError as exc:
+            raise AuthConfigError(f"{source}: jwt.secretFile: cannot read {secret_path}") from exc
+        if len(secret) < MIN_HMAC_SECRET_BYTES:
+            raise AuthConfigError(
+                f"{source}: jwt.secretFile: {secret_path} holds {len(secret)} bytes; "
+                f"{settings.algorithm} needs at least {MIN_HMAC_SECRET_BYTES}"
+            )
+        return secret
+    assert settings.public_key_file is not None
+    key_path = base / settings.public_key_file
+    try:
+        pem = key_path.read_bytes()
+    except OSError as exc:
+        raise AuthConfigError(f"{source}: jwt.publicKeyFile: cannot read {key_path}") from exc
+    try:
+        return jwt.get_algorithm_by_name(settings.algorithm).prepare_key(pem)
+    except (jwt.InvalidKeyError, ValueError, TypeError) as exc:
+        raise AuthConfigError(
+            f"{source}: jwt.publicKeyFile: {key_path} is not a {settings.algorithm} public key"
+        ) from exc
+
+
+def _describe(source: str, exc: ValidationError) -> str:
+    parts = []
+    for error in exc.errors():
+        where = ".".join(str(p) for p in error["loc"]) or "(top level)"
+        if error["type"] == "extra_forbidden":
+            parts.append(f"unknown key {where!r}")
+        elif error["type"] == "missing":
+            parts.append(f"missing key {where!r}")
+        else:
+            parts.append(f"{where}: {error['msg']}")
+    return f"{source}: " + "; ".join(parts)
+
+
+def check_listen(host: str, auth: AuthConfig | None, insecure_no_auth: bool) -> None:
+    """Refuse to serve the API without auth on anything but loopback.
+
+    ``ValueError`` with the reason and the two ways out; a host name other than ``localhost``
+    counts as non-loopback (it is not resolved).
+    """
+    if auth is not None or insecure_no_auth or is_loopback(host):
+        return
+    raise ValueError(
+        f"refusing to serve the API on {host or 'all interfaces'} without authentication: "
+        "anyone who can reach it could create, delete and run tasks. Give an auth file "
+        "(tokens or jwt), listen on 127.0.0.1, or pass --insecure-no-auth if something in "
+        "front of crontask already authenticates every request."
+    )
+
+
+def is_loopback(host: str) -> bool:
+    if host.lower() in {"localhost", "localhost."}:
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False

@@ -1,0 +1,180 @@
+"""The JSON the API answers with, as pydantic models (so the OpenAPI document is exact).
+
+Field names are camelCase on the wire (``scheduledTime``, ``nextRuns``); every datetime is
+RFC 3339 with an offset: run times in UTC (``Z``), a task's next runs in the task's own zone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic.alias_generators import to_camel
+
+from reconciler.api.problems import Problem
+from reconciler.controller.view import FieldError, TaskView
+from reconciler.core.runs import RunRecord, RunStatus, Trigger
+
+TaskState = Literal["Ready", "Error", "Suspended"]
+
+CRONTASK_SCHEMA_REF = "#/components/schemas/CronTask"
+
+
+class _Out(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True)
+
+
+class SourceOut(_Out):
+    """Where the task's definition comes from."""
+
+    kind: str = Field(description="file, git, kubernetes or api", examples=["file"])
+    location: str = Field(description="path:line:col of a file, namespace/name of a resource")
+    revision: str | None = Field(description="the commit of a git source")
+
+
+class RunOut(_Out):
+    """One attempt of one run."""
+
+    id: str = Field(examples=["ops.nightly-backup.20261127T010000Z"])
+    task: str = Field(description="namespace/name")
+    attempt: int = Field(ge=1)
+    trigger: Trigger
+    status: RunStatus
+    reason: str | None = Field(description="why, in CamelCase: ConcurrencyForbid, Timeout, ...")
+    message: str | None
+    scheduled_time: datetime = Field(description="the slot (RFC 3339, UTC)")
+    start_time: datetime | None
+    completion_time: datetime | None
+    duration_ms: int | None
+    exit_code: int | None
+
+    @classmethod
+    def of(cls, r: RunRecord) -> RunOut:
+        return cls(**_run_fields(r))
+
+
+class RunAttemptOut(RunOut):
+    """One attempt with its output (the tail of stdout and stderr)."""
+
+    output: str
+
+    @classmethod
+    def of(cls, r: RunRecord) -> RunAttemptOut:
+        return cls(**_run_fields(r), output=r.output)
+
+
+def _run_fields(r: RunRecord) -> dict[str, Any]:
+    return {
+        "id": r.id,
+        "task": r.task,
+        "attempt": r.attempt,
+        "trigger": r.trigger,
+        "status": r.status,
+        "reason": r.reason,
+        "message": r.message,
+        "scheduled_time": r.scheduled_at,
+        "start_time": r.started_at,
+        "completion_time": r.finished_at,
+        "duration_ms": r.duration_ms,
+        "exit_code": r.exit_code,
+    }
+
+
+class RunDetailOut(_Out):
+    """A run: every attempt, oldest first, with output."""
+
+    id: str
+    task: str
+    attempts: list[RunAttemptOut] = Field(min_length=1)
+
+
+class RunListOut(_Out):
+    items: list[RunOut]
+    next_cursor: str | None = Field(
+        description="pass as `cursor` (with the same filters) for the next page; null on the last"
+    )
+
+
+class TaskOut(_Out):
+    """A task as the reconciler runs it."""
+
+    key: str = Field(description="namespace/name", examples=["ops/nightly-backup"])
+    resource: dict[str, Any] = Field(
+        description="the CronTask document in force (its last good definition)"
+    )
+    source: SourceOut
+    state: TaskState = Field(
+        description="Suspended; Error (a definition problem: the last good one runs); or Ready"
+    )
+    error: str | None = Field(description="the current definition error or conflict")
+    suspended: bool
+    running: list[str] = Field(description="ids of the runs in progress")
+    next_runs: list[datetime] = Field(description="next fire times, RFC 3339 in the task's zone")
+    last_run: RunOut | None
+
+    @classmethod
+    def of(cls, view: TaskView) -> TaskOut:
+        return cls(
+            key=view.key,
+            resource=dict(view.resource),
+            source=SourceOut(
+                kind=view.source.kind,
+                location=view.source.location,
+                revision=view.source.revision,
+            ),
+            state=_state(view.state),
+            error=view.error,
+            suspended=view.suspended,
+            running=list(view.running),
+            next_runs=list(view.next_runs),
+            last_run=RunOut.of(view.last_run) if view.last_run else None,
+        )
+
+
+def _state(value: str) -> TaskState:
+    if value == "Suspended":
+        return "Suspended"
+    return "Error" if value == "Error" else "Ready"
+
+
+class TaskListOut(_Out):
+    items: list[TaskOut]
+
+
+class ReadinessOut(_Out):
+    ready: bool
+    checks: dict[str, bool] = Field(examples=[{"sources": True, "scheduler": True, "store": True}])
+
+
+class ReadinessProblem(Problem):
+    """The 503 of ``/readyz``: a problem that also lists the checks."""
+
+    ready: Literal[False] = False
+    checks: dict[str, bool]
+
+
+class HealthOut(_Out):
+    status: Literal["ok"] = "ok"
+
+
+def field_errors(exc: ValidationError) -> list[FieldError]:
+    """pydantic's errors as :class:`FieldError` (locations by alias, as the user wrote them)."""
+    return [FieldError(location=tuple(e["loc"]), message=_message(e)) for e in exc.errors()]
+
+
+def _message(error: Any) -> str:
+    """pydantic's message without its "Value error, " prefix for our own validators."""
+    cause = (error.get("ctx") or {}).get("error")
+    if error.get("type") == "value_error" and cause is not None:
+        return str(cause)
+    return str(error["msg"])
+
+
+def tasks_out(views: Iterable[TaskView]) -> list[TaskOut]:
+    return [TaskOut.of(v) for v in sorted(views, key=lambda v: v.key)]
+
+
+def runs_out(records: Sequence[RunRecord]) -> list[RunOut]:
+    return [RunOut.of(r) for r in records]

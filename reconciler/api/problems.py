@@ -1,0 +1,221 @@
+"""One error shape for the whole API: ``application/problem+json`` (RFC 9457).
+
+Every error - an unknown route, a wrong method, a failed login, a conflict, a malformed body, a
+bug - leaves the server as a :class:`Problem`. Handlers here turn FastAPI's and Starlette's
+exceptions into that shape; routes raise :class:`ProblemError` for their own errors. A bug is
+logged with its traceback on the server and reaches the client as a bare 500 with no details.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterable, Mapping, Sequence
+from http import HTTPStatus
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
+from starlette.types import Scope
+
+from reconciler.controller.view import FieldError
+from reconciler.store import StoreUnavailable
+
+log = logging.getLogger("crontask.api")
+
+PROBLEM_MEDIA_TYPE = "application/problem+json"
+PROBLEM_BASE = "https://crontask.dev/problems/"
+
+# The problem type of each status this API answers with; anything else is about:blank.
+_TYPES: Mapping[int, str] = {
+    400: "bad-request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not-found",
+    405: "method-not-allowed",
+    409: "conflict",
+    422: "invalid-request",
+    500: "internal-error",
+    503: "unavailable",
+}
+
+
+class FieldProblem(BaseModel):
+    """One failing input: where it is (``["body", "spec", "schedule"]``) and what is wrong."""
+
+    location: list[str | int] = Field(examples=[["body", "spec", "schedule"]])
+    message: str
+
+
+class Problem(BaseModel):
+    """An error, as RFC 9457 describes it. ``errors`` is set for invalid input (422)."""
+
+    type: str = Field(
+        description="A URI naming the kind of problem.",
+        examples=["https://crontask.dev/problems/not-found"],
+    )
+    title: str = Field(description="A short summary of the kind of problem.")
+    status: int = Field(ge=100, le=599, description="The HTTP status code.")
+    detail: str = Field(description="What went wrong this time, for a human.")
+    instance: str = Field(description="The path of the request that failed.")
+    errors: list[FieldProblem] | None = Field(
+        None, description="For invalid input: each failing field."
+    )
+
+
+class ProblemError(Exception):
+    """Raised by routes for an error response; turned into a :class:`Problem`."""
+
+    def __init__(
+        self,
+        status: int,
+        detail: str,
+        *,
+        kind: str | None = None,
+        title: str | None = None,
+        errors: Sequence[FieldProblem] | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.detail = detail
+        self.kind = kind
+        self.title = title
+        self.errors = list(errors) if errors is not None else None
+        self.headers = dict(headers or {})
+
+
+def field_problems(
+    errors: Iterable[FieldError], prefix: Sequence[str] = ("body",)
+) -> list[FieldProblem]:
+    return [FieldProblem(location=[*prefix, *e.location], message=e.message) for e in errors]
+
+
+def problem_body(
+    status: int,
+    detail: str,
+    instance: str,
+    *,
+    kind: str | None = None,
+    title: str | None = None,
+    errors: Sequence[FieldProblem] | None = None,
+) -> dict[str, Any]:
+    slug = kind or _TYPES.get(status)
+    try:
+        phrase = HTTPStatus(status).phrase
+    except ValueError:
+        phrase = "Error"
+    problem = Problem(
+        type=PROBLEM_BASE + slug if slug else "about:blank",
+        title=title or phrase,
+        status=status,
+        detail=detail,
+        instance=instance,
+        errors=list(errors) if errors is not None else None,
+    )
+    return problem.model_dump(mode="json", exclude_none=True)
+
+
+def problem_response(
+    status: int,
+    detail: str,
+    instance: str,
+    *,
+    kind: str | None = None,
+    title: str | None = None,
+    errors: Sequence[FieldProblem] | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> JSONResponse:
+    return JSONResponse(
+        problem_body(status, detail, instance, kind=kind, title=title, errors=errors),
+        status_code=status,
+        media_type=PROBLEM_MEDIA_TYPE,
+        headers=dict(headers) if headers else None,
+    )
+
+
+def _allowed_methods(request: Request) -> list[str]:
+    """Every method some route accepts at this path (Starlette's 405 names only one route's)."""
+    methods: set[str] = set()
+    scope: Scope = {**request.scope, "method": "\x00"}  # matches no route fully
+    for route in request.app.router.routes:
+        match, _ = route.matches(scope)
+        if match is Match.PARTIAL:
+            methods.update(getattr(route, "methods", None) or ())
+    return sorted(methods)
+
+
+async def _on_http_exception(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    headers = dict(exc.headers or {})
+    detail = exc.detail if isinstance(exc.detail, str) else HTTPStatus(exc.status_code).phrase
+    if exc.status_code == 404 and detail == "Not Found":
+        detail = f"no route matches {request.url.path}"
+    elif exc.status_code == 405:
+        allowed = _allowed_methods(request)
+        if allowed:
+            headers["Allow"] = ", ".join(allowed)
+        detail = f"{request.method} is not allowed on {request.url.path}" + (
+            f"; allowed: {', '.join(allowed)}" if allowed else ""
+        )
+    return problem_response(exc.status_code, detail, request.url.path, headers=headers)
+
+
+async def _on_problem(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, ProblemError)
+    return problem_response(
+        exc.status,
+        exc.detail,
+        request.url.path,
+        kind=exc.kind,
+        title=exc.title,
+        errors=exc.errors,
+        headers=exc.headers,
+    )
+
+
+async def _on_validation_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    errors = [
+        FieldProblem(
+            location=[p if isinstance(p, int) else str(p) for p in e.get("loc", ())],
+            message=str(e.get("msg", "invalid")),
+        )
+        for e in exc.errors()
+    ]
+    detail = "; ".join(f"{'.'.join(map(str, e.location))}: {e.message}" for e in errors[:5]) + (
+        f" (and {len(errors) - 5} more)" if len(errors) > 5 else ""
+    )
+    return problem_response(
+        422, detail or "invalid request", request.url.path, title="Invalid request", errors=errors
+    )
+
+
+async def _on_store_unavailable(request: Request, exc: Exception) -> JSONResponse:
+    log.warning(
+        "run store unavailable", extra={"fields": {"path": request.url.path, "error": str(exc)}}
+    )
+    return problem_response(
+        503,
+        "the run store is temporarily unavailable; retry later",
+        request.url.path,
+        headers={"Retry-After": "5"},
+    )
+
+
+def install(app: FastAPI) -> None:
+    """Register the handlers that give every error the problem shape."""
+    app.add_exception_handler(StarletteHTTPException, _on_http_exception)
+    app.add_exception_handler(ProblemError, _on_problem)
+    app.add_exception_handler(RequestValidationError, _on_validation_error)
+    app.add_exception_handler(StoreUnavailable, _on_store_unavailable)
+
+
+def internal_error_body(path: str) -> bytes:
+    """The body of a 500: says nothing about the failure (the log has the traceback)."""
+    body = problem_body(500, "an internal error occurred; the server log has the details", path)
+    return json.dumps(body).encode()

@@ -1,0 +1,158 @@
+"""The route class that enforces each route's declared role, and the shared dependencies.
+
+Every route of the app is a :class:`GuardedRoute`: it reads the role the route declares in its
+OpenAPI operation (``x-required-role``) and checks the caller before anything else happens
+(before the body is read or validated). A route that declares no role cannot be built, so a new
+route cannot ship unprotected by accident.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Callable, Coroutine, Mapping
+from typing import Annotated, Any, Final
+
+from fastapi import Depends, Request, Response
+from fastapi.routing import APIRoute
+
+from reconciler.api.auth import (
+    ANONYMOUS,
+    PUBLIC,
+    REQUIRED_ROLE_KEY,
+    AuthConfig,
+    AuthFailed,
+    Role,
+)
+from reconciler.api.problems import FieldProblem, Problem, ProblemError
+from reconciler.controller.view import RuntimeView
+from reconciler.sinks.metrics import Metrics
+
+log = logging.getLogger("crontask.api")
+
+PRINCIPAL_SCOPE_KEY: Final = "crontask.principal"
+"""Where the guard leaves the caller's name for the request log (never the credential)."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ApiContext:
+    runtime: RuntimeView
+    auth: AuthConfig | None
+    metrics: Metrics
+
+
+def context(request: Request) -> ApiContext:
+    ctx = request.app.state.crontask
+    assert isinstance(ctx, ApiContext)
+    return ctx
+
+
+def _runtime(request: Request) -> RuntimeView:
+    return context(request).runtime
+
+
+Runtime = Annotated[RuntimeView, Depends(_runtime)]
+
+
+def required_role(route: APIRoute) -> str:
+    role = (route.openapi_extra or {}).get(REQUIRED_ROLE_KEY)
+    if role != PUBLIC and role not in Role.__members__.values():
+        raise RuntimeError(
+            f"route {sorted(route.methods or ())} {route.path} declares no valid "
+            f"{REQUIRED_ROLE_KEY} (got {role!r}); use openapi_extra=role_extra(...)"
+        )
+    return str(role)
+
+
+class GuardedRoute(APIRoute):
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+        role = required_role(self)
+
+        async def guarded(request: Request) -> Response:
+            authorize(request, role)
+            return await handler(request)
+
+        return guarded
+
+
+def authorize(request: Request, role: str) -> None:
+    """Let the caller through or raise the 401/403 problem."""
+    auth = context(request).auth
+    if role == PUBLIC and (auth is None or request.headers.get("authorization") is None):
+        request.scope[PRINCIPAL_SCOPE_KEY] = "anonymous"
+        return
+    if auth is None:
+        request.scope[PRINCIPAL_SCOPE_KEY] = ANONYMOUS.name
+        return
+    try:
+        principal = auth.authenticate(request.headers.get("authorization"))
+    except AuthFailed as exc:
+        if role == PUBLIC:  # a bad credential on an open route is ignored, not refused
+            request.scope[PRINCIPAL_SCOPE_KEY] = "anonymous"
+            return
+        client = request.client.host if request.client else None
+        log.warning(
+            "authentication failed",
+            extra={"fields": {"reason": exc.reason, "client": client, "path": request.url.path}},
+        )
+        challenge = 'Bearer realm="crontask"'
+        if exc.invalid_token:
+            challenge += ', error="invalid_token"'
+        raise ProblemError(
+            401,
+            "a valid bearer token is required"
+            if not exc.invalid_token
+            else "the bearer token is not valid (unknown, expired or not for this server)",
+            headers={"WWW-Authenticate": challenge},
+        ) from None
+    request.scope[PRINCIPAL_SCOPE_KEY] = principal.name
+    if role == PUBLIC:
+        return
+    needed = Role(role)
+    if principal.role is None or not principal.role.allows(needed):
+        log.warning(
+            "authorization denied",
+            extra={
+                "fields": {
+                    "principal": principal.name,
+                    "role": principal.role,
+                    "required": needed,
+                    "path": request.url.path,
+                }
+            },
+        )
+        held = f"role {principal.role}" if principal.role else "no crontask role"
+        raise ProblemError(403, f"{principal.name} has {held}; this needs {needed} or above")
+
+
+def operation_id(route: APIRoute) -> str:
+    """The OpenAPI operationId: the endpoint's name (``list_tasks``), stable for clients."""
+    return route.name
+
+
+def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """``responses=`` declaring problem answers (their content type is fixed in ``app.py``)."""
+    return {s: {"model": Problem, "description": _DESCRIPTIONS.get(s, "Error")} for s in statuses}
+
+
+_DESCRIPTIONS: Mapping[int, str] = {
+    401: "No valid bearer token",
+    403: "The caller's role is not enough",
+    404: "Not found",
+    409: "Conflict",
+    422: "Invalid input; `errors` names each failing field",
+    500: "Internal error",
+    503: "Temporarily unavailable",
+}
+
+__all__ = [
+    "ApiContext",
+    "FieldProblem",
+    "GuardedRoute",
+    "Runtime",
+    "authorize",
+    "context",
+    "problem_responses",
+    "required_role",
+]

@@ -1,0 +1,229 @@
+"""Commands that talk to a running crontask over its REST API: ``tasks`` and ``trigger``.
+
+``--server URL`` (default ``$CRONTASK_SERVER`` or ``http://127.0.0.1:8080``) names the
+server; ``$CRONTASK_TOKEN``, when set, is sent as a bearer token. Output is a table, or the
+API's JSON with ``--json``. An API error is printed as one line (from its problem+json body)
+and the command exits 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any, Final
+from urllib.parse import quote
+
+import httpx
+
+from reconciler.cli.history import table
+
+DEFAULT_SERVER: Final = "http://127.0.0.1:8080"
+SERVER_ENV: Final = "CRONTASK_SERVER"
+TOKEN_ENV: Final = "CRONTASK_TOKEN"  # noqa: S105 - the name of a variable
+TIMEOUT_SECONDS: Final = 10.0
+
+
+class RemoteError(Exception):
+    """The API could not be reached or answered with an error; ``str()`` is one clear line."""
+
+
+def default_server() -> str:
+    return os.environ.get(SERVER_ENV) or DEFAULT_SERVER
+
+
+def default_token() -> str | None:
+    return os.environ.get(TOKEN_ENV) or None
+
+
+def add_server_arg(parser: argparse.ArgumentParser) -> None:
+    """``--server URL`` (for any command that talks to the API, e.g. ``crontask runs``)."""
+    parser.add_argument(
+        "--server",
+        metavar="URL",
+        default=None,
+        help=f"the crontask API (default: ${SERVER_ENV} or {DEFAULT_SERVER}); "
+        f"${TOKEN_ENV} is sent as a bearer token",
+    )
+
+
+def add_parsers(commands: Any) -> None:
+    """Register ``tasks`` and ``trigger`` on the ``crontask`` subcommand parser."""
+    tasks = commands.add_parser(
+        "tasks",
+        help="list the tasks of a running crontask",
+        description="List the tasks a running crontask schedules (over its API): state, "
+        "source, next and last run.",
+    )
+    tasks.add_argument("--namespace", metavar="NS", help="only this namespace")
+    tasks.add_argument("--json", action="store_true", help='print the API\'s {"items": [...]}')
+    add_server_arg(tasks)
+    tasks.set_defaults(handler=run_tasks)
+
+    trigger = commands.add_parser(
+        "trigger",
+        help="start a run of a task now",
+        description="Ask a running crontask to run NAMESPACE/NAME now (needs the operator "
+        "role). The run may be skipped, e.g. while one is running and the task's "
+        "concurrencyPolicy is Forbid; the reason is printed.",
+    )
+    trigger.add_argument("key", metavar="NAMESPACE/NAME")
+    trigger.add_argument("--json", action="store_true", help="print the run record as JSON")
+    add_server_arg(trigger)
+    trigger.set_defaults(handler=run_trigger)
+
+
+def run_tasks(args: argparse.Namespace) -> int:
+    server = args.server or default_server()
+    params = {"namespace": args.namespace} if args.namespace else {}
+    try:
+        body = request(server, default_token(), "GET", "/api/v1/tasks", params=params)
+    except RemoteError as exc:
+        return _fail(exc)
+    if args.json:
+        print(json.dumps(body, indent=2))
+        return 0
+    items = body.get("items", [])
+    if not items:
+        print("no tasks" + (f" in namespace {args.namespace}" if args.namespace else ""))
+        return 0
+    rows = [
+        [
+            t["key"],
+            t["state"],
+            str(t.get("resource", {}).get("spec", {}).get("schedule", "")),
+            _when((t.get("nextRuns") or [None])[0]),
+            _last(t.get("lastRun")),
+            f"{t['source']['kind']}:{t['source']['location']}",
+        ]
+        for t in items
+    ]
+    print(table(["TASK", "STATE", "SCHEDULE", "NEXT RUN", "LAST RUN", "SOURCE"], rows))
+    errors = [t for t in items if t.get("error")]
+    for t in errors:
+        print(f"{t['key']}: {t['error']}", file=sys.stderr)
+    return 0
+
+
+def run_trigger(args: argparse.Namespace) -> int:
+    namespace, sep, name = args.key.partition("/")
+    if not sep or not namespace or not name or "/" in name:
+        print(f"crontask: expected NAMESPACE/NAME, got {args.key!r}", file=sys.stderr)
+        return 2
+    server = args.server or default_server()
+    path = f"/api/v1/tasks/{quote(namespace, safe='')}/{quote(name, safe='')}/runs"
+    try:
+        run = request(server, default_token(), "POST", path)
+    except RemoteError as exc:
+        return _fail(exc)
+    if args.json:
+        print(json.dumps(run, indent=2))
+    elif run.get("status") == "skipped":
+        why = run.get("message") or run.get("reason") or "no reason given"
+        print(f"{args.key}: run {run['id']} skipped ({run.get('reason')}): {why}")
+    else:
+        print(f"{args.key}: run {run['id']} {run.get('status')}")
+    return 0
+
+
+def fetch_runs(server: str | None, token: str | None, params: Mapping[str, Any]) -> dict[str, Any]:
+    """``GET /api/v1/runs`` with ``params`` (task, status, trigger, since, until - RFC 3339 -,
+    limit, cursor; ``None`` values are dropped): ``{"items": [...], "nextCursor": ...}``.
+    :class:`RemoteError` on any failure."""
+    query = {k: _param(v) for k, v in params.items() if v is not None}
+    return request(server or default_server(), token, "GET", "/api/v1/runs", params=query)
+
+
+def fetch_run(server: str | None, token: str | None, run_id: str) -> dict[str, Any]:
+    """``GET /api/v1/runs/{id}``: ``{"id", "task", "attempts": [... with output]}``."""
+    path = f"/api/v1/runs/{quote(run_id, safe='')}"
+    return request(server or default_server(), token, "GET", path)
+
+
+def request(
+    server: str,
+    token: str | None,
+    method: str,
+    path: str,
+    *,
+    params: Mapping[str, str] | None = None,
+    transport: httpx.BaseTransport | None = None,
+) -> dict[str, Any]:
+    """One API call; the decoded JSON body, or :class:`RemoteError` with one clear line."""
+    headers = {"Accept": "application/json"}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    base = server.rstrip("/")
+    try:
+        with httpx.Client(timeout=TIMEOUT_SECONDS, transport=transport) as client:
+            response = client.request(method, base + path, params=params, headers=headers)
+    except httpx.ConnectError:
+        raise RemoteError(
+            f"cannot reach crontask at {server} (is `crontask run` running?)"
+        ) from None
+    except httpx.TimeoutException:
+        raise RemoteError(
+            f"crontask at {server} did not answer within {TIMEOUT_SECONDS:g}s"
+        ) from None
+    except httpx.HTTPError as exc:
+        raise RemoteError(f"request to {server} failed: {type(exc).__name__}") from None
+    if response.status_code >= 400:
+        raise RemoteError(_problem_line(response))
+    if response.status_code == 204 or not response.content:
+        return {}
+    try:
+        body = response.json()
+    except ValueError:
+        raise RemoteError(f"{server} answered with something that is not JSON") from None
+    if not isinstance(body, dict):
+        raise RemoteError(f"{server} answered with unexpected JSON")
+    return body
+
+
+def _problem_line(response: httpx.Response) -> str:
+    try:
+        problem = response.json()
+    except ValueError:
+        problem = None
+    if isinstance(problem, dict) and ("title" in problem or "detail" in problem):
+        line = f"{problem.get('status', response.status_code)} {problem.get('title', '')}".strip()
+        if problem.get("detail"):
+            line += f": {problem['detail']}"
+        for error in problem.get("errors") or []:
+            if isinstance(error, dict):
+                where = ".".join(str(p) for p in error.get("location", []))
+                line += f"; {where}: {error.get('message')}"
+        return line
+    return f"{response.status_code} {response.reason_phrase}"
+
+
+def _fail(exc: RemoteError) -> int:
+    print(f"crontask: {exc}", file=sys.stderr)
+    return 1
+
+
+def _param(value: Any) -> str:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return str(value)
+
+
+def _when(value: str | None) -> str:
+    if not value:
+        return "-"
+    try:
+        return datetime.fromisoformat(value).strftime("%Y-%m-%d %H:%M:%S%z")
+    except ValueError:
+        return value
+
+
+def _last(run: Mapping[str, Any] | None) -> str:
+    if not run:
+        return "-"
+    status = str(run.get("status", ""))
+    if run.get("reason"):
+        status += f" ({run['reason']})"
+    return f"{status} {_when(run.get('scheduledTime'))}"

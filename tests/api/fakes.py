@@ -1,0 +1,171 @@
+"""An in-memory :class:`RuntimeView` for the API tests: real run store, hand-built task views."""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from pydantic import ValidationError
+
+from reconciler.controller.view import (
+    FieldError,
+    InvalidDefinition,
+    OwnedElsewhere,
+    SourceRef,
+    TaskView,
+)
+from reconciler.core.model import CronTask
+from reconciler.core.runs import RunRecord, RunStatus, Trigger, run_id
+from reconciler.store import MemoryRunStore
+from reconciler.store.base import RunStore
+from tests.helpers import task_doc
+
+T0 = datetime(2026, 11, 27, 1, 0, tzinfo=UTC)
+
+
+def view(
+    name: str = "t",
+    namespace: str = "default",
+    *,
+    kind: str = "file",
+    error: str | None = None,
+    suspended: bool = False,
+    zone: str = "UTC",
+    running: tuple[str, ...] = (),
+    last_run: RunRecord | None = None,
+    **spec: Any,
+) -> TaskView:
+    document = CronTask.model_validate(
+        task_doc(name, namespace, timeZone=zone, suspend=suspended, **spec)
+    ).to_document()
+    location = f"tasks/{name}.yaml:1:1" if kind == "file" else f"{namespace}/{name}"
+    tz = ZoneInfo(zone)
+    nexts = () if suspended else tuple((T0 + timedelta(hours=h)).astimezone(tz) for h in (1, 2))
+    return TaskView(
+        key=f"{namespace}/{name}",
+        resource=document,
+        source=SourceRef(kind, location, "abc123" if kind == "git" else None),
+        error=error,
+        suspended=suspended,
+        running=running,
+        next_runs=nexts,
+        last_run=last_run,
+    )
+
+
+def record(
+    task: str = "default/t",
+    at: datetime = T0,
+    status: RunStatus = RunStatus.SUCCEEDED,
+    *,
+    attempt: int = 1,
+    trigger: Trigger = Trigger.SCHEDULE,
+    output: str = "hello\n",
+) -> RunRecord:
+    finished = status.finished and status is not RunStatus.SKIPPED
+    return RunRecord(
+        id=run_id(task, at),
+        task=task,
+        scheduled_at=at,
+        trigger=trigger,
+        status=status,
+        attempt=attempt,
+        started_at=at + timedelta(seconds=1) if status is not RunStatus.SKIPPED else None,
+        finished_at=at + timedelta(seconds=3) if finished else None,
+        exit_code=0 if status is RunStatus.SUCCEEDED else (1 if finished else None),
+        output=output,
+    )
+
+
+class FakeRuntime:
+    """Tasks in a dict; API-owned tasks validated with the real model; runs in a MemoryRunStore.
+
+    ``trigger`` records a manual run as ``running``, or ``skipped`` (ConcurrencyForbid) while
+    one is running, as the dispatcher does for the default policy.
+    """
+
+    def __init__(self, views: list[TaskView] | None = None) -> None:
+        self._store = MemoryRunStore()
+        self._lock = threading.Lock()
+        self.views: dict[str, TaskView] = {v.key: v for v in views or []}
+        self.checks: dict[str, bool] = {"sources": True, "scheduler": True, "store": True}
+        self.clock = T0 + timedelta(minutes=30)
+
+    @property
+    def store(self) -> RunStore:
+        return self._store
+
+    def tasks(self) -> list[TaskView]:
+        with self._lock:
+            return list(self.views.values())
+
+    def task(self, key: str) -> TaskView | None:
+        with self._lock:
+            return self.views.get(key)
+
+    def trigger(self, key: str) -> RunRecord:
+        with self._lock:
+            current = self.views[key]  # KeyError for an unknown task, as the protocol says
+            self.clock += timedelta(seconds=1)
+            at = self.clock
+            base = RunRecord(
+                id=run_id(key, at),
+                task=key,
+                scheduled_at=at,
+                trigger=Trigger.MANUAL,
+                status=RunStatus.RUNNING,
+                started_at=at,
+            )
+            if current.running:
+                skipped = dataclasses.replace(
+                    base,
+                    status=RunStatus.SKIPPED,
+                    started_at=None,
+                    finished_at=at,
+                    reason="ConcurrencyForbid",
+                    message=f"skipped: {current.running[0]} is still running "
+                    "(concurrencyPolicy: Forbid)",
+                )
+                self._store.claim(skipped)
+                return skipped
+            self._store.claim(base)
+            self.views[key] = dataclasses.replace(current, running=(base.id,))
+            return base
+
+    def put_api_task(self, document: Mapping[str, Any]) -> tuple[TaskView, bool]:
+        try:
+            task = CronTask.model_validate(dict(document))
+        except ValidationError as exc:
+            raise InvalidDefinition(
+                [FieldError(tuple(e["loc"]), e["msg"]) for e in exc.errors()]
+            ) from None
+        with self._lock:
+            existing = self.views.get(task.key)
+            if existing is not None and existing.source.kind != "api":
+                raise OwnedElsewhere(task.key, existing.source)
+            new = TaskView(
+                key=task.key,
+                resource=task.to_document(),
+                source=SourceRef("api", task.key),
+                error=None,
+                suspended=task.spec.suspend,
+                running=existing.running if existing else (),
+                next_runs=() if task.spec.suspend else (T0 + timedelta(hours=1),),
+                last_run=existing.last_run if existing else None,
+            )
+            self.views[task.key] = new
+            return new, existing is None
+
+    def delete_api_task(self, key: str) -> None:
+        with self._lock:
+            existing = self.views[key]
+            if existing.source.kind != "api":
+                raise OwnedElsewhere(key, existing.source)
+            del self.views[key]
+
+    def readiness(self) -> dict[str, bool]:
+        return dict(self.checks)

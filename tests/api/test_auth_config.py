@@ -1,0 +1,69 @@
+"""``AuthConfig.load`` (clear errors naming file and key), and ``check_listen``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from reconciler.api.auth import AuthConfig, AuthConfigError, Role, check_listen
+from tests.api.conftest import STATIC_TOKENS, write_auth
+
+
+def test_loads_the_documented_shape(tmp_path: Path) -> None:
+    config = AuthConfig.load(write_auth(tmp_path, metrics_require_auth=True))
+    assert [t.role for t in config.tokens] == list(Role)
+    assert config.jwt is not None
+    assert config.jwt.algorithm == "HS256"
+    assert config.metrics_require_auth is True
+    principal = config.authenticate(f"Bearer {STATIC_TOKENS[Role.OPERATOR]}")
+    assert (principal.name, principal.role) == ("operator-bot", Role.OPERATOR)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("tokens: []\nmetricsRequireAuth: false\n", "nobody could log in"),
+        ("tokenz: []\n", "unknown key 'tokenz'"),
+        (
+            "tokens:\n  - {name: a, sha256: " + "0" * 64 + ", role: viewer, extra: 1}\n",
+            "unknown key 'tokens.0.extra'",
+        ),
+        ("tokens:\n  - {name: a, sha256: abc, role: viewer}\n", "tokens.0.sha256"),
+        ("tokens:\n  - {name: a, sha256: " + "0" * 64 + ", role: root}\n", "tokens.0.role"),
+        (
+            "jwt: {algorithm: none, secretFile: s, issuer: i, audience: a}\n",
+            "jwt.algorithm",
+        ),
+        ("jwt: {algorithm: RS256, secretFile: s, issuer: i, audience: a}\n", "needs publicKeyFile"),
+        ("jwt: {algorithm: HS256, secretFile: s, issuer: i}\n", "missing key 'jwt.audience'"),
+        ("jwt: {algorithm: HS256, secretFile: missing, issuer: i, audience: a}\n", "cannot read"),
+        ("- a\n", "expected a mapping"),
+        ("tokens: [\n", "not valid YAML"),
+    ],
+)
+def test_rejects_with_file_and_key(tmp_path: Path, text: str, message: str) -> None:
+    path = tmp_path / "auth.yaml"
+    path.write_text(text)
+    with pytest.raises(AuthConfigError) as info:
+        AuthConfig.load(path)
+    assert str(info.value).startswith(f"{path}: ")
+    assert message in str(info.value)
+
+
+def test_short_hmac_secret_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "s").write_text("short")
+    path = tmp_path / "auth.yaml"
+    path.write_text("jwt: {algorithm: HS256, secretFile: s, issuer: i, audience: a}\n")
+    with pytest.raises(AuthConfigError, match="needs at least 32"):
+        AuthConfig.load(path)
+
+
+def test_check_listen(auth_config: AuthConfig) -> None:
+    for host in ("127.0.0.1", "::1", "[::1]", "localhost", "127.0.0.5"):
+        check_listen(host, None, False)
+    check_listen("0.0.0.0", auth_config, False)
+    check_listen("0.0.0.0", None, True)
+    for host in ("0.0.0.0", "::", "10.1.2.3", "example.com", ""):
+        with pytest.raises(ValueError, match="without authentication"):
+            check_listen(host, None, False)

@@ -1,0 +1,125 @@
+"""End to end: the API served by real uvicorn on 127.0.0.1, driven by the CLI clients (httpx)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import uvicorn
+
+from reconciler.api.app import create_app
+from reconciler.api.auth import AuthConfig, Role
+from reconciler.cli import remote
+from reconciler.sinks.metrics import Metrics
+from tests.api.conftest import STATIC_TOKENS
+from tests.api.fakes import FakeRuntime
+
+
+@pytest.fixture
+def server(runtime: FakeRuntime, auth_config: AuthConfig) -> Iterator[str]:
+    app = create_app(runtime, auth=auth_config, metrics=Metrics())
+    config = uvicorn.Config(
+        app, host="127.0.0.1", port=0, log_level="warning", lifespan="off", ws="none"
+    )
+    srv = uvicorn.Server(config)
+    thread = threading.Thread(target=srv.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not srv.started:
+        assert time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.01)
+    port = srv.servers[0].sockets[0].getsockname()[1]
+    yield f"http://127.0.0.1:{port}"
+    srv.should_exit = True
+    thread.join(timeout=10)
+
+
+def cli(*argv: str) -> int:
+    parser = argparse.ArgumentParser(prog="crontask")
+    commands = parser.add_subparsers(dest="command", required=True)
+    remote.add_parsers(commands)
+    args = parser.parse_args(argv)
+    code: int = args.handler(args)
+    return code
+
+
+@pytest.fixture
+def operator(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CRONTASK_TOKEN", STATIC_TOKENS[Role.OPERATOR])
+
+
+@pytest.mark.usefixtures("operator")
+def test_tasks_table_and_json(server: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli("tasks", "--server", server) == 0
+    out, err = capsys.readouterr()
+    lines = out.splitlines()
+    assert lines[0].split() == ["TASK", "STATE", "SCHEDULE", "NEXT", "RUN", "LAST", "RUN", "SOURCE"]
+    assert any(line.startswith("ops/broken") and "Error" in line for line in lines)
+    assert "ops/broken: tasks/broken.yaml:7:19" in err
+
+    assert cli("tasks", "--server", server, "--namespace", "ops", "--json") == 0
+    body = json.loads(capsys.readouterr().out)
+    assert [t["key"] for t in body["items"]] == ["ops/backup", "ops/broken"]
+
+
+@pytest.mark.usefixtures("operator")
+def test_trigger_and_skip(
+    server: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("CRONTASK_SERVER", server)
+    assert cli("trigger", "default/hello") == 0
+    assert "run default.hello." in capsys.readouterr().out
+    assert cli("trigger", "default/hello", "--json") == 0
+    assert json.loads(capsys.readouterr().out)["reason"] == "ConcurrencyForbid"
+    assert cli("trigger", "default/nope") == 1
+    assert capsys.readouterr().err == "crontask: 404 Not Found: no task default/nope\n"
+    assert cli("trigger", "nope") == 2
+
+
+def test_errors_are_one_line(
+    server: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert cli("tasks", "--server", server) == 1
+    assert (
+        capsys.readouterr().err == "crontask: 401 Unauthorized: a valid bearer token is required\n"
+    )
+    monkeypatch.setenv("CRONTASK_TOKEN", STATIC_TOKENS[Role.VIEWER])
+    assert cli("trigger", "default/hello", "--server", server) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("crontask: 403 Forbidden: viewer-bot has role viewer")
+    assert err.count("\n") == 1
+
+
+def test_connection_refused(capsys: pytest.CaptureFixture[str]) -> None:
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    url = f"http://127.0.0.1:{port}"
+    assert cli("tasks", "--server", url) == 1
+    assert capsys.readouterr().err == (
+        f"crontask: cannot reach crontask at {url} (is `crontask run` running?)\n"
+    )
+
+
+@pytest.mark.usefixtures("operator")
+def test_fetch_runs_and_run(server: str) -> None:
+    remote.request(server, STATIC_TOKENS[Role.OPERATOR], "POST", "/api/v1/tasks/default/hello/runs")
+    page: dict[str, Any] = remote.fetch_runs(
+        server, STATIC_TOKENS[Role.VIEWER], {"task": "default/hello", "limit": 1, "status": None}
+    )
+    assert len(page["items"]) == 1
+    assert page["nextCursor"] is not None
+    rest = remote.fetch_runs(
+        server, STATIC_TOKENS[Role.VIEWER], {"task": "default/hello", "cursor": page["nextCursor"]}
+    )
+    assert rest["nextCursor"] is None
+    one = remote.fetch_run(server, STATIC_TOKENS[Role.VIEWER], page["items"][0]["id"])
+    assert one["attempts"][0]["id"] == page["items"][0]["id"]
+    with pytest.raises(remote.RemoteError, match=r"422 Invalid request: query\.limit"):
+        remote.fetch_runs(server, STATIC_TOKENS[Role.VIEWER], {"limit": 0})
