@@ -8,6 +8,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from reconciler.cli.durations import duration_arg
+from reconciler.cli.main_helpers import table
+from reconciler.cli.remote import RemoteError, add_server_arg, default_token, fetch_run, fetch_runs
 from reconciler.cli.serve import add_state_args
 from reconciler.core.runs import RunRecord, RunStatus, Trigger
 from reconciler.store import open_store, sqlite_url
@@ -33,19 +35,57 @@ def add_parser(commands: Any) -> None:
     parser.add_argument("--limit", type=int, default=20, help="how many (default: 20)")
     parser.add_argument("--id", metavar="RUN_ID", help="one run, all attempts, with output")
     parser.add_argument("--json", action="store_true", help='print {"items": [...]}')
+    # Without --server the store is read directly (the same --state-dir / --db as `run`).
     add_state_args(parser)
+    add_server_arg(parser)
     parser.set_defaults(handler=run_runs)
 
 
 def run_runs(args: argparse.Namespace) -> int:
+    since = datetime.now(UTC) - timedelta(seconds=args.since) if args.since else None
+    try:
+        if args.server:
+            items, attempts = _from_api(args, since)
+        else:
+            items, attempts = _from_store(args, since)
+    except RemoteError as err:
+        raise SystemExit(f"crontask: {err}") from None
+    if args.id:
+        return _show_one(attempts, args)
+    if args.json:
+        print(json.dumps({"items": items}, indent=2))
+        return 0
+    if not items:
+        print("no runs recorded" + (f" for {args.task}" if args.task else ""))
+        return 0
+    rows = [
+        [
+            r["id"],
+            r["task"],
+            r["status"] + (f" ({r['reason']})" if r.get("reason") else ""),
+            r["trigger"],
+            str(r["attempt"]),
+            _short(r.get("scheduledTime")),
+            _ms(r.get("durationMs")),
+            "" if r.get("exitCode") is None else str(r["exitCode"]),
+        ]
+        for r in items
+    ]
+    header = ["RUN", "TASK", "STATUS", "TRIGGER", "ATTEMPT", "SCHEDULED", "DURATION", "EXIT"]
+    print(table(header, rows))
+    return 0
+
+
+def _from_store(
+    args: argparse.Namespace, since: datetime | None
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     url = args.db or sqlite_url(args.state_dir)
     if not args.db and not (args.state_dir / "runs.db").exists():
         raise SystemExit(f"crontask: no run store at {args.state_dir}/runs.db (see --state-dir)")
     store = open_store(url)
     try:
         if args.id:
-            return _show_one(store.attempts(args.id), args)
-        since = datetime.now(UTC) - timedelta(seconds=args.since) if args.since else None
+            return [], [to_json(r, output=True) for r in store.attempts(args.id)]
         page = store.query(
             RunQuery(
                 task=args.task,
@@ -57,54 +97,49 @@ def run_runs(args: argparse.Namespace) -> int:
         )
     finally:
         store.close()
-    if args.json:
-        print(json.dumps({"items": [to_json(r) for r in page.items]}, indent=2))
-        return 0
-    rows = [
-        [
-            r.id,
-            r.task,
-            str(r.status) + (f" ({r.reason})" if r.reason else ""),
-            str(r.trigger),
-            str(r.attempt),
-            _time(r.scheduled_at) or "",
-            _ms(r.duration_ms),
-            "" if r.exit_code is None else str(r.exit_code),
-        ]
-        for r in page.items
-    ]
-    if not rows:
-        print("no runs recorded" + (f" for {args.task}" if args.task else ""))
-        return 0
-    header = ["RUN", "TASK", "STATUS", "TRIGGER", "ATTEMPT", "SCHEDULED", "DURATION", "EXIT"]
-    print(table(header, rows))
-    return 0
+    return [to_json(r) for r in page.items], []
 
 
-def _show_one(attempts: list[RunRecord], args: argparse.Namespace) -> int:
+def _from_api(
+    args: argparse.Namespace, since: datetime | None
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    token = default_token()
+    if args.id:
+        return [], list(fetch_run(args.server, token, args.id).get("attempts", []))
+    params = {
+        "task": args.task,
+        "status": args.status,
+        "trigger": args.trigger,
+        "since": since,
+        "limit": args.limit,
+    }
+    return list(fetch_runs(args.server, token, params).get("items", [])), []
+
+
+def _show_one(attempts: list[dict[str, Any]], args: argparse.Namespace) -> int:
     if not attempts:
         raise SystemExit(f"crontask: no run {args.id!r}")
     if args.json:
-        print(json.dumps({"items": [to_json(r, output=True) for r in attempts]}, indent=2))
+        print(json.dumps({"items": attempts}, indent=2))
         return 0
     for r in attempts:
-        print(f"run {r.id}  attempt {r.attempt}")
+        print(f"run {r['id']}  attempt {r['attempt']}")
         for label, value in (
-            ("task", r.task),
-            ("status", str(r.status)),
-            ("reason", r.reason),
-            ("message", r.message),
-            ("trigger", str(r.trigger)),
-            ("scheduled", _time(r.scheduled_at)),
-            ("started", _time(r.started_at)),
-            ("finished", _time(r.finished_at)),
-            ("duration", _ms(r.duration_ms)),
-            ("exit code", None if r.exit_code is None else str(r.exit_code)),
+            ("task", r.get("task")),
+            ("status", r.get("status")),
+            ("reason", r.get("reason")),
+            ("message", r.get("message")),
+            ("trigger", r.get("trigger")),
+            ("scheduled", _short(r.get("scheduledTime"))),
+            ("started", _short(r.get("startTime"))),
+            ("finished", _short(r.get("completionTime"))),
+            ("duration", _ms(r.get("durationMs"))),
+            ("exit code", None if r.get("exitCode") is None else str(r["exitCode"])),
         ):
             if value:
                 print(f"  {label + ':':<11}{value}")
         print("  output:")
-        for line in (r.output or "(none)").splitlines():
+        for line in (r.get("output") or "(none)").splitlines():
             print(f"    {line}")
     return 0
 
@@ -129,21 +164,17 @@ def to_json(r: RunRecord, *, output: bool = False) -> dict[str, Any]:
     return item
 
 
-def table(header: list[str], rows: list[list[str]]) -> str:
-    widths = [max(len(str(c)) for c in column) for column in zip(header, *rows, strict=False)]
-    lines = [
-        "  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip()
-        for line in [header, *rows]
-    ]
-    return "\n".join(lines)
-
-
 def _iso(at: datetime | None) -> str | None:
     return at.astimezone(UTC).isoformat().replace("+00:00", "Z") if at else None
 
 
-def _time(at: datetime | None) -> str | None:
-    return at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%SZ") if at else None
+def _short(iso: str | None) -> str:
+    """``2026-11-26T21:30:40Z`` -> ``2026-11-26 21:30:40Z``."""
+    return (
+        iso.replace("T", " ").split(".")[0].removesuffix("Z").removesuffix("+00:00") + "Z"
+        if iso
+        else ""
+    )
 
 
 def _ms(ms: int | None) -> str:

@@ -33,11 +33,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"crontask {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    from reconciler.cli import history, inspect, serve
+    from reconciler.cli import history, inspect, remote, serve
 
     serve.add_parser(commands)
     inspect.add_parsers(commands)
     history.add_parser(commands)
+    remote.add_parsers(commands)
     return parser
 
 

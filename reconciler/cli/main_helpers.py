@@ -13,3 +13,12 @@ def existing_paths(values: Sequence[str]) -> list[Path]:
     if missing:
         raise SystemExit(f"crontask: no such file or directory: {', '.join(missing)}")
     return paths
+
+
+def table(header: list[str], rows: list[list[str]]) -> str:
+    widths = [max(len(str(c)) for c in column) for column in zip(header, *rows, strict=False)]
+    lines = [
+        "  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip()
+        for line in [header, *rows]
+    ]
+    return "\n".join(lines)

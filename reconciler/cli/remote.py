@@ -19,7 +19,7 @@ from urllib.parse import quote
 
 import httpx
 
-from reconciler.cli.history import table
+from reconciler.cli.main_helpers import table
 
 DEFAULT_SERVER: Final = "http://127.0.0.1:8080"
 SERVER_ENV: Final = "CRONTASK_SERVER"

@@ -1,23 +1,38 @@
-"""``crontask run``: the reconciler."""
+"""``crontask run``: the reconciler, with its HTTP interface."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import logging
+import os
+import socket
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import uvicorn
+
 from reconciler import logs
+from reconciler.api.app import create_app
+from reconciler.api.auth import AuthConfig, AuthConfigError, check_listen
 from reconciler.cli.durations import duration_arg
 from reconciler.cli.main_helpers import existing_paths
-from reconciler.controller.runtime import Options, serve
+from reconciler.controller.runtime import HttpServer, Options, serve
+from reconciler.controller.view import RuntimeView
+from reconciler.sinks.metrics import Metrics
+from reconciler.sources.git import GitOptions
+
+log = logging.getLogger("crontask.api")
 
 HELP = """\
 Read CronTask definitions from PATH... (YAML files, or folders searched recursively for
-*.yaml/*.yml), schedule them, run them, and record every run. Files are watched: an edit takes
-effect within a second; a file that breaks keeps its tasks on their last good definition and
-the error is logged with file:line:col. Stop with Ctrl-C or SIGTERM: running tasks get
---shutdown-grace to finish.
+*.yaml/*.yml) and/or a git repository (--git), schedule them, run them, and record every run.
+Files are watched: an edit takes effect within a second; a file that breaks keeps its tasks
+on their last good definition and the error is logged with file:line:col. The REST API,
+/healthz, /readyz and /metrics are served on --listen (127.0.0.1:8080). Stop with Ctrl-C or
+SIGTERM: running tasks get --shutdown-grace to finish.
 """
 
 
@@ -26,7 +41,7 @@ def add_state_args(parser: argparse.ArgumentParser) -> None:
         "--state-dir",
         type=Path,
         default=Path(".crontask"),
-        help="where the run history lives (default: ./.crontask, SQLite file runs.db)",
+        help="where the run history and API-created tasks live (default: ./.crontask)",
     )
     parser.add_argument(
         "--db",
@@ -43,12 +58,42 @@ def add_parser(commands: Any) -> None:
         description=HELP,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("paths", nargs="+", metavar="PATH", help="YAML files or folders")
+    parser.add_argument("paths", nargs="*", metavar="PATH", help="YAML files or folders")
     add_state_args(parser)
+    parser.add_argument(
+        "--listen",
+        default="127.0.0.1:8080",
+        metavar="HOST:PORT",
+        help="the API, health and metrics address (default: 127.0.0.1:8080); 'off' serves none. "
+        "A non-loopback address needs --auth-config (or --insecure-no-auth)",
+    )
+    parser.add_argument(
+        "--auth-config",
+        type=Path,
+        default=os.environ.get("CRONTASK_AUTH_CONFIG"),
+        metavar="FILE",
+        help="tokens and JWT settings for the API (env: CRONTASK_AUTH_CONFIG); see README",
+    )
+    parser.add_argument(
+        "--insecure-no-auth",
+        action="store_true",
+        help="serve the API on a non-loopback address without authentication (not recommended)",
+    )
+    git = parser.add_argument_group("git source")
+    git.add_argument("--git", metavar="URL", help="read CronTasks from this repository")
+    git.add_argument("--git-ref", default="HEAD", metavar="REF", help="branch, tag or SHA")
+    git.add_argument("--git-path", default="", metavar="DIR", help="folder inside the repo")
+    git.add_argument(
+        "--git-interval", type=duration_arg, default=30.0, metavar="DURATION", help="(30s)"
+    )
+    git.add_argument("--git-ssh-key", type=Path, metavar="FILE", help="SSH private key")
+    git.add_argument("--git-known-hosts", type=Path, metavar="FILE", help="SSH known_hosts")
+    git.add_argument("--git-token-file", type=Path, metavar="FILE", help="HTTPS token file")
+    git.add_argument("--git-token-env", metavar="NAME", help="HTTPS token environment variable")
     parser.add_argument(
         "--allow-empty",
         action="store_true",
-        help="let every path yielding no task remove all running tasks (default: keep them, "
+        help="let every source yielding no task remove all running tasks (default: keep them, "
         "since an empty result is usually a wrong path or a failed checkout)",
     )
     parser.add_argument(
@@ -94,10 +139,25 @@ def add_parser(commands: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     logs.configure(args.log_level, args.log_format)
+    if not args.paths and not args.git:
+        raise SystemExit("crontask: nothing to read: give PATH... and/or --git URL")
+    git = None
+    if args.git:
+        git = GitOptions(
+            url=args.git,
+            ref=args.git_ref,
+            path=args.git_path,
+            interval=args.git_interval,
+            ssh_key_file=args.git_ssh_key,
+            known_hosts_file=args.git_known_hosts,
+            token_file=args.git_token_file,
+            token_env=args.git_token_env,
+        )
     options = Options(
         paths=existing_paths(args.paths),
         state_dir=args.state_dir,
         db_url=args.db,
+        git=git,
         allow_empty=args.allow_empty,
         resync_seconds=args.resync,
         shutdown_grace=args.shutdown_grace,
@@ -105,4 +165,50 @@ def run(args: argparse.Namespace) -> int:
         history_max_age=args.history_max_age or None,
         housekeeping_seconds=args.housekeeping_interval,
     )
-    return asyncio.run(serve(options))
+    http = None if args.listen == "off" else http_server(args)
+    return asyncio.run(serve(options, http=http))
+
+
+def http_server(args: argparse.Namespace) -> HttpServer:
+    """Check the address and the auth settings now, before anything starts."""
+    host, sep, port_text = str(args.listen).rpartition(":")
+    if not sep or not port_text.isdigit():
+        raise SystemExit(f"crontask: --listen {args.listen!r} is not HOST:PORT")
+    host = host.strip("[]")
+    try:
+        auth = AuthConfig.load(args.auth_config) if args.auth_config else None
+        check_listen(host, auth, args.insecure_no_auth)
+    except (AuthConfigError, ValueError, OSError) as err:
+        raise SystemExit(f"crontask: {err}") from None
+    # Bind now: a busy port is a start-up error, said before anything runs.
+    try:
+        sock = socket.create_server((host, int(port_text)), reuse_port=False)
+    except OSError as err:
+        raise SystemExit(f"crontask: cannot listen on {args.listen}: {err.strerror}") from None
+
+    async def serve_http(runtime: RuntimeView, metrics: Metrics, stop: asyncio.Event) -> None:
+        app = create_app(runtime, auth=auth, metrics=metrics)
+        config = uvicorn.Config(
+            app,
+            host=host,
+            port=int(port_text),
+            lifespan="off",
+            access_log=False,  # the API logs one structured line per request itself
+            log_config=None,
+        )
+        server = _Server(config)
+        serving = asyncio.get_running_loop().create_task(server.serve(sockets=[sock]))
+        log.info("api listening", extra={"fields": {"address": args.listen, "auth": bool(auth)}})
+        await stop.wait()
+        server.should_exit = True
+        await serving
+
+    return serve_http
+
+
+class _Server(uvicorn.Server):
+    """crontask owns SIGTERM/SIGINT (graceful shutdown of runs); uvicorn stops with it."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield

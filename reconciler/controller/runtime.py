@@ -19,32 +19,47 @@ import signal
 import socket
 import sys
 import time
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Coroutine, Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from reconciler.controller.dispatch import Dispatcher
 from reconciler.controller.reconcile import Reconciler, account_for_slots
+from reconciler.controller.service import API_KIND, Service
+from reconciler.controller.view import RuntimeView
+from reconciler.core.runs import RunStatus
 from reconciler.scheduling.apscheduler import ApsScheduler
+from reconciler.sinks.metrics import Metrics
+from reconciler.sources.base import Source
 from reconciler.sources.files import DirectorySource
+from reconciler.sources.git import GitOptions, GitSource
 from reconciler.sources.watch import watch_paths
 from reconciler.store import open_store, sqlite_url
 from reconciler.store.base import RunStore
 
 log = logging.getLogger("crontask")
 
+GIT_KIND = "git"
+
 
 @dataclasses.dataclass(frozen=True)
 class Options:
-    paths: list[Path]
+    paths: list[Path] = dataclasses.field(default_factory=list)
     state_dir: Path = Path(".crontask")
     db_url: str | None = None
+    git: GitOptions | None = None
     allow_empty: bool = False
     resync_seconds: float = 300.0
     shutdown_grace: float = 30.0
     kill_grace: float = 10.0
     history_max_age: float | None = 30 * 86400.0  # seconds; None keeps records forever
     housekeeping_seconds: float = 600.0
+
+
+# Serves the HTTP interface (API, health, metrics) until the event is set. The CLI provides it,
+# so that the controller layer never imports the web framework.
+HttpServer = Callable[[RuntimeView, Metrics, asyncio.Event], Coroutine[Any, Any, None]]
 
 
 def instance_id() -> str:
@@ -132,7 +147,9 @@ def _watch_children_with_pidfd(loop: asyncio.AbstractEventLoop) -> None:
         asyncio.set_child_watcher(watcher)
 
 
-async def serve(options: Options, stop: asyncio.Event | None = None) -> int:
+async def serve(
+    options: Options, stop: asyncio.Event | None = None, http: HttpServer | None = None
+) -> int:
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     _watch_children_with_pidfd(loop)
@@ -142,8 +159,13 @@ async def serve(options: Options, stop: asyncio.Event | None = None) -> int:
     store = open_store(options.db_url or sqlite_url(options.state_dir))
     me = instance_id()
     recover(store, me, datetime.now(UTC))
-
+    metrics = Metrics()
     dispatcher = Dispatcher(store, owner=me, kill_grace=options.kill_grace)
+    dispatcher.subscribe(
+        lambda r: (
+            metrics.run_started(r) if r.status is RunStatus.RUNNING else metrics.run_finished(r)
+        )
+    )
 
     def on_fire(key: str, at: datetime) -> None:
         definition = scheduler.owned().get(key)
@@ -151,18 +173,38 @@ async def serve(options: Options, stop: asyncio.Event | None = None) -> int:
             dispatcher.fire(definition, at)
 
     scheduler = ApsScheduler(on_fire)
-    source = DirectorySource(options.paths)
-    reconciler = Reconciler([source], scheduler, allow_empty=options.allow_empty)
+    api_dir = options.state_dir / "api-tasks"
+    api_dir.mkdir(parents=True, exist_ok=True)
+    sources: list[Source] = [DirectorySource([api_dir], source=API_KIND)]
+    if options.paths:
+        sources.append(DirectorySource(options.paths))
+    git = GitSource(options.git, options.state_dir) if options.git else None
+    if git is not None:
+        sources.append(git)
+    reconciler = Reconciler(sources, scheduler, allow_empty=options.allow_empty)
+    one_pass_at_a_time = asyncio.Lock()
 
     async def reconcile(
         hints: Mapping[str, Collection[str]] | None, anchors: Mapping[str, datetime] | None = None
     ) -> None:
-        started = time.monotonic()
-        keys = await asyncio.to_thread(reconciler.refresh, hints)
-        result = reconciler.apply(keys, started)
-        if anchors is not None:
-            scheduler.start()  # the first pass: jobs get their first fire times now
-        account_for_slots(result.plan, scheduler, dispatcher, datetime.now(UTC), anchors)
+        async with one_pass_at_a_time:
+            started = time.monotonic()
+            try:
+                keys = await asyncio.to_thread(reconciler.refresh, hints)
+                result = reconciler.apply(keys, started)
+            except Exception:
+                metrics.reconciled(False, time.monotonic() - started, {})
+                log.exception("reconcile failed; the next pass will try again")
+                return
+            if anchors is not None:
+                scheduler.start()  # the first pass: jobs get their first fire times now
+            account_for_slots(result.plan, scheduler, dispatcher, datetime.now(UTC), anchors)
+            errors: dict[str, int] = {}
+            for kind in [e.location.source for e in result.desired.errors] + [
+                c.winner.source for c in result.desired.conflicts
+            ]:
+                errors[kind] = errors.get(kind, 0) + 1
+            metrics.reconciled(True, result.seconds, errors)
         level = logging.INFO if not result.plan.empty or hints is None else logging.DEBUG
         log.log(
             level,
@@ -178,29 +220,62 @@ async def serve(options: Options, stop: asyncio.Event | None = None) -> int:
             },
         )
 
-    # The first pass: every task is added, then each catches up on the slots it missed while
-    # crontask was down, counted from its last recorded slot (one query for all tasks).
+    service = Service(
+        loop=loop,
+        store=store,
+        scheduler=scheduler,
+        dispatcher=dispatcher,
+        reconciler=reconciler,
+        reconcile=reconcile,
+        api_dir=api_dir,
+    )
+    if git is not None:
+        # The revision in force before this restart applies at once; the first fetch follows.
+        await asyncio.to_thread(git.sync)
     await reconcile(None, await asyncio.to_thread(store.last_slots))
+    service.started = True
     log.info(
         "crontask started",
         extra={
             "fields": {
                 "instance": me,
-                "paths": ",".join(str(p) for p in options.paths),
+                "paths": ",".join(str(p) for p in options.paths) or None,
+                "git": git.status().url if git else None,
                 "tasks": len(scheduler.owned()),
             }
         },
     )
 
-    dirty: set[str] = set()
+    dirty: dict[str, set[str]] = {}
     wake = asyncio.Event()
 
-    def on_change(paths: set[str]) -> None:
-        dirty.update(paths)
+    def mark(kind: str, paths: Collection[str] = ()) -> None:
+        dirty.setdefault(kind, set()).update(paths)
         wake.set()
 
-    watcher = loop.create_task(watch_paths(options.paths, on_change, stop))
-    pruner = loop.create_task(housekeeping(store, scheduler, dispatcher, options, stop))
+    background = [
+        loop.create_task(housekeeping(store, scheduler, dispatcher, options, stop)),
+    ]
+    if options.paths:
+        background.append(
+            loop.create_task(watch_paths(options.paths, lambda p: mark("file", p), stop))
+        )
+    if git is not None:
+        background.append(loop.create_task(_sync_git(git, lambda: mark(GIT_KIND), stop)))
+    failure: list[str] = []
+    if http is not None:
+        server = loop.create_task(http(service, metrics, stop))
+
+        def server_ended(task: asyncio.Task[None]) -> None:
+            # The API is part of the contract (health probes, metrics): without it, stop.
+            if not stop.is_set():
+                error = task.exception() if not task.cancelled() else None
+                failure.append(str(error) if error else "the HTTP server stopped")
+                log.error("http server failed; stopping", extra={"fields": {"error": failure[-1]}})
+                stop.set()
+
+        server.add_done_callback(server_ended)
+        background.append(server)
     next_resync = time.monotonic() + options.resync_seconds
     try:
         while not stop.is_set():
@@ -214,7 +289,7 @@ async def serve(options: Options, stop: asyncio.Event | None = None) -> int:
                 break
             if wake.is_set():
                 wake.clear()
-                hints, dirty = {source.kind: set(dirty)}, set()
+                hints, dirty = dict(dirty), {}
                 await reconcile(hints)
             else:
                 await reconcile(None)
@@ -223,10 +298,21 @@ async def serve(options: Options, stop: asyncio.Event | None = None) -> int:
         log.info("crontask stopping", extra={"fields": {"running": dispatcher.active_count()}})
         scheduler.shutdown()
         stop.set()
-        with contextlib.suppress(asyncio.CancelledError):
-            await watcher
-            await pruner
+        for task in background:
+            with contextlib.suppress(Exception, asyncio.CancelledError):
+                await task
         await dispatcher.shutdown(options.shutdown_grace)
         store.close()
         log.info("crontask stopped")
-    return 0
+    return 1 if failure else 0
+
+
+async def _sync_git(git: GitSource, changed: Callable[[], None], stop: asyncio.Event) -> None:
+    """Fetch on the interval (or the backoff after failures); a new revision asks for a pass."""
+    while not stop.is_set():
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), timeout=git.status().next_retry_in)
+        if stop.is_set():
+            return
+        if await asyncio.to_thread(git.sync):
+            changed()

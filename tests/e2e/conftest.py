@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -18,6 +19,13 @@ from reconciler.store import open_store, sqlite_url
 from reconciler.store.base import RunQuery
 
 T = TypeVar("T")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+    return port
 
 
 def wait_for(what: str, condition: Callable[[], T], timeout: float = 20.0) -> T:
@@ -41,9 +49,14 @@ class Crontask:
         self.state = workdir / "state"
         self.log_path = workdir / "crontask.log"
         self.extra = extra
+        self.port = free_port()
+        self.server = f"http://127.0.0.1:{self.port}"
         self.proc: subprocess.Popen[bytes] | None = None
+        self.log_offset = 0
 
     def start(self) -> Crontask:
+        # wait_log() looks only at what this start writes, not at an earlier run's lines.
+        self.log_offset = self.log_path.stat().st_size if self.log_path.exists() else 0
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
             [
@@ -58,6 +71,8 @@ class Crontask:
                 "1s",
                 "--shutdown-grace",
                 "2s",
+                "--listen",
+                f"127.0.0.1:{self.port}",
                 *self.extra,
             ],
             cwd=self.workdir,
@@ -75,9 +90,10 @@ class Crontask:
     def wait_log(self, text: str, timeout: float = 20.0) -> None:
         def seen() -> bool:
             assert self.proc is not None
-            if self.proc.poll() is not None and text not in self.log():
-                raise AssertionError(f"crontask exited ({self.proc.returncode}):\n{self.log()}")
-            return text in self.log()
+            current = self.log()[self.log_offset :]
+            if self.proc.poll() is not None and text not in current:
+                raise AssertionError(f"crontask exited ({self.proc.returncode}):\n{current}")
+            return text in current
 
         wait_for(f"log line {text!r}", seen, timeout)
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from reconciler.core.runs import RunStatus
+from reconciler.core.runs import RunRecord, RunStatus
 from reconciler.store import open_store
 from reconciler.store.base import RunQuery
 from tests.e2e.conftest import Crontask, wait_for
@@ -32,7 +32,7 @@ def test_history_limits_are_enforced_while_running(
     wait_for("five runs", lambda: len(lines(tmp_path / "tick.txt")) >= 5)
     app.wait_log("history pruned")
 
-    def kept() -> list[object]:
+    def kept() -> list[RunRecord]:
         done = [r for r in app.runs("default/tick") if r.status is RunStatus.SUCCEEDED]
         return done if len(done) <= 2 and len(lines(tmp_path / "tick.txt")) >= 6 else []
 

@@ -1,0 +1,118 @@
+"""The HTTP interface of a running crontask, through real HTTP and the CLI clients."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.e2e.conftest import Crontask, wait_for
+from tests.e2e.test_run import append, lines, task
+
+pytestmark = pytest.mark.e2e
+
+
+def api_task(name: str, args: list[str], schedule: str = "* * * * * *") -> dict[str, object]:
+    return {
+        "apiVersion": "crontask.dev/v1alpha1",
+        "kind": "CronTask",
+        "metadata": {"name": name, "namespace": "ops"},
+        "spec": {"schedule": schedule, "command": {"args": args}},
+    }
+
+
+def cli(app: Crontask, *argv: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "reconciler", *argv, "--server", app.server],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+
+
+def test_health_tasks_and_metrics(crontask: Callable[..., Crontask], tmp_path: Path) -> None:
+    app = crontask()
+    (app.tasks / "tick.yaml").write_text(task("tick", append("tick.txt")))
+    wait_for("a run", lambda: lines(tmp_path / "tick.txt"))
+    with httpx.Client(base_url=app.server) as client:
+        assert client.get("/healthz").status_code == 200
+        ready = client.get("/readyz")
+        assert ready.status_code == 200, ready.text
+        listing = client.get("/api/v1/tasks").json()["items"]
+        assert [t["key"] for t in listing] == ["default/tick"]
+        detail = client.get("/api/v1/tasks/default/tick").json()
+        assert detail["source"]["kind"] == "file"
+        assert detail["source"]["location"].endswith("tick.yaml:1:1")
+        assert len(detail["nextRuns"]) == 5
+        assert detail["state"] == "Ready"
+        metrics = client.get("/metrics").text
+    for name in (
+        "crontask_tasks",
+        "crontask_runs_total",
+        "crontask_run_duration_seconds",
+        "crontask_run_start_delay_seconds",
+        "crontask_reconcile_total",
+        "crontask_task_next_run_timestamp_seconds",
+    ):
+        assert name in metrics
+    assert 'crontask_runs_total{status="succeeded",task="default/tick"}' in metrics
+
+
+def test_api_task_crud_survives_a_restart(
+    crontask: Callable[..., Crontask], tmp_path: Path
+) -> None:
+    app = crontask()
+    (app.tasks / "owned.yaml").write_text(task("owned", ["true"], schedule="@daily"))
+    app.wait_log("task added")
+    body = api_task("from-api", append("api.txt"))
+    with httpx.Client(base_url=app.server) as client:
+        created = client.post("/api/v1/tasks", json=body)
+        assert created.status_code == 201, created.text
+        assert created.json()["source"]["kind"] == "api"
+        wait_for("the API task to run", lambda: lines(tmp_path / "api.txt"))
+        # A file-owned task cannot be changed through the API: 409, saying where to change it.
+        conflict = client.put(
+            "/api/v1/tasks/default/owned",
+            json={
+                **api_task("owned", ["true"]),
+                "metadata": {"name": "owned", "namespace": "default"},
+            },
+        )
+        assert conflict.status_code == 409
+        assert conflict.headers["content-type"].startswith("application/problem+json")
+        assert "owned.yaml" in conflict.json()["detail"]
+    app.stop()
+    app.start()
+    with httpx.Client(base_url=app.server) as client:
+        assert client.get("/api/v1/tasks/ops/from-api").status_code == 200
+        assert client.delete("/api/v1/tasks/ops/from-api").status_code == 204
+        assert client.get("/api/v1/tasks/ops/from-api").status_code == 404
+
+
+def test_manual_trigger_obeys_forbid_and_cli_clients(
+    crontask: Callable[..., Crontask], tmp_path: Path
+) -> None:
+    app = crontask()
+    (app.tasks / "slow.yaml").write_text(task("slow", ["sleep", "30"], schedule="@yearly"))
+    app.wait_log("task added")
+    first = cli(app, "trigger", "default/slow", "--json")
+    assert first.returncode == 0, first.stderr
+    wait_for("the manual run", lambda: any(r.trigger == "manual" for r in app.runs("default/slow")))
+    second = cli(app, "trigger", "default/slow")
+    assert second.returncode == 0, second.stderr
+    assert "skipped (ConcurrencyForbid)" in second.stdout
+    tasks = cli(app, "tasks")
+    assert "default/slow" in tasks.stdout
+    runs = cli(app, "runs", "default/slow")
+    assert "ConcurrencyForbid" in runs.stdout
+    with httpx.Client(base_url=app.server) as client:
+        bad = client.post(
+            "/api/v1/tasks", content=b"{not json", headers={"Content-Type": "application/json"}
+        )
+        assert bad.status_code in (400, 422)
+        assert bad.headers["content-type"].startswith("application/problem+json")
