@@ -33,6 +33,7 @@ pytest: $(STAMP)
 # Regenerate the committed copy of the JSON Schema from the model.
 schema: $(STAMP)
 	$(BIN)/crontask schema > schemas/crontask.schema.json
+	$(BIN)/crontask crd > deploy/crd.yaml
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

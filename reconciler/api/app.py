@@ -22,7 +22,7 @@ from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from reconciler import __version__
-from reconciler.api import problems, routes_runs, routes_tasks
+from reconciler.api import problems, routes_runs, routes_sources, routes_tasks
 from reconciler.api.auth import PUBLIC, REQUIRED_ROLE_KEY, AuthConfig, RequiredRole, role_extra
 from reconciler.api.models import CRONTASK_SCHEMA_REF, HealthOut, ReadinessOut, ReadinessProblem
 from reconciler.api.problems import PROBLEM_MEDIA_TYPE, Problem
@@ -54,7 +54,13 @@ role it needs (`viewer` < `operator` < `admin`).
 """
 
 
-def create_app(runtime: RuntimeView, *, auth: AuthConfig | None, metrics: Metrics) -> FastAPI:
+def create_app(
+    runtime: RuntimeView,
+    *,
+    auth: AuthConfig | None,
+    metrics: Metrics,
+    webhook_secret: bytes | None = None,
+) -> FastAPI:
     """The API over ``runtime``. ``auth=None`` leaves every route open (loopback use only:
     see :func:`reconciler.api.auth.check_listen`)."""
     metrics_role: RequiredRole = (
@@ -64,6 +70,7 @@ def create_app(runtime: RuntimeView, *, auth: AuthConfig | None, metrics: Metric
         *_probes_router(metrics_role).routes,
         *routes_tasks.router.routes,
         *routes_runs.router.routes,
+        *routes_sources.router.routes,
     ]
     for route in routes:  # fail at start-up, not in production, if a route lacks a role
         if not isinstance(route, GuardedRoute):
@@ -78,7 +85,9 @@ def create_app(runtime: RuntimeView, *, auth: AuthConfig | None, metrics: Metric
         openapi_url="/openapi.json",
         routes=routes,
     )
-    app.state.crontask = ApiContext(runtime=runtime, auth=auth, metrics=metrics)
+    app.state.crontask = ApiContext(
+        runtime=runtime, auth=auth, metrics=metrics, webhook_secret=webhook_secret
+    )
     problems.install(app)
     app.add_middleware(RequestLog)
 
@@ -131,6 +140,7 @@ def _probes_router(metrics_role: RequiredRole) -> APIRouter:
     def prometheus(request: Request) -> Response:
         ctx = context(request)
         ctx.metrics.set_tasks(ctx.runtime.tasks())  # exact at every scrape
+        ctx.metrics.set_sources(ctx.runtime.sources())
         body, content_type = ctx.metrics.render()
         return Response(body, media_type=content_type)
 

@@ -9,6 +9,8 @@ route cannot ship unprotected by accident.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import hmac
 import logging
 from collections.abc import Callable, Coroutine, Mapping
 from typing import Annotated, Any, Final
@@ -39,6 +41,7 @@ class ApiContext:
     runtime: RuntimeView
     auth: AuthConfig | None
     metrics: Metrics
+    webhook_secret: bytes | None = None  # for routes that accept X-Hub-Signature-256
 
 
 def context(request: Request) -> ApiContext:
@@ -69,8 +72,13 @@ class GuardedRoute(APIRoute):
         handler = super().get_route_handler()
         role = required_role(self)
 
+        signed = bool((self.openapi_extra or {}).get("x-webhook-signature"))
+
         async def guarded(request: Request) -> Response:
-            authorize(request, role)
+            if signed and SIGNATURE_HEADER in request.headers:
+                await verify_signature(request)
+            else:
+                authorize(request, role)
             return await handler(request)
 
         return guarded
@@ -124,6 +132,26 @@ def authorize(request: Request, role: str) -> None:
         )
         held = f"role {principal.role}" if principal.role else "no crontask role"
         raise ProblemError(403, f"{principal.name} has {held}; this needs {needed} or above")
+
+
+SIGNATURE_HEADER: Final = "x-hub-signature-256"
+
+
+async def verify_signature(request: Request) -> None:
+    """``X-Hub-Signature-256: sha256=<hex HMAC-SHA256 of the raw body>``, or a 401."""
+    secret = context(request).webhook_secret
+    given = request.headers.get(SIGNATURE_HEADER, "")
+    body = await request.body()  # cached: the handler may read it again
+    expected = "sha256=" + hmac.new(secret or b"", body, hashlib.sha256).hexdigest()
+    if secret is None or not hmac.compare_digest(given.encode(), expected.encode()):
+        client = request.client.host if request.client else None
+        reason = "no webhook secret configured" if secret is None else "bad signature"
+        log.warning(
+            "webhook signature rejected",
+            extra={"fields": {"reason": reason, "client": client, "path": request.url.path}},
+        )
+        raise ProblemError(401, f"webhook signature rejected: {reason}")
+    request.scope[PRINCIPAL_SCOPE_KEY] = "webhook"
 
 
 def operation_id(route: APIRoute) -> str:

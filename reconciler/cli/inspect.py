@@ -9,7 +9,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from reconciler.cli.main_helpers import existing_paths
+from reconciler.core.crd import crd_document
 from reconciler.core.desired import Definition, DesiredState, assemble
 from reconciler.core.model import json_schema
 from reconciler.core.plan import Operation, plan
@@ -68,6 +71,15 @@ def add_parsers(commands: Any) -> None:
         "generated from the model crontask validates with.",
     )
     schema.set_defaults(handler=run_schema)
+
+    crd = commands.add_parser(
+        "crd",
+        help="print the CustomResourceDefinition",
+        description="Print the CronTask CustomResourceDefinition (crontasks.crontask.dev) as "
+        "YAML, generated from the same model as the files: `crontask crd | kubectl apply -f -`. "
+        "deploy/crd.yaml is the committed copy.",
+    )
+    crd.set_defaults(handler=run_crd)
 
 
 def load(paths: list[Path]) -> tuple[DesiredState, DirectorySource]:
@@ -173,6 +185,11 @@ def _next_report(definition: Definition, start: datetime, n: int) -> dict[str, A
         "description": schedule.describe(),
         "next": [t.isoformat() for t in schedule.fire_times(start, n)],
     }
+
+
+def run_crd(args: argparse.Namespace) -> int:
+    sys.stdout.write(yaml.safe_dump(crd_document(), sort_keys=False))
+    return 0
 
 
 def run_schema(args: argparse.Namespace) -> int:

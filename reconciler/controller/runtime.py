@@ -220,6 +220,14 @@ async def serve(
             },
         )
 
+    git_wanted = asyncio.Event()  # a webhook asked for a fetch now
+
+    def sync_requested(kind: str) -> bool:
+        if kind != GIT_KIND or git is None:
+            return False
+        loop.call_soon_threadsafe(git_wanted.set)
+        return True
+
     service = Service(
         loop=loop,
         store=store,
@@ -228,6 +236,8 @@ async def serve(
         reconciler=reconciler,
         reconcile=reconcile,
         api_dir=api_dir,
+        sources=sources,
+        sync_requested=sync_requested,
     )
     if git is not None:
         # The revision in force before this restart applies at once; the first fetch follows.
@@ -261,7 +271,11 @@ async def serve(
             loop.create_task(watch_paths(options.paths, lambda p: mark("file", p), stop))
         )
     if git is not None:
-        background.append(loop.create_task(_sync_git(git, lambda: mark(GIT_KIND), stop)))
+        background.append(
+            loop.create_task(
+                _sync_git(git, lambda: mark(GIT_KIND), metrics.source_sync_failed, git_wanted, stop)
+            )
+        )
     failure: list[str] = []
     if http is not None:
         server = loop.create_task(http(service, metrics, stop))
@@ -307,12 +321,27 @@ async def serve(
     return 1 if failure else 0
 
 
-async def _sync_git(git: GitSource, changed: Callable[[], None], stop: asyncio.Event) -> None:
-    """Fetch on the interval (or the backoff after failures); a new revision asks for a pass."""
+async def _sync_git(
+    git: GitSource,
+    changed: Callable[[], None],
+    failed: Callable[[str], None],
+    wanted: asyncio.Event,
+    stop: asyncio.Event,
+) -> None:
+    """Fetch on the interval (or the backoff after failures), or at once when a webhook asks;
+    a new revision asks for a pass."""
     while not stop.is_set():
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), timeout=git.status().next_retry_in)
+        stopping = asyncio.ensure_future(stop.wait())
+        asked = asyncio.ensure_future(wanted.wait())
+        await asyncio.wait(
+            {stopping, asked}, timeout=git.status().next_retry_in, return_when="FIRST_COMPLETED"
+        )
+        stopping.cancel()
+        asked.cancel()
+        wanted.clear()
         if stop.is_set():
             return
         if await asyncio.to_thread(git.sync):
             changed()
+        if git.status().last_error:
+            failed(GIT_KIND)

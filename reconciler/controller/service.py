@@ -16,7 +16,7 @@ import asyncio
 import dataclasses
 import os
 import tempfile
-from collections.abc import Callable, Collection, Coroutine, Mapping
+from collections.abc import Callable, Collection, Coroutine, Mapping, Sequence
 from concurrent.futures import Future
 from datetime import UTC, datetime
 from pathlib import Path
@@ -32,12 +32,16 @@ from reconciler.controller.view import (
     InvalidDefinition,
     OwnedElsewhere,
     SourceRef,
+    SourceStatus,
     TaskView,
 )
 from reconciler.core.desired import Definition
 from reconciler.core.model import CronTask
 from reconciler.core.runs import RunRecord, RunStatus, Trigger, split_key
 from reconciler.scheduling.base import Scheduler, schedule_of
+from reconciler.sources.base import Source
+from reconciler.sources.files import DirectorySource
+from reconciler.sources.git import GitSource
 from reconciler.store.base import RunStore
 
 T = TypeVar("T")
@@ -66,6 +70,8 @@ class Service:
         reconciler: Reconciler,
         reconcile: Reconcile,
         api_dir: Path,
+        sources: Sequence[Source] = (),
+        sync_requested: Callable[[str], bool] | None = None,
     ) -> None:
         self._loop = loop
         self._store = store
@@ -74,6 +80,8 @@ class Service:
         self._reconciler = reconciler
         self._reconcile = reconcile
         self.api_dir = api_dir
+        self._sources = list(sources)
+        self._sync_requested = sync_requested
         self.started = False  # the first pass has been applied
         self._last_runs: dict[str, RunRecord] = {}
         dispatcher.subscribe(self._remember)
@@ -107,6 +115,42 @@ class Service:
             "scheduler": self.started,
             "store": store_ok,
         }
+
+    def sources(self) -> list[SourceStatus]:
+        desired = self._reconciler.desired  # replaced whole by each pass: a consistent view
+        tasks: dict[str, int] = {}
+        errors: dict[str, int] = {}
+        for definition in desired.tasks.values():
+            tasks[definition.location.source] = tasks.get(definition.location.source, 0) + 1
+        for kind in [e.location.source for e in desired.errors] + [
+            c.winner.source for c in desired.conflicts
+        ]:
+            errors[kind] = errors.get(kind, 0) + 1
+        found = []
+        for source in self._sources:
+            n_tasks, n_errors = tasks.get(source.kind, 0), errors.get(source.kind, 0)
+            if isinstance(source, GitSource):
+                status = source.status()
+                found.append(
+                    SourceStatus(
+                        kind=source.kind,
+                        location=f"{status.url}#{status.ref}",
+                        revision=status.applied_revision,
+                        attempted_revision=status.attempted_revision,
+                        last_sync=status.last_sync,
+                        last_attempt=status.last_attempt,
+                        last_error=status.last_error,
+                        tasks=n_tasks,
+                        errors=n_errors,
+                    )
+                )
+            elif isinstance(source, DirectorySource):
+                roots = ", ".join(str(r) for r in source.roots)
+                found.append(SourceStatus(source.kind, roots, tasks=n_tasks, errors=n_errors))
+        return found
+
+    def sync_now(self, kind: str) -> bool:
+        return self._sync_requested(kind) if self._sync_requested else False
 
     # -- actions -------------------------------------------------------------------------
 

@@ -43,6 +43,21 @@ class TaskView:
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
+class SourceStatus:
+    """One source of definitions and how its last sync went."""
+
+    kind: str  # "file" | "git" | "kubernetes" | "api"
+    location: str  # the paths, the repository URL (credentials stripped), ...
+    tasks: int  # definitions in force from it
+    errors: int  # definition errors and conflicts located in it
+    revision: str | None = None  # git: the commit in force
+    attempted_revision: str | None = None  # git: the newest commit tried
+    last_sync: datetime | None = None  # the last successful fetch
+    last_attempt: datetime | None = None
+    last_error: str | None = None  # why the last sync failed (secrets redacted)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
 class FieldError:
     location: tuple[str | int, ...]  # e.g. ("spec", "schedule")
     message: str
@@ -83,6 +98,8 @@ class RuntimeView(Protocol):
     any other source) and returns ``(view, created)``; it raises InvalidDefinition or
     OwnedElsewhere. ``delete_api_task`` raises KeyError or OwnedElsewhere. ``readiness``
     names each check (``sources``, ``scheduler``, ``store``) and whether it passes.
+    ``sources`` lists every source with its revision and sync state. ``sync_now(kind)`` asks a
+    pulling source (git) to fetch at once; False if there is no such source.
     """
 
     @property
@@ -99,3 +116,7 @@ class RuntimeView(Protocol):
     def delete_api_task(self, key: str) -> None: ...
 
     def readiness(self) -> dict[str, bool]: ...
+
+    def sources(self) -> list[SourceStatus]: ...
+
+    def sync_now(self, kind: str) -> bool: ...

@@ -115,6 +115,24 @@ class Metrics:
         self.running_runs = Gauge(
             "crontask_running_runs", "Runs in progress by task.", ["task"], registry=r
         )
+        self.source_info = Gauge(
+            "crontask_source_info",
+            "1 for each source and the revision in force (git: the commit SHA).",
+            ["source", "revision"],
+            registry=r,
+        )
+        self.source_last_sync = Gauge(
+            "crontask_source_last_sync_timestamp_seconds",
+            "Unix time of the source's last successful sync (0: none yet).",
+            ["source"],
+            registry=r,
+        )
+        self.source_sync_errors = Counter(
+            "crontask_source_sync_errors",
+            "Failed syncs (fetch, checkout) by source.",
+            ["source"],
+            registry=r,
+        )
         self._lock = threading.Lock()
         self._known: set[str] = set()
         self._running: dict[str, set[str]] = {}
@@ -173,6 +191,26 @@ class Metrics:
             _remove(self.runs_total, task, status.value)
         for metric in (self.run_duration, self.last_success, self.next_run, self.running_runs):
             _remove(metric, task)
+
+    # -- sources ----------------------------------------------------------------------------
+
+    def set_sources(self, sources: Iterable[SourceLike]) -> None:
+        """Revision and last sync of each pulling source (git); called at every scrape."""
+        with self._lock:
+            self.source_info.clear()
+            for source in sources:
+                revision = getattr(source, "revision", None)
+                if source.kind not in ("git",):
+                    continue
+                self.source_info.labels(source=source.kind, revision=revision or "").set(1)
+                self.source_sync_errors.labels(source=source.kind)
+                last = getattr(source, "last_sync", None)
+                self.source_last_sync.labels(source=source.kind).set(
+                    last.timestamp() if last is not None else 0
+                )
+
+    def source_sync_failed(self, kind: str) -> None:
+        self.source_sync_errors.labels(source=kind).inc()
 
     # -- reconcile passes -------------------------------------------------------------------
 

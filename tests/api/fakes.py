@@ -16,6 +16,7 @@ from reconciler.controller.view import (
     InvalidDefinition,
     OwnedElsewhere,
     SourceRef,
+    SourceStatus,
     TaskView,
 )
 from reconciler.core.model import CronTask
@@ -94,6 +95,10 @@ class FakeRuntime:
         self.views: dict[str, TaskView] = {v.key: v for v in views or []}
         self.checks: dict[str, bool] = {"sources": True, "scheduler": True, "store": True}
         self.clock = T0 + timedelta(minutes=30)
+        self.source_list: list[SourceStatus] = [
+            SourceStatus("file", "tasks", tasks=len(self.views), errors=0)
+        ]
+        self.syncs: list[str] = []  # kinds asked to sync now; "git" is accepted if listed
 
     @property
     def store(self) -> RunStore:
@@ -169,3 +174,12 @@ class FakeRuntime:
 
     def readiness(self) -> dict[str, bool]:
         return dict(self.checks)
+
+    def sources(self) -> list[SourceStatus]:
+        return list(self.source_list)
+
+    def sync_now(self, kind: str) -> bool:
+        if not any(s.kind == kind for s in self.source_list):
+            return False
+        self.syncs.append(kind)
+        return True

@@ -195,6 +195,9 @@ EXPECTED_ROLES = {
     ("post", "/api/v1/tasks"): "admin",
     ("put", "/api/v1/tasks/{namespace}/{name}"): "admin",
     ("delete", "/api/v1/tasks/{namespace}/{name}"): "admin",
+    ("get", "/api/v1/sources"): "viewer",
+    # Or a valid X-Hub-Signature-256 instead of a token (tests/api/test_sources.py).
+    ("post", "/api/v1/hooks/git"): "operator",
 }
 
 

@@ -133,7 +133,9 @@ def test_schema_prints_the_generated_schema(capsys: pytest.CaptureFixture[str]) 
     assert json.loads(capsys.readouterr().out) == json_schema()
 
 
-@pytest.mark.parametrize("command", ["run", "validate", "plan", "next", "runs", "schema"])
+@pytest.mark.parametrize(
+    "command", ["run", "validate", "plan", "next", "runs", "schema", "crd", "tasks", "trigger"]
+)
 def test_every_command_has_help(command: str, capsys: pytest.CaptureFixture[str]) -> None:
     assert crontask(command, "--help") == 0
     text = capsys.readouterr().out

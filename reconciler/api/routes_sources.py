@@ -1,0 +1,97 @@
+"""``/api/v1/sources`` (where definitions come from, and which revision is in force) and
+``/api/v1/hooks/git`` (a push webhook asking the git source to fetch now).
+
+The webhook accepts either an operator's bearer token or the ``X-Hub-Signature-256`` header
+that GitHub, Gitea and GitLab-compatible senders compute: ``sha256=`` + the hex HMAC-SHA256 of
+the raw body with the shared secret (``--git-webhook-secret-file``). The guard checks the
+signature before anything else; a bad or missing one is a 401 and a log line.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from fastapi import APIRouter
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+
+from reconciler.api.auth import role_extra
+from reconciler.api.problems import ProblemError
+from reconciler.api.routing import GuardedRoute, Runtime, operation_id, problem_responses
+
+router = APIRouter(
+    prefix="/api/v1",
+    route_class=GuardedRoute,
+    tags=["sources"],
+    generate_unique_id_function=operation_id,
+)
+
+WEBHOOK_SIGNATURE_KEY = "x-webhook-signature"  # openapi_extra: signature accepted instead
+
+
+class _Out(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True)
+
+
+class SourceOut(_Out):
+    kind: str = Field(description="file, git, kubernetes or api")
+    location: str = Field(description="paths, or the repository URL#ref (no credentials)")
+    tasks: int
+    errors: int = Field(description="definition errors and conflicts located in this source")
+    revision: str | None = Field(None, description="git: the commit SHA in force")
+    attempted_revision: str | None = Field(None, description="git: the newest commit tried")
+    last_sync: datetime | None = None
+    last_attempt: datetime | None = None
+    last_error: str | None = None
+
+
+class SourceListOut(_Out):
+    items: list[SourceOut]
+
+
+class SyncOut(_Out):
+    accepted: bool = Field(description="a fetch was requested; its result shows in /sources")
+
+
+@router.get(
+    "/sources",
+    response_model=SourceListOut,
+    response_model_by_alias=True,
+    summary="List sources with their revision and sync state",
+    openapi_extra=role_extra("viewer"),
+    responses=problem_responses(422, 500),
+)
+def list_sources(runtime: Runtime) -> SourceListOut:
+    return SourceListOut(
+        items=[
+            SourceOut(
+                kind=s.kind,
+                location=s.location,
+                tasks=s.tasks,
+                errors=s.errors,
+                revision=s.revision,
+                attempted_revision=s.attempted_revision,
+                last_sync=s.last_sync,
+                last_attempt=s.last_attempt,
+                last_error=s.last_error,
+            )
+            for s in runtime.sources()
+        ]
+    )
+
+
+@router.post(
+    "/hooks/git",
+    status_code=202,
+    response_model=SyncOut,
+    summary="Fetch the git source now (push webhook)",
+    description="Authenticated by an operator's bearer token, or by `X-Hub-Signature-256` "
+    "(HMAC-SHA256 of the body with the webhook secret). The body is not interpreted: any "
+    "push means 'fetch now'. 404 if crontask has no git source.",
+    openapi_extra={**role_extra("operator"), WEBHOOK_SIGNATURE_KEY: True},
+    responses=problem_responses(404, 422, 500),
+)
+def git_hook(runtime: Runtime) -> SyncOut:
+    if not runtime.sync_now("git"):
+        raise ProblemError(404, "crontask was started without a git source (--git)")
+    return SyncOut(accepted=True)

@@ -1,0 +1,1 @@
+"""Deployment artefacts: the CRD, the manifests in deploy/ and the Dockerfile."""
