@@ -75,7 +75,11 @@ class GuardedRoute(APIRoute):
         signed = bool((self.openapi_extra or {}).get("x-webhook-signature"))
 
         async def guarded(request: Request) -> Response:
-            if signed and SIGNATURE_HEADER in request.headers:
+            ctx = context(request)
+            # With a webhook secret and no tokens configured, the signature is the only
+            # credential: a missing one is refused like a bad one.
+            signature_only = ctx.webhook_secret is not None and ctx.auth is None
+            if signed and (SIGNATURE_HEADER in request.headers or signature_only):
                 await verify_signature(request)
             else:
                 authorize(request, role)

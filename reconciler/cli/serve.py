@@ -90,6 +90,12 @@ def add_parser(commands: Any) -> None:
     git.add_argument("--git-known-hosts", type=Path, metavar="FILE", help="SSH known_hosts")
     git.add_argument("--git-token-file", type=Path, metavar="FILE", help="HTTPS token file")
     git.add_argument("--git-token-env", metavar="NAME", help="HTTPS token environment variable")
+    git.add_argument(
+        "--git-webhook-secret-file",
+        type=Path,
+        metavar="FILE",
+        help="shared secret for POST /api/v1/hooks/git (X-Hub-Signature-256, as GitHub/Gitea send)",
+    )
     parser.add_argument(
         "--allow-empty",
         action="store_true",
@@ -178,6 +184,8 @@ def http_server(args: argparse.Namespace) -> HttpServer:
     try:
         auth = AuthConfig.load(args.auth_config) if args.auth_config else None
         check_listen(host, auth, args.insecure_no_auth)
+        secret_file = args.git_webhook_secret_file
+        webhook_secret = secret_file.read_bytes().strip() if secret_file else None
     except (AuthConfigError, ValueError, OSError) as err:
         raise SystemExit(f"crontask: {err}") from None
     # Bind now: a busy port is a start-up error, said before anything runs.
@@ -187,7 +195,7 @@ def http_server(args: argparse.Namespace) -> HttpServer:
         raise SystemExit(f"crontask: cannot listen on {args.listen}: {err.strerror}") from None
 
     async def serve_http(runtime: RuntimeView, metrics: Metrics, stop: asyncio.Event) -> None:
-        app = create_app(runtime, auth=auth, metrics=metrics)
+        app = create_app(runtime, auth=auth, metrics=metrics, webhook_secret=webhook_secret)
         config = uvicorn.Config(
             app,
             host=host,

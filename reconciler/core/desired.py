@@ -61,7 +61,10 @@ class DefinitionError:
     key: str | None = None  # when the broken text still names its task
 
     def __str__(self) -> str:
-        return f"{self.location}: {self.message}"
+        # The revision goes last, so that the line still starts with file:line:col.
+        revision = self.location.revision
+        suffix = f" (revision {revision[:12]})" if revision else ""
+        return f"{self.location}: {self.message}{suffix}"
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -15,10 +15,16 @@ no more than a log line):
   day-of-month/day-of-week rule, and around DST.
 - An in-memory job store: the desired state lives in the sources and the history in the run
   store, so nothing is pickled.
+- A pass applies its steps one after another on the event loop, and APScheduler wakes itself
+  (a loop callback that looks for due jobs) after every ``add_job``/``remove_job`` of a running
+  scheduler: 10 000 wake-ups for 10 000 steps. So while a batch of steps is applied the
+  scheduler is paused, and it resumes, with one wake-up, as soon as the loop is free again.
+  Nothing can fire in between anyway: the loop is busy applying the batch.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
@@ -27,6 +33,7 @@ from typing import Any
 from apscheduler.executors.base import BaseExecutor
 from apscheduler.jobstores.base import JobLookupError
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.schedulers.base import STATE_PAUSED, STATE_RUNNING
 from apscheduler.triggers.base import BaseTrigger
 
 from reconciler.core.desired import Definition
@@ -91,6 +98,7 @@ class ApsScheduler:
             self._aps.shutdown(wait=False)
 
     def apply(self, step: Step) -> None:
+        self._hold_wakeups()
         job_id = JOB_PREFIX + step.key
         if step.operation is Operation.REMOVE:
             self._owned.pop(step.key, None)
@@ -115,6 +123,21 @@ class ApsScheduler:
             **options,
         )
         self._owned[step.key] = step.desired
+
+    def _hold_wakeups(self) -> None:
+        """Pause a running scheduler until the loop is free again (see the module docstring)."""
+        if self._aps.state != STATE_RUNNING:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return  # not called on a loop: no batch to wait for
+        self._aps.pause()
+        loop.call_soon(self._release_wakeups)
+
+    def _release_wakeups(self) -> None:
+        if self._aps.state == STATE_PAUSED:
+            self._aps.resume()  # one wake-up for the whole batch
 
     def owned(self) -> Mapping[str, Definition]:
         return self._owned

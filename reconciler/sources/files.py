@@ -99,8 +99,10 @@ class DirectorySource:
     # -- the Source protocol ---------------------------------------------------------------
 
     def refresh(self, hints: Collection[str] | None = None) -> set[str]:
-        """Re-read changed files; with ``hints`` (paths from a watcher) look only at those."""
-        if hints is None:
+        """Re-read changed files; with ``hints`` (paths from a watcher) look only at those.
+        A hint naming a root itself (a swapped symlink: git-sync, a ConfigMap) rescans."""
+        roots = {str(r.absolute()) for r in self.roots}
+        if hints is None or any(hint in roots for hint in hints):
             return self._rescan()
         changed: set[str] = set()
         for hint in hints:

@@ -28,8 +28,12 @@ async def watch_paths(
     *,
     debounce_ms: int = DEBOUNCE_MS,
 ) -> None:
-    """Call ``on_change`` with the absolute paths that changed, until ``stop`` is set."""
-    targets = [str(r.absolute()) for r in roots if r.exists()]
+    """Call ``on_change`` with the absolute paths that changed, until ``stop`` is set.
+
+    A root that is a symlink (git-sync's ``--link``, a ConfigMap mount) is swapped, not edited:
+    the watch on its old target sees nothing. Its parent folder is watched too, so the swap
+    itself is an event naming the link."""
+    targets = _targets(roots)
     if not targets:
         return
     while not stop.is_set():
@@ -49,4 +53,14 @@ async def watch_paths(
             log.warning("file watch failed; retrying", extra={"fields": {"error": str(err)}})
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=5.0)
-            targets = [str(r.absolute()) for r in roots if r.exists()] or targets
+            targets = _targets(roots) or targets
+
+
+def _targets(roots: Sequence[Path]) -> list[str]:
+    found: set[str] = set()
+    for root in roots:
+        if root.is_symlink():
+            found.add(str(root.absolute().parent))
+        if root.exists():
+            found.add(str(root.absolute()))
+    return sorted(found)

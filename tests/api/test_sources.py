@@ -105,3 +105,10 @@ def test_source_metrics(client: TestClient) -> None:
     assert 'crontask_source_info{revision="' + "0123abcd" * 5 + '",source="git"} 1.0' in text
     assert 'crontask_source_last_sync_timestamp_seconds{source="git"}' in text
     assert 'crontask_source_sync_errors_total{source="git"} 0.0' in text
+
+
+def test_without_tokens_the_signature_is_required(runtime: FakeRuntime) -> None:
+    client = TestClient(create_app(runtime, auth=None, metrics=Metrics(), webhook_secret=SECRET))
+    assert client.post("/api/v1/hooks/git", content=BODY).status_code == 401
+    signed = {"X-Hub-Signature-256": signature(BODY)}
+    assert client.post("/api/v1/hooks/git", content=BODY, headers=signed).status_code == 202

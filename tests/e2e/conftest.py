@@ -65,6 +65,7 @@ class Crontask:
                 "reconciler",
                 "run",
                 str(self.tasks),
+                *self.extra,  # first: extra positional paths must follow the first one
                 "--state-dir",
                 str(self.state),
                 "--kill-grace",
@@ -73,7 +74,6 @@ class Crontask:
                 "2s",
                 "--listen",
                 f"127.0.0.1:{self.port}",
-                *self.extra,
             ],
             cwd=self.workdir,
             stdout=log,

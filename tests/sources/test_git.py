@@ -197,7 +197,9 @@ def test_add_edit_break_fix_and_delete_files(remote: Remote, state: Path, clock:
     assert synced(source)
     assert schedules(source) == {"default/a": "2 * * * *", "default/b": "* * * * *"}
     (error,) = source.errors()
-    assert str(error) == "a.yaml:4:19: spec.schedule: minute field: 61 is out of range 0-59"
+    assert str(error) == (
+        f"a.yaml:4:19: spec.schedule: minute field: 61 is out of range 0-59 (revision {broken[:12]})"
+    )
     assert (error.location.source, error.location.revision) == ("git", broken)
     revisions = {d.key: (d.location.revision, d.error) for d in source.definitions()}
     assert revisions == {"default/a": (good, str(error)), "default/b": (broken, None)}
@@ -265,7 +267,10 @@ def test_a_path_inside_the_repository(remote: Remote, state: Path, clock: Clock)
     assert synced(source)
     assert set(schedules(source)) == {"default/a"}
     (error,) = source.errors()
-    assert (str(error), error.location.revision) == ("deploy/tasks: path does not exist", gone)
+    assert (str(error), error.location.revision) == (
+        f"deploy/tasks: path does not exist (revision {gone[:12]})",
+        gone,
+    )
 
     with pytest.raises(ValueError, match="relative"):
         source_for(remote, state, clock, path="../elsewhere")
