@@ -12,9 +12,10 @@ from typing import Any
 import yaml
 
 from reconciler.cli.main_helpers import existing_paths
+from reconciler.cli.remote import RemoteError, default_token, request
 from reconciler.core.crd import crd_document
-from reconciler.core.desired import Definition, DesiredState, assemble
-from reconciler.core.model import json_schema
+from reconciler.core.desired import Definition, DesiredState, Location, assemble
+from reconciler.core.model import CronTask, json_schema
 from reconciler.core.plan import Operation, plan
 from reconciler.scheduling.base import schedule_of
 from reconciler.sources.files import DirectorySource
@@ -39,12 +40,18 @@ def add_parsers(commands: Any) -> None:
         "PATH... has errors (the plan then keeps those tasks as they are, as `run` would).",
     )
     plan_cmd.add_argument("paths", nargs="+", metavar="PATH", help="the new definitions")
-    plan_cmd.add_argument(
+    against = plan_cmd.add_mutually_exclusive_group(required=True)
+    against.add_argument(
         "--against",
         nargs="+",
         metavar="PATH",
-        required=True,
         help="the definitions in force now (e.g. a checkout of the main branch)",
+    )
+    against.add_argument(
+        "--server",
+        metavar="URL",
+        help="a running crontask: compare with the tasks it reads from files and git "
+        "(API-created and Kubernetes tasks are not what a folder replaces); $CRONTASK_TOKEN",
     )
     plan_cmd.add_argument("--allow-empty", action="store_true", help="as for `crontask run`")
     plan_cmd.set_defaults(handler=run_plan)
@@ -105,13 +112,31 @@ def run_validate(args: argparse.Namespace) -> int:
     return 0
 
 
+PLANNED_KINDS = ("file", "git")
+
+
+def _from_server(server: str) -> DesiredState:
+    try:
+        items = request(server, default_token(), "GET", "/api/v1/tasks")["items"]
+    except RemoteError as err:
+        raise SystemExit(f"crontask: {err}") from None
+    definitions = []
+    for item in items:
+        if item["source"]["kind"] not in PLANNED_KINDS:
+            continue
+        task = CronTask.model_validate(item["resource"])
+        where = Location(item["source"]["kind"], f"{server} {item['source']['location']}")
+        definitions.append(Definition.of(task, where))
+    return assemble(definitions)
+
+
 def _count(n: int, noun: str) -> str:
     return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
 def run_plan(args: argparse.Namespace) -> int:
     new, _ = load(existing_paths(args.paths))
-    old, _ = load(existing_paths(args.against))
+    old = _from_server(args.server) if args.server else load(existing_paths(args.against))[0]
     result = plan(new.tasks, old.tasks, allow_empty=args.allow_empty)
     symbol = {Operation.ADD: "+", Operation.UPDATE: "~", Operation.REMOVE: "-"}
     for step in result.steps:

@@ -116,3 +116,31 @@ def test_manual_trigger_obeys_forbid_and_cli_clients(
         )
         assert bad.status_code in (400, 422)
         assert bad.headers["content-type"].startswith("application/problem+json")
+
+
+def test_plan_against_a_running_instance(crontask: Callable[..., Crontask], tmp_path: Path) -> None:
+    app = crontask()
+    (app.tasks / "a.yaml").write_text(task("a", ["true"], schedule="@daily"))
+    (app.tasks / "b.yaml").write_text(task("b", ["true"], schedule="@daily"))
+    app.wait_log("tasks=2")
+    with httpx.Client(base_url=app.server) as client:
+        assert client.post("/api/v1/tasks", json=api_task("api-made", ["true"])).status_code == 201
+    proposed = tmp_path / "proposed"
+    proposed.mkdir()
+    (proposed / "a.yaml").write_text(task("a", ["true"], schedule="@hourly"))
+    (proposed / "c.yaml").write_text(task("c", ["true"], schedule="@daily"))
+    result = subprocess.run(
+        [sys.executable, "-m", "reconciler", "plan", str(proposed), "--server", app.server],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    out = result.stdout.splitlines()
+    assert out[0].startswith("~ default/a")
+    assert "    ~ spec.schedule: '@daily' -> '@hourly'" in out
+    assert any(line.startswith("+ default/c") for line in out)
+    assert any(line.startswith("- default/b") for line in out)
+    assert not any("api-made" in line for line in out)  # not the folder's to remove
+    assert out[-1] == "Plan: 1 to add, 1 to change, 1 to remove, 0 unchanged."
