@@ -1,0 +1,43 @@
+"""crontask run refuses unsafe or impossible settings before anything starts."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+
+def run(*argv: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "reconciler", "run", *argv],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        cwd=cwd,
+        check=False,
+    )
+
+
+@pytest.mark.parametrize("address", ["0.0.0.0:0", "[::]:0", "10.1.2.3:8080"])
+def test_a_non_loopback_address_needs_auth(tmp_path: Path, address: str) -> None:
+    result = run(str(tmp_path), "--listen", address, cwd=tmp_path)
+    assert result.returncode != 0
+    assert "--insecure-no-auth" in result.stderr or "auth" in result.stderr
+    assert not (tmp_path / ".crontask").exists()  # refused before anything was created
+
+
+def test_nothing_to_read_is_a_usage_error(tmp_path: Path) -> None:
+    result = run(cwd=tmp_path)
+    assert result.returncode != 0
+    assert "give PATH... and/or --git URL" in result.stderr
+
+
+def test_a_bad_auth_config_names_the_file_and_key(tmp_path: Path) -> None:
+    config = tmp_path / "auth.yaml"
+    config.write_text("tokens: []\nsurprise: 1\n")
+    result = run(str(tmp_path), "--auth-config", str(config), cwd=tmp_path)
+    assert result.returncode != 0
+    assert str(config) in result.stderr
+    assert "surprise" in result.stderr
