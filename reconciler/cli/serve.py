@@ -16,7 +16,7 @@ import uvicorn
 
 from reconciler import logs
 from reconciler.api.app import create_app
-from reconciler.api.auth import AuthConfig, AuthConfigError, check_listen
+from reconciler.api.auth import AuthConfig, AuthConfigError, check_listen, is_loopback
 from reconciler.cli.durations import duration_arg
 from reconciler.cli.main_helpers import existing_paths
 from reconciler.controller.runtime import HttpServer, Options, serve
@@ -207,6 +207,12 @@ def http_server(args: argparse.Namespace) -> HttpServer:
         server = _Server(config)
         serving = asyncio.get_running_loop().create_task(server.serve(sockets=[sock]))
         log.info("api listening", extra={"fields": {"address": args.listen, "auth": bool(auth)}})
+        if auth is None and not is_loopback(host):
+            log.warning(
+                "the API is served without authentication (--insecure-no-auth): anyone who "
+                "can reach it can create, delete and run tasks",
+                extra={"fields": {"address": args.listen}},
+            )
         await stop.wait()
         server.should_exit = True
         await serving
