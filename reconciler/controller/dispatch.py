@@ -2,8 +2,9 @@
 
 ``fire`` is called on the event loop by the scheduler and returns at once. It decides, on the
 loop and so without races, what the slot becomes (a run, or a skip with its reason) and then
-runs the attempt as an asyncio task. Store calls are blocking and go to a small thread pool,
-so a slow database never delays the loop, and a slow task never delays another's start.
+runs the attempt as an asyncio task. Records go through the ``Recorder`` (the store's own
+threads, and a retry buffer while it is unavailable), so a slow database never delays the
+loop, and a slow task never delays another's start.
 
 Exactly once per slot: the run id is derived from (task key, slot), and a run starts only
 after the store has accepted its ``running`` record; a store that refuses (another process
@@ -24,12 +25,13 @@ import logging
 import os
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
-from typing import Protocol, TypeVar
+from typing import Protocol
 
 from reconciler.controller.recorder import Recorder
 from reconciler.core.desired import Definition
 from reconciler.core.model import ConcurrencyPolicy
 from reconciler.core.runs import RunRecord, RunStatus, Trigger, run_id, split_key
+from reconciler.core.schedule import Schedule
 from reconciler.core.timing import backlog, retry_delay
 from reconciler.runner.command import CommandOutcome, CommandRun
 from reconciler.runner.http import HttpRun
@@ -39,7 +41,6 @@ from reconciler.store.base import DuplicateRun, RunStore
 log = logging.getLogger("crontask.runner")
 
 Clock = Callable[[], datetime]
-T = TypeVar("T")
 
 SHUTDOWN = "Shutdown"
 
@@ -107,6 +108,9 @@ class Dispatcher:
         # The latest slot each task was handed (or the instant accounting began), to count
         # the slots a late hand-off skipped over.
         self._last_slot: dict[str, datetime] = {}
+        # Parsed schedules by task, valid while the spec hash matches (parsing costs more than
+        # the slot arithmetic it serves, at every fire).
+        self._schedules: dict[str, tuple[str, Schedule]] = {}
 
     # -- queries ---------------------------------------------------------------------------
 
@@ -176,6 +180,14 @@ class Dispatcher:
 
     def forget(self, key: str) -> None:
         self._last_slot.pop(key, None)
+        self._schedules.pop(key, None)
+
+    def _schedule(self, definition: Definition) -> Schedule:
+        cached = self._schedules.get(definition.key)
+        if cached is None or cached[0] != definition.hash:
+            cached = (definition.hash, schedule_of(definition))
+            self._schedules[definition.key] = cached
+        return cached[1]
 
     def catch_up(
         self,
@@ -194,7 +206,7 @@ class Dispatcher:
         self._last_slot[key] = max(until, anchor) if anchor else until
         if anchor is None or definition.task.spec.suspend or until <= anchor:
             return
-        missed = backlog(schedule_of(definition), anchor, until)
+        missed = backlog(self._schedule(definition), anchor, until)
         if missed.empty:
             return
         assert missed.latest is not None
@@ -211,7 +223,7 @@ class Dispatcher:
         self._last_slot[key] = max(slot, last) if last else slot
         if last is None or slot <= last:
             return
-        missed = backlog(schedule_of(definition), last, slot)
+        missed = backlog(self._schedule(definition), last, slot)
         if missed.superseded and missed.last_superseded is not None:
             self._skip_slots(definition, missed.superseded, last, slot, missed.last_superseded)
 
