@@ -1,0 +1,13 @@
+"""A Kubernetes API emulator that the project owns, for tests.
+
+``Emulator`` serves, on 127.0.0.1, what crontask uses of the Kubernetes API: discovery, CRDs and
+the custom resources they declare (with the status subresource), core/v1 Events,
+coordination.k8s.io/v1 Leases and core/v1 Namespaces; resourceVersion and optimistic
+concurrency, watch with bookmarks and 410 Expired, server-side Table output; and fault hooks.
+"""
+
+from .emulator import Emulator
+from .errors import ApiError
+from .server import RequestRecord
+
+__all__ = ["ApiError", "Emulator", "RequestRecord"]

@@ -1,0 +1,234 @@
+"""``Emulator``: a Kubernetes API server emulator on 127.0.0.1 for tests."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import socket
+import threading
+from pathlib import Path
+from types import TracebackType
+
+from .errors import ApiError, status_body
+from .server import RequestRecord, Server, WatchStream
+from .store import Obj, Store
+
+_REASONS_5XX = {
+    500: "InternalError",
+    503: "ServiceUnavailable",
+    504: "Timeout",
+    429: "TooManyRequests",
+}
+
+
+class Emulator:
+    """A real HTTP server that the official ``kubernetes`` client and ``kubectl`` talk to.
+
+    Use as a context manager, or ``start()`` / ``stop()``. ``url`` is set once started.
+    """
+
+    def __init__(self, *, bookmark_interval: float = 1.0) -> None:
+        self.bookmark_interval = bookmark_interval
+        self.store = Store()
+        self.requests: list[tuple[str, str]] = []
+        self.request_log: list[RequestRecord] = []
+        self.server_errors: list[str] = []  # tracebacks of emulator bugs (answered with 500)
+        self.url = ""
+        self.port = 0
+        self._lock = threading.Lock()
+        self._server: Server | None = None
+        self._thread: threading.Thread | None = None
+        self._stopping = False
+        self._connections: set[socket.socket] = set()
+        self._watches: set[WatchStream] = set()
+        self._conflicts = 0
+        self._errors: list[int] = []
+
+    # --- lifecycle --------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._server = Server(self)
+        self.port = self._server.server_address[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._thread = threading.Thread(
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": 0.01},
+            name=f"k8s-emulator-{self.port}",
+            daemon=True,
+        )
+        self._thread.start()
+
+    def stop(self) -> None:
+        if self._server is None:
+            return
+        with self.store.cond:
+            self._stopping = True
+            self.store.cond.notify_all()
+        self._server.shutdown()
+        with self._lock:
+            connections = list(self._connections)
+        for conn in connections:  # wake handlers idling on keep-alive connections
+            with contextlib.suppress(OSError):
+                conn.shutdown(socket.SHUT_RDWR)
+        self._server.server_close()  # joins the handler threads
+        if self._thread is not None:
+            self._thread.join()
+        self._server = None
+
+    def __enter__(self) -> Emulator:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def write_kubeconfig(self, path: Path, namespace: str = "default") -> Path:
+        """A kubeconfig (no auth, plain http) for kubectl and ``kubernetes.config``."""
+        config = {
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [{"name": "emulator", "cluster": {"server": self.url}}],
+            "users": [{"name": "emulator", "user": {}}],
+            "contexts": [
+                {
+                    "name": "emulator",
+                    "context": {"cluster": "emulator", "user": "emulator", "namespace": namespace},
+                }
+            ],
+            "current-context": "emulator",
+            "preferences": {},
+        }
+        path.write_text(json.dumps(config, indent=2) + "\n")
+        return path
+
+    # --- fault hooks ------------------------------------------------------------------------
+
+    def compact(self) -> None:
+        """Forget history: later watches from an older resourceVersion get 410 Expired."""
+        self.store.compact()
+
+    def inject_conflict(self, times: int = 1) -> None:
+        """The next ``times`` writes (PUT/PATCH, incl. ``/status``) answer 409 Conflict."""
+        with self._lock:
+            self._conflicts += times
+
+    def inject_errors(self, status: int = 503, times: int = 1) -> None:
+        """The next ``times`` requests (any) answer ``status`` with a ``Status`` body."""
+        with self._lock:
+            self._errors.extend([status] * times)
+
+    def cut_watches(self) -> None:
+        """Close every open watch stream abruptly (no terminating chunk)."""
+        with self.store.cond:
+            for stream in self._watches:
+                stream.cut = True
+            self.store.cond.notify_all()
+
+    # --- inspection -------------------------------------------------------------------------
+
+    def objects(self, resource: str) -> list[Obj]:
+        """Stored objects of ``resource`` (``crontasks.crontask.dev``, ``events``, ``leases.
+        coordination.k8s.io``; a plural, singular or short name also works when unambiguous),
+        sorted by namespace and name."""
+        return self.store.snapshot(self._resource_key(resource))
+
+    def _resource_key(self, resource: str) -> str:
+        with self.store.cond:
+            types = list(self.store.registry.types.values())
+        if any(t.key == resource for t in types):
+            return resource
+        keys = {t.key for t in types if resource in (t.plural, t.singular, *t.short_names)}
+        if len(keys) == 1:
+            return keys.pop()
+        return resource  # not (or no longer) served: whatever is left, usually nothing
+
+    @property
+    def resource_version(self) -> str:
+        """The current global resourceVersion."""
+        with self.store.cond:
+            return str(self.store.rv)
+
+    def open_watches(self, resource: str | None = None) -> int:
+        """How many watch streams are open (optionally of one resource)."""
+        key = self._resource_key(resource) if resource else None
+        with self.store.cond:
+            return sum(1 for w in self._watches if key is None or w.rtype == key)
+
+    def wait_for_watches(self, count: int, resource: str | None = None, timeout: float = 5) -> None:
+        """Block until at least ``count`` watches (of ``resource``) are open."""
+        key = self._resource_key(resource) if resource else None
+
+        def enough() -> bool:
+            return sum(1 for w in self._watches if key is None or w.rtype == key) >= count
+
+        with self.store.cond:
+            if not self.store.cond.wait_for(enough, timeout):
+                raise TimeoutError(f"fewer than {count} watches opened within {timeout}s")
+
+    def create_crd(self, crd: Obj) -> Obj:
+        """Register a CustomResourceDefinition directly (as ``kubectl apply`` would)."""
+        rtype = self.store.resolve("apiextensions.k8s.io", "v1", "customresourcedefinitions")
+        return self.store.create(rtype, None, crd)
+
+    def create(self, obj: Obj) -> Obj:
+        """Create any object directly from its apiVersion/kind (test setup shortcut)."""
+        group, _, version = obj["apiVersion"].rpartition("/")
+        with self.store.cond:
+            found = [
+                t
+                for t in self.store.registry.types.values()
+                if t.group == group and t.version == version and t.kind == obj["kind"]
+            ]
+        if not found:
+            raise ApiError(404, f"no resource serves {obj['apiVersion']} {obj['kind']}")
+        rtype = found[0]
+        namespace = (
+            (obj.get("metadata", {}).get("namespace") or "default") if rtype.namespaced else None
+        )
+        return self.store.create(rtype, namespace, obj)
+
+    # --- called by the HTTP handlers --------------------------------------------------------
+
+    def _record(self, record: RequestRecord) -> None:
+        with self._lock:
+            self.requests.append((record.method, record.path))
+            self.request_log.append(record)
+
+    def _take_error(self) -> ApiError | None:
+        with self._lock:
+            if not self._errors:
+                return None
+            code = self._errors.pop(0)
+        reason = _REASONS_5XX.get(code, "InternalError")
+        body = status_body(code, reason, f"injected fault: {code} {reason}")
+        return ApiError(code, body["message"], reason=reason)
+
+    def _take_conflict(self) -> bool:
+        with self._lock:
+            if self._conflicts <= 0:
+                return False
+            self._conflicts -= 1
+            return True
+
+    def _connection_opened(self, conn: socket.socket) -> None:
+        with self._lock:
+            self._connections.add(conn)
+
+    def _connection_closed(self, conn: socket.socket) -> None:
+        with self._lock:
+            self._connections.discard(conn)
+
+    def _watch_opened(self, stream: WatchStream) -> None:
+        with self.store.cond:
+            self._watches.add(stream)
+            self.store.cond.notify_all()
+
+    def _watch_closed(self, stream: WatchStream) -> None:
+        with self.store.cond:
+            self._watches.discard(stream)
+            self.store.cond.notify_all()

@@ -1,0 +1,112 @@
+"""API errors as the real API server reports them: an HTTP code and a ``meta/v1 Status`` body."""
+
+from __future__ import annotations
+
+from typing import Any
+
+REASONS: dict[int, str] = {
+    400: "BadRequest",
+    403: "Forbidden",
+    404: "NotFound",
+    405: "MethodNotAllowed",
+    406: "NotAcceptable",
+    409: "Conflict",
+    410: "Expired",
+    415: "UnsupportedMediaType",
+    422: "Invalid",
+    429: "TooManyRequests",
+    500: "InternalError",
+    503: "ServiceUnavailable",
+    504: "Timeout",
+}
+
+
+def status_body(
+    code: int, reason: str, message: str, details: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """A ``Status`` of kind Failure, the body every API error carries."""
+    body: dict[str, Any] = {
+        "kind": "Status",
+        "apiVersion": "v1",
+        "metadata": {},
+        "status": "Failure",
+        "message": message,
+        "reason": reason,
+        "code": code,
+    }
+    if details is not None:
+        body["details"] = details
+    return body
+
+
+class ApiError(Exception):
+    """Raised anywhere in the emulator; the HTTP layer turns it into a response."""
+
+    def __init__(
+        self,
+        code: int,
+        message: str,
+        reason: str | None = None,
+        details: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.reason = reason or REASONS.get(code, "Unknown")
+        self.details = details
+
+    def status(self) -> dict[str, Any]:
+        return status_body(self.code, self.reason, self.message, self.details)
+
+
+def _details(name: str, group: str, kind: str) -> dict[str, Any]:
+    details: dict[str, Any] = {"name": name, "kind": kind}
+    if group:
+        details["group"] = group
+    return details
+
+
+def not_found(resource: str, group: str, name: str) -> ApiError:
+    qualified = f"{resource}.{group}" if group else resource
+    return ApiError(404, f'{qualified} "{name}" not found', details=_details(name, group, resource))
+
+
+def already_exists(resource: str, group: str, name: str) -> ApiError:
+    qualified = f"{resource}.{group}" if group else resource
+    return ApiError(
+        409,
+        f'{qualified} "{name}" already exists',
+        reason="AlreadyExists",
+        details=_details(name, group, resource),
+    )
+
+
+def conflict(resource: str, group: str, name: str, why: str | None = None) -> ApiError:
+    qualified = f"{resource}.{group}" if group else resource
+    why = why or (
+        "the object has been modified; please apply your changes to the latest version "
+        "and try again"
+    )
+    return ApiError(
+        409,
+        f'Operation cannot be fulfilled on {qualified} "{name}": {why}',
+        reason="Conflict",
+        details=_details(name, group, resource),
+    )
+
+
+def invalid(kind: str, group: str, name: str, field: str, message: str) -> ApiError:
+    qualified = f"{kind}.{group}" if group else kind
+    return ApiError(
+        422,
+        f'{qualified} "{name}" is invalid: {field}: {message}',
+        reason="Invalid",
+        details={
+            **_details(name, group, kind),
+            "causes": [{"reason": "FieldValueInvalid", "message": message, "field": field}],
+        },
+    )
+
+
+def bad_request(message: str) -> ApiError:
+    return ApiError(400, message, reason="BadRequest")
