@@ -23,12 +23,15 @@ from reconciler.controller.runtime import HttpServer, Options, serve
 from reconciler.controller.view import RuntimeView
 from reconciler.sinks.metrics import Metrics
 from reconciler.sources.git import GitOptions
+from reconciler.sources.kubernetes import KubernetesOptions
 
 log = logging.getLogger("crontask.api")
 
 HELP = """\
 Read CronTask definitions from PATH... (YAML files, or folders searched recursively for
-*.yaml/*.yml) and/or a git repository (--git), schedule them, run them, and record every run.
+*.yaml/*.yml), a git repository (--git) and/or CronTask custom resources of a Kubernetes
+cluster (--kubernetes: watched, with status and Events written back), schedule them, run them,
+and record every run.
 Files are watched: an edit takes effect within a second; a file that breaks keeps its tasks
 on their last good definition and the error is logged with file:line:col. The REST API,
 /healthz, /readyz and /metrics are served on --listen (127.0.0.1:8080). Stop with Ctrl-C or
@@ -96,6 +99,23 @@ def add_parser(commands: Any) -> None:
         metavar="FILE",
         help="shared secret for POST /api/v1/hooks/git (X-Hub-Signature-256, as GitHub/Gitea send)",
     )
+    kube = parser.add_argument_group("kubernetes source")
+    kube.add_argument(
+        "--kubernetes",
+        action="store_true",
+        help="read CronTask custom resources (list + watch) and write their status and Events; "
+        "uses --kubeconfig, $KUBECONFIG, ~/.kube/config, or the in-cluster service account",
+    )
+    scope = kube.add_mutually_exclusive_group()
+    scope.add_argument(
+        "--namespace",
+        metavar="NS",
+        help="the namespace to watch (default: the kubeconfig context's, or the pod's own)",
+    )
+    scope.add_argument(
+        "--all-namespaces", action="store_true", help="watch CronTasks in every namespace"
+    )
+    kube.add_argument("--kubeconfig", type=Path, metavar="FILE", help="kubeconfig file")
     parser.add_argument(
         "--allow-empty",
         action="store_true",
@@ -145,8 +165,18 @@ def add_parser(commands: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     logs.configure(args.log_level, args.log_format)
-    if not args.paths and not args.git:
-        raise SystemExit("crontask: nothing to read: give PATH... and/or --git URL")
+    if not args.paths and not args.git and not args.kubernetes:
+        raise SystemExit("crontask: nothing to read: give PATH..., --git URL and/or --kubernetes")
+    if not args.kubernetes and (args.namespace or args.all_namespaces or args.kubeconfig):
+        raise SystemExit("crontask: --namespace/--all-namespaces/--kubeconfig need --kubernetes")
+    kubernetes = None
+    if args.kubernetes:
+        kubernetes = KubernetesOptions(
+            namespace=args.namespace,
+            all_namespaces=args.all_namespaces,
+            kubeconfig=args.kubeconfig,
+            resync_seconds=args.resync,
+        )
     git = None
     if args.git:
         git = GitOptions(
@@ -164,6 +194,7 @@ def run(args: argparse.Namespace) -> int:
         state_dir=args.state_dir,
         db_url=args.db,
         git=git,
+        kubernetes=kubernetes,
         allow_empty=args.allow_empty,
         resync_seconds=args.resync,
         shutdown_grace=args.shutdown_grace,

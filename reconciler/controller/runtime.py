@@ -5,6 +5,12 @@ read every source, apply the first plan, start the scheduler. Then a pass runs w
 watcher marks paths dirty, and a full resync every ``resync_seconds`` heals whatever an event
 missed. SIGTERM/SIGINT stop new runs, let running ones finish for ``shutdown_grace`` seconds,
 then stop them (recorded ``interrupted``, reason Shutdown).
+
+With ``--kubernetes`` the CronTask objects are listed before the first pass (so it sees them),
+their watch marks keys dirty like the file watcher marks paths, and after every pass and every
+run record the :class:`~reconciler.sinks.kubernetes_report.StatusReporter` derives each object's
+status (written by its own threads, coalesced and rate-limited), records Events and acts on
+the run-now annotation.
 """
 
 from __future__ import annotations
@@ -28,12 +34,18 @@ from reconciler.controller.dispatch import Dispatcher
 from reconciler.controller.reconcile import Reconciler, account_for_slots
 from reconciler.controller.service import API_KIND, Service
 from reconciler.controller.view import RuntimeView
-from reconciler.core.runs import RunStatus
+from reconciler.core.runs import RunRecord, RunStatus, Trigger
+from reconciler.core.status import KUBERNETES
 from reconciler.scheduling.apscheduler import ApsScheduler
+from reconciler.scheduling.base import schedule_of
+from reconciler.sinks.kubernetes import StatusWriter
+from reconciler.sinks.kubernetes_events import EventRecorder
+from reconciler.sinks.kubernetes_report import StatusReporter
 from reconciler.sinks.metrics import Metrics
 from reconciler.sources.base import Source
 from reconciler.sources.files import DirectorySource
 from reconciler.sources.git import GitOptions, GitSource
+from reconciler.sources.kubernetes import KubernetesOptions, KubernetesSource, connect
 from reconciler.sources.watch import watch_paths
 from reconciler.store import open_store, sqlite_url
 from reconciler.store.base import RunStore
@@ -49,6 +61,7 @@ class Options:
     state_dir: Path = Path(".crontask")
     db_url: str | None = None
     git: GitOptions | None = None
+    kubernetes: KubernetesOptions | None = None
     allow_empty: bool = False
     resync_seconds: float = 300.0
     shutdown_grace: float = 30.0
@@ -181,8 +194,24 @@ async def serve(
     git = GitSource(options.git, options.state_dir) if options.git else None
     if git is not None:
         sources.append(git)
+
+    # Watchers mark what changed (paths, object keys) and wake the main loop for a pass.
+    dirty: dict[str, set[str]] = {}
+    wake = asyncio.Event()
+
+    def mark(kind: str, paths: Collection[str] = ()) -> None:
+        dirty.setdefault(kind, set()).update(paths)
+        wake.set()
+
+    kube: _Kubernetes | None = None
+    if options.kubernetes is not None:
+        kube = await _start_kubernetes(options.kubernetes, loop, mark, me)
+        sources.append(kube.source)
     reconciler = Reconciler(sources, scheduler, allow_empty=options.allow_empty)
     one_pass_at_a_time = asyncio.Lock()
+    if kube is not None:
+        reporter = kube.reporter(scheduler, dispatcher)
+        dispatcher.subscribe(reporter.on_run)
 
     async def reconcile(
         hints: Mapping[str, Collection[str]] | None, anchors: Mapping[str, datetime] | None = None
@@ -199,6 +228,8 @@ async def serve(
             if anchors is not None:
                 scheduler.start()  # the first pass: jobs get their first fire times now
             account_for_slots(result.plan, scheduler, dispatcher, datetime.now(UTC), anchors)
+            if kube is not None:
+                kube.after_pass(result.desired, scheduler.owned(), keys)
             errors: dict[str, int] = {}
             for kind in [e.location.source for e in result.desired.errors] + [
                 c.winner.source for c in result.desired.conflicts
@@ -256,13 +287,6 @@ async def serve(
         },
     )
 
-    dirty: dict[str, set[str]] = {}
-    wake = asyncio.Event()
-
-    def mark(kind: str, paths: Collection[str] = ()) -> None:
-        dirty.setdefault(kind, set()).update(paths)
-        wake.set()
-
     background = [
         loop.create_task(housekeeping(store, scheduler, dispatcher, options, stop)),
     ]
@@ -312,10 +336,14 @@ async def serve(
         log.info("crontask stopping", extra={"fields": {"running": dispatcher.active_count()}})
         scheduler.shutdown()
         stop.set()
+        if kube is not None:
+            await asyncio.to_thread(kube.source.stop)
         for task in background:
             with contextlib.suppress(Exception, asyncio.CancelledError):
                 await task
         await dispatcher.shutdown(options.shutdown_grace)
+        if kube is not None:
+            await asyncio.to_thread(kube.close)  # the final statuses (interrupted runs)
         store.close()
         log.info("crontask stopped")
     return 1 if failure else 0
@@ -345,3 +373,79 @@ async def _sync_git(
             changed()
         if git.status().last_error:
             failed(GIT_KIND)
+
+
+@dataclasses.dataclass
+class _Kubernetes:
+    """The Kubernetes source and its status/Event writers, wired to the runtime."""
+
+    source: KubernetesSource
+    writer: StatusWriter
+    events: EventRecorder
+    report: StatusReporter | None = None
+
+    def reporter(self, scheduler: ApsScheduler, dispatcher: Dispatcher) -> StatusReporter:
+        def next_run(key: str, now: datetime) -> datetime | None:
+            definition = scheduler.owned().get(key)
+            if definition is None or definition.task.spec.suspend:
+                return None
+            return next(iter(schedule_of(definition).fire_times(now, 1)), None)
+
+        def fire_manual(key: str) -> RunRecord | None:
+            definition = scheduler.owned().get(key)
+            if definition is None or definition.location.source != KUBERNETES:
+                return None
+            return dispatcher.fire(definition, datetime.now(UTC), Trigger.MANUAL)
+
+        self.report = StatusReporter(
+            self.writer,
+            self.events,
+            active=lambda key: tuple(r.id for r in dispatcher.active(key)),
+            next_run=next_run,
+            fire_manual=fire_manual,
+        )
+        return self.report
+
+    def after_pass(
+        self, desired: Any, owned: Mapping[str, Any], keys: Collection[str] | None
+    ) -> None:
+        if self.report is None:
+            return
+        try:
+            self.report.after_pass(self.source.objects(), desired, owned, keys)
+        except Exception:
+            log.exception("kubernetes status update failed; the next pass will try again")
+
+    def close(self) -> None:
+        self.writer.stop(timeout=5.0)
+        self.events.stop(timeout=2.0)
+
+
+async def _start_kubernetes(
+    options: KubernetesOptions,
+    loop: asyncio.AbstractEventLoop,
+    mark: Callable[[str, Collection[str]], None],
+    me: str,
+) -> _Kubernetes:
+    """Connect, list (waiting up to 30 s for the first list, so the first pass sees the
+    objects), and start watching; status and Event writers get their own threads."""
+    api, namespace = await asyncio.to_thread(connect, options)
+
+    def changed(keys: set[str]) -> None:
+        # Called on the watch thread: only hand the keys over to the loop.
+        with contextlib.suppress(RuntimeError):  # the loop is closing
+            loop.call_soon_threadsafe(mark, KUBERNETES, keys)
+
+    source = KubernetesSource(
+        api, namespace, on_change=changed, resync_seconds=options.resync_seconds
+    )
+    await asyncio.to_thread(source.start, 30.0)
+    writer = StatusWriter(api)
+    writer.start()
+    events = EventRecorder(api, instance=me)
+    events.start()
+    log.info(
+        "kubernetes source started",
+        extra={"fields": {"watching": source.location, "synced": source.informer.synced}},
+    )
+    return _Kubernetes(source, writer, events)

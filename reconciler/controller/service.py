@@ -42,6 +42,7 @@ from reconciler.scheduling.base import Scheduler, schedule_of
 from reconciler.sources.base import Source
 from reconciler.sources.files import DirectorySource
 from reconciler.sources.git import GitSource
+from reconciler.sources.kubernetes import KubernetesSource
 from reconciler.store.base import RunStore
 
 T = TypeVar("T")
@@ -142,6 +143,17 @@ class Service:
                         last_error=status.last_error,
                         tasks=n_tasks,
                         errors=n_errors,
+                    )
+                )
+            elif isinstance(source, KubernetesSource):
+                informer = source.informer
+                found.append(
+                    SourceStatus(
+                        kind=source.kind,
+                        location=source.location,
+                        tasks=n_tasks,
+                        errors=n_errors,
+                        last_error=informer.last_error,
                     )
                 )
             elif isinstance(source, DirectorySource):

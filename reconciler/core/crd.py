@@ -327,6 +327,11 @@ def _status_schema() -> dict[str, Any]:
             "lastFailureTime": _timestamp("When a run last failed."),
             "nextScheduleTime": _timestamp("The next slot, or unset while suspended."),
             "lastRun": last_run,
+            "lastRunNow": {
+                "type": "string",
+                "description": "The crontask.dev/run-now annotation value last acted on: each "
+                "new value starts one manual run, once, also across restarts.",
+            },
         },
     }
 

@@ -197,9 +197,8 @@ def test_add_edit_break_fix_and_delete_files(remote: Remote, state: Path, clock:
     assert synced(source)
     assert schedules(source) == {"default/a": "2 * * * *", "default/b": "* * * * *"}
     (error,) = source.errors()
-    assert str(error) == (
-        f"a.yaml:4:19: spec.schedule: minute field: 61 is out of range 0-59 (revision {broken[:12]})"
-    )
+    expected = "a.yaml:4:19: spec.schedule: minute field: 61 is out of range 0-59"
+    assert str(error) == f"{expected} (revision {broken[:12]})"
     assert (error.location.source, error.location.revision) == ("git", broken)
     revisions = {d.key: (d.location.revision, d.error) for d in source.definitions()}
     assert revisions == {"default/a": (good, str(error)), "default/b": (broken, None)}

@@ -1,0 +1,328 @@
+"""What a CronTask custom resource's ``.status`` should say: a pure derivation.
+
+Contract:
+
+- :func:`derive_status` takes the status currently stored on the object, what crontask knows
+  about the task (:class:`StatusInputs`) and ``now``, and returns the complete status crontask
+  wants stored. It never reads a clock or does I/O; the same inputs give the same output.
+- Conditions have the ``metav1.Condition`` shape (type, status, observedGeneration,
+  lastTransitionTime, reason, message; ``message`` always present). ``lastTransitionTime`` moves
+  only when a condition's ``status`` changes; a new reason or message keeps it.
+- Run times only move forward: the stored ``lastSuccessfulTime`` (say, from before a restart)
+  is kept unless crontask has seen a later one, so the object itself is the memory across
+  restarts.
+- :func:`merge_patch` turns (stored, wanted) into an RFC 7386 merge patch, empty when nothing
+  differs: a writer that sends nothing for an empty patch cannot loop on its own watch events.
+- Timestamps are RFC 3339 UTC with a ``Z`` and whole seconds (``metav1.Time``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from reconciler.core.desired import Definition, DesiredState
+from reconciler.core.runs import RunRecord, RunStatus, Trigger
+
+KUBERNETES = "kubernetes"  # the Location.source of definitions read from custom resources
+RUN_NOW_ANNOTATION = "crontask.dev/run-now"
+
+READY = "Ready"
+STALLED = "Stalled"
+
+# Reasons (CamelCase, as metav1.Condition requires).
+SCHEDULED = "Scheduled"
+INVALID_SPEC = "InvalidSpec"
+SUSPENDED = "Suspended"
+CONFLICT = "Conflict"
+PENDING = "Pending"
+
+FAILURES = frozenset({RunStatus.FAILED, RunStatus.TIMED_OUT, RunStatus.INTERRUPTED})
+
+
+def rfc3339(at: datetime) -> str:
+    return at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse_time(text: Any) -> datetime | None:
+    if not isinstance(text, str) or not text:
+        return None
+    try:
+        parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ObjectRef:
+    """A CronTask object as last seen from the API server (what status and Events need)."""
+
+    namespace: str
+    name: str
+    uid: str
+    resource_version: str
+    generation: int
+    run_now: str | None = None  # the crontask.dev/run-now annotation
+    status: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    api_version: str = "crontask.dev/v1alpha1"
+    kind: str = "CronTask"
+
+    @property
+    def key(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class RunSummary:
+    """What the runs seen so far say, folded one record at a time (:meth:`observe`)."""
+
+    latest: RunRecord | None = None
+    last_schedule: datetime | None = None
+    last_success: datetime | None = None
+    last_failure: datetime | None = None
+
+    def observe(self, record: RunRecord) -> RunSummary:
+        latest = self.latest
+        # A skip never hides a run that is still going: the Last Result column would flip
+        # between "running" and "skipped" for a Forbid task.
+        hides_running = (
+            record.status is RunStatus.SKIPPED
+            and latest is not None
+            and latest.status is RunStatus.RUNNING
+            and latest.id != record.id
+        )
+        if not hides_running:
+            latest = record
+        last_schedule = self.last_schedule
+        if record.status is not RunStatus.SKIPPED:
+            last_schedule = _later(last_schedule, record.scheduled_at)
+        ended = record.finished_at
+        last_success, last_failure = self.last_success, self.last_failure
+        if ended is not None and record.status is RunStatus.SUCCEEDED:
+            last_success = _later(last_success, ended)
+        if ended is not None and record.status in FAILURES:
+            last_failure = _later(last_failure, ended)
+        return RunSummary(latest, last_schedule, last_success, last_failure)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class TaskState:
+    """Where the task stands, from the desired state and what the scheduler holds."""
+
+    invalid: str | None = None  # the object's current spec does not validate
+    conflict: str | None = None  # another location defines the key and wins
+    scheduled: bool = False  # the scheduler runs this object's (possibly last good) spec
+    suspended: bool = False
+    describe: str = ""  # "schedule (zone)" of the definition in force
+
+
+def task_state(key: str, desired: DesiredState, in_force: Definition | None) -> TaskState:
+    invalid = next(
+        (e.message for e in desired.errors if e.key == key and e.location.source == KUBERNETES),
+        None,
+    )
+    conflict = next(
+        (str(c) for c in desired.conflicts if c.key == key and c.winner.source != KUBERNETES),
+        None,
+    )
+    ours = in_force is not None and in_force.location.source == KUBERNETES
+    spec = in_force.task.spec if in_force is not None and ours else None
+    return TaskState(
+        invalid=invalid,
+        conflict=conflict,
+        scheduled=ours,
+        suspended=bool(spec and spec.suspend),
+        describe=f"{spec.schedule} ({spec.time_zone})" if spec else "",
+    )
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class StatusInputs:
+    generation: int
+    state: TaskState
+    runs: RunSummary = RunSummary()
+    active: tuple[str, ...] = ()
+    next_run: datetime | None = None
+    run_now: str | None = None  # the run-now value handled; None keeps the stored one
+
+
+def _conditions(state: TaskState) -> tuple[tuple[str, str, str], tuple[str, str, str]]:
+    """(status, reason, message) of Ready and of Stalled."""
+    if state.conflict:
+        return ("False", CONFLICT, state.conflict), ("True", CONFLICT, state.conflict)
+    if state.invalid:
+        kept = (
+            "; the last valid spec keeps running" if state.scheduled else "; nothing is scheduled"
+        )
+        message = f"spec is invalid: {state.invalid}{kept}"
+        return ("False", INVALID_SPEC, message), ("True", INVALID_SPEC, message)
+    if not state.scheduled:
+        message = "not scheduled yet"
+        return ("False", PENDING, message), ("False", PENDING, message)
+    if state.suspended:
+        message = "spec.suspend is true: no new runs"
+        return ("False", SUSPENDED, message), ("False", SUSPENDED, message)
+    message = f"scheduled: {state.describe}"
+    return ("True", SCHEDULED, message), ("False", SCHEDULED, message)
+
+
+def _condition(
+    kind: str,
+    wanted: tuple[str, str, str],
+    generation: int,
+    current: Mapping[str, Any],
+    now: datetime,
+) -> dict[str, Any]:
+    status, reason, message = wanted
+    before = next(
+        (
+            c
+            for c in current.get("conditions") or []
+            if isinstance(c, Mapping) and c.get("type") == kind
+        ),
+        None,
+    )
+    since = rfc3339(now)
+    if before is not None and before.get("status") == status and before.get("lastTransitionTime"):
+        since = str(before["lastTransitionTime"])
+    return {
+        "type": kind,
+        "status": status,
+        "observedGeneration": generation,
+        "lastTransitionTime": since,
+        "reason": reason,
+        "message": message,
+    }
+
+
+def _last_run(record: RunRecord) -> dict[str, Any]:
+    out: dict[str, Any] = {"id": record.id, "result": str(record.status)}
+    if record.started_at is not None:
+        out["startTime"] = rfc3339(record.started_at)
+    if record.finished_at is not None and record.status is not RunStatus.RUNNING:
+        out["completionTime"] = rfc3339(record.finished_at)
+    if record.duration_ms is not None and record.status is not RunStatus.RUNNING:
+        out["durationMs"] = max(0, record.duration_ms)
+    if record.exit_code is not None:
+        out["exitCode"] = record.exit_code
+    message = record.message or record.reason
+    if message:
+        out["message"] = message
+    return out
+
+
+def _time_field(current: Mapping[str, Any], name: str, seen: datetime | None) -> str | None:
+    stored = parse_time(current.get(name))
+    best = _later(stored, seen)
+    return rfc3339(best) if best is not None else None
+
+
+def derive_status(
+    current: Mapping[str, Any], inputs: StatusInputs, now: datetime
+) -> dict[str, Any]:
+    """The whole status crontask wants on the object (see the module docstring)."""
+    ready, stalled = _conditions(inputs.state)
+    status: dict[str, Any] = {
+        "observedGeneration": inputs.generation,
+        "conditions": [
+            _condition(READY, ready, inputs.generation, current, now),
+            _condition(STALLED, stalled, inputs.generation, current, now),
+        ],
+        "active": list(inputs.active),
+        "activeCount": len(inputs.active),
+    }
+    runs = inputs.runs
+    for name, seen in (
+        ("lastScheduleTime", runs.last_schedule),
+        ("lastSuccessfulTime", runs.last_success),
+        ("lastFailureTime", runs.last_failure),
+    ):
+        value = _time_field(current, name, seen)
+        if value is not None:
+            status[name] = value
+    if inputs.state.scheduled and not inputs.state.suspended and inputs.next_run is not None:
+        status["nextScheduleTime"] = rfc3339(inputs.next_run)
+    if runs.latest is not None:
+        status["lastRun"] = _last_run(runs.latest)
+    elif isinstance(current.get("lastRun"), Mapping):
+        status["lastRun"] = dict(current["lastRun"])
+    run_now = inputs.run_now or current.get("lastRunNow")
+    if isinstance(run_now, str) and run_now:
+        status["lastRunNow"] = run_now
+    return status
+
+
+def merge_patch(current: Mapping[str, Any], wanted: Mapping[str, Any]) -> dict[str, Any]:
+    """The RFC 7386 merge patch that turns ``current`` into ``wanted``; ``{}`` if equal.
+    Lists are replaced whole (as merge patches do); a key missing from ``wanted`` is removed."""
+    patch: dict[str, Any] = {}
+    for key, value in wanted.items():
+        before = current.get(key)
+        if isinstance(value, Mapping) and isinstance(before, Mapping):
+            inner = merge_patch(before, value)
+            if inner:
+                patch[key] = inner
+        elif before != value or key not in current:
+            patch[key] = value
+    for key in current:
+        if key not in wanted:
+            patch[key] = None
+    return patch
+
+
+def run_now_due(ref: ObjectRef, handled: str | None) -> str | None:
+    """The run-now value to act on, or None: set, and neither handled by this process nor
+    recorded as handled in the stored status (which is what survives a restart)."""
+    value = ref.run_now
+    if not value:
+        return None
+    if value == handled or value == ref.status.get("lastRunNow"):
+        return None
+    return value
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class EventSpec:
+    type: str  # Normal | Warning
+    reason: str
+    message: str
+
+
+# Skip messages without ids or timestamps, so repeats aggregate into one Event with a count.
+_SKIPS = {
+    "ConcurrencyForbid": ("Normal", "a slot was skipped: the previous run was still running"),
+    "MissedDeadline": ("Warning", "a slot was skipped: it could not start before its deadline"),
+    "Superseded": ("Warning", "missed slots were skipped (crontask was down or busy)"),
+}
+
+
+def run_event(record: RunRecord) -> EventSpec | None:
+    """The Event a run record is worth, if any."""
+    if record.status in (RunStatus.FAILED, RunStatus.TIMED_OUT):
+        what = "timed out" if record.status is RunStatus.TIMED_OUT else "failed"
+        detail = f"exit code {record.exit_code}" if record.exit_code is not None else ""
+        detail = detail or record.reason or ""
+        return EventSpec("Warning", "RunFailed", f"run {what}" + (f": {detail}" if detail else ""))
+    if record.status is RunStatus.SKIPPED:
+        kind, text = _SKIPS.get(
+            record.reason or "", ("Normal", f"a slot was skipped: {record.reason}")
+        )
+        return EventSpec(kind, "SlotSkipped", text)
+    if (
+        record.status is RunStatus.RUNNING
+        and record.trigger is Trigger.MANUAL
+        and record.attempt == 1
+    ):
+        return EventSpec("Normal", "RunStarted", f"manual run {record.id} started")
+    return None
+
+
+def _later(a: datetime | None, b: datetime | None) -> datetime | None:
+    if a is None:
+        return b
+    if b is None:
+        return a
+    return max(a, b)

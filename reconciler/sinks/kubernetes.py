@@ -1,0 +1,253 @@
+"""Writing CronTask status back through the ``/status`` subresource.
+
+Contract:
+
+- :meth:`StatusWriter.submit` is non-blocking and thread-safe: it hands over *how* to compute
+  the wanted status (a function of the stored status) for one object. Worker threads do the
+  HTTP calls; nothing here runs on the event loop.
+- Coalescing: per object at most one request is in flight and only the newest submission is
+  kept, so a burst of updates becomes one or two writes.
+- A write is a JSON merge patch of exactly the fields that differ; when nothing differs,
+  nothing is sent (no write, no watch event, no loop with our own watch).
+- Writes share one token bucket (``qps``/``burst``), so many objects cannot flood the API
+  server. A ``409 Conflict`` re-reads the object and computes the status again against the
+  fresh one; ``429``/``5xx``/connection errors retry with capped backoff; ``404`` (deleted)
+  drops the object. The status is never written through the main resource, so it can never
+  bump ``metadata.generation``.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+
+from reconciler.core.crd import PLURAL, VERSION
+from reconciler.core.model import API_GROUP
+from reconciler.core.status import ObjectRef, merge_patch
+
+log = logging.getLogger("crontask.sinks")
+
+MERGE_PATCH = "application/merge-patch+json"
+Build = Callable[[Mapping[str, Any]], dict[str, Any]]
+
+
+class TokenBucket:
+    """``rate`` tokens a second, at most ``burst`` saved up; :meth:`take` waits for one."""
+
+    def __init__(
+        self, rate: float, burst: int, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.rate, self.burst, self._clock = rate, float(burst), clock
+        self._tokens = float(burst)
+        self._at = clock()
+        self._lock = threading.Lock()
+
+    def _refill(self) -> None:
+        now = self._clock()
+        self._tokens = min(self.burst, self._tokens + (now - self._at) * self.rate)
+        self._at = now
+
+    def try_take(self) -> bool:
+        with self._lock:
+            self._refill()
+            if self._tokens >= 1:
+                self._tokens -= 1
+                return True
+            return False
+
+    def take(self, stop: threading.Event | None = None) -> bool:
+        """Wait for a token; False if ``stop`` was set first."""
+        while True:
+            with self._lock:
+                self._refill()
+                if self._tokens >= 1:
+                    self._tokens -= 1
+                    return True
+                wait = (1 - self._tokens) / self.rate
+            if stop is not None and stop.wait(wait):
+                return False
+            if stop is None:
+                time.sleep(wait)
+
+
+class StatusWriter:
+    def __init__(
+        self,
+        api: Any,
+        *,
+        qps: float = 20.0,
+        burst: int = 20,
+        workers: int = 4,
+        attempts: int = 6,
+        backoff: float = 0.2,
+        max_backoff: float = 5.0,
+    ) -> None:
+        self._objects = client.CustomObjectsApi(api)
+        self._bucket = TokenBucket(qps, burst)
+        self._workers = workers
+        self._attempts = attempts
+        self._backoff, self._max_backoff = backoff, max_backoff
+        self._cond = threading.Condition()
+        self._pending: dict[str, tuple[ObjectRef, Build]] = {}  # insertion order = queue order
+        self._inflight: set[str] = set()
+        # The status after our last write or read, with the object's uid (a deleted and
+        # re-created object starts from its own, empty status).
+        self._known: dict[str, tuple[str, dict[str, Any]]] = {}
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self.writes = 0
+        self.skipped = 0  # nothing differed
+        self.conflicts = 0
+        self.failures = 0
+
+    def start(self) -> None:
+        for n in range(self._workers):
+            thread = threading.Thread(target=self._work, name=f"status-writer-{n}", daemon=True)
+            thread.start()
+            self._threads.append(thread)
+
+    def submit(self, ref: ObjectRef, build: Build) -> None:
+        with self._cond:
+            self._pending.pop(ref.key, None)  # re-queued at the end, the newest wins
+            self._pending[ref.key] = (ref, build)
+            self._cond.notify()
+
+    def forget(self, key: str) -> None:
+        with self._cond:
+            self._pending.pop(key, None)
+            self._known.pop(key, None)
+
+    def idle(self) -> bool:
+        with self._cond:
+            return not self._pending and not self._inflight
+
+    def flush(self, timeout: float) -> bool:
+        """Wait until every submission is written (or given up); False on timeout."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while self._pending or self._inflight:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._cond.wait(min(left, 0.05))
+        return True
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Write what is pending (up to ``timeout``), then stop the workers."""
+        self.flush(timeout)
+        self._stop.set()
+        with self._cond:
+            self._cond.notify_all()
+        for thread in self._threads:
+            thread.join(timeout=1.0)
+
+    # -- workers ---------------------------------------------------------------------------
+
+    def _next(self) -> tuple[ObjectRef, Build] | None:
+        with self._cond:
+            while not self._stop.is_set():
+                for key in self._pending:
+                    if key not in self._inflight:
+                        self._inflight.add(key)
+                        return self._pending.pop(key)
+                self._cond.wait(0.5)
+        return None
+
+    def _done(self, key: str) -> None:
+        with self._cond:
+            self._inflight.discard(key)
+            self._cond.notify_all()
+
+    def _work(self) -> None:
+        while (item := self._next()) is not None:
+            ref, build = item
+            try:
+                self._write(ref, build)
+            except Exception:
+                self.failures += 1
+                log.exception("status write failed", extra={"fields": {"task": ref.key}})
+            finally:
+                self._done(ref.key)
+
+    def _newer(self, key: str) -> tuple[ObjectRef, Build] | None:
+        """A submission that arrived while this key was in flight: it replaces ours."""
+        with self._cond:
+            return self._pending.pop(key, None)
+
+    def _write(self, ref: ObjectRef, build: Build) -> None:
+        key = ref.key
+        delay = self._backoff
+        for _ in range(self._attempts):
+            if (newer := self._newer(key)) is not None:
+                ref, build = newer
+            uid, known = self._known.get(key, ("", None))
+            current = known if known is not None and uid == ref.uid else dict(ref.status)
+            patch = merge_patch(current, build(current))
+            if not patch:
+                self.skipped += 1
+                self._known[key] = (ref.uid, current)
+                return
+            if not self._bucket.take(self._stop):
+                return
+            try:
+                written = self._objects.patch_namespaced_custom_object_status(
+                    API_GROUP,
+                    VERSION,
+                    ref.namespace,
+                    PLURAL,
+                    ref.name,
+                    {"status": patch},
+                    _content_type=MERGE_PATCH,
+                    _request_timeout=(10, 30),
+                )
+            except ApiException as err:
+                if err.status == 404:
+                    self._known.pop(key, None)
+                    return
+                if err.status == 409:
+                    self.conflicts += 1
+                    self._reread(ref)
+                    continue  # at once: the fresh state is what the next attempt works on
+                if err.status not in (429, 500, 502, 503, 504):
+                    self.failures += 1
+                    log.warning(
+                        "status write refused",
+                        extra={"fields": {"task": key, "status": err.status, "error": err.reason}},
+                    )
+                    return
+            except Exception as err:  # connection refused, reset, timeout
+                log.debug("status write error", extra={"fields": {"task": key, "error": err}})
+            else:
+                self.writes += 1
+                status = written.get("status") if isinstance(written, dict) else None
+                fresh = status if isinstance(status, dict) else {**current, **patch}
+                self._known[key] = (ref.uid, fresh)
+                return
+            if self._stop.wait(random.uniform(delay / 2, delay)):  # noqa: S311 - jitter
+                return
+            delay = min(self._max_backoff, delay * 2)
+        self.failures += 1
+        log.warning(
+            "status write gave up; the next update retries", extra={"fields": {"task": key}}
+        )
+
+    def _reread(self, ref: ObjectRef) -> None:
+        try:
+            obj = self._objects.get_namespaced_custom_object_status(
+                API_GROUP, VERSION, ref.namespace, PLURAL, ref.name, _request_timeout=(10, 30)
+            )
+        except ApiException as err:
+            if err.status == 404:
+                self._known.pop(ref.key, None)
+            return
+        except Exception:
+            return
+        status = obj.get("status") if isinstance(obj, dict) else None
+        self._known[ref.key] = (ref.uid, status if isinstance(status, dict) else {})

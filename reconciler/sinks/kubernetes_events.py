@@ -1,0 +1,178 @@
+"""core/v1 Events about CronTask objects, aggregated and rate-limited like client-go's.
+
+Contract:
+
+- :meth:`EventRecorder.emit` is non-blocking and thread-safe; a worker thread talks to the
+  API server. When the queue is full, events are dropped (Events are best-effort by design).
+- Aggregation (client-go's EventCorrelator): the same object (uid), type, reason and message
+  within ``window`` seconds is one Event whose ``count`` and ``lastTimestamp`` are PATCHed,
+  not a new object per occurrence.
+- Spam filter: a token bucket per object (``burst`` events, then one per ``refill_seconds``)
+  and one overall (``qps``) bound what a misbehaving task can cost the API server.
+- ``involvedObject`` names the CronTask with its uid and resourceVersion; ``reason`` is
+  CamelCase; ``source.component``/``reportingComponent`` say it was crontask.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import queue
+import socket
+import threading
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+
+from reconciler.core.status import EventSpec, ObjectRef, rfc3339
+from reconciler.sinks.kubernetes import MERGE_PATCH, TokenBucket
+
+log = logging.getLogger("crontask.sinks")
+
+COMPONENT = "crontask"
+REPORTING_COMPONENT = "crontask.dev/crontask"
+
+
+@dataclasses.dataclass
+class _Seen:
+    name: str
+    count: int
+    last: float  # monotonic
+
+
+class EventRecorder:
+    def __init__(
+        self,
+        api: Any,
+        *,
+        window: float = 600.0,
+        burst: int = 25,
+        refill_seconds: float = 300.0,
+        qps: float = 5.0,
+        queue_size: int = 1000,
+        instance: str | None = None,
+    ) -> None:
+        self._core = client.CoreV1Api(api)
+        self.window = window
+        self._burst, self._refill = burst, refill_seconds
+        self._overall = TokenBucket(qps, max(1, int(qps * 2)))
+        self._per_object: dict[str, TokenBucket] = {}
+        self._seen: dict[tuple[str, str, str, str], _Seen] = {}
+        self._queue: queue.Queue[tuple[ObjectRef, EventSpec, datetime] | None] = queue.Queue(
+            queue_size
+        )
+        self._host = instance or socket.gethostname()
+        self._thread: threading.Thread | None = None
+        self._stop = threading.Event()
+        self.created = 0
+        self.patched = 0
+        self.dropped = 0
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._work, name="event-recorder", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self.flush(timeout)
+        self._stop.set()
+        self._queue.put(None)
+        if self._thread is not None:
+            self._thread.join(timeout=1.0)
+
+    def flush(self, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while self._queue.unfinished_tasks:
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.01)
+        return True
+
+    def emit(self, ref: ObjectRef, event: EventSpec, at: datetime | None = None) -> None:
+        try:
+            self._queue.put_nowait((ref, event, at or datetime.now(UTC)))
+        except queue.Full:
+            self.dropped += 1
+
+    # -- the worker ------------------------------------------------------------------------
+
+    def _work(self) -> None:
+        while True:
+            item = self._queue.get()
+            try:
+                if item is None:
+                    return
+                self._record(*item)
+            except Exception:
+                log.exception("event not recorded")
+            finally:
+                self._queue.task_done()
+
+    def _record(self, ref: ObjectRef, event: EventSpec, at: datetime) -> None:
+        bucket = self._per_object.setdefault(
+            ref.uid or ref.key, TokenBucket(1.0 / self._refill, self._burst)
+        )
+        if not bucket.try_take():
+            self.dropped += 1
+            return
+        if not self._overall.take(self._stop):
+            return
+        key = (ref.uid or ref.key, event.type, event.reason, event.message)
+        now = time.monotonic()
+        seen = self._seen.get(key)
+        if seen is not None and now - seen.last <= self.window:
+            body = {"count": seen.count + 1, "lastTimestamp": rfc3339(at)}
+            try:
+                self._core.patch_namespaced_event(
+                    seen.name,
+                    ref.namespace,
+                    body,
+                    _content_type=MERGE_PATCH,
+                    _request_timeout=(10, 30),
+                )
+            except ApiException as err:
+                if err.status != 404:
+                    raise
+            else:
+                seen.count += 1
+                seen.last = now
+                self.patched += 1
+                return
+        name = f"{ref.name}.{time.time_ns():x}"  # as client-go names them
+        event_body: Any = self._body(name, ref, event, at)  # the client takes a plain dict
+        self._core.create_namespaced_event(ref.namespace, event_body, _request_timeout=(10, 30))
+        self._seen[key] = _Seen(name, 1, now)
+        self.created += 1
+        self._expire(now)
+
+    def _expire(self, now: float) -> None:
+        if len(self._seen) > 4096:
+            for key in [k for k, s in self._seen.items() if now - s.last > self.window]:
+                del self._seen[key]
+
+    def _body(self, name: str, ref: ObjectRef, event: EventSpec, at: datetime) -> dict[str, Any]:
+        stamp = rfc3339(at)
+        return {
+            "apiVersion": "v1",
+            "kind": "Event",
+            "metadata": {"name": name, "namespace": ref.namespace},
+            "involvedObject": {
+                "apiVersion": ref.api_version,
+                "kind": ref.kind,
+                "name": ref.name,
+                "namespace": ref.namespace,
+                "uid": ref.uid,
+                "resourceVersion": ref.resource_version,
+            },
+            "reason": event.reason,
+            "message": event.message,
+            "type": event.type,
+            "count": 1,
+            "firstTimestamp": stamp,
+            "lastTimestamp": stamp,
+            "source": {"component": COMPONENT, "host": self._host},
+            "reportingComponent": REPORTING_COMPONENT,
+            "reportingInstance": self._host,
+        }

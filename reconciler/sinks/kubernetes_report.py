@@ -1,0 +1,156 @@
+"""From passes and run records to CronTask status, Events and run-now triggers.
+
+Contract:
+
+- Everything here is called on the event loop and returns at once: it computes the inputs of
+  :func:`reconciler.core.status.derive_status` from in-memory state and hands them to the
+  :class:`~reconciler.sinks.kubernetes.StatusWriter` (which coalesces, rate-limits and skips
+  writes that change nothing) and to the :class:`EventRecorder`.
+- :meth:`StatusReporter.after_pass` is called after every pass with the objects the
+  Kubernetes source holds, the desired state, what the scheduler owns and the keys the pass
+  looked at (None: all). :meth:`StatusReporter.on_run` is a dispatcher listener: every run
+  record (running, finished, skipped) updates its task's status.
+- Run-now: an object whose ``crontask.dev/run-now`` annotation holds a value that is neither
+  handled by this process nor recorded as ``status.lastRunNow`` gets exactly one manual run
+  (``fire_manual``; the concurrency policy applies, a skip is recorded and reported); the value
+  is then written as ``status.lastRunNow``, which is what prevents a second run after a restart.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Collection, Mapping
+from datetime import UTC, datetime
+
+from reconciler.core.desired import Definition, DesiredState
+from reconciler.core.runs import RunRecord
+from reconciler.core.status import (
+    EventSpec,
+    ObjectRef,
+    RunSummary,
+    StatusInputs,
+    TaskState,
+    derive_status,
+    run_event,
+    run_now_due,
+    task_state,
+)
+from reconciler.sinks.kubernetes import StatusWriter
+from reconciler.sinks.kubernetes_events import EventRecorder
+
+log = logging.getLogger("crontask.sinks")
+
+Clock = Callable[[], datetime]
+
+
+class StatusReporter:
+    def __init__(
+        self,
+        writer: StatusWriter,
+        events: EventRecorder | None,
+        *,
+        active: Callable[[str], tuple[str, ...]],
+        next_run: Callable[[str, datetime], datetime | None],
+        fire_manual: Callable[[str], RunRecord | None],
+        clock: Clock = lambda: datetime.now(UTC),
+    ) -> None:
+        self._writer = writer
+        self._events = events
+        self._active = active
+        self._next_run = next_run
+        self._fire_manual = fire_manual
+        self._clock = clock
+        self._refs: dict[str, ObjectRef] = {}
+        self._states: dict[str, TaskState] = {}
+        self._runs: dict[str, RunSummary] = {}
+        self._handled: dict[str, str] = {}  # run-now values this process acted on
+        self._invalid: dict[str, str] = {}  # the spec error last reported as an Event
+
+    def after_pass(
+        self,
+        refs: Mapping[str, ObjectRef],
+        desired: DesiredState,
+        owned: Mapping[str, Definition],
+        keys: Collection[str] | None,
+    ) -> None:
+        for gone in set(self._refs) - set(refs):
+            self._states.pop(gone, None)
+            self._runs.pop(gone, None)
+            self._handled.pop(gone, None)
+            self._invalid.pop(gone, None)
+            self._writer.forget(gone)
+        self._refs = dict(refs)
+        targets = list(refs) if keys is None else [k for k in keys if k in refs]
+        for key in targets:
+            ref = refs[key]
+            state = task_state(key, desired, owned.get(key))
+            self._states[key] = state
+            self._report_invalid(ref, state)
+            due = run_now_due(ref, self._handled.get(key))
+            if due is not None:
+                self._run_now(ref, due)
+            self.submit(key)
+
+    def on_run(self, record: RunRecord) -> None:
+        ref = self._refs.get(record.task)
+        if ref is None:
+            return  # a task from another source
+        self._runs[record.task] = self._runs.get(record.task, RunSummary()).observe(record)
+        event = run_event(record)
+        if event is not None:
+            self._emit(ref, event)
+        # The dispatcher notifies a finished record before it drops the run from its active
+        # ones: the run is over, whatever the active list still says.
+        self.submit(record.task, ended=record.id if record.status.finished else None)
+
+    def submit(self, key: str, ended: str | None = None) -> None:
+        """Hand the task's current inputs to the writer (a no-op write is never sent)."""
+        ref = self._refs.get(key)
+        if ref is None:
+            return
+        now = self._clock()
+        inputs = StatusInputs(
+            generation=ref.generation,
+            state=self._states.get(key, TaskState()),
+            runs=self._runs.get(key, RunSummary()),
+            active=tuple(i for i in self._active(key) if i != ended),
+            next_run=self._next_run(key, now),
+            run_now=self._handled.get(key),
+        )
+        clock = self._clock
+        self._writer.submit(ref, lambda current: derive_status(current, inputs, clock()))
+
+    def _run_now(self, ref: ObjectRef, value: str) -> None:
+        self._handled[ref.key] = value
+        record = self._fire_manual(ref.key)
+        log.info(
+            "run-now requested",
+            extra={
+                "fields": {
+                    "task": ref.key,
+                    "value": value,
+                    "run": record.id if record else None,
+                    "status": str(record.status) if record else None,
+                }
+            },
+        )
+        if record is None:
+            self._emit(
+                ref,
+                EventSpec(
+                    "Warning", "RunNowIgnored", "run-now ignored: no valid spec is scheduled"
+                ),
+            )
+
+    def _report_invalid(self, ref: ObjectRef, state: TaskState) -> None:
+        if state.invalid is None:
+            self._invalid.pop(ref.key, None)
+            return
+        if self._invalid.get(ref.key) == state.invalid:
+            return
+        self._invalid[ref.key] = state.invalid
+        self._emit(ref, EventSpec("Warning", "InvalidSpec", f"spec is invalid: {state.invalid}"))
+
+    def _emit(self, ref: ObjectRef, event: EventSpec) -> None:
+        if self._events is not None:
+            self._events.emit(ref, event, self._clock())

@@ -1,0 +1,266 @@
+"""The Kubernetes source: CronTask custom resources, listed and watched.
+
+Contract (the :class:`~reconciler.sources.base.Source` protocol, plus):
+
+- An :class:`~reconciler.sources.kubernetes_watch.Informer` keeps a cache of the CronTask
+  objects of one namespace (or all); its events only call ``on_change(keys)`` (the runtime's
+  "mark dirty"). ``refresh(hints)`` then rebuilds the definitions of those keys from the cache
+  (level-triggered), ``definitions()``/``errors()`` are in-memory reads.
+- A task is built from ``apiVersion``, ``kind``, ``metadata.name/namespace/labels/
+  annotations`` and ``spec`` only: the server's metadata (uid, managedFields, ...) and the
+  status never reach the model, so a status write never changes a definition.
+- An object whose spec does not validate (the API server accepts a bad cron expression or
+  zone) keeps its last good definition in force, flagged, and is reported as an error at
+  ``Location("kubernetes", "NS/NAME")``: ``ops/backup: spec.schedule: ...``. A deleted object
+  removes its task.
+- ``refresh`` reports a key as changed only when what a definition is built from (or the
+  generation) changed, so status-only watch events cause no work downstream.
+- :meth:`KubernetesSource.objects` gives, per key, the object's uid, generation,
+  resourceVersion, run-now annotation and stored status (:class:`ObjectRef`) for the status
+  writer and the event recorder.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import logging
+import os
+from collections.abc import Callable, Collection
+from pathlib import Path
+from typing import Any
+
+from kubernetes import client, config
+from pydantic import ValidationError
+
+from reconciler.core.crd import PLURAL, VERSION
+from reconciler.core.desired import Definition, DefinitionError, Location
+from reconciler.core.model import API_GROUP, CronTask
+from reconciler.core.status import KUBERNETES, RUN_NOW_ANNOTATION, ObjectRef
+from reconciler.sources.kubernetes_watch import Informer
+
+log = logging.getLogger("crontask.sources")
+
+IN_CLUSTER_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+# kubectl's copy of the whole object: noise in a task's resource, and it changes with every
+# apply even when nothing else does.
+LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
+
+
+@dataclasses.dataclass(frozen=True)
+class KubernetesOptions:
+    namespace: str | None = None  # None: the kubeconfig context's (or the pod's) namespace
+    all_namespaces: bool = False
+    kubeconfig: Path | None = None  # None: $KUBECONFIG, ~/.kube/config, else in-cluster
+    resync_seconds: float = 300.0
+
+
+def connect(options: KubernetesOptions) -> tuple[Any, str | None]:
+    """An ``ApiClient`` and the namespace to watch (None: all namespaces)."""
+    explicit = options.kubeconfig or os.environ.get("KUBECONFIG")
+    default_file = Path.home() / ".kube" / "config"
+    if explicit or (default_file.exists() and "KUBERNETES_SERVICE_HOST" not in os.environ):
+        path = str(explicit or default_file)
+        api = config.new_client_from_config(config_file=path)  # type: ignore[no-untyped-call]
+        _, context = config.list_kube_config_contexts(path)  # type: ignore[no-untyped-call]
+        namespace = (context or {}).get("context", {}).get("namespace") or "default"
+    else:
+        configuration = client.Configuration()
+        config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
+        api = client.ApiClient(configuration)
+        namespace = (
+            IN_CLUSTER_NAMESPACE.read_text().strip() if IN_CLUSTER_NAMESPACE.exists() else "default"
+        )
+    if options.all_namespaces:
+        return api, None
+    return api, options.namespace or namespace
+
+
+def list_function(api: Any, namespace: str | None) -> Callable[..., Any]:
+    objects = client.CustomObjectsApi(api)
+    if namespace is None:
+        return functools.partial(objects.list_cluster_custom_object, API_GROUP, VERSION, PLURAL)
+    return functools.partial(
+        objects.list_namespaced_custom_object, API_GROUP, VERSION, namespace, PLURAL
+    )
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Entry:
+    ref: ObjectRef
+    fingerprint: str  # what the definition is built from, with the generation
+    good: Definition | None
+    errors: tuple[DefinitionError, ...]
+
+    def in_force(self) -> Definition | None:
+        if self.good is None or not self.errors:
+            return self.good
+        return dataclasses.replace(self.good, error=str(self.errors[0]))
+
+
+class KubernetesSource:
+    kind = KUBERNETES
+
+    def __init__(
+        self,
+        api: Any,
+        namespace: str | None,
+        *,
+        on_change: Callable[[set[str]], None] = lambda keys: None,
+        resync_seconds: float = 300.0,
+        informer: Informer | None = None,
+    ) -> None:
+        self.namespace = namespace
+        self._on_change = on_change
+        self.informer = informer or Informer(
+            list_function(api, namespace),
+            on_change=self._changed,
+            resync_seconds=resync_seconds,
+            name="kubernetes-watch",
+        )
+        self._entries: dict[str, _Entry] = {}
+
+    @property
+    def location(self) -> str:
+        return f"namespace {self.namespace}" if self.namespace else "all namespaces"
+
+    def start(self, wait: float = 30.0) -> bool:
+        """Start watching; wait up to ``wait`` seconds for the first list (True: listed)."""
+        synced = self.informer.start(wait)
+        if not synced:
+            log.warning(
+                "kubernetes: the first list has not succeeded yet; will keep trying",
+                extra={"fields": {"error": self.informer.last_error}},
+            )
+        return synced
+
+    def stop(self) -> None:
+        self.informer.stop()
+
+    def _changed(self, keys: set[str]) -> None:
+        self._on_change(keys)
+
+    # -- the Source protocol ---------------------------------------------------------------
+
+    def refresh(self, hints: Collection[str] | None = None) -> set[str]:
+        if hints is None:
+            cache = self.informer.snapshot()
+            keys = set(cache) | set(self._entries)
+        else:
+            keys = set(hints)
+            cache = self.informer.snapshot(keys)
+        changed: set[str] = set()
+        for key in keys:
+            obj = cache.get(key)
+            before = self._entries.get(key)
+            if obj is None:
+                if before is not None:
+                    del self._entries[key]
+                    changed.add(key)
+                continue
+            after = self._read(obj, before)
+            self._entries[key] = after
+            if before is None or before.fingerprint != after.fingerprint:
+                changed.add(key)
+        return changed
+
+    def definitions(self) -> list[Definition]:
+        found = (e.in_force() for e in self._entries.values())
+        return [d for d in found if d is not None]
+
+    def errors(self) -> list[DefinitionError]:
+        found = [err for e in self._entries.values() for err in e.errors]
+        # Listing keeps failing before anything was read (no RBAC, wrong namespace): say so.
+        if not self.informer.synced and self.informer.last_error:
+            where = Location(KUBERNETES, self.namespace or "*")
+            found.append(
+                DefinitionError(where, f"cannot list CronTasks: {self.informer.last_error}")
+            )
+        return found
+
+    # -- for the status writer -------------------------------------------------------------
+
+    def objects(self) -> dict[str, ObjectRef]:
+        """Every object read, with the latest resourceVersion and status the cache holds."""
+        latest = self.informer.snapshot(self._entries)
+        refs: dict[str, ObjectRef] = {}
+        for key, entry in self._entries.items():
+            obj = latest.get(key)
+            refs[key] = _ref(obj) if obj is not None else entry.ref
+        return refs
+
+    # -- details ---------------------------------------------------------------------------
+
+    def _read(self, obj: dict[str, Any], before: _Entry | None) -> _Entry:
+        document, fingerprint = _document(obj)
+        ref = _ref(obj)
+        if before is not None and before.fingerprint == fingerprint:
+            return dataclasses.replace(before, ref=ref)
+        good = before.good if before else None
+        location = Location(KUBERNETES, ref.key)
+        try:
+            task = CronTask.model_validate(document)
+        except ValidationError as err:
+            errors = tuple(
+                DefinitionError(location, _message(item), ref.key)
+                for item in err.errors(include_url=False)
+            )
+            return _Entry(ref, fingerprint, good, errors)
+        return _Entry(ref, fingerprint, Definition.of(task, location), ())
+
+
+def _document(obj: dict[str, Any]) -> tuple[dict[str, Any], str]:
+    meta = obj.get("metadata") or {}
+    annotations = {k: v for k, v in (meta.get("annotations") or {}).items() if k != LAST_APPLIED}
+    document = {
+        "apiVersion": obj.get("apiVersion"),
+        "kind": obj.get("kind"),
+        "metadata": {
+            "name": meta.get("name"),
+            "namespace": meta.get("namespace") or "default",
+            "labels": meta.get("labels") or {},
+            "annotations": annotations,
+        },
+        "spec": obj.get("spec"),
+    }
+    # Labels and annotations count (a run-now annotation must reach the pass), the status
+    # and the server's metadata do not. The planner compares spec hashes, so a metadata-only
+    # change never touches the job.
+    fingerprint = repr(
+        (
+            meta.get("generation"),
+            meta.get("labels") or {},
+            sorted(annotations.items()),
+            document["spec"],
+        )
+    )
+    return document, fingerprint
+
+
+def _ref(obj: dict[str, Any]) -> ObjectRef:
+    meta = obj.get("metadata") or {}
+    status = obj.get("status")
+    return ObjectRef(
+        namespace=meta.get("namespace") or "default",
+        name=str(meta.get("name")),
+        uid=str(meta.get("uid") or ""),
+        resource_version=str(meta.get("resourceVersion") or ""),
+        generation=int(meta.get("generation") or 0),
+        run_now=(meta.get("annotations") or {}).get(RUN_NOW_ANNOTATION),
+        status=status if isinstance(status, dict) else {},
+        api_version=str(obj.get("apiVersion") or f"{API_GROUP}/{VERSION}"),
+        kind=str(obj.get("kind") or "CronTask"),
+    )
+
+
+def _message(item: Any) -> str:
+    where = ""
+    for part in item["loc"]:
+        where += f"[{part}]" if isinstance(part, int) else (f".{part}" if where else str(part))
+    if item["type"] == "extra_forbidden":
+        text = "unknown field"
+    elif item["type"] == "missing":
+        text = "required field is missing"
+    else:
+        text = str(item["msg"]).removeprefix("Value error, ")
+    return f"{where}: {text}" if where else text

@@ -1,0 +1,283 @@
+"""LIST then WATCH one Kubernetes collection, in a thread: a minimal informer.
+
+Contract:
+
+- :meth:`Informer.start` starts a daemon thread that LISTs (paginated), then WATCHes from the
+  list's ``resourceVersion`` with ``allowWatchBookmarks``; it keeps an in-memory cache of the
+  objects by ``namespace/name`` and calls ``on_change(keys)`` from its thread with the keys an
+  event (or a re-list) touched. The callback must only *mark* work (it runs on the watch
+  thread); readers call :meth:`snapshot` — level-triggered, so a lost callback is healed by the
+  next one or the periodic re-list.
+- ``410 Gone`` (an ``ERROR`` event, or the HTTP status) means the resourceVersion is too old:
+  re-list. A dropped connection (no terminating chunk, a reset, a read timeout) reconnects from
+  the last resourceVersion seen (bookmarks keep it fresh) after a capped, jittered exponential
+  backoff. Every ``resync_seconds`` (jittered by 10 %) the collection is re-listed anyway, which
+  heals anything a watch could have missed.
+- The client is blocking; nothing here ever runs on the event loop. :meth:`stop` shuts the
+  open watch's socket so the thread ends promptly.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable, Collection, Iterator
+from typing import Any
+
+from kubernetes.client.exceptions import ApiException
+
+log = logging.getLogger("crontask.sources")
+
+ListFn = Callable[..., Any]
+OnChange = Callable[[set[str]], None]
+
+PAGE = 500
+GONE = 410
+
+
+class Backoff:
+    """Capped exponential backoff with jitter (each delay uniform in [base/2, base])."""
+
+    def __init__(self, initial: float = 0.2, cap: float = 30.0, factor: float = 2.0) -> None:
+        self.initial, self.cap, self.factor = initial, cap, factor
+        self.failures = 0
+
+    def next(self) -> float:
+        base = min(self.cap, self.initial * self.factor**self.failures)
+        self.failures += 1
+        return random.uniform(base / 2, base)  # noqa: S311 - jitter, not security
+
+    def reset(self) -> None:
+        self.failures = 0
+
+
+class _Expired(Exception):
+    """The watch's resourceVersion is gone (410): re-list."""
+
+
+def object_key(obj: dict[str, Any]) -> str:
+    meta = obj.get("metadata") or {}
+    return f"{meta.get('namespace') or ''}/{meta.get('name')}"
+
+
+class Informer:
+    def __init__(
+        self,
+        list_fn: ListFn,
+        *,
+        on_change: OnChange,
+        resync_seconds: float = 300.0,
+        watch_seconds: float = 300.0,
+        backoff: Backoff | None = None,
+        name: str = "informer",
+    ) -> None:
+        self._list_fn = list_fn
+        self._on_change = on_change
+        self.resync_seconds = resync_seconds
+        self.watch_seconds = watch_seconds
+        self._backoff = backoff or Backoff()
+        self._name = name
+        self._lock = threading.Lock()
+        self._cache: dict[str, dict[str, Any]] = {}
+        self._rv: str | None = None
+        self._stop = threading.Event()
+        self._synced = threading.Event()
+        self._resp: Any = None
+        self._thread: threading.Thread | None = None
+        self.last_error: str | None = None
+        self.failures = 0  # consecutive
+        self.lists = 0
+        self.expired = 0
+        self.reconnects = 0
+        self.bookmarks = 0
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def start(self, wait: float = 0.0) -> bool:
+        """Start the thread; wait up to ``wait`` seconds for the first list. True if synced."""
+        self._thread = threading.Thread(target=self._run, name=self._name, daemon=True)
+        self._thread.start()
+        return self._synced.wait(wait) if wait > 0 else self._synced.is_set()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._stop.set()
+        self._close_response()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    @property
+    def synced(self) -> bool:
+        return self._synced.is_set()
+
+    @property
+    def resource_version(self) -> str | None:
+        return self._rv
+
+    def snapshot(self, keys: Collection[str] | None = None) -> dict[str, dict[str, Any]]:
+        """The cached objects (all, or those of ``keys`` that exist). Objects are replaced,
+        never mutated, so the dicts may be read without the lock."""
+        with self._lock:
+            if keys is None:
+                return dict(self._cache)
+            return {k: self._cache[k] for k in keys if k in self._cache}
+
+    # -- the thread ------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        need_list = True
+        next_resync = 0.0
+        while not self._stop.is_set():
+            try:
+                if need_list or time.monotonic() >= next_resync:
+                    self._list()
+                    need_list = False
+                    jitter = random.uniform(0.9, 1.1)  # noqa: S311 - spreads replicas' re-lists
+                    next_resync = time.monotonic() + self.resync_seconds * jitter
+                began = time.monotonic()
+                events = self._watch(
+                    max(1.0, min(self.watch_seconds, next_resync - time.monotonic()))
+                )
+                self.failures = 0
+                self.last_error = None
+                if events or time.monotonic() - began > 1.0:
+                    self._backoff.reset()
+                else:  # a server that ends every watch at once must not make us spin
+                    self._stop.wait(self._backoff.next())
+            except _Expired:
+                self.expired += 1
+                need_list = True
+                log.info("watch expired (410); re-listing", extra={"fields": {"at": self._rv}})
+            except Exception as err:
+                if self._stop.is_set():
+                    return
+                if isinstance(err, ApiException) and err.status == GONE:
+                    self.expired += 1
+                    need_list = True
+                    continue
+                self.failures += 1
+                self.last_error = _describe(err)
+                self.reconnects += 1
+                delay = self._backoff.next()
+                log.warning(
+                    "kubernetes watch failed; retrying",
+                    extra={
+                        "fields": {
+                            "error": self.last_error,
+                            "in_seconds": round(delay, 2),
+                            "failures": self.failures,
+                        }
+                    },
+                )
+                self._stop.wait(delay)
+
+    def _list(self) -> None:
+        items: dict[str, dict[str, Any]] = {}
+        token: str | None = None
+        while True:
+            kwargs: dict[str, Any] = {"limit": PAGE, "_request_timeout": (10, 60)}
+            if token:
+                kwargs["_continue"] = token
+            page = self._list_fn(**kwargs)
+            for obj in page.get("items") or []:
+                items[object_key(obj)] = obj
+            meta = page.get("metadata") or {}
+            token = meta.get("continue")
+            if not token:
+                break
+        with self._lock:
+            before = self._cache
+            self._cache = items
+            self._rv = str(meta.get("resourceVersion") or "") or None
+        changed = {
+            k for k in set(before) | set(items) if _rv_of(before.get(k)) != _rv_of(items.get(k))
+        }
+        self.lists += 1
+        self._synced.set()
+        self.failures = 0
+        self.last_error = None
+        if changed:
+            self._on_change(changed)
+
+    def _watch(self, seconds: float) -> int:
+        """One watch request, until the server ends it; returns how many events came."""
+        resp = self._list_fn(
+            watch=True,
+            resource_version=self._rv,
+            allow_watch_bookmarks=True,
+            timeout_seconds=int(seconds),
+            _preload_content=False,
+            # The server ends the watch after timeout_seconds; reading longer than that plus
+            # a margin means the connection is half-open: reconnect.
+            _request_timeout=(10, seconds + 30),
+        )
+        self._resp = resp
+        count = 0
+        try:
+            if self._stop.is_set():
+                return count
+            for line in _lines(resp):
+                self._event(json.loads(line))
+                count += 1
+                if self._stop.is_set():
+                    break
+            return count
+        finally:
+            self._resp = None
+            with contextlib.suppress(Exception):
+                resp.release_conn()
+
+    def _event(self, event: dict[str, Any]) -> None:
+        kind = event.get("type")
+        obj = event.get("object") or {}
+        if kind == "ERROR":
+            if obj.get("code") == GONE:
+                raise _Expired
+            raise RuntimeError(f"watch error: {obj.get('reason')}: {obj.get('message')}")
+        rv = (obj.get("metadata") or {}).get("resourceVersion")
+        if kind == "BOOKMARK":
+            self.bookmarks += 1
+            if rv:
+                self._rv = str(rv)
+            return
+        key = object_key(obj)
+        with self._lock:
+            if kind == "DELETED":
+                self._cache.pop(key, None)
+            else:
+                self._cache[key] = obj
+            if rv:
+                self._rv = str(rv)
+        self._on_change({key})
+
+    def _close_response(self) -> None:
+        resp = self._resp
+        if resp is None:
+            return
+        with contextlib.suppress(Exception):
+            resp.shutdown()  # urllib3 >= 2.3: unblocks a read in another thread
+
+
+def _lines(resp: Any) -> Iterator[str]:
+    buffer = b""
+    for chunk in resp.stream(amt=None, decode_content=False):
+        buffer += chunk
+        while b"\n" in buffer:
+            line, buffer = buffer.split(b"\n", 1)
+            if line.strip():
+                yield line.decode("utf-8", errors="replace")
+    if buffer.strip():
+        yield buffer.decode("utf-8", errors="replace")
+
+
+def _rv_of(obj: dict[str, Any] | None) -> str | None:
+    return None if obj is None else (obj.get("metadata") or {}).get("resourceVersion")
+
+
+def _describe(err: BaseException) -> str:
+    if isinstance(err, ApiException):
+        return f"HTTP {err.status}: {err.reason}"
+    return f"{type(err).__name__}: {err}"

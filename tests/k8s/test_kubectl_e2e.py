@@ -1,0 +1,249 @@
+"""kubectl end to end: the committed CRD, CronTasks applied with kubectl, the real
+``crontask run --kubernetes`` as a subprocess, and what ``kubectl get crontasks`` shows.
+
+Every wait polls something observable (an object's status, a run record, a log line) with a
+deadline. Skipped where kubectl is missing (the ``kubectl`` fixture says so).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from reconciler.core.runs import RunRecord, Trigger
+from reconciler.store import open_store, sqlite_url
+from reconciler.store.base import RunQuery
+from tests.k8s.conftest import REAL_CRD, ROOT, wait_until
+from tests.k8s.emulator import Emulator
+from tests.k8s.emulator.fixtures import Kubectl
+
+pytestmark = pytest.mark.e2e
+
+COLUMNS = [
+    "NAME",
+    "SCHEDULE",
+    "SUSPEND",
+    "ACTIVE",
+    "LAST SCHEDULE",
+    "LAST RESULT",
+    "NEXT RUN",
+    "AGE",
+]
+
+
+def manifest(name: str, schedule: str, args: list[str], **meta: Any) -> str:
+    doc = {
+        "apiVersion": "crontask.dev/v1alpha1",
+        "kind": "CronTask",
+        "metadata": {"name": name, "namespace": "default", **meta},
+        "spec": {"schedule": schedule, "command": {"args": args}},
+    }
+    return json.dumps(doc)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+    return port
+
+
+class Crontask:
+    def __init__(self, workdir: Path, kubeconfig: Path) -> None:
+        self.workdir = workdir
+        self.kubeconfig = kubeconfig
+        self.state = workdir / "state"
+        self.log_path = workdir / "crontask.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.offset = 0
+
+    def start(self) -> Crontask:
+        self.offset = self.log_path.stat().st_size if self.log_path.exists() else 0
+        with self.log_path.open("ab") as log:
+            self.proc = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "reconciler",
+                    "run",
+                    "--kubernetes",
+                    "--kubeconfig",
+                    str(self.kubeconfig),
+                    "--state-dir",
+                    str(self.state),
+                    "--listen",
+                    f"127.0.0.1:{free_port()}",
+                    "--shutdown-grace",
+                    "2s",
+                    "--kill-grace",
+                    "1s",
+                ],
+                cwd=self.workdir,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env={**os.environ, "PYTHONUNBUFFERED": "1", "HOME": str(self.workdir)},
+            )
+        self.wait_log("crontask started")
+        return self
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")[self.offset :]
+
+    def wait_log(self, text: str, timeout: float = 20.0) -> None:
+        def seen() -> bool:
+            assert self.proc is not None
+            if self.proc.poll() is not None and text not in self.log():
+                raise AssertionError(f"crontask exited ({self.proc.returncode}):\n{self.log()}")
+            return text in self.log()
+
+        wait_until(f"log line {text!r}", seen, timeout)
+
+    def runs(self, task: str) -> list[RunRecord]:
+        store = open_store(sqlite_url(self.state))
+        try:
+            return store.query(RunQuery(task=task, limit=1000)).items
+        finally:
+            store.close()
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            self.proc.wait(timeout=30)
+
+
+@pytest.fixture
+def crontask(tmp_path: Path, kubeconfig: Path) -> Iterator[Crontask]:
+    (tmp_path / ".crontask").mkdir()  # the heartbeat example writes its log there
+    instance = Crontask(tmp_path, kubeconfig)
+    yield instance
+    instance.stop()
+
+
+def get(kubectl: Kubectl, name: str) -> dict[str, Any]:
+    obj = json.loads(kubectl("get", "crontask", name, "-o", "json"))
+    assert isinstance(obj, dict)
+    return obj
+
+
+def status(kubectl: Kubectl, name: str) -> dict[str, Any]:
+    found: dict[str, Any] = get(kubectl, name).get("status") or {}
+    return found
+
+
+def condition(kubectl: Kubectl, name: str, kind: str = "Ready") -> dict[str, Any]:
+    for item in status(kubectl, name).get("conditions") or []:
+        if item["type"] == kind:
+            return dict(item)
+    return {}
+
+
+def test_crontask_under_kubectl(
+    kubectl: Kubectl, emulator: Emulator, crontask: Crontask, tmp_path: Path
+) -> None:
+    kubectl("apply", "-f", str(REAL_CRD))
+    kubectl("apply", "-f", str(ROOT / "examples" / "tasks" / "heartbeat.yaml"))
+    kubectl("apply", "-f", "-", stdin=manifest("tick", "* * * * * *", ["sh", "-c", "echo v1"]))
+    crontask.start()
+
+    # -- status after real runs, as `kubectl get` shows it ----------------------------------
+    wait_until(
+        "a finished run in tick's status",
+        lambda: status(kubectl, "tick").get("lastRun", {}).get("result") == "succeeded",
+    )
+    table = kubectl("get", "crontasks")
+    header, *rows = table.splitlines()
+    positions = [header.index(c) for c in COLUMNS]
+    assert positions == sorted(positions), header
+    tick = next(r for r in rows if r.startswith("tick "))
+    assert "* * * * * *" in tick
+    assert "succeeded" in tick
+    assert "Z" in tick  # the NEXT RUN column, an RFC 3339 time
+    assert any(r.startswith("heartbeat ") and "@every 30s" in r for r in rows)
+    current = status(kubectl, "tick")
+    assert current["observedGeneration"] == 1
+    assert condition(kubectl, "tick")["reason"] == "Scheduled"
+    for field in ("lastScheduleTime", "lastSuccessfulTime", "nextScheduleTime"):
+        assert current[field].endswith("Z"), field
+    assert current["activeCount"] == len(current["active"])
+    assert "lastRun:" in kubectl("get", "crontask", "tick", "-o", "yaml")
+    assert condition(kubectl, "heartbeat")["status"] == "True"
+
+    # -- edit: a new generation is applied -----------------------------------------------------
+    kubectl("apply", "-f", "-", stdin=manifest("tick", "* * * * * *", ["sh", "-c", "echo v2"]))
+    crontask.wait_log("task updated")
+    wait_until("observedGeneration 2", lambda: status(kubectl, "tick")["observedGeneration"] == 2)
+    wait_until(
+        "a run of the new spec",
+        lambda: any("v2" in r.output for r in crontask.runs("default/tick")),
+    )
+
+    # -- break: InvalidSpec, an Event, and the last good spec keeps running -------------------
+    kubectl("apply", "-f", "-", stdin=manifest("tick", "* * 99 * * *", ["sh", "-c", "echo v3"]))
+    wait_until("InvalidSpec", lambda: condition(kubectl, "tick")["reason"] == "InvalidSpec")
+    broken = condition(kubectl, "tick")
+    assert broken["status"] == "False"
+    assert "hour field" in broken["message"]
+    assert status(kubectl, "tick")["observedGeneration"] == 3
+    assert condition(kubectl, "tick", "Stalled")["status"] == "True"
+    events = kubectl("get", "events", "--field-selector", "involvedObject.name=tick")
+    assert "InvalidSpec" in events
+    assert "Warning" in events
+    seen = {r.id for r in crontask.runs("default/tick")}
+    wait_until(
+        "the last good spec still running",
+        lambda: any(r.id not in seen and "v2" in r.output for r in crontask.runs("default/tick")),
+    )
+    kubectl("apply", "-f", "-", stdin=manifest("tick", "* * * * * *", ["sh", "-c", "echo v4"]))
+    wait_until("Ready again", lambda: condition(kubectl, "tick")["reason"] == "Scheduled")
+
+    # -- a cut watch and a 410 in the middle: later objects are still picked up --------------
+    emulator.cut_watches()
+    emulator.compact()
+    kubectl("apply", "-f", "-", stdin=manifest("late", "* * * * * *", ["true"]))
+    wait_until(
+        "late runs after the watch was cut and compacted",
+        lambda: status(kubectl, "late").get("lastRun", {}).get("result") == "succeeded",
+    )
+
+    # -- run-now from kubectl: one manual run per new value ------------------------------------
+    kubectl("apply", "-f", "-", stdin=manifest("rare", "0 0 1 1 *", ["sh", "-c", "echo manual"]))
+    wait_until("rare scheduled", lambda: condition(kubectl, "rare").get("reason") == "Scheduled")
+    kubectl("annotate", "ct", "rare", "crontask.dev/run-now=1", "--overwrite")
+
+    def manual_runs() -> list[RunRecord]:
+        return [r for r in crontask.runs("default/rare") if r.trigger is Trigger.MANUAL]
+
+    wait_until("the manual run", lambda: len(manual_runs()) == 1)
+    wait_until("lastRunNow", lambda: status(kubectl, "rare").get("lastRunNow") == "1")
+    events = kubectl("get", "events", "--field-selector", "involvedObject.name=rare")
+    assert "RunStarted" in events
+
+    # -- delete: the job goes -----------------------------------------------------------------
+    kubectl("delete", "crontask", "tick")
+    crontask.wait_log("task removed")
+    after = len(crontask.runs("default/tick"))
+    wait_until("late runs twice more", lambda: len(crontask.runs("default/late")) >= 3)
+    assert len(crontask.runs("default/tick")) <= after + 1  # at most one already under way
+
+    # -- restart: the handled run-now value is not run again; a new one is -------------------
+    crontask.stop()
+    crontask.start()
+    wait_until("late runs after the restart", lambda: status(kubectl, "late")["activeCount"] >= 0)
+    wait_until(
+        "a run after the restart",
+        lambda: "run started" in crontask.log(),
+    )
+    assert len(manual_runs()) == 1
+    kubectl("annotate", "ct", "rare", "crontask.dev/run-now=2", "--overwrite")
+    wait_until("the second manual run", lambda: len(manual_runs()) == 2)
+    wait_until("lastRunNow 2", lambda: status(kubectl, "rare").get("lastRunNow") == "2")
+    assert len(manual_runs()) == 2

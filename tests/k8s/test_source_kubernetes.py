@@ -1,0 +1,287 @@
+"""The Kubernetes source against the emulator: list + watch, bookmarks, 410, cut watches,
+deletes, and invalid objects keeping their last good definition."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from kubernetes import client
+
+from reconciler.core.crd import PLURAL, VERSION
+from reconciler.core.model import API_GROUP
+from reconciler.sources.kubernetes import KubernetesSource
+from reconciler.sources.kubernetes_watch import Backoff
+from tests.k8s.conftest import wait_until
+from tests.k8s.emulator import Emulator
+
+pytestmark = pytest.mark.usefixtures("real_crd")
+
+
+def crontask(name: str, namespace: str = "default", **spec: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {"schedule": "*/5 * * * *", "command": {"args": ["true"]}}
+    body.update(spec)
+    return {
+        "apiVersion": f"{API_GROUP}/{VERSION}",
+        "kind": "CronTask",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": body,
+    }
+
+
+class Marks:
+    """What the source's on_change callback was told, from the watch thread."""
+
+    def __init__(self) -> None:
+        self.keys: set[str] = set()
+        self.lock = threading.Lock()
+
+    def __call__(self, keys: set[str]) -> None:
+        with self.lock:
+            self.keys |= keys
+
+    def take(self) -> set[str]:
+        with self.lock:
+            keys, self.keys = self.keys, set()
+            return keys
+
+
+@pytest.fixture
+def api(k8s_api_client: Any) -> Any:
+    return client.CustomObjectsApi(k8s_api_client)
+
+
+@pytest.fixture
+def marks() -> Marks:
+    return Marks()
+
+
+@pytest.fixture
+def source(k8s_api_client: Any, marks: Marks) -> Iterator[KubernetesSource]:
+    src = KubernetesSource(k8s_api_client, "default", on_change=marks)
+    src.informer._backoff = Backoff(initial=0.05, cap=0.5)  # fast reconnects in tests
+    yield src
+    src.stop()
+
+
+def create(api: Any, name: str, namespace: str = "default", **spec: Any) -> dict[str, Any]:
+    obj = api.create_namespaced_custom_object(
+        API_GROUP, VERSION, namespace, PLURAL, crontask(name, namespace, **spec)
+    )
+    assert isinstance(obj, dict)
+    return obj
+
+
+def patch_spec(api: Any, name: str, spec: dict[str, Any]) -> None:
+    api.patch_namespaced_custom_object(
+        API_GROUP,
+        VERSION,
+        "default",
+        PLURAL,
+        name,
+        {"spec": spec},
+        _content_type="application/merge-patch+json",
+    )
+
+
+def schedules(source: KubernetesSource, hints: set[str] | None = None) -> dict[str, str]:
+    source.refresh(hints)
+    return {d.key: d.task.spec.schedule for d in source.definitions()}
+
+
+def test_lists_then_watches(api: Any, source: KubernetesSource, marks: Marks) -> None:
+    create(api, "a")
+    create(api, "elsewhere", namespace="kube-public")  # another namespace: not read
+    assert source.start(5.0)
+    assert source.refresh(None) == {"default/a"}
+    assert schedules(source) == {"default/a": "*/5 * * * *"}
+    create(api, "b", schedule="0 * * * *")
+    patch_spec(api, "a", {"schedule": "1 * * * *"})
+    wait_until("events for a and b", lambda: {"default/a", "default/b"} <= marks.keys)
+    assert schedules(source, marks.take()) == {
+        "default/a": "1 * * * *",
+        "default/b": "0 * * * *",
+    }
+    definition = next(d for d in source.definitions() if d.key == "default/a")
+    assert definition.location.source == "kubernetes"
+    assert str(definition.location) == "default/a"
+    ref = source.objects()["default/a"]
+    assert (ref.generation, ref.uid) == (
+        2,
+        api.get_namespaced_custom_object(API_GROUP, VERSION, "default", PLURAL, "a")["metadata"][
+            "uid"
+        ],
+    )
+
+
+def test_only_model_fields_reach_the_task(api: Any, source: KubernetesSource) -> None:
+    obj = crontask("a")
+    obj["metadata"]["labels"] = {"team": "ops"}
+    obj["metadata"]["annotations"] = {
+        "note": "hi",
+        "kubectl.kubernetes.io/last-applied-configuration": "{}",
+    }
+    obj["metadata"]["finalizers"] = ["example.com/keep"]
+    api.create_namespaced_custom_object(API_GROUP, VERSION, "default", PLURAL, obj)
+    source.start(5.0)
+    source.refresh(None)
+    (definition,) = source.definitions()
+    meta = definition.task.metadata
+    assert meta.labels == {"team": "ops"}
+    assert meta.annotations == {"note": "hi"}
+    assert not source.errors()
+
+
+def test_status_only_changes_are_not_changes(
+    api: Any, source: KubernetesSource, marks: Marks
+) -> None:
+    create(api, "a")
+    source.start(5.0)
+    source.refresh(None)
+    marks.take()
+    api.patch_namespaced_custom_object_status(
+        API_GROUP,
+        VERSION,
+        "default",
+        PLURAL,
+        "a",
+        {"status": {"activeCount": 1}},
+        _content_type="application/merge-patch+json",
+    )
+    wait_until("the status event", lambda: "default/a" in marks.keys)
+    assert source.refresh(marks.take()) == set()
+    assert source.objects()["default/a"].status == {"activeCount": 1}
+
+
+def test_invalid_object_keeps_its_last_good_definition(
+    api: Any, source: KubernetesSource, marks: Marks
+) -> None:
+    create(api, "a", schedule="0 2 * * *")
+    create(api, "never", schedule="0 2 * * * * * *")
+    source.start(5.0)
+    source.refresh(None)
+    assert schedules(source) == {"default/a": "0 2 * * *"}
+    (never,) = source.errors()
+    assert str(never).startswith("default/never: spec.schedule:")
+    marks.take()
+    patch_spec(api, "a", {"schedule": "0 25 * * *", "timeZone": "Mars/Olympus"})
+    wait_until("the bad edit", lambda: "default/a" in marks.keys)
+    assert source.refresh(marks.take()) == {"default/a"}
+    (definition,) = [d for d in source.definitions() if d.key == "default/a"]
+    assert definition.task.spec.schedule == "0 2 * * *"  # the last good one
+    assert definition.error is not None
+    assert "spec.schedule" in definition.error
+    messages = sorted(str(e) for e in source.errors() if e.key == "default/a")
+    assert [m.split(":")[:2] for m in messages] == [
+        ["default/a", " spec.schedule"],
+        ["default/a", " spec.timeZone"],
+    ]
+    assert "hour field: 25 is out of range 0-23" in messages[0]
+    patch_spec(api, "a", {"schedule": "0 3 * * *", "timeZone": "UTC"})
+    wait_until("the fix", lambda: "default/a" in marks.keys)
+    assert schedules(source, marks.take())["default/a"] == "0 3 * * *"
+    assert [e.key for e in source.errors()] == ["default/never"]
+
+
+def test_delete_removes_the_task(api: Any, source: KubernetesSource, marks: Marks) -> None:
+    create(api, "a")
+    source.start(5.0)
+    source.refresh(None)
+    marks.take()
+    api.delete_namespaced_custom_object(API_GROUP, VERSION, "default", PLURAL, "a")
+    wait_until("the delete", lambda: "default/a" in marks.keys)
+    assert source.refresh(marks.take()) == {"default/a"}
+    assert source.definitions() == []
+    assert "default/a" not in source.objects()
+
+
+def test_bookmarks_keep_the_resource_version_fresh(
+    api: Any, emulator: Emulator, source: KubernetesSource
+) -> None:
+    emulator.bookmark_interval = 0.05
+    source.start(5.0)
+    emulator.wait_for_watches(1, "ct")
+    create(api, "elsewhere", namespace="kube-public")  # moves the global resourceVersion
+    wait_until("a bookmark", lambda: source.informer.bookmarks > 0)
+    wait_until(
+        "the bookmark's resourceVersion",
+        lambda: source.informer.resource_version == emulator.resource_version,
+    )
+    watches = [r for r in emulator.request_log if r.query.get("watch") == "true"]
+    assert watches
+    assert all(r.query.get("allowWatchBookmarks") == "true" for r in watches)
+    assert all(r.query.get("resourceVersion") for r in watches)  # from the list, not "0"
+
+
+def test_410_in_the_middle_relists(
+    api: Any, emulator: Emulator, source: KubernetesSource, marks: Marks
+) -> None:
+    create(api, "a")
+    source.start(5.0)
+    emulator.wait_for_watches(1, "ct")
+    emulator.cut_watches()  # the reconnect will ask for an old resourceVersion ...
+    create(api, "b")
+    emulator.compact()  # ... that compaction made too old: 410 Expired, then a re-list
+    wait_until("a re-list after 410", lambda: source.informer.expired >= 1)
+    wait_until("b seen", lambda: "default/b" in marks.keys)
+    create(api, "c")
+    wait_until("c seen through the new watch", lambda: "default/c" in marks.keys)
+    assert set(schedules(source)) == {"default/a", "default/b", "default/c"}
+    assert source.informer.lists >= 2
+
+
+def test_cut_watch_reconnects_without_losing_events(
+    api: Any, emulator: Emulator, source: KubernetesSource, marks: Marks
+) -> None:
+    source.start(5.0)
+    emulator.wait_for_watches(1, "ct")
+    lists = source.informer.lists
+    emulator.cut_watches()
+    create(api, "during")  # written while no watch is open: replayed from the last rv
+    wait_until("the reconnect", lambda: emulator.open_watches("ct") >= 1)
+    wait_until("the event written during the cut", lambda: "default/during" in marks.keys)
+    assert source.informer.reconnects >= 1
+    assert source.informer.lists == lists  # resumed, not re-listed
+
+
+def test_list_errors_are_retried_and_reported(
+    api: Any, emulator: Emulator, k8s_api_client: Any
+) -> None:
+    create(api, "a")
+    emulator.inject_errors(status=503, times=3)
+    src = KubernetesSource(k8s_api_client, "default")
+    src.informer._backoff = Backoff(initial=0.05, cap=0.2)
+    try:
+        assert src.start(10.0)
+        assert src.informer.failures == 0
+        src.refresh(None)
+        assert [d.key for d in src.definitions()] == ["default/a"]
+    finally:
+        src.stop()
+
+
+def test_a_source_that_cannot_list_says_so(k8s_api_client: Any) -> None:
+    src = KubernetesSource(k8s_api_client, "default")
+    src.informer._backoff = Backoff(initial=0.05, cap=0.1)
+    src.informer._list_fn = lambda **kw: (_ for _ in ()).throw(OSError("refused"))
+    try:
+        assert not src.start(0.3)
+        wait_until("an error", lambda: src.informer.last_error)
+        (error,) = src.errors()
+        assert "cannot list CronTasks" in str(error)
+    finally:
+        src.stop()
+
+
+def test_all_namespaces(api: Any, k8s_api_client: Any) -> None:
+    create(api, "a")
+    create(api, "b", namespace="kube-public")
+    src = KubernetesSource(k8s_api_client, None)
+    try:
+        src.start(5.0)
+        src.refresh(None)
+        assert sorted(d.key for d in src.definitions()) == ["default/a", "kube-public/b"]
+    finally:
+        src.stop()
