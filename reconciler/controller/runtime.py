@@ -123,6 +123,7 @@ async def housekeeping(
     dispatcher: Dispatcher,
     options: Options,
     stop: asyncio.Event,
+    metrics: Metrics,
 ) -> None:
     """Enforce retention every ``housekeeping_seconds``: per-task history limits (oldest
     first) and the global maximum age. Runs in the store's threads, in batches, so it never
@@ -145,9 +146,10 @@ async def housekeeping(
         except Exception:
             log.exception("history pruning failed; will try again")
             continue
+        seconds = time.monotonic() - started
+        metrics.pruned(deleted, seconds, time.time())
         log.info(
-            "history pruned",
-            extra={"fields": {"deleted": deleted, "seconds": round(time.monotonic() - started, 3)}},
+            "history pruned", extra={"fields": {"deleted": deleted, "seconds": round(seconds, 3)}}
         )
 
 
@@ -288,7 +290,7 @@ async def serve(
     )
 
     background = [
-        loop.create_task(housekeeping(store, scheduler, dispatcher, options, stop)),
+        loop.create_task(housekeeping(store, scheduler, dispatcher, options, stop, metrics)),
     ]
     if options.paths:
         background.append(

@@ -133,6 +133,22 @@ class Metrics:
             ["source"],
             registry=r,
         )
+        self.history_pruned = Counter(
+            "crontask_history_pruned_records",
+            "Run records deleted by retention (history limits, --history-max-age).",
+            registry=r,
+        )
+        self.history_last_prune = Gauge(
+            "crontask_history_last_prune_timestamp_seconds",
+            "Unix time retention last completed (0: not yet).",
+            registry=r,
+        )
+        self.history_prune_duration = Histogram(
+            "crontask_history_prune_duration_seconds",
+            "Duration of a retention pass.",
+            buckets=RECONCILE_BUCKETS,
+            registry=r,
+        )
         self._lock = threading.Lock()
         self._known: set[str] = set()
         self._running: dict[str, set[str]] = {}
@@ -208,6 +224,11 @@ class Metrics:
                 self.source_last_sync.labels(source=source.kind).set(
                     last.timestamp() if last is not None else 0
                 )
+
+    def pruned(self, deleted: int, seconds: float, finished_at: float) -> None:
+        self.history_pruned.inc(deleted)
+        self.history_prune_duration.observe(seconds)
+        self.history_last_prune.set(finished_at)
 
     def source_sync_failed(self, kind: str) -> None:
         self.source_sync_errors.labels(source=kind).inc()

@@ -11,6 +11,7 @@ import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from reconciler.core.runs import RunRecord, RunStatus
@@ -37,6 +38,14 @@ def test_history_limits_are_enforced_while_running(
         return done if len(done) <= 2 and len(lines(tmp_path / "tick.txt")) >= 6 else []
 
     wait_for("at most two succeeded runs kept", kept)
+    metrics = httpx.get(f"{app.server}/metrics").text
+    pruned = next(
+        float(line.split()[-1])
+        for line in metrics.splitlines()
+        if line.startswith("crontask_history_pruned_records_total")
+    )
+    assert pruned >= 1
+    assert "crontask_history_last_prune_timestamp_seconds" in metrics
 
 
 # -- a PostgreSQL server of the test's own, so that it can be stopped --------------------------
