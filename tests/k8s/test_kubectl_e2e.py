@@ -1,6 +1,11 @@
 """kubectl end to end: the committed CRD, CronTasks applied with kubectl, the real
 ``crontask run --kubernetes`` as a subprocess, and what ``kubectl get crontasks`` shows.
 
+By default against the project's API emulator. With ``pytest --e2e`` and ``KUBECONFIG`` set,
+the same scenario runs against that cluster (kind, k3d): only the fault injections the
+emulator offers (a cut watch, a compaction) are left out there. It uses the namespace
+``default`` and deletes what it created.
+
 Every wait polls something observable (an object's status, a run record, a log line) with a
 deadline. Skipped where kubectl is missing (the ``kubectl`` fixture says so).
 """
@@ -120,6 +125,27 @@ class Crontask:
             self.proc.wait(timeout=30)
 
 
+def real_cluster(request: pytest.FixtureRequest) -> Path | None:
+    if not request.config.getoption("--e2e"):
+        return None
+    path = os.environ.get("KUBECONFIG")
+    if not path:
+        pytest.skip(
+            "--e2e needs KUBECONFIG pointing at a test cluster (e.g. `kind create cluster`)"
+        )
+    return Path(path)
+
+
+@pytest.fixture
+def kubeconfig(request: pytest.FixtureRequest, tmp_path: Path) -> Path:
+    """The real cluster's kubeconfig under --e2e, else one for a fresh emulator."""
+    real = real_cluster(request)
+    if real is not None:
+        return real
+    emulator: Emulator = request.getfixturevalue("emulator")
+    return emulator.write_kubeconfig(tmp_path / "kubeconfig")
+
+
 @pytest.fixture
 def crontask(tmp_path: Path, kubeconfig: Path) -> Iterator[Crontask]:
     (tmp_path / ".crontask").mkdir()  # the heartbeat example writes its log there
@@ -147,8 +173,17 @@ def condition(kubectl: Kubectl, name: str, kind: str = "Ready") -> dict[str, Any
 
 
 def test_crontask_under_kubectl(
-    kubectl: Kubectl, emulator: Emulator, crontask: Crontask, tmp_path: Path
+    kubectl: Kubectl, crontask: Crontask, tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
+    emulator: Emulator | None = None
+    if real_cluster(request) is None:
+        emulator = request.getfixturevalue("emulator")
+    else:
+        request.addfinalizer(
+            lambda: kubectl(
+                "delete", "crontask", "tick", "heartbeat", "late", "rare", "--ignore-not-found"
+            )
+        )
     kubectl("apply", "-f", str(REAL_CRD))
     kubectl("apply", "-f", str(ROOT / "examples" / "tasks" / "heartbeat.yaml"))
     kubectl("apply", "-f", "-", stdin=manifest("tick", "* * * * * *", ["sh", "-c", "echo v1"]))
@@ -206,8 +241,9 @@ def test_crontask_under_kubectl(
     wait_until("Ready again", lambda: condition(kubectl, "tick")["reason"] == "Scheduled")
 
     # -- a cut watch and a 410 in the middle: later objects are still picked up --------------
-    emulator.cut_watches()
-    emulator.compact()
+    if emulator is not None:  # fault injection exists only in the emulator
+        emulator.cut_watches()
+        emulator.compact()
     kubectl("apply", "-f", "-", stdin=manifest("late", "* * * * * *", ["true"]))
     wait_until(
         "late runs after the watch was cut and compacted",
