@@ -31,7 +31,7 @@ def test_a_non_loopback_address_needs_auth(tmp_path: Path, address: str) -> None
 def test_nothing_to_read_is_a_usage_error(tmp_path: Path) -> None:
     result = run(cwd=tmp_path)
     assert result.returncode != 0
-    assert "give PATH... and/or --git URL" in result.stderr
+    assert "nothing to read" in result.stderr
 
 
 def test_a_bad_auth_config_names_the_file_and_key(tmp_path: Path) -> None:
