@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint typecheck contracts pytest schema bench clean
+.PHONY: run test lint typecheck contracts pytest schema bench bench-quick clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +34,14 @@ pytest: $(STAMP)
 schema: $(STAMP)
 	$(BIN)/crontask schema > schemas/crontask.schema.json
 	$(BIN)/crontask crd > deploy/crd.yaml
+
+# Benchmarks against plain APScheduler: one table, written to bench/RESULTS.md (about 16 min).
+bench: $(STAMP)
+	$(BIN)/python bench/run.py
+
+# Small sizes in under a minute (bench/RESULTS-quick.md): keeps the benchmark code working.
+bench-quick: $(STAMP)
+	$(BIN)/python bench/run.py --quick
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,376 @@
+"""Fire lateness: N jobs all due in the same second, crontask against plain APScheduler 3.11.
+
+    python bench/lateness.py --worker MODE N        (one measurement; prints one JSON line)
+
+Modes (each run in a fresh interpreter by ``bench/run.py``):
+
+- ``handoff``: ``ApsScheduler`` (crontask's adapter: its own trigger over crontask's schedule
+  engine, the hand-off executor) with a fire callback that does what ``crontask run``'s does
+  before dispatch (look the task up in ``owned()``) and notes the time. Start = the callback.
+- ``dispatch``: the same, through the real ``Dispatcher.fire`` (policies, run record, claim in a
+  ``MemoryRunStore`` through the recorder's thread pool, "run started"/"run finished" log lines
+  formatted as ``crontask run`` does) with a bench-local no-op ``Attempt`` in place of the
+  process. Start = the moment the attempt's ``run()`` begins, i.e. when a process would be
+  spawned, after the store accepted the claim. This is the cheapest honest action: an HTTP
+  call or ``true`` would add a request or a fork that is not crontask's own cost.
+- ``aps-asyncio``: plain ``AsyncIOScheduler`` with its ``CronTrigger`` and default job settings
+  (``misfire_grace_time=1``, ``coalesce=True``, ``max_instances=1``), an ``async def`` job that
+  notes the time. Same process layout as crontask: one asyncio loop.
+- ``aps-background``: plain ``BackgroundScheduler`` (thread pool of 10), a plain function job.
+- ``command``: crontask's real ``Dispatcher`` + ``CommandRun`` running ``/bin/true`` (own
+  process group, output pipe, pidfd child watcher as ``crontask run`` installs), SQLite-free
+  ``MemoryRunStore``. Start = the process has been spawned; done = its record is final.
+- ``aps-command``: plain ``AsyncIOScheduler`` + ``asyncio.create_subprocess_exec("/bin/true")``
+  with the output captured (same loop, same child watcher). Start = spawned; done = reaped.
+- ``aps-bg-command``: plain ``BackgroundScheduler`` + ``subprocess.run(["/bin/true"])``.
+
+Each job's slot is one instant T a few seconds after set-up (a daily six-field cron slot, so
+each job fires exactly once). Lateness = start - T. CPU = process time (plus reaped children's
+for command modes) from 0.3 s before T until every run has ended or the wait gave up. Lost =
+N - runs started within T + 15 s (APScheduler drops a slot later than misfire_grace_time).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import logging
+import math
+import os
+import resource
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _common import Json, emit, summary_ms
+
+SETTLE_SECONDS = 15.0  # how long after T a run may still start before it counts as lost
+WORKERS = (
+    "handoff",
+    "dispatch",
+    "aps-asyncio",
+    "aps-background",
+    "command",
+    "aps-command",
+    "aps-bg-command",
+)
+ASYNC_MODES = {"handoff", "dispatch", "aps-asyncio", "command", "aps-command"}
+
+
+@dataclasses.dataclass
+class Tally:
+    """Start (and end) times of the runs, against the common slot ``due``."""
+
+    n: int
+    due: float = 0.0
+    starts: list[float] = dataclasses.field(default_factory=list)
+    ends: list[float] = dataclasses.field(default_factory=list)
+    all_started: threading.Event = dataclasses.field(default_factory=threading.Event)
+    all_ended: threading.Event = dataclasses.field(default_factory=threading.Event)
+
+    def started(self) -> None:
+        self.starts.append(time.time() - self.due)
+        if len(self.starts) >= self.n:
+            self.all_started.set()
+
+    def ended(self) -> None:
+        self.ends.append(time.time() - self.due)
+        if len(self.ends) >= self.n:
+            self.all_ended.set()
+
+
+def _cpu(children: bool) -> float:
+    total = time.process_time()
+    if children:
+        usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+        total += usage.ru_utime + usage.ru_stime
+    return total
+
+
+def _slot(n: int) -> float:
+    """The common slot: a whole second far enough ahead for set-up to finish."""
+    return float(math.ceil(time.time() + 1.0 + n / 1000.0))
+
+
+def _result(mode: str, tally: Tally, cpu: float, setup: float, extra: Json | None = None) -> Json:
+    result: Json = {
+        "mode": mode,
+        "n": tally.n,
+        "lateness": summary_ms(tally.starts),
+        "lost": tally.n - len(tally.starts),
+        "cpu_s": cpu,
+        "setup_s": setup,
+    }
+    if tally.ends:
+        result["done"] = summary_ms(tally.ends)
+    result.update(extra or {})
+    return result
+
+
+def _configure_logging_like_crontask_run() -> None:
+    """The log set-up of ``crontask run`` (logfmt on stderr, which the parent discards)."""
+    from reconciler import logs
+
+    logs.configure("info", "logfmt")
+
+
+# -- crontask ----------------------------------------------------------------------------------
+
+
+def _definitions(n: int, due: float, command: bool) -> list[Any]:
+    from reconciler.core.desired import Definition, Location
+    from reconciler.core.model import CronTask
+
+    at = datetime.fromtimestamp(due, UTC)
+    schedule = f"{at.second} {at.minute} {at.hour} * * *"
+    found = []
+    for i in range(n):
+        task = CronTask.model_validate(
+            {
+                "apiVersion": "crontask.dev/v1alpha1",
+                "kind": "CronTask",
+                "metadata": {"name": f"job-{i:05d}", "namespace": "bench"},
+                "spec": {
+                    "schedule": schedule,
+                    "command": {"args": ["/bin/true"] if command else ["noop"]},
+                },
+            }
+        )
+        found.append(Definition.of(task, Location("bench", f"job-{i}", 1, 1)))
+    return found
+
+
+async def _crontask(mode: str, n: int) -> Json:
+    from reconciler.controller.dispatch import ActiveRun, Dispatcher
+    from reconciler.core.desired import Definition
+    from reconciler.core.plan import Operation, Step
+    from reconciler.core.runs import RunRecord, RunStatus, split_key
+    from reconciler.runner.command import CommandOutcome, CommandRun
+    from reconciler.scheduling.apscheduler import ApsScheduler
+    from reconciler.store.memory import MemoryRunStore
+
+    loop = asyncio.get_running_loop()
+    tally = Tally(n)
+    command = mode == "command"
+    if mode != "handoff":
+        _configure_logging_like_crontask_run()
+    if command:
+        from reconciler.controller.runtime import _watch_children_with_pidfd
+
+        _watch_children_with_pidfd(loop)
+
+    class NoopAttempt:
+        """Succeeds at once: what is left of a run when the action costs nothing."""
+
+        async def run(self) -> CommandOutcome:
+            tally.started()
+            return CommandOutcome(RunStatus.SUCCEEDED, 0, None, "exit code 0", "", None)
+
+        def stop(self, reason: str) -> None:
+            pass
+
+    class BenchDispatcher(Dispatcher):
+        async def _attempt(self, definition: Definition, active: ActiveRun) -> CommandOutcome:
+            if command:
+                # The real attempt (CommandRun); note when its process has been spawned.
+                inner = loop.create_task(super()._attempt(definition, active))
+                while active.command is None and not inner.done():
+                    await asyncio.sleep(0)
+                if isinstance(active.command, CommandRun):
+                    await active.command.started.wait()
+                    tally.started()
+                return await inner
+            # As Dispatcher._attempt does for a command, minus the process.
+            record = active.record
+            namespace, name = split_key(record.task)
+            _env = {
+                **self.base_env,
+                "CRONTASK_NAME": name,
+                "CRONTASK_NAMESPACE": namespace,
+                "CRONTASK_RUN_ID": record.id,
+                "CRONTASK_SCHEDULED_TIME": record.scheduled_at.astimezone(UTC).isoformat(),
+                "CRONTASK_ATTEMPT": str(record.attempt),
+            }
+            noop = NoopAttempt()
+            active.command = noop
+            logging.getLogger("crontask.runner").info(
+                "run started",
+                extra={"fields": {"task": record.task, "run": record.id, "trigger": "schedule"}},
+            )
+            return await noop.run()
+
+    dispatcher = BenchDispatcher(MemoryRunStore(), owner="bench:1:x")
+
+    def on_final(record: RunRecord) -> None:
+        if record.status is not RunStatus.RUNNING:
+            tally.ended()
+
+    if command:
+        dispatcher.subscribe(on_final)
+
+    def on_fire(key: str, at: datetime) -> None:
+        definition = scheduler.owned().get(key)
+        if definition is None:
+            return
+        if mode == "handoff":
+            tally.started()
+        else:
+            dispatcher.fire(definition, at)
+
+    scheduler = ApsScheduler(on_fire)
+    setup_started = time.perf_counter()
+    tally.due = _slot(n)
+    definitions = _definitions(n, tally.due, command)
+    scheduler.start()
+    for definition in definitions:
+        scheduler.apply(Step(Operation.ADD, definition.key, definition, None))
+    await asyncio.sleep(0)  # let the scheduler take the wake-ups
+    setup = time.perf_counter() - setup_started
+    return await _measure(
+        mode,
+        tally,
+        setup,
+        dispatcher.drain if mode != "handoff" else None,
+        scheduler.shutdown,
+        command,
+    )
+
+
+async def _measure(
+    mode: str,
+    tally: Tally,
+    setup: float,
+    drain: Callable[..., Any] | None,
+    shutdown: Callable[[], None],
+    children: bool,
+) -> Json:
+    if time.time() > tally.due - 0.5:
+        return {"mode": mode, "n": tally.n, "error": "set-up overran the slot"}
+    await asyncio.sleep(tally.due - 0.3 - time.time())
+    cpu0 = _cpu(children)
+    waiting = asyncio.get_running_loop().run_in_executor(
+        None, tally.all_started.wait, SETTLE_SECONDS + 0.3
+    )
+    await waiting
+    if drain is not None:
+        await drain(SETTLE_SECONDS)
+    if children:
+        await asyncio.get_running_loop().run_in_executor(None, tally.all_ended.wait, SETTLE_SECONDS)
+    cpu = _cpu(children) - cpu0
+    shutdown()
+    return _result(mode, tally, cpu, setup)
+
+
+# -- plain APScheduler -------------------------------------------------------------------------
+
+
+async def _aps_asyncio(mode: str, n: int) -> Json:
+    from apscheduler.schedulers.asyncio import AsyncIOScheduler
+    from apscheduler.triggers.cron import CronTrigger
+
+    tally = Tally(n)
+    command = mode == "aps-command"
+    if command:
+        from reconciler.controller.runtime import _watch_children_with_pidfd
+
+        _watch_children_with_pidfd(asyncio.get_running_loop())
+
+    async def job() -> None:
+        tally.started()
+
+    async def command_job() -> None:
+        process = await asyncio.create_subprocess_exec(
+            "/bin/true",
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
+        tally.started()
+        await process.communicate()
+        tally.ended()
+
+    scheduler = AsyncIOScheduler(timezone=UTC)
+    setup_started = time.perf_counter()
+    tally.due = _slot(n)
+    at = datetime.fromtimestamp(tally.due, UTC)
+    scheduler.start()
+    for i in range(n):
+        trigger = CronTrigger(second=at.second, minute=at.minute, hour=at.hour, timezone=UTC)
+        scheduler.add_job(command_job if command else job, trigger, id=f"job-{i}")
+    await asyncio.sleep(0)
+    setup = time.perf_counter() - setup_started
+    return await _measure(mode, tally, setup, None, lambda: scheduler.shutdown(wait=False), command)
+
+
+def _aps_background(mode: str, n: int) -> Json:
+    from apscheduler.schedulers.background import BackgroundScheduler
+    from apscheduler.triggers.cron import CronTrigger
+
+    tally = Tally(n)
+    command = mode == "aps-bg-command"
+
+    def job() -> None:
+        tally.started()
+
+    def command_job() -> None:
+        with subprocess.Popen(
+            ["/bin/true"],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        ) as process:
+            tally.started()
+            process.communicate()
+        tally.ended()
+
+    scheduler = BackgroundScheduler(timezone=UTC)
+    setup_started = time.perf_counter()
+    tally.due = _slot(n)
+    at = datetime.fromtimestamp(tally.due, UTC)
+    scheduler.start()
+    for i in range(n):
+        trigger = CronTrigger(second=at.second, minute=at.minute, hour=at.hour, timezone=UTC)
+        scheduler.add_job(command_job if command else job, trigger, id=f"job-{i}")
+    setup = time.perf_counter() - setup_started
+    if time.time() > tally.due - 0.5:
+        return {"mode": mode, "n": n, "error": "set-up overran the slot"}
+    time.sleep(max(0.0, tally.due - 0.3 - time.time()))
+    cpu0 = _cpu(command)
+    tally.all_started.wait(SETTLE_SECONDS + 0.3)
+    if command:
+        tally.all_ended.wait(SETTLE_SECONDS)
+    time.sleep(0.05)  # the last job's bookkeeping
+    cpu = _cpu(command) - cpu0
+    scheduler.shutdown(wait=False)
+    return _result(mode, tally, cpu, setup)
+
+
+def measure(mode: str, n: int) -> Json:
+    if mode in ("handoff", "dispatch", "command"):
+        return asyncio.run(_crontask(mode, n))
+    if mode in ("aps-asyncio", "aps-command"):
+        return asyncio.run(_aps_asyncio(mode, n))
+    return _aps_background(mode, n)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--worker", action="store_true", help="run one measurement")
+    parser.add_argument("mode", choices=WORKERS)
+    parser.add_argument("n", type=int)
+    args = parser.parse_args(argv)
+    os.environ.setdefault("PYTHONHASHSEED", "0")
+    emit(measure(args.mode, args.n))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

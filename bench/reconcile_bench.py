@@ -1,0 +1,242 @@
+"""Reconcile: cold start of many tasks, and how fast one edited file is in effect.
+
+    python bench/reconcile_bench.py --worker cold TASKS [--running]
+    python bench/reconcile_bench.py --worker edit TASKS EDITS
+
+``cold``: TASKS tasks in TASKS/10 multi-document files (10 CronTasks per file, yearly slots in
+five zones, a command action with env, retry and timeout) are written to a temporary folder;
+then, in this fresh process and timed from before the source exists: ``DirectorySource``
+refresh (YAML parse + validation) and ``assemble`` (``Reconciler.refresh``), plan and
+``ApsScheduler.apply`` of every task with a "task added" log line each (``Reconciler.apply``),
+and ``ApsScheduler.start()`` plus one turn of the loop, after which every job has its next fire
+time. That is ``crontask run``'s first pass, in its order (apply, then start). ``--running``
+starts the scheduler first, so every ``add_job`` meets a running scheduler (a resync or a large
+change while running). The same process reports the resident memory the tasks cost: RSS after
+(after ``gc.collect()``) minus RSS before, over TASKS.
+
+``edit``: the real ``crontask run`` (``python -m reconciler run DIR``, SQLite state in the temp
+folder, log lines on stderr) on TASKS tasks; after its "crontask started" line, EDITS times one
+file is rewritten with one task's schedule changed (a different file each time), and the
+latency is the ``time=`` of the ``task updated`` line for that task minus the instant just
+before the write: watchfiles' event and debounce, the pass (re-read of that file, assemble,
+plan, apply) and the log line, end to end. Edits are 0.2 s apart.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import os
+import queue
+import random
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from datetime import datetime
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _common import ROOT, Json, emit, quiet_schedule, rss_bytes, summary_ms, write_tree
+
+PER_FILE = 10
+START_TIMEOUT = 180.0
+EDIT_TIMEOUT = 10.0
+
+
+# -- cold start --------------------------------------------------------------------------------
+
+
+async def _cold(tasks: int, running_first: bool) -> Json:
+    from reconciler import logs
+    from reconciler.controller.reconcile import Reconciler
+    from reconciler.scheduling.apscheduler import ApsScheduler
+    from reconciler.sources.files import DirectorySource
+
+    logs.configure("info", "logfmt")  # as `crontask run`; the parent discards stderr
+    with tempfile.TemporaryDirectory(prefix="bench-cold-") as tmp:
+        root = Path(tmp, "tasks")
+        write_tree(root, tasks // PER_FILE, PER_FILE)
+        for _ in range(3):
+            gc.collect()
+        rss_before = rss_bytes()
+
+        def on_fire(key: str, at: datetime) -> None:
+            pass
+
+        started = time.perf_counter()
+        scheduler = ApsScheduler(on_fire)
+        if running_first:
+            scheduler.start()
+        source = DirectorySource([root])
+        reconciler = Reconciler([source], scheduler)
+        keys = reconciler.refresh(None)
+        read = time.perf_counter()
+        result = reconciler.apply(keys, started)
+        applied = time.perf_counter()
+        if not running_first:
+            scheduler.start()
+        await asyncio.sleep(0)  # the scheduler's wake-up: it computes its next wait
+        done = time.perf_counter()
+        scheduled = sum(scheduler.next_fire_time(k) is not None for k in scheduler.owned())
+        for _ in range(3):
+            gc.collect()
+        rss_after = rss_bytes()
+        scheduler.shutdown()
+        return {
+            "tasks": tasks,
+            "files": tasks // PER_FILE,
+            "running_first": running_first,
+            "added": len(result.plan.steps),
+            "scheduled": scheduled,
+            "errors": len(result.desired.problems),
+            "total_s": done - started,
+            "read_s": read - started,
+            "apply_s": applied - read,
+            "start_s": done - applied,
+            "rss_before": rss_before,
+            "rss_after": rss_after,
+            "rss_per_task": (rss_after - rss_before) / tasks,
+        }
+
+
+# -- one edit, end to end ----------------------------------------------------------------------
+
+_TIME = re.compile(r"^time=(\S+)")
+_TASK = re.compile(r"\btask=(\S+)")
+_SCHEDULE = re.compile(r'schedule: "([^"]*)"')
+
+
+def _reader(stream: object, lines: queue.Queue[tuple[float, str]]) -> None:
+    assert hasattr(stream, "readline")
+    for line in iter(stream.readline, ""):
+        lines.put((time.time(), line))
+    lines.put((time.time(), ""))
+
+
+def _log_time(line: str) -> float | None:
+    found = _TIME.match(line)
+    return datetime.fromisoformat(found.group(1)).timestamp() if found else None
+
+
+def _wait_for(
+    lines: queue.Queue[tuple[float, str]], needle: str, task: str | None, timeout: float
+) -> tuple[float, str] | None:
+    deadline = time.monotonic() + timeout
+    while (left := deadline - time.monotonic()) > 0:
+        try:
+            seen, line = lines.get(timeout=left)
+        except queue.Empty:
+            return None
+        if not line:
+            return None  # the process ended
+        if needle in line and (task is None or f"task={task} " in line + " "):
+            return seen, line
+    return None
+
+
+def _edit(tasks: int, edits: int) -> Json:
+    with tempfile.TemporaryDirectory(prefix="bench-edit-") as tmp:
+        root = Path(tmp, "tasks")
+        files = write_tree(root, tasks // PER_FILE, PER_FILE)
+        command = [
+            sys.executable,
+            "-m",
+            "reconciler",
+            "run",
+            str(root),
+            "--state-dir",
+            str(Path(tmp, "state")),
+            "--shutdown-grace",
+            "5s",
+        ]
+        lines: queue.Queue[tuple[float, str]] = queue.Queue()
+        spawned = time.time()
+        process = subprocess.Popen(
+            command,
+            cwd=ROOT,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+        )
+        reader = threading.Thread(target=_reader, args=(process.stderr, lines), daemon=True)
+        reader.start()
+        latencies: list[float] = []
+        read_latencies: list[float] = []
+        missed = 0
+        try:
+            ready = _wait_for(lines, 'msg="crontask started"', None, START_TIMEOUT)
+            if ready is None:
+                return {"tasks": tasks, "error": "crontask run did not start"}
+            started_s = (_log_time(ready[1]) or ready[0]) - spawned
+            time.sleep(0.5)  # let the watcher settle
+            rnd = random.Random(11)
+            step = max(1, len(files) // max(edits, 1))
+            for i in range(edits):
+                path = files[(i * step) % len(files)]
+                text = path.read_text()
+                found = _SCHEDULE.search(text)
+                assert found is not None
+                new = found.group(1)
+                while new == found.group(1):
+                    new = quiet_schedule(rnd)
+                name = re.search(r"name: (\S+)", text)
+                assert name is not None
+                task = f"bench/{name.group(1)}"
+                edited = text[: found.start(1)] + new + text[found.end(1) :]
+                while not lines.empty():  # drop older lines
+                    lines.get_nowait()
+                before = time.time()
+                path.write_text(edited)
+                seen = _wait_for(lines, 'msg="task updated"', task, EDIT_TIMEOUT)
+                if seen is None:
+                    missed += 1
+                    continue
+                logged = _log_time(seen[1])
+                latencies.append((logged if logged is not None else seen[0]) - before)
+                read_latencies.append(seen[0] - before)
+                time.sleep(0.2)
+        finally:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        return {
+            "tasks": tasks,
+            "edits": edits,
+            "startup_s": started_s,
+            "latency": summary_ms(latencies),
+            "latency_seen_by_reader": summary_ms(read_latencies),
+            "missed": missed,
+        }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--worker", action="store_true", help="run one measurement")
+    commands = parser.add_subparsers(dest="what", required=True)
+    cold = commands.add_parser("cold")
+    cold.add_argument("tasks", type=int)
+    cold.add_argument("--running", action="store_true")
+    edit = commands.add_parser("edit")
+    edit.add_argument("tasks", type=int)
+    edit.add_argument("edits", type=int)
+    args = parser.parse_args(argv)
+    if args.what == "cold":
+        emit(asyncio.run(_cold(args.tasks, args.running)))
+    else:
+        emit(_edit(args.tasks, args.edits))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

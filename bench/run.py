@@ -1,0 +1,621 @@
+"""crontask's benchmark suite: one command, one table.
+
+    python bench/run.py                 # everything, full sizes (about 20 minutes)
+    python bench/run.py --quick         # small sizes, under a minute (CI keeps the code working)
+    python bench/run.py --only lateness,reconcile --sizes 1000 --repeats 5
+
+Scenarios (each a plain module under bench/, each measurement in a fresh interpreter):
+
+- ``lateness``  N no-op tasks due in the same second: crontask's hand-off alone, crontask
+  through ``Dispatcher.fire``, plain APScheduler 3.11 (AsyncIOScheduler, BackgroundScheduler);
+  ``bench/lateness.py``.
+- ``command``   N ``/bin/true`` tasks due in the same second: crontask's Dispatcher +
+  CommandRun against plain APScheduler + subprocess; ``bench/lateness.py``.
+- ``reconcile`` cold start of 10 000 tasks in 1 000 files, and one edited file in effect, end to
+  end through the real ``crontask run`` and its file watcher; ``bench/reconcile_bench.py``.
+- ``memory``    RSS per task at 10 000 tasks (from the cold start), and RSS over a run of 1 000
+  tasks firing every second; ``bench/memory_bench.py``.
+- ``store``     ``bench/store_bench.py`` on SQLite, and on PostgreSQL with ``--pg URL`` or
+  ``CRONTASK_TEST_POSTGRES_URL``.
+
+Prints one table and writes it, with the machine's description, to ``bench/RESULTS.md``
+(``bench/RESULTS-quick.md`` with ``--quick``; ``--output`` to choose). Every figure is measured
+in this run; repeated measurements are alternated between the contenders and reported as
+medians.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import re
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _common import (
+    BENCH_DIR,
+    PYTHON,
+    ROOT,
+    Json,
+    machine,
+    median_of,
+    run_worker,
+)
+
+SCENARIOS = ("lateness", "command", "reconcile", "memory", "store")
+KIB = 1024
+MIB = 1024 * 1024
+SOAK_GROWTH_BOUND = 10 * MIB
+
+
+@dataclasses.dataclass
+class Row:
+    scenario: str
+    measure: str
+    crontask: str
+    baseline: str = ""
+    ratio: str = ""
+    target: str = ""
+    result: str = ""  # PASS / FAIL / TODO / "" (information)
+
+
+@dataclasses.dataclass
+class Config:
+    quick: bool
+    sizes: list[int]
+    command_sizes: list[int]
+    repeats: int
+    cold_tasks: int
+    edit_sizes: list[int]
+    edits: int
+    soak_tasks: int
+    soak_seconds: float
+    memory_tasks: int
+    store_rows: int
+    pg: str | None
+
+
+def log(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def fmt_ms(value: float) -> str:
+    return "n/a" if value != value else f"{value:,.1f} ms"
+
+
+def fmt_s(value: float) -> str:
+    return "n/a" if value != value else f"{value:,.2f} s"
+
+
+def ratio(a: float, b: float) -> float:
+    return a / b if b and a == a and b == b else float("nan")
+
+
+def fmt_ratio(value: float) -> str:
+    return "n/a" if value != value else f"{value:.2f}x"
+
+
+def verdict(ok: bool | None) -> str:
+    return "n/a" if ok is None else ("PASS" if ok else "FAIL")
+
+
+def pick(results: Sequence[Json], *path: str) -> float:
+    """The median over repeats of a numeric field (NaN where missing or failed)."""
+    values: list[float] = []
+    for result in results:
+        value: Any = result
+        for part in path:
+            value = value.get(part) if isinstance(value, dict) else None
+        if isinstance(value, int | float):
+            values.append(float(value))
+    return median_of(values)
+
+
+def errors_of(results: Sequence[Json]) -> list[str]:
+    return [str(r["error"]) for r in results if "error" in r]
+
+
+# -- scenarios -------------------------------------------------------------------------------
+
+
+def alternate(
+    modes: Sequence[str], repeats: int, measure: Callable[[str, int], Json], n: int
+) -> dict[str, list[Json]]:
+    """Each mode ``repeats`` times, in alternating order (ABC, CBA, ABC, ...)."""
+    results: dict[str, list[Json]] = {mode: [] for mode in modes}
+    for r in range(repeats):
+        for mode in modes if r % 2 == 0 else list(reversed(modes)):
+            log(f"  {mode} N={n} (repeat {r + 1}/{repeats})")
+            results[mode].append(measure(mode, n))
+    return results
+
+
+def lateness_worker(mode: str, n: int) -> Json:
+    return run_worker("lateness", [mode, str(n)], timeout=120 + n / 20)
+
+
+def scenario_lateness(config: Config, rows: list[Row]) -> None:
+    modes = ["handoff", "dispatch", "aps-asyncio", "aps-background"]
+    for n in config.sizes:
+        log(f"lateness: N={n}")
+        results = alternate(modes, config.repeats, lateness_worker, n)
+        base = results["aps-asyncio"]
+        base_p99 = pick(base, "lateness", "p99_ms")
+        for mode, label in (
+            ("handoff", "(a) hand-off alone"),
+            ("dispatch", "(b) through Dispatcher.fire"),
+        ):
+            mine = results[mode]
+            p99 = pick(mine, "lateness", "p99_ms")
+            check = None
+            target = ""
+            if n == 1000:
+                check = p99 <= 1.1 * base_p99
+                target = "p99 <= 1.1x APScheduler"
+            rows.append(
+                Row(
+                    "fire lateness",
+                    f"N={n} no-op {label}: p50 / p99 / max",
+                    f"{fmt_ms(pick(mine, 'lateness', 'p50_ms'))} / {fmt_ms(p99)} / "
+                    f"{fmt_ms(pick(mine, 'lateness', 'max_ms'))}",
+                    f"{fmt_ms(pick(base, 'lateness', 'p50_ms'))} / {fmt_ms(base_p99)} / "
+                    f"{fmt_ms(pick(base, 'lateness', 'max_ms'))}",
+                    f"p99 {fmt_ratio(ratio(p99, base_p99))}",
+                    target,
+                    verdict(check) if check is not None else "",
+                )
+            )
+            lost = [int(r.get("lost", n)) for r in mine]
+            base_lost = [int(r.get("lost", n)) for r in base]
+            lost_ok = max(lost, default=n) == 0 if n == 5000 else None
+            rows.append(
+                Row(
+                    "fire lateness",
+                    f"N={n} no-op {label}: CPU s / runs lost (max of repeats)",
+                    f"{pick(mine, 'cpu_s'):.3f} s / {max(lost, default=n)}",
+                    f"{pick(base, 'cpu_s'):.3f} s / {max(base_lost, default=n)}",
+                    f"CPU {fmt_ratio(ratio(pick(mine, 'cpu_s'), pick(base, 'cpu_s')))}",
+                    "no run lost" if n == 5000 else "",
+                    verdict(lost_ok) if lost_ok is not None else "",
+                )
+            )
+        bg = results["aps-background"]
+        rows.append(
+            Row(
+                "fire lateness",
+                f"N={n} plain BackgroundScheduler (10 threads): p50 / p99 / max, CPU, lost",
+                "",
+                f"{fmt_ms(pick(bg, 'lateness', 'p50_ms'))} / "
+                f"{fmt_ms(pick(bg, 'lateness', 'p99_ms'))} / "
+                f"{fmt_ms(pick(bg, 'lateness', 'max_ms'))}, {pick(bg, 'cpu_s'):.3f} s, "
+                f"{max((int(r.get('lost', n)) for r in bg), default=n)}",
+            )
+        )
+        for mode, found in results.items():
+            for error in errors_of(found):
+                rows.append(Row("fire lateness", f"N={n} {mode}: ERROR", error))
+
+
+def scenario_command(config: Config, rows: list[Row]) -> None:
+    modes = ["command", "aps-command", "aps-bg-command"]
+    for n in config.command_sizes:
+        log(f"command tasks: N={n}")
+        results = alternate(modes, config.repeats, lateness_worker, n)
+        mine, base, bg = results["command"], results["aps-command"], results["aps-bg-command"]
+        p99, base_p99 = pick(mine, "lateness", "p99_ms"), pick(base, "lateness", "p99_ms")
+        done99, base_done99 = pick(mine, "done", "p99_ms"), pick(base, "done", "p99_ms")
+        check = p99 <= 1.1 * base_p99 and done99 <= 1.1 * base_done99
+        rows.append(
+            Row(
+                "command tasks",
+                f"N={n} /bin/true: spawned p50 / p99; ended p99",
+                f"{fmt_ms(pick(mine, 'lateness', 'p50_ms'))} / {fmt_ms(p99)}; {fmt_ms(done99)}",
+                f"{fmt_ms(pick(base, 'lateness', 'p50_ms'))} / {fmt_ms(base_p99)}; "
+                f"{fmt_ms(base_done99)}",
+                f"{fmt_ratio(ratio(p99, base_p99))}; {fmt_ratio(ratio(done99, base_done99))}",
+                "p99s <= 1.1x APScheduler+subprocess",
+                verdict(check),
+            )
+        )
+        rows.append(
+            Row(
+                "command tasks",
+                f"N={n} /bin/true: CPU s incl. children / runs lost",
+                f"{pick(mine, 'cpu_s'):.3f} s / {max(int(r.get('lost', n)) for r in mine)}",
+                f"{pick(base, 'cpu_s'):.3f} s / {max(int(r.get('lost', n)) for r in base)}",
+                f"CPU {fmt_ratio(ratio(pick(mine, 'cpu_s'), pick(base, 'cpu_s')))}",
+            )
+        )
+        rows.append(
+            Row(
+                "command tasks",
+                f"N={n} plain BackgroundScheduler + subprocess.run: spawned p50 / p99; "
+                "ended p99; CPU; lost",
+                "",
+                f"{fmt_ms(pick(bg, 'lateness', 'p50_ms'))} / "
+                f"{fmt_ms(pick(bg, 'lateness', 'p99_ms'))}; {fmt_ms(pick(bg, 'done', 'p99_ms'))}"
+                f"; {pick(bg, 'cpu_s'):.3f} s; {max(int(r.get('lost', n)) for r in bg)}",
+            )
+        )
+        for mode, found in results.items():
+            for error in errors_of(found):
+                rows.append(Row("command tasks", f"N={n} {mode}: ERROR", error))
+
+
+def scenario_reconcile(config: Config, rows: list[Row], cold_out: list[Json]) -> None:
+    n = config.cold_tasks
+    cold: list[Json] = []
+    running: list[Json] = []
+    for r in range(config.repeats):
+        log(f"reconcile: cold start of {n} tasks (repeat {r + 1}/{config.repeats})")
+        cold.append(run_worker("reconcile_bench", ["cold", str(n)], timeout=300))
+        running.append(run_worker("reconcile_bench", ["cold", str(n), "--running"], timeout=300))
+    cold_out.extend(cold)
+    total = pick(cold, "total_s")
+    scheduled = min((int(c.get("scheduled", 0)) for c in cold), default=0)
+    rows.append(
+        Row(
+            "reconcile",
+            f"cold start: {n:,} tasks in {n // 10:,} files until all scheduled "
+            "(read+validate / plan+apply / start)",
+            f"{fmt_s(total)} ({fmt_s(pick(cold, 'read_s'))} / {fmt_s(pick(cold, 'apply_s'))} / "
+            f"{fmt_s(pick(cold, 'start_s'))}); {scheduled:,} scheduled",
+            "",
+            "",
+            "<= 3 s" if n == 10_000 else "",
+            verdict(total <= 3.0 and scheduled == n) if n == 10_000 else "",
+        )
+    )
+    rows.append(
+        Row(
+            "reconcile",
+            f"cold start applied to an already running scheduler: {n:,} tasks",
+            f"{fmt_s(pick(running, 'total_s'))} (plan+apply {fmt_s(pick(running, 'apply_s'))})",
+        )
+    )
+    edits: dict[int, Json] = {}
+    for size in config.edit_sizes:
+        log(f"reconcile: {config.edits} edits at {size} tasks, through `crontask run`")
+        edits[size] = run_worker(
+            "reconcile_bench", ["edit", str(size), str(config.edits)], timeout=600
+        )
+    smallest = min(config.edit_sizes)
+    for size, found in edits.items():
+        if "error" in found:
+            rows.append(Row("reconcile", f"edit at {size:,} tasks: ERROR", str(found["error"])))
+            continue
+        p50, p99 = pick([found], "latency", "p50_ms"), pick([found], "latency", "p99_ms")
+        target, check = "", None
+        if size == 10_000:
+            target = "p50 <= 150 ms, p99 <= 300 ms"
+            check = p50 <= 150 and p99 <= 300 and int(found.get("missed", 1)) == 0
+        rows.append(
+            Row(
+                "reconcile",
+                f"one edited file in effect at {size:,} tasks ({found.get('edits')} edits, "
+                "watch debounce included): p50 / p99 / max; missed",
+                f"{fmt_ms(p50)} / {fmt_ms(p99)} / {fmt_ms(pick([found], 'latency', 'max_ms'))}; "
+                f"{found.get('missed')}",
+                "",
+                "",
+                target,
+                verdict(check) if check is not None else "",
+            )
+        )
+        if size != smallest and "error" not in edits[smallest]:
+            base50 = pick([edits[smallest]], "latency", "p50_ms")
+            base99 = pick([edits[smallest]], "latency", "p99_ms")
+            growth = ratio(p50, base50)
+            rows.append(
+                Row(
+                    "reconcile",
+                    f"edit latency at {size:,} vs {smallest:,} tasks (p50; p99)",
+                    f"{fmt_ms(p50)}; {fmt_ms(p99)}",
+                    f"{fmt_ms(base50)}; {fmt_ms(base99)}",
+                    f"{fmt_ratio(growth)}; {fmt_ratio(ratio(p99, base99))}",
+                    "p50 within 1.5x",
+                    verdict(growth <= 1.5),
+                )
+            )
+        rows.append(
+            Row(
+                "reconcile",
+                f"`crontask run` start-up to 'crontask started' at {size:,} tasks (process "
+                "spawn, imports, SQLite store, first pass)",
+                fmt_s(pick([found], "startup_s")),
+            )
+        )
+    rows.append(
+        Row(
+            "reconcile",
+            "Kubernetes source: CronTask custom resources to scheduled, and one edit in effect",
+            "TODO: not measured yet (the Kubernetes source comes later)",
+            "",
+            "",
+            "",
+            "TODO",
+        )
+    )
+
+
+def scenario_memory(config: Config, rows: list[Row], cold: list[Json]) -> None:
+    n = config.memory_tasks
+    if not cold or any("error" in c for c in cold) or int(cold[0].get("tasks", 0)) != n:
+        cold = []
+        for r in range(config.repeats):
+            log(f"memory: {n} tasks loaded and scheduled (repeat {r + 1}/{config.repeats})")
+            cold.append(run_worker("reconcile_bench", ["cold", str(n)], timeout=300))
+    per_task = pick(cold, "rss_per_task")
+    rows.append(
+        Row(
+            "memory",
+            f"RSS per task at {n:,} tasks (loaded + scheduled; RSS after - before, / N)",
+            f"{per_task / KIB:.1f} KiB (RSS {pick(cold, 'rss_before') / MIB:.0f} -> "
+            f"{pick(cold, 'rss_after') / MIB:.0f} MiB)",
+            "",
+            "",
+            "<= 10 KiB" if n == 10_000 else "",
+            verdict(per_task <= 10 * KIB) if n == 10_000 else "",
+        )
+    )
+    log(f"memory: {config.soak_tasks} tasks firing every second for {config.soak_seconds:.0f} s")
+    soak = run_worker(
+        "memory_bench",
+        [str(config.soak_tasks), str(config.soak_seconds)],
+        timeout=config.soak_seconds + 120,
+    )
+    if "error" in soak:
+        rows.append(Row("memory", "RSS over a run: ERROR", str(soak["error"])))
+        return
+    growth = float(soak["growth"])
+    rows.append(
+        Row(
+            "memory",
+            f"RSS over {soak['seconds']:.0f} s of {soak['tasks']:,} tasks firing every second: "
+            f"idle -> after {soak['warmup_s']:.0f} s warm-up -> end (max); growth after warm-up",
+            f"{soak['rss_idle'] / MIB:.1f} -> {soak['rss_warm'] / MIB:.1f} -> "
+            f"{soak['rss_end'] / MIB:.1f} MiB ({soak['rss_max'] / MIB:.1f}); "
+            f"{growth / MIB:+.1f} MiB",
+            "",
+            "",
+            f"growth <= {SOAK_GROWTH_BOUND / MIB:.0f} MiB",
+            verdict(growth <= SOAK_GROWTH_BOUND),
+        )
+    )
+    rows.append(
+        Row(
+            "memory",
+            "  the same run: runs started / expected, skipped, start delay p50 / p99",
+            f"{soak['runs']:,} / {soak['expected_runs']:,}, {soak['skipped']:,}, "
+            f"{fmt_ms(soak['lateness_p50_ms'])} / {fmt_ms(soak['lateness_p99_ms'])}",
+        )
+    )
+
+
+_STORE_ROW = re.compile(r"^(.+?)\s{2,}(\S.*)$")
+
+
+def scenario_store(config: Config, rows: list[Row]) -> None:
+    targets: list[tuple[str, str | None]] = [("SQLite", None)]
+    pg = config.pg or os.environ.get("CRONTASK_TEST_POSTGRES_URL")
+    if pg:
+        targets.append(("PostgreSQL", pg))
+    reps, claims = ("20", "500") if config.quick else ("200", "2000")
+    for name, url in targets:
+        log(f"store: {name}, {config.store_rows:,} rows (bench/store_bench.py)")
+        command = [
+            PYTHON,
+            str(BENCH_DIR / "store_bench.py"),
+            "--rows",
+            str(config.store_rows),
+            "--reps",
+            reps,
+            "--claims",
+            claims,
+        ]
+        if url:
+            command += ["--db", url]
+        try:
+            done = subprocess.run(
+                command,
+                cwd=ROOT,
+                capture_output=True,
+                text=True,
+                timeout=3600,
+                check=False,
+                env={**os.environ, "PYTHONPATH": str(ROOT)},
+            )
+        except subprocess.TimeoutExpired:
+            rows.append(Row("run store", f"{name}: ERROR", "store_bench.py timed out"))
+            continue
+        if done.returncode != 0:
+            tail = " | ".join(done.stderr.strip().splitlines()[-3:])
+            rows.append(Row("run store", f"{name}: ERROR", tail))
+            continue
+        body = done.stdout.split("\n---", 1)[-1].split("query plans:")[0]
+        for line in body.splitlines()[1:]:
+            found = _STORE_ROW.match(line.strip())
+            if found:
+                rows.append(
+                    Row(
+                        "run store",
+                        f"{name}, {config.store_rows:,} rows: {found.group(1)}",
+                        found.group(2),
+                    )
+                )
+    if not pg:
+        rows.append(
+            Row(
+                "run store",
+                "PostgreSQL",
+                "not run: set CRONTASK_TEST_POSTGRES_URL or pass --pg URL",
+            )
+        )
+
+
+# -- output ----------------------------------------------------------------------------------
+
+HEADER = ("scenario", "measure", "crontask", "APScheduler baseline", "ratio", "target", "result")
+
+
+def table(rows: Sequence[Row]) -> str:
+    lines = ["| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
+    for row in rows:
+        cells = [
+            row.scenario,
+            row.measure,
+            row.crontask,
+            row.baseline,
+            row.ratio,
+            row.target,
+            f"**{row.result}**" if row.result in ("PASS", "FAIL") else row.result,
+        ]
+        lines.append("| " + " | ".join(c.replace("|", "/") for c in cells) + " |")
+    return "\n".join(lines)
+
+
+NOTES = """\
+## How to read this
+
+- Every figure above was measured in this run; nothing is copied from earlier runs. Each
+  measurement ran in a fresh Python process; repeated ones were alternated between crontask
+  and the baseline (ABC, CBA, ...) and the table shows the median of the repeats.
+- The machine has 2 cores and was shared with other work while this ran, so the figures are
+  noisy (see the load average above): compare ratios from the same run rather than absolute
+  figures across runs.
+- Fire lateness = the instant a run starts minus its slot. For "(a) hand-off alone" the start
+  is the call of crontask's fire callback on the event loop. For "(b) through Dispatcher.fire"
+  it is when the run's attempt begins, i.e. where a process would be spawned: after the
+  concurrency and deadline policies, the run record, and the store's acceptance of the claim
+  (a MemoryRunStore, through the recorder's thread pool), with `crontask run`'s log lines.
+  The action is a bench-local no-op Attempt, because any real action (a fork, an HTTP
+  request) would measure that action rather than crontask. The APScheduler baseline is plain
+  AsyncIOScheduler (its CronTrigger, default job settings: misfire_grace_time=1) with an
+  `async def` job that notes the time: the same one-loop process layout as crontask.
+- Command tasks: "spawned" is when the child process exists (CommandRun's `started`; for the
+  baseline, when `create_subprocess_exec` returned), "ended" when the run is over (crontask:
+  its final record is written; baseline: the child is reaped and its output read). Both use
+  the pidfd child watcher that `crontask run` installs.
+- Runs lost: runs that had not started 15 s after their slot (plain APScheduler drops a slot
+  that is later than misfire_grace_time; crontask never drops one, it records a skip).
+- Cold start: DirectorySource refresh (YAML with positions, validation) and assemble, plan,
+  ApsScheduler.apply of every task with its "task added" log line, and ApsScheduler.start(),
+  in `crontask run`'s order; the task tree has 10 CronTasks per multi-document file, each with
+  a distinct yearly cron slot in one of five time zones (no two schedules alike: no cache
+  helps).
+- Edited file in effect: the real `crontask run` process; the time from just before the file
+  is written to the `time=` of its `task updated` log line.
+- RSS over a run: the real Dispatcher with a no-op attempt and a MemoryRunStore pruned every
+  10 s to the default history limits (what `crontask run`'s housekeeping does), so the
+  history does not count; the bound on growth after warm-up is stated in the target column.
+"""
+
+
+def document(config: Config, facts: Json, rows: Sequence[Row], elapsed: float) -> str:
+    mode = "quick" if config.quick else "full"
+    return (
+        "# crontask benchmark results\n\n"
+        f"Generated by `python bench/run.py{' --quick' if config.quick else ''}` "
+        f"({mode} mode, {elapsed / 60:.1f} minutes) on {facts['date']}, commit "
+        f"`{facts['commit']}`.\n\n"
+        f"- CPU: {facts['cpu']}, {facts['cores']} cores; memory {facts['memory']}\n"
+        f"- Python {facts['python']}, APScheduler {facts['apscheduler']}; {facts['platform']}\n"
+        f"- load average at the start: {facts['load']}; at the end: "
+        f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}\n"
+        f"- sizes: lateness N={config.sizes}, command N={config.command_sizes}, "
+        f"repeats={config.repeats}, cold start {config.cold_tasks:,} tasks, edits "
+        f"{config.edits} at {config.edit_sizes} tasks, soak {config.soak_tasks:,} tasks for "
+        f"{config.soak_seconds:.0f} s, store {config.store_rows:,} rows\n\n"
+        + table(rows)
+        + "\n\n"
+        + NOTES
+        + analysis()
+    )
+
+
+ANALYSIS_FILE = BENCH_DIR / "ANALYSIS.md"  # what the numbers mean, kept by hand
+
+
+def analysis() -> str:
+    return "\n" + ANALYSIS_FILE.read_text() if ANALYSIS_FILE.exists() else ""
+
+
+def parse_args(argv: Sequence[str] | None) -> tuple[Config, list[str], Path]:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="small sizes, under a minute")
+    parser.add_argument(
+        "--only", help=f"comma-separated scenarios to run (default: all of {','.join(SCENARIOS)})"
+    )
+    parser.add_argument("--sizes", help="lateness N values, e.g. 100,1000,5000")
+    parser.add_argument("--command-sizes", help="command task N values, e.g. 100,1000")
+    parser.add_argument("--repeats", type=int, help="repeats per measurement (median reported)")
+    parser.add_argument("--cold-tasks", type=int, help="tasks for the cold start (10 per file)")
+    parser.add_argument("--edit-sizes", help="task counts for the edit latency, e.g. 1000,10000")
+    parser.add_argument("--edits", type=int, help="edits per size")
+    parser.add_argument("--soak-seconds", type=float, help="length of the RSS-over-time run")
+    parser.add_argument("--soak-tasks", type=int, help="tasks firing every second in it")
+    parser.add_argument("--store-rows", type=int, help="rows for bench/store_bench.py")
+    parser.add_argument("--pg", metavar="URL", help="also benchmark PostgreSQL at URL")
+    parser.add_argument("--output", type=Path, help="where to write the results (Markdown)")
+    args = parser.parse_args(argv)
+
+    def ints(text: str | None, default: list[int]) -> list[int]:
+        return [int(x) for x in text.split(",")] if text else default
+
+    quick = bool(args.quick)
+    config = Config(
+        quick=quick,
+        sizes=ints(args.sizes, [100] if quick else [100, 1000, 5000]),
+        command_sizes=ints(args.command_sizes, [50] if quick else [100, 1000]),
+        repeats=args.repeats or (1 if quick else 3),
+        cold_tasks=args.cold_tasks or (1000 if quick else 10_000),
+        edit_sizes=ints(args.edit_sizes, [200] if quick else [1000, 10_000]),
+        edits=args.edits or (5 if quick else 50),
+        soak_tasks=args.soak_tasks or 1000,
+        soak_seconds=args.soak_seconds or (12.0 if quick else 600.0),
+        memory_tasks=args.cold_tasks or (1000 if quick else 10_000),
+        store_rows=args.store_rows or (20_000 if quick else 1_000_000),
+        pg=args.pg,
+    )
+    only = [s.strip() for s in args.only.split(",")] if args.only else list(SCENARIOS)
+    unknown = set(only) - set(SCENARIOS)
+    if unknown:
+        parser.error(f"unknown scenario(s): {', '.join(sorted(unknown))}")
+    output = args.output or BENCH_DIR / ("RESULTS-quick.md" if quick else "RESULTS.md")
+    return config, only, output
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    config, only, output = parse_args(argv)
+    began = time.monotonic()
+    facts = machine()
+    log(f"crontask benchmarks ({'quick' if config.quick else 'full'}): {', '.join(only)}")
+    rows: list[Row] = []
+    cold: list[Json] = []
+    if "lateness" in only:
+        scenario_lateness(config, rows)
+    if "command" in only:
+        scenario_command(config, rows)
+    if "reconcile" in only:
+        scenario_reconcile(config, rows, cold)
+    if "memory" in only:
+        scenario_memory(config, rows, cold)
+    if "store" in only:
+        scenario_store(config, rows)
+    elapsed = time.monotonic() - began
+    print(table(rows))
+    output.write_text(document(config, facts, rows, elapsed))
+    log(f"done in {elapsed:.0f} s; written to {output}")
+    failed = [r for r in rows if r.measure.endswith("ERROR")]
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
