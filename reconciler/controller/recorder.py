@@ -1,11 +1,15 @@
 """Writing run records: off the event loop, in order, and never lost to a brief outage.
 
 Claims go straight to the store, because a claim decides whether this process may run a slot
-(the store refuses a second claim of the same slot). When the store is unavailable the run
-still happens — losing a run is worse than a rare duplicate across replicas while the database
-is down — and its records wait in a bounded buffer that is retried with backoff until the
-store is back. The buffer coalesces by (run id, attempt): the newest state of a record replaces
-an older pending one, so a run's ``running`` and final records cost one slot.
+(the store refuses a second claim of the same slot). Claims made in the same turn of the event
+loop — every slot due in the same second — travel together in one ``claim_many`` call, so
+starting thousands of runs costs one store round trip, not one each.
+
+When the store is unavailable the run still happens — losing a run is worse than a rare
+duplicate across replicas while the database is down — and its records wait in a bounded
+buffer that is retried with backoff until the store is back. The buffer coalesces by (run id,
+attempt): the newest state of a record replaces an older pending one, so a run's ``running``
+and final records cost one slot.
 
 The loss window, stated: at most ``capacity`` records wait in memory. When the buffer is full,
 the oldest pending record is dropped (logged as an error, counted in ``dropped``). A process
@@ -52,6 +56,7 @@ class Recorder:
         # (id, attempt) -> (record, create_only)
         self._pending: OrderedDict[tuple[str, int], tuple[RunRecord, bool]] = OrderedDict()
         self._flusher: asyncio.Task[None] | None = None
+        self._claims: list[tuple[RunRecord, asyncio.Future[bool]]] = []
 
     @property
     def pending(self) -> int:
@@ -65,16 +70,39 @@ class Recorder:
         """Claim a slot. True: claimed. False: the store is unavailable; the record is kept
         for later and the caller runs the slot anyway. Raises DuplicateRun: another instance
         holds the slot, do not run it."""
+        claimed: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        if not self._claims:
+            # The first claim of this turn of the loop schedules the batch; the rest join it.
+            asyncio.get_running_loop().call_soon(self._send_claims)
+        self._claims.append((record, claimed))
+        return await claimed
+
+    def _send_claims(self) -> None:
+        batch, self._claims = self._claims, []
+        asyncio.get_running_loop().create_task(self._claim_batch(batch))
+
+    async def _claim_batch(self, batch: list[tuple[RunRecord, asyncio.Future[bool]]]) -> None:
+        records = [record for record, _ in batch]
         try:
-            await self.call(self.store.claim, record)
+            results = await self.call(self.store.claim_many, records)
         except StoreUnavailable as err:
             log.warning(
-                "run store unavailable; running anyway, record kept for later",
-                extra={"fields": {"run": record.id, "error": str(err)}},
+                "run store unavailable; running anyway, records kept for later",
+                extra={"fields": {"runs": len(records), "error": str(err)}},
             )
-            self._keep(record, create_only=False)
-            return False
-        return True
+            for record, claimed in batch:
+                self._keep(record, create_only=False)
+                claimed.set_result(False)
+            return
+        except Exception as err:
+            for _, claimed in batch:
+                claimed.set_exception(err)
+            return
+        for (record, claimed), ok in zip(batch, results, strict=True):
+            if ok:
+                claimed.set_result(True)
+            else:
+                claimed.set_exception(DuplicateRun(record.id, record.attempt))
 
     async def add(self, record: RunRecord) -> bool:
         """Create a record that must not replace an existing one (a skip: another instance

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import threading
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 
 from reconciler.core.runs import RunRecord, RunStatus, Trigger
@@ -51,6 +51,17 @@ class MemoryRunStore:
             if key in self._records:
                 raise DuplicateRun(record.id, record.attempt)
             self._records[key] = record
+
+    def claim_many(self, records: Sequence[RunRecord]) -> list[bool]:
+        claimed: list[bool] = []
+        for record in records:
+            try:
+                self.claim(record)
+            except DuplicateRun:
+                claimed.append(False)
+            else:
+                claimed.append(True)
+        return claimed
 
     def complete(self, record: RunRecord) -> None:
         record = normalized(record)

@@ -34,6 +34,8 @@ from typing import Any, Final
 
 import sqlalchemy as sa
 from sqlalchemy import event, exc
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection, Dialect, Engine, make_url
 from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.pool import ConnectionPoolEntry
@@ -307,6 +309,27 @@ class SqlRunStore:
             if _is_unique_violation(e):
                 raise DuplicateRun(record.id, record.attempt) from None
             raise
+
+    def claim_many(self, records: Sequence[RunRecord]) -> list[bool]:
+        if not records:
+            return []
+        keys = [(r.id, r.attempt) for r in records]
+        rows = [_record_to_row(normalized(r)) for r in records]
+        dialect = self._engine.dialect.name
+        insert = (sqlite_insert if dialect == "sqlite" else pg_insert)(runs)
+        # One statement for the batch; rows that exist are skipped, and RETURNING says which
+        # were inserted. Same atomicity per row as claim(): the primary key decides.
+        stmt = insert.on_conflict_do_nothing(index_elements=["id", "attempt"]).returning(
+            _c.id, _c.attempt
+        )
+        with self._tx(write=True) as conn:
+            inserted = {(row.id, row.attempt) for row in conn.execute(stmt, rows)}
+        seen: set[tuple[str, int]] = set()
+        claimed: list[bool] = []
+        for key in keys:  # a key twice in one batch: only its first record is the claim
+            claimed.append(key in inserted and key not in seen)
+            seen.add(key)
+        return claimed
 
     def complete(self, record: RunRecord) -> None:
         record = normalized(record)

@@ -12,7 +12,7 @@ from reconciler.controller.dispatch import Dispatcher
 from reconciler.controller.recorder import Recorder
 from reconciler.core.runs import RunRecord, RunStatus, Trigger, run_id
 from reconciler.store import MemoryRunStore
-from reconciler.store.base import StoreUnavailable
+from reconciler.store.base import DuplicateRun, StoreUnavailable
 from tests.helpers import definition
 
 T0 = datetime(2026, 11, 26, 12, tzinfo=UTC)
@@ -128,3 +128,32 @@ def test_runs_still_execute_while_the_store_is_down() -> None:
     kept = store.get(run_id("default/job", T0))
     assert kept is not None
     assert kept.status is RunStatus.SUCCEEDED
+
+
+class CountingStore(MemoryRunStore):
+    def __init__(self) -> None:
+        super().__init__()
+        self.batches: list[int] = []
+
+    def claim_many(self, records: Any) -> list[bool]:
+        self.batches.append(len(records))
+        return super().claim_many(records)
+
+
+def test_claims_of_one_turn_of_the_loop_go_to_the_store_together() -> None:
+    store = CountingStore()
+    store.claim(record(3))
+
+    async def main() -> list[bool | BaseException]:
+        recorder = Recorder(store)
+        outcomes = await asyncio.gather(
+            *(recorder.claim(record(m)) for m in range(100)), return_exceptions=True
+        )
+        await recorder.close(1)
+        return outcomes
+
+    outcomes = asyncio.run(main())
+    assert store.batches == [100]
+    assert sum(o is True for o in outcomes) == 99
+    (refused,) = [o for o in outcomes if o is not True]
+    assert isinstance(refused, DuplicateRun)

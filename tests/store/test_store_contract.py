@@ -294,6 +294,24 @@ def test_latest_is_the_newest_slot_and_its_highest_attempt(store: RunStore) -> N
     assert store.latest("ops/none") is None
 
 
+def test_claim_many_claims_each_new_record_once(store: RunStore) -> None:
+    store.claim(rec(at=1))
+    batch = [
+        rec(at=0),
+        rec(at=1),
+        rec(at=2),
+        rec(at=2),
+        rec(at=2, attempt=2),
+        rec("ops/other", at=1),
+    ]
+    assert store.claim_many(batch) == [True, False, True, False, True, True]
+    assert store.claim_many([]) == []
+    assert store.get(rec(at=2).id, 1) == rec(at=2)
+    assert len(store.query(RunQuery(limit=100)).items) == 5
+    # A second batch of the same records claims nothing.
+    assert store.claim_many(batch) == [False] * len(batch)
+
+
 def test_last_slots_ignore_manual_runs(store: RunStore) -> None:
     assert store.last_slots() == {}
     store.claim(rec(at=5))
