@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 
 from .base import Schedule
@@ -10,6 +11,10 @@ from .errors import ScheduleError
 from .every import EverySchedule, parse_duration
 from .fields import parse_cron
 from .zones import validate_time_zone
+
+# Every schedule is parsed twice (validating the model, then building the scheduler's trigger)
+# and many tasks share an expression; the parsed spec is a frozen value, so it is memoised.
+_parse_cron = functools.lru_cache(maxsize=65536)(parse_cron)
 
 MACROS = {
     "@yearly": "0 0 1 1 *",
@@ -35,7 +40,7 @@ def parse_schedule(expression: str, time_zone: str = "UTC") -> Schedule:
         )
     head = words[0]
     if not head.group().startswith("@"):
-        spec = parse_cron(expression)
+        spec = _parse_cron(expression)
         return CronSchedule(expression, validate_time_zone(time_zone), spec)
     name = head.group().lower()
     arguments = words[1:]
@@ -59,5 +64,5 @@ def parse_schedule(expression: str, time_zone: str = "UTC") -> Schedule:
         raise ScheduleError(f"unknown macro {head.group()!r}; use one of {known}", head.start())
     if arguments:
         raise ScheduleError(f"{head.group()!r} takes no arguments", arguments[0].start())
-    spec = parse_cron(MACROS[name])
+    spec = _parse_cron(MACROS[name])
     return CronSchedule(expression, validate_time_zone(time_zone), spec)
