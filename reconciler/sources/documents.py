@@ -117,11 +117,31 @@ def parse_text(
                 continue
             # Positions are needed only to report an error: the common, valid document is
             # built without them (see _plain_document); anything unusual takes the long way.
-            data, plain = _plain_document(node)
-            positions: _Positions | None = None
-            if not plain:
-                positions = _Positions(node)
-                data = loader.construct_document(node)
+            try:
+                data, plain = _plain_document(node)
+                positions: _Positions | None = None
+                if not plain:
+                    _refuse_cycles(node)
+                    positions = _Positions(node)
+                    data = loader.construct_document(node)
+            except _Recursive as cycle:
+                # An alias inside its own anchor (`a: &x [*x]`) has no finite value.
+                mark = cycle.node.start_mark
+                errors.append(
+                    DefinitionError(
+                        at(mark.line + 1, mark.column + 1),
+                        "recursive YAML alias: this value contains itself",
+                    )
+                )
+                continue
+            except RecursionError:
+                root = node.start_mark
+                errors.append(
+                    DefinitionError(
+                        at(root.line + 1, root.column + 1), "document is nested too deeply"
+                    )
+                )
+                continue
             if data is None:  # an empty document between two `---`
                 continue
             if _other_group(data):
@@ -163,7 +183,39 @@ _SEQ = "tag:yaml.org,2002:seq"
 
 
 class _NotPlain(Exception):
-    """The document needs PyYAML's constructor (tags, merge keys, non-string keys, cycles)."""
+    """The document needs PyYAML's constructor (tags, merge keys, non-string keys)."""
+
+
+class _Recursive(Exception):
+    """A node that contains itself through an alias."""
+
+    def __init__(self, node: yaml.Node) -> None:
+        super().__init__("recursive alias")
+        self.node = node
+
+
+def _refuse_cycles(root: yaml.Node) -> None:
+    """Raise _Recursive if a node is its own descendant. Iterative: a cycle, or very deep
+    nesting, must not exhaust the stack of the thread reading the file."""
+    on_path: set[int] = set()
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    while stack:
+        node, leaving = stack.pop()
+        if leaving:
+            on_path.discard(id(node))
+            continue
+        if isinstance(node, yaml.ScalarNode):
+            continue
+        if id(node) in on_path:
+            raise _Recursive(node)
+        on_path.add(id(node))
+        stack.append((node, True))
+        children = (
+            [item for pair in node.value for item in pair]
+            if isinstance(node, yaml.MappingNode)
+            else list(node.value)
+        )
+        stack.extend((child, False) for child in reversed(children))
 
 
 def _plain_document(node: yaml.Node) -> tuple[Any, bool]:
@@ -186,7 +238,7 @@ def _plain_document(node: yaml.Node) -> tuple[Any, bool]:
                 return current.value
             return constructor.construct_document(current)
         if id(current) in active:
-            raise _NotPlain  # a recursive alias
+            raise _Recursive(current)
         active.add(id(current))
         try:
             if kind is yaml.MappingNode and current.tag == _MAP:

@@ -122,3 +122,22 @@ def test_yaml_syntax_error_is_one_error_at_its_position() -> None:
     (error,) = errors_of("apiVersion: crontask.dev/v1alpha1\nspec: [unclosed\n")
     assert error.startswith("t.yaml:3:1: YAML syntax error: ")
     assert "']'" in error
+
+
+@pytest.mark.parametrize(
+    ("text", "where"),
+    [
+        ("a: &x [*x]\n", "t.yaml:1:4:"),  # the plain fast path
+        (GOOD.replace("spec:\n", "spec: &s\n  self: *s\n"), "t.yaml:6:7:"),
+        (GOOD.replace("spec:\n", "spec: !!map &s\n  self: *s\n"), "t.yaml:6:7:"),  # tagged
+    ],
+)
+def test_a_recursive_alias_is_an_error_not_a_crash(text: str, where: str) -> None:
+    (error,) = errors_of(text)
+    assert error == f"{where} recursive YAML alias: this value contains itself"
+
+
+def test_very_deep_nesting_is_an_error_not_a_crash() -> None:
+    deep = "spec: " + "[" * 3000 + "]" * 3000 + "\n"
+    (error,) = errors_of(deep)
+    assert error.startswith("t.yaml:1:")

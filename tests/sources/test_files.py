@@ -137,3 +137,16 @@ def test_a_vanished_path_keeps_its_tasks_and_is_an_error(tmp_path: Path) -> None
     source.refresh()
     assert keys(source) == {}
     assert source.errors() == []
+
+
+def test_a_recursive_alias_keeps_the_files_tasks_and_the_others_work(tmp_path: Path) -> None:
+    broken = write(tmp_path / "a.yaml", doc("a"))
+    other = write(tmp_path / "b.yaml", doc("b"))
+    source = DirectorySource([tmp_path])
+    source.refresh()
+    write(broken, "x: &loop [*loop]\n")
+    write(other, doc("b", "0 * * * *"))
+    source.refresh()
+    assert keys(source) == {"default/a": "* * * * *", "default/b": "0 * * * *"}
+    (error,) = source.errors()
+    assert "recursive YAML alias" in str(error)
