@@ -227,6 +227,8 @@ async def serve(
             except Exception:
                 metrics.reconciled(False, time.monotonic() - started, {})
                 log.exception("reconcile failed; the next pass will try again")
+                if anchors is not None:
+                    scheduler.start()  # later passes add to a running scheduler
                 return
             if anchors is not None:
                 scheduler.start()  # the first pass: jobs get their first fire times now
