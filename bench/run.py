@@ -15,6 +15,10 @@ Scenarios (each a plain module under bench/, each measurement in a fresh interpr
   end through the real ``crontask run`` and its file watcher; ``bench/reconcile_bench.py``.
 - ``memory``    RSS per task at 10 000 tasks (from the cold start), and RSS over a run of 1 000
   tasks firing every second; ``bench/memory_bench.py``.
+- ``k8s``       CronTask custom resources through the project's Kubernetes API emulator
+  (``tests/k8s/emulator``) and the real ``crontask run --kubernetes``: 1 000 objects to
+  scheduled, one spec edit in effect (and its status), and a run's end to its status being
+  visible; ``bench/k8s_bench.py``.
 - ``store``     ``bench/store_bench.py`` on SQLite, and on PostgreSQL with ``--pg URL`` or
   ``CRONTASK_TEST_POSTGRES_URL``.
 
@@ -49,7 +53,7 @@ from _common import (
     run_worker,
 )
 
-SCENARIOS = ("lateness", "command", "reconcile", "memory", "store")
+SCENARIOS = ("lateness", "command", "reconcile", "k8s", "memory", "store")
 KIB = 1024
 MIB = 1024 * 1024
 SOAK_GROWTH_BOUND = 10 * MIB
@@ -78,6 +82,9 @@ class Config:
     soak_tasks: int
     soak_seconds: float
     memory_tasks: int
+    k8s_tasks: int
+    k8s_edits: int
+    k8s_runs: int
     store_rows: int
     pg: str | None
 
@@ -332,17 +339,86 @@ def scenario_reconcile(config: Config, rows: list[Row], cold_out: list[Json]) ->
                 fmt_s(pick([found], "startup_s")),
             )
         )
+
+
+def scenario_k8s(config: Config, rows: list[Row]) -> None:
+    n, scenario = config.k8s_tasks, "kubernetes"
+    cold: list[Json] = []
+    for r in range(config.repeats):
+        log(f"k8s: {n} CronTask objects to scheduled (repeat {r + 1}/{config.repeats})")
+        cold.append(run_worker("k8s_bench", ["cold", str(n)], timeout=300 + n / 10))
+    scheduled = min((int(c.get("scheduled", 0)) for c in cold), default=0)
     rows.append(
         Row(
-            "reconcile",
-            "Kubernetes source: CronTask custom resources to scheduled, and one edit in effect",
-            "TODO: not measured yet (the Kubernetes source comes later)",
-            "",
-            "",
-            "",
-            "TODO",
+            scenario,
+            f"{n:,} CronTask objects in the emulator, `crontask run --kubernetes` spawned until "
+            "all scheduled ('crontask started'): total (spawn+imports+connect+LIST / first "
+            "pass / scheduler start)",
+            f"{fmt_s(pick(cold, 'startup_s'))} ({fmt_s(pick(cold, 'listed_s'))} / "
+            f"{fmt_s(pick(cold, 'pass_s'))} / {fmt_s(pick(cold, 'start_s'))}); "
+            f"{scheduled:,} scheduled",
         )
     )
+    for error in errors_of(cold):
+        rows.append(Row(scenario, "cold start: ERROR", error))
+
+    log(f"k8s: {config.k8s_edits} spec edits at {n} objects, through `crontask run`")
+    edit = run_worker(
+        "k8s_bench",
+        ["edit", str(n), str(config.k8s_edits)],
+        timeout=300 + n / 10 + 25 * config.k8s_edits,
+    )
+    if "error" in edit:
+        rows.append(Row(scenario, f"edit at {n:,} objects: ERROR", str(edit["error"])))
+    else:
+        rows.append(
+            Row(
+                scenario,
+                f"one edited CronTask in effect at {n:,} objects ({edit.get('edits')} "
+                "spec.schedule merge PATCHes): PATCH sent to its 'task updated' line: "
+                "p50 / p99 / max; missed",
+                f"{fmt_ms(pick([edit], 'latency', 'p50_ms'))} / "
+                f"{fmt_ms(pick([edit], 'latency', 'p99_ms'))} / "
+                f"{fmt_ms(pick([edit], 'latency', 'max_ms'))}; {edit.get('missed')}",
+            )
+        )
+        rows.append(
+            Row(
+                scenario,
+                "  the same edits: PATCH sent to status.observedGeneration read back (GET every "
+                "10 ms): p50 / p99 / max; missed",
+                f"{fmt_ms(pick([edit], 'status_latency', 'p50_ms'))} / "
+                f"{fmt_ms(pick([edit], 'status_latency', 'p99_ms'))} / "
+                f"{fmt_ms(pick([edit], 'status_latency', 'max_ms'))}; "
+                f"{edit.get('status_missed')}",
+            )
+        )
+        rows.append(
+            Row(
+                scenario,
+                f"  the same process: spawn to 'crontask started'; spawn to every one of the "
+                f"{n:,} objects showing a Ready status (status writes limited to 20/s)",
+                f"{fmt_s(pick([edit], 'startup_s'))}; {fmt_s(pick([edit], 'statuses_s'))}",
+            )
+        )
+
+    runs = config.k8s_runs
+    log(f"k8s: {runs} runs of an every-second task, run end to status visible")
+    status = run_worker("k8s_bench", ["status", str(runs)], timeout=300 + runs)
+    if "error" in status:
+        rows.append(Row(scenario, "run end to status: ERROR", str(status["error"])))
+    else:
+        rows.append(
+            Row(
+                scenario,
+                f"run end to status visible: one `* * * * * *` task running `true`, "
+                f"{status.get('runs')} runs: run store finished_at to status.lastRun (id, "
+                "completionTime) read back (GET every 10 ms): p50 / p99 / max",
+                f"{fmt_ms(pick([status], 'latency', 'p50_ms'))} / "
+                f"{fmt_ms(pick([status], 'latency', 'p99_ms'))} / "
+                f"{fmt_ms(pick([status], 'latency', 'max_ms'))}",
+            )
+        )
 
 
 def scenario_memory(config: Config, rows: list[Row], cold: list[Json]) -> None:
@@ -512,6 +588,13 @@ NOTES = """\
   helps).
 - Edited file in effect: the real `crontask run` process; the time from just before the file
   is written to the `time=` of its `task updated` log line.
+- Kubernetes: the project's API emulator (`tests/k8s/emulator`, in the benchmark's process,
+  with TCP_NODELAY set on its connections like a real API server; its default adds ~40 ms to
+  every keep-alive response) and the real `crontask run --kubernetes` as a subprocess.
+  Objects are written with plain HTTP; "in effect" is the `time=` of crontask's log line minus
+  the instant just before the write (log times have millisecond resolution). Status figures
+  are read back with GET every 10 ms, so they include up to 10 ms of polling; a run's end is
+  its `finished_at` in the run store.
 - RSS over a run: the real Dispatcher with a no-op attempt and a MemoryRunStore pruned every
   10 s to the default history limits (what `crontask run`'s housekeeping does), so the
   history does not count; the bound on growth after warm-up is stated in the target column.
@@ -532,7 +615,8 @@ def document(config: Config, facts: Json, rows: Sequence[Row], elapsed: float) -
         f"- sizes: lateness N={config.sizes}, command N={config.command_sizes}, "
         f"repeats={config.repeats}, cold start {config.cold_tasks:,} tasks, edits "
         f"{config.edits} at {config.edit_sizes} tasks, soak {config.soak_tasks:,} tasks for "
-        f"{config.soak_seconds:.0f} s, store {config.store_rows:,} rows\n\n"
+        f"{config.soak_seconds:.0f} s, k8s {config.k8s_tasks:,} objects, "
+        f"{config.k8s_edits} edits, {config.k8s_runs} runs, store {config.store_rows:,} rows\n\n"
         + table(rows)
         + "\n\n"
         + NOTES
@@ -561,6 +645,9 @@ def parse_args(argv: Sequence[str] | None) -> tuple[Config, list[str], Path]:
     parser.add_argument("--edits", type=int, help="edits per size")
     parser.add_argument("--soak-seconds", type=float, help="length of the RSS-over-time run")
     parser.add_argument("--soak-tasks", type=int, help="tasks firing every second in it")
+    parser.add_argument("--k8s-tasks", type=int, help="CronTask objects in the k8s scenario")
+    parser.add_argument("--k8s-edits", type=int, help="spec edits in the k8s scenario")
+    parser.add_argument("--k8s-runs", type=int, help="runs timed from end to status")
     parser.add_argument("--store-rows", type=int, help="rows for bench/store_bench.py")
     parser.add_argument("--pg", metavar="URL", help="also benchmark PostgreSQL at URL")
     parser.add_argument("--output", type=Path, help="where to write the results (Markdown)")
@@ -581,6 +668,9 @@ def parse_args(argv: Sequence[str] | None) -> tuple[Config, list[str], Path]:
         soak_tasks=args.soak_tasks or 1000,
         soak_seconds=args.soak_seconds or (12.0 if quick else 600.0),
         memory_tasks=args.cold_tasks or (1000 if quick else 10_000),
+        k8s_tasks=args.k8s_tasks or (100 if quick else 1000),
+        k8s_edits=args.k8s_edits or (10 if quick else 30),
+        k8s_runs=args.k8s_runs or (5 if quick else 20),
         store_rows=args.store_rows or (20_000 if quick else 1_000_000),
         pg=args.pg,
     )
@@ -605,6 +695,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         scenario_command(config, rows)
     if "reconcile" in only:
         scenario_reconcile(config, rows, cold)
+    if "k8s" in only:
+        scenario_k8s(config, rows)
     if "memory" in only:
         scenario_memory(config, rows, cold)
     if "store" in only:

@@ -3,8 +3,8 @@
     python bench/store_bench.py [--rows N] [--db URL] [--reps R]
 
 Without ``--db`` it uses a fresh SQLite file in a temporary directory (deleted afterwards). With
-``--db``, point it at an empty database (e.g. ``postgresql+psycopg://u:p@127.0.0.1/bench``, or a
-schema of its own via ``?options=-csearch_path%3Dbench``): the rows it adds stay there.
+a PostgreSQL ``--db`` it works in a fresh schema of its own, dropped at the end, so that runs
+never meet each other's rows.
 
 It fills the store with N finished runs of 200 tasks spread over one year (bulk, through
 ``SqlRunStore.insert_many``), then measures, through the public API:
@@ -21,15 +21,20 @@ Not collected by pytest (testpaths is ``tests/``).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 import random
 import statistics
 import sys
 import tempfile
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+
+import sqlalchemy as sa
+from sqlalchemy.engine import make_url
 
 from reconciler.core.runs import RunRecord, RunStatus, Trigger, run_id
 from reconciler.store import RunQuery, open_store, sqlite_url
@@ -110,8 +115,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--claims", type=int, default=2000, help="single claim+complete runs")
     args = parser.parse_args(argv)
 
-    with tempfile.TemporaryDirectory(prefix="store-bench-") as tmp:
-        url = args.db or sqlite_url(Path(tmp))
+    with tempfile.TemporaryDirectory(prefix="store-bench-") as tmp, _isolated(args.db) as db:
+        url = db or sqlite_url(Path(tmp))
         store = open_store(url)
         if not isinstance(store, SqlRunStore):
             parser.error("the benchmark needs a SQL store URL")
@@ -119,6 +124,26 @@ def main(argv: list[str] | None = None) -> int:
             return run(store, args.rows, args.reps, args.claims)
         finally:
             store.close()
+
+
+@contextlib.contextmanager
+def _isolated(url: str | None) -> Iterator[str | None]:
+    """A PostgreSQL URL whose connections see only a fresh schema, dropped afterwards: the
+    benchmark writes fixed run ids and a million rows, which must not meet an earlier run's."""
+    if url is None or not url.startswith("postgresql"):
+        yield url
+        return
+    schema = f"store_bench_{uuid.uuid4().hex[:12]}"
+    admin = sa.create_engine(url, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
+        scoped = make_url(url).update_query_dict({"options": f"-csearch_path={schema}"})
+        yield scoped.render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+        admin.dispose()
 
 
 def run(store: SqlRunStore, rows: int, reps: int, claims: int) -> int:
