@@ -73,6 +73,10 @@ def _truthy(value: str | None) -> bool:
 
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    # http.server writes headers and body separately; with Nagle's algorithm on, the body of a
+    # keep-alive response waits for the client's delayed ACK (about 40 ms). The real API server
+    # sets TCP_NODELAY, and so does the emulator.
+    disable_nagle_algorithm = True
     server: Server
 
     def setup(self) -> None:
