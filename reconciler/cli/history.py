@@ -8,9 +8,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from reconciler.cli.durations import duration_arg
-from reconciler.cli.main_helpers import table
+from reconciler.cli.main_helpers import add_state_args, table
 from reconciler.cli.remote import RemoteError, add_server_arg, default_token, fetch_run, fetch_runs
-from reconciler.cli.serve import add_state_args
 from reconciler.core.runs import RunRecord, RunStatus, Trigger
 from reconciler.store import open_store, sqlite_url
 from reconciler.store.base import RunQuery

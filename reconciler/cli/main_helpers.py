@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -22,3 +23,18 @@ def table(header: list[str], rows: list[list[str]]) -> str:
         for line in [header, *rows]
     ]
     return "\n".join(lines)
+
+
+def add_state_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--state-dir",
+        type=Path,
+        default=Path(".crontask"),
+        help="where the run history and API-created tasks live (default: ./.crontask)",
+    )
+    parser.add_argument(
+        "--db",
+        metavar="URL",
+        help="run store URL instead of the state dir's SQLite file, "
+        "e.g. sqlite:////var/lib/crontask/runs.db or postgresql+psycopg://user@host/db",
+    )

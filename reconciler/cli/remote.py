@@ -14,12 +14,13 @@ import os
 import sys
 from collections.abc import Mapping
 from datetime import datetime
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import quote
 
-import httpx
-
 from reconciler.cli.main_helpers import table
+
+if TYPE_CHECKING:
+    import httpx
 
 DEFAULT_SERVER: Final = "http://127.0.0.1:8080"
 SERVER_ENV: Final = "CRONTASK_SERVER"
@@ -153,6 +154,8 @@ def request(
     transport: httpx.BaseTransport | None = None,
 ) -> dict[str, Any]:
     """One API call; the decoded JSON body, or :class:`RemoteError` with one clear line."""
+    import httpx  # here, not at the top: only the client commands pay for it
+
     headers = {"Accept": "application/json"}
     if token:
         headers["Authorization"] = f"Bearer {token}"

@@ -1,31 +1,16 @@
-"""``crontask run``: the reconciler, with its HTTP interface."""
+"""``crontask run``: its arguments. The daemon itself lives in ``daemon`` and is imported only
+when it runs, so that every other command starts without loading the web and Kubernetes
+stacks."""
 
 from __future__ import annotations
 
 import argparse
-import asyncio
-import contextlib
-import logging
 import os
-import socket
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import uvicorn
-
-from reconciler import logs
-from reconciler.api.app import create_app
-from reconciler.api.auth import AuthConfig, AuthConfigError, check_listen, is_loopback
 from reconciler.cli.durations import duration_arg
-from reconciler.cli.main_helpers import existing_paths
-from reconciler.controller.runtime import HttpServer, Options, serve
-from reconciler.controller.view import RuntimeView
-from reconciler.sinks.metrics import Metrics
-from reconciler.sources.git import GitOptions
-from reconciler.sources.kubernetes import KubernetesOptions
-
-log = logging.getLogger("crontask.api")
+from reconciler.cli.main_helpers import add_state_args
 
 HELP = """\
 Read CronTask definitions from PATH... (YAML files, or folders searched recursively for
@@ -37,21 +22,6 @@ on their last good definition and the error is logged with file:line:col. The RE
 /healthz, /readyz and /metrics are served on --listen (127.0.0.1:8080). Stop with Ctrl-C or
 SIGTERM: running tasks get --shutdown-grace to finish.
 """
-
-
-def add_state_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--state-dir",
-        type=Path,
-        default=Path(".crontask"),
-        help="where the run history and API-created tasks live (default: ./.crontask)",
-    )
-    parser.add_argument(
-        "--db",
-        metavar="URL",
-        help="run store URL instead of the state dir's SQLite file, "
-        "e.g. sqlite:////var/lib/crontask/runs.db or postgresql+psycopg://user@host/db",
-    )
 
 
 def add_parser(commands: Any) -> None:
@@ -164,96 +134,6 @@ def add_parser(commands: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    logs.configure(args.log_level, args.log_format)
-    if not args.paths and not args.git and not args.kubernetes:
-        raise SystemExit("crontask: nothing to read: give PATH..., --git URL and/or --kubernetes")
-    if not args.kubernetes and (args.namespace or args.all_namespaces or args.kubeconfig):
-        raise SystemExit("crontask: --namespace/--all-namespaces/--kubeconfig need --kubernetes")
-    kubernetes = None
-    if args.kubernetes:
-        kubernetes = KubernetesOptions(
-            namespace=args.namespace,
-            all_namespaces=args.all_namespaces,
-            kubeconfig=args.kubeconfig,
-            resync_seconds=args.resync,
-        )
-    git = None
-    if args.git:
-        git = GitOptions(
-            url=args.git,
-            ref=args.git_ref,
-            path=args.git_path,
-            interval=args.git_interval,
-            ssh_key_file=args.git_ssh_key,
-            known_hosts_file=args.git_known_hosts,
-            token_file=args.git_token_file,
-            token_env=args.git_token_env,
-        )
-    options = Options(
-        paths=existing_paths(args.paths),
-        state_dir=args.state_dir,
-        db_url=args.db,
-        git=git,
-        kubernetes=kubernetes,
-        allow_empty=args.allow_empty,
-        resync_seconds=args.resync,
-        shutdown_grace=args.shutdown_grace,
-        kill_grace=args.kill_grace,
-        history_max_age=args.history_max_age or None,
-        housekeeping_seconds=args.housekeeping_interval,
-    )
-    http = None if args.listen == "off" else http_server(args)
-    return asyncio.run(serve(options, http=http))
+    from reconciler.cli import daemon
 
-
-def http_server(args: argparse.Namespace) -> HttpServer:
-    """Check the address and the auth settings now, before anything starts."""
-    host, sep, port_text = str(args.listen).rpartition(":")
-    if not sep or not port_text.isdigit():
-        raise SystemExit(f"crontask: --listen {args.listen!r} is not HOST:PORT")
-    host = host.strip("[]")
-    try:
-        auth = AuthConfig.load(args.auth_config) if args.auth_config else None
-        check_listen(host, auth, args.insecure_no_auth)
-        secret_file = args.git_webhook_secret_file
-        webhook_secret = secret_file.read_bytes().strip() if secret_file else None
-    except (AuthConfigError, ValueError, OSError) as err:
-        raise SystemExit(f"crontask: {err}") from None
-    # Bind now: a busy port is a start-up error, said before anything runs.
-    try:
-        sock = socket.create_server((host, int(port_text)), reuse_port=False)
-    except OSError as err:
-        raise SystemExit(f"crontask: cannot listen on {args.listen}: {err.strerror}") from None
-
-    async def serve_http(runtime: RuntimeView, metrics: Metrics, stop: asyncio.Event) -> None:
-        app = create_app(runtime, auth=auth, metrics=metrics, webhook_secret=webhook_secret)
-        config = uvicorn.Config(
-            app,
-            host=host,
-            port=int(port_text),
-            lifespan="off",
-            access_log=False,  # the API logs one structured line per request itself
-            log_config=None,
-        )
-        server = _Server(config)
-        serving = asyncio.get_running_loop().create_task(server.serve(sockets=[sock]))
-        log.info("api listening", extra={"fields": {"address": args.listen, "auth": bool(auth)}})
-        if auth is None and not is_loopback(host):
-            log.warning(
-                "the API is served without authentication (--insecure-no-auth): anyone who "
-                "can reach it can create, delete and run tasks",
-                extra={"fields": {"address": args.listen}},
-            )
-        await stop.wait()
-        server.should_exit = True
-        await serving
-
-    return serve_http
-
-
-class _Server(uvicorn.Server):
-    """crontask owns SIGTERM/SIGINT (graceful shutdown of runs); uvicorn stops with it."""
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield
+    return daemon.run(args)
