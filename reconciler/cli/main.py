@@ -9,18 +9,21 @@ from collections.abc import Sequence
 from reconciler import __version__
 
 DESCRIPTION = """\
-crontask keeps a scheduler in step with CronTask resources declared in YAML files
-(and, later, git repositories and Kubernetes). It runs each task at its slots, records
-every run, and reports what it did.
+crontask keeps a scheduler in step with CronTask resources declared in YAML files, git
+repositories and Kubernetes. It runs each task at its slots, records every run, and reports
+what it did (REST API, metrics, CR status).
 """
 
 EPILOG = """\
 examples:
-  crontask validate examples/tasks          check definitions, print file:line:col errors
-  crontask next examples/tasks/backup.yaml  the next fire times and the schedule in words
-  crontask plan new/ --against old/         what would change, field by field
-  crontask run examples/tasks               run the reconciler on a folder of YAML
-  crontask runs                             the latest runs from the run store
+  crontask validate examples/tasks                    check definitions: file:line:col errors
+  crontask next examples/tasks/maintenance.yaml -n 3  the next fire times, and in words
+  crontask plan new/ --against old/                   what would change, field by field
+  crontask run examples/tasks                         the reconciler on a folder of YAML
+  crontask run --git https://git.example/ops/tasks.git --git-path crontasks
+  crontask run --kubernetes                           CronTask custom resources of a cluster
+  crontask runs                                       the latest runs from the run store
+  crontask trigger ops/nightly-archive                a manual run on a running instance
 """
 
 
