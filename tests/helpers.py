@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from typing import Any
 
 from reconciler.core.desired import Definition, Location
@@ -24,3 +25,11 @@ def definition(
 ) -> Definition:
     task = CronTask.model_validate(task_doc(name, namespace, **spec))
     return Definition.of(task, Location("file", path, line, 1))
+
+
+def free_port() -> int:
+    """A port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+    return port

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -17,15 +16,9 @@ import pytest
 from reconciler.core.runs import RunRecord
 from reconciler.store import open_store, sqlite_url
 from reconciler.store.base import RunQuery
+from tests.helpers import free_port
 
 T = TypeVar("T")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
 
 
 def wait_for(what: str, condition: Callable[[], T], timeout: float = 20.0) -> T:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 from collections.abc import Callable, Iterator
@@ -19,6 +18,7 @@ from reconciler.store import open_store
 from reconciler.store.base import RunQuery
 from tests.e2e.conftest import Crontask, wait_for
 from tests.e2e.test_run import append, lines, task
+from tests.helpers import free_port
 
 pytestmark = pytest.mark.e2e
 
@@ -56,16 +56,9 @@ def _pg_bin() -> Path | None:
     return versions[-1].parent if versions else None
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
-
-
 class Postgres:
     def __init__(self, bindir: Path, data: Path) -> None:
-        self.bindir, self.data, self.port = bindir, data, _free_port()
+        self.bindir, self.data, self.port = bindir, data, free_port()
         self.url = f"postgresql+psycopg://crontask@127.0.0.1:{self.port}/postgres"
 
     def _as_postgres(self, *args: str) -> None:

@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -27,6 +26,7 @@ import pytest
 from reconciler.core.runs import RunRecord, Trigger
 from reconciler.store import open_store, sqlite_url
 from reconciler.store.base import RunQuery
+from tests.helpers import free_port
 from tests.k8s.conftest import REAL_CRD, ROOT, wait_until
 from tests.k8s.emulator import Emulator
 from tests.k8s.emulator.fixtures import Kubectl
@@ -53,13 +53,6 @@ def manifest(name: str, schedule: str, args: list[str], **meta: Any) -> str:
         "spec": {"schedule": schedule, "command": {"args": args}},
     }
     return json.dumps(doc)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
 
 
 class Crontask:
