@@ -5,7 +5,8 @@ The seam is :class:`RunStore` (``base.py``, whose docstrings are the contract). 
 - :class:`MemoryRunStore` (``memory.py``): process-local; a real implementation for tests.
 - :class:`SqlRunStore` (``sql.py``): SQLite (default, one file in the state directory) and
   PostgreSQL (several replicas sharing one history), schema versioned with Alembic
-  (``migrations/``) and upgraded automatically when opened.
+  (``migrations/``) and upgraded automatically when opened; the table and the engine set-up
+  (SQLite pragmas, timeouts, error translation) are in ``sql_schema.py``.
 
 Pick one by URL with :func:`open_store`. This is the only package allowed to import SQLAlchemy;
 everything else sees the Protocol, the dataclasses and the errors re-exported here.

@@ -28,17 +28,14 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
-from datetime import UTC, datetime, timedelta
-from pathlib import Path
+from datetime import datetime, timedelta
 from typing import Any, Final
 
 import sqlalchemy as sa
-from sqlalchemy import event, exc
+from sqlalchemy import exc
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.engine import Connection, Dialect, Engine, make_url
-from sqlalchemy.engine.interfaces import DBAPIConnection
-from sqlalchemy.pool import ConnectionPoolEntry
+from sqlalchemy.engine import Connection, Engine
 
 from reconciler.core.runs import RunRecord, RunStatus, Trigger
 from reconciler.store import migrations
@@ -55,6 +52,16 @@ from reconciler.store.base import (
     normalized,
     utc,
 )
+from reconciler.store.sql_schema import (
+    BEGIN_OPTION,
+    SQLITE_BUSY_TIMEOUT,
+    UTCDateTime,
+    create_engine,
+    is_unique_violation,
+    metadata,
+    runs,
+    translated_errors,
+)
 
 __all__ = [
     "SQLITE_BUSY_TIMEOUT",
@@ -65,137 +72,15 @@ __all__ = [
     "select_page",
 ]
 
-SQLITE_BUSY_TIMEOUT: Final = timedelta(seconds=30)
-PG_CONNECT_TIMEOUT_S: Final = 10
 _PG_MIGRATION_LOCK: Final = 0x6372_6F6E_7461_736B  # "crontask": the advisory lock for upgrades
-_BEGIN_OPTION: Final = "crontask_sqlite_begin"
 _PRUNE_TX_ROWS: Final = 20_000
 _DELETE_CHUNK: Final = 500  # ids per DELETE ... IN (...): under SQLite's variable limit
 
-
-class UTCDateTime(sa.TypeDecorator[datetime]):
-    """Aware UTC datetimes in and out, whatever the back end stores.
-
-    SQLite keeps datetimes as fixed-width ISO text with no offset: writing UTC there (and
-    tagging UTC on the way out) keeps both the values and their text ordering right.
-    PostgreSQL's ``timestamptz`` returns the session time zone; it is converted back to UTC.
-    """
-
-    impl = sa.DateTime(timezone=True)
-    cache_ok = True
-
-    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        if value is None:
-            return None
-        value = utc(value)
-        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
-
-    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        if value is None:
-            return None
-        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
-def _key(length: int) -> sa.types.TypeEngine[str]:
-    # Byte-order collation on PostgreSQL, as SQLite does by default: see migrations v0001.
-    return sa.String(length).with_variant(sa.String(length, collation="C"), "postgresql")
-
-
-metadata = sa.MetaData()
-
-runs = sa.Table(
-    # Mirrors migrations HEAD; tests/store/test_migrations.py checks that they agree.
-    "runs",
-    metadata,
-    sa.Column("id", _key(255), nullable=False),
-    sa.Column("attempt", sa.Integer(), nullable=False),
-    sa.Column("task", _key(255), nullable=False),
-    sa.Column("scheduled_at", UTCDateTime(), nullable=False),
-    sa.Column("trigger", sa.String(16), nullable=False),
-    sa.Column("status", sa.String(16), nullable=False),
-    sa.Column("started_at", UTCDateTime(), nullable=True),
-    sa.Column("finished_at", UTCDateTime(), nullable=True),
-    sa.Column("exit_code", sa.Integer(), nullable=True),
-    sa.Column("reason", sa.Text(), nullable=True),
-    sa.Column("message", sa.Text(), nullable=True),
-    sa.Column("output", sa.Text(), nullable=False, server_default=""),
-    sa.Column("owner", sa.String(255), nullable=True),
-    sa.PrimaryKeyConstraint("id", "attempt", name="pk_runs"),
-    sa.CheckConstraint("attempt >= 1", name="ck_runs_attempt_positive"),
-    sa.Index("ix_runs_task_scheduled", "task", "scheduled_at", "id", "attempt"),
-    sa.Index("ix_runs_status_scheduled", "status", "scheduled_at", "id", "attempt"),
-    sa.Index("ix_runs_scheduled", "scheduled_at", "id", "attempt"),
-)
 
 _c = runs.c
 _NEWEST_FIRST = (_c.scheduled_at.desc(), _c.id.desc(), _c.attempt.desc())
 _OLDEST_FIRST = (_c.scheduled_at, _c.id, _c.attempt)
 _MUTABLE = ("status", "started_at", "finished_at", "exit_code", "reason", "message", "output")
-
-
-def create_engine(url: str) -> Engine:
-    """An engine for a run store URL, configured as the module docs describe (no migration)."""
-    u = make_url(url)
-    backend = u.get_backend_name()
-    if backend == "sqlite":
-        database = u.database
-        if not database or database == ":memory:" or u.query.get("mode") == "memory":
-            raise ValueError("the SQL run store needs a file; use 'memory://' for a memory store")
-        Path(database).parent.mkdir(parents=True, exist_ok=True)
-        engine = sa.create_engine(u, connect_args={"timeout": SQLITE_BUSY_TIMEOUT.total_seconds()})
-        event.listen(engine, "connect", _sqlite_on_connect)
-        event.listen(engine, "begin", _sqlite_on_begin)
-        return engine
-    if backend == "postgresql":
-        if u.drivername == "postgresql":
-            u = u.set(drivername="postgresql+psycopg")
-        if u.get_driver_name() != "psycopg":
-            raise ValueError(f"PostgreSQL is supported through psycopg 3 only, got {u.drivername}")
-        return sa.create_engine(
-            u, pool_pre_ping=True, connect_args={"connect_timeout": PG_CONNECT_TIMEOUT_S}
-        )
-    raise ValueError(f"unsupported run store URL scheme {u.drivername!r}")
-
-
-def _sqlite_on_connect(dbapi_connection: DBAPIConnection, _record: ConnectionPoolEntry) -> None:
-    # Take transaction control away from Python's sqlite3 module (it would not BEGIN before
-    # SELECTs or DDL, see SQLAlchemy's "sqlite_transactions"); _sqlite_on_begin issues BEGIN.
-    dbapi_connection.isolation_level = None
-    cursor = dbapi_connection.cursor()
-    try:
-        # busy_timeout first: switching to WAL itself needs a lock another process may hold.
-        cursor.execute(f"PRAGMA busy_timeout = {int(SQLITE_BUSY_TIMEOUT.total_seconds() * 1000)}")
-        cursor.execute("PRAGMA journal_mode = WAL")
-        cursor.execute("PRAGMA foreign_keys = ON")
-        # NORMAL is durable across process crashes in WAL mode (only an OS crash or power loss
-        # can drop the last commits), and saves an fsync per transaction.
-        cursor.execute("PRAGMA synchronous = NORMAL")
-    finally:
-        cursor.close()
-
-
-def _sqlite_on_begin(conn: Connection) -> None:
-    mode = conn.get_execution_options().get(_BEGIN_OPTION, "DEFERRED")
-    conn.exec_driver_sql(f"BEGIN {mode}")
-
-
-@contextlib.contextmanager
-def _translated_errors() -> Iterator[None]:
-    """Driver errors that mean "the database is not there right now" -> StoreUnavailable."""
-    try:
-        yield
-    except exc.DBAPIError as e:
-        if isinstance(e, exc.OperationalError | exc.InterfaceError) or e.connection_invalidated:
-            raise StoreUnavailable(f"run store unavailable: {e.orig}") from e
-        raise
-    except exc.TimeoutError as e:  # the pool had no connection to give within its timeout
-        raise StoreUnavailable(f"run store unavailable: {e}") from e
-
-
-def _is_unique_violation(e: exc.IntegrityError) -> bool:
-    if getattr(e.orig, "sqlstate", None) == "23505":  # PostgreSQL unique_violation
-        return True
-    return "UNIQUE constraint failed" in str(e.orig)  # SQLite (covers PRIMARY KEY too)
 
 
 def _row_to_record(row: sa.Row[Any]) -> RunRecord:
@@ -275,7 +160,7 @@ class SqlRunStore:
         """
         engine = create_engine(url)
         try:
-            with _translated_errors():
+            with translated_errors():
                 _migrate(engine)
         except BaseException:
             engine.dispose()
@@ -292,9 +177,9 @@ class SqlRunStore:
     def _tx(self, *, write: bool) -> Iterator[Connection]:
         if self._closed:
             raise RuntimeError("the run store is closed")
-        with _translated_errors(), self._engine.connect() as conn:
+        with translated_errors(), self._engine.connect() as conn:
             if write and self._sqlite:
-                conn.execution_options(**{_BEGIN_OPTION: "IMMEDIATE"})
+                conn.execution_options(**{BEGIN_OPTION: "IMMEDIATE"})
             with conn.begin():
                 yield conn
 
@@ -306,7 +191,7 @@ class SqlRunStore:
             with self._tx(write=True) as conn:
                 conn.execute(runs.insert().values(_record_to_row(record)))
         except exc.IntegrityError as e:
-            if _is_unique_violation(e):
+            if is_unique_violation(e):
                 raise DuplicateRun(record.id, record.attempt) from None
             raise
 
@@ -443,7 +328,7 @@ class SqlRunStore:
     def ping(self) -> None:
         if self._closed:
             raise StoreUnavailable("the run store is closed")
-        with _translated_errors(), self._engine.connect() as conn:
+        with translated_errors(), self._engine.connect() as conn:
             conn.execute(sa.select(1))
 
     def close(self) -> None:
@@ -474,7 +359,7 @@ class SqlRunStore:
             with self._tx(write=True) as conn:
                 conn.execute(runs.insert(), list(rows))
         except exc.IntegrityError as e:
-            if _is_unique_violation(e):
+            if is_unique_violation(e):
                 raise DuplicateRun("<batch>", 0) from e
             raise
         return len(rows)
@@ -570,7 +455,7 @@ def _migrate(engine: Engine) -> None:
                 f"know (it knows {sorted(known)}); it was written by a newer crontask"
             )
         if engine.dialect.name == "sqlite":
-            conn.execution_options(**{_BEGIN_OPTION: "IMMEDIATE"})
+            conn.execution_options(**{BEGIN_OPTION: "IMMEDIATE"})
         with conn.begin():
             if engine.dialect.name == "postgresql":
                 conn.execute(sa.select(sa.func.pg_advisory_xact_lock(_PG_MIGRATION_LOCK)))

@@ -21,6 +21,7 @@ from reconciler.store import (
     RunStore,
     StoreUnavailable,
     open_store,
+    sql_schema,
     sqlite_url,
 )
 from reconciler.store import sql as sql_module
@@ -144,7 +145,8 @@ def test_sqlite_writers_wait_for_each_other_instead_of_failing(tmp_path: Path) -
 def test_sqlite_lock_held_past_the_busy_timeout_is_store_unavailable(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(sql_module, "SQLITE_BUSY_TIMEOUT", timedelta(milliseconds=100))
+    # Read where engines are made.
+    monkeypatch.setattr(sql_schema, "SQLITE_BUSY_TIMEOUT", timedelta(milliseconds=100))
     store = open_store(sqlite_url(tmp_path))
     try:
         holder, _ = _hold_write_lock(tmp_path / "runs.db", 1.0)

@@ -1,0 +1,147 @@
+"""The ``runs`` table, its column types, and the engine set-up for SQLite and PostgreSQL.
+
+What a connection must be before the store uses it: SQLite in WAL mode with a busy timeout
+and writes that begin IMMEDIATE (so that a waiting writer waits instead of failing), PostgreSQL
+with a connect timeout; and driver errors meaning "the database is not there right now"
+translated to :class:`StoreUnavailable`. The store's operations live in ``sql``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Final
+
+import sqlalchemy as sa
+from sqlalchemy import event, exc
+from sqlalchemy.engine import Connection, Dialect, Engine, make_url
+from sqlalchemy.engine.interfaces import DBAPIConnection
+from sqlalchemy.pool import ConnectionPoolEntry
+
+from reconciler.store.base import StoreUnavailable, utc
+
+SQLITE_BUSY_TIMEOUT: Final = timedelta(seconds=30)
+PG_CONNECT_TIMEOUT_S: Final = 10
+BEGIN_OPTION: Final = "crontask_sqlite_begin"
+
+
+class UTCDateTime(sa.TypeDecorator[datetime]):
+    """Aware UTC datetimes in and out, whatever the back end stores.
+
+    SQLite keeps datetimes as fixed-width ISO text with no offset: writing UTC there (and
+    tagging UTC on the way out) keeps both the values and their text ordering right.
+    PostgreSQL's ``timestamptz`` returns the session time zone; it is converted back to UTC.
+    """
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        value = utc(value)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _key(length: int) -> sa.types.TypeEngine[str]:
+    # Byte-order collation on PostgreSQL, as SQLite does by default: see migrations v0001.
+    return sa.String(length).with_variant(sa.String(length, collation="C"), "postgresql")
+
+
+metadata = sa.MetaData()
+
+runs = sa.Table(
+    # Mirrors migrations HEAD; tests/store/test_migrations.py checks that they agree.
+    "runs",
+    metadata,
+    sa.Column("id", _key(255), nullable=False),
+    sa.Column("attempt", sa.Integer(), nullable=False),
+    sa.Column("task", _key(255), nullable=False),
+    sa.Column("scheduled_at", UTCDateTime(), nullable=False),
+    sa.Column("trigger", sa.String(16), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("started_at", UTCDateTime(), nullable=True),
+    sa.Column("finished_at", UTCDateTime(), nullable=True),
+    sa.Column("exit_code", sa.Integer(), nullable=True),
+    sa.Column("reason", sa.Text(), nullable=True),
+    sa.Column("message", sa.Text(), nullable=True),
+    sa.Column("output", sa.Text(), nullable=False, server_default=""),
+    sa.Column("owner", sa.String(255), nullable=True),
+    sa.PrimaryKeyConstraint("id", "attempt", name="pk_runs"),
+    sa.CheckConstraint("attempt >= 1", name="ck_runs_attempt_positive"),
+    sa.Index("ix_runs_task_scheduled", "task", "scheduled_at", "id", "attempt"),
+    sa.Index("ix_runs_status_scheduled", "status", "scheduled_at", "id", "attempt"),
+    sa.Index("ix_runs_scheduled", "scheduled_at", "id", "attempt"),
+)
+
+
+def create_engine(url: str) -> Engine:
+    """An engine for a run store URL, configured as the module docs describe (no migration)."""
+    u = make_url(url)
+    backend = u.get_backend_name()
+    if backend == "sqlite":
+        database = u.database
+        if not database or database == ":memory:" or u.query.get("mode") == "memory":
+            raise ValueError("the SQL run store needs a file; use 'memory://' for a memory store")
+        Path(database).parent.mkdir(parents=True, exist_ok=True)
+        engine = sa.create_engine(u, connect_args={"timeout": SQLITE_BUSY_TIMEOUT.total_seconds()})
+        event.listen(engine, "connect", _sqlite_on_connect)
+        event.listen(engine, "begin", _sqlite_on_begin)
+        return engine
+    if backend == "postgresql":
+        if u.drivername == "postgresql":
+            u = u.set(drivername="postgresql+psycopg")
+        if u.get_driver_name() != "psycopg":
+            raise ValueError(f"PostgreSQL is supported through psycopg 3 only, got {u.drivername}")
+        return sa.create_engine(
+            u, pool_pre_ping=True, connect_args={"connect_timeout": PG_CONNECT_TIMEOUT_S}
+        )
+    raise ValueError(f"unsupported run store URL scheme {u.drivername!r}")
+
+
+def _sqlite_on_connect(dbapi_connection: DBAPIConnection, _record: ConnectionPoolEntry) -> None:
+    # Take transaction control away from Python's sqlite3 module (it would not BEGIN before
+    # SELECTs or DDL, see SQLAlchemy's "sqlite_transactions"); _sqlite_on_begin issues BEGIN.
+    dbapi_connection.isolation_level = None
+    cursor = dbapi_connection.cursor()
+    try:
+        # busy_timeout first: switching to WAL itself needs a lock another process may hold.
+        cursor.execute(f"PRAGMA busy_timeout = {int(SQLITE_BUSY_TIMEOUT.total_seconds() * 1000)}")
+        cursor.execute("PRAGMA journal_mode = WAL")
+        cursor.execute("PRAGMA foreign_keys = ON")
+        # NORMAL is durable across process crashes in WAL mode (only an OS crash or power loss
+        # can drop the last commits), and saves an fsync per transaction.
+        cursor.execute("PRAGMA synchronous = NORMAL")
+    finally:
+        cursor.close()
+
+
+def _sqlite_on_begin(conn: Connection) -> None:
+    mode = conn.get_execution_options().get(BEGIN_OPTION, "DEFERRED")
+    conn.exec_driver_sql(f"BEGIN {mode}")
+
+
+@contextlib.contextmanager
+def translated_errors() -> Iterator[None]:
+    """Driver errors that mean "the database is not there right now" -> StoreUnavailable."""
+    try:
+        yield
+    except exc.DBAPIError as e:
+        if isinstance(e, exc.OperationalError | exc.InterfaceError) or e.connection_invalidated:
+            raise StoreUnavailable(f"run store unavailable: {e.orig}") from e
+        raise
+    except exc.TimeoutError as e:  # the pool had no connection to give within its timeout
+        raise StoreUnavailable(f"run store unavailable: {e}") from e
+
+
+def is_unique_violation(e: exc.IntegrityError) -> bool:
+    if getattr(e.orig, "sqlstate", None) == "23505":  # PostgreSQL unique_violation
+        return True
+    return "UNIQUE constraint failed" in str(e.orig)  # SQLite (covers PRIMARY KEY too)
