@@ -38,7 +38,6 @@ from reconciler.controller.view import RuntimeView
 from reconciler.core.runs import RunRecord, RunStatus, Trigger
 from reconciler.core.status import KUBERNETES
 from reconciler.scheduling.apscheduler import ApsScheduler
-from reconciler.scheduling.base import schedule_of
 from reconciler.sinks.kubernetes import StatusWriter
 from reconciler.sinks.kubernetes_events import EventRecorder
 from reconciler.sinks.kubernetes_report import StatusReporter
@@ -395,10 +394,9 @@ class _Kubernetes:
 
     def reporter(self, scheduler: ApsScheduler, dispatcher: Dispatcher) -> StatusReporter:
         def next_run(key: str, now: datetime) -> datetime | None:
-            definition = scheduler.owned().get(key)
-            if definition is None or definition.task.spec.suspend:
-                return None
-            return next(iter(schedule_of(definition).fire_times(now, 1)), None)
+            # The scheduler's own next fire time (None while suspended): what will happen,
+            # not a second computation of it.
+            return scheduler.next_fire_time(key)
 
         def fire_manual(key: str) -> RunRecord | None:
             definition = scheduler.owned().get(key)
