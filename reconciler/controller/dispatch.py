@@ -94,7 +94,6 @@ class Dispatcher:
         output_limit: int = 64 * 1024,
         recorder: Recorder | None = None,
     ) -> None:
-        self.store = store
         self.recorder = recorder or Recorder(store)
         self.owner = owner
         self.clock = clock

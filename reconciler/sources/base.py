@@ -28,34 +28,3 @@ class Source(Protocol):
     def definitions(self) -> list[Definition]: ...
 
     def errors(self) -> list[DefinitionError]: ...
-
-
-class MemorySource:
-    """A source held in memory: the twin used by tests, and the base of API-created tasks."""
-
-    def __init__(self, kind: str = "memory") -> None:
-        self.kind = kind
-        self._definitions: dict[str, Definition] = {}
-        self._errors: list[DefinitionError] = []
-        self._dirty: set[str] = set()
-
-    def put(self, definition: Definition) -> None:
-        self._definitions[definition.key] = definition
-        self._dirty.add(definition.key)
-
-    def delete(self, key: str) -> None:
-        self._definitions.pop(key, None)
-        self._dirty.add(key)
-
-    def set_errors(self, errors: list[DefinitionError]) -> None:
-        self._errors = list(errors)
-
-    def refresh(self, hints: Collection[str] | None = None) -> set[str]:
-        dirty, self._dirty = self._dirty, set()
-        return dirty
-
-    def definitions(self) -> list[Definition]:
-        return list(self._definitions.values())
-
-    def errors(self) -> list[DefinitionError]:
-        return list(self._errors)
