@@ -53,3 +53,6 @@ def configure(level: str = "info", fmt: Format = "logfmt") -> None:
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
     # Alembic narrates every migration step at info level; crontask logs the outcome itself.
     logging.getLogger("alembic").setLevel(logging.WARNING)
+    # urllib3 (under the Kubernetes client) logs each low-level retry; crontask logs one line
+    # per failed watch attempt with its backoff, which is what an operator needs.
+    logging.getLogger("urllib3").setLevel(logging.ERROR)

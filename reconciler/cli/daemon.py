@@ -19,7 +19,7 @@ from reconciler.controller.runtime import HttpServer, Options, serve
 from reconciler.controller.view import RuntimeView
 from reconciler.sinks.metrics import Metrics
 from reconciler.sources.git import GitOptions
-from reconciler.sources.kubernetes import KubernetesOptions
+from reconciler.sources.kubernetes import KubernetesConfigError, KubernetesOptions
 
 log = logging.getLogger("crontask.api")
 
@@ -64,7 +64,10 @@ def run(args: argparse.Namespace) -> int:
         housekeeping_seconds=args.housekeeping_interval,
     )
     http = None if args.listen == "off" else http_server(args)
-    return asyncio.run(serve(options, http=http))
+    try:
+        return asyncio.run(serve(options, http=http))
+    except KubernetesConfigError as err:
+        raise SystemExit(f"crontask: {err}") from None
 
 
 def http_server(args: argparse.Namespace) -> HttpServer:

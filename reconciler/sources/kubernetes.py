@@ -55,8 +55,24 @@ class KubernetesOptions:
     resync_seconds: float = 300.0
 
 
+class KubernetesConfigError(Exception):
+    """No usable kubeconfig or in-cluster configuration; the message says which was tried."""
+
+
 def connect(options: KubernetesOptions) -> tuple[Any, str | None]:
-    """An ``ApiClient`` and the namespace to watch (None: all namespaces)."""
+    """An ``ApiClient`` and the namespace to watch (None: all namespaces).
+
+    Raises KubernetesConfigError when no configuration can be loaded."""
+    try:
+        return _connect(options)
+    except (config.ConfigException, OSError, ValueError) as err:
+        tried = options.kubeconfig or os.environ.get("KUBECONFIG") or "~/.kube/config or in-cluster"
+        raise KubernetesConfigError(
+            f"cannot load the Kubernetes configuration ({tried}): {err}"
+        ) from None
+
+
+def _connect(options: KubernetesOptions) -> tuple[Any, str | None]:
     explicit = options.kubeconfig or os.environ.get("KUBECONFIG")
     default_file = Path.home() / ".kube" / "config"
     if explicit or (default_file.exists() and "KUBERNETES_SERVICE_HOST" not in os.environ):

@@ -41,3 +41,12 @@ def test_a_bad_auth_config_names_the_file_and_key(tmp_path: Path) -> None:
     assert result.returncode != 0
     assert str(config) in result.stderr
     assert "surprise" in result.stderr
+
+
+def test_a_missing_kubeconfig_is_a_clear_error(tmp_path: Path) -> None:
+    missing = tmp_path / "no-such-kubeconfig"
+    result = run("--kubernetes", "--kubeconfig", str(missing), "--listen", "off", cwd=tmp_path)
+    assert result.returncode != 0
+    assert "cannot load the Kubernetes configuration" in result.stderr
+    assert str(missing) in result.stderr
+    assert "Traceback" not in result.stderr
