@@ -274,6 +274,17 @@ async def serve(
         sources=sources,
         sync_requested=sync_requested,
     )
+    background: list[asyncio.Task[None]] = []
+    if options.paths:
+        # Watch before the first pass reads: a file written while crontask starts is then
+        # either read by that pass or reported by the watch, never left for the resync.
+        armed = asyncio.Event()
+        background.append(
+            loop.create_task(
+                watch_paths(options.paths, lambda p: mark("file", p), stop, armed=armed)
+            )
+        )
+        await armed.wait()
     if git is not None:
         # The revision in force before this restart applies at once; the first fetch follows.
         await asyncio.to_thread(git.sync)
@@ -295,13 +306,9 @@ async def serve(
         },
     )
 
-    background = [
-        loop.create_task(housekeeping(store, scheduler, dispatcher, options, stop, metrics)),
-    ]
-    if options.paths:
-        background.append(
-            loop.create_task(watch_paths(options.paths, lambda p: mark("file", p), stop))
-        )
+    background.append(
+        loop.create_task(housekeeping(store, scheduler, dispatcher, options, stop, metrics))
+    )
     if git is not None:
         background.append(
             loop.create_task(

@@ -26,17 +26,28 @@ async def watch_paths(
     on_change: Callable[[set[str]], None],
     stop: asyncio.Event,
     *,
+    armed: asyncio.Event | None = None,
     debounce_ms: int = DEBOUNCE_MS,
 ) -> None:
     """Call ``on_change`` with the absolute paths that changed, until ``stop`` is set.
+
+    ``armed`` is set once the OS watches exist: a change made after that is reported. The
+    daemon waits for it before its first pass, so nothing written between that pass's read and
+    the watch's start goes unseen until the next resync.
 
     A root that is a symlink (git-sync's ``--link``, a ConfigMap mount) is swapped, not edited:
     the watch on its old target sees nothing. Its parent folder is watched too, so the swap
     itself is an event naming the link."""
     targets = _targets(roots)
     if not targets:
+        if armed is not None:
+            armed.set()
         return
     while not stop.is_set():
+        if armed is not None:
+            # awatch creates its OS watches synchronously, in the generator's first step, before
+            # its first await; a callback queued now runs only after that step has suspended.
+            asyncio.get_running_loop().call_soon(armed.set)
         try:
             async for changes in awatch(
                 *targets,

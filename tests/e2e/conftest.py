@@ -7,7 +7,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from pathlib import Path
 from typing import TypeVar
 
@@ -104,8 +104,21 @@ class Crontask:
         return self.proc.wait(timeout=30)
 
 
+_failed = pytest.StashKey[bool]()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item,
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    report = yield
+    if report.failed:
+        item.stash[_failed] = True
+    return report
+
+
 @pytest.fixture
-def crontask(tmp_path: Path) -> Iterator[Callable[..., Crontask]]:
+def crontask(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Callable[..., Crontask]]:
     started: list[Crontask] = []
 
     def start(*extra: str) -> Crontask:
@@ -118,3 +131,7 @@ def crontask(tmp_path: Path) -> Iterator[Callable[..., Crontask]]:
     yield start
     for instance in started:
         instance.stop()
+    if request.node.stash.get(_failed, False) and started:
+        # What crontask said is the first thing to read when an end-to-end test fails.
+        print(f"--- crontask log ({started[0].log_path}), last 200 lines ---")
+        print("\n".join(started[0].log().splitlines()[-200:]))
