@@ -1,7 +1,8 @@
 """Desired state: what the sources declare, after conflicts are settled.
 
 A source hands over its definitions (the last good one per task, flagged when the current text
-is broken) and its errors; ``assemble`` turns them into one mapping from task key to definition.
+is broken) and its errors; ``assemble`` turns them into one mapping from task key to definition
+(``reassemble`` does the same for a change to a few keys, without walking the others).
 A key declared in two places is a conflict: the definition whose location sorts first wins, the
 same way on every pass and every restart, and the conflict is reported on both.
 """
@@ -9,7 +10,7 @@ same way on every pass and every restart, and the conflict is reported on both.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 
 from reconciler.core.model import CronTask
 
@@ -42,14 +43,15 @@ class Definition:
     location: Location
     hash: str
     error: str | None = None
+    # Stored, not derived on each access: every pass and every fire looks it up.
+    key: str = dataclasses.field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "key", self.task.key)
 
     @classmethod
     def of(cls, task: CronTask, location: Location) -> Definition:
         return cls(task=task, location=location, hash=task.spec_hash())
-
-    @property
-    def key(self) -> str:
-        return self.task.key
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -93,18 +95,61 @@ class DesiredState:
 def assemble(
     definitions: Iterable[Definition], errors: Iterable[DefinitionError] = ()
 ) -> DesiredState:
+    tasks: dict[str, Definition] = {}
+    conflicts: dict[str, Conflict] = {}
+    for key, candidates in _by_key(definitions).items():
+        _settle(key, candidates, tasks, conflicts)
+    return _state(tasks, conflicts, errors)
+
+
+def reassemble(
+    previous: DesiredState,
+    keys: Collection[str],
+    definitions: Iterable[Definition],
+    errors: Iterable[DefinitionError] = (),
+) -> DesiredState:
+    """``assemble`` for a change confined to ``keys``, in proportion to the change.
+
+    ``definitions`` are all those in force for ``keys`` (and may hold no others); every other
+    key keeps what ``previous`` had. ``errors`` are all current errors. The result equals
+    ``assemble`` of everything; ``previous`` is not modified (other threads may be reading it).
+    """
+    tasks = dict(previous.tasks)
+    conflicts = {c.key: c for c in previous.conflicts}
+    for key in keys:
+        tasks.pop(key, None)
+        conflicts.pop(key, None)
+    for key, candidates in _by_key(definitions).items():
+        _settle(key, candidates, tasks, conflicts)
+    return _state(tasks, conflicts, errors)
+
+
+def _by_key(definitions: Iterable[Definition]) -> dict[str, list[Definition]]:
     by_key: dict[str, list[Definition]] = {}
     for definition in definitions:
         by_key.setdefault(definition.key, []).append(definition)
-    tasks: dict[str, Definition] = {}
-    conflicts: list[Conflict] = []
-    for key, candidates in by_key.items():
-        if len(candidates) > 1:
-            candidates.sort(key=lambda d: d.location)
-            conflicts.append(
-                Conflict(key, candidates[0].location, tuple(d.location for d in candidates[1:]))
-            )
-        tasks[key] = candidates[0]
-    conflicts.sort(key=lambda c: c.key)
-    ordered_errors = tuple(sorted(errors, key=lambda e: (e.location, e.message)))
-    return DesiredState(tasks=tasks, errors=ordered_errors, conflicts=tuple(conflicts))
+    return by_key
+
+
+def _settle(
+    key: str,
+    candidates: list[Definition],
+    tasks: dict[str, Definition],
+    conflicts: dict[str, Conflict],
+) -> None:
+    if len(candidates) > 1:
+        candidates.sort(key=lambda d: d.location)
+        conflicts[key] = Conflict(
+            key, candidates[0].location, tuple(d.location for d in candidates[1:])
+        )
+    tasks[key] = candidates[0]
+
+
+def _state(
+    tasks: dict[str, Definition], conflicts: dict[str, Conflict], errors: Iterable[DefinitionError]
+) -> DesiredState:
+    return DesiredState(
+        tasks=tasks,
+        errors=tuple(sorted(errors, key=lambda e: (e.location, e.message))),
+        conflicts=tuple(conflicts[key] for key in sorted(conflicts)),
+    )

@@ -18,7 +18,9 @@ class Source(Protocol):
     ``refresh`` re-reads what may have changed and returns the task keys whose definitions
     (or errors) may differ from the previous snapshot; it never raises for bad definitions, which
     are errors in ``errors()``. ``definitions()`` returns the definitions in force: for a broken
-    location, the last good ones, flagged with the error. Both are cheap, in-memory reads.
+    location, the last good ones, flagged with the error; ``definitions_of`` the same for a few
+    keys, in proportion to their number (a pass after one edit must not walk 10 000 tasks). All
+    three are cheap, in-memory reads.
     """
 
     kind: str
@@ -26,5 +28,7 @@ class Source(Protocol):
     def refresh(self, hints: Collection[str] | None = None) -> set[str]: ...
 
     def definitions(self) -> list[Definition]: ...
+
+    def definitions_of(self, keys: Collection[str]) -> list[Definition]: ...
 
     def errors(self) -> list[DefinitionError]: ...

@@ -94,6 +94,7 @@ class DirectorySource:
         self.revision = revision
         self.relative_to = relative_to
         self._files: dict[Path, FileState] = {}
+        self._paths_of: dict[str, set[Path]] = {}  # task key -> files defining it
         self._root_errors: dict[Path, DefinitionError] = {}
 
     # -- the Source protocol ---------------------------------------------------------------
@@ -113,6 +114,15 @@ class DirectorySource:
 
     def definitions(self) -> list[Definition]:
         return [d for state in self._files.values() for d in state.in_force()]
+
+    def definitions_of(self, keys: Collection[str]) -> list[Definition]:
+        return [
+            d
+            for key in keys
+            for path in self._paths_of.get(key, ())
+            for d in self._files[path].in_force()
+            if d.key == key
+        ]
 
     def errors(self) -> list[DefinitionError]:
         found = [e for state in self._files.values() for e in state.errors]
@@ -167,7 +177,7 @@ class DirectorySource:
         except FileNotFoundError:
             if before is None:
                 return set()
-            del self._files[path]
+            self._store(path, before, None)
             return before.keys()
         signature = (stat.st_mtime_ns, stat.st_size, stat.st_ino)
         if (
@@ -177,8 +187,22 @@ class DirectorySource:
         ):
             return set()
         after = self._read(path, signature, before)
-        self._files[path] = after
+        self._store(path, before, after)
         return after.keys() | (before.keys() if before else set())
+
+    def _store(self, path: Path, before: FileState | None, after: FileState | None) -> None:
+        """Replace what ``path`` holds, keeping the key index in step."""
+        for definition in before.good or () if before else ():
+            paths = self._paths_of[definition.key]
+            paths.discard(path)
+            if not paths:
+                del self._paths_of[definition.key]
+        if after is None:
+            del self._files[path]
+            return
+        self._files[path] = after
+        for definition in after.good or ():
+            self._paths_of.setdefault(definition.key, set()).add(path)
 
     def _read(self, path: Path, signature: Signature, before: FileState | None) -> FileState:
         good = before.good if before else None

@@ -367,6 +367,10 @@ class GitSource:
         with self._lock:
             return self._files.definitions()
 
+    def definitions_of(self, keys: Collection[str]) -> list[Definition]:
+        with self._lock:
+            return self._files.definitions_of(keys)
+
     def errors(self) -> list[DefinitionError]:
         with self._lock:
             return self._files.errors()

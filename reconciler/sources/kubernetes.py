@@ -184,6 +184,10 @@ class KubernetesSource:
         found = (e.in_force() for e in self._entries.values())
         return [d for d in found if d is not None]
 
+    def definitions_of(self, keys: Collection[str]) -> list[Definition]:
+        found = (e.in_force() for k in keys if (e := self._entries.get(k)) is not None)
+        return [d for d in found if d is not None]
+
     def errors(self) -> list[DefinitionError]:
         found = [err for e in self._entries.values() for err in e.errors]
         # Listing keeps failing before anything was read (no RBAC, wrong namespace): say so.

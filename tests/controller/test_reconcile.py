@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import random
 from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -10,6 +11,7 @@ from typing import Any
 
 from reconciler.controller.dispatch import Dispatcher
 from reconciler.controller.reconcile import Reconciler, account_for_slots
+from reconciler.core.desired import assemble
 from reconciler.core.runs import RunStatus, Trigger
 from reconciler.scheduling.memory import MemoryScheduler
 from reconciler.sources.files import DirectorySource
@@ -159,3 +161,29 @@ def test_a_task_added_later_catches_up_nothing(tmp_path: Path) -> None:
         assert len(w.runs()) == 1
 
     play(tmp_path, body)
+
+
+def test_passes_after_events_agree_with_a_full_pass(tmp_path: Path) -> None:
+    # An event-driven pass re-settles only the keys its files touched; whatever the edits
+    # (tasks moving between files, duplicates across files, broken files, deletions), it
+    # must end where assembling everything would.
+    rng = random.Random(7)  # noqa: S311 - a reproducible sequence of edits, not a secret
+    source = DirectorySource([tmp_path])
+    reconciler = Reconciler([source], MemoryScheduler(lambda key, at: None, T0))
+    files = [tmp_path / f"f{i}.yaml" for i in range(4)]
+    names = [f"t{i}" for i in range(6)]
+    reconciler.refresh(None)
+    for step in range(150):
+        path = rng.choice(files)
+        action = rng.random()
+        if action < 0.6:
+            chosen = rng.sample(names, rng.randint(1, 3))
+            minute = rng.randint(0, 3)
+            path.write_text("---\n".join(doc(n, f"{minute} * * * *") for n in chosen))
+        elif action < 0.8:
+            path.write_text(doc(rng.choice(names)) + "  oops: [\n")
+        else:
+            path.unlink(missing_ok=True)
+        reconciler.refresh({"file": {str(path.absolute())}})
+        full = assemble(source.definitions(), source.errors())
+        assert reconciler.desired == full, f"step {step}: {path.name}"

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import itertools
 
-from reconciler.core.desired import DefinitionError, Location, assemble
+from hypothesis import given
+from hypothesis import strategies as st
+
+from reconciler.core.desired import Definition, DefinitionError, Location, assemble, reassemble
 from tests.helpers import definition
 
 
@@ -41,3 +44,37 @@ def test_problems_are_sorted_errors_then_conflicts() -> None:
         "z.yaml:2:1: bad",
         "default/a is defined more than once: using x:1:1, ignoring y:1:1",
     ]
+
+
+# -- reassemble: the incremental path must agree with assembling everything -----------------
+
+_names = st.sampled_from(["a", "b", "c", "d"])
+_places = st.tuples(st.sampled_from(["x.yaml", "y.yaml", "z.yaml"]), st.integers(1, 3))
+_defs = st.lists(st.tuples(_names, _places), max_size=8)
+
+
+@given(before=_defs, after=_defs)
+def test_reassemble_of_the_changed_keys_equals_assemble_of_everything(
+    before: list[tuple[str, tuple[str, int]]], after: list[tuple[str, tuple[str, int]]]
+) -> None:
+    def build(items: list[tuple[str, tuple[str, int]]]) -> list[Definition]:
+        return [definition(name, path=path, line=line) for name, (path, line) in items]
+
+    old, new = build(before), build(after)
+    # What a source reports: every key whose definitions differ (by location, the only thing
+    # that varies here), in either direction.
+    changed = {d.key for d in old} ^ {d.key for d in new} | {
+        key
+        for key in {d.key for d in old} & {d.key for d in new}
+        if sorted(d.location for d in old if d.key == key)
+        != sorted(d.location for d in new if d.key == key)
+    }
+    error = DefinitionError(Location("file", "e.yaml", 1, 1), "bad")
+    incremental = reassemble(assemble(old), changed, [d for d in new if d.key in changed], [error])
+    assert incremental == assemble(new, [error])
+
+
+def test_reassemble_leaves_the_previous_state_alone() -> None:
+    previous = assemble([definition("a"), definition("b")])
+    reassemble(previous, {"default/a"}, [])
+    assert set(previous.tasks) == {"default/a", "default/b"}

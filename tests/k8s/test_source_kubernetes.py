@@ -110,6 +110,9 @@ def test_lists_then_watches(api: Any, source: KubernetesSource, marks: Marks) ->
     expected = {"default/a": "1 * * * *", "default/b": "0 * * * *"}
     wait_until("a and b as written, through the watch", lambda: read() == expected)
     assert {"default/a", "default/b"} <= hints
+    assert [d.task.spec.schedule for d in source.definitions_of({"default/b", "x/y"})] == [
+        "0 * * * *"
+    ]
     definition = next(d for d in source.definitions() if d.key == "default/a")
     assert definition.location.source == "kubernetes"
     assert str(definition.location) == "default/a"
@@ -178,6 +181,7 @@ def test_invalid_object_keeps_its_last_good_definition(
     (definition,) = [d for d in source.definitions() if d.key == "default/a"]
     assert definition.task.spec.schedule == "0 2 * * *"  # the last good one
     assert definition.error is not None
+    assert source.definitions_of({"default/a", "default/never"}) == [definition]
     assert "spec.schedule" in definition.error
     messages = sorted(str(e) for e in source.errors() if e.key == "default/a")
     assert [m.split(":")[:2] for m in messages] == [

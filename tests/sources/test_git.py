@@ -167,6 +167,7 @@ def test_first_sync_clones_and_reads_the_default_branch(
     (definition,) = source.definitions()
     assert definition.location == Location("git", "a.yaml", 1, 1)
     assert definition.location.revision == sha
+    assert source.definitions_of({"default/a", "default/b"}) == [definition]
     assert source.errors() == []
     # Nothing new: no change, nothing re-read.
     assert source.sync() is False
