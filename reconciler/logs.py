@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -36,9 +37,14 @@ class _Formatter(logging.Formatter):
         return " ".join(f"{k}={_logfmt(v)}" for k, v in fields.items() if v is not None)
 
 
+# Characters that make a logfmt value need quotes. A regex scan, because a line is formatted
+# for every run start and end: at a thousand runs a second this is on the hot path.
+_NEEDS_QUOTES = re.compile(r'[ ="\n\t\\]')
+
+
 def _logfmt(value: Any) -> str:
-    text = str(value)
-    if text and not any(c in text for c in ' ="\n\t\\'):
+    text = value if type(value) is str else str(value)
+    if text and _NEEDS_QUOTES.search(text) is None:
         return text
     return json.dumps(text)
 

@@ -3,7 +3,8 @@
 Claims go straight to the store, because a claim decides whether this process may run a slot
 (the store refuses a second claim of the same slot). Claims made in the same turn of the event
 loop — every slot due in the same second — travel together in one ``claim_many`` call, so
-starting thousands of runs costs one store round trip, not one each.
+starting thousands of runs costs one store round trip, not one each; the final records of runs
+ending in the same turn travel together in one ``save_many`` call.
 
 When the store is unavailable the run still happens — losing a run is worse than a rare
 duplicate across replicas while the database is down — and its records wait in a bounded
@@ -57,6 +58,7 @@ class Recorder:
         self._pending: OrderedDict[tuple[str, int], tuple[RunRecord, bool]] = OrderedDict()
         self._flusher: asyncio.Task[None] | None = None
         self._claims: list[tuple[RunRecord, asyncio.Future[bool]]] = []
+        self._saves: list[tuple[RunRecord, asyncio.Future[bool]]] = []
 
     @property
     def pending(self) -> int:
@@ -121,22 +123,53 @@ class Recorder:
 
     async def save(self, record: RunRecord) -> bool:
         """Write the newest state of a record, creating it if needed. Never raises; False if
-        it was kept for later (the store is unavailable, or earlier records are waiting)."""
-        key = (record.id, record.attempt)
+        it was kept for later (the store is unavailable, or earlier records are waiting).
+        Records saved in the same turn of the loop travel together (``save_many``)."""
         if self._pending:
             self._keep(record, create_only=False)  # keep order behind what is waiting
             return False
+        saved: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        if not self._saves:
+            asyncio.get_running_loop().call_soon(self._send_saves)
+        self._saves.append((record, saved))
+        return await saved
+
+    def _send_saves(self) -> None:
+        batch, self._saves = self._saves, []
+        asyncio.get_running_loop().create_task(self._save_batch(batch))
+
+    async def _save_batch(self, batch: list[tuple[RunRecord, asyncio.Future[bool]]]) -> None:
+        records = [record for record, _ in batch]
         try:
-            await self.call(_upsert, self.store, record)
+            if self._pending:  # an outage began after these were queued: wait behind it
+                raise StoreUnavailable("earlier records are waiting")
+            await self.call(self.store.save_many, records)
         except StoreUnavailable as err:
             log.warning(
-                "run store unavailable; record kept for later",
-                extra={"fields": {"run": record.id, "error": str(err)}},
+                "run store unavailable; records kept for later",
+                extra={"fields": {"runs": len(records), "error": str(err)}},
             )
+            for record, saved in batch:
+                self._keep(record, create_only=False)
+                saved.set_result(False)
+            return
+        except Exception:
+            # Something in the batch the store refuses must not cost the others.
+            log.exception("could not record runs together; writing them one by one")
+            for record, saved in batch:
+                saved.set_result(await self._save_one(record))
+            return
+        for _, saved in batch:
+            saved.set_result(True)
+
+    async def _save_one(self, record: RunRecord) -> bool:
+        try:
+            await self.call(self.store.save_many, [record])
+        except StoreUnavailable:
             self._keep(record, create_only=False)
             return False
         except Exception:
-            log.exception("could not record run", extra={"fields": {"run": key[0]}})
+            log.exception("could not record run", extra={"fields": {"run": record.id}})
             return False
         return True
 
@@ -187,7 +220,10 @@ class Recorder:
             key, entry = next(iter(self._pending.items()))
             record, create_only = entry
             try:
-                await self.call(_create if create_only else _upsert, self.store, record)
+                if create_only:
+                    await self.call(_create, self.store, record)
+                else:
+                    await self.call(self.store.save_many, [record])
             except StoreUnavailable:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self.retry_max)
@@ -200,17 +236,6 @@ class Recorder:
             if self._pending.get(key) is entry:
                 del self._pending[key]
         log.info("run store back; pending records written")
-
-
-def _upsert(store: RunStore, record: RunRecord) -> None:
-    """The record exists afterwards with exactly this state."""
-    try:
-        store.complete(record)
-    except KeyError:
-        try:
-            store.claim(record)
-        except DuplicateRun:  # created meanwhile by a concurrent write: overwrite it
-            store.complete(record)
 
 
 def _create(store: RunStore, record: RunRecord) -> None:

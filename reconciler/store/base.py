@@ -289,6 +289,14 @@ class RunStore(Protocol):
         """
         ...
 
+    def save_many(self, records: Sequence[RunRecord]) -> None:
+        """Write the newest state of each record in one call (one transaction where the store
+        has them): an existing ``(id, attempt)`` has its mutable fields overwritten as by
+        ``complete``, a missing one is inserted whole. A key given twice ends with its last
+        record. This is how finished runs are written: a burst of runs ending together costs
+        one store round trip."""
+        ...
+
     def get(self, run_id: str, attempt: int | None = None) -> RunRecord | None:
         """One attempt of a run; ``attempt=None`` means the latest (highest) attempt.
         ``None`` if there is no such record."""

@@ -82,6 +82,13 @@ class MemoryRunStore:
                 output=record.output,
             )
 
+    def save_many(self, records: Sequence[RunRecord]) -> None:
+        for record in records:
+            try:
+                self.complete(record)
+            except KeyError:
+                self.claim(record)
+
     def get(self, run_id: str, attempt: int | None = None) -> RunRecord | None:
         with self._lock:
             self._check_open()

@@ -227,6 +227,19 @@ class SqlRunStore:
             if result.rowcount == 0:
                 raise KeyError((record.id, record.attempt))
 
+    def save_many(self, records: Sequence[RunRecord]) -> None:
+        # The last record per key: PostgreSQL refuses to update one row twice in a statement.
+        latest = {(r.id, r.attempt): _record_to_row(normalized(r)) for r in records}
+        if not latest:
+            return
+        insert = (sqlite_insert if self._engine.dialect.name == "sqlite" else pg_insert)(runs)
+        stmt = insert.on_conflict_do_update(
+            index_elements=["id", "attempt"],
+            set_={name: insert.excluded[name] for name in _MUTABLE},
+        )
+        with self._tx(write=True) as conn:
+            conn.execute(stmt, list(latest.values()))
+
     def get(self, run_id: str, attempt: int | None = None) -> RunRecord | None:
         stmt = sa.select(runs).where(_c.id == run_id)
         if attempt is None:

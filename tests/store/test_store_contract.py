@@ -312,6 +312,32 @@ def test_claim_many_claims_each_new_record_once(store: RunStore) -> None:
     assert store.claim_many(batch) == [False] * len(batch)
 
 
+def test_save_many_updates_what_exists_and_inserts_what_does_not(store: RunStore) -> None:
+    claimed = rec(at=1, status=RunStatus.RUNNING, owner="a:1:x")
+    store.claim(claimed)
+    finished = dataclasses.replace(
+        claimed,
+        owner="b:2:y",  # identity and owner keep their claimed values, as with complete()
+        trigger=Trigger.RETRY,
+        status=RunStatus.FAILED,
+        finished_at=T0 + timedelta(minutes=1, seconds=3),
+        exit_code=2,
+        reason="Failed",
+        message="exit code 2",
+        output="boom\x00\n",
+    )
+    unknown = rec(at=2, status=RunStatus.SUCCEEDED, exit_code=0)  # its claim never arrived
+    first, last = rec(at=3, status=RunStatus.RUNNING), rec(at=3, status=RunStatus.SUCCEEDED)
+    store.save_many([finished, unknown, first, last])
+    store.save_many([])
+    assert store.get(claimed.id, 1) == dataclasses.replace(
+        finished, owner="a:1:x", trigger=Trigger.SCHEDULE, output="boom\ufffd\n"
+    )
+    assert store.get(unknown.id, 1) == unknown
+    assert store.get(last.id, 1) == last  # a key given twice ends with its last record
+    assert len(store.query(RunQuery(limit=100)).items) == 3
+
+
 def test_last_slots_ignore_manual_runs(store: RunStore) -> None:
     assert store.last_slots() == {}
     store.claim(rec(at=5))
