@@ -1,0 +1,113 @@
+"""Log lines: logfmt quoting, and the handler that writes a loop's lines once per turn."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import logging
+import threading
+from collections.abc import Iterator
+
+import pytest
+
+from reconciler.logs import TurnHandler, _Formatter
+
+
+class Stream(io.StringIO):
+    """Counts writes, to tell lines written together from lines written one by one."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.writes = 0
+
+    def write(self, text: str) -> int:
+        self.writes += 1
+        return super().write(text)
+
+
+@pytest.fixture
+def logged() -> Iterator[tuple[logging.Logger, Stream]]:
+    stream = Stream()
+    handler = TurnHandler(stream)
+    handler.setFormatter(_Formatter("logfmt"))
+    logger = logging.getLogger("crontask.test-turn-handler")
+    logger.propagate = False
+    logger.setLevel(logging.INFO)
+    logger.addHandler(handler)
+    yield logger, stream
+    logger.removeHandler(handler)
+
+
+def messages(stream: Stream) -> list[str]:
+    return [line.split(" msg=")[1].split(" ")[0] for line in stream.getvalue().splitlines()]
+
+
+def test_values_are_quoted_only_when_they_must_be() -> None:
+    record = logging.makeLogRecord({"name": "x", "msg": "run finished", "levelno": 20})
+    record.levelname = "INFO"
+    record.fields = {"task": "ops/backup", "message": 'exit code 1: "no space"', "n": 3, "e": ""}
+    line = _Formatter("logfmt").format(record)
+    assert 'msg="run finished"' in line
+    assert "task=ops/backup" in line
+    assert 'message="exit code 1: \\"no space\\""' in line
+    assert "n=3" in line
+    assert 'e=""' in line
+
+
+def test_lines_logged_in_one_turn_are_written_together_at_its_end(
+    logged: tuple[logging.Logger, Stream],
+) -> None:
+    logger, stream = logged
+
+    async def main() -> tuple[int, list[str]]:
+        for i in range(100):
+            logger.info(f"line-{i}")
+        during = stream.writes  # nothing written while the turn is still going
+        await asyncio.sleep(0)  # the end of the turn
+        await asyncio.sleep(0)
+        return during, messages(stream)
+
+    during, written = asyncio.run(main())
+    assert during == 0
+    assert written == [f"line-{i}" for i in range(100)]
+    assert stream.writes == 1
+
+
+def test_an_error_and_a_line_from_another_thread_write_what_is_kept_first(
+    logged: tuple[logging.Logger, Stream],
+) -> None:
+    logger, stream = logged
+
+    async def main() -> list[list[str]]:
+        seen = []
+        logger.info("kept-1")
+        logger.error("failed")  # at once, behind what was kept
+        seen.append(messages(stream))
+        logger.info("kept-2")
+        worker = threading.Thread(target=logger.info, args=("from-thread",))
+        worker.start()
+        worker.join()
+        seen.append(messages(stream))
+        return seen
+
+    after_error, after_thread = asyncio.run(main())
+    assert after_error == ["kept-1", "failed"]
+    assert after_thread == ["kept-1", "failed", "kept-2", "from-thread"]
+
+
+def test_flush_writes_what_a_loop_left_behind(logged: tuple[logging.Logger, Stream]) -> None:
+    # A loop stopped in the turn of its last line never runs the end-of-turn write; logging's
+    # shutdown at exit calls flush().
+    logger, stream = logged
+    loop = asyncio.new_event_loop()
+
+    def last_turn() -> None:
+        logger.info("last-words")
+        loop.stop()
+
+    loop.call_soon(last_turn)
+    loop.run_forever()
+    loop.close()
+    assert messages(stream) == []
+    logger.handlers[0].flush()
+    assert messages(stream) == ["last-words"]
