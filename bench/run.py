@@ -574,7 +574,9 @@ NOTES = """\
   The action is a bench-local no-op Attempt, because any real action (a fork, an HTTP
   request) would measure that action rather than crontask. The APScheduler baseline is plain
   AsyncIOScheduler (its CronTrigger, default job settings: misfire_grace_time=1) with an
-  `async def` job that notes the time: the same one-loop process layout as crontask.
+  `async def` job that notes the time: the same one-loop process layout as crontask. The
+  crontask modes call `gc.freeze()` once their jobs are set up, as `crontask run` does after
+  its first pass; log lines go through `crontask run`'s handler to stderr (discarded).
 - Command tasks: "spawned" is when the child process exists (CommandRun's `started`; for the
   baseline, when `create_subprocess_exec` returned), "ended" when the run is over (crontask:
   its final record is written; baseline: the child is reaped and its output read). Both use
@@ -661,7 +663,7 @@ def parse_args(argv: Sequence[str] | None) -> tuple[Config, list[str], Path]:
         quick=quick,
         sizes=ints(args.sizes, [100] if quick else [100, 1000, 5000]),
         command_sizes=ints(args.command_sizes, [50] if quick else [100, 1000]),
-        repeats=args.repeats or (1 if quick else 3),
+        repeats=args.repeats or (1 if quick else 5),
         cold_tasks=args.cold_tasks or (1000 if quick else 10_000),
         edit_sizes=ints(args.edit_sizes, [200] if quick else [1000, 10_000]),
         edits=args.edits or (5 if quick else 50),

@@ -55,8 +55,8 @@ class TurnHandler(logging.StreamHandler[TextIO]):
 
     A thousand runs due in the same second log two thousand lines; formatted and written one
     by one on the loop, they were what paced the starts. A line logged on the loop is kept
-    until the end of the current turn (a callback queued behind the turn's work), then the
-    turn's lines are formatted and written with one write. Lines from other threads, errors,
+    until the work queued behind the current turn has run, then the kept lines are formatted
+    and written with one write. Lines from other threads, errors,
     and ``flush()`` (logging's shutdown at exit) write what is kept first, so the output keeps
     the order in which lines were logged, and ``time=`` is always when a line was logged.
     """
@@ -75,7 +75,9 @@ class TurnHandler(logging.StreamHandler[TextIO]):
             self._write([*self._take(), record])
             return
         if not self._kept:
-            loop.call_soon(self.flush)
+            # A timer due now runs after everything already queued for the next turn (the
+            # starts this turn set in motion), not before it as call_soon would.
+            loop.call_later(0, self.flush)
         self._kept.append(record)
 
     def flush(self) -> None:
