@@ -56,14 +56,15 @@ class TurnHandler(logging.StreamHandler[TextIO]):
     A thousand runs due in the same second log two thousand lines; formatted and written one
     by one on the loop, they were what paced the starts. A line logged on the loop is kept
     until the work queued behind the current turn has run, then the kept lines are formatted
-    and written with one write. Lines from other threads, errors,
-    and ``flush()`` (logging's shutdown at exit) write what is kept first, so the output keeps
-    the order in which lines were logged, and ``time=`` is always when a line was logged.
+    and written with one write. Lines from other threads, errors, and ``flush()`` (logging's
+    shutdown at exit) write what is kept first, so the output keeps the order in which lines
+    were logged, and ``time=`` is always when a line was logged.
     """
 
     def __init__(self, stream: TextIO) -> None:
         super().__init__(stream)
         self._kept: list[logging.LogRecord] = []
+        self._flush_on: asyncio.AbstractEventLoop | None = None  # where a write is queued
 
     def emit(self, record: logging.LogRecord) -> None:
         # Called by handle() with self.lock held.
@@ -74,10 +75,11 @@ class TurnHandler(logging.StreamHandler[TextIO]):
         if loop is None or record.levelno >= logging.ERROR:
             self._write([*self._take(), record])
             return
-        if not self._kept:
+        if self._flush_on is not loop:  # also when a loop closed with a write still queued
             # A timer due now runs after everything already queued for the next turn (the
             # starts this turn set in motion), not before it as call_soon would.
             loop.call_later(0, self.flush)
+            self._flush_on = loop
         self._kept.append(record)
 
     def flush(self) -> None:
@@ -88,7 +90,7 @@ class TurnHandler(logging.StreamHandler[TextIO]):
             self.release()
 
     def _take(self) -> list[logging.LogRecord]:
-        kept, self._kept = self._kept, []
+        kept, self._kept, self._flush_on = self._kept, [], None
         return kept
 
     def _write(self, records: list[logging.LogRecord]) -> None:

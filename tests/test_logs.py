@@ -6,6 +6,7 @@ import asyncio
 import io
 import logging
 import threading
+import weakref
 from collections.abc import Iterator
 
 import pytest
@@ -95,19 +96,40 @@ def test_an_error_and_a_line_from_another_thread_write_what_is_kept_first(
     assert after_thread == ["kept-1", "failed", "kept-2", "from-thread"]
 
 
-def test_flush_writes_what_a_loop_left_behind(logged: tuple[logging.Logger, Stream]) -> None:
-    # A loop stopped in the turn of its last line never runs the end-of-turn write; logging's
-    # shutdown at exit calls flush().
+def test_lines_a_closed_loop_left_behind_are_written(
+    logged: tuple[logging.Logger, Stream],
+) -> None:
+    # A loop stopped in the turn of its last line never runs its queued write; the next line
+    # (or logging's flush() at exit) writes them.
     logger, stream = logged
+    log_in_a_last_turn(logger, "last-words")
+    assert messages(stream) == []
+    # The next loop's lines are not left waiting on the closed loop's queued write.
+    assert asyncio.run(next_loop(logger, stream)) == ["last-words", "next-loop"]
+
+
+def log_in_a_last_turn(logger: logging.Logger, text: str) -> None:
+    """Log from a loop that stops in that same turn, before its queued write can run."""
     loop = asyncio.new_event_loop()
 
     def last_turn() -> None:
-        logger.info("last-words")
+        logger.info(text)
         loop.stop()
 
     loop.call_soon(last_turn)
     loop.run_forever()
     loop.close()
-    assert messages(stream) == []
-    logger.handlers[0].flush()
+
+
+async def next_loop(logger: logging.Logger, stream: Stream) -> list[str]:
+    logger.info("next-loop")
+    await asyncio.sleep(0)
+    await asyncio.sleep(0)
+    return messages(stream)
+
+
+def test_flush_at_exit_writes_what_is_kept(logged: tuple[logging.Logger, Stream]) -> None:
+    logger, stream = logged
+    log_in_a_last_turn(logger, "last-words")
+    logging.shutdown([weakref.ref(logger.handlers[0])])  # what logging does at exit
     assert messages(stream) == ["last-words"]
