@@ -24,9 +24,9 @@ import asyncio
 import contextlib
 import logging
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from reconciler.core.runs import RunRecord
 from reconciler.store.base import DuplicateRun, RunStore, StoreUnavailable
@@ -36,6 +36,33 @@ log = logging.getLogger("crontask.recorder")
 T = TypeVar("T")
 
 DEFAULT_CAPACITY = 10_000
+
+
+Batch = list[tuple[RunRecord, asyncio.Future[bool]]]
+
+
+class _PerTurn:
+    """Records handed in during one turn of the loop, sent together when the turn is over:
+    the first ``put`` of a turn schedules ``send`` for the batch, the rest join it."""
+
+    def __init__(self, send: Callable[[Batch], Coroutine[Any, Any, None]]) -> None:
+        self._send = send
+        self._batch: Batch = []
+        self._sending: set[asyncio.Task[None]] = set()  # a reference keeps each task alive
+
+    async def put(self, record: RunRecord) -> bool:
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[bool] = loop.create_future()
+        if not self._batch:
+            loop.call_soon(self._flush)
+        self._batch.append((record, done))
+        return await done
+
+    def _flush(self) -> None:
+        batch, self._batch = self._batch, []
+        task = asyncio.get_running_loop().create_task(self._send(batch))
+        self._sending.add(task)
+        task.add_done_callback(self._sending.discard)
 
 
 class Recorder:
@@ -57,8 +84,8 @@ class Recorder:
         # (id, attempt) -> (record, create_only)
         self._pending: OrderedDict[tuple[str, int], tuple[RunRecord, bool]] = OrderedDict()
         self._flusher: asyncio.Task[None] | None = None
-        self._claims: list[tuple[RunRecord, asyncio.Future[bool]]] = []
-        self._saves: list[tuple[RunRecord, asyncio.Future[bool]]] = []
+        self._claims = _PerTurn(self._claim_batch)
+        self._saves = _PerTurn(self._save_batch)
 
     @property
     def pending(self) -> int:
@@ -72,18 +99,9 @@ class Recorder:
         """Claim a slot. True: claimed. False: the store is unavailable; the record is kept
         for later and the caller runs the slot anyway. Raises DuplicateRun: another instance
         holds the slot, do not run it."""
-        claimed: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
-        if not self._claims:
-            # The first claim of this turn of the loop schedules the batch; the rest join it.
-            asyncio.get_running_loop().call_soon(self._send_claims)
-        self._claims.append((record, claimed))
-        return await claimed
+        return await self._claims.put(record)
 
-    def _send_claims(self) -> None:
-        batch, self._claims = self._claims, []
-        asyncio.get_running_loop().create_task(self._claim_batch(batch))
-
-    async def _claim_batch(self, batch: list[tuple[RunRecord, asyncio.Future[bool]]]) -> None:
+    async def _claim_batch(self, batch: Batch) -> None:
         records = [record for record, _ in batch]
         try:
             results = await self.call(self.store.claim_many, records)
@@ -128,17 +146,9 @@ class Recorder:
         if self._pending:
             self._keep(record, create_only=False)  # keep order behind what is waiting
             return False
-        saved: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
-        if not self._saves:
-            asyncio.get_running_loop().call_soon(self._send_saves)
-        self._saves.append((record, saved))
-        return await saved
+        return await self._saves.put(record)
 
-    def _send_saves(self) -> None:
-        batch, self._saves = self._saves, []
-        asyncio.get_running_loop().create_task(self._save_batch(batch))
-
-    async def _save_batch(self, batch: list[tuple[RunRecord, asyncio.Future[bool]]]) -> None:
+    async def _save_batch(self, batch: Batch) -> None:
         records = [record for record, _ in batch]
         try:
             if self._pending:  # an outage began after these were queued: wait behind it
