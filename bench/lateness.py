@@ -9,8 +9,8 @@ Modes (each run in a fresh interpreter by ``bench/run.py``):
   before dispatch (look the task up in ``owned()``) and notes the time. Start = the callback.
 - ``dispatch``: the same, through the real ``Dispatcher.fire`` (policies, run record, claim in a
   ``MemoryRunStore`` through the recorder's thread pool, "run started"/"run finished" log lines
-  formatted as ``crontask run`` does) with a bench-local no-op ``Attempt`` in place of the
-  process. Start = the moment the attempt's ``run()`` begins, i.e. when a process would be
+  formatted as ``crontask run`` does; the command's ``CommandRun`` with its environment is
+  built) with a bench-local no-op ``Attempt`` run in place of the process. Start = the moment the attempt's ``run()`` begins, i.e. when a process would be
   spawned, after the store accepted the claim. This is the cheapest honest action: an HTTP
   call or ``true`` would add a request or a fork that is not crontask's own cost.
 - ``aps-asyncio``: plain ``AsyncIOScheduler`` with its ``CronTrigger`` and default job settings
@@ -36,7 +36,6 @@ import argparse
 import asyncio
 import dataclasses
 import gc
-import logging
 import math
 import os
 import resource
@@ -150,10 +149,10 @@ def _definitions(n: int, due: float, command: bool) -> list[Any]:
 
 
 async def _crontask(mode: str, n: int) -> Json:
-    from reconciler.controller.dispatch import ActiveRun, Dispatcher
+    from reconciler.controller.dispatch import ActiveRun, Attempt, Dispatcher
     from reconciler.core.desired import Definition
     from reconciler.core.plan import Operation, Step
-    from reconciler.core.runs import RunRecord, RunStatus, split_key
+    from reconciler.core.runs import RunRecord, RunStatus
     from reconciler.runner.command import CommandOutcome, CommandRun
     from reconciler.scheduling.apscheduler import ApsScheduler
     from reconciler.store.memory import MemoryRunStore
@@ -189,24 +188,12 @@ async def _crontask(mode: str, n: int) -> Json:
                     await active.command.started.wait()
                     tally.started()
                 return await inner
-            # As Dispatcher._attempt does for a command, minus the process.
-            record = active.record
-            namespace, name = split_key(record.task)
-            _env = {
-                **self.base_env,
-                "CRONTASK_NAME": name,
-                "CRONTASK_NAMESPACE": namespace,
-                "CRONTASK_RUN_ID": record.id,
-                "CRONTASK_SCHEDULED_TIME": record.scheduled_at.astimezone(UTC).isoformat(),
-                "CRONTASK_ATTEMPT": str(record.attempt),
-            }
-            noop = NoopAttempt()
-            active.command = noop
-            logging.getLogger("crontask.runner").info(
-                "run started",
-                extra={"fields": {"task": record.task, "run": record.id, "trigger": "schedule"}},
-            )
-            return await noop.run()
+            return await super()._attempt(definition, active)
+
+        def _action(self, definition: Definition, record: RunRecord) -> Attempt:
+            # The real action is built (environment and all), then swapped for the no-op.
+            real = super()._action(definition, record)
+            return real if command else NoopAttempt()
 
     dispatcher = BenchDispatcher(MemoryRunStore(), owner="bench:1:x")
 

@@ -366,8 +366,20 @@ class Dispatcher:
         return retryable and within_limit and active.stop_reason is None
 
     async def _attempt(self, definition: Definition, active: ActiveRun) -> CommandOutcome:
-        spec = definition.task.spec
         record = active.record
+        command = self._action(definition, record)
+        active.command = command
+        if active.stop_reason is not None:
+            command.stop(active.stop_reason)  # run() then reports it without spawning
+        log.info(
+            "run started",
+            extra={"fields": {"task": record.task, "run": record.id, "trigger": record.trigger}},
+        )
+        return await command.run()
+
+    def _action(self, definition: Definition, record: RunRecord) -> Attempt:
+        """The task's action, ready to run as this attempt of ``record``."""
+        spec = definition.task.spec
         namespace, name = split_key(record.task)
         run_env = {
             "CRONTASK_NAME": name,
@@ -376,10 +388,9 @@ class Dispatcher:
             "CRONTASK_SCHEDULED_TIME": record.scheduled_at.astimezone(UTC).isoformat(),
             "CRONTASK_ATTEMPT": str(record.attempt),
         }
-        command: Attempt
         if spec.http is not None:
             # The run's identity travels as headers, so the receiver can deduplicate retries.
-            command = HttpRun(
+            return HttpRun(
                 spec.http,
                 env=self.base_env,
                 extra_headers={
@@ -390,24 +401,15 @@ class Dispatcher:
                 timeout=spec.timeout_seconds,
                 output_limit=self.output_limit,
             )
-        else:
-            assert spec.command is not None  # the model guarantees exactly one action
-            command = CommandRun(
-                spec.command.args,
-                env={**self.base_env, **spec.command.env, **run_env},
-                working_dir=spec.command.working_dir,
-                timeout=spec.timeout_seconds,
-                kill_grace=self.kill_grace,
-                output_limit=self.output_limit,
-            )
-        active.command = command
-        if active.stop_reason is not None:
-            command.stop(active.stop_reason)  # run() then reports it without spawning
-        log.info(
-            "run started",
-            extra={"fields": {"task": record.task, "run": record.id, "trigger": record.trigger}},
+        assert spec.command is not None  # the model guarantees exactly one action
+        return CommandRun(
+            spec.command.args,
+            env={**self.base_env, **spec.command.env, **run_env},
+            working_dir=spec.command.working_dir,
+            timeout=spec.timeout_seconds,
+            kill_grace=self.kill_grace,
+            output_limit=self.output_limit,
         )
-        return await command.run()
 
     # -- waiting and shutdown ----------------------------------------------------------------
 
