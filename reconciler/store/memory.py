@@ -87,7 +87,10 @@ class MemoryRunStore:
             try:
                 self.complete(record)
             except KeyError:
-                self.claim(record)
+                try:
+                    self.claim(record)
+                except DuplicateRun:  # claimed meanwhile by another thread: overwrite it
+                    self.complete(record)
 
     def get(self, run_id: str, attempt: int | None = None) -> RunRecord | None:
         with self._lock:

@@ -33,7 +33,9 @@ from typing import Any, Final
 
 import sqlalchemy as sa
 from sqlalchemy import exc
+from sqlalchemy.dialects.postgresql import Insert as PgInsert
 from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import Insert as SqliteInsert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection, Engine
 
@@ -200,8 +202,7 @@ class SqlRunStore:
             return []
         keys = [(r.id, r.attempt) for r in records]
         rows = [_record_to_row(normalized(r)) for r in records]
-        dialect = self._engine.dialect.name
-        insert = (sqlite_insert if dialect == "sqlite" else pg_insert)(runs)
+        insert = self._upsertable_insert()
         # One statement for the batch; rows that exist are skipped, and RETURNING says which
         # were inserted. Same atomicity per row as claim(): the primary key decides.
         stmt = insert.on_conflict_do_nothing(index_elements=["id", "attempt"]).returning(
@@ -232,13 +233,19 @@ class SqlRunStore:
         latest = {(r.id, r.attempt): _record_to_row(normalized(r)) for r in records}
         if not latest:
             return
-        insert = (sqlite_insert if self._engine.dialect.name == "sqlite" else pg_insert)(runs)
+        insert = self._upsertable_insert()
         stmt = insert.on_conflict_do_update(
             index_elements=["id", "attempt"],
             set_={name: insert.excluded[name] for name in _MUTABLE},
         )
         with self._tx(write=True) as conn:
             conn.execute(stmt, list(latest.values()))
+
+    def _upsertable_insert(self) -> SqliteInsert | PgInsert:
+        """An INSERT into runs in the dialect that offers ON CONFLICT."""
+        if self._engine.dialect.name == "sqlite":
+            return sqlite_insert(runs)
+        return pg_insert(runs)
 
     def get(self, run_id: str, attempt: int | None = None) -> RunRecord | None:
         stmt = sa.select(runs).where(_c.id == run_id)
