@@ -10,8 +10,9 @@ Modes (each run in a fresh interpreter by ``bench/run.py``):
 - ``dispatch``: the same, through the real ``Dispatcher.fire`` (policies, run record, claim in a
   ``MemoryRunStore`` through the recorder's thread pool, "run started"/"run finished" log lines
   formatted as ``crontask run`` does; the command's ``CommandRun`` with its environment is
-  built) with a bench-local no-op ``Attempt`` run in place of the process. Start = the moment the attempt's ``run()`` begins, i.e. when a process would be
-  spawned, after the store accepted the claim. This is the cheapest honest action: an HTTP
+  built) with a bench-local no-op ``Attempt`` run in place of the process. Start = the moment
+  the attempt's ``run()`` begins, i.e. when a process would be spawned, after the store
+  accepted the claim. This is the cheapest honest action: an HTTP
   call or ``true`` would add a request or a fork that is not crontask's own cost.
 - ``aps-asyncio``: plain ``AsyncIOScheduler`` with its ``CronTrigger`` and default job settings
   (``misfire_grace_time=1``, ``coalesce=True``, ``max_instances=1``), an ``async def`` job that
