@@ -19,10 +19,11 @@ Modes (each run in a fresh interpreter by ``bench/run.py``):
   notes the time. Same process layout as crontask: one asyncio loop.
 - ``aps-background``: plain ``BackgroundScheduler`` (thread pool of 10), a plain function job.
 - ``command``: crontask's real ``Dispatcher`` + ``CommandRun`` running ``/bin/true`` (own
-  process group, output pipe, pidfd child watcher as ``crontask run`` installs), SQLite-free
-  ``MemoryRunStore``. Start = the process has been spawned; done = its record is final.
+  process group, output pipe, exit learnt from a pidfd), SQLite-free ``MemoryRunStore``.
+  Start = the process has been spawned; done = its record is final.
 - ``aps-command``: plain ``AsyncIOScheduler`` + ``asyncio.create_subprocess_exec("/bin/true")``
-  with the output captured (same loop, same child watcher). Start = spawned; done = reaped.
+  with the output captured, on one loop with asyncio's pidfd child watcher (Python 3.11's
+  default parks a thread per child). Start = spawned; done = reaped.
 - ``aps-bg-command``: plain ``BackgroundScheduler`` + ``subprocess.run(["/bin/true"])``.
 
 Each job's slot is one instant T a few seconds after set-up (a daily six-field cron slot, so
@@ -163,10 +164,6 @@ async def _crontask(mode: str, n: int) -> Json:
     command = mode == "command"
     if mode != "handoff":
         _configure_logging_like_crontask_run()
-    if command:
-        from reconciler.controller.runtime import _watch_children_with_pidfd
-
-        _watch_children_with_pidfd(loop)
 
     class NoopAttempt:
         """Succeeds at once: what is left of a run when the action costs nothing."""
@@ -264,6 +261,15 @@ async def _measure(
 # -- plain APScheduler -------------------------------------------------------------------------
 
 
+def _asyncio_pidfd_watcher(loop: asyncio.AbstractEventLoop) -> None:
+    """The cheapest way asyncio has on 3.11 to wait for children: the loop watches pidfds.
+    (3.12+ does this by itself and deprecates the call.)"""
+    if sys.version_info < (3, 12) and hasattr(os, "pidfd_open"):
+        watcher = asyncio.PidfdChildWatcher()
+        watcher.attach_loop(loop)
+        asyncio.set_child_watcher(watcher)
+
+
 async def _aps_asyncio(mode: str, n: int) -> Json:
     from apscheduler.schedulers.asyncio import AsyncIOScheduler
     from apscheduler.triggers.cron import CronTrigger
@@ -271,9 +277,7 @@ async def _aps_asyncio(mode: str, n: int) -> Json:
     tally = Tally(n)
     command = mode == "aps-command"
     if command:
-        from reconciler.controller.runtime import _watch_children_with_pidfd
-
-        _watch_children_with_pidfd(asyncio.get_running_loop())
+        _asyncio_pidfd_watcher(asyncio.get_running_loop())
 
     async def job() -> None:
         tally.started()

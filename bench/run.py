@@ -576,11 +576,13 @@ NOTES = """\
   AsyncIOScheduler (its CronTrigger, default job settings: misfire_grace_time=1) with an
   `async def` job that notes the time: the same one-loop process layout as crontask. The
   crontask modes call `gc.freeze()` once their jobs are set up, as `crontask run` does after
-  its first pass; log lines go through `crontask run`'s handler to stderr (discarded).
+  its first pass; log lines go through `crontask run`'s handler to stderr (a pipe the harness
+  reads and drops unless the worker fails).
 - Command tasks: "spawned" is when the child process exists (CommandRun's `started`; for the
   baseline, when `create_subprocess_exec` returned), "ended" when the run is over (crontask:
-  its final record is written; baseline: the child is reaped and its output read). Both use
-  the pidfd child watcher that `crontask run` installs.
+  its final record is written; baseline: the child is reaped and its output read). Both learn
+  of exits from pidfds on the loop: CommandRun watches its child's pidfd itself; the baseline
+  gets asyncio's PidfdChildWatcher (Python 3.11's default watcher parks a thread per child).
 - Runs lost: runs that had not started 15 s after their slot (plain APScheduler drops a slot
   that is later than misfire_grace_time; crontask never drops one, it records a skip).
 - Cold start: DirectorySource refresh (YAML with positions, validation) and assemble, plan,

@@ -24,7 +24,6 @@ import os
 import secrets
 import signal
 import socket
-import sys
 import time
 from collections.abc import Callable, Collection, Coroutine, Mapping
 from datetime import UTC, datetime, timedelta
@@ -153,21 +152,11 @@ async def housekeeping(
         )
 
 
-def _watch_children_with_pidfd(loop: asyncio.AbstractEventLoop) -> None:
-    # Python 3.11's default child watcher keeps one thread per running child; with pidfds the
-    # loop itself waits for them (3.12+ does this by default and deprecates the call).
-    if sys.version_info < (3, 12) and hasattr(os, "pidfd_open"):
-        watcher = asyncio.PidfdChildWatcher()
-        watcher.attach_loop(loop)
-        asyncio.set_child_watcher(watcher)
-
-
 async def serve(
     options: Options, stop: asyncio.Event | None = None, http: HttpServer | None = None
 ) -> int:
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
-    _watch_children_with_pidfd(loop)
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
 

@@ -20,12 +20,9 @@ Contract:
   reason. Cancelling ``run()`` terminates the group before ``CancelledError`` propagates.
 * Exit codes follow the shell convention: death by signal N is ``128 + N``.
 
-Everything runs on the event loop (one pipe reader and a few timers per run), so thousands of
-runs can be in flight at once. ``stop()`` must be called from the event loop's thread. Note that
-on Python 3.11 asyncio's default child watcher (``ThreadedChildWatcher``) still parks one thread
-in ``waitpid()`` per live child; an application expecting thousands of concurrent children can
-install ``asyncio.PidfdChildWatcher`` at start-up (Python 3.12+ does so by itself on Linux).
-POSIX only.
+Everything runs on the event loop (one pipe reader, one pidfd and a few timers per run; see
+``reconciler.runner.process``), so thousands of runs can be in flight at once without a thread
+each. ``stop()`` must be called from the event loop's thread. POSIX only.
 """
 
 from __future__ import annotations
@@ -43,6 +40,7 @@ import time
 from collections.abc import Mapping, Sequence
 
 from reconciler.core.runs import RunStatus
+from reconciler.runner.process import Child, spawn
 
 # After the main process has exited and its group has been cleaned up, only a process that
 # escaped the group can still hold the output pipe open; we do not wait long for it.
@@ -360,19 +358,12 @@ class CommandRun:
 
     async def _supervise(self) -> CommandOutcome:
         assert self._loop is not None
-        # Our own pipe rather than stdout=PIPE: we must be able to stop reading and close it
-        # while a stray process still holds the write end, which a Process's stream cannot do
-        # (its transport stays open, and unclosed, until EOF).
+        # Our own pipe: we must be able to stop reading and close it while a stray process
+        # still holds the write end (a stream transport would stay open until EOF).
         read_fd, write_fd = os.pipe()
         try:
-            process = await asyncio.create_subprocess_exec(
-                *self._args,
-                stdin=subprocess.DEVNULL,
-                stdout=write_fd,
-                stderr=subprocess.STDOUT,
-                env=self._env,
-                cwd=self._working_dir,
-                start_new_session=True,
+            child = spawn(
+                self._loop, self._args, env=self._env, cwd=self._working_dir, output_fd=write_fd
             )
         except (OSError, ValueError, subprocess.SubprocessError) as exc:
             os.close(read_fd)
@@ -387,14 +378,14 @@ class CommandRun:
             # The child has its own copy of the write end; ours must go or EOF never comes.
             os.close(write_fd)
 
-        self._pid = process.pid
+        self._pid = child.pid
         self._spawned = True
         self.started.set()
         reader = _TailReader(self._loop, read_fd, self._output_limit)
         try:
             if self._end is not None:
                 self._begin_termination()  # stop() or cancellation arrived while spawning
-            returncode = await self._wait_main(process)
+            returncode = await self._wait_main(child)
             self._exited = True
             leftovers = False
             if self._terminator is None:
@@ -409,24 +400,25 @@ class CommandRun:
         except asyncio.CancelledError:
             # run() shields this task, so this is the event loop going away: no time for grace.
             _signal_group(self._pid, signal.SIGKILL)
+            child.abandon()
             raise
         finally:
             reader.close()
         return self._outcome(returncode, leftovers=leftovers, output=reader.text())
 
-    async def _wait_main(self, process: asyncio.subprocess.Process) -> int:
+    async def _wait_main(self, child: Child) -> int:
         if self._timeout is None:
-            return await process.wait()
+            return await child.exited()
         assert self._loop is not None
         deadline = self._loop.time() + self._timeout
         try:
             async with asyncio.timeout_at(deadline):
-                return await process.wait()
+                return await child.exited()
         except TimeoutError:
             if self._end is None:
                 self._end = _End.TIMED_OUT
             self._begin_termination()
-            return await process.wait()
+            return await child.exited()
 
     def _outcome(self, returncode: int, *, leftovers: bool, output: str) -> CommandOutcome:
         exit_code = returncode if returncode >= 0 else 128 - returncode
