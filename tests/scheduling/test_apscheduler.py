@@ -6,11 +6,12 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from reconciler.core.desired import Definition
 from reconciler.core.plan import Operation, Step
-from reconciler.scheduling.apscheduler import JOB_PREFIX, ApsScheduler
+from reconciler.scheduling.apscheduler import JOB_PREFIX, ApsScheduler, _ScheduleTrigger
+from reconciler.scheduling.base import schedule_of
 from tests.helpers import definition
 
 EVERY_SECOND = "* * * * * *"
@@ -146,3 +147,21 @@ def test_a_blocked_loop_hands_over_the_latest_slot_once() -> None:
         assert (late[0][1] - fired[before - 1][1]).total_seconds() >= 3
 
     with_scheduler(scenario)
+
+
+def test_the_trigger_answers_a_repeated_question_the_same_and_a_new_one_afresh() -> None:
+    # APScheduler asks twice for the slot after the one it fires; the trigger keeps its last
+    # answer. Any other question, in any order, must still get the schedule's own answer.
+    schedule = schedule_of(definition("t", schedule="*/7 * * * *"))
+    trigger = _ScheduleTrigger(schedule)
+    now = datetime(2026, 3, 29, 0, 0, tzinfo=UTC)
+    slots = [datetime(2026, 3, 29, 0, m, tzinfo=UTC) for m in (0, 7, 7, 14, 7, 3, 3, 0)]
+    for previous in slots:
+        expected = schedule.next_after(previous)
+        assert expected is not None
+        assert trigger.get_next_fire_time(previous, now) == expected.astimezone(UTC)
+    # The first question (no previous slot) counts a slot at exactly `now`, and is not kept.
+    assert trigger.get_next_fire_time(None, now) == now
+    assert trigger.get_next_fire_time(None, now + timedelta(minutes=1)) == now + timedelta(
+        minutes=7
+    )
