@@ -59,21 +59,27 @@ class ActiveRun:
     command: Attempt | None = None
     task: asyncio.Task[None] | None = None
     stop_reason: str | None = None
-    stopped: asyncio.Event = dataclasses.field(default_factory=asyncio.Event)
+    # Made only when a retry waits (most runs never need one).
+    _stopped: asyncio.Event | None = None
 
     def stop(self, reason: str) -> None:
         """Stop the run, also when its process has not been spawned yet (its claim may still
         be on its way to the store) or while it waits for a retry: the reason is kept and
         applied as soon as there is something to stop."""
         self.stop_reason = self.stop_reason or reason
-        self.stopped.set()
+        if self._stopped is not None:
+            self._stopped.set()
         if self.command is not None:
             self.command.stop(self.stop_reason)
 
     async def wait_stopped(self, seconds: float) -> bool:
-        """Wait up to ``seconds``; True if the run was stopped meanwhile."""
+        """Wait up to ``seconds``; True if the run was stopped before or meanwhile."""
+        if self.stop_reason is not None:
+            return True
+        if self._stopped is None:
+            self._stopped = asyncio.Event()
         try:
-            await asyncio.wait_for(self.stopped.wait(), seconds)
+            await asyncio.wait_for(self._stopped.wait(), seconds)
         except TimeoutError:
             return False
         return True

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from reconciler.controller.dispatch import Dispatcher
+from reconciler.controller.dispatch import ActiveRun, Dispatcher
 from reconciler.core.desired import Definition
 from reconciler.core.runs import RunRecord, RunStatus, Trigger, run_id
 from reconciler.store import MemoryRunStore
@@ -162,3 +162,31 @@ def test_a_slot_claimed_elsewhere_does_not_run(tmp_path: Path) -> None:
     run(scenario())
     assert not marker.exists()
     assert store.get(other.id) == other
+
+
+def test_a_run_stopped_before_or_while_it_waits_for_a_retry_stops_waiting() -> None:
+    record = RunRecord(
+        id=run_id("default/job", SLOT),
+        task="default/job",
+        scheduled_at=SLOT,
+        trigger=Trigger.SCHEDULE,
+        status=RunStatus.RUNNING,
+    )
+
+    async def scenario() -> None:
+        quiet = ActiveRun(record)
+        assert await quiet.wait_stopped(0.01) is False  # nobody stopped it: the wait ran out
+
+        early = ActiveRun(record)
+        early.stop("Replaced")
+        assert await early.wait_stopped(3600) is True  # at once: it was stopped before
+
+        waiting = ActiveRun(record)
+        wait = asyncio.get_running_loop().create_task(waiting.wait_stopped(3600))
+        await asyncio.sleep(0)  # the wait has begun
+        waiting.stop("Shutdown")
+        waiting.stop("Replaced")  # the first reason stands
+        assert await asyncio.wait_for(wait, 5) is True
+        assert waiting.stop_reason == "Shutdown"
+
+    run(scenario())
