@@ -206,6 +206,8 @@ class _TailReader:
 
     async def drain(self, timeout: float) -> None:
         """Wait for end of file, but at most ``timeout`` seconds."""
+        if self._eof.is_set():
+            return  # the usual case: the pipe closed with the process
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(timeout):
                 await self._eof.wait()

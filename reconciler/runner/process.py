@@ -34,6 +34,7 @@ class Child:
         self.pid = process.pid
         self._loop = loop
         self._process = process
+        self._code: int | None = None
         self._exit: asyncio.Future[int] = loop.create_future()
         self._pidfd: int | None = None
         try:
@@ -44,8 +45,14 @@ class Child:
             loop.add_reader(self._pidfd, self._on_exit)
 
     async def exited(self) -> int:
-        # Shielded: a caller's timeout must not cancel what another await of it still needs.
-        return await asyncio.shield(self._exit)
+        """Wait for the exit (one waiter at a time). A wait cut short by a timeout or a
+        cancellation takes its future with it; the next wait gets a fresh one."""
+        if self._code is None:
+            if self._exit.done():
+                self._exit = self._loop.create_future()
+            await self._exit
+        assert self._code is not None
+        return self._code
 
     def abandon(self) -> None:
         """Stop watching (the loop is going away); a thread reaps the process when it ends."""
@@ -76,6 +83,7 @@ class Child:
         threading.Thread(target=wait, name=f"waitpid {self.pid}", daemon=True).start()
 
     def _report(self, code: int) -> None:
+        self._code = code
         if not self._exit.done():
             self._exit.set_result(code)
 
