@@ -8,6 +8,7 @@ import logging
 import threading
 import weakref
 from collections.abc import Iterator
+from datetime import UTC, datetime
 
 import pytest
 
@@ -53,6 +54,25 @@ def test_values_are_quoted_only_when_they_must_be() -> None:
     assert 'message="exit code 1: \\"no space\\""' in line
     assert "n=3" in line
     assert 'e=""' in line
+
+
+def test_time_is_the_millisecond_a_line_was_logged_in() -> None:
+    formatter = _Formatter("logfmt")
+
+    def time_of(created: float) -> str:
+        record = logging.makeLogRecord({"name": "x", "msg": "m", "levelno": 20})
+        record.levelname = "INFO"
+        record.created = created
+        return formatter.format(record).split(" ")[0]
+
+    base = datetime(2026, 11, 27, 2, 33, 40, tzinfo=UTC).timestamp()
+    # Lines of the same millisecond share its text; the next millisecond, or an earlier one
+    # (a line from another thread), gets its own.
+    assert time_of(base + 0.054_001) == "time=2026-11-27T02:33:40.054+00:00"
+    assert time_of(base + 0.054_999) == "time=2026-11-27T02:33:40.054+00:00"
+    assert time_of(base + 0.055_0001) == "time=2026-11-27T02:33:40.055+00:00"
+    assert time_of(base + 0.007) == "time=2026-11-27T02:33:40.007+00:00"
+    assert time_of(base + 61.5) == "time=2026-11-27T02:34:41.500+00:00"
 
 
 def test_lines_logged_in_one_turn_are_written_together_at_its_end(
