@@ -5,9 +5,11 @@
 Each repeat spawns N ``/bin/true`` all started together on one event loop, each in its own
 session with its output on a pipe, in one of these ways:
 
-- ``CommandRun`` as ``crontask run`` uses it (``subprocess.Popen``, exit learnt from a pidfd
-  on the loop), with this process's environment plus one run variable as ``str`` (what the
-  dispatcher passes), the same pre-encoded as ``bytes``, and a lone ``PATH`` plus the variable;
+- ``CommandRun`` as ``crontask run`` uses it, with this process's environment plus one run
+  variable as ``str`` (what the dispatcher passes), the same pre-encoded as ``bytes``, and a
+  lone ``PATH`` plus the variable;
+- ``reconciler.runner.process.spawn`` alone, which ``CommandRun`` uses (``subprocess.Popen``,
+  exit learnt from a pidfd on the loop), same environment;
 - ``asyncio.create_subprocess_exec`` with asyncio's pidfd child watcher (how ``CommandRun``
   spawned before), same environment;
 - ``os.posix_spawn`` with a pidfd (cheaper, but it cannot close inherited descriptors or change
@@ -48,6 +50,21 @@ async def _command_run(env: Env) -> int:
     # CommandRun's env is typed as str; subprocess takes bytes as well on POSIX.
     outcome = await CommandRun(["/bin/true"], env=env).run()  # type: ignore[arg-type]
     return outcome.exit_code or 0
+
+
+async def _spawn(env: Env) -> int:
+    from reconciler.runner.process import spawn
+
+    read_fd, write_fd = os.pipe()
+    try:
+        loop = asyncio.get_running_loop()
+        # spawn()'s env is typed as str; subprocess takes bytes as well on POSIX.
+        child = spawn(loop, ["/bin/true"], env=env, cwd=None, output_fd=write_fd)  # type: ignore[arg-type]
+    finally:
+        os.close(write_fd)
+    code = await child.exited()
+    os.close(read_fd)
+    return code
 
 
 async def _asyncio_exec(env: Env) -> int:
@@ -107,6 +124,7 @@ VARIANTS: dict[str, tuple[Spawner, Callable[[int], Env]]] = {
         _command_run,
         lambda i: {"PATH": "/usr/bin:/bin", "CRONTASK_RUN_ID": str(i)},
     ),
+    "runner.process.spawn alone (Popen + pidfd), inherited env": (_spawn, _inherited),
     "asyncio.create_subprocess_exec + PidfdChildWatcher, inherited env": (
         _asyncio_exec,
         _inherited,
