@@ -4,9 +4,9 @@ subprocess transports.
 ``CommandRun`` owns its output pipe and its process group, so what asyncio's
 ``create_subprocess_exec`` adds on top of ``subprocess.Popen`` (a transport, a protocol, a task
 to connect pipes, a waiter future, a child watcher) is bookkeeping that every run pays on the
-loop's thread, where the runs due in the same second are started one after the other: it
-doubled the loop's CPU time per spawn (``bench/spawn_cost.py``). asyncio's child watchers are
-also deprecated since Python 3.12 and gone in 3.14.
+loop's thread, where the runs due in the same second are started one after the other: about
+a fifth more of the loop's CPU per spawn than ``Popen`` and a pidfd (``bench/spawn_cost.py``).
+asyncio's child watchers are also deprecated since Python 3.12 and gone in 3.14.
 
 The exit is learnt from a pidfd (Linux 5.3+), which the loop watches like any other file
 descriptor; ``Popen.poll()`` then reaps the child, so ``Popen`` keeps its own state right.
