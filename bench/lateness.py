@@ -19,7 +19,8 @@ Modes (each run in a fresh interpreter by ``bench/run.py``):
   notes the time. Same process layout as crontask: one asyncio loop.
 - ``aps-background``: plain ``BackgroundScheduler`` (thread pool of 10), a plain function job.
 - ``command``: crontask's real ``Dispatcher`` + ``CommandRun`` running ``/bin/true`` (own
-  process group, output pipe, exit learnt from a pidfd), SQLite-free ``MemoryRunStore``.
+  process group, output pipe, exit learnt from a pidfd, the environment ``crontask run`` gives
+  a command by default), SQLite-free ``MemoryRunStore``.
   Start = the process has been spawned; done = its record is final.
 - ``aps-command``: plain ``AsyncIOScheduler`` + ``asyncio.create_subprocess_exec("/bin/true")``
   with the output captured, on one loop with asyncio's pidfd child watcher (Python 3.11's
@@ -156,6 +157,7 @@ async def _crontask(mode: str, n: int) -> Json:
     from reconciler.core.plan import Operation, Step
     from reconciler.core.runs import RunRecord, RunStatus
     from reconciler.runner.command import CommandOutcome, CommandRun
+    from reconciler.runner.environment import task_environment
     from reconciler.scheduling.apscheduler import ApsScheduler
     from reconciler.store.memory import MemoryRunStore
 
@@ -193,7 +195,9 @@ async def _crontask(mode: str, n: int) -> Json:
             real = super()._action(definition, record)
             return real if command else NoopAttempt()
 
-    dispatcher = BenchDispatcher(MemoryRunStore(), owner="bench:1:x")
+    # Commands start from the environment `crontask run` gives them by default (--task-env).
+    task_env = task_environment(os.environ, "minimal")
+    dispatcher = BenchDispatcher(MemoryRunStore(), owner="bench:1:x", task_env=task_env)
 
     def on_final(record: RunRecord) -> None:
         if record.status is not RunStatus.RUNNING:

@@ -587,6 +587,9 @@ NOTES = """\
   its final record is written; baseline: the child is reaped and its output read). Both learn
   of exits from pidfds on the loop: CommandRun watches its child's pidfd itself; the baseline
   gets asyncio's PidfdChildWatcher (Python 3.11's default watcher parks a thread per child).
+  Each side's command gets its default environment: crontask's minimal one (`--task-env`
+  minimal: PATH, HOME, locale and the like, plus the run's CRONTASK_* variables), the
+  baseline's the whole inherited environment (`env=None`, which subprocess need not encode).
 - Runs lost: runs that had not started 15 s after their slot (plain APScheduler drops a slot
   that is later than misfire_grace_time; crontask never drops one, it records a skip).
 - Cold start: DirectorySource refresh (YAML with positions, validation) and assemble, plan,

@@ -60,6 +60,8 @@ def run(args: argparse.Namespace) -> int:
         resync_seconds=args.resync,
         shutdown_grace=args.shutdown_grace,
         kill_grace=args.kill_grace,
+        task_env=args.task_env,
+        pass_env=tuple(args.pass_env),
         history_max_age=args.history_max_age or None,
         housekeeping_seconds=args.housekeeping_interval,
     )

@@ -11,6 +11,7 @@ from typing import Any
 
 from reconciler.cli.durations import duration_arg
 from reconciler.cli.main_helpers import add_state_args
+from reconciler.runner.environment import valid_name
 
 HELP = """\
 Read CronTask definitions from PATH... (YAML files, or folders searched recursively for
@@ -114,6 +115,23 @@ def add_parser(commands: Any) -> None:
         help="after TERM at a timeout, how long before KILL (default: 10s)",
     )
     parser.add_argument(
+        "--task-env",
+        choices=["minimal", "inherit"],
+        default="minimal",
+        help="what a command's environment starts from, before its own env and CRONTASK_*: "
+        "'minimal' (default) keeps only PATH, HOME, USER, LOGNAME, SHELL, LANG, LC_ALL, "
+        "LC_CTYPE, TZ, TMPDIR of crontask's, plus --pass-env; 'inherit' passes all of it, "
+        "credentials included",
+    )
+    parser.add_argument(
+        "--pass-env",
+        action="append",
+        type=env_name,
+        default=[],
+        metavar="NAME",
+        help="also give every command this variable of crontask's environment (repeatable)",
+    )
+    parser.add_argument(
         "--history-max-age",
         type=duration_arg,
         default=30 * 86400.0,
@@ -131,6 +149,14 @@ def add_parser(commands: Any) -> None:
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning"])
     parser.add_argument("--log-format", default="logfmt", choices=["logfmt", "json"])
     parser.set_defaults(handler=run)
+
+
+def env_name(text: str) -> str:
+    if not valid_name(text):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not an environment variable name (letters, digits, _; not a digit first)"
+        )
+    return text
 
 
 def run(args: argparse.Namespace) -> int:

@@ -95,7 +95,8 @@ class Dispatcher:
         *,
         owner: str,
         clock: Clock = lambda: datetime.now(UTC),
-        base_env: Mapping[str, str] | None = None,
+        environ: Mapping[str, str] | None = None,
+        task_env: Mapping[str, str] | None = None,
         kill_grace: float = 10.0,
         output_limit: int = 64 * 1024,
         recorder: Recorder | None = None,
@@ -103,7 +104,12 @@ class Dispatcher:
         self.recorder = recorder or Recorder(store)
         self.owner = owner
         self.clock = clock
-        self.base_env = dict(os.environ if base_env is None else base_env)
+        # crontask's own environment: where an HTTP action's header values named by `env` are
+        # read (crontask makes the request; nothing is handed to a process).
+        self.environ = dict(os.environ if environ is None else environ)
+        # What every command's environment starts from (runner.environment), before its own
+        # `env` and the run's CRONTASK_* variables.
+        self.task_env = dict(self.environ if task_env is None else task_env)
         self.kill_grace = kill_grace
         self.output_limit = output_limit
         self._active: dict[str, dict[str, ActiveRun]] = {}
@@ -398,7 +404,7 @@ class Dispatcher:
             # The run's identity travels as headers, so the receiver can deduplicate retries.
             return HttpRun(
                 spec.http,
-                env=self.base_env,
+                env=self.environ,
                 extra_headers={
                     "X-Crontask-Run-Id": record.id,
                     "X-Crontask-Attempt": str(record.attempt),
@@ -410,7 +416,7 @@ class Dispatcher:
         assert spec.command is not None  # the model guarantees exactly one action
         return CommandRun(
             spec.command.args,
-            env={**self.base_env, **spec.command.env, **run_env},
+            env={**self.task_env, **spec.command.env, **run_env},
             working_dir=spec.command.working_dir,
             timeout=spec.timeout_seconds,
             kill_grace=self.kill_grace,

@@ -36,6 +36,7 @@ from reconciler.controller.service import API_KIND, Service
 from reconciler.controller.view import RuntimeView
 from reconciler.core.runs import RunRecord, RunStatus, Trigger
 from reconciler.core.status import KUBERNETES
+from reconciler.runner.environment import TaskEnv, task_environment
 from reconciler.scheduling.apscheduler import ApsScheduler
 from reconciler.sinks.kubernetes import StatusWriter
 from reconciler.sinks.kubernetes_events import EventRecorder
@@ -65,6 +66,8 @@ class Options:
     resync_seconds: float = 300.0
     shutdown_grace: float = 30.0
     kill_grace: float = 10.0
+    task_env: TaskEnv = "minimal"
+    pass_env: tuple[str, ...] = ()
     history_max_age: float | None = 30 * 86400.0  # seconds; None keeps records forever
     housekeeping_seconds: float = 600.0
 
@@ -164,7 +167,8 @@ async def serve(
     me = instance_id()
     recover(store, me, datetime.now(UTC))
     metrics = Metrics()
-    dispatcher = Dispatcher(store, owner=me, kill_grace=options.kill_grace)
+    task_env = task_environment(os.environ, options.task_env, options.pass_env)
+    dispatcher = Dispatcher(store, owner=me, kill_grace=options.kill_grace, task_env=task_env)
     dispatcher.subscribe(
         lambda r: (
             metrics.run_started(r) if r.status is RunStatus.RUNNING else metrics.run_finished(r)
@@ -291,6 +295,10 @@ async def serve(
                 "paths": ",".join(str(p) for p in options.paths) or None,
                 "git": git.status().url if git else None,
                 "tasks": len(scheduler.owned()),
+                # Names only: which of crontask's variables every command gets.
+                "task_env": options.task_env
+                if options.task_env == "inherit"
+                else ",".join(sorted(task_env)),
             }
         },
     )

@@ -50,3 +50,12 @@ def test_a_missing_kubeconfig_is_a_clear_error(tmp_path: Path) -> None:
     assert "cannot load the Kubernetes configuration" in result.stderr
     assert str(missing) in result.stderr
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("name", ["1PASSWORD", "MY-VAR", "A=B", ""])
+def test_a_pass_env_that_is_no_variable_name_is_refused(tmp_path: Path, name: str) -> None:
+    result = run(str(tmp_path), "--pass-env", name, "--listen", "off", cwd=tmp_path)
+    assert result.returncode == 2
+    assert "--pass-env" in result.stderr
+    assert "is not an environment variable name" in result.stderr
+    assert not (tmp_path / ".crontask").exists()

@@ -7,7 +7,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Generator, Iterator
+from collections.abc import Callable, Generator, Iterator, Mapping
 from pathlib import Path
 from typing import TypeVar
 
@@ -36,9 +36,12 @@ def wait_for(what: str, condition: Callable[[], T], timeout: float = 20.0) -> T:
 
 
 class Crontask:
-    def __init__(self, workdir: Path, tasks: Path, extra: list[str]) -> None:
+    def __init__(
+        self, workdir: Path, tasks: Path, extra: list[str], env: Mapping[str, str] | None = None
+    ) -> None:
         self.workdir = workdir
         self.tasks = tasks
+        self.env = dict(env or {})
         self.state = workdir / "state"
         self.log_path = workdir / "crontask.log"
         self.extra = extra
@@ -71,7 +74,7 @@ class Crontask:
             cwd=self.workdir,
             stdout=log,
             stderr=subprocess.STDOUT,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            env={**os.environ, "PYTHONUNBUFFERED": "1", **self.env},
         )
         log.close()
         self.wait_log("crontask started")
@@ -121,10 +124,10 @@ def pytest_runtest_makereport(
 def crontask(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Callable[..., Crontask]]:
     started: list[Crontask] = []
 
-    def start(*extra: str) -> Crontask:
+    def start(*extra: str, env: Mapping[str, str] | None = None) -> Crontask:
         tasks = tmp_path / "tasks"
         tasks.mkdir(exist_ok=True)
-        instance = Crontask(tmp_path, tasks, list(extra)).start()
+        instance = Crontask(tmp_path, tasks, list(extra), env).start()
         started.append(instance)
         return instance
 

@@ -186,3 +186,44 @@ def _alive(pid: int) -> bool:
     except FileNotFoundError:
         return False
     return state != "Z"
+
+
+@pytest.mark.parametrize(
+    ("flags", "sees_secret", "sees_region"),
+    [
+        ((), False, False),
+        (("--pass-env", "CLOUD_REGION"), False, True),
+        (("--task-env", "inherit"), True, True),
+    ],
+)
+def test_a_command_gets_crontasks_credentials_only_when_asked(
+    crontask: Callable[..., Crontask],
+    tmp_path: Path,
+    flags: tuple[str, ...],
+    sees_secret: bool,
+    sees_region: bool,
+) -> None:
+    planted = "a-value-that-must-not-leak"
+    app = crontask(*flags, env={"DATABASE_PASSWORD": planted, "CLOUD_REGION": "eu-west-9"})
+    (app.tasks / "env.yaml").write_text(task("env", ["sh", "-c", "env > env.txt"]))
+    out = tmp_path / "env.txt"
+    seen = wait_for("a run's environment", lambda: _environment_in(out))
+    assert ("DATABASE_PASSWORD" in seen) is sees_secret
+    assert (seen.get("CLOUD_REGION") == "eu-west-9") is sees_region
+    # Always there: a PATH and home to work with, and the run's identity.
+    assert seen["PATH"] == os.environ["PATH"]
+    assert seen["CRONTASK_NAME"] == "env"
+    # The start-up line names what every command gets, and never a value.
+    assert planted not in app.log()
+
+
+def _environment_in(path: Path) -> dict[str, str]:
+    text = path.read_text() if path.exists() else ""
+    if "CRONTASK_RUN_ID=" not in text or not text.endswith("\n"):
+        return {}  # not written yet, or not yet whole
+    found = {}
+    for line in text.splitlines():
+        name, sep, value = line.partition("=")
+        if sep:
+            found[name] = value
+    return found
