@@ -120,8 +120,8 @@ def add_parser(commands: Any) -> None:
         default="minimal",
         help="what a command's environment starts from, before its own env and CRONTASK_*: "
         "'minimal' (default) keeps only PATH, HOME, USER, LOGNAME, SHELL, LANG, LC_ALL, "
-        "LC_CTYPE, TZ, TMPDIR of crontask's, plus --pass-env; 'inherit' passes all of it, "
-        "credentials included",
+        "LC_CTYPE, TZ, TMPDIR, KUBERNETES_SERVICE_HOST/_PORT of crontask's, plus --pass-env; "
+        "'inherit' passes all of it, credentials included",
     )
     parser.add_argument(
         "--pass-env",

@@ -5,7 +5,9 @@ By default a task gets what cron and a Kubernetes Job give it, not crontask's wh
 environment: where crontask's credentials arrive by environment (a database URL, a git token,
 a cloud key), every task would otherwise inherit them. ``minimal`` keeps only the variables
 that say who and where the process is and how it speaks (``MINIMAL``), plus the names an
-operator passes on purpose; ``inherit`` passes everything, as crontask did before.
+operator passes on purpose; ``inherit`` passes everything, as crontask did before. Proxy settings
+(``HTTPS_PROXY``...) are left out on purpose: their URLs may carry credentials; pass them by
+name.
 """
 
 from __future__ import annotations
@@ -17,7 +19,12 @@ from typing import Literal
 
 TaskEnv = Literal["minimal", "inherit"]
 
-MINIMAL = ("PATH", "HOME", "USER", "LOGNAME", "SHELL", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR")
+MINIMAL = (
+    *("PATH", "HOME", "USER", "LOGNAME", "SHELL", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR"),
+    # Where the API server is, in a pod: what a Job's container gets, and what kubectl and the
+    # client libraries need to find the cluster with the pod's service account.
+    *("KUBERNETES_SERVICE_HOST", "KUBERNETES_SERVICE_PORT"),
+)
 
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 

@@ -48,3 +48,16 @@ def test_inherit_passes_everything_as_a_copy() -> None:
 def test_variable_names() -> None:
     assert all(valid_name(n) for n in ["PATH", "_X", "aws_region", "A1"])
     assert not any(valid_name(n) for n in ["", "1A", "A-B", "A=B", "A B", "Ä"])
+
+
+def test_in_a_pod_a_task_can_still_find_the_cluster() -> None:
+    pod = {
+        **CRONTASKS_OWN,
+        "KUBERNETES_SERVICE_HOST": "10.96.0.1",
+        "KUBERNETES_SERVICE_PORT": "443",
+        "HTTPS_PROXY": "http://user:pass@proxy:3128",
+    }
+    env = task_environment(pod, "minimal")
+    assert env["KUBERNETES_SERVICE_HOST"] == "10.96.0.1"
+    assert env["KUBERNETES_SERVICE_PORT"] == "443"
+    assert "HTTPS_PROXY" not in env  # a proxy URL may carry credentials: by name only
