@@ -35,7 +35,7 @@ schema: $(STAMP)
 	$(BIN)/crontask schema > schemas/crontask.schema.json
 	$(BIN)/crontask crd > deploy/crd.yaml
 
-# Benchmarks against plain APScheduler: one table, written to bench/RESULTS.md (about 16 min).
+# Benchmarks against plain APScheduler: one table, written to bench/RESULTS.md (about 25 min).
 bench: $(STAMP)
 	$(BIN)/python bench/run.py
 

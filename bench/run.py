@@ -1,6 +1,6 @@
 """crontask's benchmark suite: one command, one table.
 
-    python bench/run.py                 # everything, full sizes (about 20 minutes)
+    python bench/run.py                 # everything, full sizes (about 25 minutes)
     python bench/run.py --quick         # small sizes, under a minute (CI keeps the code working)
     python bench/run.py --only lateness,reconcile --sizes 1000 --repeats 5
 
