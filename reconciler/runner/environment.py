@@ -5,9 +5,8 @@ By default a task gets what cron and a Kubernetes Job give it, not crontask's wh
 environment: where crontask's credentials arrive by environment (a database URL, a git token,
 a cloud key), every task would otherwise inherit them. ``minimal`` keeps only the variables
 that say who and where the process is and how it speaks (``MINIMAL``), plus the names an
-operator passes on purpose; ``inherit`` passes everything, as crontask did before. Proxy settings
-(``HTTPS_PROXY``...) are left out on purpose: their URLs may carry credentials; pass them by
-name.
+operator passes on purpose; ``inherit`` passes everything. Proxy settings (``HTTPS_PROXY``...)
+are left out on purpose: their URLs may carry credentials; pass them by name.
 """
 
 from __future__ import annotations
