@@ -106,13 +106,9 @@ class Recorder:
         try:
             results = await self.call(self.store.claim_many, records)
         except StoreUnavailable as err:
-            log.warning(
-                "run store unavailable; running anyway, records kept for later",
-                extra={"fields": {"runs": len(records), "error": str(err)}},
+            self._keep_for_later(
+                batch, "run store unavailable; running anyway, records kept for later", err
             )
-            for record, claimed in batch:
-                self._keep(record, create_only=False)
-                claimed.set_result(False)
             return
         except Exception as err:
             for _, claimed in batch:
@@ -155,13 +151,7 @@ class Recorder:
                 raise StoreUnavailable("earlier records are waiting")
             await self.call(self.store.save_many, records)
         except StoreUnavailable as err:
-            log.warning(
-                "run store unavailable; records kept for later",
-                extra={"fields": {"runs": len(records), "error": str(err)}},
-            )
-            for record, saved in batch:
-                self._keep(record, create_only=False)
-                saved.set_result(False)
+            self._keep_for_later(batch, "run store unavailable; records kept for later", err)
             return
         except Exception:
             # Something in the batch the store refuses must not cost the others.
@@ -171,6 +161,16 @@ class Recorder:
             return
         for _, saved in batch:
             saved.set_result(True)
+
+    def _keep_for_later(self, batch: Batch, message: str, err: StoreUnavailable) -> None:
+        """The batch waits in the buffer; each of its callers hears False (not written)."""
+        log.warning(
+            message,
+            extra={"fields": {"runs": len(batch), "error": str(err)}},
+        )
+        for record, done in batch:
+            self._keep(record, create_only=False)
+            done.set_result(False)
 
     async def _save_one(self, record: RunRecord) -> bool:
         try:
