@@ -53,7 +53,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import Json, emit, summary_ms
+from _common import Json, asyncio_pidfd_watcher, emit, summary_ms
 
 SETTLE_SECONDS = 15.0  # how long after T a run may still start before it counts as lost
 WORKERS = (
@@ -265,15 +265,6 @@ async def _measure(
 # -- plain APScheduler -------------------------------------------------------------------------
 
 
-def _asyncio_pidfd_watcher(loop: asyncio.AbstractEventLoop) -> None:
-    """The cheapest way asyncio has on 3.11 to wait for children: the loop watches pidfds.
-    (3.12+ does this by itself and deprecates the call.)"""
-    if sys.version_info < (3, 12) and hasattr(os, "pidfd_open"):
-        watcher = asyncio.PidfdChildWatcher()
-        watcher.attach_loop(loop)
-        asyncio.set_child_watcher(watcher)
-
-
 async def _aps_asyncio(mode: str, n: int) -> Json:
     from apscheduler.schedulers.asyncio import AsyncIOScheduler
     from apscheduler.triggers.cron import CronTrigger
@@ -281,7 +272,7 @@ async def _aps_asyncio(mode: str, n: int) -> Json:
     tally = Tally(n)
     command = mode == "aps-command"
     if command:
-        _asyncio_pidfd_watcher(asyncio.get_running_loop())
+        asyncio_pidfd_watcher(asyncio.get_running_loop())
 
     async def job() -> None:
         tally.started()

@@ -34,7 +34,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import median_of
+from _common import asyncio_pidfd_watcher, median_of
 
 Env = Mapping[str, str] | Mapping[bytes, bytes]
 Spawner = Callable[[Env], Awaitable[int]]
@@ -136,10 +136,7 @@ VARIANTS: dict[str, tuple[Spawner, Callable[[int], Env]]] = {
 async def _spawn_all(
     spawner: Spawner, make_env: Callable[[int], Env], runs: int
 ) -> tuple[float, float]:
-    if sys.version_info < (3, 12):  # the cheapest watcher asyncio has on 3.11 (3.12+: default)
-        watcher = asyncio.PidfdChildWatcher()
-        watcher.attach_loop(asyncio.get_running_loop())
-        asyncio.set_child_watcher(watcher)
+    asyncio_pidfd_watcher(asyncio.get_running_loop())  # for the asyncio variant
     envs = [make_env(i) for i in range(runs)]
     cpu, wall = time.process_time(), time.perf_counter()
     codes = await asyncio.gather(*(spawner(env) for env in envs))
