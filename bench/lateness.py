@@ -1,6 +1,6 @@
 """Fire lateness: N jobs all due in the same second, crontask against plain APScheduler 3.11.
 
-    python bench/lateness.py --worker MODE N        (one measurement; prints one JSON line)
+    python bench/lateness.py --worker MODE N [--store sqlite]   (one measurement; one JSON line)
 
 Modes (each run in a fresh interpreter by ``bench/run.py``):
 
@@ -20,7 +20,8 @@ Modes (each run in a fresh interpreter by ``bench/run.py``):
 - ``aps-background``: plain ``BackgroundScheduler`` (thread pool of 10), a plain function job.
 - ``command``: crontask's real ``Dispatcher`` + ``CommandRun`` running ``/bin/true`` (own
   process group, output pipe, exit learnt from a pidfd, the environment ``crontask run`` gives
-  a command by default), SQLite-free ``MemoryRunStore``.
+  a command by default), ``MemoryRunStore`` (``--store sqlite``: the SQLite store of
+  ``crontask run``, in a fresh file).
   Start = the process has been spawned; done = its record is final.
 - ``aps-command``: plain ``AsyncIOScheduler`` + ``asyncio.create_subprocess_exec("/bin/true")``
   with the output captured, on one loop with asyncio's pidfd child watcher (Python 3.11's
@@ -44,6 +45,7 @@ import os
 import resource
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -151,7 +153,7 @@ def _definitions(n: int, due: float, command: bool) -> list[Any]:
     return found
 
 
-async def _crontask(mode: str, n: int) -> Json:
+async def _crontask(mode: str, n: int, store_dir: Path | None) -> Json:
     from reconciler.controller.dispatch import ActiveRun, Attempt, Dispatcher
     from reconciler.core.desired import Definition
     from reconciler.core.plan import Operation, Step
@@ -159,6 +161,7 @@ async def _crontask(mode: str, n: int) -> Json:
     from reconciler.runner.command import CommandOutcome, CommandRun
     from reconciler.runner.environment import task_environment
     from reconciler.scheduling.apscheduler import ApsScheduler
+    from reconciler.store import open_store, sqlite_url
     from reconciler.store.memory import MemoryRunStore
 
     loop = asyncio.get_running_loop()
@@ -197,7 +200,10 @@ async def _crontask(mode: str, n: int) -> Json:
 
     # Commands start from the environment `crontask run` gives them by default (--task-env).
     task_env = task_environment(os.environ, "minimal")
-    dispatcher = BenchDispatcher(MemoryRunStore(), owner="bench:1:x", task_env=task_env)
+    # The in-memory store measures crontask, not a disk; --store sqlite gives the store
+    # `crontask run` uses by default.
+    store = open_store(sqlite_url(store_dir)) if store_dir else MemoryRunStore()
+    dispatcher = BenchDispatcher(store, owner="bench:1:x", task_env=task_env)
 
     def on_final(record: RunRecord) -> None:
         if record.status is not RunStatus.RUNNING:
@@ -227,14 +233,17 @@ async def _crontask(mode: str, n: int) -> Json:
     # process, and the collector need not walk it again.
     gc.freeze()
     setup = time.perf_counter() - setup_started
-    return await _measure(
-        mode,
-        tally,
-        setup,
-        dispatcher.drain if mode != "handoff" else None,
-        scheduler.shutdown,
-        command,
-    )
+    try:
+        return await _measure(
+            mode,
+            tally,
+            setup,
+            dispatcher.drain if mode != "handoff" else None,
+            scheduler.shutdown,
+            command,
+        )
+    finally:
+        store.close()
 
 
 async def _measure(
@@ -344,9 +353,12 @@ def _aps_background(mode: str, n: int) -> Json:
     return _result(mode, tally, cpu, setup)
 
 
-def measure(mode: str, n: int) -> Json:
+def measure(mode: str, n: int, store: str = "memory") -> Json:
     if mode in ("handoff", "dispatch", "command"):
-        return asyncio.run(_crontask(mode, n))
+        if store == "memory":
+            return asyncio.run(_crontask(mode, n, None))
+        with tempfile.TemporaryDirectory(prefix="crontask-bench-") as state:
+            return asyncio.run(_crontask(mode, n, Path(state)))
     if mode in ("aps-asyncio", "aps-command"):
         return asyncio.run(_aps_asyncio(mode, n))
     return _aps_background(mode, n)
@@ -357,9 +369,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--worker", action="store_true", help="run one measurement")
     parser.add_argument("mode", choices=WORKERS)
     parser.add_argument("n", type=int)
+    parser.add_argument(
+        "--store",
+        choices=["memory", "sqlite"],
+        default="memory",
+        help="crontask modes: the run store (sqlite: a fresh file, as `crontask run` uses)",
+    )
     args = parser.parse_args(argv)
     os.environ.setdefault("PYTHONHASHSEED", "0")
-    emit(measure(args.mode, args.n))
+    emit(measure(args.mode, args.n, args.store))
     return 0
 
 
