@@ -168,6 +168,11 @@ async def serve(
     recover(store, me, datetime.now(UTC))
     metrics = Metrics()
     task_env = task_environment(os.environ, options.task_env, options.pass_env)
+    if unset := [name for name in options.pass_env if name not in os.environ]:
+        log.warning(
+            "--pass-env names a variable crontask does not have; commands do not get it",
+            extra={"fields": {"names": ",".join(unset)}},
+        )
     dispatcher = Dispatcher(store, owner=me, kill_grace=options.kill_grace, task_env=task_env)
     dispatcher.subscribe(
         lambda r: (

@@ -192,7 +192,7 @@ def _alive(pid: int) -> bool:
     ("flags", "sees_secret", "sees_region"),
     [
         ((), False, False),
-        (("--pass-env", "CLOUD_REGION"), False, True),
+        (("--pass-env", "CLOUD_REGION", "--pass-env", "NOT_SET_ANYWHERE"), False, True),
         (("--task-env", "inherit"), True, True),
     ],
 )
@@ -215,6 +215,10 @@ def test_a_command_gets_crontasks_credentials_only_when_asked(
     assert seen["CRONTASK_NAME"] == "env"
     # The start-up line names what every command gets, and never a value.
     assert planted not in app.log()
+    # A name crontask does not have is said at start-up, not silently dropped.
+    assert "NOT_SET_ANYWHERE" not in seen
+    warned = "does not have" in app.log() and "names=NOT_SET_ANYWHERE" in app.log()
+    assert warned is ("NOT_SET_ANYWHERE" in flags)
 
 
 def _environment_in(path: Path) -> dict[str, str]:
