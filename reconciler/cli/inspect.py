@@ -12,7 +12,7 @@ from typing import Any
 import yaml
 
 from reconciler.cli.main_helpers import existing_paths
-from reconciler.cli.remote import RemoteError, default_token, request
+from reconciler.cli.remote import RemoteError, default_token, fetch_tasks
 from reconciler.core.crd import crd_document
 from reconciler.core.desired import Definition, DesiredState, Location, assemble
 from reconciler.core.model import CronTask, json_schema
@@ -117,7 +117,7 @@ PLANNED_KINDS = ("file", "git")
 
 def _from_server(server: str) -> DesiredState:
     try:
-        items = request(server, default_token(), "GET", "/api/v1/tasks")["items"]
+        items = fetch_tasks(server, default_token())  # every page
     except RemoteError as err:
         raise SystemExit(f"crontask: {err}") from None
     definitions = []
