@@ -21,7 +21,7 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from reconciler import __version__
+from reconciler import __version__, logs
 from reconciler.api import problems, routes_runs, routes_sources, routes_tasks
 from reconciler.api.auth import PUBLIC, REQUIRED_ROLE_KEY, AuthConfig, RequiredRole, role_extra
 from reconciler.api.models import CRONTASK_SCHEMA_REF, HealthOut, ReadinessOut, ReadinessProblem
@@ -45,6 +45,7 @@ BEARER_SCHEME: Final = "bearerAuth"
 MAX_BODY_BYTES: Final = 1 << 20  # a CronTask is a few hundred bytes
 TOO_LARGE: Final = "the request body is larger than 1 MiB"
 QUIET_PATHS: Final = frozenset({"/healthz", "/readyz", "/metrics"})  # probes: debug level
+MAX_LOGGED_PATH: Final = 1024
 
 DESCRIPTION = """\
 The API of a running crontask: the tasks it schedules, their runs, manual triggers, and
@@ -234,23 +235,24 @@ class RequestLog:
                     raise HTTPException(413, TOO_LARGE)
             return message
 
-        path = str(scope.get("path", ""))
+        # What a stranger sent is bounded before it reaches a log line (a 100 KB path would
+        # otherwise be 100 KB of log per request).
+        method = logs.bounded(str(scope.get("method", "")), 32)
+        path = logs.bounded(str(scope.get("path", "")), MAX_LOGGED_PATH)
         try:
             if _declared_length(scope) > MAX_BODY_BYTES:
                 status = 413
-                await _send_problem(send, 413, TOO_LARGE, path)
+                await _send_problem(send, 413, TOO_LARGE, str(scope.get("path", "")))
                 return
             await self.app(scope, limited_receive, send_wrapper)
         except Exception:
-            log.exception(
-                "request failed", extra={"fields": {"method": scope.get("method"), "path": path}}
-            )
+            log.exception("request failed", extra={"fields": {"method": method, "path": path}})
             if not response_started:
-                await _send_problem(send, 500, None, path)
+                await _send_problem(send, 500, None, str(scope.get("path", "")))
             status = 500
         finally:
             fields = {
-                "method": scope.get("method"),
+                "method": method,
                 "path": path,
                 "status": status,
                 "duration_ms": round((time.perf_counter() - started) * 1000, 1),

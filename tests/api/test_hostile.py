@@ -269,3 +269,20 @@ def test_a_continue_token_walks_the_real_store(app: Crontask) -> None:
             break
         target = f"/api/v1/runs?task=default/keep&limit=1&continue={quote(token)}"
     assert len(seen) == len(set(seen)) >= 3
+
+
+def test_the_log_stays_bounded_and_escaped(app: Crontask) -> None:
+    before = app.log_path.stat().st_size
+    for method, target in (
+        ("GET", "/" + "x" * 100_000),
+        ("DELETE", "/api/v1/tasks/default/" + "y" * 100_000),
+        ("GET", "/api/v1/tasks/%00/end%00"),
+    ):
+        status, text = send(app, method, target)
+        assert status in (404, 422)
+        assert len(text) < 8_000
+    app.wait_log("end\\u0000")  # the last request's line is written
+    grown = app.log()[before:]
+    assert len(grown) < 6_000
+    assert "\x00" not in grown
+    assert grown.count("chars, cut]...") == 2
