@@ -2,7 +2,7 @@
 
 - ``/healthz`` (alive), ``/readyz`` (every readiness check passes), ``/metrics`` (Prometheus)
 - ``/api/v1/tasks`` and ``/api/v1/runs`` (``routes_tasks.py``, ``routes_runs.py``)
-- ``/openapi.json`` and ``/docs`` (Swagger UI)
+- ``/openapi.json``, ``/docs`` (Swagger UI) and ``/redoc``, with every asset served here
 
 Every error is ``application/problem+json`` (``problems.py``); every route declares the role it
 needs and gets it enforced (``routing.py``, ``auth.py``); every request is logged as one
@@ -22,7 +22,7 @@ from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from reconciler import __version__, logs
-from reconciler.api import problems, routes_runs, routes_sources, routes_tasks
+from reconciler.api import docs, problems, routes_runs, routes_sources, routes_tasks
 from reconciler.api.auth import PUBLIC, REQUIRED_ROLE_KEY, AuthConfig, RequiredRole, role_extra
 from reconciler.api.models import CRONTASK_SCHEMA_REF, HealthOut, ReadinessOut, ReadinessProblem
 from reconciler.api.problems import PROBLEM_MEDIA_TYPE, Problem
@@ -42,6 +42,8 @@ from reconciler.sinks.metrics import Metrics
 log = logging.getLogger("crontask.api")
 
 BEARER_SCHEME: Final = "bearerAuth"
+TITLE: Final = "crontask"
+OPENAPI_URL: Final = "/openapi.json"
 MAX_BODY_BYTES: Final = 1 << 20  # a CronTask is a few hundred bytes
 TOO_LARGE: Final = "the request body is larger than 1 MiB"
 QUIET_PATHS: Final = frozenset({"/healthz", "/readyz", "/metrics"})  # probes: debug level
@@ -69,6 +71,7 @@ def create_app(
     )
     routes = [
         *_probes_router(metrics_role).routes,
+        *docs.router(OPENAPI_URL, TITLE).routes,
         *routes_tasks.router.routes,
         *routes_runs.router.routes,
         *routes_sources.router.routes,
@@ -78,12 +81,12 @@ def create_app(
             raise RuntimeError(f"{route!r} is not a GuardedRoute")
         required_role(route)
     app = FastAPI(
-        title="crontask",
+        title=TITLE,
         version=__version__,
         description=DESCRIPTION,
-        docs_url="/docs",
+        docs_url=None,  # FastAPI's pages load their assets from a CDN: see docs.py
         redoc_url=None,
-        openapi_url="/openapi.json",
+        openapi_url=OPENAPI_URL,
         routes=routes,
     )
     app.state.crontask = ApiContext(
