@@ -23,6 +23,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from reconciler import __version__, logs
 from reconciler.api import docs, problems, routes_runs, routes_sources, routes_tasks
+from reconciler.api.admission import Admission
 from reconciler.api.auth import PUBLIC, REQUIRED_ROLE_KEY, AuthConfig, RequiredRole, role_extra
 from reconciler.api.models import CRONTASK_SCHEMA_REF, HealthOut, ReadinessOut, ReadinessProblem
 from reconciler.api.problems import PROBLEM_MEDIA_TYPE, Problem
@@ -93,6 +94,7 @@ def create_app(
         runtime=runtime, auth=auth, metrics=metrics, webhook_secret=webhook_secret
     )
     problems.install(app)
+    app.add_middleware(Admission, busy=_busy)  # inside RequestLog: a refusal is logged too
     app.add_middleware(RequestLog)
 
     def openapi() -> dict[str, Any]:
@@ -275,7 +277,13 @@ def _declared_length(scope: Scope) -> int:
     return 0
 
 
-async def _send_problem(send: Send, status: int, detail: str | None, path: str) -> None:
+async def _send_problem(
+    send: Send,
+    status: int,
+    detail: str | None,
+    path: str,
+    headers: tuple[tuple[bytes, bytes], ...] = (),
+) -> None:
     if detail is None:
         body = problems.internal_error_body(path)
     else:
@@ -287,7 +295,13 @@ async def _send_problem(send: Send, status: int, detail: str | None, path: str) 
             "headers": [
                 (b"content-type", PROBLEM_MEDIA_TYPE.encode()),
                 (b"content-length", str(len(body)).encode()),
+                *headers,
             ],
         }
     )
     await send({"type": "http.response.body", "body": body})
+
+
+async def _busy(scope: Scope, receive: Receive, send: Send) -> None:
+    detail = "the API is busy with other requests; retry in a moment"
+    await _send_problem(send, 503, detail, str(scope.get("path", "")), ((b"retry-after", b"1"),))
