@@ -4,6 +4,7 @@ time), probes never queued; and through the real app, a refusal is a 503 problem
 from __future__ import annotations
 
 import asyncio
+from collections.abc import MutableMapping
 from typing import Any
 
 from reconciler.api.admission import Admission
@@ -85,9 +86,9 @@ def test_a_wait_has_a_deadline() -> None:
 def test_the_refusal_is_a_problem_with_retry_after() -> None:
     inner = SlowApp()
     admission = Admission(inner, _busy, max_active=1, max_waiting=0)
-    sent: list[dict[str, Any]] = []
+    sent: list[MutableMapping[str, Any]] = []
 
-    async def send(message: dict[str, Any]) -> None:
+    async def send(message: MutableMapping[str, Any]) -> None:
         sent.append(message)
 
     async def scenario() -> int:
