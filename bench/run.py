@@ -21,6 +21,9 @@ Scenarios (each a plain module under bench/, each measurement in a fresh interpr
   visible; ``bench/k8s_bench.py``.
 - ``store``     ``bench/store_bench.py`` on SQLite, and on PostgreSQL with ``--pg URL`` or
   ``CRONTASK_TEST_POSTGRES_URL``.
+- ``api``       the real ``crontask run`` under a flood of parallel GETs (RSS before, at peak,
+  60 s after), and listing 10 000 tasks page by page and through ``crontask tasks``;
+  ``bench/api_bench.py``.
 
 Prints one table and writes it, with the machine's description, to ``bench/RESULTS.md``
 (``bench/RESULTS-quick.md`` with ``--quick``; ``--output`` to choose). Every figure is measured
@@ -53,7 +56,7 @@ from _common import (
     run_worker,
 )
 
-SCENARIOS = ("lateness", "command", "reconcile", "k8s", "memory", "store")
+SCENARIOS = ("lateness", "command", "reconcile", "k8s", "memory", "store", "api")
 KIB = 1024
 MIB = 1024 * 1024
 SOAK_GROWTH_BOUND = 10 * MIB
@@ -537,6 +540,59 @@ def scenario_store(config: Config, rows: list[Row]) -> None:
         )
 
 
+FLOOD_PEAK_BOUND = 64 * MIB
+FLOOD_AFTER_BOUND = 32 * MIB
+
+
+def scenario_api(config: Config, rows: list[Row]) -> None:
+    requests, concurrency, settle = (400, 100, 5) if config.quick else (8000, 1000, 60)
+    log(f"api: {requests} GET /api/v1/tasks, {concurrency} at once, then {settle} s idle")
+    flood = run_worker(
+        "api_bench", ["flood", str(requests), str(concurrency), str(settle)], timeout=900
+    )
+    if "error" in flood:
+        rows.append(Row("api", "flood: ERROR", str(flood["error"])))
+    else:
+        before = flood["rss_before_mb"]
+        after = flood["rss_after_mb"][f"{settle:g}s"]
+        peak_ok = (flood["rss_peak_mb"] - before) * MIB <= FLOOD_PEAK_BOUND
+        after_ok = (after - before) * MIB <= FLOOD_AFTER_BOUND
+        statuses = ", ".join(f"{k}: {v}" for k, v in sorted(flood["statuses"].items()))
+        rows.append(
+            Row(
+                "api",
+                f"RSS under {requests:,} GET /api/v1/tasks (100 tasks), {concurrency:,} at "
+                f"once: before / peak / {settle:g} s after ({statuses}; "
+                f"{flood['flood_seconds']:.0f} s)",
+                f"{before:.0f} / {flood['rss_peak_mb']:.0f} / {after:.0f} MiB",
+                "",
+                "",
+                f"peak +{FLOOD_PEAK_BOUND // MIB} MiB, after +{FLOOD_AFTER_BOUND // MIB} MiB",
+                verdict(peak_ok and after_ok and flood["alive"]),
+            )
+        )
+    tasks = 1000 if config.quick else 10_000
+    log(f"api: listing {tasks} tasks")
+    listed = run_worker("api_bench", ["list", str(tasks)], timeout=900)
+    if "error" in listed:
+        rows.append(Row("api", "list: ERROR", str(listed["error"])))
+        return
+    rows.append(
+        Row(
+            "api",
+            f"list {tasks:,} tasks: `crontask tasks --json` (whole list, {listed['pages']} "
+            f"pages) / each page of 500: p50 / p99 / all pages / as pages of 5 000",
+            f"{fmt_s(listed['cli_seconds'])} / {fmt_ms(listed['page']['p50_ms'])} / "
+            f"{fmt_ms(listed['page']['p99_ms'])} / {fmt_s(listed['pages_total_seconds'])} / "
+            f"{fmt_s(listed['big_total_seconds'])}",
+            "",
+            "",
+            "every task listed once",
+            verdict(listed["cli_items"] == listed["page_items"] == tasks),
+        )
+    )
+
+
 # -- output ----------------------------------------------------------------------------------
 
 HEADER = ("scenario", "measure", "crontask", "APScheduler baseline", "ratio", "target", "result")
@@ -717,6 +773,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         scenario_memory(config, rows, cold)
     if "store" in only:
         scenario_store(config, rows)
+    if "api" in only:
+        scenario_api(config, rows)
     elapsed = time.monotonic() - began
     print(table(rows))
     output.write_text(document(config, facts, rows, elapsed))
