@@ -42,7 +42,13 @@ from reconciler.api.params import (
     encode_task_token,
 )
 from reconciler.api.problems import FieldProblem, ProblemError, field_problems
-from reconciler.api.routing import GuardedRoute, Runtime, operation_id, problem_responses
+from reconciler.api.routing import (
+    GuardedRoute,
+    Runtime,
+    links,
+    operation_id,
+    problem_responses,
+)
 from reconciler.controller.view import (
     AlreadyExists,
     IfMatch,
@@ -79,6 +85,22 @@ _DOCUMENT_BODY: dict[str, Any] = {
     }
 }
 Document = Annotated[dict[str, Any], Body(description="a CronTask resource")]
+
+# Where a task's key is in each answer, for the OpenAPI links between operations.
+_FROM_BODY: Final = {
+    "namespace": "$response.body#/resource/metadata/namespace",
+    "name": "$response.body#/resource/metadata/name",
+}
+_FROM_PATH: Final = {"namespace": "$request.path.namespace", "name": "$request.path.name"}
+_VERSIONED: Final = {**_FROM_PATH, "header.If-Match": "$response.header.ETag"}
+_ETAG: Final = {
+    "headers": {
+        "ETag": {
+            "description": "an API-owned task's version (strong), for If-Match",
+            "schema": {"type": "string"},
+        }
+    }
+}
 
 
 @router.get(
@@ -124,8 +146,16 @@ def list_tasks(
     response_model=TaskOut,
     summary="Get one task",
     description="An API-owned task's answer carries its version as `ETag`.",
-    openapi_extra=role_extra("viewer"),
-    responses=problem_responses(404, 422),
+    openapi_extra={
+        **role_extra("viewer"),
+        **links(
+            (200,),
+            ReplaceTaskIfUnchanged=("put_task", _VERSIONED),
+            DeleteTaskIfUnchanged=("delete_task", _VERSIONED),
+            StartRun=("trigger_run", _FROM_PATH),
+        ),
+    },
+    responses={200: _ETAG, **problem_responses(404, 422)},
 )
 def get_task(runtime: Runtime, namespace: Namespace, name: Name, response: Response) -> TaskOut:
     view = runtime.task(f"{namespace}/{name}")
@@ -141,8 +171,18 @@ def get_task(runtime: Runtime, namespace: Namespace, name: Name, response: Respo
     summary="Create an API-owned task",
     description="409 if a task with this namespace/name exists (from any source), also when "
     "another request creates it first.",
-    openapi_extra={**role_extra("admin"), **_DOCUMENT_BODY},
-    responses=problem_responses(409, 422),
+    openapi_extra={
+        **role_extra("admin"),
+        **_DOCUMENT_BODY,
+        **links(
+            (201,),
+            GetTask=("get_task", _FROM_BODY),
+            ReplaceTask=("put_task", _FROM_BODY),
+            DeleteTask=("delete_task", _FROM_BODY),
+            StartRun=("trigger_run", _FROM_BODY),
+        ),
+    },
+    responses={201: _ETAG, **problem_responses(409, 422)},
 )
 def create_task(runtime: Runtime, document: Document, response: Response) -> TaskOut:
     _validated(document)  # the same 422 as PUT before anything else is looked at
@@ -166,9 +206,19 @@ def create_task(runtime: Runtime, document: Document, response: Response) -> Tas
     "metadata.name must match the path (a missing namespace is taken from the path); "
     "409 if the task is defined by another source; with `If-Match`, 412 if the task is not at "
     "one of the versions given.",
-    openapi_extra={**role_extra("admin"), **_DOCUMENT_BODY},
+    openapi_extra={
+        **role_extra("admin"),
+        **_DOCUMENT_BODY,
+        **links(
+            (200, 201),
+            GetTask=("get_task", _FROM_PATH),
+            ReplaceTaskIfUnchanged=("put_task", _VERSIONED),
+            DeleteTaskIfUnchanged=("delete_task", _VERSIONED),
+        ),
+    },
     responses={
-        201: {"model": TaskOut, "description": "Created"},
+        200: _ETAG,
+        201: {"model": TaskOut, "description": "Created", **_ETAG},
         **problem_responses(409, 412, 422),
     },
 )
@@ -248,7 +298,10 @@ def delete_task(
     description="Always 202 with the run record: `status` is `running` when it started, or "
     "`skipped` with a `reason` (e.g. `ConcurrencyForbid` while a run is going and the task's "
     "concurrencyPolicy is Forbid) and a `message` saying why.",
-    openapi_extra=role_extra("operator"),
+    openapi_extra={
+        **role_extra("operator"),
+        **links((202,), GetRun=("get_run", {"run_id": "$response.body#/id"})),
+    },
     responses=problem_responses(404, 422),
 )
 def trigger_run(runtime: Runtime, namespace: Namespace, name: Name, response: Response) -> RunOut:

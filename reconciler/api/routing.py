@@ -163,6 +163,20 @@ def operation_id(route: APIRoute) -> str:
     return route.name
 
 
+Link = tuple[str, Mapping[str, str]]
+"""An OpenAPI link: the target's operationId and its parameters as runtime expressions."""
+
+
+def links(statuses: tuple[int, ...], **targets: Link) -> dict[str, Any]:
+    """An ``openapi_extra`` fragment: OpenAPI links from these responses to other operations
+    (what a client, or schemathesis' stateful phase, may call next with what it got)."""
+    declared = {
+        name: {"operationId": operation, "parameters": dict(parameters)}
+        for name, (operation, parameters) in targets.items()
+    }
+    return {"responses": {str(status): {"links": declared} for status in statuses}}
+
+
 def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     """``responses=`` declaring problem answers (their content type is fixed in ``app.py``)."""
     return {s: {"model": Problem, "description": _DESCRIPTIONS.get(s, "Error")} for s in statuses}

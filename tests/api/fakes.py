@@ -94,8 +94,12 @@ class FakeRuntime:
     """
 
     def __init__(self, views: list[TaskView] | None = None) -> None:
-        self._store = MemoryRunStore()
         self._lock = threading.Lock()
+        self.reset(views)
+
+    def reset(self, views: list[TaskView] | None = None) -> None:
+        """Back to ``views`` and an empty run store (a fresh start for the next scenario)."""
+        self._store = MemoryRunStore()
         self.views: dict[str, TaskView] = {v.key: v for v in views or []}
         self.checks: dict[str, bool] = {"sources": True, "scheduler": True, "store": True}
         self.clock = T0 + timedelta(minutes=30)
