@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import re
 from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Final
 from urllib.parse import urlsplit
@@ -18,6 +19,8 @@ _LABEL: Final = DNS1123_LABEL.strip("^$")
 KEY_PATTERN: Final = f"^{_LABEL}/{_LABEL}$"
 RUN_ID_PATTERN: Final = rf"^{_LABEL}\.{_LABEL}\.[0-9]{{8}}T[0-9]{{6}}(\.[0-9]{{6}})?Z$"
 _MAX_TEXT: Final = 300  # longer than any key, run id or URL these options take
+_EARLIEST: Final = datetime(1970, 1, 1, tzinfo=UTC)
+_LATEST: Final = datetime(9000, 1, 1, tzinfo=UTC)
 
 
 def task_key(text: str) -> str:
@@ -69,6 +72,22 @@ def server_url(text: str) -> str:
             f"expected http://HOST:PORT or https://HOST:PORT, got {text[:80]!r}"
         )
     return text
+
+
+def timestamp(text: str) -> datetime:
+    """An RFC 3339 time with an offset (``Z`` or ``+01:00``), from 1970 to 9000 (so that the
+    fire times after it never leave the calendar)."""
+    try:
+        value = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
+        ok = value.tzinfo is not None and _EARLIEST <= value.astimezone(UTC) < _LATEST
+    except (ValueError, OverflowError):
+        ok = False
+    if len(text) > 64 or not ok:
+        raise argparse.ArgumentTypeError(
+            f"expected an RFC 3339 time with an offset between 1970 and 9000, e.g. "
+            f"2027-03-28T00:00:00+01:00, got {text[:80]!r}"
+        )
+    return value
 
 
 def bounded_int(low: int, high: int) -> Callable[[str], int]:
