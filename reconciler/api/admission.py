@@ -10,27 +10,22 @@ the allocator kept most of it after the flood. Letting only a few requests in at
 bounds what is held to what those few build; waiting costs a parked coroutine.
 
 Probes (``/healthz``, ``/readyz``) are never queued: a liveness check must not fail because
-the API is busy. When the app goes idle after a burst, freed memory is handed back to the
-system (glibc's ``malloc_trim``; elsewhere nothing is done).
+the API is busy. (Measured and left out: ``MALLOC_ARENA_MAX=2``, glibc's trim and mmap
+thresholds and ``malloc_trim`` after a burst changed nothing; what stayed was what the waiting
+requests had built, and they no longer build it. ``bench/api_bench.py flood`` measures it.)
 """
 
 from __future__ import annotations
 
 import asyncio
-import ctypes
-import ctypes.util
-import logging
 from collections.abc import Callable
 from typing import Final
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-log = logging.getLogger("crontask.api")
-
 MAX_ACTIVE: Final = 16
 MAX_WAITING: Final = 4096
 WAIT_SECONDS: Final = 30.0
-TRIM_AFTER: Final = 256  # requests served since the last trim before an idle moment trims
 UNQUEUED: Final = frozenset({"/healthz", "/readyz"})
 
 
@@ -58,8 +53,6 @@ class Admission:
         self.active = 0
         self.waiting = 0
         self._room: asyncio.Semaphore | None = None  # made on the loop that serves
-        self._served = 0
-        self._trim = _malloc_trim()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope.get("path") in UNQUEUED:
@@ -92,21 +85,4 @@ class Admission:
     def _leave(self) -> None:
         assert self._room is not None
         self.active -= 1
-        self._served += 1
         self._room.release()
-        if self.active == 0 and self.waiting == 0 and self._served >= TRIM_AFTER:
-            self._served = 0
-            if self._trim is not None:
-                # A few milliseconds for a few hundred MB; off the loop.
-                asyncio.get_running_loop().run_in_executor(None, self._trim, 0)
-
-
-def _malloc_trim() -> Callable[[int], int] | None:
-    """glibc's ``malloc_trim``, which returns free pages inside the heap to the system (its
-    own trimming only gives back the top of the heap); None where there is no glibc."""
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        trim: Callable[[int], int] = libc.malloc_trim
-    except (OSError, AttributeError):
-        return None
-    return trim

@@ -23,7 +23,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from reconciler import __version__, logs
 from reconciler.api import docs, problems, routes_runs, routes_sources, routes_tasks
-from reconciler.api.admission import Admission
+from reconciler.api.admission import UNQUEUED, Admission
 from reconciler.api.auth import PUBLIC, REQUIRED_ROLE_KEY, AuthConfig, RequiredRole, role_extra
 from reconciler.api.models import CRONTASK_SCHEMA_REF, HealthOut, ReadinessOut, ReadinessProblem
 from reconciler.api.problems import PROBLEM_MEDIA_TYPE, Problem
@@ -185,7 +185,7 @@ def _openapi(app: FastAPI, auth: AuthConfig | None) -> dict[str, Any]:
                 "description": "a static token, or a JWT from the configured issuer",
             }
         }
-    for path_item in doc.get("paths", {}).values():
+    for path, path_item in doc.get("paths", {}).items():
         for method, op in path_item.items():
             if not isinstance(op, dict) or method == "parameters":
                 continue
@@ -196,6 +196,8 @@ def _openapi(app: FastAPI, auth: AuthConfig | None) -> dict[str, Any]:
                 for status, problem in problem_responses(401, 403).items():
                     responses[str(status)] = {"description": problem["description"]}
             responses.setdefault("500", {"description": "Internal error"})
+            if path not in UNQUEUED:
+                responses.setdefault("503", {"description": "Busy: retry after Retry-After"})
             if "requestBody" in op:
                 responses.setdefault("400", {"description": "The body cannot be decoded"})
                 responses.setdefault("413", {"description": "The body is larger than 1 MiB"})

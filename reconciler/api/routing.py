@@ -187,6 +187,7 @@ _DESCRIPTIONS: Mapping[int, str] = {
     403: "The caller's role is not enough",
     404: "Not found",
     409: "Conflict",
+    412: "Precondition failed: the task is not at a version If-Match names",
     422: "Invalid input; `errors` names each failing field",
     500: "Internal error",
     503: "Temporarily unavailable",
