@@ -98,7 +98,7 @@ def test_next_selects_a_task_and_rejects_unknown(
     assert "2026-11-30T12:00:00+00:00" in out
     with pytest.raises(SystemExit, match="no task 'zz' here"):
         main(["next", str(tmp_path), "--task", "zz"])
-    with pytest.raises(SystemExit, match="^2$"):  # a usage error: the time has no offset
+    with pytest.raises(SystemExit, match=r"^2$"):  # a usage error: the time has no offset
         main(["next", str(tmp_path), "--from", "2026-11-26T00:00:00"])
     assert "with an offset" in capsys.readouterr().err
 
