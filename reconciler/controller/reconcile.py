@@ -1,21 +1,29 @@
 """One reconcile pass, level-triggered.
 
 A pass re-reads what may have changed, assembles the desired state from every source, plans
-against what the scheduler holds, and applies the plan. Running it twice changes nothing. The
-result says what happened; the caller decides about logs and the next pass.
+against what the scheduler holds, applies the plan, and accounts for the slots the changes
+touch. Running it twice changes nothing. :meth:`Reconciler.run_pass` returns a
+:class:`PassResult` and never raises: the result says whether the pass failed, and observers
+(metrics, status reporting, logs) subscribe to every result. What to do about a failure (requeue
+with backoff) is the caller's: see ``controller.loop``.
+
+Downtime accounting: the run store's last recorded slot of each task (``anchors``) is handed in
+at start-up and kept until a pass has applied; only then do the tasks it added catch up on the
+slots they missed, so a first pass that fails loses no catch-up and no ``Superseded`` record.
 """
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import logging
 import time
-from collections.abc import Collection, Mapping, Sequence
-from datetime import datetime, timedelta
+from collections.abc import Callable, Collection, Mapping, Sequence
+from datetime import UTC, datetime, timedelta
 
-from reconciler.controller.dispatch import Dispatcher
+from reconciler.controller.dispatch import TASK_CHANGED, TASK_REMOVED, Dispatcher
 from reconciler.core.desired import DesiredState, assemble, reassemble
-from reconciler.core.plan import Operation, Plan, plan
+from reconciler.core.plan import Operation, Plan, Step, plan
 from reconciler.scheduling.base import Scheduler
 from reconciler.sources.base import Source
 
@@ -27,25 +35,81 @@ _VERB = {
     Operation.REMOVE: "task removed",
 }
 
+# What a pass is asked to re-read: source kind -> the paths or keys an event named. None as a
+# whole means everything (a resync).
+Hints = Mapping[str, Collection[str]]
+Clock = Callable[[], datetime]
+
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class PassResult:
+    hints: Hints | None  # what the pass was asked to re-read (None: everything)
     plan: Plan
     desired: DesiredState
     seconds: float
+    keys: frozenset[str] | None = None  # the keys compared (None: all)
+    error: BaseException | None = None  # the pass failed: nothing after the failure happened
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    @property
+    def resync(self) -> bool:
+        return self.hints is None
+
+
+PassObserver = Callable[[PassResult], None]
 
 
 class Reconciler:
     def __init__(
-        self, sources: Sequence[Source], scheduler: Scheduler, *, allow_empty: bool = False
+        self,
+        sources: Sequence[Source],
+        scheduler: Scheduler,
+        dispatcher: Dispatcher,
+        *,
+        allow_empty: bool = False,
+        anchors: Mapping[str, datetime] | None = None,
+        clock: Clock = lambda: datetime.now(UTC),
     ) -> None:
         self.sources = list(sources)
         self.scheduler = scheduler
+        self.dispatcher = dispatcher
         self.allow_empty = allow_empty
         self.desired = DesiredState(tasks={})
+        self.clock = clock
+        # Start-up anchors (each task's last recorded slot), until a pass has applied.
+        self._anchors: Mapping[str, datetime] | None = anchors
+        self._scheduler_started = False
+        self._observers: list[PassObserver] = []
         self._reported: set[str] = set()
+        self._one_at_a_time = asyncio.Lock()
 
-    def refresh(self, hints: Mapping[str, Collection[str]] | None = None) -> set[str] | None:
+    def subscribe(self, observer: PassObserver) -> None:
+        """``observer`` gets every PassResult, on the loop. One that raises is logged and costs
+        nothing else."""
+        self._observers.append(observer)
+
+    async def run_pass(self, hints: Hints | None = None) -> PassResult:
+        """One pass (see the module docstring). Passes never overlap: a pass asked for while
+        one runs waits for it. Reading the sources happens in a worker thread; planning and
+        applying on the loop, where the scheduler and the dispatcher live."""
+        async with self._one_at_a_time:
+            started = time.monotonic()
+            try:
+                keys = await asyncio.to_thread(self.refresh, hints)
+                result = self.apply(keys, hints, started)
+            except Exception as err:
+                result = PassResult(
+                    hints, Plan(), self.desired, time.monotonic() - started, error=err
+                )
+            self._notify(result)
+            return result
+
+    # -- the two halves of a pass (tests drive them directly) -----------------------------------
+
+    def refresh(self, hints: Hints | None = None) -> set[str] | None:
         """Re-read sources. ``hints`` maps a source kind to the paths an event named; None
         re-reads everything (resync). Returns the keys that may have changed, or None for
         "compare everything". Blocking I/O: may run in a thread."""
@@ -69,8 +133,10 @@ class Reconciler:
         )
         return changed
 
-    def apply(self, keys: Collection[str] | None, started: float) -> PassResult:
-        """Plan against the scheduler and apply. Runs on the scheduler's event loop."""
+    def apply(
+        self, keys: Collection[str] | None, hints: Hints | None = None, started: float = 0.0
+    ) -> PassResult:
+        """Plan against the scheduler, apply, account for slots. Runs on the event loop."""
         result = plan(
             self.desired.tasks, self.scheduler.owned(), keys=keys, allow_empty=self.allow_empty
         )
@@ -80,13 +146,28 @@ class Reconciler:
             if step.operation is Operation.UPDATE:
                 fields["changed"] = ", ".join(c.path for c in step.field_changes())
             log.info(_VERB[step.operation], extra={"fields": fields})
+        if not self._scheduler_started:
+            # The first applied pass starts the scheduler: its jobs get their first fire times
+            # now, before the slots they missed are accounted for below.
+            self.scheduler.start()
+            self._scheduler_started = True
+        anchors, self._anchors = self._anchors, None
+        account_for_slots(result.steps, self.scheduler, self.dispatcher, self.clock(), anchors)
         if result.held_removals:
             log.warning(
                 "every source is empty; keeping the running tasks (use --allow-empty to remove)",
                 extra={"fields": {"held": len(result.held_removals)}},
             )
         self._report_problems()
-        return PassResult(result, self.desired, time.monotonic() - started)
+        compared = None if keys is None else frozenset(keys)
+        return PassResult(hints, result, self.desired, time.monotonic() - started, compared)
+
+    def _notify(self, result: PassResult) -> None:
+        for observer in self._observers:
+            try:
+                observer(result)
+            except Exception:
+                log.exception("pass observer failed")
 
     def _report_problems(self) -> None:
         # Each problem is logged when it appears and when it is fixed, not on every pass.
@@ -102,7 +183,7 @@ _EPSILON = timedelta(microseconds=1)
 
 
 def account_for_slots(
-    plan: Plan,
+    steps: Sequence[Step],
     scheduler: Scheduler,
     dispatcher: Dispatcher,
     now: datetime,
@@ -110,15 +191,19 @@ def account_for_slots(
 ) -> None:
     """Tell the dispatcher what a pass changed, so that every slot is accounted for.
 
-    Removed tasks are forgotten. At start-up (``anchors``: each task's last recorded slot) and
-    when a task is resumed, it catches up on the slots it missed, up to just before the
-    scheduler's first fire, so that no slot is handled by both or by neither. Any other added
-    or changed task counts skipped slots from ``now`` on.
+    Removed tasks are forgotten, and a removed or changed task's runs that wait for a retry do
+    not retry. At start-up (``anchors``: each task's last recorded slot) and when a task is
+    resumed, it catches up on the slots it missed, up to just before the scheduler's first fire,
+    so that no slot is handled by both or by neither. Any other added or changed task counts
+    skipped slots from ``now`` on.
     """
-    for step in plan.steps:
+    for step in steps:
         if step.desired is None:
+            dispatcher.cancel_retries(step.key, TASK_REMOVED)
             dispatcher.forget(step.key)
             continue
+        if step.operation is Operation.UPDATE:
+            dispatcher.cancel_retries(step.key, TASK_CHANGED)
         following = scheduler.next_fire_time(step.key)
         until = min(now, following - _EPSILON) if following else now
         was_suspended = step.current is not None and step.current.task.spec.suspend

@@ -15,7 +15,7 @@ from reconciler.controller.dispatch import ActiveRun, Dispatcher
 from reconciler.core.desired import Definition
 from reconciler.core.runs import RunRecord, RunStatus, Trigger, run_id
 from reconciler.store import MemoryRunStore
-from tests.helpers import definition
+from tests.helpers import definition, local_actions
 
 SLOT = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 
@@ -25,7 +25,9 @@ def run(coro: Coroutine[Any, Any, None]) -> None:
 
 
 def dispatcher(store: MemoryRunStore, now: datetime = SLOT) -> Dispatcher:
-    return Dispatcher(store, owner="host:1:abc", clock=lambda: now, kill_grace=0.5)
+    return Dispatcher(
+        store, owner="host:1:abc", clock=lambda: now, actions=local_actions(kill_grace=0.5)
+    )
 
 
 def sh(script: str, **spec: Any) -> Definition:
