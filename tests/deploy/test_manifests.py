@@ -137,12 +137,15 @@ def test_kustomize_renders_the_all_namespaces_component(tmp_path: Path) -> None:
 
 # -- RBAC: exactly what the reconciler calls --------------------------------------------------
 
+# Each verb is a call the code makes: the informer's list and watch
+# (sources/kubernetes.py), the status writer's patch and its re-read after a 409
+# (sinks/kubernetes.py), the event recorder's create and its patch of a repeat
+# (sinks/kubernetes_events.py). Nothing calls update or a single-object get.
 CRONTASK_RULES = {
-    ("crontask.dev", "crontasks"): {"get", "list", "watch"},
-    ("crontask.dev", "crontasks/status"): {"get", "patch", "update"},
+    ("crontask.dev", "crontasks"): {"list", "watch"},
+    ("crontask.dev", "crontasks/status"): {"get", "patch"},
     ("", "events"): {"create", "patch"},
 }
-LEASE_RULE = {("coordination.k8s.io", "leases"): {"get", "create", "update"}}
 
 
 def grants(role: dict[str, Any]) -> dict[tuple[str, str], set[str]]:
@@ -156,11 +159,10 @@ def grants(role: dict[str, Any]) -> dict[tuple[str, str], set[str]]:
 
 
 def test_role_is_least_privilege() -> None:
-    assert grants(one("Role")) == CRONTASK_RULES | LEASE_RULE
+    assert grants(one("Role")) == CRONTASK_RULES
 
 
 def test_cluster_role_is_least_privilege() -> None:
-    # Leases stay namespaced: the cluster-wide variant grants nothing about them.
     assert grants(one("ClusterRole")) == CRONTASK_RULES
 
 
