@@ -204,7 +204,8 @@ class HttpAction(_Model):
 class TaskSpec(_Model):
     schedule: str = Field(
         max_length=1024,
-        description='5 cron fields; 6 fields = leading seconds; @hourly, @daily, ...; "@every 30s".',
+        description="5 cron fields; 6 fields = leading seconds; @hourly, @daily, ...; "
+        '"@every 30s".',
     )
     time_zone: str = Field(
         "UTC", max_length=64, description="IANA time zone name, e.g. Europe/Berlin."

@@ -30,7 +30,9 @@ def first_failure(app: Crontask) -> str:
                 return record.id
         return None
 
-    return wait_for("the first attempt to fail", failed)
+    found = wait_for("the first attempt to fail", failed)
+    assert found is not None
+    return found
 
 
 def attempts(app: Crontask, run: str) -> list[tuple[int, RunStatus, str | None]]:

@@ -1,0 +1,63 @@
+"""The in-memory twin of membership: replicas in one process sharing a :class:`Registry`,
+judged by the registry's own clock (a fake one in tests). ``unreachable`` makes a replica's calls
+fail, as a partition from the service would."""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+
+from reconciler.membership.base import Announcement, Member, MembershipUnavailable
+
+Clock = Callable[[], datetime]
+
+
+class Registry:
+    """The shared service: records by id, expiring on the registry's clock."""
+
+    def __init__(self, clock: Clock = lambda: datetime.now(UTC)) -> None:
+        self.clock = clock
+        self.records: dict[str, tuple[Member, float]] = {}
+        self.unreachable: set[str] = set()
+        self._lock = threading.Lock()
+
+    def renew(self, me: Announcement) -> list[Member]:
+        with self._lock:
+            if me.id in self.unreachable:
+                raise MembershipUnavailable(f"{me.id} cannot reach the registry")
+            now = self.clock()
+            found = self.records.get(me.id)
+            since = found[0].since if found and self._live(found, now) else now
+            member = Member(me.id, me.address, since, now, me.digest, me.revision, me.owned)
+            self.records[me.id] = (member, me.lease_seconds)
+            return sorted(
+                (m for m, seconds in self.records.values() if self._live((m, seconds), now)),
+                key=lambda m: m.id,
+            )
+
+    def leave(self, me: Announcement) -> None:
+        with self._lock:
+            if me.id in self.unreachable:
+                raise MembershipUnavailable(f"{me.id} cannot reach the registry")
+            self.records.pop(me.id, None)
+
+    @staticmethod
+    def _live(record: tuple[Member, float], now: datetime) -> bool:
+        member, seconds = record
+        return now - member.renewed < timedelta(seconds=seconds)
+
+
+@dataclasses.dataclass
+class MemoryMembership:
+    registry: Registry
+
+    def renew(self, me: Announcement) -> list[Member]:
+        return self.registry.renew(me)
+
+    def leave(self, me: Announcement) -> None:
+        self.registry.leave(me)
+
+    def close(self) -> None:
+        pass

@@ -1,0 +1,93 @@
+"""Membership in the shared PostgreSQL database: one ``members`` row per live replica.
+
+A renewal is one statement that upserts this replica's row with ``renewed = now()`` and returns
+every row renewed within its own ``lease_seconds`` of the database's ``now()``: the database's
+clock is the only one that judges, so replicas with skewed clocks agree. A row left by a dead
+replica simply stops being returned; rows expired long ago are deleted by whoever renews, so the
+table stays as small as the set of replicas. See ``reconciler.membership.base`` for the contract.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.engine import Engine
+
+from reconciler.membership.base import Announcement, Member, MembershipUnavailable
+from reconciler.store.base import StoreUnavailable
+from reconciler.store.sql_schema import create_engine, members, translated_errors
+
+# A row not renewed for this many lease durations is deleted (it is long dead).
+_FORGET_AFTER: Final = 10
+
+_NOW = sa.func.now()
+_EXPIRES = members.c.renewed + sa.func.make_interval(0, 0, 0, 0, 0, 0, members.c.lease_seconds)
+
+
+class SqlMembership:
+    def __init__(self, engine: Engine) -> None:
+        if engine.dialect.name != "postgresql":
+            raise ValueError("membership in the database needs PostgreSQL")
+        self.engine = engine
+
+    @classmethod
+    def open(cls, url: str) -> SqlMembership:
+        """The members table of the (already migrated) store at ``url``."""
+        return cls(create_engine(url))
+
+    def renew(self, me: Announcement) -> list[Member]:
+        values = {
+            "id": me.id,
+            "address": me.address,
+            "renewed": _NOW,
+            "lease_seconds": me.lease_seconds,
+            "digest": me.digest,
+            "revision": me.revision,
+            "owned": me.owned,
+        }
+        insert = pg_insert(members).values(since=_NOW, **values)
+        # A record that expired meanwhile is a new membership: its "since" starts again.
+        upsert = insert.on_conflict_do_update(
+            index_elements=[members.c.id],
+            set_={
+                **{k: insert.excluded[k] for k in values if k != "id"},
+                "since": sa.case((_EXPIRES < _NOW, _NOW), else_=members.c.since),
+            },
+        )
+        forget = members.delete().where(
+            members.c.renewed
+            + sa.func.make_interval(0, 0, 0, 0, 0, 0, members.c.lease_seconds * _FORGET_AFTER)
+            < _NOW
+        )
+        live = sa.select(members).where(_EXPIRES >= _NOW).order_by(members.c.id)
+        try:
+            with translated_errors(), self.engine.begin() as conn:
+                conn.execute(upsert)
+                conn.execute(forget)
+                rows = conn.execute(live).mappings().all()
+        except StoreUnavailable as err:
+            raise MembershipUnavailable(str(err)) from err
+        return [
+            Member(
+                id=row["id"],
+                address=row["address"],
+                since=row["since"],
+                renewed=row["renewed"],
+                digest=row["digest"],
+                revision=row["revision"],
+                owned=row["owned"],
+            )
+            for row in rows
+        ]
+
+    def leave(self, me: Announcement) -> None:
+        try:
+            with translated_errors(), self.engine.begin() as conn:
+                conn.execute(members.delete().where(members.c.id == me.id))
+        except StoreUnavailable as err:
+            raise MembershipUnavailable(str(err)) from err
+
+    def close(self) -> None:
+        self.engine.dispose()
