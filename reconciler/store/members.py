@@ -9,7 +9,8 @@ table stays as small as the set of replicas. See ``reconciler.membership.base`` 
 
 from __future__ import annotations
 
-from typing import Final
+from collections.abc import Callable
+from typing import Any, Final
 
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -22,22 +23,32 @@ from reconciler.store.sql_schema import create_engine, members, translated_error
 # A row not renewed for this many lease durations is deleted (it is long dead).
 _FORGET_AFTER: Final = 10
 
-_NOW = sa.func.now()
 _EXPIRES = members.c.renewed + sa.func.make_interval(0, 0, 0, 0, 0, 0, members.c.lease_seconds)
 
 
 class SqlMembership:
-    def __init__(self, engine: Engine) -> None:
+    """``offset`` moves the judging clock (``now()``) by that many seconds: tests let time
+    pass with it instead of sleeping; crontask leaves it at zero."""
+
+    def __init__(self, engine: Engine, *, offset: Callable[[], float] = lambda: 0.0) -> None:
         if engine.dialect.name != "postgresql":
             raise ValueError("membership in the database needs PostgreSQL")
         self.engine = engine
+        self._offset = offset
 
     @classmethod
-    def open(cls, url: str) -> SqlMembership:
+    def open(cls, url: str, *, offset: Callable[[], float] = lambda: 0.0) -> SqlMembership:
         """The members table of the (already migrated) store at ``url``."""
-        return cls(create_engine(url))
+        return cls(create_engine(url), offset=offset)
+
+    def _now(self) -> Any:
+        offset = self._offset()
+        if not offset:
+            return sa.func.now()
+        return sa.func.now() + sa.func.make_interval(0, 0, 0, 0, 0, 0, offset)
 
     def renew(self, me: Announcement) -> list[Member]:
+        _NOW = self._now()
         values = {
             "id": me.id,
             "address": me.address,
@@ -61,7 +72,7 @@ class SqlMembership:
             + sa.func.make_interval(0, 0, 0, 0, 0, 0, members.c.lease_seconds * _FORGET_AFTER)
             < _NOW
         )
-        live = sa.select(members).where(_EXPIRES >= _NOW).order_by(members.c.id)
+        live = sa.select(members).where(_EXPIRES > _NOW).order_by(members.c.id)
         try:
             with translated_errors(), self.engine.begin() as conn:
                 conn.execute(upsert)

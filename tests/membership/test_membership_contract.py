@@ -5,7 +5,6 @@ emulator (the observer's monotonic clock, as client-go judges leases)."""
 from __future__ import annotations
 
 import os
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -60,11 +59,15 @@ def _postgres(url: str) -> Iterator[World]:
 
     open_store(url).close()  # migrated, members table included
     opened: list[SqlMembership] = []
+    offset = [0.0]  # the database's clock, moved forward instead of sleeping
 
     def join() -> Membership:
-        replica = SqlMembership.open(url)
+        replica = SqlMembership.open(url, offset=lambda: offset[0])
         opened.append(replica)
         return replica
+
+    def wait(seconds: float) -> None:
+        offset[0] += seconds
 
     def cut(replica: Membership) -> None:
         assert isinstance(replica, SqlMembership)
@@ -73,9 +76,7 @@ def _postgres(url: str) -> Iterator[World]:
             "postgresql+psycopg://nobody:wrong@127.0.0.1:1/none"
         ).engine
 
-    # The database judges with its own clock: time has to pass for real. The suite uses
-    # one-second leases for PostgreSQL (see `lease` below).
-    yield World(join, time.sleep, cut)
+    yield World(join, wait, cut)
     for replica in opened:
         replica.close()
 
@@ -109,23 +110,17 @@ def world(request: pytest.FixtureRequest) -> Iterator[World]:
         yield from _leases(request.getfixturevalue("k8s_api_client"))
 
 
-@pytest.fixture
-def lease(request: pytest.FixtureRequest) -> float:
-    # Real time passes for PostgreSQL: keep its leases short.
-    return 1.0 if "postgres" in request.node.callspec.id else LEASE
-
-
 def ids(members: list[Any]) -> list[str]:
     return [m.id for m in members]
 
 
-def test_a_renewal_is_a_join_and_shows_every_live_member(world: World, lease: float) -> None:
+def test_a_renewal_is_a_join_and_shows_every_live_member(world: World) -> None:
     a, b = world.join(), world.join()
-    first = a.renew(me("a", lease_seconds=lease, address="10.0.0.1:8080"))
+    first = a.renew(me("a", address="10.0.0.1:8080"))
     assert ids(first) == ["a:1:a"]
-    both = b.renew(me("b", lease_seconds=lease, digest="d1", revision="abc", owned=7))
+    both = b.renew(me("b", digest="d1", revision="abc", owned=7))
     assert ids(both) == ["a:1:a", "b:1:b"]
-    seen = {m.id: m for m in a.renew(me("a", lease_seconds=lease, address="10.0.0.1:8080"))}
+    seen = {m.id: m for m in a.renew(me("a", address="10.0.0.1:8080"))}
     assert seen["b:1:b"].digest == "d1"
     assert seen["b:1:b"].revision == "abc"
     assert seen["b:1:b"].owned == 7
@@ -133,33 +128,33 @@ def test_a_renewal_is_a_join_and_shows_every_live_member(world: World, lease: fl
     assert seen["a:1:a"].since == first[0].since  # renewing keeps the membership's start
 
 
-def test_a_member_that_stops_renewing_expires(world: World, lease: float) -> None:
+def test_a_member_that_stops_renewing_expires(world: World) -> None:
     a, b = world.join(), world.join()
-    a.renew(me("a", lease_seconds=lease))
-    b.renew(me("b", lease_seconds=lease))
+    a.renew(me("a"))
+    b.renew(me("b"))
     # a sees b's renewal (for Leases, the observation is what starts b's clock).
-    assert ids(a.renew(me("a", lease_seconds=lease))) == ["a:1:a", "b:1:b"]
-    world.wait(lease * 0.4)
-    assert ids(a.renew(me("a", lease_seconds=lease))) == ["a:1:a", "b:1:b"]  # not yet
-    world.wait(lease * 0.7)  # b's last renewal is now more than a lease ago
-    assert ids(a.renew(me("a", lease_seconds=lease))) == ["a:1:a"]
+    assert ids(a.renew(me("a"))) == ["a:1:a", "b:1:b"]
+    world.wait(LEASE * 0.4)
+    assert ids(a.renew(me("a"))) == ["a:1:a", "b:1:b"]  # not yet
+    world.wait(LEASE * 0.7)  # b's last renewal is now more than a lease ago
+    assert ids(a.renew(me("a"))) == ["a:1:a"]
 
 
-def test_leaving_is_seen_at_once(world: World, lease: float) -> None:
+def test_leaving_is_seen_at_once(world: World) -> None:
     a, b = world.join(), world.join()
-    a.renew(me("a", lease_seconds=lease))
-    b.renew(me("b", lease_seconds=lease))
-    b.leave(me("b", lease_seconds=lease))
-    b.leave(me("b", lease_seconds=lease))  # already gone: no error
-    assert ids(a.renew(me("a", lease_seconds=lease))) == ["a:1:a"]
+    a.renew(me("a"))
+    b.renew(me("b"))
+    b.leave(me("b"))
+    b.leave(me("b"))  # already gone: no error
+    assert ids(a.renew(me("a"))) == ["a:1:a"]
 
 
-def test_an_unreachable_service_is_an_error_not_an_answer(world: World, lease: float) -> None:
+def test_an_unreachable_service_is_an_error_not_an_answer(world: World) -> None:
     a = world.join()
-    a.renew(me("a", lease_seconds=lease))
+    a.renew(me("a"))
     world.cut(a)
     with pytest.raises(MembershipUnavailable):
-        a.renew(me("a", lease_seconds=lease))
+        a.renew(me("a"))
 
 
 def test_leases_are_labelled_and_named_for_kubectl(k8s_api_client: Any) -> None:
