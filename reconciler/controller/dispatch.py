@@ -25,6 +25,7 @@ import logging
 from collections.abc import Callable
 from datetime import UTC, datetime
 
+from reconciler.controller.handover import Handover
 from reconciler.controller.recorder import Recorder
 from reconciler.controller.slots import SlotLedger, Superseded
 from reconciler.core.desired import Definition
@@ -106,6 +107,10 @@ class Dispatcher:
         self.actions = actions
         self.clock = clock
         self.ledger = SlotLedger()
+        # With replicas: runs of tasks inherited from another replica (see handover.py).
+        self.handover: Handover | None = None
+        # Why this process may not start runs now (a replica that lost its membership).
+        self.paused: str | None = None
         self._active: dict[str, dict[str, ActiveRun]] = {}
         self._listeners: list[RunListener] = []
         # Record writes not tied to a run (skips); kept so drain() and shutdown can await them.
@@ -138,6 +143,8 @@ class Dispatcher:
         spec = definition.task.spec
         key = definition.key
         now = self.clock()
+        if self.paused is not None:
+            return self._not_started(definition, scheduled_at, trigger)
         if trigger is Trigger.SCHEDULE and (jumped := self.ledger.handed(definition, scheduled_at)):
             self._skip_slots(definition, jumped)
         record = RunRecord(
@@ -173,6 +180,38 @@ class Dispatcher:
             self._execute(definition, active, replaced), name=f"run {record.id}"
         )
         return record
+
+    def _not_started(
+        self, definition: Definition, scheduled_at: datetime, trigger: Trigger
+    ) -> RunRecord:
+        """Paused: the slot is neither run nor recorded here. Another replica owns the task by
+        now or will catch it up; a record from this one could only take that slot's id."""
+        if trigger is Trigger.SCHEDULE:
+            self.ledger.handed(definition, scheduled_at)  # no Superseded for it later
+        log.warning(
+            "slot not started",
+            extra={"fields": {"task": definition.key, "reason": self.paused}},
+        )
+        now = self.clock()
+        return RunRecord(
+            id=run_id(definition.key, scheduled_at),
+            task=definition.key,
+            scheduled_at=scheduled_at,
+            trigger=trigger,
+            status=RunStatus.SKIPPED,
+            finished_at=now,
+            reason="NotStarted",
+            message=f"this replica may not start runs now: {self.paused}",
+            owner=self.owner,
+        )
+
+    def stop_run(self, run: str, reason: str) -> bool:
+        """Stop the running run ``run`` (another replica asked, through the store)."""
+        for by_id in self._active.values():
+            if (active := by_id.get(run)) is not None:
+                active.stop(reason)
+                return True
+        return False
 
     # -- slot accounting ---------------------------------------------------------------------
 
@@ -258,6 +297,9 @@ class Dispatcher:
             for old in replaced:
                 if old.task is not None:
                     await asyncio.shield(old.task)
+            if (why := await self._handed_over(definition, active)) is not None:
+                self._skip(active.record, "ConcurrencyForbid", why)
+                return
             while True:
                 final = await self._run_attempt(definition, active)
                 if final is None or not self._retry_due(definition, final, active):
@@ -296,6 +338,23 @@ class Dispatcher:
             runs.pop(record.id, None)
             if not runs:
                 self._active.pop(record.task, None)
+
+    async def _handed_over(self, definition: Definition, active: ActiveRun) -> str | None:
+        """For a task inherited from another replica: why its run there forbids this one."""
+        handover = self.handover
+        policy = definition.task.spec.concurrency_policy
+        if (
+            handover is None
+            or not handover.inherited(definition.key)
+            or policy is ConcurrencyPolicy.ALLOW
+            or active.record.trigger is Trigger.RETRY
+        ):
+            return None
+        try:
+            return await handover.settle(definition.key, policy, REPLACED)
+        except Exception:
+            log.exception("could not look for runs of other replicas; running it")
+            return None
 
     async def _abandon(self, attempt: RunRecord, reason: str) -> None:
         """A retry that was waiting will not start: its attempt is recorded with the reason

@@ -36,6 +36,9 @@ class Announcement:
     revision: str | None = None  # the git revision in force, if any
     owned: int = 0  # tasks it schedules
     lease_seconds: float = 15.0
+    # Stopping: it schedules nothing any more (others take its tasks now), but its runs are
+    # still finishing, so it stays a member until they have (nobody marks them interrupted).
+    draining: bool = False
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -47,6 +50,7 @@ class Member:
     digest: str | None = None
     revision: str | None = None
     owned: int = 0
+    draining: bool = False
 
 
 class Membership(Protocol):

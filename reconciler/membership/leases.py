@@ -145,6 +145,7 @@ def _annotations(me: Announcement, since: datetime) -> dict[str, str]:
         "revision": me.revision,
         "owned": str(me.owned),
         "since": since.isoformat(),
+        "draining": "true" if me.draining else None,
     }
     return {_ANNOTATION + k: v for k, v in values.items() if v is not None}
 
@@ -166,6 +167,7 @@ def _member(lease: Any) -> Member:
         digest=notes.get(_ANNOTATION + "digest"),
         revision=notes.get(_ANNOTATION + "revision"),
         owned=int(owned) if owned.isdigit() else 0,
+        draining=notes.get(_ANNOTATION + "draining") == "true",
     )
 
 

@@ -30,7 +30,9 @@ class Registry:
             now = self.clock()
             found = self.records.get(me.id)
             since = found[0].since if found and self._live(found, now) else now
-            member = Member(me.id, me.address, since, now, me.digest, me.revision, me.owned)
+            member = Member(
+                me.id, me.address, since, now, me.digest, me.revision, me.owned, me.draining
+            )
             self.records[me.id] = (member, me.lease_seconds)
             return sorted(
                 (m for m, seconds in self.records.values() if self._live((m, seconds), now)),

@@ -57,6 +57,7 @@ class SqlMembership:
             "digest": me.digest,
             "revision": me.revision,
             "owned": me.owned,
+            "draining": me.draining,
         }
         insert = pg_insert(members).values(since=_NOW, **values)
         # A record that expired meanwhile is a new membership: its "since" starts again.
@@ -89,6 +90,7 @@ class SqlMembership:
                 digest=row["digest"],
                 revision=row["revision"],
                 owned=row["owned"],
+                draining=row["draining"],
             )
             for row in rows
         ]

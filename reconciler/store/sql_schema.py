@@ -95,6 +95,7 @@ members = sa.Table(
     sa.Column("digest", sa.String(64), nullable=True),
     sa.Column("revision", sa.String(64), nullable=True),
     sa.Column("owned", sa.Integer(), nullable=False, server_default="0"),
+    sa.Column("draining", sa.Boolean(), nullable=False, server_default=sa.false()),
     sa.PrimaryKeyConstraint("id", name="pk_members"),
 )
 

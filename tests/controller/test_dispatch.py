@@ -126,7 +126,7 @@ def test_missed_deadline_is_recorded_not_run(tmp_path: Path) -> None:
 
 def test_manual_runs_ignore_the_deadline(tmp_path: Path) -> None:
     store = MemoryRunStore()
-    job = sh("true", startingDeadlineSeconds=0)
+    job = sh("true", startingDeadlineSeconds=1)
 
     async def scenario() -> None:
         d = dispatcher(store, now=SLOT + timedelta(seconds=5))

@@ -4,14 +4,16 @@ that outlive their task, shutdown, and listeners or actions that fail."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
 from reconciler.controller.dispatch import Dispatcher
+from reconciler.controller.handover import Handover
 from reconciler.controller.reconcile import account_for_slots
 from reconciler.core.desired import Definition
 from reconciler.core.plan import Operation, Step
@@ -20,6 +22,7 @@ from reconciler.runner.base import Actions, Outcome
 from reconciler.runner.memory import ScriptedAction, ScriptedAttempt
 from reconciler.scheduling.memory import MemoryScheduler
 from reconciler.store import MemoryRunStore
+from reconciler.store.base import RunQuery
 from tests.helpers import definition
 
 T0 = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
@@ -170,7 +173,7 @@ def test_a_removed_or_changed_task_does_not_retry(operation: Operation, reason: 
 
 def test_shutdown_cancels_waiting_retries_at_once_and_records_them() -> None:
     async def body(d: Dispatcher, action: ScriptedAction) -> None:
-        d.fire(task(retry={"limit": 2, "backoffSeconds": 100000}), T0)
+        d.fire(task(retry={"limit": 2, "backoffSeconds": 86400}), T0)
         await until(lambda: len(action.running()) == 1)
         action.attempts[0].finish(FAILED)
         await until(lambda: d.active_count() == 1 and not action.running())
@@ -183,3 +186,107 @@ def test_shutdown_cancels_waiting_retries_at_once_and_records_them() -> None:
         (1, RunStatus.FAILED, "NonZeroExit", Trigger.SCHEDULE),
         (2, RunStatus.INTERRUPTED, "Shutdown", Trigger.RETRY),
     ]
+
+
+# -- replicas: a paused replica, and runs another replica started -----------------------------
+
+
+def foreign_run(store: MemoryRunStore, slot: datetime) -> RunRecord:
+    record = RunRecord(
+        id=run_id(KEY, slot),
+        task=KEY,
+        scheduled_at=slot,
+        trigger=Trigger.SCHEDULE,
+        status=RunStatus.RUNNING,
+        started_at=slot,
+        owner="other-host:7:gone",
+    )
+    store.claim(record)
+    return record
+
+
+def with_handover(d: Dispatcher, store: MemoryRunStore) -> Handover:
+    d.handover = Handover(store, d.owner, d.recorder.call, poll=0.01)
+    return d.handover
+
+
+def test_a_paused_replica_neither_runs_nor_records_a_slot() -> None:
+    async def body(d: Dispatcher, action: ScriptedAction) -> None:
+        d.paused = "membership not renewed for 11s"
+        record = d.fire(task(), T0)
+        assert (record.status, record.reason) == (RunStatus.SKIPPED, "NotStarted")
+        assert "membership not renewed" in (record.message or "")
+        await asyncio.sleep(0)
+        assert action.attempts == []
+        d.paused = None
+        d.fire(task(), T0 + timedelta(minutes=1))
+        await settle(d, action)
+
+    store = play(body)
+    assert store.get(run_id(KEY, T0)) is None
+    # Resumed: the next slot runs, and the one dropped while paused is no Superseded record.
+    assert [r.scheduled_at for r in store.query(RunQuery(task=KEY, limit=10)).items] == [
+        T0 + timedelta(minutes=1)
+    ]
+
+
+def test_an_inherited_task_under_forbid_skips_while_another_replica_runs_it() -> None:
+    later = T0 + timedelta(minutes=1)
+
+    async def body(d: Dispatcher, action: ScriptedAction) -> None:
+        store = cast(MemoryRunStore, d.recorder.store)
+        old = foreign_run(store, T0)
+        with_handover(d, store).inherit(KEY)
+        d.fire(task(), later)
+        assert await d.drain(5)
+        assert action.attempts == []
+        store.complete(dataclasses.replace(old, status=RunStatus.SUCCEEDED, finished_at=later))
+        d.fire(task(), later + timedelta(minutes=1))
+        await settle(d, action)
+        assert d.handover is not None
+        assert not d.handover.inherited(KEY)
+
+    store = play(body)
+    skipped = store.get(run_id(KEY, later))
+    assert skipped is not None
+    assert (skipped.status, skipped.reason) == (RunStatus.SKIPPED, "ConcurrencyForbid")
+    assert "on other-host:7:gone" in (skipped.message or "")
+    ran = store.get(run_id(KEY, later + timedelta(minutes=1)))
+    assert ran is not None
+    assert ran.status is RunStatus.SUCCEEDED
+
+
+def test_an_inherited_task_under_replace_asks_the_other_replica_to_stop_first() -> None:
+    later = T0 + timedelta(minutes=1)
+    job = task(concurrencyPolicy="Replace")
+
+    async def body(d: Dispatcher, action: ScriptedAction) -> None:
+        store = cast(MemoryRunStore, d.recorder.store)
+        old = foreign_run(store, T0)
+        with_handover(d, store).inherit(KEY)
+        d.fire(job, later)
+        # The other replica sees the request (as its membership loop polls) and stops its run.
+        await until(lambda: bool(store.stop_requests("other-host:7:gone")))
+        assert store.stop_requests("other-host:7:gone") == [(old.id, 1, "Replaced")]
+        assert action.attempts == []  # the new run waits for the old one to end
+        store.complete(dataclasses.replace(old, status=RunStatus.FAILED, reason="Replaced"))
+        await settle(d, action)
+
+    store = play(body)
+    ran = store.get(run_id(KEY, later))
+    assert ran is not None
+    assert ran.status is RunStatus.SUCCEEDED
+
+
+def test_a_stop_request_stops_the_local_run() -> None:
+    async def body(d: Dispatcher, action: ScriptedAction) -> None:
+        d.fire(task(), T0)
+        await until(lambda: len(action.running()) == 1)
+        assert d.stop_run(run_id(KEY, T0), "Replaced")
+        assert not d.stop_run("no-such-run", "Replaced")
+        assert await d.drain(5)
+
+    store = play(body)
+    record = store.get(run_id(KEY, T0))
+    assert record is not None
+    assert (record.status, record.reason) == (RunStatus.FAILED, "Replaced")

@@ -18,7 +18,7 @@ kind: CronTask
 metadata: {name: flaky}
 spec:
   schedule: "@every 1h"
-  retry: {limit: 3, backoffSeconds: 100000}
+  retry: {limit: 3, backoffSeconds: 86400}
   command: {args: ["sh", "-c", "exit 1"]}
 """
 

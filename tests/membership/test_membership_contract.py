@@ -171,3 +171,11 @@ def test_leases_are_labelled_and_named_for_kubectl(k8s_api_client: Any) -> None:
     assert lease.metadata.name == lease_name("pod-0:1:pod-0") == "crontask-pod-0-pod0"
     assert lease.spec.holder_identity == "pod-0:1:pod-0"
     assert lease.spec.lease_duration_seconds == 15
+
+
+def test_a_draining_member_is_still_live_and_says_so(world: World) -> None:
+    a, b = world.join(), world.join()
+    a.renew(me("a"))
+    b.renew(me("b", draining=True))
+    seen = {m.id: m.draining for m in a.renew(me("a"))}
+    assert seen == {"a:1:a": False, "b:1:b": True}

@@ -35,6 +35,7 @@ def upgrade() -> None:
         sa.Column("digest", sa.String(64), nullable=True),
         sa.Column("revision", sa.String(64), nullable=True),
         sa.Column("owned", sa.Integer(), nullable=False, server_default="0"),
+        sa.Column("draining", sa.Boolean(), nullable=False, server_default=sa.false()),
         sa.PrimaryKeyConstraint("id", name="pk_members"),
     )
     op.create_table(
