@@ -43,6 +43,7 @@ SHUTDOWN = "Shutdown"
 REPLACED = "Replaced"
 TASK_REMOVED = "TaskRemoved"
 TASK_CHANGED = "TaskChanged"
+HANDED_OVER = "HandedOver"
 
 # Why a retry that was waiting did not start, as its attempt's record says it.
 _ABANDONED = {
@@ -50,6 +51,7 @@ _ABANDONED = {
     REPLACED: "a newer slot replaced the run while this retry waited",
     TASK_REMOVED: "the task was removed while this retry waited",
     TASK_CHANGED: "the task's definition changed while this retry waited",
+    HANDED_OVER: "the task moved to another replica while this retry waited",
 }
 
 

@@ -10,6 +10,12 @@ with backoff) is the caller's: see ``controller.loop``.
 Downtime accounting: the run store's last recorded slot of each task (``anchors``) is handed in
 at start-up and kept until a pass has applied; only then do the tasks it added catch up on the
 slots they missed, so a first pass that fails loses no catch-up and no ``Superseded`` record.
+
+Replicas: with an :class:`~reconciler.core.assignment.Assignment`, the scheduler gets only the
+tasks this replica owns; every replica reads every source the same way. A change of ownership
+(``assign``) makes the next pass compare everything: tasks that come here catch up from their
+last recorded slot, as at start-up, and are *inherited* (their previous owner may still run one
+of their runs, see ``controller.handover``); tasks that go elsewhere leave the scheduler.
 """
 
 from __future__ import annotations
@@ -18,11 +24,12 @@ import asyncio
 import dataclasses
 import logging
 import time
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 
-from reconciler.controller.dispatch import TASK_CHANGED, TASK_REMOVED, Dispatcher
-from reconciler.core.desired import DesiredState, assemble, reassemble
+from reconciler.controller.dispatch import HANDED_OVER, TASK_CHANGED, TASK_REMOVED, Dispatcher
+from reconciler.core.assignment import Assignment
+from reconciler.core.desired import Definition, DesiredState, assemble, reassemble
 from reconciler.core.plan import Operation, Plan, Step, plan
 from reconciler.scheduling.base import Scheduler
 from reconciler.sources.base import Source
@@ -82,9 +89,21 @@ class Reconciler:
         # Start-up anchors (each task's last recorded slot), until a pass has applied.
         self._anchors: Mapping[str, datetime] | None = anchors
         self._scheduler_started = False
+        self.assignment: Assignment | None = None
+        self._handover = False  # the next applied pass follows a change of ownership
         self._observers: list[PassObserver] = []
         self._reported: set[str] = set()
         self._one_at_a_time = asyncio.Lock()
+
+    def assign(self, assignment: Assignment, anchors: Mapping[str, datetime]) -> None:
+        """Ownership changed (see the module docstring); ``anchors``: each task's last recorded
+        slot, read from the shared store just now. The caller asks for a full pass."""
+        self.assignment = assignment
+        self._anchors = anchors
+        self._handover = True
+
+    def mine(self, key: str) -> bool:
+        return self.assignment is None or self.assignment.mine(key)
 
     def subscribe(self, observer: PassObserver) -> None:
         """``observer`` gets every PassResult, on the loop. One that raises is logged and costs
@@ -137,22 +156,32 @@ class Reconciler:
         self, keys: Collection[str] | None, hints: Hints | None = None, started: float = 0.0
     ) -> PassResult:
         """Plan against the scheduler, apply, account for slots. Runs on the event loop."""
-        result = plan(
-            self.desired.tasks, self.scheduler.owned(), keys=keys, allow_empty=self.allow_empty
-        )
+        everything = self.desired.tasks
+        desired = everything if self.assignment is None else _Mine(everything, self.assignment)
+        # The empty-set guard is about what the sources yield, not about what this replica owns.
+        allow_empty = self.allow_empty or bool(everything)
+        result = plan(desired, self.scheduler.owned(), keys=keys, allow_empty=allow_empty)
         for step in result.steps:
             self.scheduler.apply(step)
-            fields: dict[str, object] = {"task": step.key, "reason": step.reason}
-            if step.operation is Operation.UPDATE:
-                fields["changed"] = ", ".join(c.path for c in step.field_changes())
-            log.info(_VERB[step.operation], extra={"fields": fields})
+            self._log_step(step)
         if not self._scheduler_started:
             # The first applied pass starts the scheduler: its jobs get their first fire times
             # now, before the slots they missed are accounted for below.
             self.scheduler.start()
             self._scheduler_started = True
         anchors, self._anchors = self._anchors, None
-        account_for_slots(result.steps, self.scheduler, self.dispatcher, self.clock(), anchors)
+        handover, self._handover = self._handover, False
+        account_for_slots(
+            result.steps,
+            self.scheduler,
+            self.dispatcher,
+            self.clock(),
+            anchors,
+            elsewhere=lambda key: key in everything,
+        )
+        if handover and self.dispatcher.handover is not None:
+            for step in result.of(Operation.ADD):
+                self.dispatcher.handover.inherit(step.key)
         if result.held_removals:
             log.warning(
                 "every source is empty; keeping the running tasks (use --allow-empty to remove)",
@@ -161,6 +190,20 @@ class Reconciler:
         self._report_problems()
         compared = None if keys is None else frozenset(keys)
         return PassResult(hints, result, self.desired, time.monotonic() - started, compared)
+
+    def _log_step(self, step: Step) -> None:
+        fields: dict[str, object] = {"task": step.key, "reason": step.reason}
+        message = _VERB[step.operation]
+        if self.assignment is not None and step.key in self.desired.tasks:
+            # Still declared: the step comes from ownership, not from a change of definition.
+            if step.operation is Operation.REMOVE:
+                message, fields["to"] = "task handed over", self.assignment.owner(step.key)
+                fields["reason"] = "owned by another replica"
+            elif step.operation is Operation.ADD and step.current is None:
+                fields["owner"] = self.assignment.me
+        if step.operation is Operation.UPDATE:
+            fields["changed"] = ", ".join(c.path for c in step.field_changes())
+        log.info(message, extra={"fields": fields})
 
     def _notify(self, result: PassResult) -> None:
         for observer in self._observers:
@@ -188,18 +231,22 @@ def account_for_slots(
     dispatcher: Dispatcher,
     now: datetime,
     anchors: Mapping[str, datetime] | None = None,
+    *,
+    elsewhere: Callable[[str], bool] = lambda key: False,
 ) -> None:
     """Tell the dispatcher what a pass changed, so that every slot is accounted for.
 
     Removed tasks are forgotten, and a removed or changed task's runs that wait for a retry do
-    not retry. At start-up (``anchors``: each task's last recorded slot) and when a task is
-    resumed, it catches up on the slots it missed, up to just before the scheduler's first fire,
-    so that no slot is handled by both or by neither. Any other added or changed task counts
-    skipped slots from ``now`` on.
+    not retry (``elsewhere``: a removed key that is still declared went to another replica). An
+    added task with an anchor (its last recorded slot: at start-up, after a handover) and a
+    resumed task catch up on the slots they missed, up to just before the scheduler's first
+    fire, so that no slot is handled by both or by neither. Any other added or changed task
+    counts skipped slots from ``now`` on.
     """
     for step in steps:
         if step.desired is None:
-            dispatcher.cancel_retries(step.key, TASK_REMOVED)
+            reason = HANDED_OVER if elsewhere(step.key) else TASK_REMOVED
+            dispatcher.cancel_retries(step.key, reason)
             dispatcher.forget(step.key)
             continue
         if step.operation is Operation.UPDATE:
@@ -207,7 +254,7 @@ def account_for_slots(
         following = scheduler.next_fire_time(step.key)
         until = min(now, following - _EPSILON) if following else now
         was_suspended = step.current is not None and step.current.task.spec.suspend
-        if anchors is not None:
+        if anchors is not None and step.operation is Operation.ADD:
             dispatcher.catch_up(step.desired, anchors.get(step.key), until)
         elif was_suspended and not step.desired.task.spec.suspend:
             dispatcher.catch_up(
@@ -215,3 +262,23 @@ def account_for_slots(
             )
         else:
             dispatcher.track(step.key, now)
+
+
+class _Mine(Mapping[str, Definition]):
+    """The desired tasks this replica owns, without copying them: a pass after one edit looks
+    up the keys it touched, not all of them."""
+
+    def __init__(self, tasks: Mapping[str, Definition], assignment: Assignment) -> None:
+        self._tasks = tasks
+        self._assignment = assignment
+
+    def __getitem__(self, key: str) -> Definition:
+        if not self._assignment.mine(key):
+            raise KeyError(key)
+        return self._tasks[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return (key for key in self._tasks if self._assignment.mine(key))
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)

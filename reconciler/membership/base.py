@@ -13,11 +13,18 @@ Contract:
 - ``leave(me)`` deletes the record at once (a clean shutdown: the others need not wait for it
   to expire). Never raises for a record that is already gone.
 - Implementations are blocking and thread-safe; the controller calls them in a worker thread.
+
+:class:`Views` is where each replica publishes the desired set it read (each task's spec hash),
+so that when two replicas' digests differ they can say on which tasks: ``publish`` applies a
+change (a hash, or None for a task no longer declared), ``differing`` lists the keys whose hash is
+not the same for every given member (missing counts as different), ``drop`` removes a member's
+view.
 """
 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Collection, Mapping
 from datetime import datetime
 from typing import Protocol
 
@@ -59,3 +66,14 @@ class Membership(Protocol):
     def leave(self, me: Announcement) -> None: ...
 
     def close(self) -> None: ...
+
+
+Difference = tuple[str, dict[str, str | None]]  # a key, and its hash as each member reads it
+
+
+class Views(Protocol):
+    def publish(self, member: str, changes: Mapping[str, str | None]) -> None: ...
+
+    def differing(self, members: Collection[str], limit: int = 20) -> list[Difference]: ...
+
+    def drop(self, member: str) -> None: ...

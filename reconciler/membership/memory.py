@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import dataclasses
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Mapping
 from datetime import UTC, datetime, timedelta
 
-from reconciler.membership.base import Announcement, Member, MembershipUnavailable
+from reconciler.membership.base import Announcement, Difference, Member, MembershipUnavailable
 
 Clock = Callable[[], datetime]
 
@@ -63,3 +63,35 @@ class MemoryMembership:
 
     def close(self) -> None:
         pass
+
+
+class MemoryViews:
+    def __init__(self) -> None:
+        self.views: dict[str, dict[str, str]] = {}
+        self._lock = threading.Lock()
+
+    def publish(self, member: str, changes: Mapping[str, str | None]) -> None:
+        with self._lock:
+            view = self.views.setdefault(member, {})
+            for key, value in changes.items():
+                if value is None:
+                    view.pop(key, None)
+                else:
+                    view[key] = value
+
+    def differing(self, members: Collection[str], limit: int = 20) -> list[Difference]:
+        with self._lock:
+            views = {m: self.views.get(m, {}) for m in members}
+        keys = sorted({k for view in views.values() for k in view})
+        found: list[Difference] = []
+        for key in keys:
+            seen = {m: view.get(key) for m, view in views.items()}
+            if len(set(seen.values())) > 1:
+                found.append((key, seen))
+                if len(found) == limit:
+                    break
+        return found
+
+    def drop(self, member: str) -> None:
+        with self._lock:
+            self.views.pop(member, None)

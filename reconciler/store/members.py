@@ -9,16 +9,16 @@ table stays as small as the set of replicas. See ``reconciler.membership.base`` 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Mapping
 from typing import Any, Final
 
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.engine import Engine
 
-from reconciler.membership.base import Announcement, Member, MembershipUnavailable
+from reconciler.membership.base import Announcement, Difference, Member, MembershipUnavailable
 from reconciler.store.base import StoreUnavailable
-from reconciler.store.sql_schema import create_engine, members, translated_errors
+from reconciler.store.sql_schema import create_engine, member_views, members, translated_errors
 
 # A row not renewed for this many lease durations is deleted (it is long dead).
 _FORGET_AFTER: Final = 10
@@ -104,3 +104,69 @@ class SqlMembership:
 
     def close(self) -> None:
         self.engine.dispose()
+
+
+class SqlViews:
+    """Each replica's view of the desired set, one row per (member, task), in the shared store."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def publish(self, member: str, changes: Mapping[str, str | None]) -> None:
+        gone = [key for key, value in changes.items() if value is None]
+        rows = [
+            {"member": member, "key": key, "hash": value}
+            for key, value in changes.items()
+            if value is not None
+        ]
+        with translated_errors(), self.engine.begin() as conn:
+            for chunk in _chunks(gone):
+                conn.execute(
+                    member_views.delete().where(
+                        member_views.c.member == member, member_views.c.key.in_(chunk)
+                    )
+                )
+            for chunk in _chunks(rows):
+                insert = pg_insert(member_views).values(chunk)
+                conn.execute(
+                    insert.on_conflict_do_update(
+                        index_elements=[member_views.c.member, member_views.c.key],
+                        set_={"hash": insert.excluded.hash},
+                    )
+                )
+
+    def differing(self, members: Collection[str], limit: int = 20) -> list[Difference]:
+        names = sorted(set(members))
+        if len(names) < 2:
+            return []
+        mine = member_views.c.member.in_(names)
+        keys = (
+            sa.select(member_views.c.key)
+            .where(mine)
+            .group_by(member_views.c.key)
+            .having(
+                sa.or_(
+                    sa.func.count() < len(names),
+                    sa.func.count(sa.distinct(member_views.c.hash)) > 1,
+                )
+            )
+            .order_by(member_views.c.key)
+            .limit(limit)
+        )
+        with translated_errors(), self.engine.begin() as conn:
+            found = [row[0] for row in conn.execute(keys)]
+            rows = conn.execute(
+                sa.select(member_views).where(mine, member_views.c.key.in_(found))
+            ).all()
+        views: dict[str, dict[str, str | None]] = {k: dict.fromkeys(names) for k in found}
+        for row in rows:
+            views[row.key][row.member] = row.hash
+        return [(key, views[key]) for key in found]
+
+    def drop(self, member: str) -> None:
+        with translated_errors(), self.engine.begin() as conn:
+            conn.execute(member_views.delete().where(member_views.c.member == member))
+
+
+def _chunks(items: list[Any], size: int = 500) -> list[list[Any]]:
+    return [items[i : i + size] for i in range(0, len(items), size)]

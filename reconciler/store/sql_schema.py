@@ -99,6 +99,16 @@ members = sa.Table(
     sa.PrimaryKeyConstraint("id", name="pk_members"),
 )
 
+member_views = sa.Table(
+    # The spec hash of each task as each replica reads it; see reconciler.store.members.
+    "member_views",
+    metadata,
+    sa.Column("member", _key(255), nullable=False),
+    sa.Column("key", _key(255), nullable=False),
+    sa.Column("hash", sa.String(64), nullable=False),
+    sa.PrimaryKeyConstraint("member", "key", name="pk_member_views"),
+)
+
 api_tasks = sa.Table(
     # Tasks created through the API, shared by every replica; see reconciler.store.api_tasks.
     "api_tasks",

@@ -5,6 +5,9 @@
   are ever compared.
 - ``api_tasks``: tasks created through the API, so that every replica sharing the store sees
   the same ones; ``version`` is the resource version a conditional PUT (``If-Match``) checks.
+- ``member_views``: the spec hash of each task as each replica reads it, so that replicas that
+  read different desired sets (a volume mounted on one only, a git fetch behind) can say on
+  which tasks they differ.
 - ``runs.stop_requested``: the reason another replica asked the run's owner to stop it (the
   Replace policy across a handover); the owner polls for it.
 """
@@ -39,6 +42,13 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name="pk_members"),
     )
     op.create_table(
+        "member_views",
+        sa.Column("member", _key(255), nullable=False),
+        sa.Column("key", _key(255), nullable=False),
+        sa.Column("hash", sa.String(64), nullable=False),
+        sa.PrimaryKeyConstraint("member", "key", name="pk_member_views"),
+    )
+    op.create_table(
         "api_tasks",
         sa.Column("key", _key(255), nullable=False),
         sa.Column("document", sa.Text(), nullable=False),
@@ -53,4 +63,5 @@ def downgrade() -> None:
     with op.batch_alter_table("runs") as batch:
         batch.drop_column("stop_requested")
     op.drop_table("api_tasks")
+    op.drop_table("member_views")
     op.drop_table("members")
