@@ -219,7 +219,8 @@ class Cluster:
         return stops
 
     def _compare(self, members: list[Member]) -> None:
-        digests = {m.id: m.digest for m in members}
+        # A replica that has not read its sources yet has no view (digest None).
+        digests = {m.id: m.digest for m in members if m.digest is not None}
         if len(set(digests.values())) <= 1:
             if self.disagreement is not None:
                 log.info("replicas read the same definitions again", extra={"fields": {}})
@@ -246,6 +247,8 @@ class Cluster:
     def _announcement(self) -> Announcement:
         """In a worker thread: publish the view if the desired set changed, and say so."""
         desired = self.reconciler.desired  # replaced whole by each pass
+        if not self.reconciler.applied:
+            return self._current_announcement()  # nothing read yet: no view to compare
         if desired is not self._published_from:
             current = {key: d.hash for key, d in desired.tasks.items()}
             changes: dict[str, str | None] = {

@@ -102,6 +102,11 @@ class Reconciler:
         self._anchors = anchors
         self._handover = True
 
+    @property
+    def applied(self) -> bool:
+        """A pass has applied: the desired state has been read from every source."""
+        return self._scheduler_started
+
     def mine(self, key: str) -> bool:
         return self.assignment is None or self.assignment.mine(key)
 

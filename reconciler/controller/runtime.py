@@ -29,6 +29,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from reconciler.controller.cluster import Cluster, Timing
 from reconciler.controller.components import (
     FileWatch,
     GitSync,
@@ -39,6 +40,7 @@ from reconciler.controller.components import (
     Threaded,
 )
 from reconciler.controller.dispatch import Dispatcher
+from reconciler.controller.handover import Handover
 from reconciler.controller.loop import ReconcileLoop
 from reconciler.controller.manager import ComponentFailed, Manager
 from reconciler.controller.queue import WorkQueue
@@ -48,6 +50,7 @@ from reconciler.controller.view import RuntimeView
 from reconciler.core.desired import DesiredState
 from reconciler.core.runs import RunRecord, RunStatus, Trigger
 from reconciler.core.status import KUBERNETES
+from reconciler.membership.base import Announcement, Membership, Views
 from reconciler.runner.base import Actions
 from reconciler.runner.command import CommandRunner
 from reconciler.runner.environment import TaskEnv, task_environment
@@ -60,13 +63,27 @@ from reconciler.sinks.metrics import Metrics
 from reconciler.sources.base import Source
 from reconciler.sources.files import DirectorySource
 from reconciler.sources.git import GitOptions, GitSource
-from reconciler.sources.kubernetes import KubernetesOptions, KubernetesSource, connect
+from reconciler.sources.kubernetes import (
+    Connection,
+    KubernetesOptions,
+    KubernetesSource,
+    connect,
+)
 from reconciler.store import open_store, sqlite_url
 from reconciler.store.base import RunStore
 
 log = logging.getLogger("crontask")
 
 GIT_KIND = "git"
+
+
+@dataclasses.dataclass(frozen=True)
+class HaOptions:
+    """``--ha``: this instance is one of several replicas sharing a PostgreSQL run store."""
+
+    timing: Timing = dataclasses.field(default_factory=Timing)
+    lease_namespace: str | None = None  # with Kubernetes; None: the pod's or kubeconfig's
+    address: str | None = None  # where this replica's API listens, for the members view
 
 
 @dataclasses.dataclass(frozen=True)
@@ -84,6 +101,7 @@ class Options:
     pass_env: tuple[str, ...] = ()
     history_max_age: float | None = 30 * 86400.0  # seconds; None keeps records forever
     housekeeping_seconds: float = 600.0
+    ha: HaOptions | None = None
 
 
 # Serves the HTTP interface (API, health, metrics) until the event is set. The CLI provides it,
@@ -186,6 +204,7 @@ async def serve(
     kube = await _connect(options.kubernetes, queue, me) if options.kubernetes else None
     if kube is not None:
         sources.append(kube.source)
+    cluster: Cluster | None = None
 
     reconciler = Reconciler(
         sources,
@@ -199,6 +218,21 @@ async def serve(
             result.ok, result.seconds, _errors_by_source(result.desired)
         )
     )
+    if options.ha is not None:
+        dispatcher.handover = Handover(store, me, dispatcher.recorder.call)
+        membership, views = _membership(options, kube)
+        cluster = Cluster(
+            Announcement(me, address=options.ha.address),
+            membership,
+            views,
+            store=store,
+            reconciler=reconciler,
+            dispatcher=dispatcher,
+            queue=queue,
+            stopping=manager.stopping,
+            timing=options.ha.timing,
+            revision=lambda: git.status().applied_revision if git else None,
+        )
     control = ReconcileLoop(reconciler, queue, resync_seconds=options.resync_seconds)
     git_sync = GitSync(git, lambda _: queue.add(GIT_KIND), metrics) if git else None
 
@@ -226,6 +260,8 @@ async def serve(
             await manager.start(FileWatch(options.paths, lambda p: queue.add("file", p)))
         if git_sync is not None:
             await manager.start(git_sync)
+        if cluster is not None:
+            await manager.start(cluster)  # joined: the first pass knows which tasks are ours
         await manager.start(Runs(dispatcher, options.shutdown_grace))
         await manager.start(control)
         service.started = True
@@ -253,6 +289,23 @@ async def serve(
         store.close()
         log.info("crontask stopped")
     return 1 if manager.failures else 0
+
+
+def _membership(options: Options, kube: _Kubernetes | None) -> tuple[Membership, Views]:
+    """Leases with Kubernetes, else the members table; the views live in the shared store."""
+    # Imported here: only --ha needs them (and only --ha requires PostgreSQL).
+    from reconciler.store.members import SqlMembership, SqlViews
+
+    assert options.ha is not None
+    assert options.db_url is not None
+    rows = SqlMembership.open(options.db_url)
+    views = SqlViews(rows.engine)
+    if kube is None:
+        return rows, views
+    from reconciler.membership.leases import LeaseMembership
+
+    namespace = options.ha.lease_namespace or kube.connection.home
+    return LeaseMembership(kube.connection.api, namespace), views
 
 
 def _errors_by_source(desired: DesiredState) -> dict[str, int]:
@@ -292,6 +345,7 @@ def _log_started(
 class _Kubernetes:
     """The Kubernetes source, its status and Event writers, and what reports to them."""
 
+    connection: Connection
     source: KubernetesSource
     writer: StatusWriter
     events: EventRecorder
@@ -314,6 +368,7 @@ class _Kubernetes:
         report = StatusReporter(
             self.writer,
             self.events,
+            mine=reconciler.mine,
             active=lambda key: tuple(r.id for r in dispatcher.active(key)),
             # The scheduler's own next fire time (None while suspended): what will happen,
             # not a second computation of it.
@@ -345,7 +400,8 @@ class _Kubernetes:
 
 
 async def _connect(options: KubernetesOptions, queue: WorkQueue, me: str) -> _Kubernetes:
-    api, namespace = await asyncio.to_thread(connect, options)
+    connection = await asyncio.to_thread(connect, options)
+    api = connection.api
     loop = asyncio.get_running_loop()
 
     def changed(keys: set[str]) -> None:
@@ -354,6 +410,6 @@ async def _connect(options: KubernetesOptions, queue: WorkQueue, me: str) -> _Ku
             loop.call_soon_threadsafe(queue.add, KUBERNETES, keys)
 
     source = KubernetesSource(
-        api, namespace, on_change=changed, resync_seconds=options.resync_seconds
+        api, connection.watch, on_change=changed, resync_seconds=options.resync_seconds
     )
-    return _Kubernetes(source, StatusWriter(api), EventRecorder(api, instance=me))
+    return _Kubernetes(connection, source, StatusWriter(api), EventRecorder(api, instance=me))

@@ -59,8 +59,15 @@ class KubernetesConfigError(Exception):
     """No usable kubeconfig or in-cluster configuration; the message says which was tried."""
 
 
-def connect(options: KubernetesOptions) -> tuple[Any, str | None]:
-    """An ``ApiClient`` and the namespace to watch (None: all namespaces).
+@dataclasses.dataclass(frozen=True)
+class Connection:
+    api: Any  # the ApiClient
+    watch: str | None  # the namespace to watch; None: all namespaces
+    home: str  # the pod's own namespace in a cluster, else the kubeconfig context's
+
+
+def connect(options: KubernetesOptions) -> Connection:
+    """The API client and the namespaces that matter.
 
     Raises KubernetesConfigError when no configuration can be loaded."""
     try:
@@ -72,7 +79,7 @@ def connect(options: KubernetesOptions) -> tuple[Any, str | None]:
         ) from None
 
 
-def _connect(options: KubernetesOptions) -> tuple[Any, str | None]:
+def _connect(options: KubernetesOptions) -> Connection:
     explicit = options.kubeconfig or os.environ.get("KUBECONFIG")
     default_file = Path.home() / ".kube" / "config"
     if explicit or (default_file.exists() and "KUBERNETES_SERVICE_HOST" not in os.environ):
@@ -87,9 +94,8 @@ def _connect(options: KubernetesOptions) -> tuple[Any, str | None]:
         namespace = (
             IN_CLUSTER_NAMESPACE.read_text().strip() if IN_CLUSTER_NAMESPACE.exists() else "default"
         )
-    if options.all_namespaces:
-        return api, None
-    return api, options.namespace or namespace
+    watch = None if options.all_namespaces else options.namespace or namespace
+    return Connection(api, watch, namespace)
 
 
 def list_function(api: Any, namespace: str | None) -> Callable[..., Any]:
