@@ -18,9 +18,19 @@ from reconciler.store import open_store
 from reconciler.store.base import RunQuery
 from tests.e2e.conftest import wait_for
 from tests.helpers import free_port
+from tests.k8s.conftest import real_crd
+from tests.k8s.emulator.fixtures import crontask_crd, emulator, k8s_api_client, kubeconfig
 from tests.store.conftest import PG_ENV, pg_admin, pg_url
 
-__all__ = ["pg_admin", "pg_url"]
+__all__ = [
+    "crontask_crd",
+    "emulator",
+    "k8s_api_client",
+    "kubeconfig",
+    "pg_admin",
+    "pg_url",
+    "real_crd",
+]
 
 pytestmark = pytest.mark.postgres
 
