@@ -29,6 +29,19 @@ def manifest_files() -> list[Path]:
     return sorted(DEPLOY.rglob("*.yaml"))
 
 
+def with_components(tmp_path: Path, *names: str) -> Path:
+    """A copy of deploy/ with ``components:`` enabled, as the comments in kustomization.yaml
+    tell a user to do."""
+    copy = tmp_path / "deploy"
+    shutil.copytree(DEPLOY, copy)
+    kustomization = copy / "kustomization.yaml"
+    listed = "".join(f"\n  - components/{name}" for name in names)
+    kustomization.write_text(
+        kustomization.read_text().replace(COMPONENT_LINE, "components:" + listed)
+    )
+    return copy
+
+
 def documents(path: Path) -> list[dict[str, Any]]:
     return [d for d in yaml.safe_load_all(path.read_text()) if d is not None]
 
@@ -111,16 +124,7 @@ def test_kustomize_renders_the_namespaced_setup() -> None:
 
 
 def test_kustomize_renders_the_all_namespaces_component(tmp_path: Path) -> None:
-    # Exactly what the comment in kustomization.yaml tells a user to do: uncomment two lines.
-    copy = tmp_path / "deploy"
-    shutil.copytree(DEPLOY, copy)
-    kustomization = copy / "kustomization.yaml"
-    kustomization.write_text(
-        kustomization.read_text().replace(
-            COMPONENT_LINE, "components:\n  - components/all-namespaces"
-        )
-    )
-    objects = kustomize(copy)
+    objects = kustomize(with_components(tmp_path, "all-namespaces"))
     assert "ClusterRole/crontask" in kinds(objects)
     assert "ClusterRoleBinding/crontask" in kinds(objects)
     deployment = next(o for o in objects if o["kind"] == "Deployment")
@@ -131,6 +135,36 @@ def test_kustomize_renders_the_all_namespaces_component(tmp_path: Path) -> None:
     assert binding["subjects"] == [
         {"kind": "ServiceAccount", "name": "crontask", "namespace": "crontask"}
     ]
+    for o in objects:
+        kubernetes_validate.validate(o, K8S_VERSIONS[0], strict=True)
+
+
+@pytest.mark.parametrize("others", [(), ("all-namespaces",)])
+def test_kustomize_renders_the_ha_component(tmp_path: Path, others: tuple[str, ...]) -> None:
+    objects = kustomize(with_components(tmp_path, *others, "ha"))
+    assert {"PodDisruptionBudget/crontask", "Role/crontask-leases"} <= set(kinds(objects))
+    deployment = next(o for o in objects if o["kind"] == "Deployment")
+    spec = deployment["spec"]
+    assert spec["replicas"] == 3
+    assert spec["strategy"]["type"] == "RollingUpdate"
+    pod = spec["template"]["spec"]
+    container = pod["containers"][0]
+    args = container["args"]
+    assert args[args.index("--ha") :][:3] == ["--ha", "--db", "$(CRONTASK_DB)"]
+    assert container["env"] == [
+        {
+            "name": "CRONTASK_DB",
+            "valueFrom": {"secretKeyRef": {"name": "crontask-db", "key": "url"}},
+        }
+    ]
+    assert "podAntiAffinity" in pod["affinity"]
+    leases = next(
+        o for o in objects if o["kind"] == "Role" and o["metadata"]["name"] == "crontask-leases"
+    )
+    # The calls reconciler/membership/leases.py makes, nothing more.
+    assert grants(leases) == {
+        ("coordination.k8s.io", "leases"): {"create", "list", "patch", "delete"}
+    }
     for o in objects:
         kubernetes_validate.validate(o, K8S_VERSIONS[0], strict=True)
 
