@@ -25,8 +25,10 @@ from tests.ha.conftest import Cluster, Replica
 pytestmark = [pytest.mark.postgres, pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(600)]
 
 TASKS = 200
-DURATION = 95.0
-KILL_EVERY = 20.0
+DURATION = 100.0
+# A failure every 20 s from the start: kill -9, kill -9, SIGTERM, kill -9; each replica is
+# restarted at once, as a Deployment would.
+FAILURES = ((20.0, "kill"), (40.0, "kill"), (60.0, "term"), (80.0, "kill"))
 KILL_BOUND = 15.0 + 2.0 + 3.0  # lease + renew interval, + slack for a loaded machine
 TERM_BOUND = 3.0 + 2.0
 
@@ -54,6 +56,9 @@ def write_tasks(cluster: Cluster, out: Path) -> None:
             "apiVersion: crontask.dev/v1alpha1\nkind: CronTask\n"
             f"metadata: {{name: {name}}}\n"
             'spec:\n  schedule: "* * * * * *"\n'
+            # Allow: a slot's run never waits for the previous one, so what this test sees
+            # is failover, not a slow machine's ConcurrencyForbid skips.
+            "  concurrencyPolicy: Allow\n"
             f"  command: {{args: [sh, -c, 'echo $CRONTASK_RUN_ID >> {out}/{name}.txt']}}\n"
         )
     (cluster.tasks / "chaos.yaml").write_text("---\n".join(docs))
@@ -69,34 +74,27 @@ def test_chaos_every_slot_at_most_once_and_every_slot_outside_failovers(
     for replica in live.values():
         replica.wait_log('msg="replicas changed" members=3 ', timeout=60)
     start = datetime.now(UTC)
+    began = time.monotonic()
     windows: list[Window] = []
-    next_kill = time.monotonic() + KILL_EVERY
-    term_done = False
-    deadline = time.monotonic() + DURATION
-    while time.monotonic() < deadline:
-        time.sleep(0.5)
-        if time.monotonic() < next_kill:
-            continue
+    for offset, kind in FAILURES:
+        time.sleep(max(0.0, began + offset - time.monotonic()))
         name = rng.choice(sorted(live))
         victim = live[name]
         prefix = victim.id_prefix
-        if not term_done and len(windows) == 2:
+        if kind == "term":
             assert victim.proc is not None
             victim.proc.send_signal(signal.SIGTERM)
             windows.append(Window("term", datetime.now(UTC), prefix))
             assert victim.proc.wait(timeout=60) == 0
-            term_done = True
         else:
             victim.kill()
             windows.append(Window("kill", datetime.now(UTC), prefix))
         # Restarted at once, as a Deployment would: a new process, a new instance id.
         live[name] = _restart(cluster, victim)
-        next_kill = time.monotonic() + KILL_EVERY
+    time.sleep(max(0.0, began + DURATION - time.monotonic()))
     end = datetime.now(UTC) - timedelta(seconds=3)
     for replica in live.values():
         assert replica.stop() == 0
-    assert any(w.kind == "term" for w in windows)
-    assert sum(w.kind == "kill" for w in windows) >= 3
 
     records = [r for r in cluster.runs() if start <= r.scheduled_at <= end]
     ran = {r.id: r for r in records if r.status is not RunStatus.SKIPPED}
@@ -117,7 +115,11 @@ def test_chaos_every_slot_at_most_once_and_every_slot_outside_failovers(
                 if run not in ran and run not in lines:
                     missing.append(run)
         slot += timedelta(seconds=1)
-    assert not missing, f"{len(missing)} slots outside failover windows did not run: {missing[:5]}"
+    by_second = Counter(run.rsplit(".", 1)[1] for run in missing)
+    assert not missing, (
+        f"{len(missing)} slots outside failover windows did not run, by second: "
+        f"{sorted(by_second.items())[:20]}; windows: {[(w.kind, w.at.isoformat()) for w in windows]}"
+    )
 
     # Each window within its bound: every task the victim held runs again elsewhere in time.
     for window in windows:
