@@ -553,6 +553,8 @@ INVALID = [
     ),
     # Nothing to run, ever.
     ("0 0 L-30 2 *", "never fires: day-of-month L-30 does not occur in month 2", 4),
+    ("0 0 L-30 4,6,9,11 *", "never fires: day-of-month L-30 does not occur in month 4,6,9,11", 4),
+    ("0 0 L-29,L-30 2 *", "never fires: day-of-month L-29,L-30 does not occur in month 2", 4),
     ("0 0 30W feb *", "never fires: day-of-month 30W does not occur in month feb", 4),
     ("0 0 L-30,31 4,6 ?", "never fires: day-of-month L-30,31 does not occur in month 4,6", 4),
     (
