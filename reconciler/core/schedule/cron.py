@@ -56,9 +56,9 @@ class CronSchedule(Schedule):
         super().__init__(expression, zone, offset)
         self.spec = spec
         # The matching days of each month shape (28 shapes: 28-31 days, the 1st on each
-        # weekday), computed when first needed: the day search then visits matching days
-        # only. Filling a slot twice from two threads gives the same value, so no lock.
-        self._by_shape: list[tuple[int, ...] | None] = [None] * 28
+        # weekday), computed when first needed and shared through the spec: the day search
+        # visits matching days only. Two threads filling a slot store equal values: no lock.
+        self._by_shape = spec.by_shape
 
     @property
     def wildcard(self) -> bool:

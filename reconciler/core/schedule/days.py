@@ -70,23 +70,50 @@ def nearest_weekday(day: int, length: int, first_weekday: int) -> int:
 
 def month_days(spec: CronSpec, length: int, first_weekday: int) -> tuple[int, ...]:
     """The days (1-``length``, in order) of a month of that shape that ``spec`` selects."""
-    by_date = {day for day in spec.days if day <= length}
-    by_date.update(length - back for back in spec.dom_last if back < length)
-    by_date.update(
+    # A field whose plain values are every day makes its L/W/# items redundant; the shortcuts
+    # keep the common expressions ("*", a few days, a few weekdays) cheap to tabulate.
+    every_date, every_weekday = len(spec.days) == 31, len(spec.weekdays) == 7
+    if every_date and every_weekday:
+        return tuple(range(1, length + 1))
+    if spec.days_and:
+        if every_weekday:
+            return tuple(sorted(_by_date(spec, length, first_weekday)))
+        if every_date:
+            return tuple(sorted(_by_weekday(spec, length, first_weekday)))
+        selected = _by_date(spec, length, first_weekday) & _by_weekday(spec, length, first_weekday)
+    elif every_date or every_weekday:
+        return tuple(range(1, length + 1))
+    else:
+        selected = _by_date(spec, length, first_weekday) | _by_weekday(spec, length, first_weekday)
+    return tuple(sorted(selected))
+
+
+def _by_date(spec: CronSpec, length: int, first_weekday: int) -> set[int]:
+    """The days the day-of-month field selects."""
+    selected = {day for day in spec.days if day <= length}
+    selected.update(length - back for back in spec.dom_last if back < length)
+    selected.update(
         nearest_weekday(day, length, first_weekday) for day in spec.dom_nearest if day <= length
     )
     if spec.dom_last_weekday:
-        by_date.add(nearest_weekday(length, length, first_weekday))
-    weekdays = spec.weekdays
-    by_weekday = {day for day in range(1, length + 1) if weekday(day, first_weekday) in weekdays}
+        selected.add(nearest_weekday(length, length, first_weekday))
+    return selected
+
+
+def _by_weekday(spec: CronSpec, length: int, first_weekday: int) -> set[int]:
+    """The days the day-of-week field selects."""
+    selected = {
+        day
+        for wanted in spec.weekdays
+        for day in range(1 + (wanted - first_weekday) % 7, length + 1, 7)
+    }
     last_weekday = weekday(length, first_weekday)
-    by_weekday.update(length - (last_weekday - wanted) % 7 for wanted in spec.dow_last)
+    selected.update(length - (last_weekday - wanted) % 7 for wanted in spec.dow_last)
     for wanted, nth in spec.dow_nth:
         day = 1 + (wanted - first_weekday) % 7 + 7 * (nth - 1)
         if day <= length:
-            by_weekday.add(day)
-    selected = by_date & by_weekday if spec.days_and else by_date | by_weekday
-    return tuple(sorted(selected))
+            selected.add(day)
+    return selected
 
 
 def can_fire(spec: CronSpec) -> bool:

@@ -82,6 +82,13 @@ class CronSpec:
     dom_last_weekday: bool = False  # "LW"
     dow_last: tuple[int, ...] = ()  # "5L" is 5 (the last Friday); Sunday is 0
     dow_nth: tuple[tuple[int, int], ...] = ()  # "1#2" is (1, 2): (weekday, n)
+    # The matching days of each month shape (:func:`.days.month_days`), filled in by the day
+    # search when first needed. It lives here, not in each schedule, so that every schedule
+    # built from one parsed expression (parsing is memoised) shares it: the first fire in a
+    # new kind of month computes it once, not once per task. Not part of the value.
+    by_shape: list[tuple[int, ...] | None] = dataclasses.field(
+        default_factory=lambda: [None] * 28, compare=False, repr=False
+    )
 
     @property
     def days_and(self) -> bool:
