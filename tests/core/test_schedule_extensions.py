@@ -249,6 +249,12 @@ FIRES = [
         "2011-12-29T22:30:00-10:00",
         ["2012-12-31T00:00:00+14:00", "2012-12-31T01:00:00+14:00"],
     ),
+    (  # 00:00 on the skipped 30th runs at the jump, which is also the 31st's 00:00: once
+        "Pacific/Apia",
+        "0 0 L-1,L 12 *",
+        "2011-12-01T00:00:00-10:00",
+        ["2011-12-31T00:00:00+14:00", "2012-12-30T00:00:00+14:00"],
+    ),
     (  # Kiritimati skipped Saturday 1994-12-31, the last day of that December
         "Pacific/Kiritimati",
         "30 17 L 12 *",
