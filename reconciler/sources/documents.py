@@ -89,7 +89,8 @@ def _mark(node: yaml.Node) -> _Mark:
     return _Mark(
         line=start.line + 1,
         column=start.column + 1,
-        plain_scalar=isinstance(node, yaml.ScalarNode) and style is None and single_line,
+        # A plain scalar's style is None from PyYAML's Python composer, "" from libyaml's.
+        plain_scalar=isinstance(node, yaml.ScalarNode) and not style and single_line,
         quoted=isinstance(node, yaml.ScalarNode) and style in ("'", '"') and single_line,
     )
 
