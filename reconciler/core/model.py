@@ -205,7 +205,8 @@ class TaskSpec(_Model):
     schedule: str = Field(
         max_length=1024,
         description="5 cron fields; 6 fields = leading seconds; @hourly, @daily, ...; "
-        '"@every 30s".',
+        '"@every 30s". Days also take L, L-3, 15W, LW (day of month), 5L, MON#2 (day of week) '
+        "and ? (no specific value).",
     )
     time_zone: str = Field(
         "UTC", max_length=64, description="IANA time zone name, e.g. Europe/Berlin."
