@@ -3,6 +3,7 @@ node that breaks it, and the work stays in proportion to the text."""
 
 from __future__ import annotations
 
+import itertools
 import time
 
 import pytest
@@ -20,14 +21,14 @@ NAMES = "abcdefghi"
 def sequence_bomb() -> str:
     """Nine anchors of nine items, each made of the one before: 9^9 strings once expanded."""
     lines = ["  x:", "    a: &a [x, x, x, x, x, x, x, x, x]"]
-    for before, name in zip(NAMES, NAMES[1:], strict=False):
+    for before, name in itertools.pairwise(NAMES):
         lines.append(f"    {name}: &{name} [" + ", ".join([f"*{before}"] * 9) + "]")
     return HEAD + "\n".join(lines) + "\n  command:\n    args: *i\n"
 
 
 def mapping_bomb() -> str:
     lines = ["a: &a {k0: x, k1: x, k2: x, k3: x, k4: x, k5: x, k6: x, k7: x, k8: x}"]
-    for before, name in zip(NAMES, NAMES[1:], strict=False):
+    for before, name in itertools.pairwise(NAMES):
         items = ", ".join(f"k{n}: *{before}" for n in range(9))
         lines.append(f"{name}: &{name} {{{items}}}")
     return "\n".join(lines) + "\n"
@@ -36,13 +37,13 @@ def mapping_bomb() -> str:
 def merge_bomb() -> str:
     """Merge keys copy pairs: PyYAML's flatten_mapping would build 9^9 of them."""
     lines = ["a: &a {k0: 0, k1: 1, k2: 2, k3: 3, k4: 4, k5: 5, k6: 6, k7: 7, k8: 8}"]
-    for before, name in zip(NAMES, NAMES[1:], strict=False):
+    for before, name in itertools.pairwise(NAMES):
         lines.append(f"{name}: &{name} {{<<: [" + ", ".join([f"*{before}"] * 9) + "]}")
     return "\n".join(lines) + "\n"
 
 
 def only_error(text: str, limits: YamlLimits | None = None) -> str:
-    parsed = parse_text(text, "t.yaml", **({"limits": limits} if limits else {}))
+    parsed = parse_text(text, "t.yaml", limits=limits or YamlLimits())
     (error,) = parsed.errors
     assert parsed.definitions == []
     return str(error)
@@ -129,7 +130,8 @@ def test_nesting_is_bounded_with_a_place() -> None:
 
 def test_libyamls_own_nesting_limit_is_a_syntax_error() -> None:
     error = only_error("spec: " + "[" * 3000 + "]" * 3000 + "\n")
-    assert error.startswith("t.yaml:1:") and "YAML syntax error" in error
+    assert error.startswith("t.yaml:1:")
+    assert "YAML syntax error" in error
 
 
 def test_documents_per_file_are_bounded() -> None:
@@ -211,7 +213,8 @@ def test_messages_of_the_model_are_bounded() -> None:
     text = HEAD + "  timeZone: Europe/" + "x" * 5000 + '\n  command: {args: ["true"]}\n'
     error = only_error(text)
     assert error.startswith("t.yaml:6:3: spec.timeZone: unknown time zone 'Europe/xxx")
-    assert len(error) < 300 and error.endswith("...")
+    assert len(error) < 300
+    assert error.endswith("...")
 
 
 def test_duplicate_keys_inside_an_alias_are_reported_once() -> None:
