@@ -40,6 +40,8 @@ from reconciler.sources.yamlwalk import (
     NotPlain,
     measure,
     plain_document,
+    prescan,
+    too_many_documents,
 )
 
 _Loader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
@@ -50,6 +52,9 @@ _LABEL = re.compile(DNS1123_LABEL)
 _EXCERPT_KEY = 40
 _PATH = 120
 _MESSAGE = 200
+# Texts longer than this are first counted from their events (see yamlwalk.prescan): a task
+# file of ten CronTasks is some 4 KB, and the pass would only slow those down.
+PRESCAN_LENGTH = 64 * 1024
 
 Path = tuple[str | int, ...]
 
@@ -145,6 +150,18 @@ def parse_text(
         return Location(source, path, line, column, revision)
 
     found = _Found(limits.max_errors)
+    if len(text) > PRESCAN_LENGTH:
+        problem = prescan(
+            text,
+            _Loader,
+            documents=limits.max_documents,
+            values=limits.max_values,
+            depth=limits.max_depth,
+        )
+        if problem is not None:
+            mark, message = problem
+            found.error(at(mark.line + 1, mark.column + 1), message)
+            return ParsedText([], found.errors)
     budget = total = limits.file_values(len(text))
     documents = 0
     loader = _Loader(text)
@@ -157,8 +174,7 @@ def parse_text(
             if documents > limits.max_documents:
                 mark = node.start_mark
                 found.error(
-                    at(mark.line + 1, mark.column + 1),
-                    f"more than {limits.max_documents} YAML documents in one file (the limit)",
+                    at(mark.line + 1, mark.column + 1), too_many_documents(limits.max_documents)
                 )
                 break
             if budget <= 0:
@@ -176,8 +192,8 @@ def parse_text(
     except yaml.MarkedYAMLError as err:
         where = err.problem_mark or err.context_mark
         line, column = (where.line + 1, where.column + 1) if where else (1, 1)
-        problem = err.problem or err.context or "invalid YAML"
-        found.error(at(line, column), f"YAML syntax error: {excerpt(problem, _MESSAGE)}")
+        reason = err.problem or err.context or "invalid YAML"
+        found.error(at(line, column), f"YAML syntax error: {excerpt(reason, _MESSAGE)}")
     except yaml.reader.ReaderError as err:  # a control character, a lone surrogate
         line, column = _line_column(text, err.position)
         character = err.character if isinstance(err.character, int) else ord(err.character)
@@ -244,15 +260,15 @@ def _document(
     if _other_group(data.get("apiVersion") if isinstance(data, dict) else None):
         found.ignored += 1  # its apiVersion came from a merge key
         return used
-    key = _key_of(data)
     if positions is not None and positions.duplicates:
+        key = _key_of(data)
         for dup_path, mark in positions.duplicates:
             found.error(at(mark.line, mark.column), f"{_dotted(dup_path)}: duplicate key", key)
         return used
     try:
         task = CronTask.model_validate(data)
     except ValidationError as err:
-        _validation_errors(err, positions or _Positions(node), at, key, found)
+        _validation_errors(err, positions or _Positions(node), at, _key_of(data), found)
         return used
     root = node.start_mark
     found.definitions.append(Definition.of(task, at(root.line + 1, root.column + 1)))

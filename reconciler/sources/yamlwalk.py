@@ -148,15 +148,22 @@ def measure(
             continue
         if key in on_path:
             raise NodeProblem(node, "recursive YAML alias: this value contains itself")
+        # The values written in the text bound the expanded size from below: stop measuring
+        # as soon as they alone are too many, so that this walk costs O(values), not O(text).
+        if len(sizes) + len(on_path) >= values:
+            raise NodeProblem(node, _too_many(values, False, bound))
         if node.tag not in constructors and node.tag != MERGE:
             raise NodeProblem(node, f"unsupported YAML tag {excerpt(_short(node.tag))!r}")
         if isinstance(node, yaml.ScalarNode):
             _check_scalar(node, constructor, number_length)
             sizes[key], heights[key] = 1, 0
             continue
+        children = _children(node)
+        if len(children) >= values:
+            raise NodeProblem(node, _too_many(values, False, bound))
         on_path.add(key)
         stack.append((node, True))
-        stack.extend((child, False) for child in reversed(_children(node)))
+        stack.extend((child, False) for child in reversed(children))
     return sizes[id(root)]
 
 
@@ -191,4 +198,47 @@ def _too_many(values: int, repeats: bool, bound: str) -> str:
         return (
             f"YAML aliases expand this value to more than {values} values ({bound}: an alias bomb?)"
         )
-    return f"more than {values} values in one document ({bound})"  # no alias: a huge text
+    return f"more than {values} values in one document ({bound})"  # as written, no alias
+
+
+def prescan(
+    text: str, loader: type[yaml.SafeLoader], *, documents: int, values: int, depth: int
+) -> tuple[yaml.Mark, str] | None:
+    """The first bound a long text breaks, found from its events alone, or None.
+
+    PyYAML's composer keeps a document's whole node graph (some 300 bytes per value), so a
+    megabyte of ``[1,1,1,...]`` would cost 150 MB before any bound is checked. Events are
+    dropped as soon as they are counted: this pass costs no memory, stops at the first value
+    past a bound, and leaves every document it lets through at most ``values`` values as
+    written (aliases count one here; ``measure`` counts their expansion). A syntax error ends
+    it quietly: the reading proper reports it, with the errors of the documents before it.
+    """
+    parser = loader(text)
+    try:
+        count = nesting = seen = 0
+        while parser.check_event():
+            event = parser.get_event()  # type: ignore[no-untyped-call]
+            kind = type(event)
+            if kind is yaml.DocumentStartEvent:
+                seen, count = seen + 1, 0
+                if seen > documents:
+                    return event.start_mark, too_many_documents(documents)
+            elif kind is yaml.ScalarEvent or kind is yaml.AliasEvent:
+                count += 1
+            elif kind is yaml.SequenceStartEvent or kind is yaml.MappingStartEvent:
+                count, nesting = count + 1, nesting + 1
+                if nesting > depth:
+                    return event.start_mark, f"nested more than {depth} levels deep (the limit)"
+            elif kind is yaml.SequenceEndEvent or kind is yaml.MappingEndEvent:
+                nesting -= 1
+            if count > values:
+                return event.start_mark, _too_many(values, False, "the limit for one document")
+    except yaml.YAMLError:
+        return None
+    finally:
+        parser.dispose()
+    return None
+
+
+def too_many_documents(documents: int) -> str:
+    return f"more than {documents} YAML documents in one file (the limit)"

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from reconciler.sources.documents import parse_text
+from reconciler.sources.documents import PRESCAN_LENGTH, parse_text
 from reconciler.sources.limits import YamlLimits, excerpt
 
 HEAD = (
@@ -237,3 +237,52 @@ def test_duplicate_keys_inside_an_alias_are_reported_once() -> None:
 )
 def test_excerpt(text: str, expected: str) -> None:
     assert excerpt(text) == expected
+
+
+def dense(size: int) -> str:
+    """A CronTask whose args are ``size`` bytes of one-character values."""
+    head = HEAD + "  command:\n    args: ["
+    return head + "1," * ((size - len(head)) // 2) + "1]\n"
+
+
+def test_a_long_text_is_counted_before_it_is_composed() -> None:
+    # A megabyte of tiny values: PyYAML's composer alone would keep 150 MB of nodes. The
+    # events are counted first, and the value past the limit is the error.
+    text = dense(1024 * 1024)
+    started = time.process_time()
+    error = only_error(text)
+    assert time.process_time() - started < 1.0  # some 10 ms; generous
+    assert error == (
+        "t.yaml:7:19978: more than 10000 values in one document (the limit for one document)"
+    )
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("---\n" * 30_000, "t.yaml:10001:1: more than 10000 YAML documents in one file"),
+        ("a: " + "[" * 200 + "]" * 200 + "\n" + "#" * 70_000, "t.yaml:1:103: nested more than"),
+    ],
+)
+def test_the_count_of_a_long_text_bounds_documents_and_depth(text: str, message: str) -> None:
+    assert len(text) > PRESCAN_LENGTH
+    assert only_error(text).startswith(message)
+
+
+def test_a_long_valid_file_is_read_whole() -> None:
+    task = (
+        "apiVersion: crontask.dev/v1alpha1\nkind: CronTask\nmetadata: {{name: t{n}}}\n"
+        'spec: {{schedule: "@daily", command: {{args: ["echo", "{n}"]}}}}\n'
+    )
+    text = "---\n".join(task.format(n=n) for n in range(1000))
+    assert len(text) > PRESCAN_LENGTH
+    parsed = parse_text(text, "t.yaml")
+    assert parsed.errors == []
+    assert len(parsed.definitions) == 1000
+
+
+def test_a_syntax_error_in_a_long_text_is_reported_with_what_comes_before() -> None:
+    text = (HEAD + "  bogus: 1\n" + "#" * 70_000 + "\n---\n") + "a: [\n"
+    errors = [str(e) for e in parse_text(text, "t.yaml").errors]
+    assert errors[0].startswith("t.yaml:6:3: spec.bogus: unknown field")
+    assert "YAML syntax error" in errors[-1]
