@@ -248,12 +248,12 @@ def _document(
             data = yaml.constructor.SafeConstructor().construct_document(node)
         except NodeProblem as problem:
             mark = problem.node.start_mark
-            found.error(at(mark.line + 1, mark.column + 1), problem.message)
+            found.error(at(mark.line + 1, mark.column + 1), problem.message, _key_of_node(node))
             return values
         except yaml.MarkedYAMLError as err:  # e.g. a merge key (<<) of something not a map
             where = err.problem_mark or err.context_mark or node.start_mark
-            message = err.problem or err.context or "invalid YAML"
-            found.error(at(where.line + 1, where.column + 1), excerpt(message, _MESSAGE))
+            message = excerpt(err.problem or err.context or "invalid YAML", _MESSAGE)
+            found.error(at(where.line + 1, where.column + 1), message, _key_of_node(node))
             return used
     if data is None:  # an empty document between two `---`
         return used
@@ -278,15 +278,34 @@ def _document(
 def _api_version_of(node: yaml.Node) -> Any:
     """The ``apiVersion`` of a document read from its nodes, without building it (None when
     the document is no plain mapping or the value is no plain string)."""
-    if type(node) is not yaml.MappingNode or node.tag != MAP:
-        return None
-    version: yaml.Node | None = None
-    for key_node, value_node in node.value:  # the last one wins, as in PyYAML
-        if type(key_node) is yaml.ScalarNode and key_node.value == "apiVersion":
-            version = value_node
+    version = _plain_value(node, "apiVersion")
     if type(version) is yaml.ScalarNode and version.tag == STR:
         return version.value
     return None
+
+
+def _key_of_node(node: yaml.Node) -> str | None:
+    """The task key a document that cannot be built still names in plain ``metadata``."""
+    metadata = _plain_value(node, "metadata")
+    if metadata is None:
+        return None
+    names = {}
+    for field in ("name", "namespace"):
+        value = _plain_value(metadata, field)
+        if isinstance(value, yaml.ScalarNode) and value.tag == STR:
+            names[field] = value.value
+    return _key_of({"metadata": names}) if "name" in names else None
+
+
+def _plain_value(node: yaml.Node, key: str) -> yaml.Node | None:
+    """The value of ``key`` in a plain mapping node (the last one, as in PyYAML), or None."""
+    if type(node) is not yaml.MappingNode or node.tag != MAP:
+        return None
+    found: yaml.Node | None = None
+    for key_node, value_node in node.value:
+        if type(key_node) is yaml.ScalarNode and key_node.value == key:
+            found = value_node
+    return found
 
 
 def _line_column(text: str, position: int) -> tuple[int, int]:

@@ -286,3 +286,13 @@ def test_a_syntax_error_in_a_long_text_is_reported_with_what_comes_before() -> N
     errors = [str(e) for e in parse_text(text, "t.yaml").errors]
     assert errors[0].startswith("t.yaml:6:3: spec.bogus: unknown field")
     assert "YAML syntax error" in errors[-1]
+
+
+def test_a_document_that_cannot_be_built_still_names_its_task() -> None:
+    # The key is what flags the task (running on its last good definition) in the API.
+    text = sequence_bomb().replace("{name: bomb}", "{name: victim, namespace: ops}")
+    (error,) = parse_text(text, "t.yaml").errors
+    assert error.key == "ops/victim"
+    forged = sequence_bomb().replace("{name: bomb}", '{name: "Not A Label"}')
+    (error,) = parse_text(forged, "t.yaml").errors
+    assert error.key is None
