@@ -35,7 +35,7 @@ def mapping_bomb() -> str:
 
 
 def merge_bomb() -> str:
-    """Merge keys copy pairs: PyYAML's flatten_mapping would build 9^9 of them."""
+    """Merge keys of merge keys: 9^9 values for any walk of the document as written."""
     lines = ["a: &a {k0: 0, k1: 1, k2: 2, k3: 3, k4: 4, k5: 5, k6: 6, k7: 7, k8: 8}"]
     for before, name in itertools.pairwise(NAMES):
         lines.append(f"{name}: &{name} {{<<: [" + ", ".join([f"*{before}"] * 9) + "]}")
