@@ -235,15 +235,17 @@ def _document(
     if _other_group(_api_version_of(node)):
         found.ignored += 1  # never built: its size and shape are not ours to judge
         return 1
-    bounds = {"depth": limits.max_depth, "number_length": limits.max_number_length}
+    depth, number_length = limits.max_depth, limits.max_number_length
     positions: _Positions | None = None
     try:
         # The common, valid document is built without positions, which are needed only to
         # report an error; anything unusual (or over a bound) takes the long way.
-        data, used = plain_document(node, values=values, **bounds)
+        data, used = plain_document(node, values=values, depth=depth, number_length=number_length)
     except (NotPlain, Exceeded):
         try:
-            used = measure(node, values=values, bound=bound, **bounds)
+            used = measure(
+                node, values=values, depth=depth, number_length=number_length, bound=bound
+            )
             positions = _Positions(node)
             data = yaml.constructor.SafeConstructor().construct_document(node)
         except NodeProblem as problem:
