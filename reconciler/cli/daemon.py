@@ -70,6 +70,7 @@ def run(args: argparse.Namespace) -> int:
         history_max_age=args.history_max_age or None,
         housekeeping_seconds=args.housekeeping_interval,
         ha=ha,
+        max_file_size=args.max_file_size,
     )
     http = None if args.listen == "off" else http_server(args)
     try:

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from reconciler.cli.durations import duration_arg
-from reconciler.cli.main_helpers import add_state_args
+from reconciler.cli.main_helpers import add_max_file_size_arg, add_state_args
 from reconciler.runner.environment import valid_name
 
 HELP = """\
@@ -181,6 +181,7 @@ def add_parser(commands: Any) -> None:
         metavar="DURATION",
         help="how often history retention is enforced (default: 10m)",
     )
+    add_max_file_size_arg(parser)
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning"])
     parser.add_argument("--log-format", default="logfmt", choices=["logfmt", "json"])
     parser.set_defaults(handler=run)

@@ -69,6 +69,7 @@ from reconciler.sources.kubernetes import (
     KubernetesSource,
     connect,
 )
+from reconciler.sources.limits import DEFAULT_MAX_FILE_SIZE
 from reconciler.store import open_store, sqlite_url
 from reconciler.store.base import RunStore
 
@@ -102,6 +103,7 @@ class Options:
     history_max_age: float | None = 30 * 86400.0  # seconds; None keeps records forever
     housekeeping_seconds: float = 600.0
     ha: HaOptions | None = None
+    max_file_size: int = DEFAULT_MAX_FILE_SIZE  # bytes; larger definition files are refused
 
 
 # Serves the HTTP interface (API, health, metrics) until the event is set. The CLI provides it,
@@ -195,10 +197,11 @@ async def serve(
     queue = WorkQueue()
     api_dir = options.state_dir / "api-tasks"
     api_dir.mkdir(parents=True, exist_ok=True)
-    sources: list[Source] = [DirectorySource([api_dir], source=API_KIND)]
+    size = options.max_file_size
+    sources: list[Source] = [DirectorySource([api_dir], source=API_KIND, max_file_size=size)]
     if options.paths:
-        sources.append(DirectorySource(options.paths))
-    git = GitSource(options.git, options.state_dir) if options.git else None
+        sources.append(DirectorySource(options.paths, max_file_size=size))
+    git = GitSource(options.git, options.state_dir, max_file_size=size) if options.git else None
     if git is not None:
         sources.append(git)
     kube = await _connect(options.kubernetes, queue, me) if options.kubernetes else None
