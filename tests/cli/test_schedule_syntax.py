@@ -50,9 +50,8 @@ def test_validate_points_at_the_offending_item(
         f"{file}:6:23: spec.schedule: day-of-month field: 32 in '32W' is out of range 1-31; "
         "'W' takes a single day (1W-31W) or LW",
         f"{file}:16:20: spec.schedule: month field: 'L' is allowed only in the day-of-month "
-        "field, as in L (the last day), L-3, 15W (the weekday nearest the 15th) and LW, and in "
-        "the day-of-week field, as in 5L or FRIL (the last Friday of the month) and 1#2 or "
-        "MON#2 (the second Monday)",
+        "field (L, L-3, LW) and in the day-of-week field (5L, FRIL: the last Friday of the "
+        "month)",
         f"{file}:26:21: spec.schedule: day-of-week field: '#' must be the only item of the "
         "field (e.g. MON#2); lists with '#' are not supported",
         f"{file}:36:21: spec.schedule: day-of-week field: 6 in '1#6' is out of range 1-5 "

@@ -357,25 +357,26 @@ def test_describe(expression: str, description: str) -> None:
 
 DOM_ALLOWED = "L (the last day), L-3, 15W (the weekday nearest the 15th) and LW"
 DOW_ALLOWED = "5L or FRIL (the last Friday of the month) and 1#2 or MON#2 (the second Monday)"
+L_PLACES = (
+    "'L' is allowed only in the day-of-month field (L, L-3, LW) and in the day-of-week field "
+    "(5L, FRIL: the last Friday of the month)"
+)
 
 # (expression, message, column)
 INVALID = [
     (
         "0 0 * L *",
-        f"month field: 'L' is allowed only in the day-of-month field, as in {DOM_ALLOWED}, and "
-        f"in the day-of-week field, as in {DOW_ALLOWED}",
+        f"month field: {L_PLACES}",
         6,
     ),
     (
         "0 L * * *",
-        f"hour field: 'L' is allowed only in the day-of-month field, as in {DOM_ALLOWED}, and in "
-        f"the day-of-week field, as in {DOW_ALLOWED}",
+        f"hour field: {L_PLACES}",
         2,
     ),
     (
         "0 0 * jan,5L *",
-        f"month field: 'L' is allowed only in the day-of-month field, as in {DOM_ALLOWED}, and "
-        f"in the day-of-week field, as in {DOW_ALLOWED}",
+        f"month field: {L_PLACES}",
         10,
     ),
     (

@@ -119,7 +119,8 @@ def build(folder: Path, scratch: Path, only: str | None = None) -> list[Case]:
         "huge-scalar.yaml",
         HEAD + "  timeZone: Europe/" + "x" * 900_000 + "\n" + TAIL,
         "6:3",
-        "spec.timeZone: unknown time zone 'Europe/xxxxxxxxxx",
+        # The model bounds a zone name (64 characters) before it looks the name up.
+        "spec.timeZone: String should have at most 64 characters",
     )
     text(
         "many-documents.yaml",
@@ -135,7 +136,7 @@ def build(folder: Path, scratch: Path, only: str | None = None) -> list[Case]:
     )
     text(
         "many-errors.yaml",
-        HEAD + "  command:\n    args: [" + ", ".join(["1"] * 500) + "]\n",
+        HEAD + "  command:\n    args: [" + ", ".join(["1"] * 200) + "]\n",
         "7:12",
         "spec.command.args[0]: Input should be a valid string",
         lines=21,

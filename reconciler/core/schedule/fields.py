@@ -240,8 +240,8 @@ def _plain_item(item: str, field: _Field, column: int) -> range:
             ) from None
         if "L" in upper and field is not DAY_OF_MONTH:
             raise ScheduleError(
-                f"{field.name} field: 'L' is allowed only in the day-of-month field, as in "
-                f"{_DOM_SPECIALS}, and in the day-of-week field, as in {_DOW_SPECIALS}",
+                f"{field.name} field: 'L' is allowed only in the day-of-month field (L, L-3, "
+                "LW) and in the day-of-week field (5L, FRIL: the last Friday of the month)",
                 column,
             ) from None
         raise
