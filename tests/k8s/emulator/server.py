@@ -16,8 +16,9 @@ from urllib.parse import parse_qs, urlsplit
 
 from . import discovery, errors, openapi
 from .errors import ApiError, status_body
+from .history import Expired
 from .selectors import matcher
-from .store import Expired, Obj
+from .store import Obj
 from .table import TABLE_ACCEPT, to_table
 from .types import ResourceType
 

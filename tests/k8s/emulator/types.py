@@ -281,3 +281,9 @@ class Registry:
             (t for t in self.types.values() if t.group == group and t.version == version),
             key=lambda t: t.plural,
         )
+
+    def for_object(self, group: str, kind: str) -> ResourceType | None:
+        """The preferred version's type serving ``kind`` in ``group``."""
+        found = [t for t in self.types.values() if t.group == group and t.kind == kind]
+        found.sort(key=lambda t: version_priority(t.version))
+        return found[0] if found else None
