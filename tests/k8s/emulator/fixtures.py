@@ -32,12 +32,37 @@ def load_crd(path: Path = CRD_PATH) -> dict[str, Any]:
     return crd
 
 
-@pytest.fixture
-def emulator() -> Iterator[Emulator]:
-    """A started emulator, one per test; fails the test if the emulator hit a bug of its own."""
-    with Emulator() as emu:
+def live_processes(groups: list[int]) -> list[int]:
+    """Pids of the processes (zombies aside) still alive in the given process groups."""
+    alive = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rpartition(")")[2].split()
+        except OSError:
+            continue  # gone meanwhile
+        if fields[0] != "Z" and int(fields[2]) in groups:
+            alive.append(int(stat.parent.name))
+    return alive
+
+
+def serve(**options: Any) -> Iterator[Emulator]:
+    """A started emulator (``Emulator(**options)``), stopped afterwards. Fails the test if the
+    emulator hit a bug of its own or left a container process running."""
+    with Emulator(**options) as emu:
         yield emu
+        groups = emu.process_groups()
     assert not emu.server_errors, "the emulator failed internally:\n" + "\n".join(emu.server_errors)
+    assert not live_processes(groups), f"processes left running: {live_processes(groups)}"
+
+
+@pytest.fixture
+def emulator(request: pytest.FixtureRequest) -> Iterator[Emulator]:
+    """A started emulator, one per test; fails the test if the emulator hit a bug of its own.
+    Options through indirect parametrization, e.g. ``run_jobs``::
+
+        @pytest.mark.parametrize("emulator", [{"run_jobs": True}], indirect=True)
+    """
+    yield from serve(**getattr(request, "param", {}))
 
 
 @pytest.fixture

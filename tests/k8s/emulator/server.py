@@ -14,7 +14,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlsplit
 
-from . import discovery, errors, openapi
+from . import discovery, errors, openapi, podlogs
 from .errors import ApiError, status_body
 from .history import Expired
 from .selectors import matcher
@@ -70,6 +70,19 @@ _LIVENESS = 0.2  # seconds between checks that a watching client is still there
 
 def _truthy(value: str | None) -> bool:
     return (value or "").lower() in ("1", "true")
+
+
+def _delete_options(body: Any, params: dict[str, str]) -> Obj:
+    """``DeleteOptions`` from the body, completed by the query parameters a client may use
+    instead (``propagationPolicy``, ``gracePeriodSeconds``, ``orphanDependents``)."""
+    options: Obj = dict(body) if isinstance(body, dict) else {}
+    if "propagationPolicy" in params:
+        options.setdefault("propagationPolicy", params["propagationPolicy"])
+    if "orphanDependents" in params:
+        options.setdefault("orphanDependents", _truthy(params["orphanDependents"]))
+    if params.get("gracePeriodSeconds", "").lstrip("-").isdigit():
+        options.setdefault("gracePeriodSeconds", int(params["gracePeriodSeconds"]))
+    return options
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -225,7 +238,8 @@ class Handler(BaseHTTPRequestHandler):
         name = rest[1] if len(rest) > 1 else None
         sub = rest[2] if len(rest) > 2 else None
         not_found = ApiError(404, "the server could not find the requested resource")
-        if sub is not None and (sub != "status" or not rtype.status_subresource):
+        served = (*rtype.subresources, *(("status",) if rtype.status_subresource else ()))
+        if sub is not None and sub not in served:
             raise not_found
         if rtype.namespaced and name is not None and namespace is None:
             raise not_found
@@ -239,6 +253,11 @@ class Handler(BaseHTTPRequestHandler):
         emulator = self.server.emulator
         store = emulator.store
         rtype = t.rtype
+        if t.subresource in rtype.subresources:
+            if method != "GET":
+                raise ApiError(405, f"{method} is not supported", reason="MethodNotAllowed")
+            self._log(t, params)
+            return None
         match = matcher(params.get("labelSelector"), params.get("fieldSelector"))
         if method == "GET" and _truthy(params.get("watch")):
             if t.name is not None:  # the deprecated watch of one object by its path
@@ -297,9 +316,7 @@ class Handler(BaseHTTPRequestHandler):
                 raise errors.bad_request("the patch body is empty")
             return 200, store.patch(rtype, t.namespace, t.name, content_type, body, t.subresource)
         if method == "DELETE":
-            return 200, store.delete(
-                rtype, t.namespace, t.name, body if isinstance(body, dict) else None
-            )
+            return 200, store.delete(rtype, t.namespace, t.name, _delete_options(body, params))
         raise ApiError(405, f"{method} is not supported", reason="MethodNotAllowed")
 
     def _table(self, rtype: ResourceType, items: list[Obj], rv: str, params: dict[str, str]) -> Obj:
@@ -310,6 +327,26 @@ class Handler(BaseHTTPRequestHandler):
             include_object=params.get("includeObject") or "Metadata",
             no_headers=_truthy(params.get("noHeaders")),
         )
+
+    # --- pods/log -----------------------------------------------------------------------------
+
+    def _log(self, t: Target, params: dict[str, str]) -> None:
+        emulator = self.server.emulator
+        assert t.name is not None
+        pod = emulator.store.get(t.rtype, t.namespace, t.name)
+        options = podlogs.parse(params)
+        log = emulator._pod_log(pod, options)
+        if not options.follow:
+            self._send(200, podlogs.render(log, options), "text/plain")
+            return
+        self.send_response(200)
+        self.send_header("Content-Type", "text/plain")
+        self.send_header("Cache-Control", "no-cache, private")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        for chunk in podlogs.stream(log, options, emulator.stopped):
+            self._chunk(chunk)
+        self._chunk(b"")
 
     # --- watch ------------------------------------------------------------------------------
 

@@ -20,6 +20,7 @@ from .patch import apply_patch
 from .pods import PodStrategy
 from .selectors import Predicate
 from .strategy import BACKGROUND, FOREGROUND, ORPHAN, Strategy
+from .timefmt import now_rfc3339
 from .types import BUILTINS, CRD_GROUP, Registry, ResourceType, validate_crd
 
 Obj = dict[str, Any]
@@ -39,10 +40,6 @@ _IMMUTABLE_META = (
     "deletionGracePeriodSeconds",
     "generateName",
 )
-
-
-def now_rfc3339() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _qualified(rtype: ResourceType) -> tuple[str, str]:
@@ -140,6 +137,10 @@ class Store:
         """History events for ``key`` with a resourceVersion above ``rv`` (caller holds cond)."""
         start = bisect.bisect_right(self._history_rvs, rv)
         return [e for e in self.history[start:] if e.key == key]
+
+    def events_since(self, rv: int) -> list[WatchEvent]:
+        """History events of every resource after ``rv`` (caller holds cond)."""
+        return self.history[bisect.bisect_right(self._history_rvs, rv) :]
 
     def check_watch_rv(self, rv: int) -> None:
         if rv < self.floor:
