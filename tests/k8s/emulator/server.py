@@ -211,6 +211,13 @@ class Handler(BaseHTTPRequestHandler):
                 return 200, discovery.api_resource_list(store.registry, group, version)
         target = self._target(group, version, rest)
         body: Any = None
+        if raw and "protobuf" in self.headers.get("Content-Type", ""):
+            # kubectl's typed clients (create job, run) write built-ins as protobuf.
+            raise ApiError(
+                415,
+                "the emulator decodes JSON bodies only, not application/vnd.kubernetes.protobuf",
+                reason="UnsupportedMediaType",
+            )
         if raw:
             try:
                 body = json.loads(raw)

@@ -155,6 +155,7 @@ BUILTINS: tuple[ResourceType, ...] = (
         short_names=("po",),
         categories=("all",),
         status_subresource=True,
+        return_deleted_object=True,
         subresources=("log",),
         columns=(
             _printed("Ready", printers.pod_ready),
