@@ -176,9 +176,9 @@ def test_generate_name_is_cut_to_fit_63_characters(emulator: Emulator) -> None:
     assert re.fullmatch(r"x{58}[a-z0-9]{5}", cut["metadata"]["name"])
 
 
-def test_the_template_and_selector_are_immutable(batch: Any) -> None:
-    created = batch.create_namespaced_job("default", job("fixed", "echo one"))
-    body = client.ApiClient().sanitize_for_serialization(created)
+def test_the_template_and_selector_are_immutable(batch: Any, emulator: Emulator) -> None:
+    batch.create_namespaced_job("default", job("fixed", "echo one"))
+    (body,) = emulator.objects("jobs")
     body["spec"]["template"]["spec"]["containers"][0]["command"] = ["sh", "-c", "echo two"]
     with pytest.raises(ApiException) as err:
         batch.replace_namespaced_job("fixed", "default", body)
@@ -233,7 +233,9 @@ def test_list_and_watch_with_a_label_selector(batch: Any, emulator: Emulator) ->
 
 
 def test_discovery_serves_jobs_and_pods(k8s_api_client: Any, kubectl: Kubectl) -> None:
-    groups = {g.name: g for g in client.ApisApi(k8s_api_client).get_api_versions().groups}
+    groups: dict[str, Any] = {
+        g.name: g for g in client.ApisApi(k8s_api_client).get_api_versions().groups
+    }
     assert groups["batch"].preferred_version.group_version == "batch/v1"
     batch = {r.name: r for r in client.BatchV1Api(k8s_api_client).get_api_resources().resources}
     assert (batch["jobs"].kind, batch["jobs"].namespaced, batch["jobs"].categories) == (
