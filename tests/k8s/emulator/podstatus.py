@@ -44,7 +44,7 @@ def terminated(run: ContainerProcess) -> Obj:
     return state
 
 
-def _container_status(spec: Obj, cs: ContainerState | None, final: bool) -> Obj:
+def _container_status(spec: Obj, cs: ContainerState | None, policy: str, final: bool) -> Obj:
     runs = cs.runs if cs else []
     current = runs[-1] if runs else None
     entry: Obj = {
@@ -56,11 +56,16 @@ def _container_status(spec: Obj, cs: ContainerState | None, final: bool) -> Obj:
         "restartCount": max(0, len(runs) - 1),
         "lastState": {},
     }
-    backing_off = cs is not None and cs.restart_at is not None and not final
+    # Decided by the policy, not by the back-off timer: a run may end between the kubelet's
+    # look at it and this status, and must not read as terminated when it will restart.
+    alive = current is not None and current.running  # read once: it only turns False
+    backing_off = (
+        current is not None and not alive and restarts(policy, current.exit_code) and not final
+    )
     previous = current if backing_off else (runs[-2] if len(runs) > 1 else None)
     if previous is not None:
         entry["lastState"] = {"terminated": terminated(previous)}
-    if current is not None and current.running:
+    if current is not None and alive:
         entry["state"] = {"running": {"startedAt": rfc3339(current.started_at)}}
         entry.update(ready=True, started=True, containerID=f"emulator://{current.pid}")
         entry["imageID"] = str(spec.get("image"))
@@ -74,7 +79,9 @@ def _container_status(spec: Obj, cs: ContainerState | None, final: bool) -> Obj:
             "waiting": {"reason": reason, "message": message} if message else {"reason": reason}
         }
     else:
-        entry["state"] = {"waiting": {"reason": "ContainerCreating"}}
+        entry["state"] = {
+            "waiting": {"reason": "CrashLoopBackOff" if backing_off else "ContainerCreating"}
+        }
     return entry
 
 
@@ -113,8 +120,11 @@ def pod_status(pod: Obj, containers: dict[str, ContainerState], started: str, fi
     old = pod.get("status") or {}
     old_conditions = old.get("conditions") or []
     specs = [c for c in pod["spec"].get("containers") or [] if isinstance(c, dict)]
-    statuses = [_container_status(c, containers.get(str(c.get("name"))), final) for c in specs]
-    phase = _phase(statuses, pod["spec"].get("restartPolicy", "Always"), final)
+    policy = pod["spec"].get("restartPolicy", "Always")
+    statuses = [
+        _container_status(c, containers.get(str(c.get("name"))), policy, final) for c in specs
+    ]
+    phase = _phase(statuses, policy, final)
     unready = [str(s["name"]) for s in statuses if not s["ready"]]
     ready = phase == "Running" and not unready
     if ready:
