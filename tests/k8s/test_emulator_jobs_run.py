@@ -17,9 +17,8 @@ import pytest
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from tests.k8s.conftest import wait_until
 from tests.k8s.emulator import ApiError, Emulator
-from tests.k8s.emulator.fixtures import Kubectl, live_processes, serve
+from tests.k8s.emulator.fixtures import Kubectl, live_processes, serve, wait_for
 from tests.k8s.emulator.manifests import condition, container, finished, job
 from tests.k8s.support import WatchCollector, error_body
 
@@ -51,7 +50,7 @@ def wait_finished(emulator: Emulator, name: str, timeout: float = 10) -> dict[st
         found = stored(emulator, "jobs", name)
         return found if found and finished(found) else None
 
-    return wait_until(f"Job {name} to finish", done, timeout)
+    return wait_for(f"Job {name} to finish", done, timeout)
 
 
 def pods_of(emulator: Emulator, name: str) -> list[dict[str, Any]]:
@@ -75,7 +74,7 @@ def running_pid(emulator: Emulator, name: str) -> int:
                 return int(first)
         return None
 
-    return wait_until(f"a running pod of {name}", printed, 5)
+    return wait_for(f"a running pod of {name}", printed, 5)
 
 
 def test_a_job_runs_its_command_as_a_local_process(
@@ -240,7 +239,7 @@ def test_deleting_a_running_job_kills_its_processes(emulator: Emulator, batch: A
     batch.create_namespaced_job("default", job("long", "echo $$; sleep 30"))
     pid = running_pid(emulator, "long")
     batch.delete_namespaced_job("long", "default", propagation_policy="Background")
-    wait_until("the pod to be gone", lambda: not pods_of(emulator, "long"), 5)
+    wait_for("the pod to be gone", lambda: not pods_of(emulator, "long"), 5)
     assert live_processes([pid]) == []
 
 
@@ -248,13 +247,13 @@ def test_an_orphaned_pod_keeps_running(emulator: Emulator, batch: Any, core: Any
     batch.create_namespaced_job("default", job("orphan", "echo $$; sleep 30"))
     pid = running_pid(emulator, "orphan")
     batch.delete_namespaced_job("orphan", "default")  # batch/v1's default: Orphan
-    wait_until("the Job to be gone", lambda: stored(emulator, "jobs", "orphan") is None, 5)
+    wait_for("the Job to be gone", lambda: stored(emulator, "jobs", "orphan") is None, 5)
     (kept,) = pods_of(emulator, "orphan")
     assert "ownerReferences" not in kept["metadata"]
     assert kept["status"]["phase"] == "Running"
     assert pid in live_processes([pid])  # the shell and its sleep
     core.delete_namespaced_pod(kept["metadata"]["name"], "default")
-    wait_until("the pod to be gone", lambda: not pods_of(emulator, "orphan"), 5)
+    wait_for("the pod to be gone", lambda: not pods_of(emulator, "orphan"), 5)
     assert live_processes([pid]) == []
 
 
@@ -266,7 +265,7 @@ def test_a_running_pod_reports_running_and_ready(emulator: Emulator, batch: Any)
         found = stored(emulator, "jobs", "up")
         return found if found and found["status"].get("ready") == 1 else None
 
-    status = wait_until("the Job to count a ready pod", ready_job, 5)["status"]
+    status = wait_for("the Job to count a ready pod", ready_job, 5)["status"]
     assert (status["active"], status["terminating"]) == (1, 0)
     (pod,) = pods_of(emulator, "up")
     (main,) = pod["status"]["containerStatuses"]
@@ -304,7 +303,7 @@ def test_a_suspended_job_makes_no_pods_until_resumed(emulator: Emulator, batch: 
         found = stored(emulator, "jobs", "later")
         return found if found and condition(found, "Suspended") else None
 
-    assert "startTime" not in wait_until("the Suspended condition", suspended, 5)["status"]
+    assert "startTime" not in wait_for("the Suspended condition", suspended, 5)["status"]
     assert pods_of(emulator, "later") == []
     batch.patch_namespaced_job("later", "default", {"spec": {"suspend": False}})
     done = wait_finished(emulator, "later")

@@ -12,9 +12,10 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 import yaml
@@ -23,6 +24,7 @@ from kubernetes import client, config
 from .emulator import Emulator
 
 CRD_PATH = Path(__file__).resolve().parent.parent / "crontask_crd.yaml"
+T = TypeVar("T")
 KUBECTL_SKIP = "kubectl is not on PATH: the kubectl contract tests need it (/usr/bin/kubectl)"
 
 
@@ -30,6 +32,19 @@ def load_crd(path: Path = CRD_PATH) -> dict[str, Any]:
     crd = yaml.safe_load(path.read_text())
     assert isinstance(crd, dict)
     return crd
+
+
+def wait_for(what: str, condition: Callable[[], T | None], timeout: float = 10.0) -> T:
+    """Poll ``condition`` every 20 ms until it returns something truthy, and return that;
+    fail the test after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(0.02)
 
 
 def live_processes(groups: list[int]) -> list[int]:
