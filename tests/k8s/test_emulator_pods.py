@@ -132,6 +132,19 @@ def test_a_scheduled_pod_is_deleted_gracefully(emulator: Emulator) -> None:
     assert emulator.objects("pods") == []
 
 
+def test_a_status_write_does_not_end_a_graceful_deletion(emulator: Emulator) -> None:
+    http_call(emulator, "POST", PODS, pod("p", nodeName="emulator-node-1"))
+    http_call(emulator, "DELETE", f"{PODS}/p")
+    code, _, _ = http_call(
+        emulator, "PATCH", f"{PODS}/p/status", {"status": {"phase": "Failed"}},
+        headers={"Content-Type": "application/merge-patch+json"},
+    )  # fmt: skip
+    assert code == 200
+    (kept,) = emulator.objects("pods")
+    assert kept["status"]["phase"] == "Failed"
+    assert kept["metadata"]["deletionTimestamp"]
+
+
 def test_a_finished_pod_is_deleted_at_once(core: Any, emulator: Emulator) -> None:
     core.create_namespaced_pod("default", pod("p", nodeName="emulator-node-1"))
     core.patch_namespaced_pod_status("p", "default", {"status": {"phase": "Succeeded"}})

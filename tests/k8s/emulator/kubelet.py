@@ -169,16 +169,24 @@ class Kubelet:
             state.restart_at = None
         image = str(container.get("image"))
         if image in self.unpullable:
-            pulling = state.waiting is not None and state.waiting[0] == "ErrImagePull"
-            if pulling or (state.waiting and state.waiting[0] == "ImagePullBackOff"):
-                state.waiting = ("ImagePullBackOff", f'Back-off pulling image "{image}"')
-                return None
+            return self._pull_failed(pod, state, image)
+        state.pull_at = None
+        return self._start(key, pod, runtime, state)
+
+    def _pull_failed(self, pod: Obj, state: ContainerState, image: str) -> float | None:
+        """ErrImagePull on the first try, ImagePullBackOff from the retry on (the delay holds
+        even when another change syncs the pod sooner)."""
+        now = time.monotonic()
+        if state.pull_at is None:
+            state.pull_at = now + _PULL_RETRY
             state.waiting = ("ErrImagePull", f'failed to pull image "{image}": not found')
             events.record(
                 self.store, pod, "Warning", "Failed", f'Failed to pull image "{image}"', "kubelet"
             )
-            return _PULL_RETRY
-        return self._start(key, pod, runtime, state)
+        if now < state.pull_at:
+            return state.pull_at - now
+        state.waiting = ("ImagePullBackOff", f'Back-off pulling image "{image}"')
+        return None
 
     def _start(
         self, key: PodKey, pod: Obj, runtime: PodRuntime, state: ContainerState

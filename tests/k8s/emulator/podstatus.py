@@ -24,6 +24,7 @@ class ContainerState:
     runs: list[ContainerProcess] = field(default_factory=list)
     waiting: tuple[str, str] | None = None  # (reason, message)
     restart_at: float | None = None  # monotonic time of the next start, while backing off
+    pull_at: float | None = None  # monotonic time of the next pull, after ErrImagePull
 
 
 def restarts(policy: str, code: int | None) -> bool:

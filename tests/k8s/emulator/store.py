@@ -282,7 +282,13 @@ class Store:
         if result == old:  # a no-op write: no new resourceVersion, no watch event
             return self.present(rtype, old)
         meta = result["metadata"]
-        if meta.get("deletionTimestamp") and not meta.get("finalizers"):
+        # The last finalizer gone ends a deletion, unless a graceful period still runs (a pod
+        # whose kubelet has not yet stopped it: the kubelet's DELETE with grace 0 ends that).
+        if (
+            meta.get("deletionTimestamp")
+            and not meta.get("finalizers")
+            and not meta.get("deletionGracePeriodSeconds")
+        ):
             return self.present(rtype, self._commit(rtype, result, "DELETED"))
         return self.present(rtype, self._commit(rtype, result, "MODIFIED"))
 
