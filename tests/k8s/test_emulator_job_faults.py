@@ -24,8 +24,8 @@ MISSING = "registry.invalid/missing:1"
 
 
 @pytest.fixture
-def emulator() -> Iterator[Emulator]:
-    yield from serve(run_jobs=True, max_grace_period=0.5)
+def emulator(request: pytest.FixtureRequest) -> Iterator[Emulator]:
+    yield from serve(run_jobs=True, max_grace_period=0.5, **getattr(request, "param", {}))
 
 
 def pods_of(emulator: Emulator, name: str) -> list[dict[str, Any]]:
@@ -194,3 +194,24 @@ def test_stop_kills_every_process() -> None:
     assert live_processes(groups) == []
     assert emu.process_groups() == []
     assert not emu.server_errors
+
+
+@pytest.mark.parametrize("emulator", [{"max_pods": 1}], indirect=True)
+def test_a_full_node_leaves_pods_pending_until_there_is_room(emulator: Emulator) -> None:
+    http_call(emulator, "POST", PODS, pod("first", "sleep 0.5", restartPolicy="Never"))
+    wait_for("first to run", emulator.process_groups, 5)
+    http_call(emulator, "POST", PODS, pod("second", "echo second", restartPolicy="Never"))
+
+    def second() -> dict[str, Any]:
+        return next(p for p in emulator.objects("pods") if p["metadata"]["name"] == "second")
+
+    def unschedulable() -> dict[str, Any] | None:
+        found = second()
+        return found if found["status"].get("conditions") else None
+
+    (scheduled,) = wait_for("second to be unschedulable", unschedulable, 5)["status"]["conditions"]
+    assert (scheduled["status"], scheduled["reason"]) == ("False", "Unschedulable")
+    assert scheduled["message"] == "0/1 nodes are available: 1 Too many pods."
+    assert "nodeName" not in second()["spec"]
+    wait_for("second to run once first has ended",
+             lambda: second()["status"].get("phase") == "Succeeded", 5)  # fmt: skip

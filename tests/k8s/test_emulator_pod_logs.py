@@ -19,7 +19,7 @@ from kubernetes.client.exceptions import ApiException
 
 from tests.k8s.emulator import Emulator
 from tests.k8s.emulator.fixtures import Kubectl, serve, wait_for
-from tests.k8s.emulator.manifests import container, finished, job
+from tests.k8s.emulator.manifests import container, finished, job, pod
 from tests.k8s.emulator.processes import LOG_LIMIT
 from tests.k8s.support import error_body, http_call
 
@@ -154,3 +154,25 @@ def test_kubectl_logs_follow(emulator: Emulator, kubectl: Kubectl) -> None:
     wait_for("a pod", lambda: emulator.objects("pods"), 5)
     assert kubectl("logs", "-f", "job/chatty") == "one\ntwo\n"
     assert kubectl("logs", "job/chatty", "--tail=1") == "two\n"
+
+
+def test_a_restarting_container_keeps_the_current_and_previous_logs(
+    emulator: Emulator, core: Any
+) -> None:
+    script = (
+        'n=$(cat count 2>/dev/null || echo 0); n=$((n+1)); echo $n > count; echo "run $n"; exit 1'
+    )
+    http_call(emulator, "POST", "/api/v1/namespaces/default/pods", pod("loop", script))
+
+    def restarted() -> dict[str, Any] | None:
+        (found,) = emulator.objects("pods")
+        statuses = found["status"].get("containerStatuses") or []
+        return statuses[0] if statuses and statuses[0]["restartCount"] >= 3 else None
+
+    main = wait_for("three restarts", restarted, 5)
+    assert main["lastState"]["terminated"]["exitCode"] == 1
+    assert emulator.objects("pods")[0]["status"]["phase"] == "Running"  # restartPolicy Always
+    current = core.read_namespaced_pod_log("loop", "default")
+    previous = core.read_namespaced_pod_log("loop", "default", previous=True)
+    assert re.fullmatch(r"run \d+\n", current) or current == ""  # may be between runs
+    assert re.fullmatch(r"run \d+\n", previous)

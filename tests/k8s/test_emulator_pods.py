@@ -152,6 +152,14 @@ def test_a_finished_pod_is_deleted_at_once(core: Any, emulator: Emulator) -> Non
     assert emulator.objects("pods") == []
 
 
+def test_a_body_over_3_mib_is_413(emulator: Emulator) -> None:
+    body = pod("big")
+    body["metadata"]["annotations"] = {"x": "y" * (3 * 1024 * 1024)}
+    code, _, status = http_call(emulator, "POST", PODS, body)
+    assert (code, status["reason"]) == (413, "RequestEntityTooLarge")
+    assert emulator.objects("pods") == []
+
+
 def test_logs_of_a_pod_no_kubelet_runs(core: Any) -> None:
     core.create_namespaced_pod("default", pod("p"))
     with pytest.raises(ApiException) as err:

@@ -35,7 +35,8 @@ class Emulator:
     ``run_jobs=True`` adds the Job controller and kubelet doubles: each Job gets pods whose
     containers run as local processes (``pod_backoff``: the fixed delay before a failed pod
     is replaced or a container restarted; ``max_grace_period``: the cap on a deleted pod's
-    ``terminationGracePeriodSeconds`` before its processes are killed). ``stop()`` kills them.
+    ``terminationGracePeriodSeconds`` before its processes are killed; ``max_pods``: the node's
+    capacity, beyond which pods stay Pending, Unschedulable). ``stop()`` kills them all.
     """
 
     def __init__(
@@ -45,11 +46,13 @@ class Emulator:
         run_jobs: bool = False,
         pod_backoff: float = 0.05,
         max_grace_period: float = 1.0,
+        max_pods: int = 110,
     ) -> None:
         self.bookmark_interval = bookmark_interval
         self.run_jobs = run_jobs
         self.pod_backoff = pod_backoff
         self.max_grace_period = max_grace_period
+        self.max_pods = max_pods
         self.workloads: Workloads | None = None
         self.stopped = threading.Event()  # ends log streams that follow a container
         self.store = Store()
@@ -92,6 +95,7 @@ class Emulator:
                 base_env,
                 self.pod_backoff,
                 self.max_grace_period,
+                self.max_pods,
             )
             self.workloads.start()
 

@@ -33,6 +33,8 @@ PodKey = tuple[str, str]
 
 NODE_NAME = "emulator-node-1"
 _PULL_RETRY = 0.2  # seconds from ErrImagePull to ImagePullBackOff
+MAX_PODS = 110  # the kubelet's default maxPods: more pods than that stay Pending
+_UNSCHEDULABLE_RETRY = 0.2
 _FIELD_REFS: dict[str, Callable[[Obj], Any]] = {
     "metadata.name": lambda p: p["metadata"]["name"],
     "metadata.namespace": lambda p: p["metadata"].get("namespace", ""),
@@ -72,10 +74,12 @@ class Kubelet:
         wake: Callable[[PodKey], None],
         restart_backoff: float,
         max_grace: float,
+        max_pods: int = MAX_PODS,
         node: str = NODE_NAME,
     ) -> None:
         self.store, self.workdir, self.base_env, self.wake = store, workdir, base_env, wake
         self.restart_backoff, self.max_grace, self.node = restart_backoff, max_grace, node
+        self.max_pods = max_pods
         self.lock = threading.Lock()
         self.pods: dict[PodKey, PodRuntime] = {}
         self.unpullable: set[str] = set()
@@ -97,8 +101,7 @@ class Kubelet:
             return None
         node = pod["spec"].get("nodeName")
         if not node:
-            self._bind(pod)
-            return None
+            return self._bind(pod)
         if node != self.node:
             return None
         if pod["metadata"].get("deletionTimestamp"):
@@ -112,21 +115,41 @@ class Kubelet:
         due = [d for d in delays if d is not None]
         return min(due) if due else None
 
-    def _bind(self, pod: Obj) -> None:
+    def _bind(self, pod: Obj) -> float | None:
+        """Schedule the pod on the node, as the default scheduler and a binding would; a full
+        node (``max_pods`` pods not finished) leaves it Pending, Unschedulable, for a while."""
+        meta = pod["metadata"]
         with self.store.cond:
-            meta = pod["metadata"]
-            current = self.store.data.get("pods", {}).get((meta["namespace"], meta["name"]))
+            pods = self.store.data.get("pods", {})
+            current = pods.get((meta["namespace"], meta["name"]))
             if current is None or current["metadata"]["uid"] != meta["uid"]:
-                return
+                return None
             if current["spec"].get("nodeName"):
-                return
+                return None
+            placed = sum(
+                1
+                for p in pods.values()
+                if p["spec"].get("nodeName") == self.node
+                and p.get("status", {}).get("phase") not in ("Succeeded", "Failed")
+            )
             bound = copy.deepcopy(current)
-            bound["spec"]["nodeName"] = self.node
-            scheduled = {"type": "PodScheduled", "status": "True", "lastProbeTime": None}
-            scheduled["lastTransitionTime"] = now_rfc3339()
+            scheduled: Obj = {"type": "PodScheduled", "lastProbeTime": None}
+            if placed >= self.max_pods:
+                scheduled.update(status="False", reason="Unschedulable",
+                                 message="0/1 nodes are available: 1 Too many pods.")  # fmt: skip
+            else:
+                scheduled["status"] = "True"
+                bound["spec"]["nodeName"] = self.node
+            old = (current.get("status", {}).get("conditions") or [{}])[0]
+            same = old.get("status") == scheduled["status"]
+            scheduled["lastTransitionTime"] = (
+                old.get("lastTransitionTime") if same else now_rfc3339()
+            )
             bound.setdefault("status", {})["conditions"] = [scheduled]
             self.store.rewrite(current, bound)
             self.store.collector.run()
+        if placed >= self.max_pods:
+            return _UNSCHEDULABLE_RETRY
         events.record(
             self.store,
             pod,
@@ -135,6 +158,7 @@ class Kubelet:
             f"Successfully assigned {meta['namespace']}/{meta['name']} to {self.node}",
             "default-scheduler",
         )
+        return None
 
     def _admit(self, key: PodKey, pod: Obj) -> PodRuntime:
         workdir = self.workdir / key[0] / f"{key[1]}-{pod['metadata']['uid'][:8]}"
@@ -207,6 +231,8 @@ class Kubelet:
         run = ContainerProcess(argv, env, runtime.workdir, lambda: self.wake(key))
         with self.lock:
             state.runs.append(run)
+            state.started += 1
+            del state.runs[:-2]  # the current run and the previous one, whose logs are kept
             state.waiting = None
         if not run.start():
             return 0.0  # a StartError ended the run: apply the restart policy now

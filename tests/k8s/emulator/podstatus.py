@@ -21,7 +21,8 @@ class ContainerState:
     is waiting when it has no running run."""
 
     spec: Obj
-    runs: list[ContainerProcess] = field(default_factory=list)
+    runs: list[ContainerProcess] = field(default_factory=list)  # the last two, as the kubelet
+    started: int = 0  # runs started in all
     waiting: tuple[str, str] | None = None  # (reason, message)
     restart_at: float | None = None  # monotonic time of the next start, while backing off
     pull_at: float | None = None  # monotonic time of the next pull, after ErrImagePull
@@ -54,7 +55,7 @@ def _container_status(spec: Obj, cs: ContainerState | None, policy: str, final: 
         "imageID": "",
         "ready": False,
         "started": False,
-        "restartCount": max(0, len(runs) - 1),
+        "restartCount": max(0, cs.started - 1) if cs else 0,
         "lastState": {},
     }
     # Decided by the policy, not by the back-off timer: a run may end between the kubelet's

@@ -29,3 +29,16 @@ class Strategy:
         """The graceful deletion period of a DELETE (``requested`` is ``gracePeriodSeconds``
         from the options); 0 removes the object at once."""
         return 0
+
+
+def delete_options(body: Any, params: dict[str, str]) -> Obj:
+    """``DeleteOptions`` from the body, completed by the query parameters a client may use
+    instead (``propagationPolicy``, ``gracePeriodSeconds``, ``orphanDependents``)."""
+    options: Obj = dict(body) if isinstance(body, dict) else {}
+    if "propagationPolicy" in params:
+        options.setdefault("propagationPolicy", params["propagationPolicy"])
+    if "orphanDependents" in params:
+        options.setdefault("orphanDependents", params["orphanDependents"].lower() in ("1", "true"))
+    if params.get("gracePeriodSeconds", "").lstrip("-").isdigit():
+        options.setdefault("gracePeriodSeconds", int(params["gracePeriodSeconds"]))
+    return options

@@ -30,12 +30,13 @@ class Workloads:
         base_env: dict[str, str],
         pod_backoff: float,
         max_grace: float,
+        max_pods: int,
     ) -> None:
         self.store, self.report = store, report
         self.workdir = Path(tempfile.mkdtemp(prefix="k8s-emulator-pods-"))
         self.jobs = JobController(store, pod_backoff)
         self.kubelet = Kubelet(
-            store, self.workdir, base_env, self._wake_pod, pod_backoff, max_grace
+            store, self.workdir, base_env, self._wake_pod, pod_backoff, max_grace, max_pods
         )
         self._pending: set[Key] = set()
         self._timers: list[tuple[float, Key]] = []
