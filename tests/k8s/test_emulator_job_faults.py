@@ -25,7 +25,8 @@ MISSING = "registry.invalid/missing:1"
 
 @pytest.fixture
 def emulator(request: pytest.FixtureRequest) -> Iterator[Emulator]:
-    yield from serve(run_jobs=True, max_grace_period=0.5, **getattr(request, "param", {}))
+    options = {"run_jobs": True, "max_grace_period": 0.5, **getattr(request, "param", {})}
+    yield from serve(**options)
 
 
 def pods_of(emulator: Emulator, name: str) -> list[dict[str, Any]]:
@@ -215,3 +216,36 @@ def test_a_full_node_leaves_pods_pending_until_there_is_room(emulator: Emulator)
     assert "nodeName" not in second()["spec"]
     wait_for("second to run once first has ended",
              lambda: second()["status"].get("phase") == "Succeeded", 5)  # fmt: skip
+
+
+@pytest.mark.parametrize("emulator", [{"max_grace_period": 2.0}], indirect=True)
+@pytest.mark.parametrize(("policy", "overlap"), [("TerminatingOrFailed", True), ("Failed", False)])
+def test_pod_replacement_policy(
+    emulator: Emulator, k8s_api_client: Any, policy: str, overlap: bool
+) -> None:
+    """A deleted pod is replaced while it terminates (TerminatingOrFailed, the default), or
+    once it is gone (Failed). Its process ignores SIGTERM, so it terminates for 2 s."""
+    script = "trap '' TERM; echo $$; while :; do sleep 0.05; done"
+    http_call(emulator, "POST", JOBS, job("r", script, podReplacementPolicy=policy, backoffLimit=3))
+    wait_for("a pod", lambda: pods_of(emulator, "r"), 5)
+    first = pods_of(emulator, "r")[0]["metadata"]["name"]
+    running_pid(emulator, first)
+    core: Any = client.CoreV1Api(k8s_api_client)
+    start = emulator.resource_version
+    watch = WatchCollector(core.list_namespaced_pod, "default", resource_version=start).start()
+    try:
+        emulator.wait_for_watches(1, "pods")
+        http_call(emulator, "DELETE", f"{PODS}/{first}")
+        seen: list[tuple[str, str]] = []
+
+        def both(event: dict[str, Any]) -> bool:
+            seen.append((event["type"], event["object"].metadata.name))
+            return ("DELETED", first) in seen and any(
+                kind == "ADDED" and name != first for kind, name in seen
+            )
+
+        watch.take_until(both, timeout=10)
+    finally:
+        watch.stop()
+    added = next(i for i, (kind, name) in enumerate(seen) if kind == "ADDED" and name != first)
+    assert (added < seen.index(("DELETED", first))) is overlap

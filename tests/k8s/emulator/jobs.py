@@ -160,7 +160,9 @@ class JobController:
             if target is not None:
                 conditions.append(target)
         if target is None:
-            delay, made = self._create(job, active)
+            # With podReplacementPolicy Failed, a terminating pod is replaced once it is gone.
+            waiting = terminating if spec.get("podReplacementPolicy") == "Failed" else []
+            delay, made = self._create(job, active + waiting)
             active += made
             return self._write(key, job, status, conditions, active, terminating, delay)
         self._delete(job, active)
@@ -211,8 +213,9 @@ class JobController:
         return None
 
     def _create(self, job: Obj, active: list[Obj]) -> tuple[float | None, list[Obj]]:
-        """Create the missing pods (after the back-off that follows a failure); returns when to
-        sync again (the back-off's end, the active deadline) and the pods made."""
+        """Create the pods missing besides ``active`` (after the back-off that follows a
+        failure); returns when to sync again (the back-off's end, the active deadline) and the
+        pods made."""
         spec, uid = job["spec"], job["metadata"]["uid"]
         counted = self.counted.get(uid, {}).values()
         succeeded = sum(1 for c in counted if c == "Succeeded")
