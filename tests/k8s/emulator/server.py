@@ -226,7 +226,7 @@ class Handler(BaseHTTPRequestHandler):
         target = self._target(group, version, rest)
         body: Any = None
         if raw and "protobuf" in self.headers.get("Content-Type", ""):
-            # kubectl's typed clients (create job, run) write built-ins as protobuf.
+            # kubectl's typed clients (kubectl create job) write built-ins as protobuf.
             raise ApiError(
                 415,
                 "the emulator decodes JSON bodies only, not application/vnd.kubernetes.protobuf",
