@@ -141,6 +141,55 @@ def test_invalid_jobs_are_422_with_the_field_in_causes(
     assert emulator.objects("jobs") == []
 
 
+def _shaped(path: str, value: Any) -> dict[str, Any]:
+    body = job("bad")
+    node = body
+    parts = path.split(".")
+    for part in parts[:-1]:
+        node = node[int(part)] if isinstance(node, list) else node[part]
+    node[parts[-1]] = value
+    return body
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "found"),
+    [
+        ("spec.template", "t", "string into Go struct field Job.spec.template of type object"),
+        ("spec.template.metadata", 5, "number into Go struct field Job.spec.template.metadata"),
+        ("spec.template.spec.containers", {"a": 1}, "object into Go struct field"),
+        ("spec.template.spec.containers.0.env", "x", "string into Go struct field"),
+        ("spec.selector", {"matchLabels": [1]}, "Job.spec.selector.matchLabels of type map"),
+        ("spec.parallelism", True, "bool into Go struct field Job.spec.parallelism of type int64"),
+        ("metadata.ownerReferences", ["x"], "Job.metadata.ownerReferences[0] of type object"),
+        ("metadata.finalizers", "x", "Job.metadata.finalizers of type list"),
+    ],
+)
+def test_fields_of_the_wrong_type_are_400(
+    emulator: Emulator, path: str, value: Any, found: str
+) -> None:
+    code, _, status = http_call(emulator, "POST", JOBS, _shaped(path, value))
+    assert (code, status["reason"]) == (400, "BadRequest")
+    assert status["message"].startswith(
+        'Job in version "v1" cannot be handled as a Job: json: cannot unmarshal '
+    )
+    assert found in status["message"]
+    assert emulator.objects("jobs") == []
+
+
+def test_a_status_of_the_wrong_type_is_400(emulator: Emulator) -> None:
+    http_call(emulator, "POST", JOBS, job("st"))
+    merge = {"Content-Type": "application/merge-patch+json"}
+    code, _, _ = http_call(
+        emulator, "PATCH", f"{JOBS}/st/status", {"status": {"conditions": "x"}}, headers=merge
+    )
+    assert code == 400
+    code, _, status = http_call(
+        emulator, "PATCH", f"{JOBS}/st/status", {"status": {"startTime": "soon"}}, headers=merge
+    )
+    assert code == 400
+    assert "Job.status.startTime of type v1.Time" in status["message"]
+
+
 def test_several_errors_are_listed_in_brackets(emulator: Emulator) -> None:
     body = _policy("Always")
     del body["spec"]["template"]["spec"]["containers"][0]["image"]

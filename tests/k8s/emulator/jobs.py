@@ -104,15 +104,25 @@ class JobController:
         self.created: dict[str, set[str]] = {}  # job uid → uids of the pods it created
         self.started: dict[str, float] = {}  # job uid → monotonic time of startTime
         self.last_failure: dict[str, float] = {}
+        self.uids: dict[JobKey, str] = {}  # the Job each key names now
+
+    def _forget(self, key: JobKey, uid: str) -> None:
+        del self.uids[key]
+        for memory in (self.counted, self.created, self.started, self.last_failure):
+            memory.pop(uid, None)
 
     def sync(self, key: JobKey) -> float | None:
         """Converge one Job; returns in how many seconds to sync it again, if needed."""
         with self.store.cond:
             stored = self.store.data.get("jobs.batch", {}).get(key)
+            known = self.uids.get(key)
+            if known is not None and (stored is None or stored["metadata"]["uid"] != known):
+                self._forget(key, known)  # deleted (or replaced by a Job of the same name)
             if stored is None:
                 return None
             job = copy.deepcopy(stored)
             uid = job["metadata"]["uid"]
+            self.uids[key] = uid
             pods = [
                 copy.deepcopy(p)
                 for p in self.store.collector.dependents_of(uid)

@@ -58,8 +58,11 @@ def job_duration(job: Obj, now: datetime) -> str:
     status = job.get("status", {})
     if not status.get("startTime"):
         return ""
-    start = parse_time(status["startTime"])
-    end = parse_time(status["completionTime"]) if status.get("completionTime") else now
+    try:
+        start = parse_time(status["startTime"])
+        end = parse_time(status["completionTime"]) if status.get("completionTime") else now
+    except ValueError:
+        return "<invalid>"
     return human_duration((end - start).total_seconds())
 
 

@@ -11,7 +11,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from . import crds, errors, naming
+from . import crds, errors, naming, shapes
 from .batch import JobStrategy
 from .errors import ApiError
 from .gc import FOREGROUND_FINALIZER, ORPHAN_FINALIZER, Collector
@@ -202,6 +202,7 @@ class Store:
         meta = obj.get("metadata")
         if not isinstance(meta, dict):
             meta = obj["metadata"] = {}
+        shapes.check(rtype.key, rtype.kind, rtype.version, obj)
         with self.cond:
             self._check_namespace(rtype, ns, obj)
             if not meta.get("name") and isinstance(meta.get("generateName"), str):
@@ -246,6 +247,7 @@ class Store:
                 result["status"] = copy.deepcopy(new["status"])
             else:
                 result.pop("status", None)
+            shapes.check(rtype.key, rtype.kind, rtype.version, result)
             return result
         result = copy.deepcopy(new)
         meta = result.get("metadata")
@@ -265,6 +267,7 @@ class Store:
         if rtype.key == CRD_KEY:
             validate_crd(result)
             result["status"] = crds.crd_status(result, now_rfc3339(), old)
+        shapes.check(rtype.key, rtype.kind, rtype.version, result)
         STRATEGIES.get(rtype.key, _GENERIC).prepare_update(old, result)
         if rtype.tracks_generation and self._spec(rtype, result) != self._spec(rtype, old):
             meta["generation"] = int(old["metadata"].get("generation", 1)) + 1

@@ -14,7 +14,15 @@ def rfc3339(moment: datetime) -> str:
 
 
 def parse_time(value: str) -> datetime:
-    return datetime.strptime(value, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+    """An RFC 3339 time (``2024-01-02T03:04:05Z``, or with fractions or an offset) in UTC;
+    ValueError when it is none."""
+    try:
+        return datetime.strptime(value, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+    except ValueError:
+        parsed = datetime.fromisoformat(value)
+    if parsed.tzinfo is None:
+        raise ValueError(f"no time zone in {value!r}")
+    return parsed.astimezone(UTC)
 
 
 def human_duration(seconds_total: float) -> str:

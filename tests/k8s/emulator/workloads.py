@@ -40,6 +40,7 @@ class Workloads:
         )
         self._pending: set[Key] = set()
         self._timers: list[tuple[float, Key]] = []
+        self._due: dict[Key, float] = {}  # the one timer that counts per key
         self._stopping = False
         self._thread: threading.Thread | None = None
 
@@ -93,7 +94,10 @@ class Workloads:
                     return None
                 now = time.monotonic()
                 while self._timers and self._timers[0][0] <= now:
-                    self._pending.add(heapq.heappop(self._timers)[1])
+                    due, key = heapq.heappop(self._timers)
+                    if self._due.get(key) == due:  # else superseded by an earlier one
+                        del self._due[key]
+                        self._pending.add(key)
                 position, keys = self._changes(position)
                 keys |= self._pending
                 self._pending = set()
@@ -121,6 +125,10 @@ class Workloads:
             self.report(traceback.format_exc())
             return
         if delay is not None:
+            due = time.monotonic() + delay
             with self.store.cond:
-                heapq.heappush(self._timers, (time.monotonic() + delay, key))
+                if key in self._due and self._due[key] <= due:
+                    return  # an earlier sync of this key is already due
+                self._due[key] = due
+                heapq.heappush(self._timers, (due, key))
                 self.store.cond.notify_all()
