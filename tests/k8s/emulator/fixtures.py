@@ -49,14 +49,18 @@ def wait_for(what: str, condition: Callable[[], T | None], timeout: float = 10.0
 
 def live_processes(groups: list[int]) -> list[int]:
     """Pids of the processes (zombies aside) still alive in the given process groups."""
+    if not groups:
+        return []
     alive = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rpartition(")")[2].split()
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:  # a process may end while /proc is read
+            fields = Path("/proc", entry, "stat").read_text().rpartition(")")[2].split()
         except OSError:
-            continue  # gone meanwhile
+            continue
         if fields[0] != "Z" and int(fields[2]) in groups:
-            alive.append(int(stat.parent.name))
+            alive.append(int(entry))
     return alive
 
 
