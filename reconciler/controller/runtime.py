@@ -200,7 +200,8 @@ async def serve(
     size = options.max_file_size
     sources: list[Source] = [DirectorySource([api_dir], source=API_KIND, max_file_size=size)]
     if options.paths:
-        sources.append(DirectorySource(options.paths, max_file_size=size))
+        guard = not options.allow_empty
+        sources.append(DirectorySource(options.paths, max_file_size=size, guard_empty=guard))
     git = GitSource(options.git, options.state_dir, max_file_size=size) if options.git else None
     if git is not None:
         sources.append(git)
