@@ -38,6 +38,7 @@ from reconciler.core.desired import Definition, DefinitionError, Location
 from reconciler.core.model import API_GROUP, CronTask
 from reconciler.core.status import KUBERNETES, RUN_NOW_ANNOTATION, ObjectRef
 from reconciler.sources.kubernetes_watch import Informer
+from reconciler.sources.messages import problems
 
 log = logging.getLogger("crontask.sources")
 
@@ -228,8 +229,7 @@ class KubernetesSource:
             task = CronTask.model_validate(document)
         except ValidationError as err:
             errors = tuple(
-                DefinitionError(location, _message(item), ref.key)
-                for item in err.errors(include_url=False)
+                DefinitionError(location, str(problem), ref.key) for problem in problems(err)
             )
             return _Entry(ref, fingerprint, good, errors)
         return _Entry(ref, fingerprint, Definition.of(task, location), ())
@@ -277,16 +277,3 @@ def _ref(obj: dict[str, Any]) -> ObjectRef:
         api_version=str(obj.get("apiVersion") or f"{API_GROUP}/{VERSION}"),
         kind=str(obj.get("kind") or "CronTask"),
     )
-
-
-def _message(item: Any) -> str:
-    where = ""
-    for part in item["loc"]:
-        where += f"[{part}]" if isinstance(part, int) else (f".{part}" if where else str(part))
-    if item["type"] == "extra_forbidden":
-        text = "unknown field"
-    elif item["type"] == "missing":
-        text = "required field is missing"
-    else:
-        text = str(item["msg"]).removeprefix("Value error, ")
-    return f"{where}: {text}" if where else text
