@@ -154,11 +154,12 @@ def _definitions(n: int, due: float, command: bool) -> list[Any]:
 
 
 async def _crontask(mode: str, n: int, store_dir: Path | None) -> Json:
-    from reconciler.controller.dispatch import ActiveRun, Attempt, Dispatcher
+    from reconciler.controller.dispatch import Dispatcher
     from reconciler.core.desired import Definition
     from reconciler.core.plan import Operation, Step
     from reconciler.core.runs import RunRecord, RunStatus
-    from reconciler.runner.command import CommandOutcome, CommandRun
+    from reconciler.runner.base import Actions, Attempt, Outcome
+    from reconciler.runner.command import CommandRun, CommandRunner
     from reconciler.runner.environment import task_environment
     from reconciler.scheduling.apscheduler import ApsScheduler
     from reconciler.store import open_store, sqlite_url
@@ -173,37 +174,51 @@ async def _crontask(mode: str, n: int, store_dir: Path | None) -> Json:
     class NoopAttempt:
         """Succeeds at once: what is left of a run when the action costs nothing."""
 
-        async def run(self) -> CommandOutcome:
+        async def run(self) -> Outcome:
             tally.started()
-            return CommandOutcome(RunStatus.SUCCEEDED, 0, None, "exit code 0", "", None)
+            return Outcome(RunStatus.SUCCEEDED, 0, None, "exit code 0", "")
 
         def stop(self, reason: str) -> None:
             pass
 
-    class BenchDispatcher(Dispatcher):
-        async def _attempt(self, definition: Definition, active: ActiveRun) -> CommandOutcome:
-            if command:
-                # The real attempt (CommandRun); note when its process has been spawned.
-                inner = loop.create_task(super()._attempt(definition, active))
-                while active.command is None and not inner.done():
-                    await asyncio.sleep(0)
-                if isinstance(active.command, CommandRun):
-                    await active.command.started.wait()
-                    tally.started()
-                return await inner
-            return await super()._attempt(definition, active)
+    class SpawnNoted:
+        """The real attempt (CommandRun); notes when its process has been spawned."""
 
-        def _action(self, definition: Definition, record: RunRecord) -> Attempt:
-            # The real action is built (environment and all), then swapped for the no-op.
-            real = super()._action(definition, record)
-            return real if command else NoopAttempt()
+        def __init__(self, real: CommandRun) -> None:
+            self.real = real
+
+        async def run(self) -> Outcome:
+            inner = loop.create_task(self.real.run())
+            spawned = loop.create_task(self.real.started.wait())
+            await asyncio.wait({inner, spawned}, return_when=asyncio.FIRST_COMPLETED)
+            spawned.cancel()
+            if self.real.started.is_set():
+                tally.started()
+            return await inner
+
+        def stop(self, reason: str) -> None:
+            self.real.stop(reason)
+
+    class BenchAction:
+        """The real action is built (environment and all), then swapped for the no-op
+        unless commands are measured."""
+
+        field = "command"
+
+        def __init__(self, runner: CommandRunner) -> None:
+            self.runner = runner
+
+        def attempt(self, definition: Definition, record: RunRecord) -> Attempt:
+            real = self.runner.attempt(definition, record)
+            return SpawnNoted(real) if command else NoopAttempt()
 
     # Commands start from the environment `crontask run` gives them by default (--task-env).
     task_env = task_environment(os.environ, "minimal")
     # The in-memory store measures crontask, not a disk; --store sqlite gives the store
     # `crontask run` uses by default.
     store = open_store(sqlite_url(store_dir)) if store_dir else MemoryRunStore()
-    dispatcher = BenchDispatcher(store, owner="bench:1:x", task_env=task_env)
+    actions = Actions([BenchAction(CommandRunner(task_env))])
+    dispatcher = Dispatcher(store, owner="bench:1:x", actions=actions)
 
     def on_final(record: RunRecord) -> None:
         if record.status is not RunStatus.RUNNING:

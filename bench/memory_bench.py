@@ -32,12 +32,12 @@ PRUNE_EVERY = 10.0
 
 async def _soak(tasks: int, seconds: float) -> Json:
     from reconciler import logs
-    from reconciler.controller.dispatch import ActiveRun, Dispatcher
+    from reconciler.controller.dispatch import Dispatcher
     from reconciler.core.desired import Definition, Location
     from reconciler.core.model import CronTask
     from reconciler.core.plan import Operation, Step
     from reconciler.core.runs import RunRecord, RunStatus
-    from reconciler.runner.command import CommandOutcome
+    from reconciler.runner.base import Actions, Outcome
     from reconciler.scheduling.apscheduler import ApsScheduler
     from reconciler.store.memory import MemoryRunStore
 
@@ -48,16 +48,28 @@ async def _soak(tasks: int, seconds: float) -> Json:
     measured = 0
     outcomes = {"started": 0, "skipped": 0}
 
-    class NoopDispatcher(Dispatcher):
-        async def _attempt(self, definition: Definition, active: ActiveRun) -> CommandOutcome:
+    class NoopAttempt:
+        def __init__(self, record: RunRecord) -> None:
+            self.record = record
+
+        async def run(self) -> Outcome:
             nonlocal measured
             if measured < len(lateness):
-                lateness[measured] = time.time() - active.record.scheduled_at.timestamp()
+                lateness[measured] = time.time() - self.record.scheduled_at.timestamp()
                 measured += 1
-            return CommandOutcome(RunStatus.SUCCEEDED, 0, None, "exit code 0", "", None)
+            return Outcome(RunStatus.SUCCEEDED, 0, None, "exit code 0", "")
+
+        def stop(self, reason: str) -> None:
+            pass
+
+    class NoopAction:
+        field = "command"
+
+        def attempt(self, definition: Definition, record: RunRecord) -> NoopAttempt:
+            return NoopAttempt(record)
 
     store = MemoryRunStore()
-    dispatcher = NoopDispatcher(store, owner="bench:1:x")
+    dispatcher = Dispatcher(store, owner="bench:1:x", actions=Actions([NoopAction()]))
 
     def counted(record: RunRecord) -> None:
         if record.status is RunStatus.RUNNING:

@@ -54,9 +54,12 @@ EDIT_TIMEOUT = 10.0
 
 async def _cold(tasks: int, running_first: bool) -> Json:
     from reconciler import logs
+    from reconciler.controller.dispatch import Dispatcher
     from reconciler.controller.reconcile import Reconciler
+    from reconciler.runner.base import Actions
     from reconciler.scheduling.apscheduler import ApsScheduler
     from reconciler.sources.files import DirectorySource
+    from reconciler.store.memory import MemoryRunStore
 
     logs.configure("info", "logfmt")  # as `crontask run`; the parent discards stderr
     with tempfile.TemporaryDirectory(prefix="bench-cold-") as tmp:
@@ -74,10 +77,11 @@ async def _cold(tasks: int, running_first: bool) -> Json:
         if running_first:
             scheduler.start()
         source = DirectorySource([root])
-        reconciler = Reconciler([source], scheduler)
+        idle = Dispatcher(MemoryRunStore(), owner="bench:1:x", actions=Actions([]))
+        reconciler = Reconciler([source], scheduler, idle)
         keys = reconciler.refresh(None)
         read = time.perf_counter()
-        result = reconciler.apply(keys, started)
+        result = reconciler.apply(keys, None, started)
         applied = time.perf_counter()
         if not running_first:
             scheduler.start()

@@ -21,6 +21,9 @@ Scenarios (each a plain module under bench/, each measurement in a fresh interpr
   visible; ``bench/k8s_bench.py``.
 - ``store``     ``bench/store_bench.py`` on SQLite, and on PostgreSQL with ``--pg URL`` or
   ``CRONTASK_TEST_POSTGRES_URL``.
+- ``hostile``   reading an alias bomb and a megabyte of tiny values (cases of
+  ``tests/hostile``) against PyYAML's own ``load`` of the same file, and ``crontask validate``
+  on the bomb against ``validate`` on one good task; ``bench/hostile_bench.py``.
 - ``api``       the real ``crontask run`` under a flood of parallel GETs (RSS before, at peak,
   60 s after), and listing 10 000 tasks page by page and through ``crontask tasks``;
   ``bench/api_bench.py``.
@@ -35,6 +38,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import os
 import re
 import subprocess
@@ -56,7 +60,7 @@ from _common import (
     run_worker,
 )
 
-SCENARIOS = ("lateness", "command", "reconcile", "k8s", "memory", "store", "api")
+SCENARIOS = ("lateness", "command", "reconcile", "k8s", "memory", "store", "hostile", "api")
 KIB = 1024
 MIB = 1024 * 1024
 SOAK_GROWTH_BOUND = 10 * MIB
@@ -593,6 +597,66 @@ def scenario_api(config: Config, rows: list[Row]) -> None:
     )
 
 
+def _hostile_read(case: str, mode: str, _: int) -> Json:
+    return run_worker("hostile_bench", ["read", case, mode], timeout=120)
+
+
+def scenario_hostile(config: Config, rows: list[Row]) -> None:
+    cases = {
+        "alias-bomb-sequences.yaml": "alias bomb (9 anchors of 9 sequences)",
+        "alias-bomb-merge-keys.yaml": "alias bomb of merge keys",
+        "many-values.yaml": "1 MiB of one-character values",
+    }
+    for case, label in cases.items():
+        log(f"hostile: reading {case}")
+        results = alternate(
+            ["crontask", "pyyaml"],
+            config.repeats,
+            functools.partial(_hostile_read, case),
+            0,
+        )
+        mine, base = results["crontask"], results["pyyaml"]
+        for mode, found in results.items():
+            for error in errors_of(found):
+                rows.append(Row("hostile input", f"{label} ({mode}): ERROR", error))
+        wall, extra = pick(mine, "wall_s"), pick(mine, "peak_extra")
+        bomb = case.startswith("alias-")
+        rows.append(
+            Row(
+                "hostile input",
+                f"{label}, {int(pick(mine, 'bytes')):,} bytes: read + YAML + validation "
+                "(DirectorySource.refresh) / yaml.load(CSafeLoader): time; peak RSS added",
+                f"{fmt_ms(wall * 1e3)}; {extra / MIB:.1f} MiB",
+                f"{fmt_ms(pick(base, 'wall_s') * 1e3)}; {pick(base, 'peak_extra') / MIB:.1f} MiB",
+                fmt_ratio(ratio(wall, pick(base, "wall_s"))),
+                "< 1 s, < 50 MiB (an error at file:line:col)" if bomb else "",
+                verdict(wall < 1.0 and extra < 50 * MIB) if bomb else "",
+            )
+        )
+    log("hostile: crontask validate on the alias bomb")
+    runs = [
+        run_worker("hostile_bench", ["validate", "alias-bomb-sequences.yaml"], timeout=120)
+        for _ in range(config.repeats)
+    ]
+    for error in errors_of(runs):
+        rows.append(Row("hostile input", "validate: ERROR", error))
+    extra = pick(runs, "hostile", "peak_rss") - pick(runs, "good", "peak_rss")
+    rows.append(
+        Row(
+            "hostile input",
+            "`crontask validate` (a subprocess) on the alias bomb / on one good task: "
+            "wall; CPU; peak RSS",
+            f"{fmt_s(pick(runs, 'hostile', 'wall_s'))}; {fmt_s(pick(runs, 'hostile', 'cpu_s'))}; "
+            f"{pick(runs, 'hostile', 'peak_rss') / MIB:.1f} MiB",
+            f"{fmt_s(pick(runs, 'good', 'wall_s'))}; {fmt_s(pick(runs, 'good', 'cpu_s'))}; "
+            f"{pick(runs, 'good', 'peak_rss') / MIB:.1f} MiB",
+            f"{extra / MIB:+.1f} MiB",
+            "< 50 MiB more",
+            verdict(extra < 50 * MIB),
+        )
+    )
+
+
 # -- output ----------------------------------------------------------------------------------
 
 HEADER = ("scenario", "measure", "crontask", "APScheduler baseline", "ratio", "target", "result")
@@ -662,6 +726,11 @@ NOTES = """\
   the instant just before the write (log times have millisecond resolution). Status figures
   are read back with GET every 10 ms, so they include up to 10 ms of polling; a run's end is
   its `finished_at` in the run store.
+- Hostile input: "read" is `DirectorySource.refresh()` of a folder holding the one file (what
+  `crontask run` and `validate` do with it: the read, the YAML and its bounds, validation),
+  in a fresh process; the baseline is PyYAML's `yaml.load(..., Loader=CSafeLoader)` of the
+  same file, which builds no CronTask and shares what aliases repeat (the walks that come
+  after it are what an alias bomb blows up). Peak RSS added is `ru_maxrss` after minus before.
 - RSS over a run: the real Dispatcher with a no-op attempt and a MemoryRunStore pruned every
   10 s to the default history limits (what `crontask run`'s housekeeping does), so the
   history does not count; the bound on growth after warm-up is stated in the target column.
@@ -773,6 +842,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         scenario_memory(config, rows, cold)
     if "store" in only:
         scenario_store(config, rows)
+    if "hostile" in only:
+        scenario_hostile(config, rows)
     if "api" in only:
         scenario_api(config, rows)
     elapsed = time.monotonic() - began

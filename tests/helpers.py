@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import os
 import socket
 from typing import Any
 
 from reconciler.core.desired import Definition, Location
 from reconciler.core.model import CronTask
+from reconciler.runner.base import Actions
+from reconciler.runner.command import CommandRunner
+from reconciler.runner.http import HttpRunner
 
 
 def task_doc(name: str = "t", namespace: str = "default", **spec: Any) -> dict[str, Any]:
@@ -33,3 +37,8 @@ def free_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
     return port
+
+
+def local_actions(kill_grace: float = 10.0) -> Actions:
+    """The actions ``crontask run`` builds, with this process's environment for commands."""
+    return Actions([CommandRunner(os.environ, kill_grace=kill_grace), HttpRunner(os.environ)])

@@ -5,9 +5,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import logging
 import socket
+import sys
 from collections.abc import Iterator
+from typing import NoReturn
 
 import uvicorn
 
@@ -15,7 +18,8 @@ from reconciler import logs
 from reconciler.api.app import create_app
 from reconciler.api.auth import AuthConfig, AuthConfigError, check_listen, is_loopback
 from reconciler.cli.main_helpers import existing_paths
-from reconciler.controller.runtime import HttpServer, Options, serve
+from reconciler.controller.cluster import Timing
+from reconciler.controller.runtime import HaOptions, HttpServer, Options, serve
 from reconciler.controller.view import RuntimeView
 from reconciler.sinks.metrics import Metrics
 from reconciler.sources.git import GitOptions
@@ -50,6 +54,7 @@ def run(args: argparse.Namespace) -> int:
             token_file=args.git_token_file,
             token_env=args.git_token_env,
         )
+    ha = ha_options(args)
     options = Options(
         paths=existing_paths(args.paths),
         state_dir=args.state_dir,
@@ -64,12 +69,53 @@ def run(args: argparse.Namespace) -> int:
         pass_env=tuple(args.pass_env),
         history_max_age=args.history_max_age or None,
         housekeeping_seconds=args.housekeeping_interval,
+        ha=ha,
+        max_file_size=args.max_file_size,
     )
     http = None if args.listen == "off" else http_server(args)
     try:
-        return asyncio.run(serve(options, http=http))
+        # What start-up built (definitions, schedules, jobs) lives as long as the process;
+        # moving it out of the collector's generations keeps later collections from walking
+        # it, which at 10 000 tasks showed as pauses in the middle of a pass.
+        return asyncio.run(serve(options, http=http, on_started=gc.freeze))
     except KubernetesConfigError as err:
         raise SystemExit(f"crontask: {err}") from None
+
+
+def usage_error(message: str) -> NoReturn:
+    print(f"crontask run: error: {message}", file=sys.stderr)
+    raise SystemExit(2)
+
+
+def ha_options(args: argparse.Namespace) -> HaOptions | None:
+    if not args.ha:
+        if args.lease_namespace:
+            usage_error("--lease-namespace needs --ha")
+        return None
+    if not args.db or not args.db.startswith(("postgresql://", "postgresql+psycopg://")):
+        usage_error(
+            "--ha needs a run store every replica shares: give --db "
+            "postgresql+psycopg://USER:PASS@HOST/DB (SQLite is a file on one machine, so "
+            "replicas could not see each other's claims on a slot)"
+        )
+    if not args.renew_interval < args.renew_deadline < args.lease_duration:
+        usage_error(
+            "--renew-interval < --renew-deadline < --lease-duration is required, so that a "
+            "replica stops starting runs before the others can take its tasks "
+            f"(got {args.renew_interval:g}s, {args.renew_deadline:g}s, {args.lease_duration:g}s)"
+        )
+    if args.lease_namespace and not args.kubernetes:
+        usage_error(
+            "--lease-namespace needs --kubernetes (without it, membership is in the database)"
+        )
+    host, _, port = str(args.listen).rpartition(":")
+    if host in ("0.0.0.0", "[::]", "::", ""):  # noqa: S104 - a comparison, not a bind
+        host = socket.gethostname()
+    return HaOptions(
+        timing=Timing(args.renew_interval, args.renew_deadline, args.lease_duration),
+        lease_namespace=args.lease_namespace,
+        address=None if args.listen == "off" else f"{host}:{port}",
+    )
 
 
 def http_server(args: argparse.Namespace) -> HttpServer:

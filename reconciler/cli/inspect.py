@@ -11,7 +11,13 @@ from typing import Any
 
 import yaml
 
-from reconciler.cli.main_helpers import bounded_int, existing_paths, server_url, timestamp
+from reconciler.cli.main_helpers import (
+    add_max_file_size_arg,
+    bounded_int,
+    existing_paths,
+    server_url,
+    timestamp,
+)
 from reconciler.cli.remote import RemoteError, default_token, fetch_tasks
 from reconciler.core.crd import crd_document
 from reconciler.core.desired import Definition, DesiredState, Location, assemble
@@ -30,6 +36,7 @@ def add_parsers(commands: Any) -> None:
         "summary and exits 0. Documents of other API groups are ignored and counted.",
     )
     validate.add_argument("paths", nargs="+", metavar="PATH")
+    add_max_file_size_arg(validate)
     validate.set_defaults(handler=run_validate)
 
     plan_cmd = commands.add_parser(
@@ -55,6 +62,7 @@ def add_parsers(commands: Any) -> None:
         "(API-created and Kubernetes tasks are not what a folder replaces); $CRONTASK_TOKEN",
     )
     plan_cmd.add_argument("--allow-empty", action="store_true", help="as for `crontask run`")
+    add_max_file_size_arg(plan_cmd)
     plan_cmd.set_defaults(handler=run_plan)
 
     next_cmd = commands.add_parser(
@@ -76,6 +84,7 @@ def add_parsers(commands: Any) -> None:
         help="e.g. 2027-03-28T00:00:00+01:00",
     )
     next_cmd.add_argument("--json", action="store_true", help="machine-readable output")
+    add_max_file_size_arg(next_cmd)
     next_cmd.set_defaults(handler=run_next)
 
     schema = commands.add_parser(
@@ -96,14 +105,14 @@ def add_parsers(commands: Any) -> None:
     crd.set_defaults(handler=run_crd)
 
 
-def load(paths: list[Path]) -> tuple[DesiredState, DirectorySource]:
-    source = DirectorySource(paths)
+def load(paths: list[Path], max_file_size: int) -> tuple[DesiredState, DirectorySource]:
+    source = DirectorySource(paths, max_file_size=max_file_size)
     source.refresh(None)
     return assemble(source.definitions(), source.errors()), source
 
 
 def run_validate(args: argparse.Namespace) -> int:
-    desired, source = load(existing_paths(args.paths))
+    desired, source = load(existing_paths(args.paths), args.max_file_size)
     for problem in desired.problems:
         print(problem)
     files = source.files
@@ -142,8 +151,11 @@ def _count(n: int, noun: str) -> str:
 
 
 def run_plan(args: argparse.Namespace) -> int:
-    new, _ = load(existing_paths(args.paths))
-    old = _from_server(args.server) if args.server else load(existing_paths(args.against))[0]
+    new, _ = load(existing_paths(args.paths), args.max_file_size)
+    if args.server:
+        old = _from_server(args.server)
+    else:
+        old = load(existing_paths(args.against), args.max_file_size)[0]
     result = plan(new.tasks, old.tasks, allow_empty=args.allow_empty)
     symbol = {Operation.ADD: "+", Operation.UPDATE: "~", Operation.REMOVE: "-"}
     for step in result.steps:
@@ -163,7 +175,7 @@ def run_plan(args: argparse.Namespace) -> int:
 
 
 def run_next(args: argparse.Namespace) -> int:
-    desired, _ = load(existing_paths([args.path]))
+    desired, _ = load(existing_paths([args.path]), args.max_file_size)
     for problem in desired.problems:
         print(problem, file=sys.stderr)
     definitions = _select(list(desired.tasks.values()), args.task)

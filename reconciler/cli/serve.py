@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from reconciler.cli.durations import duration_arg
-from reconciler.cli.main_helpers import add_state_args
+from reconciler.cli.main_helpers import add_max_file_size_arg, add_state_args
 from reconciler.runner.environment import valid_name
 
 HELP = """\
@@ -87,6 +87,41 @@ def add_parser(commands: Any) -> None:
         "--all-namespaces", action="store_true", help="watch CronTasks in every namespace"
     )
     kube.add_argument("--kubeconfig", type=Path, metavar="FILE", help="kubeconfig file")
+    ha = parser.add_argument_group("replicas")
+    ha.add_argument(
+        "--ha",
+        action="store_true",
+        help="join the replicas that share this run store (--db postgresql+psycopg://...): each "
+        "task is scheduled by one live replica, a lost replica's tasks move to the others; "
+        "membership is a Lease per replica with --kubernetes, else a row in the database",
+    )
+    ha.add_argument(
+        "--lease-namespace",
+        metavar="NS",
+        help="where the replicas' Leases live (default: the pod's namespace, else the "
+        "kubeconfig context's)",
+    )
+    ha.add_argument(
+        "--renew-interval",
+        type=duration_arg,
+        default=2.0,
+        metavar="DURATION",
+        help="how often membership is renewed (default: 2s)",
+    )
+    ha.add_argument(
+        "--renew-deadline",
+        type=duration_arg,
+        default=10.0,
+        metavar="DURATION",
+        help="a replica that could not renew for this long stops starting runs (default: 10s)",
+    )
+    ha.add_argument(
+        "--lease-duration",
+        type=duration_arg,
+        default=15.0,
+        metavar="DURATION",
+        help="a replica not renewed for this long is gone; its tasks move (default: 15s)",
+    )
     parser.add_argument(
         "--allow-empty",
         action="store_true",
@@ -146,6 +181,7 @@ def add_parser(commands: Any) -> None:
         metavar="DURATION",
         help="how often history retention is enforced (default: 10m)",
     )
+    add_max_file_size_arg(parser)
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning"])
     parser.add_argument("--log-format", default="logfmt", choices=["logfmt", "json"])
     parser.set_defaults(handler=run)

@@ -22,20 +22,17 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Protocol
 
+from reconciler.controller.handover import Handover
 from reconciler.controller.recorder import Recorder
+from reconciler.controller.slots import SlotLedger, Superseded
 from reconciler.core.desired import Definition
 from reconciler.core.model import ConcurrencyPolicy
-from reconciler.core.runs import RunRecord, RunStatus, Trigger, run_id, split_key
-from reconciler.core.schedule import Schedule
-from reconciler.core.timing import backlog, retry_delay
-from reconciler.runner.command import CommandOutcome, CommandRun
-from reconciler.runner.http import HttpRun
-from reconciler.scheduling.base import schedule_of
+from reconciler.core.runs import RunRecord, RunStatus, Trigger, run_id
+from reconciler.core.timing import retry_delay
+from reconciler.runner.base import Actions, Attempt, Outcome, failed
 from reconciler.store.base import DuplicateRun, RunStore
 
 log = logging.getLogger("crontask.runner")
@@ -43,22 +40,28 @@ log = logging.getLogger("crontask.runner")
 Clock = Callable[[], datetime]
 
 SHUTDOWN = "Shutdown"
+REPLACED = "Replaced"
+TASK_REMOVED = "TaskRemoved"
+TASK_CHANGED = "TaskChanged"
+HANDED_OVER = "HandedOver"
 
-
-class Attempt(Protocol):
-    """One attempt of an action (``CommandRun``, ``HttpRun``)."""
-
-    async def run(self) -> CommandOutcome: ...
-
-    def stop(self, reason: str) -> None: ...
+# Why a retry that was waiting did not start, as its attempt's record says it.
+_ABANDONED = {
+    SHUTDOWN: "crontask stopped while this retry waited",
+    REPLACED: "a newer slot replaced the run while this retry waited",
+    TASK_REMOVED: "the task was removed while this retry waited",
+    TASK_CHANGED: "the task's definition changed while this retry waited",
+    HANDED_OVER: "the task moved to another replica while this retry waited",
+}
 
 
 @dataclasses.dataclass(eq=False)
 class ActiveRun:
     record: RunRecord
-    command: Attempt | None = None
+    attempt: Attempt | None = None
     task: asyncio.Task[None] | None = None
     stop_reason: str | None = None
+    waiting: bool = False  # between two attempts: nothing is running
     # Made only when a retry waits (most runs never need one).
     _stopped: asyncio.Event | None = None
 
@@ -69,8 +72,8 @@ class ActiveRun:
         self.stop_reason = self.stop_reason or reason
         if self._stopped is not None:
             self._stopped.set()
-        if self.command is not None:
-            self.command.stop(self.stop_reason)
+        if self.attempt is not None:
+            self.attempt.stop(self.stop_reason)
 
     async def wait_stopped(self, seconds: float) -> bool:
         """Wait up to ``seconds``; True if the run was stopped before or meanwhile."""
@@ -78,10 +81,13 @@ class ActiveRun:
             return True
         if self._stopped is None:
             self._stopped = asyncio.Event()
+        self.waiting = True
         try:
             await asyncio.wait_for(self._stopped.wait(), seconds)
         except TimeoutError:
             return False
+        finally:
+            self.waiting = False
         return True
 
 
@@ -94,45 +100,40 @@ class Dispatcher:
         store: RunStore,
         *,
         owner: str,
+        actions: Actions,
         clock: Clock = lambda: datetime.now(UTC),
-        environ: Mapping[str, str] | None = None,
-        task_env: Mapping[str, str] | None = None,
-        kill_grace: float = 10.0,
-        output_limit: int = 64 * 1024,
         recorder: Recorder | None = None,
     ) -> None:
         self.recorder = recorder or Recorder(store)
         self.owner = owner
+        self.actions = actions
         self.clock = clock
-        # crontask's own environment: where an HTTP action's header values named by `env` are
-        # read (crontask makes the request; nothing is handed to a process).
-        self.environ = dict(os.environ if environ is None else environ)
-        # What every command's environment starts from (runner.environment), before its own
-        # `env` and the run's CRONTASK_* variables.
-        self.task_env = dict(self.environ if task_env is None else task_env)
-        self.kill_grace = kill_grace
-        self.output_limit = output_limit
+        self.ledger = SlotLedger()
+        # With replicas: runs of tasks inherited from another replica (see handover.py).
+        self.handover: Handover | None = None
+        # Why this process may not start runs now (a replica that lost its membership).
+        self.paused: str | None = None
         self._active: dict[str, dict[str, ActiveRun]] = {}
         self._listeners: list[RunListener] = []
         # Record writes not tied to a run (skips); kept so drain() and shutdown can await them.
         self._writes: set[asyncio.Task[None]] = set()
-        # The latest slot each task was handed (or the instant accounting began), to count
-        # the slots a late hand-off skipped over.
-        self._last_slot: dict[str, datetime] = {}
-        # Parsed schedules by task, valid while the spec hash matches (parsing costs more than
-        # the slot arithmetic it serves, at every fire).
-        self._schedules: dict[str, tuple[str, Schedule]] = {}
 
     # -- queries ---------------------------------------------------------------------------
 
     def active(self, key: str) -> list[RunRecord]:
         return [a.record for a in self._active.get(key, {}).values()]
 
+    def waiting(self, key: str) -> list[RunRecord]:
+        """The runs of ``key`` that wait for their next attempt (a retry's backoff)."""
+        return [a.record for a in self._active.get(key, {}).values() if a.waiting]
+
     def active_count(self) -> int:
         return sum(len(runs) for runs in self._active.values())
 
     def subscribe(self, listener: RunListener) -> None:
-        """``listener`` is called on the loop with every record written (start and end)."""
+        """``listener`` is called on the loop with every record written (start and end). A
+        listener that raises is logged and costs nothing else: not the run, not the other
+        listeners."""
         self._listeners.append(listener)
 
     # -- the hand-off ----------------------------------------------------------------------
@@ -144,8 +145,10 @@ class Dispatcher:
         spec = definition.task.spec
         key = definition.key
         now = self.clock()
-        if trigger is Trigger.SCHEDULE:
-            self._account_for_skipped_slots(definition, scheduled_at)
+        if self.paused is not None:
+            return self._not_started(definition, scheduled_at, trigger)
+        if trigger is Trigger.SCHEDULE and (jumped := self.ledger.handed(definition, scheduled_at)):
+            self._skip_slots(definition, jumped)
         record = RunRecord(
             id=run_id(key, scheduled_at),
             task=key,
@@ -172,7 +175,7 @@ class Dispatcher:
             )
         replaced = list(running.values()) if policy is ConcurrencyPolicy.REPLACE else []
         for old in replaced:
-            old.stop("Replaced")
+            old.stop(REPLACED)
         active = ActiveRun(record)
         self._active.setdefault(key, {})[record.id] = active
         active.task = asyncio.get_running_loop().create_task(
@@ -180,25 +183,49 @@ class Dispatcher:
         )
         return record
 
+    def _not_started(
+        self, definition: Definition, scheduled_at: datetime, trigger: Trigger
+    ) -> RunRecord:
+        """Paused: the slot is neither run nor recorded here. Another replica owns the task by
+        now or will catch it up; a record from this one could only take that slot's id."""
+        if trigger is Trigger.SCHEDULE:
+            self.ledger.handed(definition, scheduled_at)  # no Superseded for it later
+        log.warning(
+            "slot not started",
+            extra={"fields": {"task": definition.key, "reason": self.paused}},
+        )
+        now = self.clock()
+        return RunRecord(
+            id=run_id(definition.key, scheduled_at),
+            task=definition.key,
+            scheduled_at=scheduled_at,
+            trigger=trigger,
+            status=RunStatus.SKIPPED,
+            finished_at=now,
+            reason="NotStarted",
+            message=f"this replica may not start runs now: {self.paused}",
+            owner=self.owner,
+        )
+
+    def stop_run(self, run: str, reason: str) -> bool:
+        """Stop the running run ``run`` (another replica asked, through the store)."""
+        for by_id in self._active.values():
+            if (active := by_id.get(run)) is not None:
+                active.stop(reason)
+                return True
+        return False
+
     # -- slot accounting ---------------------------------------------------------------------
 
     def last_slot(self, key: str) -> datetime | None:
-        return self._last_slot.get(key)
+        return self.ledger.last_slot(key)
 
     def track(self, key: str, since: datetime) -> None:
         """Count skipped slots of ``key`` from ``since`` on (a task added or changed now)."""
-        self._last_slot[key] = since
+        self.ledger.track(key, since)
 
     def forget(self, key: str) -> None:
-        self._last_slot.pop(key, None)
-        self._schedules.pop(key, None)
-
-    def _schedule(self, definition: Definition) -> Schedule:
-        cached = self._schedules.get(definition.key)
-        if cached is None or cached[0] != definition.hash:
-            cached = (definition.hash, schedule_of(definition))
-            self._schedules[definition.key] = cached
-        return cached[1]
+        self.ledger.forget(key)
 
     def catch_up(
         self,
@@ -211,50 +238,37 @@ class Dispatcher:
         """Slots of ``definition`` after ``anchor`` (its last recorded slot) up to ``until``
         (where the scheduler takes over) were missed: the latest runs once as a ``catchup`` if
         the starting deadline allows, the older ones are recorded as one counted skip (unless
-        ``record_superseded`` is False: slots missed while suspended leave no record). With no
-        anchor (a task never run before) nothing is caught up."""
-        key = definition.key
-        self._last_slot[key] = max(until, anchor) if anchor else until
-        if anchor is None or definition.task.spec.suspend or until <= anchor:
-            return
-        missed = backlog(self._schedule(definition), anchor, until)
-        if missed.empty:
-            return
-        assert missed.latest is not None
-        if missed.superseded and record_superseded:
-            assert missed.last_superseded is not None
-            self._skip_slots(
-                definition, missed.superseded, anchor, missed.latest, missed.last_superseded
-            )
-        self.fire(definition, missed.latest, Trigger.CATCHUP)
+        ``record_superseded`` is False: slots missed while suspended leave no record)."""
+        missed = self.ledger.catch_up(definition, anchor, until)
+        if missed.superseded is not None and record_superseded:
+            self._skip_slots(definition, missed.superseded)
+        if missed.latest is not None:
+            self.fire(definition, missed.latest, Trigger.CATCHUP)
 
-    def _account_for_skipped_slots(self, definition: Definition, slot: datetime) -> None:
-        key = definition.key
-        last = self._last_slot.get(key)
-        self._last_slot[key] = max(slot, last) if last else slot
-        if last is None or slot <= last:
-            return
-        missed = backlog(self._schedule(definition), last, slot)
-        if missed.superseded and missed.last_superseded is not None:
-            self._skip_slots(definition, missed.superseded, last, slot, missed.last_superseded)
+    def cancel_retries(self, key: str, reason: str) -> int:
+        """Runs of ``key`` waiting for a retry do not retry: each records its abandoned
+        attempt with ``reason`` (TaskRemoved, TaskChanged). Running attempts are left alone.
+        Returns how many were cancelled."""
+        waiting = [a for a in self._active.get(key, {}).values() if a.waiting]
+        for active in waiting:
+            active.stop(reason)
+        return len(waiting)
 
-    def _skip_slots(
-        self, definition: Definition, count: int, after: datetime, latest: datetime, name: datetime
-    ) -> None:
+    def _skip_slots(self, definition: Definition, missed: Superseded) -> None:
         record = RunRecord(
-            id=run_id(definition.key, name),
+            id=run_id(definition.key, missed.name),
             task=definition.key,
-            scheduled_at=name,
+            scheduled_at=missed.name,
             trigger=Trigger.SCHEDULE,
             status=RunStatus.SKIPPED,
             started_at=self.clock(),
             owner=self.owner,
         )
-        slots = "1 slot" if count == 1 else f"{count} slots"
+        slots = "1 slot" if missed.count == 1 else f"{missed.count} slots"
         self._skip(
             record,
             "Superseded",
-            f"{slots} after {_iso(after)} and before {_iso(latest)} did not run "
+            f"{slots} after {_iso(missed.after)} and before {_iso(missed.latest)} did not run "
             "(crontask was down or busy); only the latest missed slot may run",
         )
 
@@ -285,6 +299,9 @@ class Dispatcher:
             for old in replaced:
                 if old.task is not None:
                     await asyncio.shield(old.task)
+            if (why := await self._handed_over(definition, active)) is not None:
+                self._skip(active.record, "ConcurrencyForbid", why)
+                return
             while True:
                 final = await self._run_attempt(definition, active)
                 if final is None or not self._retry_due(definition, final, active):
@@ -301,27 +318,72 @@ class Dispatcher:
                         }
                     },
                 )
-                if await active.wait_stopped(delay):
-                    return  # replaced or shut down while waiting: no further attempt
-                active.command = None
-                active.record = dataclasses.replace(
+                following = dataclasses.replace(
                     final,
                     attempt=final.attempt + 1,
                     trigger=Trigger.RETRY,
                     status=RunStatus.RUNNING,
-                    started_at=self.clock(),
                     finished_at=None,
                     exit_code=None,
                     reason=None,
                     message=None,
                     output="",
                 )
+                if await active.wait_stopped(delay):
+                    await self._abandon(following, active.stop_reason or SHUTDOWN)
+                    return
+                active.attempt = None
+                active.record = dataclasses.replace(following, started_at=self.clock())
         finally:
             record = active.record
             runs = self._active.get(record.task, {})
             runs.pop(record.id, None)
             if not runs:
                 self._active.pop(record.task, None)
+
+    async def _handed_over(self, definition: Definition, active: ActiveRun) -> str | None:
+        """For a task inherited from another replica: why its run there forbids this one."""
+        handover = self.handover
+        policy = definition.task.spec.concurrency_policy
+        if (
+            handover is None
+            or not handover.inherited(definition.key)
+            or policy is ConcurrencyPolicy.ALLOW
+            or active.record.trigger is Trigger.RETRY
+        ):
+            return None
+        try:
+            return await handover.settle(definition.key, policy, REPLACED)
+        except Exception:
+            log.exception("could not look for runs of other replicas; running it")
+            return None
+
+    async def _abandon(self, attempt: RunRecord, reason: str) -> None:
+        """A retry that was waiting will not start: its attempt is recorded with the reason
+        (``interrupted`` at shutdown, else ``skipped``), so the history says why it stopped."""
+        why = _ABANDONED.get(reason, f"stopped ({reason}) while this retry waited")
+        status = RunStatus.INTERRUPTED if reason == SHUTDOWN else RunStatus.SKIPPED
+        record = dataclasses.replace(
+            attempt,
+            status=status,
+            started_at=None,
+            finished_at=self.clock(),
+            reason=reason,
+            message=f"{why}; it did not start",
+        )
+        log.info(
+            "retry cancelled",
+            extra={
+                "fields": {
+                    "task": record.task,
+                    "run": record.id,
+                    "attempt": record.attempt,
+                    "reason": reason,
+                }
+            },
+        )
+        await self.recorder.save(record)
+        self._notify(record)
 
     async def _run_attempt(self, definition: Definition, active: ActiveRun) -> RunRecord | None:
         """Claim, run and complete one attempt; None if another instance holds the slot."""
@@ -377,51 +439,25 @@ class Dispatcher:
         within_limit = final.attempt <= definition.task.spec.retry.limit
         return retryable and within_limit and active.stop_reason is None
 
-    async def _attempt(self, definition: Definition, active: ActiveRun) -> CommandOutcome:
+    async def _attempt(self, definition: Definition, active: ActiveRun) -> Outcome:
         record = active.record
-        command = self._action(definition, record)
-        active.command = command
-        if active.stop_reason is not None:
-            command.stop(active.stop_reason)  # run() then reports it without spawning
         log.info(
             "run started",
             extra={"fields": {"task": record.task, "run": record.id, "trigger": record.trigger}},
         )
-        return await command.run()
-
-    def _action(self, definition: Definition, record: RunRecord) -> Attempt:
-        """The task's action, ready to run as this attempt of ``record``."""
-        spec = definition.task.spec
-        namespace, name = split_key(record.task)
-        run_env = {
-            "CRONTASK_NAME": name,
-            "CRONTASK_NAMESPACE": namespace,
-            "CRONTASK_RUN_ID": record.id,
-            "CRONTASK_SCHEDULED_TIME": record.scheduled_at.astimezone(UTC).isoformat(),
-            "CRONTASK_ATTEMPT": str(record.attempt),
-        }
-        if spec.http is not None:
-            # The run's identity travels as headers, so the receiver can deduplicate retries.
-            return HttpRun(
-                spec.http,
-                env=self.environ,
-                extra_headers={
-                    "X-Crontask-Run-Id": record.id,
-                    "X-Crontask-Attempt": str(record.attempt),
-                    "X-Crontask-Scheduled-Time": run_env["CRONTASK_SCHEDULED_TIME"],
-                },
-                timeout=spec.timeout_seconds,
-                output_limit=self.output_limit,
+        try:
+            attempt = self.actions.attempt(definition, record)
+            active.attempt = attempt
+            if active.stop_reason is not None:
+                attempt.stop(active.stop_reason)  # run() then reports it without starting
+            return await attempt.run()
+        except Exception as err:
+            # A bug of an action must cost one attempt, never the dispatcher or other runs.
+            log.exception(
+                "action failed unexpectedly",
+                extra={"fields": {"task": record.task, "run": record.id}},
             )
-        assert spec.command is not None  # the model guarantees exactly one action
-        return CommandRun(
-            spec.command.args,
-            env={**self.task_env, **spec.command.env, **run_env},
-            working_dir=spec.command.working_dir,
-            timeout=spec.timeout_seconds,
-            kill_grace=self.kill_grace,
-            output_limit=self.output_limit,
-        )
+            return failed("ActionError", f"the action failed unexpectedly: {err!r}"[:500])
 
     # -- waiting and shutdown ----------------------------------------------------------------
 
@@ -439,8 +475,13 @@ class Dispatcher:
         return True
 
     async def shutdown(self, grace: float) -> None:
-        """Let running runs finish for up to ``grace`` seconds, then stop them (recorded as
+        """Cancel the retries that wait (nothing runs for them; recorded ``interrupted``), let
+        running runs finish for up to ``grace`` seconds, then stop them (recorded as
         interrupted, reason Shutdown), and wait for their records to be written."""
+        for by_id in self._active.values():
+            for active in by_id.values():
+                if active.waiting:
+                    active.stop(SHUTDOWN)
         if not await self.drain(grace):
             for by_id in self._active.values():
                 for active in by_id.values():
@@ -454,7 +495,17 @@ class Dispatcher:
 
     def _notify(self, record: RunRecord) -> None:
         for listener in self._listeners:
-            listener(record)
+            try:
+                listener(record)
+            except Exception:
+                log.exception(
+                    "run listener failed",
+                    extra={"fields": {"run": record.id, "listener": _name(listener)}},
+                )
+
+
+def _name(listener: RunListener) -> str:
+    return getattr(listener, "__qualname__", None) or type(listener).__name__
 
 
 def _iso(at: datetime) -> str:

@@ -1,21 +1,36 @@
 """One reconcile pass, level-triggered.
 
 A pass re-reads what may have changed, assembles the desired state from every source, plans
-against what the scheduler holds, and applies the plan. Running it twice changes nothing. The
-result says what happened; the caller decides about logs and the next pass.
+against what the scheduler holds, applies the plan, and accounts for the slots the changes
+touch. Running it twice changes nothing. :meth:`Reconciler.run_pass` returns a
+:class:`PassResult` and never raises: the result says whether the pass failed, and observers
+(metrics, status reporting, logs) subscribe to every result. What to do about a failure (requeue
+with backoff) is the caller's: see ``controller.loop``.
+
+Downtime accounting: the run store's last recorded slot of each task (``anchors``) is handed in
+at start-up and kept until a pass has applied; only then do the tasks it added catch up on the
+slots they missed, so a first pass that fails loses no catch-up and no ``Superseded`` record.
+
+Replicas: with an :class:`~reconciler.core.assignment.Assignment`, the scheduler gets only the
+tasks this replica owns; every replica reads every source the same way. A change of ownership
+(``assign``) makes the next pass compare everything: tasks that come here catch up from their
+last recorded slot, as at start-up, and are *inherited* (their previous owner may still run one
+of their runs, see ``controller.handover``); tasks that go elsewhere leave the scheduler.
 """
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import logging
 import time
-from collections.abc import Collection, Mapping, Sequence
-from datetime import datetime, timedelta
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from datetime import UTC, datetime, timedelta
 
-from reconciler.controller.dispatch import Dispatcher
-from reconciler.core.desired import DesiredState, assemble, reassemble
-from reconciler.core.plan import Operation, Plan, plan
+from reconciler.controller.dispatch import HANDED_OVER, TASK_CHANGED, TASK_REMOVED, Dispatcher
+from reconciler.core.assignment import Assignment
+from reconciler.core.desired import Definition, DesiredState, assemble, reassemble
+from reconciler.core.plan import Operation, Plan, Step, plan
 from reconciler.scheduling.base import Scheduler
 from reconciler.sources.base import Source
 
@@ -27,25 +42,98 @@ _VERB = {
     Operation.REMOVE: "task removed",
 }
 
+# What a pass is asked to re-read: source kind -> the paths or keys an event named. None as a
+# whole means everything (a resync).
+Hints = Mapping[str, Collection[str]]
+Clock = Callable[[], datetime]
+
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class PassResult:
+    hints: Hints | None  # what the pass was asked to re-read (None: everything)
     plan: Plan
     desired: DesiredState
     seconds: float
+    keys: frozenset[str] | None = None  # the keys compared (None: all)
+    error: BaseException | None = None  # the pass failed: nothing after the failure happened
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    @property
+    def resync(self) -> bool:
+        return self.hints is None
+
+
+PassObserver = Callable[[PassResult], None]
 
 
 class Reconciler:
     def __init__(
-        self, sources: Sequence[Source], scheduler: Scheduler, *, allow_empty: bool = False
+        self,
+        sources: Sequence[Source],
+        scheduler: Scheduler,
+        dispatcher: Dispatcher,
+        *,
+        allow_empty: bool = False,
+        anchors: Mapping[str, datetime] | None = None,
+        clock: Clock = lambda: datetime.now(UTC),
     ) -> None:
         self.sources = list(sources)
         self.scheduler = scheduler
+        self.dispatcher = dispatcher
         self.allow_empty = allow_empty
         self.desired = DesiredState(tasks={})
+        self.clock = clock
+        # Start-up anchors (each task's last recorded slot), until a pass has applied.
+        self._anchors: Mapping[str, datetime] | None = anchors
+        self._scheduler_started = False
+        self.assignment: Assignment | None = None
+        self._handover = False  # the next applied pass follows a change of ownership
+        self._observers: list[PassObserver] = []
         self._reported: set[str] = set()
+        self._one_at_a_time = asyncio.Lock()
 
-    def refresh(self, hints: Mapping[str, Collection[str]] | None = None) -> set[str] | None:
+    def assign(self, assignment: Assignment, anchors: Mapping[str, datetime]) -> None:
+        """Ownership changed (see the module docstring); ``anchors``: each task's last recorded
+        slot, read from the shared store just now. The caller asks for a full pass."""
+        self.assignment = assignment
+        self._anchors = anchors
+        self._handover = True
+
+    @property
+    def applied(self) -> bool:
+        """A pass has applied: the desired state has been read from every source."""
+        return self._scheduler_started
+
+    def mine(self, key: str) -> bool:
+        return self.assignment is None or self.assignment.mine(key)
+
+    def subscribe(self, observer: PassObserver) -> None:
+        """``observer`` gets every PassResult, on the loop. One that raises is logged and costs
+        nothing else."""
+        self._observers.append(observer)
+
+    async def run_pass(self, hints: Hints | None = None) -> PassResult:
+        """One pass (see the module docstring). Passes never overlap: a pass asked for while
+        one runs waits for it. Reading the sources happens in a worker thread; planning and
+        applying on the loop, where the scheduler and the dispatcher live."""
+        async with self._one_at_a_time:
+            started = time.monotonic()
+            try:
+                keys = await asyncio.to_thread(self.refresh, hints)
+                result = self.apply(keys, hints, started)
+            except Exception as err:
+                result = PassResult(
+                    hints, Plan(), self.desired, time.monotonic() - started, error=err
+                )
+            self._notify(result)
+            return result
+
+    # -- the two halves of a pass (tests drive them directly) -----------------------------------
+
+    def refresh(self, hints: Hints | None = None) -> set[str] | None:
         """Re-read sources. ``hints`` maps a source kind to the paths an event named; None
         re-reads everything (resync). Returns the keys that may have changed, or None for
         "compare everything". Blocking I/O: may run in a thread."""
@@ -69,24 +157,65 @@ class Reconciler:
         )
         return changed
 
-    def apply(self, keys: Collection[str] | None, started: float) -> PassResult:
-        """Plan against the scheduler and apply. Runs on the scheduler's event loop."""
-        result = plan(
-            self.desired.tasks, self.scheduler.owned(), keys=keys, allow_empty=self.allow_empty
-        )
+    def apply(
+        self, keys: Collection[str] | None, hints: Hints | None = None, started: float = 0.0
+    ) -> PassResult:
+        """Plan against the scheduler, apply, account for slots. Runs on the event loop."""
+        everything = self.desired.tasks
+        desired = everything if self.assignment is None else _Mine(everything, self.assignment)
+        # The empty-set guard is about what the sources yield, not about what this replica owns.
+        allow_empty = self.allow_empty or bool(everything)
+        result = plan(desired, self.scheduler.owned(), keys=keys, allow_empty=allow_empty)
         for step in result.steps:
             self.scheduler.apply(step)
-            fields: dict[str, object] = {"task": step.key, "reason": step.reason}
-            if step.operation is Operation.UPDATE:
-                fields["changed"] = ", ".join(c.path for c in step.field_changes())
-            log.info(_VERB[step.operation], extra={"fields": fields})
+            self._log_step(step)
+        if not self._scheduler_started:
+            # The first applied pass starts the scheduler: its jobs get their first fire times
+            # now, before the slots they missed are accounted for below.
+            self.scheduler.start()
+            self._scheduler_started = True
+        anchors, self._anchors = self._anchors, None
+        handover, self._handover = self._handover, False
+        account_for_slots(
+            result.steps,
+            self.scheduler,
+            self.dispatcher,
+            self.clock(),
+            anchors,
+            elsewhere=lambda key: key in everything,
+        )
+        if handover and self.dispatcher.handover is not None:
+            for step in result.of(Operation.ADD):
+                self.dispatcher.handover.inherit(step.key)
         if result.held_removals:
             log.warning(
                 "every source is empty; keeping the running tasks (use --allow-empty to remove)",
                 extra={"fields": {"held": len(result.held_removals)}},
             )
         self._report_problems()
-        return PassResult(result, self.desired, time.monotonic() - started)
+        compared = None if keys is None else frozenset(keys)
+        return PassResult(hints, result, self.desired, time.monotonic() - started, compared)
+
+    def _log_step(self, step: Step) -> None:
+        fields: dict[str, object] = {"task": step.key, "reason": step.reason}
+        message = _VERB[step.operation]
+        if self.assignment is not None and step.key in self.desired.tasks:
+            # Still declared: the step comes from ownership, not from a change of definition.
+            if step.operation is Operation.REMOVE:
+                message, fields["to"] = "task handed over", self.assignment.owner(step.key)
+                fields["reason"] = "owned by another replica"
+            elif step.operation is Operation.ADD and step.current is None:
+                fields["owner"] = self.assignment.me
+        if step.operation is Operation.UPDATE:
+            fields["changed"] = ", ".join(c.path for c in step.field_changes())
+        log.info(message, extra={"fields": fields})
+
+    def _notify(self, result: PassResult) -> None:
+        for observer in self._observers:
+            try:
+                observer(result)
+            except Exception:
+                log.exception("pass observer failed")
 
     def _report_problems(self) -> None:
         # Each problem is logged when it appears and when it is fixed, not on every pass.
@@ -102,27 +231,35 @@ _EPSILON = timedelta(microseconds=1)
 
 
 def account_for_slots(
-    plan: Plan,
+    steps: Sequence[Step],
     scheduler: Scheduler,
     dispatcher: Dispatcher,
     now: datetime,
     anchors: Mapping[str, datetime] | None = None,
+    *,
+    elsewhere: Callable[[str], bool] = lambda key: False,
 ) -> None:
     """Tell the dispatcher what a pass changed, so that every slot is accounted for.
 
-    Removed tasks are forgotten. At start-up (``anchors``: each task's last recorded slot) and
-    when a task is resumed, it catches up on the slots it missed, up to just before the
-    scheduler's first fire, so that no slot is handled by both or by neither. Any other added
-    or changed task counts skipped slots from ``now`` on.
+    Removed tasks are forgotten, and a removed or changed task's runs that wait for a retry do
+    not retry (``elsewhere``: a removed key that is still declared went to another replica). An
+    added task with an anchor (its last recorded slot: at start-up, after a handover) and a
+    resumed task catch up on the slots they missed, up to just before the scheduler's first
+    fire, so that no slot is handled by both or by neither. Any other added or changed task
+    counts skipped slots from ``now`` on.
     """
-    for step in plan.steps:
+    for step in steps:
         if step.desired is None:
+            reason = HANDED_OVER if elsewhere(step.key) else TASK_REMOVED
+            dispatcher.cancel_retries(step.key, reason)
             dispatcher.forget(step.key)
             continue
+        if step.operation is Operation.UPDATE:
+            dispatcher.cancel_retries(step.key, TASK_CHANGED)
         following = scheduler.next_fire_time(step.key)
         until = min(now, following - _EPSILON) if following else now
         was_suspended = step.current is not None and step.current.task.spec.suspend
-        if anchors is not None:
+        if anchors is not None and step.operation is Operation.ADD:
             dispatcher.catch_up(step.desired, anchors.get(step.key), until)
         elif was_suspended and not step.desired.task.spec.suspend:
             dispatcher.catch_up(
@@ -130,3 +267,23 @@ def account_for_slots(
             )
         else:
             dispatcher.track(step.key, now)
+
+
+class _Mine(Mapping[str, Definition]):
+    """The desired tasks this replica owns, without copying them: a pass after one edit looks
+    up the keys it touched, not all of them."""
+
+    def __init__(self, tasks: Mapping[str, Definition], assignment: Assignment) -> None:
+        self._tasks = tasks
+        self._assignment = assignment
+
+    def __getitem__(self, key: str) -> Definition:
+        if not self._assignment.mine(key):
+            raise KeyError(key)
+        return self._tasks[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return (key for key in self._tasks if self._assignment.mine(key))
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)

@@ -1,16 +1,17 @@
-"""``crontask run``: the long-running reconciler on one asyncio event loop.
+"""``crontask run``: the composition root. It builds the parts and hands them to the manager.
 
 Start-up: open the run store, mark runs left ``running`` by a dead process as ``interrupted``,
-read every source, apply the first plan, start the scheduler. Then a pass runs whenever a
-watcher marks paths dirty, and a full resync every ``resync_seconds`` heals whatever an event
-missed. SIGTERM/SIGINT stop new runs, let running ones finish for ``shutdown_grace`` seconds,
-then stop them (recorded ``interrupted``, reason Shutdown).
+build the sources, the scheduler and the dispatcher, then start the components in order (see
+``controller.manager``): the Kubernetes writers and informer (listed before the first pass),
+the file watch (armed before it), git (the revision in force applied), the runs, the reconcile
+loop (its first, full pass starts the scheduler), housekeeping, and the HTTP server.
+SIGTERM/SIGINT, or a component that fails, stop them in the reverse order: no new slots, running
+runs get ``shutdown_grace`` to finish, then are stopped (recorded ``interrupted``, reason
+Shutdown), and the last statuses are written.
 
-With ``--kubernetes`` the CronTask objects are listed before the first pass (so it sees them),
-their watch marks keys dirty like the file watcher marks paths, and after every pass and every
-run record the :class:`~reconciler.sinks.kubernetes_report.StatusReporter` derives each object's
-status (written by its own threads, coalesced and rate-limited), records Events and acts on
-the run-now annotation.
+Who reacts to what is wired here and only here: watchers mark work on the queue, the reconcile
+loop runs passes, pass observers (metrics, Kubernetes status) and run listeners (metrics, status,
+the API's last runs) subscribe.
 """
 
 from __future__ import annotations
@@ -18,25 +19,42 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import gc
 import logging
 import os
 import secrets
 import signal
 import socket
-import time
 from collections.abc import Callable, Collection, Coroutine, Mapping
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from reconciler.controller.cluster import Cluster, Timing
+from reconciler.controller.components import (
+    FileWatch,
+    GitSync,
+    Housekeeping,
+    Http,
+    Informer,
+    Runs,
+    Threaded,
+)
 from reconciler.controller.dispatch import Dispatcher
-from reconciler.controller.reconcile import Reconciler, account_for_slots
+from reconciler.controller.handover import Handover
+from reconciler.controller.loop import ReconcileLoop
+from reconciler.controller.manager import ComponentFailed, Manager
+from reconciler.controller.queue import WorkQueue
+from reconciler.controller.reconcile import PassResult, Reconciler
 from reconciler.controller.service import API_KIND, Service
 from reconciler.controller.view import RuntimeView
+from reconciler.core.desired import DesiredState
 from reconciler.core.runs import RunRecord, RunStatus, Trigger
 from reconciler.core.status import KUBERNETES
+from reconciler.membership.base import Announcement, Membership, Views
+from reconciler.runner.base import Actions
+from reconciler.runner.command import CommandRunner
 from reconciler.runner.environment import TaskEnv, task_environment
+from reconciler.runner.http import HttpRunner
 from reconciler.scheduling.apscheduler import ApsScheduler
 from reconciler.sinks.kubernetes import StatusWriter
 from reconciler.sinks.kubernetes_events import EventRecorder
@@ -45,14 +63,28 @@ from reconciler.sinks.metrics import Metrics
 from reconciler.sources.base import Source
 from reconciler.sources.files import DirectorySource
 from reconciler.sources.git import GitOptions, GitSource
-from reconciler.sources.kubernetes import KubernetesOptions, KubernetesSource, connect
-from reconciler.sources.watch import watch_paths
+from reconciler.sources.kubernetes import (
+    Connection,
+    KubernetesOptions,
+    KubernetesSource,
+    connect,
+)
+from reconciler.sources.limits import DEFAULT_MAX_FILE_SIZE
 from reconciler.store import open_store, sqlite_url
 from reconciler.store.base import RunStore
 
 log = logging.getLogger("crontask")
 
 GIT_KIND = "git"
+
+
+@dataclasses.dataclass(frozen=True)
+class HaOptions:
+    """``--ha``: this instance is one of several replicas sharing a PostgreSQL run store."""
+
+    timing: Timing = dataclasses.field(default_factory=Timing)
+    lease_namespace: str | None = None  # with Kubernetes; None: the pod's or kubeconfig's
+    address: str | None = None  # where this replica's API listens, for the members view
 
 
 @dataclasses.dataclass(frozen=True)
@@ -70,6 +102,8 @@ class Options:
     pass_env: tuple[str, ...] = ()
     history_max_age: float | None = 30 * 86400.0  # seconds; None keeps records forever
     housekeeping_seconds: float = 600.0
+    ha: HaOptions | None = None
+    max_file_size: int = DEFAULT_MAX_FILE_SIZE  # bytes; larger definition files are refused
 
 
 # Serves the HTTP interface (API, health, metrics) until the event is set. The CLI provides it,
@@ -119,49 +153,20 @@ def recover(store: RunStore, me: str, now: datetime) -> int:
     return len(interrupted)
 
 
-async def housekeeping(
-    store: RunStore,
-    scheduler: ApsScheduler,
-    dispatcher: Dispatcher,
-    options: Options,
-    stop: asyncio.Event,
-    metrics: Metrics,
-) -> None:
-    """Enforce retention every ``housekeeping_seconds``: per-task history limits (oldest
-    first) and the global maximum age. Runs in the store's threads, in batches, so it never
-    blocks the loop or a run's records for long."""
-    max_age = timedelta(seconds=options.history_max_age) if options.history_max_age else None
-    while not stop.is_set():
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), timeout=options.housekeeping_seconds)
-        if stop.is_set():
-            return
-        limits = {
-            key: (d.task.spec.successful_runs_history_limit, d.task.spec.failed_runs_history_limit)
-            for key, d in scheduler.owned().items()
-        }
-        started = time.monotonic()
-        try:
-            deleted = await dispatcher.recorder.call(
-                store.prune, limits, max_age, datetime.now(UTC)
-            )
-        except Exception:
-            log.exception("history pruning failed; will try again")
-            continue
-        seconds = time.monotonic() - started
-        metrics.pruned(deleted, seconds, time.time())
-        log.info(
-            "history pruned", extra={"fields": {"deleted": deleted, "seconds": round(seconds, 3)}}
-        )
-
-
 async def serve(
-    options: Options, stop: asyncio.Event | None = None, http: HttpServer | None = None
+    options: Options,
+    stop: asyncio.Event | None = None,
+    http: HttpServer | None = None,
+    on_started: Callable[[], None] | None = None,
 ) -> int:
-    stop = stop or asyncio.Event()
+    """Run until ``stop`` is set (or SIGTERM/SIGINT, or a component fails). Returns the exit
+    status: 1 if a component failed. ``on_started`` is called once everything runs."""
     loop = asyncio.get_running_loop()
+    manager = Manager()
     for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
+        loop.add_signal_handler(signum, manager.stopping.set)
+    if stop is not None:
+        loop.create_task(stop.wait()).add_done_callback(lambda _: manager.stopping.set())
 
     store = open_store(options.db_url or sqlite_url(options.state_dir))
     me = instance_id()
@@ -173,7 +178,10 @@ async def serve(
             "--pass-env names a variable crontask does not have; commands do not get it",
             extra={"fields": {"names": ",".join(unset)}},
         )
-    dispatcher = Dispatcher(store, owner=me, kill_grace=options.kill_grace, task_env=task_env)
+    actions = Actions(
+        [CommandRunner(task_env, kill_grace=options.kill_grace), HttpRunner(os.environ)]
+    )
+    dispatcher = Dispatcher(store, owner=me, actions=actions)
     dispatcher.subscribe(
         lambda r: (
             metrics.run_started(r) if r.status is RunStatus.RUNNING else metrics.run_finished(r)
@@ -186,79 +194,56 @@ async def serve(
             dispatcher.fire(definition, at)
 
     scheduler = ApsScheduler(on_fire)
+    queue = WorkQueue()
     api_dir = options.state_dir / "api-tasks"
     api_dir.mkdir(parents=True, exist_ok=True)
-    sources: list[Source] = [DirectorySource([api_dir], source=API_KIND)]
+    size = options.max_file_size
+    sources: list[Source] = [DirectorySource([api_dir], source=API_KIND, max_file_size=size)]
     if options.paths:
-        sources.append(DirectorySource(options.paths))
-    git = GitSource(options.git, options.state_dir) if options.git else None
+        guard = not options.allow_empty
+        sources.append(DirectorySource(options.paths, max_file_size=size, guard_empty=guard))
+    git = GitSource(options.git, options.state_dir, max_file_size=size) if options.git else None
     if git is not None:
         sources.append(git)
-
-    # Watchers mark what changed (paths, object keys) and wake the main loop for a pass.
-    dirty: dict[str, set[str]] = {}
-    wake = asyncio.Event()
-
-    def mark(kind: str, paths: Collection[str] = ()) -> None:
-        dirty.setdefault(kind, set()).update(paths)
-        wake.set()
-
-    kube: _Kubernetes | None = None
-    if options.kubernetes is not None:
-        kube = await _start_kubernetes(options.kubernetes, loop, mark, me)
-        sources.append(kube.source)
-    reconciler = Reconciler(sources, scheduler, allow_empty=options.allow_empty)
-    one_pass_at_a_time = asyncio.Lock()
+    kube = await _connect(options.kubernetes, queue, me) if options.kubernetes else None
     if kube is not None:
-        reporter = kube.reporter(scheduler, dispatcher)
-        dispatcher.subscribe(reporter.on_run)
+        sources.append(kube.source)
+    cluster: Cluster | None = None
 
-    async def reconcile(
-        hints: Mapping[str, Collection[str]] | None, anchors: Mapping[str, datetime] | None = None
-    ) -> None:
-        async with one_pass_at_a_time:
-            started = time.monotonic()
-            try:
-                keys = await asyncio.to_thread(reconciler.refresh, hints)
-                result = reconciler.apply(keys, started)
-            except Exception:
-                metrics.reconciled(False, time.monotonic() - started, {})
-                log.exception("reconcile failed; the next pass will try again")
-                if anchors is not None:
-                    scheduler.start()  # later passes add to a running scheduler
-                return
-            if anchors is not None:
-                scheduler.start()  # the first pass: jobs get their first fire times now
-            account_for_slots(result.plan, scheduler, dispatcher, datetime.now(UTC), anchors)
-            if kube is not None:
-                kube.after_pass(result.desired, scheduler.owned(), keys)
-            errors: dict[str, int] = {}
-            for kind in [e.location.source for e in result.desired.errors] + [
-                c.winner.source for c in result.desired.conflicts
-            ]:
-                errors[kind] = errors.get(kind, 0) + 1
-            metrics.reconciled(True, result.seconds, errors)
-        level = logging.INFO if not result.plan.empty or hints is None else logging.DEBUG
-        log.log(
-            level,
-            "reconciled",
-            extra={
-                "fields": {
-                    "tasks": len(result.desired.tasks),
-                    "plan": result.plan.summary(),
-                    "errors": len(result.desired.problems),
-                    "seconds": round(result.seconds, 4),
-                    "resync": hints is None,
-                }
-            },
+    reconciler = Reconciler(
+        sources,
+        scheduler,
+        dispatcher,
+        allow_empty=options.allow_empty,
+        anchors=await asyncio.to_thread(store.last_slots),
+    )
+    reconciler.subscribe(
+        lambda result: metrics.reconciled(
+            result.ok, result.seconds, _errors_by_source(result.desired)
         )
-
-    git_wanted = asyncio.Event()  # a webhook asked for a fetch now
+    )
+    if options.ha is not None:
+        dispatcher.handover = Handover(store, me, dispatcher.recorder.call)
+        membership, views = _membership(options, kube)
+        cluster = Cluster(
+            Announcement(me, address=options.ha.address),
+            membership,
+            views,
+            store=store,
+            reconciler=reconciler,
+            dispatcher=dispatcher,
+            queue=queue,
+            stopping=manager.stopping,
+            timing=options.ha.timing,
+            revision=lambda: git.status().applied_revision if git else None,
+        )
+    control = ReconcileLoop(reconciler, queue, resync_seconds=options.resync_seconds)
+    git_sync = GitSync(git, lambda _: queue.add(GIT_KIND), metrics) if git else None
 
     def sync_requested(kind: str) -> bool:
-        if kind != GIT_KIND or git is None:
+        if kind != GIT_KIND or git_sync is None:
             return False
-        loop.call_soon_threadsafe(git_wanted.set)
+        loop.call_soon_threadsafe(git_sync.wanted.set)
         return True
 
     service = Service(
@@ -267,31 +252,82 @@ async def serve(
         scheduler=scheduler,
         dispatcher=dispatcher,
         reconciler=reconciler,
-        reconcile=reconcile,
+        reconcile=control.reconcile_now,
         api_dir=api_dir,
         sources=sources,
         sync_requested=sync_requested,
     )
-    background: list[asyncio.Task[None]] = []
-    if options.paths:
-        # Watch before the first pass reads: a file written while crontask starts is then
-        # either read by that pass or reported by the watch, never left for the resync.
-        armed = asyncio.Event()
-        background.append(
-            loop.create_task(
-                watch_paths(options.paths, lambda p: mark("file", p), stop, armed=armed)
+    try:
+        if kube is not None:
+            await kube.start(manager, reconciler, scheduler, dispatcher)
+        if options.paths:
+            await manager.start(FileWatch(options.paths, lambda p: queue.add("file", p)))
+        if git_sync is not None:
+            await manager.start(git_sync)
+        if cluster is not None:
+            await manager.start(cluster)  # joined: the first pass knows which tasks are ours
+        await manager.start(Runs(dispatcher, options.shutdown_grace))
+        await manager.start(control)
+        service.started = True
+        _log_started(me, options, git, scheduler, task_env)
+        await manager.start(
+            Housekeeping(
+                store,
+                scheduler,
+                dispatcher,
+                metrics,
+                interval=options.housekeeping_seconds,
+                max_age=options.history_max_age,
             )
         )
-        await armed.wait()
-    if git is not None:
-        # The revision in force before this restart applies at once; the first fetch follows.
-        await asyncio.to_thread(git.sync)
-    await reconcile(None, await asyncio.to_thread(store.last_slots))
-    service.started = True
-    # What the first pass built (definitions, schedules, jobs) lives as long as the process;
-    # moving it out of the collector's generations keeps later collections from walking it,
-    # which at 10 000 tasks showed as pauses in the middle of a pass.
-    gc.freeze()
+        if http is not None:
+            await manager.start(Http(lambda stopped: http(service, metrics, stopped)))
+        if on_started is not None:
+            on_started()
+        await manager.wait()
+    except ComponentFailed as failed:
+        # Recorded by the manager; what started so far is stopped below.
+        log.debug("start-up ended early", extra={"fields": {"error": str(failed)}})
+    finally:
+        await manager.shutdown()
+        store.close()
+        log.info("crontask stopped")
+    return 1 if manager.failures else 0
+
+
+def _membership(options: Options, kube: _Kubernetes | None) -> tuple[Membership, Views]:
+    """Leases with Kubernetes, else the members table; the views live in the shared store."""
+    # Imported here: only --ha needs them (and only --ha requires PostgreSQL).
+    from reconciler.store.members import SqlMembership, SqlViews
+
+    assert options.ha is not None
+    assert options.db_url is not None
+    rows = SqlMembership.open(options.db_url)
+    views = SqlViews(rows.engine)
+    if kube is None:
+        return rows, views
+    from reconciler.membership.leases import LeaseMembership
+
+    namespace = options.ha.lease_namespace or kube.connection.home
+    return LeaseMembership(kube.connection.api, namespace), views
+
+
+def _errors_by_source(desired: DesiredState) -> dict[str, int]:
+    errors: dict[str, int] = {}
+    for kind in [e.location.source for e in desired.errors] + [
+        c.winner.source for c in desired.conflicts
+    ]:
+        errors[kind] = errors.get(kind, 0) + 1
+    return errors
+
+
+def _log_started(
+    me: str,
+    options: Options,
+    git: GitSource | None,
+    scheduler: ApsScheduler,
+    task_env: Mapping[str, str],
+) -> None:
     log.info(
         "crontask started",
         extra={
@@ -308,104 +344,24 @@ async def serve(
         },
     )
 
-    background.append(
-        loop.create_task(housekeeping(store, scheduler, dispatcher, options, stop, metrics))
-    )
-    if git is not None:
-        background.append(
-            loop.create_task(
-                _sync_git(git, lambda: mark(GIT_KIND), metrics.source_sync_failed, git_wanted, stop)
-            )
-        )
-    failure: list[str] = []
-    if http is not None:
-        server = loop.create_task(http(service, metrics, stop))
-
-        def server_ended(task: asyncio.Task[None]) -> None:
-            # The API is part of the contract (health probes, metrics): without it, stop.
-            if not stop.is_set():
-                error = task.exception() if not task.cancelled() else None
-                failure.append(str(error) if error else "the HTTP server stopped")
-                log.error("http server failed; stopping", extra={"fields": {"error": failure[-1]}})
-                stop.set()
-
-        server.add_done_callback(server_ended)
-        background.append(server)
-    next_resync = time.monotonic() + options.resync_seconds
-    try:
-        while not stop.is_set():
-            timeout = max(0.0, next_resync - time.monotonic())
-            stopping = loop.create_task(stop.wait())
-            woken = loop.create_task(wake.wait())
-            await asyncio.wait({stopping, woken}, timeout=timeout, return_when="FIRST_COMPLETED")
-            stopping.cancel()
-            woken.cancel()
-            if stop.is_set():
-                break
-            if wake.is_set():
-                wake.clear()
-                hints, dirty = dict(dirty), {}
-                await reconcile(hints)
-            else:
-                await reconcile(None)
-                next_resync = time.monotonic() + options.resync_seconds
-    finally:
-        log.info("crontask stopping", extra={"fields": {"running": dispatcher.active_count()}})
-        scheduler.shutdown()
-        stop.set()
-        if kube is not None:
-            await asyncio.to_thread(kube.source.stop)
-        for task in background:
-            with contextlib.suppress(Exception, asyncio.CancelledError):
-                await task
-        await dispatcher.shutdown(options.shutdown_grace)
-        if kube is not None:
-            await asyncio.to_thread(kube.close)  # the final statuses (interrupted runs)
-        store.close()
-        log.info("crontask stopped")
-    return 1 if failure else 0
-
-
-async def _sync_git(
-    git: GitSource,
-    changed: Callable[[], None],
-    failed: Callable[[str], None],
-    wanted: asyncio.Event,
-    stop: asyncio.Event,
-) -> None:
-    """Fetch on the interval (or the backoff after failures), or at once when a webhook asks;
-    a new revision asks for a pass."""
-    while not stop.is_set():
-        stopping = asyncio.ensure_future(stop.wait())
-        asked = asyncio.ensure_future(wanted.wait())
-        await asyncio.wait(
-            {stopping, asked}, timeout=git.status().next_retry_in, return_when="FIRST_COMPLETED"
-        )
-        stopping.cancel()
-        asked.cancel()
-        wanted.clear()
-        if stop.is_set():
-            return
-        if await asyncio.to_thread(git.sync):
-            changed()
-        if git.status().last_error:
-            failed(GIT_KIND)
-
 
 @dataclasses.dataclass
 class _Kubernetes:
-    """The Kubernetes source and its status/Event writers, wired to the runtime."""
+    """The Kubernetes source, its status and Event writers, and what reports to them."""
 
+    connection: Connection
     source: KubernetesSource
     writer: StatusWriter
     events: EventRecorder
-    report: StatusReporter | None = None
 
-    def reporter(self, scheduler: ApsScheduler, dispatcher: Dispatcher) -> StatusReporter:
-        def next_run(key: str, now: datetime) -> datetime | None:
-            # The scheduler's own next fire time (None while suspended): what will happen,
-            # not a second computation of it.
-            return scheduler.next_fire_time(key)
+    async def start(
+        self,
+        manager: Manager,
+        reconciler: Reconciler,
+        scheduler: ApsScheduler,
+        dispatcher: Dispatcher,
+    ) -> None:
+        """Start the writers first (they flush last), then list and watch."""
 
         def fire_manual(key: str) -> RunRecord | None:
             definition = scheduler.owned().get(key)
@@ -413,55 +369,51 @@ class _Kubernetes:
                 return None
             return dispatcher.fire(definition, datetime.now(UTC), Trigger.MANUAL)
 
-        self.report = StatusReporter(
+        report = StatusReporter(
             self.writer,
             self.events,
+            mine=reconciler.mine,
             active=lambda key: tuple(r.id for r in dispatcher.active(key)),
-            next_run=next_run,
+            # The scheduler's own next fire time (None while suspended): what will happen,
+            # not a second computation of it.
+            next_run=lambda key, now: scheduler.next_fire_time(key),
             fire_manual=fire_manual,
         )
-        return self.report
+        dispatcher.subscribe(report.on_run)
 
-    def after_pass(
-        self, desired: Any, owned: Mapping[str, Any], keys: Collection[str] | None
-    ) -> None:
-        if self.report is None:
-            return
-        try:
-            self.report.after_pass(self.source.objects(), desired, owned, keys)
-        except Exception:
-            log.exception("kubernetes status update failed; the next pass will try again")
+        def after_pass(result: PassResult) -> None:
+            if result.ok:
+                report.after_pass(
+                    self.source.objects(), result.desired, scheduler.owned(), result.keys
+                )
 
-    def close(self) -> None:
-        self.writer.stop(timeout=5.0)
-        self.events.stop(timeout=2.0)
+        reconciler.subscribe(after_pass)
+        await manager.start(
+            Threaded("status-writer", self.writer.start, lambda: self.writer.stop(timeout=5.0))
+        )
+        await manager.start(
+            Threaded("events", self.events.start, lambda: self.events.stop(timeout=2.0))
+        )
+        await manager.start(Informer(self.source.start, self.source.stop))
+        log.info(
+            "kubernetes source started",
+            extra={
+                "fields": {"watching": self.source.location, "synced": self.source.informer.synced}
+            },
+        )
 
 
-async def _start_kubernetes(
-    options: KubernetesOptions,
-    loop: asyncio.AbstractEventLoop,
-    mark: Callable[[str, Collection[str]], None],
-    me: str,
-) -> _Kubernetes:
-    """Connect, list (waiting up to 30 s for the first list, so the first pass sees the
-    objects), and start watching; status and Event writers get their own threads."""
-    api, namespace = await asyncio.to_thread(connect, options)
+async def _connect(options: KubernetesOptions, queue: WorkQueue, me: str) -> _Kubernetes:
+    connection = await asyncio.to_thread(connect, options)
+    api = connection.api
+    loop = asyncio.get_running_loop()
 
     def changed(keys: set[str]) -> None:
         # Called on the watch thread: only hand the keys over to the loop.
         with contextlib.suppress(RuntimeError):  # the loop is closing
-            loop.call_soon_threadsafe(mark, KUBERNETES, keys)
+            loop.call_soon_threadsafe(queue.add, KUBERNETES, keys)
 
     source = KubernetesSource(
-        api, namespace, on_change=changed, resync_seconds=options.resync_seconds
+        api, connection.watch, on_change=changed, resync_seconds=options.resync_seconds
     )
-    await asyncio.to_thread(source.start, 30.0)
-    writer = StatusWriter(api)
-    writer.start()
-    events = EventRecorder(api, instance=me)
-    events.start()
-    log.info(
-        "kubernetes source started",
-        extra={"fields": {"watching": source.location, "synced": source.informer.synced}},
-    )
-    return _Kubernetes(source, writer, events)
+    return _Kubernetes(connection, source, StatusWriter(api), EventRecorder(api, instance=me))

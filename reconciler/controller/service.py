@@ -61,7 +61,7 @@ from reconciler.store.base import RunStore
 
 T = TypeVar("T")
 
-Reconcile = Callable[[Mapping[str, Collection[str]] | None], Coroutine[Any, Any, None]]
+Reconcile = Callable[[Mapping[str, Collection[str]]], Coroutine[Any, Any, object]]
 API_KIND = "api"
 NEXT_RUNS = 5
 ON_LOOP_TIMEOUT = 30.0

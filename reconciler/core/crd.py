@@ -78,6 +78,8 @@ _PLAIN: Final = frozenset(
         "maximum",
         "minItems",
         "maxItems",
+        "minProperties",
+        "maxProperties",
         "required",
     }
 )
@@ -100,6 +102,8 @@ _KEY_ORDER: Final = (
     "exclusiveMaximum",
     "minItems",
     "maxItems",
+    "minProperties",
+    "maxProperties",
     "items",
     "properties",
     "additionalProperties",

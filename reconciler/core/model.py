@@ -37,6 +37,19 @@ RESERVED_ENV_PREFIX = "CRONTASK_"
 
 Label = Annotated[str, StringConstraints(pattern=DNS1123_LABEL, min_length=1, max_length=63)]
 
+# Bounds on every value, so that a careless or hostile definition cannot ask for what makes no
+# sense (a deadline of 0 s skips every slot; a backoff of 1e16 s never retries) or for more
+# memory than a task needs. Each says its range in the schema, the CRD and every error message.
+DAY = 86_400
+MAX_SECONDS = 365 * DAY  # deadlines and timeouts: a year
+MAX_BACKOFF = DAY  # one retry delay: a day
+MAX_HISTORY = 1_000  # run records kept per task and status
+MAX_TEXT = 32 * 1024  # one argument, env value, header value: 32 KiB
+MAX_ITEMS = 256  # args, env entries, headers, labels, annotations
+Text = Annotated[str, StringConstraints(max_length=MAX_TEXT)]
+LabelValue = Annotated[str, StringConstraints(max_length=63)]
+MAX_LABEL_KEY = 317  # Kubernetes: a 253-character prefix, '/', a 63-character name
+
 
 class _Model(BaseModel):
     # Unknown fields are errors: a typo such as `schedul:` must not silently become a default.
@@ -58,25 +71,45 @@ class ConcurrencyPolicy(enum.StrEnum):
 class Metadata(_Model):
     name: Label = Field(description="DNS-1123 label, unique within the namespace.")
     namespace: Label = Field("default", description="Defaults to `default`.")
-    labels: dict[str, str] = Field(default_factory=dict)
-    annotations: dict[str, str] = Field(default_factory=dict)
+    labels: dict[str, LabelValue] = Field(default_factory=dict, max_length=MAX_ITEMS)
+    annotations: dict[str, Text] = Field(default_factory=dict, max_length=MAX_ITEMS)
+
+    @field_validator("labels", "annotations")
+    @classmethod
+    def _keys(cls, values: dict[str, str]) -> dict[str, str]:
+        # Checked here, not in the type: a CRD schema cannot constrain property names.
+        for key in values:
+            if not 0 < len(key) <= MAX_LABEL_KEY:
+                raise ValueError(f"keys are 1 to {MAX_LABEL_KEY} characters long")
+        return values
 
 
 class RetryPolicy(_Model):
     limit: int = Field(0, ge=0, le=100, description="Further attempts after a failed one.")
-    backoff_seconds: float = Field(10.0, ge=0, description="Delay before the first retry.")
-    backoff_multiplier: float = Field(2.0, ge=1, description="Each further delay is multiplied.")
-    max_backoff_seconds: float | None = Field(None, ge=0, description="Upper bound on a delay.")
+    backoff_seconds: float = Field(
+        10.0, ge=0, le=MAX_BACKOFF, description="Delay before the first retry."
+    )
+    backoff_multiplier: float = Field(
+        2.0, ge=1, le=10, description="Each further delay is multiplied."
+    )
+    max_backoff_seconds: float | None = Field(
+        None, ge=0, le=MAX_BACKOFF, description="Upper bound on a delay."
+    )
 
 
 class CommandAction(_Model):
-    args: list[str] = Field(
+    args: list[Text] = Field(
         min_length=1,
+        max_length=MAX_ITEMS,
         description="Program and arguments, executed directly (no shell). "
         'Use ["sh", "-c", "..."] for shell syntax.',
     )
-    env: dict[str, str] = Field(default_factory=dict, description="Added to the environment.")
-    working_dir: str | None = Field(None, description="Directory the command runs in.")
+    env: dict[str, Text] = Field(
+        default_factory=dict, max_length=MAX_ITEMS, description="Added to the environment."
+    )
+    working_dir: str | None = Field(
+        None, max_length=4096, description="Directory the command runs in."
+    )
 
     @field_validator("args")
     @classmethod
@@ -108,8 +141,12 @@ class HttpMethod(enum.StrEnum):
 class ValueSource(_Model):
     """Where a secret value comes from, so that it is never committed to git."""
 
-    env: str | None = Field(None, description="An environment variable of crontask's process.")
-    file: str | None = Field(None, description="A file, e.g. a mounted Kubernetes Secret.")
+    env: str | None = Field(
+        None, max_length=256, description="An environment variable of crontask's process."
+    )
+    file: str | None = Field(
+        None, max_length=4096, description="A file, e.g. a mounted Kubernetes Secret."
+    )
 
     @model_validator(mode="after")
     def _exactly_one(self) -> ValueSource:
@@ -119,8 +156,10 @@ class ValueSource(_Model):
 
 
 class HttpHeader(_Model):
-    name: str = Field(pattern=r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$", description="Header name.")
-    value: str | None = Field(None, description="A literal value.")
+    name: str = Field(
+        pattern=r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$", max_length=256, description="Header name."
+    )
+    value: Text | None = Field(None, description="A literal value.")
     value_from: ValueSource | None = Field(None, description="Or read it at run time.")
 
     @model_validator(mode="after")
@@ -135,15 +174,24 @@ STATUS_RANGES = r"^\d{3}(-\d{3})?(,\d{3}(-\d{3})?)*$"
 
 class HttpAction(_Model):
     method: HttpMethod = Field(HttpMethod.GET)
-    url: str = Field(pattern=r"^https?://[^\s/$.?#][^\s]*$", description="http:// or https:// URL.")
-    headers: list[HttpHeader] = Field(default_factory=list)
-    body: str | None = Field(None, description="Request body, sent as is.")
+    url: str = Field(
+        pattern=r"^https?://[^\s/$.?#][^\s]*$",
+        max_length=2048,
+        description="http:// or https:// URL.",
+    )
+    headers: list[HttpHeader] = Field(default_factory=list, max_length=MAX_ITEMS)
+    body: str | None = Field(
+        None, max_length=64 * 1024, description="Request body, sent as is (at most 64 KiB)."
+    )
     expect_status: str = Field(
         "200-299",
         pattern=STATUS_RANGES,
+        max_length=256,
         description='Statuses that count as success: "200-299", "200,204", "200-299,304".',
     )
-    timeout_seconds: float = Field(30.0, gt=0, description="For the request itself.")
+    timeout_seconds: float = Field(
+        30.0, gt=0, le=3600, description="For the request itself (at most an hour)."
+    )
 
     def accepts(self, status: int) -> bool:
         for part in self.expect_status.split(","):
@@ -155,19 +203,30 @@ class HttpAction(_Model):
 
 class TaskSpec(_Model):
     schedule: str = Field(
-        description='5 cron fields; 6 fields = leading seconds; @hourly, @daily, ...; "@every 30s".'
+        max_length=1024,
+        description="5 cron fields; 6 fields = leading seconds; @hourly, @daily, ...; "
+        '"@every 30s". Days also take L, L-3, 15W, LW (day of month), 5L, MON#2 (day of week) '
+        "and ? (no specific value).",
     )
-    time_zone: str = Field("UTC", description="IANA time zone name, e.g. Europe/Berlin.")
+    time_zone: str = Field(
+        "UTC", max_length=64, description="IANA time zone name, e.g. Europe/Berlin."
+    )
     suspend: bool = Field(False, description="No new runs while true; running ones finish.")
     concurrency_policy: ConcurrencyPolicy = Field(
         ConcurrencyPolicy.FORBID,
         description="What to do when a slot comes while the previous run is still going.",
     )
     starting_deadline_seconds: int | None = Field(
-        None, ge=0, description="How late a slot may still start. Unset: no deadline."
+        None,
+        ge=1,
+        le=MAX_SECONDS,
+        description="How late a slot may still start. Unset: no deadline.",
     )
     timeout_seconds: int | None = Field(
-        None, gt=0, description="The whole run (its process group) is stopped after this."
+        None,
+        ge=1,
+        le=MAX_SECONDS,
+        description="The whole run (its process group) is stopped after this.",
     )
     retry: RetryPolicy = Field(default_factory=RetryPolicy)
     jitter_seconds: int | None = Field(
@@ -177,8 +236,12 @@ class TaskSpec(_Model):
         description="Delay every slot by a fixed offset in [0, jitterSeconds] derived from the "
         "task's key: stable across restarts, spreads tasks that share a schedule.",
     )
-    successful_runs_history_limit: int = Field(3, ge=0, description="Succeeded runs to keep.")
-    failed_runs_history_limit: int = Field(1, ge=0, description="Failed runs to keep.")
+    successful_runs_history_limit: int = Field(
+        3, ge=0, le=MAX_HISTORY, description="Succeeded runs to keep."
+    )
+    failed_runs_history_limit: int = Field(
+        1, ge=0, le=MAX_HISTORY, description="Failed runs to keep."
+    )
     command: CommandAction | None = Field(None, description="Run a program.")
     http: HttpAction | None = Field(None, description="Make an HTTP request.")
 

@@ -4,7 +4,7 @@ Contract:
 
 * ``CommandRun(args, env=...)`` describes one attempt and ``await run()`` performs it, once.
   Process failures (non-zero exit, death by signal, timeout, failure to start) are outcomes
-  (:class:`CommandOutcome`), never exceptions.
+  (:class:`Outcome`), never exceptions.
 * No shell: ``args[0]`` is looked up on the ``PATH`` of ``env`` (exec semantics; ``os.defpath``
   when ``env`` has no ``PATH``), and ``env`` is the complete environment, passed as is.
 * The process is started in a new session, hence its own process group, and the run owns that
@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import enum
 import errno
 import math
@@ -39,7 +38,9 @@ import subprocess
 import time
 from collections.abc import Mapping, Sequence
 
-from reconciler.core.runs import RunStatus
+from reconciler.core.desired import Definition
+from reconciler.core.runs import RunRecord, RunStatus
+from reconciler.runner.base import Outcome, run_environment
 from reconciler.runner.process import Child, spawn
 
 # After the main process has exited and its group has been cleaned up, only a process that
@@ -55,17 +56,7 @@ _CENSUS_MAX_AGE = 0.1
 
 # Supervisors that outlive a run() call cancelled twice: a strong reference keeps them from being
 # garbage-collected before they have finished killing their group.
-_background: set[asyncio.Task[CommandOutcome]] = set()
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class CommandOutcome:
-    status: RunStatus  # SUCCEEDED, FAILED or TIMED_OUT
-    exit_code: int | None  # 128 + N for death by signal N; None if the process never started
-    reason: str | None  # CamelCase; None on success
-    message: str  # one human-readable line
-    output: str  # tail of combined stdout+stderr, with a truncation marker when cut
-    pid: int | None
+_background: set[asyncio.Task[Outcome]] = set()
 
 
 class _End(enum.Enum):
@@ -293,7 +284,7 @@ class CommandRun:
         self._stop_reason = reason
         self._begin_termination()
 
-    async def run(self) -> CommandOutcome:
+    async def run(self) -> Outcome:
         """Start the process and wait for it; see the module docstring."""
         if self._run_called:
             raise RuntimeError("CommandRun.run() may only be called once")
@@ -302,7 +293,7 @@ class CommandRun:
         if self._end is _End.STOPPED:
             self._exited = True
             self.started.set()
-            return CommandOutcome(
+            return Outcome(
                 status=RunStatus.FAILED,
                 exit_code=None,
                 reason=self._stop_reason,
@@ -358,7 +349,7 @@ class CommandRun:
         self._escalated = True
         _signal_group(self._pid, signal.SIGKILL)
 
-    async def _supervise(self) -> CommandOutcome:
+    async def _supervise(self) -> Outcome:
         assert self._loop is not None
         # Our own pipe: we must be able to stop reading and close it while a stray process
         # still holds the write end (a stream transport would stay open until EOF).
@@ -422,7 +413,7 @@ class CommandRun:
             self._begin_termination()
             return await child.exited()
 
-    def _outcome(self, returncode: int, *, leftovers: bool, output: str) -> CommandOutcome:
+    def _outcome(self, returncode: int, *, leftovers: bool, output: str) -> Outcome:
         exit_code = returncode if returncode >= 0 else 128 - returncode
         status = RunStatus.FAILED
         reason: str | None
@@ -451,7 +442,7 @@ class CommandRun:
             message += "; processes it left in its group were terminated"
         if self._escalated:
             message += f" (SIGKILL after {_format_seconds(self._kill_grace)} grace period)"
-        return CommandOutcome(
+        return Outcome(
             status=status,
             exit_code=exit_code,
             reason=reason,
@@ -460,7 +451,7 @@ class CommandRun:
             pid=self._pid,
         )
 
-    def _start_failed(self, exc: BaseException) -> CommandOutcome:
+    def _start_failed(self, exc: BaseException) -> Outcome:
         command = self._args[0]
         if isinstance(exc, OSError):
             detail = exc.strerror or str(exc)
@@ -478,11 +469,45 @@ class CommandRun:
                 message = f"cannot start {command}: {detail}"
         else:
             message = f"cannot start {command!r}: {exc}"
-        return CommandOutcome(
+        return Outcome(
             status=RunStatus.FAILED,
             exit_code=None,
             reason="StartFailed",
             message=message,
             output="",
             pid=None,
+        )
+
+
+class CommandRunner:
+    """The ``command`` action: each attempt is a :class:`CommandRun` of ``spec.command``.
+
+    ``task_env`` is what every command's environment starts from (see
+    ``reconciler.runner.environment``); then the task's own ``env``; then the run's
+    ``CRONTASK_*`` variables, which nothing overrides.
+    """
+
+    field = "command"
+
+    def __init__(
+        self,
+        task_env: Mapping[str, str],
+        *,
+        kill_grace: float = 10.0,
+        output_limit: int = 64 * 1024,
+    ) -> None:
+        self.task_env = dict(task_env)
+        self.kill_grace = kill_grace
+        self.output_limit = output_limit
+
+    def attempt(self, definition: Definition, record: RunRecord) -> CommandRun:
+        spec = definition.task.spec
+        assert spec.command is not None  # the registry asks only tasks that set it
+        return CommandRun(
+            spec.command.args,
+            env={**self.task_env, **spec.command.env, **run_environment(record)},
+            working_dir=spec.command.working_dir,
+            timeout=spec.timeout_seconds,
+            kill_grace=self.kill_grace,
+            output_limit=self.output_limit,
         )

@@ -17,9 +17,11 @@ from pathlib import Path
 
 import httpx
 
+from reconciler.core.desired import Definition
 from reconciler.core.model import HttpAction
-from reconciler.core.runs import RunStatus
-from reconciler.runner.command import CommandOutcome
+from reconciler.core.runs import RunRecord, RunStatus
+from reconciler.runner.base import Outcome, run_environment
+from reconciler.runner.base import failed as _failed
 
 
 class HeaderValueError(Exception):
@@ -69,7 +71,7 @@ class HttpRun:
         # The run's timeoutSeconds bounds the whole attempt; the action's own bounds the request.
         self.timeout = min(t for t in (timeout, action.timeout_seconds) if t is not None)
         self.output_limit = output_limit
-        self._task: asyncio.Task[CommandOutcome] | None = None
+        self._task: asyncio.Task[Outcome] | None = None
         self._stop_reason: str | None = None
 
     def stop(self, reason: str) -> None:
@@ -77,7 +79,7 @@ class HttpRun:
         if self._task is not None:
             self._task.cancel()
 
-    async def run(self) -> CommandOutcome:
+    async def run(self) -> Outcome:
         if self._stop_reason is not None:
             return _failed(self._stop_reason, f"stopped before it started: {self._stop_reason}")
         self._task = asyncio.get_running_loop().create_task(self._request())
@@ -88,7 +90,7 @@ class HttpRun:
                 raise  # cancelled from outside: propagate
             return _failed(self._stop_reason, f"stopped: {self._stop_reason}")
 
-    async def _request(self) -> CommandOutcome:
+    async def _request(self) -> Outcome:
         action = self.action
         try:
             headers = {**resolve_headers(action, self.env), **self.extra_headers}
@@ -116,16 +118,13 @@ class HttpRun:
         text = body.decode("utf-8", errors="replace")
         summary = f"HTTP {response.status_code} {response.reason_phrase}".rstrip()
         if action.accepts(response.status_code):
-            return CommandOutcome(
-                RunStatus.SUCCEEDED, response.status_code, None, summary, text, None
-            )
-        return CommandOutcome(
+            return Outcome(RunStatus.SUCCEEDED, response.status_code, None, summary, text)
+        return Outcome(
             RunStatus.FAILED,
             response.status_code,
             "UnexpectedStatus",
             f"{summary} (expected {action.expect_status})",
             text,
-            None,
         )
 
 
@@ -149,5 +148,31 @@ def _describe(err: httpx.HTTPError) -> str:
     return f"{type(err).__name__}: {text}" if cause is None else f"{text} ({cause})"
 
 
-def _failed(reason: str, message: str, *, status: RunStatus = RunStatus.FAILED) -> CommandOutcome:
-    return CommandOutcome(status, None, reason, message, "", None)
+class HttpRunner:
+    """The ``http`` action: each attempt is one :class:`HttpRun` of ``spec.http``.
+
+    ``environ`` is crontask's own environment, where header values named by ``valueFrom.env``
+    are read (crontask makes the request; nothing is handed to a process). The run's identity
+    travels as headers, so that a receiver can recognise a retry.
+    """
+
+    field = "http"
+
+    def __init__(self, environ: Mapping[str, str], *, output_limit: int = 64 * 1024) -> None:
+        self.environ = dict(environ)
+        self.output_limit = output_limit
+
+    def attempt(self, definition: Definition, record: RunRecord) -> HttpRun:
+        spec = definition.task.spec
+        assert spec.http is not None  # the registry asks only tasks that set it
+        return HttpRun(
+            spec.http,
+            env=self.environ,
+            extra_headers={
+                "X-Crontask-Run-Id": record.id,
+                "X-Crontask-Attempt": str(record.attempt),
+                "X-Crontask-Scheduled-Time": run_environment(record)["CRONTASK_SCHEDULED_TIME"],
+            },
+            timeout=spec.timeout_seconds,
+            output_limit=self.output_limit,
+        )

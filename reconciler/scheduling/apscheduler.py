@@ -101,7 +101,8 @@ class ApsScheduler:
         )
 
     def start(self) -> None:
-        self._aps.start()
+        if not self._aps.running:  # starting twice changes nothing
+            self._aps.start()
 
     def shutdown(self) -> None:
         if self._aps.running:

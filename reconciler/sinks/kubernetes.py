@@ -7,17 +7,23 @@ Contract:
   HTTP calls; nothing here runs on the event loop.
 - Coalescing: per object at most one request is in flight and only the newest submission is
   kept, so a burst of updates becomes one or two writes.
-- A write is a JSON merge patch of exactly the fields that differ; when nothing differs,
-  nothing is sent (no write, no watch event, no loop with our own watch).
+- A write is a JSON merge patch of exactly the fields that differ, computed from the status
+  at a known ``resourceVersion`` and carrying that version (``metadata.resourceVersion``), so
+  the API server refuses it with ``409 Conflict`` when anyone wrote the object meanwhile:
+  then the object is re-read and the status computed again against the fresh one. When nothing
+  differs, nothing is sent (no write, no watch event, no loop with our own watch).
+- The base of a write is the newer of two views: the writer's own (the object its last write
+  returned, or its last re-read) and the informer's (``ObjectRef``); a cached view never hides a
+  newer object the watch has delivered.
 - Writes share one token bucket (``qps``/``burst``), so many objects cannot flood the API
-  server. A ``409 Conflict`` re-reads the object and computes the status again against the
-  fresh one; ``429``/``5xx``/connection errors retry with capped backoff; ``404`` (deleted)
-  drops the object. The status is never written through the main resource, so it can never
-  bump ``metadata.generation``.
+  server. ``429``/``5xx``/connection errors retry with capped backoff; ``404`` (deleted) drops
+  the object. The status is never written through the main resource, so it can never bump
+  ``metadata.generation``.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import random
 import threading
@@ -97,9 +103,9 @@ class StatusWriter:
         self._cond = threading.Condition()
         self._pending: dict[str, tuple[ObjectRef, Build]] = {}  # insertion order = queue order
         self._inflight: set[str] = set()
-        # The status after our last write or read, with the object's uid (a deleted and
-        # re-created object starts from its own, empty status).
-        self._known: dict[str, tuple[str, dict[str, Any]]] = {}
+        # The object as our last write or read returned it: uid (a deleted and re-created
+        # object starts from its own, empty status), resourceVersion, status.
+        self._known: dict[str, _Seen] = {}
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self.writes = 0
@@ -187,12 +193,12 @@ class StatusWriter:
         for _ in range(self._attempts):
             if (newer := self._newer(key)) is not None:
                 ref, build = newer
-            uid, known = self._known.get(key, ("", None))
-            current = known if known is not None and uid == ref.uid else dict(ref.status)
+            base = self._base(ref)
+            current = dict(base.status)
             patch = merge_patch(current, build(current))
             if not patch:
                 self.skipped += 1
-                self._known[key] = (ref.uid, current)
+                self._known[key] = base
                 return
             if not self._bucket.take(self._stop):
                 return
@@ -203,7 +209,9 @@ class StatusWriter:
                     ref.namespace,
                     PLURAL,
                     ref.name,
-                    {"status": patch},
+                    # The version the patch was computed from: a write made meanwhile by
+                    # anyone makes the server answer 409 instead of losing it.
+                    {"metadata": {"resourceVersion": base.resource_version}, "status": patch},
                     _content_type=MERGE_PATCH,
                     _request_timeout=(10, 30),
                 )
@@ -226,9 +234,9 @@ class StatusWriter:
                 log.debug("status write error", extra={"fields": {"task": key, "error": err}})
             else:
                 self.writes += 1
-                status = written.get("status") if isinstance(written, dict) else None
-                fresh = status if isinstance(status, dict) else {**current, **patch}
-                self._known[key] = (ref.uid, fresh)
+                self._known[key] = _seen(ref.uid, written) or _Seen(
+                    ref.uid, base.resource_version, {**current, **patch}
+                )
                 return
             if self._stop.wait(random.uniform(delay / 2, delay)):  # noqa: S311 - jitter
                 return
@@ -237,6 +245,14 @@ class StatusWriter:
         log.warning(
             "status write gave up; the next update retries", extra={"fields": {"task": key}}
         )
+
+    def _base(self, ref: ObjectRef) -> _Seen:
+        """The newer of our own view of the object and the informer's."""
+        informer = _Seen(ref.uid, ref.resource_version, dict(ref.status))
+        known = self._known.get(ref.key)
+        if known is None or known.uid != ref.uid:
+            return informer
+        return known if _newer(known.resource_version, ref.resource_version) else informer
 
     def _reread(self, ref: ObjectRef) -> None:
         try:
@@ -249,5 +265,32 @@ class StatusWriter:
             return
         except Exception:
             return
-        status = obj.get("status") if isinstance(obj, dict) else None
-        self._known[ref.key] = (ref.uid, status if isinstance(status, dict) else {})
+        if (seen := _seen(ref.uid, obj)) is not None:
+            self._known[ref.key] = seen
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Seen:
+    uid: str
+    resource_version: str
+    status: Mapping[str, Any]
+
+
+def _seen(uid: str, obj: Any) -> _Seen | None:
+    """The version and status of an object the server returned (None if it is not one)."""
+    if not isinstance(obj, dict) or not isinstance(obj.get("metadata"), dict):
+        return None
+    version = obj["metadata"].get("resourceVersion")
+    status = obj.get("status")
+    if not isinstance(version, str):
+        return None
+    return _Seen(uid, version, status if isinstance(status, dict) else {})
+
+
+def _newer(ours: str, theirs: str) -> bool:
+    """Whether resourceVersion ``ours`` is newer than ``theirs``. Versions are opaque, but every
+    API server in use (etcd's revisions) issues increasing integers; anything else is taken as
+    not newer, so the informer's view (fresh from the server) wins."""
+    if ours.isdigit() and theirs.isdigit():
+        return int(ours) > int(theirs)
+    return False

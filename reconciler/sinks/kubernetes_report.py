@@ -10,6 +10,7 @@ Contract:
   Kubernetes source holds, the desired state, what the scheduler owns and the keys the pass
   looked at (None: all). :meth:`StatusReporter.on_run` is a dispatcher listener: every run
   record (running, finished, skipped) updates its task's status.
+- With replicas (``mine``), only the owner of a task reports it: one writer per object.
 - Run-now: an object whose ``crontask.dev/run-now`` annotation holds a value that is neither
   handled by this process nor recorded as ``status.lastRunNow`` gets exactly one manual run
   (``fire_manual``; the concurrency policy applies, a skip is recorded and reported); the value
@@ -53,6 +54,7 @@ class StatusReporter:
         next_run: Callable[[str, datetime], datetime | None],
         fire_manual: Callable[[str], RunRecord | None],
         clock: Clock = lambda: datetime.now(UTC),
+        mine: Callable[[str], bool] = lambda key: True,
     ) -> None:
         self._writer = writer
         self._events = events
@@ -60,6 +62,9 @@ class StatusReporter:
         self._next_run = next_run
         self._fire_manual = fire_manual
         self._clock = clock
+        # With replicas, only the owner of a task writes its status and Events and acts on its
+        # run-now annotation: one writer per object.
+        self._mine = mine
         self._refs: dict[str, ObjectRef] = {}
         self._states: dict[str, TaskState] = {}
         self._runs: dict[str, RunSummary] = {}
@@ -80,7 +85,7 @@ class StatusReporter:
             self._invalid.pop(gone, None)
             self._writer.forget(gone)
         self._refs = dict(refs)
-        targets = list(refs) if keys is None else [k for k in keys if k in refs]
+        targets = [k for k in (refs if keys is None else keys) if k in refs and self._mine(k)]
         for key in targets:
             ref = refs[key]
             state = task_state(key, desired, owned.get(key))
@@ -93,8 +98,8 @@ class StatusReporter:
 
     def on_run(self, record: RunRecord) -> None:
         ref = self._refs.get(record.task)
-        if ref is None:
-            return  # a task from another source
+        if ref is None or not self._mine(record.task):
+            return  # a task from another source, or another replica's now
         self._runs[record.task] = self._runs.get(record.task, RunSummary()).observe(record)
         event = run_event(record)
         if event is not None:

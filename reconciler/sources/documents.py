@@ -7,12 +7,20 @@ Multi-document text (``---``) is read like ``kubectl apply -f``. Documents of ot
 Positions come from the YAML node tree, so a pydantic error such as ``spec.timeZone: unknown
 time zone`` is reported at the line and column of ``timeZone:`` in the file. libyaml's C parser
 is used when PyYAML was built with it (it is several times faster and keeps the same marks).
+
+The text is untrusted (anyone who can commit to the task repository writes it), so reading it
+is bounded by its length, never by what YAML aliases expand it to (see ``limits`` and
+``yamlwalk``): a 500-byte alias bomb, a document nested a thousand deep, ten thousand empty
+documents or a number of a million digits is an error at its line and column, found in
+milliseconds. Only YAML's standard tags are constructed (PyYAML's SafeLoader): ``!!python/...``
+is an error. Messages quote user text (unknown field names, values) only as short one-line
+excerpts, so that no file can be echoed whole into a log, the API or ``validate`` output.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import difflib
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -22,8 +30,29 @@ from pydantic import ValidationError
 from reconciler.core.desired import Definition, DefinitionError, Location
 from reconciler.core.model import API_GROUP, DNS1123_LABEL, CronTask
 from reconciler.core.schedule import ScheduleError
+from reconciler.sources.limits import YamlLimits, excerpt
+from reconciler.sources.messages import MESSAGE, Problem, dotted, message
+from reconciler.sources.yamlwalk import (
+    MAP,
+    STR,
+    Exceeded,
+    NodeProblem,
+    NotPlain,
+    measure,
+    plain_document,
+    prescan,
+    too_many_documents,
+)
 
 _Loader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+DEFAULT_LIMITS = YamlLimits()
+_LABEL = re.compile(DNS1123_LABEL)
+# Bounds of what a message quotes: a key, a field path, a message of the model or the parser.
+_MESSAGE = MESSAGE
+# Texts longer than this are first counted from their events (see yamlwalk.prescan): a task
+# file of ten CronTasks is some 4 KB, and the pass would only slow those down.
+PRESCAN_LENGTH = 64 * 1024
 
 Path = tuple[str | int, ...]
 
@@ -50,6 +79,7 @@ class _Positions:
         self.marks: dict[Path, _Mark] = {}
         self.values: dict[Path, _Mark] = {}
         self.duplicates: list[tuple[Path, _Mark]] = []
+        self._seen_duplicates: set[tuple[int, int]] = set()  # an alias repeats its mapping
         self.root = _mark(root)
         self._walk(root, ())
 
@@ -58,11 +88,15 @@ class _Positions:
         if isinstance(node, yaml.MappingNode):
             seen: set[str] = set()
             for key_node, value_node in node.value:
-                key = str(key_node.value)
+                # A sequence or mapping as a key (`? [a, b]`) has no name a message could use.
+                key = key_node.value if type(key_node) is yaml.ScalarNode else "<complex key>"
                 child = (*path, key)
                 if key in seen:
                     # PyYAML keeps the last of two equal keys without a word; say so instead.
-                    self.duplicates.append((child, _mark(key_node)))
+                    mark = _mark(key_node)
+                    if (mark.line, mark.column) not in self._seen_duplicates:
+                        self._seen_duplicates.add((mark.line, mark.column))
+                        self.duplicates.append((child, mark))
                 seen.add(key)
                 self.marks[child] = _mark(key_node)
                 self._walk(value_node, child)
@@ -89,185 +123,199 @@ def _mark(node: yaml.Node) -> _Mark:
     return _Mark(
         line=start.line + 1,
         column=start.column + 1,
-        plain_scalar=isinstance(node, yaml.ScalarNode) and style is None and single_line,
+        # A plain scalar's style is None from PyYAML's Python composer, "" from libyaml's.
+        plain_scalar=isinstance(node, yaml.ScalarNode) and not style and single_line,
         quoted=isinstance(node, yaml.ScalarNode) and style in ("'", '"') and single_line,
     )
 
 
 def parse_text(
-    text: str, path: str, *, source: str = "file", revision: str | None = None
+    text: str,
+    path: str,
+    *,
+    source: str = "file",
+    revision: str | None = None,
+    limits: YamlLimits = DEFAULT_LIMITS,
 ) -> ParsedText:
     """Every CronTask in ``text`` (the contents of ``path``), or the reasons they are not.
 
     Never raises for bad input: a YAML syntax error is one error at its position, and stops
-    the reading of the rest of the text (as the parser cannot resynchronise).
+    the reading of the rest of the text (as the parser cannot resynchronise). The work is
+    bounded by the length of ``text`` (see ``limits``): a document that breaks a bound is an
+    error at the node that breaks it, and at most ``limits.max_errors`` errors are reported.
     """
 
     def at(line: int, column: int) -> Location:
         return Location(source, path, line, column, revision)
 
-    definitions: list[Definition] = []
-    errors: list[DefinitionError] = []
-    ignored = 0
+    found = _Found(limits.max_errors)
+    if len(text) > PRESCAN_LENGTH:
+        problem = prescan(
+            text,
+            _Loader,
+            documents=limits.max_documents,
+            values=limits.max_values,
+            depth=limits.max_depth,
+        )
+        if problem is not None:
+            mark, message = problem
+            found.error(at(mark.line + 1, mark.column + 1), message)
+            return ParsedText([], found.errors)
+    budget = total = limits.file_values(len(text))
+    documents = 0
     loader = _Loader(text)
     try:
-        while loader.check_node():
+        while not found.full and loader.check_node():
             node = loader.get_node()
             if node is None:
                 continue
-            # Positions are needed only to report an error: the common, valid document is
-            # built without them (see _plain_document); anything unusual takes the long way.
-            try:
-                data, plain = _plain_document(node)
-                positions: _Positions | None = None
-                if not plain:
-                    _refuse_cycles(node)
-                    positions = _Positions(node)
-                    data = loader.construct_document(node)
-            except _Recursive as cycle:
-                # An alias inside its own anchor (`a: &x [*x]`) has no finite value.
-                mark = cycle.node.start_mark
-                errors.append(
-                    DefinitionError(
-                        at(mark.line + 1, mark.column + 1),
-                        "recursive YAML alias: this value contains itself",
-                    )
+            documents += 1
+            if documents > limits.max_documents:
+                mark = node.start_mark
+                found.error(
+                    at(mark.line + 1, mark.column + 1), too_many_documents(limits.max_documents)
                 )
-                continue
-            except RecursionError:
-                root = node.start_mark
-                errors.append(
-                    DefinitionError(
-                        at(root.line + 1, root.column + 1), "document is nested too deeply"
-                    )
+                break
+            if budget <= 0:
+                mark = node.start_mark
+                found.error(
+                    at(mark.line + 1, mark.column + 1),
+                    f"the documents of this file count more than {total} values together "
+                    "(the limit for a file of this size: an alias bomb?)",
                 )
-                continue
-            if data is None:  # an empty document between two `---`
-                continue
-            if _other_group(data):
-                ignored += 1
-                continue
-            for dup_path, mark in positions.duplicates if positions else ():
-                errors.append(
-                    DefinitionError(
-                        at(mark.line, mark.column),
-                        f"{_dotted(dup_path)}: duplicate key",
-                        _key_of(data),
-                    )
-                )
-            if positions is not None and positions.duplicates:
-                continue
-            try:
-                task = CronTask.model_validate(data)
-            except ValidationError as err:
-                positions = positions or _Positions(node)
-                errors.extend(_validation_errors(err, positions, at, _key_of(data)))
-                continue
-            root = node.start_mark
-            definitions.append(Definition.of(task, at(root.line + 1, root.column + 1)))
+                break
+            bound = "the limit for one document"
+            if budget < limits.max_values:
+                bound = f"what is left of the limit for this file, {total} values"
+            budget -= _document(node, at, min(limits.max_values, budget), bound, limits, found)
     except yaml.MarkedYAMLError as err:
         where = err.problem_mark or err.context_mark
         line, column = (where.line + 1, where.column + 1) if where else (1, 1)
-        problem = err.problem or err.context or "invalid YAML"
-        errors.append(DefinitionError(at(line, column), f"YAML syntax error: {problem}"))
-    except yaml.YAMLError as err:  # e.g. a reader error on a control character
-        errors.append(DefinitionError(at(1, 1), f"YAML error: {err}"))
+        reason = err.problem or err.context or "invalid YAML"
+        found.error(at(line, column), f"YAML syntax error: {excerpt(reason, _MESSAGE)}")
+    except yaml.reader.ReaderError as err:  # a control character, a lone surrogate
+        line, column = _line_column(text, err.position)
+        character = err.character if isinstance(err.character, int) else ord(err.character)
+        found.error(at(line, column), f"unacceptable character #x{character:04x}: {err.reason}")
+    except yaml.YAMLError as err:
+        found.error(at(1, 1), f"YAML error: {excerpt(str(err), _MESSAGE)}")
+    except RecursionError:  # PyYAML's pure-Python composer, without libyaml's nesting limit
+        found.error(at(1, 1), "document is nested too deeply")
     finally:
         loader.dispose()
-    return ParsedText(definitions, errors, ignored)
+    return ParsedText(found.definitions, found.errors, found.ignored)
 
 
-_STR = "tag:yaml.org,2002:str"
-_MAP = "tag:yaml.org,2002:map"
-_SEQ = "tag:yaml.org,2002:seq"
+class _Found:
+    """What a text yields: definitions, documents ignored, and at most ``limit`` errors."""
+
+    def __init__(self, limit: int) -> None:
+        self.definitions: list[Definition] = []
+        self.errors: list[DefinitionError] = []
+        self.ignored = 0
+        self.limit = limit
+        self.full = False  # the limit was reached: stop reading
+
+    def error(self, where: Location, message: str, key: str | None = None) -> None:
+        if self.full:
+            return
+        if len(self.errors) == self.limit:
+            self.full = True
+            message = f"more problems in this file; only the first {self.limit} are reported"
+            key = None
+        self.errors.append(DefinitionError(where, message, key))
 
 
-class _NotPlain(Exception):
-    """The document needs PyYAML's constructor (tags, merge keys, non-string keys)."""
-
-
-class _Recursive(Exception):
-    """A node that contains itself through an alias."""
-
-    def __init__(self, node: yaml.Node) -> None:
-        super().__init__("recursive alias")
-        self.node = node
-
-
-def _refuse_cycles(root: yaml.Node) -> None:
-    """Raise _Recursive if a node is its own descendant. Iterative: a cycle, or very deep
-    nesting, must not exhaust the stack of the thread reading the file."""
-    on_path: set[int] = set()
-    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
-    while stack:
-        node, leaving = stack.pop()
-        if leaving:
-            on_path.discard(id(node))
-            continue
-        if isinstance(node, yaml.ScalarNode):
-            continue
-        if id(node) in on_path:
-            raise _Recursive(node)
-        on_path.add(id(node))
-        stack.append((node, True))
-        children = (
-            [item for pair in node.value for item in pair]
-            if isinstance(node, yaml.MappingNode)
-            else list(node.value)
-        )
-        stack.extend((child, False) for child in reversed(children))
-
-
-def _plain_document(node: yaml.Node) -> tuple[Any, bool]:
-    """Build the data of a *plain* document straight from its nodes: mappings with string
-    keys, sequences, and scalars (strings taken as they are, other scalars through PyYAML's
-    constructor, so ``10``, ``true`` and ``null`` mean what they always meant).
-
-    Returns ``(data, True)``, or ``(None, False)`` when the document is not plain or repeats a
-    key: then it goes through ``construct_document`` and ``_Positions``, which report duplicate
-    keys with their place. The data is what PyYAML's SafeConstructor builds for the same nodes,
-    at a fraction of its cost (no per-node generators and bookkeeping).
-    """
-    active: set[int] = set()
-    constructor = yaml.constructor.SafeConstructor()
-
-    def build(current: yaml.Node) -> Any:
-        kind = type(current)
-        if kind is yaml.ScalarNode:
-            if current.tag == _STR:
-                return current.value
-            return constructor.construct_document(current)
-        if id(current) in active:
-            raise _Recursive(current)
-        active.add(id(current))
-        try:
-            if kind is yaml.MappingNode and current.tag == _MAP:
-                mapping: dict[str, Any] = {}
-                for key_node, value_node in current.value:
-                    if type(key_node) is not yaml.ScalarNode or key_node.tag != _STR:
-                        raise _NotPlain  # merge keys (<<), numbers or null as keys
-                    key = key_node.value
-                    if key in mapping:
-                        raise _NotPlain  # reported with positions by the long way
-                    mapping[key] = build(value_node)
-                return mapping
-            if kind is yaml.SequenceNode and current.tag == _SEQ:
-                return [build(item) for item in current.value]
-            raise _NotPlain  # an explicit tag such as !!set or !!omap
-        finally:
-            active.discard(id(current))
-
+def _document(
+    node: yaml.Node, at: Any, values: int, bound: str, limits: YamlLimits, found: _Found
+) -> int:
+    """Read one document into ``found``; return the values it counted (its share of the
+    file's budget). ``values`` is what it may count, ``bound`` whose limit that is."""
+    if _other_group(_api_version_of(node)):
+        found.ignored += 1  # never built: its size and shape are not ours to judge
+        return 1
+    depth, number_length = limits.max_depth, limits.max_number_length
+    positions: _Positions | None = None
     try:
-        data = build(node)
-    except _NotPlain:
-        return None, False
-    return data, True
+        # The common, valid document is built without positions, which are needed only to
+        # report an error; anything unusual (or over a bound) takes the long way.
+        data, used = plain_document(node, values=values, depth=depth, number_length=number_length)
+    except (NotPlain, Exceeded):
+        try:
+            used = measure(
+                node, values=values, depth=depth, number_length=number_length, bound=bound
+            )
+            positions = _Positions(node)
+            data = yaml.constructor.SafeConstructor().construct_document(node)
+        except NodeProblem as problem:
+            mark = problem.node.start_mark
+            found.error(at(mark.line + 1, mark.column + 1), problem.message, _key_of_node(node))
+            return values
+        except yaml.MarkedYAMLError as err:  # e.g. a merge key (<<) of something not a map
+            where = err.problem_mark or err.context_mark or node.start_mark
+            message = excerpt(err.problem or err.context or "invalid YAML", _MESSAGE)
+            found.error(at(where.line + 1, where.column + 1), message, _key_of_node(node))
+            return used
+    if data is None:  # an empty document between two `---`
+        return used
+    if _other_group(data.get("apiVersion") if isinstance(data, dict) else None):
+        found.ignored += 1  # its apiVersion came from a merge key
+        return used
+    if positions is not None and positions.duplicates:
+        key = _key_of(data)
+        for dup_path, mark in positions.duplicates:
+            found.error(at(mark.line, mark.column), f"{dotted(dup_path)}: duplicate key", key)
+        return used
+    try:
+        task = CronTask.model_validate(data)
+    except ValidationError as err:
+        _validation_errors(err, positions or _Positions(node), at, _key_of(data), found)
+        return used
+    root = node.start_mark
+    found.definitions.append(Definition.of(task, at(root.line + 1, root.column + 1)))
+    return used
 
 
-def _other_group(data: Any) -> bool:
-    if not isinstance(data, dict):
-        return False
-    api_version = data.get("apiVersion")
+def _api_version_of(node: yaml.Node) -> Any:
+    """The ``apiVersion`` of a document read from its nodes, without building it (None when
+    the document is no plain mapping or the value is no plain string)."""
+    version = _plain_value(node, "apiVersion")
+    if type(version) is yaml.ScalarNode and version.tag == STR:
+        return version.value
+    return None
+
+
+def _key_of_node(node: yaml.Node) -> str | None:
+    """The task key a document that cannot be built still names in plain ``metadata``."""
+    metadata = _plain_value(node, "metadata")
+    if metadata is None:
+        return None
+    names = {}
+    for field in ("name", "namespace"):
+        value = _plain_value(metadata, field)
+        if isinstance(value, yaml.ScalarNode) and value.tag == STR:
+            names[field] = value.value
+    return _key_of({"metadata": names}) if "name" in names else None
+
+
+def _plain_value(node: yaml.Node, key: str) -> yaml.Node | None:
+    """The value of ``key`` in a plain mapping node (the last one, as in PyYAML), or None."""
+    if type(node) is not yaml.MappingNode or node.tag != MAP:
+        return None
+    found: yaml.Node | None = None
+    for key_node, value_node in node.value:
+        if type(key_node) is yaml.ScalarNode and key_node.value == key:
+            found = value_node
+    return found
+
+
+def _line_column(text: str, position: int) -> tuple[int, int]:
+    line = text.count("\n", 0, position) + 1
+    return line, position - text.rfind("\n", 0, position)
+
+
+def _other_group(api_version: Any) -> bool:
+    """Whether a document of this ``apiVersion`` belongs to another API group (ignored)."""
     if not isinstance(api_version, str) or not api_version:
         return False
     group = api_version.rpartition("/")[0]
@@ -275,76 +323,37 @@ def _other_group(data: Any) -> bool:
 
 
 def _key_of(data: Any) -> str | None:
+    """The task key a broken document still names, if its name and namespace are valid labels
+    (an error carries no other user text as its key)."""
     if not isinstance(data, dict):
         return None
     metadata = data.get("metadata")
-    if not isinstance(metadata, dict) or not isinstance(metadata.get("name"), str):
+    if not isinstance(metadata, dict):
         return None
-    namespace = metadata.get("namespace", "default")
-    return f"{namespace}/{metadata['name']}" if isinstance(namespace, str) else None
+    name, namespace = metadata.get("name"), metadata.get("namespace", "default")
+    if _is_label(name) and _is_label(namespace):
+        return f"{namespace}/{name}"
+    return None
+
+
+def _is_label(value: Any) -> bool:
+    return isinstance(value, str) and len(value) <= 63 and _LABEL.match(value) is not None
 
 
 def _validation_errors(
-    err: ValidationError, positions: _Positions, at: Any, key: str | None
-) -> list[DefinitionError]:
-    found: list[DefinitionError] = []
+    err: ValidationError, positions: _Positions, at: Any, key: str | None, found: _Found
+) -> None:
     for item in err.errors(include_url=False):
+        if found.full:
+            return
         loc = tuple(item["loc"])
         mark = positions.find(loc)
-        column = mark.column
+        line, column = mark.line, mark.column
         cause = (item.get("ctx") or {}).get("error")
         if isinstance(cause, ScheduleError) and cause.column is not None:
             value = positions.values.get(loc)
             if value is not None and (value.plain_scalar or value.quoted):
                 # Point at the offending field inside the expression, not at the key.
-                return_line = value.line
+                line = value.line
                 column = value.column + cause.column + (1 if value.quoted else 0)
-                found.append(DefinitionError(at(return_line, column), _message(loc, item), key))
-                continue
-        found.append(DefinitionError(at(mark.line, column), _message(loc, item), key))
-    return found
-
-
-def _message(loc: tuple[str | int, ...], item: Any) -> str:
-    kind = item["type"]
-    if kind == "extra_forbidden":
-        text = "unknown field" + _suggestion(loc)
-    elif kind == "missing":
-        text = "required field is missing"
-    elif (
-        kind == "string_pattern_mismatch"
-        and (item.get("ctx") or {}).get("pattern") == DNS1123_LABEL
-    ):
-        text = (
-            f"{item['input']!r} is not a DNS-1123 label (lower-case letters, digits and '-', "
-            "starting and ending with a letter or digit)"
-        )
-    else:
-        text = str(item["msg"]).removeprefix("Value error, ")
-    where = _dotted(loc)
-    return f"{where}: {text}" if where else text
-
-
-def _suggestion(loc: tuple[str | int, ...]) -> str:
-    """`` (did you mean 'retry'?)`` for a misspelt field, when one is close enough."""
-    model: Any = CronTask
-    for part in loc[:-1]:
-        field = next((f for n, f in model.model_fields.items() if part in (n, f.alias)), None)
-        if field is None:
-            return ""
-        candidates = [field.annotation, *getattr(field.annotation, "__args__", ())]
-        model = next(
-            (c for c in candidates if isinstance(c, type) and hasattr(c, "model_fields")), None
-        )
-        if model is None:
-            return ""
-    names = [f.alias or n for n, f in model.model_fields.items()]
-    close = difflib.get_close_matches(str(loc[-1]), names, n=1, cutoff=0.6)
-    return f" (did you mean {close[0]!r}?)" if close else ""
-
-
-def _dotted(loc: Sequence[str | int]) -> str:
-    out = ""
-    for part in loc:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else part)
-    return out
+        found.error(at(line, column), str(Problem(loc, message(item))), key)

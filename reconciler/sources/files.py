@@ -11,10 +11,17 @@ Rules users rely on:
 - Only files that changed are re-read: a refresh compares each file's (mtime, size, inode)
   with what was read before, so a periodic full refresh is cheap and heals missed events.
 - A path that disappears (an unmounted volume, a wrong path) is an error; the tasks read from it
-  stay in force until it comes back.
+  stay in force until it comes back. With ``guard_empty`` (``crontask run`` without
+  ``--allow-empty``), so does a path that still exists but suddenly holds no file at all, however
+  the change arrives (a resync, or watch events file by file): each path is guarded on its own,
+  whatever other paths and sources hold.
 - Paths are never resolved: a root that is (or runs through) a symlink swapped atomically to a new
   tree — git-sync's ``--link``, the git source's ``current`` — is read through the link, so file
   paths, and with them each file's last good definitions, stay the same across the swaps.
+- Reading is bounded (see ``reading`` and ``limits``): only regular files of at most
+  ``max_file_size`` bytes, and a symlinked file only if it resolves inside its root as resolved at
+  this refresh (``confine_to``, by default the root path it was found under); anything else is a
+  definition error of that path, which keeps its last good definitions like any other.
 - Optional, for sources built on this one (the git source): ``revision`` is stamped on every
   Location read while it is set, and a file read at another revision is read again even if its
   (mtime, size, inode) looks unchanged (inodes of a deleted tree are reused by the next one);
@@ -28,9 +35,15 @@ import dataclasses
 import os
 from collections.abc import Collection, Iterator, Sequence
 from pathlib import Path
+from stat import S_ISDIR
 
 from reconciler.core.desired import Definition, DefinitionError, Location
 from reconciler.sources.documents import parse_text
+from reconciler.sources.limits import DEFAULT_MAX_FILE_SIZE, excerpt
+from reconciler.sources.reading import Unreadable, read_file, resolve_root
+
+# A path is shown whole (it is not the file's content), but never with a control character in it.
+_PATH_SHOWN = 4096
 
 YAML_SUFFIXES = (".yaml", ".yml")
 
@@ -64,8 +77,9 @@ def is_yaml_file(path: Path) -> bool:
 
 
 def iter_yaml_files(root: Path) -> Iterator[Path]:
-    """YAML files under ``root`` in a stable order, skipping hidden entries."""
-    if root.is_file():
+    """YAML files under ``root`` in a stable order, skipping hidden entries. A root that is no
+    folder is yielded as it is (a file; or a FIFO or device, which reading refuses)."""
+    if not root.is_dir():
         yield root
         return
     for folder, dirs, files in os.walk(root, followlinks=False):
@@ -86,9 +100,20 @@ class DirectorySource:
         source: str = "file",
         revision: str | None = None,
         relative_to: Path | None = None,
+        max_file_size: int = DEFAULT_MAX_FILE_SIZE,
+        confine_to: Path | None = None,
+        confine_label: str | None = None,
+        guard_empty: bool = False,
     ) -> None:
+        if max_file_size < 1:
+            raise ValueError("max_file_size must be positive")
         self.kind = source
         self.roots = [Path(p) for p in paths]
+        self.max_file_size = max_file_size
+        # Where links may lead (see the module docstring), and how messages name it.
+        self.confine_to = confine_to
+        self.confine_label = confine_label
+        self._resolved: dict[Path, str] = {}  # root -> its resolved path, for one refresh
         # Set by the owner before a refresh (see the module docstring); files read from then on
         # carry it in their Locations.
         self.revision = revision
@@ -96,6 +121,9 @@ class DirectorySource:
         self._files: dict[Path, FileState] = {}
         self._paths_of: dict[str, set[Path]] = {}  # task key -> files defining it
         self._root_errors: dict[Path, DefinitionError] = {}
+        # A root that suddenly yields no file keeps its tasks (an unmounted volume, a folder
+        # moved away) unless the user allows an empty set; see _holds().
+        self.guard_empty = guard_empty
 
     # -- the Source protocol ---------------------------------------------------------------
 
@@ -103,8 +131,12 @@ class DirectorySource:
         """Re-read changed files; with ``hints`` (paths from a watcher) look only at those.
         A hint naming a root itself (a swapped symlink: git-sync, a ConfigMap) rescans."""
         roots = {str(r.absolute()) for r in self.roots}
+        self._resolved = {}  # a root swapped since the last refresh resolves anew
+        held = [r for r in self.roots if self._is_hold(r)]
         if hints is None or any(hint in roots for hint in hints):
             return self._rescan()
+        if any(_is_within(Path(h), r.absolute()) for h in hints for r in held):
+            return self._rescan()  # files again where tasks were held: settle it whole
         changed: set[str] = set()
         for hint in hints:
             path = self._known_path(Path(hint))
@@ -170,23 +202,48 @@ class DirectorySource:
             changed |= self._reread(path)
         return changed
 
+    def _holds(self, path: Path) -> bool:
+        """Whether a file that is gone keeps its tasks: its root yields no file at all now,
+        while it defined tasks before. Checked against the disk, not the events, so that an
+        unmount or a move seen file by file is held from its first event."""
+        if not self.guard_empty:
+            return False
+        root = next((r for r in self.roots if _is_within(path, r) or path == r), None)
+        if root is None:
+            return False
+        if root.exists() and next(iter_yaml_files(root), None) is not None:
+            return False
+        kept = sum(len(s.good or ()) for p, s in self._files.items() if _is_within(p, root))
+        if kept == 0:
+            return False
+        self._root_errors[root] = DefinitionError(
+            Location(self.kind, self._display(root), revision=self.revision),
+            f"{_HOLD}: keeping the {kept} tasks it defined (an unmounted volume or a folder "
+            "moved away?); --allow-empty lets an empty folder remove them",
+        )
+        return True
+
+    def _is_hold(self, root: Path) -> bool:
+        error = self._root_errors.get(root)
+        return error is not None and error.message.startswith(_HOLD)
+
     def _reread(self, path: Path) -> set[str]:
         before = self._files.get(path)
-        try:
-            stat = path.stat()
-        except FileNotFoundError:
-            if before is None:
+        signature = _signature(path)
+        after = None
+        if signature is not None:
+            if (
+                before is not None
+                and before.signature == signature
+                and before.revision == self.revision
+            ):
+                return set()
+            after = self._read(path, signature, before)
+        if after is None:  # gone, or a folder named like a file
+            if before is None or self._holds(path):
                 return set()
             self._store(path, before, None)
             return before.keys()
-        signature = (stat.st_mtime_ns, stat.st_size, stat.st_ino)
-        if (
-            before is not None
-            and before.signature == signature
-            and before.revision == self.revision
-        ):
-            return set()
-        after = self._read(path, signature, before)
         self._store(path, before, after)
         return after.keys() | (before.keys() if before else set())
 
@@ -204,25 +261,67 @@ class DirectorySource:
         for definition in after.good or ():
             self._paths_of.setdefault(definition.key, set()).add(path)
 
-    def _read(self, path: Path, signature: Signature, before: FileState | None) -> FileState:
+    def _read(self, path: Path, signature: Signature, before: FileState | None) -> FileState | None:
+        """What ``path`` holds now; None if it is gone."""
         good = before.good if before else None
         shown, revision = self._display(path), self.revision
+        root, label = self._confinement(path)
         try:
-            text = path.read_bytes().decode("utf-8")
-        except (OSError, UnicodeDecodeError) as err:
-            where = Location(self.kind, shown, 1, 1, revision)
-            error = DefinitionError(where, f"cannot read: {err}")
+            data, signature = read_file(path, limit=self.max_file_size, root=root, root_label=label)
+        except FileNotFoundError:  # deleted since the stat
+            return None
+        except Unreadable as err:
+            error = DefinitionError(Location(self.kind, shown, 1, 1, revision), err.message)
+            return FileState(signature, good, (error,), revision=revision)
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError as err:
+            line = data.count(b"\n", 0, err.start) + 1
+            column = err.start - data.rfind(b"\n", 0, err.start)
+            where = Location(self.kind, shown, line, column, revision)
+            error = DefinitionError(where, f"not UTF-8: byte 0x{data[err.start]:02x}")
             return FileState(signature, good, (error,), revision=revision)
         parsed = parse_text(text, shown, source=self.kind, revision=revision)
         if parsed.errors:
             return FileState(signature, good, tuple(parsed.errors), parsed.ignored, revision)
         return FileState(signature, tuple(parsed.definitions), (), parsed.ignored, revision)
 
+    def _confinement(self, path: Path) -> tuple[str, str]:
+        """The resolved folder ``path`` must stay inside, and its name for messages."""
+        root = self.confine_to
+        if root is None:
+            root = next((r for r in self.roots if _is_within(path, r)), path)
+        if root not in self._resolved:
+            self._resolved[root] = resolve_root(root)
+        label = self.confine_label or f"the folder {excerpt(str(root), _PATH_SHOWN)}"
+        return self._resolved[root], label
+
     def _display(self, path: Path) -> str:
-        """``path`` as Locations show it: as given, or relative to ``relative_to``."""
+        """``path`` as Locations show it: as given, or relative to ``relative_to``; a control
+        character in a file name (a newline, in a git commit) is escaped."""
         if self.relative_to is not None and _is_within(path, self.relative_to):
-            return str(path.relative_to(self.relative_to))
-        return str(path)
+            path = path.relative_to(self.relative_to)
+        return excerpt(str(path), _PATH_SHOWN)
+
+
+def _signature(path: Path) -> Signature | None:
+    """(mtime, size, inode) of what ``path`` leads to; None if there is no file there. A path
+    that cannot be followed (a link loop) gets its link's own, and the reading says why."""
+    try:
+        stat = path.stat()
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    except OSError:
+        try:
+            stat = path.lstat()
+        except OSError:
+            return None
+    if S_ISDIR(stat.st_mode):
+        return None
+    return (stat.st_mtime_ns, stat.st_size, stat.st_ino)
+
+
+_HOLD = "no task file here any more"
 
 
 def _is_within(path: Path, root: Path) -> bool:

@@ -23,6 +23,11 @@ How it works (``crontask run --git URL``):
   a "path does not exist" error and keeps the tasks. Every Location has ``source="git"``, the
   path relative to the repository root (``deploy/tasks/a.yaml``) and ``revision`` = the SHA of
   the commit the text was read from (a kept last-good definition keeps its older SHA).
+- A commit is as untrusted as a folder, and read with the same bounds (files over
+  ``max_file_size``, YAML alias bombs, ...). A symlink in a commit may lead to another file of
+  the same commit, resolved inside the worktree in force; one that leads out of it (to
+  ``/etc/shadow``, to crontask's state directory) is a definition error of the link, and
+  nothing is read through it (Argo CD's CVE-2022-24348 was this hole).
 - Reads and the switch of ``current`` (with the deletion of old trees) hold one lock, so a
   ``refresh()`` never walks a tree that is being replaced or deleted.
 
@@ -74,6 +79,7 @@ from reconciler.sources.gitrepo import (
     refspecs,
     url_credentials,
 )
+from reconciler.sources.limits import DEFAULT_MAX_FILE_SIZE
 
 log = logging.getLogger("crontask.sources.git")
 
@@ -124,6 +130,7 @@ class GitSource:
         state_dir: Path,
         *,
         clock: Callable[[], datetime] = _utcnow,
+        max_file_size: int = DEFAULT_MAX_FILE_SIZE,
     ) -> None:
         check_ref(options.ref)
         if options.interval <= 0 or options.timeout <= 0:
@@ -137,7 +144,15 @@ class GitSource:
         self.current = self.base / "current"
         self.worktrees = self.base / "worktrees"
         root = self.current / self.path if self.path else self.current
-        self._files = DirectorySource([root], source=self.kind, relative_to=self.current)
+        # A link in a commit may point at another file of the commit, never out of it.
+        self._files = DirectorySource(
+            [root],
+            source=self.kind,
+            relative_to=self.current,
+            max_file_size=max_file_size,
+            confine_to=self.current,
+            confine_label="the repository",
+        )
 
         self._lock = threading.Lock()  # the switch of `current` vs. reads; the status fields
         self._sync_lock = threading.Lock()  # one sync at a time

@@ -38,6 +38,7 @@ from reconciler.core.desired import Definition, DefinitionError, Location
 from reconciler.core.model import API_GROUP, CronTask
 from reconciler.core.status import KUBERNETES, RUN_NOW_ANNOTATION, ObjectRef
 from reconciler.sources.kubernetes_watch import Informer
+from reconciler.sources.messages import problems
 
 log = logging.getLogger("crontask.sources")
 
@@ -59,8 +60,15 @@ class KubernetesConfigError(Exception):
     """No usable kubeconfig or in-cluster configuration; the message says which was tried."""
 
 
-def connect(options: KubernetesOptions) -> tuple[Any, str | None]:
-    """An ``ApiClient`` and the namespace to watch (None: all namespaces).
+@dataclasses.dataclass(frozen=True)
+class Connection:
+    api: Any  # the ApiClient
+    watch: str | None  # the namespace to watch; None: all namespaces
+    home: str  # the pod's own namespace in a cluster, else the kubeconfig context's
+
+
+def connect(options: KubernetesOptions) -> Connection:
+    """The API client and the namespaces that matter.
 
     Raises KubernetesConfigError when no configuration can be loaded."""
     try:
@@ -72,7 +80,7 @@ def connect(options: KubernetesOptions) -> tuple[Any, str | None]:
         ) from None
 
 
-def _connect(options: KubernetesOptions) -> tuple[Any, str | None]:
+def _connect(options: KubernetesOptions) -> Connection:
     explicit = options.kubeconfig or os.environ.get("KUBECONFIG")
     default_file = Path.home() / ".kube" / "config"
     if explicit or (default_file.exists() and "KUBERNETES_SERVICE_HOST" not in os.environ):
@@ -87,9 +95,8 @@ def _connect(options: KubernetesOptions) -> tuple[Any, str | None]:
         namespace = (
             IN_CLUSTER_NAMESPACE.read_text().strip() if IN_CLUSTER_NAMESPACE.exists() else "default"
         )
-    if options.all_namespaces:
-        return api, None
-    return api, options.namespace or namespace
+    watch = None if options.all_namespaces else options.namespace or namespace
+    return Connection(api, watch, namespace)
 
 
 def list_function(api: Any, namespace: str | None) -> Callable[..., Any]:
@@ -222,8 +229,7 @@ class KubernetesSource:
             task = CronTask.model_validate(document)
         except ValidationError as err:
             errors = tuple(
-                DefinitionError(location, _message(item), ref.key)
-                for item in err.errors(include_url=False)
+                DefinitionError(location, str(problem), ref.key) for problem in problems(err)
             )
             return _Entry(ref, fingerprint, good, errors)
         return _Entry(ref, fingerprint, Definition.of(task, location), ())
@@ -271,16 +277,3 @@ def _ref(obj: dict[str, Any]) -> ObjectRef:
         api_version=str(obj.get("apiVersion") or f"{API_GROUP}/{VERSION}"),
         kind=str(obj.get("kind") or "CronTask"),
     )
-
-
-def _message(item: Any) -> str:
-    where = ""
-    for part in item["loc"]:
-        where += f"[{part}]" if isinstance(part, int) else (f".{part}" if where else str(part))
-    if item["type"] == "extra_forbidden":
-        text = "unknown field"
-    elif item["type"] == "missing":
-        text = "required field is missing"
-    else:
-        text = str(item["msg"]).removeprefix("Value error, ")
-    return f"{where}: {text}" if where else text

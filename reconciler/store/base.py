@@ -341,8 +341,20 @@ class RunStore(Protocol):
         """The newest record of ``task`` (newest slot, highest attempt), or ``None``."""
         ...
 
-    def running(self) -> list[RunRecord]:
-        """Every record with ``status=running``, oldest first (``scheduled_at``, id, attempt)."""
+    def running(self, task: str | None = None) -> list[RunRecord]:
+        """Every record with ``status=running`` (of ``task`` only, when given), oldest first
+        (``scheduled_at``, id, attempt)."""
+        ...
+
+    def request_stop(self, run_ids: Collection[str], reason: str) -> int:
+        """Ask whoever runs the running attempts of ``run_ids`` to stop them with ``reason``
+        (another replica replacing them). Returns how many running attempts were marked;
+        finished ones are left alone. The owner learns of it from :meth:`stop_requests`."""
+        ...
+
+    def stop_requests(self, owner: str) -> list[tuple[str, int, str]]:
+        """``(run id, attempt, reason)`` of each running attempt claimed by ``owner`` that
+        someone asked to stop."""
         ...
 
     def last_slots(self) -> dict[str, datetime]:

@@ -41,6 +41,7 @@ class MemoryRunStore:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._records: dict[_Key, RunRecord] = {}
+        self._stops: dict[_Key, str] = {}  # stop requests by (id, attempt)
         self._closed = False
 
     def claim(self, record: RunRecord) -> None:
@@ -145,11 +146,37 @@ class MemoryRunStore:
                     slots[r.task] = max(r.scheduled_at, slots.get(r.task, r.scheduled_at))
             return slots
 
-    def running(self) -> list[RunRecord]:
+    def running(self, task: str | None = None) -> list[RunRecord]:
         with self._lock:
             self._check_open()
-            found = [r for r in self._records.values() if r.status is RunStatus.RUNNING]
-        return sorted(found, key=_newest_first)
+            found = [
+                r
+                for r in self._records.values()
+                if r.status is RunStatus.RUNNING and (task is None or r.task == task)
+            ]
+        return sorted(found, key=lambda r: (r.scheduled_at, r.id, r.attempt))
+
+    def request_stop(self, run_ids: Collection[str], reason: str) -> int:
+        wanted = set(run_ids)
+        with self._lock:
+            self._check_open()
+            marked = [
+                key
+                for key, r in self._records.items()
+                if r.id in wanted and r.status is RunStatus.RUNNING
+            ]
+            for key in marked:
+                self._stops[key] = reason
+        return len(marked)
+
+    def stop_requests(self, owner: str) -> list[tuple[str, int, str]]:
+        with self._lock:
+            self._check_open()
+            return sorted(
+                (r.id, r.attempt, self._stops[key])
+                for key, r in self._records.items()
+                if key in self._stops and r.owner == owner and r.status is RunStatus.RUNNING
+            )
 
     def mark_interrupted(self, owners: Collection[str], now: datetime) -> list[RunRecord]:
         now = utc(now)

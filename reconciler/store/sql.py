@@ -287,10 +287,33 @@ class SqlRunStore:
             # max() keeps the column's type, so the UTC conversion applies to the result.
             return {task: utc(at) for task, at in conn.execute(stmt)}
 
-    def running(self) -> list[RunRecord]:
-        stmt = sa.select(runs).where(_c.status == RunStatus.RUNNING.value).order_by(*_OLDEST_FIRST)
+    def running(self, task: str | None = None) -> list[RunRecord]:
+        stmt = sa.select(runs).where(_c.status == RunStatus.RUNNING.value)
+        if task is not None:
+            stmt = stmt.where(_c.task == task)
         with self._tx(write=False) as conn:
-            return [_row_to_record(row) for row in conn.execute(stmt)]
+            return [_row_to_record(row) for row in conn.execute(stmt.order_by(*_OLDEST_FIRST))]
+
+    def request_stop(self, run_ids: Collection[str], reason: str) -> int:
+        ids = sorted(set(run_ids))
+        if not ids:
+            return 0
+        stmt = (
+            runs.update()
+            .where(_c.status == RunStatus.RUNNING.value, _c.id.in_(ids))
+            .values(stop_requested=reason[:64])
+        )
+        with self._tx(write=True) as conn:
+            return int(conn.execute(stmt).rowcount)
+
+    def stop_requests(self, owner: str) -> list[tuple[str, int, str]]:
+        stmt = sa.select(_c.id, _c.attempt, _c.stop_requested).where(
+            _c.status == RunStatus.RUNNING.value,
+            _c.owner == owner,
+            _c.stop_requested.is_not(None),
+        )
+        with self._tx(write=False) as conn:
+            return sorted((row[0], row[1], row[2]) for row in conn.execute(stmt))
 
     def mark_interrupted(self, owners: Collection[str], now: datetime) -> list[RunRecord]:
         now = utc(now)

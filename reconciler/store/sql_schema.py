@@ -74,11 +74,50 @@ runs = sa.Table(
     sa.Column("message", sa.Text(), nullable=True),
     sa.Column("output", sa.Text(), nullable=False, server_default=""),
     sa.Column("owner", sa.String(255), nullable=True),
+    sa.Column("stop_requested", sa.String(64), nullable=True),
     sa.PrimaryKeyConstraint("id", "attempt", name="pk_runs"),
     sa.CheckConstraint("attempt >= 1", name="ck_runs_attempt_positive"),
     sa.Index("ix_runs_task_scheduled", "task", "scheduled_at", "id", "attempt"),
     sa.Index("ix_runs_status_scheduled", "status", "scheduled_at", "id", "attempt"),
     sa.Index("ix_runs_scheduled", "scheduled_at", "id", "attempt"),
+)
+
+
+members = sa.Table(
+    # One row per live replica (--ha without Kubernetes); see reconciler.store.members.
+    "members",
+    metadata,
+    sa.Column("id", _key(255), nullable=False),
+    sa.Column("address", sa.String(255), nullable=True),
+    sa.Column("since", UTCDateTime(), nullable=False),
+    sa.Column("renewed", UTCDateTime(), nullable=False),
+    sa.Column("lease_seconds", sa.Float(), nullable=False),
+    sa.Column("digest", sa.String(64), nullable=True),
+    sa.Column("revision", sa.String(64), nullable=True),
+    sa.Column("owned", sa.Integer(), nullable=False, server_default="0"),
+    sa.Column("draining", sa.Boolean(), nullable=False, server_default=sa.false()),
+    sa.PrimaryKeyConstraint("id", name="pk_members"),
+)
+
+member_views = sa.Table(
+    # The spec hash of each task as each replica reads it; see reconciler.store.members.
+    "member_views",
+    metadata,
+    sa.Column("member", _key(255), nullable=False),
+    sa.Column("key", _key(255), nullable=False),
+    sa.Column("hash", sa.String(64), nullable=False),
+    sa.PrimaryKeyConstraint("member", "key", name="pk_member_views"),
+)
+
+api_tasks = sa.Table(
+    # Tasks created through the API, shared by every replica; see reconciler.store.api_tasks.
+    "api_tasks",
+    metadata,
+    sa.Column("key", _key(255), nullable=False),
+    sa.Column("document", sa.Text(), nullable=False),
+    sa.Column("version", sa.Integer(), nullable=False),
+    sa.Column("updated_at", UTCDateTime(), nullable=False),
+    sa.PrimaryKeyConstraint("key", name="pk_api_tasks"),
 )
 
 

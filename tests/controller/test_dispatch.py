@@ -15,7 +15,7 @@ from reconciler.controller.dispatch import ActiveRun, Dispatcher
 from reconciler.core.desired import Definition
 from reconciler.core.runs import RunRecord, RunStatus, Trigger, run_id
 from reconciler.store import MemoryRunStore
-from tests.helpers import definition
+from tests.helpers import definition, local_actions
 
 SLOT = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 
@@ -25,7 +25,9 @@ def run(coro: Coroutine[Any, Any, None]) -> None:
 
 
 def dispatcher(store: MemoryRunStore, now: datetime = SLOT) -> Dispatcher:
-    return Dispatcher(store, owner="host:1:abc", clock=lambda: now, kill_grace=0.5)
+    return Dispatcher(
+        store, owner="host:1:abc", clock=lambda: now, actions=local_actions(kill_grace=0.5)
+    )
 
 
 def sh(script: str, **spec: Any) -> Definition:
@@ -124,7 +126,7 @@ def test_missed_deadline_is_recorded_not_run(tmp_path: Path) -> None:
 
 def test_manual_runs_ignore_the_deadline(tmp_path: Path) -> None:
     store = MemoryRunStore()
-    job = sh("true", startingDeadlineSeconds=0)
+    job = sh("true", startingDeadlineSeconds=1)
 
     async def scenario() -> None:
         d = dispatcher(store, now=SLOT + timedelta(seconds=5))

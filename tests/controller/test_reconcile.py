@@ -10,13 +10,14 @@ from pathlib import Path
 from typing import Any
 
 from reconciler.controller.dispatch import Dispatcher
-from reconciler.controller.reconcile import Reconciler, account_for_slots
+from reconciler.controller.reconcile import Reconciler
 from reconciler.core.desired import assemble
 from reconciler.core.runs import RunStatus, Trigger
 from reconciler.scheduling.memory import MemoryScheduler
 from reconciler.sources.files import DirectorySource
 from reconciler.store import MemoryRunStore
 from reconciler.store.base import RunQuery
+from tests.helpers import local_actions
 
 T0 = datetime(2026, 11, 26, 12, 0, 30, tzinfo=UTC)
 
@@ -36,10 +37,13 @@ class World:
         self.folder = folder
         self.now = T0
         self.store = MemoryRunStore()
-        self.dispatcher = Dispatcher(self.store, owner="h:1:x", clock=lambda: self.now)
+        self.dispatcher = Dispatcher(
+            self.store, owner="h:1:x", clock=lambda: self.now, actions=local_actions()
+        )
         self.scheduler = MemoryScheduler(self.on_fire, T0)
-        self.scheduler.start()
-        self.reconciler = Reconciler([DirectorySource([folder])], self.scheduler)
+        self.reconciler = Reconciler(
+            [DirectorySource([folder])], self.scheduler, self.dispatcher, clock=lambda: self.now
+        )
 
     def on_fire(self, key: str, at: datetime) -> None:
         self.dispatcher.fire(self.scheduler.owned()[key], at)
@@ -50,9 +54,7 @@ class World:
 
     def reconcile(self) -> str:
         self.reconciler.refresh(None)
-        result = self.reconciler.apply(None, 0.0)
-        account_for_slots(result.plan, self.scheduler, self.dispatcher, self.now)
-        return result.plan.summary()
+        return self.reconciler.apply(None).plan.summary()
 
     async def advance(self, seconds: float) -> None:
         self.now += timedelta(seconds=seconds)
@@ -169,7 +171,8 @@ def test_passes_after_events_agree_with_a_full_pass(tmp_path: Path) -> None:
     # must end where assembling everything would.
     rng = random.Random(7)  # noqa: S311 - a reproducible sequence of edits, not a secret
     source = DirectorySource([tmp_path])
-    reconciler = Reconciler([source], MemoryScheduler(lambda key, at: None, T0))
+    idle = Dispatcher(MemoryRunStore(), owner="h:1:x", actions=local_actions())
+    reconciler = Reconciler([source], MemoryScheduler(lambda key, at: None, T0), idle)
     files = [tmp_path / f"f{i}.yaml" for i in range(4)]
     names = [f"t{i}" for i in range(6)]
     reconciler.refresh(None)

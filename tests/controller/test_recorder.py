@@ -14,7 +14,7 @@ from reconciler.controller.recorder import Recorder
 from reconciler.core.runs import RunRecord, RunStatus, Trigger, run_id
 from reconciler.store import MemoryRunStore
 from reconciler.store.base import DuplicateRun, RunQuery, StoreUnavailable
-from tests.helpers import definition
+from tests.helpers import definition, local_actions
 
 T0 = datetime(2026, 11, 26, 12, tzinfo=UTC)
 
@@ -117,7 +117,9 @@ def test_runs_still_execute_while_the_store_is_down() -> None:
 
     async def main() -> None:
         recorder = Recorder(store, retry_initial=0.01)
-        d = Dispatcher(store, owner="h:1:x", clock=lambda: T0, recorder=recorder)
+        d = Dispatcher(
+            store, owner="h:1:x", clock=lambda: T0, recorder=recorder, actions=local_actions()
+        )
         store.down = True
         d.fire(job, T0)
         assert await d.drain(10)

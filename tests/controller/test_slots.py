@@ -13,7 +13,7 @@ from reconciler.core.desired import Definition
 from reconciler.core.runs import RunRecord, RunStatus, Trigger, run_id
 from reconciler.store import MemoryRunStore
 from reconciler.store.base import RunQuery
-from tests.helpers import definition
+from tests.helpers import definition, local_actions
 
 T0 = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 
@@ -24,7 +24,9 @@ def scenario(
     now: datetime = T0,
 ) -> None:
     async def main() -> None:
-        d = Dispatcher(store, owner="h:1:x", clock=lambda: now, kill_grace=0.5)
+        d = Dispatcher(
+            store, owner="h:1:x", clock=lambda: now, actions=local_actions(kill_grace=0.5)
+        )
         await body(d)
         assert await d.drain(20)
         await d.shutdown(0)
@@ -95,11 +97,16 @@ def test_a_run_waiting_for_its_retry_still_holds_the_slot_under_forbid() -> None
             await asyncio.sleep(0.01)
         next_slot = d.fire(failing, T0 + timedelta(minutes=1))
         assert (next_slot.status, next_slot.reason) == (RunStatus.SKIPPED, "ConcurrencyForbid")
-        # Replace-like stop of the waiting run: no further attempt is made.
+        # Replace-like stop of the waiting run: no further attempt runs, and the abandoned
+        # one says why.
         d.fire(job("true", concurrencyPolicy="Replace"), T0 + timedelta(minutes=2))
 
     scenario(store, body)
-    assert [a.attempt for a in store.attempts(run_id("default/job", T0))] == [1]
+    attempts = store.attempts(run_id("default/job", T0))
+    assert [(a.attempt, a.status, a.reason, a.started_at) for a in attempts] == [
+        (1, RunStatus.FAILED, "NonZeroExit", T0),
+        (2, RunStatus.SKIPPED, "Replaced", None),
+    ]
     third = store.get(run_id("default/job", T0 + timedelta(minutes=2)))
     assert third is not None
     assert third.status is RunStatus.SUCCEEDED

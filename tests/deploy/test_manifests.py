@@ -29,6 +29,19 @@ def manifest_files() -> list[Path]:
     return sorted(DEPLOY.rglob("*.yaml"))
 
 
+def with_components(tmp_path: Path, *names: str) -> Path:
+    """A copy of deploy/ with ``components:`` enabled, as the comments in kustomization.yaml
+    tell a user to do."""
+    copy = tmp_path / "deploy"
+    shutil.copytree(DEPLOY, copy)
+    kustomization = copy / "kustomization.yaml"
+    listed = "".join(f"\n  - components/{name}" for name in names)
+    kustomization.write_text(
+        kustomization.read_text().replace(COMPONENT_LINE, "components:" + listed)
+    )
+    return copy
+
+
 def documents(path: Path) -> list[dict[str, Any]]:
     return [d for d in yaml.safe_load_all(path.read_text()) if d is not None]
 
@@ -111,16 +124,7 @@ def test_kustomize_renders_the_namespaced_setup() -> None:
 
 
 def test_kustomize_renders_the_all_namespaces_component(tmp_path: Path) -> None:
-    # Exactly what the comment in kustomization.yaml tells a user to do: uncomment two lines.
-    copy = tmp_path / "deploy"
-    shutil.copytree(DEPLOY, copy)
-    kustomization = copy / "kustomization.yaml"
-    kustomization.write_text(
-        kustomization.read_text().replace(
-            COMPONENT_LINE, "components:\n  - components/all-namespaces"
-        )
-    )
-    objects = kustomize(copy)
+    objects = kustomize(with_components(tmp_path, "all-namespaces"))
     assert "ClusterRole/crontask" in kinds(objects)
     assert "ClusterRoleBinding/crontask" in kinds(objects)
     deployment = next(o for o in objects if o["kind"] == "Deployment")
@@ -135,14 +139,47 @@ def test_kustomize_renders_the_all_namespaces_component(tmp_path: Path) -> None:
         kubernetes_validate.validate(o, K8S_VERSIONS[0], strict=True)
 
 
+@pytest.mark.parametrize("others", [(), ("all-namespaces",)])
+def test_kustomize_renders_the_ha_component(tmp_path: Path, others: tuple[str, ...]) -> None:
+    objects = kustomize(with_components(tmp_path, *others, "ha"))
+    assert {"PodDisruptionBudget/crontask", "Role/crontask-leases"} <= set(kinds(objects))
+    deployment = next(o for o in objects if o["kind"] == "Deployment")
+    spec = deployment["spec"]
+    assert spec["replicas"] == 3
+    assert spec["strategy"]["type"] == "RollingUpdate"
+    pod = spec["template"]["spec"]
+    container = pod["containers"][0]
+    args = container["args"]
+    assert args[args.index("--ha") :][:3] == ["--ha", "--db", "$(CRONTASK_DB)"]
+    assert container["env"] == [
+        {
+            "name": "CRONTASK_DB",
+            "valueFrom": {"secretKeyRef": {"name": "crontask-db", "key": "url"}},
+        }
+    ]
+    assert "podAntiAffinity" in pod["affinity"]
+    leases = next(
+        o for o in objects if o["kind"] == "Role" and o["metadata"]["name"] == "crontask-leases"
+    )
+    # The calls reconciler/membership/leases.py makes, nothing more.
+    assert grants(leases) == {
+        ("coordination.k8s.io", "leases"): {"create", "list", "patch", "delete"}
+    }
+    for o in objects:
+        kubernetes_validate.validate(o, K8S_VERSIONS[0], strict=True)
+
+
 # -- RBAC: exactly what the reconciler calls --------------------------------------------------
 
+# Each verb is a call the code makes: the informer's list and watch
+# (sources/kubernetes.py), the status writer's patch and its re-read after a 409
+# (sinks/kubernetes.py), the event recorder's create and its patch of a repeat
+# (sinks/kubernetes_events.py). Nothing calls update or a single-object get.
 CRONTASK_RULES = {
-    ("crontask.dev", "crontasks"): {"get", "list", "watch"},
-    ("crontask.dev", "crontasks/status"): {"get", "patch", "update"},
+    ("crontask.dev", "crontasks"): {"list", "watch"},
+    ("crontask.dev", "crontasks/status"): {"get", "patch"},
     ("", "events"): {"create", "patch"},
 }
-LEASE_RULE = {("coordination.k8s.io", "leases"): {"get", "create", "update"}}
 
 
 def grants(role: dict[str, Any]) -> dict[tuple[str, str], set[str]]:
@@ -156,11 +193,10 @@ def grants(role: dict[str, Any]) -> dict[tuple[str, str], set[str]]:
 
 
 def test_role_is_least_privilege() -> None:
-    assert grants(one("Role")) == CRONTASK_RULES | LEASE_RULE
+    assert grants(one("Role")) == CRONTASK_RULES
 
 
 def test_cluster_role_is_least_privilege() -> None:
-    # Leases stay namespaced: the cluster-wide variant grants nothing about them.
     assert grants(one("ClusterRole")) == CRONTASK_RULES
 
 

@@ -37,7 +37,12 @@ def wait_for(what: str, condition: Callable[[], T], timeout: float = 20.0) -> T:
 
 class Crontask:
     def __init__(
-        self, workdir: Path, tasks: Path, extra: list[str], env: Mapping[str, str] | None = None
+        self,
+        workdir: Path,
+        tasks: Path,
+        extra: list[str],
+        env: Mapping[str, str] | None = None,
+        shutdown_grace: str = "2s",
     ) -> None:
         self.workdir = workdir
         self.tasks = tasks
@@ -45,6 +50,7 @@ class Crontask:
         self.state = workdir / "state"
         self.log_path = workdir / "crontask.log"
         self.extra = extra
+        self.shutdown_grace = shutdown_grace
         self.port = free_port()
         self.server = f"http://127.0.0.1:{self.port}"
         self.proc: subprocess.Popen[bytes] | None = None
@@ -67,7 +73,7 @@ class Crontask:
                 "--kill-grace",
                 "1s",
                 "--shutdown-grace",
-                "2s",
+                self.shutdown_grace,
                 "--listen",
                 f"127.0.0.1:{self.port}",
             ],
@@ -124,10 +130,12 @@ def pytest_runtest_makereport(
 def crontask(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Callable[..., Crontask]]:
     started: list[Crontask] = []
 
-    def start(*extra: str, env: Mapping[str, str] | None = None) -> Crontask:
+    def start(
+        *extra: str, env: Mapping[str, str] | None = None, shutdown_grace: str = "2s"
+    ) -> Crontask:
         tasks = tmp_path / "tasks"
         tasks.mkdir(exist_ok=True)
-        instance = Crontask(tmp_path, tasks, list(extra), env).start()
+        instance = Crontask(tmp_path, tasks, list(extra), env, shutdown_grace).start()
         started.append(instance)
         return instance
 

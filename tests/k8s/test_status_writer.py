@@ -104,24 +104,31 @@ def test_many_updates_coalesce_into_few_writes(
     assert status_writes(emulator) <= 5
 
 
-def test_conflict_is_retried_against_fresh_state(
+def patch_status(api: Any, status: dict[str, Any]) -> dict[str, Any]:
+    """Another writer changes the status (what a second controller or a human would do)."""
+    result = api.patch_namespaced_custom_object_status(
+        API_GROUP,
+        VERSION,
+        "default",
+        PLURAL,
+        "a",
+        {"status": status},
+        _content_type="application/merge-patch+json",
+    )
+    assert isinstance(result, dict)
+    return result
+
+
+def test_a_write_made_meanwhile_is_a_real_conflict_and_is_not_lost(
     emulator: Emulator, obj: dict[str, Any], writer: StatusWriter, k8s_api_client: Any
 ) -> None:
     api = client.CustomObjectsApi(k8s_api_client)
     ref = ref_of(obj)
     writer.submit(ref, setting(activeCount=0))
     assert writer.flush(5.0)
-    # Someone else writes status meanwhile; our next write must see it, not overwrite blindly.
-    api.patch_namespaced_custom_object_status(
-        API_GROUP,
-        VERSION,
-        "default",
-        PLURAL,
-        "a",
-        {"status": {"lastRunNow": "x"}},
-        _content_type="application/merge-patch+json",
-    )
-    emulator.inject_conflict(times=2)
+    # Someone else writes status meanwhile. The writer still holds the version its own write
+    # returned: its next patch carries that version, and the server refuses it.
+    patch_status(api, {"lastRunNow": "x"})
     seen: list[Mapping[str, Any]] = []
 
     def build(current: Mapping[str, Any]) -> dict[str, Any]:
@@ -130,9 +137,39 @@ def test_conflict_is_retried_against_fresh_state(
 
     writer.submit(ref, build)
     assert writer.flush(5.0)
-    assert writer.conflicts == 2
+    # No fault was injected: the server refused the patch because it carried the version it
+    # was computed from (a merge patch without one would have overwritten blindly).
+    assert writer.conflicts == 1
     assert seen[-1].get("lastRunNow") == "x"  # recomputed on the re-read status
     assert stored(emulator)["status"] == {"activeCount": 1, "lastRunNow": "x"}
+
+
+def test_a_newer_object_from_the_informer_beats_the_writers_own_view(
+    emulator: Emulator, obj: dict[str, Any], writer: StatusWriter, k8s_api_client: Any
+) -> None:
+    api = client.CustomObjectsApi(k8s_api_client)
+    writer.submit(ref_of(obj), setting(activeCount=0))
+    assert writer.flush(5.0)
+    newer = patch_status(api, {"lastRunNow": "y"})  # as the watch then delivers it
+    seen: list[Mapping[str, Any]] = []
+
+    def build(current: Mapping[str, Any]) -> dict[str, Any]:
+        seen.append(dict(current))
+        return {**current, "activeCount": 2}
+
+    fresh = ObjectRef(
+        "default",
+        "a",
+        newer["metadata"]["uid"],
+        newer["metadata"]["resourceVersion"],
+        newer["metadata"]["generation"],
+        status=newer["status"],
+    )
+    writer.submit(fresh, build)
+    assert writer.flush(5.0)
+    assert writer.conflicts == 0  # computed on the newer view at once: no refused write
+    assert seen == [{"activeCount": 0, "lastRunNow": "y"}]
+    assert stored(emulator)["status"] == {"activeCount": 2, "lastRunNow": "y"}
 
 
 def test_server_errors_are_retried(

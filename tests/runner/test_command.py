@@ -21,7 +21,8 @@ from typing import Any, TypeVar
 import pytest
 
 from reconciler.core.runs import RunStatus
-from reconciler.runner.command import CommandOutcome, CommandRun
+from reconciler.runner.base import Outcome
+from reconciler.runner.command import CommandRun
 
 T = TypeVar("T")
 
@@ -32,7 +33,7 @@ def arun(coro: Coroutine[Any, Any, T]) -> T:
     return asyncio.run(coro)
 
 
-def run(args: list[str], **kwargs: Any) -> CommandOutcome:
+def run(args: list[str], **kwargs: Any) -> Outcome:
     kwargs.setdefault("env", ENV)
     return arun(CommandRun(args, **kwargs).run())
 
@@ -155,7 +156,7 @@ def test_invalid_arguments_are_rejected(kwargs: dict[str, Any]) -> None:
 
 
 def test_many_runs_concurrently() -> None:
-    async def scenario() -> list[CommandOutcome]:
+    async def scenario() -> list[Outcome]:
         commands = [CommandRun(["sh", "-c", f"exit {i % 3}"], env=ENV) for i in range(40)]
         return await asyncio.gather(*(c.run() for c in commands))
 
@@ -237,7 +238,7 @@ def test_zero_output_limit() -> None:
 def test_timeout_terminates_the_whole_group(tmp_path: Path, strays: list[int]) -> None:
     pidfile = tmp_path / "pid"
 
-    async def scenario() -> tuple[CommandOutcome, int]:
+    async def scenario() -> tuple[Outcome, int]:
         command = CommandRun(
             ["sh", "-c", f"sleep 300 & echo $! > {pidfile}; wait"],
             env=ENV,
@@ -265,7 +266,7 @@ def test_term_ignoring_group_is_killed_after_grace(tmp_path: Path, strays: list[
     # Ignored signals stay ignored across fork and exec: both sh and sleep ignore SIGTERM.
     script = f"trap '' TERM; sleep 300 & echo $! > {pidfile}; wait"
 
-    async def scenario() -> tuple[CommandOutcome, int]:
+    async def scenario() -> tuple[Outcome, int]:
         command = CommandRun(["sh", "-c", script], env=ENV, timeout=0.5, kill_grace=0.5)
         task = asyncio.create_task(command.run())
         grandchild = await read_pid(pidfile)
@@ -334,7 +335,7 @@ def test_process_escaping_the_group_does_not_hang_run(tmp_path: Path, strays: li
 def test_stop_while_running(tmp_path: Path, strays: list[int]) -> None:
     pidfile = tmp_path / "pid"
 
-    async def scenario() -> tuple[CommandOutcome, int]:
+    async def scenario() -> tuple[Outcome, int]:
         command = CommandRun(
             ["sh", "-c", f"echo before; sleep 300 & echo $! > {pidfile}; wait"],
             env=ENV,
@@ -360,7 +361,7 @@ def test_stop_while_running(tmp_path: Path, strays: list[int]) -> None:
 def test_stop_before_run_never_starts(tmp_path: Path) -> None:
     marker = tmp_path / "ran"
 
-    async def scenario() -> tuple[CommandRun, CommandOutcome]:
+    async def scenario() -> tuple[CommandRun, Outcome]:
         command = CommandRun(["touch", str(marker)], env=ENV)
         command.stop("Replaced")
         return command, await command.run()
@@ -375,7 +376,7 @@ def test_stop_before_run_never_starts(tmp_path: Path) -> None:
 
 
 def test_stop_while_spawning_terminates_at_once() -> None:
-    async def scenario() -> CommandOutcome:
+    async def scenario() -> Outcome:
         command = CommandRun(["sleep", "300"], env=ENV, kill_grace=0.5)
         task = asyncio.create_task(command.run())
         await asyncio.sleep(0)  # run() has begun spawning, not finished
@@ -425,12 +426,12 @@ def test_cancellation_terminates_the_group(tmp_path: Path, strays: list[int]) ->
 
 
 def test_missing_binary_is_a_start_failure() -> None:
-    async def scenario() -> tuple[CommandRun, CommandOutcome]:
+    async def scenario() -> tuple[CommandRun, Outcome]:
         command = CommandRun(["no-such-command-for-crontask"], env=ENV)
         return command, await command.run()
 
     command, outcome = arun(scenario())
-    assert outcome == CommandOutcome(
+    assert outcome == Outcome(
         status=RunStatus.FAILED,
         exit_code=None,
         reason="StartFailed",

@@ -15,7 +15,7 @@ import pytest
 
 from reconciler.core.model import HttpAction
 from reconciler.core.runs import RunStatus
-from reconciler.runner.command import CommandOutcome
+from reconciler.runner.base import Outcome
 from reconciler.runner.http import HttpRun
 
 RELEASE = threading.Event()
@@ -65,7 +65,7 @@ def server() -> Iterator[str]:
     thread.join()
 
 
-def run(action: dict[str, Any], env: dict[str, str] | None = None, **kw: Any) -> CommandOutcome:
+def run(action: dict[str, Any], env: dict[str, str] | None = None, **kw: Any) -> Outcome:
     return asyncio.run(HttpRun(HttpAction.model_validate(action), env=env or {}, **kw).run())
 
 
@@ -148,7 +148,7 @@ def test_timeout(server: str) -> None:
 
 
 def test_stop_ends_a_request_in_flight(server: str) -> None:
-    async def main() -> CommandOutcome:
+    async def main() -> Outcome:
         attempt = HttpRun(HttpAction.model_validate({"url": f"{server}/hang"}), env={})
         task = asyncio.create_task(attempt.run())
         await asyncio.sleep(0.1)  # let the request reach the server

@@ -539,6 +539,38 @@ def test_running_and_mark_interrupted(store: RunStore) -> None:
     assert store.mark_interrupted([], now) == []
 
 
+def test_running_of_one_task(store: RunStore) -> None:
+    a1 = rec(at=1, status=RunStatus.RUNNING)
+    a0 = rec(at=0, status=RunStatus.RUNNING)
+    other = rec("ops/report", at=0, status=RunStatus.RUNNING)
+    done = rec(at=2)
+    for r in (a1, a0, other, done):
+        store.claim(r)
+    assert store.running("ops/nightly-backup") == [a0, a1]
+    assert store.running("ops/none") == []
+
+
+def test_stop_requests_reach_the_owner_of_running_attempts_only(store: RunStore) -> None:
+    mine, theirs = "host-a:1:x", "host-b:2:y"
+    running = rec(at=0, status=RunStatus.RUNNING, owner=mine)
+    retried = rec(at=1, status=RunStatus.FAILED, owner=mine)
+    retry = rec(at=1, attempt=2, trigger=Trigger.RETRY, status=RunStatus.RUNNING, owner=mine)
+    elsewhere = rec("ops/report", at=0, status=RunStatus.RUNNING, owner=theirs)
+    finished = rec(at=2, owner=mine)
+    for r in (running, retried, retry, elsewhere, finished):
+        store.claim(r)
+    assert store.stop_requests(mine) == []
+    marked = store.request_stop([running.id, retried.id, finished.id, "no-such-run"], "Replaced")
+    assert marked == 2  # the running attempts: the first run, and the retry of the second
+    assert store.stop_requests(mine) == sorted(
+        [(running.id, 1, "Replaced"), (retry.id, 2, "Replaced")]
+    )
+    assert store.stop_requests(theirs) == []
+    store.complete(dataclasses.replace(running, status=RunStatus.FAILED, reason="Replaced"))
+    assert store.stop_requests(mine) == [(retry.id, 2, "Replaced")]  # finished: no longer asked
+    assert store.request_stop([], "Replaced") == 0
+
+
 # -- prune -------------------------------------------------------------------------------------
 
 

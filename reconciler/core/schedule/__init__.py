@@ -6,7 +6,8 @@ that :class:`zoneinfo.ZoneInfo` loads when a zone is first named.
 
 Entry points: :func:`parse_schedule` (a string and a zone name to a :class:`Schedule`),
 :func:`validate_time_zone` and :func:`jitter_offset`. DST follows Vixie cron / cronie; see
-:mod:`.cron` for the rule.
+:mod:`.cron` for the rule. The day fields also take Quartz's ``L``, ``W``, ``#`` and ``?``;
+see :mod:`.days` for what they select.
 """
 
 from __future__ import annotations

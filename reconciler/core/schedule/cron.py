@@ -23,15 +23,18 @@ from collections.abc import Iterator
 from datetime import date
 from zoneinfo import ZoneInfo
 
-from . import zones
+from . import days, zones
 from .base import Schedule
 from .describe import describe_cron, describe_offset
 from .fields import CronSpec
 
 # How far ahead a search goes before answering "never again". Parsing rejects expressions with
-# no possible day, so this only has to cover the longest gap between possible days: a weekday
-# on day 1 of February recurs within 12 years, Feb 29 within 8 (both across 2100).
-HORIZON_YEARS = 40
+# no possible day, and which days of a month match depends only on the month's shape (its
+# length and the weekday of its 1st; see .days), so this only has to cover the longest gap
+# between two months of the same shape: 40 years, for a February 29 on a given weekday across
+# 2100 (e.g. "0 0 * 2 0#5" fires in 2032, 2060, 2088 and then 2128). One more year covers a
+# local date that is in the next UTC year.
+HORIZON_YEARS = 41
 
 _MONTH_DAYS = (31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
 
@@ -45,17 +48,17 @@ def _days_in_month(year: int, month: int) -> int:
 class CronSchedule(Schedule):
     """A 5- or 6-field cron expression (or a macro such as ``@daily``) in a time zone."""
 
-    __slots__ = ("_dom", "_dow", "spec")
+    __slots__ = ("_by_shape", "spec")
 
     spec: CronSpec
 
     def __init__(self, expression: str, zone: ZoneInfo, spec: CronSpec, offset: int = 0) -> None:
         super().__init__(expression, zone, offset)
         self.spec = spec
-        # Lookup tables indexed by day of month / weekday: faster than set membership in the
-        # innermost loop of the day search.
-        self._dom = tuple(day in spec.days for day in range(32))
-        self._dow = tuple(day in spec.weekdays for day in range(7))
+        # The matching days of each month shape (28 shapes: 28-31 days, the 1st on each
+        # weekday), computed when first needed and shared through the spec: the day search
+        # visits matching days only. Two threads filling a slot store equal values: no lock.
+        self._by_shape = spec.by_shape
 
     @property
     def wildcard(self) -> bool:
@@ -82,9 +85,16 @@ class CronSchedule(Schedule):
         year = zones.year_of(first)
         if year > zones.MAX_YEAR:
             return
-        last_year = min(year + HORIZON_YEARS, zones.MAX_YEAR)
+        # The search gives up HORIZON_YEARS after the start or after the latest fire, so that
+        # a schedule that fires once in decades still lists every fire.
+        horizon = year + HORIZON_YEARS
+        fired = False
         fixed = not self.spec.hour_star
-        for start, end, offset, previous in zones.segments(self.zone, first, last_year):
+        for start, end, offset, previous in zones.segments(self.zone, first, zones.MAX_YEAR):
+            if fired:
+                horizon, fired = zones.year_of(start) + HORIZON_YEARS, False
+            elif zones.year_of(start) > horizon:
+                return
             wall_from = max(first, start) + offset
             if fixed and previous < offset and start >= first:
                 # Spring forward at `start`: wall times [start+previous, start+offset) do not
@@ -93,6 +103,7 @@ class CronSchedule(Schedule):
                 gap = start + previous
                 if next(self._walls(gap, start + offset), None) is not None:
                     yield start
+                    fired = True
                     wall_from = start + offset + 1
             if fixed and previous > offset:
                 # Fall back at `start`: wall times [start+offset, start+previous) are occurring
@@ -100,6 +111,7 @@ class CronSchedule(Schedule):
                 wall_from = max(wall_from, start + previous)
             for wall in self._walls(wall_from, end + offset):
                 yield wall - offset
+                fired = True
 
     def _walls(self, low: int, high: int) -> Iterator[int]:
         """Matching wall times ``w`` with ``low <= w < high``, in increasing order."""
@@ -118,8 +130,7 @@ class CronSchedule(Schedule):
 
     def _days(self, first: int, end: int) -> Iterator[int]:
         """Ordinals of matching days in ``[first, end)``, skipping whole months and years."""
-        spec = self.spec
-        months, dom, dow, both = spec.months, self._dom, self._dow, spec.days_and
+        months = self.spec.months
         start = date.fromordinal(first)
         year, month, day = start.year, start.month, start.day
         while True:
@@ -133,15 +144,22 @@ class CronSchedule(Schedule):
             month_start = date(year, month, 1).toordinal() - 1  # ordinal of day 0
             if month_start + day >= end:
                 return
-            for current in range(day, _days_in_month(year, month) + 1):
+            # date.toordinal() is 1 for Monday 0001-01-01, so ordinal % 7 is 0 on Sundays.
+            matching = self._month_days(_days_in_month(year, month), (month_start + 1) % 7)
+            for current in matching[bisect.bisect_left(matching, day) :]:
                 ordinal = month_start + current
                 if ordinal >= end:
                     return
-                # date.toordinal() is 1 for Monday 0001-01-01, so ordinal % 7 is 0 on Sundays.
-                weekday = ordinal % 7
-                if (dom[current] and dow[weekday]) if both else (dom[current] or dow[weekday]):
-                    yield ordinal
+                yield ordinal
             month, day = month + 1, 1
+
+    def _month_days(self, length: int, first_weekday: int) -> tuple[int, ...]:
+        """The matching days of a month with ``length`` days whose 1st is ``first_weekday``."""
+        slot = (length - 28) * 7 + first_weekday
+        found = self._by_shape[slot]
+        if found is None:
+            found = self._by_shape[slot] = days.month_days(self.spec, length, first_weekday)
+        return found
 
     def _times(self, first: int) -> Iterator[int]:
         """Matching seconds-of-day ``>= first``, in increasing order."""

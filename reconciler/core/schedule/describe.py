@@ -36,13 +36,18 @@ _MAX_LISTED_TIMES = 4
 def describe_cron(spec: CronSpec) -> str:
     times = _times_of_day(spec)
     words = [times if times is not None else _time_pattern(spec)]
-    all_weekdays = len(spec.weekdays) == 7
-    if len(spec.days) == 1 and len(spec.months) == 1 and all_weekdays:
+    if (
+        len(spec.days) == 1
+        and not spec.dom_specials
+        and len(spec.months) == 1
+        and _every_weekday(spec)
+    ):
         words.append(f"on {MONTHS[spec.months[0] - 1]} {spec.days[0]}")
         return " ".join(words)
-    if times is not None and len(spec.days) == 31 and all_weekdays:
+    days = _days(spec)
+    if times is not None and not days:
         words.append("every day")
-    words.extend(part for part in (_days(spec), _months(spec)) if part)
+    words.extend(part for part in (days, _months(spec)) if part)
     return " ".join(words)
 
 
@@ -184,26 +189,104 @@ def _weekday_list(weekdays: Sequence[int]) -> str:
     return _list(positions, lambda position: WEEKDAYS[_WEEK_ORDER[position]])
 
 
+def _every_date(spec: CronSpec) -> bool:
+    """Whether the day-of-month field selects every day by itself (its L/W items add nothing)."""
+    return len(spec.days) == 31
+
+
+def _every_weekday(spec: CronSpec) -> bool:
+    """Whether the day-of-week field selects every day by itself (its L/# items add nothing)."""
+    return len(spec.weekdays) == 7
+
+
 def _days(spec: CronSpec) -> str:
-    all_days = len(spec.days) == 31
-    all_weekdays = len(spec.weekdays) == 7
-    if all_days and all_weekdays:
+    """The days it runs on, or "" for every day."""
+    every_date, every_weekday = _every_date(spec), _every_weekday(spec)
+    if spec.days_and:
+        if every_date and every_weekday:
+            return ""
+        if every_date:
+            return _weekdays_phrase(spec)
+        if every_weekday:
+            return _dates_phrase(spec)
+        return f"{_dates_phrase(spec)} if it is {_weekdays_condition(spec)}"
+    # Either field may match: one that selects every day makes the other irrelevant.
+    if every_date or every_weekday:
         return ""
-    weekdays = f"on {_weekday_list(spec.weekdays)}"
-    if all_days:
-        return weekdays
+    return f"{_dates_phrase(spec)} or {_weekdays_phrase(spec)}"
+
+
+def _dates_phrase(spec: CronSpec) -> str:
+    """The day-of-month field: "on day 1 of the month", "on the last weekday of the month"."""
+    items: list[str] = []
     step = _step(spec.days, 1, 31)
     if step is not None:
-        days = f"on every {_ordinal(step)} day of the month"
+        items.append(f"every {_ordinal(step)} day")
     elif len(spec.days) == 1:
-        days = f"on day {spec.days[0]} of the month"
-    else:
-        days = f"on days {_list(spec.days)} of the month"
-    if all_weekdays:
-        return days
-    if spec.days_and:
-        return f"{days} if it is a {_join([WEEKDAYS[d] for d in spec.weekdays], 'or')}"
-    return f"{days} or {weekdays}"
+        items.append(f"day {spec.days[0]}")
+    elif spec.days and not spec.dom_specials:
+        items.append(f"days {_list(spec.days)}")
+    elif spec.days:
+        # Beside L and W items, each run of days is an item: "day 1, day 15 and the last day".
+        for first, last in _runs(spec.days):
+            if last - first >= 2:
+                items.append(f"days {first} through {last}")
+            else:
+                items.extend(f"day {day}" for day in range(first, last + 1))
+    items += [f"the weekday nearest day {day}" for day in spec.dom_nearest]
+    items += [_from_last(back) for back in reversed(spec.dom_last)]
+    if spec.dom_last_weekday:
+        items.append("the last weekday")
+    return f"on {_join(items)} of the month"
+
+
+def _from_last(back: int) -> str:
+    if back == 0:
+        return "the last day"
+    if back == 1:
+        return "the day before the last day"
+    return f"the day {back} days before the last day"
+
+
+_NTH = ("first", "second", "third", "fourth", "fifth")
+
+
+def _special_weekdays(spec: CronSpec) -> list[str]:
+    """The L and # items of the day-of-week field: "the last Friday", "the second Monday".
+
+    An item for a weekday that the field selects anyway ("FRI,FRIL") adds nothing and is left out.
+    """
+    plain = spec.weekdays
+    items = [
+        f"the {_NTH[nth - 1]} {WEEKDAYS[day]}"
+        for day, nth in _week_sorted(spec.dow_nth)
+        if day not in plain
+    ]
+    items += [
+        f"the last {WEEKDAYS[day]}"
+        for day in _WEEK_ORDER
+        if day in spec.dow_last and day not in plain
+    ]
+    return items
+
+
+def _week_sorted(nths: Sequence[tuple[int, int]]) -> list[tuple[int, int]]:
+    return sorted(nths, key=lambda item: (item[1], _WEEK_ORDER.index(item[0])))
+
+
+def _weekdays_phrase(spec: CronSpec) -> str:
+    """The day-of-week field: "on Monday through Friday", "on the last Sunday of the month"."""
+    items = [_weekday_list(spec.weekdays)] if spec.weekdays else []
+    specials = _special_weekdays(spec)
+    return f"on {_join(items + specials)}" + (" of the month" if specials else "")
+
+
+def _weekdays_condition(spec: CronSpec) -> str:
+    """The day-of-week field as a condition: "a Monday or Friday", "the last Friday"."""
+    names = [WEEKDAYS[day] for day in _WEEK_ORDER if day in spec.weekdays]
+    specials = _special_weekdays(spec)
+    article = "a " if names else ""
+    return article + _join(names + specials, "or") + (" of the month" if specials else "")
 
 
 def _months(spec: CronSpec) -> str:

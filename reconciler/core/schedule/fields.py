@@ -7,24 +7,26 @@ Grammar of one field (Vixie cron, as in ``man 5 crontab``)::
     range := "*" | value | value "-" value
     value := number | name            (names: jan..dec in the month field, sun..sat in day-of-week)
 
-``a/n`` means ``a-MAX/n``. Day-of-week accepts 0-7, where both 0 and 7 are Sunday. Quartz
-extensions (``L``, ``W``, ``#``, ``?``) are refused with a message saying so, rather than as
-garbage, because users copy them from Quartz/Spring documentation.
+``a/n`` means ``a-MAX/n``. Day-of-week accepts 0-7, where both 0 and 7 are Sunday.
+
+The day fields also take the extensions of Quartz (see :mod:`.days` for their meaning):
+``L``, ``L-N``, ``NW`` and ``LW`` as day-of-month items, ``dL`` and ``d#n`` in day-of-week (with
+this project's POSIX numbering, not Quartz's), and ``?`` as a whole day field, meaning the same
+as ``*``. A ``#`` item must be the only item of its field, as in Quartz. Anything else that
+looks like one of them is refused with a message saying what is allowed where.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import re
+from typing import NoReturn
 
+from . import days as day_rules
 from .errors import ScheduleError
 
 MONTH_NAMES = ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec")
 WEEKDAY_NAMES = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")
-
-# The longest day each month can have (February counts its leap day): used to reject
-# expressions that can never fire, e.g. "0 0 30 2 *".
-MAX_MONTH_DAYS = (31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -47,16 +49,22 @@ _FIVE = (MINUTE, HOUR, DAY_OF_MONTH, MONTH, DAY_OF_WEEK)
 _SIX = (SECOND, *_FIVE)
 
 _MAX_DIGITS = 6  # longer numbers are out of range in every field; also keeps int() cheap
-_QUARTZ_L = re.compile(r"[0-9]*L|L-[0-9]+|LW", re.IGNORECASE)
-_QUARTZ_W = re.compile(r"[0-9]+W", re.IGNORECASE)
+MAX_FROM_LAST = 30  # "L-30" is the largest offset (as in Quartz): day 1 of a 31-day month
+MAX_NTH = 5  # "#5": no month has a sixth Monday
+
+# What the day fields allow, for messages.
+_DOM_SPECIALS = "L (the last day), L-3, 15W (the weekday nearest the 15th) and LW"
+_DOW_SPECIALS = "5L or FRIL (the last Friday of the month) and 1#2 or MON#2 (the second Monday)"
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class CronSpec:
     """The meaning of a cron expression: the allowed values of every field, sorted.
 
-    ``dom_star``/``dow_star`` record whether the day fields *start with* ``*`` (Vixie's rule
-    for combining them), ``hour_star`` whether the hour field does (the DST rule).
+    ``dom_star``/``dow_star`` record whether the day fields *start with* ``*`` or are ``?``
+    (Vixie's rule for combining them), ``hour_star`` whether the hour field starts with ``*``
+    (the DST rule). ``days``/``weekdays`` are the plain values of the day fields; the ``dom_*``
+    and ``dow_*`` tuples are their Quartz items, whose days depend on the month (:mod:`.days`).
     """
 
     seconds: tuple[int, ...]
@@ -69,18 +77,52 @@ class CronSpec:
     dow_star: bool
     hour_star: bool
     has_seconds: bool
+    dom_last: tuple[int, ...] = ()  # "L" is 0, "L-3" is 3
+    dom_nearest: tuple[int, ...] = ()  # "15W" is 15
+    dom_last_weekday: bool = False  # "LW"
+    dow_last: tuple[int, ...] = ()  # "5L" is 5 (the last Friday); Sunday is 0
+    dow_nth: tuple[tuple[int, int], ...] = ()  # "1#2" is (1, 2): (weekday, n)
+    # The matching days of each month shape (:func:`.days.month_days`), filled in by the day
+    # search when first needed. It lives here, not in each schedule, so that every schedule
+    # built from one parsed expression (parsing is memoised) shares it: the first fire in a
+    # new kind of month computes it once, not once per task. Not part of the value.
+    by_shape: list[tuple[int, ...] | None] = dataclasses.field(
+        default_factory=lambda: [None] * 28, compare=False, repr=False
+    )
 
     @property
     def days_and(self) -> bool:
         """True when a day must match both day fields (either starts with ``*``), else either."""
         return self.dom_star or self.dow_star
 
+    @property
+    def dom_specials(self) -> bool:
+        """Whether the day-of-month field has an ``L`` or ``W`` item."""
+        return bool(self.dom_last or self.dom_nearest or self.dom_last_weekday)
+
+    @property
+    def dow_specials(self) -> bool:
+        """Whether the day-of-week field has an ``L`` or ``#`` item."""
+        return bool(self.dow_last or self.dow_nth)
+
+
+@dataclasses.dataclass(slots=True)
+class _Values:
+    """What one field's items add up to."""
+
+    plain: set[int] = dataclasses.field(default_factory=set)
+    last: set[int] = dataclasses.field(default_factory=set)  # dom: L-N offsets; dow: weekdays
+    nearest: set[int] = dataclasses.field(default_factory=set)  # dom: NW days
+    last_weekday: bool = False  # dom: LW
+    nth: set[tuple[int, int]] = dataclasses.field(default_factory=set)  # dow: (weekday, n)
+
 
 def parse_cron(expression: str, first_column: int = 0) -> CronSpec:
     """Parse a 5- or 6-field cron expression.
 
     Columns in errors are offsets into ``expression`` plus ``first_column`` (for expressions
-    that are part of a larger string, such as macro expansions, pass the macro's column).
+    that are part of a larger string, such as macro expansions, pass the macro's column); they
+    point at the offending item of a field.
     """
     words = [(m.group(), m.start() + first_column) for m in re.finditer(r"\S+", expression)]
     if len(words) not in (5, 6):
@@ -97,71 +139,251 @@ def parse_cron(expression: str, first_column: int = 0) -> CronSpec:
     }
     texts = {field.name: text for field, (text, _) in zip(fields, words, strict=True)}
     columns = {field.name: column for field, (_, column) in zip(fields, words, strict=True)}
-    # Sunday is both 0 and 7; keep 0 only so that weekday lookups need one index per day.
-    weekdays = {0 if day == 7 else day for day in values[DAY_OF_WEEK.name]}
+    dom, dow = values[DAY_OF_MONTH.name], values[DAY_OF_WEEK.name]
     spec = CronSpec(
-        seconds=tuple(sorted(values.get(SECOND.name, {0}))),
-        minutes=tuple(sorted(values[MINUTE.name])),
-        hours=tuple(sorted(values[HOUR.name])),
-        days=tuple(sorted(values[DAY_OF_MONTH.name])),
-        months=tuple(sorted(values[MONTH.name])),
-        weekdays=tuple(sorted(weekdays)),
-        dom_star=texts[DAY_OF_MONTH.name].startswith("*"),
-        dow_star=texts[DAY_OF_WEEK.name].startswith("*"),
+        seconds=tuple(sorted(values[SECOND.name].plain if SECOND.name in values else {0})),
+        minutes=tuple(sorted(values[MINUTE.name].plain)),
+        hours=tuple(sorted(values[HOUR.name].plain)),
+        days=tuple(sorted(dom.plain)),
+        months=tuple(sorted(values[MONTH.name].plain)),
+        # Sunday is both 0 and 7; keep 0 only so that weekday lookups need one index per day.
+        weekdays=tuple(sorted({_sunday_is_0(day) for day in dow.plain})),
+        dom_star=texts[DAY_OF_MONTH.name].startswith(("*", "?")),
+        dow_star=texts[DAY_OF_WEEK.name].startswith(("*", "?")),
         hour_star=texts[HOUR.name].startswith("*"),
         has_seconds=len(words) == 6,
+        dom_last=tuple(sorted(dom.last)),
+        dom_nearest=tuple(sorted(dom.nearest)),
+        dom_last_weekday=dom.last_weekday,
+        dow_last=tuple(sorted({_sunday_is_0(day) for day in dow.last})),
+        dow_nth=tuple(sorted({(_sunday_is_0(day), nth) for day, nth in dow.nth})),
     )
     _check_fires(spec, texts, columns[DAY_OF_MONTH.name])
     return spec
 
 
-def _check_fires(spec: CronSpec, texts: dict[str, str], column: int) -> None:
-    """Refuse day-of-month/month combinations that never occur.
+def _sunday_is_0(weekday: int) -> int:
+    return 0 if weekday == 7 else weekday
 
-    Only the AND case can be empty. A day-of-month field that starts with ``*`` always includes
-    day 1, and every weekday falls on day 1 of every month in some year; with both day fields
-    restricted (OR) the weekdays alone give days. What remains is a restricted day-of-month with
-    a ``*`` day-of-week: it fires iff some listed day exists in some listed month.
-    """
-    if not spec.dow_star or spec.dom_star:
+
+def _check_fires(spec: CronSpec, texts: dict[str, str], column: int) -> None:
+    """Refuse expressions whose day fields select no day in any month they allow, ever."""
+    if day_rules.can_fire(spec):
         return
-    if any(day <= MAX_MONTH_DAYS[month - 1] for month in spec.months for day in spec.days):
-        return
+    dom, dow, month = texts[DAY_OF_MONTH.name], texts[DAY_OF_WEEK.name], texts[MONTH.name]
+    if spec.dow_star and len(spec.weekdays) == 7:
+        # Only the day-of-month field restricts: the days it names are too late in the month.
+        raise ScheduleError(
+            f"never fires: day-of-month {dom} does not occur in month {month}", column
+        )
+    in_months = "" if len(spec.months) == 12 else f" in month {month}"
     raise ScheduleError(
-        f"never fires: day-of-month {texts[DAY_OF_MONTH.name]} does not occur in "
-        f"month {texts[MONTH.name]}",
+        f"never fires: no day is both day-of-month {dom} and day-of-week {dow}{in_months}", column
+    )
+
+
+def _parse_field(text: str, field: _Field, column: int) -> _Values:
+    values = _Values()
+    if text == "?":
+        if field not in (DAY_OF_MONTH, DAY_OF_WEEK):
+            raise ScheduleError(
+                "'?' is allowed only in the day-of-month and day-of-week fields (where it means "
+                f"the same as '*'); use '*' in the {field.name} field",
+                column,
+            )
+        values.plain.update(range(field.low, field.high + 1))
+        return values
+    items = text.split(",")
+    offset = 0
+    for item in items:
+        where = column + offset
+        offset += len(item) + 1
+        if not item:
+            raise ScheduleError(f"{field.name} field: empty list item in {text!r}", where)
+        if "?" in item:
+            raise ScheduleError(
+                f"{field.name} field: '?' must be the whole field (it means the same as '*')"
+                if field in (DAY_OF_MONTH, DAY_OF_WEEK)
+                else "'?' is allowed only in the day-of-month and day-of-week fields (where it "
+                f"means the same as '*'); use '*' in the {field.name} field",
+                where,
+            )
+        if field is DAY_OF_MONTH:
+            _day_of_month_item(item, values, where)
+        elif field is DAY_OF_WEEK:
+            _day_of_week_item(item, values, where, alone=len(items) == 1)
+        else:
+            if "#" in item:
+                _refuse_hash(field, where)
+            values.plain.update(_plain_item(item, field, where))
+    return values
+
+
+def _plain_item(item: str, field: _Field, column: int) -> range:
+    """A plain item; one that fails and looks like a Quartz day item gets a message saying where
+    such items belong (rather than "not a number")."""
+    try:
+        return _parse_item(item, field, column)
+    except ScheduleError:
+        upper = item.upper()
+        if "W" in upper and field is not DAY_OF_MONTH:
+            raise ScheduleError(
+                f"{field.name} field: 'W' is allowed only in the day-of-month field, as in "
+                f"{_DOM_SPECIALS}",
+                column,
+            ) from None
+        if "L" in upper and field is DAY_OF_WEEK:
+            raise ScheduleError(
+                f"{field.name} field: {item!r} is not valid; besides numbers, names, ranges, "
+                f"lists and steps, the day-of-week field takes {_DOW_SPECIALS}",
+                column,
+            ) from None
+        if "L" in upper and field is not DAY_OF_MONTH:
+            raise ScheduleError(
+                f"{field.name} field: 'L' is allowed only in the day-of-month field (L, L-3, "
+                "LW) and in the day-of-week field (5L, FRIL: the last Friday of the month)",
+                column,
+            ) from None
+        raise
+
+
+def _refuse_hash(field: _Field, column: int) -> NoReturn:
+    raise ScheduleError(
+        f"{field.name} field: '#' is allowed only in the day-of-week field, as in {_DOW_SPECIALS}",
         column,
     )
 
 
-def _parse_field(text: str, field: _Field, column: int) -> set[int]:
-    where = f"{field.name} field"
-    if "#" in text:
+def _day_of_month_item(item: str, values: _Values, column: int) -> None:
+    upper = item.upper()
+    if "#" in item:
+        _refuse_hash(DAY_OF_MONTH, column)
+    if upper == "L":
+        values.last.add(0)
+    elif upper == "LW":
+        values.last_weekday = True
+    elif upper.startswith("L-"):
+        values.last.add(_from_last(item, column))
+    elif upper.endswith("W"):
+        values.nearest.add(_nearest(item, column))
+    elif "L" in upper:
+        hint = (
+            f"; {item} (a last weekday of the month) belongs in the day-of-week field"
+            if upper.endswith("L") and _is_weekday(item[:-1])
+            else ""
+        )
         raise ScheduleError(
-            f"'#' is not supported; the {field.name} field takes numbers, names, ranges, lists "
-            "and steps (e.g. mon-fri, 1,15, */2)",
+            f"day-of-month field: {item!r} is not valid; besides numbers, ranges, lists and "
+            f"steps, the day-of-month field takes {_DOM_SPECIALS}{hint}",
             column,
         )
-    if "?" in text:
-        raise ScheduleError(f"'?' is not supported; use '*' in the {field.name} field", column)
-    values: set[int] = set()
-    for item in text.split(","):
-        if not item:
-            raise ScheduleError(f"{where}: empty list item in {text!r}", column)
-        if _QUARTZ_L.fullmatch(item):
+    else:
+        values.plain.update(_parse_item(item, DAY_OF_MONTH, column))
+
+
+def _from_last(item: str, column: int) -> int:
+    text = item[2:]
+    if not _is_number(text):
+        raise ScheduleError(
+            f"day-of-month field: {item!r} is not valid; L-N takes a number of days, e.g. L-3 "
+            "(3 days before the last day)",
+            column,
+        )
+    if len(text) > _MAX_DIGITS or int(text) > MAX_FROM_LAST:
+        raise ScheduleError(
+            f"day-of-month field: offset {_show_number(text)} in {item!r} is out of range "
+            f"0-{MAX_FROM_LAST}",
+            column,
+        )
+    return int(text)
+
+
+def _nearest(item: str, column: int) -> int:
+    text = item[:-1]
+    if not text:
+        raise ScheduleError(
+            "day-of-month field: 'W' needs a day before it, e.g. 15W (the weekday nearest the "
+            "15th) or LW (the last weekday)",
+            column,
+        )
+    if any(char in text for char in "*-/"):
+        raise ScheduleError(
+            f"day-of-month field: 'W' takes a single day (1W-31W) or LW, not a range or a step; "
+            f"got {item!r}",
+            column,
+        )
+    if not _is_number(text):
+        raise ScheduleError(f"day-of-month field: {text!r} in {item!r} is not a number", column)
+    if len(text) > _MAX_DIGITS or not 1 <= int(text) <= DAY_OF_MONTH.high:
+        raise ScheduleError(
+            f"day-of-month field: {_show_number(text)} in {item!r} is out of range 1-31; 'W' "
+            "takes a single day (1W-31W) or LW",
+            column,
+        )
+    return int(text)
+
+
+def _day_of_week_item(item: str, values: _Values, column: int, *, alone: bool) -> None:
+    upper = item.upper()
+    if "#" in item:
+        if not alone:
             raise ScheduleError(
-                f"'L' is not supported; list the {field.name} values explicitly "
-                "(numbers, ranges, lists and steps)",
+                "day-of-week field: '#' must be the only item of the field (e.g. MON#2); lists "
+                "with '#' are not supported",
                 column,
             )
-        if _QUARTZ_W.fullmatch(item):
-            raise ScheduleError(
-                f"'W' is not supported; list the {field.name} values explicitly "
-                "(numbers, ranges, lists and steps)",
-                column,
-            )
-        values.update(_parse_item(item, field, column))
-    return values
+        values.nth.add(_nth(item, column))
+    elif upper == "L":
+        raise ScheduleError(
+            "day-of-week field: 'L' needs a weekday before it, e.g. 5L or FRIL (the last "
+            "Friday of the month); the last day of the month is L in the day-of-month field",
+            column,
+        )
+    elif upper.endswith("L") and upper != "LW" and not upper.startswith("L-"):
+        # No weekday name ends in "l", so this is always "<weekday>L".
+        values.last.add(_single_weekday(item[:-1], item, "L", column))
+    else:
+        values.plain.update(_plain_item(item, DAY_OF_WEEK, column))
+
+
+def _nth(item: str, column: int) -> tuple[int, int]:
+    weekday_text, _, nth_text = item.partition("#")
+    weekday = _single_weekday(weekday_text, item, "#", column)
+    if not _is_number(nth_text):
+        raise ScheduleError(
+            f"day-of-week field: {item!r} is not valid; '#' is followed by 1-{MAX_NTH}, as in "
+            "MON#2 (the second Monday of the month)",
+            column,
+        )
+    if len(nth_text) > _MAX_DIGITS or not 1 <= int(nth_text) <= MAX_NTH:
+        raise ScheduleError(
+            f"day-of-week field: {_show_number(nth_text)} in {item!r} is out of range "
+            f"1-{MAX_NTH} (MON#2 is the second Monday of the month)",
+            column,
+        )
+    return weekday, int(nth_text)
+
+
+def _single_weekday(text: str, item: str, suffix: str, column: int) -> int:
+    if not text:
+        raise ScheduleError(
+            f"day-of-week field: '{suffix}' needs a weekday before it (0-7 or sun-sat); got "
+            f"{item!r}",
+            column,
+        )
+    if any(char in text for char in "*-/,"):
+        raise ScheduleError(
+            f"day-of-week field: '{suffix}' takes a single weekday (0-7 or sun-sat), not a "
+            f"range or a step; got {item!r}",
+            column,
+        )
+    return _parse_value(text, DAY_OF_WEEK, column, is_range_end=False)
+
+
+def _is_weekday(text: str) -> bool:
+    if _is_number(text):
+        return len(text) <= _MAX_DIGITS and int(text) <= DAY_OF_WEEK.high
+    return text.lower() in WEEKDAY_NAMES
 
 
 def _parse_item(item: str, field: _Field, column: int) -> range:

@@ -13,7 +13,8 @@ from typing import Any
 from .errors import ApiError
 from .types import Registry
 
-BUILTIN_GROUP_ORDER = ("apiextensions.k8s.io", "coordination.k8s.io")
+# The order of the real server's /apis (for the groups served here).
+BUILTIN_GROUP_ORDER = ("batch", "apiextensions.k8s.io", "coordination.k8s.io")
 
 VERSION_INFO = {
     "major": "1",

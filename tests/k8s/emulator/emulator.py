@@ -4,14 +4,20 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import socket
 import threading
 from pathlib import Path
 from types import TracebackType
 
+from . import errors
 from .errors import ApiError, status_body
+from .kubelet import Kubelet
+from .podlogs import LogOptions
+from .processes import LogBuffer
 from .server import RequestRecord, Server, WatchStream
 from .store import Obj, Store
+from .workloads import Workloads
 
 _REASONS_5XX = {
     500: "InternalError",
@@ -25,10 +31,30 @@ class Emulator:
     """A real HTTP server that the official ``kubernetes`` client and ``kubectl`` talk to.
 
     Use as a context manager, or ``start()`` / ``stop()``. ``url`` is set once started.
+
+    ``run_jobs=True`` adds the Job controller and kubelet doubles: each Job gets pods whose
+    containers run as local processes (``pod_backoff``: the fixed delay before a failed pod
+    is replaced or a container restarted; ``max_grace_period``: the cap on a deleted pod's
+    ``terminationGracePeriodSeconds`` before its processes are killed; ``max_pods``: the node's
+    capacity, beyond which pods stay Pending, Unschedulable). ``stop()`` kills them all.
     """
 
-    def __init__(self, *, bookmark_interval: float = 1.0) -> None:
+    def __init__(
+        self,
+        *,
+        bookmark_interval: float = 1.0,
+        run_jobs: bool = False,
+        pod_backoff: float = 0.05,
+        max_grace_period: float = 1.0,
+        max_pods: int = 110,
+    ) -> None:
         self.bookmark_interval = bookmark_interval
+        self.run_jobs = run_jobs
+        self.pod_backoff = pod_backoff
+        self.max_grace_period = max_grace_period
+        self.max_pods = max_pods
+        self.workloads: Workloads | None = None
+        self.stopped = threading.Event()  # ends log streams that follow a container
         self.store = Store()
         self.requests: list[tuple[str, str]] = []
         self.request_log: list[RequestRecord] = []
@@ -57,10 +83,28 @@ class Emulator:
             daemon=True,
         )
         self._thread.start()
+        if self.run_jobs:
+            base_env = {
+                "PATH": os.environ.get("PATH", "/usr/local/bin:/usr/bin:/bin"),
+                "KUBERNETES_SERVICE_HOST": "127.0.0.1",
+                "KUBERNETES_SERVICE_PORT": str(self.port),
+            }
+            self.workloads = Workloads(
+                self.store,
+                self.server_errors.append,
+                base_env,
+                self.pod_backoff,
+                self.max_grace_period,
+                self.max_pods,
+            )
+            self.workloads.start()
 
     def stop(self) -> None:
         if self._server is None:
             return
+        self.stopped.set()
+        if self.workloads is not None:
+            self.workloads.stop()
         with self.store.cond:
             self._stopping = True
             self.store.cond.notify_all()
@@ -129,6 +173,33 @@ class Emulator:
                 stream.cut = True
             self.store.cond.notify_all()
 
+    def inject_image_pull_failure(self, image: str) -> None:
+        """Containers of ``image`` cannot be pulled: their pods stay Pending, the container
+        waiting with ``ErrImagePull`` then ``ImagePullBackOff`` (needs ``run_jobs``)."""
+        kubelet = self._kubelet()
+        kubelet.unpullable.add(image)
+
+    def clear_image_pull_failure(self, image: str) -> None:
+        """``image`` can be pulled again: the pods waiting for it start."""
+        kubelet = self._kubelet()
+        kubelet.unpullable.discard(image)
+        workloads = self.workloads
+        assert workloads is not None
+        with self.store.cond:
+            pods = list(self.store.data.get("pods", {}))
+        for ns, name in pods:
+            workloads.wake(("pods", ns, name))
+
+    def oom_kill(self, pod: str, namespace: str = "default", container: str | None = None) -> None:
+        """Kill a running container as the kernel's OOM killer does: SIGKILL to its process
+        group, then ``terminated`` with reason ``OOMKilled`` and exit code 137."""
+        self._kubelet().oom_kill((namespace, pod), container)
+
+    def _kubelet(self) -> Kubelet:
+        if self.workloads is None:
+            raise RuntimeError("the emulator runs no pods: start it with Emulator(run_jobs=True)")
+        return self.workloads.kubelet
+
     # --- inspection -------------------------------------------------------------------------
 
     def objects(self, resource: str) -> list[Obj]:
@@ -146,6 +217,16 @@ class Emulator:
         if len(keys) == 1:
             return keys.pop()
         return resource  # not (or no longer) served: whatever is left, usually nothing
+
+    def pod_log(self, pod: str, namespace: str = "default", container: str | None = None) -> str:
+        """The current log of a pod's container, as ``pods/log`` returns it."""
+        rtype = self.store.resolve("", "v1", "pods")
+        obj = self.store.get(rtype, namespace, pod)
+        return self._pod_log(obj, LogOptions(container=container)).entries_text()
+
+    def process_groups(self) -> list[int]:
+        """Process group ids of the containers running now (empty without ``run_jobs``)."""
+        return self.workloads.kubelet.process_groups() if self.workloads else []
 
     @property
     def resource_version(self) -> str:
@@ -193,6 +274,18 @@ class Emulator:
         return self.store.create(rtype, namespace, obj)
 
     # --- called by the HTTP handlers --------------------------------------------------------
+
+    def _pod_log(self, pod: Obj, options: LogOptions) -> LogBuffer:
+        """The log a ``pods/log`` request reads, or the 400 the real server answers."""
+        if self.workloads is not None:
+            return self.workloads.kubelet.log_of(pod, options)
+        name = pod["metadata"]["name"]
+        if not pod["spec"].get("nodeName"):
+            raise errors.bad_request(f"pod {name} does not have a host assigned")
+        container = options.container or str(pod["spec"]["containers"][0].get("name"))
+        raise errors.bad_request(
+            f'container "{container}" in pod "{name}" is waiting to start: ContainerCreating'
+        )
 
     def _record(self, record: RequestRecord) -> None:
         with self._lock:

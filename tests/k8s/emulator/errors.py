@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+from dataclasses import dataclass
 from typing import Any
 
 REASONS: dict[int, str] = {
@@ -12,6 +14,7 @@ REASONS: dict[int, str] = {
     406: "NotAcceptable",
     409: "Conflict",
     410: "Expired",
+    413: "RequestEntityTooLarge",
     415: "UnsupportedMediaType",
     422: "Invalid",
     429: "TooManyRequests",
@@ -95,17 +98,81 @@ def conflict(resource: str, group: str, name: str, why: str | None = None) -> Ap
     )
 
 
-def invalid(kind: str, group: str, name: str, field: str, message: str) -> ApiError:
+_CAUSE_REASONS = {
+    "Required value": "FieldValueRequired",
+    "Invalid value": "FieldValueInvalid",
+    "Unsupported value": "FieldValueNotSupported",
+    "Duplicate value": "FieldValueDuplicate",
+    "Forbidden": "FieldValueForbidden",
+    "Too long": "FieldValueTooLong",
+}
+
+
+@dataclass(frozen=True)
+class FieldError:
+    """One ``field.Error`` of the real server: a field path, a cause reason, and the error body
+    (``Required value``, ``Invalid value: "x": detail``, ...)."""
+
+    field: str
+    body: str
+
+    @property
+    def reason(self) -> str:
+        return _CAUSE_REASONS.get(self.body.split(":")[0], "FieldValueInvalid")
+
+    def __str__(self) -> str:
+        return f"{self.field}: {self.body}"
+
+
+def _go_value(value: Any) -> str:
+    """A bad value as Go's ``%#v``-ish rendering in field errors: strings quoted, numbers bare."""
+    if isinstance(value, str):
+        return json.dumps(value)
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return str(value)
+    return json.dumps(value, separators=(",", ":"), sort_keys=True)
+
+
+def required(field: str, detail: str = "") -> FieldError:
+    return FieldError(field, "Required value" + (f": {detail}" if detail else ""))
+
+
+def invalid_value(field: str, value: Any, detail: str) -> FieldError:
+    return FieldError(field, f"Invalid value: {_go_value(value)}: {detail}")
+
+
+def not_supported(field: str, value: Any, supported: list[str]) -> FieldError:
+    values = ", ".join(json.dumps(v) for v in supported)
+    return FieldError(field, f"Unsupported value: {_go_value(value)}: supported values: {values}")
+
+
+def duplicate(field: str, value: Any) -> FieldError:
+    return FieldError(field, f"Duplicate value: {_go_value(value)}")
+
+
+def forbidden(field: str, detail: str) -> FieldError:
+    return FieldError(field, f"Forbidden: {detail}")
+
+
+def invalid_fields(kind: str, group: str, name: str, errs: list[FieldError]) -> ApiError:
+    """422 Invalid with one cause per field error, worded as the real server words them."""
     qualified = f"{kind}.{group}" if group else kind
+    listed = str(errs[0]) if len(errs) == 1 else "[" + ", ".join(str(e) for e in errs) + "]"
     return ApiError(
         422,
-        f'{qualified} "{name}" is invalid: {field}: {message}',
+        f'{qualified} "{name}" is invalid: {listed}',
         reason="Invalid",
         details={
             **_details(name, group, kind),
-            "causes": [{"reason": "FieldValueInvalid", "message": message, "field": field}],
+            "causes": [{"reason": e.reason, "message": e.body, "field": e.field} for e in errs],
         },
     )
+
+
+def invalid(kind: str, group: str, name: str, field: str, message: str) -> ApiError:
+    return invalid_fields(kind, group, name, [FieldError(field, message)])
 
 
 def bad_request(message: str) -> ApiError:

@@ -12,9 +12,10 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 import yaml
@@ -23,6 +24,7 @@ from kubernetes import client, config
 from .emulator import Emulator
 
 CRD_PATH = Path(__file__).resolve().parent.parent / "crontask_crd.yaml"
+T = TypeVar("T")
 KUBECTL_SKIP = "kubectl is not on PATH: the kubectl contract tests need it (/usr/bin/kubectl)"
 
 
@@ -32,12 +34,54 @@ def load_crd(path: Path = CRD_PATH) -> dict[str, Any]:
     return crd
 
 
-@pytest.fixture
-def emulator() -> Iterator[Emulator]:
-    """A started emulator, one per test; fails the test if the emulator hit a bug of its own."""
-    with Emulator() as emu:
+def wait_for(what: str, condition: Callable[[], T | None], timeout: float = 10.0) -> T:
+    """Poll ``condition`` every 20 ms until it returns something truthy, and return that;
+    fail the test after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(0.02)
+
+
+def live_processes(groups: list[int]) -> list[int]:
+    """Pids of the processes (zombies aside) still alive in the given process groups."""
+    if not groups:
+        return []
+    alive = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:  # a process may end while /proc is read
+            fields = Path("/proc", entry, "stat").read_text().rpartition(")")[2].split()
+        except OSError:
+            continue
+        if fields[0] != "Z" and int(fields[2]) in groups:
+            alive.append(int(entry))
+    return alive
+
+
+def serve(**options: Any) -> Iterator[Emulator]:
+    """A started emulator (``Emulator(**options)``), stopped afterwards. Fails the test if the
+    emulator hit a bug of its own or left a container process running."""
+    with Emulator(**options) as emu:
         yield emu
+        groups = emu.process_groups()
     assert not emu.server_errors, "the emulator failed internally:\n" + "\n".join(emu.server_errors)
+    assert not live_processes(groups), f"processes left running: {live_processes(groups)}"
+
+
+@pytest.fixture
+def emulator(request: pytest.FixtureRequest) -> Iterator[Emulator]:
+    """A started emulator, one per test; fails the test if the emulator hit a bug of its own.
+    Options through indirect parametrization, e.g. ``run_jobs``::
+
+        @pytest.mark.parametrize("emulator", [{"run_jobs": True}], indirect=True)
+    """
+    yield from serve(**getattr(request, "param", {}))
 
 
 @pytest.fixture

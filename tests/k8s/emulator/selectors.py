@@ -81,3 +81,25 @@ def matcher(label_selector: str | None, field_selector: str | None) -> Predicate
     labels = _compile(label_selector, _label)
     fields = _compile(field_selector, _field)
     return lambda o: labels(o) and fields(o)
+
+
+def label_selector_matches(selector: dict[str, Any] | None, labels: dict[str, Any]) -> bool:
+    """Whether a ``metav1.LabelSelector`` (``matchLabels``, ``matchExpressions``) selects
+    ``labels``. An empty selector selects everything, as on the real server."""
+    if not selector:
+        return True
+    for key, value in (selector.get("matchLabels") or {}).items():
+        if labels.get(key) != value:
+            return False
+    for expr in selector.get("matchExpressions") or []:
+        key, op, values = expr.get("key"), expr.get("operator"), expr.get("values") or []
+        present = key in labels
+        if op == "In" and (not present or labels[key] not in values):
+            return False
+        if op == "NotIn" and present and labels[key] in values:
+            return False
+        if op == "Exists" and not present:
+            return False
+        if op == "DoesNotExist" and present:
+            return False
+    return True

@@ -14,10 +14,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlsplit
 
-from . import discovery, errors, openapi
+from . import discovery, errors, openapi, podlogs
 from .errors import ApiError, status_body
+from .history import Expired
 from .selectors import matcher
-from .store import Expired, Obj
+from .store import Obj
+from .strategy import delete_options
 from .table import TABLE_ACCEPT, to_table
 from .types import ResourceType
 
@@ -64,6 +66,8 @@ class Server(ThreadingHTTPServer):
         super().__init__(("127.0.0.1", 0), Handler)
 
 
+MAX_BODY = 3 * 1024 * 1024  # the real server's limit on a request body
+_DRAIN_LIMIT = 16 * MAX_BODY  # beyond this, an oversized body is not read to its end
 _LIVENESS = 0.2  # seconds between checks that a watching client is still there
 
 
@@ -109,18 +113,42 @@ class Handler(BaseHTTPRequestHandler):
     # --- plumbing ---------------------------------------------------------------------------
 
     def _read_body(self) -> bytes:
+        """The request body, at most ``MAX_BODY`` bytes: 413 beyond, as the real server, after
+        reading (and dropping, up to a bound) the rest so that the client gets the answer."""
+        too_large = ApiError(
+            413, f"Request entity too large: limit is {MAX_BODY}", reason="RequestEntityTooLarge"
+        )
+        data, total = bytearray(), 0
+
+        def take(size: int) -> None:
+            nonlocal data, total
+            while size > 0 and (piece := self.rfile.read(min(size, 65536))):
+                size, total = size - len(piece), total + len(piece)
+                if total <= MAX_BODY:
+                    data += piece
+                if total > _DRAIN_LIMIT:
+                    self.close_connection = True
+                    raise too_large
+
         if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
-            data = b""
-            while True:
-                size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
-                if size == 0:
-                    while self.rfile.readline() not in (b"\r\n", b"\n", b""):
-                        pass
-                    return data
-                data += self.rfile.read(size)
+            while size := int(self.rfile.readline().split(b";")[0].strip() or b"0", 16):
+                take(size)
                 self.rfile.readline()
-        length = int(self.headers.get("Content-Length") or 0)
-        return self.rfile.read(length) if length else b""
+            while self.rfile.readline() not in (b"\r\n", b"\n", b""):
+                pass  # trailers
+        else:
+            take(int(self.headers.get("Content-Length") or 0))
+        if total > MAX_BODY:
+            raise too_large
+        return bytes(data)
+
+    def _begin_stream(self, content_type: str) -> None:
+        """Headers of a chunked response (a watch, a followed log)."""
+        self.send_response(200)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Cache-Control", "no-cache, private")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
 
     def _send(self, code: int, body: bytes, content_type: str = "application/json") -> None:
         self.send_response(code)
@@ -197,6 +225,13 @@ class Handler(BaseHTTPRequestHandler):
                 return 200, discovery.api_resource_list(store.registry, group, version)
         target = self._target(group, version, rest)
         body: Any = None
+        if raw and "protobuf" in self.headers.get("Content-Type", ""):
+            # kubectl's typed clients (kubectl create job) write built-ins as protobuf.
+            raise ApiError(
+                415,
+                "the emulator decodes JSON bodies only, not application/vnd.kubernetes.protobuf",
+                reason="UnsupportedMediaType",
+            )
         if raw:
             try:
                 body = json.loads(raw)
@@ -224,7 +259,8 @@ class Handler(BaseHTTPRequestHandler):
         name = rest[1] if len(rest) > 1 else None
         sub = rest[2] if len(rest) > 2 else None
         not_found = ApiError(404, "the server could not find the requested resource")
-        if sub is not None and (sub != "status" or not rtype.status_subresource):
+        served = (*rtype.subresources, *(("status",) if rtype.status_subresource else ()))
+        if sub is not None and sub not in served:
             raise not_found
         if rtype.namespaced and name is not None and namespace is None:
             raise not_found
@@ -238,6 +274,11 @@ class Handler(BaseHTTPRequestHandler):
         emulator = self.server.emulator
         store = emulator.store
         rtype = t.rtype
+        if t.subresource in rtype.subresources:
+            if method != "GET":
+                raise ApiError(405, f"{method} is not supported", reason="MethodNotAllowed")
+            self._log(t, params)
+            return None
         match = matcher(params.get("labelSelector"), params.get("fieldSelector"))
         if method == "GET" and _truthy(params.get("watch")):
             if t.name is not None:  # the deprecated watch of one object by its path
@@ -296,9 +337,7 @@ class Handler(BaseHTTPRequestHandler):
                 raise errors.bad_request("the patch body is empty")
             return 200, store.patch(rtype, t.namespace, t.name, content_type, body, t.subresource)
         if method == "DELETE":
-            return 200, store.delete(
-                rtype, t.namespace, t.name, body if isinstance(body, dict) else None
-            )
+            return 200, store.delete(rtype, t.namespace, t.name, delete_options(body, params))
         raise ApiError(405, f"{method} is not supported", reason="MethodNotAllowed")
 
     def _table(self, rtype: ResourceType, items: list[Obj], rv: str, params: dict[str, str]) -> Obj:
@@ -309,6 +348,22 @@ class Handler(BaseHTTPRequestHandler):
             include_object=params.get("includeObject") or "Metadata",
             no_headers=_truthy(params.get("noHeaders")),
         )
+
+    # --- pods/log -----------------------------------------------------------------------------
+
+    def _log(self, t: Target, params: dict[str, str]) -> None:
+        emulator = self.server.emulator
+        assert t.name is not None
+        pod = emulator.store.get(t.rtype, t.namespace, t.name)
+        options = podlogs.parse(params)
+        log = emulator._pod_log(pod, options)
+        if not options.follow:
+            self._send(200, podlogs.render(log, options), "text/plain")
+            return
+        self._begin_stream("text/plain")
+        for chunk in podlogs.stream(log, options, emulator.stopped):
+            self._chunk(chunk)
+        self._chunk(b"")
 
     # --- watch ------------------------------------------------------------------------------
 
@@ -344,11 +399,7 @@ class Handler(BaseHTTPRequestHandler):
             stream = WatchStream(rtype.key)
             emulator._watch_opened(stream)
         try:
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Cache-Control", "no-cache, private")
-            self.send_header("Transfer-Encoding", "chunked")
-            self.end_headers()
+            self._begin_stream("application/json")
             if expired is not None:  # as the real server: HTTP 200, then one ERROR event
                 self._event("ERROR", expired.status())
                 self._chunk(b"")

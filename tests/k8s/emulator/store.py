@@ -4,41 +4,32 @@ subresource, optimistic concurrency, finalizers, no-op updates)."""
 
 from __future__ import annotations
 
-import base64
-import binascii
 import bisect
 import copy
-import json
-import random
-import re
 import threading
 import uuid
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from . import errors
+from . import crds, errors, naming, shapes
+from .batch import JobStrategy
 from .errors import ApiError
+from .gc import FOREGROUND_FINALIZER, ORPHAN_FINALIZER, Collector
+from .history import Expired, ListResult, WatchEvent, decode_continue, encode_continue
 from .patch import apply_patch
+from .pods import PodStrategy
 from .selectors import Predicate
-from .types import BUILTINS, CRD_GROUP, Registry, ResourceType, crd_resource_types, validate_crd
+from .strategy import BACKGROUND, FOREGROUND, ORPHAN, Strategy
+from .timefmt import now_rfc3339
+from .types import BUILTINS, CRD_GROUP, Registry, ResourceType, validate_crd
 
 Obj = dict[str, Any]
 
 CRD_KEY = f"customresourcedefinitions.{CRD_GROUP}"
+_GENERIC = Strategy()
+STRATEGIES: dict[str, Strategy] = {"pods": PodStrategy(), "jobs.batch": JobStrategy()}
+_POLICIES = (BACKGROUND, FOREGROUND, ORPHAN)
 
-_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
-_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
-_SUBDOMAIN_MSG = (
-    "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or "
-    "'.', and must start and end with an alphanumeric character (e.g. 'example.com', regex used "
-    r"for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')"
-)
-_LABEL_MSG = (
-    "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and "
-    "must start and end with an alphanumeric character (e.g. 'my-name',  or '123-abc', regex "
-    "used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?')"
-)
 _IMMUTABLE_META = (
     "uid",
     "creationTimestamp",
@@ -49,49 +40,6 @@ _IMMUTABLE_META = (
     "deletionGracePeriodSeconds",
     "generateName",
 )
-_GENERATE_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
-
-
-def now_rfc3339() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-@dataclass(frozen=True)
-class WatchEvent:
-    rv: int
-    key: str
-    type: str  # ADDED, MODIFIED, DELETED
-    obj: Obj
-    prev: Obj | None = None  # the state before a MODIFIED, for selector transitions
-
-    def for_watcher(self, passes: Predicate) -> tuple[str, Obj] | None:
-        """The event as a filtered watch sees it: an object that starts matching the filter is
-        ADDED, one that stops matching is DELETED (its previous state, at this event's
-        resourceVersion), as the real server's watch cache does."""
-        if self.type != "MODIFIED" or self.prev is None:
-            return (self.type, self.obj) if passes(self.obj) else None
-        now, before = passes(self.obj), passes(self.prev)
-        if now and before:
-            return "MODIFIED", self.obj
-        if now:
-            return "ADDED", self.obj
-        if before:
-            gone = copy.deepcopy(self.prev)
-            gone["metadata"]["resourceVersion"] = str(self.rv)
-            return "DELETED", gone
-        return None
-
-
-@dataclass
-class ListResult:
-    items: list[Obj]
-    resource_version: str
-    continue_token: str = ""
-    remaining: int | None = None
-
-
-class Expired(ApiError):
-    """A resourceVersion older than the retained history."""
 
 
 def _qualified(rtype: ResourceType) -> tuple[str, str]:
@@ -109,6 +57,7 @@ class Store:
         self.history: list[WatchEvent] = []
         self._history_rvs: list[int] = []
         self.data: dict[str, dict[tuple[str, str], Obj]] = {}
+        self.collector = Collector(self)
         namespaces = self.registry.lookup("", "v1", "namespaces")
         assert namespaces is not None
         for ns in ("default", "kube-system", "kube-public", "kube-node-lease"):
@@ -167,7 +116,7 @@ class Store:
         with self.cond:
             start: tuple[str, str] | None = None
             if continue_token:
-                start = self._decode_continue(continue_token)
+                start = decode_continue(continue_token, self.floor)
             keys = sorted(
                 k
                 for k, o in self._bucket(rtype).items()
@@ -177,29 +126,10 @@ class Store:
             if limit and len(keys) > limit:
                 last = keys[limit - 1]
                 result.remaining = len(keys) - limit
-                result.continue_token = self._encode_continue(last)
+                result.continue_token = encode_continue(last, self.rv)
                 keys = keys[:limit]
             result.items = [self.present(rtype, self._bucket(rtype)[k]) for k in keys]
             return result
-
-    def _encode_continue(self, after: tuple[str, str]) -> str:
-        raw = json.dumps({"v": "meta.k8s.io/v1", "rv": self.rv, "start": list(after)})
-        return base64.urlsafe_b64encode(raw.encode()).decode()
-
-    def _decode_continue(self, token: str) -> tuple[str, str]:
-        try:
-            decoded = json.loads(base64.urlsafe_b64decode(token.encode()))
-            rv, start = int(decoded["rv"]), decoded["start"]
-        except (ValueError, KeyError, TypeError, binascii.Error) as e:
-            raise errors.bad_request(f"continue key is not valid: {e}") from e
-        if rv < self.floor:
-            raise Expired(
-                410,
-                "The provided continue parameter is too old to display a consistent list result. "
-                "You can start a new list without the continue parameter.",
-                reason="Expired",
-            )
-        return (start[0], start[1])
 
     # --- watch support ----------------------------------------------------------------------
 
@@ -207,6 +137,10 @@ class Store:
         """History events for ``key`` with a resourceVersion above ``rv`` (caller holds cond)."""
         start = bisect.bisect_right(self._history_rvs, rv)
         return [e for e in self.history[start:] if e.key == key]
+
+    def events_since(self, rv: int) -> list[WatchEvent]:
+        """History events of every resource after ``rv`` (caller holds cond)."""
+        return self.history[bisect.bisect_right(self._history_rvs, rv) :]
 
     def check_watch_rv(self, rv: int) -> None:
         if rv < self.floor:
@@ -233,8 +167,11 @@ class Store:
             self._bucket(rtype)[k] = obj
         self.history.append(WatchEvent(self.rv, rtype.key, event, copy.deepcopy(obj), prev))
         self._history_rvs.append(self.rv)
+        self.collector.observe(rtype.key, event, obj, prev)
         if rtype.key == CRD_KEY:
-            self._crd_changed(obj, event)
+            crds.serve(self.registry, obj, deleted=event == "DELETED")
+            if event == "DELETED":
+                self.data.pop(crds.instances_key(obj), None)
         self.cond.notify_all()
         return obj
 
@@ -265,13 +202,13 @@ class Store:
         meta = obj.get("metadata")
         if not isinstance(meta, dict):
             meta = obj["metadata"] = {}
+        shapes.check(rtype.key, rtype.kind, rtype.version, obj)
         with self.cond:
             self._check_namespace(rtype, ns, obj)
-            if not meta.get("name") and meta.get("generateName"):
-                suffix = "".join(random.choices(_GENERATE_ALPHABET, k=5))  # noqa: S311
-                meta["name"] = meta["generateName"] + suffix
+            if not meta.get("name") and isinstance(meta.get("generateName"), str):
+                meta["name"] = naming.generate(meta["generateName"])
             name = meta.get("name") or ""
-            self._validate_name(rtype, name)
+            naming.validate_name(rtype, name)
             if meta.get("resourceVersion"):
                 raise ApiError(
                     500,
@@ -291,33 +228,13 @@ class Store:
                 obj.pop("status", None)  # create cannot set status
             if rtype.key == CRD_KEY:
                 validate_crd(obj)
-                obj["status"] = self._crd_status(obj)
+                obj["status"] = crds.crd_status(obj, now_rfc3339())
             if rtype.key == "namespaces":
                 obj["status"] = {"phase": "Active"}
-            return self.present(rtype, self._commit(rtype, obj, "ADDED"))
-
-    def _validate_name(self, rtype: ResourceType, name: str) -> None:
-        if not name:
-            raise errors.invalid(
-                rtype.kind,
-                rtype.group,
-                name,
-                "metadata.name",
-                "Required value: name or generateName is required",
-            )
-        pattern, message, limit = (
-            (_LABEL, _LABEL_MSG, 63)
-            if rtype.key == "namespaces"
-            else (_SUBDOMAIN, _SUBDOMAIN_MSG, 253)
-        )
-        if not pattern.match(name) or len(name) > limit:
-            raise errors.invalid(
-                rtype.kind,
-                rtype.group,
-                name,
-                "metadata.name",
-                f'Invalid value: "{name}": {message}',
-            )
+            STRATEGIES.get(rtype.key, _GENERIC).prepare_create(obj)
+            created = self.present(rtype, self._commit(rtype, obj, "ADDED"))
+            self.collector.run()
+            return created
 
     def _prepare_update(
         self, rtype: ResourceType, old: Obj, new: Obj, subresource: str | None
@@ -330,6 +247,7 @@ class Store:
                 result["status"] = copy.deepcopy(new["status"])
             else:
                 result.pop("status", None)
+            shapes.check(rtype.key, rtype.kind, rtype.version, result)
             return result
         result = copy.deepcopy(new)
         meta = result.get("metadata")
@@ -348,7 +266,9 @@ class Store:
                 result.pop("status", None)
         if rtype.key == CRD_KEY:
             validate_crd(result)
-            result["status"] = self._crd_status(result, old)
+            result["status"] = crds.crd_status(result, now_rfc3339(), old)
+        shapes.check(rtype.key, rtype.kind, rtype.version, result)
+        STRATEGIES.get(rtype.key, _GENERIC).prepare_update(old, result)
         if rtype.tracks_generation and self._spec(rtype, result) != self._spec(rtype, old):
             meta["generation"] = int(old["metadata"].get("generation", 1)) + 1
         return result
@@ -365,7 +285,13 @@ class Store:
         if result == old:  # a no-op write: no new resourceVersion, no watch event
             return self.present(rtype, old)
         meta = result["metadata"]
-        if meta.get("deletionTimestamp") and not meta.get("finalizers"):
+        # The last finalizer gone ends a deletion, unless a graceful period still runs (a pod
+        # whose kubelet has not yet stopped it: the kubelet's DELETE with grace 0 ends that).
+        if (
+            meta.get("deletionTimestamp")
+            and not meta.get("finalizers")
+            and not meta.get("deletionGracePeriodSeconds")
+        ):
             return self.present(rtype, self._commit(rtype, result, "DELETED"))
         return self.present(rtype, self._commit(rtype, result, "MODIFIED"))
 
@@ -408,7 +334,9 @@ class Store:
             if rv and rv != old["metadata"]["resourceVersion"]:
                 raise errors.conflict(*_qualified(rtype), name)
             result = self._prepare_update(rtype, old, body, subresource)
-            return self._finish_write(rtype, old, result), False
+            written = self._finish_write(rtype, old, result)
+            self.collector.run()
+            return written, False
 
     def patch(
         self,
@@ -432,39 +360,38 @@ class Store:
             if rv and rv != old["metadata"]["resourceVersion"]:
                 raise errors.conflict(*_qualified(rtype), name)
             result = self._prepare_update(rtype, old, patched, subresource)
-            return self._finish_write(rtype, old, result)
+            written = self._finish_write(rtype, old, result)
+            self.collector.run()
+            return written
 
     def delete(self, rtype: ResourceType, ns: str | None, name: str, options: Obj | None) -> Obj:
+        """DELETE with ``DeleteOptions`` (preconditions, ``propagationPolicy`` or the legacy
+        ``orphanDependents``, ``gracePeriodSeconds``). A deletion that waits (finalizers, a
+        graceful period) answers the object; an immediate one a ``Status`` for built-ins."""
+        options = options or {}
         with self.cond:
             old = self._current(rtype, ns, name)
-            pre = (options or {}).get("preconditions") or {}
-            meta = old["metadata"]
-            if pre.get("uid") and pre["uid"] != meta["uid"]:
-                raise errors.conflict(
-                    *_qualified(rtype),
-                    name,
-                    f"Precondition failed: UID in precondition: {pre['uid']}, UID in object meta: "
-                    f"{meta['uid']}",
+            _check_preconditions(rtype, name, old["metadata"], options.get("preconditions"))
+            policy = options.get("propagationPolicy")
+            if policy is None and isinstance(options.get("orphanDependents"), bool):
+                policy = ORPHAN if options["orphanDependents"] else BACKGROUND
+            policy = policy or STRATEGIES.get(rtype.key, _GENERIC).default_propagation
+            if policy not in _POLICIES:
+                raise errors.invalid(
+                    "DeleteOptions",
+                    "",
+                    "",
+                    "propagationPolicy",
+                    f'Unsupported value: "{policy}": supported values: "Foreground", '
+                    '"Background", "Orphan", "nil"',
                 )
-            if pre.get("resourceVersion") and pre["resourceVersion"] != meta["resourceVersion"]:
-                raise errors.conflict(
-                    *_qualified(rtype),
-                    name,
-                    f"Precondition failed: ResourceVersion in precondition: "
-                    f"{pre['resourceVersion']}, ResourceVersion in object meta: "
-                    f"{meta['resourceVersion']}",
-                )
-            if meta.get("finalizers"):
-                if meta.get("deletionTimestamp"):
-                    return self.present(rtype, old)
-                pending = copy.deepcopy(old)
-                pending["metadata"]["deletionTimestamp"] = now_rfc3339()
-                pending["metadata"]["deletionGracePeriodSeconds"] = 0
-                return self.present(rtype, self._commit(rtype, pending, "MODIFIED"))
-            gone = self.present(rtype, self._commit(rtype, copy.deepcopy(old), "DELETED"))
-            if rtype.return_deleted_object:
-                return gone
-            details: Obj = {"name": name, "kind": rtype.plural, "uid": gone["metadata"]["uid"]}
+            grace = options.get("gracePeriodSeconds")
+            state, gone = self.delete_object(old, policy, grace if isinstance(grace, int) else None)
+            answer = self.present(rtype, state)
+            self.collector.run()
+            if not gone or rtype.return_deleted_object:
+                return answer
+            details: Obj = {"name": name, "kind": rtype.plural, "uid": answer["metadata"]["uid"]}
             if rtype.group:
                 details["group"] = rtype.group
             return {
@@ -474,6 +401,60 @@ class Store:
                 "status": "Success",
                 "details": details,
             }
+
+    def delete_object(self, obj: Obj, policy: str, grace: int | None) -> tuple[Obj, bool]:
+        """Start deleting a stored object (caller holds ``cond``): with finalizers (incl. the
+        propagation policy's) or a graceful period it is marked, otherwise removed. Returns the
+        state stored (or removed) and whether the object is gone."""
+        rtype = self._type_of(obj)
+        meta = obj["metadata"]
+        if meta.get("deletionTimestamp"):
+            # Already being deleted: only a DELETE with gracePeriodSeconds=0 (the kubelet, or
+            # kubectl --force) can end a graceful deletion early.
+            if grace == 0 and meta.get("deletionGracePeriodSeconds") and not meta.get("finalizers"):
+                return self._commit(rtype, copy.deepcopy(obj), "DELETED"), True
+            return obj, False
+        finalizers = [
+            f
+            for f in meta.get("finalizers") or []
+            if f not in (ORPHAN_FINALIZER, FOREGROUND_FINALIZER)
+        ]
+        if policy == ORPHAN:
+            finalizers.append(ORPHAN_FINALIZER)
+        elif policy == FOREGROUND:
+            finalizers.append(FOREGROUND_FINALIZER)
+        period = STRATEGIES.get(rtype.key, _GENERIC).grace_seconds(obj, grace)
+        if not finalizers and period == 0:
+            return self._commit(rtype, copy.deepcopy(obj), "DELETED"), True
+        pending = copy.deepcopy(obj)
+        stamp = datetime.now(UTC) + timedelta(seconds=period)
+        pending["metadata"]["deletionTimestamp"] = stamp.strftime("%Y-%m-%dT%H:%M:%SZ")
+        pending["metadata"]["deletionGracePeriodSeconds"] = period
+        if finalizers:
+            pending["metadata"]["finalizers"] = finalizers
+        return self._commit(rtype, pending, "MODIFIED"), False
+
+    def remove_finalizer(self, obj: Obj, finalizer: str) -> None:
+        """Drop one finalizer of a stored object (caller holds ``cond``); the last one going
+        ends a pending deletion."""
+        changed = copy.deepcopy(obj)
+        left = [f for f in changed["metadata"].get("finalizers") or [] if f != finalizer]
+        if left:
+            changed["metadata"]["finalizers"] = left
+        else:
+            changed["metadata"].pop("finalizers", None)
+        self.rewrite(obj, changed)
+
+    def rewrite(self, old: Obj, new: Obj) -> Obj:
+        """Store a new state of a stored object as a controller would, without the API's
+        validation (caller holds ``cond``). Returns it as stored."""
+        return self._finish_write(self._type_of(old), old, new)
+
+    def _type_of(self, obj: Obj) -> ResourceType:
+        group = obj["apiVersion"].rpartition("/")[0]
+        rtype = self.registry.for_object(group, obj["kind"])
+        assert rtype is not None, f"no type serves {obj['apiVersion']} {obj['kind']}"
+        return rtype
 
     def delete_collection(self, rtype: ResourceType, ns: str | None, match: Predicate) -> Obj:
         with self.cond:
@@ -490,47 +471,26 @@ class Store:
 
     # --- CRDs -------------------------------------------------------------------------------
 
-    @staticmethod
-    def _crd_status(crd: Obj, old: Obj | None = None) -> Obj:
-        spec = crd["spec"]
-        names = copy.deepcopy(spec["names"])
-        names.setdefault("singular", names["kind"].lower())
-        names.setdefault("listKind", names["kind"] + "List")
-        old_conditions = (old or {}).get("status", {}).get("conditions") or [{}]
-        stamp = old_conditions[0].get("lastTransitionTime") or now_rfc3339()
-        return {
-            "conditions": [
-                {
-                    "type": "NamesAccepted",
-                    "status": "True",
-                    "lastTransitionTime": stamp,
-                    "reason": "NoConflicts",
-                    "message": "no conflicts found",
-                },
-                {
-                    "type": "Established",
-                    "status": "True",
-                    "lastTransitionTime": stamp,
-                    "reason": "InitialNamesAccepted",
-                    "message": "the initial names have been accepted",
-                },
-            ],
-            "acceptedNames": names,
-            "storedVersions": [v["name"] for v in spec["versions"] if v.get("storage")],
-        }
-
     def _drop_crd_instances(self, crd: Obj) -> None:
-        rtype = self.registry.by_key(f"{crd['spec']['names']['plural']}.{crd['spec']['group']}")
+        rtype = self.registry.by_key(crds.instances_key(crd))
         if rtype is not None:
             for obj in list(self._bucket(rtype).values()):
                 self._commit(rtype, copy.deepcopy(obj), "DELETED")
 
-    def _crd_changed(self, crd: Obj, event: str) -> None:
-        group, plural = crd["spec"]["group"], crd["spec"]["names"]["plural"]
-        if event == "DELETED":
-            self.registry.remove_group_resource(group, plural)
-            self.data.pop(f"{plural}.{group}", None)
-            return
-        self.registry.remove_group_resource(group, plural)
-        for rtype in crd_resource_types(crd):
-            self.registry.add(rtype)
+
+def _check_preconditions(rtype: ResourceType, name: str, meta: Obj, pre: Any) -> None:
+    pre = pre if isinstance(pre, dict) else {}
+    if pre.get("uid") and pre["uid"] != meta["uid"]:
+        raise errors.conflict(
+            *_qualified(rtype),
+            name,
+            f"Precondition failed: UID in precondition: {pre['uid']}, UID in object meta: "
+            f"{meta['uid']}",
+        )
+    if pre.get("resourceVersion") and pre["resourceVersion"] != meta["resourceVersion"]:
+        raise errors.conflict(
+            *_qualified(rtype),
+            name,
+            f"Precondition failed: ResourceVersion in precondition: {pre['resourceVersion']}, "
+            f"ResourceVersion in object meta: {meta['resourceVersion']}",
+        )

@@ -15,6 +15,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from .errors import bad_request
+from .timefmt import human_duration as human_duration
+from .timefmt import parse_time
 from .types import OBJECT_REF, Column, ResourceType
 
 TABLE_ACCEPT = re.compile(r"as=Table", re.IGNORECASE)
@@ -63,42 +65,6 @@ def jsonpath_first(obj: Any, path: str) -> Any:
     return nodes[0] if nodes else None
 
 
-def parse_time(value: str) -> datetime:
-    return datetime.strptime(value, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
-
-
-def human_duration(seconds_total: float) -> str:
-    """k8s.io/apimachinery/pkg/util/duration.HumanDuration."""
-    seconds = int(seconds_total)
-    if seconds < -1:
-        return "<invalid>"
-    if seconds < 0:
-        return "0s"
-    if seconds < 120:
-        return f"{seconds}s"
-    minutes = seconds // 60
-    if minutes < 10:
-        s = seconds % 60
-        return f"{minutes}m" if s == 0 else f"{minutes}m{s}s"
-    if minutes < 180:
-        return f"{minutes}m"
-    hours = minutes // 60
-    if hours < 8:
-        m = minutes % 60
-        return f"{hours}h" if m == 0 else f"{hours}h{m}m"
-    if hours < 48:
-        return f"{hours}h"
-    if hours < 24 * 8:
-        h = hours % 24
-        return f"{hours // 24}d" if h == 0 else f"{hours // 24}d{h}h"
-    if hours < 24 * 365 * 2:
-        return f"{hours // 24}d"
-    if hours < 24 * 365 * 8:
-        dy = (hours // 24) % 365
-        return f"{hours // 24 // 365}y" if dy == 0 else f"{hours // 24 // 365}y{dy}d"
-    return f"{hours // 24 // 365}y"
-
-
 def _print_string(value: Any) -> str:
     if isinstance(value, str):
         return value
@@ -110,6 +76,8 @@ def _print_string(value: Any) -> str:
 
 
 def cell(column: Column, obj: dict[str, Any], now: datetime) -> Any:
+    if column.render is not None:
+        return column.render(obj, now)
     if column.json_path == OBJECT_REF:
         ref = obj.get("involvedObject") or {}
         return f"{str(ref.get('kind', '')).lower()}/{ref.get('name', '')}"

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
+from . import printers
 from .errors import ApiError
 
 ALL_VERBS = ["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"]
@@ -23,6 +26,7 @@ class Column:
     description: str = ""
     format: str = ""
     priority: int = 0
+    render: Callable[[dict[str, Any], datetime], Any] | None = None  # a built-in printer's cell
 
 
 @dataclass(frozen=True)
@@ -45,6 +49,7 @@ class ResourceType:
     builtin: bool = True
     tracks_generation: bool = False  # metadata.generation counts spec changes
     name_column: bool = True  # Table output starts with Name (CRDs); some built-ins differ
+    subresources: tuple[str, ...] = ()  # served besides status, GET only (pods/log)
 
     @property
     def key(self) -> str:
@@ -83,12 +88,31 @@ class ResourceType:
                     "verbs": ["get", "patch", "update"],
                 }
             )
+        for sub in self.subresources:
+            entries.append(
+                {
+                    "name": f"{self.plural}/{sub}",
+                    "singularName": "",
+                    "namespaced": self.namespaced,
+                    "kind": self.kind,
+                    "verbs": ["get"],
+                }
+            )
         return entries
 
 
 OBJECT_REF = "<kind/name of .involvedObject>"  # a computed cell, as the event printer shows
 
 _AGE = Column("Age", "date", ".metadata.creationTimestamp")
+
+
+def _printed(
+    name: str, render: Callable[[dict[str, Any], datetime], Any], priority: int = 0
+) -> Column:
+    return Column(name, "string", "", render=render, priority=priority)
+
+
+_PRINTED_AGE = _printed("Age", printers.age)
 
 BUILTINS: tuple[ResourceType, ...] = (
     ResourceType(
@@ -119,6 +143,49 @@ BUILTINS: tuple[ResourceType, ...] = (
             Column("Object", "string", OBJECT_REF),
             Column("Message", "string", ".message"),
             Column("Name", "string", ".metadata.name", format="name", priority=1),
+        ),
+    ),
+    ResourceType(
+        "",
+        "v1",
+        "pods",
+        "pod",
+        "Pod",
+        namespaced=True,
+        short_names=("po",),
+        categories=("all",),
+        status_subresource=True,
+        return_deleted_object=True,
+        subresources=("log",),
+        columns=(
+            _printed("Ready", printers.pod_ready),
+            _printed("Status", printers.pod_status),
+            _printed("Restarts", printers.pod_restarts),
+            _PRINTED_AGE,
+            _printed("IP", printers.pod_ip, priority=1),
+            _printed("Node", printers.pod_node, priority=1),
+            _printed("Nominated Node", printers.pod_nominated_node, priority=1),
+            _printed("Readiness Gates", printers.pod_readiness_gates, priority=1),
+        ),
+    ),
+    ResourceType(
+        "batch",
+        "v1",
+        "jobs",
+        "job",
+        "Job",
+        namespaced=True,
+        categories=("all",),
+        status_subresource=True,
+        tracks_generation=True,
+        columns=(
+            _printed("Status", printers.job_status),
+            _printed("Completions", printers.job_completions),
+            _printed("Duration", printers.job_duration),
+            _PRINTED_AGE,
+            _printed("Containers", printers.job_containers, priority=1),
+            _printed("Images", printers.job_images, priority=1),
+            _printed("Selector", printers.job_selector, priority=1),
         ),
     ),
     ResourceType(
@@ -281,3 +348,9 @@ class Registry:
             (t for t in self.types.values() if t.group == group and t.version == version),
             key=lambda t: t.plural,
         )
+
+    def for_object(self, group: str, kind: str) -> ResourceType | None:
+        """The preferred version's type serving ``kind`` in ``group``."""
+        found = [t for t in self.types.values() if t.group == group and t.kind == kind]
+        found.sort(key=lambda t: version_priority(t.version))
+        return found[0] if found else None

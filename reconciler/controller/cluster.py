@@ -1,0 +1,301 @@
+"""Replicas (``crontask run --ha``): membership, ownership, fencing, handover.
+
+The :class:`Cluster` component keeps this replica's membership record renewed every
+``renew_interval`` seconds and turns what it learns into what the rest of crontask does:
+
+- **Ownership.** Each task belongs to one live, non-draining member, by rendezvous hashing
+  (``core.assignment``). When the member list changes, the reconciler gets the new assignment
+  and the tasks' last recorded slots, and a full pass follows: tasks that come here catch up
+  the latest slot missed in the gap and are *inherited* (see ``controller.handover``); tasks that
+  go elsewhere leave the scheduler. The store's claim on (task, slot) keeps a slot from running
+  twice while two replicas briefly both believe they own a task.
+- **Fencing.** A replica that has not renewed for ``renew_deadline`` seconds stops starting
+  runs (its dispatcher is paused) before its record can expire at ``lease_seconds``, when the
+  others take its tasks; a renewal that works again resumes it.
+- **Dead replicas' runs.** Running records whose owner is no live member (a ``kill -9``, a lost
+  node) are marked ``interrupted`` by whoever notices.
+- **Clean exit.** When the process begins to stop, this replica announces itself *draining*: the
+  others take its tasks at their next renewal, while its runs finish within the shutdown grace;
+  it leaves once they have.
+- **Different views.** Each replica publishes the digest of the desired set it read (and the
+  git revision); when the live members' digests differ, the log, the members view and a metric
+  say which replicas differ, since when, and on which tasks (from the published views).
+- **Stop requests.** Runs here that another replica asked to stop (Replace across a handover)
+  are stopped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import hashlib
+import logging
+import time
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+
+from reconciler.controller.dispatch import Dispatcher
+from reconciler.controller.manager import Ready
+from reconciler.controller.queue import WorkQueue
+from reconciler.controller.reconcile import Reconciler
+from reconciler.controller.waiting import first_of
+from reconciler.core.assignment import Assignment
+from reconciler.core.desired import DesiredState
+from reconciler.membership.base import (
+    Announcement,
+    Difference,
+    Member,
+    Membership,
+    MembershipUnavailable,
+    Views,
+)
+from reconciler.store.base import RunStore
+
+log = logging.getLogger("crontask.cluster")
+
+
+@dataclasses.dataclass(frozen=True)
+class Timing:
+    renew_interval: float = 2.0
+    renew_deadline: float = 10.0
+    lease_seconds: float = 15.0
+
+
+@dataclasses.dataclass(frozen=True)
+class Disagreement:
+    since: datetime
+    digests: Mapping[str, str | None]  # member -> digest
+    tasks: tuple[Difference, ...]  # a sample of the keys that differ, and how
+
+
+class Cluster:
+    name = "membership"
+
+    def __init__(
+        self,
+        me: Announcement,
+        membership: Membership,
+        views: Views,
+        *,
+        store: RunStore,
+        reconciler: Reconciler,
+        dispatcher: Dispatcher,
+        queue: WorkQueue,
+        stopping: asyncio.Event,
+        timing: Timing = Timing(),
+        revision: Callable[[], str | None] = lambda: None,
+        on_handover: Callable[[int], None] = lambda moved: None,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.me = dataclasses.replace(me, lease_seconds=timing.lease_seconds)
+        self.membership = membership
+        self.views = views
+        self.store = store
+        self.reconciler = reconciler
+        self.dispatcher = dispatcher
+        self.queue = queue
+        self.stopping = stopping
+        self.timing = timing
+        self.revision = revision
+        self.on_handover = on_handover
+        self._monotonic = monotonic
+        self.members: list[Member] = []
+        self.disagreement: Disagreement | None = None
+        self._active: tuple[str, ...] = ()  # the members tasks are assigned over
+        self._last_renewal = monotonic()
+        self._published: dict[str, str] = {}  # the view last published: key -> spec hash
+        self._published_from: DesiredState | None = None
+        self._digest: str | None = None
+        self._swept = False  # dead replicas' runs looked for since joining
+
+    # -- the component ----------------------------------------------------------------------
+
+    async def run(self, ready: Ready, stop: asyncio.Event) -> None:
+        try:
+            while not await self.tick():  # join: the first pass must know what is ours
+                await first_of(stop, timeout=self.timing.renew_interval)
+                if stop.is_set():
+                    return
+            ready()
+            while not stop.is_set():
+                # The process beginning to stop wakes us once, to announce draining at once;
+                # then we renew as draining until the runs are over and our own stop comes.
+                wake = (stop,) if self.stopping.is_set() else (stop, self.stopping)
+                await first_of(*wake, timeout=self.timing.renew_interval)
+                if stop.is_set():
+                    return
+                await self.tick()
+        finally:
+            await self._leave()
+
+    async def tick(self) -> bool:
+        """One renewal and what follows from it. False if the renewal failed."""
+        announcement = await asyncio.to_thread(self._announcement)
+        try:
+            members = await asyncio.to_thread(self.membership.renew, announcement)
+        except MembershipUnavailable as err:
+            self._renewal_failed(err)
+            return False
+        self._last_renewal = self._monotonic()
+        if self.dispatcher.paused is not None:
+            log.info("membership renewed again; starting runs", extra={"fields": {}})
+            self.dispatcher.paused = None
+        self.members = members
+        await self._follow(members)
+        return True
+
+    # -- what a renewal leads to ------------------------------------------------------------
+
+    async def _follow(self, members: list[Member]) -> None:
+        active = tuple(sorted(m.id for m in members if not m.draining))
+        if self.stopping.is_set():
+            active = tuple(m for m in active if m != self.me.id)
+        changed = active != self._active
+        if changed:
+            try:
+                await self._reassign(active)
+            except Exception:
+                log.exception("could not take the new assignment; the next renewal tries again")
+                return
+        try:
+            stops = await asyncio.to_thread(self._housekeep, members, changed)
+        except Exception:
+            log.exception("replica housekeeping failed; the next renewal tries again")
+            return
+        for run, reason in stops:
+            if self.dispatcher.stop_run(run, reason):
+                log.info("run stopped at another replica's request", extra={"fields": {"run": run}})
+
+    async def _reassign(self, active: tuple[str, ...]) -> None:
+        joined = sorted(set(active) - set(self._active))
+        left = sorted(set(self._active) - set(active))
+        assignment = Assignment(active, self.me.id)
+        anchors, moved = await asyncio.to_thread(self._handover, assignment)
+        self.reconciler.assign(assignment, anchors)
+        self._active = active
+        self.queue.add_resync()
+        if moved:
+            self.on_handover(moved)
+        log.info(
+            "replicas changed",
+            extra={
+                "fields": {
+                    "members": len(active),
+                    "joined": ",".join(joined) or None,
+                    "left": ",".join(left) or None,
+                    "tasks_moved": moved,
+                }
+            },
+        )
+
+    def _handover(self, assignment: Assignment) -> tuple[Mapping[str, datetime], int]:
+        """In a worker thread: the tasks' last recorded slots, and how many tasks move."""
+        anchors = self.store.last_slots()
+        moved = 0
+        if self._active:
+            before = Assignment(self._active, self.me.id)
+            tasks = list(self.reconciler.desired.tasks)
+            moved = sum(before.owner(key) != assignment.owner(key) for key in tasks)
+        return anchors, moved
+
+    def _housekeep(self, members: list[Member], changed: bool) -> list[tuple[str, str]]:
+        """In a worker thread: dead replicas' runs, views; returns the runs here that another
+        replica asked to stop, with the reason."""
+        stops = [(run, reason) for run, _, reason in self.store.stop_requests(self.me.id)]
+        live = {m.id for m in members}
+        if changed or not self._swept:
+            owners = {r.owner for r in self.store.running() if r.owner}
+            dead = owners - live - {self.me.id}
+            for record in self.store.mark_interrupted(dead, datetime.now(UTC)):
+                log.warning(
+                    "run interrupted: its replica is gone",
+                    extra={
+                        "fields": {"task": record.task, "run": record.id, "owner": record.owner}
+                    },
+                )
+            self._swept = True
+        self._compare(members)
+        return stops
+
+    def _compare(self, members: list[Member]) -> None:
+        # A replica that has not read its sources yet has no view (digest None).
+        digests = {m.id: m.digest for m in members if m.digest is not None}
+        if len(set(digests.values())) <= 1:
+            if self.disagreement is not None:
+                log.info("replicas read the same definitions again", extra={"fields": {}})
+            self.disagreement = None
+            return
+        if self.disagreement is not None and self.disagreement.digests == digests:
+            return
+        tasks = tuple(self.views.differing(list(digests)))
+        since = self.disagreement.since if self.disagreement else datetime.now(UTC)
+        self.disagreement = Disagreement(since, digests, tasks)
+        log.warning(
+            "replicas read different definitions",
+            extra={
+                "fields": {
+                    "digests": ",".join(f"{m}={d}" for m, d in sorted(digests.items())),
+                    "tasks": ",".join(key for key, _ in tasks[:10]) or None,
+                    "since": since.isoformat(),
+                }
+            },
+        )
+
+    # -- what this replica publishes --------------------------------------------------------
+
+    def _announcement(self) -> Announcement:
+        """In a worker thread: publish the view if the desired set changed, and say so."""
+        desired = self.reconciler.desired  # replaced whole by each pass
+        if not self.reconciler.applied:
+            return self._current_announcement()  # nothing read yet: no view to compare
+        if desired is not self._published_from:
+            current = {key: d.hash for key, d in desired.tasks.items()}
+            changes: dict[str, str | None] = {
+                k: h for k, h in current.items() if self._published.get(k) != h
+            }
+            changes.update({k: None for k in self._published.keys() - current.keys()})
+            if changes:
+                try:
+                    self.views.publish(self.me.id, changes)
+                except Exception:
+                    log.exception("could not publish this replica's view; retrying")
+                    return self._current_announcement()
+            self._published, self._published_from = current, desired
+            self._digest = _digest(current)
+        return self._current_announcement()
+
+    def _current_announcement(self) -> Announcement:
+        return dataclasses.replace(
+            self.me,
+            digest=self._digest,
+            revision=self.revision(),
+            owned=len(self.reconciler.scheduler.owned()),
+            draining=self.stopping.is_set(),
+        )
+
+    def _renewal_failed(self, err: Exception) -> None:
+        since = self._monotonic() - self._last_renewal
+        log.warning(
+            "membership renewal failed",
+            extra={"fields": {"error": str(err), "seconds_since_renewal": round(since, 1)}},
+        )
+        if since >= self.timing.renew_deadline and self.dispatcher.paused is None:
+            self.dispatcher.paused = f"membership not renewed for {since:.0f}s"
+            log.error(
+                "not starting runs: membership not renewed within the renew deadline",
+                extra={"fields": {"renew_deadline": self.timing.renew_deadline}},
+            )
+
+    async def _leave(self) -> None:
+        with contextlib.suppress(Exception):
+            await asyncio.to_thread(self.membership.leave, self._current_announcement())
+            await asyncio.to_thread(self.views.drop, self.me.id)
+        log.info("left the replicas", extra={"fields": {"instance": self.me.id}})
+
+
+def _digest(view: Mapping[str, str]) -> str:
+    h = hashlib.sha256()
+    for key in sorted(view):
+        h.update(f"{key}\0{view[key]}\n".encode())
+    return h.hexdigest()[:16]

@@ -1,0 +1,123 @@
+"""The manager: starts the parts of a running crontask in order and stops them in reverse.
+
+Every long-lived part (file watch, git sync, the Kubernetes informer, the status writer, the
+reconcile loop, the dispatcher, housekeeping, the HTTP server) is a :class:`Component`: one
+coroutine that starts, says when it is ready, runs until its own stop event is set, then cleans
+up and returns. The manager starts components one by one, each after the previous is ready
+(the file watch is armed before the first pass reads, the informer has listed before it, ...),
+and stops them in the reverse order, each after the later ones have finished: the HTTP server
+goes first, the scheduler stops before the dispatcher lets running runs finish, and the status
+writer flushes the final statuses last.
+
+A component whose coroutine raises, or returns while it was not asked to stop, has failed: the
+manager records which one and why, and asks the whole process to stop (``stopping``), as
+controller-runtime's manager does when a runnable returns an error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+from collections.abc import Callable
+from typing import Protocol
+
+log = logging.getLogger("crontask.manager")
+
+Ready = Callable[[], None]
+
+
+class Component(Protocol):
+    """A long-lived part of the running process (see the module docstring)."""
+
+    @property
+    def name(self) -> str: ...
+
+    async def run(self, ready: Ready, stop: asyncio.Event) -> None:
+        """Start, call ``ready()`` once serving, run until ``stop`` is set, clean up, return.
+        Raising, or returning before ``stop``, is a failure."""
+        ...
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Failure:
+    component: str
+    error: str
+
+
+class ComponentFailed(Exception):
+    def __init__(self, failure: Failure) -> None:
+        super().__init__(f"{failure.component}: {failure.error}")
+        self.failure = failure
+
+
+@dataclasses.dataclass(eq=False)
+class _Running:
+    component: Component
+    stop: asyncio.Event
+    task: asyncio.Task[None]
+
+
+class Manager:
+    def __init__(self) -> None:
+        self.stopping = asyncio.Event()  # set to stop the process (a signal, a failure)
+        self.failures: list[Failure] = []
+        self._running: list[_Running] = []
+
+    async def start(self, component: Component) -> None:
+        """Start ``component`` and wait until it is ready. Raises ComponentFailed if it ends
+        before it is ready."""
+        ready = asyncio.Event()
+        stop = asyncio.Event()
+        task = asyncio.get_running_loop().create_task(
+            component.run(ready.set, stop), name=component.name
+        )
+        running = _Running(component, stop, task)
+        self._running.append(running)
+        task.add_done_callback(lambda _: self._ended(running))
+        became_ready = asyncio.ensure_future(ready.wait())
+        try:
+            await asyncio.wait({became_ready, task}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            became_ready.cancel()
+        if not ready.is_set():
+            raise ComponentFailed(self._failure_of(running) or Failure(component.name, "ended"))
+
+    async def wait(self) -> None:
+        """Until something asks the process to stop."""
+        await self.stopping.wait()
+
+    async def shutdown(self) -> None:
+        """Stop every component, the last started first, each after the later ones ended."""
+        self.stopping.set()
+        for running in reversed(self._running):
+            running.stop.set()
+            with contextlib.suppress(Exception, asyncio.CancelledError):
+                await running.task  # a failure was recorded by _ended
+        self._running.clear()
+
+    def _ended(self, running: _Running) -> None:
+        if running.stop.is_set() and not _error_of(running.task):
+            return  # a clean stop
+        failure = self._failure_of(running) or Failure(running.component.name, "stopped by itself")
+        self.failures.append(failure)
+        log.error(
+            "component failed; stopping",
+            extra={"fields": {"component": failure.component, "error": failure.error}},
+        )
+        self.stopping.set()
+
+    @staticmethod
+    def _failure_of(running: _Running) -> Failure | None:
+        error = _error_of(running.task)
+        return Failure(running.component.name, error) if error else None
+
+
+def _error_of(task: asyncio.Task[None]) -> str | None:
+    if not task.done():
+        return None
+    if task.cancelled():
+        return "cancelled"
+    error = task.exception()
+    return (str(error) or type(error).__name__) if error is not None else None

@@ -1,0 +1,79 @@
+"""The membership seam: each replica's record, renewed, and who is alive.
+
+Contract:
+
+- ``renew(me)`` creates this replica's record or renews it (a join is the first renewal), with
+  what it publishes (:class:`Announcement`), and returns the live members, itself included, in
+  one call. It raises :class:`MembershipUnavailable` when the service cannot be reached: the
+  caller then cannot know whether it is still a member and must act as if it were not once its
+  renew deadline has passed (see ``controller.cluster``).
+- A record is live until ``lease_seconds`` have passed since its last renewal, judged by a clock
+  no replica owns: PostgreSQL's ``now()``; for Kubernetes Leases, the time *this* replica
+  observed each renewal, as client-go's leader election does, so no two clocks are compared.
+- ``leave(me)`` deletes the record at once (a clean shutdown: the others need not wait for it
+  to expire). Never raises for a record that is already gone.
+- Implementations are blocking and thread-safe; the controller calls them in a worker thread.
+
+:class:`Views` is where each replica publishes the desired set it read (each task's spec hash),
+so that when two replicas' digests differ they can say on which tasks: ``publish`` applies a
+change (a hash, or None for a task no longer declared), ``differing`` lists the keys whose hash is
+not the same for every given member (missing counts as different), ``drop`` removes a member's
+view.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Collection, Mapping
+from datetime import datetime
+from typing import Protocol
+
+
+class MembershipUnavailable(Exception):
+    """Temporary: the membership service could not be reached; nothing is known."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Announcement:
+    """What a replica publishes about itself with every renewal."""
+
+    id: str  # the instance id ("host:pid:token")
+    address: str | None = None  # where its API listens
+    digest: str | None = None  # of the desired set it read (see controller.cluster)
+    revision: str | None = None  # the git revision in force, if any
+    owned: int = 0  # tasks it schedules
+    lease_seconds: float = 15.0
+    # Stopping: it schedules nothing any more (others take its tasks now), but its runs are
+    # still finishing, so it stays a member until they have (nobody marks them interrupted).
+    draining: bool = False
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Member:
+    id: str
+    address: str | None
+    since: datetime  # when it joined
+    renewed: datetime  # its last renewal (the service's clock, or the observer's)
+    digest: str | None = None
+    revision: str | None = None
+    owned: int = 0
+    draining: bool = False
+
+
+class Membership(Protocol):
+    def renew(self, me: Announcement) -> list[Member]: ...
+
+    def leave(self, me: Announcement) -> None: ...
+
+    def close(self) -> None: ...
+
+
+Difference = tuple[str, dict[str, str | None]]  # a key, and its hash as each member reads it
+
+
+class Views(Protocol):
+    def publish(self, member: str, changes: Mapping[str, str | None]) -> None: ...
+
+    def differing(self, members: Collection[str], limit: int = 20) -> list[Difference]: ...
+
+    def drop(self, member: str) -> None: ...

@@ -1,0 +1,97 @@
+"""The in-memory twin of membership: replicas in one process sharing a :class:`Registry`,
+judged by the registry's own clock (a fake one in tests). ``unreachable`` makes a replica's calls
+fail, as a partition from the service would."""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+from collections.abc import Callable, Collection, Mapping
+from datetime import UTC, datetime, timedelta
+
+from reconciler.membership.base import Announcement, Difference, Member, MembershipUnavailable
+
+Clock = Callable[[], datetime]
+
+
+class Registry:
+    """The shared service: records by id, expiring on the registry's clock."""
+
+    def __init__(self, clock: Clock = lambda: datetime.now(UTC)) -> None:
+        self.clock = clock
+        self.records: dict[str, tuple[Member, float]] = {}
+        self.unreachable: set[str] = set()
+        self._lock = threading.Lock()
+
+    def renew(self, me: Announcement) -> list[Member]:
+        with self._lock:
+            if me.id in self.unreachable:
+                raise MembershipUnavailable(f"{me.id} cannot reach the registry")
+            now = self.clock()
+            found = self.records.get(me.id)
+            since = found[0].since if found and self._live(found, now) else now
+            member = Member(
+                me.id, me.address, since, now, me.digest, me.revision, me.owned, me.draining
+            )
+            self.records[me.id] = (member, me.lease_seconds)
+            return sorted(
+                (m for m, seconds in self.records.values() if self._live((m, seconds), now)),
+                key=lambda m: m.id,
+            )
+
+    def leave(self, me: Announcement) -> None:
+        with self._lock:
+            if me.id in self.unreachable:
+                raise MembershipUnavailable(f"{me.id} cannot reach the registry")
+            self.records.pop(me.id, None)
+
+    @staticmethod
+    def _live(record: tuple[Member, float], now: datetime) -> bool:
+        member, seconds = record
+        return now - member.renewed < timedelta(seconds=seconds)
+
+
+@dataclasses.dataclass
+class MemoryMembership:
+    registry: Registry
+
+    def renew(self, me: Announcement) -> list[Member]:
+        return self.registry.renew(me)
+
+    def leave(self, me: Announcement) -> None:
+        self.registry.leave(me)
+
+    def close(self) -> None:
+        pass
+
+
+class MemoryViews:
+    def __init__(self) -> None:
+        self.views: dict[str, dict[str, str]] = {}
+        self._lock = threading.Lock()
+
+    def publish(self, member: str, changes: Mapping[str, str | None]) -> None:
+        with self._lock:
+            view = self.views.setdefault(member, {})
+            for key, value in changes.items():
+                if value is None:
+                    view.pop(key, None)
+                else:
+                    view[key] = value
+
+    def differing(self, members: Collection[str], limit: int = 20) -> list[Difference]:
+        with self._lock:
+            views = {m: self.views.get(m, {}) for m in members}
+        keys = sorted({k for view in views.values() for k in view})
+        found: list[Difference] = []
+        for key in keys:
+            seen = {m: view.get(key) for m, view in views.items()}
+            if len(set(seen.values())) > 1:
+                found.append((key, seen))
+                if len(found) == limit:
+                    break
+        return found
+
+    def drop(self, member: str) -> None:
+        with self._lock:
+            self.views.pop(member, None)

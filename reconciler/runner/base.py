@@ -1,0 +1,104 @@
+"""The action seam: what one attempt of a run does.
+
+A task's spec names exactly one action (``command``, ``http``, ...). For each action field an
+:class:`Action` builds an :class:`Attempt` for one attempt of one run; ``await attempt.run()``
+performs it once and reports an :class:`Outcome`. Failures of the work itself (a non-zero
+exit, a refused connection, a timeout) are outcomes, never exceptions; an exception out of
+``run()`` is a bug of the action, and the dispatcher records it as a failed attempt.
+
+``stop(reason)`` may come before ``run()`` (the run was replaced or shut down while its claim
+was on its way to the store), during it, or after it: before, ``run()`` reports the stop
+without doing anything; during, the work is stopped and ``run()`` returns ``FAILED`` with that
+reason; after, it changes nothing. Policies (concurrency, deadlines, retries) and records are
+the dispatcher's, not the action's.
+
+:class:`Actions` is the registry the dispatcher asks: adding an action is one new module that
+implements :class:`Action`, and one entry where the registry is built.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable
+from datetime import UTC
+from typing import Protocol
+
+from reconciler.core.desired import Definition
+from reconciler.core.runs import RunRecord, RunStatus, split_key
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Outcome:
+    status: RunStatus  # SUCCEEDED, FAILED or TIMED_OUT
+    exit_code: int | None  # a process's exit code (128 + N for signal N), an HTTP status
+    reason: str | None  # CamelCase; None on success
+    message: str  # one human-readable line
+    output: str  # the kept tail of the output, with a truncation marker when cut
+    pid: int | None = None  # the process, for actions that start one
+
+
+class Attempt(Protocol):
+    """One attempt of one run (see the module docstring)."""
+
+    async def run(self) -> Outcome: ...
+
+    def stop(self, reason: str) -> None: ...
+
+
+class Action(Protocol):
+    """Builds attempts for the tasks whose spec sets ``field``."""
+
+    @property
+    def field(self) -> str: ...
+
+    def attempt(self, definition: Definition, record: RunRecord) -> Attempt: ...
+
+
+class UnknownAction(LookupError):
+    """The spec sets no action this registry has (a bug, or a registry built without it)."""
+
+
+class Actions:
+    """The actions a dispatcher can run, by spec field."""
+
+    def __init__(self, actions: Iterable[Action]) -> None:
+        self._by_field = {action.field: action for action in actions}
+
+    @property
+    def fields(self) -> tuple[str, ...]:
+        return tuple(self._by_field)
+
+    def attempt(self, definition: Definition, record: RunRecord) -> Attempt:
+        spec = definition.task.spec
+        for field, action in self._by_field.items():
+            if getattr(spec, field, None) is not None:
+                return action.attempt(definition, record)
+        raise UnknownAction(f"{definition.key}: no registered action ({', '.join(self.fields)})")
+
+
+def run_environment(record: RunRecord) -> dict[str, str]:
+    """The ``CRONTASK_*`` variables that identify a run to the work it does."""
+    namespace, name = split_key(record.task)
+    return {
+        "CRONTASK_NAME": name,
+        "CRONTASK_NAMESPACE": namespace,
+        "CRONTASK_RUN_ID": record.id,
+        "CRONTASK_SCHEDULED_TIME": record.scheduled_at.astimezone(UTC).isoformat(),
+        "CRONTASK_ATTEMPT": str(record.attempt),
+    }
+
+
+def failed(reason: str, message: str, *, status: RunStatus = RunStatus.FAILED) -> Outcome:
+    """An outcome for an attempt that did no work (it could not start, it was stopped)."""
+    return Outcome(status, None, reason, message, "")
+
+
+__all__ = [
+    "Action",
+    "Actions",
+    "Attempt",
+    "Outcome",
+    "UnknownAction",
+    "failed",
+    "run_environment",
+]

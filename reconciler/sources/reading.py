@@ -1,0 +1,137 @@
+"""Reading one definition file, bounded and confined.
+
+Contract of ``read_file(path, limit=..., root=...)``:
+
+- Links are followed (a ConfigMap's ``..data`` links, git-sync's ``--link``, a link between two
+  files of one folder), but the file finally read must lie inside ``root``, a *resolved* path
+  (the source's folder as given, or the git worktree, with its own links resolved). A link that
+  leads outside is refused without reading anything through it: its target's content, type
+  and size are never looked at. The check is made on the opened descriptor
+  (``/proc/self/fd``), so a link swapped between the check and the read cannot slip through.
+- Only regular files are opened: a FIFO, a socket or a device is refused from ``stat`` alone
+  (opening some devices has effects; opening a FIFO would block). The descriptor is opened
+  with ``O_NONBLOCK`` anyway, in case a file is replaced by a FIFO between ``stat`` and
+  ``open``.
+- A file over ``limit`` bytes is refused from ``fstat`` of the opened descriptor, without a
+  read; and since a file may grow between ``fstat`` and ``read``, at most ``limit + 1`` bytes
+  are ever read.
+
+Raises ``FileNotFoundError`` when the file is gone (a deletion, a dangling link) and
+``Unreadable`` with a message fit for a definition error otherwise.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+from reconciler.sources.limits import format_size
+
+_FLAGS = os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | getattr(os, "O_NOCTTY", 0)
+_CHUNK = 1024 * 1024
+_PROC_FD = Path("/proc/self/fd")
+
+
+class Unreadable(Exception):
+    """A file that is not read; the message says why (and never quotes its content)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+def resolve_root(root: Path) -> str:
+    """``root`` with every link resolved: what the files read under it must stay inside."""
+    return os.path.realpath(root)
+
+
+def read_file(
+    path: Path, *, limit: int, root: str, root_label: str
+) -> tuple[bytes, tuple[int, int, int]]:
+    """The bytes of ``path``, and the (mtime_ns, size, inode) of the file they were read from
+    (see the module docstring). ``root_label`` names ``root`` in messages (the folder as the
+    user gave it, or "the repository")."""
+    try:
+        before = os.stat(path)
+    except FileNotFoundError:
+        raise
+    except OSError as err:
+        raise Unreadable(f"cannot read: {err.strerror or err}") from None
+    if not stat.S_ISREG(before.st_mode):
+        if not within(os.path.realpath(path), root):
+            raise Unreadable(_outside(root_label))
+        raise Unreadable(f"not a regular file ({_kind(before.st_mode)}): not read")
+    try:
+        fd = os.open(path, _FLAGS)
+    except FileNotFoundError:
+        raise
+    except OSError as err:
+        raise Unreadable(f"cannot read: {err.strerror or err}") from None
+    try:
+        if not within(_opened_path(fd, path), root):
+            raise Unreadable(_outside(root_label))
+        opened = os.fstat(fd)
+        if not stat.S_ISREG(opened.st_mode):
+            raise Unreadable(f"not a regular file ({_kind(opened.st_mode)}): not read")
+        if opened.st_size > limit:
+            raise Unreadable(
+                f"file is {opened.st_size} bytes, over the limit of {format_size(limit)} "
+                "(--max-file-size): not read"
+            )
+        data = _read_at_most(fd, limit + 1)
+    finally:
+        os.close(fd)
+    if len(data) > limit:
+        raise Unreadable(
+            f"file grew past the limit of {format_size(limit)} (--max-file-size) while it "
+            "was read: not read"
+        )
+    return data, (opened.st_mtime_ns, opened.st_size, opened.st_ino)
+
+
+def within(real: str, root: str) -> bool:
+    """Whether the resolved path ``real`` is ``root`` or lies under it."""
+    if real == root:
+        return True
+    return real.startswith(root if root.endswith(os.sep) else root + os.sep)
+
+
+def _opened_path(fd: int, path: Path) -> str:
+    """Where the file open as ``fd`` really is. /proc tells the truth about the descriptor;
+    without /proc, resolving ``path`` again is the best there is."""
+    try:
+        found = os.readlink(_PROC_FD / str(fd))
+    except OSError:
+        return os.path.realpath(path)
+    return found.removesuffix(" (deleted)")
+
+
+def _read_at_most(fd: int, size: int) -> bytes:
+    chunks: list[bytes] = []
+    left = size
+    while left > 0:
+        chunk = os.read(fd, min(left, _CHUNK))
+        if not chunk:
+            break
+        chunks.append(chunk)
+        left -= len(chunk)
+    return b"".join(chunks)
+
+
+def _outside(root_label: str) -> str:
+    return f"a symbolic link that leads outside {root_label}: not read"
+
+
+def _kind(mode: int) -> str:
+    if stat.S_ISFIFO(mode):
+        return "a FIFO"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    if stat.S_ISCHR(mode):
+        return "a character device"
+    if stat.S_ISBLK(mode):
+        return "a block device"
+    if stat.S_ISDIR(mode):
+        return "a folder"
+    return "not a file"

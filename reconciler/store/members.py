@@ -1,0 +1,172 @@
+"""Membership in the shared PostgreSQL database: one ``members`` row per live replica.
+
+A renewal is one statement that upserts this replica's row with ``renewed = now()`` and returns
+every row renewed within its own ``lease_seconds`` of the database's ``now()``: the database's
+clock is the only one that judges, so replicas with skewed clocks agree. A row left by a dead
+replica simply stops being returned; rows expired long ago are deleted by whoever renews, so the
+table stays as small as the set of replicas. See ``reconciler.membership.base`` for the contract.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection, Mapping
+from typing import Any, Final
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.engine import Engine
+
+from reconciler.membership.base import Announcement, Difference, Member, MembershipUnavailable
+from reconciler.store.base import StoreUnavailable
+from reconciler.store.sql_schema import create_engine, member_views, members, translated_errors
+
+# A row not renewed for this many lease durations is deleted (it is long dead).
+_FORGET_AFTER: Final = 10
+
+_EXPIRES = members.c.renewed + sa.func.make_interval(0, 0, 0, 0, 0, 0, members.c.lease_seconds)
+
+
+class SqlMembership:
+    """``offset`` moves the judging clock (``now()``) by that many seconds: tests let time
+    pass with it instead of sleeping; crontask leaves it at zero."""
+
+    def __init__(self, engine: Engine, *, offset: Callable[[], float] = lambda: 0.0) -> None:
+        if engine.dialect.name != "postgresql":
+            raise ValueError("membership in the database needs PostgreSQL")
+        self.engine = engine
+        self._offset = offset
+
+    @classmethod
+    def open(cls, url: str, *, offset: Callable[[], float] = lambda: 0.0) -> SqlMembership:
+        """The members table of the (already migrated) store at ``url``."""
+        return cls(create_engine(url), offset=offset)
+
+    def _now(self) -> Any:
+        offset = self._offset()
+        if not offset:
+            return sa.func.now()
+        return sa.func.now() + sa.func.make_interval(0, 0, 0, 0, 0, 0, offset)
+
+    def renew(self, me: Announcement) -> list[Member]:
+        _NOW = self._now()
+        values = {
+            "id": me.id,
+            "address": me.address,
+            "renewed": _NOW,
+            "lease_seconds": me.lease_seconds,
+            "digest": me.digest,
+            "revision": me.revision,
+            "owned": me.owned,
+            "draining": me.draining,
+        }
+        insert = pg_insert(members).values(since=_NOW, **values)
+        # A record that expired meanwhile is a new membership: its "since" starts again.
+        upsert = insert.on_conflict_do_update(
+            index_elements=[members.c.id],
+            set_={
+                **{k: insert.excluded[k] for k in values if k != "id"},
+                "since": sa.case((_EXPIRES < _NOW, _NOW), else_=members.c.since),
+            },
+        )
+        forget = members.delete().where(
+            members.c.renewed
+            + sa.func.make_interval(0, 0, 0, 0, 0, 0, members.c.lease_seconds * _FORGET_AFTER)
+            < _NOW
+        )
+        live = sa.select(members).where(_EXPIRES > _NOW).order_by(members.c.id)
+        try:
+            with translated_errors(), self.engine.begin() as conn:
+                conn.execute(upsert)
+                conn.execute(forget)
+                rows = conn.execute(live).mappings().all()
+        except StoreUnavailable as err:
+            raise MembershipUnavailable(str(err)) from err
+        return [
+            Member(
+                id=row["id"],
+                address=row["address"],
+                since=row["since"],
+                renewed=row["renewed"],
+                digest=row["digest"],
+                revision=row["revision"],
+                owned=row["owned"],
+                draining=row["draining"],
+            )
+            for row in rows
+        ]
+
+    def leave(self, me: Announcement) -> None:
+        try:
+            with translated_errors(), self.engine.begin() as conn:
+                conn.execute(members.delete().where(members.c.id == me.id))
+        except StoreUnavailable as err:
+            raise MembershipUnavailable(str(err)) from err
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+
+class SqlViews:
+    """Each replica's view of the desired set, one row per (member, task), in the shared store."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def publish(self, member: str, changes: Mapping[str, str | None]) -> None:
+        gone = [key for key, value in changes.items() if value is None]
+        rows = [
+            {"member": member, "key": key, "hash": value}
+            for key, value in changes.items()
+            if value is not None
+        ]
+        with translated_errors(), self.engine.begin() as conn:
+            for chunk in _chunks(gone):
+                conn.execute(
+                    member_views.delete().where(
+                        member_views.c.member == member, member_views.c.key.in_(chunk)
+                    )
+                )
+            for chunk in _chunks(rows):
+                insert = pg_insert(member_views).values(chunk)
+                conn.execute(
+                    insert.on_conflict_do_update(
+                        index_elements=[member_views.c.member, member_views.c.key],
+                        set_={"hash": insert.excluded.hash},
+                    )
+                )
+
+    def differing(self, members: Collection[str], limit: int = 20) -> list[Difference]:
+        names = sorted(set(members))
+        if len(names) < 2:
+            return []
+        mine = member_views.c.member.in_(names)
+        keys = (
+            sa.select(member_views.c.key)
+            .where(mine)
+            .group_by(member_views.c.key)
+            .having(
+                sa.or_(
+                    sa.func.count() < len(names),
+                    sa.func.count(sa.distinct(member_views.c.hash)) > 1,
+                )
+            )
+            .order_by(member_views.c.key)
+            .limit(limit)
+        )
+        with translated_errors(), self.engine.begin() as conn:
+            found = [row[0] for row in conn.execute(keys)]
+            rows = conn.execute(
+                sa.select(member_views).where(mine, member_views.c.key.in_(found))
+            ).all()
+        views: dict[str, dict[str, str | None]] = {k: dict.fromkeys(names) for k in found}
+        for row in rows:
+            views[row.key][row.member] = row.hash
+        return [(key, views[key]) for key in found]
+
+    def drop(self, member: str) -> None:
+        with translated_errors(), self.engine.begin() as conn:
+            conn.execute(member_views.delete().where(member_views.c.member == member))
+
+
+def _chunks(items: list[Any], size: int = 500) -> list[list[Any]]:
+    return [items[i : i + size] for i in range(0, len(items), size)]

@@ -1,0 +1,89 @@
+"""The hostile corpus (tests/hostile) dropped into the folder of a running ``crontask run``.
+
+A per-second task keeps running its slots; each hostile file is logged as a definition error at
+its ``file:line:col``; a task whose file is turned into an alias bomb keeps its last good
+definition and shows the error in ``GET /api/v1/tasks``; the daemon's peak RSS stays bounded.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+import pytest
+
+from reconciler.core.runs import RunStatus
+from tests.e2e.conftest import Crontask, wait_for
+from tests.hostile.corpus import SHADOW, build, sequence_bomb
+
+pytestmark = pytest.mark.e2e
+
+MIB = 1024 * 1024
+EXTRA_MEMORY = 200 * MIB
+TICK = (
+    "apiVersion: crontask.dev/v1alpha1\nkind: CronTask\nmetadata: {name: tick}\n"
+    'spec: {schedule: "* * * * * *", command: {args: ["true"]}}\n'
+)
+VICTIM = (
+    "apiVersion: crontask.dev/v1alpha1\nkind: CronTask\nmetadata: {name: victim}\n"
+    'spec: {schedule: "@hourly", command: {args: ["true"]}}\n'
+)
+
+
+def memory(pid: int) -> dict[str, int]:
+    """VmRSS and VmHWM (the peak) of a process, in bytes."""
+    found: dict[str, int] = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        name, _, value = line.partition(":")
+        if name in ("VmRSS", "VmHWM"):
+            found[name] = int(value.split()[0]) * 1024
+    return found
+
+
+def succeeded(app: Crontask, key: str) -> int:
+    return sum(r.status is RunStatus.SUCCEEDED for r in app.runs(key))
+
+
+def test_a_running_crontask_survives_the_hostile_corpus(
+    crontask: Callable[..., Crontask], tmp_path: Path
+) -> None:
+    tasks = tmp_path / "tasks"
+    tasks.mkdir()
+    (tasks / "tick.yaml").write_text(TICK)
+    victim = tasks / "victim.yaml"
+    victim.write_text(VICTIM)
+    app = crontask()
+    assert app.proc is not None
+    wait_for("two runs of tick", lambda: succeeded(app, "default/tick") >= 2)
+    before = memory(app.proc.pid)
+
+    cases = [c for c in build(tasks, tmp_path / "scratch") if c.in_folder]
+    victim.write_text(sequence_bomb(name="victim"))
+    for case in cases:
+        # The log is logfmt: the error is a JSON-quoted value, starting with the location.
+        app.wait_log(json.dumps(case.expected)[1:-1], timeout=60)
+    bombed = f"{victim}:11:8: YAML aliases expand this value to more than 10000 values"
+    app.wait_log(json.dumps(bombed)[1:-1], timeout=60)
+
+    # The good task keeps running its slots, after every hostile file was read.
+    done = succeeded(app, "default/tick")
+    wait_for("three more runs of tick", lambda: succeeded(app, "default/tick") >= done + 3)
+    assert app.proc.poll() is None
+
+    with httpx.Client(base_url=app.server) as client:
+        items = {t["key"]: t for t in client.get("/api/v1/tasks").json()["items"]}
+    assert set(items) == {"default/tick", "default/victim"}
+    # The bombed file keeps its task on its last good definition, flagged with the error.
+    assert items["default/victim"]["resource"]["spec"]["schedule"] == "@hourly"
+    assert items["default/victim"]["state"] == "Error"
+    assert items["default/victim"]["error"].startswith(bombed)
+    assert items["default/tick"]["state"] == "Ready"
+
+    log = app.log()
+    assert SHADOW.splitlines()[0][:12] not in log  # nothing read through the link
+    assert not (tmp_path / "scratch" / "pwned").exists()
+    after = memory(app.proc.pid)
+    assert after["VmHWM"] - before["VmHWM"] < EXTRA_MEMORY, (before, after)
+    assert after["VmRSS"] - before["VmRSS"] < EXTRA_MEMORY, (before, after)

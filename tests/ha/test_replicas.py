@@ -1,0 +1,181 @@
+"""Three real ``crontask run --ha`` processes on PostgreSQL: tasks spread over the replicas, a
+slot runs once, and the loss of a replica (kill -9, SIGTERM) is covered within its bound."""
+
+from __future__ import annotations
+
+import signal
+import time
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from reconciler.core.runs import RunStatus, Trigger
+from tests.e2e.conftest import wait_for
+from tests.ha.conftest import Cluster, Replica
+
+pytestmark = [pytest.mark.postgres, pytest.mark.e2e]
+
+TASKS = 12
+
+
+def write_tasks(cluster: Cluster, out: Path, count: int = TASKS, **extra: str) -> None:
+    out.mkdir(exist_ok=True)
+    for i in range(count):
+        name = f"tick-{i:02d}"
+        lines = [
+            "apiVersion: crontask.dev/v1alpha1",
+            "kind: CronTask",
+            f"metadata: {{name: {name}}}",
+            "spec:",
+            '  schedule: "* * * * * *"',
+            *[f"  {k}: {v}" for k, v in extra.items()],
+            "  command:",
+            f"    args: [sh, -c, 'echo $CRONTASK_RUN_ID >> {out}/{name}.txt']",
+        ]
+        (cluster.tasks / f"{name}.yaml").write_text("\n".join(lines) + "\n")
+
+
+def executed(out: Path) -> Counter[str]:
+    return Counter(
+        line for path in out.glob("*.txt") for line in path.read_text().splitlines() if line
+    )
+
+
+def owners_since(cluster: Cluster, since: datetime) -> dict[str, set[str]]:
+    """Who ran each task's slots after ``since`` (task -> owner ids)."""
+    found: dict[str, set[str]] = {}
+    for record in cluster.runs():
+        if record.scheduled_at >= since and record.owner and record.status is RunStatus.SUCCEEDED:
+            found.setdefault(record.task, set()).add(record.owner)
+    return found
+
+
+def members(replica: Replica, count: int) -> None:
+    replica.wait_log(f'msg="replicas changed" members={count} ', timeout=40)
+
+
+def test_tasks_spread_over_three_replicas_and_each_slot_runs_once(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    out = tmp_path / "out"
+    write_tasks(cluster, out)
+    a = cluster.add("a")
+    b = cluster.add("b")
+    c = cluster.add("c")
+    for replica in (a, b, c):
+        members(replica, 3)
+    settled = datetime.now(UTC) + timedelta(seconds=3)
+    wait_for(
+        "runs after the replicas settled",
+        lambda: datetime.now(UTC) > settled + timedelta(seconds=4),
+        15,
+    )
+    owners = owners_since(cluster, settled)
+    assert len(owners) == TASKS
+    assert all(len(o) == 1 for o in owners.values()), owners  # one owner per task, steady
+    spread = Counter(next(iter(o)) for o in owners.values())
+    assert len(spread) == 3  # every replica owns some tasks
+    counts = executed(out)
+    assert counts, "nothing ran"
+    assert max(counts.values()) == 1, counts.most_common(3)
+
+
+def test_kill_9_moves_the_tasks_within_the_lease_and_marks_the_runs_interrupted(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    out = tmp_path / "out"
+    write_tasks(cluster, out)
+    (cluster.tasks / "slow.yaml").write_text(
+        "apiVersion: crontask.dev/v1alpha1\nkind: CronTask\nmetadata: {name: slow}\n"
+        'spec:\n  schedule: "* * * * * *"\n  command: {args: [sleep, "60"]}\n'
+    )
+    a, b, c = cluster.add("a"), cluster.add("b"), cluster.add("c")
+    for replica in (a, b, c):
+        members(replica, 3)
+    settled = datetime.now(UTC) + timedelta(seconds=2)
+    time.sleep(4)
+    victim = next(
+        r for r in (a, b, c) if any(o.startswith(r.id_prefix) for o in _owners(cluster, settled))
+    )
+    lost = {t for t, o in owners_since(cluster, settled).items() if _by(o, victim)}
+    slow_owner = _slow_owner(cluster)
+    victim.kill()
+    killed = datetime.now(UTC)
+    survivors = [r for r in (a, b, c) if r is not victim]
+    for replica in survivors:
+        members(replica, 2)
+
+    # Every task the victim ran is run again by a survivor, within lease + renew interval.
+    def covered() -> bool:
+        after = owners_since(cluster, killed)
+        return all(t in after and not _by(after[t], victim) for t in lost)
+
+    wait_for("the victim's tasks to run elsewhere", covered, 40)
+    first = min(
+        r.scheduled_at
+        for r in cluster.runs()
+        if r.task in lost and r.scheduled_at > killed and r.status is RunStatus.SUCCEEDED
+    )
+    assert (first - killed).total_seconds() <= 20.0 + 2.0  # lease 15 s + renew 2 s, + a slot
+    if slow_owner is not None and slow_owner.startswith(victim.id_prefix):
+        interrupted = [
+            r
+            for r in cluster.runs("default/slow")
+            if r.status is RunStatus.INTERRUPTED
+            and r.owner
+            and r.owner.startswith(victim.id_prefix)
+        ]
+        assert interrupted, "the victim's running run was not marked interrupted"
+    caught_up = [r for r in cluster.runs() if r.task in lost and r.trigger is Trigger.CATCHUP]
+    assert caught_up, "the new owner did not catch up the latest missed slot"
+    assert max(executed(out).values()) == 1
+
+
+def test_sigterm_hands_over_within_three_seconds(cluster: Cluster, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    write_tasks(cluster, out)
+    a, b = cluster.add("a"), cluster.add("b")
+    for replica in (a, b):
+        members(replica, 2)
+    time.sleep(3)
+    leaving_tasks = {
+        t
+        for t, o in owners_since(cluster, datetime.now(UTC) - timedelta(seconds=2)).items()
+        if _by(o, a)
+    }
+    assert leaving_tasks
+    assert a.proc is not None
+    a.proc.send_signal(signal.SIGTERM)
+    stopped = datetime.now(UTC)
+
+    def taken() -> bool:
+        after = owners_since(cluster, stopped)
+        return all(t in after and not _by(after[t], a) for t in leaving_tasks)
+
+    wait_for("a's tasks to run on b", taken, 20)
+    first = min(
+        r.scheduled_at
+        for r in cluster.runs()
+        if r.task in leaving_tasks
+        and r.scheduled_at > stopped
+        and r.owner
+        and not r.owner.startswith(a.id_prefix)
+    )
+    assert (first - stopped).total_seconds() <= 3.0 + 1.0  # handover, and the next slot
+    assert a.proc.wait(timeout=30) == 0
+    assert max(executed(out).values()) == 1
+
+
+def _by(owners: set[str], replica: Replica) -> bool:
+    return any(o.startswith(replica.id_prefix) for o in owners)
+
+
+def _owners(cluster: Cluster, since: datetime) -> set[str]:
+    return {o for found in owners_since(cluster, since).values() for o in found}
+
+
+def _slow_owner(cluster: Cluster) -> str | None:
+    running = [r for r in cluster.runs("default/slow") if r.status is RunStatus.RUNNING]
+    return running[0].owner if running else None

@@ -1,0 +1,261 @@
+"""The hostile-input corpus: files a careless or hostile committer could put in a task folder or
+a git repository, each with the one error crontask must report for it (see README.md here).
+
+``build(folder, scratch)`` makes every case under ``folder`` (``scratch`` holds what links
+point at, outside the folder) and returns the cases; ``only=NAME`` makes that case alone. A
+case's ``target`` is what to give ``crontask validate``; ``expected`` is the line it must
+print, ``path:line:col: message``, as a prefix. Nothing here is random: the same bytes, the
+same lines, on every run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import os
+import random
+import socket
+from collections.abc import Callable
+from pathlib import Path
+
+MIB = 1024 * 1024
+NAMES = "abcdefghi"
+HEAD = (
+    "apiVersion: crontask.dev/v1alpha1\nkind: CronTask\nmetadata: {name: hostile}\n"
+    'spec:\n  schedule: "* * * * *"\n'
+)
+TAIL = '  command: {args: ["true"]}\n'
+# What a committer would love to read through crontask's messages.
+SHADOW = (
+    "root:$6$Xk2b9Qw1$4Jp0bq1t2y3u4i5o6p7a8s9d0f1g2h3j4k5l6z7x8c9v0b1n2m3:19000:0:99999:7:::\n"
+    "daemon:*:19000:0:99999:7:::\n"
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class Case:
+    name: str
+    target: Path  # what `crontask validate` is given
+    expected: str  # the line validate prints, as a prefix: "path:line:col: message"
+    in_folder: bool = True  # whether it can be dropped into a watched folder
+    args: tuple[str, ...] = ()  # more arguments for validate
+    lines: int = 1  # how many lines of errors validate prints for it
+
+
+def sequence_bomb(name: str = "hostile") -> str:
+    """Nine anchors of nine items, each made of the one before: 9^9 values once expanded."""
+    lines = ["  x:", "    a: &a [x, x, x, x, x, x, x, x, x]"]
+    for before, anchor in itertools.pairwise(NAMES):
+        lines.append(f"    {anchor}: &{anchor} [" + ", ".join([f"*{before}"] * 9) + "]")
+    head = HEAD.replace("name: hostile", f"name: {name}")
+    return head + "\n".join(lines) + "\n  command:\n    args: *i\n"
+
+
+def mapping_bomb() -> str:
+    lines = ["a: &a {k0: x, k1: x, k2: x, k3: x, k4: x, k5: x, k6: x, k7: x, k8: x}"]
+    for before, anchor in itertools.pairwise(NAMES):
+        items = ", ".join(f"k{n}: *{before}" for n in range(9))
+        lines.append(f"{anchor}: &{anchor} {{{items}}}")
+    return "\n".join(lines) + "\n"
+
+
+def merge_bomb() -> str:
+    lines = ["a: &a {k0: 0, k1: 1, k2: 2, k3: 3, k4: 4, k5: 5, k6: 6, k7: 7, k8: 8}"]
+    for before, anchor in itertools.pairwise(NAMES):
+        lines.append(f"{anchor}: &{anchor} {{<<: [" + ", ".join([f"*{before}"] * 9) + "]}")
+    return "\n".join(lines) + "\n"
+
+
+def dense(size: int) -> str:
+    """A CronTask of at most ``size`` bytes whose args are one-character values."""
+    head = HEAD + "  command:\n    args: ["
+    return head + "1," * ((size - len(head) - 3) // 2) + "1]\n"
+
+
+def build(folder: Path, scratch: Path, only: str | None = None) -> list[Case]:
+    folder.mkdir(parents=True, exist_ok=True)
+    scratch.mkdir(parents=True, exist_ok=True)
+    (scratch / "shadow").write_text(SHADOW)
+    cases: list[Case] = []
+
+    def text(name: str, content: str | bytes, where: str, message: str, lines: int = 1) -> None:
+        if only not in (None, name):
+            return
+        path = folder / name
+        path.write_bytes(content.encode() if isinstance(content, str) else content)
+        cases.append(Case(name, path, f"{path}:{where}: {message}", lines=lines))
+
+    def special(name: str, make: Callable[[Path], object], where: str, message: str) -> None:
+        if only not in (None, name):
+            return
+        path = folder / name
+        make(path)
+        cases.append(Case(name, path, f"{path}:{where}: {message}"))
+
+    aliases = "YAML aliases expand this value to more than 10000 values"
+    text("alias-bomb-sequences.yaml", sequence_bomb(), "11:8", aliases)
+    text("alias-bomb-mappings.yaml", mapping_bomb(), "4:4", aliases)
+    text("alias-bomb-merge-keys.yaml", merge_bomb(), "4:12", aliases)
+    text("alias-recursive.yaml", "a: &x [*x]\n", "1:4", "recursive YAML alias")
+    text(
+        "alias-undefined-long-name.yaml",
+        "a: *" + "n" * 100_000 + "\n",
+        "1:4",
+        "YAML syntax error: found undefined alias",
+    )
+    text(
+        "deep-nesting.yaml",
+        "spec: " + "[" * 150 + "]" * 150 + "\n",
+        "1:56",
+        "nested more than 100 levels deep (the limit)",
+    )
+    text(
+        "deeper-than-libyaml.yaml",
+        "spec: " + "[" * 5000 + "]" * 5000 + "\n",
+        "1:1006",
+        "YAML syntax error: exceeded maximum nesting depth",
+    )
+    text(
+        "huge-scalar.yaml",
+        HEAD + "  timeZone: Europe/" + "x" * 900_000 + "\n" + TAIL,
+        "6:3",
+        # The model bounds a zone name (64 characters) before it looks the name up.
+        "spec.timeZone: String should have at most 64 characters",
+    )
+    text(
+        "many-documents.yaml",
+        "---\n" * 20_000,
+        "10001:1",
+        "more than 10000 YAML documents in one file (the limit)",
+    )
+    text(
+        "many-values.yaml",
+        dense(MIB),
+        "7:19978",
+        "more than 10000 values in one document (the limit for one document)",
+    )
+    text(
+        "many-errors.yaml",
+        HEAD + "  command:\n    args: [" + ", ".join(["1"] * 200) + "]\n",
+        "7:12",
+        "spec.command.args[0]: Input should be a valid string",
+        lines=21,
+    )
+    text("long-number.yaml", "a: " + "1" * 5000 + "\n", "1:4", "number longer than 100")
+    text(
+        "bad-timestamp.yaml",
+        "a: 2001-13-01\n",
+        "1:4",
+        "invalid !!timestamp value: month must be in 1..12",
+    )
+    marker = scratch / "pwned"
+    text(
+        "python-tag.yaml",
+        f'a: !!python/object/apply:os.system ["touch {marker}"]\n',
+        "1:4",
+        "unsupported YAML tag '!!python/object/apply:os.system'",
+    )
+    text(
+        "duplicate-keys.yaml",
+        HEAD.replace("{name: hostile}", "{name: hostile, name: other}") + TAIL,
+        "3:27",
+        "metadata.name: duplicate key",
+    )
+    text(
+        "huge-key.yaml",
+        HEAD + '  ? "' + "k" * 100_000 + '"\n  : 1\n' + TAIL,
+        "6:5",
+        "spec." + "k" * 40 + "...: unknown field",
+    )
+    text(
+        "escaped-newline-key.yaml",
+        HEAD + '  "evil\\nlevel=error msg=forged": 1\n' + TAIL,
+        "6:3",
+        "spec.evil\\nlevel=error msg=forged: unknown field",
+    )
+    text(
+        "invalid-utf8.yaml",
+        HEAD.encode().replace(b"kind: CronTask", b"kind: Cron\xffTask") + TAIL.encode(),
+        "2:11",
+        "not UTF-8: byte 0xff",
+    )
+    text("nul-byte.yaml", "a: 1\nb: x\x00y\n", "2:5", "unacceptable character #x0000")
+    text("control-chars.yaml", "a: \x1b[31mred\n", "1:4", "unacceptable character #x001b")
+    text("bom.yaml", "\ufeff" + HEAD + "  bogus: 1\n" + TAIL, "6:3", "spec.bogus: unknown field")
+    rnd = random.Random(1)  # noqa: S311 - junk, not a secret
+    junk = bytes(rnd.randrange(256) for _ in range(4096))
+    text("binary-junk.yaml", junk, "1:3", f"not UTF-8: byte 0x{junk[2]:02x}")
+    text(
+        "too-big.yaml",
+        b"#" * (2 * MIB),
+        "1:1",
+        "file is 2097152 bytes, over the limit of 1 MiB (--max-file-size): not read",
+    )
+
+    outside = f"a symbolic link that leads outside the folder {folder}: not read"
+    special("dev-zero.yaml", lambda p: os.symlink("/dev/zero", p), "1:1", outside)
+    special("shadow-link.yaml", lambda p: os.symlink(scratch / "shadow", p), "1:1", outside)
+    special(
+        "link-loop.yaml",
+        lambda p: os.symlink(p.name, p),
+        "1:1",
+        "cannot read: Too many levels of symbolic links",
+    )
+    special("fifo.yaml", os.mkfifo, "1:1", "not a regular file (a FIFO): not read")
+    if len(str(folder / "socket.yaml")) < 100:  # AF_UNIX paths are short
+        special("socket.yaml", _socket_file, "1:1", "not a regular file (a socket): not read")
+
+    # /proc files say they are empty and are not: a file that grows between stat and read.
+    status = Path("/proc/self/status")
+    if only in (None, "growing-file") and status.exists():
+        message = "file grew past the limit of 1 KiB (--max-file-size) while it was read"
+        cases.append(
+            Case(
+                "growing-file",
+                status,
+                f"{status}:1:1: {message}",
+                in_folder=False,
+                args=("--max-file-size", "1KiB"),
+            )
+        )
+    return cases
+
+
+def _socket_file(path: Path) -> None:
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.bind(str(path))  # the socket file stays after close
+
+
+# Every case, by name, for parametrized tests (each test builds its case in its own tmp_path);
+# a test checks that this list and build() agree.
+CASES = [
+    "alias-bomb-sequences.yaml",
+    "alias-bomb-mappings.yaml",
+    "alias-bomb-merge-keys.yaml",
+    "alias-recursive.yaml",
+    "alias-undefined-long-name.yaml",
+    "deep-nesting.yaml",
+    "deeper-than-libyaml.yaml",
+    "huge-scalar.yaml",
+    "many-documents.yaml",
+    "many-values.yaml",
+    "many-errors.yaml",
+    "long-number.yaml",
+    "bad-timestamp.yaml",
+    "python-tag.yaml",
+    "duplicate-keys.yaml",
+    "huge-key.yaml",
+    "escaped-newline-key.yaml",
+    "invalid-utf8.yaml",
+    "nul-byte.yaml",
+    "control-chars.yaml",
+    "bom.yaml",
+    "binary-junk.yaml",
+    "too-big.yaml",
+    "dev-zero.yaml",
+    "shadow-link.yaml",
+    "link-loop.yaml",
+    "fifo.yaml",
+    "socket.yaml",
+    "growing-file",
+]
