@@ -218,7 +218,8 @@ class DirectorySource:
             return False
         self._root_errors[root] = DefinitionError(
             Location(self.kind, self._display(root), revision=self.revision),
-            f"{_HOLD}: keeping the {kept} tasks it defined (an unmounted volume or a folder "
+            f"{_HOLD}: keeping {'its task' if kept == 1 else f'the {kept} tasks it defined'} "
+            "(an unmounted volume or a folder "
             "moved away?); --allow-empty lets an empty folder remove them",
         )
         return True
