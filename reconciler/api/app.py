@@ -22,7 +22,14 @@ from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from reconciler import __version__, logs
-from reconciler.api import docs, problems, routes_runs, routes_sources, routes_tasks
+from reconciler.api import (
+    docs,
+    problems,
+    routes_members,
+    routes_runs,
+    routes_sources,
+    routes_tasks,
+)
 from reconciler.api.admission import UNQUEUED, Admission
 from reconciler.api.auth import PUBLIC, REQUIRED_ROLE_KEY, AuthConfig, RequiredRole, role_extra
 from reconciler.api.models import CRONTASK_SCHEMA_REF, HealthOut, ReadinessOut, ReadinessProblem
@@ -76,6 +83,7 @@ def create_app(
         *routes_tasks.router.routes,
         *routes_runs.router.routes,
         *routes_sources.router.routes,
+        *routes_members.router.routes,
     ]
     for route in routes:  # fail at start-up, not in production, if a route lacks a role
         if not isinstance(route, GuardedRoute):

@@ -132,6 +132,9 @@ class TaskOut(_Out):
     running: list[str] = Field(description="ids of the runs in progress")
     next_runs: list[datetime] = Field(description="next fire times, RFC 3339 in the task's zone")
     last_run: RunOut | None
+    owner: str | None = Field(
+        None, description="with replicas (--ha): the instance that schedules it; else null"
+    )
 
     @classmethod
     def of(cls, view: TaskView) -> TaskOut:
@@ -150,6 +153,7 @@ class TaskOut(_Out):
             running=list(view.running),
             next_runs=list(view.next_runs),
             last_run=RunOut.of(view.last_run) if view.last_run else None,
+            owner=view.owner,
         )
 
 

@@ -62,7 +62,7 @@ def add_server_arg(parser: argparse.ArgumentParser) -> None:
 
 
 def add_parsers(commands: Any) -> None:
-    """Register ``tasks`` and ``trigger`` on the ``crontask`` subcommand parser."""
+    """Register ``tasks``, ``trigger`` and ``members`` on the ``crontask`` subcommand parser."""
     tasks = commands.add_parser(
         "tasks",
         help="list the tasks of a running crontask",
@@ -85,6 +85,17 @@ def add_parsers(commands: Any) -> None:
     trigger.add_argument("--json", action="store_true", help="print the run record as JSON")
     add_server_arg(trigger)
     trigger.set_defaults(handler=run_trigger)
+
+    members = commands.add_parser(
+        "members",
+        help="list the replicas of a running crontask (--ha)",
+        description="List the replicas a running crontask (--ha) sees: each one's address, "
+        "since when it is a member, its last renewal, the tasks it schedules and the digest of "
+        "the definitions it read; and, when replicas read different definitions, on which tasks.",
+    )
+    members.add_argument("--json", action="store_true", help="print the API's answer")
+    add_server_arg(members)
+    members.set_defaults(handler=run_members)
 
 
 def run_tasks(args: argparse.Namespace) -> int:
@@ -111,10 +122,44 @@ def run_tasks(args: argparse.Namespace) -> int:
         ]
         for t in items
     ]
-    print(table(["TASK", "STATE", "SCHEDULE", "NEXT RUN", "LAST RUN", "SOURCE"], rows))
+    headers = ["TASK", "STATE", "SCHEDULE", "NEXT RUN", "LAST RUN", "SOURCE"]
+    if any(t.get("owner") for t in items):  # replicas: who schedules each task
+        headers.append("OWNER")
+        for row, t in zip(rows, items, strict=True):
+            row.append(t.get("owner") or "-")
+    print(table(headers, rows))
     errors = [t for t in items if t.get("error")]
     for t in errors:
         print(f"{t['key']}: {t['error']}", file=sys.stderr)
+    return 0
+
+
+def run_members(args: argparse.Namespace) -> int:
+    server = args.server or default_server()
+    try:
+        answer = request(server, default_token(), "GET", "/api/v1/members")
+    except RemoteError as exc:
+        return _fail(exc)
+    if args.json:
+        print(json.dumps(answer, indent=2))
+        return 0
+    rows = [
+        [
+            m["id"] + (" (this one)" if m.get("me") else ""),
+            m.get("address") or "-",
+            _when(m.get("since")),
+            _when(m.get("renewed")),
+            str(m.get("ownedTasks", 0)),
+            (m.get("digest") or "-") + (" draining" if m.get("draining") else ""),
+        ]
+        for m in answer.get("items", [])
+    ]
+    print(table(["MEMBER", "ADDRESS", "SINCE", "RENEWED", "TASKS", "DIGEST"], rows))
+    if answer.get("disagreeingSince"):
+        print(f"replicas read different definitions since {answer['disagreeingSince']}:")
+        for task in answer.get("differingTasks", []):
+            hashes = ", ".join(f"{m}={h or 'absent'}" for m, h in task["hashes"].items())
+            print(f"  {task['task']}: {hashes}")
     return 0
 
 

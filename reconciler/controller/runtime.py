@@ -31,6 +31,7 @@ from typing import Any
 
 from reconciler.controller.cluster import Cluster, Timing
 from reconciler.controller.components import (
+    ApiPoll,
     FileWatch,
     GitSync,
     Housekeeping,
@@ -45,7 +46,7 @@ from reconciler.controller.loop import ReconcileLoop
 from reconciler.controller.manager import ComponentFailed, Manager
 from reconciler.controller.queue import WorkQueue
 from reconciler.controller.reconcile import PassResult, Reconciler
-from reconciler.controller.service import API_KIND, Service
+from reconciler.controller.service import Service
 from reconciler.controller.view import RuntimeView
 from reconciler.core.desired import DesiredState
 from reconciler.core.runs import RunRecord, RunStatus, Trigger
@@ -60,6 +61,7 @@ from reconciler.sinks.kubernetes import StatusWriter
 from reconciler.sinks.kubernetes_events import EventRecorder
 from reconciler.sinks.kubernetes_report import StatusReporter
 from reconciler.sinks.metrics import Metrics
+from reconciler.sources.api import API_KIND, ApiSource, ApiTaskFiles, ApiTaskStore
 from reconciler.sources.base import Source
 from reconciler.sources.files import DirectorySource
 from reconciler.sources.git import GitOptions, GitSource
@@ -195,10 +197,9 @@ async def serve(
 
     scheduler = ApsScheduler(on_fire)
     queue = WorkQueue()
-    api_dir = options.state_dir / "api-tasks"
-    api_dir.mkdir(parents=True, exist_ok=True)
+    api = ApiSource(_api_tasks(options))
     size = options.max_file_size
-    sources: list[Source] = [DirectorySource([api_dir], source=API_KIND, max_file_size=size)]
+    sources: list[Source] = [api]
     if options.paths:
         guard = not options.allow_empty
         sources.append(DirectorySource(options.paths, max_file_size=size, guard_empty=guard))
@@ -253,9 +254,10 @@ async def serve(
         dispatcher=dispatcher,
         reconciler=reconciler,
         reconcile=control.reconcile_now,
-        api_dir=api_dir,
+        api=api,
         sources=sources,
         sync_requested=sync_requested,
+        cluster=cluster,
     )
     try:
         if kube is not None:
@@ -266,6 +268,7 @@ async def serve(
             await manager.start(git_sync)
         if cluster is not None:
             await manager.start(cluster)  # joined: the first pass knows which tasks are ours
+            await manager.start(ApiPoll(api, lambda keys: queue.add(API_KIND, keys)))
         await manager.start(Runs(dispatcher, options.shutdown_grace))
         await manager.start(control)
         service.started = True
@@ -293,6 +296,16 @@ async def serve(
         store.close()
         log.info("crontask stopped")
     return 1 if manager.failures else 0
+
+
+def _api_tasks(options: Options) -> ApiTaskStore:
+    """Files in the state directory; with replicas, the shared store, so all see the same."""
+    if options.ha is None:
+        return ApiTaskFiles(options.state_dir / "api-tasks")
+    from reconciler.store.api_tasks import SqlApiTasks
+
+    assert options.db_url is not None
+    return SqlApiTasks.open(options.db_url)
 
 
 def _membership(options: Options, kube: _Kubernetes | None) -> tuple[Membership, Views]:

@@ -5,14 +5,16 @@ State that the event loop mutates (the scheduler's jobs, the running runs, the d
 is read on the loop in one short snapshot; anything slow (fire-time computation, store reads,
 file writes) happens in the calling thread.
 
-Tasks created through the API are YAML files under ``<state dir>/api-tasks/NAMESPACE/NAME.yaml``
-read by a directory source of kind ``api``: they survive restarts and are reconciled like any
-other source, and they can be inspected and backed up like any file. :class:`ApiTaskFiles` is
-the only code that touches them, behind the small :class:`ApiTasks` interface, and it refuses
-any key whose file would not be a plain file directly under its namespace folder. Writes of
-one key are serialised (a lock per key held from the check to the change being in force), so
-concurrent writers see each other's effects in order: a second create is ``AlreadyExists``,
-a write conditional on a version that has moved on is ``VersionMismatch``.
+Tasks created through the API belong to the API source (``reconciler.sources.api``): files
+under the state directory, or with replicas the shared run store. Writes of one key are
+serialised in this process (a lock per key held from the check to the change being in force)
+and conditional in the store itself (so replicas writing one key cannot both win): a second
+create is ``AlreadyExists``, a write conditional on a version that has moved on is
+``VersionMismatch``.
+
+With replicas, every replica lists every task (each with its owner) and accepts a manual run
+of any of them: a task this replica does not own is run here, after the store is asked whether
+another replica runs it now (the concurrency policy holds across replicas).
 """
 
 from __future__ import annotations
@@ -20,27 +22,24 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import hashlib
-import os
-import re
-import tempfile
 import threading
 from collections.abc import Callable, Collection, Coroutine, Iterator, Mapping, Sequence
 from concurrent.futures import Future
 from datetime import UTC, datetime
-from pathlib import Path
-from typing import Any, Final, Protocol, TypeVar
+from typing import Any, TypeVar
 
 import yaml
 from pydantic import ValidationError
 
+from reconciler.controller.cluster import Cluster
 from reconciler.controller.dispatch import Dispatcher
 from reconciler.controller.reconcile import Reconciler
 from reconciler.controller.view import (
-    AlreadyExists,
     FieldError,
     IfMatch,
     InvalidDefinition,
+    Members,
+    MemberStatus,
     OwnedElsewhere,
     SourceRef,
     SourceStatus,
@@ -49,10 +48,12 @@ from reconciler.controller.view import (
     VersionMismatch,
     task_state,
 )
+from reconciler.core.api_tasks import MISSING
 from reconciler.core.desired import Definition, DesiredState
-from reconciler.core.model import DNS1123_LABEL, CronTask
-from reconciler.core.runs import RunRecord, RunStatus, Trigger, split_key
+from reconciler.core.model import CronTask
+from reconciler.core.runs import RunRecord, RunStatus, Trigger
 from reconciler.scheduling.base import Scheduler, schedule_of
+from reconciler.sources.api import API_KIND, ApiSource
 from reconciler.sources.base import Source
 from reconciler.sources.files import DirectorySource
 from reconciler.sources.git import GitSource
@@ -62,7 +63,6 @@ from reconciler.store.base import RunStore
 T = TypeVar("T")
 
 Reconcile = Callable[[Mapping[str, Collection[str]]], Coroutine[Any, Any, object]]
-API_KIND = "api"
 NEXT_RUNS = 5
 ON_LOOP_TIMEOUT = 30.0
 
@@ -84,9 +84,10 @@ class Service:
         dispatcher: Dispatcher,
         reconciler: Reconciler,
         reconcile: Reconcile,
-        api_dir: Path,
+        api: ApiSource,
         sources: Sequence[Source] = (),
         sync_requested: Callable[[str], bool] | None = None,
+        cluster: Cluster | None = None,
     ) -> None:
         self._loop = loop
         self._store = store
@@ -94,11 +95,11 @@ class Service:
         self._dispatcher = dispatcher
         self._reconciler = reconciler
         self._reconcile = reconcile
-        self.api_dir = api_dir
-        self._api: ApiTasks = ApiTaskFiles(api_dir)
+        self._api = api
         self._locks = KeyedLocks()
         self._sources = list(sources)
         self._sync_requested = sync_requested
+        self._cluster = cluster
         self.started = False  # the first pass has been applied
         self._last_runs: dict[str, RunRecord] = {}
         dispatcher.subscribe(self._remember)
@@ -118,9 +119,11 @@ class Service:
 
         owned, desired = self._on_loop(scheduled)
         problems = _problems(desired)
+        # Every task declared, whichever replica schedules it (the same set without replicas).
+        listed = {**desired.tasks, **owned}
         picked: list[str] = []
-        for key in sorted(owned):
-            definition = owned[key]
+        for key in sorted(listed):
+            definition = listed[key]
             problem = definition.error or problems.get(key)
             state = task_state(definition.task.spec.suspend, problem)
             if q.matches(key, definition.location.source, state):
@@ -196,6 +199,29 @@ class Service:
                 found.append(SourceStatus(source.kind, roots, tasks=n_tasks, errors=n_errors))
         return found
 
+    def members(self) -> Members | None:
+        cluster = self._cluster
+        if cluster is None:
+            return None
+        seen = cluster.disagreement  # both replaced whole by the cluster's renewals
+        items = tuple(
+            MemberStatus(
+                id=m.id,
+                address=m.address,
+                since=m.since,
+                renewed=m.renewed,
+                owned=m.owned,
+                digest=m.digest,
+                revision=m.revision,
+                draining=m.draining,
+                me=m.id == cluster.me.id,
+            )
+            for m in cluster.members
+        )
+        if seen is None:
+            return Members(items)
+        return Members(items, seen.since, seen.tasks)
+
     def sync_now(self, kind: str) -> bool:
         return self._sync_requested(kind) if self._sync_requested else False
 
@@ -204,8 +230,15 @@ class Service:
     def trigger(self, key: str) -> RunRecord:
         def fire() -> RunRecord:
             definition = self._scheduler.owned().get(key)
+            if definition is None and not self._reconciler.mine(key):
+                # Another replica schedules it: it runs here all the same.
+                definition = self._reconciler.desired.tasks.get(key)
             if definition is None:
                 raise KeyError(key)
+            if self._dispatcher.handover is not None:
+                # With replicas, a run of it may be going on another one (a manual run asked
+                # there): the store is asked first, so the concurrency policy holds.
+                self._dispatcher.handover.inherit(key)
             # A manual run's slot is the moment it was asked for; its id stays unique.
             return self._dispatcher.fire(definition, datetime.now(UTC), Trigger.MANUAL)
 
@@ -215,9 +248,7 @@ class Service:
         task = _validated(document)
         with self._writing(task.key):
             self._check_owner(task.key)
-            if self._api.version(task.key) is not None:
-                raise AlreadyExists(task.key)
-            return self._write(task)
+            return self._write(task, MISSING)
 
     def put_api_task(
         self, document: Mapping[str, Any], *, if_match: IfMatch | None = None
@@ -225,19 +256,23 @@ class Service:
         task = _validated(document)
         with self._writing(task.key):
             self._check_owner(task.key)
-            current = self._api.version(task.key)
+            current = self._api.store.version(task.key)
             _check_version(task.key, current, if_match)
-            return self._write(task), current is None
+            # The store checks again, atomically: another replica may have written meanwhile.
+            return self._write(task, current or MISSING), current is None
 
     def delete_api_task(self, key: str, *, if_match: IfMatch | None = None) -> None:
         with self._writing(key):
-            current = self._api.version(key)
+            current = self._api.store.version(key)
             if current is None:
                 self._check_owner(key)
                 raise KeyError(key)
             _check_version(key, current, if_match)
-            hint = self._api.remove(key)
-            self._apply({hint})
+            try:
+                self._api.store.remove(key, expect=current)
+            except KeyError:
+                raise VersionMismatch(key, None) from None
+            self._apply(key)
 
     # -- details -------------------------------------------------------------------------
 
@@ -246,10 +281,11 @@ class Service:
         with self._locks.hold(key, ON_LOOP_TIMEOUT):
             yield
 
-    def _write(self, task: CronTask) -> TaskView:
+    def _write(self, task: CronTask, expect: str) -> TaskView:
         """Under the key's lock: persist ``task``, wait for it to be in force, and return it."""
-        hint = self._api.write(task.key, yaml.safe_dump(task.to_document(), sort_keys=False))
-        self._apply({hint})
+        text = yaml.safe_dump(task.to_document(), sort_keys=False)
+        self._api.store.write(task.key, text, expect=expect)
+        self._apply(task.key)
         view = self.task(task.key)
         if view is None or view.source.kind != API_KIND:
             # Another source declared the key between the owner check and the pass.
@@ -260,10 +296,12 @@ class Service:
     def _snapshot(self, keys: Sequence[str]) -> dict[str, _Entry]:
         """On the loop: what each task runs on and why it may be flagged."""
         owned = self._scheduler.owned()
-        problems = _problems(self._reconciler.desired)
+        desired = self._reconciler.desired
+        problems = _problems(desired)
         entries: dict[str, _Entry] = {}
         for key in keys:
-            definition = owned.get(key)
+            # What this replica schedules, else what another one does (with replicas).
+            definition = owned.get(key) or desired.tasks.get(key)
             if definition is None:
                 continue
             problem = definition.error or problems.get(key)
@@ -294,6 +332,7 @@ class Service:
             next_runs=next_runs,
             last_run=last,
             version=version,
+            owner=self._reconciler.owner(definition.key),
         )
 
     def _check_owner(self, key: str) -> None:
@@ -305,9 +344,9 @@ class Service:
             location = current.location
             raise OwnedElsewhere(key, SourceRef(location.source, str(location), location.revision))
 
-    def _apply(self, paths: set[str]) -> None:
-        """Run a pass for the API source now and wait for it."""
-        future = asyncio.run_coroutine_threadsafe(self._reconcile({API_KIND: paths}), self._loop)
+    def _apply(self, key: str) -> None:
+        """Run a pass for the API source's ``key`` now and wait for it."""
+        future = asyncio.run_coroutine_threadsafe(self._reconcile({API_KIND: {key}}), self._loop)
         future.result(ON_LOOP_TIMEOUT)
 
     def _remember(self, record: RunRecord) -> None:
@@ -390,78 +429,3 @@ class KeyedLocks:
 
     def __len__(self) -> int:
         return len(self._locks)
-
-
-class ApiTasks(Protocol):
-    """Where the API's own tasks are kept: the API source reads them, only the API writes them.
-
-    Callers serialise the writes of one key (``Service`` holds a lock per key), so each method
-    only has to be atomic in what it leaves behind: a reader sees the old text or the new one.
-    Each write returns the hint to pass to a reconcile pass of the ``api`` source. A key that
-    is not ``NAMESPACE/NAME`` of two DNS-1123 labels is a ValueError: nothing is touched.
-    """
-
-    def version(self, key: str) -> str | None:
-        """The version of the stored text (changes with every change of it); None if absent."""
-        ...
-
-    def write(self, key: str, text: str) -> str: ...
-
-    def remove(self, key: str) -> str:
-        """Remove the key's text; FileNotFoundError if there is none."""
-        ...
-
-
-_LABEL: Final = re.compile(DNS1123_LABEL)
-_LABEL_MAX: Final = 63
-_VERSION_CHARS: Final = 20  # 80 bits of SHA-256: a resource version, not a signature
-
-
-class ApiTaskFiles:
-    """:class:`ApiTasks` as files: ``ROOT/NAMESPACE/NAME.yaml``, written atomically (a temporary
-    file renamed over the old one). The version is a digest of the file's bytes, so it holds
-    across restarts and for a file edited by hand."""
-
-    def __init__(self, root: Path) -> None:
-        self.root = root
-
-    def path(self, key: str) -> Path:
-        """The file of ``key``. Defence in depth behind the API's own checks: a key that is not
-        two DNS-1123 labels, or whose file would resolve outside ``ROOT`` (a symlinked
-        namespace folder), is a ValueError."""
-        namespace, name = split_key(key)
-        for label in (namespace, name):
-            if len(label) > _LABEL_MAX or _LABEL.fullmatch(label) is None:
-                raise ValueError(f"not a task key: {key[:200]!r}")
-        path = self.root / namespace / f"{name}.yaml"
-        root = self.root.resolve()
-        if path.resolve().parent != root / namespace:
-            raise ValueError(f"the file of {key} would leave {root}")
-        return path
-
-    def version(self, key: str) -> str | None:
-        try:
-            data = self.path(key).read_bytes()
-        except FileNotFoundError:
-            return None
-        return hashlib.sha256(data).hexdigest()[:_VERSION_CHARS]
-
-    def write(self, key: str, text: str) -> str:
-        path = self.path(key)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "w") as handle:
-                handle.write(text)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        return str(path.absolute())
-
-    def remove(self, key: str) -> str:
-        path = self.path(key)
-        path.unlink()
-        return str(path.absolute())

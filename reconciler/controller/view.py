@@ -12,6 +12,9 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any, Protocol
 
+# Part of the contract: the errors of API-task writes (re-exported for the API layer).
+from reconciler.core.api_tasks import AlreadyExists as AlreadyExists
+from reconciler.core.api_tasks import VersionMismatch as VersionMismatch
 from reconciler.core.runs import RunRecord
 from reconciler.store.base import RunStore
 
@@ -34,6 +37,7 @@ class TaskView:
     next_runs: tuple[datetime, ...]  # the next fire times (up to 5), in the task's zone
     last_run: RunRecord | None
     version: str | None = None  # an API-owned task's resource version (its ETag); else None
+    owner: str | None = None  # with replicas: the instance that schedules it
 
     @property
     def state(self) -> str:
@@ -114,23 +118,26 @@ class OwnedElsewhere(Exception):
         self.source = source
 
 
-class AlreadyExists(Exception):
-    """``create_api_task`` of a key the API already has."""
+@dataclasses.dataclass(frozen=True, slots=True)
+class MemberStatus:
+    id: str  # instance id: host:pid:token
+    address: str | None  # where its API listens
+    since: datetime  # when it joined
+    renewed: datetime  # its last renewal
+    owned: int  # tasks it schedules
+    digest: str | None  # of the desired set it read
+    revision: str | None  # the git revision in force there
+    draining: bool  # stopping: its tasks have moved, its runs are finishing
+    me: bool  # the replica answering
 
-    def __init__(self, key: str) -> None:
-        super().__init__(f"task {key} already exists; PUT /api/v1/tasks/{key} replaces it")
-        self.key = key
 
-
-class VersionMismatch(Exception):
-    """A conditional write (``if_match``) found another version, or no task: someone else
-    changed it since it was read. ``current`` is the version now (None: it does not exist)."""
-
-    def __init__(self, key: str, current: str | None) -> None:
-        now = f"it is at version {current}" if current else "it does not exist"
-        super().__init__(f"task {key} changed since it was read: {now}; read it again")
-        self.key = key
-        self.current = current
+@dataclasses.dataclass(frozen=True, slots=True)
+class Members:
+    items: tuple[MemberStatus, ...]
+    # When the live members' digests differ: since when, and a sample of the tasks that differ
+    # with each member's spec hash of them (None: that member does not declare the task).
+    disagreeing_since: datetime | None = None
+    differing: tuple[tuple[str, Mapping[str, str | None]], ...] = ()
 
 
 IfMatch = frozenset[str]
@@ -177,5 +184,9 @@ class RuntimeView(Protocol):
     def readiness(self) -> dict[str, bool]: ...
 
     def sources(self) -> list[SourceStatus]: ...
+
+    def members(self) -> Members | None:
+        """The replicas (``--ha``) as this one sees them; None when it runs alone."""
+        ...
 
     def sync_now(self, kind: str) -> bool: ...

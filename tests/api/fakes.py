@@ -16,6 +16,7 @@ from reconciler.controller.view import (
     FieldError,
     IfMatch,
     InvalidDefinition,
+    Members,
     OwnedElsewhere,
     SourceRef,
     SourceStatus,
@@ -107,6 +108,7 @@ class FakeRuntime:
             SourceStatus("file", "tasks", tasks=len(self.views), errors=0)
         ]
         self.syncs: list[str] = []  # kinds asked to sync now; "git" is accepted if listed
+        self.replicas: Members | None = None  # what members() answers (None: runs alone)
         self.versions = 0  # the last resource version handed out
 
     @property
@@ -209,6 +211,9 @@ class FakeRuntime:
 
     def sources(self) -> list[SourceStatus]:
         return list(self.source_list)
+
+    def members(self) -> Members | None:
+        return self.replicas
 
     def sync_now(self, kind: str) -> bool:
         if not any(s.kind == kind for s in self.source_list):

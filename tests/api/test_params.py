@@ -14,8 +14,9 @@ from pydantic_core import PydanticCustomError
 
 from reconciler.api import params
 from reconciler.cli import main_helpers
-from reconciler.controller.service import ApiTaskFiles, KeyedLocks
+from reconciler.controller.service import KeyedLocks
 from reconciler.core.runs import run_id
+from reconciler.sources.api import ApiTaskFiles
 
 
 @pytest.mark.parametrize(
@@ -147,7 +148,7 @@ def test_the_file_store_versions_follow_the_bytes(tmp_path: Path) -> None:
     assert files.version("default/a") == first
     files.remove("default/a")
     assert files.version("default/a") is None
-    with pytest.raises(FileNotFoundError):
+    with pytest.raises(KeyError):
         files.remove("default/a")
 
 
