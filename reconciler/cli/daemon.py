@@ -64,6 +64,7 @@ def run(args: argparse.Namespace) -> int:
         pass_env=tuple(args.pass_env),
         history_max_age=args.history_max_age or None,
         housekeeping_seconds=args.housekeeping_interval,
+        metrics_per_task_histograms=args.metrics_per_task_histograms,
     )
     http = None if args.listen == "off" else http_server(args)
     try:

@@ -34,7 +34,7 @@ from reconciler.controller.dispatch import Dispatcher
 from reconciler.controller.reconcile import Reconciler, account_for_slots
 from reconciler.controller.service import API_KIND, Service
 from reconciler.controller.view import RuntimeView
-from reconciler.core.runs import RunRecord, RunStatus, Trigger
+from reconciler.core.runs import RunRecord, Trigger
 from reconciler.core.status import KUBERNETES
 from reconciler.runner.environment import TaskEnv, task_environment
 from reconciler.scheduling.apscheduler import ApsScheduler
@@ -70,6 +70,7 @@ class Options:
     pass_env: tuple[str, ...] = ()
     history_max_age: float | None = 30 * 86400.0  # seconds; None keeps records forever
     housekeeping_seconds: float = 600.0
+    metrics_per_task_histograms: bool = False
 
 
 # Serves the HTTP interface (API, health, metrics) until the event is set. The CLI provides it,
@@ -166,7 +167,6 @@ async def serve(
     store = open_store(options.db_url or sqlite_url(options.state_dir))
     me = instance_id()
     recover(store, me, datetime.now(UTC))
-    metrics = Metrics()
     task_env = task_environment(os.environ, options.task_env, options.pass_env)
     if unset := [name for name in options.pass_env if name not in os.environ]:
         log.warning(
@@ -174,11 +174,6 @@ async def serve(
             extra={"fields": {"names": ",".join(unset)}},
         )
     dispatcher = Dispatcher(store, owner=me, kill_grace=options.kill_grace, task_env=task_env)
-    dispatcher.subscribe(
-        lambda r: (
-            metrics.run_started(r) if r.status is RunStatus.RUNNING else metrics.run_finished(r)
-        )
-    )
 
     def on_fire(key: str, at: datetime) -> None:
         definition = scheduler.owned().get(key)
@@ -222,7 +217,7 @@ async def serve(
                 keys = await asyncio.to_thread(reconciler.refresh, hints)
                 result = reconciler.apply(keys, started)
             except Exception:
-                metrics.reconciled(False, time.monotonic() - started, {})
+                metrics.reconciled(False, time.monotonic() - started)
                 log.exception("reconcile failed; the next pass will try again")
                 if anchors is not None:
                     scheduler.start()  # later passes add to a running scheduler
@@ -232,12 +227,7 @@ async def serve(
             account_for_slots(result.plan, scheduler, dispatcher, datetime.now(UTC), anchors)
             if kube is not None:
                 kube.after_pass(result.desired, scheduler.owned(), keys)
-            errors: dict[str, int] = {}
-            for kind in [e.location.source for e in result.desired.errors] + [
-                c.winner.source for c in result.desired.conflicts
-            ]:
-                errors[kind] = errors.get(kind, 0) + 1
-            metrics.reconciled(True, result.seconds, errors)
+            metrics.reconciled(True, result.seconds, result.desired)
         level = logging.INFO if not result.plan.empty or hints is None else logging.DEBUG
         log.log(
             level,
@@ -272,6 +262,12 @@ async def serve(
         sources=sources,
         sync_requested=sync_requested,
     )
+    # Metrics read the scheduler's snapshot and the sources at each scrape, and keep each
+    # task's runs from the run listener.
+    metrics = Metrics(
+        scheduler, sources=service.sources, per_task_histograms=options.metrics_per_task_histograms
+    )
+    dispatcher.subscribe(metrics.on_run)
     background: list[asyncio.Task[None]] = []
     if options.paths:
         # Watch before the first pass reads: a file written while crontask starts is then
