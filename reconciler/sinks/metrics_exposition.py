@@ -296,35 +296,37 @@ _STATUS_SUFFIXES: Final = tuple(
 
 def exposition(scrape: Scrape) -> str:
     """The whole text exposition of ``scrape`` (format 0.0.4), families in a fixed order and
-    tasks sorted by key."""
+    tasks sorted by key.
+
+    It keeps few objects alive for the collector to trace (a list of keys, one of lines, the
+    texts of tasks that never ran): every object a scrape holds on to while it allocates gets
+    traced by the garbage collections it triggers, which pause the event loop's thread too.
+    """
     out: list[str] = []
     write = out.append
-    rows: list[Row] = []
-    for key, slot in sorted(scrape.tasks.items()):
-        runs = scrape.runs.get(key)
-        if runs is None:  # never ran in this process: its zeros, written now
-            runs = new_task_runs(key, scrape.per_task_histograms)
-        rows.append((key, slot, runs.text))
+    tasks, known = scrape.tasks, scrape.runs
+    keys = sorted(tasks)
+    texts = {  # tasks that never ran in this process: their zeros, written now
+        key: new_task_runs(key, scrape.per_task_histograms).text for key in keys if key not in known
+    }
     _process(write, scrape)
-    write(RUNS.header())
-    for _, _, text in rows:
-        write(text[RUNS_TEXT])
-    write(RUNNING.header())
-    for _, _, text in rows:
-        write(text[RUNNING_TEXT])
-    _schedule_gauges(write, rows)
     for family, index in (
+        (RUNS, RUNS_TEXT),
+        (RUNNING, RUNNING_TEXT),
         (LAST_SUCCESS, SUCCESS_TEXT),
         (LAST_FAILURE, FAILURE_TEXT),
         (LAST_DURATION, DURATION_TEXT),
     ):
         write(family.header())
-        for _, _, text in rows:
-            write(text[index])
+        for key in keys:
+            runs = known.get(key)
+            write(runs.text[index] if runs is not None else texts[key][index])
+    _schedule_gauges(write, keys, tasks)
     if scrape.per_task_histograms:
         write(RUN_DURATION.header())
-        for _, _, text in rows:
-            write(text[HISTOGRAM_TEXT])
+        for key in keys:
+            runs = known.get(key)
+            write(runs.text[HISTOGRAM_TEXT] if runs is not None else texts[key][HISTOGRAM_TEXT])
     else:
         _histogram(write, RUN_DURATION, scrape.run_seconds)
     _histogram(write, START_DELAY, scrape.start_delay)
@@ -332,7 +334,6 @@ def exposition(scrape: Scrape) -> str:
     return "".join(out)
 
 
-Row = tuple[str, TaskSlot, tuple[str, ...]]
 Write = Callable[[str], object]
 
 
@@ -364,19 +365,20 @@ def _process(write: Write, scrape: Scrape) -> None:
     _histogram(write, RECONCILE_DURATION, scrape.reconcile_seconds)
 
 
-def _schedule_gauges(write: Write, rows: Sequence[Row]) -> None:
+def _schedule_gauges(write: Write, keys: Sequence[str], tasks: Mapping[str, TaskSlot]) -> None:
     """Next run and interval: read from the scheduler's snapshot at each scrape."""
     write(NEXT_RUN.header())
     name = NEXT_RUN.name
-    labels = [task_label(key) for key, _, _ in rows]
-    for label, (_, (_, following, _), _) in zip(labels, rows, strict=True):
+    for key in keys:
+        following = tasks[key][1]
         if following is not None:
-            write(f"{name}{{{label}}} {number(following.timestamp())}\n")
+            write(f"{name}{{{task_label(key)}}} {number(following.timestamp())}\n")
     write(INTERVAL.header())
     name = INTERVAL.name
-    for label, (_, (_, _, interval), _) in zip(labels, rows, strict=True):
+    for key in keys:
+        interval = tasks[key][2]
         if interval is not None:
-            write(f"{name}{{{label}}} {number(interval)}\n")
+            write(f"{name}{{{task_label(key)}}} {number(interval)}\n")
 
 
 def _histogram(write: Write, family: Family, value: HistogramValue) -> None:
