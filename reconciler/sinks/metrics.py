@@ -15,8 +15,11 @@ prometheus_client registry) the metrics read
 - their own per-task run state, kept up to date by :meth:`Metrics.on_run`.
 
 They copy all of it (dictionary copies, under the lock), then format the copy in the calling
-thread: the API's worker thread, never the event loop. Two scrapes share nothing that they
-write, so they cannot race; a scrape holds up a run record no longer than those copies take.
+thread: the API's worker thread, never the event loop. A scrape writes nothing but its own
+copy (and, under the lock, drops the run state of tasks that are gone), so two scrapes cannot
+race; a scrape holds up a run record no longer than those copies take. Each record's lines are
+written when it arrives (a few µs on the loop), so a scrape formats only what the scheduler's
+snapshot holds (next run, interval) and joins the rest.
 Each instance owns a private ``CollectorRegistry`` (``registry``) holding only itself, so tests
 and several instances in one process do not collide.
 
