@@ -253,13 +253,13 @@ def task_runs(
     """A task's run state and its lines (a few µs: runs on the loop, once per record)."""
     label = task_label(key)
     runs = "".join(
-        f"{RUNS.name}{{{label}{suffix}{counts[i]}\n"
-        for i, suffix in _STATUS_SUFFIXES
+        f"{prefix}{label}}} {counts[i]}\n"
+        for i, prefix in _STATUS_PREFIXES
         if counts[i] or FINAL_STATUSES[i] in EAGER_STATUSES
     )
     histogram: list[str] = []
     if durations is not None:
-        _histogram_lines(histogram.append, RUN_DURATION.name, durations, label + ",")
+        _histogram_lines(histogram.append, RUN_DURATION.name, durations, label)
     return TaskRuns(
         counts,
         running,
@@ -289,8 +289,9 @@ def _gauge_line(family: Family, label: str, value: float | None) -> str:
     return "" if value is None else f"{family.name}{{{label}}} {number(value)}\n"
 
 
-_STATUS_SUFFIXES: Final = tuple(
-    (i, f',status="{s.value}"}} ') for i, s in enumerate(FINAL_STATUSES)
+# Label names in alphabetical order, as prometheus_client writes them.
+_STATUS_PREFIXES: Final = tuple(
+    (i, f'{RUNS.name}{{status="{s.value}",') for i, s in enumerate(FINAL_STATUSES)
 )
 
 
@@ -386,14 +387,16 @@ def _histogram(write: Write, family: Family, value: HistogramValue) -> None:
     _histogram_lines(write, family.name, value, "")
 
 
-def _histogram_lines(write: Write, name: str, value: HistogramValue, labels: str) -> None:
+def _histogram_lines(write: Write, name: str, value: HistogramValue, label: str) -> None:
+    """The lines of one histogram; ``label``: its task label, or "" for none."""
     cumulative = 0
+    after = f",{label}}}" if label else "}"
     for le, count in zip(_les(value.bounds), value.counts, strict=False):
         cumulative += count
-        write(f'{name}_bucket{{{labels}le="{le}"}} {cumulative}\n')
+        write(f'{name}_bucket{{le="{le}"{after} {cumulative}\n')
     cumulative += value.counts[-1]
-    write(f'{name}_bucket{{{labels}le="+Inf"}} {cumulative}\n')
-    braces = f"{{{labels[:-1]}}}" if labels else ""
+    write(f'{name}_bucket{{le="+Inf"{after} {cumulative}\n')
+    braces = f"{{{label}}}" if label else ""
     write(f"{name}_count{braces} {cumulative}\n")
     write(f"{name}_sum{braces} {number(value.total)}\n")
 
@@ -403,7 +406,7 @@ def _sources(write: Write, scrape: Scrape) -> None:
     if pulling:
         write(SOURCE_INFO.header())
         for source in pulling:
-            labels = f'source="{escape(source.kind)}",revision="{escape(source.revision or "")}"'
+            labels = f'revision="{escape(source.revision or "")}",source="{escape(source.kind)}"'
             write(f"{SOURCE_INFO.name}{{{labels}}} 1\n")
         write(SOURCE_LAST_SYNC.header())
         for source in pulling:

@@ -72,7 +72,7 @@ def test_a_task_that_failed_and_succeeded_has_eight_series(
 def test_per_task_histograms_behind_a_flag(crontask: Callable[..., Crontask]) -> None:
     app = crontask("--metrics-per-task-histograms")
     (app.tasks / "flaky.yaml").write_text(task("flaky", FLAKY, **SPEC))
-    bucket = 'crontask_run_duration_seconds_bucket{task="default/flaky",le="+Inf"} '
+    bucket = 'crontask_run_duration_seconds_bucket{le="+Inf",task="default/flaky"} '
 
     def with_a_run() -> str:  # "" until then
         text = scrape(app)[0]

@@ -443,5 +443,5 @@ def test_label_values_are_escaped() -> None:
 
     m = Metrics(sources=lambda: [Odd()])
     text = m.render()[0].decode()
-    assert 'crontask_source_info{source="git",revision="a\\"b\\\\c\\nd"} 1' in list(_lines(text))
+    assert 'crontask_source_info{revision="a\\"b\\\\c\\nd",source="git"} 1' in list(_lines(text))
     assert value(m, "crontask_source_info", source="git", revision='a"b\\c\nd') == 1
