@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import os
 import re
 import subprocess
@@ -546,12 +547,18 @@ def scenario_store(config: Config, rows: list[Row]) -> None:
         )
 
 
+BASELINE_SCRAPES = 20  # an earlier commit's scrapes took seconds each
+
+
 def metrics_worker(config: Config, code: Path | None = None, *extra: str) -> Json:
     windows = 0 if extra else config.metrics_windows  # the flag's run: size and time only
+    scrapes = (
+        config.metrics_scrapes if code is None else min(config.metrics_scrapes, BASELINE_SCRAPES)
+    )
     args = [
         str(config.metrics_tasks),
         "--scrapes",
-        str(config.metrics_scrapes),
+        str(scrapes),
         "--window",
         str(config.metrics_window),
         "--windows",
@@ -562,12 +569,7 @@ def metrics_worker(config: Config, code: Path | None = None, *extra: str) -> Jso
     args += [f"--run-arg={arg}" for arg in extra]
     # Start-up, the run phase (250 slots a second), scrapes (up to 15 s each before the
     # rewrite), the windows, and the margin a loaded machine needs.
-    budget = (
-        120
-        + config.metrics_tasks / 50
-        + 2 * config.metrics_scrapes * 15
-        + windows * config.metrics_window
-    )
+    budget = 120 + config.metrics_tasks / 50 + 2 * scrapes * 15 + windows * config.metrics_window
     return run_worker("metrics_bench", args, timeout=budget)
 
 
@@ -623,10 +625,12 @@ def scenario_metrics(config: Config, rows: list[Row]) -> None:
     n, scenario = config.metrics_tasks, "metrics"
     log(f"metrics: /metrics at {n} tasks, scraped and not (bench/metrics_bench.py)")
     mine = metrics_worker(config)
+    log(f"metrics: {json.dumps(mine)}")
     base: Json = {}
     if config.metrics_baseline:
-        log(f"metrics: the same at {config.metrics_baseline}")
+        log(f"metrics: the same at {config.metrics_baseline} ({BASELINE_SCRAPES} scrapes)")
         base = metrics_worker(config, _export(config.metrics_baseline))
+        log(f"metrics: {json.dumps(base)}")
     m, b = _metrics_figures(mine), _metrics_figures(base) if base else {}
     before = f"{config.metrics_baseline}: " if base else ""
 
@@ -772,7 +776,8 @@ NOTES = """\
   measured. Scrapes are timed by the client over one keep-alive connection, as Prometheus
   keeps one per target. The start delay is `started_at - scheduled_at` of the per-second
   tasks' runs in the run store (when the event loop handed the slot to the dispatcher), in
-  alternating windows without and with a scrape every second.
+  alternating windows without and with a scrape every second. An earlier commit measured with
+  `--metrics-baseline REF` is scraped 20 times per encoding (its scrapes took seconds each).
 - RSS over a run: the real Dispatcher with a no-op attempt and a MemoryRunStore pruned every
   10 s to the default history limits (what `crontask run`'s housekeeping does), so the
   history does not count; the bound on growth after warm-up is stated in the target column.
@@ -865,7 +870,7 @@ def parse_args(argv: Sequence[str] | None) -> tuple[Config, list[str], Path]:
         store_rows=args.store_rows or (20_000 if quick else 1_000_000),
         pg=args.pg,
         metrics_tasks=args.metrics_tasks or (1000 if quick else 10_000),
-        metrics_scrapes=10 if quick else 50,
+        metrics_scrapes=10 if quick else 100,
         metrics_window=10.0 if quick else 30.0,
         metrics_windows=2 if quick else 6,
         metrics_baseline=args.metrics_baseline,

@@ -299,17 +299,20 @@ def exposition(scrape: Scrape) -> str:
     """The whole text exposition of ``scrape`` (format 0.0.4), families in a fixed order and
     tasks sorted by key.
 
-    It keeps few objects alive for the collector to trace (a list of keys, one of lines, the
-    texts of tasks that never ran): every object a scrape holds on to while it allocates gets
-    traced by the garbage collections it triggers, which pause the event loop's thread too.
+    It keeps few objects alive for the collector to trace (lists of keys, texts and lines, and
+    a pair per task while it writes the next runs): every object a scrape holds on to while it
+    allocates gets traced by the garbage collections it triggers, which pause the event loop's
+    thread too.
     """
     out: list[str] = []
     write = out.append
     tasks, known = scrape.tasks, scrape.runs
     keys = sorted(tasks)
-    texts = {  # tasks that never ran in this process: their zeros, written now
-        key: new_task_runs(key, scrape.per_task_histograms).text for key in keys if key not in known
-    }
+    # Each task's lines, as its record left them (tasks that never ran: their zeros, now).
+    texts = [
+        known[key].text if key in known else new_task_runs(key, scrape.per_task_histograms).text
+        for key in keys
+    ]
     _process(write, scrape)
     for family, index in (
         (RUNS, RUNS_TEXT),
@@ -319,15 +322,11 @@ def exposition(scrape: Scrape) -> str:
         (LAST_DURATION, DURATION_TEXT),
     ):
         write(family.header())
-        for key in keys:
-            runs = known.get(key)
-            write(runs.text[index] if runs is not None else texts[key][index])
+        out.extend([text[index] for text in texts])
     _schedule_gauges(write, keys, tasks)
     if scrape.per_task_histograms:
         write(RUN_DURATION.header())
-        for key in keys:
-            runs = known.get(key)
-            write(runs.text[HISTOGRAM_TEXT] if runs is not None else texts[key][HISTOGRAM_TEXT])
+        out.extend([text[HISTOGRAM_TEXT] for text in texts])
     else:
         _histogram(write, RUN_DURATION, scrape.run_seconds)
     _histogram(write, START_DELAY, scrape.start_delay)
@@ -368,18 +367,17 @@ def _process(write: Write, scrape: Scrape) -> None:
 
 def _schedule_gauges(write: Write, keys: Sequence[str], tasks: Mapping[str, TaskSlot]) -> None:
     """Next run and interval: read from the scheduler's snapshot at each scrape."""
+    slots = [(task_label(key), tasks[key]) for key in keys]
     write(NEXT_RUN.header())
     name = NEXT_RUN.name
-    for key in keys:
-        following = tasks[key][1]
+    for label, (_, following, _) in slots:
         if following is not None:
-            write(f"{name}{{{task_label(key)}}} {number(following.timestamp())}\n")
+            write(f"{name}{{{label}}} {number(following.timestamp())}\n")
     write(INTERVAL.header())
     name = INTERVAL.name
-    for key in keys:
-        interval = tasks[key][2]
+    for label, (_, _, interval) in slots:
         if interval is not None:
-            write(f"{name}{{{task_label(key)}}} {number(interval)}\n")
+            write(f"{name}{{{label}}} {number(interval)}\n")
 
 
 def _histogram(write: Write, family: Family, value: HistogramValue) -> None:
