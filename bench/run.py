@@ -27,6 +27,10 @@ Scenarios (each a plain module under bench/, each measurement in a fresh interpr
 - ``api``       the real ``crontask run`` under a flood of parallel GETs (RSS before, at peak,
   60 s after), and listing 10 000 tasks page by page and through ``crontask tasks``;
   ``bench/api_bench.py``.
+- ``metrics``   ``/metrics`` of the real ``crontask run`` at 10 000 tasks that have each failed and
+  succeeded once: size, scrape time, and the start delay of per-second tasks with and without a
+  scrape every second; then the same with ``--metrics-per-task-histograms``;
+  ``bench/metrics_bench.py``. ``--metrics-baseline REF`` measures an earlier commit too.
 
 Prints one table and writes it, with the machine's description, to ``bench/RESULTS.md``
 (``bench/RESULTS-quick.md`` with ``--quick``; ``--output`` to choose). Every figure is measured
@@ -39,6 +43,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import functools
+import json
 import os
 import re
 import subprocess
@@ -60,7 +65,17 @@ from _common import (
     run_worker,
 )
 
-SCENARIOS = ("lateness", "command", "reconcile", "k8s", "memory", "store", "hostile", "api")
+SCENARIOS = (
+    "lateness",
+    "command",
+    "reconcile",
+    "k8s",
+    "memory",
+    "store",
+    "hostile",
+    "api",
+    "metrics",
+)
 KIB = 1024
 MIB = 1024 * 1024
 SOAK_GROWTH_BOUND = 10 * MIB
@@ -95,6 +110,11 @@ class Config:
     k8s_runs: int
     store_rows: int
     pg: str | None
+    metrics_tasks: int
+    metrics_scrapes: int
+    metrics_window: float
+    metrics_windows: int
+    metrics_baseline: str | None
 
 
 def log(message: str) -> None:
@@ -657,6 +677,160 @@ def scenario_hostile(config: Config, rows: list[Row]) -> None:
     )
 
 
+BASELINE_SCRAPES = 20  # an earlier commit's scrapes took seconds each
+
+
+def metrics_worker(config: Config, code: Path | None = None, *extra: str) -> Json:
+    windows = 0 if extra else config.metrics_windows  # the flag's run: size and time only
+    scrapes = (
+        config.metrics_scrapes if code is None else min(config.metrics_scrapes, BASELINE_SCRAPES)
+    )
+    args = [
+        str(config.metrics_tasks),
+        "--scrapes",
+        str(scrapes),
+        "--window",
+        str(config.metrics_window),
+        "--windows",
+        str(windows),
+    ]
+    if code is not None:
+        args += ["--code", str(code)]
+    args += [f"--run-arg={arg}" for arg in extra]
+    # Start-up, the run phase (250 slots a second), scrapes (up to 15 s each before the
+    # rewrite), the windows, and the margin a loaded machine needs.
+    budget = 120 + config.metrics_tasks / 50 + 2 * scrapes * 15 + windows * config.metrics_window
+    return run_worker("metrics_bench", args, timeout=budget)
+
+
+def _bytes(value: float) -> str:
+    """Decimal units, as issue 12 measured (22.8 MB)."""
+    if value != value:
+        return "n/a"
+    return f"{value / 1e6:,.2f} MB" if value >= 1e6 else f"{value / 1e3:,.0f} kB"
+
+
+def _metrics_figures(found: Json) -> dict[str, str]:
+    if "error" in found:
+        error = str(found["error"])
+        return dict.fromkeys(("size", "text", "junk", "scrape", "plain", "delay"), error)
+    delay = found.get("delay", {})
+
+    def window(kind: str) -> str:
+        d = delay.get(kind, {})
+        return (
+            f"{fmt_ms(d.get('p50_ms', float('nan')))} / {fmt_ms(d.get('p99_ms', float('nan')))}"
+            f" / {fmt_ms(d.get('max_ms', float('nan')))} ({d.get('skipped', 'n/a')} skipped)"
+        )
+
+    low, high = found.get("samples_per_task_min"), found.get("samples_per_task_max")
+    per_task = f"{low}" if low == high else f"{low}-{high}"
+    return {
+        "size": _bytes(float(found["gzip_bytes"])),
+        "text": f"{_bytes(float(found['body_bytes']))}; {found['samples']:,} ({per_task} per task)",
+        "junk": f"{found['created']:,}; {found['task_buckets']:,}",
+        "scrape": " / ".join(
+            fmt_ms(found["scrape_gzip"][k]) for k in ("p50_ms", "p99_ms", "max_ms")
+        ),
+        "plain": " / ".join(
+            fmt_ms(found["scrape_plain"][k]) for k in ("p50_ms", "p99_ms", "max_ms")
+        ),
+        "delay": f"not scraped {window('unscraped')}; scraped {window('scraped')}",
+    }
+
+
+def _export(ref: str) -> Path:
+    """``ref`` of this repository, as a source tree in a temporary folder."""
+    import tempfile
+
+    folder = Path(tempfile.mkdtemp(prefix="bench-baseline-"))
+    archive = subprocess.run(
+        ["git", "archive", ref], cwd=ROOT, capture_output=True, check=True, timeout=60
+    )
+    subprocess.run(["tar", "-x", "-C", str(folder)], input=archive.stdout, check=True)
+    return folder
+
+
+def scenario_metrics(config: Config, rows: list[Row]) -> None:
+    n, scenario = config.metrics_tasks, "metrics"
+    log(f"metrics: /metrics at {n} tasks, scraped and not (bench/metrics_bench.py)")
+    mine = metrics_worker(config)
+    log(f"metrics: {json.dumps(mine)}")
+    base: Json = {}
+    if config.metrics_baseline:
+        log(f"metrics: the same at {config.metrics_baseline} ({BASELINE_SCRAPES} scrapes)")
+        base = metrics_worker(config, _export(config.metrics_baseline))
+        log(f"metrics: {json.dumps(base)}")
+    m, b = _metrics_figures(mine), _metrics_figures(base) if base else {}
+    before = f"{config.metrics_baseline}: " if base else ""
+
+    def pair(key: str) -> tuple[str, str]:
+        return m[key], (before + b[key]) if b else ""
+
+    ok = "error" not in mine
+    rows.append(
+        Row(
+            scenario,
+            f"/metrics at {n:,} tasks (each failed once and succeeded once): bytes as Prometheus "
+            "fetches them (Accept-Encoding: gzip)",
+            *pair("size"),
+            "",
+            "<= 3 MB" if n == 10_000 else "",
+            verdict(ok and float(mine["gzip_bytes"]) <= 3e6) if n == 10_000 else "",
+        )
+    )
+    rows.append(Row(scenario, "  the same, decoded: text; samples (per task)", *pair("text")))
+    rows.append(
+        Row(
+            scenario,
+            "  _created samples; histogram buckets with a task label",
+            *pair("junk"),
+            "",
+            "none",
+            verdict(ok and mine["created"] == 0 and mine["task_buckets"] == 0),
+        )
+    )
+    p99 = float(mine["scrape_gzip"]["p99_ms"]) if ok else float("nan")
+    rows.append(
+        Row(
+            scenario,
+            f"  scrape, gzip, {config.metrics_scrapes} one after another (request sent to last "
+            "byte read): p50 / p99 / max",
+            *pair("scrape"),
+            "",
+            "p99 <= 300 ms" if n == 10_000 else "",
+            verdict(p99 <= 300) if n == 10_000 else "",
+        )
+    )
+    rows.append(Row(scenario, "  scrape without gzip: p50 / p99 / max", *pair("plain")))
+    delta = float("nan")
+    if ok:
+        delay = mine["delay"]
+        delta = float(delay["scraped"]["p99_ms"]) - float(delay["unscraped"]["p99_ms"])
+    rows.append(
+        Row(
+            scenario,
+            f"  start delay of {mine.get('per_second', '?')} per-second tasks in "
+            f"{config.metrics_windows} alternating {config.metrics_window:.0f} s windows, not "
+            "scraped / scraped every second: p50 / p99 / max (skipped runs)",
+            *pair("delay"),
+            f"p99 {delta:+.1f} ms" if delta == delta else "",
+            "scraped p99 <= not scraped + 20 ms",
+            verdict(delta <= 20) if delta == delta else verdict(False),
+        )
+    )
+    log(f"metrics: /metrics at {n} tasks with --metrics-per-task-histograms")
+    flag = _metrics_figures(metrics_worker(config, None, "--metrics-per-task-histograms"))
+    rows.append(
+        Row(
+            scenario,
+            "  with --metrics-per-task-histograms: gzip bytes; text, samples (per task); "
+            "scrape gzip p50 / p99 / max",
+            f"{flag['size']}; {flag['text']}; {flag['scrape']}",
+        )
+    )
+
+
 # -- output ----------------------------------------------------------------------------------
 
 HEADER = ("scenario", "measure", "crontask", "APScheduler baseline", "ratio", "target", "result")
@@ -726,6 +900,14 @@ NOTES = """\
   the instant just before the write (log times have millisecond resolution). Status figures
   are read back with GET every 10 ms, so they include up to 10 ms of polling; a run's end is
   its `finished_at` in the run store.
+- Metrics: the real `crontask run` (SQLite store) on N tasks with one slot each in the first
+  minute after start-up; each task's first attempt fails and its retry succeeds, so each has
+  the series of a task in steady state (a success, a failure, a duration) before anything is
+  measured. Scrapes are timed by the client over one keep-alive connection, as Prometheus
+  keeps one per target. The start delay is `started_at - scheduled_at` of the per-second
+  tasks' runs in the run store (when the event loop handed the slot to the dispatcher), in
+  alternating windows without and with a scrape every second. An earlier commit measured with
+  `--metrics-baseline REF` is scraped 20 times per encoding (its scrapes took seconds each).
 - Hostile input: "read" is `DirectorySource.refresh()` of a folder holding the one file (what
   `crontask run` and `validate` do with it: the read, the YAML and its bounds, validation),
   in a fresh process; the baseline is PyYAML's `yaml.load(..., Loader=CSafeLoader)` of the
@@ -753,7 +935,9 @@ def document(config: Config, facts: Json, rows: Sequence[Row], elapsed: float) -
         f"cold start {config.cold_tasks:,} tasks, edits "
         f"{config.edits} at {config.edit_sizes} tasks, soak {config.soak_tasks:,} tasks for "
         f"{config.soak_seconds:.0f} s, k8s {config.k8s_tasks:,} objects, "
-        f"{config.k8s_edits} edits, {config.k8s_runs} runs, store {config.store_rows:,} rows\n\n"
+        f"{config.k8s_edits} edits, {config.k8s_runs} runs, store {config.store_rows:,} rows, "
+        f"metrics {config.metrics_tasks:,} tasks, {config.metrics_scrapes} scrapes, "
+        f"{config.metrics_windows} windows of {config.metrics_window:.0f} s\n\n"
         + table(rows)
         + "\n\n"
         + NOTES
@@ -790,6 +974,12 @@ def parse_args(argv: Sequence[str] | None) -> tuple[Config, list[str], Path]:
     parser.add_argument("--k8s-runs", type=int, help="runs timed from end to status")
     parser.add_argument("--store-rows", type=int, help="rows for bench/store_bench.py")
     parser.add_argument("--pg", metavar="URL", help="also benchmark PostgreSQL at URL")
+    parser.add_argument("--metrics-tasks", type=int, help="tasks in the metrics scenario")
+    parser.add_argument(
+        "--metrics-baseline",
+        metavar="REF",
+        help="also run the metrics scenario on this commit (e.g. main), for before and after",
+    )
     parser.add_argument("--output", type=Path, help="where to write the results (Markdown)")
     args = parser.parse_args(argv)
 
@@ -814,6 +1004,11 @@ def parse_args(argv: Sequence[str] | None) -> tuple[Config, list[str], Path]:
         k8s_runs=args.k8s_runs or (5 if quick else 20),
         store_rows=args.store_rows or (20_000 if quick else 1_000_000),
         pg=args.pg,
+        metrics_tasks=args.metrics_tasks or (1000 if quick else 10_000),
+        metrics_scrapes=10 if quick else 100,
+        metrics_window=10.0 if quick else 30.0,
+        metrics_windows=2 if quick else 6,
+        metrics_baseline=args.metrics_baseline,
     )
     only = [s.strip() for s in args.only.split(",")] if args.only else list(SCENARIOS)
     unknown = set(only) - set(SCENARIOS)
@@ -842,6 +1037,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         scenario_memory(config, rows, cold)
     if "store" in only:
         scenario_store(config, rows)
+    if "metrics" in only:
+        scenario_metrics(config, rows)
     if "hostile" in only:
         scenario_hostile(config, rows)
     if "api" in only:

@@ -152,11 +152,10 @@ def _probes_router(metrics_role: RequiredRole) -> APIRouter:
         responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}}},
     )
     def prometheus(request: Request) -> Response:
-        ctx = context(request)
-        ctx.metrics.set_tasks(ctx.runtime.tasks())  # exact at every scrape
-        ctx.metrics.set_sources(ctx.runtime.sources())
-        body, content_type = ctx.metrics.render()
-        return Response(body, media_type=content_type)
+        # A plain `def`: the scrape is formatted in a worker thread, never on the event loop
+        # that the scheduler shares. Gzip when asked for (Prometheus always asks).
+        body, headers = context(request).metrics.render(request.headers.get("accept-encoding", ""))
+        return Response(body, headers=headers)
 
     return router
 

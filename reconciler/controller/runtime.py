@@ -48,8 +48,7 @@ from reconciler.controller.queue import WorkQueue
 from reconciler.controller.reconcile import PassResult, Reconciler
 from reconciler.controller.service import Service
 from reconciler.controller.view import RuntimeView
-from reconciler.core.desired import DesiredState
-from reconciler.core.runs import RunRecord, RunStatus, Trigger
+from reconciler.core.runs import RunRecord, Trigger
 from reconciler.core.status import KUBERNETES
 from reconciler.membership.base import Announcement, Membership, Views
 from reconciler.runner.base import Actions
@@ -106,6 +105,7 @@ class Options:
     housekeeping_seconds: float = 600.0
     ha: HaOptions | None = None
     max_file_size: int = DEFAULT_MAX_FILE_SIZE  # bytes; larger definition files are refused
+    metrics_per_task_histograms: bool = False
 
 
 # Serves the HTTP interface (API, health, metrics) until the event is set. The CLI provides it,
@@ -173,7 +173,6 @@ async def serve(
     store = open_store(options.db_url or sqlite_url(options.state_dir))
     me = instance_id()
     recover(store, me, datetime.now(UTC))
-    metrics = Metrics()
     task_env = task_environment(os.environ, options.task_env, options.pass_env)
     if unset := [name for name in options.pass_env if name not in os.environ]:
         log.warning(
@@ -184,11 +183,6 @@ async def serve(
         [CommandRunner(task_env, kill_grace=options.kill_grace), HttpRunner(os.environ)]
     )
     dispatcher = Dispatcher(store, owner=me, actions=actions)
-    dispatcher.subscribe(
-        lambda r: (
-            metrics.run_started(r) if r.status is RunStatus.RUNNING else metrics.run_finished(r)
-        )
-    )
 
     def on_fire(key: str, at: datetime) -> None:
         definition = scheduler.owned().get(key)
@@ -196,6 +190,14 @@ async def serve(
             dispatcher.fire(definition, at)
 
     scheduler = ApsScheduler(on_fire)
+    # Metrics read the scheduler's snapshot and the sources at each scrape, and keep each
+    # task's runs from the run listener.
+    metrics = Metrics(
+        scheduler,
+        sources=lambda: service.sources(),
+        per_task_histograms=options.metrics_per_task_histograms,
+    )
+    dispatcher.subscribe(metrics.on_run)
     queue = WorkQueue()
     api = ApiSource(_api_tasks(options))
     size = options.max_file_size
@@ -220,7 +222,7 @@ async def serve(
     )
     reconciler.subscribe(
         lambda result: metrics.reconciled(
-            result.ok, result.seconds, _errors_by_source(result.desired)
+            result.ok, result.seconds, result.desired if result.ok else None
         )
     )
     if options.ha is not None:
@@ -323,15 +325,6 @@ def _membership(options: Options, kube: _Kubernetes | None) -> tuple[Membership,
 
     namespace = options.ha.lease_namespace or kube.connection.home
     return LeaseMembership(kube.connection.api, namespace), views
-
-
-def _errors_by_source(desired: DesiredState) -> dict[str, int]:
-    errors: dict[str, int] = {}
-    for kind in [e.location.source for e in desired.errors] + [
-        c.winner.source for c in desired.conflicts
-    ]:
-        errors[kind] = errors.get(kind, 0) + 1
-    return errors
 
 
 def _log_started(
