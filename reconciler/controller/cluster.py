@@ -86,6 +86,7 @@ class Cluster:
         timing: Timing = Timing(),
         revision: Callable[[], str | None] = lambda: None,
         on_handover: Callable[[int], None] = lambda moved: None,
+        on_renewal: Callable[[int, bool], None] = lambda members, disagreeing: None,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.me = dataclasses.replace(me, lease_seconds=timing.lease_seconds)
@@ -99,6 +100,7 @@ class Cluster:
         self.timing = timing
         self.revision = revision
         self.on_handover = on_handover
+        self.on_renewal = on_renewal  # (live members, whether they disagree): for metrics
         self._monotonic = monotonic
         self.members: list[Member] = []
         self.disagreement: Disagreement | None = None
@@ -166,6 +168,7 @@ class Cluster:
         if self.dispatcher.handover is not None:
             for task in foreign:
                 self.dispatcher.handover.inherit(task)
+        self.on_renewal(len(members), self.disagreement is not None)
         for run, reason in stops:
             if self.dispatcher.stop_run(run, reason):
                 log.info("run stopped at another replica's request", extra={"fields": {"run": run}})

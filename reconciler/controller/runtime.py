@@ -239,6 +239,8 @@ async def serve(
             stopping=manager.stopping,
             timing=options.ha.timing,
             revision=lambda: git.status().applied_revision if git else None,
+            on_handover=metrics.handed_over,
+            on_renewal=metrics.replicas,
         )
     control = ReconcileLoop(reconciler, queue, resync_seconds=options.resync_seconds)
     git_sync = GitSync(git, lambda _: queue.add(GIT_KIND), metrics) if git else None

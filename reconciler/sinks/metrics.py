@@ -52,6 +52,7 @@ from reconciler.sinks.metrics_exposition import (
     RECONCILE_BUCKETS,
     RUN_BUCKETS,
     HistogramValue,
+    Replicas,
     Scrape,
     SourceSync,
     TaskRuns,
@@ -140,6 +141,7 @@ class Metrics:
         self._pruned = 0
         self._last_prune: float | None = None
         self._prune_seconds = HistogramValue.empty(RECONCILE_BUCKETS)
+        self._replicas: Replicas | None = None
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(self)
 
@@ -239,6 +241,18 @@ class Metrics:
             self._prune_seconds = self._prune_seconds.observe(max(seconds, 0.0))
             self._last_prune = finished_at
 
+    def replicas(self, members: int, disagreeing: bool) -> None:
+        """With --ha, after each membership renewal."""
+        with self._lock:
+            handovers = self._replicas.handovers if self._replicas else 0
+            self._replicas = Replicas(members, handovers, disagreeing)
+
+    def handed_over(self, moved: int) -> None:
+        """``moved`` tasks changed owner at a change of replicas."""
+        with self._lock:
+            now = self._replicas or Replicas(0, 0, False)
+            self._replicas = Replicas(now.members, now.handovers + moved, now.disagreeing)
+
     def source_sync_failed(self, kind: str) -> None:
         with self._lock:
             self._sync_errors[kind] = self._sync_errors.get(kind, 0) + 1
@@ -272,6 +286,7 @@ class Metrics:
                 pruned_records=self._pruned,
                 last_prune=self._last_prune,
                 prune_seconds=self._prune_seconds,
+                replicas=self._replicas,
             )
         self._prune([key for key, r in runs.items() if key not in tasks and r.seq <= began], began)
         return scrape

@@ -109,6 +109,14 @@ class Scrape:
     pruned_records: int
     last_prune: float | None
     prune_seconds: HistogramValue
+    replicas: Replicas | None = None  # with --ha
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Replicas:
+    members: int  # live replicas as this one sees them
+    handovers: int  # tasks that moved between replicas, as this one saw them
+    disagreeing: bool  # the live replicas read different definitions
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -205,6 +213,20 @@ HISTORY_LAST_PRUNE = Family(
 )
 HISTORY_PRUNE_DURATION = Family(
     "crontask_history_prune_duration_seconds", "histogram", "Duration of a retention pass."
+)
+MEMBERS = Family("crontask_members", "gauge", "Live replicas (--ha) as this replica sees them.")
+OWNED_TASKS = Family(
+    "crontask_owned_tasks", "gauge", "Tasks this replica schedules (--ha: its share of them)."
+)
+HANDOVERS = Family(
+    "crontask_handovers_total",
+    "counter",
+    "Tasks that moved between replicas (--ha), counted by this replica at each change.",
+)
+MEMBERS_DISAGREEING = Family(
+    "crontask_members_disagreeing",
+    "gauge",
+    "1 while the live replicas (--ha) read different definitions (see GET /api/v1/members).",
 )
 
 
@@ -422,3 +444,15 @@ def _sources(write: Write, scrape: Scrape) -> None:
     if scrape.last_prune is not None:
         write(f"{HISTORY_LAST_PRUNE.name} {number(scrape.last_prune)}\n")
     _histogram(write, HISTORY_PRUNE_DURATION, scrape.prune_seconds)
+    _replicas(write, scrape)
+
+
+def _replicas(write: Write, scrape: Scrape) -> None:
+    replicas = scrape.replicas
+    if replicas is None:
+        return
+    write(MEMBERS.header() + f"{MEMBERS.name} {replicas.members}\n")
+    write(OWNED_TASKS.header() + f"{OWNED_TASKS.name} {len(scrape.tasks)}\n")
+    write(HANDOVERS.header() + f"{HANDOVERS.name} {replicas.handovers}\n")
+    disagreeing = int(replicas.disagreeing)
+    write(MEMBERS_DISAGREEING.header() + f"{MEMBERS_DISAGREEING.name} {disagreeing}\n")

@@ -77,6 +77,9 @@ def test_api_tasks_members_and_manual_runs_from_any_replica(cluster: Cluster) ->
     wait_for("keep and long owned", lambda: sum(m["ownedTasks"] for m in members()) == 2)
     assert len(members()) == 2
     assert sum(m["me"] for m in members()) == 1
+    scraped = httpx.get(f"{b.server}/metrics").text
+    assert "crontask_members 2\n" in scraped
+    assert "crontask_members_disagreeing 0\n" in scraped
     out = subprocess.run(
         [sys.executable, "-m", "reconciler", "members", "--server", b.server],
         capture_output=True,

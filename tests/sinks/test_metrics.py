@@ -445,3 +445,17 @@ def test_label_values_are_escaped() -> None:
     text = m.render()[0].decode()
     assert 'crontask_source_info{revision="a\\"b\\\\c\\nd",source="git"} 1' in list(_lines(text))
     assert value(m, "crontask_source_info", source="git", revision='a"b\\c\nd') == 1
+
+
+def test_replica_series_appear_with_replicas_only(tasks: MemoryTasks) -> None:
+    metrics = Metrics(tasks)
+    tasks.set(definition("a"), None, None)
+    assert value(metrics, "crontask_members") is None  # alone: no replica series at all
+    metrics.replicas(3, False)
+    metrics.handed_over(4)
+    metrics.handed_over(2)
+    metrics.replicas(2, True)
+    assert value(metrics, "crontask_members") == 2
+    assert value(metrics, "crontask_owned_tasks") == 1
+    assert value(metrics, "crontask_handovers_total") == 6
+    assert value(metrics, "crontask_members_disagreeing") == 1
