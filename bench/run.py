@@ -31,6 +31,9 @@ Scenarios (each a plain module under bench/, each measurement in a fresh interpr
   succeeded once: size, scrape time, and the start delay of per-second tasks with and without a
   scrape every second; then the same with ``--metrics-per-task-histograms``;
   ``bench/metrics_bench.py``. ``--metrics-baseline REF`` measures an earlier commit too.
+- ``ha``        replicas (``crontask run --ha``) on PostgreSQL: failover after ``kill -9`` and
+  after SIGTERM (median of the repeats), and N tasks on one replica against 3N over three on
+  the same machine (tasks per replica, start delay, CPU); ``bench/ha_bench.py``.
 
 Prints one table and writes it, with the machine's description, to ``bench/RESULTS.md``
 (``bench/RESULTS-quick.md`` with ``--quick``; ``--output`` to choose). Every figure is measured
@@ -75,6 +78,7 @@ SCENARIOS = (
     "hostile",
     "api",
     "metrics",
+    "ha",
 )
 KIB = 1024
 MIB = 1024 * 1024
@@ -504,6 +508,82 @@ def scenario_memory(config: Config, rows: list[Row], cold: list[Json]) -> None:
 
 
 _STORE_ROW = re.compile(r"^(.+?)\s{2,}(\S.*)$")
+
+
+FAILOVER_KILL_BOUND = 20.0  # lease 15 s + renew 2 s, + the next slot and a loaded machine
+FAILOVER_TERM_BOUND = 3.0
+SPREAD_BOUND = 1.1  # tasks per replica, max over mean
+
+
+def scenario_ha(config: Config, rows: list[Row]) -> None:
+    pg = config.pg or os.environ.get("CRONTASK_TEST_POSTGRES_URL")
+    if not pg:
+        rows.append(Row("replicas", "not run: set CRONTASK_TEST_POSTGRES_URL or pass --pg URL", ""))
+        return
+    repeats = 1 if config.quick else 5
+    log(f"ha: failover after kill -9 and SIGTERM, {repeats} of each")
+    out = run_worker("ha_bench", ["failover", "--pg", pg, "--repeats", str(repeats)], timeout=1800)
+    if "error" in out:
+        rows.append(Row("replicas", "failover: ERROR", str(out["error"])))
+    else:
+        for kind, bound, label in (
+            ("kill", FAILOVER_KILL_BOUND, "kill -9"),
+            ("term", FAILOVER_TERM_BOUND, "SIGTERM"),
+        ):
+            median = out[f"{kind}_median_s"]
+            each = ", ".join(f"{v:.1f}" for v in out[f"{kind}_s"])
+            rows.append(
+                Row(
+                    "replicas",
+                    f"failover after {label}: every task of the lost replica run elsewhere, "
+                    f"median of {repeats} ({each} s; {out['tasks']} per-second tasks, 3 replicas)",
+                    fmt_s(median),
+                    "",
+                    "",
+                    f"<= {bound:g} s",
+                    verdict(median <= bound),
+                )
+            )
+    per = 200 if config.quick else 10_000
+    seconds = 30.0 if config.quick else 70.0
+    for replicas in (1, 3):
+        log(f"ha: {per * replicas} tasks over {replicas} replica(s), {seconds:g} s")
+        found = run_worker(
+            "ha_bench",
+            ["spread", "--pg", pg, "--tasks", str(per), "--replicas", str(replicas),
+             "--seconds", str(seconds)],
+            timeout=1800,
+        )  # fmt: skip
+        if "error" in found:
+            rows.append(Row("replicas", f"spread over {replicas}: ERROR", str(found["error"])))
+            continue
+        for i, p in enumerate(found["per_replica"]):
+            rows.append(
+                Row(
+                    "replicas",
+                    f"{found['tasks']:,} tasks (`* * * * *`, jitter 59 s, `true`) over {replicas}"
+                    f": replica {i}: tasks run / start delay p50 / p99 / CPU per minute",
+                    f"{p['tasks']:,} / {fmt_ms(p['delay_p50_ms'])} / {fmt_ms(p['delay_p99_ms'])}"
+                    f" / {p['cpu_s_per_min']:.1f} s",
+                    "",
+                    "",
+                    "",
+                    "",
+                )
+            )
+        if replicas > 1:
+            spread = found["max_over_mean"]
+            rows.append(
+                Row(
+                    "replicas",
+                    f"{found['tasks']:,} tasks over {replicas}: tasks per replica, max / mean",
+                    f"{spread:.3f}",
+                    "",
+                    "",
+                    f"<= {SPREAD_BOUND}",
+                    verdict(spread <= SPREAD_BOUND),
+                )
+            )
 
 
 def scenario_store(config: Config, rows: list[Row]) -> None:
@@ -1039,6 +1119,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         scenario_store(config, rows)
     if "metrics" in only:
         scenario_metrics(config, rows)
+    if "ha" in only:
+        scenario_ha(config, rows)
     if "hostile" in only:
         scenario_hostile(config, rows)
     if "api" in only:
