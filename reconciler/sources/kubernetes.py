@@ -35,6 +35,7 @@ from pydantic import ValidationError
 
 from reconciler.core.crd import PLURAL, VERSION
 from reconciler.core.desired import Definition, DefinitionError, Location
+from reconciler.core.jobspec import JobSpecError
 from reconciler.core.model import API_GROUP, CronTask
 from reconciler.core.status import KUBERNETES, RUN_NOW_ANNOTATION, ObjectRef
 from reconciler.sources.kubernetes_watch import Informer
@@ -215,6 +216,11 @@ class KubernetesSource:
             refs[key] = _ref(obj) if obj is not None else entry.ref
         return refs
 
+    def object_ref(self, key: str) -> ObjectRef | None:
+        """The object of ``key`` as the cache holds it now (None: not read, or deleted)."""
+        obj = self.informer.snapshot([key]).get(key)
+        return _ref(obj) if obj is not None and key in self._entries else None
+
     # -- details ---------------------------------------------------------------------------
 
     def _read(self, obj: dict[str, Any], before: _Entry | None) -> _Entry:
@@ -228,10 +234,18 @@ class KubernetesSource:
             task = CronTask.model_validate(document)
         except ValidationError as err:
             errors = tuple(
-                DefinitionError(location, _message(item), ref.key)
+                DefinitionError(location, message, ref.key)
                 for item in err.errors(include_url=False)
+                for message in _messages(item)
             )
             return _Entry(ref, fingerprint, good, errors)
+        job = task.spec.job
+        if job is not None and job.namespace not in (None, ref.namespace):
+            message = (
+                f"spec.job.namespace: a CronTask's Jobs go to its own namespace ({ref.namespace}), "
+                "where their ownerReference to it can point; leave it out"
+            )
+            return _Entry(ref, fingerprint, good, (DefinitionError(location, message, ref.key),))
         return _Entry(ref, fingerprint, Definition.of(task, location), ())
 
 
@@ -279,10 +293,23 @@ def _ref(obj: dict[str, Any]) -> ObjectRef:
     )
 
 
-def _message(item: Any) -> str:
+def _messages(item: Any) -> list[str]:
+    """One message per problem: a JobSpec's problems each name their own field."""
+    cause = (item.get("ctx") or {}).get("error")
+    if isinstance(cause, JobSpecError):
+        return [f"{_where(item['loc'])}.{problem}" for problem in cause.problems]
+    return [_message(item)]
+
+
+def _where(loc: Any) -> str:
     where = ""
-    for part in item["loc"]:
+    for part in loc:
         where += f"[{part}]" if isinstance(part, int) else (f".{part}" if where else str(part))
+    return where
+
+
+def _message(item: Any) -> str:
+    where = _where(item["loc"])
     if item["type"] == "extra_forbidden":
         text = "unknown field"
     elif item["type"] == "missing":

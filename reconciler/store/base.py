@@ -292,9 +292,9 @@ class RunStore(Protocol):
         """Overwrite the mutable fields of the existing ``(record.id, record.attempt)``.
 
         The mutable fields are ``status``, ``started_at``, ``finished_at``, ``exit_code``,
-        ``reason``, ``message``, ``output`` and ``job``; the identity fields (``task``, ``scheduled_at``,
-        ``trigger``) and ``owner`` keep their claimed values. ``KeyError`` if the record does not
-        exist (it was never claimed: prune never deletes running records).
+        ``reason``, ``message``, ``output`` and ``job``; the identity fields (``task``,
+        ``scheduled_at``, ``trigger``) and ``owner`` keep their claimed values. ``KeyError`` if
+        the record does not exist (it was never claimed: prune never deletes running records).
 
         Both ``claim`` and ``complete`` replace NUL characters and lone surrogates in ``output``
         and ``message`` (see :func:`storable_text`) so that binary output cannot lose a record.

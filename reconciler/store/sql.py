@@ -340,9 +340,7 @@ class SqlRunStore:
     def take_over(self, run_id: str, attempt: int, owner: str) -> RunRecord | None:
         stmt = (
             runs.update()
-            .where(
-                _c.id == run_id, _c.attempt == attempt, _c.status == RunStatus.RUNNING.value
-            )
+            .where(_c.id == run_id, _c.attempt == attempt, _c.status == RunStatus.RUNNING.value)
             .values(owner=owner, stop_requested=None)
         )
         with self._tx(write=True) as conn:
