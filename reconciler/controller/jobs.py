@@ -12,8 +12,9 @@
     record names a Job, for the tasks this replica owns: the dispatcher follows each to its end
     (a Job that is gone by now ends its run ``interrupted``, reason ``JobGone``);
   * **cleans up** finished Jobs, with ``propagationPolicy: Background``: beyond
-    ``successfulRunsHistoryLimit`` / ``failedRunsHistoryLimit`` (the newest kept, as CronJob
-    does), and every finished Job of a task no source declares any more (its running Jobs are
+    ``successfulRunsHistoryLimit`` / ``failedRunsHistoryLimit`` (the newest runs kept, as
+    CronJob does; a run counts as its latest attempt, and its attempts' Jobs go together, as
+    in the run history), and every finished Job of a task no source declares any more (its running Jobs are
     left to finish and be recorded first). A Job whose run is still followed, or still
     ``running`` in the store, is never deleted: its log and outcome are read first. Nothing is
     removed while the sources' empty-set guard holds removals back, and only Jobs with the
@@ -250,18 +251,34 @@ class JobSupervisor:
             # A removed task: its finished Jobs go (not while the sources' empty-set guard
             # holds removals back: the task may not be removed at all).
             return [] if self._holding else done
+        # As the run history does: a run (all its attempts' Jobs) counts as its latest
+        # attempt says, and goes whole; the newest runs are kept.
+        runs: dict[str, list[dict[str, Any]]] = {}
+        for job in done:
+            runs.setdefault(_run_id(job), []).append(job)
         spec = definition.task.spec
-        newest_first = sorted(done, key=_created, reverse=True)
-        succeeded = [j for j in newest_first if (finished(j) or ("",))[0] == "Complete"]
-        failed = [j for j in newest_first if (finished(j) or ("",))[0] == "Failed"]
-        return (
-            succeeded[spec.successful_runs_history_limit :]
-            + failed[spec.failed_runs_history_limit :]
-        )
+        left = {
+            "Complete": spec.successful_runs_history_limit,
+            "Failed": spec.failed_runs_history_limit,
+        }
+        doomed: list[dict[str, Any]] = []
+        for group in sorted(runs.values(), key=lambda g: max(map(_order, g)), reverse=True):
+            latest = max(group, key=_order)
+            kind = (finished(latest) or ("Failed",))[0]
+            if left[kind] > 0:
+                left[kind] -= 1
+            else:
+                doomed.extend(group)
+        return doomed
 
 
-def _created(job: dict[str, Any]) -> tuple[datetime, str]:
-    meta = job.get("metadata") or {}
+def _run_id(job: dict[str, Any]) -> str:
     run = run_of(job)
-    at = run.scheduled_at if run is not None else datetime.min.replace(tzinfo=UTC)
-    return at, str(meta.get("name"))
+    return run.run_id if run is not None else ""
+
+
+def _order(job: dict[str, Any]) -> tuple[datetime, int]:
+    run = run_of(job)
+    if run is None:
+        return datetime.min.replace(tzinfo=UTC), 0
+    return run.scheduled_at, run.attempt

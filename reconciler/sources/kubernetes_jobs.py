@@ -238,16 +238,22 @@ class JobWatch:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._pool, functools.partial(fn, *args, **kwargs))
 
+    async def _request(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """``fn`` with the raw response, read whole in the thread: the JSON it answered. (An
+        unread response would never give its connection back to the pool.)"""
+
+        def call() -> Any:
+            response = fn(*args, _preload_content=False, _request_timeout=_TIMEOUT, **kwargs)
+            return json.loads(response.data or b"null")
+
+        return await self._call(call)
+
     async def create(self, body: dict[str, Any]) -> tuple[dict[str, Any], bool]:
         """Create the Job; ``(job, True)``. If a Job of that name exists: ``(it, False)``."""
         namespace = body["metadata"]["namespace"]
         try:
-            response = await self._call(
-                self._batch.create_namespaced_job,
-                namespace,
-                body,
-                _preload_content=False,
-                _request_timeout=_TIMEOUT,
+            created: dict[str, Any] = await self._request(
+                self._batch.create_namespaced_job, namespace, body
             )
         except ApiException as err:
             if err.status != 409:
@@ -258,17 +264,12 @@ class JobWatch:
             return existing, False
         except Exception as err:
             raise JobApiError(f"cannot create Job: {_describe(err)}") from None
-        created: dict[str, Any] = json.loads(response.data)
         return created, True
 
     async def get(self, namespace: str, name: str) -> dict[str, Any] | None:
         try:
-            response = await self._call(
-                self._batch.read_namespaced_job,
-                name,
-                namespace,
-                _preload_content=False,
-                _request_timeout=_TIMEOUT,
+            job: dict[str, Any] = await self._request(
+                self._batch.read_namespaced_job, name, namespace
             )
         except ApiException as err:
             if err.status == 404:
@@ -276,7 +277,6 @@ class JobWatch:
             raise JobApiError(f"cannot read Job: {_describe(err)}", err.status) from None
         except Exception as err:
             raise JobApiError(f"cannot read Job: {_describe(err)}") from None
-        job: dict[str, Any] = json.loads(response.data)
         return job
 
     async def delete(self, namespace: str, name: str, uid: str | None) -> bool:
@@ -285,14 +285,7 @@ class JobWatch:
         if uid:
             body["preconditions"] = {"uid": uid}
         try:
-            await self._call(
-                self._batch.delete_namespaced_job,
-                name,
-                namespace,
-                body=body,
-                _preload_content=False,
-                _request_timeout=_TIMEOUT,
-            )
+            await self._request(self._batch.delete_namespaced_job, name, namespace, body=body)
         except ApiException as err:
             if err.status in (404, 409):  # gone, or another Job of that name now
                 return False
@@ -304,16 +297,12 @@ class JobWatch:
     async def pods(self, namespace: str, uid: str) -> list[dict[str, Any]]:
         """The pods of the Job whose uid is ``uid``."""
         try:
-            response = await self._call(
-                self._core.list_namespaced_pod,
-                namespace,
-                label_selector=f"{CONTROLLER_UID}={uid}",
-                _preload_content=False,
-                _request_timeout=_TIMEOUT,
+            pods = await self._request(
+                self._core.list_namespaced_pod, namespace, label_selector=f"{CONTROLLER_UID}={uid}"
             )
         except Exception as err:
             raise JobApiError(f"cannot list the Job's pods: {_describe(err)}") from None
-        items: list[dict[str, Any]] = json.loads(response.data).get("items") or []
+        items: list[dict[str, Any]] = pods.get("items") or []
         return items
 
     async def log_tail(self, namespace: str, pod: str, container: str, limit: int) -> str:
