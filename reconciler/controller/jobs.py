@@ -14,10 +14,11 @@
   * **cleans up** finished Jobs, with ``propagationPolicy: Background``: beyond
     ``successfulRunsHistoryLimit`` / ``failedRunsHistoryLimit`` (the newest runs kept, as
     CronJob does; a run counts as its latest attempt, and its attempts' Jobs go together, as
-    in the run history), and every finished Job of a task no source declares any more (its running Jobs are
-    left to finish and be recorded first). A Job whose run is still followed, or still
-    ``running`` in the store, is never deleted: its log and outcome are read first. Nothing is
-    removed while the sources' empty-set guard holds removals back, and only Jobs with the
+    in the run history), and every finished Job of a task no source declares any more (its
+    running Jobs are left to finish and be recorded first). A Job whose run is still
+    followed, or still ``running`` in the store, is never deleted: its log and outcome are
+    read first. Nothing is removed while the sources' empty-set guard holds removals back, and
+    only Jobs with the
     ``crontask.dev/run-id`` label are ever seen, so a Job crontask did not create is never
     touched.
 """

@@ -27,10 +27,14 @@ def test_success_and_failure_with_reason_log_and_details(
 
     ok = wait_for("ok finished", lambda: finished_runs(instance, "default/ok"))[0]
     bad = wait_for("bad finished", lambda: finished_runs(instance, "default/bad"))[0]
-    assert ok.id == ok_run["id"] and bad.id == bad_run["id"]
+    assert ok.id == ok_run["id"]
+    assert bad.id == bad_run["id"]
     assert (ok.status, ok.exit_code, ok.reason) == (RunStatus.SUCCEEDED, 0, None)
     assert ok.output == f"hello from {ok.id} attempt 1\n"  # the CRONTASK_* variables reach the pod
-    assert ok.job is not None and ok.job.uid and ok.job.pod and ok.job.node == "emulator-node-1"
+    assert ok.job is not None
+    assert ok.job.uid
+    assert ok.job.pod
+    assert ok.job.node == "emulator-node-1"
     assert [(c.name, c.exit_code, c.reason) for c in ok.job.containers] == [
         ("main", 0, "Completed")
     ]
@@ -38,8 +42,10 @@ def test_success_and_failure_with_reason_log_and_details(
 
     assert (bad.status, bad.exit_code, bad.reason) == (RunStatus.FAILED, 3, "BackoffLimitExceeded")
     assert bad.output == "boom: disk full\nmore\n"
-    assert bad.message is not None and "exit code 3 Error" in bad.message
-    assert bad.job is not None and bad.job.log_error is None
+    assert bad.message is not None
+    assert "exit code 3 Error" in bad.message
+    assert bad.job is not None
+    assert bad.job.log_error is None
 
     (job,) = jobs(emulator, "default.ok")
     meta = job["metadata"]
@@ -54,5 +60,6 @@ def test_success_and_failure_with_reason_log_and_details(
     assert condition(job) == "Complete"
 
     table = kubectl("get", "jobs", "-l", "crontask.dev/task")
-    assert meta["name"] in table and "Complete" in table
+    assert meta["name"] in table
+    assert "Complete" in table
     assert "Failed" in kubectl("get", "jobs", "-l", "crontask.dev/task=default.bad")

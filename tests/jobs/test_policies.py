@@ -25,10 +25,12 @@ def test_timeout_is_the_jobs_deadline(
     (job,) = jobs(emulator, "default.slow")
     assert job["spec"]["activeDeadlineSeconds"] == 1  # the cluster stops it, not crontask
     assert condition(job) == "Failed"
-    assert run.job is not None and run.job.completed_at is None
+    assert run.job is not None
+    assert run.job.completed_at is None
     # The Job controller deletes the pods of a Job past its deadline: their log goes too, and
     # the record says so rather than pretending there was none.
-    assert run.output == "" and run.job.log_error
+    assert run.output == ""
+    assert run.job.log_error
 
 
 def test_a_retry_is_a_new_job_of_the_same_run(
@@ -82,7 +84,8 @@ def test_forbid_skips_while_the_job_runs(
     assert len(live()) <= 1
     runs = instance.runs("default/long")
     skips = [r for r in runs if r.reason == "ConcurrencyForbid"]
-    assert skips and all("still running" in (r.message or "") for r in skips)
+    assert skips
+    assert all("still running" in (r.message or "") for r in skips)
     started = [r for r in runs if r.status is not RunStatus.SKIPPED]
     assert len(started) == len(jobs(emulator, "default.long"))  # one Job per run, no more
 
@@ -104,9 +107,8 @@ def test_replace_deletes_the_running_job(
         timeout=15,
     )[0]
     assert replaced.status is RunStatus.FAILED
-    assert replaced.job is not None and f"Job {replaced.job.name} deleted" in (
-        replaced.message or ""
-    )
+    assert replaced.job is not None
+    assert f"Job {replaced.job.name} deleted" in (replaced.message or "")
     assert replaced.output == "working\n"  # the log is kept before the Job goes
     wait_for(
         "the replaced Job gone",
@@ -124,4 +126,5 @@ def test_replace_deletes_the_running_job(
         ),
     )
     following = [r for r in instance.runs("default/swap") if r.status is RunStatus.RUNNING]
-    assert following and following[0].job is not None
+    assert following
+    assert following[0].job is not None

@@ -88,7 +88,8 @@ def test_a_crontasks_jobs_are_owned_reported_and_go_with_it(
             "blockOwnerDeletion": True,
         }
     ]
-    assert meta["labels"]["team"] == "ops" and meta["namespace"] == "default"
+    assert meta["labels"]["team"] == "ops"
+    assert meta["namespace"] == "default"
     # While it runs, status.active names the Job as CronJob's does, and lastRun says which.
     active = wait_for("status.active", lambda: status(emulator, "report").get("active"))
     assert active == [
@@ -105,17 +106,20 @@ def test_a_crontasks_jobs_are_owned_reported_and_go_with_it(
         "uid": meta["uid"],
     }
     table = kubectl("get", "jobs,crontasks")
-    assert meta["name"] in table and "running" in table
+    assert meta["name"] in table
+    assert "running" in table
 
     gate.open()
     wait_for(
         "failed", lambda: status(emulator, "report").get("lastRun", {}).get("result") == "failed"
     )
     final = status(emulator, "report")
-    assert final["active"] == [] and final["activeCount"] == 0
+    assert final["active"] == []
+    assert final["activeCount"] == 0
     assert final["lastRun"]["exitCode"] == 2
     table = kubectl("get", "jobs,crontasks")
-    assert "failed" in table and "Failed" in table  # the CronTask's result, the Job's status
+    assert "failed" in table
+    assert "Failed" in table
     events = wait_for(
         "a RunFailed Event",
         lambda: [e for e in emulator.objects("events") if e.get("reason") == "RunFailed"],
