@@ -18,9 +18,8 @@
     running Jobs are left to finish and be recorded first). A Job whose run is still
     followed, or still ``running`` in the store, is never deleted: its log and outcome are
     read first. Nothing is removed while the sources' empty-set guard holds removals back, and
-    only Jobs with the
-    ``crontask.dev/run-id`` label are ever seen, so a Job crontask did not create is never
-    touched.
+    only Jobs with the ``crontask.dev/run-id`` label are ever seen, so a Job crontask did not
+    create is never touched.
 """
 
 from __future__ import annotations
