@@ -123,8 +123,9 @@ class JobRun:
             self._stopped.set()
 
     async def run(self) -> Outcome:
-        if self._reason is not None:
+        if self._reason is not None and self.definition is not None:
             return failed(self._reason, f"stopped before it started: {self._reason}")
+        # Resuming, a stop that came first still applies to the Job, which exists already.
         try:
             job = await (self._start() if self.definition is not None else self._find())
             if isinstance(job, Outcome):

@@ -5,13 +5,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import UTC
 
-from reconciler.core.runs import RunStatus
+from reconciler.core.runs import RunRecord, RunStatus
 from tests.jobs.conftest import Crontask, condition, jobs, trigger, wait_for, write_task
 from tests.k8s.emulator import Emulator
 from tests.k8s.emulator.fixtures import Kubectl
 
 
-def finished_runs(instance: Crontask, task: str) -> list:
+def finished_runs(instance: Crontask, task: str) -> list[RunRecord]:
     return [r for r in instance.runs(task) if r.status.finished]
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from reconciler.core.runs import RunRecord, RunStatus
 from tests.jobs.conftest import Crontask, condition, jobs, trigger, wait_for, write_task
@@ -68,7 +69,7 @@ def test_forbid_skips_while_the_job_runs(
     instance = crontask()
     write_task(instance.tasks, "long", "sleep 2.5", schedule="* * * * * *")
 
-    def live() -> list[dict]:
+    def live() -> list[dict[str, Any]]:
         return [j for j in jobs(emulator, "default.long") if condition(j) is None]
 
     wait_for(
@@ -108,20 +109,19 @@ def test_replace_deletes_the_running_job(
     )[0]
     assert replaced.status is RunStatus.FAILED
     assert replaced.job is not None
-    assert f"Job {replaced.job.name} deleted" in (replaced.message or "")
+    name = replaced.job.name
+    assert f"Job {name} deleted" in (replaced.message or "")
     assert replaced.output == "working\n"  # the log is kept before the Job goes
     wait_for(
         "the replaced Job gone",
-        lambda: replaced.job.name not in {j["metadata"]["name"] for j in jobs(emulator)},
+        lambda: name not in {j["metadata"]["name"] for j in jobs(emulator)},
     )
     # Background propagation: its pods go too (a Job's default would orphan them).
     wait_for(
         "its pods gone",
         lambda: (
             not [
-                p
-                for p in emulator.objects("pods")
-                if p["metadata"]["name"].startswith(replaced.job.name + "-")
+                p for p in emulator.objects("pods") if p["metadata"]["name"].startswith(name + "-")
             ]
         ),
     )

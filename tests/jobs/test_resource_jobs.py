@@ -167,7 +167,5 @@ def test_a_crontasks_jobs_stay_in_its_namespace(
                 return dict(item)
         return {}
 
-    condition_now = wait_for(
-        "InvalidSpec", lambda: ready().get("reason") == "InvalidSpec" and ready()
-    )
-    assert "spec.job.namespace" in condition_now["message"]
+    wait_for("InvalidSpec", lambda: ready().get("reason") == "InvalidSpec")
+    assert "spec.job.namespace" in ready()["message"]
