@@ -27,7 +27,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-from collections.abc import Callable, Collection
+from collections.abc import Awaitable, Callable, Collection
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -197,21 +197,7 @@ class JobSupervisor:
     # -- adoption ----------------------------------------------------------------------------
 
     async def adopt(self) -> int:
-        """Follow the job runs left ``running`` by someone else, for the tasks owned here."""
-        dispatcher = self.dispatcher
-        records = await dispatcher.recorder.call(self.store.running)
-        owned = self.reconciler.scheduler.owned()
-        adopted = 0
-        for record in records:
-            if record.job is None or record.owner == dispatcher.owner:
-                continue
-            if not self.reconciler.mine(record.task):
-                continue
-            if any(r.id == record.id for r in dispatcher.active(record.task)):
-                continue
-            await self.watch.watch(record.job.namespace)
-            adopted += dispatcher.adopt(owned.get(record.task), record)
-        return adopted
+        return await adopt_runs(self.dispatcher, self.store, self.reconciler, self.watch.watch)
 
     # -- clean-up ----------------------------------------------------------------------------
 
@@ -270,6 +256,30 @@ class JobSupervisor:
             else:
                 doomed.extend(group)
         return doomed
+
+
+async def adopt_runs(
+    dispatcher: Dispatcher,
+    store: RunStore,
+    reconciler: Reconciler,
+    watch: Callable[[str], Awaitable[None]],
+) -> int:
+    """Follow the job runs left ``running`` by someone else (an earlier crontask, a replica
+    gone or not), for the tasks this replica owns; ``watch`` makes sure their namespace is
+    watched first. Returns how many are followed from now on."""
+    records = await dispatcher.recorder.call(store.running)
+    owned = reconciler.scheduler.owned()
+    adopted = 0
+    for record in records:
+        if record.job is None or record.owner == dispatcher.owner:
+            continue
+        if not reconciler.mine(record.task):
+            continue
+        if any(r.id == record.id for r in dispatcher.active(record.task)):
+            continue
+        await watch(record.job.namespace)
+        adopted += dispatcher.adopt(owned.get(record.task), record)
+    return adopted
 
 
 def _run_id(job: dict[str, Any]) -> str:

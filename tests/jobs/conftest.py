@@ -143,3 +143,29 @@ class Gate:
 
     def open(self) -> None:
         self.path.touch()
+
+
+def api_calls(emulator: Emulator, since: int = 0) -> set[tuple[str, str, str]]:
+    """``(group, resource, verb)`` of each request the emulator answered (from ``since``), as
+    RBAC would see it: what a Role must grant for them."""
+    found: set[tuple[str, str, str]] = set()
+    for request in emulator.request_log[since:]:
+        parts = request.path.strip("/").split("/")
+        if parts[0] == "api":
+            group, rest = "", parts[2:]
+        elif parts[0] == "apis" and len(parts) > 3:
+            group, rest = parts[1], parts[3:]
+        else:
+            continue  # discovery, /version, /openapi
+        if rest[:1] == ["namespaces"] and len(rest) > 2:
+            rest = rest[2:]
+        resource = rest[0] + (f"/{rest[2]}" if len(rest) > 2 else "")
+        named = len(rest) > 1
+        verb = {"POST": "create", "DELETE": "delete", "PATCH": "patch", "PUT": "update"}.get(
+            request.method
+        )
+        if verb is None:
+            watching = request.query.get("watch") in ("true", "1")
+            verb = "get" if named else ("watch" if watching else "list")
+        found.add((group, resource, verb))
+    return found

@@ -6,7 +6,8 @@ from collections.abc import Callable
 from typing import Any
 
 from reconciler.core.runs import RunRecord, RunStatus
-from tests.jobs.conftest import Crontask, condition, jobs, trigger, wait_for, write_task
+from tests.deploy.test_manifests import CRONTASK_RULES
+from tests.jobs.conftest import Crontask, api_calls, condition, jobs, trigger, wait_for, write_task
 from tests.k8s.emulator import Emulator
 
 
@@ -125,6 +126,11 @@ def test_replace_deletes_the_running_job(
             ]
         ),
     )
+    # Everything crontask asked of the API server is in the Role of deploy/rbac.yaml.
+    granted = {(g, r, v) for (g, r), verbs in CRONTASK_RULES.items() for v in verbs}
+    assert api_calls(emulator) <= granted, api_calls(emulator) - granted
+    assert ("batch", "jobs", "delete") in api_calls(emulator)
+    assert ("", "pods/log", "get") in api_calls(emulator)
     following = [r for r in instance.runs("default/swap") if r.status is RunStatus.RUNNING]
     assert following
     assert following[0].job is not None
