@@ -9,7 +9,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+import kubernetes_validate
 import pytest
+import yaml
 
 from reconciler.core import jobspec
 from reconciler.core.jobspec import KEYWORDS, MAX_PROBLEMS, problems
@@ -238,3 +240,18 @@ def test_schema_and_crd_keep_the_jobspec_whole() -> None:
     job = schema["$defs"]["JobAction"]["properties"]["spec"]
     assert job["type"] == "object"
     assert job["additionalProperties"] is True
+
+
+def test_the_readme_example_moves_a_cronjob_unchanged() -> None:
+    readme = (ROOT / "README.md").read_text()
+    blocks = [b.split("```")[0] for b in readme.split("```yaml\n")[1:]]
+    cronjob = next(yaml.safe_load(b) for b in blocks if "kind: CronJob" in b)
+    crontask = next(b for b in blocks if "kind: CronTask" in b and "nightly-report" in b)
+    parsed = parse_text(crontask, "README.md")
+    assert parsed.errors == []
+    (definition,) = parsed.definitions
+    job = definition.task.spec.job
+    assert job is not None
+    assert job.spec == cronjob["spec"]["jobTemplate"]["spec"]
+    assert job.metadata.labels == cronjob["spec"]["jobTemplate"]["metadata"]["labels"]
+    kubernetes_validate.validate(cronjob, "1.32", strict=True)  # a real CronJob
