@@ -213,7 +213,7 @@ class Cluster:
             owners = {r.owner for r in running if r.owner}
             dead = owners - live - {self.me.id}
             # A dead replica's Job runs on: the task's new owner adopts the run.
-            keep = [r.id for r in running if self.outlives(r)]
+            keep = [r.id for r in running if r.owner in dead and self.outlives(r)]
             for record in self.store.mark_interrupted(dead, datetime.now(UTC), keep=keep):
                 log.warning(
                     "run interrupted: its replica is gone",

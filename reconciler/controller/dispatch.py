@@ -383,6 +383,7 @@ class Dispatcher:
                     reason=None,
                     message=None,
                     output="",
+                    job=None,  # the next attempt has its own (a new Job)
                 )
                 if await active.wait_stopped(delay):
                     await self._abandon(following, active.stop_reason or SHUTDOWN)

@@ -27,7 +27,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-from collections.abc import Awaitable, Callable, Collection
+from collections.abc import Awaitable, Callable, Collection, Coroutine
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -144,6 +144,7 @@ class JobSupervisor:
         self._keys: set[str] = set()  # tasks whose Jobs may be over their limits
         self._some = asyncio.Event()
         self._holding = False  # the last pass held removals back (empty-set guard)
+        self._tasks: set[asyncio.Task[None]] = set()
         reconciler.subscribe(self._after_pass)
         dispatcher.subscribe(self._after_run)
 
@@ -182,12 +183,26 @@ class JobSupervisor:
                 # The namespaces Jobs go to are watched before the first of them is created.
                 namespace = job_namespace(definition, self.runner.namespace)
                 if not self.watch.watched(namespace):
-                    asyncio.get_running_loop().create_task(self.watch.watch(namespace))
+                    self._spawn(self._watch(namespace))
         if result.resync:
             self._all.set()
         elif result.keys:
             self._keys |= set(result.keys)
             self._some.set()
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(work)
+        self._tasks.add(task)  # a reference until it is done
+        task.add_done_callback(self._tasks.discard)
+
+    async def _watch(self, namespace: str) -> None:
+        try:
+            await self.watch.watch(namespace)
+        except Exception as err:
+            log.error(
+                "cannot watch the Jobs of a namespace",
+                extra={"fields": {"namespace": namespace, "error": str(err)}},
+            )
 
     def _after_run(self, record: RunRecord) -> None:
         if record.job is not None and record.status.finished:
@@ -277,7 +292,14 @@ async def adopt_runs(
             continue
         if any(r.id == record.id for r in dispatcher.active(record.task)):
             continue
-        await watch(record.job.namespace)
+        try:
+            await watch(record.job.namespace)
+        except Exception as err:
+            log.error(
+                "cannot watch the Jobs of a namespace",
+                extra={"fields": {"namespace": record.job.namespace, "error": str(err)}},
+            )
+            continue
         adopted += dispatcher.adopt(owned.get(record.task), record)
     return adopted
 

@@ -159,9 +159,9 @@ def recover(
     """Mark the runs of dead processes ``interrupted``; not those whose work ``outlives`` its
     process (a Job's run is adopted once the Jobs are watched, see ``controller.jobs``)."""
     running = store.running()
-    owners = {r.owner for r in running if r.owner}
-    keep = [r.id for r in running if outlives(r)]
-    interrupted = store.mark_interrupted(dead_owners(owners, me), now, keep=keep)
+    dead = dead_owners({r.owner for r in running if r.owner}, me)
+    keep = [r.id for r in running if r.owner in dead and outlives(r)]
+    interrupted = store.mark_interrupted(dead, now, keep=keep)
     for record in interrupted:
         log.warning(
             "run interrupted: the process died during it",

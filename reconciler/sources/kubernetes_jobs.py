@@ -51,6 +51,7 @@ _CHUNK = 64 * 1024
 # Lines asked of pods/log: every line is at least its newline, so this many lines hold at
 # least 64 KiB whenever the log is that long.
 _TAIL_LINES = 65_536
+MAX_NAMESPACES = 64  # namespaces with a watch of their own (not with one cluster-wide watch)
 
 
 class JobApiError(Exception):
@@ -87,6 +88,7 @@ class JobWatch:
         self._wanted = set(namespaces or ())
         self._resync = resync_seconds
         self._informers: dict[str | None, Informer] = {}
+        self._starting: dict[str, asyncio.Future[bool]] = {}  # informers on their first list
         self._loop: asyncio.AbstractEventLoop | None = None
         self._pool = ThreadPoolExecutor(api_threads, thread_name_prefix="crontask-jobs")
         self._by_task: dict[str, set[str]] = {}  # task key -> job keys ("ns/name")
@@ -109,7 +111,7 @@ class JobWatch:
 
     @property
     def synced(self) -> bool:
-        return all(i.synced for i in self._informers.values())
+        return all(i.synced for i in list(self._informers.values()))
 
     def _start_informer(self, namespace: str | None, wait: float) -> bool:
         if namespace in self._informers:
@@ -130,11 +132,25 @@ class JobWatch:
         return synced
 
     async def watch(self, namespace: str) -> None:
-        """Make sure the Jobs of ``namespace`` are watched (listed before this returns)."""
+        """Make sure the Jobs of ``namespace`` are watched (listed before this returns, or
+        after 30 s of trying). Raises :class:`JobApiError` past :data:`MAX_NAMESPACES`: a
+        definition cannot make crontask start a thread per namespace without bound."""
         if self._cluster_wide or namespace in self._informers:
             return
-        self._wanted.add(namespace)
-        await asyncio.to_thread(self._start_informer, namespace, 30.0)
+        starting = self._starting.get(namespace)
+        if starting is None:
+            if len(self._informers) + len(self._starting) >= MAX_NAMESPACES:
+                raise JobApiError(
+                    f"Jobs are watched in at most {MAX_NAMESPACES} namespaces; {namespace} "
+                    "would be one more (with --kubernetes --all-namespaces, one watch covers all)"
+                )
+            self._wanted.add(namespace)
+            starting = asyncio.ensure_future(
+                asyncio.to_thread(self._start_informer, namespace, 30.0)
+            )
+            self._starting[namespace] = starting
+            starting.add_done_callback(lambda _: self._starting.pop(namespace, None))
+        await asyncio.shield(starting)
 
     def _list_function(self, namespace: str | None) -> Callable[..., Any]:
         batch = self._batch
@@ -185,7 +201,10 @@ class JobWatch:
 
     def _snapshot(self, keys: Collection[str] | None = None) -> dict[str, dict[str, Any]]:
         found: dict[str, dict[str, Any]] = {}
-        for informer in self._informers.values():
+        if keys is not None and not keys:
+            return found  # the common case for a task without Jobs: nothing to look at
+        # A copy: an informer for a new namespace may be added from a thread meanwhile.
+        for informer in list(self._informers.values()):
             found.update(informer.snapshot(keys))
         return found
 
