@@ -151,7 +151,10 @@ class JobRun:
         runner, record, where = self.runner, self.record, self.where
         assert self.definition is not None
         await runner.announce(dataclasses.replace(record, job=where))
-        await runner.cluster.watch(where.namespace)
+        try:
+            await runner.cluster.watch(where.namespace)
+        except Exception as err:
+            return failed("JobCreateFailed", f"Job {where.name}: {err}")
         if self._reason is not None:
             return failed(self._reason, f"stopped before its Job was created: {self._reason}")
         body = job_manifest(
@@ -206,10 +209,15 @@ class JobRun:
     async def _find(self) -> Job | Outcome:
         """Resume: the Job this record names, if it is still this run's."""
         where, record = self.where, self.record
-        await self.runner.cluster.watch(where.namespace)
+        try:
+            await self.runner.cluster.watch(where.namespace)
+        except Exception as err:  # the Job is read directly below; the watch only helps
+            log.warning("cannot watch the Job's namespace", extra={"fields": {"error": str(err)}})
         job = self.runner.cluster.cached(where.namespace, where.name)
         if job is None:
-            job = await self.runner.cluster.get(where.namespace, where.name)
+            job = await self._read()
+            if job is None and self._reason is not None:
+                return await self._stopping(self._reason)  # stopped while it went unanswered
         run = run_of(job) if job is not None else None
         if job is None or run is None or (run.run_id, run.attempt) != (record.id, record.attempt):
             return Outcome(
@@ -234,7 +242,9 @@ class JobRun:
         while True:
             seen = cluster.cached(where.namespace, where.name)
             if _uid(seen) != self._uid or verify:
-                seen = await cluster.get(where.namespace, where.name)
+                seen = await self._read()
+                if self._reason is not None:
+                    return job
                 if _uid(seen) != self._uid:
                     raise _Gone
             assert seen is not None
@@ -251,6 +261,25 @@ class JobRun:
             if stopped in done:
                 return job
             verify = changed in done and not changed.result()  # a quiet interval: ask
+
+    async def _read(self) -> Job | None:
+        """The Job as the API server has it now (None: not found). An API server that does not
+        answer is asked again, with a growing pause, until it does or the attempt is stopped
+        (then None): the Job may well be running, and nothing is concluded without it."""
+        delay = 0.5
+        while True:
+            try:
+                return await self.runner.cluster.get(self.where.namespace, self.where.name)
+            except Exception as err:
+                log.warning(
+                    "cannot read a Job; trying again",
+                    extra={"fields": {"job": self.where.name, "error": str(err)}},
+                )
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopped.wait(), delay)
+            if self._reason is not None:
+                return None
+            delay = min(delay * 2, self.runner.verify_seconds)
 
     async def _stopping(self, reason: str) -> Outcome:
         details = self._details()

@@ -158,6 +158,19 @@ def test_a_watch_that_never_delivers_is_healed_by_reading_the_job() -> None:
     play(body)
 
 
+def test_an_api_server_away_is_waited_for_not_taken_for_an_outcome() -> None:
+    async def body(cluster: FakeCluster, runner: JobRunner) -> None:
+        cluster.add(job_manifest(job_task(), record(), namespace="default", name=NAME, env={}))
+        cluster.finish(NAME, log="ok\n")
+        cluster._cache.clear()  # not in the watch's cache: the resume must read it
+        cluster.get_errors = 3
+        outcome = await runner.resume(record(job=JobDetails("default", NAME))).run()
+        assert (outcome.status, outcome.output) == (RunStatus.SUCCEEDED, "ok\n")
+        assert [c for c in cluster.calls if c[0] == "get"].count(("get", NAME)) >= 4
+
+    play(body)
+
+
 def test_a_job_deleted_while_it_runs_ends_the_attempt() -> None:
     async def body(cluster: FakeCluster, runner: JobRunner) -> None:
         running = asyncio.ensure_future(runner.attempt(job_task(), record()).run())

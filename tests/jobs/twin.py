@@ -28,6 +28,7 @@ class FakeCluster:
         self.calls: list[tuple[str, str]] = []
         self.create_errors: list[ApiError] = []  # raised by the next creates, in order
         self.log_error: ApiError | None = None
+        self.get_errors = 0  # the next this many reads fail (an API server that is away)
         self.watch_delivers = True  # False: the cache never sees changes (a broken watch)
         self._cache: dict[str, Job] = {}
         self._changed = asyncio.Event()
@@ -136,6 +137,9 @@ class FakeCluster:
 
     async def get(self, namespace: str, name: str) -> Job | None:
         self.calls.append(("get", name))
+        if self.get_errors:
+            self.get_errors -= 1
+            raise ApiError("connection refused")
         return copy.deepcopy(self.jobs.get(name))
 
     async def delete(self, namespace: str, name: str, uid: str | None) -> bool:
