@@ -69,6 +69,7 @@ def test_forbid_skips_while_the_job_runs(
 ) -> None:
     instance = crontask()
     write_task(instance.tasks, "long", "sleep 2.5", schedule="* * * * * *")
+    write_task(instance.tasks, "paused", "true", schedule="* * * * * *", suspend=True)
 
     def live() -> list[dict[str, Any]]:
         return [j for j in jobs(emulator, "default.long") if condition(j) is None]
@@ -90,6 +91,8 @@ def test_forbid_skips_while_the_job_runs(
     assert all("still running" in (r.message or "") for r in skips)
     started = [r for r in runs if r.status is not RunStatus.SKIPPED]
     assert len(started) == len(jobs(emulator, "default.long"))  # one Job per run, no more
+    assert jobs(emulator, "default.paused") == []  # suspended: no Jobs at all
+    assert instance.runs("default/paused") == []
 
 
 def test_replace_deletes_the_running_job(
