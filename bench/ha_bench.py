@@ -115,7 +115,7 @@ def write_tasks(folder: Path, count: int, *, per_second: bool) -> None:
     for start in range(0, count, 1000):
         docs = [
             "apiVersion: crontask.dev/v1alpha1\nkind: CronTask\n"
-            f"metadata: {{name: t{i:05d}}}\nspec:\n{spec}  command: {{args: [true]}}\n"
+            f'metadata: {{name: t{i:05d}}}\nspec:\n{spec}  command: {{args: ["true"]}}\n'
             for i in range(start, min(count, start + 1000))
         ]
         (folder / f"tasks-{start:05d}.yaml").write_text("---\n".join(docs))

@@ -27,6 +27,13 @@ Scenarios (each a plain module under bench/, each measurement in a fresh interpr
 - ``hostile``   reading an alias bomb and a megabyte of tiny values (cases of
   ``tests/hostile``) against PyYAML's own ``load`` of the same file, and ``crontask validate``
   on the bomb against ``validate`` on one good task; ``bench/hostile_bench.py``.
+- ``api``       the real ``crontask run`` under a flood of parallel GETs (RSS before, at peak,
+  60 s after), and listing 10 000 tasks page by page and through ``crontask tasks``;
+  ``bench/api_bench.py``.
+- ``metrics``   ``/metrics`` of the real ``crontask run`` at 10 000 tasks that have each failed and
+  succeeded once: size, scrape time, and the start delay of per-second tasks with and without a
+  scrape every second; then the same with ``--metrics-per-task-histograms``;
+  ``bench/metrics_bench.py``. ``--metrics-baseline REF`` measures an earlier commit too.
 
 Prints one table and writes it, with the machine's description, to ``bench/RESULTS.md``
 (``bench/RESULTS-quick.md`` with ``--quick``; ``--output`` to choose). Every figure is measured
@@ -39,6 +46,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import functools
+import json
 import os
 import re
 import subprocess
@@ -60,7 +68,18 @@ from _common import (
     run_worker,
 )
 
-SCENARIOS = ("lateness", "command", "jobs", "reconcile", "k8s", "memory", "store", "hostile")
+SCENARIOS = (
+    "lateness",
+    "command",
+    "jobs",
+    "reconcile",
+    "k8s",
+    "memory",
+    "store",
+    "hostile",
+    "api",
+    "metrics",
+)
 KIB = 1024
 MIB = 1024 * 1024
 SOAK_GROWTH_BOUND = 10 * MIB
@@ -96,6 +115,11 @@ class Config:
     job_tasks: int
     store_rows: int
     pg: str | None
+    metrics_tasks: int
+    metrics_scrapes: int
+    metrics_window: float
+    metrics_windows: int
+    metrics_baseline: str | None
 
 
 def log(message: str) -> None:
@@ -584,6 +608,59 @@ def scenario_store(config: Config, rows: list[Row]) -> None:
         )
 
 
+FLOOD_PEAK_BOUND = 64 * MIB
+FLOOD_AFTER_BOUND = 32 * MIB
+
+
+def scenario_api(config: Config, rows: list[Row]) -> None:
+    requests, concurrency, settle = (400, 100, 5) if config.quick else (8000, 1000, 60)
+    log(f"api: {requests} GET /api/v1/tasks, {concurrency} at once, then {settle} s idle")
+    flood = run_worker(
+        "api_bench", ["flood", str(requests), str(concurrency), str(settle)], timeout=900
+    )
+    if "error" in flood:
+        rows.append(Row("api", "flood: ERROR", str(flood["error"])))
+    else:
+        before = flood["rss_before_mb"]
+        after = flood["rss_after_mb"][f"{settle:g}s"]
+        peak_ok = (flood["rss_peak_mb"] - before) * MIB <= FLOOD_PEAK_BOUND
+        after_ok = (after - before) * MIB <= FLOOD_AFTER_BOUND
+        statuses = ", ".join(f"{k}: {v}" for k, v in sorted(flood["statuses"].items()))
+        rows.append(
+            Row(
+                "api",
+                f"RSS under {requests:,} GET /api/v1/tasks (100 tasks), {concurrency:,} at "
+                f"once: before / peak / {settle:g} s after ({statuses}; "
+                f"{flood['flood_seconds']:.0f} s)",
+                f"{before:.0f} / {flood['rss_peak_mb']:.0f} / {after:.0f} MiB",
+                "",
+                "",
+                f"peak +{FLOOD_PEAK_BOUND // MIB} MiB, after +{FLOOD_AFTER_BOUND // MIB} MiB",
+                verdict(peak_ok and after_ok and flood["alive"]),
+            )
+        )
+    tasks = 1000 if config.quick else 10_000
+    log(f"api: listing {tasks} tasks")
+    listed = run_worker("api_bench", ["list", str(tasks)], timeout=900)
+    if "error" in listed:
+        rows.append(Row("api", "list: ERROR", str(listed["error"])))
+        return
+    rows.append(
+        Row(
+            "api",
+            f"list {tasks:,} tasks: `crontask tasks --json` (whole list, {listed['pages']} "
+            f"pages) / each page of 500: p50 / p99 / all pages / as pages of 5 000",
+            f"{fmt_s(listed['cli_seconds'])} / {fmt_ms(listed['page']['p50_ms'])} / "
+            f"{fmt_ms(listed['page']['p99_ms'])} / {fmt_s(listed['pages_total_seconds'])} / "
+            f"{fmt_s(listed['big_total_seconds'])}",
+            "",
+            "",
+            "every task listed once",
+            verdict(listed["cli_items"] == listed["page_items"] == tasks),
+        )
+    )
+
+
 def _hostile_read(case: str, mode: str, _: int) -> Json:
     return run_worker("hostile_bench", ["read", case, mode], timeout=120)
 
@@ -640,6 +717,160 @@ def scenario_hostile(config: Config, rows: list[Row]) -> None:
             f"{extra / MIB:+.1f} MiB",
             "< 50 MiB more",
             verdict(extra < 50 * MIB),
+        )
+    )
+
+
+BASELINE_SCRAPES = 20  # an earlier commit's scrapes took seconds each
+
+
+def metrics_worker(config: Config, code: Path | None = None, *extra: str) -> Json:
+    windows = 0 if extra else config.metrics_windows  # the flag's run: size and time only
+    scrapes = (
+        config.metrics_scrapes if code is None else min(config.metrics_scrapes, BASELINE_SCRAPES)
+    )
+    args = [
+        str(config.metrics_tasks),
+        "--scrapes",
+        str(scrapes),
+        "--window",
+        str(config.metrics_window),
+        "--windows",
+        str(windows),
+    ]
+    if code is not None:
+        args += ["--code", str(code)]
+    args += [f"--run-arg={arg}" for arg in extra]
+    # Start-up, the run phase (250 slots a second), scrapes (up to 15 s each before the
+    # rewrite), the windows, and the margin a loaded machine needs.
+    budget = 120 + config.metrics_tasks / 50 + 2 * scrapes * 15 + windows * config.metrics_window
+    return run_worker("metrics_bench", args, timeout=budget)
+
+
+def _bytes(value: float) -> str:
+    """Decimal units, as issue 12 measured (22.8 MB)."""
+    if value != value:
+        return "n/a"
+    return f"{value / 1e6:,.2f} MB" if value >= 1e6 else f"{value / 1e3:,.0f} kB"
+
+
+def _metrics_figures(found: Json) -> dict[str, str]:
+    if "error" in found:
+        error = str(found["error"])
+        return dict.fromkeys(("size", "text", "junk", "scrape", "plain", "delay"), error)
+    delay = found.get("delay", {})
+
+    def window(kind: str) -> str:
+        d = delay.get(kind, {})
+        return (
+            f"{fmt_ms(d.get('p50_ms', float('nan')))} / {fmt_ms(d.get('p99_ms', float('nan')))}"
+            f" / {fmt_ms(d.get('max_ms', float('nan')))} ({d.get('skipped', 'n/a')} skipped)"
+        )
+
+    low, high = found.get("samples_per_task_min"), found.get("samples_per_task_max")
+    per_task = f"{low}" if low == high else f"{low}-{high}"
+    return {
+        "size": _bytes(float(found["gzip_bytes"])),
+        "text": f"{_bytes(float(found['body_bytes']))}; {found['samples']:,} ({per_task} per task)",
+        "junk": f"{found['created']:,}; {found['task_buckets']:,}",
+        "scrape": " / ".join(
+            fmt_ms(found["scrape_gzip"][k]) for k in ("p50_ms", "p99_ms", "max_ms")
+        ),
+        "plain": " / ".join(
+            fmt_ms(found["scrape_plain"][k]) for k in ("p50_ms", "p99_ms", "max_ms")
+        ),
+        "delay": f"not scraped {window('unscraped')}; scraped {window('scraped')}",
+    }
+
+
+def _export(ref: str) -> Path:
+    """``ref`` of this repository, as a source tree in a temporary folder."""
+    import tempfile
+
+    folder = Path(tempfile.mkdtemp(prefix="bench-baseline-"))
+    archive = subprocess.run(
+        ["git", "archive", ref], cwd=ROOT, capture_output=True, check=True, timeout=60
+    )
+    subprocess.run(["tar", "-x", "-C", str(folder)], input=archive.stdout, check=True)
+    return folder
+
+
+def scenario_metrics(config: Config, rows: list[Row]) -> None:
+    n, scenario = config.metrics_tasks, "metrics"
+    log(f"metrics: /metrics at {n} tasks, scraped and not (bench/metrics_bench.py)")
+    mine = metrics_worker(config)
+    log(f"metrics: {json.dumps(mine)}")
+    base: Json = {}
+    if config.metrics_baseline:
+        log(f"metrics: the same at {config.metrics_baseline} ({BASELINE_SCRAPES} scrapes)")
+        base = metrics_worker(config, _export(config.metrics_baseline))
+        log(f"metrics: {json.dumps(base)}")
+    m, b = _metrics_figures(mine), _metrics_figures(base) if base else {}
+    before = f"{config.metrics_baseline}: " if base else ""
+
+    def pair(key: str) -> tuple[str, str]:
+        return m[key], (before + b[key]) if b else ""
+
+    ok = "error" not in mine
+    rows.append(
+        Row(
+            scenario,
+            f"/metrics at {n:,} tasks (each failed once and succeeded once): bytes as Prometheus "
+            "fetches them (Accept-Encoding: gzip)",
+            *pair("size"),
+            "",
+            "<= 3 MB" if n == 10_000 else "",
+            verdict(ok and float(mine["gzip_bytes"]) <= 3e6) if n == 10_000 else "",
+        )
+    )
+    rows.append(Row(scenario, "  the same, decoded: text; samples (per task)", *pair("text")))
+    rows.append(
+        Row(
+            scenario,
+            "  _created samples; histogram buckets with a task label",
+            *pair("junk"),
+            "",
+            "none",
+            verdict(ok and mine["created"] == 0 and mine["task_buckets"] == 0),
+        )
+    )
+    p99 = float(mine["scrape_gzip"]["p99_ms"]) if ok else float("nan")
+    rows.append(
+        Row(
+            scenario,
+            f"  scrape, gzip, {config.metrics_scrapes} one after another (request sent to last "
+            "byte read): p50 / p99 / max",
+            *pair("scrape"),
+            "",
+            "p99 <= 300 ms" if n == 10_000 else "",
+            verdict(p99 <= 300) if n == 10_000 else "",
+        )
+    )
+    rows.append(Row(scenario, "  scrape without gzip: p50 / p99 / max", *pair("plain")))
+    delta = float("nan")
+    if ok:
+        delay = mine["delay"]
+        delta = float(delay["scraped"]["p99_ms"]) - float(delay["unscraped"]["p99_ms"])
+    rows.append(
+        Row(
+            scenario,
+            f"  start delay of {mine.get('per_second', '?')} per-second tasks in "
+            f"{config.metrics_windows} alternating {config.metrics_window:.0f} s windows, not "
+            "scraped / scraped every second: p50 / p99 / max (skipped runs)",
+            *pair("delay"),
+            f"p99 {delta:+.1f} ms" if delta == delta else "",
+            "scraped p99 <= not scraped + 20 ms",
+            verdict(delta <= 20) if delta == delta else verdict(False),
+        )
+    )
+    log(f"metrics: /metrics at {n} tasks with --metrics-per-task-histograms")
+    flag = _metrics_figures(metrics_worker(config, None, "--metrics-per-task-histograms"))
+    rows.append(
+        Row(
+            scenario,
+            "  with --metrics-per-task-histograms: gzip bytes; text, samples (per task); "
+            "scrape gzip p50 / p99 / max",
+            f"{flag['size']}; {flag['text']}; {flag['scrape']}",
         )
     )
 
@@ -721,6 +952,14 @@ NOTES = """\
   the work is handed to what runs it: the cluster, or a process. The floor row creates the same
   N Jobs at the slot from a plain script (the official client, a pool of 8 threads as the job
   action has): what the API server and the client cost, with no scheduling at all.
+- Metrics: the real `crontask run` (SQLite store) on N tasks with one slot each in the first
+  minute after start-up; each task's first attempt fails and its retry succeeds, so each has
+  the series of a task in steady state (a success, a failure, a duration) before anything is
+  measured. Scrapes are timed by the client over one keep-alive connection, as Prometheus
+  keeps one per target. The start delay is `started_at - scheduled_at` of the per-second
+  tasks' runs in the run store (when the event loop handed the slot to the dispatcher), in
+  alternating windows without and with a scrape every second. An earlier commit measured with
+  `--metrics-baseline REF` is scraped 20 times per encoding (its scrapes took seconds each).
 - Hostile input: "read" is `DirectorySource.refresh()` of a folder holding the one file (what
   `crontask run` and `validate` do with it: the read, the YAML and its bounds, validation),
   in a fresh process; the baseline is PyYAML's `yaml.load(..., Loader=CSafeLoader)` of the
@@ -749,7 +988,13 @@ def document(config: Config, facts: Json, rows: Sequence[Row], elapsed: float) -
         f"{config.edits} at {config.edit_sizes} tasks, soak {config.soak_tasks:,} tasks for "
         f"{config.soak_seconds:.0f} s, k8s {config.k8s_tasks:,} objects, "
         f"{config.k8s_edits} edits, {config.k8s_runs} runs, job tasks {config.job_tasks}, "
-        f"store {config.store_rows:,} rows\n\n" + table(rows) + "\n\n" + NOTES + analysis()
+        f"store {config.store_rows:,} rows, "
+        f"metrics {config.metrics_tasks:,} tasks, {config.metrics_scrapes} scrapes, "
+        f"{config.metrics_windows} windows of {config.metrics_window:.0f} s\n\n"
+        + table(rows)
+        + "\n\n"
+        + NOTES
+        + analysis()
     )
 
 
@@ -783,6 +1028,12 @@ def parse_args(argv: Sequence[str] | None) -> tuple[Config, list[str], Path]:
     parser.add_argument("--job-tasks", type=int, help="job tasks due in the same second")
     parser.add_argument("--store-rows", type=int, help="rows for bench/store_bench.py")
     parser.add_argument("--pg", metavar="URL", help="also benchmark PostgreSQL at URL")
+    parser.add_argument("--metrics-tasks", type=int, help="tasks in the metrics scenario")
+    parser.add_argument(
+        "--metrics-baseline",
+        metavar="REF",
+        help="also run the metrics scenario on this commit (e.g. main), for before and after",
+    )
     parser.add_argument("--output", type=Path, help="where to write the results (Markdown)")
     args = parser.parse_args(argv)
 
@@ -808,6 +1059,11 @@ def parse_args(argv: Sequence[str] | None) -> tuple[Config, list[str], Path]:
         job_tasks=args.job_tasks or 100,
         store_rows=args.store_rows or (20_000 if quick else 1_000_000),
         pg=args.pg,
+        metrics_tasks=args.metrics_tasks or (1000 if quick else 10_000),
+        metrics_scrapes=10 if quick else 100,
+        metrics_window=10.0 if quick else 30.0,
+        metrics_windows=2 if quick else 6,
+        metrics_baseline=args.metrics_baseline,
     )
     only = [s.strip() for s in args.only.split(",")] if args.only else list(SCENARIOS)
     unknown = set(only) - set(SCENARIOS)
@@ -838,8 +1094,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         scenario_memory(config, rows, cold)
     if "store" in only:
         scenario_store(config, rows)
+    if "metrics" in only:
+        scenario_metrics(config, rows)
     if "hostile" in only:
         scenario_hostile(config, rows)
+    if "api" in only:
+        scenario_api(config, rows)
     elapsed = time.monotonic() - began
     print(table(rows))
     output.write_text(document(config, facts, rows, elapsed))

@@ -3,6 +3,12 @@
 Callers pass fields with ``extra={"fields": {...}}``; the message is a short constant phrase
 ("task added") so lines can be grepped and counted. Nothing that may hold a secret (tokens,
 environment values, HTTP headers) is ever passed as a field.
+
+A field may carry what a stranger sent (a request path, a name in a bad definition), so each
+is bounded: past :data:`MAX_FIELD_CHARS` (:data:`MAX_ERROR_CHARS` for a traceback) its middle
+is cut and replaced by a marker saying how much, so both ends stay readable. Control
+characters (NUL, CR, LF, ESC, DEL, the C1 set, Unicode line separators) never reach the
+output raw: a logfmt value holding one is quoted and escaped, and JSON escapes them all.
 """
 
 from __future__ import annotations
@@ -13,9 +19,23 @@ import logging
 import re
 import sys
 from datetime import UTC, datetime
-from typing import Any, Literal, TextIO
+from typing import Any, Final, Literal, TextIO
 
 Format = Literal["logfmt", "json"]
+
+MAX_FIELD_CHARS: Final = 2048
+MAX_ERROR_CHARS: Final = 16384
+
+
+def bounded(text: str, limit: int = MAX_FIELD_CHARS) -> str:
+    """``text`` if it has at most ``limit`` characters; else its head and tail around a marker
+    (``...[12345 chars cut]...``), at most ``limit`` characters in all."""
+    if len(text) <= limit:
+        return text
+    marker = f"...[{len(text)} chars, cut]..."
+    keep = max(0, limit - len(marker))
+    head = keep - keep // 2
+    return text[:head] + marker + (text[-(keep // 2) :] if keep // 2 else "")
 
 
 class _Formatter(logging.Formatter):
@@ -39,26 +59,42 @@ class _Formatter(logging.Formatter):
             "time": self._timestamp(record.created),
             "level": record.levelname.lower(),
             "logger": record.name,
-            "msg": record.getMessage(),
+            "msg": bounded(record.getMessage()),
         }
-        fields.update(getattr(record, "fields", {}) or {})
+        for name, value in (getattr(record, "fields", None) or {}).items():
+            if type(value) is str:
+                if len(value) > MAX_FIELD_CHARS:
+                    value = bounded(value)
+            elif not isinstance(value, _SHORT):
+                text = str(value)
+                if len(text) > MAX_FIELD_CHARS:
+                    value = bounded(text)
+            fields[name] = value
         if record.exc_info:
-            fields["error"] = self.formatException(record.exc_info)
+            fields["error"] = bounded(self.formatException(record.exc_info), MAX_ERROR_CHARS)
         if self.fmt == "json":
-            return json.dumps(fields, default=str)
+            return _ascii_del(json.dumps(fields, default=str))
         return " ".join([f"{k}={_logfmt(v)}" for k, v in fields.items() if v is not None])
 
 
-# Characters that make a logfmt value need quotes. A regex scan, because a line is formatted
-# for every run start and end: at a thousand runs a second this is on the hot path.
-_NEEDS_QUOTES = re.compile(r'[ ="\n\t\\]')
+# Characters that make a logfmt value need quotes (and so JSON escapes). A regex scan, because
+# a line is formatted for every run start and end: at a thousand runs a second this is on the
+# hot path. Beyond space, = and ": every C0 and C1 control, DEL, and U+2028/U+2029, which some
+# viewers take for line breaks.
+_NEEDS_QUOTES = re.compile(r'[ ="\\\x00-\x1f\x7f-\x9f\u2028\u2029]')
+_SHORT = (int, float, type(None))  # bool is an int
 
 
 def _logfmt(value: Any) -> str:
     text = value if type(value) is str else str(value)
     if text and _NEEDS_QUOTES.search(text) is None:
         return text
-    return json.dumps(text)
+    return _ascii_del(json.dumps(text))
+
+
+def _ascii_del(text: str) -> str:
+    """``json.dumps`` escapes every other control character but not DEL (it is ASCII)."""
+    return text.replace("\x7f", "\\u007f") if "\x7f" in text else text
 
 
 class TurnHandler(logging.StreamHandler[TextIO]):

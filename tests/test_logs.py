@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import io
+import json
 import logging
+import sys
 import threading
 import weakref
 from collections.abc import Iterator
@@ -12,7 +14,14 @@ from datetime import UTC, datetime
 
 import pytest
 
-from reconciler.logs import TurnHandler, _Formatter
+from reconciler.logs import (
+    MAX_ERROR_CHARS,
+    MAX_FIELD_CHARS,
+    Format,
+    TurnHandler,
+    _Formatter,
+    bounded,
+)
 
 
 class Stream(io.StringIO):
@@ -153,3 +162,62 @@ def test_flush_at_exit_writes_what_is_kept(logged: tuple[logging.Logger, Stream]
     log_in_a_last_turn(logger, "last-words")
     logging.shutdown([weakref.ref(logger.handlers[0])])  # what logging does at exit
     assert messages(stream) == ["last-words"]
+
+
+def _line(fmt: Format, **fields: object) -> str:
+    record = logging.makeLogRecord({"name": "x", "msg": "request", "levelno": 20})
+    record.levelname = "INFO"
+    record.fields = fields
+    return _Formatter(fmt).format(record)
+
+
+CONTROLS = "a\x00b\rc\nd\te\x1bf\x7fg\x85h\u2028i\u2029j"
+
+
+@pytest.mark.parametrize("fmt", ["logfmt", "json"])
+def test_control_characters_never_reach_the_line_raw(fmt: Format) -> None:
+    line = _line(fmt, path=f"/api/v1/tasks/{CONTROLS}", n=1)
+    assert not any(ch in line for ch in CONTROLS if not ch.isalpha())
+    assert "\\u0000" in line
+    assert "\\u007f" in line
+    assert "\\u2028" in line
+    if fmt == "json":
+        assert json.loads(line)["path"] == f"/api/v1/tasks/{CONTROLS}"
+    else:
+        assert json.loads(line.split("path=", 1)[1].split(" n=")[0]) == f"/api/v1/tasks/{CONTROLS}"
+
+
+@pytest.mark.parametrize("fmt", ["logfmt", "json"])
+def test_a_long_field_is_cut_in_the_middle_with_a_marker(fmt: Format) -> None:
+    path = "/head" + "x" * 100_000 + "tail"
+    line = _line(fmt, path=path, other=["list", "kept"], status=404)
+    assert len(line) < MAX_FIELD_CHARS + 300
+    assert f"...[{len(path)} chars, cut]..." in line
+    assert "/head" in line
+    assert "tail" in line
+    assert "status=404" in line or '"status": 404' in line
+    if fmt == "json":
+        assert json.loads(line)["other"] == ["list", "kept"]  # short values keep their type
+
+
+def test_bounded_keeps_both_ends_within_the_limit() -> None:
+    assert bounded("short") == "short"
+    text = "A" * 50 + "B" * 50
+    cut = bounded(text, 40)
+    assert len(cut) == 40
+    assert cut.startswith("A")
+    assert cut.endswith("B")
+    assert bounded("x" * 100, 5) == "...[100 chars, cut]..."  # a limit below the marker
+
+
+def test_a_traceback_keeps_its_last_line() -> None:
+    try:
+        raise ValueError("the reason" + "." * 100_000 + "end")
+    except ValueError:
+        record = logging.makeLogRecord({"name": "x", "msg": "boom", "levelno": 40})
+        record.levelname = "ERROR"
+        record.exc_info = sys.exc_info()
+    line = _Formatter("logfmt").format(record)
+    assert len(line) < MAX_ERROR_CHARS + 300
+    assert "Traceback" in line
+    assert line.endswith('end"')

@@ -2,7 +2,7 @@
 
 - ``/healthz`` (alive), ``/readyz`` (every readiness check passes), ``/metrics`` (Prometheus)
 - ``/api/v1/tasks`` and ``/api/v1/runs`` (``routes_tasks.py``, ``routes_runs.py``)
-- ``/openapi.json`` and ``/docs`` (Swagger UI)
+- ``/openapi.json``, ``/docs`` (Swagger UI) and ``/redoc``, with every asset served here
 
 Every error is ``application/problem+json`` (``problems.py``); every route declares the role it
 needs and gets it enforced (``routing.py``, ``auth.py``); every request is logged as one
@@ -21,8 +21,16 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from reconciler import __version__
-from reconciler.api import problems, routes_runs, routes_sources, routes_tasks
+from reconciler import __version__, logs
+from reconciler.api import (
+    docs,
+    problems,
+    routes_members,
+    routes_runs,
+    routes_sources,
+    routes_tasks,
+)
+from reconciler.api.admission import UNQUEUED, Admission
 from reconciler.api.auth import PUBLIC, REQUIRED_ROLE_KEY, AuthConfig, RequiredRole, role_extra
 from reconciler.api.models import CRONTASK_SCHEMA_REF, HealthOut, ReadinessOut, ReadinessProblem
 from reconciler.api.problems import PROBLEM_MEDIA_TYPE, Problem
@@ -42,9 +50,12 @@ from reconciler.sinks.metrics import Metrics
 log = logging.getLogger("crontask.api")
 
 BEARER_SCHEME: Final = "bearerAuth"
+TITLE: Final = "crontask"
+OPENAPI_URL: Final = "/openapi.json"
 MAX_BODY_BYTES: Final = 1 << 20  # a CronTask is a few hundred bytes
 TOO_LARGE: Final = "the request body is larger than 1 MiB"
 QUIET_PATHS: Final = frozenset({"/healthz", "/readyz", "/metrics"})  # probes: debug level
+MAX_LOGGED_PATH: Final = 1024
 
 DESCRIPTION = """\
 The API of a running crontask: the tasks it schedules, their runs, manual triggers, and
@@ -68,27 +79,30 @@ def create_app(
     )
     routes = [
         *_probes_router(metrics_role).routes,
+        *docs.router(OPENAPI_URL, TITLE).routes,
         *routes_tasks.router.routes,
         *routes_runs.router.routes,
         *routes_sources.router.routes,
+        *routes_members.router.routes,
     ]
     for route in routes:  # fail at start-up, not in production, if a route lacks a role
         if not isinstance(route, GuardedRoute):
             raise RuntimeError(f"{route!r} is not a GuardedRoute")
         required_role(route)
     app = FastAPI(
-        title="crontask",
+        title=TITLE,
         version=__version__,
         description=DESCRIPTION,
-        docs_url="/docs",
+        docs_url=None,  # FastAPI's pages load their assets from a CDN: see docs.py
         redoc_url=None,
-        openapi_url="/openapi.json",
+        openapi_url=OPENAPI_URL,
         routes=routes,
     )
     app.state.crontask = ApiContext(
         runtime=runtime, auth=auth, metrics=metrics, webhook_secret=webhook_secret
     )
     problems.install(app)
+    app.add_middleware(Admission, busy=_busy)  # inside RequestLog: a refusal is logged too
     app.add_middleware(RequestLog)
 
     def openapi() -> dict[str, Any]:
@@ -138,11 +152,10 @@ def _probes_router(metrics_role: RequiredRole) -> APIRouter:
         responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}}},
     )
     def prometheus(request: Request) -> Response:
-        ctx = context(request)
-        ctx.metrics.set_tasks(ctx.runtime.tasks())  # exact at every scrape
-        ctx.metrics.set_sources(ctx.runtime.sources())
-        body, content_type = ctx.metrics.render()
-        return Response(body, media_type=content_type)
+        # A plain `def`: the scrape is formatted in a worker thread, never on the event loop
+        # that the scheduler shares. Gzip when asked for (Prometheus always asks).
+        body, headers = context(request).metrics.render(request.headers.get("accept-encoding", ""))
+        return Response(body, headers=headers)
 
     return router
 
@@ -179,7 +192,7 @@ def _openapi(app: FastAPI, auth: AuthConfig | None) -> dict[str, Any]:
                 "description": "a static token, or a JWT from the configured issuer",
             }
         }
-    for path_item in doc.get("paths", {}).values():
+    for path, path_item in doc.get("paths", {}).items():
         for method, op in path_item.items():
             if not isinstance(op, dict) or method == "parameters":
                 continue
@@ -190,6 +203,8 @@ def _openapi(app: FastAPI, auth: AuthConfig | None) -> dict[str, Any]:
                 for status, problem in problem_responses(401, 403).items():
                     responses[str(status)] = {"description": problem["description"]}
             responses.setdefault("500", {"description": "Internal error"})
+            if path not in UNQUEUED:
+                responses.setdefault("503", {"description": "Busy: retry after Retry-After"})
             if "requestBody" in op:
                 responses.setdefault("400", {"description": "The body cannot be decoded"})
                 responses.setdefault("413", {"description": "The body is larger than 1 MiB"})
@@ -234,23 +249,24 @@ class RequestLog:
                     raise HTTPException(413, TOO_LARGE)
             return message
 
-        path = str(scope.get("path", ""))
+        # What a stranger sent is bounded before it reaches a log line (a 100 KB path would
+        # otherwise be 100 KB of log per request).
+        method = logs.bounded(str(scope.get("method", "")), 32)
+        path = logs.bounded(str(scope.get("path", "")), MAX_LOGGED_PATH)
         try:
             if _declared_length(scope) > MAX_BODY_BYTES:
                 status = 413
-                await _send_problem(send, 413, TOO_LARGE, path)
+                await _send_problem(send, 413, TOO_LARGE, str(scope.get("path", "")))
                 return
             await self.app(scope, limited_receive, send_wrapper)
         except Exception:
-            log.exception(
-                "request failed", extra={"fields": {"method": scope.get("method"), "path": path}}
-            )
+            log.exception("request failed", extra={"fields": {"method": method, "path": path}})
             if not response_started:
-                await _send_problem(send, 500, None, path)
+                await _send_problem(send, 500, None, str(scope.get("path", "")))
             status = 500
         finally:
             fields = {
-                "method": scope.get("method"),
+                "method": method,
                 "path": path,
                 "status": status,
                 "duration_ms": round((time.perf_counter() - started) * 1000, 1),
@@ -270,7 +286,13 @@ def _declared_length(scope: Scope) -> int:
     return 0
 
 
-async def _send_problem(send: Send, status: int, detail: str | None, path: str) -> None:
+async def _send_problem(
+    send: Send,
+    status: int,
+    detail: str | None,
+    path: str,
+    headers: tuple[tuple[bytes, bytes], ...] = (),
+) -> None:
     if detail is None:
         body = problems.internal_error_body(path)
     else:
@@ -282,7 +304,13 @@ async def _send_problem(send: Send, status: int, detail: str | None, path: str) 
             "headers": [
                 (b"content-type", PROBLEM_MEDIA_TYPE.encode()),
                 (b"content-length", str(len(body)).encode()),
+                *headers,
             ],
         }
     )
     await send({"type": "http.response.body", "body": body})
+
+
+async def _busy(scope: Scope, receive: Receive, send: Send) -> None:
+    detail = "the API is busy with other requests; retry in a moment"
+    await _send_problem(send, 503, detail, str(scope.get("path", "")), ((b"retry-after", b"1"),))

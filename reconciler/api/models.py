@@ -95,10 +95,24 @@ class RunDetailOut(_Out):
     attempts: list[RunAttemptOut] = Field(min_length=1)
 
 
+class ListMeta(BaseModel):
+    """A list's metadata, as Kubernetes lists have it."""
+
+    model_config = ConfigDict(populate_by_name=True)
+
+    continue_: str | None = Field(
+        None,
+        alias="continue",
+        description="pass as `continue` (with the same filters) for the next page; "
+        "null on the last page. Opaque.",
+    )
+
+
 class RunListOut(_Out):
+    metadata: ListMeta
     items: list[RunOut]
     next_cursor: str | None = Field(
-        description="pass as `cursor` (with the same filters) for the next page; null on the last"
+        description="deprecated: the same token as `metadata.continue`", deprecated=True
     )
 
 
@@ -106,6 +120,11 @@ class TaskOut(_Out):
     """A task as the reconciler runs it."""
 
     key: str = Field(description="namespace/name", examples=["ops/nightly-backup"])
+    resource_version: str | None = Field(
+        None,
+        description="an API-owned task's version, also its ETag (send it back in If-Match); "
+        "null for tasks of other sources",
+    )
     resource: dict[str, Any] = Field(
         description="the CronTask document in force (its last good definition)"
     )
@@ -118,11 +137,15 @@ class TaskOut(_Out):
     running: list[str] = Field(description="ids of the runs in progress")
     next_runs: list[datetime] = Field(description="next fire times, RFC 3339 in the task's zone")
     last_run: RunOut | None
+    owner: str | None = Field(
+        None, description="with replicas (--ha): the instance that schedules it; else null"
+    )
 
     @classmethod
     def of(cls, view: TaskView) -> TaskOut:
         return cls(
             key=view.key,
+            resource_version=view.version,
             resource=dict(view.resource),
             source=SourceOut(
                 kind=view.source.kind,
@@ -135,6 +158,7 @@ class TaskOut(_Out):
             running=list(view.running),
             next_runs=list(view.next_runs),
             last_run=RunOut.of(view.last_run) if view.last_run else None,
+            owner=view.owner,
         )
 
 
@@ -145,6 +169,7 @@ def _state(value: str) -> TaskState:
 
 
 class TaskListOut(_Out):
+    metadata: ListMeta
     items: list[TaskOut]
 
 

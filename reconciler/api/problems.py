@@ -22,12 +22,14 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 from starlette.types import Scope
 
+from reconciler import logs
 from reconciler.controller.view import FieldError
 from reconciler.store import StoreUnavailable
 
 log = logging.getLogger("crontask.api")
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
+MAX_ECHO = 2048  # the most of a request's own text (its path) a problem repeats
 PROBLEM_BASE = "https://crontask.dev/problems/"
 
 # The problem type of each status this API answers with; anything else is about:blank.
@@ -113,8 +115,9 @@ def problem_body(
         type=PROBLEM_BASE + slug if slug else "about:blank",
         title=title or phrase,
         status=status,
-        detail=detail,
-        instance=instance,
+        # A 100 KB path must not make a 200 KB answer (nor a 200 KB log line downstream).
+        detail=logs.bounded(detail, MAX_ECHO),
+        instance=logs.bounded(instance, MAX_ECHO),
         errors=list(errors) if errors is not None else None,
     )
     return problem.model_dump(mode="json", exclude_none=True)

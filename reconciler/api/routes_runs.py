@@ -6,17 +6,24 @@ threadpool and the event loop the scheduler shares never waits on the database.
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Final
 
-from fastapi import APIRouter, Path, Query
+from fastapi import APIRouter, Query
 
 from reconciler.api.auth import role_extra
-from reconciler.api.models import RunAttemptOut, RunDetailOut, RunListOut, runs_out
+from reconciler.api.models import ListMeta, RunAttemptOut, RunDetailOut, RunListOut, runs_out
+from reconciler.api.params import (
+    CONTINUE_MAX,
+    ContinueQuery,
+    RunId,
+    Since,
+    TaskKeyQuery,
+    Until,
+)
 from reconciler.api.problems import FieldProblem, ProblemError
 from reconciler.api.routing import GuardedRoute, Runtime, operation_id, problem_responses
 from reconciler.core.runs import RunStatus, Trigger
-from reconciler.store.base import RunQuery
+from reconciler.store.base import MAX_PAGE_SIZE, RunQuery
 
 router = APIRouter(
     prefix="/api/v1",
@@ -25,9 +32,9 @@ router = APIRouter(
     generate_unique_id_function=operation_id,
 )
 
-API_MAX_PAGE = 500
-
-RFC3339 = "RFC 3339 with an offset, e.g. 2026-11-27T01:00:00Z"
+RUNS_PAGE_DEFAULT: Final = 500
+RUNS_PAGE_MAX: Final = MAX_PAGE_SIZE  # the store's bound: a page is one round trip
+NOT_A_CURSOR: Final = "not a cursor this API issued"
 
 
 @router.get(
@@ -35,29 +42,38 @@ RFC3339 = "RFC 3339 with an offset, e.g. 2026-11-27T01:00:00Z"
     response_model=RunListOut,
     summary="List runs, newest first",
     description="Each attempt is an item. Filters combine with AND; `since` is inclusive and "
-    "`until` exclusive, both on the scheduled time. Page with `nextCursor`.",
+    "`until` exclusive, both on the scheduled time. Page with `metadata.continue`: pass it as "
+    "`continue` with the same filters; it is null on the last page. (`cursor` and `nextCursor` "
+    "are the same token under their former names.)",
     openapi_extra=role_extra("viewer"),
     responses=problem_responses(422, 503),
 )
 def list_runs(
     runtime: Runtime,
-    task: Annotated[str | None, Query(description="namespace/name")] = None,
+    task: TaskKeyQuery = None,
     status: Annotated[RunStatus | None, Query()] = None,
     trigger: Annotated[Trigger | None, Query()] = None,
-    since: Annotated[datetime | None, Query(description=RFC3339)] = None,
-    until: Annotated[datetime | None, Query(description=RFC3339)] = None,
-    limit: Annotated[int, Query(ge=1, le=API_MAX_PAGE)] = 50,
+    since: Since = None,
+    until: Until = None,
+    limit: Annotated[
+        int, Query(ge=1, le=RUNS_PAGE_MAX, description=f"page size, at most {RUNS_PAGE_MAX}")
+    ] = RUNS_PAGE_DEFAULT,
+    continue_: ContinueQuery = None,
     cursor: Annotated[
-        str | None, Query(description="the nextCursor of the previous page of the same query")
+        str | None,
+        Query(
+            description="the former name of `continue`",
+            deprecated=True,
+            max_length=CONTINUE_MAX,
+            pattern=r"^[A-Za-z0-9_-]+$",
+        ),
     ] = None,
 ) -> RunListOut:
-    naive = [
-        FieldProblem(location=["query", name], message="must include a UTC offset (RFC 3339)")
-        for name, value in (("since", since), ("until", until))
-        if value is not None and value.tzinfo is None
-    ]
-    if naive:
-        raise _invalid_query(naive)
+    if continue_ is not None and cursor is not None and continue_ != cursor:
+        raise _invalid_query(
+            [FieldProblem(location=["query", "cursor"], message="differs from continue")]
+        )
+    token = continue_ if continue_ is not None else cursor
     try:
         query = RunQuery(
             task=task,
@@ -66,14 +82,19 @@ def list_runs(
             since=since,
             until=until,
             limit=limit,
-            cursor=cursor,
+            cursor=token,
         )
     except ValueError:
+        where = "continue" if continue_ is not None else "cursor"
         raise _invalid_query(
-            [FieldProblem(location=["query", "cursor"], message="not a cursor this API issued")]
+            [FieldProblem(location=["query", where], message=NOT_A_CURSOR)]
         ) from None
     page = runtime.store.query(query)
-    return RunListOut(items=runs_out(page.items), next_cursor=page.next_cursor)
+    return RunListOut(
+        metadata=ListMeta(continue_=page.next_cursor),
+        items=runs_out(page.items),
+        next_cursor=page.next_cursor,
+    )
 
 
 @router.get(
@@ -83,12 +104,7 @@ def list_runs(
     openapi_extra=role_extra("viewer"),
     responses=problem_responses(404, 422, 503),
 )
-def get_run(
-    runtime: Runtime,
-    run_id: Annotated[
-        str, Path(description="the run's id", examples=["default.hello.20261126T213040Z"])
-    ],
-) -> RunDetailOut:
+def get_run(runtime: Runtime, run_id: RunId) -> RunDetailOut:
     attempts = runtime.store.attempts(run_id)
     if not attempts:
         raise ProblemError(404, f"no run {run_id}")

@@ -3,28 +3,61 @@
 A task defined by another source (a file, git, a custom resource) is read-only here: changing
 it answers 409 naming where to change it. Endpoints are ``def``: FastAPI runs them in its
 threadpool, so a slow runtime or store call never blocks the event loop the scheduler shares.
+
+An API-owned task has a resource version, sent as a strong ``ETag`` (and as
+``resourceVersion`` in the body, beside the resource: not inside ``resource.metadata``, which
+must round-trip through ``PUT`` and whose schema has no such field). ``PUT`` and ``DELETE``
+honour ``If-Match``: a version that has moved on is a 412, so a lost update is never silent.
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+import dataclasses
+from typing import Annotated, Any, Final
 
-from fastapi import APIRouter, Body, Path, Query, Response
+from fastapi import APIRouter, Body, Header, Query, Response
 from pydantic import ValidationError
 
 from reconciler.api.auth import role_extra
 from reconciler.api.models import (
     CRONTASK_SCHEMA_REF,
+    ListMeta,
     RunOut,
     TaskListOut,
     TaskOut,
     TaskState,
     field_errors,
-    tasks_out,
+)
+from reconciler.api.params import (
+    NOT_ISSUED,
+    TASKS_PAGE_DEFAULT,
+    TASKS_PAGE_MAX,
+    ContinueQuery,
+    InvalidToken,
+    Name,
+    Namespace,
+    NamespaceQuery,
+    SourceKindQuery,
+    decode_task_token,
+    encode_task_token,
 )
 from reconciler.api.problems import FieldProblem, ProblemError, field_problems
-from reconciler.api.routing import GuardedRoute, Runtime, operation_id, problem_responses
-from reconciler.controller.view import InvalidDefinition, OwnedElsewhere, TaskView
+from reconciler.api.routing import (
+    GuardedRoute,
+    Runtime,
+    links,
+    operation_id,
+    problem_responses,
+)
+from reconciler.controller.view import (
+    AlreadyExists,
+    IfMatch,
+    InvalidDefinition,
+    OwnedElsewhere,
+    TaskQuery,
+    TaskView,
+    VersionMismatch,
+)
 from reconciler.core.model import CronTask
 
 router = APIRouter(
@@ -34,8 +67,16 @@ router = APIRouter(
     generate_unique_id_function=operation_id,
 )
 
-Namespace = Annotated[str, Path(description="the task's namespace", examples=["default"])]
-Name = Annotated[str, Path(description="the task's name", examples=["hello"])]
+IF_MATCH_MAX: Final = 1024
+IfMatchHeader = Annotated[
+    str | None,
+    Header(
+        alias="If-Match",
+        description='the ETag (or resourceVersion, quoted: `"v"`) this change is based on, or '
+        "`*` for any existing version; 412 if the task is at another version",
+        max_length=IF_MATCH_MAX,
+    ),
+]
 
 _DOCUMENT_BODY: dict[str, Any] = {
     "requestBody": {
@@ -45,44 +86,82 @@ _DOCUMENT_BODY: dict[str, Any] = {
 }
 Document = Annotated[dict[str, Any], Body(description="a CronTask resource")]
 
+# Where a task's key is in each answer, for the OpenAPI links between operations.
+_FROM_BODY: Final = {
+    "namespace": "$response.body#/resource/metadata/namespace",
+    "name": "$response.body#/resource/metadata/name",
+}
+_FROM_PATH: Final = {"namespace": "$request.path.namespace", "name": "$request.path.name"}
+_VERSIONED: Final = {**_FROM_PATH, "header.If-Match": "$response.header.ETag"}
+_ETAG: Final = {
+    "headers": {
+        "ETag": {
+            "description": "an API-owned task's version (strong), for If-Match",
+            "schema": {"type": "string"},
+        }
+    }
+}
+
 
 @router.get(
     "/tasks",
     response_model=TaskListOut,
-    summary="List tasks",
+    summary="List tasks, sorted by key",
+    description=f"At most `limit` tasks a page (default {TASKS_PAGE_DEFAULT}, at most "
+    f"{TASKS_PAGE_MAX}). While more follow, `metadata.continue` is a token: pass it as "
+    "`continue` with the same filters for the next page (null on the last page). Paging is "
+    "stable: a page starts after the last key of the previous one.",
     openapi_extra=role_extra("viewer"),
     responses=problem_responses(422),
 )
 def list_tasks(
     runtime: Runtime,
-    namespace: Annotated[str | None, Query(description="only this namespace")] = None,
-    source: Annotated[
-        str | None, Query(description="only tasks from this kind of source: file, git, api, ...")
-    ] = None,
+    namespace: NamespaceQuery = None,
+    source: SourceKindQuery = None,
     state: Annotated[TaskState | None, Query(description="only tasks in this state")] = None,
+    limit: Annotated[
+        int, Query(ge=1, le=TASKS_PAGE_MAX, description=f"page size, at most {TASKS_PAGE_MAX}")
+    ] = TASKS_PAGE_DEFAULT,
+    continue_: ContinueQuery = None,
 ) -> TaskListOut:
-    views = [
-        v
-        for v in runtime.tasks()
-        if (namespace is None or v.key.partition("/")[0] == namespace)
-        and (source is None or v.source.kind == source)
-        and (state is None or v.state == state)
-    ]
-    return TaskListOut(items=tasks_out(views))
+    after = None
+    if continue_ is not None:
+        try:
+            after = decode_task_token(continue_)
+        except InvalidToken:
+            problem = FieldProblem(location=["query", "continue"], message=NOT_ISSUED)
+            raise ProblemError(
+                422, f"query.continue: {NOT_ISSUED}", title="Invalid request", errors=[problem]
+            ) from None
+    query = TaskQuery(namespace=namespace, source=source, state=state, after=after)
+    views = runtime.tasks(dataclasses.replace(query, limit=limit + 1))
+    token = encode_task_token(views[limit - 1].key) if len(views) > limit else None
+    return TaskListOut(
+        metadata=ListMeta(continue_=token), items=[TaskOut.of(v) for v in views[:limit]]
+    )
 
 
 @router.get(
     "/tasks/{namespace}/{name}",
     response_model=TaskOut,
     summary="Get one task",
-    openapi_extra=role_extra("viewer"),
-    responses=problem_responses(404, 422),
+    description="An API-owned task's answer carries its version as `ETag`.",
+    openapi_extra={
+        **role_extra("viewer"),
+        **links(
+            (200,),
+            ReplaceTaskIfUnchanged=("put_task", _VERSIONED),
+            DeleteTaskIfUnchanged=("delete_task", _VERSIONED),
+            StartRun=("trigger_run", _FROM_PATH),
+        ),
+    },
+    responses={200: _ETAG, **problem_responses(404, 422)},
 )
-def get_task(runtime: Runtime, namespace: Namespace, name: Name) -> TaskOut:
+def get_task(runtime: Runtime, namespace: Namespace, name: Name, response: Response) -> TaskOut:
     view = runtime.task(f"{namespace}/{name}")
     if view is None:
         raise _not_found(namespace, name)
-    return TaskOut.of(view)
+    return _answer(view, response)
 
 
 @router.post(
@@ -90,24 +169,33 @@ def get_task(runtime: Runtime, namespace: Namespace, name: Name) -> TaskOut:
     response_model=TaskOut,
     status_code=201,
     summary="Create an API-owned task",
-    description="409 if a task with this namespace/name exists (from any source).",
-    openapi_extra={**role_extra("admin"), **_DOCUMENT_BODY},
-    responses=problem_responses(409, 422),
+    description="409 if a task with this namespace/name exists (from any source), also when "
+    "another request creates it first.",
+    openapi_extra={
+        **role_extra("admin"),
+        **_DOCUMENT_BODY,
+        **links(
+            (201,),
+            GetTask=("get_task", _FROM_BODY),
+            ReplaceTask=("put_task", _FROM_BODY),
+            DeleteTask=("delete_task", _FROM_BODY),
+            StartRun=("trigger_run", _FROM_BODY),
+        ),
+    },
+    responses={201: _ETAG, **problem_responses(409, 422)},
 )
 def create_task(runtime: Runtime, document: Document, response: Response) -> TaskOut:
-    task = _validated(document)
-    existing = runtime.task(task.key)
-    if existing is not None:
-        if existing.source.kind != "api":
-            raise _owned_elsewhere(OwnedElsewhere(task.key, existing.source))
-        raise ProblemError(
-            409,
-            f"task {task.key} already exists; PUT /api/v1/tasks/{task.key} replaces it",
-            kind="already-exists",
-        )
-    view, _created = _put(runtime, document)
+    _validated(document)  # the same 422 as PUT before anything else is looked at
+    try:
+        view = runtime.create_api_task(document)
+    except AlreadyExists as exc:
+        raise ProblemError(409, str(exc), kind="already-exists") from None
+    except InvalidDefinition as exc:
+        raise _invalid(exc) from None
+    except OwnedElsewhere as exc:
+        raise _owned_elsewhere(exc) from None
     response.headers["Location"] = f"/api/v1/tasks/{view.key}"
-    return TaskOut.of(view)
+    return _answer(view, response)
 
 
 @router.put(
@@ -116,12 +204,31 @@ def create_task(runtime: Runtime, document: Document, response: Response) -> Tas
     summary="Create or replace an API-owned task",
     description="200 when replaced, 201 when created. The body's metadata.namespace and "
     "metadata.name must match the path (a missing namespace is taken from the path); "
-    "409 if the task is defined by another source.",
-    openapi_extra={**role_extra("admin"), **_DOCUMENT_BODY},
-    responses={201: {"model": TaskOut, "description": "Created"}, **problem_responses(409, 422)},
+    "409 if the task is defined by another source; with `If-Match`, 412 if the task is not at "
+    "one of the versions given.",
+    openapi_extra={
+        **role_extra("admin"),
+        **_DOCUMENT_BODY,
+        **links(
+            (200, 201),
+            GetTask=("get_task", _FROM_PATH),
+            ReplaceTaskIfUnchanged=("put_task", _VERSIONED),
+            DeleteTaskIfUnchanged=("delete_task", _VERSIONED),
+        ),
+    },
+    responses={
+        200: _ETAG,
+        201: {"model": TaskOut, "description": "Created", **_ETAG},
+        **problem_responses(409, 412, 422),
+    },
 )
 def put_task(
-    runtime: Runtime, namespace: Namespace, name: Name, document: Document, response: Response
+    runtime: Runtime,
+    namespace: Namespace,
+    name: Name,
+    document: Document,
+    response: Response,
+    if_match: IfMatchHeader = None,
 ) -> TaskOut:
     metadata = document.get("metadata")
     if isinstance(metadata, dict) and "namespace" not in metadata:
@@ -145,11 +252,18 @@ def put_task(
             title="Invalid request",
             errors=mismatched,
         )
-    view, created = _put(runtime, document)
+    try:
+        view, created = runtime.put_api_task(document, if_match=_if_match(if_match))
+    except InvalidDefinition as exc:
+        raise _invalid(exc) from None
+    except OwnedElsewhere as exc:
+        raise _owned_elsewhere(exc) from None
+    except VersionMismatch as exc:
+        raise _precondition_failed(exc) from None
     if created:
         response.status_code = 201
         response.headers["Location"] = f"/api/v1/tasks/{view.key}"
-    return TaskOut.of(view)
+    return _answer(view, response)
 
 
 @router.delete(
@@ -157,17 +271,22 @@ def put_task(
     status_code=204,
     response_class=Response,
     summary="Delete an API-owned task",
-    description="409 if the task is defined by another source: delete it there.",
+    description="409 if the task is defined by another source: delete it there. With "
+    "`If-Match`, 412 if the task is not at one of the versions given.",
     openapi_extra=role_extra("admin"),
-    responses=problem_responses(404, 409, 422),
+    responses=problem_responses(404, 409, 412, 422),
 )
-def delete_task(runtime: Runtime, namespace: Namespace, name: Name) -> Response:
+def delete_task(
+    runtime: Runtime, namespace: Namespace, name: Name, if_match: IfMatchHeader = None
+) -> Response:
     try:
-        runtime.delete_api_task(f"{namespace}/{name}")
+        runtime.delete_api_task(f"{namespace}/{name}", if_match=_if_match(if_match))
     except KeyError:
         raise _not_found(namespace, name) from None
     except OwnedElsewhere as exc:
         raise _owned_elsewhere(exc) from None
+    except VersionMismatch as exc:
+        raise _precondition_failed(exc) from None
     return Response(status_code=204)
 
 
@@ -179,7 +298,10 @@ def delete_task(runtime: Runtime, namespace: Namespace, name: Name) -> Response:
     description="Always 202 with the run record: `status` is `running` when it started, or "
     "`skipped` with a `reason` (e.g. `ConcurrencyForbid` while a run is going and the task's "
     "concurrencyPolicy is Forbid) and a `message` saying why.",
-    openapi_extra=role_extra("operator"),
+    openapi_extra={
+        **role_extra("operator"),
+        **links((202,), GetRun=("get_run", {"run_id": "$response.body#/id"})),
+    },
     responses=problem_responses(404, 422),
 )
 def trigger_run(runtime: Runtime, namespace: Namespace, name: Name, response: Response) -> RunOut:
@@ -198,13 +320,33 @@ def _validated(document: dict[str, Any]) -> CronTask:
         raise _invalid(InvalidDefinition(field_errors(exc))) from None
 
 
-def _put(runtime: Runtime, document: dict[str, Any]) -> tuple[TaskView, bool]:
-    try:
-        return runtime.put_api_task(document)
-    except InvalidDefinition as exc:
-        raise _invalid(exc) from None
-    except OwnedElsewhere as exc:
-        raise _owned_elsewhere(exc) from None
+def _answer(view: TaskView, response: Response) -> TaskOut:
+    if view.version is not None:
+        response.headers["ETag"] = f'"{view.version}"'
+    return TaskOut.of(view)
+
+
+def _if_match(header: str | None) -> IfMatch | None:
+    """The versions an ``If-Match`` header names (RFC 9110 §13.1.1: ``*`` or a list of
+    entity tags; a weak tag never matches, as the strong comparison requires)."""
+    if header is None:
+        return None
+    if header.strip() == "*":
+        return frozenset({"*"})
+    tags = [t.strip() for t in header.split(",")]
+    versions = frozenset(t[1:-1] for t in tags if len(t) >= 2 and t[0] == t[-1] == '"')
+    if not versions or len(versions) != len(tags):
+        problem = FieldProblem(
+            location=["header", "If-Match"], message='expected "*" or quoted versions: "v1", "v2"'
+        )
+        raise ProblemError(
+            422, "header.If-Match: not an entity tag", title="Invalid request", errors=[problem]
+        )
+    return versions
+
+
+def _precondition_failed(exc: VersionMismatch) -> ProblemError:
+    return ProblemError(412, str(exc), kind="version-mismatch", title="Precondition Failed")
 
 
 def _invalid(exc: InvalidDefinition) -> ProblemError:

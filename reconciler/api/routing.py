@@ -163,6 +163,20 @@ def operation_id(route: APIRoute) -> str:
     return route.name
 
 
+Link = tuple[str, Mapping[str, str]]
+"""An OpenAPI link: the target's operationId and its parameters as runtime expressions."""
+
+
+def links(statuses: tuple[int, ...], **targets: Link) -> dict[str, Any]:
+    """An ``openapi_extra`` fragment: OpenAPI links from these responses to other operations
+    (what a client, or schemathesis' stateful phase, may call next with what it got)."""
+    declared = {
+        name: {"operationId": operation, "parameters": dict(parameters)}
+        for name, (operation, parameters) in targets.items()
+    }
+    return {"responses": {str(status): {"links": declared} for status in statuses}}
+
+
 def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     """``responses=`` declaring problem answers (their content type is fixed in ``app.py``)."""
     return {s: {"model": Problem, "description": _DESCRIPTIONS.get(s, "Error")} for s in statuses}
@@ -173,6 +187,7 @@ _DESCRIPTIONS: Mapping[int, str] = {
     403: "The caller's role is not enough",
     404: "Not found",
     409: "Conflict",
+    412: "Precondition failed: the task is not at a version If-Match names",
     422: "Invalid input; `errors` names each failing field",
     500: "Internal error",
     503: "Temporarily unavailable",

@@ -1,9 +1,15 @@
-"""Durations on the command line: ``30s``, ``5m``, ``1h30m``, ``2d``, or plain seconds."""
+"""Durations on the command line: ``30s``, ``5m``, ``1h30m``, ``2d``, or plain seconds, at
+most :data:`MAX_SECONDS` (so that ``now - duration`` and a timer of that length never
+overflow)."""
 
 from __future__ import annotations
 
 import argparse
 import re
+from typing import Final
+
+MAX_SECONDS: Final = 100 * 365 * 86400.0  # 100 years
+MAX_TEXT: Final = 64
 
 _PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
 _UNIT = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
@@ -12,16 +18,21 @@ _UNIT = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 def parse_duration(text: str) -> float:
     """Seconds in ``text``; raises ValueError with a message for the user."""
     value = text.strip()
+    if len(value) > MAX_TEXT:
+        raise ValueError(f"invalid duration {text[:MAX_TEXT]!r}... (longer than {MAX_TEXT})")
     if re.fullmatch(r"\d+(\.\d+)?", value):
-        return float(value)
-    total, position = 0.0, 0
-    for match in _PART.finditer(value):
-        if match.start() != position:
-            break
-        total += float(match.group(1)) * _UNIT[match.group(2)]
-        position = match.end()
-    if position != len(value) or not value:
-        raise ValueError(f"invalid duration {text!r} (examples: 30s, 5m, 1h30m, 2d)")
+        total = float(value)
+    else:
+        total, position = 0.0, 0
+        for match in _PART.finditer(value):
+            if match.start() != position:
+                break
+            total += float(match.group(1)) * _UNIT[match.group(2)]
+            position = match.end()
+        if position != len(value) or not value:
+            raise ValueError(f"invalid duration {text!r} (examples: 30s, 5m, 1h30m, 2d)")
+    if not total <= MAX_SECONDS:  # also NaN and inf, should a float ever get here
+        raise ValueError(f"duration {text!r} is longer than 100 years")
     return total
 
 

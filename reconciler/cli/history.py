@@ -8,11 +8,13 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from reconciler.cli.durations import duration_arg
-from reconciler.cli.main_helpers import add_state_args, table
+from reconciler.cli.main_helpers import add_state_args, bounded_int, run_id, table, task_key
 from reconciler.cli.remote import RemoteError, add_server_arg, default_token, fetch_run, fetch_runs
 from reconciler.core.runs import RunRecord, RunStatus, Trigger
 from reconciler.store import open_store, sqlite_url
-from reconciler.store.base import RunQuery
+from reconciler.store.base import MAX_PAGE_SIZE, RunQuery
+
+MAX_LIMIT = 100_000
 
 
 def add_parser(commands: Any) -> None:
@@ -22,7 +24,7 @@ def add_parser(commands: Any) -> None:
         description="List runs from the run store, newest first (the same --state-dir / --db "
         "as `crontask run`). With --id, print one run with its output.",
     )
-    parser.add_argument("task", nargs="?", metavar="KEY", help="NAMESPACE/NAME")
+    parser.add_argument("task", nargs="?", metavar="KEY", type=task_key, help="NAMESPACE/NAME")
     parser.add_argument("--status", choices=[s.value for s in RunStatus])
     parser.add_argument("--trigger", choices=[t.value for t in Trigger])
     parser.add_argument(
@@ -31,8 +33,15 @@ def add_parser(commands: Any) -> None:
         metavar="DURATION",
         help="only runs scheduled in the last DURATION, e.g. 1h",
     )
-    parser.add_argument("--limit", type=int, default=20, help="how many (default: 20)")
-    parser.add_argument("--id", metavar="RUN_ID", help="one run, all attempts, with output")
+    parser.add_argument(
+        "--limit",
+        type=bounded_int(1, MAX_LIMIT),
+        default=20,
+        help=f"how many, newest first (default: 20, at most {MAX_LIMIT:,}; read page by page)",
+    )
+    parser.add_argument(
+        "--id", metavar="RUN_ID", type=run_id, help="one run, all attempts, with output"
+    )
     parser.add_argument("--json", action="store_true", help='print {"items": [...]}')
     # Without --server the store is read directly (the same --state-dir / --db as `run`).
     add_state_args(parser)
@@ -41,7 +50,10 @@ def add_parser(commands: Any) -> None:
 
 
 def run_runs(args: argparse.Namespace) -> int:
-    since = datetime.now(UTC) - timedelta(seconds=args.since) if args.since else None
+    since = None
+    if args.since:
+        # durations are bounded (reconciler.cli.durations), so this cannot overflow
+        since = datetime.now(UTC) - timedelta(seconds=args.since)
     try:
         if args.server:
             items, attempts = _from_api(args, since)
@@ -85,18 +97,26 @@ def _from_store(
     try:
         if args.id:
             return [], [to_json(r, output=True) for r in store.attempts(args.id)]
-        page = store.query(
-            RunQuery(
-                task=args.task,
-                status=RunStatus(args.status) if args.status else None,
-                trigger=Trigger(args.trigger) if args.trigger else None,
-                since=since,
-                limit=args.limit,
+        items: list[dict[str, Any]] = []
+        cursor = None
+        while len(items) < args.limit:
+            page = store.query(
+                RunQuery(
+                    task=args.task,
+                    status=RunStatus(args.status) if args.status else None,
+                    trigger=Trigger(args.trigger) if args.trigger else None,
+                    since=since,
+                    limit=min(args.limit - len(items), MAX_PAGE_SIZE),
+                    cursor=cursor,
+                )
             )
-        )
+            items += [to_json(r) for r in page.items]
+            cursor = page.next_cursor
+            if cursor is None:
+                break
     finally:
         store.close()
-    return [to_json(r) for r in page.items], []
+    return items, []
 
 
 def _from_api(
@@ -105,14 +125,8 @@ def _from_api(
     token = default_token()
     if args.id:
         return [], list(fetch_run(args.server, token, args.id).get("attempts", []))
-    params = {
-        "task": args.task,
-        "status": args.status,
-        "trigger": args.trigger,
-        "since": since,
-        "limit": args.limit,
-    }
-    return list(fetch_runs(args.server, token, params).get("items", [])), []
+    params = {"task": args.task, "status": args.status, "trigger": args.trigger, "since": since}
+    return fetch_runs(args.server, token, params, args.limit), []
 
 
 def _show_one(attempts: list[dict[str, Any]], args: argparse.Namespace) -> int:

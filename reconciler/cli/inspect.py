@@ -11,8 +11,14 @@ from typing import Any
 
 import yaml
 
-from reconciler.cli.main_helpers import add_max_file_size_arg, existing_paths
-from reconciler.cli.remote import RemoteError, default_token, request
+from reconciler.cli.main_helpers import (
+    add_max_file_size_arg,
+    bounded_int,
+    existing_paths,
+    server_url,
+    timestamp,
+)
+from reconciler.cli.remote import RemoteError, default_token, fetch_tasks
 from reconciler.core.crd import crd_document
 from reconciler.core.desired import Definition, DesiredState, Location, assemble
 from reconciler.core.model import CronTask, json_schema
@@ -51,6 +57,7 @@ def add_parsers(commands: Any) -> None:
     against.add_argument(
         "--server",
         metavar="URL",
+        type=server_url,
         help="a running crontask: compare with the tasks it reads from files and git "
         "(API-created and Kubernetes tasks are not what a folder replaces); $CRONTASK_TOKEN",
     )
@@ -66,9 +73,15 @@ def add_parsers(commands: Any) -> None:
     )
     next_cmd.add_argument("path", metavar="PATH", help="a file or folder of CronTasks")
     next_cmd.add_argument("--task", metavar="NAME", help="NAME or NAMESPACE/NAME, if PATH has many")
-    next_cmd.add_argument("-n", type=int, default=5, metavar="N", help="how many (default: 5)")
     next_cmd.add_argument(
-        "--from", dest="start", metavar="RFC3339", help="e.g. 2027-03-28T00:00:00+01:00"
+        "-n", type=bounded_int(1, 1000), default=5, metavar="N", help="how many (default: 5)"
+    )
+    next_cmd.add_argument(
+        "--from",
+        dest="start",
+        type=timestamp,
+        metavar="RFC3339",
+        help="e.g. 2027-03-28T00:00:00+01:00",
     )
     next_cmd.add_argument("--json", action="store_true", help="machine-readable output")
     add_max_file_size_arg(next_cmd)
@@ -120,7 +133,7 @@ PLANNED_KINDS = ("file", "git")
 
 def _from_server(server: str) -> DesiredState:
     try:
-        items = request(server, default_token(), "GET", "/api/v1/tasks")["items"]
+        items = fetch_tasks(server, default_token())  # every page
     except RemoteError as err:
         raise SystemExit(f"crontask: {err}") from None
     definitions = []
@@ -166,9 +179,7 @@ def run_next(args: argparse.Namespace) -> int:
     for problem in desired.problems:
         print(problem, file=sys.stderr)
     definitions = _select(list(desired.tasks.values()), args.task)
-    if args.n < 1:
-        raise SystemExit("crontask: -n must be at least 1")
-    start = _parse_from(args.start)
+    start = args.start or datetime.now(UTC)  # bounded by its argument type
     reports = [_next_report(d, start, args.n) for d in definitions]
     if args.json:
         document: Any = reports[0] if len(reports) == 1 else {"items": reports}
@@ -192,18 +203,6 @@ def _select(definitions: list[Definition], task: str | None) -> list[Definition]
     if not definitions:
         raise SystemExit("crontask: no valid CronTask found")
     return sorted(definitions, key=lambda d: d.key)
-
-
-def _parse_from(text: str | None) -> datetime:
-    if text is None:
-        return datetime.now(UTC)
-    try:
-        start = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
-    except ValueError:
-        raise SystemExit(f"crontask: --from {text!r} is not an RFC 3339 timestamp") from None
-    if start.tzinfo is None:
-        raise SystemExit(f"crontask: --from {text!r} needs an offset, e.g. Z or +01:00")
-    return start
 
 
 def _next_report(definition: Definition, start: datetime, n: int) -> dict[str, Any]:

@@ -1,12 +1,18 @@
-"""Small helpers shared by the command modules."""
+"""Small helpers shared by the command modules, and the argument types that bound what the
+command line takes: a bad value is one line on stderr and exit status 2, as argparse does for
+the rest, never a traceback."""
 
 from __future__ import annotations
 
 import argparse
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Final
+from urllib.parse import urlsplit
 
+from reconciler.core.model import DNS1123_LABEL
 from reconciler.sources.limits import DEFAULT_MAX_FILE_SIZE, format_size
 
 _SIZE = re.compile(r"(\d{1,15})\s*([a-z]*)", re.IGNORECASE)
@@ -15,6 +21,98 @@ _SIZE_UNITS = {
     **{"ki": 1024, "kib": 1024, "mi": 1024**2, "mib": 1024**2, "gi": 1024**3, "gib": 1024**3},
 }
 MAX_FILE_SIZE_RANGE = (1024, 1024**3)  # 1 KiB .. 1 GiB
+
+_LABEL: Final = DNS1123_LABEL.strip("^$")
+# The shapes the API checks too (reconciler/api/params.py; a test keeps them equal).
+KEY_PATTERN: Final = f"^{_LABEL}/{_LABEL}$"
+RUN_ID_PATTERN: Final = rf"^{_LABEL}\.{_LABEL}\.[0-9]{{8}}T[0-9]{{6}}(\.[0-9]{{6}})?Z$"
+_MAX_TEXT: Final = 300  # longer than any key, run id or URL these options take
+_EARLIEST: Final = datetime(1970, 1, 1, tzinfo=UTC)
+_LATEST: Final = datetime(9000, 1, 1, tzinfo=UTC)
+
+
+def task_key(text: str) -> str:
+    """``NAMESPACE/NAME``, both DNS-1123 labels of at most 63 characters."""
+    namespace, _, name = text.partition("/")
+    if (
+        len(text) > _MAX_TEXT
+        or re.fullmatch(KEY_PATTERN, text) is None
+        or max(len(namespace), len(name)) > 63
+    ):
+        raise argparse.ArgumentTypeError(
+            f"expected NAMESPACE/NAME (lowercase letters, digits and '-', each at most 63), "
+            f"got {text[:80]!r}"
+        )
+    return text
+
+
+def label(text: str) -> str:
+    if len(text) > 63 or re.fullmatch(DNS1123_LABEL, text) is None:
+        raise argparse.ArgumentTypeError(
+            f"expected a DNS-1123 label (lowercase letters, digits and '-', at most 63), "
+            f"got {text[:80]!r}"
+        )
+    return text
+
+
+def run_id(text: str) -> str:
+    if len(text) > _MAX_TEXT or re.fullmatch(RUN_ID_PATTERN, text) is None:
+        raise argparse.ArgumentTypeError(
+            f"expected a run id such as ops.backup.20261127T010000Z, got {text[:80]!r}"
+        )
+    return text
+
+
+def server_url(text: str) -> str:
+    """An ``http://`` or ``https://`` URL with a host (and a valid port, if any)."""
+    try:
+        parts = urlsplit(text)
+        ok = (
+            len(text) <= _MAX_TEXT
+            and parts.scheme in ("http", "https")
+            and bool(parts.hostname)
+            and (parts.port is None or parts.port > 0)
+        )
+    except ValueError:  # a port out of range, an unclosed [
+        ok = False
+    if not ok:
+        raise argparse.ArgumentTypeError(
+            f"expected http://HOST:PORT or https://HOST:PORT, got {text[:80]!r}"
+        )
+    return text
+
+
+def timestamp(text: str) -> datetime:
+    """An RFC 3339 time with an offset (``Z`` or ``+01:00``), from 1970 to 9000 (so that the
+    fire times after it never leave the calendar)."""
+    try:
+        value = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
+        ok = value.tzinfo is not None and _EARLIEST <= value.astimezone(UTC) < _LATEST
+    except (ValueError, OverflowError):
+        ok = False
+    if len(text) > 64 or not ok:
+        raise argparse.ArgumentTypeError(
+            f"expected an RFC 3339 time with an offset between 1970 and 9000, e.g. "
+            f"2027-03-28T00:00:00+01:00, got {text[:80]!r}"
+        )
+    return value
+
+
+def bounded_int(low: int, high: int) -> Callable[[str], int]:
+    """An argument type: an integer in ``low..high``."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text) if len(text) <= 20 else None
+        except ValueError:
+            value = None
+        if value is None or not low <= value <= high:
+            raise argparse.ArgumentTypeError(
+                f"expected a whole number from {low} to {high}, got {text[:40]!r}"
+            )
+        return value
+
+    return parse
 
 
 def existing_paths(values: Sequence[str]) -> list[Path]:

@@ -12,12 +12,12 @@ import argparse
 import json
 import os
 import sys
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import quote
 
-from reconciler.cli.main_helpers import table
+from reconciler.cli.main_helpers import label, server_url, table, task_key
 
 if TYPE_CHECKING:
     import httpx
@@ -26,6 +26,8 @@ DEFAULT_SERVER: Final = "http://127.0.0.1:8080"
 SERVER_ENV: Final = "CRONTASK_SERVER"
 TOKEN_ENV: Final = "CRONTASK_TOKEN"  # noqa: S105 - the name of a variable
 TIMEOUT_SECONDS: Final = 10.0
+PAGE_MAX: Final = 1000  # the largest page both lists serve
+MAX_PAGES: Final = 10_000
 
 
 class RemoteError(Exception):
@@ -33,7 +35,14 @@ class RemoteError(Exception):
 
 
 def default_server() -> str:
-    return os.environ.get(SERVER_ENV) or DEFAULT_SERVER
+    """``$CRONTASK_SERVER`` (checked as ``--server`` is; a bad one is a usage error, exit 2)
+    or the default."""
+    server = os.environ.get(SERVER_ENV) or DEFAULT_SERVER
+    try:
+        return server_url(server)
+    except argparse.ArgumentTypeError as err:
+        print(f"crontask: ${SERVER_ENV}: {err}", file=sys.stderr)
+        raise SystemExit(2) from None
 
 
 def default_token() -> str | None:
@@ -45,6 +54,7 @@ def add_server_arg(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--server",
         metavar="URL",
+        type=server_url,
         default=None,
         help=f"the crontask API (default: ${SERVER_ENV} or {DEFAULT_SERVER}); "
         f"${TOKEN_ENV} is sent as a bearer token",
@@ -52,14 +62,14 @@ def add_server_arg(parser: argparse.ArgumentParser) -> None:
 
 
 def add_parsers(commands: Any) -> None:
-    """Register ``tasks`` and ``trigger`` on the ``crontask`` subcommand parser."""
+    """Register ``tasks``, ``trigger`` and ``members`` on the ``crontask`` subcommand parser."""
     tasks = commands.add_parser(
         "tasks",
         help="list the tasks of a running crontask",
         description="List the tasks a running crontask schedules (over its API): state, "
         "source, next and last run.",
     )
-    tasks.add_argument("--namespace", metavar="NS", help="only this namespace")
+    tasks.add_argument("--namespace", metavar="NS", type=label, help="only this namespace")
     tasks.add_argument("--json", action="store_true", help='print the API\'s {"items": [...]}')
     add_server_arg(tasks)
     tasks.set_defaults(handler=run_tasks)
@@ -71,23 +81,33 @@ def add_parsers(commands: Any) -> None:
         "role). The run may be skipped, e.g. while one is running and the task's "
         "concurrencyPolicy is Forbid; the reason is printed.",
     )
-    trigger.add_argument("key", metavar="NAMESPACE/NAME")
+    trigger.add_argument("key", metavar="NAMESPACE/NAME", type=task_key)
     trigger.add_argument("--json", action="store_true", help="print the run record as JSON")
     add_server_arg(trigger)
     trigger.set_defaults(handler=run_trigger)
+
+    members = commands.add_parser(
+        "members",
+        help="list the replicas of a running crontask (--ha)",
+        description="List the replicas a running crontask (--ha) sees: each one's address, "
+        "since when it is a member, its last renewal, the tasks it schedules and the digest of "
+        "the definitions it read; and, when replicas read different definitions, on which tasks.",
+    )
+    members.add_argument("--json", action="store_true", help="print the API's answer")
+    add_server_arg(members)
+    members.set_defaults(handler=run_members)
 
 
 def run_tasks(args: argparse.Namespace) -> int:
     server = args.server or default_server()
     params = {"namespace": args.namespace} if args.namespace else {}
     try:
-        body = request(server, default_token(), "GET", "/api/v1/tasks", params=params)
+        items = fetch_tasks(server, default_token(), params)
     except RemoteError as exc:
         return _fail(exc)
     if args.json:
-        print(json.dumps(body, indent=2))
+        print(json.dumps({"items": items}, indent=2))
         return 0
-    items = body.get("items", [])
     if not items:
         print("no tasks" + (f" in namespace {args.namespace}" if args.namespace else ""))
         return 0
@@ -102,18 +122,49 @@ def run_tasks(args: argparse.Namespace) -> int:
         ]
         for t in items
     ]
-    print(table(["TASK", "STATE", "SCHEDULE", "NEXT RUN", "LAST RUN", "SOURCE"], rows))
+    headers = ["TASK", "STATE", "SCHEDULE", "NEXT RUN", "LAST RUN", "SOURCE"]
+    if any(t.get("owner") for t in items):  # replicas: who schedules each task
+        headers.append("OWNER")
+        for row, t in zip(rows, items, strict=True):
+            row.append(t.get("owner") or "-")
+    print(table(headers, rows))
     errors = [t for t in items if t.get("error")]
     for t in errors:
         print(f"{t['key']}: {t['error']}", file=sys.stderr)
     return 0
 
 
+def run_members(args: argparse.Namespace) -> int:
+    server = args.server or default_server()
+    try:
+        answer = request(server, default_token(), "GET", "/api/v1/members")
+    except RemoteError as exc:
+        return _fail(exc)
+    if args.json:
+        print(json.dumps(answer, indent=2))
+        return 0
+    rows = [
+        [
+            m["id"] + (" (this one)" if m.get("me") else ""),
+            m.get("address") or "-",
+            _when(m.get("since")),
+            _when(m.get("renewed")),
+            str(m.get("ownedTasks", 0)),
+            (m.get("digest") or "-") + (" draining" if m.get("draining") else ""),
+        ]
+        for m in answer.get("items", [])
+    ]
+    print(table(["MEMBER", "ADDRESS", "SINCE", "RENEWED", "TASKS", "DIGEST"], rows))
+    if answer.get("disagreeingSince"):
+        print(f"replicas read different definitions since {answer['disagreeingSince']}:")
+        for task in answer.get("differingTasks", []):
+            hashes = ", ".join(f"{m}={h or 'absent'}" for m, h in task["hashes"].items())
+            print(f"  {task['task']}: {hashes}")
+    return 0
+
+
 def run_trigger(args: argparse.Namespace) -> int:
-    namespace, sep, name = args.key.partition("/")
-    if not sep or not namespace or not name or "/" in name:
-        print(f"crontask: expected NAMESPACE/NAME, got {args.key!r}", file=sys.stderr)
-        return 2
+    namespace, _, name = args.key.partition("/")
     server = args.server or default_server()
     path = f"/api/v1/tasks/{quote(namespace, safe='')}/{quote(name, safe='')}/runs"
     try:
@@ -130,12 +181,49 @@ def run_trigger(args: argparse.Namespace) -> int:
     return 0
 
 
-def fetch_runs(server: str | None, token: str | None, params: Mapping[str, Any]) -> dict[str, Any]:
-    """``GET /api/v1/runs`` with ``params`` (task, status, trigger, since, until - RFC 3339 -,
-    limit, cursor; ``None`` values are dropped): ``{"items": [...], "nextCursor": ...}``.
+def fetch_tasks(
+    server: str | None, token: str | None, params: Mapping[str, Any] | None = None
+) -> list[dict[str, Any]]:
+    """Every task ``GET /api/v1/tasks`` lists with ``params`` (namespace, source, state),
+    following ``metadata.continue`` page after page. :class:`RemoteError` on any failure."""
+    return list(_pages(server or default_server(), token, "/api/v1/tasks", params or {}, None))
+
+
+def fetch_runs(
+    server: str | None, token: str | None, params: Mapping[str, Any], limit: int
+) -> list[dict[str, Any]]:
+    """The newest ``limit`` runs ``GET /api/v1/runs`` lists with ``params`` (task, status,
+    trigger, since, until - RFC 3339 -; ``None`` values are dropped), following pages.
     :class:`RemoteError` on any failure."""
     query = {k: _param(v) for k, v in params.items() if v is not None}
-    return request(server or default_server(), token, "GET", "/api/v1/runs", params=query)
+    return list(_pages(server or default_server(), token, "/api/v1/runs", query, limit))
+
+
+def _pages(
+    server: str, token: str | None, path: str, params: Mapping[str, str], limit: int | None
+) -> Iterator[dict[str, Any]]:
+    """The items of a list, page by page, until ``limit`` items or the last page. A token is
+    followed at most :data:`MAX_PAGES` times, so a server that never ends a list cannot keep
+    the client forever."""
+    wanted = limit
+    token_param: dict[str, str] = {}
+    with connect() as client:
+        for _ in range(MAX_PAGES):
+            page_size = {} if wanted is None else {"limit": str(min(wanted, PAGE_MAX))}
+            query = {**params, **page_size, **token_param}
+            body = request(server, token, "GET", path, params=query, client=client)
+            items = body.get("items")
+            if not isinstance(items, list):
+                raise RemoteError(f"{server} answered a list without items")
+            yield from items[:wanted]
+            if wanted is not None:
+                wanted -= min(len(items), wanted)
+            metadata = body.get("metadata")
+            following = metadata.get("continue") if isinstance(metadata, dict) else None
+            if not following or wanted == 0:
+                return
+            token_param = {"continue": str(following)}
+    raise RemoteError(f"{server} answered more than {MAX_PAGES} pages")
 
 
 def fetch_run(server: str | None, token: str | None, run_id: str) -> dict[str, Any]:
@@ -152,17 +240,23 @@ def request(
     *,
     params: Mapping[str, str] | None = None,
     transport: httpx.BaseTransport | None = None,
+    client: httpx.Client | None = None,
 ) -> dict[str, Any]:
-    """One API call; the decoded JSON body, or :class:`RemoteError` with one clear line."""
+    """One API call (on ``client``'s connection when given); the decoded JSON body, or
+    :class:`RemoteError` with one clear line."""
     import httpx  # here, not at the top: only the client commands pay for it
 
+    if client is None:
+        with connect(transport) as own:
+            return request(server, token, method, path, params=params, client=own)
     headers = {"Accept": "application/json"}
     if token:
         headers["Authorization"] = f"Bearer {token}"
     base = server.rstrip("/")
     try:
-        with httpx.Client(timeout=TIMEOUT_SECONDS, transport=transport) as client:
-            response = client.request(method, base + path, params=params, headers=headers)
+        response = client.request(method, base + path, params=params, headers=headers)
+    except httpx.InvalidURL as exc:
+        raise RemoteError(f"--server {server!r} is not a URL crontask can use: {exc}") from None
     except httpx.ConnectError:
         raise RemoteError(
             f"cannot reach crontask at {server} (is `crontask run` running?)"
@@ -184,6 +278,13 @@ def request(
     if not isinstance(body, dict):
         raise RemoteError(f"{server} answered with unexpected JSON")
     return body
+
+
+def connect(transport: httpx.BaseTransport | None = None) -> httpx.Client:
+    """An HTTP client for :func:`request` (one connection for the pages of a list)."""
+    import httpx
+
+    return httpx.Client(timeout=TIMEOUT_SECONDS, transport=transport)
 
 
 def _problem_line(response: httpx.Response) -> str:

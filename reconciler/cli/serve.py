@@ -193,6 +193,14 @@ def add_parser(commands: Any) -> None:
         help="how often history retention is enforced (default: 10m)",
     )
     add_max_file_size_arg(parser)
+    parser.add_argument(
+        "--metrics-per-task-histograms",
+        action="store_true",
+        help="give crontask_run_duration_seconds a task label. Costs 17 series per task "
+        "(14 buckets, +Inf, _sum, _count) where there are 17 in all without it: at 10 000 "
+        "tasks 170 000 more series, about 12 MB more text per scrape (0.6 MB gzipped). "
+        "See README, Metrics",
+    )
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning"])
     parser.add_argument("--log-format", default="logfmt", choices=["logfmt", "json"])
     parser.set_defaults(handler=run)

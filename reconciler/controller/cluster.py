@@ -163,10 +163,13 @@ class Cluster:
                 log.exception("could not take the new assignment; the next renewal tries again")
                 return
         try:
-            stops = await asyncio.to_thread(self._housekeep, members, changed)
+            stops, foreign = await asyncio.to_thread(self._housekeep, members, changed)
         except Exception:
             log.exception("replica housekeeping failed; the next renewal tries again")
             return
+        if self.dispatcher.handover is not None:
+            for task in foreign:
+                self.dispatcher.handover.inherit(task)
         for run, reason in stops:
             if self.dispatcher.stop_run(run, reason):
                 log.info("run stopped at another replica's request", extra={"fields": {"run": run}})
@@ -203,13 +206,20 @@ class Cluster:
             moved = sum(before.owner(key) != assignment.owner(key) for key in tasks)
         return anchors, moved
 
-    def _housekeep(self, members: list[Member], changed: bool) -> list[tuple[str, str]]:
-        """In a worker thread: dead replicas' runs, views; returns the runs here that another
-        replica asked to stop, with the reason."""
+    def _housekeep(
+        self, members: list[Member], changed: bool
+    ) -> tuple[list[tuple[str, str]], set[str]]:
+        """In a worker thread: dead replicas' runs, views. Returns the runs here that another
+        replica asked to stop (with the reason), and the tasks of ours running elsewhere."""
         stops = [(run, reason) for run, _, reason in self.store.stop_requests(self.me.id)]
         live = {m.id for m in members}
+        running = self.store.running()
+        # A task of ours that another replica runs now (a manual run asked there, or a run
+        # from before a handover): its next run here asks the store first.
+        foreign = {
+            r.task for r in running if r.owner != self.me.id and self.reconciler.mine(r.task)
+        }
         if changed or not self._swept:
-            running = self.store.running()
             owners = {r.owner for r in running if r.owner}
             dead = owners - live - {self.me.id}
             # A dead replica's Job runs on: the task's new owner adopts the run.
@@ -223,7 +233,7 @@ class Cluster:
                 )
             self._swept = True
         self._compare(members)
-        return stops
+        return stops, foreign
 
     def _compare(self, members: list[Member]) -> None:
         # A replica that has not read its sources yet has no view (digest None).

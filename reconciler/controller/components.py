@@ -21,6 +21,7 @@ from reconciler.controller.manager import Ready
 from reconciler.controller.waiting import first_of
 from reconciler.scheduling.base import Scheduler
 from reconciler.sinks.metrics import Metrics
+from reconciler.sources.api import ApiSource
 from reconciler.sources.git import GitSource
 from reconciler.sources.watch import watch_paths
 from reconciler.store.base import RunStore
@@ -79,6 +80,32 @@ class GitSync:
                 self.mark(())
             if self.git.status().last_error:
                 self.metrics.source_sync_failed(self.git.kind)
+
+
+class ApiPoll:
+    """With replicas: another replica's write of an API task reaches this one by polling the
+    shared store's versions (a cheap query) every ``interval`` seconds."""
+
+    name = "api-poll"
+
+    def __init__(self, source: ApiSource, mark: Mark, interval: float = 2.0) -> None:
+        self.source = source
+        self.mark = mark
+        self.interval = interval
+
+    async def run(self, ready: Ready, stop: asyncio.Event) -> None:
+        ready()
+        while not stop.is_set():
+            await first_of(stop, timeout=self.interval)
+            if stop.is_set():
+                return
+            try:
+                changed = await asyncio.to_thread(self.source.changed)
+            except Exception as err:  # the store is away: the next poll tries again
+                log.debug("api task poll failed", extra={"fields": {"error": str(err)}})
+                continue
+            if changed:
+                self.mark(changed)
 
 
 class Housekeeping:
@@ -205,6 +232,7 @@ class Informer:
 
 
 __all__ = [
+    "ApiPoll",
     "FileWatch",
     "GitSync",
     "Housekeeping",

@@ -107,6 +107,10 @@ class Reconciler:
         """A pass has applied: the desired state has been read from every source."""
         return self._scheduler_started
 
+    def owner(self, key: str) -> str | None:
+        """The replica that schedules ``key`` (None without replicas)."""
+        return self.assignment.owner(key) if self.assignment is not None else None
+
     def mine(self, key: str) -> bool:
         return self.assignment is None or self.assignment.mine(key)
 

@@ -31,6 +31,7 @@ from typing import Any
 
 from reconciler.controller.cluster import Cluster, Timing
 from reconciler.controller.components import (
+    ApiPoll,
     FileWatch,
     GitSync,
     Housekeeping,
@@ -52,10 +53,9 @@ from reconciler.controller.loop import ReconcileLoop
 from reconciler.controller.manager import ComponentFailed, Manager
 from reconciler.controller.queue import WorkQueue
 from reconciler.controller.reconcile import PassResult, Reconciler
-from reconciler.controller.service import API_KIND, Service
+from reconciler.controller.service import Service
 from reconciler.controller.view import RuntimeView
-from reconciler.core.desired import DesiredState
-from reconciler.core.runs import RunRecord, RunStatus, Trigger
+from reconciler.core.runs import RunRecord, Trigger
 from reconciler.core.status import KUBERNETES
 from reconciler.membership.base import Announcement, Membership, Views
 from reconciler.runner.base import Action, Actions
@@ -67,6 +67,7 @@ from reconciler.sinks.kubernetes import StatusWriter
 from reconciler.sinks.kubernetes_events import EventRecorder
 from reconciler.sinks.kubernetes_report import StatusReporter
 from reconciler.sinks.metrics import Metrics
+from reconciler.sources.api import API_KIND, ApiSource, ApiTaskFiles, ApiTaskStore
 from reconciler.sources.base import Source
 from reconciler.sources.files import DirectorySource
 from reconciler.sources.git import GitOptions, GitSource
@@ -111,6 +112,7 @@ class Options:
     housekeeping_seconds: float = 600.0
     ha: HaOptions | None = None
     max_file_size: int = DEFAULT_MAX_FILE_SIZE  # bytes; larger definition files are refused
+    metrics_per_task_histograms: bool = False
     jobs: JobOptions = dataclasses.field(default_factory=JobOptions)
 
 
@@ -191,7 +193,6 @@ async def serve(
     kube = await _connect(options.kubernetes, queue, me) if options.kubernetes else None
     jobs = await _jobs(options, kube)
     recover(store, me, datetime.now(UTC), jobs.outlives if jobs else lambda r: False)
-    metrics = Metrics()
     task_env = task_environment(os.environ, options.task_env, options.pass_env)
     if unset := [name for name in options.pass_env if name not in os.environ]:
         log.warning(
@@ -207,11 +208,6 @@ async def serve(
     if jobs is not None:
         dispatcher.resumable = jobs.runner
         jobs.runner.progress = dispatcher.progress
-    dispatcher.subscribe(
-        lambda r: (
-            metrics.run_started(r) if r.status is RunStatus.RUNNING else metrics.run_finished(r)
-        )
-    )
 
     def on_fire(key: str, at: datetime) -> None:
         definition = scheduler.owned().get(key)
@@ -219,12 +215,20 @@ async def serve(
             dispatcher.fire(definition, at)
 
     scheduler = ApsScheduler(on_fire)
-    api_dir = options.state_dir / "api-tasks"
-    api_dir.mkdir(parents=True, exist_ok=True)
+    # Metrics read the scheduler's snapshot and the sources at each scrape, and keep each
+    # task's runs from the run listener.
+    metrics = Metrics(
+        scheduler,
+        sources=lambda: service.sources(),
+        per_task_histograms=options.metrics_per_task_histograms,
+    )
+    dispatcher.subscribe(metrics.on_run)
+    api = ApiSource(_api_tasks(options))
     size = options.max_file_size
-    sources: list[Source] = [DirectorySource([api_dir], source=API_KIND, max_file_size=size)]
+    sources: list[Source] = [api]
     if options.paths:
-        sources.append(DirectorySource(options.paths, max_file_size=size))
+        guard = not options.allow_empty
+        sources.append(DirectorySource(options.paths, max_file_size=size, guard_empty=guard))
     git = GitSource(options.git, options.state_dir, max_file_size=size) if options.git else None
     if git is not None:
         sources.append(git)
@@ -241,7 +245,7 @@ async def serve(
     )
     reconciler.subscribe(
         lambda result: metrics.reconciled(
-            result.ok, result.seconds, _errors_by_source(result.desired)
+            result.ok, result.seconds, result.desired if result.ok else None
         )
     )
     if options.ha is not None:
@@ -276,9 +280,10 @@ async def serve(
         dispatcher=dispatcher,
         reconciler=reconciler,
         reconcile=control.reconcile_now,
-        api_dir=api_dir,
+        api=api,
         sources=sources,
         sync_requested=sync_requested,
+        cluster=cluster,
     )
     try:
         if kube is not None:
@@ -293,6 +298,7 @@ async def serve(
             await manager.start(git_sync)
         if cluster is not None:
             await manager.start(cluster)  # joined: the first pass knows which tasks are ours
+            await manager.start(ApiPoll(api, lambda keys: queue.add(API_KIND, keys)))
         await manager.start(Runs(dispatcher, options.shutdown_grace))
         await manager.start(control)
         service.started = True
@@ -322,6 +328,16 @@ async def serve(
     return 1 if manager.failures else 0
 
 
+def _api_tasks(options: Options) -> ApiTaskStore:
+    """Files in the state directory; with replicas, the shared store, so all see the same."""
+    if options.ha is None:
+        return ApiTaskFiles(options.state_dir / "api-tasks")
+    from reconciler.store.api_tasks import SqlApiTasks
+
+    assert options.db_url is not None
+    return SqlApiTasks.open(options.db_url)
+
+
 def _membership(options: Options, kube: _Kubernetes | None) -> tuple[Membership, Views]:
     """Leases with Kubernetes, else the members table; the views live in the shared store."""
     # Imported here: only --ha needs them (and only --ha requires PostgreSQL).
@@ -337,15 +353,6 @@ def _membership(options: Options, kube: _Kubernetes | None) -> tuple[Membership,
 
     namespace = options.ha.lease_namespace or kube.connection.home
     return LeaseMembership(kube.connection.api, namespace), views
-
-
-def _errors_by_source(desired: DesiredState) -> dict[str, int]:
-    errors: dict[str, int] = {}
-    for kind in [e.location.source for e in desired.errors] + [
-        c.winner.source for c in desired.conflicts
-    ]:
-        errors[kind] = errors.get(kind, 0) + 1
-    return errors
 
 
 def _log_started(

@@ -5,40 +5,55 @@ State that the event loop mutates (the scheduler's jobs, the running runs, the d
 is read on the loop in one short snapshot; anything slow (fire-time computation, store reads,
 file writes) happens in the calling thread.
 
-Tasks created through the API are YAML files under ``<state dir>/api-tasks/NAMESPACE/NAME.yaml``
-read by a directory source of kind ``api``: they survive restarts and are reconciled like any
-other source, and they can be inspected and backed up like any file.
+Tasks created through the API belong to the API source (``reconciler.sources.api``): files
+under the state directory, or with replicas the shared run store. Writes of one key are
+serialised in this process (a lock per key held from the check to the change being in force)
+and conditional in the store itself (so replicas writing one key cannot both win): a second
+create is ``AlreadyExists``, a write conditional on a version that has moved on is
+``VersionMismatch``.
+
+With replicas, every replica lists every task (each with its owner) and accepts a manual run
+of any of them: a task this replica does not own is run here, after the store is asked whether
+another replica runs it now (the concurrency policy holds across replicas).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
-import os
-import tempfile
-from collections.abc import Callable, Collection, Coroutine, Mapping, Sequence
+import threading
+from collections.abc import Callable, Collection, Coroutine, Iterator, Mapping, Sequence
 from concurrent.futures import Future
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any, TypeVar
 
 import yaml
 from pydantic import ValidationError
 
+from reconciler.controller.cluster import Cluster
 from reconciler.controller.dispatch import Dispatcher
 from reconciler.controller.reconcile import Reconciler
 from reconciler.controller.view import (
     FieldError,
+    IfMatch,
     InvalidDefinition,
+    Members,
+    MemberStatus,
     OwnedElsewhere,
     SourceRef,
     SourceStatus,
+    TaskQuery,
     TaskView,
+    VersionMismatch,
+    task_state,
 )
-from reconciler.core.desired import Definition
+from reconciler.core.api_tasks import MISSING
+from reconciler.core.desired import Definition, DesiredState
 from reconciler.core.model import CronTask
-from reconciler.core.runs import RunRecord, RunStatus, Trigger, split_key
+from reconciler.core.runs import RunRecord, RunStatus, Trigger
 from reconciler.scheduling.base import Scheduler, schedule_of
+from reconciler.sources.api import API_KIND, ApiSource
 from reconciler.sources.base import Source
 from reconciler.sources.files import DirectorySource
 from reconciler.sources.git import GitSource
@@ -48,7 +63,6 @@ from reconciler.store.base import RunStore
 T = TypeVar("T")
 
 Reconcile = Callable[[Mapping[str, Collection[str]]], Coroutine[Any, Any, object]]
-API_KIND = "api"
 NEXT_RUNS = 5
 ON_LOOP_TIMEOUT = 30.0
 
@@ -70,9 +84,10 @@ class Service:
         dispatcher: Dispatcher,
         reconciler: Reconciler,
         reconcile: Reconcile,
-        api_dir: Path,
+        api: ApiSource,
         sources: Sequence[Source] = (),
         sync_requested: Callable[[str], bool] | None = None,
+        cluster: Cluster | None = None,
     ) -> None:
         self._loop = loop
         self._store = store
@@ -80,9 +95,11 @@ class Service:
         self._dispatcher = dispatcher
         self._reconciler = reconciler
         self._reconcile = reconcile
-        self.api_dir = api_dir
+        self._api = api
+        self._locks = KeyedLocks()
         self._sources = list(sources)
         self._sync_requested = sync_requested
+        self._cluster = cluster
         self.started = False  # the first pass has been applied
         self._last_runs: dict[str, RunRecord] = {}
         dispatcher.subscribe(self._remember)
@@ -93,14 +110,35 @@ class Service:
 
     # -- reads ---------------------------------------------------------------------------
 
-    def tasks(self) -> list[TaskView]:
-        entries = self._on_loop(self._snapshot, None)
+    def tasks(self, query: TaskQuery | None = None) -> list[TaskView]:
+        q = query or TaskQuery()
+
+        def scheduled() -> tuple[dict[str, Definition], DesiredState]:
+            # A C-level copy on the loop; the sorting, filtering and views are made here.
+            return dict(self._scheduler.owned()), self._reconciler.desired
+
+        owned, desired = self._on_loop(scheduled)
+        problems = _problems(desired)
+        # Every task declared, whichever replica schedules it (the same set without replicas).
+        listed = {**desired.tasks, **owned}
+        picked: list[str] = []
+        for key in sorted(listed):
+            definition = listed[key]
+            problem = definition.error or problems.get(key)
+            state = task_state(definition.task.spec.suspend, problem)
+            if q.matches(key, definition.location.source, state):
+                picked.append(key)
+                if q.limit is not None and len(picked) >= q.limit:
+                    break
+        entries = self._on_loop(self._snapshot, picked)
         return [
-            self._view(entry, runs=1, last=self._last_runs.get(k)) for k, entry in entries.items()
+            self._view(entries[k], runs=1, last=self._last_runs.get(k))
+            for k in picked
+            if k in entries
         ]
 
     def task(self, key: str) -> TaskView | None:
-        entries = self._on_loop(self._snapshot, key)
+        entries = self._on_loop(self._snapshot, [key])
         if key not in entries:
             return None
         return self._view(entries[key], runs=NEXT_RUNS, last=self._store.latest(key))
@@ -161,6 +199,29 @@ class Service:
                 found.append(SourceStatus(source.kind, roots, tasks=n_tasks, errors=n_errors))
         return found
 
+    def members(self) -> Members | None:
+        cluster = self._cluster
+        if cluster is None:
+            return None
+        seen = cluster.disagreement  # both replaced whole by the cluster's renewals
+        items = tuple(
+            MemberStatus(
+                id=m.id,
+                address=m.address,
+                since=m.since,
+                renewed=m.renewed,
+                owned=m.owned,
+                digest=m.digest,
+                revision=m.revision,
+                draining=m.draining,
+                me=m.id == cluster.me.id,
+            )
+            for m in cluster.members
+        )
+        if seen is None:
+            return Members(items)
+        return Members(items, seen.since, seen.tasks)
+
     def sync_now(self, kind: str) -> bool:
         return self._sync_requested(kind) if self._sync_requested else False
 
@@ -169,57 +230,78 @@ class Service:
     def trigger(self, key: str) -> RunRecord:
         def fire() -> RunRecord:
             definition = self._scheduler.owned().get(key)
+            if definition is None and not self._reconciler.mine(key):
+                # Another replica schedules it: it runs here all the same.
+                definition = self._reconciler.desired.tasks.get(key)
             if definition is None:
                 raise KeyError(key)
+            if self._dispatcher.handover is not None:
+                # With replicas, a run of it may be going on another one (a manual run asked
+                # there): the store is asked first, so the concurrency policy holds.
+                self._dispatcher.handover.inherit(key)
             # A manual run's slot is the moment it was asked for; its id stays unique.
             return self._dispatcher.fire(definition, datetime.now(UTC), Trigger.MANUAL)
 
         return self._on_loop(fire)
 
-    def put_api_task(self, document: Mapping[str, Any]) -> tuple[TaskView, bool]:
-        try:
-            task = CronTask.model_validate(dict(document))
-        except ValidationError as err:
-            raise InvalidDefinition(
-                [
-                    FieldError(tuple(e["loc"]), str(e["msg"]).removeprefix("Value error, "))
-                    for e in err.errors(include_url=False)
-                ]
-            ) from None
-        self._check_owner(task.key)
-        path = self._path(task.key)
-        created = not path.exists()
-        _write_atomically(path, yaml.safe_dump(task.to_document(), sort_keys=False))
-        self._apply({str(path.absolute())})
-        view = self.task(task.key)
-        if view is None:  # e.g. a conflict made another definition win
-            raise KeyError(task.key)
-        return view, created
+    def create_api_task(self, document: Mapping[str, Any]) -> TaskView:
+        task = _validated(document)
+        with self._writing(task.key):
+            self._check_owner(task.key)
+            return self._write(task, MISSING)
 
-    def delete_api_task(self, key: str) -> None:
-        path = self._path(key)
-        if not path.exists():
-            self._check_owner(key)
-            raise KeyError(key)
-        path.unlink()
-        self._apply({str(path.absolute())})
+    def put_api_task(
+        self, document: Mapping[str, Any], *, if_match: IfMatch | None = None
+    ) -> tuple[TaskView, bool]:
+        task = _validated(document)
+        with self._writing(task.key):
+            self._check_owner(task.key)
+            current = self._api.store.version(task.key)
+            _check_version(task.key, current, if_match)
+            # The store checks again, atomically: another replica may have written meanwhile.
+            return self._write(task, current or MISSING), current is None
+
+    def delete_api_task(self, key: str, *, if_match: IfMatch | None = None) -> None:
+        with self._writing(key):
+            current = self._api.store.version(key)
+            if current is None:
+                self._check_owner(key)
+                raise KeyError(key)
+            _check_version(key, current, if_match)
+            try:
+                self._api.store.remove(key, expect=current)
+            except KeyError:
+                raise VersionMismatch(key, None) from None
+            self._apply(key)
 
     # -- details -------------------------------------------------------------------------
 
-    def _snapshot(self, only: str | None) -> dict[str, _Entry]:
+    @contextlib.contextmanager
+    def _writing(self, key: str) -> Iterator[None]:
+        with self._locks.hold(key, ON_LOOP_TIMEOUT):
+            yield
+
+    def _write(self, task: CronTask, expect: str) -> TaskView:
+        """Under the key's lock: persist ``task``, wait for it to be in force, and return it."""
+        text = yaml.safe_dump(task.to_document(), sort_keys=False)
+        self._api.store.write(task.key, text, expect=expect)
+        self._apply(task.key)
+        view = self.task(task.key)
+        if view is None or view.source.kind != API_KIND:
+            # Another source declared the key between the owner check and the pass.
+            self._check_owner(task.key)
+            raise RuntimeError(f"{task.key} is not in force after it was written")
+        return view
+
+    def _snapshot(self, keys: Sequence[str]) -> dict[str, _Entry]:
         """On the loop: what each task runs on and why it may be flagged."""
         owned = self._scheduler.owned()
         desired = self._reconciler.desired
-        problems: dict[str, str] = {}
-        for error in desired.errors:
-            if error.key:
-                problems.setdefault(error.key, str(error))
-        for conflict in desired.conflicts:
-            problems.setdefault(conflict.key, str(conflict))
-        keys = [only] if only is not None else list(owned)
+        problems = _problems(desired)
         entries: dict[str, _Entry] = {}
         for key in keys:
-            definition = owned.get(key)
+            # What this replica schedules, else what another one does (with replicas).
+            definition = owned.get(key) or desired.tasks.get(key)
             if definition is None:
                 continue
             problem = definition.error or problems.get(key)
@@ -231,8 +313,10 @@ class Service:
         definition = entry.definition
         spec = definition.task.spec
         location = definition.location
+        version = None
         if location.source == API_KIND:
             source = SourceRef(API_KIND, f"/api/v1/tasks/{definition.key}")
+            version = self._api.version(definition.key)
         else:
             source = SourceRef(location.source, str(location), location.revision)
         next_runs: tuple[datetime, ...] = ()
@@ -247,6 +331,8 @@ class Service:
             running=entry.running,
             next_runs=next_runs,
             last_run=last,
+            version=version,
+            owner=self._reconciler.owner(definition.key),
         )
 
     def _check_owner(self, key: str) -> None:
@@ -258,13 +344,9 @@ class Service:
             location = current.location
             raise OwnedElsewhere(key, SourceRef(location.source, str(location), location.revision))
 
-    def _path(self, key: str) -> Path:
-        namespace, name = split_key(key)
-        return self.api_dir / namespace / f"{name}.yaml"
-
-    def _apply(self, paths: set[str]) -> None:
-        """Run a pass for the API source now and wait for it."""
-        future = asyncio.run_coroutine_threadsafe(self._reconcile({API_KIND: paths}), self._loop)
+    def _apply(self, key: str) -> None:
+        """Run a pass for the API source's ``key`` now and wait for it."""
+        future = asyncio.run_coroutine_threadsafe(self._reconcile({API_KIND: {key}}), self._loop)
         future.result(ON_LOOP_TIMEOUT)
 
     def _remember(self, record: RunRecord) -> None:
@@ -285,15 +367,65 @@ class Service:
         return result.result(ON_LOOP_TIMEOUT)
 
 
-def _write_atomically(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".", suffix=".tmp")
+def _validated(document: Mapping[str, Any]) -> CronTask:
     try:
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        return CronTask.model_validate(dict(document))
+    except ValidationError as err:
+        raise InvalidDefinition(
+            [
+                FieldError(tuple(e["loc"]), str(e["msg"]).removeprefix("Value error, "))
+                for e in err.errors(include_url=False)
+            ]
+        ) from None
+
+
+def _check_version(key: str, current: str | None, if_match: IfMatch | None) -> None:
+    if if_match is None:
+        return
+    if current is None or ("*" not in if_match and current not in if_match):
+        raise VersionMismatch(key, current)
+
+
+def _problems(desired: DesiredState) -> dict[str, str]:
+    """Each flagged key's first definition error or conflict."""
+    problems: dict[str, str] = {}
+    for error in desired.errors:
+        if error.key:
+            problems.setdefault(error.key, str(error))
+    for conflict in desired.conflicts:
+        problems.setdefault(conflict.key, str(conflict))
+    return problems
+
+
+class KeyedLocks:
+    """One lock per key, made when first held and dropped when nobody holds or waits for it
+    (so the table stays as small as the number of keys being written right now)."""
+
+    def __init__(self) -> None:
+        self._guard = threading.Lock()
+        self._locks: dict[str, tuple[threading.Lock, int]] = {}
+
+    @contextlib.contextmanager
+    def hold(self, key: str, timeout: float) -> Iterator[None]:
+        """Hold ``key``'s lock; TimeoutError if it is not free within ``timeout`` seconds."""
+        with self._guard:
+            lock, users = self._locks.get(key, (None, 0))
+            lock = lock or threading.Lock()
+            self._locks[key] = (lock, users + 1)
+        try:
+            if not lock.acquire(timeout=timeout):
+                raise TimeoutError(f"another write of {key} took longer than {timeout:g}s")
+            try:
+                yield
+            finally:
+                lock.release()
+        finally:
+            with self._guard:
+                users = self._locks[key][1] - 1
+                if users:
+                    self._locks[key] = (lock, users)
+                else:
+                    del self._locks[key]
+
+    def __len__(self) -> int:
+        return len(self._locks)

@@ -12,6 +12,9 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any, Protocol
 
+# Part of the contract: the errors of API-task writes (re-exported for the API layer).
+from reconciler.core.api_tasks import AlreadyExists as AlreadyExists
+from reconciler.core.api_tasks import VersionMismatch as VersionMismatch
 from reconciler.core.runs import RunRecord
 from reconciler.store.base import RunStore
 
@@ -33,13 +36,39 @@ class TaskView:
     running: tuple[str, ...]  # ids of running runs
     next_runs: tuple[datetime, ...]  # the next fire times (up to 5), in the task's zone
     last_run: RunRecord | None
+    version: str | None = None  # an API-owned task's resource version (its ETag); else None
+    owner: str | None = None  # with replicas: the instance that schedules it
 
     @property
     def state(self) -> str:
         """``Suspended``, ``Error`` (a definition problem; the last good one runs) or ``Ready``."""
-        if self.suspended:
-            return "Suspended"
-        return "Error" if self.error else "Ready"
+        return task_state(self.suspended, self.error)
+
+
+def task_state(suspended: bool, error: str | None) -> str:
+    if suspended:
+        return "Suspended"
+    return "Error" if error else "Ready"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class TaskQuery:
+    """Which tasks ``RuntimeView.tasks`` returns: those matching every filter given, with a key
+    after ``after``, sorted by key, at most ``limit`` of them (``None``: all)."""
+
+    namespace: str | None = None
+    source: str | None = None  # a source kind: file, git, kubernetes, api
+    state: str | None = None  # Ready, Error, Suspended
+    after: str | None = None
+    limit: int | None = None
+
+    def matches(self, key: str, source: str, state: str) -> bool:
+        return (
+            (self.after is None or key > self.after)
+            and (self.namespace is None or key.partition("/")[0] == self.namespace)
+            and (self.source is None or source == self.source)
+            and (self.state is None or state == self.state)
+        )
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -89,34 +118,75 @@ class OwnedElsewhere(Exception):
         self.source = source
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class MemberStatus:
+    id: str  # instance id: host:pid:token
+    address: str | None  # where its API listens
+    since: datetime  # when it joined
+    renewed: datetime  # its last renewal
+    owned: int  # tasks it schedules
+    digest: str | None  # of the desired set it read
+    revision: str | None  # the git revision in force there
+    draining: bool  # stopping: its tasks have moved, its runs are finishing
+    me: bool  # the replica answering
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Members:
+    items: tuple[MemberStatus, ...]
+    # When the live members' digests differ: since when, and a sample of the tasks that differ
+    # with each member's spec hash of them (None: that member does not declare the task).
+    disagreeing_since: datetime | None = None
+    differing: tuple[tuple[str, Mapping[str, str | None]], ...] = ()
+
+
+IfMatch = frozenset[str]
+"""The versions a conditional write accepts; ``"*"`` among them: any existing version."""
+
+
 class RuntimeView(Protocol):
     """The running reconciler, as its interfaces see it.
 
-    Reads are snapshots and cheap. ``trigger`` starts a manual run now (or records why it was
-    skipped, e.g. ``ConcurrencyForbid``) and returns that record; KeyError for an unknown task.
-    ``put_api_task`` creates or replaces a task owned by the API (persisted, reconciled like
-    any other source) and returns ``(view, created)``; it raises InvalidDefinition or
-    OwnedElsewhere. ``delete_api_task`` raises KeyError or OwnedElsewhere. ``readiness``
-    names each check (``sources``, ``scheduler``, ``store``) and whether it passes.
-    ``sources`` lists every source with its revision and sync state. ``sync_now(kind)`` asks a
-    pulling source (git) to fetch at once; False if there is no such source.
+    Reads are snapshots and cheap; ``tasks`` returns what a :class:`TaskQuery` selects, sorted
+    by key. ``trigger`` starts a manual run now (or records why it was skipped, e.g.
+    ``ConcurrencyForbid``) and returns that record; KeyError for an unknown task.
+
+    API-owned tasks are persisted and reconciled like any other source; writes of one key are
+    serialised, and each returns once the change is in force. ``create_api_task`` raises
+    AlreadyExists if the API has the key. ``put_api_task`` creates or replaces and returns
+    ``(view, created)``. ``delete_api_task`` raises KeyError for a key the API does not have.
+    All three raise OwnedElsewhere for a key another source defines; the first two
+    InvalidDefinition; the last two, given ``if_match``, VersionMismatch unless the current
+    version is one of it. A view of an API-owned task carries its ``version``.
+
+    ``readiness`` names each check (``sources``, ``scheduler``, ``store``) and whether it
+    passes. ``sources`` lists every source with its revision and sync state. ``sync_now(kind)``
+    asks a pulling source (git) to fetch at once; False if there is no such source.
     """
 
     @property
     def store(self) -> RunStore: ...
 
-    def tasks(self) -> list[TaskView]: ...
+    def tasks(self, query: TaskQuery | None = None) -> list[TaskView]: ...
 
     def task(self, key: str) -> TaskView | None: ...
 
     def trigger(self, key: str) -> RunRecord: ...
 
-    def put_api_task(self, document: Mapping[str, Any]) -> tuple[TaskView, bool]: ...
+    def create_api_task(self, document: Mapping[str, Any]) -> TaskView: ...
 
-    def delete_api_task(self, key: str) -> None: ...
+    def put_api_task(
+        self, document: Mapping[str, Any], *, if_match: IfMatch | None = None
+    ) -> tuple[TaskView, bool]: ...
+
+    def delete_api_task(self, key: str, *, if_match: IfMatch | None = None) -> None: ...
 
     def readiness(self) -> dict[str, bool]: ...
 
     def sources(self) -> list[SourceStatus]: ...
+
+    def members(self) -> Members | None:
+        """The replicas (``--ha``) as this one sees them; None when it runs alone."""
+        ...
 
     def sync_now(self, kind: str) -> bool: ...

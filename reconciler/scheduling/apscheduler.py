@@ -20,12 +20,17 @@ no more than a log line):
   scheduler: 10 000 wake-ups for 10 000 steps. So while a batch of steps is applied the
   scheduler is paused, and it resumes, with one wake-up, as soon as the loop is free again.
   Nothing can fire in between anyway: the loop is busy applying the batch.
+- Every next fire time APScheduler stores comes from the trigger (when a job is added, and for
+  the slot after each one it hands off), so the trigger's last answer *is* the job's next run
+  time: ``snapshot()`` reads it there, with the slot it followed, and never asks APScheduler's
+  job store (whose lock its own wake-ups hold) or the schedule engine again.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import threading
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -39,35 +44,65 @@ from apscheduler.triggers.base import BaseTrigger
 from reconciler.core.desired import Definition
 from reconciler.core.plan import Operation, Step
 from reconciler.core.schedule import Schedule
-from reconciler.scheduling.base import FireCallback, schedule_of
+from reconciler.scheduling.base import FireCallback, Scheduled, schedule_of
 
 JOB_PREFIX = "crontask:"
 _EPSILON = timedelta(microseconds=1)
+_NO_SLOTS: tuple[datetime | None, datetime | None] = (None, None)
 
 
 class _ScheduleTrigger(BaseTrigger):  # type: ignore[misc]
-    __slots__ = ("_after", "_next", "schedule")
+    __slots__ = ("_first", "_first_gap", "_last", "schedule")
 
     def __init__(self, schedule: Schedule) -> None:
         self.schedule = schedule
-        # The last answer: APScheduler asks twice per fire for the slot after the one it
-        # fires (once to collect due run times, once to reschedule), and that slot arithmetic
-        # was half of its cost per job when a thousand jobs are due together.
-        self._after: datetime | None = None
-        self._next: datetime | None = None
+        # The answer to the first question (no previous fire time): the job's first slot.
+        self._first: datetime | None = None
+        # The last question with a previous fire time and its answer, as one attribute so that
+        # another thread reads a consistent pair. It doubles as a cache: APScheduler asks twice
+        # per fire for the slot after the one it fires (once to collect due run times, once to
+        # reschedule), and that slot arithmetic was half of its cost per job when a thousand
+        # jobs are due together.
+        self._last = _NO_SLOTS
+        # (first slot, seconds to the one after): computed once, by the first snapshot.
+        self._first_gap: tuple[datetime, float | None] | None = None
 
     def get_next_fire_time(
         self, previous_fire_time: datetime | None, now: datetime
     ) -> datetime | None:
-        if previous_fire_time is not None and previous_fire_time == self._after:
-            return self._next
+        last = self._last
+        if previous_fire_time is not None and previous_fire_time == last[0]:
+            return last[1]
         # On the first call a slot at exactly `now` still counts (hence the epsilon).
         after = previous_fire_time if previous_fire_time is not None else now - _EPSILON
         at = self.schedule.next_after(after)
         result = at.astimezone(UTC) if at is not None else None
-        if previous_fire_time is not None:
-            self._after, self._next = previous_fire_time, result
+        if previous_fire_time is None:
+            # No tuple here: 10 000 jobs added at start-up would be 10 000 more objects for
+            # the garbage collector to trace while the first pass holds the loop.
+            self._first = result
+        else:
+            self._last = (previous_fire_time, result)
         return result
+
+    def slots(self) -> tuple[datetime | None, float | None]:
+        """(next fire time, seconds of the current interval) as the scheduler holds them;
+        safe from any thread."""
+        previous, following = self._last
+        if previous is not None:
+            if following is None:
+                return None, None
+            return following, following.timestamp() - previous.timestamp()
+        following = self._first  # not fired since it was added
+        if following is None:
+            return None, None
+        first = self._first_gap
+        if first is None or first[0] != following:
+            after = self.schedule.next_after(following)
+            # In real seconds (subtracting datetimes of one zone counts wall-clock time).
+            first = (following, after.timestamp() - following.timestamp() if after else None)
+            self._first_gap = first
+        return following, first[1]
 
     def __str__(self) -> str:
         return f"crontask[{self.schedule.expression}]"
@@ -94,6 +129,9 @@ class ApsScheduler:
 
     def __init__(self, on_fire: FireCallback) -> None:
         self._owned: dict[str, Definition] = {}
+        # What snapshot() reads from other threads, with _owned; both written under the lock.
+        self._triggers: dict[str, _ScheduleTrigger] = {}
+        self._lock = threading.Lock()
         self._aps = AsyncIOScheduler(
             timezone=UTC,
             executors={"default": _HandOffExecutor(on_fire)},
@@ -112,7 +150,9 @@ class ApsScheduler:
         self._hold_wakeups()
         job_id = JOB_PREFIX + step.key
         if step.operation is Operation.REMOVE:
-            self._owned.pop(step.key, None)
+            with self._lock:
+                self._owned.pop(step.key, None)
+                self._triggers.pop(step.key, None)
             # Already gone is fine: applying a step twice changes nothing.
             with contextlib.suppress(JobLookupError):
                 self._aps.remove_job(job_id)
@@ -133,7 +173,9 @@ class ApsScheduler:
             max_instances=1,
             **options,
         )
-        self._owned[step.key] = step.desired
+        with self._lock:
+            self._owned[step.key] = step.desired
+            self._triggers[step.key] = trigger
 
     def _hold_wakeups(self) -> None:
         """Pause a running scheduler until the loop is free again (see the module docstring)."""
@@ -159,6 +201,11 @@ class ApsScheduler:
             return None
         at: datetime = job.next_run_time
         return at.astimezone(UTC)
+
+    def snapshot(self) -> dict[str, Scheduled]:
+        with self._lock:  # two copies at C speed; the loop's apply() waits no longer
+            owned, triggers = dict(self._owned), dict(self._triggers)
+        return {key: Scheduled(owned[key], *trigger.slots()) for key, trigger in triggers.items()}
 
 
 def _never_called() -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from datetime import datetime
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from reconciler.core.desired import Definition
 from reconciler.core.plan import Step
@@ -15,6 +15,16 @@ from reconciler.core.schedule import Schedule, jitter_offset, parse_schedule
 FireCallback = Callable[[str, datetime], None]
 
 
+class Scheduled(NamedTuple):
+    """One owned task as the scheduler holds it (see :meth:`Scheduler.snapshot`)."""
+
+    definition: Definition
+    next_fire: datetime | None  # None: suspended, not started yet, or no further slot
+    # Seconds from the slot handed off last to the next one; before the first hand-off since
+    # the task was applied, from the next slot to the one after. None without a next slot.
+    interval: float | None
+
+
 class Scheduler(Protocol):
     """Keeps one job per task it owns and calls the fire callback at each slot.
 
@@ -22,6 +32,12 @@ class Scheduler(Protocol):
     not own. A suspended task keeps its entry but fires no slot. ``owned`` returns the
     definitions currently applied, by task key: this is the planner's ``actual``.
     ``next_fire_time`` is None for unknown or suspended tasks.
+
+    ``snapshot`` copies every owned task with its next slot and current interval at one
+    instant, for readers on other threads (the metrics collector at each scrape): it is the one
+    method that may be called from any thread, it is cheap (a copy under a lock held for a dict
+    copy; no slot arithmetic but, once per task applied, the interval before its first slot),
+    and it reads the fire times the scheduler already holds rather than computing them anew.
     """
 
     def start(self) -> None: ...
@@ -33,6 +49,8 @@ class Scheduler(Protocol):
     def owned(self) -> Mapping[str, Definition]: ...
 
     def next_fire_time(self, key: str) -> datetime | None: ...
+
+    def snapshot(self) -> dict[str, Scheduled]: ...
 
 
 def schedule_of(definition: Definition) -> Schedule:

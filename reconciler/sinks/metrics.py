@@ -1,302 +1,327 @@
-"""Prometheus metrics of the reconciler and its runs.
+"""Prometheus metrics of the reconciler and its runs, produced at scrape time from a snapshot.
 
-Each :class:`Metrics` owns a private ``CollectorRegistry`` (never the process-global one), so
-tests and several instances in one process do not collide. The controller reports events
-through the methods below; ``/metrics`` serves :meth:`Metrics.render`.
+The controller reports events through a small API, each call O(1) on the event loop under a
+lock held for a few dictionary operations: :meth:`Metrics.on_run` (the dispatcher's run
+listener), :meth:`Metrics.reconciled` (after each pass), :meth:`Metrics.pruned` (retention) and
+:meth:`Metrics.source_sync_failed`.
 
-Every label set a dashboard may plot is created up front with a zero value (each source kind x
-state, each task x final status), so a graph shows a flat zero rather than a gap, and the series
-of a task that no longer exists are removed rather than left frozen at their last value.
+At each scrape (:meth:`Metrics.render` for ``/metrics``, :meth:`Metrics.collect` for a
+prometheus_client registry) the metrics read
 
-This is an adapter: it knows the core's run records and nothing of the controller or the API.
-:meth:`Metrics.set_tasks` takes anything shaped like the controller's ``TaskView``
-(:class:`TaskLike`).
+- a :class:`TaskSnapshot`, the scheduler's ``snapshot()``: the tasks in force, each with its
+  definition, next slot and current interval, as the scheduler already holds them (no next fire
+  time is computed per scrape);
+- ``sources()``: the revision and last sync of each pulling source (git);
+- their own per-task run state, kept up to date by :meth:`Metrics.on_run`.
+
+They copy all of it (dictionary copies, under the lock), then format the copy in the calling
+thread: the API's worker thread, never the event loop. A scrape writes nothing but its own
+copy (and, under the lock, drops the run state of tasks that are gone), so two scrapes cannot
+race; a scrape holds up a run record no longer than those copies take. Each record's lines are
+written when it arrives (a few µs on the loop), so a scrape formats only what the scheduler's
+snapshot holds (next run, interval) and joins the rest.
+Each instance owns a private ``CollectorRegistry`` (``registry``) holding only itself, so tests
+and several instances in one process do not collide.
+
+Which series exist, and the rule for what a task costs: ``metrics_exposition`` and the README
+("Metrics").
+
+This is an adapter: it knows the core's definitions and run records, and nothing of the
+controller, the scheduler or the API, whose state reaches it through the Protocols below.
 """
 
 from __future__ import annotations
 
-import contextlib
 import threading
-from collections.abc import Iterable, Mapping, Sequence
+import zlib
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import Final, Protocol
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4, generate_latest
+from prometheus_client import CollectorRegistry
+from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
+from prometheus_client.metrics_core import Metric
+from prometheus_client.parser import text_string_to_metric_families
 
+from reconciler.core.desired import Definition, DesiredState
 from reconciler.core.runs import RunRecord, RunStatus, Trigger
+from reconciler.core.status import FAILURES
+from reconciler.sinks.metrics_exposition import (
+    DELAY_BUCKETS,
+    FINAL_STATUSES,
+    RECONCILE_BUCKETS,
+    RUN_BUCKETS,
+    HistogramValue,
+    Scrape,
+    SourceSync,
+    TaskRuns,
+    TaskSlot,
+    exposition,
+    new_task_runs,
+    task_runs,
+)
 
-SOURCE_KINDS: Final = ("file", "git", "kubernetes", "api")
-TASK_STATES: Final = ("Ready", "Error", "Suspended")
-FINAL_STATUSES: Final = tuple(s for s in RunStatus if s.finished)
+CONTENT_TYPE: Final = CONTENT_TYPE_PLAIN_0_0_4
+GZIP_LEVEL: Final = 1  # a tenth of the text at a third of level 6's time; zlib frees the GIL
+_INDEX: Final = {status: i for i, status in enumerate(FINAL_STATUSES)}
 
-RECONCILE_BUCKETS: Final = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
-RUN_BUCKETS: Final = (0.1, 1, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, 7200, 21600, 86400)
-DELAY_BUCKETS: Final = (0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
+
+class TaskSnapshot(Protocol):
+    """The tasks in force, read at each scrape (the scheduler implements it).
+
+    ``snapshot`` returns ``{key: (definition, next fire time, interval in seconds)}`` (None: no
+    next slot) copied at one instant. It is called from the scrape's thread, so it must be safe
+    there, and cheap: a copy of what is already held, not a computation per task.
+    """
+
+    def snapshot(self) -> Mapping[str, TaskSlot]: ...
 
 
 class SourceLike(Protocol):
+    """What the metrics read of a source (``controller.view.SourceStatus`` has it)."""
+
     @property
     def kind(self) -> str: ...
+    @property
+    def revision(self) -> str | None: ...
+    @property
+    def last_sync(self) -> datetime | None: ...
 
 
-class TaskLike(Protocol):
-    """What :meth:`Metrics.set_tasks` reads of a task (``TaskView`` has all of it)."""
+class MemoryTasks:
+    """The in-memory twin of a :class:`TaskSnapshot`: tasks set by hand, for tests."""
 
-    @property
-    def key(self) -> str: ...
-    @property
-    def source(self) -> SourceLike: ...
-    @property
-    def state(self) -> str: ...
-    @property
-    def running(self) -> tuple[str, ...]: ...
-    @property
-    def next_runs(self) -> tuple[datetime, ...]: ...
-    @property
-    def last_run(self) -> RunRecord | None: ...
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._slots: dict[str, TaskSlot] = {}
+
+    def set(
+        self,
+        definition: Definition,
+        next_fire: datetime | None = None,
+        interval: float | None = None,
+    ) -> None:
+        with self._lock:
+            self._slots[definition.key] = (definition, next_fire, interval)
+
+    def remove(self, key: str) -> None:
+        with self._lock:
+            self._slots.pop(key, None)
+
+    def snapshot(self) -> dict[str, TaskSlot]:
+        with self._lock:
+            return dict(self._slots)
 
 
 class Metrics:
-    """The reconciler's metrics. Thread-safe: call from the loop or from worker threads."""
+    """The reconciler's metrics. The reporting methods run on the event loop; ``render`` and
+    ``collect`` in any thread, any number at a time."""
 
-    def __init__(self) -> None:
-        self.registry = CollectorRegistry(auto_describe=True)
-        r = self.registry
-        self.tasks = Gauge(
-            "crontask_tasks", "Tasks by source kind and state.", ["source", "state"], registry=r
-        )
-        self.definition_errors = Gauge(
-            "crontask_definition_errors",
-            "Definition problems (parse, validation, conflicts) by source kind, last pass.",
-            ["source"],
-            registry=r,
-        )
-        self.reconcile_total = Counter(
-            "crontask_reconcile", "Reconcile passes by result.", ["result"], registry=r
-        )
-        self.reconcile_duration = Histogram(
-            "crontask_reconcile_duration_seconds",
-            "Duration of a reconcile pass.",
-            buckets=RECONCILE_BUCKETS,
-            registry=r,
-        )
-        self.runs_total = Counter(
-            "crontask_runs",
-            "Finished runs by task and final status.",
-            ["task", "status"],
-            registry=r,
-        )
-        self.run_duration = Histogram(
-            "crontask_run_duration_seconds",
-            "Duration of finished run attempts that started.",
-            ["task"],
-            buckets=RUN_BUCKETS,
-            registry=r,
-        )
-        self.start_delay = Histogram(
-            "crontask_run_start_delay_seconds",
-            "Actual start minus scheduled time of a scheduled run's first attempt.",
-            buckets=DELAY_BUCKETS,
-            registry=r,
-        )
-        self.last_success = Gauge(
-            "crontask_task_last_success_timestamp_seconds",
-            "Unix time the task's last successful run finished (0: none known).",
-            ["task"],
-            registry=r,
-        )
-        self.next_run = Gauge(
-            "crontask_task_next_run_timestamp_seconds",
-            "Unix time of the task's next slot (0: none, e.g. suspended).",
-            ["task"],
-            registry=r,
-        )
-        self.running_runs = Gauge(
-            "crontask_running_runs", "Runs in progress by task.", ["task"], registry=r
-        )
-        self.source_info = Gauge(
-            "crontask_source_info",
-            "1 for each source and the revision in force (git: the commit SHA).",
-            ["source", "revision"],
-            registry=r,
-        )
-        self.source_last_sync = Gauge(
-            "crontask_source_last_sync_timestamp_seconds",
-            "Unix time of the source's last successful sync (0: none yet).",
-            ["source"],
-            registry=r,
-        )
-        self.source_sync_errors = Counter(
-            "crontask_source_sync_errors",
-            "Failed syncs (fetch, checkout) by source.",
-            ["source"],
-            registry=r,
-        )
-        self.history_pruned = Counter(
-            "crontask_history_pruned_records",
-            "Run records deleted by retention (history limits, --history-max-age).",
-            registry=r,
-        )
-        self.history_last_prune = Gauge(
-            "crontask_history_last_prune_timestamp_seconds",
-            "Unix time retention last completed (0: not yet).",
-            registry=r,
-        )
-        self.history_prune_duration = Histogram(
-            "crontask_history_prune_duration_seconds",
-            "Duration of a retention pass.",
-            buckets=RECONCILE_BUCKETS,
-            registry=r,
-        )
+    def __init__(
+        self,
+        tasks: TaskSnapshot | None = None,
+        *,
+        sources: Callable[[], Iterable[SourceLike]] | None = None,
+        per_task_histograms: bool = False,
+    ) -> None:
+        self._tasks = tasks
+        self._sources = sources
+        self.per_task_histograms = per_task_histograms
         self._lock = threading.Lock()
-        self._known: set[str] = set()
-        self._running: dict[str, set[str]] = {}
-        self._last_success: dict[str, float] = {}
-        self._kinds: set[str] = set(SOURCE_KINDS)
-        for result in ("success", "error"):
-            self.reconcile_total.labels(result=result)
-        for kind in SOURCE_KINDS:
-            self.definition_errors.labels(source=kind).set(0)
-            for state in TASK_STATES:
-                self.tasks.labels(source=kind, state=state).set(0)
-
-    # -- task state -------------------------------------------------------------------------
-
-    def set_tasks(self, views: Iterable[TaskLike]) -> None:
-        """The current tasks: sets the per-state counts and the per-task gauges, creates the
-        series of new tasks and removes those of tasks that are gone. Idempotent."""
-        views = list(views)
-        counts: dict[tuple[str, str], int] = {}
-        for v in views:
-            counts[(v.source.kind, v.state)] = counts.get((v.source.kind, v.state), 0) + 1
-        with self._lock:
-            self._kinds.update(kind for kind, _ in counts)
-            for kind in self._kinds:
-                for state in TASK_STATES:
-                    self.tasks.labels(source=kind, state=state).set(counts.get((kind, state), 0))
-            current = {v.key for v in views}
-            for gone in self._known - current:
-                self._forget(gone)
-            for v in views:
-                if v.key not in self._known:
-                    self._add(v.key)
-                self._running[v.key] = set(v.running)
-                self.running_runs.labels(task=v.key).set(len(v.running))
-                self.next_run.labels(task=v.key).set(
-                    v.next_runs[0].timestamp() if v.next_runs else 0
-                )
-                last = v.last_run
-                if last is not None and last.status is RunStatus.SUCCEEDED:
-                    self._succeeded(last)
-
-    def _add(self, task: str) -> None:
-        self._known.add(task)
-        for status in FINAL_STATUSES:
-            self.runs_total.labels(task=task, status=status.value)
-        self.run_duration.labels(task=task)
-        self.last_success.labels(task=task).set(self._last_success.get(task, 0))
-        self.next_run.labels(task=task).set(0)
-        self.running_runs.labels(task=task).set(0)
-
-    def _forget(self, task: str) -> None:
-        self._known.discard(task)
-        self._running.pop(task, None)
-        self._last_success.pop(task, None)
-        for status in FINAL_STATUSES:
-            _remove(self.runs_total, task, status.value)
-        for metric in (self.run_duration, self.last_success, self.next_run, self.running_runs):
-            _remove(metric, task)
-
-    # -- sources ----------------------------------------------------------------------------
-
-    def set_sources(self, sources: Iterable[SourceLike]) -> None:
-        """Revision and last sync of each pulling source (git); called at every scrape."""
-        with self._lock:
-            self.source_info.clear()
-            for source in sources:
-                revision = getattr(source, "revision", None)
-                if source.kind not in ("git",):
-                    continue
-                self.source_info.labels(source=source.kind, revision=revision or "").set(1)
-                self.source_sync_errors.labels(source=source.kind)
-                last = getattr(source, "last_sync", None)
-                self.source_last_sync.labels(source=source.kind).set(
-                    last.timestamp() if last is not None else 0
-                )
-
-    def pruned(self, deleted: int, seconds: float, finished_at: float) -> None:
-        self.history_pruned.inc(deleted)
-        self.history_prune_duration.observe(seconds)
-        self.history_last_prune.set(finished_at)
-
-    def source_sync_failed(self, kind: str) -> None:
-        self.source_sync_errors.labels(source=kind).inc()
-
-    # -- reconcile passes -------------------------------------------------------------------
-
-    def reconciled(self, ok: bool, seconds: float, errors_by_source: Mapping[str, int]) -> None:
-        """One reconcile pass finished; ``errors_by_source``: definition errors per source kind
-        (kinds not named are set to 0)."""
-        self.reconcile_total.labels(result="success" if ok else "error").inc()
-        self.reconcile_duration.observe(max(seconds, 0.0))
-        with self._lock:
-            kinds = set(SOURCE_KINDS) | set(errors_by_source)
-            for kind in kinds:
-                self.definition_errors.labels(source=kind).set(errors_by_source.get(kind, 0))
+        self._seq = 0  # counts run-state updates (see _prune)
+        self._runs: dict[str, TaskRuns] = {}
+        self._problems: frozenset[str] = frozenset()
+        self._definition_errors: dict[str, int] = {}
+        self._reconciles = {"success": 0, "error": 0}
+        self._reconcile_seconds = HistogramValue.empty(RECONCILE_BUCKETS)
+        self._run_seconds = HistogramValue.empty(RUN_BUCKETS)
+        self._start_delay = HistogramValue.empty(DELAY_BUCKETS)
+        self._sync_errors: dict[str, int] = {}
+        self._pruned = 0
+        self._last_prune: float | None = None
+        self._prune_seconds = HistogramValue.empty(RECONCILE_BUCKETS)
+        self.registry = CollectorRegistry(auto_describe=False)
+        self.registry.register(self)
 
     # -- runs -------------------------------------------------------------------------------
 
-    def run_started(self, record: RunRecord) -> None:
-        """An attempt started (its process is running). Observes the start delay of the first
-        attempt of a scheduled slot; retries, catch-ups and manual runs are not scheduler lag."""
-        with self._lock:
-            if record.task not in self._known:
-                self._add(record.task)
-            running = self._running.setdefault(record.task, set())
-            running.add(record.id)
-            self.running_runs.labels(task=record.task).set(len(running))
-        if (
-            record.trigger is Trigger.SCHEDULE
-            and record.attempt == 1
-            and record.started_at is not None
-        ):
-            delay = (record.started_at - record.scheduled_at).total_seconds()
-            self.start_delay.observe(max(delay, 0.0))
+    def on_run(self, record: RunRecord) -> None:
+        """The dispatcher's run listener: an attempt started (``running``) or ended, or a slot
+        was skipped. Call it from one thread (the event loop). The start delay is observed for
+        the first attempt of a scheduled slot only: retries, catch-ups and manual runs are not
+        scheduler lag."""
+        if record.status is RunStatus.RUNNING:
+            self._started(record)
+        else:
+            self._finished(record)
 
-    def run_finished(self, record: RunRecord) -> None:
-        """An attempt finished - including a slot skipped without starting (``skipped``)."""
-        if not record.status.finished:
+    def _started(self, record: RunRecord) -> None:
+        delay = None
+        if record.trigger is Trigger.SCHEDULE and record.attempt == 1 and record.started_at:
+            delay = max((record.started_at - record.scheduled_at).total_seconds(), 0.0)
+        with self._lock:
+            runs = self._runs.get(record.task) or self._new_runs(record.task)
+            self._seq += 1
+            self._runs[record.task] = task_runs(
+                record.task,
+                runs.counts,
+                runs.running | {record.id},
+                runs.last_success,
+                runs.last_failure,
+                runs.last_duration,
+                runs.durations,
+                self._seq,
+            )
+            if delay is not None:
+                self._start_delay = self._start_delay.observe(delay)
+
+    def _finished(self, record: RunRecord) -> None:
+        seconds = None
+        if record.started_at is not None and record.finished_at is not None:
+            seconds = max((record.finished_at - record.started_at).total_seconds(), 0.0)
+        at = (record.finished_at or record.started_at or record.scheduled_at).timestamp()
+        with self._lock:
+            runs = self._runs.get(record.task) or self._new_runs(record.task)
+            counts = list(runs.counts)
+            counts[_INDEX[record.status]] += 1
+            last_success, last_failure = runs.last_success, runs.last_failure
+            if record.status is RunStatus.SUCCEEDED:
+                last_success = max(at, last_success or at)
+            elif record.status in FAILURES:
+                last_failure = max(at, last_failure or at)
+            last_duration, durations = runs.last_duration, runs.durations
+            if seconds is not None:
+                last_duration = seconds
+                self._run_seconds = self._run_seconds.observe(seconds)
+                if durations is not None:
+                    durations = durations.observe(seconds)
+            self._seq += 1
+            self._runs[record.task] = task_runs(
+                record.task,
+                tuple(counts),
+                runs.running - {record.id},
+                last_success,
+                last_failure,
+                last_duration,
+                durations,
+                self._seq,
+            )
+
+    def _new_runs(self, key: str) -> TaskRuns:
+        return new_task_runs(key, self.per_task_histograms)
+
+    # -- passes, retention, sources ---------------------------------------------------------
+
+    def reconciled(self, ok: bool, seconds: float, desired: DesiredState | None = None) -> None:
+        """A pass ended. ``desired`` (that of a successful pass) sets the definition errors by
+        source kind and which tasks are in state ``Error``; after a failed pass they stay as
+        the last successful pass left them. O(errors + conflicts)."""
+        errors: dict[str, int] = {}
+        flagged: set[str] = set()
+        if desired is not None:
+            for error in desired.errors:
+                errors[error.location.source] = errors.get(error.location.source, 0) + 1
+                if error.key:
+                    flagged.add(error.key)
+            for conflict in desired.conflicts:
+                errors[conflict.winner.source] = errors.get(conflict.winner.source, 0) + 1
+                flagged.add(conflict.key)
+        with self._lock:
+            self._reconciles["success" if ok else "error"] += 1
+            self._reconcile_seconds = self._reconcile_seconds.observe(max(seconds, 0.0))
+            if desired is not None:
+                self._definition_errors = errors
+                self._problems = frozenset(flagged)
+
+    def pruned(self, deleted: int, seconds: float, finished_at: float) -> None:
+        with self._lock:
+            self._pruned += deleted
+            self._prune_seconds = self._prune_seconds.observe(max(seconds, 0.0))
+            self._last_prune = finished_at
+
+    def source_sync_failed(self, kind: str) -> None:
+        with self._lock:
+            self._sync_errors[kind] = self._sync_errors.get(kind, 0) + 1
+
+    # -- scrapes ----------------------------------------------------------------------------
+
+    def scrape(self) -> Scrape:
+        """Everything a scrape shows, copied at one instant. Run state of tasks that are gone
+        is dropped here (the next scrape is the first to notice they are gone)."""
+        with self._lock:
+            began = self._seq
+        tasks = dict(self._tasks.snapshot()) if self._tasks is not None else {}
+        sources = [
+            SourceSync(s.kind, s.revision, s.last_sync.timestamp() if s.last_sync else None)
+            for s in (self._sources() if self._sources is not None else ())
+        ]
+        with self._lock:
+            runs = dict(self._runs)
+            scrape = Scrape(
+                tasks=tasks,
+                runs=runs,
+                problems=self._problems,
+                definition_errors=dict(self._definition_errors),
+                reconciles=dict(self._reconciles),
+                reconcile_seconds=self._reconcile_seconds,
+                run_seconds=self._run_seconds,
+                start_delay=self._start_delay,
+                per_task_histograms=self.per_task_histograms,
+                sources=sources,
+                sync_errors=dict(self._sync_errors),
+                pruned_records=self._pruned,
+                last_prune=self._last_prune,
+                prune_seconds=self._prune_seconds,
+            )
+        self._prune([key for key, r in runs.items() if key not in tasks and r.seq <= began], began)
+        return scrape
+
+    def _prune(self, gone: Sequence[str], began: int) -> None:
+        """Forget the run state of tasks that the snapshot no longer holds. A state updated
+        after the snapshot was taken (``seq > began``: a task added since, already running)
+        is kept."""
+        if not gone:
             return
         with self._lock:
-            if record.task not in self._known:
-                self._add(record.task)
-            self.runs_total.labels(task=record.task, status=record.status.value).inc()
-            running = self._running.setdefault(record.task, set())
-            running.discard(record.id)
-            self.running_runs.labels(task=record.task).set(len(running))
-            if record.started_at is not None and record.finished_at is not None:
-                seconds = (record.finished_at - record.started_at).total_seconds()
-                self.run_duration.labels(task=record.task).observe(max(seconds, 0.0))
-            if record.status is RunStatus.SUCCEEDED:
-                self._succeeded(record)
+            for key in gone:
+                runs = self._runs.get(key)
+                if runs is not None and runs.seq <= began:
+                    del self._runs[key]
 
-    def _succeeded(self, record: RunRecord) -> None:
-        at = (record.finished_at or record.started_at or record.scheduled_at).timestamp()
-        if at > self._last_success.get(record.task, 0):
-            self._last_success[record.task] = at
-            self.last_success.labels(task=record.task).set(at)
+    def render(self, accept_encoding: str = "") -> tuple[bytes, dict[str, str]]:
+        """The text exposition (format 0.0.4) and its response headers; gzip-encoded when
+        ``accept_encoding`` (the request's ``Accept-Encoding``) allows it, as Prometheus'
+        does."""
+        body = exposition(self.scrape()).encode()
+        headers = {"Content-Type": CONTENT_TYPE, "Vary": "Accept-Encoding"}
+        if accepts_gzip(accept_encoding):
+            body = zlib.compress(body, GZIP_LEVEL, wbits=31)
+            headers["Content-Encoding"] = "gzip"
+        return body, headers
 
-    # -- exposition -------------------------------------------------------------------------
-
-    def render(self) -> tuple[bytes, str]:
-        """The Prometheus text exposition (format 0.0.4) and its content type."""
-        return generate_latest(self.registry), CONTENT_TYPE_PLAIN_0_0_4
+    def collect(self) -> Iterator[Metric]:
+        """The prometheus_client Collector protocol: the families of :meth:`render`'s text."""
+        yield from text_string_to_metric_families(exposition(self.scrape()))
 
 
-def _remove(metric: Counter | Gauge | Histogram, *labels: str) -> None:
-    with contextlib.suppress(KeyError):  # never created
-        metric.remove(*labels)
+def accepts_gzip(header: str) -> bool:
+    """Whether an ``Accept-Encoding`` value accepts gzip (RFC 9110 §12.5.3: ``gzip`` named
+    with a non-zero weight, or not named and ``*`` allowed)."""
+    weights: dict[str, float] = {}
+    for part in header[:1024].split(","):
+        coding, _, parameters = part.partition(";")
+        weight = 1.0
+        name, _, value = parameters.partition("=")
+        if name.strip().lower() == "q":
+            try:
+                weight = float(value)
+            except ValueError:
+                weight = 0.0
+        weights[coding.strip().lower()] = weight
+    for coding in ("gzip", "x-gzip", "*"):
+        if coding in weights:
+            return weights[coding] > 0
+    return False
 
 
-__all__: Sequence[str] = ["Metrics", "SourceLike", "TaskLike"]
+__all__: Sequence[str] = ["MemoryTasks", "Metrics", "SourceLike", "TaskSnapshot", "accepts_gzip"]

@@ -20,7 +20,6 @@ excerpts, so that no file can be echoed whole into a log, the API or ``validate`
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import re
 from collections.abc import Sequence
 from typing import Any
@@ -33,6 +32,7 @@ from reconciler.core.jobspec import JobSpecError
 from reconciler.core.model import API_GROUP, DNS1123_LABEL, CronTask
 from reconciler.core.schedule import ScheduleError
 from reconciler.sources.limits import YamlLimits, excerpt
+from reconciler.sources.messages import MESSAGE, Problem, dotted, message
 from reconciler.sources.yamlwalk import (
     MAP,
     STR,
@@ -50,9 +50,7 @@ _Loader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 DEFAULT_LIMITS = YamlLimits()
 _LABEL = re.compile(DNS1123_LABEL)
 # Bounds of what a message quotes: a key, a field path, a message of the model or the parser.
-_EXCERPT_KEY = 40
-_PATH = 120
-_MESSAGE = 200
+_MESSAGE = MESSAGE
 # Texts longer than this are first counted from their events (see yamlwalk.prescan): a task
 # file of ten CronTasks is some 4 KB, and the pass would only slow those down.
 PRESCAN_LENGTH = 64 * 1024
@@ -267,7 +265,7 @@ def _document(
     if positions is not None and positions.duplicates:
         key = _key_of(data)
         for dup_path, mark in positions.duplicates:
-            found.error(at(mark.line, mark.column), f"{_dotted(dup_path)}: duplicate key", key)
+            found.error(at(mark.line, mark.column), f"{dotted(dup_path)}: duplicate key", key)
         return used
     try:
         task = CronTask.model_validate(data)
@@ -354,9 +352,9 @@ def _validation_errors(
         if isinstance(cause, JobSpecError):
             # Each problem of an embedded JobSpec at its own field, as the API server names it.
             for problem in cause.problems:
-                mark = positions.find((*loc, *problem.path))
-                where = _dotted((*loc, *problem.path))
-                found.error(at(mark.line, mark.column), f"{where}: {problem.message}", key)
+                field = (*loc, *problem.path)
+                mark = positions.find(field)
+                found.error(at(mark.line, mark.column), str(Problem(field, problem.message)), key)
             continue
         mark = positions.find(loc)
         line, column = mark.line, mark.column
@@ -366,60 +364,4 @@ def _validation_errors(
                 # Point at the offending field inside the expression, not at the key.
                 line = value.line
                 column = value.column + cause.column + (1 if value.quoted else 0)
-        found.error(at(line, column), _message(loc, item), key)
-
-
-def _message(loc: tuple[str | int, ...], item: Any) -> str:
-    """pydantic's error as one bounded line: whatever of the user's text it quotes (an unknown
-    field's name, a value) is an excerpt."""
-    kind = item["type"]
-    if kind == "extra_forbidden":
-        text = "unknown field" + _suggestion(loc)
-    elif kind == "missing":
-        text = "required field is missing"
-    elif (
-        kind == "string_pattern_mismatch"
-        and (item.get("ctx") or {}).get("pattern") == DNS1123_LABEL
-    ):
-        text = (
-            f"'{excerpt(str(item['input']))}' is not a DNS-1123 label (lower-case letters, "
-            "digits and '-', starting and ending with a letter or digit)"
-        )
-    else:
-        # Messages of the model's own checks may quote the value (a schedule, a zone name).
-        text = excerpt(str(item["msg"]).removeprefix("Value error, "), _MESSAGE)
-    where = _dotted(loc)
-    return f"{where}: {text}" if where else text
-
-
-def _suggestion(loc: tuple[str | int, ...]) -> str:
-    """`` (did you mean 'retry'?)`` for a misspelt field, when one is close enough."""
-    if len(str(loc[-1])) > _EXCERPT_KEY:
-        return ""
-    model: Any = CronTask
-    for part in loc[:-1]:
-        field = next((f for n, f in model.model_fields.items() if part in (n, f.alias)), None)
-        if field is None:
-            return ""
-        candidates = [field.annotation, *getattr(field.annotation, "__args__", ())]
-        model = next(
-            (c for c in candidates if isinstance(c, type) and hasattr(c, "model_fields")), None
-        )
-        if model is None:
-            return ""
-    names = [f.alias or n for n, f in model.model_fields.items()]
-    close = difflib.get_close_matches(str(loc[-1]), names, n=1, cutoff=0.6)
-    return f" (did you mean {close[0]!r}?)" if close else ""
-
-
-def _dotted(loc: Sequence[str | int]) -> str:
-    """``spec.command.args[0]``; keys are the user's, so each is an excerpt, and a path too
-    long to read keeps its end (the field that failed)."""
-    out = ""
-    for part in loc:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        else:
-            name = excerpt(str(part), _EXCERPT_KEY)
-            out += f".{name}" if out else name
-    return out if len(out) <= _PATH else "..." + out[-(_PATH - 3) :]
+        found.error(at(line, column), str(Problem(loc, message(item))), key)

@@ -11,7 +11,10 @@ Rules users rely on:
 - Only files that changed are re-read: a refresh compares each file's (mtime, size, inode)
   with what was read before, so a periodic full refresh is cheap and heals missed events.
 - A path that disappears (an unmounted volume, a wrong path) is an error; the tasks read from it
-  stay in force until it comes back.
+  stay in force until it comes back. With ``guard_empty`` (``crontask run`` without
+  ``--allow-empty``), so does a path that still exists but suddenly holds no file at all, however
+  the change arrives (a resync, or watch events file by file): each path is guarded on its own,
+  whatever other paths and sources hold.
 - Paths are never resolved: a root that is (or runs through) a symlink swapped atomically to a new
   tree — git-sync's ``--link``, the git source's ``current`` — is read through the link, so file
   paths, and with them each file's last good definitions, stay the same across the swaps.
@@ -100,6 +103,7 @@ class DirectorySource:
         max_file_size: int = DEFAULT_MAX_FILE_SIZE,
         confine_to: Path | None = None,
         confine_label: str | None = None,
+        guard_empty: bool = False,
     ) -> None:
         if max_file_size < 1:
             raise ValueError("max_file_size must be positive")
@@ -117,6 +121,9 @@ class DirectorySource:
         self._files: dict[Path, FileState] = {}
         self._paths_of: dict[str, set[Path]] = {}  # task key -> files defining it
         self._root_errors: dict[Path, DefinitionError] = {}
+        # A root that suddenly yields no file keeps its tasks (an unmounted volume, a folder
+        # moved away) unless the user allows an empty set; see _holds().
+        self.guard_empty = guard_empty
 
     # -- the Source protocol ---------------------------------------------------------------
 
@@ -125,8 +132,11 @@ class DirectorySource:
         A hint naming a root itself (a swapped symlink: git-sync, a ConfigMap) rescans."""
         roots = {str(r.absolute()) for r in self.roots}
         self._resolved = {}  # a root swapped since the last refresh resolves anew
+        held = [r for r in self.roots if self._is_hold(r)]
         if hints is None or any(hint in roots for hint in hints):
             return self._rescan()
+        if any(_is_within(Path(h), r.absolute()) for h in hints for r in held):
+            return self._rescan()  # files again where tasks were held: settle it whole
         changed: set[str] = set()
         for hint in hints:
             path = self._known_path(Path(hint))
@@ -192,6 +202,32 @@ class DirectorySource:
             changed |= self._reread(path)
         return changed
 
+    def _holds(self, path: Path) -> bool:
+        """Whether a file that is gone keeps its tasks: its root yields no file at all now,
+        while it defined tasks before. Checked against the disk, not the events, so that an
+        unmount or a move seen file by file is held from its first event."""
+        if not self.guard_empty:
+            return False
+        root = next((r for r in self.roots if _is_within(path, r) or path == r), None)
+        if root is None:
+            return False
+        if root.exists() and next(iter_yaml_files(root), None) is not None:
+            return False
+        kept = sum(len(s.good or ()) for p, s in self._files.items() if _is_within(p, root))
+        if kept == 0:
+            return False
+        self._root_errors[root] = DefinitionError(
+            Location(self.kind, self._display(root), revision=self.revision),
+            f"{_HOLD}: keeping {'its task' if kept == 1 else f'the {kept} tasks it defined'} "
+            "(an unmounted volume or a folder "
+            "moved away?); --allow-empty lets an empty folder remove them",
+        )
+        return True
+
+    def _is_hold(self, root: Path) -> bool:
+        error = self._root_errors.get(root)
+        return error is not None and error.message.startswith(_HOLD)
+
     def _reread(self, path: Path) -> set[str]:
         before = self._files.get(path)
         signature = _signature(path)
@@ -205,7 +241,7 @@ class DirectorySource:
                 return set()
             after = self._read(path, signature, before)
         if after is None:  # gone, or a folder named like a file
-            if before is None:
+            if before is None or self._holds(path):
                 return set()
             self._store(path, before, None)
             return before.keys()
@@ -284,6 +320,9 @@ def _signature(path: Path) -> Signature | None:
     if S_ISDIR(stat.st_mode):
         return None
     return (stat.st_mtime_ns, stat.st_size, stat.st_ino)
+
+
+_HOLD = "no task file here any more"
 
 
 def _is_within(path: Path, root: Path) -> bool:

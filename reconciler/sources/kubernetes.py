@@ -35,10 +35,10 @@ from pydantic import ValidationError
 
 from reconciler.core.crd import PLURAL, VERSION
 from reconciler.core.desired import Definition, DefinitionError, Location
-from reconciler.core.jobspec import JobSpecError
 from reconciler.core.model import API_GROUP, CronTask
 from reconciler.core.status import KUBERNETES, RUN_NOW_ANNOTATION, ObjectRef
 from reconciler.sources.kubernetes_watch import Informer
+from reconciler.sources.messages import problems
 
 log = logging.getLogger("crontask.sources")
 
@@ -234,9 +234,7 @@ class KubernetesSource:
             task = CronTask.model_validate(document)
         except ValidationError as err:
             errors = tuple(
-                DefinitionError(location, message, ref.key)
-                for item in err.errors(include_url=False)
-                for message in _messages(item)
+                DefinitionError(location, str(problem), ref.key) for problem in problems(err)
             )
             return _Entry(ref, fingerprint, good, errors)
         job = task.spec.job
@@ -291,29 +289,3 @@ def _ref(obj: dict[str, Any]) -> ObjectRef:
         api_version=str(obj.get("apiVersion") or f"{API_GROUP}/{VERSION}"),
         kind=str(obj.get("kind") or "CronTask"),
     )
-
-
-def _messages(item: Any) -> list[str]:
-    """One message per problem: a JobSpec's problems each name their own field."""
-    cause = (item.get("ctx") or {}).get("error")
-    if isinstance(cause, JobSpecError):
-        return [f"{_where(item['loc'])}.{problem}" for problem in cause.problems]
-    return [_message(item)]
-
-
-def _where(loc: Any) -> str:
-    where = ""
-    for part in loc:
-        where += f"[{part}]" if isinstance(part, int) else (f".{part}" if where else str(part))
-    return where
-
-
-def _message(item: Any) -> str:
-    where = _where(item["loc"])
-    if item["type"] == "extra_forbidden":
-        text = "unknown field"
-    elif item["type"] == "missing":
-        text = "required field is missing"
-    else:
-        text = str(item["msg"]).removeprefix("Value error, ")
-    return f"{where}: {text}" if where else text

@@ -53,6 +53,14 @@ __all__ = [
 MAX_PAGE_SIZE: Final = 1000
 """The largest ``RunQuery.limit``: a page is one round trip, not an export."""
 
+# What a cursor may hold: values every store's columns can take (``attempt`` is a 32-bit
+# integer in PostgreSQL, ``id`` a String(255); SQLite raises OverflowError beyond 64 bits).
+_MAX_CURSOR_CHARS: Final = 1024
+_MAX_ATTEMPT: Final = 2**31 - 1
+_MAX_ID_CHARS: Final = 255
+_EARLIEST: Final = datetime(1, 1, 2, tzinfo=UTC)
+_LATEST: Final = datetime(9999, 12, 30, tzinfo=UTC)
+
 INTERRUPTED_REASON: Final = "ProcessDied"
 INTERRUPTED_MESSAGE: Final = (
     "the crontask process that ran this attempt ({owner}) exited before it finished; "
@@ -108,6 +116,11 @@ class RunQuery:
             value = getattr(self, name)
             if value is not None and value.tzinfo is None:
                 raise ValueError(f"{name} must be timezone-aware")
+            try:
+                if value is not None and not _EARLIEST <= utc(value) <= _LATEST:
+                    raise ValueError(f"{name} must be between years 1 and 9999 in UTC")
+            except OverflowError:
+                raise ValueError(f"{name} overflows in UTC: {value!r}") from None
         if self.cursor is not None:
             Cursor.decode(self.cursor)  # fail at construction, not deep inside a store
 
@@ -140,15 +153,24 @@ class Cursor:
 
     @classmethod
     def decode(cls, token: str) -> Cursor:
+        """The cursor ``token`` encodes; ``ValueError`` for anything :meth:`encode` cannot have
+        produced: malformed, over-long, or holding values no column can (an attempt beyond a
+        32-bit integer, a time that overflows on its way to UTC, an id longer than the key)."""
         try:
+            if len(token) > _MAX_CURSOR_CHARS:
+                raise ValueError("too long")
             padded = token + "=" * (-len(token) % 4)
             at, run_id, attempt = json.loads(base64.urlsafe_b64decode(padded.encode()))
-            when = datetime.fromisoformat(at)
-            if when.tzinfo is None or not isinstance(run_id, str) or type(attempt) is not int:
+            if not isinstance(at, str) or not isinstance(run_id, str) or type(attempt) is not int:
                 raise ValueError(token)
-        except (ValueError, TypeError, binascii.Error, UnicodeDecodeError) as exc:
-            raise ValueError(f"malformed cursor {token!r}") from exc
-        return cls(utc(when), run_id, attempt)
+            when = utc(datetime.fromisoformat(at))
+            if not (1 <= attempt <= _MAX_ATTEMPT and 0 < len(run_id) <= _MAX_ID_CHARS):
+                raise ValueError(token)
+            if not _EARLIEST <= when <= _LATEST:
+                raise ValueError(token)
+        except (ValueError, TypeError, OverflowError, binascii.Error, UnicodeDecodeError) as exc:
+            raise ValueError(f"malformed cursor {token[:64]!r}") from exc
+        return cls(when, run_id, attempt)
 
     def sort_key(self) -> tuple[datetime, str, int]:
         return (self.scheduled_at, self.id, self.attempt)

@@ -116,7 +116,7 @@ api_tasks = sa.Table(
     metadata,
     sa.Column("key", _key(255), nullable=False),
     sa.Column("document", sa.Text(), nullable=False),
-    sa.Column("version", sa.Integer(), nullable=False),
+    sa.Column("version", sa.String(32), nullable=False),
     sa.Column("updated_at", UTCDateTime(), nullable=False),
     sa.PrimaryKeyConstraint("key", name="pk_api_tasks"),
 )

@@ -12,12 +12,17 @@ from zoneinfo import ZoneInfo
 from pydantic import ValidationError
 
 from reconciler.controller.view import (
+    AlreadyExists,
     FieldError,
+    IfMatch,
     InvalidDefinition,
+    Members,
     OwnedElsewhere,
     SourceRef,
     SourceStatus,
+    TaskQuery,
     TaskView,
+    VersionMismatch,
 )
 from reconciler.core.model import CronTask
 from reconciler.core.runs import RunRecord, RunStatus, Trigger, run_id
@@ -90,8 +95,12 @@ class FakeRuntime:
     """
 
     def __init__(self, views: list[TaskView] | None = None) -> None:
-        self._store = MemoryRunStore()
         self._lock = threading.Lock()
+        self.reset(views)
+
+    def reset(self, views: list[TaskView] | None = None) -> None:
+        """Back to ``views`` and an empty run store (a fresh start for the next scenario)."""
+        self._store = MemoryRunStore()
         self.views: dict[str, TaskView] = {v.key: v for v in views or []}
         self.checks: dict[str, bool] = {"sources": True, "scheduler": True, "store": True}
         self.clock = T0 + timedelta(minutes=30)
@@ -99,14 +108,20 @@ class FakeRuntime:
             SourceStatus("file", "tasks", tasks=len(self.views), errors=0)
         ]
         self.syncs: list[str] = []  # kinds asked to sync now; "git" is accepted if listed
+        self.replicas: Members | None = None  # what members() answers (None: runs alone)
+        self.versions = 0  # the last resource version handed out
 
     @property
     def store(self) -> RunStore:
         return self._store
 
-    def tasks(self) -> list[TaskView]:
+    def tasks(self, query: TaskQuery | None = None) -> list[TaskView]:
+        q = query or TaskQuery()
         with self._lock:
-            return list(self.views.values())
+            found = [
+                v for _, v in sorted(self.views.items()) if q.matches(v.key, v.source.kind, v.state)
+            ]
+        return found if q.limit is None else found[: q.limit]
 
     def task(self, key: str) -> TaskView | None:
         with self._lock:
@@ -141,35 +156,54 @@ class FakeRuntime:
             self.views[key] = dataclasses.replace(current, running=(base.id,))
             return base
 
-    def put_api_task(self, document: Mapping[str, Any]) -> tuple[TaskView, bool]:
+    def create_api_task(self, document: Mapping[str, Any]) -> TaskView:
+        task = self._validated(document)
+        with self._lock:
+            if task.key in self.views and self.views[task.key].source.kind == "api":
+                raise AlreadyExists(task.key)
+            return self._store_api_task(task, None)[0]
+
+    def put_api_task(
+        self, document: Mapping[str, Any], *, if_match: IfMatch | None = None
+    ) -> tuple[TaskView, bool]:
+        task = self._validated(document)
+        with self._lock:
+            return self._store_api_task(task, if_match)
+
+    def _validated(self, document: Mapping[str, Any]) -> CronTask:
         try:
-            task = CronTask.model_validate(dict(document))
+            return CronTask.model_validate(dict(document))
         except ValidationError as exc:
             raise InvalidDefinition(
                 [FieldError(tuple(e["loc"]), e["msg"]) for e in exc.errors()]
             ) from None
-        with self._lock:
-            existing = self.views.get(task.key)
-            if existing is not None and existing.source.kind != "api":
-                raise OwnedElsewhere(task.key, existing.source)
-            new = TaskView(
-                key=task.key,
-                resource=task.to_document(),
-                source=SourceRef("api", task.key),
-                error=None,
-                suspended=task.spec.suspend,
-                running=existing.running if existing else (),
-                next_runs=() if task.spec.suspend else (T0 + timedelta(hours=1),),
-                last_run=existing.last_run if existing else None,
-            )
-            self.views[task.key] = new
-            return new, existing is None
 
-    def delete_api_task(self, key: str) -> None:
+    def _store_api_task(self, task: CronTask, if_match: IfMatch | None) -> tuple[TaskView, bool]:
+        existing = self.views.get(task.key)
+        if existing is not None and existing.source.kind != "api":
+            raise OwnedElsewhere(task.key, existing.source)
+        _check(task.key, existing, if_match)
+        self.versions += 1
+        new = TaskView(
+            key=task.key,
+            resource=task.to_document(),
+            source=SourceRef("api", task.key),
+            error=None,
+            suspended=task.spec.suspend,
+            running=existing.running if existing else (),
+            next_runs=() if task.spec.suspend else (T0 + timedelta(hours=1),),
+            last_run=existing.last_run if existing else None,
+            version=str(self.versions),
+        )
+        self.views[task.key] = new
+        return new, existing is None
+
+    def delete_api_task(self, key: str, *, if_match: IfMatch | None = None) -> None:
         with self._lock:
             existing = self.views[key]
             if existing.source.kind != "api":
                 raise OwnedElsewhere(key, existing.source)
+            _check(key, existing, if_match)
             del self.views[key]
 
     def readiness(self) -> dict[str, bool]:
@@ -178,8 +212,19 @@ class FakeRuntime:
     def sources(self) -> list[SourceStatus]:
         return list(self.source_list)
 
+    def members(self) -> Members | None:
+        return self.replicas
+
     def sync_now(self, kind: str) -> bool:
         if not any(s.kind == kind for s in self.source_list):
             return False
         self.syncs.append(kind)
         return True
+
+
+def _check(key: str, existing: TaskView | None, if_match: IfMatch | None) -> None:
+    current = existing.version if existing else None
+    if if_match is not None and (
+        current is None or ("*" not in if_match and current not in if_match)
+    ):
+        raise VersionMismatch(key, current)

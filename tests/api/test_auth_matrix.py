@@ -196,6 +196,7 @@ EXPECTED_ROLES = {
     ("put", "/api/v1/tasks/{namespace}/{name}"): "admin",
     ("delete", "/api/v1/tasks/{namespace}/{name}"): "admin",
     ("get", "/api/v1/sources"): "viewer",
+    ("get", "/api/v1/members"): "viewer",
     # Or a valid X-Hub-Signature-256 instead of a token (tests/api/test_sources.py).
     ("post", "/api/v1/hooks/git"): "operator",
 }

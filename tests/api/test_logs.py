@@ -55,3 +55,23 @@ def test_one_line_per_request_and_no_token_anywhere(
             assert secret not in text
             assert secret[:12] not in text
         assert "Bearer" not in text
+
+
+def test_a_long_path_is_bounded_in_the_log_and_in_the_answer(
+    client: TestClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = "/api/v1/tasks/default/" + "x" * 60_000  # httpx refuses URLs over 64 KiB
+    with caplog.at_level(logging.INFO, logger="crontask.api"):
+        for response in (client.get(path), client.delete(path), client.get("/" + "y" * 60_000)):
+            assert response.status_code in (404, 422)
+            assert len(response.content) < 8_000  # the path is echoed bounded, not twice whole
+        client.get("/api/v1/tasks/%00/a%00b")
+    requests = [r for r in caplog.records if r.getMessage() == "request"]
+    assert len(requests) == 4
+    for record in requests:
+        line = _Formatter("logfmt").format(record)
+        assert len(line) < 1_500
+        assert "\x00" not in line
+    assert "chars, cut]..." in requests[0].fields["path"]  # type: ignore[attr-defined]
+    assert requests[3].fields["path"] == "/api/v1/tasks/\x00/a\x00b"  # type: ignore[attr-defined]
+    assert "\\u0000" in _Formatter("logfmt").format(requests[3])

@@ -8,7 +8,6 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
 import uvicorn
@@ -18,7 +17,7 @@ from reconciler.api.auth import AuthConfig, Role
 from reconciler.cli import remote
 from reconciler.sinks.metrics import Metrics
 from tests.api.conftest import STATIC_TOKENS
-from tests.api.fakes import FakeRuntime
+from tests.api.fakes import FakeRuntime, view
 
 
 @pytest.fixture
@@ -44,7 +43,10 @@ def cli(*argv: str) -> int:
     parser = argparse.ArgumentParser(prog="crontask")
     commands = parser.add_subparsers(dest="command", required=True)
     remote.add_parsers(commands)
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # a usage error: argparse's one line and exit 2
+        return int(str(exc.code))
     code: int = args.handler(args)
     return code
 
@@ -108,18 +110,27 @@ def test_connection_refused(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 @pytest.mark.usefixtures("operator")
-def test_fetch_runs_and_run(server: str) -> None:
-    remote.request(server, STATIC_TOKENS[Role.OPERATOR], "POST", "/api/v1/tasks/default/hello/runs")
-    page: dict[str, Any] = remote.fetch_runs(
-        server, STATIC_TOKENS[Role.VIEWER], {"task": "default/hello", "limit": 1, "status": None}
-    )
-    assert len(page["items"]) == 1
-    assert page["nextCursor"] is not None
-    rest = remote.fetch_runs(
-        server, STATIC_TOKENS[Role.VIEWER], {"task": "default/hello", "cursor": page["nextCursor"]}
-    )
-    assert rest["nextCursor"] is None
-    one = remote.fetch_run(server, STATIC_TOKENS[Role.VIEWER], page["items"][0]["id"])
-    assert one["attempts"][0]["id"] == page["items"][0]["id"]
-    with pytest.raises(remote.RemoteError, match=r"422 Invalid request: query\.limit"):
-        remote.fetch_runs(server, STATIC_TOKENS[Role.VIEWER], {"limit": 0})
+def test_fetch_runs_follows_pages_up_to_the_limit(server: str, runtime: FakeRuntime) -> None:
+    viewer = STATIC_TOKENS[Role.VIEWER]
+    for _ in range(3):
+        remote.request(
+            server, STATIC_TOKENS[Role.OPERATOR], "POST", "/api/v1/tasks/ops/backup/runs"
+        )
+    runs = remote.fetch_runs(server, viewer, {"task": "ops/backup", "status": None}, 2)
+    assert len(runs) == 2
+    every = remote.fetch_runs(server, viewer, {"task": "ops/backup"}, 100)
+    assert len(every) == 3
+    assert [r["id"] for r in every[:2]] == [r["id"] for r in runs]
+    one = remote.fetch_run(server, viewer, runs[0]["id"])
+    assert one["attempts"][0]["id"] == runs[0]["id"]
+    with pytest.raises(remote.RemoteError, match=r"422 Invalid request: query\.task"):
+        remote.fetch_runs(server, viewer, {"task": "not a key"}, 1)
+
+
+def test_fetch_tasks_follows_pages(server: str, runtime: FakeRuntime) -> None:
+    for i in range(1203):  # three pages of the default 500
+        runtime.views[f"bulk/t{i:04d}"] = view(f"t{i:04d}", "bulk")
+    keys = [t["key"] for t in remote.fetch_tasks(server, STATIC_TOKENS[Role.VIEWER])]
+    assert keys == sorted(runtime.views)
+    only = remote.fetch_tasks(server, STATIC_TOKENS[Role.VIEWER], {"namespace": "ops"})
+    assert [t["key"] for t in only] == ["ops/backup", "ops/broken"]

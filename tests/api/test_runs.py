@@ -57,9 +57,10 @@ def walk(client: TestClient, query: str) -> tuple[list[dict[str, Any]], int]:
         body = response.json()
         items += body["items"]
         pages += 1
-        if body["nextCursor"] is None:
+        assert body["nextCursor"] == body["metadata"]["continue"]  # the deprecated name
+        if body["metadata"]["continue"] is None:
             return items, pages
-        url = f"/api/v1/runs?{query}&cursor={body['nextCursor']}"
+        url = f"/api/v1/runs?{query}&continue={body['metadata']['continue']}"
 
 
 def test_pagination_walks_every_run_once(client: TestClient, runtime: FakeRuntime) -> None:
@@ -82,8 +83,26 @@ def test_filters(client: TestClient, runtime: FakeRuntime) -> None:
     assert [i["scheduledTime"] for i in window] == ["2026-11-26T23:00:00Z", "2026-11-26T22:00:00Z"]
     manual, _ = walk(client, f"trigger={Trigger.MANUAL}")
     assert manual == []
-    assert client.get("/api/v1/runs?limit=500").status_code == 200
-    assert_problem(client.get("/api/v1/runs?limit=501"), 422)
+    assert client.get("/api/v1/runs?limit=1000").status_code == 200
+    assert_problem(client.get("/api/v1/runs?limit=1001"), 422)
+
+
+def test_the_former_cursor_parameter_still_pages(client: TestClient, runtime: FakeRuntime) -> None:
+    ids = seed(runtime, 5)
+    first = client.get("/api/v1/runs?task=ops/backup&limit=3").json()
+    token = first["metadata"]["continue"]
+    second = client.get(f"/api/v1/runs?task=ops/backup&limit=3&cursor={token}").json()
+    assert [i["id"] for i in first["items"] + second["items"]] == ids
+    both = client.get(f"/api/v1/runs?task=ops/backup&cursor={token}&continue={token}")
+    assert both.status_code == 200
+    assert_problem(client.get(f"/api/v1/runs?cursor={token}&continue=x{token}"), 422)
+
+
+def test_a_page_is_500_runs_by_default(client: TestClient, runtime: FakeRuntime) -> None:
+    seed(runtime, 501)
+    body = client.get("/api/v1/runs").json()
+    assert len(body["items"]) == 500
+    assert body["metadata"]["continue"] is not None
 
 
 def test_one_run_with_every_attempt(client: TestClient, runtime: FakeRuntime) -> None:

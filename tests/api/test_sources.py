@@ -45,7 +45,8 @@ def runtime() -> FakeRuntime:
 @pytest.fixture
 def client(runtime: FakeRuntime, tmp_path: Path) -> TestClient:
     auth = AuthConfig.load(write_auth(tmp_path))
-    app = create_app(runtime, auth=auth, metrics=Metrics(), webhook_secret=SECRET)
+    metrics = Metrics(sources=runtime.sources)
+    app = create_app(runtime, auth=auth, metrics=metrics, webhook_secret=SECRET)
     return TestClient(app)
 
 
@@ -102,9 +103,10 @@ def test_no_git_source_is_404(runtime: FakeRuntime, client: TestClient) -> None:
 
 def test_source_metrics(client: TestClient) -> None:
     text = client.get("/metrics").text
-    assert 'crontask_source_info{revision="' + "0123abcd" * 5 + '",source="git"} 1.0' in text
-    assert 'crontask_source_last_sync_timestamp_seconds{source="git"}' in text
-    assert 'crontask_source_sync_errors_total{source="git"} 0.0' in text
+    info = [line for line in text.splitlines() if line.startswith("crontask_source_info{")]
+    assert info == ['crontask_source_info{revision="' + "0123abcd" * 5 + '",source="git"} 1']
+    assert 'crontask_source_last_sync_timestamp_seconds{source="git"} 1795741200\n' in text
+    assert 'crontask_source_sync_errors_total{source="git"} 0\n' in text
 
 
 def test_without_tokens_the_signature_is_required(runtime: FakeRuntime) -> None:

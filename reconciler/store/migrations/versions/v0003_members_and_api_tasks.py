@@ -4,7 +4,8 @@
   every few seconds and judged by the database's clock (``now()``), so no two replicas' clocks
   are ever compared.
 - ``api_tasks``: tasks created through the API, so that every replica sharing the store sees
-  the same ones; ``version`` is the resource version a conditional PUT (``If-Match``) checks.
+  the same ones; ``version`` (a digest of the text) is what a conditional PUT (``If-Match``)
+  checks.
 - ``member_views``: the spec hash of each task as each replica reads it, so that replicas that
   read different desired sets (a volume mounted on one only, a git fetch behind) can say on
   which tasks they differ.
@@ -52,7 +53,7 @@ def upgrade() -> None:
         "api_tasks",
         sa.Column("key", _key(255), nullable=False),
         sa.Column("document", sa.Text(), nullable=False),
-        sa.Column("version", sa.Integer(), nullable=False),
+        sa.Column("version", sa.String(32), nullable=False),
         sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("key", name="pk_api_tasks"),
     )

@@ -1,0 +1,91 @@
+"""``/api/v1/members``: the replicas (``crontask run --ha``) as the answering one sees them.
+
+Each live member with where its API listens, since when it is a member, its last renewal, how
+many tasks it schedules and the digest of the desired set it read; when the members read
+different definitions, since when and a sample of the tasks that differ. A crontask running
+alone answers 404, saying so.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from fastapi import APIRouter
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+
+from reconciler.api.auth import role_extra
+from reconciler.api.problems import ProblemError
+from reconciler.api.routing import GuardedRoute, Runtime, operation_id, problem_responses
+
+router = APIRouter(
+    prefix="/api/v1",
+    route_class=GuardedRoute,
+    tags=["members"],
+    generate_unique_id_function=operation_id,
+)
+
+
+class _Out(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True)
+
+
+class MemberOut(_Out):
+    id: str = Field(description="the instance id: host:pid:token")
+    address: str | None = Field(description="where its API listens")
+    since: datetime = Field(description="when it joined")
+    renewed: datetime = Field(description="its last renewal")
+    owned_tasks: int = Field(description="tasks it schedules")
+    digest: str | None = Field(description="of the desired set it read; null before its first pass")
+    revision: str | None = Field(description="the git revision in force there")
+    draining: bool = Field(description="stopping: its tasks have moved, its runs are finishing")
+    me: bool = Field(description="the replica that answered")
+
+
+class DifferingTaskOut(_Out):
+    task: str
+    hashes: dict[str, str | None] = Field(
+        description="each member's spec hash of the task; null: it does not declare it"
+    )
+
+
+class MemberListOut(_Out):
+    items: list[MemberOut]
+    disagreeing_since: datetime | None = Field(
+        None, description="when the members began to read different definitions; null: they agree"
+    )
+    differing_tasks: list[DifferingTaskOut] = Field(
+        default_factory=list, description="a sample of the tasks the members read differently"
+    )
+
+
+@router.get(
+    "/members",
+    response_model=MemberListOut,
+    response_model_by_alias=True,
+    summary="List the replicas (--ha) with the tasks each owns",
+    openapi_extra=role_extra("viewer"),
+    responses=problem_responses(404, 422, 500),
+)
+def list_members(runtime: Runtime) -> MemberListOut:
+    members = runtime.members()
+    if members is None:
+        raise ProblemError(404, "this crontask runs alone: start replicas with --ha")
+    return MemberListOut(
+        items=[
+            MemberOut(
+                id=m.id,
+                address=m.address,
+                since=m.since,
+                renewed=m.renewed,
+                owned_tasks=m.owned,
+                digest=m.digest,
+                revision=m.revision,
+                draining=m.draining,
+                me=m.me,
+            )
+            for m in members.items
+        ],
+        disagreeing_since=members.disagreeing_since,
+        differing_tasks=[DifferingTaskOut(task=k, hashes=dict(h)) for k, h in members.differing],
+    )

@@ -1,0 +1,146 @@
+"""One wording for a definition that does not validate, whatever it came from.
+
+A file, a git commit, a custom resource and an API request are the same CronTask, so the same
+mistake gets the same message from each: ``spec.retry.limit: 200 is out of range: allowed 0 to
+100``. :func:`problems` turns pydantic's errors into ``(location, message)`` pairs; every piece
+of the user's text a message quotes (an unknown field's name, a value) is a bounded, one-line
+excerpt, so that no definition can be echoed whole into a log, an API answer or ``validate``
+output.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+from collections.abc import Sequence
+from typing import Any
+
+import annotated_types
+from pydantic import BaseModel, ValidationError
+
+from reconciler.core.jobspec import JobSpecError
+from reconciler.core.model import DNS1123_LABEL, CronTask
+from reconciler.sources.limits import excerpt
+
+EXCERPT_KEY = 40
+PATH = 120
+MESSAGE = 200
+
+Loc = tuple[str | int, ...]
+
+_RANGE_ERRORS = frozenset({"greater_than", "greater_than_equal", "less_than", "less_than_equal"})
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Problem:
+    loc: Loc  # pydantic's location: field names as the user wrote them (aliases), list indexes
+    message: str  # without the location
+
+    def __str__(self) -> str:
+        where = dotted(self.loc)
+        return f"{where}: {self.message}" if where else self.message
+
+
+def problems(err: ValidationError) -> list[Problem]:
+    """One problem per pydantic error; an embedded JobSpec's problems each at their own field,
+    worded as the Kubernetes API server words them (``core.jobspec``)."""
+    found: list[Problem] = []
+    for item in err.errors(include_url=False):
+        loc: Loc = tuple(item["loc"])
+        cause = (item.get("ctx") or {}).get("error")
+        if isinstance(cause, JobSpecError):
+            found.extend(Problem((*loc, *p.path), p.message) for p in cause.problems)
+        else:
+            found.append(Problem(loc, message(item)))
+    return found
+
+
+def message(item: Any) -> str:
+    """One pydantic error as a bounded line, without its location."""
+    kind = item["type"]
+    loc: Loc = tuple(item["loc"])
+    context = item.get("ctx") or {}
+    if kind == "extra_forbidden":
+        return "unknown field" + _suggestion(loc)
+    if kind == "missing":
+        return "required field is missing"
+    if kind == "string_pattern_mismatch" and context.get("pattern") == DNS1123_LABEL:
+        return (
+            f"'{excerpt(str(item['input']))}' is not a DNS-1123 label (lower-case letters, "
+            "digits and '-', starting and ending with a letter or digit)"
+        )
+    if kind in _RANGE_ERRORS and (allowed := _range(loc)) is not None:
+        return f"{excerpt(str(item['input']))} is out of range: allowed {allowed}"
+    # Messages of the model's own checks may quote the value (a schedule, a zone name).
+    return excerpt(str(item["msg"]).removeprefix("Value error, "), MESSAGE)
+
+
+def dotted(loc: Sequence[str | int]) -> str:
+    """``spec.command.args[0]``; keys are the user's, so each is an excerpt, and a path too
+    long to read keeps its end (the field that failed)."""
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            name = excerpt(str(part), EXCERPT_KEY)
+            out += f".{name}" if out else name
+    return out if len(out) <= PATH else "..." + out[-(PATH - 3) :]
+
+
+def _field(loc: Loc) -> tuple[type[BaseModel], Any] | None:
+    """The model class holding the field at ``loc``, and its FieldInfo (None if unknown)."""
+    model: Any = CronTask
+    names = [part for part in loc if isinstance(part, str)]
+    for i, part in enumerate(names):
+        found = next((f for n, f in model.model_fields.items() if part in (n, f.alias)), None)
+        if found is None:
+            return None
+        if i == len(names) - 1:
+            return model, found
+        model = _model_of(found.annotation)
+        if model is None:
+            return None
+    return None
+
+
+def _model_of(annotation: Any) -> type[BaseModel] | None:
+    candidates = [annotation, *getattr(annotation, "__args__", ())]
+    return next((c for c in candidates if isinstance(c, type) and issubclass(c, BaseModel)), None)
+
+
+def _range(loc: Loc) -> str | None:
+    """``0 to 100`` for a field with both bounds (``more than 0, at most 3600`` for open ones)."""
+    found = _field(loc)
+    if found is None:
+        return None
+    low = high = None
+    for rule in found[1].metadata:
+        if isinstance(rule, annotated_types.Ge):
+            low = f"{rule.ge:g}" if isinstance(rule.ge, float) else f"{rule.ge}"
+        elif isinstance(rule, annotated_types.Gt):
+            low = f"more than {rule.gt:g}"
+        elif isinstance(rule, annotated_types.Le):
+            high = f"{rule.le:g}" if isinstance(rule.le, float) else f"{rule.le}"
+    if low is None or high is None:
+        return None
+    return f"{low}, at most {high}" if low.startswith("more") else f"{low} to {high}"
+
+
+def _suggestion(loc: Loc) -> str:
+    """`` (did you mean 'retry'?)`` for a misspelt field, when one is close enough."""
+    if len(str(loc[-1])) > EXCERPT_KEY:
+        return ""
+    model: Any = CronTask
+    for part in loc[:-1]:
+        if isinstance(part, int):
+            continue
+        field = next((f for n, f in model.model_fields.items() if part in (n, f.alias)), None)
+        if field is None:
+            return ""
+        model = _model_of(field.annotation)
+        if model is None:
+            return ""
+    names = [f.alias or n for n, f in model.model_fields.items()]
+    close = difflib.get_close_matches(str(loc[-1]), names, n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""

@@ -1,0 +1,50 @@
+"""``GET /api/v1/members`` and ``crontask members``: the replicas, or a clear 404 alone."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from fastapi.testclient import TestClient
+
+from reconciler.controller.view import Members, MemberStatus
+from tests.api.fakes import FakeRuntime
+
+T = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
+
+
+def member(name: str, **fields: object) -> MemberStatus:
+    values: dict[str, object] = {
+        "id": f"{name}:1:{name}",
+        "address": f"{name}:8080",
+        "since": T,
+        "renewed": T,
+        "owned": 3,
+        "digest": "d1",
+        "revision": None,
+        "draining": False,
+        "me": False,
+    }
+    values.update(fields)
+    return MemberStatus(**values)  # type: ignore[arg-type]
+
+
+def test_alone_is_a_404_that_says_so(client: TestClient) -> None:
+    response = client.get("/api/v1/members")
+    assert response.status_code == 404
+    assert "runs alone" in response.json()["detail"]
+    assert response.headers["content-type"] == "application/problem+json"
+
+
+def test_members_and_where_they_disagree(client: TestClient, runtime: FakeRuntime) -> None:
+    runtime.replicas = Members(
+        (member("a", me=True), member("b", digest="d2", draining=True, owned=0)),
+        disagreeing_since=T,
+        differing=(("ops/x", {"a:1:a": "h1", "b:1:b": None}),),
+    )
+    body = client.get("/api/v1/members").json()
+    assert [(m["id"], m["me"], m["ownedTasks"], m["draining"]) for m in body["items"]] == [
+        ("a:1:a", True, 3, False),
+        ("b:1:b", False, 0, True),
+    ]
+    assert body["disagreeingSince"] == "2026-11-30T12:00:00Z"
+    assert body["differingTasks"] == [{"task": "ops/x", "hashes": {"a:1:a": "h1", "b:1:b": None}}]

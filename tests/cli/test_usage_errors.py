@@ -1,0 +1,100 @@
+"""Every bad value on the command line is a usage error: argparse's usage and one error line
+on stderr, exit status 2, never a traceback; and the bounds hold where a value is fine."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from reconciler.cli.main import main
+from reconciler.core.runs import RunRecord, RunStatus, Trigger, run_id
+from reconciler.store import open_store, sqlite_url
+
+BAD = [
+    ("runs", "--limit", "0"),
+    ("runs", "--limit", "-1"),
+    ("runs", "--limit", "100001"),
+    ("runs", "--limit", "9" * 400),
+    ("runs", "--limit", "ten"),
+    ("runs", "--since", "99999999d"),
+    ("runs", "--since", "1" * 400),
+    ("runs", "--since", "1e400"),
+    ("runs", "--since", "5 parsecs"),
+    ("runs", "--since", "1h" * 100),
+    ("runs", "../x"),
+    ("runs", "default/" + "x" * 64),
+    ("runs", "--id", "../../etc/passwd"),
+    ("runs", "--id", "default.x.2026"),
+    ("runs", "--server", "http://[::1"),
+    ("runs", "--server", "ftp://127.0.0.1"),
+    ("runs", "--server", "http://127.0.0.1:99999"),
+    ("tasks", "--namespace", ".."),
+    ("tasks", "--server", "not a url"),
+    ("trigger", "../canary"),
+    ("trigger", "nope"),
+    ("trigger", "default/a/b"),
+    ("next", "x", "-n", "100000000"),
+    ("next", "x", "-n", "0"),
+    ("next", "x", "--from", "9999-12-31T23:59:59-01:00"),
+    ("next", "x", "--from", "2026-01-01T00:00:00"),
+    ("next", "x", "--from", "garbage"),
+    ("plan", "x", "--server", "http://[::1"),
+    ("run", "x", "--resync", "99999999d"),
+    ("run", "x", "--shutdown-grace", "1e400"),
+    ("run", "x", "--history-max-age", "99999999999999999999d"),
+]
+
+
+@pytest.mark.parametrize("argv", BAD, ids=lambda a: " ".join(a)[:60])
+def test_a_bad_value_is_one_error_line_and_exit_2(
+    argv: tuple[str, ...], capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(list(argv))
+    assert exit_info.value.code == 2
+    out, err = capsys.readouterr()
+    assert out == ""
+    lines = err.splitlines()
+    assert lines[-1].startswith(f"crontask {argv[0]}: error: argument ")
+    assert "Traceback" not in err
+    assert len(lines[-1]) < 400  # a hostile value is quoted shortened, not whole
+
+
+def test_a_bad_server_in_the_environment_is_a_usage_error(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("CRONTASK_SERVER", "http://[::1")
+    with pytest.raises(SystemExit) as exit_info:
+        main(["tasks"])
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err.startswith("crontask: $CRONTASK_SERVER: expected http://")
+
+
+def test_the_largest_limit_reads_the_store_page_by_page(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    store = open_store(sqlite_url(tmp_path))
+    start = datetime(2026, 11, 27, tzinfo=UTC)
+    records = [
+        RunRecord(
+            id=run_id("default/t", at),
+            task="default/t",
+            scheduled_at=at,
+            trigger=Trigger.SCHEDULE,
+            status=RunStatus.SUCCEEDED,
+        )
+        for at in (start - timedelta(minutes=i) for i in range(2500))
+    ]
+    store.save_many(records)
+    store.close()
+    with pytest.raises(SystemExit) as exit_info:
+        main(["runs", "--limit", "100000", "--json", "--state-dir", str(tmp_path)])
+    assert exit_info.value.code == 0
+    items = json.loads(capsys.readouterr().out)["items"]
+    assert [i["id"] for i in items] == [r.id for r in records]  # newest first, each once
+    with pytest.raises(SystemExit):
+        main(["runs", "default/t", "--limit", "1001", "--json", "--state-dir", str(tmp_path)])
+    assert len(json.loads(capsys.readouterr().out)["items"]) == 1001

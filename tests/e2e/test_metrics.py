@@ -1,0 +1,96 @@
+"""``/metrics`` of the real ``crontask run``: the series of a task that has failed and succeeded,
+gzip as Prometheus asks for it, and the per-task histogram flag."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Callable
+
+import httpx
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.e2e.conftest import Crontask, wait_for
+from tests.e2e.test_run import task
+
+pytestmark = pytest.mark.e2e
+
+# Fails its first attempt, succeeds its retry: one failure and one success per slot.
+FLAKY = ["sh", "-c", 'test "$CRONTASK_ATTEMPT" = 2']
+SPEC = {"concurrencyPolicy": "Allow", "retry": "{limit: 1, backoffSeconds: 0}"}
+
+
+def scrape(app: Crontask) -> tuple[str, httpx.Response]:
+    response = httpx.get(f"{app.server}/metrics", headers={"Accept-Encoding": "gzip"})
+    response.raise_for_status()
+    return response.text, response  # httpx decoded the gzip body
+
+
+def series_of(text: str, key: str) -> set[tuple[str, str | None]]:
+    return {
+        (s.name, s.labels.get("status"))
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+        if s.labels.get("task") == key
+    }
+
+
+def test_a_task_that_failed_and_succeeded_has_eight_series(
+    crontask: Callable[..., Crontask],
+) -> None:
+    app = crontask()
+    (app.tasks / "flaky.yaml").write_text(task("flaky", FLAKY, **SPEC))
+
+    def both() -> str:  # "" until then
+        text = scrape(app)[0]
+        done = ("last_success", "last_failure")
+        samples = [f'crontask_task_{d}_timestamp_seconds{{task="default/flaky"}}' for d in done]
+        return text if all(sample in text for sample in samples) else ""
+
+    text = wait_for("a success and a failure in /metrics", both)
+    assert series_of(text, "default/flaky") == {
+        ("crontask_runs_total", "succeeded"),
+        ("crontask_runs_total", "failed"),
+        ("crontask_running_runs", None),
+        ("crontask_task_next_run_timestamp_seconds", None),
+        ("crontask_task_schedule_interval_seconds", None),
+        ("crontask_task_last_success_timestamp_seconds", None),
+        ("crontask_task_last_failure_timestamp_seconds", None),
+        ("crontask_task_last_run_duration_seconds", None),
+    }
+    assert "_created" not in text
+    for family in text_string_to_metric_families(text):
+        if family.type == "histogram":
+            assert all("task" not in s.labels for s in family.samples), family.name
+    interval = 'crontask_task_schedule_interval_seconds{task="default/flaky"} 1\n'
+    assert interval in text
+    _, response = scrape(app)
+    assert response.headers["content-encoding"] == "gzip"
+
+
+def test_per_task_histograms_behind_a_flag(crontask: Callable[..., Crontask]) -> None:
+    app = crontask("--metrics-per-task-histograms")
+    (app.tasks / "flaky.yaml").write_text(task("flaky", FLAKY, **SPEC))
+    bucket = 'crontask_run_duration_seconds_bucket{le="+Inf",task="default/flaky"} '
+
+    def with_a_run() -> str:  # "" until then
+        text = scrape(app)[0]
+        counted = [line for line in text.splitlines() if line.startswith(bucket)]
+        return text if counted and not counted[0].endswith(" 0") else ""
+
+    text = wait_for("a per-task duration histogram with a run in it", with_a_run)
+    assert "crontask_run_duration_seconds_count " not in text  # no unlabelled twin
+
+
+def test_the_flag_says_what_it_costs() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "reconciler", "run", "--help"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
+    flat = " ".join(done.stdout.split())
+    assert "--metrics-per-task-histograms" in flat
+    assert "17 series per task" in flat
