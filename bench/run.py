@@ -11,6 +11,9 @@ Scenarios (each a plain module under bench/, each measurement in a fresh interpr
   ``bench/lateness.py``.
 - ``command``   N ``/bin/true`` tasks due in the same second: crontask's Dispatcher +
   CommandRun against plain APScheduler + subprocess; ``bench/lateness.py``.
+- ``jobs``      N ``job`` tasks due in the same second through the real ``crontask run`` and the
+  project's Kubernetes API emulator: the slot to each Job created, against the same tasks as
+  ``command`` runs (the slot to the process starting); ``bench/job_bench.py``.
 - ``reconcile`` cold start of 10 000 tasks in 1 000 files, and one edited file in effect, end to
   end through the real ``crontask run`` and its file watcher; ``bench/reconcile_bench.py``.
 - ``memory``    RSS per task at 10 000 tasks (from the cold start), and RSS over a run of 1 000
@@ -71,6 +74,7 @@ from _common import (
 SCENARIOS = (
     "lateness",
     "command",
+    "jobs",
     "reconcile",
     "k8s",
     "memory",
@@ -112,6 +116,7 @@ class Config:
     k8s_tasks: int
     k8s_edits: int
     k8s_runs: int
+    job_tasks: int
     store_rows: int
     pg: str | None
     metrics_tasks: int
@@ -286,6 +291,45 @@ def scenario_command(config: Config, rows: list[Row]) -> None:
         for mode, found in results.items():
             for error in errors_of(found):
                 rows.append(Row("command tasks", f"N={n} {mode}: ERROR", error))
+
+
+def _job_worker(mode: str, n: int) -> Json:
+    return run_worker("job_bench", [mode, str(n)], timeout=120)
+
+
+def scenario_jobs(config: Config, rows: list[Row]) -> None:
+    n = config.job_tasks
+    log(f"job tasks: N={n}")
+    results = alternate(["job", "command", "client"], config.repeats, _job_worker, n)
+    mine, base, floor = results["job"], results["command"], results["client"]
+    p99, base_p99 = pick(mine, "lateness", "p99_ms"), pick(base, "lateness", "p99_ms")
+    rows.append(
+        Row(
+            "job tasks",
+            f"N={n} due in the same second: slot to Job created (crontask run + API emulator) / "
+            "the same tasks as command runs: slot to process started; p50 / p99; lost",
+            f"{fmt_ms(pick(mine, 'lateness', 'p50_ms'))} / {fmt_ms(p99)}; "
+            f"{max((int(r.get('lost', n)) for r in mine), default=n)}",
+            f"{fmt_ms(pick(base, 'lateness', 'p50_ms'))} / {fmt_ms(base_p99)}; "
+            f"{max((int(r.get('lost', n)) for r in base), default=n)}",
+            f"p99 {fmt_ratio(ratio(p99, base_p99))}",
+            "(information: the baseline is crontask's own command action)",
+        )
+    )
+    rows.append(
+        Row(
+            "job tasks",
+            f"N={n} Jobs created at the slot straight through the kubernetes client (8 threads, "
+            "no crontask): slot to Job created p50 / p99, the floor the API server sets",
+            "",
+            f"{fmt_ms(pick(floor, 'lateness', 'p50_ms'))} / "
+            f"{fmt_ms(pick(floor, 'lateness', 'p99_ms'))}",
+            f"crontask's p99 {fmt_ratio(ratio(p99, pick(floor, 'lateness', 'p99_ms')))}",
+        )
+    )
+    for mode, found in results.items():
+        for error in errors_of(found):
+            rows.append(Row("job tasks", f"N={n} {mode}: ERROR", error))
 
 
 def scenario_reconcile(config: Config, rows: list[Row], cold_out: list[Json]) -> None:
@@ -980,6 +1024,14 @@ NOTES = """\
   the instant just before the write (log times have millisecond resolution). Status figures
   are read back with GET every 10 ms, so they include up to 10 ms of polling; a run's end is
   its `finished_at` in the run store.
+- Job tasks: N `job` tasks and, as the comparison, the same N tasks as `command` runs of
+  `/bin/date +%s.%N`, all due in one second, through the real `crontask run DIR --kubeconfig`
+  against the API emulator (in the benchmark's process; it stores the Jobs but does not run
+  them). A Job's latency is when the benchmark's own watch of the Jobs received its ADDED event
+  minus the slot; a command's is the instant `date` printed minus the slot. Each is the moment
+  the work is handed to what runs it: the cluster, or a process. The floor row creates the same
+  N Jobs at the slot from a plain script (the official client, a pool of 8 threads as the job
+  action has): what the API server and the client cost, with no scheduling at all.
 - Metrics: the real `crontask run` (SQLite store) on N tasks with one slot each in the first
   minute after start-up; each task's first attempt fails and its retry succeeds, so each has
   the series of a task in steady state (a success, a failure, a duration) before anything is
@@ -1015,7 +1067,8 @@ def document(config: Config, facts: Json, rows: Sequence[Row], elapsed: float) -
         f"cold start {config.cold_tasks:,} tasks, edits "
         f"{config.edits} at {config.edit_sizes} tasks, soak {config.soak_tasks:,} tasks for "
         f"{config.soak_seconds:.0f} s, k8s {config.k8s_tasks:,} objects, "
-        f"{config.k8s_edits} edits, {config.k8s_runs} runs, store {config.store_rows:,} rows, "
+        f"{config.k8s_edits} edits, {config.k8s_runs} runs, job tasks {config.job_tasks}, "
+        f"store {config.store_rows:,} rows, "
         f"metrics {config.metrics_tasks:,} tasks, {config.metrics_scrapes} scrapes, "
         f"{config.metrics_windows} windows of {config.metrics_window:.0f} s\n\n"
         + table(rows)
@@ -1052,6 +1105,7 @@ def parse_args(argv: Sequence[str] | None) -> tuple[Config, list[str], Path]:
     parser.add_argument("--k8s-tasks", type=int, help="CronTask objects in the k8s scenario")
     parser.add_argument("--k8s-edits", type=int, help="spec edits in the k8s scenario")
     parser.add_argument("--k8s-runs", type=int, help="runs timed from end to status")
+    parser.add_argument("--job-tasks", type=int, help="job tasks due in the same second")
     parser.add_argument("--store-rows", type=int, help="rows for bench/store_bench.py")
     parser.add_argument("--pg", metavar="URL", help="also benchmark PostgreSQL at URL")
     parser.add_argument("--metrics-tasks", type=int, help="tasks in the metrics scenario")
@@ -1082,6 +1136,7 @@ def parse_args(argv: Sequence[str] | None) -> tuple[Config, list[str], Path]:
         k8s_tasks=args.k8s_tasks or (100 if quick else 1000),
         k8s_edits=args.k8s_edits or (10 if quick else 30),
         k8s_runs=args.k8s_runs or (5 if quick else 20),
+        job_tasks=args.job_tasks or 100,
         store_rows=args.store_rows or (20_000 if quick else 1_000_000),
         pg=args.pg,
         metrics_tasks=args.metrics_tasks or (1000 if quick else 10_000),
@@ -1109,6 +1164,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         scenario_lateness(config, rows)
     if "command" in only:
         scenario_command(config, rows)
+    if "jobs" in only:
+        scenario_jobs(config, rows)
     if "reconcile" in only:
         scenario_reconcile(config, rows, cold)
     if "k8s" in only:

@@ -59,10 +59,15 @@ class RunAttemptOut(RunOut):
     """One attempt with its output (the tail of stdout and stderr)."""
 
     output: str
+    job: dict[str, Any] | None = Field(
+        None,
+        description="a job task's Kubernetes Job: namespace, name, uid, pod, node, containers "
+        "(exit code, reason), started_at, completed_at, log_error (why the log is missing)",
+    )
 
     @classmethod
     def of(cls, r: RunRecord) -> RunAttemptOut:
-        return cls(**_run_fields(r), output=r.output)
+        return cls(**_run_fields(r), output=r.output, job=r.job.to_json() if r.job else None)
 
 
 def _run_fields(r: RunRecord) -> dict[str, Any]:

@@ -19,6 +19,7 @@ from reconciler.api.app import create_app
 from reconciler.api.auth import AuthConfig, AuthConfigError, check_listen, is_loopback
 from reconciler.cli.main_helpers import existing_paths
 from reconciler.controller.cluster import Timing
+from reconciler.controller.jobs import JobOptions
 from reconciler.controller.runtime import HaOptions, HttpServer, Options, serve
 from reconciler.controller.view import RuntimeView
 from reconciler.sinks.metrics import Metrics
@@ -32,8 +33,10 @@ def run(args: argparse.Namespace) -> int:
     logs.configure(args.log_level, args.log_format)
     if not args.paths and not args.git and not args.kubernetes:
         raise SystemExit("crontask: nothing to read: give PATH..., --git URL and/or --kubernetes")
-    if not args.kubernetes and (args.namespace or args.all_namespaces or args.kubeconfig):
-        raise SystemExit("crontask: --namespace/--all-namespaces/--kubeconfig need --kubernetes")
+    if not args.kubernetes and (args.namespace or args.all_namespaces):
+        raise SystemExit("crontask: --namespace/--all-namespaces need --kubernetes")
+    if args.job_namespace and not (args.kubernetes or args.kubeconfig):
+        raise SystemExit("crontask: --job-namespace needs --kubernetes or --kubeconfig")
     kubernetes = None
     if args.kubernetes:
         kubernetes = KubernetesOptions(
@@ -71,6 +74,10 @@ def run(args: argparse.Namespace) -> int:
         housekeeping_seconds=args.housekeeping_interval,
         ha=ha,
         max_file_size=args.max_file_size,
+        jobs=JobOptions(
+            namespace=args.job_namespace,
+            kubeconfig=None if args.kubernetes else args.kubeconfig,
+        ),
         metrics_per_task_histograms=args.metrics_per_task_histograms,
     )
     http = None if args.listen == "off" else http_server(args)

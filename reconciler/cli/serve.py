@@ -86,7 +86,18 @@ def add_parser(commands: Any) -> None:
     scope.add_argument(
         "--all-namespaces", action="store_true", help="watch CronTasks in every namespace"
     )
-    kube.add_argument("--kubeconfig", type=Path, metavar="FILE", help="kubeconfig file")
+    kube.add_argument(
+        "--kubeconfig",
+        type=Path,
+        metavar="FILE",
+        help="kubeconfig file; without --kubernetes, the connection for job tasks' Jobs only",
+    )
+    kube.add_argument(
+        "--job-namespace",
+        metavar="NS",
+        help="where the Jobs of job tasks from folders, git or the API go when their spec.job "
+        "names no namespace (default: the pod's namespace, else the kubeconfig context's)",
+    )
     ha = parser.add_argument_group("replicas")
     ha.add_argument(
         "--ha",

@@ -13,7 +13,8 @@ The :class:`Cluster` component keeps this replica's membership record renewed ev
   runs (its dispatcher is paused) before its record can expire at ``lease_seconds``, when the
   others take its tasks; a renewal that works again resumes it.
 - **Dead replicas' runs.** Running records whose owner is no live member (a ``kill -9``, a lost
-  node) are marked ``interrupted`` by whoever notices.
+  node) are marked ``interrupted`` by whoever notices; not those whose work ``outlives`` the
+  replica (a Kubernetes Job): the task's new owner adopts them (``controller.jobs``).
 - **Clean exit.** When the process begins to stop, this replica announces itself *draining*: the
   others take its tasks at their next renewal, while its runs finish within the shutdown grace;
   it leaves once they have.
@@ -42,6 +43,7 @@ from reconciler.controller.reconcile import Reconciler
 from reconciler.controller.waiting import first_of
 from reconciler.core.assignment import Assignment
 from reconciler.core.desired import DesiredState
+from reconciler.core.runs import RunRecord
 from reconciler.membership.base import (
     Announcement,
     Difference,
@@ -87,6 +89,7 @@ class Cluster:
         revision: Callable[[], str | None] = lambda: None,
         on_handover: Callable[[int], None] = lambda moved: None,
         on_renewal: Callable[[int, bool], None] = lambda members, disagreeing: None,
+        outlives: Callable[[RunRecord], bool] = lambda record: False,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.me = dataclasses.replace(me, lease_seconds=timing.lease_seconds)
@@ -101,6 +104,7 @@ class Cluster:
         self.revision = revision
         self.on_handover = on_handover
         self.on_renewal = on_renewal  # (live members, whether they disagree): for metrics
+        self.outlives = outlives  # a run whose work goes on without its replica (a Job's)
         self._monotonic = monotonic
         self.members: list[Member] = []
         self.disagreement: Disagreement | None = None
@@ -221,7 +225,9 @@ class Cluster:
         if changed or not self._swept:
             owners = {r.owner for r in running if r.owner}
             dead = owners - live - {self.me.id}
-            for record in self.store.mark_interrupted(dead, datetime.now(UTC)):
+            # A dead replica's Job runs on: the task's new owner adopts the run.
+            keep = [r.id for r in running if r.owner in dead and self.outlives(r)]
+            for record in self.store.mark_interrupted(dead, datetime.now(UTC), keep=keep):
                 log.warning(
                     "run interrupted: its replica is gone",
                     extra={

@@ -10,6 +10,12 @@ Exactly once per slot: the run id is derived from (task key, slot), and a run st
 after the store has accepted its ``running`` record; a store that refuses (another process
 claimed the slot) means this process does not run it.
 
+Work that outlives the process (Kubernetes Jobs, see ``runner.base.Resumable``): the runs a
+``resumable`` action reports for a task (its live Jobs) that are not followed here are
+*adopted* when the task fires, so the concurrency policy counts them, and ``adopt`` follows the
+runs an earlier crontask left ``running``; at shutdown such attempts are detached at once (their
+records stay ``running``) rather than given the grace.
+
 Nothing is dropped silently: a slot that does not run leaves a ``skipped`` record with its
 reason — ``ConcurrencyForbid``, ``MissedDeadline``, or ``Superseded`` for slots missed while
 crontask was down or busy (one record with the count; only the latest missed slot may run, as
@@ -32,7 +38,7 @@ from reconciler.core.desired import Definition
 from reconciler.core.model import ConcurrencyPolicy
 from reconciler.core.runs import RunRecord, RunStatus, Trigger, run_id
 from reconciler.core.timing import retry_delay
-from reconciler.runner.base import Actions, Attempt, Outcome, failed
+from reconciler.runner.base import Actions, Attempt, Outcome, Resumable, failed
 from reconciler.store.base import DuplicateRun, RunStore
 
 log = logging.getLogger("crontask.runner")
@@ -113,8 +119,11 @@ class Dispatcher:
         self.handover: Handover | None = None
         # Why this process may not start runs now (a replica that lost its membership).
         self.paused: str | None = None
+        # The action whose work outlives the process (Jobs), if there is one.
+        self.resumable: Resumable | None = None
         self._active: dict[str, dict[str, ActiveRun]] = {}
         self._listeners: list[RunListener] = []
+        self._progress_listeners: list[RunListener] = []
         # Record writes not tied to a run (skips); kept so drain() and shutdown can await them.
         self._writes: set[asyncio.Task[None]] = set()
 
@@ -135,6 +144,11 @@ class Dispatcher:
         listener that raises is logged and costs nothing else: not the run, not the other
         listeners."""
         self._listeners.append(listener)
+
+    def subscribe_progress(self, listener: RunListener) -> None:
+        """``listener`` hears the running records rewritten while they run (a Job's name and
+        uid) and the runs adopted (``adopt``): what is no start, and no end."""
+        self._progress_listeners.append(listener)
 
     # -- the hand-off ----------------------------------------------------------------------
 
@@ -166,6 +180,9 @@ class Dispatcher:
                 "MissedDeadline",
                 f"started {late:.1f}s late, past startingDeadlineSeconds={deadline}",
             )
+        if self.resumable is not None:
+            for live in self.resumable.running(key):  # the task's Jobs, from the watch
+                self.adopt(definition, live)
         running = self._active.get(key, {})
         policy = spec.concurrency_policy
         if running and policy is ConcurrencyPolicy.FORBID:
@@ -206,6 +223,34 @@ class Dispatcher:
             message=f"this replica may not start runs now: {self.paused}",
             owner=self.owner,
         )
+
+    def adopt(self, definition: Definition | None, record: RunRecord) -> bool:
+        """Follow a run started before, whose work goes on outside any process (a Job): by an
+        earlier crontask, or by another replica. It counts as running for the concurrency
+        policy, its end is recorded (the store's record becomes this process's), and a failure
+        is retried as ``definition`` says (None: a removed task, no retry). False if it is
+        followed here already, or there is no resumable action."""
+        if self.resumable is None or record.id in self._active.get(record.task, {}):
+            return False
+        active = ActiveRun(dataclasses.replace(record, owner=self.owner))
+        self._active.setdefault(record.task, {})[record.id] = active
+        active.task = asyncio.get_running_loop().create_task(
+            self._execute(definition, active, [], adopted=True), name=f"adopted {record.id}"
+        )
+        log.info(
+            "run adopted",
+            extra={"fields": {"task": record.task, "run": record.id, "attempt": record.attempt}},
+        )
+        return True
+
+    async def progress(self, record: RunRecord) -> None:
+        """A running attempt says more about itself (its Job's name, then its uid): the record
+        is written, and the progress listeners hear it."""
+        active = self._active.get(record.task, {}).get(record.id)
+        if active is not None and active.record.attempt == record.attempt:
+            active.record = record
+        await self.recorder.save(record)
+        self._notify(record, self._progress_listeners)
 
     def stop_run(self, run: str, reason: str) -> bool:
         """Stop the running run ``run`` (another replica asked, through the store)."""
@@ -293,18 +338,28 @@ class Dispatcher:
     # -- one run ---------------------------------------------------------------------------
 
     async def _execute(
-        self, definition: Definition, active: ActiveRun, replaced: list[ActiveRun]
+        self,
+        definition: Definition | None,
+        active: ActiveRun,
+        replaced: list[ActiveRun],
+        *,
+        adopted: bool = False,
     ) -> None:
         try:
             for old in replaced:
                 if old.task is not None:
                     await asyncio.shield(old.task)
-            if (why := await self._handed_over(definition, active)) is not None:
+            if not adopted and (why := await self._handed_over(definition, active)) is not None:
                 self._skip(active.record, "ConcurrencyForbid", why)
                 return
             while True:
-                final = await self._run_attempt(definition, active)
-                if final is None or not self._retry_due(definition, final, active):
+                final = await self._run_attempt(definition, active, adopted=adopted)
+                adopted = False
+                if (
+                    final is None
+                    or definition is None
+                    or not self._retry_due(definition, final, active)
+                ):
                     return
                 delay = retry_delay(definition.task.spec.retry, final.attempt)
                 log.info(
@@ -328,6 +383,7 @@ class Dispatcher:
                     reason=None,
                     message=None,
                     output="",
+                    job=None,  # the next attempt has its own (a new Job)
                 )
                 if await active.wait_stopped(delay):
                     await self._abandon(following, active.stop_reason or SHUTDOWN)
@@ -341,8 +397,9 @@ class Dispatcher:
             if not runs:
                 self._active.pop(record.task, None)
 
-    async def _handed_over(self, definition: Definition, active: ActiveRun) -> str | None:
+    async def _handed_over(self, definition: Definition | None, active: ActiveRun) -> str | None:
         """For a task inherited from another replica: why its run there forbids this one."""
+        assert definition is not None  # only adopted runs come without one
         handover = self.handover
         policy = definition.task.spec.concurrency_policy
         if (
@@ -385,8 +442,13 @@ class Dispatcher:
         await self.recorder.save(record)
         self._notify(record)
 
-    async def _run_attempt(self, definition: Definition, active: ActiveRun) -> RunRecord | None:
-        """Claim, run and complete one attempt; None if another instance holds the slot."""
+    async def _run_attempt(
+        self, definition: Definition | None, active: ActiveRun, *, adopted: bool = False
+    ) -> RunRecord | None:
+        """Claim, run and complete one attempt; None if another instance holds the slot (or,
+        adopted, recorded its end already), or if the attempt detached."""
+        if adopted:
+            return await self._follow_adopted(active)
         record = active.record
         try:
             await self.recorder.claim(record)
@@ -406,7 +468,44 @@ class Dispatcher:
                 extra={"fields": {"task": record.task, "run": record.id}},
             )
         self._notify(record)
-        outcome = await self._attempt(definition, active)
+        assert definition is not None  # only adopted runs come without one
+        return await self._complete(active, await self._attempt(definition, active))
+
+    async def _follow_adopted(self, active: ActiveRun) -> RunRecord | None:
+        """An adopted run: make its record this process's, then follow its work to the end."""
+        assert self.resumable is not None
+        record = active.record
+        try:
+            stored = await self.recorder.call(
+                self.recorder.store.take_over, record.id, record.attempt, self.owner
+            )
+        except Exception:
+            log.exception("could not take the adopted run over; following it anyway")
+            stored = None
+        if stored is not None and stored.status.finished:
+            return None  # its end is recorded already (by whoever followed it)
+        if stored is not None:
+            record = active.record = dataclasses.replace(stored, job=record.job or stored.job)
+        self._notify(record, self._progress_listeners)
+        attempt = self.resumable.resume(record)
+        active.attempt = attempt
+        if active.stop_reason is not None:
+            attempt.stop(active.stop_reason)
+        try:
+            outcome = await attempt.run()
+        except Exception as err:
+            log.exception("adopted run failed unexpectedly", extra={"fields": {"run": record.id}})
+            outcome = failed("ActionError", f"the action failed unexpectedly: {err!r}"[:500])
+        return await self._complete(active, outcome)
+
+    async def _complete(self, active: ActiveRun, outcome: Outcome) -> RunRecord | None:
+        record = active.record
+        if outcome.detached:
+            log.info(
+                "run detached: its work goes on outside crontask",
+                extra={"fields": {"task": record.task, "run": record.id, "why": outcome.reason}},
+            )
+            return None
         status = RunStatus.INTERRUPTED if outcome.reason == SHUTDOWN else outcome.status
         final = record.finish(
             status,
@@ -415,6 +514,7 @@ class Dispatcher:
             reason=outcome.reason,
             message=outcome.message,
             output=outcome.output,
+            job=outcome.job,
         )
         log.info(
             "run finished",
@@ -480,7 +580,8 @@ class Dispatcher:
         interrupted, reason Shutdown), and wait for their records to be written."""
         for by_id in self._active.values():
             for active in by_id.values():
-                if active.waiting:
+                # Work that outlives the process (a Job) needs no grace: it is detached now.
+                if active.waiting or getattr(active.attempt, "outlives_process", False):
                     active.stop(SHUTDOWN)
         if not await self.drain(grace):
             for by_id in self._active.values():
@@ -493,8 +594,8 @@ class Dispatcher:
         if await self.recorder.add(record):
             self._notify(record)
 
-    def _notify(self, record: RunRecord) -> None:
-        for listener in self._listeners:
+    def _notify(self, record: RunRecord, listeners: list[RunListener] | None = None) -> None:
+        for listener in self._listeners if listeners is None else listeners:
             try:
                 listener(record)
             except Exception:

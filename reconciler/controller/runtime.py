@@ -42,6 +42,13 @@ from reconciler.controller.components import (
 )
 from reconciler.controller.dispatch import Dispatcher
 from reconciler.controller.handover import Handover
+from reconciler.controller.jobs import (
+    JobOptions,
+    JobSupervisor,
+    JobSupport,
+    WithoutJobs,
+    job_support,
+)
 from reconciler.controller.loop import ReconcileLoop
 from reconciler.controller.manager import ComponentFailed, Manager
 from reconciler.controller.queue import WorkQueue
@@ -51,7 +58,7 @@ from reconciler.controller.view import RuntimeView
 from reconciler.core.runs import RunRecord, Trigger
 from reconciler.core.status import KUBERNETES
 from reconciler.membership.base import Announcement, Membership, Views
-from reconciler.runner.base import Actions
+from reconciler.runner.base import Action, Actions
 from reconciler.runner.command import CommandRunner
 from reconciler.runner.environment import TaskEnv, task_environment
 from reconciler.runner.http import HttpRunner
@@ -106,6 +113,7 @@ class Options:
     ha: HaOptions | None = None
     max_file_size: int = DEFAULT_MAX_FILE_SIZE  # bytes; larger definition files are refused
     metrics_per_task_histograms: bool = False
+    jobs: JobOptions = dataclasses.field(default_factory=JobOptions)
 
 
 # Serves the HTTP interface (API, health, metrics) until the event is set. The CLI provides it,
@@ -144,9 +152,18 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def recover(store: RunStore, me: str, now: datetime) -> int:
-    owners = {r.owner for r in store.running() if r.owner}
-    interrupted = store.mark_interrupted(dead_owners(owners, me), now)
+def recover(
+    store: RunStore,
+    me: str,
+    now: datetime,
+    outlives: Callable[[RunRecord], bool] = lambda record: False,
+) -> int:
+    """Mark the runs of dead processes ``interrupted``; not those whose work ``outlives`` its
+    process (a Job's run is adopted once the Jobs are watched, see ``controller.jobs``)."""
+    running = store.running()
+    dead = dead_owners({r.owner for r in running if r.owner}, me)
+    keep = [r.id for r in running if r.owner in dead and outlives(r)]
+    interrupted = store.mark_interrupted(dead, now, keep=keep)
     for record in interrupted:
         log.warning(
             "run interrupted: the process died during it",
@@ -172,17 +189,25 @@ async def serve(
 
     store = open_store(options.db_url or sqlite_url(options.state_dir))
     me = instance_id()
-    recover(store, me, datetime.now(UTC))
+    queue = WorkQueue()
+    kube = await _connect(options.kubernetes, queue, me) if options.kubernetes else None
+    jobs = await _jobs(options, kube)
+    recover(store, me, datetime.now(UTC), jobs.outlives if jobs else lambda r: False)
     task_env = task_environment(os.environ, options.task_env, options.pass_env)
     if unset := [name for name in options.pass_env if name not in os.environ]:
         log.warning(
             "--pass-env names a variable crontask does not have; commands do not get it",
             extra={"fields": {"names": ",".join(unset)}},
         )
-    actions = Actions(
-        [CommandRunner(task_env, kill_grace=options.kill_grace), HttpRunner(os.environ)]
-    )
+    runners: list[Action] = [
+        CommandRunner(task_env, kill_grace=options.kill_grace),
+        HttpRunner(os.environ),
+    ]
+    actions = Actions(runners + ([jobs.runner] if jobs else []))
     dispatcher = Dispatcher(store, owner=me, actions=actions)
+    if jobs is not None:
+        dispatcher.resumable = jobs.runner
+        jobs.runner.progress = dispatcher.progress
 
     def on_fire(key: str, at: datetime) -> None:
         definition = scheduler.owned().get(key)
@@ -198,7 +223,6 @@ async def serve(
         per_task_histograms=options.metrics_per_task_histograms,
     )
     dispatcher.subscribe(metrics.on_run)
-    queue = WorkQueue()
     api = ApiSource(_api_tasks(options))
     size = options.max_file_size
     sources: list[Source] = [api]
@@ -208,13 +232,12 @@ async def serve(
     git = GitSource(options.git, options.state_dir, max_file_size=size) if options.git else None
     if git is not None:
         sources.append(git)
-    kube = await _connect(options.kubernetes, queue, me) if options.kubernetes else None
     if kube is not None:
         sources.append(kube.source)
     cluster: Cluster | None = None
 
     reconciler = Reconciler(
-        sources,
+        sources if jobs is not None else [WithoutJobs(s) for s in sources],
         scheduler,
         dispatcher,
         allow_empty=options.allow_empty,
@@ -241,6 +264,7 @@ async def serve(
             revision=lambda: git.status().applied_revision if git else None,
             on_handover=metrics.handed_over,
             on_renewal=metrics.replicas,
+            outlives=jobs.outlives if jobs else lambda r: False,
         )
     control = ReconcileLoop(reconciler, queue, resync_seconds=options.resync_seconds)
     git_sync = GitSync(git, lambda _: queue.add(GIT_KIND), metrics) if git else None
@@ -266,6 +290,10 @@ async def serve(
     try:
         if kube is not None:
             await kube.start(manager, reconciler, scheduler, dispatcher)
+        if jobs is not None:  # the Jobs listed before the first pass: Forbid sees them
+            await manager.start(
+                JobSupervisor(jobs, store=store, dispatcher=dispatcher, reconciler=reconciler)
+            )
         if options.paths:
             await manager.start(FileWatch(options.paths, lambda p: queue.add("file", p)))
         if git_sync is not None:
@@ -381,13 +409,14 @@ class _Kubernetes:
             self.writer,
             self.events,
             mine=reconciler.mine,
-            active=lambda key: tuple(r.id for r in dispatcher.active(key)),
+            active=lambda key: tuple(dispatcher.active(key)),
             # The scheduler's own next fire time (None while suspended): what will happen,
             # not a second computation of it.
             next_run=lambda key, now: scheduler.next_fire_time(key),
             fire_manual=fire_manual,
         )
         dispatcher.subscribe(report.on_run)
+        dispatcher.subscribe_progress(report.on_progress)
 
         def after_pass(result: PassResult) -> None:
             if result.ok:
@@ -409,6 +438,25 @@ class _Kubernetes:
                 "fields": {"watching": self.source.location, "synced": self.source.informer.synced}
             },
         )
+
+
+async def _jobs(options: Options, kube: _Kubernetes | None) -> JobSupport | None:
+    """The job action, with the CronTask source's connection or ``--kubeconfig`` alone."""
+    if kube is not None:
+        connection = kube.connection
+    elif options.jobs.kubeconfig is not None:
+        only = KubernetesOptions(kubeconfig=options.jobs.kubeconfig)
+        connection = await asyncio.to_thread(connect, only)
+    else:
+        return None
+    source = kube.source if kube is not None else None
+    return job_support(
+        connection,
+        options.jobs,
+        all_namespaces=connection.watch is None,
+        owner=source.object_ref if source is not None else lambda key: None,
+        resync_seconds=options.resync_seconds,
+    )
 
 
 async def _connect(options: KubernetesOptions, queue: WorkQueue, me: str) -> _Kubernetes:

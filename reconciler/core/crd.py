@@ -36,7 +36,8 @@ schema, which is what the API server requires for pruning, defaulting and CEL ru
 Some checks stay in crontask and are not in the CRD (the API server accepts the object,
 crontask reports it as a definition error): cron syntax of ``schedule``, that ``timeZone`` is a
 known zone, environment variable names (a CEL rule over an unbounded map of unbounded keys
-would exceed the API server's cost budget) and a non-blank program in ``command.args``.
+would exceed the API server's cost budget), a non-blank program in ``command.args``, and the
+JobSpec of ``spec.job.spec`` (see above).
 
 Output is deterministic: properties keep the model's field order and every schema node lists
 its keywords in one fixed order (:data:`_KEY_ORDER`), so the committed copy compares cleanly.
@@ -185,6 +186,11 @@ class _Converter:
             elif key == "additionalProperties":
                 if value is False:
                     continue  # closed by pruning instead; see the module docstring
+                if value is True and "properties" not in schema:
+                    # An embedded object of another API (a JobSpec): kept whole; crontask
+                    # checks it against that API's own schema (see the module docstring).
+                    out["x-kubernetes-preserve-unknown-fields"] = True
+                    continue
                 if value is True or "properties" in schema:
                     raise SchemaConversionError(
                         f"{where}: additionalProperties {value!r} cannot be structural here"
@@ -272,6 +278,21 @@ def _condition_schema() -> dict[str, Any]:
     }
 
 
+def _object_reference() -> dict[str, Any]:
+    # The fields of core/v1 ObjectReference that a reference to a Job uses.
+    return {
+        "type": "object",
+        "description": "A reference to an object (core/v1 ObjectReference).",
+        "properties": {
+            "apiVersion": _string("API version of the referent."),
+            "kind": _string("Kind of the referent."),
+            "namespace": _string("Namespace of the referent."),
+            "name": _string("Name of the referent (for a run without an object: its run id)."),
+            "uid": _string("UID of the referent."),
+        },
+    }
+
+
 def _status_schema() -> dict[str, Any]:
     # The precise shape rather than x-kubernetes-preserve-unknown-fields: the API server prunes
     # anything else, so a typo in the status writer shows up in tests, not in production.
@@ -295,6 +316,14 @@ def _status_schema() -> dict[str, Any]:
                 "description": "The command's exit code, or the HTTP response status.",
             },
             "message": _string("Why it failed or was skipped, in words."),
+            "job": {
+                "type": "object",
+                "description": "The Job of a job task's run.",
+                "properties": {
+                    "name": _string("The Job's name."),
+                    "uid": _string("The Job's uid."),
+                },
+            },
         },
     }
     return {
@@ -317,8 +346,11 @@ def _status_schema() -> dict[str, Any]:
             },
             "active": {
                 "type": "array",
-                "description": "Ids of the runs going now.",
-                "items": {"type": "string"},
+                "description": "The runs going now, as object references (as a CronJob's): a "
+                "Job run names its Job (apiVersion, kind, namespace, name, uid); a run with no "
+                "Kubernetes object (command, http) gives its run id as the name.",
+                "items": _object_reference(),
+                "x-kubernetes-list-type": "atomic",
             },
             "activeCount": {
                 "type": "integer",

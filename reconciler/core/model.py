@@ -24,6 +24,7 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 
+from reconciler.core.jobspec import JobSpecError, problems
 from reconciler.core.schedule import parse_schedule, validate_time_zone
 
 API_VERSION = "crontask.dev/v1alpha1"
@@ -201,6 +202,53 @@ class HttpAction(_Model):
         return False
 
 
+# Labels and annotations under this prefix are crontask's on every Job it creates.
+RESERVED_JOB_PREFIX = "crontask.dev/"
+
+
+class JobMetadata(_Model):
+    labels: dict[str, LabelValue] = Field(
+        default_factory=dict, max_length=MAX_ITEMS, description="Added to every Job."
+    )
+    annotations: dict[str, Text] = Field(
+        default_factory=dict, max_length=MAX_ITEMS, description="Added to every Job."
+    )
+
+    @field_validator("labels", "annotations")
+    @classmethod
+    def _keys(cls, values: dict[str, str]) -> dict[str, str]:
+        for key in values:
+            if not 0 < len(key) <= MAX_LABEL_KEY:
+                raise ValueError(f"keys are 1 to {MAX_LABEL_KEY} characters long")
+            if key.startswith(RESERVED_JOB_PREFIX):
+                raise ValueError(f"{key!r}: keys starting with crontask.dev/ are set by crontask")
+        return values
+
+
+class JobAction(_Model):
+    namespace: Label | None = Field(
+        None,
+        description="Where the Jobs of a task from a folder, git or the API go (default: "
+        "--job-namespace). A CronTask resource's Jobs always go to its own namespace.",
+    )
+    metadata: JobMetadata = Field(
+        default_factory=JobMetadata, description="Labels and annotations of every Job."
+    )
+    spec: dict[str, Any] = Field(
+        description="A batch/v1 JobSpec, as in a CronJob's jobTemplate.spec. crontask checks it "
+        "against the Kubernetes 1.32 schema; restartPolicy defaults to Never and "
+        "activeDeadlineSeconds to timeoutSeconds."
+    )
+
+    @field_validator("spec")
+    @classmethod
+    def _job_spec(cls, spec: dict[str, Any]) -> dict[str, Any]:
+        found = problems(spec)
+        if found:
+            raise JobSpecError(found)
+        return spec
+
+
 class TaskSpec(_Model):
     schedule: str = Field(
         max_length=1024,
@@ -244,6 +292,7 @@ class TaskSpec(_Model):
     )
     command: CommandAction | None = Field(None, description="Run a program.")
     http: HttpAction | None = Field(None, description="Make an HTTP request.")
+    job: JobAction | None = Field(None, description="Create a Kubernetes Job for each run.")
 
     @field_validator("schedule")
     @classmethod
@@ -270,7 +319,7 @@ class TaskSpec(_Model):
         return self
 
 
-ACTION_FIELDS = ("command", "http")
+ACTION_FIELDS = ("command", "http", "job")
 
 
 class CronTask(_Model):

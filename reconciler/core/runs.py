@@ -12,6 +12,7 @@ import dataclasses
 import enum
 import functools
 from datetime import UTC, datetime
+from typing import Any
 
 
 class RunStatus(enum.StrEnum):
@@ -66,11 +67,96 @@ def _stamp(scheduled_at: datetime) -> str:
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
+class ContainerResult:
+    """How one container of a Job's pod ended (or why it has not started)."""
+
+    name: str
+    exit_code: int | None = None
+    reason: str | None = None  # Completed, Error, OOMKilled, ImagePullBackOff, ...
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class JobDetails:
+    """The Kubernetes Job behind one attempt of a ``job`` task's run.
+
+    Known from the start (the name is derived from the task, the slot and the attempt), then
+    completed as the Job is created (``uid``) and ends (its pod, node, containers, times).
+    ``log_error`` says why the log tail (the record's ``output``) could not be read.
+    """
+
+    namespace: str
+    name: str
+    uid: str | None = None
+    pod: str | None = None
+    node: str | None = None
+    containers: tuple[ContainerResult, ...] = ()
+    started_at: datetime | None = None  # the Job's status.startTime
+    completed_at: datetime | None = None  # status.completionTime (success only)
+    log_error: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"namespace": self.namespace, "name": self.name}
+        for field in ("uid", "pod", "node", "log_error"):
+            if (value := getattr(self, field)) is not None:
+                out[field] = value
+        for field in ("started_at", "completed_at"):
+            if (at := getattr(self, field)) is not None:
+                out[field] = at.astimezone(UTC).isoformat()
+        if self.containers:
+            out["containers"] = [
+                {k: v for k, v in dataclasses.asdict(c).items() if v is not None}
+                for c in self.containers
+            ]
+        return out
+
+    @classmethod
+    def from_json(cls, data: Any) -> JobDetails | None:
+        """The details written by :meth:`to_json`; None for anything else (never raises: a
+        stored value this version does not understand is no reason to lose the record)."""
+        if not isinstance(data, dict) or not isinstance(data.get("name"), str):
+            return None
+        try:
+            return cls(
+                namespace=str(data.get("namespace") or ""),
+                name=data["name"],
+                uid=_text(data.get("uid")),
+                pod=_text(data.get("pod")),
+                node=_text(data.get("node")),
+                containers=tuple(
+                    ContainerResult(
+                        str(c["name"]),
+                        c.get("exit_code") if isinstance(c.get("exit_code"), int) else None,
+                        _text(c.get("reason")),
+                    )
+                    for c in data.get("containers") or ()
+                    if isinstance(c, dict) and "name" in c
+                ),
+                started_at=_time(data.get("started_at")),
+                completed_at=_time(data.get("completed_at")),
+                log_error=_text(data.get("log_error")),
+            )
+        except (TypeError, ValueError):
+            return None
+
+
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def _time(value: Any) -> datetime | None:
+    if not isinstance(value, str):
+        return None
+    at = datetime.fromisoformat(value)
+    return at if at.tzinfo else at.replace(tzinfo=UTC)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
 class RunRecord:
     """One attempt of one run. ``(id, attempt)`` is unique in every store.
 
     All datetimes are timezone-aware UTC. ``output`` is the tail of the combined stdout/stderr
-    (or of the response body for HTTP actions), already bounded by the runner.
+    (the response body for HTTP actions, the main container's log for Jobs), already bounded
+    by the runner.
     """
 
     id: str
@@ -86,6 +172,7 @@ class RunRecord:
     message: str | None = None
     output: str = ""
     owner: str | None = None  # the instance that claimed the run: "host:pid:boot-token"
+    job: JobDetails | None = None  # the Kubernetes Job of a job task's attempt
 
     @property
     def duration_ms(self) -> int | None:
@@ -102,6 +189,7 @@ class RunRecord:
         reason: str | None = None,
         message: str | None = None,
         output: str = "",
+        job: JobDetails | None = None,
     ) -> RunRecord:
         # Spelled out rather than dataclasses.replace(), which costs as much again per run.
         return RunRecord(
@@ -118,4 +206,5 @@ class RunRecord:
             message=message,
             output=output,
             owner=self.owner,
+            job=job or self.job,
         )

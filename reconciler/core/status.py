@@ -139,12 +139,24 @@ def task_state(key: str, desired: DesiredState, in_force: Definition | None) -> 
     )
 
 
+def active_reference(record: RunRecord) -> dict[str, str]:
+    """The ``status.active`` entry of a running run: its Job as an object reference (as a
+    CronJob's), or, for a run with no Kubernetes object, its run id as the name."""
+    job = record.job
+    if job is None:
+        return {"name": record.id}
+    ref = {"apiVersion": "batch/v1", "kind": "Job", "namespace": job.namespace, "name": job.name}
+    if job.uid:
+        ref["uid"] = job.uid
+    return ref
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class StatusInputs:
     generation: int
     state: TaskState
     runs: RunSummary = RunSummary()
-    active: tuple[str, ...] = ()
+    active: tuple[RunRecord, ...] = ()
     next_run: datetime | None = None
     run_now: str | None = None  # the run-now value handled; None keeps the stored one
 
@@ -211,6 +223,11 @@ def _last_run(record: RunRecord) -> dict[str, Any]:
     message = record.message or record.reason
     if message:
         out["message"] = message
+    if record.job is not None:
+        out["job"] = {
+            "name": record.job.name,
+            **({"uid": record.job.uid} if record.job.uid else {}),
+        }
     return out
 
 
@@ -231,7 +248,7 @@ def derive_status(
             _condition(READY, ready, inputs.generation, current, now),
             _condition(STALLED, stalled, inputs.generation, current, now),
         ],
-        "active": list(inputs.active),
+        "active": [active_reference(r) for r in inputs.active],
         "activeCount": len(inputs.active),
     }
     runs = inputs.runs
@@ -303,6 +320,8 @@ def run_event(record: RunRecord) -> EventSpec | None:
     """The Event a run record is worth, if any."""
     if record.status in (RunStatus.FAILED, RunStatus.TIMED_OUT):
         what = "timed out" if record.status is RunStatus.TIMED_OUT else "failed"
+        if record.job is not None:
+            return EventSpec("Warning", "RunFailed", _job_failed(record, what))
         detail = f"exit code {record.exit_code}" if record.exit_code is not None else ""
         detail = detail or record.reason or ""
         return EventSpec("Warning", "RunFailed", f"run {what}" + (f": {detail}" if detail else ""))
@@ -318,6 +337,31 @@ def run_event(record: RunRecord) -> EventSpec | None:
     ):
         return EventSpec("Normal", "RunStarted", f"manual run {record.id} started")
     return None
+
+
+EVENT_LOG_LINE = 200  # characters of the log's line an Event quotes
+
+
+def _job_failed(record: RunRecord, what: str) -> str:
+    """``run failed: BackoffLimitExceeded (Job J, exit code 3): <first line of the log tail>``:
+    why the run failed and where to look, readable after the next run has started. The line
+    is cut to :data:`EVENT_LOG_LINE` characters."""
+    assert record.job is not None
+    where = [f"Job {record.job.name}"]
+    if record.exit_code is not None:
+        where.append(f"exit code {record.exit_code}")
+    text = f"run {what}: {record.reason or 'Failed'} ({', '.join(where)})"
+    line = first_log_line(record.output)
+    return f"{text}: {line}" if line else text
+
+
+def first_log_line(output: str) -> str:
+    """The first non-empty line of a log tail, past the truncation marker, bounded."""
+    for line in output.splitlines():
+        line = line.strip()
+        if line and not (line.startswith("[... ") and line.endswith(" truncated ...]")):
+            return line if len(line) <= EVENT_LOG_LINE else line[: EVENT_LOG_LINE - 3] + "..."
+    return ""
 
 
 def _later(a: datetime | None, b: datetime | None) -> datetime | None:

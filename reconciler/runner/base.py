@@ -12,6 +12,11 @@ without doing anything; during, the work is stopped and ``run()`` returns ``FAIL
 reason; after, it changes nothing. Policies (concurrency, deadlines, retries) and records are
 the dispatcher's, not the action's.
 
+Work that outlives the process (a Kubernetes Job) is not stopped at shutdown: such an attempt
+has ``outlives_process = True``, and ``stop("Shutdown")`` makes ``run()`` return an outcome
+whose status is ``RUNNING`` (*detached*): the run's record stays ``running`` and the next
+crontask to own the task adopts it (:class:`Resumable`).
+
 :class:`Actions` is the registry the dispatcher asks: adding an action is one new module that
 implements :class:`Action`, and one entry where the registry is built.
 """
@@ -24,7 +29,7 @@ from datetime import UTC
 from typing import Protocol
 
 from reconciler.core.desired import Definition
-from reconciler.core.runs import RunRecord, RunStatus, split_key
+from reconciler.core.runs import JobDetails, RunRecord, RunStatus, split_key
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -35,6 +40,12 @@ class Outcome:
     message: str  # one human-readable line
     output: str  # the kept tail of the output, with a truncation marker when cut
     pid: int | None = None  # the process, for actions that start one
+    job: JobDetails | None = None  # the Kubernetes Job, for the job action
+
+    @property
+    def detached(self) -> bool:
+        """The work goes on outside this process; its record stays ``running``."""
+        return self.status is RunStatus.RUNNING
 
 
 class Attempt(Protocol):
@@ -52,6 +63,17 @@ class Action(Protocol):
     def field(self) -> str: ...
 
     def attempt(self, definition: Definition, record: RunRecord) -> Attempt: ...
+
+
+class Resumable(Protocol):
+    """An action whose work outlives the process that started it (a Kubernetes Job): the runs
+    of a task that go on outside any process this one tracks, and an attempt that follows one
+    of them to its end without starting anything (its record is ``running`` and names the
+    work, as the action wrote it)."""
+
+    def running(self, task: str) -> list[RunRecord]: ...
+
+    def resume(self, record: RunRecord) -> Attempt: ...
 
 
 class UnknownAction(LookupError):
@@ -98,6 +120,7 @@ __all__ = [
     "Actions",
     "Attempt",
     "Outcome",
+    "Resumable",
     "UnknownAction",
     "failed",
     "run_environment",

@@ -9,7 +9,8 @@ Contract:
 - :meth:`StatusReporter.after_pass` is called after every pass with the objects the
   Kubernetes source holds, the desired state, what the scheduler owns and the keys the pass
   looked at (None: all). :meth:`StatusReporter.on_run` is a dispatcher listener: every run
-  record (running, finished, skipped) updates its task's status.
+  record (running, finished, skipped) updates its task's status; :meth:`on_progress` hears
+  the running records rewritten while they run (a Job's name and uid), without Events.
 - With replicas (``mine``), only the owner of a task reports it: one writer per object.
 - Run-now: an object whose ``crontask.dev/run-now`` annotation holds a value that is neither
   handled by this process nor recorded as ``status.lastRunNow`` gets exactly one manual run
@@ -50,7 +51,7 @@ class StatusReporter:
         writer: StatusWriter,
         events: EventRecorder | None,
         *,
-        active: Callable[[str], tuple[str, ...]],
+        active: Callable[[str], tuple[RunRecord, ...]],
         next_run: Callable[[str, datetime], datetime | None],
         fire_manual: Callable[[str], RunRecord | None],
         clock: Clock = lambda: datetime.now(UTC),
@@ -108,6 +109,14 @@ class StatusReporter:
         # ones: the run is over, whatever the active list still says.
         self.submit(record.task, ended=record.id if record.status.finished else None)
 
+    def on_progress(self, record: RunRecord) -> None:
+        """A running record that says more (a Job's name and uid once it exists; a run
+        adopted from an earlier crontask): the status shows it, no Event is worth it."""
+        if record.task not in self._refs or not self._mine(record.task):
+            return
+        self._runs[record.task] = self._runs.get(record.task, RunSummary()).observe(record)
+        self.submit(record.task)
+
     def submit(self, key: str, ended: str | None = None) -> None:
         """Hand the task's current inputs to the writer (a no-op write is never sent)."""
         ref = self._refs.get(key)
@@ -118,7 +127,7 @@ class StatusReporter:
             generation=ref.generation,
             state=self._states.get(key, TaskState()),
             runs=self._runs.get(key, RunSummary()),
-            active=tuple(i for i in self._active(key) if i != ended),
+            active=tuple(r for r in self._active(key) if r.id != ended),
             next_run=self._next_run(key, now),
             run_now=self._handled.get(key),
         )

@@ -28,6 +28,7 @@ import yaml
 from pydantic import ValidationError
 
 from reconciler.core.desired import Definition, DefinitionError, Location
+from reconciler.core.jobspec import JobSpecError
 from reconciler.core.model import API_GROUP, DNS1123_LABEL, CronTask
 from reconciler.core.schedule import ScheduleError
 from reconciler.sources.limits import YamlLimits, excerpt
@@ -347,9 +348,16 @@ def _validation_errors(
         if found.full:
             return
         loc = tuple(item["loc"])
+        cause = (item.get("ctx") or {}).get("error")
+        if isinstance(cause, JobSpecError):
+            # Each problem of an embedded JobSpec at its own field, as the API server names it.
+            for problem in cause.problems:
+                field = (*loc, *problem.path)
+                mark = positions.find(field)
+                found.error(at(mark.line, mark.column), str(Problem(field, problem.message)), key)
+            continue
         mark = positions.find(loc)
         line, column = mark.line, mark.column
-        cause = (item.get("ctx") or {}).get("error")
         if isinstance(cause, ScheduleError) and cause.column is not None:
             value = positions.values.get(loc)
             if value is not None and (value.plain_scalar or value.quoted):

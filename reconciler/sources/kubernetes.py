@@ -216,6 +216,11 @@ class KubernetesSource:
             refs[key] = _ref(obj) if obj is not None else entry.ref
         return refs
 
+    def object_ref(self, key: str) -> ObjectRef | None:
+        """The object of ``key`` as the cache holds it now (None: not read, or deleted)."""
+        obj = self.informer.snapshot([key]).get(key)
+        return _ref(obj) if obj is not None and key in self._entries else None
+
     # -- details ---------------------------------------------------------------------------
 
     def _read(self, obj: dict[str, Any], before: _Entry | None) -> _Entry:
@@ -232,6 +237,13 @@ class KubernetesSource:
                 DefinitionError(location, str(problem), ref.key) for problem in problems(err)
             )
             return _Entry(ref, fingerprint, good, errors)
+        job = task.spec.job
+        if job is not None and job.namespace not in (None, ref.namespace):
+            message = (
+                f"spec.job.namespace: a CronTask's Jobs go to its own namespace ({ref.namespace}), "
+                "where their ownerReference to it can point; leave it out"
+            )
+            return _Entry(ref, fingerprint, good, (DefinitionError(location, message, ref.key),))
         return _Entry(ref, fingerprint, Definition.of(task, location), ())
 
 

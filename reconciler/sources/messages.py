@@ -18,6 +18,7 @@ from typing import Any
 import annotated_types
 from pydantic import BaseModel, ValidationError
 
+from reconciler.core.jobspec import JobSpecError
 from reconciler.core.model import DNS1123_LABEL, CronTask
 from reconciler.sources.limits import excerpt
 
@@ -41,7 +42,17 @@ class Problem:
 
 
 def problems(err: ValidationError) -> list[Problem]:
-    return [Problem(tuple(item["loc"]), message(item)) for item in err.errors(include_url=False)]
+    """One problem per pydantic error; an embedded JobSpec's problems each at their own field,
+    worded as the Kubernetes API server words them (``core.jobspec``)."""
+    found: list[Problem] = []
+    for item in err.errors(include_url=False):
+        loc: Loc = tuple(item["loc"])
+        cause = (item.get("ctx") or {}).get("error")
+        if isinstance(cause, JobSpecError):
+            found.extend(Problem((*loc, *p.path), p.message) for p in cause.problems)
+        else:
+            found.append(Problem(loc, message(item)))
+    return found
 
 
 def message(item: Any) -> str:

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Final, Literal, Protocol, runtime_checkable
 
-from reconciler.core.runs import RunRecord, RunStatus, Trigger
+from reconciler.core.runs import JobDetails, RunRecord, RunStatus, Trigger
 
 __all__ = [
     "FAILED_STATUSES",
@@ -247,8 +247,9 @@ def storable_text(text: str) -> str:
 
 
 def normalized(record: RunRecord) -> RunRecord:
-    """``record`` as every store keeps it: datetimes in UTC, ``output`` and ``message`` through
-    :func:`storable_text`. ``ValueError`` for naive datetimes or ``attempt < 1``."""
+    """``record`` as every store keeps it: datetimes in UTC (the job's too), ``output`` and
+    ``message`` through :func:`storable_text`. ``ValueError`` for naive datetimes or
+    ``attempt < 1``."""
     if record.attempt < 1:
         raise ValueError(f"attempt must be >= 1, got {record.attempt}")
     return dataclasses.replace(
@@ -258,6 +259,17 @@ def normalized(record: RunRecord) -> RunRecord:
         finished_at=None if record.finished_at is None else utc(record.finished_at),
         output=storable_text(record.output),
         message=None if record.message is None else storable_text(record.message),
+        job=None if record.job is None else _job_in_utc(record.job),
+    )
+
+
+def _job_in_utc(job: JobDetails) -> JobDetails:
+    if job.started_at is None and job.completed_at is None:
+        return job
+    return dataclasses.replace(
+        job,
+        started_at=None if job.started_at is None else utc(job.started_at),
+        completed_at=None if job.completed_at is None else utc(job.completed_at),
     )
 
 
@@ -302,9 +314,9 @@ class RunStore(Protocol):
         """Overwrite the mutable fields of the existing ``(record.id, record.attempt)``.
 
         The mutable fields are ``status``, ``started_at``, ``finished_at``, ``exit_code``,
-        ``reason``, ``message`` and ``output``; the identity fields (``task``, ``scheduled_at``,
-        ``trigger``) and ``owner`` keep their claimed values. ``KeyError`` if the record does not
-        exist (it was never claimed: prune never deletes running records).
+        ``reason``, ``message``, ``output`` and ``job``; the identity fields (``task``,
+        ``scheduled_at``, ``trigger``) and ``owner`` keep their claimed values. ``KeyError`` if
+        the record does not exist (it was never claimed: prune never deletes running records).
 
         Both ``claim`` and ``complete`` replace NUL characters and lone surrogates in ``output``
         and ``message`` (see :func:`storable_text`) so that binary output cannot lose a record.
@@ -363,12 +375,27 @@ class RunStore(Protocol):
         the slots missed while crontask was down: one query, not one per task."""
         ...
 
-    def mark_interrupted(self, owners: Collection[str], now: datetime) -> list[RunRecord]:
-        """Finish the running records claimed by ``owners`` (instances known to be dead).
+    def take_over(self, run_id: str, attempt: int, owner: str) -> RunRecord | None:
+        """Make ``owner`` the owner of the running attempt ``(run_id, attempt)``, and forget any
+        request to stop it: an instance adopts a run whose work goes on outside any process (a
+        Kubernetes Job) when the run's owner is gone or the task moved to it.
+
+        Returns the record as it is after the call, ``None`` if there is no such record. Its
+        owner changes only while it is running: a finished record is returned unchanged, which
+        tells the caller that someone else recorded the end already.
+        """
+        ...
+
+    def mark_interrupted(
+        self, owners: Collection[str], now: datetime, *, keep: Collection[str] = ()
+    ) -> list[RunRecord]:
+        """Finish the running records claimed by ``owners`` (instances known to be dead),
+        except the runs whose ids are in ``keep`` (their work outlives the process: a Job).
 
         Each becomes ``interrupted`` with ``finished_at=now``, ``reason="ProcessDied"``,
-        ``exit_code=None``, a message naming the owner, ``output`` and ``started_at`` kept.
-        Returns the updated records (oldest first). Records with no owner are never matched.
+        ``exit_code=None``, a message naming the owner, ``output``, ``started_at`` and ``job``
+        kept. Returns the updated records (oldest first). Records with no owner are never
+        matched.
         Atomic per record: a concurrent :meth:`complete` either wins or is overwritten, and a
         record is never reported by two concurrent callers.
         """

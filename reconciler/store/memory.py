@@ -81,6 +81,7 @@ class MemoryRunStore:
                 reason=record.reason,
                 message=record.message,
                 output=record.output,
+                job=record.job,
             )
 
     def save_many(self, records: Sequence[RunRecord]) -> None:
@@ -178,13 +179,28 @@ class MemoryRunStore:
                 if key in self._stops and r.owner == owner and r.status is RunStatus.RUNNING
             )
 
-    def mark_interrupted(self, owners: Collection[str], now: datetime) -> list[RunRecord]:
+    def take_over(self, run_id: str, attempt: int, owner: str) -> RunRecord | None:
+        key = (run_id, attempt)
+        with self._lock:
+            self._check_open()
+            record = self._records.get(key)
+            if record is not None and record.status is RunStatus.RUNNING:
+                record = self._records[key] = dataclasses.replace(record, owner=owner)
+                self._stops.pop(key, None)
+            return record
+
+    def mark_interrupted(
+        self, owners: Collection[str], now: datetime, *, keep: Collection[str] = ()
+    ) -> list[RunRecord]:
         now = utc(now)
         dead = set(owners)
+        kept = set(keep)
         done: list[RunRecord] = []
         with self._lock:
             self._check_open()
             for key, r in self._records.items():
+                if r.id in kept:
+                    continue
                 if r.status is RunStatus.RUNNING and r.owner is not None and r.owner in dead:
                     self._records[key] = interrupted(r, now)
                     done.append(self._records[key])

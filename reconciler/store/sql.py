@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
 from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any, Final
@@ -39,7 +40,7 @@ from sqlalchemy.dialects.sqlite import Insert as SqliteInsert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection, Engine
 
-from reconciler.core.runs import RunRecord, RunStatus, Trigger
+from reconciler.core.runs import JobDetails, RunRecord, RunStatus, Trigger
 from reconciler.store import migrations
 from reconciler.store.base import (
     INTERRUPTED_MESSAGE,
@@ -82,7 +83,16 @@ _DELETE_CHUNK: Final = 500  # ids per DELETE ... IN (...): under SQLite's variab
 _c = runs.c
 _NEWEST_FIRST = (_c.scheduled_at.desc(), _c.id.desc(), _c.attempt.desc())
 _OLDEST_FIRST = (_c.scheduled_at, _c.id, _c.attempt)
-_MUTABLE = ("status", "started_at", "finished_at", "exit_code", "reason", "message", "output")
+_MUTABLE = (
+    "status",
+    "started_at",
+    "finished_at",
+    "exit_code",
+    "reason",
+    "message",
+    "output",
+    "details",
+)
 
 
 def _row_to_record(row: sa.Row[Any]) -> RunRecord:
@@ -100,13 +110,26 @@ def _row_to_record(row: sa.Row[Any]) -> RunRecord:
         message=row.message,
         output=row.output or "",
         owner=row.owner,
+        job=_details(row.details),
     )
 
 
+def _details(text: str | None) -> JobDetails | None:
+    if not text:
+        return None
+    try:
+        return JobDetails.from_json(json.loads(text))
+    except ValueError:  # a value this version cannot read must not cost the record
+        return None
+
+
 def _record_to_row(record: RunRecord) -> dict[str, Any]:
-    row = {f.name: getattr(record, f.name) for f in dataclasses.fields(record)}
+    row = {f.name: getattr(record, f.name) for f in dataclasses.fields(record) if f.name != "job"}
     row["status"] = record.status.value
     row["trigger"] = record.trigger.value
+    row["details"] = (
+        None if record.job is None else json.dumps(record.job.to_json(), separators=(",", ":"))
+    )
     return row
 
 
@@ -218,15 +241,14 @@ class SqlRunStore:
         return claimed
 
     def complete(self, record: RunRecord) -> None:
-        record = normalized(record)
-        values = {name: getattr(record, name) for name in _MUTABLE}
-        values["status"] = record.status.value
+        row = _record_to_row(normalized(record))
+        values = {name: row[name] for name in _MUTABLE}
         with self._tx(write=True) as conn:
             result = conn.execute(
                 runs.update().where(_c.id == record.id, _c.attempt == record.attempt).values(values)
             )
             if result.rowcount == 0:
-                raise KeyError((record.id, record.attempt))
+                raise KeyError((row["id"], row["attempt"]))
 
     def save_many(self, records: Sequence[RunRecord]) -> None:
         # The last record per key: PostgreSQL refuses to update one row twice in a statement.
@@ -315,17 +337,37 @@ class SqlRunStore:
         with self._tx(write=False) as conn:
             return sorted((row[0], row[1], row[2]) for row in conn.execute(stmt))
 
-    def mark_interrupted(self, owners: Collection[str], now: datetime) -> list[RunRecord]:
+    def take_over(self, run_id: str, attempt: int, owner: str) -> RunRecord | None:
+        stmt = (
+            runs.update()
+            .where(_c.id == run_id, _c.attempt == attempt, _c.status == RunStatus.RUNNING.value)
+            .values(owner=owner, stop_requested=None)
+        )
+        with self._tx(write=True) as conn:
+            conn.execute(stmt)
+            row = conn.execute(
+                sa.select(runs).where(_c.id == run_id, _c.attempt == attempt)
+            ).first()
+        return None if row is None else _row_to_record(row)
+
+    def mark_interrupted(
+        self, owners: Collection[str], now: datetime, *, keep: Collection[str] = ()
+    ) -> list[RunRecord]:
         now = utc(now)
         owners = sorted(set(owners))
         if not owners:
             return []
+        kept = sorted(set(keep))
         before, after = INTERRUPTED_MESSAGE.split("{owner}")
         # One UPDATE ... RETURNING: a row is reported by exactly one caller, and a concurrent
         # complete() is either before it (row no longer running, not matched) or after it.
         stmt = (
             runs.update()
-            .where(_c.status == RunStatus.RUNNING.value, _c.owner.in_(owners))
+            .where(
+                _c.status == RunStatus.RUNNING.value,
+                _c.owner.in_(owners),
+                *([_c.id.not_in(kept)] if kept else []),
+            )
             .values(
                 status=RunStatus.INTERRUPTED.value,
                 finished_at=now,

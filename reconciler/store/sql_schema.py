@@ -75,6 +75,7 @@ runs = sa.Table(
     sa.Column("output", sa.Text(), nullable=False, server_default=""),
     sa.Column("owner", sa.String(255), nullable=True),
     sa.Column("stop_requested", sa.String(64), nullable=True),
+    sa.Column("details", sa.Text(), nullable=True),
     sa.PrimaryKeyConstraint("id", "attempt", name="pk_runs"),
     sa.CheckConstraint("attempt >= 1", name="ck_runs_attempt_positive"),
     sa.Index("ix_runs_task_scheduled", "task", "scheduled_at", "id", "attempt"),

@@ -118,7 +118,7 @@ def test_one_run_with_every_attempt(client: TestClient, runtime: FakeRuntime) ->
         (1, "failed", "boom\n"),
         (2, "succeeded", "hello\n"),
     ]
-    assert set(body["attempts"][0]) == RUN_FIELDS | {"output"}
+    assert set(body["attempts"][0]) == RUN_FIELDS | {"output", "job"}
     assert body["attempts"][0]["durationMs"] == 2000
     assert_problem(client.get("/api/v1/runs/ops.backup.19700101T000000Z"), 404, "not-found")
 

@@ -9,7 +9,7 @@ import pytest
 
 from reconciler.core.desired import Conflict, Definition, DefinitionError, DesiredState, Location
 from reconciler.core.model import CronTask
-from reconciler.core.runs import RunRecord, RunStatus, Trigger
+from reconciler.core.runs import JobDetails, RunRecord, RunStatus, Trigger
 from reconciler.core.status import (
     ObjectRef,
     RunSummary,
@@ -126,15 +126,14 @@ def test_run_fields() -> None:
         record(RunStatus.SUCCEEDED, T0, exit_code=0, message="exited with status 0")
     )
     runs = runs.observe(record(RunStatus.FAILED, T0 + timedelta(minutes=1), exit_code=3))
-    inputs = StatusInputs(
-        1, SCHEDULED, runs, active=("ops.backup.x",), next_run=T0 + timedelta(hours=14)
-    )
+    going = record(RunStatus.RUNNING, T0 + timedelta(minutes=2), id="ops.backup.x")
+    inputs = StatusInputs(1, SCHEDULED, runs, active=(going,), next_run=T0 + timedelta(hours=14))
     status = derive_status({}, inputs, T0 + timedelta(minutes=2))
     assert status["lastScheduleTime"] == "2027-01-01T12:01:00Z"
     assert status["lastSuccessfulTime"] == "2027-01-01T12:00:02Z"
     assert status["lastFailureTime"] == "2027-01-01T12:01:02Z"
     assert status["nextScheduleTime"] == "2027-01-02T02:00:00Z"
-    assert status["active"] == ["ops.backup.x"]
+    assert status["active"] == [{"name": "ops.backup.x"}]  # no Kubernetes object: the run id
     assert status["activeCount"] == 1
     assert status["lastRun"] == {
         "id": "ops.backup.120100Z",
@@ -282,12 +281,14 @@ def test_every_status_field_written_is_in_the_crd_schema() -> None:
     not), so a field missing from the schema would silently vanish in a cluster."""
     from reconciler.core.crd import crd_document
 
+    job = JobDetails("ops", "backup-1798804860", "uid-1")
     runs = RunSummary().observe(record(RunStatus.SUCCEEDED, T0, exit_code=0, message="ok"))
     runs = runs.observe(
-        record(RunStatus.FAILED, T0 + timedelta(minutes=1), exit_code=3, message="x")
+        record(RunStatus.FAILED, T0 + timedelta(minutes=1), exit_code=3, message="x", job=job)
     )
+    going = record(RunStatus.RUNNING, T0 + timedelta(minutes=2), job=job)
     inputs = StatusInputs(
-        4, SCHEDULED, runs, active=("a",), next_run=T0 + timedelta(hours=1), run_now="1"
+        4, SCHEDULED, runs, active=(going,), next_run=T0 + timedelta(hours=1), run_now="1"
     )
     status = derive_status({}, inputs, T0 + timedelta(minutes=2))
     (version,) = crd_document()["spec"]["versions"]
@@ -310,4 +311,14 @@ def test_every_status_field_written_is_in_the_crd_schema() -> None:
         return []
 
     assert {"lastRunNow", "lastRun", "conditions", "observedGeneration"} <= set(status)
+    assert status["lastRun"]["job"] == {"name": job.name, "uid": "uid-1"}
+    assert status["active"] == [
+        {
+            "apiVersion": "batch/v1",
+            "kind": "Job",
+            "namespace": "ops",
+            "name": job.name,
+            "uid": "uid-1",
+        }
+    ]
     assert undeclared(status, schema, "status") == []

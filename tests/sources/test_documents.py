@@ -70,7 +70,7 @@ def test_multi_document_locations_and_empty_documents() -> None:
         ),
         (
             GOOD.replace('  command:\n    args: ["true"]\n', ""),
-            ["t.yaml:6:1: spec: exactly one action is required (command | http); found none"],
+            ["t.yaml:6:1: spec: exactly one action is required (command | http | job); found none"],
         ),
         (
             GOOD.replace("kind: CronTask", "kind: CronJob"),

@@ -15,7 +15,14 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from reconciler.core.runs import RunRecord, RunStatus, Trigger, run_id
+from reconciler.core.runs import (
+    ContainerResult,
+    JobDetails,
+    RunRecord,
+    RunStatus,
+    Trigger,
+    run_id,
+)
 from reconciler.store import (
     DuplicateRun,
     RunPage,
@@ -537,6 +544,70 @@ def test_running_and_mark_interrupted(store: RunStore) -> None:
     assert store.get(done.id) == done
     assert store.mark_interrupted([dead], now) == []  # idempotent
     assert store.mark_interrupted([], now) == []
+
+
+JOB = JobDetails(namespace="ops", name="nightly-backup-1795827600")
+
+
+def test_job_details_round_trip_and_are_mutable(store: RunStore) -> None:
+    claimed = rec(at=0, status=RunStatus.RUNNING, job=JOB)
+    store.claim(claimed)
+    assert store.get(claimed.id) == claimed
+    ended = JobDetails(
+        namespace="ops",
+        name=JOB.name,
+        uid="0b6c-uid",
+        pod="nightly-backup-1795827600-x7k2p",
+        node="node-1",
+        containers=(
+            ContainerResult("main", 137, "OOMKilled"),
+            ContainerResult("sidecar", None, "ImagePullBackOff"),
+        ),
+        started_at=datetime(2026, 11, 26, 4, 0, 1, tzinfo=CEST),
+        completed_at=None,
+        log_error="pods/log: HTTP 403 Forbidden",
+    )
+    store.save_many([claimed.finish(RunStatus.FAILED, finished_at=T0, job=ended)])
+    got = store.get(claimed.id)
+    assert got is not None
+    assert got.job == ended
+    assert got.job.started_at is not None
+    assert got.job.started_at.utcoffset() == timedelta(0)
+    plain = rec("ops/report", at=0)
+    store.claim(plain)
+    assert store.get(plain.id) == plain  # no details: None, as given
+
+
+def test_take_over_moves_a_running_attempt_to_a_new_owner(store: RunStore) -> None:
+    gone, me = "host-a:1:x", "host-b:2:y"
+    running = rec(at=0, status=RunStatus.RUNNING, owner=gone, job=JOB)
+    finished = rec(at=1, owner=gone)
+    store.claim(running)
+    store.claim(finished)
+    store.request_stop([running.id], "Replaced")
+
+    taken = store.take_over(running.id, 1, me)
+    assert taken == dataclasses.replace(running, owner=me)
+    assert store.get(running.id) == taken
+    assert store.stop_requests(me) == []  # a request to the old owner is not inherited
+    assert store.mark_interrupted([gone], T0) == []  # no longer the dead owner's
+
+    assert store.take_over(finished.id, 1, me) == finished  # finished: unchanged
+    assert store.take_over("no-such-run", 1, me) is None
+    assert store.take_over(running.id, 2, me) is None
+
+
+def test_mark_interrupted_keeps_the_runs_it_is_told_to(store: RunStore) -> None:
+    dead = "host-a:100:boot-1"
+    job_run = rec(at=0, status=RunStatus.RUNNING, owner=dead, job=JOB)
+    local = rec(at=1, status=RunStatus.RUNNING, owner=dead)
+    store.claim(job_run)
+    store.claim(local)
+    marked = store.mark_interrupted([dead], T0, keep=[job_run.id])
+    assert [r.id for r in marked] == [local.id]
+    assert store.running() == [job_run]
+    again = store.mark_interrupted([dead], T0)
+    assert [(r.id, r.job) for r in again] == [(job_run.id, JOB)]  # details kept
 
 
 def test_running_of_one_task(store: RunStore) -> None:

@@ -1,0 +1,316 @@
+"""The ``job`` action in the running crontask: its wiring, adoption and clean-up of Jobs.
+
+- :func:`job_support` builds, from a Kubernetes connection, the Job watch
+  (``sources.kubernetes_jobs``) and the action (``runner.job``); without a connection a crontask
+  has no Jobs, and :class:`WithoutJobs` turns each ``job`` task into a definition error that says
+  so (the other tasks of the same source are unaffected).
+- :class:`JobSupervisor` is the component that starts the watch (listed before the first pass,
+  so ``Forbid`` sees the Jobs that run in the cluster from the first slot on) and then, after
+  every full pass and whenever a job task's run ends:
+
+  * **adopts** the runs left ``running`` by an earlier crontask (or another replica) whose
+    record names a Job, for the tasks this replica owns: the dispatcher follows each to its end
+    (a Job that is gone by now ends its run ``interrupted``, reason ``JobGone``);
+  * **cleans up** finished Jobs, with ``propagationPolicy: Background``: beyond
+    ``successfulRunsHistoryLimit`` / ``failedRunsHistoryLimit`` (the newest runs kept, as
+    CronJob does; a run counts as its latest attempt, and its attempts' Jobs go together, as
+    in the run history), and every finished Job of a task no source declares any more (its
+    running Jobs are left to finish and be recorded first). A Job whose run is still
+    followed, or still ``running`` in the store, is never deleted: its log and outcome are
+    read first. Nothing is removed while the sources' empty-set guard holds removals back, and
+    only Jobs with the ``crontask.dev/run-id`` label are ever seen, so a Job crontask did not
+    create is never touched.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+from collections.abc import Awaitable, Callable, Collection, Coroutine
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from reconciler.controller.dispatch import Dispatcher
+from reconciler.controller.manager import Ready
+from reconciler.controller.reconcile import PassResult, Reconciler
+from reconciler.controller.waiting import first_of
+from reconciler.core.desired import Definition, DefinitionError
+from reconciler.core.jobs import finished, is_deleting, job_namespace, run_of
+from reconciler.core.runs import RunRecord
+from reconciler.core.status import ObjectRef
+from reconciler.runner.job import JobRunner
+from reconciler.sources.base import Source
+from reconciler.sources.kubernetes import Connection
+from reconciler.sources.kubernetes_jobs import JobWatch
+from reconciler.store.base import RunStore
+
+log = logging.getLogger("crontask.jobs")
+
+NO_CONNECTION = (
+    "spec.job: this crontask has no Kubernetes connection, so it cannot create Jobs "
+    "(start it with --kubernetes or --kubeconfig FILE)"
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class JobOptions:
+    """``--job-namespace`` and, without ``--kubernetes``, ``--kubeconfig``: the connection for
+    Jobs alone (no CronTask resources are read then)."""
+
+    namespace: str | None = None  # None: the pod's namespace, else the kubeconfig context's
+    kubeconfig: Path | None = None
+
+
+@dataclasses.dataclass
+class JobSupport:
+    watch: JobWatch
+    runner: JobRunner
+
+    def outlives(self, record: RunRecord) -> bool:
+        """A running record whose work may go on without its process: its Job's."""
+        return record.job is not None
+
+
+def job_support(
+    connection: Connection,
+    options: JobOptions,
+    *,
+    all_namespaces: bool,
+    owner: Callable[[str], ObjectRef | None],
+    resync_seconds: float,
+) -> JobSupport:
+    namespace = options.namespace or connection.home
+    watched = None if all_namespaces else {namespace, connection.watch or namespace}
+    watch = JobWatch(connection.api, watched, resync_seconds=resync_seconds)
+    return JobSupport(watch, JobRunner(watch, namespace=namespace, owner=owner))
+
+
+class WithoutJobs:
+    """A source as a crontask without Kubernetes sees it: ``job`` tasks are errors."""
+
+    def __init__(self, source: Source) -> None:
+        self.source = source
+        self.kind = source.kind
+        self._errors: dict[str, DefinitionError] = {}
+
+    def refresh(self, hints: Collection[str] | None = None) -> set[str]:
+        changed = self.source.refresh(hints)
+        # Only what changed is looked at again: an edit costs the same at any number of tasks.
+        found = self.source.definitions() if hints is None else self.source.definitions_of(changed)
+        if hints is None:
+            self._errors.clear()
+        for key in changed:
+            self._errors.pop(key, None)
+        for definition in found:
+            if definition.task.spec.job is not None:
+                self._errors[definition.key] = DefinitionError(
+                    definition.location, NO_CONNECTION, definition.key
+                )
+        return changed
+
+    def definitions(self) -> list[Definition]:
+        return [d for d in self.source.definitions() if d.task.spec.job is None]
+
+    def definitions_of(self, keys: Collection[str]) -> list[Definition]:
+        return [d for d in self.source.definitions_of(keys) if d.task.spec.job is None]
+
+    def errors(self) -> list[DefinitionError]:
+        return [*self.source.errors(), *self._errors.values()]
+
+
+class JobSupervisor:
+    """The component (see the module docstring)."""
+
+    name = "job-watch"
+
+    def __init__(
+        self,
+        support: JobSupport,
+        *,
+        store: RunStore,
+        dispatcher: Dispatcher,
+        reconciler: Reconciler,
+        wait: float = 30.0,
+    ) -> None:
+        self.watch = support.watch
+        self.runner = support.runner
+        self.store = store
+        self.dispatcher = dispatcher
+        self.reconciler = reconciler
+        self.wait = wait
+        self._all = asyncio.Event()  # adopt and clean everything (after a full pass)
+        self._keys: set[str] = set()  # tasks whose Jobs may be over their limits
+        self._some = asyncio.Event()
+        self._holding = False  # the last pass held removals back (empty-set guard)
+        self._tasks: set[asyncio.Task[None]] = set()
+        reconciler.subscribe(self._after_pass)
+        dispatcher.subscribe(self._after_run)
+
+    async def run(self, ready: Ready, stop: asyncio.Event) -> None:
+        loop = asyncio.get_running_loop()
+        await asyncio.to_thread(self.watch.start, loop, self.wait)
+        ready()
+        try:
+            while not stop.is_set():
+                await first_of(stop, self._all, self._some)
+                if stop.is_set():
+                    return
+                everything = self._all.is_set()
+                self._all.clear()
+                self._some.clear()
+                keys, self._keys = self._keys, set()
+                try:
+                    if everything:
+                        await self.adopt()
+                    await self.clean(None if everything else keys)
+                except Exception:
+                    log.exception("job housekeeping failed; the next pass tries again")
+        finally:
+            await asyncio.to_thread(self.watch.stop)
+
+    # -- triggers ----------------------------------------------------------------------------
+
+    def _after_pass(self, result: PassResult) -> None:
+        if not result.ok:
+            return
+        self._holding = bool(result.plan.held_removals)
+        keys = result.desired.tasks.keys() if result.resync else (result.keys or ())
+        for key in keys:
+            definition = result.desired.tasks.get(key)
+            if definition is not None and definition.task.spec.job is not None:
+                # The namespaces Jobs go to are watched before the first of them is created.
+                namespace = job_namespace(definition, self.runner.namespace)
+                if not self.watch.watched(namespace):
+                    self._spawn(self._watch(namespace))
+        if result.resync:
+            self._all.set()
+        elif result.keys:
+            self._keys |= set(result.keys)
+            self._some.set()
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(work)
+        self._tasks.add(task)  # a reference until it is done
+        task.add_done_callback(self._tasks.discard)
+
+    async def _watch(self, namespace: str) -> None:
+        try:
+            await self.watch.watch(namespace)
+        except Exception as err:
+            log.error(
+                "cannot watch the Jobs of a namespace",
+                extra={"fields": {"namespace": namespace, "error": str(err)}},
+            )
+
+    def _after_run(self, record: RunRecord) -> None:
+        if record.job is not None and record.status.finished:
+            self._keys.add(record.task)
+            self._some.set()
+
+    # -- adoption ----------------------------------------------------------------------------
+
+    async def adopt(self) -> int:
+        return await adopt_runs(self.dispatcher, self.store, self.reconciler, self.watch.watch)
+
+    # -- clean-up ----------------------------------------------------------------------------
+
+    async def clean(self, keys: Collection[str] | None) -> int:
+        """Delete the finished Jobs beyond the limits of ``keys`` (None: every task with Jobs)."""
+        targets = self.watch.tasks() if keys is None else set(keys)
+        targets = {key for key in targets if self.reconciler.mine(key)}
+        if not targets:
+            return 0
+        running = await self.dispatcher.recorder.call(self.store.running)
+        busy = {r.id for r in running} | {
+            r.id for key in targets for r in self.dispatcher.active(key)
+        }
+        declared = self.reconciler.desired.tasks
+        deleted = 0
+        for key in sorted(targets):
+            for job in self._doomed(key, declared.get(key), busy):
+                meta = job.get("metadata") or {}
+                if await self.watch.delete(meta["namespace"], meta["name"], meta.get("uid")):
+                    deleted += 1
+                    log.info(
+                        "job deleted",
+                        extra={"fields": {"task": key, "job": meta["name"], "why": "history"}},
+                    )
+        return deleted
+
+    def _doomed(
+        self, key: str, definition: Definition | None, busy: set[str]
+    ) -> list[dict[str, Any]]:
+        done: list[dict[str, Any]] = []
+        for job in self.watch.jobs_of(key):
+            run = run_of(job)
+            if run is None or run.run_id in busy or is_deleting(job) or finished(job) is None:
+                continue
+            done.append(job)
+        if definition is None:
+            # A removed task: its finished Jobs go (not while the sources' empty-set guard
+            # holds removals back: the task may not be removed at all).
+            return [] if self._holding else done
+        # As the run history does: a run (all its attempts' Jobs) counts as its latest
+        # attempt says, and goes whole; the newest runs are kept.
+        runs: dict[str, list[dict[str, Any]]] = {}
+        for job in done:
+            runs.setdefault(_run_id(job), []).append(job)
+        spec = definition.task.spec
+        left = {
+            "Complete": spec.successful_runs_history_limit,
+            "Failed": spec.failed_runs_history_limit,
+        }
+        doomed: list[dict[str, Any]] = []
+        for group in sorted(runs.values(), key=lambda g: max(map(_order, g)), reverse=True):
+            latest = max(group, key=_order)
+            kind = (finished(latest) or ("Failed",))[0]
+            if left[kind] > 0:
+                left[kind] -= 1
+            else:
+                doomed.extend(group)
+        return doomed
+
+
+async def adopt_runs(
+    dispatcher: Dispatcher,
+    store: RunStore,
+    reconciler: Reconciler,
+    watch: Callable[[str], Awaitable[None]],
+) -> int:
+    """Follow the job runs left ``running`` by someone else (an earlier crontask, a replica
+    gone or not), for the tasks this replica owns; ``watch`` makes sure their namespace is
+    watched first. Returns how many are followed from now on."""
+    records = await dispatcher.recorder.call(store.running)
+    owned = reconciler.scheduler.owned()
+    adopted = 0
+    for record in records:
+        if record.job is None or record.owner == dispatcher.owner:
+            continue
+        if not reconciler.mine(record.task):
+            continue
+        if any(r.id == record.id for r in dispatcher.active(record.task)):
+            continue
+        try:
+            await watch(record.job.namespace)
+        except Exception as err:
+            log.error(
+                "cannot watch the Jobs of a namespace",
+                extra={"fields": {"namespace": record.job.namespace, "error": str(err)}},
+            )
+            continue
+        adopted += dispatcher.adopt(owned.get(record.task), record)
+    return adopted
+
+
+def _run_id(job: dict[str, Any]) -> str:
+    run = run_of(job)
+    return run.run_id if run is not None else ""
+
+
+def _order(job: dict[str, Any]) -> tuple[datetime, int]:
+    run = run_of(job)
+    if run is None:
+        return datetime.min.replace(tzinfo=UTC), 0
+    return run.scheduled_at, run.attempt

@@ -1,0 +1,335 @@
+"""Kubernetes Jobs of ``job`` tasks: names, manifests and outcomes, as pure functions.
+
+Contract:
+
+- :func:`job_name` is deterministic in (task, slot, attempt) and a DNS-1123 label of at most 63
+  characters (a Job's name must fit the ``job-name`` label its pods get): ``<task
+  name>-<unix seconds of the slot>``, ``-m<microseconds>`` for a manual run's sub-second slot,
+  ``-<attempt>`` from the second attempt on. When the Job's namespace is not the task's (a task
+  from a folder, git or the API), or the name would be too long, the task name is cut and
+  followed by a short hash of the task key, so that two tasks never share a Job name. A second
+  create of the same name is refused by the API server: that is what keeps a slot from becoming
+  two Jobs (Kubernetes' CronJob controller does the same).
+- :func:`job_manifest` builds the Job from the task's ``spec.job`` and the run record: the
+  user's JobSpec unchanged except for ``restartPolicy`` (``Never`` when unset, so a failed pod
+  and its log stay) and ``activeDeadlineSeconds`` (``timeoutSeconds`` when unset, so a stuck
+  Job cannot hold a Forbid task forever); labels ``crontask.dev/task`` and ``crontask.dev/run-id``
+  (label-safe forms) on the Job and its pods; annotations with the exact task key, run id,
+  attempt, trigger and slot (``crontask.dev/scheduled-time``); the ``CRONTASK_*`` variables in
+  every container's environment (unless the container sets them); an ownerReference to the
+  CronTask (``controller: true``, ``blockOwnerDeletion: true``) for a task read from a resource.
+- :func:`finished` reads the terminal condition of a Job (``Complete`` or ``Failed``; the
+  ``SuccessCriteriaMet``/``FailureTarget`` that come first are not terminal: pods may still
+  run), :func:`outcome_of` turns a finished Job and its pods into a run's status, exit code,
+  reason, message and :class:`~reconciler.core.runs.JobDetails`.
+- :func:`run_of` reads back, from a Job crontask created, the run it belongs to (None for a Job
+  that lacks the annotations: crontask never touches a Job it did not create).
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import hashlib
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any, Final
+
+from reconciler.core.desired import Definition
+from reconciler.core.runs import ContainerResult, JobDetails, RunRecord, RunStatus, Trigger
+from reconciler.core.status import KUBERNETES, ObjectRef, parse_time, rfc3339
+
+PREFIX: Final = "crontask.dev/"
+TASK_LABEL: Final = PREFIX + "task"  # label-safe form of the key; exact key in the annotation
+RUN_LABEL: Final = PREFIX + "run-id"
+TASK_ANNOTATION: Final = PREFIX + "task"
+RUN_ANNOTATION: Final = PREFIX + "run-id"
+ATTEMPT_ANNOTATION: Final = PREFIX + "attempt"
+TRIGGER_ANNOTATION: Final = PREFIX + "trigger"
+SCHEDULED_ANNOTATION: Final = PREFIX + "scheduled-time"
+DEFAULT_CONTAINER: Final = "kubectl.kubernetes.io/default-container"
+JOB_API_VERSION: Final = "batch/v1"
+MAX_NAME: Final = 63
+
+_LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
+
+
+def _hash(text: str, size: int = 8) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:size]
+
+
+def label_value(text: str) -> str:
+    """``text`` as a label value (at most 63 of ``[A-Za-z0-9_.-]``, alphanumeric at both ends):
+    a task key's ``/`` becomes ``.`` (names have no dots, so this is unambiguous); a longer
+    value is cut and ends with a hash of the whole, so it stays unique and deterministic."""
+    value = text.replace("/", ".")
+    if len(value) <= MAX_NAME and _LABEL_VALUE.match(value):
+        return value
+    cut = re.sub(r"[^-A-Za-z0-9_.]", "-", value)[: MAX_NAME - 9].strip("-_.")
+    return f"{cut}-{_hash(text)}" if cut else _hash(text)
+
+
+def job_name(key: str, scheduled_at: datetime, attempt: int, *, qualified: bool) -> str:
+    """The Job of ``attempt`` of the run of ``key`` at ``scheduled_at`` (module docstring).
+    ``qualified``: the Job lives outside the task's namespace, so the key's hash is added."""
+    name = key.partition("/")[2]
+    at = scheduled_at.astimezone(UTC)
+    suffix = f"-{int(at.timestamp())}"
+    if at.microsecond:
+        suffix += f"-m{at.microsecond:06d}"
+    if attempt > 1:
+        suffix += f"-{attempt}"
+    room = MAX_NAME - len(suffix)
+    if not qualified and len(name) <= room:
+        return name + suffix
+    return f"{name[: room - 9].rstrip('-')}-{_hash(key)}{suffix}"
+
+
+def job_namespace(definition: Definition, default: str) -> str:
+    """Where the Jobs of ``definition`` go: a resource's own namespace (its Jobs carry an
+    ownerReference to it, which cannot cross namespaces); else ``spec.job.namespace``, else
+    ``default`` (``--job-namespace``)."""
+    task = definition.task
+    if definition.location.source == KUBERNETES:
+        return task.metadata.namespace
+    job = task.spec.job
+    return (job.namespace if job is not None else None) or default
+
+
+def job_manifest(
+    definition: Definition,
+    record: RunRecord,
+    *,
+    namespace: str,
+    name: str,
+    env: Mapping[str, str],
+    owner: ObjectRef | None = None,
+) -> dict[str, Any]:
+    """The batch/v1 Job of one attempt (see the module docstring); a fresh dict."""
+    task = definition.task
+    job = task.spec.job
+    assert job is not None  # only job tasks get here
+    spec = copy.deepcopy(job.spec)
+    if spec.get("activeDeadlineSeconds") is None and task.spec.timeout_seconds is not None:
+        spec["activeDeadlineSeconds"] = task.spec.timeout_seconds
+    labels = {TASK_LABEL: label_value(record.task), RUN_LABEL: label_value(record.id)}
+    template = spec.setdefault("template", {})
+    template_meta = template.get("metadata") or {}
+    template["metadata"] = {
+        **template_meta,
+        "labels": {**(template_meta.get("labels") or {}), **labels},
+    }
+    pod = template.setdefault("spec", {})
+    if pod.get("restartPolicy") is None:
+        pod["restartPolicy"] = "Never"
+    for field in ("initContainers", "containers"):
+        for container in pod.get(field) or ():
+            given = {e.get("name") for e in container.get("env") or () if isinstance(e, dict)}
+            extra = [{"name": k, "value": v} for k, v in env.items() if k not in given]
+            container["env"] = [*(container.get("env") or ()), *extra]
+    metadata: dict[str, Any] = {
+        "name": name,
+        "namespace": namespace,
+        "labels": {**job.metadata.labels, **labels},
+        "annotations": {
+            **job.metadata.annotations,
+            TASK_ANNOTATION: record.task,
+            RUN_ANNOTATION: record.id,
+            ATTEMPT_ANNOTATION: str(record.attempt),
+            TRIGGER_ANNOTATION: str(record.trigger),
+            SCHEDULED_ANNOTATION: rfc3339(record.scheduled_at),
+        },
+    }
+    if owner is not None and owner.uid:
+        metadata["ownerReferences"] = [
+            {
+                "apiVersion": owner.api_version,
+                "kind": owner.kind,
+                "name": owner.name,
+                "uid": owner.uid,
+                "controller": True,
+                "blockOwnerDeletion": True,
+            }
+        ]
+    return {"apiVersion": JOB_API_VERSION, "kind": "Job", "metadata": metadata, "spec": spec}
+
+
+# -- reading Jobs back ----------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class JobRun:
+    """The run a Job belongs to, from its annotations."""
+
+    task: str
+    run_id: str
+    attempt: int
+    scheduled_at: datetime
+    trigger: Trigger
+
+
+def run_of(job: Mapping[str, Any]) -> JobRun | None:
+    meta = job.get("metadata") or {}
+    notes = meta.get("annotations") or {}
+    labels = meta.get("labels") or {}
+    if RUN_LABEL not in labels:
+        return None  # not ours: never touched
+    task, run_id = notes.get(TASK_ANNOTATION), notes.get(RUN_ANNOTATION)
+    at = parse_time(notes.get(SCHEDULED_ANNOTATION))
+    attempt = str(notes.get(ATTEMPT_ANNOTATION) or "")
+    if not isinstance(task, str) or not isinstance(run_id, str) or at is None:
+        return None
+    if not attempt.isdigit() or not 1 <= int(attempt) <= 1000:
+        return None
+    try:
+        trigger = Trigger(notes.get(TRIGGER_ANNOTATION) or "schedule")
+    except ValueError:
+        trigger = Trigger.SCHEDULE
+    return JobRun(task, run_id, int(attempt), _slot(task, run_id) or at, trigger)
+
+
+def _slot(task: str, run_id: str) -> datetime | None:
+    """The exact slot from the run id (the annotation has whole seconds; a manual run's slot
+    has microseconds), or None if the id is not the task's."""
+    prefix = task.replace("/", ".") + "."
+    if not run_id.startswith(prefix) or not run_id.endswith("Z"):
+        return None
+    stamp = run_id[len(prefix) : -1]
+    for pattern in ("%Y%m%dT%H%M%S", "%Y%m%dT%H%M%S.%f"):
+        try:
+            return datetime.strptime(stamp, pattern).replace(tzinfo=UTC)
+        except ValueError:
+            continue
+    return None
+
+
+def finished(job: Mapping[str, Any]) -> tuple[str, str | None, str] | None:
+    """``(Complete|Failed, reason, message)`` once the Job is over, else None."""
+    for condition in (job.get("status") or {}).get("conditions") or ():
+        kind = condition.get("type")
+        if kind in ("Complete", "Failed") and condition.get("status") == "True":
+            return kind, condition.get("reason"), str(condition.get("message") or "")
+    return None
+
+
+def is_deleting(job: Mapping[str, Any]) -> bool:
+    return bool((job.get("metadata") or {}).get("deletionTimestamp"))
+
+
+def main_container(job: Mapping[str, Any]) -> str | None:
+    """The container whose log is kept: the template's ``kubectl.kubernetes.io/default-
+    container`` annotation (what ``kubectl logs`` picks), else the first container."""
+    template = (job.get("spec") or {}).get("template") or {}
+    containers = (template.get("spec") or {}).get("containers") or []
+    names = [c.get("name") for c in containers if isinstance(c, dict)]
+    chosen = ((template.get("metadata") or {}).get("annotations") or {}).get(DEFAULT_CONTAINER)
+    if chosen in names:
+        return str(chosen)
+    return str(names[0]) if names and names[0] else None
+
+
+def latest_pod(pods: Iterable[Mapping[str, Any]]) -> Mapping[str, Any] | None:
+    """The pod that tells the Job's story: the newest one (a retried Job has several)."""
+
+    def created(pod: Mapping[str, Any]) -> tuple[str, str]:
+        meta = pod.get("metadata") or {}
+        return str(meta.get("creationTimestamp") or ""), str(meta.get("name") or "")
+
+    return max(pods, key=created, default=None)
+
+
+def containers_of(pod: Mapping[str, Any]) -> tuple[ContainerResult, ...]:
+    status = pod.get("status") or {}
+    results = []
+    for item in [
+        *(status.get("initContainerStatuses") or ()),
+        *(status.get("containerStatuses") or ()),
+    ]:
+        state = item.get("state") or {}
+        if "terminated" in state:
+            ended = state["terminated"] or {}
+            code = ended.get("exitCode")
+            results.append(
+                ContainerResult(
+                    str(item.get("name")),
+                    code if isinstance(code, int) else None,
+                    ended.get("reason"),
+                )
+            )
+        elif "waiting" in state:
+            results.append(
+                ContainerResult(str(item.get("name")), None, (state["waiting"] or {}).get("reason"))
+            )
+        else:
+            results.append(ContainerResult(str(item.get("name")), None, "Running"))
+    return tuple(results)
+
+
+def with_pod(
+    details: JobDetails, pod: Mapping[str, Any] | None, log_error: str | None
+) -> JobDetails:
+    """``details`` completed with what ``pod`` says (its name, node, containers)."""
+    if pod is None:
+        return dataclasses.replace(details, log_error=log_error)
+    return dataclasses.replace(
+        details,
+        pod=(pod.get("metadata") or {}).get("name"),
+        node=(pod.get("spec") or {}).get("nodeName"),
+        containers=containers_of(pod),
+        log_error=log_error,
+    )
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class JobOutcome:
+    status: RunStatus
+    exit_code: int | None
+    reason: str | None
+    message: str
+    details: JobDetails
+
+
+def outcome_of(
+    job: Mapping[str, Any],
+    pod: Mapping[str, Any] | None,
+    *,
+    main: str | None,
+    log_error: str | None = None,
+) -> JobOutcome:
+    """What a finished Job (``finished(job)`` is not None) means for its run."""
+    ended = finished(job)
+    assert ended is not None
+    kind, reason, condition_message = ended
+    meta = job.get("metadata") or {}
+    status = job.get("status") or {}
+    details = JobDetails(
+        namespace=str(meta.get("namespace") or ""),
+        name=str(meta.get("name") or ""),
+        uid=meta.get("uid"),
+        started_at=parse_time(status.get("startTime")),
+        completed_at=parse_time(status.get("completionTime")),
+    )
+    details = with_pod(details, pod, log_error)
+    containers = details.containers
+    first = next((c for c in containers if c.name == main), None)
+    exit_code = first.exit_code if first is not None else None
+    job_words = f"Job {details.name}"
+    if kind == "Complete":
+        return JobOutcome(RunStatus.SUCCEEDED, exit_code, None, f"{job_words} completed", details)
+    said = _containers_said(containers)
+    message = f"{job_words} failed: {condition_message or reason or 'Failed'}"
+    if said:
+        message += f" ({said})"
+    if reason == "DeadlineExceeded":
+        return JobOutcome(RunStatus.TIMED_OUT, exit_code, reason, message, details)
+    return JobOutcome(RunStatus.FAILED, exit_code, reason or "JobFailed", message, details)
+
+
+def _containers_said(containers: Sequence[ContainerResult]) -> str:
+    parts = []
+    for c in containers:
+        if c.exit_code not in (None, 0) or c.reason not in (None, "Completed", "Running"):
+            code = f" exit code {c.exit_code}" if c.exit_code is not None else ""
+            parts.append(f"container {c.name}:{code} {c.reason or ''}".rstrip())
+    return "; ".join(parts)

@@ -1,0 +1,241 @@
+"""A batch/v1 JobSpec checked as the Kubernetes API server would check it, before any Job exists.
+
+A ``job`` task embeds a JobSpec (what a CronJob's ``jobTemplate.spec`` holds). It is checked
+when its definition is read, so that ``crontask validate`` says ``file:line:col`` and a broken
+spec never reaches the cluster:
+
+- against the OpenAPI schema of batch/v1 (Kubernetes 1.32, the *strict* variant: a misspelt or
+  unknown field anywhere in the spec, the pod template included, is an error). The schema is
+  vendored in ``data/jobspec-batch-v1.json`` (built by ``tests/jobs/jobspec_schema.py``, which
+  also checks it is fresh); it ships with the code and is read once, like a module;
+- then the few rules of the API server's own validation (``pkg/apis/batch/validation``,
+  ``pkg/apis/core/validation``) that a user most often breaks and the schema cannot say, worded
+  as the server words them: at least one container, each with a DNS-1123 name, unique, and an
+  image; ``restartPolicy`` ``Never`` or ``OnFailure`` (a Job's pods may not restart
+  ``Always``); non-negative counts and a positive deadline.
+
+:func:`problems` never raises on bad input and is bounded: it follows the schema, which is not
+recursive (a test checks), visits at most :data:`MAX_VALUES` values, and reports at most
+:data:`MAX_PROBLEMS` problems.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import functools
+import json
+import re
+from collections.abc import Iterator, Mapping
+from importlib import resources
+from typing import Any, Final
+
+SCHEMA_FILE: Final = "data/jobspec-batch-v1.json"
+MAX_VALUES: Final = 20_000
+MAX_PROBLEMS: Final = 20
+JOB_RESTART_POLICIES: Final = ("OnFailure", "Never")
+
+_DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+_INT_RANGES: Final = {"int32": (-(2**31), 2**31 - 1), "int64": (-(2**63), 2**63 - 1)}
+# What the vendored schema may use; anything else is a vendoring mistake, refused at load.
+KEYWORDS: Final = frozenset(
+    {"type", "format", "properties", "additionalProperties", "required", "items", "oneOf", "$ref"}
+)
+
+Path = tuple[str | int, ...]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Problem:
+    path: Path  # inside the JobSpec: ("template", "spec", "containers", 0, "image")
+    message: str  # as the API server says it: "Required value"
+
+    def __str__(self) -> str:
+        where = dotted(self.path)
+        return f"{where}: {self.message}" if where else self.message
+
+
+def dotted(path: Path) -> str:
+    out = ""
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+@functools.cache
+def schema() -> dict[str, Any]:
+    """The vendored schema: ``{"kubernetes": version, "root": name, "definitions": {...}}``."""
+    text = resources.files("reconciler.core").joinpath(SCHEMA_FILE).read_text(encoding="utf-8")
+    loaded: dict[str, Any] = json.loads(text)
+    return loaded
+
+
+def problems(spec: Any) -> list[Problem]:
+    """Everything wrong with ``spec`` as a JobSpec (empty: it is valid), at most
+    :data:`MAX_PROBLEMS`, the schema's findings first."""
+    checker = _Checker(schema()["definitions"])
+    checker.check(spec, {"$ref": schema()["root"]}, ())
+    if not checker.found and not checker.exhausted:
+        checker.found.extend(_server_rules(spec))
+    return checker.found[:MAX_PROBLEMS]
+
+
+class _Checker:
+    def __init__(self, definitions: Mapping[str, Any]) -> None:
+        self.definitions = definitions
+        self.found: list[Problem] = []
+        self.budget = MAX_VALUES
+        self.exhausted = False
+
+    def report(self, path: Path, message: str) -> None:
+        if len(self.found) < MAX_PROBLEMS:
+            self.found.append(Problem(path, message))
+
+    def check(self, value: Any, node: Mapping[str, Any], path: Path) -> None:
+        if self.exhausted or len(self.found) >= MAX_PROBLEMS:
+            return
+        self.budget -= 1
+        if self.budget < 0:
+            self.exhausted = True
+            self.report((), f"more than {MAX_VALUES} values: too large for a JobSpec")
+            return
+        while "$ref" in node:
+            node = self.definitions[node["$ref"]]
+        if "oneOf" in node:
+            if not any(_type_ok(value, branch) for branch in node["oneOf"]):
+                kinds = " or ".join(_type_names(branch) for branch in node["oneOf"])
+                self.report(path, f"Invalid value: {_shown(value)}: must be {kinds}")
+            return
+        if not _type_ok(value, node):
+            self.report(path, f"Invalid value: {_shown(value)}: must be {_type_names(node)}")
+            return
+        if value is None:
+            return
+        if isinstance(value, int) and node.get("format") in _INT_RANGES:
+            low, high = _INT_RANGES[node["format"]]
+            if not low <= value <= high:
+                self.report(path, f"Invalid value: {value}: out of range for {node['format']}")
+        if isinstance(value, dict):
+            self._object(value, node, path)
+        elif isinstance(value, list) and "items" in node:
+            for index, item in enumerate(value):
+                self.check(item, node["items"], (*path, index))
+
+    def _object(self, value: dict[Any, Any], node: Mapping[str, Any], path: Path) -> None:
+        properties: Mapping[str, Any] = node.get("properties", {})
+        extra = node.get("additionalProperties")
+        for name in node.get("required", ()):
+            if value.get(name) is None:
+                self.report((*path, name), "Required value")
+        for key, item in value.items():
+            name = str(key)
+            if name in properties:
+                self.check(item, properties[name], (*path, name))
+            elif isinstance(extra, dict):
+                self.check(item, extra, (*path, name))
+            elif extra is False or properties:
+                close = difflib.get_close_matches(name[:64], list(properties), n=1, cutoff=0.6)
+                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                self.report((*path, name[:64]), f"unknown field{hint}")
+
+
+def _types(node: Mapping[str, Any]) -> tuple[str, ...]:
+    kind = node.get("type")
+    if kind is None:
+        return ()
+    return (kind,) if isinstance(kind, str) else tuple(kind)
+
+
+def _type_ok(value: Any, node: Mapping[str, Any]) -> bool:
+    kinds = _types(node)
+    if not kinds:
+        return True
+    for kind in kinds:
+        if kind == "null" and value is None:
+            return True
+        if kind == "object" and isinstance(value, dict):
+            return True
+        if kind == "array" and isinstance(value, list):
+            return True
+        if kind == "string" and isinstance(value, str):
+            return True
+        if kind == "boolean" and isinstance(value, bool):
+            return True
+        # YAML's true is no number, and 1.0 is no integer (the server refuses both).
+        if kind == "integer" and isinstance(value, int) and not isinstance(value, bool):
+            return True
+        if kind == "number" and isinstance(value, int | float) and not isinstance(value, bool):
+            return True
+    return False
+
+
+def _type_names(node: Mapping[str, Any]) -> str:
+    names = [k for k in _types(node) if k != "null"]
+    return " or ".join(f"{'an' if k[0] in 'aeiou' else 'a'} {k}" for k in names) or "null"
+
+
+def _shown(value: Any) -> str:
+    if isinstance(value, dict):
+        return "an object"
+    if isinstance(value, list):
+        return "a list"
+    text = json.dumps(value) if isinstance(value, str | int | float | None) else repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+# -- the API server's own rules, on a spec the schema accepted --------------------------------
+
+
+def _server_rules(spec: Mapping[str, Any]) -> Iterator[Problem]:
+    for field in ("backoffLimit", "completions", "parallelism", "ttlSecondsAfterFinished"):
+        if (value := spec.get(field)) is not None and value < 0:
+            yield Problem((field,), f"Invalid value: {value}: must be greater than or equal to 0")
+    deadline = spec.get("activeDeadlineSeconds")
+    if deadline is not None and deadline <= 0:
+        yield Problem(
+            ("activeDeadlineSeconds",), f"Invalid value: {deadline}: must be greater than 0"
+        )
+    pod = (spec.get("template") or {}).get("spec")
+    where: Path = ("template", "spec")
+    if pod is None:
+        yield Problem(where, "Required value")
+        return
+    policy = pod.get("restartPolicy")
+    if policy is not None and policy not in JOB_RESTART_POLICIES:
+        supported = ", ".join(f'"{p}"' for p in JOB_RESTART_POLICIES)
+        yield Problem(
+            (*where, "restartPolicy"),
+            f"Unsupported value: {_shown(policy)}: supported values: {supported}",
+        )
+    if not pod.get("containers"):
+        yield Problem((*where, "containers"), "Required value")
+    names: set[str] = set()
+    for field in ("initContainers", "containers"):
+        for index, container in enumerate(pod.get(field) or ()):
+            yield from _container(container, (*where, field, index), names)
+
+
+def _container(container: Mapping[str, Any], path: Path, names: set[str]) -> Iterator[Problem]:
+    name = container.get("name") or ""
+    if not _DNS1123_LABEL.match(name) or len(name) > 63:
+        yield Problem(
+            (*path, "name"),
+            f"Invalid value: {_shown(name)}: a lowercase RFC 1123 label must consist of lower "
+            "case alphanumeric characters or '-', and must start and end with an alphanumeric "
+            "character",
+        )
+    elif name in names:
+        yield Problem((*path, "name"), f"Duplicate value: {_shown(name)}")
+    names.add(name)
+    if not container.get("image"):
+        yield Problem((*path, "image"), "Required value")
+
+
+class JobSpecError(ValueError):
+    """A JobSpec with problems; raised by the model's check so that pydantic carries it (in the
+    error's context) to the YAML loader, which reports each problem at its own line."""
+
+    def __init__(self, found: list[Problem]) -> None:
+        self.problems = tuple(found)
+        more = f" (and {len(found) - 1} more)" if len(found) > 1 else ""
+        super().__init__(f"{found[0]}{more}")

@@ -1,0 +1,420 @@
+"""The ``job`` action: each attempt of a run is one Kubernetes batch/v1 Job.
+
+One attempt, in order:
+
+1. The running record is rewritten with the Job's namespace and name (derived from task, slot
+   and attempt: ``core.jobs.job_name``) *before* the Job exists, so that a crontask that dies
+   from here on finds the run by its Job at the next start, and adopts it instead of marking it
+   interrupted.
+2. The Job is created (``core.jobs.job_manifest``). A ``409 AlreadyExists`` whose Job carries
+   this run's id and attempt is this attempt's own Job (created before a restart, or by another
+   replica for the same claim): it is adopted, never duplicated. A Job of that name that is not
+   this run's fails the attempt (``JobNameTaken``) and is left alone. Transient API errors are
+   retried a few times (the name makes a retry safe); then the attempt fails (``JobCreateFailed``).
+3. The record gets the Job's uid; the attempt follows the Job in the watch cache until it has a
+   terminal condition, checking with a GET every ``verify_seconds`` (a lagging or broken watch
+   never leaves it waiting forever, and a Job deleted meanwhile is noticed: ``JobDeleted``).
+4. At the end, before anything can clean the Job up: the pods (the newest one tells the
+   story), each container's exit code and reason, and the last ``output_limit`` bytes of the main
+   container's log through ``pods/log`` (or why it could not be read). ``Complete`` is
+   ``succeeded``; ``Failed`` is ``failed`` with the condition's reason, ``timedOut`` for
+   ``DeadlineExceeded`` (``spec.timeoutSeconds`` is the Job's ``activeDeadlineSeconds`` unless
+   the JobSpec sets one: the cluster enforces it, so no crontask is needed to stop a stuck Job).
+
+``stop("Shutdown")`` detaches (the Job runs on; the record stays ``running`` and names it);
+any other stop (``Replaced``) deletes the Job with ``propagationPolicy: Background`` after
+keeping its log, and the attempt fails with that reason. The cluster side is the
+:class:`JobCluster` protocol (``sources.kubernetes_jobs.JobWatch`` implements it), so this
+module imports no Kubernetes client.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol
+
+from reconciler.core.desired import Definition
+from reconciler.core.jobs import (
+    finished,
+    job_manifest,
+    job_name,
+    job_namespace,
+    latest_pod,
+    main_container,
+    outcome_of,
+    run_of,
+    with_pod,
+)
+from reconciler.core.runs import JobDetails, RunRecord, RunStatus
+from reconciler.core.status import ObjectRef, parse_time
+from reconciler.runner.base import Outcome, failed, run_environment
+
+log = logging.getLogger("crontask.runner")
+
+SHUTDOWN = "Shutdown"
+Progress = Callable[[RunRecord], Awaitable[None]]
+Job = dict[str, Any]
+
+
+class JobCluster(Protocol):
+    """What the action needs of the cluster (see ``sources.kubernetes_jobs.JobWatch``)."""
+
+    async def watch(self, namespace: str) -> None: ...
+
+    def cached(self, namespace: str, name: str) -> Job | None: ...
+
+    def live(self, task: str) -> list[Job]: ...
+
+    async def changed(self, namespace: str, name: str, timeout: float) -> bool: ...
+
+    async def create(self, body: Job) -> tuple[Job, bool]: ...
+
+    async def get(self, namespace: str, name: str) -> Job | None: ...
+
+    async def delete(self, namespace: str, name: str, uid: str | None) -> bool: ...
+
+    async def pods(self, namespace: str, uid: str) -> list[Job]: ...
+
+    async def log_tail(self, namespace: str, pod: str, container: str, limit: int) -> str: ...
+
+
+def _uid(job: Job | None) -> str | None:
+    return None if job is None else (job.get("metadata") or {}).get("uid")
+
+
+def _newest(pods: list[Job]) -> Job | None:
+    pod = latest_pod(pods)
+    return None if pod is None else dict(pod)
+
+
+class _Gone(Exception):
+    """The Job is no longer there (deleted, or replaced by another of the same name)."""
+
+
+class JobRun:
+    """One attempt of a job task (see the module docstring)."""
+
+    outlives_process = True
+
+    def __init__(
+        self,
+        runner: JobRunner,
+        record: RunRecord,
+        where: JobDetails,
+        *,
+        definition: Definition | None = None,
+    ) -> None:
+        self.runner = runner
+        self.record = record
+        self.where = where
+        self.definition = definition  # None: resume a Job created before, create nothing
+        self._reason: str | None = None
+        self._stopped = asyncio.Event()
+        self._uid: str | None = where.uid
+
+    def stop(self, reason: str) -> None:
+        if self._reason is None:
+            self._reason = reason
+            self._stopped.set()
+
+    async def run(self) -> Outcome:
+        if self._reason is not None and self.definition is not None:
+            return failed(self._reason, f"stopped before it started: {self._reason}")
+        # Resuming, a stop that came first still applies to the Job, which exists already.
+        try:
+            job = await (self._start() if self.definition is not None else self._find())
+            if isinstance(job, Outcome):
+                return job
+            if self._reason is None:
+                job = await self._follow(job)
+            if self._reason is not None:
+                return await self._stopping(self._reason)
+            return await self._conclude(job)
+        except _Gone:
+            message = (
+                f"Job {self.where.name} in {self.where.namespace} was deleted before it "
+                "finished; its outcome is unknown"
+            )
+            return dataclasses.replace(failed("JobDeleted", message), job=self._details())
+
+    def _details(self) -> JobDetails:
+        return dataclasses.replace(self.where, uid=self._uid)
+
+    # -- starting ------------------------------------------------------------------------------
+
+    async def _start(self) -> Job | Outcome:
+        runner, record, where = self.runner, self.record, self.where
+        assert self.definition is not None
+        await runner.announce(dataclasses.replace(record, job=where))
+        try:
+            await runner.cluster.watch(where.namespace)
+        except Exception as err:
+            return failed("JobCreateFailed", f"Job {where.name}: {err}")
+        if self._reason is not None:
+            return failed(self._reason, f"stopped before its Job was created: {self._reason}")
+        body = job_manifest(
+            self.definition,
+            record,
+            namespace=where.namespace,
+            name=where.name,
+            env=run_environment(record),
+            owner=runner.owner(record.task),
+        )
+        job = await self._create(body)
+        if isinstance(job, Outcome):
+            return job
+        self._uid = _uid(job)
+        await runner.announce(dataclasses.replace(record, job=self._details()))
+        return job
+
+    async def _create(self, body: Job) -> Job | Outcome:
+        where = self.where
+        delay = 0.5
+        for attempt in range(1, self.runner.create_attempts + 1):
+            try:
+                job, created = await self.runner.cluster.create(body)
+            except Exception as err:
+                status = getattr(err, "status", None)
+                transient = status is None or status in (409, 429) or status >= 500
+                if not transient or attempt == self.runner.create_attempts:
+                    return failed("JobCreateFailed", f"Job {where.name}: {err}")
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stopped.wait(), delay)
+                if self._reason is not None:
+                    return failed(self._reason, f"stopped before its Job was created: {err}")
+                delay *= 2
+                continue
+            run = run_of(job)
+            if not created and (
+                run is None or (run.run_id, run.attempt) != (self.record.id, self.record.attempt)
+            ):
+                return failed(
+                    "JobNameTaken",
+                    f"a Job named {where.name} exists in {where.namespace} and is not this "
+                    "run's (its crontask.dev/run-id and attempt differ); it was left alone",
+                )
+            if not created:
+                log.info(
+                    "job adopted: created before for this attempt",
+                    extra={"fields": {"run": self.record.id, "job": where.name}},
+                )
+            return job
+        raise AssertionError("unreachable")  # the loop returns on its last attempt
+
+    async def _find(self) -> Job | Outcome:
+        """Resume: the Job this record names, if it is still this run's."""
+        where, record = self.where, self.record
+        try:
+            await self.runner.cluster.watch(where.namespace)
+        except Exception as err:  # the Job is read directly below; the watch only helps
+            log.warning("cannot watch the Job's namespace", extra={"fields": {"error": str(err)}})
+        job = self.runner.cluster.cached(where.namespace, where.name)
+        if job is None:
+            job = await self._read()
+            if job is None and self._reason is not None:
+                return await self._stopping(self._reason)  # stopped while it went unanswered
+        run = run_of(job) if job is not None else None
+        if job is None or run is None or (run.run_id, run.attempt) != (record.id, record.attempt):
+            return Outcome(
+                RunStatus.INTERRUPTED,
+                None,
+                "JobGone",
+                f"Job {where.name} in {where.namespace} no longer exists (crontask stopped "
+                "before creating it, or it was deleted): the outcome of this attempt is unknown",
+                "",
+                job=self._details(),
+            )
+        self._uid = _uid(job)
+        return job
+
+    # -- following -----------------------------------------------------------------------------
+
+    async def _follow(self, job: Job) -> Job:
+        """Wait for the Job's terminal condition; raise :class:`_Gone`. Returns early (with
+        the last state seen) when stopped."""
+        cluster, where = self.runner.cluster, self.where
+        verify = False
+        while True:
+            seen = cluster.cached(where.namespace, where.name)
+            if _uid(seen) != self._uid or verify:
+                seen = await self._read()
+                if self._reason is not None:
+                    return job
+                if _uid(seen) != self._uid:
+                    raise _Gone
+            assert seen is not None
+            job = seen
+            if finished(job) is not None or self._reason is not None:
+                return job
+            changed = asyncio.ensure_future(
+                cluster.changed(where.namespace, where.name, self.runner.verify_seconds)
+            )
+            stopped = asyncio.ensure_future(self._stopped.wait())
+            done, _ = await asyncio.wait({changed, stopped}, return_when=asyncio.FIRST_COMPLETED)
+            for waiter in (changed, stopped):
+                waiter.cancel()
+            if stopped in done:
+                return job
+            verify = changed in done and not changed.result()  # a quiet interval: ask
+
+    async def _read(self) -> Job | None:
+        """The Job as the API server has it now (None: not found). An API server that does not
+        answer is asked again, with a growing pause, until it does or the attempt is stopped
+        (then None): the Job may well be running, and nothing is concluded without it."""
+        delay = 0.5
+        while True:
+            try:
+                return await self.runner.cluster.get(self.where.namespace, self.where.name)
+            except Exception as err:
+                log.warning(
+                    "cannot read a Job; trying again",
+                    extra={"fields": {"job": self.where.name, "error": str(err)}},
+                )
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopped.wait(), delay)
+            if self._reason is not None:
+                return None
+            delay = min(delay * 2, self.runner.verify_seconds)
+
+    async def _stopping(self, reason: str) -> Outcome:
+        details = self._details()
+        if reason == SHUTDOWN:
+            return Outcome(
+                RunStatus.RUNNING,
+                None,
+                reason,
+                f"crontask stopped; Job {details.name} runs on and is adopted at the next start",
+                "",
+                job=details,
+            )
+        cluster = self.runner.cluster
+        output, pod, error = await self._evidence(cluster.cached(details.namespace, details.name))
+        details = with_pod(details, pod, error)
+        try:
+            deleted = await cluster.delete(details.namespace, details.name, self._uid)
+        except Exception as err:
+            message = f"stopped: {reason}; deleting Job {details.name} failed: {err}"
+            return dataclasses.replace(failed(reason, message), output=output, job=details)
+        self.runner.forget(self._uid)
+        what = "deleted" if deleted else "was gone already"
+        message = f"stopped: {reason}; Job {details.name} {what}"
+        return Outcome(RunStatus.FAILED, None, reason, message, output, job=details)
+
+    # -- the end -------------------------------------------------------------------------------
+
+    async def _evidence(self, job: Job | None) -> tuple[str, Job | None, str | None]:
+        """The main container's log tail, the newest pod, and why the log could not be read."""
+        if job is None or not self._uid:
+            return "", None, "the Job is gone"
+        cluster, namespace = self.runner.cluster, self.where.namespace
+        try:
+            pod = _newest(await cluster.pods(namespace, self._uid))
+        except Exception as err:
+            return "", None, str(err)
+        main = main_container(job)
+        if pod is None:
+            return "", None, "the Job has no pod (none was started, or they were deleted)"
+        if main is None:
+            return "", pod, "the Job's pod template names no container"
+        name = str((pod.get("metadata") or {}).get("name"))
+        try:
+            output = await cluster.log_tail(namespace, name, main, self.runner.output_limit)
+        except Exception as err:
+            return "", pod, str(err)
+        return output, pod, None
+
+    async def _conclude(self, job: Job) -> Outcome:
+        output, pod, error = await self._evidence(job)
+        ended = outcome_of(job, pod, main=main_container(job), log_error=error)
+        return Outcome(
+            ended.status, ended.exit_code, ended.reason, ended.message, output, job=ended.details
+        )
+
+
+class JobRunner:
+    """The ``job`` action (see the module docstring), and the runs its Jobs still carry
+    (:class:`~reconciler.runner.base.Resumable`).
+
+    ``namespace`` is where a task from a folder, git or the API without ``spec.job.namespace``
+    puts its Jobs (``--job-namespace``); ``owner`` gives the CronTask object of a task read
+    from a resource (its Jobs get an ownerReference to it); ``announce`` writes a running record
+    that says more about its attempt (the dispatcher's ``progress``).
+    """
+
+    field = "job"
+
+    def __init__(
+        self,
+        cluster: JobCluster,
+        *,
+        namespace: str,
+        owner: Callable[[str], ObjectRef | None] = lambda key: None,
+        output_limit: int = 64 * 1024,
+        verify_seconds: float = 30.0,
+        create_attempts: int = 3,
+    ) -> None:
+        self.cluster = cluster
+        self.namespace = namespace
+        self.owner = owner
+        self.output_limit = output_limit
+        self.verify_seconds = verify_seconds
+        self.create_attempts = create_attempts
+        self.progress: Progress | None = None
+        # Jobs this process deleted (Replace): not "running" while the watch catches up.
+        self._deleted: OrderedDict[str, None] = OrderedDict()
+
+    async def announce(self, record: RunRecord) -> None:
+        if self.progress is not None:
+            await self.progress(record)
+
+    def forget(self, uid: str | None) -> None:
+        if uid:
+            self._deleted[uid] = None
+            while len(self._deleted) > 1024:
+                self._deleted.popitem(last=False)
+
+    def where(self, definition: Definition, record: RunRecord) -> JobDetails:
+        namespace = job_namespace(definition, self.namespace)
+        qualified = namespace != definition.task.metadata.namespace
+        return JobDetails(
+            namespace,
+            job_name(record.task, record.scheduled_at, record.attempt, qualified=qualified),
+        )
+
+    def attempt(self, definition: Definition, record: RunRecord) -> JobRun:
+        return JobRun(self, record, self.where(definition, record), definition=definition)
+
+    # -- Resumable -----------------------------------------------------------------------------
+
+    def resume(self, record: RunRecord) -> JobRun:
+        assert record.job is not None  # only records that name their Job are resumed
+        return JobRun(self, record, record.job)
+
+    def running(self, task: str) -> list[RunRecord]:
+        """The runs of ``task`` whose Jobs run in the cluster, as the Jobs tell them."""
+        found = []
+        for job in self.cluster.live(task):
+            run = run_of(job)
+            meta = job.get("metadata") or {}
+            if run is None or meta.get("uid") in self._deleted:
+                continue
+            found.append(
+                RunRecord(
+                    id=run.run_id,
+                    task=run.task,
+                    scheduled_at=run.scheduled_at,
+                    trigger=run.trigger,
+                    status=RunStatus.RUNNING,
+                    attempt=run.attempt,
+                    started_at=parse_time(meta.get("creationTimestamp")),
+                    job=JobDetails(
+                        str(meta.get("namespace")), str(meta.get("name")), meta.get("uid")
+                    ),
+                )
+            )
+        return found

@@ -1,0 +1,367 @@
+"""The Jobs crontask created, watched; and the calls the ``job`` action makes on them.
+
+Contract:
+
+- :class:`JobWatch` keeps a cache of the batch/v1 Jobs that carry the ``crontask.dev/run-id``
+  label (only Jobs crontask created; any other Job is never listed, so never touched), with
+  the same list+watch machinery as CronTasks (:class:`~reconciler.sources.kubernetes_watch.
+  Informer`: bookmarks, 410 re-list, backoff, resync). One informer for the whole cluster
+  (``namespaces=None``), or one per namespace Jobs go to, started on demand (:meth:`watch`).
+- Reads happen on the event loop, from the cache: :meth:`live` (the Jobs of a task that are
+  neither finished nor being deleted), :meth:`jobs_of`, :meth:`cached`. Changes reach the loop
+  (``call_soon_threadsafe``), where they wake :meth:`finished` waiters and call the listeners
+  (``subscribe``) with the keys of the tasks whose Jobs changed.
+- API calls (:meth:`create`, :meth:`get`, :meth:`delete`, :meth:`pods`, :meth:`log_tail`) run
+  in a small thread pool of their own and never block the loop. They raise :class:`JobApiError`
+  (with a one-line message) for what the API server refused or could not be reached for;
+  ``create`` answers an existing Job of the same name instead of raising on ``409``, ``get``
+  answers None on ``404``, ``delete`` deletes with ``propagationPolicy: Background`` (the
+  default for a Job orphans its pods) and the Job's uid as a precondition, so a Job of the
+  same name made meanwhile is never deleted by mistake.
+- :meth:`log_tail` keeps the last ``limit`` bytes of a container's log (with the same
+  truncation marker as a command's output), reading it as a stream: memory stays at ``limit``
+  whatever the log's size.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import json
+import logging
+from collections.abc import Callable, Collection
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+
+from reconciler.core.jobs import RUN_LABEL, finished, is_deleting, run_of
+from reconciler.sources.kubernetes_watch import Informer, object_key
+
+log = logging.getLogger("crontask.sources")
+
+T = TypeVar("T")
+Listener = Callable[[set[str]], None]
+
+CONTROLLER_UID = "batch.kubernetes.io/controller-uid"
+_TIMEOUT = (10, 60)
+_CHUNK = 64 * 1024
+# Lines asked of pods/log: every line is at least its newline, so this many lines hold at
+# least 64 KiB whenever the log is that long.
+_TAIL_LINES = 65_536
+MAX_NAMESPACES = 64  # namespaces with a watch of their own (not with one cluster-wide watch)
+
+
+class JobApiError(Exception):
+    """A call about a Job failed; the message says which and why, in one line."""
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def _describe(err: BaseException) -> str:
+    if isinstance(err, ApiException):
+        detail = ""
+        with contextlib.suppress(ValueError, TypeError, AttributeError):
+            detail = str(json.loads(err.body or "{}").get("message") or "")
+        return f"HTTP {err.status} {err.reason}" + (f": {detail[:300]}" if detail else "")
+    return f"{type(err).__name__}: {str(err)[:300]}"
+
+
+class JobWatch:
+    def __init__(
+        self,
+        api: Any,
+        namespaces: Collection[str] | None,
+        *,
+        resync_seconds: float = 300.0,
+        api_threads: int = 8,
+    ) -> None:
+        self._api = api
+        # Any: every call asks for the raw response (_preload_content=False), not the models.
+        self._batch: Any = client.BatchV1Api(api)
+        self._core: Any = client.CoreV1Api(api)
+        self._cluster_wide = namespaces is None
+        self._wanted = set(namespaces or ())
+        self._resync = resync_seconds
+        self._informers: dict[str | None, Informer] = {}
+        self._starting: dict[str, asyncio.Future[bool]] = {}  # informers on their first list
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._pool = ThreadPoolExecutor(api_threads, thread_name_prefix="crontask-jobs")
+        self._by_task: dict[str, set[str]] = {}  # task key -> job keys ("ns/name")
+        self._task_of: dict[str, str] = {}  # job key -> task key
+        self._waiters: dict[str, list[asyncio.Future[None]]] = {}
+        self._listeners: list[Listener] = []
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    def start(self, loop: asyncio.AbstractEventLoop, wait: float = 30.0) -> bool:
+        """Start the informers; wait up to ``wait`` seconds for each first list. Blocking."""
+        self._loop = loop
+        targets: list[str | None] = [None] if self._cluster_wide else [*sorted(self._wanted)]
+        return all([self._start_informer(namespace, wait) for namespace in targets])
+
+    def stop(self) -> None:
+        for informer in list(self._informers.values()):
+            informer.stop()
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+    @property
+    def synced(self) -> bool:
+        return all(i.synced for i in list(self._informers.values()))
+
+    def _start_informer(self, namespace: str | None, wait: float) -> bool:
+        if namespace in self._informers:
+            return self._informers[namespace].synced
+        informer = Informer(
+            self._list_function(namespace),
+            on_change=self._changed_from_thread,
+            resync_seconds=self._resync,
+            name=f"job-watch-{namespace or 'all'}",
+        )
+        self._informers[namespace] = informer
+        synced = informer.start(wait)
+        if not synced:
+            log.warning(
+                "jobs: the first list has not succeeded yet; will keep trying",
+                extra={"fields": {"namespace": namespace, "error": informer.last_error}},
+            )
+        return synced
+
+    async def watch(self, namespace: str) -> None:
+        """Make sure the Jobs of ``namespace`` are watched (listed before this returns, or
+        after 30 s of trying). Raises :class:`JobApiError` past :data:`MAX_NAMESPACES`: a
+        definition cannot make crontask start a thread per namespace without bound."""
+        if self._cluster_wide or namespace in self._informers:
+            return
+        starting = self._starting.get(namespace)
+        if starting is None:
+            if len(self._informers) + len(self._starting) >= MAX_NAMESPACES:
+                raise JobApiError(
+                    f"Jobs are watched in at most {MAX_NAMESPACES} namespaces; {namespace} "
+                    "would be one more (with --kubernetes --all-namespaces, one watch covers all)"
+                )
+            self._wanted.add(namespace)
+            starting = asyncio.ensure_future(
+                asyncio.to_thread(self._start_informer, namespace, 30.0)
+            )
+            self._starting[namespace] = starting
+            starting.add_done_callback(lambda _: self._starting.pop(namespace, None))
+        await asyncio.shield(starting)
+
+    def _list_function(self, namespace: str | None) -> Callable[..., Any]:
+        batch = self._batch
+        if namespace is None:
+            call = functools.partial(batch.list_job_for_all_namespaces, label_selector=RUN_LABEL)
+        else:
+            call = functools.partial(batch.list_namespaced_job, namespace, label_selector=RUN_LABEL)
+
+        def list_jobs(**kwargs: Any) -> Any:
+            if kwargs.get("watch"):
+                return call(**kwargs)  # the informer streams it itself
+            # Plain dicts, as the informer keeps them (no typed models: faster, and exact).
+            response = call(_preload_content=False, **kwargs)
+            return json.loads(response.data)
+
+        return list_jobs
+
+    # -- the cache, on the loop ----------------------------------------------------------------
+
+    def _changed_from_thread(self, keys: set[str]) -> None:
+        loop = self._loop
+        if loop is not None:
+            with contextlib.suppress(RuntimeError):  # the loop is closing
+                loop.call_soon_threadsafe(self._changed, keys)
+
+    def _changed(self, keys: set[str]) -> None:
+        tasks: set[str] = set()
+        jobs = self._snapshot(keys)
+        for key in keys:
+            before = self._task_of.pop(key, None)
+            if before is not None:
+                self._by_task.get(before, set()).discard(key)
+                tasks.add(before)
+            job = jobs.get(key)
+            run = run_of(job) if job is not None else None
+            if run is not None:
+                self._task_of[key] = run.task
+                self._by_task.setdefault(run.task, set()).add(key)
+                tasks.add(run.task)
+            for waiter in self._waiters.pop(key, []):
+                if not waiter.done():
+                    waiter.set_result(None)
+        for listener in self._listeners:
+            try:
+                listener(tasks)
+            except Exception:
+                log.exception("job listener failed")
+
+    def _snapshot(self, keys: Collection[str] | None = None) -> dict[str, dict[str, Any]]:
+        found: dict[str, dict[str, Any]] = {}
+        if keys is not None and not keys:
+            return found  # the common case for a task without Jobs: nothing to look at
+        # A copy: an informer for a new namespace may be added from a thread meanwhile.
+        for informer in list(self._informers.values()):
+            found.update(informer.snapshot(keys))
+        return found
+
+    def subscribe(self, listener: Listener) -> None:
+        """``listener(task keys)`` is called on the loop when Jobs of those tasks change."""
+        self._listeners.append(listener)
+
+    def cached(self, namespace: str, name: str) -> dict[str, Any] | None:
+        return self._snapshot([f"{namespace}/{name}"]).get(f"{namespace}/{name}")
+
+    def watched(self, namespace: str) -> bool:
+        """Whether the cache covers ``namespace`` and has been listed."""
+        informer = self._informers.get(None if self._cluster_wide else namespace)
+        return informer is not None and informer.synced
+
+    def jobs_of(self, task: str) -> list[dict[str, Any]]:
+        """Every cached Job of ``task``."""
+        return list(self._snapshot(self._by_task.get(task, ())).values())
+
+    def tasks(self) -> set[str]:
+        """The task keys that have Jobs in the cache."""
+        return {task for task, jobs in self._by_task.items() if jobs}
+
+    def live(self, task: str) -> list[dict[str, Any]]:
+        """The Jobs of ``task`` that still run: not finished, not being deleted."""
+        return [j for j in self.jobs_of(task) if finished(j) is None and not is_deleting(j)]
+
+    async def changed(self, namespace: str, name: str, timeout: float) -> bool:
+        """Wait until the cached Job ``namespace/name`` changes (or appears, or goes): True;
+        or until ``timeout`` seconds have passed: False."""
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        key = f"{namespace}/{name}"
+        self._waiters.setdefault(key, []).append(waiter)
+        try:
+            await asyncio.wait_for(asyncio.shield(waiter), timeout)
+        except TimeoutError:
+            return False
+        else:
+            return True
+        finally:
+            waiting = self._waiters.get(key, [])
+            with contextlib.suppress(ValueError):
+                waiting.remove(waiter)
+            if not waiting:
+                self._waiters.pop(key, None)
+
+    # -- API calls, in threads -----------------------------------------------------------------
+
+    async def _call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._pool, functools.partial(fn, *args, **kwargs))
+
+    async def _request(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """``fn`` with the raw response, read whole in the thread: the JSON it answered. (An
+        unread response would never give its connection back to the pool.)"""
+
+        def call() -> Any:
+            response = fn(*args, _preload_content=False, _request_timeout=_TIMEOUT, **kwargs)
+            return json.loads(response.data or b"null")
+
+        return await self._call(call)
+
+    async def create(self, body: dict[str, Any]) -> tuple[dict[str, Any], bool]:
+        """Create the Job; ``(job, True)``. If a Job of that name exists: ``(it, False)``."""
+        namespace = body["metadata"]["namespace"]
+        try:
+            created: dict[str, Any] = await self._request(
+                self._batch.create_namespaced_job, namespace, body
+            )
+        except ApiException as err:
+            if err.status != 409:
+                raise JobApiError(f"cannot create Job: {_describe(err)}", err.status) from None
+            existing = await self.get(namespace, body["metadata"]["name"])
+            if existing is None:  # deleted in between: let the caller try again
+                raise JobApiError("the Job existed and then vanished", 409) from None
+            return existing, False
+        except Exception as err:
+            raise JobApiError(f"cannot create Job: {_describe(err)}") from None
+        return created, True
+
+    async def get(self, namespace: str, name: str) -> dict[str, Any] | None:
+        try:
+            job: dict[str, Any] = await self._request(
+                self._batch.read_namespaced_job, name, namespace
+            )
+        except ApiException as err:
+            if err.status == 404:
+                return None
+            raise JobApiError(f"cannot read Job: {_describe(err)}", err.status) from None
+        except Exception as err:
+            raise JobApiError(f"cannot read Job: {_describe(err)}") from None
+        return job
+
+    async def delete(self, namespace: str, name: str, uid: str | None) -> bool:
+        """Delete the Job and, in the background, its pods. False if it was gone already."""
+        body: dict[str, Any] = {"propagationPolicy": "Background"}
+        if uid:
+            body["preconditions"] = {"uid": uid}
+        try:
+            await self._request(self._batch.delete_namespaced_job, name, namespace, body=body)
+        except ApiException as err:
+            if err.status in (404, 409):  # gone, or another Job of that name now
+                return False
+            raise JobApiError(f"cannot delete Job: {_describe(err)}", err.status) from None
+        except Exception as err:
+            raise JobApiError(f"cannot delete Job: {_describe(err)}") from None
+        return True
+
+    async def pods(self, namespace: str, uid: str) -> list[dict[str, Any]]:
+        """The pods of the Job whose uid is ``uid``."""
+        try:
+            pods = await self._request(
+                self._core.list_namespaced_pod, namespace, label_selector=f"{CONTROLLER_UID}={uid}"
+            )
+        except Exception as err:
+            raise JobApiError(f"cannot list the Job's pods: {_describe(err)}") from None
+        items: list[dict[str, Any]] = pods.get("items") or []
+        return items
+
+    async def log_tail(self, namespace: str, pod: str, container: str, limit: int) -> str:
+        """The last ``limit`` bytes of the container's log, from ``pods/log``."""
+        try:
+            return await self._call(self._read_tail, namespace, pod, container, limit)
+        except Exception as err:
+            raise JobApiError(f"pods/log of {pod}: {_describe(err)}") from None
+
+    def _read_tail(self, namespace: str, pod: str, container: str, limit: int) -> str:
+        response = self._core.read_namespaced_pod_log(
+            pod,
+            namespace,
+            container=container,
+            tail_lines=_TAIL_LINES,
+            _preload_content=False,
+            _request_timeout=_TIMEOUT,
+        )
+        kept = bytearray()
+        total = 0
+        try:
+            for chunk in response.stream(_CHUNK, decode_content=True):
+                total += len(chunk)
+                kept += chunk
+                if len(kept) > limit:
+                    del kept[: len(kept) - limit]
+        finally:
+            response.release_conn()
+        return tail_text(bytes(kept), total - len(kept))
+
+
+def tail_text(data: bytes, dropped: int) -> str:
+    """Decoded tail, marked as a command's output is when something was cut before it."""
+    if not dropped:
+        return data.decode("utf-8", errors="replace")
+    skip = 0  # the cut may have split a UTF-8 sequence: drop its continuation bytes
+    while skip < min(3, len(data)) and 0x80 <= data[skip] <= 0xBF:
+        skip += 1
+    tail = data[skip:].decode("utf-8", errors="replace")
+    return f"[... {dropped + skip} bytes truncated ...]\n{tail}"
+
+
+__all__ = ["CONTROLLER_UID", "JobApiError", "JobWatch", "object_key", "tail_text"]

@@ -1,0 +1,257 @@
+"""``spec.job.spec`` checked as the API server would check a JobSpec, with ``file:line:col``."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import kubernetes_validate
+import pytest
+import yaml
+
+from reconciler.core import jobspec
+from reconciler.core.jobspec import KEYWORDS, MAX_PROBLEMS, problems
+from reconciler.sources.documents import parse_text
+from tests.jobs.jobspec_schema import generate as generate_schema
+from tests.jobs.jobspec_schema import render
+
+ROOT = Path(__file__).resolve().parents[2]
+MAIN = {"name": "main", "image": "busybox", "command": ["sh", "-c", "true"]}
+
+
+def spec(**pod: Any) -> dict[str, Any]:
+    return {"template": {"spec": {"containers": [MAIN], **pod}}}
+
+
+def test_the_vendored_schema_is_fresh() -> None:
+    committed = (ROOT / "reconciler" / "core" / jobspec.SCHEMA_FILE).read_text()
+    assert committed == render(generate_schema()), (
+        "regenerate: .venv/bin/python -m tests.jobs.jobspec_schema > "
+        "reconciler/core/data/jobspec-batch-v1.json"
+    )
+
+
+def test_the_schema_uses_only_what_the_checker_knows_and_is_not_recursive() -> None:
+    definitions = jobspec.schema()["definitions"]
+
+    def walk(node: dict[str, Any], seen: tuple[str, ...]) -> None:
+        assert set(node) <= KEYWORDS, set(node) - KEYWORDS
+        if "$ref" in node:
+            assert node["$ref"] not in seen, f"recursive: {(*seen, node['$ref'])}"
+            walk(definitions[node["$ref"]], (*seen, node["$ref"]))
+        children = [*node.get("properties", {}).values(), *node.get("oneOf", ())]
+        children += [
+            node[k] for k in ("items", "additionalProperties") if isinstance(node.get(k), dict)
+        ]
+        for child in children:
+            walk(child, seen)
+
+    walk({"$ref": jobspec.schema()["root"]}, ())
+
+
+VALID = {
+    "minimal": spec(),
+    "a CronJob's jobTemplate.spec": {
+        "backoffLimit": 2,
+        "activeDeadlineSeconds": 600,
+        "ttlSecondsAfterFinished": 3600,
+        "podFailurePolicy": {
+            "rules": [{"action": "FailJob", "onExitCodes": {"operator": "In", "values": [42]}}]
+        },
+        "template": {
+            "metadata": {"labels": {"app": "report"}, "annotations": {"a": "b"}},
+            "spec": {
+                "restartPolicy": "OnFailure",
+                "serviceAccountName": "reporter",
+                "nodeSelector": {"gpu": "true"},
+                "volumes": [{"name": "data", "persistentVolumeClaim": {"claimName": "data"}}],
+                "initContainers": [{"name": "init", "image": "busybox"}],
+                "containers": [
+                    {
+                        **MAIN,
+                        "env": [
+                            {"name": "A", "value": "1"},
+                            {"name": "B", "valueFrom": {"secretKeyRef": {"name": "s", "key": "k"}}},
+                        ],
+                        "resources": {"limits": {"cpu": "500m", "memory": 268435456}},
+                        "volumeMounts": [{"name": "data", "mountPath": "/data"}],
+                        "ports": [{"containerPort": 8080}],
+                    }
+                ],
+            },
+        },
+    },
+    "nulls for optional fields": {**spec(), "backoffLimit": None},
+}
+
+
+@pytest.mark.parametrize("name", VALID)
+def test_valid_specs(name: str) -> None:
+    assert problems(VALID[name]) == []
+
+
+INVALID: dict[str, tuple[dict[str, Any], list[tuple[str, str | None]]]] = {
+    "no template": ({"backoffLimit": 1}, [("template", "Required value")]),
+    "misspelt field": (
+        spec(restartPolicyy="Never"),
+        [("template.spec.restartPolicyy", "unknown field (did you mean 'restartPolicy'?)")],
+    ),
+    "restartPolicy Always": (
+        spec(restartPolicy="Always"),
+        [
+            (
+                "template.spec.restartPolicy",
+                'Unsupported value: "Always": supported values: "OnFailure", "Never"',
+            )
+        ],
+    ),
+    "restartPolicy misspelt": (
+        spec(restartPolicy="Nevr"),
+        [
+            (
+                "template.spec.restartPolicy",
+                'Unsupported value: "Nevr": supported values: "OnFailure", "Never"',
+            )
+        ],
+    ),
+    "no image": (
+        {"template": {"spec": {"containers": [{"name": "main"}]}}},
+        [("template.spec.containers[0].image", "Required value")],
+    ),
+    "no containers": (
+        {"template": {"spec": {"containers": []}}},
+        [("template.spec.containers", "Required value")],
+    ),
+    "container name": (
+        {"template": {"spec": {"containers": [{**MAIN, "name": "Main_1"}]}}},
+        [("template.spec.containers[0].name", None)],
+    ),
+    "duplicate names": (
+        {"template": {"spec": {"initContainers": [MAIN], "containers": [MAIN]}}},
+        [("template.spec.containers[0].name", 'Duplicate value: "main"')],
+    ),
+    "a string for a number": (
+        {**spec(), "backoffLimit": "3"},
+        [("backoffLimit", 'Invalid value: "3": must be an integer')],
+    ),
+    "a boolean for a number": (
+        {**spec(), "parallelism": True},
+        [("parallelism", "Invalid value: true: must be an integer")],
+    ),
+    "int32 overflow": (
+        {**spec(), "backoffLimit": 2**31},
+        [("backoffLimit", "Invalid value: 2147483648: out of range for int32")],
+    ),
+    "negative count": (
+        {**spec(), "backoffLimit": -1},
+        [("backoffLimit", "Invalid value: -1: must be greater than or equal to 0")],
+    ),
+    "zero deadline": (
+        {**spec(), "activeDeadlineSeconds": 0},
+        [("activeDeadlineSeconds", "Invalid value: 0: must be greater than 0")],
+    ),
+    "int-or-string": (
+        {"template": {"spec": {"containers": [{**MAIN, "resources": {"limits": {"cpu": [1]}}}]}}},
+        [
+            (
+                "template.spec.containers[0].resources.limits.cpu",
+                "Invalid value: a list: must be a string or a number",
+            )
+        ],
+    ),
+    "a list for an object": (
+        {"template": []},
+        [("template", "Invalid value: a list: must be an object")],
+    ),
+}
+
+
+@pytest.mark.parametrize("name", INVALID)
+def test_invalid_specs(name: str) -> None:
+    given, expected = INVALID[name]
+    found = [(jobspec.dotted(p.path), p.message) for p in problems(given)]
+    assert [path for path, _ in found] == [path for path, _ in expected]
+    for (_, message), (_, wanted) in zip(found, expected, strict=True):
+        if wanted is not None:
+            assert message == wanted
+
+
+def test_hostile_specs_are_bounded() -> None:
+    started = time.monotonic()
+    huge = {"template": {"spec": {"containers": [{**MAIN, "args": ["x"] * 100_000}]}}}
+    (problem,) = problems(huge)
+    assert "too large" in problem.message
+    many = {"template": {"spec": {"containers": [{**MAIN, f"bad{i}": 1} for i in range(200)]}}}
+    assert len(problems(many)) == MAX_PROBLEMS
+    assert time.monotonic() - started < 5  # generous: it is milliseconds
+
+
+TASK = """\
+apiVersion: crontask.dev/v1alpha1
+kind: CronTask
+metadata:
+  name: report
+spec:
+  schedule: "0 3 * * *"
+  job:
+    spec:
+      backoffLimit: 2
+      template:
+        spec:
+          restartPolicy: Nevr
+          containers:
+            - name: main
+              command: ["sh", "-c", "echo hi"]
+"""
+
+
+def test_validate_points_at_each_field() -> None:
+    parsed = parse_text(TASK, "report.yaml")
+    assert [str(e) for e in parsed.errors] == [
+        "report.yaml:12:11: spec.job.spec.template.spec.restartPolicy: Unsupported value: "
+        '"Nevr": supported values: "OnFailure", "Never"',
+        "report.yaml:14:15: spec.job.spec.template.spec.containers[0].image: Required value",
+    ]
+
+
+def test_crontask_validate_says_file_line_col(tmp_path: Path) -> None:
+    (tmp_path / "report.yaml").write_text(
+        TASK.replace("Nevr", "Never").replace("command", "comand")
+    )
+    proc = subprocess.run(
+        [sys.executable, "-m", "reconciler", "validate", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 1
+    where = f"{tmp_path / 'report.yaml'}:15:15"
+    field = "spec.job.spec.template.spec.containers[0].comand"
+    assert f"{where}: {field}: unknown field (did you mean 'command'?)" in proc.stdout
+
+
+def test_schema_and_crd_keep_the_jobspec_whole() -> None:
+    schema = json.loads((ROOT / "schemas" / "crontask.schema.json").read_text())
+    job = schema["$defs"]["JobAction"]["properties"]["spec"]
+    assert job["type"] == "object"
+    assert job["additionalProperties"] is True
+
+
+def test_the_readme_example_moves_a_cronjob_unchanged() -> None:
+    readme = (ROOT / "README.md").read_text()
+    blocks = [b.split("```")[0] for b in readme.split("```yaml\n")[1:]]
+    cronjob = next(yaml.safe_load(b) for b in blocks if "kind: CronJob" in b)
+    crontask = next(b for b in blocks if "kind: CronTask" in b and "nightly-report" in b)
+    parsed = parse_text(crontask, "README.md")
+    assert parsed.errors == []
+    (definition,) = parsed.definitions
+    job = definition.task.spec.job
+    assert job is not None
+    assert job.spec == cronjob["spec"]["jobTemplate"]["spec"]
+    assert job.metadata.labels == cronjob["spec"]["jobTemplate"]["metadata"]["labels"]
+    kubernetes_validate.validate(cronjob, "1.32", strict=True)  # a real CronJob

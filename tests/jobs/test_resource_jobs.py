@@ -1,0 +1,171 @@
+"""Job tasks from CronTask resources: Jobs owned by their CronTask, status and Events where
+people look (``kubectl get jobs,crontasks``), and deleting the CronTask."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from reconciler.core.runs import RunStatus
+from tests.jobs.conftest import Crontask, Gate, condition, jobs, wait_for
+from tests.k8s.emulator import Emulator
+from tests.k8s.emulator.fixtures import Kubectl
+
+pytestmark = pytest.mark.usefixtures("real_crd")
+
+
+def cron_task(name: str, script: str, **spec: Any) -> str:
+    return yaml.safe_dump(
+        {
+            "apiVersion": "crontask.dev/v1alpha1",
+            "kind": "CronTask",
+            "metadata": {"name": name, "namespace": "default"},
+            "spec": {
+                "schedule": "0 0 1 1 *",
+                **spec,
+                "job": {
+                    "metadata": {"labels": {"team": "ops"}},
+                    "spec": {
+                        "backoffLimit": 0,
+                        "template": {
+                            "spec": {
+                                "containers": [
+                                    {
+                                        "name": "main",
+                                        "image": "busybox",
+                                        "command": ["sh", "-c", script],
+                                    }
+                                ]
+                            }
+                        },
+                    },
+                },
+            },
+        }
+    )
+
+
+def status(emulator: Emulator, name: str) -> dict[str, Any]:
+    for obj in emulator.objects("ct"):
+        if obj["metadata"]["name"] == name:
+            found: dict[str, Any] = obj.get("status") or {}
+            return found
+    return {}
+
+
+def run_now(kubectl: Kubectl, name: str, value: str) -> None:
+    kubectl("annotate", "ct", name, f"crontask.dev/run-now={value}", "--overwrite")
+
+
+def test_a_crontasks_jobs_are_owned_reported_and_go_with_it(
+    crontask: Callable[..., Crontask], emulator: Emulator, kubectl: Kubectl, tmp_path: Path
+) -> None:
+    gate = Gate(tmp_path)
+    instance = crontask("--kubernetes")
+    kubectl(
+        "apply",
+        "-f",
+        "-",
+        stdin=cron_task("report", gate.wait("echo 'ERROR: no route to db'; exit 2")),
+    )
+    wait_for("Ready", lambda: status(emulator, "report").get("observedGeneration") == 1)
+    run_now(kubectl, "report", "1")
+
+    (job,) = wait_for("a Job", lambda: jobs(emulator, "default.report"))
+    (crontask_obj,) = emulator.objects("ct")
+    meta = job["metadata"]
+    assert meta["ownerReferences"] == [
+        {
+            "apiVersion": "crontask.dev/v1alpha1",
+            "kind": "CronTask",
+            "name": "report",
+            "uid": crontask_obj["metadata"]["uid"],
+            "controller": True,
+            "blockOwnerDeletion": True,
+        }
+    ]
+    assert meta["labels"]["team"] == "ops"
+    assert meta["namespace"] == "default"
+    # While it runs, status.active names the Job as CronJob's does, and lastRun says which.
+    active = wait_for("status.active", lambda: status(emulator, "report").get("active"))
+    assert active == [
+        {
+            "apiVersion": "batch/v1",
+            "kind": "Job",
+            "namespace": "default",
+            "name": meta["name"],
+            "uid": meta["uid"],
+        }
+    ]
+    assert status(emulator, "report")["lastRun"]["job"] == {
+        "name": meta["name"],
+        "uid": meta["uid"],
+    }
+    table = kubectl("get", "jobs,crontasks")
+    assert meta["name"] in table
+    assert "running" in table
+
+    gate.open()
+    wait_for(
+        "failed", lambda: status(emulator, "report").get("lastRun", {}).get("result") == "failed"
+    )
+    final = status(emulator, "report")
+    assert final["active"] == []
+    assert final["activeCount"] == 0
+    assert final["lastRun"]["exitCode"] == 2
+    table = kubectl("get", "jobs,crontasks")
+    assert "failed" in table
+    assert "Failed" in table
+    events = wait_for(
+        "a RunFailed Event",
+        lambda: [e for e in emulator.objects("events") if e.get("reason") == "RunFailed"],
+    )
+    assert events[0]["message"] == (
+        f"run failed: BackoffLimitExceeded (Job {meta['name']}, exit code 2): ERROR: no route to db"
+    )
+
+    kubectl("delete", "ct", "report")
+    wait_for("its Jobs gone with it", lambda: not jobs(emulator, "default.report"))
+    (record,) = instance.runs("default/report")
+    assert record.status is RunStatus.FAILED
+
+
+def test_deleting_a_crontask_while_its_job_runs(
+    crontask: Callable[..., Crontask], emulator: Emulator, kubectl: Kubectl
+) -> None:
+    instance = crontask("--kubernetes")
+    kubectl("apply", "-f", "-", stdin=cron_task("doomed", "sleep 60"))
+    wait_for("Ready", lambda: status(emulator, "doomed").get("observedGeneration") == 1)
+    run_now(kubectl, "doomed", "1")
+    wait_for(
+        "a live Job", lambda: [j for j in jobs(emulator, "default.doomed") if condition(j) is None]
+    )
+    kubectl("delete", "ct", "doomed")
+    wait_for("the Job gone (garbage-collected)", lambda: not jobs(emulator, "default.doomed"))
+    (record,) = wait_for(
+        "the run recorded",
+        lambda: [r for r in instance.runs("default/doomed") if r.status.finished],
+    )
+    assert (record.status, record.reason) == (RunStatus.FAILED, "JobDeleted")
+
+
+def test_a_crontasks_jobs_stay_in_its_namespace(
+    crontask: Callable[..., Crontask], emulator: Emulator, kubectl: Kubectl
+) -> None:
+    crontask("--kubernetes")
+    document = yaml.safe_load(cron_task("elsewhere", "true"))
+    document["spec"]["job"]["namespace"] = "kube-system"
+    kubectl("apply", "-f", "-", stdin=yaml.safe_dump(document))
+
+    def ready() -> dict[str, Any]:
+        for item in status(emulator, "elsewhere").get("conditions") or []:
+            if item["type"] == "Ready":
+                return dict(item)
+        return {}
+
+    wait_for("InvalidSpec", lambda: ready().get("reason") == "InvalidSpec")
+    assert "spec.job.namespace" in ready()["message"]
