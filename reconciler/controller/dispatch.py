@@ -31,76 +31,28 @@ import logging
 from collections.abc import Callable
 from datetime import UTC, datetime
 
+from reconciler.controller.execution import (
+    REPLACED,
+    SHUTDOWN,
+    ActiveRun,
+    RunExecution,
+    RunListener,
+)
 from reconciler.controller.handover import Handover
 from reconciler.controller.recorder import Recorder
 from reconciler.controller.slots import SlotLedger, Superseded
 from reconciler.core.desired import Definition
 from reconciler.core.model import ConcurrencyPolicy
 from reconciler.core.runs import RunRecord, RunStatus, Trigger, run_id
-from reconciler.core.timing import retry_delay
-from reconciler.runner.base import Actions, Attempt, Outcome, Resumable, failed
-from reconciler.store.base import DuplicateRun, RunStore
+from reconciler.runner.base import Actions, Resumable
+from reconciler.store.base import RunStore
 
 log = logging.getLogger("crontask.runner")
 
 Clock = Callable[[], datetime]
 
-SHUTDOWN = "Shutdown"
-REPLACED = "Replaced"
-TASK_REMOVED = "TaskRemoved"
-TASK_CHANGED = "TaskChanged"
-HANDED_OVER = "HandedOver"
 
-# Why a retry that was waiting did not start, as its attempt's record says it.
-_ABANDONED = {
-    SHUTDOWN: "crontask stopped while this retry waited",
-    REPLACED: "a newer slot replaced the run while this retry waited",
-    TASK_REMOVED: "the task was removed while this retry waited",
-    TASK_CHANGED: "the task's definition changed while this retry waited",
-    HANDED_OVER: "the task moved to another replica while this retry waited",
-}
-
-
-@dataclasses.dataclass(eq=False)
-class ActiveRun:
-    record: RunRecord
-    attempt: Attempt | None = None
-    task: asyncio.Task[None] | None = None
-    stop_reason: str | None = None
-    waiting: bool = False  # between two attempts: nothing is running
-    # Made only when a retry waits (most runs never need one).
-    _stopped: asyncio.Event | None = None
-
-    def stop(self, reason: str) -> None:
-        """Stop the run, also when its process has not been spawned yet (its claim may still
-        be on its way to the store) or while it waits for a retry: the reason is kept and
-        applied as soon as there is something to stop."""
-        self.stop_reason = self.stop_reason or reason
-        if self._stopped is not None:
-            self._stopped.set()
-        if self.attempt is not None:
-            self.attempt.stop(self.stop_reason)
-
-    async def wait_stopped(self, seconds: float) -> bool:
-        """Wait up to ``seconds``; True if the run was stopped before or meanwhile."""
-        if self.stop_reason is not None:
-            return True
-        if self._stopped is None:
-            self._stopped = asyncio.Event()
-        self.waiting = True
-        try:
-            await asyncio.wait_for(self._stopped.wait(), seconds)
-        except TimeoutError:
-            return False
-        finally:
-            self.waiting = False
-        return True
-
-
-RunListener = Callable[[RunRecord], None]
-
-
-class Dispatcher:
+class Dispatcher(RunExecution):
     def __init__(
         self,
         store: RunStore,
@@ -317,248 +269,6 @@ class Dispatcher:
             "(crontask was down or busy); only the latest missed slot may run",
         )
 
-    def _skip(self, record: RunRecord, reason: str, message: str) -> RunRecord:
-        skipped = dataclasses.replace(
-            record,
-            status=RunStatus.SKIPPED,
-            started_at=None,
-            finished_at=record.started_at,
-            reason=reason,
-            message=message,
-        )
-        log.info(
-            "slot skipped",
-            extra={"fields": {"task": record.task, "run": record.id, "reason": reason}},
-        )
-        write = asyncio.get_running_loop().create_task(self._add(skipped))
-        self._writes.add(write)
-        write.add_done_callback(self._writes.discard)
-        return skipped
-
-    # -- one run ---------------------------------------------------------------------------
-
-    async def _execute(
-        self,
-        definition: Definition | None,
-        active: ActiveRun,
-        replaced: list[ActiveRun],
-        *,
-        adopted: bool = False,
-    ) -> None:
-        try:
-            for old in replaced:
-                if old.task is not None:
-                    await asyncio.shield(old.task)
-            if not adopted and (why := await self._handed_over(definition, active)) is not None:
-                self._skip(active.record, "ConcurrencyForbid", why)
-                return
-            while True:
-                final = await self._run_attempt(definition, active, adopted=adopted)
-                adopted = False
-                if (
-                    final is None
-                    or definition is None
-                    or not self._retry_due(definition, final, active)
-                ):
-                    return
-                delay = retry_delay(definition.task.spec.retry, final.attempt)
-                log.info(
-                    "retry scheduled",
-                    extra={
-                        "fields": {
-                            "task": final.task,
-                            "run": final.id,
-                            "attempt": final.attempt + 1,
-                            "in_seconds": delay,
-                        }
-                    },
-                )
-                following = dataclasses.replace(
-                    final,
-                    attempt=final.attempt + 1,
-                    trigger=Trigger.RETRY,
-                    status=RunStatus.RUNNING,
-                    finished_at=None,
-                    exit_code=None,
-                    reason=None,
-                    message=None,
-                    output="",
-                    job=None,  # the next attempt has its own (a new Job)
-                )
-                if await active.wait_stopped(delay):
-                    await self._abandon(following, active.stop_reason or SHUTDOWN)
-                    return
-                active.attempt = None
-                active.record = dataclasses.replace(following, started_at=self.clock())
-        finally:
-            record = active.record
-            runs = self._active.get(record.task, {})
-            runs.pop(record.id, None)
-            if not runs:
-                self._active.pop(record.task, None)
-
-    async def _handed_over(self, definition: Definition | None, active: ActiveRun) -> str | None:
-        """For a task inherited from another replica: why its run there forbids this one."""
-        assert definition is not None  # only adopted runs come without one
-        handover = self.handover
-        policy = definition.task.spec.concurrency_policy
-        if (
-            handover is None
-            or not handover.inherited(definition.key)
-            or policy is ConcurrencyPolicy.ALLOW
-            or active.record.trigger is Trigger.RETRY
-        ):
-            return None
-        try:
-            return await handover.settle(definition.key, policy, REPLACED)
-        except Exception:
-            log.exception("could not look for runs of other replicas; running it")
-            return None
-
-    async def _abandon(self, attempt: RunRecord, reason: str) -> None:
-        """A retry that was waiting will not start: its attempt is recorded with the reason
-        (``interrupted`` at shutdown, else ``skipped``), so the history says why it stopped."""
-        why = _ABANDONED.get(reason, f"stopped ({reason}) while this retry waited")
-        status = RunStatus.INTERRUPTED if reason == SHUTDOWN else RunStatus.SKIPPED
-        record = dataclasses.replace(
-            attempt,
-            status=status,
-            started_at=None,
-            finished_at=self.clock(),
-            reason=reason,
-            message=f"{why}; it did not start",
-        )
-        log.info(
-            "retry cancelled",
-            extra={
-                "fields": {
-                    "task": record.task,
-                    "run": record.id,
-                    "attempt": record.attempt,
-                    "reason": reason,
-                }
-            },
-        )
-        await self.recorder.save(record)
-        self._notify(record)
-
-    async def _run_attempt(
-        self, definition: Definition | None, active: ActiveRun, *, adopted: bool = False
-    ) -> RunRecord | None:
-        """Claim, run and complete one attempt; None if another instance holds the slot (or,
-        adopted, recorded its end already), or if the attempt detached."""
-        if adopted:
-            return await self._follow_adopted(active)
-        record = active.record
-        try:
-            await self.recorder.claim(record)
-        except DuplicateRun:
-            log.info(
-                "slot already claimed by another instance",
-                extra={
-                    "fields": {"task": record.task, "run": record.id, "attempt": record.attempt}
-                },
-            )
-            return None
-        except Exception:
-            # An unexpected store error must not cost the run either: it still runs, and its
-            # whole record is written when it ends.
-            log.exception(
-                "could not record run start; running it anyway",
-                extra={"fields": {"task": record.task, "run": record.id}},
-            )
-        self._notify(record)
-        assert definition is not None  # only adopted runs come without one
-        return await self._complete(active, await self._attempt(definition, active))
-
-    async def _follow_adopted(self, active: ActiveRun) -> RunRecord | None:
-        """An adopted run: make its record this process's, then follow its work to the end."""
-        assert self.resumable is not None
-        record = active.record
-        try:
-            stored = await self.recorder.call(
-                self.recorder.store.take_over, record.id, record.attempt, self.owner
-            )
-        except Exception:
-            log.exception("could not take the adopted run over; following it anyway")
-            stored = None
-        if stored is not None and stored.status.finished:
-            return None  # its end is recorded already (by whoever followed it)
-        if stored is not None:
-            record = active.record = dataclasses.replace(stored, job=record.job or stored.job)
-        self._notify(record, self._progress_listeners)
-        attempt = self.resumable.resume(record)
-        active.attempt = attempt
-        if active.stop_reason is not None:
-            attempt.stop(active.stop_reason)
-        try:
-            outcome = await attempt.run()
-        except Exception as err:
-            log.exception("adopted run failed unexpectedly", extra={"fields": {"run": record.id}})
-            outcome = failed("ActionError", f"the action failed unexpectedly: {err!r}"[:500])
-        return await self._complete(active, outcome)
-
-    async def _complete(self, active: ActiveRun, outcome: Outcome) -> RunRecord | None:
-        record = active.record
-        if outcome.detached:
-            log.info(
-                "run detached: its work goes on outside crontask",
-                extra={"fields": {"task": record.task, "run": record.id, "why": outcome.reason}},
-            )
-            return None
-        status = RunStatus.INTERRUPTED if outcome.reason == SHUTDOWN else outcome.status
-        final = record.finish(
-            status,
-            finished_at=self.clock(),
-            exit_code=outcome.exit_code,
-            reason=outcome.reason,
-            message=outcome.message,
-            output=outcome.output,
-            job=outcome.job,
-        )
-        log.info(
-            "run finished",
-            extra={
-                "fields": {
-                    "task": record.task,
-                    "run": record.id,
-                    "attempt": record.attempt,
-                    "status": str(final.status),
-                    "exit_code": final.exit_code,
-                    "duration_ms": final.duration_ms,
-                }
-            },
-        )
-        await self.recorder.save(final)
-        self._notify(final)
-        return final
-
-    @staticmethod
-    def _retry_due(definition: Definition, final: RunRecord, active: ActiveRun) -> bool:
-        retryable = final.status in (RunStatus.FAILED, RunStatus.TIMED_OUT)
-        within_limit = final.attempt <= definition.task.spec.retry.limit
-        return retryable and within_limit and active.stop_reason is None
-
-    async def _attempt(self, definition: Definition, active: ActiveRun) -> Outcome:
-        record = active.record
-        log.info(
-            "run started",
-            extra={"fields": {"task": record.task, "run": record.id, "trigger": record.trigger}},
-        )
-        try:
-            attempt = self.actions.attempt(definition, record)
-            active.attempt = attempt
-            if active.stop_reason is not None:
-                attempt.stop(active.stop_reason)  # run() then reports it without starting
-            return await attempt.run()
-        except Exception as err:
-            # A bug of an action must cost one attempt, never the dispatcher or other runs.
-            log.exception(
-                "action failed unexpectedly",
-                extra={"fields": {"task": record.task, "run": record.id}},
-            )
-            return failed("ActionError", f"the action failed unexpectedly: {err!r}"[:500])
-
     # -- waiting and shutdown ----------------------------------------------------------------
 
     def _in_flight(self) -> list[asyncio.Task[None]]:
@@ -589,24 +299,6 @@ class Dispatcher:
                     active.stop(SHUTDOWN)
             await self.drain()
         await self.recorder.close(timeout=grace)
-
-    async def _add(self, record: RunRecord) -> None:
-        if await self.recorder.add(record):
-            self._notify(record)
-
-    def _notify(self, record: RunRecord, listeners: list[RunListener] | None = None) -> None:
-        for listener in self._listeners if listeners is None else listeners:
-            try:
-                listener(record)
-            except Exception:
-                log.exception(
-                    "run listener failed",
-                    extra={"fields": {"run": record.id, "listener": _name(listener)}},
-                )
-
-
-def _name(listener: RunListener) -> str:
-    return getattr(listener, "__qualname__", None) or type(listener).__name__
 
 
 def _iso(at: datetime) -> str:

@@ -27,7 +27,8 @@ import time
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 
-from reconciler.controller.dispatch import HANDED_OVER, TASK_CHANGED, TASK_REMOVED, Dispatcher
+from reconciler.controller.dispatch import Dispatcher
+from reconciler.controller.execution import HANDED_OVER, TASK_CHANGED, TASK_REMOVED
 from reconciler.core.assignment import Assignment
 from reconciler.core.desired import Definition, DesiredState, assemble, reassemble
 from reconciler.core.plan import Operation, Plan, Step, plan
