@@ -33,6 +33,7 @@ import shlex
 import shutil
 import signal
 import subprocess
+import threading
 import time
 import urllib.parse
 from collections.abc import Iterable, Mapping, Sequence
@@ -231,6 +232,18 @@ class GitRepo:
         self.env = dict(env)
         self.timeout = timeout
         self.redact = redact
+        self._lock = threading.Lock()  # cancel() may come from another thread than run()
+        self._process: subprocess.Popen[bytes] | None = None
+        self._cancelled = False
+
+    def cancel(self) -> None:
+        """Kill the git call in flight (its whole group) and refuse later ones: each raises
+        GitError. For a shutdown that must not wait for a remote that hangs."""
+        with self._lock:
+            self._cancelled = True
+            if self._process is not None and self._process.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(self._process.pid, signal.SIGKILL)
 
     # -- the operations ------------------------------------------------------------------
 
@@ -303,18 +316,28 @@ class GitRepo:
         if git_dir:
             command.append(f"--git-dir={self.git_dir}")
         command += args
+        with self._lock:
+            if self._cancelled:
+                raise GitError(f"git {args[0]} cancelled")
+            try:
+                process = subprocess.Popen(
+                    command,
+                    env=self.env,
+                    stdin=subprocess.DEVNULL,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.PIPE,
+                    start_new_session=True,  # its own group: a timeout kills git and its helpers
+                )
+            except OSError as err:
+                raise GitError(f"cannot run git: {err.strerror or err}") from None
+            self._process = process
         try:
-            process = subprocess.Popen(
-                command,
-                env=self.env,
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                start_new_session=True,  # its own group: a timeout kills git and its helpers
-            )
-        except OSError as err:
-            raise GitError(f"cannot run git: {err.strerror or err}") from None
-        out, stderr, timed_out = _communicate(process, self.timeout)
+            out, stderr, timed_out = _communicate(process, self.timeout)
+        finally:
+            with self._lock:
+                self._process = None
+        if self._cancelled:
+            raise GitError(f"git {args[0]} cancelled")
         if timed_out:
             raise GitError(f"git {args[0]} timed out after {self.timeout:g}s")
         if process.returncode != 0:

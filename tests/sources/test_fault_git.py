@@ -19,6 +19,7 @@ import os
 import signal
 import stat
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -106,6 +107,42 @@ def test_a_fetch_hanging_mid_way_times_out_keeps_the_revision_and_backs_off(
         0,
     )
     assert set(schedules(source)) == {"default/a", "default/b"}
+
+
+def test_cancel_kills_a_hanging_fetch_and_records_no_failure(
+    remote: Remote, stalling: StallingRemote, state: Path, clock: Clock
+) -> None:
+    """What a shutdown does: a fetch in flight from a hanging remote is killed at once, not
+    waited for up to the timeout, and the stop is not reported as the remote's failure."""
+    remote.write("a.yaml", doc("a"))
+    good = remote.commit()
+    source = GitSource(GitOptions(stalling.url, timeout=60), state, clock=clock)
+    assert synced(source)
+    stalling.stalled.set()
+    remote.write("b.yaml", doc("b"))
+    remote.commit()
+    done = threading.Event()
+
+    def sync() -> None:
+        source.sync()
+        done.set()
+
+    threading.Thread(target=sync, daemon=True).start()
+    deadline = time.monotonic() + 20
+    while stalling.stalls == 0 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert stalling.stalls == 1  # the fetch hangs mid-way
+    source.cancel()
+    assert done.wait(20)  # not the 60 s timeout
+    assert live_processes_mentioning(stalling.url) == []
+    status = source.status()
+    assert (status.applied_revision, status.last_error, status.consecutive_failures) == (
+        good,
+        None,
+        0,
+    )
+    assert source.sync() is False  # and later syncs end at once
+    assert stalling.stalls == 1
 
 
 class EscapingSsh:
