@@ -1,0 +1,192 @@
+"""Fault: the Kubernetes API answers 500s, then hangs and times out (504 after a hold), for
+a while, under the real runtime (in process) with ``--kubernetes`` and a folder of tasks.
+
+What must hold (issue 12, item 6), each checked on observable effects:
+
+- every slot of a folder task and of a CronTask runs through the outage (CronTasks keep the
+  definitions they had: the informer's cache stays), and each slot is recorded once;
+- the status of a run that ended during the outage is written after it, without waiting for
+  another change of that task (or for the periodic resync);
+- the watch reconnects, and a change made after the outage takes effect;
+- nothing runs away: the threads are the same during the outage as before it, and the
+  requests crontask sends stay at a few a second (capped backoff), however long it lasts.
+
+The windows are seconds long; what makes the behaviour hold for minutes is the bounded
+state (one pending status per object, fixed worker threads, an Event queue that drops when
+full) and the capped backoff (informer 30 s, status writer 5 s), which the request rate shows.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import threading
+import time
+from collections.abc import Callable
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kubernetes import client
+
+from reconciler.controller.runtime import Options, serve
+from reconciler.core.crd import PLURAL, VERSION
+from reconciler.core.model import API_GROUP
+from reconciler.core.runs import RunRecord
+from reconciler.sources.kubernetes import KubernetesOptions
+from reconciler.store import RunQuery, open_store, sqlite_url
+from tests.k8s.conftest import wait_until
+from tests.k8s.emulator import Emulator
+
+pytestmark = pytest.mark.usefixtures("real_crd")
+
+RATE = 20  # requests a second crontask may send while the API is down, at most (generous)
+
+
+def run_with_crontask(tmp_path: Path, kubeconfig: Path, body: Callable[[], None]) -> None:
+    """crontask (a folder and the cluster) on this thread's loop; ``body`` in a worker thread."""
+    options = Options(
+        paths=[tmp_path / "tasks"],
+        state_dir=tmp_path / "state",
+        kubernetes=KubernetesOptions(kubeconfig=kubeconfig),
+        shutdown_grace=1.0,
+        kill_grace=0.5,
+    )
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        server = asyncio.get_running_loop().create_task(serve(options, stop))
+        try:
+            await asyncio.to_thread(body)
+        finally:
+            stop.set()
+            await server
+
+    asyncio.run(main())
+
+
+def crontask(name: str, args: list[str], schedule: str = "* * * * * *") -> dict[str, Any]:
+    return {
+        "apiVersion": f"{API_GROUP}/{VERSION}",
+        "kind": "CronTask",
+        "metadata": {"name": name, "namespace": "default"},
+        "spec": {
+            "schedule": schedule,
+            "successfulRunsHistoryLimit": 1000,
+            "command": {"args": args},
+        },
+    }
+
+
+def append(path: Path) -> list[str]:
+    return ["sh", "-c", f'echo "$CRONTASK_RUN_ID" >> {path}']
+
+
+def lines(path: Path) -> int:
+    return len(path.read_text().splitlines()) if path.exists() else 0
+
+
+def status_of(emulator: Emulator, name: str) -> dict[str, Any]:
+    for obj in emulator.objects("ct"):
+        if obj["metadata"]["name"] == name:
+            found: dict[str, Any] = obj.get("status") or {}
+            return found
+    return {}
+
+
+def records(tmp_path: Path, task: str) -> list[RunRecord]:
+    store = open_store(sqlite_url(tmp_path / "state"))
+    try:
+        return store.query(RunQuery(task=task, limit=1000)).items
+    finally:
+        store.close()
+
+
+def assert_every_slot(found: list[RunRecord]) -> None:
+    slots = sorted(r.scheduled_at for r in found)
+    assert len(set(slots)) == len(slots), "a slot recorded twice"
+    gaps = [b for a, b in itertools.pairwise(slots) if b - a != timedelta(seconds=1)]
+    assert not gaps, f"{found[0].task}: slots missing before {gaps}"
+
+
+def test_an_api_outage_costs_no_slot_and_status_catches_up(
+    tmp_path: Path,
+    kubeconfig: Path,
+    emulator: Emulator,
+    k8s_api_client: Any,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO)
+    api = client.CustomObjectsApi(k8s_api_client)
+    folder_out, cr_out, edited_out = (tmp_path / n for n in ("folder.txt", "cr.txt", "new.txt"))
+    gate = tmp_path / "gate"
+    (tmp_path / "tasks").mkdir()
+    (tmp_path / "tasks" / "tick.yaml").write_text(
+        "apiVersion: crontask.dev/v1alpha1\nkind: CronTask\nmetadata: {name: folder-tick}\n"
+        'spec: {schedule: "* * * * * *", successfulRunsHistoryLimit: 1000,\n'
+        f'  command: {{args: ["sh", "-c", "echo x >> {folder_out}"]}}}}\n'
+    )
+    api.create_namespaced_custom_object(
+        API_GROUP, VERSION, "default", PLURAL, crontask("cr-tick", append(cr_out))
+    )
+    # Yearly, so that only a run-now starts it; it runs until the test opens the gate.
+    waits = ["sh", "-c", f"while [ ! -e {gate} ]; do sleep 0.05; done"]
+    body = crontask("gated", waits, schedule="0 0 1 1 *")
+    body["metadata"]["annotations"] = {"crontask.dev/run-now": "1"}
+    api.create_namespaced_custom_object(API_GROUP, VERSION, "default", PLURAL, body)
+
+    def scenario() -> None:
+        wait_until("the gated run reported", lambda: status_of(emulator, "gated").get("lastRun"))
+        assert status_of(emulator, "gated")["lastRun"]["result"] == "running"
+        wait_until("both ticks", lambda: lines(folder_out) and lines(cr_out), timeout=20)
+        threads = threading.active_count()
+
+        # 500s, and the watch cut: everything crontask sends fails at once.
+        emulator.outage(status=500)
+        emulator.cut_watches()
+        began, asked = time.monotonic(), len(emulator.requests)
+        gate.touch()  # the gated run ends during the outage
+        wait_until(
+            "the status writer's attempts at the gated task to run out",
+            lambda: any(
+                r.getMessage().startswith("status write failed")
+                and getattr(r, "fields", {}).get("task") == "default/gated"
+                for r in list(caplog.records)
+            ),
+            timeout=30,
+        )
+        counts = lines(folder_out), lines(cr_out)
+        # Then a server that holds each request 2 s and answers 504 (its own timeout).
+        emulator.outage(status=504, delay=2.0)
+        wait_until(
+            "three more runs of both ticks, the API still down",
+            lambda: lines(folder_out) >= counts[0] + 3 and lines(cr_out) >= counts[1] + 3,
+        )
+        rate = (len(emulator.requests) - asked) / (time.monotonic() - began)
+        assert threading.active_count() <= threads + 2, (threads, threading.active_count())
+        assert rate < RATE, f"{rate:.1f} requests a second while the API was down"
+        emulator.heal()
+
+        wait_until("the watch reconnected", lambda: emulator.open_watches("ct") >= 1, timeout=40)
+        wait_until(
+            "the gated run's end written after the outage",
+            lambda: status_of(emulator, "gated")["lastRun"]["result"] == "succeeded",
+            timeout=30,
+        )
+        api.patch_namespaced_custom_object(
+            API_GROUP,
+            VERSION,
+            "default",
+            PLURAL,
+            "cr-tick",
+            {"spec": {"command": {"args": append(edited_out)}}},
+            _content_type="application/merge-patch+json",
+        )
+        wait_until("the edit in force", lambda: lines(edited_out) >= 1, timeout=20)
+        assert emulator.server_errors == []
+
+    run_with_crontask(tmp_path, kubeconfig, scenario)
+    assert_every_slot(records(tmp_path, "default/folder-tick"))
+    assert_every_slot(records(tmp_path, "default/cr-tick"))
