@@ -35,7 +35,8 @@ from reconciler.controller.runtime import Options, serve
 from reconciler.core.crd import PLURAL, VERSION
 from reconciler.core.model import API_GROUP
 from reconciler.core.runs import RunRecord
-from reconciler.sources.kubernetes import KubernetesOptions
+from reconciler.sources.kubernetes import KubernetesOptions, list_function
+from reconciler.sources.kubernetes_watch import Backoff, Informer
 from reconciler.store import RunQuery, open_store, sqlite_url
 from tests.k8s.conftest import wait_until
 from tests.k8s.emulator import Emulator
@@ -190,3 +191,40 @@ def test_an_api_outage_costs_no_slot_and_status_catches_up(
     run_with_crontask(tmp_path, kubeconfig, scenario)
     assert_every_slot(records(tmp_path, "default/folder-tick"))
     assert_every_slot(records(tmp_path, "default/cr-tick"))
+
+
+def test_the_informer_outlasts_any_number_of_failures(
+    emulator: Emulator, k8s_api_client: Any
+) -> None:
+    """An outage of any length: more failures than the backoff's exponent can take (1024:
+    2.0 ** 1024 overflows a float, about 8.5 hours at the 30 s cap), squeezed into seconds
+    with a tiny backoff. The informer's thread keeps retrying and lists once the API is back."""
+    api = client.CustomObjectsApi(k8s_api_client)
+    api.create_namespaced_custom_object(
+        API_GROUP, VERSION, "default", PLURAL, crontask("a", ["true"])
+    )
+    changed: list[set[str]] = []
+    informer = Informer(
+        list_function(k8s_api_client, "default"),
+        on_change=changed.append,
+        backoff=Backoff(initial=0.0001, cap=0.0002),
+    )
+    logging.getLogger("crontask.sources").setLevel(logging.ERROR)  # 1100 retry warnings
+    emulator.outage(status=500)
+    informer.start()
+    try:
+        wait_until("1100 failed lists", lambda: informer.failures >= 1100, timeout=60)
+        emulator.heal()
+        wait_until("the list after the outage", lambda: informer.synced, timeout=10)
+        assert changed == [{"default/a"}]
+        assert informer.failures == 0
+    finally:
+        logging.getLogger("crontask.sources").setLevel(logging.NOTSET)
+        informer.stop()
+
+
+def test_the_backoff_stays_capped_for_any_number_of_failures() -> None:
+    backoff = Backoff(initial=0.2, cap=30.0)
+    delays = [backoff.next() for _ in range(5000)]
+    assert max(delays) <= 30.0
+    assert min(delays[-100:]) >= 15.0  # jittered within [cap/2, cap]
