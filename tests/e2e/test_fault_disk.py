@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import itertools
+import signal
 from collections.abc import Callable, Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -94,3 +95,30 @@ def test_records_wait_for_the_disk_and_no_slot_is_lost(
     assert app.proc is not None
     assert app.proc.poll() is None
     assert "Traceback" not in app.log()
+
+
+def ignored_signals(status: str) -> int:
+    (line,) = [x for x in status.splitlines() if x.startswith("SigIgn:")]
+    return int(line.split()[1], 16)
+
+
+def test_a_file_size_limit_fails_writes_instead_of_killing_crontask(
+    crontask: Callable[..., Crontask], tmp_path: Path
+) -> None:
+    """Under a file-size limit (``ulimit -f``, a quota), a write past it raises ``SIGXFSZ``,
+    whose default action kills the process. crontask ignores it (CPython does at start-up), so
+    the store's write fails with ``EFBIG`` and the recorder keeps the record; the commands it
+    starts get the default back (``subprocess`` restores it), as under cron."""
+    out = tmp_path / "task-status"
+    app = crontask()
+    (app.tasks / "show.yaml").write_text(
+        task(
+            "show",
+            ["sh", "-c", f"cat /proc/$$/status > {out}.tmp && mv {out}.tmp {out}"],
+        )
+    )
+    wait_for("a run of show", out.exists)
+    assert app.proc is not None
+    bit = 1 << (signal.SIGXFSZ - 1)
+    assert ignored_signals(Path(f"/proc/{app.proc.pid}/status").read_text()) & bit
+    assert not ignored_signals(out.read_text()) & bit
