@@ -52,6 +52,7 @@ def run(args: argparse.Namespace) -> int:
             ref=args.git_ref,
             path=args.git_path,
             interval=args.git_interval,
+            timeout=args.git_timeout,
             ssh_key_file=args.git_ssh_key,
             known_hosts_file=args.git_known_hosts,
             token_file=args.git_token_file,

@@ -60,6 +60,13 @@ def add_parser(commands: Any) -> None:
     git.add_argument(
         "--git-interval", type=duration_arg, default=30.0, metavar="DURATION", help="(30s)"
     )
+    git.add_argument(
+        "--git-timeout",
+        type=duration_arg,
+        default=120.0,
+        metavar="DURATION",
+        help="longest a git call may take; a remote that hangs is given up then (120s)",
+    )
     git.add_argument("--git-ssh-key", type=Path, metavar="FILE", help="SSH private key")
     git.add_argument("--git-known-hosts", type=Path, metavar="FILE", help="SSH known_hosts")
     git.add_argument("--git-token-file", type=Path, metavar="FILE", help="HTTPS token file")

@@ -49,7 +49,7 @@ class FileWatch:
         await watching
 
 
-def _ended(task: asyncio.Future[None]) -> asyncio.Event:
+def _ended(task: asyncio.Future[Any]) -> asyncio.Event:
     ended = asyncio.Event()
     task.add_done_callback(lambda _: ended.set())
     return ended
@@ -57,8 +57,12 @@ def _ended(task: asyncio.Future[None]) -> asyncio.Event:
 
 class GitSync:
     """Fetches on the interval (or the backoff after failures), or at once when a webhook
-    asks (``wanted``); a new revision marks the git source. Ready after the first sync attempt,
-    which applies the revision in force before a restart at once."""
+    asks (``wanted``); a new revision marks the git source.
+
+    Ready after the first sync attempt when no revision is in force yet. When one is (the
+    revision in force before a restart, which the source reads from disk), ready at once and
+    the first fetch follows: a remote that hangs must not hold back the tasks, and everything
+    started after this component (the API among them), for up to the git timeout."""
 
     name = "git-sync"
 
@@ -69,17 +73,30 @@ class GitSync:
         self.wanted = asyncio.Event()
 
     async def run(self, ready: Ready, stop: asyncio.Event) -> None:
-        await asyncio.to_thread(self.git.sync)
-        ready()
+        if self.git.status().applied_revision is None:
+            await self._sync(stop)
+            ready()
+        else:
+            ready()
+            await self._sync(stop)
         while not stop.is_set():
             await first_of(stop, self.wanted, timeout=self.git.status().next_retry_in)
             self.wanted.clear()
             if stop.is_set():
                 return
-            if await asyncio.to_thread(self.git.sync):
-                self.mark(())
-            if self.git.status().last_error:
-                self.metrics.source_sync_failed(self.git.kind)
+            await self._sync(stop)
+
+    async def _sync(self, stop: asyncio.Event) -> None:
+        syncing = asyncio.ensure_future(asyncio.to_thread(self.git.sync))
+        await first_of(stop, _ended(syncing))
+        if not syncing.done():
+            # Stopping: a fetch in flight (from a remote that hangs, perhaps) is killed rather
+            # than waited for, up to the git timeout.
+            self.git.cancel()
+        if await syncing:
+            self.mark(())
+        if self.git.status().last_error and not stop.is_set():
+            self.metrics.source_sync_failed(self.git.kind)
 
 
 class ApiPoll:

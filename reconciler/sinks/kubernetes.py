@@ -16,9 +16,13 @@ Contract:
   returned, or its last re-read) and the informer's (``ObjectRef``); a cached view never hides a
   newer object the watch has delivered.
 - Writes share one token bucket (``qps``/``burst``), so many objects cannot flood the API
-  server. ``429``/``5xx``/connection errors retry with capped backoff; ``404`` (deleted) drops
-  the object. The status is never written through the main resource, so it can never bump
-  ``metadata.generation``.
+  server. ``429``/``5xx``/connection errors retry with capped backoff; after ``attempts`` of
+  them the object waits ``max_backoff`` and is tried again (a newer submission replaces it),
+  for as long as the API server keeps failing, so that a status that changed during an outage
+  is written once it is over, not at the task's next change. An outage costs one pending entry
+  per object and the fixed worker threads, however long it lasts. ``404`` (deleted) drops the
+  object; another refusal is logged and dropped. The status is never written through the main
+  resource, so it can never bump ``metadata.generation``.
 """
 
 from __future__ import annotations
@@ -103,6 +107,7 @@ class StatusWriter:
         self._cond = threading.Condition()
         self._pending: dict[str, tuple[ObjectRef, Build]] = {}  # insertion order = queue order
         self._inflight: set[str] = set()
+        self._not_before: dict[str, float] = {}  # keys waiting after failed attempts: until when
         # The object as our last write or read returned it: uid (a deleted and re-created
         # object starts from its own, empty status), resourceVersion, status.
         self._known: dict[str, _Seen] = {}
@@ -129,6 +134,7 @@ class StatusWriter:
         with self._cond:
             self._pending.pop(key, None)
             self._known.pop(key, None)
+            self._not_before.pop(key, None)
 
     def idle(self) -> bool:
         with self._cond:
@@ -159,8 +165,9 @@ class StatusWriter:
     def _next(self) -> tuple[ObjectRef, Build] | None:
         with self._cond:
             while not self._stop.is_set():
+                now = time.monotonic()
                 for key in self._pending:
-                    if key not in self._inflight:
+                    if key not in self._inflight and self._not_before.get(key, now) <= now:
                         self._inflight.add(key)
                         return self._pending.pop(key)
                 self._cond.wait(0.5)
@@ -199,6 +206,7 @@ class StatusWriter:
             if not patch:
                 self.skipped += 1
                 self._known[key] = base
+                self._not_before.pop(key, None)
                 return
             if not self._bucket.take(self._stop):
                 return
@@ -218,6 +226,7 @@ class StatusWriter:
             except ApiException as err:
                 if err.status == 404:
                     self._known.pop(key, None)
+                    self._not_before.pop(key, None)
                     return
                 if err.status == 409:
                     self.conflicts += 1
@@ -225,6 +234,7 @@ class StatusWriter:
                     continue  # at once: the fresh state is what the next attempt works on
                 if err.status not in (429, 500, 502, 503, 504):
                     self.failures += 1
+                    self._not_before.pop(key, None)
                     log.warning(
                         "status write refused",
                         extra={"fields": {"task": key, "status": err.status, "error": err.reason}},
@@ -234,6 +244,7 @@ class StatusWriter:
                 log.debug("status write error", extra={"fields": {"task": key, "error": err}})
             else:
                 self.writes += 1
+                self._not_before.pop(key, None)
                 self._known[key] = _seen(ref.uid, written) or _Seen(
                     ref.uid, base.resource_version, {**current, **patch}
                 )
@@ -242,8 +253,14 @@ class StatusWriter:
                 return
             delay = min(self._max_backoff, delay * 2)
         self.failures += 1
+        # The API server keeps failing: try again later (a newer submission, if any, wins),
+        # rather than leave a stale status until the task's next change.
+        with self._cond:
+            self._pending.setdefault(key, (ref, build))
+            self._not_before[key] = time.monotonic() + self._max_backoff
         log.warning(
-            "status write gave up; the next update retries", extra={"fields": {"task": key}}
+            "status write failed; retrying",
+            extra={"fields": {"task": key, "in_seconds": self._max_backoff}},
         )
 
     def _base(self, ref: ObjectRef) -> _Seen:

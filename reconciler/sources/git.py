@@ -163,13 +163,29 @@ class GitSource:
         self._last_attempt: datetime | None = None
         self._error: str | None = None
         self._failures = 0
+        self._in_flight: GitRepo | None = None  # the repository a sync is working on
+        self._cancelled = False
 
     # -- syncing -------------------------------------------------------------------------
 
     def sync(self) -> bool:
         """Fetch, and apply the ref's commit if it is new. True if the revision changed."""
         with self._sync_lock:
-            return self._sync()
+            try:
+                return self._sync()
+            finally:
+                with self._lock:
+                    self._in_flight = None
+
+    def cancel(self) -> None:
+        """crontask is stopping: kill the git call in flight (a fetch from a remote that hangs
+        would hold the shutdown for up to ``timeout``); this and later syncs end at once,
+        changing nothing and recording no failure."""
+        with self._lock:
+            self._cancelled = True
+            repo = self._in_flight
+        if repo is not None:
+            repo.cancel()
 
     def status(self) -> GitStatus:
         with self._lock:
@@ -194,6 +210,10 @@ class GitSource:
             credentials = self._credentials()
             redact = Redactor([credentials.username, credentials.password] if credentials else [])
             repo = self._repo(credentials, redact)
+            with self._lock:
+                self._in_flight = repo
+                if self._cancelled:
+                    repo.cancel()
             repo.ensure()
             self._describe()
             repo.fetch(self.url, refspecs(self.options.ref), self.options.ref)
@@ -331,6 +351,8 @@ class GitSource:
             )
 
     def _failed(self, message: str, sha: str | None) -> bool:
+        if self._cancelled:
+            return False  # cut short by cancel(): not the remote's failure
         with self._lock:
             self._failures += 1
             retry = self._retry_in(self._failures)

@@ -4,7 +4,10 @@ Contracts:
 
 - Only the real ``git`` program is run (no protocol code here, no GitPython), each call with a
   timeout; on a timeout the whole process group is killed (git's helpers — ssh,
-  git-remote-https, upload-pack — would otherwise keep the pipes open and hang the caller).
+  git-remote-https, upload-pack — would otherwise keep the pipes open and hang the caller). A
+  helper that left the group (``setsid``, ssh's ``ControlPersist`` master) is out of reach, but
+  it cannot hold a call open: once git has exited or been killed, its pipes are read for at
+  most ``_DRAIN_TIMEOUT`` more.
 - git runs isolated from the machine: every inherited ``GIT_*`` variable is dropped,
   ``GIT_CONFIG_NOSYSTEM=1`` and ``GIT_CONFIG_GLOBAL=/dev/null`` (no user or system config: no
   credential helper, no hooks, no ``url.insteadOf`` surprises), ``GIT_TERMINAL_PROMPT=0`` and an
@@ -30,6 +33,8 @@ import shlex
 import shutil
 import signal
 import subprocess
+import threading
+import time
 import urllib.parse
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -52,6 +57,11 @@ _CONFIG_ARGS = (
 BRANCHES = "refs/remotes/origin/"
 TAGS = "refs/tags/"
 PRIVATE = "refs/crontask/"
+
+# How often a running git is checked for having exited (see _communicate), and for how long
+# its pipes are read after it has exited or been killed.
+_SLICE = 0.25
+_DRAIN_TIMEOUT = 1.0
 
 _HEX = re.compile(r"[0-9a-f]{4,64}")
 _FULL_SHA = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
@@ -222,6 +232,18 @@ class GitRepo:
         self.env = dict(env)
         self.timeout = timeout
         self.redact = redact
+        self._lock = threading.Lock()  # cancel() may come from another thread than run()
+        self._process: subprocess.Popen[bytes] | None = None
+        self._cancelled = False
+
+    def cancel(self) -> None:
+        """Kill the git call in flight (its whole group) and refuse later ones: each raises
+        GitError. For a shutdown that must not wait for a remote that hangs."""
+        with self._lock:
+            self._cancelled = True
+            if self._process is not None and self._process.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(self._process.pid, signal.SIGKILL)
 
     # -- the operations ------------------------------------------------------------------
 
@@ -294,29 +316,66 @@ class GitRepo:
         if git_dir:
             command.append(f"--git-dir={self.git_dir}")
         command += args
+        with self._lock:
+            if self._cancelled:
+                raise GitError(f"git {args[0]} cancelled")
+            try:
+                process = subprocess.Popen(
+                    command,
+                    env=self.env,
+                    stdin=subprocess.DEVNULL,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.PIPE,
+                    start_new_session=True,  # its own group: a timeout kills git and its helpers
+                )
+            except OSError as err:
+                raise GitError(f"cannot run git: {err.strerror or err}") from None
+            self._process = process
         try:
-            process = subprocess.Popen(
-                command,
-                env=self.env,
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                start_new_session=True,  # its own group: a timeout kills git and its helpers
-            )
-        except OSError as err:
-            raise GitError(f"cannot run git: {err.strerror or err}") from None
-        try:
-            out, stderr = process.communicate(timeout=self.timeout)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGKILL)
-            process.communicate()
-            raise GitError(f"git {args[0]} timed out after {self.timeout:g}s") from None
+            out, stderr, timed_out = _communicate(process, self.timeout)
+        finally:
+            with self._lock:
+                self._process = None
+        if self._cancelled:
+            raise GitError(f"git {args[0]} cancelled")
+        if timed_out:
+            raise GitError(f"git {args[0]} timed out after {self.timeout:g}s")
         if process.returncode != 0:
             raise GitError(
                 self.redact(_summary(stderr.decode("utf-8", "replace"), process.returncode))
             )
         return out.decode("utf-8", "replace")
+
+
+def _communicate(process: subprocess.Popen[bytes], timeout: float) -> tuple[bytes, bytes, bool]:
+    """git's stdout and stderr, and whether it was still running at ``timeout``.
+
+    At the timeout, or once git has exited while its pipes are still open, its process group is
+    killed; what is left in the pipes is then read for at most ``_DRAIN_TIMEOUT``, because a
+    helper that left the group (``setsid``; ssh's ``ControlPersist`` master) can hold them open
+    for as long as it lives, out of our reach.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            out, err = process.communicate(timeout=min(_SLICE, max(deadline - time.monotonic(), 0)))
+        except subprocess.TimeoutExpired:
+            exited = process.poll() is not None
+            if exited or time.monotonic() >= deadline:
+                break
+        else:
+            return out, err, False
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)
+    try:
+        out, err = process.communicate(timeout=_DRAIN_TIMEOUT)
+    except subprocess.TimeoutExpired as partial:
+        for pipe in (process.stdout, process.stderr):
+            if pipe is not None:
+                pipe.close()
+        process.wait()
+        out, err = partial.output or b"", partial.stderr or b""
+    return out, err, not exited
 
 
 def _summary(stderr: str, code: int) -> str:

@@ -47,7 +47,9 @@ class Backoff:
         self.failures = 0
 
     def next(self) -> float:
-        base = min(self.cap, self.initial * self.factor**self.failures)
+        # The exponent is bounded first: factor ** failures overflows a float after about 1000
+        # failures (8.5 hours at a 30 s cap), which would end the watch thread for good.
+        base = min(self.cap, self.initial * self.factor ** min(self.failures, 64))
         self.failures += 1
         return random.uniform(base / 2, base)  # noqa: S311 - jitter, not security
 

@@ -3,12 +3,15 @@
 What a connection must be before the store uses it: SQLite in WAL mode with a busy timeout
 and writes that begin IMMEDIATE (so that a waiting writer waits instead of failing), PostgreSQL
 with a connect timeout; and driver errors meaning "the database is not there right now"
-translated to :class:`StoreUnavailable`. The store's operations live in ``sql``.
+translated to :class:`StoreUnavailable` (for SQLite that includes a full disk, a read-only or
+unwritable file and I/O errors: ``OperationalError`` all; after a read-only error the pool's
+connections are replaced, see ``_sqlite_on_error``). The store's operations live in ``sql``.
 """
 
 from __future__ import annotations
 
 import contextlib
+import sqlite3
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -16,7 +19,7 @@ from typing import Final
 
 import sqlalchemy as sa
 from sqlalchemy import event, exc
-from sqlalchemy.engine import Connection, Dialect, Engine, make_url
+from sqlalchemy.engine import Connection, Dialect, Engine, ExceptionContext, make_url
 from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.pool import ConnectionPoolEntry
 
@@ -25,6 +28,8 @@ from reconciler.store.base import StoreUnavailable, utc
 SQLITE_BUSY_TIMEOUT: Final = timedelta(seconds=30)
 PG_CONNECT_TIMEOUT_S: Final = 10
 BEGIN_OPTION: Final = "crontask_sqlite_begin"
+# SQLite primary result codes after which a pooled connection is not reused (_sqlite_on_error).
+_SQLITE_REOPEN: Final = frozenset({sqlite3.SQLITE_READONLY})
 
 
 class UTCDateTime(sa.TypeDecorator[datetime]):
@@ -134,6 +139,7 @@ def create_engine(url: str) -> Engine:
         engine = sa.create_engine(u, connect_args={"timeout": SQLITE_BUSY_TIMEOUT.total_seconds()})
         event.listen(engine, "connect", _sqlite_on_connect)
         event.listen(engine, "begin", _sqlite_on_begin)
+        event.listen(engine, "handle_error", _sqlite_on_error)
         return engine
     if backend == "postgresql":
         if u.drivername == "postgresql":
@@ -166,6 +172,17 @@ def _sqlite_on_connect(dbapi_connection: DBAPIConnection, _record: ConnectionPoo
 def _sqlite_on_begin(conn: Connection) -> None:
     mode = conn.get_execution_options().get(BEGIN_OPTION, "DEFERRED")
     conn.exec_driver_sql(f"BEGIN {mode}")
+
+
+def _sqlite_on_error(context: ExceptionContext) -> None:
+    # A connection opened while the file could not be written (read-only mount, immutable or
+    # unwritable file) is opened read-only by SQLite, and stays so after the file is writable
+    # again: kept in the pool, it would answer SQLITE_READONLY for ever and the store would
+    # never come back. Treating the error as a disconnect makes the pool drop its connections;
+    # the next call opens fresh ones, which write once the file can be written.
+    code = getattr(context.original_exception, "sqlite_errorcode", None)
+    if isinstance(code, int) and (code & 0xFF) in _SQLITE_REOPEN:
+        context.is_disconnect = True
 
 
 @contextlib.contextmanager

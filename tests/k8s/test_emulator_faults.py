@@ -1,7 +1,8 @@
-"""Fault hooks: compact, inject_conflict, inject_errors, cut_watches."""
+"""Fault hooks: compact, inject_conflict, inject_errors, outage/heal, cut_watches."""
 
 from __future__ import annotations
 
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -93,6 +94,46 @@ def test_inject_errors(api: Any, emulator: Emulator, code: int, reason: str) -> 
             code,
         )
     assert api.list_namespaced_custom_object(GROUP, VERSION, "default", PLURAL)["items"] == []
+
+
+def test_an_outage_answers_every_request_until_healed(api: Any, emulator: Emulator) -> None:
+    emulator.outage(status=500)
+    for _ in range(3):
+        with pytest.raises(ApiException) as err:
+            api.list_namespaced_custom_object(GROUP, VERSION, "default", PLURAL)
+        assert (err.value.status, error_body(err.value)["reason"]) == (500, "InternalError")
+    emulator.heal()
+    assert api.list_namespaced_custom_object(GROUP, VERSION, "default", PLURAL)["items"] == []
+
+
+def test_an_outage_with_a_delay_holds_requests_until_the_client_gives_up(
+    api: Any, emulator: Emulator
+) -> None:
+    emulator.outage(status=None, delay=30)
+    began = time.monotonic()
+    # (urllib3 retries a read timeout a few times, then raises MaxRetryError.)
+    with pytest.raises((urllib3.exceptions.ReadTimeoutError, urllib3.exceptions.MaxRetryError)):
+        api.list_namespaced_custom_object(
+            GROUP, VERSION, "default", PLURAL, _request_timeout=(5, 0.5)
+        )
+    assert time.monotonic() - began < 20  # the client's read timeout, not the 30 s hold
+    # Healing answers what is held at once, normally.
+    emulator.outage(status=504, delay=30)
+    held: list[Any] = []
+    reader = threading.Thread(
+        target=lambda: held.append(
+            api.list_namespaced_custom_object(GROUP, VERSION, "default", PLURAL)
+        )
+    )
+    asked = len(emulator.requests)
+    reader.start()
+    deadline = time.monotonic() + 5
+    while len(emulator.requests) == asked and time.monotonic() < deadline:  # now held
+        time.sleep(0.01)
+    emulator.heal()
+    reader.join(20)
+    assert held
+    assert held[0]["items"] == []
 
 
 def test_cut_watches_ends_client_streams(api: Any, emulator: Emulator) -> None:

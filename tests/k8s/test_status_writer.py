@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -180,6 +181,27 @@ def test_server_errors_are_retried(
     assert writer.flush(5.0)
     assert stored(emulator)["status"] == {"activeCount": 3}
     assert writer.failures == 0
+
+
+def test_a_write_failing_longer_than_its_attempts_is_written_once_the_server_answers(
+    emulator: Emulator, obj: dict[str, Any], k8s_api_client: Any
+) -> None:
+    writer = StatusWriter(k8s_api_client, attempts=2, backoff=0.02, max_backoff=0.1)
+    writer.start()
+    try:
+        emulator.outage(status=500)
+        writer.submit(ref_of(obj), setting(activeCount=3))
+        deadline = time.monotonic() + 10
+        while writer.failures < 3 and time.monotonic() < deadline:  # several rounds of attempts
+            time.sleep(0.01)
+        assert writer.failures >= 3
+        assert not writer.flush(0.05)  # still pending: not given up
+        emulator.heal()
+        assert writer.flush(5.0)
+        assert stored(emulator)["status"] == {"activeCount": 3}
+    finally:
+        emulator.heal()
+        writer.stop(timeout=2.0)
 
 
 def test_deleted_object_is_dropped(

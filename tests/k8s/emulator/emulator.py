@@ -69,6 +69,8 @@ class Emulator:
         self._watches: set[WatchStream] = set()
         self._conflicts = 0
         self._errors: list[int] = []
+        self._outage: tuple[int | None, float] | None = None  # (status, delay) until heal()
+        self._healed = threading.Event()
 
     # --- lifecycle --------------------------------------------------------------------------
 
@@ -108,6 +110,7 @@ class Emulator:
         with self.store.cond:
             self._stopping = True
             self.store.cond.notify_all()
+        self._healed.set()  # requests held by an outage's delay end now
         self._server.shutdown()
         with self._lock:
             connections = list(self._connections)
@@ -165,6 +168,20 @@ class Emulator:
         """The next ``times`` requests (any) answer ``status`` with a ``Status`` body."""
         with self._lock:
             self._errors.extend([status] * times)
+
+    def outage(self, status: int | None = 503, *, delay: float = 0.0) -> None:
+        """Until :meth:`heal`, every request (watches included) is held ``delay`` seconds, as by
+        a server that hangs, then answers ``status`` with a ``Status`` body (``None``: its
+        normal answer, late). Open watches go on; ``cut_watches()`` ends them."""
+        with self._lock:
+            self._outage = (status, delay)
+            self._healed.clear()
+
+    def heal(self) -> None:
+        """End the outage; requests held by its delay get their normal answer at once."""
+        with self._lock:
+            self._outage = None
+            self._healed.set()
 
     def cut_watches(self) -> None:
         """Close every open watch stream abruptly (no terminating chunk)."""
@@ -294,12 +311,18 @@ class Emulator:
 
     def _take_error(self) -> ApiError | None:
         with self._lock:
+            outage = self._outage
+        if outage is not None:
+            status, delay = outage
+            if delay and self._healed.wait(delay):
+                return None  # healed (or stopping) while held
+            if status is not None:
+                return _status_error(status)
+        with self._lock:
             if not self._errors:
                 return None
             code = self._errors.pop(0)
-        reason = _REASONS_5XX.get(code, "InternalError")
-        body = status_body(code, reason, f"injected fault: {code} {reason}")
-        return ApiError(code, body["message"], reason=reason)
+        return _status_error(code)
 
     def _take_conflict(self) -> bool:
         with self._lock:
@@ -325,3 +348,9 @@ class Emulator:
         with self.store.cond:
             self._watches.discard(stream)
             self.store.cond.notify_all()
+
+
+def _status_error(code: int) -> ApiError:
+    reason = _REASONS_5XX.get(code, "InternalError")
+    body = status_body(code, reason, f"injected fault: {code} {reason}")
+    return ApiError(code, body["message"], reason=reason)
