@@ -36,11 +36,11 @@ import time
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 
+from reconciler.aio import first_of
 from reconciler.controller.dispatch import Dispatcher
 from reconciler.controller.manager import Ready
 from reconciler.controller.queue import WorkQueue
 from reconciler.controller.reconcile import Reconciler
-from reconciler.controller.waiting import first_of
 from reconciler.core.assignment import Assignment
 from reconciler.core.desired import DesiredState
 from reconciler.core.runs import RunRecord

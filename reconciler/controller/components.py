@@ -13,116 +13,29 @@ import logging
 import time
 from collections.abc import Callable, Collection, Coroutine
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any, Protocol
 
 from reconciler.controller.dispatch import Dispatcher
 from reconciler.controller.manager import Ready
-from reconciler.controller.waiting import first_of
 from reconciler.scheduling.base import Scheduler
 from reconciler.sinks.metrics import Metrics
-from reconciler.sources.api import ApiSource
-from reconciler.sources.git import GitSource
-from reconciler.sources.watch import watch_paths
+from reconciler.sources.base import Source
 from reconciler.store.base import RunStore
 
 log = logging.getLogger("crontask")
 
-Mark = Callable[[Collection[str]], None]
 
+class SourceWatch:
+    """A source's life (``Source.watch``) as a component: what it notifies is marked on the
+    work queue under its kind."""
 
-class FileWatch:
-    """Marks the changed paths of folder sources. Ready once the OS watches exist, so that the
-    first pass, which reads after it, leaves nothing written meanwhile for the resync."""
-
-    name = "file-watch"
-
-    def __init__(self, paths: Collection[Path], mark: Mark) -> None:
-        self.paths = list(paths)
-        self.mark = mark
-
-    async def run(self, ready: Ready, stop: asyncio.Event) -> None:
-        armed = asyncio.Event()
-        watching = asyncio.ensure_future(watch_paths(self.paths, self.mark, stop, armed=armed))
-        await first_of(armed, _ended(watching))
-        ready()
-        await watching
-
-
-def _ended(task: asyncio.Future[Any]) -> asyncio.Event:
-    ended = asyncio.Event()
-    task.add_done_callback(lambda _: ended.set())
-    return ended
-
-
-class GitSync:
-    """Fetches on the interval (or the backoff after failures), or at once when a webhook
-    asks (``wanted``); a new revision marks the git source.
-
-    Ready after the first sync attempt when no revision is in force yet. When one is (the
-    revision in force before a restart, which the source reads from disk), ready at once and
-    the first fetch follows: a remote that hangs must not hold back the tasks, and everything
-    started after this component (the API among them), for up to the git timeout."""
-
-    name = "git-sync"
-
-    def __init__(self, git: GitSource, mark: Mark, metrics: Metrics) -> None:
-        self.git = git
-        self.mark = mark
-        self.metrics = metrics
-        self.wanted = asyncio.Event()
-
-    async def run(self, ready: Ready, stop: asyncio.Event) -> None:
-        if self.git.status().applied_revision is None:
-            await self._sync(stop)
-            ready()
-        else:
-            ready()
-            await self._sync(stop)
-        while not stop.is_set():
-            await first_of(stop, self.wanted, timeout=self.git.status().next_retry_in)
-            self.wanted.clear()
-            if stop.is_set():
-                return
-            await self._sync(stop)
-
-    async def _sync(self, stop: asyncio.Event) -> None:
-        syncing = asyncio.ensure_future(asyncio.to_thread(self.git.sync))
-        await first_of(stop, _ended(syncing))
-        if not syncing.done():
-            # Stopping: a fetch in flight (from a remote that hangs, perhaps) is killed rather
-            # than waited for, up to the git timeout.
-            self.git.cancel()
-        if await syncing:
-            self.mark(())
-        if self.git.status().last_error and not stop.is_set():
-            self.metrics.source_sync_failed(self.git.kind)
-
-
-class ApiPoll:
-    """With replicas: another replica's write of an API task reaches this one by polling the
-    shared store's versions (a cheap query) every ``interval`` seconds."""
-
-    name = "api-poll"
-
-    def __init__(self, source: ApiSource, mark: Mark, interval: float = 2.0) -> None:
+    def __init__(self, source: Source, mark: Callable[[str, Collection[str]], None]) -> None:
         self.source = source
         self.mark = mark
-        self.interval = interval
+        self.name = f"{source.kind}-source"
 
     async def run(self, ready: Ready, stop: asyncio.Event) -> None:
-        ready()
-        while not stop.is_set():
-            await first_of(stop, timeout=self.interval)
-            if stop.is_set():
-                return
-            try:
-                changed = await asyncio.to_thread(self.source.changed)
-            except Exception as err:  # the store is away: the next poll tries again
-                log.debug("api task poll failed", extra={"fields": {"error": str(err)}})
-                continue
-            if changed:
-                self.mark(changed)
+        await self.source.watch(lambda hints: self.mark(self.source.kind, hints), ready, stop)
 
 
 class Housekeeping:
@@ -228,33 +141,10 @@ class Threaded:
         await asyncio.to_thread(self._stop)
 
 
-class Informer:
-    """The Kubernetes source's list+watch. Ready once listed (up to ``wait`` seconds), so the
-    first pass sees the objects; its changes mark their keys."""
-
-    name = "kubernetes-informer"
-
-    def __init__(
-        self, start: Callable[[float], object], stop: Callable[[], None], wait: float = 30.0
-    ) -> None:
-        self._start = start
-        self._stop = stop
-        self.wait = wait
-
-    async def run(self, ready: Ready, stop: asyncio.Event) -> None:
-        await asyncio.to_thread(self._start, self.wait)
-        ready()
-        await stop.wait()
-        await asyncio.to_thread(self._stop)
-
-
 __all__ = [
-    "ApiPoll",
-    "FileWatch",
-    "GitSync",
     "Housekeeping",
     "Http",
-    "Informer",
     "Runs",
+    "SourceWatch",
     "Threaded",
 ]

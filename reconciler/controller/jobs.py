@@ -32,16 +32,16 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from reconciler.aio import first_of
 from reconciler.controller.dispatch import Dispatcher
 from reconciler.controller.manager import Ready
 from reconciler.controller.reconcile import PassResult, Reconciler
-from reconciler.controller.waiting import first_of
 from reconciler.core.desired import Definition, DefinitionError
 from reconciler.core.jobs import finished, is_deleting, job_namespace, run_of
 from reconciler.core.runs import RunRecord
 from reconciler.core.status import ObjectRef
 from reconciler.runner.job import JobRunner
-from reconciler.sources.base import Source
+from reconciler.sources.base import Notify, Source, SourceState
 from reconciler.sources.kubernetes import Connection
 from reconciler.sources.kubernetes_jobs import JobWatch
 from reconciler.store.base import RunStore
@@ -118,6 +118,12 @@ class WithoutJobs:
 
     def errors(self) -> list[DefinitionError]:
         return [*self.source.errors(), *self._errors.values()]
+
+    def status(self) -> SourceState:
+        return self.source.status()
+
+    async def watch(self, notify: Notify, ready: Ready, stop: asyncio.Event) -> None:
+        await self.source.watch(notify, ready, stop)
 
 
 class JobSupervisor:

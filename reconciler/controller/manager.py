@@ -20,12 +20,11 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
-from collections.abc import Callable
 from typing import Protocol
 
-log = logging.getLogger("crontask.manager")
+from reconciler.aio import Ready as Ready  # re-exported: part of this contract
 
-Ready = Callable[[], None]
+log = logging.getLogger("crontask.manager")
 
 
 class Component(Protocol):

@@ -21,7 +21,7 @@ import dataclasses
 import time
 from collections.abc import Callable, Collection, Mapping
 
-from reconciler.controller.waiting import first_of
+from reconciler.aio import first_of
 
 Clock = Callable[[], float]
 

@@ -2,14 +2,15 @@
 
 Start-up: open the run store, mark runs left ``running`` by a dead process as ``interrupted``,
 build the sources, the scheduler and the dispatcher, then start the components in order (see
-``controller.manager``): the Kubernetes writers and informer (listed before the first pass),
-the file watch (armed before it), git (the revision in force applied), the runs, the reconcile
-loop (its first, full pass starts the scheduler), housekeeping, and the HTTP server.
+``controller.manager``): the Kubernetes writers, the Job watch, every source's own watch (the
+CronTasks listed, the folder watch armed, the git revision in force known: before the first
+pass reads), the replica membership (joined: the first pass knows what is ours), the runs, the
+reconcile loop (its first, full pass starts the scheduler), housekeeping, and the HTTP server.
 SIGTERM/SIGINT, or a component that fails, stop them in the reverse order: no new slots, running
 runs get ``shutdown_grace`` to finish, then are stopped (recorded ``interrupted``, reason
 Shutdown), and the last statuses are written.
 
-Who reacts to what is wired here and only here: watchers mark work on the queue, the reconcile
+Who reacts to what is wired here and only here: sources mark work on the queue, the reconcile
 loop runs passes, pass observers (metrics, Kubernetes status) and run listeners (metrics, status,
 the API's last runs) subscribe.
 """
@@ -17,66 +18,40 @@ the API's last runs) subscribe.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import logging
 import os
-import secrets
 import signal
-import socket
-from collections.abc import Callable, Collection, Coroutine, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from reconciler.controller.cluster import Cluster, Timing
-from reconciler.controller.components import (
-    ApiPoll,
-    FileWatch,
-    GitSync,
-    Housekeeping,
-    Http,
-    Informer,
-    Runs,
-    Threaded,
-)
+from reconciler.controller.components import Housekeeping, Http, Runs, SourceWatch
 from reconciler.controller.dispatch import Dispatcher
 from reconciler.controller.handover import Handover
-from reconciler.controller.jobs import (
-    JobOptions,
-    JobSupervisor,
-    JobSupport,
-    WithoutJobs,
-    job_support,
-)
+from reconciler.controller.instance import instance_id, recover
+from reconciler.controller.jobs import JobOptions, JobSupervisor, JobSupport, WithoutJobs
+from reconciler.controller.kube import Kubernetes, connect_to, jobs
 from reconciler.controller.loop import ReconcileLoop
 from reconciler.controller.manager import ComponentFailed, Manager
 from reconciler.controller.queue import WorkQueue
-from reconciler.controller.reconcile import PassResult, Reconciler
+from reconciler.controller.reconcile import Reconciler
 from reconciler.controller.service import Service
 from reconciler.controller.view import RuntimeView
-from reconciler.core.runs import RunRecord, Trigger
-from reconciler.core.status import KUBERNETES
 from reconciler.membership.base import Announcement, Membership, Views
 from reconciler.runner.base import Action, Actions
 from reconciler.runner.command import CommandRunner
 from reconciler.runner.environment import TaskEnv, task_environment
 from reconciler.runner.http import HttpRunner
 from reconciler.scheduling.apscheduler import ApsScheduler
-from reconciler.sinks.kubernetes import StatusWriter
-from reconciler.sinks.kubernetes_events import EventRecorder
-from reconciler.sinks.kubernetes_report import StatusReporter
 from reconciler.sinks.metrics import Metrics
-from reconciler.sources.api import API_KIND, ApiSource, ApiTaskFiles, ApiTaskStore
+from reconciler.sources.api import ApiSource, ApiTaskFiles
 from reconciler.sources.base import Source
 from reconciler.sources.files import DirectorySource
 from reconciler.sources.git import GitOptions, GitSource
-from reconciler.sources.kubernetes import (
-    Connection,
-    KubernetesOptions,
-    KubernetesSource,
-    connect,
-)
+from reconciler.sources.kubernetes import KubernetesOptions
 from reconciler.sources.limits import DEFAULT_MAX_FILE_SIZE
 from reconciler.store import open_store, sqlite_url
 from reconciler.store.base import RunStore
@@ -121,55 +96,25 @@ class Options:
 HttpServer = Callable[[RuntimeView, Metrics, asyncio.Event], Coroutine[Any, Any, None]]
 
 
-def instance_id() -> str:
-    """``host:pid:token``; the token tells this process from an earlier one with the same pid
-    (a restarted container is pid 1 every time)."""
-    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
+@dataclasses.dataclass
+class Parts:
+    """Everything ``serve`` builds, before any of it runs."""
 
-
-def dead_owners(owners: Collection[str], me: str) -> set[str]:
-    """The owners of ``running`` records that are certainly gone: on this host, and either
-    their pid is not alive or it is ours (an earlier incarnation of this process). Records of
-    other hosts are left alone: only their own instance can know."""
-    host, pid, _ = me.split(":")
-    dead: set[str] = set()
-    for owner in owners:
-        parts = owner.split(":")
-        if len(parts) != 3 or parts[0] != host or owner == me:
-            continue
-        if parts[1] == pid or not _alive(int(parts[1])):
-            dead.add(owner)
-    return dead
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def recover(
-    store: RunStore,
-    me: str,
-    now: datetime,
-    outlives: Callable[[RunRecord], bool] = lambda record: False,
-) -> int:
-    """Mark the runs of dead processes ``interrupted``; not those whose work ``outlives`` its
-    process (a Job's run is adopted once the Jobs are watched, see ``controller.jobs``)."""
-    running = store.running()
-    dead = dead_owners({r.owner for r in running if r.owner}, me)
-    keep = [r.id for r in running if r.owner in dead and outlives(r)]
-    interrupted = store.mark_interrupted(dead, now, keep=keep)
-    for record in interrupted:
-        log.warning(
-            "run interrupted: the process died during it",
-            extra={"fields": {"task": record.task, "run": record.id}},
-        )
-    return len(interrupted)
+    me: str
+    store: RunStore
+    queue: WorkQueue
+    dispatcher: Dispatcher
+    scheduler: ApsScheduler
+    metrics: Metrics
+    sources: list[Source]
+    git: GitSource | None
+    reconciler: Reconciler
+    control: ReconcileLoop
+    service: Service
+    task_env: Mapping[str, str]
+    kube: Kubernetes | None = None
+    jobs: JobSupport | None = None
+    cluster: Cluster | None = None
 
 
 async def serve(
@@ -186,28 +131,39 @@ async def serve(
         loop.add_signal_handler(signum, manager.stopping.set)
     if stop is not None:
         loop.create_task(stop.wait()).add_done_callback(lambda _: manager.stopping.set())
-
     store = open_store(options.db_url or sqlite_url(options.state_dir))
+    try:
+        parts = await build(options, store, manager)
+        await start(parts, options, manager, http)
+        if on_started is not None:
+            on_started()
+        await manager.wait()
+    except ComponentFailed as failed:
+        # Recorded by the manager; what started so far is stopped below.
+        log.debug("start-up ended early", extra={"fields": {"error": str(failed)}})
+    finally:
+        await manager.shutdown()
+        store.close()
+        log.info("crontask stopped")
+    return 1 if manager.failures else 0
+
+
+async def build(options: Options, store: RunStore, manager: Manager) -> Parts:
     me = instance_id()
-    queue = WorkQueue()
-    kube = await _connect(options.kubernetes, queue, me) if options.kubernetes else None
-    jobs = await _jobs(options, kube)
-    recover(store, me, datetime.now(UTC), jobs.outlives if jobs else lambda r: False)
-    task_env = task_environment(os.environ, options.task_env, options.pass_env)
-    if unset := [name for name in options.pass_env if name not in os.environ]:
-        log.warning(
-            "--pass-env names a variable crontask does not have; commands do not get it",
-            extra={"fields": {"names": ",".join(unset)}},
-        )
+    kube = await connect_to(options.kubernetes, me) if options.kubernetes else None
+    support = await jobs(options.jobs, kube, options.resync_seconds)
+    recover(store, me, datetime.now(UTC), support.outlives if support else lambda r: False)
+    task_env = _task_env(options)
     runners: list[Action] = [
         CommandRunner(task_env, kill_grace=options.kill_grace),
         HttpRunner(os.environ),
     ]
-    actions = Actions(runners + ([jobs.runner] if jobs else []))
-    dispatcher = Dispatcher(store, owner=me, actions=actions)
-    if jobs is not None:
-        dispatcher.resumable = jobs.runner
-        jobs.runner.progress = dispatcher.progress
+    dispatcher = Dispatcher(
+        store, owner=me, actions=Actions(runners + ([support.runner] if support else []))
+    )
+    if support is not None:
+        dispatcher.resumable = support.runner
+        support.runner.progress = dispatcher.progress
 
     def on_fire(key: str, at: datetime) -> None:
         definition = scheduler.owned().get(key)
@@ -223,21 +179,9 @@ async def serve(
         per_task_histograms=options.metrics_per_task_histograms,
     )
     dispatcher.subscribe(metrics.on_run)
-    api = ApiSource(_api_tasks(options))
-    size = options.max_file_size
-    sources: list[Source] = [api]
-    if options.paths:
-        guard = not options.allow_empty
-        sources.append(DirectorySource(options.paths, max_file_size=size, guard_empty=guard))
-    git = GitSource(options.git, options.state_dir, max_file_size=size) if options.git else None
-    if git is not None:
-        sources.append(git)
-    if kube is not None:
-        sources.append(kube.source)
-    cluster: Cluster | None = None
-
+    sources, git = _sources(options, kube)
     reconciler = Reconciler(
-        sources if jobs is not None else [WithoutJobs(s) for s in sources],
+        sources if support is not None else [WithoutJobs(s) for s in sources],
         scheduler,
         dispatcher,
         allow_empty=options.allow_empty,
@@ -248,9 +192,12 @@ async def serve(
             result.ok, result.seconds, result.desired if result.ok else None
         )
     )
+    queue = WorkQueue()
+    control = ReconcileLoop(reconciler, queue, resync_seconds=options.resync_seconds)
+    cluster = None
     if options.ha is not None:
         dispatcher.handover = Handover(store, me, dispatcher.recorder.call)
-        membership, views = _membership(options, kube)
+        membership, views = _membership(options, options.ha, kube)
         cluster = Cluster(
             Announcement(me, address=options.ha.address),
             membership,
@@ -261,91 +208,112 @@ async def serve(
             queue=queue,
             stopping=manager.stopping,
             timing=options.ha.timing,
-            revision=lambda: git.status().applied_revision if git else None,
+            revision=lambda: git.status().revision if git else None,
             on_handover=metrics.handed_over,
             on_renewal=metrics.replicas,
-            outlives=jobs.outlives if jobs else lambda r: False,
+            outlives=support.outlives if support else lambda r: False,
         )
-    control = ReconcileLoop(reconciler, queue, resync_seconds=options.resync_seconds)
-    git_sync = GitSync(git, lambda _: queue.add(GIT_KIND), metrics) if git else None
-
-    def sync_requested(kind: str) -> bool:
-        if kind != GIT_KIND or git_sync is None:
-            return False
-        loop.call_soon_threadsafe(git_sync.wanted.set)
-        return True
-
     service = Service(
-        loop=loop,
+        loop=asyncio.get_running_loop(),
         store=store,
         scheduler=scheduler,
         dispatcher=dispatcher,
         reconciler=reconciler,
         reconcile=control.reconcile_now,
-        api=api,
+        api=next(s for s in sources if isinstance(s, ApiSource)),
         sources=sources,
-        sync_requested=sync_requested,
+        sync_requested=lambda kind: kind == GIT_KIND and git is not None and git.request_sync(),
         cluster=cluster,
     )
-    try:
-        if kube is not None:
-            await kube.start(manager, reconciler, scheduler, dispatcher)
-        if jobs is not None:  # the Jobs listed before the first pass: Forbid sees them
-            await manager.start(
-                JobSupervisor(jobs, store=store, dispatcher=dispatcher, reconciler=reconciler)
-            )
-        if options.paths:
-            await manager.start(FileWatch(options.paths, lambda p: queue.add("file", p)))
-        if git_sync is not None:
-            await manager.start(git_sync)
-        if cluster is not None:
-            await manager.start(cluster)  # joined: the first pass knows which tasks are ours
-            await manager.start(ApiPoll(api, lambda keys: queue.add(API_KIND, keys)))
-        await manager.start(Runs(dispatcher, options.shutdown_grace))
-        await manager.start(control)
-        service.started = True
-        _log_started(me, options, git, scheduler, task_env)
+    return Parts(
+        me, store, queue, dispatcher, scheduler, metrics, sources, git, reconciler, control,
+        service, task_env, kube, support, cluster,
+    )  # fmt: skip
+
+
+async def start(parts: Parts, options: Options, manager: Manager, http: HttpServer | None) -> None:
+    """Start the components in order; each is ready before the next starts."""
+    if parts.kube is not None:
+        await parts.kube.start(manager, parts.reconciler, parts.scheduler, parts.dispatcher)
+    if parts.jobs is not None:  # the Jobs listed before the first pass: Forbid sees them
         await manager.start(
-            Housekeeping(
-                store,
-                scheduler,
-                dispatcher,
-                metrics,
-                interval=options.housekeeping_seconds,
-                max_age=options.history_max_age,
+            JobSupervisor(
+                parts.jobs,
+                store=parts.store,
+                dispatcher=parts.dispatcher,
+                reconciler=parts.reconciler,
             )
         )
-        if http is not None:
-            await manager.start(Http(lambda stopped: http(service, metrics, stopped)))
-        if on_started is not None:
-            on_started()
-        await manager.wait()
-    except ComponentFailed as failed:
-        # Recorded by the manager; what started so far is stopped below.
-        log.debug("start-up ended early", extra={"fields": {"error": str(failed)}})
-    finally:
-        await manager.shutdown()
-        store.close()
-        log.info("crontask stopped")
-    return 1 if manager.failures else 0
+    for source in parts.sources:
+        await manager.start(SourceWatch(source, parts.queue.add))
+    if parts.cluster is not None:
+        await manager.start(parts.cluster)  # joined: the first pass knows which tasks are ours
+    await manager.start(Runs(parts.dispatcher, options.shutdown_grace))
+    await manager.start(parts.control)
+    parts.service.started = True
+    _log_started(parts, options)
+    await manager.start(
+        Housekeeping(
+            parts.store,
+            parts.scheduler,
+            parts.dispatcher,
+            parts.metrics,
+            interval=options.housekeeping_seconds,
+            max_age=options.history_max_age,
+        )
+    )
+    if http is not None:
+        service, metrics = parts.service, parts.metrics
+        await manager.start(Http(lambda stopped: http(service, metrics, stopped)))
 
 
-def _api_tasks(options: Options) -> ApiTaskStore:
-    """Files in the state directory; with replicas, the shared store, so all see the same."""
+def _task_env(options: Options) -> dict[str, str]:
+    if unset := [name for name in options.pass_env if name not in os.environ]:
+        log.warning(
+            "--pass-env names a variable crontask does not have; commands do not get it",
+            extra={"fields": {"names": ",".join(unset)}},
+        )
+    return task_environment(os.environ, options.task_env, options.pass_env)
+
+
+def _sources(options: Options, kube: Kubernetes | None) -> tuple[list[Source], GitSource | None]:
+    """The API's own tasks first, then folders, git and the CronTask resources."""
+    size = options.max_file_size
+    sources: list[Source] = [_api_source(options)]
+    if options.paths:
+        guard = not options.allow_empty
+        sources.append(DirectorySource(options.paths, max_file_size=size, guard_empty=guard))
+    git = GitSource(options.git, options.state_dir, max_file_size=size) if options.git else None
+    if git is not None:
+        sources.append(git)
+    if kube is not None:
+        sources.append(kube.source)
+    return sources, git
+
+
+def _api_source(options: Options) -> ApiSource:
+    """Files in the state directory; with replicas, the shared store (so every replica sees
+    the same tasks), polled for the writes of the others."""
     if options.ha is None:
-        return ApiTaskFiles(options.state_dir / "api-tasks")
+        folder = options.state_dir / "api-tasks"
+        return ApiSource(ApiTaskFiles(folder), location=f"API-owned tasks in {folder}")
     from reconciler.store.api_tasks import SqlApiTasks
 
     assert options.db_url is not None
-    return SqlApiTasks.open(options.db_url)
+    return ApiSource(
+        SqlApiTasks.open(options.db_url),
+        location="API-owned tasks in the shared run store",
+        poll=options.ha.timing.renew_interval,
+    )
 
 
-def _membership(options: Options, kube: _Kubernetes | None) -> tuple[Membership, Views]:
+def _membership(
+    options: Options, ha: HaOptions, kube: Kubernetes | None
+) -> tuple[Membership, Views]:
     """Leases with Kubernetes, else the members table; the views live in the shared store."""
     # Imported here: only --ha needs them (and only --ha requires PostgreSQL).
     from reconciler.store.members import SqlMembership, SqlViews
 
-    assert options.ha is not None
     assert options.db_url is not None
     rows = SqlMembership.open(options.db_url)
     views = SqlViews(rows.engine)
@@ -353,123 +321,23 @@ def _membership(options: Options, kube: _Kubernetes | None) -> tuple[Membership,
         return rows, views
     from reconciler.membership.leases import LeaseMembership
 
-    namespace = options.ha.lease_namespace or kube.connection.home
+    namespace = ha.lease_namespace or kube.connection.home
     return LeaseMembership(kube.connection.api, namespace), views
 
 
-def _log_started(
-    me: str,
-    options: Options,
-    git: GitSource | None,
-    scheduler: ApsScheduler,
-    task_env: Mapping[str, str],
-) -> None:
+def _log_started(parts: Parts, options: Options) -> None:
     log.info(
         "crontask started",
         extra={
             "fields": {
-                "instance": me,
+                "instance": parts.me,
                 "paths": ",".join(str(p) for p in options.paths) or None,
-                "git": git.status().url if git else None,
-                "tasks": len(scheduler.owned()),
+                "git": parts.git.status().url if parts.git else None,
+                "tasks": len(parts.scheduler.owned()),
                 # Names only: which of crontask's variables every command gets.
                 "task_env": options.task_env
                 if options.task_env == "inherit"
-                else ",".join(sorted(task_env)),
+                else ",".join(sorted(parts.task_env)),
             }
         },
     )
-
-
-@dataclasses.dataclass
-class _Kubernetes:
-    """The Kubernetes source, its status and Event writers, and what reports to them."""
-
-    connection: Connection
-    source: KubernetesSource
-    writer: StatusWriter
-    events: EventRecorder
-
-    async def start(
-        self,
-        manager: Manager,
-        reconciler: Reconciler,
-        scheduler: ApsScheduler,
-        dispatcher: Dispatcher,
-    ) -> None:
-        """Start the writers first (they flush last), then list and watch."""
-
-        def fire_manual(key: str) -> RunRecord | None:
-            definition = scheduler.owned().get(key)
-            if definition is None or definition.location.source != KUBERNETES:
-                return None
-            return dispatcher.fire(definition, datetime.now(UTC), Trigger.MANUAL)
-
-        report = StatusReporter(
-            self.writer,
-            self.events,
-            mine=reconciler.mine,
-            active=lambda key: tuple(dispatcher.active(key)),
-            # The scheduler's own next fire time (None while suspended): what will happen,
-            # not a second computation of it.
-            next_run=lambda key, now: scheduler.next_fire_time(key),
-            fire_manual=fire_manual,
-        )
-        dispatcher.subscribe(report.on_run)
-        dispatcher.subscribe_progress(report.on_progress)
-
-        def after_pass(result: PassResult) -> None:
-            if result.ok:
-                report.after_pass(
-                    self.source.objects(), result.desired, scheduler.owned(), result.keys
-                )
-
-        reconciler.subscribe(after_pass)
-        await manager.start(
-            Threaded("status-writer", self.writer.start, lambda: self.writer.stop(timeout=5.0))
-        )
-        await manager.start(
-            Threaded("events", self.events.start, lambda: self.events.stop(timeout=2.0))
-        )
-        await manager.start(Informer(self.source.start, self.source.stop))
-        log.info(
-            "kubernetes source started",
-            extra={
-                "fields": {"watching": self.source.location, "synced": self.source.informer.synced}
-            },
-        )
-
-
-async def _jobs(options: Options, kube: _Kubernetes | None) -> JobSupport | None:
-    """The job action, with the CronTask source's connection or ``--kubeconfig`` alone."""
-    if kube is not None:
-        connection = kube.connection
-    elif options.jobs.kubeconfig is not None:
-        only = KubernetesOptions(kubeconfig=options.jobs.kubeconfig)
-        connection = await asyncio.to_thread(connect, only)
-    else:
-        return None
-    source = kube.source if kube is not None else None
-    return job_support(
-        connection,
-        options.jobs,
-        all_namespaces=connection.watch is None,
-        owner=source.object_ref if source is not None else lambda key: None,
-        resync_seconds=options.resync_seconds,
-    )
-
-
-async def _connect(options: KubernetesOptions, queue: WorkQueue, me: str) -> _Kubernetes:
-    connection = await asyncio.to_thread(connect, options)
-    api = connection.api
-    loop = asyncio.get_running_loop()
-
-    def changed(keys: set[str]) -> None:
-        # Called on the watch thread: only hand the keys over to the loop.
-        with contextlib.suppress(RuntimeError):  # the loop is closing
-            loop.call_soon_threadsafe(queue.add, KUBERNETES, keys)
-
-    source = KubernetesSource(
-        api, connection.watch, on_change=changed, resync_seconds=options.resync_seconds
-    )
-    return _Kubernetes(connection, source, StatusWriter(api), EventRecorder(api, instance=me))

@@ -55,9 +55,6 @@ from reconciler.core.runs import RunRecord, RunStatus, Trigger
 from reconciler.scheduling.base import Scheduler, schedule_of
 from reconciler.sources.api import API_KIND, ApiSource
 from reconciler.sources.base import Source
-from reconciler.sources.files import DirectorySource
-from reconciler.sources.git import GitSource
-from reconciler.sources.kubernetes import KubernetesSource
 from reconciler.store.base import RunStore
 
 T = TypeVar("T")
@@ -167,36 +164,21 @@ class Service:
             errors[kind] = errors.get(kind, 0) + 1
         found = []
         for source in self._sources:
-            n_tasks, n_errors = tasks.get(source.kind, 0), errors.get(source.kind, 0)
-            if isinstance(source, GitSource):
-                status = source.status()
-                found.append(
-                    SourceStatus(
-                        kind=source.kind,
-                        location=f"{status.url}#{status.ref}",
-                        revision=status.applied_revision,
-                        attempted_revision=status.attempted_revision,
-                        last_sync=status.last_sync,
-                        last_attempt=status.last_attempt,
-                        last_error=status.last_error,
-                        tasks=n_tasks,
-                        errors=n_errors,
-                    )
+            state = source.status()
+            found.append(
+                SourceStatus(
+                    kind=source.kind,
+                    location=state.location,
+                    tasks=tasks.get(source.kind, 0),
+                    errors=errors.get(source.kind, 0),
+                    revision=state.revision,
+                    attempted_revision=state.attempted_revision,
+                    last_sync=state.last_sync,
+                    last_attempt=state.last_attempt,
+                    last_error=state.last_error,
+                    sync_failures=state.sync_failures,
                 )
-            elif isinstance(source, KubernetesSource):
-                informer = source.informer
-                found.append(
-                    SourceStatus(
-                        kind=source.kind,
-                        location=source.location,
-                        tasks=n_tasks,
-                        errors=n_errors,
-                        last_error=informer.last_error,
-                    )
-                )
-            elif isinstance(source, DirectorySource):
-                roots = ", ".join(str(r) for r in source.roots)
-                found.append(SourceStatus(source.kind, roots, tasks=n_tasks, errors=n_errors))
+            )
         return found
 
     def members(self) -> Members | None:

@@ -84,6 +84,7 @@ class SourceStatus:
     last_sync: datetime | None = None  # the last successful fetch
     last_attempt: datetime | None = None
     last_error: str | None = None  # why the last sync failed (secrets redacted)
+    sync_failures: int = 0  # failed syncs since the start
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

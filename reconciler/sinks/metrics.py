@@ -2,8 +2,8 @@
 
 The controller reports events through a small API, each call O(1) on the event loop under a
 lock held for a few dictionary operations: :meth:`Metrics.on_run` (the dispatcher's run
-listener), :meth:`Metrics.reconciled` (after each pass), :meth:`Metrics.pruned` (retention) and
-:meth:`Metrics.source_sync_failed`.
+listener), :meth:`Metrics.reconciled` (after each pass), :meth:`Metrics.pruned` (retention),
+and with replicas :meth:`Metrics.replicas` and :meth:`Metrics.handed_over`.
 
 At each scrape (:meth:`Metrics.render` for ``/metrics``, :meth:`Metrics.collect` for a
 prometheus_client registry) the metrics read
@@ -87,6 +87,8 @@ class SourceLike(Protocol):
     def revision(self) -> str | None: ...
     @property
     def last_sync(self) -> datetime | None: ...
+    @property
+    def sync_failures(self) -> int: ...
 
 
 class MemoryTasks:
@@ -137,7 +139,6 @@ class Metrics:
         self._reconcile_seconds = HistogramValue.empty(RECONCILE_BUCKETS)
         self._run_seconds = HistogramValue.empty(RUN_BUCKETS)
         self._start_delay = HistogramValue.empty(DELAY_BUCKETS)
-        self._sync_errors: dict[str, int] = {}
         self._pruned = 0
         self._last_prune: float | None = None
         self._prune_seconds = HistogramValue.empty(RECONCILE_BUCKETS)
@@ -253,10 +254,6 @@ class Metrics:
             now = self._replicas or Replicas(0, 0, False)
             self._replicas = Replicas(now.members, now.handovers + moved, now.disagreeing)
 
-    def source_sync_failed(self, kind: str) -> None:
-        with self._lock:
-            self._sync_errors[kind] = self._sync_errors.get(kind, 0) + 1
-
     # -- scrapes ----------------------------------------------------------------------------
 
     def scrape(self) -> Scrape:
@@ -266,7 +263,12 @@ class Metrics:
             began = self._seq
         tasks = dict(self._tasks.snapshot()) if self._tasks is not None else {}
         sources = [
-            SourceSync(s.kind, s.revision, s.last_sync.timestamp() if s.last_sync else None)
+            SourceSync(
+                s.kind,
+                s.revision,
+                s.last_sync.timestamp() if s.last_sync else None,
+                s.sync_failures,
+            )
             for s in (self._sources() if self._sources is not None else ())
         ]
         with self._lock:
@@ -282,7 +284,6 @@ class Metrics:
                 start_delay=self._start_delay,
                 per_task_histograms=self.per_task_histograms,
                 sources=sources,
-                sync_errors=dict(self._sync_errors),
                 pruned_records=self._pruned,
                 last_prune=self._last_prune,
                 prune_seconds=self._prune_seconds,

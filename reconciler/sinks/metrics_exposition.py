@@ -89,6 +89,7 @@ class SourceSync:
     kind: str
     revision: str | None
     last_sync: float | None
+    failures: int = 0  # failed syncs since the start
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -105,7 +106,6 @@ class Scrape:
     start_delay: HistogramValue
     per_task_histograms: bool
     sources: Sequence[SourceSync]
-    sync_errors: Mapping[str, int]
     pruned_records: int
     last_prune: float | None
     prune_seconds: HistogramValue
@@ -433,7 +433,7 @@ def _sources(write: Write, scrape: Scrape) -> None:
             if source.last_sync is not None:
                 label = f'source="{escape(source.kind)}"'
                 write(f"{SOURCE_LAST_SYNC.name}{{{label}}} {number(source.last_sync)}\n")
-    errors = dict.fromkeys((s.kind for s in pulling), 0) | dict(scrape.sync_errors)
+    errors = {s.kind: s.failures for s in pulling}
     if errors:
         write(SOURCE_SYNC_ERRORS.header())
         for kind, count in sorted(errors.items()):

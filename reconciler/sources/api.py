@@ -15,7 +15,9 @@ only, a version to change only that version, None for either).
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
+import logging
 import os
 import tempfile
 from collections.abc import Collection
@@ -25,6 +27,7 @@ from typing import Final, Protocol
 import yaml
 from pydantic import ValidationError
 
+from reconciler.aio import first_of
 from reconciler.core.api_tasks import (
     MISSING,
     AlreadyExists,
@@ -35,7 +38,10 @@ from reconciler.core.api_tasks import (
 )
 from reconciler.core.desired import Definition, DefinitionError, Location
 from reconciler.core.model import CronTask
+from reconciler.sources.base import Notify, Ready, SourceState
 from reconciler.sources.messages import problems
+
+log = logging.getLogger("crontask.sources")
 
 API_KIND: Final = "api"
 _MAX_TEXT: Final = 1 << 20
@@ -149,12 +155,20 @@ class _Stored:
 
 
 class ApiSource:
-    """The tasks of an :class:`ApiTaskStore` as a source; hints are task keys."""
+    """The tasks of an :class:`ApiTaskStore` as a source; hints are task keys.
+
+    With ``poll`` (seconds; replicas sharing a store), ``watch`` notices the writes of other
+    replicas by polling the store's versions (a cheap query); the API's own writes are applied
+    at once by the API, which asks for a pass itself."""
 
     kind = API_KIND
 
-    def __init__(self, store: ApiTaskStore) -> None:
+    def __init__(
+        self, store: ApiTaskStore, *, location: str = "the API", poll: float | None = None
+    ) -> None:
         self.store = store
+        self.location = location
+        self.poll = poll
         self._tasks: dict[str, _Stored] = {}
 
     def refresh(self, hints: Collection[str] | None = None) -> set[str]:
@@ -189,6 +203,26 @@ class ApiSource:
     def version(self, key: str) -> str | None:
         stored = self._tasks.get(key)
         return stored.version if stored else self.store.version(key)
+
+    def status(self) -> SourceState:
+        return SourceState(self.location)
+
+    async def watch(self, notify: Notify, ready: Ready, stop: asyncio.Event) -> None:
+        ready()
+        if self.poll is None:
+            await stop.wait()
+            return
+        while not stop.is_set():
+            await first_of(stop, timeout=self.poll)
+            if stop.is_set():
+                return
+            try:
+                changed = await asyncio.to_thread(self.changed)
+            except Exception as err:  # the store is away: the next poll tries again
+                log.debug("api task poll failed", extra={"fields": {"error": str(err)}})
+                continue
+            if changed:
+                notify(changed)
 
     def changed(self) -> set[str]:
         """The keys whose stored version differs from what this source read (another replica

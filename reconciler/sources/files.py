@@ -31,16 +31,20 @@ Rules users rely on:
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import os
 from collections.abc import Collection, Iterator, Sequence
 from pathlib import Path
 from stat import S_ISDIR
 
+from reconciler.aio import ended, first_of
 from reconciler.core.desired import Definition, DefinitionError, Location
+from reconciler.sources.base import Notify, Ready, SourceState
 from reconciler.sources.documents import parse_text
 from reconciler.sources.limits import DEFAULT_MAX_FILE_SIZE, excerpt
 from reconciler.sources.reading import Unreadable, read_file, resolve_root
+from reconciler.sources.watch import watch_paths
 
 # A path is shown whole (it is not the file's content), but never with a control character in it.
 _PATH_SHOWN = 4096
@@ -159,6 +163,18 @@ class DirectorySource:
     def errors(self) -> list[DefinitionError]:
         found = [e for state in self._files.values() for e in state.errors]
         return found + list(self._root_errors.values())
+
+    def status(self) -> SourceState:
+        return SourceState(", ".join(str(r) for r in self.roots))
+
+    async def watch(self, notify: Notify, ready: Ready, stop: asyncio.Event) -> None:
+        """The roots watched (``sources.watch``); ready once the OS watches exist, so that the
+        first pass, which reads after it, leaves nothing written meanwhile for the resync."""
+        armed = asyncio.Event()
+        watching = asyncio.ensure_future(watch_paths(self.roots, notify, stop, armed=armed))
+        await first_of(armed, ended(watching))
+        ready()
+        await watching
 
     # -- details ---------------------------------------------------------------------------
 

@@ -53,6 +53,7 @@ some files from each revision (each file whole); the next resync converges.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import hashlib
 import json
@@ -65,7 +66,9 @@ from collections.abc import Callable, Collection
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 
+from reconciler.aio import ended, first_of
 from reconciler.core.desired import Definition, DefinitionError
+from reconciler.sources.base import Notify, Ready, SourceState
 from reconciler.sources.files import DirectorySource
 from reconciler.sources.gitrepo import (
     Credentials,
@@ -107,16 +110,19 @@ class GitOptions:
 
 
 @dataclasses.dataclass(frozen=True)
-class GitStatus:
-    url: str  # with any credentials stripped
-    ref: str
-    applied_revision: str | None  # the commit whose tree is in force
-    attempted_revision: str | None  # the commit the ref named at the last fetch
-    last_sync: datetime | None  # the last successful fetch
-    last_attempt: datetime | None
-    last_error: str | None  # None once a sync succeeds
-    consecutive_failures: int
-    next_retry_in: float  # seconds until the next sync() is due
+class GitStatus(SourceState):
+    """``location`` is ``url#ref``; ``revision`` the commit whose tree is in force;
+    ``attempted_revision`` the commit the ref named at the last fetch; ``last_error`` is None
+    once a sync succeeds."""
+
+    url: str = ""  # with any credentials stripped
+    ref: str = ""
+    consecutive_failures: int = 0
+    next_retry_in: float = 0.0  # seconds until the next sync() is due
+
+    @property
+    def applied_revision(self) -> str | None:
+        return self.revision
 
 
 class GitSource:
@@ -163,6 +169,9 @@ class GitSource:
         self._last_attempt: datetime | None = None
         self._error: str | None = None
         self._failures = 0
+        self._failed_total = 0
+        self._wanted: asyncio.Event | None = None  # a webhook asked for a sync (see watch)
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._in_flight: GitRepo | None = None  # the repository a sync is working on
         self._cancelled = False
 
@@ -190,16 +199,61 @@ class GitSource:
     def status(self) -> GitStatus:
         with self._lock:
             return GitStatus(
-                url=self.url,
-                ref=self.options.ref,
-                applied_revision=self._applied,
+                location=f"{self.url}#{self.options.ref}",
+                revision=self._applied,
                 attempted_revision=self._attempted,
                 last_sync=self._last_sync,
                 last_attempt=self._last_attempt,
                 last_error=self._error,
+                sync_failures=self._failed_total,
+                url=self.url,
+                ref=self.options.ref,
                 consecutive_failures=self._failures,
                 next_retry_in=self._retry_in(self._failures),
             )
+
+    # -- its life --------------------------------------------------------------------------
+
+    async def watch(self, notify: Notify, ready: Ready, stop: asyncio.Event) -> None:
+        """Fetch on the interval (or the backoff after failures), or at once when asked
+        (``request_sync``: a push webhook); a new revision notifies.
+
+        Ready after the first sync attempt when no revision is in force yet. When one is (the
+        revision in force before a restart, read from disk), ready at once and the first fetch
+        follows: a remote that hangs must not hold back the tasks, nor the API, for up to the
+        git timeout."""
+        self._loop = asyncio.get_running_loop()
+        self._wanted = asyncio.Event()
+        if self.status().revision is None:
+            await self._sync_now(notify, stop)
+            ready()
+        else:
+            ready()
+            await self._sync_now(notify, stop)
+        while not stop.is_set():
+            await first_of(stop, self._wanted, timeout=self.status().next_retry_in)
+            self._wanted.clear()
+            if stop.is_set():
+                return
+            await self._sync_now(notify, stop)
+
+    def request_sync(self) -> bool:
+        """Fetch now (from any thread); False if the source is not running."""
+        loop, wanted = self._loop, self._wanted
+        if loop is None or wanted is None:
+            return False
+        loop.call_soon_threadsafe(wanted.set)
+        return True
+
+    async def _sync_now(self, notify: Notify, stop: asyncio.Event) -> None:
+        syncing = asyncio.ensure_future(asyncio.to_thread(self.sync))
+        await first_of(stop, ended(syncing))
+        if not syncing.done():
+            # Stopping: a fetch in flight (from a remote that hangs, perhaps) is killed rather
+            # than waited for, up to the git timeout.
+            self.cancel()
+        if await syncing:
+            notify(())
 
     def _sync(self) -> bool:
         now = self._clock()
@@ -355,6 +409,7 @@ class GitSource:
             return False  # cut short by cancel(): not the remote's failure
         with self._lock:
             self._failures += 1
+            self._failed_total += 1
             retry = self._retry_in(self._failures)
             self._error = f"{message} (retrying in {retry:g}s)"
             if sha is not None:

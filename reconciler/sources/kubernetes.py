@@ -22,6 +22,8 @@ Contract (the :class:`~reconciler.sources.base.Source` protocol, plus):
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import dataclasses
 import functools
 import logging
@@ -37,6 +39,7 @@ from reconciler.core.crd import PLURAL, VERSION
 from reconciler.core.desired import Definition, DefinitionError, Location
 from reconciler.core.model import API_GROUP, CronTask
 from reconciler.core.status import KUBERNETES, RUN_NOW_ANNOTATION, ObjectRef
+from reconciler.sources.base import Notify, Ready, SourceState
 from reconciler.sources.kubernetes_watch import Informer
 from reconciler.sources.messages import problems
 
@@ -135,6 +138,7 @@ class KubernetesSource:
     ) -> None:
         self.namespace = namespace
         self._on_change = on_change
+        self.first_list_wait = 30.0  # seconds watch() waits for the first list
         self.informer = informer or Informer(
             list_function(api, namespace),
             on_change=self._changed,
@@ -162,6 +166,28 @@ class KubernetesSource:
 
     def _changed(self, keys: set[str]) -> None:
         self._on_change(keys)
+
+    # -- its life --------------------------------------------------------------------------
+
+    def status(self) -> SourceState:
+        return SourceState(self.location, last_error=self.informer.last_error)
+
+    async def watch(self, notify: Notify, ready: Ready, stop: asyncio.Event) -> None:
+        """List and watch (in the informer's thread); ready once listed (up to
+        ``first_list_wait`` seconds), so the first pass sees the objects; the keys that change
+        are notified."""
+        loop = asyncio.get_running_loop()
+
+        def changed(keys: set[str]) -> None:
+            # Called on the watch thread: only hand the keys over to the loop.
+            with contextlib.suppress(RuntimeError):  # the loop is closing
+                loop.call_soon_threadsafe(notify, keys)
+
+        self._on_change = changed
+        await asyncio.to_thread(self.start, self.first_list_wait)
+        ready()
+        await stop.wait()
+        await asyncio.to_thread(self.stop)
 
     # -- the Source protocol ---------------------------------------------------------------
 

@@ -77,9 +77,12 @@ def test_api_tasks_members_and_manual_runs_from_any_replica(cluster: Cluster) ->
     wait_for("keep and long owned", lambda: sum(m["ownedTasks"] for m in members()) == 2)
     assert len(members()) == 2
     assert sum(m["me"] for m in members()) == 1
-    scraped = httpx.get(f"{b.server}/metrics").text
-    assert "crontask_members 2\n" in scraped
-    assert "crontask_members_disagreeing 0\n" in scraped
+    def scraped() -> str:
+        return httpx.get(f"{b.server}/metrics").text
+
+    assert "crontask_members 2\n" in scraped()
+    # The replicas read the same definitions once b has polled the API task a wrote.
+    wait_for("agreement", lambda: "crontask_members_disagreeing 0\n" in scraped(), 20)
     out = subprocess.run(
         [sys.executable, "-m", "reconciler", "members", "--server", b.server],
         capture_output=True,

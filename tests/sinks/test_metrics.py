@@ -177,7 +177,6 @@ def test_no_created_series_and_no_task_label_on_histograms(tasks: MemoryTasks) -
     run(m, "default/a", RunStatus.SUCCEEDED)
     m.reconciled(True, 0.01, DesiredState(tasks={}))
     m.pruned(3, 0.2, T0.timestamp())
-    m.source_sync_failed("git")
     body, _ = m.render()
     text = body.decode()
     assert "_created" not in text
@@ -304,19 +303,23 @@ def test_sources_and_retention() -> None:
         kind = "git"
         revision: str | None = "abc123"
         last_sync: datetime | None = T0
+        sync_failures = 0
 
     class Folder:
         kind = "file"
         revision = None
         last_sync = None
+        sync_failures = 0
 
-    m = Metrics(sources=lambda: [Git(), Folder()])
+    git = Git()
+
+    m = Metrics(sources=lambda: [git, Folder()])
     assert value(m, "crontask_source_info", source="git", revision="abc123") == 1
     assert value(m, "crontask_source_last_sync_timestamp_seconds", source="git") == (T0.timestamp())
     assert value(m, "crontask_source_sync_errors_total", source="git") == 0
     assert value(m, "crontask_source_info", source="file", revision="") is None
     assert value(m, "crontask_history_last_prune_timestamp_seconds") is None
-    m.source_sync_failed("git")
+    git.sync_failures = 1  # the source counts its failed syncs; a scrape reads the count
     m.pruned(5, 0.3, T0.timestamp())
     m.pruned(2, 0.1, NEXT.timestamp())
     assert value(m, "crontask_source_sync_errors_total", source="git") == 1
@@ -440,6 +443,7 @@ def test_label_values_are_escaped() -> None:
         kind = "git"
         revision: str | None = 'a"b\\c\nd'
         last_sync: datetime | None = None
+        sync_failures = 0
 
     m = Metrics(sources=lambda: [Odd()])
     text = m.render()[0].decode()

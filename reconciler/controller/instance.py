@@ -1,0 +1,66 @@
+"""Who this process is, and the runs a dead one left ``running``."""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import socket
+from collections.abc import Callable, Collection
+from datetime import datetime
+
+from reconciler.core.runs import RunRecord
+from reconciler.store.base import RunStore
+
+log = logging.getLogger("crontask")
+
+
+def instance_id() -> str:
+    """``host:pid:token``; the token tells this process from an earlier one with the same pid
+    (a restarted container is pid 1 every time)."""
+    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
+
+
+def dead_owners(owners: Collection[str], me: str) -> set[str]:
+    """The owners of ``running`` records that are certainly gone: on this host, and either
+    their pid is not alive or it is ours (an earlier incarnation of this process). Records of
+    other hosts are left alone: only their own instance can know."""
+    host, pid, _ = me.split(":")
+    dead: set[str] = set()
+    for owner in owners:
+        parts = owner.split(":")
+        if len(parts) != 3 or parts[0] != host or owner == me:
+            continue
+        if parts[1] == pid or not _alive(int(parts[1])):
+            dead.add(owner)
+    return dead
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def recover(
+    store: RunStore,
+    me: str,
+    now: datetime,
+    outlives: Callable[[RunRecord], bool] = lambda record: False,
+) -> int:
+    """Mark the runs of dead processes ``interrupted``; not those whose work ``outlives`` its
+    process (a Job's run is adopted once the Jobs are watched, see ``controller.jobs``)."""
+    running = store.running()
+    dead = dead_owners({r.owner for r in running if r.owner}, me)
+    keep = [r.id for r in running if r.owner in dead and outlives(r)]
+    interrupted = store.mark_interrupted(dead, now, keep=keep)
+    for record in interrupted:
+        log.warning(
+            "run interrupted: the process died during it",
+            extra={"fields": {"task": record.task, "run": record.id}},
+        )
+    return len(interrupted)

@@ -1,0 +1,110 @@
+"""The Kubernetes wiring of ``crontask run``: the CronTask source's connection, the status and
+Event writers and what reports to them, and the job action's connection."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+from datetime import UTC, datetime
+
+from reconciler.controller.components import Threaded
+from reconciler.controller.dispatch import Dispatcher
+from reconciler.controller.jobs import JobOptions, JobSupport, job_support
+from reconciler.controller.manager import Manager
+from reconciler.controller.reconcile import PassResult, Reconciler
+from reconciler.core.runs import RunRecord, Trigger
+from reconciler.core.status import KUBERNETES
+from reconciler.scheduling.apscheduler import ApsScheduler
+from reconciler.sinks.kubernetes import StatusWriter
+from reconciler.sinks.kubernetes_events import EventRecorder
+from reconciler.sinks.kubernetes_report import StatusReporter
+from reconciler.sources.kubernetes import (
+    Connection,
+    KubernetesOptions,
+    KubernetesSource,
+    connect,
+)
+
+log = logging.getLogger("crontask")
+
+
+@dataclasses.dataclass
+class Kubernetes:
+    """The Kubernetes source, its status and Event writers, and what reports to them."""
+
+    connection: Connection
+    source: KubernetesSource
+    writer: StatusWriter
+    events: EventRecorder
+
+    async def start(
+        self,
+        manager: Manager,
+        reconciler: Reconciler,
+        scheduler: ApsScheduler,
+        dispatcher: Dispatcher,
+    ) -> None:
+        """Start the writers first (they flush last); the CronTasks are listed and watched by
+        the source's own ``watch`` (a component the runtime starts with the other sources)."""
+
+        def fire_manual(key: str) -> RunRecord | None:
+            definition = scheduler.owned().get(key)
+            if definition is None or definition.location.source != KUBERNETES:
+                return None
+            return dispatcher.fire(definition, datetime.now(UTC), Trigger.MANUAL)
+
+        report = StatusReporter(
+            self.writer,
+            self.events,
+            mine=reconciler.mine,
+            active=lambda key: tuple(dispatcher.active(key)),
+            # The scheduler's own next fire time (None while suspended): what will happen,
+            # not a second computation of it.
+            next_run=lambda key, now: scheduler.next_fire_time(key),
+            fire_manual=fire_manual,
+        )
+        dispatcher.subscribe(report.on_run)
+        dispatcher.subscribe_progress(report.on_progress)
+
+        def after_pass(result: PassResult) -> None:
+            if result.ok:
+                report.after_pass(
+                    self.source.objects(), result.desired, scheduler.owned(), result.keys
+                )
+
+        reconciler.subscribe(after_pass)
+        await manager.start(
+            Threaded("status-writer", self.writer.start, lambda: self.writer.stop(timeout=5.0))
+        )
+        await manager.start(
+            Threaded("events", self.events.start, lambda: self.events.stop(timeout=2.0))
+        )
+
+
+async def jobs(
+    options: JobOptions, kube: Kubernetes | None, resync_seconds: float
+) -> JobSupport | None:
+    """The job action, with the CronTask source's connection or ``--kubeconfig`` alone."""
+    if kube is not None:
+        connection = kube.connection
+    elif options.kubeconfig is not None:
+        only = KubernetesOptions(kubeconfig=options.kubeconfig)
+        connection = await asyncio.to_thread(connect, only)
+    else:
+        return None
+    source = kube.source if kube is not None else None
+    return job_support(
+        connection,
+        options,
+        all_namespaces=connection.watch is None,
+        owner=source.object_ref if source is not None else lambda key: None,
+        resync_seconds=resync_seconds,
+    )
+
+
+async def connect_to(options: KubernetesOptions, me: str) -> Kubernetes:
+    connection = await asyncio.to_thread(connect, options)
+    api = connection.api
+    source = KubernetesSource(api, connection.watch, resync_seconds=options.resync_seconds)
+    return Kubernetes(connection, source, StatusWriter(api), EventRecorder(api, instance=me))
