@@ -14,7 +14,7 @@ from typing import NoReturn
 
 import uvicorn
 
-from reconciler import logs
+from reconciler import logs, web
 from reconciler.api.app import create_app
 from reconciler.api.auth import AuthConfig, AuthConfigError, check_listen, is_loopback
 from reconciler.cli.main_helpers import existing_paths
@@ -140,6 +140,7 @@ def http_server(args: argparse.Namespace) -> HttpServer:
 
     async def serve_http(runtime: RuntimeView, metrics: Metrics, stop: asyncio.Event) -> None:
         app = create_app(runtime, auth=auth, metrics=metrics, webhook_secret=webhook_secret)
+        web.install(app)  # the status page at /
         config = uvicorn.Config(
             app,
             host=host,

@@ -64,6 +64,7 @@ T = TypeVar("T")
 
 Reconcile = Callable[[Mapping[str, Collection[str]]], Coroutine[Any, Any, object]]
 NEXT_RUNS = 5
+SOURCE_PROBLEMS = 100  # the definition errors a source lists (its count says how many in all)
 ON_LOOP_TIMEOUT = 30.0
 
 
@@ -161,13 +162,18 @@ class Service:
         errors: dict[str, int] = {}
         for definition in desired.tasks.values():
             tasks[definition.location.source] = tasks.get(definition.location.source, 0) + 1
-        for kind in [e.location.source for e in desired.errors] + [
-            c.winner.source for c in desired.conflicts
+        problems: dict[str, list[str]] = {}
+        for kind, problem in [(e.location.source, str(e)) for e in desired.errors] + [
+            (c.winner.source, str(c)) for c in desired.conflicts
         ]:
             errors[kind] = errors.get(kind, 0) + 1
+            found_for = problems.setdefault(kind, [])
+            if len(found_for) < SOURCE_PROBLEMS:
+                found_for.append(problem)
         found = []
         for source in self._sources:
             n_tasks, n_errors = tasks.get(source.kind, 0), errors.get(source.kind, 0)
+            listed = tuple(problems.get(source.kind, ()))
             if isinstance(source, GitSource):
                 status = source.status()
                 found.append(
@@ -181,6 +187,7 @@ class Service:
                         last_error=status.last_error,
                         tasks=n_tasks,
                         errors=n_errors,
+                        problems=listed,
                     )
                 )
             elif isinstance(source, KubernetesSource):
@@ -192,11 +199,16 @@ class Service:
                         tasks=n_tasks,
                         errors=n_errors,
                         last_error=informer.last_error,
+                        problems=listed,
                     )
                 )
             elif isinstance(source, DirectorySource):
                 roots = ", ".join(str(r) for r in source.roots)
-                found.append(SourceStatus(source.kind, roots, tasks=n_tasks, errors=n_errors))
+                found.append(
+                    SourceStatus(
+                        source.kind, roots, tasks=n_tasks, errors=n_errors, problems=listed
+                    )
+                )
         return found
 
     def members(self) -> Members | None:

@@ -84,6 +84,8 @@ class SourceStatus:
     last_sync: datetime | None = None  # the last successful fetch
     last_attempt: datetime | None = None
     last_error: str | None = None  # why the last sync failed (secrets redacted)
+    # Its definition errors and conflicts, each "file:line:col: message" (the first 100).
+    problems: tuple[str, ...] = ()
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
