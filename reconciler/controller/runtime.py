@@ -60,6 +60,8 @@ from reconciler.sinks.kubernetes import StatusWriter
 from reconciler.sinks.kubernetes_events import EventRecorder
 from reconciler.sinks.kubernetes_report import StatusReporter
 from reconciler.sinks.metrics import Metrics
+from reconciler.sinks.notify import Notifier
+from reconciler.sinks.notify_config import Notifications
 from reconciler.sources.api import API_KIND, ApiSource, ApiTaskFiles, ApiTaskStore
 from reconciler.sources.base import Source
 from reconciler.sources.files import DirectorySource
@@ -72,7 +74,7 @@ from reconciler.sources.kubernetes import (
 )
 from reconciler.sources.limits import DEFAULT_MAX_FILE_SIZE
 from reconciler.store import open_store, sqlite_url
-from reconciler.store.base import RunStore
+from reconciler.store.base import RunQuery, RunStore
 
 log = logging.getLogger("crontask")
 
@@ -106,6 +108,8 @@ class Options:
     ha: HaOptions | None = None
     max_file_size: int = DEFAULT_MAX_FILE_SIZE  # bytes; larger definition files are refused
     metrics_per_task_histograms: bool = False
+    notifications: Notifications | None = None  # --notifications: receivers and routes
+    page_url: str | None = None  # the status page's URL, for links in notifications
 
 
 # Serves the HTTP interface (API, health, metrics) until the event is set. The CLI provides it,
@@ -242,6 +246,7 @@ async def serve(
             on_handover=metrics.handed_over,
             on_renewal=metrics.replicas,
         )
+    notifier = _notifier(options, metrics, reconciler, dispatcher, store)
     control = ReconcileLoop(reconciler, queue, resync_seconds=options.resync_seconds)
     git_sync = GitSync(git, lambda _: queue.add(GIT_KIND), metrics) if git else None
 
@@ -264,6 +269,8 @@ async def serve(
         cluster=cluster,
     )
     try:
+        if notifier is not None:  # first: stopped last, after the runs' final records
+            await manager.start(notifier)
         if kube is not None:
             await kube.start(manager, reconciler, scheduler, dispatcher)
         if options.paths:
@@ -300,6 +307,28 @@ async def serve(
         store.close()
         log.info("crontask stopped")
     return 1 if manager.failures else 0
+
+
+def _notifier(
+    options: Options,
+    metrics: Metrics,
+    reconciler: Reconciler,
+    dispatcher: Dispatcher,
+    store: RunStore,
+) -> Notifier | None:
+    """--notifications: a run listener and pass observer, delivering in its own component."""
+    if options.notifications is None:
+        return None
+    notifier = Notifier(
+        options.notifications,
+        metrics=metrics,
+        mine=reconciler.mine,
+        history=lambda key: store.query(RunQuery(task=key, limit=20)).items,
+        page_url=options.page_url,
+    )
+    dispatcher.subscribe(notifier.on_run)
+    reconciler.subscribe(lambda result: notifier.after_pass(result.desired) if result.ok else None)
+    return notifier
 
 
 def _api_tasks(options: Options) -> ApiTaskStore:
