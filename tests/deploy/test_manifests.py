@@ -26,7 +26,7 @@ COMPONENT_LINE = "# components:\n#   - components/all-namespaces"
 
 
 def manifest_files() -> list[Path]:
-    # deploy/monitoring holds Prometheus rules and a PrometheusRule (tests/deploy/test_monitoring.py)
+    # deploy/monitoring: Prometheus rules and a PrometheusRule (see tests/deploy/test_monitoring.py)
     return sorted(p for p in DEPLOY.rglob("*.yaml") if DEPLOY / "monitoring" not in p.parents)
 
 
