@@ -144,7 +144,7 @@ def tasks_page(
         states=views.STATES,
         kinds=sorted({s.kind for s in sources} | {"api"}),
         definition_errors=sum(s.errors for s in sources),
-        namespaces=views.namespaces(runtime),
+        namespaces=views.namespaces(page.rows),
         after=after,
     )
 

@@ -27,7 +27,6 @@ HISTORY_PAGE: Final = 50
 TIMELINE_MAX: Final = 1000
 SCAN_CHUNK: Final = 500  # tasks read at a time while a text or result filter scans
 TEXT_MAX: Final = 100
-NAMESPACES_MAX: Final = 50
 
 State = Literal["ok", "failing", "error", "suspended", "running"]
 STATES: Final[tuple[State, ...]] = ("ok", "failing", "error", "suspended", "running")
@@ -173,48 +172,50 @@ def task_page(
 
     Namespace, source, and the definition states are filtered by the runtime; text and the
     run states (ok, failing, running) here, reading the tasks :data:`SCAN_CHUNK` at a time
-    until the page is full.
+    until the page is full. Only the rows shown read their strips from the run store; the
+    scan decides ok/failing from the task's last run as the runtime holds it, and asks the
+    store only for a task whose last run it does not hold.
     """
     base = TaskQuery(
         namespace=filters.namespace,
         source=filters.source,
         state=_VIEW_STATE.get(filters.state or ""),
     )
+    scanning = bool(filters.text) or filters.state in ("ok", "failing", "running")
+    chunk_size = SCAN_CHUNK if scanning else size + 1
     rows: list[Row] = []
     cursor = after
     scanned = 0
     while True:
-        chunk = runtime.tasks(dataclasses.replace(base, after=cursor, limit=SCAN_CHUNK))
+        chunk = runtime.tasks(dataclasses.replace(base, after=cursor, limit=chunk_size))
         for view in chunk:
             scanned += 1
             cursor = view.key
-            if filters.text and not matches_text(view, filters.text):
-                continue
-            if filters.state == "running" and not view.running:
-                continue
-            row = row_of(runtime, view)
-            if filters.state in ("ok", "failing") and filters.state not in row.badges:
+            if not _wanted(runtime, view, filters):
                 continue
             if len(rows) == size:
                 return TaskPage(rows, rows[-1].view.key, scanned)
-            rows.append(row)
-        if len(chunk) < SCAN_CHUNK:
+            rows.append(row_of(runtime, view))
+        if len(chunk) < chunk_size:
             return TaskPage(rows, None, scanned)
 
 
-def namespaces(runtime: RuntimeView, most: int = NAMESPACES_MAX) -> list[str]:
-    """The first ``most`` namespaces, for the filter's suggestions: one task read for each
-    (the next read starts after every key of the namespace just found)."""
-    found: list[str] = []
-    cursor = None
-    while len(found) < most:
-        first = runtime.tasks(TaskQuery(after=cursor, limit=1))
-        if not first:
-            break
-        namespace = first[0].key.partition("/")[0]
-        found.append(namespace)
-        cursor = namespace + "/\U0010ffff"  # after every DNS-1123 name in it
-    return found
+def _wanted(runtime: RuntimeView, view: TaskView, filters: Filters) -> bool:
+    if filters.text and not matches_text(view, filters.text):
+        return False
+    if filters.state == "running":
+        return bool(view.running)
+    if filters.state in ("ok", "failing"):
+        last = view.last_run
+        held = last is not None and last.status.finished and last.status is not RunStatus.SKIPPED
+        found = last if held else last_result(view, runs_of(runtime, view.key))
+        return filters.state in badges_of(view, found)
+    return True
+
+
+def namespaces(rows: Sequence[Row]) -> list[str]:
+    """The namespaces of the rows shown, as suggestions for the namespace filter."""
+    return sorted({row.namespace for row in rows})
 
 
 # -- one task ---------------------------------------------------------------------------------

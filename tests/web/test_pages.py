@@ -193,3 +193,16 @@ def test_assets_are_served_from_the_package(page: TestClient) -> None:
         assert response.headers["content-type"].startswith(media)
     assert page.get("/static/../pages.py").status_code == 404
     assert page.get("/static/nope.js").status_code == 404
+
+
+def test_the_failing_filter_uses_the_last_run_the_runtime_holds(
+    runtime: FakeRuntime, page: TestClient
+) -> None:
+    from tests.api.fakes import view
+
+    # Its last run is in the runtime's memory only (the store has none of its runs).
+    last = record("default/fresh", T0, RunStatus.TIMED_OUT)
+    runtime.views["default/fresh"] = view("fresh", last_run=last)
+    html = page.get("/?state=failing").text
+    assert keys(html) == ["default/fresh", "ops/flaky"]
+    assert 'class="badge failing"' in html.split('data-task="default/fresh"')[1].split("</tr>")[0]
