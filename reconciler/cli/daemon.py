@@ -14,7 +14,7 @@ from typing import NoReturn
 
 import uvicorn
 
-from reconciler import logs
+from reconciler import logs, web
 from reconciler.api.app import create_app
 from reconciler.api.auth import AuthConfig, AuthConfigError, check_listen, is_loopback
 from reconciler.cli.main_helpers import existing_paths
@@ -22,7 +22,9 @@ from reconciler.controller.cluster import Timing
 from reconciler.controller.jobs import JobOptions
 from reconciler.controller.runtime import HaOptions, HttpServer, Options, serve
 from reconciler.controller.view import RuntimeView
+from reconciler.sinks import notify_config
 from reconciler.sinks.metrics import Metrics
+from reconciler.sinks.notify_config import Notifications
 from reconciler.sources.git import GitOptions
 from reconciler.sources.kubernetes import KubernetesConfigError, KubernetesOptions
 
@@ -80,6 +82,8 @@ def run(args: argparse.Namespace) -> int:
             kubeconfig=None if args.kubernetes else args.kubeconfig,
         ),
         metrics_per_task_histograms=args.metrics_per_task_histograms,
+        notifications=notifications(args),
+        page_url=page_url(args),
     )
     http = None if args.listen == "off" else http_server(args)
     try:
@@ -89,6 +93,31 @@ def run(args: argparse.Namespace) -> int:
         return asyncio.run(serve(options, http=http, on_started=gc.freeze))
     except KubernetesConfigError as err:
         raise SystemExit(f"crontask: {err}") from None
+
+
+def notifications(args: argparse.Namespace) -> Notifications | None:
+    if args.notifications is None:
+        return None
+    try:
+        return notify_config.load(args.notifications)
+    except notify_config.NotificationConfigError as err:
+        raise SystemExit(f"crontask: --notifications:\n{err}") from None
+
+
+def page_url(args: argparse.Namespace) -> str | None:
+    """--external-url, else the address the page is served on."""
+    if args.external_url:
+        try:
+            notify_config.check_url(args.external_url)
+        except ValueError as err:
+            usage_error(f"--external-url: {err}")
+        return str(args.external_url).rstrip("/")
+    if args.listen == "off":
+        return None
+    host, _, port = str(args.listen).rpartition(":")
+    if host in ("0.0.0.0", "[::]", "::", ""):  # noqa: S104 - a comparison, not a bind
+        host = socket.gethostname()
+    return f"http://{host}:{port}"
 
 
 def usage_error(message: str) -> NoReturn:
@@ -148,6 +177,7 @@ def http_server(args: argparse.Namespace) -> HttpServer:
 
     async def serve_http(runtime: RuntimeView, metrics: Metrics, stop: asyncio.Event) -> None:
         app = create_app(runtime, auth=auth, metrics=metrics, webhook_secret=webhook_secret)
+        web.install(app)  # the status page at /
         config = uvicorn.Config(
             app,
             host=host,

@@ -53,6 +53,19 @@ def add_parser(commands: Any) -> None:
         action="store_true",
         help="serve the API on a non-loopback address without authentication (not recommended)",
     )
+    parser.add_argument(
+        "--notifications",
+        type=Path,
+        metavar="FILE",
+        help="receivers and routes for failure notifications (generic, generic-hmac, slack "
+        "webhooks); see README, Notifications",
+    )
+    parser.add_argument(
+        "--external-url",
+        metavar="URL",
+        help="the status page's URL as people reach it, for links in notifications "
+        "(default: http://HOST:PORT of --listen)",
+    )
     git = parser.add_argument_group("git source")
     git.add_argument("--git", metavar="URL", help="read CronTasks from this repository")
     git.add_argument("--git-ref", default="HEAD", metavar="REF", help="branch, tag or SHA")

@@ -47,6 +47,8 @@ from reconciler.runner.environment import TaskEnv, task_environment
 from reconciler.runner.http import HttpRunner
 from reconciler.scheduling.apscheduler import ApsScheduler
 from reconciler.sinks.metrics import Metrics
+from reconciler.sinks.notify import Notifier
+from reconciler.sinks.notify_config import Notifications
 from reconciler.sources.api import ApiSource, ApiTaskFiles
 from reconciler.sources.base import Source
 from reconciler.sources.files import DirectorySource
@@ -54,7 +56,7 @@ from reconciler.sources.git import GitOptions, GitSource
 from reconciler.sources.kubernetes import KubernetesOptions
 from reconciler.sources.limits import DEFAULT_MAX_FILE_SIZE
 from reconciler.store import open_store, sqlite_url
-from reconciler.store.base import RunStore
+from reconciler.store.base import RunQuery, RunStore
 
 log = logging.getLogger("crontask")
 
@@ -89,6 +91,8 @@ class Options:
     max_file_size: int = DEFAULT_MAX_FILE_SIZE  # bytes; larger definition files are refused
     metrics_per_task_histograms: bool = False
     jobs: JobOptions = dataclasses.field(default_factory=JobOptions)
+    notifications: Notifications | None = None  # --notifications: receivers and routes
+    page_url: str | None = None  # the status page's URL, for links in notifications
 
 
 # Serves the HTTP interface (API, health, metrics) until the event is set. The CLI provides it,
@@ -115,6 +119,7 @@ class Parts:
     kube: Kubernetes | None = None
     jobs: JobSupport | None = None
     cluster: Cluster | None = None
+    notifier: Notifier | None = None
 
 
 async def serve(
@@ -213,6 +218,7 @@ async def build(options: Options, store: RunStore, manager: Manager) -> Parts:
             on_renewal=metrics.replicas,
             outlives=support.outlives if support else lambda r: False,
         )
+    notifier = _notifier(options, metrics, reconciler, dispatcher, store)
     service = Service(
         loop=asyncio.get_running_loop(),
         store=store,
@@ -227,12 +233,14 @@ async def build(options: Options, store: RunStore, manager: Manager) -> Parts:
     )
     return Parts(
         me, store, queue, dispatcher, scheduler, metrics, sources, git, reconciler, control,
-        service, task_env, kube, support, cluster,
+        service, task_env, kube, support, cluster, notifier,
     )  # fmt: skip
 
 
 async def start(parts: Parts, options: Options, manager: Manager, http: HttpServer | None) -> None:
     """Start the components in order; each is ready before the next starts."""
+    if parts.notifier is not None:  # first: stopped last, after the runs' final records
+        await manager.start(parts.notifier)
     if parts.kube is not None:
         await parts.kube.start(manager, parts.reconciler, parts.scheduler, parts.dispatcher)
     if parts.jobs is not None:  # the Jobs listed before the first pass: Forbid sees them
@@ -265,6 +273,28 @@ async def start(parts: Parts, options: Options, manager: Manager, http: HttpServ
     if http is not None:
         service, metrics = parts.service, parts.metrics
         await manager.start(Http(lambda stopped: http(service, metrics, stopped)))
+
+
+def _notifier(
+    options: Options,
+    metrics: Metrics,
+    reconciler: Reconciler,
+    dispatcher: Dispatcher,
+    store: RunStore,
+) -> Notifier | None:
+    """--notifications: a run listener and pass observer, delivering in its own component."""
+    if options.notifications is None:
+        return None
+    notifier = Notifier(
+        options.notifications,
+        metrics=metrics,
+        mine=reconciler.mine,
+        history=lambda key: store.query(RunQuery(task=key, limit=20)).items,
+        page_url=options.page_url,
+    )
+    dispatcher.subscribe(notifier.on_run)
+    reconciler.subscribe(lambda result: notifier.after_pass(result.desired) if result.ok else None)
+    return notifier
 
 
 def _task_env(options: Options) -> dict[str, str]:

@@ -61,6 +61,7 @@ T = TypeVar("T")
 
 Reconcile = Callable[[Mapping[str, Collection[str]]], Coroutine[Any, Any, object]]
 NEXT_RUNS = 5
+SOURCE_PROBLEMS = 100  # the definition errors a source lists (its count says how many in all)
 ON_LOOP_TIMEOUT = 30.0
 
 
@@ -158,10 +159,14 @@ class Service:
         errors: dict[str, int] = {}
         for definition in desired.tasks.values():
             tasks[definition.location.source] = tasks.get(definition.location.source, 0) + 1
-        for kind in [e.location.source for e in desired.errors] + [
-            c.winner.source for c in desired.conflicts
+        problems: dict[str, list[str]] = {}
+        for kind, problem in [(e.location.source, str(e)) for e in desired.errors] + [
+            (c.winner.source, str(c)) for c in desired.conflicts
         ]:
             errors[kind] = errors.get(kind, 0) + 1
+            found_for = problems.setdefault(kind, [])
+            if len(found_for) < SOURCE_PROBLEMS:
+                found_for.append(problem)
         found = []
         for source in self._sources:
             state = source.status()
@@ -177,6 +182,7 @@ class Service:
                     last_attempt=state.last_attempt,
                     last_error=state.last_error,
                     sync_failures=state.sync_failures,
+                    problems=tuple(problems.get(source.kind, ())),
                 )
             )
         return found

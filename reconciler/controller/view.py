@@ -85,6 +85,8 @@ class SourceStatus:
     last_attempt: datetime | None = None
     last_error: str | None = None  # why the last sync failed (secrets redacted)
     sync_failures: int = 0  # failed syncs since the start
+    # Its definition errors and conflicts, each "file:line:col: message" (the first 100).
+    problems: tuple[str, ...] = ()
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

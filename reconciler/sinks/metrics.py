@@ -143,6 +143,7 @@ class Metrics:
         self._last_prune: float | None = None
         self._prune_seconds = HistogramValue.empty(RECONCILE_BUCKETS)
         self._replicas: Replicas | None = None
+        self._notifications: dict[tuple[str, str], int] = {}
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(self)
 
@@ -254,6 +255,19 @@ class Metrics:
             now = self._replicas or Replicas(0, 0, False)
             self._replicas = Replicas(now.members, now.handovers + moved, now.disagreeing)
 
+    def notification_receivers(self, names: Iterable[str], results: Iterable[str]) -> None:
+        """With --notifications: every (receiver, result) counter starts at 0."""
+        with self._lock:
+            for name in names:
+                for result in results:
+                    self._notifications.setdefault((name, result), 0)
+
+    def notified(self, receiver: str, result: str) -> None:
+        """A notification message ended: ``sent``, ``failed`` or ``dropped``."""
+        with self._lock:
+            key = (receiver, result)
+            self._notifications[key] = self._notifications.get(key, 0) + 1
+
     # -- scrapes ----------------------------------------------------------------------------
 
     def scrape(self) -> Scrape:
@@ -288,6 +302,7 @@ class Metrics:
                 last_prune=self._last_prune,
                 prune_seconds=self._prune_seconds,
                 replicas=self._replicas,
+                notifications=dict(self._notifications),
             )
         self._prune([key for key, r in runs.items() if key not in tasks and r.seq <= began], began)
         return scrape

@@ -110,6 +110,8 @@ class Scrape:
     last_prune: float | None
     prune_seconds: HistogramValue
     replicas: Replicas | None = None  # with --ha
+    # With --notifications: (receiver, result) -> messages; every pair from 0.
+    notifications: Mapping[tuple[str, str], int] = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -227,6 +229,13 @@ MEMBERS_DISAGREEING = Family(
     "crontask_members_disagreeing",
     "gauge",
     "1 while the live replicas (--ha) read different definitions (see GET /api/v1/members).",
+)
+
+NOTIFICATIONS = Family(
+    "crontask_notifications_total",
+    "counter",
+    "Notification messages by receiver and result: sent, failed (refused, or retries used "
+    "up), dropped (the receiver's queue was full).",
 )
 
 
@@ -445,6 +454,11 @@ def _sources(write: Write, scrape: Scrape) -> None:
         write(f"{HISTORY_LAST_PRUNE.name} {number(scrape.last_prune)}\n")
     _histogram(write, HISTORY_PRUNE_DURATION, scrape.prune_seconds)
     _replicas(write, scrape)
+    if scrape.notifications:
+        write(NOTIFICATIONS.header())
+        for (receiver, result), count in sorted(scrape.notifications.items()):
+            labels = f'receiver="{escape(receiver)}",result="{escape(result)}"'
+            write(f"{NOTIFICATIONS.name}{{{labels}}} {count}\n")
 
 
 def _replicas(write: Write, scrape: Scrape) -> None:

@@ -77,6 +77,7 @@ def test_api_tasks_members_and_manual_runs_from_any_replica(cluster: Cluster) ->
     wait_for("keep and long owned", lambda: sum(m["ownedTasks"] for m in members()) == 2)
     assert len(members()) == 2
     assert sum(m["me"] for m in members()) == 1
+
     def scraped() -> str:
         return httpx.get(f"{b.server}/metrics").text
 

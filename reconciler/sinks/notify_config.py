@@ -1,0 +1,342 @@
+"""The ``--notifications`` file: receivers and routes, read with every error at ``file:line:col``.
+
+```yaml
+receivers:
+  - name: ops-hook
+    type: generic-hmac            # generic | generic-hmac | slack
+    urlFile: /etc/crontask/hook-url        # or url: https://hooks.example/crontask
+    secretFile: /etc/crontask/hook-secret  # generic-hmac only
+routes:
+  - receiver: ops-hook
+    events: [failed, recovered]   # failed | recovered | definitionError | everyFailure
+    match: {namespace: ops, name: "backup-*", source: git}   # all optional
+    repeatInterval: 4h            # a reminder while still failing; unset: none
+```
+
+Unknown fields are errors, as everywhere in crontask. URLs and secrets may come from files
+(relative paths are relative to this file); those files are checked when the file is read and
+read again at each delivery, so they can be rotated; their contents never reach a log line.
+Reading is bounded: the file at most 256 KiB, at most 10 000 values, 50 receivers, 200 routes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import re
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Annotated, Any, Final, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import model_validator as _model_validator
+from pydantic.alias_generators import to_camel
+
+MAX_FILE_BYTES: Final = 256 * 1024
+MAX_VALUES: Final = 10_000
+MAX_DEPTH: Final = 20
+MAX_URL: Final = 2048
+MAX_SECRET_BYTES: Final = 4096
+MIN_REPEAT: Final = 1.0
+MAX_REPEAT: Final = 366 * 86400.0
+_DURATION: Final = re.compile(r"^(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
+
+
+class Event(enum.StrEnum):
+    FAILED = "failed"  # ok -> failing (the first failure; reminders while it lasts)
+    RECOVERED = "recovered"  # failing -> ok
+    DEFINITION_ERROR = "definitionError"  # a new definition error or conflict
+    EVERY_FAILURE = "everyFailure"  # every run that ends failing
+
+
+class NotificationConfigError(ValueError):
+    """The file cannot be used; each line of the message is ``file:line:col: problem``."""
+
+
+class _Config(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, alias_generator=to_camel, populate_by_name=True
+    )
+
+
+Name = Annotated[str, Field(min_length=1, max_length=63, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")]
+
+
+class Receiver(_Config):
+    name: Name
+    type: Literal["generic", "generic-hmac", "slack"]
+    url: str | None = Field(None, max_length=MAX_URL)
+    url_file: Path | None = None
+    secret_file: Path | None = None
+
+    @field_validator("url")
+    @classmethod
+    def _http(cls, value: str | None) -> str | None:
+        if value is not None:
+            check_url(value)
+        return value
+
+    @_model_validator(mode="after")
+    def _complete(self) -> Receiver:
+        if (self.url is None) == (self.url_file is None):
+            raise ValueError("give exactly one of url and urlFile")
+        if self.type == "generic-hmac" and self.secret_file is None:
+            raise ValueError("a generic-hmac receiver needs secretFile (the HMAC key)")
+        if self.type != "generic-hmac" and self.secret_file is not None:
+            raise ValueError(f"secretFile is for generic-hmac receivers, not {self.type}")
+        return self
+
+
+class Match(_Config):
+    namespace: str | None = Field(None, min_length=1, max_length=63)
+    name: str | None = Field(None, min_length=1, max_length=253, description="a glob: backup-*")
+    source: Literal["file", "git", "kubernetes", "api"] | None = None
+
+
+class Route(_Config):
+    receiver: Name
+    events: list[Event] = Field(min_length=1, max_length=4)
+    match: Match = Field(default_factory=Match)
+    repeat_interval: float | None = None
+
+    @field_validator("events")
+    @classmethod
+    def _unique(cls, events: list[Event]) -> list[Event]:
+        if len(set(events)) != len(events):
+            raise ValueError("an event is listed twice")
+        return events
+
+    @field_validator("repeat_interval", mode="before")
+    @classmethod
+    def _duration(cls, value: Any) -> float | None:
+        if value is None:
+            return None
+        return parse_interval(value)
+
+
+class NotificationConfig(_Config):
+    receivers: list[Receiver] = Field(min_length=1, max_length=50)
+    routes: list[Route] = Field(min_length=1, max_length=200)
+
+    @_model_validator(mode="after")
+    def _consistent(self) -> NotificationConfig:
+        names = [r.name for r in self.receivers]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise ValueError(f"receiver names must be unique: {', '.join(twice)}")
+        return self
+
+
+@dataclasses.dataclass(frozen=True)
+class Notifications:
+    """A checked file: the config, and where relative paths start."""
+
+    config: NotificationConfig
+    base: Path
+
+    def path(self, value: Path) -> Path:
+        return value if value.is_absolute() else self.base / value
+
+    def url_of(self, receiver: Receiver) -> str:
+        """The receiver's URL (read from ``urlFile`` now). ValueError if it is unusable; the
+        message never contains the URL."""
+        if receiver.url is not None:
+            return receiver.url
+        assert receiver.url_file is not None
+        url = _read_small(self.path(receiver.url_file), "urlFile").decode().strip()
+        check_url(url)
+        return url
+
+    def secret_of(self, receiver: Receiver) -> bytes:
+        assert receiver.secret_file is not None
+        secret = _read_small(self.path(receiver.secret_file), "secretFile").strip()
+        if not secret:
+            raise ValueError("secretFile is empty")
+        return secret
+
+
+def check_url(url: str) -> None:
+    """ValueError unless ``url`` is an http(s) URL of bounded length. The message does not
+    repeat the URL: a webhook's URL is often its secret (Slack's are)."""
+    if len(url) > MAX_URL:
+        raise ValueError(f"the URL is longer than {MAX_URL} characters")
+    if not re.match(r"^https?://[^\s/?#]+", url) or any(c.isspace() for c in url):
+        raise ValueError("the URL must start with http:// or https:// and hold no spaces")
+
+
+def parse_interval(value: Any) -> float:
+    text = str(value).strip()
+    found = _DURATION.match(text) if text else None
+    if found is None or not any(found.groups()):
+        raise ValueError(f"{text[:32]!r} is not a duration (examples: 30m, 4h, 1d12h)")
+    days, hours, minutes, seconds = (int(g or 0) for g in found.groups())
+    total = float(days * 86400 + hours * 3600 + minutes * 60 + seconds)
+    if not MIN_REPEAT <= total <= MAX_REPEAT:
+        raise ValueError("repeatInterval must be between 1s and 366d")
+    return total
+
+
+def _read_small(path: Path, what: str) -> bytes:
+    try:
+        with path.open("rb") as handle:
+            data = handle.read(MAX_SECRET_BYTES + 1)
+    except OSError as exc:
+        raise ValueError(
+            f"{what}: cannot read {path}: {exc.strerror or type(exc).__name__}"
+        ) from None
+    if len(data) > MAX_SECRET_BYTES:
+        raise ValueError(f"{what}: {path} is larger than {MAX_SECRET_BYTES} bytes")
+    return data
+
+
+# -- reading, with positions ----------------------------------------------------------------------
+
+
+Mark = tuple[int, int]  # 1-based line and column
+
+
+class _Builder:
+    """Plain data from a YAML node graph, with the mark of each value by its path; bounded
+    in values (aliases counted each time they are used) and depth."""
+
+    def __init__(self) -> None:
+        self.marks: dict[tuple[str | int, ...], Mark] = {}
+        self.key_marks: dict[tuple[str | int, ...], Mark] = {}
+        self.values = 0
+        self._scalars = yaml.constructor.SafeConstructor()
+
+    def build(self, node: yaml.Node, path: tuple[str | int, ...] = ()) -> Any:
+        self.values += 1
+        if self.values > MAX_VALUES or len(path) > MAX_DEPTH:
+            raise NotificationConfigError(f"{_where(node)}: the file is too large or too deep")
+        self.marks[path] = _mark(node)
+        if isinstance(node, yaml.MappingNode):
+            data: dict[str, Any] = {}
+            for key_node, value_node in node.value:
+                if not isinstance(key_node, yaml.ScalarNode):
+                    raise NotificationConfigError(f"{_where(key_node)}: a key must be a string")
+                key = str(key_node.value)
+                self.key_marks[(*path, key)] = _mark(key_node)
+                if key in data:
+                    raise NotificationConfigError(f"{_where(key_node)}: {key!r} is given twice")
+                data[key] = self.build(value_node, (*path, key))
+            return data
+        if isinstance(node, yaml.SequenceNode):
+            return [self.build(item, (*path, i)) for i, item in enumerate(node.value)]
+        assert isinstance(node, yaml.ScalarNode)
+        try:
+            return self._scalars.construct_object(node)
+        except yaml.YAMLError:
+            raise NotificationConfigError(
+                f"{_where(node)}: not a plain YAML value (tags are not read)"
+            ) from None
+
+
+def _mark(node: yaml.Node) -> Mark:
+    return node.start_mark.line + 1, node.start_mark.column + 1
+
+
+def _where(node: yaml.Node) -> str:
+    line, column = _mark(node)
+    return f"{line}:{column}"
+
+
+def load(path: str | Path) -> Notifications:
+    """Read and check the file; :class:`NotificationConfigError` lists every problem as
+    ``file:line:col: field: message``. The files it names must be readable."""
+    path = Path(path)
+    try:
+        with path.open("rb") as handle:
+            raw = handle.read(MAX_FILE_BYTES + 1)
+    except OSError as exc:
+        raise NotificationConfigError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    if len(raw) > MAX_FILE_BYTES:
+        raise NotificationConfigError(f"{path}:1:1: larger than {MAX_FILE_BYTES} bytes")
+    return parse(raw.decode("utf-8", "replace"), str(path), path.parent)
+
+
+def parse(text: str, source: str, base: Path) -> Notifications:
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{mark.line + 1}:{mark.column + 1}" if mark else "1:1"
+        problem = getattr(exc, "problem", None) or "not valid YAML"
+        raise NotificationConfigError(f"{source}:{where}: {problem}") from None
+    if node is None:
+        raise NotificationConfigError(f"{source}:1:1: the file is empty")
+    builder = _Builder()
+    try:
+        data = builder.build(node)
+    except NotificationConfigError as exc:
+        raise NotificationConfigError(f"{source}:{exc}") from None
+    try:
+        config = NotificationConfig.model_validate(data)
+    except ValidationError as exc:
+        raise NotificationConfigError(_describe(exc, builder, source)) from None
+    notifications = Notifications(config, base)
+    _check_references(notifications, builder, source)
+    return notifications
+
+
+def _describe(exc: ValidationError, builder: _Builder, source: str) -> str:
+    lines = []
+    for error in exc.errors(include_url=False)[:20]:
+        loc = tuple(p for p in error["loc"] if not str(p).startswith("function-"))
+        loc = _model_path(loc)
+        if error["type"] == "extra_forbidden":
+            line, column = builder.key_marks.get(loc) or _nearest(builder.marks, loc)
+            message = f"unknown field {str(loc[-1])!r}"
+        else:
+            line, column = _nearest(builder.marks, loc)
+            message = str(error["msg"]).removeprefix("Value error, ")
+        where = _dotted(loc) or "(top level)"
+        lines.append(f"{source}:{line}:{column}: {where}: {message}")
+    return "\n".join(lines)
+
+
+def _model_path(loc: Sequence[str | int]) -> tuple[str | int, ...]:
+    # Literal and enum unions add their own step to a location (``type.literal[...]``).
+    return tuple(p for p in loc if not (isinstance(p, str) and "[" in p))
+
+
+def _nearest(marks: dict[tuple[str | int, ...], Mark], loc: tuple[str | int, ...]) -> Mark:
+    for end in range(len(loc), -1, -1):
+        if loc[:end] in marks:
+            return marks[loc[:end]]
+    return (1, 1)
+
+
+def _dotted(loc: Sequence[str | int]) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def _check_references(notifications: Notifications, builder: _Builder, source: str) -> None:
+    config = notifications.config
+    names = {r.name for r in config.receivers}
+    problems = []
+    for i, route in enumerate(config.routes):
+        if route.receiver not in names:
+            line, column = _nearest(builder.marks, ("routes", i, "receiver"))
+            problems.append(
+                f"{source}:{line}:{column}: routes[{i}].receiver: no receiver named "
+                f"{route.receiver!r} (receivers: {', '.join(sorted(names))})"
+            )
+    for i, receiver in enumerate(config.receivers):
+        checks: list[tuple[str, Callable[[Receiver], object]]] = []
+        if receiver.url_file is not None:
+            checks.append(("urlFile", notifications.url_of))
+        if receiver.secret_file is not None:
+            checks.append(("secretFile", notifications.secret_of))
+        for field, read in checks:
+            try:
+                read(receiver)
+            except ValueError as exc:
+                line, column = _nearest(builder.marks, ("receivers", i, field))
+                problems.append(f"{source}:{line}:{column}: receivers[{i}].{field}: {exc}")
+    if problems:
+        raise NotificationConfigError("\n".join(problems))

@@ -1,0 +1,40 @@
+"""The status page at ``/``: server-rendered HTML over the same ``RuntimeView`` as the API.
+
+The rule of this package: it reads and acts only through the ``RuntimeView`` (and its run
+store), as the API does; it changes no task (its one action, Run now, starts a manual run);
+and every byte the browser loads comes from crontask itself (templates and assets are package
+data; one small script of its own, no framework, no CDN), so the page works air-gapped.
+
+:func:`install` adds the page's routes to an app made by ``reconciler.api.app.create_app``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+
+from fastapi import FastAPI
+
+from reconciler.api.routing import required_role
+from reconciler.web import pages
+from reconciler.web.session import PageRoute, Session
+
+
+def install(
+    app: FastAPI,
+    session: Session | None = None,
+    clock: Callable[[], datetime] | None = None,
+) -> FastAPI:
+    """Serve the page on ``app`` (its routes declare their roles like the API's). ``clock``:
+    what "now" is for relative times and the timeline (tests pin it)."""
+    for route in pages.router.routes:
+        if not isinstance(route, PageRoute):
+            raise RuntimeError(f"{route!r} is not a PageRoute")
+        required_role(route)
+    app.state.crontask_session = session or Session()
+    app.state.crontask_clock = clock
+    app.include_router(pages.router)
+    return app
+
+
+__all__ = ["Session", "install"]

@@ -1,0 +1,311 @@
+"""The routes of the status page: tasks, one task, one run, sources, sign-in, assets.
+
+Every route is a :class:`~reconciler.web.session.PageRoute` that declares its role (``viewer``
+reads, ``operator`` may press Run now; sign-in and assets are public). Endpoints that read the
+run store are ``def``: FastAPI runs them in its thread pool, never on the event loop the
+scheduler shares. Nothing here changes a task: the one action is a manual run, which the API
+offers operators too.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from datetime import UTC, datetime
+from importlib import resources
+from typing import Annotated, Any, Final
+
+import yaml
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
+from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
+
+from reconciler import __version__
+from reconciler.api.auth import PUBLIC, AuthFailed, Role, role_extra
+from reconciler.api.params import KEY_PATTERN, Name, Namespace, RunId
+from reconciler.api.problems import ProblemError
+from reconciler.api.routing import Runtime, context
+from reconciler.core.model import DNS1123_LABEL
+from reconciler.core.runs import RunStatus
+from reconciler.store.base import MAX_PAGE_SIZE
+from reconciler.web import views
+from reconciler.web.session import (
+    CREDENTIAL_MAX,
+    CSRF_FIELD,
+    PageRoute,
+    clear_session,
+    form_of,
+    local_path,
+    same_origin,
+    session_of,
+    set_session,
+)
+
+log = logging.getLogger("crontask.web")
+
+CSP: Final = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
+)
+ASSETS: Final = {
+    "crontask.css": "text/css",
+    "crontask.js": "text/javascript",
+    "favicon.svg": "image/svg+xml",
+}
+REFRESH_SECONDS: Final = 5
+_LABEL: Final = re.compile(DNS1123_LABEL)
+_SOURCE_KIND: Final = re.compile(r"^[a-z][a-z0-9-]{0,31}$")
+
+router = APIRouter(route_class=PageRoute, include_in_schema=False)
+_templates = Environment(
+    loader=PackageLoader("reconciler.web", "templates"),
+    autoescape=select_autoescape(["html"]),
+    undefined=StrictUndefined,
+    trim_blocks=True,
+    lstrip_blocks=True,
+)
+_templates.globals.update(
+    relative=views.relative,
+    absolute=views.absolute,
+    human_duration=views.human_duration,
+    in_zone=views.in_zone,
+    version=__version__,
+)
+
+Text = Annotated[str, Query(max_length=views.TEXT_MAX)]
+Cursor = Annotated[str | None, Query(max_length=1024, pattern=r"^[A-Za-z0-9_-]+$")]
+
+
+def render(request: Request, template: str, code: int = 200, **values: Any) -> HTMLResponse:
+    session = session_of(request)
+    principal = getattr(request.state, "principal", None)
+    role = principal.role if principal is not None else None
+    page = _templates.get_template(template).render(
+        principal=principal,
+        auth_on=context(request).auth is not None,
+        can_run=role is not None and role.allows(Role.OPERATOR),
+        csrf=session.csrf_token(request),
+        csrf_field=CSRF_FIELD,
+        now=now_of(request),
+        refresh=REFRESH_SECONDS,
+        path=request.url.path,
+        **values,
+    )
+    return HTMLResponse(page, status_code=code, headers=_HEADERS)
+
+
+def now_of(request: Request) -> datetime:
+    """The page's clock (``install(clock=...)``; tests pin it)."""
+    clock = getattr(request.app.state, "crontask_clock", None)
+    return clock() if clock is not None else datetime.now(UTC)
+
+
+_HEADERS: Final = {
+    "Content-Security-Policy": CSP,
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+    "Cache-Control": "no-store",
+}
+
+
+def _label_or_none(value: str | None, what: str, pattern: re.Pattern[str]) -> str | None:
+    if not value:
+        return None
+    if len(value) > 63 or not pattern.match(value):
+        raise ProblemError(422, f"{what}: {value[:63]!r} is not a valid {what}")
+    return value
+
+
+@router.get("/", openapi_extra=role_extra("viewer"))
+def tasks_page(
+    request: Request,
+    runtime: Runtime,
+    namespace: Text = "",
+    source: Text = "",
+    state: Text = "",
+    q: Text = "",
+    after: Annotated[str | None, Query(max_length=127, pattern=KEY_PATTERN)] = None,
+) -> HTMLResponse:
+    if state and state not in views.STATES:
+        raise ProblemError(422, f"state: {state[:20]!r} is not one of {', '.join(views.STATES)}")
+    filters = views.Filters(
+        namespace=_label_or_none(namespace, "namespace", _LABEL),
+        source=_label_or_none(source, "source", _SOURCE_KIND),
+        state=state or None,  # checked just above
+        text=q.strip(),
+    )
+    page = views.task_page(runtime, filters, after)
+    sources = runtime.sources()
+    return render(
+        request,
+        "tasks.html",
+        page=page,
+        filters=filters,
+        states=views.STATES,
+        kinds=sorted({s.kind for s in sources} | {"api"}),
+        definition_errors=sum(s.errors for s in sources),
+        namespaces=views.namespaces(page.rows),
+        after=after,
+    )
+
+
+@router.get("/tasks/{namespace}/{name}", openapi_extra=role_extra("viewer"))
+def task_page(
+    request: Request,
+    runtime: Runtime,
+    namespace: Namespace,
+    name: Name,
+    status: Text = "",
+    cursor: Cursor = None,
+) -> HTMLResponse:
+    key = f"{namespace}/{name}"
+    view = runtime.task(key)
+    if view is None:
+        return render(request, "missing.html", 404, what=f"task {key}")
+    wanted = None
+    if status:
+        try:
+            wanted = RunStatus(status)
+        except ValueError:
+            raise ProblemError(422, f"status: {status[:20]!r} is not a run status") from None
+    try:
+        runs, next_cursor = views.history(runtime, key, wanted, cursor)
+    except ValueError:
+        raise ProblemError(422, "cursor: not one this page issued") from None
+    row = views.row_of(runtime, view)
+    now = now_of(request)
+    return render(
+        request,
+        "task.html",
+        row=row,
+        view=view,
+        runs=runs,
+        next_cursor=next_cursor,
+        status=status,
+        statuses=[s.value for s in RunStatus],
+        timeline=views.timeline(runtime, key, row.zone, now),
+        definition=yaml.safe_dump(dict(view.resource), sort_keys=False, allow_unicode=True),
+    )
+
+
+@router.post("/tasks/{namespace}/{name}/run", openapi_extra=role_extra("operator"))
+def run_now(request: Request, runtime: Runtime, namespace: Namespace, name: Name) -> Response:
+    key = f"{namespace}/{name}"
+    try:
+        record = runtime.trigger(key)
+    except KeyError:
+        raise ProblemError(404, f"no task {key}") from None
+    log.info(
+        "manual run from the page",
+        extra={"fields": {"task": key, "run": record.id, "status": record.status.value}},
+    )
+    return RedirectResponse(f"/runs/{record.id}", status_code=303)
+
+
+@router.get("/runs/{run_id}", openapi_extra=role_extra("viewer"))
+def run_page(request: Request, runtime: Runtime, run_id: RunId) -> HTMLResponse:
+    attempts = runtime.store.attempts(run_id)
+    if not attempts:
+        return render(request, "missing.html", 404, what=f"run {run_id}")
+    task = attempts[0].task
+    return render(
+        request,
+        "run.html",
+        run_id=run_id,
+        task=task,
+        attempts=list(reversed(attempts)),  # the latest first: it decides the outcome
+        exists=runtime.task(task) is not None,
+        running=any(not a.status.finished for a in attempts),
+        output=views.readable_output,
+    )
+
+
+@router.get("/runs/{run_id}/output", openapi_extra=role_extra("viewer"))
+def run_output(
+    runtime: Runtime,
+    run_id: RunId,
+    attempt: Annotated[int | None, Query(ge=1, le=MAX_PAGE_SIZE)] = None,
+) -> PlainTextResponse:
+    """An attempt's output as plain text (the latest attempt by default)."""
+    record = runtime.store.get(run_id, attempt)
+    if record is None:
+        raise ProblemError(404, f"no run {run_id}" + (f" attempt {attempt}" if attempt else ""))
+    return PlainTextResponse(
+        record.output,
+        headers={"X-Content-Type-Options": "nosniff", "Cache-Control": "no-store"},
+    )
+
+
+@router.get("/sources", openapi_extra=role_extra("viewer"))
+def sources_page(request: Request, runtime: Runtime) -> HTMLResponse:
+    return render(
+        request,
+        "sources.html",
+        sources=views.sorted_sources(runtime),
+        members=runtime.members(),
+    )
+
+
+@router.get("/login", openapi_extra=role_extra(PUBLIC))
+def login_page(request: Request, next: Text = "/") -> Response:
+    if context(request).auth is None:
+        return RedirectResponse(local_path(next), status_code=303)
+    return render(request, "login.html", target=local_path(next), problem=None)
+
+
+@router.post("/login", openapi_extra=role_extra(PUBLIC))
+async def login(request: Request) -> Response:
+    auth = context(request).auth
+    form = await form_of(request)
+    target = local_path(form.get("next"))
+    if auth is None:
+        return RedirectResponse(target, status_code=303)
+    if not same_origin(request):
+        raise ProblemError(403, "a sign-in from another site is refused")
+    credential = form.get("token", "").strip()
+    problem = None
+    if not credential:
+        problem = "Paste a token or a JWT."
+    elif len(credential) > CREDENTIAL_MAX:
+        problem = f"That is longer than {CREDENTIAL_MAX} characters: not a token crontask issues."
+    else:
+        try:
+            principal = auth.authenticate(f"Bearer {credential}")
+        except AuthFailed as exc:
+            client = request.client.host if request.client else None
+            log.warning(
+                "page sign-in failed",
+                extra={"fields": {"reason": exc.reason, "client": client}},
+            )
+            problem = "That token is not valid here (unknown, expired or for another server)."
+        else:
+            log.info(
+                "page sign-in",
+                extra={"fields": {"principal": principal.name, "role": principal.role}},
+            )
+            response = RedirectResponse(target, status_code=303)
+            set_session(response, request, credential)
+            return response
+    return render(request, "login.html", 401, target=target, problem=problem)
+
+
+@router.post("/logout", openapi_extra=role_extra(PUBLIC))
+def logout(request: Request) -> Response:
+    if not same_origin(request):
+        raise ProblemError(403, "a sign-out from another site is refused")
+    response = RedirectResponse("/login" if context(request).auth else "/", status_code=303)
+    clear_session(response, request)
+    return response
+
+
+@router.get("/static/{name}", openapi_extra=role_extra(PUBLIC))
+def asset(name: str) -> Response:
+    media = ASSETS.get(name)
+    if media is None:
+        raise ProblemError(404, f"no asset {name[:100]!r}")
+    body = (resources.files("reconciler.web") / "static" / name).read_bytes()
+    return Response(
+        body,
+        media_type=media,
+        headers={"Cache-Control": "public, max-age=3600", "X-Content-Type-Options": "nosniff"},
+    )

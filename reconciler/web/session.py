@@ -1,0 +1,232 @@
+"""Who is looking at the page: the session cookie, the role check and CSRF.
+
+Without ``--auth-config`` the page is open, as the API is (crontask then listens on loopback
+only), and every caller is the anonymous admin.
+
+With it, a person signs in at ``/login`` with a token or a JWT, as an API client would send it.
+The credential is checked like a bearer token and kept in a cookie that is ``HttpOnly``
+(no script reads it), ``SameSite=Strict`` (no other site's page sends it), ``Secure`` behind
+HTTPS, and expires after :data:`SESSION_SECONDS` (or with the JWT). Each request checks it again
+with the auth file, exactly as the API checks a bearer token: roles, JWT expiry and a token
+removed from the file take effect at once, on every replica and across restarts, as Argo CD
+does with its token cookie. The credential is never logged.
+
+Every ``POST`` of the page is CSRF-safe, on three counts: the cookie is ``SameSite=Strict``;
+a cross-site ``Origin`` or ``Sec-Fetch-Site`` is refused; and the form carries a token that
+only a page of this origin can know: an HMAC of the session's credential (or, without auth,
+of a per-process secret), which another site can neither read nor compute.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import logging
+import secrets
+import time
+from collections.abc import Callable, Coroutine
+from typing import Any, Final
+from urllib.parse import parse_qs, quote
+
+import jwt
+from fastapi import Request, Response
+from fastapi.responses import RedirectResponse
+from fastapi.routing import APIRoute
+
+from reconciler.api.auth import (
+    ANONYMOUS,
+    PUBLIC,
+    AuthConfig,
+    AuthFailed,
+    Principal,
+    Role,
+)
+from reconciler.api.problems import ProblemError
+from reconciler.api.routing import PRINCIPAL_SCOPE_KEY, GuardedRoute, context, required_role
+
+log = logging.getLogger("crontask.web")
+
+COOKIE: Final = "crontask_session"
+SESSION_SECONDS: Final = 12 * 3600
+CREDENTIAL_MAX: Final = 3000  # a cookie holds about 4 KiB, base64 adds a third
+CSRF_FIELD: Final = "csrf"
+CSRF_HEADER: Final = "x-csrf-token"
+NEXT_MAX: Final = 2048
+_CSRF_CONTEXT: Final = b"crontask page csrf v1"
+
+
+class Session:
+    """The page's view of authentication (one per app)."""
+
+    def __init__(self, secret: bytes | None = None) -> None:
+        self._secret = secret or secrets.token_bytes(32)
+
+    def auth(self, request: Request) -> AuthConfig | None:
+        return context(request).auth
+
+    def credential(self, request: Request) -> str | None:
+        """The credential this request carries: the session cookie, else a bearer token."""
+        cookie = request.cookies.get(COOKIE)
+        if cookie:
+            return decode_cookie(cookie)
+        header = request.headers.get("authorization", "")
+        scheme, _, token = header.partition(" ")
+        return token.strip() or None if scheme.lower() == "bearer" else None
+
+    def principal(self, request: Request) -> Principal | None:
+        """Who asks; None if no valid credential (the auth file is in force)."""
+        auth = self.auth(request)
+        if auth is None:
+            return ANONYMOUS
+        credential = self.credential(request)
+        if credential is None:
+            return None
+        try:
+            return auth.authenticate(f"Bearer {credential}")
+        except AuthFailed as exc:
+            log.info(
+                "page session refused",
+                extra={"fields": {"reason": exc.reason, "path": request.url.path}},
+            )
+            return None
+
+    def csrf_token(self, request: Request) -> str:
+        credential = self.credential(request) if self.auth(request) is not None else None
+        key = hashlib.sha256(credential.encode()).digest() if credential else self._secret
+        return hmac.new(key, _CSRF_CONTEXT, hashlib.sha256).hexdigest()
+
+    async def check_post(self, request: Request) -> None:
+        """A 403 unless the POST comes from a page of this origin with the right token."""
+        if not same_origin(request):
+            raise ProblemError(403, "a request from another site is refused")
+        form = await form_of(request)
+        given = request.headers.get(CSRF_HEADER) or form.get(CSRF_FIELD, "")
+        if not hmac.compare_digest(given.encode()[:128], self.csrf_token(request).encode()):
+            raise ProblemError(403, "the form is stale or not from this page; reload and retry")
+
+
+FORM_MAX: Final = 16 * 1024  # a sign-in form: a token of at most CREDENTIAL_MAX, a path
+
+
+async def form_of(request: Request) -> dict[str, str]:
+    """An ``application/x-www-form-urlencoded`` body, each field's first value. Bounded: a
+    body over :data:`FORM_MAX` is a 413."""
+    body = await request.body()  # cached: read once for the check and the handler
+    if len(body) > FORM_MAX:
+        raise ProblemError(413, f"a form of the page is at most {FORM_MAX} bytes")
+    try:
+        fields = parse_qs(body.decode("utf-8", "replace"), max_num_fields=16)
+    except ValueError:
+        raise ProblemError(400, "too many form fields") from None
+    return {name: values[0] for name, values in fields.items() if values}
+
+
+def same_origin(request: Request) -> bool:
+    """False for a request a browser marks as sent by another site."""
+    fetch_site = request.headers.get("sec-fetch-site")
+    if fetch_site is not None and fetch_site not in ("same-origin", "none"):
+        return False
+    origin = request.headers.get("origin")
+    if origin is None or (origin == "null" and fetch_site == "same-origin"):
+        return True
+    host = request.headers.get("host", "")
+    return origin in (f"http://{host}", f"https://{host}")
+
+
+def encode_cookie(credential: str) -> str:
+    return base64.urlsafe_b64encode(credential.encode()).decode().rstrip("=")
+
+
+def decode_cookie(value: str) -> str | None:
+    try:
+        padded = value[: CREDENTIAL_MAX * 2] + "=" * (-len(value) % 4)
+        return base64.urlsafe_b64decode(padded.encode()).decode() or None
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        return None
+
+
+def session_seconds(credential: str, now: float | None = None) -> int:
+    """How long the cookie lives: :data:`SESSION_SECONDS`, or less if the JWT expires first.
+    (The JWT was verified just before; this only reads its ``exp``.)"""
+    now = time.time() if now is None else now
+    if credential.count(".") == 2:
+        try:
+            claims = jwt.decode(credential, options={"verify_signature": False})
+            exp = claims.get("exp")
+            if isinstance(exp, int | float):
+                return max(0, min(SESSION_SECONDS, int(exp - now)))
+        except jwt.InvalidTokenError:
+            pass
+    return SESSION_SECONDS
+
+
+def set_session(response: Response, request: Request, credential: str) -> None:
+    response.set_cookie(
+        COOKIE,
+        encode_cookie(credential),
+        max_age=session_seconds(credential),
+        path="/",
+        httponly=True,
+        samesite="strict",
+        secure=request.url.scheme == "https",
+    )
+
+
+def clear_session(response: Response, request: Request) -> None:
+    response.delete_cookie(
+        COOKIE, path="/", httponly=True, samesite="strict", secure=request.url.scheme == "https"
+    )
+
+
+def local_path(target: str | None) -> str:
+    """``target`` if it is a path of this site, else ``/``: a sign-in never sends a person
+    elsewhere (``//evil.example``, ``https://...``, ``/\\evil``)."""
+    if (
+        not target
+        or len(target) > NEXT_MAX
+        or not target.startswith("/")
+        or target.startswith(("//", "/\\"))
+        or any(ord(c) < 0x20 for c in target)
+    ):
+        return "/"
+    return target
+
+
+def session_of(request: Request) -> Session:
+    found = request.app.state.crontask_session
+    assert isinstance(found, Session)
+    return found
+
+
+class PageRoute(GuardedRoute):
+    """A route of the page: it declares a role like every route, and checks it from the
+    session cookie. A person who is not signed in is sent to ``/login`` (a script's refresh
+    gets a 401); one whose role is too small gets a 403."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = APIRoute.get_route_handler(self)
+        role = required_role(self)
+
+        async def guarded(request: Request) -> Response:
+            session = session_of(request)
+            principal = session.principal(request)
+            request.state.principal = principal
+            request.scope[PRINCIPAL_SCOPE_KEY] = principal.name if principal else "anonymous"
+            if role == PUBLIC:
+                return await handler(request)
+            if principal is None:
+                if request.method != "GET" or request.headers.get("x-crontask-refresh"):
+                    raise ProblemError(401, "sign in at /login")
+                target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+                return RedirectResponse(f"/login?next={quote(target)}", status_code=303)
+            needed = Role(role)
+            if principal.role is None or not principal.role.allows(needed):
+                held = f"role {principal.role}" if principal.role else "no crontask role"
+                raise ProblemError(403, f"{principal.name} has {held}; this needs {needed}")
+            if request.method == "POST":
+                await session.check_post(request)
+            return await handler(request)
+
+        return guarded

@@ -1,0 +1,371 @@
+"""What the status page shows, shaped from a :class:`RuntimeView`: rows, badges, strips,
+timelines. The templates only lay these out.
+
+Everything is read through the ``RuntimeView`` (tasks, sources, ``runtime.store`` for runs),
+never from the controller's objects, so the page shows what the API shows. Reads are bounded:
+a list page holds at most :data:`PAGE_SIZE` tasks, a strip the last :data:`STRIP` runs of
+each, a history page :data:`HISTORY_PAGE` attempts, a timeline :data:`TIMELINE_MAX` runs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta, tzinfo
+from typing import Final, Literal
+from zoneinfo import ZoneInfo
+
+from reconciler.controller.view import RuntimeView, SourceStatus, TaskQuery, TaskView
+from reconciler.core.runs import RunRecord, RunStatus
+from reconciler.core.schedule import ScheduleError, parse_schedule
+from reconciler.store.base import RunQuery
+
+PAGE_SIZE: Final = 50
+STRIP: Final = 20
+HISTORY_PAGE: Final = 50
+TIMELINE_MAX: Final = 1000
+SCAN_CHUNK: Final = 500  # tasks read at a time while a text or result filter scans
+TEXT_MAX: Final = 100
+
+State = Literal["ok", "failing", "error", "suspended", "running"]
+STATES: Final[tuple[State, ...]] = ("ok", "failing", "error", "suspended", "running")
+# The RuntimeView's own states, for the filters it can apply itself.
+_VIEW_STATE: Final = {"error": "Error", "suspended": "Suspended"}
+FAILURES: Final = frozenset({RunStatus.FAILED, RunStatus.TIMED_OUT, RunStatus.INTERRUPTED})
+_ANSI: Final = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]")
+_CONTROL: Final = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Filters:
+    namespace: str | None = None
+    source: str | None = None
+    state: State | None = None
+    text: str = ""
+
+    @property
+    def active(self) -> bool:
+        return bool(self.namespace or self.source or self.state or self.text)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Cell:
+    """One run in a strip: its final status (latest attempt) and its id."""
+
+    id: str
+    status: str
+    title: str
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Row:
+    view: TaskView
+    badges: tuple[State, ...]
+    schedule: str
+    words: str
+    zone: str
+    next_run: datetime | None
+    last: RunRecord | None  # the newest finished run that was not skipped
+    strip: tuple[Cell, ...]  # oldest first, as a timeline reads
+
+    @property
+    def namespace(self) -> str:
+        return self.view.key.partition("/")[0]
+
+    @property
+    def name(self) -> str:
+        return self.view.key.partition("/")[2]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class TaskPage:
+    rows: list[Row]
+    after: str | None  # the key to continue after, when more follow
+    scanned: int
+
+
+def describe(schedule: str, zone: str) -> str:
+    try:
+        return parse_schedule(schedule, zone).describe()
+    except (ScheduleError, ValueError):
+        return ""
+
+
+def runs_of(runtime: RuntimeView, key: str, limit: int = STRIP) -> list[RunRecord]:
+    """The last ``limit`` runs of ``key``, newest first, each as its latest attempt."""
+    # Attempts come newest first, the highest attempt of a run first: twice the number of
+    # runs covers the usual retry or two; a run whose attempts fall off the page is not shown.
+    page = runtime.store.query(RunQuery(task=key, limit=min(limit * 2, 1000)))
+    seen: set[str] = set()
+    runs: list[RunRecord] = []
+    for record in page.items:
+        if record.id not in seen:
+            seen.add(record.id)
+            runs.append(record)
+            if len(runs) >= limit:
+                break
+    return runs
+
+
+def last_result(view: TaskView, runs: Sequence[RunRecord]) -> RunRecord | None:
+    """The newest finished run that ran (a skip says nothing about the task's health)."""
+    for record in runs:
+        if record.status.finished and record.status is not RunStatus.SKIPPED:
+            return record
+    last = view.last_run
+    if last is not None and last.status.finished and last.status is not RunStatus.SKIPPED:
+        return last
+    return None
+
+
+def badges_of(view: TaskView, last: RunRecord | None) -> tuple[State, ...]:
+    found: list[State] = []
+    if view.error:
+        found.append("error")
+    if view.suspended:
+        found.append("suspended")
+    if view.running:
+        found.append("running")
+    if last is not None and last.status in FAILURES:
+        found.append("failing")
+    elif not view.error and not view.suspended:
+        found.append("ok")
+    return tuple(found)
+
+
+def row_of(runtime: RuntimeView, view: TaskView) -> Row:
+    spec = view.resource.get("spec", {})
+    schedule = str(spec.get("schedule", ""))
+    zone = str(spec.get("timeZone") or "UTC")
+    runs = runs_of(runtime, view.key)
+    last = last_result(view, runs)
+    strip = tuple(Cell(r.id, r.status.value, cell_title(r)) for r in reversed(runs))
+    return Row(
+        view=view,
+        badges=badges_of(view, last),
+        schedule=schedule,
+        words=describe(schedule, zone),
+        zone=zone,
+        next_run=view.next_runs[0] if view.next_runs else None,
+        last=last,
+        strip=strip,
+    )
+
+
+def cell_title(record: RunRecord) -> str:
+    when = record.scheduled_at.strftime("%Y-%m-%d %H:%M:%S UTC")
+    detail = f" ({record.reason})" if record.reason else ""
+    attempt = f", attempt {record.attempt}" if record.attempt > 1 else ""
+    return f"{when}: {record.status.value}{detail}{attempt}"
+
+
+def matches_text(view: TaskView, text: str) -> bool:
+    needle = text.lower()
+    return needle in view.key.lower() or needle in view.source.location.lower()
+
+
+def task_page(
+    runtime: RuntimeView, filters: Filters, after: str | None, size: int = PAGE_SIZE
+) -> TaskPage:
+    """One page of rows matching ``filters``, in key order, after the key ``after``.
+
+    Namespace, source, and the definition states are filtered by the runtime; text and the
+    run states (ok, failing, running) here, reading the tasks :data:`SCAN_CHUNK` at a time
+    until the page is full. Only the rows shown read their strips from the run store; the
+    scan decides ok/failing from the task's last run as the runtime holds it, and asks the
+    store only for a task whose last run it does not hold.
+    """
+    base = TaskQuery(
+        namespace=filters.namespace,
+        source=filters.source,
+        state=_VIEW_STATE.get(filters.state or ""),
+    )
+    scanning = bool(filters.text) or filters.state in ("ok", "failing", "running")
+    chunk_size = SCAN_CHUNK if scanning else size + 1
+    rows: list[Row] = []
+    cursor = after
+    scanned = 0
+    while True:
+        chunk = runtime.tasks(dataclasses.replace(base, after=cursor, limit=chunk_size))
+        for view in chunk:
+            scanned += 1
+            cursor = view.key
+            if not _wanted(runtime, view, filters):
+                continue
+            if len(rows) == size:
+                return TaskPage(rows, rows[-1].view.key, scanned)
+            rows.append(row_of(runtime, view))
+        if len(chunk) < chunk_size:
+            return TaskPage(rows, None, scanned)
+
+
+def _wanted(runtime: RuntimeView, view: TaskView, filters: Filters) -> bool:
+    if filters.text and not matches_text(view, filters.text):
+        return False
+    if filters.state == "running":
+        return bool(view.running)
+    if filters.state in ("ok", "failing"):
+        last = view.last_run
+        held = last is not None and last.status.finished and last.status is not RunStatus.SKIPPED
+        found = last if held else last_result(view, runs_of(runtime, view.key))
+        return filters.state in badges_of(view, found)
+    return True
+
+
+def namespaces(rows: Sequence[Row]) -> list[str]:
+    """The namespaces of the rows shown, as suggestions for the namespace filter."""
+    return sorted({row.namespace for row in rows})
+
+
+# -- one task ---------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Bar:
+    """One run on the 24-hour timeline, in the SVG's units."""
+
+    x: float
+    width: float
+    status: str
+    title: str
+    id: str
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Tick:
+    x: float
+    label: str
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Timeline:
+    width: int
+    bars: list[Bar]
+    ticks: list[Tick]
+    truncated: bool  # more runs than drawn
+    start: datetime
+    end: datetime
+
+
+TIMELINE_WIDTH: Final = 960
+
+
+def timeline(runtime: RuntimeView, key: str, zone: str, now: datetime, hours: int = 24) -> Timeline:
+    start = now - timedelta(hours=hours)
+    page = runtime.store.query(RunQuery(task=key, since=start, limit=TIMELINE_MAX))
+    span = (now - start).total_seconds()
+
+    def x_of(at: datetime) -> float:
+        return round(max(0.0, min(1.0, (at - start).total_seconds() / span)) * TIMELINE_WIDTH, 1)
+
+    bars = []
+    for record in page.items:
+        began = record.started_at or record.scheduled_at
+        ended = record.finished_at or (now if record.status is RunStatus.RUNNING else began)
+        x = x_of(began)
+        width = max(x_of(ended) - x, 2.0)
+        bars.append(Bar(x, width, record.status.value, _bar_title(record), record.id))
+    bars.reverse()  # oldest first, so newer bars are drawn over older ones
+    tz = _zone(zone)
+    ticks = []
+    first = start.astimezone(tz).replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
+    for i in range(0, hours, 3):
+        at = first + timedelta(hours=i)
+        ticks.append(Tick(x_of(at), at.strftime("%H:%M")))
+    return Timeline(TIMELINE_WIDTH, bars, ticks, page.next_cursor is not None, start, now)
+
+
+def _bar_title(record: RunRecord) -> str:
+    duration = human_duration(record.duration_ms)
+    lasted = f" in {duration}" if duration else ""
+    return f"{cell_title(record)}{lasted}"
+
+
+def _zone(name: str) -> tzinfo:
+    try:
+        return ZoneInfo(name)
+    except (ValueError, KeyError):
+        return UTC
+
+
+def in_zone(at: datetime, zone: str) -> datetime:
+    return at.astimezone(_zone(zone))
+
+
+# -- formatting --------------------------------------------------------------------------------
+
+
+def human_duration(ms: int | None) -> str:
+    if ms is None:
+        return ""
+    if ms < 1000:
+        return f"{ms} ms"
+    seconds = ms / 1000
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    minutes, secs = divmod(int(seconds), 60)
+    if minutes < 60:
+        return f"{minutes} min {secs} s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes} min"
+
+
+def relative(at: datetime | None, now: datetime) -> str:
+    """``"3 min ago"``, ``"in 2 h"``: how a person reads a time close to now."""
+    if at is None:
+        return ""
+    delta = (at - now).total_seconds()
+    future = delta > 0
+    size = abs(delta)
+    if size < 1:
+        return "now"
+    if size < 60:
+        text = f"{int(size)} s"
+    elif size < 3600:
+        text = f"{int(size // 60)} min"
+    elif size < 86400 * 2:
+        text = f"{int(size // 3600)} h {int(size % 3600 // 60)} min"
+    else:
+        text = f"{int(size // 86400)} days"
+    return f"in {text}" if future else f"{text} ago"
+
+
+def absolute(at: datetime | None, zone: str | None = None) -> str:
+    if at is None:
+        return ""
+    local = at.astimezone(_zone(zone)) if zone else at.astimezone(UTC)
+    return local.strftime("%Y-%m-%d %H:%M:%S %Z")
+
+
+def readable_output(text: str) -> str:
+    """Output as a page shows it: terminal colour codes removed, other control characters
+    (which a browser would hide) made visible as U+FFFD."""
+    return _CONTROL.sub("\ufffd", _ANSI.sub("", text))
+
+
+def history(
+    runtime: RuntimeView, key: str, status: RunStatus | None, cursor: str | None
+) -> tuple[list[RunRecord], str | None]:
+    page = runtime.store.query(RunQuery(task=key, status=status, limit=HISTORY_PAGE, cursor=cursor))
+    return page.items, page.next_cursor
+
+
+def sorted_sources(runtime: RuntimeView) -> list[SourceStatus]:
+    return sorted(runtime.sources(), key=lambda s: (s.kind, s.location))
+
+
+__all__ = [
+    "STATES",
+    "Filters",
+    "Row",
+    "TaskPage",
+    "Timeline",
+    "absolute",
+    "history",
+    "human_duration",
+    "readable_output",
+    "relative",
+    "task_page",
+    "timeline",
+]

@@ -1,0 +1,202 @@
+"""deploy/monitoring: the alert rules pass promtool (syntax and a unit test per alert), the
+PrometheusRule holds the same rules, and every query of the rules and the Grafana dashboard
+names only metrics that a real ``crontask run`` exports (read from its live /metrics)."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import httpx
+import pytest
+import yaml
+from prometheus_client.parser import text_string_to_metric_families
+
+from reconciler.sinks.metrics import Metrics
+from tests.e2e.conftest import Crontask, wait_for
+from tests.e2e.test_run import task
+from tests.helpers import free_port
+
+ROOT = Path(__file__).resolve().parents[2]
+MONITORING = ROOT / "deploy" / "monitoring"
+RULES = MONITORING / "crontask-rules.yaml"
+PROMETHEUS_OWN = {"up"}  # series Prometheus makes itself
+ALERTS = {
+    "CrontaskTaskFailing",
+    "CrontaskTaskNoRecentSuccess",
+    "CrontaskDefinitionErrors",
+    "CrontaskStartDelayHigh",
+    "CrontaskDown",
+    "CrontaskReplicaMissing",
+}
+
+
+def promtool() -> str:
+    found = shutil.which("promtool")
+    if found is None:
+        pytest.skip(
+            "promtool not found: install Debian's prometheus package (.ci/run does: "
+            "apt-get install --no-install-recommends prometheus)"
+        )
+    return found
+
+
+def test_promtool_checks_the_rules() -> None:
+    result = subprocess.run(
+        [promtool(), "check", "rules", str(RULES)], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"SUCCESS: {len(ALERTS)} rules found" in result.stdout
+
+
+def test_promtool_unit_tests_every_alert() -> None:
+    tests = MONITORING / "crontask-rules.test.yaml"
+    result = subprocess.run(
+        [promtool(), "test", "rules", tests.name],
+        cwd=MONITORING,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    tested = {
+        check["alertname"]
+        for case in yaml.safe_load(tests.read_text())["tests"]
+        for check in case["alert_rule_test"]
+        if check["exp_alerts"]
+    }
+    assert tested == ALERTS
+
+
+def test_the_prometheus_rule_holds_the_same_rules() -> None:
+    rule = yaml.safe_load((MONITORING / "prometheusrule.yaml").read_text())
+    assert rule["apiVersion"] == "monitoring.coreos.com/v1"
+    assert rule["kind"] == "PrometheusRule"
+    assert rule["spec"]["groups"] == yaml.safe_load(RULES.read_text())["groups"]
+    names = {r["alert"] for g in rule["spec"]["groups"] for r in g["rules"]}
+    assert names == ALERTS
+
+
+_STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
+_GROUPING = re.compile(
+    r"\b(?:by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)", re.IGNORECASE
+)
+_KEYWORDS = {"and", "or", "unless", "bool", "offset", "by", "without", "on", "ignoring"}
+
+
+def metric_names(expr: str) -> set[str]:
+    """The metric names a PromQL expression reads: identifiers that are not functions,
+    keywords, label names, grouping lists, ranges or Grafana variables."""
+    text = _STRING.sub('""', expr)
+    text = re.sub(r"\{[^}]*\}", " ", text)  # label matchers
+    text = re.sub(r"\[[^\]]*\]", " ", text)  # ranges
+    text = _GROUPING.sub(" ", text)
+    text = re.sub(r"\$\w+", " ", text)
+    names = set()
+    for match in re.finditer(r"(?<![\w.$])([A-Za-z_:][A-Za-z0-9_:]*)(\s*\()?", text):
+        name, call = match.groups()
+        if call or name.lower() in _KEYWORDS:
+            continue
+        names.add(name)
+    return names
+
+
+def test_metric_names_are_found_in_queries() -> None:
+    expr = (
+        'histogram_quantile(0.99, sum by (le) (rate(a_bucket{job=~"$job",x="y{z}"}[5m]))) '
+        "> 2 * b or c unless on(task) d offset 5m"
+    )
+    assert metric_names(expr) == {"a_bucket", "b", "c", "d"}
+
+
+def dashboard_queries() -> list[str]:
+    dashboard = json.loads((MONITORING / "grafana-dashboard.json").read_text())
+    queries = [t["expr"] for p in dashboard["panels"] for t in p.get("targets", [])]
+    for variable in dashboard["templating"]["list"]:
+        query = variable.get("query")
+        if isinstance(query, dict):
+            inner = re.fullmatch(r"label_values\((\w+),\s*\w+\)", query["query"])
+            assert inner is not None, query
+            queries.append(inner.group(1))
+    return queries
+
+
+def rule_queries() -> list[str]:
+    return [r["expr"] for g in yaml.safe_load(RULES.read_text())["groups"] for r in g["rules"]]
+
+
+def test_the_dashboard_has_the_panels_people_look_for() -> None:
+    dashboard = json.loads((MONITORING / "grafana-dashboard.json").read_text())
+    titles = {p["title"] for p in dashboard["panels"]}
+    assert {
+        "Tasks by state",
+        "Failing tasks",
+        "Runs per second by status",
+        "Start delay",
+        "Run durations",
+        "Tasks",
+    } <= titles
+    table = next(p for p in dashboard["panels"] if p["title"] == "Tasks")
+    exprs = " ".join(t["expr"] for t in table["targets"])
+    assert "crontask_task_last_success_timestamp_seconds" in exprs
+    assert "crontask_task_next_run_timestamp_seconds" in exprs
+
+
+@pytest.fixture(scope="module")
+def live_metrics(tmp_path_factory: pytest.TempPathFactory) -> set[str]:
+    """Sample names of a real ``crontask run`` that has run, failed, skipped and notified."""
+    folder = tmp_path_factory.mktemp("live")
+    tasks = folder / "tasks"
+    tasks.mkdir()
+    (folder / "notifications.yaml").write_text(
+        "receivers:\n"
+        f"  - {{name: hook, type: generic, url: 'http://127.0.0.1:{free_port()}/'}}\n"
+        "routes:\n  - {receiver: hook, events: [failed]}\n"
+    )
+    (tasks / "ok.yaml").write_text(task("ok", ["true"]))
+    (tasks / "bad.yaml").write_text(task("bad", ["false"]))
+    (tasks / "broken.yaml").write_text(task("broken", ["true"], schedule="* 25 * * *"))
+    app = Crontask(folder, tasks, ["--notifications", str(folder / "notifications.yaml")])
+    app.start()
+    try:
+
+        def complete() -> set[str]:
+            text = httpx.get(f"{app.server}/metrics").text
+            names = {
+                sample.name
+                for family in text_string_to_metric_families(text)
+                for sample in family.samples
+            }
+            wanted = {
+                "crontask_task_last_success_timestamp_seconds",
+                "crontask_task_last_failure_timestamp_seconds",
+                "crontask_notifications_total",
+                "crontask_definition_errors",
+            }
+            return names if wanted <= names else set()
+
+        return wait_for("a success, a failure and a notification in /metrics", complete, 30)
+    finally:
+        app.stop()
+
+
+def replica_metrics() -> set[str]:
+    """The series only --ha exports (it needs PostgreSQL): from the same exposition code."""
+    metrics = Metrics()
+    metrics.replicas(3, False)
+    text = metrics.render()[0].decode()
+    return {s.name for f in text_string_to_metric_families(text) for s in f.samples}
+
+
+@pytest.mark.e2e
+def test_every_query_names_only_exported_metrics(live_metrics: set[str]) -> None:
+    exported = live_metrics | replica_metrics() | PROMETHEUS_OWN
+    assert "crontask_members" in replica_metrics()
+    for expr in dashboard_queries() + rule_queries():
+        unknown = metric_names(expr) - exported
+        assert not unknown, f"{unknown} in {expr!r} are not exported"
+    named = set().union(*(metric_names(e) for e in dashboard_queries()))
+    assert len(named) >= 12  # the test reads real queries, not an empty list

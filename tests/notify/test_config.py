@@ -1,0 +1,123 @@
+"""The --notifications file: the shape of DESIGN.md §6, every error at file:line:col."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from reconciler.sinks.notify_config import Event, NotificationConfigError, load
+
+GOOD = """\
+receivers:
+  - name: ops-hook
+    type: generic-hmac
+    urlFile: hook-url
+    secretFile: hook-secret
+  - name: chat
+    type: slack
+    url: https://hooks.slack.example/services/T0/B0/xyz
+routes:
+  - receiver: ops-hook
+    events: [failed, recovered]
+    match: {namespace: ops, name: "backup-*", source: git}
+    repeatInterval: 4h
+  - receiver: chat
+    events: [definitionError, everyFailure]
+"""
+
+
+def write(folder: Path, text: str) -> Path:
+    (folder / "hook-url").write_text("http://127.0.0.1:9/hook\n")
+    (folder / "hook-secret").write_text("s3cret-s3cret\n")
+    path = folder / "notifications.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_the_documented_shape_loads(tmp_path: Path) -> None:
+    notifications = load(write(tmp_path, GOOD))
+    config = notifications.config
+    assert [r.name for r in config.receivers] == ["ops-hook", "chat"]
+    assert config.routes[0].events == [Event.FAILED, Event.RECOVERED]
+    assert config.routes[0].repeat_interval == 4 * 3600
+    assert config.routes[0].match.name == "backup-*"
+    assert notifications.url_of(config.receivers[0]) == "http://127.0.0.1:9/hook"
+    assert notifications.secret_of(config.receivers[0]) == b"s3cret-s3cret"
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        (
+            ("    secretFile: hook-secret\n", "    secretFile: hook-secret\n    colour: red\n"),
+            "notifications.yaml:6:5: receivers[0].colour: unknown field 'colour'",
+        ),
+        (
+            ("type: slack", "type: teams"),
+            "notifications.yaml:7:11: receivers[1].type: Input should be 'generic', ",
+        ),
+        (
+            ("[failed, recovered]", "[failed, recoverd]"),
+            "notifications.yaml:11:22: routes[0].events[1]: Input should be 'failed'",
+        ),
+        (
+            ("repeatInterval: 4h", "repeatInterval: soon"),
+            "notifications.yaml:13:21: routes[0].repeatInterval: 'soon' is not a duration",
+        ),
+        (
+            ("source: git}", "source: svn}"),
+            "notifications.yaml:12:55: routes[0].match.source: Input should be ",
+        ),
+        (
+            ("  - receiver: chat", "  - receiver: chats"),
+            "notifications.yaml:14:15: routes[1].receiver: no receiver named 'chats'",
+        ),
+        (
+            ("    url: https://hooks", "    url: ftp://hooks"),
+            "notifications.yaml:8:10: receivers[1].url: the URL must start with http://",
+        ),
+        (
+            ("    secretFile: hook-secret\n", ""),
+            "receivers[0]: a generic-hmac receiver needs secretFile",
+        ),
+        (
+            ("urlFile: hook-url", "urlFile: missing-file"),
+            "notifications.yaml:4:14: receivers[0].urlFile: urlFile: cannot read",
+        ),
+    ],
+)
+def test_errors_name_the_place(tmp_path: Path, change: tuple[str, str], expected: str) -> None:
+    old, new = change
+    assert old in GOOD
+    with pytest.raises(NotificationConfigError) as caught:
+        load(write(tmp_path, GOOD.replace(old, new)))
+    assert expected in str(caught.value)
+
+
+def test_urls_and_secrets_stay_out_of_messages(tmp_path: Path) -> None:
+    path = write(tmp_path, GOOD)
+    (tmp_path / "hook-url").write_text("gopher://secret-token-in-url\n")
+    with pytest.raises(NotificationConfigError) as caught:
+        load(path)
+    assert "secret-token-in-url" not in str(caught.value)
+
+
+def test_hostile_files_are_bounded(tmp_path: Path) -> None:
+    bomb = "a: &a [x, x, x, x, x, x, x, x, x, x]\n" + "".join(
+        f"{c}: &{c} [*{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}]\n"
+        for p, c in zip("abcdefg", "bcdefgh", strict=True)
+    )
+    path = tmp_path / "bomb.yaml"
+    path.write_text(bomb)
+    with pytest.raises(NotificationConfigError, match="too large or too deep"):
+        load(path)
+    path.write_text("receivers: !!python/object:os.system {}\n")
+    with pytest.raises(NotificationConfigError, match=r"bomb\.yaml:1:"):
+        load(path)
+    path.write_bytes(b"#" * (300 * 1024))
+    with pytest.raises(NotificationConfigError, match="larger than"):
+        load(path)
+    path.write_text("")
+    with pytest.raises(NotificationConfigError, match="empty"):
+        load(path)

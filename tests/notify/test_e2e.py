@@ -1,0 +1,81 @@
+"""``crontask run --notifications`` end to end: a real program, real runs, a real receiver."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from reconciler.core.runs import RunStatus
+from tests.e2e.conftest import Crontask, wait_for
+from tests.e2e.test_run import task
+from tests.helpers import free_port
+from tests.notify.receiver import receiving
+
+pytestmark = pytest.mark.e2e
+SECRET = b"e2e-secret-for-the-hmac-of-bodies"
+
+
+@pytest.fixture
+def started(tmp_path: Path) -> Iterator[list[Crontask]]:
+    instances: list[Crontask] = []
+    yield instances
+    for instance in instances:
+        instance.stop()
+
+
+def start(tmp_path: Path, url: str, instances: list[Crontask]) -> Crontask:
+    (tmp_path / "secret").write_bytes(SECRET)
+    (tmp_path / "hook-url").write_text(url)
+    (tmp_path / "notifications.yaml").write_text(
+        "receivers:\n"
+        "  - {name: hook, type: generic-hmac, urlFile: hook-url, secretFile: secret}\n"
+        "routes:\n"
+        "  - {receiver: hook, events: [failed, recovered, definitionError]}\n"
+    )
+    tasks = tmp_path / "tasks"
+    tasks.mkdir(exist_ok=True)
+    app = Crontask(
+        tmp_path,
+        tasks,
+        ["--notifications", str(tmp_path / "notifications.yaml"), "--external-url", "http://ops:1"],
+    )
+    instances.append(app.start())
+    return app
+
+
+def failures(app: Crontask) -> int:
+    return sum(1 for r in app.runs("default/flaky") if r.status is RunStatus.FAILED)
+
+
+def test_one_message_for_a_task_failing_every_second_then_recovered(
+    tmp_path: Path, started: list[Crontask]
+) -> None:
+    with receiving(SECRET) as receiver:
+        app = start(tmp_path, receiver.url, started)
+        (app.tasks / "flaky.yaml").write_text(task("flaky", ["false"], failedRunsHistoryLimit=100))
+        wait_for("three failed runs", lambda: failures(app) >= 3)
+        received = receiver.wait_for(1)
+        assert [r.json["event"] for r in received] == ["failed"]
+        assert received[0].signed_correctly
+        assert received[0].json["run"]["url"].startswith("http://ops:1/runs/default.flaky.")
+        (app.tasks / "flaky.yaml").write_text(task("flaky", ["true"]))
+        received = receiver.wait_for(2)
+        assert [r.json["event"] for r in received] == ["failed", "recovered"]
+        (app.tasks / "broken.yaml").write_text(task("broken", ["true"], schedule="* 25 * * *"))
+        received = receiver.wait_for(3)
+        assert received[2].json["errors"][0].endswith("hour field: 25 is out of range 0-23")
+        metrics = httpx.get(f"{app.server}/metrics").text
+        assert 'crontask_notifications_total{receiver="hook",result="sent"} 3' in metrics
+    assert receiver.url not in app.log()
+
+
+def test_a_receiver_that_is_down_slows_no_run(tmp_path: Path, started: list[Crontask]) -> None:
+    app = start(tmp_path, f"http://127.0.0.1:{free_port()}/down", started)
+    (app.tasks / "flaky.yaml").write_text(task("flaky", ["false"], failedRunsHistoryLimit=100))
+    wait_for("a delivery that failed", lambda: "notification not delivered" in app.log())
+    seen = failures(app)
+    # Each second's slot still runs while the notifier retries with backoff.
+    wait_for("three more failed runs", lambda: failures(app) >= seen + 3)

@@ -1,0 +1,357 @@
+"""The notifier against a real HTTP receiver on 127.0.0.1: what is sent, when, and how."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from reconciler.core.desired import DefinitionError, DesiredState, Location
+from reconciler.core.runs import RunRecord, RunStatus, Trigger, run_id
+from reconciler.sinks import notify
+from reconciler.sinks.metrics import Metrics
+from reconciler.sinks.notify import Notifier
+from reconciler.sinks.notify_config import parse
+from tests.helpers import definition, free_port
+from tests.notify.receiver import Receiver, receiving
+
+SECRET = b"a-shared-secret-of-some-length"
+T0 = datetime(2026, 11, 27, 1, 0, tzinfo=UTC)
+DEFAULT_ROUTE = "  - receiver: hook\n    events: [failed, recovered]\n"
+
+
+def config(tmp_path: Path, url: str, *, kind: str = "generic-hmac", route: str = "") -> Any:
+    (tmp_path / "secret").write_bytes(SECRET + b"\n")
+    (tmp_path / "url").write_text(url + "\n")
+    secret = "    secretFile: secret\n" if kind == "generic-hmac" else ""
+    routes = route or DEFAULT_ROUTE
+    text = (
+        f"receivers:\n  - name: hook\n    type: {kind}\n    urlFile: url\n{secret}routes:\n{routes}"
+    )
+    return parse(text, str(tmp_path / "n.yaml"), tmp_path)
+
+
+def finished(
+    status: RunStatus,
+    at: datetime,
+    *,
+    key: str = "default/t",
+    attempt: int = 1,
+    output: str = "",
+    reason: str | None = None,
+) -> RunRecord:
+    return RunRecord(
+        id=run_id(key, at),
+        task=key,
+        scheduled_at=at,
+        trigger=Trigger.SCHEDULE,
+        status=status,
+        attempt=attempt,
+        started_at=at,
+        finished_at=at + timedelta(seconds=1),
+        exit_code=0 if status is RunStatus.SUCCEEDED else 1,
+        reason=reason,
+        output=output,
+    )
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = T0
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+def running(notifier: Notifier, body: Callable[[], Awaitable[None]]) -> None:
+    """Run ``notifier``'s component around ``body``, then stop it."""
+
+    async def scenario() -> None:
+        stop = asyncio.Event()
+        ready = asyncio.Event()
+        component = asyncio.create_task(notifier.run(ready.set, stop))
+        await asyncio.wait_for(ready.wait(), 5)
+        try:
+            await body()
+        finally:
+            stop.set()
+            await asyncio.wait_for(component, 20)
+
+    asyncio.run(scenario())
+
+
+async def until(receiver: Receiver, count: int) -> None:
+    await asyncio.to_thread(receiver.wait_for, count)
+
+
+def counts(metrics: Metrics) -> dict[str, int]:
+    text = metrics.render()[0].decode()
+    found = {}
+    for line in text.splitlines():
+        if line.startswith("crontask_notifications_total{"):
+            labels, value = line.rsplit(" ", 1)
+            found[labels.split('result="')[1].rstrip('"}')] = int(value)
+    return found
+
+
+def test_a_task_failing_every_run_sends_one_message_then_recovered(tmp_path: Path) -> None:
+    metrics = Metrics()
+    with receiving(SECRET) as receiver:
+        notifier = Notifier(config(tmp_path, receiver.url), metrics=metrics, page_url="http://x:1")
+        notifier.after_pass(DesiredState({"default/t": definition()}))
+
+        async def body() -> None:
+            for minute in range(4):
+                notifier.on_run(finished(RunStatus.FAILED, T0 + timedelta(minutes=minute)))
+            notifier.on_run(finished(RunStatus.SUCCEEDED, T0 + timedelta(minutes=4)))
+            notifier.on_run(finished(RunStatus.SUCCEEDED, T0 + timedelta(minutes=5)))
+            await until(receiver, 2)
+
+        running(notifier, body)
+    assert receiver.events() == ["failed", "recovered"]
+    assert all(r.signed_correctly for r in receiver.received)
+    failed = receiver.received[0].json
+    assert failed["version"] == 1
+    assert failed["task"] == {
+        "key": "default/t",
+        "namespace": "default",
+        "name": "t",
+        "source": {"kind": "file", "location": "a.yaml:1:1"},
+    }
+    assert failed["run"]["id"] == run_id("default/t", T0)
+    assert failed["run"]["exitCode"] == 1
+    assert failed["run"]["url"] == f"http://x:1/runs/{run_id('default/t', T0)}"
+    assert counts(metrics) == {"dropped": 0, "failed": 0, "sent": 2}
+
+
+def test_every_failure_and_the_output_tail(tmp_path: Path) -> None:
+    route = "  - receiver: hook\n    events: [everyFailure]\n"
+    with receiving(SECRET) as receiver:
+        notifier = Notifier(config(tmp_path, receiver.url, route=route), metrics=Metrics())
+
+        async def body() -> None:
+            for minute in range(3):
+                at = T0 + timedelta(minutes=minute)
+                notifier.on_run(finished(RunStatus.FAILED, at, output="x" * 100_000 + "END"))
+            await until(receiver, 3)
+
+        running(notifier, body)
+    assert receiver.events() == ["everyFailure"] * 3
+    tail = receiver.received[0].json["run"]["outputTail"]
+    assert len(tail) == 2048
+    assert tail.endswith("END")
+
+
+def test_a_run_with_a_retry_left_has_not_ended(tmp_path: Path) -> None:
+    route = "  - receiver: hook\n    events: [failed, everyFailure]\n"
+    with receiving(SECRET) as receiver:
+        notifier = Notifier(config(tmp_path, receiver.url, route=route), metrics=Metrics())
+        notifier.after_pass(DesiredState({"default/t": definition(retry={"limit": 1})}))
+
+        async def body() -> None:
+            notifier.on_run(finished(RunStatus.FAILED, T0, attempt=1))
+            notifier.on_run(finished(RunStatus.SUCCEEDED, T0, attempt=2))
+            notifier.on_run(finished(RunStatus.TIMED_OUT, T0 + timedelta(minutes=1), attempt=1))
+            notifier.on_run(finished(RunStatus.FAILED, T0 + timedelta(minutes=1), attempt=2))
+            await until(receiver, 2)
+
+        running(notifier, body)
+    assert sorted(receiver.events()) == ["everyFailure", "failed"]
+    assert {r.json["run"]["attempt"] for r in receiver.received} == {2}
+
+
+def test_skips_and_shutdown_interruptions_count_for_nothing(tmp_path: Path) -> None:
+    with receiving(SECRET) as receiver:
+        notifier = Notifier(config(tmp_path, receiver.url), metrics=Metrics())
+
+        async def body() -> None:
+            notifier.on_run(finished(RunStatus.SKIPPED, T0, reason="ConcurrencyForbid"))
+            at = T0 + timedelta(minutes=1)
+            notifier.on_run(finished(RunStatus.INTERRUPTED, at, reason="Shutdown"))
+            notifier.on_run(finished(RunStatus.FAILED, T0 + timedelta(minutes=2)))
+            await until(receiver, 1)
+
+        running(notifier, body)
+    assert receiver.events() == ["failed"]
+    assert receiver.received[0].json["run"]["id"] == run_id("default/t", T0 + timedelta(minutes=2))
+
+
+def test_the_state_survives_a_restart_through_the_history(tmp_path: Path) -> None:
+    before = [finished(RunStatus.FAILED, T0 - timedelta(minutes=1))]
+
+    def history(key: str) -> Sequence[RunRecord]:
+        return before
+
+    with receiving(SECRET) as receiver:
+        notifier = Notifier(config(tmp_path, receiver.url), metrics=Metrics(), history=history)
+
+        async def body() -> None:
+            notifier.on_run(finished(RunStatus.FAILED, T0))  # still failing: nothing new
+            notifier.on_run(finished(RunStatus.SUCCEEDED, T0 + timedelta(minutes=1)))
+            await until(receiver, 1)
+
+        running(notifier, body)
+    assert receiver.events() == ["recovered"]
+    assert receiver.received[0].json["failingSince"] == (T0 - timedelta(seconds=59)).isoformat()
+
+
+def test_reminders_follow_the_repeat_interval(tmp_path: Path) -> None:
+    route = "  - receiver: hook\n    events: [failed]\n    repeatInterval: 1h\n"
+    clock = Clock()
+    with receiving(SECRET) as receiver:
+        notifier = Notifier(
+            config(tmp_path, receiver.url, route=route), metrics=Metrics(), clock=clock
+        )
+
+        async def failing_at(minutes: int) -> None:
+            clock.now = T0 + timedelta(minutes=minutes)
+            seen = notifier.considered
+            notifier.on_run(finished(RunStatus.FAILED, clock.now))
+            while notifier.considered == seen:  # looked at with this clock
+                await asyncio.sleep(0.01)
+
+        async def body() -> None:
+            for minutes in (0, 30, 59, 61, 90, 122):
+                await failing_at(minutes)
+            await until(receiver, 3)
+
+        running(notifier, body)
+    assert [r.json["reminder"] for r in receiver.received] == [False, True, True]
+    assert [r.json["run"]["scheduledAt"][11:16] for r in receiver.received] == [
+        "01:00",
+        "02:01",
+        "03:02",
+    ]
+
+
+def test_definition_errors_are_sent_once_and_matched(tmp_path: Path) -> None:
+    route = (
+        "  - receiver: hook\n    events: [definitionError]\n"
+        "    match: {namespace: ops, source: git}\n"
+    )
+    ops = DefinitionError(Location("git", "ops.yaml", 3, 5), "spec.schedule: bad", "ops/a")
+    other = DefinitionError(Location("file", "b.yaml", 1, 1), "spec: bad", "ops/b")
+    nameless = DefinitionError(Location("git", "c.yaml", 1, 1), "not YAML")
+    with receiving(SECRET) as receiver:
+        notifier = Notifier(config(tmp_path, receiver.url, route=route), metrics=Metrics())
+
+        async def body() -> None:
+            notifier.after_pass(DesiredState({}, errors=(ops, other, nameless)))
+            notifier.after_pass(DesiredState({}, errors=(ops, other, nameless)))
+            await until(receiver, 1)
+
+        running(notifier, body)
+    assert receiver.events() == ["definitionError"]
+    assert receiver.received[0].json["errors"] == ["ops.yaml:3:5: spec.schedule: bad"]
+
+
+def test_only_the_owner_of_a_task_notifies(tmp_path: Path) -> None:
+    with receiving(SECRET) as receiver:
+        notifier = Notifier(
+            config(tmp_path, receiver.url), metrics=Metrics(), mine=lambda key: key != "default/t"
+        )
+
+        async def body() -> None:
+            notifier.on_run(finished(RunStatus.FAILED, T0))
+            notifier.on_run(finished(RunStatus.FAILED, T0, key="default/u"))
+            await until(receiver, 1)
+
+        running(notifier, body)
+    assert [r.json["task"]["key"] for r in receiver.received] == ["default/u"]
+
+
+def test_a_receiver_that_fails_is_retried_with_backoff(tmp_path: Path) -> None:
+    metrics = Metrics()
+    with receiving(SECRET) as receiver:
+        receiver.failures_left = 2
+        notifier = Notifier(config(tmp_path, receiver.url), metrics=metrics, backoff=0.01)
+
+        async def body() -> None:
+            notifier.on_run(finished(RunStatus.FAILED, T0))
+            await until(receiver, 3)
+
+        running(notifier, body)
+    assert len({r.body for r in receiver.received}) == 1  # the same message, three times
+    assert counts(metrics)["sent"] == 1
+
+
+def test_a_refusal_is_not_retried(tmp_path: Path) -> None:
+    metrics = Metrics()
+    with receiving(SECRET) as receiver:
+        receiver.failures_left, receiver.fail_status = 1, 400
+        notifier = Notifier(config(tmp_path, receiver.url), metrics=metrics, backoff=0.01)
+
+        async def body() -> None:
+            notifier.on_run(finished(RunStatus.FAILED, T0))
+            notifier.on_run(finished(RunStatus.SUCCEEDED, T0 + timedelta(minutes=1)))
+            await until(receiver, 2)
+
+        running(notifier, body)
+    assert receiver.events() == ["failed", "recovered"]
+    assert counts(metrics) == {"dropped": 0, "failed": 1, "sent": 1}
+
+
+def test_a_receiver_that_is_down_is_given_up_quietly(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    metrics = Metrics()
+    url = f"http://127.0.0.1:{free_port()}/secret-path-token"
+    notifier = Notifier(config(tmp_path, url), metrics=metrics, backoff=0.01)
+    caplog.set_level(logging.DEBUG, logger="crontask.notify")
+
+    async def body() -> None:
+        notifier.on_run(finished(RunStatus.FAILED, T0))
+        while counts(metrics)["failed"] == 0:
+            await asyncio.sleep(0.02)
+
+    running(notifier, body)
+    assert counts(metrics) == {"dropped": 0, "failed": 1, "sent": 0}
+    attempts = [r for r in caplog.records if r.getMessage().startswith("notification")]
+    assert len(attempts) == notify.MAX_ATTEMPTS
+    assert "secret-path-token" not in caplog.text
+    assert SECRET.decode() not in caplog.text
+
+
+def test_the_queue_is_bounded(tmp_path: Path) -> None:
+    metrics = Metrics()
+    route = "  - receiver: hook\n    events: [everyFailure]\n"
+    notifier = Notifier(config(tmp_path, "http://127.0.0.1:9/", route=route), metrics=metrics)
+
+    async def flood() -> None:  # the component is not running: nothing is delivered
+        for i in range(notify.QUEUE_MAX + 5):
+            notifier.on_run(finished(RunStatus.FAILED, T0 + timedelta(seconds=i)))
+        while notifier._intake:  # what the component's loop does, one record at a time
+            await notifier._consider(notifier._intake.popleft())
+
+    asyncio.run(flood())
+    assert len(notifier.queues["hook"]) == notify.QUEUE_MAX
+    assert counts(metrics)["dropped"] == 5
+
+
+@pytest.mark.parametrize("kind", ["generic", "slack"])
+def test_generic_and_slack_bodies(tmp_path: Path, kind: str) -> None:
+    with receiving() as receiver:
+        notifier = Notifier(
+            config(tmp_path, receiver.url, kind=kind), metrics=Metrics(), page_url="http://p:8"
+        )
+
+        async def body() -> None:
+            notifier.on_run(finished(RunStatus.FAILED, T0, output="<oops> & more"))
+            await until(receiver, 1)
+
+        running(notifier, body)
+    got = receiver.received[0]
+    assert "X-Signature" not in got.headers
+    if kind == "slack":
+        text = got.json["text"]
+        assert text.startswith(":red_circle: default/t failed: exit code 1")
+        assert f"<http://p:8/runs/{run_id('default/t', T0)}|" in text
+        assert "&lt;oops&gt; &amp; more" in text
+    else:
+        assert got.json["event"] == "failed"
+        assert got.json["run"]["outputTail"] == "<oops> & more"

@@ -1,0 +1,263 @@
+"""The status page in a real browser (Debian's chromium, headless, driven by Playwright) against
+the real ``crontask run``: real runs in the list, filters, Run now, a viewer who cannot, no
+request beyond 127.0.0.1, and a screenshot of each page under the test's temporary folder.
+
+Skipped, saying why, where chromium or Playwright is missing; CI installs both (.ci/run).
+Playwright's own browser downloads are never used (no ``playwright install``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+import pytest
+
+from tests.api.conftest import STATIC_TOKENS
+from tests.e2e.conftest import Crontask, wait_for
+from tests.e2e.test_run import task
+
+pytestmark = pytest.mark.e2e
+
+CHROMIUM = Path("/usr/bin/chromium")
+# Without these chromium reaches for Google's hosts (updates, sync, field trials, DNS prefetch).
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-domain-reliability",
+    "--no-pings",
+    "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
+]
+SHOTS_WIDTH, SHOTS_HEIGHT = 1280, 720
+
+playwright_api = pytest.importorskip(
+    "playwright.sync_api", reason="Playwright for Python is not installed (pip install playwright)"
+)
+
+
+class Browser:
+    """One headless chromium with a fresh profile, every request it makes recorded."""
+
+    def __init__(self, pw: Any, profile: Path, shots: Path) -> None:
+        self.shots = shots
+        self.requests: list[str] = []
+        self.context = pw.chromium.launch_persistent_context(
+            str(profile),
+            executable_path=str(CHROMIUM),
+            headless=True,
+            args=FLAGS,
+            viewport={"width": SHOTS_WIDTH, "height": SHOTS_HEIGHT},
+        )
+        self.context.route("**/*", self._guard)
+        self.page = self.context.pages[0] if self.context.pages else self.context.new_page()
+
+    def _guard(self, route: Any) -> None:
+        url = route.request.url
+        self.requests.append(url)
+        if urlsplit(url).hostname == "127.0.0.1" or url.startswith(("data:", "about:")):
+            route.continue_()
+        else:
+            route.abort()  # and the test below fails on it
+
+    def shot(self, name: str) -> Path:
+        """A screenshot of the page, for a person to look at (the path is printed)."""
+        path = self.shots / f"{name}.png"
+        self.page.screenshot(path=str(path), full_page=True)
+        assert path.stat().st_size > 5_000  # a page, not a blank
+        print(f"screenshot: {path}")
+        return path
+
+    def elsewhere(self) -> list[str]:
+        return [
+            u
+            for u in self.requests
+            if urlsplit(u).hostname != "127.0.0.1" and not u.startswith(("data:", "about:"))
+        ]
+
+
+@pytest.fixture(scope="module")
+def playwright() -> Iterator[Any]:
+    if not CHROMIUM.exists():
+        pytest.skip(f"no chromium at {CHROMIUM}: install Debian's chromium (.ci/run does)")
+    with playwright_api.sync_playwright() as pw:
+        yield pw
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    # pytest's temporary folders outlive the run (the last three are kept): the screenshots
+    # are there to be looked at.
+    return tmp_path_factory.mktemp("browser")
+
+
+@pytest.fixture(scope="module")
+def shots(folder: Path) -> Path:
+    path = folder / "screenshots"
+    path.mkdir()
+    return path
+
+
+def _start(folder: Path, name: str, extra: list[str]) -> Crontask:
+    home = folder / name
+    tasks = home / "tasks"
+    tasks.mkdir(parents=True)
+    ops = "metadata: {name: bad, namespace: ops}"
+    (tasks / "ok.yaml").write_text(task("ok", ["sh", "-c", "echo all good"]))
+    (tasks / "bad.yaml").write_text(
+        task("bad", ["sh", "-c", "echo disk full >&2; exit 3"], failedRunsHistoryLimit=20).replace(
+            "metadata: {name: bad}", ops
+        )
+    )
+    (tasks / "nightly.yaml").write_text(
+        task(
+            "nightly",
+            ["sh", "-c", "echo backed up"],
+            schedule="0 2 * * *",
+            timeZone="Europe/Berlin",
+        ).replace("metadata: {name: nightly}", "metadata: {name: nightly, namespace: ops}")
+    )
+    return Crontask(home, tasks, extra).start()
+
+
+@pytest.fixture(scope="module")
+def open_app(folder: Path) -> Iterator[Crontask]:
+    app = _start(folder, "open", [])
+    yield app
+    app.stop()
+
+
+@pytest.fixture(scope="module")
+def guarded_app(folder: Path) -> Iterator[Crontask]:
+    auth = folder / "auth.yaml"
+    tokens = "".join(
+        f"  - {{name: {role.value}-bot, sha256: {hashlib.sha256(t.encode()).hexdigest()}, "
+        f"role: {role.value}}}\n"
+        for role, t in STATIC_TOKENS.items()
+    )
+    auth.write_text(f"tokens:\n{tokens}")
+    app = _start(folder, "guarded", ["--auth-config", str(auth)])
+    yield app
+    app.stop()
+
+
+@pytest.fixture(scope="module")
+def browser(playwright: Any, folder: Path, shots: Path) -> Iterator[Browser]:
+    profile = folder / "profile"  # a fresh --user-data-dir
+    chromium = Browser(playwright, profile, shots)
+    yield chromium
+    chromium.context.close()
+    assert chromium.elsewhere() == [], "the page made requests beyond 127.0.0.1"
+
+
+def rows(browser: Browser) -> list[str]:
+    keys: list[str] = browser.page.eval_on_selector_all(
+        "tr[data-task]", "rows => rows.map(r => r.dataset.task)"
+    )
+    return keys
+
+
+def test_the_list_shows_real_runs_and_filters_narrow_it(
+    browser: Browser, open_app: Crontask
+) -> None:
+    page = browser.page
+    page.goto(open_app.server + "/")
+    # Refreshed in place: the strips fill as runs happen, without reloading the page.
+    page.wait_for_selector('tr[data-task="default/ok"] .cell.succeeded >> nth=2', timeout=20_000)
+    page.wait_for_selector('tr[data-task="ops/bad"] .badge.failing', timeout=20_000)
+    assert rows(browser) == ["default/ok", "ops/bad", "ops/nightly"]
+    assert "at 02:00 every day" in page.inner_text('tr[data-task="ops/nightly"]')
+    browser.shot("tasks")
+
+    page.select_option('select[name="state"]', "failing")
+    wait_for("only the failing task", lambda: rows(browser) == ["ops/bad"])
+    assert "state=failing" in page.url  # the filtered list has its own address
+    page.select_option('select[name="state"]', "")
+    page.fill('input[name="q"]', "nigh")
+    wait_for("only the text's match", lambda: rows(browser) == ["ops/nightly"])
+    page.fill('input[name="q"]', "")
+    page.fill('input[name="namespace"]', "ops")
+    wait_for("the namespace's tasks", lambda: rows(browser) == ["ops/bad", "ops/nightly"])
+
+
+def test_a_task_its_runs_and_run_now(browser: Browser, open_app: Crontask) -> None:
+    page = browser.page
+    page.goto(open_app.server + "/tasks/ops/bad")
+    page.wait_for_selector("svg.timeline rect.run.failed")
+    page.wait_for_selector('tr[data-status="failed"]')
+    browser.shot("task")
+    page.click('tr[data-status="failed"] a')
+    page.wait_for_selector("pre.output")
+    assert "disk full" in page.inner_text("pre.output")
+    assert "NonZeroExit" in page.inner_text("main") or "3" in page.inner_text("main")
+    browser.shot("run")
+
+    page.goto(open_app.server + "/tasks/ops/nightly")
+    page.click("text=Run now")
+    page.wait_for_url("**/runs/ops.nightly.*")
+    page.wait_for_selector(".attempt .status.succeeded", timeout=20_000)  # it refreshes itself
+    assert "manual" in page.inner_text(".attempt")
+    manual = httpx.get(
+        f"{open_app.server}/api/v1/runs", params={"task": "ops/nightly", "trigger": "manual"}
+    ).json()["items"]
+    assert len(manual) == 1
+
+    page.goto(open_app.server + "/sources")
+    page.wait_for_selector(".source-card")
+    browser.shot("sources")
+
+
+def test_a_viewer_signs_in_and_cannot_run_now(browser: Browser, guarded_app: Crontask) -> None:
+    page = browser.page
+    page.goto(guarded_app.server + "/tasks/ops/nightly")
+    page.wait_for_url(lambda url: "/login?next=" in url)
+    browser.shot("login")
+    page.fill('input[name="token"]', STATIC_TOKENS[_role("viewer")])
+    page.click("button.primary")
+    page.wait_for_url("**/tasks/ops/nightly")
+    assert page.locator("text=Run now").count() == 0
+    assert "viewer-bot" in page.inner_text("header")
+    # Posting it anyway, with the page's own CSRF token, is refused.
+    status = page.evaluate(
+        """async () => {
+            const token = document.querySelector('meta[name=csrf-token]').content;
+            const r = await fetch('/tasks/ops/nightly/run', {method: 'POST',
+              headers: {'Content-Type': 'application/x-www-form-urlencoded'},
+              body: 'csrf=' + token});
+            return r.status;
+        }"""
+    )
+    assert status == 403
+    cookies = browser.context.cookies(guarded_app.server)
+    session = next(c for c in cookies if c["name"] == "crontask_session")
+    assert session["httpOnly"] is True
+    assert session["sameSite"] == "Strict"
+    assert page.evaluate("document.cookie") == ""  # no script can read it
+
+    page.click("text=Sign out")
+    page.wait_for_url("**/login")
+    page.fill('input[name="token"]', STATIC_TOKENS[_role("operator")])
+    page.click("button.primary")
+    page.goto(guarded_app.server + "/tasks/ops/nightly")
+    page.click("text=Run now")
+    page.wait_for_url("**/runs/ops.nightly.*")
+    runs = wait_for(
+        "the operator's manual run",
+        lambda: [r for r in guarded_app.runs("ops/nightly") if r.trigger.value == "manual"],
+    )
+    assert len(runs) == 1
+
+
+def _role(name: str) -> Any:
+    from reconciler.api.auth import Role
+
+    return Role(name)

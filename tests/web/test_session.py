@@ -1,0 +1,171 @@
+"""Signing in to the page: the cookie, roles as in the API, CSRF-safe posts, no open redirect."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from reconciler.api.auth import AuthConfig, Role
+from reconciler.web.session import COOKIE, local_path, session_seconds
+from tests.api.conftest import STATIC_TOKENS, TestClient, make_jwt, write_auth
+from tests.api.fakes import FakeRuntime
+from tests.web.conftest import PageFactory
+
+
+@pytest.fixture
+def guarded(make_page: PageFactory, tmp_path: Path) -> Iterator[TestClient]:
+    app = make_page(AuthConfig.load(write_auth(tmp_path)))
+    with TestClient(app, raise_server_exceptions=True) as client:
+        yield client
+
+
+def sign_in(client: TestClient, token: str, target: str = "/") -> str:
+    response = client.post("/login", data={"token": token, "next": target}, follow_redirects=False)
+    assert response.status_code == 303, response.text
+    return str(response.headers["location"])
+
+
+def csrf_of(html: str) -> str:
+    found = re.search(r'name="csrf" value="([0-9a-f]+)"', html)
+    assert found is not None
+    return found.group(1)
+
+
+def test_a_person_who_is_not_signed_in_is_sent_to_sign_in(guarded: TestClient) -> None:
+    response = guarded.get("/tasks/ops/flaky?status=failed", follow_redirects=False)
+    assert response.status_code == 303
+    assert response.headers["location"] == "/login?next=/tasks/ops/flaky%3Fstatus%3Dfailed"
+    assert guarded.get("/", headers={"X-Crontask-Refresh": "1"}).status_code == 401
+    assert guarded.post("/tasks/ops/flaky/run").status_code == 401
+    assert guarded.get("/login").status_code == 200
+    assert guarded.get("/static/crontask.css").status_code == 200
+
+
+def test_sign_in_sets_a_strict_http_only_cookie(guarded: TestClient) -> None:
+    token = STATIC_TOKENS[Role.VIEWER]
+    response = guarded.post(
+        "/login", data={"token": token, "next": "/sources"}, follow_redirects=False
+    )
+    assert response.status_code == 303
+    assert response.headers["location"] == "/sources"
+    cookie = response.headers["set-cookie"]
+    assert cookie.startswith(f"{COOKIE}=")
+    assert "HttpOnly" in cookie
+    assert "SameSite=strict" in cookie
+    assert "Path=/" in cookie
+    assert "Max-Age=43200" in cookie
+    assert token not in cookie  # encoded, and never shown in the page
+    page = guarded.get("/sources")
+    assert page.status_code == 200
+    assert "viewer-bot" in page.text
+
+
+def test_a_bad_token_is_refused_without_a_cookie(
+    guarded: TestClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    response = guarded.post("/login", data={"token": "not-a-token-at-all"})
+    assert response.status_code == 401
+    assert "not valid here" in response.text
+    assert "set-cookie" not in response.headers
+    assert "not-a-token-at-all" not in caplog.text
+    assert guarded.post("/login", data={"token": "x" * 5000}).status_code == 401
+
+
+def test_a_viewer_sees_no_run_now_and_cannot_post_one(
+    guarded: TestClient, runtime: FakeRuntime
+) -> None:
+    sign_in(guarded, STATIC_TOKENS[Role.VIEWER])
+    html = guarded.get("/tasks/ops/flaky").text
+    assert "Run now" not in html
+    before = len(runtime.store.running())
+    response = guarded.post("/tasks/ops/flaky/run", data={"csrf": csrf_of(html)})
+    assert response.status_code == 403
+    assert len(runtime.store.running()) == before
+
+
+def test_an_operator_runs_now_with_the_form_token_only(
+    guarded: TestClient, runtime: FakeRuntime
+) -> None:
+    sign_in(guarded, STATIC_TOKENS[Role.OPERATOR])
+    html = guarded.get("/tasks/ops/flaky").text
+    assert "Run now" in html
+    assert guarded.post("/tasks/ops/flaky/run", data={"csrf": "0" * 64}).status_code == 403
+    response = guarded.post(
+        "/tasks/ops/flaky/run", data={"csrf": csrf_of(html)}, follow_redirects=False
+    )
+    assert response.status_code == 303
+    assert runtime.store.get(response.headers["location"].removeprefix("/runs/")) is not None
+
+
+def test_the_form_token_is_the_sessions_own(guarded: TestClient, make_page: PageFactory) -> None:
+    sign_in(guarded, STATIC_TOKENS[Role.OPERATOR])
+    operator_token = csrf_of(guarded.get("/").text)
+    guarded.cookies.clear()
+    sign_in(guarded, STATIC_TOKENS[Role.ADMIN])
+    admin_token = csrf_of(guarded.get("/").text)
+    assert operator_token != admin_token
+    assert guarded.post("/tasks/ops/flaky/run", data={"csrf": operator_token}).status_code == 403
+
+
+def test_a_jwt_signs_in_until_it_expires(guarded: TestClient) -> None:
+    token = make_jwt("operator", expires_in=600)
+    response = guarded.post("/login", data={"token": token}, follow_redirects=False)
+    assert response.status_code == 303
+    max_age = int(re.search(r"Max-Age=(\d+)", response.headers["set-cookie"]).group(1))  # type: ignore[union-attr]
+    assert 590 <= max_age <= 600
+    assert "user-operator" in guarded.get("/").text
+    assert session_seconds(make_jwt("viewer", expires_in=-5)) == 0
+
+
+def test_an_expired_session_signs_out(guarded: TestClient) -> None:
+    from reconciler.web.session import encode_cookie
+
+    guarded.cookies.set(COOKIE, encode_cookie(make_jwt("viewer", expires_in=-60)))
+    assert guarded.get("/", follow_redirects=False).status_code == 303
+
+
+def test_sign_in_from_another_site_is_refused(guarded: TestClient) -> None:
+    response = guarded.post(
+        "/login",
+        data={"token": STATIC_TOKENS[Role.ADMIN]},
+        headers={"Origin": "https://evil.example"},
+    )
+    assert response.status_code == 403
+
+
+def test_sign_out_clears_the_cookie(guarded: TestClient) -> None:
+    sign_in(guarded, STATIC_TOKENS[Role.VIEWER])
+    response = guarded.post("/logout", follow_redirects=False)
+    assert response.status_code == 303
+    assert response.headers["location"] == "/login"
+    assert (
+        "Max-Age=0" in response.headers["set-cookie"]
+        or "expires=" in response.headers["set-cookie"].lower()
+    )
+    assert guarded.get("/", follow_redirects=False).status_code == 303
+
+
+@pytest.mark.parametrize(
+    ("target", "expected"),
+    [
+        ("/tasks/ops/x", "/tasks/ops/x"),
+        ("//evil.example/", "/"),
+        ("/\\evil.example", "/"),
+        ("https://evil.example", "/"),
+        ("/a\nb", "/"),
+        ("", "/"),
+        ("/" + "x" * 3000, "/"),
+    ],
+)
+def test_after_sign_in_only_paths_of_this_site(target: str, expected: str) -> None:
+    assert local_path(target) == expected
+
+
+def test_sign_in_is_not_needed_without_auth(page: TestClient) -> None:
+    response = page.get("/login?next=/sources", follow_redirects=False)
+    assert response.status_code == 303
+    assert response.headers["location"] == "/sources"
+    assert "open (loopback)" in page.get("/").text
