@@ -18,6 +18,7 @@ from pydantic.alias_generators import to_camel
 from reconciler.api.auth import role_extra
 from reconciler.api.problems import ProblemError
 from reconciler.api.routing import GuardedRoute, Runtime, operation_id, problem_responses
+from reconciler.core.desired import SourceKind
 
 router = APIRouter(
     prefix="/api/v1",
@@ -92,6 +93,6 @@ def list_sources(runtime: Runtime) -> SourceListOut:
     responses=problem_responses(404, 422, 500),
 )
 def git_hook(runtime: Runtime) -> SyncOut:
-    if not runtime.sync_now("git"):
+    if not runtime.sync_now(SourceKind.GIT):
         raise ProblemError(404, "crontask was started without a git source (--git)")
     return SyncOut(accepted=True)

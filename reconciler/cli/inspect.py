@@ -20,7 +20,7 @@ from reconciler.cli.main_helpers import (
 )
 from reconciler.cli.remote import RemoteError, default_token, fetch_tasks
 from reconciler.core.crd import crd_document
-from reconciler.core.desired import Definition, DesiredState, Location, assemble
+from reconciler.core.desired import Definition, DesiredState, Location, SourceKind, assemble
 from reconciler.core.model import CronTask, json_schema
 from reconciler.core.plan import Operation, plan
 from reconciler.scheduling.base import schedule_of
@@ -128,7 +128,7 @@ def run_validate(args: argparse.Namespace) -> int:
     return 0
 
 
-PLANNED_KINDS = ("file", "git")
+PLANNED_KINDS = (SourceKind.FILE, SourceKind.GIT)
 
 
 def _from_server(server: str) -> DesiredState:

@@ -13,8 +13,8 @@ from reconciler.controller.dispatch import Dispatcher
 from reconciler.controller.jobs import JobOptions, JobSupport, job_support
 from reconciler.controller.manager import Manager
 from reconciler.controller.reconcile import PassResult, Reconciler
+from reconciler.core.desired import SourceKind
 from reconciler.core.runs import RunRecord, Trigger
-from reconciler.core.status import KUBERNETES
 from reconciler.scheduling.apscheduler import ApsScheduler
 from reconciler.sinks.kubernetes import StatusWriter
 from reconciler.sinks.kubernetes_events import EventRecorder
@@ -50,7 +50,7 @@ class Kubernetes:
 
         def fire_manual(key: str) -> RunRecord | None:
             definition = scheduler.owned().get(key)
-            if definition is None or definition.location.source != KUBERNETES:
+            if definition is None or definition.location.source != SourceKind.KUBERNETES:
                 return None
             return dispatcher.fire(definition, datetime.now(UTC), Trigger.MANUAL)
 

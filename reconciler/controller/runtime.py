@@ -40,6 +40,7 @@ from reconciler.controller.queue import WorkQueue
 from reconciler.controller.reconcile import Reconciler
 from reconciler.controller.service import Service
 from reconciler.controller.view import RuntimeView
+from reconciler.core.desired import SourceKind
 from reconciler.membership.base import Announcement, Membership, Views
 from reconciler.runner.base import Action, Actions
 from reconciler.runner.command import CommandRunner
@@ -59,8 +60,6 @@ from reconciler.store import open_store, sqlite_url
 from reconciler.store.base import RunQuery, RunStore
 
 log = logging.getLogger("crontask")
-
-GIT_KIND = "git"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -228,7 +227,9 @@ async def build(options: Options, store: RunStore, manager: Manager) -> Parts:
         reconcile=control.reconcile_now,
         api=next(s for s in sources if isinstance(s, ApiSource)),
         sources=sources,
-        sync_requested=lambda kind: kind == GIT_KIND and git is not None and git.request_sync(),
+        sync_requested=lambda kind: (
+            kind == SourceKind.GIT and git is not None and git.request_sync()
+        ),
         cluster=cluster,
     )
     return Parts(

@@ -49,11 +49,11 @@ from reconciler.controller.view import (
     task_state,
 )
 from reconciler.core.api_tasks import MISSING
-from reconciler.core.desired import Definition, DesiredState
+from reconciler.core.desired import Definition, DesiredState, SourceKind
 from reconciler.core.model import CronTask
 from reconciler.core.runs import RunRecord, RunStatus, Trigger
 from reconciler.scheduling.base import Scheduler, schedule_of
-from reconciler.sources.api import API_KIND, ApiSource
+from reconciler.sources.api import ApiSource
 from reconciler.sources.base import Source
 from reconciler.store.base import RunStore
 
@@ -275,7 +275,7 @@ class Service:
         self._api.store.write(task.key, text, expect=expect)
         self._apply(task.key)
         view = self.task(task.key)
-        if view is None or view.source.kind != API_KIND:
+        if view is None or view.source.kind != SourceKind.API:
             # Another source declared the key between the owner check and the pass.
             self._check_owner(task.key)
             raise RuntimeError(f"{task.key} is not in force after it was written")
@@ -302,8 +302,8 @@ class Service:
         spec = definition.task.spec
         location = definition.location
         version = None
-        if location.source == API_KIND:
-            source = SourceRef(API_KIND, f"/api/v1/tasks/{definition.key}")
+        if location.source == SourceKind.API:
+            source = SourceRef(SourceKind.API, f"/api/v1/tasks/{definition.key}")
             version = self._api.version(definition.key)
         else:
             source = SourceRef(location.source, str(location), location.revision)
@@ -328,13 +328,15 @@ class Service:
             return self._reconciler.desired.tasks.get(key) or self._scheduler.owned().get(key)
 
         current = self._on_loop(owner)
-        if current is not None and current.location.source != API_KIND:
+        if current is not None and current.location.source != SourceKind.API:
             location = current.location
             raise OwnedElsewhere(key, SourceRef(location.source, str(location), location.revision))
 
     def _apply(self, key: str) -> None:
         """Run a pass for the API source's ``key`` now and wait for it."""
-        future = asyncio.run_coroutine_threadsafe(self._reconcile({API_KIND: {key}}), self._loop)
+        future = asyncio.run_coroutine_threadsafe(
+            self._reconcile({SourceKind.API: {key}}), self._loop
+        )
         future.result(ON_LOOP_TIMEOUT)
 
     def _remember(self, record: RunRecord) -> None:

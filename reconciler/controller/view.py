@@ -21,7 +21,7 @@ from reconciler.store.base import RunStore
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class SourceRef:
-    kind: str  # "file" | "git" | "kubernetes" | "api"
+    kind: str  # a SourceKind: file, git, kubernetes or api
     location: str  # "path:line:col", "namespace/name" of a CR, ...
     revision: str | None = None  # a commit SHA for git
 
@@ -75,7 +75,7 @@ class TaskQuery:
 class SourceStatus:
     """One source of definitions and how its last sync went."""
 
-    kind: str  # "file" | "git" | "kubernetes" | "api"
+    kind: str  # a SourceKind: file, git, kubernetes or api
     location: str  # the paths, the repository URL (credentials stripped), ...
     tasks: int  # definitions in force from it
     errors: int  # definition errors and conflicts located in it

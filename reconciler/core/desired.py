@@ -10,16 +10,26 @@ same way on every pass and every restart, and the conflict is reported on both.
 from __future__ import annotations
 
 import dataclasses
+import enum
 from collections.abc import Collection, Iterable, Mapping
 
 from reconciler.core.model import CronTask
+
+
+class SourceKind(enum.StrEnum):
+    """The kinds of place a definition comes from (``Location.source``)."""
+
+    FILE = "file"  # a folder given as PATH
+    GIT = "git"  # a git repository (--git)
+    KUBERNETES = "kubernetes"  # a CronTask custom resource
+    API = "api"  # created through the REST API
 
 
 @dataclasses.dataclass(frozen=True, slots=True, order=True)
 class Location:
     """Where a definition lives. ``line``/``column`` are 1-based, as editors show them."""
 
-    source: str  # "file" | "git" | "kubernetes" | "api"
+    source: str  # a SourceKind
     path: str  # a file path, "namespace/name" of a custom resource, ...
     line: int = 0  # 0: unknown
     column: int = 0

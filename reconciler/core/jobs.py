@@ -36,9 +36,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, Final
 
-from reconciler.core.desired import Definition
+from reconciler.core.desired import Definition, SourceKind
 from reconciler.core.runs import ContainerResult, JobDetails, RunRecord, RunStatus, Trigger
-from reconciler.core.status import KUBERNETES, ObjectRef, parse_time, rfc3339
+from reconciler.core.status import ObjectRef, parse_time, rfc3339
 
 PREFIX: Final = "crontask.dev/"
 TASK_LABEL: Final = PREFIX + "task"  # label-safe form of the key; exact key in the annotation
@@ -91,7 +91,7 @@ def job_namespace(definition: Definition, default: str) -> str:
     ownerReference to it, which cannot cross namespaces); else ``spec.job.namespace``, else
     ``default`` (``--job-namespace``)."""
     task = definition.task
-    if definition.location.source == KUBERNETES:
+    if definition.location.source == SourceKind.KUBERNETES:
         return task.metadata.namespace
     job = task.spec.job
     return (job.namespace if job is not None else None) or default

@@ -23,10 +23,9 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from reconciler.core.desired import Definition, DesiredState
+from reconciler.core.desired import Definition, DesiredState, SourceKind
 from reconciler.core.runs import RunRecord, RunStatus, Trigger
 
-KUBERNETES = "kubernetes"  # the Location.source of definitions read from custom resources
 RUN_NOW_ANNOTATION = "crontask.dev/run-now"
 
 READY = "Ready"
@@ -121,14 +120,22 @@ class TaskState:
 
 def task_state(key: str, desired: DesiredState, in_force: Definition | None) -> TaskState:
     invalid = next(
-        (e.message for e in desired.errors if e.key == key and e.location.source == KUBERNETES),
+        (
+            e.message
+            for e in desired.errors
+            if e.key == key and e.location.source == SourceKind.KUBERNETES
+        ),
         None,
     )
     conflict = next(
-        (str(c) for c in desired.conflicts if c.key == key and c.winner.source != KUBERNETES),
+        (
+            str(c)
+            for c in desired.conflicts
+            if c.key == key and c.winner.source != SourceKind.KUBERNETES
+        ),
         None,
     )
-    ours = in_force is not None and in_force.location.source == KUBERNETES
+    ours = in_force is not None and in_force.location.source == SourceKind.KUBERNETES
     spec = in_force.task.spec if in_force is not None and ours else None
     return TaskState(
         invalid=invalid,

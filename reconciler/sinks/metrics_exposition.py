@@ -27,12 +27,12 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Final
 
-from reconciler.core.desired import Definition
+from reconciler.core.desired import Definition, SourceKind
 from reconciler.core.runs import RunStatus
 
-SOURCE_KINDS: Final = ("file", "git", "kubernetes", "api")
+SOURCE_KINDS: Final = tuple(SourceKind)
 TASK_STATES: Final = ("Ready", "Error", "Suspended")
-PULLING_KINDS: Final = frozenset({"git"})  # sources whose revision and sync are reported
+PULLING_KINDS: Final = frozenset({SourceKind.GIT})  # sources whose revision and sync are reported
 FINAL_STATUSES: Final = tuple(s for s in RunStatus if s.finished)
 EAGER_STATUSES: Final = frozenset({RunStatus.SUCCEEDED, RunStatus.FAILED})
 

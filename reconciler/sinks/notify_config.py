@@ -33,6 +33,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from pydantic import model_validator as _model_validator
 from pydantic.alias_generators import to_camel
 
+from reconciler.core.desired import SourceKind
+
 MAX_FILE_BYTES: Final = 256 * 1024
 MAX_VALUES: Final = 10_000
 MAX_DEPTH: Final = 20
@@ -91,7 +93,7 @@ class Receiver(_Config):
 class Match(_Config):
     namespace: str | None = Field(None, min_length=1, max_length=63)
     name: str | None = Field(None, min_length=1, max_length=253, description="a glob: backup-*")
-    source: Literal["file", "git", "kubernetes", "api"] | None = None
+    source: SourceKind | None = None
 
 
 class Route(_Config):

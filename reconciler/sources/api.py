@@ -36,14 +36,13 @@ from reconciler.core.api_tasks import (
     check_key,
     version_of,
 )
-from reconciler.core.desired import Definition, DefinitionError, Location
+from reconciler.core.desired import Definition, DefinitionError, Location, SourceKind
 from reconciler.core.model import CronTask
 from reconciler.sources.base import Notify, Ready, SourceState
 from reconciler.sources.messages import problems
 
 log = logging.getLogger("crontask.sources")
 
-API_KIND: Final = "api"
 _MAX_TEXT: Final = 1 << 20
 
 
@@ -161,7 +160,7 @@ class ApiSource:
     replicas by polling the store's versions (a cheap query); the API's own writes are applied
     at once by the API, which asks for a pass itself."""
 
-    kind = API_KIND
+    kind = SourceKind.API
 
     def __init__(
         self, store: ApiTaskStore, *, location: str = "the API", poll: float | None = None
@@ -234,7 +233,7 @@ class ApiSource:
 
 
 def location(key: str) -> Location:
-    return Location(API_KIND, f"/api/v1/tasks/{key}")
+    return Location(SourceKind.API, f"/api/v1/tasks/{key}")
 
 
 def _parse(key: str, text: str, version: str) -> _Stored:
@@ -256,7 +255,6 @@ def _parse(key: str, text: str, version: str) -> _Stored:
 
 
 __all__ = [
-    "API_KIND",
     "MISSING",
     "AlreadyExists",
     "ApiSource",

@@ -50,7 +50,10 @@ class Source(Protocol):
     the source is doing; cheap, from any thread.
     """
 
-    kind: str
+    @property
+    def kind(self) -> str:
+        """A ``SourceKind``: what the definitions' ``Location.source`` says."""
+        ...
 
     def refresh(self, hints: Collection[str] | None = None) -> set[str]: ...
 

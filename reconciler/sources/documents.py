@@ -27,7 +27,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from reconciler.core.desired import Definition, DefinitionError, Location
+from reconciler.core.desired import Definition, DefinitionError, Location, SourceKind
 from reconciler.core.jobspec import JobSpecError
 from reconciler.core.model import API_GROUP, DNS1123_LABEL, CronTask
 from reconciler.core.schedule import ScheduleError
@@ -134,7 +134,7 @@ def parse_text(
     text: str,
     path: str,
     *,
-    source: str = "file",
+    source: str = SourceKind.FILE,
     revision: str | None = None,
     limits: YamlLimits = DEFAULT_LIMITS,
 ) -> ParsedText:

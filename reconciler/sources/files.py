@@ -39,7 +39,7 @@ from pathlib import Path
 from stat import S_ISDIR
 
 from reconciler.aio import ended, first_of
-from reconciler.core.desired import Definition, DefinitionError, Location
+from reconciler.core.desired import Definition, DefinitionError, Location, SourceKind
 from reconciler.sources.base import Notify, Ready, SourceState
 from reconciler.sources.documents import parse_text
 from reconciler.sources.limits import DEFAULT_MAX_FILE_SIZE, excerpt
@@ -95,13 +95,13 @@ def iter_yaml_files(root: Path) -> Iterator[Path]:
 
 
 class DirectorySource:
-    kind = "file"
+    kind: str = SourceKind.FILE
 
     def __init__(
         self,
         paths: Sequence[Path | str],
         *,
-        source: str = "file",
+        source: SourceKind = SourceKind.FILE,
         revision: str | None = None,
         relative_to: Path | None = None,
         max_file_size: int = DEFAULT_MAX_FILE_SIZE,

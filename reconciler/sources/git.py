@@ -67,7 +67,7 @@ from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 
 from reconciler.aio import ended, first_of
-from reconciler.core.desired import Definition, DefinitionError
+from reconciler.core.desired import Definition, DefinitionError, SourceKind
 from reconciler.sources.base import Notify, Ready, SourceState
 from reconciler.sources.files import DirectorySource
 from reconciler.sources.gitrepo import (
@@ -128,7 +128,7 @@ class GitStatus(SourceState):
 class GitSource:
     """A ``Source`` (kind ``"git"``) reading CronTasks from a git repository."""
 
-    kind = "git"
+    kind = SourceKind.GIT
 
     def __init__(
         self,

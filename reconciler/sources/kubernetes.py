@@ -36,9 +36,9 @@ from kubernetes import client, config
 from pydantic import ValidationError
 
 from reconciler.core.crd import PLURAL, VERSION
-from reconciler.core.desired import Definition, DefinitionError, Location
+from reconciler.core.desired import Definition, DefinitionError, Location, SourceKind
 from reconciler.core.model import API_GROUP, CronTask
-from reconciler.core.status import KUBERNETES, RUN_NOW_ANNOTATION, ObjectRef
+from reconciler.core.status import RUN_NOW_ANNOTATION, ObjectRef
 from reconciler.sources.base import Notify, Ready, SourceState
 from reconciler.sources.kubernetes_watch import Informer
 from reconciler.sources.messages import problems
@@ -125,7 +125,7 @@ class _Entry:
 
 
 class KubernetesSource:
-    kind = KUBERNETES
+    kind = SourceKind.KUBERNETES
 
     def __init__(
         self,
@@ -225,7 +225,7 @@ class KubernetesSource:
         found = [err for e in self._entries.values() for err in e.errors]
         # Listing keeps failing before anything was read (no RBAC, wrong namespace): say so.
         if not self.informer.synced and self.informer.last_error:
-            where = Location(KUBERNETES, self.namespace or "*")
+            where = Location(SourceKind.KUBERNETES, self.namespace or "*")
             found.append(
                 DefinitionError(where, f"cannot list CronTasks: {self.informer.last_error}")
             )
@@ -255,7 +255,7 @@ class KubernetesSource:
         if before is not None and before.fingerprint == fingerprint:
             return dataclasses.replace(before, ref=ref)
         good = before.good if before else None
-        location = Location(KUBERNETES, ref.key)
+        location = Location(SourceKind.KUBERNETES, ref.key)
         try:
             task = CronTask.model_validate(document)
         except ValidationError as err:

@@ -25,6 +25,7 @@ from reconciler.api.auth import PUBLIC, AuthFailed, Role, role_extra
 from reconciler.api.params import KEY_PATTERN, Name, Namespace, RunId
 from reconciler.api.problems import ProblemError
 from reconciler.api.routing import Runtime, context
+from reconciler.core.desired import SourceKind
 from reconciler.core.model import DNS1123_LABEL
 from reconciler.core.runs import RunStatus
 from reconciler.store.base import MAX_PAGE_SIZE
@@ -142,7 +143,7 @@ def tasks_page(
         page=page,
         filters=filters,
         states=views.STATES,
-        kinds=sorted({s.kind for s in sources} | {"api"}),
+        kinds=sorted({s.kind for s in sources} | {SourceKind.API}),
         definition_errors=sum(s.errors for s in sources),
         namespaces=views.namespaces(page.rows),
         after=after,

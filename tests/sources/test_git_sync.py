@@ -7,7 +7,7 @@ import os
 import shutil
 from pathlib import Path
 
-from reconciler.core.desired import Location
+from reconciler.core.desired import Location, SourceKind
 from reconciler.sources.files import DirectorySource
 
 
@@ -101,7 +101,7 @@ def test_a_new_revision_rereads_files_whose_stat_looks_unchanged(tmp_path: Path)
     tree(tmp_path, {"tasks/a.yaml": doc("a", "1 * * * *")})
     before = file.stat()
     source = DirectorySource(
-        [tmp_path / "tasks"], source="git", revision="r1", relative_to=tmp_path
+        [tmp_path / "tasks"], source=SourceKind.GIT, revision="r1", relative_to=tmp_path
     )
     source.refresh()
     (definition,) = source.definitions()
@@ -123,7 +123,10 @@ def test_a_new_revision_rereads_files_whose_stat_looks_unchanged(tmp_path: Path)
 def test_relative_locations_for_errors_and_a_missing_root(tmp_path: Path) -> None:
     tree(tmp_path, {"tasks/a.yaml": "spec: ["})
     source = DirectorySource(
-        [tmp_path / "tasks", tmp_path / "gone"], source="git", revision="r1", relative_to=tmp_path
+        [tmp_path / "tasks", tmp_path / "gone"],
+        source=SourceKind.GIT,
+        revision="r1",
+        relative_to=tmp_path,
     )
     source.refresh()
     found = sorted(
