@@ -16,6 +16,7 @@ from pydantic.alias_generators import to_camel
 from reconciler.api.problems import Problem
 from reconciler.controller.view import FieldError, TaskView
 from reconciler.core.runs import RunRecord, RunStatus, Trigger
+from reconciler.sources.messages import problems
 
 TaskState = Literal["Ready", "Error", "Suspended"]
 
@@ -190,16 +191,9 @@ class HealthOut(_Out):
 
 
 def field_errors(exc: ValidationError) -> list[FieldError]:
-    """pydantic's errors as :class:`FieldError` (locations by alias, as the user wrote them)."""
-    return [FieldError(location=tuple(e["loc"]), message=_message(e)) for e in exc.errors()]
-
-
-def _message(error: Any) -> str:
-    """pydantic's message without its "Value error, " prefix for our own validators."""
-    cause = (error.get("ctx") or {}).get("error")
-    if error.get("type") == "value_error" and cause is not None:
-        return str(cause)
-    return str(error["msg"])
+    """pydantic's errors as :class:`FieldError` (locations by alias, as the user wrote them),
+    worded as a file's or a custom resource's errors are (``sources.messages``)."""
+    return [FieldError(location=p.loc, message=p.message) for p in problems(exc)]
 
 
 def tasks_out(views: Iterable[TaskView]) -> list[TaskOut]:

@@ -185,9 +185,9 @@ def get_task(runtime: Runtime, namespace: Namespace, name: Name, response: Respo
     responses={201: _ETAG, **problem_responses(409, 422)},
 )
 def create_task(runtime: Runtime, document: Document, response: Response) -> TaskOut:
-    _validated(document)  # the same 422 as PUT before anything else is looked at
+    task = _validated(document)  # the one validation: the runtime takes the model
     try:
-        view = runtime.create_api_task(document)
+        view = runtime.create_api_task(task)
     except AlreadyExists as exc:
         raise ProblemError(409, str(exc), kind="already-exists") from None
     except InvalidDefinition as exc:
@@ -253,7 +253,7 @@ def put_task(
             errors=mismatched,
         )
     try:
-        view, created = runtime.put_api_task(document, if_match=_if_match(if_match))
+        view, created = runtime.put_api_task(task, if_match=_if_match(if_match))
     except InvalidDefinition as exc:
         raise _invalid(exc) from None
     except OwnedElsewhere as exc:

@@ -29,15 +29,12 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import yaml
-from pydantic import ValidationError
 
 from reconciler.controller.cluster import Cluster
 from reconciler.controller.dispatch import Dispatcher
 from reconciler.controller.reconcile import Reconciler
 from reconciler.controller.view import (
-    FieldError,
     IfMatch,
-    InvalidDefinition,
     Members,
     MemberStatus,
     OwnedElsewhere,
@@ -232,16 +229,14 @@ class Service:
 
         return self._on_loop(fire)
 
-    def create_api_task(self, document: Mapping[str, Any]) -> TaskView:
-        task = _validated(document)
+    def create_api_task(self, task: CronTask) -> TaskView:
         with self._writing(task.key):
             self._check_owner(task.key)
             return self._write(task, MISSING)
 
     def put_api_task(
-        self, document: Mapping[str, Any], *, if_match: IfMatch | None = None
+        self, task: CronTask, *, if_match: IfMatch | None = None
     ) -> tuple[TaskView, bool]:
-        task = _validated(document)
         with self._writing(task.key):
             self._check_owner(task.key)
             current = self._api.store.version(task.key)
@@ -355,18 +350,6 @@ class Service:
 
         self._loop.call_soon_threadsafe(call)
         return result.result(ON_LOOP_TIMEOUT)
-
-
-def _validated(document: Mapping[str, Any]) -> CronTask:
-    try:
-        return CronTask.model_validate(dict(document))
-    except ValidationError as err:
-        raise InvalidDefinition(
-            [
-                FieldError(tuple(e["loc"]), str(e["msg"]).removeprefix("Value error, "))
-                for e in err.errors(include_url=False)
-            ]
-        ) from None
 
 
 def _check_version(key: str, current: str | None, if_match: IfMatch | None) -> None:

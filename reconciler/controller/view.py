@@ -15,6 +15,7 @@ from typing import Any, Protocol
 # Part of the contract: the errors of API-task writes (re-exported for the API layer).
 from reconciler.core.api_tasks import AlreadyExists as AlreadyExists
 from reconciler.core.api_tasks import VersionMismatch as VersionMismatch
+from reconciler.core.model import CronTask
 from reconciler.core.runs import RunRecord
 from reconciler.store.base import RunStore
 
@@ -176,10 +177,10 @@ class RuntimeView(Protocol):
 
     def trigger(self, key: str) -> RunRecord: ...
 
-    def create_api_task(self, document: Mapping[str, Any]) -> TaskView: ...
+    def create_api_task(self, task: CronTask) -> TaskView: ...
 
     def put_api_task(
-        self, document: Mapping[str, Any], *, if_match: IfMatch | None = None
+        self, task: CronTask, *, if_match: IfMatch | None = None
     ) -> tuple[TaskView, bool]: ...
 
     def delete_api_task(self, key: str, *, if_match: IfMatch | None = None) -> None: ...

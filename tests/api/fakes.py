@@ -4,18 +4,13 @@ from __future__ import annotations
 
 import dataclasses
 import threading
-from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from pydantic import ValidationError
-
 from reconciler.controller.view import (
     AlreadyExists,
-    FieldError,
     IfMatch,
-    InvalidDefinition,
     Members,
     OwnedElsewhere,
     SourceRef,
@@ -156,27 +151,17 @@ class FakeRuntime:
             self.views[key] = dataclasses.replace(current, running=(base.id,))
             return base
 
-    def create_api_task(self, document: Mapping[str, Any]) -> TaskView:
-        task = self._validated(document)
+    def create_api_task(self, task: CronTask) -> TaskView:
         with self._lock:
             if task.key in self.views and self.views[task.key].source.kind == "api":
                 raise AlreadyExists(task.key)
             return self._store_api_task(task, None)[0]
 
     def put_api_task(
-        self, document: Mapping[str, Any], *, if_match: IfMatch | None = None
+        self, task: CronTask, *, if_match: IfMatch | None = None
     ) -> tuple[TaskView, bool]:
-        task = self._validated(document)
         with self._lock:
             return self._store_api_task(task, if_match)
-
-    def _validated(self, document: Mapping[str, Any]) -> CronTask:
-        try:
-            return CronTask.model_validate(dict(document))
-        except ValidationError as exc:
-            raise InvalidDefinition(
-                [FieldError(tuple(e["loc"]), e["msg"]) for e in exc.errors()]
-            ) from None
 
     def _store_api_task(self, task: CronTask, if_match: IfMatch | None) -> tuple[TaskView, bool]:
         existing = self.views.get(task.key)

@@ -106,3 +106,11 @@ def test_invalid_definition_on_put(client: TestClient) -> None:
         client.put("/api/v1/tasks/default/x", json=doc), 422, "invalid-definition"
     )
     assert body["errors"][0]["location"] == ["body", "spec", "spec_extra"]
+
+
+def test_a_bad_value_is_worded_as_a_file_would_word_it(client: TestClient) -> None:
+    document = task_doc("new", retry={"limit": 200})
+    response = client.post("/api/v1/tasks", json=document)
+    assert response.status_code == 422
+    messages = [e["message"] for e in response.json()["errors"]]
+    assert messages == ["200 is out of range: allowed 0 to 100"]
