@@ -61,3 +61,28 @@ def test_a_pass_env_that_is_no_variable_name_is_refused(tmp_path: Path, name: st
     assert "--pass-env" in result.stderr
     assert "is not an environment variable name" in result.stderr
     assert not (tmp_path / ".crontask").exists()
+
+
+@pytest.mark.parametrize(
+    ("extra", "says"),
+    [
+        ((), "--ha needs a run store every replica shares"),
+        (("--db", "sqlite:////tmp/x.db"), "--ha needs a run store every replica shares"),
+        (
+            ("--db", "postgresql+psycopg://u:p@127.0.0.1:1/db", "--renew-deadline", "20s"),
+            "--renew-interval < --renew-deadline < --lease-duration",
+        ),
+        (
+            ("--db", "postgresql+psycopg://u:p@127.0.0.1:1/db", "--lease-namespace", "ops"),
+            "--lease-namespace needs --kubernetes",
+        ),
+    ],
+)
+def test_ha_refuses_what_cannot_work_with_status_2(
+    tmp_path: Path, extra: tuple[str, ...], says: str
+) -> None:
+    result = run(str(tmp_path), "--ha", *extra, "--listen", "off", cwd=tmp_path)
+    assert result.returncode == 2
+    assert says in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / ".crontask").exists()  # refused before anything was created
