@@ -1,9 +1,12 @@
 """kubectl end to end: the committed CRD, CronTasks applied with kubectl, the real
 ``crontask run --kubernetes`` as a subprocess, and what ``kubectl get crontasks`` shows.
 
-By default against the project's API emulator. With ``pytest --e2e`` and ``KUBECONFIG`` set,
-the same scenario runs against that cluster (kind, k3d): only the fault injections the
-emulator offers (a cut watch, a compaction) are left out there. It uses the namespace
+Two scenarios: command tasks (status, edits, a broken spec, run-now, restarts) and the ``job``
+action (Jobs owned by their CronTask, their outcome and log in the status, the history and an
+Event). By default against the project's API emulator, which runs a Job's container as a local
+process. With ``pytest --e2e`` and ``KUBECONFIG`` set, the same scenarios run against that
+cluster (kind, k3d; the Jobs pull ``busybox``): only the fault injections the emulator offers
+(a cut watch, a compaction) are left out there. It uses the namespace
 ``default`` and deletes what it created.
 
 Every wait polls something observable (an object's status, a run record, a log line) with a
@@ -12,6 +15,7 @@ deadline. Skipped where kubectl is missing (the ``kubectl`` fixture says so).
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import signal
@@ -43,6 +47,22 @@ COLUMNS = [
     "NEXT RUN",
     "AGE",
 ]
+
+
+def job_manifest(name: str, script: str) -> str:
+    """A CronTask whose action is a Job running ``sh -c script`` in busybox (the emulator runs
+    the container's command as a local process)."""
+    container = {"name": "main", "image": "busybox", "command": ["sh", "-c", script]}
+    doc = {
+        "apiVersion": "crontask.dev/v1alpha1",
+        "kind": "CronTask",
+        "metadata": {"name": name, "namespace": "default"},
+        "spec": {
+            "schedule": "0 0 1 1 *",
+            "job": {"spec": {"backoffLimit": 0, "template": {"spec": {"containers": [container]}}}},
+        },
+    }
+    return json.dumps(doc)
 
 
 def manifest(name: str, schedule: str, args: list[str], **meta: Any) -> str:
@@ -276,3 +296,77 @@ def test_crontask_under_kubectl(
     wait_until("the second manual run", lambda: len(manual_runs()) == 2)
     wait_until("lastRunNow 2", lambda: status(kubectl, "rare").get("lastRunNow") == "2")
     assert len(manual_runs()) == 2
+
+
+@pytest.mark.emulator(run_jobs=True, pod_backoff=0.05)
+def test_job_action_under_kubectl(
+    kubectl: Kubectl, crontask: Crontask, request: pytest.FixtureRequest
+) -> None:
+    """The ``job`` action as a cluster's user sees it: a run is a Job owned by its CronTask,
+    its outcome and log reach the CronTask's status, the run history and an Event, and the
+    Jobs go with the CronTask."""
+    real = real_cluster(request) is not None
+    if real:
+        request.addfinalizer(
+            lambda: kubectl("delete", "crontask", "hello", "broken", "--ignore-not-found")
+        )
+    timeout = 180.0 if real else 20.0  # a real cluster pulls the image and schedules the pod
+    kubectl("apply", "-f", str(REAL_CRD))
+    kubectl("apply", "-f", "-", stdin=job_manifest("hello", "echo from-the-job"))
+    kubectl("apply", "-f", "-", stdin=job_manifest("broken", "echo 'ERROR: disk full'; exit 3"))
+    crontask.start()
+
+    def scheduled(name: str) -> bool:
+        return condition(kubectl, name).get("reason") == "Scheduled"
+
+    for name in ("hello", "broken"):
+        wait_until(f"{name} scheduled", functools.partial(scheduled, name))
+        kubectl("annotate", "ct", name, "crontask.dev/run-now=1", "--overwrite")
+
+    def jobs_of(task: str) -> list[dict[str, Any]]:
+        listed = json.loads(
+            kubectl("get", "jobs", "-l", f"crontask.dev/task=default.{task}", "-o", "json")
+        )
+        return list(listed["items"])
+
+    # -- a run that succeeds: a Job owned by the CronTask, named in the status ----------------
+    wait_until(
+        "hello succeeded",
+        lambda: status(kubectl, "hello").get("lastRun", {}).get("result") == "succeeded",
+        timeout,
+    )
+    (job,) = jobs_of("hello")
+    (owner,) = job["metadata"]["ownerReferences"]
+    assert (owner["kind"], owner["name"], owner["controller"]) == ("CronTask", "hello", True)
+    assert owner["uid"] == get(kubectl, "hello")["metadata"]["uid"]
+    assert any(
+        c["type"] == "Complete" and c["status"] == "True" for c in job["status"]["conditions"]
+    )
+    current = status(kubectl, "hello")
+    assert current["lastRun"]["job"]["name"] == job["metadata"]["name"]
+    assert current["activeCount"] == 0
+    (record,) = crontask.runs("default/hello")
+    assert record.trigger is Trigger.MANUAL
+    assert "from-the-job" in record.output  # the pod's log, kept in the run history
+
+    # -- a run that fails: the exit code and the log's tail in the status and an Event ---------
+    wait_until(
+        "broken failed",
+        lambda: status(kubectl, "broken").get("lastRun", {}).get("result") == "failed",
+        timeout,
+    )
+    assert status(kubectl, "broken")["lastRun"]["exitCode"] == 3
+
+    def events() -> str:
+        return kubectl("get", "events", "--field-selector", "involvedObject.name=broken")
+
+    wait_until("a RunFailed Event", lambda: "RunFailed" in events())
+    assert "ERROR: disk full" in events()
+    table = kubectl("get", "jobs,crontasks")
+    assert job["metadata"]["name"] in table
+    assert "failed" in table
+
+    # -- delete: the CronTask's Jobs are garbage-collected with it ----------------------------
+    kubectl("delete", "crontask", "hello")
+    wait_until("hello's Jobs gone", lambda: not jobs_of("hello"), timeout)
+    assert jobs_of("broken")

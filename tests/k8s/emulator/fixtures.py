@@ -80,8 +80,13 @@ def emulator(request: pytest.FixtureRequest) -> Iterator[Emulator]:
     Options through indirect parametrization, e.g. ``run_jobs``::
 
         @pytest.mark.parametrize("emulator", [{"run_jobs": True}], indirect=True)
+
+    or, where the emulator is asked for only on the way (a fixture that falls back to it),
+    through the marker ``@pytest.mark.emulator(run_jobs=True)``.
     """
-    yield from serve(**getattr(request, "param", {}))
+    marker = request.node.get_closest_marker("emulator")
+    options = getattr(request, "param", None) or (marker.kwargs if marker else {})
+    yield from serve(**options)
 
 
 @pytest.fixture
