@@ -1,9 +1,9 @@
 """kubectl end to end: the committed CRD, CronTasks applied with kubectl, the real
 ``crontask run --kubernetes`` as a subprocess, and what ``kubectl get crontasks`` shows.
 
-Two scenarios: command tasks (status, edits, a broken spec, run-now, restarts) and the ``job``
+Three scenarios: command tasks (status, edits, a broken spec, run-now, restarts), the ``job``
 action (Jobs owned by their CronTask, their outcome and log in the status, the history and an
-Event). By default against the project's API emulator, which runs a Job's container as a local
+Event), and the ``job`` action's policies (timeout, retries, Forbid, Replace). By default against the project's API emulator, which runs a Job's container as a local
 process. With ``pytest --e2e`` and ``KUBECONFIG`` set, the same scenarios run against that
 cluster (kind, k3d; the Jobs pull ``busybox``): only the fault injections the emulator offers
 (a cut watch, a compaction) are left out there. It uses the namespace
@@ -49,7 +49,7 @@ COLUMNS = [
 ]
 
 
-def job_manifest(name: str, script: str) -> str:
+def job_manifest(name: str, script: str, **spec: Any) -> str:
     """A CronTask whose action is a Job running ``sh -c script`` in busybox (the emulator runs
     the container's command as a local process)."""
     container = {"name": "main", "image": "busybox", "command": ["sh", "-c", script]}
@@ -59,6 +59,7 @@ def job_manifest(name: str, script: str) -> str:
         "metadata": {"name": name, "namespace": "default"},
         "spec": {
             "schedule": "0 0 1 1 *",
+            **spec,
             "job": {"spec": {"backoffLimit": 0, "template": {"spec": {"containers": [container]}}}},
         },
     }
@@ -165,6 +166,22 @@ def crontask(tmp_path: Path, kubeconfig: Path) -> Iterator[Crontask]:
     instance = Crontask(tmp_path, kubeconfig)
     yield instance
     instance.stop()
+
+
+def jobs_of(kubectl: Kubectl, task: str, state: str | None = "any") -> list[dict[str, Any]]:
+    """The Jobs of the CronTask ``task`` in ``default``: all of them, or those whose condition
+    is ``state`` (``Complete``, ``Failed``; ``None`` for the active ones)."""
+    listed = json.loads(
+        kubectl("get", "jobs", "-l", f"crontask.dev/task=default.{task}", "-o", "json")
+    )
+    return [j for j in listed["items"] if state == "any" or job_state(j) == state]
+
+
+def job_state(job: dict[str, Any]) -> str | None:
+    for item in (job.get("status") or {}).get("conditions") or ():
+        if item["type"] in ("Complete", "Failed") and item["status"] == "True":
+            return str(item["type"])
+    return None
 
 
 def get(kubectl: Kubectl, name: str) -> dict[str, Any]:
@@ -323,19 +340,13 @@ def test_job_action_under_kubectl(
         wait_until(f"{name} scheduled", functools.partial(scheduled, name))
         kubectl("annotate", "ct", name, "crontask.dev/run-now=1", "--overwrite")
 
-    def jobs_of(task: str) -> list[dict[str, Any]]:
-        listed = json.loads(
-            kubectl("get", "jobs", "-l", f"crontask.dev/task=default.{task}", "-o", "json")
-        )
-        return list(listed["items"])
-
     # -- a run that succeeds: a Job owned by the CronTask, named in the status ----------------
     wait_until(
         "hello succeeded",
         lambda: status(kubectl, "hello").get("lastRun", {}).get("result") == "succeeded",
         timeout,
     )
-    (job,) = jobs_of("hello")
+    (job,) = jobs_of(kubectl, "hello")
     (owner,) = job["metadata"]["ownerReferences"]
     assert (owner["kind"], owner["name"], owner["controller"]) == ("CronTask", "hello", True)
     assert owner["uid"] == get(kubectl, "hello")["metadata"]["uid"]
@@ -368,5 +379,97 @@ def test_job_action_under_kubectl(
 
     # -- delete: the CronTask's Jobs are garbage-collected with it ----------------------------
     kubectl("delete", "crontask", "hello")
-    wait_until("hello's Jobs gone", lambda: not jobs_of("hello"), timeout)
-    assert jobs_of("broken")
+    wait_until("hello's Jobs gone", lambda: not jobs_of(kubectl, "hello"), timeout)
+    assert jobs_of(kubectl, "broken")
+
+
+@pytest.mark.emulator(run_jobs=True, pod_backoff=0.05)
+def test_job_policies_under_kubectl(
+    kubectl: Kubectl, crontask: Crontask, request: pytest.FixtureRequest
+) -> None:
+    """Timeout, retry, Forbid and Replace of the ``job`` action, seen from ``kubectl``: each
+    is the Jobs the cluster holds and the CronTask's status."""
+    real = real_cluster(request) is not None
+    names = ("deadline", "again", "forbid", "swap")
+    if real:
+        request.addfinalizer(lambda: kubectl("delete", "crontask", *names, "--ignore-not-found"))
+    timeout = 180.0 if real else 20.0
+    kubectl("apply", "-f", str(REAL_CRD))
+    manifests = [
+        job_manifest("deadline", "sleep 600", timeoutSeconds=1),
+        job_manifest("again", "exit 1", retry={"limit": 1, "backoffSeconds": 0}),
+        job_manifest("forbid", "sleep 600", concurrencyPolicy="Forbid"),
+        job_manifest("swap", "sleep 600", concurrencyPolicy="Replace"),
+    ]
+    for document in manifests:
+        kubectl("apply", "-f", "-", stdin=document)
+    crontask.start()
+
+    def scheduled(name: str) -> bool:
+        return condition(kubectl, name).get("reason") == "Scheduled"
+
+    def result(name: str) -> str | None:
+        found: str | None = status(kubectl, name).get("lastRun", {}).get("result")
+        return found
+
+    def run_now(name: str, value: str) -> None:
+        kubectl("annotate", "ct", name, f"crontask.dev/run-now={value}", "--overwrite")
+
+    for name in names:
+        wait_until(f"{name} scheduled", functools.partial(scheduled, name))
+        run_now(name, "1")
+
+    # -- timeoutSeconds is the Job's activeDeadlineSeconds; DeadlineExceeded is timedOut ------
+    wait_until("deadline timed out", lambda: result("deadline") == "timedOut", timeout)
+    (job,) = jobs_of(kubectl, "deadline")
+    assert job["spec"]["activeDeadlineSeconds"] == 1
+
+    # -- a retry is a second Job of the same run ----------------------------------------------
+    wait_until(
+        "again's two Jobs failed", lambda: len(jobs_of(kubectl, "again", "Failed")) == 2, timeout
+    )
+    wait_until("again failed", lambda: result("again") == "failed", timeout)
+    run_ids = {j["metadata"]["labels"]["crontask.dev/run-id"] for j in jobs_of(kubectl, "again")}
+    records = crontask.runs("default/again")
+    assert len(run_ids) == 1
+    assert {r.id for r in records} == run_ids
+    assert sorted((r.attempt, r.status.value) for r in records) == [(1, "failed"), (2, "failed")]
+
+    # -- Forbid: a second run while the Job is active is skipped, no second Job ---------------
+    wait_until("forbid's Job active", lambda: jobs_of(kubectl, "forbid", None), timeout)
+    run_now("forbid", "2")
+    wait_until(
+        "the second run skipped",
+        lambda: any(r.reason == "ConcurrencyForbid" for r in crontask.runs("default/forbid")),
+    )
+    assert len(jobs_of(kubectl, "forbid")) == 1
+    assert status(kubectl, "forbid")["activeCount"] == 1
+
+    # -- Replace: the active Job is deleted and its run failed Replaced; a new Job runs -------
+    (first,) = wait_until("swap's Job active", lambda: jobs_of(kubectl, "swap", None), timeout)
+    run_now("swap", "2")
+    wait_until(
+        "the first run replaced",
+        lambda: any(r.reason == "Replaced" for r in crontask.runs("default/swap")),
+        timeout,
+    )
+    (second,) = wait_until(
+        "a new Job",
+        lambda: [
+            j
+            for j in jobs_of(kubectl, "swap", None)
+            if j["metadata"]["uid"] != first["metadata"]["uid"]
+        ],
+        timeout,
+    )
+    wait_until(
+        "the first Job gone",
+        lambda: (
+            first["metadata"]["uid"] not in {j["metadata"]["uid"] for j in jobs_of(kubectl, "swap")}
+        ),
+        timeout,
+    )
+    active: list[dict[str, Any]] = wait_until(
+        "status.active names it", lambda: list(status(kubectl, "swap").get("active") or ())
+    )
+    assert [a["name"] for a in active] == [second["metadata"]["name"]]
