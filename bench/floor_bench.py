@@ -69,15 +69,15 @@ def processes(n: int) -> Json:
 def threads(n: int) -> Json:
     from concurrent.futures import wait
 
-    from reconciler.runner.process import Spawner
+    from reconciler.runner.process import Spawner, Started
 
     spawner = Spawner()
     starts: list[float] = []
 
-    def start(fd: int) -> tuple[int, None]:
-        pid, popen = spawner.start(["/bin/true"], ENV, None, fd)
+    def start(fd: int) -> Started:
+        started = spawner.start(["/bin/true"], ENV, None, fd)
         starts.append(time.time())
-        return pid, popen
+        return started
 
     # Warm the pool up (threads started, libc loaded) before the clock runs.
     warm = [spawner.submit(["/bin/true"], ENV, None, os.pipe()[1]) for _ in range(spawner.threads)]

@@ -211,6 +211,14 @@ class _LibcSpawn:
         first_error = 0
         code = errno.ENOENT
         for path in _executables(command, env):
+            # A failed exec costs a whole clone here (Popen tries every PATH entry inside one
+            # child): entries that do not exist are passed over with a stat first.
+            try:
+                os.stat(path)
+            except OSError as err:
+                if err.errno not in (errno.ENOENT, errno.ENOTDIR) and not first_error:
+                    first_error = err.errno or 0
+                continue
             code = self._spawn(ctypes.byref(pid), path, actions, self._attr, argv, envp)
             if code == 0:
                 return pid.value
