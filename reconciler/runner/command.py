@@ -20,9 +20,11 @@ Contract:
   reason. Cancelling ``run()`` terminates the group before ``CancelledError`` propagates.
 * Exit codes follow the shell convention: death by signal N is ``128 + N``.
 
-Everything runs on the event loop (one pipe reader, one pidfd and a few timers per run; see
-``reconciler.runner.process``), so thousands of runs can be in flight at once without a thread
-each. ``stop()`` must be called from the event loop's thread. POSIX only.
+Everything but the fork and exec runs on the event loop (one pipe reader, one pidfd and a few
+timers per run), so thousands of runs can be in flight at once without a thread each; the
+process is started by the spawner's small pool of threads, on every core (see
+``reconciler.runner.process``). ``stop()`` must be called from the event loop's thread. POSIX
+only.
 """
 
 from __future__ import annotations

@@ -165,6 +165,15 @@ class _LibcSpawn:
         libc.sigemptyset(defaults)
         for signum in (signal.SIGPIPE, signal.SIGXFSZ):  # what Popen's restore_signals resets
             libc.sigaddset(defaults, ctypes.c_int(signum))
+        # glibc's posix_spawn sets the signals it keeps for itself (32 and 33, below SIGRTMIN)
+        # to SIG_IGN in the child, and an ignored signal stays ignored across exec: a command
+        # would inherit that, which it does not from Popen. Asked to reset them, the child sets
+        # them to SIG_DFL instead. sigaddset refuses those numbers, so their bits are set
+        # directly (bit n-1 of the array of unsigned longs, as glibc lays out sigset_t).
+        words = (ctypes.c_ulong * (_OPAQUE // ctypes.sizeof(ctypes.c_ulong))).from_buffer(defaults)
+        bits = 8 * ctypes.sizeof(ctypes.c_ulong)
+        for signum in range(32, signal.SIGRTMIN):
+            words[(signum - 1) // bits] |= 1 << ((signum - 1) % bits)
         _check(libc.posix_spawnattr_init(self._attr))
         _check(
             libc.posix_spawnattr_setflags(
