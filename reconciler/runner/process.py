@@ -172,8 +172,8 @@ class _LibcSpawn:
         # directly (bit n-1 of the array of unsigned longs, as glibc lays out sigset_t).
         words = (ctypes.c_ulong * (_OPAQUE // ctypes.sizeof(ctypes.c_ulong))).from_buffer(defaults)
         bits = 8 * ctypes.sizeof(ctypes.c_ulong)
-        for signum in range(32, signal.SIGRTMIN):
-            words[(signum - 1) // bits] |= 1 << ((signum - 1) % bits)
+        for internal in range(32, signal.SIGRTMIN):
+            words[(internal - 1) // bits] |= 1 << ((internal - 1) % bits)
         _check(libc.posix_spawnattr_init(self._attr))
         _check(
             libc.posix_spawnattr_setflags(
