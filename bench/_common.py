@@ -48,8 +48,9 @@ def percentile(samples: Sequence[float], q: float) -> float:
 
 
 def summary_ms(samples: Sequence[float]) -> Json:
-    """p50/p99/max of samples given in seconds, in milliseconds."""
+    """first (min)/p50/p99/max of samples given in seconds, in milliseconds."""
     return {
+        "first_ms": (min(samples) * 1e3) if samples else float("nan"),
         "p50_ms": percentile(samples, 0.50) * 1e3,
         "p99_ms": percentile(samples, 0.99) * 1e3,
         "max_ms": (max(samples) * 1e3) if samples else float("nan"),

@@ -101,8 +101,10 @@ def _cpu(children: bool) -> float:
 
 
 def _slot(n: int) -> float:
-    """The common slot: a whole second far enough ahead for set-up to finish."""
-    return float(math.ceil(time.time() + 1.0 + n / 1000.0))
+    """The common slot: a whole second far enough ahead for set-up to finish (plus
+    ``BENCH_EXTRA_SETUP_S`` seconds: time to attach a profiler such as py-spy)."""
+    extra = float(os.environ.get("BENCH_EXTRA_SETUP_S", "0"))
+    return float(math.ceil(time.time() + 1.0 + extra + n / 1000.0))
 
 
 def _result(mode: str, tally: Tally, cpu: float, setup: float, extra: Json | None = None) -> Json:
@@ -158,14 +160,14 @@ async def _crontask(mode: str, n: int, store_dir: Path | None) -> Json:
     from reconciler.core.desired import Definition
     from reconciler.core.plan import Operation, Step
     from reconciler.core.runs import RunRecord, RunStatus
+    from reconciler.runner import process
     from reconciler.runner.base import Actions, Attempt, Outcome
-    from reconciler.runner.command import CommandRun, CommandRunner
+    from reconciler.runner.command import CommandRunner
     from reconciler.runner.environment import task_environment
     from reconciler.scheduling.apscheduler import ApsScheduler
     from reconciler.store import open_store, sqlite_url
     from reconciler.store.memory import MemoryRunStore
 
-    loop = asyncio.get_running_loop()
     tally = Tally(n)
     command = mode == "command"
     if mode != "handoff":
@@ -181,23 +183,17 @@ async def _crontask(mode: str, n: int, store_dir: Path | None) -> Json:
         def stop(self, reason: str) -> None:
             pass
 
-    class SpawnNoted:
-        """The real attempt (CommandRun); notes when its process has been spawned."""
+    class NotingSpawner(process.Spawner):
+        """crontask's spawner; notes the instant each process has been started, in the
+        spawner's thread, right after the kernel returned its pid."""
 
-        def __init__(self, real: CommandRun) -> None:
-            self.real = real
+        def start(self, *args: Any) -> process.Started:
+            started = super().start(*args)
+            tally.started()
+            return started
 
-        async def run(self) -> Outcome:
-            inner = loop.create_task(self.real.run())
-            spawned = loop.create_task(self.real.started.wait())
-            await asyncio.wait({inner, spawned}, return_when=asyncio.FIRST_COMPLETED)
-            spawned.cancel()
-            if self.real.started.is_set():
-                tally.started()
-            return await inner
-
-        def stop(self, reason: str) -> None:
-            self.real.stop(reason)
+    if command:
+        process._spawner = NotingSpawner()
 
     class BenchAction:
         """The real action is built (environment and all), then swapped for the no-op
@@ -210,7 +206,7 @@ async def _crontask(mode: str, n: int, store_dir: Path | None) -> Json:
 
         def attempt(self, definition: Definition, record: RunRecord) -> Attempt:
             real = self.runner.attempt(definition, record)
-            return SpawnNoted(real) if command else NoopAttempt()
+            return real if command else NoopAttempt()
 
     # Commands start from the environment `crontask run` gives them by default (--task-env).
     task_env = task_environment(os.environ, "minimal")

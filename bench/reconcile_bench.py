@@ -11,7 +11,10 @@ refresh (YAML parse + validation) and ``assemble`` (``Reconciler.refresh``), pla
 and ``ApsScheduler.start()`` plus one turn of the loop, after which every job has its next fire
 time. That is ``crontask run``'s first pass, in its order (apply, then start). ``--running``
 starts the scheduler first, so every ``add_job`` meets a running scheduler (a resync or a large
-change while running). The same process reports the resident memory the tasks cost: RSS after
+change while running). Then a resync pass that finds nothing changed (``refresh(None)``: every
+file's signature checked, the desired state assembled and planned; ``resync_s``), and with
+``--validate`` the time ``crontask validate DIR`` (a fresh process) takes on the same folder.
+The same process reports the resident memory the tasks cost: RSS after
 (after ``gc.collect()``) minus RSS before, over TASKS.
 
 ``edit``: the real ``crontask run`` (``python -m reconciler run DIR``, SQLite state in the temp
@@ -52,7 +55,7 @@ EDIT_TIMEOUT = 10.0
 # -- cold start --------------------------------------------------------------------------------
 
 
-async def _cold(tasks: int, running_first: bool) -> Json:
+async def _cold(tasks: int, running_first: bool, validate: bool = False) -> Json:
     from reconciler import logs
     from reconciler.controller.dispatch import Dispatcher
     from reconciler.controller.reconcile import Reconciler
@@ -91,7 +94,13 @@ async def _cold(tasks: int, running_first: bool) -> Json:
         for _ in range(3):
             gc.collect()
         rss_after = rss_bytes()
+        # A resync that finds nothing changed: every file's signature checked, the desired
+        # state assembled and planned against the scheduler (what the periodic resync does).
+        resync_started = time.perf_counter()
+        resync = reconciler.apply(reconciler.refresh(None), None, resync_started)
+        resync_s = time.perf_counter() - resync_started
         scheduler.shutdown()
+        validate_s = _validate(root) if validate else float("nan")
         return {
             "tasks": tasks,
             "files": tasks // PER_FILE,
@@ -106,7 +115,24 @@ async def _cold(tasks: int, running_first: bool) -> Json:
             "rss_before": rss_before,
             "rss_after": rss_after,
             "rss_per_task": (rss_after - rss_before) / tasks,
+            "resync_s": resync_s,
+            "resync_changes": len(resync.plan.steps),
+            "validate_s": validate_s,
         }
+
+
+def _validate(root: Path) -> float:
+    """``crontask validate`` of the folder, as a user runs it (a fresh process): seconds."""
+    started = time.perf_counter()
+    done = subprocess.run(
+        [sys.executable, "-m", "reconciler", "validate", str(root)],
+        cwd=ROOT,
+        capture_output=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        check=False,
+    )
+    elapsed = time.perf_counter() - started
+    return elapsed if done.returncode == 0 else float("nan")
 
 
 # -- one edit, end to end ----------------------------------------------------------------------
@@ -231,12 +257,13 @@ def main(argv: list[str] | None = None) -> int:
     cold = commands.add_parser("cold")
     cold.add_argument("tasks", type=int)
     cold.add_argument("--running", action="store_true")
+    cold.add_argument("--validate", action="store_true", help="also time `crontask validate`")
     edit = commands.add_parser("edit")
     edit.add_argument("tasks", type=int)
     edit.add_argument("edits", type=int)
     args = parser.parse_args(argv)
     if args.what == "cold":
-        emit(asyncio.run(_cold(args.tasks, args.running)))
+        emit(asyncio.run(_cold(args.tasks, args.running, args.validate)))
     else:
         emit(_edit(args.tasks, args.edits))
     return 0

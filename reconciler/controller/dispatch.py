@@ -146,6 +146,10 @@ class Dispatcher(RunExecution):
         for old in replaced:
             old.stop(REPLACED)
         active = ActiveRun(record)
+        if not replaced and (self.handover is None or not self.handover.inherited(key)):
+            # Nothing to wait for before the claim: it goes to the store now, while the
+            # scheduler hands over the rest of the slots due with this one.
+            active.claim = self.recorder.claim_soon(record)
         self._active.setdefault(key, {})[record.id] = active
         active.task = asyncio.get_running_loop().create_task(
             self._execute(definition, active, replaced), name=f"run {record.id}"

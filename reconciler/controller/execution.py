@@ -50,6 +50,8 @@ class ActiveRun:
     task: asyncio.Task[None] | None = None
     stop_reason: str | None = None
     waiting: bool = False  # between two attempts: nothing is running
+    # The first attempt's claim, when the dispatcher sent it as the slot fired.
+    claim: asyncio.Future[bool] | None = None
     # Made only when a retry waits (most runs never need one).
     _stopped: asyncio.Event | None = None
 
@@ -230,8 +232,9 @@ class RunExecution:
         if adopted:
             return await self._follow_adopted(active)
         record = active.record
+        claimed, active.claim = active.claim, None
         try:
-            await self.recorder.claim(record)
+            await (claimed or self.recorder.claim_soon(record))
         except DuplicateRun:
             log.info(
                 "slot already claimed by another instance",

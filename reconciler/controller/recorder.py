@@ -1,10 +1,13 @@
 """Writing run records: off the event loop, in order, and never lost to a brief outage.
 
 Claims go straight to the store, because a claim decides whether this process may run a slot
-(the store refuses a second claim of the same slot). Claims made in the same turn of the event
-loop — every slot due in the same second — travel together in one ``claim_many`` call, so
-starting thousands of runs costs one store round trip, not one each; the final records of runs
-ending in the same turn travel together in one ``save_many`` call.
+(the store refuses a second claim of the same slot). Writes go one at a time, and the records
+handed in while one is on its way travel together in the next (a group commit, see ``_Lane``):
+the first claim of a burst goes at once, alone, so the first run starts without waiting for
+the rest; the others of the burst follow in a few ``claim_many`` calls of up to
+``CLAIM_BATCH`` records, each batch's runs starting while the next is written, so starting
+thousands of runs costs a few store round trips, not one each. Final records travel together
+the same way in ``save_many`` calls, after any claim that waits.
 
 When the store is unavailable the run still happens — losing a run is worse than a rare
 duplicate across replicas while the database is down — and its records wait in a bounded
@@ -39,30 +42,63 @@ DEFAULT_CAPACITY = 10_000
 
 
 Batch = list[tuple[RunRecord, asyncio.Future[bool]]]
+Finish = Callable[[Batch, "asyncio.Future[Any]"], Coroutine[Any, Any, None]]
+
+# The most records one transaction takes. Claims go in smaller batches: the runs of a batch
+# start as soon as it is accepted, while the next batch is on its way to the store.
+CLAIM_BATCH = 128
+SAVE_BATCH = 512
 
 
-class _PerTurn:
-    """Records handed in during one turn of the loop, sent together when the turn is over:
-    the first ``put`` of a turn schedules ``send`` for the batch, the rest join it."""
+class _Lane:
+    """One write at a time, and every record handed in meanwhile goes with the next (a group
+    commit). Claims go before saves: a run waits for its claim, nothing waits for a save.
 
-    def __init__(self, send: Callable[[Batch], Coroutine[Any, Any, None]]) -> None:
-        self._send = send
-        self._batch: Batch = []
+    The first record after a quiet moment goes at once, alone, not at the end of the loop's
+    turn: the first run of a burst need not wait until the scheduler has handed over the
+    whole burst. And the store's threads never compete for its write lock (SQLite's busy
+    handler would make the loser sleep for milliseconds)."""
+
+    def __init__(self, write: Callable[[str, list[RunRecord]], asyncio.Future[Any]]) -> None:
+        self._write = write
+        self._claims: Batch = []
+        self._saves: Batch = []
+        self._busy = False
+        self._finish: dict[str, Finish] = {}
         self._sending: set[asyncio.Task[None]] = set()  # a reference keeps each task alive
 
-    async def put(self, record: RunRecord) -> bool:
-        loop = asyncio.get_running_loop()
-        done: asyncio.Future[bool] = loop.create_future()
-        if not self._batch:
-            loop.call_soon(self._flush)
-        self._batch.append((record, done))
-        return await done
+    def on_written(self, kind: str, finish: Finish) -> None:
+        """``finish(batch, written)`` takes a batch's answer (``written``) on the loop."""
+        self._finish[kind] = finish
 
-    def _flush(self) -> None:
-        batch, self._batch = self._batch, []
-        task = asyncio.get_running_loop().create_task(self._send(batch))
+    def put(self, kind: str, record: RunRecord) -> asyncio.Future[bool]:
+        done: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        (self._claims if kind == "claim" else self._saves).append((record, done))
+        self._next()
+        return done
+
+    def _next(self) -> None:
+        if self._busy:
+            return
+        if self._claims:
+            kind, batch = "claim", self._claims[:CLAIM_BATCH]
+            del self._claims[:CLAIM_BATCH]
+        elif self._saves:
+            kind, batch = "save", self._saves[:SAVE_BATCH]
+            del self._saves[:SAVE_BATCH]
+        else:
+            return
+        self._busy = True
+        # In the store's thread from now on; the answer is taken on the loop.
+        written = self._write(kind, [record for record, _ in batch])
+        task = asyncio.get_running_loop().create_task(self._finish[kind](batch, written))
         self._sending.add(task)
-        task.add_done_callback(self._sending.discard)
+        task.add_done_callback(self._sent)
+
+    def _sent(self, task: asyncio.Task[None]) -> None:
+        self._sending.discard(task)
+        self._busy = False
+        self._next()
 
 
 class Recorder:
@@ -84,8 +120,9 @@ class Recorder:
         # (id, attempt) -> (record, create_only)
         self._pending: OrderedDict[tuple[str, int], tuple[RunRecord, bool]] = OrderedDict()
         self._flusher: asyncio.Task[None] | None = None
-        self._claims = _PerTurn(self._claim_batch)
-        self._saves = _PerTurn(self._save_batch)
+        self._lane = _Lane(self._write)
+        self._lane.on_written("claim", self._claimed)
+        self._lane.on_written("save", self._saved)
 
     @property
     def pending(self) -> int:
@@ -99,12 +136,28 @@ class Recorder:
         """Claim a slot. True: claimed. False: the store is unavailable; the record is kept
         for later and the caller runs the slot anyway. Raises DuplicateRun: another instance
         holds the slot, do not run it."""
-        return await self._claims.put(record)
+        return await self.claim_soon(record)
 
-    async def _claim_batch(self, batch: Batch) -> None:
-        records = [record for record, _ in batch]
+    def claim_soon(self, record: RunRecord) -> asyncio.Future[bool]:
+        """``claim``, begun now (on the loop, without awaiting): the future says what
+        ``claim`` would return or raise. A future nobody awaits (its run was cancelled) is
+        not reported as an exception never retrieved."""
+        claimed = self._lane.put("claim", record)
+        claimed.add_done_callback(_retrieved)
+        return claimed
+
+    def _write(self, kind: str, records: list[RunRecord]) -> asyncio.Future[Any]:
+        if kind == "claim":
+            fn: Callable[[list[RunRecord]], Any] = self.store.claim_many
+        elif self._pending:  # an outage began after these were queued: wait behind it
+            fn = _waiting
+        else:
+            fn = self.store.save_many
+        return asyncio.get_running_loop().run_in_executor(self._pool, fn, records)
+
+    async def _claimed(self, batch: Batch, written: asyncio.Future[Any]) -> None:
         try:
-            results = await self.call(self.store.claim_many, records)
+            results = await written
         except StoreUnavailable as err:
             self._keep_for_later(
                 batch, "run store unavailable; running anyway, records kept for later", err
@@ -138,18 +191,15 @@ class Recorder:
     async def save(self, record: RunRecord) -> bool:
         """Write the newest state of a record, creating it if needed. Never raises; False if
         it was kept for later (the store is unavailable, or earlier records are waiting).
-        Records saved in the same turn of the loop travel together (``save_many``)."""
+        Records saved while another write is on its way travel together (``save_many``)."""
         if self._pending:
             self._keep(record, create_only=False)  # keep order behind what is waiting
             return False
-        return await self._saves.put(record)
+        return await self._lane.put("save", record)
 
-    async def _save_batch(self, batch: Batch) -> None:
-        records = [record for record, _ in batch]
+    async def _saved(self, batch: Batch, written: asyncio.Future[Any]) -> None:
         try:
-            if self._pending:  # an outage began after these were queued: wait behind it
-                raise StoreUnavailable("earlier records are waiting")
-            await self.call(self.store.save_many, records)
+            await written
         except StoreUnavailable as err:
             self._keep_for_later(batch, "run store unavailable; records kept for later", err)
             return
@@ -246,6 +296,15 @@ class Recorder:
             if self._pending.get(key) is entry:
                 del self._pending[key]
         log.info("run store back; pending records written")
+
+
+def _retrieved(future: asyncio.Future[bool]) -> None:
+    if not future.cancelled():
+        future.exception()
+
+
+def _waiting(records: list[RunRecord]) -> None:
+    raise StoreUnavailable("earlier records are waiting")
 
 
 def _create(store: RunStore, record: RunRecord) -> None:

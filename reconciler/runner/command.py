@@ -20,9 +20,11 @@ Contract:
   reason. Cancelling ``run()`` terminates the group before ``CancelledError`` propagates.
 * Exit codes follow the shell convention: death by signal N is ``128 + N``.
 
-Everything runs on the event loop (one pipe reader, one pidfd and a few timers per run; see
-``reconciler.runner.process``), so thousands of runs can be in flight at once without a thread
-each. ``stop()`` must be called from the event loop's thread. POSIX only.
+Everything but the fork and exec runs on the event loop (one pipe reader, one pidfd and a few
+timers per run), so thousands of runs can be in flight at once without a thread each; the
+process is started by the spawner's small pool of threads, on every core (see
+``reconciler.runner.process``). ``stop()`` must be called from the event loop's thread. POSIX
+only.
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ from collections.abc import Mapping, Sequence
 from reconciler.core.desired import Definition
 from reconciler.core.runs import RunRecord, RunStatus
 from reconciler.runner.base import Outcome, run_environment
-from reconciler.runner.process import Child, spawn
+from reconciler.runner.process import Child, spawn_soon
 
 # After the main process has exited and its group has been cleaned up, only a process that
 # escaped the group can still hold the output pipe open; we do not wait long for it.
@@ -355,8 +357,9 @@ class CommandRun:
         # still holds the write end (a stream transport would stay open until EOF).
         read_fd, write_fd = os.pipe()
         try:
-            child = spawn(
-                self._loop, self._args, env=self._env, cwd=self._working_dir, output_fd=write_fd
+            # The spawner closes the write end once the child has its copy (EOF needs that).
+            child = await spawn_soon(
+                self._args, env=self._env, cwd=self._working_dir, output_fd=write_fd
             )
         except (OSError, ValueError, subprocess.SubprocessError) as exc:
             os.close(read_fd)
@@ -367,9 +370,6 @@ class CommandRun:
             os.close(read_fd)
             self.started.set()
             raise
-        finally:
-            # The child has its own copy of the write end; ours must go or EOF never comes.
-            os.close(write_fd)
 
         self._pid = child.pid
         self._spawned = True

@@ -1,44 +1,71 @@
 """Starting a child process and learning of its exit on the event loop, without asyncio's
-subprocess transports.
+subprocess transports, and on every core the machine has.
 
 ``CommandRun`` owns its output pipe and its process group, so what asyncio's
-``create_subprocess_exec`` adds on top of ``subprocess.Popen`` (a transport, a protocol, a task
-to connect pipes, a waiter future, a child watcher) is bookkeeping that every run pays on the
-loop's thread, where the runs due in the same second are started one after the other: about
-a fifth more of the loop's CPU per spawn than ``Popen`` and a pidfd (``bench/spawn_cost.py``).
-asyncio's child watchers are also deprecated since Python 3.12 and gone in 3.14.
+``create_subprocess_exec`` adds on top of a spawn (a transport, a protocol, a task to connect
+pipes, a waiter future, a child watcher) is bookkeeping it does not need; asyncio's child
+watchers are also deprecated since Python 3.12 and gone in 3.14.
+
+**Where the fork and exec happen.** ``spawn_soon`` starts the process in a small pool of
+threads (``Spawner``), so the runs due in the same second are not started one after the other
+on the loop's thread. Neither ``subprocess.Popen`` nor ``os.posix_spawn`` lets go of the GIL
+while the kernel clones the process and the child reaches its ``exec`` (most of a spawn's
+time: the parent thread is suspended until then), so in threads they would still start one
+process at a time. Where the C library offers what crontask's contract needs
+(``posix_spawn`` with ``posix_spawn_file_actions_addclosefrom_np`` and ``..._addchdir_np``:
+glibc 2.34 and later), the pool calls it through ``ctypes``, which releases the GIL for the
+call, so two threads start two processes on two cores at once. The child gets exactly what
+``Popen(..., start_new_session=True, close_fds=True, restore_signals=True)`` gives it: a new
+session, stdin from ``/dev/null``, stdout and stderr on the given descriptor, no other
+descriptor, SIGPIPE and SIGXFSZ at their defaults, no blocked signal, and ``args[0]`` looked up
+on the ``PATH`` of ``env`` (the first error other than "not found" is the one reported, as
+``Popen`` does). Elsewhere the pool uses ``subprocess.Popen``.
 
 The exit is learnt from a pidfd (Linux 5.3+), which the loop watches like any other file
-descriptor; ``Popen.poll()`` then reaps the child, so ``Popen`` keeps its own state right.
-Where pidfds do not exist, a thread per child waits in ``waitpid()`` instead.
-
-``subprocess.Popen`` rather than ``os.posix_spawn``: the latter is cheaper still, but it cannot
-close the descriptors a library left inheritable (``close_fds``) nor change directory, and a
-task must not inherit crontask's files.
+descriptor; the child is then reaped with ``waitpid``. Where pidfds do not exist, a thread per
+child waits in ``waitpid()`` instead.
 """
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
+import ctypes
+import errno
 import os
+import signal
 import subprocess
 import threading
 from collections.abc import Mapping, Sequence
+
+# glibc's flags for posix_spawnattr_setflags (spawn.h); SETSID is a GNU extension (2.26).
+_SETSIGDEF = 0x04
+_SETSIGMASK = 0x08
+_SETSID = 0x80
+# posix_spawn_file_actions_t is 80 bytes, posix_spawnattr_t 336 and sigset_t 128 on glibc's
+# 64-bit targets; the buffers leave room for any of its ABIs.
+_OPAQUE = 1024
 
 
 class Child:
     """A started process. ``await exited()`` gives its return code (``-N``: killed by N)."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, process: subprocess.Popen[bytes]) -> None:
-        self.pid = process.pid
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        pid: int,
+        process: subprocess.Popen[bytes] | None = None,
+    ) -> None:
+        self.pid = pid
         self._loop = loop
+        # Popen keeps its own state of the child: it must be the one that reaps it.
         self._process = process
         self._code: int | None = None
         self._exit: asyncio.Future[int] = loop.create_future()
         self._pidfd: int | None = None
         try:
-            self._pidfd = os.pidfd_open(process.pid)
+            self._pidfd = os.pidfd_open(pid)
         except (AttributeError, OSError):  # not Linux, or a kernel older than 5.3
             self._wait_in_thread(report=True)
         else:
@@ -61,11 +88,26 @@ class Child:
             self._wait_in_thread(report=False)
 
     def _on_exit(self) -> None:
-        code = self._process.poll()
+        code = self._poll()
         if code is None:
             return  # a pidfd is readable only once the process has exited; be sure anyway
         self._unwatch()
         self._report(code)
+
+    def _poll(self) -> int | None:
+        if self._process is not None:
+            return self._process.poll()
+        pid, status = os.waitpid(self.pid, os.WNOHANG)
+        return None if pid == 0 else os.waitstatus_to_exitcode(status)
+
+    def _wait(self) -> int:
+        if self._process is not None:
+            return self._process.wait()
+        while True:
+            try:
+                return os.waitstatus_to_exitcode(os.waitpid(self.pid, 0)[1])
+            except InterruptedError:  # pragma: no cover - retried by Python since PEP 475
+                continue
 
     def _unwatch(self) -> None:
         if self._pidfd is not None:
@@ -75,7 +117,7 @@ class Child:
 
     def _wait_in_thread(self, *, report: bool) -> None:
         def wait() -> None:
-            code = self._process.wait()
+            code = self._wait()
             if report:
                 with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits
                     self._loop.call_soon_threadsafe(self._report, code)
@@ -88,17 +130,162 @@ class Child:
             self._exit.set_result(code)
 
 
-def spawn(
-    loop: asyncio.AbstractEventLoop,
-    args: Sequence[str],
-    *,
-    env: Mapping[str, str],
-    cwd: str | None,
-    output_fd: int,
-) -> Child:
-    """Start ``args`` in a new session (hence its own process group), stdin from /dev/null,
-    stdout and stderr to ``output_fd``. Raises what ``subprocess.Popen`` raises when the
-    process cannot be started."""
+# -- starting a process ---------------------------------------------------------------------
+
+
+class _LibcSpawn:
+    """``posix_spawn`` called through ctypes. Only that call releases the GIL: the calls that
+    prepare it take microseconds, and each release is a chance for the loop's thread to take
+    the GIL and keep it for a whole switch interval (5 ms) before this thread gets it back."""
+
+    def __init__(self, libc: ctypes.CDLL, quick: ctypes.PyDLL) -> None:
+        self._spawn = libc.posix_spawn
+        self._spawn.restype = ctypes.c_int
+        self._libc = libc = quick
+        for name in (
+            "posix_spawn_file_actions_init",
+            "posix_spawn_file_actions_destroy",
+            "posix_spawn_file_actions_adddup2",
+            "posix_spawn_file_actions_addopen",
+            "posix_spawn_file_actions_addclosefrom_np",
+            "posix_spawn_file_actions_addchdir_np",
+            "posix_spawnattr_init",
+            "posix_spawnattr_setflags",
+            "posix_spawnattr_setsigmask",
+            "posix_spawnattr_setsigdefault",
+            "sigemptyset",
+            "sigaddset",
+        ):
+            getattr(libc, name).restype = ctypes.c_int
+        # One set of attributes for every spawn: posix_spawn only reads it.
+        self._attr = ctypes.create_string_buffer(_OPAQUE)
+        empty = ctypes.create_string_buffer(_OPAQUE)
+        defaults = ctypes.create_string_buffer(_OPAQUE)
+        libc.sigemptyset(empty)
+        libc.sigemptyset(defaults)
+        for signum in (signal.SIGPIPE, signal.SIGXFSZ):  # what Popen's restore_signals resets
+            libc.sigaddset(defaults, ctypes.c_int(signum))
+        # glibc's posix_spawn sets the signals it keeps for itself (32 and 33, below SIGRTMIN)
+        # to SIG_IGN in the child, and an ignored signal stays ignored across exec: a command
+        # would inherit that, which it does not from Popen. Asked to reset them, the child sets
+        # them to SIG_DFL instead. sigaddset refuses those numbers, so their bits are set
+        # directly (bit n-1 of the array of unsigned longs, as glibc lays out sigset_t).
+        words = (ctypes.c_ulong * (_OPAQUE // ctypes.sizeof(ctypes.c_ulong))).from_buffer(defaults)
+        bits = 8 * ctypes.sizeof(ctypes.c_ulong)
+        for internal in range(32, signal.SIGRTMIN):
+            words[(internal - 1) // bits] |= 1 << ((internal - 1) % bits)
+        _check(libc.posix_spawnattr_init(self._attr))
+        _check(
+            libc.posix_spawnattr_setflags(
+                self._attr, ctypes.c_short(_SETSID | _SETSIGMASK | _SETSIGDEF)
+            )
+        )
+        _check(libc.posix_spawnattr_setsigmask(self._attr, empty))
+        _check(libc.posix_spawnattr_setsigdefault(self._attr, defaults))
+
+    def spawn(
+        self, args: Sequence[str], env: Mapping[str, str], cwd: str | None, output_fd: int
+    ) -> int:
+        libc = self._libc
+        argv = _c_strings([os.fsencode(arg) for arg in args])
+        envp = _c_strings(_environment(env))
+        actions = ctypes.create_string_buffer(_OPAQUE)
+        _check(libc.posix_spawn_file_actions_init(actions))
+        try:
+            _check(
+                libc.posix_spawn_file_actions_addopen(
+                    actions, 0, b"/dev/null", ctypes.c_int(os.O_RDONLY), ctypes.c_uint(0)
+                )
+            )
+            _check(libc.posix_spawn_file_actions_adddup2(actions, output_fd, 1))
+            _check(libc.posix_spawn_file_actions_adddup2(actions, output_fd, 2))
+            if cwd is not None:
+                _check(libc.posix_spawn_file_actions_addchdir_np(actions, os.fsencode(cwd)))
+            # Last, so that it cannot close what the actions above opened on 0, 1 and 2.
+            _check(libc.posix_spawn_file_actions_addclosefrom_np(actions, 3))
+            return self._first_that_starts(args[0], env, argv, envp, actions, cwd)
+        finally:
+            libc.posix_spawn_file_actions_destroy(actions)
+
+    def _first_that_starts(
+        self,
+        command: str,
+        env: Mapping[str, str],
+        argv: ctypes.Array[ctypes.c_char_p],
+        envp: ctypes.Array[ctypes.c_char_p],
+        actions: ctypes.Array[ctypes.c_char],
+        cwd: str | None,
+    ) -> int:
+        pid = ctypes.c_int(0)
+        first_error = 0
+        code = errno.ENOENT
+        for path in _executables(command, env):
+            # A failed exec costs a whole clone here (Popen tries every PATH entry inside one
+            # child): entries that do not exist are passed over with a stat first.
+            try:
+                os.stat(path)
+            except OSError as err:
+                if err.errno not in (errno.ENOENT, errno.ENOTDIR) and not first_error:
+                    first_error = err.errno or 0
+                continue
+            code = self._spawn(ctypes.byref(pid), path, actions, self._attr, argv, envp)
+            if code == 0:
+                return pid.value
+            if code not in (errno.ENOENT, errno.ENOTDIR) and not first_error:
+                first_error = code
+        code = first_error or code
+        # posix_spawn says why, not which of chdir and exec failed: the directory is to blame
+        # when it cannot be entered (Popen names it in the error's filename, see CommandRun).
+        if cwd is not None and not (os.path.isdir(cwd) and os.access(cwd, os.X_OK)):
+            raise OSError(code, os.strerror(code), cwd)
+        raise OSError(code, os.strerror(code), command)
+
+
+def _check(code: int) -> None:
+    if code != 0:
+        raise OSError(code, os.strerror(code))
+
+
+def _c_strings(items: list[bytes]) -> ctypes.Array[ctypes.c_char_p]:
+    for item in items:
+        if b"\0" in item:
+            raise ValueError("embedded null byte")
+    return (ctypes.c_char_p * (len(items) + 1))(*items, None)
+
+
+def _environment(env: Mapping[str, str]) -> list[bytes]:
+    """``KEY=value`` items, refused as ``Popen`` refuses them."""
+    items = []
+    for key, value in env.items():
+        name = os.fsencode(key)
+        if b"=" in name:
+            raise ValueError("illegal environment variable name")
+        items.append(name + b"=" + os.fsencode(value))
+    return items
+
+
+def _executables(command: str, env: Mapping[str, str]) -> list[bytes]:
+    """Where exec looks for ``command``: itself if it names a path, else each ``PATH`` entry
+    of ``env`` (``os.defpath`` without one), as ``Popen`` does."""
+    name = os.fsencode(command)
+    if os.path.dirname(name):
+        return [name]
+    return [os.path.join(os.fsencode(d), name) for d in os.get_exec_path(dict(env))]
+
+
+def _load_libc() -> _LibcSpawn | None:
+    if not hasattr(os, "pidfd_open"):  # not Linux: keep to the portable way
+        return None
+    try:
+        return _LibcSpawn(ctypes.CDLL(None), ctypes.PyDLL(None))
+    except (OSError, AttributeError):  # no such C library, or a glibc older than 2.34
+        return None
+
+
+Started = tuple[int, "subprocess.Popen[bytes] | None"]
+
+
+def _popen(args: Sequence[str], env: Mapping[str, str], cwd: str | None, output_fd: int) -> Started:
     process = subprocess.Popen(
         args,
         stdin=subprocess.DEVNULL,
@@ -108,4 +295,111 @@ def spawn(
         cwd=cwd,
         start_new_session=True,
     )
-    return Child(loop, process)
+    return process.pid, process
+
+
+class Spawner:
+    """Starts processes from a pool of threads, as many starts at once as there are cores to
+    run them (and a few more: a thread waits while the kernel clones and the child execs)."""
+
+    def __init__(self, threads: int | None = None, *, use_libc: bool = True) -> None:
+        self._libc = _load_libc() if use_libc else None
+        self.threads = threads or min(16, 2 * (os.cpu_count() or 1))
+        self._pool: concurrent.futures.ThreadPoolExecutor | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def parallel(self) -> bool:
+        """True if two threads start two processes at once (the GIL is released)."""
+        return self._libc is not None
+
+    def start(
+        self, args: Sequence[str], env: Mapping[str, str], cwd: str | None, output_fd: int
+    ) -> Started:
+        """Start the process in the calling thread: its pid, and the ``Popen`` that must reap
+        it if one was used. Raises ``OSError`` or ``ValueError`` (as ``subprocess.Popen``
+        would) when it cannot be started."""
+        if self._libc is not None and output_fd > 2:
+            return self._libc.spawn(args, env, cwd, output_fd), None
+        return _popen(args, env, cwd, output_fd)
+
+    def submit(
+        self, args: Sequence[str], env: Mapping[str, str], cwd: str | None, output_fd: int
+    ) -> concurrent.futures.Future[Started]:
+        """Start the process in the pool (see ``start``); ``output_fd`` is closed there once
+        the process has its copy (or failed to start), and by nobody else."""
+        return self._executor().submit(self._start_and_close, args, env, cwd, output_fd)
+
+    def _start_and_close(
+        self, args: Sequence[str], env: Mapping[str, str], cwd: str | None, output_fd: int
+    ) -> Started:
+        try:
+            return self.start(args, env, cwd, output_fd)
+        finally:
+            os.close(output_fd)
+
+    def _executor(self) -> concurrent.futures.ThreadPoolExecutor:
+        if self._pool is None:
+            with self._lock:
+                if self._pool is None:
+                    self._pool = concurrent.futures.ThreadPoolExecutor(
+                        self.threads, thread_name_prefix="crontask-spawn"
+                    )
+        return self._pool
+
+
+_spawner: Spawner | None = None
+
+
+def spawner() -> Spawner:
+    """The process-wide spawner (one pool for every run)."""
+    global _spawner
+    if _spawner is None:
+        _spawner = Spawner()
+    return _spawner
+
+
+def spawn(
+    loop: asyncio.AbstractEventLoop,
+    args: Sequence[str],
+    *,
+    env: Mapping[str, str],
+    cwd: str | None,
+    output_fd: int,
+) -> Child:
+    """Start ``args`` in the calling thread: a new session (hence its own process group),
+    stdin from /dev/null, stdout and stderr to ``output_fd``. Raises what
+    ``subprocess.Popen`` raises when the process cannot be started."""
+    return Child(loop, *spawner().start(args, env, cwd, output_fd))
+
+
+async def spawn_soon(
+    args: Sequence[str],
+    *,
+    env: Mapping[str, str],
+    cwd: str | None,
+    output_fd: int,
+) -> Child:
+    """``spawn`` in the spawner's threads: the loop goes on while the process starts.
+    ``output_fd`` is closed when the process has its copy (the caller must not close it). A
+    wait cancelled while the process was being started kills its group and reaps it."""
+    loop = asyncio.get_running_loop()
+    future = spawner().submit(args, env, cwd, output_fd)
+    try:
+        started = await asyncio.wrap_future(future, loop=loop)
+    except asyncio.CancelledError:
+        future.add_done_callback(_kill_orphan)
+        raise
+    return Child(loop, *started)
+
+
+def _kill_orphan(future: concurrent.futures.Future[Started]) -> None:
+    """A process nobody waits for (its start was cancelled): kill its group, then reap it."""
+    if future.cancelled() or future.exception() is not None:
+        return
+    pid, process = future.result()
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, signal.SIGKILL)
+    if process is None:
+        threading.Thread(target=os.waitpid, args=(pid, 0), daemon=True).start()
+    # A Popen reaps its child itself once it is collected (subprocess's own clean-up).

@@ -50,6 +50,13 @@ JOB_PREFIX = "crontask:"
 _EPSILON = timedelta(microseconds=1)
 _NO_SLOTS: tuple[datetime | None, datetime | None] = (None, None)
 
+# The slot after a fired one, shared by the triggers of equal schedules: the tasks due at the
+# same instant mostly share an expression ("0 * * * *"), and the scheduler asks each of them
+# for its next slot while it hands the burst over, on the loop, before the next runs start.
+# Keyed by (schedule, fired slot); emptied when it grows past _SHARED_MAX (a cache, no more).
+_shared_next: dict[tuple[Schedule, datetime], datetime | None] = {}
+_SHARED_MAX = 4096
+
 
 class _ScheduleTrigger(BaseTrigger):  # type: ignore[misc]
     __slots__ = ("_first", "_first_gap", "_last", "schedule")
@@ -73,16 +80,23 @@ class _ScheduleTrigger(BaseTrigger):  # type: ignore[misc]
         last = self._last
         if previous_fire_time is not None and previous_fire_time == last[0]:
             return last[1]
-        # On the first call a slot at exactly `now` still counts (hence the epsilon).
-        after = previous_fire_time if previous_fire_time is not None else now - _EPSILON
-        at = self.schedule.next_after(after)
-        result = at.astimezone(UTC) if at is not None else None
         if previous_fire_time is None:
+            # On the first call a slot at exactly `now` still counts (hence the epsilon).
+            at = self.schedule.next_after(now - _EPSILON)
             # No tuple here: 10 000 jobs added at start-up would be 10 000 more objects for
             # the garbage collector to trace while the first pass holds the loop.
-            self._first = result
-        else:
-            self._last = (previous_fire_time, result)
+            self._first = result = at.astimezone(UTC) if at is not None else None
+            return result
+        key = (self.schedule, previous_fire_time)
+        try:
+            result = _shared_next[key]
+        except KeyError:
+            at = self.schedule.next_after(previous_fire_time)
+            result = at.astimezone(UTC) if at is not None else None
+            if len(_shared_next) >= _SHARED_MAX:
+                _shared_next.clear()
+            _shared_next[key] = result
+        self._last = (previous_fire_time, result)
         return result
 
     def slots(self) -> tuple[datetime | None, float | None]:

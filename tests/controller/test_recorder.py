@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from reconciler.controller.dispatch import Dispatcher
-from reconciler.controller.recorder import Recorder
+from reconciler.controller.recorder import CLAIM_BATCH, Recorder
 from reconciler.core.runs import RunRecord, RunStatus, Trigger, run_id
 from reconciler.store import MemoryRunStore
 from reconciler.store.base import DuplicateRun, RunQuery, StoreUnavailable
@@ -150,7 +150,7 @@ class CountingStore(MemoryRunStore):
         super().save_many(records)
 
 
-def test_claims_of_one_turn_of_the_loop_go_to_the_store_together() -> None:
+def test_claims_go_at_once_and_those_made_meanwhile_together() -> None:
     store = CountingStore()
     store.claim(record(3))
 
@@ -163,13 +163,55 @@ def test_claims_of_one_turn_of_the_loop_go_to_the_store_together() -> None:
         return outcomes
 
     outcomes = asyncio.run(main())
-    assert store.batches == [100]
+    # The first claim does not wait for the others; the 99 made while it was on its way go
+    # in one batch.
+    assert store.batches == [1, 99]
     assert sum(o is True for o in outcomes) == 99
     (refused,) = [o for o in outcomes if o is not True]
     assert isinstance(refused, DuplicateRun)
 
 
-def test_records_saved_in_one_turn_go_to_the_store_together() -> None:
+def test_a_burst_of_claims_goes_in_batches_of_bounded_size() -> None:
+    store = CountingStore()
+    burst = CLAIM_BATCH * 2 + 5
+
+    async def main() -> list[bool]:
+        recorder = Recorder(store)
+        outcomes = await asyncio.gather(*(recorder.claim(record(m)) for m in range(burst)))
+        await recorder.close(1)
+        return outcomes
+
+    assert asyncio.run(main()) == [True] * burst
+    assert store.batches == [1, CLAIM_BATCH, CLAIM_BATCH, 4]
+
+
+def test_claims_waiting_go_before_saves_waiting() -> None:
+    order: list[str] = []
+
+    class OrderedStore(MemoryRunStore):
+        def claim_many(self, records: Any) -> list[bool]:
+            order.append("claim")
+            return super().claim_many(records)
+
+        def save_many(self, records: Any) -> None:
+            order.append("save")
+            super().save_many(records)
+
+    store = OrderedStore()
+
+    async def main() -> None:
+        recorder = Recorder(store)
+        first = recorder.claim_soon(record(0))  # on its way: the rest wait behind it
+        saved = recorder.save(record(1, RunStatus.SUCCEEDED))
+        claimed = recorder.claim(record(2))
+        await asyncio.gather(first, saved, claimed)
+        await recorder.close(1)
+
+    asyncio.run(main())
+    assert order == ["claim", "claim", "save"]
+
+
+def test_records_saved_while_a_write_is_on_its_way_go_together() -> None:
     store = CountingStore()
 
     async def main() -> list[bool]:
@@ -181,7 +223,7 @@ def test_records_saved_in_one_turn_go_to_the_store_together() -> None:
         return saved
 
     assert asyncio.run(main()) == [True] * 100
-    assert store.batches == [100]
+    assert store.batches == [1, 99]
     assert len(store.query(RunQuery(status=RunStatus.SUCCEEDED, limit=200)).items) == 100
 
 
@@ -197,5 +239,6 @@ def test_a_record_the_store_refuses_does_not_cost_the_rest_of_its_batch() -> Non
         return saved
 
     assert asyncio.run(main()) == [True] * 5 + [False]
-    assert store.batches == [6, 1, 1, 1, 1, 1, 1]  # the batch, then one by one
+    # The first alone, then the batch, then the batch's records one by one.
+    assert store.batches == [1, 5, 1, 1, 1, 1, 1]
     assert [store.get(record(m).id) is not None for m in range(5)] == [True] * 5

@@ -6,13 +6,15 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import subprocess
 import sys
 import threading
 from pathlib import Path
 
 import pytest
 
-from reconciler.runner.process import Child, spawn
+from reconciler.runner import process
+from reconciler.runner.process import Child, Spawner, spawn, spawn_soon
 
 ENV = {"PATH": os.environ.get("PATH", os.defpath), "LC_ALL": "C.UTF-8"}
 
@@ -134,3 +136,92 @@ def test_an_abandoned_child_is_still_reaped(exit_watch: str) -> None:
     reaper.join(timeout=10)
     assert not reaper.is_alive()
     assert _reaped(pid)
+
+
+@pytest.fixture(params=["libc", "popen"])
+def start_way(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Spawner:
+    """The spawner through glibc's posix_spawn (where it has what crontask needs) and
+    through Popen (elsewhere): both must give the child the same."""
+    spawner = Spawner(use_libc=request.param == "libc")
+    if request.param == "libc" and not spawner.parallel:
+        pytest.skip("no posix_spawn with closefrom/chdir in this C library")
+    monkeypatch.setattr(process, "_spawner", spawner)
+    return spawner
+
+
+def test_both_ways_give_the_child_the_same(start_way: Spawner, tmp_path: Path) -> None:
+    leaked_r, leaked_w = os.pipe()
+    os.set_inheritable(leaked_r, True)
+    probe = (
+        "import os, sys; data = sys.stdin.read(); "
+        "fds = sorted(int(fd) for fd in os.listdir('/proc/self/fd')); "
+        "print(repr(data), os.getsid(0) == os.getpid(), os.getcwd(), fds, os.environ['ONLY'])"
+    )
+
+    async def run(args: list[str]) -> tuple[int, bytes]:
+        read_fd, write_fd = os.pipe()
+        child = await spawn_soon(
+            args,
+            env={"ONLY": "this", "PATH": ENV["PATH"]},
+            cwd=str(tmp_path),
+            output_fd=write_fd,  # closed by the spawner once the child has it
+        )
+        return await child.exited(), _read_all(read_fd)
+
+    try:
+        code, output = asyncio.run(run([sys.executable, "-c", probe]))
+    finally:
+        os.close(leaked_r)
+        os.close(leaked_w)
+    assert code == 0
+    assert output.decode() == f"'' True {tmp_path} [0, 1, 2, 3] this\n"
+    # The signals ignored and blocked: the same as Popen gives (crontask's Python ignores
+    # SIGPIPE, which a command must not inherit).
+    status = ["grep", "-E", "^Sig(Ign|Blk)", "/proc/self/status"]
+    _, output = asyncio.run(run(status))
+    with subprocess.Popen(status, stdout=subprocess.PIPE, env=ENV) as popen:
+        expected = popen.communicate()[0]
+    assert output == expected
+    ignored = int(output.decode().split()[3], 16)
+    assert not ignored & (1 << (signal.SIGPIPE - 1))
+
+
+def test_both_ways_fail_to_start_alike(start_way: Spawner, tmp_path: Path) -> None:
+    script = tmp_path / "not-executable"
+    script.write_text("#!/bin/sh\n")
+    cases: list[tuple[list[str], dict[str, str], str | None, type[Exception], object]] = [
+        (["no-such-command-for-crontask"], ENV, None, FileNotFoundError, None),
+        ([str(script)], ENV, None, PermissionError, None),
+        (["true"], ENV, str(tmp_path / "missing"), FileNotFoundError, str(tmp_path / "missing")),
+        (["echo", "a\0b"], ENV, None, ValueError, None),
+        (["true"], {**ENV, "A=B": "c"}, None, ValueError, None),
+    ]
+    for args, env, cwd, error, filename in cases:
+        read_fd, write_fd = os.pipe()
+        with pytest.raises(error) as raised:
+            start_way.start(args, env, cwd, write_fd)
+        os.close(read_fd)
+        os.close(write_fd)
+        if filename is not None:
+            assert isinstance(raised.value, OSError)
+            assert raised.value.filename == filename
+
+
+def test_a_command_is_found_on_the_path_of_its_environment(
+    start_way: Spawner, tmp_path: Path
+) -> None:
+    empty, holder = tmp_path / "empty", tmp_path / "holder"
+    empty.mkdir()
+    holder.mkdir()
+    tool = holder / "crontask-test-tool"
+    tool.write_text("#!/bin/sh\necho found\n")
+    tool.chmod(0o755)
+    env = {"PATH": f"{empty}:{tmp_path / 'missing'}:{holder}"}
+
+    async def scenario() -> bytes:
+        read_fd, write_fd = os.pipe()
+        child = await spawn_soon([tool.name], env=env, cwd=None, output_fd=write_fd)
+        await child.exited()
+        return _read_all(read_fd)
+
+    assert asyncio.run(scenario()) == b"found\n"
