@@ -3,11 +3,11 @@
 
 Three scenarios: command tasks (status, edits, a broken spec, run-now, restarts), the ``job``
 action (Jobs owned by their CronTask, their outcome and log in the status, the history and an
-Event), and the ``job`` action's policies (timeout, retries, Forbid, Replace). By default against the project's API emulator, which runs a Job's container as a local
-process. With ``pytest --e2e`` and ``KUBECONFIG`` set, the same scenarios run against that
-cluster (kind, k3d; the Jobs pull ``busybox``): only the fault injections the emulator offers
-(a cut watch, a compaction) are left out there. It uses the namespace
-``default`` and deletes what it created.
+Event), and the ``job`` action's policies (timeout, retries, Forbid, Replace). By default
+against the project's API emulator, which runs a Job's container as a local process. With
+``pytest --e2e`` and ``KUBECONFIG`` set, the same scenarios run against that cluster (kind,
+k3d; the Jobs pull ``busybox``): only the fault injections the emulator offers (a cut watch, a
+compaction) are left out there. It uses the namespace ``default`` and deletes what it created.
 
 Every wait polls something observable (an object's status, a run record, a log line) with a
 deadline. Skipped where kubectl is missing (the ``kubectl`` fixture says so).
