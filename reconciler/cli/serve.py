@@ -35,125 +35,6 @@ def add_parser(commands: Any) -> None:
     parser.add_argument("paths", nargs="*", metavar="PATH", help="YAML files or folders")
     add_state_args(parser)
     parser.add_argument(
-        "--listen",
-        default="127.0.0.1:8080",
-        metavar="HOST:PORT",
-        help="the API, health and metrics address (default: 127.0.0.1:8080); 'off' serves none. "
-        "A non-loopback address needs --auth-config (or --insecure-no-auth)",
-    )
-    parser.add_argument(
-        "--auth-config",
-        type=Path,
-        default=os.environ.get("CRONTASK_AUTH_CONFIG"),
-        metavar="FILE",
-        help="tokens and JWT settings for the API (env: CRONTASK_AUTH_CONFIG); see README",
-    )
-    parser.add_argument(
-        "--insecure-no-auth",
-        action="store_true",
-        help="serve the API on a non-loopback address without authentication (not recommended)",
-    )
-    parser.add_argument(
-        "--notifications",
-        type=Path,
-        metavar="FILE",
-        help="receivers and routes for failure notifications (generic, generic-hmac, slack "
-        "webhooks); see README, Notifications",
-    )
-    parser.add_argument(
-        "--external-url",
-        metavar="URL",
-        help="the status page's URL as people reach it, for links in notifications "
-        "(default: http://HOST:PORT of --listen)",
-    )
-    git = parser.add_argument_group("git source")
-    git.add_argument("--git", metavar="URL", help="read CronTasks from this repository")
-    git.add_argument("--git-ref", default="HEAD", metavar="REF", help="branch, tag or SHA")
-    git.add_argument("--git-path", default="", metavar="DIR", help="folder inside the repo")
-    git.add_argument(
-        "--git-interval", type=duration_arg, default=30.0, metavar="DURATION", help="(30s)"
-    )
-    git.add_argument(
-        "--git-timeout",
-        type=duration_arg,
-        default=120.0,
-        metavar="DURATION",
-        help="longest a git call may take; a remote that hangs is given up then (120s)",
-    )
-    git.add_argument("--git-ssh-key", type=Path, metavar="FILE", help="SSH private key")
-    git.add_argument("--git-known-hosts", type=Path, metavar="FILE", help="SSH known_hosts")
-    git.add_argument("--git-token-file", type=Path, metavar="FILE", help="HTTPS token file")
-    git.add_argument("--git-token-env", metavar="NAME", help="HTTPS token environment variable")
-    git.add_argument(
-        "--git-webhook-secret-file",
-        type=Path,
-        metavar="FILE",
-        help="shared secret for POST /api/v1/hooks/git (X-Hub-Signature-256, as GitHub/Gitea send)",
-    )
-    kube = parser.add_argument_group("kubernetes source")
-    kube.add_argument(
-        "--kubernetes",
-        action="store_true",
-        help="read CronTask custom resources (list + watch) and write their status and Events; "
-        "uses --kubeconfig, $KUBECONFIG, ~/.kube/config, or the in-cluster service account",
-    )
-    scope = kube.add_mutually_exclusive_group()
-    scope.add_argument(
-        "--namespace",
-        metavar="NS",
-        help="the namespace to watch (default: the kubeconfig context's, or the pod's own)",
-    )
-    scope.add_argument(
-        "--all-namespaces", action="store_true", help="watch CronTasks in every namespace"
-    )
-    kube.add_argument(
-        "--kubeconfig",
-        type=Path,
-        metavar="FILE",
-        help="kubeconfig file; without --kubernetes, the connection for job tasks' Jobs only",
-    )
-    kube.add_argument(
-        "--job-namespace",
-        metavar="NS",
-        help="where the Jobs of job tasks from folders, git or the API go when their spec.job "
-        "names no namespace (default: the pod's namespace, else the kubeconfig context's)",
-    )
-    ha = parser.add_argument_group("replicas")
-    ha.add_argument(
-        "--ha",
-        action="store_true",
-        help="join the replicas that share this run store (--db postgresql+psycopg://...): each "
-        "task is scheduled by one live replica, a lost replica's tasks move to the others; "
-        "membership is a Lease per replica with --kubernetes, else a row in the database",
-    )
-    ha.add_argument(
-        "--lease-namespace",
-        metavar="NS",
-        help="where the replicas' Leases live (default: the pod's namespace, else the "
-        "kubeconfig context's)",
-    )
-    ha.add_argument(
-        "--renew-interval",
-        type=duration_arg,
-        default=2.0,
-        metavar="DURATION",
-        help="how often membership is renewed (default: 2s)",
-    )
-    ha.add_argument(
-        "--renew-deadline",
-        type=duration_arg,
-        default=10.0,
-        metavar="DURATION",
-        help="a replica that could not renew for this long stops starting runs (default: 10s)",
-    )
-    ha.add_argument(
-        "--lease-duration",
-        type=duration_arg,
-        default=15.0,
-        metavar="DURATION",
-        help="a replica not renewed for this long is gone; its tasks move (default: 15s)",
-    )
-    parser.add_argument(
         "--allow-empty",
         action="store_true",
         help="let every source yielding no task remove all running tasks (default: keep them, "
@@ -166,21 +47,166 @@ def add_parser(commands: Any) -> None:
         metavar="DURATION",
         help="full re-read of every source, healing missed events (default: 5m)",
     )
-    parser.add_argument(
+    add_max_file_size_arg(parser)
+    for add_group in (_api, _git, _kubernetes, _replicas, _runs, _history, _observability):
+        add_group(parser)
+    parser.set_defaults(handler=run)
+
+
+def _api(parser: argparse.ArgumentParser) -> None:
+    """The API, the status page and what reaches people from them."""
+    group = parser.add_argument_group("API, status page and notifications")
+    group.add_argument(
+        "--listen",
+        default="127.0.0.1:8080",
+        metavar="HOST:PORT",
+        help="the API, health and metrics address (default: 127.0.0.1:8080); 'off' serves none. "
+        "A non-loopback address needs --auth-config (or --insecure-no-auth)",
+    )
+    group.add_argument(
+        "--auth-config",
+        type=Path,
+        default=os.environ.get("CRONTASK_AUTH_CONFIG"),
+        metavar="FILE",
+        help="tokens and JWT settings for the API (env: CRONTASK_AUTH_CONFIG); see README",
+    )
+    group.add_argument(
+        "--insecure-no-auth",
+        action="store_true",
+        help="serve the API on a non-loopback address without authentication (not recommended)",
+    )
+    group.add_argument(
+        "--notifications",
+        type=Path,
+        metavar="FILE",
+        help="receivers and routes for failure notifications (generic, generic-hmac, slack "
+        "webhooks); see README, Notifications",
+    )
+    group.add_argument(
+        "--external-url",
+        metavar="URL",
+        help="the status page's URL as people reach it, for links in notifications "
+        "(default: http://HOST:PORT of --listen)",
+    )
+
+
+def _git(parser: argparse.ArgumentParser) -> None:
+    """The git source."""
+    group = parser.add_argument_group("git source")
+    group.add_argument("--git", metavar="URL", help="read CronTasks from this repository")
+    group.add_argument("--git-ref", default="HEAD", metavar="REF", help="branch, tag or SHA")
+    group.add_argument("--git-path", default="", metavar="DIR", help="folder inside the repo")
+    group.add_argument(
+        "--git-interval", type=duration_arg, default=30.0, metavar="DURATION", help="(30s)"
+    )
+    group.add_argument(
+        "--git-timeout",
+        type=duration_arg,
+        default=120.0,
+        metavar="DURATION",
+        help="longest a git call may take; a remote that hangs is given up then (120s)",
+    )
+    group.add_argument("--git-ssh-key", type=Path, metavar="FILE", help="SSH private key")
+    group.add_argument("--git-known-hosts", type=Path, metavar="FILE", help="SSH known_hosts")
+    group.add_argument("--git-token-file", type=Path, metavar="FILE", help="HTTPS token file")
+    group.add_argument("--git-token-env", metavar="NAME", help="HTTPS token environment variable")
+    group.add_argument(
+        "--git-webhook-secret-file",
+        type=Path,
+        metavar="FILE",
+        help="shared secret for POST /api/v1/hooks/git (X-Hub-Signature-256, as GitHub/Gitea send)",
+    )
+
+
+def _kubernetes(parser: argparse.ArgumentParser) -> None:
+    """CronTask resources, and the cluster that job tasks run on."""
+    group = parser.add_argument_group("kubernetes source")
+    group.add_argument(
+        "--kubernetes",
+        action="store_true",
+        help="read CronTask custom resources (list + watch) and write their status and Events; "
+        "uses --kubeconfig, $KUBECONFIG, ~/.kube/config, or the in-cluster service account",
+    )
+    scope = group.add_mutually_exclusive_group()
+    scope.add_argument(
+        "--namespace",
+        metavar="NS",
+        help="the namespace to watch (default: the kubeconfig context's, or the pod's own)",
+    )
+    scope.add_argument(
+        "--all-namespaces", action="store_true", help="watch CronTasks in every namespace"
+    )
+    group.add_argument(
+        "--kubeconfig",
+        type=Path,
+        metavar="FILE",
+        help="kubeconfig file; without --kubernetes, the connection for job tasks' Jobs only",
+    )
+    group.add_argument(
+        "--job-namespace",
+        metavar="NS",
+        help="where the Jobs of job tasks from folders, git or the API go when their spec.job "
+        "names no namespace (default: the pod's namespace, else the kubeconfig context's)",
+    )
+
+
+def _replicas(parser: argparse.ArgumentParser) -> None:
+    """Several instances sharing one run store (``--ha``)."""
+    group = parser.add_argument_group("replicas")
+    group.add_argument(
+        "--ha",
+        action="store_true",
+        help="join the replicas that share this run store (--db postgresql+psycopg://...): each "
+        "task is scheduled by one live replica, a lost replica's tasks move to the others; "
+        "membership is a Lease per replica with --kubernetes, else a row in the database",
+    )
+    group.add_argument(
+        "--lease-namespace",
+        metavar="NS",
+        help="where the replicas' Leases live (default: the pod's namespace, else the "
+        "kubeconfig context's)",
+    )
+    group.add_argument(
+        "--renew-interval",
+        type=duration_arg,
+        default=2.0,
+        metavar="DURATION",
+        help="how often membership is renewed (default: 2s)",
+    )
+    group.add_argument(
+        "--renew-deadline",
+        type=duration_arg,
+        default=10.0,
+        metavar="DURATION",
+        help="a replica that could not renew for this long stops starting runs (default: 10s)",
+    )
+    group.add_argument(
+        "--lease-duration",
+        type=duration_arg,
+        default=15.0,
+        metavar="DURATION",
+        help="a replica not renewed for this long is gone; its tasks move (default: 15s)",
+    )
+
+
+def _runs(parser: argparse.ArgumentParser) -> None:
+    """How runs are stopped and what their commands inherit."""
+    group = parser.add_argument_group("runs")
+    group.add_argument(
         "--shutdown-grace",
         type=duration_arg,
         default=30.0,
         metavar="DURATION",
         help="on SIGTERM, how long running tasks may finish before they are stopped (30s)",
     )
-    parser.add_argument(
+    group.add_argument(
         "--kill-grace",
         type=duration_arg,
         default=10.0,
         metavar="DURATION",
         help="after TERM at a timeout, how long before KILL (default: 10s)",
     )
-    parser.add_argument(
+    group.add_argument(
         "--task-env",
         choices=["minimal", "inherit"],
         default="minimal",
@@ -189,7 +215,7 @@ def add_parser(commands: Any) -> None:
         "LC_CTYPE, TZ, TMPDIR, KUBERNETES_SERVICE_HOST/_PORT of crontask's, plus --pass-env; "
         "'inherit' passes all of it, credentials included",
     )
-    parser.add_argument(
+    group.add_argument(
         "--pass-env",
         action="append",
         type=env_name,
@@ -197,7 +223,12 @@ def add_parser(commands: Any) -> None:
         metavar="NAME",
         help="also give every command this variable of crontask's environment (repeatable)",
     )
-    parser.add_argument(
+
+
+def _history(parser: argparse.ArgumentParser) -> None:
+    """How long run records are kept."""
+    group = parser.add_argument_group("run history")
+    group.add_argument(
         "--history-max-age",
         type=duration_arg,
         default=30 * 86400.0,
@@ -205,15 +236,19 @@ def add_parser(commands: Any) -> None:
         help="delete run records older than this (default: 30d); per-task limits "
         "(successfulRunsHistoryLimit, failedRunsHistoryLimit) apply too; 0 keeps them forever",
     )
-    parser.add_argument(
+    group.add_argument(
         "--housekeeping-interval",
         type=duration_arg,
         default=600.0,
         metavar="DURATION",
         help="how often history retention is enforced (default: 10m)",
     )
-    add_max_file_size_arg(parser)
-    parser.add_argument(
+
+
+def _observability(parser: argparse.ArgumentParser) -> None:
+    """Metrics and logs."""
+    group = parser.add_argument_group("metrics and logs")
+    group.add_argument(
         "--metrics-per-task-histograms",
         action="store_true",
         help="give crontask_run_duration_seconds a task label. Costs 17 series per task "
@@ -221,9 +256,8 @@ def add_parser(commands: Any) -> None:
         "tasks 170 000 more series, about 12 MB more text per scrape (0.7 MB gzipped). "
         "See README, Metrics",
     )
-    parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning"])
-    parser.add_argument("--log-format", default="logfmt", choices=["logfmt", "json"])
-    parser.set_defaults(handler=run)
+    group.add_argument("--log-level", default="info", choices=["debug", "info", "warning"])
+    group.add_argument("--log-format", default="logfmt", choices=["logfmt", "json"])
 
 
 def env_name(text: str) -> str:
