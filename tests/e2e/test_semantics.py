@@ -11,8 +11,9 @@ from pathlib import Path
 import pytest
 
 from reconciler.core.runs import RunStatus, Trigger
-from tests.e2e.conftest import Crontask, wait_for
+from tests.e2e.conftest import Crontask
 from tests.e2e.test_run import append, lines, task
+from tests.helpers import wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -75,7 +76,12 @@ def test_after_downtime_only_the_latest_missed_slot_runs(
         lambda: next((r for r in app.runs("default/tick") if r.trigger is Trigger.CATCHUP), None),
     )
     assert catchup is not None
-    superseded = [r for r in app.runs("default/tick") if r.reason == "Superseded"]
+    # The skipped slots' record is written with the store's next write, after the claim that
+    # lets the catch-up start (claims go first): wait for it rather than read it at once.
+    superseded = wait_for(
+        "the superseded record",
+        lambda: [r for r in app.runs("default/tick") if r.reason == "Superseded"],
+    )
     assert len(superseded) == 1
     assert superseded[0].status is RunStatus.SKIPPED
     assert superseded[0].scheduled_at < catchup.scheduled_at
