@@ -184,7 +184,11 @@ class KubernetesSource:
                 loop.call_soon_threadsafe(notify, keys)
 
         self._on_change = changed
-        await asyncio.to_thread(self.start, self.first_list_wait)
+        synced = await asyncio.to_thread(self.start, self.first_list_wait)
+        log.info(
+            "kubernetes source started",
+            extra={"fields": {"watching": self.location, "synced": synced}},
+        )
         ready()
         await stop.wait()
         await asyncio.to_thread(self.stop)

@@ -30,10 +30,11 @@ import pytest
 from reconciler.core.runs import RunRecord, Trigger
 from reconciler.store import open_store, sqlite_url
 from reconciler.store.base import RunQuery
-from tests.helpers import free_port
-from tests.k8s.conftest import REAL_CRD, ROOT, wait_until
+from tests.helpers import free_port, wait_for
+from tests.k8s.conftest import REAL_CRD, ROOT
 from tests.k8s.emulator import Emulator
 from tests.k8s.emulator.fixtures import Kubectl
+from tests.k8s.emulator.manifests import finished
 
 pytestmark = pytest.mark.e2e
 
@@ -124,7 +125,7 @@ class Crontask:
                 raise AssertionError(f"crontask exited ({self.proc.returncode}):\n{self.log()}")
             return text in self.log()
 
-        wait_until(f"log line {text!r}", seen, timeout)
+        wait_for(f"log line {text!r}", seen, timeout)
 
     def runs(self, task: str) -> list[RunRecord]:
         store = open_store(sqlite_url(self.state))
@@ -174,14 +175,7 @@ def jobs_of(kubectl: Kubectl, task: str, state: str | None = "any") -> list[dict
     listed = json.loads(
         kubectl("get", "jobs", "-l", f"crontask.dev/task=default.{task}", "-o", "json")
     )
-    return [j for j in listed["items"] if state == "any" or job_state(j) == state]
-
-
-def job_state(job: dict[str, Any]) -> str | None:
-    for item in (job.get("status") or {}).get("conditions") or ():
-        if item["type"] in ("Complete", "Failed") and item["status"] == "True":
-            return str(item["type"])
-    return None
+    return [j for j in listed["items"] if state == "any" or finished(j) == state]
 
 
 def get(kubectl: Kubectl, name: str) -> dict[str, Any]:
@@ -220,7 +214,7 @@ def test_crontask_under_kubectl(
     crontask.start()
 
     # -- status after real runs, as `kubectl get` shows it ----------------------------------
-    wait_until(
+    wait_for(
         "a finished run in tick's status",
         lambda: status(kubectl, "tick").get("lastRun", {}).get("result") == "succeeded",
     )
@@ -245,15 +239,15 @@ def test_crontask_under_kubectl(
     # -- edit: a new generation is applied -----------------------------------------------------
     kubectl("apply", "-f", "-", stdin=manifest("tick", "* * * * * *", ["sh", "-c", "echo v2"]))
     crontask.wait_log("task updated")
-    wait_until("observedGeneration 2", lambda: status(kubectl, "tick")["observedGeneration"] == 2)
-    wait_until(
+    wait_for("observedGeneration 2", lambda: status(kubectl, "tick")["observedGeneration"] == 2)
+    wait_for(
         "a run of the new spec",
         lambda: any("v2" in r.output for r in crontask.runs("default/tick")),
     )
 
     # -- break: InvalidSpec, an Event, and the last good spec keeps running -------------------
     kubectl("apply", "-f", "-", stdin=manifest("tick", "* * 99 * * *", ["sh", "-c", "echo v3"]))
-    wait_until("InvalidSpec", lambda: condition(kubectl, "tick")["reason"] == "InvalidSpec")
+    wait_for("InvalidSpec", lambda: condition(kubectl, "tick")["reason"] == "InvalidSpec")
     broken = condition(kubectl, "tick")
     assert broken["status"] == "False"
     assert "hour field" in broken["message"]
@@ -263,33 +257,33 @@ def test_crontask_under_kubectl(
     assert "InvalidSpec" in events
     assert "Warning" in events
     seen = {r.id for r in crontask.runs("default/tick")}
-    wait_until(
+    wait_for(
         "the last good spec still running",
         lambda: any(r.id not in seen and "v2" in r.output for r in crontask.runs("default/tick")),
     )
     kubectl("apply", "-f", "-", stdin=manifest("tick", "* * * * * *", ["sh", "-c", "echo v4"]))
-    wait_until("Ready again", lambda: condition(kubectl, "tick")["reason"] == "Scheduled")
+    wait_for("Ready again", lambda: condition(kubectl, "tick")["reason"] == "Scheduled")
 
     # -- a cut watch and a 410 in the middle: later objects are still picked up --------------
     if emulator is not None:  # fault injection exists only in the emulator
         emulator.cut_watches()
         emulator.compact()
     kubectl("apply", "-f", "-", stdin=manifest("late", "* * * * * *", ["true"]))
-    wait_until(
+    wait_for(
         "late runs after the watch was cut and compacted",
         lambda: status(kubectl, "late").get("lastRun", {}).get("result") == "succeeded",
     )
 
     # -- run-now from kubectl: one manual run per new value ------------------------------------
     kubectl("apply", "-f", "-", stdin=manifest("rare", "0 0 1 1 *", ["sh", "-c", "echo manual"]))
-    wait_until("rare scheduled", lambda: condition(kubectl, "rare").get("reason") == "Scheduled")
+    wait_for("rare scheduled", lambda: condition(kubectl, "rare").get("reason") == "Scheduled")
     kubectl("annotate", "ct", "rare", "crontask.dev/run-now=1", "--overwrite")
 
     def manual_runs() -> list[RunRecord]:
         return [r for r in crontask.runs("default/rare") if r.trigger is Trigger.MANUAL]
 
-    wait_until("the manual run", lambda: len(manual_runs()) == 1)
-    wait_until("lastRunNow", lambda: status(kubectl, "rare").get("lastRunNow") == "1")
+    wait_for("the manual run", lambda: len(manual_runs()) == 1)
+    wait_for("lastRunNow", lambda: status(kubectl, "rare").get("lastRunNow") == "1")
     events = kubectl("get", "events", "--field-selector", "involvedObject.name=rare")
     assert "RunStarted" in events
 
@@ -297,21 +291,21 @@ def test_crontask_under_kubectl(
     kubectl("delete", "crontask", "tick")
     crontask.wait_log("task removed")
     after = len(crontask.runs("default/tick"))
-    wait_until("late runs twice more", lambda: len(crontask.runs("default/late")) >= 3)
+    wait_for("late runs twice more", lambda: len(crontask.runs("default/late")) >= 3)
     assert len(crontask.runs("default/tick")) <= after + 1  # at most one already under way
 
     # -- restart: the handled run-now value is not run again; a new one is -------------------
     crontask.stop()
     crontask.start()
-    wait_until("late runs after the restart", lambda: status(kubectl, "late")["activeCount"] >= 0)
-    wait_until(
+    wait_for("late runs after the restart", lambda: status(kubectl, "late")["activeCount"] >= 0)
+    wait_for(
         "a run after the restart",
         lambda: "run started" in crontask.log(),
     )
     assert len(manual_runs()) == 1
     kubectl("annotate", "ct", "rare", "crontask.dev/run-now=2", "--overwrite")
-    wait_until("the second manual run", lambda: len(manual_runs()) == 2)
-    wait_until("lastRunNow 2", lambda: status(kubectl, "rare").get("lastRunNow") == "2")
+    wait_for("the second manual run", lambda: len(manual_runs()) == 2)
+    wait_for("lastRunNow 2", lambda: status(kubectl, "rare").get("lastRunNow") == "2")
     assert len(manual_runs()) == 2
 
 
@@ -337,11 +331,11 @@ def test_job_action_under_kubectl(
         return condition(kubectl, name).get("reason") == "Scheduled"
 
     for name in ("hello", "broken"):
-        wait_until(f"{name} scheduled", functools.partial(scheduled, name))
+        wait_for(f"{name} scheduled", functools.partial(scheduled, name))
         kubectl("annotate", "ct", name, "crontask.dev/run-now=1", "--overwrite")
 
     # -- a run that succeeds: a Job owned by the CronTask, named in the status ----------------
-    wait_until(
+    wait_for(
         "hello succeeded",
         lambda: status(kubectl, "hello").get("lastRun", {}).get("result") == "succeeded",
         timeout,
@@ -361,7 +355,7 @@ def test_job_action_under_kubectl(
     assert "from-the-job" in record.output  # the pod's log, kept in the run history
 
     # -- a run that fails: the exit code and the log's tail in the status and an Event ---------
-    wait_until(
+    wait_for(
         "broken failed",
         lambda: status(kubectl, "broken").get("lastRun", {}).get("result") == "failed",
         timeout,
@@ -371,7 +365,7 @@ def test_job_action_under_kubectl(
     def events() -> str:
         return kubectl("get", "events", "--field-selector", "involvedObject.name=broken")
 
-    wait_until("a RunFailed Event", lambda: "RunFailed" in events())
+    wait_for("a RunFailed Event", lambda: "RunFailed" in events())
     assert "ERROR: disk full" in events()
     table = kubectl("get", "jobs,crontasks")
     assert job["metadata"]["name"] in table
@@ -379,7 +373,7 @@ def test_job_action_under_kubectl(
 
     # -- delete: the CronTask's Jobs are garbage-collected with it ----------------------------
     kubectl("delete", "crontask", "hello")
-    wait_until("hello's Jobs gone", lambda: not jobs_of(kubectl, "hello"), timeout)
+    wait_for("hello's Jobs gone", lambda: not jobs_of(kubectl, "hello"), timeout)
     assert jobs_of(kubectl, "broken")
 
 
@@ -404,6 +398,7 @@ def test_job_policies_under_kubectl(
     for document in manifests:
         kubectl("apply", "-f", "-", stdin=document)
     crontask.start()
+    crontask.wait_log("kubernetes source started")
 
     def scheduled(name: str) -> bool:
         return condition(kubectl, name).get("reason") == "Scheduled"
@@ -416,19 +411,19 @@ def test_job_policies_under_kubectl(
         kubectl("annotate", "ct", name, f"crontask.dev/run-now={value}", "--overwrite")
 
     for name in names:
-        wait_until(f"{name} scheduled", functools.partial(scheduled, name))
+        wait_for(f"{name} scheduled", functools.partial(scheduled, name))
         run_now(name, "1")
 
     # -- timeoutSeconds is the Job's activeDeadlineSeconds; DeadlineExceeded is timedOut ------
-    wait_until("deadline timed out", lambda: result("deadline") == "timedOut", timeout)
+    wait_for("deadline timed out", lambda: result("deadline") == "timedOut", timeout)
     (job,) = jobs_of(kubectl, "deadline")
     assert job["spec"]["activeDeadlineSeconds"] == 1
 
     # -- a retry is a second Job of the same run ----------------------------------------------
-    wait_until(
+    wait_for(
         "again's two Jobs failed", lambda: len(jobs_of(kubectl, "again", "Failed")) == 2, timeout
     )
-    wait_until("again failed", lambda: result("again") == "failed", timeout)
+    wait_for("again failed", lambda: result("again") == "failed", timeout)
     run_ids = {j["metadata"]["labels"]["crontask.dev/run-id"] for j in jobs_of(kubectl, "again")}
     records = crontask.runs("default/again")
     assert len(run_ids) == 1
@@ -436,9 +431,9 @@ def test_job_policies_under_kubectl(
     assert sorted((r.attempt, r.status.value) for r in records) == [(1, "failed"), (2, "failed")]
 
     # -- Forbid: a second run while the Job is active is skipped, no second Job ---------------
-    wait_until("forbid's Job active", lambda: jobs_of(kubectl, "forbid", None), timeout)
+    wait_for("forbid's Job active", lambda: jobs_of(kubectl, "forbid", None), timeout)
     run_now("forbid", "2")
-    wait_until(
+    wait_for(
         "the second run skipped",
         lambda: any(r.reason == "ConcurrencyForbid" for r in crontask.runs("default/forbid")),
     )
@@ -446,14 +441,14 @@ def test_job_policies_under_kubectl(
     assert status(kubectl, "forbid")["activeCount"] == 1
 
     # -- Replace: the active Job is deleted and its run failed Replaced; a new Job runs -------
-    (first,) = wait_until("swap's Job active", lambda: jobs_of(kubectl, "swap", None), timeout)
+    (first,) = wait_for("swap's Job active", lambda: jobs_of(kubectl, "swap", None), timeout)
     run_now("swap", "2")
-    wait_until(
+    wait_for(
         "the first run replaced",
         lambda: any(r.reason == "Replaced" for r in crontask.runs("default/swap")),
         timeout,
     )
-    (second,) = wait_until(
+    (second,) = wait_for(
         "a new Job",
         lambda: [
             j
@@ -462,14 +457,14 @@ def test_job_policies_under_kubectl(
         ],
         timeout,
     )
-    wait_until(
+    wait_for(
         "the first Job gone",
         lambda: (
             first["metadata"]["uid"] not in {j["metadata"]["uid"] for j in jobs_of(kubectl, "swap")}
         ),
         timeout,
     )
-    active: list[dict[str, Any]] = wait_until(
+    active: list[dict[str, Any]] = wait_for(
         "status.active names it", lambda: list(status(kubectl, "swap").get("active") or ())
     )
     assert [a["name"] for a in active] == [second["metadata"]["name"]]
