@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import os
 import socket
-from typing import Any
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from reconciler.core.desired import Definition, Location
 from reconciler.core.model import CronTask
 from reconciler.runner.base import Actions
 from reconciler.runner.command import CommandRunner
 from reconciler.runner.http import HttpRunner
+
+T = TypeVar("T")
 
 
 def task_doc(name: str = "t", namespace: str = "default", **spec: Any) -> dict[str, Any]:
@@ -42,3 +46,17 @@ def free_port() -> int:
 def local_actions(kill_grace: float = 10.0) -> Actions:
     """The actions ``crontask run`` builds, with this process's environment for commands."""
     return Actions([CommandRunner(os.environ, kill_grace=kill_grace), HttpRunner(os.environ)])
+
+
+def wait_for(what: str, condition: Callable[[], T | None], timeout: float = 20.0) -> T:
+    """Poll ``condition`` every 20 ms until it returns something truthy, and return that; fail
+    with ``what`` after ``timeout`` seconds. The conditions are observable effects (a file, a
+    record, a log line, an object's status), so a test waits exactly as long as it needs."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(0.02)

@@ -6,33 +6,15 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Generator, Iterator, Mapping
 from pathlib import Path
-from typing import TypeVar
 
 import pytest
 
 from reconciler.core.runs import RunRecord
 from reconciler.store import open_store, sqlite_url
 from reconciler.store.base import RunQuery
-from tests.helpers import free_port
-
-T = TypeVar("T")
-
-
-def wait_for(what: str, condition: Callable[[], T], timeout: float = 20.0) -> T:
-    """Poll ``condition`` until it returns something truthy; fail with ``what`` after
-    ``timeout`` seconds. The conditions are observable effects (a file, a record, a log line),
-    so the test waits exactly as long as crontask needs, and no longer."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.05)
+from tests.helpers import free_port, wait_for
 
 
 class Crontask:

@@ -10,8 +10,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.e2e.conftest import Crontask, wait_for
+from tests.e2e.conftest import Crontask
 from tests.e2e.test_run import append, lines, task
+from tests.helpers import wait_for
 
 pytestmark = pytest.mark.e2e
 

@@ -21,9 +21,10 @@ import httpx
 import pytest
 
 from reconciler.core.runs import RunRecord, RunStatus
-from tests.e2e.conftest import Crontask, wait_for
+from tests.e2e.conftest import Crontask
 from tests.e2e.test_run import append, lines, task
 from tests.faults.disk import DiskFault
+from tests.helpers import wait_for
 
 pytestmark = pytest.mark.e2e
 

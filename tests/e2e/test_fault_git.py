@@ -21,10 +21,11 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.e2e.conftest import Crontask, wait_for
+from tests.e2e.conftest import Crontask
 from tests.e2e.test_git import Repo
 from tests.e2e.test_run import append, lines, task
 from tests.faults.git_remote import StallingRemote
+from tests.helpers import wait_for
 from tests.sources.test_fault_git import live_processes_mentioning
 
 pytestmark = pytest.mark.e2e

@@ -16,9 +16,9 @@ import pytest
 from reconciler.core.runs import RunRecord, RunStatus
 from reconciler.store import open_store
 from reconciler.store.base import RunQuery
-from tests.e2e.conftest import Crontask, wait_for
+from tests.e2e.conftest import Crontask
 from tests.e2e.test_run import append, lines, task
-from tests.helpers import free_port
+from tests.helpers import free_port, wait_for
 
 pytestmark = pytest.mark.e2e
 

@@ -15,7 +15,8 @@ import httpx
 import pytest
 
 from reconciler.core.runs import RunStatus
-from tests.e2e.conftest import Crontask, wait_for
+from tests.e2e.conftest import Crontask
+from tests.helpers import wait_for
 from tests.hostile.corpus import SHADOW, build, sequence_bomb
 
 pytestmark = pytest.mark.e2e

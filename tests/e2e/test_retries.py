@@ -10,7 +10,8 @@ from pathlib import Path
 import httpx
 
 from reconciler.core.runs import RunStatus
-from tests.e2e.conftest import Crontask, wait_for
+from tests.e2e.conftest import Crontask
+from tests.helpers import wait_for
 
 TASK = """\
 apiVersion: crontask.dev/v1alpha1

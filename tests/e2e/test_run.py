@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 
 from reconciler.core.runs import RunStatus, Trigger
-from tests.e2e.conftest import Crontask, wait_for
+from tests.e2e.conftest import Crontask
+from tests.helpers import wait_for
 
 pytestmark = pytest.mark.e2e
 

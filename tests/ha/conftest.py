@@ -16,8 +16,7 @@ import pytest
 from reconciler.core.runs import RunRecord
 from reconciler.store import open_store
 from reconciler.store.base import RunQuery
-from tests.e2e.conftest import wait_for
-from tests.helpers import free_port
+from tests.helpers import free_port, wait_for
 from tests.k8s.conftest import real_crd
 from tests.k8s.emulator.fixtures import crontask_crd, emulator, k8s_api_client, kubeconfig
 from tests.store.conftest import PG_ENV, pg_admin, pg_url

@@ -13,8 +13,8 @@ import httpx
 import pytest
 
 from reconciler.core.runs import RunStatus, Trigger
-from tests.e2e.conftest import wait_for
 from tests.ha.conftest import Cluster, Replica
+from tests.helpers import wait_for
 
 pytestmark = [pytest.mark.postgres, pytest.mark.e2e]
 

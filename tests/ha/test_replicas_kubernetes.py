@@ -17,8 +17,8 @@ from reconciler.core.crd import PLURAL, VERSION
 from reconciler.core.model import API_GROUP
 from reconciler.core.runs import RunStatus
 from reconciler.membership.leases import MEMBER_LABEL
-from tests.e2e.conftest import wait_for
 from tests.ha.conftest import Cluster
+from tests.helpers import wait_for
 
 pytestmark = [pytest.mark.postgres, pytest.mark.e2e, pytest.mark.usefixtures("real_crd")]
 

@@ -17,7 +17,7 @@ import httpx
 import pytest
 import yaml
 
-from tests.e2e.conftest import Crontask, wait_for
+from tests.e2e.conftest import Crontask
 from tests.k8s.emulator import Emulator
 from tests.k8s.emulator.fixtures import k8s_api_client, kubeconfig, kubectl, serve
 
@@ -29,7 +29,6 @@ __all__ = [
     "kubeconfig",
     "kubectl",
     "real_crd",
-    "wait_for",
 ]
 
 ROOT = Path(__file__).resolve().parents[2]

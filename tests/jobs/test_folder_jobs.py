@@ -6,7 +6,8 @@ from collections.abc import Callable
 from datetime import UTC
 
 from reconciler.core.runs import RunRecord, RunStatus
-from tests.jobs.conftest import Crontask, condition, jobs, trigger, wait_for, write_task
+from tests.helpers import wait_for
+from tests.jobs.conftest import Crontask, condition, jobs, trigger, write_task
 from tests.k8s.emulator import Emulator
 from tests.k8s.emulator.fixtures import Kubectl
 

@@ -12,7 +12,8 @@ import yaml
 from kubernetes import client
 
 from reconciler.core.runs import RunRecord, RunStatus
-from tests.jobs.conftest import Crontask, Gate, condition, jobs, trigger, wait_for, write_task
+from tests.helpers import wait_for
+from tests.jobs.conftest import Crontask, Gate, condition, jobs, trigger, write_task
 from tests.k8s.emulator import Emulator
 from tests.k8s.emulator.manifests import job as job_body
 

@@ -7,7 +7,8 @@ from typing import Any
 
 from reconciler.core.runs import RunRecord, RunStatus
 from tests.deploy.test_manifests import CRONTASK_RULES
-from tests.jobs.conftest import Crontask, api_calls, condition, jobs, trigger, wait_for, write_task
+from tests.helpers import wait_for
+from tests.jobs.conftest import Crontask, api_calls, condition, jobs, trigger, write_task
 from tests.k8s.emulator import Emulator
 
 

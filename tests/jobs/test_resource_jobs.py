@@ -11,7 +11,8 @@ import pytest
 import yaml
 
 from reconciler.core.runs import RunStatus
-from tests.jobs.conftest import Crontask, Gate, condition, jobs, wait_for
+from tests.helpers import wait_for
+from tests.jobs.conftest import Crontask, Gate, condition, jobs
 from tests.k8s.emulator import Emulator
 from tests.k8s.emulator.fixtures import Kubectl
 

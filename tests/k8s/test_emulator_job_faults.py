@@ -13,8 +13,9 @@ from typing import Any
 import pytest
 from kubernetes import client
 
+from tests.helpers import wait_for
 from tests.k8s.emulator import ApiError, Emulator
-from tests.k8s.emulator.fixtures import Kubectl, live_processes, serve, wait_for
+from tests.k8s.emulator.fixtures import Kubectl, live_processes, serve
 from tests.k8s.emulator.manifests import condition, container, finished, job, pod
 from tests.k8s.support import WatchCollector, http_call
 

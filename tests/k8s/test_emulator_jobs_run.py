@@ -17,8 +17,9 @@ import pytest
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
+from tests.helpers import wait_for
 from tests.k8s.emulator import ApiError, Emulator
-from tests.k8s.emulator.fixtures import Kubectl, live_processes, serve, wait_for
+from tests.k8s.emulator.fixtures import Kubectl, live_processes, serve
 from tests.k8s.emulator.manifests import condition, container, finished, job
 from tests.k8s.support import WatchCollector, error_body
 

@@ -17,8 +17,9 @@ import pytest
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
+from tests.helpers import wait_for
 from tests.k8s.emulator import Emulator
-from tests.k8s.emulator.fixtures import Kubectl, serve, wait_for
+from tests.k8s.emulator.fixtures import Kubectl, serve
 from tests.k8s.emulator.manifests import container, finished, job, pod
 from tests.k8s.emulator.processes import LOG_LIMIT
 from tests.k8s.support import error_body, http_call

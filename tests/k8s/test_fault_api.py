@@ -41,7 +41,7 @@ from reconciler.core.runs import RunRecord
 from reconciler.sources.kubernetes import KubernetesOptions, list_function
 from reconciler.sources.kubernetes_watch import Backoff, Informer
 from reconciler.store import RunQuery, open_store, sqlite_url
-from tests.k8s.conftest import wait_until
+from tests.helpers import wait_for
 from tests.k8s.emulator import Emulator
 
 pytestmark = pytest.mark.usefixtures("real_crd")
@@ -164,9 +164,9 @@ def test_an_api_outage_costs_no_slot_and_status_catches_up(
     api.create_namespaced_custom_object(API_GROUP, VERSION, "default", PLURAL, body)
 
     def scenario() -> None:
-        wait_until("the gated run reported", lambda: status_of(emulator, "gated").get("lastRun"))
+        wait_for("the gated run reported", lambda: status_of(emulator, "gated").get("lastRun"))
         assert status_of(emulator, "gated")["lastRun"]["result"] == "running"
-        wait_until("both ticks", lambda: lines(folder_out) and lines(cr_out), timeout=20)
+        wait_for("both ticks", lambda: lines(folder_out) and lines(cr_out), timeout=20)
         threads = crontask_threads()
 
         # 500s, and the watch cut: everything crontask sends fails at once.
@@ -174,7 +174,7 @@ def test_an_api_outage_costs_no_slot_and_status_catches_up(
         emulator.cut_watches()
         began, asked = time.monotonic(), len(emulator.requests)
         gate.touch()  # the gated run ends during the outage
-        wait_until(
+        wait_for(
             "the status writer's attempts at the gated task to run out",
             lambda: any(
                 r.getMessage().startswith("status write failed")
@@ -186,7 +186,7 @@ def test_an_api_outage_costs_no_slot_and_status_catches_up(
         counts = lines(folder_out), lines(cr_out)
         # Then a server that holds each request 2 s and answers 504 (its own timeout).
         emulator.outage(status=504, delay=2.0)
-        wait_until(
+        wait_for(
             "three more runs of both ticks, the API still down",
             lambda: lines(folder_out) >= counts[0] + 3 and lines(cr_out) >= counts[1] + 3,
         )
@@ -195,8 +195,8 @@ def test_an_api_outage_costs_no_slot_and_status_catches_up(
         assert rate < RATE, f"{rate:.1f} requests a second while the API was down"
         emulator.heal()
 
-        wait_until("the watch reconnected", lambda: emulator.open_watches("ct") >= 1, timeout=40)
-        wait_until(
+        wait_for("the watch reconnected", lambda: emulator.open_watches("ct") >= 1, timeout=40)
+        wait_for(
             "the gated run's end written after the outage",
             lambda: status_of(emulator, "gated")["lastRun"]["result"] == "succeeded",
             timeout=30,
@@ -211,7 +211,7 @@ def test_an_api_outage_costs_no_slot_and_status_catches_up(
             {"spec": {"command": {"args": append(edited_out)}}},
             _content_type="application/merge-patch+json",
         )
-        wait_until("the edit in force", lambda: lines(edited_out) >= 1, timeout=20)
+        wait_for("the edit in force", lambda: lines(edited_out) >= 1, timeout=20)
         assert emulator.server_errors == []
 
     edited: list[datetime] = []
@@ -242,9 +242,9 @@ def test_the_informer_outlasts_any_number_of_failures(
     emulator.outage(status=500)
     informer.start()
     try:
-        wait_until("1100 failed lists", lambda: informer.failures >= 1100, timeout=60)
+        wait_for("1100 failed lists", lambda: informer.failures >= 1100, timeout=60)
         emulator.heal()
-        wait_until("the list after the outage", lambda: informer.synced, timeout=10)
+        wait_for("the list after the outage", lambda: informer.synced, timeout=10)
         assert changed == [{"default/a"}]
         assert informer.failures == 0
     finally:

@@ -14,7 +14,7 @@ from reconciler.core.crd import PLURAL, VERSION
 from reconciler.core.model import API_GROUP
 from reconciler.sources.kubernetes import KubernetesSource
 from reconciler.sources.kubernetes_watch import Backoff
-from tests.k8s.conftest import wait_until
+from tests.helpers import wait_for
 from tests.k8s.emulator import Emulator
 
 pytestmark = pytest.mark.usefixtures("real_crd")
@@ -108,7 +108,7 @@ def test_lists_then_watches(api: Any, source: KubernetesSource, marks: Marks) ->
         return schedules(source, set(hints))
 
     expected = {"default/a": "1 * * * *", "default/b": "0 * * * *"}
-    wait_until("a and b as written, through the watch", lambda: read() == expected)
+    wait_for("a and b as written, through the watch", lambda: read() == expected)
     assert {"default/a", "default/b"} <= hints
     assert [d.task.spec.schedule for d in source.definitions_of({"default/b", "x/y"})] == [
         "0 * * * *"
@@ -159,7 +159,7 @@ def test_status_only_changes_are_not_changes(
         {"status": {"activeCount": 1}},
         _content_type="application/merge-patch+json",
     )
-    wait_until("the status event", lambda: "default/a" in marks.keys)
+    wait_for("the status event", lambda: "default/a" in marks.keys)
     assert source.refresh(marks.take()) == set()
     assert source.objects()["default/a"].status == {"activeCount": 1}
 
@@ -176,7 +176,7 @@ def test_invalid_object_keeps_its_last_good_definition(
     assert str(never).startswith("default/never: spec.schedule:")
     marks.take()
     patch_spec(api, "a", {"schedule": "0 25 * * *", "timeZone": "Mars/Olympus"})
-    wait_until("the bad edit", lambda: "default/a" in marks.keys)
+    wait_for("the bad edit", lambda: "default/a" in marks.keys)
     assert source.refresh(marks.take()) == {"default/a"}
     (definition,) = [d for d in source.definitions() if d.key == "default/a"]
     assert definition.task.spec.schedule == "0 2 * * *"  # the last good one
@@ -190,7 +190,7 @@ def test_invalid_object_keeps_its_last_good_definition(
     ]
     assert "hour field: 25 is out of range 0-23" in messages[0]
     patch_spec(api, "a", {"schedule": "0 3 * * *", "timeZone": "UTC"})
-    wait_until("the fix", lambda: "default/a" in marks.keys)
+    wait_for("the fix", lambda: "default/a" in marks.keys)
     assert schedules(source, marks.take())["default/a"] == "0 3 * * *"
     assert [e.key for e in source.errors()] == ["default/never"]
 
@@ -201,7 +201,7 @@ def test_delete_removes_the_task(api: Any, source: KubernetesSource, marks: Mark
     source.refresh(None)
     marks.take()
     api.delete_namespaced_custom_object(API_GROUP, VERSION, "default", PLURAL, "a")
-    wait_until("the delete", lambda: "default/a" in marks.keys)
+    wait_for("the delete", lambda: "default/a" in marks.keys)
     assert source.refresh(marks.take()) == {"default/a"}
     assert source.definitions() == []
     assert "default/a" not in source.objects()
@@ -214,8 +214,8 @@ def test_bookmarks_keep_the_resource_version_fresh(
     source.start(5.0)
     emulator.wait_for_watches(1, "ct")
     create(api, "elsewhere", namespace="kube-public")  # moves the global resourceVersion
-    wait_until("a bookmark", lambda: source.informer.bookmarks > 0)
-    wait_until(
+    wait_for("a bookmark", lambda: source.informer.bookmarks > 0)
+    wait_for(
         "the bookmark's resourceVersion",
         lambda: source.informer.resource_version == emulator.resource_version,
     )
@@ -234,10 +234,10 @@ def test_410_in_the_middle_relists(
     emulator.cut_watches()  # the reconnect will ask for an old resourceVersion ...
     create(api, "b")
     emulator.compact()  # ... that compaction made too old: 410 Expired, then a re-list
-    wait_until("a re-list after 410", lambda: source.informer.expired >= 1)
-    wait_until("b seen", lambda: "default/b" in marks.keys)
+    wait_for("a re-list after 410", lambda: source.informer.expired >= 1)
+    wait_for("b seen", lambda: "default/b" in marks.keys)
     create(api, "c")
-    wait_until("c seen through the new watch", lambda: "default/c" in marks.keys)
+    wait_for("c seen through the new watch", lambda: "default/c" in marks.keys)
     assert set(schedules(source)) == {"default/a", "default/b", "default/c"}
     assert source.informer.lists >= 2
 
@@ -250,8 +250,8 @@ def test_cut_watch_reconnects_without_losing_events(
     lists = source.informer.lists
     emulator.cut_watches()
     create(api, "during")  # written while no watch is open: replayed from the last rv
-    wait_until("the reconnect", lambda: emulator.open_watches("ct") >= 1)
-    wait_until("the event written during the cut", lambda: "default/during" in marks.keys)
+    wait_for("the reconnect", lambda: emulator.open_watches("ct") >= 1)
+    wait_for("the event written during the cut", lambda: "default/during" in marks.keys)
     assert source.informer.reconnects >= 1
     assert source.informer.lists == lists  # resumed, not re-listed
 
@@ -278,7 +278,7 @@ def test_a_source_that_cannot_list_says_so(k8s_api_client: Any) -> None:
     src.informer._list_fn = lambda **kw: (_ for _ in ()).throw(OSError("refused"))
     try:
         assert not src.start(0.3)
-        wait_until("an error", lambda: src.informer.last_error)
+        wait_for("an error", lambda: src.informer.last_error)
         (error,) = src.errors()
         assert "cannot list CronTasks" in str(error)
     finally:

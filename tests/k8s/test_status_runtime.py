@@ -16,7 +16,7 @@ from reconciler.controller.runtime import Options, serve
 from reconciler.core.crd import PLURAL, VERSION
 from reconciler.core.model import API_GROUP
 from reconciler.sources.kubernetes import KubernetesOptions
-from tests.k8s.conftest import wait_until
+from tests.helpers import wait_for
 from tests.k8s.emulator import Emulator
 
 pytestmark = pytest.mark.usefixtures("real_crd")
@@ -98,27 +98,27 @@ def test_status_follows_generation_and_transitions(
     create(api, "rare", {"schedule": "0 0 1 1 *"})
 
     def body() -> None:
-        wait_until("Ready", lambda: ready(emulator, "rare").get("status") == "True")
+        wait_for("Ready", lambda: ready(emulator, "rare").get("status") == "True")
         first = ready(emulator, "rare")
         assert status_of(emulator, "rare")["observedGeneration"] == 1
         assert status_of(emulator, "rare")["nextScheduleTime"].endswith("-01-01T00:00:00Z")
 
         patch(api, "rare", {"spec": {"schedule": "0 0 2 1 *"}})
-        wait_until("generation 2", lambda: status_of(emulator, "rare")["observedGeneration"] == 2)
+        wait_for("generation 2", lambda: status_of(emulator, "rare")["observedGeneration"] == 2)
         again = ready(emulator, "rare")
         assert again["observedGeneration"] == 2
         assert again["lastTransitionTime"] == first["lastTransitionTime"]  # still True
         assert status_of(emulator, "rare")["nextScheduleTime"].endswith("-01-02T00:00:00Z")
 
         patch(api, "rare", {"spec": {"suspend": True}})
-        wait_until("Suspended", lambda: ready(emulator, "rare").get("reason") == "Suspended")
+        wait_for("Suspended", lambda: ready(emulator, "rare").get("reason") == "Suspended")
         assert ready(emulator, "rare")["status"] == "False"
         assert "nextScheduleTime" not in status_of(emulator, "rare")
 
         patch(api, "rare", {"spec": {"suspend": False, "timeZone": "Nowhere/Atlantis"}})
-        wait_until("InvalidSpec", lambda: ready(emulator, "rare").get("reason") == "InvalidSpec")
+        wait_for("InvalidSpec", lambda: ready(emulator, "rare").get("reason") == "InvalidSpec")
         assert "last valid spec keeps running" in ready(emulator, "rare")["message"]
-        wait_until(
+        wait_for(
             "an InvalidSpec event",
             lambda: any(e["reason"] == "InvalidSpec" for e in emulator.objects("events")),
         )
@@ -133,13 +133,13 @@ def test_no_write_storm_from_its_own_status_or_resyncs(
     lists = f"/apis/{API_GROUP}/{VERSION}/namespaces/default/{PLURAL}"
 
     def body() -> None:
-        wait_until("Ready", lambda: ready(emulator, "rare").get("status") == "True")
+        wait_for("Ready", lambda: ready(emulator, "rare").get("status") == "True")
         writes = count(emulator, "PATCH", "/rare/status")
         before = count(emulator, "GET", lists)
         # Each resync re-lists and runs a full pass that recomputes every status.
-        wait_until("five resyncs", lambda: count(emulator, "GET", lists) >= before + 5)
+        wait_for("five resyncs", lambda: count(emulator, "GET", lists) >= before + 5)
         patch(api, "rare", {"metadata": {"labels": {"touched": "yes"}}})  # metadata only
-        wait_until("two more resyncs", lambda: count(emulator, "GET", lists) >= before + 7)
+        wait_for("two more resyncs", lambda: count(emulator, "GET", lists) >= before + 7)
         assert count(emulator, "PATCH", "/rare/status") == writes
         assert status_of(emulator, "rare")["observedGeneration"] == 1
 
@@ -156,20 +156,20 @@ def test_run_now_obeys_the_concurrency_policy(
     )
 
     def body() -> None:
-        wait_until("Ready", lambda: ready(emulator, "slow").get("status") == "True")
+        wait_for("Ready", lambda: ready(emulator, "slow").get("status") == "True")
         patch(api, "slow", {"metadata": {"annotations": {"crontask.dev/run-now": "a"}}})
-        wait_until(
+        wait_for(
             "running",
             lambda: status_of(emulator, "slow").get("lastRun", {}).get("result") == "running",
         )
         assert status_of(emulator, "slow")["activeCount"] == 1
-        wait_until("lastRunNow a", lambda: status_of(emulator, "slow").get("lastRunNow") == "a")
+        wait_for("lastRunNow a", lambda: status_of(emulator, "slow").get("lastRunNow") == "a")
         patch(api, "slow", {"metadata": {"annotations": {"crontask.dev/run-now": "b"}}})
-        wait_until(
+        wait_for(
             "the second request skipped and reported",
             lambda: any(e["reason"] == "SlotSkipped" for e in emulator.objects("events")),
         )
-        wait_until("lastRunNow b", lambda: status_of(emulator, "slow").get("lastRunNow") == "b")
+        wait_for("lastRunNow b", lambda: status_of(emulator, "slow").get("lastRunNow") == "b")
         assert status_of(emulator, "slow")["activeCount"] == 1
         started = [e for e in emulator.objects("events") if e["reason"] == "RunStarted"]
         assert len(started) == 1

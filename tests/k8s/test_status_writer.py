@@ -15,7 +15,7 @@ from reconciler.core.model import API_GROUP
 from reconciler.core.status import EventSpec, ObjectRef
 from reconciler.sinks.kubernetes import StatusWriter, TokenBucket
 from reconciler.sinks.kubernetes_events import EventRecorder
-from tests.k8s.conftest import wait_until
+from tests.helpers import wait_for
 from tests.k8s.emulator import Emulator
 
 pytestmark = pytest.mark.usefixtures("real_crd")
@@ -265,5 +265,5 @@ def test_events_of_one_object_are_rate_limited(
         assert recorder.flush(5.0)
     finally:
         recorder.stop()
-    wait_until("three events", lambda: len(emulator.objects("events")) == 3)
+    wait_for("three events", lambda: len(emulator.objects("events")) == 3)
     assert recorder.dropped == 7

@@ -9,9 +9,9 @@ import httpx
 import pytest
 
 from reconciler.core.runs import RunStatus
-from tests.e2e.conftest import Crontask, wait_for
+from tests.e2e.conftest import Crontask
 from tests.e2e.test_run import task
-from tests.helpers import free_port
+from tests.helpers import free_port, wait_for
 from tests.notify.receiver import receiving
 
 pytestmark = pytest.mark.e2e

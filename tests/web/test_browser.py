@@ -18,8 +18,9 @@ import httpx
 import pytest
 
 from tests.api.conftest import STATIC_TOKENS
-from tests.e2e.conftest import Crontask, wait_for
+from tests.e2e.conftest import Crontask
 from tests.e2e.test_run import task
+from tests.helpers import wait_for
 
 pytestmark = pytest.mark.e2e
 

@@ -12,10 +12,9 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 import yaml
@@ -24,7 +23,6 @@ from kubernetes import client, config
 from .emulator import Emulator
 
 CRD_PATH = Path(__file__).resolve().parent.parent / "crontask_crd.yaml"
-T = TypeVar("T")
 KUBECTL_SKIP = "kubectl is not on PATH: the kubectl contract tests need it (/usr/bin/kubectl)"
 
 
@@ -32,19 +30,6 @@ def load_crd(path: Path = CRD_PATH) -> dict[str, Any]:
     crd = yaml.safe_load(path.read_text())
     assert isinstance(crd, dict)
     return crd
-
-
-def wait_for(what: str, condition: Callable[[], T | None], timeout: float = 10.0) -> T:
-    """Poll ``condition`` every 20 ms until it returns something truthy, and return that;
-    fail the test after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.02)
 
 
 def live_processes(groups: list[int]) -> list[int]:
