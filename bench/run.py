@@ -1200,11 +1200,13 @@ NOTES = """\
   crontask modes call `gc.freeze()` once their jobs are set up, as `crontask run` does after
   its first pass; log lines go through `crontask run`'s handler to stderr (a pipe the harness
   reads and drops unless the worker fails).
-- Command tasks: "spawned" is when the child process exists (CommandRun's `started`; for the
-  baseline, when `create_subprocess_exec` returned), "ended" when the run is over (crontask:
-  its final record is written; baseline: the child is reaped and its output read). Both learn
-  of exits from pidfds on the loop: CommandRun watches its child's pidfd itself; the baseline
-  gets asyncio's PidfdChildWatcher (Python 3.11's default watcher parks a thread per child).
+- Command tasks: "spawned" is when the child process exists (for crontask, the instant its
+  spawner thread's `posix_spawn` returned; for the baselines, when `create_subprocess_exec` or
+  `Popen` returned), "ended" when the run is over (crontask: its final record is written in
+  the SQLite store; baselines: the child is reaped and its output read). Ratios are against
+  the stronger of the two baselines, figure by figure: AsyncIOScheduler +
+  `create_subprocess_exec` (asyncio's PidfdChildWatcher) and BackgroundScheduler (10 threads)
+  + `subprocess.run`.
   Each side's command gets its default environment: crontask's minimal one (`--task-env`
   minimal: PATH, HOME, locale and the like, plus the run's CRONTASK_* variables), the
   baseline's the whole inherited environment (`env=None`, which subprocess need not encode).
