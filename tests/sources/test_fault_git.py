@@ -195,6 +195,8 @@ def test_a_helper_that_leaves_the_group_cannot_hold_a_sync_open(
     until the timeout and reporting a failure."""
     remote.write("a.yaml", doc("a"))
     sha = remote.commit()
+    # Only this sync's processes count: a `sleep 300` some other program runs is not its own.
+    others = set(live_processes_mentioning("sleep 300"))
     timeout = 30.0 if escaping_ssh.serve else 2.0
     url = f"ssh://127.0.0.1{remote.bare}"
     source = GitSource(GitOptions(url, timeout=timeout), state, clock=clock)
@@ -208,7 +210,8 @@ def test_a_helper_that_leaves_the_group_cannot_hold_a_sync_open(
     # Not a timing assertion: a sync held by the helper would wait for its 300 s or, when the
     # remote answered, for the whole 30 s timeout, and then fail.
     assert done.wait(10 if escaping_ssh.serve else timeout + 20)
-    assert live_processes_mentioning("sleep 300") == [escaping_ssh.helper()]  # out of reach
+    left = [pid for pid in live_processes_mentioning("sleep 300") if pid not in others]
+    assert left == [escaping_ssh.helper()]  # out of reach
     status = source.status()
     if escaping_ssh.serve:
         assert (status.last_error, status.applied_revision) == (None, sha)
