@@ -118,5 +118,12 @@ def _by_weekday(spec: CronSpec, length: int, first_weekday: int) -> set[int]:
 
 def can_fire(spec: CronSpec) -> bool:
     """Whether some day of some month ``spec`` allows is selected, in some year."""
+    # Every month has at least 28 days, so each weekday: a date up to the 28th with every
+    # weekday allowed, or a weekday with every date allowed, fires whatever the rule joining
+    # the two fields. That is most schedules, and spares them the table of month shapes.
+    if len(spec.weekdays) == 7 and min(spec.days, default=32) <= 28:
+        return True
+    if len(spec.days) == 31 and spec.weekdays:
+        return True
     lengths = {length for month in spec.months for length in MONTH_LENGTHS[month - 1]}
     return any(month_days(spec, length, first) for length in sorted(lengths) for first in range(7))
