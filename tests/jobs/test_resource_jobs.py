@@ -92,7 +92,12 @@ def test_a_crontasks_jobs_are_owned_reported_and_go_with_it(
     assert meta["labels"]["team"] == "ops"
     assert meta["namespace"] == "default"
     # While it runs, status.active names the Job as CronJob's does, and lastRun says which.
-    active = wait_for("status.active", lambda: status(emulator, "report").get("active"))
+    # The entry names the Job from the moment crontask creates it, and gains its uid once
+    # the API server has answered: wait for the complete reference.
+    active = wait_for(
+        "status.active with the Job's uid",
+        lambda: [a for a in status(emulator, "report").get("active") or () if "uid" in a],
+    )
     assert active == [
         {
             "apiVersion": "batch/v1",
