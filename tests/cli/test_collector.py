@@ -1,0 +1,46 @@
+"""`crontask run`'s use of the cyclic collector: rare collections while start-up builds the
+long-lived state, then that state frozen and the usual thresholds back. Checked in a fresh
+interpreter: freezing and thresholds are process-wide and must not leak into the test run."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+
+PROBE = textwrap.dedent(
+    """
+    import gc, json
+    from reconciler.cli.daemon import _collector_for_start_up
+
+    usual = gc.get_threshold()
+    with _collector_for_start_up() as started:
+        during = gc.get_threshold()
+        frozen_at_start = gc.get_freeze_count()
+        built = [[i] for i in range(5000)]  # what the first pass builds
+        started()
+        after = gc.get_threshold()
+        frozen = gc.get_freeze_count() - frozen_at_start
+    try:
+        with _collector_for_start_up():
+            raise RuntimeError("serve failed before start-up ended")
+    except RuntimeError:
+        pass
+    print(json.dumps({
+        "usual": usual, "during": during, "after": after, "frozen": frozen,
+        "after_failure": gc.get_threshold(),
+    }))
+    """
+)
+
+
+def test_start_up_collects_rarely_then_freezes_what_it_built() -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", PROBE], capture_output=True, text=True, timeout=60, check=True
+    )
+    seen = json.loads(done.stdout)
+    assert seen["during"][0] > 10 * seen["usual"][0]
+    assert seen["after"] == seen["usual"]
+    assert seen["frozen"] >= 5000  # what start-up built is out of later collections' way
+    assert seen["after_failure"] == seen["usual"]
