@@ -5,11 +5,12 @@
 
 ``cold``: TASKS tasks in TASKS/10 multi-document files (10 CronTasks per file, yearly slots in
 five zones, a command action with env, retry and timeout) are written to a temporary folder;
-then, in this fresh process and timed from before the source exists: ``DirectorySource``
-refresh (YAML parse + validation) and ``assemble`` (``Reconciler.refresh``), plan and
-``ApsScheduler.apply`` of every task with a "task added" log line each (``Reconciler.apply``),
-and ``ApsScheduler.start()`` plus one turn of the loop, after which every job has its next fire
-time. That is ``crontask run``'s first pass, in its order (apply, then start). ``--running``
+then, in this fresh process, with the garbage collector set as ``crontask run`` sets it while
+it starts (``reconciler/cli/collector.py``), and timed from before the source exists:
+``DirectorySource`` refresh (YAML parse + validation) and ``assemble``
+(``Reconciler.refresh``), plan and ``ApsScheduler.apply`` of every task with a "task added"
+log line each (``Reconciler.apply``), and ``ApsScheduler.start()`` plus one turn of the loop,
+after which every job has its next fire time. That is ``crontask run``'s first pass, in its order (apply, then start). ``--running``
 starts the scheduler first, so every ``add_job`` meets a running scheduler (a resync or a large
 change while running). Then a resync pass that finds nothing changed (``refresh(None)``: every
 file's signature checked, the desired state assembled and planned; ``resync_s``), and with
@@ -57,6 +58,7 @@ EDIT_TIMEOUT = 10.0
 
 async def _cold(tasks: int, running_first: bool, validate: bool = False) -> Json:
     from reconciler import logs
+    from reconciler.cli.collector import start_up_collector
     from reconciler.controller.dispatch import Dispatcher
     from reconciler.controller.reconcile import Reconciler
     from reconciler.runner.base import Actions
@@ -75,21 +77,24 @@ async def _cold(tasks: int, running_first: bool, validate: bool = False) -> Json
         def on_fire(key: str, at: datetime) -> None:
             pass
 
-        started = time.perf_counter()
-        scheduler = ApsScheduler(on_fire)
-        if running_first:
-            scheduler.start()
-        source = DirectorySource([root])
-        idle = Dispatcher(MemoryRunStore(), owner="bench:1:x", actions=Actions([]))
-        reconciler = Reconciler([source], scheduler, idle)
-        keys = reconciler.refresh(None)
-        read = time.perf_counter()
-        result = reconciler.apply(keys, None, started)
-        applied = time.perf_counter()
-        if not running_first:
-            scheduler.start()
-        await asyncio.sleep(0)  # the scheduler's wake-up: it computes its next wait
-        done = time.perf_counter()
+        # The collector as `crontask run` sets it while it starts (reconciler/cli/collector.py).
+        with start_up_collector() as started_up:
+            started = time.perf_counter()
+            scheduler = ApsScheduler(on_fire)
+            if running_first:
+                scheduler.start()
+            source = DirectorySource([root])
+            idle = Dispatcher(MemoryRunStore(), owner="bench:1:x", actions=Actions([]))
+            reconciler = Reconciler([source], scheduler, idle)
+            keys = reconciler.refresh(None)
+            read = time.perf_counter()
+            result = reconciler.apply(keys, None, started)
+            applied = time.perf_counter()
+            if not running_first:
+                scheduler.start()
+            await asyncio.sleep(0)  # the scheduler's wake-up: it computes its next wait
+            done = time.perf_counter()
+            started_up()
         scheduled = sum(scheduler.next_fire_time(k) is not None for k in scheduler.owned())
         for _ in range(3):
             gc.collect()

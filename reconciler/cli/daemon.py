@@ -5,11 +5,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import gc
 import logging
 import socket
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import NoReturn
 
 import uvicorn
@@ -17,6 +16,7 @@ import uvicorn
 from reconciler import logs, web
 from reconciler.api.app import create_app
 from reconciler.api.auth import AuthConfig, AuthConfigError, check_listen, is_loopback
+from reconciler.cli.collector import start_up_collector
 from reconciler.cli.main_helpers import existing_paths
 from reconciler.controller.cluster import Timing
 from reconciler.controller.jobs import JobOptions
@@ -87,43 +87,10 @@ def run(args: argparse.Namespace) -> int:
     )
     http = None if args.listen == "off" else http_server(args)
     try:
-        with _collector_for_start_up() as started:
+        with start_up_collector() as started:
             return asyncio.run(serve(options, http=http, on_started=started))
     except KubernetesConfigError as err:
         raise SystemExit(f"crontask: {err}") from None
-
-
-# Allocations between two collections of the youngest generation while crontask starts. The
-# first pass builds every task's definition, schedule and job, all of which live as long as
-# the process; under the default threshold (700) each full collection walks all that was
-# built so far, again and again: 0.6-0.9 s of a 3.5 s start-up at 10 000 tasks. Young cycles
-# are still collected, every so many allocations, so start-up's garbage stays bounded.
-_START_UP_THRESHOLD = 100_000
-
-
-@contextlib.contextmanager
-def _collector_for_start_up() -> Iterator[Callable[[], None]]:
-    """Freeze what the imports built and collect rarely until the first pass has applied; the
-    function yielded, called once crontask has started, freezes what start-up built and
-    returns to the usual thresholds, so that later collections never walk the long-lived
-    state (at 10 000 tasks that walk showed as pauses in the middle of a pass). The usual
-    thresholds come back however serve ends."""
-    gc.collect()  # the imports' garbage (some 50 ms), so that it is freed, not frozen
-    gc.freeze()
-    usual = gc.get_threshold()
-    gc.set_threshold(_START_UP_THRESHOLD, *usual[1:])
-
-    def started() -> None:
-        # No collection first: it would walk everything start-up built (0.2 s at 10 000
-        # tasks) in the event loop's time, and start-up leaves no garbage in cycles (none
-        # found there at 10 000 tasks; tests/sources/test_documents.py keeps the reader so).
-        gc.freeze()
-        gc.set_threshold(*usual)
-
-    try:
-        yield started
-    finally:
-        gc.set_threshold(*usual)
 
 
 def notifications(args: argparse.Namespace) -> Notifications | None:

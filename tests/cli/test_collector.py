@@ -12,10 +12,10 @@ import textwrap
 PROBE = textwrap.dedent(
     """
     import gc, json
-    from reconciler.cli.daemon import _collector_for_start_up
+    from reconciler.cli.collector import start_up_collector
 
     usual = gc.get_threshold()
-    with _collector_for_start_up() as started:
+    with start_up_collector() as started:
         during = gc.get_threshold()
         frozen_at_start = gc.get_freeze_count()
         built = [[i] for i in range(5000)]  # what the first pass builds
@@ -23,7 +23,7 @@ PROBE = textwrap.dedent(
         after = gc.get_threshold()
         frozen = gc.get_freeze_count() - frozen_at_start
     try:
-        with _collector_for_start_up():
+        with start_up_collector():
             raise RuntimeError("serve failed before start-up ended")
     except RuntimeError:
         pass
