@@ -5,18 +5,18 @@
 
 ``cold``: TASKS tasks in TASKS/10 multi-document files (10 CronTasks per file, yearly slots in
 five zones, a command action with env, retry and timeout) are written to a temporary folder;
-then, in this fresh process, with the garbage collector set as ``crontask run`` sets it while
-it starts (``reconciler/cli/collector.py``), and timed from before the source exists:
-``DirectorySource`` refresh (YAML parse + validation) and ``assemble``
-(``Reconciler.refresh``), plan and ``ApsScheduler.apply`` of every task with a "task added"
-log line each (``Reconciler.apply``), and ``ApsScheduler.start()`` plus one turn of the loop,
-after which every job has its next fire time. That is ``crontask run``'s first pass, in its order (apply, then start). ``--running``
-starts the scheduler first, so every ``add_job`` meets a running scheduler (a resync or a large
-change while running). Then a resync pass that finds nothing changed (``refresh(None)``: every
-file's signature checked, the desired state assembled and planned; ``resync_s``), and with
-``--validate`` the time ``crontask validate DIR`` (a fresh process) takes on the same folder.
-The same process reports the resident memory the tasks cost: RSS after
-(after ``gc.collect()``) minus RSS before, over TASKS.
+then, in this fresh process, with the garbage collector set as ``crontask run`` sets it while it
+starts (``reconciler/cli/collector.py``), and timed from before the source exists:
+``DirectorySource`` refresh (YAML parse + validation) and ``assemble`` (``Reconciler.refresh``),
+plan and ``ApsScheduler.apply`` of every task with a "task added" log line each
+(``Reconciler.apply``), and ``ApsScheduler.start()`` plus one turn of the loop, after which
+every job has its next fire time. That is ``crontask run``'s first pass, in its order (apply,
+then start). ``--running`` starts the scheduler first, so every ``add_job`` meets a running
+scheduler (a resync or a large change while running). Then a resync pass that finds nothing
+changed (``refresh(None)``: every file's signature checked, the desired state assembled and
+planned; ``resync_s``), and with ``--validate`` the time ``crontask validate DIR`` (a fresh
+process) takes on the same folder. The same process reports the resident memory the tasks cost:
+RSS after (after ``gc.collect()``) minus RSS before, over TASKS.
 
 ``edit``: the real ``crontask run`` (``python -m reconciler run DIR``, SQLite state in the temp
 folder, log lines on stderr) on TASKS tasks; after its "crontask started" line, EDITS times one

@@ -11,6 +11,7 @@ from typing import Any
 
 import yaml
 
+from reconciler.cli.collector import rare_collections
 from reconciler.cli.main_helpers import (
     add_max_file_size_arg,
     bounded_int,
@@ -107,8 +108,9 @@ def add_parsers(commands: Any) -> None:
 
 def load(paths: list[Path], max_file_size: int) -> tuple[DesiredState, DirectorySource]:
     source = DirectorySource(paths, max_file_size=max_file_size)
-    source.refresh(None)
-    return assemble(source.definitions(), source.errors()), source
+    with rare_collections():
+        source.refresh(None)
+        return assemble(source.definitions(), source.errors()), source
 
 
 def run_validate(args: argparse.Namespace) -> int:

@@ -44,3 +44,28 @@ def test_start_up_collects_rarely_then_freezes_what_it_built() -> None:
     assert seen["after"] == seen["usual"]
     assert seen["frozen"] >= 5000  # what start-up built is out of later collections' way
     assert seen["after_failure"] == seen["usual"]
+
+
+def test_loading_a_folder_collects_rarely_and_restores_the_thresholds() -> None:
+    probe = textwrap.dedent(
+        """
+        import gc, json
+        from reconciler.cli.collector import rare_collections
+
+        usual = gc.get_threshold()
+        try:
+            with rare_collections():
+                during = gc.get_threshold()
+                raise ValueError("a folder that fails to load")
+        except ValueError:
+            pass
+        print(json.dumps({"usual": usual, "during": during, "after": gc.get_threshold()}))
+        """
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True
+    )
+    seen = json.loads(done.stdout)
+    assert seen["during"][0] > 10 * seen["usual"][0]
+    assert seen["during"][1:] == seen["usual"][1:]
+    assert seen["after"] == seen["usual"]
