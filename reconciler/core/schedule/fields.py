@@ -19,6 +19,7 @@ looks like one of them is refused with a message saying what is allowed where.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import re
 from typing import NoReturn
 
@@ -134,7 +135,7 @@ def parse_cron(expression: str, first_column: int = 0) -> CronSpec:
         )
     fields = _SIX if len(words) == 6 else _FIVE
     values = {
-        field.name: _parse_field(text, field, column)
+        field.name: _field_values(text, field, column)
         for field, (text, column) in zip(fields, words, strict=True)
     }
     texts = {field.name: text for field, (text, _) in zip(fields, words, strict=True)}
@@ -180,6 +181,24 @@ def _check_fires(spec: CronSpec, texts: dict[str, str], column: int) -> None:
     raise ScheduleError(
         f"never fires: no day is both day-of-month {dom} and day-of-week {dow}{in_months}", column
     )
+
+
+def _field_values(text: str, field: _Field, column: int) -> _Values:
+    """A field's values, from a cache of the fields seen: tasks share their fields far more
+    than their whole expressions (100 000 tasks spread over the hours and minutes of the year
+    have as many expressions but a few hundred distinct fields), so a pass that meets more
+    expressions than ``_parse_cron``'s cache holds still parses each field once. The values
+    are read, never changed, by ``parse_cron``. A field in error is parsed again at its
+    column, for the message."""
+    try:
+        return _known_field(text, field)
+    except ScheduleError:
+        return _parse_field(text, field, column)
+
+
+@functools.lru_cache(maxsize=4096)
+def _known_field(text: str, field: _Field) -> _Values:
+    return _parse_field(text, field, 0)
 
 
 def _parse_field(text: str, field: _Field, column: int) -> _Values:
