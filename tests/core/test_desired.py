@@ -78,3 +78,43 @@ def test_reassemble_leaves_the_previous_state_alone() -> None:
     previous = assemble([definition("a"), definition("b")])
     reassemble(previous, {"default/a"}, [])
     assert set(previous.tasks) == {"default/a", "default/b"}
+
+
+@given(
+    edits=st.lists(
+        st.tuples(st.integers(0, 199), st.sampled_from(["x.yaml", "y.yaml", None])),
+        min_size=1,
+        max_size=400,
+    )
+)
+def test_a_long_run_of_edits_agrees_with_assembling_everything(
+    edits: list[tuple[int, str | None]],
+) -> None:
+    # Edits pile up in a layer over the last full mapping and are folded in now and then:
+    # after every edit the mapping must read as a plain one, whichever form it has.
+    where: dict[str, str] = {f"t{i}": "x.yaml" for i in range(0, 200, 2)}
+    state = assemble([definition(name, path=path) for name, path in where.items()])
+    for number, path in edits:
+        name = f"t{number}"
+        if path is None:
+            where.pop(name, None)
+        else:
+            where[name] = path
+        new = [definition(name, path=path)] if path is not None else []
+        state = reassemble(state, {f"default/{name}"}, new)
+        expected = assemble([definition(n, path=p) for n, p in where.items()])
+        assert dict(state.tasks) == dict(expected.tasks)
+        assert len(state.tasks) == len(expected.tasks)
+        assert set(state.tasks) == set(expected.tasks)
+        assert (f"default/{name}" in state.tasks) == (path is not None)
+
+
+def test_removing_every_task_one_edit_at_a_time_leaves_none() -> None:
+    # More changes than a layer holds: removals are folded into a full mapping on the way.
+    names = [f"t{i}" for i in range(300)]
+    state = assemble([definition(name) for name in names])
+    for count, name in enumerate(names, start=1):
+        state = reassemble(state, {f"default/{name}"}, [])
+        assert len(state.tasks) == len(names) - count
+        assert set(state.tasks) == {f"default/{n}" for n in names[count:]}
+        assert f"default/{name}" not in state.tasks
