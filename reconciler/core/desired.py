@@ -216,7 +216,9 @@ def _settle(
 
 
 def _state(
-    tasks: Mapping[str, Definition], conflicts: dict[str, Conflict], errors: Iterable[DefinitionError]
+    tasks: Mapping[str, Definition],
+    conflicts: dict[str, Conflict],
+    errors: Iterable[DefinitionError],
 ) -> DesiredState:
     return DesiredState(
         tasks=tasks,
