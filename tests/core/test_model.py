@@ -104,3 +104,26 @@ def test_json_schema_rejects_unknown_fields() -> None:
     doc = task_doc()
     doc["spec"]["schedul"] = "typo"
     assert not validator.is_valid(doc)
+
+
+def test_tasks_of_one_shape_share_the_record_of_the_fields_they_gave() -> None:
+    # Pydantic keeps, per instance, which fields the input gave: a set of its own, five per
+    # task, a quarter of a task's memory. Tasks of the same shape share one frozen set.
+    first = CronTask.model_validate(task_doc("a", schedule="0 1 * * *"))
+    second = CronTask.model_validate(task_doc("b", schedule="0 2 * * *"))
+    other = CronTask.model_validate(task_doc("c", suspend=True))
+    assert first.spec.model_fields_set == {"schedule", "command"}
+    assert first.spec.__pydantic_fields_set__ is second.spec.__pydantic_fields_set__
+    assert first.metadata.__pydantic_fields_set__ is second.metadata.__pydantic_fields_set__
+    assert other.spec.model_fields_set == {"schedule", "command", "suspend"}
+    # What reads the record still reads it.
+    assert other.spec.model_dump(exclude_unset=True)["suspend"] is True
+    assert "suspend" not in first.spec.model_dump(exclude_unset=True)
+    # A copy with changes records them on a set of its own, not on the shared one.
+    changed = first.model_copy(update={"spec": other.spec})
+    assert changed.model_fields_set == {"api_version", "kind", "metadata", "spec"}
+    assert first.spec.model_fields_set == {"schedule", "command"}
+    assert second.spec.model_fields_set == {"schedule", "command"}
+    edited = first.spec.model_copy(update={"suspend": True})
+    assert edited.model_fields_set == {"schedule", "command", "suspend"}
+    assert second.spec.model_fields_set == {"schedule", "command"}
