@@ -19,6 +19,7 @@ A document that passes ``measure`` with a budget of N values can be walked by an
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 import yaml
@@ -31,6 +32,7 @@ SEQ = "tag:yaml.org,2002:seq"
 MERGE = "tag:yaml.org,2002:merge"  # the `<<` key: the constructor merges, never constructs it
 _NUMBERS = ("tag:yaml.org,2002:int", "tag:yaml.org,2002:float")
 _TAG_PREFIX = "tag:yaml.org,2002:"
+_INTERNED_LENGTH = 64
 
 
 class NotPlain(Exception):
@@ -82,7 +84,10 @@ class _PlainBuilder:
         kind = type(current)
         if kind is yaml.ScalarNode:
             if current.tag == STR:
-                return current.value
+                value: str = current.value
+                # Short values repeat across tasks (namespaces, zones, commands, images) and
+                # the definitions keep them for as long as the tasks live: one copy each.
+                return sys.intern(value) if len(value) <= _INTERNED_LENGTH else value
             if current.tag in _NUMBERS and len(current.value) > self.number_length:
                 raise Exceeded
             if self.constructor is None:

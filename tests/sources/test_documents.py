@@ -159,3 +159,16 @@ def test_reading_leaves_no_garbage_for_the_cyclic_collector() -> None:
         assert gc.collect() == 0
     finally:
         gc.enable()
+
+
+def test_short_values_repeated_across_tasks_are_kept_once() -> None:
+    # The definitions live as long as their tasks: a namespace or a command written in every
+    # task is one string in memory, not one per task.
+    parsed = parse_text(GOOD + "---\n" + GOOD.replace("backup", "restore"), "t.yaml")
+    first, second = (d.task for d in parsed.definitions)
+    assert first.metadata.name != second.metadata.name
+    assert first.metadata.namespace is second.metadata.namespace
+    assert first.spec.schedule is second.spec.schedule
+    assert first.spec.command is not None
+    assert second.spec.command is not None
+    assert first.spec.command.args[0] is second.spec.command.args[0]
