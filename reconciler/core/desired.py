@@ -142,6 +142,8 @@ def _layered(
     of 100 000 entries was most of an edit's pass. The changes pile up in a layer over the
     last full mapping until they are a thirty-second of it, then one copy folds them in (so
     an edit costs O(1) amortised)."""
+    if not changes:
+        return tasks  # a pass that changed nothing (an API poll, say) keeps what it had
     if isinstance(tasks, _Layered):
         base, changes = tasks.base, {**tasks.changes, **changes}
     else:

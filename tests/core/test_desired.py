@@ -118,3 +118,8 @@ def test_removing_every_task_one_edit_at_a_time_leaves_none() -> None:
         assert len(state.tasks) == len(names) - count
         assert set(state.tasks) == {f"default/{n}" for n in names[count:]}
         assert f"default/{name}" not in state.tasks
+
+
+def test_a_pass_that_changes_nothing_keeps_the_same_mapping() -> None:
+    previous = assemble([definition("a"), definition("b")])
+    assert reassemble(previous, set(), []).tasks is previous.tasks
