@@ -16,7 +16,9 @@ scheduler (a resync or a large change while running). Then a resync pass that fi
 changed (``refresh(None)``: every file's signature checked, the desired state assembled and
 planned; ``resync_s``), and with ``--validate`` the time ``crontask validate DIR`` (a fresh
 process) takes on the same folder. The same process reports the resident memory the tasks cost:
-RSS after (after ``gc.collect()``) minus RSS before, over TASKS.
+RSS after (after ``gc.collect()``) minus RSS before, over TASKS, and the seconds the cold start
+spent in garbage collections (``gc_s``); ``--default-collector`` runs it under Python's default
+thresholds instead, for comparison.
 
 ``edit``: the real ``crontask run`` (``python -m reconciler run DIR``, SQLite state in the temp
 folder, log lines on stderr) on TASKS tasks; after its "crontask started" line, EDITS times one
@@ -30,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import gc
 import os
 import queue
@@ -41,6 +44,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
 
@@ -56,7 +60,9 @@ EDIT_TIMEOUT = 10.0
 # -- cold start --------------------------------------------------------------------------------
 
 
-async def _cold(tasks: int, running_first: bool, validate: bool = False) -> Json:
+async def _cold(
+    tasks: int, running_first: bool, validate: bool = False, default_collector: bool = False
+) -> Json:
     from reconciler import logs
     from reconciler.cli.collector import start_up_collector
     from reconciler.controller.dispatch import Dispatcher
@@ -77,8 +83,12 @@ async def _cold(tasks: int, running_first: bool, validate: bool = False) -> Json
         def on_fire(key: str, at: datetime) -> None:
             pass
 
-        # The collector as `crontask run` sets it while it starts (reconciler/cli/collector.py).
-        with start_up_collector() as started_up:
+        # The collector as `crontask run` sets it while it starts (reconciler/cli/collector.py),
+        # or, with --default-collector, Python's defaults (what start-up paid before).
+        collecting = _CollectionTime()
+        gc.callbacks.append(collecting.callback)
+        policy = _default_collector() if default_collector else start_up_collector()
+        with policy as started_up:
             started = time.perf_counter()
             scheduler = ApsScheduler(on_fire)
             if running_first:
@@ -95,6 +105,7 @@ async def _cold(tasks: int, running_first: bool, validate: bool = False) -> Json
             await asyncio.sleep(0)  # the scheduler's wake-up: it computes its next wait
             done = time.perf_counter()
             started_up()
+        gc.callbacks.remove(collecting.callback)
         scheduled = sum(scheduler.next_fire_time(k) is not None for k in scheduler.owned())
         for _ in range(3):
             gc.collect()
@@ -120,10 +131,32 @@ async def _cold(tasks: int, running_first: bool, validate: bool = False) -> Json
             "rss_before": rss_before,
             "rss_after": rss_after,
             "rss_per_task": (rss_after - rss_before) / tasks,
+            "gc_s": collecting.seconds,
             "resync_s": resync_s,
             "resync_changes": len(resync.plan.steps),
             "validate_s": validate_s,
         }
+
+
+class _CollectionTime:
+    """Seconds spent in the garbage collector's collections, from ``gc.callbacks``."""
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+        self._began = 0.0
+
+    def callback(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._began = time.perf_counter()
+        else:
+            self.seconds += time.perf_counter() - self._began
+
+
+@contextlib.contextmanager
+def _default_collector() -> Iterator[Callable[[], None]]:
+    """Python's default collector thresholds, frozen once started (crontask before
+    reconciler/cli/collector.py)."""
+    yield gc.freeze
 
 
 def _validate(root: Path) -> float:
@@ -263,12 +296,17 @@ def main(argv: list[str] | None = None) -> int:
     cold.add_argument("tasks", type=int)
     cold.add_argument("--running", action="store_true")
     cold.add_argument("--validate", action="store_true", help="also time `crontask validate`")
+    cold.add_argument(
+        "--default-collector",
+        action="store_true",
+        help="Python's default collector thresholds instead of crontask run's start-up policy",
+    )
     edit = commands.add_parser("edit")
     edit.add_argument("tasks", type=int)
     edit.add_argument("edits", type=int)
     args = parser.parse_args(argv)
     if args.what == "cold":
-        emit(asyncio.run(_cold(args.tasks, args.running, args.validate)))
+        emit(asyncio.run(_cold(args.tasks, args.running, args.validate, args.default_collector)))
     else:
         emit(_edit(args.tasks, args.edits))
     return 0
