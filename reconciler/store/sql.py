@@ -29,14 +29,12 @@ import contextlib
 import dataclasses
 import json
 from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
 import sqlalchemy as sa
 from sqlalchemy import exc
-from sqlalchemy.dialects.postgresql import Insert as PgInsert
 from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import Insert as SqliteInsert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection, Engine
 
@@ -172,6 +170,17 @@ class SqlRunStore:
         self._engine = engine
         self._sqlite = engine.dialect.name == "sqlite"
         self._closed = False
+        # Built once: a statement built per call is traversed for its cache key on every
+        # execution, which was most of a burst's claims and saves in the store's threads.
+        insert = sqlite_insert(runs) if self._sqlite else pg_insert(runs)
+        # Rows that exist are skipped, and RETURNING says which were inserted.
+        self._claim_stmt = insert.on_conflict_do_nothing(
+            index_elements=["id", "attempt"]
+        ).returning(_c.id, _c.attempt)
+        self._save_stmt = insert.on_conflict_do_update(
+            index_elements=["id", "attempt"],
+            set_={name: insert.excluded[name] for name in _MUTABLE},
+        )
 
     @classmethod
     def open(cls, url: str) -> SqlRunStore:
@@ -190,11 +199,40 @@ class SqlRunStore:
         except BaseException:
             engine.dispose()
             raise
-        return cls(engine)
+        store = cls(engine)
+        store._compile_writes()
+        return store
 
     @property
     def engine(self) -> Engine:
         return self._engine
+
+    def _compile_writes(self) -> None:
+        """Compile the claim and save statements now, for one row and for several, in a
+        transaction rolled back. Compiling them took a millisecond of the first burst, in the
+        store's thread, which gets the GIL only when the event loop lets go of it: the first
+        process of the first burst started that much later."""
+        slot = datetime(1970, 1, 1, tzinfo=UTC)
+        rows = [
+            _record_to_row(
+                RunRecord(
+                    id=f"compile.{n}",
+                    task="compile",
+                    scheduled_at=slot,
+                    trigger=Trigger.SCHEDULE,
+                    status=RunStatus.RUNNING,
+                )
+            )
+            for n in range(2)
+        ]
+        with translated_errors(), self._engine.connect() as conn:
+            if self._sqlite:
+                conn.execution_options(**{BEGIN_OPTION: "IMMEDIATE"})
+            tx = conn.begin()
+            for statement in (self._claim_stmt, self._save_stmt):
+                conn.execute(statement, rows[:1]).close()
+                conn.execute(statement, rows).close()
+            tx.rollback()
 
     # -- connections ---------------------------------------------------------------------------
 
@@ -225,14 +263,9 @@ class SqlRunStore:
             return []
         keys = [(r.id, r.attempt) for r in records]
         rows = [_record_to_row(normalized(r)) for r in records]
-        insert = self._upsertable_insert()
-        # One statement for the batch; rows that exist are skipped, and RETURNING says which
-        # were inserted. Same atomicity per row as claim(): the primary key decides.
-        stmt = insert.on_conflict_do_nothing(index_elements=["id", "attempt"]).returning(
-            _c.id, _c.attempt
-        )
+        # One statement for the batch. Same atomicity per row as claim(): the primary key decides.
         with self._tx(write=True) as conn:
-            inserted = {(row.id, row.attempt) for row in conn.execute(stmt, rows)}
+            inserted = {(row.id, row.attempt) for row in conn.execute(self._claim_stmt, rows)}
         seen: set[tuple[str, int]] = set()
         claimed: list[bool] = []
         for key in keys:  # a key twice in one batch: only its first record is the claim
@@ -255,19 +288,8 @@ class SqlRunStore:
         latest = {(r.id, r.attempt): _record_to_row(normalized(r)) for r in records}
         if not latest:
             return
-        insert = self._upsertable_insert()
-        stmt = insert.on_conflict_do_update(
-            index_elements=["id", "attempt"],
-            set_={name: insert.excluded[name] for name in _MUTABLE},
-        )
         with self._tx(write=True) as conn:
-            conn.execute(stmt, list(latest.values()))
-
-    def _upsertable_insert(self) -> SqliteInsert | PgInsert:
-        """An INSERT into runs in the dialect that offers ON CONFLICT."""
-        if self._engine.dialect.name == "sqlite":
-            return sqlite_insert(runs)
-        return pg_insert(runs)
+            conn.execute(self._save_stmt, list(latest.values()))
 
     def get(self, run_id: str, attempt: int | None = None) -> RunRecord | None:
         stmt = sa.select(runs).where(_c.id == run_id)

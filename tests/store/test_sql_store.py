@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import random
 import sqlite3
 import threading
@@ -184,6 +185,31 @@ def test_store_is_unavailable_once_its_database_is_gone(tmp_path: Path) -> None:
 
 
 # -- both back ends ----------------------------------------------------------------------------
+
+
+def test_the_first_claims_and_saves_find_their_statements_compiled(sql_store: RunStore) -> None:
+    """A fresh store compiled its writes when it opened (the first burst of runs must not pay
+    for it), and that left no row behind."""
+    store = _sql(sql_store)
+    assert store.query(RunQuery(limit=10)).items == []
+    misses: list[str] = []
+
+    def note(conn: object, cursor: object, statement: str, *args: object) -> None:
+        context = args[-2]
+        if getattr(context, "cache_hit", None) == context.dialect.CACHE_MISS:  # type: ignore[attr-defined]
+            misses.append(statement)
+
+    event.listen(store.engine, "after_cursor_execute", note)
+    try:
+        one, two, three = (rec(f"ns/t{i}", 0) for i in range(3))
+        assert store.claim_many([one]) == [True]
+        assert store.claim_many([two, three]) == [True, True]
+        store.save_many([dataclasses.replace(one, status=RunStatus.SUCCEEDED)])
+        store.save_many([dataclasses.replace(r, status=RunStatus.FAILED) for r in (two, three)])
+    finally:
+        event.remove(store.engine, "after_cursor_execute", note)
+    assert misses == []
+    assert store.get(one.id) == dataclasses.replace(one, status=RunStatus.SUCCEEDED)
 
 
 def test_insert_many(sql_store: RunStore) -> None:
