@@ -30,10 +30,8 @@ only.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import enum
 import errno
-import math
 import os
 import signal
 import subprocess
@@ -43,18 +41,17 @@ from collections.abc import Mapping, Sequence
 from reconciler.core.desired import Definition
 from reconciler.core.runs import RunRecord, RunStatus
 from reconciler.runner.base import Outcome, run_environment
+from reconciler.runner.group import Group, group_state, signal_group
+from reconciler.runner.output import TailReader
 from reconciler.runner.process import Child, spawn_soon
 
 # After the main process has exited and its group has been cleaned up, only a process that
 # escaped the group can still hold the output pipe open; we do not wait long for it.
 _DRAIN_TIMEOUT = 1.0
-_READ_CHUNK = 64 * 1024
 # Polling for the group to empty after SIGTERM: fast at first (most commands die at once),
 # then backing off so that long grace periods cost little.
 _POLL_FIRST = 0.01
 _POLL_MAX = 0.1
-# How stale a /proc census may be before it is taken again (see _GroupCensus).
-_CENSUS_MAX_AGE = 0.1
 
 # Supervisors that outlive a run() call cancelled twice: a strong reference keeps them from being
 # garbage-collected before they have finished killing their group.
@@ -69,89 +66,6 @@ class _End(enum.Enum):
     CANCELLED = enum.auto()
 
 
-class _Group(enum.Enum):
-    GONE = enum.auto()
-    ZOMBIES_ONLY = enum.auto()
-    ALIVE = enum.auto()
-
-
-class _GroupCensus:
-    """Which process groups have live (non-zombie) members, as read from ``/proc``.
-
-    ``killpg(pgid, 0)`` also succeeds when only zombies are left, and where PID 1 does not reap
-    orphans (containers without an init) a killed grandchild stays a zombie for good: trusting
-    ``killpg`` alone would make every such run wait out its whole grace period and then KILL
-    the dead. One scan is shared by every run asking within ``_CENSUS_MAX_AGE``, so a shutdown
-    terminating thousands of runs does not scan ``/proc`` thousands of times.
-    """
-
-    def __init__(self) -> None:
-        self._scanned_at = -math.inf
-        self._live: frozenset[int] | None = None
-
-    def live_groups(self, *, fresh_since: float) -> frozenset[int] | None:
-        """Groups with a live member, per a scan begun after ``fresh_since`` (time.monotonic).
-
-        None when ``/proc`` cannot be read (not Linux): then nothing is known to be a zombie.
-        """
-        now = time.monotonic()
-        if self._scanned_at < fresh_since or now - self._scanned_at > _CENSUS_MAX_AGE:
-            self._live = _scan_live_groups()
-            self._scanned_at = now
-        return self._live
-
-
-def _scan_live_groups() -> frozenset[int] | None:
-    live: set[int] = set()
-    try:
-        entries = os.scandir("/proc")
-    except OSError:
-        return None
-    with entries:
-        for entry in entries:
-            if not entry.name.isdigit():
-                continue
-            try:
-                with open(f"/proc/{entry.name}/stat", "rb") as f:
-                    stat = f.read()
-            except OSError:
-                continue  # exited (and reaped) since the directory was listed
-            # The command name may contain spaces and parentheses: fields are counted from the
-            # last ')'. After it come: state, ppid, pgrp, ...
-            fields = stat[stat.rfind(b")") + 2 :].split()
-            if len(fields) >= 3 and fields[0] not in (b"Z", b"X"):
-                live.add(int(fields[2]))
-    return frozenset(live)
-
-
-_census = _GroupCensus()
-
-
-def _signal_group(pgid: int | None, sig: int) -> None:
-    # killpg(0) would signal our own group and killpg(1) means kill(-1): every process we may
-    # signal. Neither can be the pgid of a child started in a new session, but a bug here would
-    # take the whole host down with it, so refuse them (and our own group) outright.
-    if pgid is None or pgid <= 1 or pgid == os.getpgrp():
-        return
-    # ESRCH: the group is already gone. EPERM: only processes we may not signal are left (e.g.
-    # a setuid program); there is nothing more we can do about them.
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pgid, sig)
-
-
-def _group_state(pgid: int, *, fresh_since: float) -> _Group:
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return _Group.GONE
-    except PermissionError:
-        pass  # it exists, we just may not signal all of it
-    live = _census.live_groups(fresh_since=fresh_since)
-    if live is None or pgid in live:
-        return _Group.ALIVE
-    return _Group.ZOMBIES_ONLY
-
-
 def _format_seconds(seconds: float) -> str:
     return f"{seconds:g}s"
 
@@ -161,73 +75,6 @@ def _signal_name(signum: int) -> str:
         return signal.Signals(signum).name
     except ValueError:
         return f"signal {signum}"
-
-
-class _TailReader:
-    """Reads a pipe on the event loop, keeping only its last ``limit`` bytes."""
-
-    def __init__(self, loop: asyncio.AbstractEventLoop, fd: int, limit: int) -> None:
-        self._loop = loop
-        self._fd = fd
-        self._limit = limit
-        self._buf = bytearray()
-        self._total = 0
-        self._eof = asyncio.Event()
-        self._watching = False
-        self._closed = False
-        os.set_blocking(fd, False)
-        loop.add_reader(fd, self._on_readable)
-        self._watching = True
-
-    def _on_readable(self) -> None:
-        try:
-            chunk = os.read(self._fd, _READ_CHUNK)
-        except (BlockingIOError, InterruptedError):
-            return
-        except OSError:
-            chunk = b""  # treat a broken pipe like its end
-        if not chunk:
-            self._unwatch()
-            self._eof.set()
-            return
-        self._total += len(chunk)
-        self._buf += chunk
-        # Trimming after every chunk keeps memory at limit + one chunk however much is printed.
-        excess = len(self._buf) - self._limit
-        if excess > 0:
-            del self._buf[:excess]
-
-    async def drain(self, timeout: float) -> None:
-        """Wait for end of file, but at most ``timeout`` seconds."""
-        if self._eof.is_set():
-            return  # the usual case: the pipe closed with the process
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(timeout):
-                await self._eof.wait()
-
-    def _unwatch(self) -> None:
-        if self._watching:
-            self._loop.remove_reader(self._fd)
-            self._watching = False
-
-    def close(self) -> None:
-        if not self._closed:
-            self._unwatch()
-            os.close(self._fd)
-            self._closed = True
-
-    def text(self) -> str:
-        data = bytes(self._buf)
-        dropped = self._total - len(data)
-        if not dropped:
-            return data.decode("utf-8", errors="replace")
-        # The cut may have split a UTF-8 sequence: drop its orphaned continuation bytes (at most
-        # three) rather than start the tail with a replacement character.
-        skip = 0
-        while skip < min(3, len(data)) and 0x80 <= data[skip] <= 0xBF:
-            skip += 1
-        tail = data[skip:].decode("utf-8", errors="replace")
-        return f"[... {dropped + skip} bytes truncated ...]\n{tail}"
 
 
 class CommandRun:
@@ -330,7 +177,7 @@ class CommandRun:
         assert self._pid is not None
         loop = asyncio.get_running_loop()
         term_sent_at = time.monotonic()
-        _signal_group(self._pid, signal.SIGTERM)
+        signal_group(self._pid, signal.SIGTERM)
         deadline = loop.time() + self._kill_grace
         delay = _POLL_FIRST
         while True:
@@ -338,18 +185,18 @@ class CommandRun:
             # lets runs terminated together (timeouts in one tick, shutdown) share one census.
             await asyncio.sleep(min(delay, max(deadline - loop.time(), 0)))
             delay = min(delay * 2, _POLL_MAX)
-            state = _group_state(self._pid, fresh_since=term_sent_at)
-            if state is _Group.GONE:
+            state = group_state(self._pid, fresh_since=term_sent_at)
+            if state is Group.GONE:
                 return
-            if state is _Group.ZOMBIES_ONLY:
+            if state is Group.ZOMBIES_ONLY:
                 # Nothing left to wait for. The KILL is harmless to zombies (which keep the
                 # pgid from being reused) and catches a member forked while /proc was scanned.
-                _signal_group(self._pid, signal.SIGKILL)
+                signal_group(self._pid, signal.SIGKILL)
                 return
             if loop.time() >= deadline:
                 break
         self._escalated = True
-        _signal_group(self._pid, signal.SIGKILL)
+        signal_group(self._pid, signal.SIGKILL)
 
     async def _supervise(self) -> Outcome:
         assert self._loop is not None
@@ -374,7 +221,7 @@ class CommandRun:
         self._pid = child.pid
         self._spawned = True
         self.started.set()
-        reader = _TailReader(self._loop, read_fd, self._output_limit)
+        reader = TailReader(self._loop, read_fd, self._output_limit)
         try:
             if self._end is not None:
                 self._begin_termination()  # stop() or cancellation arrived while spawning
@@ -383,8 +230,8 @@ class CommandRun:
             leftovers = False
             if self._terminator is None:
                 # The run owns its group: what the main process left behind goes with it.
-                state = _group_state(self._pid, fresh_since=time.monotonic())
-                if state is _Group.ALIVE:
+                state = group_state(self._pid, fresh_since=time.monotonic())
+                if state is Group.ALIVE:
                     leftovers = True
                     self._terminator = self._loop.create_task(self._terminate_group())
             if self._terminator is not None:
@@ -392,7 +239,7 @@ class CommandRun:
             await reader.drain(_DRAIN_TIMEOUT)
         except asyncio.CancelledError:
             # run() shields this task, so this is the event loop going away: no time for grace.
-            _signal_group(self._pid, signal.SIGKILL)
+            signal_group(self._pid, signal.SIGKILL)
             child.abandon()
             raise
         finally:

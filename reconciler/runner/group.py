@@ -1,0 +1,102 @@
+"""The process group a command run owns: signalling it, and knowing when it is empty.
+
+A command is started in a new session, so its pid is its group's id, and whatever it forks
+stays in that group unless it leaves on purpose. ``CommandRun`` signals the group, never
+single pids, and asks ``group_state`` whether anything in it still lives.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import enum
+import math
+import os
+import time
+
+# How stale a /proc census may be before it is taken again (see _GroupCensus).
+_CENSUS_MAX_AGE = 0.1
+
+
+class Group(enum.Enum):
+    """What is left of a group: nothing, only zombies (dead, not yet reaped), or a live one."""
+
+    GONE = enum.auto()
+    ZOMBIES_ONLY = enum.auto()
+    ALIVE = enum.auto()
+
+
+class _GroupCensus:
+    """Which process groups have live (non-zombie) members, as read from ``/proc``.
+
+    ``killpg(pgid, 0)`` also succeeds when only zombies are left, and where PID 1 does not reap
+    orphans (containers without an init) a killed grandchild stays a zombie for good: trusting
+    ``killpg`` alone would make every such run wait out its whole grace period and then KILL
+    the dead. One scan is shared by every run asking within ``_CENSUS_MAX_AGE``, so a shutdown
+    terminating thousands of runs does not scan ``/proc`` thousands of times.
+    """
+
+    def __init__(self) -> None:
+        self._scanned_at = -math.inf
+        self._live: frozenset[int] | None = None
+
+    def live_groups(self, *, fresh_since: float) -> frozenset[int] | None:
+        """Groups with a live member, per a scan begun after ``fresh_since`` (time.monotonic).
+
+        None when ``/proc`` cannot be read (not Linux): then nothing is known to be a zombie.
+        """
+        now = time.monotonic()
+        if self._scanned_at < fresh_since or now - self._scanned_at > _CENSUS_MAX_AGE:
+            self._live = _scan_live_groups()
+            self._scanned_at = now
+        return self._live
+
+
+def _scan_live_groups() -> frozenset[int] | None:
+    live: set[int] = set()
+    try:
+        entries = os.scandir("/proc")
+    except OSError:
+        return None
+    with entries:
+        for entry in entries:
+            if not entry.name.isdigit():
+                continue
+            try:
+                with open(f"/proc/{entry.name}/stat", "rb") as f:
+                    stat = f.read()
+            except OSError:
+                continue  # exited (and reaped) since the directory was listed
+            # The command name may contain spaces and parentheses: fields are counted from the
+            # last ')'. After it come: state, ppid, pgrp, ...
+            fields = stat[stat.rfind(b")") + 2 :].split()
+            if len(fields) >= 3 and fields[0] not in (b"Z", b"X"):
+                live.add(int(fields[2]))
+    return frozenset(live)
+
+
+_census = _GroupCensus()
+
+
+def signal_group(pgid: int | None, sig: int) -> None:
+    # killpg(0) would signal our own group and killpg(1) means kill(-1): every process we may
+    # signal. Neither can be the pgid of a child started in a new session, but a bug here would
+    # take the whole host down with it, so refuse them (and our own group) outright.
+    if pgid is None or pgid <= 1 or pgid == os.getpgrp():
+        return
+    # ESRCH: the group is already gone. EPERM: only processes we may not signal are left (e.g.
+    # a setuid program); there is nothing more we can do about them.
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, sig)
+
+
+def group_state(pgid: int, *, fresh_since: float) -> Group:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return Group.GONE
+    except PermissionError:
+        pass  # it exists, we just may not signal all of it
+    live = _census.live_groups(fresh_since=fresh_since)
+    if live is None or pgid in live:
+        return Group.ALIVE
+    return Group.ZOMBIES_ONLY
