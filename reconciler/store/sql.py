@@ -39,14 +39,13 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection, Engine
 
 from reconciler.core.runs import JobDetails, RunRecord, RunStatus, Trigger
-from reconciler.store import migrations
+from reconciler.store import migrations, sql_retention
 from reconciler.store.base import (
     INTERRUPTED_MESSAGE,
     INTERRUPTED_REASON,
     Cursor,
     DuplicateRun,
     IncompatibleSchema,
-    RetentionTally,
     RunPage,
     RunQuery,
     StoreUnavailable,
@@ -55,6 +54,7 @@ from reconciler.store.base import (
 )
 from reconciler.store.sql_schema import (
     BEGIN_OPTION,
+    NEWEST_FIRST,
     SQLITE_BUSY_TIMEOUT,
     UTCDateTime,
     create_engine,
@@ -74,12 +74,9 @@ __all__ = [
 ]
 
 _PG_MIGRATION_LOCK: Final = 0x6372_6F6E_7461_736B  # "crontask": the advisory lock for upgrades
-_PRUNE_TX_ROWS: Final = 20_000
-_DELETE_CHUNK: Final = 500  # ids per DELETE ... IN (...): under SQLite's variable limit
 
 
 _c = runs.c
-_NEWEST_FIRST = (_c.scheduled_at.desc(), _c.id.desc(), _c.attempt.desc())
 _OLDEST_FIRST = (_c.scheduled_at, _c.id, _c.attempt)
 _MUTABLE = (
     "status",
@@ -159,7 +156,7 @@ def select_page(q: RunQuery) -> sa.Select[Any]:
         conditions.append(_c.scheduled_at < utc(q.until))
     if q.cursor is not None:
         conditions.append(_cursor_condition(Cursor.decode(q.cursor)))
-    return sa.select(runs).where(*conditions).order_by(*_NEWEST_FIRST).limit(q.limit + 1)
+    return sa.select(runs).where(*conditions).order_by(*NEWEST_FIRST).limit(q.limit + 1)
 
 
 class SqlRunStore:
@@ -316,7 +313,7 @@ class SqlRunStore:
         return RunPage(items, Cursor.after(items[-1]).encode())
 
     def latest(self, task: str) -> RunRecord | None:
-        stmt = sa.select(runs).where(_c.task == task).order_by(*_NEWEST_FIRST).limit(1)
+        stmt = sa.select(runs).where(_c.task == task).order_by(*NEWEST_FIRST).limit(1)
         with self._tx(write=False) as conn:
             row = conn.execute(stmt).first()
         return None if row is None else _row_to_record(row)
@@ -409,28 +406,7 @@ class SqlRunStore:
         max_age: timedelta | None,
         now: datetime,
     ) -> int:
-        now = utc(now)
-        tallies = {task: RetentionTally(*limit) for task, limit in limits.items()}
-        deleted = 0
-        pending = sorted(tallies.items(), reverse=True)
-        while pending:
-            # Batch tasks into transactions of about _PRUNE_TX_ROWS deletions: one commit per
-            # task is slow (on SQLite each commit of scattered deletes is a WAL checkpoint), one
-            # commit for everything holds the write lock for as long as a huge first prune takes.
-            with self._tx(write=True) as conn:
-                in_tx = 0
-                while pending and in_tx < _PRUNE_TX_ROWS:
-                    task, tally = pending.pop()
-                    in_tx += _prune_task(conn, task, tally)
-            deleted += in_tx
-        if max_age is not None:
-            while True:  # bounded transactions again: the first prune may delete a lot
-                with self._tx(write=True) as conn:
-                    batch = _delete_older_than(conn, now - max_age, _PRUNE_TX_ROWS)
-                deleted += batch
-                if batch < _PRUNE_TX_ROWS:
-                    break
-        return deleted
+        return sql_retention.prune(lambda: self._tx(write=True), limits, max_age, utc(now))
 
     def ping(self) -> None:
         if self._closed:
@@ -470,83 +446,6 @@ class SqlRunStore:
                 raise DuplicateRun("<batch>", 0) from e
             raise
         return len(rows)
-
-
-def _not_running_run(table: sa.FromClause = runs) -> sa.ColumnElement[bool]:
-    """Rows whose run has no running attempt (retention deletes runs whole, never running)."""
-    running = runs.alias("running")
-    # The running set is small and found through ix_runs_status_scheduled; uncorrelated on
-    # purpose so it is computed once per statement, not per row.
-    running_ids = (
-        sa.select(running.c.id).where(running.c.status == RunStatus.RUNNING.value).correlate(None)
-    )
-    return sa.and_(table.c.status != RunStatus.RUNNING.value, table.c.id.not_in(running_ids))
-
-
-def _delete_older_than(conn: Connection, cutoff: datetime, limit: int) -> int:
-    """Delete up to ``limit`` of the oldest finished rows scheduled before ``cutoff`` (walking
-    ``ix_runs_scheduled`` from its start); return how many went."""
-    old = runs.alias("old")
-    victims = (
-        sa.select(old.c.id, old.c.attempt)
-        .where(old.c.scheduled_at < cutoff, _not_running_run(old))
-        .order_by(old.c.scheduled_at)
-        .limit(limit)
-    )
-    return conn.execute(runs.delete().where(sa.tuple_(_c.id, _c.attempt).in_(victims))).rowcount
-
-
-def _prune_task(conn: Connection, task: str, tally: RetentionTally) -> int:
-    """Apply one task's history limits; see ``RunStore.prune``.
-
-    Reads the task's rows newest first through ``ix_runs_task_scheduled`` and stops as soon as
-    every bucket is full: everything older goes in one range DELETE on the same index. So the
-    cost is the kept rows plus the deleted rows, not the table.
-    """
-    stmt = (
-        sa.select(_c.id, _c.scheduled_at, _c.status)
-        .where(_c.task == task)
-        .order_by(*_NEWEST_FIRST)
-        .execution_options(yield_per=1000)
-    )
-    doomed: list[str] = []
-    boundary: tuple[datetime, str] | None = None  # the newest run of the "all older go" range
-    current: str | None = None
-    statuses: list[RunStatus] = []
-    result = conn.execute(stmt)
-    try:
-        for row in result:
-            if row.id == current:
-                statuses.append(RunStatus(row.status))
-                continue
-            if current is not None and not tally.keep(statuses):
-                doomed.append(current)
-            if tally.exhausted:
-                boundary = (row.scheduled_at, row.id)
-                current = None
-                break
-            current, statuses = row.id, [RunStatus(row.status)]
-        if current is not None and not tally.keep(statuses):
-            doomed.append(current)
-    finally:
-        result.close()
-    deleted = 0
-    for start in range(0, len(doomed), _DELETE_CHUNK):
-        chunk = doomed[start : start + _DELETE_CHUNK]
-        deleted += conn.execute(
-            runs.delete().where(_c.task == task, _c.id.in_(chunk), _not_running_run())
-        ).rowcount
-    if boundary is not None:
-        at, run_id = boundary
-        deleted += conn.execute(
-            runs.delete().where(
-                _c.task == task,
-                sa.tuple_(_c.scheduled_at, _c.id)
-                <= sa.tuple_(sa.literal(at, UTCDateTime()), sa.literal(run_id, sa.String())),
-                _not_running_run(),
-            )
-        ).rowcount
-    return deleted
 
 
 def _migrate(engine: Engine) -> None:

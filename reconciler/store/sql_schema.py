@@ -87,6 +87,8 @@ runs = sa.Table(
     sa.Index("ix_runs_status_scheduled", "status", "scheduled_at", "id", "attempt"),
     sa.Index("ix_runs_scheduled", "scheduled_at", "id", "attempt"),
 )
+# History's order, newest first: the sort-key suffix of every index above.
+NEWEST_FIRST = (runs.c.scheduled_at.desc(), runs.c.id.desc(), runs.c.attempt.desc())
 
 
 members = sa.Table(

@@ -22,10 +22,10 @@ from reconciler.store import (
     RunStore,
     StoreUnavailable,
     open_store,
+    sql_retention,
     sql_schema,
     sqlite_url,
 )
-from reconciler.store import sql as sql_module
 from reconciler.store.base import Cursor
 from reconciler.store.sql import SqlRunStore, select_page
 
@@ -301,8 +301,8 @@ def test_prune_in_small_transactions_and_chunks_gives_the_same_result(
 ) -> None:
     """The batching of prune (tasks per transaction, ids per DELETE, max_age rows per
     transaction) is invisible: tiny batches give exactly the reference result."""
-    monkeypatch.setattr(sql_module, "_PRUNE_TX_ROWS", 7)
-    monkeypatch.setattr(sql_module, "_DELETE_CHUNK", 3)
+    monkeypatch.setattr(sql_retention, "_PRUNE_TX_ROWS", 7)
+    monkeypatch.setattr(sql_retention, "_DELETE_CHUNK", 3)
     rnd = random.Random(seed)  # noqa: S311 - reproducible test data, not secrets
     records = [
         rec(task, minute, rnd.choice(list(RunStatus)), attempt=attempt)
