@@ -39,11 +39,12 @@ schema: $(STAMP)
 	$(BIN)/crontask schema > schemas/crontask.schema.json
 	$(BIN)/crontask crd > deploy/crd.yaml
 
-# Benchmarks against plain APScheduler: one table, written to bench/RESULTS.md (about 25 min).
+# Benchmarks against plain APScheduler: one table, written to bench/RESULTS.md (about 45 min on
+# two cores; the PostgreSQL rows need CRONTASK_TEST_POSTGRES_URL).
 bench: $(STAMP)
 	$(BIN)/python bench/run.py
 
-# Small sizes in under a minute (bench/RESULTS-quick.md): keeps the benchmark code working.
+# Small sizes, about 6 min (bench/RESULTS-quick.md): keeps the benchmark code working; CI runs it.
 bench-quick: $(STAMP)
 	$(BIN)/python bench/run.py --quick
 
