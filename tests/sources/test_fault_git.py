@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import signal
 import stat
 import threading
@@ -156,12 +157,15 @@ class EscapingSsh:
         bin_dir = tmp_path / "bin"
         bin_dir.mkdir()
         self.pidfile = tmp_path / "helper.pid"
-        then = 'for last; do :; done; exec sh -c "$last"' if serve else "exec sleep 300"
+        # This test's own sleeps: another test running meanwhile (pytest -n) may start a
+        # `sleep 300` of its own, which is none of this sync's business.
+        self.sleep = f"sleep 300.{secrets.randbelow(10**6):06d}"
+        then = 'for last; do :; done; exec sh -c "$last"' if serve else f"exec {self.sleep}"
         ssh = bin_dir / "ssh"
         ssh.write_text(
             "#!/bin/sh\n"
             f"setsid sh -c 'echo $$ > {self.pidfile}.tmp; mv {self.pidfile}.tmp {self.pidfile};"
-            " exec sleep 300' &\n"
+            f" exec {self.sleep}' &\n"
             f"while [ ! -e {self.pidfile} ]; do sleep 0.01; done\n"
             f"{then}\n"
         )
@@ -195,8 +199,6 @@ def test_a_helper_that_leaves_the_group_cannot_hold_a_sync_open(
     until the timeout and reporting a failure."""
     remote.write("a.yaml", doc("a"))
     sha = remote.commit()
-    # Only this sync's processes count: a `sleep 300` some other program runs is not its own.
-    others = set(live_processes_mentioning("sleep 300"))
     timeout = 30.0 if escaping_ssh.serve else 2.0
     url = f"ssh://127.0.0.1{remote.bare}"
     source = GitSource(GitOptions(url, timeout=timeout), state, clock=clock)
@@ -210,7 +212,7 @@ def test_a_helper_that_leaves_the_group_cannot_hold_a_sync_open(
     # Not a timing assertion: a sync held by the helper would wait for its 300 s or, when the
     # remote answered, for the whole 30 s timeout, and then fail.
     assert done.wait(10 if escaping_ssh.serve else timeout + 20)
-    left = [pid for pid in live_processes_mentioning("sleep 300") if pid not in others]
+    left = live_processes_mentioning(escaping_ssh.sleep)
     assert left == [escaping_ssh.helper()]  # out of reach
     status = source.status()
     if escaping_ssh.serve:
