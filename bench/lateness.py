@@ -212,7 +212,7 @@ async def _crontask(mode: str, n: int, store_dir: Path | None) -> Json:
     task_env = task_environment(os.environ, "minimal")
     # The in-memory store measures crontask, not a disk; --store sqlite gives the store
     # `crontask run` uses by default.
-    store = open_store(sqlite_url(store_dir)) if store_dir else MemoryRunStore()
+    store = open_store(sqlite_url(store_dir), writer=True) if store_dir else MemoryRunStore()
     actions = Actions([BenchAction(CommandRunner(task_env))])
     dispatcher = Dispatcher(store, owner="bench:1:x", actions=actions)
 

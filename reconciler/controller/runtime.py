@@ -135,7 +135,7 @@ async def serve(
         loop.add_signal_handler(signum, manager.stopping.set)
     if stop is not None:
         loop.create_task(stop.wait()).add_done_callback(lambda _: manager.stopping.set())
-    store = open_store(options.db_url or sqlite_url(options.state_dir))
+    store = open_store(options.db_url or sqlite_url(options.state_dir), writer=True)
     try:
         parts = await build(options, store, manager)
         await start(parts, options, manager, http)

@@ -47,8 +47,9 @@ def sqlite_url(state_dir: Path) -> str:
     return f"sqlite:///{(state_dir / DB_FILENAME).resolve()}"
 
 
-def open_store(url: str) -> RunStore:
+def open_store(url: str, *, writer: bool = False) -> RunStore:
     """Open the store at ``url``, creating and migrating it to the current schema as needed.
+    ``writer``: the caller will claim and save runs (see ``SqlRunStore.open``).
 
     ``memory://`` -> a fresh :class:`MemoryRunStore`; ``sqlite:///PATH`` and
     ``postgresql+psycopg://USER:PASS@HOST:PORT/DB`` -> a :class:`SqlRunStore`. Raises
@@ -60,4 +61,4 @@ def open_store(url: str) -> RunStore:
     # Imported here so that importing the seam (e.g. for the types) does not load SQLAlchemy.
     from reconciler.store.sql import SqlRunStore
 
-    return SqlRunStore.open(url)
+    return SqlRunStore.open(url, writer=writer)

@@ -180,8 +180,10 @@ class SqlRunStore:
         )
 
     @classmethod
-    def open(cls, url: str) -> SqlRunStore:
-        """Connect to ``url``, migrate the schema to HEAD, return the store.
+    def open(cls, url: str, *, writer: bool = False) -> SqlRunStore:
+        """Connect to ``url``, migrate the schema to HEAD, return the store. ``writer``: this
+        process will claim and save runs (``crontask run``), so those statements are compiled
+        now (see ``_compile_writes``); a reader (``crontask runs``) takes no write lock.
 
         Safe when several processes open the same database at once: the upgrade runs in one
         transaction under a database-wide lock (SQLite: ``BEGIN IMMEDIATE``, PostgreSQL: an
@@ -197,7 +199,12 @@ class SqlRunStore:
             engine.dispose()
             raise
         store = cls(engine)
-        store._compile_writes()
+        if writer:
+            try:
+                store._compile_writes()
+            except BaseException:
+                store.close()
+                raise
         return store
 
     @property

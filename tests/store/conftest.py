@@ -72,12 +72,13 @@ def sql_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 
 @pytest.fixture
-def open_many() -> Iterator[Callable[[str], RunStore]]:
-    """``open_store`` whose stores are closed at teardown."""
+def open_many() -> Iterator[Callable[..., RunStore]]:
+    """``open_store`` whose stores are closed at teardown; opened as ``crontask run`` opens
+    its store (``writer``) unless told otherwise."""
     opened: list[RunStore] = []
 
-    def _open(url: str) -> RunStore:
-        store = open_store(url)
+    def _open(url: str, *, writer: bool = True) -> RunStore:
+        store = open_store(url, writer=writer)
         opened.append(store)
         return store
 

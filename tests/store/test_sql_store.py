@@ -143,6 +143,26 @@ def test_sqlite_writers_wait_for_each_other_instead_of_failing(tmp_path: Path) -
         store.close()
 
 
+def test_a_reader_opens_the_store_without_its_write_lock(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`crontask runs` reads the history of a running crontask: opening the store must not wait
+    for, or take, the write lock (a writer compiles its statements in a write transaction)."""
+    monkeypatch.setattr(sql_schema, "SQLITE_BUSY_TIMEOUT", timedelta(milliseconds=100))
+    open_store(sqlite_url(tmp_path), writer=True).close()  # the file exists, migrated
+    holder, _ = _hold_write_lock(tmp_path / "runs.db", 2.0)
+    try:
+        reader = open_store(sqlite_url(tmp_path))
+        try:
+            assert reader.query(RunQuery()).items == []
+        finally:
+            reader.close()
+        with pytest.raises(StoreUnavailable, match="locked"):
+            open_store(sqlite_url(tmp_path), writer=True)
+    finally:
+        holder.join()
+
+
 def test_sqlite_lock_held_past_the_busy_timeout_is_store_unavailable(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -187,10 +207,12 @@ def test_store_is_unavailable_once_its_database_is_gone(tmp_path: Path) -> None:
 # -- both back ends ----------------------------------------------------------------------------
 
 
-def test_the_first_claims_and_saves_find_their_statements_compiled(sql_store: RunStore) -> None:
-    """A fresh store compiled its writes when it opened (the first burst of runs must not pay
-    for it), and that left no row behind."""
-    store = _sql(sql_store)
+def test_a_writer_finds_its_first_claims_and_saves_compiled(
+    sql_url: str, open_many: Callable[..., RunStore]
+) -> None:
+    """A store opened by the process that runs tasks compiled its writes when it opened (the
+    first burst of runs must not pay for it), and that left no row behind."""
+    store = _sql(open_many(sql_url, writer=True))
     assert store.query(RunQuery(limit=10)).items == []
     misses: list[str] = []
 
