@@ -26,6 +26,7 @@ from reconciler.core.model import CronTask, json_schema
 from reconciler.core.plan import Operation, plan
 from reconciler.scheduling.base import schedule_of
 from reconciler.sources.files import DirectorySource
+from reconciler.sources.survey import PARALLEL_MIN_FILES, survey
 
 
 def add_parsers(commands: Any) -> None:
@@ -38,6 +39,14 @@ def add_parsers(commands: Any) -> None:
     )
     validate.add_argument("paths", nargs="+", metavar="PATH")
     add_max_file_size_arg(validate)
+    validate.add_argument(
+        "-j",
+        "--jobs",
+        type=bounded_int(1, 256),
+        metavar="N",
+        help="processes reading the files (default: one per usable core; a folder of fewer "
+        f"than {PARALLEL_MIN_FILES} files is read by one)",
+    )
     validate.set_defaults(handler=run_validate)
 
     plan_cmd = commands.add_parser(
@@ -114,17 +123,17 @@ def load(paths: list[Path], max_file_size: int) -> tuple[DesiredState, Directory
 
 
 def run_validate(args: argparse.Namespace) -> int:
-    desired, source = load(existing_paths(args.paths), args.max_file_size)
-    for problem in desired.problems:
+    source = DirectorySource(existing_paths(args.paths), max_file_size=args.max_file_size)
+    with rare_collections():
+        found = survey(source, workers=args.jobs)
+    for problem in found.problems:
         print(problem)
-    files = source.files
-    ignored = sum(state.ignored for state in files.values())
-    summary = f"{_count(len(files), 'file')}, {_count(len(desired.tasks), 'task')}"
-    if ignored:
-        summary += f", {ignored} documents of other kinds ignored"
-    if desired.problems:
+    summary = f"{_count(found.files, 'file')}, {_count(found.tasks, 'task')}"
+    if found.ignored:
+        summary += f", {found.ignored} documents of other kinds ignored"
+    if found.problems:
         sys.stdout.flush()  # keep the summary after the problems when both go to one terminal
-        print(f"{_count(len(desired.problems), 'problem')} ({summary})", file=sys.stderr)
+        print(f"{_count(len(found.problems), 'problem')} ({summary})", file=sys.stderr)
         return 1
     print(f"ok: {summary}")
     return 0

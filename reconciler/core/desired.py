@@ -2,7 +2,8 @@
 
 A source hands over its definitions (the last good one per task, flagged when the current text
 is broken) and its errors; ``assemble`` turns them into one mapping from task key to definition
-(``reassemble`` does the same for a change to a few keys, without walking the others).
+(``reassemble`` does the same for a change to a few keys, without walking the others;
+``check`` reports the same problems of definitions read in other processes).
 A key declared in two places is a conflict: the definition whose location sorts first wins, the
 same way on every pass and every restart, and the conflict is reported on both.
 """
@@ -12,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 from collections.abc import Collection, Iterable, Iterator, Mapping
+from typing import Protocol, TypeVar
 
 from reconciler.core.model import CronTask
 
@@ -102,14 +104,40 @@ class DesiredState:
         return [str(e) for e in self.errors] + [str(c) for c in self.conflicts]
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class Placed:
+    """Where a task key is defined, without the definition: what a worker process reading
+    files for ``crontask validate`` sends back."""
+
+    key: str
+    location: Location
+
+
+class Located(Protocol):
+    @property
+    def key(self) -> str: ...
+
+    @property
+    def location(self) -> Location: ...
+
+
+_L = TypeVar("_L", bound=Located)
+
+
 def assemble(
     definitions: Iterable[Definition], errors: Iterable[DefinitionError] = ()
 ) -> DesiredState:
-    tasks: dict[str, Definition] = {}
-    conflicts: dict[str, Conflict] = {}
-    for key, candidates in _by_key(definitions).items():
-        _settle(key, candidates, tasks, conflicts)
+    tasks, conflicts = _settle_all(definitions)
     return _state(tasks, conflicts, errors)
+
+
+def check(
+    placed: Iterable[Located], errors: Iterable[DefinitionError] = ()
+) -> tuple[int, list[str]]:
+    """How many tasks, and every problem line, that ``assemble`` of the same definitions
+    would give: for definitions read elsewhere, of which only their places came back."""
+    chosen, conflicts = _settle_all(placed)
+    return len(chosen), _state({}, conflicts, errors).problems
 
 
 def reassemble(
@@ -196,17 +224,25 @@ class _Layered(Mapping[str, Definition]):
         return self._length
 
 
-def _by_key(definitions: Iterable[Definition]) -> dict[str, list[Definition]]:
-    by_key: dict[str, list[Definition]] = {}
-    for definition in definitions:
-        by_key.setdefault(definition.key, []).append(definition)
+def _by_key(items: Iterable[_L]) -> dict[str, list[_L]]:
+    by_key: dict[str, list[_L]] = {}
+    for item in items:
+        by_key.setdefault(item.key, []).append(item)
     return by_key
+
+
+def _settle_all(items: Iterable[_L]) -> tuple[dict[str, _L], dict[str, Conflict]]:
+    chosen: dict[str, _L] = {}
+    conflicts: dict[str, Conflict] = {}
+    for key, candidates in _by_key(items).items():
+        _settle(key, candidates, chosen, conflicts)
+    return chosen, conflicts
 
 
 def _settle(
     key: str,
-    candidates: list[Definition],
-    tasks: dict[str, Definition],
+    candidates: list[_L],
+    tasks: dict[str, _L],
     conflicts: dict[str, Conflict],
 ) -> None:
     if len(candidates) > 1:

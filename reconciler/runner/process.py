@@ -39,6 +39,8 @@ import subprocess
 import threading
 from collections.abc import Mapping, Sequence
 
+from reconciler.host import usable_cores
+
 # glibc's flags for posix_spawnattr_setflags (spawn.h); SETSID is a GNU extension (2.26).
 _SETSIGDEF = 0x04
 _SETSIGMASK = 0x08
@@ -306,7 +308,7 @@ class Spawner:
 
     def __init__(self, threads: int | None = None, *, use_libc: bool = True) -> None:
         self._libc = _load_libc() if use_libc else None
-        self.threads = threads or min(16, 4 * _usable_cores())
+        self.threads = threads or min(16, 4 * usable_cores())
         self._pool: concurrent.futures.ThreadPoolExecutor | None = None
         self._lock = threading.Lock()
 
@@ -348,14 +350,6 @@ class Spawner:
                         self.threads, thread_name_prefix="crontask-spawn"
                     )
         return self._pool
-
-
-def _usable_cores() -> int:
-    """The cores this process may run on (its affinity: a container's cpuset), not the host's."""
-    try:
-        return len(os.sched_getaffinity(0)) or 1
-    except AttributeError:  # not Linux
-        return os.cpu_count() or 1
 
 
 _spawner: Spawner | None = None

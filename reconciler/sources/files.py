@@ -199,8 +199,9 @@ class DirectorySource:
                 return root / relative
         return None
 
-    def _rescan(self) -> set[str]:
-        changed: set[str] = set()
+    def scan(self) -> tuple[list[Path], list[Path]]:
+        """The files under the roots, in order, and the roots that do not exist (each an error
+        of this source from now on, until it exists)."""
         present: set[Path] = set()
         missing_roots: list[Path] = []
         for root in self.roots:
@@ -213,9 +214,21 @@ class DirectorySource:
                 continue
             self._root_errors.pop(root, None)
             present.update(iter_yaml_files(root))
-        for path in sorted(present):
+        return sorted(present), missing_roots
+
+    def read(self, path: Path) -> FileState | None:
+        """What ``path`` holds, read as a refresh reads it, without keeping it; None if there
+        is no file there."""
+        signature = _signature(path)
+        return None if signature is None else self._read(path, signature, None)
+
+    def _rescan(self) -> set[str]:
+        changed: set[str] = set()
+        present, missing_roots = self.scan()
+        for path in present:
             changed |= self._reread(path)
-        for path in [p for p in self._files if p not in present]:
+        listed = set(present)
+        for path in [p for p in self._files if p not in listed]:
             if any(_is_within(path, root) for root in missing_roots):
                 continue  # keep what a vanished root defined until it comes back
             changed |= self._reread(path)

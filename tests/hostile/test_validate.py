@@ -23,6 +23,7 @@ from pathlib import Path
 
 import pytest
 
+from reconciler.sources.survey import PARALLEL_MIN_FILES
 from tests.hostile.corpus import CASES, SHADOW, build
 
 MIB = 1024 * 1024
@@ -132,3 +133,29 @@ def test_the_whole_corpus_in_one_folder(tmp_path: Path, baseline: Run) -> None:
     assert ", 1 task)" in run.err  # good.yaml is read as ever
     assert run.cpu_seconds < 2 * SECONDS
     assert run.peak_rss - baseline.peak_rss < EXTRA_MEMORY
+
+
+def test_validate_reads_on_every_core_and_reports_exactly_what_one_process_does(
+    tmp_path: Path,
+) -> None:
+    """Workers read shares of the files; what `validate` prints must not depend on that: the
+    whole corpus, enough good files to use the workers, and keys defined twice and three times
+    in files far apart (in different workers' shares), against `validate -j1`."""
+    folder = tmp_path / "tasks"
+    build(folder, tmp_path / "scratch")
+    for i in range(PARALLEL_MIN_FILES):
+        (folder / f"good-{i:04d}.yaml").write_text(GOOD.replace("name: good", f"name: good-{i}"))
+    (folder / "aaa-twice.yaml").write_text(GOOD.replace("name: good", "name: good-7"))
+    (folder / "zzz-thrice.yaml").write_text(
+        GOOD.replace("name: good", "name: good-7")
+        + "---\n"
+        + GOOD.replace("name: good", "name: good-300")
+        + "---\napiVersion: v1\nkind: ConfigMap\nmetadata: {name: other}\n"
+    )
+    one = validate(["-j1", str(folder)], tmp_path)
+    assert one.code == 1
+    assert "is defined more than once" in one.out
+    assert "1 documents of other kinds ignored" in one.err
+    for jobs in (["-j2"], ["-j5"], []):
+        many = validate([*jobs, str(folder)], tmp_path)
+        assert (many.code, many.out, many.err) == (one.code, one.out, one.err), jobs

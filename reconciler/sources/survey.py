@@ -1,0 +1,102 @@
+"""Reading a folder of many files on every core, for ``crontask validate``.
+
+``crontask validate`` reports what a refresh of a :class:`DirectorySource` finds (each file's
+errors, the keys defined more than once, how many files and tasks) and keeps none of the
+tasks. So its files can be read by worker processes, each a share of them under the same
+source's rules, which send back only what the report needs: the errors, the documents
+ignored, and where each task key is defined (``Placed``). The keys are then settled here
+(``core.desired.check``), in the same order and with the same messages as ``assemble``.
+
+Reading is CPU-bound (YAML, then validating each task), so the workers are as many as the
+cores this process may use. They are forked from this process (``crontask validate`` has no
+other thread), so they start with everything imported. A small folder, or a single core, is
+read in this process: starting workers would cost more than it saves.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import dataclasses
+import multiprocessing
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from reconciler.core.desired import DefinitionError, Placed, check
+from reconciler.host import usable_cores
+from reconciler.sources.files import DirectorySource
+
+# Below this many files one process reads them as fast as workers would start.
+PARALLEL_MIN_FILES = 256
+# A share of files per task sent to a worker: small enough that the workers end together.
+_SHARE = 64
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Survey:
+    files: int
+    tasks: int
+    ignored: int  # documents of other kinds
+    problems: list[str]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _FileReport:
+    errors: tuple[DefinitionError, ...]
+    ignored: int
+    placed: tuple[Placed, ...]
+
+
+def survey(source: DirectorySource, workers: int | None = None) -> Survey:
+    """Read every file under ``source``'s roots, on ``workers`` processes (default: one per
+    usable core; 1: in this process), and report as ``crontask validate`` does."""
+    paths, _ = source.scan()
+    workers = usable_cores() if workers is None else workers
+    if workers > 1 and len(paths) >= PARALLEL_MIN_FILES:
+        reports = _in_workers(source, paths, workers)
+    else:
+        reports = _read_share(paths, source)
+    read = [r for r in reports if r is not None]  # None: gone since the scan
+    errors = [e for r in read for e in r.errors] + source.errors()
+    tasks, problems = check((p for r in read for p in r.placed), errors)
+    return Survey(len(read), tasks, sum(r.ignored for r in read), problems)
+
+
+def _in_workers(
+    source: DirectorySource, paths: list[Path], workers: int
+) -> list[_FileReport | None]:
+    shares = [paths[i : i + _SHARE] for i in range(0, len(paths), _SHARE)]
+    # A forked worker flushes the standard streams it inherited when it ends: anything still
+    # buffered here would be printed twice.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    context = multiprocessing.get_context("fork")
+    with concurrent.futures.ProcessPoolExecutor(
+        min(workers, len(shares)), mp_context=context, initializer=_adopt, initargs=(source,)
+    ) as pool:
+        return [report for share in pool.map(_read_share, shares) for report in share]
+
+
+# The source a worker reads with: set before its first share (the fork inherits it).
+_source: DirectorySource | None = None
+
+
+def _adopt(source: DirectorySource) -> None:
+    global _source
+    _source = source
+
+
+def _read_share(
+    paths: Sequence[Path], source: DirectorySource | None = None
+) -> list[_FileReport | None]:
+    source = source or _source
+    assert source is not None
+    return [_report(source, path) for path in paths]
+
+
+def _report(source: DirectorySource, path: Path) -> _FileReport | None:
+    state = source.read(path)
+    if state is None:
+        return None
+    placed = tuple(Placed(d.key, d.location) for d in state.good or ())
+    return _FileReport(state.errors, state.ignored, placed)
