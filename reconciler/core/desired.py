@@ -114,6 +114,8 @@ class Placed:
 
 
 class Located(Protocol):
+    """A task key and where it is defined: a ``Definition`` or a ``Placed``."""
+
     @property
     def key(self) -> str: ...
 
