@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from concurrent.futures.process import BrokenProcessPool
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -124,8 +125,15 @@ def load(paths: list[Path], max_file_size: int) -> tuple[DesiredState, Directory
 
 def run_validate(args: argparse.Namespace) -> int:
     source = DirectorySource(existing_paths(args.paths), max_file_size=args.max_file_size)
-    with rare_collections():
-        found = survey(source, workers=args.jobs)
+    try:
+        with rare_collections():
+            found = survey(source, workers=args.jobs)
+    except BrokenProcessPool as err:
+        print(
+            f"crontask: a process reading the files ended: {err} (-j 1 reads them in this one)",
+            file=sys.stderr,
+        )
+        return 2
     for problem in found.problems:
         print(problem)
     summary = f"{_count(found.files, 'file')}, {_count(found.tasks, 'task')}"

@@ -18,6 +18,7 @@ from __future__ import annotations
 import concurrent.futures
 import dataclasses
 import multiprocessing
+import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -49,7 +50,8 @@ class _FileReport:
 
 def survey(source: DirectorySource, workers: int | None = None) -> Survey:
     """Read every file under ``source``'s roots, on ``workers`` processes (default: one per
-    usable core; 1: in this process), and report as ``crontask validate`` does."""
+    usable core; 1: in this process), and report as ``crontask validate`` does. Raises
+    ``BrokenProcessPool`` if a worker died (killed, out of memory)."""
     paths, _ = source.scan()
     workers = usable_cores() if workers is None else workers
     if workers > 1 and len(paths) >= PARALLEL_MIN_FILES:
@@ -71,10 +73,17 @@ def _in_workers(
     sys.stdout.flush()
     sys.stderr.flush()
     context = multiprocessing.get_context("fork")
-    with concurrent.futures.ProcessPoolExecutor(
+    pool = concurrent.futures.ProcessPoolExecutor(
         min(workers, len(shares)), mp_context=context, initializer=_adopt, initargs=(source,)
-    ) as pool:
-        return [report for share in pool.map(_read_share, shares) for report in share]
+    )
+    try:
+        reports = [report for share in pool.map(_read_share, shares) for report in share]
+    except BaseException:
+        # Ctrl-C, or a worker that died: the shares not begun are dropped, not read.
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    pool.shutdown()
+    return reports
 
 
 # The source a worker reads with: set before its first share (the fork inherits it).
@@ -84,6 +93,9 @@ _source: DirectorySource | None = None
 def _adopt(source: DirectorySource) -> None:
     global _source
     _source = source
+    # Ctrl-C reaches the whole process group: the parent stops the survey, and the workers,
+    # idle or not, must not each print a KeyboardInterrupt of their own.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def _read_share(
