@@ -70,7 +70,10 @@ class JobCluster(Protocol):
 
     def live(self, task: str) -> list[Job]: ...
 
-    async def changed(self, namespace: str, name: str, timeout: float) -> bool: ...
+    def when_changed(self, namespace: str, name: str) -> asyncio.Future[None]:
+        """Set at the next change of the cached Job. It counts from this call, so a change
+        between a look at the cache and the wait is not missed; cancel it to stop waiting."""
+        ...
 
     async def create(self, body: Job) -> tuple[Job, bool]: ...
 
@@ -240,27 +243,33 @@ class JobRun:
         cluster, where = self.runner.cluster, self.where
         verify = False
         while True:
-            seen = cluster.cached(where.namespace, where.name)
-            if _uid(seen) != self._uid or verify:
-                seen = await self._read()
-                if self._reason is not None:
+            # Waiting for a change starts before the look: a Job that ends between the two
+            # would otherwise be seen only at the next verification, verify_seconds later.
+            changed = cluster.when_changed(where.namespace, where.name)
+            try:
+                seen = cluster.cached(where.namespace, where.name)
+                if _uid(seen) != self._uid or verify:
+                    seen = await self._read()
+                    if self._reason is not None:
+                        return job
+                    if _uid(seen) != self._uid:
+                        raise _Gone
+                assert seen is not None
+                job = seen
+                if finished(job) is not None or self._reason is not None:
                     return job
-                if _uid(seen) != self._uid:
-                    raise _Gone
-            assert seen is not None
-            job = seen
-            if finished(job) is not None or self._reason is not None:
-                return job
-            changed = asyncio.ensure_future(
-                cluster.changed(where.namespace, where.name, self.runner.verify_seconds)
-            )
-            stopped = asyncio.ensure_future(self._stopped.wait())
-            done, _ = await asyncio.wait({changed, stopped}, return_when=asyncio.FIRST_COMPLETED)
-            for waiter in (changed, stopped):
-                waiter.cancel()
-            if stopped in done:
-                return job
-            verify = changed in done and not changed.result()  # a quiet interval: ask
+                stopped: asyncio.Future[Any] = asyncio.ensure_future(self._stopped.wait())
+                done, _ = await asyncio.wait(
+                    {changed, stopped},
+                    timeout=self.runner.verify_seconds,
+                    return_when=asyncio.FIRST_COMPLETED,
+                )
+                stopped.cancel()
+                if stopped in done:
+                    return job
+                verify = not done  # a quiet interval: ask
+            finally:
+                changed.cancel()
 
     async def _read(self) -> Job | None:
         """The Job as the API server has it now (None: not found). An API server that does not

@@ -232,24 +232,22 @@ class JobWatch:
         """The Jobs of ``task`` that still run: not finished, not being deleted."""
         return [j for j in self.jobs_of(task) if finished(j) is None and not is_deleting(j)]
 
-    async def changed(self, namespace: str, name: str, timeout: float) -> bool:
-        """Wait until the cached Job ``namespace/name`` changes (or appears, or goes): True;
-        or until ``timeout`` seconds have passed: False."""
+    def when_changed(self, namespace: str, name: str) -> asyncio.Future[None]:
+        """Set when the cached Job ``namespace/name`` next changes (or appears, or goes),
+        counting from this call; cancelled, it is forgotten."""
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         key = f"{namespace}/{name}"
         self._waiters.setdefault(key, []).append(waiter)
-        try:
-            await asyncio.wait_for(asyncio.shield(waiter), timeout)
-        except TimeoutError:
-            return False
-        else:
-            return True
-        finally:
+
+        def forget(done: asyncio.Future[None]) -> None:
             waiting = self._waiters.get(key, [])
             with contextlib.suppress(ValueError):
-                waiting.remove(waiter)
+                waiting.remove(done)
             if not waiting:
                 self._waiters.pop(key, None)
+
+        waiter.add_done_callback(forget)
+        return waiter
 
     # -- API calls, in threads -----------------------------------------------------------------
 

@@ -12,13 +12,15 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from kubernetes import client
 
 from reconciler.controller.dispatch import Dispatcher
 from reconciler.core.desired import Definition
-from reconciler.core.jobs import job_manifest
+from reconciler.core.jobs import finished, job_manifest
 from reconciler.core.runs import JobDetails, RunRecord, RunStatus, Trigger, run_id
 from reconciler.runner.base import Actions, Outcome
 from reconciler.runner.job import JobRun, JobRunner
+from reconciler.sources.kubernetes_jobs import JobWatch
 from reconciler.store import MemoryRunStore
 from tests.helpers import definition
 from tests.jobs.twin import ApiError, FakeCluster
@@ -97,6 +99,58 @@ def test_an_attempt_announces_its_job_creates_it_and_reads_the_end() -> None:
         ]
 
     play(body)
+
+
+class EndsAfterALook(FakeCluster):
+    """A Job that ends right after the action has looked at it in the cache (the watch's
+    event is queued on the loop while the action decides to wait)."""
+
+    ending = False
+
+    def cached(self, namespace: str, name: str) -> dict[str, Any] | None:
+        job = super().cached(namespace, name)
+        if job is not None and finished(job) is None and not self.ending:
+            self.ending = True
+            asyncio.get_running_loop().call_soon(self.finish, name)
+        return job
+
+
+def test_a_job_that_ends_between_the_look_and_the_wait_is_seen_at_once() -> None:
+    """Seen by the change it makes, not by the next verification (an hour away here): the
+    wait for a change starts before the look."""
+
+    async def main() -> None:
+        cluster = EndsAfterALook()
+        runner = JobRunner(cluster, namespace="default", verify_seconds=3600)
+        outcome = await asyncio.wait_for(runner.attempt(job_task(), record()).run(), 10)
+        assert (outcome.status, outcome.exit_code) == (RunStatus.SUCCEEDED, 0)
+        assert cluster.ending
+
+    asyncio.run(main())
+
+
+def test_the_watch_sets_change_waiters_and_forgets_cancelled_ones() -> None:
+    """A Job followed for a day waits for a change some 2 900 times (once per verification):
+    the waits given up must not pile up."""
+
+    async def main() -> None:
+        watch = JobWatch(client.ApiClient(), ["default"])
+        try:
+            kept = watch.when_changed("default", "a")
+            dropped = watch.when_changed("default", "a")
+            idle = watch.when_changed("default", "b")
+            dropped.cancel()
+            idle.cancel()
+            await asyncio.sleep(0)  # the done callbacks run on the loop
+            watch._changed({"default/a"})  # what the informer's thread schedules on the loop
+            await asyncio.sleep(0)
+            assert kept.done()
+            assert not kept.cancelled()
+            assert watch._waiters == {}
+        finally:
+            watch.stop()
+
+    asyncio.run(main())
 
 
 def test_a_409_of_this_very_attempt_is_adopted_not_duplicated() -> None:

@@ -119,12 +119,13 @@ class FakeCluster:
             and not is_deleting(j)
         ]
 
-    async def changed(self, namespace: str, name: str, timeout: float) -> bool:
-        try:
-            await asyncio.wait_for(self._changed.wait(), timeout)
-        except TimeoutError:
-            return False
-        return True
+    def when_changed(self, namespace: str, name: str) -> asyncio.Future[None]:
+        event = self._changed  # the event of now: the next _notify sets it
+
+        async def wait() -> None:
+            await event.wait()
+
+        return asyncio.ensure_future(wait())
 
     async def create(self, body: Job) -> tuple[Job, bool]:
         name = body["metadata"]["name"]
