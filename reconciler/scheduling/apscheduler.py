@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import threading
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
@@ -225,3 +226,8 @@ class ApsScheduler:
 def _never_called() -> None:
     """The job function APScheduler requires; the hand-off executor never calls it."""
     raise AssertionError("crontask jobs are handed off, not called")
+
+
+# APScheduler checks the job function's signature at every add_job; a signature given ahead
+# is returned as it is, instead of being worked out anew (0.5 s of a start with 100 000 tasks).
+_never_called.__signature__ = inspect.signature(_never_called)  # type: ignore[attr-defined]
