@@ -130,6 +130,15 @@ def _mark(node: yaml.Node) -> _Mark:
     )
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class PlainText:
+    """The data of a text whose every document is plain and within bounds (see
+    ``plain_text``): what is left to do is validating each task, which needs no YAML."""
+
+    documents: list[tuple[Any, int, int]]  # each CronTask's data, its line and column
+    ignored: int  # documents of other API groups
+
+
 def parse_text(
     text: str,
     path: str,
@@ -145,6 +154,79 @@ def parse_text(
     bounded by the length of ``text`` (see ``limits``): a document that breaks a bound is an
     error at the node that breaks it, and at most ``limits.max_errors`` errors are reported.
     """
+    plain = plain_text(text, limits)
+    if plain is not None:
+        parsed = plain_definitions(plain, path, source=source, revision=revision)
+        if parsed is not None:
+            return parsed
+    return _parse_with_positions(text, path, source, revision, limits)
+
+
+def plain_text(text: str, limits: YamlLimits = DEFAULT_LIMITS) -> PlainText | None:
+    """The data of every document of ``text``, when all are plain (no tags, merge keys or
+    repeated keys) and within ``limits``; None for anything else (a syntax error, a bound,
+    a long text), which ``parse_text`` reads the long way, with the places of its errors.
+
+    No validation happens here, so this half of reading can run in another process: the data
+    is plain dicts, lists and scalars (``sources.ahead``)."""
+    if len(text) > PRESCAN_LENGTH:
+        return None  # counted from its events first, on the long way
+    budget = limits.file_values(len(text))
+    documents: list[tuple[Any, int, int]] = []
+    ignored = count = 0
+    loader = _Loader(text)
+    try:
+        while loader.check_node():
+            node = loader.get_node()
+            if node is None:
+                continue
+            count += 1
+            if count > limits.max_documents or budget <= 0:
+                return None
+            if _other_group(_api_version_of(node)):
+                ignored += 1
+                budget -= 1
+                continue
+            data, used = plain_document(
+                node,
+                values=min(limits.max_values, budget),
+                depth=limits.max_depth,
+                number_length=limits.max_number_length,
+            )
+            budget -= used
+            if data is None:  # an empty document between two `---`
+                continue
+            if _other_group(data.get("apiVersion") if isinstance(data, dict) else None):
+                ignored += 1
+                continue
+            mark = node.start_mark
+            documents.append((data, mark.line + 1, mark.column + 1))
+    except (NotPlain, Exceeded, yaml.YAMLError, RecursionError):
+        return None
+    finally:
+        loader.dispose()
+    return PlainText(documents, ignored)
+
+
+def plain_definitions(
+    plain: PlainText, path: str, *, source: str = SourceKind.FILE, revision: str | None = None
+) -> ParsedText | None:
+    """The tasks of a plain text, validated; None if one is invalid (``parse_text`` then
+    reads the text the long way, which places each error)."""
+    definitions = []
+    for data, line, column in plain.documents:
+        try:
+            task = CronTask.model_validate(data)
+        except ValidationError:
+            return None
+        definitions.append(Definition.of(task, Location(source, path, line, column, revision)))
+    return ParsedText(definitions, [], plain.ignored)
+
+
+def _parse_with_positions(
+    text: str, path: str, source: str, revision: str | None, limits: YamlLimits
+) -> ParsedText:
+    """``parse_text``'s long way: each document built on its own, and every error placed."""
 
     def at(line: int, column: int) -> Location:
         return Location(source, path, line, column, revision)

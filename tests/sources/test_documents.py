@@ -2,12 +2,31 @@
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import textwrap
+from pathlib import Path
+from typing import TypeVar
 
 import pytest
 
-from reconciler.sources.documents import parse_text
+from reconciler.core.desired import SourceKind
+from reconciler.sources.documents import (
+    DEFAULT_LIMITS,
+    _parse_with_positions,
+    parse_text,
+    plain_definitions,
+    plain_text,
+)
+from tests.hostile.corpus import build
+
+T = TypeVar("T")
+
+
+def not_none(value: T | None) -> T:
+    assert value is not None
+    return value
+
 
 GOOD = """\
 apiVersion: crontask.dev/v1alpha1
@@ -172,3 +191,33 @@ def test_short_values_repeated_across_tasks_are_kept_once() -> None:
     assert first.spec.command is not None
     assert second.spec.command is not None
     assert first.spec.command.args[0] is second.spec.command.args[0]
+
+
+def test_the_plain_path_reads_what_the_long_way_reads(tmp_path: Path) -> None:
+    """``parse_text`` first tries the whole text as plain data (``plain_text``, the half that
+    runs in a worker when a folder is read ahead), then takes the long way. Whichever way a
+    text goes, the result is what the long way alone gives: for every readable file of the
+    hostile corpus, and for good texts of every shape the plain path takes."""
+    build(tmp_path / "corpus", tmp_path / "scratch")
+    texts = []
+    for path in sorted((tmp_path / "corpus").rglob("*")):
+        if path.is_file() and not path.is_symlink() and path.stat().st_size < 4 * 1024 * 1024:
+            with contextlib.suppress(UnicodeDecodeError):
+                texts.append(path.read_text())
+    other = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x}\n"
+    plain = [
+        GOOD,
+        "---\n" + GOOD + "---\n---\n" + GOOD.replace("backup", "other") + "---\n" + other,
+        GOOD.replace('"0 2 * * *"', "'@daily'\n  timeoutSeconds: 30\n  suspend: true"),
+        other,
+        "",
+    ]
+    for text in plain:
+        assert plain_text(text) is not None  # these take the plain path
+    broken = GOOD.replace("0 2", "61 2")
+    assert plain_text(broken) is not None
+    assert plain_definitions(not_none(plain_text(broken)), "t.yaml") is None  # invalid: long way
+    for text in [*plain, broken, *texts]:
+        long_way = _parse_with_positions(text, "t.yaml", SourceKind.FILE, None, DEFAULT_LIMITS)
+        assert parse_text(text, "t.yaml") == long_way
+    assert len(texts) > 20
