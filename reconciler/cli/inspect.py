@@ -27,7 +27,8 @@ from reconciler.core.model import CronTask, json_schema
 from reconciler.core.plan import Operation, plan
 from reconciler.scheduling.base import schedule_of
 from reconciler.sources.files import DirectorySource
-from reconciler.sources.survey import PARALLEL_MIN_FILES, survey
+from reconciler.sources.forked import PARALLEL_MIN_FILES
+from reconciler.sources.survey import survey
 
 
 def add_parsers(commands: Any) -> None:

@@ -15,22 +15,14 @@ read in this process: starting workers would cost more than it saves.
 
 from __future__ import annotations
 
-import concurrent.futures
 import dataclasses
-import multiprocessing
-import signal
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 from reconciler.core.desired import DefinitionError, Placed, check
 from reconciler.host import usable_cores
 from reconciler.sources.files import DirectorySource
-
-# Below this many files one process reads them as fast as workers would start.
-PARALLEL_MIN_FILES = 256
-# A share of files per task sent to a worker: small enough that the workers end together.
-_SHARE = 64
+from reconciler.sources.forked import PARALLEL_MIN_FILES, in_workers
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -55,54 +47,17 @@ def survey(source: DirectorySource, workers: int | None = None) -> Survey:
     paths, _ = source.scan()
     workers = usable_cores() if workers is None else workers
     if workers > 1 and len(paths) >= PARALLEL_MIN_FILES:
-        reports = _in_workers(source, paths, workers)
+        shares = in_workers(_read_share, source, paths, workers)
+        reports = [report for share in shares for report in share]
     else:
-        reports = _read_share(paths, source)
+        reports = _read_share(source, paths)
     read = [r for r in reports if r is not None]  # None: gone since the scan
     errors = [e for r in read for e in r.errors] + source.errors()
     tasks, problems = check((p for r in read for p in r.placed), errors)
     return Survey(len(read), tasks, sum(r.ignored for r in read), problems)
 
 
-def _in_workers(
-    source: DirectorySource, paths: list[Path], workers: int
-) -> list[_FileReport | None]:
-    shares = [paths[i : i + _SHARE] for i in range(0, len(paths), _SHARE)]
-    # A forked worker flushes the standard streams it inherited when it ends: anything still
-    # buffered here would be printed twice.
-    sys.stdout.flush()
-    sys.stderr.flush()
-    context = multiprocessing.get_context("fork")
-    pool = concurrent.futures.ProcessPoolExecutor(
-        min(workers, len(shares)), mp_context=context, initializer=_adopt, initargs=(source,)
-    )
-    try:
-        reports = [report for share in pool.map(_read_share, shares) for report in share]
-    except BaseException:
-        # Ctrl-C, or a worker that died: the shares not begun are dropped, not read.
-        pool.shutdown(wait=False, cancel_futures=True)
-        raise
-    pool.shutdown()
-    return reports
-
-
-# The source a worker reads with: set before its first share (the fork inherits it).
-_source: DirectorySource | None = None
-
-
-def _adopt(source: DirectorySource) -> None:
-    global _source
-    _source = source
-    # Ctrl-C reaches the whole process group: the parent stops the survey, and the workers,
-    # idle or not, must not each print a KeyboardInterrupt of their own.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-
-
-def _read_share(
-    paths: Sequence[Path], source: DirectorySource | None = None
-) -> list[_FileReport | None]:
-    source = source or _source
-    assert source is not None
+def _read_share(source: DirectorySource, paths: Sequence[Path]) -> list[_FileReport | None]:
     return [_report(source, path) for path in paths]
 
 
