@@ -6,8 +6,9 @@
 ``cold``: TASKS tasks in TASKS/10 multi-document files (10 CronTasks per file, yearly slots in
 five zones, a command action with env, retry and timeout) are written to a temporary folder;
 then, in this fresh process, with the garbage collector set as ``crontask run`` sets it while it
-starts (``reconciler/cli/collector.py``), and timed from before the source exists:
-``DirectorySource`` refresh (YAML parse + validation) and ``assemble`` (``Reconciler.refresh``),
+starts (``reconciler/cli/collector.py``), and timed from before the source exists: the files
+read ahead on every core (``sources.ahead``, as ``crontask run`` does), the ``DirectorySource``
+refresh (YAML parse + validation) and ``assemble`` (``Reconciler.refresh``),
 plan and ``ApsScheduler.apply`` of every task with a "task added" log line each
 (``Reconciler.apply``), and ``ApsScheduler.start()`` plus one turn of the loop, after which
 every job has its next fire time. That is ``crontask run``'s first pass, in its order (apply,
@@ -67,8 +68,10 @@ async def _cold(
     from reconciler.cli.collector import start_up_collector
     from reconciler.controller.dispatch import Dispatcher
     from reconciler.controller.reconcile import Reconciler
+    from reconciler.host import usable_cores
     from reconciler.runner.base import Actions
     from reconciler.scheduling.apscheduler import ApsScheduler
+    from reconciler.sources.ahead import read_ahead
     from reconciler.sources.files import DirectorySource
     from reconciler.store.memory import MemoryRunStore
 
@@ -94,6 +97,7 @@ async def _cold(
             if running_first:
                 scheduler.start()
             source = DirectorySource([root])
+            read_ahead(source, usable_cores())  # as `crontask run` does, before its first pass
             idle = Dispatcher(MemoryRunStore(), owner="bench:1:x", actions=Actions([]))
             reconciler = Reconciler([source], scheduler, idle)
             keys = reconciler.refresh(None)

@@ -41,6 +41,7 @@ from reconciler.controller.reconcile import Reconciler
 from reconciler.controller.service import Service
 from reconciler.controller.view import RuntimeView
 from reconciler.core.desired import SourceKind
+from reconciler.host import usable_cores
 from reconciler.membership.base import Announcement, Membership, Views
 from reconciler.runner.base import Action, Actions
 from reconciler.runner.command import CommandRunner
@@ -50,6 +51,7 @@ from reconciler.scheduling.apscheduler import ApsScheduler
 from reconciler.sinks.metrics import Metrics
 from reconciler.sinks.notify import Notifier
 from reconciler.sinks.notify_config import Notifications
+from reconciler.sources.ahead import read_ahead
 from reconciler.sources.api import ApiSource, ApiTaskFiles
 from reconciler.sources.base import Source
 from reconciler.sources.files import DirectorySource
@@ -313,7 +315,9 @@ def _sources(options: Options, kube: Kubernetes | None) -> tuple[list[Source], G
     sources: list[Source] = [_api_source(options)]
     if options.paths:
         guard = not options.allow_empty
-        sources.append(DirectorySource(options.paths, max_file_size=size, guard_empty=guard))
+        folders = DirectorySource(options.paths, max_file_size=size, guard_empty=guard)
+        read_ahead(folders, usable_cores())  # before any thread exists: the first pass is next
+        sources.append(folders)
     git = GitSource(options.git, options.state_dir, max_file_size=size) if options.git else None
     if git is not None:
         sources.append(git)

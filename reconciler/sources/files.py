@@ -35,13 +35,14 @@ import asyncio
 import dataclasses
 import os
 from collections.abc import Collection, Iterator, Sequence
+from dataclasses import replace
 from pathlib import Path
 from stat import S_ISDIR
 
 from reconciler.aio import ended, first_of
 from reconciler.core.desired import Definition, DefinitionError, Location, SourceKind
 from reconciler.sources.base import Notify, Ready, SourceState
-from reconciler.sources.documents import parse_text
+from reconciler.sources.documents import PlainText, parse_text, plain_definitions
 from reconciler.sources.limits import DEFAULT_MAX_FILE_SIZE, excerpt
 from reconciler.sources.reading import Unreadable, read_file, resolve_root
 from reconciler.sources.watch import watch_paths
@@ -131,12 +132,19 @@ class DirectorySource:
         # A root that suddenly yields no file keeps its tasks (an unmounted volume, a folder
         # moved away) unless the user allows an empty set; see _holds().
         self.guard_empty = guard_empty
+        self._ahead: dict[Path, FileState] = {}  # see adopt()
 
     # -- the Source protocol ---------------------------------------------------------------
 
     def refresh(self, hints: Collection[str] | None = None) -> set[str]:
         """Re-read changed files; with ``hints`` (paths from a watcher) look only at those.
         A hint naming a root itself (a swapped symlink: git-sync, a ConfigMap) rescans."""
+        try:
+            return self._refresh(hints)
+        finally:
+            self._ahead = {}  # only the first refresh takes what was read ahead (adopt())
+
+    def _refresh(self, hints: Collection[str] | None) -> set[str]:
         roots = {str(r.absolute()) for r in self.roots}
         self._resolved = {}  # a root swapped since the last refresh resolves anew
         held = [r for r in self.roots if self._is_hold(r)]
@@ -219,7 +227,7 @@ class DirectorySource:
     def read(self, path: Path) -> FileState | None:
         """What ``path`` holds, read as a refresh reads it, without keeping it; None if there
         is no file there."""
-        signature = _signature(path)
+        signature = signature_of(path)
         return None if signature is None else self._read(path, signature, None)
 
     def _rescan(self) -> set[str]:
@@ -262,7 +270,7 @@ class DirectorySource:
 
     def _reread(self, path: Path) -> set[str]:
         before = self._files.get(path)
-        signature = _signature(path)
+        signature = signature_of(path)
         after = None
         if signature is not None:
             if (
@@ -271,7 +279,16 @@ class DirectorySource:
                 and before.revision == self.revision
             ):
                 return set()
-            after = self._read(path, signature, before)
+            ahead = self._ahead.pop(path, None)
+            if (
+                ahead is not None
+                and before is None
+                and ahead.signature == signature
+                and ahead.revision == self.revision
+            ):
+                after = ahead  # read ahead (see adopt()), and unchanged since
+            else:
+                after = self._read(path, signature, before)
         if after is None:  # gone, or a folder named like a file
             if before is None or self._holds(path):
                 return set()
@@ -300,6 +317,17 @@ class DirectorySource:
     def _read(self, path: Path, signature: Signature, before: FileState | None) -> FileState | None:
         """What ``path`` holds now; None if it is gone."""
         good = before.good if before else None
+        loaded = self.load(path, signature)
+        if loaded is None:
+            return None
+        if isinstance(loaded, FileState):  # unreadable: what it defined before stays
+            return replace(loaded, good=good)
+        signature, text = loaded
+        return self.state_of(path, signature, text, good)
+
+    def load(self, path: Path, signature: Signature) -> tuple[Signature, str] | FileState | None:
+        """The text of ``path`` and its signature as read; a FileState of the error if it
+        cannot be read (too large, a link out of bounds, not UTF-8); None if it is gone."""
         shown, revision = self._display(path), self.revision
         root, label = self._confinement(path)
         try:
@@ -308,19 +336,41 @@ class DirectorySource:
             return None
         except Unreadable as err:
             error = DefinitionError(Location(self.kind, shown, 1, 1, revision), err.message)
-            return FileState(signature, good, (error,), revision=revision)
+            return FileState(signature, None, (error,), revision=revision)
         try:
-            text = data.decode("utf-8")
+            return signature, data.decode("utf-8")
         except UnicodeDecodeError as err:
             line = data.count(b"\n", 0, err.start) + 1
             column = err.start - data.rfind(b"\n", 0, err.start)
             where = Location(self.kind, shown, line, column, revision)
             error = DefinitionError(where, f"not UTF-8: byte 0x{data[err.start]:02x}")
-            return FileState(signature, good, (error,), revision=revision)
-        parsed = parse_text(text, shown, source=self.kind, revision=revision)
+            return FileState(signature, None, (error,), revision=revision)
+
+    def state_of(
+        self,
+        path: Path,
+        signature: Signature,
+        text: str,
+        good: tuple[Definition, ...] | None = None,
+        plain: PlainText | None = None,
+    ) -> FileState:
+        """What the text of ``path`` holds; ``good``: what it defined before, kept if the text
+        has errors; ``plain``: its data, when another process has read the YAML already."""
+        shown, revision = self._display(path), self.revision
+        parsed = None
+        if plain is not None:
+            parsed = plain_definitions(plain, shown, source=self.kind, revision=revision)
+        if parsed is None:
+            parsed = parse_text(text, shown, source=self.kind, revision=revision)
         if parsed.errors:
             return FileState(signature, good, tuple(parsed.errors), parsed.ignored, revision)
         return FileState(signature, tuple(parsed.definitions), (), parsed.ignored, revision)
+
+    def adopt(self, ahead: dict[Path, FileState]) -> None:
+        """Files read ahead of the first refresh (``sources.ahead``): the next refresh takes
+        each one's state instead of reading it, if the file still has the signature it was
+        read with (and was not read before); what it does not take is dropped."""
+        self._ahead = ahead
 
     def _confinement(self, path: Path) -> tuple[str, str]:
         """The resolved folder ``path`` must stay inside, and its name for messages."""
@@ -340,7 +390,7 @@ class DirectorySource:
         return excerpt(str(path), _PATH_SHOWN)
 
 
-def _signature(path: Path) -> Signature | None:
+def signature_of(path: Path) -> Signature | None:
     """(mtime, size, inode) of what ``path`` leads to; None if there is no file there. A path
     that cannot be followed (a link loop) gets its link's own, and the reading says why."""
     try:

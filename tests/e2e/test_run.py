@@ -14,6 +14,8 @@ from pathlib import Path
 import pytest
 
 from reconciler.core.runs import RunStatus, Trigger
+from reconciler.host import usable_cores
+from reconciler.sources.forked import PARALLEL_MIN_FILES
 from tests.e2e.conftest import Crontask
 from tests.helpers import wait_for
 
@@ -233,3 +235,20 @@ def _environment_in(path: Path) -> dict[str, str]:
         if sep:
             found[name] = value
     return found
+
+
+@pytest.mark.skipif(usable_cores() < 2, reason="reading ahead takes a second core")
+def test_a_large_folder_is_read_ahead_on_every_core(
+    crontask: Callable[..., Crontask], tmp_path: Path
+) -> None:
+    folder = tmp_path / "tasks"
+    folder.mkdir()
+    for i in range(PARALLEL_MIN_FILES + 44):
+        (folder / f"{i:04d}.yaml").write_text(task(f"t{i}", ["true"], "0 0 1 1 *"))
+    (folder / "broken.yaml").write_text(task("broken", ["true"], "61 * * * *"))
+    app = crontask()
+    log = app.log()
+    workers = usable_cores()
+    assert f'msg="files read ahead" files={PARALLEL_MIN_FILES + 45} workers={workers}' in log
+    assert "tasks=300" in next(line for line in log.splitlines() if "crontask started" in line)
+    assert "broken.yaml:5:14: spec.schedule: minute field: 61" in log  # its error as the first pass reports it
