@@ -14,7 +14,9 @@ no more than a log line):
   APScheduler's CronTrigger differs from cron in day-of-week numbering, in the
   day-of-month/day-of-week rule, and around DST.
 - An in-memory job store: the desired state lives in the sources and the history in the run
-  store, so nothing is pickled.
+  store, so nothing is pickled. APScheduler's own, except that the jobs added when the
+  scheduler starts (every job of the first pass) are sorted once, not inserted one by one
+  (``_StartUpJobStore``).
 - A pass applies its steps one after another on the event loop, and APScheduler wakes itself
   (a loop callback that looks for due jobs) after every ``add_job``/``remove_job`` of a running
   scheduler: 10 000 wake-ups for 10 000 steps. So while a batch of steps is applied the
@@ -31,16 +33,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import inspect
+import math
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from apscheduler.executors.base import BaseExecutor
-from apscheduler.jobstores.base import JobLookupError
+from apscheduler.jobstores.base import ConflictingIdError, JobLookupError
+from apscheduler.jobstores.memory import MemoryJobStore
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.schedulers.base import STATE_PAUSED, STATE_RUNNING
 from apscheduler.triggers.base import BaseTrigger
+from apscheduler.util import datetime_to_utc_timestamp
 
 from reconciler.core.desired import Definition
 from reconciler.core.plan import Operation, Step
@@ -123,6 +128,75 @@ class _ScheduleTrigger(BaseTrigger):  # type: ignore[misc]
         return f"crontask[{self.schedule.expression}]"
 
 
+class _StartUpJobStore(MemoryJobStore):  # type: ignore[misc]
+    """APScheduler's memory store, which places the jobs added during ``batch()`` in one sort.
+
+    The store keeps its jobs in a list ordered by next run time, then id, and puts each new
+    one in its place: a binary search in Python, then a list insert that moves the half of the
+    list behind it. The scheduler adds every job pending at its start (all of the first
+    pass's) that way: at 100 000 jobs that was a tenth of the start-up. During ``batch()``
+    jobs are appended, and the list is sorted once, when the batch ends or when anything
+    reads it first; each method that reads the list sorts it before.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._batching = False
+        self._unsorted = False
+
+    @contextlib.contextmanager
+    def batch(self) -> Iterator[None]:
+        self._batching = True
+        try:
+            yield
+        finally:
+            self._batching = False
+            self._settle()
+
+    def add_job(self, job: Any) -> None:
+        if not self._batching:
+            self._settle()
+            super().add_job(job)
+            return
+        if job.id in self._jobs_index:
+            raise ConflictingIdError(job.id)
+        entry = (job, datetime_to_utc_timestamp(job.next_run_time))
+        self._jobs.append(entry)
+        self._jobs_index[job.id] = entry
+        self._unsorted = True
+
+    def _settle(self) -> None:
+        if self._unsorted:
+            self._jobs.sort(key=_in_store_order)
+            self._unsorted = False
+
+    def get_due_jobs(self, now: datetime) -> list[Any]:
+        self._settle()
+        return super().get_due_jobs(now)  # type: ignore[no-any-return]
+
+    def get_next_run_time(self) -> datetime | None:
+        self._settle()
+        return super().get_next_run_time()  # type: ignore[no-any-return]
+
+    def get_all_jobs(self) -> list[Any]:
+        self._settle()
+        return super().get_all_jobs()  # type: ignore[no-any-return]
+
+    def update_job(self, job: Any) -> None:
+        self._settle()
+        super().update_job(job)
+
+    def remove_job(self, job_id: str) -> None:
+        self._settle()
+        super().remove_job(job_id)
+
+
+def _in_store_order(entry: tuple[Any, float | None]) -> tuple[float, str]:
+    """MemoryJobStore's order: by next run time (none: last), then by id."""
+    job, timestamp = entry
+    return (math.inf if timestamp is None else timestamp, job.id)
+
+
 class _HandOffExecutor(BaseExecutor):  # type: ignore[misc]
     """Hands each due slot to crontask at once, on the scheduler's event loop."""
 
@@ -147,15 +221,18 @@ class ApsScheduler:
         # What snapshot() reads from other threads, with _owned; both written under the lock.
         self._triggers: dict[str, _ScheduleTrigger] = {}
         self._lock = threading.Lock()
+        self._store = _StartUpJobStore()
         self._aps = AsyncIOScheduler(
             timezone=UTC,
+            jobstores={"default": self._store},
             executors={"default": _HandOffExecutor(on_fire)},
             job_defaults={"misfire_grace_time": None, "coalesce": True, "max_instances": 1},
         )
 
     def start(self) -> None:
         if not self._aps.running:  # starting twice changes nothing
-            self._aps.start()
+            with self._store.batch():  # the jobs added so far get their places in one sort
+                self._aps.start()
 
     def shutdown(self) -> None:
         if self._aps.running:

@@ -4,13 +4,24 @@ its own entries, and leaves no APScheduler default in charge of late or overlapp
 from __future__ import annotations
 
 import asyncio
+import random
 import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
+
+import pytest
+from apscheduler.jobstores.base import ConflictingIdError
+from apscheduler.jobstores.memory import MemoryJobStore
 
 from reconciler.core.desired import Definition
 from reconciler.core.plan import Operation, Step
-from reconciler.scheduling.apscheduler import JOB_PREFIX, ApsScheduler, _ScheduleTrigger
+from reconciler.scheduling.apscheduler import (
+    JOB_PREFIX,
+    ApsScheduler,
+    _ScheduleTrigger,
+    _StartUpJobStore,
+)
 from reconciler.scheduling.base import schedule_of
 from tests.helpers import definition
 
@@ -165,3 +176,48 @@ def test_the_trigger_answers_a_repeated_question_the_same_and_a_new_one_afresh()
     assert trigger.get_next_fire_time(None, now + timedelta(minutes=1)) == now + timedelta(
         minutes=7
     )
+
+
+def test_the_start_up_store_keeps_apschedulers_order_however_jobs_come() -> None:
+    """Jobs added in a batch are sorted once; before, during and after a batch, every read,
+    update and removal sees what APScheduler's own store holds for the same operations."""
+    rng = random.Random(3)  # noqa: S311 - a reproducible draw, not a secret
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+
+    def job(i: int) -> SimpleNamespace:
+        at = None if i % 17 == 0 else start + timedelta(seconds=rng.randrange(40))
+        return SimpleNamespace(id=f"j{rng.randrange(10**6):06d}-{i}", next_run_time=at)
+
+    ours, theirs = _StartUpJobStore(), MemoryJobStore()
+
+    def both(operation: str, *args: object) -> None:
+        getattr(ours, operation)(*args)
+        getattr(theirs, operation)(*args)
+
+    def same() -> None:
+        assert [j.id for j in ours.get_all_jobs()] == [j.id for j in theirs.get_all_jobs()]
+        now = start + timedelta(seconds=20)
+        assert [j.id for j in ours.get_due_jobs(now)] == [j.id for j in theirs.get_due_jobs(now)]
+        assert ours.get_next_run_time() == theirs.get_next_run_time()
+
+    jobs = [job(i) for i in range(400)]
+    for j in jobs[:50]:
+        both("add_job", j)
+    with ours.batch():
+        for j in jobs[50:300]:
+            both("add_job", j)
+        with pytest.raises(ConflictingIdError):
+            ours.add_job(jobs[60])
+        same()  # a read in the middle of a batch
+        for j in jobs[300:350]:
+            both("add_job", j)
+        moved = SimpleNamespace(id=jobs[310].id, next_run_time=start)
+        both("update_job", moved)
+        both("remove_job", jobs[320].id)
+    same()
+    for j in jobs[350:]:
+        both("add_job", j)
+    for j in rng.sample(jobs[:300], 40):
+        both("remove_job", j.id)
+    same()
+    assert len(ours.get_all_jobs()) == 400 - 41
