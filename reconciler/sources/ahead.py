@@ -2,9 +2,9 @@
 
 A first pass over a large folder is mostly reading: YAML, then validating each task (14 of
 the 21 s of a first pass over 100 000 tasks in 10 000 files, read one file after the other on
-one core). So forked workers do the YAML half of each file (``documents.plain_text``: read within the source's
-bounds, compose, build plain data) and send back the text and its data; this process
-validates the tasks of each share as it arrives, while the workers read the next ones. The
+one core). So forked workers do the YAML half of each file (``documents.plain_text``: read it
+within the source's bounds, compose, build plain data) and send back the text and its data;
+this process validates the tasks of each share as it arrives, while the workers read on. The
 states are handed to the source (``DirectorySource.adopt``), and the first refresh takes each
 one whose file still has the signature it was read with, so that nothing changed in between
 is missed. A file that is not plain, or has a task that does not validate, is read again here

@@ -251,4 +251,5 @@ def test_a_large_folder_is_read_ahead_on_every_core(
     workers = usable_cores()
     assert f'msg="files read ahead" files={PARALLEL_MIN_FILES + 45} workers={workers}' in log
     assert "tasks=300" in next(line for line in log.splitlines() if "crontask started" in line)
-    assert "broken.yaml:5:14: spec.schedule: minute field: 61" in log  # its error as the first pass reports it
+    # The broken file's error, as the first pass reports it.
+    assert "broken.yaml:5:14: spec.schedule: minute field: 61" in log
