@@ -25,13 +25,22 @@ from reconciler.core.crd import crd_document
 from reconciler.core.desired import Definition, DesiredState, Location, SourceKind, assemble
 from reconciler.core.model import CronTask, json_schema
 from reconciler.core.plan import Operation, plan
+from reconciler.host import usable_cores
 from reconciler.scheduling.base import schedule_of
+from reconciler.sources.ahead import read_ahead
 from reconciler.sources.files import DirectorySource
 from reconciler.sources.forked import PARALLEL_MIN_FILES
 from reconciler.sources.survey import survey
 
 
 def add_parsers(commands: Any) -> None:
+    _add_validate(commands)
+    _add_plan(commands)
+    _add_next(commands)
+    _add_schemas(commands)
+
+
+def _add_validate(commands: Any) -> None:
     validate = commands.add_parser(
         "validate",
         help="check CronTask definitions",
@@ -51,6 +60,8 @@ def add_parsers(commands: Any) -> None:
     )
     validate.set_defaults(handler=run_validate)
 
+
+def _add_plan(commands: Any) -> None:
     plan_cmd = commands.add_parser(
         "plan",
         help="show what applying definitions would change",
@@ -77,6 +88,8 @@ def add_parsers(commands: Any) -> None:
     add_max_file_size_arg(plan_cmd)
     plan_cmd.set_defaults(handler=run_plan)
 
+
+def _add_next(commands: Any) -> None:
     next_cmd = commands.add_parser(
         "next",
         help="show the next fire times of a task",
@@ -99,6 +112,8 @@ def add_parsers(commands: Any) -> None:
     add_max_file_size_arg(next_cmd)
     next_cmd.set_defaults(handler=run_next)
 
+
+def _add_schemas(commands: Any) -> None:
     schema = commands.add_parser(
         "schema",
         help="print the JSON Schema of a CronTask",
@@ -120,6 +135,7 @@ def add_parsers(commands: Any) -> None:
 def load(paths: list[Path], max_file_size: int) -> tuple[DesiredState, DirectorySource]:
     source = DirectorySource(paths, max_file_size=max_file_size)
     with rare_collections():
+        read_ahead(source, usable_cores())  # a large folder on every core, as `run` reads it
         source.refresh(None)
         return assemble(source.definitions(), source.errors()), source
 
@@ -171,12 +187,20 @@ def _count(n: int, noun: str) -> str:
 
 
 def run_plan(args: argparse.Namespace) -> int:
-    new, _ = load(existing_paths(args.paths), args.max_file_size)
+    new_paths = existing_paths(args.paths)
+    new, new_source = load(new_paths, args.max_file_size)
     if args.server:
-        old = _from_server(args.server)
+        old, kept = _from_server(args.server), _named_by_errors(new)
     else:
-        old = load(existing_paths(args.against), args.max_file_size)[0]
-    result = plan(new.tasks, old.tasks, allow_empty=args.allow_empty)
+        old_paths = existing_paths(args.against)
+        old, old_source = load(old_paths, args.max_file_size)
+        kept = _named_by_errors(new) | _defined_by_broken_files(
+            new_source, new_paths, old_source, old_paths
+        )
+    # As `run` would: a file with errors changes nothing, so what it defined stays in force.
+    kept = {key for key in kept if key in old.tasks and key not in new.tasks}
+    desired = {**new.tasks, **{key: old.tasks[key] for key in kept}}
+    result = plan(desired, old.tasks, allow_empty=args.allow_empty)
     symbol = {Operation.ADD: "+", Operation.UPDATE: "~", Operation.REMOVE: "-"}
     for step in result.steps:
         where = (
@@ -188,10 +212,47 @@ def run_plan(args: argparse.Namespace) -> int:
                 print(f"    {change}")
     for key in result.held_removals:
         print(f"  {key}  (kept: the new definitions are empty; --allow-empty removes it)")
+    for key in sorted(kept):
+        print(f"  {key}  (kept as it is: its new definition has errors)")
     for problem in new.problems:
         print(f"! {problem}")
     print(f"Plan: {result.summary()}.")
     return 1 if new.problems else 0
+
+
+def _named_by_errors(desired: DesiredState) -> set[str]:
+    """The tasks a broken document still names."""
+    return {error.key for error in desired.errors if error.key}
+
+
+def _defined_by_broken_files(
+    new: DirectorySource, new_roots: list[Path], old: DirectorySource, old_roots: list[Path]
+) -> set[str]:
+    """The tasks defined in force by the files that have errors now: the file at the same
+    place under the paired root of ``--against`` (roots pair up in order, when there are as
+    many), as `run` keeps the last good definitions of a file edited in place."""
+    if len(new_roots) != len(old_roots):
+        return set()
+    in_force = old.files
+    keys: set[str] = set()
+    for path, state in new.files.items():
+        if not state.errors:
+            continue
+        for new_root, old_root in zip(new_roots, old_roots, strict=True):
+            twin = old_root if path == new_root else _under(path, new_root, old_root)
+            before = in_force.get(twin) if twin is not None else None
+            if before is not None:
+                keys.update(d.key for d in before.good or ())
+                break
+    return keys
+
+
+def _under(path: Path, root: Path, other_root: Path) -> Path | None:
+    """``path``, a file under ``root``, at the same place under ``other_root``."""
+    try:
+        return other_root / path.relative_to(root)
+    except ValueError:
+        return None
 
 
 def run_next(args: argparse.Namespace) -> int:

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from reconciler.cli.main import main
 from reconciler.core.model import json_schema
+from reconciler.sources.forked import PARALLEL_MIN_FILES
 
 
 def crontask(*argv: str) -> int:
@@ -127,6 +130,66 @@ def test_plan_field_by_field(tmp_path: Path, capsys: pytest.CaptureFixture[str])
         f"- default/drop  ({old}/t.yaml:21:1)",
         "Plan: 1 to add, 1 to change, 1 to remove, 1 unchanged.",
     ]
+
+
+def test_plan_of_large_folders_read_on_every_core(tmp_path: Path) -> None:
+    """Folders large enough to be read ahead on every core (in a process of its own, which has
+    no other thread, so it forks): the plan is the same as ever, error places included."""
+    old, new = tmp_path / "old", tmp_path / "new"
+    for folder in (old, new):
+        for i in range(PARALLEL_MIN_FILES + 20):
+            (folder / f"{i:04d}").mkdir(parents=True)
+            (folder / f"{i:04d}" / "t.yaml").write_text(doc(f"t{i}", "@daily"))
+    (new / "0007" / "t.yaml").write_text(doc("t7", "@hourly"))
+    (new / "0100" / "t.yaml").write_text(doc("t100", "61 * * * *"))
+    done = subprocess.run(
+        [sys.executable, "-m", "reconciler", "plan", str(new), "--against", str(old)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 1  # new/ has an error
+    assert done.stdout.splitlines() == [
+        f"~ default/t7  ({new}/0007/t.yaml:1:1)",
+        "    ~ spec.schedule: '@daily' -> '@hourly'",
+        "  default/t100  (kept as it is: its new definition has errors)",
+        f"! {new}/0100/t.yaml:6:14: spec.schedule: minute field: 61 is out of range 0-59",
+        f"Plan: 0 to add, 1 to change, 0 to remove, {PARALLEL_MIN_FILES + 19} unchanged.",
+    ]
+
+
+def test_plan_keeps_what_a_broken_file_defines_as_run_would(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`run` applies a file whole or not at all: a file with errors keeps the definitions it
+    had in force. The plan says so instead of listing them as removed: a document that still
+    names its task, and a file that no longer parses at all, at the same place under the
+    paired root of --against."""
+    old, new = tmp_path / "old", tmp_path / "new"
+    for folder in (old, new):
+        (folder / "sub").mkdir(parents=True)
+        (folder / "a.yaml").write_text(doc("a", "@daily"))
+    (old / "sub" / "b.yaml").write_text(doc("b", "@daily") + "---\n" + doc("c", "@daily"))
+    (old / "d.yaml").write_text(doc("d", "@daily"))
+    (new / "sub" / "b.yaml").write_text("key: [unclosed\n")
+    (new / "e.yaml").write_text(doc("d", "99 * * * *"))  # d, broken, in a new file
+    assert crontask("plan", str(new), "--against", str(old)) == 1
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[:3] == [
+        "  default/b  (kept as it is: its new definition has errors)",
+        "  default/c  (kept as it is: its new definition has errors)",
+        "  default/d  (kept as it is: its new definition has errors)",
+    ]
+    assert lines[-1] == "Plan: 0 to add, 0 to change, 0 to remove, 4 unchanged."
+    # Roots that do not pair up: only what a broken document still names is kept.
+    assert crontask("plan", str(new), str(new / "a.yaml"), "--against", str(old)) == 1
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[:2] == [
+        f"- default/b  ({old}/sub/b.yaml:1:1)",
+        f"- default/c  ({old}/sub/b.yaml:11:1)",
+    ]
+    assert "  default/d  (kept as it is: its new definition has errors)" in lines
 
 
 def test_schema_prints_the_generated_schema(capsys: pytest.CaptureFixture[str]) -> None:
