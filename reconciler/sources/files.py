@@ -42,7 +42,7 @@ from stat import S_ISDIR
 from reconciler.aio import ended, first_of
 from reconciler.core.desired import Definition, DefinitionError, Location, SourceKind
 from reconciler.sources.base import Notify, Ready, SourceState
-from reconciler.sources.documents import PlainText, parse_text, plain_definitions
+from reconciler.sources.documents import ParsedText, PlainText, parse_text, plain_definitions
 from reconciler.sources.limits import DEFAULT_MAX_FILE_SIZE, excerpt
 from reconciler.sources.reading import Unreadable, read_file, resolve_root
 from reconciler.sources.watch import watch_paths
@@ -323,7 +323,8 @@ class DirectorySource:
         if isinstance(loaded, FileState):  # unreadable: what it defined before stays
             return replace(loaded, good=good)
         signature, text = loaded
-        return self.state_of(path, signature, text, good)
+        parsed = parse_text(text, self._display(path), source=self.kind, revision=self.revision)
+        return self._state(signature, parsed, good)
 
     def load(self, path: Path, signature: Signature) -> tuple[Signature, str] | FileState | None:
         """The text of ``path`` and its signature as read; a FileState of the error if it
@@ -346,22 +347,19 @@ class DirectorySource:
             error = DefinitionError(where, f"not UTF-8: byte 0x{data[err.start]:02x}")
             return FileState(signature, None, (error,), revision=revision)
 
-    def state_of(
-        self,
-        path: Path,
-        signature: Signature,
-        text: str,
-        good: tuple[Definition, ...] | None = None,
-        plain: PlainText | None = None,
+    def plain_state(self, path: Path, signature: Signature, plain: PlainText) -> FileState | None:
+        """What a plain text holds (``documents.plain_text``, read in another process); None
+        if a task of it does not validate: then it is for ``_read`` to place the errors."""
+        shown = self._display(path)
+        parsed = plain_definitions(plain, shown, source=self.kind, revision=self.revision)
+        return None if parsed is None else self._state(signature, parsed, None)
+
+    def _state(
+        self, signature: Signature, parsed: ParsedText, good: tuple[Definition, ...] | None
     ) -> FileState:
-        """What the text of ``path`` holds; ``good``: what it defined before, kept if the text
-        has errors; ``plain``: its data, when another process has read the YAML already."""
-        shown, revision = self._display(path), self.revision
-        parsed = None
-        if plain is not None:
-            parsed = plain_definitions(plain, shown, source=self.kind, revision=revision)
-        if parsed is None:
-            parsed = parse_text(text, shown, source=self.kind, revision=revision)
+        """A file's state from what its text holds; ``good``: what it defined before, kept in
+        force if the text has errors."""
+        revision = self.revision
         if parsed.errors:
             return FileState(signature, good, tuple(parsed.errors), parsed.ignored, revision)
         return FileState(signature, tuple(parsed.definitions), (), parsed.ignored, revision)

@@ -9,6 +9,7 @@ the child forever).
 
 from __future__ import annotations
 
+import collections
 import concurrent.futures
 import multiprocessing
 import signal
@@ -24,6 +25,9 @@ PARALLEL_MIN_FILES = 256
 # A share of files per task sent to a worker: small enough that the workers end together, and
 # that the caller can work on the first results while the workers read the rest.
 SHARE = 64
+# Shares given out per worker ahead of the caller: enough that no worker waits for one, and a
+# bound on what waits for the caller (a share's results are at most 64 files' worth).
+AHEAD = 4
 
 
 def in_workers(
@@ -34,23 +38,31 @@ def in_workers(
 ) -> Iterator[Result]:
     """``work(state, share)`` for each share of ``items``, on ``workers`` forked processes;
     the results in the order of the shares, each as soon as it and those before it are done.
-    Raises ``BrokenProcessPool`` if a worker died (killed, out of memory). However the
-    iteration ends (an error, Ctrl-C, the caller stopping early), the shares not begun are
-    dropped and the workers end."""
+    At most ``AHEAD`` shares per worker are given out ahead of the caller, so that results
+    the caller has not taken yet never pile up past that. Raises ``BrokenProcessPool`` if a
+    worker died (killed, out of memory). However the iteration ends (an error, Ctrl-C, the
+    caller stopping early), the shares not begun are dropped and the workers end."""
     shares = [items[i : i + SHARE] for i in range(0, len(items), SHARE)]
     # A forked worker flushes the standard streams it inherited when it ends: anything still
     # buffered here would be printed twice.
     sys.stdout.flush()
     sys.stderr.flush()
+    workers = min(workers, len(shares))
     pool = concurrent.futures.ProcessPoolExecutor(
-        min(workers, len(shares)),
+        workers,
         mp_context=multiprocessing.get_context("fork"),
         initializer=_adopt,
         initargs=(work, state),
     )
+    given: collections.deque[concurrent.futures.Future[Result]] = collections.deque()
     done = False
     try:
-        yield from pool.map(_work, shares)
+        for share in shares:
+            given.append(pool.submit(_work, share))
+            if len(given) > AHEAD * workers:
+                yield given.popleft().result()
+        while given:
+            yield given.popleft().result()
         done = True
     finally:
         pool.shutdown(wait=done, cancel_futures=not done)
