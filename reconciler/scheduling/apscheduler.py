@@ -139,6 +139,8 @@ class _StartUpJobStore(MemoryJobStore):  # type: ignore[misc]
     reads it first; each method that reads the list sorts it before.
     """
 
+    _jobs: list[tuple[Any, float | None]]  # MemoryJobStore's: (job, next run timestamp)
+
     def __init__(self) -> None:
         super().__init__()
         self._batching = False
@@ -167,7 +169,9 @@ class _StartUpJobStore(MemoryJobStore):  # type: ignore[misc]
 
     def _settle(self) -> None:
         if self._unsorted:
-            self._jobs.sort(key=_in_store_order)
+            # A new list, swapped in: a reader never sees one half sorted (or, as during an
+            # in-place sort, empty).
+            self._jobs = sorted(self._jobs, key=_in_store_order)
             self._unsorted = False
 
     def get_due_jobs(self, now: datetime) -> list[Any]:
