@@ -189,15 +189,15 @@ def _count(n: int, noun: str) -> str:
 def run_plan(args: argparse.Namespace) -> int:
     new_paths = existing_paths(args.paths)
     new, new_source = load(new_paths, args.max_file_size)
+    # `run` applies a file whole or not at all: what a file with errors defined stays in force.
     if args.server:
+        # The server's files cannot be paired with these: the tasks a broken document still
+        # names stand for those its file defined.
         old, kept = _from_server(args.server), _named_by_errors(new)
     else:
         old_paths = existing_paths(args.against)
         old, old_source = load(old_paths, args.max_file_size)
-        kept = _named_by_errors(new) | _defined_by_broken_files(
-            new_source, new_paths, old_source, old_paths
-        )
-    # As `run` would: a file with errors changes nothing, so what it defined stays in force.
+        kept = _defined_by_broken_files(new_source, new_paths, old_source, old_paths)
     kept = {key for key in kept if key in old.tasks and key not in new.tasks}
     desired = {**new.tasks, **{key: old.tasks[key] for key in kept}}
     result = plan(desired, old.tasks, allow_empty=args.allow_empty)

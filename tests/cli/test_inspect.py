@@ -163,9 +163,10 @@ def test_plan_keeps_what_a_broken_file_defines_as_run_would(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """`run` applies a file whole or not at all: a file with errors keeps the definitions it
-    had in force. The plan says so instead of listing them as removed: a document that still
-    names its task, and a file that no longer parses at all, at the same place under the
-    paired root of --against."""
+    had in force, the file at the same place under the paired root of --against. The plan
+    says so instead of listing them as removed, whether the file still names its tasks or no
+    longer parses at all. A task moved to a new file that is broken is removed, as `run`
+    removes it (the new file has no definition in force)."""
     old, new = tmp_path / "old", tmp_path / "new"
     for folder in (old, new):
         (folder / "sub").mkdir(parents=True)
@@ -173,23 +174,23 @@ def test_plan_keeps_what_a_broken_file_defines_as_run_would(
     (old / "sub" / "b.yaml").write_text(doc("b", "@daily") + "---\n" + doc("c", "@daily"))
     (old / "d.yaml").write_text(doc("d", "@daily"))
     (new / "sub" / "b.yaml").write_text("key: [unclosed\n")
-    (new / "e.yaml").write_text(doc("d", "99 * * * *"))  # d, broken, in a new file
+    (new / "e.yaml").write_text(doc("d", "99 * * * *"))  # d moved to a new, broken file
     assert crontask("plan", str(new), "--against", str(old)) == 1
     lines = capsys.readouterr().out.splitlines()
     assert lines[:3] == [
+        f"- default/d  ({old}/d.yaml:1:1)",
         "  default/b  (kept as it is: its new definition has errors)",
         "  default/c  (kept as it is: its new definition has errors)",
-        "  default/d  (kept as it is: its new definition has errors)",
     ]
-    assert lines[-1] == "Plan: 0 to add, 0 to change, 0 to remove, 4 unchanged."
-    # Roots that do not pair up: only what a broken document still names is kept.
+    assert lines[-1] == "Plan: 0 to add, 0 to change, 1 to remove, 3 unchanged."
+    # Roots that do not pair up: no file is known to be the same, so nothing is kept.
     assert crontask("plan", str(new), str(new / "a.yaml"), "--against", str(old)) == 1
     lines = capsys.readouterr().out.splitlines()
-    assert lines[:2] == [
+    assert lines[:3] == [
         f"- default/b  ({old}/sub/b.yaml:1:1)",
         f"- default/c  ({old}/sub/b.yaml:11:1)",
+        f"- default/d  ({old}/d.yaml:1:1)",
     ]
-    assert "  default/d  (kept as it is: its new definition has errors)" in lines
 
 
 def test_schema_prints_the_generated_schema(capsys: pytest.CaptureFixture[str]) -> None:

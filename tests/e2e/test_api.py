@@ -145,3 +145,31 @@ def test_plan_against_a_running_instance(crontask: Callable[..., Crontask], tmp_
     assert any(line.startswith("- default/b") for line in out)
     assert not any("api-made" in line for line in out)  # not the folder's to remove
     assert out[-1] == "Plan: 1 to add, 1 to change, 1 to remove, 0 unchanged."
+
+
+def test_plan_against_a_running_instance_keeps_a_broken_documents_task(
+    crontask: Callable[..., Crontask], tmp_path: Path
+) -> None:
+    """The running instance keeps a broken file's tasks in force; the plan says so rather than
+    listing them as removed (its files cannot be paired with these: the task the broken
+    document still names stands for them)."""
+    app = crontask()
+    (app.tasks / "a.yaml").write_text(task("a", ["true"], schedule="@daily"))
+    (app.tasks / "b.yaml").write_text(task("b", ["true"], schedule="@daily"))
+    app.wait_log("tasks=2")
+    proposed = tmp_path / "proposed"
+    proposed.mkdir()
+    (proposed / "a.yaml").write_text(task("a", ["true"], schedule="61 * * * *"))
+    (proposed / "b.yaml").write_text(task("b", ["true"], schedule="@daily"))
+    result = subprocess.run(
+        [sys.executable, "-m", "reconciler", "plan", str(proposed), "--server", app.server],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert result.returncode == 1, result.stderr  # the proposed folder has an error
+    out = result.stdout.splitlines()
+    assert out[0] == "  default/a  (kept as it is: its new definition has errors)"
+    assert out[1].startswith(f"! {proposed}/a.yaml:")
+    assert out[-1] == "Plan: 0 to add, 0 to change, 0 to remove, 2 unchanged."
