@@ -160,16 +160,7 @@ async def build(options: Options, store: RunStore, manager: Manager) -> Parts:
     support = await jobs(options.jobs, kube, options.resync_seconds)
     recover(store, me, datetime.now(UTC), support.outlives if support else lambda r: False)
     task_env = _task_env(options)
-    runners: list[Action] = [
-        CommandRunner(task_env, kill_grace=options.kill_grace),
-        HttpRunner(os.environ),
-    ]
-    dispatcher = Dispatcher(
-        store, owner=me, actions=Actions(runners + ([support.runner] if support else []))
-    )
-    if support is not None:
-        dispatcher.resumable = support.runner
-        support.runner.progress = dispatcher.progress
+    dispatcher = _dispatcher(store, me, task_env, options.kill_grace, support)
 
     def on_fire(key: str, at: datetime) -> None:
         definition = scheduler.owned().get(key)
@@ -238,6 +229,25 @@ async def build(options: Options, store: RunStore, manager: Manager) -> Parts:
         me, store, queue, dispatcher, scheduler, metrics, sources, git, reconciler, control,
         service, task_env, kube, support, cluster, notifier,
     )  # fmt: skip
+
+
+def _dispatcher(
+    store: RunStore,
+    me: str,
+    task_env: dict[str, str],
+    kill_grace: float,
+    support: JobSupport | None,
+) -> Dispatcher:
+    """The dispatcher with its actions: commands, HTTP calls, and Jobs when there is a
+    cluster to create them in (its runner then resumes adopted runs and reports progress)."""
+    runners: list[Action] = [CommandRunner(task_env, kill_grace=kill_grace), HttpRunner(os.environ)]
+    if support is not None:
+        runners.append(support.runner)
+    dispatcher = Dispatcher(store, owner=me, actions=Actions(runners))
+    if support is not None:
+        dispatcher.resumable = support.runner
+        support.runner.progress = dispatcher.progress
+    return dispatcher
 
 
 async def start(parts: Parts, options: Options, manager: Manager, http: HttpServer | None) -> None:
