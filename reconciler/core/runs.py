@@ -67,6 +67,15 @@ def _stamp(scheduled_at: datetime) -> str:
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
+class LastOutcomes:
+    """When a task's newest successful attempt ended, and its newest failed, timed-out or
+    interrupted one (None: there is none in the history)."""
+
+    success: datetime | None = None
+    failure: datetime | None = None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
 class ContainerResult:
     """How one container of a Job's pod ended (or why it has not started)."""
 

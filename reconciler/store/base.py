@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Final, Literal, Protocol, runtime_checkable
 
-from reconciler.core.runs import JobDetails, RunRecord, RunStatus, Trigger
+from reconciler.core.runs import JobDetails, LastOutcomes, RunRecord, RunStatus, Trigger
 
 __all__ = [
     "FAILED_STATUSES",
@@ -373,6 +373,14 @@ class RunStore(Protocol):
         """For each task, the newest ``scheduled_at`` of its scheduled runs (every trigger but
         ``manual``, whose times are not slots of the schedule). Used once at start-up to find
         the slots missed while crontask was down: one query, not one per task."""
+        ...
+
+    def last_outcomes(self, tasks: Collection[str]) -> dict[str, LastOutcomes]:
+        """For each of ``tasks`` with a finished success or failure (failed, timed out,
+        interrupted) in the history, the newest ``finished_at`` of each; tasks with neither
+        are left out. What the metrics of a task start from when it comes to this process (at
+        start-up, or from another replica), so that its alerts survive the move: a few
+        queries for any number of tasks, not one per task."""
         ...
 
     def take_over(self, run_id: str, attempt: int, owner: str) -> RunRecord | None:

@@ -13,8 +13,9 @@ import threading
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 
-from reconciler.core.runs import RunRecord, RunStatus, Trigger
+from reconciler.core.runs import LastOutcomes, RunRecord, RunStatus, Trigger
 from reconciler.store.base import (
+    FAILED_STATUSES,
     Cursor,
     DuplicateRun,
     RetentionTally,
@@ -33,6 +34,10 @@ _Key = tuple[str, int]
 
 def _newest_first(record: RunRecord) -> tuple[datetime, str, int]:
     return (record.scheduled_at, record.id, record.attempt)
+
+
+def _later(known: datetime | None, at: datetime) -> datetime:
+    return at if known is None else max(known, at)
 
 
 class MemoryRunStore:
@@ -146,6 +151,24 @@ class MemoryRunStore:
                 if r.trigger is not Trigger.MANUAL:
                     slots[r.task] = max(r.scheduled_at, slots.get(r.task, r.scheduled_at))
             return slots
+
+    def last_outcomes(self, tasks: Collection[str]) -> dict[str, LastOutcomes]:
+        wanted = set(tasks)
+        with self._lock:
+            self._check_open()
+            found: dict[str, LastOutcomes] = {}
+            for r in self._records.values():
+                if r.task not in wanted or r.finished_at is None:
+                    continue
+                last = found.get(r.task, LastOutcomes())
+                if r.status is RunStatus.SUCCEEDED:
+                    last = dataclasses.replace(last, success=_later(last.success, r.finished_at))
+                elif r.status in FAILED_STATUSES:
+                    last = dataclasses.replace(last, failure=_later(last.failure, r.finished_at))
+                else:
+                    continue
+                found[r.task] = last
+            return found
 
     def running(self, task: str | None = None) -> list[RunRecord]:
         with self._lock:

@@ -38,9 +38,10 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection, Engine
 
-from reconciler.core.runs import JobDetails, RunRecord, RunStatus, Trigger
+from reconciler.core.runs import JobDetails, LastOutcomes, RunRecord, RunStatus, Trigger
 from reconciler.store import migrations, sql_retention
 from reconciler.store.base import (
+    FAILED_STATUSES,
     INTERRUPTED_MESSAGE,
     INTERRUPTED_REASON,
     Cursor,
@@ -88,6 +89,11 @@ _MUTABLE = (
     "output",
     "details",
 )
+
+# last_outcomes: the statuses it reads, and keys per query (well under every database's limit
+# of bound parameters; each key is one index lookup).
+_OUTCOME_STATUSES: Final = sorted(s.value for s in FAILED_STATUSES | {RunStatus.SUCCEEDED})
+_KEYS_PER_QUERY: Final = 500
 
 
 def _row_to_record(row: sa.Row[Any]) -> RunRecord:
@@ -334,6 +340,28 @@ class SqlRunStore:
         with self._tx(write=False) as conn:
             # max() keeps the column's type, so the UTC conversion applies to the result.
             return {task: utc(at) for task, at in conn.execute(stmt)}
+
+    def last_outcomes(self, tasks: Collection[str]) -> dict[str, LastOutcomes]:
+        ended = sa.func.max(_c.finished_at)
+        found: dict[str, LastOutcomes] = {}
+        wanted = list(tasks)
+        with self._tx(write=False) as conn:
+            for start in range(0, len(wanted), _KEYS_PER_QUERY):
+                stmt = (
+                    sa.select(_c.task, _c.status, ended)
+                    .where(_c.task.in_(wanted[start : start + _KEYS_PER_QUERY]))
+                    .where(_c.status.in_(_OUTCOME_STATUSES))
+                    .where(_c.finished_at.is_not(None))
+                    .group_by(_c.task, _c.status)
+                )
+                for task, status, at in conn.execute(stmt):
+                    last = found.get(task, LastOutcomes())
+                    if status == RunStatus.SUCCEEDED.value:
+                        last = dataclasses.replace(last, success=utc(at))
+                    elif last.failure is None or utc(at) > last.failure:
+                        last = dataclasses.replace(last, failure=utc(at))
+                    found[task] = last
+        return found
 
     def running(self, task: str | None = None) -> list[RunRecord]:
         stmt = sa.select(runs).where(_c.status == RunStatus.RUNNING.value)

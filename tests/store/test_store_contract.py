@@ -18,6 +18,7 @@ import pytest
 from reconciler.core.runs import (
     ContainerResult,
     JobDetails,
+    LastOutcomes,
     RunRecord,
     RunStatus,
     Trigger,
@@ -357,6 +358,43 @@ def test_last_slots_ignore_manual_runs(store: RunStore) -> None:
         "ops/nightly-backup": T0 + timedelta(minutes=10),
         "ops/other": T0 + timedelta(minutes=20),
     }
+
+
+def test_last_outcomes_are_the_newest_end_of_a_success_and_of_a_failure(store: RunStore) -> None:
+    late = T0 + timedelta(minutes=9)
+    store.save_many(
+        [
+            rec(at=1),
+            # An older slot that ended last: the newest end counts, not the newest slot.
+            rec(at=2, finished_at=late.astimezone(CEST)),
+            rec(at=3),
+            rec(at=4, status=RunStatus.FAILED, exit_code=1),
+            rec(at=5, status=RunStatus.TIMED_OUT, exit_code=None),
+            rec(at=5, attempt=2, trigger=Trigger.RETRY, status=RunStatus.RUNNING),
+            rec(at=8, status=RunStatus.SKIPPED, exit_code=None),
+            rec("ops/interrupted", at=3, status=RunStatus.INTERRUPTED, exit_code=None),
+            rec("ops/interrupted", at=4, status=RunStatus.RUNNING),
+            rec("ops/only-skipped", at=1, status=RunStatus.SKIPPED, exit_code=None),
+            rec("ops/not-asked", at=1),
+        ]
+    )
+    asked = ["ops/nightly-backup", "ops/interrupted", "ops/only-skipped", "ops/never-ran"]
+    found = store.last_outcomes(asked)
+    end = timedelta(seconds=5)
+    assert found == {
+        "ops/nightly-backup": LastOutcomes(late, T0 + timedelta(minutes=5) + end),
+        "ops/interrupted": LastOutcomes(None, T0 + timedelta(minutes=3) + end),
+    }
+    assert found["ops/nightly-backup"].success.tzinfo is UTC  # type: ignore[union-attr]
+    assert store.last_outcomes([]) == {}
+
+
+def test_last_outcomes_of_more_tasks_than_one_query_holds(store: RunStore) -> None:
+    keys = [f"bulk/task-{i:04d}" for i in range(1_201)]
+    store.save_many([rec(key, at=i % 7) for i, key in enumerate(keys) if i % 100 == 0])
+    found = store.last_outcomes(keys)
+    assert sorted(found) == keys[::100]
+    assert found[keys[1_200]] == LastOutcomes(T0 + timedelta(minutes=3, seconds=5))
 
 
 # -- query -------------------------------------------------------------------------------------
