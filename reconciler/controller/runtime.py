@@ -169,10 +169,12 @@ async def build(options: Options, store: RunStore, manager: Manager) -> Parts:
 
     scheduler = ApsScheduler(on_fire)
     # Metrics read the scheduler's snapshot and the sources at each scrape, and keep each
-    # task's runs from the run listener.
+    # task's runs from the run listener; a task that comes to this process starts from its
+    # last outcomes in the store.
     metrics = Metrics(
         scheduler,
         sources=lambda: service.sources(),
+        history=store,
         per_task_histograms=options.metrics_per_task_histograms,
     )
     dispatcher.subscribe(metrics.on_run)

@@ -12,7 +12,10 @@ prometheus_client registry) the metrics read
   definition, next slot and current interval, as the scheduler already holds them (no next fire
   time is computed per scrape);
 - ``sources()``: the revision and last sync of each pulling source (git);
-- their own per-task run state, kept up to date by :meth:`Metrics.on_run`.
+- their own per-task run state, kept up to date by :meth:`Metrics.on_run`; a task that comes
+  into the snapshot (at start-up, or from another replica) starts from its last success and
+  failure in the run history (``history``), read once for all the tasks that came, so that an
+  alert on those timestamps does not go quiet because crontask restarted.
 
 They copy all of it (dictionary copies, under the lock), then format the copy in the calling
 thread: the API's worker thread, never the event loop. A scrape writes nothing but its own
@@ -32,9 +35,10 @@ controller, the scheduler or the API, whose state reaches it through the Protoco
 
 from __future__ import annotations
 
+import logging
 import threading
 import zlib
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import Final, Protocol
 
@@ -44,7 +48,7 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.parser import text_string_to_metric_families
 
 from reconciler.core.desired import Definition, DesiredState
-from reconciler.core.runs import RunRecord, RunStatus, Trigger
+from reconciler.core.runs import LastOutcomes, RunRecord, RunStatus, Trigger
 from reconciler.core.status import FAILURES
 from reconciler.sinks.metrics_exposition import (
     DELAY_BUCKETS,
@@ -62,9 +66,12 @@ from reconciler.sinks.metrics_exposition import (
     task_runs,
 )
 
+log = logging.getLogger("crontask.metrics")
+
 CONTENT_TYPE: Final = CONTENT_TYPE_PLAIN_0_0_4
 GZIP_LEVEL: Final = 1  # a fifteenth of the text, in a third of level 6's time; frees the GIL
 _INDEX: Final = {status: i for i, status in enumerate(FINAL_STATUSES)}
+_SEED_BATCH: Final = 256  # tasks given their last outcomes per hold of the lock (about 1 ms)
 
 
 class TaskSnapshot(Protocol):
@@ -76,6 +83,13 @@ class TaskSnapshot(Protocol):
     """
 
     def snapshot(self) -> Mapping[str, TaskSlot]: ...
+
+
+class History(Protocol):
+    """Where a task's last outcomes come from when it comes into the snapshot (the run store
+    implements it). Called from the scrape's thread."""
+
+    def last_outcomes(self, tasks: Collection[str]) -> Mapping[str, LastOutcomes]: ...
 
 
 class SourceLike(Protocol):
@@ -125,10 +139,17 @@ class Metrics:
         tasks: TaskSnapshot | None = None,
         *,
         sources: Callable[[], Iterable[SourceLike]] | None = None,
+        history: History | None = None,
         per_task_histograms: bool = False,
     ) -> None:
         self._tasks = tasks
         self._sources = sources
+        self._history = history
+        # The keys of the snapshot that were looked up in the history; a key that leaves it
+        # is forgotten, so that it is looked up again when it comes back. Only scrapes touch
+        # it, one at a time (_seeding); the loop never waits for a lookup.
+        self._seeded: set[str] = set()
+        self._seeding = threading.Lock()
         self.per_task_histograms = per_task_histograms
         self._lock = threading.Lock()
         self._seq = 0  # counts run-state updates (see _prune)
@@ -276,6 +297,7 @@ class Metrics:
         with self._lock:
             began = self._seq
         tasks = dict(self._tasks.snapshot()) if self._tasks is not None else {}
+        self._seed(tasks)
         sources = [
             SourceSync(
                 s.kind,
@@ -307,6 +329,45 @@ class Metrics:
         self._prune([key for key, r in runs.items() if key not in tasks and r.seq <= began], began)
         return scrape
 
+    def _seed(self, tasks: Mapping[str, TaskSlot]) -> None:
+        """Give the tasks new to the snapshot their last success and failure from the history.
+        A record seen meanwhile wins if it is newer (the later of both is kept either way). A
+        history that cannot be read is logged and asked again at the next scrape: the scrape
+        itself goes on."""
+        if self._history is None:
+            return
+        with self._seeding:
+            self._seeded.intersection_update(tasks)
+            new = tasks.keys() - self._seeded
+            if not new:
+                return
+            try:
+                found = self._history.last_outcomes(new)
+            except Exception as err:
+                log.warning(
+                    "metrics: cannot read the last outcomes of tasks from the run history",
+                    extra={"fields": {"tasks": len(new), "error": str(err)[:200]}},
+                )
+                return
+            self._seeded |= new
+        items = list(found.items())
+        # A few hundred tasks per hold of the lock: the loop's run listener waits for it.
+        for start in range(0, len(items), _SEED_BATCH):
+            with self._lock:
+                for key, last in items[start : start + _SEED_BATCH]:
+                    runs = self._runs.get(key) or self._new_runs(key)
+                    self._seq += 1
+                    self._runs[key] = task_runs(
+                        key,
+                        runs.counts,
+                        runs.running,
+                        _later(runs.last_success, last.success),
+                        _later(runs.last_failure, last.failure),
+                        runs.last_duration,
+                        runs.durations,
+                        self._seq,
+                    )
+
     def _prune(self, gone: Sequence[str], began: int) -> None:
         """Forget the run state of tasks that the snapshot no longer holds. A state updated
         after the snapshot was taken (``seq > began``: a task added since, already running)
@@ -335,6 +396,13 @@ class Metrics:
         yield from text_string_to_metric_families(exposition(self.scrape()))
 
 
+def _later(seen: float | None, stored: datetime | None) -> float | None:
+    if stored is None:
+        return seen
+    at = stored.timestamp()
+    return at if seen is None else max(seen, at)
+
+
 def accepts_gzip(header: str) -> bool:
     """Whether an ``Accept-Encoding`` value accepts gzip (RFC 9110 §12.5.3: ``gzip`` named
     with a non-zero weight, or not named and ``*`` allowed)."""
@@ -355,4 +423,11 @@ def accepts_gzip(header: str) -> bool:
     return False
 
 
-__all__: Sequence[str] = ["MemoryTasks", "Metrics", "SourceLike", "TaskSnapshot", "accepts_gzip"]
+__all__: Sequence[str] = [
+    "History",
+    "MemoryTasks",
+    "Metrics",
+    "SourceLike",
+    "TaskSnapshot",
+    "accepts_gzip",
+]

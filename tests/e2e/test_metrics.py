@@ -11,6 +11,8 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from reconciler.core.runs import RunStatus
+from reconciler.core.status import FAILURES
 from tests.e2e.conftest import Crontask
 from tests.e2e.test_run import task
 from tests.helpers import wait_for
@@ -20,6 +22,7 @@ pytestmark = pytest.mark.e2e
 # Fails its first attempt, succeeds its retry: one failure and one success per slot.
 FLAKY = ["sh", "-c", 'test "$CRONTASK_ATTEMPT" = 2']
 SPEC = {"concurrencyPolicy": "Allow", "retry": "{limit: 1, backoffSeconds: 0}"}
+SUCCESS = frozenset({RunStatus.SUCCEEDED})
 
 
 def scrape(app: Crontask) -> tuple[str, httpx.Response]:
@@ -68,6 +71,35 @@ def test_a_task_that_failed_and_succeeded_has_eight_series(
     assert interval in text
     _, response = scrape(app)
     assert response.headers["content-encoding"] == "gzip"
+
+
+def test_the_last_success_and_failure_survive_a_restart(
+    crontask: Callable[..., Crontask],
+) -> None:
+    app = crontask()
+    (app.tasks / "flaky.yaml").write_text(task("flaky", FLAKY, **SPEC))
+    label = '{task="default/flaky"}'
+    names = [f"crontask_task_last_{d}_timestamp_seconds" for d in ("success", "failure")]
+    wait_for("a success and a failure", lambda: all(n + label in scrape(app)[0] for n in names))
+    assert app.stop() == 0
+    # Its next slot is a year away: nothing runs after the restart.
+    (app.tasks / "flaky.yaml").write_text(task("flaky", FLAKY, "0 0 1 1 *", **SPEC))
+    records = app.runs("default/flaky")
+    ends = {
+        status: max(r.finished_at for r in records if r.status in statuses and r.finished_at)
+        for status, statuses in (("success", SUCCESS), ("failure", FAILURES))
+    }
+    app.start()
+    values = {
+        (s.name, s.labels.get("status")): s.value
+        for family in text_string_to_metric_families(scrape(app)[0])
+        for s in family.samples
+        if s.labels.get("task") == "default/flaky"
+    }
+    for outcome, at in ends.items():
+        assert values[(f"crontask_task_last_{outcome}_timestamp_seconds", None)] == at.timestamp()
+    assert values[("crontask_runs_total", "succeeded")] == 0  # counters are this process's
+    assert app.runs("default/flaky") == records
 
 
 def test_per_task_histograms_behind_a_flag(crontask: Callable[..., Crontask]) -> None:
