@@ -35,10 +35,16 @@ def read_ahead(source: DirectorySource, workers: int) -> int:
     """Read the files under ``source``'s roots on ``workers`` processes and hand the states
     to the source for its first refresh; the files read (0: nothing done, because the folder
     is small, ``workers`` is 1, or this process has other threads)."""
-    if workers < 2 or threading.active_count() > 1:
+    if workers < 2:
         return 0
     paths, _ = source.scan()
     if len(paths) < PARALLEL_MIN_FILES:
+        return 0
+    if threading.active_count() > 1:
+        log.info(
+            "files not read ahead: other threads are running; the first pass reads them",
+            extra={"fields": {"files": len(paths), "threads": threading.active_count()}},
+        )
         return 0
     started = time.perf_counter()
     ahead: dict[Path, FileState] = {}

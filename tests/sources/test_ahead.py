@@ -9,6 +9,7 @@ reports what it saw as JSON.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -17,6 +18,8 @@ import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from reconciler.sources import ahead, documents
 from reconciler.sources.ahead import read_ahead
@@ -131,9 +134,12 @@ def test_a_killed_worker_leaves_the_reading_to_the_first_refresh(tmp_path: Path)
     assert report["same_keys"]
 
 
-def test_nothing_is_read_ahead_while_another_thread_runs(tmp_path: Path) -> None:
+def test_nothing_is_read_ahead_while_another_thread_runs(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     """A fork copies only the calling thread: a lock another one holds stays held in the
-    child. So with a second thread alive, the first refresh reads every file itself."""
+    child. So with a second thread alive, the first refresh reads every file itself, and the
+    log says why start-up is not faster."""
     for i in range(PARALLEL_MIN_FILES):
         write(tmp_path / f"{i:04d}.yaml", doc(f"t{i}"))
     release = threading.Event()
@@ -141,10 +147,13 @@ def test_nothing_is_read_ahead_while_another_thread_runs(tmp_path: Path) -> None
     other.start()
     try:
         source = DirectorySource([tmp_path])
-        assert read_ahead(source, 2) == 0
+        with caplog.at_level(logging.INFO, logger="crontask.sources"):
+            assert read_ahead(source, 2) == 0
     finally:
         release.set()
         other.join()
+    (skipped,) = [r for r in caplog.records if r.msg.startswith("files not read ahead")]
+    assert skipped.fields["files"] == PARALLEL_MIN_FILES  # type: ignore[attr-defined]
     assert len(source.refresh(None)) == PARALLEL_MIN_FILES
 
 
