@@ -2,7 +2,8 @@
 does to the start of per-second tasks.
 
     python bench/metrics_bench.py --worker TASKS [--scrapes K] [--window S] [--windows W]
-                                  [--per-second P] [--code DIR] [--run-arg=ARG ...]
+                                  [--per-second P] [--restart] [--code DIR]
+                                  [--run-arg=ARG ...]
 
 One ``crontask run`` process (``python -m reconciler run``, SQLite state in a temp folder, the
 API on a free loopback port) is given TASKS tasks in TASKS/10 files plus P tasks firing every
@@ -24,6 +25,11 @@ Then, in that process:
    start delay of the per-second tasks is read from the run store afterwards: ``started_at -
    scheduled_at`` of every run whose slot is in a window (its first second excluded), i.e. how
    late the event loop handed the slot to the dispatcher. Skipped runs in each window are counted.
+
+3. With ``--restart``, crontask is stopped and started again on the same state: the time of the
+   first scrape after the start, which reads every task's last success and failure from the run
+   store, of the one after it, and how many bench tasks the first one shows both timestamps for
+   (all of them: they come from the history, not from runs seen since the start).
 
 ``--code DIR`` runs crontask from another source tree (``PYTHONPATH=DIR``), e.g. an export of an
 earlier commit, to measure before and after with the same harness.
@@ -256,6 +262,39 @@ def analyse(body: bytes) -> Json:
     }
 
 
+def with_outcomes(body: bytes) -> int:
+    """Bench tasks with both a last-success and a last-failure sample."""
+    seen: dict[str, int] = {}
+    for line in body.decode().splitlines():
+        if line.startswith(("crontask_task_last_success_", "crontask_task_last_failure_")):
+            task = _TASK.search(line)
+            if task is not None and task.group(1).startswith(f"bench/{PREFIX}"):
+                seen[task.group(1)] = seen.get(task.group(1), 0) + 1
+    return sum(1 for count in seen.values() if count == 2)
+
+
+def after_a_restart(root: Path, state: Path, code: Path, extra: list[str]) -> Json:
+    """Start crontask again on ``state``: its start-up, and its first two scrapes."""
+    port = free_port()
+    spawned = time.time()
+    app = Crontask(root, state, port, code, extra)
+    try:
+        if not app.wait_started():
+            return {"error": "crontask run did not start again"}
+        startup = time.time() - spawned
+        scraper = Scraper(port)
+        first, _, body = scraper.scrape(compressed=True)
+        second, _, _ = scraper.scrape(compressed=True)
+    finally:
+        app.stop()
+    return {
+        "startup_s": startup,
+        "first_scrape_ms": first * 1000,
+        "second_scrape_ms": second * 1000,
+        "tasks_with_outcomes": with_outcomes(body),
+    }
+
+
 def scrape_every_second(port: int, until: float, done: list[float]) -> None:
     scraper = Scraper(port)
     while (now := time.time()) < until:
@@ -363,6 +402,7 @@ def measure(args: argparse.Namespace) -> Json:
         finally:
             app.stop()
         delays = start_delays(state, windows, args.per_second) if windows else {}
+        restart = after_a_restart(root, state, code, args.extra) if args.restart else {}
         return {
             "tasks": args.tasks,
             "per_second": args.per_second,
@@ -379,6 +419,7 @@ def measure(args: argparse.Namespace) -> Json:
             "windows": args.windows,
             "scrapes_in_windows": summary_ms(scrapes),
             "delay": delays,
+            "restart": restart,
         }
 
 
@@ -392,6 +433,9 @@ def main(argv: list[str] | None = None) -> int:
         "--windows", type=int, default=4, help="alternating windows: 0 (none) or >= 2"
     )
     parser.add_argument("--per-second", type=int, default=5, help="tasks firing every second")
+    parser.add_argument(
+        "--restart", action="store_true", help="then start crontask again and scrape it"
+    )
     parser.add_argument("--code", help="the source tree to run crontask from (default: this one)")
     parser.add_argument(
         "--run-arg",

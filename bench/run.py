@@ -1020,10 +1020,12 @@ def metrics_worker(config: Config, code: Path | None = None, *extra: str) -> Jso
     ]
     if code is not None:
         args += ["--code", str(code)]
+    if not extra:
+        args.append("--restart")
     args += [f"--run-arg={arg}" for arg in extra]
-    # Start-up, the run phase (250 slots a second), scrapes (up to 15 s each before the
-    # rewrite), the windows, and the margin a loaded machine needs.
-    budget = 120 + config.metrics_tasks / 50 + 2 * scrapes * 15 + windows * config.metrics_window
+    # Start-up (twice with --restart), the run phase (250 slots a second), scrapes (up to 15 s
+    # each before the rewrite), the windows, and the margin a loaded machine needs.
+    budget = 180 + config.metrics_tasks / 25 + 2 * scrapes * 15 + windows * config.metrics_window
     return run_worker("metrics_bench", args, timeout=budget)
 
 
@@ -1037,8 +1039,15 @@ def _bytes(value: float) -> str:
 def _metrics_figures(found: Json) -> dict[str, str]:
     if "error" in found:
         error = str(found["error"])
-        return dict.fromkeys(("size", "text", "junk", "scrape", "plain", "delay"), error)
+        return dict.fromkeys(("size", "text", "junk", "scrape", "plain", "delay", "restart"), error)
     delay = found.get("delay", {})
+    again = found.get("restart", {})
+    restart = str(again.get("error", ""))
+    if again and not restart:
+        restart = (
+            f"{fmt_ms(again['first_scrape_ms'])} / {fmt_ms(again['second_scrape_ms'])}; "
+            f"{again['tasks_with_outcomes']:,} of {found['tasks']:,}"
+        )
 
     def window(kind: str) -> str:
         d = delay.get(kind, {})
@@ -1060,6 +1069,7 @@ def _metrics_figures(found: Json) -> dict[str, str]:
             fmt_ms(found["scrape_plain"][k]) for k in ("p50_ms", "p99_ms", "max_ms")
         ),
         "delay": f"not scraped {window('unscraped')}; scraped {window('scraped')}",
+        "restart": restart,
     }
 
 
@@ -1141,6 +1151,19 @@ def scenario_metrics(config: Config, rows: list[Row]) -> None:
             f"p99 {delta:+.1f} ms" if delta == delta else "",
             "scraped p99 <= not scraped + 20 ms",
             verdict(delta <= 20) if delta == delta else verdict(False),
+        )
+    )
+    outcomes = mine.get("restart", {}).get("tasks_with_outcomes") if ok else None
+    rows.append(
+        Row(
+            scenario,
+            "  after a restart on the same run store: first scrape (each task's last success "
+            "and failure read from the history) / the next, gzip; tasks whose first scrape has "
+            "both timestamps",
+            *pair("restart"),
+            "",
+            "every task",
+            verdict(outcomes == n),
         )
     )
     log(f"metrics: /metrics at {n} tasks with --metrics-per-task-histograms")
