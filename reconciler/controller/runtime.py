@@ -156,6 +156,7 @@ async def serve(
 
 async def build(options: Options, store: RunStore, manager: Manager) -> Parts:
     me = instance_id()
+    folders = _folders(options)  # first: connecting to a cluster starts a thread
     kube = await connect_to(options.kubernetes, me) if options.kubernetes else None
     support = await jobs(options.jobs, kube, options.resync_seconds)
     recover(store, me, datetime.now(UTC), support.outlives if support else lambda r: False)
@@ -178,7 +179,7 @@ async def build(options: Options, store: RunStore, manager: Manager) -> Parts:
         per_task_histograms=options.metrics_per_task_histograms,
     )
     dispatcher.subscribe(metrics.on_run)
-    sources, git = _sources(options, kube)
+    sources, git = _sources(options, folders, kube)
     reconciler = Reconciler(
         sources if support is not None else [WithoutJobs(s) for s in sources],
         scheduler,
@@ -321,14 +322,26 @@ def _task_env(options: Options) -> dict[str, str]:
     return task_environment(os.environ, options.task_env, options.pass_env)
 
 
-def _sources(options: Options, kube: Kubernetes | None) -> tuple[list[Source], GitSource | None]:
+def _folders(options: Options) -> DirectorySource | None:
+    """The folder source, its files read ahead on every core: this must run before anything
+    starts a thread (reading ahead forks only from a process without one). The first pass
+    takes what was read of each file that has not changed since."""
+    if not options.paths:
+        return None
+    folders = DirectorySource(
+        options.paths, max_file_size=options.max_file_size, guard_empty=not options.allow_empty
+    )
+    read_ahead(folders, usable_cores())
+    return folders
+
+
+def _sources(
+    options: Options, folders: DirectorySource | None, kube: Kubernetes | None
+) -> tuple[list[Source], GitSource | None]:
     """The API's own tasks first, then folders, git and the CronTask resources."""
     size = options.max_file_size
     sources: list[Source] = [_api_source(options)]
-    if options.paths:
-        guard = not options.allow_empty
-        folders = DirectorySource(options.paths, max_file_size=size, guard_empty=guard)
-        read_ahead(folders, usable_cores())  # before any thread exists: the first pass is next
+    if folders is not None:
         sources.append(folders)
     git = GitSource(options.git, options.state_dir, max_file_size=size) if options.git else None
     if git is not None:

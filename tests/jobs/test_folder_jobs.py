@@ -4,8 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import UTC
+from pathlib import Path
+
+import pytest
 
 from reconciler.core.runs import RunRecord, RunStatus
+from reconciler.host import usable_cores
+from reconciler.sources.forked import PARALLEL_MIN_FILES
 from tests.helpers import wait_for
 from tests.jobs.conftest import Crontask, condition, jobs, trigger, write_task
 from tests.k8s.emulator import Emulator
@@ -64,3 +69,19 @@ def test_success_and_failure_with_reason_log_and_details(
     assert meta["name"] in table
     assert "Complete" in table
     assert "Failed" in kubectl("get", "jobs", "-l", "crontask.dev/task=default.bad")
+
+
+@pytest.mark.skipif(usable_cores() < 2, reason="reading ahead takes a second core")
+def test_a_large_folder_of_job_tasks_is_read_ahead_before_the_cluster_is_connected(
+    crontask: Callable[..., Crontask], tmp_path: Path
+) -> None:
+    """Connecting to the cluster starts a thread, and reading ahead forks only from a process
+    without one: the folder is read first."""
+    folder = tmp_path / "tasks"  # the fixture's folder, filled before crontask starts
+    for i in range(PARALLEL_MIN_FILES):
+        write_task(folder, f"t{i}", "true")
+    instance = crontask()
+    read = f"files={PARALLEL_MIN_FILES} of={PARALLEL_MIN_FILES} workers={usable_cores()}"
+    assert f'msg="files read ahead" {read}' in instance.log()
+    started = next(line for line in instance.log().splitlines() if "crontask started" in line)
+    assert f"tasks={PARALLEL_MIN_FILES}" in started
