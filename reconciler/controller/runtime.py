@@ -156,7 +156,7 @@ async def serve(
 
 async def build(options: Options, store: RunStore, manager: Manager) -> Parts:
     me = instance_id()
-    folders = _folders(options)  # first: connecting to a cluster starts a thread
+    folders, git = _local_sources(options)  # first: connecting to a cluster starts a thread
     kube = await connect_to(options.kubernetes, me) if options.kubernetes else None
     support = await jobs(options.jobs, kube, options.resync_seconds)
     recover(store, me, datetime.now(UTC), support.outlives if support else lambda r: False)
@@ -179,7 +179,7 @@ async def build(options: Options, store: RunStore, manager: Manager) -> Parts:
         per_task_histograms=options.metrics_per_task_histograms,
     )
     dispatcher.subscribe(metrics.on_run)
-    sources, git = _sources(options, folders, kube)
+    sources = _sources(options, folders, git, kube)
     reconciler = Reconciler(
         sources if support is not None else [WithoutJobs(s) for s in sources],
         scheduler,
@@ -322,33 +322,33 @@ def _task_env(options: Options) -> dict[str, str]:
     return task_environment(os.environ, options.task_env, options.pass_env)
 
 
-def _folders(options: Options) -> DirectorySource | None:
-    """The folder source, its files read ahead on every core: this must run before anything
-    starts a thread (reading ahead forks only from a process without one). The first pass
-    takes what was read of each file that has not changed since."""
-    if not options.paths:
-        return None
-    folders = DirectorySource(
-        options.paths, max_file_size=options.max_file_size, guard_empty=not options.allow_empty
-    )
-    read_ahead(folders, usable_cores())
-    return folders
+def _local_sources(options: Options) -> tuple[DirectorySource | None, GitSource | None]:
+    """The folder and git sources, their files read ahead on every core (for git, the tree an
+    earlier run left in force). This must run before anything starts a thread: reading ahead
+    forks only from a process without one. The first pass takes what was read of each file
+    that has not changed since."""
+    size, cores = options.max_file_size, usable_cores()
+    folders = None
+    if options.paths:
+        guard = not options.allow_empty
+        folders = DirectorySource(options.paths, max_file_size=size, guard_empty=guard)
+        read_ahead(folders, cores)
+    git = None
+    if options.git:
+        git = GitSource(options.git, options.state_dir, max_file_size=size)
+        git.read_ahead(cores)
+    return folders, git
 
 
 def _sources(
-    options: Options, folders: DirectorySource | None, kube: Kubernetes | None
-) -> tuple[list[Source], GitSource | None]:
+    options: Options,
+    folders: DirectorySource | None,
+    git: GitSource | None,
+    kube: Kubernetes | None,
+) -> list[Source]:
     """The API's own tasks first, then folders, git and the CronTask resources."""
-    size = options.max_file_size
-    sources: list[Source] = [_api_source(options)]
-    if folders is not None:
-        sources.append(folders)
-    git = GitSource(options.git, options.state_dir, max_file_size=size) if options.git else None
-    if git is not None:
-        sources.append(git)
-    if kube is not None:
-        sources.append(kube.source)
-    return sources, git
+    found = [folders, git, kube.source if kube is not None else None]
+    return [_api_source(options), *(source for source in found if source is not None)]
 
 
 def _api_source(options: Options) -> ApiSource:

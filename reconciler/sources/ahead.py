@@ -43,7 +43,13 @@ def read_ahead(source: DirectorySource, workers: int) -> int:
     if threading.active_count() > 1:
         log.info(
             "files not read ahead: other threads are running; the first pass reads them",
-            extra={"fields": {"files": len(paths), "threads": threading.active_count()}},
+            extra={
+                "fields": {
+                    "files": len(paths),
+                    "threads": threading.active_count(),
+                    "source": source.kind,
+                }
+            },
         )
         return 0
     started = time.perf_counter()
@@ -70,6 +76,7 @@ def read_ahead(source: DirectorySource, workers: int) -> int:
                 "of": len(paths),
                 "workers": workers,
                 "seconds": round(time.perf_counter() - started, 3),
+                "source": source.kind,
             }
         },
     )

@@ -68,6 +68,7 @@ from pathlib import Path, PurePosixPath
 
 from reconciler.aio import ended, first_of
 from reconciler.core.desired import Definition, DefinitionError, SourceKind
+from reconciler.sources.ahead import read_ahead
 from reconciler.sources.base import Notify, Ready, SourceState
 from reconciler.sources.files import DirectorySource
 from reconciler.sources.gitrepo import (
@@ -438,6 +439,16 @@ class GitSource:
         cap = max(self.options.max_backoff, interval)
         # min() before the power would overflow for a very long outage.
         return min(cap, interval * 2.0 ** min(failures, 32))
+
+    def read_ahead(self, workers: int) -> int:
+        """At start-up, before any thread exists: read the tree an earlier run left in force
+        on ``workers`` processes (``sources.ahead``), for the first refresh to take. The files
+        read; 0 when there is no such tree (the first sync clones it)."""
+        with self._lock:
+            if self._applied is None:
+                return 0
+            self._files.revision = self._applied
+            return read_ahead(self._files, workers)
 
     # -- the Source protocol -------------------------------------------------------------
 

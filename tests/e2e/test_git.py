@@ -12,6 +12,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from reconciler.host import usable_cores
+from reconciler.sources.forked import PARALLEL_MIN_FILES
 from tests.e2e.conftest import Crontask
 from tests.e2e.test_run import append, lines, task
 from tests.helpers import wait_for
@@ -193,3 +195,27 @@ def test_a_git_sync_link_swapped_atomically_is_picked_up_once(
     settled = len(lines(tmp_path / "rev1.txt"))
     wait_for("more runs of revision 2", lambda: len(lines(tmp_path / "rev2.txt")) >= 3)
     assert len(lines(tmp_path / "rev1.txt")) <= settled + 1
+
+
+@pytest.mark.skipif(usable_cores() < 2, reason="reading ahead takes a second core")
+def test_a_restart_reads_the_revision_in_force_on_every_core(
+    crontask: Callable[..., Crontask], repo: Repo
+) -> None:
+    count = PARALLEL_MIN_FILES
+    first = repo.commit(
+        {f"tasks/{i:04d}.yaml": task(f"t{i}", ["true"], "0 0 1 1 *") for i in range(count)},
+        "many tasks",
+    )
+    app = crontask("--git", repo.url, "--git-path", "tasks")
+    wait_for("every task from git", lambda: app.log().count('msg="task added"') == count)
+    assert app.stop() == 0
+    app.start()  # the checkout of the first run is in force before the first fetch
+    log = app.log()[app.log_offset :]
+    read = next(line for line in log.splitlines() if 'msg="files read ahead"' in line)
+    assert f"files={count} of={count} workers={usable_cores()} " in read
+    assert read.endswith(" source=git")
+    started = next(line for line in log.splitlines() if "crontask started" in line)
+    assert f"tasks={count}" in started
+    with httpx.Client(base_url=app.server) as client:
+        view = client.get("/api/v1/tasks/default/t7").json()
+    assert view["source"] == {"kind": "git", "location": "tasks/0007.yaml:1:1", "revision": first}
