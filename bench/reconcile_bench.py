@@ -2,6 +2,7 @@
 
     python bench/reconcile_bench.py --worker cold TASKS [--running]
     python bench/reconcile_bench.py --worker edit TASKS EDITS
+    python bench/reconcile_bench.py --worker git TASKS
 
 ``cold``: TASKS tasks in TASKS/10 multi-document files (10 CronTasks per file, yearly slots in
 five zones, a command action with env, retry and timeout) are written to a temporary folder;
@@ -27,6 +28,12 @@ file is rewritten with one task's schedule changed (a different file each time),
 latency is the ``time=`` of the ``task updated`` line for that task minus the instant just
 before the write: watchfiles' event and debounce, the pass (re-read of that file, assemble,
 plan, apply) and the log line, end to end. Edits are 0.2 s apart.
+
+``git``: the same TASKS tasks committed to a bare repository (``file://``), and the real
+``crontask run --git URL --git-path tasks``: its first start (the clone, until every task is
+added), then a restart on the checkout the first one left, which is in force before the first
+fetch: the seconds to its "crontask started" line, the tasks that line counts, and the files
+read ahead.
 """
 
 from __future__ import annotations
@@ -212,34 +219,104 @@ def _wait_for(
     return None
 
 
+def _spawn(
+    args: list[str],
+) -> tuple[subprocess.Popen[str], queue.Queue[tuple[float, str]], float]:
+    """The real ``crontask run ARGS``, its log lines (each with when it was read) and when it
+    was spawned."""
+    lines: queue.Queue[tuple[float, str]] = queue.Queue()
+    spawned = time.time()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "reconciler", "run", *args, "--shutdown-grace", "5s"],
+        cwd=ROOT,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    threading.Thread(target=_reader, args=(process.stderr, lines), daemon=True).start()
+    return process, lines, spawned
+
+
+def _stop(process: subprocess.Popen[str]) -> None:
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+_GIT_ENV = {
+    "GIT_CONFIG_GLOBAL": "/dev/null",
+    "GIT_CONFIG_NOSYSTEM": "1",
+    "GIT_AUTHOR_NAME": "bench",
+    "GIT_AUTHOR_EMAIL": "bench@example.com",
+    "GIT_COMMITTER_NAME": "bench",
+    "GIT_COMMITTER_EMAIL": "bench@example.com",
+}
+
+
+def _git(tasks: int) -> Json:
+    """``crontask run --git`` on TASKS tasks in one commit: the first start (the clone, until
+    every task is added), then a restart on the checkout it left, to "crontask started"."""
+    with tempfile.TemporaryDirectory(prefix="bench-git-") as tmp:
+        work, bare = Path(tmp, "work"), Path(tmp, "tasks.git")
+        write_tree(work / "tasks", tasks // PER_FILE, PER_FILE)
+        env = {**os.environ, **_GIT_ENV}
+        for command in (
+            ["git", "init", "-q", "-b", "main", "--bare", str(bare)],
+            ["git", "-C", str(work), "init", "-q", "-b", "main"],
+            ["git", "-C", str(work), "add", "-A"],
+            ["git", "-C", str(work), "commit", "-q", "-m", "tasks"],
+            ["git", "-C", str(work), "push", "-q", str(bare), "main"],
+        ):
+            subprocess.run(command, env=env, check=True, capture_output=True, timeout=300)
+        args = ["--git", bare.as_uri(), "--git-path", "tasks", "--state-dir", str(Path(tmp, "s"))]
+        process, lines, spawned = _spawn(args)
+        try:
+            added = 0
+            while added < tasks:
+                seen = _wait_for(lines, 'msg="task added"', None, START_TIMEOUT)
+                if seen is None:
+                    return {"tasks": tasks, "error": f"only {added} tasks added"}
+                added += 1
+            first_s = time.time() - spawned
+        finally:
+            _stop(process)
+        process, lines, spawned = _spawn(args)
+        read_ahead = 0
+        try:
+            while True:
+                seen = _wait_for(lines, "", None, START_TIMEOUT)
+                if seen is None:
+                    return {"tasks": tasks, "error": "the restart did not start"}
+                if 'msg="files read ahead"' in seen[1]:
+                    read_ahead = int(_field(seen[1], "files"))
+                if 'msg="crontask started"' in seen[1]:
+                    break
+        finally:
+            _stop(process)
+        return {
+            "tasks": tasks,
+            "first_start_s": first_s,
+            "restart_s": (_log_time(seen[1]) or seen[0]) - spawned,
+            "restart_tasks": int(_field(seen[1], "tasks")),
+            "read_ahead_files": read_ahead,
+        }
+
+
+def _field(line: str, name: str) -> str:
+    found = re.search(rf" {name}=(\S+)", line)
+    return found.group(1) if found else "0"
+
+
 def _edit(tasks: int, edits: int) -> Json:
     with tempfile.TemporaryDirectory(prefix="bench-edit-") as tmp:
         root = Path(tmp, "tasks")
         files = write_tree(root, tasks // PER_FILE, PER_FILE)
-        command = [
-            sys.executable,
-            "-m",
-            "reconciler",
-            "run",
-            str(root),
-            "--state-dir",
-            str(Path(tmp, "state")),
-            "--shutdown-grace",
-            "5s",
-        ]
-        lines: queue.Queue[tuple[float, str]] = queue.Queue()
-        spawned = time.time()
-        process = subprocess.Popen(
-            command,
-            cwd=ROOT,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
-            env={**os.environ, "PYTHONPATH": str(ROOT)},
-        )
-        reader = threading.Thread(target=_reader, args=(process.stderr, lines), daemon=True)
-        reader.start()
+        process, lines, spawned = _spawn([str(root), "--state-dir", str(Path(tmp, "state"))])
         latencies: list[float] = []
         read_latencies: list[float] = []
         missed = 0
@@ -276,12 +353,7 @@ def _edit(tasks: int, edits: int) -> Json:
                 read_latencies.append(seen[0] - before)
                 time.sleep(0.2)
         finally:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+            _stop(process)
         return {
             "tasks": tasks,
             "edits": edits,
@@ -308,9 +380,13 @@ def main(argv: list[str] | None = None) -> int:
     edit = commands.add_parser("edit")
     edit.add_argument("tasks", type=int)
     edit.add_argument("edits", type=int)
+    git = commands.add_parser("git")
+    git.add_argument("tasks", type=int)
     args = parser.parse_args(argv)
     if args.what == "cold":
         emit(asyncio.run(_cold(args.tasks, args.running, args.validate, args.default_collector)))
+    elif args.what == "git":
+        emit(_git(args.tasks))
     else:
         emit(_edit(args.tasks, args.edits))
     return 0

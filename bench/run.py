@@ -16,6 +16,10 @@ Scenarios (each a plain module under bench/, each measurement in a fresh interpr
   ``command`` runs (the slot to the process starting); ``bench/job_bench.py``.
 - ``reconcile`` cold start of 10 000 tasks in 1 000 files, and one edited file in effect, end to
   end through the real ``crontask run`` and its file watcher; ``bench/reconcile_bench.py``.
+- ``scale``     one instance at 10 000 and 100 000 tasks (10 a file): until all scheduled, RSS per
+  task, a resync that finds nothing, ``crontask validate``, one edited file in effect,
+  ``crontask run``'s start-up, and ``crontask run --git`` restarted on the revision in force;
+  ``bench/reconcile_bench.py``.
 - ``memory``    RSS per task at 10 000 tasks (from the cold start), and RSS over a run of 1 000
   tasks firing every second; ``bench/memory_bench.py``.
 - ``k8s``       CronTask custom resources through the project's Kubernetes API emulator
@@ -487,6 +491,30 @@ def scenario_scale(config: Config, rows: list[Row]) -> None:
     for n, found in found_edit.items():
         if "error" in found:
             rows.append(Row("one instance", f"edit at {n:,} tasks: ERROR", str(found["error"])))
+    found_git: dict[int, Json] = {}
+    for n in sizes:
+        log(f"scale: `crontask run --git` at {n} tasks: the clone, then a restart")
+        found_git[n] = run_worker("reconcile_bench", ["git", str(n)], timeout=900)
+
+    def restart(found: Json) -> str:
+        if "error" in found:
+            return f"ERROR: {found['error']}"
+        return (
+            f"{fmt_s(found['restart_s'])} ({found['restart_tasks']:,} tasks; "
+            f"{found['read_ahead_files']:,} files read ahead); first start "
+            f"{fmt_s(found['first_start_s'])}"
+        )
+
+    rows.append(
+        Row(
+            "one instance",
+            f"`crontask run --git` restarted on the revision an earlier run left in force: to "
+            f"'crontask started' at {big:,} tasks (beside: {sizes[0]:,}); the first start, "
+            "clone included, until every task was added",
+            restart(found_git[big]),
+            restart(found_git[sizes[0]]),
+        )
+    )
 
 
 def _kib(value: float) -> str:
