@@ -21,6 +21,7 @@ from urllib.parse import quote
 import pytest
 
 from tests.e2e.conftest import Crontask
+from tests.helpers import wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -257,6 +258,13 @@ def test_a_continue_token_walks_the_real_store(app: Crontask) -> None:
     for _ in range(3):
         status, _ = send(app, "POST", "/api/v1/tasks/default/keep/runs")
         assert status == 202
+    # 202: accepted; each run's record is written a moment later.
+
+    def recorded() -> bool:
+        status, text = send(app, "GET", "/api/v1/runs?task=default/keep&limit=10")
+        return status == 200 and len(json.loads(text)["items"]) >= 3
+
+    wait_for("the three runs' records", recorded)
     seen: list[str] = []
     target = "/api/v1/runs?task=default/keep&limit=1"
     for _ in range(10):

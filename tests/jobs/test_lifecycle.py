@@ -33,9 +33,16 @@ def test_kill_9_while_a_job_runs_one_job_one_record(
     instance = crontask()
     write_task(instance.tasks, "long", gate.wait("echo done"), schedule="* * * * * *")
     wait_for("a live Job", lambda: live(emulator, "default.long"))
-    (running,) = [r for r in instance.runs("default/long") if r.status is RunStatus.RUNNING]
+    # The Job exists before its uid is in the run's record: that write follows the create.
+    (running,) = wait_for(
+        "the Job's uid in the running record",
+        lambda: [
+            r
+            for r in instance.runs("default/long")
+            if r.status is RunStatus.RUNNING and r.job is not None and r.job.uid
+        ],
+    )
     assert running.job is not None
-    assert running.job.uid
     instance.stop(signal.SIGKILL)
 
     instance.start()  # the next crontask: same store, same cluster
