@@ -39,9 +39,8 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection, Engine
 
 from reconciler.core.runs import JobDetails, LastOutcomes, RunRecord, RunStatus, Trigger
-from reconciler.store import migrations, sql_retention
+from reconciler.store import migrations, sql_retention, sql_summaries
 from reconciler.store.base import (
-    FAILED_STATUSES,
     INTERRUPTED_MESSAGE,
     INTERRUPTED_REASON,
     Cursor,
@@ -89,21 +88,6 @@ _MUTABLE = (
     "output",
     "details",
 )
-
-
-def _newest_end(statuses: Collection[RunStatus]) -> sa.ColumnElement[datetime]:
-    """The newest ``finished_at`` among a group's records of ``statuses``. The statuses are
-    told apart here rather than in WHERE: a filter on status lets the database read the status
-    index (every task's records, at each query) instead of the task index (the asked tasks')."""
-    chosen = _c.status.in_(sorted(s.value for s in statuses))
-    return sa.func.max(sa.case((chosen, _c.finished_at)))
-
-
-# last_outcomes: its two columns, and tasks per query (well under every database's limit of
-# bound parameters; each is one lookup in the task index).
-_LAST_SUCCESS: Final = _newest_end([RunStatus.SUCCEEDED])
-_LAST_FAILURE: Final = _newest_end(FAILED_STATUSES)
-_KEYS_PER_QUERY: Final = 500
 
 
 def _row_to_record(row: sa.Row[Any]) -> RunRecord:
@@ -342,32 +326,12 @@ class SqlRunStore:
         return None if row is None else _row_to_record(row)
 
     def last_slots(self) -> dict[str, datetime]:
-        stmt = (
-            sa.select(_c.task, sa.func.max(_c.scheduled_at))
-            .where(_c.trigger != Trigger.MANUAL.value)
-            .group_by(_c.task)
-        )
         with self._tx(write=False) as conn:
-            # max() keeps the column's type, so the UTC conversion applies to the result.
-            return {task: utc(at) for task, at in conn.execute(stmt)}
+            return sql_summaries.last_slots(conn)
 
     def last_outcomes(self, tasks: Collection[str]) -> dict[str, LastOutcomes]:
-        wanted = list(tasks)
-        found: dict[str, LastOutcomes] = {}
         with self._tx(write=False) as conn:
-            for start in range(0, len(wanted), _KEYS_PER_QUERY):
-                stmt = (
-                    sa.select(_c.task, _LAST_SUCCESS, _LAST_FAILURE)
-                    .where(_c.task.in_(wanted[start : start + _KEYS_PER_QUERY]))
-                    .group_by(_c.task)
-                )
-                for task, success, failure in conn.execute(stmt):
-                    if success is not None or failure is not None:
-                        found[task] = LastOutcomes(
-                            None if success is None else utc(success),
-                            None if failure is None else utc(failure),
-                        )
-        return found
+            return sql_summaries.last_outcomes(conn, tasks)
 
     def running(self, task: str | None = None) -> list[RunRecord]:
         stmt = sa.select(runs).where(_c.status == RunStatus.RUNNING.value)
