@@ -119,6 +119,17 @@ def test_manual_trigger_obeys_forbid_and_cli_clients(
         assert bad.headers["content-type"].startswith("application/problem+json")
 
 
+def plan_against(proposed: Path, server: str) -> subprocess.CompletedProcess[str]:
+    """``crontask plan PROPOSED --server SERVER``, as a user runs it."""
+    return subprocess.run(
+        [sys.executable, "-m", "reconciler", "plan", str(proposed), "--server", server],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+
+
 def test_plan_against_a_running_instance(crontask: Callable[..., Crontask], tmp_path: Path) -> None:
     app = crontask()
     (app.tasks / "a.yaml").write_text(task("a", ["true"], schedule="@daily"))
@@ -130,13 +141,7 @@ def test_plan_against_a_running_instance(crontask: Callable[..., Crontask], tmp_
     proposed.mkdir()
     (proposed / "a.yaml").write_text(task("a", ["true"], schedule="@hourly"))
     (proposed / "c.yaml").write_text(task("c", ["true"], schedule="@daily"))
-    result = subprocess.run(
-        [sys.executable, "-m", "reconciler", "plan", str(proposed), "--server", app.server],
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-    )
+    result = plan_against(proposed, app.server)
     assert result.returncode == 0, result.stderr
     out = result.stdout.splitlines()
     assert out[0].startswith("~ default/a")
@@ -161,13 +166,7 @@ def test_plan_against_a_running_instance_keeps_a_broken_documents_task(
     proposed.mkdir()
     (proposed / "a.yaml").write_text(task("a", ["true"], schedule="61 * * * *"))
     (proposed / "b.yaml").write_text(task("b", ["true"], schedule="@daily"))
-    result = subprocess.run(
-        [sys.executable, "-m", "reconciler", "plan", str(proposed), "--server", app.server],
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-    )
+    result = plan_against(proposed, app.server)
     assert result.returncode == 1, result.stderr  # the proposed folder has an error
     out = result.stdout.splitlines()
     assert out[0] == "  default/a  (kept as it is: its new definition has errors)"
