@@ -17,6 +17,9 @@ no more than a log line):
   store, so nothing is pickled. APScheduler's own, except that the jobs added when the
   scheduler starts (every job of the first pass) are sorted once, not inserted one by one
   (``_StartUpJobStore``).
+- A wake-up hands over at most ``DUE_PER_WAKEUP`` due jobs and wakes again at once while
+  more are due. Handed over whole, a burst of 1 000 same-second tasks kept the loop for about
+  30 ms before the first run whose claim was already accepted could start its process.
 - A pass applies its steps one after another on the event loop, and APScheduler wakes itself
   (a loop callback that looks for due jobs) after every ``add_job``/``remove_job`` of a running
   scheduler: 10 000 wake-ups for 10 000 steps. So while a batch of steps is applied the
@@ -62,6 +65,8 @@ _NO_SLOTS: tuple[datetime | None, datetime | None] = (None, None)
 # Keyed by (schedule, fired slot); emptied when it grows past _SHARED_MAX (a cache, no more).
 _shared_next: dict[tuple[Schedule, datetime], datetime | None] = {}
 _SHARED_MAX = 4096
+# How many due jobs one wake-up hands over; the rest follow in the next turns of the loop.
+DUE_PER_WAKEUP = 16
 
 
 class _ScheduleTrigger(BaseTrigger):  # type: ignore[misc]
@@ -129,7 +134,8 @@ class _ScheduleTrigger(BaseTrigger):  # type: ignore[misc]
 
 
 class _StartUpJobStore(MemoryJobStore):  # type: ignore[misc]
-    """APScheduler's memory store, which places the jobs added during ``batch()`` in one sort.
+    """APScheduler's memory store, which places the jobs added during ``batch()`` in one sort
+    and gives out a burst's due jobs in parts (``get_due_jobs``).
 
     The store keeps its jobs in a list ordered by next run time, then id, and puts each new
     one in its place: a binary search in Python, then a list insert that moves the half of the
@@ -175,8 +181,17 @@ class _StartUpJobStore(MemoryJobStore):  # type: ignore[misc]
             self._unsorted = False
 
     def get_due_jobs(self, now: datetime) -> list[Any]:
+        """The first ``DUE_PER_WAKEUP`` due jobs, in order. The scheduler wakes again at
+        once while jobs are still due, so a burst is handed over in parts, and between two
+        parts the loop starts the runs whose claims the store has accepted meanwhile."""
         self._settle()
-        return super().get_due_jobs(now)  # type: ignore[no-any-return]
+        until = datetime_to_utc_timestamp(now)
+        due: list[Any] = []
+        for job, timestamp in self._jobs:
+            if timestamp is None or timestamp > until or len(due) == DUE_PER_WAKEUP:
+                break
+            due.append(job)
+        return due
 
     def get_next_run_time(self) -> datetime | None:
         self._settle()

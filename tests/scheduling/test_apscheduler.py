@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
@@ -17,6 +18,7 @@ from apscheduler.jobstores.memory import MemoryJobStore
 from reconciler.core.desired import Definition
 from reconciler.core.plan import Operation, Step
 from reconciler.scheduling.apscheduler import (
+    DUE_PER_WAKEUP,
     JOB_PREFIX,
     ApsScheduler,
     _ScheduleTrigger,
@@ -160,6 +162,52 @@ def test_a_blocked_loop_hands_over_the_latest_slot_once() -> None:
     with_scheduler(scenario)
 
 
+def test_a_burst_is_handed_over_in_parts_and_the_loop_runs_between_them() -> None:
+    """Each wake-up hands over at most DUE_PER_WAKEUP slots; callbacks queued meanwhile (a
+    claim's answer, a run about to spawn) run before the next part, and no slot is left out."""
+    n = 3 * DUE_PER_WAKEUP + 5
+
+    async def main() -> list[tuple[str, datetime, int]]:
+        loop = asyncio.get_running_loop()
+        fired: list[tuple[str, datetime, int]] = []
+        turn = 0
+        marked = False
+        complete = asyncio.Event()
+
+        def next_turn() -> None:
+            nonlocal turn, marked
+            turn, marked = turn + 1, False
+
+        def on_fire(key: str, at: datetime) -> None:
+            nonlocal marked
+            fired.append((key, at, turn))
+            if not marked:  # runs as soon as the loop gets to its queue
+                loop.call_soon(next_turn)
+                marked = True
+            if sum(1 for _, slot, _ in fired if slot == fired[0][1]) == n:
+                complete.set()
+
+        scheduler = ApsScheduler(on_fire)
+        scheduler.start()
+        try:
+            for i in range(n):
+                scheduler.apply(add(definition(f"t{i:03d}", schedule=EVERY_SECOND)))
+            await asyncio.wait_for(complete.wait(), 5.0)
+        finally:
+            scheduler.shutdown()
+        return fired
+
+    fired = asyncio.run(main())
+    first_slot = fired[0][1]
+    burst = [(key, turn) for key, at, turn in fired if at == first_slot]
+    assert sorted(key for key, _ in burst) == [f"default/t{i:03d}" for i in range(n)]
+    per_turn = Counter(turn for _, turn in burst)
+    assert max(per_turn.values()) == DUE_PER_WAKEUP
+    assert len(per_turn) == -(-n // DUE_PER_WAKEUP)
+    # In the store's order (by id within a slot): the first part holds the first keys.
+    assert [key for key, _ in burst] == sorted(key for key, _ in burst)
+
+
 def test_the_trigger_answers_a_repeated_question_the_same_and_a_new_one_afresh() -> None:
     # APScheduler asks twice for the slot after the one it fires; the trigger keeps its last
     # answer. Any other question, in any order, must still get the schedule's own answer.
@@ -180,7 +228,8 @@ def test_the_trigger_answers_a_repeated_question_the_same_and_a_new_one_afresh()
 
 def test_the_start_up_store_keeps_apschedulers_order_however_jobs_come() -> None:
     """Jobs added in a batch are sorted once; before, during and after a batch, every read,
-    update and removal sees what APScheduler's own store holds for the same operations."""
+    update and removal sees what APScheduler's own store holds for the same operations (the
+    due jobs: their first part)."""
     rng = random.Random(3)  # noqa: S311 - a reproducible draw, not a secret
     start = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -196,8 +245,10 @@ def test_the_start_up_store_keeps_apschedulers_order_however_jobs_come() -> None
 
     def same() -> None:
         assert [j.id for j in ours.get_all_jobs()] == [j.id for j in theirs.get_all_jobs()]
-        now = start + timedelta(seconds=20)
-        assert [j.id for j in ours.get_due_jobs(now)] == [j.id for j in theirs.get_due_jobs(now)]
+        for seconds in (0, 20):  # a few due jobs, then more than one part's worth
+            now = start + timedelta(seconds=seconds)
+            due = [j.id for j in theirs.get_due_jobs(now)]
+            assert [j.id for j in ours.get_due_jobs(now)] == due[:DUE_PER_WAKEUP]
         assert ours.get_next_run_time() == theirs.get_next_run_time()
 
     jobs = [job(i) for i in range(400)]
