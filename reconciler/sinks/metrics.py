@@ -184,13 +184,14 @@ class Metrics:
         delay = None
         if record.trigger is Trigger.SCHEDULE and record.attempt == 1 and record.started_at:
             delay = max((record.started_at - record.scheduled_at).total_seconds(), 0.0)
+        since = (record.started_at or record.scheduled_at).timestamp()
         with self._lock:
             runs = self._runs.get(record.task) or self._new_runs(record.task)
             self._seq += 1
             self._runs[record.task] = task_runs(
                 record.task,
                 runs.counts,
-                runs.running | {record.id},
+                {**runs.running, record.id: since},
                 runs.last_success,
                 runs.last_failure,
                 runs.last_duration,
@@ -224,7 +225,7 @@ class Metrics:
             self._runs[record.task] = task_runs(
                 record.task,
                 tuple(counts),
-                runs.running - {record.id},
+                _without(runs.running, record.id),
                 last_success,
                 last_failure,
                 last_duration,
@@ -394,6 +395,13 @@ class Metrics:
     def collect(self) -> Iterator[Metric]:
         """The prometheus_client Collector protocol: the families of :meth:`render`'s text."""
         yield from text_string_to_metric_families(exposition(self.scrape()))
+
+
+def _without(running: Mapping[str, float], run: str) -> Mapping[str, float]:
+    """``running`` less ``run`` (a new mapping: a scrape may be reading the old one)."""
+    if run not in running:
+        return running
+    return {key: since for key, since in running.items() if key != run}
 
 
 def _later(seen: float | None, stored: datetime | None) -> float | None:

@@ -15,7 +15,9 @@ The rules of which series exist (the README's "Metrics" section states them for 
 - A timestamp, duration or interval that is not known has no series, rather than a 0 that a
   ``time() - x`` alert would read as "fifty years ago": last success, last failure and last
   duration appear with the first such run seen by this process; next run and interval are
-  absent while the task has no next slot (suspended).
+  absent while the task has no next slot (suspended). ``..._running_since_...`` (when the
+  oldest attempt in progress started) exists only while one is: one more series for a
+  running task, none for an idle one.
 - Histograms have no task label, unless per-task duration histograms were asked for.
 """
 
@@ -72,7 +74,7 @@ class TaskRuns:
     once, on arrival, rather than at every scrape."""
 
     counts: tuple[int, ...]  # finished attempts by FINAL_STATUSES index
-    running: frozenset[str]  # ids of attempts in progress
+    running: Mapping[str, float]  # attempts in progress: run id -> when it started (Unix time)
     last_success: float | None
     last_failure: float | None
     last_duration: float | None
@@ -81,7 +83,9 @@ class TaskRuns:
     text: tuple[str, ...]  # this task's lines of each family, by the *_TEXT indices below
 
 
-RUNS_TEXT, RUNNING_TEXT, SUCCESS_TEXT, FAILURE_TEXT, DURATION_TEXT, HISTOGRAM_TEXT = range(6)
+RUNS_TEXT, RUNNING_TEXT, SUCCESS_TEXT, FAILURE_TEXT, DURATION_TEXT, HISTOGRAM_TEXT, SINCE_TEXT = (
+    range(7)
+)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -163,6 +167,11 @@ START_DELAY = Family(
     "Actual start minus scheduled time of a scheduled run's first attempt.",
 )
 RUNNING = Family("crontask_running_runs", "gauge", "Run attempts in progress, by task.")
+RUNNING_SINCE = Family(
+    "crontask_task_running_since_timestamp_seconds",
+    "gauge",
+    "Unix time the task's oldest attempt in progress started (no series while none is).",
+)
 LAST_SUCCESS = Family(
     "crontask_task_last_success_timestamp_seconds",
     "gauge",
@@ -274,7 +283,7 @@ def task_label(key: str) -> str:
 def task_runs(
     key: str,
     counts: tuple[int, ...],
-    running: frozenset[str],
+    running: Mapping[str, float],
     last_success: float | None,
     last_failure: float | None,
     last_duration: float | None,
@@ -306,6 +315,7 @@ def task_runs(
             _gauge_line(LAST_FAILURE, label, last_failure),
             _gauge_line(LAST_DURATION, label, last_duration),
             "".join(histogram),
+            _gauge_line(RUNNING_SINCE, label, min(running.values()) if running else None),
         ),
     )
 
@@ -313,7 +323,7 @@ def task_runs(
 def new_task_runs(key: str, per_task_histograms: bool) -> TaskRuns:
     durations = HistogramValue.empty(RUN_BUCKETS) if per_task_histograms else None
     zeros = (0,) * len(FINAL_STATUSES)
-    return task_runs(key, zeros, frozenset(), None, None, None, durations, 0)
+    return task_runs(key, zeros, {}, None, None, None, durations, 0)
 
 
 def _gauge_line(family: Family, label: str, value: float | None) -> str:
@@ -348,6 +358,7 @@ def exposition(scrape: Scrape) -> str:
     for family, index in (
         (RUNS, RUNS_TEXT),
         (RUNNING, RUNNING_TEXT),
+        (RUNNING_SINCE, SINCE_TEXT),
         (LAST_SUCCESS, SUCCESS_TEXT),
         (LAST_FAILURE, FAILURE_TEXT),
         (LAST_DURATION, DURATION_TEXT),

@@ -27,6 +27,7 @@ PROMETHEUS_OWN = {"up"}  # series Prometheus makes itself
 ALERTS = {
     "CrontaskTaskFailing",
     "CrontaskTaskNoRecentSuccess",
+    "CrontaskTaskRunningLong",
     "CrontaskDefinitionErrors",
     "CrontaskStartDelayHigh",
     "CrontaskDown",
@@ -143,11 +144,13 @@ def test_the_dashboard_has_the_panels_people_look_for() -> None:
     exprs = " ".join(t["expr"] for t in table["targets"])
     assert "crontask_task_last_success_timestamp_seconds" in exprs
     assert "crontask_task_next_run_timestamp_seconds" in exprs
+    assert "crontask_task_running_since_timestamp_seconds" in exprs
 
 
 @pytest.fixture(scope="module")
 def live_metrics(tmp_path_factory: pytest.TempPathFactory) -> set[str]:
-    """Sample names of a real ``crontask run`` that has run, failed, skipped and notified."""
+    """Sample names of a real ``crontask run`` that has run, failed, skipped and notified, and
+    has a run in progress."""
     folder = tmp_path_factory.mktemp("live")
     tasks = folder / "tasks"
     tasks.mkdir()
@@ -158,6 +161,7 @@ def live_metrics(tmp_path_factory: pytest.TempPathFactory) -> set[str]:
     )
     (tasks / "ok.yaml").write_text(task("ok", ["true"]))
     (tasks / "bad.yaml").write_text(task("bad", ["false"]))
+    (tasks / "slow.yaml").write_text(task("slow", ["sleep", "300"]))
     (tasks / "broken.yaml").write_text(task("broken", ["true"], schedule="* 25 * * *"))
     app = Crontask(folder, tasks, ["--notifications", str(folder / "notifications.yaml")])
     app.start()
@@ -173,6 +177,7 @@ def live_metrics(tmp_path_factory: pytest.TempPathFactory) -> set[str]:
             wanted = {
                 "crontask_task_last_success_timestamp_seconds",
                 "crontask_task_last_failure_timestamp_seconds",
+                "crontask_task_running_since_timestamp_seconds",
                 "crontask_notifications_total",
                 "crontask_definition_errors",
             }

@@ -286,16 +286,36 @@ def test_suspended_and_flagged_tasks(tasks: MemoryTasks) -> None:
 
 def test_running_counts_attempts_in_progress(tasks: MemoryTasks) -> None:
     m = Metrics(tasks)
+    since = "crontask_task_running_since_timestamp_seconds"
     first, first_done = attempt("default/a", RunStatus.FAILED)
-    second, _ = attempt("default/a", RunStatus.SUCCEEDED, at=NEXT)
+    second, second_done = attempt("default/a", RunStatus.SUCCEEDED, at=NEXT)
+    assert value(m, since, task="default/a") is None  # no series while nothing runs
     m.on_run(first)
     m.on_run(first)  # the same attempt again changes nothing
     m.on_run(second)
     assert value(m, "crontask_running_runs", task="default/a") == 2
+    assert first.started_at is not None
+    assert second.started_at is not None
+    # The oldest attempt in progress: a run that hangs keeps its start, whatever follows it.
+    assert value(m, since, task="default/a") == first.started_at.timestamp()
     m.on_run(first_done)
     assert value(m, "crontask_running_runs", task="default/a") == 1
+    assert value(m, since, task="default/a") == second.started_at.timestamp()
     m.on_run(skipped("default/a", NEXT + timedelta(minutes=1)))  # never started
     assert value(m, "crontask_running_runs", task="default/a") == 1
+    m.on_run(second_done)
+    assert value(m, since, task="default/a") is None
+    assert value(m, "crontask_running_runs", task="default/a") == 0
+
+
+def test_a_running_task_has_one_more_series_while_it_runs(tasks: MemoryTasks) -> None:
+    m = Metrics(tasks)
+    run(m, "default/a", RunStatus.FAILED)
+    run(m, "default/a", RunStatus.SUCCEEDED, attempt=2)
+    started, _ = attempt("default/a", RunStatus.SUCCEEDED, at=NEXT)
+    m.on_run(started)
+    since = ("crontask_task_running_since_timestamp_seconds", None)
+    assert of_task(samples(m), "default/a") == STEADY | {since}
 
 
 def test_sources_and_retention() -> None:
