@@ -13,6 +13,7 @@ import math
 import os
 import platform
 import random
+import signal
 import statistics
 import subprocess
 import sys
@@ -210,3 +211,29 @@ def wait_until(deadline: float) -> None:
     """Sleep until ``time.time()`` reaches ``deadline``."""
     while (left := deadline - time.time()) > 0:
         time.sleep(min(left, 0.5))
+
+
+def start_crontask(args: Sequence[str], *, code: Path = ROOT) -> subprocess.Popen[str]:
+    """The real ``crontask run ARGS``, from the tree at ``code``; its log (stderr) is piped,
+    as text, for the caller's reader."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "reconciler", "run", *args],
+        cwd=code,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(code)},
+    )
+
+
+def stop_crontask(process: subprocess.Popen[str], timeout: float) -> None:
+    """SIGTERM, as a deployment stops it; SIGKILL if it has not exited within ``timeout``."""
+    if process.poll() is not None:
+        return
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()

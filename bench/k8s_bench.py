@@ -36,11 +36,9 @@ from __future__ import annotations
 import argparse
 import http.client
 import json
-import os
 import queue
 import random
 import re
-import signal
 import subprocess
 import sys
 import tempfile
@@ -52,7 +50,16 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(1, str(Path(__file__).resolve().parent.parent))  # tests.k8s.emulator
 
-from _common import ROOT, ZONES, Json, emit, quiet_schedule, summary_ms
+from _common import (
+    ROOT,
+    ZONES,
+    Json,
+    emit,
+    quiet_schedule,
+    start_crontask,
+    stop_crontask,
+    summary_ms,
+)
 
 from tests.k8s.emulator import Emulator
 
@@ -179,11 +186,7 @@ class Crontask:
 
     def __init__(self, kubeconfig: Path, state_dir: Path) -> None:
         self.state_dir = state_dir
-        self.command = [
-            sys.executable,
-            "-m",
-            "reconciler",
-            "run",
+        self.args = [
             "--kubernetes",
             "--kubeconfig",
             str(kubeconfig),
@@ -206,15 +209,7 @@ class Crontask:
 
     def __enter__(self) -> Crontask:
         self.spawned = time.time()
-        self.process = subprocess.Popen(
-            self.command,
-            cwd=ROOT,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
-            env={**os.environ, "PYTHONPATH": str(ROOT)},
-        )
+        self.process = start_crontask(self.args)
         self.reader = threading.Thread(target=self._read, daemon=True)
         self.reader.start()
         return self
@@ -231,14 +226,9 @@ class Crontask:
         self.stop()
 
     def stop(self) -> None:
-        if self.process is None or self.process.poll() is not None:
+        if self.process is None:
             return
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            self.process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        stop_crontask(self.process, 30)
         if self.reader is not None:
             self.reader.join(timeout=5)
 

@@ -40,11 +40,8 @@ from __future__ import annotations
 import argparse
 import gzip
 import http.client
-import os
 import queue
 import re
-import signal
-import subprocess
 import sys
 import tempfile
 import threading
@@ -54,7 +51,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import ROOT, Json, emit, summary_ms
+from _common import ROOT, Json, emit, start_crontask, stop_crontask, summary_ms
 
 PER_FILE = 10
 FIRE_RATE = 250  # task slots per second in the run phase (two `sh` spawns each)
@@ -129,11 +126,7 @@ class Crontask:
         self.lines: queue.Queue[str] = queue.Queue()
         self.succeeded = 0  # "run finished" lines with status=succeeded for the bench tasks
         self._lock = threading.Lock()
-        command = [
-            sys.executable,
-            "-m",
-            "reconciler",
-            "run",
+        args = [
             str(root),
             "--state-dir",
             str(state),
@@ -143,15 +136,7 @@ class Crontask:
             "5s",
             *extra,
         ]
-        self.process = subprocess.Popen(
-            command,
-            cwd=code,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
-            env={**os.environ, "PYTHONPATH": str(code)},
-        )
+        self.process = start_crontask(args, code=code)
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
 
@@ -181,12 +166,7 @@ class Crontask:
         return False
 
     def stop(self) -> None:
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            self.process.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        stop_crontask(self.process, 60)
 
 
 # -- scraping ----------------------------------------------------------------------------------

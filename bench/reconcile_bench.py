@@ -46,7 +46,6 @@ import os
 import queue
 import random
 import re
-import signal
 import subprocess
 import sys
 import tempfile
@@ -58,7 +57,17 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import ROOT, Json, emit, quiet_schedule, rss_bytes, summary_ms, write_tree
+from _common import (
+    ROOT,
+    Json,
+    emit,
+    quiet_schedule,
+    rss_bytes,
+    start_crontask,
+    stop_crontask,
+    summary_ms,
+    write_tree,
+)
 
 PER_FILE = 10
 START_TIMEOUT = 180.0
@@ -226,26 +235,13 @@ def _spawn(
     was spawned."""
     lines: queue.Queue[tuple[float, str]] = queue.Queue()
     spawned = time.time()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "reconciler", "run", *args, "--shutdown-grace", "5s"],
-        cwd=ROOT,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-    )
+    process = start_crontask([*args, "--shutdown-grace", "5s"])
     threading.Thread(target=_reader, args=(process.stderr, lines), daemon=True).start()
     return process, lines, spawned
 
 
 def _stop(process: subprocess.Popen[str]) -> None:
-    process.send_signal(signal.SIGTERM)
-    try:
-        process.wait(timeout=60)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
+    stop_crontask(process, 60)
 
 
 _GIT_ENV = {

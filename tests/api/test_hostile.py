@@ -105,8 +105,16 @@ def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Crontask]:
 
 
 @pytest.fixture(scope="module")
-def canaries(app: Crontask) -> list[Path]:
-    """A file beside, above and inside the API's task folder, and one API task."""
+def keep(app: Crontask) -> str:
+    """An API task (yearly: it runs only when asked), in force."""
+    status, body = send(app, "POST", "/api/v1/tasks", task_body("keep"))
+    assert status == 201, body
+    return "default/keep"
+
+
+@pytest.fixture(scope="module")
+def canaries(app: Crontask, keep: str) -> list[Path]:
+    """A file beside, above and inside the API's task folder (and the API task ``keep``)."""
     api = app.state / "api-tasks"
     paths = [
         app.state / "canary.yaml",
@@ -118,8 +126,6 @@ def canaries(app: Crontask) -> list[Path]:
     for path in paths:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(CANARY)
-    status, body = send(app, "POST", "/api/v1/tasks", task_body("keep"))
-    assert status == 201, body
     return paths
 
 
@@ -254,19 +260,19 @@ def test_good_times_in_every_offset_are_accepted(app: Crontask) -> None:
             assert status == 200, (name, value, text[:300])
 
 
-def test_a_continue_token_walks_the_real_store(app: Crontask) -> None:
+def test_a_continue_token_walks_the_real_store(app: Crontask, keep: str) -> None:
     for _ in range(3):
-        status, _ = send(app, "POST", "/api/v1/tasks/default/keep/runs")
-        assert status == 202
+        status, text = send(app, "POST", f"/api/v1/tasks/{keep}/runs")
+        assert status == 202, text
     # 202: accepted; each run's record is written a moment later.
 
     def recorded() -> bool:
-        status, text = send(app, "GET", "/api/v1/runs?task=default/keep&limit=10")
+        status, text = send(app, "GET", f"/api/v1/runs?task={keep}&limit=10")
         return status == 200 and len(json.loads(text)["items"]) >= 3
 
     wait_for("the three runs' records", recorded)
     seen: list[str] = []
-    target = "/api/v1/runs?task=default/keep&limit=1"
+    target = f"/api/v1/runs?task={keep}&limit=1"
     for _ in range(10):
         status, text = send(app, "GET", target)
         assert status == 200
@@ -275,7 +281,7 @@ def test_a_continue_token_walks_the_real_store(app: Crontask) -> None:
         token = body["metadata"]["continue"]
         if token is None:
             break
-        target = f"/api/v1/runs?task=default/keep&limit=1&continue={quote(token)}"
+        target = f"/api/v1/runs?task={keep}&limit=1&continue={quote(token)}"
     assert len(seen) == len(set(seen)) >= 3
 
 
