@@ -143,7 +143,13 @@ def test_deletion_sends_sigterm_and_the_pod_reports_it(
         events = watch.take_until(lambda e: e["type"] == "DELETED")
     finally:
         watch.stop()
-    assert events[0]["object"].metadata.deletion_timestamp is not None
+    # The kubelet may still be writing the Running status when the watch opens: the deletion
+    # is the first event that carries a deletionTimestamp, and every event from it on does.
+    marked = [e["object"].metadata.deletion_timestamp is not None for e in events]
+    first = marked.index(True)
+    assert all(marked[first:])
+    assert events[first]["type"] == "MODIFIED"
+    assert all(e["type"] == "MODIFIED" for e in events[:first])
     last = events[-2]["object"]  # the kubelet's final status before the removal
     assert last.status.phase == "Failed"
     ended = last.status.container_statuses[0].state.terminated
