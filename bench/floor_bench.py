@@ -8,10 +8,10 @@ measurement and waiting for a common instant, then calling ``os.posix_spawn("/bi
 to back (the child in a new session, with a one-variable environment, stdout on a pipe), N in
 all; children are reaped after the last start. ``threads``: one process, crontask's own
 ``runner.process.Spawner`` (``posix_spawn`` through ctypes from its pool of threads, the GIL
-released for the call; what a run's process is started with) fed N starts at once. Rate =
-starts / (last start - first start), from the instants noted right after each start returned.
-The floor is the faster of the two: the most processes this machine starts per second when
-nothing else is done.
+released for the call; what a run's process is started with) fed N starts at once, each
+making its pipe in the thread as a run's start does. Rate = starts / (last start - first
+start), from the instants noted right after each start returned. The floor is the faster of
+the two: the most processes this machine starts per second when nothing else is done.
 """
 
 from __future__ import annotations
@@ -69,30 +69,29 @@ def processes(n: int) -> Json:
 def threads(n: int) -> Json:
     from concurrent.futures import wait
 
-    from reconciler.runner.process import Spawner, Started
+    from reconciler.runner.process import Spawner
 
     spawner = Spawner()
     starts: list[float] = []
 
-    def start(fd: int) -> Started:
-        started = spawner.start(["/bin/true"], ENV, None, fd)
+    def start() -> int:
+        # As a run starts: the pipe made in the thread, just before the spawn.
+        (pid, _), read_fd = spawner._start_piped(["/bin/true"], ENV, None)
         starts.append(time.time())
-        return started
+        os.close(read_fd)
+        return pid
 
     # Warm the pool up (threads started, libc loaded) before the clock runs.
-    warm = [spawner.submit(["/bin/true"], ENV, None, os.pipe()[1]) for _ in range(spawner.threads)]
+    pool = spawner._executor()
+    warm = [pool.submit(start) for _ in range(spawner.threads)]
     wait(warm)
     for future in warm:
-        os.waitpid(future.result()[0], 0)
-    pipes = [os.pipe() for _ in range(n)]
-    pool = spawner._executor()
-    futures = [pool.submit(start, w) for _, w in pipes]
+        os.waitpid(future.result(), 0)
+    starts.clear()
+    futures = [pool.submit(start) for _ in range(n)]
     wait(futures)
     for future in futures:
-        os.waitpid(future.result()[0], 0)
-    for r, w in pipes:
-        os.close(r)
-        os.close(w)
+        os.waitpid(future.result(), 0)
     return {
         "mode": "threads",
         "n": n,

@@ -202,19 +202,13 @@ class CommandRun:
         assert self._loop is not None
         # Our own pipe: we must be able to stop reading and close it while a stray process
         # still holds the write end (a stream transport would stay open until EOF).
-        read_fd, write_fd = os.pipe()
         try:
-            # The spawner closes the write end once the child has its copy (EOF needs that).
-            child = await spawn_soon(
-                self._args, env=self._env, cwd=self._working_dir, output_fd=write_fd
-            )
+            child, read_fd = await spawn_soon(self._args, env=self._env, cwd=self._working_dir)
         except (OSError, ValueError, subprocess.SubprocessError) as exc:
-            os.close(read_fd)
             self._exited = True
             self.started.set()
             return self._start_failed(exc)
         except BaseException:
-            os.close(read_fd)
             self.started.set()
             raise
 

@@ -10,11 +10,13 @@ import subprocess
 import sys
 import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from reconciler.runner import process
 from reconciler.runner.process import Child, Spawner, spawn, spawn_soon
+from tests.helpers import wait_for
 
 ENV = {"PATH": os.environ.get("PATH", os.defpath), "LC_ALL": "C.UTF-8"}
 
@@ -159,12 +161,8 @@ def test_both_ways_give_the_child_the_same(start_way: Spawner, tmp_path: Path) -
     )
 
     async def run(args: list[str]) -> tuple[int, bytes]:
-        read_fd, write_fd = os.pipe()
-        child = await spawn_soon(
-            args,
-            env={"ONLY": "this", "PATH": ENV["PATH"]},
-            cwd=str(tmp_path),
-            output_fd=write_fd,  # closed by the spawner once the child has it
+        child, read_fd = await spawn_soon(
+            args, env={"ONLY": "this", "PATH": ENV["PATH"]}, cwd=str(tmp_path)
         )
         return await child.exited(), _read_all(read_fd)
 
@@ -233,9 +231,82 @@ def test_a_command_is_found_on_the_path_of_its_environment(
     env = {"PATH": f"{empty}:{tmp_path / 'missing'}:{holder}"}
 
     async def scenario() -> bytes:
-        read_fd, write_fd = os.pipe()
-        child = await spawn_soon([tool.name], env=env, cwd=None, output_fd=write_fd)
+        child, read_fd = await spawn_soon([tool.name], env=env, cwd=None)
         await child.exited()
         return _read_all(read_fd)
 
     assert asyncio.run(scenario()) == b"found\n"
+
+
+def _open_fds() -> set[int]:
+    return {int(fd) for fd in os.listdir("/proc/self/fd")}
+
+
+def test_a_start_waiting_for_its_turn_holds_no_descriptor(start_way: Spawner) -> None:
+    """Each clone copies every open descriptor into the child: the pipe of a start is made
+    only when a thread takes it, so a burst waiting in the queue does not make each spawn
+    dearer. A start that fails leaves no descriptor behind."""
+    spawner = Spawner(threads=1, use_libc=start_way.parallel)
+    gate = threading.Event()
+    spawner._executor().submit(gate.wait)  # the only thread is busy
+    before = _open_fds()
+    futures = [spawner.submit(["true"], ENV, None) for _ in range(20)]
+    failed = spawner.submit(["no-such-command-for-crontask"], ENV, None)
+    assert _open_fds() == before
+    gate.set()
+    piped = [future.result(timeout=10) for future in futures]
+    with pytest.raises(FileNotFoundError):
+        failed.result(timeout=10)
+    for (pid, popen), read_fd in piped:
+        assert os.read(read_fd, 10) == b""  # the write end is closed here: EOF at the exit
+        os.close(read_fd)
+        if popen is None:
+            os.waitpid(pid, 0)
+        else:
+            popen.wait()
+    assert _open_fds() == before
+
+
+def _children_named(name: str) -> list[int]:
+    found = []
+    for entry in os.listdir("/proc"):
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+        except (OSError, ValueError):
+            continue
+        comm, rest = stat[stat.index("(") + 1 : stat.rindex(")")], stat[stat.rindex(")") + 2 :]
+        if comm == name and int(rest.split()[1]) == os.getpid():
+            found.append(int(entry))
+    return found
+
+
+def test_a_start_cancelled_while_spawning_leaves_no_process_or_descriptor(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The wait is cancelled while a thread is starting the process (too late to take the
+    start back): the process is killed and reaped, and its pipe closed, once it has started."""
+    spawner = Spawner(threads=1)
+    monkeypatch.setattr(process, "_spawner", spawner)
+    entered, release = threading.Event(), threading.Event()
+    real_start = spawner.start
+
+    def held_start(*args: Any) -> process.Started:
+        entered.set()
+        release.wait()
+        return real_start(*args)
+
+    monkeypatch.setattr(spawner, "start", held_start)
+    before = _open_fds()
+
+    async def scenario() -> None:
+        waiting = asyncio.ensure_future(spawn_soon(["sleep", "30"], env=ENV, cwd=None))
+        await asyncio.get_running_loop().run_in_executor(None, entered.wait)
+        waiting.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await waiting
+
+    asyncio.run(scenario())
+    release.set()
+    spawner._executor().shutdown(wait=True)  # the start ran, then its orphan was killed
+    assert _open_fds() == before
+    wait_for("the orphan to be killed and reaped", lambda: not _children_named("sleep"), 10)
