@@ -2,6 +2,7 @@
 
     python bench/floor_bench.py --worker processes N    # one process per core, posix_spawn
     python bench/floor_bench.py --worker threads N      # crontask's Spawner, no scheduler
+    python bench/floor_bench.py --worker threads N --open 2000  # ... with 2 000 more fds open
 
 ``processes``: as many Python processes as the machine has cores, each started before the
 measurement and waiting for a common instant, then calling ``os.posix_spawn("/bin/true")`` back
@@ -12,6 +13,8 @@ released for the call; what a run's process is started with) fed N starts at onc
 making its pipe in the thread as a run's start does. Rate = starts / (last start - first
 start), from the instants noted right after each start returned. The floor is the faster of
 the two: the most processes this machine starts per second when nothing else is done.
+``--open K`` holds K more descriptors open while the Spawner starts (what runs in progress
+hold: each clone copies them into the child, which closes them again).
 """
 
 from __future__ import annotations
@@ -66,13 +69,14 @@ def processes(n: int) -> Json:
     return {"mode": "processes", "n": n, "workers": cores, "rate": n / (last - first)}
 
 
-def threads(n: int) -> Json:
+def threads(n: int, open_fds: int = 0) -> Json:
     from concurrent.futures import wait
 
     from reconciler.runner.process import Spawner
 
     spawner = Spawner()
     starts: list[float] = []
+    held = [os.pipe() for _ in range(open_fds // 2)]
 
     def start() -> int:
         # As a run starts: the pipe made in the thread, just before the spawn.
@@ -92,11 +96,15 @@ def threads(n: int) -> Json:
     wait(futures)
     for future in futures:
         os.waitpid(future.result(), 0)
+    for pair in held:
+        os.close(pair[0])
+        os.close(pair[1])
     return {
         "mode": "threads",
         "n": n,
         "workers": spawner.threads,
         "parallel": spawner.parallel,
+        "open": 2 * len(held),
         "rate": (len(starts) - 1) / (max(starts) - min(starts)),
     }
 
@@ -106,8 +114,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--worker", action="store_true", help="run one measurement")
     parser.add_argument("mode", choices=["processes", "threads"])
     parser.add_argument("n", type=int)
+    parser.add_argument("--open", type=int, default=0, help="threads: descriptors held open")
     args = parser.parse_args(argv)
-    emit(processes(args.n) if args.mode == "processes" else threads(args.n))
+    emit(processes(args.n) if args.mode == "processes" else threads(args.n, args.open))
     return 0
 
 

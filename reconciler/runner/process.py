@@ -334,9 +334,9 @@ class Spawner:
         """Start the process in the pool (see ``start``), its stdout and stderr on a new pipe:
         the process, and the pipe's read end. The pipe is made there, just before the spawn,
         so a run waiting for its turn holds no descriptor: the clone copies every descriptor
-        this process has open into the child, which closes them again, and 2 000 of them
-        (a burst's pipes made ahead on the loop) cost 0.17 ms of CPU per start, a fifth of
-        the pool's starts per second (``bench/floor_bench.py --worker threads``)."""
+        this process has open into the child, which closes them again: 2 000 of them (a
+        burst's pipes made ahead on the loop) cost a quarter of the pool's starts per second
+        (``bench/floor_bench.py --worker threads 4000 --open 2000``)."""
         return self._executor().submit(self._start_piped, args, env, cwd)
 
     def _start_piped(self, args: Sequence[str], env: Mapping[str, str], cwd: str | None) -> Piped:
