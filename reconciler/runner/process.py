@@ -333,8 +333,8 @@ class Spawner:
     ) -> concurrent.futures.Future[Piped]:
         """Start the process in the pool (see ``start``), its stdout and stderr on a new pipe:
         the process, and the pipe's read end. The pipe is made there, just before the spawn,
-        so a run waiting for its turn holds no descriptor: the clone copies every descriptor
-        this process has open into the child, which closes them again: 2 000 of them (a
+        so a run waiting for its turn holds no descriptor. The clone copies every descriptor
+        this process has open into the child, which closes them again; 2 000 of them (a
         burst's pipes made ahead on the loop) cost a quarter of the pool's starts per second
         (``bench/floor_bench.py --worker threads 4000 --open 2000``)."""
         return self._executor().submit(self._start_piped, args, env, cwd)
