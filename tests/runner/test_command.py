@@ -12,6 +12,7 @@ import contextlib
 import os
 import signal
 import stat
+import subprocess
 import sys
 import time
 from collections.abc import Coroutine, Iterator
@@ -464,3 +465,39 @@ def test_null_byte_in_args_is_a_start_failure() -> None:
     outcome = run(["echo", "a\0b"])
     assert outcome.reason == "StartFailed"
     assert outcome.exit_code is None
+
+
+_NO_DESCRIPTOR_LEFT = """
+import asyncio, os, resource
+from reconciler.runner.command import CommandRun
+
+async def main() -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (256, hard))
+    held = []
+    try:
+        while True:
+            held.append(os.open(os.devnull, os.O_RDONLY))
+    except OSError:
+        pass  # every descriptor this process may open is taken: the run's pipe cannot be made
+    outcome = await CommandRun(["true"], env={"PATH": "/usr/bin:/bin"}).run()
+    for fd in held:
+        os.close(fd)
+    print(outcome.status.value, outcome.reason, outcome.message, sep="|")
+
+asyncio.run(main())
+"""
+
+
+def test_no_descriptor_left_for_the_pipe_is_a_start_failure() -> None:
+    """The pipe is made just before the spawn: when the process has no descriptor left, the
+    run ends as a start failure that says why, and nothing is started."""
+    done = subprocess.run(
+        [sys.executable, "-c", _NO_DESCRIPTOR_LEFT],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "failed|StartFailed|cannot start true: Too many open files"
