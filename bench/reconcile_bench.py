@@ -240,10 +240,6 @@ def _spawn(
     return process, lines, spawned
 
 
-def _stop(process: subprocess.Popen[str]) -> None:
-    stop_crontask(process, 60)
-
-
 _GIT_ENV = {
     "GIT_CONFIG_GLOBAL": "/dev/null",
     "GIT_CONFIG_NOSYSTEM": "1",
@@ -280,7 +276,7 @@ def _git(tasks: int) -> Json:
                 added += 1
             first_s = time.time() - spawned
         finally:
-            _stop(process)
+            stop_crontask(process, 60)
         process, lines, spawned = _spawn(args)
         read_ahead = 0
         try:
@@ -293,7 +289,7 @@ def _git(tasks: int) -> Json:
                 if 'msg="crontask started"' in seen[1]:
                     break
         finally:
-            _stop(process)
+            stop_crontask(process, 60)
         return {
             "tasks": tasks,
             "first_start_s": first_s,
@@ -349,7 +345,7 @@ def _edit(tasks: int, edits: int) -> Json:
                 read_latencies.append(seen[0] - before)
                 time.sleep(0.2)
         finally:
-            _stop(process)
+            stop_crontask(process, 60)
         return {
             "tasks": tasks,
             "edits": edits,

@@ -239,12 +239,11 @@ class _Scheduler(AsyncIOScheduler):  # type: ignore[misc]
     The threads that a burst's first runs wait for (the store's, writing their claims; a
     spawner's, back from ``posix_spawn``) need the GIL that the loop's thread holds while it
     hands the burst over, and they waited for it: in a burst of 1 000 same-second tasks the
-    first claim, under 1 ms of SQLite's work, came back 4 to 20 ms after it was sent, and the
-    first process started 11 to 39 ms after the slot. A ``time.sleep(0)`` after each part
-    lets go of the GIL where those threads take it: the claim came back in 1.5 to 2 ms and
-    the first process started 7 to 11 ms after the slot, median 9.4 ms, against 38 to 56 ms
-    for the code before, in the same alternating runs (``bench/lateness.py --worker command
-    1000 --store sqlite``, eight runs each way).
+    first claim, under 1 ms of SQLite's work, came back 4 to 20 ms after it was sent. A
+    ``time.sleep(0)`` after each part lets go of the GIL where those threads take it: the
+    claim came back in 1.5 to 2 ms and the first process started 7 to 11 ms after the slot,
+    median 9.4 ms, against 38 to 56 ms for the code before, in the same alternating runs
+    (``bench/lateness.py --worker command 1000 --store sqlite``, eight runs each way).
     """
 
     def _process_jobs(self) -> float | None:
