@@ -27,9 +27,10 @@ Then, in that process:
    late the event loop handed the slot to the dispatcher. Skipped runs in each window are counted.
 
 3. With ``--restart``, crontask is stopped and started again on the same state: the time of the
-   first scrape after the start, which reads every task's last success and failure from the run
-   store, of the one after it, and how many bench tasks the first one shows both timestamps for
-   (all of them: they come from the history, not from runs seen since the start).
+   first scrape after the start, which reads every task's last success, last failure and last
+   duration from the run store, of the one after it, and how many bench tasks the first one
+   shows all three for (all of them: they come from the history, not from runs seen since the
+   start).
 
 ``--code DIR`` runs crontask from another source tree (``PYTHONPATH=DIR``), e.g. an export of an
 earlier commit, to measure before and after with the same harness.
@@ -61,6 +62,12 @@ TICK_PREFIX = "tick-"
 
 _LINE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})? (\S+)$")
 _TASK = re.compile(r'task="([^"]*)"')
+# What the first scrape after a restart reads from the run history, per task.
+_OUTCOMES = (
+    "crontask_task_last_success_",
+    "crontask_task_last_failure_",
+    "crontask_task_last_run_duration_",
+)
 
 
 def free_port() -> int:
@@ -243,14 +250,14 @@ def analyse(body: bytes) -> Json:
 
 
 def with_outcomes(body: bytes) -> int:
-    """Bench tasks with both a last-success and a last-failure sample."""
+    """Bench tasks with a last-success, a last-failure and a last-duration sample."""
     seen: dict[str, int] = {}
     for line in body.decode().splitlines():
-        if line.startswith(("crontask_task_last_success_", "crontask_task_last_failure_")):
+        if line.startswith(_OUTCOMES):
             task = _TASK.search(line)
             if task is not None and task.group(1).startswith(f"bench/{PREFIX}"):
                 seen[task.group(1)] = seen.get(task.group(1), 0) + 1
-    return sum(1 for count in seen.values() if count == 2)
+    return sum(1 for count in seen.values() if count == len(_OUTCOMES))
 
 
 def after_a_restart(root: Path, state: Path, code: Path, extra: list[str]) -> Json:

@@ -1185,9 +1185,9 @@ def scenario_metrics(config: Config, rows: list[Row]) -> None:
     rows.append(
         Row(
             scenario,
-            "  after a restart on the same run store: first scrape (each task's last success "
-            "and failure read from the history) / the next, gzip; tasks whose first scrape has "
-            "both timestamps",
+            "  after a restart on the same run store: first scrape (each task's last success, "
+            "last failure and last duration read from the history) / the next, gzip; tasks "
+            "whose first scrape has all three",
             *pair("restart"),
             "",
             "every task",

@@ -69,10 +69,12 @@ def _stamp(scheduled_at: datetime) -> str:
 @dataclasses.dataclass(frozen=True, slots=True)
 class LastOutcomes:
     """When a task's newest successful attempt ended, and its newest failed, timed-out or
-    interrupted one (None: there is none in the history)."""
+    interrupted one, and how long the attempt that ended last ran, of those that started
+    (None: there is none in the history)."""
 
     success: datetime | None = None
     failure: datetime | None = None
+    duration: float | None = None  # seconds
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

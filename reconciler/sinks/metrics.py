@@ -331,8 +331,9 @@ class Metrics:
         return scrape
 
     def _seed(self, tasks: Mapping[str, TaskSlot]) -> None:
-        """Give the tasks new to the snapshot their last success and failure from the history.
-        A record seen meanwhile wins if it is newer (the later of both is kept either way). A
+        """Give the tasks new to the snapshot their last success, last failure and last
+        duration from the history. A record seen meanwhile wins if it is newer (the later of
+        both ends is kept either way; a duration seen here is newer than the history's). A
         history that cannot be read is logged and asked again at the next scrape: the scrape
         itself goes on."""
         if self._history is None:
@@ -364,7 +365,7 @@ class Metrics:
                         runs.running,
                         _later(runs.last_success, last.success),
                         _later(runs.last_failure, last.failure),
-                        runs.last_duration,
+                        last.duration if runs.last_duration is None else runs.last_duration,
                         runs.durations,
                         self._seq,
                     )

@@ -157,6 +157,8 @@ class MemoryRunStore:
         with self._lock:
             self._check_open()
             found: dict[str, LastOutcomes] = {}
+            # (finished_at, started_at) of the attempt that ended last, of those that started
+            newest: dict[str, tuple[datetime, datetime]] = {}
             for r in self._records.values():
                 if r.task not in wanted or r.finished_at is None:
                     continue
@@ -168,6 +170,12 @@ class MemoryRunStore:
                 else:
                     continue
                 found[r.task] = last
+                ends = newest.get(r.task)
+                if r.started_at is not None and (ends is None or r.finished_at > ends[0]):
+                    newest[r.task] = (r.finished_at, r.started_at)
+            for task, (finished, started) in newest.items():
+                took = max((finished - started).total_seconds(), 0.0)
+                found[task] = dataclasses.replace(found[task], duration=took)
             return found
 
     def running(self, task: str | None = None) -> list[RunRecord]:

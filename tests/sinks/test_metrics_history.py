@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Collection
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pytest
 
@@ -19,6 +19,7 @@ from tests.store._records import rec
 
 SUCCESS = "crontask_task_last_success_timestamp_seconds"
 FAILURE = "crontask_task_last_failure_timestamp_seconds"
+DURATION = "crontask_task_last_run_duration_seconds"
 
 
 class Asked:
@@ -37,9 +38,13 @@ class Asked:
         return self.store.last_outcomes(tasks)
 
 
+def at(minutes: int, seconds: int = 5) -> datetime:
+    return HISTORY_T0 + timedelta(minutes=minutes, seconds=seconds)
+
+
 def ended(record_at: int, took: int = 5) -> float:
     """When ``rec(at=record_at)`` ended (its finished_at), as a timestamp."""
-    return (HISTORY_T0 + timedelta(minutes=record_at, seconds=took)).timestamp()
+    return at(record_at, took).timestamp()
 
 
 @pytest.fixture
@@ -48,7 +53,7 @@ def store() -> MemoryRunStore:
     history.save_many(
         [
             rec("default/a", at=1),
-            rec("default/a", at=2, status=RunStatus.FAILED, exit_code=1),
+            rec("default/a", at=2, status=RunStatus.FAILED, exit_code=1, finished_at=at(2, 45)),
             rec("default/b", at=3, status=RunStatus.TIMED_OUT, exit_code=None),
             rec("default/elsewhere", at=4),  # a task this process does not hold
         ]
@@ -63,8 +68,13 @@ def test_the_first_scrape_shows_the_last_outcomes_in_the_history(store: MemoryRu
     found = samples(Metrics(tasks, history=store))
     a, b = frozenset({("task", "default/a")}), frozenset({("task", "default/b")})
     assert found[(SUCCESS, a)] == ended(1)
-    assert found[(FAILURE, a)] == ended(2)
+    assert found[(FAILURE, a)] == ended(2, 45)
     assert found[(FAILURE, b)] == ended(3)
+    # The attempt that ended last (started a second after its slot): what the alert on a run
+    # in progress compares with, so that a task whose runs are long by design is not "hung"
+    # after every restart until one of them ends.
+    assert found[(DURATION, a)] == 44.0
+    assert found[(DURATION, b)] == 4.0
     assert (SUCCESS, b) not in found  # never succeeded: no series, rather than 1970
     # The counters are this process's: they start from 0.
     assert found[("crontask_runs_total", a | {("status", "succeeded")})] == 0
@@ -80,6 +90,8 @@ def test_runs_seen_here_and_the_history_give_the_later_of_each(store: MemoryRunS
     assert newer.finished_at is not None
     assert value(m, FAILURE, task="default/a") == newer.finished_at.timestamp()
     assert value(m, SUCCESS, task="default/a") == ended(1)
+    # The duration seen here (2 s) is newer than the history's (44 s).
+    assert value(m, DURATION, task="default/a") == 2.0
     # An older end seen afterwards does not take the timestamp back.
     run(m, "default/a", RunStatus.SUCCEEDED, at=HISTORY_T0 - timedelta(hours=1))
     assert value(m, SUCCESS, task="default/a") == ended(1)

@@ -372,8 +372,16 @@ def test_last_outcomes_are_the_newest_end_of_a_success_and_of_a_failure(store: R
             rec(at=5, status=RunStatus.TIMED_OUT, exit_code=None),
             rec(at=5, attempt=2, trigger=Trigger.RETRY, status=RunStatus.RUNNING),
             rec(at=8, status=RunStatus.SKIPPED, exit_code=None),
-            rec("ops/interrupted", at=3, status=RunStatus.INTERRUPTED, exit_code=None),
+            rec(
+                "ops/interrupted",
+                at=3,
+                status=RunStatus.INTERRUPTED,
+                exit_code=None,
+                finished_at=T0 + timedelta(minutes=3, seconds=5.25),
+            ),
             rec("ops/interrupted", at=4, status=RunStatus.RUNNING),
+            # Ended last but never started: it has no duration, the one before gives it.
+            rec("ops/interrupted", at=6, status=RunStatus.INTERRUPTED, started_at=None),
             rec("ops/only-skipped", at=1, status=RunStatus.SKIPPED, exit_code=None),
             rec("ops/not-asked", at=1),
         ]
@@ -382,8 +390,10 @@ def test_last_outcomes_are_the_newest_end_of_a_success_and_of_a_failure(store: R
     found = store.last_outcomes(asked)
     end = timedelta(seconds=5)
     assert found == {
-        "ops/nightly-backup": LastOutcomes(late, T0 + timedelta(minutes=5) + end),
-        "ops/interrupted": LastOutcomes(None, T0 + timedelta(minutes=3) + end),
+        # The duration is that of the attempt that ended last (slot 2, started at 2m01s), not
+        # of the newest slot, nor of the skipped slot 8 that ended after it.
+        "ops/nightly-backup": LastOutcomes(late, T0 + timedelta(minutes=5) + end, 419.0),
+        "ops/interrupted": LastOutcomes(None, T0 + timedelta(minutes=6) + end, 4.25),
     }
     assert found["ops/nightly-backup"].success.tzinfo is UTC  # type: ignore[union-attr]
     assert store.last_outcomes([]) == {}
@@ -394,7 +404,7 @@ def test_last_outcomes_of_more_tasks_than_one_query_holds(store: RunStore) -> No
     store.save_many([rec(key, at=i % 7) for i, key in enumerate(keys) if i % 100 == 0])
     found = store.last_outcomes(keys)
     assert sorted(found) == keys[::100]
-    assert found[keys[1_200]] == LastOutcomes(T0 + timedelta(minutes=3, seconds=5))
+    assert found[keys[1_200]] == LastOutcomes(T0 + timedelta(minutes=3, seconds=5), None, 4.0)
 
 
 # -- query -------------------------------------------------------------------------------------
