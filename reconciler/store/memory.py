@@ -157,7 +157,8 @@ class MemoryRunStore:
         with self._lock:
             self._check_open()
             found: dict[str, LastOutcomes] = {}
-            # (finished_at, started_at) of the attempt that ended last, of those that started
+            # (finished_at, started_at) of the attempt that ended last, of those that started;
+            # of two that ended at the same instant, the longer, as the SQL store picks
             newest: dict[str, tuple[datetime, datetime]] = {}
             for r in self._records.values():
                 if r.task not in wanted or r.finished_at is None:
@@ -171,7 +172,9 @@ class MemoryRunStore:
                     continue
                 found[r.task] = last
                 ends = newest.get(r.task)
-                if r.started_at is not None and (ends is None or r.finished_at > ends[0]):
+                if r.started_at is not None and (
+                    ends is None or (r.finished_at, ends[1]) > (ends[0], r.started_at)
+                ):
                     newest[r.task] = (r.finished_at, r.started_at)
             for task, (finished, started) in newest.items():
                 took = max((finished - started).total_seconds(), 0.0)

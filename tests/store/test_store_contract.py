@@ -399,6 +399,19 @@ def test_last_outcomes_are_the_newest_end_of_a_success_and_of_a_failure(store: R
     assert store.last_outcomes([]) == {}
 
 
+def test_last_outcomes_of_two_attempts_that_ended_together_take_the_longer(
+    store: RunStore,
+) -> None:
+    together = T0 + timedelta(minutes=10)
+    # Saved shorter first, so a store that kept the first it met would give 479 s.
+    shorter = rec(at=2, finished_at=together)  # started at 2m01s
+    longer = rec(at=1, status=RunStatus.FAILED, exit_code=1, finished_at=together)  # at 1m01s
+    store.save_many([shorter, longer])
+    assert store.last_outcomes(["ops/nightly-backup"]) == {
+        "ops/nightly-backup": LastOutcomes(together, together, 539.0)
+    }
+
+
 def test_last_outcomes_of_more_tasks_than_one_query_holds(store: RunStore) -> None:
     keys = [f"bulk/task-{i:04d}" for i in range(1_201)]
     store.save_many([rec(key, at=i % 7) for i, key in enumerate(keys) if i % 100 == 0])
