@@ -13,7 +13,9 @@ When the store is unavailable the run still happens — losing a run is worse th
 duplicate across replicas while the database is down — and its records wait in a bounded
 buffer that is retried with backoff until the store is back. The buffer coalesces by (run id,
 attempt): the newest state of a record replaces an older pending one, so a run's ``running``
-and final records cost one slot.
+and final records cost one slot. A claim kept that way is still a claim when it is written:
+if another instance recorded the slot meanwhile, its record stands, and this process's
+records of that slot are not written over it (logged as a warning instead).
 
 The loss window, stated: at most ``capacity`` records wait in memory. When the buffer is full,
 the oldest pending record is dropped (logged as an error, counted in ``dropped``). A process
@@ -29,7 +31,7 @@ import logging
 from collections import OrderedDict
 from collections.abc import Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, TypeVar
+from typing import Any, Final, Literal, TypeVar
 
 from reconciler.core.runs import RunRecord
 from reconciler.store.base import DuplicateRun, RunStore, StoreUnavailable
@@ -42,6 +44,12 @@ DEFAULT_CAPACITY = 10_000
 
 
 Batch = list[tuple[RunRecord, asyncio.Future[bool]]]
+
+# How a kept record is written once the store is back:
+CREATE: Final = "create"  # only if the slot has no record (a skip): whatever exists stands
+CLAIM: Final = "claim"  # a claim whose answer never came: written over its own record only
+SAVE: Final = "save"  # the newest state of a record this process holds
+Mode = Literal["create", "claim", "save"]
 Finish = Callable[[Batch, "asyncio.Future[Any]"], Coroutine[Any, Any, None]]
 
 # The most records one transaction takes. Claims go in smaller batches: the runs of a batch
@@ -117,8 +125,10 @@ class Recorder:
         self.retry_max = retry_max
         self.dropped = 0
         self._pool = ThreadPoolExecutor(io_threads, thread_name_prefix="crontask-store")
-        # (id, attempt) -> (record, create_only)
-        self._pending: OrderedDict[tuple[str, int], tuple[RunRecord, bool]] = OrderedDict()
+        # (id, attempt) -> (record, how it is to be written)
+        self._pending: OrderedDict[tuple[str, int], tuple[RunRecord, Mode]] = OrderedDict()
+        # Slots whose late claim found another instance's record: later states are not saved.
+        self._refused: OrderedDict[tuple[str, int], None] = OrderedDict()
         self._flusher: asyncio.Task[None] | None = None
         self._lane = _Lane(self._write)
         self._lane.on_written("claim", self._claimed)
@@ -160,7 +170,7 @@ class Recorder:
             results = await written
         except StoreUnavailable as err:
             self._keep_for_later(
-                batch, "run store unavailable; running anyway, records kept for later", err
+                batch, "run store unavailable; running anyway, records kept for later", err, CLAIM
             )
             return
         except Exception as err:
@@ -181,7 +191,7 @@ class Recorder:
         except DuplicateRun:
             return False
         except StoreUnavailable:
-            self._keep(record, create_only=True)
+            self._keep(record, CREATE)
             return False
         except Exception:
             log.exception("could not record run", extra={"fields": {"run": record.id}})
@@ -192,8 +202,11 @@ class Recorder:
         """Write the newest state of a record, creating it if needed. Never raises; False if
         it was kept for later (the store is unavailable, or earlier records are waiting).
         Records saved while another write is on its way travel together (``save_many``)."""
+        if (record.id, record.attempt) in self._refused:
+            self._refuse(record)
+            return False
         if self._pending:
-            self._keep(record, create_only=False)  # keep order behind what is waiting
+            self._keep(record, SAVE)  # keep order behind what is waiting
             return False
         return await self._lane.put("save", record)
 
@@ -201,7 +214,7 @@ class Recorder:
         try:
             await written
         except StoreUnavailable as err:
-            self._keep_for_later(batch, "run store unavailable; records kept for later", err)
+            self._keep_for_later(batch, "run store unavailable; records kept for later", err, SAVE)
             return
         except Exception:
             # Something in the batch the store refuses must not cost the others.
@@ -212,21 +225,23 @@ class Recorder:
         for _, saved in batch:
             saved.set_result(True)
 
-    def _keep_for_later(self, batch: Batch, message: str, err: StoreUnavailable) -> None:
+    def _keep_for_later(
+        self, batch: Batch, message: str, err: StoreUnavailable, mode: Mode
+    ) -> None:
         """The batch waits in the buffer; each of its callers hears False (not written)."""
         log.warning(
             message,
             extra={"fields": {"runs": len(batch), "error": str(err)}},
         )
         for record, done in batch:
-            self._keep(record, create_only=False)
+            self._keep(record, mode)
             done.set_result(False)
 
     async def _save_one(self, record: RunRecord) -> bool:
         try:
             await self.call(self.store.save_many, [record])
         except StoreUnavailable:
-            self._keep(record, create_only=False)
+            self._keep(record, SAVE)
             return False
         except Exception:
             log.exception("could not record run", extra={"fields": {"run": record.id}})
@@ -250,11 +265,13 @@ class Recorder:
             self._flusher.cancel()
         self._pool.shutdown(wait=True)
 
-    def _keep(self, record: RunRecord, *, create_only: bool) -> None:
+    def _keep(self, record: RunRecord, mode: Mode) -> None:
         key = (record.id, record.attempt)
         if key in self._pending:
-            # Newer state, same place in line; an upsert wins over a create-only write.
-            self._pending[key] = (record, create_only and self._pending[key][1])
+            # Newer state, same place in line. A claim not yet written stays a claim; a save
+            # after a skip is this process's own state of the slot.
+            waiting = self._pending[key][1]
+            self._pending[key] = (record, CLAIM if CLAIM in (waiting, mode) else mode)
         else:
             if len(self._pending) >= self.capacity:
                 (lost_id, lost_attempt), _ = self._pending.popitem(last=False)
@@ -270,7 +287,7 @@ class Recorder:
                         }
                     },
                 )
-            self._pending[key] = (record, create_only)
+            self._pending[key] = (record, mode)
         if self._flusher is None or self._flusher.done():
             self._flusher = asyncio.get_running_loop().create_task(self._flush_loop())
 
@@ -278,12 +295,14 @@ class Recorder:
         delay = self.retry_initial
         while self._pending:
             key, entry = next(iter(self._pending.items()))
-            record, create_only = entry
+            record, mode = entry
             try:
-                if create_only:
+                if mode == CREATE:
                     await self.call(_create, self.store, record)
-                else:
+                elif mode == SAVE:
                     await self.call(self.store.save_many, [record])
+                elif not await self.call(_claim_late, self.store, record):
+                    self._refuse(record)
             except StoreUnavailable:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self.retry_max)
@@ -296,6 +315,21 @@ class Recorder:
             if self._pending.get(key) is entry:
                 del self._pending[key]
         log.info("run store back; pending records written")
+
+    def _refuse(self, record: RunRecord) -> None:
+        """Another instance recorded this slot while the store was unavailable here: its
+        record stands; this one, and the later states of this attempt, are not written."""
+        key = (record.id, record.attempt)
+        if key not in self._refused and len(self._refused) >= self.capacity:
+            self._refused.popitem(last=False)
+        self._refused[key] = None
+        log.warning(
+            "slot recorded by another instance while the run store was unavailable here; "
+            "this run's record is not written over it",
+            extra={
+                "fields": {"run": record.id, "attempt": record.attempt, "status": record.status}
+            },
+        )
 
 
 def _retrieved(future: asyncio.Future[bool]) -> None:
@@ -311,3 +345,16 @@ def _create(store: RunStore, record: RunRecord) -> None:
     # If the slot's record exists already, whatever it says stands.
     with contextlib.suppress(DuplicateRun):
         store.claim(record)
+
+
+def _claim_late(store: RunStore, record: RunRecord) -> bool:
+    """Claim ``record``'s slot now; True if the slot's record is this process's (claimed now,
+    or by the claim whose answer was lost with the connection) and holds ``record``'s state."""
+    try:
+        store.claim(record)
+    except DuplicateRun:
+        held = store.get(record.id, record.attempt)
+        if held is None or record.owner is None or held.owner != record.owner:
+            return False
+        store.save_many([record])
+    return True

@@ -86,6 +86,78 @@ def test_a_kept_skip_never_overwrites_a_slot_someone_else_recorded() -> None:
     assert kept.status is RunStatus.SUCCEEDED
 
 
+def mine(minute: int, status: RunStatus = RunStatus.RUNNING) -> RunRecord:
+    return dataclasses.replace(record(minute, status), owner="a:1:boot")
+
+
+def test_a_kept_claim_never_overwrites_a_slot_someone_else_recorded(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    store = OutageStore()
+    theirs = dataclasses.replace(record(0, RunStatus.SUCCEEDED), owner="b:1:boot", output="b")
+
+    async def main() -> None:
+        recorder = Recorder(store, retry_initial=0.01)
+        store.down = True
+        assert await recorder.claim(mine(0)) is False  # runs anyway; the claim waits
+        assert await recorder.claim(mine(1)) is False
+        assert await recorder.save(mine(1, RunStatus.FAILED)) is False  # coalesced, still a claim
+        store.down = False
+        store.claim(theirs)  # another instance claimed and ran both slots meanwhile
+        store.claim(
+            dataclasses.replace(theirs, id=record(1).id, scheduled_at=record(1).scheduled_at)
+        )
+        assert await recorder.flush(5)
+        # The run this process started anyway ends after the flush: still not written over.
+        assert await recorder.save(mine(0, RunStatus.FAILED)) is False
+        await recorder.close(1)
+
+    asyncio.run(main())
+    assert store.get(record(0).id) == theirs
+    held = store.get(record(1).id)
+    assert held is not None
+    assert (held.owner, held.status) == ("b:1:boot", RunStatus.SUCCEEDED)
+    refused = [
+        (r.fields["run"], r.fields["status"])  # type: ignore[attr-defined]
+        for r in caplog.records
+        if r.getMessage().startswith("slot recorded by another instance")
+    ]
+    assert refused == [
+        (record(0).id, RunStatus.RUNNING),
+        (record(1).id, RunStatus.FAILED),
+        (record(0).id, RunStatus.FAILED),
+    ]
+
+
+class LostAnswerStore(MemoryRunStore):
+    """Its first ``claim_many`` is written, then the connection drops before the answer."""
+
+    lost = False
+
+    def claim_many(self, records: Any) -> list[bool]:
+        written = super().claim_many(records)
+        if not self.lost:
+            self.lost = True
+            raise StoreUnavailable("server closed the connection unexpectedly")
+        return written
+
+
+def test_a_claim_whose_answer_was_lost_is_recognised_as_this_process_own() -> None:
+    store = LostAnswerStore()
+
+    async def main() -> None:
+        recorder = Recorder(store, retry_initial=0.01)
+        assert await recorder.claim(mine(0)) is False  # no answer: kept, run anyway
+        assert await recorder.save(mine(0, RunStatus.SUCCEEDED)) is False  # behind the claim
+        assert await recorder.flush(5)
+        await recorder.close(1)
+
+    asyncio.run(main())
+    held = store.get(record(0).id)
+    assert held is not None
+    assert (held.owner, held.status) == ("a:1:boot", RunStatus.SUCCEEDED)
+
+
 def test_a_full_buffer_drops_the_oldest_and_says_so(caplog: pytest.LogCaptureFixture) -> None:
     store = OutageStore()
 
