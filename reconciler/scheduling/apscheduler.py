@@ -294,6 +294,10 @@ class ApsScheduler:
         options: dict[str, Any] = {}
         if step.desired.task.spec.suspend:
             options["next_run_time"] = None  # a paused job: kept, fires nothing
+        elif step.operation is Operation.UPDATE and (due := self._due(job_id)) is not None:
+            # A slot that came due while the loop was busy (this pass) is still owed: the
+            # changed job starts there, not at the new trigger's first slot after now.
+            options["next_run_time"] = due
         self._aps.add_job(
             _never_called,
             trigger=trigger,
@@ -308,6 +312,12 @@ class ApsScheduler:
         with self._lock:
             self._owned[step.key] = step.desired
             self._triggers[step.key] = trigger
+
+    def _due(self, job_id: str) -> datetime | None:
+        """The job's next slot, if it is due and not handed over yet."""
+        job = self._aps.get_job(job_id)
+        at: datetime | None = None if job is None else job.next_run_time
+        return at if at is not None and at <= datetime.now(UTC) else None
 
     def _hold_wakeups(self) -> None:
         """Pause a running scheduler until the loop is free again (see the module docstring)."""

@@ -162,6 +162,29 @@ def test_a_blocked_loop_hands_over_the_latest_slot_once() -> None:
     with_scheduler(scenario)
 
 
+def test_a_change_applied_while_a_slot_is_due_still_hands_that_slot_over() -> None:
+    """A pass that keeps the loop past a slot and changes the task in it: the slot that came
+    due meanwhile is handed over (to the changed definition), not skipped without a trace."""
+
+    async def scenario(
+        scheduler: ApsScheduler, fired: list[tuple[str, datetime]], event: asyncio.Event
+    ) -> None:
+        before = definition("tick", schedule=EVERY_SECOND)
+        scheduler.apply(add(before))
+        await next_fire(event)
+        time.sleep(1.3)  # the loop is busy past the next slot, as a long pass keeps it
+        changed = definition("tick", schedule=EVERY_SECOND, command={"args": ["true", "2"]})
+        updated_at = datetime.now(UTC)
+        scheduler.apply(Step(Operation.UPDATE, changed.key, changed, before))
+        assert scheduler.owned()["default/tick"] is changed
+        handed = len(fired)
+        await next_fire(event)
+        # The slot due before the change, not the changed trigger's first slot after it.
+        assert fired[handed][1] <= updated_at
+
+    with_scheduler(scenario)
+
+
 def test_a_burst_is_handed_over_in_parts_and_the_loop_runs_between_them() -> None:
     """Each wake-up hands over at most DUE_PER_WAKEUP slots; callbacks queued meanwhile (a
     claim's answer, a run about to spawn) run before the next part, and no slot is left out."""
