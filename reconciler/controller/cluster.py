@@ -144,11 +144,14 @@ class Cluster:
             self._renewal_failed(err)
             return False
         self._last_renewal = self._monotonic()
-        if self.dispatcher.paused is not None:
+        resumed = self.dispatcher.paused is not None
+        if resumed:
             log.info("membership renewed again; starting runs", extra={"fields": {}})
             self.dispatcher.paused = None
         self.members = members
         await self._follow(members)
+        if resumed:  # after _follow: a task that moved meanwhile is caught up by its owner
+            self.reconciler.catch_up_unstarted()
         return True
 
     # -- what a renewal leads to ------------------------------------------------------------

@@ -71,6 +71,8 @@ class Dispatcher(RunExecution):
         self.handover: Handover | None = None
         # Why this process may not start runs now (a replica that lost its membership).
         self.paused: str | None = None
+        # Tasks with scheduled slots not started while paused: caught up on when it ends.
+        self.unstarted: set[str] = set()
         # The action whose work outlives the process (Jobs), if there is one.
         self.resumable: Resumable | None = None
         self._active: dict[str, dict[str, ActiveRun]] = {}
@@ -159,10 +161,12 @@ class Dispatcher(RunExecution):
     def _not_started(
         self, definition: Definition, scheduled_at: datetime, trigger: Trigger
     ) -> RunRecord:
-        """Paused: the slot is neither run nor recorded here. Another replica owns the task by
-        now or will catch it up; a record from this one could only take that slot's id."""
+        """Paused: the slot is neither run nor recorded here; a record from this one could
+        only take that slot's id. If the task moves, its new owner catches it up; if it stays
+        (the renewal works again before the lease ran out), this replica does, from where the
+        ledger stopped (``unstarted``)."""
         if trigger is Trigger.SCHEDULE:
-            self.ledger.handed(definition, scheduled_at)  # no Superseded for it later
+            self.unstarted.add(definition.key)
         log.warning(
             "slot not started",
             extra={"fields": {"task": definition.key, "reason": self.paused}},

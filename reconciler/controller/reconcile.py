@@ -103,6 +103,23 @@ class Reconciler:
         self._anchors = anchors
         self._handover = True
 
+    def catch_up_unstarted(self) -> None:
+        """The dispatcher may start runs again (this replica's renewal worked before its lease
+        ran out): the tasks still its own whose slots were not started meanwhile catch up, as a
+        resumed task does (the latest runs if its starting deadline allows, the older ones are
+        recorded as superseded), up to just before the scheduler's next fire. A task that moved
+        is caught up by its new owner; a slot another replica ran in the gap is refused by the
+        store's claim."""
+        owned, now = self.scheduler.owned(), self.clock()
+        for key in sorted(self.dispatcher.unstarted):
+            definition = owned.get(key)
+            if definition is None or not self.mine(key):
+                continue
+            following = self.scheduler.next_fire_time(key)
+            until = min(now, following - _EPSILON) if following else now
+            self.dispatcher.catch_up(definition, self.dispatcher.last_slot(key), until)
+        self.dispatcher.unstarted.clear()
+
     @property
     def applied(self) -> bool:
         """A pass has applied: the desired state has been read from every source."""

@@ -22,6 +22,7 @@ from reconciler.runner.memory import SUCCESS, ScriptedAction
 from reconciler.scheduling.memory import MemoryScheduler
 from reconciler.sources.files import DirectorySource
 from reconciler.store import MemoryRunStore
+from reconciler.store.base import RunQuery
 from tests.controller.test_reconcile import doc
 
 T0 = datetime(2026, 11, 30, 12, 0, 30, tzinfo=UTC)
@@ -175,6 +176,45 @@ def test_a_replica_that_cannot_renew_stops_starting_runs_before_its_lease_expire
         assert a.dispatcher.paused is None
 
     asyncio.run(main())
+
+
+def test_slots_not_started_while_fenced_are_caught_up_when_the_renewal_works_again(
+    tmp_path: Path,
+) -> None:
+    """One replica loses its membership store for 40 s (past its renew deadline and lease,
+    nobody else to take its tasks): the minute slot due meanwhile is not started then, and
+    runs as a catch-up once the renewal works again, instead of vanishing without a record."""
+
+    world = World(tmp_path)
+    slot = T0.replace(second=0) + timedelta(minutes=1)
+
+    async def main() -> None:
+        (a,) = world.replicas("a")
+        await settle([a])
+        world.registry.unreachable.add(a.id)
+        world.clocks.advance(11)
+        assert not await a.step()
+        assert a.dispatcher.paused is not None
+        world.clocks.advance(19)  # the slot comes due: the scheduler hands it over, fenced
+        due = a.scheduler.advance(world.clocks.now)
+        assert {at for _, at in due} == {slot}
+        owned = a.scheduler.owned()
+        fenced = {a.dispatcher.fire(owned[key], at).reason for key, at in due}
+        assert fenced == {"NotStarted"}
+        world.clocks.advance(10)
+        world.registry.unreachable.clear()
+        assert await a.step()
+        await a.dispatcher.drain(5)
+
+    asyncio.run(main())
+    records = world.store.query(RunQuery(limit=100)).items
+    assert sorted(r.task for r in records) == [f"default/{name}" for name in TASKS]
+    for record in records:
+        assert (record.id, record.trigger, record.status) == (
+            run_id(record.task, slot),
+            Trigger.CATCHUP,
+            RunStatus.SUCCEEDED,
+        )
 
 
 def test_a_draining_replica_hands_its_tasks_over_at_the_next_renewal(tmp_path: Path) -> None:
