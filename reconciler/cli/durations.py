@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import re
+from collections.abc import Callable
 from typing import Final
 
 MAX_SECONDS: Final = 100 * 365 * 86400.0  # 100 years
@@ -41,3 +42,22 @@ def duration_arg(text: str) -> float:
         return parse_duration(text)
     except ValueError as err:
         raise argparse.ArgumentTypeError(str(err)) from None
+
+
+def interval_arg(minimum: float) -> Callable[[str], float]:
+    """A duration that paces a loop: one below ``minimum`` (zero among them) would make that
+    loop spin and pin a core, so it is refused."""
+
+    def parse(text: str) -> float:
+        seconds = duration_arg(text)
+        if seconds < minimum:
+            raise argparse.ArgumentTypeError(
+                f"{text.strip()[:MAX_TEXT]!r} is shorter than the least allowed, {minimum:g}s"
+            )
+        return seconds
+
+    return parse
+
+
+INTERVAL: Final = interval_arg(0.1)
+"""The type of every option that paces a loop (resync, git polling, renewal, housekeeping)."""

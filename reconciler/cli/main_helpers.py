@@ -13,6 +13,7 @@ from typing import Final
 from urllib.parse import urlsplit
 
 from reconciler.core.model import DNS1123_LABEL
+from reconciler.sources.gitrepo import check_ref, clean_path
 from reconciler.sources.limits import DEFAULT_MAX_FILE_SIZE, format_size
 
 _SIZE = re.compile(r"(\d{1,15})\s*([a-z]*)", re.IGNORECASE)
@@ -80,6 +81,27 @@ def server_url(text: str) -> str:
             f"expected http://HOST:PORT or https://HOST:PORT, got {text[:80]!r}"
         )
     return text
+
+
+def git_ref(text: str) -> str:
+    """A branch, tag or commit name git could not read as an option or a range."""
+    try:
+        if len(text) > _MAX_TEXT:
+            raise ValueError(f"invalid git ref: {text[:80]!r}... (longer than {_MAX_TEXT})")
+        check_ref(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+    return text
+
+
+def git_path(text: str) -> str:
+    """A folder inside the repository, as a clean relative path ("" for its root)."""
+    try:
+        if len(text) > _MAX_TEXT:
+            raise ValueError(f"git path {text[:80]!r}... is longer than {_MAX_TEXT}")
+        return clean_path(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
 
 
 def timestamp(text: str) -> datetime:

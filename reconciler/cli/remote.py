@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 from collections.abc import Iterator, Mapping
 from datetime import datetime
@@ -28,6 +29,9 @@ TOKEN_ENV: Final = "CRONTASK_TOKEN"  # noqa: S105 - the name of a variable
 TIMEOUT_SECONDS: Final = 10.0
 PAGE_MAX: Final = 1000  # the largest page both lists serve
 MAX_PAGES: Final = 10_000
+_MAX_TOKEN: Final = 16 * 1024  # a JWT with many claims is a few KiB
+_SENDABLE: Final = re.compile(r"[\x21-\x7e]+")
+
 
 
 class RemoteError(Exception):
@@ -46,7 +50,17 @@ def default_server() -> str:
 
 
 def default_token() -> str | None:
-    return os.environ.get(TOKEN_ENV) or None
+    """``$CRONTASK_TOKEN``, when it is one an HTTP header can carry (visible ASCII); else a
+    one-line error, which never quotes the token."""
+    token = os.environ.get(TOKEN_ENV) or None
+    if token is not None and (len(token) > _MAX_TOKEN or not _SENDABLE.fullmatch(token)):
+        print(
+            f"crontask: ${TOKEN_ENV}: not a token crontask can send (at most {_MAX_TOKEN} "
+            "visible ASCII characters, no spaces)",
+            file=sys.stderr,
+        )
+        raise SystemExit(2)
+    return token
 
 
 def add_server_arg(parser: argparse.ArgumentParser) -> None:

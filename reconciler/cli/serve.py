@@ -9,8 +9,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-from reconciler.cli.durations import duration_arg
-from reconciler.cli.main_helpers import add_max_file_size_arg, add_state_args
+from reconciler.cli.durations import INTERVAL, duration_arg
+from reconciler.cli.main_helpers import add_max_file_size_arg, add_state_args, git_path, git_ref
 from reconciler.runner.environment import valid_name
 
 HELP = """\
@@ -42,7 +42,7 @@ def add_parser(commands: Any) -> None:
     )
     parser.add_argument(
         "--resync",
-        type=duration_arg,
+        type=INTERVAL,
         default=300.0,
         metavar="DURATION",
         help="full re-read of every source, healing missed events (default: 5m)",
@@ -94,14 +94,18 @@ def _git(parser: argparse.ArgumentParser) -> None:
     """The git source."""
     group = parser.add_argument_group("git source")
     group.add_argument("--git", metavar="URL", help="read CronTasks from this repository")
-    group.add_argument("--git-ref", default="HEAD", metavar="REF", help="branch, tag or SHA")
-    group.add_argument("--git-path", default="", metavar="DIR", help="folder inside the repo")
     group.add_argument(
-        "--git-interval", type=duration_arg, default=30.0, metavar="DURATION", help="(30s)"
+        "--git-ref", type=git_ref, default="HEAD", metavar="REF", help="branch, tag or SHA"
+    )
+    group.add_argument(
+        "--git-path", type=git_path, default="", metavar="DIR", help="folder inside the repo"
+    )
+    group.add_argument(
+        "--git-interval", type=INTERVAL, default=30.0, metavar="DURATION", help="(30s)"
     )
     group.add_argument(
         "--git-timeout",
-        type=duration_arg,
+        type=INTERVAL,
         default=120.0,
         metavar="DURATION",
         help="longest a git call may take; a remote that hangs is given up then (120s)",
@@ -168,21 +172,21 @@ def _replicas(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument(
         "--renew-interval",
-        type=duration_arg,
+        type=INTERVAL,
         default=2.0,
         metavar="DURATION",
         help="how often membership is renewed (default: 2s)",
     )
     group.add_argument(
         "--renew-deadline",
-        type=duration_arg,
+        type=INTERVAL,
         default=10.0,
         metavar="DURATION",
         help="a replica that could not renew for this long stops starting runs (default: 10s)",
     )
     group.add_argument(
         "--lease-duration",
-        type=duration_arg,
+        type=INTERVAL,
         default=15.0,
         metavar="DURATION",
         help="a replica not renewed for this long is gone; its tasks move (default: 15s)",
@@ -238,7 +242,7 @@ def _history(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument(
         "--housekeeping-interval",
-        type=duration_arg,
+        type=INTERVAL,
         default=600.0,
         metavar="DURATION",
         help="how often history retention is enforced (default: 10m)",

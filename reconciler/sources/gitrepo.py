@@ -37,7 +37,7 @@ import threading
 import time
 import urllib.parse
 from collections.abc import Iterable, Mapping, Sequence
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 # Settings for every git call: git's own background work would outlive the call (and the
 # timeout), and hooks or detached-HEAD advice have no place in a mirror nobody works in.
@@ -188,6 +188,15 @@ def check_ref(ref: str) -> None:
         raise ValueError(f"invalid git ref: {ref!r}")
     if ".." in ref or ref.endswith((".", "/", ".lock")) or "//" in ref or "@{" in ref:
         raise ValueError(f"invalid git ref: {ref!r}")
+
+
+def clean_path(path: str) -> str:
+    """``path`` as a clean relative POSIX path ("" for the root); refuses escapes."""
+    pure = PurePosixPath(path.strip() or ".")
+    if pure.is_absolute() or ".." in pure.parts:
+        raise ValueError(f"git path must be relative to the repository root: {path!r}")
+    clean = str(pure)
+    return "" if clean == "." else clean
 
 
 def refspecs(ref: str) -> list[str]:

@@ -45,6 +45,17 @@ BAD = [
     ("run", "x", "--resync", "99999999d"),
     ("run", "x", "--shutdown-grace", "1e400"),
     ("run", "x", "--history-max-age", "99999999999999999999d"),
+    # A loop paced by zero would spin and pin a core.
+    ("run", "x", "--resync", "0"),
+    ("run", "x", "--git-interval", "0s"),
+    ("run", "x", "--git-timeout", "0"),
+    ("run", "x", "--housekeeping-interval", "10ms"),
+    ("run", "x", "--renew-interval", "0"),
+    # Refused here, before any store is opened, not as a traceback after start-up.
+    ("run", "x", "--git-ref", "../x"),
+    ("run", "x", "--git-ref", "-c" + "x" * 400),
+    ("run", "x", "--git-path", "../x"),
+    ("run", "x", "--git-path", "/etc"),
 ]
 
 
@@ -71,6 +82,19 @@ def test_a_bad_server_in_the_environment_is_a_usage_error(
         main(["tasks"])
     assert exit_info.value.code == 2
     assert capsys.readouterr().err.startswith("crontask: $CRONTASK_SERVER: expected http://")
+
+
+@pytest.mark.parametrize("token", ["t\u00f6k\u00e9n\u20acsecret", "two words-secret", "x" * 20_000])
+def test_a_token_no_header_can_carry_is_a_usage_error_that_never_quotes_it(
+    token: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("CRONTASK_TOKEN", token)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["tasks", "--server", "http://127.0.0.1:9"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("crontask: $CRONTASK_TOKEN: not a token crontask can send")
+    assert "secret" not in err and "xxxx" not in err and "Traceback" not in err
 
 
 def test_the_largest_limit_reads_the_store_page_by_page(
