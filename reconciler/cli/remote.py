@@ -33,7 +33,6 @@ _MAX_TOKEN: Final = 16 * 1024  # a JWT with many claims is a few KiB
 _SENDABLE: Final = re.compile(r"[\x21-\x7e]+")
 
 
-
 class RemoteError(Exception):
     """The API could not be reached or answered with an error; ``str()`` is one clear line."""
 
