@@ -4,7 +4,9 @@ Rules users rely on:
 
 - Every ``*.yaml``/``*.yml`` file under each path, recursively; hidden files and folders
   (``.git``, the ``..data`` folders of a Kubernetes ConfigMap mount) are skipped, symlinked
-  files are followed. A path may also name a single file.
+  files are followed, symlinked folders are not. A folder more than ``MAX_FOLDER_DEPTH`` levels
+  below its path is not read: it is a definition error of that folder. A path may also name a
+  single file.
 - A file is applied whole or not at all. A file that fails to parse or validate never removes or
   changes the tasks it defined before: they keep running on their last good definition, and the
   error is reported with ``file:line:col``. Fixing the file applies it.
@@ -21,7 +23,9 @@ Rules users rely on:
 - Reading is bounded (see ``reading`` and ``limits``): only regular files of at most
   ``max_file_size`` bytes, and a symlinked file only if it resolves inside its root as resolved at
   this refresh (``confine_to``, by default the root path it was found under); anything else is a
-  definition error of that path, which keeps its last good definitions like any other.
+  definition error of that path, which keeps its last good definitions like any other. A root
+  that leads out of ``confine_to`` through a link (the git source's ``--git-path``) is not
+  read at all: like a path that disappears, it is an error and its tasks stay.
 - Optional, for sources built on this one (the git source): ``revision`` is stamped on every
   Location read while it is set, and a file read at another revision is read again even if its
   (mtime, size, inode) looks unchanged (inodes of a deleted tree are reused by the next one);
@@ -44,13 +48,17 @@ from reconciler.core.desired import Definition, DefinitionError, Location, Sourc
 from reconciler.sources.base import Notify, Ready, SourceState
 from reconciler.sources.documents import ParsedText, PlainText, parse_text, plain_definitions
 from reconciler.sources.limits import DEFAULT_MAX_FILE_SIZE, excerpt
-from reconciler.sources.reading import Unreadable, read_file, resolve_root
+from reconciler.sources.reading import Unreadable, read_file, resolve_root, within
 from reconciler.sources.watch import watch_paths
 
 # A path is shown whole (it is not the file's content), but never with a control character in it.
 _PATH_SHOWN = 4096
 
 YAML_SUFFIXES = (".yaml", ".yml")
+
+# Folders nested deeper than this below a root are not read: task folders are a few levels
+# deep, and this is the bound on YAML nesting too (limits.YamlLimits.max_depth).
+MAX_FOLDER_DEPTH = 100
 
 Signature = tuple[int, int, int]  # (mtime_ns, size, inode)
 
@@ -81,18 +89,51 @@ def is_yaml_file(path: Path) -> bool:
     return path.suffix in YAML_SUFFIXES and not path.name.startswith(".")
 
 
-def iter_yaml_files(root: Path) -> Iterator[Path]:
-    """YAML files under ``root`` in a stable order, skipping hidden entries. A root that is no
-    folder is yielded as it is (a file; or a FIFO or device, which reading refuses)."""
+def iter_yaml_files(root: Path, too_deep: list[Path] | None = None) -> Iterator[Path]:
+    """YAML files under ``root`` in a stable order (a folder's files by name, then each of its
+    folders by name), skipping hidden entries and not entering linked folders. A folder more
+    than ``MAX_FOLDER_DEPTH`` levels below ``root`` is not entered: it is added to
+    ``too_deep``. A root that is no folder is yielded as it is (a file; or a FIFO or device,
+    which reading refuses)."""
     if not root.is_dir():
         yield root
         return
-    for folder, dirs, files in os.walk(root, followlinks=False):
-        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-        for name in sorted(files):
-            candidate = Path(folder, name)
+    # A stack, not recursion: os.walk recursed, and a commit can nest folders past
+    # Python's recursion limit.
+    stack = [(root, 0)]
+    while stack:
+        folder, depth = stack.pop()
+        if depth > MAX_FOLDER_DEPTH:
+            if too_deep is not None:
+                too_deep.append(folder)
+            continue
+        files, folders = _entries(folder)
+        for name in files:
+            candidate = folder / name
             if is_yaml_file(candidate):
                 yield candidate
+        stack.extend((folder / name, depth + 1) for name in reversed(folders))
+
+
+def _entries(folder: Path) -> tuple[list[str], list[str]]:
+    """The names in ``folder``, sorted: its files (links to files, dangling links) and the
+    folders to enter (not hidden, not links). Nothing if it cannot be listed, as os.walk."""
+    files: list[str] = []
+    folders: list[str] = []
+    try:
+        with os.scandir(folder) as entries:
+            for entry in entries:
+                try:
+                    is_dir = entry.is_dir()
+                except OSError:
+                    is_dir = False
+                if not is_dir:
+                    files.append(entry.name)
+                elif not entry.name.startswith(".") and not entry.is_symlink():
+                    folders.append(entry.name)
+    except OSError:
+        return [], []
+    return sorted(files), sorted(folders)
 
 
 class DirectorySource:
@@ -129,6 +170,7 @@ class DirectorySource:
         # walking 10 000 files for them was a tenth of an edit's pass at 100 000 tasks.
         self._failing: dict[Path, tuple[DefinitionError, ...]] = {}
         self._root_errors: dict[Path, DefinitionError] = {}
+        self._deep_errors: list[DefinitionError] = []  # folders too deep, at the last scan
         # A root that suddenly yields no file keeps its tasks (an unmounted volume, a folder
         # moved away) unless the user allows an empty set; see _holds().
         self.guard_empty = guard_empty
@@ -150,6 +192,8 @@ class DirectorySource:
         held = [r for r in self.roots if self._is_hold(r)]
         if hints is None or any(hint in roots for hint in hints):
             return self._rescan()
+        if any(self._too_deep(Path(h)) for h in hints):
+            return self._rescan()  # the walk does not enter there: report the folder
         if any(_is_within(Path(h), r.absolute()) for h in hints for r in held):
             return self._rescan()  # files again where tasks were held: settle it whole
         changed: set[str] = set()
@@ -173,7 +217,7 @@ class DirectorySource:
 
     def errors(self) -> list[DefinitionError]:
         found = [e for errors in self._failing.values() for e in errors]
-        return found + list(self._root_errors.values())
+        return found + list(self._root_errors.values()) + self._deep_errors
 
     def status(self) -> SourceState:
         return SourceState(", ".join(str(r) for r in self.roots))
@@ -208,21 +252,52 @@ class DirectorySource:
         return None
 
     def scan(self) -> tuple[list[Path], list[Path]]:
-        """The files under the roots, in order, and the roots that do not exist (each an error
-        of this source from now on, until it exists)."""
+        """The files under the roots, in order, and the roots not read: those that do not
+        exist, or lead out of ``confine_to`` through a link (each an error of this source
+        from now on, until it is fixed). A folder too deep to walk is an error too."""
         present: set[Path] = set()
         missing_roots: list[Path] = []
+        too_deep: list[Path] = []
         for root in self.roots:
-            if not root.exists():
+            # Checked first: a link out of the repository says nothing of what it leads to.
+            problem = self._outside(root) or (None if root.exists() else "path does not exist")
+            if problem is not None:
                 missing_roots.append(root)
                 self._root_errors[root] = DefinitionError(
-                    Location(self.kind, self._display(root), revision=self.revision),
-                    "path does not exist",
+                    Location(self.kind, self._display(root), revision=self.revision), problem
                 )
                 continue
             self._root_errors.pop(root, None)
-            present.update(iter_yaml_files(root))
+            present.update(iter_yaml_files(root, too_deep))
+        message = f"folder nested more than {MAX_FOLDER_DEPTH} levels deep (the limit): not read"
+        self._deep_errors = [
+            DefinitionError(Location(self.kind, self._display(f), revision=self.revision), message)
+            for f in too_deep
+        ]
         return sorted(present), missing_roots
+
+    def _outside(self, root: Path) -> str | None:
+        """Why ``root`` is not read if a link on its way leads out of ``confine_to`` (a commit
+        whose ``--git-path`` is a link to ``/usr``); None if it stays inside. A link to
+        another folder of the repository is followed, as links to files are."""
+        confine, label = self._confinement(root)
+        if within(os.path.realpath(root), confine):
+            return None
+        return f"a symbolic link on this path leads outside {label}: not read"
+
+    def _too_deep(self, hint: Path) -> bool:
+        """Whether a watcher's path is a YAML file in a folder that the walk does not enter
+        (more than ``MAX_FOLDER_DEPTH`` levels below its root)."""
+        if not is_yaml_file(hint):
+            return False
+        for root in self.roots:
+            try:
+                relative = hint.relative_to(root.absolute())
+            except ValueError:
+                continue
+            hidden = any(p.startswith(".") for p in relative.parts)
+            return not hidden and len(relative.parts) - 1 > MAX_FOLDER_DEPTH
+        return False
 
     def read(self, path: Path) -> FileState | None:
         """What ``path`` holds, read as a refresh reads it, without keeping it; None if there

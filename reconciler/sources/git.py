@@ -27,7 +27,10 @@ How it works (``crontask run --git URL``):
   ``max_file_size``, YAML alias bombs, ...). A symlink in a commit may lead to another file of
   the same commit, resolved inside the worktree in force; one that leads out of it (to
   ``/etc/shadow``, to crontask's state directory) is a definition error of the link, and
-  nothing is read through it (Argo CD's CVE-2022-24348 was this hole).
+  nothing is read through it (Argo CD's CVE-2022-24348 was this hole). So is ``path`` itself,
+  checked on every refresh: a commit where it (or a folder on its way) is a link out of the
+  worktree is an error of ``path`` in that revision, nothing under it is listed, and its tasks
+  stay as when ``path`` is gone; a link to another folder of the commit is followed.
 - Reads and the switch of ``current`` (with the deletion of old trees) hold one lock, so a
   ``refresh()`` never walks a tree that is being replaced or deleted.
 
@@ -54,12 +57,12 @@ some files from each revision (each file whole); the next resync converges.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import hashlib
 import json
 import logging
 import os
-import shutil
 import threading
 import uuid
 from collections.abc import Callable, Collection
@@ -78,9 +81,11 @@ from reconciler.sources.gitrepo import (
     Redactor,
     RefNotFoundError,
     check_ref,
+    clean_path,
     git_env,
     redact_url,
     refspecs,
+    remove_tree,
     url_credentials,
 )
 from reconciler.sources.limits import DEFAULT_MAX_FILE_SIZE
@@ -143,7 +148,7 @@ class GitSource:
         if options.interval <= 0 or options.timeout <= 0:
             raise ValueError("interval and timeout must be positive")
         self.options = options
-        self.path = _clean_path(options.path)
+        self.path = clean_path(options.path)
         self.url = redact_url(options.url)
         self._clock = clock
         key = hashlib.sha256(f"{self.url}\0{options.ref}\0{self.path}".encode()).hexdigest()[:16]
@@ -354,7 +359,7 @@ class GitSource:
         dest = self.worktrees / sha
         if dest.exists():
             # Not `current` (checked by the caller), so an interrupted or failed earlier try.
-            shutil.rmtree(dest)
+            remove_tree(dest)
             repo.prune_worktrees()
         self.worktrees.mkdir(parents=True, exist_ok=True)
         repo.add_worktree(dest, sha)
@@ -380,7 +385,8 @@ class GitSource:
     def _remove_old_worktrees(self, keep: str) -> None:
         for entry in self.worktrees.iterdir():
             if entry.name != keep:
-                shutil.rmtree(entry, ignore_errors=True)
+                with contextlib.suppress(OSError):
+                    remove_tree(entry)
         for entry in self.base.iterdir():
             if entry.name.startswith(".current."):  # left by a crash between symlink and rename
                 entry.unlink(missing_ok=True)
@@ -477,12 +483,3 @@ class GitSource:
     def errors(self) -> list[DefinitionError]:
         with self._lock:
             return self._files.errors()
-
-
-def _clean_path(path: str) -> str:
-    """``path`` as a clean relative POSIX path ("" for the root); refuses escapes."""
-    pure = PurePosixPath(path.strip() or ".")
-    if pure.is_absolute() or ".." in pure.parts:
-        raise ValueError(f"git path must be relative to the repository root: {path!r}")
-    clean = str(pure)
-    return "" if clean == "." else clean

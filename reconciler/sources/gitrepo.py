@@ -30,7 +30,6 @@ import dataclasses
 import os
 import re
 import shlex
-import shutil
 import signal
 import subprocess
 import threading
@@ -190,6 +189,25 @@ def check_ref(ref: str) -> None:
         raise ValueError(f"invalid git ref: {ref!r}")
 
 
+def remove_tree(top: Path) -> None:
+    """``shutil.rmtree(top)`` without recursion: on Python 3.11 it recursed, and a commit can
+    nest folders past the recursion limit (a RecursionError, not an OSError).
+    Links are removed, never followed. Raises OSError."""
+    stack = [(top, False)]
+    while stack:
+        path, emptied = stack.pop()
+        if emptied:
+            path.rmdir()
+            continue
+        if not path.is_dir() or path.is_symlink():
+            path.unlink()
+            continue
+        stack.append((path, True))
+        with os.scandir(path) as entries:
+            for entry in entries:
+                stack.append((Path(entry.path), False))
+
+
 def clean_path(path: str) -> str:
     """``path`` as a clean relative POSIX path ("" for the root); refuses escapes."""
     pure = PurePosixPath(path.strip() or ".")
@@ -260,11 +278,13 @@ class GitRepo:
         """Create the bare repository if it is missing (or was left half-made)."""
         if (self.git_dir / "HEAD").is_file():
             return
-        shutil.rmtree(self.git_dir, ignore_errors=True)
+        with contextlib.suppress(OSError):
+            remove_tree(self.git_dir)
         self.git_dir.parent.mkdir(parents=True, exist_ok=True)
         # Made under a temporary name and renamed, so a crash never leaves a half-made one.
         scratch = self.git_dir.with_name(f".{self.git_dir.name}.{os.getpid()}")
-        shutil.rmtree(scratch, ignore_errors=True)
+        with contextlib.suppress(OSError):
+            remove_tree(scratch)
         self.run(["init", "--bare", "--quiet", str(scratch)], git_dir=False)
         os.rename(scratch, self.git_dir)
 
@@ -310,7 +330,8 @@ class GitRepo:
             self.run(["worktree", "add", "--detach", "--quiet", str(dest), sha])
         except GitError:
             # git removes a failed checkout itself; make sure, and forget its record.
-            shutil.rmtree(dest, ignore_errors=True)
+            with contextlib.suppress(OSError):
+                remove_tree(dest)
             with contextlib.suppress(GitError):
                 self.prune_worktrees()
             raise

@@ -221,6 +221,31 @@ def build(folder: Path, scratch: Path, only: str | None = None) -> list[Case]:
     return cases
 
 
+def deep_folder(folder: Path, good: str, depth: int = 1100) -> Case:
+    """Folders ``d/d/.../d`` nested ``depth`` deep under ``folder`` (a 2 200-character path,
+    which git commits), a task at the bottom and ``good`` next to them: os.walk recursed past
+    Python's limit on it, and every resync failed whole. Not in ``build``: a daemon watching the
+    folder may miss the events of a tree made at once, and report it only at its next full
+    resync; and it must be removed with ``gitrepo.remove_tree`` (shutil.rmtree recurses)."""
+    bottom = nest(folder, depth)
+    (folder / "good.yaml").write_text(good)
+    (bottom / "lost.yaml").write_text(HEAD.replace("name: hostile", "name: lost") + TAIL)
+    refused = folder.joinpath(*["d"] * 101)  # the first folder past files.MAX_FOLDER_DEPTH
+    message = "folder nested more than 100 levels deep (the limit): not read"
+    return Case("deep-folder", refused, f"{refused}: {message}")
+
+
+def nest(root: Path, depth: int) -> Path:
+    """``root/d/d/.../d``, ``depth`` folders deep (short names: PATH_MAX is 4096); one at a
+    time, as os.makedirs recurses."""
+    root.mkdir(parents=True, exist_ok=True)
+    folder = root
+    for _ in range(depth):
+        folder /= "d"
+        folder.mkdir()
+    return folder
+
+
 def _socket_file(path: Path) -> None:
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
         sock.bind(str(path))  # the socket file stays after close
