@@ -10,13 +10,12 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
 from reconciler.api.problems import Problem
-from reconciler.controller.view import FieldError, TaskView
+from reconciler.controller.view import TaskView
 from reconciler.core.runs import RunRecord, RunStatus, Trigger
-from reconciler.sources.messages import problems
 
 TaskState = Literal["Ready", "Error", "Suspended"]
 
@@ -188,12 +187,6 @@ class ReadinessProblem(Problem):
 
 class HealthOut(_Out):
     status: Literal["ok"] = "ok"
-
-
-def field_errors(exc: ValidationError) -> list[FieldError]:
-    """pydantic's errors as :class:`FieldError` (locations by alias, as the user wrote them),
-    worded as a file's or a custom resource's errors are (``sources.messages``)."""
-    return [FieldError(location=p.loc, message=p.message) for p in problems(exc)]
 
 
 def tasks_out(views: Iterable[TaskView]) -> list[TaskOut]:

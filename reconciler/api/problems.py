@@ -12,7 +12,7 @@ import json
 import logging
 from collections.abc import Iterable, Mapping, Sequence
 from http import HTTPStatus
-from typing import Any
+from typing import Any, Final
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -24,6 +24,9 @@ from starlette.types import Scope
 
 from reconciler import logs
 from reconciler.controller.view import FieldError
+from reconciler.sources import messages
+from reconciler.sources.limits import excerpt
+from reconciler.sources.messages import EXCERPT_KEY
 from reconciler.store import StoreUnavailable
 
 log = logging.getLogger("crontask.api")
@@ -31,6 +34,8 @@ log = logging.getLogger("crontask.api")
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 MAX_ECHO = 2048  # the most of a request's own text (its path) a problem repeats
 PROBLEM_BASE = "https://crontask.dev/problems/"
+# The failing fields an answer lists, as many as a file's errors (then how many more there are).
+MAX_ERRORS: Final = messages.MAX_SHOWN
 
 # The problem type of each status this API answers with; anything else is about:blank.
 _TYPES: Mapping[int, str] = {
@@ -92,9 +97,35 @@ class ProblemError(Exception):
 
 
 def field_problems(
-    errors: Iterable[FieldError], prefix: Sequence[str] = ("body",)
+    errors: Sequence[FieldError], prefix: Sequence[str] = ("body",), *, more: int = 0
 ) -> list[FieldProblem]:
-    return [FieldProblem(location=[*prefix, *e.location], message=e.message) for e in errors]
+    """``errors`` as an answer lists them, bounded as a file's errors are: the first
+    :data:`MAX_ERRORS`, each key of a location a short excerpt (keys are the request's own
+    text: a 900 KB key is not echoed; messages quote only excerpts already, see
+    ``sources.messages``), then, if there were more (``more`` counts those the caller left
+    out already), one entry at ``prefix`` saying how many."""
+    shown = [
+        FieldProblem(location=bounded_location([*prefix, *e.location]), message=e.message)
+        for e in errors[:MAX_ERRORS]
+    ]
+    return shown + more_problems(len(errors) - len(shown) + more, prefix)
+
+
+def more_problems(count: int, prefix: Sequence[str | int]) -> list[FieldProblem]:
+    """The last entry of a list cut at :data:`MAX_ERRORS` (none if nothing was cut)."""
+    if count <= 0:
+        return []
+    return [
+        FieldProblem(
+            location=bounded_location(prefix),
+            message=messages.more_problems(count, MAX_ERRORS),
+        )
+    ]
+
+
+def bounded_location(parts: Iterable[str | int]) -> list[str | int]:
+    """Each key an excerpt, as ``sources.messages.dotted`` quotes a file's keys."""
+    return [p if isinstance(p, int) else excerpt(str(p), EXCERPT_KEY) for p in parts]
 
 
 def problem_body(
@@ -183,15 +214,20 @@ async def _on_problem(request: Request, exc: Exception) -> JSONResponse:
 
 async def _on_validation_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
-    errors = [
-        FieldProblem(
-            location=[p if isinstance(p, int) else str(p) for p in e.get("loc", ())],
-            message=str(e.get("msg", "invalid")),
-        )
-        for e in exc.errors()
-    ]
+    found = exc.errors()
+    errors = field_problems(
+        [
+            FieldError(
+                tuple(p if isinstance(p, int) else str(p) for p in e.get("loc", ())),
+                str(e.get("msg", "invalid")),
+            )
+            for e in found[:MAX_ERRORS]
+        ],
+        (),
+        more=max(0, len(found) - MAX_ERRORS),
+    )
     detail = "; ".join(f"{'.'.join(map(str, e.location))}: {e.message}" for e in errors[:5]) + (
-        f" (and {len(errors) - 5} more)" if len(errors) > 5 else ""
+        f" (and {len(found) - 5} more)" if len(found) > 5 else ""
     )
     return problem_response(
         422, detail or "invalid request", request.url.path, title="Invalid request", errors=errors

@@ -26,7 +26,6 @@ from reconciler.api.models import (
     TaskListOut,
     TaskOut,
     TaskState,
-    field_errors,
 )
 from reconciler.api.params import (
     NOT_ISSUED,
@@ -41,7 +40,13 @@ from reconciler.api.params import (
     decode_task_token,
     encode_task_token,
 )
-from reconciler.api.problems import FieldProblem, ProblemError, field_problems
+from reconciler.api.problems import (
+    MAX_ERRORS,
+    FieldProblem,
+    Problem,
+    ProblemError,
+    field_problems,
+)
 from reconciler.api.routing import (
     GuardedRoute,
     Runtime,
@@ -51,6 +56,7 @@ from reconciler.api.routing import (
 )
 from reconciler.controller.view import (
     AlreadyExists,
+    FieldError,
     IfMatch,
     InvalidDefinition,
     OwnedElsewhere,
@@ -59,6 +65,9 @@ from reconciler.controller.view import (
     VersionMismatch,
 )
 from reconciler.core.model import CronTask
+from reconciler.sources.api import MAX_TEXT, TaskTooLarge
+from reconciler.sources.limits import format_size
+from reconciler.sources.messages import dotted, problems
 
 router = APIRouter(
     prefix="/api/v1",
@@ -68,6 +77,7 @@ router = APIRouter(
 )
 
 IF_MATCH_MAX: Final = 1024
+DETAILED: Final = 5  # the failing fields a 422's detail names (``errors`` lists more)
 IfMatchHeader = Annotated[
     str | None,
     Header(
@@ -93,6 +103,13 @@ _FROM_BODY: Final = {
 }
 _FROM_PATH: Final = {"namespace": "$request.path.namespace", "name": "$request.path.name"}
 _VERSIONED: Final = {**_FROM_PATH, "header.If-Match": "$response.header.ETag"}
+_TOO_LARGE: Final[dict[int | str, dict[str, Any]]] = {
+    413: {
+        "model": Problem,
+        "description": f"The body, or the task as stored YAML, is larger than "
+        f"{format_size(MAX_TEXT)}; nothing is stored",
+    }
+}
 _ETAG: Final = {
     "headers": {
         "ETag": {
@@ -182,7 +199,7 @@ def get_task(runtime: Runtime, namespace: Namespace, name: Name, response: Respo
             StartRun=("trigger_run", _FROM_BODY),
         ),
     },
-    responses={201: _ETAG, **problem_responses(409, 422)},
+    responses={201: _ETAG, **problem_responses(409, 422), **_TOO_LARGE},
 )
 def create_task(runtime: Runtime, document: Document, response: Response) -> TaskOut:
     task = _validated(document)  # the one validation: the runtime takes the model
@@ -192,6 +209,8 @@ def create_task(runtime: Runtime, document: Document, response: Response) -> Tas
         raise ProblemError(409, str(exc), kind="already-exists") from None
     except InvalidDefinition as exc:
         raise _invalid(exc) from None
+    except TaskTooLarge as exc:
+        raise _too_large(exc) from None
     except OwnedElsewhere as exc:
         raise _owned_elsewhere(exc) from None
     response.headers["Location"] = f"/api/v1/tasks/{view.key}"
@@ -220,6 +239,7 @@ def create_task(runtime: Runtime, document: Document, response: Response) -> Tas
         200: _ETAG,
         201: {"model": TaskOut, "description": "Created", **_ETAG},
         **problem_responses(409, 412, 422),
+        **_TOO_LARGE,
     },
 )
 def put_task(
@@ -256,6 +276,8 @@ def put_task(
         view, created = runtime.put_api_task(task, if_match=_if_match(if_match))
     except InvalidDefinition as exc:
         raise _invalid(exc) from None
+    except TaskTooLarge as exc:
+        raise _too_large(exc) from None
     except OwnedElsewhere as exc:
         raise _owned_elsewhere(exc) from None
     except VersionMismatch as exc:
@@ -317,7 +339,9 @@ def _validated(document: dict[str, Any]) -> CronTask:
     try:
         return CronTask.model_validate(document)
     except ValidationError as exc:
-        raise _invalid(InvalidDefinition(field_errors(exc))) from None
+        found, more = problems(exc, MAX_ERRORS)
+        errors = [FieldError(location=p.loc, message=p.message) for p in found]
+        raise _invalid(InvalidDefinition(errors), more) from None
 
 
 def _answer(view: TaskView, response: Response) -> TaskOut:
@@ -349,14 +373,24 @@ def _precondition_failed(exc: VersionMismatch) -> ProblemError:
     return ProblemError(412, str(exc), kind="version-mismatch", title="Precondition Failed")
 
 
-def _invalid(exc: InvalidDefinition) -> ProblemError:
+def _invalid(exc: InvalidDefinition, more: int = 0) -> ProblemError:
+    """A 422 naming the failing fields; ``more`` counts the problems ``exc`` leaves out."""
+    total = len(exc.errors) + more
+    detail = "; ".join(f"{dotted(e.location)}: {e.message}" for e in exc.errors[:DETAILED])
+    if total > DETAILED:
+        detail += f" (and {total - DETAILED} more)"
     return ProblemError(
         422,
-        str(exc) or "the CronTask does not validate",
+        detail or "the CronTask does not validate",
         kind="invalid-definition",
         title="Invalid CronTask",
-        errors=field_problems(exc.errors),
+        errors=field_problems(exc.errors, more=more),
     )
+
+
+def _too_large(exc: TaskTooLarge) -> ProblemError:
+    # As a body over the limit is answered (reconciler.api.app): a 413 problem.
+    return ProblemError(413, str(exc))
 
 
 def _owned_elsewhere(exc: OwnedElsewhere) -> ProblemError:

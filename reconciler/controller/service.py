@@ -10,7 +10,9 @@ under the state directory, or with replicas the shared run store. Writes of one 
 serialised in this process (a lock per key held from the check to the change being in force)
 and conditional in the store itself (so replicas writing one key cannot both win): a second
 create is ``AlreadyExists``, a write conditional on a version that has moved on is
-``VersionMismatch``.
+``VersionMismatch``. A task whose stored YAML would be over the limit the API source reads is
+``TaskTooLarge`` before anything is written, and a write that is not in force after its pass is
+undone, so that what is stored always reads back.
 
 With replicas, every replica lists every task (each with its owner) and accepts a manual run
 of any of them: a task this replica does not own is run here, after the store is asked whether
@@ -50,7 +52,7 @@ from reconciler.core.desired import Definition, DesiredState, SourceKind
 from reconciler.core.model import CronTask
 from reconciler.core.runs import RunRecord, RunStatus, Trigger
 from reconciler.scheduling.base import Scheduler, schedule_of
-from reconciler.sources.api import ApiSource
+from reconciler.sources.api import ApiSource, UnreadableText, check_size, text_version
 from reconciler.sources.base import Source
 from reconciler.store.base import RunStore
 
@@ -230,19 +232,22 @@ class Service:
         return self._on_loop(fire)
 
     def create_api_task(self, task: CronTask) -> TaskView:
+        text = _stored_text(task)
         with self._writing(task.key):
             self._check_owner(task.key)
-            return self._write(task, MISSING)
+            return self._write(task.key, text, None)
 
     def put_api_task(
         self, task: CronTask, *, if_match: IfMatch | None = None
     ) -> tuple[TaskView, bool]:
+        text = _stored_text(task)
         with self._writing(task.key):
             self._check_owner(task.key)
-            current = self._api.store.version(task.key)
+            previous = self._api.store.load([task.key]).get(task.key)
+            current = None if previous is None else text_version(previous)
             _check_version(task.key, current, if_match)
             # The store checks again, atomically: another replica may have written meanwhile.
-            return self._write(task, current or MISSING), current is None
+            return self._write(task.key, text, previous), current is None
 
     def delete_api_task(self, key: str, *, if_match: IfMatch | None = None) -> None:
         with self._writing(key):
@@ -264,17 +269,33 @@ class Service:
         with self._locks.hold(key, ON_LOOP_TIMEOUT):
             yield
 
-    def _write(self, task: CronTask, expect: str) -> TaskView:
-        """Under the key's lock: persist ``task``, wait for it to be in force, and return it."""
-        text = yaml.safe_dump(task.to_document(), sort_keys=False)
-        self._api.store.write(task.key, text, expect=expect)
-        self._apply(task.key)
-        view = self.task(task.key)
+    def _write(self, key: str, text: str, previous: str | UnreadableText | None) -> TaskView:
+        """Under the key's lock: store ``text`` in place of ``previous`` (None: create), wait
+        for it to be in force, and return it. If it is not in force after the pass, the write
+        is undone before anything is raised, so that no answer but a success leaves it."""
+        expect = MISSING if previous is None else text_version(previous)
+        written = self._api.store.write(key, text, expect=expect)
+        self._apply(key)
+        view = self.task(key)
         if view is None or view.source.kind != SourceKind.API:
+            self._undo(key, written, previous)
             # Another source declared the key between the owner check and the pass.
-            self._check_owner(task.key)
-            raise RuntimeError(f"{task.key} is not in force after it was written")
+            self._check_owner(key)
+            raise RuntimeError(f"{key} is not in force after it was written")
         return view
+
+    def _undo(self, key: str, written: str, previous: str | UnreadableText | None) -> None:
+        """Put back what ``key`` stored before the write of version ``written``: the previous
+        text, or nothing (also in place of a previous text the store could not read, which was
+        no task either)."""
+        try:
+            if isinstance(previous, str):
+                self._api.store.write(key, previous, expect=written)
+            else:
+                self._api.store.remove(key, expect=written)
+        except (KeyError, VersionMismatch):
+            return  # another replica has written the key since: its write stands
+        self._apply(key)
 
     def _snapshot(self, keys: Sequence[str]) -> dict[str, _Entry]:
         """On the loop: what each task runs on and why it may be flagged."""
@@ -350,6 +371,14 @@ class Service:
 
         self._loop.call_soon_threadsafe(call)
         return result.result(ON_LOOP_TIMEOUT)
+
+
+def _stored_text(task: CronTask) -> str:
+    """``task`` as the API source stores it; TaskTooLarge if that is over what it reads."""
+    # allow_unicode: an emoji is its 4 bytes of UTF-8, not a 10-character escape.
+    text = yaml.safe_dump(task.to_document(), sort_keys=False, allow_unicode=True)
+    check_size(task.key, text)
+    return text
 
 
 def _check_version(key: str, current: str | None, if_match: IfMatch | None) -> None:

@@ -11,16 +11,23 @@ Contract of a store (the rules are ``reconciler.core.api_tasks``): a key that is
 DNS-1123 labels is a ValueError and touches nothing; ``write`` and ``remove`` are atomic in what
 they leave behind and check their expectation atomically (``expect``: ``MISSING`` to create
 only, a version to change only that version, None for either).
+
+A stored task is at most :data:`MAX_TEXT` bytes of UTF-8, as a task file of a folder is: a
+writer checks with :func:`check_size` before it stores anything (:class:`TaskTooLarge`), and a
+stored text over the limit is never read cut short (its first MiB would be another document,
+or none): ``load`` gives an :class:`UnreadableText` for it, which :class:`ApiSource` reports as
+the definition error of its key.
 """
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
+import hashlib
 import logging
 import os
 import tempfile
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Final, Protocol
 
@@ -39,11 +46,45 @@ from reconciler.core.api_tasks import (
 from reconciler.core.desired import Definition, DefinitionError, Location, SourceKind
 from reconciler.core.model import CronTask
 from reconciler.sources.base import Notify, Ready, SourceState
+from reconciler.sources.limits import DEFAULT_MAX_FILE_SIZE, format_size
 from reconciler.sources.messages import problems
 
 log = logging.getLogger("crontask.sources")
 
-_MAX_TEXT: Final = 1 << 20
+MAX_TEXT: Final = DEFAULT_MAX_FILE_SIZE  # bytes of a stored task, as of a task file
+
+
+class TaskTooLarge(ValueError):
+    """A task whose stored text would be over :data:`MAX_TEXT` bytes: it is not stored."""
+
+    def __init__(self, key: str, size: int) -> None:
+        super().__init__(
+            f"task {key} is {size} bytes as stored YAML, over the limit of "
+            f"{format_size(MAX_TEXT)}: not stored"
+        )
+        self.key = key
+        self.size = size
+
+
+def check_size(key: str, text: str) -> None:
+    """TaskTooLarge if ``text`` is over :data:`MAX_TEXT` bytes of UTF-8."""
+    size = len(text.encode())
+    if size > MAX_TEXT:
+        raise TaskTooLarge(key, size)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class UnreadableText:
+    """A stored task that a store does not read (a file over :data:`MAX_TEXT` bytes): why,
+    worded for a definition error, and a version that changes when the stored bytes do."""
+
+    reason: str
+    version: str
+
+
+def text_version(text: str | UnreadableText) -> str:
+    """The version of what ``load`` gave for a key."""
+    return text.version if isinstance(text, UnreadableText) else version_of(text)
 
 
 class ApiTaskStore(Protocol):
@@ -53,12 +94,14 @@ class ApiTaskStore(Protocol):
         """Every key and its version (cheap: how a replica notices another's writes)."""
         ...
 
-    def load(self, keys: Collection[str] | None = None) -> dict[str, str]:
-        """The stored text of ``keys`` (all when None); absent keys are left out."""
+    def load(self, keys: Collection[str] | None = None) -> Mapping[str, str | UnreadableText]:
+        """The stored text of ``keys`` (all when None); absent keys are left out; a text the
+        store does not read whole is an :class:`UnreadableText`."""
         ...
 
     def write(self, key: str, text: str, *, expect: str | None = None) -> str:
-        """Store ``text``; returns its version."""
+        """Store ``text``; returns its version. Its size is the caller's to check first
+        (:func:`check_size`); a store may refuse an oversized text too, touching nothing."""
         ...
 
     def remove(self, key: str, *, expect: str | None = None) -> None:
@@ -68,7 +111,8 @@ class ApiTaskStore(Protocol):
 
 class ApiTaskFiles:
     """:class:`ApiTaskStore` as files, written atomically (a temporary file renamed over the
-    old one). Not safe between processes: one crontask owns its state directory."""
+    old one). Not safe between processes: one crontask owns its state directory. A text over
+    :data:`MAX_TEXT` bytes is TaskTooLarge and not written; a file over it is not read."""
 
     def __init__(self, root: Path) -> None:
         self.root = root
@@ -85,13 +129,13 @@ class ApiTaskFiles:
 
     def version(self, key: str) -> str | None:
         text = self._read(self.path(key))
-        return None if text is None else version_of(text)
+        return None if text is None else text_version(text)
 
     def versions(self) -> dict[str, str]:
-        return {key: version_of(text) for key, text in self.load().items()}
+        return {key: text_version(text) for key, text in self.load().items()}
 
-    def load(self, keys: Collection[str] | None = None) -> dict[str, str]:
-        found: dict[str, str] = {}
+    def load(self, keys: Collection[str] | None = None) -> dict[str, str | UnreadableText]:
+        found: dict[str, str | UnreadableText] = {}
         for key in self._keys() if keys is None else keys:
             try:
                 text = self._read(self.path(key))
@@ -103,11 +147,12 @@ class ApiTaskFiles:
 
     def write(self, key: str, text: str, *, expect: str | None = None) -> str:
         path = self.path(key)
+        check_size(key, text)
         check_expectation(key, self.version(key), expect)
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".", suffix=".tmp")
         try:
-            with os.fdopen(fd, "w") as handle:
+            with os.fdopen(fd, "w", encoding="utf-8") as handle:
                 handle.write(text)
                 handle.flush()
                 os.fsync(handle.fileno())
@@ -137,13 +182,22 @@ class ApiTaskFiles:
         )
 
     @staticmethod
-    def _read(path: Path) -> str | None:
+    def _read(path: Path) -> str | UnreadableText | None:
         try:
             with path.open("rb") as handle:
-                data = handle.read(_MAX_TEXT + 1)
+                data = handle.read(MAX_TEXT + 1)
+                size = max(os.fstat(handle.fileno()).st_size, len(data))
         except (FileNotFoundError, NotADirectoryError):
             return None
-        return data[:_MAX_TEXT].decode("utf-8", errors="replace")
+        if len(data) > MAX_TEXT:
+            # Never cut short: the first MiB of a task would read as another task, or as none.
+            reason = (
+                f"the stored file {path} is {size} bytes, over the limit of "
+                f"{format_size(MAX_TEXT)}: not read (PUT or DELETE the task to replace it)"
+            )
+            digest = hashlib.sha256(data).hexdigest()  # the version moves when the bytes do
+            return UnreadableText(reason, version_of(f"{reason}\n{digest}"))
+        return data.decode("utf-8", errors="replace")
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -182,10 +236,14 @@ class ApiSource:
                 if self._tasks.pop(key, None) is not None:
                     changed.add(key)
                 continue
-            version = version_of(text)
+            version = text_version(text)
             if before is not None and before.version == version:
                 continue
-            self._tasks[key] = _parse(key, text, version)
+            if isinstance(text, UnreadableText):
+                error = DefinitionError(location(key), text.reason, key)
+                self._tasks[key] = _Stored(version, None, error)
+            else:
+                self._tasks[key] = _parse(key, text, version)
             changed.add(key)
         return changed
 
@@ -244,7 +302,7 @@ def _parse(key: str, text: str, version: str) -> _Stored:
         document = yaml.safe_load(text)
         task = CronTask.model_validate(document)
     except ValidationError as err:
-        text_of = "; ".join(str(p) for p in problems(err)[:5])
+        text_of = "; ".join(str(p) for p in problems(err, 5)[0])
         return _Stored(version, None, DefinitionError(where, text_of, key))
     except yaml.YAMLError as err:
         return _Stored(version, None, DefinitionError(where, f"unreadable: {err}"[:300], key))
@@ -260,9 +318,13 @@ __all__ = [
     "ApiSource",
     "ApiTaskFiles",
     "ApiTaskStore",
+    "TaskTooLarge",
+    "UnreadableText",
     "VersionMismatch",
     "check_expectation",
     "check_key",
+    "check_size",
     "location",
+    "text_version",
     "version_of",
 ]

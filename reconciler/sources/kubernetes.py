@@ -41,7 +41,7 @@ from reconciler.core.model import API_GROUP, CronTask
 from reconciler.core.status import RUN_NOW_ANNOTATION, ObjectRef
 from reconciler.sources.base import Notify, Ready, SourceState
 from reconciler.sources.kubernetes_watch import Informer
-from reconciler.sources.messages import problems
+from reconciler.sources.messages import MAX_SHOWN, more_problems, problems
 
 log = logging.getLogger("crontask.sources")
 
@@ -263,9 +263,10 @@ class KubernetesSource:
         try:
             task = CronTask.model_validate(document)
         except ValidationError as err:
-            errors = tuple(
-                DefinitionError(location, str(problem), ref.key) for problem in problems(err)
-            )
+            found, more = problems(err, MAX_SHOWN)
+            errors = tuple(DefinitionError(location, str(p), ref.key) for p in found)
+            if more:
+                errors += (DefinitionError(location, more_problems(more, MAX_SHOWN), ref.key),)
             return _Entry(ref, fingerprint, good, errors)
         job = task.spec.job
         if job is not None and job.namespace not in (None, ref.namespace):

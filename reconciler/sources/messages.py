@@ -20,9 +20,10 @@ from pydantic import BaseModel, ValidationError
 
 from reconciler.core.jobspec import JobSpecError
 from reconciler.core.model import DNS1123_LABEL, CronTask
-from reconciler.sources.limits import excerpt
+from reconciler.sources.limits import YamlLimits, excerpt
 
 EXCERPT_KEY = 40
+MAX_SHOWN = YamlLimits().max_errors  # problems of one definition, as many as a file reports
 PATH = 120
 MESSAGE = 200
 
@@ -41,18 +42,32 @@ class Problem:
         return f"{where}: {self.message}" if where else self.message
 
 
-def problems(err: ValidationError) -> list[Problem]:
-    """One problem per pydantic error; an embedded JobSpec's problems each at their own field,
-    worded as the Kubernetes API server words them (``core.jobspec``)."""
+def problems(err: ValidationError, limit: int) -> tuple[list[Problem], int]:
+    """The first ``limit`` problems, one per pydantic error, an embedded JobSpec's each at its
+    own field, worded as the Kubernetes API server words them (``core.jobspec``); and how many
+    more there are. Those are counted, not worded: wording an unknown field looks for a close
+    name, and 80 000 of them took seconds."""
     found: list[Problem] = []
+    more = 0
     for item in err.errors(include_url=False):
         loc: Loc = tuple(item["loc"])
         cause = (item.get("ctx") or {}).get("error")
         if isinstance(cause, JobSpecError):
-            found.extend(Problem((*loc, *p.path), p.message) for p in cause.problems)
+            inner = [Problem((*loc, *p.path), p.message) for p in cause.problems]
+        elif len(found) < limit:
+            inner = [Problem(loc, message(item))]
         else:
-            found.append(Problem(loc, message(item)))
-    return found
+            more += 1
+            continue
+        room = max(limit - len(found), 0)
+        found.extend(inner[:room])
+        more += len(inner[room:])
+    return found, more
+
+
+def more_problems(count: int, limit: int) -> str:
+    """What follows the first ``limit`` problems when ``count`` more were left out."""
+    return f"{count} more problems; only the first {limit} are reported"
 
 
 def message(item: Any) -> str:
