@@ -160,8 +160,9 @@ class RuntimeView(Protocol):
     AlreadyExists if the API has the key. ``put_api_task`` creates or replaces and returns
     ``(view, created)``. ``delete_api_task`` raises KeyError for a key the API does not have.
     All three raise OwnedElsewhere for a key another source defines; the first two
-    InvalidDefinition; the last two, given ``if_match``, VersionMismatch unless the current
-    version is one of it. A view of an API-owned task carries its ``version``.
+    InvalidDefinition, and TaskTooLarge for a task over what the API source reads; the last
+    two, given ``if_match``, VersionMismatch unless the current version is one of it. A view
+    of an API-owned task carries its ``version``.
 
     ``readiness`` names each check (``sources``, ``scheduler``, ``store``) and whether it
     passes. ``sources`` lists every source with its revision and sync state. ``sync_now(kind)``
