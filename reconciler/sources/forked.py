@@ -15,6 +15,7 @@ import multiprocessing
 import signal
 import sys
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures.process import BrokenProcessPool
 from typing import Any, TypeVar
 
 Item = TypeVar("Item")
@@ -55,7 +56,7 @@ def in_workers(
         initargs=(work, state),
     )
     given: collections.deque[concurrent.futures.Future[Result]] = collections.deque()
-    done = False
+    settled = False  # every share read, or the workers gone: the pool is waited for
     try:
         for share in shares:
             given.append(pool.submit(_work, share))
@@ -63,9 +64,15 @@ def in_workers(
                 yield given.popleft().result()
         while given:
             yield given.popleft().result()
-        done = True
+        settled = True
+    except BrokenProcessPool:
+        # The workers are gone; wait for the pool's own thread to end too. Left running, it
+        # races Python's exit hook, which then writes to its closed wake-up pipe and prints
+        # a traceback ("Bad file descriptor") after the error.
+        settled = True
+        raise
     finally:
-        pool.shutdown(wait=done, cancel_futures=not done)
+        pool.shutdown(wait=settled, cancel_futures=True)
 
 
 # What a worker works with: set before its first share (the fork inherits both).
