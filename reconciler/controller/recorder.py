@@ -173,11 +173,28 @@ class Recorder:
                 batch, "run store unavailable; running anyway, records kept for later", err, CLAIM
             )
             return
-        except Exception as err:
-            for _, claimed in batch:
-                claimed.set_exception(err)
+        except Exception:
+            # A record the store refuses must not leave the rest of its batch unclaimed: each
+            # would run without the check that another instance holds its slot.
+            log.exception("could not claim slots together; claiming them one by one")
+            for record, claimed in batch:
+                await self._claim_one(record, claimed)
             return
         for (record, claimed), ok in zip(batch, results, strict=True):
+            if ok:
+                claimed.set_result(True)
+            else:
+                claimed.set_exception(DuplicateRun(record.id, record.attempt))
+
+    async def _claim_one(self, record: RunRecord, claimed: asyncio.Future[bool]) -> None:
+        try:
+            (ok,) = await self.call(self.store.claim_many, [record])
+        except StoreUnavailable:
+            self._keep(record, CLAIM)
+            claimed.set_result(False)
+        except Exception as err:
+            claimed.set_exception(err)
+        else:
             if ok:
                 claimed.set_result(True)
             else:

@@ -213,6 +213,8 @@ class CountingStore(MemoryRunStore):
 
     def claim_many(self, records: Any) -> list[bool]:
         self.batches.append(len(records))
+        if any(r.message == "unstorable" for r in records):
+            raise ValueError("the store refuses this record")
         return super().claim_many(records)
 
     def save_many(self, records: Any) -> None:
@@ -313,4 +315,27 @@ def test_a_record_the_store_refuses_does_not_cost_the_rest_of_its_batch() -> Non
     assert asyncio.run(main()) == [True] * 5 + [False]
     # The first alone, then the batch, then the batch's records one by one.
     assert store.batches == [1, 5, 1, 1, 1, 1, 1]
+    assert [store.get(record(m).id) is not None for m in range(5)] == [True] * 5
+
+
+def test_a_claim_the_store_refuses_leaves_the_rest_of_its_batch_claimed() -> None:
+    store = CountingStore()
+    store.claim(record(3))  # another instance holds this slot
+    bad = dataclasses.replace(record(7), message="unstorable")
+
+    async def main() -> list[bool | BaseException]:
+        recorder = Recorder(store)
+        batch = [record(m) for m in range(5)] + [bad]
+        outcomes = await asyncio.gather(*(recorder.claim(r) for r in batch), return_exceptions=True)
+        await recorder.close(1)
+        return outcomes
+
+    outcomes = asyncio.run(main())
+    # The first alone, then the batch, then the batch's claims one by one: each is told
+    # whether its slot is its own, and only the refused one hears the store's error.
+    assert store.batches == [1, 5, 1, 1, 1, 1, 1]
+    assert outcomes[:3] == [True, True, True]
+    assert isinstance(outcomes[3], DuplicateRun)
+    assert outcomes[4] is True
+    assert isinstance(outcomes[5], ValueError)
     assert [store.get(record(m).id) is not None for m in range(5)] == [True] * 5
