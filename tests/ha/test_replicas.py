@@ -89,6 +89,7 @@ def test_tasks_spread_over_three_replicas_and_each_slot_runs_once(
     assert max(counts.values()) == 1, counts.most_common(3)
 
 
+@pytest.mark.slow  # half a minute: a replica killed, and its lease left to run out
 def test_kill_9_moves_the_tasks_within_the_lease_and_marks_the_runs_interrupted(
     cluster: Cluster, tmp_path: Path
 ) -> None:

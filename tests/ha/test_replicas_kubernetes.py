@@ -43,6 +43,7 @@ def leases(api: Any) -> list[Any]:
     return list(found.items)
 
 
+@pytest.mark.slow  # half a minute: a replica killed, and its lease left to run out
 def test_replicas_on_leases_share_the_crontasks_and_cover_a_killed_one(
     cluster: Cluster, kubeconfig: Path, k8s_api_client: Any
 ) -> None:
