@@ -105,6 +105,10 @@ class Clock:
 
 @pytest.fixture(autouse=True)
 def isolated_git(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    isolate_git(monkeypatch, tmp_path)
+
+
+def isolate_git(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """The machine's git config, credentials and proxies must not matter."""
     for name in list(os.environ):
         if name.startswith("GIT_") or name.lower().endswith("_proxy"):

@@ -11,19 +11,12 @@ import pytest
 
 from reconciler.sources.git import GitOptions, GitSource
 from tests.sources.test_documents_bounds import sequence_bomb
-from tests.sources.test_git import Clock, Remote, doc, schedules, synced
+from tests.sources.test_git import Clock, Remote, doc, isolate_git, schedules, synced
 
 
 @pytest.fixture(autouse=True)
 def isolated_git(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """As in test_git: the machine's git config, credentials and proxies must not matter."""
-    for name in list(os.environ):
-        if name.startswith("GIT_") or name.lower().endswith("_proxy"):
-            monkeypatch.delenv(name)
-    monkeypatch.setenv("GIT_CONFIG_GLOBAL", os.devnull)
-    monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
-    monkeypatch.setenv("GIT_TERMINAL_PROMPT", "0")
-    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    isolate_git(monkeypatch, tmp_path)
 
 
 def test_a_link_out_of_the_repository_is_refused_and_one_inside_is_followed(

@@ -16,22 +16,15 @@ from reconciler.sources.files import MAX_FOLDER_DEPTH
 from reconciler.sources.git import GitOptions, GitSource
 from reconciler.sources.gitrepo import remove_tree
 from tests.hostile.corpus import nest
-from tests.sources.test_git import Clock, Remote, doc, schedules, synced
+from tests.sources.test_git import Clock, Remote, doc, isolate_git, schedules, synced
 
 OUTSIDE = "a symbolic link on this path leads outside the repository: not read"
 
 
 @pytest.fixture(autouse=True)
 def isolated_git(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
-    """As in test_git: the machine's git config, credentials and proxies must not matter.
-    Deep trees are removed here: pytest's own clean-up recurses."""
-    for name in list(os.environ):
-        if name.startswith("GIT_") or name.lower().endswith("_proxy"):
-            monkeypatch.delenv(name)
-    monkeypatch.setenv("GIT_CONFIG_GLOBAL", os.devnull)
-    monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
-    monkeypatch.setenv("GIT_TERMINAL_PROMPT", "0")
-    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    """As in test_git; and deep trees are removed here: pytest's own clean-up recurses."""
+    isolate_git(monkeypatch, tmp_path)
     yield
     for entry in tmp_path.iterdir():
         if entry.is_dir() and not entry.is_symlink():
