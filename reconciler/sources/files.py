@@ -5,8 +5,9 @@ Rules users rely on:
 - Every ``*.yaml``/``*.yml`` file under each path, recursively; hidden files and folders
   (``.git``, the ``..data`` folders of a Kubernetes ConfigMap mount) are skipped, symlinked
   files are followed, symlinked folders are not. A folder more than ``MAX_FOLDER_DEPTH`` levels
-  below its path is not read: it is a definition error of that folder. A path may also name a
-  single file.
+  below its path is not read: it is a definition error of that folder. A folder that cannot
+  be listed (permissions, an I/O error) is an error too, and the tasks of its files stay as
+  they were until it can be. A path may also name a single file.
 - A file is applied whole or not at all. A file that fails to parse or validate never removes or
   changes the tasks it defined before: they keep running on their last good definition, and the
   error is reported with ``file:line:col``. Fixing the file applies it.
@@ -89,11 +90,14 @@ def is_yaml_file(path: Path) -> bool:
     return path.suffix in YAML_SUFFIXES and not path.name.startswith(".")
 
 
-def iter_yaml_files(root: Path, too_deep: list[Path] | None = None) -> Iterator[Path]:
+def iter_yaml_files(
+    root: Path, too_deep: list[Path] | None = None, unlisted: list[Path] | None = None
+) -> Iterator[Path]:
     """YAML files under ``root`` in a stable order (a folder's files by name, then each of its
     folders by name), skipping hidden entries and not entering linked folders. A folder more
     than ``MAX_FOLDER_DEPTH`` levels below ``root`` is not entered: it is added to
-    ``too_deep``. A root that is no folder is yielded as it is (a file; or a FIFO or device,
+    ``too_deep``; one that exists but cannot be listed (permissions, an I/O error) is added to
+    ``unlisted``. A root that is no folder is yielded as it is (a file; or a FIFO or device,
     which reading refuses)."""
     if not root.is_dir():
         yield root
@@ -107,7 +111,14 @@ def iter_yaml_files(root: Path, too_deep: list[Path] | None = None) -> Iterator[
             if too_deep is not None:
                 too_deep.append(folder)
             continue
-        files, folders = _entries(folder)
+        try:
+            files, folders = _entries(folder)
+        except (FileNotFoundError, NotADirectoryError):
+            continue  # gone since its parent was listed
+        except OSError:
+            if unlisted is not None:
+                unlisted.append(folder)
+            continue
         for name in files:
             candidate = folder / name
             if is_yaml_file(candidate):
@@ -117,22 +128,19 @@ def iter_yaml_files(root: Path, too_deep: list[Path] | None = None) -> Iterator[
 
 def _entries(folder: Path) -> tuple[list[str], list[str]]:
     """The names in ``folder``, sorted: its files (links to files, dangling links) and the
-    folders to enter (not hidden, not links). Nothing if it cannot be listed, as os.walk."""
+    folders to enter (not hidden, not links). OSError if it cannot be listed."""
     files: list[str] = []
     folders: list[str] = []
-    try:
-        with os.scandir(folder) as entries:
-            for entry in entries:
-                try:
-                    is_dir = entry.is_dir()
-                except OSError:
-                    is_dir = False
-                if not is_dir:
-                    files.append(entry.name)
-                elif not entry.name.startswith(".") and not entry.is_symlink():
-                    folders.append(entry.name)
-    except OSError:
-        return [], []
+    with os.scandir(folder) as entries:
+        for entry in entries:
+            try:
+                is_dir = entry.is_dir()
+            except OSError:
+                is_dir = False
+            if not is_dir:
+                files.append(entry.name)
+            elif not entry.name.startswith(".") and not entry.is_symlink():
+                folders.append(entry.name)
     return sorted(files), sorted(folders)
 
 
@@ -170,7 +178,7 @@ class DirectorySource:
         # walking 10 000 files for them was a tenth of an edit's pass at 100 000 tasks.
         self._failing: dict[Path, tuple[DefinitionError, ...]] = {}
         self._root_errors: dict[Path, DefinitionError] = {}
-        self._deep_errors: list[DefinitionError] = []  # folders too deep, at the last scan
+        self._walk_errors: list[DefinitionError] = []  # folders not read, at the last scan
         # A root that suddenly yields no file keeps its tasks (an unmounted volume, a folder
         # moved away) unless the user allows an empty set; see _holds().
         self.guard_empty = guard_empty
@@ -217,7 +225,7 @@ class DirectorySource:
 
     def errors(self) -> list[DefinitionError]:
         found = [e for errors in self._failing.values() for e in errors]
-        return found + list(self._root_errors.values()) + self._deep_errors
+        return found + list(self._root_errors.values()) + self._walk_errors
 
     def status(self) -> SourceState:
         return SourceState(", ".join(str(r) for r in self.roots))
@@ -252,12 +260,14 @@ class DirectorySource:
         return None
 
     def scan(self) -> tuple[list[Path], list[Path]]:
-        """The files under the roots, in order, and the roots not read: those that do not
-        exist, or lead out of ``confine_to`` through a link (each an error of this source
-        from now on, until it is fixed). A folder too deep to walk is an error too."""
+        """The files under the roots, in order, and the places not read whose files keep
+        their tasks: the roots that do not exist or lead out of ``confine_to`` through a link,
+        and the folders that cannot be listed (each an error of this source from now on, until
+        it is fixed). A folder too deep to walk is an error too; it is never read."""
         present: set[Path] = set()
         missing_roots: list[Path] = []
         too_deep: list[Path] = []
+        unlisted: list[Path] = []
         for root in self.roots:
             # Checked first: a link out of the repository says nothing of what it leads to.
             problem = self._outside(root) or (None if root.exists() else "path does not exist")
@@ -268,13 +278,15 @@ class DirectorySource:
                 )
                 continue
             self._root_errors.pop(root, None)
-            present.update(iter_yaml_files(root, too_deep))
-        message = f"folder nested more than {MAX_FOLDER_DEPTH} levels deep (the limit): not read"
-        self._deep_errors = [
-            DefinitionError(Location(self.kind, self._display(f), revision=self.revision), message)
-            for f in too_deep
+            present.update(iter_yaml_files(root, too_deep, unlisted))
+        deep = f"folder nested more than {MAX_FOLDER_DEPTH} levels deep (the limit): not read"
+        unreadable = "folder cannot be listed: not read; the tasks of its files are kept"
+        self._walk_errors = [
+            DefinitionError(Location(self.kind, self._display(f), revision=self.revision), why)
+            for why, folders in ((deep, too_deep), (unreadable, unlisted))
+            for f in folders
         ]
-        return sorted(present), missing_roots
+        return sorted(present), missing_roots + unlisted
 
     def _outside(self, root: Path) -> str | None:
         """Why ``root`` is not read if a link on its way leads out of ``confine_to`` (a commit
@@ -307,13 +319,13 @@ class DirectorySource:
 
     def _rescan(self) -> set[str]:
         changed: set[str] = set()
-        present, missing_roots = self.scan()
+        present, not_read = self.scan()
         for path in present:
             changed |= self._reread(path)
         listed = set(present)
         for path in [p for p in self._files if p not in listed]:
-            if any(_is_within(path, root) for root in missing_roots):
-                continue  # keep what a vanished root defined until it comes back
+            if any(_is_within(path, place) for place in not_read):
+                continue  # keep what a vanished root or unlisted folder defined until it is back
             changed |= self._reread(path)
         return changed
 

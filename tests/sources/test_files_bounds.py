@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 from reconciler.sources.files import DirectorySource
 from tests.sources.test_files import doc, keys, write
@@ -125,3 +128,52 @@ def test_a_control_character_in_a_file_name_is_escaped_in_locations(tmp_path: Pa
     error = only_error(source)
     assert "\n" not in error
     assert error.startswith(f"{tmp_path}/evil\\nlevel=error.yaml:2:1: YAML syntax error")
+
+
+def test_a_folder_that_cannot_be_listed_keeps_the_tasks_of_its_files(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A subfolder whose listing fails (its permissions changed, an I/O error on a network
+    mount) is an error of that folder; its files' tasks stay until it can be listed again.
+    The tests run as root, which permissions do not stop: the calls that a folder without
+    permissions refuses (listing it, and looking up anything in it) fail here instead."""
+    root = tmp_path / "tasks"
+    write(root / "a.yaml", doc("a"))
+    write(root / "sub" / "b.yaml", doc("b"))
+    write(root / "sub" / "inner" / "c.yaml", doc("c"))
+    source = DirectorySource([root])
+    source.refresh()
+    refused = root / "sub"
+    real = {name: getattr(os, name) for name in ("scandir", "stat")}
+
+    def denied(name: str) -> Any:
+        def call(path: Any, *args: Any, **kwargs: Any) -> Any:
+            target = Path(path)
+            if name == "scandir":
+                refuse = target == refused
+            else:  # looking anything up inside it
+                refuse = target != refused and target.is_relative_to(refused)
+            if refuse:
+                raise PermissionError(13, "Permission denied", str(path))
+            return real[name](path, *args, **kwargs)
+
+        return call
+
+    for name in real:
+        monkeypatch.setattr(os, name, denied(name))
+    write(root / "a.yaml", doc("a", "5 * * * *"))
+    assert source.refresh() == {"default/a"}
+    assert keys(source) == {
+        "default/a": "5 * * * *",
+        "default/b": "* * * * *",
+        "default/c": "* * * * *",
+    }
+    assert only_error(source) == (
+        f"{refused}: folder cannot be listed: not read; the tasks of its files are kept"
+    )
+    for name, call in real.items():
+        monkeypatch.setattr(os, name, call)
+    (root / "sub" / "inner" / "c.yaml").unlink()
+    assert source.refresh() == {"default/c"}
+    assert set(keys(source)) == {"default/a", "default/b"}
+    assert source.errors() == []
