@@ -130,6 +130,7 @@ class Recorder:
         # Slots whose late claim found another instance's record: later states are not saved.
         self._refused: OrderedDict[tuple[str, int], None] = OrderedDict()
         self._flusher: asyncio.Task[None] | None = None
+        self._closed = False
         self._lane = _Lane(self._write)
         self._lane.on_written("claim", self._claimed)
         self._lane.on_written("save", self._saved)
@@ -203,6 +204,8 @@ class Recorder:
     async def add(self, record: RunRecord) -> bool:
         """Create a record that must not replace an existing one (a skip: another instance
         may have run that slot). Never raises; False if it exists already or was kept."""
+        if self._closed:
+            return self._after_close(record)
         try:
             await self.call(self.store.claim, record)
         except DuplicateRun:
@@ -219,6 +222,8 @@ class Recorder:
         """Write the newest state of a record, creating it if needed. Never raises; False if
         it was kept for later (the store is unavailable, or earlier records are waiting).
         Records saved while another write is on its way travel together (``save_many``)."""
+        if self._closed:
+            return self._after_close(record)
         if (record.id, record.attempt) in self._refused:
             self._refuse(record)
             return False
@@ -280,7 +285,19 @@ class Recorder:
             )
         if self._flusher is not None:
             self._flusher.cancel()
+        self._closed = True
         self._pool.shutdown(wait=True)
+
+    def _after_close(self, record: RunRecord) -> bool:
+        """A record that comes after ``close`` (a component that stops after the runs, such as
+        a Job's watch): said, not raised; the store's threads are gone."""
+        log.error(
+            "run record not written: the run store is closed (crontask is stopping)",
+            extra={
+                "fields": {"run": record.id, "attempt": record.attempt, "status": record.status}
+            },
+        )
+        return False
 
     def _keep(self, record: RunRecord, mode: Mode) -> None:
         key = (record.id, record.attempt)

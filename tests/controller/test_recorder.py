@@ -339,3 +339,18 @@ def test_a_claim_the_store_refuses_leaves_the_rest_of_its_batch_claimed() -> Non
     assert outcomes[4] is True
     assert isinstance(outcomes[5], ValueError)
     assert [store.get(record(m).id) is not None for m in range(5)] == [True] * 5
+
+
+def test_a_record_after_close_is_said_not_raised(caplog: pytest.LogCaptureFixture) -> None:
+    async def main() -> list[bool]:
+        recorder = Recorder(MemoryRunStore())
+        await recorder.close(1)
+        return [
+            await recorder.save(record(0, RunStatus.SUCCEEDED)),
+            await recorder.add(record(1, RunStatus.SKIPPED)),
+            await recorder.save(record(2, RunStatus.SUCCEEDED)),  # nothing left stuck
+        ]
+
+    assert asyncio.run(main()) == [False, False, False]
+    said = [r for r in caplog.records if r.getMessage().startswith("run record not written")]
+    assert [r.fields["run"] for r in said] == [record(m).id for m in range(3)]  # type: ignore[attr-defined]
