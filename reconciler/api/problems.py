@@ -246,12 +246,28 @@ async def _on_store_unavailable(request: Request, exc: Exception) -> JSONRespons
     )
 
 
+async def _on_timeout(request: Request, exc: Exception) -> JSONResponse:
+    # A write waited out the lock of its key (another write of that task) or the loop's
+    # answer: nothing is wrong with the request, and it may be sent again.
+    log.warning(
+        "request timed out", extra={"fields": {"path": request.url.path, "error": str(exc)}}
+    )
+    return problem_response(
+        503,
+        "the change could not be completed in time (another write of this task, or a busy "
+        "scheduler); retry later",
+        request.url.path,
+        headers={"Retry-After": "5"},
+    )
+
+
 def install(app: FastAPI) -> None:
     """Register the handlers that give every error the problem shape."""
     app.add_exception_handler(StarletteHTTPException, _on_http_exception)
     app.add_exception_handler(ProblemError, _on_problem)
     app.add_exception_handler(RequestValidationError, _on_validation_error)
     app.add_exception_handler(StoreUnavailable, _on_store_unavailable)
+    app.add_exception_handler(TimeoutError, _on_timeout)
 
 
 def internal_error_body(path: str) -> bytes:

@@ -130,6 +130,25 @@ def test_store_unavailable_is_503(make_app: AppFactory) -> None:
     assert response.headers["retry-after"] == "5"
 
 
+class Contended(FakeRuntime):
+    def put_api_task(self, task: Any, *, if_match: Any = None) -> Any:
+        raise TimeoutError("another write of default/x took longer than 30s")
+
+
+def test_a_write_that_times_out_is_503_to_retry(make_app: AppFactory) -> None:
+    document = {
+        "apiVersion": "crontask.dev/v1alpha1",
+        "kind": "CronTask",
+        "metadata": {"name": "x", "namespace": "default"},
+        "spec": {"schedule": "* * * * *", "command": {"args": ["true"]}},
+    }
+    with TestClient(make_app(rt=Contended()), raise_server_exceptions=False) as client:
+        response = client.put("/api/v1/tasks/default/x", json=document)
+    body = assert_problem(response, 503, "unavailable")
+    assert response.headers["retry-after"] == "5"
+    assert body["detail"].endswith("retry later")
+
+
 def test_problem_responses_are_declared(client: TestClient) -> None:
     doc = client.get("/openapi.json").json()
     for path, item in doc["paths"].items():
