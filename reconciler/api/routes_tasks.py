@@ -358,15 +358,16 @@ def _if_match(header: str | None) -> IfMatch | None:
     if header.strip() == "*":
         return frozenset({"*"})
     tags = [t.strip() for t in header.split(",")]
-    versions = frozenset(t[1:-1] for t in tags if len(t) >= 2 and t[0] == t[-1] == '"')
-    if not versions or len(versions) != len(tags):
+    opaque = [t.removeprefix("W/") for t in tags]
+    if not all(len(t) >= 2 and t[0] == t[-1] == '"' for t in opaque):
         problem = FieldProblem(
             location=["header", "If-Match"], message='expected "*" or quoted versions: "v1", "v2"'
         )
         raise ProblemError(
             422, "header.If-Match: not an entity tag", title="Invalid request", errors=[problem]
         )
-    return versions
+    # A tag may be listed twice; a weak one is well formed but matches nothing (412).
+    return frozenset(t[1:-1] for t in tags if not t.startswith("W/"))
 
 
 def _precondition_failed(exc: VersionMismatch) -> ProblemError:

@@ -112,6 +112,17 @@ def test_a_stale_if_match_is_412(app: Crontask) -> None:
             headers={"If-Match": f'"nope", {second}'},
         )
         assert listed.status_code == 200
+        third = listed.headers["etag"]
+        weak = client.put(
+            "/api/v1/tasks/default/cas", json=task_body("cas"), headers={"If-Match": f"W/{third}"}
+        )
+        assert weak.status_code == 412  # well formed, but a weak tag never matches
+        twice = client.put(
+            "/api/v1/tasks/default/cas",
+            json=task_body("cas"),
+            headers={"If-Match": f"{third}, {third}"},
+        )
+        assert twice.status_code == 200
         assert client.delete(
             "/api/v1/tasks/default/cas", headers={"If-Match": second}
         ).status_code == (412)
