@@ -287,9 +287,12 @@ def test_a_continue_token_walks_the_real_store(app: Crontask, keep: str) -> None
 
 def test_the_log_stays_bounded_and_escaped(app: Crontask) -> None:
     before = app.log_path.stat().st_size
+    # Paths five times the log's field bound, under the HTTP parser's 16 KiB bound on a
+    # request line that arrives in parts: a longer one is answered 404 or, when the kernel
+    # hands it over in pieces, 400 by the parser with the connection reset (once in CI).
     for method, target in (
-        ("GET", "/" + "x" * 100_000),
-        ("DELETE", "/api/v1/tasks/default/" + "y" * 100_000),
+        ("GET", "/" + "x" * 10_000),
+        ("DELETE", "/api/v1/tasks/default/" + "y" * 10_000),
         ("GET", "/api/v1/tasks/%00/end%00"),
     ):
         status, text = send(app, method, target)
