@@ -17,7 +17,10 @@ SQLite (the default, ``state_dir/runs.db``):
 
 PostgreSQL (``postgresql+psycopg://``; a bare ``postgresql://`` is taken to mean psycopg 3):
 pre-ping on checkout so that a restarted server costs one failed call, not a broken pool;
-a connect timeout so that an unreachable server is ``StoreUnavailable`` quickly.
+a connect timeout so that an unreachable server is ``StoreUnavailable`` quickly. Two replicas
+claiming the same slots lock their rows in one order (the batch sorted by key), and a write the
+server still rolls back to break a deadlock is run again (:meth:`SqlRunStore._write`): it is
+not an outage, and a claim that was taken for one would run its slot a second time.
 
 Uniqueness of ``(id, attempt)`` is the table's primary key: the database arbitrates claims, so it
 holds across threads, processes and hosts alike.
@@ -28,9 +31,9 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
-from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy import exc
@@ -60,6 +63,7 @@ from reconciler.store.sql_schema import (
     create_engine,
     is_unique_violation,
     metadata,
+    rolled_back,
     runs,
     translated_errors,
 )
@@ -73,6 +77,9 @@ __all__ = [
     "select_page",
 ]
 
+_T = TypeVar("_T")
+# How many times a write the server rolled back (``rolled_back``) is tried in all.
+_WRITE_ATTEMPTS: Final = 5
 _PG_MIGRATION_LOCK: Final = 0x6372_6F6E_7461_736B  # "crontask": the advisory lock for upgrades
 
 
@@ -116,6 +123,10 @@ def _details(text: str | None) -> JobDetails | None:
         return JobDetails.from_json(json.loads(text))
     except ValueError:  # a value this version cannot read must not cost the record
         return None
+
+
+def _key(row: Mapping[str, Any]) -> tuple[str, int]:
+    return row["id"], row["attempt"]
 
 
 def _record_to_row(record: RunRecord) -> dict[str, Any]:
@@ -250,13 +261,28 @@ class SqlRunStore:
             with conn.begin():
                 yield conn
 
+    def _write(self, work: Callable[[Connection], _T]) -> _T:
+        """``work`` in one write transaction, run again when PostgreSQL rolled the transaction
+        back for another's sake (a deadlock, a serialization failure): the rows decide each
+        write here, so running it again is safe, and it then gets the answer it would have had
+        if it had come second. After :data:`_WRITE_ATTEMPTS` the driver's error is raised."""
+        attempts = _WRITE_ATTEMPTS
+        while True:
+            try:
+                with self._tx(write=True) as conn:
+                    return work(conn)
+            except exc.DBAPIError as e:
+                attempts -= 1
+                if not attempts or not rolled_back(e):
+                    raise
+
     # -- RunStore ------------------------------------------------------------------------------
 
     def claim(self, record: RunRecord) -> None:
         record = normalized(record)
+        statement = runs.insert().values(_record_to_row(record))
         try:
-            with self._tx(write=True) as conn:
-                conn.execute(runs.insert().values(_record_to_row(record)))
+            self._write(lambda conn: conn.execute(statement))
         except exc.IntegrityError as e:
             if is_unique_violation(e):
                 raise DuplicateRun(record.id, record.attempt) from None
@@ -266,10 +292,12 @@ class SqlRunStore:
         if not records:
             return []
         keys = [(r.id, r.attempt) for r in records]
-        rows = [_record_to_row(normalized(r)) for r in records]
         # One statement for the batch. Same atomicity per row as claim(): the primary key decides.
-        with self._tx(write=True) as conn:
-            inserted = {(row.id, row.attempt) for row in conn.execute(self._claim_stmt, rows)}
+        # In key order: two replicas claiming the same slots then lock them in the same order.
+        rows = sorted((_record_to_row(normalized(r)) for r in records), key=_key)
+        inserted = self._write(
+            lambda conn: {(row.id, row.attempt) for row in conn.execute(self._claim_stmt, rows)}
+        )
         seen: set[tuple[str, int]] = set()
         claimed: list[bool] = []
         for key in keys:  # a key twice in one batch: only its first record is the claim
@@ -280,20 +308,19 @@ class SqlRunStore:
     def complete(self, record: RunRecord) -> None:
         row = _record_to_row(normalized(record))
         values = {name: row[name] for name in _MUTABLE}
-        with self._tx(write=True) as conn:
-            result = conn.execute(
-                runs.update().where(_c.id == record.id, _c.attempt == record.attempt).values(values)
-            )
-            if result.rowcount == 0:
-                raise KeyError((row["id"], row["attempt"]))
+        statement = (
+            runs.update().where(_c.id == record.id, _c.attempt == record.attempt).values(values)
+        )
+        if self._write(lambda conn: conn.execute(statement).rowcount) == 0:
+            raise KeyError((row["id"], row["attempt"]))
 
     def save_many(self, records: Sequence[RunRecord]) -> None:
         # The last record per key: PostgreSQL refuses to update one row twice in a statement.
         latest = {(r.id, r.attempt): _record_to_row(normalized(r)) for r in records}
         if not latest:
             return
-        with self._tx(write=True) as conn:
-            conn.execute(self._save_stmt, list(latest.values()))
+        rows = [latest[key] for key in sorted(latest)]  # in key order, as claim_many
+        self._write(lambda conn: conn.execute(self._save_stmt, rows))
 
     def get(self, run_id: str, attempt: int | None = None) -> RunRecord | None:
         stmt = sa.select(runs).where(_c.id == run_id)
@@ -349,8 +376,7 @@ class SqlRunStore:
             .where(_c.status == RunStatus.RUNNING.value, _c.id.in_(ids))
             .values(stop_requested=reason[:64])
         )
-        with self._tx(write=True) as conn:
-            return int(conn.execute(stmt).rowcount)
+        return int(self._write(lambda conn: conn.execute(stmt).rowcount))
 
     def stop_requests(self, owner: str) -> list[tuple[str, int, str]]:
         stmt = sa.select(_c.id, _c.attempt, _c.stop_requested).where(
@@ -367,11 +393,14 @@ class SqlRunStore:
             .where(_c.id == run_id, _c.attempt == attempt, _c.status == RunStatus.RUNNING.value)
             .values(owner=owner, stop_requested=None)
         )
-        with self._tx(write=True) as conn:
+
+        def work(conn: Connection) -> sa.Row[Any] | None:
             conn.execute(stmt)
-            row = conn.execute(
+            return conn.execute(
                 sa.select(runs).where(_c.id == run_id, _c.attempt == attempt)
             ).first()
+
+        row = self._write(work)
         return None if row is None else _row_to_record(row)
 
     def mark_interrupted(
@@ -401,8 +430,7 @@ class SqlRunStore:
             )
             .returning(*runs.c)
         )
-        with self._tx(write=True) as conn:
-            done = [_row_to_record(row) for row in conn.execute(stmt)]
+        done = self._write(lambda conn: [_row_to_record(row) for row in conn.execute(stmt)])
         return sorted(done, key=lambda r: (r.scheduled_at, r.id, r.attempt))
 
     def prune(

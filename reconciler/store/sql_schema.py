@@ -187,12 +187,27 @@ def _sqlite_on_error(context: ExceptionContext) -> None:
         context.is_disconnect = True
 
 
+# PostgreSQL's serialization_failure and deadlock_detected: the server rolled a transaction
+# back because another one wanted the same rows. The database is there and the same work,
+# tried again, gets a definite answer; psycopg raises these as OperationalError all the same.
+_ROLLED_BACK: Final = frozenset({"40001", "40P01"})
+
+
+def rolled_back(e: BaseException) -> bool:
+    """True for a transaction the server rolled back to let another go on (see above)."""
+    orig = e.orig if isinstance(e, exc.DBAPIError) else None
+    return getattr(orig, "sqlstate", None) in _ROLLED_BACK
+
+
 @contextlib.contextmanager
 def translated_errors() -> Iterator[None]:
-    """Driver errors that mean "the database is not there right now" -> StoreUnavailable."""
+    """Driver errors that mean "the database is not there right now" -> StoreUnavailable.
+    A transaction rolled back for another's sake is not one of them: it is raised as it is."""
     try:
         yield
     except exc.DBAPIError as e:
+        if rolled_back(e):
+            raise
         if isinstance(e, exc.OperationalError | exc.InterfaceError) or e.connection_invalidated:
             raise StoreUnavailable(f"run store unavailable: {e.orig}") from e
         raise

@@ -1,0 +1,105 @@
+"""Two writers that want the same rows at once, on PostgreSQL: each claim gets a definite answer.
+
+PostgreSQL breaks a deadlock by rolling one transaction back. That is not the store being
+unavailable: a claim reported as "unavailable" runs its slot anyway, while the other replica,
+whose claim went through, runs it too. The store runs such a write again, and sorts a batch by
+key so that two replicas claiming the same slots do not deadlock in the first place.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from reconciler.core.runs import RunRecord, RunStatus
+from reconciler.store import RunStore
+from reconciler.store.sql import SqlRunStore, _record_to_row
+from reconciler.store.sql_schema import runs
+
+from ._records import rec
+
+pytestmark = pytest.mark.postgres
+
+_WAITING = sa.text(
+    "SELECT count(*) FROM pg_stat_activity"
+    " WHERE datname = current_database() AND wait_event_type = 'Lock'"
+)
+
+
+@pytest.fixture
+def pg_store(pg_url: str, open_many: Callable[[str], RunStore]) -> SqlRunStore:
+    store = open_many(pg_url)
+    assert isinstance(store, SqlRunStore)
+    return store
+
+
+@pytest.fixture
+def other(pg_store: SqlRunStore) -> Iterator[Connection]:
+    """Another writer's connection to the same database, in a transaction the test drives."""
+    with pg_store.engine.connect() as conn:
+        yield conn
+
+
+def _wait_until_blocked(conn: Connection, n: int) -> None:
+    """Until ``n`` backends wait for a row lock (polling the server's own view of them)."""
+    deadline = time.monotonic() + 30
+    while conn.execute(_WAITING).scalar_one() < n:
+        assert time.monotonic() < deadline, "no transaction ever waited for the other"
+        time.sleep(0.01)
+
+
+def test_a_claim_rolled_back_by_a_deadlock_is_tried_again_not_reported_unavailable(
+    pg_store: SqlRunStore, other: Connection, pg_admin: sa.Engine
+) -> None:
+    a, b = (rec(at=n, status=RunStatus.RUNNING, owner="replica-a") for n in (0, 1))
+    first, second = sorted([a, b], key=lambda r: r.id)
+    # The other writer holds the second row; the store's claim takes the first, then waits.
+    tx = other.begin()
+    other.execute(runs.insert().values(**_row(second, "replica-b")))
+    with ThreadPoolExecutor(2) as pool:
+        claimed = pool.submit(pg_store.claim_many, [a, b])
+        with pg_admin.connect() as watcher:
+            _wait_until_blocked(watcher, 1)
+            # Now the other writer wants the first row: a cycle. The server finds it after
+            # deadlock_timeout in the transaction that waited first, the store's, and rolls it
+            # back; the other writer then goes on, and commits both rows.
+            taken = pool.submit(other.execute, runs.insert().values(**_row(first, "replica-b")))
+            taken.result(timeout=60)
+        tx.commit()
+        assert claimed.result(timeout=60) == [False, False]
+    owners = {r.id: r.owner for r in (pg_store.get(first.id), pg_store.get(second.id)) if r}
+    assert owners == {first.id: "replica-b", second.id: "replica-b"}
+
+
+def test_two_replicas_claiming_one_burst_in_opposite_orders_split_it_without_error(
+    pg_url: str, open_many: Callable[[str], RunStore]
+) -> None:
+    stores = [open_many(pg_url), open_many(pg_url)]
+    for burst_no in range(3):
+        burst = [
+            rec(task=f"ops/t{n:04}", at=burst_no, status=RunStatus.RUNNING) for n in range(1000)
+        ]
+        start = threading.Barrier(2)
+
+        def claim(store: RunStore, batch: list[RunRecord], start: threading.Barrier) -> list[str]:
+            start.wait(timeout=30)
+            return [r.id for r, ok in zip(batch, store.claim_many(batch), strict=True) if ok]
+
+        with ThreadPoolExecutor(2) as pool:
+            # Both write one statement for the whole burst at once, one from each end.
+            one = pool.submit(claim, stores[0], burst, start)
+            two = pool.submit(claim, stores[1], burst[::-1], start)
+            won = one.result(timeout=120) + two.result(timeout=120)
+        assert sorted(won) == sorted(r.id for r in burst)  # each slot claimed exactly once
+
+
+def _row(record: RunRecord, owner: str) -> dict[str, Any]:
+    return _record_to_row(dataclasses.replace(record, owner=owner))
