@@ -138,6 +138,13 @@ class Dispatcher(RunExecution):
             for live in self.resumable.running(key):  # the task's Jobs, from the watch
                 self.adopt(definition, live)
         running = self._active.get(key, {})
+        if (same := running.get(record.id)) is not None:
+            # The same slot again while it runs here (two manual runs asked in one microsecond,
+            # a clock stepped back): it is that run. A second one would take its place among
+            # the runs followed here, and the first would go on unseen by the policies and by
+            # shutdown, while the store refused the second's claim anyway.
+            log.info("slot already running here", extra={"fields": {"task": key, "run": record.id}})
+            return same.record
         policy = spec.concurrency_policy
         if running and policy is ConcurrencyPolicy.FORBID:
             ids = ", ".join(sorted(running))

@@ -167,6 +167,28 @@ def test_a_slot_claimed_elsewhere_does_not_run(tmp_path: Path) -> None:
     assert store.get(other.id) == other
 
 
+def test_a_slot_fired_again_while_it_runs_here_is_that_run(tmp_path: Path) -> None:
+    store = MemoryRunStore()
+    started = tmp_path / "started"
+    job = sh(f"touch {started}; sleep 60", concurrencyPolicy="Allow")
+
+    async def scenario() -> None:
+        d = dispatcher(store)
+        first = d.fire(job, SLOT, Trigger.MANUAL)
+        while not started.exists():  # the first run's process is going
+            await asyncio.sleep(0.01)
+        again = d.fire(job, SLOT, Trigger.MANUAL)  # two manual runs asked in one instant
+        assert again == first
+        assert await d.drain(0.2) is False
+        assert d.active("default/job") == [first]
+        await d.shutdown(0)  # stops the run: it is still followed here
+
+    run(scenario())
+    record = store.get(run_id("default/job", SLOT))
+    assert record is not None
+    assert (record.status, record.reason) == (RunStatus.INTERRUPTED, "Shutdown")
+
+
 def test_a_run_stopped_before_or_while_it_waits_for_a_retry_stops_waiting() -> None:
     record = RunRecord(
         id=run_id("default/job", SLOT),
