@@ -7,7 +7,7 @@ Rules users rely on:
   files are followed, symlinked folders are not. A folder more than ``MAX_FOLDER_DEPTH`` levels
   below its path is not read: it is a definition error of that folder. A folder that cannot
   be listed (permissions, an I/O error) is an error too, and the tasks of its files stay as
-  they were until it can be. A path may also name a single file.
+  they were until it can be. A path may also name a single file. The walk is ``walk``'s.
 - A file is applied whole or not at all. A file that fails to parse or validate never removes or
   changes the tasks it defined before: they keep running on their last good definition, and the
   error is reported with ``file:line:col``. Fixing the file applies it.
@@ -39,7 +39,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import os
-from collections.abc import Collection, Iterator, Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import replace
 from pathlib import Path
 from stat import S_ISDIR
@@ -50,16 +50,11 @@ from reconciler.sources.base import Notify, Ready, SourceState
 from reconciler.sources.documents import ParsedText, PlainText, parse_text, plain_definitions
 from reconciler.sources.limits import DEFAULT_MAX_FILE_SIZE, excerpt
 from reconciler.sources.reading import Unreadable, read_file, resolve_root, within
+from reconciler.sources.walk import MAX_FOLDER_DEPTH, is_yaml_file, iter_yaml_files
 from reconciler.sources.watch import watch_paths
 
 # A path is shown whole (it is not the file's content), but never with a control character in it.
 _PATH_SHOWN = 4096
-
-YAML_SUFFIXES = (".yaml", ".yml")
-
-# Folders nested deeper than this below a root are not read: task folders are a few levels
-# deep, and this is the bound on YAML nesting too (limits.YamlLimits.max_depth).
-MAX_FOLDER_DEPTH = 100
 
 Signature = tuple[int, int, int]  # (mtime_ns, size, inode)
 
@@ -84,64 +79,6 @@ class FileState:
         keys = {d.key for d in self.good or ()}
         keys.update(e.key for e in self.errors if e.key)
         return keys
-
-
-def is_yaml_file(path: Path) -> bool:
-    return path.suffix in YAML_SUFFIXES and not path.name.startswith(".")
-
-
-def iter_yaml_files(
-    root: Path, too_deep: list[Path] | None = None, unlisted: list[Path] | None = None
-) -> Iterator[Path]:
-    """YAML files under ``root`` in a stable order (a folder's files by name, then each of its
-    folders by name), skipping hidden entries and not entering linked folders. A folder more
-    than ``MAX_FOLDER_DEPTH`` levels below ``root`` is not entered: it is added to
-    ``too_deep``; one that exists but cannot be listed (permissions, an I/O error) is added to
-    ``unlisted``. A root that is no folder is yielded as it is (a file; or a FIFO or device,
-    which reading refuses)."""
-    if not root.is_dir():
-        yield root
-        return
-    # A stack, not recursion: os.walk recursed, and a commit can nest folders past
-    # Python's recursion limit.
-    stack = [(root, 0)]
-    while stack:
-        folder, depth = stack.pop()
-        if depth > MAX_FOLDER_DEPTH:
-            if too_deep is not None:
-                too_deep.append(folder)
-            continue
-        try:
-            files, folders = _entries(folder)
-        except (FileNotFoundError, NotADirectoryError):
-            continue  # gone since its parent was listed
-        except OSError:
-            if unlisted is not None:
-                unlisted.append(folder)
-            continue
-        for name in files:
-            candidate = folder / name
-            if is_yaml_file(candidate):
-                yield candidate
-        stack.extend((folder / name, depth + 1) for name in reversed(folders))
-
-
-def _entries(folder: Path) -> tuple[list[str], list[str]]:
-    """The names in ``folder``, sorted: its files (links to files, dangling links) and the
-    folders to enter (not hidden, not links). OSError if it cannot be listed."""
-    files: list[str] = []
-    folders: list[str] = []
-    with os.scandir(folder) as entries:
-        for entry in entries:
-            try:
-                is_dir = entry.is_dir()
-            except OSError:
-                is_dir = False
-            if not is_dir:
-                files.append(entry.name)
-            elif not entry.name.startswith(".") and not entry.is_symlink():
-                folders.append(entry.name)
-    return sorted(files), sorted(folders)
 
 
 class DirectorySource:

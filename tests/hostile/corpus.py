@@ -230,7 +230,7 @@ def deep_folder(folder: Path, good: str, depth: int = 1100) -> Case:
     bottom = nest(folder, depth)
     (folder / "good.yaml").write_text(good)
     (bottom / "lost.yaml").write_text(HEAD.replace("name: hostile", "name: lost") + TAIL)
-    refused = folder.joinpath(*["d"] * 101)  # the first folder past files.MAX_FOLDER_DEPTH
+    refused = folder.joinpath(*["d"] * 101)  # the first folder past walk.MAX_FOLDER_DEPTH
     message = "folder nested more than 100 levels deep (the limit): not read"
     return Case("deep-folder", refused, f"{refused}: {message}")
 

@@ -9,9 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from reconciler.sources.files import MAX_FOLDER_DEPTH, DirectorySource, iter_yaml_files
+from reconciler.sources.files import DirectorySource
 from reconciler.sources.gitrepo import remove_tree
 from reconciler.sources.survey import survey
+from reconciler.sources.walk import MAX_FOLDER_DEPTH, iter_yaml_files
 from tests.hostile.corpus import nest
 from tests.sources.test_files import doc, keys, write
 

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from reconciler.sources.files import MAX_FOLDER_DEPTH
 from reconciler.sources.git import GitOptions, GitSource
 from reconciler.sources.gitrepo import remove_tree
+from reconciler.sources.walk import MAX_FOLDER_DEPTH
 from tests.hostile.corpus import nest
 from tests.sources.test_git import Clock, Remote, doc, isolate_git, schedules, synced
 

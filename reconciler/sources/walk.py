@@ -1,0 +1,78 @@
+"""The walk of a task folder: which files under a path are task files, in what order.
+
+Every ``*.yaml``/``*.yml`` file, recursively; hidden files and folders (``.git``, the ``..data``
+folders of a Kubernetes ConfigMap mount) are skipped, symlinked files are yielded (reading
+decides whether they may be followed), symlinked folders are not entered. The walk is a loop
+bounded in depth, not recursion: a commit can nest folders past Python's recursion limit.
+No state, no reading: ``files.DirectorySource`` reads what this finds.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+YAML_SUFFIXES = (".yaml", ".yml")
+
+# Folders nested deeper than this below a root are not read: task folders are a few levels
+# deep, and this is the bound on YAML nesting too (limits.YamlLimits.max_depth).
+MAX_FOLDER_DEPTH = 100
+
+
+def is_yaml_file(path: Path) -> bool:
+    return path.suffix in YAML_SUFFIXES and not path.name.startswith(".")
+
+
+def iter_yaml_files(
+    root: Path, too_deep: list[Path] | None = None, unlisted: list[Path] | None = None
+) -> Iterator[Path]:
+    """YAML files under ``root`` in a stable order (a folder's files by name, then each of its
+    folders by name), skipping hidden entries and not entering linked folders. A folder more
+    than ``MAX_FOLDER_DEPTH`` levels below ``root`` is not entered: it is added to
+    ``too_deep``; one that exists but cannot be listed (permissions, an I/O error) is added to
+    ``unlisted``. A root that is no folder is yielded as it is (a file; or a FIFO or device,
+    which reading refuses)."""
+    if not root.is_dir():
+        yield root
+        return
+    # A stack, not recursion: os.walk recursed, and a commit can nest folders past
+    # Python's recursion limit.
+    stack = [(root, 0)]
+    while stack:
+        folder, depth = stack.pop()
+        if depth > MAX_FOLDER_DEPTH:
+            if too_deep is not None:
+                too_deep.append(folder)
+            continue
+        try:
+            files, folders = _entries(folder)
+        except (FileNotFoundError, NotADirectoryError):
+            continue  # gone since its parent was listed
+        except OSError:
+            if unlisted is not None:
+                unlisted.append(folder)
+            continue
+        for name in files:
+            candidate = folder / name
+            if is_yaml_file(candidate):
+                yield candidate
+        stack.extend((folder / name, depth + 1) for name in reversed(folders))
+
+
+def _entries(folder: Path) -> tuple[list[str], list[str]]:
+    """The names in ``folder``, sorted: its files (links to files, dangling links) and the
+    folders to enter (not hidden, not links). OSError if it cannot be listed."""
+    files: list[str] = []
+    folders: list[str] = []
+    with os.scandir(folder) as entries:
+        for entry in entries:
+            try:
+                is_dir = entry.is_dir()
+            except OSError:
+                is_dir = False
+            if not is_dir:
+                files.append(entry.name)
+            elif not entry.name.startswith(".") and not entry.is_symlink():
+                folders.append(entry.name)
+    return sorted(files), sorted(folders)
