@@ -108,10 +108,10 @@ def field_problems(
         FieldProblem(location=bounded_location([*prefix, *e.location]), message=e.message)
         for e in errors[:MAX_ERRORS]
     ]
-    return shown + more_problems(len(errors) - len(shown) + more, prefix)
+    return shown + _cut_notice(len(errors) - len(shown) + more, prefix)
 
 
-def more_problems(count: int, prefix: Sequence[str | int]) -> list[FieldProblem]:
+def _cut_notice(count: int, prefix: Sequence[str | int]) -> list[FieldProblem]:
     """The last entry of a list cut at :data:`MAX_ERRORS` (none if nothing was cut)."""
     if count <= 0:
         return []
