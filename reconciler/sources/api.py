@@ -75,7 +75,8 @@ def check_size(key: str, text: str) -> None:
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class UnreadableText:
-    """A stored task that a store does not read (a file over :data:`MAX_TEXT` bytes): why,
+    """A stored task that a store does not read (a file over :data:`MAX_TEXT` bytes, or not
+    UTF-8): why,
     worded for a definition error, and a version that changes when the stored bytes do."""
 
     reason: str
@@ -191,13 +192,20 @@ class ApiTaskFiles:
             return None
         if len(data) > MAX_TEXT:
             # Never cut short: the first MiB of a task would read as another task, or as none.
-            reason = (
-                f"the stored file {path} is {size} bytes, over the limit of "
-                f"{format_size(MAX_TEXT)}: not read (PUT or DELETE the task to replace it)"
-            )
-            digest = hashlib.sha256(data).hexdigest()  # the version moves when the bytes do
-            return UnreadableText(reason, version_of(f"{reason}\n{digest}"))
-        return data.decode("utf-8", errors="replace")
+            why = f"is {size} bytes, over the limit of {format_size(MAX_TEXT)}"
+            return _unreadable(path, why, data)
+        try:
+            return data.decode("utf-8")
+        except UnicodeDecodeError as err:
+            # Written by something else than crontask: read with replacement characters, a
+            # command's argument would quietly become another.
+            return _unreadable(path, f"is not UTF-8 (byte 0x{data[err.start]:02x})", data)
+
+
+def _unreadable(path: Path, why: str, data: bytes) -> UnreadableText:
+    reason = f"the stored file {path} {why}: not read (PUT or DELETE the task to replace it)"
+    digest = hashlib.sha256(data).hexdigest()  # the version moves when the bytes do
+    return UnreadableText(reason, version_of(f"{reason}\n{digest}"))
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

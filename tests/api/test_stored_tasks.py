@@ -197,6 +197,24 @@ def test_a_stored_file_over_the_limit_is_an_error_of_its_key_not_a_cut_text(
     assert not big.exists()
 
 
+def test_a_stored_file_that_is_not_utf8_is_an_error_of_its_key_not_a_guess(root: Path) -> None:
+    stored = root / "default" / "latin.yaml"
+    stored.parent.mkdir(parents=True)
+    document = task_doc("latin", command={"args": ["echo", "café"]})
+    text = yaml.safe_dump(document, sort_keys=False, allow_unicode=True)
+    stored.write_bytes(text.encode("latin-1"))  # written by something else than crontask
+    files = ApiTaskFiles(root)
+    loaded = files.load()["default/latin"]
+    assert isinstance(loaded, UnreadableText)
+    assert loaded.reason == (
+        f"the stored file {stored} is not UTF-8 (byte 0xe9): not read"
+        " (PUT or DELETE the task to replace it)"
+    )
+    version = files.version("default/latin")
+    stored.write_bytes(text.replace("café", "cafè").encode("latin-1"))
+    assert files.version("default/latin") != version  # a change of the bytes is seen
+
+
 class Unfaithful(ApiTaskFiles):
     """Files whose tasks naming ``poison`` do not read back (as a dump the reader cannot take
     would not): the write path must not leave them behind."""
