@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Collection
 from typing import Any, Final
 
 from fastapi import APIRouter, FastAPI, HTTPException, Request, Response
@@ -32,6 +33,7 @@ from reconciler.api import (
 )
 from reconciler.api.admission import UNQUEUED, Admission
 from reconciler.api.auth import PUBLIC, REQUIRED_ROLE_KEY, AuthConfig, RequiredRole, role_extra
+from reconciler.api.hosts import LoopbackHosts
 from reconciler.api.models import CRONTASK_SCHEMA_REF, HealthOut, ReadinessOut, ReadinessProblem
 from reconciler.api.problems import PROBLEM_MEDIA_TYPE, Problem
 from reconciler.api.routing import (
@@ -71,9 +73,11 @@ def create_app(
     auth: AuthConfig | None,
     metrics: Metrics,
     webhook_secret: bytes | None = None,
+    hosts: Collection[str] | None = None,
 ) -> FastAPI:
     """The API over ``runtime``. ``auth=None`` leaves every route open (loopback use only:
-    see :func:`reconciler.api.auth.check_listen`)."""
+    see :func:`reconciler.api.auth.check_listen`). ``hosts``: answer only requests whose
+    ``Host`` is a loopback name or one of these (see ``hosts.py``); None: any."""
     metrics_role: RequiredRole = (
         "viewer" if auth is not None and auth.metrics_require_auth else PUBLIC
     )
@@ -103,6 +107,8 @@ def create_app(
     )
     problems.install(app)
     app.add_middleware(Admission, busy=_busy)  # inside RequestLog: a refusal is logged too
+    if hosts is not None:  # before a request takes an admission slot, and logged
+        app.add_middleware(LoopbackHosts, also=hosts)
     app.add_middleware(RequestLog)
 
     def openapi() -> dict[str, Any]:

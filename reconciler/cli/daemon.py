@@ -16,6 +16,7 @@ import uvicorn
 from reconciler import logs, web
 from reconciler.api.app import create_app
 from reconciler.api.auth import AuthConfig, AuthConfigError, check_listen, is_loopback
+from reconciler.api.hosts import external_host
 from reconciler.cli.collector import start_up_collector
 from reconciler.cli.main_helpers import existing_paths
 from reconciler.controller.cluster import Timing
@@ -174,7 +175,14 @@ def http_server(args: argparse.Namespace) -> HttpServer:
         raise SystemExit(f"crontask: cannot listen on {args.listen}: {err.strerror}") from None
 
     async def serve_http(runtime: RuntimeView, metrics: Metrics, stop: asyncio.Event) -> None:
-        app = create_app(runtime, auth=auth, metrics=metrics, webhook_secret=webhook_secret)
+        # Without auth the loopback address is the only fence: a page that rebinds its own name
+        # to it must not pass as this server's caller (api/hosts.py).
+        hosts = None
+        if auth is None and is_loopback(host):
+            hosts = [name] if (name := external_host(args.external_url)) else []
+        app = create_app(
+            runtime, auth=auth, metrics=metrics, webhook_secret=webhook_secret, hosts=hosts
+        )
         web.install(app)  # the status page at /
         config = uvicorn.Config(
             app,

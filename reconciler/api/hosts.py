@@ -1,0 +1,94 @@
+"""Which ``Host`` an API without authentication answers: its own loopback names, no other.
+
+Without ``--auth-config`` crontask serves only on loopback, and every caller is the anonymous
+admin: the address is the only thing that keeps strangers out. A web page can get past it in a
+browser by DNS rebinding: its own name is made to resolve to 127.0.0.1, and the page's
+requests then reach crontask as same-origin requests to ``attacker.example:8080``, able to read
+the answers, create a command task and run it. What tells them apart is the ``Host`` header,
+which the browser fills with the page's name: such a request is answered ``421`` (the request
+was not meant for this server) before anything else runs. ``--external-url``'s host is
+answered too, as the name a proxy on the same machine forwards with.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+from collections.abc import Collection
+from typing import Final
+from urllib.parse import urlsplit
+
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from reconciler.api import problems
+from reconciler.logs import bounded
+
+MISDIRECTED: Final = 421
+_SHOWN: Final = 100  # of a Host header in the answer
+
+
+def host_name(header: str) -> str:
+    """The name or address of a ``Host`` header, without its port; lowercase, without the
+    trailing dot of a fully qualified name."""
+    if header.startswith("["):  # [::1]:8080
+        name = header[1:].partition("]")[0]
+    else:
+        name = header.rpartition(":")[0] if header.count(":") == 1 else header
+    return name.lower().rstrip(".")
+
+
+def is_loopback_name(name: str) -> bool:
+    if name == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
+def external_host(url: str | None) -> str | None:
+    """The host of ``--external-url``, as :func:`host_name` gives a header's."""
+    if not url:
+        return None
+    name = urlsplit(url).hostname
+    return None if name is None else name.lower().rstrip(".")
+
+
+class LoopbackHosts:
+    """Answer ``421`` to a request whose ``Host`` names neither a loopback address nor one of
+    ``also`` (see the module). A request without ``Host`` (HTTP/1.0) came from no browser page."""
+
+    def __init__(self, app: ASGIApp, also: Collection[str] = ()) -> None:
+        self.app = app
+        self.also = frozenset(also)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            header = next((v for k, v in scope.get("headers", ()) if k == b"host"), None)
+            if header is not None:
+                name = host_name(header.decode("latin-1"))
+                if not is_loopback_name(name) and name not in self.also:
+                    await _refuse(send, header.decode("latin-1"), str(scope.get("path", "")))
+                    return
+        await self.app(scope, receive, send)
+
+
+async def _refuse(send: Send, header: str, path: str) -> None:
+    detail = (
+        f"this server answers only requests addressed to it by a loopback name, not to "
+        f"{bounded(header, _SHOWN)!r}: without --auth-config, another name could be a web page "
+        "that made its own name resolve here (DNS rebinding). Call it as 127.0.0.1 or "
+        "localhost, name the host a proxy forwards with in --external-url, or configure auth."
+    )
+    body = json.dumps(problems.problem_body(MISDIRECTED, detail, path)).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": MISDIRECTED,
+            "headers": [
+                (b"content-type", problems.PROBLEM_MEDIA_TYPE.encode()),
+                (b"content-length", str(len(body)).encode()),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})

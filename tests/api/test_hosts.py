@@ -1,0 +1,117 @@
+"""DNS rebinding: without auth, the real ``crontask run`` answers only its own loopback names.
+
+A web page whose name was made to resolve to 127.0.0.1 reaches the API in a browser as a
+same-origin page: its requests carry ``Host: <its name>``. Before this check, such a page read
+the status page's form token, created a command task and ran it (as root, in the review that
+found it). Requests go through ``http.client``, which sends the ``Host`` header as given.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import http.client
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from reconciler.api.hosts import host_name, is_loopback_name
+from tests.e2e.conftest import Crontask
+
+pytestmark = pytest.mark.e2e
+
+TOKEN = "operator-token-0123456789"  # noqa: S105
+EXTERNAL = "crontask.example.com"
+TASK = {
+    "apiVersion": "crontask.dev/v1alpha1",
+    "kind": "CronTask",
+    "metadata": {"name": "rebound", "namespace": "default"},
+    "spec": {"schedule": "0 0 1 1 *", "command": {"args": ["id"]}},
+}
+
+
+@pytest.mark.parametrize(
+    ("header", "name", "loopback"),
+    [
+        ("127.0.0.1:8080", "127.0.0.1", True),
+        ("127.3.4.5", "127.3.4.5", True),
+        ("localhost:8080", "localhost", True),
+        ("LocalHost.:8080", "localhost", True),
+        ("[::1]:8080", "::1", True),
+        ("[::1]", "::1", True),
+        ("::1", "::1", True),
+        ("attacker.example:8080", "attacker.example", False),
+        ("localhost.attacker.example", "localhost.attacker.example", False),
+        ("127.0.0.1.attacker.example:80", "127.0.0.1.attacker.example", False),
+        ("[::ffff:192.0.2.1]:80", "::ffff:192.0.2.1", False),
+        ("", "", False),
+    ],
+)
+def test_host_names(header: str, name: str, loopback: bool) -> None:
+    assert host_name(header) == name
+    assert is_loopback_name(name) is loopback
+
+
+def send(app: Crontask, method: str, path: str, host: str, body: object = None) -> int:
+    conn = http.client.HTTPConnection("127.0.0.1", app.port, timeout=20)
+    try:
+        headers = {"Host": host}
+        data = None
+        if body is not None:
+            data = json.dumps(body).encode()
+            headers["Content-Type"] = "application/json"
+        conn.request(method, path, body=data, headers=headers)
+        response = conn.getresponse()
+        response.read()
+        return response.status
+    finally:
+        conn.close()
+
+
+def start(tmp_path: Path, *extra: str) -> Crontask:
+    tasks = tmp_path / "tasks"
+    tasks.mkdir(parents=True, exist_ok=True)
+    return Crontask(tmp_path, tasks, list(extra)).start()
+
+
+@pytest.fixture
+def open_app(tmp_path: Path) -> Iterator[Crontask]:
+    app = start(tmp_path, "--external-url", f"https://{EXTERNAL}:8443/crontask")
+    yield app
+    app.stop()
+
+
+def test_without_auth_a_request_for_another_host_is_misdirected(open_app: Crontask) -> None:
+    rebound = f"attacker.example:{open_app.port}"
+    assert send(open_app, "GET", "/", rebound) == 421
+    assert send(open_app, "GET", "/api/v1/tasks", rebound) == 421
+    assert send(open_app, "POST", "/api/v1/tasks", rebound, TASK) == 421
+    assert send(open_app, "POST", "/api/v1/tasks/default/rebound/runs", rebound) == 421
+    assert not (open_app.state / "api-tasks" / "default" / "rebound.yaml").exists()
+    assert "path=/api/v1/tasks status=421" in open_app.log()  # refused, and logged
+
+
+@pytest.mark.parametrize(
+    "host",
+    ["127.0.0.1:{port}", "localhost:{port}", "LOCALHOST.:{port}", "[::1]:{port}", EXTERNAL],
+)
+def test_without_auth_its_own_names_are_answered(open_app: Crontask, host: str) -> None:
+    assert send(open_app, "GET", "/api/v1/tasks", host.format(port=open_app.port)) == 200
+
+
+def test_the_loopback_names_can_still_create_and_run(open_app: Crontask) -> None:
+    own = f"127.0.0.1:{open_app.port}"
+    assert send(open_app, "POST", "/api/v1/tasks", own, TASK) == 201
+    assert send(open_app, "POST", "/api/v1/tasks/default/rebound/runs", own) == 202
+
+
+def test_with_auth_the_host_is_not_what_keeps_callers_out(tmp_path: Path) -> None:
+    digest = hashlib.sha256(TOKEN.encode()).hexdigest()
+    config = tmp_path / "auth.yaml"
+    config.write_text(f"tokens:\n  - {{name: ops, sha256: '{digest}', role: operator}}\n")
+    app = start(tmp_path, "--auth-config", str(config))
+    try:
+        assert send(app, "GET", "/api/v1/tasks", "attacker.example") == 401
+    finally:
+        app.stop()
