@@ -56,6 +56,9 @@ class Role(enum.StrEnum):
 
 _RANKS: Final = {Role.VIEWER: 1, Role.OPERATOR: 2, Role.ADMIN: 3}
 
+# An auth file is a few lines per token: a bound on what is read, whatever the path names.
+MAX_CONFIG_BYTES: Final = 1 << 20
+
 PUBLIC: Final = "public"
 """The ``x-required-role`` of a route anyone may call (health, readiness)."""
 
@@ -184,11 +187,20 @@ class AuthConfig:
         """
         path = Path(path)
         try:
-            raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+            with path.open("rb") as handle:
+                data = handle.read(MAX_CONFIG_BYTES + 1)
         except OSError as exc:
             raise AuthConfigError(f"{path}: cannot read: {exc.strerror or exc}") from exc
+        if len(data) > MAX_CONFIG_BYTES:
+            raise AuthConfigError(f"{path}: larger than {MAX_CONFIG_BYTES} bytes: not read")
+        try:
+            raw = yaml.safe_load(data.decode("utf-8"))
+        except UnicodeDecodeError as exc:
+            raise AuthConfigError(f"{path}: not UTF-8 (byte {exc.start})") from None
         except yaml.YAMLError as exc:
             raise AuthConfigError(f"{path}: not valid YAML: {exc}") from exc
+        except RecursionError:  # PyYAML composes nesting by recursion: thousands of "["
+            raise AuthConfigError(f"{path}: nested too deeply to be an auth file") from None
         return cls.from_mapping(raw, source=str(path), base=path.parent)
 
     @classmethod

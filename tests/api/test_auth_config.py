@@ -51,6 +51,24 @@ def test_rejects_with_file_and_key(tmp_path: Path, text: str, message: str) -> N
     assert message in str(info.value)
 
 
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (b"[" * 5000 + b"]" * 5000, "nested too deeply to be an auth file"),
+        (b"tokens: []\n" + b"#" * (1 << 20), "larger than 1048576 bytes: not read"),
+        (b"tokens: [\xff]\n", "not UTF-8 (byte 9)"),
+    ],
+)
+def test_a_hostile_file_is_one_error_not_a_traceback(
+    tmp_path: Path, data: bytes, message: str
+) -> None:
+    path = tmp_path / "auth.yaml"
+    path.write_bytes(data)
+    with pytest.raises(AuthConfigError) as info:
+        AuthConfig.load(path)
+    assert str(info.value) == f"{path}: {message}"
+
+
 def test_short_hmac_secret_is_refused(tmp_path: Path) -> None:
     (tmp_path / "s").write_text("short")
     path = tmp_path / "auth.yaml"
