@@ -183,7 +183,9 @@ def http_server(args: argparse.Namespace) -> HttpServer:
         app = create_app(
             runtime, auth=auth, metrics=metrics, webhook_secret=webhook_secret, hosts=hosts
         )
-        web.install(app)  # the status page at /
+        external = str(args.external_url or "")
+        session = web.Session(secure_cookie=external.lower().startswith("https://"))
+        web.install(app, session)  # the status page at /
         config = uvicorn.Config(
             app,
             host=host,

@@ -6,10 +6,12 @@ only), and every caller is the anonymous admin.
 With it, a person signs in at ``/login`` with a token or a JWT, as an API client would send it.
 The credential is checked like a bearer token and kept in a cookie that is ``HttpOnly``
 (no script reads it), ``SameSite=Strict`` (no other site's page sends it), ``Secure`` behind
-HTTPS, and expires after :data:`SESSION_SECONDS` (or with the JWT). Each request checks it again
-with the auth file, exactly as the API checks a bearer token: roles, JWT expiry and a token
-removed from the file take effect at once, on every replica and across restarts, as Argo CD
-does with its token cookie. The credential is never logged.
+HTTPS (or when ``--external-url`` is ``https://``), and expires after :data:`SESSION_SECONDS`
+(or with the JWT). Each request checks it again with the auth file, exactly as the API checks
+a bearer token: roles, JWT expiry and a token removed from the file take effect at once, on
+every replica and across restarts, as Argo CD does with its token cookie. Signing out removes
+the cookie from the browser; a copy of it is the credential itself, valid as long as that is.
+The credential is never logged.
 
 Every ``POST`` of the page is CSRF-safe, on three counts: the cookie is ``SameSite=Strict``;
 a cross-site ``Origin`` or ``Sec-Fetch-Site`` is refused; and the form carries a token that
@@ -60,8 +62,15 @@ _CSRF_CONTEXT: Final = b"crontask page csrf v1"
 class Session:
     """The page's view of authentication (one per app)."""
 
-    def __init__(self, secret: bytes | None = None) -> None:
+    def __init__(self, secret: bytes | None = None, *, secure_cookie: bool = False) -> None:
         self._secret = secret or secrets.token_bytes(32)
+        # People reach the page over HTTPS (--external-url https://...) through a proxy that
+        # crontask does not take X-Forwarded-Proto from (uvicorn trusts only 127.0.0.1's):
+        # the request looks like plain HTTP, and the cookie must be Secure all the same.
+        self.secure_cookie = secure_cookie
+
+    def secure(self, request: Request) -> bool:
+        return self.secure_cookie or request.url.scheme == "https"
 
     def auth(self, request: Request) -> AuthConfig | None:
         return context(request).auth
@@ -170,13 +179,17 @@ def set_session(response: Response, request: Request, credential: str) -> None:
         path="/",
         httponly=True,
         samesite="strict",
-        secure=request.url.scheme == "https",
+        secure=session_of(request).secure(request),
     )
 
 
 def clear_session(response: Response, request: Request) -> None:
     response.delete_cookie(
-        COOKIE, path="/", httponly=True, samesite="strict", secure=request.url.scheme == "https"
+        COOKIE,
+        path="/",
+        httponly=True,
+        samesite="strict",
+        secure=session_of(request).secure(request),
     )
 
 

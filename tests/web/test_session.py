@@ -6,12 +6,14 @@ import re
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from reconciler.api.auth import AuthConfig, Role
 from reconciler.web.session import COOKIE, local_path, session_seconds
 from tests.api.conftest import STATIC_TOKENS, TestClient, make_jwt, write_auth
 from tests.api.fakes import FakeRuntime
+from tests.e2e.conftest import Crontask
 from tests.web.conftest import PageFactory
 
 
@@ -169,3 +171,30 @@ def test_sign_in_is_not_needed_without_auth(page: TestClient) -> None:
     assert response.status_code == 303
     assert response.headers["location"] == "/sources"
     assert "open (loopback)" in page.get("/").text
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize(
+    ("external", "secure"), [("https://ops.example/crontask", True), ("", False)]
+)
+def test_the_cookie_is_secure_when_people_reach_the_page_over_https(
+    tmp_path: Path, external: str, secure: bool
+) -> None:
+    # A proxy terminating TLS on another machine forwards plain HTTP (and crontask trusts
+    # X-Forwarded-Proto from 127.0.0.1 only): --external-url says the page is reached by HTTPS.
+    tasks = tmp_path / "tasks"
+    tasks.mkdir()
+    extra = ["--auth-config", str(write_auth(tmp_path))]
+    extra += ["--external-url", external] if external else []
+    app = Crontask(tmp_path, tasks, extra).start()
+    try:
+        response = httpx.post(
+            f"{app.server}/login",
+            data={"token": STATIC_TOKENS[Role.VIEWER], "next": "/"},
+            timeout=20,
+        )
+    finally:
+        app.stop()
+    assert response.status_code == 303
+    attributes = [part.strip() for part in response.headers["set-cookie"].split(";")]
+    assert ("Secure" in attributes) is secure
