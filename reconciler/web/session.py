@@ -103,8 +103,10 @@ class Session:
 
     def csrf_token(self, request: Request) -> str:
         credential = self.credential(request) if self.auth(request) is not None else None
-        key = hashlib.sha256(credential.encode()).digest() if credential else self._secret
-        return hmac.new(key, _CSRF_CONTEXT, hashlib.sha256).hexdigest()
+        # Keyed by the credential itself, so that every replica derives the same token; not by
+        # its bare SHA-256, which is what the auth file lists for anyone who can read it.
+        key = hmac.digest(credential.encode(), _CSRF_CONTEXT, "sha256") if credential else None
+        return hmac.new(key or self._secret, _CSRF_CONTEXT, hashlib.sha256).hexdigest()
 
     async def check_post(self, request: Request) -> None:
         """A 403 unless the POST comes from a page of this origin with the right token."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -110,6 +112,14 @@ def test_the_form_token_is_the_sessions_own(guarded: TestClient, make_page: Page
     admin_token = csrf_of(guarded.get("/").text)
     assert operator_token != admin_token
     assert guarded.post("/tasks/ops/flaky/run", data={"csrf": operator_token}).status_code == 403
+
+
+def test_the_form_token_cannot_be_made_from_the_auth_file(guarded: TestClient) -> None:
+    token = STATIC_TOKENS[Role.OPERATOR]
+    sign_in(guarded, token)
+    listed = hashlib.sha256(token.encode()).digest()  # what auth.yaml holds for this token
+    made = hmac.new(listed, b"crontask page csrf v1", hashlib.sha256).hexdigest()
+    assert csrf_of(guarded.get("/").text) != made
 
 
 def test_a_jwt_signs_in_until_it_expires(guarded: TestClient) -> None:
