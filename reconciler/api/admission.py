@@ -13,6 +13,11 @@ Probes (``/healthz``, ``/readyz``) are never queued: a liveness check must not f
 the API is busy. (Measured and left out: ``MALLOC_ARENA_MAX=2``, glibc's trim and mmap
 thresholds and ``malloc_trim`` after a burst changed nothing; what stayed was what the waiting
 requests had built, and they no longer build it. ``bench/api_bench.py flood`` measures it.)
+
+A request inside reads its body within :data:`BODY_SECONDS` of its first read, or is answered
+408 and its connection closed: the body is read after admission (FastAPI reads it before any
+dependency, so before authentication), and a few strangers trickling bodies would otherwise
+hold every place inside for as long as they keep their sockets open.
 """
 
 from __future__ import annotations
@@ -21,11 +26,14 @@ import asyncio
 from collections.abc import Callable
 from typing import Final
 
-from starlette.types import ASGIApp, Receive, Scope, Send
+from fastapi import HTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 MAX_ACTIVE: Final = 16
 MAX_WAITING: Final = 4096
 WAIT_SECONDS: Final = 30.0
+BODY_SECONDS: Final = 10.0  # a 1 MiB body at 100 KB/s
+SLOW_BODY: Final = "the request body did not arrive in time"
 UNQUEUED: Final = frozenset({"/healthz", "/readyz"})
 
 
@@ -44,12 +52,14 @@ class Admission:
         max_active: int = MAX_ACTIVE,
         max_waiting: int = MAX_WAITING,
         wait_seconds: float = WAIT_SECONDS,
+        body_seconds: float = BODY_SECONDS,
     ) -> None:
         self.app = app
         self.busy = busy
         self.max_active = max_active
         self.max_waiting = max_waiting
         self.wait_seconds = wait_seconds
+        self.body_seconds = body_seconds
         self.active = 0
         self.waiting = 0
         self._room: asyncio.Semaphore | None = None  # made on the loop that serves
@@ -64,9 +74,31 @@ class Admission:
             await self.busy(scope, receive, send)  # type: ignore[misc]
             return
         try:
-            await self.app(scope, receive, send)
+            await self.app(scope, self._timed(receive), send)
         finally:
             self._leave()
+
+    def _timed(self, receive: Receive) -> Receive:
+        """``receive`` with one deadline over the whole body; a late body is a 408 (FastAPI
+        passes an HTTPException raised while it reads through to the problem handler)."""
+        deadline: float | None = None
+        complete = False
+
+        async def timed() -> Message:
+            nonlocal deadline, complete
+            if complete:  # after the body only a disconnect comes, whenever it comes
+                return await receive()
+            loop = asyncio.get_running_loop()
+            if deadline is None:
+                deadline = loop.time() + self.body_seconds
+            try:
+                message = await asyncio.wait_for(receive(), max(deadline - loop.time(), 0))
+            except TimeoutError:
+                raise HTTPException(408, SLOW_BODY, headers={"Connection": "close"}) from None
+            complete = message["type"] != "http.request" or not message.get("more_body", False)
+            return message
+
+        return timed
 
     async def _enter(self) -> None:
         if self._room is None:

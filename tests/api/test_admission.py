@@ -7,6 +7,9 @@ import asyncio
 from collections.abc import MutableMapping
 from typing import Any
 
+import pytest
+from fastapi import HTTPException
+
 from reconciler.api.admission import Admission
 from reconciler.api.app import _busy
 from tests.api.conftest import AppFactory, TestClient
@@ -115,3 +118,38 @@ def test_the_app_serves_through_admission(make_app: AppFactory) -> None:
     with TestClient(make_app()) as client:
         for _ in range(3):
             assert client.get("/api/v1/tasks").status_code == 200
+
+
+def test_a_body_has_one_deadline_and_a_disconnect_none() -> None:
+    """The deadline covers the body only: once it is in, waiting for a disconnect (as a
+    streamed answer does) is not cut short."""
+    chunks = [{"type": "http.request", "body": b"a", "more_body": True}]
+    more = asyncio.Event()
+
+    async def receive() -> dict[str, Any]:
+        if chunks:
+            return chunks.pop(0)
+        await more.wait()  # the rest of the body, or the disconnect, comes late
+        return {"type": "http.disconnect"}
+
+    async def reader(scope: Any, receive: Any, send: Any) -> None:
+        await receive()
+        await receive()
+
+    async def scenario() -> None:
+        admission = Admission(reader, _busy, body_seconds=0.05)
+        scope = {"type": "http", "path": "/login", "method": "POST", "headers": []}
+        with pytest.raises(HTTPException) as late:
+            await admission(scope, receive, _ignore)
+        assert (late.value.status_code, late.value.headers) == (408, {"Connection": "close"})
+        assert admission.active == 0  # its place is free again
+
+        chunks.append({"type": "http.request", "body": b"a", "more_body": False})
+        asyncio.get_running_loop().call_later(0.1, more.set)  # after the body's deadline
+        await Admission(reader, _busy, body_seconds=0.05)(scope, receive, _ignore)
+
+    asyncio.run(scenario())
+
+
+async def _ignore(message: Any) -> None:
+    pass
