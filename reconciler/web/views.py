@@ -4,7 +4,8 @@ timelines. The templates only lay these out.
 Everything is read through the ``RuntimeView`` (tasks, sources, ``runtime.store`` for runs),
 never from the controller's objects, so the page shows what the API shows. Reads are bounded:
 a list page holds at most :data:`PAGE_SIZE` tasks, a strip the last :data:`STRIP` runs of
-each, a history page :data:`HISTORY_PAGE` attempts, a timeline :data:`TIMELINE_MAX` runs.
+each, a history page :data:`HISTORY_PAGE` attempts, a timeline :data:`TIMELINE_MAX` runs, and a
+filtered list reads at most :data:`SCAN_MAX` tasks per page.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from typing import Final, Literal
 from zoneinfo import ZoneInfo
 
 from reconciler.controller.view import RuntimeView, SourceStatus, TaskQuery, TaskView
-from reconciler.core.runs import RunRecord, RunStatus
+from reconciler.core.runs import LastOutcomes, RunRecord, RunStatus
 from reconciler.core.schedule import ScheduleError, parse_schedule
 from reconciler.store.base import RunQuery
 
@@ -26,6 +27,7 @@ STRIP: Final = 20
 HISTORY_PAGE: Final = 50
 TIMELINE_MAX: Final = 1000
 SCAN_CHUNK: Final = 500  # tasks read at a time while a text or result filter scans
+SCAN_MAX: Final = 4 * SCAN_CHUNK  # then a page ends early, with a link to scan on
 TEXT_MAX: Final = 100
 
 State = Literal["ok", "failing", "error", "suspended", "running"]
@@ -120,6 +122,10 @@ def last_result(view: TaskView, runs: Sequence[RunRecord]) -> RunRecord | None:
 
 
 def badges_of(view: TaskView, last: RunRecord | None) -> tuple[State, ...]:
+    return _badges(view, failing=last is not None and last.status in FAILURES)
+
+
+def _badges(view: TaskView, *, failing: bool) -> tuple[State, ...]:
     found: list[State] = []
     if view.error:
         found.append("error")
@@ -127,7 +133,7 @@ def badges_of(view: TaskView, last: RunRecord | None) -> tuple[State, ...]:
         found.append("suspended")
     if view.running:
         found.append("running")
-    if last is not None and last.status in FAILURES:
+    if failing:
         found.append("failing")
     elif not view.error and not view.suspended:
         found.append("ok")
@@ -166,15 +172,21 @@ def matches_text(view: TaskView, text: str) -> bool:
 
 
 def task_page(
-    runtime: RuntimeView, filters: Filters, after: str | None, size: int = PAGE_SIZE
+    runtime: RuntimeView,
+    filters: Filters,
+    after: str | None,
+    size: int = PAGE_SIZE,
+    scan_max: int = SCAN_MAX,
 ) -> TaskPage:
     """One page of rows matching ``filters``, in key order, after the key ``after``.
 
     Namespace, source, and the definition states are filtered by the runtime; text and the
     run states (ok, failing, running) here, reading the tasks :data:`SCAN_CHUNK` at a time
-    until the page is full. Only the rows shown read their strips from the run store; the
-    scan decides ok/failing from the task's last run as the runtime holds it, and asks the
-    store only for a task whose last run it does not hold.
+    until the page is full or ``scan_max`` tasks were read (then the page continues after the
+    last task read, however few rows it has). Only the rows shown read their strips from the
+    run store; the scan decides ok/failing from the task's last run as the runtime holds it,
+    and for the tasks whose last run it does not hold, from one batched
+    ``RunStore.last_outcomes`` per chunk: never one store query per task.
     """
     base = TaskQuery(
         namespace=filters.namespace,
@@ -188,28 +200,58 @@ def task_page(
     scanned = 0
     while True:
         chunk = runtime.tasks(dataclasses.replace(base, after=cursor, limit=chunk_size))
+        outcomes = _outcomes(runtime, chunk, filters)
         for view in chunk:
             scanned += 1
             cursor = view.key
-            if not _wanted(runtime, view, filters):
+            if not _wanted(view, filters, outcomes):
                 continue
             if len(rows) == size:
                 return TaskPage(rows, rows[-1].view.key, scanned)
             rows.append(row_of(runtime, view))
         if len(chunk) < chunk_size:
             return TaskPage(rows, None, scanned)
+        if scanned >= scan_max:
+            return TaskPage(rows, cursor, scanned)
 
 
-def _wanted(runtime: RuntimeView, view: TaskView, filters: Filters) -> bool:
+def _held(view: TaskView) -> RunRecord | None:
+    """The task's last run as the runtime holds it, if it says how the task did."""
+    last = view.last_run
+    held = last is not None and last.status.finished and last.status is not RunStatus.SKIPPED
+    return last if held else None
+
+
+def _outcomes(
+    runtime: RuntimeView, chunk: Sequence[TaskView], filters: Filters
+) -> dict[str, LastOutcomes]:
+    """How the tasks of ``chunk`` whose last run the runtime does not hold last ended, as the
+    store knows it (a few queries for the whole chunk); empty when the filter needs none."""
+    if filters.state not in ("ok", "failing"):
+        return {}
+    unknown = [
+        view.key
+        for view in chunk
+        if _held(view) is None and (not filters.text or matches_text(view, filters.text))
+    ]
+    return runtime.store.last_outcomes(unknown) if unknown else {}
+
+
+def _wanted(view: TaskView, filters: Filters, outcomes: dict[str, LastOutcomes]) -> bool:
     if filters.text and not matches_text(view, filters.text):
         return False
     if filters.state == "running":
         return bool(view.running)
     if filters.state in ("ok", "failing"):
-        last = view.last_run
-        held = last is not None and last.status.finished and last.status is not RunStatus.SKIPPED
-        found = last if held else last_result(view, runs_of(runtime, view.key))
-        return filters.state in badges_of(view, found)
+        held = _held(view)
+        if held is not None:
+            return filters.state in badges_of(view, held)
+        # Not held: the newer of its last success and its last failure in the store, if any.
+        outcome = outcomes.get(view.key, LastOutcomes())
+        failing = outcome.failure is not None and (
+            outcome.success is None or outcome.failure > outcome.success
+        )
+        return filters.state in _badges(view, failing=failing)
     return True
 
 
