@@ -98,3 +98,7 @@ def test_a_page_that_read_its_share_of_tasks_offers_to_scan_on() -> None:
         following = client.get(f"/?state=failing&after={last_read}")
         assert following.status_code == 200
         assert keys(following.text) == []
+        # That page read its share and found nothing: it says so, and offers to look on.
+        assert f"No match among the {SCAN_MAX} tasks looked at on this page" in following.text
+        assert "next page »" in following.text
+        assert "No task matches these filters" not in following.text
