@@ -21,17 +21,22 @@ failed and ``ok`` after one that succeeded. Events:
   pass (those present at start-up are reported once).
 
 A task's state survives a restart: the first run of a task this process sees is compared with
-the task's previous run in the run store (``history``). With replicas, only a task's owner
-(``mine``) notifies about it; a definition error that names no task is reported by the owner
-of the empty key, one replica.
+the task's previous runs in the run store (``history``), failing since the first of the
+failures they end with (runs cut short by the shutdown left out). With replicas, only a
+task's owner (``mine``) notifies about it; a definition error that names no task is reported
+by the owner of the empty key, one replica.
 
 **Delivery.** A message is POSTed as JSON (``notify_payload``); ``generic-hmac`` adds
-``X-Signature: sha256=<hex HMAC-SHA256 of the body>``. 2xx is ``sent``; a connection error, a
-timeout, 429 or 5xx is retried (1 s, 2 s, 4 s, ... up to :data:`MAX_ATTEMPTS` attempts) and
-then ``failed``; another status is ``failed`` at once; a message that finds its receiver's
-queue full pushes out the oldest one (``dropped``). Each outcome is counted in
-``crontask_notifications_total{receiver,result}`` and logged with the receiver's name, never
-its URL or secret.
+``X-Signature: sha256=<hex HMAC-SHA256 of the body>``. Only the response's status is read,
+never its body, and each attempt has :data:`TIMEOUT_SECONDS` in all (connecting, sending,
+the status line and headers), so a receiver that answers slowly or endlessly holds neither
+memory nor its sender. 2xx is ``sent``; a connection error, a timeout, 429 or 5xx is retried
+(1 s, 2 s, 4 s, ... up to :data:`MAX_ATTEMPTS` attempts) and then ``failed``; another status,
+or any other error, is ``failed`` at once; a message that finds its receiver's queue full
+pushes out the oldest one (``dropped``). At shutdown the senders get :data:`SHUTDOWN_SECONDS`;
+then a delivery still under way is cancelled and what is left is ``dropped``. Each outcome is
+counted in ``crontask_notifications_total{receiver,result}`` and logged with the receiver's
+name, never its URL or secret.
 """
 
 from __future__ import annotations
@@ -59,7 +64,7 @@ FAILURES: Final = frozenset({RunStatus.FAILED, RunStatus.TIMED_OUT, RunStatus.IN
 INTAKE_MAX: Final = 10_000  # records waiting to be looked at
 QUEUE_MAX: Final = 1_000  # messages waiting per receiver
 MAX_ATTEMPTS: Final = 5
-TIMEOUT_SECONDS: Final = 10.0
+TIMEOUT_SECONDS: Final = 10.0  # one attempt, in all
 ERRORS_PER_MESSAGE: Final = 20
 SHUTDOWN_SECONDS: Final = 5.0  # what stopping gives the messages still queued
 SHUTDOWN_REASON: Final = "Shutdown"
@@ -105,6 +110,7 @@ class Notifier:
         page_url: str | None = None,
         clock: Clock = lambda: datetime.now(UTC),
         backoff: float = 1.0,
+        timeout: float = TIMEOUT_SECONDS,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self.notifications = notifications
@@ -115,6 +121,7 @@ class Notifier:
         self.page_url = page_url
         self.clock = clock
         self.backoff = backoff
+        self.timeout = timeout
         self.transport = transport
         self.receivers: dict[str, Receiver] = {r.name: r for r in self.config.receivers}
         self.queues: dict[str, collections.deque[Message]] = {
@@ -159,7 +166,7 @@ class Notifier:
     # -- deciding ----------------------------------------------------------------------------
 
     async def _consider(self, record: RunRecord) -> None:
-        if record.status is RunStatus.INTERRUPTED and record.reason == SHUTDOWN_REASON:
+        if _shut_down(record):
             return
         failure = record.status in FAILURES
         definition = self._tasks.get(record.task)
@@ -186,7 +193,8 @@ class Notifier:
             state.failing, state.since, state.last_sent = False, None, {}
 
     async def _remembered(self, record: RunRecord) -> _TaskState:
-        """The task's state before ``record``, from its previous run in the store."""
+        """The task's state before ``record``, from its previous runs in the store: failing
+        since the first of the failures that end the history read (as far as that goes)."""
         if self.history is None:
             return _TaskState(False, None)
         try:
@@ -197,16 +205,19 @@ class Notifier:
                 extra={"fields": {"task": record.task, "error": str(err)[:200]}},
             )
             return _TaskState(False, None)
+        since: datetime | None = None
+        failing = False
         for previous in runs:
-            if previous.id == record.id or previous.status in (
-                RunStatus.RUNNING,
-                RunStatus.SKIPPED,
+            if (
+                previous.id == record.id
+                or previous.status in (RunStatus.RUNNING, RunStatus.SKIPPED)
+                or _shut_down(previous)  # counts for nothing, as in _consider
             ):
                 continue
-            if previous.status in FAILURES:
-                return _TaskState(True, previous.finished_at)
-            return _TaskState(False, None)
-        return _TaskState(False, None)
+            if previous.status not in FAILURES:
+                break
+            failing, since = True, previous.finished_at or since
+        return _TaskState(failing, since)
 
     def _route(
         self,
@@ -301,7 +312,7 @@ class Notifier:
         self._woken = asyncio.Event()
         self._queued = {name: asyncio.Event() for name in self.receivers}
         async with httpx.AsyncClient(
-            timeout=TIMEOUT_SECONDS, follow_redirects=False, transport=self.transport
+            timeout=self.timeout, follow_redirects=False, transport=self.transport
         ) as client:
             senders = [
                 asyncio.create_task(self._sender(client, self.receivers[name], stop))
@@ -317,6 +328,11 @@ class Notifier:
                 await self._drain_intake()
                 for event in self._queued.values():
                     event.set()
+                # A sender stops by itself once its queue is empty or SHUTDOWN_SECONDS have
+                # passed, but only between deliveries: one under way is cancelled here.
+                _, late = await asyncio.wait(senders, timeout=SHUTDOWN_SECONDS)
+                for sender in late:
+                    sender.cancel()
                 await asyncio.gather(*senders, return_exceptions=True)
 
     async def _drain_intake(self) -> None:
@@ -351,17 +367,31 @@ class Notifier:
             if stop.is_set() and deadline is None:
                 deadline = loop.time() + SHUTDOWN_SECONDS
             if deadline is not None and loop.time() > deadline:
-                for message in queue:
-                    self.metrics.notified(message.receiver, "dropped")
-                log.warning(
-                    "notifications not delivered before shutdown",
-                    extra={"fields": {"receiver": receiver.name, "messages": len(queue)}},
-                )
-                queue.clear()
+                self._drop_at_shutdown(receiver, queue)
                 return
             message = queue.popleft()
-            result = await self._deliver(client, receiver, message, stop)
+            try:
+                result = await self._deliver(client, receiver, message, stop)
+            except asyncio.CancelledError:
+                queue.appendleft(message)
+                self._drop_at_shutdown(receiver, queue)
+                raise
+            except Exception as err:  # a bug must not end the sender: the queue would grow
+                log.error(
+                    "notification failed",
+                    extra={"fields": {"receiver": receiver.name, "error": type(err).__name__}},
+                )
+                result = "failed"
             self.metrics.notified(receiver.name, result)
+
+    def _drop_at_shutdown(self, receiver: Receiver, queue: collections.deque[Message]) -> None:
+        for message in queue:
+            self.metrics.notified(message.receiver, "dropped")
+        log.warning(
+            "notifications not delivered before shutdown",
+            extra={"fields": {"receiver": receiver.name, "messages": len(queue)}},
+        )
+        queue.clear()
 
     async def _deliver(
         self,
@@ -389,10 +419,17 @@ class Notifier:
                 log.error("notification failed", extra={"fields": {**fields, "error": str(err)}})
                 return "failed"
             try:
-                response = await client.post(url, content=body, headers=headers)
-                outcome, status = None, response.status_code
-            except httpx.HTTPError as err:
+                status, outcome = await self._post(client, url, body, headers), None
+            except (httpx.HTTPError, TimeoutError) as err:
                 outcome, status = type(err).__name__, None
+            except Exception as err:
+                # Not a failure of the receiver but of the request (a URL httpx cannot use):
+                # trying again cannot help. Only the type is logged: the text may quote the URL.
+                log.error(
+                    "notification failed",
+                    extra={"fields": {**fields, "attempt": attempt, "error": type(err).__name__}},
+                )
+                return "failed"
             if status is not None and 200 <= status < 300:
                 log.debug("notification sent", extra={"fields": {**fields, "status": status}})
                 return "sent"
@@ -404,6 +441,22 @@ class Notifier:
             log.info("notification not delivered; retrying", extra={"fields": said})
             await _first(stop, timeout=self.backoff * 2 ** (attempt - 1))
         return "failed"
+
+    async def _post(
+        self, client: httpx.AsyncClient, url: str, body: bytes, headers: dict[str, str]
+    ) -> int:
+        """The response's status. httpx's timeout is per read, so a receiver sending a byte
+        now and then would hold the attempt for ever: the deadline is for all of it. The
+        body is not read, so an endless one costs nothing (the connection is closed)."""
+        async with asyncio.timeout(self.timeout):
+            async with client.stream("POST", url, content=body, headers=headers) as response:
+                return response.status_code
+
+
+def _shut_down(record: RunRecord) -> bool:
+    """Whether ``record``'s run was interrupted by crontask's own shutdown (counts for
+    nothing: it says nothing about the task)."""
+    return record.status is RunStatus.INTERRUPTED and record.reason == SHUTDOWN_REASON
 
 
 def _retried(record: RunRecord, definition: Definition | None) -> bool:

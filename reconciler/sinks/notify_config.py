@@ -28,6 +28,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Annotated, Any, Final, Literal
 
+import httpx
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic import model_validator as _model_validator
@@ -159,12 +160,24 @@ class Notifications:
 
 
 def check_url(url: str) -> None:
-    """ValueError unless ``url`` is an http(s) URL of bounded length. The message does not
-    repeat the URL: a webhook's URL is often its secret (Slack's are)."""
+    """ValueError unless ``url`` is an http(s) URL of bounded length that httpx can send to
+    (a host, a port in 1-65535). The message does not repeat the URL: a webhook's URL is
+    often its secret (Slack's are)."""
     if len(url) > MAX_URL:
         raise ValueError(f"the URL is longer than {MAX_URL} characters")
     if not re.match(r"^https?://[^\s/?#]+", url) or any(c.isspace() for c in url):
         raise ValueError("the URL must start with http:// or https:// and hold no spaces")
+    # What the regular expression lets through may still be no URL to httpx (``[::1``,
+    # ``h:abc``) or one it fails on only when sending (``h:99999``): refused here, where the
+    # error has a place, not at each delivery. httpx's own message quotes the URL: not kept.
+    try:
+        parsed = httpx.URL(url)
+    except (httpx.InvalidURL, ValueError):
+        raise ValueError("the URL is not valid (its host or port cannot be read)") from None
+    if not parsed.host:
+        raise ValueError("the URL has no host")
+    if parsed.port is not None and not 1 <= parsed.port <= 65535:
+        raise ValueError("the URL's port must be between 1 and 65535")
 
 
 def parse_interval(value: Any) -> float:
@@ -260,7 +273,10 @@ def load(path: str | Path) -> Notifications:
 
 def parse(text: str, source: str, base: Path) -> Notifications:
     try:
+        _check_depth(text, source)
         node = yaml.compose(text, Loader=yaml.SafeLoader)
+    except RecursionError:  # _check_depth should make this impossible: still no traceback
+        raise NotificationConfigError(f"{source}:1:1: the file is too large or too deep") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{mark.line + 1}:{mark.column + 1}" if mark else "1:1"
@@ -280,6 +296,24 @@ def parse(text: str, source: str, base: Path) -> Notifications:
     notifications = Notifications(config, base)
     _check_references(notifications, builder, source)
     return notifications
+
+
+def _check_depth(text: str, source: str) -> None:
+    """NotificationConfigError at the first collection nested deeper than the builder reads.
+    PyYAML composes nodes recursively, so 5 000 nested ``[`` would end in a RecursionError;
+    its parser keeps a stack of its own, so its events can be counted first."""
+    depth = 0
+    for event in yaml.parse(text, Loader=yaml.SafeLoader):
+        if isinstance(event, yaml.CollectionStartEvent):
+            depth += 1
+            if depth > MAX_DEPTH + 1:  # the builder refuses what lies deeper anyway
+                mark = event.start_mark
+                where = f"{mark.line + 1}:{mark.column + 1}" if mark else "1:1"
+                raise NotificationConfigError(
+                    f"{source}:{where}: the file is too large or too deep"
+                )
+        elif isinstance(event, yaml.CollectionEndEvent):
+            depth -= 1
 
 
 def _describe(exc: ValidationError, builder: _Builder, source: str) -> str:

@@ -1,5 +1,6 @@
 """A real webhook receiver on 127.0.0.1 for the notification tests: it records each request,
-checks ``X-Signature`` against its secret, and can be told to fail the first requests."""
+checks ``X-Signature`` against its secret, and can be told to fail the first requests, or to
+answer in a hostile way (``answer``: :func:`slow_headers`, :class:`EndlessBody`)."""
 
 from __future__ import annotations
 
@@ -9,10 +10,50 @@ import hmac
 import json
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+
+# Writes the whole response itself; returns when ``closing`` is set, at the latest.
+Answer = Callable[[BaseHTTPRequestHandler, threading.Event], None]
+
+
+def slow_headers(interval: float) -> Answer:
+    """A status line, then one byte of a header every ``interval`` seconds, for ever."""
+
+    def answer(handler: BaseHTTPRequestHandler, closing: threading.Event) -> None:
+        try:
+            handler.wfile.write(b"HTTP/1.1 200 OK\r\nX-Slow: ")
+            while not closing.wait(interval):
+                handler.wfile.write(b"x")
+        except OSError:
+            pass  # the client has gone
+
+    return answer
+
+
+class EndlessBody:
+    """200 and a chunked body written as fast as the client takes it, until the client goes
+    away or ``cap`` bytes are written (a bound for the test, not for the client)."""
+
+    def __init__(self, cap: int) -> None:
+        self.cap = cap
+        self.written = 0
+        self.done = threading.Event()
+
+    def __call__(self, handler: BaseHTTPRequestHandler, closing: threading.Event) -> None:
+        chunk = b"x" * 65536
+        frame = b"%x\r\n" % len(chunk) + chunk + b"\r\n"
+        try:
+            handler.wfile.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+            while self.written < self.cap and not closing.is_set():
+                handler.wfile.write(frame)
+                self.written += len(frame)
+        except OSError:
+            pass  # the client has gone
+        finally:
+            self.done.set()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -33,6 +74,8 @@ class Receiver:
         self.received: list[Received] = []
         self.failures_left = 0
         self.fail_status = 500
+        self.answer: Answer | None = None
+        self.closing = threading.Event()
         self._lock = threading.Lock()
         receiver = self
 
@@ -54,6 +97,10 @@ class Receiver:
                     failing = receiver.failures_left > 0
                     if failing:
                         receiver.failures_left -= 1
+                if receiver.answer is not None:
+                    receiver.answer(self, receiver.closing)
+                    self.close_connection = True
+                    return
                 status = receiver.fail_status if failing else 200
                 if receiver.secret is not None and not signed:
                     status = 401
@@ -90,6 +137,7 @@ def receiving(secret: bytes | None = None) -> Iterator[Receiver]:
     try:
         yield receiver
     finally:
+        receiver.closing.set()
         receiver.server.shutdown()
         receiver.server.server_close()
         thread.join(5)

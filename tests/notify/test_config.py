@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -121,3 +123,48 @@ def test_hostile_files_are_bounded(tmp_path: Path) -> None:
     path.write_text("")
     with pytest.raises(NotificationConfigError, match="empty"):
         load(path)
+
+
+@pytest.mark.parametrize(
+    ("url", "says"),
+    [
+        ("http://127.0.0.1:99999/hook", "the URL's port must be between 1 and 65535"),
+        ("http://127.0.0.1:0/hook", "the URL's port must be between 1 and 65535"),
+        ("http://h:abc/hook", "the URL is not valid (its host or port cannot be read)"),
+        ("http://[::1/hook", "the URL is not valid (its host or port cannot be read)"),
+        ("http://:80/hook", "the URL has no host"),
+    ],
+)
+def test_a_url_httpx_cannot_send_to_is_refused_at_its_place(
+    tmp_path: Path, url: str, says: str
+) -> None:
+    old = "    url: https://hooks.slack.example/services/T0/B0/xyz"
+    with pytest.raises(NotificationConfigError) as caught:
+        load(write(tmp_path, GOOD.replace(old, f"    url: {url!r}")))
+    assert str(caught.value) == f"{tmp_path / 'notifications.yaml'}:8:10: receivers[1].url: {says}"
+    path = write(tmp_path, GOOD)
+    (tmp_path / "hook-url").write_text(url + "\n")  # and in a urlFile, read at each delivery
+    with pytest.raises(NotificationConfigError) as caught:
+        load(path)
+    assert str(caught.value) == f"{path}:4:14: receivers[0].urlFile: {says}"
+
+
+def test_a_deeply_nested_file_is_a_config_error_not_a_traceback(tmp_path: Path) -> None:
+    path = tmp_path / "deep.yaml"
+    path.write_text("receivers: " + "[" * 5000 + "]" * 5000 + "\n")
+    (tmp_path / "tasks").mkdir()
+    argv = ["run", "tasks", "--notifications", str(path), "--listen", "off"]
+    result = subprocess.run(
+        [sys.executable, "-m", "reconciler", *argv],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+        check=False,
+    )
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert result.stderr.splitlines() == [
+        "crontask: --notifications:",
+        f"{path}:1:32: the file is too large or too deep",
+    ]

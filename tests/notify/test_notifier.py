@@ -200,6 +200,59 @@ def test_the_state_survives_a_restart_through_the_history(tmp_path: Path) -> Non
     assert receiver.received[0].json["failingSince"] == (T0 - timedelta(seconds=59)).isoformat()
 
 
+@pytest.mark.parametrize(
+    ("after_restart", "expected"),
+    [(RunStatus.FAILED, ["failed"]), (RunStatus.SUCCEEDED, [])],
+)
+def test_a_run_interrupted_by_the_shutdown_before_a_restart_counts_for_nothing(
+    tmp_path: Path, after_restart: RunStatus, expected: list[str]
+) -> None:
+    before = [  # newest first: ok, then a run cut short by crontask's own shutdown
+        finished(RunStatus.INTERRUPTED, T0 - timedelta(minutes=1), reason=notify.SHUTDOWN_REASON),
+        finished(RunStatus.SUCCEEDED, T0 - timedelta(minutes=2)),
+    ]
+
+    def history(key: str) -> Sequence[RunRecord]:
+        return before
+
+    with receiving(SECRET) as receiver:
+        notifier = Notifier(config(tmp_path, receiver.url), metrics=Metrics(), history=history)
+
+        async def body() -> None:
+            notifier.on_run(finished(after_restart, T0))
+            while notifier.considered == 0:
+                await asyncio.sleep(0.01)
+
+        running(notifier, body)  # stopping delivers what is queued
+    assert receiver.events() == expected
+
+
+def test_failing_since_after_a_restart_is_the_first_of_the_failures(tmp_path: Path) -> None:
+    before = [  # newest first: failing since the run of T0 - 3 min (its end: 1 s later)
+        finished(RunStatus.FAILED, T0 - timedelta(minutes=1)),
+        finished(RunStatus.INTERRUPTED, T0 - timedelta(minutes=1, seconds=30), reason="Shutdown"),
+        finished(RunStatus.TIMED_OUT, T0 - timedelta(minutes=2)),
+        finished(RunStatus.FAILED, T0 - timedelta(minutes=3)),
+        finished(RunStatus.SUCCEEDED, T0 - timedelta(minutes=4)),
+        finished(RunStatus.FAILED, T0 - timedelta(minutes=5)),
+    ]
+
+    def history(key: str) -> Sequence[RunRecord]:
+        return before
+
+    with receiving(SECRET) as receiver:
+        notifier = Notifier(config(tmp_path, receiver.url), metrics=Metrics(), history=history)
+
+        async def body() -> None:
+            notifier.on_run(finished(RunStatus.SUCCEEDED, T0))
+            await until(receiver, 1)
+
+        running(notifier, body)
+    assert receiver.events() == ["recovered"]
+    since = T0 - timedelta(minutes=3) + timedelta(seconds=1)
+    assert receiver.received[0].json["failingSince"] == since.isoformat()
+
+
 def test_reminders_follow_the_repeat_interval(tmp_path: Path) -> None:
     route = "  - receiver: hook\n    events: [failed]\n    repeatInterval: 1h\n"
     clock = Clock()
