@@ -30,8 +30,8 @@ contracts: $(STAMP)
 pytest: $(STAMP)
 	$(BIN)/pytest $(PYTEST_ARGS)
 
-# The slow suites: the replica chaos test (minutes), the replicas killed with -9 that wait out
-# their lease (half a minute each), slow request bodies (10 s). CI runs them after `make test`.
+# The slow tests (about 5 min in all): replicas at work, killed or stopped, and faults or
+# deadlines waited out in real time (10 s to minutes each). CI runs them after `make test`.
 test-slow: $(STAMP)
 	$(BIN)/pytest -m slow $(PYTEST_ARGS)
 

@@ -61,6 +61,7 @@ def add_ticks(app: Crontask) -> None:
         )
 
 
+@pytest.mark.slow  # ten seconds of a command writing a gigabyte a second
 def test_a_gigabyte_of_output_a_second_holds_no_other_task_up(
     crontask: Callable[..., Crontask], tmp_path: Path
 ) -> None:

@@ -51,6 +51,7 @@ def ids(path: Path) -> set[str]:
     return {line.split()[0] for line in lines(path)}
 
 
+@pytest.mark.slow  # ten seconds of slots with the disk full or read-only
 def test_records_wait_for_the_disk_and_no_slot_is_lost(
     fault: DiskFault, crontask: Callable[..., Crontask], tmp_path: Path
 ) -> None:

@@ -62,6 +62,7 @@ def assert_every_slot(app: Crontask, key: str) -> None:
     assert not gaps, f"{key}: slots missing before {gaps}"
 
 
+@pytest.mark.slow  # waits out the git timeout and the back-off
 def test_a_hanging_remote_times_out_backs_off_and_keeps_the_tasks(
     stalling: StallingRemote, crontask: Callable[..., Crontask], repo: Repo, tmp_path: Path
 ) -> None:

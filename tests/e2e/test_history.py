@@ -118,6 +118,7 @@ def postgres() -> Iterator[Postgres]:
         shutil.rmtree(home, ignore_errors=True)
 
 
+@pytest.mark.slow  # ten seconds: PostgreSQL restarted under per-second runs
 @pytest.mark.postgres
 def test_postgres_restart_under_a_running_crontask_loses_no_record(
     crontask: Callable[..., Crontask], postgres: Postgres, tmp_path: Path

@@ -58,6 +58,7 @@ def members(replica: Replica, count: int) -> None:
     replica.wait_log(f'msg="replicas changed" members={count} ', timeout=40)
 
 
+@pytest.mark.slow  # half a minute of three replicas running per-second tasks
 def test_tasks_spread_over_three_replicas_and_each_slot_runs_once(
     cluster: Cluster, tmp_path: Path
 ) -> None:
@@ -141,6 +142,7 @@ def test_kill_9_moves_the_tasks_within_the_lease_and_marks_the_runs_interrupted(
     assert max(executed(out).values()) == 1
 
 
+@pytest.mark.slow  # 20 s: three replicas, one stopped and its tasks timed elsewhere
 def test_sigterm_hands_over_within_three_seconds(cluster: Cluster, tmp_path: Path) -> None:
     out = tmp_path / "out"
     write_tasks(cluster, out)
