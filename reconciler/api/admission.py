@@ -15,9 +15,11 @@ thresholds and ``malloc_trim`` after a burst changed nothing; what stayed was wh
 requests had built, and they no longer build it. ``bench/api_bench.py flood`` measures it.)
 
 A request inside reads its body within :data:`BODY_SECONDS` of its first read, or is answered
-408 and its connection closed: the body is read after admission (FastAPI reads it before any
-dependency, so before authentication), and a few strangers trickling bodies would otherwise
-hold every place inside for as long as they keep their sockets open.
+408 and its connection closed. A caller is known before the body is read, except on the routes
+anyone may call with a body (:data:`PUBLIC_BODIES`: signing in, and the git webhook, whose
+signature covers the body): strangers trickling bodies there could otherwise hold every place
+inside. Those routes also share :data:`MAX_PUBLIC_BODIES` places of their own, so that at
+worst they hold that many of the others' while their bodies run out of time.
 """
 
 from __future__ import annotations
@@ -35,6 +37,8 @@ WAIT_SECONDS: Final = 30.0
 BODY_SECONDS: Final = 10.0  # a 1 MiB body at 100 KB/s
 SLOW_BODY: Final = "the request body did not arrive in time"
 UNQUEUED: Final = frozenset({"/healthz", "/readyz"})
+PUBLIC_BODIES: Final = frozenset({"/login", "/api/v1/hooks/git"})
+MAX_PUBLIC_BODIES: Final = 4
 
 
 class Busy(Exception):
@@ -53,6 +57,7 @@ class Admission:
         max_waiting: int = MAX_WAITING,
         wait_seconds: float = WAIT_SECONDS,
         body_seconds: float = BODY_SECONDS,
+        max_public: int = MAX_PUBLIC_BODIES,
     ) -> None:
         self.app = app
         self.busy = busy
@@ -60,23 +65,36 @@ class Admission:
         self.max_waiting = max_waiting
         self.wait_seconds = wait_seconds
         self.body_seconds = body_seconds
+        self.max_public = max_public
         self.active = 0
         self.waiting = 0
-        self._room: asyncio.Semaphore | None = None  # made on the loop that serves
+        # Made on the loop that serves: the places inside, and those of PUBLIC_BODIES.
+        self._room: asyncio.Semaphore | None = None
+        self._public: asyncio.Semaphore | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope.get("path") in UNQUEUED:
             await self.app(scope, receive, send)
             return
+        if self._room is None or self._public is None:
+            self._room = asyncio.Semaphore(self.max_active)
+            self._public = asyncio.Semaphore(self.max_public)
+        gates = [self._public, self._room] if scope.get("path") in PUBLIC_BODIES else [self._room]
+        entered: list[asyncio.Semaphore] = []
         try:
-            await self._enter()
+            for gate in gates:
+                await self._enter(gate)
+                entered.append(gate)
         except Busy:
+            self._leave(entered)
             await self.busy(scope, receive, send)  # type: ignore[misc]
             return
+        self.active += 1
         try:
             await self.app(scope, self._timed(receive), send)
         finally:
-            self._leave()
+            self.active -= 1
+            self._leave(entered)
 
     def _timed(self, receive: Receive) -> Receive:
         """``receive`` with one deadline over the whole body; a late body is a 408 (FastAPI
@@ -100,21 +118,18 @@ class Admission:
 
         return timed
 
-    async def _enter(self) -> None:
-        if self._room is None:
-            self._room = asyncio.Semaphore(self.max_active)
-        if self._room.locked() and self.waiting >= self.max_waiting:
+    async def _enter(self, gate: asyncio.Semaphore) -> None:
+        if gate.locked() and self.waiting >= self.max_waiting:
             raise Busy
         self.waiting += 1
         try:
-            await asyncio.wait_for(self._room.acquire(), self.wait_seconds)
+            await asyncio.wait_for(gate.acquire(), self.wait_seconds)
         except TimeoutError:
             raise Busy from None
         finally:
             self.waiting -= 1
-        self.active += 1
 
-    def _leave(self) -> None:
-        assert self._room is not None
-        self.active -= 1
-        self._room.release()
+    @staticmethod
+    def _leave(entered: list[asyncio.Semaphore]) -> None:
+        for gate in entered:
+            gate.release()
