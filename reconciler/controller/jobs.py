@@ -37,7 +37,7 @@ from reconciler.controller.dispatch import Dispatcher
 from reconciler.controller.manager import Ready
 from reconciler.controller.reconcile import PassResult, Reconciler
 from reconciler.core.desired import Definition, DefinitionError
-from reconciler.core.jobs import finished, is_deleting, job_namespace, run_of
+from reconciler.core.jobs import finished, is_deleting, run_of
 from reconciler.core.runs import RunRecord
 from reconciler.core.status import ObjectRef
 from reconciler.runner.job import JobRunner
@@ -186,8 +186,9 @@ class JobSupervisor:
         for key in keys:
             definition = result.desired.tasks.get(key)
             if definition is not None and definition.task.spec.job is not None:
-                # The namespaces Jobs go to are watched before the first of them is created.
-                namespace = job_namespace(definition, self.runner.namespace)
+                # The namespaces Jobs go to are watched before the first of them is created,
+                # and the runner knows where each task's Jobs are before it adopts any.
+                namespace = self.runner.place(definition)
                 if not self.watch.watched(namespace):
                     self._spawn(self._watch(namespace))
         if result.resync:

@@ -23,7 +23,11 @@ Contract:
   run), :func:`outcome_of` turns a finished Job and its pods into a run's status, exit code,
   reason, message and :class:`~reconciler.core.runs.JobDetails`.
 - :func:`run_of` reads back, from a Job crontask created, the run it belongs to (None for a Job
-  that lacks the annotations: crontask never touches a Job it did not create).
+  that lacks the annotations, or whose run id is not one of its task's slots: crontask never
+  touches a Job it did not create). The annotations are anyone's to write, so
+  :func:`run_in` is what decides whether a Job is a task's: in the task's Job namespace, named
+  as :func:`job_name` names that run's attempt, and, for a task read from a CronTask, owned
+  (``controller``) by that very object (its uid).
 """
 
 from __future__ import annotations
@@ -37,7 +41,15 @@ from datetime import UTC, datetime
 from typing import Any, Final
 
 from reconciler.core.desired import Definition, SourceKind
-from reconciler.core.runs import ContainerResult, JobDetails, RunRecord, RunStatus, Trigger
+from reconciler.core.runs import (
+    ContainerResult,
+    JobDetails,
+    RunRecord,
+    RunStatus,
+    Trigger,
+    split_key,
+)
+from reconciler.core.runs import run_id as _run_id
 from reconciler.core.status import ObjectRef, parse_time, rfc3339
 
 PREFIX: Final = "crontask.dev/"
@@ -170,6 +182,8 @@ class JobRun:
 
 
 def run_of(job: Mapping[str, Any]) -> JobRun | None:
+    """The run the Job's annotations name; None if they are missing, or the run id is not a
+    slot of the task they name."""
     meta = job.get("metadata") or {}
     notes = meta.get("annotations") or {}
     labels = meta.get("labels") or {}
@@ -186,7 +200,33 @@ def run_of(job: Mapping[str, Any]) -> JobRun | None:
         trigger = Trigger(notes.get(TRIGGER_ANNOTATION) or "schedule")
     except ValueError:
         trigger = Trigger.SCHEDULE
-    return JobRun(task, run_id, int(attempt), _slot(task, run_id) or at, trigger)
+    slot = _slot(task, run_id)
+    if slot is None:
+        return None
+    return JobRun(task, run_id, int(attempt), slot, trigger)
+
+
+def run_in(
+    job: Mapping[str, Any], task: str, namespace: str, owner_uid: str | None = None
+) -> JobRun | None:
+    """The run of ``task`` that ``job`` is, if it can be one: None unless the Job is in
+    ``namespace`` (where the task's Jobs go), its run id is a slot of ``task``, its name is
+    the one :func:`job_name` gives that slot and attempt there, and (``owner_uid`` given: a
+    task read from a CronTask) its controller ownerReference is that object. Anyone who may
+    create a Job anywhere crontask watches can write the annotations; none of this."""
+    run = run_of(job)
+    meta = job.get("metadata") or {}
+    if run is None or run.task != task or meta.get("namespace") != namespace:
+        return None
+    qualified = namespace != split_key(task)[0]
+    if meta.get("name") != job_name(task, run.scheduled_at, run.attempt, qualified=qualified):
+        return None
+    if owner_uid is not None:
+        owners = meta.get("ownerReferences") or ()
+        controller = [o for o in owners if isinstance(o, dict) and o.get("controller") is True]
+        if [o.get("uid") for o in controller] != [owner_uid]:
+            return None
+    return run
 
 
 def _slot(task: str, run_id: str) -> datetime | None:
@@ -198,9 +238,11 @@ def _slot(task: str, run_id: str) -> datetime | None:
     stamp = run_id[len(prefix) : -1]
     for pattern in ("%Y%m%dT%H%M%S", "%Y%m%dT%H%M%S.%f"):
         try:
-            return datetime.strptime(stamp, pattern).replace(tzinfo=UTC)
+            slot = datetime.strptime(stamp, pattern).replace(tzinfo=UTC)
         except ValueError:
             continue
+        # Only the id crontask gives that slot (strptime takes "1" for "01", ".5" for ".500000").
+        return slot if _run_id(task, slot) == run_id else None
     return None
 
 

@@ -10,7 +10,9 @@ One attempt, in order:
    this run's id and attempt is this attempt's own Job (created before a restart, or by another
    replica for the same claim): it is adopted, never duplicated. A Job of that name that is not
    this run's fails the attempt (``JobNameTaken``) and is left alone. Transient API errors are
-   retried a few times (the name makes a retry safe); then the attempt fails (``JobCreateFailed``).
+   retried a few times (the name makes a retry safe); then the name is read once more (the API
+   server may have created the Job and failed to answer): this run's Job there is followed as
+   if the create had answered, else the attempt fails (``JobCreateFailed``).
 3. The record gets the Job's uid; the attempt follows the Job in the watch cache until it has a
    terminal condition, checking with a GET every ``verify_seconds`` (a lagging or broken watch
    never leaves it waiting forever, and a Job deleted meanwhile is noticed: ``JobDeleted``).
@@ -26,6 +28,11 @@ any other stop (``Replaced``) deletes the Job with ``propagationPolicy: Backgrou
 keeping its log, and the attempt fails with that reason. The cluster side is the
 :class:`JobCluster` protocol (``sources.kubernetes_jobs.JobWatch`` implements it), so this
 module imports no Kubernetes client.
+
+Which Jobs are a task's is decided here (:meth:`JobRunner.home`, ``core.jobs.run_in``), not by
+their annotations, which anyone who may create a Job where crontask watches can write: the
+Job must be in the task's Job namespace, carry the name of one of the task's slots and
+attempts, and, for a task read from a CronTask, be controlled by that object (its uid).
 """
 
 from __future__ import annotations
@@ -47,6 +54,7 @@ from reconciler.core.jobs import (
     latest_pod,
     main_container,
     outcome_of,
+    run_in,
     run_of,
     with_pod,
 )
@@ -59,6 +67,8 @@ log = logging.getLogger("crontask.runner")
 SHUTDOWN = "Shutdown"
 Progress = Callable[[RunRecord], Awaitable[None]]
 Job = dict[str, Any]
+Home = Callable[[str], tuple[str, str | None]]
+CONCLUDED_KEPT = 4096  # uids of Jobs this process saw end, kept to tell a stale cache from news
 
 
 class JobCluster(Protocol):
@@ -69,6 +79,11 @@ class JobCluster(Protocol):
     def cached(self, namespace: str, name: str) -> Job | None: ...
 
     def live(self, task: str) -> list[Job]: ...
+
+    def trust(self, home: Home) -> None:
+        """From now on, a Job is a task's only if ``core.jobs.run_in`` says so for the
+        namespace and owner uid ``home(task)`` gives."""
+        ...
 
     def when_changed(self, namespace: str, name: str) -> asyncio.Future[None]:
         """Set at the next change of the cached Job. It counts from this call, so a change
@@ -139,6 +154,7 @@ class JobRun:
                 return await self._stopping(self._reason)
             return await self._conclude(job)
         except _Gone:
+            self.runner.forget(self._uid)
             message = (
                 f"Job {self.where.name} in {self.where.namespace} was deleted before it "
                 "finished; its outcome is unknown"
@@ -184,8 +200,10 @@ class JobRun:
             except Exception as err:
                 status = getattr(err, "status", None)
                 transient = status is None or status in (409, 429) or status >= 500
-                if not transient or attempt == self.runner.create_attempts:
+                if not transient:
                     return failed("JobCreateFailed", f"Job {where.name}: {err}")
+                if attempt == self.runner.create_attempts:
+                    return await self._created_unanswered(err)
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._stopped.wait(), delay)
                 if self._reason is not None:
@@ -208,6 +226,27 @@ class JobRun:
                 )
             return job
         raise AssertionError("unreachable")  # the loop returns on its last attempt
+
+    async def _created_unanswered(self, err: Exception) -> Job | Outcome:
+        """The creates went unanswered: the API server may have made the Job all the same
+        (a timeout after the write). If this attempt's Job is there, it is followed as if the
+        create had answered; a retry would make a second Job of the run."""
+        where = self.where
+        failure = failed("JobCreateFailed", f"Job {where.name}: {err}")
+        try:
+            job = await self.runner.cluster.get(where.namespace, where.name)
+        except Exception:
+            return failure
+        run = run_of(job) if job is not None else None
+        if job is None or run is None:
+            return failure
+        if (run.run_id, run.attempt) != (self.record.id, self.record.attempt):
+            return failure
+        log.info(
+            "job created although its create went unanswered; following it",
+            extra={"fields": {"run": self.record.id, "job": where.name}},
+        )
+        return job
 
     async def _find(self) -> Job | Outcome:
         """Resume: the Job this record names, if it is still this run's."""
@@ -338,6 +377,7 @@ class JobRun:
         return output, pod, None
 
     async def _conclude(self, job: Job) -> Outcome:
+        self.runner.forget(self._uid)  # over: a watch cache that lags does not make it run again
         output, pod, error = await self._evidence(job)
         ended = outcome_of(job, pod, main=main_container(job), log_error=error)
         return Outcome(
@@ -374,21 +414,45 @@ class JobRunner:
         self.verify_seconds = verify_seconds
         self.create_attempts = create_attempts
         self.progress: Progress | None = None
-        # Jobs this process deleted (Replace): not "running" while the watch catches up.
-        self._deleted: OrderedDict[str, None] = OrderedDict()
+        # Jobs this process saw end, by a GET or the watch, or deleted (Replace): not
+        # "running" while a watch cache that lags still shows them so.
+        self._over: OrderedDict[str, None] = OrderedDict()
+        # Where each task's Jobs go, as its last definition seen here said (a task that is no
+        # CronTask): a removed task's stay, so that its Jobs are still found and cleaned up.
+        self._homes: dict[str, str] = {}
+        cluster.trust(self.home)
 
     async def announce(self, record: RunRecord) -> None:
         if self.progress is not None:
             await self.progress(record)
 
     def forget(self, uid: str | None) -> None:
+        """The Job of ``uid`` is over for this process (ended, or deleted)."""
         if uid:
-            self._deleted[uid] = None
-            while len(self._deleted) > 1024:
-                self._deleted.popitem(last=False)
+            self._over[uid] = None
+            self._over.move_to_end(uid)
+            while len(self._over) > CONCLUDED_KEPT:
+                self._over.popitem(last=False)
+
+    def home(self, task: str) -> tuple[str, str | None]:
+        """Where the Jobs of ``task`` are, and the uid of the CronTask that must control them
+        (None: a task from a folder, git or the API). A CronTask's Jobs are in its namespace;
+        the others' where its definition puts them (``place``), else ``--job-namespace``."""
+        owner = self.owner(task)
+        if owner is not None:
+            return owner.namespace, owner.uid or None
+        return self._homes.get(task, self.namespace), None
+
+    def place(self, definition: Definition) -> str:
+        """Learn (and return) where the Jobs of ``definition`` go. Each reconcile pass tells
+        the runner of every ``job`` task it settled, before anything is adopted or cleaned up,
+        so a task's Jobs in its own ``spec.job.namespace`` are found after a restart too."""
+        namespace = job_namespace(definition, self.namespace)
+        self._homes[definition.key] = namespace
+        return namespace
 
     def where(self, definition: Definition, record: RunRecord) -> JobDetails:
-        namespace = job_namespace(definition, self.namespace)
+        namespace = self.place(definition)
         qualified = namespace != definition.task.metadata.namespace
         return JobDetails(
             namespace,
@@ -407,10 +471,11 @@ class JobRunner:
     def running(self, task: str) -> list[RunRecord]:
         """The runs of ``task`` whose Jobs run in the cluster, as the Jobs tell them."""
         found = []
+        namespace, owner_uid = self.home(task)
         for job in self.cluster.live(task):
-            run = run_of(job)
+            run = run_in(job, task, namespace, owner_uid)
             meta = job.get("metadata") or {}
-            if run is None or meta.get("uid") in self._deleted:
+            if run is None or meta.get("uid") in self._over:
                 continue
             found.append(
                 RunRecord(

@@ -8,9 +8,12 @@ Contract:
   Informer`: bookmarks, 410 re-list, backoff, resync). One informer for the whole cluster
   (``namespaces=None``), or one per namespace Jobs go to, started on demand (:meth:`watch`).
 - Reads happen on the event loop, from the cache: :meth:`live` (the Jobs of a task that are
-  neither finished nor being deleted), :meth:`jobs_of`, :meth:`cached`. Changes reach the loop
-  (``call_soon_threadsafe``), where they wake :meth:`finished` waiters and call the listeners
-  (``subscribe``) with the keys of the tasks whose Jobs changed.
+  neither finished nor being deleted), :meth:`jobs_of`, :meth:`cached`. A Job is a task's
+  (:meth:`jobs_of`, :meth:`live`) only as the ``home`` given to :meth:`trust` says
+  (``core.jobs.run_in``: the task's Job namespace, the name of one of its slots, its
+  CronTask's uid), never by its annotations alone; before :meth:`trust`, no Job is. Changes
+  reach the loop (``call_soon_threadsafe``), where they wake :meth:`finished` waiters and call
+  the listeners (``subscribe``) with the keys of the tasks whose Jobs changed.
 - API calls (:meth:`create`, :meth:`get`, :meth:`delete`, :meth:`pods`, :meth:`log_tail`) run
   in a small thread pool of their own and never block the loop. They raise :class:`JobApiError`
   (with a one-line message) for what the API server refused or could not be reached for;
@@ -37,13 +40,14 @@ from typing import Any, TypeVar
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from reconciler.core.jobs import RUN_LABEL, finished, is_deleting, run_of
+from reconciler.core.jobs import RUN_LABEL, finished, is_deleting, run_in, run_of
 from reconciler.sources.kubernetes_watch import Informer, object_key
 
 log = logging.getLogger("crontask.sources")
 
 T = TypeVar("T")
 Listener = Callable[[set[str]], None]
+Home = Callable[[str], tuple[str, str | None]]
 
 CONTROLLER_UID = "batch.kubernetes.io/controller-uid"
 _TIMEOUT = (10, 60)
@@ -95,6 +99,7 @@ class JobWatch:
         self._task_of: dict[str, str] = {}  # job key -> task key
         self._waiters: dict[str, list[asyncio.Future[None]]] = {}
         self._listeners: list[Listener] = []
+        self._home: Home | None = None
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -220,9 +225,19 @@ class JobWatch:
         informer = self._informers.get(None if self._cluster_wide else namespace)
         return informer is not None and informer.synced
 
+    def trust(self, home: Home) -> None:
+        """``home(task)``: the namespace of the task's Jobs and the uid of the CronTask that
+        must control them (None: no owner to check)."""
+        self._home = home
+
     def jobs_of(self, task: str) -> list[dict[str, Any]]:
-        """Every cached Job of ``task``."""
-        return list(self._snapshot(self._by_task.get(task, ())).values())
+        """Every cached Job of ``task`` (see the module docstring: not every Job that says
+        it is)."""
+        if self._home is None:
+            return []
+        namespace, owner_uid = self._home(task)
+        jobs = self._snapshot(self._by_task.get(task, ())).values()
+        return [job for job in jobs if run_in(job, task, namespace, owner_uid) is not None]
 
     def tasks(self) -> set[str]:
         """The task keys that have Jobs in the cache."""

@@ -16,7 +16,7 @@ from kubernetes import client
 
 from reconciler.controller.dispatch import Dispatcher
 from reconciler.core.desired import Definition
-from reconciler.core.jobs import finished, job_manifest
+from reconciler.core.jobs import finished, job_manifest, job_name
 from reconciler.core.runs import JobDetails, RunRecord, RunStatus, Trigger, run_id
 from reconciler.runner.base import Actions, Outcome
 from reconciler.runner.job import JobRun, JobRunner
@@ -198,6 +198,41 @@ def test_transient_create_errors_are_retried_permanent_ones_fail() -> None:
         assert "403" in outcome.message
 
     play(body)
+
+
+class CreatedUnanswered(FakeCluster):
+    """An API server that makes the Job and then fails to answer the create, every time (a
+    client-side timeout after the write)."""
+
+    async def create(self, body: dict[str, Any]) -> tuple[dict[str, Any], bool]:
+        name = body["metadata"]["name"]
+        self.calls.append(("create", name))
+        if name not in self.jobs:
+            self.add(body)
+        raise ApiError("cannot create Job: ReadTimeoutError: read timed out")
+
+
+def test_a_job_made_although_no_create_was_answered_is_followed_not_made_again() -> None:
+    async def main() -> None:
+        cluster = CreatedUnanswered()
+        runner = JobRunner(cluster, namespace="default", verify_seconds=0.05, create_attempts=2)
+        running = asyncio.ensure_future(runner.attempt(job_task(), record()).run())
+        await until(lambda: NAME in cluster.jobs)
+        cluster.finish(NAME, log="ran once\n")
+        outcome = await asyncio.wait_for(running, 10)
+        assert (outcome.status, outcome.output) == (RunStatus.SUCCEEDED, "ran once\n")
+        assert ("get", NAME) in cluster.calls  # asked once the attempts ran out
+        # A Job of that name that is another run's is still not taken for this one.
+        later = record(at=T0.replace(minute=1))
+        name = job_name(KEY, later.scheduled_at, 1, qualified=False)
+        other = job_manifest(
+            job_task(), record(at=T0.replace(minute=2)), namespace="default", name=name, env={}
+        )
+        cluster.add(other)
+        outcome = await asyncio.wait_for(runner.attempt(job_task(), later).run(), 10)
+        assert (outcome.status, outcome.reason) == (RunStatus.FAILED, "JobCreateFailed")
+
+    asyncio.run(main())
 
 
 def test_a_watch_that_never_delivers_is_healed_by_reading_the_job() -> None:
@@ -404,6 +439,24 @@ def test_an_adopted_run_recorded_by_someone_else_meanwhile_is_not_followed() -> 
         after = store.get(old.id)
         assert after is not None
         assert (after.status, after.owner) == (RunStatus.SUCCEEDED, "h:1:old")
+
+    dispatch(body)
+
+
+def test_a_run_seen_ending_here_is_not_adopted_again_from_a_watch_that_lags() -> None:
+    """Its end read by a GET while the watch cache still shows the Job running: the next slot
+    of a Forbid task is not skipped for it."""
+
+    async def body(d: Dispatcher, cluster: FakeCluster, store: MemoryRunStore) -> None:
+        task = job_task(concurrencyPolicy="Forbid")
+        first = d.fire(task, T0)
+        await until(lambda: NAME in cluster.jobs)
+        cluster.watch_delivers = False  # the watch stalls, with the Job running in the cache
+        cluster.finish(NAME)
+        await until(lambda: (store.get(first.id) or first).status is RunStatus.SUCCEEDED)
+        await until(lambda: not d.active(KEY))
+        second = d.fire(task, T0.replace(minute=1))
+        assert second.status is RunStatus.RUNNING, second.message
 
     dispatch(body)
 

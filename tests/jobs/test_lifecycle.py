@@ -219,3 +219,29 @@ def test_job_tasks_need_a_connection(tmp_path: Any, crontask: Callable[..., Cron
         assert not any("needs-cluster" in line for line in added)  # not scheduled
     finally:
         instance.stop()
+
+
+def test_a_task_whose_jobs_go_to_another_namespace_is_cleaned_up_there_after_a_restart(
+    crontask: Callable[..., Crontask], emulator: Emulator
+) -> None:
+    # A Job is a task's only where the task's Jobs go; for a folder task with its own
+    # spec.job.namespace, the runner learns where from each pass, before it cleans up.
+    emulator.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "batch"}})
+    instance = crontask()
+    batch = {"namespace": "batch"}
+    write_task(instance.tasks, "away", "true", job=dict(batch), successfulRunsHistoryLimit=5)
+    instance.wait_log("task=default/away")
+    trigger(instance, "default/away")
+    wait_for("a first run", lambda: len(ended(instance, "default/away")) == 1)
+    trigger(instance, "default/away")
+    wait_for("a second run", lambda: len(ended(instance, "default/away")) == 2)
+    assert instance.stop() == 0
+    write_task(instance.tasks, "away", "true", job=dict(batch), successfulRunsHistoryLimit=1)
+
+    instance.start()
+    wait_for("one Job kept", lambda: len(jobs(emulator, "default.away")) == 1)
+    (job,) = jobs(emulator, "default.away")
+    assert job["metadata"]["namespace"] == "batch"
+    newest = max(ended(instance, "default/away"), key=lambda r: r.scheduled_at)
+    assert newest.job is not None
+    assert job["metadata"]["name"] == newest.job.name
