@@ -111,10 +111,12 @@ class _Checker:
         if "oneOf" in node:
             if not any(_type_ok(value, branch) for branch in node["oneOf"]):
                 kinds = " or ".join(_type_names(branch) for branch in node["oneOf"])
-                self.report(path, f"Invalid value: {_shown(value)}: must be {kinds}")
+                self.report(path, f"Invalid value: must be {kinds} (got {_kind(value)})")
             return
         if not _type_ok(value, node):
-            self.report(path, f"Invalid value: {_shown(value)}: must be {_type_names(node)}")
+            # The type, never the value: a number where a string belongs may be a secret (an
+            # env value), and this message reaches the status, an Event and the logs.
+            self.report(path, f"Invalid value: must be {_type_names(node)} (got {_kind(value)})")
             return
         if value is None:
             return
@@ -183,6 +185,20 @@ def _type_ok(value: Any, node: Mapping[str, Any]) -> bool:
 def _type_names(node: Mapping[str, Any]) -> str:
     names = [k for k in _types(node) if k != "null"]
     return " or ".join(f"{'an' if k[0] in 'aeiou' else 'a'} {k}" for k in names) or "null"
+
+
+def _kind(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "a list"
+    return "an object" if isinstance(value, dict) else type(value).__name__
 
 
 def _shown(value: Any) -> str:

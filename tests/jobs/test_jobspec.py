@@ -136,11 +136,11 @@ INVALID: dict[str, tuple[dict[str, Any], list[tuple[str, str | None]]]] = {
     ),
     "a string for a number": (
         {**spec(), "backoffLimit": "3"},
-        [("backoffLimit", 'Invalid value: "3": must be an integer')],
+        [("backoffLimit", "Invalid value: must be an integer (got a string)")],
     ),
     "a boolean for a number": (
         {**spec(), "parallelism": True},
-        [("parallelism", "Invalid value: true: must be an integer")],
+        [("parallelism", "Invalid value: must be an integer (got a boolean)")],
     ),
     "int32 overflow": (
         {**spec(), "backoffLimit": 2**31},
@@ -159,13 +159,26 @@ INVALID: dict[str, tuple[dict[str, Any], list[tuple[str, str | None]]]] = {
         [
             (
                 "template.spec.containers[0].resources.limits.cpu",
-                "Invalid value: a list: must be a string or a number",
+                "Invalid value: must be a string or a number (got a list)",
+            )
+        ],
+    ),
+    "a number for a string, not shown (an env value may be a secret)": (
+        {
+            "template": {
+                "spec": {"containers": [{**MAIN, "env": [{"name": "PIN", "value": 73194628}]}]}
+            }
+        },
+        [
+            (
+                "template.spec.containers[0].env[0].value",
+                "Invalid value: must be a string (got a number)",
             )
         ],
     ),
     "a list for an object": (
         {"template": []},
-        [("template", "Invalid value: a list: must be an object")],
+        [("template", "Invalid value: must be an object (got a list)")],
     ),
 }
 
