@@ -12,7 +12,10 @@ Contract:
   re-list. A dropped connection (no terminating chunk, a reset, a read timeout) reconnects from
   the last resourceVersion seen (bookmarks keep it fresh) after a capped, jittered exponential
   backoff. Every ``resync_seconds`` (jittered by 10 %) the collection is re-listed anyway, which
-  heals anything a watch could have missed.
+  heals anything a watch could have missed. A watch is left once its ``timeoutSeconds`` and
+  ``watch_grace`` have passed, even if the server (or a proxy) keeps it open and talking, so
+  the re-list is never held off; a line longer than :data:`MAX_LINE` bytes is a failed watch
+  (reconnect after backoff), not memory without bound.
 - The client is blocking; nothing here ever runs on the event loop. :meth:`stop` shuts the
   open watch's socket so the thread ends promptly.
 """
@@ -37,6 +40,12 @@ OnChange = Callable[[set[str]], None]
 
 PAGE = 500
 GONE = 410
+WATCH_GRACE = 30.0  # seconds a watch may outlast its timeoutSeconds
+MAX_LINE = 64 * 1024 * 1024  # one watch event; an object in etcd is at most 1.5 MiB
+
+
+class LineTooLong(Exception):
+    """A watch stream sent more than :data:`MAX_LINE` bytes without a newline."""
 
 
 class Backoff:
@@ -74,6 +83,7 @@ class Informer:
         on_change: OnChange,
         resync_seconds: float = 300.0,
         watch_seconds: float = 300.0,
+        watch_grace: float = WATCH_GRACE,
         backoff: Backoff | None = None,
         name: str = "informer",
     ) -> None:
@@ -81,6 +91,7 @@ class Informer:
         self._on_change = on_change
         self.resync_seconds = resync_seconds
         self.watch_seconds = watch_seconds
+        self.watch_grace = watch_grace
         self._backoff = backoff or Backoff()
         self._name = name
         self._lock = threading.Lock()
@@ -205,7 +216,10 @@ class Informer:
             self._on_change(changed)
 
     def _watch(self, seconds: float) -> int:
-        """One watch request, until the server ends it; returns how many events came."""
+        """One watch request, until the server ends it or ``seconds`` and the grace have
+        passed (a stream that never ends, bookmarks and all, must not hold off the re-list);
+        returns how many events came."""
+        leave = time.monotonic() + seconds + self.watch_grace
         resp = self._list_fn(
             watch=True,
             resource_version=self._rv,
@@ -214,7 +228,7 @@ class Informer:
             _preload_content=False,
             # The server ends the watch after timeout_seconds; reading longer than that plus
             # a margin means the connection is half-open: reconnect.
-            _request_timeout=(10, seconds + 30),
+            _request_timeout=(10, seconds + self.watch_grace),
         )
         self._resp = resp
         count = 0
@@ -224,7 +238,7 @@ class Informer:
             for line in _lines(resp):
                 self._event(json.loads(line))
                 count += 1
-                if self._stop.is_set():
+                if self._stop.is_set() or time.monotonic() > leave:
                     break
             return count
         finally:
@@ -263,16 +277,21 @@ class Informer:
             resp.shutdown()  # urllib3 >= 2.3: unblocks a read in another thread
 
 
-def _lines(resp: Any) -> Iterator[str]:
-    buffer = b""
+def _lines(resp: Any, limit: int = MAX_LINE) -> Iterator[str]:
+    buffer = bytearray()
     for chunk in resp.stream(amt=None, decode_content=False):
         buffer += chunk
-        while b"\n" in buffer:
-            line, buffer = buffer.split(b"\n", 1)
+        start = 0
+        while (end := buffer.find(b"\n", start)) >= 0:
+            line = bytes(buffer[start:end])
+            start = end + 1
             if line.strip():
                 yield line.decode("utf-8", errors="replace")
+        del buffer[:start]
+        if len(buffer) > limit:
+            raise LineTooLong(f"a watch event of more than {limit} bytes")
     if buffer.strip():
-        yield buffer.decode("utf-8", errors="replace")
+        yield bytes(buffer).decode("utf-8", errors="replace")
 
 
 def _rv_of(obj: dict[str, Any] | None) -> str | None:

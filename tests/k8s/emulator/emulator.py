@@ -49,6 +49,8 @@ class Emulator:
         max_pods: int = 110,
     ) -> None:
         self.bookmark_interval = bookmark_interval
+        # False: watches ignore timeoutSeconds and stay open (as behind some proxies).
+        self.watch_timeouts = True
         self.run_jobs = run_jobs
         self.pod_backoff = pod_backoff
         self.max_grace_period = max_grace_period

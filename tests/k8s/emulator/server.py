@@ -379,7 +379,8 @@ class Handler(BaseHTTPRequestHandler):
         emulator = self.server.emulator
         store = emulator.store
         bookmarks = _truthy(params.get("allowWatchBookmarks"))
-        timeout = float(params["timeoutSeconds"]) if params.get("timeoutSeconds") else None
+        given = params.get("timeoutSeconds") if emulator.watch_timeouts else None
+        timeout = float(given) if given else None
         rv_param = params.get("resourceVersion", "")
         expired: ApiError | None = None
         initial: list[Obj] = []
