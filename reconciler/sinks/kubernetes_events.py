@@ -59,7 +59,9 @@ class EventRecorder:
         self.window = window
         self._burst, self._refill = burst, refill_seconds
         self._overall = TokenBucket(qps, max(1, int(qps * 2)))
-        self._per_object: dict[str, TokenBucket] = {}
+        # Each object's bucket, with when it was last used: a bucket unused for burst x
+        # refill seconds is full again, as good as a new one, so it can go (see _expire).
+        self._per_object: dict[str, tuple[TokenBucket, float]] = {}
         self._seen: dict[tuple[str, str, str, str], _Seen] = {}
         self._queue: queue.Queue[tuple[ObjectRef, EventSpec, datetime] | None] = queue.Queue(
             queue_size
@@ -111,9 +113,10 @@ class EventRecorder:
                 self._queue.task_done()
 
     def _record(self, ref: ObjectRef, event: EventSpec, at: datetime) -> None:
-        bucket = self._per_object.setdefault(
-            ref.uid or ref.key, TokenBucket(1.0 / self._refill, self._burst)
-        )
+        owner = ref.uid or ref.key
+        used = self._per_object.get(owner)
+        bucket = used[0] if used else TokenBucket(1.0 / self._refill, self._burst)
+        self._per_object[owner] = (bucket, time.monotonic())
         if not bucket.try_take():
             self.dropped += 1
             return
@@ -151,6 +154,12 @@ class EventRecorder:
         if len(self._seen) > 4096:
             for key in [k for k, s in self._seen.items() if now - s.last > self.window]:
                 del self._seen[key]
+        if len(self._per_object) > 4096:
+            # Every object ever seen (deleted ones too) would otherwise keep its bucket for the
+            # life of the process; only buckets that are full again go, so no limit is lifted.
+            full = self._burst * self._refill
+            for owner in [k for k, (_, t) in self._per_object.items() if now - t >= full]:
+                del self._per_object[owner]
 
     def _body(self, name: str, ref: ObjectRef, event: EventSpec, at: datetime) -> dict[str, Any]:
         stamp = rfc3339(at)
