@@ -118,8 +118,9 @@ def crontask_threads() -> Counter[str]:
     )
 
 
-# Bounded pools that start their threads lazily: the store's, asyncio's and anyio's defaults.
-_POOL = re.compile(r"(asyncio|crontask-store)_\d+|AnyIO worker thread")
+# Bounded pools that start their threads lazily: the store's, the process spawner's (a second
+# thread once two spawns overlap), asyncio's and anyio's defaults.
+_POOL = re.compile(r"(asyncio|crontask-store|crontask-spawn)_\d+|AnyIO worker thread")
 
 
 def assert_no_thread_per_failure(before: Counter[str]) -> None:
@@ -137,6 +138,7 @@ def assert_every_slot(found: list[RunRecord]) -> None:
     assert not gaps, f"{found[0].task}: slots missing before {gaps}"
 
 
+@pytest.mark.slow  # 20 s: an API outage of 500s, then of 2 s 504s, waited out
 def test_an_api_outage_costs_no_slot_and_status_catches_up(
     tmp_path: Path,
     kubeconfig: Path,
