@@ -277,6 +277,8 @@ class Dispatcher(RunExecution):
             owner=self.owner,
         )
         slots = "1 slot" if missed.count == 1 else f"{missed.count} slots"
+        if missed.more:
+            slots = f"more than {missed.count} slots"
         self._skip(
             record,
             "Superseded",

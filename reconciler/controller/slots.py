@@ -33,6 +33,7 @@ class Superseded:
     after: datetime
     latest: datetime
     name: datetime
+    more: bool = False  # more than ``count`` (the most counted one by one)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -71,7 +72,9 @@ class SlotLedger:
             return None
         missed = backlog(self._schedule(definition), last, slot)
         if missed.superseded and missed.last_superseded is not None:
-            return Superseded(missed.superseded, last, slot, missed.last_superseded)
+            return Superseded(
+                missed.superseded, last, slot, missed.last_superseded, more=missed.more
+            )
         return None
 
     def catch_up(self, definition: Definition, anchor: datetime | None, until: datetime) -> CatchUp:
@@ -88,7 +91,7 @@ class SlotLedger:
         superseded = None
         if missed.superseded and missed.last_superseded is not None:
             superseded = Superseded(
-                missed.superseded, anchor, missed.latest, missed.last_superseded
+                missed.superseded, anchor, missed.latest, missed.last_superseded, more=missed.more
             )
         return CatchUp(superseded, missed.latest)
 

@@ -11,6 +11,7 @@ from typing import Any
 from reconciler.controller.dispatch import Dispatcher
 from reconciler.core.desired import Definition
 from reconciler.core.runs import RunRecord, RunStatus, Trigger, run_id
+from reconciler.core.timing import COUNTED
 from reconciler.store import MemoryRunStore
 from reconciler.store.base import RunQuery
 from tests.helpers import definition, local_actions
@@ -132,6 +133,27 @@ def test_only_the_latest_missed_slot_runs_and_the_rest_are_counted() -> None:
     skipped = history(store)[0]
     assert skipped.message is not None
     assert skipped.message.startswith("4 slots after 2026-11-26T12:00:00Z")
+
+
+def test_a_year_missed_at_one_second_is_one_skip_saying_more_than_it_counted() -> None:
+    store = MemoryRunStore()
+    every_second = job("true", schedule="* * * * * *")
+    now = T0 + timedelta(days=365)
+
+    async def body(d: Dispatcher) -> None:
+        d.catch_up(every_second, anchor=T0, until=now)
+
+    scenario(store, body, now=now)
+    skipped, ran = history(store)
+    assert (skipped.scheduled_at, skipped.reason) == (now - timedelta(seconds=1), "Superseded")
+    assert (skipped.message or "").startswith(
+        f"more than {COUNTED} slots after 2026-11-26T12:00:00Z and before "
+    )
+    assert (ran.scheduled_at, ran.trigger, ran.status) == (
+        now,
+        Trigger.CATCHUP,
+        RunStatus.SUCCEEDED,
+    )
 
 
 def test_a_missed_slot_outside_the_deadline_is_recorded_not_run() -> None:

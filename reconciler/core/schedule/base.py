@@ -88,6 +88,50 @@ class Schedule(abc.ABC):
             count, latest = count + 1, u
         return count, None if latest is None else zones.to_datetime(latest, self.zone)
 
+    def count_within(self, after: datetime, until: datetime, budget: int) -> int | None:
+        """How many fire instants ``t`` with ``after < t <= until``; None if counting them
+        would take more than ``budget`` steps (here: slots, counted one by one; a schedule
+        that counts by arithmetic always answers)."""
+        first = zones.first_second_after(after)
+        last = zones.last_second_at_or_before(until)
+        count = 0
+        if last < first:
+            return count
+        for u in self._fire_seconds(first):
+            if u > last:
+                break
+            if count == budget:
+                return None
+            count += 1
+        return count
+
+    def latest_two(
+        self, after: datetime, until: datetime
+    ) -> tuple[datetime | None, datetime | None]:
+        """The latest fire instant ``t`` with ``after < t <= until`` and the one before it
+        (None where there is none). It looks back from ``until`` in windows that grow 64-fold
+        (a minute, an hour, ...), so the cost is the slots near ``until``, not every slot since
+        ``after``: a per-second task down for a year has 31 million of them."""
+        first = zones.first_second_after(after)
+        last = zones.last_second_at_or_before(until)
+        if last < first:
+            return None, None
+        window = 60
+        while True:
+            start = max(first, last - window + 1)
+            latest: int | None = None
+            previous: int | None = None
+            for u in self._fire_seconds(start):
+                if u > last:
+                    break
+                previous, latest = latest, u
+            if previous is not None or start == first:
+                return self._at(latest), self._at(previous)
+            window *= 64
+
+    def _at(self, u: int | None) -> datetime | None:
+        return None if u is None else zones.to_datetime(u, self.zone)
+
     # --- value semantics ----------------------------------------------------------------------
 
     def _key(self) -> tuple[object, ...]:
