@@ -10,6 +10,7 @@ from typing import Any
 from reconciler.cli.durations import duration_arg
 from reconciler.cli.main_helpers import add_state_args, bounded_int, run_id, table, task_key
 from reconciler.cli.remote import RemoteError, add_server_arg, default_token, fetch_run, fetch_runs
+from reconciler.cli.terminal import printable, shown
 from reconciler.core.runs import RunRecord, RunStatus, Trigger
 from reconciler.store import open_store, sqlite_url
 from reconciler.store.base import MAX_PAGE_SIZE, RunQuery
@@ -69,16 +70,18 @@ def run_runs(args: argparse.Namespace) -> int:
     if not items:
         print("no runs recorded" + (f" for {args.task}" if args.task else ""))
         return 0
+    # Every field through shown(): with --server they are a server's words, which may hold
+    # escape sequences or lack a field.
     rows = [
         [
-            r["id"],
-            r["task"],
-            r["status"] + (f" ({r['reason']})" if r.get("reason") else ""),
-            r["trigger"],
-            str(r["attempt"]),
-            _short(r.get("scheduledTime")),
+            shown(r.get("id")),
+            shown(r.get("task")),
+            shown(r.get("status")) + (f" ({shown(r['reason'])})" if r.get("reason") else ""),
+            shown(r.get("trigger")),
+            shown(r.get("attempt")),
+            shown(_short(r.get("scheduledTime")), ""),
             _ms(r.get("durationMs")),
-            "" if r.get("exitCode") is None else str(r["exitCode"]),
+            shown(r.get("exitCode"), ""),
         ]
         for r in items
     ]
@@ -136,7 +139,7 @@ def _show_one(attempts: list[dict[str, Any]], args: argparse.Namespace) -> int:
         print(json.dumps({"items": attempts}, indent=2))
         return 0
     for r in attempts:
-        print(f"run {r['id']}  attempt {r['attempt']}")
+        print(f"run {shown(r.get('id'))}  attempt {shown(r.get('attempt'))}")
         for label, value in (
             ("task", r.get("task")),
             ("status", r.get("status")),
@@ -150,10 +153,12 @@ def _show_one(attempts: list[dict[str, Any]], args: argparse.Namespace) -> int:
             ("exit code", None if r.get("exitCode") is None else str(r["exitCode"])),
         ):
             if value:
-                print(f"  {label + ':':<11}{value}")
+                print(f"  {label + ':':<11}{shown(value)}")
         print("  output:")
-        for line in (r.get("output") or "(none)").splitlines():
-            print(f"    {line}")
+        # A command's output, shown as cat -v would: its escape sequences are not played.
+        output = r.get("output")
+        for line in (output if isinstance(output, str) and output else "(none)").splitlines():
+            print(f"    {printable(line)}")
     return 0
 
 
@@ -181,16 +186,14 @@ def _iso(at: datetime | None) -> str | None:
     return at.astimezone(UTC).isoformat().replace("+00:00", "Z") if at else None
 
 
-def _short(iso: str | None) -> str:
+def _short(iso: Any) -> str:
     """``2026-11-26T21:30:40Z`` -> ``2026-11-26 21:30:40Z``."""
-    return (
-        iso.replace("T", " ").split(".")[0].removesuffix("Z").removesuffix("+00:00") + "Z"
-        if iso
-        else ""
-    )
+    if not isinstance(iso, str) or not iso:
+        return ""
+    return iso.replace("T", " ").split(".")[0].removesuffix("Z").removesuffix("+00:00") + "Z"
 
 
-def _ms(ms: int | None) -> str:
-    if ms is None:
+def _ms(ms: Any) -> str:
+    if not isinstance(ms, int) or isinstance(ms, bool):
         return ""
     return f"{ms}ms" if ms < 10_000 else f"{ms / 1000:.1f}s"

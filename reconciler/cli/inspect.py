@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from pydantic import ValidationError
 
 from reconciler.cli.collector import rare_collections
 from reconciler.cli.main_helpers import (
@@ -21,6 +22,7 @@ from reconciler.cli.main_helpers import (
     timestamp,
 )
 from reconciler.cli.remote import RemoteError, default_token, fetch_tasks
+from reconciler.cli.terminal import printable
 from reconciler.core.crd import crd_document
 from reconciler.core.desired import Definition, DesiredState, Location, SourceKind, assemble
 from reconciler.core.model import CronTask, json_schema
@@ -174,10 +176,19 @@ def _from_server(server: str) -> DesiredState:
         raise SystemExit(f"crontask: {err}") from None
     definitions = []
     for item in items:
-        if item["source"]["kind"] not in PLANNED_KINDS:
+        source = item.get("source")
+        kind = source.get("kind") if isinstance(source, dict) else None
+        if kind not in PLANNED_KINDS:
             continue
-        task = CronTask.model_validate(item["resource"])
-        where = Location(item["source"]["kind"], f"{server} {item['source']['location']}")
+        assert isinstance(source, dict)
+        try:
+            task = CronTask.model_validate(item.get("resource"))
+        except ValidationError:
+            key = printable(str(item.get("key"))[:200])
+            raise SystemExit(
+                f"crontask: {server} answered a task that is no CronTask: {key}"
+            ) from None
+        where = Location(kind, f"{server} {printable(source.get('location'))}")
         definitions.append(Definition.of(task, where))
     return assemble(definitions)
 
@@ -206,10 +217,11 @@ def run_plan(args: argparse.Namespace) -> int:
         where = (
             step.desired.location if step.desired else step.current.location if step.current else ""
         )
-        print(f"{symbol[step.operation]} {step.key}  ({where})")
+        # With --server, "where" and the old values are the server's words: printable().
+        print(printable(f"{symbol[step.operation]} {step.key}  ({where})"))
         if step.operation is Operation.UPDATE:
             for change in step.field_changes():
-                print(f"    {change}")
+                print(f"    {printable(change)}")
     for key in result.held_removals:
         print(f"  {key}  (kept: the new definitions are empty; --allow-empty removes it)")
     for key in sorted(kept):

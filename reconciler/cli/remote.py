@@ -1,24 +1,37 @@
-"""Commands that talk to a running crontask over its REST API: ``tasks`` and ``trigger``.
+"""Commands that talk to a running crontask over its REST API: ``tasks``, ``trigger`` and
+``members``.
 
 ``--server URL`` (default ``$CRONTASK_SERVER`` or ``http://127.0.0.1:8080``) names the
 server; ``$CRONTASK_TOKEN``, when set, is sent as a bearer token. Output is a table, or the
 API's JSON with ``--json``. An API error is printed as one line (from its problem+json body)
 and the command exits 1.
+
+The server is not trusted to behave, so that one which does not cannot hang, flood or fool
+the terminal: a request has :data:`TIMEOUT_SECONDS` in all (``$CRONTASK_TIMEOUT`` changes
+it), not per read; an answer longer than :data:`MAX_ANSWER_BYTES` is refused; an answer of an
+unexpected shape, a list that hands back a ``continue`` token it gave before or that grows
+past :data:`MAX_ITEMS` items is a :class:`RemoteError`; and every string of an answer printed
+for a human goes through :func:`~reconciler.cli.terminal.printable`.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
+import math
 import os
 import re
 import sys
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import quote
 
 from reconciler.cli.main_helpers import label, server_url, table, task_key
+from reconciler.cli.terminal import printable, shown
+from reconciler.sources.limits import MIB, format_size
 
 if TYPE_CHECKING:
     import httpx
@@ -26,9 +39,14 @@ if TYPE_CHECKING:
 DEFAULT_SERVER: Final = "http://127.0.0.1:8080"
 SERVER_ENV: Final = "CRONTASK_SERVER"
 TOKEN_ENV: Final = "CRONTASK_TOKEN"  # noqa: S105 - the name of a variable
-TIMEOUT_SECONDS: Final = 10.0
+TIMEOUT_ENV: Final = "CRONTASK_TIMEOUT"
+TIMEOUT_SECONDS: Final = 10.0  # one request in all: connecting, sending, every read
+MAX_TIMEOUT_SECONDS: Final = 3600.0
+MAX_ANSWER_BYTES: Final = 64 * MIB  # a page of 1000 tasks is a few MiB
 PAGE_MAX: Final = 1000  # the largest page both lists serve
 MAX_PAGES: Final = 10_000
+MAX_ITEMS: Final = 1_000_000  # in one list, all pages together
+_MAX_LINE: Final = 2000  # of an error line made from a problem's fields
 _MAX_TOKEN: Final = 16 * 1024  # a JWT with many claims is a few KiB
 _SENDABLE: Final = re.compile(r"[\x21-\x7e]+")
 
@@ -60,6 +78,26 @@ def default_token() -> str | None:
         )
         raise SystemExit(2)
     return token
+
+
+def default_timeout() -> float:
+    """``$CRONTASK_TIMEOUT`` (seconds, more than 0 and at most an hour; a bad one is a usage
+    error, exit 2) or :data:`TIMEOUT_SECONDS`."""
+    text = os.environ.get(TIMEOUT_ENV) or ""
+    if not text:
+        return TIMEOUT_SECONDS
+    try:
+        seconds = float(text) if len(text) <= 20 else math.nan
+    except ValueError:
+        seconds = math.nan
+    if not 0 < seconds <= MAX_TIMEOUT_SECONDS:  # NaN is not either
+        print(
+            f"crontask: ${TIMEOUT_ENV}: expected seconds, more than 0 and at most "
+            f"{MAX_TIMEOUT_SECONDS:g}, got {text[:40]!r}",
+            file=sys.stderr,
+        )
+        raise SystemExit(2)
+    return seconds
 
 
 def add_server_arg(parser: argparse.ArgumentParser) -> None:
@@ -124,26 +162,16 @@ def run_tasks(args: argparse.Namespace) -> int:
     if not items:
         print("no tasks" + (f" in namespace {args.namespace}" if args.namespace else ""))
         return 0
-    rows = [
-        [
-            t["key"],
-            t["state"],
-            str(t.get("resource", {}).get("spec", {}).get("schedule", "")),
-            _when((t.get("nextRuns") or [None])[0]),
-            _last(t.get("lastRun")),
-            f"{t['source']['kind']}:{t['source']['location']}",
-        ]
-        for t in items
-    ]
+    rows = [_task_row(t) for t in items]
     headers = ["TASK", "STATE", "SCHEDULE", "NEXT RUN", "LAST RUN", "SOURCE"]
     if any(t.get("owner") for t in items):  # replicas: who schedules each task
         headers.append("OWNER")
         for row, t in zip(rows, items, strict=True):
-            row.append(t.get("owner") or "-")
+            row.append(shown(t.get("owner")))
     print(table(headers, rows))
-    errors = [t for t in items if t.get("error")]
-    for t in errors:
-        print(f"{t['key']}: {t['error']}", file=sys.stderr)
+    for t in items:
+        if t.get("error"):
+            print(f"{shown(t.get('key'))}: {shown(t['error'])}", file=sys.stderr)
     return 0
 
 
@@ -151,6 +179,8 @@ def run_members(args: argparse.Namespace) -> int:
     server = args.server or default_server()
     try:
         answer = request(server, default_token(), "GET", "/api/v1/members")
+        members = _objects(answer.get("items"), server, "members")
+        differing = _objects(answer.get("differingTasks"), server, "differing tasks")
     except RemoteError as exc:
         return _fail(exc)
     if args.json:
@@ -158,21 +188,23 @@ def run_members(args: argparse.Namespace) -> int:
         return 0
     rows = [
         [
-            m["id"] + (" (this one)" if m.get("me") else ""),
-            m.get("address") or "-",
+            shown(m.get("id")) + (" (this one)" if m.get("me") else ""),
+            shown(m.get("address")),
             _when(m.get("since")),
             _when(m.get("renewed")),
-            str(m.get("ownedTasks", 0)),
-            (m.get("digest") or "-") + (" draining" if m.get("draining") else ""),
+            shown(m.get("ownedTasks", 0)),
+            shown(m.get("digest")) + (" draining" if m.get("draining") else ""),
         ]
-        for m in answer.get("items", [])
+        for m in members
     ]
     print(table(["MEMBER", "ADDRESS", "SINCE", "RENEWED", "TASKS", "DIGEST"], rows))
     if answer.get("disagreeingSince"):
-        print(f"replicas read different definitions since {answer['disagreeingSince']}:")
-        for task in answer.get("differingTasks", []):
-            hashes = ", ".join(f"{m}={h or 'absent'}" for m, h in task["hashes"].items())
-            print(f"  {task['task']}: {hashes}")
+        print(f"replicas read different definitions since {shown(answer['disagreeingSince'])}:")
+        for task in differing:
+            hashes = task.get("hashes")
+            pairs = hashes.items() if isinstance(hashes, dict) else []
+            said = ", ".join(f"{printable(m)}={shown(h, 'absent')}" for m, h in pairs)
+            print(f"  {shown(task.get('task'))}: {said}")
     return 0
 
 
@@ -182,15 +214,18 @@ def run_trigger(args: argparse.Namespace) -> int:
     path = f"/api/v1/tasks/{quote(namespace, safe='')}/{quote(name, safe='')}/runs"
     try:
         run = request(server, default_token(), "POST", path)
+        if not isinstance(run.get("id"), str) or not run["id"]:
+            raise RemoteError(f"{server} answered a run without an id")
     except RemoteError as exc:
         return _fail(exc)
     if args.json:
         print(json.dumps(run, indent=2))
     elif run.get("status") == "skipped":
-        why = run.get("message") or run.get("reason") or "no reason given"
-        print(f"{args.key}: run {run['id']} skipped ({run.get('reason')}): {why}")
+        why = shown(run.get("message") or run.get("reason"), "no reason given")
+        reason = shown(run.get("reason"), "None")
+        print(f"{args.key}: run {shown(run['id'])} skipped ({reason}): {why}")
     else:
-        print(f"{args.key}: run {run['id']} {run.get('status')}")
+        print(f"{args.key}: run {shown(run['id'])} {shown(run.get('status'), 'None')}")
     return 0
 
 
@@ -199,7 +234,8 @@ def fetch_tasks(
 ) -> list[dict[str, Any]]:
     """Every task ``GET /api/v1/tasks`` lists with ``params`` (namespace, source, state),
     following ``metadata.continue`` page after page. :class:`RemoteError` on any failure."""
-    return list(_pages(server or default_server(), token, "/api/v1/tasks", params or {}, None))
+    api = _Api(server or default_server(), token, default_timeout(), MAX_ANSWER_BYTES)
+    return asyncio.run(_pages(api, "/api/v1/tasks", params or {}, None))
 
 
 def fetch_runs(
@@ -209,34 +245,8 @@ def fetch_runs(
     trigger, since, until - RFC 3339 -; ``None`` values are dropped), following pages.
     :class:`RemoteError` on any failure."""
     query = {k: _param(v) for k, v in params.items() if v is not None}
-    return list(_pages(server or default_server(), token, "/api/v1/runs", query, limit))
-
-
-def _pages(
-    server: str, token: str | None, path: str, params: Mapping[str, str], limit: int | None
-) -> Iterator[dict[str, Any]]:
-    """The items of a list, page by page, until ``limit`` items or the last page. A token is
-    followed at most :data:`MAX_PAGES` times, so a server that never ends a list cannot keep
-    the client forever."""
-    wanted = limit
-    token_param: dict[str, str] = {}
-    with connect() as client:
-        for _ in range(MAX_PAGES):
-            page_size = {} if wanted is None else {"limit": str(min(wanted, PAGE_MAX))}
-            query = {**params, **page_size, **token_param}
-            body = request(server, token, "GET", path, params=query, client=client)
-            items = body.get("items")
-            if not isinstance(items, list):
-                raise RemoteError(f"{server} answered a list without items")
-            yield from items[:wanted]
-            if wanted is not None:
-                wanted -= min(len(items), wanted)
-            metadata = body.get("metadata")
-            following = metadata.get("continue") if isinstance(metadata, dict) else None
-            if not following or wanted == 0:
-                return
-            token_param = {"continue": str(following)}
-    raise RemoteError(f"{server} answered more than {MAX_PAGES} pages")
+    api = _Api(server or default_server(), token, default_timeout(), MAX_ANSWER_BYTES)
+    return asyncio.run(_pages(api, "/api/v1/runs", query, limit))
 
 
 def fetch_run(server: str | None, token: str | None, run_id: str) -> dict[str, Any]:
@@ -252,73 +262,187 @@ def request(
     path: str,
     *,
     params: Mapping[str, str] | None = None,
-    transport: httpx.BaseTransport | None = None,
-    client: httpx.Client | None = None,
+    transport: httpx.AsyncBaseTransport | None = None,
+    timeout: float | None = None,
+    max_bytes: int = MAX_ANSWER_BYTES,
 ) -> dict[str, Any]:
-    """One API call (on ``client``'s connection when given); the decoded JSON body, or
-    :class:`RemoteError` with one clear line."""
+    """One API call: the JSON object it answered, or :class:`RemoteError` with one clear
+    line. It has ``timeout`` seconds in all (default: :func:`default_timeout`) and reads at
+    most ``max_bytes`` of the answer."""
+    api = _Api(server, token, timeout or default_timeout(), max_bytes)
+
+    async def call() -> dict[str, Any]:
+        async with connect(api.timeout, transport) as client:
+            return await api.call(client, method, path, params)
+
+    return asyncio.run(call())
+
+
+def connect(
+    timeout: float = TIMEOUT_SECONDS, transport: httpx.AsyncBaseTransport | None = None
+) -> httpx.AsyncClient:
+    """An HTTP client for :meth:`_Api.call` (one connection for the pages of a list)."""
     import httpx  # here, not at the top: only the client commands pay for it
 
-    if client is None:
-        with connect(transport) as own:
-            return request(server, token, method, path, params=params, client=own)
-    headers = {"Accept": "application/json"}
-    if token:
-        headers["Authorization"] = f"Bearer {token}"
-    base = server.rstrip("/")
+    return httpx.AsyncClient(timeout=timeout, transport=transport)
+
+
+@dataclass(frozen=True)
+class _Api:
+    """Where and how to call: the server, its token, and the bounds of every request."""
+
+    server: str
+    token: str | None
+    timeout: float
+    max_bytes: int
+
+    async def call(
+        self,
+        client: httpx.AsyncClient,
+        method: str,
+        path: str,
+        params: Mapping[str, str] | None = None,
+    ) -> dict[str, Any]:
+        """One request on ``client``: the JSON object it answered, or :class:`RemoteError`.
+        httpx's timeout is per read, so a server sending a byte now and then would hold the
+        command for ever: the deadline is for all of it."""
+        import httpx
+
+        headers = {"Accept": "application/json"}
+        if self.token:
+            headers["Authorization"] = f"Bearer {self.token}"
+        url = self.server.rstrip("/") + path
+        server = self.server
+        try:
+            async with (
+                asyncio.timeout(self.timeout),
+                client.stream(method, url, params=params, headers=headers) as response,
+            ):
+                content = await self._read(response)
+        except (TimeoutError, httpx.TimeoutException):
+            raise RemoteError(
+                f"crontask at {server} did not answer within {self.timeout:g}s"
+            ) from None
+        except httpx.InvalidURL as exc:
+            raise RemoteError(f"--server {server!r} is not a URL crontask can use: {exc}") from None
+        except httpx.ConnectError:
+            raise RemoteError(
+                f"cannot reach crontask at {server} (is `crontask run` running?)"
+            ) from None
+        except httpx.HTTPError as exc:
+            raise RemoteError(f"request to {server} failed: {type(exc).__name__}") from None
+        if response.status_code >= 400:
+            raise RemoteError(_problem_line(response.status_code, response.reason_phrase, content))
+        if response.status_code == 204 or not content:
+            return {}
+        return _decode(content, server)
+
+    async def _read(self, response: httpx.Response) -> bytes:
+        """The body, up to :attr:`max_bytes`: a longer one is refused as soon as it says so
+        (``Content-Length``) or its bytes go past it."""
+        length = response.headers.get("Content-Length", "")
+        declared = length.isascii() and length.isdigit()
+        if declared and (len(length) > 18 or int(length) > self.max_bytes):
+            raise self._too_long()
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in response.aiter_bytes():
+            size += len(chunk)
+            if size > self.max_bytes:
+                raise self._too_long()
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    def _too_long(self) -> RemoteError:
+        return RemoteError(
+            f"{self.server} answered more than {format_size(self.max_bytes)} (refused)"
+        )
+
+
+async def _pages(
+    api: _Api, path: str, params: Mapping[str, str], limit: int | None
+) -> list[dict[str, Any]]:
+    """The items of a list, page by page, until ``limit`` items or the last page. A server
+    that never ends a list cannot keep the client forever: a ``continue`` token it handed out
+    before is an error at once, and so are more than :data:`MAX_PAGES` pages or
+    :data:`MAX_ITEMS` items."""
+    found: list[dict[str, Any]] = []
+    wanted = limit
+    seen: set[str] = set()
+    cursor: dict[str, str] = {}
+    async with connect(api.timeout) as client:
+        for _ in range(MAX_PAGES):
+            page_size = {} if wanted is None else {"limit": str(min(wanted, PAGE_MAX))}
+            body = await api.call(client, "GET", path, {**params, **page_size, **cursor})
+            if not isinstance(body.get("items"), list):
+                raise RemoteError(f"{api.server} answered a list without items")
+            items = _objects(body["items"], api.server, "items")[:wanted]
+            if len(found) + len(items) > MAX_ITEMS:
+                raise RemoteError(f"{api.server} answered a list of more than {MAX_ITEMS} items")
+            found.extend(items)
+            if wanted is not None:
+                wanted -= len(items)
+            metadata = body.get("metadata")
+            following = metadata.get("continue") if isinstance(metadata, dict) else None
+            if not following or wanted == 0:
+                return found
+            if not isinstance(following, str):
+                raise RemoteError(f"{api.server} answered a continue token that is not a string")
+            if following in seen:
+                raise RemoteError(f"{api.server} answered a continue token it had given before")
+            seen.add(following)
+            cursor = {"continue": following}
+    raise RemoteError(f"{api.server} answered more than {MAX_PAGES} pages")
+
+
+def _decode(content: bytes, server: str) -> dict[str, Any]:
     try:
-        response = client.request(method, base + path, params=params, headers=headers)
-    except httpx.InvalidURL as exc:
-        raise RemoteError(f"--server {server!r} is not a URL crontask can use: {exc}") from None
-    except httpx.ConnectError:
-        raise RemoteError(
-            f"cannot reach crontask at {server} (is `crontask run` running?)"
-        ) from None
-    except httpx.TimeoutException:
-        raise RemoteError(
-            f"crontask at {server} did not answer within {TIMEOUT_SECONDS:g}s"
-        ) from None
-    except httpx.HTTPError as exc:
-        raise RemoteError(f"request to {server} failed: {type(exc).__name__}") from None
-    if response.status_code >= 400:
-        raise RemoteError(_problem_line(response))
-    if response.status_code == 204 or not response.content:
-        return {}
-    try:
-        body = response.json()
+        body = json.loads(content)
     except ValueError:
         raise RemoteError(f"{server} answered with something that is not JSON") from None
+    except RecursionError:
+        raise RemoteError(f"{server} answered with JSON nested too deep") from None
     if not isinstance(body, dict):
         raise RemoteError(f"{server} answered with unexpected JSON")
     return body
 
 
-def connect(transport: httpx.BaseTransport | None = None) -> httpx.Client:
-    """An HTTP client for :func:`request` (one connection for the pages of a list)."""
-    import httpx
+def _objects(value: Any, server: str, what: str) -> list[dict[str, Any]]:
+    """``value``, a list of JSON objects (none: an empty list), or :class:`RemoteError`."""
+    if value is None:
+        return []
+    if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
+        raise RemoteError(f"{server} answered {what} that are not a list of objects")
+    return value
 
-    return httpx.Client(timeout=TIMEOUT_SECONDS, transport=transport)
 
-
-def _problem_line(response: httpx.Response) -> str:
+def _problem_line(status: int, reason: str, content: bytes) -> str:
     try:
-        problem = response.json()
-    except ValueError:
+        problem = json.loads(content) if content else None
+    except (ValueError, RecursionError):
         problem = None
     if isinstance(problem, dict) and ("title" in problem or "detail" in problem):
-        line = f"{problem.get('status', response.status_code)} {problem.get('title', '')}".strip()
+        line = f"{shown(problem.get('status'), str(status))} {shown(problem.get('title'), '')}"
+        line = line.strip()
         if problem.get("detail"):
-            line += f": {problem['detail']}"
-        for error in problem.get("errors") or []:
+            line += f": {shown(problem['detail'])}"
+        errors = problem.get("errors")
+        for error in errors if isinstance(errors, list) else []:
             if isinstance(error, dict):
-                where = ".".join(str(p) for p in error.get("location", []))
-                line += f"; {where}: {error.get('message')}"
-        return line
-    return f"{response.status_code} {response.reason_phrase}"
+                location = error.get("location")
+                parts = location if isinstance(location, list) else []
+                where = ".".join(shown(p, "") for p in parts)
+                line += f"; {where}: {shown(error.get('message'), 'None')}"
+            if len(line) > _MAX_LINE:
+                break
+    else:
+        line = f"{status} {reason}"
+    line = printable(line)
+    return line if len(line) <= _MAX_LINE else line[: _MAX_LINE - 3] + "..."
 
 
 def _fail(exc: RemoteError) -> int:
-    print(f"crontask: {exc}", file=sys.stderr)
+    print(f"crontask: {printable(exc)}", file=sys.stderr)
     return 1
 
 
@@ -328,19 +452,38 @@ def _param(value: Any) -> str:
     return str(value)
 
 
-def _when(value: str | None) -> str:
-    if not value:
-        return "-"
+def _dig(value: Any, *keys: str) -> Any:
+    for key in keys:
+        value = value.get(key) if isinstance(value, dict) else None
+    return value
+
+
+def _task_row(task: Mapping[str, Any]) -> list[str]:
+    next_runs = task.get("nextRuns")
+    source = task.get("source")
+    return [
+        shown(task.get("key")),
+        shown(task.get("state")),
+        shown(_dig(task, "resource", "spec", "schedule"), ""),
+        _when(next_runs[0] if isinstance(next_runs, list) and next_runs else None),
+        _last(task.get("lastRun")),
+        f"{shown(_dig(source, 'kind'))}:{shown(_dig(source, 'location'))}",
+    ]
+
+
+def _when(value: Any) -> str:
+    if not isinstance(value, str) or not value:
+        return shown(value)
     try:
         return datetime.fromisoformat(value).strftime("%Y-%m-%d %H:%M:%S%z")
     except ValueError:
-        return value
+        return printable(value)
 
 
-def _last(run: Mapping[str, Any] | None) -> str:
-    if not run:
-        return "-"
-    status = str(run.get("status", ""))
+def _last(run: Any) -> str:
+    if not isinstance(run, dict) or not run:
+        return shown(run or None)
+    status = shown(run.get("status"), "")
     if run.get("reason"):
-        status += f" ({run['reason']})"
+        status += f" ({shown(run['reason'])})"
     return f"{status} {_when(run.get('scheduledTime'))}"

@@ -1,0 +1,80 @@
+"""An answer of an unexpected shape is one line and exit status 1, as any remote error is,
+never a traceback; a field of an odd type where a table shows it is printed as it can be."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.cli.hostile import HostileServer, assert_one_line_error, cli
+
+DEEP = "[" * 100_000 + "]" * 100_000
+
+MALFORMED = [
+    (("tasks",), 200, '{"items": [1]}', "answered items that are not a list of objects"),
+    (("tasks", "--json"), 200, '{"items": [[]]}', "answered items that are not a list"),
+    (("tasks",), 200, DEEP, "answered with JSON nested too deep"),
+    (("tasks",), 200, '{"items": ' + DEEP + "}", "answered with JSON nested too deep"),
+    (("tasks",), 422, '{"title": "Invalid", "errors": 5}', "crontask: 422 Invalid\n"),
+    (("tasks",), 422, '{"title": "x", "errors": [{"location": 5}]}', "crontask: 422 x; : None"),
+    (("tasks",), 403, DEEP, "crontask: 403 Forbidden\n"),
+    (("trigger", "ops/a"), 200, '{"status": "succeeded"}', "answered a run without an id"),
+    (("trigger", "ops/a"), 200, '{"id": 5, "status": "skipped"}', "a run without an id"),
+    (("trigger", "ops/a", "--json"), 200, '{"status": "x"}', "a run without an id"),
+    (("members",), 200, '{"items": 5}', "answered members that are not a list of objects"),
+    (("members",), 200, '{"items": [], "differingTasks": [7]}', "answered differing tasks"),
+    (("runs",), 200, '{"items": ["x"]}', "answered items that are not a list of objects"),
+    (("runs", "--id", "ops.a.20260101T000000Z"), 200, DEEP, "nested too deep"),
+]
+
+
+@pytest.mark.parametrize(("argv", "status", "body", "says"), MALFORMED)
+def test_a_malformed_answer_is_a_remote_error(
+    hostile: HostileServer,
+    capsys: pytest.CaptureFixture[str],
+    argv: tuple[str, ...],
+    status: int,
+    body: str,
+    says: str,
+) -> None:
+    hostile.answer = lambda h: h.send(status, body)
+    code = cli(*argv, "--server", hostile.url)
+    _, err = capsys.readouterr()
+    assert_one_line_error(code, err, says)
+
+
+ODD_TASK = {
+    "key": ["ops", "a"],
+    "state": 5,
+    "resource": [],
+    "nextRuns": 7,
+    "lastRun": ["x"],
+    "source": "file",
+    "owner": {"id": 1},
+    "error": {"why": "nested"},
+}
+ODD_MEMBERS = {
+    "items": [{"id": 5, "me": True, "since": 1, "renewed": [], "ownedTasks": None}],
+    "disagreeingSince": 3,
+    "differingTasks": [{"task": None, "hashes": 5}, {"hashes": {"a": [1]}}],
+}
+
+
+@pytest.mark.parametrize(
+    ("argv", "body", "says"),
+    [
+        (("tasks",), {"items": [ODD_TASK]}, "<list>  5"),
+        (("members",), ODD_MEMBERS, "5 (this one)  -        1      <list>   -"),
+    ],
+)
+def test_odd_fields_are_shown(
+    hostile: HostileServer,
+    capsys: pytest.CaptureFixture[str],
+    argv: tuple[str, ...],
+    body: object,
+    says: str,
+) -> None:
+    hostile.answer = lambda h: h.send(200, body)
+    assert cli(*argv, "--server", hostile.url) == 0
+    out, err = capsys.readouterr()
+    assert says in out, out
+    assert "Traceback" not in err
