@@ -9,12 +9,17 @@ How it works (``crontask run --git URL``):
   of the redacted URL, the ref and the path, so two sources never share (and race on) one
   checkout, and changing a password in the URL does not start a new clone.
 - A new commit is checked out into its own folder ``worktrees/<sha>`` with
-  ``git worktree add --detach``, and only then does the symlink ``current -> worktrees/<sha>``
-  move, atomically (a temporary symlink renamed over it), as git-sync does. Older worktrees are
-  then deleted (and ``git worktree prune``\\ d). ``git worktree`` was chosen over
-  ``git archive | tar -x``: it is what git-sync does, it needs no tar and no extraction code of
-  our own (path-traversal checks, modes, symlinks), and ``export-ignore``/``export-subst``
-  attributes cannot silently change what is read. Submodules and LFS objects are not fetched.
+  ``git worktree add --detach --no-checkout`` and a ``git checkout`` of ``path`` alone (with what
+  its links lead to in the commit: ``gitcheckout.checkout_paths``), after its trees were listed: a
+  revision that would write a file over ``FILE_SIZE_MARGIN`` times ``max_file_size``, or more
+  than ``MAX_CHECKOUT_BYTES`` or ``MAX_CHECKOUT_FILES``, is refused whole and nothing of it is
+  written (the revision in force stays, as for a failed checkout). Only then does the symlink
+  ``current -> worktrees/<sha>`` move, atomically (a temporary symlink renamed over it), as
+  git-sync does. Older worktrees are then deleted (and ``git worktree prune``\\ d).
+  ``git worktree`` was chosen over ``git archive | tar -x``: it is what git-sync does, it needs
+  no tar and no extraction code of our own (path-traversal checks, modes, symlinks), and
+  ``export-ignore``/``export-subst`` attributes cannot silently change what is read.
+  Submodules and LFS objects are not fetched.
 - Reading is a ``DirectorySource`` rooted at ``current/<path>``, through the symlink: paths are
   the same in every revision, so the directory source's per-file last-known-good carries over.
   A file broken in a new revision keeps its tasks on their definitions from the revision before,
@@ -74,6 +79,12 @@ from reconciler.core.desired import Definition, DefinitionError, SourceKind
 from reconciler.sources.ahead import read_ahead
 from reconciler.sources.base import Notify, Ready, SourceState
 from reconciler.sources.files import DirectorySource
+from reconciler.sources.gitcheckout import (
+    FILE_SIZE_MARGIN,
+    CheckoutLimits,
+    CheckoutRefusedError,
+    checkout_paths,
+)
 from reconciler.sources.gitrepo import (
     Credentials,
     GitError,
@@ -151,6 +162,7 @@ class GitSource:
         self.path = clean_path(options.path)
         self.url = redact_url(options.url)
         self._clock = clock
+        self._limits = CheckoutLimits(max_file=max_file_size * FILE_SIZE_MARGIN)
         key = hashlib.sha256(f"{self.url}\0{options.ref}\0{self.path}".encode()).hexdigest()[:16]
         self.base = Path(state_dir).absolute() / "git" / key
         self.current = self.base / "current"
@@ -294,6 +306,8 @@ class GitSource:
             return False
         try:
             self._checkout(repo, sha)
+        except CheckoutRefusedError as err:
+            return self._failed(f"revision {sha[:12]} refused: {redact(str(err))}", sha)
         except (GitError, OSError) as err:
             return self._failed(f"checkout of {sha[:12]} failed: {redact(str(err))}", sha)
         previous = self._applied
@@ -361,8 +375,11 @@ class GitSource:
             # Not `current` (checked by the caller), so an interrupted or failed earlier try.
             remove_tree(dest)
             repo.prune_worktrees()
+        # Only `path`, and what its links lead to: the rest of the commit is never read, and a
+        # commit must not fill the disk (a GiB of zeros travels as a MiB).
+        paths = checkout_paths(repo, sha, self.path, self._limits)
         self.worktrees.mkdir(parents=True, exist_ok=True)
-        repo.add_worktree(dest, sha)
+        repo.add_worktree(dest, sha, paths)
 
     def _switch(self, sha: str) -> None:
         """Point ``current`` at the new tree in one rename; readers see the old or the new."""

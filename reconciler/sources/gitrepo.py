@@ -83,6 +83,10 @@ class RefNotFoundError(GitError):
     """The remote was reached but does not have the ref (deleted branch, unknown tag/SHA)."""
 
 
+class AmbiguousRefError(GitError):
+    """An abbreviated SHA that is also a branch or tag name, or the start of several commits."""
+
+
 @dataclasses.dataclass(frozen=True)
 class Credentials:
     """HTTP basic credentials; neither field is ever shown in a repr."""
@@ -229,7 +233,9 @@ def refspecs(ref: str) -> list[str]:
 
 
 def candidates(ref: str) -> list[str]:
-    """Local names to try for ``ref``, in order: branch, then tag, then a commit SHA."""
+    """Local names to try for ``ref``, in order: branch, then tag. A full SHA names only its
+    commit, never a branch or tag (anyone who can push a branch could name one after it), and
+    an abbreviated one is looked up as a commit too (see ``GitRepo.resolve``)."""
     if ref == "HEAD":
         return [f"{PRIVATE}HEAD"]
     if ref.startswith("refs/heads/"):
@@ -238,10 +244,9 @@ def candidates(ref: str) -> list[str]:
         return [ref]
     if ref.startswith("refs/"):
         return [f"{PRIVATE}other/{ref.removeprefix('refs/')}"]
-    names = [BRANCHES + ref, TAGS + ref]
-    if _HEX.fullmatch(ref):
-        names.append(ref)
-    return names
+    if _FULL_SHA.fullmatch(ref):
+        return []
+    return [BRANCHES + ref, TAGS + ref]
 
 
 class GitRepo:
@@ -292,28 +297,78 @@ class GitRepo:
         """``git fetch --prune --force``: a force-push or a moved tag simply replaces the ref."""
         args = ["fetch", "--prune", "--force", "--no-tags", "--no-write-fetch-head", "--quiet"]
         try:
-            self.run([*args, url, *specs])
+            self._fetch([*args, url, *specs])
         except GitError as err:
             if "couldn't find remote ref" in str(err):
                 raise RefNotFoundError(f"ref {ref!r} not found on remote") from None
             raise
 
+    def _fetch(self, args: Sequence[str]) -> None:
+        """A fetch killed at the timeout leaves what it had received (a remote that is slow, or
+        streams for ever, would add to it on every retry until the disk is full): it is deleted
+        before each fetch and after a failed one. The caller runs one fetch at a time."""
+        self.remove_partial_objects()
+        try:
+            self.run(args)
+        except GitError:
+            self.remove_partial_objects()
+            raise
+
+    def remove_partial_objects(self) -> None:
+        """Delete the temporary files of unfinished object writes: ``objects/??/tmp_obj_*``,
+        ``objects/pack/tmp_*`` (index-pack's ``tmp_pack_*``, ``tmp_idx_*``...) and
+        ``objects/pack/.tmp-*``. Only safe while no git process writes objects here."""
+        objects = self.git_dir / "objects"
+        found = [*objects.glob("[0-9a-f][0-9a-f]/tmp_obj_*")]
+        found += [*objects.glob("pack/tmp_*"), *objects.glob("pack/.tmp-*")]
+        for path in found:
+            with contextlib.suppress(OSError):
+                path.unlink()
+
     def resolve(self, url: str, ref: str) -> str:
-        """The commit ``ref`` names, after a fetch; RefNotFoundError if there is none."""
-        for name in candidates(ref):
-            sha = self.rev_parse(name)
-            if sha is not None and (name != ref or sha.startswith(ref)):
-                return sha
+        """The commit ``ref`` names, after a fetch; RefNotFoundError if there is none.
+
+        A full SHA is that commit and nothing else. An abbreviated one that is also the name of
+        a branch or tag is AmbiguousRefError: a branch anyone can push must not stand in for a
+        pinned commit, and guessing which one was meant would do just that."""
         if _FULL_SHA.fullmatch(ref):
+            return self._pinned(url, ref)
+        named = [sha for sha in map(self.rev_parse, candidates(ref)) if sha is not None]
+        commits = self._commits_starting_with(ref) if _HEX.fullmatch(ref) else []
+        if named and commits:
+            raise AmbiguousRefError(
+                f"ref {ref!r} is ambiguous: a branch or tag has this name and a commit SHA starts"
+                " with it; use refs/heads/..., refs/tags/... or the full SHA"
+            )
+        if len(commits) > 1:
+            raise AmbiguousRefError(
+                f"ref {ref!r} is ambiguous: more than one commit starts with it"
+            )
+        if named or commits:
+            return (named or commits)[0]
+        raise RefNotFoundError(f"ref {ref!r} not found on remote")
+
+    def _pinned(self, url: str, sha: str) -> str:
+        if self.rev_parse(sha) != sha:
             # A commit no branch or tag reaches any more: servers that allow it hand it out.
             try:
-                self.run(["fetch", "--quiet", "--no-write-fetch-head", url, f"+{ref}:{PRIVATE}pin"])
+                self._fetch(
+                    ["fetch", "--quiet", "--no-write-fetch-head", url, f"+{sha}:{PRIVATE}pin"]
+                )
             except GitError:
-                raise RefNotFoundError(f"ref {ref!r} not found on remote") from None
-            sha = self.rev_parse(ref)
-            if sha is not None:
-                return sha
-        raise RefNotFoundError(f"ref {ref!r} not found on remote")
+                raise RefNotFoundError(f"ref {sha!r} not found on remote") from None
+        # git reads a full hex name as the object even when a ref has that name.
+        if self.rev_parse(sha) != sha:
+            raise RefNotFoundError(f"ref {sha!r} not found on remote")
+        return sha
+
+    def _commits_starting_with(self, prefix: str) -> list[str]:
+        """The commits whose SHA starts with ``prefix`` (by object name only, never a ref)."""
+        try:
+            out = self.run(["rev-parse", f"--disambiguate={prefix}"])
+        except GitError:
+            return []
+        return [oid for oid in out.split() if self.rev_parse(oid) == oid]
 
     def rev_parse(self, name: str) -> str | None:
         try:
@@ -324,10 +379,20 @@ class GitRepo:
             return None
         return out.strip() or None
 
-    def add_worktree(self, dest: Path, sha: str) -> None:
-        """Check ``sha`` out into the new folder ``dest`` (detached: no branch is involved)."""
+    def add_worktree(self, dest: Path, sha: str, paths: Sequence[str]) -> None:
+        """Check ``paths`` of ``sha`` out into the new folder ``dest`` (detached: no branch is
+        involved), and nothing else of the commit ("." for all of it)."""
         try:
-            self.run(["worktree", "add", "--detach", "--quiet", str(dest), sha])
+            self.run(["worktree", "add", "--detach", "--no-checkout", "--quiet", str(dest), sha])
+            if paths:
+                pathspecs = "".join(f"{p}\0" for p in paths).encode("utf-8", "surrogateescape")
+                checkout = ["checkout", "--quiet", sha, "--pathspec-from-file=-"]
+                self.run(
+                    ["--literal-pathspecs", *checkout, "--pathspec-file-nul"],
+                    git_dir=False,
+                    cwd=dest,
+                    input=pathspecs,
+                )
         except GitError:
             # git removes a failed checkout itself; make sure, and forget its record.
             with contextlib.suppress(OSError):
@@ -341,19 +406,41 @@ class GitRepo:
 
     # -- running git ---------------------------------------------------------------------
 
-    def run(self, args: Sequence[str], *, git_dir: bool = True) -> str:
+    def run(
+        self,
+        args: Sequence[str],
+        *,
+        git_dir: bool = True,
+        cwd: Path | None = None,
+        input: bytes | None = None,
+    ) -> str:
+        """git's output; GitError (redacted) if it fails, times out or was cancelled."""
+        return self.run_bytes(args, git_dir=git_dir, cwd=cwd, input=input).decode(
+            "utf-8", "replace"
+        )
+
+    def run_bytes(
+        self,
+        args: Sequence[str],
+        *,
+        git_dir: bool = True,
+        cwd: Path | None = None,
+        input: bytes | None = None,
+    ) -> bytes:
         command = ["git", *_CONFIG_ARGS]
         if git_dir:
             command.append(f"--git-dir={self.git_dir}")
         command += args
+        name = next((a for a in args if not a.startswith("-")), "")
         with self._lock:
             if self._cancelled:
-                raise GitError(f"git {args[0]} cancelled")
+                raise GitError(f"git {name} cancelled")
             try:
                 process = subprocess.Popen(
                     command,
+                    cwd=cwd,
                     env=self.env,
-                    stdin=subprocess.DEVNULL,
+                    stdin=subprocess.DEVNULL if input is None else subprocess.PIPE,
                     stdout=subprocess.PIPE,
                     stderr=subprocess.PIPE,
                     start_new_session=True,  # its own group: a timeout kills git and its helpers
@@ -362,23 +449,26 @@ class GitRepo:
                 raise GitError(f"cannot run git: {err.strerror or err}") from None
             self._process = process
         try:
-            out, stderr, timed_out = _communicate(process, self.timeout)
+            out, stderr, timed_out = _communicate(process, self.timeout, input)
         finally:
             with self._lock:
                 self._process = None
         if self._cancelled:
-            raise GitError(f"git {args[0]} cancelled")
+            raise GitError(f"git {name} cancelled")
         if timed_out:
-            raise GitError(f"git {args[0]} timed out after {self.timeout:g}s")
+            raise GitError(f"git {name} timed out after {self.timeout:g}s")
         if process.returncode != 0:
             raise GitError(
                 self.redact(_summary(stderr.decode("utf-8", "replace"), process.returncode))
             )
-        return out.decode("utf-8", "replace")
+        return out
 
 
-def _communicate(process: subprocess.Popen[bytes], timeout: float) -> tuple[bytes, bytes, bool]:
-    """git's stdout and stderr, and whether it was still running at ``timeout``.
+def _communicate(
+    process: subprocess.Popen[bytes], timeout: float, input: bytes | None = None
+) -> tuple[bytes, bytes, bool]:
+    """git's stdout and stderr, and whether it was still running at ``timeout``. ``input`` is
+    written to its stdin (handed over once: later rounds go on writing it).
 
     At the timeout, or once git has exited while its pipes are still open, its process group is
     killed; what is left in the pipes is then read for at most ``_DRAIN_TIMEOUT``, because a
@@ -388,8 +478,10 @@ def _communicate(process: subprocess.Popen[bytes], timeout: float) -> tuple[byte
     deadline = time.monotonic() + timeout
     while True:
         try:
-            out, err = process.communicate(timeout=min(_SLICE, max(deadline - time.monotonic(), 0)))
+            wait = min(_SLICE, max(deadline - time.monotonic(), 0))
+            out, err = process.communicate(input, timeout=wait)
         except subprocess.TimeoutExpired:
+            input = None
             exited = process.poll() is not None
             if exited or time.monotonic() >= deadline:
                 break

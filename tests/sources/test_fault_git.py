@@ -27,6 +27,7 @@ from pathlib import Path
 import pytest
 
 from reconciler.sources.git import GitOptions, GitSource
+from tests.faults import git_remote
 from tests.faults.git_remote import StallingRemote
 from tests.sources.test_git import (
     Clock,
@@ -108,6 +109,49 @@ def test_a_fetch_hanging_mid_way_times_out_keeps_the_revision_and_backs_off(
         0,
     )
     assert set(schedules(source)) == {"default/a", "default/b"}
+
+
+def partial_objects(source: GitSource) -> list[Path]:
+    objects = source.base / "repo.git" / "objects"
+    return [*objects.glob("*/tmp_*"), *objects.glob("pack/.tmp-*")]
+
+
+def test_a_fetch_cut_mid_pack_leaves_no_partial_objects(
+    remote: Remote,
+    stalling: StallingRemote,
+    state: Path,
+    clock: Clock,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A fetch killed at the timeout while the pack streams in leaves git's partial pack
+    behind; on every retry another one, until the disk is full. None is left."""
+    remote.write("a.yaml", doc("a"))
+    good = remote.commit()
+    source = GitSource(GitOptions(stalling.url, timeout=TIMEOUT), state, clock=clock)
+    assert synced(source)
+
+    # Enough objects for git to stream them into a pack (tmp_pack_*), not loose objects, and
+    # half of the pack sent before the remote goes silent.
+    for n in range(150):
+        remote.write(f"noise/{n}.bin", secrets.token_hex(4096))
+    remote.commit()
+    monkeypatch.setattr(git_remote, "_HEAD_BYTES", 512 * 1024)
+    stalling.stalled.set()
+    for _ in range(2):
+        assert synced(source) is False
+        status = source.status()
+        assert status.last_error is not None
+        assert status.last_error.startswith(f"fetch failed: git fetch timed out after {TIMEOUT:g}s")
+        assert partial_objects(source) == []
+    assert stalling.stalls == 2
+    assert status.applied_revision == good
+
+    # One left by a crash mid-fetch is gone after the next fetch too.
+    left = source.base / "repo.git" / "objects" / "pack" / "tmp_pack_crashed"
+    left.write_bytes(b"PACK")
+    stalling.stalled.clear()
+    assert synced(source)
+    assert partial_objects(source) == []
 
 
 def test_cancel_kills_a_hanging_fetch_and_records_no_failure(

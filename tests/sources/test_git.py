@@ -318,6 +318,42 @@ def test_sha_refs_full_and_abbreviated(remote: Remote, state: Path, clock: Clock
     assert qualified.sync()
 
 
+def test_a_pinned_sha_is_never_a_branch_or_tag_named_after_it(
+    remote: Remote, state: Path, clock: Clock
+) -> None:
+    """Anyone who can push a branch can name it after the pinned SHA: the full SHA still
+    names only its commit, and an abbreviated one that is also a branch or tag is refused."""
+    remote.write("a.yaml", doc("a", "1 * * * *"))
+    pinned = remote.commit()
+    remote.write("a.yaml", doc("a", "6 6 6 6 *"))
+    hostile = remote.commit(branch="feature")
+    for name in (pinned, pinned[:12]):
+        remote.push(f"{hostile}:refs/heads/{name}")
+    remote.git("tag", f"{pinned[:10]}", hostile)
+    remote.push(f"refs/tags/{pinned[:10]}")
+
+    full = source_for(remote, state / "full", clock, ref=pinned)
+    assert synced(full)
+    assert full.status().applied_revision == pinned
+    assert schedules(full) == {"default/a": "1 * * * *"}
+
+    for ref in (pinned[:12], pinned[:10]):  # a branch, a tag
+        short = source_for(remote, state / ref, clock, ref=ref)
+        assert synced(short) is False
+        status = short.status()
+        assert status.applied_revision is None
+        assert status.last_error == (
+            f"ref {ref!r} is ambiguous: a branch or tag has this name and a commit SHA starts"
+            " with it; use refs/heads/..., refs/tags/... or the full SHA (retrying in 60s)"
+        )
+        assert schedules(short) == {}
+
+    # The branch itself is still reachable by its full name.
+    qualified = source_for(remote, state / "qualified", clock, ref=f"refs/heads/{pinned[:12]}")
+    assert synced(qualified)
+    assert qualified.status().applied_revision == hostile
+
+
 @pytest.mark.parametrize("ref", ["-upload-pack=evil", "a b", "a..b", "x^", ""])
 def test_refs_that_could_be_options_are_refused(ref: str) -> None:
     with pytest.raises(ValueError, match="invalid git ref"):

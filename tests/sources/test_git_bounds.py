@@ -4,6 +4,7 @@ and nothing outside the worktree is ever read. Real git, as in test_git."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
 
@@ -68,3 +69,87 @@ def test_a_commit_with_an_alias_bomb_or_a_big_file_keeps_the_last_good_tasks(
     assert errors[0].startswith("YAML aliases expand this value to more than 10000 values")
     assert errors[1].startswith("file is 5")
     assert "over the limit of 4 KiB" in errors[1]
+
+
+def sparse_zeros(path: Path, size: int) -> None:
+    """A file of ``size`` zero bytes that takes no room here (git stores it as a few KiB)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("wb") as f:
+        f.truncate(size)
+
+
+def disk_usage(top: Path) -> int:
+    return sum(p.lstat().st_blocks * 512 for p in top.rglob("*"))
+
+
+def test_only_the_path_and_what_its_links_lead_to_are_written(tmp_path: Path) -> None:
+    """A GiB of zeros travels as a MiB: a file outside --git-path, whatever its size, is
+    never written to disk; a link in the path to a file outside it still works."""
+    remote, state, clock = Remote(tmp_path), tmp_path / "state", Clock()
+    remote.write("tasks/a.yaml", doc("a", "1 * * * *"))
+    remote.write("shared/b.yaml", doc("b", "2 * * * *"))
+    os.symlink("../shared/b.yaml", remote.work / "tasks" / "b.yaml")
+    remote.write("shared/c.yaml", doc("c", "3 * * * *"))
+    os.symlink("shared", remote.work / "alias")  # a link on the way of another
+    os.symlink("../alias/c.yaml", remote.work / "tasks" / "c.yaml")
+    sparse_zeros(remote.work / "junk" / "zeros.bin", 64 * 1024 * 1024)
+    remote.write("other.yaml", doc("other"))
+    sha = remote.commit()
+    source = GitSource(GitOptions(remote.url, path="tasks"), state, clock=clock)
+    assert synced(source)
+    assert source.status().applied_revision == sha
+    assert schedules(source) == {
+        "default/a": "1 * * * *",
+        "default/b": "2 * * * *",
+        "default/c": "3 * * * *",
+    }
+    assert source.errors() == []
+    tree = source.worktrees / sha
+    assert not (tree / "junk").exists()
+    assert not (tree / "other.yaml").exists()
+    assert disk_usage(tree) < 1024 * 1024
+
+
+@pytest.mark.parametrize(
+    ("limits", "big", "reason"),
+    [
+        (
+            {},
+            1024 * 1024,
+            "'tasks/big.bin' is 1048576 bytes, over the 65536 a checked-out file may have",
+        ),
+        ({"max_files": 3}, 0, "more than 3 files to check out"),
+        ({"max_total": 30_000}, 40_000, "more than 30000 bytes to check out"),
+    ],
+    ids=["file", "files", "bytes"],
+)
+def test_a_revision_over_the_checkout_bounds_is_refused_and_the_one_before_stays(
+    tmp_path: Path, limits: dict[str, int], big: int, reason: str
+) -> None:
+    remote, state, clock = Remote(tmp_path), tmp_path / "state", Clock()
+    remote.write("tasks/a.yaml", doc("a", "1 * * * *"))
+    good = remote.commit()
+    # Files may be 16 times --max-file-size: reading refuses one a little over it alone.
+    source = GitSource(GitOptions(remote.url, path="tasks"), state, clock=clock, max_file_size=4096)
+    if limits:  # a few files, a few bytes, for the bounds of 100 000 files and 256 MiB
+        source._limits = dataclasses.replace(source._limits, **limits)
+    assert synced(source)
+
+    remote.write("tasks/a.yaml", doc("a", "2 * * * *"))
+    remote.write("tasks/b.yaml", doc("b"))
+    remote.write("tasks/c.yaml", doc("c"))
+    sparse_zeros(remote.work / "tasks" / "big.bin", big)
+    refused = remote.commit()
+    assert synced(source) is False
+    status = source.status()
+    assert status.last_error == f"revision {refused[:12]} refused: {reason} (retrying in 60s)"
+    assert (status.applied_revision, status.attempted_revision) == (good, refused)
+    assert schedules(source) == {"default/a": "1 * * * *"}
+    assert [p.name for p in source.worktrees.iterdir()] == [good]
+
+    remote.rm("tasks/big.bin")
+    remote.rm("tasks/c.yaml")
+    fixed = remote.commit()
+    assert synced(source)
+    assert source.status().applied_revision == fixed
+    assert schedules(source) == {"default/a": "2 * * * *", "default/b": "* * * * *"}

@@ -1,0 +1,219 @@
+"""What a checkout of the git source writes: ``--git-path`` and what its links lead to, bounded.
+
+A commit is anyone's who can push: it may hold a gigabyte of zeros (a megabyte compressed)
+next to the task files, or a thousand links in a chain. Before anything is written, the
+commit's trees are listed (``git ls-tree``, nothing checked out) and :func:`checkout_paths`
+says which paths a checkout for ``--git-path`` needs: the path, and for every symbolic link in
+it the links on its way and what it leads to inside the commit, resolved as the file system
+will. A revision over :class:`CheckoutLimits` is :class:`CheckoutRefusedError`, whole.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Collection, Sequence
+
+from reconciler.sources.gitrepo import GitError, GitRepo
+
+# A checkout writes at most this much, in this many files, following this many links; a
+# revision over any of them is refused before anything is written. Each file may be
+# FILE_SIZE_MARGIN times the size a definition may have (reading refuses that one file alone).
+MAX_CHECKOUT_BYTES = 256 * 1024 * 1024
+MAX_CHECKOUT_FILES = 100_000
+MAX_CHECKOUT_LINKS = 1_000
+FILE_SIZE_MARGIN = 16
+_MAX_HOPS = 40  # links on the way of one path, as Linux's ELOOP
+_LINK = "120000"  # the mode of a symbolic link (a submodule, "160000", is never checked out)
+
+
+class CheckoutRefusedError(GitError):
+    """A revision over the checkout bounds (see ``checkout_paths``); nothing of it is written."""
+
+
+@dataclasses.dataclass(frozen=True)
+class TreeEntry:
+    path: str
+    mode: str  # "120000": a symbolic link; "160000": a submodule (never checked out)
+    kind: str  # blob, tree or commit
+    oid: str
+    size: int  # of a blob; 0 for the others
+
+
+@dataclasses.dataclass(frozen=True)
+class CheckoutLimits:
+    """What one revision may write to disk: each file, all of them, how many, and how many
+    symbolic links are followed to find what they lead to."""
+
+    max_file: int
+    max_total: int = MAX_CHECKOUT_BYTES
+    max_files: int = MAX_CHECKOUT_FILES
+    max_links: int = MAX_CHECKOUT_LINKS
+
+
+def checkout_paths(repo: GitRepo, sha: str, path: str, limits: CheckoutLimits) -> list[str]:
+    """What of ``sha`` a checkout for ``path`` writes: ``path``, and for every symbolic link
+    there, the links on its way and what it leads to inside the commit (a link out of the
+    commit, or to nothing, is written as it is: reading refuses it). Found in the commit's
+    trees, nothing written; CheckoutRefusedError if it is over ``limits``."""
+    return _CheckoutPlan(repo, sha, limits).paths(path)
+
+
+class _CheckoutPlan:
+    def __init__(self, repo: GitRepo, sha: str, limits: CheckoutLimits) -> None:
+        self.repo, self.sha, self.limits = repo, sha, limits
+        self.known: dict[str, TreeEntry] = {}  # the entries listed so far, by path
+        self.listed: list[str] = []  # the trees (or files) listed whole, recursively
+        self.folders: set[str] = set()  # the folders whose entries were listed
+        self.wanted: set[str] = set()  # what the checkout names
+        self.counted: set[str] = set()
+        self.total = 0
+        self.followed: set[str] = set()  # the links whose target was looked for
+        self.targets: dict[str, str] = {}  # a link's blob -> its target
+
+    def paths(self, path: str) -> list[str]:
+        pending = self._add(self._resolve("", path))
+        while pending:
+            self.followed.update(link.path for link in pending)
+            if len(self.followed) > self.limits.max_links:
+                raise CheckoutRefusedError(
+                    f"more than {self.limits.max_links} symbolic links to follow"
+                )
+            self._read_targets(pending)
+            found: list[TreeEntry] = []
+            for link in pending:
+                parent = link.path.rpartition("/")[0]
+                found += self._add(self._resolve(parent, self.targets[link.oid]))
+            pending = [link for link in found if link.path not in self.followed]
+        return ["."] if "" in self.wanted else sorted(self.wanted)
+
+    def _add(self, path: str | None) -> list[TreeEntry]:
+        """List the tree (or file) at ``path``, unless it already was; the links in it."""
+        if path is None or any(_within(path, top) for top in self.listed):
+            return []
+        self.listed.append(path)
+        self.wanted.add(path)
+        links = []
+        for entry in ls_tree(self.repo, self.sha, [path], recursive=True):
+            self.known[entry.path] = entry
+            self._count(entry)
+            if entry.mode == _LINK:
+                links.append(entry)
+        return links
+
+    def _count(self, entry: TreeEntry) -> None:
+        if entry.kind != "blob" or entry.path in self.counted:
+            return
+        self.counted.add(entry.path)
+        self.total += entry.size
+        limits = self.limits
+        if entry.size > limits.max_file:
+            raise CheckoutRefusedError(
+                f"{entry.path!r} is {entry.size} bytes, over the {limits.max_file} a checked-out"
+                " file may have"
+            )
+        if len(self.counted) > limits.max_files:
+            raise CheckoutRefusedError(f"more than {limits.max_files} files to check out")
+        if self.total > limits.max_total:
+            raise CheckoutRefusedError(f"more than {limits.max_total} bytes to check out")
+
+    def _resolve(self, start: str, target: str) -> str | None:
+        """Where ``target`` (relative to the folder ``start``) leads in the commit, as the file
+        system will resolve it once checked out; the links on the way are wanted. None if it
+        leads out of the commit, to nothing, or round in circles."""
+        if target.startswith("/"):
+            return None  # out of the commit
+        parts = target.split("/")
+        here = start.split("/") if start else []
+        hops = 0
+        while parts:
+            name = parts.pop(0)
+            if name in ("", "."):
+                continue
+            if name == "..":
+                if not here:
+                    return None
+                here.pop()
+                continue
+            entry = self._entry("/".join([*here, name]))
+            if entry is None or entry.kind == "commit":
+                return None
+            if entry.mode == _LINK:
+                hops += 1
+                if hops > _MAX_HOPS:
+                    return None
+                self.wanted.add(entry.path)
+                self._count(entry)
+                self._read_targets([entry])
+                link = self.targets[entry.oid]
+                if link.startswith("/"):
+                    return None  # out of the commit
+                parts = link.split("/") + parts
+                continue
+            if entry.kind != "tree" and any(part not in ("", ".") for part in parts):
+                return None  # a file is no folder
+            here.append(name)
+        return "/".join(here)
+
+    def _entry(self, path: str) -> TreeEntry | None:
+        """The entry at ``path``: from a listing already made, or its folder's, listed now."""
+        folder = path.rpartition("/")[0]
+        if folder not in self.folders and not any(_within(folder, t) for t in self.listed):
+            self.folders.add(folder)
+            # One listing per folder, and as many folders as links: a commit must not make
+            # its links cost a git call per step for ever.
+            if len(self.folders) > self.limits.max_links:
+                raise CheckoutRefusedError(
+                    f"symbolic links lead through more than {self.limits.max_links} folders"
+                )
+            listing = [f"{folder}/" if folder else ""]
+            for entry in ls_tree(self.repo, self.sha, listing, recursive=False):
+                self.known.setdefault(entry.path, entry)
+        return self.known.get(path)
+
+    def _read_targets(self, links: list[TreeEntry]) -> None:
+        unread = {link.oid for link in links if link.oid not in self.targets}
+        for oid, text in read_blobs(self.repo, unread).items():
+            # Longer than a file system takes: a link to nothing.
+            self.targets[oid] = "/" if len(text) > 4096 else text.decode("utf-8", "surrogateescape")
+        for oid in unread - self.targets.keys():
+            self.targets[oid] = "/"
+
+
+def _within(path: str, top: str) -> bool:
+    return not top or path == top or path.startswith(top + "/")
+
+
+def ls_tree(repo: GitRepo, sha: str, paths: Sequence[str], *, recursive: bool) -> list[TreeEntry]:
+    """The entries of ``sha`` at ``paths`` (every one under them when ``recursive``, trees
+    included; the whole commit for ``[""]``). Names are taken literally."""
+    args = ["--literal-pathspecs", "ls-tree", "-z", "-l", "--full-tree"]
+    if recursive:
+        args += ["-r", "-t"]
+    out = repo.run_bytes([*args, sha, "--", *(p for p in paths if p)])
+    entries = []
+    for record in out.decode("utf-8", "surrogateescape").split("\0"):
+        meta, tab, path = record.partition("\t")
+        fields = meta.split()
+        if not tab or len(fields) != 4:
+            continue
+        mode, kind, oid, size = fields
+        entries.append(TreeEntry(path, mode, kind, oid, int(size) if size.isdigit() else 0))
+    return entries
+
+
+def read_blobs(repo: GitRepo, oids: Collection[str]) -> dict[str, bytes]:
+    """The content of each blob (link targets: small), in one ``git cat-file --batch``."""
+    if not oids:
+        return {}
+    request = "".join(f"{oid}\n" for oid in oids).encode()
+    out = repo.run_bytes(["cat-file", "--batch"], input=request)
+    blobs, at = {}, 0
+    while at < len(out):
+        end = out.index(b"\n", at)
+        header = out[at:end].decode().split()
+        at = end + 1
+        if len(header) == 3:  # "<oid> <type> <size>"; "<oid> missing" has two
+            size = int(header[2])
+            blobs[header[0]] = out[at : at + size]
+            at += size + 1
+    return blobs
