@@ -59,11 +59,11 @@ from reconciler.store.sql_schema import (
     BEGIN_OPTION,
     NEWEST_FIRST,
     SQLITE_BUSY_TIMEOUT,
+    RolledBack,
     UTCDateTime,
     create_engine,
     is_unique_violation,
     metadata,
-    rolled_back,
     runs,
     translated_errors,
 )
@@ -265,15 +265,15 @@ class SqlRunStore:
         """``work`` in one write transaction, run again when PostgreSQL rolled the transaction
         back for another's sake (a deadlock, a serialization failure): the rows decide each
         write here, so running it again is safe, and it then gets the answer it would have had
-        if it had come second. After :data:`_WRITE_ATTEMPTS` the driver's error is raised."""
+        if it had come second. After :data:`_WRITE_ATTEMPTS`, RolledBack (a StoreUnavailable)."""
         attempts = _WRITE_ATTEMPTS
         while True:
             try:
                 with self._tx(write=True) as conn:
                     return work(conn)
-            except exc.DBAPIError as e:
+            except RolledBack:
                 attempts -= 1
-                if not attempts or not rolled_back(e):
+                if not attempts:
                     raise
 
     # -- RunStore ------------------------------------------------------------------------------

@@ -193,21 +193,21 @@ def _sqlite_on_error(context: ExceptionContext) -> None:
 _ROLLED_BACK: Final = frozenset({"40001", "40P01"})
 
 
-def rolled_back(e: BaseException) -> bool:
-    """True for a transaction the server rolled back to let another go on (see above)."""
-    orig = e.orig if isinstance(e, exc.DBAPIError) else None
-    return getattr(orig, "sqlstate", None) in _ROLLED_BACK
+class RolledBack(StoreUnavailable):
+    """The server rolled the transaction back for another's sake (see above). A caller that
+    can run its work again does (``SqlRunStore._write``); to any other, it is a store that
+    did not answer this time, as before."""
 
 
 @contextlib.contextmanager
 def translated_errors() -> Iterator[None]:
-    """Driver errors that mean "the database is not there right now" -> StoreUnavailable.
-    A transaction rolled back for another's sake is not one of them: it is raised as it is."""
+    """Driver errors that mean "the database is not there right now" -> StoreUnavailable
+    (:class:`RolledBack` for a transaction rolled back to let another go on)."""
     try:
         yield
     except exc.DBAPIError as e:
-        if rolled_back(e):
-            raise
+        if getattr(e.orig, "sqlstate", None) in _ROLLED_BACK:
+            raise RolledBack(f"run store rolled the transaction back: {e.orig}") from e
         if isinstance(e, exc.OperationalError | exc.InterfaceError) or e.connection_invalidated:
             raise StoreUnavailable(f"run store unavailable: {e.orig}") from e
         raise

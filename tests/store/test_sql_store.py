@@ -12,7 +12,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import event
+from sqlalchemy import event, exc
 
 from reconciler.core.runs import RunStatus
 from reconciler.store import (
@@ -28,6 +28,7 @@ from reconciler.store import (
 )
 from reconciler.store.base import Cursor
 from reconciler.store.sql import SqlRunStore, select_page
+from reconciler.store.sql_schema import RolledBack, translated_errors
 
 from ._records import T0, everything, rec, reference_prune, sort_key
 
@@ -342,3 +343,18 @@ def test_prune_in_small_transactions_and_chunks_gives_the_same_result(
     expected = reference_prune(records, limits, max_age, now)
     assert sorted(map(sort_key, everything(store))) == sorted(map(sort_key, expected))
     assert deleted == len(records) - len(expected)
+
+
+class _Deadlock(Exception):
+    sqlstate = "40P01"
+
+
+def test_a_transaction_rolled_back_for_another_is_unavailable_to_callers_that_cannot_retry() -> (
+    None
+):
+    # The run store's writes run such a transaction again (test_write_conflicts.py); anything
+    # else that shares translated_errors (the members table) sees a store that did not answer
+    # this time, never a driver error that would end its loop.
+    with pytest.raises(StoreUnavailable) as info, translated_errors():
+        raise exc.OperationalError("INSERT", {}, _Deadlock("deadlock detected"))
+    assert isinstance(info.value, RolledBack)
