@@ -5,13 +5,15 @@ fails (reason ``UnexpectedStatus``); a connection error, a TLS error or a reques
 fails with a message that says which (reason ``RequestFailed``). The response status is
 recorded as the run's exit code and the first ``output_limit`` bytes of the body as its output.
 Header values from ``valueFrom`` are read at each attempt (a rotated secret is picked up) and
-never appear in messages or logs.
+never appear in messages or logs. ``timeout`` bounds the whole attempt, the body included: a
+server sending a byte now and then cannot hold it for longer.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -23,9 +25,15 @@ from reconciler.core.runs import RunRecord, RunStatus
 from reconciler.runner.base import Outcome, run_environment
 from reconciler.runner.base import failed as _failed
 
+_HEADER_VALUE = re.compile(r"[\t\x20-\x7e]*")
+# A server chooses its reason phrase and what a protocol error quotes (up to h11's 16 KiB):
+# messages keep this much of it.
+_SERVER_TEXT = 200
+
 
 class HeaderValueError(Exception):
-    """A ``valueFrom`` source could not be read; the message names it, never its value."""
+    """A header value could not be read or is not a valid one; the message names the header,
+    never its value."""
 
 
 def resolve_headers(action: HttpAction, environ: Mapping[str, str]) -> dict[str, str]:
@@ -50,6 +58,14 @@ def resolve_headers(action: HttpAction, environ: Mapping[str, str]) -> dict[str,
                 raise HeaderValueError(
                     f"header {header.name!r}: cannot read {source.file}: {err.strerror}"
                 ) from None
+    for name, value in headers.items():
+        # httpx would refuse it with an error that quotes the value (a newline) or raise
+        # UnicodeEncodeError, whose repr holds the value (non-ASCII): check first, say nothing.
+        if not _HEADER_VALUE.fullmatch(value):
+            raise HeaderValueError(
+                f"header {name!r}: the value is not a valid header value "
+                "(printable ASCII, spaces and tabs only)"
+            )
     return headers
 
 
@@ -97,8 +113,16 @@ class HttpRun:
         except HeaderValueError as err:
             return _failed("InvalidHeader", str(err))
         try:
+            # httpx's timeout is per read: asyncio's is for the whole request and its body.
             async with (
-                httpx.AsyncClient(timeout=self.timeout, follow_redirects=False) as client,
+                asyncio.timeout(self.timeout),
+                httpx.AsyncClient(
+                    timeout=self.timeout,
+                    follow_redirects=False,
+                    # The body is kept as sent, so ask for it uncompressed (a task's own
+                    # Accept-Encoding header wins).
+                    headers={"Accept-Encoding": "identity"},
+                ) as client,
                 client.stream(
                     str(action.method),
                     action.url,
@@ -107,7 +131,7 @@ class HttpRun:
                 ) as response,
             ):
                 body = await _read_head(response, self.output_limit)
-        except httpx.TimeoutException:
+        except (httpx.TimeoutException, TimeoutError):
             return _failed(
                 "DeadlineExceeded",
                 f"{action.method} {action.url}: no response within {self.timeout:g}s",
@@ -116,7 +140,8 @@ class HttpRun:
         except httpx.HTTPError as err:
             return _failed("RequestFailed", f"{action.method} {action.url}: {_describe(err)}")
         text = body.decode("utf-8", errors="replace")
-        summary = f"HTTP {response.status_code} {response.reason_phrase}".rstrip()
+        reason = _clip(response.reason_phrase)
+        summary = f"HTTP {response.status_code} {reason}".rstrip()
         if action.accepts(response.status_code):
             return Outcome(RunStatus.SUCCEEDED, response.status_code, None, summary, text)
         return Outcome(
@@ -142,10 +167,14 @@ async def _read_head(response: httpx.Response, limit: int) -> bytes:
 
 def _describe(err: httpx.HTTPError) -> str:
     cause = err.__cause__ or err.__context__
-    text = str(err) or type(err).__name__
+    text = _clip(str(err) or type(err).__name__)
     if isinstance(err, httpx.ConnectError):
         return f"cannot connect ({text})"
-    return f"{type(err).__name__}: {text}" if cause is None else f"{text} ({cause})"
+    return f"{type(err).__name__}: {text}" if cause is None else f"{text} ({_clip(str(cause))})"
+
+
+def _clip(text: str) -> str:
+    return text if len(text) <= _SERVER_TEXT else f"{text[:_SERVER_TEXT]}..."
 
 
 class HttpRunner:

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import gzip
 import json
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -44,6 +46,34 @@ class Handler(BaseHTTPRequestHandler):
         elif self.path == "/hang":
             RELEASE.wait(10)
             self._send(200, b"late")
+        elif self.path == "/compressible":
+            if "gzip" in self.headers.get("Accept-Encoding", ""):
+                body = gzip.compress(b"plain text")
+                self.send_response(200)
+                self.send_header("Content-Encoding", "gzip")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+            else:
+                self._send(200, b"plain text")
+        elif self.path == "/long-reason":
+            self.send_response(500, "R" * 15_000)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+        elif self.path == "/garbage":
+            self.wfile.write(b"HTTP/1.1 " + b"G" * 15_000 + b"\r\n\r\n")
+        elif self.path in ("/drip-body", "/drip-headers"):
+            # A byte well within every per-read timeout, for ever (until the client goes).
+            self.wfile.write(b"HTTP/1.1 200 OK\r\n")
+            if self.path == "/drip-body":
+                self.wfile.write(b"Content-Length: 1000000\r\n\r\n")
+            while not RELEASE.is_set():
+                try:
+                    self.wfile.write(b"x" if self.path == "/drip-body" else b"X-A: b\r\n")
+                    self.wfile.flush()
+                except OSError:
+                    return
+                RELEASE.wait(0.05)
         else:
             self._send(404, b"no such thing")
 
@@ -130,6 +160,40 @@ def test_a_missing_secret_fails_without_revealing_anything(server: str) -> None:
     assert outcome.message == "header 'Authorization': environment variable NOPE is not set"
 
 
+@pytest.mark.parametrize(
+    "source",
+    [
+        pytest.param({"file": "token"}, id="a newline from a file"),
+        pytest.param({"env": "API_TOKEN"}, id="non-ASCII from the environment"),
+    ],
+)
+def test_an_invalid_secret_fails_without_revealing_it(
+    server: str, tmp_path: Path, source: dict[str, str]
+) -> None:
+    (tmp_path / "token").write_text("Bearer s3cret\nX-Injected: 1\n")
+    if "file" in source:
+        source = {"file": str(tmp_path / source["file"])}
+    action = {"url": f"{server}/ok", "headers": [{"name": "Authorization", "valueFrom": source}]}
+    outcome = run(action, env={"API_TOKEN": "Bearer s3crét"})
+    assert (outcome.status, outcome.reason) == (RunStatus.FAILED, "InvalidHeader")
+    assert "s3cr" not in outcome.message
+    assert outcome.message.startswith("header 'Authorization': ")
+
+
+def test_the_body_is_recorded_uncompressed(server: str) -> None:
+    assert run({"url": f"{server}/compressible"}).output == "plain text"
+    # A task that asks for an encoding gets it.
+    asked = {"url": f"{server}/echo", "headers": [{"name": "Accept-Encoding", "value": "gzip"}]}
+    assert json.loads(run(asked).output)["Accept-Encoding"] == "gzip"
+
+
+@pytest.mark.parametrize("path", ["/long-reason", "/garbage"])
+def test_what_a_server_says_is_clipped_in_the_message(server: str, path: str) -> None:
+    outcome = run({"url": f"{server}{path}"})
+    assert outcome.status is RunStatus.FAILED
+    assert len(outcome.message) < 1000
+
+
 def test_only_the_head_of_a_large_body_is_kept(server: str) -> None:
     outcome = run({"url": f"{server}/big"}, output_limit=1000)
     assert outcome.output == "x" * 1000
@@ -145,6 +209,21 @@ def test_timeout(server: str) -> None:
     outcome = run({"url": f"{server}/hang", "timeoutSeconds": 0.3})
     assert (outcome.status, outcome.reason) == (RunStatus.TIMED_OUT, "DeadlineExceeded")
     assert outcome.message.endswith("no response within 0.3s")
+
+
+@pytest.mark.parametrize("path", ["/drip-body", "/drip-headers"])
+def test_a_server_dripping_bytes_cannot_outlast_the_timeout(server: str, path: str) -> None:
+    # httpx's own timeout is per read: a byte every 50 ms would hold the attempt for ever.
+    async def main() -> Outcome:
+        attempt = HttpRun(
+            HttpAction.model_validate({"url": f"{server}{path}", "timeoutSeconds": 0.3}), env={}
+        )
+        return await asyncio.wait_for(attempt.run(), 10)
+
+    began = time.monotonic()
+    outcome = asyncio.run(main())
+    assert (outcome.status, outcome.reason) == (RunStatus.TIMED_OUT, "DeadlineExceeded")
+    assert time.monotonic() - began < 5
 
 
 def test_stop_ends_a_request_in_flight(server: str) -> None:
