@@ -13,6 +13,7 @@ import hashlib
 import json
 import re
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import (
     BaseModel,
@@ -213,6 +214,20 @@ class HttpAction(_Model):
     timeout_seconds: float = Field(
         30.0, gt=0, le=3600, description="For the request itself (at most an hour)."
     )
+
+    @field_validator("url")
+    @classmethod
+    def _usable(cls, url: str) -> str:
+        # The pattern lets through what no client can send to (a port of 99999, "h:abc", an
+        # unclosed "[::1"): at run time that was an error quoting the client's repr.
+        try:
+            parts = urlsplit(url)
+            port = parts.port  # ValueError: not a number, or outside 0-65535
+        except ValueError as err:
+            raise ValueError(f"not a URL a request can go to: {err}") from None
+        if not parts.hostname or port == 0:
+            raise ValueError("not a URL a request can go to: no host, or port 0")
+        return url
 
     def accepts(self, status: int) -> bool:
         for part in self.expect_status.split(","):

@@ -53,6 +53,10 @@ def test_namespace_defaults_and_key() -> None:
         ({"spec": {"retry": {"backoffSeconds": 3.78e16}}}, "less than or equal to 86400"),
         ({"spec": {"retry": {"limit": -1}}}, "greater than or equal to 0"),
         ({"metadata": {"name": "x" * 64}}, "at most 63"),
+        *[
+            ({"spec": {"command": None, "http": {"url": url}}}, "not a URL a request can go to")
+            for url in ("http://h:99999/", "http://h:abc/", "http://[::1/x", "http://h:0/")
+        ],
     ],
 )
 def test_invalid_definitions(change: dict[str, Any], fragment: str) -> None:
