@@ -54,8 +54,10 @@ class EventRecorder:
         qps: float = 5.0,
         queue_size: int = 1000,
         instance: str | None = None,
+        keep_buckets: int = 4096,
     ) -> None:
         self._core = client.CoreV1Api(api)
+        self._keep_buckets = keep_buckets  # past this many, the full ones go (see _expire)
         self.window = window
         self._burst, self._refill = burst, refill_seconds
         self._overall = TokenBucket(qps, max(1, int(qps * 2)))
@@ -154,7 +156,7 @@ class EventRecorder:
         if len(self._seen) > 4096:
             for key in [k for k, s in self._seen.items() if now - s.last > self.window]:
                 del self._seen[key]
-        if len(self._per_object) > 4096:
+        if len(self._per_object) > self._keep_buckets:
             # Every object ever seen (deleted ones too) would otherwise keep its bucket for the
             # life of the process; only buckets that are full again go, so no limit is lifted.
             full = self._burst * self._refill
