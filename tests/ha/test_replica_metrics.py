@@ -38,6 +38,7 @@ def owned(replica: Replica) -> set[str]:
     return {key for _, key in outcomes(replica)}
 
 
+@pytest.mark.slow  # 8-18 s: replicas running tasks until each owner has scraped history
 def test_each_task_s_outcomes_come_from_the_history_on_its_owner_only(
     cluster: Cluster,
 ) -> None:

@@ -33,6 +33,7 @@ def listed(replica: Replica) -> dict[str, Any]:
     return {t["key"]: t for t in items}
 
 
+@pytest.mark.slow  # 11-17 s: three replicas, asked through each one's API
 def test_api_tasks_members_and_manual_runs_from_any_replica(cluster: Cluster) -> None:
     (cluster.tasks / "keep.yaml").write_text(
         "apiVersion: crontask.dev/v1alpha1\nkind: CronTask\nmetadata: {name: keep}\n"

@@ -196,6 +196,7 @@ def condition(kubectl: Kubectl, name: str, kind: str = "Ready") -> dict[str, Any
     return {}
 
 
+@pytest.mark.slow  # 14 s: the whole kubectl walk-through against a running crontask
 def test_crontask_under_kubectl(
     kubectl: Kubectl, crontask: Crontask, tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
