@@ -34,7 +34,7 @@ import hashlib
 import logging
 import time
 from collections.abc import Callable, Mapping
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from reconciler.aio import first_of
 from reconciler.controller.dispatch import Dispatcher
@@ -114,6 +114,11 @@ class Cluster:
         self._published_from: DesiredState | None = None
         self._digest: str | None = None
         self._swept = False  # dead replicas' runs looked for since joining
+        self._renewal: tuple[float, asyncio.Future[list[Member]]] | None = None  # in flight
+        self._unexpected: str | None = None  # the unexpected renewal error last logged
+        self._republish = False  # publish the whole view again, not only what changed
+        # The members tasks are assigned over -> their last renewal seen while they scheduled.
+        self._scheduling_since: dict[str, datetime] = {}
 
     # -- the component ----------------------------------------------------------------------
 
@@ -136,20 +141,68 @@ class Cluster:
             await self._leave()
 
     async def tick(self) -> bool:
-        """One renewal and what follows from it. False if the renewal failed."""
+        """One renewal and what follows from it. False if the renewal failed, or was not
+        answered in time (it is then still awaited by the next tick, never started twice)."""
         announcement = await asyncio.to_thread(self._announcement)
+        # A renewal may take the time left before the renew deadline, and at least one
+        # interval (a replica past its deadline must still be able to renew, and resume).
+        left = self._last_renewal + self.timing.renew_deadline - self._monotonic()
+        budget = max(left, self.timing.renew_interval)
+        if self._renewal is None:
+            # The deadline counts from when the renewal began, as client-go's leader election
+            # counts it: the record it writes is no newer than that.
+            started = self._monotonic()
+            task = asyncio.ensure_future(
+                asyncio.to_thread(
+                    self.membership.renew, dataclasses.replace(announcement, budget=budget)
+                )
+            )
+            task.add_done_callback(_retrieved)
+            self._renewal = (started, task)
+        started, renewal = self._renewal
+        until, waited = self._monotonic() + budget, 0.0
+        while not renewal.done():
+            # Woken at least every interval to read the clock: a renewal still in flight
+            # past the deadline fences this replica as a failed one does. (The time waited
+            # is counted too, for a monotonic clock that a test moves by hand.)
+            wait = min(until - self._monotonic(), budget - waited, self.timing.renew_interval)
+            if wait <= 0:
+                self._renewal_failed(MembershipUnavailable("the renewal is still in flight"))
+                return False
+            await asyncio.wait({renewal}, timeout=wait)
+            waited += wait
+        self._renewal = None
         try:
-            members = await asyncio.to_thread(self.membership.renew, announcement)
+            members = renewal.result()
         except MembershipUnavailable as err:
             self._renewal_failed(err)
             return False
-        self._last_renewal = self._monotonic()
+        except Exception as err:  # a defect, or a record nobody foresaw: fence, never exit
+            log.error(
+                "membership renewal raised an unexpected error",
+                exc_info=err if repr(err) != self._unexpected else None,
+            )
+            self._unexpected = repr(err)
+            self._renewal_failed(MembershipUnavailable(f"{type(err).__name__}: {err}"))
+            return False
+        self._unexpected = None
+        if self._monotonic() - started >= self.timing.renew_deadline:
+            # Answered, but so late that the others may judge the record it wrote as old.
+            self._renewal_failed(MembershipUnavailable("the renewal was answered too late"))
+            return False
+        self._last_renewal = started
         resumed = self.dispatcher.paused is not None
         if resumed:
             log.info("membership renewed again; starting runs", extra={"fields": {}})
             self.dispatcher.paused = None
+            # Our record may have been forgotten meanwhile, and our view with it.
+            self._republish = True
         self.members = members
         await self._follow(members)
+        self._scheduling_since = {
+            **{m: self._scheduling_since[m] for m in self._active if m in self._scheduling_since},
+            **{m.id: m.renewed for m in members if not m.draining},
+        }
         if resumed:  # after _follow: a task that moved meanwhile is caught up by its owner
             self.reconciler.catch_up_unstarted()
         return True
@@ -204,13 +257,30 @@ class Cluster:
 
     def _handover(self, assignment: Assignment) -> tuple[Mapping[str, datetime], int]:
         """In a worker thread: the tasks' last recorded slots, and how many tasks move."""
-        anchors = self.store.last_slots()
+        anchors = dict(self.store.last_slots())
         moved = 0
         if self._active:
             before = Assignment(self._active, self.me.id)
             tasks = list(self.reconciler.desired.tasks)
             moved = sum(before.owner(key) != assignment.owner(key) for key in tasks)
+            # A task that comes from a member gone (or draining) and never ran has no slot on
+            # record: its catch-up counts from when that member last scheduled, else the slots
+            # of the gap would be neither run nor recorded.
+            gone = {m: self._stopped_at(m) for m in set(self._active) - set(assignment.members)}
+            for key in tasks:
+                previous = before.owner(key)
+                if previous in gone and assignment.mine(key) and key not in anchors:
+                    anchors[key] = gone[previous]
         return anchors, moved
+
+    def _stopped_at(self, member: str) -> datetime:
+        """About when a member that left the assignment stopped scheduling: its last renewal
+        seen while it did, kept within what a live record allows (another writer's clock)."""
+        now = self.reconciler.clock()
+        renewed = self._scheduling_since.get(member)
+        if renewed is None:  # not seen since joining: as late as it can have been alive
+            return now - timedelta(seconds=self.timing.lease_seconds + self.timing.renew_interval)
+        return min(max(renewed, now - timedelta(seconds=10 * self.timing.lease_seconds)), now)
 
     def _housekeep(
         self, members: list[Member], changed: bool
@@ -272,10 +342,11 @@ class Cluster:
         desired = self.reconciler.desired  # replaced whole by each pass
         if not self.reconciler.applied:
             return self._current_announcement()  # nothing read yet: no view to compare
-        if desired is not self._published_from:
+        if desired is not self._published_from or self._republish:
+            again = self._republish
             current = {key: d.hash for key, d in desired.tasks.items()}
             changes: dict[str, str | None] = {
-                k: h for k, h in current.items() if self._published.get(k) != h
+                k: h for k, h in current.items() if again or self._published.get(k) != h
             }
             changes.update({k: None for k in self._published.keys() - current.keys()})
             if changes:
@@ -285,6 +356,7 @@ class Cluster:
                     log.exception("could not publish this replica's view; retrying")
                     return self._current_announcement()
             self._published, self._published_from = current, desired
+            self._republish = False
             self._digest = _digest(current)
         return self._current_announcement()
 
@@ -315,6 +387,12 @@ class Cluster:
             await asyncio.to_thread(self.membership.leave, self._current_announcement())
             await asyncio.to_thread(self.views.drop, self.me.id)
         log.info("left the replicas", extra={"fields": {"instance": self.me.id}})
+
+
+def _retrieved(renewal: asyncio.Future[list[Member]]) -> None:
+    """A renewal given up on may end later: its outcome is read, not left to be reported."""
+    if not renewal.cancelled():
+        renewal.exception()
 
 
 def _digest(view: Mapping[str, str]) -> str:

@@ -6,7 +6,9 @@ Contract:
   what it publishes (:class:`Announcement`), and returns the live members, itself included, in
   one call. It raises :class:`MembershipUnavailable` when the service cannot be reached: the
   caller then cannot know whether it is still a member and must act as if it were not once its
-  renew deadline has passed (see ``controller.cluster``).
+  renew deadline has passed (see ``controller.cluster``). Any other error is a defect, and the
+  caller treats it the same way. No one record another writer left may make it raise: a record
+  that does not parse is not a member.
 - A record is live until ``lease_seconds`` have passed since its last renewal, judged by a clock
   no replica owns: PostgreSQL's ``now()``; for Kubernetes Leases, the time *this* replica
   observed each renewal, as client-go's leader election does, so no two clocks are compared.
@@ -46,6 +48,9 @@ class Announcement:
     # Stopping: it schedules nothing any more (others take its tasks now), but its runs are
     # still finishing, so it stays a member until they have (nobody marks them interrupted).
     draining: bool = False
+    # Not published: how long this renewal may take (it is below the renew deadline), for an
+    # implementation that can bound its calls; None: as long as its own timeouts allow.
+    budget: float | None = None
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

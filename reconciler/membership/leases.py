@@ -11,11 +11,16 @@ observed* each Lease's record change. A Lease whose record has not changed for i
 ``leaseDurationSeconds`` of our own monotonic time is expired. A replica that has just started
 therefore counts every Lease it sees as live for one lease duration: a dead replica is noticed
 late, never a live one early. Leases expired for ten durations are deleted by whoever sees them.
+
+A Lease is anyone's to write, so each one is judged on its own: a Lease that does not parse, or
+whose name is not the one its ``holderIdentity`` would have, is not a member (and is logged once);
+no Lease counts as live for longer than this replica's own lease duration.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import re
 import time
 from collections.abc import Callable
@@ -33,6 +38,8 @@ _FORGET_AFTER: Final = 10
 _TIMEOUT: Final = (5, 10)
 
 Monotonic = Callable[[], float]
+
+log = logging.getLogger("crontask.membership")
 
 
 def lease_name(instance: str) -> str:
@@ -52,6 +59,8 @@ class LeaseMembership:
         # Lease name -> (the record last seen, when we first saw that record).
         self._observed: dict[str, tuple[tuple[Any, ...], float]] = {}
         self._since: datetime | None = None
+        # Lease name -> the record last refused (logged once per record, forgotten with it).
+        self._refused: dict[str, tuple[Any, ...]] = {}
 
     def renew(self, me: Announcement) -> list[Member]:
         name = lease_name(me.id)
@@ -90,7 +99,7 @@ class LeaseMembership:
             )
         except Exception as err:  # an API error or a connection error: nothing is known
             raise MembershipUnavailable(f"leases in {self.namespace}: {_describe(err)}") from err
-        return self._live(found.items, name)
+        return self._live(found.items, name, me.lease_seconds)
 
     def leave(self, me: Announcement) -> None:
         try:
@@ -107,7 +116,7 @@ class LeaseMembership:
     def close(self) -> None:
         pass
 
-    def _live(self, leases: list[Any], mine: str) -> list[Member]:
+    def _live(self, leases: list[Any], mine: str, lease_seconds: float) -> list[Member]:
         now = self._monotonic()
         live: list[Member] = []
         seen: set[str] = set()
@@ -122,15 +131,38 @@ class LeaseMembership:
             if previous is None or previous[0] != record:
                 self._observed[name] = (record, now)
             observed_at = self._observed[name][1]
-            duration = float(spec.lease_duration_seconds or 15)
+            # Another writer's duration never keeps a Lease live longer than ours would be.
+            duration = min(float(spec.lease_duration_seconds or lease_seconds), lease_seconds)
             if name != mine and now - observed_at >= duration:
                 if now - observed_at >= duration * _FORGET_AFTER:
                     self._forget(name)
                 continue
-            live.append(_member(lease))
+            member = self._parsed(lease, record)
+            if member is not None:
+                live.append(member)
         for gone in set(self._observed) - seen:
             del self._observed[gone]
+        for gone in set(self._refused) - seen:
+            del self._refused[gone]
         return sorted(live, key=lambda m: m.id)
+
+    def _parsed(self, lease: Any, record: tuple[Any, ...]) -> Member | None:
+        """The member a Lease describes, or None (logged once per record) if it is not one."""
+        name = lease.metadata.name
+        try:
+            if name != lease_name(lease.spec.holder_identity):
+                raise ValueError(f"not the Lease of {lease.spec.holder_identity!r}")
+            member = _member(lease)
+        except Exception as err:  # anyone may write a Lease: one bad record is not a member
+            if self._refused.get(name) != record:
+                self._refused[name] = record
+                log.warning(
+                    "a Lease with the member label is not a member; ignoring it",
+                    extra={"fields": {"lease": name, "error": _describe(err)}},
+                )
+            return None
+        self._refused.pop(name, None)
+        return member
 
     def _forget(self, name: str) -> None:
         # Another replica may delete it first; if this fails, the next renewal tries again.

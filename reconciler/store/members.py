@@ -4,7 +4,14 @@ A renewal is one statement that upserts this replica's row with ``renewed = now(
 every row renewed within its own ``lease_seconds`` of the database's ``now()``: the database's
 clock is the only one that judges, so replicas with skewed clocks agree. A row left by a dead
 replica simply stops being returned; rows expired long ago are deleted by whoever renews, so the
-table stays as small as the set of replicas. See ``reconciler.membership.base`` for the contract.
+table stays as small as the set of replicas, and their published views go with them. See
+``reconciler.membership.base`` for the contract.
+
+Any client of the database can write a row, so no row may break a renewal: a row whose
+``lease_seconds`` is outside what ``--lease-duration`` accepts, whose ``renewed`` is not finite,
+or which was renewed further in the future than its own lease is not a member, and is forgotten
+at once. The interval arithmetic is only done on rows that passed that check (in a ``CASE``,
+whose order PostgreSQL keeps), since one out-of-range interval fails the whole statement.
 """
 
 from __future__ import annotations
@@ -14,7 +21,7 @@ from typing import Any, Final
 
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 
 from reconciler.membership.base import Announcement, Difference, Member, MembershipUnavailable
 from reconciler.store.base import StoreUnavailable
@@ -22,8 +29,22 @@ from reconciler.store.sql_schema import create_engine, member_views, members, tr
 
 # A row not renewed for this many lease durations is deleted (it is long dead).
 _FORGET_AFTER: Final = 10
+# The range of --lease-duration (reconciler.cli.durations): 0.1 s to 100 years.
+_LEAST_LEASE: Final = 0.1
+_MOST_LEASE: Final = 100 * 365 * 86400.0
 
-_EXPIRES = members.c.renewed + sa.func.make_interval(0, 0, 0, 0, 0, 0, members.c.lease_seconds)
+_SANE = sa.and_(
+    members.c.lease_seconds >= _LEAST_LEASE,
+    members.c.lease_seconds <= _MOST_LEASE,  # NaN is greater than every number in PostgreSQL
+    sa.func.isfinite(members.c.renewed),
+)
+
+
+def _lease(times: int = 1) -> Any:
+    return sa.func.make_interval(0, 0, 0, 0, 0, 0, members.c.lease_seconds * times)
+
+
+_EXPIRES = members.c.renewed + _lease()
 
 
 class SqlMembership:
@@ -61,23 +82,34 @@ class SqlMembership:
         }
         insert = pg_insert(members).values(since=_NOW, **values)
         # A record that expired meanwhile is a new membership: its "since" starts again.
+        # A row that was not sane (see above) is a new membership too.
+        renewing = sa.case((_SANE, _EXPIRES >= _NOW), else_=False)
         upsert = insert.on_conflict_do_update(
             index_elements=[members.c.id],
             set_={
                 **{k: insert.excluded[k] for k in values if k != "id"},
-                "since": sa.case((_EXPIRES < _NOW, _NOW), else_=members.c.since),
+                "since": sa.case((renewing, members.c.since), else_=_NOW),
             },
         )
-        forget = members.delete().where(
-            members.c.renewed
-            + sa.func.make_interval(0, 0, 0, 0, 0, 0, members.c.lease_seconds * _FORGET_AFTER)
-            < _NOW
+        # Live: sane, not expired, and not renewed further ahead than its lease (a row dated
+        # in the future would otherwise be live until then, and never forgotten).
+        ahead = members.c.renewed > _NOW + _lease()
+        live_row = sa.case((_SANE, sa.and_(_EXPIRES > _NOW, ~ahead)), else_=False)
+        dead_row = sa.case(
+            (_SANE, sa.or_(members.c.renewed + _lease(_FORGET_AFTER) < _NOW, ahead)),
+            else_=True,
         )
-        live = sa.select(members).where(_EXPIRES > _NOW).order_by(members.c.id)
+        # Views whose member has no row any more (forgotten now, or before views were).
+        orphans = member_views.delete().where(
+            ~sa.exists().where(members.c.id == member_views.c.member)
+        )
+        live = sa.select(members).where(live_row).order_by(members.c.id)
         try:
             with translated_errors(), self.engine.begin() as conn:
+                self._set_timeouts(conn, me)
                 conn.execute(upsert)
-                conn.execute(forget)
+                conn.execute(members.delete().where(dead_row))
+                conn.execute(orphans)
                 rows = conn.execute(live).mappings().all()
         except StoreUnavailable as err:
             raise MembershipUnavailable(str(err)) from err
@@ -94,6 +126,16 @@ class SqlMembership:
             )
             for row in rows
         ]
+
+    @staticmethod
+    def _set_timeouts(conn: Connection, me: Announcement) -> None:
+        """A renewal that waits on a lock or a slow database fails within its budget (below
+        the renew deadline) instead of returning, late, a record already old."""
+        if me.budget is None:
+            return
+        ms = str(max(1, int(me.budget * 1000)))
+        for setting in ("lock_timeout", "statement_timeout"):
+            conn.execute(sa.select(sa.func.set_config(setting, ms, True)))
 
     def leave(self, me: Announcement) -> None:
         try:
