@@ -265,12 +265,14 @@ class Cluster:
             moved = sum(before.owner(key) != assignment.owner(key) for key in tasks)
             # A task that comes from a member gone (or draining) and never ran has no slot on
             # record: its catch-up counts from when that member last scheduled, else the slots
-            # of the gap would be neither run nor recorded.
+            # of the gap would be neither run nor recorded; but not from before the task was
+            # first read here (added after that member's last renewal), when it did not exist.
             gone = {m: self._stopped_at(m) for m in set(self._active) - set(assignment.members)}
             for key in tasks:
                 previous = before.owner(key)
                 if previous in gone and assignment.mine(key) and key not in anchors:
-                    anchors[key] = gone[previous]
+                    appeared = self.reconciler.appeared(key)
+                    anchors[key] = max(gone[previous], appeared or gone[previous])
         return anchors, moved
 
     def _stopped_at(self, member: str) -> datetime:

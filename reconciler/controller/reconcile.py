@@ -92,6 +92,11 @@ class Reconciler:
         self._scheduler_started = False
         self.assignment: Assignment | None = None
         self._handover = False  # the next applied pass follows a change of ownership
+        # Every declared task's key (anyone's), and when those not there at the first applied
+        # pass were first read: they have no slot from before (``appeared``). What the first
+        # pass reads was there for an unknown while.
+        self._known: set[str] = set()
+        self._appeared: dict[str, datetime] = {}
         self._observers: list[PassObserver] = []
         self._reported: set[str] = set()
         self._one_at_a_time = asyncio.Lock()
@@ -119,6 +124,12 @@ class Reconciler:
             until = min(now, following - _EPSILON) if following else now
             self.dispatcher.catch_up(definition, self.dispatcher.last_slot(key), until)
         self.dispatcher.unstarted.clear()
+
+    def appeared(self, key: str) -> datetime | None:
+        """When a task declared now was first read, if after the first applied pass (None: it
+        was there from the start, since when is unknown). A task that comes from a replica
+        gone since has no slot before this, whenever that replica last renewed."""
+        return self._appeared.get(key)
 
     @property
     def applied(self) -> bool:
@@ -188,6 +199,8 @@ class Reconciler:
         # The empty-set guard is about what the sources yield, not about what this replica owns.
         allow_empty = self.allow_empty or bool(everything)
         result = plan(desired, self.scheduler.owned(), keys=keys, allow_empty=allow_empty)
+        if not result.held_removals:  # else the sources are empty and every task is kept
+            self._note_appeared(everything, keys)
         for step in result.steps:
             self.scheduler.apply(step)
             self._log_step(step)
@@ -217,6 +230,26 @@ class Reconciler:
         self._report_problems()
         compared = None if keys is None else frozenset(keys)
         return PassResult(hints, result, self.desired, time.monotonic() - started, compared)
+
+    def _note_appeared(self, tasks: Mapping[str, Definition], keys: Collection[str] | None) -> None:
+        # Every declared task, not only this replica's: the one that matters is another's
+        # until its owner goes (its catch-up then counts from the owner's last renewal). New
+        # means a key not declared before, not one edited or read again by a resync.
+        if not self._scheduler_started:
+            self._known = set(tasks)
+            return
+        if keys is None:
+            new, gone = tasks.keys() - self._known, self._known - tasks.keys()
+        else:
+            new = {k for k in keys if k in tasks and k not in self._known}
+            gone = {k for k in keys if k not in tasks and k in self._known}
+        now = self.clock()
+        for key in new:
+            self._appeared[key] = now
+        for key in gone:
+            self._appeared.pop(key, None)
+        self._known |= new
+        self._known -= gone
 
     def _log_step(self, step: Step) -> None:
         fields: dict[str, object] = {"task": step.key, "reason": step.reason}

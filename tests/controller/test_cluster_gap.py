@@ -8,9 +8,11 @@ import asyncio
 from datetime import datetime, timedelta
 from pathlib import Path
 
+from reconciler.core.assignment import Assignment
 from reconciler.core.runs import RunStatus, Trigger, run_id
 from reconciler.store.base import RunQuery
-from tests.controller.test_cluster import T0, Replica, World, settle
+from tests.controller.test_cluster import T0, TASKS, Replica, World, settle
+from tests.controller.test_reconcile import doc
 
 
 async def _fire_due(replica: Replica, world: World) -> None:
@@ -83,5 +85,74 @@ def test_a_task_moving_between_live_replicas_catches_up_nothing_new(tmp_path: Pa
         await c.dispatcher.drain(5)
         records = world.store.query(RunQuery(limit=1000)).items
         assert not [r for r in records if r.trigger == Trigger.CATCHUP]
+
+    asyncio.run(main())
+
+
+def test_a_task_created_after_the_killed_replica_last_renewed_catches_up_nothing_before_it(
+    tmp_path: Path,
+) -> None:
+    """The gap is counted from the gone replica's last renewal only for the tasks that existed
+    then: a task first seen later (added to the folder between that replica's death and the
+    handover) gets no record, and no run, for a slot from before it was there."""
+
+    async def main() -> None:
+        world = World(tmp_path)
+        a, b = world.replicas("a", "b")
+        await settle([a, b])
+        world.clocks.advance(20)  # 12:00:50: a renews for the last time, then is killed
+        await settle([a, b])
+        members = Assignment([a.id, b.id], a.id)
+        name = next(f"new{i}" for i in range(100) if members.mine(f"default/new{i}"))
+        slot = T0.replace(second=0) + timedelta(minutes=1)  # 12:01, a is dead
+        world.clocks.advance(12)  # 12:01:02: the task appears, after the 12:01 slot
+        (world.folder / f"{name}.yaml").write_text(doc(name))
+        await _fire_due(b, world)
+        await b.step()  # b reads it; a has not expired yet: it is a's
+        assert name not in b.owned()
+        world.clocks.advance(4)  # 12:01:06: a has expired, b takes its tasks
+        await b.step()
+        assert name in b.owned()
+        await b.dispatcher.drain(5)
+        records = world.store.query(RunQuery(task=f"default/{name}", limit=100)).items
+        assert records == []
+        # The tasks a had when it last renewed do catch up the slot it missed.
+        lost = sorted(a.owned())
+        assert _slot_runs(world, lost, slot) == dict.fromkeys(
+            lost, (Trigger.CATCHUP, RunStatus.SUCCEEDED)
+        )
+
+    asyncio.run(main())
+
+
+def test_a_replica_started_just_before_the_gap_catches_up_the_tasks_there_before_it(
+    tmp_path: Path,
+) -> None:
+    """The tasks a replica read at its first pass were there for an unknown while: a later pass
+    that reads them again (here, the resync of every step) does not make them new, so when the
+    replica that had them is gone, their gap counts from its last renewal."""
+
+    async def main() -> None:
+        world = World(tmp_path)
+        (a,) = world.replicas("a")
+        await settle([a])
+        world.clocks.advance(25)  # 12:00:55: a renews for the last time, then is killed
+        await a.step()
+        world.clocks.advance(3)  # 12:00:58: c starts; a's lease still runs
+        (c,) = world.replicas("c")
+        await c.step()
+        lost = sorted(set(TASKS) - c.owned())
+        assert lost
+        slot = T0.replace(second=0) + timedelta(minutes=1)  # 12:01, a is dead
+        world.clocks.advance(4)  # 12:01:02: c reads every task again
+        await _fire_due(c, world)
+        await c.step()
+        world.clocks.advance(9)  # 12:01:11: a has expired, c takes its tasks
+        await c.step()
+        assert set(lost) <= c.owned()
+        await c.dispatcher.drain(5)
+        assert _slot_runs(world, lost, slot) == dict.fromkeys(
+            lost, (Trigger.CATCHUP, RunStatus.SUCCEEDED)
+        )
 
     asyncio.run(main())
