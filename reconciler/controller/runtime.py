@@ -37,10 +37,11 @@ from reconciler.controller.kube import Kubernetes, connect_to, jobs
 from reconciler.controller.loop import ReconcileLoop
 from reconciler.controller.manager import ComponentFailed, Manager
 from reconciler.controller.queue import WorkQueue
-from reconciler.controller.reconcile import Reconciler
+from reconciler.controller.reconcile import PassResult, Reconciler
 from reconciler.controller.service import Service
 from reconciler.controller.view import RuntimeView
 from reconciler.core.desired import SourceKind
+from reconciler.core.plan import Operation
 from reconciler.host import usable_cores
 from reconciler.membership.base import Announcement, Membership, Views
 from reconciler.runner.base import Action, Actions
@@ -309,7 +310,13 @@ def _notifier(
         page_url=options.page_url,
     )
     dispatcher.subscribe(notifier.on_run)
-    reconciler.subscribe(lambda result: notifier.after_pass(result.desired) if result.ok else None)
+
+    def after_pass(result: PassResult) -> None:
+        if result.ok:
+            left = (step.key for step in result.plan.of(Operation.REMOVE))
+            notifier.after_pass(result.desired, left)
+
+    reconciler.subscribe(after_pass)
     return notifier
 
 

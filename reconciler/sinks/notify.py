@@ -24,7 +24,9 @@ A task's state survives a restart: the first run of a task this process sees is 
 the task's previous runs in the run store (``history``), failing since the first of the
 failures they end with (runs cut short by the shutdown left out). With replicas, only a
 task's owner (``mine``) notifies about it; a definition error that names no task is reported
-by the owner of the empty key, one replica.
+by the owner of the empty key, one replica. A task that leaves this replica (``after_pass``'s
+``left``) is forgotten here: its state goes on changing on its new owner, so if it comes back
+it is read from the run store again, as after a restart.
 
 **Delivery.** A message is POSTed as JSON (``notify_payload``); ``generic-hmac`` adds
 ``X-Signature: sha256=<hex HMAC-SHA256 of the body>``. Only the response's status is read,
@@ -151,9 +153,12 @@ class Notifier:
         self._intake.append(record)
         self._wake()
 
-    def after_pass(self, desired: DesiredState) -> None:
-        """A pass observer (successful passes): the definitions in force, new errors."""
+    def after_pass(self, desired: DesiredState, left: Iterable[str] = ()) -> None:
+        """A pass observer (successful passes): the definitions in force, new errors, and the
+        tasks the pass took off this replica (removed, or handed over to another)."""
         self._tasks = desired.tasks  # replaced whole by each pass: keeping it is O(1)
+        for key in left:
+            self._states.pop(key, None)
         current = {str(e): (e.key, e.location.source) for e in desired.errors}
         current.update({str(c): (c.key, c.winner.source) for c in desired.conflicts})
         new = [
@@ -191,6 +196,10 @@ class Notifier:
             self._route(record, definition, event, reminder, state, now)
         if not failure:  # after the message, which says since when it was failing
             state.failing, state.since, state.last_sent = False, None, {}
+        if not self.mine(record.task):
+            # The run ended here before the task left (its record waited in the intake): what
+            # is known now would be stale when the task comes back.
+            self._states.pop(record.task, None)
 
     async def _remembered(self, record: RunRecord) -> _TaskState:
         """The task's state before ``record``, from its previous runs in the store: failing

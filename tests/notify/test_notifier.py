@@ -200,6 +200,43 @@ def test_the_state_survives_a_restart_through_the_history(tmp_path: Path) -> Non
     assert receiver.received[0].json["failingSince"] == (T0 - timedelta(seconds=59)).isoformat()
 
 
+def test_a_task_that_left_is_read_from_the_history_again_when_it_comes_back(
+    tmp_path: Path,
+) -> None:
+    """With replicas: the task's failure ended here, but it left before the notifier looked at
+    it; it recovered on another replica. Back here, its first success is no recovery."""
+    owned = {"default/t"}
+    history: list[RunRecord] = []
+
+    with receiving(SECRET) as receiver:
+        notifier = Notifier(
+            config(tmp_path, receiver.url),
+            metrics=Metrics(),
+            mine=lambda key: key in owned,
+            history=lambda key: list(history),
+        )
+        desired = DesiredState({"default/t": definition()})
+
+        async def body() -> None:
+            notifier.on_run(finished(RunStatus.FAILED, T0))
+            owned.clear()  # handed over before the record was looked at
+            notifier.after_pass(desired, left=["default/t"])
+            while notifier.considered < 1:
+                await asyncio.sleep(0)
+            history[:] = [  # what the other replica ran meanwhile, newest first
+                finished(RunStatus.SUCCEEDED, T0 + timedelta(minutes=1)),
+                finished(RunStatus.FAILED, T0),
+            ]
+            owned.add("default/t")  # and back
+            notifier.after_pass(desired)
+            notifier.on_run(finished(RunStatus.SUCCEEDED, T0 + timedelta(minutes=2)))
+            while notifier.considered < 2:
+                await asyncio.sleep(0)
+
+        running(notifier, body)  # stopping delivers what is queued
+    assert receiver.events() == ["failed"]
+
+
 @pytest.mark.parametrize(
     ("after_restart", "expected"),
     [(RunStatus.FAILED, ["failed"]), (RunStatus.SUCCEEDED, [])],
