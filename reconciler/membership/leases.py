@@ -15,6 +15,11 @@ late, never a live one early. Leases expired for ten durations are deleted by wh
 A Lease is anyone's to write, so each one is judged on its own: a Lease that does not parse, or
 whose name is not the one its ``holderIdentity`` would have, is not a member (and is logged once);
 no Lease counts as live for longer than this replica's own lease duration.
+
+A Lease is deleted only in the state it was judged in, with a ``resourceVersion`` precondition:
+our own at ``leave`` as we last wrote it, an expired one as it was listed. A Lease written since
+(ours taken over under the same name, an expired one renewed after all) is someone else's now;
+the API server answers 409 Conflict and it is left alone.
 """
 
 from __future__ import annotations
@@ -61,6 +66,8 @@ class LeaseMembership:
         self._since: datetime | None = None
         # Lease name -> the record last refused (logged once per record, forgotten with it).
         self._refused: dict[str, tuple[Any, ...]] = {}
+        # The resourceVersion of our Lease as we last wrote it: all that `leave` may delete.
+        self._written: str | None = None
 
     def renew(self, me: Announcement) -> list[Member]:
         name = lease_name(me.id)
@@ -85,15 +92,16 @@ class LeaseMembership:
         }
         try:
             try:
-                self._leases.patch_namespaced_lease(
+                written = self._leases.patch_namespaced_lease(
                     name, self.namespace, body, _request_timeout=_TIMEOUT
                 )
             except ApiException as err:
                 if err.status != 404:
                     raise
-                self._leases.create_namespaced_lease(
+                written = self._leases.create_namespaced_lease(
                     self.namespace, body, _request_timeout=_TIMEOUT
                 )
+            self._written = written.metadata.resource_version if written.metadata else None
             found = self._leases.list_namespaced_lease(
                 self.namespace, label_selector=MEMBER_LABEL, _request_timeout=_TIMEOUT
             )
@@ -102,15 +110,30 @@ class LeaseMembership:
         return self._live(found.items, name, me.lease_seconds)
 
     def leave(self, me: Announcement) -> None:
-        try:
-            self._leases.delete_namespaced_lease(
-                lease_name(me.id), self.namespace, _request_timeout=_TIMEOUT
-            )
-        except ApiException as err:
-            if err.status != 404:
+        name = lease_name(me.id)
+        # Never written (or already left): no Lease of that name is ours to delete.
+        if self._written is not None:
+            try:
+                self._leases.delete_namespaced_lease(
+                    name,
+                    self.namespace,
+                    body=_unchanged_since(self._written),
+                    _request_timeout=_TIMEOUT,
+                )
+            except ApiException as err:
+                if err.status == 409:
+                    # Written since our last renewal (forgotten as expired, then taken over
+                    # under the same name): not ours any more. Ours, if the write we lost track
+                    # of was ours after all, expires like any other.
+                    log.info(
+                        "our Lease was written by someone else since; leaving it",
+                        extra={"fields": {"lease": name}},
+                    )
+                elif err.status != 404:
+                    raise MembershipUnavailable(_describe(err)) from err
+            except Exception as err:
                 raise MembershipUnavailable(_describe(err)) from err
-        except Exception as err:
-            raise MembershipUnavailable(_describe(err)) from err
+        self._written = None
         self._since = None
 
     def close(self) -> None:
@@ -135,7 +158,7 @@ class LeaseMembership:
             duration = min(float(spec.lease_duration_seconds or lease_seconds), lease_seconds)
             if name != mine and now - observed_at >= duration:
                 if now - observed_at >= duration * _FORGET_AFTER:
-                    self._forget(name)
+                    self._forget(name, lease.metadata.resource_version)
                 continue
             member = self._parsed(lease, record)
             if member is not None:
@@ -164,10 +187,20 @@ class LeaseMembership:
         self._refused.pop(name, None)
         return member
 
-    def _forget(self, name: str) -> None:
+    def _forget(self, name: str, listed: str) -> None:
         # Another replica may delete it first; if this fails, the next renewal tries again.
+        # Only as listed: renewed since (409 Conflict), it is live again, not ours to delete.
         with contextlib.suppress(Exception):
-            self._leases.delete_namespaced_lease(name, self.namespace, _request_timeout=_TIMEOUT)
+            self._leases.delete_namespaced_lease(
+                name, self.namespace, body=_unchanged_since(listed), _request_timeout=_TIMEOUT
+            )
+
+
+def _unchanged_since(resource_version: str) -> client.V1DeleteOptions:
+    """DeleteOptions that delete an object only while it is still at ``resource_version``."""
+    return client.V1DeleteOptions(
+        preconditions=client.V1Preconditions(resource_version=resource_version)
+    )
 
 
 def _annotations(me: Announcement, since: datetime) -> dict[str, str]:
