@@ -11,7 +11,8 @@ the terminal: a request has :data:`TIMEOUT_SECONDS` in all (``$CRONTASK_TIMEOUT`
 it), not per read; an answer longer than :data:`MAX_ANSWER_BYTES` is refused; an answer of an
 unexpected shape, a list that hands back a ``continue`` token it gave before or that grows
 past :data:`MAX_ITEMS` items is a :class:`RemoteError`; and every string of an answer printed
-for a human goes through :func:`~reconciler.cli.terminal.printable`.
+for a human goes through :func:`~reconciler.cli.terminal.printable`. The deadline covers
+resolving the server's name too (:mod:`~reconciler.cli.clientloop`).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import quote
 
+from reconciler.cli.clientloop import run_client
 from reconciler.cli.main_helpers import label, server_url, table, task_key
 from reconciler.cli.terminal import printable, shown
 from reconciler.sources.limits import MIB, format_size
@@ -235,7 +237,7 @@ def fetch_tasks(
     """Every task ``GET /api/v1/tasks`` lists with ``params`` (namespace, source, state),
     following ``metadata.continue`` page after page. :class:`RemoteError` on any failure."""
     api = _Api(server or default_server(), token, default_timeout(), MAX_ANSWER_BYTES)
-    return asyncio.run(_pages(api, "/api/v1/tasks", params or {}, None))
+    return run_client(_pages(api, "/api/v1/tasks", params or {}, None))
 
 
 def fetch_runs(
@@ -246,7 +248,7 @@ def fetch_runs(
     :class:`RemoteError` on any failure."""
     query = {k: _param(v) for k, v in params.items() if v is not None}
     api = _Api(server or default_server(), token, default_timeout(), MAX_ANSWER_BYTES)
-    return asyncio.run(_pages(api, "/api/v1/runs", query, limit))
+    return run_client(_pages(api, "/api/v1/runs", query, limit))
 
 
 def fetch_run(server: str | None, token: str | None, run_id: str) -> dict[str, Any]:
@@ -275,7 +277,7 @@ def request(
         async with connect(api.timeout, transport) as client:
             return await api.call(client, method, path, params)
 
-    return asyncio.run(call())
+    return run_client(call())
 
 
 def connect(

@@ -1,0 +1,87 @@
+"""A server name whose resolution never ends cannot hold the client commands: the deadline
+(``$CRONTASK_TIMEOUT``) covers resolving it too, and the command returns and the process exits
+at the deadline, not when the resolver gives up."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from reconciler.cli import remote
+from tests.cli.hostile import assert_one_line_error, crontask
+
+DEADLINE = 1.0
+SLACK = 4.0  # starting the interpreter, on a busy machine
+HANGS = "resolving.hangs.test"
+
+# Loaded at start-up by the CLI's interpreter: resolving HANGS takes a minute.
+_SITECUSTOMIZE = f"""
+import socket, time
+
+_getaddrinfo = socket.getaddrinfo
+
+
+def _hanging(host, *args, **kwargs):
+    if host in ({HANGS!r}, {HANGS.encode()!r}):
+        time.sleep(60)
+    return _getaddrinfo(host, *args, **kwargs)
+
+
+socket.getaddrinfo = _hanging
+"""
+
+
+def test_a_call_returns_at_its_deadline_while_resolution_hangs(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    released = threading.Event()
+    real = socket.getaddrinfo
+
+    def hanging(host: Any, *args: Any, **kwargs: Any) -> Any:
+        if host in (HANGS, HANGS.encode()):
+            released.wait(30)
+        return real(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", hanging)
+    answer: list[BaseException] = []
+
+    def call() -> None:
+        try:
+            remote.request(f"http://{HANGS}:8080", None, "GET", "/api/v1/tasks", timeout=DEADLINE)
+        except BaseException as exc:  # handed to the test
+            answer.append(exc)
+
+    started = time.monotonic()
+    caller = threading.Thread(target=call, daemon=True)
+    caller.start()
+    try:
+        caller.join(DEADLINE + SLACK)
+        assert not caller.is_alive(), "the call outlived its deadline, waiting for the resolver"
+    finally:
+        released.set()
+    assert time.monotonic() - started < DEADLINE + SLACK
+    assert [type(exc) for exc in answer] == [remote.RemoteError]
+    assert f"did not answer within {DEADLINE:g}s" in str(answer[0])
+
+
+@pytest.mark.parametrize("command", [("tasks",), ("trigger", "default/t"), ("runs",)])
+def test_the_command_exits_at_its_deadline_while_resolution_hangs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, command: tuple[str, ...]
+) -> None:
+    (tmp_path / "sitecustomize.py").write_text(_SITECUSTOMIZE)
+    path = [str(tmp_path), str(Path(remote.__file__).parents[2])]
+    url = f"http://{HANGS}:8080"
+    done = crontask(
+        *command,
+        "--server",
+        url,
+        env={"CRONTASK_TIMEOUT": str(DEADLINE), "PYTHONPATH": ":".join(path)},
+        timeout=DEADLINE + 2 * SLACK,
+    )
+    assert_one_line_error(done.code, done.err, f"crontask at {url} did not answer within")
+    assert done.seconds < DEADLINE + SLACK
