@@ -15,7 +15,6 @@ import multiprocessing
 import signal
 import sys
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures.process import BrokenProcessPool
 from typing import Any, TypeVar
 
 Item = TypeVar("Item")
@@ -56,7 +55,6 @@ def in_workers(
         initargs=(work, state),
     )
     given: collections.deque[concurrent.futures.Future[Result]] = collections.deque()
-    settled = False  # every share read, or the workers gone: the pool is waited for
     try:
         for share in shares:
             given.append(pool.submit(_work, share))
@@ -64,15 +62,12 @@ def in_workers(
                 yield given.popleft().result()
         while given:
             yield given.popleft().result()
-        settled = True
-    except BrokenProcessPool:
-        # The workers are gone; wait for the pool's own thread to end too. Left running, it
-        # races Python's exit hook, which then writes to its closed wake-up pipe and prints
-        # a traceback ("Bad file descriptor") after the error.
-        settled = True
-        raise
     finally:
-        pool.shutdown(wait=settled, cancel_futures=True)
+        # Waited for however the iteration ends: the workers finish the share they are on
+        # (Python's exit would wait for them anyway). A pool left to end by itself races
+        # Python's exit hook, which then writes to the pool's closed wake-up pipe and prints
+        # a traceback ("Bad file descriptor") after the error or the Ctrl-C.
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 # What a worker works with: set before its first share (the fork inherits both).
