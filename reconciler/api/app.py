@@ -11,7 +11,6 @@ structured line naming the caller but never their credential.
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import Collection
@@ -262,13 +261,13 @@ class RequestLog:
         try:
             if _declared_length(scope) > MAX_BODY_BYTES:
                 status = 413
-                await _send_problem(send, 413, TOO_LARGE, str(scope.get("path", "")))
+                await problems.send_problem(send, 413, TOO_LARGE, str(scope.get("path", "")))
                 return
             await self.app(scope, limited_receive, send_wrapper)
         except Exception:
             log.exception("request failed", extra={"fields": {"method": method, "path": path}})
             if not response_started:
-                await _send_problem(send, 500, None, str(scope.get("path", "")))
+                await problems.send_problem(send, 500, None, str(scope.get("path", "")))
             status = 500
         finally:
             fields = {
@@ -292,31 +291,8 @@ def _declared_length(scope: Scope) -> int:
     return 0
 
 
-async def _send_problem(
-    send: Send,
-    status: int,
-    detail: str | None,
-    path: str,
-    headers: tuple[tuple[bytes, bytes], ...] = (),
-) -> None:
-    if detail is None:
-        body = problems.internal_error_body(path)
-    else:
-        body = json.dumps(problems.problem_body(status, detail, path)).encode()
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [
-                (b"content-type", PROBLEM_MEDIA_TYPE.encode()),
-                (b"content-length", str(len(body)).encode()),
-                *headers,
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})
-
-
 async def _busy(scope: Scope, receive: Receive, send: Send) -> None:
     detail = "the API is busy with other requests; retry in a moment"
-    await _send_problem(send, 503, detail, str(scope.get("path", "")), ((b"retry-after", b"1"),))
+    await problems.send_problem(
+        send, 503, detail, str(scope.get("path", "")), ((b"retry-after", b"1"),)
+    )

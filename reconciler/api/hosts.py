@@ -13,7 +13,6 @@ answered too, as the name a proxy on the same machine forwards with.
 from __future__ import annotations
 
 import ipaddress
-import json
 from collections.abc import Collection
 from typing import Final
 from urllib.parse import urlsplit
@@ -80,15 +79,4 @@ async def _refuse(send: Send, header: str, path: str) -> None:
         "that made its own name resolve here (DNS rebinding). Call it as 127.0.0.1 or "
         "localhost, name the host a proxy forwards with in --external-url, or configure auth."
     )
-    body = json.dumps(problems.problem_body(MISDIRECTED, detail, path)).encode()
-    await send(
-        {
-            "type": "http.response.start",
-            "status": MISDIRECTED,
-            "headers": [
-                (b"content-type", problems.PROBLEM_MEDIA_TYPE.encode()),
-                (b"content-length", str(len(body)).encode()),
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})
+    await problems.send_problem(send, MISDIRECTED, detail, path)

@@ -20,7 +20,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
-from starlette.types import Scope
+from starlette.types import Scope, Send
 
 from reconciler import logs
 from reconciler.controller.view import FieldError
@@ -274,3 +274,30 @@ def internal_error_body(path: str) -> bytes:
     """The body of a 500: says nothing about the failure (the log has the traceback)."""
     body = problem_body(500, "an internal error occurred; the server log has the details", path)
     return json.dumps(body).encode()
+
+
+async def send_problem(
+    send: Send,
+    status: int,
+    detail: str | None,
+    path: str,
+    headers: tuple[tuple[bytes, bytes], ...] = (),
+) -> None:
+    """Answer with a problem straight from ASGI middleware, before any route (or FastAPI's
+    handlers) runs. ``detail=None`` is a 500 that says nothing (see :func:`internal_error_body`)."""
+    if detail is None:
+        body = internal_error_body(path)
+    else:
+        body = json.dumps(problem_body(status, detail, path)).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", PROBLEM_MEDIA_TYPE.encode()),
+                (b"content-length", str(len(body)).encode()),
+                *headers,
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
