@@ -42,7 +42,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection, Engine
 
 from reconciler.core.runs import JobDetails, LastOutcomes, RunRecord, RunStatus, Trigger
-from reconciler.store import migrations, sql_retention, sql_summaries
+from reconciler.store import migrations, sql_import, sql_retention, sql_summaries
 from reconciler.store.base import (
     INTERRUPTED_MESSAGE,
     INTERRUPTED_REASON,
@@ -459,26 +459,8 @@ class SqlRunStore:
         For imports and benchmarks, not for claiming: a duplicate raises :class:`DuplicateRun`
         for its whole batch (which is rolled back), without saying which record it was.
         """
-        total = 0
-        batch: list[dict[str, Any]] = []
-        for record in records:
-            batch.append(_record_to_row(normalized(record)))
-            if len(batch) >= batch_size:
-                total += self._insert_batch(batch)
-                batch = []
-        if batch:
-            total += self._insert_batch(batch)
-        return total
-
-    def _insert_batch(self, rows: Sequence[dict[str, Any]]) -> int:
-        try:
-            with self._tx(write=True) as conn:
-                conn.execute(runs.insert(), list(rows))
-        except exc.IntegrityError as e:
-            if is_unique_violation(e):
-                raise DuplicateRun("<batch>", 0) from e
-            raise
-        return len(rows)
+        rows = (_record_to_row(normalized(record)) for record in records)
+        return sql_import.insert_many(lambda: self._tx(write=True), rows, batch_size)
 
 
 def _migrate(engine: Engine) -> None:
