@@ -5,9 +5,10 @@ How it works (``crontask run --git URL``):
 - ``sync()`` (the runtime calls it every ``status().next_retry_in`` seconds, in a thread: it
   blocks on the network) fetches into a bare repository
   ``<state_dir>/git/<key>/repo.git`` with the real ``git`` client (see ``gitrepo`` for the
-  isolation, timeouts and credential handling) and resolves the ref. ``<key>`` is a stable hash
-  of the redacted URL, the ref and the path, so two sources never share (and race on) one
-  checkout, and changing a password in the URL does not start a new clone.
+  isolation and credential handling, ``gitprocess`` for the timeouts) and resolves the ref.
+  ``<key>`` is a stable hash of the redacted URL, the ref and the path, so two sources never
+  share (and race on) one checkout, and changing a password in the URL does not start a new
+  clone.
 - A new commit is checked out into its own folder ``worktrees/<sha>`` with
   ``git worktree add --detach --no-checkout`` and a ``git checkout`` of ``path`` alone (with what
   its links lead to in the commit: ``gitcheckout.checkout_paths``), after its trees were listed: a
@@ -15,7 +16,8 @@ How it works (``crontask run --git URL``):
   than ``MAX_CHECKOUT_BYTES`` or ``MAX_CHECKOUT_FILES``, is refused whole and nothing of it is
   written (the revision in force stays, as for a failed checkout). Only then does the symlink
   ``current -> worktrees/<sha>`` move, atomically (a temporary symlink renamed over it), as
-  git-sync does. Older worktrees are then deleted (and ``git worktree prune``\\ d).
+  git-sync does (see ``gitrevisions``). Older worktrees are then deleted (and
+  ``git worktree prune``\\ d).
   ``git worktree`` was chosen over ``git archive | tar -x``: it is what git-sync does, it needs
   no tar and no extraction code of our own (path-traversal checks, modes, symlinks), and
   ``export-ignore``/``export-subst`` attributes cannot silently change what is read.
@@ -62,32 +64,25 @@ some files from each revision (each file whole); the next resync converges.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import hashlib
 import json
 import logging
 import os
 import threading
-import uuid
 from collections.abc import Callable, Collection
 from datetime import UTC, datetime
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 from reconciler.aio import ended, first_of
 from reconciler.core.desired import Definition, DefinitionError, SourceKind
 from reconciler.sources.ahead import read_ahead
 from reconciler.sources.base import Notify, Ready, SourceState
 from reconciler.sources.files import DirectorySource
-from reconciler.sources.gitcheckout import (
-    FILE_SIZE_MARGIN,
-    CheckoutLimits,
-    CheckoutRefusedError,
-    checkout_paths,
-)
+from reconciler.sources.gitcheckout import FILE_SIZE_MARGIN, CheckoutLimits, CheckoutRefusedError
+from reconciler.sources.gitprocess import GitError
 from reconciler.sources.gitrepo import (
     Credentials,
-    GitError,
     GitRepo,
     Redactor,
     RefNotFoundError,
@@ -96,9 +91,9 @@ from reconciler.sources.gitrepo import (
     git_env,
     redact_url,
     refspecs,
-    remove_tree,
     url_credentials,
 )
+from reconciler.sources.gitrevisions import Revisions
 from reconciler.sources.limits import DEFAULT_MAX_FILE_SIZE
 
 log = logging.getLogger("crontask.sources.git")
@@ -162,11 +157,12 @@ class GitSource:
         self.path = clean_path(options.path)
         self.url = redact_url(options.url)
         self._clock = clock
-        self._limits = CheckoutLimits(max_file=max_file_size * FILE_SIZE_MARGIN)
         key = hashlib.sha256(f"{self.url}\0{options.ref}\0{self.path}".encode()).hexdigest()[:16]
         self.base = Path(state_dir).absolute() / "git" / key
-        self.current = self.base / "current"
-        self.worktrees = self.base / "worktrees"
+        limits = CheckoutLimits(max_file=max_file_size * FILE_SIZE_MARGIN)
+        self._revisions = Revisions(self.base, path=self.path, limits=limits)
+        self.current = self._revisions.current
+        self.worktrees = self._revisions.worktrees
         root = self.current / self.path if self.path else self.current
         # A link in a commit may point at another file of the commit, never out of it.
         self._files = DirectorySource(
@@ -180,7 +176,6 @@ class GitSource:
 
         self._lock = threading.Lock()  # the switch of `current` vs. reads; the status fields
         self._sync_lock = threading.Lock()  # one sync at a time
-        self._applied: str | None = self._read_current()
         self._attempted: str | None = None
         self._read_revision: str | None = None  # the revision `_files` last read
         self._last_sync: datetime | None = None
@@ -218,7 +213,7 @@ class GitSource:
         with self._lock:
             return GitStatus(
                 location=f"{self.url}#{self.options.ref}",
-                revision=self._applied,
+                revision=self._revisions.applied,
                 attempted_revision=self._attempted,
                 last_sync=self._last_sync,
                 last_attempt=self._last_attempt,
@@ -301,21 +296,20 @@ class GitSource:
             return self._failed(redact(str(err)), None)
         with self._lock:
             self._attempted = sha
-        if sha == self._applied and self.current.is_dir():
+        if sha == self._revisions.applied and self.current.is_dir():
             self._succeeded()
             return False
         try:
-            self._checkout(repo, sha)
+            self._revisions.check_out(repo, sha)
         except CheckoutRefusedError as err:
             return self._failed(f"revision {sha[:12]} refused: {redact(str(err))}", sha)
         except (GitError, OSError) as err:
             return self._failed(f"checkout of {sha[:12]} failed: {redact(str(err))}", sha)
-        previous = self._applied
+        previous = self._revisions.applied
         try:
             with self._lock:
-                self._switch(sha)
-                self._applied = sha
-                self._remove_old_worktrees(sha)
+                self._revisions.switch(sha)
+                self._revisions.remove_old(sha)
         except OSError as err:
             return self._failed(f"switch to {sha[:12]} failed: {err}", sha)
         try:
@@ -369,54 +363,6 @@ class GitSource:
             text = json.dumps({"url": self.url, "ref": self.options.ref, "path": self.path})
             info.write_text(text + "\n", encoding="utf-8")
 
-    def _checkout(self, repo: GitRepo, sha: str) -> None:
-        dest = self.worktrees / sha
-        if dest.exists():
-            # Not `current` (checked by the caller), so an interrupted or failed earlier try.
-            remove_tree(dest)
-            repo.prune_worktrees()
-        # Only `path`, and what its links lead to: the rest of the commit is never read, and a
-        # commit must not fill the disk (a GiB of zeros travels as a MiB).
-        paths = checkout_paths(repo, sha, self.path, self._limits)
-        self.worktrees.mkdir(parents=True, exist_ok=True)
-        repo.add_worktree(dest, sha, paths)
-
-    def _switch(self, sha: str) -> None:
-        """Point ``current`` at the new tree in one rename; readers see the old or the new."""
-        temporary = self.base / f".current.{uuid.uuid4().hex}"
-        # Relative, so the state folder can be moved or mounted elsewhere.
-        os.symlink(f"{self.worktrees.name}/{sha}", temporary)
-        try:
-            os.replace(temporary, self.current)
-        except OSError:
-            temporary.unlink(missing_ok=True)
-            raise
-        # Make the rename durable before the old tree is deleted: after a crash, `current`
-        # must not point at a folder that is gone.
-        fd = os.open(self.base, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-    def _remove_old_worktrees(self, keep: str) -> None:
-        for entry in self.worktrees.iterdir():
-            if entry.name != keep:
-                with contextlib.suppress(OSError):
-                    remove_tree(entry)
-        for entry in self.base.iterdir():
-            if entry.name.startswith(".current."):  # left by a crash between symlink and rename
-                entry.unlink(missing_ok=True)
-
-    def _read_current(self) -> str | None:
-        """The revision in force from an earlier run: where ``current`` points, if it is there."""
-        try:
-            target = os.readlink(self.current)
-        except OSError:
-            return None
-        sha = PurePosixPath(target).name
-        return sha if (self.worktrees / sha).is_dir() else None
-
     def _succeeded(self) -> None:
         with self._lock:
             recovered = self._failures > 0
@@ -438,7 +384,7 @@ class GitSource:
             self._error = f"{message} (retrying in {retry:g}s)"
             if sha is not None:
                 self._attempted = sha
-            failures, applied = self._failures, self._applied
+            failures, applied = self._failures, self._revisions.applied
         log.warning(
             "git sync failed",
             extra={
@@ -468,9 +414,9 @@ class GitSource:
         on ``workers`` processes (``sources.ahead``), for the first refresh to take. The files
         read; 0 when there is no such tree (the first sync clones it)."""
         with self._lock:
-            if self._applied is None:
+            if self._revisions.applied is None:
                 return 0
-            self._files.revision = self._applied
+            self._files.revision = self._revisions.applied
             return read_ahead(self._files, workers)
 
     # -- the Source protocol -------------------------------------------------------------
@@ -479,7 +425,7 @@ class GitSource:
         """Re-read the tree in force. The tree of a revision never changes, so with ``hints``
         (file-watch events, which concern other sources) only a new revision is read."""
         with self._lock:
-            revision = self._applied
+            revision = self._revisions.applied
             if revision is None:
                 return set()
             if hints is not None and revision == self._read_revision:

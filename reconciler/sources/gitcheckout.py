@@ -13,7 +13,8 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Collection, Sequence
 
-from reconciler.sources.gitrepo import GitError, GitRepo
+from reconciler.sources.gitprocess import GitError
+from reconciler.sources.gitrepo import GitRepo
 
 # A checkout writes at most this much, in this many files, following this many links; a
 # revision over any of them is refused before anything is written. Each file may be

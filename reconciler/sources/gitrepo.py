@@ -1,13 +1,7 @@
 """The git client, as the git source drives it: one bare repository, fetched and checked out.
 
-Contracts:
+Contracts (how each call is run, with its deadline, is ``gitprocess``'s):
 
-- Only the real ``git`` program is run (no protocol code here, no GitPython), each call with a
-  timeout; on a timeout the whole process group is killed (git's helpers — ssh,
-  git-remote-https, upload-pack — would otherwise keep the pipes open and hang the caller). A
-  helper that left the group (``setsid``, ssh's ``ControlPersist`` master) is out of reach, but
-  it cannot hold a call open: once git has exited or been killed, its pipes are read for at
-  most ``_DRAIN_TIMEOUT`` more.
 - git runs isolated from the machine: every inherited ``GIT_*`` variable is dropped,
   ``GIT_CONFIG_NOSYSTEM=1`` and ``GIT_CONFIG_GLOBAL=/dev/null`` (no user or system config: no
   credential helper, no hooks, no ``url.insteadOf`` surprises), ``GIT_TERMINAL_PROMPT=0`` and an
@@ -20,7 +14,6 @@ Contracts:
   set only in git's environment. The URL given to git (and so stored in ``FETCH_HEAD``-like
   places and echoed in its messages) never carries userinfo. Every message that leaves this
   module went through ``Redactor``.
-- ``GitError`` messages are short (git's ``fatal:``/``error:`` lines) and already redacted.
 """
 
 from __future__ import annotations
@@ -30,37 +23,17 @@ import dataclasses
 import os
 import re
 import shlex
-import signal
-import subprocess
-import threading
-import time
 import urllib.parse
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path, PurePosixPath
 
-# Settings for every git call: git's own background work would outlive the call (and the
-# timeout), and hooks or detached-HEAD advice have no place in a mirror nobody works in.
-_CONFIG_ARGS = (
-    "-c",
-    "gc.autoDetach=false",
-    "-c",
-    "maintenance.autoDetach=false",
-    "-c",
-    "core.hooksPath=/dev/null",
-    "-c",
-    "advice.detachedHead=false",
-)
+from reconciler.sources.gitprocess import GitError, GitRunner
 
 # The names under which the bare repository keeps what it fetched. Branches go to
 # refs/remotes/origin/* (not refs/heads/*) so that nothing ever counts as "checked out".
 BRANCHES = "refs/remotes/origin/"
 TAGS = "refs/tags/"
 PRIVATE = "refs/crontask/"
-
-# How often a running git is checked for having exited (see _communicate), and for how long
-# its pipes are read after it has exited or been killed.
-_SLICE = 0.25
-_DRAIN_TIMEOUT = 1.0
 
 _HEX = re.compile(r"[0-9a-f]{4,64}")
 _FULL_SHA = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
@@ -73,10 +46,6 @@ _HELPER = (
     f'!f() {{ test "$1" = get && printf "username=%s\\npassword=%s\\n" '
     f'"${USERNAME_VAR}" "${PASSWORD_VAR}"; }}; f'
 )
-
-
-class GitError(Exception):
-    """A git operation failed. The message is redacted and fit for a status line."""
 
 
 class RefNotFoundError(GitError):
@@ -261,21 +230,12 @@ class GitRepo:
         redact: Redactor,
     ) -> None:
         self.git_dir = git_dir
-        self.env = dict(env)
-        self.timeout = timeout
-        self.redact = redact
-        self._lock = threading.Lock()  # cancel() may come from another thread than run()
-        self._process: subprocess.Popen[bytes] | None = None
-        self._cancelled = False
+        self._runner = GitRunner(env=env, timeout=timeout, redact=redact)
 
     def cancel(self) -> None:
         """Kill the git call in flight (its whole group) and refuse later ones: each raises
         GitError. For a shutdown that must not wait for a remote that hangs."""
-        with self._lock:
-            self._cancelled = True
-            if self._process is not None and self._process.poll() is None:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(self._process.pid, signal.SIGKILL)
+        self._runner.cancel()
 
     # -- the operations ------------------------------------------------------------------
 
@@ -427,84 +387,5 @@ class GitRepo:
         cwd: Path | None = None,
         input: bytes | None = None,
     ) -> bytes:
-        command = ["git", *_CONFIG_ARGS]
-        if git_dir:
-            command.append(f"--git-dir={self.git_dir}")
-        command += args
-        name = next((a for a in args if not a.startswith("-")), "")
-        with self._lock:
-            if self._cancelled:
-                raise GitError(f"git {name} cancelled")
-            try:
-                process = subprocess.Popen(
-                    command,
-                    cwd=cwd,
-                    env=self.env,
-                    stdin=subprocess.DEVNULL if input is None else subprocess.PIPE,
-                    stdout=subprocess.PIPE,
-                    stderr=subprocess.PIPE,
-                    start_new_session=True,  # its own group: a timeout kills git and its helpers
-                )
-            except OSError as err:
-                raise GitError(f"cannot run git: {err.strerror or err}") from None
-            self._process = process
-        try:
-            out, stderr, timed_out = _communicate(process, self.timeout, input)
-        finally:
-            with self._lock:
-                self._process = None
-        if self._cancelled:
-            raise GitError(f"git {name} cancelled")
-        if timed_out:
-            raise GitError(f"git {name} timed out after {self.timeout:g}s")
-        if process.returncode != 0:
-            raise GitError(
-                self.redact(_summary(stderr.decode("utf-8", "replace"), process.returncode))
-            )
-        return out
-
-
-def _communicate(
-    process: subprocess.Popen[bytes], timeout: float, input: bytes | None = None
-) -> tuple[bytes, bytes, bool]:
-    """git's stdout and stderr, and whether it was still running at ``timeout``. ``input`` is
-    written to its stdin (handed over once: later rounds go on writing it).
-
-    At the timeout, or once git has exited while its pipes are still open, its process group is
-    killed; what is left in the pipes is then read for at most ``_DRAIN_TIMEOUT``, because a
-    helper that left the group (``setsid``; ssh's ``ControlPersist`` master) can hold them open
-    for as long as it lives, out of our reach.
-    """
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            wait = min(_SLICE, max(deadline - time.monotonic(), 0))
-            out, err = process.communicate(input, timeout=wait)
-        except subprocess.TimeoutExpired:
-            input = None
-            exited = process.poll() is not None
-            if exited or time.monotonic() >= deadline:
-                break
-        else:
-            return out, err, False
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(process.pid, signal.SIGKILL)
-    try:
-        out, err = process.communicate(timeout=_DRAIN_TIMEOUT)
-    except subprocess.TimeoutExpired as partial:
-        for pipe in (process.stdout, process.stderr):
-            if pipe is not None:
-                pipe.close()
-        process.wait()
-        out, err = partial.output or b"", partial.stderr or b""
-    return out, err, not exited
-
-
-def _summary(stderr: str, code: int) -> str:
-    """git's own explanation: its fatal/error lines, or its last line."""
-    lines = [line.strip() for line in stderr.splitlines() if line.strip()]
-    picked = [
-        line.split(":", 1)[1].strip() for line in lines if line.startswith(("fatal:", "error:"))
-    ]
-    text = "; ".join(picked or lines[-1:]) or f"git exited with status {code}"
-    return text if len(text) <= 400 else text[:397] + "..."
+        prefix = [f"--git-dir={self.git_dir}"] if git_dir else []
+        return self._runner.run_bytes([*prefix, *args], cwd=cwd, input=input)

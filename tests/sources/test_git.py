@@ -23,9 +23,9 @@ import pytest
 from reconciler.core.desired import Location
 from reconciler.sources.base import Source
 from reconciler.sources.git import GitOptions, GitSource
+from reconciler.sources.gitprocess import GitError
 from reconciler.sources.gitrepo import (
     Credentials,
-    GitError,
     GitRepo,
     Redactor,
     check_ref,

@@ -132,7 +132,7 @@ def test_a_revision_over_the_checkout_bounds_is_refused_and_the_one_before_stays
     # Files may be 16 times --max-file-size: reading refuses one a little over it alone.
     source = GitSource(GitOptions(remote.url, path="tasks"), state, clock=clock, max_file_size=4096)
     if limits:  # a few files, a few bytes, for the bounds of 100 000 files and 256 MiB
-        source._limits = dataclasses.replace(source._limits, **limits)
+        source._revisions.limits = dataclasses.replace(source._revisions.limits, **limits)
     assert synced(source)
 
     remote.write("tasks/a.yaml", doc("a", "2 * * * *"))

@@ -1,0 +1,95 @@
+"""The revisions of one git source on disk, and which one is in force.
+
+Kept apart from ``git`` (the sync loop: when to fetch, what failed, the backoff, the status)
+because this is the part that outlives the process: where ``current`` points is the revision in
+force after a restart, before any fetch.
+
+Under the source's state folder ``<state_dir>/git/<key>/``:
+
+- ``worktrees/<sha>``: one commit, checked out with ``git worktree add --detach --no-checkout``
+  and a ``git checkout`` of ``path`` alone (with what its links lead to in the commit:
+  ``gitcheckout.checkout_paths``). A revision over the checkout bounds is refused whole, and
+  nothing of it is written.
+- ``current -> worktrees/<sha>``: the revision in force. It moves atomically (a temporary
+  symlink renamed over it), as git-sync does, and the rename is durable before older worktrees
+  are deleted.
+
+Not thread-safe: the caller holds one lock across :meth:`Revisions.switch`,
+:meth:`Revisions.remove_old` and every read of the tree in force.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import uuid
+from pathlib import Path, PurePosixPath
+
+from reconciler.sources.gitcheckout import CheckoutLimits, checkout_paths
+from reconciler.sources.gitrepo import GitRepo, remove_tree
+
+
+class Revisions:
+    """The worktrees under ``base``; ``applied`` is the revision ``current`` points at (None
+    before the first checkout)."""
+
+    def __init__(self, base: Path, *, path: str, limits: CheckoutLimits) -> None:
+        self.base = base
+        self.current = base / "current"
+        self.worktrees = base / "worktrees"
+        self.path = path  # checked out: this, and what its links lead to
+        self.limits = limits
+        self.applied: str | None = self._read_current()
+
+    def check_out(self, repo: GitRepo, sha: str) -> None:
+        """Write the worktree of ``sha`` (``current`` does not move: see :meth:`switch`).
+        Raises CheckoutRefusedError, GitError or OSError."""
+        dest = self.worktrees / sha
+        if dest.exists():
+            # Not `current` (checked by the caller), so an interrupted or failed earlier try.
+            remove_tree(dest)
+            repo.prune_worktrees()
+        # Only `path`, and what its links lead to: the rest of the commit is never read, and a
+        # commit must not fill the disk (a GiB of zeros travels as a MiB).
+        paths = checkout_paths(repo, sha, self.path, self.limits)
+        self.worktrees.mkdir(parents=True, exist_ok=True)
+        repo.add_worktree(dest, sha, paths)
+
+    def switch(self, sha: str) -> None:
+        """Point ``current`` at the tree of ``sha`` in one rename (readers see the old or the
+        new), and make it ``applied``. Raises OSError, leaving the revision in force as it was."""
+        temporary = self.base / f".current.{uuid.uuid4().hex}"
+        # Relative, so the state folder can be moved or mounted elsewhere.
+        os.symlink(f"{self.worktrees.name}/{sha}", temporary)
+        try:
+            os.replace(temporary, self.current)
+        except OSError:
+            temporary.unlink(missing_ok=True)
+            raise
+        # Make the rename durable before the old tree is deleted: after a crash, `current`
+        # must not point at a folder that is gone.
+        fd = os.open(self.base, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        self.applied = sha
+
+    def remove_old(self, keep: str) -> None:
+        """Delete every worktree but ``keep`` (git's record of them: ``prune_worktrees``)."""
+        for entry in self.worktrees.iterdir():
+            if entry.name != keep:
+                with contextlib.suppress(OSError):
+                    remove_tree(entry)
+        for entry in self.base.iterdir():
+            if entry.name.startswith(".current."):  # left by a crash between symlink and rename
+                entry.unlink(missing_ok=True)
+
+    def _read_current(self) -> str | None:
+        """The revision in force from an earlier run: where ``current`` points, if it is there."""
+        try:
+            target = os.readlink(self.current)
+        except OSError:
+            return None
+        sha = PurePosixPath(target).name
+        return sha if (self.worktrees / sha).is_dir() else None
