@@ -149,7 +149,10 @@ async def verify_signature(request: Request) -> None:
     expected = "sha256=" + hmac.new(secret or b"", body, hashlib.sha256).hexdigest()
     if secret is None or not hmac.compare_digest(given.encode(), expected.encode()):
         client = request.client.host if request.client else None
-        reason = "no webhook secret configured" if secret is None else "bad signature"
+        if secret is None:
+            reason = "no webhook secret configured"
+        else:
+            reason = "bad signature" if given else f"no {SIGNATURE_HEADER} header"
         log.warning(
             "webhook signature rejected",
             extra={"fields": {"reason": reason, "client": client, "path": request.url.path}},

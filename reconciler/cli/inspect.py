@@ -157,7 +157,7 @@ def run_validate(args: argparse.Namespace) -> int:
         print(problem)
     summary = f"{_count(found.files, 'file')}, {_count(found.tasks, 'task')}"
     if found.ignored:
-        summary += f", {found.ignored} documents of other kinds ignored"
+        summary += f", {_count(found.ignored, 'document')} of other kinds ignored"
     if found.problems:
         sys.stdout.flush()  # keep the summary after the problems when both go to one terminal
         print(f"{_count(len(found.problems), 'problem')} ({summary})", file=sys.stderr)

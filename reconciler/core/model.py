@@ -140,6 +140,15 @@ class CommandAction(_Model):
             raise ValueError("the first argument (the program) must not be empty")
         return args
 
+    @field_validator("env", mode="before")
+    @classmethod
+    def _env_is_a_map(cls, env: object) -> object:
+        # A Kubernetes user writes a container's list of {name, value}: say what is wanted
+        # rather than pydantic's "Input should be a valid dictionary".
+        if isinstance(env, list):
+            raise ValueError("a map of NAME: value (not a list of {name, value} as in a Pod)")
+        return env
+
     @field_validator("env")
     @classmethod
     def _env_names(cls, env: dict[str, str]) -> dict[str, str]:

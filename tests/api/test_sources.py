@@ -111,6 +111,8 @@ def test_source_metrics(client: TestClient) -> None:
 
 def test_without_tokens_the_signature_is_required(runtime: FakeRuntime) -> None:
     client = TestClient(create_app(runtime, auth=None, metrics=Metrics(), webhook_secret=SECRET))
-    assert client.post("/api/v1/hooks/git", content=BODY).status_code == 401
+    missing = client.post("/api/v1/hooks/git", content=BODY)
+    assert missing.status_code == 401
+    assert missing.json()["detail"].endswith("no x-hub-signature-256 header")
     signed = {"X-Hub-Signature-256": signature(BODY)}
     assert client.post("/api/v1/hooks/git", content=BODY, headers=signed).status_code == 202

@@ -45,6 +45,10 @@ def test_namespace_defaults_and_key() -> None:
         ({"spec": {"command": {"args": [""]}}}, "program"),
         ({"spec": {"command": {"args": ["x"], "env": {"CRONTASK_RUN_ID": "1"}}}}, "CRONTASK_"),
         ({"spec": {"command": {"args": ["x"], "env": {"1BAD": "1"}}}}, "environment variable"),
+        (
+            {"spec": {"command": {"args": ["x"], "env": [{"name": "A", "value": "1"}]}}},
+            "a map of NAME: value (not a list",
+        ),
         ({"spec": {"timeZone": "Mars/Olympus"}}, "unknown time zone"),
         ({"spec": {"schedule": "* * * *"}}, "schedule"),
         ({"spec": {"concurrencyPolicy": "Sometimes"}}, "Allow"),

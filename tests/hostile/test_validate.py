@@ -155,7 +155,7 @@ def test_validate_reads_on_every_core_and_reports_exactly_what_one_process_does(
     one = validate(["-j1", str(folder)], tmp_path)
     assert one.code == 1
     assert "is defined more than once" in one.out
-    assert "1 documents of other kinds ignored" in one.err
+    assert "1 document of other kinds ignored" in one.err
     for jobs in (["-j2"], ["-j5"], []):
         many = validate([*jobs, str(folder)], tmp_path)
         assert (many.code, many.out, many.err) == (one.code, one.out, one.err), jobs
