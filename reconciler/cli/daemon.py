@@ -17,11 +17,12 @@ from reconciler import logs, web
 from reconciler.api.app import create_app
 from reconciler.api.auth import AuthConfig, AuthConfigError, check_listen, is_loopback
 from reconciler.api.hosts import external_host
+from reconciler.cli import store_errors
 from reconciler.cli.collector import start_up_collector
 from reconciler.cli.main_helpers import existing_paths
 from reconciler.controller.cluster import Timing
 from reconciler.controller.jobs import JobOptions
-from reconciler.controller.runtime import HaOptions, HttpServer, Options, serve
+from reconciler.controller.runtime import HaOptions, HttpServer, Options, open_state, serve
 from reconciler.controller.view import RuntimeView
 from reconciler.sinks import notify_config
 from reconciler.sinks.metrics import Metrics
@@ -87,9 +88,11 @@ def run(args: argparse.Namespace) -> int:
         page_url=page_url(args),
     )
     http = None if args.listen == "off" else http_server(args)
+    with store_errors.reported(args.db):
+        store = open_state(options)
     try:
         with start_up_collector() as started:
-            return asyncio.run(serve(options, http=http, on_started=started))
+            return asyncio.run(serve(options, http=http, on_started=started, store=store))
     except KubernetesConfigError as err:
         raise SystemExit(f"crontask: {err}") from None
 

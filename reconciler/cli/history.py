@@ -7,6 +7,7 @@ import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from reconciler.cli import store_errors
 from reconciler.cli.durations import duration_arg
 from reconciler.cli.main_helpers import add_state_args, bounded_int, run_id, table, task_key
 from reconciler.cli.remote import RemoteError, add_server_arg, default_token, fetch_run, fetch_runs
@@ -59,7 +60,8 @@ def run_runs(args: argparse.Namespace) -> int:
         if args.server:
             items, attempts = _from_api(args, since)
         else:
-            items, attempts = _from_store(args, since)
+            with store_errors.reported(args.db):
+                items, attempts = _from_store(args, since)
     except RemoteError as err:
         raise SystemExit(f"crontask: {err}") from None
     if args.id:
@@ -96,7 +98,8 @@ def _from_store(
     url = args.db or sqlite_url(args.state_dir)
     if not args.db and not (args.state_dir / "runs.db").exists():
         raise SystemExit(f"crontask: no run store at {args.state_dir}/runs.db (see --state-dir)")
-    store = open_store(url)
+    # A reader: it may read another user's store, and creates or changes nothing there.
+    store = open_store(url, existing=True)
     try:
         if args.id:
             return [], [to_json(r, output=True) for r in store.attempts(args.id)]

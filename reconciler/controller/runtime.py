@@ -27,6 +27,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from reconciler import statedir
 from reconciler.controller.cluster import Cluster, Timing
 from reconciler.controller.components import Housekeeping, Http, Runs, SourceWatch
 from reconciler.controller.dispatch import Dispatcher
@@ -124,21 +125,37 @@ class Parts:
     notifier: Notifier | None = None
 
 
+def open_state(options: Options) -> RunStore:
+    """The state directory made, or checked, as ``reconciler.statedir`` says, then the run
+    store opened for writing. The state directory is left alone when nothing uses it (replicas
+    keep the API's tasks in the shared store; without git they write nothing there).
+
+    Raises ``statedir.Refused``, ValueError (a ``--db`` URL that names no store), OSError,
+    StoreUnavailable, IncompatibleSchema: the CLI says each in one line."""
+    if options.ha is None or options.git is not None:
+        statedir.prepare(options.state_dir)
+    return open_store(options.db_url or sqlite_url(options.state_dir), writer=True)
+
+
 async def serve(
     options: Options,
     stop: asyncio.Event | None = None,
     http: HttpServer | None = None,
     on_started: Callable[[], None] | None = None,
+    store: RunStore | None = None,
 ) -> int:
     """Run until ``stop`` is set (or SIGTERM/SIGINT, or a component fails). Returns the exit
-    status: 1 if a component failed. ``on_started`` is called once everything runs."""
+    status: 1 if a component failed. ``on_started`` is called once everything runs. ``store``:
+    from :func:`open_state`, opened by the caller (so that it can report a failure to open
+    it); by default opened here. It is closed on the way out."""
     loop = asyncio.get_running_loop()
     manager = Manager()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, manager.stopping.set)
     if stop is not None:
         loop.create_task(stop.wait()).add_done_callback(lambda _: manager.stopping.set())
-    store = open_store(options.db_url or sqlite_url(options.state_dir), writer=True)
+    if store is None:
+        store = open_state(options)
     try:
         parts = await build(options, store, manager)
         await start(parts, options, manager, http)

@@ -34,6 +34,7 @@ from typing import Final, Protocol
 import yaml
 from pydantic import ValidationError
 
+from reconciler import statedir
 from reconciler.aio import first_of
 from reconciler.core.api_tasks import (
     MISSING,
@@ -150,7 +151,7 @@ class ApiTaskFiles:
         path = self.path(key)
         check_size(key, text)
         check_expectation(key, self.version(key), expect)
-        path.parent.mkdir(parents=True, exist_ok=True)
+        statedir.make_dirs(path.parent)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".", suffix=".tmp")
         try:
             with os.fdopen(fd, "w", encoding="utf-8") as handle:

@@ -27,6 +27,7 @@ import urllib.parse
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path, PurePosixPath
 
+from reconciler import statedir
 from reconciler.sources.gitprocess import GitError, GitRunner
 
 # The names under which the bare repository keeps what it fetched. Branches go to
@@ -245,7 +246,7 @@ class GitRepo:
             return
         with contextlib.suppress(OSError):
             remove_tree(self.git_dir)
-        self.git_dir.parent.mkdir(parents=True, exist_ok=True)
+        statedir.make_dirs(self.git_dir.parent)  # 0700: checkouts may hold secrets
         # Made under a temporary name and renamed, so a crash never leaves a half-made one.
         scratch = self.git_dir.with_name(f".{self.git_dir.name}.{os.getpid()}")
         with contextlib.suppress(OSError):

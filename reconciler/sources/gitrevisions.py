@@ -25,6 +25,7 @@ import os
 import uuid
 from pathlib import Path, PurePosixPath
 
+from reconciler import statedir
 from reconciler.sources.gitcheckout import CheckoutLimits, checkout_paths
 from reconciler.sources.gitrepo import GitRepo, remove_tree
 
@@ -52,7 +53,7 @@ class Revisions:
         # Only `path`, and what its links lead to: the rest of the commit is never read, and a
         # commit must not fill the disk (a GiB of zeros travels as a MiB).
         paths = checkout_paths(repo, sha, self.path, self.limits)
-        self.worktrees.mkdir(parents=True, exist_ok=True)
+        statedir.make_dirs(self.worktrees)
         repo.add_worktree(dest, sha, paths)
 
     def switch(self, sha: str) -> None:

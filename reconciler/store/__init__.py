@@ -44,21 +44,26 @@ DB_FILENAME = "runs.db"
 
 def sqlite_url(state_dir: Path) -> str:
     """The URL of the default store: ``state_dir/runs.db`` (absolute, so cwd does not matter)."""
-    return f"sqlite:///{(state_dir / DB_FILENAME).resolve()}"
+    # Absolute, not resolved: a link in place of the file is refused, never followed.
+    return f"sqlite:///{(state_dir / DB_FILENAME).absolute()}"
 
 
-def open_store(url: str, *, writer: bool = False) -> RunStore:
+def open_store(url: str, *, writer: bool = False, existing: bool = False) -> RunStore:
     """Open the store at ``url``, creating and migrating it to the current schema as needed.
-    ``writer``: the caller will claim and save runs (see ``SqlRunStore.open``).
+    ``writer``: the caller will claim and save runs (see ``SqlRunStore.open``). ``existing``:
+    open a SQLite file only if it is there, and create or change nothing (a reader, who may
+    be reading another user's store); without it a SQLite file and its folder are made
+    private, or refused, as ``reconciler.statedir`` says.
 
     ``memory://`` -> a fresh :class:`MemoryRunStore`; ``sqlite:///PATH`` and
     ``postgresql+psycopg://USER:PASS@HOST:PORT/DB`` -> a :class:`SqlRunStore`. Raises
     :class:`StoreUnavailable` if the database cannot be reached, :class:`IncompatibleSchema` if
-    a newer crontask migrated it, ``ValueError`` for an unsupported URL.
+    a newer crontask migrated it, ``ValueError`` for an unsupported URL, ``statedir.Refused``
+    or OSError for a SQLite file or folder that cannot be used.
     """
     if url == MEMORY_URL:
         return MemoryRunStore()
     # Imported here so that importing the seam (e.g. for the types) does not load SQLAlchemy.
     from reconciler.store.sql import SqlRunStore
 
-    return SqlRunStore.open(url, writer=writer)
+    return SqlRunStore.open(url, writer=writer, existing=existing)

@@ -191,10 +191,11 @@ class SqlRunStore:
         )
 
     @classmethod
-    def open(cls, url: str, *, writer: bool = False) -> SqlRunStore:
+    def open(cls, url: str, *, writer: bool = False, existing: bool = False) -> SqlRunStore:
         """Connect to ``url``, migrate the schema to HEAD, return the store. ``writer``: this
         process will claim and save runs (``crontask run``), so those statements are compiled
         now (see ``_compile_writes``); a reader (``crontask runs``) takes no write lock.
+        ``existing``: see :func:`create_engine`.
 
         Safe when several processes open the same database at once: the upgrade runs in one
         transaction under a database-wide lock (SQLite: ``BEGIN IMMEDIATE``, PostgreSQL: an
@@ -202,7 +203,7 @@ class SqlRunStore:
         latecomers find the work done. PostgreSQL DDL is transactional, so a failed upgrade
         leaves the previous schema; SQLite DDL in a transaction is too.
         """
-        engine = create_engine(url)
+        engine = create_engine(url, existing=existing)
         try:
             with translated_errors():
                 _migrate(engine)

@@ -23,6 +23,7 @@ from sqlalchemy.engine import Connection, Dialect, Engine, ExceptionContext, mak
 from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.pool import ConnectionPoolEntry
 
+from reconciler import statedir
 from reconciler.store.base import StoreUnavailable, utc
 
 SQLITE_BUSY_TIMEOUT: Final = timedelta(seconds=30)
@@ -129,15 +130,26 @@ api_tasks = sa.Table(
 )
 
 
-def create_engine(url: str) -> Engine:
-    """An engine for a run store URL, configured as the module docs describe (no migration)."""
-    u = make_url(url)
+def create_engine(url: str, *, existing: bool = False) -> Engine:
+    """An engine for a run store URL, configured as the module docs describe (no migration).
+
+    SQLite: the file and its folder are made private, or refused, as ``reconciler.statedir``
+    says, before SQLite opens it; with ``existing`` (a reader of what may be another user's
+    store) nothing is made or changed, and a missing file is :class:`StoreUnavailable`.
+    Raises ValueError for a URL that names no run store, ``statedir.Refused``, OSError."""
+    try:
+        u = make_url(url)
+    except exc.ArgumentError as e:
+        raise ValueError(f"not a run store URL: {e}") from None
     backend = u.get_backend_name()
     if backend == "sqlite":
         database = u.database
         if not database or database == ":memory:" or u.query.get("mode") == "memory":
             raise ValueError("the SQL run store needs a file; use 'memory://' for a memory store")
-        Path(database).parent.mkdir(parents=True, exist_ok=True)
+        if not existing:
+            statedir.prepare_db(Path(database))
+        elif not Path(database).is_file():
+            raise StoreUnavailable(f"no run store at {database}")
         engine = sa.create_engine(u, connect_args={"timeout": SQLITE_BUSY_TIMEOUT.total_seconds()})
         event.listen(engine, "connect", _sqlite_on_connect)
         event.listen(engine, "begin", _sqlite_on_begin)

@@ -1,0 +1,72 @@
+"""A state directory or run store that cannot be used, said in one line: what ``crontask run``
+and the offline ``crontask runs`` print instead of a traceback."""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import sys
+import urllib.parse
+from collections.abc import Iterator
+from typing import NoReturn
+
+from reconciler import statedir
+from reconciler.store import IncompatibleSchema, StoreUnavailable
+
+# Exit statuses: what the user gave is wrong (a refused folder, a path that cannot be one, a
+# URL that names no store), or the store is there but cannot be used now.
+USAGE: int = 2
+UNAVAILABLE: int = 1
+
+_USERINFO_PASSWORD = re.compile(r"(://[^/@:]*):[^/@]*@")
+
+
+@contextlib.contextmanager
+def reported(db_url: str | None) -> Iterator[None]:
+    """Turn a failure to open the state directory or the run store (``--db db_url``) into
+    ``crontask: <message>`` on stderr and exit status 2 or 1, never showing the URL's
+    password. Anything else goes through."""
+    try:
+        yield
+    except statedir.Refused as err:
+        _exit(USAGE, str(err), db_url)
+    except ValueError as err:
+        _exit(USAGE, f"run store {_shown(db_url)}: {err}", db_url)
+    except (FileExistsError, FileNotFoundError, NotADirectoryError) as err:
+        _exit(USAGE, f"cannot use the state directory: {_os_error(err)}", db_url)
+    except OSError as err:
+        _exit(UNAVAILABLE, f"cannot use the state directory: {_os_error(err)}", db_url)
+    except (StoreUnavailable, IncompatibleSchema) as err:
+        _exit(UNAVAILABLE, str(err), db_url)
+
+
+def _exit(code: int, message: str, db_url: str | None) -> NoReturn:
+    # One line: a driver's message may run over several (one per address tried).
+    line = "; ".join(part.strip() for part in _hidden(message, db_url).splitlines() if part)
+    print(f"crontask: {line}", file=sys.stderr)
+    raise SystemExit(code)
+
+
+def _os_error(err: OSError) -> str:
+    if err.strerror and err.filename is not None:
+        return f"{err.filename}: {err.strerror}"
+    return str(err)
+
+
+def _shown(db_url: str | None) -> str:
+    return _USERINFO_PASSWORD.sub(r"\1:***@", db_url) if db_url else "in the state directory"
+
+
+def _hidden(message: str, db_url: str | None) -> str:
+    """``message`` without the URL's password, whether the URL is quoted whole or not."""
+    if not db_url:
+        return message
+    message = message.replace(db_url, _shown(db_url))
+    try:
+        password = urllib.parse.urlsplit(db_url).password
+    except ValueError:
+        password = None
+    if password:
+        for secret in (password, urllib.parse.unquote(password)):
+            message = message.replace(secret, "***")
+    return _USERINFO_PASSWORD.sub(r"\1:***@", message)

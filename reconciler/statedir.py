@@ -1,0 +1,143 @@
+"""The state directory's rules. It holds run outputs (which may hold secrets), the API's tasks
+(commands crontask will run) and git checkouts, so only crontask's own user may read or change
+what is in it.
+
+- What crontask creates there is private: directories 0700, the SQLite file 0600, made so
+  before SQLite opens it (SQLite gives its ``-wal`` and ``-shm`` files the database file's
+  mode). The umask is left alone: task commands inherit it.
+- A writer (``crontask run``) refuses a state directory (or the folder of a ``--db
+  sqlite:///`` file) that is a symbolic link, is not a directory, is not owned by the
+  process's effective uid, or that group or others may write: another user could have placed
+  it, with a ``runs.db`` link to follow or task files in ``api-tasks/`` to run. An existing
+  state directory of ours that others may read is made 0700, with one warning line.
+- The database file likewise: refused if it is a link or not a regular file of ours (it is
+  never resolved, and created with ``O_NOFOLLOW``); made 0600 if others may read it.
+
+Readers (``crontask runs``) use none of this: they may read another user's store if its modes
+let them, and create or change nothing there.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import stat
+from pathlib import Path
+from typing import Final
+
+log = logging.getLogger("crontask")
+
+PRIVATE_DIR: Final = 0o700
+PRIVATE_FILE: Final = 0o600
+# The folders of the state directory that hold what crontask will run.
+_SUBDIRS: Final = ("api-tasks", "git")
+_SHARED: Final = stat.S_IRWXG | stat.S_IRWXO
+_WRITABLE: Final = stat.S_IWGRP | stat.S_IWOTH
+_SQLITE_SIDE_FILES: Final = ("-wal", "-shm", "-journal")
+
+
+class Refused(Exception):
+    """A state directory or database file crontask will not use; the message says why."""
+
+
+def make_dirs(path: Path) -> None:
+    """``mkdir -p path`` whose every created directory is 0700 (``Path.mkdir(parents=True)``
+    gives the parents the default mode). Raises OSError, FileExistsError if ``path`` is there
+    and not a directory."""
+    missing: list[Path] = []
+    at = Path(os.path.abspath(path))
+    while at != at.parent and not os.path.lexists(at):
+        missing.append(at)
+        at = at.parent
+    for folder in reversed(missing):
+        folder.mkdir(mode=PRIVATE_DIR, exist_ok=True)
+    if not missing and not path.is_dir():
+        raise FileExistsError(f"{path} exists and is not a directory")
+
+
+def prepare(state_dir: Path) -> None:
+    """For a writer: ``state_dir`` made (0700) if missing, else checked as the module says and
+    made 0700 if others may read it; so are its ``api-tasks`` and ``git`` folders if there.
+    Raises :class:`Refused`, OSError."""
+    if not os.path.lexists(state_dir):
+        make_dirs(state_dir)
+    tightened = _check_dir(state_dir, "state directory", tighten=True)
+    for name in _SUBDIRS:
+        if os.path.lexists(state_dir / name):
+            tightened += _check_dir(state_dir / name, "state directory", tighten=True)
+    _warn(tightened, "state directory")
+
+
+def prepare_db(path: Path) -> None:
+    """For a writer of the SQLite file ``path``: its folder made (0700) if missing, else
+    checked as a state directory is (not made 0700: a ``--db`` folder is the user's); the file
+    created 0600 if missing, without following a link; then the file and each of its
+    ``-wal``/``-shm``/``-journal`` there checked, and made 0600 if others may read them.
+    Raises :class:`Refused`, OSError."""
+    if not os.path.lexists(path.parent):
+        make_dirs(path.parent)
+    _check_dir(path.parent, "run store folder", tighten=False)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+    with contextlib.suppress(FileExistsError):  # there already (or a link): checked below
+        os.close(os.open(path, flags, PRIVATE_FILE))
+    tightened = _check_file(path)
+    for suffix in _SQLITE_SIDE_FILES:
+        side = path.with_name(path.name + suffix)
+        if os.path.lexists(side):
+            tightened += _check_file(side)
+    _warn(tightened, "run store")
+
+
+def _check_dir(path: Path, what: str, *, tighten: bool) -> list[str]:
+    """Raises :class:`Refused`; returns what was made private (``path (0755)``)."""
+    st = os.lstat(path)
+    mode = stat.S_IMODE(st.st_mode)
+    if stat.S_ISLNK(st.st_mode):
+        raise Refused(f"refusing {what} {path}: it is a symbolic link (give its target)")
+    if not stat.S_ISDIR(st.st_mode):
+        raise Refused(f"refusing {what} {path}: it is not a directory")
+    _check_owner(path, what, st)
+    if mode & _WRITABLE:
+        raise Refused(
+            f"refusing {what} {path}: group or others may write it (mode {mode:04o}); "
+            "make it private (chmod 0700)"
+        )
+    if tighten and mode & _SHARED:
+        return [_tighten(path, mode, mode & PRIVATE_DIR)]
+    return []
+
+
+def _check_file(path: Path) -> list[str]:
+    st = os.lstat(path)
+    mode = stat.S_IMODE(st.st_mode)
+    if stat.S_ISLNK(st.st_mode):
+        raise Refused(f"refusing run store {path}: it is a symbolic link")
+    if not stat.S_ISREG(st.st_mode):
+        raise Refused(f"refusing run store {path}: it is not a regular file")
+    _check_owner(path, "run store", st)
+    if mode & _SHARED:
+        return [_tighten(path, mode, mode & PRIVATE_FILE)]
+    return []
+
+
+def _check_owner(path: Path, what: str, st: os.stat_result) -> None:
+    if st.st_uid != os.geteuid():
+        raise Refused(
+            f"refusing {what} {path}: it is owned by uid {st.st_uid}, not by this user "
+            f"(uid {os.geteuid()}), so another user could have placed what is in it"
+        )
+
+
+def _tighten(path: Path, mode: int, private: int) -> str:
+    # Ours (checked), in a folder only we may write: no one can swap it for a link meanwhile.
+    os.chmod(path, private)
+    return f"{path} ({mode:04o})"
+
+
+def _warn(tightened: list[str], what: str) -> None:
+    if tightened:
+        log.warning(
+            f"{what} was readable by others: made private",
+            extra={"fields": {"paths": ", ".join(tightened)}},
+        )
