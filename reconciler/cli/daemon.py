@@ -134,8 +134,8 @@ def ha_options(args: argparse.Namespace) -> HaOptions | None:
         return None
     if not args.db or not args.db.startswith(("postgresql://", "postgresql+psycopg://")):
         usage_error(
-            "--ha needs a run store every replica shares: give --db "
-            "postgresql+psycopg://USER:PASS@HOST/DB (SQLite is a file on one machine, so "
+            "--ha needs a run store every replica shares: give --db (or CRONTASK_DB) "
+            "postgresql+psycopg://USER@HOST/DB (SQLite is a file on one machine, so "
             "replicas could not see each other's claims on a slot)"
         )
     if not args.renew_interval < args.renew_deadline < args.lease_duration:

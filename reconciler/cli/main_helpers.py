@@ -5,6 +5,7 @@ the rest, never a traceback."""
 from __future__ import annotations
 
 import argparse
+import os
 import re
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
@@ -22,6 +23,7 @@ _SIZE_UNITS = {
     **{"ki": 1024, "kib": 1024, "mi": 1024**2, "mib": 1024**2, "gi": 1024**3, "gib": 1024**3},
 }
 MAX_FILE_SIZE_RANGE = (1024, 1024**3)  # 1 KiB .. 1 GiB
+DB_ENV: Final = "CRONTASK_DB"  # --db when the flag is absent (a password stays off argv)
 
 _LABEL: Final = DNS1123_LABEL.strip("^$")
 # The shapes the API checks too (reconciler/api/params.py; a test keeps them equal).
@@ -156,17 +158,23 @@ def table(header: list[str], rows: list[list[str]]) -> str:
 
 
 def add_state_args(parser: argparse.ArgumentParser) -> None:
+    """``--state-dir`` and ``--db`` (read from ``$CRONTASK_DB`` when not given; the flag wins)."""
     parser.add_argument(
         "--state-dir",
         type=Path,
         default=Path(".crontask"),
         help="where the run history and API-created tasks live (default: ./.crontask)",
     )
+    # Every local user can read a process's command line: a password belongs in the environment
+    # (CRONTASK_DB, or libpq's PGPASSWORD / ~/.pgpass), which only its owner can read.
     parser.add_argument(
         "--db",
         metavar="URL",
+        default=os.environ.get(DB_ENV) or None,
         help="run store URL instead of the state dir's SQLite file, "
-        "e.g. sqlite:////var/lib/crontask/runs.db or postgresql+psycopg://user@host/db",
+        "e.g. sqlite:////var/lib/crontask/runs.db or postgresql+psycopg://user@host/db "
+        f"(default: ${DB_ENV}; keep a password out of the command line: set {DB_ENV}, "
+        "or PGPASSWORD, or use ~/.pgpass)",
     )
 
 

@@ -22,6 +22,7 @@ import httpx
 from reconciler.core.desired import Definition
 from reconciler.core.model import HttpAction
 from reconciler.core.runs import RunRecord, RunStatus
+from reconciler.core.urls import redact_url
 from reconciler.runner.base import Outcome, run_environment
 from reconciler.runner.base import failed as _failed
 
@@ -132,13 +133,15 @@ class HttpRun:
             ):
                 body = await _read_head(response, self.output_limit)
         except (httpx.TimeoutException, TimeoutError):
+            # The message is stored and shown (`crontask runs --id`, the API): no credentials.
             return _failed(
                 "DeadlineExceeded",
-                f"{action.method} {action.url}: no response within {self.timeout:g}s",
+                f"{action.method} {redact_url(action.url)}: no response within {self.timeout:g}s",
                 status=RunStatus.TIMED_OUT,
             )
         except httpx.HTTPError as err:
-            return _failed("RequestFailed", f"{action.method} {action.url}: {_describe(err)}")
+            shown = redact_url(action.url)
+            return _failed("RequestFailed", f"{action.method} {shown}: {_describe(err)}")
         text = body.decode("utf-8", errors="replace")
         reason = _clip(response.reason_phrase)
         summary = f"HTTP {response.status_code} {reason}".rstrip()

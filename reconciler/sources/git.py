@@ -155,6 +155,8 @@ class GitSource:
             raise ValueError("interval and timeout must be positive")
         self.options = options
         self.path = clean_path(options.path)
+        # Shown and fetched alike: a query or fragment has no meaning to git (it adds its own
+        # path after the URL), and credentials reach git apart (``_credentials``).
         self.url = redact_url(options.url)
         self._clock = clock
         key = hashlib.sha256(f"{self.url}\0{options.ref}\0{self.path}".encode()).hexdigest()[:16]
@@ -275,7 +277,7 @@ class GitSource:
         redact = Redactor()
         try:
             credentials = self._credentials()
-            redact = Redactor([credentials.username, credentials.password] if credentials else [])
+            redact = Redactor(credentials.secrets() if credentials else [])
             repo = self._repo(credentials, redact)
             with self._lock:
                 self._in_flight = repo

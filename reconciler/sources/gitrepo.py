@@ -28,6 +28,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path, PurePosixPath
 
 from reconciler import statedir
+from reconciler.core.urls import redact_url as redact_url  # shown by the git source
 from reconciler.sources.gitprocess import GitError, GitRunner
 
 # The names under which the bare repository keeps what it fetched. Branches go to
@@ -57,12 +58,22 @@ class AmbiguousRefError(GitError):
     """An abbreviated SHA that is also a branch or tag name, or the start of several commits."""
 
 
+# A user name this short is a name, not a token (tokens run to 20 characters and more).
+_TOKEN_MIN = 8
+
+
 @dataclasses.dataclass(frozen=True)
 class Credentials:
     """HTTP basic credentials; neither field is ever shown in a repr."""
 
     username: str = dataclasses.field(repr=False)
     password: str = dataclasses.field(repr=False)
+
+    def secrets(self) -> list[str]:
+        """What git's messages must not show: the password, and the user name when it may be
+        a token (``https://TOKEN@host``, ``https://TOKEN:x-oauth-basic@host``). A short user
+        name is not one, and replacing it everywhere made ``u`` of ``Couldn't`` a ``***``."""
+        return [self.password, *([self.username] if len(self.username) >= _TOKEN_MIN else [])]
 
 
 class Redactor:
@@ -76,24 +87,6 @@ class Redactor:
         for secret in self._secrets:
             text = text.replace(secret, "***")
         return _HTTP_USERINFO.sub(r"\1***@", text)
-
-
-def redact_url(url: str) -> str:
-    """``url`` without credentials, for status lines, logs and state-directory names.
-
-    http(s): the whole userinfo goes (a token is often passed as the user name). Other schemes
-    (``ssh://git@host/...``) keep the user name, which is not a secret, and lose any password.
-    scp-like addresses (``git@host:org/repo``) and local paths are returned unchanged.
-    """
-    parts = urllib.parse.urlsplit(url)
-    if not parts.scheme or "@" not in parts.netloc:
-        return url
-    userinfo, _, hostport = parts.netloc.rpartition("@")
-    if parts.scheme.lower() in ("http", "https"):
-        netloc = hostport
-    else:
-        netloc = f"{userinfo.partition(':')[0]}@{hostport}"
-    return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
 
 
 def url_credentials(url: str) -> Credentials | None:

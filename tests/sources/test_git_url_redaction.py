@@ -1,0 +1,77 @@
+"""A git URL is shown without its secrets: the userinfo goes and so do the query's values (a
+token passed as ``?tok=...``) and a fragment, in the status, the log lines and the API."""
+
+from __future__ import annotations
+
+import logging
+import signal
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+import pytest
+
+from reconciler.sources.git import GitOptions, GitSource
+from reconciler.sources.gitrepo import Credentials, Redactor, redact_url
+from tests.e2e.conftest import Crontask
+
+URL = "https://user:PASSWORD@127.0.0.1:1/x.git?tok=QTOK&ref=main#FRAG"
+SHOWN = "https://127.0.0.1:1/x.git?tok=***&ref=***#***"
+SECRETS = ("PASSWORD", "QTOK", "FRAG", "main#")
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        (URL, SHOWN),
+        ("https://example.com/r.git?token=T0K", "https://example.com/r.git?token=***"),
+        ("https://example.com/r.git?T0K", "https://example.com/r.git?***"),
+        ("https://example.com/r.git?a=1&&b", "https://example.com/r.git?a=***&&***"),
+        ("ssh://git:secret@example.com/r.git?k=v", "ssh://git@example.com/r.git?k=***"),
+        ("https://example.com/r.git", "https://example.com/r.git"),
+        ("git@github.com:org/repo.git", "git@github.com:org/repo.git"),
+        ("/srv/repo.git", "/srv/repo.git"),
+    ],
+)
+def test_query_values_and_fragments_are_redacted(url: str, shown: str) -> None:
+    assert redact_url(url) == shown
+
+
+def test_the_status_and_the_log_show_the_url_redacted(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    source = GitSource(GitOptions(URL, timeout=10), tmp_path, clock=lambda: datetime.now(UTC))
+    assert source.sync() is False  # nothing listens on port 1
+    status = source.status()
+    assert status.url == SHOWN
+    assert "git sync failed" in caplog.text
+    shown = " ".join([status.url, status.location, status.last_error or "", caplog.text])
+    assert not [s for s in SECRETS if s in shown]
+
+
+def test_crontask_run_never_shows_the_token(tmp_path: Path) -> None:
+    tasks = tmp_path / "tasks"
+    tasks.mkdir()
+    app = Crontask(tmp_path, tasks, ["--git", URL, "--git-timeout", "10s"]).start()
+    try:
+        app.wait_log("git sync failed")
+        with httpx.Client(base_url=app.server, timeout=10) as client:
+            items = client.get("/api/v1/sources").json()["items"]
+        git = next(s for s in items if s["kind"] == "git")
+        assert git["location"] == f"{SHOWN}#HEAD"
+        assert f'git="{SHOWN}"' in app.log()  # "crontask started"
+    finally:
+        app.stop(signal.SIGTERM)
+    shown = app.log() + repr(items)
+    assert not [s for s in SECRETS if s in shown]
+
+
+def test_a_short_user_name_is_not_taken_for_a_secret() -> None:
+    """A password is always hidden; a user name only when it may be a token."""
+    text = "Couldn't connect as u to https://u:pw@example.test/x.git: password pw"
+    redact = Redactor(Credentials("u", "pw").secrets())
+    assert redact(text) == "Couldn't connect as u to https://***@example.test/x.git: password ***"
+    token = "ghp_" + "a" * 36
+    redact = Redactor(Credentials(token, "x-oauth-basic").secrets())
+    assert token not in redact(f"fatal: {token} refused")
