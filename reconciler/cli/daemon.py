@@ -61,6 +61,7 @@ def run(args: argparse.Namespace) -> int:
             known_hosts_file=args.git_known_hosts,
             token_file=args.git_token_file,
             token_env=args.git_token_env,
+            guard_empty=not args.allow_empty,
         )
     ha = ha_options(args)
     options = Options(

@@ -280,11 +280,14 @@ class DirectorySource:
         kept = sum(len(s.good or ()) for p, s in self._files.items() if _is_within(p, root))
         if kept == 0:
             return False
+        if self.revision is None:
+            why = "(an unmounted volume or a folder moved away?); --allow-empty lets an empty "
+            why += "folder remove them"
+        else:
+            why = "in this revision; --allow-empty lets a revision without them remove them"
         self._root_errors[root] = DefinitionError(
             Location(self.kind, self._display(root), revision=self.revision),
-            f"{_HOLD}: keeping {'its task' if kept == 1 else f'the {kept} tasks it defined'} "
-            "(an unmounted volume or a folder "
-            "moved away?); --allow-empty lets an empty folder remove them",
+            f"{_HOLD}: keeping {'its task' if kept == 1 else f'the {kept} tasks it defined'} {why}",
         )
         return True
 

@@ -119,6 +119,9 @@ class GitOptions:
     token_env: str | None = None  # ...or from this environment variable
     timeout: float = 120.0  # seconds, for each git call
     max_backoff: float = 300.0  # the longest wait after failures (or interval, if longer)
+    # A revision whose path suddenly yields no file keeps the tasks of the one before, as a
+    # folder does (``DirectorySource``'s ``guard_empty``): ``crontask run`` without --allow-empty.
+    guard_empty: bool = False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -174,6 +177,7 @@ class GitSource:
             max_file_size=max_file_size,
             confine_to=self.current,
             confine_label="the repository",
+            guard_empty=options.guard_empty,
         )
 
         self._lock = threading.Lock()  # the switch of `current` vs. reads; the status fields

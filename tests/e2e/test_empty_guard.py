@@ -1,5 +1,6 @@
-"""The empty-set guard holds per folder under the real ``crontask run``: with an API-owned task
-present, a watched folder that is unmounted or moved away removes none of its tasks."""
+"""The empty-set guard holds per source under the real ``crontask run``: with a task of another
+source present, a watched folder that is unmounted or moved away, or a git revision whose
+``--git-path`` holds no task file, removes none of its tasks."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import httpx
 import pytest
 
 from tests.e2e.conftest import Crontask
+from tests.e2e.test_git import Repo
 from tests.e2e.test_run import append, lines, task
 from tests.helpers import wait_for
 
@@ -44,3 +46,21 @@ def test_a_vanished_folder_keeps_its_tasks_although_the_api_holds_one(
     assert "task removed" not in app.log()
     listed = httpx.get(f"{app.server}/api/v1/tasks").json()["items"]
     assert {t["key"] for t in listed} >= {"default/tick", "default/from-api"}
+
+
+def test_a_commit_without_task_files_keeps_the_git_tasks_although_a_folder_holds_one(
+    crontask: Callable[..., Crontask], tmp_path: Path
+) -> None:
+    repo = Repo(tmp_path / "remote")
+    repo.commit({"tasks/tick.yaml": task("tick", append(str(tmp_path / "tick.txt")))}, "add")
+    app = crontask("--git", repo.url, "--git-path", "tasks", "--git-interval", "0.5s")
+    (app.tasks / "daily.yaml").write_text(task("daily", ["true"], schedule="@daily"))
+    wait_for("a first run", lambda: lines(tmp_path / "tick.txt"))
+    emptied = repo.commit({"tasks/tick.yaml": None, "tasks/README.md": "moved\n"}, "empty")
+    app.wait_log("no task file here any more")
+    before = len(lines(tmp_path / "tick.txt"))
+    wait_for("tick to keep running", lambda: len(lines(tmp_path / "tick.txt")) >= before + 2)
+    assert "task removed" not in app.log()
+    sources = httpx.get(f"{app.server}/api/v1/sources").json()["items"]
+    git = next(s for s in sources if s["kind"] == "git")
+    assert (git["revision"], git["errors"]) == (emptied, 1)
