@@ -80,6 +80,7 @@ class Dispatcher(RunExecution):
         self._progress_listeners: list[RunListener] = []
         # Record writes not tied to a run (skips); kept so drain() and shutdown can await them.
         self._writes: set[asyncio.Task[None]] = set()
+        self._closing = False  # shutdown has begun: no retry waits any more
 
     # -- queries ---------------------------------------------------------------------------
 
@@ -305,6 +306,7 @@ class Dispatcher(RunExecution):
         """Cancel the retries that wait (nothing runs for them; recorded ``interrupted``), let
         running runs finish for up to ``grace`` seconds, then stop them (recorded as
         interrupted, reason Shutdown), and wait for their records to be written."""
+        self._closing = True
         for by_id in self._active.values():
             for active in by_id.values():
                 # Work that outlives the process (a Job) needs no grace: it is detached now.

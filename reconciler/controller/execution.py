@@ -98,6 +98,7 @@ class RunExecution:
     _listeners: list[RunListener]
     _progress_listeners: list[RunListener]
     _writes: set[asyncio.Task[None]]
+    _closing: bool
 
     def _skip(self, record: RunRecord, reason: str, message: str) -> RunRecord:
         skipped = dataclasses.replace(
@@ -167,6 +168,10 @@ class RunExecution:
                     output="",
                     job=None,  # the next attempt has its own (a new Job)
                 )
+                if self._closing:
+                    # Shutdown began while this attempt was being recorded: it stopped only the
+                    # retries waiting then, and this one would wait out the whole grace.
+                    active.stop(SHUTDOWN)
                 if await active.wait_stopped(delay):
                     await self._abandon(following, active.stop_reason or SHUTDOWN)
                     return

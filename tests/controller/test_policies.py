@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import threading
 from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
@@ -182,6 +183,41 @@ def test_shutdown_cancels_waiting_retries_at_once_and_records_them() -> None:
         assert d.active_count() == 0
 
     store = play(body)
+    assert attempts(store) == [
+        (1, RunStatus.FAILED, "NonZeroExit", Trigger.SCHEDULE),
+        (2, RunStatus.INTERRUPTED, "Shutdown", Trigger.RETRY),
+    ]
+
+
+def test_shutdown_while_a_failed_attempt_is_recorded_does_not_wait_for_its_retry() -> None:
+    """The attempt has ended and its record is on its way to the store when shutdown begins:
+    the run is neither running nor waiting yet, and its retry must not wait out the grace."""
+    store = MemoryRunStore()
+    saving, release = threading.Event(), threading.Event()
+    save_many = store.save_many
+
+    def slow_save(records: Any) -> None:
+        if any(r.status is RunStatus.FAILED for r in records):
+            saving.set()
+            release.wait(10)
+        save_many(records)
+
+    store.save_many = slow_save  # type: ignore[method-assign]
+
+    async def main() -> None:
+        action = ScriptedAction()
+        d = Dispatcher(store, owner="h:1:x", clock=lambda: T0, actions=Actions([action]))
+        d.fire(task(retry={"limit": 2, "backoffSeconds": 86400}), T0)
+        await until(lambda: len(action.running()) == 1)
+        action.attempts[0].finish(FAILED)
+        await until(saving.is_set)
+        stopping = asyncio.create_task(d.shutdown(3600))
+        await asyncio.sleep(0.05)  # shutdown looks at the runs while the record is being saved
+        assert not stopping.done()
+        release.set()
+        await asyncio.wait_for(stopping, timeout=10)
+
+    asyncio.run(main())
     assert attempts(store) == [
         (1, RunStatus.FAILED, "NonZeroExit", Trigger.SCHEDULE),
         (2, RunStatus.INTERRUPTED, "Shutdown", Trigger.RETRY),
