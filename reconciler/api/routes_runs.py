@@ -83,6 +83,7 @@ def list_runs(
             until=until,
             limit=limit,
             cursor=token,
+            output=False,  # the list shows none
         )
     except ValueError:
         where = "continue" if continue_ is not None else "cursor"

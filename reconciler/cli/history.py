@@ -114,6 +114,7 @@ def _from_store(
                     since=since,
                     limit=min(args.limit - len(items), MAX_PAGE_SIZE),
                     cursor=cursor,
+                    output=False,
                 )
             )
             items += [to_json(r) for r in page.items]

@@ -323,7 +323,7 @@ def _notifier(
         options.notifications,
         metrics=metrics,
         mine=reconciler.mine,
-        history=lambda key: store.query(RunQuery(task=key, limit=20)).items,
+        history=lambda key: store.query(RunQuery(task=key, limit=20, output=False)).items,
         page_url=options.page_url,
     )
     dispatcher.subscribe(notifier.on_run)

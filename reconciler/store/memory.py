@@ -131,6 +131,8 @@ class MemoryRunStore:
             ]
         matching.sort(key=_newest_first, reverse=True)
         items = matching[: q.limit]
+        if not q.output:
+            items = [dataclasses.replace(r, output="") for r in items]
         more = len(matching) > q.limit
         return RunPage(items, Cursor.after(items[-1]).encode() if more else None)
 

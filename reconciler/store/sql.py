@@ -31,6 +31,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import threading
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final, TypeVar
@@ -80,6 +81,10 @@ __all__ = [
 _T = TypeVar("_T")
 # How many times a write the server rolled back (``rolled_back``) is tried in all.
 _WRITE_ATTEMPTS: Final = 5
+# Reads whose cost grows with the history (a page of runs, each task's last outcomes), at once:
+# each holds a pooled connection while it runs, and sixteen of them from the API and the status
+# page took all fifteen, so the claims that keep a slot to one run waited 30 s and failed.
+_BULK_READERS: Final = 4
 _PG_MIGRATION_LOCK: Final = 0x6372_6F6E_7461_736B  # "crontask": the advisory lock for upgrades
 
 
@@ -110,7 +115,7 @@ def _row_to_record(row: sa.Row[Any]) -> RunRecord:
         exit_code=row.exit_code,
         reason=row.reason,
         message=row.message,
-        output=row.output or "",
+        output=row._mapping.get("output") or "",
         owner=row.owner,
         job=_details(row.details),
     )
@@ -167,7 +172,8 @@ def select_page(q: RunQuery) -> sa.Select[Any]:
         conditions.append(_c.scheduled_at < utc(q.until))
     if q.cursor is not None:
         conditions.append(_cursor_condition(Cursor.decode(q.cursor)))
-    return sa.select(runs).where(*conditions).order_by(*NEWEST_FIRST).limit(q.limit + 1)
+    columns = runs.c if q.output else [c for c in runs.c if c.name != "output"]
+    return sa.select(*columns).where(*conditions).order_by(*NEWEST_FIRST).limit(q.limit + 1)
 
 
 class SqlRunStore:
@@ -178,6 +184,7 @@ class SqlRunStore:
         self._engine = engine
         self._sqlite = engine.dialect.name == "sqlite"
         self._closed = False
+        self._bulk_reads = threading.BoundedSemaphore(_BULK_READERS)
         # Built once: a statement built per call is traversed for its cache key on every
         # execution, which was most of a burst's claims and saves in the store's threads.
         insert = sqlite_insert(runs) if self._sqlite else pg_insert(runs)
@@ -340,7 +347,7 @@ class SqlRunStore:
 
     def query(self, q: RunQuery) -> RunPage:
         stmt = select_page(q)
-        with self._tx(write=False) as conn:
+        with self._bulk_reads, self._tx(write=False) as conn:
             items = [_row_to_record(row) for row in conn.execute(stmt)]
         if len(items) <= q.limit:
             return RunPage(items, None)
@@ -358,7 +365,7 @@ class SqlRunStore:
             return sql_summaries.last_slots(conn)
 
     def last_outcomes(self, tasks: Collection[str]) -> dict[str, LastOutcomes]:
-        with self._tx(write=False) as conn:
+        with self._bulk_reads, self._tx(write=False) as conn:
             return sql_summaries.last_outcomes(conn, tasks)
 
     def running(self, task: str | None = None) -> list[RunRecord]:

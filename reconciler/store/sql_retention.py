@@ -20,7 +20,9 @@ from reconciler.core.runs import RunStatus
 from reconciler.store.base import RetentionTally
 from reconciler.store.sql_schema import NEWEST_FIRST, UTCDateTime, runs
 
-_PRUNE_TX_ROWS: Final = 20_000
+# Rows deleted per transaction: SQLite holds its write lock until the commit, and claims wait
+# behind it (20 000 held it for 1-2 s, and slots started that late during a first prune).
+_PRUNE_TX_ROWS: Final = 2_000
 _DELETE_CHUNK: Final = 500  # ids per DELETE ... IN (...): under SQLite's variable limit
 
 _c = runs.c

@@ -98,7 +98,7 @@ def runs_of(runtime: RuntimeView, key: str, limit: int = STRIP) -> list[RunRecor
     """The last ``limit`` runs of ``key``, newest first, each as its latest attempt."""
     # Attempts come newest first, the highest attempt of a run first: twice the number of
     # runs covers the usual retry or two; a run whose attempts fall off the page is not shown.
-    page = runtime.store.query(RunQuery(task=key, limit=min(limit * 2, 1000)))
+    page = runtime.store.query(RunQuery(task=key, limit=min(limit * 2, 1000), output=False))
     seen: set[str] = set()
     runs: list[RunRecord] = []
     for record in page.items:
@@ -295,7 +295,7 @@ TIMELINE_WIDTH: Final = 960
 
 def timeline(runtime: RuntimeView, key: str, zone: str, now: datetime, hours: int = 24) -> Timeline:
     start = now - timedelta(hours=hours)
-    page = runtime.store.query(RunQuery(task=key, since=start, limit=TIMELINE_MAX))
+    page = runtime.store.query(RunQuery(task=key, since=start, limit=TIMELINE_MAX, output=False))
     span = (now - start).total_seconds()
 
     def x_of(at: datetime) -> float:
@@ -389,7 +389,9 @@ def readable_output(text: str) -> str:
 def history(
     runtime: RuntimeView, key: str, status: RunStatus | None, cursor: str | None
 ) -> tuple[list[RunRecord], str | None]:
-    page = runtime.store.query(RunQuery(task=key, status=status, limit=HISTORY_PAGE, cursor=cursor))
+    page = runtime.store.query(
+        RunQuery(task=key, status=status, limit=HISTORY_PAGE, cursor=cursor, output=False)
+    )
     return page.items, page.next_cursor
 
 

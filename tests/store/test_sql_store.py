@@ -24,6 +24,7 @@ from reconciler.store import (
     open_store,
     sql_retention,
     sql_schema,
+    sql_summaries,
     sqlite_url,
 )
 from reconciler.store.base import Cursor
@@ -358,3 +359,37 @@ def test_a_transaction_rolled_back_for_another_is_unavailable_to_callers_that_ca
     with pytest.raises(StoreUnavailable) as info, translated_errors():
         raise exc.OperationalError("INSERT", {}, _Deadlock("deadlock detected"))
     assert isinstance(info.value, RolledBack)
+
+
+def test_slow_history_reads_leave_connections_for_the_claims(
+    sqlite_store: SqlRunStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Twenty page or status-filter reads still running (each holds a pooled connection while
+    its query runs) must not take every connection: a claim still gets one at once, rather
+    than failing after the pool's 30 s wait."""
+    release = threading.Event()
+    inside = threading.Semaphore(0)
+    real = sql_summaries.last_outcomes
+
+    def slow(conn: object, tasks: object) -> object:
+        inside.release()
+        release.wait(30)
+        return real(conn, tasks)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(sql_summaries, "last_outcomes", slow)
+    readers = [
+        threading.Thread(target=sqlite_store.last_outcomes, args=(["a/b"],)) for _ in range(20)
+    ]
+    for reader in readers:
+        reader.start()
+    try:
+        assert inside.acquire(timeout=10)  # one read is inside its query
+        claim = threading.Thread(target=sqlite_store.claim, args=(rec("c/d"),))
+        claim.start()
+        claim.join(10)
+        assert not claim.is_alive()
+        assert sqlite_store.get(rec("c/d").id) is not None
+    finally:
+        release.set()
+        for reader in [*readers, claim]:
+            reader.join(30)

@@ -462,6 +462,17 @@ def test_query_without_filters_is_everything_newest_first(store: RunStore) -> No
     assert store.query(RunQuery()).items == newest_first(history)[:50]
 
 
+def test_a_query_without_output_is_the_same_page_without_it(store: RunStore) -> None:
+    history = [dataclasses.replace(r, output=f"line {i}\n" * 3) for i, r in enumerate(_history())]
+    for r in history:
+        store.claim(r)
+    full = store.query(RunQuery(limit=7))
+    bare = store.query(RunQuery(limit=7, output=False))
+    assert any(r.output for r in full.items)
+    assert bare.items == [dataclasses.replace(r, output="") for r in full.items]
+    assert bare.next_cursor == full.next_cursor
+
+
 @pytest.mark.parametrize(
     "query",
     [
