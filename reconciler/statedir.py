@@ -7,8 +7,11 @@ what is in it.
   mode). The umask is left alone: task commands inherit it.
 - A writer (``crontask run``) refuses a state directory (or the folder of a ``--db
   sqlite:///`` file) that is a symbolic link, is not a directory, is not owned by the
-  process's effective uid, or that group or others may write: another user could have placed
-  it, with a ``runs.db`` link to follow or task files in ``api-tasks/`` to run. An existing
+  process's effective uid, or that others, or a group other than the process's own, may
+  write: another user could have placed it, with a ``runs.db`` link to follow or task files
+  in ``api-tasks/`` to run. The process's own group may write it: Kubernetes gives a pod's
+  volumes to its ``fsGroup`` (on a PersistentVolume, again at every start), and on a host
+  each user's primary group is, by default, that user alone. An existing
   state directory of ours that others may read is made 0700, with one warning line.
 - The database file likewise: refused if it is a link or not a regular file of ours (it is
   never resolved, and created with ``O_NOFOLLOW``); made 0600 if others may read it.
@@ -33,7 +36,6 @@ PRIVATE_FILE: Final = 0o600
 # The folders of the state directory that hold what crontask will run.
 _SUBDIRS: Final = ("api-tasks", "git")
 _SHARED: Final = stat.S_IRWXG | stat.S_IRWXO
-_WRITABLE: Final = stat.S_IWGRP | stat.S_IWOTH
 _SQLITE_SIDE_FILES: Final = ("-wal", "-shm", "-journal")
 
 
@@ -98,7 +100,7 @@ def _check_dir(path: Path, what: str, *, tighten: bool) -> list[str]:
     if not stat.S_ISDIR(st.st_mode):
         raise Refused(f"refusing {what} {path}: it is not a directory")
     _check_owner(path, what, st)
-    if mode & _WRITABLE:
+    if mode & stat.S_IWOTH or (mode & stat.S_IWGRP and st.st_gid != os.getegid()):
         raise Refused(
             f"refusing {what} {path}: group or others may write it (mode {mode:04o}); "
             "make it private (chmod 0700)"

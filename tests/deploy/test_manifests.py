@@ -235,7 +235,7 @@ ARGS = [
     "run",
     "--kubernetes",
     "--state-dir",
-    "/var/lib/crontask",
+    "/var/lib/crontask/state",
     "--listen",
     "0.0.0.0:8080",
     "--auth-config",
@@ -308,7 +308,7 @@ def test_the_cli_understands_the_args() -> None:
             args = parser.parse_args(ARGS)
         except SystemExit:
             pytest.fail(f"crontask rejects the Deployment's args: {errors.getvalue()}")
-    assert str(args.state_dir) == "/var/lib/crontask"
+    assert str(args.state_dir) == "/var/lib/crontask/state"  # inside the volume
 
 
 def test_the_service_exposes_api_and_metrics() -> None:

@@ -117,6 +117,27 @@ def test_a_state_directory_others_may_write_is_refused(tmp_path: Path) -> None:
     assert mode(state) == 0o777  # refused, not changed
 
 
+@as_root
+def test_only_the_processs_own_group_may_write_the_state_directory(tmp_path: Path) -> None:
+    """Kubernetes' fsGroup makes a pod's volume writable by the pod's group, again at every
+    start on a PersistentVolume: that group is the process's own, and is accepted. Another
+    group's write access is a way in for its members, and is refused."""
+    ours = tmp_path / "ours"
+    ours.mkdir(mode=0o700)
+    ours.chmod(0o2770)  # what kubelet leaves: setgid, group rwx
+    statedir.prepare(ours)
+    assert mode(ours) == 0o700  # made private
+    ours.chmod(0o2770)
+    open_store(sqlite_url(ours), writer=True).close()
+
+    theirs = tmp_path / "theirs"
+    theirs.mkdir()
+    theirs.chmod(0o770)
+    os.chown(theirs, os.geteuid(), NOBODY)
+    with pytest.raises(statedir.Refused, match="group or others may write it"):
+        statedir.prepare(theirs)
+
+
 def test_a_state_directory_that_is_a_link_is_refused(tmp_path: Path) -> None:
     (tmp_path / "real").mkdir(mode=0o700)
     (tmp_path / "state").symlink_to(tmp_path / "real")
