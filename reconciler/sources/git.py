@@ -76,6 +76,7 @@ from pathlib import Path
 
 from reconciler.aio import ended, first_of
 from reconciler.core.desired import Definition, DefinitionError, SourceKind
+from reconciler.core.urls import redact_url
 from reconciler.sources.ahead import read_ahead
 from reconciler.sources.base import Notify, Ready, SourceState
 from reconciler.sources.files import DirectorySource
@@ -89,7 +90,6 @@ from reconciler.sources.gitrepo import (
     check_ref,
     clean_path,
     git_env,
-    redact_url,
     refspecs,
     url_credentials,
 )

@@ -28,7 +28,6 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path, PurePosixPath
 
 from reconciler import statedir
-from reconciler.core.urls import redact_url as redact_url  # shown by the git source
 from reconciler.sources.gitprocess import GitError, GitRunner
 
 # The names under which the bare repository keeps what it fetched. Branches go to

@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 
 from reconciler.core.desired import Location
+from reconciler.core.urls import redact_url
 from reconciler.sources.base import Source
 from reconciler.sources.git import GitOptions, GitSource
 from reconciler.sources.gitprocess import GitError
@@ -30,7 +31,6 @@ from reconciler.sources.gitrepo import (
     Redactor,
     check_ref,
     git_env,
-    redact_url,
 )
 
 TOKEN = "tok-3f9a1c7e-never-on-disk"  # noqa: S105 - a test token

@@ -11,8 +11,9 @@ from pathlib import Path
 import httpx
 import pytest
 
+from reconciler.core.urls import redact_url
 from reconciler.sources.git import GitOptions, GitSource
-from reconciler.sources.gitrepo import Credentials, Redactor, redact_url
+from reconciler.sources.gitrepo import Credentials, Redactor
 from tests.e2e.conftest import Crontask
 
 URL = "https://user:PASSWORD@127.0.0.1:1/x.git?tok=QTOK&ref=main#FRAG"
