@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from typing import NoReturn
 
 from reconciler import statedir
+from reconciler.core.urls import redact_url
 from reconciler.store import IncompatibleSchema, StoreUnavailable
 
 # Exit statuses: what the user gave is wrong (a refused folder, a path that cannot be one, a
@@ -54,7 +55,7 @@ def _os_error(err: OSError) -> str:
 
 
 def _shown(db_url: str | None) -> str:
-    return _USERINFO_PASSWORD.sub(r"\1:***@", db_url) if db_url else "in the state directory"
+    return redact_url(db_url) if db_url else "in the state directory"
 
 
 def _hidden(message: str, db_url: str | None) -> str:
