@@ -11,7 +11,10 @@ The :class:`Cluster` component keeps this replica's membership record renewed ev
   twice while two replicas briefly both believe they own a task.
 - **Fencing.** A replica that has not renewed for ``renew_deadline`` seconds stops starting
   runs (its dispatcher is paused) before its record can expire at ``lease_seconds``, when the
-  others take its tasks; a renewal that works again resumes it.
+  others take its tasks; a renewal that works again resumes it. The tasks it kept scheduling
+  meanwhile are its own again with no change of members that it can see, yet any of them may
+  have been taken and run elsewhere: ``on_resumed`` gets them, so that what is known of them
+  here (the notifier's failing/ok state) is read again, as after a handover away and back.
 - **Dead replicas' runs.** Running records whose owner is no live member (a ``kill -9``, a lost
   node) are marked ``interrupted`` by whoever notices; not those whose work ``outlives`` the
   replica (a Kubernetes Job): the task's new owner adopts them (``controller.jobs``).
@@ -33,7 +36,7 @@ import dataclasses
 import hashlib
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from datetime import UTC, datetime, timedelta
 
 from reconciler.aio import first_of
@@ -89,6 +92,7 @@ class Cluster:
         revision: Callable[[], str | None] = lambda: None,
         on_handover: Callable[[int], None] = lambda moved: None,
         on_renewal: Callable[[int, bool], None] = lambda members, disagreeing: None,
+        on_resumed: Callable[[Collection[str]], None] = lambda keys: None,
         outlives: Callable[[RunRecord], bool] = lambda record: False,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -104,6 +108,7 @@ class Cluster:
         self.revision = revision
         self.on_handover = on_handover
         self.on_renewal = on_renewal  # (live members, whether they disagree): for metrics
+        self.on_resumed = on_resumed  # the tasks kept through a fence (see the docstring)
         self.outlives = outlives  # a run whose work goes on without its replica (a Job's)
         self._monotonic = monotonic
         self.members: list[Member] = []
@@ -194,6 +199,10 @@ class Cluster:
         resumed = self.dispatcher.paused is not None
         if resumed:
             log.info("membership renewed again; starting runs", extra={"fields": {}})
+            # Before any run starts: a run ending here must not be judged by what was known
+            # before the fence. (The Lease's ``since`` survives an expiry, so whether the
+            # others took our tasks cannot be told from here.)
+            self.on_resumed(list(self.reconciler.scheduler.owned()))
             self.dispatcher.paused = None
             # Our record may have been forgotten meanwhile, and our view with it.
             self._republish = True

@@ -231,7 +231,7 @@ async def build(options: Options, store: RunStore, manager: Manager) -> Parts:
             on_renewal=metrics.replicas,
             outlives=support.outlives if support else lambda r: False,
         )
-    notifier = _notifier(options, metrics, reconciler, dispatcher, store)
+    notifier = _notifier(options, metrics, reconciler, dispatcher, store, cluster)
     service = Service(
         loop=asyncio.get_running_loop(),
         store=store,
@@ -315,6 +315,7 @@ def _notifier(
     reconciler: Reconciler,
     dispatcher: Dispatcher,
     store: RunStore,
+    cluster: Cluster | None,
 ) -> Notifier | None:
     """--notifications: a run listener and pass observer, delivering in its own component."""
     if options.notifications is None:
@@ -334,6 +335,8 @@ def _notifier(
             notifier.after_pass(result.desired, left)
 
     reconciler.subscribe(after_pass)
+    if cluster is not None:
+        cluster.on_resumed = notifier.forget
     return notifier
 
 

@@ -25,8 +25,9 @@ the task's previous runs in the run store (``history``), failing since the first
 failures they end with (runs cut short by the shutdown left out). With replicas, only a
 task's owner (``mine``) notifies about it; a definition error that names no task is reported
 by the owner of the empty key, one replica. A task that leaves this replica (``after_pass``'s
-``left``) is forgotten here: its state goes on changing on its new owner, so if it comes back
-it is read from the run store again, as after a restart.
+``left``), or that may have run on another one while this one was fenced (``forget``), is
+forgotten here: its state goes on changing on its new owner, so if it comes back it is read
+from the run store again, as after a restart.
 
 **Delivery.** A message is POSTed as JSON (``notify_payload``); ``generic-hmac`` adds
 ``X-Signature: sha256=<hex HMAC-SHA256 of the body>``. Only the response's status is read,
@@ -157,8 +158,7 @@ class Notifier:
         """A pass observer (successful passes): the definitions in force, new errors, and the
         tasks the pass took off this replica (removed, or handed over to another)."""
         self._tasks = desired.tasks  # replaced whole by each pass: keeping it is O(1)
-        for key in left:
-            self._states.pop(key, None)
+        self.forget(left)
         current = {str(e): (e.key, e.location.source) for e in desired.errors}
         current.update({str(c): (c.key, c.winner.source) for c in desired.conflicts})
         new = [
@@ -167,6 +167,12 @@ class Notifier:
         self._reported = set(current)
         if new:
             self._definition_errors(sorted(new))
+
+    def forget(self, keys: Iterable[str]) -> None:
+        """What is known of ``keys`` here may be stale (they may have run elsewhere): their
+        next run here is compared with their previous runs in the run store."""
+        for key in keys:
+            self._states.pop(key, None)
 
     # -- deciding ----------------------------------------------------------------------------
 
