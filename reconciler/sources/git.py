@@ -13,11 +13,12 @@ How it works (``crontask run --git URL``):
   ``git worktree add --detach --no-checkout`` and a ``git checkout`` of ``path`` alone (with what
   its links lead to in the commit: ``gitcheckout.checkout_paths``), after its trees were listed: a
   revision that would write a file over ``FILE_SIZE_MARGIN`` times ``max_file_size``, or more
-  than ``MAX_CHECKOUT_BYTES`` or ``MAX_CHECKOUT_FILES``, is refused whole and nothing of it is
-  written (the revision in force stays, as for a failed checkout). Only then does the symlink
-  ``current -> worktrees/<sha>`` move, atomically (a temporary symlink renamed over it), as
-  git-sync does (see ``gitrevisions``). Older worktrees are then deleted (and
-  ``git worktree prune``\\ d).
+  than ``MAX_CHECKOUT_BYTES`` or ``MAX_CHECKOUT_FILES``, or whose trees list more than
+  ``MAX_LISTED_ENTRIES``, is refused whole (as soon as the listing passes the bound) and
+  nothing of it is written (the revision in force stays, as for a failed checkout). Only then
+  does the symlink ``current -> worktrees/<sha>`` move, atomically (a temporary symlink
+  renamed over it), as git-sync does (see ``gitrevisions``). Older worktrees are then deleted
+  (and ``git worktree prune``\\ d).
   ``git worktree`` was chosen over ``git archive | tar -x``: it is what git-sync does, it needs
   no tar and no extraction code of our own (path-traversal checks, modes, symlinks), and
   ``export-ignore``/``export-subst`` attributes cannot silently change what is read.

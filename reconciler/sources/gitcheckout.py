@@ -6,15 +6,20 @@ commit's trees are listed (``git ls-tree``, nothing checked out) and :func:`chec
 says which paths a checkout for ``--git-path`` needs: the path, and for every symbolic link in
 it the links on its way and what it leads to inside the commit, resolved as the file system
 will. A revision over :class:`CheckoutLimits` is :class:`CheckoutRefusedError`, whole.
+
+A listing is read as git writes it and counted as it goes: a tree of a million empty files or
+folders costs a few megabytes to push, and is refused at the bound, not read whole first.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Generator, Sequence
 
-from reconciler.sources.gitprocess import GitError
+from reconciler.sources.gitprocess import GitError, RecordTooLongError
 from reconciler.sources.gitrepo import GitRepo
+from reconciler.sources.limits import MAX_PATH
 
 # A checkout writes at most this much, in this many files, following this many links; a
 # revision over any of them is refused before anything is written. Each file may be
@@ -22,9 +27,16 @@ from reconciler.sources.gitrepo import GitRepo
 MAX_CHECKOUT_BYTES = 256 * 1024 * 1024
 MAX_CHECKOUT_FILES = 100_000
 MAX_CHECKOUT_LINKS = 1_000
+# The entries (files, folders, submodules) all the listings of one revision may hold: folders
+# are not files, yet a commit can hold millions of empty ones. Twice the files: room for a
+# folder per file.
+MAX_LISTED_ENTRIES = 2 * MAX_CHECKOUT_FILES
 FILE_SIZE_MARGIN = 16
 _MAX_HOPS = 40  # links on the way of one path, as Linux's ELOOP
 _LINK = "120000"  # the mode of a symbolic link (a submodule, "160000", is never checked out)
+# One record of ``ls-tree -l -z``: mode, kind, object id (64 hex digits with SHA-256) and size
+# come before the path.
+_MAX_RECORD = MAX_PATH + 128
 
 
 class CheckoutRefusedError(GitError):
@@ -43,12 +55,14 @@ class TreeEntry:
 @dataclasses.dataclass(frozen=True)
 class CheckoutLimits:
     """What one revision may write to disk: each file, all of them, how many, and how many
-    symbolic links are followed to find what they lead to."""
+    symbolic links are followed to find what they lead to; and how many entries its trees may
+    list to find that out."""
 
     max_file: int
     max_total: int = MAX_CHECKOUT_BYTES
     max_files: int = MAX_CHECKOUT_FILES
     max_links: int = MAX_CHECKOUT_LINKS
+    max_entries: int = MAX_LISTED_ENTRIES
 
 
 def checkout_paths(repo: GitRepo, sha: str, path: str, limits: CheckoutLimits) -> list[str]:
@@ -68,6 +82,7 @@ class _CheckoutPlan:
         self.wanted: set[str] = set()  # what the checkout names
         self.counted: set[str] = set()
         self.total = 0
+        self.entries = 0  # listed, in all the listings
         self.followed: set[str] = set()  # the links whose target was looked for
         self.targets: dict[str, str] = {}  # a link's blob -> its target
 
@@ -94,12 +109,19 @@ class _CheckoutPlan:
         self.listed.append(path)
         self.wanted.add(path)
         links = []
-        for entry in ls_tree(self.repo, self.sha, [path], recursive=True):
-            self.known[entry.path] = entry
-            self._count(entry)
-            if entry.mode == _LINK:
-                links.append(entry)
+        with contextlib.closing(ls_tree(self.repo, self.sha, [path], recursive=True)) as listing:
+            for entry in listing:
+                self._listed()
+                self.known[entry.path] = entry
+                self._count(entry)
+                if entry.mode == _LINK:
+                    links.append(entry)
         return links
+
+    def _listed(self) -> None:
+        self.entries += 1
+        if self.entries > self.limits.max_entries:
+            raise CheckoutRefusedError(f"more than {self.limits.max_entries} entries to list")
 
     def _count(self, entry: TreeEntry) -> None:
         if entry.kind != "blob" or entry.path in self.counted:
@@ -166,16 +188,22 @@ class _CheckoutPlan:
                 raise CheckoutRefusedError(
                     f"symbolic links lead through more than {self.limits.max_links} folders"
                 )
-            listing = [f"{folder}/" if folder else ""]
-            for entry in ls_tree(self.repo, self.sha, listing, recursive=False):
-                self.known.setdefault(entry.path, entry)
+            paths = [f"{folder}/" if folder else ""]
+            with contextlib.closing(
+                ls_tree(self.repo, self.sha, paths, recursive=False)
+            ) as listing:
+                for entry in listing:
+                    self._listed()
+                    self.known.setdefault(entry.path, entry)
         return self.known.get(path)
 
     def _read_targets(self, links: list[TreeEntry]) -> None:
         unread = {link.oid for link in links if link.oid not in self.targets}
         for oid, text in read_blobs(self.repo, unread).items():
             # Longer than a file system takes: a link to nothing.
-            self.targets[oid] = "/" if len(text) > 4096 else text.decode("utf-8", "surrogateescape")
+            self.targets[oid] = (
+                "/" if len(text) > MAX_PATH else text.decode("utf-8", "surrogateescape")
+            )
         for oid in unread - self.targets.keys():
             self.targets[oid] = "/"
 
@@ -184,22 +212,30 @@ def _within(path: str, top: str) -> bool:
     return not top or path == top or path.startswith(top + "/")
 
 
-def ls_tree(repo: GitRepo, sha: str, paths: Sequence[str], *, recursive: bool) -> list[TreeEntry]:
+def ls_tree(
+    repo: GitRepo, sha: str, paths: Sequence[str], *, recursive: bool
+) -> Generator[TreeEntry, None, None]:
     """The entries of ``sha`` at ``paths`` (every one under them when ``recursive``, trees
-    included; the whole commit for ``[""]``). Names are taken literally."""
+    included; the whole commit for ``[""]``), as git lists them: close the iterator to stop git.
+    Names are taken literally. CheckoutRefusedError for a path over ``MAX_PATH`` bytes."""
     args = ["--literal-pathspecs", "ls-tree", "-z", "-l", "--full-tree"]
     if recursive:
         args += ["-r", "-t"]
-    out = repo.run_bytes([*args, sha, "--", *(p for p in paths if p)])
-    entries = []
-    for record in out.decode("utf-8", "surrogateescape").split("\0"):
-        meta, tab, path = record.partition("\t")
-        fields = meta.split()
-        if not tab or len(fields) != 4:
-            continue
-        mode, kind, oid, size = fields
-        entries.append(TreeEntry(path, mode, kind, oid, int(size) if size.isdigit() else 0))
-    return entries
+    records = repo.run_records(
+        [*args, sha, "--", *(p for p in paths if p)], separator=b"\0", max_record=_MAX_RECORD
+    )
+    with contextlib.closing(records):
+        try:
+            for record in records:
+                meta, tab, path = record.decode("utf-8", "surrogateescape").partition("\t")
+                fields = meta.split()
+                if not tab or len(fields) != 4:
+                    continue
+                mode, kind, oid, size = fields
+                yield TreeEntry(path, mode, kind, oid, int(size) if size.isdigit() else 0)
+        except RecordTooLongError:
+            # No file system opens it (ENAMETOOLONG): a checkout of it could only fail.
+            raise CheckoutRefusedError(f"a path of more than {MAX_PATH} bytes") from None
 
 
 def read_blobs(repo: GitRepo, oids: Collection[str]) -> dict[str, bytes]:

@@ -13,17 +13,21 @@ Contracts:
   it cannot hold a call open: once git has exited or been killed, its pipes are read for at
   most ``_DRAIN_TIMEOUT`` more.
 - ``GitError`` messages are short (git's ``fatal:``/``error:`` lines) and already redacted.
+- ``run_records`` hands git's output over record by record as it is written, never more than
+  one record (of at most ``max_record`` bytes) and one read ahead: a listing of millions of
+  entries costs only what the caller reads of it. Closing it early kills git's group.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import selectors
 import signal
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Generator, Mapping, Sequence
 from pathlib import Path
 
 # Settings for every git call: git's own background work would outlive the call (and the
@@ -43,10 +47,18 @@ _CONFIG_ARGS = (
 # its pipes are read after it has exited or been killed.
 _SLICE = 0.25
 _DRAIN_TIMEOUT = 1.0
+# run_records reads git's pipes this much at a time, and keeps this much of what git says on
+# stderr (a summary of it is all a message shows).
+_CHUNK = 64 * 1024
+_MAX_STDERR = 64 * 1024
 
 
 class GitError(Exception):
     """A git operation failed. The message is redacted and fit for a status line."""
+
+
+class RecordTooLongError(GitError):
+    """git wrote a record longer than ``run_records`` was told to take; git was stopped."""
 
 
 class GitRunner:
@@ -83,24 +95,8 @@ class GitRunner:
         input: bytes | None = None,
     ) -> bytes:
         """git's stdout; GitError (redacted) if it fails, times out or was cancelled."""
-        command = ["git", *_CONFIG_ARGS, *args]
-        name = next((a for a in args if not a.startswith("-")), "")
-        with self._lock:
-            if self._cancelled:
-                raise GitError(f"git {name} cancelled")
-            try:
-                process = subprocess.Popen(
-                    command,
-                    cwd=cwd,
-                    env=self.env,
-                    stdin=subprocess.DEVNULL if input is None else subprocess.PIPE,
-                    stdout=subprocess.PIPE,
-                    stderr=subprocess.PIPE,
-                    start_new_session=True,  # its own group: a timeout kills git and its helpers
-                )
-            except OSError as err:
-                raise GitError(f"cannot run git: {err.strerror or err}") from None
-            self._process = process
+        name = _name(args)
+        process = self._start(args, cwd=cwd, piped_input=input is not None)
         try:
             out, stderr, timed_out = _communicate(process, self.timeout, input)
         finally:
@@ -110,11 +106,100 @@ class GitRunner:
             raise GitError(f"git {name} cancelled")
         if timed_out:
             raise GitError(f"git {name} timed out after {self.timeout:g}s")
-        if process.returncode != 0:
-            raise GitError(
-                self.redact(_summary(stderr.decode("utf-8", "replace"), process.returncode))
-            )
+        self._check(process.returncode, stderr)
         return out
+
+    def run_records(
+        self, args: Sequence[str], *, separator: bytes, max_record: int
+    ) -> Generator[bytes, None, None]:
+        """git's stdout split at ``separator`` (a last record without one included), each
+        record as soon as git has written it. GitError (redacted) if git fails, times out or
+        was cancelled; RecordTooLongError for a record over ``max_record`` bytes. Close the
+        iterator to stop early (``contextlib.closing``): git's group is killed and reaped, as
+        it is whenever the iterator ends. For local commands (no helper to outlive git): the
+        pipes are read until git closes them, or the timeout."""
+        name = _name(args)
+        process = self._start(args, cwd=None, piped_input=False)
+        # Both piped (see _start).
+        assert process.stdout is not None
+        assert process.stderr is not None
+        deadline = time.monotonic() + self.timeout
+        stderr = bytearray()
+        try:
+            with selectors.DefaultSelector() as selector:
+                selector.register(process.stdout, selectors.EVENT_READ)
+                selector.register(process.stderr, selectors.EVENT_READ)
+                pending = b""
+                while selector.get_map() and not self._cancelled:
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        raise GitError(f"git {name} timed out after {self.timeout:g}s")
+                    for key, _ in selector.select(min(_SLICE, left)):
+                        chunk = os.read(key.fd, _CHUNK)
+                        if not chunk:
+                            selector.unregister(key.fileobj)
+                        elif key.fileobj is process.stderr:
+                            stderr += chunk[: _MAX_STDERR - len(stderr)]
+                        else:
+                            *records, pending = (pending + chunk).split(separator)
+                            if len(pending) > max_record or any(
+                                len(r) > max_record for r in records
+                            ):
+                                raise RecordTooLongError(
+                                    f"git {name} wrote a record over {max_record} bytes"
+                                )
+                            yield from records
+                if pending and not self._cancelled:
+                    yield pending
+            if self._cancelled:
+                raise GitError(f"git {name} cancelled")
+            try:
+                code = process.wait(max(deadline - time.monotonic(), 0))
+            except subprocess.TimeoutExpired:
+                raise GitError(f"git {name} timed out after {self.timeout:g}s") from None
+            self._check(code, bytes(stderr))
+        finally:
+            # Stopped early, failed or timed out: git (blocked on a full pipe, or hanging) and
+            # its group are killed. Only while it is unreaped: a reaped pid may be reused.
+            with self._lock:
+                self._process = None
+                if process.poll() is None:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.killpg(process.pid, signal.SIGKILL)
+            process.stdout.close()
+            process.stderr.close()
+            process.wait()
+
+    def _start(
+        self, args: Sequence[str], *, cwd: Path | None, piped_input: bool
+    ) -> subprocess.Popen[bytes]:
+        """git started in its own process group, as the call in flight (see ``cancel``)."""
+        with self._lock:
+            if self._cancelled:
+                raise GitError(f"git {_name(args)} cancelled")
+            try:
+                process = subprocess.Popen(
+                    ["git", *_CONFIG_ARGS, *args],
+                    cwd=cwd,
+                    env=self.env,
+                    stdin=subprocess.PIPE if piped_input else subprocess.DEVNULL,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.PIPE,
+                    start_new_session=True,  # its own group: a timeout kills git and its helpers
+                )
+            except OSError as err:
+                raise GitError(f"cannot run git: {err.strerror or err}") from None
+            self._process = process
+        return process
+
+    def _check(self, code: int, stderr: bytes) -> None:
+        if code != 0:
+            raise GitError(self.redact(_summary(stderr.decode("utf-8", "replace"), code)))
+
+
+def _name(args: Sequence[str]) -> str:
+    """The git command of ``args`` (``ls-tree``), for messages."""
+    return next((a for a in args if not a.startswith("-")), "")
 
 
 def _communicate(

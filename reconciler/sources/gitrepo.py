@@ -24,7 +24,7 @@ import os
 import re
 import shlex
 import urllib.parse
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Generator, Iterable, Mapping, Sequence
 from pathlib import Path, PurePosixPath
 
 from reconciler import statedir
@@ -382,3 +382,11 @@ class GitRepo:
     ) -> bytes:
         prefix = [f"--git-dir={self.git_dir}"] if git_dir else []
         return self._runner.run_bytes([*prefix, *args], cwd=cwd, input=input)
+
+    def run_records(
+        self, args: Sequence[str], *, separator: bytes, max_record: int
+    ) -> Generator[bytes, None, None]:
+        """git's output record by record, as ``GitRunner.run_records``: close it to stop git."""
+        return self._runner.run_records(
+            [f"--git-dir={self.git_dir}", *args], separator=separator, max_record=max_record
+        )

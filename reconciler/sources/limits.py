@@ -22,6 +22,9 @@ import dataclasses
 KIB = 1024
 MIB = 1024 * KIB
 DEFAULT_MAX_FILE_SIZE = MIB  # as Kubernetes objects are bounded (etcd's request limit: 1.5 MiB)
+# Bytes of one path (or link target): Linux's PATH_MAX. A longer one cannot be opened
+# (ENAMETOOLONG), so nothing longer is worth reading from git either.
+MAX_PATH = 4096
 
 # How much of a user's value a message quotes.
 EXCERPT = 40
