@@ -20,7 +20,7 @@ from fastapi import Path, Query
 from pydantic import PlainValidator, WithJsonSchema
 from pydantic_core import PydanticCustomError
 
-from reconciler.core.model import DNS1123_LABEL
+from reconciler.core.runs import DNS1123_LABEL
 
 LABEL_MAX: Final = 63
 _LABEL: Final = DNS1123_LABEL.strip("^$")

@@ -1,4 +1,5 @@
-"""``crontask runs``: the run history, read from the run store."""
+"""``crontask runs``: the run history, read from the run store (imported only when it is
+read) or from a running crontask's API."""
 
 from __future__ import annotations
 
@@ -7,14 +8,11 @@ import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from reconciler.cli import store_errors
 from reconciler.cli.durations import duration_arg
 from reconciler.cli.main_helpers import add_state_args, bounded_int, run_id, table, task_key
 from reconciler.cli.remote import RemoteError, add_server_arg, default_token, fetch_run, fetch_runs
 from reconciler.cli.terminal import printable, shown
 from reconciler.core.runs import RunRecord, RunStatus, Trigger
-from reconciler.store import open_store, sqlite_url
-from reconciler.store.base import MAX_PAGE_SIZE, RunQuery
 
 MAX_LIMIT = 100_000
 
@@ -60,6 +58,8 @@ def run_runs(args: argparse.Namespace) -> int:
         if args.server:
             items, attempts = _from_api(args, since)
         else:
+            from reconciler.cli import store_errors
+
             with store_errors.reported(args.db):
                 items, attempts = _from_store(args, since)
     except RemoteError as err:
@@ -95,6 +95,9 @@ def run_runs(args: argparse.Namespace) -> int:
 def _from_store(
     args: argparse.Namespace, since: datetime | None
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    from reconciler.store import open_store, sqlite_url
+    from reconciler.store.base import MAX_PAGE_SIZE, RunQuery
+
     url = args.db or sqlite_url(args.state_dir)
     if not args.db and not (args.state_dir / "runs.db").exists():
         raise SystemExit(f"crontask: no run store at {args.state_dir}/runs.db (see --state-dir)")

@@ -1,38 +1,14 @@
-"""Commands that read definitions without running anything: validate, plan, next, schema."""
+"""Commands that read definitions without running anything: validate, plan, next, schema,
+crd. Here are their arguments; their work is in ``definitions``, imported only when one runs,
+so that ``--help`` and a usage error are answered before YAML, pydantic and the sources load."""
 
 from __future__ import annotations
 
 import argparse
-import json
-import sys
-from concurrent.futures.process import BrokenProcessPool
-from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
-import yaml
-from pydantic import ValidationError
-
-from reconciler.cli.collector import rare_collections
-from reconciler.cli.main_helpers import (
-    add_max_file_size_arg,
-    bounded_int,
-    existing_paths,
-    server_url,
-    timestamp,
-)
-from reconciler.cli.remote import RemoteError, default_token, fetch_tasks
-from reconciler.cli.terminal import printable
-from reconciler.core.crd import crd_document
-from reconciler.core.desired import Definition, DesiredState, Location, SourceKind, assemble
-from reconciler.core.model import CronTask, json_schema
-from reconciler.core.plan import Operation, plan
-from reconciler.host import usable_cores
-from reconciler.scheduling.base import schedule_of
-from reconciler.sources.ahead import read_ahead
-from reconciler.sources.files import DirectorySource
-from reconciler.sources.forked import PARALLEL_MIN_FILES
-from reconciler.sources.survey import survey
+from reconciler.cli.main_helpers import add_max_file_size_arg, bounded_int, server_url, timestamp
+from reconciler.sources.limits import PARALLEL_MIN_FILES
 
 
 def add_parsers(commands: Any) -> None:
@@ -134,187 +110,31 @@ def _add_schemas(commands: Any) -> None:
     crd.set_defaults(handler=run_crd)
 
 
-def load(paths: list[Path], max_file_size: int) -> tuple[DesiredState, DirectorySource]:
-    source = DirectorySource(paths, max_file_size=max_file_size)
-    with rare_collections():
-        read_ahead(source, usable_cores())  # a large folder on every core, as `run` reads it
-        source.refresh(None)
-        return assemble(source.definitions(), source.errors()), source
-
-
 def run_validate(args: argparse.Namespace) -> int:
-    source = DirectorySource(existing_paths(args.paths), max_file_size=args.max_file_size)
-    try:
-        with rare_collections():
-            found = survey(source, workers=args.jobs)
-    except BrokenProcessPool as err:
-        print(
-            f"crontask: a process reading the files ended: {err} (-j 1 reads them in this one)",
-            file=sys.stderr,
-        )
-        return 2
-    for problem in found.problems:
-        print(problem)
-    summary = f"{_count(found.files, 'file')}, {_count(found.tasks, 'task')}"
-    if found.ignored:
-        summary += f", {_count(found.ignored, 'document')} of other kinds ignored"
-    if found.problems:
-        sys.stdout.flush()  # keep the summary after the problems when both go to one terminal
-        print(f"{_count(len(found.problems), 'problem')} ({summary})", file=sys.stderr)
-        return 1
-    print(f"ok: {summary}")
-    return 0
+    from reconciler.cli import definitions
 
-
-PLANNED_KINDS = (SourceKind.FILE, SourceKind.GIT)
-
-
-def _from_server(server: str) -> DesiredState:
-    try:
-        items = fetch_tasks(server, default_token())  # every page
-    except RemoteError as err:
-        raise SystemExit(f"crontask: {err}") from None
-    definitions = []
-    for item in items:
-        source = item.get("source")
-        kind = source.get("kind") if isinstance(source, dict) else None
-        if kind not in PLANNED_KINDS:
-            continue
-        assert isinstance(source, dict)
-        try:
-            task = CronTask.model_validate(item.get("resource"))
-        except ValidationError:
-            key = printable(str(item.get("key"))[:200])
-            raise SystemExit(
-                f"crontask: {server} answered a task that is no CronTask: {key}"
-            ) from None
-        where = Location(kind, f"{server} {printable(source.get('location'))}")
-        definitions.append(Definition.of(task, where))
-    return assemble(definitions)
-
-
-def _count(n: int, noun: str) -> str:
-    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+    return definitions.run_validate(args)
 
 
 def run_plan(args: argparse.Namespace) -> int:
-    new_paths = existing_paths(args.paths)
-    new, new_source = load(new_paths, args.max_file_size)
-    # `run` applies a file whole or not at all: what a file with errors defined stays in force.
-    if args.server:
-        # The server's files cannot be paired with these: the tasks a broken document still
-        # names stand for those its file defined.
-        old, kept = _from_server(args.server), _named_by_errors(new)
-    else:
-        old_paths = existing_paths(args.against)
-        old, old_source = load(old_paths, args.max_file_size)
-        kept = _defined_by_broken_files(new_source, new_paths, old_source, old_paths)
-    kept = {key for key in kept if key in old.tasks and key not in new.tasks}
-    desired = {**new.tasks, **{key: old.tasks[key] for key in kept}}
-    result = plan(desired, old.tasks, allow_empty=args.allow_empty)
-    symbol = {Operation.ADD: "+", Operation.UPDATE: "~", Operation.REMOVE: "-"}
-    for step in result.steps:
-        where = (
-            step.desired.location if step.desired else step.current.location if step.current else ""
-        )
-        # With --server, "where" and the old values are the server's words: printable().
-        print(printable(f"{symbol[step.operation]} {step.key}  ({where})"))
-        if step.operation is Operation.UPDATE:
-            for change in step.field_changes():
-                print(f"    {printable(change)}")
-    for key in result.held_removals:
-        print(f"  {key}  (kept: the new definitions are empty; --allow-empty removes it)")
-    for key in sorted(kept):
-        print(f"  {key}  (kept as it is: its new definition has errors)")
-    for problem in new.problems:
-        print(f"! {problem}")
-    print(f"Plan: {result.summary()}.")
-    return 1 if new.problems else 0
+    from reconciler.cli import definitions
 
-
-def _named_by_errors(desired: DesiredState) -> set[str]:
-    """The tasks a broken document still names."""
-    return {error.key for error in desired.errors if error.key}
-
-
-def _defined_by_broken_files(
-    new: DirectorySource, new_roots: list[Path], old: DirectorySource, old_roots: list[Path]
-) -> set[str]:
-    """The tasks defined in force by the files that have errors now: the file at the same
-    place under the paired root of ``--against`` (roots pair up in order, when there are as
-    many), as `run` keeps the last good definitions of a file edited in place."""
-    if len(new_roots) != len(old_roots):
-        return set()
-    in_force = old.files
-    keys: set[str] = set()
-    for path, state in new.files.items():
-        if not state.errors:
-            continue
-        for new_root, old_root in zip(new_roots, old_roots, strict=True):
-            twin = old_root if path == new_root else _under(path, new_root, old_root)
-            before = in_force.get(twin) if twin is not None else None
-            if before is not None:
-                keys.update(d.key for d in before.good or ())
-                break
-    return keys
-
-
-def _under(path: Path, root: Path, other_root: Path) -> Path | None:
-    """``path``, a file under ``root``, at the same place under ``other_root``."""
-    try:
-        return other_root / path.relative_to(root)
-    except ValueError:
-        return None
+    return definitions.run_plan(args)
 
 
 def run_next(args: argparse.Namespace) -> int:
-    desired, _ = load(existing_paths([args.path]), args.max_file_size)
-    for problem in desired.problems:
-        print(problem, file=sys.stderr)
-    definitions = _select(list(desired.tasks.values()), args.task)
-    start = args.start or datetime.now(UTC)  # bounded by its argument type
-    reports = [_next_report(d, start, args.n) for d in definitions]
-    if args.json:
-        document: Any = reports[0] if len(reports) == 1 else {"items": reports}
-        print(json.dumps(document, indent=2))
-    else:
-        for report in reports:
-            print(f"{report['task']}  {report['schedule']!r}  ({report['timeZone']})")
-            print(f"  {report['description']}")
-            for at in report["next"]:
-                print(f"  {at}")
-    return 1 if desired.problems else 0
+    from reconciler.cli import definitions
 
-
-def _select(definitions: list[Definition], task: str | None) -> list[Definition]:
-    if task is not None:
-        chosen = [d for d in definitions if task in (d.key, d.task.metadata.name)]
-        if not chosen:
-            names = ", ".join(sorted(d.key for d in definitions)) or "none"
-            raise SystemExit(f"crontask: no task {task!r} here (tasks: {names})")
-        return chosen
-    if not definitions:
-        raise SystemExit("crontask: no valid CronTask found")
-    return sorted(definitions, key=lambda d: d.key)
-
-
-def _next_report(definition: Definition, start: datetime, n: int) -> dict[str, Any]:
-    spec = definition.task.spec
-    schedule = schedule_of(definition)
-    return {
-        "task": definition.key,
-        "schedule": spec.schedule,
-        "timeZone": spec.time_zone,
-        "description": schedule.describe(),
-        "next": [t.isoformat() for t in schedule.fire_times(start, n)],
-    }
-
-
-def run_crd(args: argparse.Namespace) -> int:
-    sys.stdout.write(yaml.safe_dump(crd_document(), sort_keys=False))
-    return 0
+    return definitions.run_next(args)
 
 
 def run_schema(args: argparse.Namespace) -> int:
-    print(json.dumps(json_schema(), indent=2))
-    return 0
+    from reconciler.cli import definitions
+
+    return definitions.run_schema(args)
+
+
+def run_crd(args: argparse.Namespace) -> int:
+    from reconciler.cli import definitions
+
+    return definitions.run_crd(args)

@@ -13,8 +13,7 @@ from pathlib import Path
 from typing import Final
 from urllib.parse import urlsplit
 
-from reconciler.core.model import DNS1123_LABEL
-from reconciler.sources.gitrepo import check_ref, clean_path
+from reconciler.core.runs import DNS1123_LABEL
 from reconciler.sources.limits import DEFAULT_MAX_FILE_SIZE, format_size
 
 _SIZE = re.compile(r"(\d{1,15})\s*([a-z]*)", re.IGNORECASE)
@@ -87,6 +86,9 @@ def server_url(text: str) -> str:
 
 def git_ref(text: str) -> str:
     """A branch, tag or commit name git could not read as an option or a range."""
+    # Here, not at the top: only `run` takes a git ref, and the git source loads subprocess.
+    from reconciler.sources.gitrepo import check_ref
+
     try:
         if len(text) > _MAX_TEXT:
             raise ValueError(f"invalid git ref: {text[:80]!r}... (longer than {_MAX_TEXT})")
@@ -98,6 +100,8 @@ def git_ref(text: str) -> str:
 
 def git_path(text: str) -> str:
     """A folder inside the repository, as a clean relative path ("" for its root)."""
+    from reconciler.sources.gitrepo import clean_path
+
     try:
         if len(text) > _MAX_TEXT:
             raise ValueError(f"git path {text[:80]!r}... is longer than {_MAX_TEXT}")

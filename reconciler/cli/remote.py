@@ -18,7 +18,6 @@ resolving the server's name too (:mod:`~reconciler.cli.clientloop`).
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import math
 import os
@@ -27,15 +26,16 @@ import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, TypeVar
 from urllib.parse import quote
 
-from reconciler.cli.clientloop import run_client
 from reconciler.cli.main_helpers import label, server_url, table, task_key
 from reconciler.cli.terminal import printable, shown
 from reconciler.sources.limits import MIB, format_size
 
 if TYPE_CHECKING:
+    from collections.abc import Coroutine
+
     import httpx
 
 DEFAULT_SERVER: Final = "http://127.0.0.1:8080"
@@ -51,6 +51,7 @@ MAX_ITEMS: Final = 1_000_000  # in one list, all pages together
 _MAX_LINE: Final = 2000  # of an error line made from a problem's fields
 _MAX_TOKEN: Final = 16 * 1024  # a JWT with many claims is a few KiB
 _SENDABLE: Final = re.compile(r"[\x21-\x7e]+")
+_T = TypeVar("_T")
 
 
 class RemoteError(Exception):
@@ -237,7 +238,7 @@ def fetch_tasks(
     """Every task ``GET /api/v1/tasks`` lists with ``params`` (namespace, source, state),
     following ``metadata.continue`` page after page. :class:`RemoteError` on any failure."""
     api = _Api(server or default_server(), token, default_timeout(), MAX_ANSWER_BYTES)
-    return run_client(_pages(api, "/api/v1/tasks", params or {}, None))
+    return _run(_pages(api, "/api/v1/tasks", params or {}, None))
 
 
 def fetch_runs(
@@ -248,7 +249,7 @@ def fetch_runs(
     :class:`RemoteError` on any failure."""
     query = {k: _param(v) for k, v in params.items() if v is not None}
     api = _Api(server or default_server(), token, default_timeout(), MAX_ANSWER_BYTES)
-    return run_client(_pages(api, "/api/v1/runs", query, limit))
+    return _run(_pages(api, "/api/v1/runs", query, limit))
 
 
 def fetch_run(server: str | None, token: str | None, run_id: str) -> dict[str, Any]:
@@ -277,7 +278,15 @@ def request(
         async with connect(api.timeout, transport) as client:
             return await api.call(client, method, path, params)
 
-    return run_client(call())
+    return _run(call())
+
+
+def _run(call: Coroutine[Any, Any, _T]) -> _T:
+    """``call`` run to its end on the client's loop (:mod:`~reconciler.cli.clientloop`)."""
+    # Here, not at the top: parsing the command line need not load asyncio.
+    from reconciler.cli.clientloop import run_client
+
+    return run_client(call)
 
 
 def connect(
@@ -308,6 +317,8 @@ class _Api:
         """One request on ``client``: the JSON object it answered, or :class:`RemoteError`.
         httpx's timeout is per read, so a server sending a byte now and then would hold the
         command for ever: the deadline is for all of it."""
+        import asyncio
+
         import httpx
 
         headers = {"Accept": "application/json"}

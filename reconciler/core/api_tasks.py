@@ -12,8 +12,7 @@ import hashlib
 import re
 from typing import Final
 
-from reconciler.core.model import DNS1123_LABEL
-from reconciler.core.runs import split_key
+from reconciler.core.runs import DNS1123_LABEL, split_key
 
 MISSING: Final = "<missing>"
 _LABEL: Final = re.compile(DNS1123_LABEL)

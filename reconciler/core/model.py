@@ -26,13 +26,13 @@ from pydantic import (
 from pydantic.alias_generators import to_camel
 
 from reconciler.core.jobspec import JobSpecError, problems
+from reconciler.core.runs import DNS1123_LABEL
 from reconciler.core.schedule import parse_schedule, validate_time_zone
 
 API_VERSION = "crontask.dev/v1alpha1"
 KIND = "CronTask"
 API_GROUP = "crontask.dev"
 
-DNS1123_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
 # Variables the runner sets for every run; a task may not override them.
 RESERVED_ENV_PREFIX = "CRONTASK_"

@@ -12,7 +12,7 @@ import dataclasses
 import enum
 import functools
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Final
 
 
 class RunStatus(enum.StrEnum):
@@ -33,6 +33,12 @@ class Trigger(enum.StrEnum):
     MANUAL = "manual"
     RETRY = "retry"
     CATCHUP = "catchup"
+
+
+# A namespace or a name (Kubernetes' DNS-1123 label, at most 63 characters): a task key is
+# ``namespace/name``. Here rather than in ``model``, which loads pydantic, so that the command
+# line can check a key without it.
+DNS1123_LABEL: Final = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 
 
 def split_key(key: str) -> tuple[str, str]:

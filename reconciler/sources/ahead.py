@@ -26,7 +26,8 @@ from pathlib import Path
 
 from reconciler.sources.documents import PlainText, plain_text
 from reconciler.sources.files import DirectorySource, FileState, Signature, signature_of
-from reconciler.sources.forked import PARALLEL_MIN_FILES, in_workers
+from reconciler.sources.forked import in_workers
+from reconciler.sources.limits import PARALLEL_MIN_FILES
 
 log = logging.getLogger("crontask.sources")
 

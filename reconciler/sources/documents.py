@@ -29,7 +29,8 @@ from pydantic import ValidationError
 
 from reconciler.core.desired import Definition, DefinitionError, Location, SourceKind
 from reconciler.core.jobspec import JobSpecError
-from reconciler.core.model import API_GROUP, DNS1123_LABEL, CronTask
+from reconciler.core.model import API_GROUP, CronTask
+from reconciler.core.runs import DNS1123_LABEL
 from reconciler.core.schedule import ScheduleError
 from reconciler.sources.limits import YamlLimits, excerpt
 from reconciler.sources.messages import MESSAGE, Problem, dotted, message

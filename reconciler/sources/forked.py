@@ -20,8 +20,6 @@ from typing import Any, TypeVar
 Item = TypeVar("Item")
 Result = TypeVar("Result")
 
-# Below this many files one process reads them as fast as workers would start.
-PARALLEL_MIN_FILES = 256
 # A share of files per task sent to a worker: small enough that the workers end together, and
 # that the caller can work on the first results while the workers read the rest.
 SHARE = 64

@@ -28,6 +28,8 @@ MAX_PATH = 4096
 
 # How much of a user's value a message quotes.
 EXCERPT = 40
+# Below this many files one process reads them as fast as workers would start (``forked``).
+PARALLEL_MIN_FILES = 256
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -19,7 +19,8 @@ import annotated_types
 from pydantic import BaseModel, ValidationError
 
 from reconciler.core.jobspec import JobSpecError
-from reconciler.core.model import DNS1123_LABEL, CronTask
+from reconciler.core.model import CronTask
+from reconciler.core.runs import DNS1123_LABEL
 from reconciler.sources.limits import YamlLimits, excerpt
 
 EXCERPT_KEY = 40

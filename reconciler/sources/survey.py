@@ -22,7 +22,8 @@ from pathlib import Path
 from reconciler.core.desired import DefinitionError, Placed, check
 from reconciler.host import usable_cores
 from reconciler.sources.files import DirectorySource
-from reconciler.sources.forked import PARALLEL_MIN_FILES, in_workers
+from reconciler.sources.forked import in_workers
+from reconciler.sources.limits import PARALLEL_MIN_FILES
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

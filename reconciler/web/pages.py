@@ -26,8 +26,7 @@ from reconciler.api.params import KEY_PATTERN, Name, Namespace, RunId
 from reconciler.api.problems import ProblemError
 from reconciler.api.routing import Runtime, context
 from reconciler.core.desired import SourceKind
-from reconciler.core.model import DNS1123_LABEL
-from reconciler.core.runs import RunStatus
+from reconciler.core.runs import DNS1123_LABEL, RunStatus
 from reconciler.store.base import MAX_PAGE_SIZE
 from reconciler.web import views
 from reconciler.web.session import (

@@ -11,7 +11,7 @@ import pytest
 
 from reconciler.cli.main import main
 from reconciler.core.model import json_schema
-from reconciler.sources.forked import PARALLEL_MIN_FILES
+from reconciler.sources.limits import PARALLEL_MIN_FILES
 
 
 def crontask(*argv: str) -> int:

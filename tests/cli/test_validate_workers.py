@@ -12,7 +12,7 @@ import sys
 import time
 from pathlib import Path
 
-from reconciler.sources.forked import PARALLEL_MIN_FILES
+from reconciler.sources.limits import PARALLEL_MIN_FILES
 
 GOOD = (
     "apiVersion: crontask.dev/v1alpha1\nkind: CronTask\nmetadata: {{name: t{i}}}\n"

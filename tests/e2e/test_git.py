@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from reconciler.host import usable_cores
-from reconciler.sources.forked import PARALLEL_MIN_FILES
+from reconciler.sources.limits import PARALLEL_MIN_FILES
 from tests.e2e.conftest import Crontask
 from tests.e2e.test_run import append, lines, task
 from tests.helpers import wait_for

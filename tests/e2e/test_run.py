@@ -15,7 +15,7 @@ import pytest
 
 from reconciler.core.runs import RunStatus, Trigger
 from reconciler.host import usable_cores
-from reconciler.sources.forked import PARALLEL_MIN_FILES
+from reconciler.sources.limits import PARALLEL_MIN_FILES
 from tests.e2e.conftest import Crontask
 from tests.helpers import wait_for
 

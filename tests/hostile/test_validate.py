@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from reconciler.sources.forked import PARALLEL_MIN_FILES
+from reconciler.sources.limits import PARALLEL_MIN_FILES
 from tests.hostile.corpus import CASES, SHADOW, build
 
 MIB = 1024 * 1024

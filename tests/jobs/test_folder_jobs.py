@@ -10,7 +10,7 @@ import pytest
 
 from reconciler.core.runs import RunRecord, RunStatus
 from reconciler.host import usable_cores
-from reconciler.sources.forked import PARALLEL_MIN_FILES
+from reconciler.sources.limits import PARALLEL_MIN_FILES
 from tests.helpers import wait_for
 from tests.jobs.conftest import Crontask, condition, jobs, trigger, write_task
 from tests.k8s.emulator import Emulator
