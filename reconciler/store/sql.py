@@ -60,6 +60,7 @@ from reconciler.store.sql_schema import (
     BEGIN_OPTION,
     NEWEST_FIRST,
     SQLITE_BUSY_TIMEOUT,
+    UNSCHEDULED,
     RolledBack,
     UTCDateTime,
     create_engine,
@@ -166,6 +167,9 @@ def select_page(q: RunQuery) -> sa.Select[Any]:
         conditions.append(_c.status == q.status.value)
     if q.trigger is not None:
         conditions.append(_c.trigger == q.trigger.value)
+        if q.trigger is not Trigger.SCHEDULE:
+            # Implied by the line above; said so that the partial index can be used.
+            conditions.append(sa.and_(UNSCHEDULED))
     if q.since is not None:
         conditions.append(_c.scheduled_at >= utc(q.since))
     if q.until is not None:

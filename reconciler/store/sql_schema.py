@@ -24,6 +24,7 @@ from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.pool import ConnectionPoolEntry
 
 from reconciler import statedir
+from reconciler.core.runs import Trigger
 from reconciler.store.base import StoreUnavailable, utc
 
 SQLITE_BUSY_TIMEOUT: Final = timedelta(seconds=30)
@@ -63,6 +64,10 @@ def _key(length: int) -> sa.types.TypeEngine[str]:
 
 metadata = sa.MetaData()
 
+# The predicate of the partial index ix_runs_unscheduled, as text: a query uses that index only
+# if its WHERE holds this very term (SQLite matches terms, it does not prove them).
+UNSCHEDULED: Final = sa.text(f"\"trigger\" <> '{Trigger.SCHEDULE.value}'")
+
 runs = sa.Table(
     # Mirrors migrations HEAD; tests/store/test_migrations.py checks that they agree.
     "runs",
@@ -87,8 +92,21 @@ runs = sa.Table(
     sa.Index("ix_runs_task_scheduled", "task", "scheduled_at", "id", "attempt"),
     sa.Index("ix_runs_status_scheduled", "status", "scheduled_at", "id", "attempt"),
     sa.Index("ix_runs_scheduled", "scheduled_at", "id", "attempt"),
+    # The runs of a trigger other than the schedule (manual runs, retries, catch-ups), few
+    # among many: only they are indexed, so the schedule's runs pay nothing for it.
+    sa.Index(
+        "ix_runs_unscheduled",
+        "trigger",
+        "scheduled_at",
+        "id",
+        "attempt",
+        sqlite_where=UNSCHEDULED,
+        postgresql_where=UNSCHEDULED,
+    ),
+    # How each task last ended (sql_summaries.last_outcomes): one lookup per task and status.
+    sa.Index("ix_runs_task_status_finished", "task", "status", "finished_at"),
 )
-# History's order, newest first: the sort-key suffix of every index above.
+# History's order, newest first: the sort-key suffix of every index above but the last.
 NEWEST_FIRST = (runs.c.scheduled_at.desc(), runs.c.id.desc(), runs.c.attempt.desc())
 
 

@@ -1,7 +1,7 @@
 """Reads of the SQL store that summarise each task's history in grouped queries, for start-up
 and for a task that comes to this process: the newest slot (missed runs), and the newest end
-of a success and of a failure and the last attempt's duration (metrics). Each groups by task
-through ``ix_runs_task_scheduled``, never a query per task."""
+of a success and of a failure and the last attempt's duration (metrics, the status page's
+ok/failing filter). A query answers for many tasks at once, never a query per task."""
 
 from __future__ import annotations
 
@@ -30,71 +30,72 @@ def last_slots(conn: Connection) -> dict[str, datetime]:
     return {task: utc(at) for task, at in conn.execute(stmt)}
 
 
-def _ran(table: sa.FromClause) -> sa.ColumnElement[bool]:
-    """An attempt that started (a skipped slot may carry a start, but never ran)."""
-    return sa.and_(table.c.started_at.is_not(None), table.c.status != RunStatus.SKIPPED.value)
-
-
-def _newest_end(chosen: sa.ColumnElement[bool]) -> sa.ColumnElement[datetime]:
-    """The newest ``finished_at`` among a group's ``chosen`` records. They are told apart here
-    rather than in WHERE: a filter on status lets the database read the status index (every
-    task's records, at each query) instead of the task index (the asked tasks')."""
-    return sa.func.max(sa.case((chosen, _c.finished_at)))
-
-
-def _of(statuses: Collection[RunStatus]) -> sa.ColumnElement[bool]:
-    return _c.status.in_(sorted(s.value for s in statuses))
-
-
-_LAST_SUCCESS: Final = _newest_end(_of([RunStatus.SUCCEEDED]))
-_LAST_FAILURE: Final = _newest_end(_of(FAILED_STATUSES))
-_LAST_RAN: Final = _newest_end(_ran(runs))
-# Tasks per query: well under every database's limit of bound parameters; each is one lookup
-# in the task index.
+# The statuses of an attempt that ended (a skipped slot never ran); a success first.
+_ENDED: Final = (RunStatus.SUCCEEDED, *sorted(FAILED_STATUSES))
+# Tasks per query: well under every database's limit of bound parameters.
 _KEYS_PER_QUERY: Final = 500
 
 
 def last_outcomes(conn: Connection, tasks: Collection[str]) -> dict[str, LastOutcomes]:
     """See ``RunStore.last_outcomes``."""
-    wanted = list(tasks)
+    wanted = list(dict.fromkeys(tasks))
     found: dict[str, LastOutcomes] = {}
     for start in range(0, len(wanted), _KEYS_PER_QUERY):
-        stmt = _last_outcomes(conn, wanted[start : start + _KEYS_PER_QUERY])
-        for task, success, failure, took in conn.execute(stmt):
-            if success is not None or failure is not None:
-                found[task] = LastOutcomes(
-                    None if success is None else utc(success),
-                    None if failure is None else utc(failure),
-                    None if took is None else max(float(took), 0.0),
-                )
+        stmt = _newest_ends(conn, wanted[start : start + _KEYS_PER_QUERY])
+        for task, *ends in conn.execute(stmt):
+            outcome = _outcome(ends)
+            if outcome is not None:
+                found[task] = outcome
     return found
 
 
-def _last_outcomes(conn: Connection, tasks: Sequence[str]) -> sa.Select[Any]:
-    """Per task, grouped: the newest end of a success, of a failure and of any attempt that
-    ran; then the attempt that ended then, joined by that end through the task index, for its
-    duration (the longest, where two ended at the same instant)."""
-    ends = (
-        sa.select(
-            _c.task,
-            _LAST_SUCCESS.label("success"),
-            _LAST_FAILURE.label("failure"),
-            _LAST_RAN.label("ran"),
-        )
-        .where(_c.task.in_(tasks))
-        .group_by(_c.task)
-        .subquery()
+def _newest_ends(conn: Connection, tasks: Sequence[str]) -> sa.Select[Any]:
+    """For each of ``tasks`` and each status of :data:`_ENDED`, three lookups at the end of
+    its ``ix_runs_task_status_finished`` range: the newest end; the newest end of an attempt
+    that started (an abandoned retry did not); and how long that attempt ran (the longest,
+    where two ended at the same instant). Reading the range's end, never the range, keeps the
+    cost per task flat however long its history."""
+    asked = (
+        sa.values(sa.column("task", _c.task.type), name="asked")
+        .data([(task,) for task in tasks])
+        .cte("asked")
     )
-    last = runs.alias("last")
-    took = sa.func.max(_seconds(conn, last.c.started_at, last.c.finished_at))
-    joined = ends.outerjoin(
-        last, sa.and_(last.c.task == ends.c.task, last.c.finished_at == ends.c.ran, _ran(last))
-    )
-    return (
-        sa.select(ends.c.task, ends.c.success, ends.c.failure, took)
-        .select_from(joined)
-        .group_by(ends.c.task, ends.c.success, ends.c.failure)
-    )
+    took = _seconds(conn, _c.started_at, _c.finished_at)
+    columns: list[sa.ColumnElement[Any]] = [asked.c.task]
+    for status in _ENDED:
+        of = sa.and_(_c.task == asked.c.task, _c.status == status.value)
+        ran = sa.and_(of, _c.started_at.is_not(None))
+        newest_ran = sa.select(_c.finished_at, took).where(ran)
+        newest_ran = newest_ran.order_by(_c.finished_at.desc(), took.desc()).limit(1)
+        columns += [
+            sa.select(sa.func.max(_c.finished_at)).where(of).scalar_subquery(),
+            newest_ran.with_only_columns(_c.finished_at).scalar_subquery(),
+            newest_ran.with_only_columns(took).scalar_subquery(),
+        ]
+    return sa.select(*columns)
+
+
+def _outcome(ends: Sequence[Any]) -> LastOutcomes | None:
+    """One task's :class:`LastOutcomes` from the columns of :func:`_newest_ends`; ``None``
+    when it never ended."""
+    success: datetime | None = None
+    failure: datetime | None = None
+    ran: tuple[datetime, float] | None = None
+    for i, status in enumerate(_ENDED):
+        end, ran_end, took = ends[3 * i : 3 * i + 3]
+        if end is None:
+            continue
+        end = utc(end)
+        if status is RunStatus.SUCCEEDED:
+            success = end
+        elif failure is None or end > failure:
+            failure = end
+        if ran_end is not None:
+            candidate = (utc(ran_end), max(float(took or 0.0), 0.0))
+            ran = candidate if ran is None or candidate > ran else ran
+    if success is None and failure is None:
+        return None
+    return LastOutcomes(success, failure, None if ran is None else ran[1])
 
 
 def _seconds(

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import event, exc
 
-from reconciler.core.runs import RunStatus
+from reconciler.core.runs import RunStatus, Trigger
 from reconciler.store import (
     DuplicateRun,
     MemoryRunStore,
@@ -298,8 +298,9 @@ def _plan(store: SqlRunStore, q: RunQuery) -> str:
             ),
             "ix_runs_task_scheduled",
         ),
+        (RunQuery(trigger=Trigger.MANUAL), "ix_runs_unscheduled"),
     ],
-    ids=["last-50-of-a-task", "failures-in-the-last-hour", "history", "task-next-page"],
+    ids=["last-50-of-a-task", "failures-in-the-last-hour", "history", "task-next-page", "manual"],
 )
 def test_history_queries_are_ordered_index_scans(
     sql_store: RunStore, query: RunQuery, index: str
@@ -307,7 +308,12 @@ def test_history_queries_are_ordered_index_scans(
     """No full scan and no sort step: the index delivers rows in page order (LIMIT stops it)."""
     store = _sql(sql_store)
     store.insert_many(
-        rec(f"ns/t{i % 40}", i, RunStatus.FAILED if i % 10 == 0 else RunStatus.SUCCEEDED)
+        rec(
+            f"ns/t{i % 40}",
+            i,
+            RunStatus.FAILED if i % 10 == 0 else RunStatus.SUCCEEDED,
+            trigger=Trigger.MANUAL if i % 100 == 0 else Trigger.SCHEDULE,
+        )
         for i in range(10_000)
     )
     with store.engine.begin() as conn:
@@ -317,6 +323,29 @@ def test_history_queries_are_ordered_index_scans(
     assert "TEMP B-TREE" not in plan, plan  # SQLite's sort step
     assert "Sort" not in plan, plan  # PostgreSQL's
     assert "Seq Scan" not in plan, plan
+
+
+def test_last_outcomes_read_one_end_of_an_index_range_per_task_and_status(
+    sql_store: RunStore,
+) -> None:
+    """How each task last ended is looked up at the end of its (task, status) range of
+    ix_runs_task_status_finished, never by reading the task's records: the status page's
+    ok/failing filter asks it of every task it scans, and a task may have a long history."""
+    store = _sql(sql_store)
+    store.insert_many(
+        rec(f"ns/t{i % 40}", i, RunStatus.FAILED if i % 10 == 0 else RunStatus.SUCCEEDED)
+        for i in range(10_000)
+    )
+    with store.engine.begin() as conn:
+        conn.exec_driver_sql("ANALYZE")
+        stmt = sql_summaries._newest_ends(conn, ["ns/t3", "ns/t4"])
+        compiled = stmt.compile(dialect=conn.dialect, compile_kwargs={"literal_binds": True})
+        prefix = "EXPLAIN QUERY PLAN " if conn.dialect.name == "sqlite" else "EXPLAIN "
+        plan = "\n".join(str(row[-1]) for row in conn.exec_driver_sql(prefix + str(compiled)))
+    assert "ix_runs_task_status_finished" in plan, plan
+    assert "SCAN runs" not in plan, plan  # SQLite reading the table, or an index, whole
+    assert "Seq Scan on runs" not in plan, plan
+    assert "ix_runs_task_scheduled" not in plan, plan  # every record of a task
 
 
 @pytest.mark.parametrize("seed", [4, 5])

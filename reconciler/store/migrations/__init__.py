@@ -23,7 +23,7 @@ from sqlalchemy.engine import Connection
 
 __all__ = ["HEAD", "current_revision", "known_revisions", "upgrade"]
 
-HEAD: Final = "0004"
+HEAD: Final = "0005"
 """The revision this code reads and writes; the contract suite checks it is the script head."""
 
 _HERE = Path(__file__).resolve().parent
