@@ -24,6 +24,7 @@ from reconciler.controller.cluster import Timing
 from reconciler.controller.jobs import JobOptions
 from reconciler.controller.runtime import HaOptions, HttpServer, Options, open_state, serve
 from reconciler.controller.view import RuntimeView
+from reconciler.host import raise_open_files
 from reconciler.sinks import notify_config
 from reconciler.sinks.metrics import Metrics
 from reconciler.sinks.notify_config import Notifications
@@ -31,10 +32,12 @@ from reconciler.sources.git import GitOptions
 from reconciler.sources.kubernetes import KubernetesConfigError, KubernetesOptions
 
 log = logging.getLogger("crontask.api")
+_FEW_OPEN_FILES = 4096  # warned of at start: about 2 000 runs at once
 
 
 def run(args: argparse.Namespace) -> int:
     logs.configure(args.log_level, args.log_format)
+    _open_files()
     if not args.paths and not args.git and not args.kubernetes:
         raise SystemExit("crontask: nothing to read: give PATH..., --git URL and/or --kubernetes")
     if not args.kubernetes and (args.namespace or args.all_namespaces):
@@ -121,6 +124,21 @@ def page_url(args: argparse.Namespace) -> str | None:
     if host in ("0.0.0.0", "[::]", "::", ""):  # noqa: S104 - a comparison, not a bind
         host = socket.gethostname()
     return f"http://{host}:{port}"
+
+
+def _open_files() -> None:
+    """Room for many runs at once (see ``host.OPEN_FILES``), and a word at start if the host
+    allows little: past it a run cannot start (it is recorded ``failed``, with the reason)."""
+    before, after = raise_open_files()
+    fields = {"before": before, "limit": after}
+    if after < _FEW_OPEN_FILES:
+        log.warning(
+            f"the host allows {after} open files (ulimit -n, LimitNOFILE): about {after // 2} "
+            "runs can be in progress at once",
+            extra={"fields": fields},
+        )
+    elif after != before:
+        log.info("open files limit raised", extra={"fields": fields})
 
 
 def usage_error(message: str) -> NoReturn:

@@ -6,7 +6,7 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Callable, Generator, Iterator, Mapping
+from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from pathlib import Path
 
 import pytest
@@ -25,7 +25,9 @@ class Crontask:
         extra: list[str],
         env: Mapping[str, str] | None = None,
         shutdown_grace: str = "2s",
+        wrapper: Sequence[str] = (),
     ) -> None:
+        self.wrapper = list(wrapper)  # argv before crontask's own: a shell that sets a limit
         self.workdir = workdir
         self.tasks = tasks
         self.env = dict(env or {})
@@ -44,6 +46,7 @@ class Crontask:
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
             [
+                *self.wrapper,
                 sys.executable,
                 "-m",
                 "reconciler",
@@ -113,11 +116,14 @@ def crontask(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Callabl
     started: list[Crontask] = []
 
     def start(
-        *extra: str, env: Mapping[str, str] | None = None, shutdown_grace: str = "2s"
+        *extra: str,
+        env: Mapping[str, str] | None = None,
+        shutdown_grace: str = "2s",
+        wrapper: Sequence[str] = (),
     ) -> Crontask:
         tasks = tmp_path / "tasks"
         tasks.mkdir(exist_ok=True)
-        instance = Crontask(tmp_path, tasks, list(extra), env, shutdown_grace).start()
+        instance = Crontask(tmp_path, tasks, list(extra), env, shutdown_grace, wrapper).start()
         started.append(instance)
         return instance
 
