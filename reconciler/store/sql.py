@@ -31,7 +31,9 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import logging
 import threading
+import time
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final, TypeVar
@@ -78,6 +80,8 @@ __all__ = [
     "runs",
     "select_page",
 ]
+
+log = logging.getLogger("crontask.store")
 
 _T = TypeVar("_T")
 # How many times a write the server rolled back (``rolled_back``) is tried in all.
@@ -492,4 +496,13 @@ def _migrate(engine: Engine) -> None:
         with conn.begin():
             if engine.dialect.name == "postgresql":
                 conn.execute(sa.select(sa.func.pg_advisory_xact_lock(_PG_MIGRATION_LOCK)))
+            # Said before and after: an index is built over the whole history, a minute or more
+            # for millions of records, and nothing else starts meanwhile.
+            fields = {"from": current, "to": migrations.HEAD}
+            if current is not None:
+                log.info("run store schema upgrading", extra={"fields": fields})
+            started = time.monotonic()
             migrations.upgrade(conn, "head")
+        if current is not None:
+            seconds = round(time.monotonic() - started, 1)
+            log.info("run store schema upgraded", extra={"fields": {**fields, "seconds": seconds}})

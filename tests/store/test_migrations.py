@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
@@ -90,6 +92,32 @@ def test_open_store_migrates_a_0001_database_with_data_to_head(
     ]
     # opening again is a no-op
     open_many(sql_url)
+
+
+def test_an_upgrade_of_a_history_says_when_it_starts_and_how_long_it_took(
+    sql_url: str, open_many: Callable[[str], RunStore], caplog: pytest.LogCaptureFixture
+) -> None:
+    """Building an index over millions of records takes minutes, with nothing started
+    meanwhile: the log says why. A new store, created in an instant, says nothing."""
+    _at_revision(sql_url, "0004").dispose()
+    with caplog.at_level(logging.INFO, logger="crontask.store"):
+        open_many(sql_url)
+        open_many(sql_url)  # at HEAD now: nothing to say
+    said = [(r.getMessage(), r.fields) for r in caplog.records]  # type: ignore[attr-defined]
+    assert [message for message, _ in said] == [
+        "run store schema upgrading",
+        "run store schema upgraded",
+    ]
+    assert said[0][1] == {"from": "0004", "to": migrations.HEAD}
+    assert said[1][1]["seconds"] >= 0
+
+
+def test_a_new_store_is_created_without_a_word(
+    tmp_path: Path, open_many: Callable[[str], RunStore], caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.INFO, logger="crontask.store"):
+        open_many(f"sqlite:///{tmp_path / 'runs.db'}")
+    assert caplog.records == []
 
 
 def test_downgrade_and_upgrade_again_keep_the_data(sql_url: str) -> None:
