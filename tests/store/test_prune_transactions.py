@@ -1,0 +1,127 @@
+"""Prune deletes in transactions of at most ``_PRUNE_TX_ROWS`` rows, whatever the shape of the
+excess: SQLite holds its single write lock until a transaction commits, and every claim (a slot
+that is about to start) waits behind it, so one task far past its history limits must not be
+deleted in one long transaction."""
+
+from __future__ import annotations
+
+import contextlib
+import random
+from collections.abc import Iterator
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import event
+from sqlalchemy.engine import Connection, Engine
+
+from reconciler.core.runs import RunRecord, RunStatus
+from reconciler.store import RunStore, sql_retention
+from reconciler.store.sql import SqlRunStore
+
+from ._records import T0, everything, rec, reference_prune, sort_key
+
+_TX_ROWS = 7
+_TASK = "ops/flood"
+
+
+@contextlib.contextmanager
+def _deleted_per_transaction(engine: Engine) -> Iterator[list[int]]:
+    """Rows deleted by each committed transaction on ``engine``, in commit order (the list
+    yielded fills as transactions commit). Counted from the driver's rowcount of every DELETE,
+    so it sees the statements the store really ran, whatever builds them."""
+    committed: list[int] = []
+    pending = [0]
+
+    def after_execute(
+        conn: Connection, cursor: Any, statement: str, *args: object, **kwargs: object
+    ) -> None:
+        if statement.lstrip().upper().startswith("DELETE"):
+            pending[0] += cursor.rowcount
+
+    def on_commit(conn: Connection) -> None:
+        committed.append(pending[0])
+        pending[0] = 0
+
+    event.listen(engine, "after_cursor_execute", after_execute)
+    event.listen(engine, "commit", on_commit)
+    try:
+        yield committed
+    finally:
+        event.remove(engine, "after_cursor_execute", after_execute)
+        event.remove(engine, "commit", on_commit)
+    assert pending[0] == 0, "rows deleted in a transaction that did not commit"
+
+
+def _history(rnd: random.Random, task: str, slots: int) -> list[RunRecord]:
+    """``slots`` runs of ``task``, some retried (a retry that succeeded after a failure makes a
+    succeeded run whose first attempt failed: deleting attempts in the wrong order would change
+    how the rest of the run is counted)."""
+    statuses = list(RunStatus)
+    weights = [
+        1 if s is RunStatus.RUNNING else 6 if s is RunStatus.SUCCEEDED else 2 for s in statuses
+    ]
+    records: list[RunRecord] = []
+    for minute in range(slots):
+        attempts = rnd.choice([1, 1, 1, 2, 3])
+        for attempt in range(1, attempts + 1):
+            status = rnd.choices(statuses, weights)[0]
+            if attempt < attempts and status is RunStatus.RUNNING:
+                status = RunStatus.FAILED  # only the latest attempt of a run can be running
+            records.append(rec(task, minute, status, attempt=attempt))
+    return records
+
+
+@pytest.mark.parametrize(
+    ("limits", "seed"),
+    [
+        # Every bucket fills early: the excess is the range behind the last kept run.
+        pytest.param((2, 1), 1, id="range-behind-the-kept-runs"),
+        pytest.param((0, 0), 2, id="zero-limits"),
+        # The failed bucket never fills: the excess is scattered among the kept runs.
+        pytest.param((1, 1000), 3, id="scattered-among-kept-runs"),
+        pytest.param((1000, 2), 4, id="scattered-failures"),
+    ],
+)
+def test_a_task_far_past_its_limits_is_pruned_in_small_transactions(
+    sql_store: RunStore,
+    monkeypatch: pytest.MonkeyPatch,
+    limits: tuple[int, int],
+    seed: int,
+) -> None:
+    monkeypatch.setattr(sql_retention, "_PRUNE_TX_ROWS", _TX_ROWS)
+    monkeypatch.setattr(sql_retention, "_DELETE_CHUNK", 3)
+    rnd = random.Random(seed)  # noqa: S311 - reproducible test data, not secrets
+    records = _history(rnd, _TASK, 120) + _history(rnd, "ops/small", 5)
+    assert isinstance(sql_store, SqlRunStore)
+    sql_store.insert_many(records)
+    all_limits = {_TASK: limits, "ops/small": (1, 1)}
+    expected = reference_prune(records, all_limits, None, T0)
+    assert len(records) - len(expected) > 5 * _TX_ROWS  # the flood needs many transactions
+
+    with _deleted_per_transaction(sql_store.engine) as per_tx:
+        deleted = sql_store.prune(all_limits, None, T0)
+
+    assert max(per_tx) <= _TX_ROWS, per_tx
+    assert sum(per_tx) == deleted == len(records) - len(expected)
+    assert sorted(map(sort_key, everything(sql_store))) == sorted(map(sort_key, expected))
+
+
+def test_the_max_age_and_limits_together_stay_within_the_bound(
+    sql_store: RunStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sql_retention, "_PRUNE_TX_ROWS", _TX_ROWS)
+    rnd = random.Random(5)  # noqa: S311 - reproducible test data, not secrets
+    records = [r for task in ("a/one", "a/two", "b/three") for r in _history(rnd, task, 40)]
+    assert isinstance(sql_store, SqlRunStore)
+    sql_store.insert_many(records)
+    limits = {"a/one": (3, 2), "a/two": (1, 30)}
+    now, max_age = T0 + timedelta(minutes=40), timedelta(minutes=25)
+    expected = reference_prune(records, limits, max_age, now)
+
+    with _deleted_per_transaction(sql_store.engine) as per_tx:
+        deleted = sql_store.prune(limits, max_age, now)
+
+    assert max(per_tx) <= _TX_ROWS, per_tx
+    assert sum(per_tx) == deleted == len(records) - len(expected)
+    assert sorted(map(sort_key, everything(sql_store))) == sorted(map(sort_key, expected))
