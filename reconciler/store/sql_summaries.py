@@ -64,7 +64,9 @@ def _newest_ends(conn: Connection, tasks: Sequence[str]) -> sa.Select[Any]:
     columns: list[sa.ColumnElement[Any]] = [asked.c.task]
     for status in _ENDED:
         of = sa.and_(_c.task == asked.c.task, _c.status == status.value)
-        ran = sa.and_(of, _c.started_at.is_not(None))
+        # An end recorded: PostgreSQL sorts NULL first when descending (a record without one
+        # would hide the newest end), SQLite last.
+        ran = sa.and_(of, _c.started_at.is_not(None), _c.finished_at.is_not(None))
         newest_ran = sa.select(_c.finished_at, took).where(ran)
         newest_ran = newest_ran.order_by(_c.finished_at.desc(), took.desc()).limit(1)
         columns += [

@@ -412,6 +412,21 @@ def test_last_outcomes_of_two_attempts_that_ended_together_take_the_longer(
     }
 
 
+def test_last_outcomes_pass_over_an_attempt_without_an_end(store: RunStore) -> None:
+    """A finished status with no ``finished_at`` (an imported history may hold one) says
+    nothing of when the task last ended, nor of how long it ran: on PostgreSQL a NULL sorts
+    first when descending, and would have hidden the newest real end."""
+    store.save_many(
+        [
+            rec(at=1, status=RunStatus.FAILED, exit_code=1),  # started 1m01s, ended 1m05s
+            rec(at=5, status=RunStatus.FAILED, exit_code=1, finished_at=None),
+        ]
+    )
+    assert store.last_outcomes(["ops/nightly-backup"]) == {
+        "ops/nightly-backup": LastOutcomes(None, T0 + timedelta(minutes=1, seconds=5), 4.0)
+    }
+
+
 def test_last_outcomes_of_more_tasks_than_one_query_holds(store: RunStore) -> None:
     keys = [f"bulk/task-{i:04d}" for i in range(1_201)]
     store.save_many([rec(key, at=i % 7) for i, key in enumerate(keys) if i % 100 == 0])
