@@ -2,15 +2,16 @@
 
 See ``RunStore.prune`` for the rules. The runs of a task are read newest first through
 ``ix_runs_task_scheduled`` and the reading stops as soon as every bucket is full, so a prune
-costs the rows kept and deleted, not the table; a run is deleted whole (possibly over two
-transactions, oldest attempts first) and never while an attempt of it is running.
+costs the rows kept and deleted, not the table. A run is deleted whole, in one transaction,
+and never while an attempt of it is running (a transaction may go past its bound by the
+attempts of one run, bounded by the task's retry limit).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import itertools
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from datetime import datetime, timedelta
 from typing import Final
@@ -43,23 +44,23 @@ def prune(
     pending.reverse()
     deleted = 0
     while pending:
-        # At most _PRUNE_TX_ROWS deletions per transaction: several small tasks share one (one
+        # About _PRUNE_TX_ROWS deletions per transaction: several small tasks share one (one
         # commit per task is slow: on SQLite each commit of scattered deletes is a WAL
         # checkpoint), and a task far past its limits (a lowered limit, an imported store) goes
         # on over as many as it needs rather than holding the write lock for all of it.
         with transaction() as conn:
-            room = _PRUNE_TX_ROWS
-            while pending and room:
-                room -= pending[-1].step(conn, room)
+            in_tx = 0
+            while pending and in_tx < _PRUNE_TX_ROWS:
+                in_tx += pending[-1].step(conn, _PRUNE_TX_ROWS - in_tx)
                 if pending[-1].done:
                     pending.pop()
-        deleted += _PRUNE_TX_ROWS - room
+        deleted += in_tx
     if max_age is not None:
         while True:  # bounded transactions again: the first prune may delete a lot
             with transaction() as conn:
-                batch = _delete_older_than(conn, now - max_age, _PRUNE_TX_ROWS)
+                batch, more = _delete_older_than(conn, now - max_age, _PRUNE_TX_ROWS)
             deleted += batch
-            if batch < _PRUNE_TX_ROWS:
+            if not more:
                 break
     return deleted
 
@@ -75,17 +76,44 @@ def _not_running_run(table: sa.FromClause = runs) -> sa.ColumnElement[bool]:
     return sa.and_(table.c.status != RunStatus.RUNNING.value, table.c.id.not_in(running_ids))
 
 
-def _delete_older_than(conn: Connection, cutoff: datetime, limit: int) -> int:
-    """Delete up to ``limit`` of the oldest finished rows scheduled before ``cutoff`` (walking
-    ``ix_runs_scheduled`` from its start); return how many went."""
+def _delete_oldest(
+    conn: Connection, victims: sa.Select[tuple[str]], limit: int
+) -> tuple[int, bool]:
+    """Delete the runs of the first ``limit`` rows ``victims`` selects (their run ids, oldest
+    first, a run's attempts together), whole: the last run is left for the next call when it
+    may have attempts past the limit, unless it is the only one. Return how many rows went,
+    and whether any may be left."""
+    found = [str(row[0]) for row in conn.execute(victims.limit(limit))]
+    ids = list(dict.fromkeys(found))
+    more = len(found) == limit
+    if more and len(ids) > 1:
+        ids.pop()
+    return _delete_runs(conn, ids), more
+
+
+def _delete_older_than(conn: Connection, cutoff: datetime, limit: int) -> tuple[int, bool]:
+    """Delete the oldest finished runs scheduled before ``cutoff``, about ``limit`` rows
+    (walking ``ix_runs_scheduled`` from its start); see :func:`_delete_oldest`."""
     old = runs.alias("old")
     victims = (
-        sa.select(old.c.id, old.c.attempt)
+        sa.select(old.c.id)
         .where(old.c.scheduled_at < cutoff, _not_running_run(old))
-        .order_by(old.c.scheduled_at)
-        .limit(limit)
+        .order_by(old.c.scheduled_at, old.c.id, old.c.attempt)
     )
-    return conn.execute(runs.delete().where(sa.tuple_(_c.id, _c.attempt).in_(victims))).rowcount
+    return _delete_oldest(conn, victims, limit)
+
+
+def _delete_runs(conn: Connection, doomed: Sequence[str]) -> int:
+    """Delete the runs ``doomed`` whole, none while it has a running attempt; how many rows
+    went."""
+    deleted = 0
+    # By id alone, not also by task (a run id is unique across tasks: it holds the task's
+    # key): with ``task = ?`` SQLite's planner walks the whole task through an index instead
+    # of looking each id up in the primary key (35 s for 100 000 rows).
+    for start in range(0, len(doomed), _DELETE_CHUNK):
+        chunk = doomed[start : start + _DELETE_CHUNK]
+        deleted += conn.execute(runs.delete().where(_c.id.in_(chunk), _not_running_run())).rowcount
+    return deleted
 
 
 _Position = tuple[datetime, str]  # a run's place in NEWEST_FIRST: (scheduled_at, id)
@@ -109,37 +137,33 @@ class _TaskPrune:
     going on from where the last one stopped with the same tally. That is the answer of one
     long transaction: the runs deleted were counted in no bucket and the runs kept stay, so
     the runs still ahead are counted as they would have been. Once every bucket is full,
-    everything older goes in range DELETEs on the same index. So the cost is the kept rows
+    everything older goes, oldest first, through the same index. So the cost is the kept rows
     plus the deleted rows, not the table, however many transactions it takes.
     """
 
     task: str
     tally: RetentionTally
-    walked: _Position | None = None  # the oldest run decided on (kept, or deleted whole)
+    walked: _Position | None = None  # the oldest run decided on (kept, or deleted)
     boundary: _Position | None = None  # the newest run of the "all older go" range
     done: bool = False
 
     def step(self, conn: Connection, room: int) -> int:
-        """Delete up to ``room`` (> 0) rows of runs past the limits; return how many went, and
-        set ``done`` once none are left."""
-        deleted = planned = 0
+        """Delete runs past the limits, about ``room`` (> 0) rows of them; return how many
+        went, and set ``done`` once none are left."""
+        deleted = 0
         if self.boundary is None:
-            doomed, partial, planned = self._walk(conn, room)
-            deleted = _delete_runs(conn, doomed, partial)
-            if self.boundary is None:  # the walk filled the room, or read the task's last run
-                self.done = planned < room
+            deleted = _delete_runs(conn, self._walk(conn, room))
+            if self.boundary is None or deleted >= room:
                 return deleted
-        behind = self._delete_behind(conn, room - planned)
-        self.done = behind < room - planned
+        behind, more = _delete_oldest(conn, self._behind(), room - deleted)
+        self.done = not more
         return deleted + behind
 
-    def _walk(self, conn: Connection, room: int) -> tuple[list[str], tuple[str, int] | None, int]:
-        """Read on from ``walked`` until every bucket is full (setting ``boundary``), the runs
-        to delete fill ``room`` rows, or the runs end. Return the runs to delete whole; a run
-        of which only the attempts up to a number go (the oldest, to fill the room: its latest
-        attempt, which decides how the run is counted, stays until the next walk reads the run
-        again); and how many rows those are."""
-        stmt = sa.select(_c.id, _c.attempt, _c.scheduled_at, _c.status).where(_c.task == self.task)
+    def _walk(self, conn: Connection, room: int) -> list[str]:
+        """The runs to delete, read on from ``walked`` until every bucket is full (setting
+        ``boundary``), they fill ``room`` rows (the first run whole, whatever its size; a
+        later one that would not fit is left to the next walk), or the runs end (``done``)."""
+        stmt = sa.select(_c.id, _c.scheduled_at, _c.status).where(_c.task == self.task)
         if self.walked is not None:
             stmt = stmt.where(_place(runs) < _literal(self.walked))
         stmt = stmt.order_by(*NEWEST_FIRST).execution_options(yield_per=1000)
@@ -152,52 +176,31 @@ class _TaskPrune:
                 position = (attempts[0].scheduled_at, run_id)
                 if self.tally.exhausted:
                     self.boundary = position
-                    break
+                    return doomed
+                # keep() counts a run only when it keeps it: asking again is harmless.
                 if not self.tally.keep([RunStatus(row.status) for row in attempts]):
-                    if planned + len(attempts) > room:
-                        return doomed, (run_id, attempts[planned - room].attempt), room
+                    if planned and planned + len(attempts) > room:
+                        return doomed
                     doomed.append(run_id)
                     planned += len(attempts)
                 self.walked = position
-                if planned == room:
-                    break
+                if planned >= room:
+                    return doomed
         finally:
             result.close()
-        return doomed, None, planned
+        self.done = True
+        return doomed
 
-    def _delete_behind(self, conn: Connection, limit: int) -> int:
-        """Delete up to ``limit`` of the oldest finished rows at or behind ``boundary``.
-
-        Oldest first, so that a run split over two transactions loses its oldest attempts
-        first, and the boundary run goes last."""
+    def _behind(self) -> sa.Select[tuple[str]]:
+        """The finished rows at or behind ``boundary``, oldest first (a run's together)."""
         assert self.boundary is not None
         old = runs.alias("old")
-        victims = (
-            sa.select(old.c.id, old.c.attempt)
+        return (
+            sa.select(old.c.id)
             .where(
                 old.c.task == self.task,
                 _place(old) <= _literal(self.boundary),
                 _not_running_run(old),
             )
             .order_by(old.c.scheduled_at, old.c.id, old.c.attempt)
-            .limit(limit)
         )
-        return conn.execute(runs.delete().where(sa.tuple_(_c.id, _c.attempt).in_(victims))).rowcount
-
-
-def _delete_runs(conn: Connection, doomed: list[str], partial: tuple[str, int] | None) -> int:
-    """Delete the runs ``doomed`` whole and, of ``partial`` (run id, attempt), the attempts up
-    to that one; none of them while it has a running attempt. Return how many rows went."""
-    deleted = 0
-    # By id alone, not also by task (the ids were read from the task's rows, and a run id is
-    # unique across tasks): with ``task = ?`` SQLite's planner walks the whole task through an
-    # index instead of looking each id up in the primary key (35 s for 100 000 rows).
-    for start in range(0, len(doomed), _DELETE_CHUNK):
-        chunk = doomed[start : start + _DELETE_CHUNK]
-        deleted += conn.execute(runs.delete().where(_c.id.in_(chunk), _not_running_run())).rowcount
-    if partial is not None:
-        run_id, up_to = partial
-        deleted += conn.execute(
-            runs.delete().where(_c.id == run_id, _c.attempt <= up_to, _not_running_run())
-        ).rowcount
-    return deleted

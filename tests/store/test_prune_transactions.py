@@ -1,7 +1,8 @@
-"""Prune deletes in transactions of at most ``_PRUNE_TX_ROWS`` rows, whatever the shape of the
+"""Prune deletes in transactions of about ``_PRUNE_TX_ROWS`` rows, whatever the shape of the
 excess: SQLite holds its single write lock until a transaction commits, and every claim (a slot
 that is about to start) waits behind it, so one task far past its history limits must not be
-deleted in one long transaction."""
+deleted in one long transaction. A run goes whole, in one transaction: one may pass the bound
+by the attempts of a run."""
 
 from __future__ import annotations
 
@@ -22,6 +23,8 @@ from reconciler.store.sql import SqlRunStore
 from ._records import T0, everything, rec, reference_prune, sort_key
 
 _TX_ROWS = 7
+_ATTEMPTS = 3  # the most attempts of a run in _history
+_BOUND = _TX_ROWS + _ATTEMPTS - 1  # a transaction's rows, its last run whole
 _TASK = "ops/flood"
 
 
@@ -63,7 +66,7 @@ def _history(rnd: random.Random, task: str, slots: int) -> list[RunRecord]:
     ]
     records: list[RunRecord] = []
     for minute in range(slots):
-        attempts = rnd.choice([1, 1, 1, 2, 3])
+        attempts = rnd.choice([1, 1, 1, 2, _ATTEMPTS])
         for attempt in range(1, attempts + 1):
             status = rnd.choices(statuses, weights)[0]
             if attempt < attempts and status is RunStatus.RUNNING:
@@ -102,7 +105,7 @@ def test_a_task_far_past_its_limits_is_pruned_in_small_transactions(
     with _deleted_per_transaction(sql_store.engine) as per_tx:
         deleted = sql_store.prune(all_limits, None, T0)
 
-    assert max(per_tx) <= _TX_ROWS, per_tx
+    assert max(per_tx) <= _BOUND, per_tx
     assert sum(per_tx) == deleted == len(records) - len(expected)
     assert sorted(map(sort_key, everything(sql_store))) == sorted(map(sort_key, expected))
 
@@ -122,6 +125,37 @@ def test_the_max_age_and_limits_together_stay_within_the_bound(
     with _deleted_per_transaction(sql_store.engine) as per_tx:
         deleted = sql_store.prune(limits, max_age, now)
 
-    assert max(per_tx) <= _TX_ROWS, per_tx
+    assert max(per_tx) <= _BOUND, per_tx
     assert sum(per_tx) == deleted == len(records) - len(expected)
     assert sorted(map(sort_key, everything(sql_store))) == sorted(map(sort_key, expected))
+
+
+def test_a_run_is_never_split_between_transactions(
+    sql_store: RunStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A run of more attempts than a transaction holds goes whole in one: were its oldest
+    attempts deleted in one transaction and the rest in the next, a retry claimed in between
+    (or, on PostgreSQL, by another replica) would keep the rest, and the history would show a
+    run without its first attempts."""
+    monkeypatch.setattr(sql_retention, "_PRUNE_TX_ROWS", 2)
+    assert isinstance(sql_store, SqlRunStore)
+    for attempt in (1, 2, 3):  # past the failed limit: the newer run below is the one kept
+        sql_store.claim(rec(_TASK, 0, RunStatus.FAILED, attempt=attempt))
+    sql_store.claim(rec(_TASK, 10, RunStatus.FAILED))
+    real = sql_store._tx
+    commits = [0]
+
+    @contextlib.contextmanager
+    def transaction(**kwargs: Any) -> Iterator[Connection]:
+        with real(**kwargs) as conn:
+            yield conn
+        commits[0] += 1
+        if commits[0] == 1:  # between the first transaction and the next: a retry starts
+            sql_store.claim(rec(_TASK, 0, RunStatus.RUNNING, attempt=4))
+
+    monkeypatch.setattr(sql_store, "_tx", transaction)
+    sql_store.prune({_TASK: (5, 1)}, None, T0 + timedelta(days=1))
+
+    left = {r.attempt for r in everything(sql_store) if r.scheduled_at == T0}
+    # Deleted whole before the retry came (which stays, running), never a part of it.
+    assert left == {4}
