@@ -31,5 +31,8 @@ def raise_open_files(wanted: int = OPEN_FILES) -> tuple[int, int]:
     target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
     if soft == resource.RLIM_INFINITY or soft >= target:
         return soft, soft
-    resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    except (ValueError, OSError):  # a kernel with a lower ceiling of its own (macOS's)
+        return soft, soft
     return soft, target

@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import resource
 import socket
 import sys
 from collections.abc import Iterator
@@ -131,7 +132,7 @@ def _open_files() -> None:
     allows little: past it a run cannot start (it is recorded ``failed``, with the reason)."""
     before, after = raise_open_files()
     fields = {"before": before, "limit": after}
-    if after < _FEW_OPEN_FILES:
+    if after != resource.RLIM_INFINITY and after < _FEW_OPEN_FILES:
         log.warning(
             f"the host allows {after} open files (ulimit -n, LimitNOFILE): about {after // 2} "
             "runs can be in progress at once",

@@ -39,7 +39,7 @@ def test_runs_at_once_past_the_limit_the_shell_gave(crontask: Callable[..., Cron
     assert app.proc is not None
     soft_now, hard_now = open_files_of(app.proc.pid)
     assert soft_now == min(OPEN_FILES, hard_now), (soft_now, hard_now)
-    app.wait_log(f"open files limit raised\" before={SOFT} limit={soft_now}")
+    app.wait_log(f'open files limit raised" before={SOFT} limit={soft_now}')
 
     for i in range(TASKS):
         (app.tasks / f"t{i:02d}.yaml").write_text(
@@ -61,3 +61,17 @@ def test_the_limit_is_raised_toward_the_wanted_one_never_lowered() -> None:
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     assert raise_open_files(wanted=1) == (soft, soft)
     assert resource.getrlimit(resource.RLIMIT_NOFILE) == (soft, hard)
+
+
+def test_a_kernel_that_refuses_the_raise_leaves_the_limit_as_it_was(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """macOS refuses a soft limit over its own ceiling (EINVAL) even under an unlimited hard
+    one: crontask goes on with the limit it was given rather than failing to start."""
+
+    def refuse(resource_id: int, limits: tuple[int, int]) -> None:
+        raise ValueError("not allowed to raise maximum limit")
+
+    monkeypatch.setattr(resource, "getrlimit", lambda resource_id: (256, resource.RLIM_INFINITY))
+    monkeypatch.setattr(resource, "setrlimit", refuse)
+    assert raise_open_files() == (256, 256)
