@@ -34,6 +34,10 @@ Scenarios (each a plain module under bench/, each measurement in a fresh interpr
 - ``api``       the real ``crontask run`` under a flood of parallel GETs (RSS before, at peak,
   60 s after), and listing 10 000 tasks page by page and through ``crontask tasks``;
   ``bench/api_bench.py``.
+- ``page``      reads whose cost grows with the run history, through the real ``crontask run``
+  on a store of 1 000 tasks x 500 runs: the first ``/metrics`` scrape, the status page's
+  ``?state=failing`` and ``GET /api/v1/runs?trigger=manual``; ``bench/page_bench.py``
+  (``--against DIR`` there compares another checkout).
 - ``metrics``   ``/metrics`` of the real ``crontask run`` at 10 000 tasks that have each failed and
   succeeded once: size, scrape time, and the start delay of per-second tasks with and without a
   scrape every second; then the same with ``--metrics-per-task-histograms``;
@@ -87,6 +91,7 @@ SCENARIOS = (
     "store",
     "hostile",
     "api",
+    "page",
     "metrics",
     "ha",
 )
@@ -969,6 +974,39 @@ def scenario_api(config: Config, rows: list[Row]) -> None:
     )
 
 
+PAGE_BOUND = 1.0  # seconds for one read over the whole history, on a machine like CI's
+
+
+def scenario_page(config: Config, rows: list[Row]) -> None:
+    tasks, records, reps = (200, 50, 3) if config.quick else (1000, 500, 10)
+    log(f"page: {tasks} tasks x {records} runs in the store, reads over HTTP")
+    found = run_worker("page_bench", [str(tasks), str(records), str(reps)], timeout=1800)
+    if "error" in found:
+        rows.append(Row("page", "ERROR", str(found["error"])))
+        return
+    history = f"{tasks:,} tasks x {records:,} runs"
+    reads = [
+        ("first /metrics scrape", [found["first_scrape_s"]]),
+        ("/?state=failing (the status page's filter): p50 / max", found["page_failing_s"]),
+        ("GET /api/v1/runs?trigger=manual&limit=50: p50 / max", found["manual_runs_s"]),
+    ]
+    for label, samples in reads:
+        shown = " / ".join(
+            fmt_ms(v * 1e3) for v in dict.fromkeys([median_of(samples), max(samples)])
+        )
+        rows.append(
+            Row(
+                "page",
+                f"{history}: {label}",
+                shown,
+                "",
+                "",
+                f"<= {PAGE_BOUND:g} s",
+                verdict(max(samples) <= PAGE_BOUND and found["statuses"] == [200]),
+            )
+        )
+
+
 def _hostile_read(case: str, mode: str, _: int) -> Json:
     return run_worker("hostile_bench", ["read", case, mode], timeout=120)
 
@@ -1439,6 +1477,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         scenario_hostile(config, rows)
     if "api" in only:
         scenario_api(config, rows)
+    if "page" in only:
+        scenario_page(config, rows)
     elapsed = time.monotonic() - began
     print(table(rows))
     output.write_text(document(config, facts, rows, elapsed))
