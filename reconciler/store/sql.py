@@ -455,7 +455,11 @@ class SqlRunStore:
         max_age: timedelta | None,
         now: datetime,
     ) -> int:
-        return sql_retention.prune(lambda: self._tx(write=True), limits, max_age, utc(now))
+        # PostgreSQL locks rows, not the database: a claim never waits behind a prune there.
+        pause = sql_retention.SQLITE_PRUNE_PAUSE if self._sqlite else 0.0
+        return sql_retention.prune(
+            lambda: self._tx(write=True), limits, max_age, utc(now), pause=pause
+        )
 
     def ping(self) -> None:
         if self._closed:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import time
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from datetime import datetime, timedelta
@@ -26,6 +27,10 @@ from reconciler.store.sql_schema import NEWEST_FIRST, UTCDateTime, runs
 # Rows deleted per transaction: SQLite holds its write lock until the commit, and claims wait
 # behind it (20 000 held it for 1-2 s, and slots started that late during a first prune).
 _PRUNE_TX_ROWS: Final = 2_000
+# Between two of those transactions on SQLite: a claim that waits for the write lock retries
+# every 100 ms once it has waited 300 ms (SQLite's busy handler), and a prune that took the
+# lock again at once could keep it out for seconds (1.8 s measured at 200 000 deletions).
+SQLITE_PRUNE_PAUSE: Final = 0.1
 _DELETE_CHUNK: Final = 500  # ids per DELETE ... IN (...): under SQLite's variable limit
 
 _c = runs.c
@@ -36,14 +41,21 @@ def prune(
     limits: Mapping[str, tuple[int, int]],
     max_age: timedelta | None,
     now: datetime,
+    *,
+    pause: float = 0.0,
 ) -> int:
     """Apply ``limits`` (task -> the runs to keep of each outcome) and ``max_age``, each
-    transaction from ``transaction()``; return how many rows went."""
+    transaction from ``transaction()`` and ``pause`` seconds after each but the last; return
+    how many rows went."""
     # Built up front: a negative limit raises before anything is deleted.
     pending = [_TaskPrune(task, RetentionTally(*limits[task])) for task in sorted(limits)]
     pending.reverse()
     deleted = 0
+    first = True
     while pending:
+        if not first:
+            time.sleep(pause)
+        first = False
         # About _PRUNE_TX_ROWS deletions per transaction: several small tasks share one (one
         # commit per task is slow: on SQLite each commit of scattered deletes is a WAL
         # checkpoint), and a task far past its limits (a lowered limit, an imported store) goes
@@ -57,6 +69,9 @@ def prune(
         deleted += in_tx
     if max_age is not None:
         while True:  # bounded transactions again: the first prune may delete a lot
+            if not first:
+                time.sleep(pause)
+            first = False
             with transaction() as conn:
                 batch, more = _delete_older_than(conn, now - max_age, _PRUNE_TX_ROWS)
             deleted += batch

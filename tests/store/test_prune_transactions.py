@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import random
+import types
 from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
@@ -93,6 +94,7 @@ def test_a_task_far_past_its_limits_is_pruned_in_small_transactions(
     seed: int,
 ) -> None:
     monkeypatch.setattr(sql_retention, "_PRUNE_TX_ROWS", _TX_ROWS)
+    monkeypatch.setattr(sql_retention, "SQLITE_PRUNE_PAUSE", 0.0)  # many transactions
     monkeypatch.setattr(sql_retention, "_DELETE_CHUNK", 3)
     rnd = random.Random(seed)  # noqa: S311 - reproducible test data, not secrets
     records = _history(rnd, _TASK, 120) + _history(rnd, "ops/small", 5)
@@ -114,6 +116,7 @@ def test_the_max_age_and_limits_together_stay_within_the_bound(
     sql_store: RunStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(sql_retention, "_PRUNE_TX_ROWS", _TX_ROWS)
+    monkeypatch.setattr(sql_retention, "SQLITE_PRUNE_PAUSE", 0.0)  # many transactions
     rnd = random.Random(5)  # noqa: S311 - reproducible test data, not secrets
     records = [r for task in ("a/one", "a/two", "b/three") for r in _history(rnd, task, 40)]
     assert isinstance(sql_store, SqlRunStore)
@@ -138,6 +141,7 @@ def test_a_run_is_never_split_between_transactions(
     (or, on PostgreSQL, by another replica) would keep the rest, and the history would show a
     run without its first attempts."""
     monkeypatch.setattr(sql_retention, "_PRUNE_TX_ROWS", 2)
+    monkeypatch.setattr(sql_retention, "SQLITE_PRUNE_PAUSE", 0.0)  # many transactions
     assert isinstance(sql_store, SqlRunStore)
     for attempt in (1, 2, 3):  # past the failed limit: the newer run below is the one kept
         sql_store.claim(rec(_TASK, 0, RunStatus.FAILED, attempt=attempt))
@@ -159,3 +163,30 @@ def test_a_run_is_never_split_between_transactions(
     left = {r.attempt for r in everything(sql_store) if r.scheduled_at == T0}
     # Deleted whole before the retry came (which stays, running), never a part of it.
     assert left == {4}
+
+
+def test_sqlite_lets_waiting_writes_in_between_prune_transactions(
+    sql_store: RunStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A claim waiting for SQLite's write lock tries again only every 100 ms: a prune that
+    took the lock again at once kept it out for seconds. It pauses between its transactions
+    (never after the last); PostgreSQL, which locks rows, needs no pause."""
+    monkeypatch.setattr(sql_retention, "_PRUNE_TX_ROWS", _TX_ROWS)
+    paused: list[float] = []
+    # The module's own name for time, not the time module everyone shares.
+    monkeypatch.setattr(
+        "reconciler.store.sql_retention.time", types.SimpleNamespace(sleep=paused.append)
+    )
+    assert isinstance(sql_store, SqlRunStore)
+    records = _history(random.Random(6), _TASK, 60)  # noqa: S311 - reproducible test data
+    sql_store.insert_many(records)
+
+    with _deleted_per_transaction(sql_store.engine) as per_tx:
+        sql_store.prune({_TASK: (0, 0)}, None, T0)
+
+    transactions = len(per_tx)
+    assert transactions > 3
+    if sql_store.engine.dialect.name == "sqlite":
+        assert paused == [sql_retention.SQLITE_PRUNE_PAUSE] * (transactions - 1)
+    else:
+        assert set(paused) <= {0.0}

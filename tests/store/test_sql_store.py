@@ -355,6 +355,7 @@ def test_prune_in_small_transactions_and_chunks_gives_the_same_result(
     """The batching of prune (tasks per transaction, ids per DELETE, max_age rows per
     transaction) is invisible: tiny batches give exactly the reference result."""
     monkeypatch.setattr(sql_retention, "_PRUNE_TX_ROWS", 7)
+    monkeypatch.setattr(sql_retention, "SQLITE_PRUNE_PAUSE", 0.0)  # many transactions
     monkeypatch.setattr(sql_retention, "_DELETE_CHUNK", 3)
     rnd = random.Random(seed)  # noqa: S311 - reproducible test data, not secrets
     records = [
