@@ -28,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import threading
 from collections import OrderedDict
 from collections.abc import Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
@@ -98,7 +99,11 @@ class _Lane:
             return
         self._busy = True
         # In the store's thread from now on; the answer is taken on the loop.
-        written = self._write(kind, [record for record, _ in batch])
+        try:
+            written = self._write(kind, [record for record, _ in batch])
+        except Exception as err:  # not handed over: every write after it would wait for ever
+            written = asyncio.get_running_loop().create_future()
+            written.set_exception(StoreUnavailable(f"cannot hand the write over: {err}"))
         task = asyncio.get_running_loop().create_task(self._finish[kind](batch, written))
         self._sending.add(task)
         task.add_done_callback(self._sent)
@@ -107,6 +112,25 @@ class _Lane:
         self._sending.discard(task)
         self._busy = False
         self._next()
+
+
+def started_pool(threads: int, prefix: str) -> ThreadPoolExecutor:
+    """A pool whose ``threads`` threads run already. A ThreadPoolExecutor starts a thread when
+    work comes and none is idle: under a pids limit (a pod's, ``ulimit -u``) that start can
+    fail in the middle of a burst, long after crontask started, and a write that cannot be
+    handed over stops every write behind it. Started now, they never need starting again."""
+    pool = ThreadPoolExecutor(threads, thread_name_prefix=prefix)
+    # Each waits until all have started, so no task finds an idle thread to reuse.
+    barrier = threading.Barrier(threads + 1)
+    try:
+        for _ in range(threads):
+            pool.submit(barrier.wait)
+        barrier.wait()
+    except BaseException:
+        barrier.abort()  # the threads that did start stop waiting
+        pool.shutdown(wait=False)
+        raise
+    return pool
 
 
 class Recorder:
@@ -124,7 +148,7 @@ class Recorder:
         self.retry_initial = retry_initial
         self.retry_max = retry_max
         self.dropped = 0
-        self._pool = ThreadPoolExecutor(io_threads, thread_name_prefix="crontask-store")
+        self._pool = started_pool(io_threads, "crontask-store")
         # (id, attempt) -> (record, how it is to be written)
         self._pending: OrderedDict[tuple[str, int], tuple[RunRecord, Mode]] = OrderedDict()
         # Slots whose late claim found another instance's record: later states are not saved.

@@ -204,7 +204,8 @@ class CommandRun:
         # still holds the write end (a stream transport would stay open until EOF).
         try:
             child, read_fd = await spawn_soon(self._args, env=self._env, cwd=self._working_dir)
-        except (OSError, ValueError, subprocess.SubprocessError) as exc:
+        # RuntimeError: the spawner's thread could not start (a pids limit reached).
+        except (OSError, ValueError, RuntimeError, subprocess.SubprocessError) as exc:
             self._exited = True
             self.started.set()
             return self._start_failed(exc)

@@ -354,3 +354,46 @@ def test_a_record_after_close_is_said_not_raised(caplog: pytest.LogCaptureFixtur
     assert asyncio.run(main()) == [False, False, False]
     said = [r for r in caplog.records if r.getMessage().startswith("run record not written")]
     assert [r.fields["run"] for r in said] == [record(m).id for m in range(3)]  # type: ignore[attr-defined]
+
+
+def test_a_write_the_store_threads_cannot_take_stops_no_write_after_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Handing a write to the store's threads can fail (a thread that cannot start: a pids
+    limit reached). That claim is kept for later and its run goes on, as in an outage; the
+    writes after it go on as before. Before, the lane stayed busy: no claim was ever answered
+    again, and no task ran, long after the limit was gone."""
+    store = MemoryRunStore()
+
+    async def main() -> None:
+        recorder = Recorder(store, retry_initial=0.01)
+        real = recorder._pool.submit
+        refusals = [RuntimeError("can't start new thread")]
+
+        def submit(fn: Any, /, *args: Any) -> Any:
+            if refusals:
+                raise refusals.pop()
+            return real(fn, *args)
+
+        monkeypatch.setattr(recorder._pool, "submit", submit)
+        assert await asyncio.wait_for(recorder.claim(record(0)), 5) is False  # runs anyway
+        assert await asyncio.wait_for(recorder.claim(record(1)), 5) is True
+        assert await recorder.flush(5)  # the kept claim, written once the store takes it
+        await recorder.close(1)
+
+    asyncio.run(main())
+    assert store.get(record(0).id) is not None
+    assert store.get(record(1).id) is not None
+
+
+def test_the_store_threads_run_before_any_write_comes() -> None:
+    """Started with the recorder, not at the first burst: a thread that cannot start then (a
+    pids limit reached since) can no longer stop a write."""
+
+    async def main() -> int:
+        recorder = Recorder(MemoryRunStore(), io_threads=3)
+        started = len(recorder._pool._threads)
+        await recorder.close(1)
+        return started
+
+    assert asyncio.run(main()) == 3

@@ -22,6 +22,7 @@ from typing import Any, TypeVar
 import pytest
 
 from reconciler.core.runs import RunStatus
+from reconciler.runner import command as command_module
 from reconciler.runner.base import Outcome
 from reconciler.runner.command import CommandRun
 
@@ -459,6 +460,22 @@ def test_non_executable_file_is_a_start_failure(tmp_path: Path) -> None:
     outcome = run([str(script)])
     assert outcome.reason == "StartFailed"
     assert outcome.message == f"permission denied: {script}"
+
+
+def test_a_spawner_thread_that_cannot_start_is_a_start_failure(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Under a pids limit the spawner's thread may not start: the run is recorded as one that
+    could not start, saying why, like any other, and crontask goes on."""
+
+    async def no_thread(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("can't start new thread")
+
+    monkeypatch.setattr(command_module, "spawn_soon", no_thread)
+    outcome = run(["true"])
+    assert outcome.status is RunStatus.FAILED
+    assert outcome.reason == "StartFailed"
+    assert outcome.message == "cannot start 'true': can't start new thread"
 
 
 def test_null_byte_in_args_is_a_start_failure() -> None:
