@@ -314,6 +314,13 @@ class RunExecution:
                     "status": str(final.status),
                     "exit_code": final.exit_code,
                     "duration_ms": final.duration_ms,
+                    # Why, when it did not succeed: the log alone says it (a spawn refused for
+                    # want of a process, of a descriptor); the message is crontask's own line.
+                    **(
+                        {}
+                        if final.status is RunStatus.SUCCEEDED
+                        else {"reason": final.reason, "message": (final.message or "")[:200]}
+                    ),
                 }
             },
         )

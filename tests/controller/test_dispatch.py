@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 from collections.abc import Coroutine
 from datetime import UTC, datetime, timedelta
@@ -63,6 +64,30 @@ def test_a_run_is_claimed_executed_and_completed(tmp_path: Path) -> None:
     assert env["CRONTASK_SCHEDULED_TIME"] == "2026-11-26T12:00:00+00:00"
     assert env["CRONTASK_ATTEMPT"] == "1"
     assert env["PATH"] == os.environ["PATH"]
+
+
+def test_the_log_says_why_a_run_did_not_succeed(caplog: pytest.LogCaptureFixture) -> None:
+    """Not only the run history: an operator reading the log sees the reason and crontask's
+    message for a run that failed (nothing more for one that succeeded)."""
+    store = MemoryRunStore()
+
+    async def scenario() -> None:
+        d = dispatcher(store)
+        d.fire(sh("exit 3"), SLOT)
+        d.fire(definition("ok", command={"args": ["true"]}), SLOT)
+        assert await d.drain(10)
+        await d.shutdown(0)
+
+    with caplog.at_level(logging.INFO, logger="crontask.runner"):
+        run(scenario())
+    finished = {
+        r.fields["task"]: r.fields  # type: ignore[attr-defined]
+        for r in caplog.records
+        if r.getMessage() == "run finished"
+    }
+    assert finished["default/job"]["reason"] == "NonZeroExit"
+    assert finished["default/job"]["message"] == "exited with status 3"
+    assert "reason" not in finished["default/ok"]
 
 
 @pytest.mark.parametrize(
