@@ -39,7 +39,7 @@ import time
 from collections.abc import Callable, Collection, Mapping
 from datetime import UTC, datetime, timedelta
 
-from reconciler.aio import first_of
+from reconciler.aio import first_of, in_thread
 from reconciler.controller.dispatch import Dispatcher
 from reconciler.controller.manager import Ready
 from reconciler.controller.queue import WorkQueue
@@ -148,7 +148,7 @@ class Cluster:
     async def tick(self) -> bool:
         """One renewal and what follows from it. False if the renewal failed, or was not
         answered in time (it is then still awaited by the next tick, never started twice)."""
-        announcement = await asyncio.to_thread(self._announcement)
+        announcement = await in_thread(self._announcement)
         # A renewal may take the time left before the renew deadline, and at least one
         # interval (a replica past its deadline must still be able to renew, and resume).
         left = self._last_renewal + self.timing.renew_deadline - self._monotonic()
@@ -158,9 +158,7 @@ class Cluster:
             # counts it: the record it writes is no newer than that.
             started = self._monotonic()
             task = asyncio.ensure_future(
-                asyncio.to_thread(
-                    self.membership.renew, dataclasses.replace(announcement, budget=budget)
-                )
+                in_thread(self.membership.renew, dataclasses.replace(announcement, budget=budget))
             )
             task.add_done_callback(_retrieved)
             self._renewal = (started, task)
@@ -230,7 +228,7 @@ class Cluster:
                 log.exception("could not take the new assignment; the next renewal tries again")
                 return
         try:
-            stops, foreign = await asyncio.to_thread(self._housekeep, members, changed)
+            stops, foreign = await in_thread(self._housekeep, members, changed)
         except Exception:
             log.exception("replica housekeeping failed; the next renewal tries again")
             return
@@ -246,7 +244,7 @@ class Cluster:
         joined = sorted(set(active) - set(self._active))
         left = sorted(set(self._active) - set(active))
         assignment = Assignment(active, self.me.id)
-        anchors, moved = await asyncio.to_thread(self._handover, assignment)
+        anchors, moved = await in_thread(self._handover, assignment)
         self.reconciler.assign(assignment, anchors)
         self._active = active
         self.queue.add_resync()
@@ -395,8 +393,8 @@ class Cluster:
 
     async def _leave(self) -> None:
         with contextlib.suppress(Exception):
-            await asyncio.to_thread(self.membership.leave, self._current_announcement())
-            await asyncio.to_thread(self.views.drop, self.me.id)
+            await in_thread(self.membership.leave, self._current_announcement())
+            await in_thread(self.views.drop, self.me.id)
         log.info("left the replicas", extra={"fields": {"instance": self.me.id}})
 
 

@@ -15,6 +15,7 @@ from collections.abc import Callable, Collection, Coroutine
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
+from reconciler.aio import in_thread
 from reconciler.controller.dispatch import Dispatcher
 from reconciler.controller.manager import Ready
 from reconciler.scheduling.base import Scheduler
@@ -138,7 +139,7 @@ class Threaded:
         self._start()
         ready()
         await stop.wait()
-        await asyncio.to_thread(self._stop)
+        await in_thread(self._stop)
 
 
 __all__ = [

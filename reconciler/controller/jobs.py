@@ -32,7 +32,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from reconciler.aio import first_of
+from reconciler.aio import first_of, in_thread
 from reconciler.controller.dispatch import Dispatcher
 from reconciler.controller.manager import Ready
 from reconciler.controller.reconcile import PassResult, Reconciler
@@ -156,7 +156,7 @@ class JobSupervisor:
 
     async def run(self, ready: Ready, stop: asyncio.Event) -> None:
         loop = asyncio.get_running_loop()
-        await asyncio.to_thread(self.watch.start, loop, self.wait)
+        await in_thread(self.watch.start, loop, self.wait)
         ready()
         try:
             while not stop.is_set():
@@ -174,7 +174,7 @@ class JobSupervisor:
                 except Exception:
                     log.exception("job housekeeping failed; the next pass tries again")
         finally:
-            await asyncio.to_thread(self.watch.stop)
+            await in_thread(self.watch.stop)
 
     # -- triggers ----------------------------------------------------------------------------
 

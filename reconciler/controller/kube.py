@@ -3,11 +3,11 @@ Event writers and what reports to them, and the job action's connection."""
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import logging
 from datetime import UTC, datetime
 
+from reconciler.aio import in_thread
 from reconciler.controller.components import Threaded
 from reconciler.controller.dispatch import Dispatcher
 from reconciler.controller.jobs import JobOptions, JobSupport, job_support
@@ -90,7 +90,7 @@ async def jobs(
         connection = kube.connection
     elif options.kubeconfig is not None:
         only = KubernetesOptions(kubeconfig=options.kubeconfig)
-        connection = await asyncio.to_thread(connect, only)
+        connection = await in_thread(connect, only)
     else:
         return None
     source = kube.source if kube is not None else None
@@ -104,7 +104,7 @@ async def jobs(
 
 
 async def connect_to(options: KubernetesOptions, me: str) -> Kubernetes:
-    connection = await asyncio.to_thread(connect, options)
+    connection = await in_thread(connect, options)
     api = connection.api
     source = KubernetesSource(api, connection.watch, resync_seconds=options.resync_seconds)
     return Kubernetes(connection, source, StatusWriter(api), EventRecorder(api, instance=me))

@@ -27,6 +27,7 @@ import time
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 
+from reconciler.aio import in_thread
 from reconciler.controller.dispatch import Dispatcher
 from reconciler.controller.execution import HANDED_OVER, TASK_CHANGED, TASK_REMOVED
 from reconciler.core.assignment import Assignment
@@ -155,7 +156,7 @@ class Reconciler:
         async with self._one_at_a_time:
             started = time.monotonic()
             try:
-                keys = await asyncio.to_thread(self.refresh, hints)
+                keys = await in_thread(self.refresh, hints)
                 result = self.apply(keys, hints, started)
             except Exception as err:
                 result = PassResult(

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from reconciler import statedir
+from reconciler.aio import close_threads, in_thread, open_threads
 from reconciler.controller.cluster import Cluster, Timing
 from reconciler.controller.components import Housekeeping, Http, Runs, SourceWatch
 from reconciler.controller.dispatch import Dispatcher
@@ -156,6 +157,7 @@ async def serve(
         loop.create_task(stop.wait()).add_done_callback(lambda _: manager.stopping.set())
     if store is None:
         store = open_state(options)
+    open_threads()  # so that a resolver that hangs (http actions) cannot stall the passes
     try:
         parts = await build(options, store, manager)
         await start(parts, options, manager, http)
@@ -168,6 +170,7 @@ async def serve(
     finally:
         await manager.shutdown()
         store.close()
+        await close_threads()
         log.info("crontask stopped")
     return 1 if manager.failures else 0
 
@@ -203,7 +206,7 @@ async def build(options: Options, store: RunStore, manager: Manager) -> Parts:
         scheduler,
         dispatcher,
         allow_empty=options.allow_empty,
-        anchors=await asyncio.to_thread(store.last_slots),
+        anchors=await in_thread(store.last_slots),
     )
     reconciler.subscribe(
         lambda result: metrics.reconciled(

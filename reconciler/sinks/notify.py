@@ -55,6 +55,7 @@ from typing import Any, Final, Protocol
 
 import httpx
 
+from reconciler.aio import in_thread
 from reconciler.core.desired import Definition, DesiredState
 from reconciler.core.runs import RunRecord, RunStatus
 from reconciler.sinks import notify_payload
@@ -213,7 +214,7 @@ class Notifier:
         if self.history is None:
             return _TaskState(False, None)
         try:
-            runs = await asyncio.to_thread(self.history, record.task)
+            runs = await in_thread(self.history, record.task)
         except Exception as err:
             log.warning(
                 "notifications: cannot read the task's previous run; taking it as ok",

@@ -35,7 +35,7 @@ import yaml
 from pydantic import ValidationError
 
 from reconciler import statedir
-from reconciler.aio import first_of
+from reconciler.aio import first_of, in_thread
 from reconciler.core.api_tasks import (
     MISSING,
     AlreadyExists,
@@ -283,7 +283,7 @@ class ApiSource:
             if stop.is_set():
                 return
             try:
-                changed = await asyncio.to_thread(self.changed)
+                changed = await in_thread(self.changed)
             except Exception as err:  # the store is away: the next poll tries again
                 log.debug("api task poll failed", extra={"fields": {"error": str(err)}})
                 continue

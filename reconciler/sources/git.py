@@ -75,7 +75,7 @@ from collections.abc import Callable, Collection
 from datetime import UTC, datetime
 from pathlib import Path
 
-from reconciler.aio import ended, first_of
+from reconciler.aio import ended, first_of, in_thread
 from reconciler.core.desired import Definition, DefinitionError, SourceKind
 from reconciler.core.urls import redact_url
 from reconciler.sources.ahead import read_ahead
@@ -266,7 +266,7 @@ class GitSource:
         return True
 
     async def _sync_now(self, notify: Notify, stop: asyncio.Event) -> None:
-        syncing = asyncio.ensure_future(asyncio.to_thread(self.sync))
+        syncing = asyncio.ensure_future(in_thread(self.sync))
         await first_of(stop, ended(syncing))
         if not syncing.done():
             # Stopping: a fetch in flight (from a remote that hangs, perhaps) is killed rather

@@ -35,6 +35,7 @@ from typing import Any
 from kubernetes import client, config
 from pydantic import ValidationError
 
+from reconciler.aio import in_thread
 from reconciler.core.crd import PLURAL, VERSION
 from reconciler.core.desired import Definition, DefinitionError, Location, SourceKind
 from reconciler.core.model import API_GROUP, CronTask
@@ -184,14 +185,14 @@ class KubernetesSource:
                 loop.call_soon_threadsafe(notify, keys)
 
         self._on_change = changed
-        synced = await asyncio.to_thread(self.start, self.first_list_wait)
+        synced = await in_thread(self.start, self.first_list_wait)
         log.info(
             "kubernetes source started",
             extra={"fields": {"watching": self.location, "synced": synced}},
         )
         ready()
         await stop.wait()
-        await asyncio.to_thread(self.stop)
+        await in_thread(self.stop)
 
     # -- the Source protocol ---------------------------------------------------------------
 
