@@ -46,6 +46,7 @@ from reconciler.core.desired import SourceKind
 from reconciler.core.plan import Operation
 from reconciler.host import usable_cores
 from reconciler.membership.base import Announcement, Membership, Views
+from reconciler.runner import reaper
 from reconciler.runner.base import Action, Actions
 from reconciler.runner.command import CommandRunner
 from reconciler.runner.environment import TaskEnv, task_environment
@@ -276,6 +277,8 @@ def _dispatcher(
 
 async def start(parts: Parts, options: Options, manager: Manager, http: HttpServer | None) -> None:
     """Start the components in order; each is ready before the next starts."""
+    if reaper.adopts_orphans():  # first: stopped last, after the runs' shutdown orphaned theirs
+        await manager.start(reaper.Reaper())
     if parts.notifier is not None:  # first: stopped last, after the runs' final records
         await manager.start(parts.notifier)
     if parts.kube is not None:

@@ -24,6 +24,10 @@ on the ``PATH`` of ``env`` (the first error other than "not found" is the one re
 The exit is learnt from a pidfd (Linux 5.3+), which the loop watches like any other file
 descriptor; the child is then reaped with ``waitpid``. Where pidfds do not exist, a thread per
 child waits in ``waitpid()`` instead.
+
+Every pid started here is claimed (``reaper.claims``) from its spawn until it is reaped here:
+where orphans come to crontask (PID 1), ``runner.reaper`` reaps them, and must leave these
+alone (reaping one would lose its exit code).
 """
 
 from __future__ import annotations
@@ -40,6 +44,7 @@ import threading
 from collections.abc import Mapping, Sequence
 
 from reconciler.host import usable_cores
+from reconciler.runner import reaper
 
 # glibc's flags for posix_spawnattr_setflags (spawn.h); SETSID is a GNU extension (2.26).
 _SETSIGDEF = 0x04
@@ -98,18 +103,26 @@ class Child:
 
     def _poll(self) -> int | None:
         if self._process is not None:
-            return self._process.poll()
-        pid, status = os.waitpid(self.pid, os.WNOHANG)
-        return None if pid == 0 else os.waitstatus_to_exitcode(status)
+            code = self._process.poll()
+        else:
+            pid, status = os.waitpid(self.pid, os.WNOHANG)
+            code = None if pid == 0 else os.waitstatus_to_exitcode(status)
+        if code is not None:
+            reaper.claims.forget(self.pid)
+        return code
 
     def _wait(self) -> int:
         if self._process is not None:
-            return self._process.wait()
-        while True:
-            try:
-                return os.waitstatus_to_exitcode(os.waitpid(self.pid, 0)[1])
-            except InterruptedError:  # pragma: no cover - retried by Python since PEP 475
-                continue
+            code = self._process.wait()
+        else:
+            while True:
+                try:
+                    code = os.waitstatus_to_exitcode(os.waitpid(self.pid, 0)[1])
+                    break
+                except InterruptedError:  # pragma: no cover - retried by Python since PEP 475
+                    continue
+        reaper.claims.forget(self.pid)
+        return code
 
     def _unwatch(self) -> None:
         if self._pidfd is not None:
@@ -323,10 +336,17 @@ class Spawner:
     ) -> Started:
         """Start the process in the calling thread: its pid, and the ``Popen`` that must reap
         it if one was used. Raises ``OSError`` or ``ValueError`` (as ``subprocess.Popen``
-        would) when it cannot be started."""
-        if self._libc is not None and output_fd > 2:
-            return self._libc.spawn(args, env, cwd, output_fd), None
-        return _popen(args, env, cwd, output_fd)
+        would) when it cannot be started. The pid stays claimed until ``Child`` reaps it."""
+        number = reaper.claims.begin()
+        started: Started | None = None
+        try:
+            if self._libc is not None and output_fd > 2:
+                started = self._libc.spawn(args, env, cwd, output_fd), None
+            else:
+                started = _popen(args, env, cwd, output_fd)
+            return started
+        finally:
+            reaper.claims.end(number, started[0] if started else None)
 
     def submit(
         self, args: Sequence[str], env: Mapping[str, str], cwd: str | None
@@ -408,6 +428,12 @@ def _kill_orphan(future: concurrent.futures.Future[Piped]) -> None:
     os.close(read_fd)
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pid, signal.SIGKILL)
-    if process is None:
-        threading.Thread(target=os.waitpid, args=(pid, 0), daemon=True).start()
-    # A Popen reaps its child itself once it is collected (subprocess's own clean-up).
+
+    def reap() -> None:
+        if process is None:
+            os.waitpid(pid, 0)
+        else:
+            process.wait()
+        reaper.claims.forget(pid)
+
+    threading.Thread(target=reap, name=f"waitpid {pid}", daemon=True).start()
