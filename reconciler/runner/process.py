@@ -25,7 +25,7 @@ The exit is learnt from a pidfd (Linux 5.3+), which the loop watches like any ot
 descriptor; the child is then reaped with ``waitpid``. Where pidfds do not exist, a thread per
 child waits in ``waitpid()`` instead.
 
-Every pid started here is claimed (``reaper.claims``) from its spawn until it is reaped here:
+Every pid started here is claimed (``reconciler.children``) from its spawn until it is reaped here:
 where orphans come to crontask (PID 1), ``runner.reaper`` reaps them, and must leave these
 alone (reaping one would lose its exit code).
 """
@@ -43,8 +43,8 @@ import subprocess
 import threading
 from collections.abc import Mapping, Sequence
 
+from reconciler import children
 from reconciler.host import usable_cores
-from reconciler.runner import reaper
 
 # glibc's flags for posix_spawnattr_setflags (spawn.h); SETSID is a GNU extension (2.26).
 _SETSIGDEF = 0x04
@@ -108,7 +108,7 @@ class Child:
             pid, status = os.waitpid(self.pid, os.WNOHANG)
             code = None if pid == 0 else os.waitstatus_to_exitcode(status)
         if code is not None:
-            reaper.claims.forget(self.pid)
+            children.claims.forget(self.pid)
         return code
 
     def _wait(self) -> int:
@@ -121,7 +121,7 @@ class Child:
                     break
                 except InterruptedError:  # pragma: no cover - retried by Python since PEP 475
                     continue
-        reaper.claims.forget(self.pid)
+        children.claims.forget(self.pid)
         return code
 
     def _unwatch(self) -> None:
@@ -337,7 +337,7 @@ class Spawner:
         """Start the process in the calling thread: its pid, and the ``Popen`` that must reap
         it if one was used. Raises ``OSError`` or ``ValueError`` (as ``subprocess.Popen``
         would) when it cannot be started. The pid stays claimed until ``Child`` reaps it."""
-        number = reaper.claims.begin()
+        number = children.claims.begin()
         started: Started | None = None
         try:
             if self._libc is not None and output_fd > 2:
@@ -346,7 +346,7 @@ class Spawner:
                 started = _popen(args, env, cwd, output_fd)
             return started
         finally:
-            reaper.claims.end(number, started[0] if started else None)
+            children.claims.end(number, started[0] if started else None)
 
     def submit(
         self, args: Sequence[str], env: Mapping[str, str], cwd: str | None
@@ -434,6 +434,6 @@ def _kill_orphan(future: concurrent.futures.Future[Piped]) -> None:
             os.waitpid(pid, 0)
         else:
             process.wait()
-        reaper.claims.forget(pid)
+        children.claims.forget(pid)
 
     threading.Thread(target=reap, name=f"waitpid {pid}", daemon=True).start()

@@ -15,12 +15,11 @@ reaps, by pid, only the zombie children that cannot be crontask's own:
   some other process's session is an orphan, reaped at once. One in crontask's session is
   never reaped here.
 - A zombie that leads its own session may be a command whose exit ``runner.process`` has yet
-  to collect: such a pid is claimed (``claims``) from its spawn until it is reaped there. A
+  to collect: such a pid is claimed from its spawn until it is reaped there. A
   leader is reaped only once it has been a zombie for :data:`LEADER_GRACE` seconds (same pid,
-  same start time, every scan), is not claimed, and no spawn begun before the last scan is
-  still waiting for its pid (a process can exit before the call that started it returns).
-  git, the other leader crontask starts, is not claimed: its caller collects it within a
-  quarter of a second of its exit, far inside the grace.
+  same start time, every scan), is not claimed (``reconciler.children``: commands and git are,
+  from their spawn until they are reaped), and no spawn begun before the last scan is still
+  waiting for its pid (a process can exit before the call that started it returns).
 """
 
 from __future__ import annotations
@@ -32,67 +31,17 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Collection, Iterable
+from collections.abc import Iterable
 
+from reconciler import children
 from reconciler.aio import Ready
 
 log = logging.getLogger("crontask.runner")
 
 _PR_GET_CHILD_SUBREAPER = 37
 # How long a session leader stays a zombie before it is taken for an orphan (see above): an
-# orphan's zombie costs nothing meanwhile, a process reaped from under its caller costs its
-# exit status.
+# orphan's zombie costs nothing meanwhile, and a claim missed by mistake is still covered.
 LEADER_GRACE = 10.0
-
-
-class Claims:
-    """The pids crontask will reap itself, each from its spawn until it has been reaped, and
-    the spawns under way (their pid not known yet), numbered in the order they begin.
-    Thread-safe: spawns run in a pool of threads."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._next = 0
-        self._under_way: set[int] = set()
-        self._pids: set[int] = set()
-
-    def begin(self) -> int:
-        """Before a spawn: its number, for ``end``."""
-        with self._lock:
-            number = self._next
-            self._next += 1
-            self._under_way.add(number)
-            return number
-
-    def end(self, number: int, pid: int | None) -> None:
-        """After the spawn ``number``: the pid it started (claimed), None if it failed."""
-        with self._lock:
-            self._under_way.discard(number)
-            if pid is not None:
-                self._pids.add(pid)
-
-    def forget(self, pid: int) -> None:
-        """``pid`` has been reaped (not before: until then the pid cannot be reused)."""
-        with self._lock:
-            self._pids.discard(pid)
-
-    def mark(self) -> int:
-        """Every spawn begun before this call is numbered below the mark."""
-        with self._lock:
-            return self._next
-
-    def reap_unclaimed(self, pids: Collection[int], mark: int, reap: Callable[[int], bool]) -> int:
-        """``reap`` each of ``pids`` nobody claims, each known to have existed when ``mark`` was
-        taken; none while a spawn begun before the mark has not told its pid (it could be any
-        of them). How many ``reap`` said it reaped. The claims are held meanwhile: no pid is
-        forgotten, so none is reaped by its owner and reused before ``reap`` looks at it."""
-        with self._lock:
-            if any(number < mark for number in self._under_way):
-                return 0
-            return sum(reap(pid) for pid in pids if pid not in self._pids)
-
-
-claims = Claims()
 
 
 def adopts_orphans() -> bool:
@@ -218,12 +167,12 @@ class Reaper:
                 leaders[pid] = (stat.started, seen[1] if seen and same else now)
             elif stat.session != self._session:
                 orphans.append(pid)
-        mark = claims.mark()  # after the scan: whatever it saw was spawned before the mark
+        mark = children.claims.mark()  # after the scan: whatever it saw was spawned before the mark
         previous_mark = self._mark
         self._leaders, self._mark = leaders, mark
         settled = [pid for pid, (_, since) in leaders.items() if now - since >= LEADER_GRACE]
         reaped = sum(_reap(pid) for pid in orphans)
-        reaped += claims.reap_unclaimed(
+        reaped += children.claims.reap_unclaimed(
             settled, previous_mark, lambda pid: _reap(pid, leaders[pid][0])
         )
         if reaped:

@@ -30,6 +30,8 @@ import time
 from collections.abc import Callable, Generator, Mapping, Sequence
 from pathlib import Path
 
+from reconciler import children
+
 # Settings for every git call: git's own background work would outlive the call (and the
 # timeout), and hooks or detached-HEAD advice have no place in a mirror nobody works in.
 _CONFIG_ARGS = (
@@ -102,6 +104,8 @@ class GitRunner:
         finally:
             with self._lock:
                 self._process = None
+            if process.returncode is not None:  # reaped
+                children.claims.forget(process.pid)
         if self._cancelled:
             raise GitError(f"git {name} cancelled")
         if timed_out:
@@ -169,14 +173,18 @@ class GitRunner:
             process.stdout.close()
             process.stderr.close()
             process.wait()
+            children.claims.forget(process.pid)
 
     def _start(
         self, args: Sequence[str], *, cwd: Path | None, piped_input: bool
     ) -> subprocess.Popen[bytes]:
-        """git started in its own process group, as the call in flight (see ``cancel``)."""
+        """git started in its own process group, as the call in flight (see ``cancel``); its
+        pid claimed (``reconciler.children``) until the caller has reaped it."""
         with self._lock:
             if self._cancelled:
                 raise GitError(f"git {_name(args)} cancelled")
+            number = children.claims.begin()
+            process = None
             try:
                 process = subprocess.Popen(
                     ["git", *_CONFIG_ARGS, *args],
@@ -189,6 +197,8 @@ class GitRunner:
                 )
             except OSError as err:
                 raise GitError(f"cannot run git: {err.strerror or err}") from None
+            finally:
+                children.claims.end(number, None if process is None else process.pid)
             self._process = process
         return process
 
