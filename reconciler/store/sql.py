@@ -31,9 +31,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
-import logging
 import threading
-import time
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final, TypeVar
@@ -51,7 +49,6 @@ from reconciler.store.base import (
     INTERRUPTED_REASON,
     Cursor,
     DuplicateRun,
-    IncompatibleSchema,
     RunPage,
     RunQuery,
     StoreUnavailable,
@@ -81,8 +78,6 @@ __all__ = [
     "select_page",
 ]
 
-log = logging.getLogger("crontask.store")
-
 _T = TypeVar("_T")
 # How many times a write the server rolled back (``rolled_back``) is tried in all.
 _WRITE_ATTEMPTS: Final = 5
@@ -90,7 +85,6 @@ _WRITE_ATTEMPTS: Final = 5
 # each holds a pooled connection while it runs, and sixteen of them from the API and the status
 # page took all fifteen, so the claims that keep a slot to one run waited 30 s and failed.
 _BULK_READERS: Final = 4
-_PG_MIGRATION_LOCK: Final = 0x6372_6F6E_7461_736B  # "crontask": the advisory lock for upgrades
 
 
 _c = runs.c
@@ -221,7 +215,7 @@ class SqlRunStore:
         engine = create_engine(url, existing=existing)
         try:
             with translated_errors():
-                _migrate(engine)
+                migrations.migrate(engine)
         except BaseException:
             engine.dispose()
             raise
@@ -481,32 +475,3 @@ class SqlRunStore:
         """
         rows = (_record_to_row(normalized(record)) for record in records)
         return sql_import.insert_many(lambda: self._tx(write=True), rows, batch_size)
-
-
-def _migrate(engine: Engine) -> None:
-    known = migrations.known_revisions()
-    with engine.connect() as conn:
-        with conn.begin():
-            current = migrations.current_revision(conn)
-        if current == migrations.HEAD:
-            return  # the common case: no lock taken
-        if current is not None and current not in known:
-            raise IncompatibleSchema(
-                f"the run store schema is at revision {current!r}, which this crontask does not "
-                f"know (it knows {sorted(known)}); it was written by a newer crontask"
-            )
-        if engine.dialect.name == "sqlite":
-            conn.execution_options(**{BEGIN_OPTION: "IMMEDIATE"})
-        with conn.begin():
-            if engine.dialect.name == "postgresql":
-                conn.execute(sa.select(sa.func.pg_advisory_xact_lock(_PG_MIGRATION_LOCK)))
-            # Said before and after: an index is built over the whole history, a minute or more
-            # for millions of records, and nothing else starts meanwhile.
-            fields = {"from": current, "to": migrations.HEAD}
-            if current is not None:
-                log.info("run store schema upgrading", extra={"fields": fields})
-            started = time.monotonic()
-            migrations.upgrade(conn, "head")
-        if current is not None:
-            seconds = round(time.monotonic() - started, 1)
-            log.info("run store schema upgraded", extra={"fields": {**fields, "seconds": seconds}})

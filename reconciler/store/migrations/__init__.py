@@ -12,16 +12,25 @@ is never edited once released; changes are new revisions.
 from __future__ import annotations
 
 import functools
+import logging
+import time
 from pathlib import Path
 from typing import Final
 
+import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, Engine
 
-__all__ = ["HEAD", "current_revision", "known_revisions", "upgrade"]
+from reconciler.store.base import IncompatibleSchema
+from reconciler.store.sql_schema import BEGIN_OPTION
+
+__all__ = ["HEAD", "current_revision", "known_revisions", "migrate", "upgrade"]
+
+log = logging.getLogger("crontask.store")
+_PG_MIGRATION_LOCK: Final = 0x6372_6F6E_7461_736B  # "crontask": the advisory lock for upgrades
 
 HEAD: Final = "0005"
 """The revision this code reads and writes; the contract suite checks it is the script head."""
@@ -63,3 +72,35 @@ def downgrade(connection: Connection, revision: str) -> None:
     cfg = _config()
     cfg.attributes["connection"] = connection
     command.downgrade(cfg, revision)
+
+
+def migrate(engine: Engine) -> None:
+    """Bring the database of ``engine`` to :data:`HEAD`, once however many processes open it at
+    once (SQLite's write lock, PostgreSQL's advisory lock); IncompatibleSchema if a newer
+    crontask wrote it."""
+    known = known_revisions()
+    with engine.connect() as conn:
+        with conn.begin():
+            current = current_revision(conn)
+        if current == HEAD:
+            return  # the common case: no lock taken
+        if current is not None and current not in known:
+            raise IncompatibleSchema(
+                f"the run store schema is at revision {current!r}, which this crontask does not "
+                f"know (it knows {sorted(known)}); it was written by a newer crontask"
+            )
+        if engine.dialect.name == "sqlite":
+            conn.execution_options(**{BEGIN_OPTION: "IMMEDIATE"})
+        with conn.begin():
+            if engine.dialect.name == "postgresql":
+                conn.execute(sa.select(sa.func.pg_advisory_xact_lock(_PG_MIGRATION_LOCK)))
+            # Said before and after: an index is built over the whole history, a minute or more
+            # for millions of records, and nothing else starts meanwhile.
+            fields = {"from": current, "to": HEAD}
+            if current is not None:
+                log.info("run store schema upgrading", extra={"fields": fields})
+            started = time.monotonic()
+            upgrade(conn, "head")
+        if current is not None:
+            seconds = round(time.monotonic() - started, 1)
+            log.info("run store schema upgraded", extra={"fields": {**fields, "seconds": seconds}})
