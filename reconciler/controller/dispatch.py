@@ -10,6 +10,10 @@ Exactly once per slot: the run id is derived from (task key, slot), and a run st
 after the store has accepted its ``running`` record; a store that refuses (another process
 claimed the slot) means this process does not run it.
 
+On time: the scheduler hands a slot over ahead of it (``due``), and a run that can be decided
+then is decided and claimed then, its start waiting for the slot; so what makes a run exactly
+once and supervised is paid before the slot, not between the slot and the process.
+
 Work that outlives the process (Kubernetes Jobs, see ``runner.base.Resumable``): the runs a
 ``resumable`` action reports for a task (its live Jobs) that are not followed here are
 *adopted* when the task fires, so the concurrency policy counts them, and ``adopt`` follows the
@@ -44,6 +48,7 @@ from reconciler.controller.slots import SlotLedger, Superseded
 from reconciler.core.desired import Definition
 from reconciler.core.model import ConcurrencyPolicy
 from reconciler.core.runs import RunRecord, RunStatus, Trigger, run_id
+from reconciler.core.timing import AHEAD_MAX
 from reconciler.runner.base import Actions, Resumable
 from reconciler.store.base import RunStore
 
@@ -81,6 +86,8 @@ class Dispatcher(RunExecution):
         # Record writes not tied to a run (skips); kept so drain() and shutdown can await them.
         self._writes: set[asyncio.Task[None]] = set()
         self._closing = False  # shutdown has begun: no retry waits any more
+        # Slots handed over ahead that are decided at their instant (``due``), by task.
+        self._deferred: dict[str, dict[datetime, asyncio.TimerHandle]] = {}
 
     # -- queries ---------------------------------------------------------------------------
 
@@ -107,6 +114,52 @@ class Dispatcher(RunExecution):
 
     # -- the hand-off ----------------------------------------------------------------------
 
+    def due(self, definition: Definition, scheduled_at: datetime) -> None:
+        """A scheduled slot, handed over by the scheduler up to ``AHEAD_MAX`` before it.
+
+        A run that can be decided now is: its claim goes to the store at once and its start
+        waits for the slot, so its process starts on the slot rather than after the claim.
+        What a slot becomes can depend on what happens until then (a run of the task still in
+        progress, a task inherited from another replica, a pause): such a slot is decided at
+        the slot, by ``fire``, as if handed over then; a pass that removes or changes the task
+        meanwhile cancels it (``cancel_retries``), and the changed task's job hands it over
+        again if its schedule still has that slot."""
+        ahead = (scheduled_at - self.clock()).total_seconds()
+        if not 0 < ahead <= AHEAD_MAX or self._decidable_ahead(definition):
+            self.fire(definition, scheduled_at)
+            return
+        key = definition.key
+        deferred = self._deferred.setdefault(key, {})
+        if (earlier := deferred.pop(scheduled_at, None)) is not None:
+            earlier.cancel()
+        deferred[scheduled_at] = asyncio.get_running_loop().call_later(
+            ahead, self._due_now, definition, scheduled_at
+        )
+
+    def _decidable_ahead(self, definition: Definition) -> bool:
+        key = definition.key
+        if self.paused is not None or (self.handover is not None and self.handover.inherited(key)):
+            return False
+        if self.resumable is not None and self.resumable.running(key):
+            return False
+        allow = definition.task.spec.concurrency_policy is ConcurrencyPolicy.ALLOW
+        return allow or not self._active.get(key)
+
+    def _due_now(self, definition: Definition, scheduled_at: datetime) -> None:
+        self._undefer(definition.key, scheduled_at)
+        self.fire(definition, scheduled_at)
+
+    def _undefer(self, key: str, slot: datetime | None = None) -> None:
+        """Cancel the slots of ``key`` deferred to their instant (``slot``: that one only)."""
+        deferred = self._deferred.get(key)
+        if deferred is None:
+            return
+        for at in [slot] if slot is not None else list(deferred):
+            if (handle := deferred.pop(at, None)) is not None:
+                handle.cancel()
+        if not deferred:
+            del self._deferred[key]
+
     def fire(
         self, definition: Definition, scheduled_at: datetime, trigger: Trigger = Trigger.SCHEDULE
     ) -> RunRecord:
@@ -114,6 +167,9 @@ class Dispatcher(RunExecution):
         spec = definition.task.spec
         key = definition.key
         now = self.clock()
+        # A scheduled slot handed over ahead of it (``due``) starts on the slot, not before.
+        ahead = (scheduled_at - now).total_seconds() if trigger is Trigger.SCHEDULE else 0.0
+        ahead = ahead if 0 < ahead <= AHEAD_MAX else 0.0
         if self.paused is not None:
             return self._not_started(definition, scheduled_at, trigger)
         if trigger is Trigger.SCHEDULE and (jumped := self.ledger.handed(definition, scheduled_at)):
@@ -124,7 +180,7 @@ class Dispatcher(RunExecution):
             scheduled_at=scheduled_at,
             trigger=trigger,
             status=RunStatus.RUNNING,
-            started_at=now,
+            started_at=scheduled_at if ahead else now,
             owner=self.owner,
         )
         late = (now - scheduled_at).total_seconds()
@@ -155,13 +211,14 @@ class Dispatcher(RunExecution):
         replaced = list(running.values()) if policy is ConcurrencyPolicy.REPLACE else []
         for old in replaced:
             old.stop(REPLACED)
-        active = ActiveRun(record)
+        loop = asyncio.get_running_loop()
+        active = ActiveRun(record, start_at=loop.time() + ahead if ahead else None)
         if not replaced and (self.handover is None or not self.handover.inherited(key)):
             # Nothing to wait for before the claim: it goes to the store now, while the
             # scheduler hands over the rest of the slots due with this one.
             active.claim = self.recorder.claim_soon(record)
         self._active.setdefault(key, {})[record.id] = active
-        active.task = asyncio.get_running_loop().create_task(
+        active.task = loop.create_task(
             self._execute(definition, active, replaced), name=f"run {record.id}"
         )
         return record
@@ -239,6 +296,7 @@ class Dispatcher(RunExecution):
 
     def forget(self, key: str) -> None:
         self.ledger.forget(key)
+        self._undefer(key)
 
     def catch_up(
         self,
@@ -260,8 +318,10 @@ class Dispatcher(RunExecution):
 
     def cancel_retries(self, key: str, reason: str) -> int:
         """Runs of ``key`` waiting for a retry do not retry: each records its abandoned
-        attempt with ``reason`` (TaskRemoved, TaskChanged). Running attempts are left alone.
-        Returns how many were cancelled."""
+        attempt with ``reason`` (TaskRemoved, TaskChanged), and its slots deferred to their
+        instant (``due``) are not decided here any more. Running attempts, and runs claimed
+        ahead of their slot, are left alone. Returns how many retries were cancelled."""
+        self._undefer(key)
         waiting = [a for a in self._active.get(key, {}).values() if a.waiting]
         for active in waiting:
             active.stop(reason)
@@ -307,6 +367,8 @@ class Dispatcher(RunExecution):
         running runs finish for up to ``grace`` seconds, then stop them (recorded as
         interrupted, reason Shutdown), and wait for their records to be written."""
         self._closing = True
+        for key in list(self._deferred):
+            self._undefer(key)  # not handed over yet: a restart catches them up
         for by_id in self._active.values():
             for active in by_id.values():
                 # Work that outlives the process (a Job) needs no grace: it is detached now.

@@ -22,7 +22,7 @@ from reconciler.core.desired import Definition
 from reconciler.core.model import ConcurrencyPolicy
 from reconciler.core.runs import RunRecord, RunStatus, Trigger
 from reconciler.core.timing import retry_delay
-from reconciler.runner.base import Actions, Attempt, Outcome, Resumable, failed
+from reconciler.runner.base import Actions, Attempt, Outcome, Resumable, StartsAt, failed
 from reconciler.store.base import DuplicateRun
 
 log = logging.getLogger("crontask.runner")
@@ -52,6 +52,9 @@ class ActiveRun:
     waiting: bool = False  # between two attempts: nothing is running
     # The first attempt's claim, when the dispatcher sent it as the slot fired.
     claim: asyncio.Future[bool] | None = None
+    # When the first attempt may begin (the loop's clock): its slot, when it was handed over
+    # ahead of it; None: at once.
+    start_at: float | None = None
     # Made only when a retry waits (most runs never need one).
     _stopped: asyncio.Event | None = None
 
@@ -345,6 +348,12 @@ class RunExecution:
             active.attempt = attempt
             if active.stop_reason is not None:
                 attempt.stop(active.stop_reason)  # run() then reports it without starting
+            if (start_at := active.start_at) is not None:
+                active.start_at = None  # a retry starts when it is due
+                if isinstance(attempt, StartsAt):
+                    attempt.start_at(start_at)  # it waits itself, to the microsecond
+                elif (wait := start_at - asyncio.get_running_loop().time()) > 0:
+                    await asyncio.sleep(wait)
             return await attempt.run()
         except Exception as err:
             # A bug of an action must cost one attempt, never the dispatcher or other runs.

@@ -188,7 +188,7 @@ async def build(options: Options, store: RunStore, manager: Manager) -> Parts:
     def on_fire(key: str, at: datetime) -> None:
         definition = scheduler.owned().get(key)
         if definition is not None:
-            dispatcher.fire(definition, at)
+            dispatcher.due(definition, at)
 
     scheduler = ApsScheduler(on_fire)
     # Metrics read the scheduler's snapshot and the sources at each scrape, and keep each

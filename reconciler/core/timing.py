@@ -20,6 +20,11 @@ from reconciler.core.schedule import Schedule
 # this, a skip says "more than". Ten thousand cost a few milliseconds.
 COUNTED = 10_000
 
+# A slot may be handed to the dispatcher this many seconds before it, at most: its run is
+# decided and its claim written ahead, and its start then waits for the slot itself
+# (``scheduling.apscheduler`` says how far ahead; ``controller.dispatch`` what waits).
+AHEAD_MAX = 1.0
+
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Backlog:

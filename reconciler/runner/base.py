@@ -26,7 +26,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterable
 from datetime import UTC
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from reconciler.core.desired import Definition
 from reconciler.core.runs import JobDetails, RunRecord, RunStatus, split_key
@@ -54,6 +54,17 @@ class Attempt(Protocol):
     async def run(self) -> Outcome: ...
 
     def stop(self, reason: str) -> None: ...
+
+
+@runtime_checkable
+class StartsAt(Protocol):
+    """An attempt that can be told to begin at an instant ahead (its slot, when the run was
+    decided and claimed ahead of it), and waits for it itself: more precisely than a timer of
+    the event loop, which a busy loop serves late."""
+
+    def start_at(self, when: float) -> None:
+        """Begin ``run()`` no earlier than ``when``, on ``time.monotonic()``'s clock (the
+        event loop's)."""
 
 
 class Action(Protocol):

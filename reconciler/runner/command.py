@@ -43,7 +43,7 @@ from reconciler.core.runs import RunRecord, RunStatus
 from reconciler.runner.base import Outcome, run_environment
 from reconciler.runner.group import Group, group_state, signal_group
 from reconciler.runner.output import TailReader
-from reconciler.runner.process import Child, spawn_soon
+from reconciler.runner.process import Child, Withdrawn, spawn_soon
 
 # After the main process has exited and its group has been cleaned up, only a process that
 # escaped the group can still hold the output pipe open; we do not wait long for it.
@@ -115,10 +115,16 @@ class CommandRun:
         self._stop_reason: str | None = None
         self._terminator: asyncio.Task[None] | None = None
         self._escalated = False  # SIGKILL was needed after the grace period
+        self._start_at: float | None = None  # see start_at()
 
     @property
     def pid(self) -> int | None:
         return self._pid
+
+    def start_at(self, when: float) -> None:
+        """Start the process no earlier than ``when`` (``time.monotonic()``): the spawner's
+        thread waits for it, and starts nothing if the run was stopped meanwhile."""
+        self._start_at = when
 
     def stop(self, reason: str) -> None:
         """Ask the command to stop: SIGTERM the group now, SIGKILL it after ``kill_grace``.
@@ -142,14 +148,7 @@ class CommandRun:
         if self._end is _End.STOPPED:
             self._exited = True
             self.started.set()
-            return Outcome(
-                status=RunStatus.FAILED,
-                exit_code=None,
-                reason=self._stop_reason,
-                message=f"stopped before it started: {self._stop_reason}",
-                output="",
-                pid=None,
-            )
+            return self._not_started()
         # The work happens in a task of its own, shielded from cancellation of run(): cancelling
         # must not abandon a live process group, it must terminate it first.
         supervisor = self._loop.create_task(self._supervise())
@@ -165,6 +164,20 @@ class CommandRun:
             supervisor.add_done_callback(_background.discard)
             await asyncio.wait([supervisor])
             raise
+
+    def _not_started(self) -> Outcome:
+        return Outcome(
+            status=RunStatus.FAILED,
+            exit_code=None,
+            reason=self._stop_reason,
+            message=f"stopped before it started: {self._stop_reason}",
+            output="",
+            pid=None,
+        )
+
+    def _wanted(self) -> bool:
+        """Still to be started (asked from the spawner's thread: one attribute read)."""
+        return self._end is None
 
     def _begin_termination(self) -> None:
         if not self._spawned or self._exited or self._terminator is not None:
@@ -203,7 +216,18 @@ class CommandRun:
         # Our own pipe: we must be able to stop reading and close it while a stray process
         # still holds the write end (a stream transport would stay open until EOF).
         try:
-            child, read_fd = await spawn_soon(self._args, env=self._env, cwd=self._working_dir)
+            child, read_fd = await spawn_soon(
+                self._args,
+                env=self._env,
+                cwd=self._working_dir,
+                start_at=self._start_at,
+                # Only a start that waits can be withdrawn: others are under way already.
+                wanted=self._wanted if self._start_at is not None else None,
+            )
+        except Withdrawn:  # stopped while the start waited for its instant
+            self._exited = True
+            self.started.set()
+            return self._not_started()
         # RuntimeError: the spawner's thread could not start (a pids limit reached).
         except (OSError, ValueError, RuntimeError, subprocess.SubprocessError) as exc:
             self._exited = True

@@ -41,7 +41,8 @@ import os
 import signal
 import subprocess
 import threading
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
 
 from reconciler import children
 from reconciler.host import usable_cores
@@ -297,6 +298,11 @@ def _load_libc() -> _LibcSpawn | None:
         return None
 
 
+class Withdrawn(Exception):
+    """The process was not started: its run was stopped while the start waited for its
+    instant."""
+
+
 Started = tuple[int, "subprocess.Popen[bytes] | None"]
 Piped = tuple[Started, int]  # and the read end of the pipe its output goes to
 
@@ -349,17 +355,39 @@ class Spawner:
             children.claims.end(number, started[0] if started else None)
 
     def submit(
-        self, args: Sequence[str], env: Mapping[str, str], cwd: str | None
+        self,
+        args: Sequence[str],
+        env: Mapping[str, str],
+        cwd: str | None,
+        *,
+        start_at: float | None = None,
+        wanted: Callable[[], bool] | None = None,
     ) -> concurrent.futures.Future[Piped]:
         """Start the process in the pool (see ``start``), its stdout and stderr on a new pipe:
         the process, and the pipe's read end. The pipe is made there, just before the spawn,
         so a run waiting for its turn holds no descriptor. The clone copies every descriptor
         this process has open into the child, which closes them again; 2 000 of them (a
         burst's pipes made ahead on the loop) cost a quarter of the pool's starts per second
-        (``bench/floor_bench.py --worker threads 4000 --open 2000``)."""
-        return self._executor().submit(self._start_piped, args, env, cwd)
+        (``bench/floor_bench.py --worker threads 4000 --open 2000``).
 
-    def _start_piped(self, args: Sequence[str], env: Mapping[str, str], cwd: str | None) -> Piped:
+        ``start_at`` (``time.monotonic()``'s clock): the thread waits until then, and then
+        starts the process only if ``wanted()`` still says so (else ``Withdrawn``). A run
+        claimed ahead of its slot starts on the slot this way, a sleep's precision after it,
+        whatever the event loop is busy with then."""
+        return self._executor().submit(self._start_piped, args, env, cwd, start_at, wanted)
+
+    def _start_piped(
+        self,
+        args: Sequence[str],
+        env: Mapping[str, str],
+        cwd: str | None,
+        start_at: float | None = None,
+        wanted: Callable[[], bool] | None = None,
+    ) -> Piped:
+        if start_at is not None and (wait := start_at - time.monotonic()) > 0:
+            time.sleep(wait)
+        if wanted is not None and not wanted():
+            raise Withdrawn
         read_fd, write_fd = os.pipe()
         try:
             return self.start(args, env, cwd, write_fd), read_fd
@@ -405,13 +433,19 @@ def spawn(
 
 
 async def spawn_soon(
-    args: Sequence[str], *, env: Mapping[str, str], cwd: str | None
+    args: Sequence[str],
+    *,
+    env: Mapping[str, str],
+    cwd: str | None,
+    start_at: float | None = None,
+    wanted: Callable[[], bool] | None = None,
 ) -> tuple[Child, int]:
     """``spawn`` in the spawner's threads, with stdout and stderr on a new pipe: the child and
     the pipe's read end, which the caller closes. The loop goes on while the process starts.
-    A wait cancelled while the process was being started kills its group and reaps it."""
+    A wait cancelled while the process was being started kills its group and reaps it.
+    ``start_at`` and ``wanted``: see ``Spawner.submit``."""
     loop = asyncio.get_running_loop()
-    future = spawner().submit(args, env, cwd)
+    future = spawner().submit(args, env, cwd, start_at=start_at, wanted=wanted)
     try:
         started, read_fd = await asyncio.wrap_future(future, loop=loop)
     except asyncio.CancelledError:

@@ -17,6 +17,9 @@ no more than a log line):
   store, so nothing is pickled. APScheduler's own, except that the jobs added when the
   scheduler starts (every job of the first pass) are sorted once, not inserted one by one
   (``_StartUpJobStore``).
+- A slot is handed over ahead of its instant (``_Scheduler``): long enough for the dispatcher
+  to decide its run and have its claim accepted before the slot, so that the process starts on
+  the slot (the dispatcher makes the start wait for it).
 - A wake-up hands over at most ``DUE_PER_WAKEUP`` due jobs and wakes again at once while
   more are due. Handed over whole, a burst of 1 000 same-second tasks kept the loop for about
   30 ms before the first run whose claim was already accepted could start its process.
@@ -34,6 +37,7 @@ no more than a log line):
 from __future__ import annotations
 
 import asyncio
+import bisect
 import contextlib
 import inspect
 import math
@@ -54,6 +58,7 @@ from apscheduler.util import datetime_to_utc_timestamp
 from reconciler.core.desired import Definition
 from reconciler.core.plan import Operation, Step
 from reconciler.core.schedule import Schedule
+from reconciler.core.timing import AHEAD_MAX
 from reconciler.scheduling.base import FireCallback, Scheduled, schedule_of
 
 JOB_PREFIX = "crontask:"
@@ -68,6 +73,13 @@ _shared_next: dict[tuple[Schedule, datetime], datetime | None] = {}
 _SHARED_MAX = 4096
 # How many due jobs one wake-up hands over; the rest follow in the next turns of the loop.
 DUE_PER_WAKEUP = 16
+# How long before its slot a job is handed over: AHEAD_BASE, and AHEAD_PER_RUN for each job
+# due at that instant, at most AHEAD_MAX. Deciding a run, claiming it and handing it to the
+# spawner took 0.5-1 ms per run in `crontask run` on two busy cores (a burst of 100 due
+# together: the last was ready 29-103 ms after the slot with 20 ms + 0.3 ms per run, 88-97 ms
+# before it with these figures).
+AHEAD_BASE = 0.05
+AHEAD_PER_RUN = 0.001
 
 
 class _ScheduleTrigger(BaseTrigger):  # type: ignore[misc]
@@ -152,6 +164,7 @@ class _StartUpJobStore(MemoryJobStore):  # type: ignore[misc]
         super().__init__()
         self._batching = False
         self._unsorted = False
+        self._ahead: tuple[float | None, float] = (None, AHEAD_BASE)  # (instant, its lead)
 
     @contextlib.contextmanager
     def batch(self) -> Iterator[None]:
@@ -163,6 +176,7 @@ class _StartUpJobStore(MemoryJobStore):  # type: ignore[misc]
             self._settle()
 
     def add_job(self, job: Any) -> None:
+        self._ahead = (None, AHEAD_BASE)  # one more job may be due with the first instant
         if not self._batching:
             self._settle()
             super().add_job(job)
@@ -198,6 +212,21 @@ class _StartUpJobStore(MemoryJobStore):  # type: ignore[misc]
         self._settle()
         return super().get_next_run_time()  # type: ignore[no-any-return]
 
+    def ahead(self) -> float:
+        """Seconds ahead of the first pending instant that its jobs are handed over, by how
+        many are due then. Worked out once per instant, when it is first asked, with all of
+        its jobs still waiting: a lead that shrank as the jobs are handed over would pace the
+        hand-over instead of letting it run ahead."""
+        self._settle()
+        jobs = self._jobs
+        if not jobs or jobs[0][1] is None:
+            return AHEAD_BASE
+        first = jobs[0][1]
+        if self._ahead[0] != first:
+            due = bisect.bisect_right(jobs, first, key=_timestamp)
+            self._ahead = (first, min(AHEAD_MAX, AHEAD_BASE + AHEAD_PER_RUN * due))
+        return self._ahead[1]
+
     def get_all_jobs(self) -> list[Any]:
         self._settle()
         return super().get_all_jobs()  # type: ignore[no-any-return]
@@ -209,6 +238,10 @@ class _StartUpJobStore(MemoryJobStore):  # type: ignore[misc]
     def remove_job(self, job_id: str) -> None:
         self._settle()
         super().remove_job(job_id)
+
+
+def _timestamp(entry: tuple[Any, float | None]) -> float:
+    return math.inf if entry[1] is None else entry[1]
 
 
 def _in_store_order(entry: tuple[Any, float | None]) -> tuple[float, str]:
@@ -234,23 +267,61 @@ class _HandOffExecutor(BaseExecutor):  # type: ignore[misc]
 
 
 class _Scheduler(AsyncIOScheduler):  # type: ignore[misc]
-    """APScheduler's asyncio scheduler, which lets go of the GIL between two parts of a burst.
+    """APScheduler's asyncio scheduler, which hands slots over ahead of time and lets go of
+    the GIL between two parts of a burst.
 
-    The threads that a burst's first runs wait for (the store's, writing their claims; a
-    spawner's, back from ``posix_spawn``) need the GIL that the loop's thread holds while it
-    hands the burst over, and they waited for it: in a burst of 1 000 same-second tasks the
-    first claim, under 1 ms of SQLite's work, came back 4 to 20 ms after it was sent. A
-    ``time.sleep(0)`` after each part lets go of the GIL where those threads take it: the
-    claim came back in 1.5 to 2 ms and the first process started 7 to 11 ms after the slot,
-    median 9.4 ms, against 38 to 56 ms for the code before, in the same alternating runs
-    (``bench/lateness.py --worker command 1000 --store sqlite``, eight runs each way).
+    **Ahead.** A slot is handed over ``_StartUpJobStore.ahead()`` before it: long enough for
+    the dispatcher to decide each run and have its claim accepted, so that its process starts
+    on the slot instead of after that work (the start waits for the slot: see
+    ``controller.dispatch``). APScheduler's own ``_process_jobs`` hands over only what is due
+    at ``now``; this one is that method for crontask's one store and executor, due at ``now``
+    plus the lead, with no submission events (nothing listens to them).
+
+    **The GIL.** The threads that a burst's first runs wait for (the store's, writing their
+    claims; a spawner's, back from ``posix_spawn``) need the GIL that the loop's thread holds
+    while it hands the burst over, and they waited for it: in a burst of 1 000 same-second
+    tasks the first claim, under 1 ms of SQLite's work, came back 4 to 20 ms after it was
+    sent. A ``time.sleep(0)`` after each part lets go of the GIL where those threads take it:
+    the claim came back in 1.5 to 2 ms (``bench/lateness.py --worker command 1000 --store
+    sqlite``).
     """
 
+    def __init__(self, store: _StartUpJobStore, executor: _HandOffExecutor) -> None:
+        super().__init__(
+            timezone=UTC,
+            jobstores={"default": store},
+            executors={"default": executor},
+            job_defaults={"misfire_grace_time": None, "coalesce": True, "max_instances": 1},
+        )
+        self._store = store
+        self._handoff = executor
+
     def _process_jobs(self) -> float | None:
-        wait: float | None = super()._process_jobs()
-        if wait == 0:  # more jobs are due: the next part follows in the next turn
+        if self.state == STATE_PAUSED:
+            return None
+        store = self._store
+        now = datetime.now(UTC)
+        with self._jobstores_lock:
+            horizon = now + timedelta(seconds=store.ahead())
+            for job in store.get_due_jobs(horizon):
+                # Coalesced: a backlog is handed over as its latest slot (the dispatcher
+                # accounts for the others).
+                slot = job._get_run_times(horizon)[-1]
+                self._handoff.submit_job(job, [slot])
+                following = job.trigger.get_next_fire_time(slot, now)
+                if following is None:
+                    store.remove_job(job.id)
+                else:
+                    job._modify(next_run_time=following)
+                    store.update_job(job)
+            wake = store.get_next_run_time()
+        if wake is None:
+            return None
+        wait = wake.timestamp() - store.ahead() - time.time()
+        if wait <= 0:  # more jobs are due: the next part follows in the next turn
             time.sleep(0)
-        return wait
+            return 0.0
+        return min(wait, threading.TIMEOUT_MAX)
 
 
 class ApsScheduler:
@@ -262,12 +333,7 @@ class ApsScheduler:
         self._triggers: dict[str, _ScheduleTrigger] = {}
         self._lock = threading.Lock()
         self._store = _StartUpJobStore()
-        self._aps = _Scheduler(
-            timezone=UTC,
-            jobstores={"default": self._store},
-            executors={"default": _HandOffExecutor(on_fire)},
-            job_defaults={"misfire_grace_time": None, "coalesce": True, "max_instances": 1},
-        )
+        self._aps = _Scheduler(self._store, _HandOffExecutor(on_fire))
 
     def start(self) -> None:
         if not self._aps.running:  # starting twice changes nothing

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import signal
 from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -255,3 +256,17 @@ def test_a_large_folder_is_read_ahead_on_every_core(
     assert "tasks=300" in next(line for line in log.splitlines() if "crontask started" in line)
     # The broken file's error, as the first pass reports it.
     assert "broken.yaml:5:14: spec.schedule: minute field: 61" in log
+
+
+def test_a_command_starts_on_its_slot_and_never_before(
+    crontask: Callable[..., Crontask], tmp_path: Path
+) -> None:
+    """Its run is decided and claimed ahead of the slot; the process waits for the slot."""
+    app = crontask()
+    out = tmp_path / "starts.txt"
+    script = f'echo "$(date +%s.%N) $CRONTASK_SCHEDULED_TIME" >> {out}'
+    (app.tasks / "tick.yaml").write_text(task("tick", ["sh", "-c", script]))
+    wait_for("three runs", lambda: len(lines(out)) >= 3)
+    for line in lines(out)[:3]:
+        clock, slot = line.split()
+        assert float(clock) >= datetime.fromisoformat(slot).timestamp(), line

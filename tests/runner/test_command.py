@@ -518,3 +518,41 @@ def test_no_descriptor_left_for_the_pipe_is_a_start_failure() -> None:
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "failed|StartFailed|cannot start true: Too many open files"
+
+
+# -- a start at an instant ahead (a run claimed before its slot) ------------------------------
+
+
+def test_a_start_ahead_waits_for_its_instant_in_the_spawner() -> None:
+    """The process starts at the instant given, not when run() is called: what it reads from
+    the wall clock first thing is not earlier."""
+
+    async def scenario() -> tuple[float, Outcome]:
+        command = CommandRun(["date", "+%s.%N"], env=ENV)
+        wall, now = time.time(), time.monotonic()
+        command.start_at(now + 0.3)
+        return wall + 0.3, await command.run()
+
+    due, outcome = arun(scenario())
+    assert outcome.status is RunStatus.SUCCEEDED
+    assert float(outcome.output) >= due - 0.002  # the clocks are read microseconds apart
+
+
+def test_a_run_stopped_while_its_start_waits_starts_nothing(tmp_path: Path) -> None:
+    marker = tmp_path / "started"
+
+    async def scenario() -> Outcome:
+        command = CommandRun(["touch", str(marker)], env=ENV)
+        command.start_at(time.monotonic() + 0.5)
+        task = asyncio.create_task(command.run())
+        await asyncio.sleep(0.1)  # the spawner's thread is waiting for the instant
+        command.stop("TaskRemoved")
+        return await task
+
+    outcome = arun(scenario())
+    assert outcome.status is RunStatus.FAILED
+    assert outcome.reason == "TaskRemoved"
+    assert outcome.message == "stopped before it started: TaskRemoved"
+    assert outcome.pid is None
+    # The outcome came back once the spawner's thread had reached the instant and withdrawn.
+    assert not marker.exists()

@@ -17,7 +17,10 @@ from apscheduler.jobstores.memory import MemoryJobStore
 
 from reconciler.core.desired import Definition
 from reconciler.core.plan import Operation, Step
+from reconciler.core.timing import AHEAD_MAX
 from reconciler.scheduling.apscheduler import (
+    AHEAD_BASE,
+    AHEAD_PER_RUN,
     DUE_PER_WAKEUP,
     JOB_PREFIX,
     ApsScheduler,
@@ -295,3 +298,62 @@ def test_the_start_up_store_keeps_apschedulers_order_however_jobs_come() -> None
         both("remove_job", j.id)
     same()
     assert len(ours.get_all_jobs()) == 400 - 41
+
+
+def test_the_lead_grows_with_the_jobs_due_together_and_holds_while_they_go() -> None:
+    """A slot is handed over AHEAD_BASE before it, plus AHEAD_PER_RUN per job due with it, at
+    most AHEAD_MAX; worked out once per instant, so handing the jobs over does not shrink it
+    (which would pace the hand-over instead of letting it run ahead)."""
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    store = _StartUpJobStore()
+    assert store.ahead() == AHEAD_BASE  # nothing scheduled
+    burst = [SimpleNamespace(id=f"b{i:04d}", next_run_time=start) for i in range(200)]
+    later = SimpleNamespace(id="later", next_run_time=start + timedelta(seconds=10))
+    for job in [*burst, later]:
+        store.add_job(job)
+    assert store.ahead() == pytest.approx(AHEAD_BASE + 200 * AHEAD_PER_RUN)
+    for job in burst[:150]:  # handed over: their next slot is a minute on
+        job.next_run_time = start + timedelta(minutes=1)
+        store.update_job(job)
+    assert store.ahead() == pytest.approx(AHEAD_BASE + 200 * AHEAD_PER_RUN)
+    for job in burst[150:]:
+        job.next_run_time = start + timedelta(minutes=1)
+        store.update_job(job)
+    assert store.ahead() == pytest.approx(AHEAD_BASE + AHEAD_PER_RUN)  # "later" alone
+    many = _StartUpJobStore()
+    for i in range(10_000):
+        many.add_job(SimpleNamespace(id=f"m{i:05d}", next_run_time=start))
+    assert many.ahead() == AHEAD_MAX
+
+
+def test_slots_are_handed_over_ahead_of_their_instant_and_no_earlier_than_the_lead() -> None:
+    n = 1000
+    lead = AHEAD_BASE + n * AHEAD_PER_RUN
+
+    async def main() -> tuple[float, list[tuple[float, datetime]]]:
+        slot = datetime.fromtimestamp(float(int(time.time()) + 3), UTC)
+        every_day = f"{slot.second} {slot.minute} {slot.hour} * * *"
+        tasks = [definition(f"t{i:04d}", schedule=every_day) for i in range(n)]
+        fired: list[tuple[float, datetime]] = []
+        complete = asyncio.Event()
+
+        def on_fire(key: str, at: datetime) -> None:
+            fired.append((time.time(), at))
+            if len(fired) == n:
+                complete.set()
+
+        scheduler = ApsScheduler(on_fire)
+        scheduler.start()
+        try:
+            for task in tasks:
+                scheduler.apply(add(task))
+            await asyncio.wait_for(complete.wait(), 10.0)
+        finally:
+            scheduler.shutdown()
+        return slot.timestamp(), fired
+
+    slot, fired = asyncio.run(main())
+    assert {at.timestamp() for _, at in fired} == {slot}
+    # Not before the lead (a few milliseconds of timer slack), and ahead of the slot.
+    assert min(when for when, _ in fired) >= slot - lead - 0.005
+    assert min(when for when, _ in fired) < slot - lead / 2

@@ -1,0 +1,215 @@
+"""Slots handed over ahead of their instant (``Dispatcher.due``): decided and claimed at once,
+started on the slot; or, when what the slot becomes depends on what happens until then,
+decided at the slot.
+
+The dispatcher's clock here is the loop's clock shifted to a fixed date, so the slot a test
+names is a real instant of the loop: the waits are real, and short.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from collections.abc import Coroutine
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from reconciler.controller.dispatch import Dispatcher
+from reconciler.controller.execution import TASK_CHANGED
+from reconciler.core.desired import Definition
+from reconciler.core.runs import RunRecord, RunStatus, run_id
+from reconciler.runner.base import Actions, Outcome
+from reconciler.store import MemoryRunStore
+from tests.helpers import definition
+
+EPOCH = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
+KEY = "default/job"
+
+
+@dataclasses.dataclass
+class Began:
+    run: str
+    at: float  # the loop's clock
+    claimed: bool  # the store held the run's claim when it began
+
+
+class Gated:
+    """The ``command`` action's stand-in: each attempt notes when it began, and the attempts
+    of the slots in ``held`` run until ``release`` is set."""
+
+    field = "command"
+
+    def __init__(self, store: MemoryRunStore) -> None:
+        self.store = store
+        self.began: list[Began] = []
+        self.held: set[datetime] = set()
+        self.release = asyncio.Event()
+
+    def attempt(self, definition: Definition, record: RunRecord) -> _Attempt:
+        return _Attempt(self, record)
+
+
+class _Attempt:
+    def __init__(self, action: Gated, record: RunRecord) -> None:
+        self.action = action
+        self.record = record
+
+    async def run(self) -> Outcome:
+        action, record = self.action, self.record
+        claimed = action.store.get(record.id) is not None
+        action.began.append(Began(record.id, asyncio.get_running_loop().time(), claimed))
+        if record.scheduled_at in action.held:
+            await action.release.wait()
+        return Outcome(RunStatus.SUCCEEDED, 0, None, "exit code 0", "")
+
+    def stop(self, reason: str) -> None:
+        self.action.release.set()
+
+
+def run(coro: Coroutine[Any, Any, None]) -> None:
+    asyncio.run(coro)
+
+
+def setup(**spec: Any) -> tuple[Dispatcher, Gated, MemoryRunStore, Definition, float]:
+    """A dispatcher whose clock reads EPOCH at the loop time returned."""
+    loop = asyncio.get_running_loop()
+    store = MemoryRunStore()
+    action = Gated(store)
+    origin = loop.time()
+
+    def clock() -> datetime:
+        return EPOCH + timedelta(seconds=loop.time() - origin)
+
+    d = Dispatcher(store, owner="host:1:abc", clock=clock, actions=Actions([action]))
+    job = definition("job", command={"args": ["true"]}, **spec)
+    return d, action, store, job, origin
+
+
+def test_a_slot_handed_over_ahead_is_claimed_now_and_starts_on_the_slot() -> None:
+    async def scenario() -> None:
+        d, action, store, job, origin = setup()
+        slot = EPOCH + timedelta(seconds=0.3)
+        d.due(job, slot)
+        (running,) = d.active(KEY)
+        assert running.started_at == slot  # when it will start, not when it was decided
+        # The claim is written ahead: the store holds it well before the slot.
+        while store.get(run_id(KEY, slot)) is None:
+            await asyncio.sleep(0.005)
+        assert asyncio.get_running_loop().time() - origin < 0.25
+        assert action.began == []
+        assert await d.drain(5)
+        (began,) = action.began
+        assert began.at >= origin + 0.3
+        assert began.claimed
+        record = store.get(run_id(KEY, slot))
+        assert record is not None
+        assert record.status is RunStatus.SUCCEEDED
+        assert record.started_at == slot
+        await d.shutdown(0)
+
+    run(scenario())
+
+
+def test_a_slot_whose_run_depends_on_a_run_in_progress_is_decided_at_the_slot() -> None:
+    """Forbid, with the previous run still running when the slot is handed over: deciding
+    then would skip it. The previous run ends before the slot, so the slot runs."""
+
+    async def scenario() -> None:
+        d, action, store, job, origin = setup(concurrencyPolicy="Forbid")
+        previous = EPOCH - timedelta(seconds=1)
+        action.held.add(previous)
+        d.fire(job, previous)
+        await asyncio.sleep(0.05)
+        assert [b.run for b in action.began] == [run_id(KEY, previous)]
+        slot = EPOCH + timedelta(seconds=0.4)
+        d.due(job, slot)
+        assert store.get(run_id(KEY, slot)) is None  # nothing decided, nothing claimed
+        action.release.set()  # the previous run ends before the slot
+        assert await d.drain(5)  # a slot deferred to its instant is not a run yet
+        await asyncio.sleep(origin + 0.45 - asyncio.get_running_loop().time())
+        assert await d.drain(5)
+        record = store.get(run_id(KEY, slot))
+        assert record is not None
+        assert record.status is RunStatus.SUCCEEDED, record
+        assert action.began[-1].at >= origin + 0.4
+        await d.shutdown(0)
+
+    run(scenario())
+
+
+def test_the_same_slot_still_in_progress_at_its_instant_is_skipped_as_before() -> None:
+    async def scenario() -> None:
+        d, action, store, job, origin = setup(concurrencyPolicy="Forbid")
+        previous = EPOCH - timedelta(seconds=1)
+        action.held.add(previous)
+        d.fire(job, previous)
+        slot = EPOCH + timedelta(seconds=0.2)
+        d.due(job, slot)
+        await asyncio.sleep(origin + 0.3 - asyncio.get_running_loop().time())
+        record = store.get(run_id(KEY, slot))
+        assert record is not None
+        assert record.status is RunStatus.SKIPPED
+        assert record.reason == "ConcurrencyForbid"
+        action.release.set()
+        await d.shutdown(1)
+
+    run(scenario())
+
+
+def test_a_deferred_slot_of_a_changed_task_is_not_decided_with_the_old_definition() -> None:
+    """The pass that changes the task cancels it; the changed task's job hands that slot over
+    again if its schedule still has it."""
+
+    async def scenario() -> None:
+        d, action, store, job, origin = setup(concurrencyPolicy="Forbid")
+        previous = EPOCH - timedelta(seconds=1)
+        action.held.add(previous)
+        d.fire(job, previous)
+        slot = EPOCH + timedelta(seconds=0.2)
+        d.due(job, slot)
+        d.cancel_retries(KEY, TASK_CHANGED)
+        action.release.set()
+        await asyncio.sleep(origin + 0.3 - asyncio.get_running_loop().time())
+        assert await d.drain(5)
+        assert store.get(run_id(KEY, slot)) is None
+        assert [b.run for b in action.began] == [run_id(KEY, previous)]
+        await d.shutdown(0)
+
+    run(scenario())
+
+
+def test_shutdown_leaves_deferred_slots_undecided() -> None:
+    """Not handed over yet: no record, so the next start catches the slot up if it is due."""
+
+    async def scenario() -> None:
+        d, action, store, job, origin = setup(concurrencyPolicy="Forbid")
+        previous = EPOCH - timedelta(seconds=1)
+        action.held.add(previous)
+        d.fire(job, previous)
+        slot = EPOCH + timedelta(seconds=0.2)
+        d.due(job, slot)
+        await d.shutdown(0)  # stops the held run at once
+        await asyncio.sleep(origin + 0.3 - asyncio.get_running_loop().time())
+        assert store.get(run_id(KEY, slot)) is None
+
+    run(scenario())
+
+
+def test_a_slot_far_ahead_or_past_is_not_waited_for() -> None:
+    """Only AHEAD_MAX ahead counts as ahead: a run fired at a slot further away (a clock
+    stepped back) starts at once, as it always did."""
+
+    async def scenario() -> None:
+        d, action, store, job, origin = setup()
+        far = EPOCH + timedelta(hours=1)
+        d.due(job, far)
+        assert await d.drain(5)
+        (began,) = action.began
+        assert began.at - origin < 0.5
+        record = store.get(run_id(KEY, far))
+        assert record is not None
+        assert record.started_at is not None
+        assert record.started_at < far
+        await d.shutdown(0)
+
+    run(scenario())
