@@ -6,14 +6,18 @@ Modes (each run in a fresh interpreter by ``bench/run.py``):
 
 - ``handoff``: ``ApsScheduler`` (crontask's adapter: its own trigger over crontask's schedule
   engine, the hand-off executor) with a fire callback that does what ``crontask run``'s does
-  before dispatch (look the task up in ``owned()``) and notes the time. Start = the callback.
-- ``dispatch``: the same, through the real ``Dispatcher.fire`` (policies, run record, claim in a
+  before dispatch (look the task up in ``owned()``) and notes the time. Start = the callback,
+  against the instant the scheduler means to call it: the slot less its lead (it hands slots
+  over ahead of them).
+- ``dispatch``: the same, through the real ``Dispatcher`` (policies, run record, claim in a
   ``MemoryRunStore`` through the recorder's thread pool, "run started"/"run finished" log lines
   formatted as ``crontask run`` does; the command's ``CommandRun`` with its environment is
   built) with a bench-local no-op ``Attempt`` run in place of the process. Start = the moment
   the attempt's ``run()`` begins, i.e. when a process would be spawned, after the store
-  accepted the claim. This is the cheapest honest action: an HTTP
-  call or ``true`` would add a request or a fork that is not crontask's own cost.
+  accepted the claim and not before the slot (a run decided ahead waits for it on a timer of
+  the loop; a command waits in its spawner thread instead). This is the cheapest honest
+  action: an HTTP call or ``true`` would add a request or a fork that is not crontask's own
+  cost.
 - ``aps-asyncio``: plain ``AsyncIOScheduler`` with its ``CronTrigger`` and default job settings
   (``misfire_grace_time=1``, ``coalesce=True``, ``max_instances=1``), an ``async def`` job that
   notes the time. Same process layout as crontask: one asyncio loop.
@@ -76,13 +80,14 @@ class Tally:
 
     n: int
     due: float = 0.0
+    lead: float = 0.0  # starts are timed against due - lead (the hand-off's own instant)
     starts: list[float] = dataclasses.field(default_factory=list)
     ends: list[float] = dataclasses.field(default_factory=list)
     all_started: threading.Event = dataclasses.field(default_factory=threading.Event)
     all_ended: threading.Event = dataclasses.field(default_factory=threading.Event)
 
     def started(self) -> None:
-        self.starts.append(time.time() - self.due)
+        self.starts.append(time.time() - (self.due - self.lead))
         if len(self.starts) >= self.n:
             self.all_started.set()
 
@@ -165,11 +170,12 @@ async def _crontask(mode: str, n: int, store_dir: Path | None) -> Json:
     from reconciler.core.desired import Definition
     from reconciler.core.plan import Operation, Step
     from reconciler.core.runs import RunRecord, RunStatus
+    from reconciler.core.timing import AHEAD_MAX
     from reconciler.runner import process
     from reconciler.runner.base import Actions, Attempt, Outcome
     from reconciler.runner.command import CommandRunner
     from reconciler.runner.environment import task_environment
-    from reconciler.scheduling.apscheduler import ApsScheduler
+    from reconciler.scheduling.apscheduler import AHEAD_BASE, AHEAD_PER_RUN, ApsScheduler
     from reconciler.store import open_store, sqlite_url
     from reconciler.store.memory import MemoryRunStore
 
@@ -240,6 +246,10 @@ async def _crontask(mode: str, n: int, store_dir: Path | None) -> Json:
     scheduler = ApsScheduler(on_fire)
     setup_started = time.perf_counter()
     tally.due = _slot(n)
+    if mode == "handoff":
+        # The scheduler means to hand the slots over ahead of the slot, by its lead: the
+        # hand-off is timed against that instant.
+        tally.lead = min(AHEAD_MAX, AHEAD_BASE + AHEAD_PER_RUN * n)
     definitions = _definitions(n, tally.due, command)
     scheduler.start()
     for definition in definitions:
