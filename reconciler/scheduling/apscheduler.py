@@ -40,6 +40,7 @@ import asyncio
 import bisect
 import contextlib
 import inspect
+import logging
 import math
 import threading
 import time
@@ -60,6 +61,8 @@ from reconciler.core.plan import Operation, Step
 from reconciler.core.schedule import Schedule
 from reconciler.core.timing import AHEAD_MAX
 from reconciler.scheduling.base import FireCallback, Scheduled, schedule_of
+
+log = logging.getLogger("crontask.scheduler")
 
 JOB_PREFIX = "crontask:"
 _EPSILON = timedelta(microseconds=1)
@@ -307,7 +310,12 @@ class _Scheduler(AsyncIOScheduler):  # type: ignore[misc]
                 # Coalesced: a backlog is handed over as its latest slot (the dispatcher
                 # accounts for the others).
                 slot = job._get_run_times(horizon)[-1]
-                self._handoff.submit_job(job, [slot])
+                try:
+                    self._handoff.submit_job(job, [slot])
+                except Exception:
+                    # As APScheduler's own: a slot the callback failed on costs that slot
+                    # (logged), never the job's next one or the other jobs'.
+                    log.exception("could not hand a slot over", extra={"fields": {"job": job.id}})
                 following = job.trigger.get_next_fire_time(slot, now)
                 if following is None:
                     store.remove_job(job.id)

@@ -357,3 +357,39 @@ def test_slots_are_handed_over_ahead_of_their_instant_and_no_earlier_than_the_le
     # Not before the lead (a few milliseconds of timer slack), and ahead of the slot.
     assert min(when for when, _ in fired) >= slot - lead - 0.005
     assert min(when for when, _ in fired) < slot - lead / 2
+
+
+def test_a_callback_that_fails_costs_that_slot_only(caplog: pytest.LogCaptureFixture) -> None:
+    """Logged; the job keeps its next slot and the other jobs theirs (the scheduler goes on)."""
+
+    async def main() -> list[tuple[str, datetime]]:
+        fired: list[tuple[str, datetime]] = []
+        done = asyncio.Event()
+        failed = False
+
+        def on_fire(key: str, at: datetime) -> None:
+            nonlocal failed
+            if key == "default/bad" and not failed:
+                failed = True
+                raise RuntimeError("a bug in the callback")
+            fired.append((key, at))
+            if sum(1 for k, _ in fired if k == "default/bad") == 1:
+                done.set()
+
+        scheduler = ApsScheduler(on_fire)
+        scheduler.start()
+        try:
+            scheduler.apply(add(definition("bad", schedule=EVERY_SECOND)))
+            scheduler.apply(add(definition("good", schedule=EVERY_SECOND)))
+            await asyncio.wait_for(done.wait(), 5.0)
+        finally:
+            scheduler.shutdown()
+        return fired
+
+    fired = asyncio.run(main())
+    assert "could not hand a slot over" in caplog.text
+    bad = [at for key, at in fired if key == "default/bad"]
+    good = [at for key, at in fired if key == "default/good"]
+    assert len(bad) == 1
+    assert good
+    assert min(good) < bad[0]  # the good job's slot of the failed second was handed over
