@@ -38,6 +38,7 @@ from datetime import UTC, datetime
 from reconciler.controller.execution import (
     REPLACED,
     SHUTDOWN,
+    TASK_CHANGED,
     ActiveRun,
     RunExecution,
     RunListener,
@@ -87,7 +88,7 @@ class Dispatcher(RunExecution):
         self._writes: set[asyncio.Task[None]] = set()
         self._closing = False  # shutdown has begun: no retry waits any more
         # Slots handed over ahead that are decided at their instant (``due``), by task.
-        self._deferred: dict[str, dict[datetime, asyncio.TimerHandle]] = {}
+        self._deferred: dict[str, dict[datetime, tuple[asyncio.TimerHandle, Definition]]] = {}
 
     # -- queries ---------------------------------------------------------------------------
 
@@ -131,10 +132,11 @@ class Dispatcher(RunExecution):
         key = definition.key
         deferred = self._deferred.setdefault(key, {})
         if (earlier := deferred.pop(scheduled_at, None)) is not None:
-            earlier.cancel()
-        deferred[scheduled_at] = asyncio.get_running_loop().call_later(
+            earlier[0].cancel()
+        handle = asyncio.get_running_loop().call_later(
             ahead, self._due_now, definition, scheduled_at
         )
+        deferred[scheduled_at] = (handle, definition)
 
     def _decidable_ahead(self, definition: Definition) -> bool:
         key = definition.key
@@ -149,16 +151,26 @@ class Dispatcher(RunExecution):
         self._undefer(definition.key, scheduled_at)
         self.fire(definition, scheduled_at)
 
-    def _undefer(self, key: str, slot: datetime | None = None) -> None:
-        """Cancel the slots of ``key`` deferred to their instant (``slot``: that one only)."""
+    def _undefer(self, key: str, slot: datetime | None = None, *, decide_due: bool = False) -> None:
+        """Cancel the slots of ``key`` deferred to their instant (``slot``: that one only).
+        ``decide_due``: a slot whose instant has passed (the loop was busy until now) is
+        decided now, with the definition in force at its instant: the scheduler handed it
+        over already, so nothing else would."""
         deferred = self._deferred.get(key)
         if deferred is None:
             return
+        due: list[tuple[datetime, Definition]] = []
         for at in [slot] if slot is not None else list(deferred):
-            if (handle := deferred.pop(at, None)) is not None:
-                handle.cancel()
+            if (entry := deferred.pop(at, None)) is not None:
+                entry[0].cancel()
+                due.append((at, entry[1]))
         if not deferred:
             del self._deferred[key]
+        if decide_due:
+            now = self.clock()
+            for at, definition in due:
+                if at <= now:
+                    self.fire(definition, at)
 
     def fire(
         self, definition: Definition, scheduled_at: datetime, trigger: Trigger = Trigger.SCHEDULE
@@ -319,9 +331,10 @@ class Dispatcher(RunExecution):
     def cancel_retries(self, key: str, reason: str) -> int:
         """Runs of ``key`` waiting for a retry do not retry: each records its abandoned
         attempt with ``reason`` (TaskRemoved, TaskChanged), and its slots deferred to their
-        instant (``due``) are not decided here any more. Running attempts, and runs claimed
-        ahead of their slot, are left alone. Returns how many retries were cancelled."""
-        self._undefer(key)
+        instant (``due``) are not decided later (for a changed task, one whose instant has
+        passed is decided now). Running attempts, and runs claimed ahead of their slot, are
+        left alone. Returns how many retries were cancelled."""
+        self._undefer(key, decide_due=reason == TASK_CHANGED)
         waiting = [a for a in self._active.get(key, {}).values() if a.waiting]
         for active in waiting:
             active.stop(reason)

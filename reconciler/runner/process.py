@@ -330,6 +330,10 @@ class Spawner:
         self._libc = _load_libc() if use_libc else None
         self.threads = threads or min(16, 4 * usable_cores())
         self._pool: concurrent.futures.ThreadPoolExecutor | None = None
+        # Starts that wait for their instant wait in threads of their own: parked in the pool
+        # above, a burst due at the next slot would hold every thread for up to a second, and
+        # a run due now (a manual run, a retry) would wait behind it.
+        self._waiting_pool: concurrent.futures.ThreadPoolExecutor | None = None
         self._lock = threading.Lock()
 
     @property
@@ -374,7 +378,8 @@ class Spawner:
         starts the process only if ``wanted()`` still says so (else ``Withdrawn``). A run
         claimed ahead of its slot starts on the slot this way, a sleep's precision after it,
         whatever the event loop is busy with then."""
-        return self._executor().submit(self._start_piped, args, env, cwd, start_at, wanted)
+        pool = self._executor() if start_at is None else self._executor(waiting=True)
+        return pool.submit(self._start_piped, args, env, cwd, start_at, wanted)
 
     def _start_piped(
         self,
@@ -397,14 +402,19 @@ class Spawner:
         finally:
             os.close(write_fd)  # the child has its copy: EOF comes when the last holder ends
 
-    def _executor(self) -> concurrent.futures.ThreadPoolExecutor:
-        if self._pool is None:
-            with self._lock:
-                if self._pool is None:
-                    self._pool = concurrent.futures.ThreadPoolExecutor(
-                        self.threads, thread_name_prefix="crontask-spawn"
+    def _executor(self, *, waiting: bool = False) -> concurrent.futures.ThreadPoolExecutor:
+        with self._lock:
+            if waiting:
+                if self._waiting_pool is None:
+                    self._waiting_pool = concurrent.futures.ThreadPoolExecutor(
+                        self.threads, thread_name_prefix="crontask-spawn-at"
                     )
-        return self._pool
+                return self._waiting_pool
+            if self._pool is None:
+                self._pool = concurrent.futures.ThreadPoolExecutor(
+                    self.threads, thread_name_prefix="crontask-spawn"
+                )
+            return self._pool
 
 
 _spawner: Spawner | None = None

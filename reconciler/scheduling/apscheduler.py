@@ -307,9 +307,12 @@ class _Scheduler(AsyncIOScheduler):  # type: ignore[misc]
         with self._jobstores_lock:
             horizon = now + timedelta(seconds=store.ahead())
             for job in store.get_due_jobs(horizon):
-                # Coalesced: a backlog is handed over as its latest slot (the dispatcher
-                # accounts for the others).
-                slot = job._get_run_times(horizon)[-1]
+                # Coalesced: a backlog is handed over as its latest slot due now (the
+                # dispatcher accounts for the others); a job not due yet, as its next slot.
+                # Coalescing up to the horizon instead would make a slot handed over a little
+                # late give way to the next one whenever the lead is near the interval.
+                due = job._get_run_times(now)
+                slot = due[-1] if due else job.next_run_time
                 try:
                     self._handoff.submit_job(job, [slot])
                 except Exception:

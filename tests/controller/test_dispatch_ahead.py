@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import time
 from collections.abc import Coroutine
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -211,5 +212,33 @@ def test_a_slot_far_ahead_or_past_is_not_waited_for() -> None:
         assert record.started_at is not None
         assert record.started_at < far
         await d.shutdown(0)
+
+    run(scenario())
+
+
+def test_a_deferred_slot_whose_instant_passed_before_the_change_is_decided_then() -> None:
+    """The loop was busy past the slot, and the pass that changes the task comes after it:
+    the scheduler handed that slot over already, so the change decides it (with the
+    definition in force at its instant) rather than dropping it."""
+
+    async def scenario() -> None:
+        d, action, store, job, _ = setup(concurrencyPolicy="Forbid")
+        previous = EPOCH - timedelta(seconds=1)
+        action.held.add(previous)
+        d.fire(job, previous)
+        slot = EPOCH + timedelta(seconds=0.1)
+        d.due(job, slot)
+        time.sleep(0.15)  # the loop is busy past the slot (a long pass)
+        d.cancel_retries(KEY, TASK_CHANGED)
+        for _ in range(500):  # its record is written by the recorder's thread
+            if store.get(run_id(KEY, slot)) is not None:
+                break
+            await asyncio.sleep(0.01)
+        record = store.get(run_id(KEY, slot))
+        assert record is not None
+        assert record.status is RunStatus.SKIPPED
+        assert record.reason == "ConcurrencyForbid"
+        action.release.set()
+        await d.shutdown(1)
 
     run(scenario())

@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -310,3 +311,34 @@ def test_a_start_cancelled_while_spawning_leaves_no_process_or_descriptor(
     spawner._executor().shutdown(wait=True)  # the start ran, then its orphan was killed
     assert _open_fds() == before
     wait_for("the orphan to be killed and reaped", lambda: not _children_named("sleep"), 10)
+
+
+def test_starts_waiting_for_their_instant_do_not_hold_up_a_start_due_now() -> None:
+    """A burst claimed ahead of its slot waits in threads of its own: a run due now (a manual
+    run, a retry) starts before that slot, not behind it."""
+    spawner = Spawner(threads=2)
+
+    async def scenario() -> tuple[float, float, list[float]]:
+        loop = asyncio.get_running_loop()
+        instant = time.monotonic() + 0.8
+
+        async def start(at: float | None) -> float:
+            child, read_fd = await spawn_soon(["true"], env=ENV, cwd=None, start_at=at)
+            began = time.monotonic()
+            os.close(read_fd)
+            assert await child.exited() == 0
+            return began
+
+        waiting = [loop.create_task(start(instant)) for _ in range(spawner.threads + 2)]
+        await asyncio.sleep(0.05)  # the waiting starts hold every thread of their pool
+        now = await start(None)
+        return instant, now, list(await asyncio.gather(*waiting))
+
+    previous = process._spawner
+    process._spawner = spawner
+    try:
+        instant, now, later = asyncio.run(scenario())
+    finally:
+        process._spawner = previous
+    assert now < instant
+    assert min(later) >= instant

@@ -393,3 +393,32 @@ def test_a_callback_that_fails_costs_that_slot_only(caplog: pytest.LogCaptureFix
     assert len(bad) == 1
     assert good
     assert min(good) < bad[0]  # the good job's slot of the failed second was handed over
+
+
+def test_a_slot_handed_over_late_is_that_slot_not_the_next(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """With a lead near the interval (a second, for a thousand jobs due together), a slot
+    handed over a little late (the loop was busy) is still that slot: coalescing up to the
+    lead would hand over the next one and leave this one superseded."""
+    monkeypatch.setattr(_StartUpJobStore, "ahead", lambda self: 0.99)
+
+    async def main() -> tuple[datetime, list[datetime]]:
+        handed: list[datetime] = []
+        scheduler = ApsScheduler(lambda key, at: handed.append(at))
+        scheduler.start()
+        try:
+            scheduler.apply(add(definition("tick", schedule=EVERY_SECOND)))
+            await asyncio.sleep(0.1)
+            slot = datetime.fromtimestamp(float(int(time.time()) + 3), UTC)
+            await asyncio.sleep(slot.timestamp() - 1.2 - time.time())
+            time.sleep(
+                slot.timestamp() + 0.03 - time.time()
+            )  # busy from before the lead to past the slot
+            await asyncio.sleep(0.1)
+        finally:
+            scheduler.shutdown()
+        return slot, handed
+
+    slot, handed = asyncio.run(main())
+    assert slot in handed
