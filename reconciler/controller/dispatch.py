@@ -122,9 +122,10 @@ class Dispatcher(RunExecution):
         waits for the slot, so its process starts on the slot rather than after the claim.
         What a slot becomes can depend on what happens until then (a run of the task still in
         progress, a task inherited from another replica, a pause): such a slot is decided at
-        the slot, by ``fire``, as if handed over then; a pass that removes or changes the task
-        meanwhile cancels it (``cancel_retries``), and the changed task's job hands it over
-        again if its schedule still has that slot."""
+        the slot, by ``fire``, as if handed over then. A pass that removes the task meanwhile
+        cancels it (``cancel_retries``); one that changes it too, and the changed task's job
+        hands the slot over again if its schedule still has it, unless the slot's instant has
+        passed already (the loop was busy): then it is decided at once, as it stood."""
         ahead = (scheduled_at - self.clock()).total_seconds()
         if not 0 < ahead <= AHEAD_MAX or self._decidable_ahead(definition):
             self.fire(definition, scheduled_at)

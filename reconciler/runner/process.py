@@ -378,7 +378,7 @@ class Spawner:
         starts the process only if ``wanted()`` still says so (else ``Withdrawn``). A run
         claimed ahead of its slot starts on the slot this way, a sleep's precision after it,
         whatever the event loop is busy with then."""
-        pool = self._executor() if start_at is None else self._executor(waiting=True)
+        pool = self._executor(waiting=start_at is not None)
         return pool.submit(self._start_piped, args, env, cwd, start_at, wanted)
 
     def _start_piped(

@@ -86,6 +86,14 @@ def setup(**spec: Any) -> tuple[Dispatcher, Gated, MemoryRunStore, Definition, f
     return d, action, store, job, origin
 
 
+def hold_a_run(d: Dispatcher, action: Gated, job: Definition) -> datetime:
+    """Start a run of ``job`` (the slot a second before EPOCH) that goes on until released."""
+    previous = EPOCH - timedelta(seconds=1)
+    action.held.add(previous)
+    d.fire(job, previous)
+    return previous
+
+
 def test_a_slot_handed_over_ahead_is_claimed_now_and_starts_on_the_slot() -> None:
     async def scenario() -> None:
         d, action, store, job, origin = setup()
@@ -117,9 +125,7 @@ def test_a_slot_whose_run_depends_on_a_run_in_progress_is_decided_at_the_slot() 
 
     async def scenario() -> None:
         d, action, store, job, origin = setup(concurrencyPolicy="Forbid")
-        previous = EPOCH - timedelta(seconds=1)
-        action.held.add(previous)
-        d.fire(job, previous)
+        previous = hold_a_run(d, action, job)
         await asyncio.sleep(0.05)
         assert [b.run for b in action.began] == [run_id(KEY, previous)]
         slot = EPOCH + timedelta(seconds=0.4)
@@ -141,9 +147,7 @@ def test_a_slot_whose_run_depends_on_a_run_in_progress_is_decided_at_the_slot() 
 def test_the_same_slot_still_in_progress_at_its_instant_is_skipped_as_before() -> None:
     async def scenario() -> None:
         d, action, store, job, origin = setup(concurrencyPolicy="Forbid")
-        previous = EPOCH - timedelta(seconds=1)
-        action.held.add(previous)
-        d.fire(job, previous)
+        hold_a_run(d, action, job)
         slot = EPOCH + timedelta(seconds=0.2)
         d.due(job, slot)
         await asyncio.sleep(origin + 0.3 - asyncio.get_running_loop().time())
@@ -163,9 +167,7 @@ def test_a_deferred_slot_of_a_changed_task_is_not_decided_with_the_old_definitio
 
     async def scenario() -> None:
         d, action, store, job, origin = setup(concurrencyPolicy="Forbid")
-        previous = EPOCH - timedelta(seconds=1)
-        action.held.add(previous)
-        d.fire(job, previous)
+        previous = hold_a_run(d, action, job)
         slot = EPOCH + timedelta(seconds=0.2)
         d.due(job, slot)
         d.cancel_retries(KEY, TASK_CHANGED)
@@ -184,9 +186,7 @@ def test_shutdown_leaves_deferred_slots_undecided() -> None:
 
     async def scenario() -> None:
         d, action, store, job, origin = setup(concurrencyPolicy="Forbid")
-        previous = EPOCH - timedelta(seconds=1)
-        action.held.add(previous)
-        d.fire(job, previous)
+        hold_a_run(d, action, job)
         slot = EPOCH + timedelta(seconds=0.2)
         d.due(job, slot)
         await d.shutdown(0)  # stops the held run at once
@@ -223,9 +223,7 @@ def test_a_deferred_slot_whose_instant_passed_before_the_change_is_decided_then(
 
     async def scenario() -> None:
         d, action, store, job, _ = setup(concurrencyPolicy="Forbid")
-        previous = EPOCH - timedelta(seconds=1)
-        action.held.add(previous)
-        d.fire(job, previous)
+        hold_a_run(d, action, job)
         slot = EPOCH + timedelta(seconds=0.1)
         d.due(job, slot)
         time.sleep(0.15)  # the loop is busy past the slot (a long pass)
