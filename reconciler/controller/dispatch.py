@@ -38,7 +38,6 @@ from datetime import UTC, datetime
 from reconciler.controller.execution import (
     REPLACED,
     SHUTDOWN,
-    TASK_CHANGED,
     ActiveRun,
     RunExecution,
     RunListener,
@@ -122,10 +121,8 @@ class Dispatcher(RunExecution):
         waits for the slot, so its process starts on the slot rather than after the claim.
         What a slot becomes can depend on what happens until then (a run of the task still in
         progress, a task inherited from another replica, a pause): such a slot is decided at
-        the slot, by ``fire``, as if handed over then. A pass that removes the task meanwhile
-        cancels it (``cancel_retries``); one that changes it too, and the changed task's job
-        hands the slot over again if its schedule still has it, unless the slot's instant has
-        passed already (the loop was busy): then it is decided at once, as it stood."""
+        the slot, by ``fire``, as if handed over then; a pass that changes or removes the
+        task meanwhile settles it first (``before_change``)."""
         ahead = (scheduled_at - self.clock()).total_seconds()
         if not 0 < ahead <= AHEAD_MAX or self._decidable_ahead(definition):
             self.fire(definition, scheduled_at)
@@ -138,6 +135,14 @@ class Dispatcher(RunExecution):
             ahead, self._due_now, definition, scheduled_at
         )
         deferred[scheduled_at] = (handle, definition)
+
+    def before_change(self, key: str, *, changed: bool) -> None:
+        """The scheduler is about to change (``changed``) or remove the job of ``key``: its
+        slots deferred to their instant are not decided later. A changed task's slot whose
+        instant has passed (the loop was busy) is decided now, as it stood: the scheduler
+        handed it over already, and the changed job starts after it. One still ahead is
+        handed over again by the changed job if its schedule still has it."""
+        self._undefer(key, decide_due=changed)
 
     def _decidable_ahead(self, definition: Definition) -> bool:
         key = definition.key
@@ -332,10 +337,9 @@ class Dispatcher(RunExecution):
     def cancel_retries(self, key: str, reason: str) -> int:
         """Runs of ``key`` waiting for a retry do not retry: each records its abandoned
         attempt with ``reason`` (TaskRemoved, TaskChanged), and its slots deferred to their
-        instant (``due``) are not decided later (for a changed task, one whose instant has
-        passed is decided now). Running attempts, and runs claimed ahead of their slot, are
-        left alone. Returns how many retries were cancelled."""
-        self._undefer(key, decide_due=reason == TASK_CHANGED)
+        instant (``due``) are not decided later. Running attempts, and runs claimed ahead of
+        their slot, are left alone. Returns how many retries were cancelled."""
+        self._undefer(key)
         waiting = [a for a in self._active.get(key, {}).values() if a.waiting]
         for active in waiting:
             active.stop(reason)

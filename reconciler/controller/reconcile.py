@@ -203,6 +203,10 @@ class Reconciler:
         if not result.held_removals:  # else the sources are empty and every task is kept
             self._note_appeared(everything, keys)
         for step in result.steps:
+            if step.operation is not Operation.ADD:
+                # Before the job changes: the changed job's first slot depends on what the
+                # dispatcher decided of the slots it set aside (see before_change).
+                self.dispatcher.before_change(step.key, changed=step.desired is not None)
             self.scheduler.apply(step)
             self._log_step(step)
         if not self._scheduler_started:

@@ -378,8 +378,20 @@ class Spawner:
         starts the process only if ``wanted()`` still says so (else ``Withdrawn``). A run
         claimed ahead of its slot starts on the slot this way, a sleep's precision after it,
         whatever the event loop is busy with then."""
-        pool = self._executor(waiting=start_at is not None)
-        return pool.submit(self._start_piped, args, env, cwd, start_at, wanted)
+        withdrawn: list[bool] = []  # the hand-over below failed: start nothing
+
+        def start() -> Piped:
+            if withdrawn:
+                raise Withdrawn
+            return self._start_piped(args, env, cwd, start_at, wanted)
+
+        try:
+            return self._executor(waiting=start_at is not None).submit(start)
+        except RuntimeError:
+            # No thread could be started for it (a pids limit), but the pool had queued it
+            # first: the next thread it starts would run it, for a run recorded as failed.
+            withdrawn.append(True)
+            raise
 
     def _start_piped(
         self,

@@ -16,10 +16,12 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from reconciler.controller.dispatch import Dispatcher
-from reconciler.controller.execution import TASK_CHANGED
+from reconciler.controller.reconcile import account_for_slots
 from reconciler.core.desired import Definition
+from reconciler.core.plan import Operation, Step
 from reconciler.core.runs import RunRecord, RunStatus, run_id
 from reconciler.runner.base import Actions, Outcome
+from reconciler.scheduling.apscheduler import ApsScheduler
 from reconciler.store import MemoryRunStore
 from tests.helpers import definition
 
@@ -162,15 +164,15 @@ def test_the_same_slot_still_in_progress_at_its_instant_is_skipped_as_before() -
 
 
 def test_a_deferred_slot_of_a_changed_task_is_not_decided_with_the_old_definition() -> None:
-    """The pass that changes the task cancels it; the changed task's job hands that slot over
-    again if its schedule still has it."""
+    """The pass that changes the task sets it aside before the scheduler changes the job;
+    the changed job hands that slot over again if its schedule still has it."""
 
     async def scenario() -> None:
         d, action, store, job, origin = setup(concurrencyPolicy="Forbid")
         previous = hold_a_run(d, action, job)
         slot = EPOCH + timedelta(seconds=0.2)
         d.due(job, slot)
-        d.cancel_retries(KEY, TASK_CHANGED)
+        d.before_change(KEY, changed=True)
         action.release.set()
         await asyncio.sleep(origin + 0.3 - asyncio.get_running_loop().time())
         assert await d.drain(5)
@@ -227,7 +229,7 @@ def test_a_deferred_slot_whose_instant_passed_before_the_change_is_decided_then(
         slot = EPOCH + timedelta(seconds=0.1)
         d.due(job, slot)
         time.sleep(0.15)  # the loop is busy past the slot (a long pass)
-        d.cancel_retries(KEY, TASK_CHANGED)
+        d.before_change(KEY, changed=True)
         for _ in range(500):  # its record is written by the recorder's thread
             if store.get(run_id(KEY, slot)) is not None:
                 break
@@ -240,3 +242,57 @@ def test_a_deferred_slot_whose_instant_passed_before_the_change_is_decided_then(
         await d.shutdown(1)
 
     run(scenario())
+
+
+def test_a_slot_that_passes_while_a_pass_changes_its_task_is_decided_once() -> None:
+    """In the pass's order: the deferred slot is settled before the scheduler changes the
+    job (still ahead: set aside), the changed job hands it over again, and the pass goes on
+    past the slot. It is decided once, with the changed definition."""
+
+    async def scenario() -> tuple[datetime, bool, list[tuple[datetime, list[str]]]]:
+        store = MemoryRunStore()
+        action = Gated(store)
+        d = Dispatcher(store, owner="host:1:abc", actions=Actions([action]))
+        decided: list[tuple[datetime, list[str]]] = []
+        fire = d.fire
+
+        def noting(definition: Definition, at: datetime, *args: Any) -> RunRecord:
+            assert definition.task.spec.command is not None
+            decided.append((at, list(definition.task.spec.command.args)))
+            return fire(definition, at, *args)
+
+        d.fire = noting  # type: ignore[method-assign,assignment]
+        owned: dict[str, Definition] = {}
+        scheduler = ApsScheduler(lambda key, at: d.due(owned[key], at))
+        job = definition("job", schedule="* * * * * *", concurrencyPolicy="Forbid")
+        changed = definition(
+            "job",
+            schedule="* * * * * *",
+            concurrencyPolicy="Forbid",
+            command={"args": ["true", "2"]},
+        )
+        owned[KEY] = job
+        scheduler.apply(Step(Operation.ADD, KEY, job, None))
+        scheduler.start()
+        hold_a_run(d, action, job)  # a run in progress: the next slot is set aside
+        while not d._deferred:
+            await asyncio.sleep(0.001)
+        (slot,) = d._deferred[KEY]
+        step = Step(Operation.UPDATE, KEY, changed, job)
+        ahead = datetime.now(UTC) < slot  # 50 ms of lead: unless the machine stalled
+        d.before_change(KEY, changed=True)  # as Reconciler.apply does, then the scheduler
+        scheduler.apply(step)
+        owned[KEY] = changed
+        while datetime.now(UTC) <= slot:  # the rest of a long pass
+            time.sleep(0.001)
+        account_for_slots([step], scheduler, d, datetime.now(UTC))
+        action.release.set()
+        await asyncio.sleep(0.3)
+        scheduler.shutdown()
+        await d.shutdown(1)
+        return slot, ahead, [(at, args) for at, args in decided if at == slot]
+
+    slot, ahead, decisions = asyncio.run(scenario())
+    # Set aside before its instant, the changed job decides it; past it (a stalled machine),
+    # it is decided as it stood. Once either way.
+    assert decisions == [(slot, ["true", "2"] if ahead else ["true"])]

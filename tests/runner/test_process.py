@@ -342,3 +342,28 @@ def test_starts_waiting_for_their_instant_do_not_hold_up_a_start_due_now() -> No
         process._spawner = previous
     assert now < instant
     assert min(later) >= instant
+
+
+def test_a_start_whose_thread_could_not_be_started_never_runs(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Under a pids limit the pool cannot start a thread for a start it has queued already:
+    its run is recorded as failed, so no later thread may run it."""
+    spawner = Spawner(threads=2)
+    real = threading.Thread.start
+    failures = [RuntimeError("can't start new thread")]
+
+    def start(thread: threading.Thread) -> None:
+        if failures:
+            raise failures.pop()
+        real(thread)
+
+    monkeypatch.setattr(threading.Thread, "start", start)
+    with pytest.raises(RuntimeError):
+        spawner.submit(["touch", str(tmp_path / "refused")], ENV, None)
+    (pid, _), read_fd = spawner.submit(["touch", str(tmp_path / "later")], ENV, None).result(10)
+    os.close(read_fd)
+    os.waitpid(pid, 0)
+    spawner._executor().shutdown(wait=True)  # every start it had queued has been taken
+    assert (tmp_path / "later").exists()
+    assert not (tmp_path / "refused").exists()
