@@ -381,9 +381,11 @@ class Spawner:
         withdrawn: list[bool] = []  # the hand-over below failed: start nothing
 
         def start() -> Piped:
-            if withdrawn:
+            if start_at is not None and (wait := start_at - time.monotonic()) > 0:
+                time.sleep(wait)
+            if withdrawn or (wanted is not None and not wanted()):
                 raise Withdrawn
-            return self._start_piped(args, env, cwd, start_at, wanted)
+            return self._start_piped(args, env, cwd)
 
         try:
             return self._executor(waiting=start_at is not None).submit(start)
@@ -393,18 +395,7 @@ class Spawner:
             withdrawn.append(True)
             raise
 
-    def _start_piped(
-        self,
-        args: Sequence[str],
-        env: Mapping[str, str],
-        cwd: str | None,
-        start_at: float | None = None,
-        wanted: Callable[[], bool] | None = None,
-    ) -> Piped:
-        if start_at is not None and (wait := start_at - time.monotonic()) > 0:
-            time.sleep(wait)
-        if wanted is not None and not wanted():
-            raise Withdrawn
+    def _start_piped(self, args: Sequence[str], env: Mapping[str, str], cwd: str | None) -> Piped:
         read_fd, write_fd = os.pipe()
         try:
             return self.start(args, env, cwd, write_fd), read_fd
