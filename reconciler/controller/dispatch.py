@@ -314,7 +314,6 @@ class Dispatcher(RunExecution):
 
     def forget(self, key: str) -> None:
         self.ledger.forget(key)
-        self._undefer(key)
 
     def catch_up(
         self,
@@ -336,10 +335,10 @@ class Dispatcher(RunExecution):
 
     def cancel_retries(self, key: str, reason: str) -> int:
         """Runs of ``key`` waiting for a retry do not retry: each records its abandoned
-        attempt with ``reason`` (TaskRemoved, TaskChanged), and its slots deferred to their
-        instant (``due``) are not decided later. Running attempts, and runs claimed ahead of
-        their slot, are left alone. Returns how many retries were cancelled."""
-        self._undefer(key)
+        attempt with ``reason`` (TaskRemoved, TaskChanged). Running attempts, and runs
+        claimed ahead of their slot, are left alone (slots deferred to their instant were
+        settled before the job changed: ``before_change``). Returns how many were
+        cancelled."""
         waiting = [a for a in self._active.get(key, {}).values() if a.waiting]
         for active in waiting:
             active.stop(reason)
