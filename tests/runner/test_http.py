@@ -9,7 +9,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +19,7 @@ from reconciler.core.model import HttpAction
 from reconciler.core.runs import RunStatus
 from reconciler.runner.base import Outcome
 from reconciler.runner.http import HttpRun
+from tests.helpers import serve_http
 
 RELEASE = threading.Event()
 
@@ -85,14 +86,9 @@ class Handler(BaseHTTPRequestHandler):
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[str]:
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}"
-    RELEASE.set()
-    httpd.shutdown()
-    httpd.server_close()
-    thread.join()
+    with serve_http(Handler) as url:
+        yield url
+        RELEASE.set()  # handlers still held let go before the server stops
 
 
 def run(action: dict[str, Any], env: dict[str, str] | None = None, **kw: Any) -> Outcome:

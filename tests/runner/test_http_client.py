@@ -8,9 +8,8 @@ import asyncio
 import datetime
 import json
 import ssl
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +23,7 @@ from reconciler.core.model import HttpAction
 from reconciler.core.runs import RunStatus
 from reconciler.runner.base import Outcome
 from reconciler.runner.http import HttpRun, HttpRunner
+from tests.helpers import serve_http
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -40,21 +40,10 @@ class Handler(BaseHTTPRequestHandler):
         self.wfile.write(body)
 
 
-def serve(tls: ssl.SSLContext | None = None) -> Iterator[str]:
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    if tls is not None:
-        httpd.socket = tls.wrap_socket(httpd.socket, server_side=True)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield f"{'https' if tls else 'http'}://127.0.0.1:{httpd.server_address[1]}"
-    httpd.shutdown()
-    httpd.server_close()
-    thread.join()
-
-
 @pytest.fixture(scope="module")
 def server() -> Iterator[str]:
-    yield from serve()
+    with serve_http(Handler) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
@@ -84,7 +73,8 @@ def tls_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     )
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(folder / "cert.pem", folder / "key.pem")
-    yield from serve(context)
+    with serve_http(Handler, context) as url:
+        yield url
 
 
 def attempt(url: str) -> HttpRun:
