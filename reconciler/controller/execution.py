@@ -14,7 +14,7 @@ import asyncio
 import dataclasses
 import logging
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from reconciler.controller.handover import Handover
 from reconciler.controller.recorder import Recorder
@@ -258,7 +258,6 @@ class RunExecution:
                 "could not record run start; running it anyway",
                 extra={"fields": {"task": record.task, "run": record.id}},
             )
-        self._notify(record)
         assert definition is not None  # only adopted runs come without one
         return await self._complete(active, await self._attempt(definition, active))
 
@@ -339,21 +338,24 @@ class RunExecution:
 
     async def _attempt(self, definition: Definition, active: ActiveRun) -> Outcome:
         record = active.record
-        log.info(
-            "run started",
-            extra={"fields": {"task": record.task, "run": record.id, "trigger": record.trigger}},
-        )
+        start_at, active.start_at = active.start_at, None  # a retry starts when it is due
+        if start_at is None:
+            self._begin(active)
         try:
             attempt = self.actions.attempt(definition, record)
             active.attempt = attempt
             if active.stop_reason is not None:
                 attempt.stop(active.stop_reason)  # run() then reports it without starting
-            if (start_at := active.start_at) is not None:
-                active.start_at = None  # a retry starts when it is due
+            if start_at is not None:
                 if isinstance(attempt, StartsAt):
-                    attempt.start_at(start_at)  # it waits itself, to the microsecond
-                elif (wait := start_at - asyncio.get_running_loop().time()) > 0:
-                    await asyncio.sleep(wait)
+                    # It waits itself, to the microsecond, and says when its process started.
+                    attempt.start_at(start_at, lambda at: self._begin(active, at - start_at))
+                else:
+                    loop = asyncio.get_running_loop()
+                    if (wait := start_at - loop.time()) > 0:
+                        await asyncio.sleep(wait)
+                    if active.stop_reason is None:
+                        self._begin(active, loop.time() - start_at)
             return await attempt.run()
         except Exception as err:
             # A bug of an action must cost one attempt, never the dispatcher or other runs.
@@ -362,6 +364,23 @@ class RunExecution:
                 extra={"fields": {"task": record.task, "run": record.id}},
             )
             return failed("ActionError", f"the action failed unexpectedly: {err!r}"[:500])
+
+    def _begin(self, active: ActiveRun, late: float = 0.0) -> None:
+        """The attempt's work begins: logged, and heard by the listeners. A run decided ahead
+        of its slot begins when its work did, ``late`` seconds after the slot (a busy machine
+        starts its process late): its record's start says so, and so does the start delay
+        the metrics derive from it."""
+        record = active.record
+        if late > 0 and record.started_at is not None:
+            record = dataclasses.replace(
+                record, started_at=record.started_at + timedelta(seconds=late)
+            )
+            active.record = record
+        log.info(
+            "run started",
+            extra={"fields": {"task": record.task, "run": record.id, "trigger": record.trigger}},
+        )
+        self._notify(record)
 
     async def _add(self, record: RunRecord) -> None:
         if await self.recorder.add(record):

@@ -24,7 +24,7 @@ implements :class:`Action`, and one entry where the registry is built.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import UTC
 from typing import Protocol, runtime_checkable
 
@@ -62,9 +62,11 @@ class StartsAt(Protocol):
     decided and claimed ahead of it), and waits for it itself: more precisely than a timer of
     the event loop, which a busy loop serves late."""
 
-    def start_at(self, when: float) -> None:
-        """Begin ``run()`` no earlier than ``when``, on ``time.monotonic()``'s clock (the
-        event loop's)."""
+    def start_at(self, when: float, began: Callable[[float], None]) -> None:
+        """Begin ``run()``'s work no earlier than ``when``, on ``time.monotonic()``'s clock (the
+        event loop's), and call ``began(instant)`` on the loop once it has begun (the instant
+        its process started, on the same clock): the run's real start, which a busy machine
+        makes later than ``when``. Not called if the work never began."""
 
 
 class Action(Protocol):

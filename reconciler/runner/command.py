@@ -36,7 +36,7 @@ import os
 import signal
 import subprocess
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from reconciler.core.desired import Definition
 from reconciler.core.runs import RunRecord, RunStatus
@@ -116,15 +116,18 @@ class CommandRun:
         self._terminator: asyncio.Task[None] | None = None
         self._escalated = False  # SIGKILL was needed after the grace period
         self._start_at: float | None = None  # see start_at()
+        self._began: Callable[[float], None] | None = None
 
     @property
     def pid(self) -> int | None:
         return self._pid
 
-    def start_at(self, when: float) -> None:
+    def start_at(self, when: float, began: Callable[[float], None]) -> None:
         """Start the process no earlier than ``when`` (``time.monotonic()``): the spawner's
-        thread waits for it, and starts nothing if the run was stopped meanwhile."""
+        thread waits for it, and starts nothing if the run was stopped meanwhile. ``began``
+        hears the instant the process started, as the spawner's thread noted it."""
         self._start_at = when
+        self._began = began
 
     def stop(self, reason: str) -> None:
         """Ask the command to stop: SIGTERM the group now, SIGKILL it after ``kill_grace``.
@@ -240,6 +243,8 @@ class CommandRun:
         self._pid = child.pid
         self._spawned = True
         self.started.set()
+        if self._began is not None and child.began is not None:
+            self._began(child.began)
         reader = TailReader(self._loop, read_fd, self._output_limit)
         try:
             if self._end is not None:

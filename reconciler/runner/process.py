@@ -64,8 +64,11 @@ class Child:
         loop: asyncio.AbstractEventLoop,
         pid: int,
         process: subprocess.Popen[bytes] | None = None,
+        *,
+        began: float | None = None,
     ) -> None:
         self.pid = pid
+        self.began = began  # when it started (``time.monotonic()``), if the spawner noted it
         self._loop = loop
         # Popen keeps its own state of the child: it must be the one that reaps it.
         self._process = process
@@ -305,6 +308,7 @@ class Withdrawn(Exception):
 
 Started = tuple[int, "subprocess.Popen[bytes] | None"]
 Piped = tuple[Started, int]  # and the read end of the pipe its output goes to
+Submitted = tuple[Started, int, float]  # and the instant it started (``time.monotonic()``)
 
 
 def _popen(args: Sequence[str], env: Mapping[str, str], cwd: str | None, output_fd: int) -> Started:
@@ -366,11 +370,11 @@ class Spawner:
         *,
         start_at: float | None = None,
         wanted: Callable[[], bool] | None = None,
-    ) -> concurrent.futures.Future[Piped]:
-        """Start the process in the pool (see ``start``), its stdout and stderr on a new pipe:
-        the process, and the pipe's read end. The pipe is made there, just before the spawn,
-        so a run waiting for its turn holds no descriptor. The clone copies every descriptor
-        this process has open into the child, which closes them again; 2 000 of them (a
+    ) -> concurrent.futures.Future[Submitted]:
+        """Start the process in the pool (see ``start``), its stdout and stderr on a new pipe: the
+        process, the pipe's read end and the instant it started. The pipe is made there, just before
+        the spawn, so a run waiting for its turn holds no descriptor. The clone copies every
+        descriptor this process has open into the child, which closes them again; 2 000 of them (a
         burst's pipes made ahead on the loop) cost a quarter of the pool's starts per second
         (``bench/floor_bench.py --worker threads 4000 --open 2000``).
 
@@ -380,12 +384,13 @@ class Spawner:
         whatever the event loop is busy with then."""
         withdrawn: list[bool] = []  # the hand-over below failed: start nothing
 
-        def start() -> Piped:
+        def start() -> Submitted:
             if start_at is not None and (wait := start_at - time.monotonic()) > 0:
                 time.sleep(wait)
             if withdrawn or (wanted is not None and not wanted()):
                 raise Withdrawn
-            return self._start_piped(args, env, cwd)
+            started, read_fd = self._start_piped(args, env, cwd)
+            return started, read_fd, time.monotonic()
 
         try:
             return self._executor(waiting=start_at is not None).submit(start)
@@ -460,18 +465,18 @@ async def spawn_soon(
     loop = asyncio.get_running_loop()
     future = spawner().submit(args, env, cwd, start_at=start_at, wanted=wanted)
     try:
-        started, read_fd = await asyncio.wrap_future(future, loop=loop)
+        started, read_fd, began = await asyncio.wrap_future(future, loop=loop)
     except asyncio.CancelledError:
         future.add_done_callback(_kill_orphan)
         raise
-    return Child(loop, *started), read_fd
+    return Child(loop, *started, began=began), read_fd
 
 
-def _kill_orphan(future: concurrent.futures.Future[Piped]) -> None:
+def _kill_orphan(future: concurrent.futures.Future[Submitted]) -> None:
     """A process nobody waits for (its start was cancelled): kill its group, then reap it."""
     if future.cancelled() or future.exception() is not None:
         return
-    (pid, process), read_fd = future.result()
+    (pid, process), read_fd, _ = future.result()
     os.close(read_fd)
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pid, signal.SIGKILL)

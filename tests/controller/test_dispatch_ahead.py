@@ -15,6 +15,9 @@ from collections.abc import Coroutine
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
 from reconciler.controller.dispatch import Dispatcher
 from reconciler.controller.reconcile import account_for_slots
 from reconciler.core.desired import Definition
@@ -22,6 +25,7 @@ from reconciler.core.plan import Operation, Step
 from reconciler.core.runs import RunRecord, RunStatus, run_id
 from reconciler.runner.base import Actions, Outcome
 from reconciler.scheduling.apscheduler import ApsScheduler
+from reconciler.sinks.metrics import MemoryTasks, Metrics
 from reconciler.store import MemoryRunStore
 from tests.helpers import definition
 
@@ -99,6 +103,8 @@ def hold_a_run(d: Dispatcher, action: Gated, job: Definition) -> datetime:
 def test_a_slot_handed_over_ahead_is_claimed_now_and_starts_on_the_slot() -> None:
     async def scenario() -> None:
         d, action, store, job, origin = setup()
+        heard: list[RunRecord] = []
+        d.subscribe(heard.append)
         slot = EPOCH + timedelta(seconds=0.3)
         d.due(job, slot)
         (running,) = d.active(KEY)
@@ -108,14 +114,51 @@ def test_a_slot_handed_over_ahead_is_claimed_now_and_starts_on_the_slot() -> Non
             await asyncio.sleep(0.005)
         assert asyncio.get_running_loop().time() - origin < 0.25
         assert action.began == []
+        assert heard == []  # the listeners hear the run when its work begins
         assert await d.drain(5)
         (began,) = action.began
         assert began.at >= origin + 0.3
         assert began.claimed
+        started, ended = heard
+        assert started.status is RunStatus.RUNNING
+        assert started.started_at is not None
+        assert slot <= started.started_at <= EPOCH + timedelta(seconds=began.at - origin)
+        record = store.get(run_id(KEY, slot))
+        assert record == ended
+        assert record.status is RunStatus.SUCCEEDED
+        assert record.started_at == started.started_at
+        await d.shutdown(0)
+
+    run(scenario())
+
+
+def test_a_run_decided_ahead_whose_work_began_late_says_when_it_began() -> None:
+    """The loop is busy across the slot, so the work begins 0.3 s late: the run's record and
+    the start delay in the metrics say so (they read the slot before)."""
+
+    async def scenario() -> None:
+        d, _, store, job, origin = setup()
+        metrics = Metrics(MemoryTasks())
+        d.subscribe(metrics.on_run)
+        slot = EPOCH + timedelta(seconds=0.2)
+        d.due(job, slot)
+        asyncio.get_running_loop().call_at(origin + 0.15, time.sleep, 0.35)
+        assert await d.drain(5)
         record = store.get(run_id(KEY, slot))
         assert record is not None
         assert record.status is RunStatus.SUCCEEDED
-        assert record.started_at == slot
+        assert record.started_at is not None
+        late = (record.started_at - slot).total_seconds()
+        assert late >= 0.3
+        body, _ = metrics.render()
+        found = {
+            sample.name: sample.value
+            for family in text_string_to_metric_families(body.decode())
+            for sample in family.samples
+            if not sample.labels
+        }
+        assert found["crontask_run_start_delay_seconds_count"] == 1
+        assert found["crontask_run_start_delay_seconds_sum"] == pytest.approx(late)
         await d.shutdown(0)
 
     run(scenario())

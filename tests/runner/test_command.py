@@ -23,6 +23,7 @@ import pytest
 
 from reconciler.core.runs import RunStatus
 from reconciler.runner import command as command_module
+from reconciler.runner import process as process_module
 from reconciler.runner.base import Outcome
 from reconciler.runner.command import CommandRun
 
@@ -525,34 +526,44 @@ def test_no_descriptor_left_for_the_pipe_is_a_start_failure() -> None:
 
 def test_a_start_ahead_waits_for_its_instant_in_the_spawner() -> None:
     """The process starts at the instant given, not when run() is called: what it reads from
-    the wall clock first thing is not earlier."""
+    the wall clock first thing is not earlier. The run hears when it started, once."""
 
-    async def scenario() -> tuple[float, Outcome]:
+    async def scenario() -> tuple[float, Outcome, list[float], float]:
         command = CommandRun(["date", "+%s.%N"], env=ENV)
         wall, now = time.time(), time.monotonic()
-        command.start_at(now + 0.3)
-        return wall + 0.3, await command.run()
+        began: list[float] = []
+        command.start_at(now + 0.3, began.append)
+        outcome = await command.run()
+        return wall + 0.3, outcome, [at - now for at in began], time.monotonic() - now
 
-    due, outcome = arun(scenario())
+    due, outcome, began, ended = arun(scenario())
     assert outcome.status is RunStatus.SUCCEEDED
     assert float(outcome.output) >= due - 0.002  # the clocks are read microseconds apart
+    (at,) = began
+    assert 0.3 <= at <= ended  # after the instant, and before the run's end was seen
 
 
-def test_a_run_stopped_while_its_start_waits_starts_nothing(tmp_path: Path) -> None:
-    marker = tmp_path / "started"
+def test_a_start_ahead_that_is_late_says_so(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The process starts late (the kernel slow to clone): the run hears the instant it really
+    started, not the one it was due."""
+    slow = process_module.Spawner()
+    fast_start = slow.start
 
-    async def scenario() -> Outcome:
-        command = CommandRun(["touch", str(marker)], env=ENV)
-        command.start_at(time.monotonic() + 0.5)
-        task = asyncio.create_task(command.run())
-        await asyncio.sleep(0.1)  # the spawner's thread is waiting for the instant
-        command.stop("TaskRemoved")
-        return await task
+    def start(*args: Any) -> process_module.Started:
+        time.sleep(0.25)
+        return fast_start(*args)
 
-    outcome = arun(scenario())
-    assert outcome.status is RunStatus.FAILED
-    assert outcome.reason == "TaskRemoved"
-    assert outcome.message == "stopped before it started: TaskRemoved"
-    assert outcome.pid is None
-    # The outcome came back once the spawner's thread had reached the instant and withdrawn.
-    assert not marker.exists()
+    monkeypatch.setattr(slow, "start", start)
+    monkeypatch.setattr(process_module, "_spawner", slow)
+
+    async def scenario() -> tuple[float, list[float], Outcome]:
+        began: list[float] = []
+        due = time.monotonic() + 0.1
+        command = CommandRun(["true"], env=ENV)
+        command.start_at(due, began.append)
+        return due, began, await command.run()
+
+    due, began, outcome = arun(scenario())
+    assert outcome.status is RunStatus.SUCCEEDED
+    (at,) = began
+    assert at >= due + 0.25

@@ -258,7 +258,7 @@ def test_a_start_waiting_for_its_turn_holds_no_descriptor(start_way: Spawner) ->
     piped = [future.result(timeout=10) for future in futures]
     with pytest.raises(FileNotFoundError):
         failed.result(timeout=10)
-    for (pid, popen), read_fd in piped:
+    for (pid, popen), read_fd, _ in piped:
         assert os.read(read_fd, 10) == b""  # the write end is closed here: EOF at the exit
         os.close(read_fd)
         if popen is None:
@@ -361,7 +361,7 @@ def test_a_start_whose_thread_could_not_be_started_never_runs(
     monkeypatch.setattr(threading.Thread, "start", start)
     with pytest.raises(RuntimeError):
         spawner.submit(["touch", str(tmp_path / "refused")], ENV, None)
-    (pid, _), read_fd = spawner.submit(["touch", str(tmp_path / "later")], ENV, None).result(10)
+    (pid, _), read_fd, _ = spawner.submit(["touch", str(tmp_path / "later")], ENV, None).result(10)
     os.close(read_fd)
     os.waitpid(pid, 0)
     spawner._executor().shutdown(wait=True)  # every start it had queued has been taken
