@@ -371,12 +371,12 @@ class Spawner:
         start_at: float | None = None,
         wanted: Callable[[], bool] | None = None,
     ) -> concurrent.futures.Future[Submitted]:
-        """Start the process in the pool (see ``start``), its stdout and stderr on a new pipe: the
-        process, the pipe's read end and the instant it started. The pipe is made there, just before
-        the spawn, so a run waiting for its turn holds no descriptor. The clone copies every
-        descriptor this process has open into the child, which closes them again; 2 000 of them (a
-        burst's pipes made ahead on the loop) cost a quarter of the pool's starts per second
-        (``bench/floor_bench.py --worker threads 4000 --open 2000``).
+        """Start the process in the pool (see ``start``), its stdout and stderr on a new pipe:
+        the process, the pipe's read end and the instant it started. The pipe is made there,
+        just before the spawn, so a run waiting for its turn holds no descriptor. The clone
+        copies every descriptor this process has open into the child, which closes them
+        again; 2 000 of them (a burst's pipes made ahead on the loop) cost a quarter of the
+        pool's starts per second (``bench/floor_bench.py --worker threads 4000 --open 2000``).
 
         ``start_at`` (``time.monotonic()``'s clock): the thread waits until then, and then
         starts the process only if ``wanted()`` still says so (else ``Withdrawn``). A run
