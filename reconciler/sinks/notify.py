@@ -1,11 +1,11 @@
-"""Failure notifications: which runs and passes make a message, and its delivery.
+"""Failure notifications: which runs and passes make a message, and for which receivers.
 
 The controller reports through two O(1) calls on the event loop, so a notification never
 slows a run: :meth:`Notifier.on_run` (the dispatcher's run listener) and
 :meth:`Notifier.after_pass` (a pass observer). Everything else happens in the notifier's own
-component (:meth:`Notifier.run`): deciding what changed, routing, and delivering over HTTP,
-one sender per receiver, each with a bounded queue, retries and backoff, so a receiver that is
-down delays nothing but its own messages.
+component (:meth:`Notifier.run`): deciding what changed, routing, and rendering each message
+(``notify_payload``) for ``notify_delivery``, which delivers it over HTTP, one sender per
+receiver, each with a bounded queue, retries and backoff; its module docstring says how.
 
 **What counts.** A run counts when it has ended for good: succeeded, or failed / timed out
 with no retry left (``attempt > retry.limit``), or interrupted (not by crontask's own
@@ -28,18 +28,6 @@ by the owner of the empty key, one replica. A task that leaves this replica (``a
 ``left``), or that may have run on another one while this one was fenced (``forget``), is
 forgotten here: its state goes on changing on its new owner, so if it comes back it is read
 from the run store again, as after a restart.
-
-**Delivery.** A message is POSTed as JSON (``notify_payload``); ``generic-hmac`` adds
-``X-Signature: sha256=<hex HMAC-SHA256 of the body>``. Only the response's status is read,
-never its body, and each attempt has :data:`TIMEOUT_SECONDS` in all (connecting, sending,
-the status line and headers), so a receiver that answers slowly or endlessly holds neither
-memory nor its sender. 2xx is ``sent``; a connection error, a timeout, 429 or 5xx is retried
-(1 s, 2 s, 4 s, ... up to :data:`MAX_ATTEMPTS` attempts) and then ``failed``; another status,
-or any other error, is ``failed`` at once; a message that finds its receiver's queue full
-pushes out the oldest one (``dropped``). At shutdown the senders get :data:`SHUTDOWN_SECONDS`;
-then a delivery still under way is cancelled and what is left is ``dropped``. Each outcome is
-counted in ``crontask_notifications_total{receiver,result}`` and logged with the receiver's
-name, never its URL or secret.
 """
 
 from __future__ import annotations
@@ -51,26 +39,28 @@ import fnmatch
 import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any, Final, Protocol
+from typing import Final
 
 import httpx
 
-from reconciler.aio import in_thread
+from reconciler.aio import first_of, in_thread
 from reconciler.core.desired import Definition, DesiredState
 from reconciler.core.runs import RunRecord, RunStatus
 from reconciler.sinks import notify_payload
-from reconciler.sinks.notify_config import Event, Notifications, Receiver, Route
+from reconciler.sinks.notify_config import Event, Notifications, Route
+
+# Delivery's limits, re-exported: this module is the notifier's public face.
+from reconciler.sinks.notify_delivery import MAX_ATTEMPTS as MAX_ATTEMPTS
+from reconciler.sinks.notify_delivery import QUEUE_MAX as QUEUE_MAX
+from reconciler.sinks.notify_delivery import SHUTDOWN_SECONDS as SHUTDOWN_SECONDS
+from reconciler.sinks.notify_delivery import TIMEOUT_SECONDS as TIMEOUT_SECONDS
+from reconciler.sinks.notify_delivery import Counter, Delivery, Message
 
 log = logging.getLogger("crontask.notify")
 
-RESULTS: Final = ("sent", "failed", "dropped")
 FAILURES: Final = frozenset({RunStatus.FAILED, RunStatus.TIMED_OUT, RunStatus.INTERRUPTED})
 INTAKE_MAX: Final = 10_000  # records waiting to be looked at
-QUEUE_MAX: Final = 1_000  # messages waiting per receiver
-MAX_ATTEMPTS: Final = 5
-TIMEOUT_SECONDS: Final = 10.0  # one attempt, in all
 ERRORS_PER_MESSAGE: Final = 20
-SHUTDOWN_SECONDS: Final = 5.0  # what stopping gives the messages still queued
 SHUTDOWN_REASON: Final = "Shutdown"
 
 History = Callable[[str], Sequence[RunRecord]]  # a task's runs, newest first
@@ -82,21 +72,6 @@ class _TaskState:
     failing: bool
     since: datetime | None  # when it started failing
     last_sent: dict[int, datetime] = dataclasses.field(default_factory=dict)  # by route
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class Message:
-    receiver: str
-    event: str
-    body: dict[str, Any]
-
-
-class Counter(Protocol):
-    """Where outcomes are counted (``Metrics`` has these two methods)."""
-
-    def notification_receivers(self, names: Iterable[str], results: Iterable[str]) -> None: ...
-
-    def notified(self, receiver: str, result: str) -> None: ...
 
 
 class Notifier:
@@ -119,27 +94,25 @@ class Notifier:
     ) -> None:
         self.notifications = notifications
         self.config = notifications.config
-        self.metrics = metrics
         self.mine = mine
         self.history = history
         self.page_url = page_url
         self.clock = clock
-        self.backoff = backoff
-        self.timeout = timeout
-        self.transport = transport
-        self.receivers: dict[str, Receiver] = {r.name: r for r in self.config.receivers}
-        self.queues: dict[str, collections.deque[Message]] = {
-            name: collections.deque() for name in self.receivers
-        }
+        self.delivery = Delivery(
+            notifications, metrics=metrics, backoff=backoff, timeout=timeout, transport=transport
+        )
         self._intake: collections.deque[RunRecord] = collections.deque()
         self._tasks: Mapping[str, Definition] = {}
         self._states: dict[str, _TaskState] = {}
         self._reported: set[str] = set()
         self._woken: asyncio.Event | None = None
-        self._queued: dict[str, asyncio.Event] = {}
         self._shed = 0
         self.considered = 0  # records looked at so far (tests wait on it)
-        metrics.notification_receivers(self.receivers, RESULTS)
+
+    @property
+    def queues(self) -> Mapping[str, collections.deque[Message]]:
+        """Each receiver's messages waiting to be delivered."""
+        return self.delivery.queues
 
     # -- on the event loop, O(1) -------------------------------------------------------------
 
@@ -272,7 +245,7 @@ class Notifier:
                 page_url=self.page_url,
                 sent_at=now,
             )
-            self._enqueue(Message(route.receiver, event.value, body))
+            self.delivery.enqueue(Message(route.receiver, event.value, body))
 
     def _definition_errors(self, new: list[tuple[str, str | None, str]]) -> None:
         now = self.clock()
@@ -300,21 +273,7 @@ class Notifier:
                 more_errors=max(0, len(texts) - ERRORS_PER_MESSAGE),
                 sent_at=now,
             )
-            self._enqueue(Message(receiver, Event.DEFINITION_ERROR.value, body))
-
-    def _enqueue(self, message: Message) -> None:
-        queue = self.queues[message.receiver]
-        if len(queue) >= QUEUE_MAX:
-            dropped = queue.popleft()
-            self.metrics.notified(dropped.receiver, "dropped")
-            log.warning(
-                "notification dropped: the receiver's queue is full",
-                extra={"fields": {"receiver": dropped.receiver, "event": dropped.event}},
-            )
-        queue.append(message)
-        event = self._queued.get(message.receiver)
-        if event is not None:
-            event.set()
+            self.delivery.enqueue(Message(receiver, Event.DEFINITION_ERROR.value, body))
 
     def _wake(self) -> None:
         if self._woken is not None:
@@ -323,33 +282,17 @@ class Notifier:
     # -- the component -----------------------------------------------------------------------
 
     async def run(self, ready: Callable[[], None], stop: asyncio.Event) -> None:
-        # httpx logs each request's URL at INFO, and a webhook's URL is often its secret.
-        logging.getLogger("httpx").setLevel(max(logging.WARNING, logging.root.level))
         self._woken = asyncio.Event()
-        self._queued = {name: asyncio.Event() for name in self.receivers}
-        async with httpx.AsyncClient(
-            timeout=self.timeout, follow_redirects=False, transport=self.transport
-        ) as client:
-            senders = [
-                asyncio.create_task(self._sender(client, self.receivers[name], stop))
-                for name in self.receivers
-            ]
+        async with self.delivery.running(stop):
             ready()
             try:
                 while not stop.is_set():
-                    await _first(stop, self._woken)
+                    await first_of(stop, self._woken)
                     self._woken.clear()
                     await self._drain_intake()
             finally:
+                # Before the senders are stopped: what the last runs make is still delivered.
                 await self._drain_intake()
-                for event in self._queued.values():
-                    event.set()
-                # A sender stops by itself once its queue is empty or SHUTDOWN_SECONDS have
-                # passed, but only between deliveries: one under way is cancelled here.
-                _, late = await asyncio.wait(senders, timeout=SHUTDOWN_SECONDS)
-                for sender in late:
-                    sender.cancel()
-                await asyncio.gather(*senders, return_exceptions=True)
 
     async def _drain_intake(self) -> None:
         if self._shed:
@@ -365,108 +308,6 @@ class Notifier:
             except Exception:
                 log.exception("notifications: a run could not be considered")
             self.considered += 1
-
-    async def _sender(
-        self, client: httpx.AsyncClient, receiver: Receiver, stop: asyncio.Event
-    ) -> None:
-        queue = self.queues[receiver.name]
-        queued = self._queued[receiver.name]
-        deadline: float | None = None
-        loop = asyncio.get_running_loop()
-        while True:
-            if not queue:
-                if stop.is_set():
-                    return
-                queued.clear()
-                await _first(stop, queued)
-                continue
-            if stop.is_set() and deadline is None:
-                deadline = loop.time() + SHUTDOWN_SECONDS
-            if deadline is not None and loop.time() > deadline:
-                self._drop_at_shutdown(receiver, queue)
-                return
-            message = queue.popleft()
-            try:
-                result = await self._deliver(client, receiver, message, stop)
-            except asyncio.CancelledError:
-                queue.appendleft(message)
-                self._drop_at_shutdown(receiver, queue)
-                raise
-            except Exception as err:  # a bug must not end the sender: the queue would grow
-                log.error(
-                    "notification failed",
-                    extra={"fields": {"receiver": receiver.name, "error": type(err).__name__}},
-                )
-                result = "failed"
-            self.metrics.notified(receiver.name, result)
-
-    def _drop_at_shutdown(self, receiver: Receiver, queue: collections.deque[Message]) -> None:
-        for message in queue:
-            self.metrics.notified(message.receiver, "dropped")
-        log.warning(
-            "notifications not delivered before shutdown",
-            extra={"fields": {"receiver": receiver.name, "messages": len(queue)}},
-        )
-        queue.clear()
-
-    async def _deliver(
-        self,
-        client: httpx.AsyncClient,
-        receiver: Receiver,
-        message: Message,
-        stop: asyncio.Event,
-    ) -> str:
-        fields: dict[str, object] = {"receiver": receiver.name, "event": message.event}
-        task = message.body.get("task")
-        if task:
-            fields["task"] = task["key"]
-        body_data = notify_payload.slack(message.body) if receiver.type == "slack" else message.body
-        body = notify_payload.body_of(body_data)
-        for attempt in range(1, MAX_ATTEMPTS + 1):
-            try:
-                url = self.notifications.url_of(receiver)
-                headers = {"Content-Type": "application/json", "User-Agent": "crontask"}
-                if receiver.type == "generic-hmac":
-                    secret = self.notifications.secret_of(receiver)
-                    headers[notify_payload.SIGNATURE_HEADER] = notify_payload.signature(
-                        secret, body
-                    )
-            except ValueError as err:
-                log.error("notification failed", extra={"fields": {**fields, "error": str(err)}})
-                return "failed"
-            try:
-                status, outcome = await self._post(client, url, body, headers), None
-            except (httpx.HTTPError, TimeoutError) as err:
-                outcome, status = type(err).__name__, None
-            except Exception as err:
-                # Not a failure of the receiver but of the request (a URL httpx cannot use):
-                # trying again cannot help. Only the type is logged: the text may quote the URL.
-                log.error(
-                    "notification failed",
-                    extra={"fields": {**fields, "attempt": attempt, "error": type(err).__name__}},
-                )
-                return "failed"
-            if status is not None and 200 <= status < 300:
-                log.debug("notification sent", extra={"fields": {**fields, "status": status}})
-                return "sent"
-            retryable = status is None or status == 429 or status >= 500
-            said = {**fields, "attempt": attempt, "status": status, "error": outcome}
-            if not retryable or attempt == MAX_ATTEMPTS or stop.is_set():
-                log.warning("notification failed", extra={"fields": said})
-                return "failed"
-            log.info("notification not delivered; retrying", extra={"fields": said})
-            await _first(stop, timeout=self.backoff * 2 ** (attempt - 1))
-        return "failed"
-
-    async def _post(
-        self, client: httpx.AsyncClient, url: str, body: bytes, headers: dict[str, str]
-    ) -> int:
-        """The response's status. httpx's timeout is per read, so a receiver sending a byte
-        now and then would hold the attempt for ever: the deadline is for all of it. The
-        body is not read, so an endless one costs nothing (the connection is closed)."""
-        async with asyncio.timeout(self.timeout):
-            async with client.stream("POST", url, content=body, headers=headers) as response:
-                return response.status_code
 
 
 def _shut_down(record: RunRecord) -> bool:
@@ -494,13 +335,3 @@ def _matches(route: Route, key: str, kind: str | None) -> bool:
     if match.name is not None and not fnmatch.fnmatchcase(name, match.name):
         return False
     return match.source is None or kind == match.source
-
-
-async def _first(*events: asyncio.Event, timeout: float | None = None) -> None:
-    """Until one of ``events`` is set, or ``timeout`` seconds."""
-    waiting = [asyncio.ensure_future(e.wait()) for e in events]
-    try:
-        await asyncio.wait(waiting, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for future in waiting:
-            future.cancel()

@@ -43,7 +43,7 @@ def _notifier(replica: Replica, world: World, sent: list[str]) -> Notifier:
         sent.append(json.loads(request.content)["event"])
         return httpx.Response(204)
 
-    notifier.transport = httpx.MockTransport(receive)
+    notifier.delivery.transport = httpx.MockTransport(receive)
     return notifier
 
 

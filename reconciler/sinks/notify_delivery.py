@@ -1,0 +1,230 @@
+"""Delivering notifications: one sender per receiver, so a receiver that is down delays
+nothing but its own messages.
+
+:class:`Delivery` is the half of the notifier that talks to receivers; what to send, and to
+whom, is decided in ``notify``, which hands over each :class:`Message` with
+:meth:`Delivery.enqueue` (O(1), on the event loop) and runs the senders inside
+:meth:`Delivery.running`.
+
+A message is POSTed as JSON (``notify_payload``); ``generic-hmac`` adds
+``X-Signature: sha256=<hex HMAC-SHA256 of the body>``. Only the response's status is read,
+never its body, and each attempt has :data:`TIMEOUT_SECONDS` in all (connecting, sending,
+the status line and headers), so a receiver that answers slowly or endlessly holds neither
+memory nor its sender. 2xx is ``sent``; a connection error, a timeout, 429 or 5xx is retried
+(1 s, 2 s, 4 s, ... up to :data:`MAX_ATTEMPTS` attempts) and then ``failed``; another status,
+or any other error, is ``failed`` at once; a message that finds its receiver's queue full
+pushes out the oldest one (``dropped``). At shutdown the senders get :data:`SHUTDOWN_SECONDS`;
+then a delivery still under way is cancelled and what is left is ``dropped``. Each outcome is
+counted in ``crontask_notifications_total{receiver,result}`` and logged with the receiver's
+name, never its URL or secret.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import dataclasses
+import logging
+from collections.abc import AsyncIterator, Iterable
+from typing import Any, Final, Protocol
+
+import httpx
+
+from reconciler.aio import first_of
+from reconciler.sinks import notify_payload
+from reconciler.sinks.notify_config import Notifications, Receiver
+
+log = logging.getLogger("crontask.notify")
+
+RESULTS: Final = ("sent", "failed", "dropped")
+QUEUE_MAX: Final = 1_000  # messages waiting per receiver
+MAX_ATTEMPTS: Final = 5
+TIMEOUT_SECONDS: Final = 10.0  # one attempt, in all
+SHUTDOWN_SECONDS: Final = 5.0  # what stopping gives the messages still queued
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Message:
+    """One event for one receiver, its body rendered (``notify_payload.payload``)."""
+
+    receiver: str
+    event: str
+    body: dict[str, Any]
+
+
+class Counter(Protocol):
+    """Where outcomes are counted (``Metrics`` has these two methods)."""
+
+    def notification_receivers(self, names: Iterable[str], results: Iterable[str]) -> None: ...
+
+    def notified(self, receiver: str, result: str) -> None: ...
+
+
+class Delivery:
+    """See the module docstring. Each receiver's queue (``queues``) exists from the start;
+    its sender only while :meth:`running`."""
+
+    def __init__(
+        self,
+        notifications: Notifications,
+        *,
+        metrics: Counter,
+        backoff: float = 1.0,
+        timeout: float = TIMEOUT_SECONDS,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self.notifications = notifications
+        self.metrics = metrics
+        self.backoff = backoff
+        self.timeout = timeout
+        self.transport = transport
+        self.receivers: dict[str, Receiver] = {r.name: r for r in notifications.config.receivers}
+        self.queues: dict[str, collections.deque[Message]] = {
+            name: collections.deque() for name in self.receivers
+        }
+        self._queued: dict[str, asyncio.Event] = {}
+        metrics.notification_receivers(self.receivers, RESULTS)
+
+    def enqueue(self, message: Message) -> None:
+        queue = self.queues[message.receiver]
+        if len(queue) >= QUEUE_MAX:
+            dropped = queue.popleft()
+            self.metrics.notified(dropped.receiver, "dropped")
+            log.warning(
+                "notification dropped: the receiver's queue is full",
+                extra={"fields": {"receiver": dropped.receiver, "event": dropped.event}},
+            )
+        queue.append(message)
+        event = self._queued.get(message.receiver)
+        if event is not None:
+            event.set()
+
+    @contextlib.asynccontextmanager
+    async def running(self, stop: asyncio.Event) -> AsyncIterator[None]:
+        """The senders, from entering until ``stop`` is set and the block is left; leaving
+        waits for them (:data:`SHUTDOWN_SECONDS` at most, then what is left is dropped), so
+        what the block enqueues last is still delivered."""
+        # httpx logs each request's URL at INFO, and a webhook's URL is often its secret.
+        logging.getLogger("httpx").setLevel(max(logging.WARNING, logging.root.level))
+        self._queued = {name: asyncio.Event() for name in self.receivers}
+        async with httpx.AsyncClient(
+            timeout=self.timeout, follow_redirects=False, transport=self.transport
+        ) as client:
+            senders = [
+                asyncio.create_task(self._sender(client, self.receivers[name], stop))
+                for name in self.receivers
+            ]
+            try:
+                yield
+            finally:
+                for event in self._queued.values():
+                    event.set()
+                # A sender stops by itself once its queue is empty or SHUTDOWN_SECONDS have
+                # passed, but only between deliveries: one under way is cancelled here.
+                _, late = await asyncio.wait(senders, timeout=SHUTDOWN_SECONDS)
+                for sender in late:
+                    sender.cancel()
+                await asyncio.gather(*senders, return_exceptions=True)
+
+    async def _sender(
+        self, client: httpx.AsyncClient, receiver: Receiver, stop: asyncio.Event
+    ) -> None:
+        queue = self.queues[receiver.name]
+        queued = self._queued[receiver.name]
+        deadline: float | None = None
+        loop = asyncio.get_running_loop()
+        while True:
+            if not queue:
+                if stop.is_set():
+                    return
+                queued.clear()
+                await first_of(stop, queued)
+                continue
+            if stop.is_set() and deadline is None:
+                deadline = loop.time() + SHUTDOWN_SECONDS
+            if deadline is not None and loop.time() > deadline:
+                self._drop_at_shutdown(receiver, queue)
+                return
+            message = queue.popleft()
+            try:
+                result = await self._deliver(client, receiver, message, stop)
+            except asyncio.CancelledError:
+                queue.appendleft(message)
+                self._drop_at_shutdown(receiver, queue)
+                raise
+            except Exception as err:  # a bug must not end the sender: the queue would grow
+                log.error(
+                    "notification failed",
+                    extra={"fields": {"receiver": receiver.name, "error": type(err).__name__}},
+                )
+                result = "failed"
+            self.metrics.notified(receiver.name, result)
+
+    def _drop_at_shutdown(self, receiver: Receiver, queue: collections.deque[Message]) -> None:
+        for message in queue:
+            self.metrics.notified(message.receiver, "dropped")
+        log.warning(
+            "notifications not delivered before shutdown",
+            extra={"fields": {"receiver": receiver.name, "messages": len(queue)}},
+        )
+        queue.clear()
+
+    async def _deliver(
+        self,
+        client: httpx.AsyncClient,
+        receiver: Receiver,
+        message: Message,
+        stop: asyncio.Event,
+    ) -> str:
+        fields: dict[str, object] = {"receiver": receiver.name, "event": message.event}
+        task = message.body.get("task")
+        if task:
+            fields["task"] = task["key"]
+        body_data = notify_payload.slack(message.body) if receiver.type == "slack" else message.body
+        body = notify_payload.body_of(body_data)
+        for attempt in range(1, MAX_ATTEMPTS + 1):
+            try:
+                url = self.notifications.url_of(receiver)
+                headers = {"Content-Type": "application/json", "User-Agent": "crontask"}
+                if receiver.type == "generic-hmac":
+                    secret = self.notifications.secret_of(receiver)
+                    headers[notify_payload.SIGNATURE_HEADER] = notify_payload.signature(
+                        secret, body
+                    )
+            except ValueError as err:
+                log.error("notification failed", extra={"fields": {**fields, "error": str(err)}})
+                return "failed"
+            try:
+                status, outcome = await self._post(client, url, body, headers), None
+            except (httpx.HTTPError, TimeoutError) as err:
+                outcome, status = type(err).__name__, None
+            except Exception as err:
+                # Not a failure of the receiver but of the request (a URL httpx cannot use):
+                # trying again cannot help. Only the type is logged: the text may quote the URL.
+                log.error(
+                    "notification failed",
+                    extra={"fields": {**fields, "attempt": attempt, "error": type(err).__name__}},
+                )
+                return "failed"
+            if status is not None and 200 <= status < 300:
+                log.debug("notification sent", extra={"fields": {**fields, "status": status}})
+                return "sent"
+            retryable = status is None or status == 429 or status >= 500
+            said = {**fields, "attempt": attempt, "status": status, "error": outcome}
+            if not retryable or attempt == MAX_ATTEMPTS or stop.is_set():
+                log.warning("notification failed", extra={"fields": said})
+                return "failed"
+            log.info("notification not delivered; retrying", extra={"fields": said})
+            await first_of(stop, timeout=self.backoff * 2 ** (attempt - 1))
+        return "failed"
+
+    async def _post(
+        self, client: httpx.AsyncClient, url: str, body: bytes, headers: dict[str, str]
+    ) -> int:
+        """The response's status. httpx's timeout is per read, so a receiver sending a byte
+        now and then would hold the attempt for ever: the deadline is for all of it. The
+        body is not read, so an endless one costs nothing (the connection is closed)."""
+        async with asyncio.timeout(self.timeout):
+            async with client.stream("POST", url, content=body, headers=headers) as response:
+                return response.status_code
