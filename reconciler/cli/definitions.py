@@ -14,9 +14,9 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
+from reconciler.cli.client import RemoteError, default_token, fetch_tasks
 from reconciler.cli.collector import rare_collections
 from reconciler.cli.main_helpers import existing_paths
-from reconciler.cli.remote import RemoteError, default_token, fetch_tasks
 from reconciler.cli.terminal import printable
 from reconciler.core.crd import crd_document
 from reconciler.core.desired import Definition, DesiredState, Location, SourceKind, assemble

@@ -8,9 +8,10 @@ import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from reconciler.cli.client import RemoteError, default_token, fetch_run, fetch_runs
 from reconciler.cli.durations import duration_arg
 from reconciler.cli.main_helpers import add_state_args, bounded_int, run_id, table, task_key
-from reconciler.cli.remote import RemoteError, add_server_arg, default_token, fetch_run, fetch_runs
+from reconciler.cli.remote import add_server_arg
 from reconciler.cli.terminal import printable, shown
 from reconciler.core.runs import RunRecord, RunStatus, Trigger
 

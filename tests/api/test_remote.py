@@ -14,7 +14,7 @@ import uvicorn
 
 from reconciler.api.app import create_app
 from reconciler.api.auth import AuthConfig, Role
-from reconciler.cli import remote
+from reconciler.cli import client, remote
 from reconciler.sinks.metrics import Metrics
 from tests.api.conftest import STATIC_TOKENS
 from tests.api.fakes import FakeRuntime, view
@@ -113,24 +113,24 @@ def test_connection_refused(capsys: pytest.CaptureFixture[str]) -> None:
 def test_fetch_runs_follows_pages_up_to_the_limit(server: str, runtime: FakeRuntime) -> None:
     viewer = STATIC_TOKENS[Role.VIEWER]
     for _ in range(3):
-        remote.request(
+        client.request(
             server, STATIC_TOKENS[Role.OPERATOR], "POST", "/api/v1/tasks/ops/backup/runs"
         )
-    runs = remote.fetch_runs(server, viewer, {"task": "ops/backup", "status": None}, 2)
+    runs = client.fetch_runs(server, viewer, {"task": "ops/backup", "status": None}, 2)
     assert len(runs) == 2
-    every = remote.fetch_runs(server, viewer, {"task": "ops/backup"}, 100)
+    every = client.fetch_runs(server, viewer, {"task": "ops/backup"}, 100)
     assert len(every) == 3
     assert [r["id"] for r in every[:2]] == [r["id"] for r in runs]
-    one = remote.fetch_run(server, viewer, runs[0]["id"])
+    one = client.fetch_run(server, viewer, runs[0]["id"])
     assert one["attempts"][0]["id"] == runs[0]["id"]
-    with pytest.raises(remote.RemoteError, match=r"422 Invalid request: query\.task"):
-        remote.fetch_runs(server, viewer, {"task": "not a key"}, 1)
+    with pytest.raises(client.RemoteError, match=r"422 Invalid request: query\.task"):
+        client.fetch_runs(server, viewer, {"task": "not a key"}, 1)
 
 
 def test_fetch_tasks_follows_pages(server: str, runtime: FakeRuntime) -> None:
     for i in range(1203):  # three pages of the default 500
         runtime.views[f"bulk/t{i:04d}"] = view(f"t{i:04d}", "bulk")
-    keys = [t["key"] for t in remote.fetch_tasks(server, STATIC_TOKENS[Role.VIEWER])]
+    keys = [t["key"] for t in client.fetch_tasks(server, STATIC_TOKENS[Role.VIEWER])]
     assert keys == sorted(runtime.views)
-    only = remote.fetch_tasks(server, STATIC_TOKENS[Role.VIEWER], {"namespace": "ops"})
+    only = client.fetch_tasks(server, STATIC_TOKENS[Role.VIEWER], {"namespace": "ops"})
     assert [t["key"] for t in only] == ["ops/backup", "ops/broken"]

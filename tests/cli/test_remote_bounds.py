@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from reconciler.cli import remote
+from reconciler.cli import client
 from tests.cli.hostile import Handler, HostileServer, assert_one_line_error, cli, crontask
 
 DEADLINE = 1.5
@@ -55,7 +55,7 @@ def test_a_drip_ends_at_the_deadline(hostile: HostileServer, answer: object) -> 
 
 def too_long_said(h: Handler) -> None:
     """More than the bound, and the length says so (all of it is sent, if read)."""
-    pad = b"x" * (remote.MAX_ANSWER_BYTES + 1)
+    pad = b"x" * (client.MAX_ANSWER_BYTES + 1)
     h.send(200, b'{"items": [], "pad": "' + pad + b'"}')
 
 
@@ -68,7 +68,7 @@ def too_long_chunked(h: Handler) -> None:
     pad = b"x" * (1 << 20)
     for chunk in (
         [b'{"items": [], "pad": "']
-        + [pad] * (remote.MAX_ANSWER_BYTES // len(pad) + 1)
+        + [pad] * (client.MAX_ANSWER_BYTES // len(pad) + 1)
         + [b'"}', b""]
     ):
         h.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))

@@ -8,7 +8,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from reconciler.cli import remote
+from reconciler.cli import client
 from tests.cli.hostile import Handler, HostileServer, assert_one_line_error, cli
 
 GIVE_UP = 50  # answers before the server ends a list itself (an error: the test then fails)
@@ -73,7 +73,7 @@ def test_a_list_too_long_is_an_error(
     code = cli("tasks", "--json", "--server", hostile.url)
     out, err = capsys.readouterr()
     assert_one_line_error(
-        code, err, f"{hostile.url} answered a list of more than {remote.MAX_ITEMS} items"
+        code, err, f"{hostile.url} answered a list of more than {client.MAX_ITEMS} items"
     )
     assert out == ""
-    assert len(hostile.requests) == remote.MAX_ITEMS // PAGE + 1
+    assert len(hostile.requests) == client.MAX_ITEMS // PAGE + 1

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from reconciler.cli import remote
+from reconciler.cli import client
 from tests.cli.hostile import assert_one_line_error, crontask
 
 DEADLINE = 1.0
@@ -52,7 +52,7 @@ def test_a_call_returns_at_its_deadline_while_resolution_hangs(
 
     def call() -> None:
         try:
-            remote.request(f"http://{HANGS}:8080", None, "GET", "/api/v1/tasks", timeout=DEADLINE)
+            client.request(f"http://{HANGS}:8080", None, "GET", "/api/v1/tasks", timeout=DEADLINE)
         except BaseException as exc:  # handed to the test
             answer.append(exc)
 
@@ -65,7 +65,7 @@ def test_a_call_returns_at_its_deadline_while_resolution_hangs(
     finally:
         released.set()
     assert time.monotonic() - started < DEADLINE + SLACK
-    assert [type(exc) for exc in answer] == [remote.RemoteError]
+    assert [type(exc) for exc in answer] == [client.RemoteError]
     assert f"did not answer within {DEADLINE:g}s" in str(answer[0])
 
 
@@ -74,7 +74,7 @@ def test_the_command_exits_at_its_deadline_while_resolution_hangs(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, command: tuple[str, ...]
 ) -> None:
     (tmp_path / "sitecustomize.py").write_text(_SITECUSTOMIZE)
-    path = [str(tmp_path), str(Path(remote.__file__).parents[2])]
+    path = [str(tmp_path), str(Path(client.__file__).parents[2])]
     url = f"http://{HANGS}:8080"
     done = crontask(
         *command,

@@ -1,0 +1,332 @@
+"""The HTTP client of the commands that talk to a running crontask (``tasks``, ``trigger`` and
+``members`` in :mod:`~reconciler.cli.remote`, ``runs --server``, ``plan --server``): one API
+call, or every page of a list.
+
+Where and as whom: ``--server URL``, else ``$CRONTASK_SERVER``, else ``http://127.0.0.1:8080``;
+``$CRONTASK_TOKEN``, when set, is sent as a bearer token. Every failure is a
+:class:`RemoteError` whose ``str()`` is one line (from the problem+json body, when the API
+answered an error).
+
+The server is not trusted to behave, so that one which does not cannot hang, flood or fool
+the terminal: a request has :data:`TIMEOUT_SECONDS` in all (``$CRONTASK_TIMEOUT`` changes
+it), not per read; an answer longer than :data:`MAX_ANSWER_BYTES` is refused; an answer of an
+unexpected shape, a list that hands back a ``continue`` token it gave before or that grows
+past :data:`MAX_ITEMS` items is a :class:`RemoteError`; and an error line made from an answer
+goes through :func:`~reconciler.cli.terminal.printable`. The deadline covers resolving the
+server's name too (:mod:`~reconciler.cli.clientloop`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import re
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Final, TypeVar
+from urllib.parse import quote
+
+from reconciler.cli.main_helpers import server_url
+from reconciler.cli.terminal import printable, shown
+from reconciler.sources.limits import MIB, format_size
+
+if TYPE_CHECKING:
+    from collections.abc import Coroutine
+
+    import httpx
+
+DEFAULT_SERVER: Final = "http://127.0.0.1:8080"
+SERVER_ENV: Final = "CRONTASK_SERVER"
+TOKEN_ENV: Final = "CRONTASK_TOKEN"  # noqa: S105 - the name of a variable
+TIMEOUT_ENV: Final = "CRONTASK_TIMEOUT"
+TIMEOUT_SECONDS: Final = 10.0  # one request in all: connecting, sending, every read
+MAX_TIMEOUT_SECONDS: Final = 3600.0
+MAX_ANSWER_BYTES: Final = 64 * MIB  # a page of 1000 tasks is a few MiB
+PAGE_MAX: Final = 1000  # the largest page both lists serve
+MAX_PAGES: Final = 10_000
+MAX_ITEMS: Final = 1_000_000  # in one list, all pages together
+_MAX_LINE: Final = 2000  # of an error line made from a problem's fields
+_MAX_TOKEN: Final = 16 * 1024  # a JWT with many claims is a few KiB
+_SENDABLE: Final = re.compile(r"[\x21-\x7e]+")
+_T = TypeVar("_T")
+
+
+class RemoteError(Exception):
+    """The API could not be reached or answered with an error; ``str()`` is one clear line."""
+
+
+def default_server() -> str:
+    """``$CRONTASK_SERVER`` (checked as ``--server`` is; a bad one is a usage error, exit 2)
+    or the default."""
+    server = os.environ.get(SERVER_ENV) or DEFAULT_SERVER
+    try:
+        return server_url(server)
+    except argparse.ArgumentTypeError as err:
+        print(f"crontask: ${SERVER_ENV}: {err}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def default_token() -> str | None:
+    """``$CRONTASK_TOKEN``, when it is one an HTTP header can carry (visible ASCII); else a
+    one-line error, which never quotes the token."""
+    token = os.environ.get(TOKEN_ENV) or None
+    if token is not None and (len(token) > _MAX_TOKEN or not _SENDABLE.fullmatch(token)):
+        print(
+            f"crontask: ${TOKEN_ENV}: not a token crontask can send (at most {_MAX_TOKEN} "
+            "visible ASCII characters, no spaces)",
+            file=sys.stderr,
+        )
+        raise SystemExit(2)
+    return token
+
+
+def default_timeout() -> float:
+    """``$CRONTASK_TIMEOUT`` (seconds, more than 0 and at most an hour; a bad one is a usage
+    error, exit 2) or :data:`TIMEOUT_SECONDS`."""
+    text = os.environ.get(TIMEOUT_ENV) or ""
+    if not text:
+        return TIMEOUT_SECONDS
+    try:
+        seconds = float(text) if len(text) <= 20 else math.nan
+    except ValueError:
+        seconds = math.nan
+    if not 0 < seconds <= MAX_TIMEOUT_SECONDS:  # NaN is not either
+        print(
+            f"crontask: ${TIMEOUT_ENV}: expected seconds, more than 0 and at most "
+            f"{MAX_TIMEOUT_SECONDS:g}, got {text[:40]!r}",
+            file=sys.stderr,
+        )
+        raise SystemExit(2)
+    return seconds
+
+
+def fetch_tasks(
+    server: str | None, token: str | None, params: Mapping[str, Any] | None = None
+) -> list[dict[str, Any]]:
+    """Every task ``GET /api/v1/tasks`` lists with ``params`` (namespace, source, state),
+    following ``metadata.continue`` page after page. :class:`RemoteError` on any failure."""
+    api = _Api(server or default_server(), token, default_timeout(), MAX_ANSWER_BYTES)
+    return _run(_pages(api, "/api/v1/tasks", params or {}, None))
+
+
+def fetch_runs(
+    server: str | None, token: str | None, params: Mapping[str, Any], limit: int
+) -> list[dict[str, Any]]:
+    """The newest ``limit`` runs ``GET /api/v1/runs`` lists with ``params`` (task, status,
+    trigger, since, until - RFC 3339 -; ``None`` values are dropped), following pages.
+    :class:`RemoteError` on any failure."""
+    query = {k: _param(v) for k, v in params.items() if v is not None}
+    api = _Api(server or default_server(), token, default_timeout(), MAX_ANSWER_BYTES)
+    return _run(_pages(api, "/api/v1/runs", query, limit))
+
+
+def fetch_run(server: str | None, token: str | None, run_id: str) -> dict[str, Any]:
+    """``GET /api/v1/runs/{id}``: ``{"id", "task", "attempts": [... with output]}``."""
+    path = f"/api/v1/runs/{quote(run_id, safe='')}"
+    return request(server or default_server(), token, "GET", path)
+
+
+def request(
+    server: str,
+    token: str | None,
+    method: str,
+    path: str,
+    *,
+    params: Mapping[str, str] | None = None,
+    transport: httpx.AsyncBaseTransport | None = None,
+    timeout: float | None = None,
+    max_bytes: int = MAX_ANSWER_BYTES,
+) -> dict[str, Any]:
+    """One API call: the JSON object it answered, or :class:`RemoteError` with one clear
+    line. It has ``timeout`` seconds in all (default: :func:`default_timeout`) and reads at
+    most ``max_bytes`` of the answer."""
+    api = _Api(server, token, timeout or default_timeout(), max_bytes)
+
+    async def call() -> dict[str, Any]:
+        async with connect(api.timeout, transport) as client:
+            return await api.call(client, method, path, params)
+
+    return _run(call())
+
+
+def _run(call: Coroutine[Any, Any, _T]) -> _T:
+    """``call`` run to its end on the client's loop (:mod:`~reconciler.cli.clientloop`)."""
+    # Here, not at the top: parsing the command line need not load asyncio.
+    from reconciler.cli.clientloop import run_client
+
+    return run_client(call)
+
+
+def connect(
+    timeout: float = TIMEOUT_SECONDS, transport: httpx.AsyncBaseTransport | None = None
+) -> httpx.AsyncClient:
+    """An HTTP client for :meth:`_Api.call` (one connection for the pages of a list)."""
+    import httpx  # here, not at the top: only the client commands pay for it
+
+    return httpx.AsyncClient(timeout=timeout, transport=transport)
+
+
+@dataclass(frozen=True)
+class _Api:
+    """Where and how to call: the server, its token, and the bounds of every request."""
+
+    server: str
+    token: str | None
+    timeout: float
+    max_bytes: int
+
+    async def call(
+        self,
+        client: httpx.AsyncClient,
+        method: str,
+        path: str,
+        params: Mapping[str, str] | None = None,
+    ) -> dict[str, Any]:
+        """One request on ``client``: the JSON object it answered, or :class:`RemoteError`.
+        httpx's timeout is per read, so a server sending a byte now and then would hold the
+        command for ever: the deadline is for all of it."""
+        import asyncio
+
+        import httpx
+
+        headers = {"Accept": "application/json"}
+        if self.token:
+            headers["Authorization"] = f"Bearer {self.token}"
+        url = self.server.rstrip("/") + path
+        server = self.server
+        try:
+            async with (
+                asyncio.timeout(self.timeout),
+                client.stream(method, url, params=params, headers=headers) as response,
+            ):
+                content = await self._read(response)
+        except (TimeoutError, httpx.TimeoutException):
+            raise RemoteError(
+                f"crontask at {server} did not answer within {self.timeout:g}s"
+            ) from None
+        except httpx.InvalidURL as exc:
+            raise RemoteError(f"--server {server!r} is not a URL crontask can use: {exc}") from None
+        except httpx.ConnectError:
+            raise RemoteError(
+                f"cannot reach crontask at {server} (is `crontask run` running?)"
+            ) from None
+        except httpx.HTTPError as exc:
+            raise RemoteError(f"request to {server} failed: {type(exc).__name__}") from None
+        if response.status_code >= 400:
+            raise RemoteError(_problem_line(response.status_code, response.reason_phrase, content))
+        if response.status_code == 204 or not content:
+            return {}
+        return _decode(content, server)
+
+    async def _read(self, response: httpx.Response) -> bytes:
+        """The body, up to :attr:`max_bytes`: a longer one is refused as soon as it says so
+        (``Content-Length``) or its bytes go past it."""
+        length = response.headers.get("Content-Length", "")
+        declared = length.isascii() and length.isdigit()
+        if declared and (len(length) > 18 or int(length) > self.max_bytes):
+            raise self._too_long()
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in response.aiter_bytes():
+            size += len(chunk)
+            if size > self.max_bytes:
+                raise self._too_long()
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    def _too_long(self) -> RemoteError:
+        return RemoteError(
+            f"{self.server} answered more than {format_size(self.max_bytes)} (refused)"
+        )
+
+
+async def _pages(
+    api: _Api, path: str, params: Mapping[str, str], limit: int | None
+) -> list[dict[str, Any]]:
+    """The items of a list, page by page, until ``limit`` items or the last page. A server
+    that never ends a list cannot keep the client forever: a ``continue`` token it handed out
+    before is an error at once, and so are more than :data:`MAX_PAGES` pages or
+    :data:`MAX_ITEMS` items."""
+    found: list[dict[str, Any]] = []
+    wanted = limit
+    seen: set[str] = set()
+    cursor: dict[str, str] = {}
+    async with connect(api.timeout) as client:
+        for _ in range(MAX_PAGES):
+            page_size = {} if wanted is None else {"limit": str(min(wanted, PAGE_MAX))}
+            body = await api.call(client, "GET", path, {**params, **page_size, **cursor})
+            if not isinstance(body.get("items"), list):
+                raise RemoteError(f"{api.server} answered a list without items")
+            items = object_list(body["items"], api.server, "items")[:wanted]
+            if len(found) + len(items) > MAX_ITEMS:
+                raise RemoteError(f"{api.server} answered a list of more than {MAX_ITEMS} items")
+            found.extend(items)
+            if wanted is not None:
+                wanted -= len(items)
+            metadata = body.get("metadata")
+            following = metadata.get("continue") if isinstance(metadata, dict) else None
+            if not following or wanted == 0:
+                return found
+            if not isinstance(following, str):
+                raise RemoteError(f"{api.server} answered a continue token that is not a string")
+            if following in seen:
+                raise RemoteError(f"{api.server} answered a continue token it had given before")
+            seen.add(following)
+            cursor = {"continue": following}
+    raise RemoteError(f"{api.server} answered more than {MAX_PAGES} pages")
+
+
+def _decode(content: bytes, server: str) -> dict[str, Any]:
+    try:
+        body = json.loads(content)
+    except ValueError:
+        raise RemoteError(f"{server} answered with something that is not JSON") from None
+    except RecursionError:
+        raise RemoteError(f"{server} answered with JSON nested too deep") from None
+    if not isinstance(body, dict):
+        raise RemoteError(f"{server} answered with unexpected JSON")
+    return body
+
+
+def object_list(value: Any, server: str, what: str) -> list[dict[str, Any]]:
+    """``value``, a list of JSON objects (none: an empty list), or :class:`RemoteError`."""
+    if value is None:
+        return []
+    if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
+        raise RemoteError(f"{server} answered {what} that are not a list of objects")
+    return value
+
+
+def _problem_line(status: int, reason: str, content: bytes) -> str:
+    try:
+        problem = json.loads(content) if content else None
+    except (ValueError, RecursionError):
+        problem = None
+    if isinstance(problem, dict) and ("title" in problem or "detail" in problem):
+        line = f"{shown(problem.get('status'), str(status))} {shown(problem.get('title'), '')}"
+        line = line.strip()
+        if problem.get("detail"):
+            line += f": {shown(problem['detail'])}"
+        errors = problem.get("errors")
+        for error in errors if isinstance(errors, list) else []:
+            if isinstance(error, dict):
+                location = error.get("location")
+                parts = location if isinstance(location, list) else []
+                where = ".".join(shown(p, "") for p in parts)
+                line += f"; {where}: {shown(error.get('message'), 'None')}"
+            if len(line) > _MAX_LINE:
+                break
+    else:
+        line = f"{status} {reason}"
+    line = printable(line)
+    return line if len(line) <= _MAX_LINE else line[: _MAX_LINE - 3] + "..."
+
+
+def _param(value: Any) -> str:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return str(value)
