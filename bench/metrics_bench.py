@@ -24,7 +24,7 @@ Then, in that process:
    is still running, as Prometheus does for one target), starting with "not scraped". The
    start delay of the per-second tasks is read from the run store afterwards: ``started_at -
    scheduled_at`` of every run whose slot is in a window (its first second excluded), i.e. how
-   late the event loop handed the slot to the dispatcher. Skipped runs in each window are counted.
+   late the run's process started. Skipped runs in each window are counted.
 
 3. With ``--restart``, crontask is stopped and started again on the same state: the time of the
    first scrape after the start, which reads every task's last success, last failure and last

@@ -1331,7 +1331,7 @@ NOTES = """\
   the series of a task in steady state (a success, a failure, a duration) before anything is
   measured. Scrapes are timed by the client over one keep-alive connection, as Prometheus
   keeps one per target. The start delay is `started_at - scheduled_at` of the per-second
-  tasks' runs in the run store (when the event loop handed the slot to the dispatcher), in
+  tasks' runs in the run store (when the run's process started), in
   alternating windows without and with a scrape every second. An earlier commit measured with
   `--metrics-baseline REF` is scraped 20 times per encoding (its scrapes took seconds each).
 - Hostile input: "read" is `DirectorySource.refresh()` of a folder holding the one file (what

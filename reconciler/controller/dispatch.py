@@ -291,6 +291,8 @@ class Dispatcher(RunExecution):
         is written, and the progress listeners hear it."""
         active = self._active.get(record.task, {}).get(record.id)
         if active is not None and active.record.attempt == record.attempt:
+            # The attempt's copy of the record predates its start (``_begin``): keep that.
+            record = dataclasses.replace(record, started_at=active.record.started_at)
             active.record = record
         await self.recorder.save(record)
         self._notify(record, self._progress_listeners)

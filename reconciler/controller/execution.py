@@ -339,23 +339,20 @@ class RunExecution:
     async def _attempt(self, definition: Definition, active: ActiveRun) -> Outcome:
         record = active.record
         start_at, active.start_at = active.start_at, None  # a retry starts when it is due
-        if start_at is None:
-            self._begin(active)
         try:
             attempt = self.actions.attempt(definition, record)
             active.attempt = attempt
             if active.stop_reason is not None:
                 attempt.stop(active.stop_reason)  # run() then reports it without starting
-            if start_at is not None:
-                if isinstance(attempt, StartsAt):
-                    # It waits itself, to the microsecond, and says when its process started.
-                    attempt.start_at(start_at, lambda at: self._begin(active, at - start_at))
-                else:
-                    loop = asyncio.get_running_loop()
-                    if (wait := start_at - loop.time()) > 0:
-                        await asyncio.sleep(wait)
-                    if active.stop_reason is None:
-                        self._begin(active, loop.time() - start_at)
+            if isinstance(attempt, StartsAt):
+                # It waits itself, to the microsecond, and says when its process started.
+                attempt.start_at(start_at, lambda at: self._begin(active, at))
+            else:
+                loop = asyncio.get_running_loop()
+                if start_at is not None and (wait := start_at - loop.time()) > 0:
+                    await asyncio.sleep(wait)
+                if active.stop_reason is None:
+                    self._begin(active, loop.time())
             return await attempt.run()
         except Exception as err:
             # A bug of an action must cost one attempt, never the dispatcher or other runs.
@@ -365,17 +362,17 @@ class RunExecution:
             )
             return failed("ActionError", f"the action failed unexpectedly: {err!r}"[:500])
 
-    def _begin(self, active: ActiveRun, late: float = 0.0) -> None:
-        """The attempt's work begins: logged, and heard by the listeners. A run decided ahead
-        of its slot begins when its work did, ``late`` seconds after the slot (a busy machine
-        starts its process late): its record's start says so, and so does the start delay
-        the metrics derive from it."""
+    def _begin(self, active: ActiveRun, at: float) -> None:
+        """The attempt's work began at ``at`` (the loop's clock; for a command, the instant its
+        process started): the record's start says so from now on (the decision came first,
+        and for a run decided ahead, its slot; a busy machine starts the work later), the log
+        says "run started", and the listeners hear it (the start delay in the metrics is
+        derived from it)."""
         record = active.record
-        if late > 0 and record.started_at is not None:
-            record = dataclasses.replace(
-                record, started_at=record.started_at + timedelta(seconds=late)
-            )
-            active.record = record
+        ago = max(asyncio.get_running_loop().time() - at, 0.0)
+        began = self.clock() - timedelta(seconds=ago)
+        if record.started_at is not None and began > record.started_at:
+            record = active.record = dataclasses.replace(record, started_at=began)
         log.info(
             "run started",
             extra={"fields": {"task": record.task, "run": record.id, "trigger": record.trigger}},

@@ -58,15 +58,16 @@ class Attempt(Protocol):
 
 @runtime_checkable
 class StartsAt(Protocol):
-    """An attempt that can be told to begin at an instant ahead (its slot, when the run was
-    decided and claimed ahead of it), and waits for it itself: more precisely than a timer of
-    the event loop, which a busy loop serves late."""
+    """An attempt that says when its work began (the instant its process started), and can
+    be told to begin at an instant ahead (its slot, when the run was decided and claimed ahead
+    of it), which it waits for itself: more precisely than a timer of the event loop, which a
+    busy loop serves late."""
 
-    def start_at(self, when: float, began: Callable[[float], None]) -> None:
-        """Begin ``run()``'s work no earlier than ``when``, on ``time.monotonic()``'s clock (the
-        event loop's), and call ``began(instant)`` on the loop once it has begun (the instant
-        its process started, on the same clock): the run's real start, which a busy machine
-        makes later than ``when``. Not called if the work never began."""
+    def start_at(self, when: float | None, began: Callable[[float], None]) -> None:
+        """Begin ``run()``'s work no earlier than ``when`` (None: at once), on
+        ``time.monotonic()``'s clock (the event loop's), and call ``began(instant)`` on the
+        loop once it has begun, with the instant it did on the same clock. Not called if the
+        work never began."""
 
 
 class Action(Protocol):

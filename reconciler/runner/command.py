@@ -32,6 +32,7 @@ from __future__ import annotations
 import asyncio
 import enum
 import errno
+import logging
 import os
 import signal
 import subprocess
@@ -44,6 +45,8 @@ from reconciler.runner.base import Outcome, run_environment
 from reconciler.runner.group import Group, group_state, signal_group
 from reconciler.runner.output import TailReader
 from reconciler.runner.process import Child, Withdrawn, spawn_soon
+
+log = logging.getLogger("crontask.runner")
 
 # After the main process has exited and its group has been cleaned up, only a process that
 # escaped the group can still hold the output pipe open; we do not wait long for it.
@@ -122,10 +125,11 @@ class CommandRun:
     def pid(self) -> int | None:
         return self._pid
 
-    def start_at(self, when: float, began: Callable[[float], None]) -> None:
-        """Start the process no earlier than ``when`` (``time.monotonic()``): the spawner's
-        thread waits for it, and starts nothing if the run was stopped meanwhile. ``began``
-        hears the instant the process started, as the spawner's thread noted it."""
+    def start_at(self, when: float | None, began: Callable[[float], None]) -> None:
+        """Start the process no earlier than ``when`` (``time.monotonic()``; None: at once):
+        the spawner's thread waits for it, and starts nothing if the run was stopped
+        meanwhile. ``began`` hears the instant the process started, as the spawner's thread
+        noted it."""
         self._start_at = when
         self._began = began
 
@@ -244,7 +248,12 @@ class CommandRun:
         self._spawned = True
         self.started.set()
         if self._began is not None and child.began is not None:
-            self._began(child.began)
+            try:
+                self._began(child.began)
+            except Exception:  # the caller's bug: the process is supervised all the same
+                log.exception(
+                    "could not report a started process", extra={"fields": {"pid": child.pid}}
+                )
         reader = TailReader(self._loop, read_fd, self._output_limit)
         try:
             if self._end is not None:

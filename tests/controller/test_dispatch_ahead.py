@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import time
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -159,6 +159,88 @@ def test_a_run_decided_ahead_whose_work_began_late_says_when_it_began() -> None:
         }
         assert found["crontask_run_start_delay_seconds_count"] == 1
         assert found["crontask_run_start_delay_seconds_sum"] == pytest.approx(late)
+        await d.shutdown(0)
+
+    run(scenario())
+
+
+class Spawning:
+    """A command's stand-in that waits for its instant itself (``StartsAt``), as a command's
+    spawner does: its "process" starts ``lag`` seconds after the instant, and it says so.
+    Its attempt then reports progress with its own copy of the record, as a Job's does."""
+
+    field = "command"
+
+    def __init__(self, dispatcher: Dispatcher, lag: float) -> None:
+        self.dispatcher = dispatcher
+        self.lag = lag
+
+    def attempt(self, definition: Definition, record: RunRecord) -> _Spawned:
+        return _Spawned(self, record)
+
+
+class _Spawned:
+    def __init__(self, action: Spawning, record: RunRecord) -> None:
+        self.action = action
+        self.record = record
+        self.when: float | None = None
+        self.began: Callable[[float], None] | None = None
+
+    def start_at(self, when: float | None, began: Callable[[float], None]) -> None:
+        self.when, self.began = when, began
+
+    async def run(self) -> Outcome:
+        assert self.when is not None
+        assert self.began is not None
+        loop = asyncio.get_running_loop()
+        await asyncio.sleep(self.when + self.action.lag - loop.time())
+        self.began(loop.time())
+        await self.action.dispatcher.progress(self.record)  # the attempt's older copy
+        return Outcome(RunStatus.SUCCEEDED, 0, None, "exit code 0", "")
+
+    def stop(self, reason: str) -> None:
+        pass
+
+
+def test_a_started_process_moves_the_record_start_for_good() -> None:
+    """An action that starts its own work (a command's spawner) says when it did: the record
+    the listeners hear and the one stored say so, whatever the attempt reports meanwhile."""
+
+    async def scenario() -> None:
+        d, _, store, job, _ = setup()
+        d.actions = Actions([Spawning(d, lag=0.25)])
+        heard: list[RunRecord] = []
+        d.subscribe(heard.append)
+        slot = EPOCH + timedelta(seconds=0.1)
+        d.due(job, slot)
+        assert await d.drain(5)
+        started, ended = heard
+        stored = store.get(run_id(KEY, slot))
+        assert stored == ended
+        for record in (started, ended):
+            assert record.started_at is not None
+            assert (record.started_at - slot).total_seconds() == pytest.approx(0.25, abs=0.05)
+        assert ended.started_at == started.started_at
+        await d.shutdown(0)
+
+    run(scenario())
+
+
+def test_a_run_stopped_before_its_slot_was_never_heard_running() -> None:
+    async def scenario() -> None:
+        d, _, _, job, _ = setup()
+        metrics = Metrics(MemoryTasks())
+        d.subscribe(metrics.on_run)
+        heard: list[RunRecord] = []
+        d.subscribe(heard.append)
+        slot = EPOCH + timedelta(seconds=0.3)
+        d.due(job, slot)
+        await asyncio.sleep(0.1)
+        assert d.stop_run(run_id(KEY, slot), "Replaced")
+        assert await d.drain(5)
+        (ended,) = heard  # its end only: its work never began
+        assert ended.status is not RunStatus.RUNNING
+        assert metrics.scrape().runs[KEY].running == {}
         await d.shutdown(0)
 
     run(scenario())

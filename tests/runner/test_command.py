@@ -567,3 +567,60 @@ def test_a_start_ahead_that_is_late_says_so(monkeypatch: pytest.MonkeyPatch) -> 
     assert outcome.status is RunStatus.SUCCEEDED
     (at,) = began
     assert at >= due + 0.25
+
+
+def test_a_run_stopped_while_its_start_waits_starts_nothing(tmp_path: Path) -> None:
+    marker = tmp_path / "started"
+
+    async def scenario() -> tuple[Outcome, list[float]]:
+        command = CommandRun(["touch", str(marker)], env=ENV)
+        began: list[float] = []
+        command.start_at(time.monotonic() + 0.5, began.append)
+        task = asyncio.create_task(command.run())
+        await asyncio.sleep(0.1)  # the spawner's thread is waiting for the instant
+        command.stop("TaskRemoved")
+        return await task, began
+
+    outcome, began = arun(scenario())
+    assert outcome.status is RunStatus.FAILED
+    assert outcome.reason == "TaskRemoved"
+    assert outcome.message == "stopped before it started: TaskRemoved"
+    assert outcome.pid is None
+    # The outcome came back once the spawner's thread had reached the instant and withdrawn.
+    assert not marker.exists()
+    assert began == []  # nothing began
+
+
+def test_a_start_at_once_says_when_its_process_started() -> None:
+    async def scenario() -> tuple[float, list[float], float, Outcome]:
+        command = CommandRun(["true"], env=ENV)
+        began: list[float] = []
+        before = time.monotonic()
+        command.start_at(None, began.append)
+        outcome = await command.run()
+        return before, began, time.monotonic(), outcome
+
+    before, began, after, outcome = arun(scenario())
+    assert outcome.status is RunStatus.SUCCEEDED
+    (at,) = began
+    assert before <= at <= after
+
+
+def test_a_failing_start_report_leaves_the_process_supervised(tmp_path: Path) -> None:
+    """The dispatcher's callback raising must not leave a process nobody waits for."""
+    marker = tmp_path / "ended"
+
+    def began(at: float) -> None:
+        raise RuntimeError("a listener's bug")
+
+    async def scenario() -> Outcome:
+        command = CommandRun(["sh", "-c", f"sleep 0.2; touch {marker}"], env=ENV)
+        command.start_at(None, began)
+        return await command.run()
+
+    outcome = arun(scenario())
+    assert outcome.status is RunStatus.SUCCEEDED  # waited for, to its end
+    assert marker.exists()
+    assert outcome.pid is not None
+    with pytest.raises(ProcessLookupError):
+        os.kill(outcome.pid, 0)  # reaped
