@@ -50,6 +50,7 @@ class ActiveRun:
     task: asyncio.Task[None] | None = None
     stop_reason: str | None = None
     waiting: bool = False  # between two attempts: nothing is running
+    begun: bool = False  # the current attempt's work began (``_begin``)
     # The first attempt's claim, when the dispatcher sent it as the slot fired.
     claim: asyncio.Future[bool] | None = None
     # When the first attempt may begin (the loop's clock): its slot, when it was handed over
@@ -178,7 +179,7 @@ class RunExecution:
                 if await active.wait_stopped(delay):
                     await self._abandon(following, active.stop_reason or SHUTDOWN)
                     return
-                active.attempt = None
+                active.attempt, active.begun = None, False
                 active.record = dataclasses.replace(following, started_at=self.clock())
         finally:
             record = active.record
@@ -277,6 +278,7 @@ class RunExecution:
         if stored is not None:
             record = active.record = dataclasses.replace(stored, job=record.job or stored.job)
         self._notify(record, self._progress_listeners)
+        active.begun = True  # its work began elsewhere, before
         attempt = self.resumable.resume(record)
         active.attempt = attempt
         if active.stop_reason is not None:
@@ -297,6 +299,10 @@ class RunExecution:
             )
             return None
         status = RunStatus.INTERRUPTED if outcome.reason == SHUTDOWN else outcome.status
+        if not active.begun:
+            # Its work never began (stopped first, or it could not start): it has no start,
+            # not the slot it was decided for, which may be after the end.
+            record = dataclasses.replace(record, started_at=None)
         final = record.finish(
             status,
             finished_at=self.clock(),
@@ -371,6 +377,7 @@ class RunExecution:
         record = active.record
         ago = max(asyncio.get_running_loop().time() - at, 0.0)
         began = self.clock() - timedelta(seconds=ago)
+        active.begun = True
         if record.started_at is not None and began > record.started_at:
             record = active.record = dataclasses.replace(record, started_at=began)
         log.info(

@@ -240,6 +240,7 @@ def test_a_run_stopped_before_its_slot_was_never_heard_running() -> None:
         assert await d.drain(5)
         (ended,) = heard  # its end only: its work never began
         assert ended.status is not RunStatus.RUNNING
+        assert ended.started_at is None  # not its slot (a command's end comes before it)
         assert metrics.scrape().runs[KEY].running == {}
         await d.shutdown(0)
 
