@@ -421,10 +421,39 @@ class ApsScheduler:
         at: datetime = job.next_run_time
         return at.astimezone(UTC)
 
-    def snapshot(self) -> dict[str, Scheduled]:
+    def snapshot(self) -> Mapping[str, Scheduled]:
         with self._lock:  # two copies at C speed; the loop's apply() waits no longer
-            owned, triggers = dict(self._owned), dict(self._triggers)
-        return {key: Scheduled(owned[key], *trigger.slots()) for key, trigger in triggers.items()}
+            return _Snapshot(dict(self._owned), dict(self._triggers))
+
+
+class _Snapshot(Mapping[str, Scheduled]):
+    """The tasks owned at one instant; each one's entry is made when it is read, from its
+    trigger as it is then.
+
+    A scrape reads every task once or twice over a few hundred milliseconds. Entries made up
+    front would be one object per task alive for all that time: the young collections that the
+    scrape's allocations trigger would move them all to the oldest generation, and at 10 000
+    tasks that was enough to set off a full collection (100 ms of the event loop's time too)
+    at nearly every scrape. Made when read, each entry is gone before the next collection.
+    """
+
+    __slots__ = ("_owned", "_triggers")
+
+    def __init__(self, owned: dict[str, Definition], triggers: dict[str, _ScheduleTrigger]):
+        self._owned = owned
+        self._triggers = triggers
+
+    def __getitem__(self, key: str) -> Scheduled:
+        return Scheduled(self._owned[key], *self._triggers[key].slots())
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._triggers)
+
+    def __len__(self) -> int:
+        return len(self._triggers)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._triggers
 
 
 def _never_called() -> None:

@@ -33,11 +33,12 @@ class Scheduler(Protocol):
     definitions currently applied, by task key: this is the planner's ``actual``.
     ``next_fire_time`` is None for unknown or suspended tasks.
 
-    ``snapshot`` copies every owned task with its next slot and current interval at one
-    instant, for readers on other threads (the metrics collector at each scrape): it is the one
-    method that may be called from any thread, it is cheap (a copy under a lock held for a dict
-    copy; no slot arithmetic but, once per task applied, the interval before its first slot),
-    and it reads the fire times the scheduler already holds rather than computing them anew.
+    ``snapshot`` holds every task owned at one instant, each with its next slot and current
+    interval (as they are when the entry is read), for readers on other threads (the metrics
+    collector at each scrape): it is the one method that may be called from any thread, it is
+    cheap (a copy under a lock held for a dict copy; no slot arithmetic but, once per task
+    applied, the interval before its first slot), and it reads the fire times the scheduler
+    already holds rather than computing them anew.
     """
 
     def start(self) -> None: ...
@@ -50,7 +51,7 @@ class Scheduler(Protocol):
 
     def next_fire_time(self, key: str) -> datetime | None: ...
 
-    def snapshot(self) -> dict[str, Scheduled]: ...
+    def snapshot(self) -> Mapping[str, Scheduled]: ...
 
 
 def schedule_of(definition: Definition) -> Schedule:

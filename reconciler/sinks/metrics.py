@@ -78,8 +78,9 @@ class TaskSnapshot(Protocol):
     """The tasks in force, read at each scrape (the scheduler implements it).
 
     ``snapshot`` returns ``{key: (definition, next fire time, interval in seconds)}`` (None: no
-    next slot) copied at one instant. It is called from the scrape's thread, so it must be safe
-    there, and cheap: a copy of what is already held, not a computation per task.
+    next slot), the tasks of one instant, which no one else changes. It is called from the
+    scrape's thread, so it must be safe there, and cheap: a copy of what is already held, not a
+    computation per task.
     """
 
     def snapshot(self) -> Mapping[str, TaskSlot]: ...
@@ -297,7 +298,7 @@ class Metrics:
         is dropped here (the next scrape is the first to notice they are gone)."""
         with self._lock:
             began = self._seq
-        tasks = dict(self._tasks.snapshot()) if self._tasks is not None else {}
+        tasks = self._tasks.snapshot() if self._tasks is not None else {}
         self._seed(tasks)
         sources = [
             SourceSync(

@@ -340,10 +340,10 @@ def exposition(scrape: Scrape) -> str:
     """The whole text exposition of ``scrape`` (format 0.0.4), families in a fixed order and
     tasks sorted by key.
 
-    It keeps few objects alive for the collector to trace (lists of keys, texts and lines, and
-    a pair per task while it writes the next runs): every object a scrape holds on to while it
-    allocates gets traced by the garbage collections it triggers, which pause the event loop's
-    thread too.
+    It keeps few objects alive for the collector to trace (lists of keys, texts and lines):
+    every object a scrape holds on to while it allocates gets traced by the garbage
+    collections it triggers, which pause the event loop's thread too, and enough of them
+    promoted to the oldest generation set off a full collection (see ``ApsScheduler.snapshot``).
     """
     out: list[str] = []
     write = out.append
@@ -408,18 +408,22 @@ def _process(write: Write, scrape: Scrape) -> None:
 
 
 def _schedule_gauges(write: Write, keys: Sequence[str], tasks: Mapping[str, TaskSlot]) -> None:
-    """Next run and interval: read from the scheduler's snapshot at each scrape."""
-    slots = [(task_label(key), tasks[key]) for key in keys]
+    """Next run and interval: read from the scheduler's snapshot at each scrape. The interval
+    lines are kept aside while the next-run lines are written, rather than a (label, slot) pair
+    per task: strings are not traced by the collector, pairs would be."""
+    intervals: list[str] = []
     write(NEXT_RUN.header())
-    name = NEXT_RUN.name
-    for label, (_, following, _) in slots:
+    name, interval_name = NEXT_RUN.name, INTERVAL.name
+    for key in keys:
+        _, following, interval = tasks[key]
+        label = task_label(key)
         if following is not None:
             write(f"{name}{{{label}}} {number(following.timestamp())}\n")
-    write(INTERVAL.header())
-    name = INTERVAL.name
-    for label, (_, _, interval) in slots:
         if interval is not None:
-            write(f"{name}{{{label}}} {number(interval)}\n")
+            intervals.append(f"{interval_name}{{{label}}} {number(interval)}\n")
+    write(INTERVAL.header())
+    for line in intervals:
+        write(line)
 
 
 def _histogram(write: Write, family: Family, value: HistogramValue) -> None:
