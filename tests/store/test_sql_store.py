@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import random
 import sqlite3
 import threading
@@ -340,7 +341,10 @@ def test_last_outcomes_read_one_end_of_an_index_range_per_task_and_status(
     )
     with store.engine.begin() as conn:
         conn.exec_driver_sql("ANALYZE runs")  # this table only (see above)
-        stmt = sql_summaries._newest_ends(conn, ["ns/t3", "ns/t4"])
+        asked = ["ns/t3", "ns/t4"]
+        stmt = sql_summaries._newest_ends(conn).params(
+            asked=json.dumps(asked) if conn.dialect.name == "sqlite" else asked
+        )
         compiled = stmt.compile(dialect=conn.dialect, compile_kwargs={"literal_binds": True})
         prefix = "EXPLAIN QUERY PLAN " if conn.dialect.name == "sqlite" else "EXPLAIN "
         plan = "\n".join(str(row[-1]) for row in conn.exec_driver_sql(prefix + str(compiled)))

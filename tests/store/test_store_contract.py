@@ -428,11 +428,18 @@ def test_last_outcomes_pass_over_an_attempt_without_an_end(store: RunStore) -> N
 
 
 def test_last_outcomes_of_more_tasks_than_one_query_holds(store: RunStore) -> None:
-    keys = [f"bulk/task-{i:04d}" for i in range(1_201)]
+    keys = [f"bulk/task-{i:04d}" for i in range(4_001)]  # the SQL store asks 2 000 per query
     store.save_many([rec(key, at=i % 7) for i, key in enumerate(keys) if i % 100 == 0])
-    found = store.last_outcomes(keys)
+    found = store.last_outcomes(keys + keys[:10])  # asked twice: answered once
     assert sorted(found) == keys[::100]
-    assert found[keys[1_200]] == LastOutcomes(T0 + timedelta(minutes=3, seconds=5), None, 4.0)
+    assert found[keys[4_000]] == LastOutcomes(T0 + timedelta(minutes=3, seconds=5), None, 4.0)
+
+
+def test_last_outcomes_of_keys_that_need_escaping(store: RunStore) -> None:
+    """The SQL store passes the keys asked as one JSON array (SQLite) or array (PostgreSQL)."""
+    odd = ['ops/"quoted"', "ops/back\\slash", "ops/it's", "ops/é-ü-日本", "ops/a,b]"]
+    store.save_many([rec(key, at=1) for key in odd])
+    assert sorted(store.last_outcomes([*odd, "ops/["])) == sorted(odd)
 
 
 # -- query -------------------------------------------------------------------------------------
