@@ -153,6 +153,7 @@ class CommandRun:
         self._run_called = True
         self._loop = asyncio.get_running_loop()
         if self._end is _End.STOPPED:
+            self._began = None  # never called (see _supervise)
             self._exited = True
             self.started.set()
             return self._not_started()
@@ -220,6 +221,9 @@ class CommandRun:
 
     async def _supervise(self) -> Outcome:
         assert self._loop is not None
+        # Held here, not by the attempt: the caller's callback refers to the caller's run,
+        # which holds this attempt, and that cycle would be left to the garbage collector.
+        began, self._began = self._began, None
         # Our own pipe: we must be able to stop reading and close it while a stray process
         # still holds the write end (a stream transport would stay open until EOF).
         try:
@@ -247,9 +251,9 @@ class CommandRun:
         self._pid = child.pid
         self._spawned = True
         self.started.set()
-        if self._began is not None and child.began is not None:
+        if began is not None and child.began is not None:
             try:
-                self._began(child.began)
+                began(child.began)
             except Exception:  # the caller's bug: the process is supervised all the same
                 log.exception(
                     "could not report a started process", extra={"fields": {"pid": child.pid}}
