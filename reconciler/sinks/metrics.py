@@ -62,7 +62,7 @@ from reconciler.sinks.metrics_exposition import (
     TaskRuns,
     TaskSlot,
     exposition,
-    new_task_runs,
+    no_runs,
     task_runs,
 )
 
@@ -187,7 +187,7 @@ class Metrics:
             delay = max((record.started_at - record.scheduled_at).total_seconds(), 0.0)
         since = (record.started_at or record.scheduled_at).timestamp()
         with self._lock:
-            runs = self._runs.get(record.task) or self._new_runs(record.task)
+            runs = self._runs.get(record.task) or no_runs(self.per_task_histograms)
             self._seq += 1
             self._runs[record.task] = task_runs(
                 record.task,
@@ -208,7 +208,7 @@ class Metrics:
             seconds = max((record.finished_at - record.started_at).total_seconds(), 0.0)
         at = (record.finished_at or record.started_at or record.scheduled_at).timestamp()
         with self._lock:
-            runs = self._runs.get(record.task) or self._new_runs(record.task)
+            runs = self._runs.get(record.task) or no_runs(self.per_task_histograms)
             counts = list(runs.counts)
             counts[_INDEX[record.status]] += 1
             last_success, last_failure = runs.last_success, runs.last_failure
@@ -233,9 +233,6 @@ class Metrics:
                 durations,
                 self._seq,
             )
-
-    def _new_runs(self, key: str) -> TaskRuns:
-        return new_task_runs(key, self.per_task_histograms)
 
     # -- passes, retention, sources ---------------------------------------------------------
 
@@ -358,7 +355,7 @@ class Metrics:
         for start in range(0, len(items), _SEED_BATCH):
             with self._lock:
                 for key, last in items[start : start + _SEED_BATCH]:
-                    runs = self._runs.get(key) or self._new_runs(key)
+                    runs = self._runs.get(key) or no_runs(self.per_task_histograms)
                     self._seq += 1
                     self._runs[key] = task_runs(
                         key,

@@ -27,6 +27,7 @@ import dataclasses
 import functools
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
+from types import MappingProxyType
 from typing import Final
 
 from reconciler.core.desired import Definition, SourceKind
@@ -320,10 +321,31 @@ def task_runs(
     )
 
 
+def no_runs(per_task_histograms: bool) -> TaskRuns:
+    """The run state of a task that never ran, to make its first from: it has no lines (only
+    what :func:`task_runs` makes from it is shown), so it costs nothing to ask for."""
+    return _NO_RUNS[per_task_histograms]
+
+
+_NO_RUNS: Final = {
+    per_task: TaskRuns(
+        (0,) * len(FINAL_STATUSES),
+        MappingProxyType({}),
+        None,
+        None,
+        None,
+        HistogramValue.empty(RUN_BUCKETS) if per_task else None,
+        0,
+        (),
+    )
+    for per_task in (False, True)
+}
+
+
 def new_task_runs(key: str, per_task_histograms: bool) -> TaskRuns:
-    durations = HistogramValue.empty(RUN_BUCKETS) if per_task_histograms else None
-    zeros = (0,) * len(FINAL_STATUSES)
-    return task_runs(key, zeros, {}, None, None, None, durations, 0)
+    """A task that never ran, with its lines (its counters at zero)."""
+    none = no_runs(per_task_histograms)
+    return task_runs(key, none.counts, none.running, None, None, None, none.durations, 0)
 
 
 def _gauge_line(family: Family, label: str, value: float | None) -> str:
