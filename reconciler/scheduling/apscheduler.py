@@ -455,6 +455,9 @@ class _Snapshot(Mapping[str, Scheduled]):
     def __contains__(self, key: object) -> bool:
         return key in self._triggers
 
+    def __repr__(self) -> str:  # what a failed comparison in a test shows
+        return repr(dict(self))
+
 
 def _never_called() -> None:
     """The job function APScheduler requires; the hand-off executor never calls it."""

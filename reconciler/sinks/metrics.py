@@ -17,7 +17,8 @@ prometheus_client registry) the metrics read
   failure in the run history (``history``), read once for all the tasks that came, so that an
   alert on those timestamps does not go quiet because crontask restarted.
 
-They copy all of it (dictionary copies, under the lock), then format the copy in the calling
+They copy all of it (dictionary copies, under the lock; each task's next slot and interval are
+read from the scheduler's copy as the scrape formats it), then format the copy in the calling
 thread: the API's worker thread, never the event loop. A scrape writes nothing but its own
 copy (and, under the lock, drops the run state of tasks that are gone), so two scrapes cannot
 race; a scrape holds up a run record no longer than those copies take. Each record's lines are
@@ -291,7 +292,8 @@ class Metrics:
     # -- scrapes ----------------------------------------------------------------------------
 
     def scrape(self) -> Scrape:
-        """Everything a scrape shows, copied at one instant. Run state of tasks that are gone
+        """Everything a scrape shows, copied at one instant (but next slots and intervals, read
+        as they are formatted). Run state of tasks that are gone
         is dropped here (the next scrape is the first to notice they are gone)."""
         with self._lock:
             began = self._seq

@@ -99,7 +99,8 @@ class SourceSync:
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Scrape:
-    """Everything one scrape shows, copied at one instant."""
+    """Everything one scrape shows, copied at one instant; ``tasks`` may read each task's next
+    slot and interval when its entry is read (see ``ApsScheduler.snapshot``)."""
 
     tasks: Mapping[str, TaskSlot]
     runs: Mapping[str, TaskRuns]

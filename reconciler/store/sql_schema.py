@@ -164,6 +164,7 @@ def create_engine(url: str, *, existing: bool = False) -> Engine:
         database = u.database
         if not database or database == ":memory:" or u.query.get("mode") == "memory":
             raise ValueError("the SQL run store needs a file; use 'memory://' for a memory store")
+        _check_sqlite()
         if not existing:
             statedir.prepare_db(Path(database))
         elif not Path(database).is_file():
@@ -182,6 +183,31 @@ def create_engine(url: str, *, existing: bool = False) -> Engine:
             u, pool_pre_ping=True, connect_args={"connect_timeout": PG_CONNECT_TIMEOUT_S}
         )
     raise ValueError(f"unsupported run store URL scheme {u.drivername!r}")
+
+
+# What the SQLite library must offer: UPDATE/INSERT ... RETURNING (3.35), and json_each (built
+# in since 3.38, often compiled in before), through which last_outcomes asks for its tasks.
+SQLITE_MINIMUM: Final = (3, 35, 0)
+_JSON_PROBE: Final = "SELECT count(*) FROM json_each('[\"a\"]')"
+
+
+def _check_sqlite() -> None:
+    """Refuse, with what is missing, an SQLite library the store cannot work with (else the
+    first query that needs it would fail, long after start-up). Raises ValueError."""
+    version = sqlite3.sqlite_version
+    if sqlite3.sqlite_version_info < SQLITE_MINIMUM:
+        minimum = ".".join(map(str, SQLITE_MINIMUM))
+        raise ValueError(f"SQLite {version} is too old: the run store needs {minimum} or later")
+    probe = sqlite3.connect(":memory:")
+    try:
+        probe.execute(_JSON_PROBE)
+    except sqlite3.OperationalError as err:
+        raise ValueError(
+            f"SQLite {version} was built without its JSON functions ({err}): the run store"
+            " needs them (built in since SQLite 3.38)"
+        ) from None
+    finally:
+        probe.close()
 
 
 def _sqlite_on_connect(dbapi_connection: DBAPIConnection, _record: ConnectionPoolEntry) -> None:

@@ -85,13 +85,14 @@ def test_a_finished_run_leaves_no_reference_cycle() -> None:
         await d.shutdown(0)
 
     gc.collect()
-    gc.set_debug(gc.DEBUG_SAVEALL)  # what a collection finds is kept in gc.garbage
+    flags = gc.get_debug()
+    gc.set_debug(flags | gc.DEBUG_SAVEALL)  # what a collection finds is kept in gc.garbage
     try:
         run(scenario())
         gc.collect()
         left = {type(o).__name__ for o in gc.garbage} & {"ActiveRun", "CommandRun", "RunRecord"}
     finally:
-        gc.set_debug(0)
+        gc.set_debug(flags)
         gc.garbage.clear()
     assert [r.attempt for r in store.attempts(run_id("default/job", SLOT))] == [1, 2]
     never = store.get(run_id("default/other", later))

@@ -28,23 +28,30 @@ T0 = datetime(2026, 11, 27, 1, 0, tzinfo=UTC)
 
 @contextmanager
 def frequent_collections() -> Iterator[Callable[[], int]]:
-    """Collect the young generations every few dozen allocations, never the oldest; yields
+    """Collect the young generations every few allocations, never the oldest; yields
     the most objects found moved into the oldest generation at the end of a collection,
     beyond those there when the block began."""
     gc.collect()
     gc.freeze()  # what the test process holds stays out of the count
     usual = gc.get_threshold()
-    peak = 0
+    peak, collections = 0, 0
 
     def watch(phase: str, info: dict[str, int]) -> None:
-        nonlocal peak
+        nonlocal peak, collections
         if phase == "stop" and info["generation"] == 1:
+            collections += 1
             peak = max(peak, len(gc.get_objects(2)))
 
+    def held() -> int:
+        # A collector that never collected the middle generation here measured nothing (one
+        # unlike CPython 3.11-3.13's three generations): fail rather than pass.
+        assert collections >= 10, f"{collections} collections of generation 1 seen"
+        return peak
+
     gc.callbacks.append(watch)
-    gc.set_threshold(50, 1, 1_000_000)
+    gc.set_threshold(10, 1, 1_000_000)
     try:
-        yield lambda: peak
+        yield held
     finally:
         gc.set_threshold(*usual)
         gc.callbacks.remove(watch)

@@ -79,6 +79,24 @@ def test_sqlite_file_and_parent_dirs_are_created(tmp_path: Path) -> None:
         store.close()
 
 
+def test_an_sqlite_the_store_cannot_work_with_is_refused_at_open(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Said when the store opens, with what is missing, rather than by the first query that
+    needs it (RETURNING for claims, json_each for the last outcomes) long after."""
+    with monkeypatch.context() as patched:
+        patched.setattr(sqlite3, "sqlite_version_info", (3, 31, 1))
+        patched.setattr(sqlite3, "sqlite_version", "3.31.1")
+        with pytest.raises(ValueError, match=r"SQLite 3\.31\.1 is too old: .* 3\.35\.0 or later"):
+            open_store(sqlite_url(tmp_path / "old"))
+    # A build without the JSON functions answers json_each as an unknown function.
+    monkeypatch.setattr(sql_schema, "_JSON_PROBE", "SELECT count(*) FROM json_each_absent('[]')")
+    with pytest.raises(ValueError, match="built without its JSON functions"):
+        open_store(sqlite_url(tmp_path / "no-json"))
+    assert not (tmp_path / "old").exists()
+    assert not (tmp_path / "no-json").exists()
+
+
 def test_sqlite_connection_settings(sqlite_store: SqlRunStore) -> None:
     with sqlite_store.engine.connect() as conn:
         assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
@@ -342,7 +360,7 @@ def test_last_outcomes_read_one_end_of_an_index_range_per_task_and_status(
     with store.engine.begin() as conn:
         conn.exec_driver_sql("ANALYZE runs")  # this table only (see above)
         asked = ["ns/t3", "ns/t4"]
-        stmt = sql_summaries._newest_ends(conn).params(
+        stmt = sql_summaries._newest_ends(conn.dialect.name).params(
             asked=json.dumps(asked) if conn.dialect.name == "sqlite" else asked
         )
         compiled = stmt.compile(dialect=conn.dialect, compile_kwargs={"literal_binds": True})
