@@ -377,7 +377,8 @@ def exposition(scrape: Scrape) -> str:
         known[key].text if key in known else new_task_runs(key, scrape.per_task_histograms).text
         for key in keys
     ]
-    _process(write, scrape)
+    states, next_runs, intervals = _read_tasks(keys, scrape)
+    _process(write, scrape, states)
     for family, index in (
         (RUNS, RUNS_TEXT),
         (RUNNING, RUNNING_TEXT),
@@ -388,7 +389,10 @@ def exposition(scrape: Scrape) -> str:
     ):
         write(family.header())
         out.extend([text[index] for text in texts])
-    _schedule_gauges(write, keys, tasks)
+    write(NEXT_RUN.header())
+    out.extend(next_runs)
+    write(INTERVAL.header())
+    out.extend(intervals)
     if scrape.per_task_histograms:
         write(RUN_DURATION.header())
         out.extend([text[HISTOGRAM_TEXT] for text in texts])
@@ -402,10 +406,19 @@ def exposition(scrape: Scrape) -> str:
 Write = Callable[[str], object]
 
 
-def _process(write: Write, scrape: Scrape) -> None:
+def _read_tasks(
+    keys: Sequence[str], scrape: Scrape
+) -> tuple[dict[tuple[str, str], int], list[str], list[str]]:
+    """Each task's entry, read once (the scheduler's snapshot may make it when it is read):
+    the number of tasks by (source kind, state), and the lines of the next run and interval
+    gauges, kept aside until their turn as strings, which the collector does not trace."""
     states: dict[tuple[str, str], int] = {}
-    problems = scrape.problems
-    for key, (definition, _, _) in scrape.tasks.items():
+    next_runs: list[str] = []
+    intervals: list[str] = []
+    tasks, problems = scrape.tasks, scrape.problems
+    next_name, interval_name = NEXT_RUN.name, INTERVAL.name
+    for key in keys:
+        definition, following, interval = tasks[key]
         if definition.task.spec.suspend:
             state = "Suspended"
         elif definition.error or key in problems:
@@ -414,6 +427,15 @@ def _process(write: Write, scrape: Scrape) -> None:
             state = "Ready"
         pair = (definition.location.source, state)
         states[pair] = states.get(pair, 0) + 1
+        label = task_label(key)
+        if following is not None:
+            next_runs.append(f"{next_name}{{{label}}} {number(following.timestamp())}\n")
+        if interval is not None:
+            intervals.append(f"{interval_name}{{{label}}} {number(interval)}\n")
+    return states, next_runs, intervals
+
+
+def _process(write: Write, scrape: Scrape, states: Mapping[tuple[str, str], int]) -> None:
     kinds = sorted(set(SOURCE_KINDS) | {kind for kind, _ in states})
     write(TASKS.header())
     for kind in kinds:
@@ -428,25 +450,6 @@ def _process(write: Write, scrape: Scrape) -> None:
     for result in ("success", "error"):
         write(f'{RECONCILES.name}{{result="{result}"}} {scrape.reconciles.get(result, 0)}\n')
     _histogram(write, RECONCILE_DURATION, scrape.reconcile_seconds)
-
-
-def _schedule_gauges(write: Write, keys: Sequence[str], tasks: Mapping[str, TaskSlot]) -> None:
-    """Next run and interval: read from the scheduler's snapshot at each scrape. The interval
-    lines are kept aside while the next-run lines are written, rather than a (label, slot) pair
-    per task: strings are not traced by the collector, pairs would be."""
-    intervals: list[str] = []
-    write(NEXT_RUN.header())
-    name, interval_name = NEXT_RUN.name, INTERVAL.name
-    for key in keys:
-        _, following, interval = tasks[key]
-        label = task_label(key)
-        if following is not None:
-            write(f"{name}{{{label}}} {number(following.timestamp())}\n")
-        if interval is not None:
-            intervals.append(f"{interval_name}{{{label}}} {number(interval)}\n")
-    write(INTERVAL.header())
-    for line in intervals:
-        write(line)
 
 
 def _histogram(write: Write, family: Family, value: HistogramValue) -> None:
