@@ -174,6 +174,9 @@ class _LibcSpawn:
             "posix_spawnattr_setsigdefault",
             "sigemptyset",
             "sigaddset",
+            "access",
+            "pipe2",
+            "close",
         ):
             getattr(libc, name).restype = ctypes.c_int
         # One set of attributes for every spawn: posix_spawn only reads it.
@@ -226,6 +229,18 @@ class _LibcSpawn:
         finally:
             libc.posix_spawn_file_actions_destroy(actions)
 
+    def pipe(self) -> tuple[int, int]:
+        """``os.pipe()`` (both ends close-on-exec) without letting go of the GIL."""
+        fds = (ctypes.c_int * 2)()
+        if self._libc.pipe2(fds, ctypes.c_int(os.O_CLOEXEC)) != 0:
+            raise _os_error()
+        return fds[0], fds[1]
+
+    def close(self, fd: int) -> None:
+        """``os.close(fd)`` without letting go of the GIL."""
+        if self._libc.close(ctypes.c_int(fd)) != 0:
+            raise _os_error()
+
     def _first_that_starts(
         self,
         command: str,
@@ -240,12 +255,12 @@ class _LibcSpawn:
         code = errno.ENOENT
         for path in _executables(command, env):
             # A failed exec costs a whole clone here (Popen tries every PATH entry inside one
-            # child): entries that do not exist are passed over with a stat first.
-            try:
-                os.stat(path)
-            except OSError as err:
-                if err.errno not in (errno.ENOENT, errno.ENOTDIR) and not first_error:
-                    first_error = err.errno or 0
+            # child): entries that do not exist are passed over with a look first (access(),
+            # not os.stat(), which would let go of the GIL once per PATH entry).
+            if self._libc.access(path, ctypes.c_int(os.F_OK)) != 0:
+                missing = ctypes.get_errno()
+                if missing not in (errno.ENOENT, errno.ENOTDIR) and not first_error:
+                    first_error = missing
                 continue
             code = self._spawn(ctypes.byref(pid), path, actions, self._attr, argv, envp)
             if code == 0:
@@ -258,6 +273,11 @@ class _LibcSpawn:
         if cwd is not None and not (os.path.isdir(cwd) and os.access(cwd, os.X_OK)):
             raise OSError(code, os.strerror(code), cwd)
         raise OSError(code, os.strerror(code), command)
+
+
+def _os_error() -> OSError:
+    code = ctypes.get_errno()
+    return OSError(code, os.strerror(code))
 
 
 def _check(code: int) -> None:
@@ -296,7 +316,7 @@ def _load_libc() -> _LibcSpawn | None:
     if not hasattr(os, "pidfd_open"):  # not Linux: keep to the portable way
         return None
     try:
-        return _LibcSpawn(ctypes.CDLL(None), ctypes.PyDLL(None))
+        return _LibcSpawn(ctypes.CDLL(None), ctypes.PyDLL(None, use_errno=True))
     except (OSError, AttributeError):  # no such C library, or a glibc older than 2.34
         return None
 
@@ -401,14 +421,18 @@ class Spawner:
             raise
 
     def _start_piped(self, args: Sequence[str], env: Mapping[str, str], cwd: str | None) -> Piped:
-        read_fd, write_fd = os.pipe()
+        # Through the C library where it is used: os.pipe() and os.close() let go of the GIL,
+        # and each time the thread may wait a switch interval (5 ms) to get it back from a
+        # busy thread (the loop, a scrape), for a call of a microsecond.
+        pipe, close = (self._libc.pipe, self._libc.close) if self._libc else (os.pipe, os.close)
+        read_fd, write_fd = pipe()
         try:
             return self.start(args, env, cwd, write_fd), read_fd
         except BaseException:
-            os.close(read_fd)
+            close(read_fd)
             raise
         finally:
-            os.close(write_fd)  # the child has its copy: EOF comes when the last holder ends
+            close(write_fd)  # the child has its copy: EOF comes when the last holder ends
 
     def _executor(self, *, waiting: bool = False) -> concurrent.futures.ThreadPoolExecutor:
         with self._lock:

@@ -4,6 +4,7 @@ and what a child does (and does not) get from crontask."""
 from __future__ import annotations
 
 import asyncio
+import errno
 import os
 import signal
 import subprocess
@@ -367,3 +368,22 @@ def test_a_start_whose_thread_could_not_be_started_never_runs(
     spawner._executor().shutdown(wait=True)  # every start it had queued has been taken
     assert (tmp_path / "later").exists()
     assert not (tmp_path / "refused").exists()
+
+
+def test_the_c_library_pipe_and_close_are_those_of_os() -> None:
+    """The spawner's pipe and close go through the C library, holding the GIL: the same
+    close-on-exec pipe as ``os.pipe()``, and a failing close raises as ``os.close`` does."""
+    libc = process._load_libc()
+    if libc is None:
+        pytest.skip("no C library spawn here")
+    read_fd, write_fd = libc.pipe()
+    assert not os.get_inheritable(read_fd)
+    assert not os.get_inheritable(write_fd)
+    os.write(write_fd, b"x")
+    assert os.read(read_fd, 1) == b"x"
+    libc.close(write_fd)
+    assert os.read(read_fd, 1) == b""  # the only write end is closed
+    libc.close(read_fd)
+    with pytest.raises(OSError, match="Bad file descriptor") as raised:
+        libc.close(read_fd)
+    assert raised.value.errno == errno.EBADF
