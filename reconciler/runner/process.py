@@ -424,7 +424,8 @@ class Spawner:
         # Through the C library where it is used: os.pipe() and os.close() let go of the GIL,
         # and each time the thread may wait a switch interval (5 ms) to get it back from a
         # busy thread (the loop, a scrape), for a call of a microsecond.
-        pipe, close = (self._libc.pipe, self._libc.close) if self._libc else (os.pipe, os.close)
+        libc = self._libc
+        pipe, close = (libc.pipe, libc.close) if libc is not None else (os.pipe, os.close)
         read_fd, write_fd = pipe()
         try:
             return self.start(args, env, cwd, write_fd), read_fd

@@ -292,9 +292,9 @@ class Metrics:
     # -- scrapes ----------------------------------------------------------------------------
 
     def scrape(self) -> Scrape:
-        """Everything a scrape shows, copied at one instant (but next slots and intervals, read
-        as they are formatted). Run state of tasks that are gone
-        is dropped here (the next scrape is the first to notice they are gone)."""
+        """Everything a scrape shows, copied at one instant (next slots and intervals are read
+        as the scrape formats them). Run state of tasks that are gone is dropped here (the
+        next scrape is the first to notice they are gone)."""
         with self._lock:
             began = self._seq
         tasks = self._tasks.snapshot() if self._tasks is not None else {}

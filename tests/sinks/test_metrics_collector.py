@@ -14,16 +14,15 @@ import asyncio
 import gc
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime, timedelta
 
 from reconciler.core.plan import Operation, Step
-from reconciler.core.runs import RunRecord, RunStatus, Trigger, run_id
+from reconciler.core.runs import RunStatus
 from reconciler.scheduling.apscheduler import ApsScheduler
 from reconciler.sinks.metrics import Metrics
 from tests.helpers import definition
+from tests.sinks.test_metrics import run
 
 TASKS = 2_000
-T0 = datetime(2026, 11, 27, 1, 0, tzinfo=UTC)
 
 
 @contextmanager
@@ -58,19 +57,6 @@ def frequent_collections() -> Iterator[Callable[[], int]]:
         gc.unfreeze()
 
 
-def finished(key: str, at: datetime) -> RunRecord:
-    return RunRecord(
-        id=run_id(key, at),
-        task=key,
-        scheduled_at=at,
-        trigger=Trigger.SCHEDULE,
-        status=RunStatus.SUCCEEDED,
-        started_at=at,
-        finished_at=at + timedelta(seconds=2),
-        exit_code=0,
-    )
-
-
 def test_a_scrape_holds_no_object_per_task_for_the_collector() -> None:
     definitions = [definition(f"t{i}", schedule="0 0 1 1 *") for i in range(TASKS)]
 
@@ -82,7 +68,7 @@ def test_a_scrape_holds_no_object_per_task_for_the_collector() -> None:
         try:
             metrics = Metrics(scheduler)
             for d in definitions[::2]:  # half the tasks have run, half never did
-                metrics.on_run(finished(d.key, T0))
+                run(metrics, d.key, RunStatus.SUCCEEDED)
             body, _ = metrics.render()
             with frequent_collections() as held:
                 metrics.render("gzip")
