@@ -194,7 +194,8 @@ def test_stop_kills_every_process() -> None:
             http_call(emu, "POST", JOBS, job(name, script))
         wait_for("two running containers", lambda: len(emu.process_groups()) == 2, 5)
         groups = emu.process_groups()
-        assert len(live_processes(groups)) == 6  # two shells, four sleeps
+        # A group exists once its shell does; the sleeps come when the shell gets to them.
+        wait_for("two shells, four sleeps", lambda: len(live_processes(groups)) == 6, 5)
     finally:
         began = time.monotonic()
         emu.stop()
