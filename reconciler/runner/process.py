@@ -11,15 +11,12 @@ threads (``Spawner``), so the runs due in the same second are not started one af
 on the loop's thread. Neither ``subprocess.Popen`` nor ``os.posix_spawn`` lets go of the GIL
 while the kernel clones the process and the child reaches its ``exec`` (most of a spawn's
 time: the parent thread is suspended until then), so in threads they would still start one
-process at a time. Where the C library offers what crontask's contract needs
-(``posix_spawn`` with ``posix_spawn_file_actions_addclosefrom_np`` and ``..._addchdir_np``:
-glibc 2.34 and later), the pool calls it through ``ctypes``, which releases the GIL for the
-call, so two threads start two processes on two cores at once. The child gets exactly what
-``Popen(..., start_new_session=True, close_fds=True, restore_signals=True)`` gives it: a new
-session, stdin from ``/dev/null``, stdout and stderr on the given descriptor, no other
-descriptor, SIGPIPE and SIGXFSZ at their defaults, no blocked signal, and ``args[0]`` looked up
-on the ``PATH`` of ``env`` (the first error other than "not found" is the one reported, as
-``Popen`` does). Elsewhere the pool uses ``subprocess.Popen``.
+process at a time. Where the C library offers what crontask's contract needs, the pool calls
+its ``posix_spawn`` (``runner.libc_spawn``), which lets go of the GIL, so two threads start two
+processes on two cores at once; elsewhere it uses ``subprocess.Popen``. Either way the child
+gets a new session, stdin from ``/dev/null``, stdout and stderr on the given descriptor, no
+other descriptor, the signals ``Popen`` restores at their defaults, and ``args[0]`` looked up
+on the ``PATH`` of ``env``.
 
 The exit is learnt from a pidfd (Linux 5.3+), which the loop watches like any other file
 descriptor; the child is then reaped with ``waitpid``. Where pidfds do not exist, a thread per
@@ -35,8 +32,6 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
-import ctypes
-import errno
 import os
 import signal
 import subprocess
@@ -46,14 +41,7 @@ from collections.abc import Callable, Mapping, Sequence
 
 from reconciler import children
 from reconciler.host import usable_cores
-
-# glibc's flags for posix_spawnattr_setflags (spawn.h); SETSID is a GNU extension (2.26).
-_SETSIGDEF = 0x04
-_SETSIGMASK = 0x08
-_SETSID = 0x80
-# posix_spawn_file_actions_t is 80 bytes, posix_spawnattr_t 336 and sigset_t 128 on glibc's
-# 64-bit targets; the buffers leave room for any of its ABIs.
-_OPAQUE = 1024
+from reconciler.runner import libc_spawn
 
 
 class Child:
@@ -152,175 +140,6 @@ class Child:
 # -- starting a process ---------------------------------------------------------------------
 
 
-class _LibcSpawn:
-    """``posix_spawn`` called through ctypes. Only that call releases the GIL: the calls that
-    prepare it take microseconds, and each release is a chance for the loop's thread to take
-    the GIL and keep it for a whole switch interval (5 ms) before this thread gets it back."""
-
-    def __init__(self, libc: ctypes.CDLL, quick: ctypes.PyDLL) -> None:
-        self._spawn = libc.posix_spawn
-        self._spawn.restype = ctypes.c_int
-        self._libc = libc = quick
-        for name in (
-            "posix_spawn_file_actions_init",
-            "posix_spawn_file_actions_destroy",
-            "posix_spawn_file_actions_adddup2",
-            "posix_spawn_file_actions_addopen",
-            "posix_spawn_file_actions_addclosefrom_np",
-            "posix_spawn_file_actions_addchdir_np",
-            "posix_spawnattr_init",
-            "posix_spawnattr_setflags",
-            "posix_spawnattr_setsigmask",
-            "posix_spawnattr_setsigdefault",
-            "sigemptyset",
-            "sigaddset",
-            "access",
-            "pipe2",
-            "close",
-        ):
-            getattr(libc, name).restype = ctypes.c_int
-        # One set of attributes for every spawn: posix_spawn only reads it.
-        self._attr = ctypes.create_string_buffer(_OPAQUE)
-        empty = ctypes.create_string_buffer(_OPAQUE)
-        defaults = ctypes.create_string_buffer(_OPAQUE)
-        libc.sigemptyset(empty)
-        libc.sigemptyset(defaults)
-        for signum in (signal.SIGPIPE, signal.SIGXFSZ):  # what Popen's restore_signals resets
-            libc.sigaddset(defaults, ctypes.c_int(signum))
-        # glibc's posix_spawn sets the signals it keeps for itself (32 and 33, below SIGRTMIN)
-        # to SIG_IGN in the child, and an ignored signal stays ignored across exec: a command
-        # would inherit that, which it does not from Popen. Asked to reset them, the child sets
-        # them to SIG_DFL instead. sigaddset refuses those numbers, so their bits are set
-        # directly (bit n-1 of the array of unsigned longs, as glibc lays out sigset_t).
-        words = (ctypes.c_ulong * (_OPAQUE // ctypes.sizeof(ctypes.c_ulong))).from_buffer(defaults)
-        bits = 8 * ctypes.sizeof(ctypes.c_ulong)
-        for internal in range(32, signal.SIGRTMIN):
-            words[(internal - 1) // bits] |= 1 << ((internal - 1) % bits)
-        _check(libc.posix_spawnattr_init(self._attr))
-        _check(
-            libc.posix_spawnattr_setflags(
-                self._attr, ctypes.c_short(_SETSID | _SETSIGMASK | _SETSIGDEF)
-            )
-        )
-        _check(libc.posix_spawnattr_setsigmask(self._attr, empty))
-        _check(libc.posix_spawnattr_setsigdefault(self._attr, defaults))
-
-    def spawn(
-        self, args: Sequence[str], env: Mapping[str, str], cwd: str | None, output_fd: int
-    ) -> int:
-        libc = self._libc
-        argv = _c_strings([os.fsencode(arg) for arg in args])
-        envp = _c_strings(_environment(env))
-        actions = ctypes.create_string_buffer(_OPAQUE)
-        _check(libc.posix_spawn_file_actions_init(actions))
-        try:
-            _check(
-                libc.posix_spawn_file_actions_addopen(
-                    actions, 0, b"/dev/null", ctypes.c_int(os.O_RDONLY), ctypes.c_uint(0)
-                )
-            )
-            _check(libc.posix_spawn_file_actions_adddup2(actions, output_fd, 1))
-            _check(libc.posix_spawn_file_actions_adddup2(actions, output_fd, 2))
-            if cwd is not None:
-                _check(libc.posix_spawn_file_actions_addchdir_np(actions, os.fsencode(cwd)))
-            # Last, so that it cannot close what the actions above opened on 0, 1 and 2.
-            _check(libc.posix_spawn_file_actions_addclosefrom_np(actions, 3))
-            return self._first_that_starts(args[0], env, argv, envp, actions, cwd)
-        finally:
-            libc.posix_spawn_file_actions_destroy(actions)
-
-    def pipe(self) -> tuple[int, int]:
-        """``os.pipe()`` (both ends close-on-exec) without letting go of the GIL."""
-        fds = (ctypes.c_int * 2)()
-        if self._libc.pipe2(fds, ctypes.c_int(os.O_CLOEXEC)) != 0:
-            raise _os_error()
-        return fds[0], fds[1]
-
-    def close(self, fd: int) -> None:
-        """``os.close(fd)`` without letting go of the GIL."""
-        if self._libc.close(ctypes.c_int(fd)) != 0:
-            raise _os_error()
-
-    def _first_that_starts(
-        self,
-        command: str,
-        env: Mapping[str, str],
-        argv: ctypes.Array[ctypes.c_char_p],
-        envp: ctypes.Array[ctypes.c_char_p],
-        actions: ctypes.Array[ctypes.c_char],
-        cwd: str | None,
-    ) -> int:
-        pid = ctypes.c_int(0)
-        first_error = 0
-        code = errno.ENOENT
-        for path in _executables(command, env):
-            # A failed exec costs a whole clone here (Popen tries every PATH entry inside one
-            # child): entries that do not exist are passed over with a look first (access(),
-            # not os.stat(), which would let go of the GIL once per PATH entry).
-            if self._libc.access(path, ctypes.c_int(os.F_OK)) != 0:
-                missing = ctypes.get_errno()
-                if missing not in (errno.ENOENT, errno.ENOTDIR) and not first_error:
-                    first_error = missing
-                continue
-            code = self._spawn(ctypes.byref(pid), path, actions, self._attr, argv, envp)
-            if code == 0:
-                return pid.value
-            if code not in (errno.ENOENT, errno.ENOTDIR) and not first_error:
-                first_error = code
-        code = first_error or code
-        # posix_spawn says why, not which of chdir and exec failed: the directory is to blame
-        # when it cannot be entered (Popen names it in the error's filename, see CommandRun).
-        if cwd is not None and not (os.path.isdir(cwd) and os.access(cwd, os.X_OK)):
-            raise OSError(code, os.strerror(code), cwd)
-        raise OSError(code, os.strerror(code), command)
-
-
-def _os_error() -> OSError:
-    code = ctypes.get_errno()
-    return OSError(code, os.strerror(code))
-
-
-def _check(code: int) -> None:
-    if code != 0:
-        raise OSError(code, os.strerror(code))
-
-
-def _c_strings(items: list[bytes]) -> ctypes.Array[ctypes.c_char_p]:
-    for item in items:
-        if b"\0" in item:
-            raise ValueError("embedded null byte")
-    return (ctypes.c_char_p * (len(items) + 1))(*items, None)
-
-
-def _environment(env: Mapping[str, str]) -> list[bytes]:
-    """``KEY=value`` items, refused as ``Popen`` refuses them."""
-    items = []
-    for key, value in env.items():
-        name = os.fsencode(key)
-        if b"=" in name:
-            raise ValueError("illegal environment variable name")
-        items.append(name + b"=" + os.fsencode(value))
-    return items
-
-
-def _executables(command: str, env: Mapping[str, str]) -> list[bytes]:
-    """Where exec looks for ``command``: itself if it names a path, else each ``PATH`` entry
-    of ``env`` (``os.defpath`` without one), as ``Popen`` does."""
-    name = os.fsencode(command)
-    if os.path.dirname(name):
-        return [name]
-    return [os.path.join(os.fsencode(d), name) for d in os.get_exec_path(dict(env))]
-
-
-def _load_libc() -> _LibcSpawn | None:
-    if not hasattr(os, "pidfd_open"):  # not Linux: keep to the portable way
-        return None
-    try:
-        return _LibcSpawn(ctypes.CDLL(None), ctypes.PyDLL(None, use_errno=True))
-    except (OSError, AttributeError):  # no such C library, or a glibc older than 2.34
-        return None
-
-
 class Withdrawn(Exception):
     """The process was not started: its run was stopped while the start waited for its
     instant."""
@@ -351,7 +170,7 @@ class Spawner:
     than with two (``bench/lateness.py --worker command 1000``: spawned p50 -10 to -20 %)."""
 
     def __init__(self, threads: int | None = None, *, use_libc: bool = True) -> None:
-        self._libc = _load_libc() if use_libc else None
+        self._libc = libc_spawn.load() if use_libc else None
         self.threads = threads or min(16, 4 * usable_cores())
         self._pool: concurrent.futures.ThreadPoolExecutor | None = None
         # Starts that wait for their instant wait in threads of their own: parked in the pool

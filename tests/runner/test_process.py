@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from reconciler.runner import process
+from reconciler.runner import libc_spawn, process
 from reconciler.runner.process import Child, Spawner, spawn, spawn_soon
 from tests.helpers import wait_for
 
@@ -373,7 +373,7 @@ def test_a_start_whose_thread_could_not_be_started_never_runs(
 def test_the_c_library_pipe_and_close_are_those_of_os() -> None:
     """The spawner's pipe and close go through the C library, holding the GIL: the same
     close-on-exec pipe as ``os.pipe()``, and a failing close raises as ``os.close`` does."""
-    libc = process._load_libc()
+    libc = libc_spawn.load()
     if libc is None:
         pytest.skip("no C library spawn here")
     read_fd, write_fd = libc.pipe()

@@ -1,0 +1,205 @@
+"""``posix_spawn`` through the C library, for the spawner's threads (``runner.process``).
+
+``os.posix_spawn`` and ``subprocess.Popen`` hold the GIL while the kernel clones the process
+and the child reaches its ``exec``; called through ``ctypes.CDLL``, ``posix_spawn`` lets go of
+it, so two threads start two processes on two cores at once. Every other call here goes
+through ``ctypes.PyDLL``, which keeps the GIL: they take a microsecond, and each release would
+be a chance for a busy thread (the loop, a scrape) to keep the GIL a whole switch interval
+(5 ms) before this thread gets it back.
+
+What the child gets is what ``Popen(..., start_new_session=True, close_fds=True,
+restore_signals=True)`` gives it: see ``LibcSpawn.spawn``. Needs glibc 2.34 or later
+(``posix_spawn_file_actions_addclosefrom_np`` and ``..._addchdir_np``); ``load()`` says None
+elsewhere.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import os
+import signal
+from collections.abc import Mapping, Sequence
+
+# glibc's flags for posix_spawnattr_setflags (spawn.h); SETSID is a GNU extension (2.26).
+_SETSIGDEF = 0x04
+_SETSIGMASK = 0x08
+_SETSID = 0x80
+# posix_spawn_file_actions_t is 80 bytes, posix_spawnattr_t 336 and sigset_t 128 on glibc's
+# 64-bit targets; the buffers leave room for any of its ABIs.
+_OPAQUE = 1024
+
+
+class LibcSpawn:
+    """``posix_spawn`` called through ctypes; only that call lets go of the GIL."""
+
+    def __init__(self, libc: ctypes.CDLL, quick: ctypes.PyDLL) -> None:
+        self._spawn = libc.posix_spawn
+        self._spawn.restype = ctypes.c_int
+        self._libc = libc = quick
+        for name in (
+            "posix_spawn_file_actions_init",
+            "posix_spawn_file_actions_destroy",
+            "posix_spawn_file_actions_adddup2",
+            "posix_spawn_file_actions_addopen",
+            "posix_spawn_file_actions_addclosefrom_np",
+            "posix_spawn_file_actions_addchdir_np",
+            "posix_spawnattr_init",
+            "posix_spawnattr_setflags",
+            "posix_spawnattr_setsigmask",
+            "posix_spawnattr_setsigdefault",
+            "sigemptyset",
+            "sigaddset",
+            "access",
+            "pipe2",
+            "close",
+        ):
+            getattr(libc, name).restype = ctypes.c_int
+        # One set of attributes for every spawn: posix_spawn only reads it.
+        self._attr = ctypes.create_string_buffer(_OPAQUE)
+        empty = ctypes.create_string_buffer(_OPAQUE)
+        defaults = ctypes.create_string_buffer(_OPAQUE)
+        libc.sigemptyset(empty)
+        libc.sigemptyset(defaults)
+        for signum in (signal.SIGPIPE, signal.SIGXFSZ):  # what Popen's restore_signals resets
+            libc.sigaddset(defaults, ctypes.c_int(signum))
+        # glibc's posix_spawn sets the signals it keeps for itself (32 and 33, below SIGRTMIN)
+        # to SIG_IGN in the child, and an ignored signal stays ignored across exec: a command
+        # would inherit that, which it does not from Popen. Asked to reset them, the child sets
+        # them to SIG_DFL instead. sigaddset refuses those numbers, so their bits are set
+        # directly (bit n-1 of the array of unsigned longs, as glibc lays out sigset_t).
+        words = (ctypes.c_ulong * (_OPAQUE // ctypes.sizeof(ctypes.c_ulong))).from_buffer(defaults)
+        bits = 8 * ctypes.sizeof(ctypes.c_ulong)
+        for internal in range(32, signal.SIGRTMIN):
+            words[(internal - 1) // bits] |= 1 << ((internal - 1) % bits)
+        _check(libc.posix_spawnattr_init(self._attr))
+        _check(
+            libc.posix_spawnattr_setflags(
+                self._attr, ctypes.c_short(_SETSID | _SETSIGMASK | _SETSIGDEF)
+            )
+        )
+        _check(libc.posix_spawnattr_setsigmask(self._attr, empty))
+        _check(libc.posix_spawnattr_setsigdefault(self._attr, defaults))
+
+    def spawn(
+        self, args: Sequence[str], env: Mapping[str, str], cwd: str | None, output_fd: int
+    ) -> int:
+        """Start ``args`` and return its pid. The child gets a new session, stdin from
+        ``/dev/null``, stdout and stderr on ``output_fd``, no other descriptor, SIGPIPE and
+        SIGXFSZ at their defaults, no blocked signal, and ``args[0]`` looked up on the ``PATH``
+        of ``env`` (the first error other than "not found" is the one reported, as ``Popen``
+        does). Raises ``OSError`` or ``ValueError`` as ``Popen`` would."""
+        libc = self._libc
+        argv = _c_strings([os.fsencode(arg) for arg in args])
+        envp = _c_strings(_environment(env))
+        actions = ctypes.create_string_buffer(_OPAQUE)
+        _check(libc.posix_spawn_file_actions_init(actions))
+        try:
+            _check(
+                libc.posix_spawn_file_actions_addopen(
+                    actions, 0, b"/dev/null", ctypes.c_int(os.O_RDONLY), ctypes.c_uint(0)
+                )
+            )
+            _check(libc.posix_spawn_file_actions_adddup2(actions, output_fd, 1))
+            _check(libc.posix_spawn_file_actions_adddup2(actions, output_fd, 2))
+            if cwd is not None:
+                _check(libc.posix_spawn_file_actions_addchdir_np(actions, os.fsencode(cwd)))
+            # Last, so that it cannot close what the actions above opened on 0, 1 and 2.
+            _check(libc.posix_spawn_file_actions_addclosefrom_np(actions, 3))
+            return self._first_that_starts(args[0], env, argv, envp, actions, cwd)
+        finally:
+            libc.posix_spawn_file_actions_destroy(actions)
+
+    def pipe(self) -> tuple[int, int]:
+        """``os.pipe()`` (both ends close-on-exec) without letting go of the GIL."""
+        fds = (ctypes.c_int * 2)()
+        if self._libc.pipe2(fds, ctypes.c_int(os.O_CLOEXEC)) != 0:
+            raise _error()
+        return fds[0], fds[1]
+
+    def close(self, fd: int) -> None:
+        """``os.close(fd)`` without letting go of the GIL."""
+        if self._libc.close(ctypes.c_int(fd)) != 0:
+            raise _error()
+
+    def _first_that_starts(
+        self,
+        command: str,
+        env: Mapping[str, str],
+        argv: ctypes.Array[ctypes.c_char_p],
+        envp: ctypes.Array[ctypes.c_char_p],
+        actions: ctypes.Array[ctypes.c_char],
+        cwd: str | None,
+    ) -> int:
+        pid = ctypes.c_int(0)
+        first_error = 0
+        code = errno.ENOENT
+        for path in _executables(command, env):
+            # A failed exec costs a whole clone here (Popen tries every PATH entry inside one
+            # child): entries that do not exist are passed over with a look first (access(),
+            # not os.stat(), which would let go of the GIL once per PATH entry).
+            if self._libc.access(path, ctypes.c_int(os.F_OK)) != 0:
+                missing = ctypes.get_errno()
+                if missing not in (errno.ENOENT, errno.ENOTDIR) and not first_error:
+                    first_error = missing
+                continue
+            code = self._spawn(ctypes.byref(pid), path, actions, self._attr, argv, envp)
+            if code == 0:
+                return pid.value
+            if code not in (errno.ENOENT, errno.ENOTDIR) and not first_error:
+                first_error = code
+        code = first_error or code
+        # posix_spawn says why, not which of chdir and exec failed: the directory is to blame
+        # when it cannot be entered (Popen names it in the error's filename, see CommandRun).
+        if cwd is not None and not (os.path.isdir(cwd) and os.access(cwd, os.X_OK)):
+            raise OSError(code, os.strerror(code), cwd)
+        raise OSError(code, os.strerror(code), command)
+
+
+def _error(code: int = 0) -> OSError:
+    """The error numbered ``code`` (what posix_spawn's functions return), else ``errno``'s
+    (what pipe2 and close set)."""
+    code = code or ctypes.get_errno()
+    return OSError(code, os.strerror(code))
+
+
+def _check(code: int) -> None:
+    if code != 0:
+        raise _error(code)
+
+
+def _c_strings(items: list[bytes]) -> ctypes.Array[ctypes.c_char_p]:
+    for item in items:
+        if b"\0" in item:
+            raise ValueError("embedded null byte")
+    return (ctypes.c_char_p * (len(items) + 1))(*items, None)
+
+
+def _environment(env: Mapping[str, str]) -> list[bytes]:
+    """``KEY=value`` items, refused as ``Popen`` refuses them."""
+    items = []
+    for key, value in env.items():
+        name = os.fsencode(key)
+        if b"=" in name:
+            raise ValueError("illegal environment variable name")
+        items.append(name + b"=" + os.fsencode(value))
+    return items
+
+
+def _executables(command: str, env: Mapping[str, str]) -> list[bytes]:
+    """Where exec looks for ``command``: itself if it names a path, else each ``PATH`` entry
+    of ``env`` (``os.defpath`` without one), as ``Popen`` does."""
+    name = os.fsencode(command)
+    if os.path.dirname(name):
+        return [name]
+    return [os.path.join(os.fsencode(d), name) for d in os.get_exec_path(dict(env))]
+
+
+def load() -> LibcSpawn | None:
+    """The C library's spawn, or None where it lacks what is needed (not Linux, glibc < 2.34)."""
+    if not hasattr(os, "pidfd_open"):  # not Linux: keep to the portable way
+        return None
+    try:
+        return LibcSpawn(ctypes.CDLL(None), ctypes.PyDLL(None, use_errno=True))
+    except (OSError, AttributeError):  # no such C library, or a glibc older than 2.34
+        return None
