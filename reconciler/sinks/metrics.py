@@ -51,7 +51,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from reconciler.core.desired import Definition, DesiredState
 from reconciler.core.runs import LastOutcomes, RunRecord, RunStatus, Trigger
 from reconciler.core.status import FAILURES
-from reconciler.sinks.metrics_exposition import (
+from reconciler.sinks.metrics_exposition import exposition, no_runs, task_runs
+from reconciler.sinks.metrics_families import (
     DELAY_BUCKETS,
     FINAL_STATUSES,
     RECONCILE_BUCKETS,
@@ -62,9 +63,6 @@ from reconciler.sinks.metrics_exposition import (
     SourceSync,
     TaskRuns,
     TaskSlot,
-    exposition,
-    no_runs,
-    task_runs,
 )
 
 log = logging.getLogger("crontask.metrics")

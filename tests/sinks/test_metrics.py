@@ -15,7 +15,7 @@ from prometheus_client.utils import floatToGoString
 from reconciler.core.desired import Conflict, DefinitionError, DesiredState, Location
 from reconciler.core.runs import RunRecord, RunStatus, Trigger, run_id
 from reconciler.sinks.metrics import MemoryTasks, Metrics, accepts_gzip
-from reconciler.sinks.metrics_exposition import (
+from reconciler.sinks.metrics_families import (
     DELAY_BUCKETS,
     RECONCILE_BUCKETS,
     RUN_BUCKETS,

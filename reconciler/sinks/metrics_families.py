@@ -1,0 +1,229 @@
+"""What the metrics are: their families (name, type, help), histogram buckets, and the values
+one scrape shows (:class:`Scrape`). Plain data, no behaviour beyond a histogram's ``observe``;
+``metrics_exposition`` writes them as text, ``metrics`` keeps them current."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Final
+
+from reconciler.core.desired import Definition, SourceKind
+from reconciler.core.runs import RunStatus
+
+SOURCE_KINDS: Final = tuple(SourceKind)
+TASK_STATES: Final = ("Ready", "Error", "Suspended")
+PULLING_KINDS: Final = frozenset({SourceKind.GIT})  # sources whose revision and sync are reported
+FINAL_STATUSES: Final = tuple(s for s in RunStatus if s.finished)
+EAGER_STATUSES: Final = frozenset({RunStatus.SUCCEEDED, RunStatus.FAILED})
+
+RECONCILE_BUCKETS: Final = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+RUN_BUCKETS: Final = (0.1, 1, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, 7200, 21600, 86400)
+DELAY_BUCKETS: Final = (0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
+
+# (definition, next fire time, interval in seconds): what the scheduler holds of a task.
+TaskSlot = tuple[Definition, datetime | None, float | None]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class HistogramValue:
+    bounds: tuple[float, ...]
+    counts: tuple[int, ...]  # per bucket, not cumulative; one more than bounds (+Inf)
+    total: float = 0.0
+
+    @classmethod
+    def empty(cls, bounds: Sequence[float]) -> HistogramValue:
+        return cls(tuple(bounds), (0,) * (len(bounds) + 1))
+
+    def observe(self, value: float) -> HistogramValue:
+        index = len(self.bounds)
+        for i, bound in enumerate(self.bounds):
+            if value <= bound:
+                index = i
+                break
+        counts = list(self.counts)
+        counts[index] += 1
+        return HistogramValue(self.bounds, tuple(counts), self.total + value)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class TaskRuns:
+    """One task's runs as this process has seen them; replaced whole on every record (see
+    :func:`task_runs`), with its lines of the exposition already written: a record is rendered
+    once, on arrival, rather than at every scrape."""
+
+    counts: tuple[int, ...]  # finished attempts by FINAL_STATUSES index
+    running: Mapping[str, float]  # attempts in progress: run id -> when it started (Unix time)
+    last_success: float | None
+    last_failure: float | None
+    last_duration: float | None
+    durations: HistogramValue | None  # with per-task histograms only
+    seq: int  # the update that made this value (see Metrics._prune)
+    text: tuple[str, ...]  # this task's lines of each family, by the *_TEXT indices below
+
+
+RUNS_TEXT, RUNNING_TEXT, SUCCESS_TEXT, FAILURE_TEXT, DURATION_TEXT, HISTOGRAM_TEXT, SINCE_TEXT = (
+    range(7)
+)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class SourceSync:
+    kind: str
+    revision: str | None
+    last_sync: float | None
+    failures: int = 0  # failed syncs since the start
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Scrape:
+    """Everything one scrape shows, copied at one instant; ``tasks`` may read each task's next
+    slot and interval when its entry is read (see ``ApsScheduler.snapshot``)."""
+
+    tasks: Mapping[str, TaskSlot]
+    runs: Mapping[str, TaskRuns]
+    problems: frozenset[str]  # keys with a definition error or conflict, as of the last pass
+    definition_errors: Mapping[str, int]
+    reconciles: Mapping[str, int]  # by result
+    reconcile_seconds: HistogramValue
+    run_seconds: HistogramValue
+    start_delay: HistogramValue
+    per_task_histograms: bool
+    sources: Sequence[SourceSync]
+    pruned_records: int
+    last_prune: float | None
+    prune_seconds: HistogramValue
+    replicas: Replicas | None = None  # with --ha
+    # With --notifications: (receiver, result) -> messages; every pair from 0.
+    notifications: Mapping[tuple[str, str], int] = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Replicas:
+    members: int  # live replicas as this one sees them
+    handovers: int  # tasks that moved between replicas, as this one saw them
+    disagreeing: bool  # the live replicas read different definitions
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Family:
+    name: str  # as exposed: counters end in _total
+    type: str  # counter | gauge | histogram
+    help: str
+
+    def header(self) -> str:
+        text = self.help.replace("\\", r"\\").replace("\n", r"\n")
+        return f"# HELP {self.name} {text}\n# TYPE {self.name} {self.type}\n"
+
+
+TASKS = Family(
+    "crontask_tasks",
+    "gauge",
+    "Tasks by source kind and state (Error: a definition problem; its last good definition runs).",
+)
+DEFINITION_ERRORS = Family(
+    "crontask_definition_errors",
+    "gauge",
+    "Definition problems (parse, validation, conflicts) by source kind, last pass.",
+)
+RECONCILES = Family("crontask_reconcile_total", "counter", "Reconcile passes by result.")
+RECONCILE_DURATION = Family(
+    "crontask_reconcile_duration_seconds", "histogram", "Duration of a reconcile pass."
+)
+RUNS = Family(
+    "crontask_runs_total",
+    "counter",
+    "Finished run attempts by task and final status (succeeded and failed from 0, the others "
+    "from their first occurrence).",
+)
+RUN_DURATION = Family(
+    "crontask_run_duration_seconds",
+    "histogram",
+    "Duration of finished run attempts that started.",
+)
+START_DELAY = Family(
+    "crontask_run_start_delay_seconds",
+    "histogram",
+    "Actual start minus scheduled time of a scheduled run's first attempt.",
+)
+RUNNING = Family("crontask_running_runs", "gauge", "Run attempts in progress, by task.")
+RUNNING_SINCE = Family(
+    "crontask_task_running_since_timestamp_seconds",
+    "gauge",
+    "Unix time the task's oldest attempt in progress started (no series while none is).",
+)
+LAST_SUCCESS = Family(
+    "crontask_task_last_success_timestamp_seconds",
+    "gauge",
+    "Unix time the task's last successful attempt finished (no series before one).",
+)
+LAST_FAILURE = Family(
+    "crontask_task_last_failure_timestamp_seconds",
+    "gauge",
+    "Unix time the task's last failed, timed-out or interrupted attempt finished (no series "
+    "before one).",
+)
+LAST_DURATION = Family(
+    "crontask_task_last_run_duration_seconds",
+    "gauge",
+    "Duration of the task's last finished attempt that started (no series before one).",
+)
+NEXT_RUN = Family(
+    "crontask_task_next_run_timestamp_seconds",
+    "gauge",
+    "Unix time of the task's next slot (no series while it has none, e.g. suspended).",
+)
+INTERVAL = Family(
+    "crontask_task_schedule_interval_seconds",
+    "gauge",
+    "Seconds from the task's latest slot to its next (before its first: from the next to the "
+    "one after); no series without a next slot.",
+)
+SOURCE_INFO = Family(
+    "crontask_source_info",
+    "gauge",
+    "1 for each pulling source and the revision in force (git: the commit SHA).",
+)
+SOURCE_LAST_SYNC = Family(
+    "crontask_source_last_sync_timestamp_seconds",
+    "gauge",
+    "Unix time of the source's last successful sync (no series before one).",
+)
+SOURCE_SYNC_ERRORS = Family(
+    "crontask_source_sync_errors_total", "counter", "Failed syncs (fetch, checkout) by source."
+)
+HISTORY_PRUNED = Family(
+    "crontask_history_pruned_records_total",
+    "counter",
+    "Run records deleted by retention (history limits, --history-max-age).",
+)
+HISTORY_LAST_PRUNE = Family(
+    "crontask_history_last_prune_timestamp_seconds",
+    "gauge",
+    "Unix time retention last completed (no series before it has).",
+)
+HISTORY_PRUNE_DURATION = Family(
+    "crontask_history_prune_duration_seconds", "histogram", "Duration of a retention pass."
+)
+MEMBERS = Family("crontask_members", "gauge", "Live replicas (--ha) as this replica sees them.")
+OWNED_TASKS = Family(
+    "crontask_owned_tasks", "gauge", "Tasks this replica schedules (--ha: its share of them)."
+)
+HANDOVERS = Family(
+    "crontask_handovers_total",
+    "counter",
+    "Tasks that moved between replicas (--ha), counted by this replica at each change.",
+)
+MEMBERS_DISAGREEING = Family(
+    "crontask_members_disagreeing",
+    "gauge",
+    "1 while the live replicas (--ha) read different definitions (see GET /api/v1/members).",
+)
+
+NOTIFICATIONS = Family(
+    "crontask_notifications_total",
+    "counter",
+    "Notification messages by receiver and result: sent, failed (refused, or retries used "
+    "up), dropped (the receiver's queue was full).",
+)
