@@ -33,7 +33,7 @@ PYTEST_WORKERS ?= auto
 pytest: $(STAMP)
 	$(BIN)/pytest -n $(PYTEST_WORKERS) $(PYTEST_ARGS)
 
-# The slow tests (about 5 min in all): replicas at work, killed or stopped, and faults or
+# The slow tests (about 7 min in all): replicas at work, killed or stopped, and faults or
 # deadlines waited out in real time (10 s to minutes each). CI runs them after `make test`, one at
 # a time: replicas under test must not share the cores with another test's.
 test-slow: $(STAMP)

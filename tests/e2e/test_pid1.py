@@ -102,6 +102,7 @@ def adopting(
             app.proc.wait(timeout=30)
 
 
+@pytest.mark.slow  # 20 s each: ten seconds of orphans, then the leaders' grace waited out
 def test_orphans_are_reaped_and_exit_codes_still_recorded(
     adopting: tuple[Crontask, int], tmp_path: Path
 ) -> None:
