@@ -37,6 +37,7 @@ import signal
 import subprocess
 import threading
 import time
+import weakref
 from collections.abc import Callable, Mapping, Sequence
 
 from reconciler import children
@@ -304,16 +305,78 @@ async def spawn_soon(
 ) -> tuple[Child, int]:
     """``spawn`` in the spawner's threads, with stdout and stderr on a new pipe: the child and
     the pipe's read end, which the caller closes. The loop goes on while the process starts.
-    A wait cancelled while the process was being started kills its group and reaps it.
+    A wait cancelled before the process was started starts none; one cancelled while it was
+    being started kills its group and reaps it.
     ``start_at`` and ``wanted``: see ``Spawner.submit``."""
     loop = asyncio.get_running_loop()
     future = spawner().submit(args, env, cwd, start_at=start_at, wanted=wanted)
     try:
-        started, read_fd, began = await asyncio.wrap_future(future, loop=loop)
+        started, read_fd, began = await _handoff(loop).wait(future)
     except asyncio.CancelledError:
+        future.cancel()  # still queued: it never starts
         future.add_done_callback(_kill_orphan)
         raise
     return Child(loop, *started, began=began), read_fd
+
+
+class _Handoff:
+    """Hands the spawner threads' results to one loop. ``asyncio.wrap_future`` wakes the loop
+    once per result, by a write to its self-pipe from the spawner's thread, and that write lets
+    go of the GIL, which the thread must then wait for again before its next start. Here the
+    results that arrive before the loop runs share one wake-up: in a burst of 1 000 commands,
+    starts came 11 % faster at the median of eight alternating runs, and the first 100 of a
+    burst 15-25 % sooner (``bench/ANALYSIS.md``)."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._lock = threading.Lock()
+        self._pending: list[Callable[[], None]] = []  # settled on the loop, in arrival order
+
+    async def wait(self, future: concurrent.futures.Future[Submitted]) -> Submitted:
+        """The spawner's result, as ``await asyncio.wrap_future(future)`` gives it, except
+        that a cancelled wait leaves ``future`` to the caller."""
+        waiter: asyncio.Future[Submitted] = self._loop.create_future()
+
+        def settle() -> None:
+            if waiter.cancelled():
+                return
+            if future.cancelled():
+                waiter.cancel()
+            elif (error := future.exception()) is not None:
+                waiter.set_exception(error)
+            else:
+                waiter.set_result(future.result())
+
+        future.add_done_callback(lambda _: self._arrived(settle))
+        return await waiter
+
+    def _arrived(self, settle: Callable[[], None]) -> None:
+        """In the spawner's thread (or the loop's, for a future done already)."""
+        with self._lock:
+            self._pending.append(settle)
+            if len(self._pending) > 1:
+                return  # the loop has been woken for the first one and will settle this too
+        with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits
+            self._loop.call_soon_threadsafe(self._settle)
+
+    def _settle(self) -> None:
+        with self._lock:
+            pending, self._pending = self._pending, []
+        for settle in pending:
+            settle()
+
+
+# One per loop: tests run several loops, one after another.
+_handoffs: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Handoff] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _handoff(loop: asyncio.AbstractEventLoop) -> _Handoff:
+    handoff = _handoffs.get(loop)
+    if handoff is None:
+        handoff = _handoffs[loop] = _Handoff(loop)
+    return handoff
 
 
 def _kill_orphan(future: concurrent.futures.Future[Submitted]) -> None:

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -312,6 +313,82 @@ def test_a_start_cancelled_while_spawning_leaves_no_process_or_descriptor(
     spawner._executor().shutdown(wait=True)  # the start ran, then its orphan was killed
     assert _open_fds() == before
     wait_for("the orphan to be killed and reaped", lambda: not _children_named("sleep"), 10)
+
+
+def test_a_start_cancelled_while_queued_never_starts(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A wait cancelled while its start still waits for a thread takes the start back."""
+    spawner = Spawner(threads=1)
+    monkeypatch.setattr(process, "_spawner", spawner)
+    entered, release = threading.Event(), threading.Event()
+    started: list[Sequence[str]] = []
+    real_start = spawner.start
+
+    def held_start(args: Sequence[str], *rest: Any) -> process.Started:
+        entered.set()
+        release.wait()
+        started.append(args)
+        return real_start(args, *rest)
+
+    monkeypatch.setattr(spawner, "start", held_start)
+
+    async def scenario() -> int:
+        first = asyncio.ensure_future(spawn_soon(["true"], env=ENV, cwd=None))
+        await asyncio.get_running_loop().run_in_executor(None, entered.wait)
+        queued = asyncio.ensure_future(spawn_soon(["sleep", "30"], env=ENV, cwd=None))
+        await asyncio.sleep(0)  # submitted, behind the first in the only thread's queue
+        queued.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await queued
+        release.set()
+        child, read_fd = await first
+        os.close(read_fd)
+        return await child.exited()
+
+    assert asyncio.run(scenario()) == 0
+    spawner._executor().shutdown(wait=True)
+    assert [list(args) for args in started] == [["true"]]
+
+
+def test_results_that_arrive_together_wake_the_loop_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Starts that end while the loop is busy are handed to it with one wake-up, and each
+    waiter gets its own process."""
+    starts = 6
+    monkeypatch.setattr(process, "_spawner", Spawner(threads=3))
+    arrived = threading.Semaphore(0)
+    real_arrived = process._Handoff._arrived
+
+    def counted(self: process._Handoff, settle: Callable[[], None]) -> None:
+        real_arrived(self, settle)
+        arrived.release()
+
+    monkeypatch.setattr(process._Handoff, "_arrived", counted)
+
+    async def scenario() -> tuple[list[int], int]:
+        loop = asyncio.get_running_loop()
+        wake_ups = 0
+        real_wake = loop.call_soon_threadsafe
+
+        def wake(*args: Any, **kwargs: Any) -> asyncio.Handle:
+            nonlocal wake_ups
+            wake_ups += 1
+            return real_wake(*args, **kwargs)
+
+        monkeypatch.setattr(loop, "call_soon_threadsafe", wake)
+        waits = [
+            asyncio.ensure_future(spawn_soon(["true"], env=ENV, cwd=None)) for _ in range(starts)
+        ]
+        await asyncio.sleep(0)  # every start submitted
+        for _ in range(starts):  # the loop is busy (here: blocked) while they all start
+            assert arrived.acquire(timeout=10)
+        codes = []
+        for child, read_fd in await asyncio.gather(*waits):
+            os.close(read_fd)
+            codes.append(await child.exited())
+        return codes, wake_ups
+
+    codes, wake_ups = asyncio.run(scenario())
+    assert codes == [0] * starts
+    assert wake_ups == 1
 
 
 def test_starts_waiting_for_their_instant_do_not_hold_up_a_start_due_now() -> None:
