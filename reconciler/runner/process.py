@@ -32,6 +32,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import functools
 import os
 import signal
 import subprocess
@@ -328,42 +329,46 @@ class _Handoff:
     burst 15-25 % sooner (``bench/ANALYSIS.md``)."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self._loop = loop
+        self._loop = weakref.ref(loop)  # the key of _handoffs: a strong one would keep it
         self._lock = threading.Lock()
-        self._pending: list[Callable[[], None]] = []  # settled on the loop, in arrival order
+        # Settled on the loop, in the order they arrived.
+        self._pending: list[
+            tuple[asyncio.Future[Submitted], concurrent.futures.Future[Submitted]]
+        ] = []
 
     async def wait(self, future: concurrent.futures.Future[Submitted]) -> Submitted:
         """The spawner's result, as ``await asyncio.wrap_future(future)`` gives it, except
         that a cancelled wait leaves ``future`` to the caller."""
-        waiter: asyncio.Future[Submitted] = self._loop.create_future()
+        waiter: asyncio.Future[Submitted] = asyncio.get_running_loop().create_future()
+        # No closure over ``future``: the future keeps its callbacks, and would keep itself.
+        future.add_done_callback(functools.partial(self._arrived, waiter))
+        return await waiter
 
-        def settle() -> None:
+    def _arrived(
+        self, waiter: asyncio.Future[Submitted], future: concurrent.futures.Future[Submitted]
+    ) -> None:
+        """In the spawner's thread (or the loop's, for a future done already)."""
+        with self._lock:
+            self._pending.append((waiter, future))
+            if len(self._pending) > 1:
+                return  # the loop has been woken for the first one and settles this too
+        loop = self._loop()
+        if loop is not None:
+            with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits
+                loop.call_soon_threadsafe(self._settle)
+
+    def _settle(self) -> None:
+        with self._lock:
+            pending, self._pending = self._pending, []
+        for waiter, future in pending:
             if waiter.cancelled():
-                return
+                continue
             if future.cancelled():
                 waiter.cancel()
             elif (error := future.exception()) is not None:
                 waiter.set_exception(error)
             else:
                 waiter.set_result(future.result())
-
-        future.add_done_callback(lambda _: self._arrived(settle))
-        return await waiter
-
-    def _arrived(self, settle: Callable[[], None]) -> None:
-        """In the spawner's thread (or the loop's, for a future done already)."""
-        with self._lock:
-            self._pending.append(settle)
-            if len(self._pending) > 1:
-                return  # the loop has been woken for the first one and will settle this too
-        with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits
-            self._loop.call_soon_threadsafe(self._settle)
-
-    def _settle(self) -> None:
-        with self._lock:
-            pending, self._pending = self._pending, []
-        for settle in pending:
-            settle()
 
 
 # One per loop: tests run several loops, one after another.

@@ -4,14 +4,17 @@ and what a child does (and does not) get from crontask."""
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import errno
+import gc
 import os
 import signal
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Sequence
+import weakref
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -350,15 +353,25 @@ def test_a_start_cancelled_while_queued_never_starts(monkeypatch: pytest.MonkeyP
 
 
 def test_results_that_arrive_together_wake_the_loop_once(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Starts that end while the loop is busy are handed to it with one wake-up, and each
-    waiter gets its own process."""
+    """Starts that end while the loop is busy are handed to it with one wake-up, each waiter
+    gets its own process, and the hand-over leaves nothing for the garbage collector."""
     starts = 6
-    monkeypatch.setattr(process, "_spawner", Spawner(threads=3))
+    spawner = Spawner(threads=3)
+    monkeypatch.setattr(process, "_spawner", spawner)
+    submitted: list[weakref.ref[concurrent.futures.Future[process.Submitted]]] = []
+    real_submit = spawner.submit
+
+    def noted(*args: Any, **kwargs: Any) -> concurrent.futures.Future[process.Submitted]:
+        future = real_submit(*args, **kwargs)
+        submitted.append(weakref.ref(future))
+        return future
+
+    monkeypatch.setattr(spawner, "submit", noted)
     arrived = threading.Semaphore(0)
     real_arrived = process._Handoff._arrived
 
-    def counted(self: process._Handoff, settle: Callable[[], None]) -> None:
-        real_arrived(self, settle)
+    def counted(self: process._Handoff, *args: Any) -> None:
+        real_arrived(self, *args)
         arrived.release()
 
     monkeypatch.setattr(process._Handoff, "_arrived", counted)
@@ -374,21 +387,28 @@ def test_results_that_arrive_together_wake_the_loop_once(monkeypatch: pytest.Mon
             return real_wake(*args, **kwargs)
 
         monkeypatch.setattr(loop, "call_soon_threadsafe", wake)
-        waits = [
-            asyncio.ensure_future(spawn_soon(["true"], env=ENV, cwd=None)) for _ in range(starts)
-        ]
+        waits = [spawn_soon(["true"], env=ENV, cwd=None) for _ in range(starts)]
+        pending = [asyncio.ensure_future(wait) for wait in waits]
         await asyncio.sleep(0)  # every start submitted
         for _ in range(starts):  # the loop is busy (here: blocked) while they all start
             assert arrived.acquire(timeout=10)
         codes = []
-        for child, read_fd in await asyncio.gather(*waits):
+        for child, read_fd in await asyncio.gather(*pending):
             os.close(read_fd)
             codes.append(await child.exited())
         return codes, wake_ups
 
-    codes, wake_ups = asyncio.run(scenario())
+    gc.disable()
+    try:
+        codes, wake_ups = asyncio.run(scenario())
+        spawner._executor().shutdown(wait=True)
+        alive = [ref for ref in submitted if ref() is not None]
+    finally:
+        gc.enable()
     assert codes == [0] * starts
     assert wake_ups == 1
+    assert len(submitted) == starts
+    assert not alive, "the spawner's futures were kept alive by a reference cycle"
 
 
 def test_starts_waiting_for_their_instant_do_not_hold_up_a_start_due_now() -> None:
