@@ -306,17 +306,21 @@ async def spawn_soon(
 ) -> tuple[Child, int]:
     """``spawn`` in the spawner's threads, with stdout and stderr on a new pipe: the child and
     the pipe's read end, which the caller closes. The loop goes on while the process starts.
-    A wait cancelled before the process was started starts none; one cancelled while it was
-    being started kills its group and reaps it.
-    ``start_at`` and ``wanted``: see ``Spawner.submit``."""
+    A wait cancelled while its start still waits for a thread takes the start back; one
+    cancelled later (the start under way, or waiting for its instant) kills the process's
+    group once it has started, and reaps it. ``start_at`` and ``wanted``: see
+    ``Spawner.submit``."""
     loop = asyncio.get_running_loop()
     future = spawner().submit(args, env, cwd, start_at=start_at, wanted=wanted)
     try:
         started, read_fd, began = await _handoff(loop).wait(future)
     except asyncio.CancelledError:
-        future.cancel()  # still queued: it never starts
+        future.cancel()  # succeeds only if no thread has taken the start yet
         future.add_done_callback(_kill_orphan)
         raise
+    finally:
+        # A start that failed: its error's traceback holds this frame, and the future the error.
+        del future
     return Child(loop, *started, began=began), read_fd
 
 
@@ -324,12 +328,14 @@ class _Handoff:
     """Hands the spawner threads' results to one loop. ``asyncio.wrap_future`` wakes the loop
     once per result, by a write to its self-pipe from the spawner's thread, and that write lets
     go of the GIL, which the thread must then wait for again before its next start. Here the
-    results that arrive before the loop runs share one wake-up: in a burst of 1 000 commands,
-    starts came 11 % faster at the median of eight alternating runs, and the first 100 of a
-    burst 15-25 % sooner (``bench/ANALYSIS.md``)."""
+    results that arrive before the loop runs share one wake-up (``bench/ANALYSIS.md``,
+    "Sustained starts": faster starts in a burst of 1 000 commands, and sooner ones in a burst
+    of 100)."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self._loop = weakref.ref(loop)  # the key of _handoffs: a strong one would keep it
+        # Weakly: _handoffs is keyed by the loop. (A result waiting to be settled holds it
+        # through its waiter until the loop settles it, or until it is found closed.)
+        self._loop = weakref.ref(loop)
         self._lock = threading.Lock()
         # Settled on the loop, in the order they arrived.
         self._pending: list[
@@ -342,20 +348,27 @@ class _Handoff:
         waiter: asyncio.Future[Submitted] = asyncio.get_running_loop().create_future()
         # No closure over ``future``: the future keeps its callbacks, and would keep itself.
         future.add_done_callback(functools.partial(self._arrived, waiter))
-        return await waiter
+        try:
+            return await waiter
+        finally:
+            del future, waiter  # as in spawn_soon: an error's traceback holds this frame
 
     def _arrived(
         self, waiter: asyncio.Future[Submitted], future: concurrent.futures.Future[Submitted]
     ) -> None:
-        """In the spawner's thread (or the loop's, for a future done already)."""
+        """In the thread that ended the future: the spawner's, or the loop's (a start found
+        done already, or cancelled while queued)."""
         with self._lock:
             self._pending.append((waiter, future))
             if len(self._pending) > 1:
-                return  # the loop has been woken for the first one and settles this too
+                return  # the first of them wakes the loop, which settles them all
         loop = self._loop()
-        if loop is not None:
-            with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits
+        if loop is not None and not loop.is_closed():
+            with contextlib.suppress(RuntimeError):  # closed meanwhile
                 loop.call_soon_threadsafe(self._settle)
+                return
+        with self._lock:
+            self._pending.clear()  # the loop is closed: nobody waits, and nothing may hold it
 
     def _settle(self) -> None:
         with self._lock:
@@ -365,10 +378,14 @@ class _Handoff:
                 continue
             if future.cancelled():
                 waiter.cancel()
-            elif (error := future.exception()) is not None:
-                waiter.set_exception(error)
-            else:
+                continue
+            error = future.exception()
+            if error is None:
                 waiter.set_result(future.result())
+            else:
+                if isinstance(error, StopIteration):  # an asyncio future refuses one
+                    error = RuntimeError(f"the start raised {error!r}")
+                waiter.set_exception(error)
 
 
 # One per loop: tests run several loops, one after another.

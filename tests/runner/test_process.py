@@ -14,7 +14,7 @@ import sys
 import threading
 import time
 import weakref
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -298,7 +298,7 @@ def test_a_start_cancelled_while_spawning_leaves_no_process_or_descriptor(
 
     def held_start(*args: Any) -> process.Started:
         entered.set()
-        release.wait()
+        release.wait(10)
         return real_start(*args)
 
     monkeypatch.setattr(spawner, "start", held_start)
@@ -328,7 +328,7 @@ def test_a_start_cancelled_while_queued_never_starts(monkeypatch: pytest.MonkeyP
 
     def held_start(args: Sequence[str], *rest: Any) -> process.Started:
         entered.set()
-        release.wait()
+        release.wait(10)
         started.append(args)
         return real_start(args, *rest)
 
@@ -352,63 +352,168 @@ def test_a_start_cancelled_while_queued_never_starts(monkeypatch: pytest.MonkeyP
     assert [list(args) for args in started] == [["true"]]
 
 
+class _Batch:
+    """The spawner's futures (weakly) and their arrivals at the hand-over, so that a test can
+    hold the loop until a number of them have arrived."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, spawner: Spawner) -> None:
+        monkeypatch.setattr(process, "_spawner", spawner)
+        self.futures: list[weakref.ref[concurrent.futures.Future[process.Submitted]]] = []
+        self._arrivals = threading.Semaphore(0)
+        real_submit, real_arrived = spawner.submit, process._Handoff._arrived
+
+        def submit(*args: Any, **kwargs: Any) -> concurrent.futures.Future[process.Submitted]:
+            future = real_submit(*args, **kwargs)
+            self.futures.append(weakref.ref(future))
+            return future
+
+        def arrived(handoff: process._Handoff, *args: Any) -> None:
+            real_arrived(handoff, *args)
+            self._arrivals.release()
+
+        monkeypatch.setattr(spawner, "submit", submit)
+        monkeypatch.setattr(process._Handoff, "_arrived", arrived)
+
+    def hold_loop_until(self, arrivals: int) -> None:
+        """Called on the loop: it is busy (here: blocked) while the starts end."""
+        for _ in range(arrivals):
+            assert self._arrivals.acquire(timeout=10)
+
+    def alive(self) -> int:
+        return sum(ref() is not None for ref in self.futures)
+
+
 def test_results_that_arrive_together_wake_the_loop_once(monkeypatch: pytest.MonkeyPatch) -> None:
     """Starts that end while the loop is busy are handed to it with one wake-up, each waiter
     gets its own process, and the hand-over leaves nothing for the garbage collector."""
     starts = 6
     spawner = Spawner(threads=3)
-    monkeypatch.setattr(process, "_spawner", spawner)
-    submitted: list[weakref.ref[concurrent.futures.Future[process.Submitted]]] = []
-    real_submit = spawner.submit
+    batch = _Batch(monkeypatch, spawner)
 
-    def noted(*args: Any, **kwargs: Any) -> concurrent.futures.Future[process.Submitted]:
-        future = real_submit(*args, **kwargs)
-        submitted.append(weakref.ref(future))
-        return future
-
-    monkeypatch.setattr(spawner, "submit", noted)
-    arrived = threading.Semaphore(0)
-    real_arrived = process._Handoff._arrived
-
-    def counted(self: process._Handoff, *args: Any) -> None:
-        real_arrived(self, *args)
-        arrived.release()
-
-    monkeypatch.setattr(process._Handoff, "_arrived", counted)
-
-    async def scenario() -> tuple[list[int], int]:
+    async def scenario() -> tuple[list[int], set[int], int]:
         loop = asyncio.get_running_loop()
-        wake_ups = 0
+        settles = 0
         real_wake = loop.call_soon_threadsafe
 
-        def wake(*args: Any, **kwargs: Any) -> asyncio.Handle:
-            nonlocal wake_ups
-            wake_ups += 1
-            return real_wake(*args, **kwargs)
+        def wake(callback: Callable[..., object], *args: Any) -> asyncio.Handle:
+            nonlocal settles
+            settles += getattr(callback, "__name__", "") == "_settle"
+            return real_wake(callback, *args)
 
         monkeypatch.setattr(loop, "call_soon_threadsafe", wake)
-        waits = [spawn_soon(["true"], env=ENV, cwd=None) for _ in range(starts)]
-        pending = [asyncio.ensure_future(wait) for wait in waits]
+        pending = [
+            asyncio.ensure_future(spawn_soon(["true"], env=ENV, cwd=None)) for _ in range(starts)
+        ]
         await asyncio.sleep(0)  # every start submitted
-        for _ in range(starts):  # the loop is busy (here: blocked) while they all start
-            assert arrived.acquire(timeout=10)
-        codes = []
+        batch.hold_loop_until(starts)
+        woken = settles
+        codes, pids = [], set()
         for child, read_fd in await asyncio.gather(*pending):
             os.close(read_fd)
+            pids.add(child.pid)
             codes.append(await child.exited())
-        return codes, wake_ups
+        return codes, pids, woken
 
     gc.disable()
     try:
-        codes, wake_ups = asyncio.run(scenario())
+        codes, pids, woken = asyncio.run(scenario())
         spawner._executor().shutdown(wait=True)
-        alive = [ref for ref in submitted if ref() is not None]
+        alive = batch.alive()
     finally:
         gc.enable()
     assert codes == [0] * starts
-    assert wake_ups == 1
-    assert len(submitted) == starts
+    assert len(pids) == starts
+    assert woken == 1
+    assert len(batch.futures) == starts
     assert not alive, "the spawner's futures were kept alive by a reference cycle"
+
+
+def test_a_start_that_fails_leaves_nothing_for_the_collector(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The error of a start that failed reaches its waiter without a reference cycle (its
+    traceback holds the waiting frames, which must not hold the future that holds it)."""
+    batch = _Batch(monkeypatch, Spawner(threads=1))
+
+    async def scenario() -> None:
+        with pytest.raises(FileNotFoundError):
+            await spawn_soon(["no-such-command-anywhere"], env=ENV, cwd=None)
+
+    gc.disable()
+    try:
+        asyncio.run(scenario())
+        alive = batch.alive()
+    finally:
+        gc.enable()
+    assert len(batch.futures) == 1
+    assert not alive, "a failed start's future was kept alive by a reference cycle"
+
+
+def test_a_start_that_raises_oddly_costs_only_its_own_wait(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A start whose error an asyncio future refuses (StopIteration) fails its own wait, and
+    the others handed over with it still get their processes."""
+    spawner = Spawner(threads=2)
+    batch = _Batch(monkeypatch, spawner)
+    real_start = spawner.start
+
+    def start(args: Sequence[str], *rest: Any) -> process.Started:
+        if args[0] == "odd":
+            raise StopIteration
+        return real_start(args, *rest)
+
+    monkeypatch.setattr(spawner, "start", start)
+
+    async def scenario() -> tuple[BaseException | None, int]:
+        odd = asyncio.ensure_future(spawn_soon(["odd"], env=ENV, cwd=None))
+        fine = asyncio.ensure_future(spawn_soon(["true"], env=ENV, cwd=None))
+        await asyncio.sleep(0)
+        batch.hold_loop_until(2)  # both in one hand-over, the odd one first
+        child, read_fd = await asyncio.wait_for(fine, 10)
+        os.close(read_fd)
+        await asyncio.wait([odd], timeout=10)
+        return odd.exception(), await child.exited()
+
+    error, code = asyncio.run(scenario())
+    assert isinstance(error, RuntimeError)
+    assert "StopIteration" in str(error)
+    assert code == 0
+
+
+def test_a_start_that_ends_after_its_loop_closed_does_not_keep_the_loop(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The loop was closed while a start was under way: its result is dropped, not kept
+    waiting for a loop that will never settle it, and the process is killed."""
+    spawner = Spawner(threads=1)
+    batch = _Batch(monkeypatch, spawner)
+    entered, release = threading.Event(), threading.Event()
+    real_start = spawner.start
+
+    def held_start(*args: Any) -> process.Started:
+        entered.set()
+        release.wait(10)
+        return real_start(*args)
+
+    monkeypatch.setattr(spawner, "start", held_start)
+    loops: list[weakref.ref[asyncio.AbstractEventLoop]] = []
+
+    async def scenario() -> None:
+        loops.append(weakref.ref(asyncio.get_running_loop()))
+        waiting = asyncio.ensure_future(spawn_soon(["sleep", "30"], env=ENV, cwd=None))
+        await asyncio.get_running_loop().run_in_executor(None, entered.wait)
+        waiting.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await waiting
+
+    asyncio.run(scenario())  # closes the loop
+    release.set()
+    batch.hold_loop_until(1)  # the start ended, after its loop
+    spawner._executor().shutdown(wait=True)
+    gc.collect()
+    assert loops[0]() is None, "a closed loop was kept by the hand-over"
+    wait_for("the orphan to be killed and reaped", lambda: not _children_named("sleep"), 10)
 
 
 def test_starts_waiting_for_their_instant_do_not_hold_up_a_start_due_now() -> None:
