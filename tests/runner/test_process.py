@@ -286,70 +286,22 @@ def _children_named(name: str) -> list[int]:
     return found
 
 
-def test_a_start_cancelled_while_spawning_leaves_no_process_or_descriptor(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    """The wait is cancelled while a thread is starting the process (too late to take the
-    start back): the process is killed and reaped, and its pipe closed, once it has started."""
-    spawner = Spawner(threads=1)
-    monkeypatch.setattr(process, "_spawner", spawner)
-    entered, release = threading.Event(), threading.Event()
-    real_start = spawner.start
+class _Held:
+    """The spawner's starts each wait until ``release`` is set (10 s at most, so that a
+    failing test fails rather than hangs); ``started`` lists those that went on."""
 
-    def held_start(*args: Any) -> process.Started:
-        entered.set()
-        release.wait(10)
-        return real_start(*args)
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, spawner: Spawner) -> None:
+        self.entered, self.release = threading.Event(), threading.Event()
+        self.started: list[list[str]] = []
+        real_start = spawner.start
 
-    monkeypatch.setattr(spawner, "start", held_start)
-    before = _open_fds()
+        def held(args: Sequence[str], *rest: Any) -> process.Started:
+            self.entered.set()
+            self.release.wait(10)
+            self.started.append(list(args))
+            return real_start(args, *rest)
 
-    async def scenario() -> None:
-        waiting = asyncio.ensure_future(spawn_soon(["sleep", "30"], env=ENV, cwd=None))
-        await asyncio.get_running_loop().run_in_executor(None, entered.wait)
-        waiting.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await waiting
-
-    asyncio.run(scenario())
-    release.set()
-    spawner._executor().shutdown(wait=True)  # the start ran, then its orphan was killed
-    assert _open_fds() == before
-    wait_for("the orphan to be killed and reaped", lambda: not _children_named("sleep"), 10)
-
-
-def test_a_start_cancelled_while_queued_never_starts(monkeypatch: pytest.MonkeyPatch) -> None:
-    """A wait cancelled while its start still waits for a thread takes the start back."""
-    spawner = Spawner(threads=1)
-    monkeypatch.setattr(process, "_spawner", spawner)
-    entered, release = threading.Event(), threading.Event()
-    started: list[Sequence[str]] = []
-    real_start = spawner.start
-
-    def held_start(args: Sequence[str], *rest: Any) -> process.Started:
-        entered.set()
-        release.wait(10)
-        started.append(args)
-        return real_start(args, *rest)
-
-    monkeypatch.setattr(spawner, "start", held_start)
-
-    async def scenario() -> int:
-        first = asyncio.ensure_future(spawn_soon(["true"], env=ENV, cwd=None))
-        await asyncio.get_running_loop().run_in_executor(None, entered.wait)
-        queued = asyncio.ensure_future(spawn_soon(["sleep", "30"], env=ENV, cwd=None))
-        await asyncio.sleep(0)  # submitted, behind the first in the only thread's queue
-        queued.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await queued
-        release.set()
-        child, read_fd = await first
-        os.close(read_fd)
-        return await child.exited()
-
-    assert asyncio.run(scenario()) == 0
-    spawner._executor().shutdown(wait=True)
-    assert [list(args) for args in started] == [["true"]]
+        monkeypatch.setattr(spawner, "start", held)
 
 
 class _Batch:
@@ -381,6 +333,61 @@ class _Batch:
 
     def alive(self) -> int:
         return sum(ref() is not None for ref in self.futures)
+
+
+def test_a_start_cancelled_while_spawning_leaves_no_process_descriptor_or_loop(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The wait is cancelled while a thread is starting the process (too late to take the
+    start back), and the loop closed before the start ends: the process is killed and reaped
+    once it has started, its pipe closed, and the hand-over, which has no loop to give the
+    result to, drops it rather than keep the closed loop."""
+    spawner = Spawner(threads=1)
+    batch = _Batch(monkeypatch, spawner)
+    held = _Held(monkeypatch, spawner)
+    before = _open_fds()
+    loops: list[weakref.ref[asyncio.AbstractEventLoop]] = []
+
+    async def scenario() -> None:
+        loops.append(weakref.ref(asyncio.get_running_loop()))
+        waiting = asyncio.ensure_future(spawn_soon(["sleep", "30"], env=ENV, cwd=None))
+        await asyncio.get_running_loop().run_in_executor(None, held.entered.wait)
+        waiting.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await waiting
+
+    asyncio.run(scenario())  # closes the loop
+    held.release.set()
+    batch.hold_loop_until(1)  # the start ended, after its loop
+    spawner._executor().shutdown(wait=True)  # the start ran, then its orphan was killed
+    assert _open_fds() == before
+    wait_for("the orphan to be killed and reaped", lambda: not _children_named("sleep"), 10)
+    gc.collect()
+    assert loops[0]() is None, "a closed loop was kept by the hand-over"
+
+
+def test_a_start_cancelled_while_queued_never_starts(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A wait cancelled while its start still waits for a thread takes the start back."""
+    spawner = Spawner(threads=1)
+    monkeypatch.setattr(process, "_spawner", spawner)
+    held = _Held(monkeypatch, spawner)
+
+    async def scenario() -> int:
+        first = asyncio.ensure_future(spawn_soon(["true"], env=ENV, cwd=None))
+        await asyncio.get_running_loop().run_in_executor(None, held.entered.wait)
+        queued = asyncio.ensure_future(spawn_soon(["sleep", "30"], env=ENV, cwd=None))
+        await asyncio.sleep(0)  # submitted, behind the first in the only thread's queue
+        queued.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await queued
+        held.release.set()
+        child, read_fd = await first
+        os.close(read_fd)
+        return await child.exited()
+
+    assert asyncio.run(scenario()) == 0
+    spawner._executor().shutdown(wait=True)
+    assert held.started == [["true"]]
 
 
 def test_results_that_arrive_together_wake_the_loop_once(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -479,41 +486,6 @@ def test_a_start_that_raises_oddly_costs_only_its_own_wait(
     assert isinstance(error, RuntimeError)
     assert "StopIteration" in str(error)
     assert code == 0
-
-
-def test_a_start_that_ends_after_its_loop_closed_does_not_keep_the_loop(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    """The loop was closed while a start was under way: its result is dropped, not kept
-    waiting for a loop that will never settle it, and the process is killed."""
-    spawner = Spawner(threads=1)
-    batch = _Batch(monkeypatch, spawner)
-    entered, release = threading.Event(), threading.Event()
-    real_start = spawner.start
-
-    def held_start(*args: Any) -> process.Started:
-        entered.set()
-        release.wait(10)
-        return real_start(*args)
-
-    monkeypatch.setattr(spawner, "start", held_start)
-    loops: list[weakref.ref[asyncio.AbstractEventLoop]] = []
-
-    async def scenario() -> None:
-        loops.append(weakref.ref(asyncio.get_running_loop()))
-        waiting = asyncio.ensure_future(spawn_soon(["sleep", "30"], env=ENV, cwd=None))
-        await asyncio.get_running_loop().run_in_executor(None, entered.wait)
-        waiting.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await waiting
-
-    asyncio.run(scenario())  # closes the loop
-    release.set()
-    batch.hold_loop_until(1)  # the start ended, after its loop
-    spawner._executor().shutdown(wait=True)
-    gc.collect()
-    assert loops[0]() is None, "a closed loop was kept by the hand-over"
-    wait_for("the orphan to be killed and reaped", lambda: not _children_named("sleep"), 10)
 
 
 def test_starts_waiting_for_their_instant_do_not_hold_up_a_start_due_now() -> None:
