@@ -75,7 +75,7 @@ def prepare_db(path: Path) -> None:
     """For a writer of the SQLite file ``path``: its folder made (0700) if missing, else
     checked as a state directory is (not made 0700: a ``--db`` folder is the user's); the file
     created 0600 if missing, without following a link; then the file and each of its
-    ``-wal``/``-shm``/``-journal`` there checked, and made 0600 if others may read them.
+    ``-wal``/``-shm``/``-journal`` still there checked, and made 0600 if others may read them.
     Raises :class:`Refused`, OSError."""
     if not os.path.lexists(path.parent):
         make_dirs(path.parent)
@@ -85,9 +85,10 @@ def prepare_db(path: Path) -> None:
         os.close(os.open(path, flags, PRIVATE_FILE))
     tightened = _check_file(path)
     for suffix in _SQLITE_SIDE_FILES:
-        side = path.with_name(path.name + suffix)
-        if os.path.lexists(side):
-            tightened += _check_file(side)
+        # Another process's SQLite creates and removes these at any moment (a ``-journal``
+        # lives one transaction): one gone before it is checked or tightened is not there.
+        with contextlib.suppress(FileNotFoundError):
+            tightened += _check_file(path.with_name(path.name + suffix))
     _warn(tightened, "run store")
 
 

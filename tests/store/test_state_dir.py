@@ -7,7 +7,7 @@ from __future__ import annotations
 import logging
 import os
 import stat
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -91,6 +91,38 @@ def test_an_existing_state_directory_readable_by_others_is_made_private(
     assert warnings[1].fields == {"paths": f"{db} (0644), {wal} (0644)"}  # type: ignore[attr-defined]
     open_store(sqlite_url(state), writer=True).close()  # usable; nothing left to say
     assert len([r for r in caplog.records if r.levelno == logging.WARNING]) == 2
+
+
+@pytest.mark.parametrize("vanishes_at", [1, 2, 3])
+def test_a_side_file_another_process_removes_while_it_is_checked_is_not_an_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, vanishes_at: int
+) -> None:
+    """Another process's SQLite removes its ``-journal`` when its transaction ends, at any
+    moment of the check (a CI run saw it go between the look and the ``lstat``): here it goes
+    just before the first, second or third look at it (``lstat``, ``chmod``)."""
+    db = tmp_path / "runs.db"
+    db.touch(mode=0o644)
+    journal = db.with_name("runs.db-journal")
+    journal.touch(mode=0o644)
+    looks = 0
+
+    def racing(real: Callable[..., object]) -> Callable[..., object]:
+        def call(path: str | Path, *args: object) -> object:
+            nonlocal looks
+            if Path(path) == journal:
+                looks += 1
+                if looks == vanishes_at:
+                    journal.unlink()  # that transaction ends now
+            return real(path, *args)
+
+        return call
+
+    monkeypatch.setattr(os, "lstat", racing(os.lstat))
+    monkeypatch.setattr(os, "chmod", racing(os.chmod))
+    statedir.prepare_db(db)
+    monkeypatch.undo()
+    assert mode(db) == 0o600
+    assert not journal.exists() or mode(journal) == 0o600
 
 
 @as_root
