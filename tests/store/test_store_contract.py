@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import dataclasses
 import multiprocessing
+import queue
 import random
 import threading
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
@@ -239,6 +241,24 @@ def test_threads_racing_for_the_same_ids_claim_each_exactly_once(store: RunStore
             assert got.owner == f"t{n}"
 
 
+def _results(
+    results: multiprocessing.Queue[tuple[int, list[str]]],
+    procs: Sequence[multiprocessing.process.BaseProcess],
+    deadline: float,
+) -> Iterator[tuple[int, list[str]]]:
+    """Each worker's result; a worker that died fails the test at once (its traceback is in
+    the captured stderr), not at the deadline."""
+    for _ in procs:
+        while True:
+            try:
+                yield results.get(timeout=0.5)
+                break
+            except queue.Empty:
+                dead = [p.exitcode for p in procs if p.exitcode not in (None, 0)]
+                assert not dead, f"a worker exited with {dead[0]} before reporting"
+                assert time.monotonic() < deadline, "the workers did not report in time"
+
+
 def test_processes_racing_for_the_same_ids_claim_each_exactly_once(sql_url: str) -> None:
     """Real processes (spawn, so nothing is shared but the database), opening the database
     concurrently - on a fresh database, so the schema migration races too."""
@@ -252,10 +272,16 @@ def test_processes_racing_for_the_same_ids_claim_each_exactly_once(sql_url: str)
     ]
     for p in procs:
         p.start()
-    won = dict(results.get(timeout=90) for _ in procs)
-    for p in procs:
-        p.join(timeout=30)
-        assert p.exitcode == 0
+    try:
+        won = dict(_results(results, procs, deadline=time.monotonic() + 90))
+        for p in procs:
+            p.join(timeout=30)
+            assert p.exitcode == 0
+    finally:  # one worker failed: the others would wait at the barrier for a minute
+        for p in procs:
+            if p.is_alive():
+                p.kill()
+                p.join()
     claimed = [i for w in won.values() for i in w]
     assert len(claimed) == len(set(claimed)) == ids
     assert set(claimed) == {_race.race_record(i, "").id for i in range(ids)}
