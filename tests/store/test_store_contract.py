@@ -422,6 +422,7 @@ def test_last_outcomes_are_the_newest_end_of_a_success_and_of_a_failure(store: R
         "ops/interrupted": LastOutcomes(None, T0 + timedelta(minutes=6) + end, 4.25),
     }
     assert found["ops/nightly-backup"].success.tzinfo is UTC  # type: ignore[union-attr]
+    assert found["ops/nightly-backup"].failure.tzinfo is UTC  # type: ignore[union-attr]
     assert store.last_outcomes([]) == {}
 
 
