@@ -133,7 +133,8 @@ def _check_owner(path: Path, what: str, st: os.stat_result) -> None:
 
 
 def _tighten(path: Path, mode: int, private: int) -> str:
-    # Ours (checked), in a folder only we may write: no one can swap it for a link meanwhile.
+    # Ours (checked), in a folder only we (and our own group) may write. chmod follows a link:
+    # one swapped in meanwhile by our group could only have a file of ours made private.
     os.chmod(path, private)
     return f"{path} ({mode:04o})"
 

@@ -96,23 +96,26 @@ def _newest_ends(dialect: str) -> sa.Select[Any]:
 
 
 def _unconverted(dialect: str, end: sa.Select[Any]) -> sa.ColumnElement[Any]:
-    """A datetime column read as the driver gives it: SQLite's fixed-width ISO text (which
-    orders as the times do), PostgreSQL's aware datetime. Of the ten a task has, two are
-    kept (:func:`_outcome`), and only those are converted: converting all of them was about a
-    tenth of the first scrape after a start (10 000 tasks: 80 000 conversions)."""
-    as_read = sa.String() if dialect == "sqlite" else sa.DateTime(timezone=True)
-    return sa.type_coerce(end.scalar_subquery(), as_read)
+    """On SQLite, a datetime column read as its text: fixed-width UTC, which orders as the
+    times do. Of the ten a task has, two are kept (:func:`_outcome`), and only those are
+    converted: converting all of them was about a tenth of the first scrape after a start
+    (10 000 tasks: 80 000 conversions). PostgreSQL's are converted to UTC as they are read:
+    psycopg gives them in the session's time zone, and two datetimes of one zone compare by
+    their wall clocks, which in the hour a clock goes back puts a later end first."""
+    if dialect == "sqlite":
+        return sa.type_coerce(end.scalar_subquery(), sa.String())
+    return end.scalar_subquery()
 
 
 def _utc(end: str | datetime) -> datetime:
-    """An end of :func:`_unconverted` as an aware UTC datetime (SQLite's text is UTC)."""
-    return datetime.fromisoformat(end).replace(tzinfo=UTC) if isinstance(end, str) else utc(end)
+    """An end of :func:`_unconverted` as an aware UTC datetime."""
+    return datetime.fromisoformat(end).replace(tzinfo=UTC) if isinstance(end, str) else end
 
 
 def _outcome(ends: Sequence[Any]) -> LastOutcomes | None:
     """One task's :class:`LastOutcomes` from the columns of :func:`_newest_ends`; ``None``
     when it never ended."""
-    # The ends as read (all text, or all aware datetimes): compared as they are.
+    # The ends as read (all SQLite's text, or all UTC datetimes): compared as they are.
     success: Any = None
     failure: Any = None
     ran: tuple[Any, float] | None = None

@@ -9,13 +9,14 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from sqlalchemy import event, exc
+from sqlalchemy.engine import make_url
 
-from reconciler.core.runs import RunStatus, Trigger
+from reconciler.core.runs import LastOutcomes, RunRecord, RunStatus, Trigger
 from reconciler.store import (
     DuplicateRun,
     MemoryRunStore,
@@ -202,6 +203,31 @@ def test_sqlite_lock_held_past_the_busy_timeout_is_store_unavailable(
         store.claim(rec())  # and it recovers once the lock is gone
     finally:
         store.close()
+
+
+def test_last_outcomes_are_ordered_by_instant_in_the_hour_a_clock_goes_back(
+    sql_url: str, open_many: Callable[..., RunStore]
+) -> None:
+    """PostgreSQL gives times in the session's zone, and two datetimes of one zone compare by
+    their wall clocks: in Berlin on 2026-10-25, 00:30 UTC is 02:30 and 01:15 UTC is 02:15. A
+    session in that zone must still see the failure at 01:15 UTC as the newer one."""
+    if sql_url.startswith("postgresql"):
+        url = make_url(sql_url)
+        options = f"{url.query['options']} -ctimezone=Europe/Berlin"
+        sql_url = url.update_query_dict({"options": options}).render_as_string(False)
+    store = open_many(sql_url)
+    before = datetime(2026, 10, 25, 0, 30, tzinfo=UTC)  # 02:30 CEST
+    after = datetime(2026, 10, 25, 1, 15, tzinfo=UTC)  # 02:15 CET, an hour after it
+
+    def ended(at: datetime, took: float, status: RunStatus) -> RunRecord:
+        slot = at - timedelta(minutes=10)
+        return rec(at=slot, status=status, started_at=at - timedelta(seconds=took), finished_at=at)
+
+    store.save_many([ended(before, 2, RunStatus.FAILED), ended(after, 3, RunStatus.INTERRUPTED)])
+    found = store.last_outcomes(["ops/nightly-backup"])["ops/nightly-backup"]
+    assert found == LastOutcomes(None, after, 3.0)
+    assert found.failure is not None
+    assert found.failure.tzinfo is UTC
 
 
 def test_unreachable_postgres_is_store_unavailable() -> None:

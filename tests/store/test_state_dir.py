@@ -93,13 +93,13 @@ def test_an_existing_state_directory_readable_by_others_is_made_private(
     assert len([r for r in caplog.records if r.levelno == logging.WARNING]) == 2
 
 
-@pytest.mark.parametrize("vanishes_at", [1, 2, 3])
+@pytest.mark.parametrize("vanishes_at", [1, 2])
 def test_a_side_file_another_process_removes_while_it_is_checked_is_not_an_error(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, vanishes_at: int
 ) -> None:
     """Another process's SQLite removes its ``-journal`` when its transaction ends, at any
-    moment of the check (a CI run saw it go between the look and the ``lstat``): here it goes
-    just before the first, second or third look at it (``lstat``, ``chmod``)."""
+    moment of the check (a CI run saw it go between a look and the ``lstat``): here it goes
+    just before the first or the second look at it (``lstat``, ``chmod``)."""
     db = tmp_path / "runs.db"
     db.touch(mode=0o644)
     journal = db.with_name("runs.db-journal")
@@ -121,8 +121,9 @@ def test_a_side_file_another_process_removes_while_it_is_checked_is_not_an_error
     monkeypatch.setattr(os, "chmod", racing(os.chmod))
     statedir.prepare_db(db)
     monkeypatch.undo()
+    assert looks >= vanishes_at  # it did go while it was checked
+    assert not journal.exists()
     assert mode(db) == 0o600
-    assert not journal.exists() or mode(journal) == 0o600
 
 
 @as_root
