@@ -88,16 +88,16 @@ def _newest_ends(dialect: str) -> sa.Select[Any]:
         newest_ran = sa.select(_c.finished_at, took).where(ran)
         newest_ran = newest_ran.order_by(_c.finished_at.desc(), took.desc()).limit(1)
         columns += [
-            _unconverted(dialect, sa.select(sa.func.max(_c.finished_at)).where(of)),
-            _unconverted(dialect, newest_ran.with_only_columns(_c.finished_at)),
+            _comparable(dialect, sa.select(sa.func.max(_c.finished_at)).where(of)),
+            _comparable(dialect, newest_ran.with_only_columns(_c.finished_at)),
             newest_ran.with_only_columns(took).scalar_subquery(),
         ]
     return sa.select(*columns).select_from(asked)
 
 
-def _unconverted(dialect: str, end: sa.Select[Any]) -> sa.ColumnElement[Any]:
-    """On SQLite, a datetime column read as its text: fixed-width UTC, which orders as the
-    times do. Of the ten a task has, two are kept (:func:`_outcome`), and only those are
+def _comparable(dialect: str, end: sa.Select[Any]) -> sa.ColumnElement[Any]:
+    """A datetime column as :func:`_outcome` compares it. On SQLite, its text: fixed-width
+    UTC, which orders as the times do. Of the ten a task has, two are kept, and only those are
     converted: converting all of them was about a tenth of the first scrape after a start
     (10 000 tasks: 80 000 conversions). PostgreSQL's are converted to UTC as they are read:
     psycopg gives them in the session's time zone, and two datetimes of one zone compare by
@@ -108,7 +108,7 @@ def _unconverted(dialect: str, end: sa.Select[Any]) -> sa.ColumnElement[Any]:
 
 
 def _utc(end: str | datetime) -> datetime:
-    """An end of :func:`_unconverted` as an aware UTC datetime."""
+    """An end of :func:`_comparable` as an aware UTC datetime."""
     return datetime.fromisoformat(end).replace(tzinfo=UTC) if isinstance(end, str) else end
 
 
