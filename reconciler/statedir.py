@@ -15,6 +15,8 @@ what is in it.
   state directory of ours that others may read is made 0700, with one warning line.
 - The database file likewise: refused if it is a link or not a regular file of ours (it is
   never resolved, and created with ``O_NOFOLLOW``); made 0600 if others may read it.
+- Each is checked and made private through one descriptor of what is there (a link itself,
+  never its target), so a name swapped meanwhile cannot turn the ``chmod`` on another file.
 
 Readers (``crontask runs``) use none of this: they may read another user's store if its modes
 let them, and create or change nothing there.
@@ -26,6 +28,7 @@ import contextlib
 import logging
 import os
 import stat
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Final
 
@@ -86,7 +89,7 @@ def prepare_db(path: Path) -> None:
     tightened = _check_file(path)
     for suffix in _SQLITE_SIDE_FILES:
         # Another process's SQLite creates and removes these at any moment (a ``-journal``
-        # lives one transaction): one gone before it is checked or tightened is not there.
+        # lives one transaction): one gone before it is held is not there.
         with contextlib.suppress(FileNotFoundError):
             tightened += _check_file(path.with_name(path.name + suffix))
     _warn(tightened, "run store")
@@ -94,34 +97,48 @@ def prepare_db(path: Path) -> None:
 
 def _check_dir(path: Path, what: str, *, tighten: bool) -> list[str]:
     """Raises :class:`Refused`; returns what was made private (``path (0755)``)."""
-    st = os.lstat(path)
-    mode = stat.S_IMODE(st.st_mode)
-    if stat.S_ISLNK(st.st_mode):
-        raise Refused(f"refusing {what} {path}: it is a symbolic link (give its target)")
-    if not stat.S_ISDIR(st.st_mode):
-        raise Refused(f"refusing {what} {path}: it is not a directory")
-    _check_owner(path, what, st)
-    if mode & stat.S_IWOTH or (mode & stat.S_IWGRP and st.st_gid != os.getegid()):
-        raise Refused(
-            f"refusing {what} {path}: group or others may write it (mode {mode:04o}); "
-            "make it private (chmod 0700)"
-        )
-    if tighten and mode & _SHARED:
-        return [_tighten(path, mode, mode & PRIVATE_DIR)]
-    return []
+    with _held(path) as (fd, st):
+        mode = stat.S_IMODE(st.st_mode)
+        if stat.S_ISLNK(st.st_mode):
+            raise Refused(f"refusing {what} {path}: it is a symbolic link (give its target)")
+        if not stat.S_ISDIR(st.st_mode):
+            raise Refused(f"refusing {what} {path}: it is not a directory")
+        _check_owner(path, what, st)
+        if mode & stat.S_IWOTH or (mode & stat.S_IWGRP and st.st_gid != os.getegid()):
+            raise Refused(
+                f"refusing {what} {path}: group or others may write it (mode {mode:04o}); "
+                "make it private (chmod 0700)"
+            )
+        if tighten and mode & _SHARED:
+            return [_tighten(fd, path, mode, mode & PRIVATE_DIR)]
+        return []
 
 
 def _check_file(path: Path) -> list[str]:
-    st = os.lstat(path)
-    mode = stat.S_IMODE(st.st_mode)
-    if stat.S_ISLNK(st.st_mode):
-        raise Refused(f"refusing run store {path}: it is a symbolic link")
-    if not stat.S_ISREG(st.st_mode):
-        raise Refused(f"refusing run store {path}: it is not a regular file")
-    _check_owner(path, "run store", st)
-    if mode & _SHARED:
-        return [_tighten(path, mode, mode & PRIVATE_FILE)]
-    return []
+    with _held(path) as (fd, st):
+        mode = stat.S_IMODE(st.st_mode)
+        if stat.S_ISLNK(st.st_mode):
+            raise Refused(f"refusing run store {path}: it is a symbolic link")
+        if not stat.S_ISREG(st.st_mode):
+            raise Refused(f"refusing run store {path}: it is not a regular file")
+        _check_owner(path, "run store", st)
+        if mode & _SHARED:
+            return [_tighten(fd, path, mode, mode & PRIVATE_FILE)]
+        return []
+
+
+@contextlib.contextmanager
+def _held(path: Path) -> Iterator[tuple[int, os.stat_result]]:
+    """What is at ``path`` itself (a link is held, not followed), with its ``fstat``: what is
+    checked is what is then changed, whatever is renamed into ``path`` meanwhile (our own group
+    may write the folder). An ``O_PATH`` descriptor opens nothing for reading: closing it,
+    unlike closing any other descriptor of the file, leaves this process's SQLite locks on
+    the file in place. Raises FileNotFoundError if nothing is there."""
+    fd = os.open(path, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC)
+    try:
+        yield fd, os.fstat(fd)
+    finally:
+        os.close(fd)
 
 
 def _check_owner(path: Path, what: str, st: os.stat_result) -> None:
@@ -132,10 +149,13 @@ def _check_owner(path: Path, what: str, st: os.stat_result) -> None:
         )
 
 
-def _tighten(path: Path, mode: int, private: int) -> str:
-    # Ours (checked), in a folder only we (and our own group) may write. chmod follows a link:
-    # one swapped in meanwhile by our group could only have a file of ours made private.
-    os.chmod(path, private)
+def _tighten(fd: int, path: Path, mode: int, private: int) -> str:
+    # fchmod refuses an O_PATH descriptor; its /proc link is the held file itself (never a
+    # link: those were refused), wherever its name has gone since.
+    try:
+        os.chmod(f"/proc/self/fd/{fd}", private)
+    except FileNotFoundError:
+        raise OSError(f"cannot make {path} private: /proc is not mounted") from None
     return f"{path} ({mode:04o})"
 
 

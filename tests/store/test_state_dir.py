@@ -6,10 +6,14 @@ from __future__ import annotations
 
 import logging
 import os
+import sqlite3
 import stat
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -93,37 +97,78 @@ def test_an_existing_state_directory_readable_by_others_is_made_private(
     assert len([r for r in caplog.records if r.levelno == logging.WARNING]) == 2
 
 
-@pytest.mark.parametrize("vanishes_at", [1, 2])
+@pytest.mark.parametrize("vanishes_at", ["look", "chmod"])
 def test_a_side_file_another_process_removes_while_it_is_checked_is_not_an_error(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, vanishes_at: int
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, vanishes_at: str
 ) -> None:
     """Another process's SQLite removes its ``-journal`` when its transaction ends, at any
-    moment of the check (a CI run saw it go between a look and the ``lstat``): here it goes
-    just before the first or the second look at it (``lstat``, ``chmod``)."""
+    moment of the check (a CI run saw it go between a look and the next): here it goes just
+    before it is first looked at, or once it has been checked, just before its ``chmod``."""
     db = tmp_path / "runs.db"
     db.touch(mode=0o644)
     journal = db.with_name("runs.db-journal")
     journal.touch(mode=0o644)
-    looks = 0
+    gone = False
+    real_chmod = os.chmod
 
-    def racing(real: Callable[..., object]) -> Callable[..., object]:
-        def call(path: str | Path, *args: object) -> object:
-            nonlocal looks
-            if Path(path) == journal:
-                looks += 1
-                if looks == vanishes_at:
-                    journal.unlink()  # that transaction ends now
+    def looking(real: Callable[..., Any]) -> Callable[..., Any]:
+        def call(path: str | Path, *args: int) -> Any:
+            nonlocal gone
+            if vanishes_at == "look" and not gone and Path(path) == journal:
+                journal.unlink()  # that transaction ends now
+                gone = True
             return real(path, *args)
 
         return call
 
-    monkeypatch.setattr(os, "lstat", racing(os.lstat))
-    monkeypatch.setattr(os, "chmod", racing(os.chmod))
+    def chmodding(path: str | Path, *args: int) -> None:
+        nonlocal gone
+        if vanishes_at == "chmod" and not gone and journal.exists() and mode(db) == 0o600:
+            journal.unlink()  # the database file is done: the journal's turn
+            gone = True
+        real_chmod(path, *args)
+
+    monkeypatch.setattr(os, "open", looking(os.open))
+    monkeypatch.setattr(os, "lstat", looking(os.lstat))
+    monkeypatch.setattr(os, "chmod", chmodding)
     statedir.prepare_db(db)
     monkeypatch.undo()
-    assert looks >= vanishes_at  # it did go while it was checked
+    assert gone  # it did go while it was checked
     assert not journal.exists()
     assert mode(db) == 0o600
+
+
+def test_a_name_swapped_for_a_link_while_it_is_checked_does_not_turn_the_chmod(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The group crontask runs as may write the state directory (a pod's ``fsGroup``): a
+    member could rename ``runs.db`` away and put a link to a file of crontask's user in its
+    place after the check. The ``chmod`` must still reach the file that was checked."""
+    db = tmp_path / "runs.db"
+    db.touch(mode=0o644)
+    victim = tmp_path / "elsewhere" / "shared.txt"
+    victim.parent.mkdir()
+    victim.touch(mode=0o644)
+    moved = tmp_path / "runs.db.moved"
+    real_chmod = os.chmod
+    swaps = 0
+
+    def swapping(path: str | Path, *args: int) -> None:
+        nonlocal swaps
+        if not swaps:
+            db.rename(moved)
+            db.symlink_to(victim)
+            swaps += 1
+        real_chmod(path, *args)
+
+    monkeypatch.setattr(os, "chmod", swapping)
+    statedir.prepare_db(db)
+    monkeypatch.undo()
+    assert swaps == 1
+    assert (mode(victim), mode(moved)) == (0o644, 0o600)
+    # The next check sees the link for what it is.
+    with pytest.raises(statedir.Refused, match="symbolic link"):
+        statedir.prepare_db(db)
 
 
 @as_root
@@ -225,3 +270,57 @@ def test_a_reader_creates_no_store(tmp_path: Path) -> None:
     with pytest.raises(StoreUnavailable, match="no run store"):
         open_store(sqlite_url(tmp_path / "none"), existing=True)
     assert not (tmp_path / "none").exists()
+
+
+def test_a_fifo_in_place_of_the_runs_db_is_refused_without_waiting(tmp_path: Path) -> None:
+    db = tmp_path / "runs.db"
+    os.mkfifo(db, 0o600)  # opening one to read would wait for a writer
+    with pytest.raises(statedir.Refused, match="not a regular file"):
+        statedir.prepare_db(db)
+
+
+def test_checking_the_files_keeps_this_process_s_sqlite_locks(tmp_path: Path) -> None:
+    """Closing any descriptor of a file drops every POSIX lock the process holds on it, the
+    ones SQLite holds through its own descriptors included: a check made while this process
+    has the store open must not let another process write in the middle of its transaction."""
+    db = tmp_path / "runs.db"
+    statedir.prepare_db(db)
+    conn = sqlite3.connect(db, isolation_level=None)
+    try:
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("CREATE TABLE t (x)")
+        conn.execute("BEGIN IMMEDIATE")
+        conn.execute("INSERT INTO t VALUES (1)")
+        statedir.prepare_db(db)  # a second store opened by this process checks them again
+        other = subprocess.run(
+            [sys.executable, "-c", _WRITE_AT_ONCE, str(db)], capture_output=True, text=True
+        )
+        assert other.returncode == 1, other.stderr
+        assert "database is locked" in other.stderr
+        conn.execute("COMMIT")
+    finally:
+        conn.close()
+
+
+_WRITE_AT_ONCE = """
+import sqlite3, sys
+conn = sqlite3.connect(sys.argv[1], timeout=0, isolation_level=None)
+try:
+    conn.execute("BEGIN IMMEDIATE")
+except sqlite3.OperationalError as err:
+    sys.exit(str(err))
+"""
+
+
+def test_without_proc_a_file_to_make_private_is_a_clear_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    db = tmp_path / "runs.db"
+    db.touch(mode=0o644)
+
+    def no_proc(path: str | Path, *args: int) -> None:
+        raise FileNotFoundError(2, "No such file or directory", str(path))
+
+    monkeypatch.setattr(os, "chmod", no_proc)  # what a chroot without /proc answers
+    with pytest.raises(OSError, match=f"cannot make {db} private: /proc is not mounted"):
+        statedir.prepare_db(db)
