@@ -32,6 +32,7 @@ from reconciler.web import views
 from reconciler.web.session import (
     CREDENTIAL_MAX,
     CSRF_FIELD,
+    NEXT_MAX,
     PageRoute,
     clear_session,
     form_of,
@@ -74,6 +75,9 @@ _templates.globals.update(
 
 Text = Annotated[str, Query(max_length=views.TEXT_MAX)]
 Cursor = Annotated[str | None, Query(max_length=1024, pattern=r"^[A-Za-z0-9_-]+$")]
+# Where a sign-in goes next: whatever page the guard sent the person from (``local_path``
+# confines it to this site).
+NextPath = Annotated[str, Query(max_length=NEXT_MAX)]
 
 
 def render(request: Request, template: str, code: int = 200, **values: Any) -> HTMLResponse:
@@ -247,7 +251,7 @@ def sources_page(request: Request, runtime: Runtime) -> HTMLResponse:
 
 
 @router.get("/login", openapi_extra=role_extra(PUBLIC))
-def login_page(request: Request, next: Text = "/") -> Response:
+def login_page(request: Request, next: NextPath = "/") -> Response:
     if context(request).auth is None:
         return RedirectResponse(local_path(next), status_code=303)
     return render(request, "login.html", target=local_path(next), problem=None)

@@ -235,6 +235,8 @@ class PageRoute(GuardedRoute):
                 if request.method != "GET" or request.headers.get("x-crontask-refresh"):
                     raise ProblemError(401, "sign in at /login")
                 target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+                if len(target) > NEXT_MAX:  # back to the overview, not to an error
+                    target = "/"
                 return RedirectResponse(f"/login?next={quote(target)}", status_code=303)
             needed = Role(role)
             if principal.role is None or not principal.role.allows(needed):

@@ -48,6 +48,20 @@ def test_a_person_who_is_not_signed_in_is_sent_to_sign_in(guarded: TestClient) -
     assert guarded.get("/static/crontask.css").status_code == 200
 
 
+def test_a_deep_link_of_any_length_leads_to_the_sign_in_page(guarded: TestClient) -> None:
+    """An "older runs" link (a cursor) or a task with long names: the sign-in page takes what
+    the guard sends it, and a target too long to keep gives the overview, not an error."""
+    deep = f"/tasks/{'n' * 63}/{'t' * 63}?status=succeeded&cursor={'c' * 1000}"
+    response = guarded.get(deep, follow_redirects=False)
+    assert response.status_code == 303
+    login = guarded.get(response.headers["location"])
+    assert login.status_code == 200, login.text
+    assert f'value="{deep.replace("&", "&amp;")}"' in login.text  # where signing in goes
+    too_long = guarded.get(f"/sources?x={'y' * 3000}", follow_redirects=False)
+    assert too_long.headers["location"] == "/login?next=/"
+    assert guarded.get(too_long.headers["location"]).status_code == 200
+
+
 def test_sign_in_sets_a_strict_http_only_cookie(guarded: TestClient) -> None:
     token = STATIC_TOKENS[Role.VIEWER]
     response = guarded.post(
