@@ -16,6 +16,7 @@ from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -33,7 +34,8 @@ API_VERSION = "crontask.dev/v1alpha1"
 KIND = "CronTask"
 API_GROUP = "crontask.dev"
 
-ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
+ENV_NAME = r"[A-Za-z_][A-Za-z0-9_]*"
+MAX_ENV_NAME = 256
 # Variables the runner sets for every run; a task may not override them.
 RESERVED_ENV_PREFIX = "CRONTASK_"
 
@@ -49,6 +51,25 @@ MAX_HISTORY = 1_000  # run records kept per task and status
 MAX_TEXT = 32 * 1024  # one argument, env value, header value: 32 KiB
 MAX_ITEMS = 256  # args, env entries, headers, labels, annotations
 Text = Annotated[str, StringConstraints(max_length=MAX_TEXT)]
+
+
+def _no_nul(value: str) -> str:
+    # The kernel takes arguments, environment and paths as C strings: every run would fail.
+    if "\0" in value:
+        raise ValueError("contains a NUL character, which no program can be given")
+    return value
+
+
+def _header_safe(value: str) -> str:
+    # CR and LF would end the header (and could start another); no client sends the rest.
+    if any((ord(c) < 0x20 and c != "\t") or c == "\x7f" for c in value):
+        raise ValueError("contains a control character (CR, LF, ...), which no header may hold")
+    return value
+
+
+# What reaches a process (an argument, an environment value, its directory) or a header.
+ProcessText = Annotated[Text, AfterValidator(_no_nul)]
+HeaderText = Annotated[Text, AfterValidator(_header_safe)]
 LabelValue = Annotated[str, StringConstraints(max_length=63)]
 MAX_LABEL_KEY = 317  # Kubernetes: a 253-character prefix, '/', a 63-character name
 
@@ -120,16 +141,16 @@ class RetryPolicy(_Model):
 
 
 class CommandAction(_Model):
-    args: list[Text] = Field(
+    args: list[ProcessText] = Field(
         min_length=1,
         max_length=MAX_ITEMS,
         description="Program and arguments, executed directly (no shell). "
         'Use ["sh", "-c", "..."] for shell syntax.',
     )
-    env: dict[str, Text] = Field(
+    env: dict[str, ProcessText] = Field(
         default_factory=dict, max_length=MAX_ITEMS, description="Added to the environment."
     )
-    working_dir: str | None = Field(
+    working_dir: Annotated[str, AfterValidator(_no_nul)] | None = Field(
         None, max_length=4096, description="Directory the command runs in."
     )
 
@@ -153,7 +174,12 @@ class CommandAction(_Model):
     @classmethod
     def _env_names(cls, env: dict[str, str]) -> dict[str, str]:
         for name in env:
-            if not re.match(ENV_NAME, name):
+            if len(name) > MAX_ENV_NAME:
+                raise ValueError(
+                    f"{name[:40]!r}... is longer than {MAX_ENV_NAME} characters (the limit for"
+                    " an environment variable name)"
+                )
+            if not re.fullmatch(ENV_NAME, name):  # not match: "$" would let a final "\n" by
                 raise ValueError(f"{name!r} is not a valid environment variable name")
             if name.startswith(RESERVED_ENV_PREFIX):
                 raise ValueError(f"{name!r}: names starting with CRONTASK_ are set by crontask")
@@ -190,7 +216,7 @@ class HttpHeader(_Model):
     name: str = Field(
         pattern=r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$", max_length=256, description="Header name."
     )
-    value: Text | None = Field(None, description="A literal value.")
+    value: HeaderText | None = Field(None, description="A literal value.")
     value_from: ValueSource | None = Field(None, description="Or read it at run time.")
 
     @model_validator(mode="after")
@@ -236,6 +262,8 @@ class HttpAction(_Model):
             raise ValueError(f"not a URL a request can go to: {err}") from None
         if not parts.hostname or port == 0:
             raise ValueError("not a URL a request can go to: no host, or port 0")
+        if any(ord(c) < 0x20 or c == "\x7f" for c in url):
+            raise ValueError("not a URL a request can go to: it holds a control character")
         return url
 
     def accepts(self, status: int) -> bool:

@@ -59,8 +59,45 @@ def test_namespace_defaults_and_key() -> None:
         ({"metadata": {"name": "x" * 64}}, "at most 63"),
         *[
             ({"spec": {"command": None, "http": {"url": url}}}, "not a URL a request can go to")
-            for url in ("http://h:99999/", "http://h:abc/", "http://[::1/x", "http://h:0/")
+            for url in (
+                "http://h:99999/",
+                "http://h:abc/",
+                "http://[::1/x",
+                "http://h:0/",
+                "http://h/a\x00b",
+                "http://h/a\x7f",
+            )
         ],
+        # Accepted, they would fail every run (the kernel takes C strings) or forge a header.
+        (
+            {"spec": {"command": {"args": ["echo", "a\0b"]}}},
+            "args.1\n  Value error, contains a NUL",
+        ),
+        (
+            {"spec": {"command": {"args": ["x"], "env": {"A": "\0"}}}},
+            "env.A\n  Value error, contains a NUL",
+        ),
+        (
+            {"spec": {"command": {"args": ["x"], "workingDir": "/t\0"}}},
+            "workingDir\n  Value error, contains a NUL",
+        ),
+        *[
+            (
+                {"spec": {"command": None, "http": {"url": "http://h/", "headers": [header]}}},
+                "value\n  Value error, contains a control character (CR, LF, ...)",
+            )
+            for header in (
+                {"name": "X", "value": "a\r\nAuthorization: Bearer forged"},
+                {"name": "X", "value": "a\nb"},
+                {"name": "X", "value": "a\x00"},
+                {"name": "X", "value": "a\x1b[31m"},
+            )
+        ],
+        ({"spec": {"command": {"args": ["x"], "env": {"FOO\n": "1"}}}}, "'FOO\\n' is not a valid"),
+        (
+            {"spec": {"command": {"args": ["x"], "env": {"A" * 300_000: "1"}}}},
+            "is longer than 256 characters (the limit for an environment variable name)",
+        ),
     ],
 )
 def test_invalid_definitions(change: dict[str, Any], fragment: str) -> None:
@@ -72,6 +109,17 @@ def test_invalid_definitions(change: dict[str, Any], fragment: str) -> None:
     assert fragment in json.dumps(caught.value.errors(include_url=False), default=str) + str(
         caught.value
     )
+
+
+def test_a_tab_in_a_header_value_and_long_env_names_within_the_bound_are_accepted() -> None:
+    headers = [{"name": "X", "value": "a\tb"}]
+    http = CronTask.model_validate(
+        task_doc(command=None, http={"url": "http://h/", "headers": headers})
+    )
+    assert http.spec.http is not None
+    assert http.spec.http.headers[0].value == "a\tb"
+    env = {"A" * 256: "1"}
+    assert CronTask.model_validate(task_doc(command={"args": ["x"], "env": env})).spec.command
 
 
 def test_equivalent_specs_hash_the_same() -> None:

@@ -180,6 +180,23 @@ def build(folder: Path, scratch: Path, only: str | None = None) -> list[Case]:
         "not UTF-8: byte 0xff",
     )
     text("nul-byte.yaml", "a: 1\nb: x\x00y\n", "2:5", "unacceptable character #x0000")
+    # YAML refuses the raw characters, but its double-quoted escapes make them: a NUL that no
+    # program can be given, a CR LF that would end a header and start one of the committer's.
+    text(
+        "nul-escape.yaml",
+        HEAD + '  command: {args: ["echo", "a\\0b"]}\n',
+        "6:28",
+        "spec.command.args[1]: contains a NUL character, which no program can be given",
+    )
+    text(
+        "header-injection.yaml",
+        HEAD
+        + "  http:\n    url: https://hooks.example/x\n"
+        + '    headers: [{name: X-A, value: "a\\r\\nAuthorization: Bearer forged"}]\n',
+        "8:27",
+        "spec.http.headers[0].value: contains a control character (CR, LF, ...), "
+        "which no header may hold",
+    )
     text("control-chars.yaml", "a: \x1b[31mred\n", "1:4", "unacceptable character #x001b")
     text("bom.yaml", "\ufeff" + HEAD + "  bogus: 1\n" + TAIL, "6:3", "spec.bogus: unknown field")
     rnd = random.Random(1)  # noqa: S311 - junk, not a secret
@@ -273,6 +290,8 @@ CASES = [
     "escaped-newline-key.yaml",
     "invalid-utf8.yaml",
     "nul-byte.yaml",
+    "nul-escape.yaml",
+    "header-injection.yaml",
     "control-chars.yaml",
     "bom.yaml",
     "binary-junk.yaml",

@@ -210,13 +210,18 @@ def test_control_characters_in_keys_and_values_are_escaped() -> None:
 
 
 def test_messages_of_the_model_are_bounded() -> None:
-    # The model echoes a bad environment variable name (names have no length bound of their
-    # own: the value's 32 KiB bound is what the model checks).
-    text = HEAD + '  command: {args: ["true"], env: {"1' + "x" * 900 + '": v}}\n'
+    # The model echoes a bad environment variable name (up to 256 characters: its bound).
+    text = HEAD + '  command: {args: ["true"], env: {"1' + "x" * 250 + '": v}}\n'
     error = only_error(text)
     assert error.startswith("t.yaml:6:29: spec.command.env: '1xxx")
     assert len(error) < 300
     assert error.endswith("...")
+    # A longer one is refused by its bound, with a short excerpt and the reason kept.
+    error = only_error(text.replace("x" * 250, "x" * 900))
+    assert error == (
+        "t.yaml:6:29: spec.command.env: '1" + "x" * 39 + "'... is longer than 256 characters"
+        " (the limit for an environment variable name)"
+    )
 
 
 def test_duplicate_keys_inside_an_alias_are_reported_once() -> None:
