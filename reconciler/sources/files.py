@@ -120,6 +120,10 @@ class DirectorySource:
         # moved away) unless the user allows an empty set; see _holds().
         self.guard_empty = guard_empty
         self._ahead: dict[Path, FileState] = {}  # see adopt()
+        # Tasks kept in force by a broken document of another file (see _settle_adrift), and
+        # the definitions of the keys no file defines any more, since the last settling.
+        self._adrift: dict[str, Definition] = {}
+        self._unindexed: dict[str, Definition] = {}
 
     # -- the Source protocol ---------------------------------------------------------------
 
@@ -127,7 +131,9 @@ class DirectorySource:
         """Re-read changed files; with ``hints`` (paths from a watcher) look only at those.
         A hint naming a root itself (a swapped symlink: git-sync, a ConfigMap) rescans."""
         try:
-            return self._refresh(hints)
+            changed = self._refresh(hints)
+            self._settle_adrift(changed)
+            return changed
         finally:
             self._ahead = {}  # only the first refresh takes what was read ahead (adopt())
 
@@ -149,16 +155,18 @@ class DirectorySource:
         return changed
 
     def definitions(self) -> list[Definition]:
-        return [d for state in self._files.values() for d in state.in_force()]
+        found = [d for state in self._files.values() for d in state.in_force()]
+        return found + list(self._adrift.values())
 
     def definitions_of(self, keys: Collection[str]) -> list[Definition]:
-        return [
+        found = [
             d
             for key in keys
             for path in self._paths_of.get(key, ())
             for d in self._files[path].in_force()
             if d.key == key
         ]
+        return found + [self._adrift[key] for key in keys if key in self._adrift]
 
     def errors(self) -> list[DefinitionError]:
         found = [e for errors in self._failing.values() for e in errors]
@@ -331,6 +339,7 @@ class DirectorySource:
             paths.discard(path)
             if not paths:
                 del self._paths_of[definition.key]
+                self._unindexed[definition.key] = definition
         self._failing.pop(path, None)
         if after is None:
             del self._files[path]
@@ -340,6 +349,24 @@ class DirectorySource:
             self._failing[path] = after.errors
         for definition in after.good or ():
             self._paths_of.setdefault(definition.key, set()).add(path)
+
+    def _settle_adrift(self, changed: set[str]) -> None:
+        """A task whose last good definition went with its file while a broken document
+        still names it (a file moved and broken in one commit, a new file written before the
+        old one is removed) keeps that definition in force, with the error, as a broken file
+        keeps its own: until a good definition of it, or no document, names it."""
+        unindexed, self._unindexed = self._unindexed, {}
+        keys = changed | self._adrift.keys()
+        named: dict[str, DefinitionError] = {}
+        if keys:
+            for errors in self._failing.values():
+                for error in errors:
+                    if error.key in keys and error.key not in named:
+                        named[error.key] = error
+        for key in keys:
+            kept = self._adrift.pop(key, None) or unindexed.get(key)
+            if kept is not None and key in named and key not in self._paths_of:
+                self._adrift[key] = dataclasses.replace(kept, error=str(named[key]))
 
     def _read(self, path: Path, signature: Signature, before: FileState | None) -> FileState | None:
         """What ``path`` holds now; None if it is gone."""

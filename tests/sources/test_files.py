@@ -81,6 +81,53 @@ def test_broken_file_keeps_its_last_good_tasks(tmp_path: Path) -> None:
     assert all(d.error is None for d in source.definitions())
 
 
+@pytest.mark.parametrize("hinted", [False, True])
+def test_a_file_moved_and_broken_at_once_keeps_its_tasks(tmp_path: Path, hinted: bool) -> None:
+    """``git mv backup.yaml ops-backup.yaml`` and a typo in one commit: the old path defines
+    nothing any more and the new one is broken, but still names the task. It keeps running on
+    its last good definition, with the error, until a good definition or none names it."""
+    old = write(tmp_path / "backup.yaml", doc("backup") + "---\n" + doc("other"))
+    source = DirectorySource([tmp_path])
+    source.refresh()
+    old.unlink()
+    new = write(tmp_path / "ops-backup.yaml", doc("backup", "0 25 * * *"))
+    hints = {str(old.absolute()), str(new.absolute())} if hinted else None
+    assert source.refresh(hints) == {"default/backup", "default/other"}
+    assert keys(source) == {"default/backup": "* * * * *"}  # "other" was removed on purpose
+    (error,) = source.errors()
+    assert str(error).startswith(f"{new}:4:")
+    assert [d.error for d in source.definitions()] == [str(error)]
+    assert [d.key for d in source.definitions_of({"default/backup"})] == ["default/backup"]
+    # Another edit of the broken file, still broken: still held, with the new error.
+    write(new, doc("backup", "0 26 * * *"))
+    assert source.refresh() == {"default/backup"}
+    assert keys(source) == {"default/backup": "* * * * *"}
+    assert "26 is out of range" in str(source.definitions()[0].error)
+    # Fixed: the new definition, no error.
+    write(new, doc("backup", "0 2 * * *"))
+    assert source.refresh() == {"default/backup"}
+    assert keys(source) == {"default/backup": "0 2 * * *"}
+    assert [d.error for d in source.definitions()] == [None]
+
+
+def test_a_task_held_by_a_broken_document_goes_with_that_document(tmp_path: Path) -> None:
+    old = write(tmp_path / "a.yaml", doc("a"))
+    source = DirectorySource([tmp_path])
+    source.refresh()
+    old.unlink()
+    new = write(tmp_path / "b.yaml", doc("a", "61 * * * *"))
+    source.refresh()
+    assert keys(source) == {"default/a": "* * * * *"}
+    new.unlink()
+    assert source.refresh() == {"default/a"}
+    assert keys(source) == {}
+    assert source.errors() == []
+    # A broken document naming a task no file defined before holds nothing.
+    write(tmp_path / "c.yaml", doc("c", "61 * * * *"))
+    source.refresh()
+    assert keys(source) == {}
+
+
 def test_a_file_broken_from_the_start_defines_nothing(tmp_path: Path) -> None:
     write(tmp_path / "a.yaml", "spec: [")
     source = DirectorySource([tmp_path])

@@ -222,6 +222,25 @@ def test_add_edit_break_fix_and_delete_files(remote: Remote, state: Path, clock:
     assert schedules(source) == {"default/b": "* * * * *"}
 
 
+def test_a_file_moved_and_broken_in_one_commit_keeps_its_task(
+    remote: Remote, state: Path, clock: Clock
+) -> None:
+    remote.write("backup.yaml", doc("backup", "0 2 * * *"))
+    good = remote.commit()
+    source = source_for(remote, state, clock)
+    synced(source)
+    remote.git("mv", "backup.yaml", "ops-backup.yaml")
+    remote.write("ops-backup.yaml", doc("backup", "0 25 * * *"))
+    broken = remote.commit()
+    assert synced(source)
+    assert schedules(source) == {"default/backup": "0 2 * * *"}
+    (definition,) = source.definitions()
+    (error,) = source.errors()
+    assert str(error).startswith("ops-backup.yaml:4:")
+    assert str(error).endswith(f"(revision {broken[:12]})")
+    assert (definition.location.revision, definition.error) == (good, str(error))
+
+
 def test_a_force_push_is_just_a_new_revision(remote: Remote, state: Path, clock: Clock) -> None:
     remote.write("a.yaml", doc("a", "1 * * * *"))
     first = remote.commit()
