@@ -29,7 +29,7 @@ from pydantic import ValidationError
 
 from reconciler.core.desired import Definition, DefinitionError, Location, SourceKind
 from reconciler.core.jobspec import JobSpecError
-from reconciler.core.model import API_GROUP, CronTask
+from reconciler.core.model import API_GROUP, KIND, CronTask
 from reconciler.core.runs import DNS1123_LABEL
 from reconciler.core.schedule import ScheduleError
 from reconciler.sources.limits import YamlLimits, excerpt
@@ -184,7 +184,7 @@ def plain_text(text: str, limits: YamlLimits = DEFAULT_LIMITS) -> PlainText | No
             count += 1
             if count > limits.max_documents or budget <= 0:
                 return None
-            if _other_group(_api_version_of(node)):
+            if _other_group(_str_of(node, "apiVersion"), _str_of(node, "kind")):
                 ignored += 1
                 budget -= 1
                 continue
@@ -197,7 +197,7 @@ def plain_text(text: str, limits: YamlLimits = DEFAULT_LIMITS) -> PlainText | No
             budget -= used
             if data is None:  # an empty document between two `---`
                 continue
-            if _other_group(data.get("apiVersion") if isinstance(data, dict) else None):
+            if isinstance(data, dict) and _other_group(data.get("apiVersion"), data.get("kind")):
                 ignored += 1
                 continue
             mark = node.start_mark
@@ -315,7 +315,7 @@ def _document(
 ) -> int:
     """Read one document into ``found``; return the values it counted (its share of the
     file's budget). ``values`` is what it may count, ``bound`` whose limit that is."""
-    if _other_group(_api_version_of(node)):
+    if _other_group(_str_of(node, "apiVersion"), _str_of(node, "kind")):
         found.ignored += 1  # never built: its size and shape are not ours to judge
         return 1
     depth, number_length = limits.max_depth, limits.max_number_length
@@ -342,7 +342,7 @@ def _document(
             return used
     if data is None:  # an empty document between two `---`
         return used
-    if _other_group(data.get("apiVersion") if isinstance(data, dict) else None):
+    if isinstance(data, dict) and _other_group(data.get("apiVersion"), data.get("kind")):
         found.ignored += 1  # its apiVersion came from a merge key
         return used
     if positions is not None and positions.duplicates:
@@ -360,12 +360,12 @@ def _document(
     return used
 
 
-def _api_version_of(node: yaml.Node) -> Any:
-    """The ``apiVersion`` of a document read from its nodes, without building it (None when
-    the document is no plain mapping or the value is no plain string)."""
-    version = _plain_value(node, "apiVersion")
-    if type(version) is yaml.ScalarNode and version.tag == STR:
-        return version.value
+def _str_of(node: yaml.Node, field: str) -> Any:
+    """A top-level field of a document (``apiVersion``, ``kind``) read from its nodes, without
+    building it (None when the document is no plain mapping or the value no plain string)."""
+    value = _plain_value(node, field)
+    if type(value) is yaml.ScalarNode and value.tag == STR:
+        return value.value
     return None
 
 
@@ -398,9 +398,16 @@ def _line_column(text: str, position: int) -> tuple[int, int]:
     return line, position - text.rfind("\n", 0, position)
 
 
-def _other_group(api_version: Any) -> bool:
-    """Whether a document of this ``apiVersion`` belongs to another API group (ignored)."""
+def _other_group(api_version: Any, kind: Any) -> bool:
+    """Whether a document of this ``apiVersion`` and ``kind`` belongs to another API group
+    (ignored). One that says it is a CronTask, or whose apiVersion starts like ours, is not:
+    a typo there (``crontask.dev.v1alpha1``, ``Crontask.dev/...``) would silently remove the
+    task, where as ours it is a definition error at its place that keeps it running."""
     if not isinstance(api_version, str) or not api_version:
+        return False
+    if (isinstance(kind, str) and kind.lower() == KIND.lower()) or api_version.lower().startswith(
+        "crontask"
+    ):
         return False
     group = api_version.rpartition("/")[0]
     return group != API_GROUP

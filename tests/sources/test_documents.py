@@ -131,6 +131,26 @@ def test_documents_of_other_groups_are_ignored() -> None:
     assert [d.key for d in parsed.definitions] == ["ops/backup"]
 
 
+@pytest.mark.parametrize(
+    "version",
+    ["crontask.dev.v1alpha1", "Crontask.dev/v1alpha1", "crontask/v1alpha1", "batch/v1"],
+)
+def test_a_crontask_with_a_mistyped_api_version_is_an_error_not_ignored(version: str) -> None:
+    """Ignored, the document would silently remove its task; as an error of its own it keeps
+    the task's last good definition (the error names the task)."""
+    text = GOOD.replace("crontask.dev/v1alpha1", version)
+    (error,) = parse_text(text, "t.yaml").errors
+    assert str(error) == "t.yaml:1:1: apiVersion: Input should be 'crontask.dev/v1alpha1'"
+    assert error.key == "ops/backup"
+    # The other half of reading (in a worker process) leaves it to the long way, not ignored.
+    plain = not_none(plain_text(text))
+    assert plain.ignored == 0
+    assert plain_definitions(plain, "t.yaml") is None
+    # Saying CronTask, or starting like ours, is enough; another group's other kind is not.
+    other_kind = text.replace("kind: CronTask", "kind: Backup")
+    assert parse_text(other_kind, "t.yaml").ignored == (version == "batch/v1")
+
+
 def test_a_document_without_group_must_be_a_crontask() -> None:
     assert errors_of("kind: CronTask\nmetadata: {name: x}\nspec: {}\n")[0] == (
         "t.yaml:1:1: apiVersion: required field is missing"
