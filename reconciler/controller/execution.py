@@ -142,24 +142,23 @@ class RunExecution:
             while True:
                 final = await self._run_attempt(definition, active, adopted=adopted)
                 adopted = False
-                if (
-                    final is None
-                    or definition is None
-                    or not self._retry_due(definition, final, active)
-                ):
+                if final is None or definition is None or not self._retry_due(definition, final):
                     return
+                if active.stop_reason is not None and final.reason == active.stop_reason:
+                    return  # the attempt itself was stopped: its record says why
                 delay = retry_delay(definition.task.spec.retry, final.attempt)
-                log.info(
-                    "retry scheduled",
-                    extra={
-                        "fields": {
-                            "task": final.task,
-                            "run": final.id,
-                            "attempt": final.attempt + 1,
-                            "in_seconds": delay,
-                        }
-                    },
-                )
+                if active.stop_reason is None:
+                    log.info(
+                        "retry scheduled",
+                        extra={
+                            "fields": {
+                                "task": final.task,
+                                "run": final.id,
+                                "attempt": final.attempt + 1,
+                                "in_seconds": delay,
+                            }
+                        },
+                    )
                 following = dataclasses.replace(
                     final,
                     attempt=final.attempt + 1,
@@ -176,6 +175,8 @@ class RunExecution:
                     # Shutdown began while this attempt was being recorded: it stopped only the
                     # retries waiting then, and this one would wait out the whole grace.
                     active.stop(SHUTDOWN)
+                # Stopped while the attempt's end was being recorded, or while the retry
+                # waits: the retry that will not happen is recorded as its attempt.
                 if await active.wait_stopped(delay):
                     await self._abandon(following, active.stop_reason or SHUTDOWN)
                     return
@@ -337,10 +338,9 @@ class RunExecution:
         return final
 
     @staticmethod
-    def _retry_due(definition: Definition, final: RunRecord, active: ActiveRun) -> bool:
+    def _retry_due(definition: Definition, final: RunRecord) -> bool:
         retryable = final.status in (RunStatus.FAILED, RunStatus.TIMED_OUT)
-        within_limit = final.attempt <= definition.task.spec.retry.limit
-        return retryable and within_limit and active.stop_reason is None
+        return retryable and final.attempt <= definition.task.spec.retry.limit
 
     async def _attempt(self, definition: Definition, active: ActiveRun) -> Outcome:
         record = active.record

@@ -224,6 +224,58 @@ def test_shutdown_while_a_failed_attempt_is_recorded_does_not_wait_for_its_retry
     ]
 
 
+def test_a_replace_while_a_failed_attempt_is_recorded_records_the_retry_it_cancels() -> None:
+    """The next slot replaces the run while its failed attempt's record is on its way to the
+    store: the retry that will not happen is recorded as its attempt, as when it waits."""
+    store = MemoryRunStore()
+    saving, release = threading.Event(), threading.Event()
+    save_many = store.save_many
+
+    def slow_save(records: Any) -> None:
+        if any(r.status is RunStatus.FAILED for r in records):
+            saving.set()
+            release.wait(10)
+        save_many(records)
+
+    store.save_many = slow_save  # type: ignore[method-assign]
+    later = T0 + timedelta(minutes=1)
+    job = task(concurrencyPolicy="Replace", retry={"limit": 2, "backoffSeconds": 0})
+
+    async def main() -> None:
+        action = ScriptedAction()
+        d = Dispatcher(store, owner="h:1:x", clock=lambda: later, actions=Actions([action]))
+        d.fire(job, T0)
+        await until(lambda: len(action.running()) == 1)
+        action.attempts[0].finish(FAILED)
+        await until(saving.is_set)
+        d.fire(job, later)  # Replace: stops the run whose record is being saved
+        release.set()
+        await settle(d, action)
+        await d.shutdown(0)
+
+    asyncio.run(main())
+    assert attempts(store) == [
+        (1, RunStatus.FAILED, "NonZeroExit", Trigger.SCHEDULE),
+        (2, RunStatus.SKIPPED, "Replaced", Trigger.RETRY),
+    ]
+    assert attempts(store, later) == [(1, RunStatus.SUCCEEDED, None, Trigger.SCHEDULE)]
+
+
+def test_an_attempt_stopped_itself_gets_no_retry_record() -> None:
+    """Replaced while it runs: its own record says so, and no retry is recorded after it."""
+    later = T0 + timedelta(minutes=1)
+    job = task(concurrencyPolicy="Replace", retry={"limit": 2, "backoffSeconds": 0})
+
+    async def body(d: Dispatcher, action: ScriptedAction) -> None:
+        d.fire(job, T0)
+        await until(lambda: len(action.running()) == 1)
+        d.fire(job, later)
+        await settle(d, action)
+
+    store = play(body)
+    assert attempts(store) == [(1, RunStatus.FAILED, "Replaced", Trigger.SCHEDULE)]
+
+
 # -- replicas: a paused replica, and runs another replica started -----------------------------
 
 
