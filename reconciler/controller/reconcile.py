@@ -214,8 +214,11 @@ class Reconciler:
             # now, before the slots they missed are accounted for below.
             self.scheduler.start()
             self._scheduler_started = True
-        anchors, self._anchors = self._anchors, None
-        handover, self._handover = self._handover, False
+        anchors, handover = self._anchors, self._handover
+        if keys is None:
+            # Only a full pass compares every task: one of a few keys (a file event, an API
+            # write) coming between assign() and the full pass it asked for leaves them.
+            self._anchors, self._handover = None, False
         account_for_slots(
             result.steps,
             self.scheduler,

@@ -51,6 +51,38 @@ def test_a_never_run_task_of_a_killed_replica_catches_up_the_gap(tmp_path: Path)
     asyncio.run(main())
 
 
+def test_a_pass_of_a_few_keys_between_the_handover_and_its_full_pass_loses_no_catch_up(
+    tmp_path: Path,
+) -> None:
+    """A file event or an API write applies a pass of its own keys after the renewal that
+    moved a's tasks here and before the full pass that renewal asked for: the full pass still
+    compares the moved tasks with their last slots and catches the gap up."""
+
+    async def main() -> None:
+        world = World(tmp_path)
+        a, b = world.replicas("a", "b")
+        await settle([a, b])
+        lost = sorted(a.owned())
+        mine = sorted(b.owned())
+        assert lost
+        assert mine
+        slot = T0.replace(second=0) + timedelta(minutes=1)
+        world.clocks.advance(40)
+        await _fire_due(b, world)
+        assert await b.cluster.tick()  # a's tasks are b's now; a full pass is asked for
+        hinted = await b.reconciler.run_pass({"file": [str(tmp_path / f"{mine[0]}.yaml")]})
+        assert hinted.ok, hinted.error
+        assert not set(lost) & b.owned()  # that pass compared its own key only
+        result = await b.reconciler.run_pass(None)
+        assert result.ok, result.error
+        assert set(lost) <= b.owned()
+        await b.dispatcher.drain(5)
+        runs = _slot_runs(world, lost, slot)
+        assert runs == dict.fromkeys(lost, (Trigger.CATCHUP, RunStatus.SUCCEEDED))
+
+    asyncio.run(main())
+
+
 def test_a_never_run_task_of_a_draining_replica_catches_up_the_gap(tmp_path: Path) -> None:
     async def main() -> None:
         world = World(tmp_path)
