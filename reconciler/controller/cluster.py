@@ -138,16 +138,26 @@ class Cluster:
                 # The process beginning to stop wakes us once, to announce draining at once;
                 # then we renew as draining until the runs are over and our own stop comes.
                 wake = (stop,) if self.stopping.is_set() else (stop, self.stopping)
-                await first_of(*wake, timeout=self.timing.renew_interval)
+                await first_of(*wake, timeout=self._until_next_tick())
                 if stop.is_set():
                     return
                 await self.tick()
         finally:
             await self._leave()
 
+    def _until_next_tick(self) -> float:
+        """An interval, or less: the fence must come at the renew deadline, not at the first
+        tick after it (renewals that fail at once would otherwise leave this replica starting
+        runs until up to an interval later, when the lease may have run out)."""
+        if self.dispatcher.paused is not None:
+            return self.timing.renew_interval
+        left = self._last_renewal + self.timing.renew_deadline - self._monotonic()
+        return max(0.0, min(self.timing.renew_interval, left))
+
     async def tick(self) -> bool:
         """One renewal and what follows from it. False if the renewal failed, or was not
         answered in time (it is then still awaited by the next tick, never started twice)."""
+        self._fence_if_late()
         announcement = await in_thread(self._announcement)
         # A renewal may take the time left before the renew deadline, and at least one
         # interval (a replica past its deadline must still be able to renew, and resume).
@@ -384,6 +394,10 @@ class Cluster:
             "membership renewal failed",
             extra={"fields": {"error": str(err), "seconds_since_renewal": round(since, 1)}},
         )
+        self._fence_if_late()
+
+    def _fence_if_late(self) -> None:
+        since = self._monotonic() - self._last_renewal
         if since >= self.timing.renew_deadline and self.dispatcher.paused is None:
             self.dispatcher.paused = f"membership not renewed for {since:.0f}s"
             log.error(

@@ -169,3 +169,36 @@ def test_a_view_dropped_while_cut_off_is_published_again(tmp_path: Path) -> None
         assert world.views.differing([a.id, b.id]) == []
 
     asyncio.run(main())
+
+
+def test_the_fence_comes_at_the_deadline_not_at_the_next_tick(tmp_path: Path) -> None:
+    """Renewals that fail at once, an interval long next to the time left before the lease
+    runs out (4 s, 10 s, 11 s is accepted): the replica must not wait a whole interval after
+    the deadline to stop starting runs, or the others could take its tasks first."""
+
+    async def main() -> None:
+        world = World(tmp_path)
+        (a,) = world.replicas("a")
+        await settle([a])
+        # An interval no test waits out in real time: only a wake at the deadline fences.
+        a.cluster.timing = dataclasses.replace(a.cluster.timing, renew_interval=9.5)
+        stop = asyncio.Event()
+
+        def joined() -> None:
+            world.registry.unreachable.add(a.id)  # every renewal from now on fails at once
+            world.clocks.advance(9.9)  # 0.1 s before the deadline
+
+        running = asyncio.ensure_future(a.cluster.run(joined, stop))
+        try:
+            await asyncio.sleep(0.3)  # renewals fail; the deadline is not there yet
+            assert a.dispatcher.paused is None
+            world.clocks.advance(0.2)  # the deadline passes while the loop waits
+            deadline = asyncio.get_running_loop().time() + 5
+            while a.dispatcher.paused is None:
+                assert asyncio.get_running_loop().time() < deadline, "not fenced"
+                await asyncio.sleep(0.01)
+        finally:
+            stop.set()
+            await asyncio.wait_for(running, 10)
+
+    asyncio.run(main())
