@@ -74,8 +74,9 @@ class Dispatcher(RunExecution):
         self.ledger = SlotLedger()
         # With replicas: runs of tasks inherited from another replica (see handover.py).
         self.handover: Handover | None = None
-        # Why this process may not start runs now (a replica that lost its membership).
-        self.paused: str | None = None
+        self._paused: str | None = None
+        self._may_start = asyncio.Event()  # set while not paused: what a held retry waits for
+        self._may_start.set()
         # Tasks with scheduled slots not started while paused: caught up on when it ends.
         self.unstarted: set[str] = set()
         # The action whose work outlives the process (Jobs), if there is one.
@@ -88,6 +89,19 @@ class Dispatcher(RunExecution):
         self._closing = False  # shutdown has begun: no retry waits any more
         # Slots handed over ahead that are decided at their instant (``due``), by task.
         self._deferred: dict[str, dict[datetime, tuple[asyncio.TimerHandle, Definition]]] = {}
+
+    @property
+    def paused(self) -> str | None:
+        """Why this process may not start runs now (a replica that lost its membership)."""
+        return self._paused
+
+    @paused.setter
+    def paused(self, why: str | None) -> None:
+        self._paused = why
+        if why is None:
+            self._may_start.set()
+        else:
+            self._may_start.clear()
 
     # -- queries ---------------------------------------------------------------------------
 

@@ -69,8 +69,9 @@ class ActiveRun:
         if self.attempt is not None:
             self.attempt.stop(self.stop_reason)
 
-    async def wait_stopped(self, seconds: float) -> bool:
-        """Wait up to ``seconds``; True if the run was stopped before or meanwhile."""
+    async def wait_stopped(self, seconds: float | None) -> bool:
+        """Wait up to ``seconds`` (None: until stopped); True if the run was stopped before
+        or meanwhile."""
         if self.stop_reason is not None:
             return True
         if self._stopped is None:
@@ -103,6 +104,8 @@ class RunExecution:
     _progress_listeners: list[RunListener]
     _writes: set[asyncio.Task[None]]
     _closing: bool
+    _may_start: asyncio.Event
+    paused: str | None
 
     def _skip(self, record: RunRecord, reason: str, message: str) -> RunRecord:
         skipped = dataclasses.replace(
@@ -177,7 +180,7 @@ class RunExecution:
                     active.stop(SHUTDOWN)
                 # Stopped while the attempt's end was being recorded, or while the retry
                 # waits: the retry that will not happen is recorded as its attempt.
-                if await active.wait_stopped(delay):
+                if await active.wait_stopped(delay) or await self._held(active, following):
                     await self._abandon(following, active.stop_reason or SHUTDOWN)
                     return
                 active.attempt, active.begun = None, False
@@ -188,6 +191,32 @@ class RunExecution:
             runs.pop(record.id, None)
             if not runs:
                 self._active.pop(record.task, None)
+
+    async def _held(self, active: ActiveRun, following: RunRecord) -> bool:
+        """A retry due while this replica may not start runs (it lost its membership) waits
+        until it may again, still holding its slot; True if the run was stopped meanwhile (its
+        task moved to another replica, shutdown), when it is recorded as not started."""
+        if self.paused is None:
+            return False
+        log.warning(
+            "retry held: this replica may not start runs now",
+            extra={
+                "fields": {
+                    "task": following.task,
+                    "run": following.id,
+                    "attempt": following.attempt,
+                    "reason": self.paused,
+                }
+            },
+        )
+        resumed = asyncio.ensure_future(self._may_start.wait())
+        stopped = asyncio.ensure_future(active.wait_stopped(None))
+        try:
+            await asyncio.wait({resumed, stopped}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            resumed.cancel()
+            stopped.cancel()
+        return active.stop_reason is not None
 
     async def _handed_over(self, definition: Definition | None, active: ActiveRun) -> str | None:
         """For a task inherited from another replica: why its run there forbids this one."""

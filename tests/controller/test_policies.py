@@ -318,6 +318,50 @@ def test_a_paused_replica_neither_runs_nor_records_a_slot() -> None:
     ]
 
 
+def test_a_retry_due_while_paused_waits_until_the_replica_may_start_runs_again() -> None:
+    """A replica cut off from the membership stops starting runs: its retries too. The retry
+    keeps its slot meanwhile and runs once the renewal works again."""
+
+    async def body(d: Dispatcher, action: ScriptedAction) -> None:
+        d.fire(task(retry={"limit": 1, "backoffSeconds": 0}), T0)
+        await until(lambda: len(action.running()) == 1)
+        d.paused = "membership not renewed for 11s"
+        action.attempts[0].finish(FAILED)
+        await until(lambda: bool(d.waiting(KEY)))  # held: due, not started
+        for _ in range(5):
+            await asyncio.sleep(0)
+        assert len(action.attempts) == 1
+        d.paused = None
+        await until(lambda: len(action.attempts) == 2)
+        await settle(d, action)
+
+    store = play(body)
+    assert attempts(store) == [
+        (1, RunStatus.FAILED, "NonZeroExit", Trigger.SCHEDULE),
+        (2, RunStatus.SUCCEEDED, None, Trigger.RETRY),
+    ]
+
+
+def test_a_retry_held_while_paused_is_recorded_when_its_task_moves_away() -> None:
+    async def body(d: Dispatcher, action: ScriptedAction) -> None:
+        job = task(retry={"limit": 1, "backoffSeconds": 0})
+        d.fire(job, T0)
+        await until(lambda: len(action.running()) == 1)
+        d.paused = "membership not renewed for 11s"
+        action.attempts[0].finish(FAILED)
+        await until(lambda: bool(d.waiting(KEY)))
+        scheduler = MemoryScheduler(lambda k, at: None, T0)
+        account_for_slots([Step(Operation.REMOVE, KEY, None, job)], scheduler, d, T0)
+        assert await d.drain(5)
+        assert len(action.attempts) == 1  # the retry never started
+
+    store = play(body)
+    assert attempts(store) == [
+        (1, RunStatus.FAILED, "NonZeroExit", Trigger.SCHEDULE),
+        (2, RunStatus.SKIPPED, "TaskRemoved", Trigger.RETRY),
+    ]
+
+
 def test_an_inherited_task_under_forbid_skips_while_another_replica_runs_it() -> None:
     later = T0 + timedelta(minutes=1)
 
