@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import itertools
 import threading
 from collections.abc import Callable, Collection, Coroutine, Iterator, Mapping, Sequence
 from concurrent.futures import Future
@@ -118,21 +119,32 @@ class Service:
         problems = _problems(desired)
         # Every task declared, whichever replica schedules it (the same set without replicas).
         listed = {**desired.tasks, **owned}
-        picked: list[str] = []
-        for key in sorted(listed):
-            definition = listed[key]
-            problem = definition.error or problems.get(key)
-            state = task_state(definition.task.spec.suspend, problem)
-            if q.matches(key, definition.location.source, state):
-                picked.append(key)
-                if q.limit is not None and len(picked) >= q.limit:
-                    break
-        entries = self._on_loop(self._snapshot, picked)
-        return [
-            self._view(entries[k], runs=1, last=self._last_runs.get(k))
-            for k in picked
-            if k in entries
-        ]
+
+        def matching() -> Iterator[str]:
+            for key in sorted(listed):
+                definition = listed[key]
+                problem = definition.error or problems.get(key)
+                state = task_state(definition.task.spec.suspend, problem)
+                if q.matches(key, definition.location.source, state):
+                    yield key
+
+        keys, limit = matching(), q.limit
+        views: list[TaskView] = []
+        while True:
+            # A key removed between the two hops to the loop is replaced by the next one: a
+            # page short of its limit would tell a client (and the page) that nothing follows.
+            wanted = None if limit is None else limit - len(views)
+            picked = list(itertools.islice(keys, wanted))
+            if not picked:
+                return views
+            entries = self._on_loop(self._snapshot, picked)
+            views += [
+                self._view(entries[k], runs=1, last=self._last_runs.get(k))
+                for k in picked
+                if k in entries
+            ]
+            if limit is None or len(views) >= limit:
+                return views
 
     def task(self, key: str) -> TaskView | None:
         entries = self._on_loop(self._snapshot, [key])
