@@ -48,10 +48,12 @@ from reconciler.store.base import RunStore
 
 log = logging.getLogger("crontask.jobs")
 
-NO_CONNECTION = (
-    "spec.job: this crontask has no Kubernetes connection, so it cannot create Jobs "
+NO_CONNECTION_REASON = (
+    "this crontask has no Kubernetes connection, so it cannot create Jobs "
     "(start it with --kubernetes or --kubeconfig FILE)"
 )
+NO_CONNECTION = f"spec.job: {NO_CONNECTION_REASON}"
+
 
 
 @dataclasses.dataclass(frozen=True)
@@ -88,12 +90,16 @@ def job_support(
 
 
 class WithoutJobs:
-    """A source as a crontask without Kubernetes sees it: ``job`` tasks are errors."""
+    """A source as a crontask without Kubernetes sees it: ``job`` tasks are errors. A task that
+    ran something else before it became a ``job`` task keeps that last good definition, as a
+    task whose file breaks does (``in_force``: what is in force now, read before the pass)."""
 
-    def __init__(self, source: Source) -> None:
+    def __init__(self, source: Source, in_force: Callable[[str], Definition | None]) -> None:
         self.source = source
         self.kind = source.kind
+        self._in_force = in_force
         self._errors: dict[str, DefinitionError] = {}
+        self._kept: dict[str, Definition] = {}
 
     def refresh(self, hints: Collection[str] | None = None) -> set[str]:
         changed = self.source.refresh(hints)
@@ -101,20 +107,28 @@ class WithoutJobs:
         found = self.source.definitions() if hints is None else self.source.definitions_of(changed)
         if hints is None:
             self._errors.clear()
+            self._kept.clear()
         for key in changed:
             self._errors.pop(key, None)
+            self._kept.pop(key, None)
         for definition in found:
-            if definition.task.spec.job is not None:
-                self._errors[definition.key] = DefinitionError(
-                    definition.location, NO_CONNECTION, definition.key
-                )
+            if definition.task.spec.job is None:
+                continue
+            key = definition.key
+            error = self._errors[key] = DefinitionError(definition.location, NO_CONNECTION, key)
+            before = self._in_force(key)
+            ran = before is not None and before.task.spec.job is None
+            if before is not None and ran and before.location.source == self.kind:
+                self._kept[key] = dataclasses.replace(before, error=str(error))
         return changed
 
     def definitions(self) -> list[Definition]:
-        return [d for d in self.source.definitions() if d.task.spec.job is None]
+        found = [d for d in self.source.definitions() if d.task.spec.job is None]
+        return found + list(self._kept.values())
 
     def definitions_of(self, keys: Collection[str]) -> list[Definition]:
-        return [d for d in self.source.definitions_of(keys) if d.task.spec.job is None]
+        found = [d for d in self.source.definitions_of(keys) if d.task.spec.job is None]
+        return found + [self._kept[key] for key in keys if key in self._kept]
 
     def errors(self) -> list[DefinitionError]:
         return [*self.source.errors(), *self._errors.values()]

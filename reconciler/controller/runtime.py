@@ -42,7 +42,7 @@ from reconciler.controller.queue import WorkQueue
 from reconciler.controller.reconcile import PassResult, Reconciler
 from reconciler.controller.service import Service
 from reconciler.controller.view import RuntimeView
-from reconciler.core.desired import SourceKind
+from reconciler.core.desired import Definition, SourceKind
 from reconciler.core.plan import Operation
 from reconciler.host import usable_cores
 from reconciler.membership.base import Announcement, Membership, Views
@@ -202,8 +202,12 @@ async def build(options: Options, store: RunStore, manager: Manager) -> Parts:
     )
     dispatcher.subscribe(metrics.on_run)
     sources = _sources(options, folders, git, kube)
+
+    def in_force(key: str) -> Definition | None:
+        return reconciler.desired.tasks.get(key)
+
     reconciler = Reconciler(
-        sources if support is not None else [WithoutJobs(s) for s in sources],
+        sources if support is not None else [WithoutJobs(s, in_force) for s in sources],
         scheduler,
         dispatcher,
         allow_empty=options.allow_empty,
@@ -249,6 +253,7 @@ async def build(options: Options, store: RunStore, manager: Manager) -> Parts:
             kind == SourceKind.GIT and git is not None and git.request_sync()
         ),
         cluster=cluster,
+        jobs=support is not None,
     )
     return Parts(
         me, store, queue, dispatcher, scheduler, metrics, sources, git, reconciler, control,

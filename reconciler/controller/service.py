@@ -35,9 +35,12 @@ import yaml
 
 from reconciler.controller.cluster import Cluster
 from reconciler.controller.dispatch import Dispatcher
+from reconciler.controller.jobs import NO_CONNECTION_REASON
 from reconciler.controller.reconcile import Reconciler
 from reconciler.controller.view import (
+    FieldError,
     IfMatch,
+    InvalidDefinition,
     Members,
     MemberStatus,
     OwnedElsewhere,
@@ -86,8 +89,10 @@ class Service:
         sources: Sequence[Source] = (),
         sync_requested: Callable[[str], bool] | None = None,
         cluster: Cluster | None = None,
+        jobs: bool = True,
     ) -> None:
         self._loop = loop
+        self._jobs = jobs  # whether this crontask can create Kubernetes Jobs
         self._store = store
         self._scheduler = scheduler
         self._dispatcher = dispatcher
@@ -244,6 +249,7 @@ class Service:
         return self._on_loop(fire)
 
     def create_api_task(self, task: CronTask) -> TaskView:
+        self._check_runnable(task)
         text = _stored_text(task)
         with self._writing(task.key):
             self._check_owner(task.key)
@@ -252,6 +258,7 @@ class Service:
     def put_api_task(
         self, task: CronTask, *, if_match: IfMatch | None = None
     ) -> tuple[TaskView, bool]:
+        self._check_runnable(task)
         text = _stored_text(task)
         with self._writing(task.key):
             self._check_owner(task.key)
@@ -275,6 +282,12 @@ class Service:
             self._apply(key)
 
     # -- details -------------------------------------------------------------------------
+
+    def _check_runnable(self, task: CronTask) -> None:
+        """A task this crontask could not run is refused before anything is written: stored,
+        it would be an error of its key, and a replaced task would stop running."""
+        if task.spec.job is not None and not self._jobs:
+            raise InvalidDefinition([FieldError(("spec", "job"), NO_CONNECTION_REASON)])
 
     @contextlib.contextmanager
     def _writing(self, key: str) -> Iterator[None]:

@@ -47,8 +47,9 @@ class LiveService:
     """The parts ``crontask run`` builds around the API source, in this process on an event
     loop of their own (the scheduler on a fake clock: nothing fires), and the API over them."""
 
-    def __init__(self, root: Path, store: ApiTaskFiles | None = None) -> None:
+    def __init__(self, root: Path, store: ApiTaskFiles | None = None, *, jobs: bool = True) -> None:
         self.root = root
+        self.jobs = jobs  # whether it can create Kubernetes Jobs
         self.files = store or ApiTaskFiles(root)
         self.api = ApiSource(self.files)
         self.loop = asyncio.new_event_loop()
@@ -72,6 +73,7 @@ class LiveService:
             reconcile=self.reconciler.run_pass,
             api=self.api,
             sources=[self.api],
+            jobs=self.jobs,
         )
 
     def on_loop(self, coroutine: Coroutine[Any, Any, T]) -> T:

@@ -13,6 +13,8 @@ import pytest
 from tests.api.test_stored_tasks import JSON, LiveService
 from tests.helpers import task_doc
 
+POD = {"containers": [{"name": "main", "image": "busybox"}]}
+
 
 @pytest.fixture
 def live(tmp_path: Path) -> Iterator[LiveService]:
@@ -56,3 +58,27 @@ def test_a_task_removed_while_a_page_is_made_does_not_end_the_list(live: LiveSer
         ).json()
         assert [t["key"] for t in rest["items"]] == ["pg/k3", "pg/k4", "pg/k5"]
         assert rest["metadata"]["continue"] is None
+
+
+def test_a_job_task_is_refused_before_it_is_stored_without_kubernetes(tmp_path: Path) -> None:
+    """Stored, it would be an error of its key (a 500 after the fact), and a task it replaced
+    would stop running meanwhile."""
+    live = LiveService(tmp_path / "api-tasks", jobs=False)
+    try:
+        job = task_doc("j", namespace="pg", job={"spec": {"template": {"spec": POD}}})
+        del job["spec"]["command"]
+        with live.client() as client:
+            created = client.post("/api/v1/tasks", content=json.dumps(job), headers=JSON)
+            assert created.status_code == 422, created.text
+            problem = created.json()
+            assert problem["errors"][0]["location"] == ["body", "spec", "job"]
+            assert "no Kubernetes connection" in problem["errors"][0]["message"]
+            sent = json.dumps(task_doc("j", namespace="pg")).encode()
+            assert client.put("/api/v1/tasks/pg/j", content=sent, headers=JSON).status_code == 201
+            replaced = client.put("/api/v1/tasks/pg/j", content=json.dumps(job), headers=JSON)
+            assert replaced.status_code == 422, replaced.text
+            kept = client.get("/api/v1/tasks/pg/j").json()
+            assert kept["resource"]["spec"]["command"]["args"] == ["true"]
+        assert sorted(p.name for p in (tmp_path / "api-tasks").rglob("*.yaml")) == ["j.yaml"]
+    finally:
+        live.stop()
