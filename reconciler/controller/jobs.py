@@ -55,7 +55,6 @@ NO_CONNECTION_REASON = (
 NO_CONNECTION = f"spec.job: {NO_CONNECTION_REASON}"
 
 
-
 @dataclasses.dataclass(frozen=True)
 class JobOptions:
     """``--job-namespace`` and, without ``--kubernetes``, ``--kubeconfig``: the connection for

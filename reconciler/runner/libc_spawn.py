@@ -2,10 +2,12 @@
 
 ``os.posix_spawn`` and ``subprocess.Popen`` hold the GIL while the kernel clones the process
 and the child reaches its ``exec``; called through ``ctypes.CDLL``, ``posix_spawn`` lets go of
-it, so two threads start two processes on two cores at once. Every other call here goes
-through ``ctypes.PyDLL``, which keeps the GIL: they take a microsecond, and each release would
-be a chance for a busy thread (the loop, a scrape) to keep the GIL a whole switch interval
-(5 ms) before this thread gets it back.
+it, so two threads start two processes on two cores at once. The calls that cannot wait on a
+file system go through ``ctypes.PyDLL``, which keeps the GIL: they take a microsecond, and each
+release would be a chance for a busy thread (the loop, a scrape) to keep the GIL a whole
+switch interval (5 ms) before this thread gets it back. Looking a program up on the ``PATH``
+(``access``) can wait on one (a hung NFS or FUSE mount), so it lets go of the GIL, and what it
+found is reused for a second (a spawn that fails on it looks again).
 
 What the child gets is what ``Popen(..., start_new_session=True, close_fds=True,
 restore_signals=True)`` gives it: see ``LibcSpawn.spawn``. Needs glibc 2.34 or later
@@ -19,7 +21,8 @@ import ctypes
 import errno
 import os
 import signal
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
 
 # glibc's flags for posix_spawnattr_setflags (spawn.h); SETSID is a GNU extension (2.26).
 _SETSIGDEF = 0x04
@@ -28,14 +31,26 @@ _SETSID = 0x80
 # posix_spawn_file_actions_t is 80 bytes, posix_spawnattr_t 336 and sigset_t 128 on glibc's
 # 64-bit targets; the buffers leave room for any of its ABIs.
 _OPAQUE = 1024
+# How long a program found on the PATH is started from there without looking again.
+_TRUSTED_FOR = 1.0
 
 
 class LibcSpawn:
-    """``posix_spawn`` called through ctypes; only that call lets go of the GIL."""
+    """``posix_spawn`` called through ctypes; it and ``access`` let go of the GIL."""
 
-    def __init__(self, libc: ctypes.CDLL, quick: ctypes.PyDLL) -> None:
+    def __init__(
+        self,
+        libc: ctypes.CDLL,
+        quick: ctypes.PyDLL,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._spawn = libc.posix_spawn
         self._spawn.restype = ctypes.c_int
+        self._access = libc.access
+        self._access.restype = ctypes.c_int
+        self._clock = clock
+        # (program, PATH, working directory) -> where it was found, and until when to trust it.
+        self._found: dict[tuple[str, str | None, str | None], tuple[bytes, float]] = {}
         self._libc = libc = quick
         for name in (
             "posix_spawn_file_actions_init",
@@ -50,7 +65,6 @@ class LibcSpawn:
             "posix_spawnattr_setsigdefault",
             "sigemptyset",
             "sigaddset",
-            "access",
             "pipe2",
             "close",
         ):
@@ -132,19 +146,28 @@ class LibcSpawn:
         cwd: str | None,
     ) -> int:
         pid = ctypes.c_int(0)
+        key = (command, env.get("PATH"), cwd)
+        found = self._found.get(key)
+        if found is not None and found[1] > self._clock():
+            if self._spawn(ctypes.byref(pid), found[0], actions, self._attr, argv, envp) == 0:
+                return pid.value
+            self._found.pop(key, None)  # gone, or changed: look again
         first_error = 0
         code = errno.ENOENT
-        for path in _executables(command, env):
+        candidates = _executables(command, env)
+        for path in candidates:
             # A failed exec costs a whole clone here (Popen tries every PATH entry inside one
-            # child): entries that do not exist are passed over with a look first (access(),
-            # not os.stat(), which would let go of the GIL once per PATH entry).
-            if self._libc.access(path, ctypes.c_int(os.F_OK)) != 0:
+            # child): entries that do not exist are passed over with a look first. A path
+            # named in the command is not looked at: it is the only one (and a relative one
+            # is relative to the working directory the child enters first).
+            if len(candidates) > 1 and self._access(_seen_from(path, cwd), os.F_OK) != 0:
                 missing = ctypes.get_errno()
                 if missing not in (errno.ENOENT, errno.ENOTDIR) and not first_error:
                     first_error = missing
                 continue
             code = self._spawn(ctypes.byref(pid), path, actions, self._attr, argv, envp)
             if code == 0:
+                self._found[key] = (path, self._clock() + _TRUSTED_FOR)
                 return pid.value
             if code not in (errno.ENOENT, errno.ENOTDIR) and not first_error:
                 first_error = code
@@ -186,6 +209,11 @@ def _environment(env: Mapping[str, str]) -> list[bytes]:
     return items
 
 
+def _seen_from(path: bytes, cwd: str | None) -> bytes:
+    """``path`` as the child, in ``cwd``, would find it (a relative ``PATH`` entry)."""
+    return path if cwd is None or os.path.isabs(path) else os.path.join(os.fsencode(cwd), path)
+
+
 def _executables(command: str, env: Mapping[str, str]) -> list[bytes]:
     """Where exec looks for ``command``: itself if it names a path, else each ``PATH`` entry
     of ``env`` (``os.defpath`` without one), as ``Popen`` does."""
@@ -200,6 +228,6 @@ def load() -> LibcSpawn | None:
     if not hasattr(os, "pidfd_open"):  # not Linux: keep to the portable way
         return None
     try:
-        return LibcSpawn(ctypes.CDLL(None), ctypes.PyDLL(None, use_errno=True))
+        return LibcSpawn(ctypes.CDLL(None, use_errno=True), ctypes.PyDLL(None, use_errno=True))
     except (OSError, AttributeError):  # no such C library, or a glibc older than 2.34
         return None

@@ -244,6 +244,106 @@ def test_a_command_is_found_on_the_path_of_its_environment(
     assert asyncio.run(scenario()) == b"found\n"
 
 
+def test_a_relative_program_is_found_in_the_working_directory(
+    start_way: Spawner, tmp_path: Path
+) -> None:
+    """``workingDir: /opt/app`` with ``args: ["./run.sh"]``: the child enters the directory
+    first, so the program is where it finds it, as with Popen and a shell."""
+    app = tmp_path / "app"
+    app.mkdir()
+    script = app / "run.sh"
+    script.write_text("#!/bin/sh\necho ran in $PWD\n")
+    script.chmod(0o755)
+    tools = app / "tools"
+    tools.mkdir()
+    (tools / "crontask-test-tool").symlink_to(script)
+
+    async def run(args: list[str], env: dict[str, str]) -> bytes:
+        child, read_fd = await spawn_soon(args, env=env, cwd=str(app))
+        assert await child.exited() == 0
+        return _read_all(read_fd)
+
+    assert asyncio.run(run(["./run.sh"], ENV)) == f"ran in {app}\n".encode()
+    # A relative PATH entry is relative to it too.
+    env = {**ENV, "PATH": f"tools:{ENV['PATH']}"}
+    assert asyncio.run(run(["crontask-test-tool"], env)) == f"ran in {app}\n".encode()
+
+
+_HANG = """
+import ctypes, os, select, sys
+fd = os.open("/dev/fuse", os.O_RDWR)
+libc = ctypes.CDLL(None, use_errno=True)
+options = b"fd=%d,rootmode=40000,user_id=0,group_id=0" % fd
+if libc.mount(b"crontask-test-hung", sys.argv[1].encode(), b"fuse", 0, options) != 0:
+    sys.exit("mount: " + os.strerror(ctypes.get_errno()))
+print("mounted", flush=True)
+# /dev/fuse is never read: every look into the mount waits until this process ends, when the
+# test says so, or after 20 s (were the test's own thread stuck behind a look, it could not).
+select.select([sys.stdin], [], [], 20)
+"""
+
+
+@pytest.mark.skipif(
+    os.geteuid() != 0 or not os.path.exists("/dev/fuse"), reason="a FUSE mount needs root"
+)
+def test_a_program_looked_up_on_a_hung_mount_holds_up_only_its_own_start(
+    tmp_path: Path,
+) -> None:
+    """A PATH entry on a mount that does not answer (a hung NFS or FUSE server): looking there
+    waits, but in the spawner's thread alone; the rest of crontask goes on meanwhile."""
+    spawner = Spawner(use_libc=True)
+    if not spawner.parallel:
+        pytest.skip("no posix_spawn with closefrom/chdir in this C library")
+    hung = tmp_path / "hung"
+    hung.mkdir()
+    holder = subprocess.Popen(
+        [sys.executable, "-c", _HANG, str(hung)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert holder.stdout is not None
+    read_fd, write_fd = os.pipe()
+    started: list[int] = []
+    try:
+        if holder.stdout.readline() != "mounted\n":
+            pytest.skip("FUSE cannot be mounted here")
+        env = {"PATH": f"{hung}:{ENV['PATH']}"}
+        looking = threading.Thread(
+            target=lambda: started.append(spawner.start(["true"], env, None, write_fd)[0])
+        )
+        looking.start()
+        # This thread runs Python meanwhile: it could not, were the look holding the GIL.
+        deadline = time.monotonic() + 5
+        while not _waits_on(hung, looking):
+            assert time.monotonic() < deadline, "the look into the mount never began"
+            time.sleep(0.01)
+        assert looking.is_alive()
+        assert not started
+    finally:
+        holder.communicate(timeout=30)  # its end aborts the mount: the look fails, and goes on
+        looking.join(30)
+        subprocess.run(["umount", "-l", str(hung)], check=False)
+        os.close(read_fd)
+        os.close(write_fd)
+    (pid,) = started  # found further along the PATH
+    assert os.waitpid(pid, 0)[1] == 0
+
+
+def _waits_on(mount: Path, thread: threading.Thread) -> bool:
+    """Whether ``thread`` is in a system call that waits on the FUSE mount (its kernel stack
+    says so: it is in the FUSE request path)."""
+    task = Path(f"/proc/self/task/{thread.native_id}")
+    try:
+        return thread.is_alive() and "fuse" in (task / "stack").read_text()
+    except OSError:  # gone, or no stack to read: judge by its state instead
+        try:
+            status = (task / "status").read_text()
+        except OSError:
+            return False
+        return thread.is_alive() and ("State:\tS" in status or "State:\tD" in status)
+
+
 def _open_fds() -> set[int]:
     return {int(fd) for fd in os.listdir("/proc/self/fd")}
 
