@@ -42,7 +42,7 @@ from collections.abc import Callable, Mapping, Sequence
 from reconciler.core.desired import Definition
 from reconciler.core.runs import RunRecord, RunStatus
 from reconciler.runner.base import Outcome, run_environment
-from reconciler.runner.group import Group, group_state, signal_group
+from reconciler.runner.group import Group, group_state, session_state, signal_group, signal_session
 from reconciler.runner.output import TailReader
 from reconciler.runner.process import Child, Withdrawn, spawn_soon
 
@@ -198,7 +198,8 @@ class CommandRun:
         assert self._pid is not None
         loop = asyncio.get_running_loop()
         term_sent_at = time.monotonic()
-        signal_group(self._pid, signal.SIGTERM)
+        # The session, not the group alone: see runner.group on what leaves the group.
+        signal_session(self._pid, signal.SIGTERM, fresh_since=term_sent_at)
         deadline = loop.time() + self._kill_grace
         delay = _POLL_FIRST
         while True:
@@ -206,7 +207,7 @@ class CommandRun:
             # lets runs terminated together (timeouts in one tick, shutdown) share one census.
             await asyncio.sleep(min(delay, max(deadline - loop.time(), 0)))
             delay = min(delay * 2, _POLL_MAX)
-            state = group_state(self._pid, fresh_since=term_sent_at)
+            state = session_state(self._pid, fresh_since=term_sent_at)
             if state is Group.GONE:
                 return
             if state is Group.ZOMBIES_ONLY:
@@ -217,7 +218,7 @@ class CommandRun:
             if loop.time() >= deadline:
                 break
         self._escalated = True
-        signal_group(self._pid, signal.SIGKILL)
+        signal_session(self._pid, signal.SIGKILL, fresh_since=time.monotonic())
 
     async def _supervise(self) -> Outcome:
         assert self._loop is not None
@@ -276,7 +277,7 @@ class CommandRun:
             await reader.drain(_DRAIN_TIMEOUT)
         except asyncio.CancelledError:
             # run() shields this task, so this is the event loop going away: no time for grace.
-            signal_group(self._pid, signal.SIGKILL)
+            signal_session(self._pid, signal.SIGKILL, fresh_since=time.monotonic())
             child.abandon()
             raise
         finally:

@@ -1,8 +1,16 @@
 """The process group a command run owns: signalling it, and knowing when it is empty.
 
-A command is started in a new session, so its pid is its group's id, and whatever it forks
-stays in that group unless it leaves on purpose. ``CommandRun`` signals the group, never
-single pids, and asks ``group_state`` whether anything in it still lives.
+A command is started in a new session, so its pid is its group's id and its session's, and
+whatever it forks stays in that group unless it leaves it. ``CommandRun`` signals the group,
+never single pids, and asks ``group_state`` whether anything in it still lives.
+
+Some commands leave the group without meaning to leave the run: GNU ``timeout``, a shell with
+job control (``set -m``), anything that calls ``setpgid``. They stay in the session, so a run
+that is stopped (a timeout, a stop, shutdown) is stopped as a session: ``signal_session`` and
+``session_state`` take every group of it, read from ``/proc``. Only a process that starts a
+session of its own (``setsid``, a daemon on purpose) is out of reach. A run that ends by itself
+looks at its own group only: that look costs no ``/proc`` scan when the group is gone, as it
+almost always is, and a scan per run would cost a busy instance a tenth of a core.
 """
 
 from __future__ import annotations
@@ -37,22 +45,24 @@ class _GroupCensus:
 
     def __init__(self) -> None:
         self._scanned_at = -math.inf
-        self._live: frozenset[int] | None = None
+        # Session -> its groups with a live member; None: /proc cannot be read.
+        self._sessions: dict[int, frozenset[int]] | None = None
 
-    def live_groups(self, *, fresh_since: float) -> frozenset[int] | None:
-        """Groups with a live member, per a scan begun after ``fresh_since`` (time.monotonic).
+    def live_groups(self, session: int, *, fresh_since: float) -> frozenset[int] | None:
+        """The groups of ``session`` with a live member, per a scan begun after
+        ``fresh_since`` (time.monotonic).
 
         None when ``/proc`` cannot be read (not Linux): then nothing is known to be a zombie.
         """
         now = time.monotonic()
         if self._scanned_at < fresh_since or now - self._scanned_at > _CENSUS_MAX_AGE:
-            self._live = _scan_live_groups()
+            self._sessions = _scan_live_groups()
             self._scanned_at = now
-        return self._live
+        return None if self._sessions is None else self._sessions.get(session, frozenset())
 
 
-def _scan_live_groups() -> frozenset[int] | None:
-    live: set[int] = set()
+def _scan_live_groups() -> dict[int, frozenset[int]] | None:
+    sessions: dict[int, set[int]] = {}
     try:
         entries = os.scandir("/proc")
     except OSError:
@@ -67,11 +77,11 @@ def _scan_live_groups() -> frozenset[int] | None:
             except OSError:
                 continue  # exited (and reaped) since the directory was listed
             # The command name may contain spaces and parentheses: fields are counted from the
-            # last ')'. After it come: state, ppid, pgrp, ...
+            # last ')'. After it come: state, ppid, pgrp, session, ...
             fields = stat[stat.rfind(b")") + 2 :].split()
-            if len(fields) >= 3 and fields[0] not in (b"Z", b"X"):
-                live.add(int(fields[2]))
-    return frozenset(live)
+            if len(fields) >= 4 and fields[0] not in (b"Z", b"X"):
+                sessions.setdefault(int(fields[3]), set()).add(int(fields[2]))
+    return {session: frozenset(groups) for session, groups in sessions.items()}
 
 
 _census = _GroupCensus()
@@ -90,13 +100,35 @@ def signal_group(pgid: int | None, sig: int) -> None:
 
 
 def group_state(pgid: int, *, fresh_since: float) -> Group:
+    """What is left of the group ``pgid`` (a run's own: its session's id too)."""
     try:
         os.killpg(pgid, 0)
     except ProcessLookupError:
         return Group.GONE
     except PermissionError:
         pass  # it exists, we just may not signal all of it
-    live = _census.live_groups(fresh_since=fresh_since)
+    live = _census.live_groups(pgid, fresh_since=fresh_since)
     if live is None or pgid in live:
         return Group.ALIVE
     return Group.ZOMBIES_ONLY
+
+
+def signal_session(sid: int | None, sig: int, *, fresh_since: float) -> None:
+    """Signal the group ``sid`` and every other group of the session ``sid`` with a live
+    member (per a ``/proc`` scan begun after ``fresh_since``)."""
+    signal_group(sid, sig)
+    if sid is None:
+        return
+    for pgid in _census.live_groups(sid, fresh_since=fresh_since) or ():
+        if pgid != sid:
+            signal_group(pgid, sig)
+
+
+def session_state(sid: int, *, fresh_since: float) -> Group:
+    """What is left of the session ``sid``: its own group's state, unless another group of it
+    still has a live member."""
+    state = group_state(sid, fresh_since=fresh_since)
+    if state is Group.ALIVE:
+        return state
+    live = _census.live_groups(sid, fresh_since=fresh_since)
+    return Group.ALIVE if live and live - {sid} else state

@@ -264,6 +264,36 @@ def test_timeout_terminates_the_whole_group(tmp_path: Path, strays: list[int]) -
     assert elapsed < 3
 
 
+@pytest.mark.parametrize(
+    ("shell", "script"),
+    [
+        # GNU timeout puts itself (and its command) in a process group of its own.
+        ("sh", "timeout 300 sh -c 'echo $$ > {pidfile}; exec sleep 300'; echo finished"),
+        # A shell with job control gives each background job a group of its own (bash: dash
+        # turns job control off without a terminal).
+        ("bash", "set -m; sh -c 'echo $$ > {pidfile}; exec sleep 300' & wait"),
+    ],
+)
+def test_a_timeout_terminates_what_left_the_group_but_not_the_session(
+    tmp_path: Path, strays: list[int], shell: str, script: str
+) -> None:
+    pidfile = tmp_path / "pid"
+
+    async def scenario() -> tuple[Outcome, int]:
+        command = CommandRun(
+            [shell, "-c", script.format(pidfile=pidfile)], env=ENV, timeout=0.5, kill_grace=0.5
+        )
+        task = asyncio.create_task(command.run())
+        grandchild = await read_pid(pidfile)
+        strays.append(grandchild)
+        assert os.getpgid(grandchild) != os.getsid(grandchild)  # it left the run's group
+        return await task, grandchild
+
+    outcome, grandchild = arun(scenario())
+    assert outcome.status is RunStatus.TIMED_OUT
+    assert gone_within(grandchild)
+
+
 def test_term_ignoring_group_is_killed_after_grace(tmp_path: Path, strays: list[int]) -> None:
     pidfile = tmp_path / "pid"
     # Ignored signals stay ignored across fork and exec: both sh and sleep ignore SIGTERM.
