@@ -42,7 +42,7 @@ import os
 from collections.abc import Collection, Sequence
 from dataclasses import replace
 from pathlib import Path
-from stat import S_ISDIR
+from stat import S_ISDIR, S_ISLNK
 
 from reconciler.aio import ended, first_of
 from reconciler.core.desired import Definition, DefinitionError, Location, SourceKind
@@ -200,7 +200,9 @@ class DirectorySource:
                 relative = hint.relative_to(root.absolute())
             except ValueError:
                 continue
-            if is_yaml_file(hint) and not any(p.startswith(".") for p in relative.parts):
+            hidden = any(p.startswith(".") for p in relative.parts)
+            # A folder the walk does not enter (a link) is one the watcher may report from.
+            if is_yaml_file(hint) and not hidden and not _through_a_linked_folder(root, relative):
                 return root / relative
         return None
 
@@ -460,6 +462,19 @@ def signature_of(path: Path) -> Signature | None:
 
 
 _HOLD = "no task file here any more"
+
+
+def _through_a_linked_folder(root: Path, relative: Path) -> bool:
+    """Whether ``root / relative`` is reached through a symlinked folder below ``root``."""
+    at = root
+    for part in relative.parts[:-1]:
+        at = at / part
+        try:
+            if S_ISLNK(os.lstat(at).st_mode):
+                return True
+        except OSError:
+            return False  # gone: the reading says what there is
+    return False
 
 
 def _is_within(path: Path, root: Path) -> bool:

@@ -156,6 +156,22 @@ def test_hints_reread_only_the_named_files(tmp_path: Path) -> None:
     assert keys(source) == {"default/a": "0 * * * *", "default/b": "* * * * *"}
 
 
+def test_a_hint_from_inside_a_linked_folder_is_not_read(tmp_path: Path) -> None:
+    """The walk does not enter a symlinked folder; the watcher follows it and reports an edit
+    of ``real/a.yaml`` as ``linked/a.yaml`` too. That path must not become a second file (a
+    conflict of every task in it) that a full refresh never forgets."""
+    a = write(tmp_path / "real" / "a.yaml", doc("a"))
+    (tmp_path / "linked").symlink_to(tmp_path / "real")
+    source = DirectorySource([tmp_path])
+    source.refresh()
+    write(a, doc("a", "0 * * * *"))
+    hints = {str(a.absolute()), str((tmp_path / "linked" / "a.yaml").absolute())}
+    assert source.refresh(hints) == {"default/a"}
+    assert keys(source) == {"default/a": "0 * * * *"}
+    assert [d.location.path for d in source.definitions()] == [str(a)]
+    assert set(source.files) == {a}
+
+
 def test_hints_on_relative_roots_keep_the_users_spelling(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
