@@ -102,6 +102,7 @@ class Cluster:
         self.store = store
         self.reconciler = reconciler
         self.dispatcher = dispatcher
+        dispatcher.owns = reconciler.mine  # a retry held by the fence starts only if still ours
         self.queue = queue
         self.stopping = stopping
         self.timing = timing
@@ -211,7 +212,6 @@ class Cluster:
             # before the fence. (The Lease's ``since`` survives an expiry, so whether the
             # others took our tasks cannot be told from here.)
             self.on_resumed(list(self.reconciler.scheduler.owned()))
-            self.dispatcher.paused = None
             # Our record may have been forgotten meanwhile, and our view with it.
             self._republish = True
         self.members = members
@@ -220,7 +220,11 @@ class Cluster:
             **{m: self._scheduling_since[m] for m in self._active if m in self._scheduling_since},
             **{m.id: m.renewed for m in members if not m.draining},
         }
-        if resumed:  # after _follow: a task that moved meanwhile is caught up by its owner
+        if resumed:
+            # After _follow, which learns which tasks moved meanwhile: a slot of one, or a
+            # retry held by the fence, is its new owner's (a slot due during _follow is not
+            # started, and caught up below if the task is still ours).
+            self.dispatcher.paused = None
             self.reconciler.catch_up_unstarted()
         return True
 

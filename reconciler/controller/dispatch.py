@@ -77,6 +77,8 @@ class Dispatcher(RunExecution):
         self._paused: str | None = None
         self._may_start = asyncio.Event()  # set while not paused: what a held retry waits for
         self._may_start.set()
+        # With replicas: whether a task is still this replica's (for a retry the fence held).
+        self.owns: Callable[[str], bool] = lambda key: True
         # Tasks with scheduled slots not started while paused: caught up on when it ends.
         self.unstarted: set[str] = set()
         # The action whose work outlives the process (Jobs), if there is one.

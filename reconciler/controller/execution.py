@@ -106,6 +106,7 @@ class RunExecution:
     _closing: bool
     _may_start: asyncio.Event
     paused: str | None
+    owns: Callable[[str], bool]
 
     def _skip(self, record: RunRecord, reason: str, message: str) -> RunRecord:
         skipped = dataclasses.replace(
@@ -216,6 +217,8 @@ class RunExecution:
         finally:
             resumed.cancel()
             stopped.cancel()
+        if active.stop_reason is None and not self.owns(following.task):
+            active.stop(HANDED_OVER)  # it moved while the fence held it: its new owner's now
         return active.stop_reason is not None
 
     async def _handed_over(self, definition: Definition | None, active: ActiveRun) -> str | None:

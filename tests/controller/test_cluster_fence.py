@@ -10,9 +10,16 @@ import dataclasses
 import threading
 from pathlib import Path
 
+from reconciler.core.assignment import Assignment
+from reconciler.core.runs import RunStatus
 from reconciler.membership.base import Announcement, Member
 from reconciler.membership.memory import MemoryMembership, Registry
-from tests.controller.test_cluster import Replica, World, settle
+from reconciler.runner.base import Actions
+from reconciler.runner.memory import ScriptedAction
+from reconciler.store.base import RunQuery
+from tests.controller.test_cluster import T0, TASKS, Replica, World, settle
+from tests.controller.test_policies import FAILED, until
+from tests.controller.test_reconcile import doc
 
 
 class Slow(MemoryMembership):
@@ -202,3 +209,53 @@ def test_the_fence_comes_at_the_deadline_not_at_the_next_tick(tmp_path: Path) ->
             await asyncio.wait_for(running, 10)
 
     asyncio.run(main())
+
+
+def test_a_retry_held_by_the_fence_goes_to_the_new_owner_if_its_task_moved(
+    tmp_path: Path,
+) -> None:
+    """The fence holds a due retry; meanwhile a replica joins and the task moves to it. When
+    the renewal works again, the retry must not start here: it is recorded HandedOver."""
+    ids = {name: f"{name}:1:{name}" for name in "abc"}
+    key = next(
+        f"default/{t}"
+        for t in TASKS
+        if Assignment([ids["a"], ids["b"]], ids["a"]).owner(f"default/{t}") == ids["a"]
+        and Assignment(list(ids.values()), ids["a"]).owner(f"default/{t}") == ids["c"]
+    )
+    name = key.partition("/")[2]
+    world = World(tmp_path)
+    (tmp_path / f"{name}.yaml").write_text(
+        doc(name, extra="  retry: {limit: 1, backoffSeconds: 0}\n")
+    )
+
+    async def main() -> None:
+        a, b = world.replicas("a", "b")
+        await settle([a, b])
+        action = ScriptedAction()
+        a.dispatcher.actions = Actions([action])
+        a.dispatcher.fire(a.scheduler.owned()[key], T0.replace(second=0))
+        await until(lambda: len(action.running()) == 1)
+        world.registry.unreachable.add(a.id)
+        world.clocks.advance(11)
+        assert not await a.cluster.tick()
+        assert a.dispatcher.paused is not None
+        action.attempts[0].finish(FAILED)
+        await until(lambda: bool(a.dispatcher.waiting(key)))  # held by the fence
+        (c,) = world.replicas("c")
+        world.clocks.advance(6)
+        await settle([b, c])  # a has expired: the task is c's now
+        world.registry.unreachable.clear()
+        assert await a.cluster.tick()
+        assert a.dispatcher.paused is None
+        assert not a.reconciler.mine(key)
+        assert await a.dispatcher.drain(5)
+        assert len(action.attempts) == 1  # the retry never started here
+
+    asyncio.run(main())
+    records = world.store.query(RunQuery(limit=100)).items
+    mine = [r for r in records if r.task == key and r.owner == ids["a"]]
+    assert sorted((r.attempt, r.status, r.reason) for r in mine) == [
+        (1, RunStatus.FAILED, "NonZeroExit"),
+        (2, RunStatus.SKIPPED, "HandedOver"),
+    ]
