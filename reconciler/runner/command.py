@@ -33,6 +33,7 @@ import asyncio
 import enum
 import errno
 import logging
+import math
 import os
 import signal
 import subprocess
@@ -198,15 +199,19 @@ class CommandRun:
         assert self._pid is not None
         loop = asyncio.get_running_loop()
         term_sent_at = time.monotonic()
-        # The session, not the group alone: see runner.group on what leaves the group.
-        signal_session(self._pid, signal.SIGTERM, fresh_since=term_sent_at)
+        signal_group(self._pid, signal.SIGTERM)
         deadline = loop.time() + self._kill_grace
-        delay = _POLL_FIRST
+        delay, swept = _POLL_FIRST, False
         while True:
             # Sleeping before the first look gives the group a moment to act on the signal, and
             # lets runs terminated together (timeouts in one tick, shutdown) share one census.
             await asyncio.sleep(min(delay, max(deadline - loop.time(), 0)))
             delay = min(delay * 2, _POLL_MAX)
+            if not swept:
+                # The session, not the group alone (see runner.group): what left the group gets
+                # its TERM from that shared census, not from a /proc scan of its own per run.
+                signal_session(self._pid, signal.SIGTERM, fresh_since=term_sent_at, leader=False)
+                swept = True
             state = session_state(self._pid, fresh_since=term_sent_at)
             if state is Group.GONE:
                 return
@@ -218,7 +223,7 @@ class CommandRun:
             if loop.time() >= deadline:
                 break
         self._escalated = True
-        signal_session(self._pid, signal.SIGKILL, fresh_since=time.monotonic())
+        signal_session(self._pid, signal.SIGKILL, fresh_since=term_sent_at)
 
     async def _supervise(self) -> Outcome:
         assert self._loop is not None
@@ -277,7 +282,7 @@ class CommandRun:
             await reader.drain(_DRAIN_TIMEOUT)
         except asyncio.CancelledError:
             # run() shields this task, so this is the event loop going away: no time for grace.
-            signal_session(self._pid, signal.SIGKILL, fresh_since=time.monotonic())
+            signal_session(self._pid, signal.SIGKILL, fresh_since=-math.inf)
             child.abandon()
             raise
         finally:

@@ -113,10 +113,12 @@ def group_state(pgid: int, *, fresh_since: float) -> Group:
     return Group.ZOMBIES_ONLY
 
 
-def signal_session(sid: int | None, sig: int, *, fresh_since: float) -> None:
-    """Signal the group ``sid`` and every other group of the session ``sid`` with a live
-    member (per a ``/proc`` scan begun after ``fresh_since``)."""
-    signal_group(sid, sig)
+def signal_session(sid: int | None, sig: int, *, fresh_since: float, leader: bool = True) -> None:
+    """Signal every group of the session ``sid`` with a live member (per a ``/proc`` scan begun
+    after ``fresh_since``, or at most ``_CENSUS_MAX_AGE`` old), and the group ``sid`` itself
+    unless ``leader`` is False (it was signalled already)."""
+    if leader:
+        signal_group(sid, sig)
     if sid is None:
         return
     for pgid in _census.live_groups(sid, fresh_since=fresh_since) or ():

@@ -23,6 +23,7 @@ import pytest
 
 from reconciler.core.runs import RunStatus
 from reconciler.runner import command as command_module
+from reconciler.runner import group
 from reconciler.runner import process as process_module
 from reconciler.runner.base import Outcome
 from reconciler.runner.command import CommandRun
@@ -389,6 +390,35 @@ def test_stop_while_running(tmp_path: Path, strays: list[int]) -> None:
     assert outcome.exit_code == 128 + signal.SIGTERM
     assert outcome.output == "before\n"
     assert gone_within(grandchild)
+
+
+def test_runs_stopped_together_share_their_looks_at_proc(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A shutdown stops every run at once, on the loop: each looks at its session through one
+    shared census of /proc, not a scan of its own (which costs the loop (runs x processes))."""
+    scans = 0
+    real = group._scan_live_groups
+
+    def counted() -> Any:
+        nonlocal scans
+        scans += 1
+        return real()
+
+    monkeypatch.setattr(group, "_scan_live_groups", counted)
+
+    async def scenario() -> list[Outcome]:
+        commands = [CommandRun(["sleep", "300"], env=ENV, kill_grace=5) for _ in range(20)]
+        tasks = [asyncio.create_task(c.run()) for c in commands]
+        for command in commands:
+            await command.started.wait()
+        for command in commands:
+            command.stop("Shutdown")
+        return await asyncio.gather(*tasks)
+
+    outcomes = arun(scenario())
+    assert {o.exit_code for o in outcomes} == {128 + signal.SIGTERM}
+    assert scans < len(outcomes) // 2  # one per poll round that needs it, not one per run
 
 
 def test_stop_before_run_never_starts(tmp_path: Path) -> None:
