@@ -176,13 +176,18 @@ class Cluster:
         started, renewal = self._renewal
         until, waited = self._monotonic() + budget, 0.0
         while not renewal.done():
-            # Woken at least every interval to read the clock: a renewal still in flight
-            # past the deadline fences this replica as a failed one does. (The time waited
-            # is counted too, for a monotonic clock that a test moves by hand.)
+            # Woken at least every interval, and at the renew deadline, to read the clock: the
+            # deadline fences this replica while the renewal is still in flight (which may
+            # then lift it), and a renewal in flight past its budget counts as failed. (The
+            # time waited is counted too, for a monotonic clock that a test moves by hand.)
+            self._fence_if_late()
             wait = min(until - self._monotonic(), budget - waited, self.timing.renew_interval)
             if wait <= 0:
                 self._renewal_failed(MembershipUnavailable("the renewal is still in flight"))
                 return False
+            if self.dispatcher.paused is None:  # then the deadline is ahead
+                deadline = self._last_renewal + self.timing.renew_deadline
+                wait = min(wait, deadline - self._monotonic())
             await asyncio.wait({renewal}, timeout=wait)
             waited += wait
         self._renewal = None

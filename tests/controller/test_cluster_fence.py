@@ -259,3 +259,33 @@ def test_a_retry_held_by_the_fence_goes_to_the_new_owner_if_its_task_moved(
         (1, RunStatus.FAILED, "NonZeroExit"),
         (2, RunStatus.SKIPPED, "HandedOver"),
     ]
+
+
+def test_a_renewal_begun_just_before_the_deadline_and_unanswered_fences_at_it(
+    tmp_path: Path,
+) -> None:
+    """A renewal may run for an interval: one begun 0.3 s before the deadline that hangs must
+    not leave the replica starting runs for the rest of that interval past the deadline."""
+
+    async def main() -> None:
+        world = World(tmp_path)
+        (a,) = world.replicas("a")
+        await settle([a])
+        hung = Hung(world.registry)
+        a.cluster.membership = hung
+        # An interval no test waits out in real time: only a wake at the deadline fences.
+        a.cluster.timing = dataclasses.replace(a.cluster.timing, renew_interval=9.5)
+        world.clocks.advance(9.7)
+        tick = asyncio.ensure_future(a.cluster.tick())
+        try:
+            await asyncio.to_thread(hung.entered.wait, 10)
+            assert a.dispatcher.paused is None
+            world.clocks.advance(0.5)  # the deadline passes, the renewal still unanswered
+            await until(lambda: a.dispatcher.paused is not None)
+        finally:
+            hung.release.set()
+        # Answered at last, but begun before the deadline and within its budget: it counts.
+        assert await asyncio.wait_for(tick, 10)
+        assert a.dispatcher.paused is None
+
+    asyncio.run(main())
