@@ -60,16 +60,24 @@ def _no_nul(value: str) -> str:
     return value
 
 
+# What a header value may hold, here and in the HTTP action (for values read at run time):
+# printable ASCII and tabs. CR and LF would end the header (and could start another).
+HEADER_VALUE = re.compile(r"[\t\x20-\x7e]*")
+
+
 def _header_safe(value: str) -> str:
-    # CR and LF would end the header (and could start another); no client sends the rest.
-    if any((ord(c) < 0x20 and c != "\t") or c == "\x7f" for c in value):
-        raise ValueError("contains a control character (CR, LF, ...), which no header may hold")
+    if not HEADER_VALUE.fullmatch(value):
+        raise ValueError(
+            "holds a character no header may (CR, LF, another control character, or one that"
+            " is not ASCII)"
+        )
     return value
 
 
 # What reaches a process (an argument, an environment value, its directory) or a header.
 ProcessText = Annotated[Text, AfterValidator(_no_nul)]
 HeaderText = Annotated[Text, AfterValidator(_header_safe)]
+Path4K = Annotated[str, StringConstraints(max_length=4096), AfterValidator(_no_nul)]
 LabelValue = Annotated[str, StringConstraints(max_length=63)]
 MAX_LABEL_KEY = 317  # Kubernetes: a 253-character prefix, '/', a 63-character name
 
@@ -150,9 +158,7 @@ class CommandAction(_Model):
     env: dict[str, ProcessText] = Field(
         default_factory=dict, max_length=MAX_ITEMS, description="Added to the environment."
     )
-    working_dir: Annotated[str, AfterValidator(_no_nul)] | None = Field(
-        None, max_length=4096, description="Directory the command runs in."
-    )
+    working_dir: Path4K | None = Field(None, description="Directory the command runs in.")
 
     @field_validator("args")
     @classmethod
@@ -201,9 +207,7 @@ class ValueSource(_Model):
     env: str | None = Field(
         None, max_length=256, description="An environment variable of crontask's process."
     )
-    file: str | None = Field(
-        None, max_length=4096, description="A file, e.g. a mounted Kubernetes Secret."
-    )
+    file: Path4K | None = Field(None, description="A file, e.g. a mounted Kubernetes Secret.")
 
     @model_validator(mode="after")
     def _exactly_one(self) -> ValueSource:

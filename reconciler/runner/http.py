@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import functools
 import os
-import re
 import ssl
 from collections.abc import Mapping
 from pathlib import Path
@@ -26,13 +25,12 @@ from pathlib import Path
 import httpx
 
 from reconciler.core.desired import Definition
-from reconciler.core.model import HttpAction
+from reconciler.core.model import HEADER_VALUE, HttpAction
 from reconciler.core.runs import RunRecord, RunStatus
 from reconciler.core.urls import redact_url
 from reconciler.runner.base import Outcome, run_environment
 from reconciler.runner.base import failed as _failed
 
-_HEADER_VALUE = re.compile(r"[\t\x20-\x7e]*")
 # A server chooses its reason phrase and what a protocol error quotes (up to h11's 16 KiB):
 # messages keep this much of it.
 _SERVER_TEXT = 200
@@ -79,7 +77,7 @@ def resolve_headers(action: HttpAction, environ: Mapping[str, str]) -> dict[str,
     for name, value in headers.items():
         # httpx would refuse it with an error that quotes the value (a newline) or raise
         # UnicodeEncodeError, whose repr holds the value (non-ASCII): check first, say nothing.
-        if not _HEADER_VALUE.fullmatch(value):
+        if not HEADER_VALUE.fullmatch(value):
             raise HeaderValueError(
                 f"header {name!r}: the value is not a valid header value "
                 "(printable ASCII, spaces and tabs only)"

@@ -81,16 +81,33 @@ def test_namespace_defaults_and_key() -> None:
             {"spec": {"command": {"args": ["x"], "workingDir": "/t\0"}}},
             "workingDir\n  Value error, contains a NUL",
         ),
+        (
+            {
+                "spec": {
+                    "command": None,
+                    "http": {
+                        "url": "http://h/",
+                        "headers": [{"name": "X", "valueFrom": {"file": "/run/s\0"}}],
+                    },
+                }
+            },
+            "file\n  Value error, contains a NUL",
+        ),
+        (
+            {"spec": {"command": {"args": ["x"], "workingDir": "a" * 4097}}},
+            "workingDir\n  String should have at most 4096 characters",
+        ),
         *[
             (
                 {"spec": {"command": None, "http": {"url": "http://h/", "headers": [header]}}},
-                "value\n  Value error, contains a control character (CR, LF, ...)",
+                "value\n  Value error, holds a character no header may (CR, LF, another",
             )
             for header in (
                 {"name": "X", "value": "a\r\nAuthorization: Bearer forged"},
                 {"name": "X", "value": "a\nb"},
                 {"name": "X", "value": "a\x00"},
                 {"name": "X", "value": "a\x1b[31m"},
+                {"name": "X", "value": "café"},  # no client sends it: every run would fail
             )
         ],
         ({"spec": {"command": {"args": ["x"], "env": {"FOO\n": "1"}}}}, "'FOO\\n' is not a valid"),

@@ -194,8 +194,8 @@ def build(folder: Path, scratch: Path, only: str | None = None) -> list[Case]:
         + "  http:\n    url: https://hooks.example/x\n"
         + '    headers: [{name: X-A, value: "a\\r\\nAuthorization: Bearer forged"}]\n',
         "8:27",
-        "spec.http.headers[0].value: contains a control character (CR, LF, ...), "
-        "which no header may hold",
+        "spec.http.headers[0].value: holds a character no header may (CR, LF, another "
+        "control character, or one that is not ASCII)",
     )
     text("control-chars.yaml", "a: \x1b[31mred\n", "1:4", "unacceptable character #x001b")
     text("bom.yaml", "\ufeff" + HEAD + "  bogus: 1\n" + TAIL, "6:3", "spec.bogus: unknown field")
