@@ -39,7 +39,8 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import os
-from collections.abc import Collection, Sequence
+import time
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import replace
 from pathlib import Path
 from stat import S_ISDIR, S_ISLNK
@@ -95,6 +96,7 @@ class DirectorySource:
         confine_to: Path | None = None,
         confine_label: str | None = None,
         guard_empty: bool = False,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if max_file_size < 1:
             raise ValueError("max_file_size must be positive")
@@ -121,9 +123,10 @@ class DirectorySource:
         self.guard_empty = guard_empty
         self._ahead: dict[Path, FileState] = {}  # see adopt()
         # Tasks kept in force by a broken document of another file (see _settle_adrift), and
-        # the definitions of the keys no file defines any more, since the last settling.
+        # the definitions of the keys no file defines any more, with when they went.
         self._adrift: dict[str, Definition] = {}
-        self._unindexed: dict[str, Definition] = {}
+        self._unindexed: dict[str, tuple[Definition, float]] = {}
+        self._clock = clock
 
     # -- the Source protocol ---------------------------------------------------------------
 
@@ -335,29 +338,41 @@ class DirectorySource:
         return after.keys() | (before.keys() if before else set())
 
     def _store(self, path: Path, before: FileState | None, after: FileState | None) -> None:
-        """Replace what ``path`` holds, keeping the key index in step."""
+        """Replace what ``path`` holds, keeping the key index in step, and noting the
+        definitions no file holds any more (see ``_settle_adrift``)."""
         for definition in before.good or () if before else ():
             paths = self._paths_of[definition.key]
             paths.discard(path)
             if not paths:
                 del self._paths_of[definition.key]
-                self._unindexed[definition.key] = definition
         self._failing.pop(path, None)
         if after is None:
             del self._files[path]
-            return
-        self._files[path] = after
-        if after.errors:
-            self._failing[path] = after.errors
-        for definition in after.good or ():
-            self._paths_of.setdefault(definition.key, set()).add(path)
+        else:
+            self._files[path] = after
+            if after.errors:
+                self._failing[path] = after.errors
+            for definition in after.good or ():
+                self._paths_of.setdefault(definition.key, set()).add(path)
+        gone = [d for d in before.good or () if d.key not in self._paths_of] if before else []
+        if gone:
+            now = self._clock()
+            self._unindexed.update((d.key, (d, now)) for d in gone)
 
     def _settle_adrift(self, changed: set[str]) -> None:
         """A task whose last good definition went with its file while a broken document
         still names it (a file moved and broken in one commit, a new file written before the
         old one is removed) keeps that definition in force, with the error, as a broken file
-        keeps its own: until a good definition of it, or no document, names it."""
-        unindexed, self._unindexed = self._unindexed, {}
+        keeps its own: until a good definition of it, or no document, names it. The two may
+        arrive in two refreshes (a watcher's batches, the removal first): a definition that
+        went is kept for ``_ADRIFT_WINDOW`` seconds for a broken document to claim it, and no
+        longer, so that a task removed on purpose is not brought back by a later typo."""
+        horizon = self._clock() - _ADRIFT_WINDOW
+        unindexed = self._unindexed = {
+            key: (definition, went)
+            for key, (definition, went) in self._unindexed.items()
+            if went >= horizon and key not in self._paths_of
+        }
         keys = changed | self._adrift.keys()
         named: dict[str, DefinitionError] = {}
         if keys:
@@ -366,9 +381,10 @@ class DirectorySource:
                     if error.key in keys and error.key not in named:
                         named[error.key] = error
         for key in keys:
-            kept = self._adrift.pop(key, None) or unindexed.get(key)
+            kept = self._adrift.pop(key, None) or unindexed.get(key, (None, 0.0))[0]
             if kept is not None and key in named and key not in self._paths_of:
                 self._adrift[key] = dataclasses.replace(kept, error=str(named[key]))
+                unindexed.pop(key, None)
 
     def _read(self, path: Path, signature: Signature, before: FileState | None) -> FileState | None:
         """What ``path`` holds now; None if it is gone."""
@@ -462,6 +478,8 @@ def signature_of(path: Path) -> Signature | None:
 
 
 _HOLD = "no task file here any more"
+# How long a definition whose file went waits for a broken document to claim it (seconds).
+_ADRIFT_WINDOW = 2.0
 
 
 def _through_a_linked_folder(root: Path, relative: Path) -> bool:

@@ -110,6 +110,33 @@ def test_a_file_moved_and_broken_at_once_keeps_its_tasks(tmp_path: Path, hinted:
     assert [d.error for d in source.definitions()] == [None]
 
 
+def test_the_removal_and_the_broken_file_may_come_in_two_refreshes(tmp_path: Path) -> None:
+    """A watcher may hand over the old file's removal in one batch and the new, broken file in
+    the next (git removes first): within a moment the broken document still claims the task.
+    Later, a typo naming a task removed on purpose brings nothing back."""
+    now = [100.0]
+    old = write(tmp_path / "backup.yaml", doc("backup"))
+    write(tmp_path / "other.yaml", doc("other"))
+    source = DirectorySource([tmp_path], clock=lambda: now[0])
+    source.refresh()
+    old.unlink()
+    assert source.refresh({str(old.absolute())}) == {"default/backup"}
+    assert set(keys(source)) == {"default/other"}  # removed, for now
+    now[0] += 0.5
+    new = write(tmp_path / "ops-backup.yaml", doc("backup", "0 25 * * *"))
+    assert source.refresh({str(new.absolute())}) == {"default/backup"}
+    assert keys(source) == {"default/backup": "* * * * *", "default/other": "* * * * *"}
+    # A task removed on purpose stays removed: a broken file naming it later holds nothing.
+    write(new, doc("backup"))
+    source.refresh()
+    new.unlink()
+    source.refresh()
+    now[0] += 3
+    late = write(tmp_path / "late.yaml", doc("backup", "0 25 * * *"))
+    assert source.refresh({str(late.absolute())}) == {"default/backup"}
+    assert set(keys(source)) == {"default/other"}
+
+
 def test_a_task_held_by_a_broken_document_goes_with_that_document(tmp_path: Path) -> None:
     old = write(tmp_path / "a.yaml", doc("a"))
     source = DirectorySource([tmp_path])
