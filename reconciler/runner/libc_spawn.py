@@ -33,6 +33,7 @@ _SETSID = 0x80
 _OPAQUE = 1024
 # How long a program found on the PATH is started from there without looking again.
 _TRUSTED_FOR = 1.0
+_FOUND_MAX = 1024  # programs remembered at once
 
 
 class LibcSpawn:
@@ -167,7 +168,7 @@ class LibcSpawn:
                 continue
             code = self._spawn(ctypes.byref(pid), path, actions, self._attr, argv, envp)
             if code == 0:
-                self._found[key] = (path, self._clock() + _TRUSTED_FOR)
+                self._remember(key, path)
                 return pid.value
             if code not in (errno.ENOENT, errno.ENOTDIR) and not first_error:
                 first_error = code
@@ -177,6 +178,14 @@ class LibcSpawn:
         if cwd is not None and not (os.path.isdir(cwd) and os.access(cwd, os.X_OK)):
             raise OSError(code, os.strerror(code), cwd)
         raise OSError(code, os.strerror(code), command)
+
+    def _remember(self, key: tuple[str, str | None, str | None], path: bytes) -> None:
+        now = self._clock()
+        if len(self._found) >= _FOUND_MAX:  # tasks' PATHs and folders come and go
+            self._found = {k: v for k, v in self._found.items() if v[1] > now}
+            if len(self._found) >= _FOUND_MAX:
+                self._found = {}
+        self._found[key] = (path, now + _TRUSTED_FOR)
 
 
 def _error(code: int = 0) -> OSError:

@@ -665,3 +665,24 @@ def test_the_c_library_pipe_and_close_are_those_of_os() -> None:
     with pytest.raises(OSError, match="Bad file descriptor") as raised:
         libc.close(read_fd)
     assert raised.value.errno == errno.EBADF
+
+
+def test_the_programs_found_on_the_path_are_remembered_within_a_bound() -> None:
+    """Each task's PATH and folder make their own entry: tasks that come and go must not grow
+    what the spawner remembers without end."""
+    libc = libc_spawn.load()
+    if libc is None:
+        pytest.skip("no C library spawn here")
+    now = [0.0]
+    libc._clock = lambda: now[0]
+    pids = []
+    for n in range(libc_spawn._FOUND_MAX + 10):
+        env = {"PATH": f"/nonexistent-{n}:{ENV['PATH']}"}
+        read_fd, write_fd = os.pipe()
+        pids.append(libc.spawn(["true"], env, None, write_fd))
+        os.close(read_fd)
+        os.close(write_fd)
+        now[0] += 0.01  # the first ones expire as the later ones are found
+    for pid in pids:
+        os.waitpid(pid, 0)
+    assert 0 < len(libc._found) <= libc_spawn._FOUND_MAX
