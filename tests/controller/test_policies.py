@@ -189,9 +189,9 @@ def test_shutdown_cancels_waiting_retries_at_once_and_records_them() -> None:
     ]
 
 
-def test_shutdown_while_a_failed_attempt_is_recorded_does_not_wait_for_its_retry() -> None:
-    """The attempt has ended and its record is on its way to the store when shutdown begins:
-    the run is neither running nor waiting yet, and its retry must not wait out the grace."""
+def failed_ends_held() -> tuple[MemoryRunStore, threading.Event, threading.Event]:
+    """A store whose save of a failed attempt's end waits for ``release``; ``saving`` is set
+    when one has begun (the record is on its way to the store)."""
     store = MemoryRunStore()
     saving, release = threading.Event(), threading.Event()
     save_many = store.save_many
@@ -203,6 +203,13 @@ def test_shutdown_while_a_failed_attempt_is_recorded_does_not_wait_for_its_retry
         save_many(records)
 
     store.save_many = slow_save  # type: ignore[method-assign]
+    return store, saving, release
+
+
+def test_shutdown_while_a_failed_attempt_is_recorded_does_not_wait_for_its_retry() -> None:
+    """The attempt has ended and its record is on its way to the store when shutdown begins:
+    the run is neither running nor waiting yet, and its retry must not wait out the grace."""
+    store, saving, release = failed_ends_held()
 
     async def main() -> None:
         action = ScriptedAction()
@@ -227,17 +234,7 @@ def test_shutdown_while_a_failed_attempt_is_recorded_does_not_wait_for_its_retry
 def test_a_replace_while_a_failed_attempt_is_recorded_records_the_retry_it_cancels() -> None:
     """The next slot replaces the run while its failed attempt's record is on its way to the
     store: the retry that will not happen is recorded as its attempt, as when it waits."""
-    store = MemoryRunStore()
-    saving, release = threading.Event(), threading.Event()
-    save_many = store.save_many
-
-    def slow_save(records: Any) -> None:
-        if any(r.status is RunStatus.FAILED for r in records):
-            saving.set()
-            release.wait(10)
-        save_many(records)
-
-    store.save_many = slow_save  # type: ignore[method-assign]
+    store, saving, release = failed_ends_held()
     later = T0 + timedelta(minutes=1)
     job = task(concurrencyPolicy="Replace", retry={"limit": 2, "backoffSeconds": 0})
 
