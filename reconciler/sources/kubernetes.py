@@ -207,7 +207,9 @@ class KubernetesSource:
         for key in keys:
             obj = cache.get(key)
             before = self._entries.get(key)
-            if obj is None:
+            # Being deleted (a finalizer, a foreground deletion holds it): as good as gone, as
+            # the CronJob controller sees one; no new run starts for it.
+            if obj is None or obj.get("metadata", {}).get("deletionTimestamp"):
                 if before is not None:
                     del self._entries[key]
                     changed.add(key)

@@ -207,6 +207,28 @@ def test_delete_removes_the_task(api: Any, source: KubernetesSource, marks: Mark
     assert "default/a" not in source.objects()
 
 
+def test_an_object_being_deleted_is_no_task(
+    api: Any, source: KubernetesSource, marks: Marks
+) -> None:
+    """A finalizer (or a foreground deletion, Argo CD's default) keeps a deleted object there
+    with a deletionTimestamp: it must not keep its schedule meanwhile."""
+    obj = crontask("held")
+    obj["metadata"]["finalizers"] = ["example.com/hold"]
+    api.create_namespaced_custom_object(API_GROUP, VERSION, "default", PLURAL, obj)
+    source.start(5.0)
+    source.refresh(None)
+    assert set(schedules(source)) == {"default/held"}
+    marks.take()
+    api.delete_namespaced_custom_object(API_GROUP, VERSION, "default", PLURAL, "held")
+    wait_for("the deletion", lambda: "default/held" in marks.keys)
+    held = api.get_namespaced_custom_object(API_GROUP, VERSION, "default", PLURAL, "held")
+    assert held["metadata"]["deletionTimestamp"]  # still there, held by its finalizer
+    assert source.refresh(marks.take()) == {"default/held"}
+    assert source.definitions() == []
+    assert "default/held" not in source.objects()
+    assert source.refresh(None) == set()  # a resync does not bring it back
+
+
 def test_bookmarks_keep_the_resource_version_fresh(
     api: Any, emulator: Emulator, source: KubernetesSource
 ) -> None:
