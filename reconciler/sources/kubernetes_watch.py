@@ -143,11 +143,12 @@ class Informer:
     def _run(self) -> None:
         need_list = True
         next_resync = 0.0
+        gone = 0  # 410s in a row with no list between: the re-list itself answered 410
         while not self._stop.is_set():
             try:
                 if need_list or time.monotonic() >= next_resync:
                     self._list()
-                    need_list = False
+                    need_list, gone = False, 0
                     jitter = random.uniform(0.9, 1.1)  # noqa: S311 - spreads replicas' re-lists
                     next_resync = time.monotonic() + self.resync_seconds * jitter
                 began = time.monotonic()
@@ -170,7 +171,11 @@ class Informer:
                 if isinstance(err, ApiException) and err.status == GONE:
                     self.expired += 1
                     need_list = True
-                    continue
+                    gone += 1
+                    if gone == 1:
+                        continue  # the watch's resourceVersion expired: re-list at once
+                    # The list itself is answered 410 (an expired continue token, a server
+                    # that says nothing else): back off as for any other failure, and say so.
                 self.failures += 1
                 self.last_error = _describe(err)
                 self.reconnects += 1

@@ -264,6 +264,23 @@ def test_410_in_the_middle_relists(
     assert source.informer.lists >= 2
 
 
+def test_a_list_answered_410_again_and_again_backs_off_and_says_so(
+    api: Any, emulator: Emulator, source: KubernetesSource
+) -> None:
+    """A 410 on the watch means re-list now; a 410 on the re-list too (an expired continue
+    token, a server that says nothing else) must not make the source spin on the server."""
+    create(api, "a")
+    source.start(5.0)
+    emulator.wait_for_watches(1, "ct")
+    emulator.outage(410)
+    emulator.cut_watches()
+    wait_for("the error reported", lambda: "410" in (source.informer.last_error or ""))
+    assert source.informer.failures >= 1  # counted, and retried after a back-off
+    emulator.heal()
+    wait_for("listed again", lambda: source.informer.last_error is None)
+    assert set(schedules(source)) == {"default/a"}
+
+
 def test_cut_watch_reconnects_without_losing_events(
     api: Any, emulator: Emulator, source: KubernetesSource, marks: Marks
 ) -> None:
