@@ -44,6 +44,7 @@ from reconciler.controller.service import Service
 from reconciler.controller.view import RuntimeView
 from reconciler.core.desired import Definition, SourceKind
 from reconciler.core.plan import Operation
+from reconciler.core.runs import RunRecord, RunStatus
 from reconciler.host import usable_cores
 from reconciler.membership.base import Announcement, Membership, Views
 from reconciler.runner import reaper
@@ -261,6 +262,22 @@ async def build(options: Options, store: RunStore, manager: Manager) -> Parts:
     )  # fmt: skip
 
 
+def _recent_runs(store: RunStore, key: str, pages: int = 5) -> list[RunRecord]:
+    """A task's newest records, newest first, for the notifier: read page by page (20 a page,
+    at most ``pages``) until one is there that is not a slot skipped or a run still going, so
+    that a long run's skipped slots do not hide how the task last ended."""
+    found: list[RunRecord] = []
+    cursor = None
+    for _ in range(pages):
+        page = store.query(RunQuery(task=key, limit=20, output=False, cursor=cursor))
+        found += page.items
+        cursor = page.next_cursor
+        ended = (r for r in page.items if r.status not in (RunStatus.SKIPPED, RunStatus.RUNNING))
+        if cursor is None or next(ended, None) is not None:
+            break
+    return found
+
+
 def _dispatcher(
     store: RunStore,
     me: str,
@@ -335,7 +352,7 @@ def _notifier(
         options.notifications,
         metrics=metrics,
         mine=reconciler.mine,
-        history=lambda key: store.query(RunQuery(task=key, limit=20, output=False)).items,
+        history=lambda key: _recent_runs(store, key),
         page_url=options.page_url,
     )
     dispatcher.subscribe(notifier.on_run)

@@ -45,7 +45,7 @@ import httpx
 
 from reconciler.aio import first_of, in_thread
 from reconciler.core.desired import Definition, DesiredState
-from reconciler.core.runs import RunRecord, RunStatus
+from reconciler.core.runs import RunRecord, RunStatus, Trigger
 from reconciler.sinks import notify_payload
 from reconciler.sinks.notify_config import Event, Notifications, Route
 
@@ -60,6 +60,7 @@ log = logging.getLogger("crontask.notify")
 
 FAILURES: Final = frozenset({RunStatus.FAILED, RunStatus.TIMED_OUT, RunStatus.INTERRUPTED})
 INTAKE_MAX: Final = 10_000  # records waiting to be looked at
+RETRYING_MAX: Final = 10_000  # failed attempts whose retry is awaited
 ERRORS_PER_MESSAGE: Final = 20
 SHUTDOWN_REASON: Final = "Shutdown"
 
@@ -104,6 +105,9 @@ class Notifier:
         self._intake: collections.deque[RunRecord] = collections.deque()
         self._tasks: Mapping[str, Definition] = {}
         self._states: dict[str, _TaskState] = {}
+        # Failed attempts whose retry is awaited, by run: the run's end if the retry is
+        # abandoned.
+        self._retrying: dict[str, RunRecord] = {}
         self._reported: set[str] = set()
         self._woken: asyncio.Event | None = None
         self._shed = 0
@@ -118,8 +122,10 @@ class Notifier:
 
     def on_run(self, record: RunRecord) -> None:
         """The dispatcher's run listener."""
-        if record.status is RunStatus.RUNNING or record.status is RunStatus.SKIPPED:
-            return
+        if record.status is RunStatus.RUNNING or (
+            record.status is RunStatus.SKIPPED and record.trigger is not Trigger.RETRY
+        ):
+            return  # a start, or a slot skipped: nothing ended (an abandoned retry did)
         if not self.mine(record.task):
             return
         if len(self._intake) >= INTAKE_MAX:
@@ -153,10 +159,25 @@ class Notifier:
     async def _consider(self, record: RunRecord) -> None:
         if _shut_down(record):
             return
-        failure = record.status in FAILURES
         definition = self._tasks.get(record.task)
-        if _retried(record, definition):
-            return  # a retry follows: the run has not ended yet
+        if record.status is RunStatus.SKIPPED:
+            # A retry that will not happen (Replaced, TaskChanged, ...): its run ended with
+            # the failed attempt before it, which is what the message is about.
+            failed = self._retrying.pop(record.id, None)
+            if failed is None:
+                return
+            record = failed
+        elif _retried(record, definition):
+            # A retry follows: the run has not ended yet. What a message would say of this
+            # attempt is kept (the tail of its output, not 64 KiB of it).
+            kept = dataclasses.replace(record, output=record.output[-notify_payload.OUTPUT_TAIL :])
+            self._retrying[record.id] = kept
+            while len(self._retrying) > RETRYING_MAX:
+                del self._retrying[next(iter(self._retrying))]
+            return
+        else:
+            self._retrying.pop(record.id, None)
+        failure = record.status in FAILURES
         state = self._states.get(record.task)
         if state is None:
             state = await self._remembered(record)
@@ -196,14 +217,20 @@ class Notifier:
             return _TaskState(False, None)
         since: datetime | None = None
         failing = False
+        judged: set[str] = {record.id}
         for previous in runs:
+            # Each run by its newest attempt (newest first): an earlier attempt was retried.
+            if previous.id in judged:
+                continue
+            judged.add(previous.id)
+            abandoned = previous.status is RunStatus.SKIPPED and previous.trigger is Trigger.RETRY
             if (
-                previous.id == record.id
-                or previous.status in (RunStatus.RUNNING, RunStatus.SKIPPED)
+                previous.status is RunStatus.RUNNING
+                or (previous.status is RunStatus.SKIPPED and not abandoned)
                 or _shut_down(previous)  # counts for nothing, as in _consider
             ):
                 continue
-            if previous.status not in FAILURES:
+            if not abandoned and previous.status not in FAILURES:
                 break
             failing, since = True, previous.finished_at or since
         return _TaskState(failing, since)
@@ -256,7 +283,11 @@ class Notifier:
             for text, key, kind in new:
                 if not self.mine(key or ""):
                     continue
-                if key is None and (route.match.namespace or route.match.name):
+                if key is None and (
+                    route.match.namespace
+                    or route.match.name
+                    or route.match.source not in (None, kind)
+                ):
                     continue
                 if key is not None and not _matches(route, key, kind):
                     continue

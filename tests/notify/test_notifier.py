@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
@@ -11,12 +12,14 @@ from typing import Any
 
 import pytest
 
+from reconciler.controller.runtime import _recent_runs
 from reconciler.core.desired import DefinitionError, DesiredState, Location
 from reconciler.core.runs import RunRecord, RunStatus, Trigger, run_id
 from reconciler.sinks import notify
 from reconciler.sinks.metrics import Metrics
 from reconciler.sinks.notify import Notifier
 from reconciler.sinks.notify_config import parse
+from reconciler.store import MemoryRunStore
 from tests.helpers import definition, free_port
 from tests.notify.receiver import Receiver, receiving
 
@@ -165,6 +168,32 @@ def test_a_run_with_a_retry_left_has_not_ended(tmp_path: Path) -> None:
     assert {r.json["run"]["attempt"] for r in receiver.received} == {2}
 
 
+def test_a_retry_that_will_not_happen_ends_its_run_with_the_failure_before_it(
+    tmp_path: Path,
+) -> None:
+    """Replace (or a change of the task) abandons a waiting retry: its run ended with the
+    failed attempt before it. A task failing every slot this way must still be notified."""
+    route = "  - receiver: hook\n    events: [failed, everyFailure]\n"
+    with receiving(SECRET) as receiver:
+        notifier = Notifier(config(tmp_path, receiver.url, route=route), metrics=Metrics())
+        notifier.after_pass(DesiredState({"default/t": definition(retry={"limit": 3})}))
+
+        async def body() -> None:
+            for minute in range(2):
+                at = T0 + timedelta(minutes=minute)
+                notifier.on_run(finished(RunStatus.FAILED, at, output="boom"))
+                abandoned = finished(RunStatus.SKIPPED, at, attempt=2, reason="Replaced")
+                notifier.on_run(dataclasses.replace(abandoned, trigger=Trigger.RETRY))
+            await until(receiver, 3)
+
+        running(notifier, body)
+    assert sorted(receiver.events()) == ["everyFailure", "everyFailure", "failed"]
+    assert {(r.json["run"]["attempt"], r.json["run"]["status"]) for r in receiver.received} == {
+        (1, "failed")
+    }
+    assert receiver.received[0].json["run"]["outputTail"] == "boom"
+
+
 def test_skips_and_shutdown_interruptions_count_for_nothing(tmp_path: Path) -> None:
     with receiving(SECRET) as receiver:
         notifier = Notifier(config(tmp_path, receiver.url), metrics=Metrics())
@@ -264,6 +293,70 @@ def test_a_run_interrupted_by_the_shutdown_before_a_restart_counts_for_nothing(
     assert receiver.events() == expected
 
 
+@pytest.mark.parametrize(
+    ("after_restart", "expected"),
+    [(RunStatus.SUCCEEDED, []), (RunStatus.FAILED, ["failed"])],
+)
+def test_after_a_restart_a_run_is_judged_by_its_newest_attempt(
+    tmp_path: Path, after_restart: RunStatus, expected: list[str]
+) -> None:
+    """Before the restart, attempt 1 failed and its retry was cut short by crontask's own
+    shutdown: that run counts for nothing (it never ended), so the task was not failing."""
+    retry = dataclasses.replace(
+        finished(RunStatus.INTERRUPTED, T0 - timedelta(minutes=1), attempt=2, reason="Shutdown"),
+        trigger=Trigger.RETRY,
+    )
+    before = [  # newest first
+        retry,
+        finished(RunStatus.FAILED, T0 - timedelta(minutes=1)),
+        finished(RunStatus.SUCCEEDED, T0 - timedelta(minutes=2)),
+    ]
+
+    def history(key: str) -> Sequence[RunRecord]:
+        return before
+
+    with receiving(SECRET) as receiver:
+        notifier = Notifier(config(tmp_path, receiver.url), metrics=Metrics(), history=history)
+
+        async def body() -> None:
+            notifier.on_run(finished(after_restart, T0))
+            while notifier.considered == 0:
+                await asyncio.sleep(0.01)
+
+        running(notifier, body)  # stopping delivers what is queued
+    assert receiver.events() == expected
+
+
+def test_after_a_restart_a_long_run_s_skipped_slots_do_not_hide_how_it_ended(
+    tmp_path: Path,
+) -> None:
+    """Forbid and a run longer than 20 slots: the newest records are all skips. The history
+    crontask run gives the notifier reads on until a run that ended: the task was failing, so
+    its next failure is no new "failed"."""
+    store = MemoryRunStore()
+    store.save_many([finished(RunStatus.FAILED, T0 - timedelta(minutes=30))])
+    store.save_many(
+        [
+            finished(RunStatus.SKIPPED, T0 - timedelta(minutes=m), reason="ConcurrencyForbid")
+            for m in range(1, 26)
+        ]
+    )
+    with receiving(SECRET) as receiver:
+        notifier = Notifier(
+            config(tmp_path, receiver.url),
+            metrics=Metrics(),
+            history=lambda key: _recent_runs(store, key),
+        )
+
+        async def body() -> None:
+            notifier.on_run(finished(RunStatus.FAILED, T0))
+            while notifier.considered == 0:
+                await asyncio.sleep(0.01)
+
+        running(notifier, body)
+    assert receiver.events() == []
+
+
 def test_failing_since_after_a_restart_is_the_first_of_the_failures(tmp_path: Path) -> None:
     before = [  # newest first: failing since the run of T0 - 3 min (its end: 1 s later)
         finished(RunStatus.FAILED, T0 - timedelta(minutes=1)),
@@ -338,6 +431,23 @@ def test_definition_errors_are_sent_once_and_matched(tmp_path: Path) -> None:
         running(notifier, body)
     assert receiver.events() == ["definitionError"]
     assert receiver.received[0].json["errors"] == ["ops.yaml:3:5: spec.schedule: bad"]
+
+
+def test_a_definition_error_naming_no_task_goes_only_to_routes_of_its_source(
+    tmp_path: Path,
+) -> None:
+    route = "  - receiver: hook\n    events: [definitionError]\n    match: {source: git}\n"
+    local = DefinitionError(Location("file", "local/x.yaml", 1, 1), "not YAML")
+    remote = DefinitionError(Location("git", "c.yaml", 1, 1), "not YAML")
+    with receiving(SECRET) as receiver:
+        notifier = Notifier(config(tmp_path, receiver.url, route=route), metrics=Metrics())
+
+        async def body() -> None:
+            notifier.after_pass(DesiredState({}, errors=(local, remote)))
+            await until(receiver, 1)
+
+        running(notifier, body)
+    assert receiver.received[0].json["errors"] == ["c.yaml:1:1: not YAML"]
 
 
 def test_only_the_owner_of_a_task_notifies(tmp_path: Path) -> None:
