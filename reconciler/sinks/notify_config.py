@@ -23,7 +23,9 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import os
 import re
+import stat
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Annotated, Any, Final, Literal
@@ -194,7 +196,12 @@ def parse_interval(value: Any) -> float:
 
 def _read_small(path: Path, what: str) -> bytes:
     try:
-        with path.open("rb") as handle:
+        # O_NONBLOCK: a FIFO put in its place opens at once, and is refused below, rather
+        # than wait for a writer.
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        with os.fdopen(fd, "rb") as handle:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                raise ValueError(f"{what}: {path} is not a regular file")
             data = handle.read(MAX_SECRET_BYTES + 1)
     except OSError as exc:
         raise ValueError(

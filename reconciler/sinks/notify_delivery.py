@@ -170,6 +170,13 @@ class Delivery:
         )
         queue.clear()
 
+    def _credentials(self, receiver: Receiver) -> tuple[str, bytes | None]:
+        """The receiver's URL and, for a signing receiver, its secret, read from their files
+        now (they may be rotated). ValueError if one is unusable."""
+        url = self.notifications.url_of(receiver)
+        secret = self.notifications.secret_of(receiver) if receiver.type == "generic-hmac" else None
+        return url, secret
+
     async def _deliver(
         self,
         client: httpx.AsyncClient,
@@ -185,10 +192,10 @@ class Delivery:
         body = notify_payload.body_of(body_data)
         for attempt in range(1, MAX_ATTEMPTS + 1):
             try:
-                url = self.notifications.url_of(receiver)
+                # Read in a thread: a file on a mount that hangs holds up this sender alone.
+                url, secret = await asyncio.to_thread(self._credentials, receiver)
                 headers = {"Content-Type": "application/json", "User-Agent": "crontask"}
-                if receiver.type == "generic-hmac":
-                    secret = self.notifications.secret_of(receiver)
+                if secret is not None:
                     headers[notify_payload.SIGNATURE_HEADER] = notify_payload.signature(
                         secret, body
                     )

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import os
+import threading
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -448,6 +450,44 @@ def test_a_definition_error_naming_no_task_goes_only_to_routes_of_its_source(
 
         running(notifier, body)
     assert receiver.received[0].json["errors"] == ["c.yaml:1:1: not YAML"]
+
+
+def test_a_url_file_turned_into_a_fifo_fails_the_message_and_blocks_nothing(
+    tmp_path: Path,
+) -> None:
+    """The URL is read again at each delivery: a FIFO put in its place must neither wait for
+    a writer (on the event loop, that would stop every run) nor be read."""
+    metrics = Metrics()
+    with receiving(SECRET) as receiver:
+        notifier = Notifier(config(tmp_path, receiver.url), metrics=metrics)
+        url_file = tmp_path / "url"
+        url_file.unlink()
+        os.mkfifo(url_file)
+
+        def writer() -> None:  # unblocks a reader that waits, after a while: then it is read
+            with url_file.open("w") as fifo:
+                fifo.write(receiver.url)
+
+        late = threading.Timer(3.0, writer)
+        late.start()
+        try:
+
+            async def body() -> None:
+                notifier.on_run(finished(RunStatus.FAILED, T0))
+                for _ in range(500):
+                    if counts(metrics).get("failed"):
+                        return
+                    await asyncio.sleep(0.01)
+
+            running(notifier, body)
+            assert counts(metrics)["failed"] == 1
+            assert receiver.received == []
+        finally:
+            late.cancel()
+            late.join(0.5)
+            if late.is_alive():  # it fired, and its open() waits for a reader: be one
+                os.close(os.open(url_file, os.O_RDONLY | os.O_NONBLOCK))
+                late.join(10)
 
 
 def test_only_the_owner_of_a_task_notifies(tmp_path: Path) -> None:
