@@ -57,6 +57,7 @@ from reconciler.core.model import (
     ValueSource,
     json_schema,
 )
+from reconciler.core.runs import DNS1123_LABEL
 
 VERSION: Final = "v1alpha1"
 PLURAL: Final = "crontasks"
@@ -405,7 +406,14 @@ def open_api_v3_schema() -> dict[str, Any]:
                 "APIVersion defines the versioned schema of this representation of an object."
             ),
             "kind": _string("Kind is a string value representing the REST resource."),
-            "metadata": {"type": "object"},
+            # A task's name is a DNS-1123 label (its Jobs and Events are named after it): the
+            # API server refuses another at apply time, where crontask could only report it.
+            "metadata": {
+                "type": "object",
+                "properties": {
+                    "name": {"type": "string", "maxLength": 63, "pattern": DNS1123_LABEL}
+                },
+            },
             "spec": spec,
             "status": _order_tree(_status_schema()),
         },

@@ -29,10 +29,28 @@ def structural_violations(root: dict[str, Any]) -> list[str]:
     if root.get("type") != "object":
         problems.append("<root>: type must be object")
     metadata = root.get("properties", {}).get("metadata")
-    if metadata is not None and metadata != {"type": "object"}:
-        problems.append("<root>.metadata: must be exactly {type: object}")
+    if metadata is not None and not _metadata_allowed(metadata):
+        problems.append(
+            "<root>.metadata: only {type: object} and restrictions of name and generateName"
+        )
     _check(root, "<root>", problems, in_metadata=False)
     return problems
+
+
+def _metadata_allowed(metadata: Any) -> bool:
+    """What the API server takes at the root's ``metadata``: ``{type: object}``, plus string
+    restrictions (maxLength, pattern, ...) of ``name`` and ``generateName`` alone."""
+    if not isinstance(metadata, dict) or metadata.get("type") != "object":
+        return False
+    if set(metadata) - {"type", "properties"}:
+        return False
+    fields = metadata.get("properties", {})
+    return set(fields) <= {"name", "generateName"} and all(
+        isinstance(f, dict)
+        and f.get("type") == "string"
+        and set(f) <= {"type", "maxLength", "minLength", "pattern"}
+        for f in fields.values()
+    )
 
 
 def _check(node: Any, where: str, problems: list[str], *, in_metadata: bool) -> None:

@@ -25,6 +25,7 @@ from reconciler.core.crd import (
     open_api_v3_schema,
 )
 from reconciler.core.model import ACTION_FIELDS, CronTask
+from reconciler.core.runs import DNS1123_LABEL
 from tests.deploy.schema_tools import (
     apply_defaults,
     cel_violations,
@@ -117,7 +118,21 @@ def test_the_schema_is_structural() -> None:
         ),
         ({"properties": {"x": {"type": "integer", "exclusiveMinimum": 0}}}, "must be a boolean"),
         ({"properties": {"x": {"type": "integer", "default": "one"}}}, "does not validate"),
-        ({"properties": {"metadata": {"type": "object", "properties": {}}}}, "exactly {type"),
+        (
+            {"properties": {"metadata": {"type": "object", "properties": {"labels": {}}}}},
+            "restrictions of name and generateName",
+        ),
+        (
+            {
+                "properties": {
+                    "metadata": {
+                        "type": "object",
+                        "properties": {"name": {"type": "string", "default": "x"}},
+                    }
+                }
+            },
+            "restrictions of name and generateName",
+        ),
         ({"properties": {"x": {"type": "object", "additionalProperties": False}}}, "not a boolean"),
         ({"properties": {"x": {"type": "array"}}}, "one items schema"),
     ],
@@ -129,7 +144,11 @@ def test_the_structural_checker_catches(bad: dict[str, Any], complaint: str) -> 
 
 def test_root_shape() -> None:
     root = schema()
-    assert root["properties"]["metadata"] == {"type": "object"}
+    # Names are DNS-1123 labels, as the model's (the only restriction metadata may carry).
+    assert root["properties"]["metadata"] == {
+        "type": "object",
+        "properties": {"name": {"type": "string", "maxLength": 63, "pattern": DNS1123_LABEL}},
+    }
     assert root["required"] == ["spec"]
     assert "additionalProperties" not in root
     assert version(crd_document())["subresources"] == {"status": {}}

@@ -229,6 +229,16 @@ def test_an_object_being_deleted_is_no_task(
     assert source.refresh(None) == set()  # a resync does not bring it back
 
 
+@pytest.mark.parametrize("name", ["a.b", "x" * 64, "Upper"])
+def test_the_crd_refuses_a_name_that_is_no_task_name(api: Any, name: str) -> None:
+    """Names are DNS-1123 labels (Jobs and Events are named after them): kubectl apply says
+    so at once, rather than crontask reporting an object it cannot schedule."""
+    with pytest.raises(client.ApiException) as refused:
+        api.create_namespaced_custom_object(API_GROUP, VERSION, "default", PLURAL, crontask(name))
+    assert refused.value.status == 422
+    assert "metadata.name" in str(refused.value.body)
+
+
 def test_bookmarks_keep_the_resource_version_fresh(
     api: Any, emulator: Emulator, source: KubernetesSource
 ) -> None:

@@ -58,6 +58,23 @@ def validate_name(rtype: ResourceType, name: str) -> None:
         raise errors.invalid(
             rtype.kind, rtype.group, name, "metadata.name", f'Invalid value: "{name}": {message}'
         )
+    # Then the CRD's own schema for the name, as the real server's validator words it.
+    if rtype.name_max_length is not None and len(name) > rtype.name_max_length:
+        raise errors.invalid(
+            rtype.kind,
+            rtype.group,
+            name,
+            "metadata.name",
+            f"Too long: may not be longer than {rtype.name_max_length}",
+        )
+    if rtype.name_pattern is not None and not re.search(rtype.name_pattern, name):
+        raise errors.invalid(
+            rtype.kind,
+            rtype.group,
+            name,
+            "metadata.name",
+            f"Invalid value: \"{name}\": metadata.name in body should match '{rtype.name_pattern}'",
+        )
 
 
 def label_errors(labels: Any, field: str) -> list[FieldError]:

@@ -50,6 +50,9 @@ class ResourceType:
     tracks_generation: bool = False  # metadata.generation counts spec changes
     name_column: bool = True  # Table output starts with Name (CRDs); some built-ins differ
     subresources: tuple[str, ...] = ()  # served besides status, GET only (pods/log)
+    # A CRD's schema may restrict metadata.name (maxLength, pattern): checked at create.
+    name_max_length: int | None = None
+    name_pattern: str | None = None
 
     @property
     def key(self) -> str:
@@ -292,6 +295,9 @@ def crd_resource_types(crd: dict[str, Any]) -> list[ResourceType]:
         )
         if not columns:  # the real server's logical default when a version declares none
             columns = (_AGE,)
+        schema = (version.get("schema") or {}).get("openAPIV3Schema") or {}
+        name = ((schema.get("properties") or {}).get("metadata") or {}).get("properties") or {}
+        name = name.get("name") or {}
         types.append(
             ResourceType(
                 group=spec["group"],
@@ -309,6 +315,8 @@ def crd_resource_types(crd: dict[str, Any]) -> list[ResourceType]:
                 strategic_merge=False,
                 builtin=False,
                 tracks_generation=True,
+                name_max_length=name.get("maxLength"),
+                name_pattern=name.get("pattern"),
             )
         )
     return types
