@@ -80,11 +80,14 @@ class StatusReporter:
         keys: Collection[str] | None,
     ) -> None:
         for gone in set(self._refs) - set(refs):
-            self._states.pop(gone, None)
-            self._runs.pop(gone, None)
-            self._handled.pop(gone, None)
-            self._invalid.pop(gone, None)
+            self._forget(gone)
             self._writer.forget(gone)
+        if keys is None:
+            # A full pass follows every change of ownership: what this process knew of a task
+            # another replica owns now goes stale there (its runs, the run-now values it
+            # handles), and must not be written back if the task comes back here.
+            for key in [k for k in self._states.keys() | self._handled.keys() if not self._mine(k)]:
+                self._forget(key)
         self._refs = dict(refs)
         targets = [k for k in (refs if keys is None else keys) if k in refs and self._mine(k)]
         for key in targets:
@@ -133,6 +136,12 @@ class StatusReporter:
         )
         clock = self._clock
         self._writer.submit(ref, lambda current: derive_status(current, inputs, clock()))
+
+    def _forget(self, key: str) -> None:
+        self._states.pop(key, None)
+        self._runs.pop(key, None)
+        self._handled.pop(key, None)
+        self._invalid.pop(key, None)
 
     def _run_now(self, ref: ObjectRef, value: str) -> None:
         self._handled[ref.key] = value
