@@ -230,7 +230,12 @@ class StatusWriter:
                     return
                 if err.status == 409:
                     self.conflicts += 1
-                    self._reread(ref)
+                    if not self._reread(ref):
+                        # Deleted, or deleted and created again under the same name: this
+                        # status was the old object's (the new one gets its own).
+                        self._known.pop(key, None)
+                        self._not_before.pop(key, None)
+                        return
                     continue  # at once: the fresh state is what the next attempt works on
                 if err.status not in (429, 500, 502, 503, 504):
                     self.failures += 1
@@ -271,7 +276,9 @@ class StatusWriter:
             return informer
         return known if _newer(known.resource_version, ref.resource_version) else informer
 
-    def _reread(self, ref: ObjectRef) -> None:
+    def _reread(self, ref: ObjectRef) -> bool:
+        """The object of ``ref`` read again after a conflict; False if it is gone or is another
+        object now (its uid differs), when the write is not to be tried again."""
         try:
             obj = self._objects.get_namespaced_custom_object_status(
                 API_GROUP, VERSION, ref.namespace, PLURAL, ref.name, _request_timeout=(10, 30)
@@ -279,11 +286,17 @@ class StatusWriter:
         except ApiException as err:
             if err.status == 404:
                 self._known.pop(ref.key, None)
-            return
+                return False
+            return True
         except Exception:
-            return
-        if (seen := _seen(ref.uid, obj)) is not None:
+            return True
+        seen = _seen(ref.uid, obj)
+        uid = obj.get("metadata", {}).get("uid") if isinstance(obj, dict) else None
+        if uid is not None and uid != ref.uid:
+            return False
+        if seen is not None:
             self._known[ref.key] = seen
+        return True
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -215,6 +215,24 @@ def test_deleted_object_is_dropped(
     assert writer.failures == 0
 
 
+def test_a_write_for_an_object_deleted_and_created_again_is_dropped(
+    emulator: Emulator, obj: dict[str, Any], writer: StatusWriter, k8s_api_client: Any
+) -> None:
+    """A status computed for the old object (its reference still queued) must not land on a
+    new one with the same name: the conflict's re-read sees another uid, and drops it."""
+    api = client.CustomObjectsApi(k8s_api_client)
+    api.delete_namespaced_custom_object(API_GROUP, VERSION, "default", PLURAL, "a")
+    body = {k: v for k, v in obj.items() if k != "status"}
+    body["metadata"] = {"name": "a", "namespace": "default"}
+    api.create_namespaced_custom_object(API_GROUP, VERSION, "default", PLURAL, body)
+    writer.submit(ref_of(obj), setting(observedGeneration=7, lastRunNow="old-value"))
+    assert writer.flush(5.0)
+    again = stored(emulator)
+    assert again["metadata"]["uid"] != obj["metadata"]["uid"]
+    assert "lastRunNow" not in (again.get("status") or {})
+    assert writer.writes == 0
+
+
 def test_token_bucket() -> None:
     now = [0.0]
     bucket = TokenBucket(2.0, 3, clock=lambda: now[0])
