@@ -257,6 +257,15 @@ class Dispatcher(RunExecution):
         )
         return record
 
+    def fire_manual(self, definition: Definition) -> RunRecord:
+        """A manual run (the API, the page, a run-now annotation): its slot is the moment it
+        was asked for, so its id stays unique. With replicas a run of the task may be going
+        on another one (a manual run asked there): the store is asked first, so the
+        concurrency policy holds."""
+        if self.handover is not None:
+            self.handover.inherit(definition.key)
+        return self.fire(definition, self.clock(), Trigger.MANUAL)
+
     def _not_started(
         self, definition: Definition, scheduled_at: datetime, trigger: Trigger
     ) -> RunRecord:

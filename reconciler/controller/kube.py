@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from datetime import UTC, datetime
 
 from reconciler.aio import in_thread
 from reconciler.controller.components import Threaded
@@ -14,7 +13,7 @@ from reconciler.controller.jobs import JobOptions, JobSupport, job_support
 from reconciler.controller.manager import Manager
 from reconciler.controller.reconcile import PassResult, Reconciler
 from reconciler.core.desired import SourceKind
-from reconciler.core.runs import RunRecord, Trigger
+from reconciler.core.runs import RunRecord
 from reconciler.scheduling.apscheduler import ApsScheduler
 from reconciler.sinks.kubernetes import StatusWriter
 from reconciler.sinks.kubernetes_events import EventRecorder
@@ -52,7 +51,7 @@ class Kubernetes:
             definition = scheduler.owned().get(key)
             if definition is None or definition.location.source != SourceKind.KUBERNETES:
                 return None
-            return dispatcher.fire(definition, datetime.now(UTC), Trigger.MANUAL)
+            return dispatcher.fire_manual(definition)
 
         report = StatusReporter(
             self.writer,

@@ -54,7 +54,7 @@ from reconciler.controller.view import (
 from reconciler.core.api_tasks import MISSING
 from reconciler.core.desired import Definition, DesiredState, SourceKind
 from reconciler.core.model import CronTask
-from reconciler.core.runs import RunRecord, RunStatus, Trigger
+from reconciler.core.runs import RunRecord, RunStatus
 from reconciler.scheduling.base import Scheduler, schedule_of
 from reconciler.sources.api import ApiSource, UnreadableText, check_size, text_version
 from reconciler.sources.base import Source
@@ -239,12 +239,7 @@ class Service:
                 definition = self._reconciler.desired.tasks.get(key)
             if definition is None:
                 raise KeyError(key)
-            if self._dispatcher.handover is not None:
-                # With replicas, a run of it may be going on another one (a manual run asked
-                # there): the store is asked first, so the concurrency policy holds.
-                self._dispatcher.handover.inherit(key)
-            # A manual run's slot is the moment it was asked for; its id stays unique.
-            return self._dispatcher.fire(definition, datetime.now(UTC), Trigger.MANUAL)
+            return self._dispatcher.fire_manual(definition)
 
         return self._on_loop(fire)
 

@@ -385,6 +385,24 @@ def test_an_inherited_task_under_forbid_skips_while_another_replica_runs_it() ->
     assert ran.status is RunStatus.SUCCEEDED
 
 
+def test_a_manual_run_looks_for_another_replica_s_run_first() -> None:
+    """A manual run (the API, a run-now annotation) under Forbid, while a run of the task goes
+    on another replica: the store is asked first, and the manual run is skipped."""
+
+    async def body(d: Dispatcher, action: ScriptedAction) -> None:
+        store = cast(MemoryRunStore, d.recorder.store)
+        foreign_run(store, T0 - timedelta(minutes=1))  # still going there
+        with_handover(d, store)
+        record = d.fire_manual(task())
+        assert record.trigger is Trigger.MANUAL
+        assert await d.drain(5)
+        assert action.attempts == []
+
+    store = play(body)
+    manual = [r for r in store.query(RunQuery(task=KEY, limit=10)).items if r.trigger == "manual"]
+    assert [(r.status, r.reason) for r in manual] == [(RunStatus.SKIPPED, "ConcurrencyForbid")]
+
+
 def test_an_inherited_task_under_replace_asks_the_other_replica_to_stop_first() -> None:
     later = T0 + timedelta(minutes=1)
     job = task(concurrencyPolicy="Replace")
