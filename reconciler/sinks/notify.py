@@ -131,6 +131,11 @@ class Notifier:
         if len(self._intake) >= INTAKE_MAX:
             self._intake.popleft()
             self._shed += 1
+        if len(record.output) > notify_payload.OUTPUT_TAIL:
+            # What a message can say of it: 10 000 waiting records are then 20 MB, not 640.
+            record = dataclasses.replace(
+                record, output=record.output[-notify_payload.OUTPUT_TAIL :]
+            )
         self._intake.append(record)
         self._wake()
 
@@ -168,10 +173,7 @@ class Notifier:
                 return
             record = failed
         elif _retried(record, definition):
-            # A retry follows: the run has not ended yet. What a message would say of this
-            # attempt is kept (the tail of its output, not 64 KiB of it).
-            kept = dataclasses.replace(record, output=record.output[-notify_payload.OUTPUT_TAIL :])
-            self._retrying[record.id] = kept
+            self._retrying[record.id] = record  # a retry follows: the run has not ended yet
             while len(self._retrying) > RETRYING_MAX:
                 del self._retrying[next(iter(self._retrying))]
             return

@@ -595,3 +595,13 @@ def test_generic_and_slack_bodies(tmp_path: Path, kind: str) -> None:
     else:
         assert got.json["event"] == "failed"
         assert got.json["run"]["outputTail"] == "<oops> & more"
+
+
+def test_records_waiting_to_be_looked_at_keep_only_what_a_message_says(tmp_path: Path) -> None:
+    """Up to 10 000 records wait when the store is slow: each keeps the tail a message can
+    carry (2 048 characters), not its 64 KiB of output."""
+    notifier = Notifier(config(tmp_path, "http://127.0.0.1:9/"), metrics=Metrics())
+    notifier.on_run(finished(RunStatus.FAILED, T0, output="x" * 65_536 + "END"))
+    (waiting,) = notifier._intake
+    assert len(waiting.output) == 2048
+    assert waiting.output.endswith("END")
