@@ -268,6 +268,25 @@ def test_a_task_that_left_is_read_from_the_history_again_when_it_comes_back(
     assert receiver.events() == ["failed"]
 
 
+def events_after_a_restart(
+    tmp_path: Path, before: Sequence[RunRecord], after_restart: RunStatus
+) -> list[str]:
+    """What is sent when, after a restart (the history: ``before``, newest first), a run ends
+    ``after_restart``."""
+    with receiving(SECRET) as receiver:
+        notifier = Notifier(
+            config(tmp_path, receiver.url), metrics=Metrics(), history=lambda key: before
+        )
+
+        async def body() -> None:
+            notifier.on_run(finished(after_restart, T0))
+            while notifier.considered == 0:
+                await asyncio.sleep(0.01)
+
+        running(notifier, body)  # stopping delivers what is queued
+    return receiver.events()
+
+
 @pytest.mark.parametrize(
     ("after_restart", "expected"),
     [(RunStatus.FAILED, ["failed"]), (RunStatus.SUCCEEDED, [])],
@@ -279,20 +298,7 @@ def test_a_run_interrupted_by_the_shutdown_before_a_restart_counts_for_nothing(
         finished(RunStatus.INTERRUPTED, T0 - timedelta(minutes=1), reason=notify.SHUTDOWN_REASON),
         finished(RunStatus.SUCCEEDED, T0 - timedelta(minutes=2)),
     ]
-
-    def history(key: str) -> Sequence[RunRecord]:
-        return before
-
-    with receiving(SECRET) as receiver:
-        notifier = Notifier(config(tmp_path, receiver.url), metrics=Metrics(), history=history)
-
-        async def body() -> None:
-            notifier.on_run(finished(after_restart, T0))
-            while notifier.considered == 0:
-                await asyncio.sleep(0.01)
-
-        running(notifier, body)  # stopping delivers what is queued
-    assert receiver.events() == expected
+    assert events_after_a_restart(tmp_path, before, after_restart) == expected
 
 
 @pytest.mark.parametrize(
@@ -313,20 +319,7 @@ def test_after_a_restart_a_run_is_judged_by_its_newest_attempt(
         finished(RunStatus.FAILED, T0 - timedelta(minutes=1)),
         finished(RunStatus.SUCCEEDED, T0 - timedelta(minutes=2)),
     ]
-
-    def history(key: str) -> Sequence[RunRecord]:
-        return before
-
-    with receiving(SECRET) as receiver:
-        notifier = Notifier(config(tmp_path, receiver.url), metrics=Metrics(), history=history)
-
-        async def body() -> None:
-            notifier.on_run(finished(after_restart, T0))
-            while notifier.considered == 0:
-                await asyncio.sleep(0.01)
-
-        running(notifier, body)  # stopping delivers what is queued
-    assert receiver.events() == expected
+    assert events_after_a_restart(tmp_path, before, after_restart) == expected
 
 
 def test_after_a_restart_a_long_run_s_skipped_slots_do_not_hide_how_it_ended(
