@@ -10,7 +10,8 @@ Rules users rely on:
   they were until it can be. A path may also name a single file. The walk is ``walk``'s.
 - A file is applied whole or not at all. A file that fails to parse or validate never removes or
   changes the tasks it defined before: they keep running on their last good definition, and the
-  error is reported with ``file:line:col``. Fixing the file applies it.
+  error is reported with ``file:line:col``. Fixing the file applies it. So does a task whose
+  file went while a broken document of another file names it (``sources.adrift``).
 - Only files that changed are re-read: a refresh compares each file's (mtime, size, inode)
   with what was read before, so a periodic full refresh is cheap and heals missed events.
 - A path that disappears (an unmounted volume, a wrong path) is an error; the tasks read from it
@@ -47,6 +48,7 @@ from stat import S_ISDIR, S_ISLNK
 
 from reconciler.aio import ended, first_of
 from reconciler.core.desired import Definition, DefinitionError, Location, SourceKind
+from reconciler.sources.adrift import Adrift
 from reconciler.sources.base import Notify, Ready, SourceState
 from reconciler.sources.documents import ParsedText, PlainText, parse_text, plain_definitions
 from reconciler.sources.limits import DEFAULT_MAX_FILE_SIZE, excerpt
@@ -122,11 +124,7 @@ class DirectorySource:
         # moved away) unless the user allows an empty set; see _holds().
         self.guard_empty = guard_empty
         self._ahead: dict[Path, FileState] = {}  # see adopt()
-        # Tasks kept in force by a broken document of another file (see _settle_adrift), and
-        # the definitions of the keys no file defines any more, with when they went.
-        self._adrift: dict[str, Definition] = {}
-        self._unindexed: dict[str, tuple[Definition, float]] = {}
-        self._clock = clock
+        self._adrift = Adrift(clock)  # tasks a broken document of another file keeps
 
     # -- the Source protocol ---------------------------------------------------------------
 
@@ -135,7 +133,7 @@ class DirectorySource:
         A hint naming a root itself (a swapped symlink: git-sync, a ConfigMap) rescans."""
         try:
             changed = self._refresh(hints)
-            self._settle_adrift(changed)
+            self._adrift.settle(changed, self._paths_of.keys(), self._failing.values())
             return changed
         finally:
             self._ahead = {}  # only the first refresh takes what was read ahead (adopt())
@@ -159,7 +157,7 @@ class DirectorySource:
 
     def definitions(self) -> list[Definition]:
         found = [d for state in self._files.values() for d in state.in_force()]
-        return found + list(self._adrift.values())
+        return found + self._adrift.definitions()
 
     def definitions_of(self, keys: Collection[str]) -> list[Definition]:
         found = [
@@ -169,7 +167,7 @@ class DirectorySource:
             for d in self._files[path].in_force()
             if d.key == key
         ]
-        return found + [self._adrift[key] for key in keys if key in self._adrift]
+        return found + self._adrift.definitions_of(keys)
 
     def errors(self) -> list[DefinitionError]:
         found = [e for errors in self._failing.values() for e in errors]
@@ -339,7 +337,7 @@ class DirectorySource:
 
     def _store(self, path: Path, before: FileState | None, after: FileState | None) -> None:
         """Replace what ``path`` holds, keeping the key index in step, and noting the
-        definitions no file holds any more (see ``_settle_adrift``)."""
+        definitions no file holds any more (see ``sources.adrift``)."""
         for definition in before.good or () if before else ():
             paths = self._paths_of[definition.key]
             paths.discard(path)
@@ -356,35 +354,7 @@ class DirectorySource:
                 self._paths_of.setdefault(definition.key, set()).add(path)
         gone = [d for d in before.good or () if d.key not in self._paths_of] if before else []
         if gone:
-            now = self._clock()
-            self._unindexed.update((d.key, (d, now)) for d in gone)
-
-    def _settle_adrift(self, changed: set[str]) -> None:
-        """A task whose last good definition went with its file while a broken document
-        still names it (a file moved and broken in one commit, a new file written before the
-        old one is removed) keeps that definition in force, with the error, as a broken file
-        keeps its own: until a good definition of it, or no document, names it. The two may
-        arrive in two refreshes (a watcher's batches, the removal first): a definition that
-        went is kept for ``_ADRIFT_WINDOW`` seconds for a broken document to claim it, and no
-        longer, so that a task removed on purpose is not brought back by a later typo."""
-        horizon = self._clock() - _ADRIFT_WINDOW
-        unindexed = self._unindexed = {
-            key: (definition, went)
-            for key, (definition, went) in self._unindexed.items()
-            if went >= horizon and key not in self._paths_of
-        }
-        keys = changed | self._adrift.keys()
-        named: dict[str, DefinitionError] = {}
-        if keys:
-            for errors in self._failing.values():
-                for error in errors:
-                    if error.key in keys and error.key not in named:
-                        named[error.key] = error
-        for key in keys:
-            kept = self._adrift.pop(key, None) or unindexed.get(key, (None, 0.0))[0]
-            if kept is not None and key in named and key not in self._paths_of:
-                self._adrift[key] = dataclasses.replace(kept, error=str(named[key]))
-                unindexed.pop(key, None)
+            self._adrift.went(gone)
 
     def _read(self, path: Path, signature: Signature, before: FileState | None) -> FileState | None:
         """What ``path`` holds now; None if it is gone."""
@@ -478,8 +448,6 @@ def signature_of(path: Path) -> Signature | None:
 
 
 _HOLD = "no task file here any more"
-# How long a definition whose file went waits for a broken document to claim it (seconds).
-_ADRIFT_WINDOW = 2.0
 
 
 def _through_a_linked_folder(root: Path, relative: Path) -> bool:

@@ -1,0 +1,64 @@
+"""Tasks adrift: a task whose last good definition went with its file while a broken document
+of another file still names it (a file moved and broken in one commit, a new file written
+before the old one is removed). Such a task keeps that definition in force, marked with the
+error, as a broken file keeps its own, until a good definition of it, or no document, names it.
+
+The removal and the broken document may arrive in two refreshes (a watcher's batches, the
+removal first): a definition that went waits ``WINDOW`` seconds for a broken document to claim
+it, and no longer, so that a task removed on purpose is not brought back by a later typo.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable, Collection, Iterable
+
+from reconciler.core.desired import Definition, DefinitionError
+
+WINDOW = 2.0  # seconds a definition whose file went waits for a broken document to claim it
+
+
+class Adrift:
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._kept: dict[str, Definition] = {}  # in force, for a broken document's sake
+        self._went: dict[str, tuple[Definition, float]] = {}  # no file defines them, since
+
+    def went(self, definitions: Iterable[Definition]) -> None:
+        """``definitions`` are defined by no file any more."""
+        now = self._clock()
+        self._went.update((d.key, (d, now)) for d in definitions)
+
+    def settle(
+        self,
+        changed: set[str],
+        defined: Collection[str],
+        failing: Iterable[tuple[DefinitionError, ...]],
+    ) -> None:
+        """After a refresh that changed ``changed``: ``defined`` holds the keys a file defines,
+        ``failing`` the errors of every broken file."""
+        horizon = self._clock() - WINDOW
+        went = self._went = {
+            key: (definition, at)
+            for key, (definition, at) in self._went.items()
+            if at >= horizon and key not in defined
+        }
+        keys = changed | self._kept.keys()
+        named: dict[str, DefinitionError] = {}
+        if keys:
+            for errors in failing:
+                for error in errors:
+                    if error.key in keys and error.key not in named:
+                        named[error.key] = error
+        for key in keys:
+            kept = self._kept.pop(key, None) or went.get(key, (None, 0.0))[0]
+            if kept is not None and key in named and key not in defined:
+                self._kept[key] = dataclasses.replace(kept, error=str(named[key]))
+                went.pop(key, None)
+
+    def definitions(self) -> list[Definition]:
+        return list(self._kept.values())
+
+    def definitions_of(self, keys: Collection[str]) -> list[Definition]:
+        return [self._kept[key] for key in keys if key in self._kept]
