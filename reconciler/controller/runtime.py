@@ -203,17 +203,8 @@ async def build(options: Options, store: RunStore, manager: Manager) -> Parts:
     )
     dispatcher.subscribe(metrics.on_run)
     sources = _sources(options, folders, git, kube)
-
-    def in_force(key: str) -> Definition | None:
-        return reconciler.desired.tasks.get(key)
-
-    reconciler = Reconciler(
-        sources if support is not None else [WithoutJobs(s, in_force) for s in sources],
-        scheduler,
-        dispatcher,
-        allow_empty=options.allow_empty,
-        anchors=await in_thread(store.last_slots),
-    )
+    anchors = await in_thread(store.last_slots)
+    reconciler = _reconciler(options, sources, support, scheduler, dispatcher, anchors)
     reconciler.subscribe(
         lambda result: metrics.reconciled(
             result.ok, result.seconds, result.desired if result.ok else None
@@ -260,6 +251,30 @@ async def build(options: Options, store: RunStore, manager: Manager) -> Parts:
         me, store, queue, dispatcher, scheduler, metrics, sources, git, reconciler, control,
         service, task_env, kube, support, cluster, notifier,
     )  # fmt: skip
+
+
+def _reconciler(
+    options: Options,
+    sources: list[Source],
+    support: JobSupport | None,
+    scheduler: ApsScheduler,
+    dispatcher: Dispatcher,
+    anchors: Mapping[str, datetime],
+) -> Reconciler:
+    """The reconciler over ``sources``; without Kubernetes each source is seen through
+    ``WithoutJobs``, which keeps what a task ran before it became a job task (in force now)."""
+
+    def in_force(key: str) -> Definition | None:
+        return reconciler.desired.tasks.get(key)
+
+    reconciler = Reconciler(
+        sources if support is not None else [WithoutJobs(s, in_force) for s in sources],
+        scheduler,
+        dispatcher,
+        allow_empty=options.allow_empty,
+        anchors=anchors,
+    )
+    return reconciler
 
 
 def _recent_runs(store: RunStore, key: str, pages: int = 5) -> list[RunRecord]:
