@@ -9,8 +9,9 @@ import socket
 from collections.abc import Callable, Collection
 from datetime import datetime
 
-from reconciler.core.runs import RunRecord
-from reconciler.store.base import RunStore
+from reconciler.core.runs import RunRecord, RunStatus
+from reconciler.runner import leftovers
+from reconciler.store.base import INTERRUPTED_REASON, RunStore
 
 log = logging.getLogger("crontask")
 
@@ -51,9 +52,15 @@ def recover(
     me: str,
     now: datetime,
     outlives: Callable[[RunRecord], bool] = lambda record: False,
+    *,
+    grace: float = 10.0,
+    scan: Callable[[], dict[leftovers.Leftover, set[int]]] = leftovers.scan,
 ) -> int:
     """Mark the runs of dead processes ``interrupted``; not those whose work ``outlives`` its
-    process (a Job's run is adopted once the Jobs are watched, see ``controller.jobs``)."""
+    process (a Job's run is adopted once the Jobs are watched, see ``controller.jobs``). First
+    the commands of such runs still running on this host are stopped (see ``_stop_leftovers``),
+    each session given ``grace`` to end on SIGTERM."""
+    _stop_leftovers(store, me, scan(), grace)
     running = store.running()
     dead = dead_owners({r.owner for r in running if r.owner}, me)
     keep = [r.id for r in running if r.owner in dead and outlives(r)]
@@ -64,3 +71,38 @@ def recover(
             extra={"fields": {"task": record.task, "run": record.id}},
         )
     return len(interrupted)
+
+
+def _stop_leftovers(
+    store: RunStore, me: str, found: dict[leftovers.Leftover, set[int]], grace: float
+) -> None:
+    """Stop the commands of runs whose crontask died on this host during them: recorded
+    ``running`` still, or already ``interrupted`` for it (by another replica, which cannot
+    reach this host's processes). A run that ended, or was stopped at shutdown, keeps what it
+    left on purpose (a daemon in a session of its own), as it would have while its crontask
+    lived."""
+    dead = dead_owners({left.instance for left in found}, me)
+    sessions: set[int] = set()
+    for left, sids in sorted(found.items(), key=lambda item: item[0].run_id):
+        if left.instance not in dead:
+            continue
+        record = store.get(left.run_id, left.attempt)
+        if record is None or record.owner != left.instance or not _cut_short(record):
+            continue
+        log.warning(
+            "stopping a command its dead crontask left running",
+            extra={"fields": {"task": record.task, "run": record.id, "sessions": sorted(sids)}},
+        )
+        sessions |= sids
+    killed = leftovers.stop(sessions, grace) if sessions else set()
+    if killed:
+        log.warning(
+            "left-over commands killed: they outlived the grace",
+            extra={"fields": {"sessions": sorted(killed), "grace_s": grace}},
+        )
+
+
+def _cut_short(record: RunRecord) -> bool:
+    return record.status is RunStatus.RUNNING or (
+        record.status is RunStatus.INTERRUPTED and record.reason == INTERRUPTED_REASON
+    )

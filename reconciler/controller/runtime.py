@@ -182,7 +182,13 @@ async def build(options: Options, store: RunStore, manager: Manager) -> Parts:
     folders, git = _local_sources(options)  # first: connecting to a cluster starts a thread
     kube = await connect_to(options.kubernetes, me) if options.kubernetes else None
     support = await jobs(options.jobs, kube, options.resync_seconds)
-    recover(store, me, datetime.now(UTC), support.outlives if support else lambda r: False)
+    recover(
+        store,
+        me,
+        datetime.now(UTC),
+        support.outlives if support else lambda r: False,
+        grace=options.kill_grace,
+    )
     task_env = _task_env(options)
     dispatcher = _dispatcher(store, me, task_env, options.kill_grace, support)
 

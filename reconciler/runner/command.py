@@ -393,9 +393,12 @@ class CommandRunner:
     def attempt(self, definition: Definition, record: RunRecord) -> CommandRun:
         spec = definition.task.spec
         assert spec.command is not None  # the registry asks only tasks that set it
+        # Which crontask started it: how the next start knows a command left by a crashed one
+        # (``runner.leftovers``).
+        instance = {"CRONTASK_INSTANCE": record.owner} if record.owner else {}
         return CommandRun(
             spec.command.args,
-            env={**self.task_env, **spec.command.env, **run_environment(record)},
+            env={**self.task_env, **spec.command.env, **run_environment(record), **instance},
             working_dir=spec.command.working_dir,
             timeout=spec.timeout_seconds,
             kill_grace=self.kill_grace,

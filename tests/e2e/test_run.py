@@ -157,27 +157,30 @@ def test_timeout_kills_the_whole_process_group(
     wait_for("the grandchild to be gone", lambda: not _alive(pid), timeout=5)
 
 
-def test_killed_process_leaves_an_interrupted_run(
+def test_killed_process_leaves_an_interrupted_run_and_its_command_is_stopped(
     crontask: Callable[..., Crontask], tmp_path: Path
 ) -> None:
     app = crontask()
-    (app.tasks / "long.yaml").write_text(
-        task("long", ["sh", "-c", "echo $$ > started; exec sleep 30"], schedule="* * * * * *")
-    )
+    # The command ignores SIGTERM: the restart gives it the grace, then kills it.
+    script = "trap '' TERM; echo $$ > started; sleep 30 & wait; sleep 30"
+    (app.tasks / "long.yaml").write_text(task("long", ["sh", "-c", script], schedule="* * * * * *"))
     wait_for("the run to start", lambda: (tmp_path / "started").exists())
     wait_for(
         "its running record",
         lambda: any(r.status is RunStatus.RUNNING for r in app.runs("default/long")),
     )
     app.stop(signal.SIGKILL)
+    leader = int((tmp_path / "started").read_text())
+    assert _alive(leader)  # a command outlives a kill -9 of crontask on a host
     (app.tasks / "long.yaml").unlink()
     app.start()
+    app.wait_log("stopping a command its dead crontask left running")
     app.wait_log("run interrupted")
     statuses = {r.status for r in app.runs("default/long")}
     assert RunStatus.INTERRUPTED in statuses
     assert RunStatus.RUNNING not in statuses
-    # The orphan of the killed instance is ours to clean up (its own process group).
-    os.killpg(int((tmp_path / "started").read_text()), signal.SIGKILL)
+    assert not _alive(leader)
+    assert "left-over commands killed" in app.log()
 
 
 def _alive(pid: int) -> bool:
