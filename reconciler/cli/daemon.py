@@ -20,6 +20,7 @@ from reconciler.api.auth import AuthConfig, AuthConfigError, check_listen, is_lo
 from reconciler.api.hosts import external_host
 from reconciler.cli import store_errors
 from reconciler.cli.collector import start_up_collector
+from reconciler.cli.connections import connection_limit, guarded
 from reconciler.cli.main_helpers import existing_paths
 from reconciler.controller.cluster import Timing
 from reconciler.controller.jobs import JobOptions
@@ -214,6 +215,8 @@ def http_server(args: argparse.Namespace) -> HttpServer:
             host=host,
             port=int(port_text),
             lifespan="off",
+            # Bounded connections and request heads: see cli/connections.py.
+            http=guarded(connection_limit(resource.getrlimit(resource.RLIMIT_NOFILE)[0])),
             access_log=False,  # the API logs one structured line per request itself
             log_config=None,
         )

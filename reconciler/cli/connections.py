@@ -1,0 +1,98 @@
+"""The HTTP server's connections: bounded in number, and in the time a request's head takes.
+
+uvicorn closes a connection that idles between requests (its keep-alive timeout), but not one
+that has sent part of a request's head, or nothing at all. Each such connection holds a file
+descriptor for good, before the API's admission (``api/admission.py``) ever sees a request:
+a few hundred of them, from anyone who can connect, took every descriptor the process had,
+and runs failed to start ("Too many open files"). So:
+
+- at most ``connection_limit`` are open at once, a quarter of the process's limit on open
+  files (``crontask run`` raises it to 65 536 where it can) up to 4 096, the requests the API
+  lets wait; one more is closed as soon as it is accepted. The rest is left to runs: a command
+  holds two descriptors while it runs;
+- a request's head (its request line and headers, at most uvicorn's 16 KiB) must arrive within
+  ``HEAD_SECONDS`` of the connection opening, or of the previous response (uvicorn's own
+  keep-alive timeout, 5 s, closes a connection that sends nothing sooner).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import resource
+import time
+from typing import ClassVar
+
+from uvicorn.protocols.http.h11_impl import H11Protocol
+
+log = logging.getLogger("crontask.api")
+
+HEAD_SECONDS = 10.0
+# A flood of refused connections says so once a minute, not once a connection.
+_WARN_EVERY = 60.0
+
+
+def connection_limit(open_files: int) -> int:
+    """How many connections the server keeps open, given the limit on open files."""
+    if open_files == resource.RLIM_INFINITY:
+        return 4096
+    return max(32, min(4096, open_files // 4))
+
+
+def guarded(max_connections: int) -> type[GuardedH11Protocol]:
+    """uvicorn's HTTP/1.1 protocol, with these bounds (uvicorn takes a class)."""
+    return type("GuardedH11Protocol", (GuardedH11Protocol,), {"max_connections": max_connections})
+
+
+class GuardedH11Protocol(H11Protocol):
+    max_connections: ClassVar[int] = 4096
+    _head_deadline: asyncio.TimerHandle | None = None
+    _warned_at = -_WARN_EVERY  # shared by every connection: one server per process
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        if len(self.connections) > self.max_connections:
+            transport.close()  # connection_lost follows, and takes it out of the count
+            self._refused()
+            return
+        self._await_head()
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        if not self._between_requests():
+            self._head_arrived()
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()  # may start a pipelined request at once
+        if self._between_requests() and not self.transport.is_closing():
+            self._head_arrived()
+            self._await_head()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._head_arrived()
+        super().connection_lost(exc)
+
+    def _between_requests(self) -> bool:
+        return self.cycle is None or self.cycle.response_complete
+
+    def _await_head(self) -> None:
+        self._head_deadline = self.loop.call_later(HEAD_SECONDS, self._head_too_slow)
+
+    def _head_arrived(self) -> None:
+        if self._head_deadline is not None:
+            self._head_deadline.cancel()
+            self._head_deadline = None
+
+    def _head_too_slow(self) -> None:
+        self._head_deadline = None
+        if self._between_requests() and not self.transport.is_closing():
+            self.transport.close()
+
+    def _refused(self) -> None:
+        now = time.monotonic()
+        if now - GuardedH11Protocol._warned_at >= _WARN_EVERY:
+            GuardedH11Protocol._warned_at = now
+            log.warning(
+                "connection refused: too many open",
+                extra={"fields": {"open": len(self.connections) - 1, "max": self.max_connections}},
+            )
