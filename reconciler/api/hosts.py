@@ -17,6 +17,7 @@ from collections.abc import Collection
 from typing import Final
 from urllib.parse import urlsplit
 
+from starlette.requests import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from reconciler.api import problems
@@ -80,3 +81,17 @@ async def _refuse(send: Send, header: str, path: str) -> None:
         "localhost, name the host a proxy forwards with in --external-url, or configure auth."
     )
     await problems.send_problem(send, MISDIRECTED, detail, path)
+
+
+def same_origin(request: Request) -> bool:
+    """False for a request a browser marks as sent by another site (``Sec-Fetch-Site``), or
+    from another origin (``Origin``, which browsers send with every POST, PUT and DELETE). A
+    client that is no browser sends neither."""
+    fetch_site = request.headers.get("sec-fetch-site")
+    if fetch_site is not None and fetch_site not in ("same-origin", "none"):
+        return False
+    origin = request.headers.get("origin")
+    if origin is None or (origin == "null" and fetch_site == "same-origin"):
+        return True
+    host = request.headers.get("host", "")
+    return origin in (f"http://{host}", f"https://{host}")

@@ -26,6 +26,7 @@ from reconciler.api.auth import (
     AuthFailed,
     Role,
 )
+from reconciler.api.hosts import same_origin
 from reconciler.api.problems import FieldProblem, Problem, ProblemError
 from reconciler.controller.view import RuntimeView
 from reconciler.sinks.metrics import Metrics
@@ -76,6 +77,10 @@ class GuardedRoute(APIRoute):
 
         async def guarded(request: Request) -> Response:
             ctx = context(request)
+            if request.method not in SAFE_METHODS and not same_origin(request):
+                # A page of another site may send a POST without asking first (no body, or a
+                # form's); without --auth-config its sender would be the anonymous admin.
+                raise ProblemError(403, "a request from another site may not change anything")
             # With a webhook secret and no tokens configured, the signature is the only
             # credential: a missing one is refused like a bad one.
             signature_only = ctx.webhook_secret is not None and ctx.auth is None
@@ -138,6 +143,7 @@ def authorize(request: Request, role: str) -> None:
         raise ProblemError(403, f"{principal.name} has {held}; this needs {needed} or above")
 
 
+SAFE_METHODS: Final = frozenset({"GET", "HEAD", "OPTIONS"})
 SIGNATURE_HEADER: Final = "x-hub-signature-256"
 
 

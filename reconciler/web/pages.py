@@ -22,6 +22,7 @@ from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescap
 
 from reconciler import __version__
 from reconciler.api.auth import PUBLIC, AuthFailed, Role, role_extra
+from reconciler.api.hosts import same_origin
 from reconciler.api.params import KEY_PATTERN, Name, Namespace, RunId
 from reconciler.api.problems import ProblemError
 from reconciler.api.routing import Runtime, context
@@ -37,7 +38,6 @@ from reconciler.web.session import (
     clear_session,
     form_of,
     local_path,
-    same_origin,
     session_of,
     set_session,
 )

@@ -45,6 +45,7 @@ from reconciler.api.auth import (
     Principal,
     Role,
 )
+from reconciler.api.hosts import same_origin
 from reconciler.api.problems import ProblemError
 from reconciler.api.routing import PRINCIPAL_SCOPE_KEY, GuardedRoute, context, required_role
 
@@ -132,18 +133,6 @@ async def form_of(request: Request) -> dict[str, str]:
     except ValueError:
         raise ProblemError(400, "too many form fields") from None
     return {name: values[0] for name, values in fields.items() if values}
-
-
-def same_origin(request: Request) -> bool:
-    """False for a request a browser marks as sent by another site."""
-    fetch_site = request.headers.get("sec-fetch-site")
-    if fetch_site is not None and fetch_site not in ("same-origin", "none"):
-        return False
-    origin = request.headers.get("origin")
-    if origin is None or (origin == "null" and fetch_site == "same-origin"):
-        return True
-    host = request.headers.get("host", "")
-    return origin in (f"http://{host}", f"https://{host}")
 
 
 def encode_cookie(credential: str) -> str:

@@ -53,10 +53,17 @@ def test_host_names(header: str, name: str, loopback: bool) -> None:
     assert is_loopback_name(name) is loopback
 
 
-def send(app: Crontask, method: str, path: str, host: str, body: object = None) -> int:
+def send(
+    app: Crontask,
+    method: str,
+    path: str,
+    host: str,
+    body: object = None,
+    headers: dict[str, str] | None = None,
+) -> int:
     conn = http.client.HTTPConnection("127.0.0.1", app.port, timeout=20)
     try:
-        headers = {"Host": host}
+        headers = {"Host": host, **(headers or {})}
         data = None
         if body is not None:
             data = json.dumps(body).encode()
@@ -104,6 +111,31 @@ def test_the_loopback_names_can_still_create_and_run(open_app: Crontask) -> None
     own = f"127.0.0.1:{open_app.port}"
     assert send(open_app, "POST", "/api/v1/tasks", own, TASK) == 201
     assert send(open_app, "POST", "/api/v1/tasks/default/rebound/runs", own) == 202
+
+
+@pytest.mark.parametrize(
+    "browser",
+    [
+        {"Origin": "https://evil.example"},
+        {"Origin": "http://localhost:3000", "Sec-Fetch-Site": "same-site"},
+        {"Sec-Fetch-Site": "cross-site"},
+        {"Origin": "null"},
+    ],
+)
+def test_a_page_of_another_site_cannot_change_anything(
+    open_app: Crontask, browser: dict[str, str]
+) -> None:
+    """Without auth every caller is the anonymous admin: a page elsewhere may send a POST
+    without a body (no preflight) to the loopback address, and the browser says so."""
+    own = f"127.0.0.1:{open_app.port}"
+    assert send(open_app, "POST", "/api/v1/tasks", own, TASK) == 201
+    runs = "/api/v1/tasks/default/rebound/runs"
+    assert send(open_app, "POST", runs, own, headers=browser) == 403
+    assert send(open_app, "DELETE", "/api/v1/tasks/default/rebound", own, headers=browser) == 403
+    # Reading is not changing, and this server's own pages are the same origin.
+    assert send(open_app, "GET", "/api/v1/tasks", own, headers=browser) == 200
+    same = {"Origin": f"http://{own}", "Sec-Fetch-Site": "same-origin"}
+    assert send(open_app, "POST", runs, own, headers=same) == 202
 
 
 def test_with_auth_the_host_is_not_what_keeps_callers_out(tmp_path: Path) -> None:
