@@ -198,9 +198,14 @@ class _CheckoutPlan:
         return self.known.get(path)
 
     def _read_targets(self, links: list[TreeEntry]) -> None:
+        # A target longer than a file system takes is a link to nothing, and is not read: git
+        # takes a link of any size (15 of 16 MiB each travel as a few KiB of zeros), and each
+        # would be read whole into memory here.
+        for link in links:
+            if link.size > MAX_PATH:
+                self.targets.setdefault(link.oid, "/")
         unread = {link.oid for link in links if link.oid not in self.targets}
         for oid, text in read_blobs(self.repo, unread).items():
-            # Longer than a file system takes: a link to nothing.
             self.targets[oid] = (
                 "/" if len(text) > MAX_PATH else text.decode("utf-8", "surrogateescape")
             )

@@ -6,11 +6,15 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import subprocess
+from collections.abc import Collection
 from pathlib import Path
 
 import pytest
 
+from reconciler.sources import gitcheckout
 from reconciler.sources.git import GitOptions, GitSource
+from reconciler.sources.gitrepo import GitRepo
 from tests.sources.test_documents_bounds import sequence_bomb
 from tests.sources.test_git import Clock, Remote, doc, isolate_git, schedules, synced
 
@@ -49,6 +53,45 @@ def test_a_link_out_of_the_repository_is_refused_and_one_inside_is_followed(
         f"tasks/state.yaml:1:1: {message} (revision {sha[:12]})",
     ]
     assert all("root:" not in e for e in errors)
+
+
+def test_a_link_longer_than_any_path_is_refused_without_being_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """git takes a link of any size: five of 4 MiB each, zeros, travel as a few KiB. They are
+    never read into memory here; no file system takes them, so the revision cannot be
+    checked out, and the one before stays."""
+    remote, state, clock = Remote(tmp_path), tmp_path / "state", Clock()
+    remote.write("tasks/a.yaml", doc("a", "1 * * * *"))
+    remote.commit()
+    source = GitSource(GitOptions(remote.url, path="tasks"), state, clock=clock)
+    assert synced(source)
+    huge = set()
+    for i in range(5):
+        target = b"x" * (4 * 1024 * 1024) + str(i).encode()
+        hashed = subprocess.run(
+            ["git", "hash-object", "-w", "--stdin"],
+            cwd=remote.work,
+            input=target,
+            check=True,
+            capture_output=True,
+        )
+        oid = hashed.stdout.decode().strip()
+        remote.git("update-index", "--add", "--cacheinfo", f"120000,{oid},tasks/link{i}.yaml")
+        huge.add(oid)
+    remote.commit(stage=False)
+    asked: list[str] = []
+    real = gitcheckout.read_blobs
+
+    def read_blobs(repo: GitRepo, oids: Collection[str]) -> dict[str, bytes]:
+        asked.extend(oids)
+        return real(repo, oids)
+
+    monkeypatch.setattr(gitcheckout, "read_blobs", read_blobs)
+    assert not synced(source)
+    assert not huge & set(asked)
+    assert "File name too long" in (source.status().last_error or "")
+    assert schedules(source) == {"default/a": "1 * * * *"}
 
 
 def test_a_commit_with_an_alias_bomb_or_a_big_file_keeps_the_last_good_tasks(
