@@ -258,22 +258,28 @@ class GitRepo:
 
     def _fetch(self, args: Sequence[str]) -> None:
         """A fetch killed at the timeout leaves what it had received (a remote that is slow, or
-        streams for ever, would add to it on every retry until the disk is full): it is deleted
-        before each fetch and after a failed one. The caller runs one fetch at a time."""
-        self.remove_partial_objects()
+        streams for ever, would add to it on every retry until the disk is full), and the
+        locks it held: they are deleted before each fetch and after a failed one. The caller
+        runs one fetch at a time."""
+        self.remove_leftovers()
         try:
             self.run(args)
         except GitError:
-            self.remove_partial_objects()
+            self.remove_leftovers()
             raise
 
-    def remove_partial_objects(self) -> None:
-        """Delete the temporary files of unfinished object writes: ``objects/??/tmp_obj_*``,
-        ``objects/pack/tmp_*`` (index-pack's ``tmp_pack_*``, ``tmp_idx_*``...) and
-        ``objects/pack/.tmp-*``. Only safe while no git process writes objects here."""
+    def remove_leftovers(self) -> None:
+        """Delete what a git process killed mid-write leaves: the temporary files of object
+        writes (``objects/??/tmp_obj_*``, ``objects/pack/tmp_*``: index-pack's ``tmp_pack_*``,
+        ``tmp_idx_*``..., ``objects/pack/.tmp-*``) and the lock files of ref updates
+        (``refs/**/*.lock``, ``packed-refs.lock``, ``HEAD.lock``, ``config.lock``), each of
+        which would fail every later fetch ("cannot lock ref"). Only safe while no git process
+        writes here (the state directory is this process's alone)."""
         objects = self.git_dir / "objects"
         found = [*objects.glob("[0-9a-f][0-9a-f]/tmp_obj_*")]
         found += [*objects.glob("pack/tmp_*"), *objects.glob("pack/.tmp-*")]
+        found += [*(self.git_dir / "refs").rglob("*.lock")]
+        found += [self.git_dir / f"{name}.lock" for name in ("packed-refs", "HEAD", "config")]
         for path in found:
             with contextlib.suppress(OSError):
                 path.unlink()

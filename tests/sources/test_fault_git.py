@@ -154,6 +154,26 @@ def test_a_fetch_cut_mid_pack_leaves_no_partial_objects(
     assert partial_objects(source) == []
 
 
+def test_locks_left_by_a_killed_fetch_do_not_stop_later_ones(
+    remote: Remote, state: Path, clock: Clock
+) -> None:
+    """git killed while it updates refs (at the timeout, or with crontask) leaves its lock
+    files, and every later fetch would fail "cannot lock ref" until someone deleted them."""
+    remote.write("a.yaml", doc("a", "1 * * * *"))
+    remote.commit()
+    source = GitSource(GitOptions(remote.url), state, clock=clock)
+    assert synced(source)
+    repo = source.base / "repo.git"
+    for left in ("refs/remotes/origin/main.lock", "packed-refs.lock", "HEAD.lock"):
+        (repo / left).write_text("")
+    remote.write("a.yaml", doc("a", "2 * * * *"))
+    newer = remote.commit()
+    assert synced(source), source.status().last_error
+    assert source.status().applied_revision == newer
+    assert schedules(source) == {"default/a": "2 * * * *"}
+    assert [*repo.rglob("*.lock")] == []
+
+
 def test_cancel_kills_a_hanging_fetch_and_records_no_failure(
     remote: Remote, stalling: StallingRemote, state: Path, clock: Clock
 ) -> None:
