@@ -18,6 +18,10 @@ what is in it.
 - Each is checked and made private through one descriptor of what is there (a link itself,
   never its target), so a name swapped meanwhile cannot turn the ``chmod`` on another file.
 
+- One writer at a time: a second ``crontask run`` on the same state directory is refused at
+  start (``lock``). Two would check out git revisions over each other's, and delete the
+  files of the other's runs.
+
 Readers (``crontask runs``) use none of this: they may read another user's store if its modes
 let them, and create or change nothing there.
 """
@@ -25,6 +29,7 @@ let them, and create or change nothing there.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import logging
 import os
 import stat
@@ -38,6 +43,9 @@ PRIVATE_DIR: Final = 0o700
 PRIVATE_FILE: Final = 0o600
 # The folders of the state directory that hold what crontask will run.
 _SUBDIRS: Final = ("api-tasks", "git")
+LOCK_FILE: Final = "lock"
+# The state directories this process holds, and the descriptor of each one's lock.
+_locks: dict[str, int] = {}
 _SHARED: Final = stat.S_IRWXG | stat.S_IRWXO
 _SQLITE_SIDE_FILES: Final = ("-wal", "-shm", "-journal")
 
@@ -72,6 +80,35 @@ def prepare(state_dir: Path) -> None:
         if os.path.lexists(state_dir / name):
             tightened += _check_dir(state_dir / name, "state directory", tighten=True)
     _warn(tightened, "state directory")
+
+
+def lock(state_dir: Path) -> None:
+    """Hold ``state_dir`` for this process until :func:`unlock` or its exit (however it ends:
+    the kernel drops the ``flock``). Raises :class:`Refused` when another process holds it,
+    naming its pid; OSError. Holding it twice is holding it once."""
+    key = os.path.abspath(state_dir)
+    if key in _locks:
+        return
+    flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
+    fd = os.open(state_dir / LOCK_FILE, flags, PRIVATE_FILE)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+        os.close(fd)
+        raise Refused(
+            f"state directory {state_dir} is in use by another crontask (pid {holder}); "
+            "give each its own --state-dir"
+        ) from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    _locks[key] = fd
+
+
+def unlock(state_dir: Path) -> None:
+    fd = _locks.pop(os.path.abspath(state_dir), None)
+    if fd is not None:
+        os.close(fd)
 
 
 def prepare_db(path: Path) -> None:

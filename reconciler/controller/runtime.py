@@ -135,9 +135,18 @@ def open_state(options: Options) -> RunStore:
 
     Raises ``statedir.Refused``, ValueError (a ``--db`` URL that names no store), OSError,
     StoreUnavailable, IncompatibleSchema: the CLI says each in one line."""
-    if options.ha is None or options.git is not None:
+    uses_dir = options.ha is None or options.git is not None
+    if uses_dir:
         statedir.prepare(options.state_dir)
-    return open_store(options.db_url or sqlite_url(options.state_dir), writer=True)
+    store = open_store(options.db_url or sqlite_url(options.state_dir), writer=True)
+    if uses_dir:
+        # After the store: what it says of a full or read-only disk is clearer than this.
+        try:
+            statedir.lock(options.state_dir)  # released by serve() on its way out
+        except BaseException:
+            store.close()
+            raise
+    return store
 
 
 async def serve(
@@ -172,6 +181,7 @@ async def serve(
     finally:
         await manager.shutdown()
         store.close()
+        statedir.unlock(options.state_dir)
         await close_threads()
         log.info("crontask stopped")
     return 1 if manager.failures else 0

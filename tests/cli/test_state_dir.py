@@ -224,3 +224,27 @@ def test_a_state_directory_on_a_full_or_read_only_disk_is_one_line(
     finally:
         small.unmount()
     refused(done, 1, "disk is full" if fault == "full" else "Read-only file system")
+
+
+def test_a_second_run_on_the_same_state_directory_is_refused(tmp_path: Path) -> None:
+    """Two would check out git revisions over each other's and delete the other's files."""
+    (tmp_path / "tasks").mkdir()
+    first = subprocess.Popen(
+        [sys.executable, "-m", "reconciler", "run", "tasks", "--listen", "off", "--allow-empty"],
+        cwd=tmp_path,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert first.stderr is not None
+    try:
+        for line in first.stderr:
+            if "crontask started" in line:
+                break
+        second = run(".crontask", "--allow-empty", cwd=tmp_path)
+        refused(second, 2, "in use by another crontask", f"pid {first.pid}", "--state-dir")
+    finally:
+        first.send_signal(signal.SIGTERM)
+        first.communicate(timeout=30)
+    assert first.returncode == 0
+    # Once the first has stopped, the state directory is free again.
+    assert started_and_stopped(tmp_path, "--allow-empty")

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from reconciler.core.runs import RunStatus, Trigger
+from reconciler.store import sqlite_url
 from tests.e2e.conftest import Crontask
 from tests.e2e.test_run import append, lines, task
 from tests.helpers import wait_for
@@ -41,14 +42,19 @@ def test_two_instances_on_one_store_run_each_slot_once(
     crontask: Callable[..., Crontask], tmp_path: Path
 ) -> None:
     first = crontask()
-    (first.tasks / "tick.yaml").write_text(task("tick", append("tick.txt")))
-    second = crontask()
-    second.wait_log("task added")
-    out = tmp_path / "tick.txt"
-    wait_for("eight runs", lambda: len(lines(out)) >= 8)
-    wait_for("both instances racing", lambda: "already claimed" in first.log() + second.log())
-    first.stop()
-    second.stop()
+    out = tmp_path / "tick.txt"  # both write here, whatever their working directory
+    (first.tasks / "tick.yaml").write_text(task("tick", append(str(out))))
+    # A state directory is one instance's (the second would be refused): the store is shared.
+    (tmp_path / "second").mkdir()
+    second = Crontask(tmp_path / "second", first.tasks, ["--db", sqlite_url(first.state)])
+    try:
+        second.start()
+        second.wait_log("task added")
+        wait_for("eight runs", lambda: len(lines(out)) >= 8)
+        wait_for("both instances racing", lambda: "already claimed" in first.log() + second.log())
+        first.stop()
+    finally:
+        second.stop()
     executed = Counter(line.split()[0] for line in lines(out))
     assert executed, "nothing ran"
     assert max(executed.values()) == 1, f"a slot ran twice: {executed.most_common(3)}"
