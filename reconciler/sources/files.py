@@ -432,10 +432,11 @@ class DirectorySource:
 
 def signature_of(path: Path) -> Signature | None:
     """(mtime, size, inode) of what ``path`` leads to; None if there is no file there. A path
-    that cannot be followed (a link loop) gets its link's own, and the reading says why."""
+    that cannot be followed (a link loop, a link to nothing) gets its link's own, and the
+    reading says why."""
     try:
         stat = path.stat()
-    except (FileNotFoundError, NotADirectoryError):
+    except NotADirectoryError:
         return None
     except OSError:
         try:

@@ -16,8 +16,9 @@ Contract of ``read_file(path, limit=..., root=...)``:
   read; and since a file may grow between ``fstat`` and ``read``, at most ``limit + 1`` bytes
   are ever read.
 
-Raises ``FileNotFoundError`` when the file is gone (a deletion, a dangling link) and
-``Unreadable`` with a message fit for a definition error otherwise.
+Raises ``FileNotFoundError`` when the file is gone (a deletion) and ``Unreadable`` with a
+message fit for a definition error otherwise: a link to nothing is such an error, so that its
+file's tasks keep their last good definitions.
 """
 
 from __future__ import annotations
@@ -55,6 +56,7 @@ def read_file(
     try:
         before = os.stat(path)
     except FileNotFoundError:
+        _dangling(path, root, root_label)
         raise
     except OSError as err:
         raise Unreadable(f"cannot read: {err.strerror or err}") from None
@@ -65,6 +67,7 @@ def read_file(
     try:
         fd = os.open(path, _FLAGS)
     except FileNotFoundError:
+        _dangling(path, root, root_label)
         raise
     except OSError as err:
         raise Unreadable(f"cannot read: {err.strerror or err}") from None
@@ -117,6 +120,17 @@ def _read_at_most(fd: int, size: int) -> bytes:
         chunks.append(chunk)
         left -= len(chunk)
     return b"".join(chunks)
+
+
+def _dangling(path: Path, root: str, root_label: str) -> None:
+    """A link that leads to nothing is an error of its file, not a deleted file: replacing a
+    task file with one (a typo in its target, a file it names that the commit lacks) must not
+    remove its tasks. Whether its target is missing outside ``root`` says nothing more."""
+    if not os.path.islink(path):
+        return
+    if not within(os.path.realpath(path), root):
+        raise Unreadable(_outside(root_label))
+    raise Unreadable("a symbolic link to nothing: not read")
 
 
 def _outside(root_label: str) -> str:

@@ -155,6 +155,38 @@ def test_a_task_held_by_a_broken_document_goes_with_that_document(tmp_path: Path
     assert keys(source) == {}
 
 
+@pytest.mark.parametrize("target", ["missing.yaml", "../outside/missing.yaml", "/opt/none.yaml"])
+def test_a_file_replaced_by_a_link_to_nothing_keeps_its_tasks(tmp_path: Path, target: str) -> None:
+    """A typo in a link's target, or a file it names that is not there (on this host, in this
+    commit), is an error of that file: it is no deletion."""
+    root = tmp_path / "tasks"
+    a = write(root / "a.yaml", doc("a"))
+    source = DirectorySource([root])
+    source.refresh()
+    a.unlink()
+    a.symlink_to(target)
+    source.refresh()
+    assert keys(source) == {"default/a": "* * * * *"}
+    (error,) = source.errors()
+    assert error.location.path == str(a)
+    inside = not target.startswith(("/", ".."))
+    assert error.message == (
+        "a symbolic link to nothing: not read"
+        if inside
+        else f"a symbolic link that leads outside the folder {root}: not read"
+    )
+    # Once what it names is there, it is read.
+    if inside:
+        write(root / target, doc("a", "0 * * * *"))
+        source.refresh()
+        assert keys(source) == {"default/a": "0 * * * *"}
+        assert source.errors() == []
+    # And a link removed is a file deleted.
+    a.unlink()
+    source.refresh()
+    assert keys(source) == ({"default/a": "0 * * * *"} if inside else {})
+
+
 def test_a_file_broken_from_the_start_defines_nothing(tmp_path: Path) -> None:
     write(tmp_path / "a.yaml", "spec: [")
     source = DirectorySource([tmp_path])

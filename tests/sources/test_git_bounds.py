@@ -55,6 +55,23 @@ def test_a_link_out_of_the_repository_is_refused_and_one_inside_is_followed(
     assert all("root:" not in e for e in errors)
 
 
+def test_a_task_file_replaced_by_a_link_to_nothing_keeps_its_task(tmp_path: Path) -> None:
+    """A link to a file the commit lacks, or to one this host lacks: an error, no deletion."""
+    remote, state, clock = Remote(tmp_path), tmp_path / "state", Clock()
+    remote.write("tasks/a.yaml", doc("a", "1 * * * *"))
+    remote.write("tasks/b.yaml", doc("b", "2 * * * *"))
+    remote.commit()
+    source = GitSource(GitOptions(remote.url, path="tasks"), state, clock=clock)
+    assert synced(source)
+    for name, target in (("a.yaml", "../shared/a.yaml"), ("b.yaml", "/opt/tasks/b.yaml")):
+        (remote.work / "tasks" / name).unlink()
+        os.symlink(target, remote.work / "tasks" / name)
+    remote.commit()
+    assert synced(source)
+    assert schedules(source) == {"default/a": "1 * * * *", "default/b": "2 * * * *"}
+    assert sorted(e.location.path for e in source.errors()) == ["tasks/a.yaml", "tasks/b.yaml"]
+
+
 def test_a_link_longer_than_any_path_is_refused_without_being_read(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -163,12 +163,14 @@ def test_a_file_that_grows_while_read_by_a_writer(root: Path) -> None:
         writer.join()
 
 
-def test_a_missing_file_and_a_dangling_link_are_gone(root: Path) -> None:
+def test_a_missing_file_is_gone_and_a_link_to_nothing_an_error(root: Path) -> None:
+    """A link to nothing is no deletion: its file's tasks must stay (a typo in the target)."""
     os.symlink("nowhere.yaml", root / "dangling.yaml")
+    os.symlink("/nowhere/at/all.yaml", root / "outside.yaml")
     with pytest.raises(FileNotFoundError):
         read(root / "missing.yaml", root)
-    with pytest.raises(FileNotFoundError):
-        read(root / "dangling.yaml", root)
+    assert refused(root / "dangling.yaml", root) == "a symbolic link to nothing: not read"
+    assert refused(root / "outside.yaml", root).startswith("a symbolic link that leads outside")
 
 
 def test_a_link_loop_is_an_error(root: Path) -> None:
