@@ -41,6 +41,7 @@ from datetime import UTC, datetime
 from typing import Any, Final
 
 from reconciler.core.desired import Definition, SourceKind
+from reconciler.core.jobspec import LABEL_VALUE
 from reconciler.core.runs import (
     ContainerResult,
     JobDetails,
@@ -64,8 +65,6 @@ DEFAULT_CONTAINER: Final = "kubectl.kubernetes.io/default-container"
 JOB_API_VERSION: Final = "batch/v1"
 MAX_NAME: Final = 63
 
-_LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
-
 
 def _hash(text: str, size: int = 8) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:size]
@@ -76,7 +75,7 @@ def label_value(text: str) -> str:
     a task key's ``/`` becomes ``.`` (names have no dots, so this is unambiguous); a longer
     value is cut and ends with a hash of the whole, so it stays unique and deterministic."""
     value = text.replace("/", ".")
-    if len(value) <= MAX_NAME and _LABEL_VALUE.match(value):
+    if len(value) <= MAX_NAME and LABEL_VALUE.match(value):
         return value
     cut = re.sub(r"[^-A-Za-z0-9_.]", "-", value)[: MAX_NAME - 9].strip("-_.")
     return f"{cut}-{_hash(text)}" if cut else _hash(text)

@@ -12,7 +12,15 @@ spec never reaches the cluster:
   ``pkg/apis/core/validation``) that a user most often breaks and the schema cannot say, worded
   as the server words them: at least one container, each with a DNS-1123 name, unique, and an
   image; ``restartPolicy`` ``Never`` or ``OnFailure`` (a Job's pods may not restart
-  ``Always``); non-negative counts and a positive deadline.
+  ``Always``); non-negative counts and a positive deadline; the pod template's label keys
+  and values, and its annotation keys (:func:`label_key_problem`, :func:`label_value_problem`,
+  which the model uses for ``spec.job.metadata`` too);
+- then crontask's own rules (:data:`REFUSED`): what would let a Job never end. ``suspend``
+  (a suspended Job never starts and its deadline does not run) and ``managedBy`` another
+  controller (the Job controller leaves such a Job alone, its deadline included) would keep a
+  run ``running`` forever and wedge a ``Forbid`` task. (``ttlSecondsAfterFinished`` is taken,
+  as CronJob templates often have it: a Job the TTL controller deletes as soon as it ends is
+  recorded by the end the watch saw, see ``runner.job``; only its log may be gone by then.)
 
 :func:`problems` never raises on bad input and is bounded: it follows the schema, which is not
 recursive (a test checks), visits at most :data:`MAX_VALUES` values, and reports at most
@@ -36,6 +44,16 @@ MAX_PROBLEMS: Final = 20
 JOB_RESTART_POLICIES: Final = ("OnFailure", "Never")
 
 _DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+_DNS1123_SUBDOMAIN = re.compile(
+    r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+)
+# A label value, and the name part of a label or annotation key (a "qualified name"), as
+# k8s.io/apimachinery/pkg/util/validation has them.
+LABEL_VALUE: Final = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
+_QUALIFIED_NAME = re.compile(r"^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$")
+MAX_LABEL_VALUE: Final = 63
+MAX_KEY_PREFIX: Final = 253
+JOB_CONTROLLER: Final = "kubernetes.io/job-controller"  # the only managedBy a Job may have here
 _INT_RANGES: Final = {"int32": (-(2**31), 2**31 - 1), "int64": (-(2**63), 2**63 - 1)}
 # What the vendored schema may use; anything else is a vendoring mistake, refused at load.
 KEYWORDS: Final = frozenset(
@@ -214,6 +232,7 @@ def _shown(value: Any) -> str:
 
 
 def _server_rules(spec: Mapping[str, Any]) -> Iterator[Problem]:
+    yield from _refused(spec)
     for field in ("backoffLimit", "completions", "parallelism", "ttlSecondsAfterFinished"):
         if (value := spec.get(field)) is not None and value < 0:
             yield Problem((field,), f"Invalid value: {value}: must be greater than or equal to 0")
@@ -222,6 +241,7 @@ def _server_rules(spec: Mapping[str, Any]) -> Iterator[Problem]:
         yield Problem(
             ("activeDeadlineSeconds",), f"Invalid value: {deadline}: must be greater than 0"
         )
+    yield from _template_metadata((spec.get("template") or {}).get("metadata") or {})
     pod = (spec.get("template") or {}).get("spec")
     where: Path = ("template", "spec")
     if pod is None:
@@ -258,9 +278,83 @@ def _container(container: Mapping[str, Any], path: Path, names: set[str]) -> Ite
         yield Problem((*path, "image"), "Required value")
 
 
+def _template_metadata(meta: Mapping[str, Any]) -> Iterator[Problem]:
+    where: Path = ("template", "metadata")
+    for key, value in (meta.get("labels") or {}).items():
+        if (wrong := label_key_problem(str(key)) or label_value_problem(value)) is not None:
+            yield Problem((*where, "labels", str(key)[:64]), wrong)
+    for key in meta.get("annotations") or {}:
+        if (wrong := label_key_problem(str(key))) is not None:
+            yield Problem((*where, "annotations", str(key)[:64]), wrong)
+
+
+def label_key_problem(key: str) -> str | None:
+    """What is wrong with ``key`` as a label or annotation key (None: nothing): an optional
+    DNS-1123 subdomain prefix of at most 253 characters and ``/``, then a name of at most 63
+    characters, alphanumeric at both ends, with ``-``, ``_`` and ``.`` between."""
+    prefix, slash, name = key.rpartition("/")
+    if slash and (
+        not prefix or len(prefix) > MAX_KEY_PREFIX or not _DNS1123_SUBDOMAIN.match(prefix)
+    ):
+        return (
+            f"Invalid value: {_shown(key)}: prefix part must be a lowercase RFC 1123 subdomain "
+            f"of at most {MAX_KEY_PREFIX} characters (e.g. 'example.com')"
+        )
+    if not name or len(name) > MAX_LABEL_VALUE or not _QUALIFIED_NAME.match(name):
+        return (
+            f"Invalid value: {_shown(key)}: name part must consist of alphanumeric characters, "
+            "'-', '_' or '.', and must start and end with an alphanumeric character, at most "
+            f"{MAX_LABEL_VALUE} characters"
+        )
+    return None
+
+
+def label_value_problem(value: Any) -> str | None:
+    """What is wrong with ``value`` as a label value (None: nothing): empty, or at most 63
+    characters, alphanumeric at both ends, with ``-``, ``_`` and ``.`` between."""
+    if not isinstance(value, str):
+        return f"Invalid value: must be a string (got {_kind(value)})"
+    if len(value) > MAX_LABEL_VALUE:
+        return f"Invalid value: {_shown(value)}: must be no more than {MAX_LABEL_VALUE} characters"
+    if not LABEL_VALUE.match(value):
+        return (
+            f"Invalid value: {_shown(value)}: a valid label must be an empty string or consist "
+            "of alphanumeric characters, '-', '_' or '.', and must start and end with an "
+            "alphanumeric character"
+        )
+    return None
+
+
+# -- crontask's own rules -----------------------------------------------------------------------
+
+# Fields of a JobSpec that crontask refuses, and why (what the run would come to).
+REFUSED: Final = {
+    "suspend": (
+        "crontask creates each Job to run at once: a suspended Job never starts, nor does its "
+        "deadline run, so its run would never end (and a Forbid task would never run again); "
+        "to pause the task, set spec.suspend"
+    ),
+    "managedBy": (
+        "a Job managed by another controller is not run, timed out or finished by the "
+        "cluster's Job controller, so its run might never end; only "
+        f'"{JOB_CONTROLLER}" (the default) may be given'
+    ),
+}
+
+
+def _refused(spec: Mapping[str, Any]) -> Iterator[Problem]:
+    allowed: dict[str, tuple[Any, ...]] = {"suspend": (False,), "managedBy": (JOB_CONTROLLER,)}
+    for field, why in REFUSED.items():
+        value = spec.get(field)
+        if value is None or value in allowed.get(field, ()):
+            continue
+        yield Problem((field,), f"Forbidden: {why}")
+
+
 class JobSpecError(ValueError):
-    """A JobSpec with problems; raised by the model's check so that pydantic carries it (in the
-    error's context) to the YAML loader, which reports each problem at its own line."""
+    """A JobSpec (or the Job's metadata) with problems; raised by the model's check so that
+    pydantic carries it (in the error's context) to the YAML loader, which reports each problem
+    at its own line, its path relative to the field that raised it."""
 
     def __init__(self, found: list[Problem]) -> None:
         self.problems = tuple(found)

@@ -26,7 +26,13 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 
-from reconciler.core.jobspec import JobSpecError, problems
+from reconciler.core.jobspec import (
+    JobSpecError,
+    Problem,
+    label_key_problem,
+    label_value_problem,
+    problems,
+)
 from reconciler.core.runs import DNS1123_LABEL
 from reconciler.core.schedule import parse_schedule, validate_time_zone
 
@@ -282,8 +288,19 @@ class HttpAction(_Model):
 RESERVED_JOB_PREFIX = "crontask.dev/"
 
 
+def _job_label_value(value: str) -> str:
+    # As the API server checks it when the Job is created: a value it refuses would fail
+    # every run with a 422, so it is a definition error instead.
+    if (wrong := label_value_problem(value)) is not None:
+        raise ValueError(wrong)
+    return value
+
+
+JobLabelValue = Annotated[LabelValue, AfterValidator(_job_label_value)]
+
+
 class JobMetadata(_Model):
-    labels: dict[str, LabelValue] = Field(
+    labels: dict[str, JobLabelValue] = Field(
         default_factory=dict, max_length=MAX_ITEMS, description="Added to every Job."
     )
     annotations: dict[str, Text] = Field(
@@ -293,11 +310,17 @@ class JobMetadata(_Model):
     @field_validator("labels", "annotations")
     @classmethod
     def _keys(cls, values: dict[str, str]) -> dict[str, str]:
+        found = []
         for key in values:
-            if not 0 < len(key) <= MAX_LABEL_KEY:
-                raise ValueError(f"keys are 1 to {MAX_LABEL_KEY} characters long")
             if key.startswith(RESERVED_JOB_PREFIX):
-                raise ValueError(f"{key!r}: keys starting with crontask.dev/ are set by crontask")
+                found.append(
+                    Problem((key,), "Forbidden: keys under crontask.dev/ are set by crontask")
+                )
+            elif (wrong := label_key_problem(key)) is not None:
+                found.append(Problem((key,), wrong))
+        if found:
+            # Each at its own key (the loader and the API report a JobSpecError's problems so).
+            raise JobSpecError(found)
         return values
 
 

@@ -6,16 +6,24 @@ One attempt, in order:
    and attempt: ``core.jobs.job_name``) *before* the Job exists, so that a crontask that dies
    from here on finds the run by its Job at the next start, and adopts it instead of marking it
    interrupted.
-2. The Job is created (``core.jobs.job_manifest``). A ``409 AlreadyExists`` whose Job carries
-   this run's id and attempt is this attempt's own Job (created before a restart, or by another
-   replica for the same claim): it is adopted, never duplicated. A Job of that name that is not
-   this run's fails the attempt (``JobNameTaken``) and is left alone. Transient API errors are
-   retried a few times (the name makes a retry safe); then the name is read once more (the API
-   server may have created the Job and failed to answer): this run's Job there is followed as
-   if the create had answered, else the attempt fails (``JobCreateFailed``).
+2. The Job is created (``core.jobs.job_manifest``). A ``409 AlreadyExists`` whose Job is this
+   run's attempt as ``core.jobs.run_in`` decides (its run id and attempt, and, for a task read
+   from a CronTask, that CronTask as its controller) is this attempt's own Job (created before a
+   restart, or by another replica for the same claim): it is adopted, never duplicated. A Job of
+   that name that is not this run's fails the attempt (``JobNameTaken``) and is left alone.
+   Transient API errors are retried a few times (the name makes a retry safe); then the name is
+   read once more (the API server may have created the Job and failed to answer): this run's
+   Job there is followed as if the create had answered, else the attempt fails
+   (``JobCreateFailed``).
 3. The record gets the Job's uid; the attempt follows the Job in the watch cache until it has a
    terminal condition, checking with a GET every ``verify_seconds`` (a lagging or broken watch
-   never leaves it waiting forever, and a Job deleted meanwhile is noticed: ``JobDeleted``).
+   never leaves it waiting forever, and a Job deleted meanwhile is noticed: ``JobDeleted``,
+   unless the watch saw it end before it went: then its last state is the outcome). With
+   ``timeoutSeconds``, crontask does not rely on the cluster alone to end it: a Job that has
+   not finished ``timeoutSeconds`` and :data:`DEADLINE_MARGIN` after its creation (the
+   cluster's ``activeDeadlineSeconds`` counts from its start, a moment later, and needs a
+   moment to act) is deleted (Background, uid precondition) and the attempt is ``timedOut``.
+   The time counts from the Job's creation, for a resumed run too, never from its adoption.
 4. At the end, before anything can clean the Job up: the pods (the newest one tells the
    story), each container's exit code and reason, and the last ``output_limit`` bytes of the main
    container's log through ``pods/log`` (or why it could not be read). ``Complete`` is
@@ -43,6 +51,7 @@ import dataclasses
 import logging
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 from reconciler.core.desired import Definition
@@ -55,7 +64,6 @@ from reconciler.core.jobs import (
     main_container,
     outcome_of,
     run_in,
-    run_of,
     with_pod,
 )
 from reconciler.core.runs import JobDetails, RunRecord, RunStatus
@@ -69,6 +77,11 @@ Progress = Callable[[RunRecord], Awaitable[None]]
 Job = dict[str, Any]
 Home = Callable[[str], tuple[str, str | None]]
 CONCLUDED_KEPT = 4096  # uids of Jobs this process saw end, kept to tell a stale cache from news
+# Seconds past timeoutSeconds (from the Job's creation) after which crontask ends a Job the
+# cluster has not: its activeDeadlineSeconds counts from the Job's start, a little after its
+# creation, and the Job controller needs a moment to mark it failed and stop its pods.
+DEADLINE_MARGIN = 30.0
+DEADLINE_EXCEEDED = "DeadlineExceeded"
 
 
 class JobCluster(Protocol):
@@ -77,6 +90,12 @@ class JobCluster(Protocol):
     async def watch(self, namespace: str) -> None: ...
 
     def cached(self, namespace: str, name: str) -> Job | None: ...
+
+    def ended(self, namespace: str, name: str) -> Job | None:
+        """The last state the watch saw of the Job ``namespace/name`` with a terminal
+        condition, kept a while after the Job is gone (something may delete a Job as soon
+        as it ends); None if none was seen. The caller checks the uid."""
+        ...
 
     def live(self, task: str) -> list[Job]: ...
 
@@ -114,6 +133,10 @@ class _Gone(Exception):
     """The Job is no longer there (deleted, or replaced by another of the same name)."""
 
 
+class _Overdue(Exception):
+    """The Job has not finished ``timeoutSeconds`` and the margin after its creation."""
+
+
 class JobRun:
     """One attempt of a job task (see the module docstring)."""
 
@@ -126,11 +149,13 @@ class JobRun:
         where: JobDetails,
         *,
         definition: Definition | None = None,
+        timeout: float | None = None,
     ) -> None:
         self.runner = runner
         self.record = record
         self.where = where
         self.definition = definition  # None: resume a Job created before, create nothing
+        self.timeout = timeout  # the task's timeoutSeconds: the backstop (module docstring)
         self._reason: str | None = None
         self._stopped = asyncio.Event()
         self._uid: str | None = where.uid
@@ -153,6 +178,8 @@ class JobRun:
             if self._reason is not None:
                 return await self._stopping(self._reason)
             return await self._conclude(job)
+        except _Overdue:
+            return await self._overdue()
         except _Gone:
             self.runner.forget(self._uid)
             message = (
@@ -210,14 +237,12 @@ class JobRun:
                     return failed(self._reason, f"stopped before its Job was created: {err}")
                 delay *= 2
                 continue
-            run = run_of(job)
-            if not created and (
-                run is None or (run.run_id, run.attempt) != (self.record.id, self.record.attempt)
-            ):
+            if not created and not self._ours(job):
                 return failed(
                     "JobNameTaken",
                     f"a Job named {where.name} exists in {where.namespace} and is not this "
-                    "run's (its crontask.dev/run-id and attempt differ); it was left alone",
+                    "run's (another run's or attempt's, or not made by crontask for this task); "
+                    "it was left alone",
                 )
             if not created:
                 log.info(
@@ -237,10 +262,7 @@ class JobRun:
             job = await self.runner.cluster.get(where.namespace, where.name)
         except Exception:
             return failure
-        run = run_of(job) if job is not None else None
-        if job is None or run is None:
-            return failure
-        if (run.run_id, run.attempt) != (self.record.id, self.record.attempt):
+        if job is None or not self._ours(job):
             return failure
         log.info(
             "job created although its create went unanswered; following it",
@@ -250,7 +272,7 @@ class JobRun:
 
     async def _find(self) -> Job | Outcome:
         """Resume: the Job this record names, if it is still this run's."""
-        where, record = self.where, self.record
+        where = self.where
         try:
             await self.runner.cluster.watch(where.namespace)
         except Exception as err:  # the Job is read directly below; the watch only helps
@@ -260,8 +282,7 @@ class JobRun:
             job = await self._read()
             if job is None and self._reason is not None:
                 return await self._stopping(self._reason)  # stopped while it went unanswered
-        run = run_of(job) if job is not None else None
-        if job is None or run is None or (run.run_id, run.attempt) != (record.id, record.attempt):
+        if job is None or not self._ours(job):
             return Outcome(
                 RunStatus.INTERRUPTED,
                 None,
@@ -273,6 +294,15 @@ class JobRun:
             )
         self._uid = _uid(job)
         return job
+
+    def _ours(self, job: Job) -> bool:
+        """Whether ``job`` is this attempt's Job: as ``core.jobs.run_in`` decides for the task
+        (its namespace, its name, and, for a CronTask's task, that CronTask as controller), and
+        of this run and attempt. Its annotations alone are anyone's to write."""
+        record = self.record
+        owner_uid = self.runner.home(record.task)[1]
+        run = run_in(job, record.task, self.where.namespace, owner_uid)
+        return run is not None and (run.run_id, run.attempt) == (record.id, record.attempt)
 
     # -- following -----------------------------------------------------------------------------
 
@@ -292,15 +322,23 @@ class JobRun:
                     if self._reason is not None:
                         return job
                     if _uid(seen) != self._uid:
-                        raise _Gone
+                        return self._last_end()
                 assert seen is not None
                 job = seen
                 if finished(job) is not None or self._reason is not None:
                     return job
+                left = self._time_left(job)
+                if left is not None and left <= 0:
+                    raise _Overdue
+                wait = (
+                    self.runner.verify_seconds
+                    if left is None
+                    else min(left, self.runner.verify_seconds)
+                )
                 stopped: asyncio.Future[Any] = asyncio.ensure_future(self._stopped.wait())
                 done, _ = await asyncio.wait(
                     {changed, stopped},
-                    timeout=self.runner.verify_seconds,
+                    timeout=wait,
                     return_when=asyncio.FIRST_COMPLETED,
                 )
                 stopped.cancel()
@@ -309,6 +347,26 @@ class JobRun:
                 verify = not done  # a quiet interval: ask
             finally:
                 changed.cancel()
+
+    def _last_end(self) -> Job:
+        """The Job is gone: its end as the watch last saw it, if it ended before it went (a
+        Job deleted at once when it ends: its outcome is known, and must not be retried as
+        unknown); else raise :class:`_Gone`."""
+        last = self.runner.cluster.ended(self.where.namespace, self.where.name)
+        if last is None or _uid(last) != self._uid or finished(last) is None:
+            raise _Gone
+        return last
+
+    def _time_left(self, job: Job) -> float | None:
+        """Seconds until the backstop ends the Job (None: the task has no timeout), counted
+        from the Job's creation, whoever follows it and since when."""
+        if self.timeout is None:
+            return None
+        created = parse_time((job.get("metadata") or {}).get("creationTimestamp"))
+        if created is None:
+            return None  # the API server always sets it; without it there is nothing to count
+        ends = created + timedelta(seconds=self.timeout + self.runner.deadline_margin)
+        return (ends - self.runner.clock()).total_seconds()
 
     async def _read(self) -> Job | None:
         """The Job as the API server has it now (None: not found). An API server that does not
@@ -352,6 +410,26 @@ class JobRun:
         what = "deleted" if deleted else "was gone already"
         message = f"stopped: {reason}; Job {details.name} {what}"
         return Outcome(RunStatus.FAILED, None, reason, message, output, job=details)
+
+    async def _overdue(self) -> Outcome:
+        """The backstop: the cluster has not ended the Job in time (a suspended Job, one
+        another controller manages, a Job controller that is down): keep its log, delete it
+        (Background, its uid as precondition, as for ``Replace``), and time the attempt out."""
+        cluster, details = self.runner.cluster, self._details()
+        output, pod, error = await self._evidence(cluster.cached(details.namespace, details.name))
+        details = with_pod(details, pod, error)
+        message = (
+            f"Job {details.name} did not finish within timeoutSeconds ({self.timeout:g}s) and "
+            f"{self.runner.deadline_margin:g}s more after its creation; crontask"
+        )
+        try:
+            deleted = await cluster.delete(details.namespace, details.name, self._uid)
+        except Exception as err:
+            message += f" could not delete it: {err}"
+        else:
+            self.runner.forget(self._uid)
+            message += " deleted it" if deleted else " found it gone already"
+        return Outcome(RunStatus.TIMED_OUT, None, DEADLINE_EXCEEDED, message, output, job=details)
 
     # -- the end -------------------------------------------------------------------------------
 
@@ -406,6 +484,8 @@ class JobRunner:
         output_limit: int = 64 * 1024,
         verify_seconds: float = 30.0,
         create_attempts: int = 3,
+        deadline_margin: float = DEADLINE_MARGIN,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.cluster = cluster
         self.namespace = namespace
@@ -413,6 +493,8 @@ class JobRunner:
         self.output_limit = output_limit
         self.verify_seconds = verify_seconds
         self.create_attempts = create_attempts
+        self.deadline_margin = deadline_margin
+        self.clock = clock  # the wall clock: a Job's creationTimestamp is on one
         self.progress: Progress | None = None
         # Jobs this process saw end, by a GET or the watch, or deleted (Replace): not
         # "running" while a watch cache that lags still shows them so.
@@ -420,6 +502,9 @@ class JobRunner:
         # Where each task's Jobs go, as its last definition seen here said (a task that is no
         # CronTask): a removed task's stay, so that its Jobs are still found and cleaned up.
         self._homes: dict[str, str] = {}
+        # Each task's timeoutSeconds, as its last definition seen here said: a run resumed
+        # after a restart has no definition of its own, and its Job is bounded all the same.
+        self._timeouts: dict[str, float | None] = {}
         cluster.trust(self.home)
 
     async def announce(self, record: RunRecord) -> None:
@@ -449,6 +534,7 @@ class JobRunner:
         so a task's Jobs in its own ``spec.job.namespace`` are found after a restart too."""
         namespace = job_namespace(definition, self.namespace)
         self._homes[definition.key] = namespace
+        self._timeouts[definition.key] = definition.task.spec.timeout_seconds
         return namespace
 
     def where(self, definition: Definition, record: RunRecord) -> JobDetails:
@@ -460,13 +546,15 @@ class JobRunner:
         )
 
     def attempt(self, definition: Definition, record: RunRecord) -> JobRun:
-        return JobRun(self, record, self.where(definition, record), definition=definition)
+        where = self.where(definition, record)
+        timeout = definition.task.spec.timeout_seconds
+        return JobRun(self, record, where, definition=definition, timeout=timeout)
 
     # -- Resumable -----------------------------------------------------------------------------
 
     def resume(self, record: RunRecord) -> JobRun:
         assert record.job is not None  # only records that name their Job are resumed
-        return JobRun(self, record, record.job)
+        return JobRun(self, record, record.job, timeout=self._timeouts.get(record.task))
 
     def running(self, task: str) -> list[RunRecord]:
         """The runs of ``task`` whose Jobs run in the cluster, as the Jobs tell them."""

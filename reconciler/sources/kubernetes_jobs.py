@@ -14,6 +14,11 @@ Contract:
   CronTask's uid), never by its annotations alone; before :meth:`trust`, no Job is. Changes
   reach the loop (``call_soon_threadsafe``), where they wake :meth:`finished` waiters and call
   the listeners (``subscribe``) with the keys of the tasks whose Jobs changed.
+- :meth:`ended` answers the last state the watch saw of a Job with a terminal condition, also
+  once the Job is gone: a Job deleted as soon as it ends (by a TTL controller, by hand) still
+  tells its outcome to the run that follows it. It is taken on the watch's thread, at the event
+  itself, as the cache may no longer hold it when the loop gets to look; the newest
+  :data:`ENDED_KEPT` are kept.
 - API calls (:meth:`create`, :meth:`get`, :meth:`delete`, :meth:`pods`, :meth:`log_tail`) run
   in a small thread pool of their own and never block the loop. They raise :class:`JobApiError`
   (with a one-line message) for what the API server refused or could not be reached for;
@@ -33,6 +38,8 @@ import contextlib
 import functools
 import json
 import logging
+import threading
+from collections import OrderedDict
 from collections.abc import Callable, Collection
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
@@ -56,6 +63,7 @@ _CHUNK = 64 * 1024
 # least 64 KiB whenever the log is that long.
 _TAIL_LINES = 65_536
 MAX_NAMESPACES = 64  # namespaces with a watch of their own (not with one cluster-wide watch)
+ENDED_KEPT = 1024  # the last terminal states of Jobs, for runs whose Job is gone at once
 
 
 class JobApiError(Exception):
@@ -100,6 +108,8 @@ class JobWatch:
         self._waiters: dict[str, list[asyncio.Future[None]]] = {}
         self._listeners: list[Listener] = []
         self._home: Home | None = None
+        self._ended: OrderedDict[str, dict[str, Any]] = OrderedDict()  # job key -> last end
+        self._ended_lock = threading.Lock()
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -176,6 +186,16 @@ class JobWatch:
     # -- the cache, on the loop ----------------------------------------------------------------
 
     def _changed_from_thread(self, keys: set[str]) -> None:
+        # On the watch's thread, right after the event: a DELETED that follows at once would
+        # leave nothing of the ended Job in the cache by the time the loop looks.
+        ended = {k: job for k, job in self._snapshot(keys).items() if finished(job) is not None}
+        if ended:
+            with self._ended_lock:
+                for key, job in ended.items():
+                    self._ended[key] = job
+                    self._ended.move_to_end(key)
+                while len(self._ended) > ENDED_KEPT:
+                    self._ended.popitem(last=False)
         loop = self._loop
         if loop is not None:
             with contextlib.suppress(RuntimeError):  # the loop is closing
@@ -219,6 +239,12 @@ class JobWatch:
 
     def cached(self, namespace: str, name: str) -> dict[str, Any] | None:
         return self._snapshot([f"{namespace}/{name}"]).get(f"{namespace}/{name}")
+
+    def ended(self, namespace: str, name: str) -> dict[str, Any] | None:
+        """The last state seen of the Job ``namespace/name`` with a terminal condition, even
+        once it is gone (None: none seen). The caller checks its uid."""
+        with self._ended_lock:
+            return self._ended.get(f"{namespace}/{name}")
 
     def watched(self, namespace: str) -> bool:
         """Whether the cache covers ``namespace`` and has been listed."""

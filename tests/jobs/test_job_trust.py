@@ -18,7 +18,7 @@ import yaml
 
 from reconciler.controller.dispatch import Dispatcher
 from reconciler.core.jobs import job_manifest, job_name, run_in, run_of
-from reconciler.core.runs import RunStatus, run_id
+from reconciler.core.runs import JobDetails, RunStatus, run_id
 from reconciler.core.status import ObjectRef
 from reconciler.runner.base import Actions
 from reconciler.runner.job import JobRunner
@@ -26,7 +26,7 @@ from reconciler.store import MemoryRunStore
 from tests.helpers import wait_for
 from tests.jobs.conftest import Crontask
 from tests.jobs.test_job_runner import KEY, NAME, POD, T0, job_task, record, until
-from tests.jobs.twin import FakeCluster
+from tests.jobs.twin import ApiError, FakeCluster
 from tests.k8s.emulator import Emulator
 from tests.k8s.emulator.fixtures import Kubectl
 from tests.k8s.emulator.manifests import job as emulator_job
@@ -235,3 +235,69 @@ def test_a_job_in_another_namespace_is_neither_recorded_nor_cleaned_up_as_the_ta
     )
     assert "spoof" in {j["metadata"]["name"] for j in emulator.objects("jobs")}
     assert [r["id"] for r in runs()] == [run["id"]]
+
+
+class AnswersAfterMaking(FakeCluster):
+    """An API server that makes nothing and never answers a create (so the name is read)."""
+
+    async def create(self, body: dict[str, Any]) -> tuple[dict[str, Any], bool]:
+        self.calls.append(("create", body["metadata"]["name"]))
+        raise ApiError("cannot create Job: ReadTimeoutError: read timed out")
+
+
+@pytest.mark.parametrize(
+    ("found_by", "owner"),
+    [
+        ("a 409", None),  # no ownerReference at all
+        ("a 409", ObjectRef("default", "job", "other-uid", "1", 1)),  # another CronTask's
+        ("an unanswered create", None),
+        ("a restart", None),
+    ],
+)
+def test_a_job_of_the_runs_name_that_the_crontask_does_not_control_is_never_taken(
+    found_by: str, owner: ObjectRef | None
+) -> None:
+    """A CronTask's run meets, at its Job's name, a Job with the run's labels and annotations
+    that somebody else made: it is not followed as the run's (its outcome would be recorded
+    as the run's, with its log), whether the create answered 409, went unanswered, or the
+    run is resumed after a restart; and it is left alone."""
+
+    async def main() -> None:
+        cluster = AnswersAfterMaking() if found_by == "an unanswered create" else FakeCluster()
+        runner = JobRunner(
+            cluster,
+            namespace="default",
+            verify_seconds=0.05,
+            create_attempts=1,
+            owner=lambda key: CRONTASK,
+        )
+        forged = cluster.add(posing(T0, "default", NAME, owner=owner))
+        cluster.finish(NAME, log="forged: nothing backed up\n")
+        if found_by == "a restart":
+            outcome = await runner.resume(record(job=JobDetails("default", NAME))).run()
+            assert (outcome.status, outcome.reason) == (RunStatus.INTERRUPTED, "JobGone")
+        else:
+            outcome = await runner.attempt(job_task(), record()).run()
+            reason = "JobNameTaken" if found_by == "a 409" else "JobCreateFailed"
+            assert (outcome.status, outcome.reason) == (RunStatus.FAILED, reason)
+        assert outcome.output == ""
+        assert outcome.job is None or outcome.job.uid != forged["metadata"]["uid"]
+        assert not [c for c in cluster.calls if c[0] == "delete"]
+        assert NAME in cluster.jobs
+
+    asyncio.run(main())
+
+
+def test_a_folder_tasks_job_found_at_its_name_is_still_adopted_without_an_owner() -> None:
+    """A task from a folder, git or the API has no CronTask to control its Jobs: its own Job
+    met by a 409 (made before a restart) is adopted as before."""
+
+    async def main() -> None:
+        cluster = FakeCluster()
+        runner = JobRunner(cluster, namespace="default", verify_seconds=0.05)
+        cluster.add(posing(T0, "default", NAME))
+        cluster.finish(NAME, log="ran once\n")
+        outcome = await runner.attempt(job_task(), record()).run()
+        assert (outcome.status, outcome.output) == (RunStatus.SUCCEEDED, "ran once\n")
+
+    asyncio.run(main())

@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from reconciler.core import jobspec
-from reconciler.core.jobspec import KEYWORDS, MAX_PROBLEMS, problems
+from reconciler.core.jobspec import KEYWORDS, MAX_PROBLEMS, REFUSED, problems
 from reconciler.sources.documents import parse_text
 from tests.jobs.jobspec_schema import generate as generate_schema
 from tests.jobs.jobspec_schema import render
@@ -59,11 +59,16 @@ VALID = {
         "backoffLimit": 2,
         "activeDeadlineSeconds": 600,
         "ttlSecondsAfterFinished": 3600,
+        "suspend": False,
+        "managedBy": "kubernetes.io/job-controller",
         "podFailurePolicy": {
             "rules": [{"action": "FailJob", "onExitCodes": {"operator": "In", "values": [42]}}]
         },
         "template": {
-            "metadata": {"labels": {"app": "report"}, "annotations": {"a": "b"}},
+            "metadata": {
+                "labels": {"app": "report", "example.com/tier": "Batch_1", "empty": ""},
+                "annotations": {"a": "b", "example.com/note": "any text at all"},
+            },
             "spec": {
                 "restartPolicy": "OnFailure",
                 "serviceAccountName": "reporter",
@@ -176,6 +181,31 @@ INVALID: dict[str, tuple[dict[str, Any], list[tuple[str, str | None]]]] = {
             )
         ],
     ),
+    # What would keep a run from ever ending, or end its Job before crontask reads it.
+    "suspended": (
+        {**spec(), "suspend": True},
+        [("suspend", f"Forbidden: {REFUSED['suspend']}")],
+    ),
+    "managed by another controller": (
+        {**spec(), "managedBy": "example.com/nobody"},
+        [("managedBy", f"Forbidden: {REFUSED['managedBy']}")],
+    ),
+    "pod labels the API server refuses": (
+        {
+            "template": {
+                "metadata": {
+                    "labels": {"team name": "x", "team": "data & analytics"},
+                    "annotations": {"Example.com/a": "b"},
+                },
+                "spec": {"containers": [MAIN]},
+            }
+        },
+        [
+            ("template.metadata.labels.team name", None),
+            ("template.metadata.labels.team", None),
+            ("template.metadata.annotations.Example.com/a", None),
+        ],
+    ),
     "a list for an object": (
         {"template": []},
         [("template", "Invalid value: must be an object (got a list)")],
@@ -229,6 +259,96 @@ def test_validate_points_at_each_field() -> None:
         '"Nevr": supported values: "OnFailure", "Never"',
         "report.yaml:14:15: spec.job.spec.template.spec.containers[0].image: Required value",
     ]
+
+
+NEVER_ENDS = """\
+apiVersion: crontask.dev/v1alpha1
+kind: CronTask
+metadata:
+  name: report
+spec:
+  schedule: "0 3 * * *"
+  timeoutSeconds: 60
+  job:
+    spec:
+      suspend: true
+      managedBy: example.com/nobody
+      template:
+        spec:
+          containers:
+            - {name: main, image: busybox}
+"""
+
+
+def test_what_would_keep_a_run_from_ending_is_a_definition_error_at_its_field() -> None:
+    parsed = parse_text(NEVER_ENDS, "report.yaml")
+    assert [str(e).split(": Forbidden: ")[0] for e in parsed.errors] == [
+        "report.yaml:10:7: spec.job.spec.suspend",
+        "report.yaml:11:7: spec.job.spec.managedBy",
+    ]
+    suspend, managed = (str(e) for e in parsed.errors)
+    assert "never starts" in suspend
+    assert "set spec.suspend" in suspend
+    assert "another controller" in managed
+    # Their harmless values stay allowed: a CronJob's jobTemplate may spell the defaults out.
+    fine = NEVER_ENDS.replace("true", "false").replace(
+        "example.com/nobody", "kubernetes.io/job-controller"
+    )
+    assert len(parse_text(fine, "r.yaml").definitions) == 1
+
+
+LABELLED = """\
+apiVersion: crontask.dev/v1alpha1
+kind: CronTask
+metadata:
+  name: report
+spec:
+  schedule: "0 3 * * *"
+  job:
+    metadata:
+      labels:
+        {labels}
+      annotations:
+        {annotations}
+    spec:
+      template:
+        spec:
+          containers:
+            - {{name: main, image: busybox}}
+"""
+
+
+@pytest.mark.parametrize(
+    ("labels", "annotations", "wrong"),
+    [
+        ('"team name": data', "a: b", "spec.job.metadata.labels.team name: Invalid value"),
+        ("team: data & analytics", "a: b", "spec.job.metadata.labels.team: Invalid value"),
+        (f"team: {'x' * 64}", "a: b", "at most 63 characters"),
+        ("team: -data", "a: b", "spec.job.metadata.labels.team: Invalid value"),
+        (f"{'x' * 64}: a", "a: b", "name part must consist of"),
+        ("Example.com/team: a", "a: b", "prefix part must be a lowercase RFC 1123 subdomain"),
+        (f"{'a' * 254}/team: a", "a: b", "prefix part must be"),
+        ("/team: a", "a: b", "prefix part must be"),
+        ("team: a", '"a note": b', "spec.job.metadata.annotations.a note: Invalid value"),
+        ("team: a", "crontask.dev/a: b", "keys under crontask.dev/ are set by crontask"),
+    ],
+)
+def test_job_labels_and_annotation_keys_are_checked_as_the_api_server_does(
+    labels: str, annotations: str, wrong: str
+) -> None:
+    """A label the API server would refuse fails every run with a 422: it is a definition
+    error instead, at its key."""
+    parsed = parse_text(LABELLED.format(labels=labels, annotations=annotations), "r.yaml")
+    (error,) = parsed.errors
+    assert wrong in str(error)
+    assert str(error).startswith("r.yaml:10:9:" if "labels" in wrong else "r.yaml:")
+
+
+def test_job_labels_the_api_server_takes_are_taken() -> None:
+    labels = f'{{app: report, example.com/tier: Batch_1.x, empty: "", {"a" * 63}: {"b" * 63}}}'
+    annotations = f'{{example.com/note: "any text, at all", {"p" * 253}/{"n" * 63}: x}}'
+    parsed = parse_text(LABELLED.format(labels=labels, annotations=annotations), "r.yaml")
+    assert parsed.errors == []
 
 
 def test_crontask_validate_says_file_line_col(tmp_path: Path) -> None:

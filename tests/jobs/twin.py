@@ -31,6 +31,7 @@ class FakeCluster:
         self.get_errors = 0  # the next this many reads fail (an API server that is away)
         self.watch_delivers = True  # False: the cache never sees changes (a broken watch)
         self._cache: dict[str, Job] = {}
+        self._ended: dict[str, Job] = {}  # what the watch saw of each Job's end
         self._changed = asyncio.Event()
         self._uids = itertools.count(1)
 
@@ -95,6 +96,8 @@ class FakeCluster:
         self.jobs[name] = job
         if self.watch_delivers:
             self._cache[name] = job
+            if finished(job) is not None:
+                self._ended[name] = job
         self._notify()
 
     def _notify(self) -> None:
@@ -108,6 +111,9 @@ class FakeCluster:
 
     def cached(self, namespace: str, name: str) -> Job | None:
         return self._cache.get(name)
+
+    def ended(self, namespace: str, name: str) -> Job | None:
+        return self._ended.get(name)
 
     def trust(self, home: Any) -> None:
         self.home = home  # the runner filters what live() answers itself
