@@ -201,7 +201,12 @@ def retention_class(status: RunStatus) -> RetentionClass | None:
 
 class RetentionTally:
     """Walks one task's runs newest first and says which to keep (shared by every store so the
-    retention rules cannot drift between them)."""
+    retention rules cannot drift between them).
+
+    The task's newest run with an attempt that is not manual is kept whatever the limits say
+    (it still counts in its bucket): it is the mark from which missed slots are counted
+    (``RunStore.last_slots``). Were it deleted, a restart, or a replica taking the task over,
+    would count the slot it ran as missed, catch it up, and run it a second time."""
 
     def __init__(self, succeeded_limit: int, failed_limit: int) -> None:
         if succeeded_limit < 0 or failed_limit < 0:
@@ -211,9 +216,13 @@ class RetentionTally:
             "failed": failed_limit,
             "skipped": failed_limit,
         }
+        self.anchored = False  # the newest run that is not only manual has been seen
 
-    def keep(self, statuses: Sequence[RunStatus]) -> bool:
-        """``statuses``: the attempts of the next-newest run, latest attempt first."""
+    def keep(self, statuses: Sequence[RunStatus], *, anchor: bool = False) -> bool:
+        """``statuses``: the attempts of the next-newest run, latest attempt first; ``anchor``:
+        it has an attempt that is not manual."""
+        first_anchor = anchor and not self.anchored
+        self.anchored = self.anchored or anchor
         if RunStatus.RUNNING in statuses:
             return True
         cls = retention_class(statuses[0])
@@ -221,12 +230,13 @@ class RetentionTally:
             if cls is not None:
                 self._left[cls] -= 1
             return True
-        return False
+        return first_anchor
 
     @property
     def exhausted(self) -> bool:
-        """Every bucket is full: all older finished runs go."""
-        return not any(self._left.values())
+        """Every bucket is full and the mark of missed slots is kept: all older finished runs
+        go."""
+        return self.anchored and not any(self._left.values())
 
 
 def utc(value: datetime) -> datetime:

@@ -262,10 +262,11 @@ class MemoryRunStore:
             ):
                 group.sort(key=lambda r: r.attempt, reverse=True)
                 statuses = [r.status for r in group]
-                if RunStatus.RUNNING in statuses:
-                    continue
                 tally = tallies.get(group[0].task)
-                over_limit = tally is not None and not tally.keep(statuses)
+                anchor = any(r.trigger is not Trigger.MANUAL for r in group)
+                over_limit = tally is not None and not tally.keep(statuses, anchor=anchor)
+                if RunStatus.RUNNING in statuses:
+                    continue  # counted as the mark of missed slots, never deleted
                 too_old = max_age is not None and group[0].scheduled_at < now - max_age
                 if over_limit or too_old:
                     doomed.add(run_id)

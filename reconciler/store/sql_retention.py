@@ -20,7 +20,7 @@ from typing import Final
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from reconciler.core.runs import RunStatus
+from reconciler.core.runs import RunStatus, Trigger
 from reconciler.store.base import RetentionTally
 from reconciler.store.sql_schema import NEWEST_FIRST, UTCDateTime, runs
 
@@ -178,7 +178,7 @@ class _TaskPrune:
         """The runs to delete, read on from ``walked`` until every bucket is full (setting
         ``boundary``), they fill ``room`` rows (the first run whole, whatever its size; a
         later one that would not fit is left to the next walk), or the runs end (``done``)."""
-        stmt = sa.select(_c.id, _c.scheduled_at, _c.status).where(_c.task == self.task)
+        stmt = sa.select(_c.id, _c.scheduled_at, _c.status, _c.trigger).where(_c.task == self.task)
         if self.walked is not None:
             stmt = stmt.where(_place(runs) < _literal(self.walked))
         stmt = stmt.order_by(*NEWEST_FIRST).execution_options(yield_per=1000)
@@ -193,7 +193,9 @@ class _TaskPrune:
                     self.boundary = position
                     return doomed
                 # keep() counts a run only when it keeps it: asking again is harmless.
-                if not self.tally.keep([RunStatus(row.status) for row in attempts]):
+                statuses = [RunStatus(row.status) for row in attempts]
+                anchor = any(row.trigger != Trigger.MANUAL.value for row in attempts)
+                if not self.tally.keep(statuses, anchor=anchor):
                     if planned and planned + len(attempts) > room:
                         return doomed
                     doomed.append(run_id)

@@ -76,10 +76,17 @@ def reference_prune(
         runs.setdefault(r.id, []).append(r)
     doomed: set[str] = set()
     seen: dict[tuple[str, str], int] = {}
+    anchored: set[str] = set()  # tasks whose newest run that is not only manual was seen
     for run_id_, attempts in sorted(
         runs.items(), key=lambda kv: (kv[1][0].scheduled_at, kv[0]), reverse=True
     ):
         latest = max(attempts, key=lambda r: r.attempt)
+        # The mark of missed slots (RunStore.last_slots) stays, whatever the limits say.
+        anchor = latest.task not in anchored and any(
+            r.trigger is not Trigger.MANUAL for r in attempts
+        )
+        if anchor:
+            anchored.add(latest.task)
         if any(r.status is RunStatus.RUNNING for r in attempts):
             continue
         if max_age is not None and latest.scheduled_at < now - max_age:
@@ -94,7 +101,7 @@ def reference_prune(
         else:
             bucket, limit = "skipped", failed_limit
         seen[latest.task, bucket] = seen.get((latest.task, bucket), 0) + 1
-        if seen[latest.task, bucket] > limit:
+        if seen[latest.task, bucket] > limit and not anchor:
             doomed.add(run_id_)
     return [r for r in records if r.id not in doomed]
 

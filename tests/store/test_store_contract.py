@@ -806,7 +806,7 @@ def test_prune_keeps_the_newest_n_succeeded_and_m_failed_runs_per_task(store: Ru
     assert store.prune({task: (2, 1)}, None, T0 + timedelta(days=1)) == 0  # idempotent
 
 
-def test_prune_with_zero_limits_keeps_only_running_runs(store: RunStore) -> None:
+def test_prune_with_zero_limits_keeps_running_runs_and_the_newest_slot(store: RunStore) -> None:
     store.claim(rec(at=0, status=RunStatus.FAILED))
     store.claim(rec(at=0, attempt=2, status=RunStatus.RUNNING))  # a run with a running retry
     store.claim(rec(at=1, status=RunStatus.RUNNING))
@@ -818,7 +818,29 @@ def test_prune_with_zero_limits_keeps_only_running_runs(store: RunStore) -> None
         (T0, 1),
         (T0, 2),
         (T0 + timedelta(minutes=1), 1),
+        (T0 + timedelta(minutes=11), 1),  # the mark of missed slots
     }
+
+
+@pytest.mark.parametrize("limits", [(0, 0), (1, 0), (0, 1)])
+def test_prune_never_moves_the_mark_of_missed_slots(
+    store: RunStore, limits: tuple[int, int]
+) -> None:
+    """The newest slot's record is what a restart, or a replica taking the task over, counts
+    missed slots from: pruned, the slot it ran would be caught up and run a second time. Manual
+    runs after it are no slot, and do not stand in for it."""
+    task = "ops/nightly-backup"
+    store.claim(rec(task, 0, RunStatus.FAILED))
+    store.claim(rec(task, 1, RunStatus.SUCCEEDED))  # the newest slot
+    store.claim(rec(task, 2, RunStatus.SUCCEEDED, trigger=Trigger.MANUAL))
+    store.claim(rec(task, 3, RunStatus.FAILED, trigger=Trigger.MANUAL))
+    store.claim(rec("ops/other", 0, RunStatus.SKIPPED))
+    store.claim(rec("ops/other", 1, RunStatus.SKIPPED, trigger=Trigger.MANUAL))
+    marks = store.last_slots()
+    assert marks == {task: T0 + timedelta(minutes=1), "ops/other": T0}
+    store.prune({task: limits, "ops/other": limits}, None, T0 + timedelta(days=1))
+    assert store.last_slots() == marks
+    assert store.prune({task: limits, "ops/other": limits}, None, T0 + timedelta(days=1)) == 0
 
 
 def test_prune_by_max_age_spares_running_runs(store: RunStore) -> None:
