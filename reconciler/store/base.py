@@ -158,7 +158,8 @@ class Cursor:
     def decode(cls, token: str) -> Cursor:
         """The cursor ``token`` encodes; ``ValueError`` for anything :meth:`encode` cannot have
         produced: malformed, over-long, or holding values no column can (an attempt beyond a
-        32-bit integer, a time that overflows on its way to UTC, an id longer than the key)."""
+        32-bit integer, a time that overflows on its way to UTC, an id longer than the key or
+        with a character no back end stores: PostgreSQL refused a NUL with a 500)."""
         try:
             if len(token) > _MAX_CURSOR_CHARS:
                 raise ValueError("too long")
@@ -168,6 +169,8 @@ class Cursor:
                 raise ValueError(token)
             when = utc(datetime.fromisoformat(at))
             if not (1 <= attempt <= _MAX_ATTEMPT and 0 < len(run_id) <= _MAX_ID_CHARS):
+                raise ValueError(token)
+            if storable_text(run_id) != run_id:  # a NUL or a lone surrogate: no stored id
                 raise ValueError(token)
             if not _EARLIEST <= when <= _LATEST:
                 raise ValueError(token)

@@ -613,7 +613,8 @@ def test_cursor_is_opaque_text_and_malformed_cursors_are_refused(store: RunStore
     assert page.next_cursor.isascii()
     assert "," not in page.next_cursor  # URL-safe: no padding, no separators
     assert "=" not in page.next_cursor
-    for bad in ["nope", "", "!!!!", Cursor(T0, "x", 1).encode()[:-3]]:
+    forged = [Cursor(T0, "x\0y", 1).encode(), Cursor(T0, "x\ud800", 1).encode()]
+    for bad in ["nope", "", "!!!!", Cursor(T0, "x", 1).encode()[:-3], *forged]:
         with pytest.raises(ValueError, match="cursor"):
             RunQuery(cursor=bad)
 
