@@ -27,6 +27,7 @@ from reconciler.store.sql_schema import NEWEST_FIRST, UTCDateTime, runs
 # Rows deleted per transaction: SQLite holds its write lock until the commit, and claims wait
 # behind it (20 000 held it for 1-2 s, and slots started that late during a first prune).
 _PRUNE_TX_ROWS: Final = 2_000
+_PRUNE_TX_TASKS: Final = 200
 # Between two of those transactions on SQLite: a claim that waits for the write lock retries
 # every 100 ms once it has waited 300 ms (SQLite's busy handler), and a prune that took the
 # lock again at once could keep it out for seconds (1.8 s measured at 200 000 deletions).
@@ -60,10 +61,13 @@ def prune(
         # commit per task is slow: on SQLite each commit of scattered deletes is a WAL
         # checkpoint), and a task far past its limits (a lowered limit, an imported store) goes
         # on over as many as it needs rather than holding the write lock for all of it.
+        # And at most _PRUNE_TX_TASKS tasks: 10 000 tasks within their limits delete nothing,
+        # and walking them all in one transaction held the write lock for a second.
         with transaction() as conn:
-            in_tx = 0
-            while pending and in_tx < _PRUNE_TX_ROWS:
+            in_tx = tasks = 0
+            while pending and in_tx < _PRUNE_TX_ROWS and tasks < _PRUNE_TX_TASKS:
                 in_tx += pending[-1].step(conn, _PRUNE_TX_ROWS - in_tx)
+                tasks += 1
                 if pending[-1].done:
                     pending.pop()
         deleted += in_tx

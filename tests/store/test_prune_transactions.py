@@ -165,6 +165,23 @@ def test_a_run_is_never_split_between_transactions(
     assert left == {4}
 
 
+def test_tasks_within_their_limits_are_walked_a_few_at_a_time(
+    sql_store: RunStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Nothing to delete, but each task's newest runs to read: 10 000 such tasks walked in one
+    transaction held SQLite's write lock for a second, every claim waiting behind it."""
+    monkeypatch.setattr(sql_retention, "_PRUNE_TX_TASKS", 3)
+    monkeypatch.setattr(sql_retention, "SQLITE_PRUNE_PAUSE", 0.0)
+    assert isinstance(sql_store, SqlRunStore)
+    tasks = [f"ops/t{i:02d}" for i in range(10)]
+    sql_store.insert_many([rec(task, minute) for task in tasks for minute in range(2)])
+
+    with _deleted_per_transaction(sql_store.engine) as per_tx:
+        assert sql_store.prune({task: (5, 5) for task in tasks}, None, T0) == 0
+
+    assert per_tx == [0, 0, 0, 0]  # 3 + 3 + 3 + 1 tasks
+
+
 def test_sqlite_lets_waiting_writes_in_between_prune_transactions(
     sql_store: RunStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
