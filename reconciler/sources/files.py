@@ -286,7 +286,9 @@ class DirectorySource:
         root = next((r for r in self.roots if _is_within(path, r) or path == r), None)
         if root is None:
             return False
-        if root.exists() and next(iter_yaml_files(root), None) is not None:
+        # A root that was a folder and is now a file (a commit that replaced tasks/ with a
+        # file named tasks) yields that file: the tasks of the folder's files are held too.
+        if (root.is_dir() or path == root) and next(iter_yaml_files(root), None) is not None:
             return False
         kept = sum(len(s.good or ()) for p, s in self._files.items() if _is_within(p, root))
         if kept == 0:

@@ -94,3 +94,23 @@ def test_without_the_guard_an_empty_folder_removes_its_tasks(roots: tuple[Path, 
         path.unlink()
     source.refresh(events(a, "one.yaml", "two.yaml"))
     assert keys(source) == {"three"}
+
+
+def test_a_folder_replaced_by_a_file_keeps_its_tasks(tmp_path: Path) -> None:
+    """A commit (or a careless mv) that turns tasks/ into a file named tasks: the file is read,
+    and the tasks of the folder's files are held as for a folder gone."""
+    root = tmp_path / "tasks"
+    (root / "team").mkdir(parents=True)
+    (root / "a.yaml").write_text(doc("a"))
+    (root / "team" / "b.yaml").write_text(doc("b"))
+    source = DirectorySource([root], guard_empty=True)
+    source.refresh()
+    (root / "a.yaml").unlink()
+    (root / "team" / "b.yaml").unlink()
+    (root / "team").rmdir()
+    root.rmdir()
+    root.write_text("just: notes\n")
+    source.refresh()
+    assert keys(source) == {"a", "b"}
+    messages = sorted(e.message for e in source.errors())
+    assert any(m.startswith("no task file here any more: keeping the 2 tasks") for m in messages)
