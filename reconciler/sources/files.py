@@ -210,12 +210,14 @@ class DirectorySource:
     def scan(self) -> tuple[list[Path], list[Path]]:
         """The files under the roots, in order, and the places not read whose files keep
         their tasks: the roots that do not exist or lead out of ``confine_to`` through a link,
-        and the folders that cannot be listed (each an error of this source from now on, until
-        it is fixed). A folder too deep to walk is an error too; it is never read."""
+        the folders that cannot be listed, and the links to a folder elsewhere or to nothing
+        (each an error of this source from now on, until it is fixed). A folder too deep to
+        walk is an error too; it is never read."""
         present: set[Path] = set()
         missing_roots: list[Path] = []
         too_deep: list[Path] = []
         unlisted: list[Path] = []
+        not_entered: list[Path] = []
         for root in self.roots:
             # Checked first: a link out of the repository says nothing of what it leads to.
             problem = self._outside(root) or (None if root.exists() else "path does not exist")
@@ -226,15 +228,25 @@ class DirectorySource:
                 )
                 continue
             self._root_errors.pop(root, None)
-            present.update(iter_yaml_files(root, too_deep, unlisted))
+            linked: list[Path] = []
+            present.update(iter_yaml_files(root, too_deep, unlisted, linked))
+            # A link to a folder of the root shows files read where they are: nothing to say.
+            # One that leads elsewhere, or to nothing, is not read: a commit that turned a
+            # folder into one must not remove the tasks of its files.
+            inside = os.path.realpath(root)
+            not_entered += [f for f in linked if not _leads_within(f, inside)]
         deep = f"folder nested more than {MAX_FOLDER_DEPTH} levels deep (the limit): not read"
         unreadable = "folder cannot be listed: not read; the tasks of its files are kept"
+        away = (
+            "a symbolic link to a folder outside this path, or to nothing: not entered; the "
+            "tasks of files once here are kept"
+        )
         self._walk_errors = [
             DefinitionError(Location(self.kind, self._display(f), revision=self.revision), why)
-            for why, folders in ((deep, too_deep), (unreadable, unlisted))
+            for why, folders in ((deep, too_deep), (unreadable, unlisted), (away, not_entered))
             for f in folders
         ]
-        return sorted(present), missing_roots + unlisted
+        return sorted(present), missing_roots + unlisted + not_entered
 
     def _outside(self, root: Path) -> str | None:
         """Why ``root`` is not read if a link on its way leads out of ``confine_to`` (a commit
@@ -464,6 +476,12 @@ def _through_a_linked_folder(root: Path, relative: Path) -> bool:
         except OSError:
             return False  # gone: the reading says what there is
     return False
+
+
+def _leads_within(link: Path, inside: str) -> bool:
+    """Whether ``link`` leads to a folder that exists under the resolved path ``inside``."""
+    real = os.path.realpath(link)
+    return os.path.isdir(real) and within(real, inside)
 
 
 def _is_within(path: Path, root: Path) -> bool:

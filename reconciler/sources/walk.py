@@ -25,14 +25,18 @@ def is_yaml_file(path: Path) -> bool:
 
 
 def iter_yaml_files(
-    root: Path, too_deep: list[Path] | None = None, unlisted: list[Path] | None = None
+    root: Path,
+    too_deep: list[Path] | None = None,
+    unlisted: list[Path] | None = None,
+    linked: list[Path] | None = None,
 ) -> Iterator[Path]:
     """YAML files under ``root`` in a stable order (a folder's files by name, then each of its
     folders by name), skipping hidden entries and not entering linked folders. A folder more
     than ``MAX_FOLDER_DEPTH`` levels below ``root`` is not entered: it is added to
     ``too_deep``; one that exists but cannot be listed (permissions, an I/O error) is added to
-    ``unlisted``. A root that is no folder is yielded as it is (a file; or a FIFO or device,
-    which reading refuses)."""
+    ``unlisted``; a link to a folder, or a link to nothing not named as a task file (what was a
+    folder, maybe), is added to ``linked``. A root that is no folder is yielded as it is (a
+    file; or a FIFO or device, which reading refuses)."""
     if not root.is_dir():
         yield root
         return
@@ -46,13 +50,15 @@ def iter_yaml_files(
                 too_deep.append(folder)
             continue
         try:
-            files, folders = _entries(folder)
+            files, folders, links = _entries(folder)
         except (FileNotFoundError, NotADirectoryError):
             continue  # gone since its parent was listed
         except OSError:
             if unlisted is not None:
                 unlisted.append(folder)
             continue
+        if linked is not None:
+            linked.extend(folder / name for name in links)
         for name in files:
             candidate = folder / name
             if is_yaml_file(candidate):
@@ -60,19 +66,28 @@ def iter_yaml_files(
         stack.extend((folder / name, depth + 1) for name in reversed(folders))
 
 
-def _entries(folder: Path) -> tuple[list[str], list[str]]:
-    """The names in ``folder``, sorted: its files (links to files, dangling links) and the
-    folders to enter (not hidden, not links). OSError if it cannot be listed."""
+def _entries(folder: Path) -> tuple[list[str], list[str], list[str]]:
+    """The names in ``folder``, sorted: its files (links to files, dangling links), the
+    folders to enter (not hidden, not links), and the links not entered (not hidden: to a
+    folder, or to nothing and not named as a task file). OSError if it cannot be listed."""
     files: list[str] = []
     folders: list[str] = []
+    links: list[str] = []
     with os.scandir(folder) as entries:
         for entry in entries:
             try:
                 is_dir = entry.is_dir()
             except OSError:
                 is_dir = False
+            hidden = entry.name.startswith(".")
             if not is_dir:
                 files.append(entry.name)
-            elif not entry.name.startswith(".") and not entry.is_symlink():
+                dangling = entry.is_symlink() and not os.path.exists(entry.path)
+                if dangling and not hidden and not is_yaml_file(Path(entry.name)):
+                    links.append(entry.name)
+            elif entry.is_symlink():
+                if not hidden:
+                    links.append(entry.name)
+            elif not hidden:
                 folders.append(entry.name)
-    return sorted(files), sorted(folders)
+    return sorted(files), sorted(folders), sorted(links)

@@ -231,6 +231,31 @@ def test_a_hint_from_inside_a_linked_folder_is_not_read(tmp_path: Path) -> None:
     assert set(source.files) == {a}
 
 
+@pytest.mark.parametrize("target", ["/etc", "../elsewhere", "missing"])
+def test_a_folder_replaced_by_a_link_elsewhere_keeps_its_tasks(tmp_path: Path, target: str) -> None:
+    """A link to a folder is not entered; one that leads out of the path, or to nothing, where
+    a folder of task files was, holds their tasks with an error, as an unlisted folder does."""
+    (tmp_path / "elsewhere").mkdir()
+    root = tmp_path / "tasks"
+    write(root / "a.yaml", doc("a"))
+    write(root / "team" / "b.yaml", doc("b"))
+    source = DirectorySource([root])
+    source.refresh()
+    (root / "team" / "b.yaml").unlink()
+    (root / "team").rmdir()
+    (root / "team").symlink_to(target)
+    source.refresh()
+    assert set(keys(source)) == {"default/a", "default/b"}
+    (error,) = source.errors()
+    assert error.location.path == str(root / "team")
+    assert error.message.startswith("a symbolic link to a folder outside this path, or to nothing")
+    # The link removed: the folder is gone, and so are its tasks.
+    (root / "team").unlink()
+    source.refresh()
+    assert set(keys(source)) == {"default/a"}
+    assert source.errors() == []
+
+
 def test_hints_on_relative_roots_keep_the_users_spelling(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
