@@ -51,6 +51,15 @@ class ComponentFailed(Exception):
         self.failure = failure
 
 
+class StopBeforeReady(Exception):
+    """The process was asked to stop (a signal, another component's failure) while a component
+    was starting: the rest of the start-up is not done."""
+
+    def __init__(self, component: str) -> None:
+        super().__init__(f"stopped while {component} was starting")
+        self.component = component
+
+
 @dataclasses.dataclass(eq=False)
 class _Running:
     component: Component
@@ -66,7 +75,8 @@ class Manager:
 
     async def start(self, component: Component) -> None:
         """Start ``component`` and wait until it is ready. Raises ComponentFailed if it ends
-        before it is ready."""
+        before it is ready, StopBeforeReady if the process is asked to stop meanwhile (a first
+        git clone from a remote that hangs must not hold SIGTERM back for the git timeout)."""
         ready = asyncio.Event()
         stop = asyncio.Event()
         task = asyncio.get_running_loop().create_task(
@@ -76,12 +86,17 @@ class Manager:
         self._running.append(running)
         task.add_done_callback(lambda _: self._ended(running))
         became_ready = asyncio.ensure_future(ready.wait())
+        stopping = asyncio.ensure_future(self.stopping.wait())
         try:
-            await asyncio.wait({became_ready, task}, return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait({became_ready, task, stopping}, return_when=asyncio.FIRST_COMPLETED)
         finally:
             became_ready.cancel()
-        if not ready.is_set():
+            stopping.cancel()
+        if ready.is_set():
+            return
+        if task.done():
             raise ComponentFailed(self._failure_of(running) or Failure(component.name, "ended"))
+        raise StopBeforeReady(component.name)
 
     async def wait(self) -> None:
         """Until something asks the process to stop."""

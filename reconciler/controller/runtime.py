@@ -37,7 +37,7 @@ from reconciler.controller.instance import instance_id, recover
 from reconciler.controller.jobs import JobOptions, JobSupervisor, JobSupport, WithoutJobs
 from reconciler.controller.kube import Kubernetes, connect_to, jobs
 from reconciler.controller.loop import ReconcileLoop
-from reconciler.controller.manager import ComponentFailed, Manager
+from reconciler.controller.manager import ComponentFailed, Manager, StopBeforeReady
 from reconciler.controller.queue import WorkQueue
 from reconciler.controller.reconcile import PassResult, Reconciler
 from reconciler.controller.service import Service
@@ -178,6 +178,8 @@ async def serve(
     except ComponentFailed as failed:
         # Recorded by the manager; what started so far is stopped below.
         log.debug("start-up ended early", extra={"fields": {"error": str(failed)}})
+    except StopBeforeReady as stopped:
+        log.info("stopped during start-up", extra={"fields": {"starting": stopped.component}})
     finally:
         await manager.shutdown()
         store.close()

@@ -7,7 +7,13 @@ import asyncio
 
 import pytest
 
-from reconciler.controller.manager import ComponentFailed, Failure, Manager, Ready
+from reconciler.controller.manager import (
+    ComponentFailed,
+    Failure,
+    Manager,
+    Ready,
+    StopBeforeReady,
+)
 
 
 class Part:
@@ -85,3 +91,36 @@ def test_a_component_that_cannot_start_is_reported_and_the_rest_stopped() -> Non
 
     asyncio.run(main())
     assert log == ["start writer", "start informer", "stop writer"]
+
+
+class Slow:
+    """A component whose start never ends by itself (a first clone from a remote that hangs),
+    and that stops when asked."""
+
+    name = "git-source"
+
+    def __init__(self, log: list[str]) -> None:
+        self.log = log
+
+    async def run(self, ready: Ready, stop: asyncio.Event) -> None:
+        self.log.append("start git-source")
+        await stop.wait()
+        self.log.append("stop git-source")
+
+
+def test_a_stop_while_a_component_starts_ends_the_start_up() -> None:
+    log: list[str] = []
+
+    async def main() -> None:
+        manager = Manager()
+        await manager.start(Part("writer", log))
+        starting = asyncio.ensure_future(manager.start(Slow(log)))
+        await asyncio.sleep(0)
+        manager.stopping.set()  # SIGTERM
+        with pytest.raises(StopBeforeReady, match="git-source"):
+            await asyncio.wait_for(starting, 5)
+        await manager.shutdown()
+        assert manager.failures == []
+
+    asyncio.run(main())
+    assert log == ["start writer", "start git-source", "stop git-source", "stop writer"]

@@ -287,6 +287,11 @@ def test_args_probes_and_resources() -> None:
     assert c["args"] == ARGS
     assert c["ports"] == [{"name": "http", "containerPort": 8080, "protocol": "TCP"}]
     assert c["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
+    # The API answers after start-up, whose first git clone may take the whole --git-timeout.
+    startup = c["startupProbe"]
+    assert startup["httpGet"] == {"path": "/healthz", "port": "http"}
+    git_timeout = build_parser().parse_args(["run", "x"]).git_timeout
+    assert startup["periodSeconds"] * startup["failureThreshold"] > 2 * git_timeout
     assert c["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
     assert set(c["resources"]) == {"requests", "limits"}
     assert set(c["resources"]["requests"]) == set(c["resources"]["limits"]) == {"cpu", "memory"}

@@ -19,6 +19,8 @@ import os
 import secrets
 import signal
 import stat
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -29,6 +31,7 @@ import pytest
 from reconciler.sources.git import GitOptions, GitSource
 from tests.faults import git_remote
 from tests.faults.git_remote import StallingRemote
+from tests.helpers import wait_for
 from tests.sources.test_git import (
     Clock,
     Remote,
@@ -172,6 +175,44 @@ def test_locks_left_by_a_killed_fetch_do_not_stop_later_ones(
     assert source.status().applied_revision == newer
     assert schedules(source) == {"default/a": "2 * * * *"}
     assert [*repo.rglob("*.lock")] == []
+
+
+def test_sigterm_during_a_first_clone_that_hangs_stops_at_once(
+    remote: Remote, stalling: StallingRemote, tmp_path: Path
+) -> None:
+    """No revision on disk yet (a new pod): crontask is not started until the first clone
+    ends, and a remote that hangs held SIGTERM back for the whole --git-timeout (longer than
+    a pod's termination grace)."""
+    remote.write("a.yaml", doc("a"))
+    remote.commit()
+    stalling.stalled.set()
+    git = ["--git", stalling.url, "--git-timeout", "300s"]
+    crontask = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "reconciler",
+            "run",
+            *git,
+            "--state-dir",
+            "state",
+            "--listen",
+            "off",
+        ],
+        cwd=tmp_path,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        wait_for("the first clone to hang", lambda: stalling.stalls >= 1 or None)
+        crontask.send_signal(signal.SIGTERM)
+        _, stderr = crontask.communicate(timeout=30)
+    finally:
+        crontask.kill()
+        crontask.wait()
+    assert crontask.returncode == 0, stderr
+    assert "stopped during start-up" in stderr
+    assert "crontask started" not in stderr
 
 
 def test_cancel_kills_a_hanging_fetch_and_records_no_failure(
