@@ -170,6 +170,13 @@ class JobSupervisor:
     async def run(self, ready: Ready, stop: asyncio.Event) -> None:
         loop = asyncio.get_running_loop()
         await in_thread(self.watch.start, loop, self.wait)
+        # The Jobs of runs an earlier crontask left running, in namespaces of their tasks' own
+        # (spec.job.namespace): listed before the first pass, which decides the slots missed
+        # meanwhile, so that Forbid and Replace see them there (the pass places the tasks after).
+        for record in await in_thread(self.store.running):
+            namespace = self.runner.remember(record)
+            if namespace is not None and not self.watch.watched(namespace):
+                await self._watch(namespace)
         ready()
         try:
             while not stop.is_set():

@@ -537,6 +537,16 @@ class JobRunner:
         self._timeouts[definition.key] = definition.task.spec.timeout_seconds
         return namespace
 
+    def remember(self, record: RunRecord) -> str | None:
+        """Learn where the Jobs of ``record``'s task are from a run left running by an earlier
+        crontask, until its definition says (``place``): a restart's first pass decides the
+        slots missed meanwhile before it places anything, and ``Forbid`` must see that Job.
+        The namespace to watch, or None if the record names no Job."""
+        if record.job is None or not record.job.namespace:
+            return None
+        self._homes.setdefault(record.task, record.job.namespace)
+        return record.job.namespace
+
     def where(self, definition: Definition, record: RunRecord) -> JobDetails:
         namespace = self.place(definition)
         qualified = namespace != definition.task.metadata.namespace

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 from kubernetes import client
 
@@ -26,12 +27,17 @@ def live(emulator: Emulator, task: str) -> list[dict[str, Any]]:
     return [j for j in jobs(emulator, task) if condition(j) is None]
 
 
+@pytest.mark.parametrize("namespace", [None, "other"], ids=["job-namespace", "its-own"])
 def test_kill_9_while_a_job_runs_one_job_one_record(
-    crontask: Callable[..., Crontask], emulator: Emulator, tmp_path: Path
+    crontask: Callable[..., Crontask], emulator: Emulator, tmp_path: Path, namespace: str | None
 ) -> None:
+    """``its-own``: the task's Jobs go to a namespace of its own (spec.job.namespace), which the
+    restarted crontask learns from the task's definition only after the first pass has decided
+    the slots missed meanwhile: the run's record says where its Job is, before that."""
     gate = Gate(tmp_path)
     instance = crontask()
-    write_task(instance.tasks, "long", gate.wait("echo done"), schedule="* * * * * *")
+    own = {"job": {"namespace": namespace}} if namespace else {}
+    write_task(instance.tasks, "long", gate.wait("echo done"), schedule="* * * * * *", **own)
     wait_for("a live Job", lambda: live(emulator, "default.long"))
     # The Job exists before its uid is in the run's record: that write follows the create.
     (running,) = wait_for(
@@ -59,6 +65,8 @@ def test_kill_9_while_a_job_runs_one_job_one_record(
     now = next(r for r in instance.runs("default/long") if r.id == running.id)
     assert now.status is RunStatus.RUNNING
     assert "run adopted" in instance.log()
+    # No slot missed while crontask was down started a Job beside the live one.
+    assert [j["metadata"]["name"] for j in jobs(emulator, "default.long")] == [running.job.name]
     gate.open()
     done = wait_for(
         "the adopted run to end",
