@@ -28,6 +28,7 @@ import enum
 import hashlib
 import hmac
 import ipaddress
+import json
 import logging
 from pathlib import Path
 from typing import Annotated, Any, Final, Literal
@@ -58,6 +59,7 @@ _RANKS: Final = {Role.VIEWER: 1, Role.OPERATOR: 2, Role.ADMIN: 3}
 
 # An auth file is a few lines per token: a bound on what is read, whatever the path names.
 MAX_CONFIG_BYTES: Final = 1 << 20
+_SESSION_KEY_CONTEXT: Final = b"crontask page session key v1\0"
 
 PUBLIC: Final = "public"
 """The ``x-required-role`` of a route anyone may call (health, readiness)."""
@@ -178,6 +180,10 @@ class AuthConfig:
     jwt: JwtSettings | None
     jwt_key: Any  # bytes (HMAC secret) or a public key object
     metrics_require_auth: bool = False
+    # What seals the status page's session cookies (web/session.py): derived from the file and
+    # the JWT secret, so every replica, and the next start, opens the cookies of the others,
+    # and a change of the file signs everyone out.
+    session_key: bytes = dataclasses.field(default=b"", repr=False)
 
     @classmethod
     def load(cls, path: str | Path) -> AuthConfig:
@@ -218,7 +224,10 @@ class AuthConfig:
         key: Any = None
         if parsed.jwt is not None:
             key = _load_key(parsed.jwt, source, base or Path.cwd())
-        return cls(tuple(parsed.tokens), parsed.jwt, key, parsed.metrics_require_auth)
+        material = json.dumps(raw, sort_keys=True, default=str).encode()
+        secret = key if isinstance(key, bytes) else b""
+        session_key = hmac.digest(secret, _SESSION_KEY_CONTEXT + material, "sha256")
+        return cls(tuple(parsed.tokens), parsed.jwt, key, parsed.metrics_require_auth, session_key)
 
     def authenticate(self, authorization: str | None) -> Principal:
         """The principal behind an ``Authorization`` header value; :class:`AuthFailed` if none."""

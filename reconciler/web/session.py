@@ -6,12 +6,15 @@ only), and every caller is the anonymous admin.
 With it, a person signs in at ``/login`` with a token or a JWT, as an API client would send it.
 The credential is checked like a bearer token and kept in a cookie that is ``HttpOnly``
 (no script reads it), ``SameSite=Strict`` (no other site's page sends it), ``Secure`` behind
-HTTPS (or when ``--external-url`` is ``https://``), and expires after :data:`SESSION_SECONDS`
-(or with the JWT). Each request checks it again with the auth file, exactly as the API checks
-a bearer token: roles, JWT expiry and a token removed from the file take effect at once, on
-every replica and across restarts, as Argo CD does with its token cookie. Signing out removes
-the cookie from the browser; a copy of it is the credential itself, valid as long as that is.
-The credential is never logged.
+HTTPS (or when ``--external-url`` is ``https://``), and sealed (:func:`seal`): encrypted and
+authenticated with a key derived from the auth file, with the moment the session ends, after
+:data:`SESSION_SECONDS` (or with the JWT). A browser sends a cookie to every port of its
+host, so another service there sees the cookie, never the credential; and a copy of the
+cookie stops working when its session ends, whatever the copy says of its age. Each request
+checks the credential again with the auth file, exactly as the API checks a bearer token:
+roles, JWT expiry and a token removed from the file take effect at once, on every replica and
+across restarts (each derives the same key). Signing out removes the cookie from the browser;
+a copy taken before stays valid until its session ends. The credential is never logged.
 
 Every ``POST`` of the page is CSRF-safe, on three counts: the cookie is ``SameSite=Strict``;
 a cross-site ``Origin`` or ``Sec-Fetch-Site`` is refused; and the form carries a token that
@@ -25,6 +28,7 @@ import base64
 import binascii
 import hashlib
 import hmac
+import json
 import logging
 import secrets
 import time
@@ -33,6 +37,8 @@ from typing import Any, Final
 from urllib.parse import parse_qs, quote
 
 import jwt
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from fastapi import Request, Response
 from fastapi.responses import RedirectResponse
 from fastapi.routing import APIRoute
@@ -53,7 +59,10 @@ log = logging.getLogger("crontask.web")
 
 COOKIE: Final = "crontask_session"
 SESSION_SECONDS: Final = 12 * 3600
-CREDENTIAL_MAX: Final = 3000  # a cookie holds about 4 KiB, base64 adds a third
+CREDENTIAL_MAX: Final = 3000  # a cookie holds about 4 KiB: base64 adds a third, sealing 60
+_COOKIE_MAX: Final = 4096
+_NONCE_BYTES: Final = 12
+_SEAL_CONTEXT: Final = b"crontask page session v2"
 CSRF_FIELD: Final = "csrf"
 CSRF_HEADER: Final = "x-csrf-token"
 NEXT_MAX: Final = 2048
@@ -79,8 +88,9 @@ class Session:
     def credential(self, request: Request) -> str | None:
         """The credential this request carries: the session cookie, else a bearer token."""
         cookie = request.cookies.get(COOKIE)
-        if cookie:
-            return decode_cookie(cookie)
+        auth = self.auth(request)
+        if cookie and auth is not None:
+            return unseal(auth.session_key, cookie, time.time())
         header = request.headers.get("authorization", "")
         scheme, _, token = header.partition(" ")
         return token.strip() or None if scheme.lower() == "bearer" else None
@@ -135,16 +145,37 @@ async def form_of(request: Request) -> dict[str, str]:
     return {name: values[0] for name, values in fields.items() if values}
 
 
-def encode_cookie(credential: str) -> str:
-    return base64.urlsafe_b64encode(credential.encode()).decode().rstrip("=")
+def seal(key: bytes, credential: str, expires: float) -> str:
+    """The cookie of a session: ``credential`` and when the session ends, encrypted and
+    authenticated (AES-GCM) with ``key`` (``AuthConfig.session_key``). Browsers send a cookie
+    to every port of its host: another service there sees this, never the credential."""
+    payload = json.dumps({"c": credential, "x": int(expires)}, separators=(",", ":")).encode()
+    nonce = secrets.token_bytes(_NONCE_BYTES)
+    sealed = AESGCM(_cookie_key(key)).encrypt(nonce, payload, _SEAL_CONTEXT)
+    return base64.urlsafe_b64encode(nonce + sealed).decode().rstrip("=")
 
 
-def decode_cookie(value: str) -> str | None:
-    try:
-        padded = value[: CREDENTIAL_MAX * 2] + "=" * (-len(value) % 4)
-        return base64.urlsafe_b64decode(padded.encode()).decode() or None
-    except (binascii.Error, UnicodeDecodeError, ValueError):
+def unseal(key: bytes, value: str, now: float) -> str | None:
+    """The credential of a cookie :func:`seal` made with ``key``, if its session has not ended
+    by ``now``; None for anything else (another key, a change, an old session, a forgery)."""
+    if len(value) > _COOKIE_MAX:
         return None
+    try:
+        raw = base64.urlsafe_b64decode(value + "=" * (-len(value) % 4))
+        payload = AESGCM(_cookie_key(key)).decrypt(
+            raw[:_NONCE_BYTES], raw[_NONCE_BYTES:], _SEAL_CONTEXT
+        )
+        fields = json.loads(payload)
+        credential, expires = fields["c"], fields["x"]
+    except (binascii.Error, ValueError, InvalidTag, KeyError, TypeError):
+        return None
+    if not isinstance(credential, str) or not isinstance(expires, int) or expires <= now:
+        return None
+    return credential or None
+
+
+def _cookie_key(key: bytes) -> bytes:
+    return hmac.digest(key, _SEAL_CONTEXT, "sha256")
 
 
 def session_seconds(credential: str, now: float | None = None) -> int:
@@ -163,10 +194,14 @@ def session_seconds(credential: str, now: float | None = None) -> int:
 
 
 def set_session(response: Response, request: Request, credential: str) -> None:
+    session = session_of(request)
+    auth = session.auth(request)
+    assert auth is not None  # a sign-in: only with the auth file
+    seconds = session_seconds(credential)
     response.set_cookie(
         COOKIE,
-        encode_cookie(credential),
-        max_age=session_seconds(credential),
+        seal(auth.session_key, credential, time.time() + seconds),
+        max_age=seconds,
         path="/",
         httponly=True,
         samesite="strict",

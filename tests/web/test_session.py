@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import re
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,7 +14,14 @@ import httpx
 import pytest
 
 from reconciler.api.auth import AuthConfig, Role
-from reconciler.web.session import COOKIE, local_path, session_seconds
+from reconciler.web.session import (
+    COOKIE,
+    SESSION_SECONDS,
+    local_path,
+    seal,
+    session_seconds,
+    unseal,
+)
 from tests.api.conftest import STATIC_TOKENS, TestClient, make_jwt, write_auth
 from tests.api.fakes import FakeRuntime
 from tests.e2e.conftest import Crontask
@@ -146,11 +155,37 @@ def test_a_jwt_signs_in_until_it_expires(guarded: TestClient) -> None:
     assert session_seconds(make_jwt("viewer", expires_in=-5)) == 0
 
 
-def test_an_expired_session_signs_out(guarded: TestClient) -> None:
-    from reconciler.web.session import encode_cookie
-
-    guarded.cookies.set(COOKIE, encode_cookie(make_jwt("viewer", expires_in=-60)))
+def test_an_expired_session_signs_out(guarded: TestClient, tmp_path: Path) -> None:
+    key = AuthConfig.load(write_auth(tmp_path)).session_key
+    guarded.cookies.set(COOKIE, seal(key, make_jwt("viewer", expires_in=-60), time.time() + 60))
     assert guarded.get("/", follow_redirects=False).status_code == 303
+
+
+def test_the_cookie_is_sealed_and_its_session_ends_whatever_a_copy_says(
+    guarded: TestClient, tmp_path: Path
+) -> None:
+    """A browser sends a cookie to every port of its host: another service there must see
+    neither the token nor a session that outlives the one given."""
+    token = STATIC_TOKENS[Role.OPERATOR]
+    sign_in(guarded, token)
+    value = guarded.cookies[COOKIE]
+    opened = base64.urlsafe_b64decode(value + "=" * (-len(value) % 4))
+    assert token.encode() not in opened
+    assert hashlib.sha256(token.encode()).hexdigest().encode() not in opened
+    assert guarded.get("/", follow_redirects=False).status_code == 200
+    key = AuthConfig.load(write_auth(tmp_path)).session_key  # the same file: the same key
+    assert unseal(key, value, time.time()) == token
+    assert unseal(key, value, time.time() + SESSION_SECONDS + 1) is None  # its session is over
+    # A session that ended, a cookie of another auth file, a change of one byte, the raw token
+    # (as cookies were before): each is no session.
+    for forged in (
+        seal(key, token, time.time() - 1),
+        seal(b"another auth file", token, time.time() + 60),
+        value[:-2] + ("A" if value[-2] != "A" else "B") + value[-1],
+        base64.urlsafe_b64encode(token.encode()).decode().rstrip("="),
+    ):
+        guarded.cookies.set(COOKIE, forged)
+        assert guarded.get("/", follow_redirects=False).status_code == 303
 
 
 def test_sign_in_from_another_site_is_refused(guarded: TestClient) -> None:
