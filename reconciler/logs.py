@@ -175,3 +175,8 @@ def configure(level: str = "info", fmt: Format = "logfmt") -> None:
     # urllib3 (under the Kubernetes client) logs each low-level retry; crontask logs one line
     # per failed watch attempt with its backoff, which is what an operator needs.
     logging.getLogger("urllib3").setLevel(logging.ERROR)
+    # httpx logs each request's URL at info level (httpcore each step at debug), and an http
+    # task's or a webhook's URL often holds its secret (user:password@, ?token=); crontask
+    # logs a run's outcome with the URL redacted.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    logging.getLogger("httpcore").setLevel(logging.WARNING)

@@ -105,8 +105,6 @@ class Delivery:
         """The senders, from entering until ``stop`` is set and the block is left; leaving
         waits for them (:data:`SHUTDOWN_SECONDS` at most, then what is left is dropped), so
         what the block enqueues last is still delivered."""
-        # httpx logs each request's URL at INFO, and a webhook's URL is often its secret.
-        logging.getLogger("httpx").setLevel(max(logging.WARNING, logging.root.level))
         self._queued = {name: asyncio.Event() for name in self.receivers}
         async with httpx.AsyncClient(
             timeout=self.timeout, follow_redirects=False, transport=self.transport
