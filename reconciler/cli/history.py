@@ -8,7 +8,14 @@ import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from reconciler.cli.client import RemoteError, default_token, fetch_run, fetch_runs
+from reconciler.cli.client import (
+    RemoteError,
+    default_server,
+    default_token,
+    fetch_run,
+    fetch_runs,
+    object_list,
+)
 from reconciler.cli.durations import duration_arg
 from reconciler.cli.main_helpers import add_state_args, bounded_int, run_id, table, task_key
 from reconciler.cli.remote import add_server_arg
@@ -135,7 +142,9 @@ def _from_api(
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     token = default_token()
     if args.id:
-        return [], list(fetch_run(args.server, token, args.id).get("attempts", []))
+        server = args.server or default_server()
+        answer = fetch_run(server, token, args.id)
+        return [], object_list(answer.get("attempts"), server, "attempts")
     params = {"task": args.task, "status": args.status, "trigger": args.trigger, "since": since}
     return fetch_runs(args.server, token, params, args.limit), []
 
@@ -204,4 +213,8 @@ def _short(iso: Any) -> str:
 def _ms(ms: Any) -> str:
     if not isinstance(ms, int) or isinstance(ms, bool):
         return ""
-    return f"{ms}ms" if ms < 10_000 else f"{ms / 1000:.1f}s"
+    if ms < 10_000:
+        return f"{ms}ms"
+    # Integer arithmetic: a server's huge number cannot overflow a float (and is still shown).
+    tenths = (ms + 50) // 100
+    return f"{tenths // 10}.{tenths % 10}s"
