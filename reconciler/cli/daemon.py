@@ -30,7 +30,7 @@ from reconciler.host import raise_open_files
 from reconciler.sinks import notify_config
 from reconciler.sinks.metrics import Metrics
 from reconciler.sinks.notify_config import Notifications
-from reconciler.sources.git import GitOptions
+from reconciler.sources.git import GitOptions, read_secret_file
 from reconciler.sources.kubernetes import KubernetesConfigError, KubernetesOptions
 
 log = logging.getLogger("crontask.api")
@@ -188,10 +188,13 @@ def http_server(args: argparse.Namespace) -> HttpServer:
     try:
         auth = AuthConfig.load(args.auth_config) if args.auth_config else None
         check_listen(host, auth, args.insecure_no_auth)
-        secret_file = args.git_webhook_secret_file
-        webhook_secret = secret_file.read_bytes().strip() if secret_file else None
     except (AuthConfigError, ValueError, OSError) as err:
         raise SystemExit(f"crontask: {err}") from None
+    secret_file = args.git_webhook_secret_file
+    try:
+        webhook_secret = read_secret_file(secret_file).strip() if secret_file else None
+    except ValueError as err:
+        raise SystemExit(f"crontask: --git-webhook-secret-file {secret_file}: {err}") from None
     # Bind now: a busy port is a start-up error, said before anything runs.
     try:
         sock = listening_socket(host, int(port_text))
@@ -250,7 +253,8 @@ def listening_socket(host: str, port: int) -> socket.socket:
 
 
 class _Server(uvicorn.Server):
-    """crontask owns SIGTERM/SIGINT (graceful shutdown of runs); uvicorn stops with it."""
+    """crontask owns SIGTERM/SIGINT/SIGHUP (graceful shutdown of runs); uvicorn stops with
+    it."""
 
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:

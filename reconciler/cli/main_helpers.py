@@ -14,6 +14,7 @@ from typing import Final
 from urllib.parse import urlsplit
 
 from reconciler.core.runs import DNS1123_LABEL
+from reconciler.core.urls import redact_url
 from reconciler.sources.limits import DEFAULT_MAX_FILE_SIZE, format_size
 
 _SIZE = re.compile(r"(\d{1,15})\s*([a-z]*)", re.IGNORECASE)
@@ -81,6 +82,40 @@ def server_url(text: str) -> str:
         raise argparse.ArgumentTypeError(
             f"expected http://HOST:PORT or https://HOST:PORT, got {text[:80]!r}"
         )
+    return text
+
+
+def listen_address(text: str) -> str:
+    """``off``, or ``HOST:PORT`` (``[::1]:PORT`` for IPv6) whose port is 0-65535 in ASCII
+    digits: ``str.isdigit`` takes ``²`` too, which ``int`` then refuses."""
+    _, sep, port = text.partition("]:") if text.startswith("[") else text.rpartition(":")
+    ok = text == "off" or (
+        len(text) <= _MAX_TEXT
+        and bool(sep)
+        and 0 < len(port) <= 5
+        and port.isascii()
+        and port.isdigit()
+        and int(port) <= 65535
+    )
+    if not ok:
+        raise argparse.ArgumentTypeError(
+            f"expected HOST:PORT (a port 0-65535) or 'off', got {text[:80]!r}"
+        )
+    return text
+
+
+def git_url(text: str) -> str:
+    """A repository URL git can be given and urllib can split. A URL urllib refuses (a ``[``
+    or ``]`` in a password makes it look for an IPv6 host) is refused here, without quoting
+    it: it may hold a password. scp-like addresses and local paths (no ``//``) pass."""
+    if "//" in text:
+        try:
+            urlsplit(text).port  # noqa: B018 - parsing the port is the check
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"{redact_url(text)[:200]!r} is not a URL crontask can read (a '[' or ']' in "
+                "a user name or password is written %5B or %5D; a port is at most 65535)"
+            ) from None
     return text
 
 

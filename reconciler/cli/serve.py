@@ -10,7 +10,14 @@ from pathlib import Path
 from typing import Any
 
 from reconciler.cli.durations import INTERVAL, duration_arg
-from reconciler.cli.main_helpers import add_max_file_size_arg, add_state_args, git_path, git_ref
+from reconciler.cli.main_helpers import (
+    add_max_file_size_arg,
+    add_state_args,
+    git_path,
+    git_ref,
+    git_url,
+    listen_address,
+)
 from reconciler.runner.environment import valid_name
 
 HELP = """\
@@ -20,8 +27,8 @@ cluster (--kubernetes: watched, with status and Events written back), schedule t
 and record every run.
 Files are watched: an edit takes effect within a second; a file that breaks keeps its tasks
 on their last good definition and the error is logged with file:line:col. The REST API,
-/healthz, /readyz and /metrics are served on --listen (127.0.0.1:8080). Stop with Ctrl-C or
-SIGTERM: running tasks get --shutdown-grace to finish.
+/healthz, /readyz and /metrics are served on --listen (127.0.0.1:8080). Stop with Ctrl-C,
+SIGTERM or SIGHUP: running tasks get --shutdown-grace to finish.
 """
 
 
@@ -58,6 +65,7 @@ def _api(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("API, status page and notifications")
     group.add_argument(
         "--listen",
+        type=listen_address,
         default="127.0.0.1:8080",
         metavar="HOST:PORT",
         help="the API, health and metrics address (default: 127.0.0.1:8080); 'off' serves none. "
@@ -93,7 +101,9 @@ def _api(parser: argparse.ArgumentParser) -> None:
 def _git(parser: argparse.ArgumentParser) -> None:
     """The git source."""
     group = parser.add_argument_group("git source")
-    group.add_argument("--git", metavar="URL", help="read CronTasks from this repository")
+    group.add_argument(
+        "--git", type=git_url, metavar="URL", help="read CronTasks from this repository"
+    )
     group.add_argument(
         "--git-ref", type=git_ref, default="HEAD", metavar="REF", help="branch, tag or SHA"
     )

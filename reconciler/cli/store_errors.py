@@ -63,11 +63,22 @@ def _hidden(message: str, db_url: str | None) -> str:
     if not db_url:
         return message
     message = message.replace(db_url, _shown(db_url))
-    try:
-        password = urllib.parse.urlsplit(db_url).password
-    except ValueError:
-        password = None
-    if password:
-        for secret in (password, urllib.parse.unquote(password)):
-            message = message.replace(secret, "***")
+    for secret in sorted(_password_texts(db_url), key=len, reverse=True):
+        message = message.replace(secret, "***")
     return _USERINFO_PASSWORD.sub(r"\1:***@", message)
+
+
+def _password_texts(db_url: str) -> set[str]:
+    """The URL's password as a message may quote it: as written, percent-decoded, and (a
+    ``[`` or ``]`` in it makes ``urlsplit`` look for an IPv6 host) the part between brackets
+    that ``urlsplit``'s error quotes. Found by hand, as ``urlsplit`` finds it: it may refuse
+    the URL."""
+    netloc = re.split(r"[/?#]", db_url.partition("//")[2], maxsplit=1)[0]
+    password = netloc.rpartition("@")[0].partition(":")[2]
+    if not password:
+        return set()
+    found = {password, urllib.parse.unquote(password)}
+    bracketed = netloc.partition("[")[2].partition("]")[0]
+    if bracketed and bracketed in password:
+        found.add(bracketed)
+    return {text for text in found if text}

@@ -156,13 +156,15 @@ async def serve(
     on_started: Callable[[], None] | None = None,
     store: RunStore | None = None,
 ) -> int:
-    """Run until ``stop`` is set (or SIGTERM/SIGINT, or a component fails). Returns the exit
+    """Run until ``stop`` is set (or SIGTERM/SIGINT/SIGHUP, or a component fails). Returns the exit
     status: 1 if a component failed. ``on_started`` is called once everything runs. ``store``:
     from :func:`open_state`, opened by the caller (so that it can report a failure to open
     it); by default opened here. It is closed on the way out."""
     loop = asyncio.get_running_loop()
     manager = Manager()
-    for signum in (signal.SIGTERM, signal.SIGINT):
+    # SIGHUP too: a closed terminal or an ssh session that ends would otherwise kill crontask
+    # at once, leaving its commands running unsupervised and their runs recorded `running`.
+    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         loop.add_signal_handler(signum, manager.stopping.set)
     if stop is not None:
         loop.create_task(stop.wait()).add_done_callback(lambda _: manager.stopping.set())

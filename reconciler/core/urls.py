@@ -19,8 +19,19 @@ def redact_url(url: str) -> str:
     sees which parameters were given; an item without ``=`` may itself be the secret and is
     replaced whole, and so is a fragment. scp-like addresses (``git@host:org/repo``) and local
     paths (no scheme) are returned unchanged.
+
+    Never raises. A URL ``urlsplit`` refuses (a ``[`` or ``]`` in a password makes it look for
+    an IPv6 host, and its error quotes what it found) loses its whole userinfo, whatever the
+    scheme; if the rest still cannot be split, it is shown as ``***`` whole.
     """
-    parts = urllib.parse.urlsplit(url)
+    try:
+        parts = urllib.parse.urlsplit(url)
+    except ValueError:
+        url = _without_userinfo(url)
+        try:
+            parts = urllib.parse.urlsplit(url)
+        except ValueError:
+            return REDACTED
     if not parts.scheme:
         return url
     netloc = parts.netloc
@@ -33,6 +44,16 @@ def redact_url(url: str) -> str:
     items = "&".join(_redact_item(item) for item in parts.query.split("&"))
     fragment = REDACTED if parts.fragment else ""
     return urllib.parse.urlunsplit(parts._replace(netloc=netloc, query=items, fragment=fragment))
+
+
+def _without_userinfo(url: str) -> str:
+    """``url`` with everything before the last ``@`` of its authority cut, found as
+    ``urlsplit`` finds the authority: from ``//`` to the first ``/``, ``?`` or ``#``."""
+    head, sep, rest = url.partition("//")
+    if not sep:
+        return url
+    end = min((i for i in (rest.find(c) for c in "/?#") if i >= 0), default=len(rest))
+    return f"{head}//{rest[:end].rpartition('@')[2]}{rest[end:]}"
 
 
 def _redact_item(item: str) -> str:

@@ -70,6 +70,7 @@ import hashlib
 import json
 import logging
 import os
+import stat
 import threading
 from collections.abc import Callable, Collection
 from datetime import UTC, datetime
@@ -95,13 +96,34 @@ from reconciler.sources.gitrepo import (
     url_credentials,
 )
 from reconciler.sources.gitrevisions import Revisions
-from reconciler.sources.limits import DEFAULT_MAX_FILE_SIZE
+from reconciler.sources.limits import DEFAULT_MAX_FILE_SIZE, format_size
 
 log = logging.getLogger("crontask.sources.git")
 
 # A token with no user name in the URL is sent as this user: GitHub documents it for tokens, and
 # GitLab, Gitea and Bitbucket Server accept any user name with a personal access token.
 TOKEN_USERNAME = "x-access-token"  # noqa: S105 - a user name
+MAX_SECRET_FILE_BYTES = 64 * 1024  # a token or a webhook secret is a few hundred bytes
+
+
+def read_secret_file(path: Path) -> bytes:
+    """The bytes of the secret file ``path`` (a token, a webhook secret), read as it is
+    given on every use. Raises ValueError, a message to follow the file's name, for a file
+    that is not a regular one (a FIFO is refused without waiting for a writer, ``/dev/zero``
+    without reading it), one over :data:`MAX_SECRET_FILE_BYTES`, or one that cannot be read."""
+    try:
+        if not stat.S_ISREG(os.stat(path).st_mode):  # before opening: a device may act on open
+            raise ValueError("not a regular file: not read")
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | getattr(os, "O_NOCTTY", 0))
+        with os.fdopen(fd, "rb") as handle:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):  # replaced since the stat
+                raise ValueError("not a regular file: not read")
+            data = handle.read(MAX_SECRET_FILE_BYTES + 1)
+    except OSError as err:
+        raise ValueError(err.strerror or type(err).__name__) from None
+    if len(data) > MAX_SECRET_FILE_BYTES:
+        raise ValueError(f"larger than {format_size(MAX_SECRET_FILE_BYTES)}: not read")
+    return data
 
 
 def _utcnow() -> datetime:
@@ -342,8 +364,8 @@ class GitSource:
         token: str | None = None
         if self.options.token_file is not None:
             try:
-                token = self.options.token_file.read_text(encoding="utf-8").strip()
-            except (OSError, UnicodeDecodeError) as err:
+                token = read_secret_file(self.options.token_file).decode("utf-8").strip()
+            except (ValueError, UnicodeDecodeError) as err:
                 raise GitError(f"cannot read token file {self.options.token_file}: {err}") from None
         elif self.options.token_env is not None:
             token = os.environ.get(self.options.token_env, "").strip()

@@ -1,0 +1,59 @@
+"""A ``--db`` (or ``$CRONTASK_DB``) or ``--git`` URL whose password holds a ``[`` or ``]``
+(which ``urlsplit`` refuses, quoting the part between them) is said in one line, never a
+traceback, and no part of the password is shown."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tests.cli.hostile import assert_one_line_error, crontask
+
+PASSWORD = "Xy[Secr3tPart]Zw"  # noqa: S105 - a test value
+# Nothing listens on port 1: the store is unavailable at once.
+DB_URL = f"postgresql+psycopg://u:{PASSWORD}@127.0.0.1:1/db"
+
+
+def assert_no_secret(text: str) -> None:
+    assert "Secr3tPart" not in text, text
+
+
+def test_runs_says_an_unavailable_store_without_its_password() -> None:
+    done = crontask("runs", timeout=60, env={"CRONTASK_DB": DB_URL})
+    assert_one_line_error(done.code, done.err, "run store unavailable")
+    assert_no_secret(done.err + done.out)
+
+
+def test_run_says_an_unavailable_store_without_its_password(tmp_path: Path) -> None:
+    (tmp_path / "tasks").mkdir()
+    done = crontask(
+        "run",
+        str(tmp_path / "tasks"),
+        "--state-dir",
+        str(tmp_path / "state"),
+        "--listen",
+        "off",
+        "--db",
+        DB_URL,
+        timeout=60,
+    )
+    assert_one_line_error(done.code, done.err, "run store unavailable")
+    assert_no_secret(done.err + done.out)
+
+
+def test_a_git_url_urlsplit_refuses_is_a_usage_error(tmp_path: Path) -> None:
+    done = crontask(
+        "run",
+        "--state-dir",
+        str(tmp_path / "state"),
+        "--listen",
+        "off",
+        "--git",
+        f"https://alice:{PASSWORD}@127.0.0.1:1/x.git",
+        timeout=60,
+    )
+    assert done.code == 2, done.err
+    assert "Traceback" not in done.err
+    assert done.err.splitlines()[-1].startswith("crontask run: error: argument --git: ")
+    assert "%5B" in done.err
+    assert_no_secret(done.err + done.out)
+    assert not (tmp_path / "state").exists()  # refused before anything started
