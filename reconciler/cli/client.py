@@ -218,6 +218,13 @@ class _Api:
             raise RemoteError(f"request to {server} failed: {type(exc).__name__}") from None
         if response.status_code >= 400:
             raise RemoteError(_problem_line(response.status_code, response.reason_phrase, content))
+        if response.status_code >= 300:
+            # Not followed (the token would go along), and no answer: say where it leads.
+            where = printable(response.headers.get("Location", "")[:200]) or "nowhere"
+            raise RemoteError(
+                f"{server} answered {response.status_code} (a redirect to {where}): give "
+                "--server the address it leads to"
+            )
         if response.status_code == 204 or not content:
             return {}
         return _decode(content, server)

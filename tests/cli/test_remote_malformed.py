@@ -3,6 +3,8 @@ never a traceback; a field of an odd type where a table shows it is printed as i
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from tests.cli.hostile import HostileServer, assert_one_line_error, cli
@@ -57,6 +59,25 @@ ODD_MEMBERS = {
     "disagreeingSince": 3,
     "differingTasks": [{"task": None, "hashes": 5}, {"hashes": {"a": [1]}}],
 }
+
+
+@pytest.mark.parametrize("argv", [("tasks",), ("members",), ("trigger", "ops/a")])
+def test_a_redirect_is_an_error_that_says_where_it_leads(
+    hostile: HostileServer, capsys: pytest.CaptureFixture[str], argv: tuple[str, ...]
+) -> None:
+    """An ingress that sends http to https answers 301 with no body: it was an empty table
+    (members), or a list without items (tasks), with no word of the redirect."""
+
+    def redirect(h: Any) -> None:
+        h.send_response(301)
+        h.send_header("Location", "https://crontask.example/api")
+        h.send_header("Content-Length", "0")
+        h.end_headers()
+
+    hostile.answer = redirect
+    code = cli(*argv, "--server", hostile.url)
+    _, err = capsys.readouterr()
+    assert_one_line_error(code, err, "answered 301 (a redirect to https://crontask.example/api)")
 
 
 @pytest.mark.parametrize(
