@@ -41,11 +41,11 @@ def run(args: argparse.Namespace) -> int:
     logs.configure(args.log_level, args.log_format)
     _open_files()
     if not args.paths and not args.git and not args.kubernetes:
-        raise SystemExit("crontask: nothing to read: give PATH..., --git URL and/or --kubernetes")
+        usage_error("nothing to read: give PATH..., --git URL and/or --kubernetes")
     if not args.kubernetes and (args.namespace or args.all_namespaces):
-        raise SystemExit("crontask: --namespace/--all-namespaces need --kubernetes")
+        usage_error("--namespace/--all-namespaces need --kubernetes")
     if args.job_namespace and not (args.kubernetes or args.kubeconfig):
-        raise SystemExit("crontask: --job-namespace needs --kubernetes or --kubeconfig")
+        usage_error("--job-namespace needs --kubernetes or --kubeconfig")
     kubernetes = None
     if args.kubernetes:
         kubernetes = KubernetesOptions(

@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import sys
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -183,7 +184,8 @@ def existing_paths(values: Sequence[str]) -> list[Path]:
     paths = [Path(v) for v in values]
     missing = [str(p) for p in paths if not p.exists()]
     if missing:
-        raise SystemExit(f"crontask: no such file or directory: {', '.join(missing)}")
+        print(f"crontask: no such file or directory: {', '.join(missing)}", file=sys.stderr)
+        raise SystemExit(2)  # what the user gave: a usage error
     return paths
 
 

@@ -63,9 +63,11 @@ def test_validate_flags_a_conflict(tmp_path: Path, capsys: pytest.CaptureFixture
     )
 
 
-def test_validate_missing_path() -> None:
-    with pytest.raises(SystemExit, match="no such file or directory: /nonexistent"):
+def test_validate_missing_path(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
         main(["validate", "/nonexistent"])
+    assert exited.value.code == 2
+    assert capsys.readouterr().err == "crontask: no such file or directory: /nonexistent\n"
 
 
 def test_next_json_across_a_dst_change(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -30,10 +30,23 @@ def test_a_non_loopback_address_needs_auth(tmp_path: Path, address: str) -> None
     assert not (tmp_path / ".crontask").exists()  # refused before anything was created
 
 
-def test_nothing_to_read_is_a_usage_error(tmp_path: Path) -> None:
-    result = run(cwd=tmp_path)
-    assert result.returncode != 0
-    assert "nothing to read" in result.stderr
+@pytest.mark.parametrize(
+    ("argv", "says"),
+    [
+        ((), "nothing to read"),
+        (("tasks", "--namespace", "ops"), "--namespace/--all-namespaces need --kubernetes"),
+        (("tasks", "--job-namespace", "ops"), "--job-namespace needs --kubernetes"),
+        (("missing",), "no such file or directory: missing"),
+    ],
+)
+def test_what_cannot_be_run_is_a_usage_error(
+    tmp_path: Path, argv: tuple[str, ...], says: str
+) -> None:
+    (tmp_path / "tasks").mkdir()
+    result = run(*argv, "--listen", "off", cwd=tmp_path)
+    assert result.returncode == 2, result.stderr
+    assert says in result.stderr
+    assert "Traceback" not in result.stderr
 
 
 def test_a_bad_auth_config_names_the_file_and_key(tmp_path: Path) -> None:
