@@ -11,6 +11,7 @@ import socket
 import sys
 from collections.abc import Iterator
 from typing import NoReturn
+from urllib.parse import urlsplit
 
 import uvicorn
 
@@ -26,6 +27,7 @@ from reconciler.controller.cluster import Timing
 from reconciler.controller.jobs import JobOptions
 from reconciler.controller.runtime import HaOptions, HttpServer, Options, open_state, serve
 from reconciler.controller.view import RuntimeView
+from reconciler.core.urls import redact_url
 from reconciler.host import raise_open_files
 from reconciler.sinks import notify_config
 from reconciler.sinks.metrics import Metrics
@@ -68,6 +70,12 @@ def run(args: argparse.Namespace) -> int:
             token_env=args.git_token_env,
             guard_empty=not args.allow_empty,
         )
+        if "@" in urlsplit(args.git).netloc:  # git_url has split it before
+            log.warning(
+                "the --git URL holds credentials, which every local user can read in the "
+                "process list: give the token with --git-token-file or --git-token-env",
+                extra={"fields": {"url": redact_url(args.git)}},
+            )
     ha = ha_options(args)
     options = Options(
         paths=existing_paths(args.paths),
