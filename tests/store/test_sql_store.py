@@ -372,6 +372,35 @@ def test_history_queries_are_ordered_index_scans(
     assert "Seq Scan" not in plan, plan
 
 
+@pytest.mark.parametrize(
+    "query",
+    [
+        RunQuery(task="ns/t3", status=RunStatus.SUCCEEDED),
+        RunQuery(task="ns/t3", status=RunStatus.FAILED, trigger=Trigger.SCHEDULE),
+        RunQuery(task="ns/t3", trigger=Trigger.MANUAL),
+    ],
+    ids=["task-and-status", "task-status-trigger", "task-and-trigger"],
+)
+def test_a_tasks_history_is_read_through_its_index_whatever_else_is_asked(
+    sql_store: RunStore, query: RunQuery
+) -> None:
+    """Without statistics (crontask never runs ANALYZE on SQLite) the planner took another
+    index for a task and a status, and read every run of that status of every task."""
+    store = _sql(sql_store)
+    store.insert_many(
+        rec(f"ns/t{i % 40}", i, RunStatus.FAILED if i % 10 == 0 else RunStatus.SUCCEEDED)
+        for i in range(4_000)
+    )
+    plan = _plan(store, query)
+    assert "ix_runs_task_scheduled" in plan or "Seq Scan" not in plan, plan
+    if store.engine.dialect.name == "sqlite":
+        assert "ix_runs_task_scheduled" in plan, plan
+        assert "TEMP B-TREE" not in plan, plan
+    assert [r.task for r in store.query(query).items] == [query.task] * len(
+        store.query(query).items
+    )
+
+
 def test_last_outcomes_read_one_end_of_an_index_range_per_task_and_status(
     sql_store: RunStore,
 ) -> None:
