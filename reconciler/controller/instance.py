@@ -30,7 +30,11 @@ def dead_owners(owners: Collection[str], me: str) -> set[str]:
     dead: set[str] = set()
     for owner in owners:
         parts = owner.split(":")
+        # An owner is also read from other processes' environments (runner.leftovers), which
+        # anyone may write: what is no pid of this host is nobody's.
         if len(parts) != 3 or parts[0] != host or owner == me:
+            continue
+        if not (parts[1].isascii() and parts[1].isdigit() and 0 < len(parts[1]) <= 9):
             continue
         if parts[1] == pid or not _alive(int(parts[1])):
             dead.add(owner)

@@ -118,3 +118,25 @@ def test_a_dead_crontasks_commands_are_stopped_and_no_others(
     marked = store.get(run_id("ops/running", T0))
     assert marked is not None
     assert marked.status is RunStatus.INTERRUPTED
+
+
+def test_what_no_crontask_could_be_is_no_dead_one(procs: list[subprocess.Popen[bytes]]) -> None:
+    """CRONTASK_INSTANCE is read from other processes' environments, which anyone may set (a
+    test's, a hostile command's): a value that names no pid is nobody's, and start-up goes on."""
+    me = instance_id()
+    host = me.split(":")[0]
+    store = MemoryRunStore()
+    odd = [f"{host}:x:1", f"{host}:99999999999999999999:1", f"{host}::1", f"{host}:1", "::", ""]
+    for n, instance in enumerate(odd):
+        env = {"PATH": os.environ["PATH"], "CRONTASK_RUN_ID": f"ops.odd.{n}"}
+        env |= {"CRONTASK_ATTEMPT": "1", "CRONTASK_INSTANCE": instance}
+        procs.append(subprocess.Popen(["sleep", "30"], env=env, start_new_session=True))
+    wait_for(
+        "the commands to start",
+        lambda: (
+            len([r for r in leftovers.scan() if r.run_id.startswith("ops.odd.")]) == len(odd)
+            or None
+        ),
+    )
+    assert recover(store, me, T0, grace=5.0) == 0
+    assert all(proc.poll() is None for proc in procs)
