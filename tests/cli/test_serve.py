@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import signal
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from tests.cli.test_state_dir import started_and_stopped
 
 
 def run(*argv: str, cwd: Path) -> subprocess.CompletedProcess[str]:
@@ -103,27 +104,11 @@ def test_ha_refuses_what_cannot_work_with_status_2(
 
 
 URL_WITH_CREDENTIALS = "http://alice:s3cr3t-pw@127.0.0.1:1/r.git"
-LOCAL = ("--state-dir", "state", "--listen", "off")
 
 
 def test_a_git_url_with_credentials_is_warned_of_without_them(tmp_path: Path) -> None:
     """The URL stays in crontask's own command line, which every local user can read."""
-    crontask = subprocess.Popen(
-        [sys.executable, "-m", "reconciler", "run", "--git", URL_WITH_CREDENTIALS, *LOCAL],
-        cwd=tmp_path,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    assert crontask.stderr is not None
-    lines = []
-    try:
-        for line in crontask.stderr:
-            lines.append(line)
-            if "crontask started" in line:
-                break
-    finally:
-        crontask.send_signal(signal.SIGTERM)
-        crontask.communicate(timeout=30)
+    lines = started_and_stopped(tmp_path, "--git", URL_WITH_CREDENTIALS, "--state-dir", "state")
     said = "".join(lines)
     assert "the --git URL holds credentials" in said
     assert "--git-token-file" in said
