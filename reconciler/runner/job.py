@@ -23,7 +23,9 @@ One attempt, in order:
    not finished ``timeoutSeconds`` and :data:`DEADLINE_MARGIN` after its creation (the
    cluster's ``activeDeadlineSeconds`` counts from its start, a moment later, and needs a
    moment to act) is deleted (Background, uid precondition) and the attempt is ``timedOut``.
-   The time counts from the Job's creation, for a resumed run too, never from its adoption.
+   The time counts from the Job's creation and from when this crontask began to follow it,
+   whichever is later (the creation is on the API server's clock: alone, a host clock ahead
+   of it would end Jobs at once); a resumed run's, from its adoption.
 4. At the end, before anything can clean the Job up: the pods (the newest one tells the
    story), each container's exit code and reason, and the last ``output_limit`` bytes of the main
    container's log through ``pods/log`` (or why it could not be read). ``Complete`` is
@@ -156,6 +158,7 @@ class JobRun:
         self.where = where
         self.definition = definition  # None: resume a Job created before, create nothing
         self.timeout = timeout  # the task's timeoutSeconds: the backstop (module docstring)
+        self._following_since: datetime | None = None  # on this host's clock (_time_left)
         self._reason: str | None = None
         self._stopped = asyncio.Event()
         self._uid: str | None = where.uid
@@ -358,15 +361,23 @@ class JobRun:
         return last
 
     def _time_left(self, job: Job) -> float | None:
-        """Seconds until the backstop ends the Job (None: the task has no timeout), counted
-        from the Job's creation, whoever follows it and since when."""
+        """Seconds until the backstop ends the Job (None: the task has no timeout): the time
+        and the margin past the Job's creation, and past when this process began to follow
+        it, whichever is later. The creation is on the API server's clock and the time now on
+        this host's: were they compared alone, a host clock ahead of the server's by more than
+        the timeout would delete every Job as soon as it was made. Since this process follows
+        the Job, its own clock counts; for a run resumed after a restart, that is from then."""
         if self.timeout is None:
             return None
         created = parse_time((job.get("metadata") or {}).get("creationTimestamp"))
         if created is None:
             return None  # the API server always sets it; without it there is nothing to count
-        ends = created + timedelta(seconds=self.timeout + self.runner.deadline_margin)
-        return (ends - self.runner.clock()).total_seconds()
+        now = self.runner.clock()
+        if self._following_since is None:
+            self._following_since = now
+        allowed = timedelta(seconds=self.timeout + self.runner.deadline_margin)
+        ends = max(created, self._following_since) + allowed
+        return (ends - now).total_seconds()
 
     async def _read(self) -> Job | None:
         """The Job as the API server has it now (None: not found). An API server that does not

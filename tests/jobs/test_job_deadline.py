@@ -1,8 +1,8 @@
 """The backstop of ``timeoutSeconds``: a Job the cluster does not end (suspended by hand,
 managed by another controller, a Job controller that is down) does not keep its run
 ``running`` for ever, nor wedge a ``Forbid`` task. Past ``timeoutSeconds`` and the margin
-after the Job's creation, crontask deletes it and times the attempt out, counting from the
-Job's creation for a run resumed after a restart too. On a fake wall clock, with the
+after the Job's creation and after this process began to follow it, crontask deletes it and
+times the attempt out. On a fake wall clock, with the
 in-memory cluster (``twin.FakeCluster``, whose Jobs are created at T0)."""
 
 from __future__ import annotations
@@ -97,14 +97,44 @@ def resumed(cluster: FakeCluster, runner: JobRunner) -> Any:
     return asyncio.ensure_future(runner.resume(record(job=JobDetails("default", NAME))).run())
 
 
-def test_a_resumed_run_counts_its_time_from_the_jobs_creation_not_from_its_adoption() -> None:
+def test_a_resumed_run_counts_its_time_from_its_adoption_when_that_is_later() -> None:
+    """The Job was made at T0 and its time is over by the API server's clock; this process
+    takes it up later, and counts on its own clock from then."""
+
     async def main() -> None:
         cluster = Deletes()
-        now = [T0 + timedelta(seconds=TIMEOUT + MARGIN + 1)]  # the Job was made at T0
+        adopted = T0 + timedelta(seconds=TIMEOUT + MARGIN + 1)
+        now = [adopted]
         runner = runner_at(cluster, now)
-        outcome = await asyncio.wait_for(resumed(cluster, runner), 5)
+        running = resumed(cluster, runner)
+        await until(lambda: reads(cluster) >= 3)
+        assert not running.done()
+        now[0] = adopted + timedelta(seconds=TIMEOUT + MARGIN)
+        outcome = await asyncio.wait_for(running, 5)
         assert (outcome.status, outcome.reason) == (RunStatus.TIMED_OUT, DEADLINE_EXCEEDED)
         assert NAME not in cluster.jobs
+
+    asyncio.run(main())
+
+
+def test_a_host_clock_ahead_of_the_api_servers_does_not_end_a_job_at_once() -> None:
+    """The creation is on the API server's clock: this host's, minutes ahead, said the Job
+    was past its time as soon as it was made, and deleted every one."""
+
+    async def main() -> None:
+        cluster = Deletes()
+        ahead = T0 + timedelta(seconds=3 * (TIMEOUT + MARGIN))  # the Job is made at T0
+        now = [ahead]
+        runner = runner_at(cluster, now)
+        running = asyncio.ensure_future(
+            runner.attempt(job_task(timeoutSeconds=TIMEOUT), record()).run()
+        )
+        await until(lambda: NAME in cluster.jobs)
+        await until(lambda: reads(cluster) >= 3)
+        assert not running.done()
+        assert cluster.deleted == []
+        cluster.finish(NAME)
+        assert (await asyncio.wait_for(running, 5)).status is RunStatus.SUCCEEDED
 
     asyncio.run(main())
 
