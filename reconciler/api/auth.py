@@ -30,6 +30,7 @@ import hmac
 import ipaddress
 import json
 import logging
+import secrets
 from pathlib import Path
 from typing import Annotated, Any, Final, Literal
 
@@ -137,6 +138,7 @@ class _AuthFile(_Config):
     tokens: list[StaticToken] = Field(default_factory=list)
     jwt: JwtSettings | None = None
     metrics_require_auth: bool = False
+    session_secret_file: Path | None = None
 
     @_model_validator(mode="after")
     def _usable(self) -> _AuthFile:
@@ -181,9 +183,12 @@ class AuthConfig:
     jwt_key: Any  # bytes (HMAC secret) or a public key object
     metrics_require_auth: bool = False
     # What seals the status page's session cookies (web/session.py): derived from the file and
-    # the JWT secret, so every replica, and the next start, opens the cookies of the others,
-    # and a change of the file signs everyone out.
+    # its secrets (sessionSecretFile, the JWT secret), so every replica, and the next start,
+    # opens the cookies of the others, and a change of the file signs everyone out. A file
+    # that holds no secret at all (a public JWT key, no tokens) gets one of this process only
+    # (``sessions_shared`` False): then a session lasts as long as the process.
     session_key: bytes = dataclasses.field(default=b"", repr=False)
+    sessions_shared: bool = True
 
     @classmethod
     def load(cls, path: str | Path) -> AuthConfig:
@@ -224,10 +229,22 @@ class AuthConfig:
         key: Any = None
         if parsed.jwt is not None:
             key = _load_key(parsed.jwt, source, base or Path.cwd())
-        material = json.dumps(raw, sort_keys=True, default=str).encode()
         secret = key if isinstance(key, bytes) else b""
+        if parsed.session_secret_file is not None:
+            secret += _read_secret(parsed.session_secret_file, "sessionSecretFile", source, base)
+        shared = bool(secret or parsed.tokens)
+        if not shared:
+            secret = secrets.token_bytes(32)
+        material = json.dumps(raw, sort_keys=True, default=str).encode()
         session_key = hmac.digest(secret, _SESSION_KEY_CONTEXT + material, "sha256")
-        return cls(tuple(parsed.tokens), parsed.jwt, key, parsed.metrics_require_auth, session_key)
+        return cls(
+            tuple(parsed.tokens),
+            parsed.jwt,
+            key,
+            parsed.metrics_require_auth,
+            session_key,
+            shared,
+        )
 
     def authenticate(self, authorization: str | None) -> Principal:
         """The principal behind an ``Authorization`` header value; :class:`AuthFailed` if none."""
@@ -285,20 +302,27 @@ def _role_of(claim: Any) -> Role | None:
     return max(roles, key=lambda r: r.rank, default=None)
 
 
+def _read_secret(path: Path, field: str, source: str, base: Path | None) -> bytes:
+    """The secret in ``path`` (relative to the auth file), of at least
+    :data:`MIN_HMAC_SECRET_BYTES` bytes; read bounded."""
+    secret_path = (base or Path.cwd()) / path
+    try:
+        with secret_path.open("rb") as handle:
+            secret = handle.read(MAX_CONFIG_BYTES + 1).strip()
+    except OSError as exc:
+        raise AuthConfigError(f"{source}: {field}: cannot read {secret_path}") from exc
+    if not MIN_HMAC_SECRET_BYTES <= len(secret) <= MAX_CONFIG_BYTES:
+        raise AuthConfigError(
+            f"{source}: {field}: {secret_path} holds {len(secret)} bytes; a secret needs at "
+            f"least {MIN_HMAC_SECRET_BYTES}"
+        )
+    return secret
+
+
 def _load_key(settings: JwtSettings, source: str, base: Path) -> Any:
     if settings.algorithm in HMAC_ALGORITHMS:
         assert settings.secret_file is not None
-        secret_path = base / settings.secret_file
-        try:
-            secret = secret_path.read_bytes().strip()
-        except OSError as exc:
-            raise AuthConfigError(f"{source}: jwt.secretFile: cannot read {secret_path}") from exc
-        if len(secret) < MIN_HMAC_SECRET_BYTES:
-            raise AuthConfigError(
-                f"{source}: jwt.secretFile: {secret_path} holds {len(secret)} bytes; "
-                f"{settings.algorithm} needs at least {MIN_HMAC_SECRET_BYTES}"
-            )
-        return secret
+        return _read_secret(settings.secret_file, "jwt.secretFile", source, base)
     assert settings.public_key_file is not None
     key_path = base / settings.public_key_file
     try:

@@ -198,6 +198,13 @@ def http_server(args: argparse.Namespace) -> HttpServer:
         check_listen(host, auth, args.insecure_no_auth)
     except (AuthConfigError, ValueError, OSError) as err:
         raise SystemExit(f"crontask: {err}") from None
+    if auth is not None and not auth.sessions_shared:
+        log.warning(
+            "the auth file holds no secret (a public JWT key, no tokens): status page sessions "
+            "last as long as this process and work on this replica only; give "
+            "sessionSecretFile to share them",
+            extra={"fields": {"auth_config": str(args.auth_config)}},
+        )
     secret_file = args.git_webhook_secret_file
     try:
         webhook_secret = read_secret_file(secret_file).strip() if secret_file else None

@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 
 from reconciler.api.auth import AuthConfig, AuthConfigError, Role, check_listen
 from tests.api.conftest import STATIC_TOKENS, write_auth
@@ -85,3 +87,41 @@ def test_check_listen(auth_config: AuthConfig) -> None:
     for host in ("0.0.0.0", "::", "10.1.2.3", "example.com", ""):
         with pytest.raises(ValueError, match="without authentication"):
             check_listen(host, None, False)
+
+
+def _public_key_only(folder: Path, es_key: ec.EllipticCurvePrivateKey, extra: str = "") -> Path:
+    pem = es_key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    (folder / "jwt.pub").write_bytes(pem)
+    path = folder / "auth.yaml"
+    path.write_text(
+        "jwt: {algorithm: ES256, publicKeyFile: jwt.pub, issuer: i, audience: a}\n" + extra
+    )
+    return path
+
+
+def test_a_file_with_no_secret_seals_sessions_with_one_of_this_process(
+    tmp_path: Path, es_key: ec.EllipticCurvePrivateKey
+) -> None:
+    """A public JWT key and no tokens: everything in the file is public, so a key derived from
+    it would let anyone who sees a cookie open it. Each process draws its own."""
+    path = _public_key_only(tmp_path, es_key)
+    first, second = AuthConfig.load(path), AuthConfig.load(path)
+    assert not first.sessions_shared
+    assert first.session_key != second.session_key
+
+
+def test_a_session_secret_file_makes_sessions_shared_and_secret(
+    tmp_path: Path, es_key: ec.EllipticCurvePrivateKey
+) -> None:
+    (tmp_path / "session-secret").write_bytes(b"s" * 32 + b"\n")
+    path = _public_key_only(tmp_path, es_key, "sessionSecretFile: session-secret\n")
+    first, second = AuthConfig.load(path), AuthConfig.load(path)
+    assert first.sessions_shared
+    assert first.session_key == second.session_key  # every replica, every start
+    (tmp_path / "session-secret").write_bytes(b"t" * 32)
+    assert AuthConfig.load(path).session_key != first.session_key
+    (tmp_path / "session-secret").write_bytes(b"short")
+    with pytest.raises(AuthConfigError, match=r"sessionSecretFile: .* needs at least 32"):
+        AuthConfig.load(path)

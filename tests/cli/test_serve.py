@@ -7,6 +7,8 @@ import sys
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 
 from tests.cli.test_state_dir import started_and_stopped
 
@@ -114,3 +116,18 @@ def test_a_git_url_with_credentials_is_warned_of_without_them(tmp_path: Path) ->
     assert "--git-token-file" in said
     assert "s3cr3t-pw" not in said
     assert "alice" not in said
+
+
+def test_an_auth_file_with_no_secret_is_said_to_seal_sessions_per_process(tmp_path: Path) -> None:
+    key = ec.generate_private_key(ec.SECP256R1()).public_key()
+    pem = key.public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    (tmp_path / "jwt.pub").write_bytes(pem)
+    (tmp_path / "auth.yaml").write_text(
+        "jwt: {algorithm: ES256, publicKeyFile: jwt.pub, issuer: i, audience: a}\n"
+    )
+    lines = started_and_stopped(
+        tmp_path, "--allow-empty", "--auth-config", "auth.yaml", "--listen", "127.0.0.1:0"
+    )
+    assert any("status page sessions last as long as this process" in line for line in lines)
