@@ -70,7 +70,10 @@ def run(args: argparse.Namespace) -> int:
             token_env=args.git_token_env,
             guard_empty=not args.allow_empty,
         )
-        if "@" in urlsplit(args.git).netloc:  # git_url has split it before
+        parts = urlsplit(args.git)  # git_url has split it before
+        # A password, or over http(s) a user name (a token is often passed as one); not
+        # ssh://git@host's user name.
+        if parts.password or (parts.username and parts.scheme.lower() in ("http", "https")):
             log.warning(
                 "the --git URL holds credentials, which every local user can read in the "
                 "process list: give the token with --git-token-file or --git-token-env",

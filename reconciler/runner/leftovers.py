@@ -42,7 +42,9 @@ class Leftover:
 
 def scan(proc: str = "/proc") -> dict[Leftover, set[int]]:
     """The sessions of the live processes that carry a run and an instance in their
-    environment, by run. Processes of other users cannot be read, and are no runs of ours."""
+    environment, by run: those of crontask's user (and, as root, everyone's). Anyone may set
+    such an environment: what is found is only a claim, which ``controller.instance`` checks
+    against the run store (a dead crontask of this host, and its run cut short)."""
     found: dict[Leftover, set[int]] = {}
     own = {os.getpid(), os.getsid(0)}
     try:

@@ -131,3 +131,11 @@ def test_an_auth_file_with_no_secret_is_said_to_seal_sessions_per_process(tmp_pa
         tmp_path, "--allow-empty", "--auth-config", "auth.yaml", "--listen", "127.0.0.1:0"
     )
     assert any("status page sessions last as long as this process" in line for line in lines)
+
+
+@pytest.mark.parametrize("url", ["ssh://git@127.0.0.1:1/r.git", "git@127.0.0.1:r.git"])
+def test_a_git_url_with_a_user_name_only_over_ssh_is_no_credential(
+    tmp_path: Path, url: str
+) -> None:
+    lines = started_and_stopped(tmp_path, "--git", url, "--state-dir", "state")
+    assert not any("holds credentials" in line for line in lines)
