@@ -93,19 +93,22 @@ class Housekeeping:
 
 class Runs:
     """The dispatcher's lifecycle: on stop, cancel waiting retries, let running runs finish for
-    ``grace`` seconds, stop the rest, write every record."""
+    ``grace`` seconds (or until ``hurry``), stop the rest, write every record."""
 
     name = "runs"
 
-    def __init__(self, dispatcher: Dispatcher, grace: float) -> None:
+    def __init__(
+        self, dispatcher: Dispatcher, grace: float, hurry: asyncio.Event | None = None
+    ) -> None:
         self.dispatcher = dispatcher
         self.grace = grace
+        self.hurry = hurry
 
     async def run(self, ready: Ready, stop: asyncio.Event) -> None:
         ready()
         await stop.wait()
         log.info("crontask stopping", extra={"fields": {"running": self.dispatcher.active_count()}})
-        await self.dispatcher.shutdown(self.grace)
+        await self.dispatcher.shutdown(self.grace, self.hurry)
 
 
 class Serving(Protocol):

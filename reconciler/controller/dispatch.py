@@ -35,6 +35,7 @@ import logging
 from collections.abc import Callable
 from datetime import UTC, datetime
 
+from reconciler.aio import ended, first_of
 from reconciler.controller.execution import (
     REPLACED,
     SHUTDOWN,
@@ -406,10 +407,11 @@ class Dispatcher(RunExecution):
                 return False
         return True
 
-    async def shutdown(self, grace: float) -> None:
+    async def shutdown(self, grace: float, hurry: asyncio.Event | None = None) -> None:
         """Cancel the retries that wait (nothing runs for them; recorded ``interrupted``), let
-        running runs finish for up to ``grace`` seconds, then stop them (recorded as
-        interrupted, reason Shutdown), and wait for their records to be written."""
+        running runs finish for up to ``grace`` seconds (or until ``hurry`` is set), then stop
+        them (recorded as interrupted, reason Shutdown), and wait for their records to be
+        written."""
         self._closing = True
         for key in list(self._deferred):
             self._undefer(key)  # not handed over yet: a restart catches them up
@@ -418,12 +420,22 @@ class Dispatcher(RunExecution):
                 # Work that outlives the process (a Job) needs no grace: it is detached now.
                 if active.waiting or getattr(active.attempt, "outlives_process", False):
                     active.stop(SHUTDOWN)
-        if not await self.drain(grace):
+        if not await self._drain_unless(grace, hurry):
             for by_id in self._active.values():
                 for active in by_id.values():
                     active.stop(SHUTDOWN)
             await self.drain()
         await self.recorder.close(timeout=grace)
+
+    async def _drain_unless(self, grace: float, hurry: asyncio.Event | None) -> bool:
+        if hurry is None:
+            return await self.drain(grace)
+        draining = asyncio.ensure_future(self.drain(grace))
+        await first_of(ended(draining), hurry)
+        if not draining.done():
+            draining.cancel()
+            return False
+        return draining.result()
 
 
 def _iso(at: datetime) -> str:

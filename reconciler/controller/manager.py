@@ -70,6 +70,7 @@ class _Running:
 class Manager:
     def __init__(self) -> None:
         self.stopping = asyncio.Event()  # set to stop the process (a signal, a failure)
+        self.hurry = asyncio.Event()  # set by a second signal: no more grace for the runs
         self.failures: list[Failure] = []
         self._running: list[_Running] = []
 
@@ -97,6 +98,15 @@ class Manager:
         if task.done():
             raise ComponentFailed(self._failure_of(running) or Failure(component.name, "ended"))
         raise StopBeforeReady(component.name)
+
+    def signalled(self) -> None:
+        """A stop signal: the first stops the process; the next cuts the runs' grace short (a
+        second Ctrl-C, a second SIGTERM), as the person sending it means."""
+        if self.stopping.is_set():
+            if not self.hurry.is_set():
+                log.warning("asked again to stop: running runs are stopped now")
+            self.hurry.set()
+        self.stopping.set()
 
     async def wait(self) -> None:
         """Until something asks the process to stop."""

@@ -165,7 +165,7 @@ async def serve(
     # SIGHUP too: a closed terminal or an ssh session that ends would otherwise kill crontask
     # at once, leaving its commands running unsupervised and their runs recorded `running`.
     for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-        loop.add_signal_handler(signum, manager.stopping.set)
+        loop.add_signal_handler(signum, manager.signalled)
     if stop is not None:
         loop.create_task(stop.wait()).add_done_callback(lambda _: manager.stopping.set())
     if store is None:
@@ -353,7 +353,7 @@ async def start(parts: Parts, options: Options, manager: Manager, http: HttpServ
         await manager.start(SourceWatch(source, parts.queue.add))
     if parts.cluster is not None:
         await manager.start(parts.cluster)  # joined: the first pass knows which tasks are ours
-    await manager.start(Runs(parts.dispatcher, options.shutdown_grace))
+    await manager.start(Runs(parts.dispatcher, options.shutdown_grace, manager.hurry))
     await manager.start(parts.control)
     parts.service.started = True
     _log_started(parts, options)

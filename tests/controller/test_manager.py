@@ -124,3 +124,15 @@ def test_a_stop_while_a_component_starts_ends_the_start_up() -> None:
 
     asyncio.run(main())
     assert log == ["start writer", "start git-source", "stop git-source", "stop writer"]
+
+
+def test_a_second_stop_signal_hurries() -> None:
+    async def main() -> None:
+        manager = Manager()
+        manager.signalled()
+        assert manager.stopping.is_set()
+        assert not manager.hurry.is_set()
+        manager.signalled()
+        assert manager.hurry.is_set()
+
+    asyncio.run(main())

@@ -38,3 +38,26 @@ def test_sighup_is_a_graceful_shutdown(crontask: Callable[..., Crontask], tmp_pa
     interrupted = [r for r in runs if r.status is RunStatus.INTERRUPTED]
     assert [r.reason for r in interrupted] == ["Shutdown"]
     assert not _alive(leader)
+
+
+def test_a_second_stop_signal_cuts_the_grace_short(
+    crontask: Callable[..., Crontask], tmp_path: Path
+) -> None:
+    """A second Ctrl-C or SIGTERM means now: running commands are stopped at once instead of
+    being given the rest of --shutdown-grace (5 minutes here)."""
+    app = crontask(shutdown_grace="5m")
+    script = "echo $$ > started; exec sleep 300"
+    (app.tasks / "long.yaml").write_text(task("long", ["sh", "-c", script], schedule="* * * * * *"))
+    wait_for("the command to start", lambda: (tmp_path / "started").exists())
+    wait_for(
+        "its running record",
+        lambda: any(r.status is RunStatus.RUNNING for r in app.runs("default/long")),
+    )
+    assert app.proc is not None
+    app.proc.send_signal(signal.SIGTERM)
+    app.wait_log("crontask stopping")
+    app.proc.send_signal(signal.SIGINT)
+    assert app.proc.wait(timeout=60) == 0  # not the five minutes of grace
+    assert "asked again to stop" in app.log()
+    interrupted = [r for r in app.runs("default/long") if r.status is RunStatus.INTERRUPTED]
+    assert [r.reason for r in interrupted] == ["Shutdown"]
