@@ -111,12 +111,21 @@ def git_url(text: str) -> str:
     it: it may hold a password. scp-like addresses and local paths (no ``//``) pass."""
     if "//" in text:
         try:
-            urlsplit(text).port  # noqa: B018 - parsing the port is the check
+            parts = urlsplit(text)
+            parts.port  # noqa: B018 - parsing the port is the check
         except ValueError:
             raise argparse.ArgumentTypeError(
                 f"{redact_url(text)[:200]!r} is not a URL crontask can read (a '[' or ']' in "
                 "a user name or password is written %5B or %5D; a port is at most 65535)"
             ) from None
+        if parts.query or parts.fragment:
+            # git appends its own paths (/info/refs?service=...) to the URL as written: after
+            # a query, the server never sees them, and the fetch cannot work.
+            raise argparse.ArgumentTypeError(
+                f"{redact_url(text)[:200]!r}: a repository URL has no query or fragment (git "
+                "adds its paths after them); give a token with --git-token-file or "
+                "--git-token-env"
+            )
     return text
 
 

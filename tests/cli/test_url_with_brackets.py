@@ -57,3 +57,22 @@ def test_a_git_url_urlsplit_refuses_is_a_usage_error(tmp_path: Path) -> None:
     assert "%5B" in done.err
     assert_no_secret(done.err + done.out)
     assert not (tmp_path / "state").exists()  # refused before anything started
+
+
+def test_a_git_url_with_a_query_is_a_usage_error_without_its_values(tmp_path: Path) -> None:
+    """git appends /info/refs to the URL as written: after a query the server never sees it,
+    and crontask fetched the URL with its values redacted besides. It could never work."""
+    done = crontask(
+        "run",
+        "--state-dir",
+        str(tmp_path / "state"),
+        "--listen",
+        "off",
+        "--git",
+        "https://127.0.0.1:1/x.git?private_token=glpat-Secr3tPart",
+        timeout=60,
+    )
+    assert done.code == 2, done.err
+    assert "has no query or fragment" in done.err
+    assert "--git-token-file" in done.err
+    assert_no_secret(done.err + done.out)
