@@ -65,6 +65,7 @@ some files from each revision (each file whole); the next resync converges.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -312,7 +313,7 @@ class GitSource:
                     repo.cancel()
             repo.ensure()
             self._describe()
-            repo.fetch(self.url, refspecs(self.options.ref), self.options.ref)
+            self._fetch(repo)
         except RefNotFoundError as err:
             return self._failed(str(err), None)
         except (GitError, OSError) as err:
@@ -358,6 +359,16 @@ class GitSource:
             },
         )
         return True
+
+    def _fetch(self, repo: GitRepo) -> None:
+        """Fetch the ref: as a branch, else as a tag (``refspecs``); RefNotFoundError if the
+        remote has neither."""
+        *first, last = refspecs(self.options.ref)
+        for specs in first:
+            with contextlib.suppress(RefNotFoundError):
+                repo.fetch(self.url, specs, self.options.ref)
+                return
+        repo.fetch(self.url, last, self.options.ref)
 
     def _credentials(self) -> Credentials | None:
         from_url = url_credentials(self.options.url)

@@ -183,15 +183,23 @@ def clean_path(path: str) -> str:
     return "" if clean == "." else clean
 
 
-def refspecs(ref: str) -> list[str]:
-    """What a fetch for ``ref`` asks for: every branch and tag (pruned), and ``ref`` itself
-    when it lives elsewhere (the remote's HEAD, ``refs/pull/1/head``)."""
-    specs = [f"+refs/heads/*:{BRANCHES}*", f"+refs/tags/*:{TAGS}*"]
+def refspecs(ref: str) -> list[list[str]]:
+    """What a fetch for ``ref`` asks for, as alternatives tried in order until the remote has
+    one (a name is a branch, else a tag): ``ref`` alone. Every other branch and tag is anyone's
+    to push (a blob of any size, a name no file system takes), and must not fill the state
+    directory or fail every fetch. Only a ref that looks like a commit's SHA takes them all:
+    telling a commit from a branch or tag of that name needs them (``GitRepo.resolve``)."""
     if ref == "HEAD":
-        specs.append(f"+HEAD:{PRIVATE}HEAD")
-    elif ref.startswith("refs/") and not ref.startswith(("refs/heads/", "refs/tags/")):
-        specs.append(f"+{ref}:{PRIVATE}other/{ref.removeprefix('refs/')}")
-    return specs
+        return [[f"+HEAD:{PRIVATE}HEAD"]]
+    if ref.startswith("refs/heads/"):
+        return [[f"+{ref}:{BRANCHES}{ref.removeprefix('refs/heads/')}"]]
+    if ref.startswith("refs/tags/"):
+        return [[f"+{ref}:{ref}"]]
+    if ref.startswith("refs/"):
+        return [[f"+{ref}:{PRIVATE}other/{ref.removeprefix('refs/')}"]]
+    if _HEX.fullmatch(ref):
+        return [[f"+refs/heads/*:{BRANCHES}*", f"+refs/tags/*:{TAGS}*"]]
+    return [[f"+refs/heads/{ref}:{BRANCHES}{ref}"], [f"+refs/tags/{ref}:{TAGS}{ref}"]]
 
 
 def candidates(ref: str) -> list[str]:

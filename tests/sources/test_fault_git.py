@@ -167,7 +167,7 @@ def test_locks_left_by_a_killed_fetch_do_not_stop_later_ones(
     source = GitSource(GitOptions(remote.url), state, clock=clock)
     assert synced(source)
     repo = source.base / "repo.git"
-    for left in ("refs/remotes/origin/main.lock", "packed-refs.lock", "HEAD.lock"):
+    for left in ("refs/crontask/HEAD.lock", "packed-refs.lock", "HEAD.lock"):
         (repo / left).write_text("")
     remote.write("a.yaml", doc("a", "2 * * * *"))
     newer = remote.commit()

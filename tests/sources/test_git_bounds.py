@@ -213,3 +213,26 @@ def test_a_revision_over_the_checkout_bounds_is_refused_and_the_one_before_stays
     assert synced(source)
     assert source.status().applied_revision == fixed
     assert schedules(source) == {"default/a": "2 * * * *", "default/b": "* * * * *"}
+
+
+def test_other_branches_are_not_fetched(tmp_path: Path) -> None:
+    """Anyone who may push a branch may push a blob of any size to it, or a name no file
+    system takes (a 300-byte component in the remote's packed-refs): neither may fill the
+    state directory or fail every fetch of the ref crontask follows."""
+    remote, state, clock = Remote(tmp_path), tmp_path / "state", Clock()
+    remote.write("a.yaml", doc("a", "1 * * * *"))
+    good = remote.commit()
+    remote.git("checkout", "--quiet", "-b", "junk")
+    sparse_zeros(remote.work / "junk.bin", 32 * 1024 * 1024)
+    (remote.work / "noise.bin").write_bytes(os.urandom(2 * 1024 * 1024))
+    remote.commit(branch="junk")
+    remote.git("checkout", "--quiet", "main")
+    with (remote.bare / "packed-refs").open("a") as packed:
+        packed.write(f"{good} refs/heads/feature/{'x' * 300}\n")
+    for ref in ("main", "refs/heads/main", "HEAD"):
+        source = GitSource(
+            GitOptions(remote.url, ref=ref), state / ref.replace("/", "-"), clock=clock
+        )
+        assert synced(source), source.status().last_error
+        assert schedules(source) == {"default/a": "1 * * * *"}
+        assert disk_usage(source.base / "repo.git") < 1024 * 1024
