@@ -76,7 +76,8 @@ def _run_of(path: str) -> Leftover | None:
             if entry.startswith(name):
                 values[name] = entry[len(name) :].decode(errors="replace")
     attempt = values.get(_ATTEMPT, "")
-    if len(values) < 3 or not attempt.isdigit() or len(attempt) > 6:
+    # ASCII digits only: str.isdigit takes "²" too, which int() refuses.
+    if len(values) < 3 or not (attempt.isascii() and attempt.isdigit()) or len(attempt) > 6:
         return None
     return Leftover(values[_RUN_ID], int(attempt), values[_INSTANCE])
 

@@ -131,6 +131,10 @@ def test_what_no_crontask_could_be_is_no_dead_one(procs: list[subprocess.Popen[b
         env = {"PATH": os.environ["PATH"], "CRONTASK_RUN_ID": f"ops.odd.{n}"}
         env |= {"CRONTASK_ATTEMPT": "1", "CRONTASK_INSTANCE": instance}
         procs.append(subprocess.Popen(["sleep", "30"], env=env, start_new_session=True))
+    # An attempt that is no number (a digit str.isdigit takes and int() does not): no run.
+    env = {"PATH": os.environ["PATH"], "CRONTASK_RUN_ID": "ops.odd.x", "CRONTASK_ATTEMPT": "²"}
+    env["CRONTASK_INSTANCE"] = f"{host}:1:x"
+    procs.append(subprocess.Popen(["sleep", "30"], env=env, start_new_session=True))
     wait_for(
         "the commands to start",
         lambda: (
