@@ -29,6 +29,7 @@ _INSTANCE = b"CRONTASK_INSTANCE="
 # same (a process can grow its environ block, and /proc reads are not free).
 _ENVIRON_MAX = 8 * 1024 * 1024
 _POLL = 0.05
+_ID_MAX = 512
 
 
 @dataclass(frozen=True)
@@ -79,6 +80,8 @@ def _run_of(path: str) -> Leftover | None:
     # ASCII digits only: str.isdigit takes "²" too, which int() refuses.
     if len(values) < 3 or not (attempt.isascii() and attempt.isdigit()) or len(attempt) > 6:
         return None
+    if len(values[_RUN_ID]) > _ID_MAX or len(values[_INSTANCE]) > _ID_MAX:
+        return None  # no run's: the store's ids and owners are shorter
     return Leftover(values[_RUN_ID], int(attempt), values[_INSTANCE])
 
 
