@@ -20,7 +20,7 @@ spec never reaches the cluster:
   controller (the Job controller leaves such a Job alone, its deadline included) would keep a
   run ``running`` forever and wedge a ``Forbid`` task. (``ttlSecondsAfterFinished`` is taken,
   as CronJob templates often have it: a Job the TTL controller deletes as soon as it ends is
-  recorded by the end the watch saw, see ``runner.job``; only its log may be gone by then.)
+  recorded by the end the watch saw, see ``runner.job_attempt``; only its log may be gone by then.)
 
 :func:`problems` never raises on bad input and is bounded: it follows the schema, which is not
 recursive (a test checks), visits at most :data:`MAX_VALUES` values, and reports at most

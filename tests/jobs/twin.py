@@ -1,5 +1,5 @@
-"""An in-memory cluster for the job action (``runner.job.JobCluster``), for the tests where a
-scripted Job is clearer than a real one: Jobs are dicts that the test finishes, deletes or
+"""An in-memory cluster for the job action (``runner.job_attempt.JobCluster``), for the tests
+where a scripted Job is clearer than a real one: Jobs are dicts that the test finishes, deletes or
 makes vanish; every call is recorded; faults are injected per call."""
 
 from __future__ import annotations
