@@ -162,15 +162,8 @@ def test_killed_process_leaves_an_interrupted_run_and_its_command_is_stopped(
 ) -> None:
     app = crontask()
     # The command ignores SIGTERM: the restart gives it the grace, then kills it.
-    script = "trap '' TERM; echo $$ > started; sleep 30 & wait; sleep 30"
-    (app.tasks / "long.yaml").write_text(task("long", ["sh", "-c", script], schedule="* * * * * *"))
-    wait_for("the run to start", lambda: (tmp_path / "started").exists())
-    wait_for(
-        "its running record",
-        lambda: any(r.status is RunStatus.RUNNING for r in app.runs("default/long")),
-    )
+    leader = start_long_run(app, "trap '' TERM; echo $$ > started; sleep 30 & wait; sleep 30")
     app.stop(signal.SIGKILL)
-    leader = int((tmp_path / "started").read_text())
     assert _alive(leader)  # a command outlives a kill -9 of crontask on a host
     (app.tasks / "long.yaml").unlink()
     app.start()
@@ -181,6 +174,21 @@ def test_killed_process_leaves_an_interrupted_run_and_its_command_is_stopped(
     assert RunStatus.RUNNING not in statuses
     assert not _alive(leader)
     assert "left-over commands killed" in app.log()
+
+
+def start_long_run(app: Crontask, script: str, **spec: object) -> int:
+    """Task ``default/long`` runs ``sh -c script`` every second (the script writes its pid to
+    ``started`` in crontask's working directory); its pid once a run is going and recorded."""
+    (app.tasks / "long.yaml").write_text(
+        task("long", ["sh", "-c", script], schedule="* * * * * *", **spec)
+    )
+    started = app.workdir / "started"
+    wait_for("the command to start", lambda: started.exists() and started.read_text().strip())
+    wait_for(
+        "its running record",
+        lambda: any(r.status is RunStatus.RUNNING for r in app.runs("default/long")),
+    )
+    return int(started.read_text())
 
 
 def _alive(pid: int) -> bool:

@@ -13,24 +13,14 @@ import pytest
 
 from reconciler.core.runs import RunStatus
 from tests.e2e.conftest import Crontask
-from tests.e2e.test_run import _alive, task
-from tests.helpers import wait_for
+from tests.e2e.test_run import _alive, start_long_run
 
 pytestmark = pytest.mark.e2e
 
 
 def test_sighup_is_a_graceful_shutdown(crontask: Callable[..., Crontask], tmp_path: Path) -> None:
     app = crontask()
-    script = "echo $$ > started; exec sleep 300"
-    (app.tasks / "long.yaml").write_text(
-        task("long", ["sh", "-c", script], schedule="* * * * * *", concurrencyPolicy="Forbid")
-    )
-    wait_for("the command to start", lambda: (tmp_path / "started").exists())
-    wait_for(
-        "its running record",
-        lambda: any(r.status is RunStatus.RUNNING for r in app.runs("default/long")),
-    )
-    leader = int((tmp_path / "started").read_text())
+    leader = start_long_run(app, "echo $$ > started; exec sleep 300", concurrencyPolicy="Forbid")
     assert app.stop(signal.SIGHUP) == 0
     assert "crontask stopped" in app.log()
     runs = app.runs("default/long")
@@ -46,13 +36,7 @@ def test_a_second_stop_signal_cuts_the_grace_short(
     """A second Ctrl-C or SIGTERM means now: running commands are stopped at once instead of
     being given the rest of --shutdown-grace (5 minutes here)."""
     app = crontask(shutdown_grace="5m")
-    script = "echo $$ > started; exec sleep 300"
-    (app.tasks / "long.yaml").write_text(task("long", ["sh", "-c", script], schedule="* * * * * *"))
-    wait_for("the command to start", lambda: (tmp_path / "started").exists())
-    wait_for(
-        "its running record",
-        lambda: any(r.status is RunStatus.RUNNING for r in app.runs("default/long")),
-    )
+    start_long_run(app, "echo $$ > started; exec sleep 300")
     assert app.proc is not None
     app.proc.send_signal(signal.SIGTERM)
     app.wait_log("crontask stopping")
