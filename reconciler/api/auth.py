@@ -40,6 +40,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from pydantic import model_validator as _model_validator
 from pydantic.alias_generators import to_camel
 
+from reconciler.secretfile import read_secret_file
+
 log = logging.getLogger("crontask.api")
 
 
@@ -304,14 +306,13 @@ def _role_of(claim: Any) -> Role | None:
 
 def _read_secret(path: Path, field: str, source: str, base: Path | None) -> bytes:
     """The secret in ``path`` (relative to the auth file), of at least
-    :data:`MIN_HMAC_SECRET_BYTES` bytes; read bounded."""
+    :data:`MIN_HMAC_SECRET_BYTES` bytes."""
     secret_path = (base or Path.cwd()) / path
     try:
-        with secret_path.open("rb") as handle:
-            secret = handle.read(MAX_CONFIG_BYTES + 1).strip()
-    except OSError as exc:
-        raise AuthConfigError(f"{source}: {field}: cannot read {secret_path}") from exc
-    if not MIN_HMAC_SECRET_BYTES <= len(secret) <= MAX_CONFIG_BYTES:
+        secret = read_secret_file(secret_path).strip()
+    except ValueError as exc:
+        raise AuthConfigError(f"{source}: {field}: cannot read {secret_path}: {exc}") from None
+    if len(secret) < MIN_HMAC_SECRET_BYTES:
         raise AuthConfigError(
             f"{source}: {field}: {secret_path} holds {len(secret)} bytes; a secret needs at "
             f"least {MIN_HMAC_SECRET_BYTES}"

@@ -29,10 +29,11 @@ from reconciler.controller.runtime import HaOptions, HttpServer, Options, open_s
 from reconciler.controller.view import RuntimeView
 from reconciler.core.urls import redact_url
 from reconciler.host import raise_open_files
+from reconciler.secretfile import read_secret_file
 from reconciler.sinks import notify_config
 from reconciler.sinks.metrics import Metrics
 from reconciler.sinks.notify_config import Notifications
-from reconciler.sources.git import GitOptions, read_secret_file
+from reconciler.sources.git import GitOptions
 from reconciler.sources.kubernetes import KubernetesConfigError, KubernetesOptions
 
 log = logging.getLogger("crontask.api")

@@ -23,9 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
-import os
 import re
-import stat
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Annotated, Any, Final, Literal
@@ -37,6 +35,7 @@ from pydantic import model_validator as _model_validator
 from pydantic.alias_generators import to_camel
 
 from reconciler.core.desired import SourceKind
+from reconciler.secretfile import read_secret_file
 
 MAX_FILE_BYTES: Final = 256 * 1024
 MAX_VALUES: Final = 10_000
@@ -196,20 +195,9 @@ def parse_interval(value: Any) -> float:
 
 def _read_small(path: Path, what: str) -> bytes:
     try:
-        # O_NONBLOCK: a FIFO put in its place opens at once, and is refused below, rather
-        # than wait for a writer.
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-        with os.fdopen(fd, "rb") as handle:
-            if not stat.S_ISREG(os.fstat(fd).st_mode):
-                raise ValueError(f"{what}: {path} is not a regular file")
-            data = handle.read(MAX_SECRET_BYTES + 1)
-    except OSError as exc:
-        raise ValueError(
-            f"{what}: cannot read {path}: {exc.strerror or type(exc).__name__}"
-        ) from None
-    if len(data) > MAX_SECRET_BYTES:
-        raise ValueError(f"{what}: {path} is larger than {MAX_SECRET_BYTES} bytes")
-    return data
+        return read_secret_file(path, MAX_SECRET_BYTES)
+    except ValueError as err:
+        raise ValueError(f"{what}: cannot read {path}: {err}") from None
 
 
 # -- reading, with positions ----------------------------------------------------------------------

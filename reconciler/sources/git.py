@@ -71,7 +71,6 @@ import hashlib
 import json
 import logging
 import os
-import stat
 import threading
 from collections.abc import Callable, Collection
 from datetime import UTC, datetime
@@ -80,6 +79,7 @@ from pathlib import Path
 from reconciler.aio import ended, first_of, in_thread
 from reconciler.core.desired import Definition, DefinitionError, SourceKind
 from reconciler.core.urls import redact_url
+from reconciler.secretfile import read_secret_file
 from reconciler.sources.ahead import read_ahead
 from reconciler.sources.base import Notify, Ready, SourceState
 from reconciler.sources.files import DirectorySource
@@ -97,34 +97,13 @@ from reconciler.sources.gitrepo import (
     url_credentials,
 )
 from reconciler.sources.gitrevisions import Revisions
-from reconciler.sources.limits import DEFAULT_MAX_FILE_SIZE, format_size
+from reconciler.sources.limits import DEFAULT_MAX_FILE_SIZE
 
 log = logging.getLogger("crontask.sources.git")
 
 # A token with no user name in the URL is sent as this user: GitHub documents it for tokens, and
 # GitLab, Gitea and Bitbucket Server accept any user name with a personal access token.
 TOKEN_USERNAME = "x-access-token"  # noqa: S105 - a user name
-MAX_SECRET_FILE_BYTES = 64 * 1024  # a token or a webhook secret is a few hundred bytes
-
-
-def read_secret_file(path: Path) -> bytes:
-    """The bytes of the secret file ``path`` (a token, a webhook secret), read as it is
-    given on every use. Raises ValueError, a message to follow the file's name, for a file
-    that is not a regular one (a FIFO is refused without waiting for a writer, ``/dev/zero``
-    without reading it), one over :data:`MAX_SECRET_FILE_BYTES`, or one that cannot be read."""
-    try:
-        if not stat.S_ISREG(os.stat(path).st_mode):  # before opening: a device may act on open
-            raise ValueError("not a regular file: not read")
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | getattr(os, "O_NOCTTY", 0))
-        with os.fdopen(fd, "rb") as handle:
-            if not stat.S_ISREG(os.fstat(fd).st_mode):  # replaced since the stat
-                raise ValueError("not a regular file: not read")
-            data = handle.read(MAX_SECRET_FILE_BYTES + 1)
-    except OSError as err:
-        raise ValueError(err.strerror or type(err).__name__) from None
-    if len(data) > MAX_SECRET_FILE_BYTES:
-        raise ValueError(f"larger than {format_size(MAX_SECRET_FILE_BYTES)}: not read")
-    return data
 
 
 def _utcnow() -> datetime:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -124,4 +125,14 @@ def test_a_session_secret_file_makes_sessions_shared_and_secret(
     assert AuthConfig.load(path).session_key != first.session_key
     (tmp_path / "session-secret").write_bytes(b"short")
     with pytest.raises(AuthConfigError, match=r"sessionSecretFile: .* needs at least 32"):
+        AuthConfig.load(path)
+
+
+def test_a_secret_file_that_is_no_regular_file_is_refused_at_once(
+    tmp_path: Path, es_key: ec.EllipticCurvePrivateKey
+) -> None:
+    """A FIFO in a secret's place would block start-up until a writer came."""
+    os.mkfifo(tmp_path / "session-secret")
+    path = _public_key_only(tmp_path, es_key, "sessionSecretFile: session-secret\n")
+    with pytest.raises(AuthConfigError, match=r"sessionSecretFile: cannot read .*not a regular"):
         AuthConfig.load(path)
