@@ -13,7 +13,7 @@ it), not per read; an answer longer than :data:`MAX_ANSWER_BYTES` is refused; an
 unexpected shape, a list that hands back a ``continue`` token it gave before or that grows
 past :data:`MAX_ITEMS` items is a :class:`RemoteError`; and an error line made from an answer
 goes through :func:`~reconciler.cli.terminal.printable`. The deadline covers resolving the
-server's name too (:mod:`~reconciler.cli.clientloop`).
+server's name too (:mod:`~reconciler.resolver`).
 """
 
 from __future__ import annotations
@@ -154,11 +154,12 @@ def request(
 
 
 def _run(call: Coroutine[Any, Any, _T]) -> _T:
-    """``call`` run to its end on the client's loop (:mod:`~reconciler.cli.clientloop`)."""
+    """``call`` run to its end on a loop whose name lookups nothing waits for
+    (:mod:`~reconciler.resolver`)."""
     # Here, not at the top: parsing the command line need not load asyncio.
-    from reconciler.cli.clientloop import run_client
+    from reconciler import resolver
 
-    return run_client(call)
+    return resolver.run(call)
 
 
 def connect(

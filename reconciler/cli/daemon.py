@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 
 import uvicorn
 
-from reconciler import logs, web
+from reconciler import logs, resolver, web
 from reconciler.api.app import create_app
 from reconciler.api.auth import AuthConfig, AuthConfigError, check_listen, is_loopback
 from reconciler.api.hosts import external_host
@@ -110,7 +110,7 @@ def run(args: argparse.Namespace) -> int:
         store = open_state(options)
     try:
         with start_up_collector() as started:
-            return asyncio.run(serve(options, http=http, on_started=started, store=store))
+            return resolver.run(serve(options, http=http, on_started=started, store=store))
     except KubernetesConfigError as err:
         raise SystemExit(f"crontask: {err}") from None
 

@@ -25,12 +25,14 @@ import asyncio
 import collections
 import contextlib
 import dataclasses
+import functools
 import logging
 from collections.abc import AsyncIterator, Iterable
 from typing import Any, Final, Protocol
 
 import httpx
 
+from reconciler import resolver
 from reconciler.aio import first_of
 from reconciler.sinks import notify_payload
 from reconciler.sinks.notify_config import Notifications, Receiver
@@ -175,6 +177,13 @@ class Delivery:
         secret = self.notifications.secret_of(receiver) if receiver.type == "generic-hmac" else None
         return url, secret
 
+    async def _read_credentials(self, receiver: Receiver) -> tuple[str, bytes | None]:
+        if receiver.url is not None and receiver.type != "generic-hmac":
+            return self._credentials(receiver)  # nothing to read
+        # Read in a thread of its own, which nothing joins: a file on a mount that hangs
+        # holds up this sender alone, and not the process's exit. One at a time per sender.
+        return await resolver.abandonable(functools.partial(self._credentials, receiver))
+
     async def _deliver(
         self,
         client: httpx.AsyncClient,
@@ -190,8 +199,7 @@ class Delivery:
         body = notify_payload.body_of(body_data)
         for attempt in range(1, MAX_ATTEMPTS + 1):
             try:
-                # Read in a thread: a file on a mount that hangs holds up this sender alone.
-                url, secret = await asyncio.to_thread(self._credentials, receiver)
+                url, secret = await self._read_credentials(receiver)
                 headers = {"Content-Type": "application/json", "User-Agent": "crontask"}
                 if secret is not None:
                     headers[notify_payload.SIGNATURE_HEADER] = notify_payload.signature(
