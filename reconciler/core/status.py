@@ -39,6 +39,18 @@ CONFLICT = "Conflict"
 PENDING = "Pending"
 
 FAILURES = frozenset({RunStatus.FAILED, RunStatus.TIMED_OUT, RunStatus.INTERRUPTED})
+# The reason of a run that crontask's own shutdown interrupted.
+SHUTDOWN_REASON = "Shutdown"
+
+
+def is_failure(record: RunRecord) -> bool:
+    """Whether ``record`` tells of the task failing: failed, timed out, or interrupted, but
+    not interrupted by crontask's own shutdown. A restart is not the task's failure: counted
+    as one, every deploy while a task ran would mark it failing and fire its alert until its
+    next success (a nightly task's, for a day)."""
+    if record.status is RunStatus.INTERRUPTED:
+        return record.reason != SHUTDOWN_REASON
+    return record.status in FAILURES
 
 
 def rfc3339(at: datetime) -> str:
@@ -102,7 +114,7 @@ class RunSummary:
         last_success, last_failure = self.last_success, self.last_failure
         if ended is not None and record.status is RunStatus.SUCCEEDED:
             last_success = _later(last_success, ended)
-        if ended is not None and record.status in FAILURES:
+        if ended is not None and is_failure(record):
             last_failure = _later(last_failure, ended)
         return RunSummary(latest, last_schedule, last_success, last_failure)
 

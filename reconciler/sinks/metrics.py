@@ -50,7 +50,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from reconciler.core.desired import Definition, DesiredState
 from reconciler.core.runs import LastOutcomes, RunRecord, RunStatus, Trigger
-from reconciler.core.status import FAILURES
+from reconciler.core.status import is_failure
 from reconciler.sinks.metrics_exposition import exposition, no_runs, task_runs
 from reconciler.sinks.metrics_families import (
     DELAY_BUCKETS,
@@ -213,7 +213,7 @@ class Metrics:
             last_success, last_failure = runs.last_success, runs.last_failure
             if record.status is RunStatus.SUCCEEDED:
                 last_success = max(at, last_success or at)
-            elif record.status in FAILURES:
+            elif is_failure(record):
                 last_failure = max(at, last_failure or at)
             last_duration, durations = runs.last_duration, runs.durations
             if seconds is not None:

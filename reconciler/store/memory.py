@@ -14,8 +14,8 @@ from collections.abc import Collection, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 
 from reconciler.core.runs import LastOutcomes, RunRecord, RunStatus, Trigger
+from reconciler.core.status import is_failure
 from reconciler.store.base import (
-    FAILED_STATUSES,
     Cursor,
     DuplicateRun,
     RetentionTally,
@@ -168,7 +168,7 @@ class MemoryRunStore:
                 last = found.get(r.task, LastOutcomes())
                 if r.status is RunStatus.SUCCEEDED:
                     last = dataclasses.replace(last, success=_later(last.success, r.finished_at))
-                elif r.status in FAILED_STATUSES:
+                elif is_failure(r):
                     last = dataclasses.replace(last, failure=_later(last.failure, r.finished_at))
                 else:
                     continue
@@ -256,6 +256,7 @@ class MemoryRunStore:
             for r in self._records.values():
                 runs.setdefault(r.id, []).append(r)
             doomed: set[str] = set()
+            marked: set[str] = set()  # tasks whose newest scheduled run was met
             # Newest run first; within a run, latest attempt first (what RetentionTally expects).
             for run_id, group in sorted(
                 runs.items(), key=lambda kv: (kv[1][0].scheduled_at, kv[0]), reverse=True
@@ -265,9 +266,15 @@ class MemoryRunStore:
                 tally = tallies.get(group[0].task)
                 anchor = any(r.trigger is not Trigger.MANUAL for r in group)
                 over_limit = tally is not None and not tally.keep(statuses, anchor=anchor)
+                # The mark of missed slots (the task's newest scheduled run) stays however old,
+                # as in sql_retention.
+                mark = anchor and group[0].task not in marked
+                if anchor:
+                    marked.add(group[0].task)
                 if RunStatus.RUNNING in statuses:
                     continue  # counted as the mark of missed slots, never deleted
-                too_old = max_age is not None and group[0].scheduled_at < now - max_age
+                old = max_age is not None and group[0].scheduled_at < now - max_age
+                too_old = old and not mark
                 if over_limit or too_old:
                     doomed.add(run_id)
             return self._delete(k for k in self._records if k[0] in doomed)

@@ -112,11 +112,28 @@ def _delete_oldest(
 
 def _delete_older_than(conn: Connection, cutoff: datetime, limit: int) -> tuple[int, bool]:
     """Delete the oldest finished runs scheduled before ``cutoff``, about ``limit`` rows
-    (walking ``ix_runs_scheduled`` from its start); see :func:`_delete_oldest`."""
+    (walking ``ix_runs_scheduled`` from its start); see :func:`_delete_oldest`. A task's
+    newest scheduled run stays however old (``RunStore.last_slots``): a ``@monthly`` task's
+    last run is older than the default 30 days on the eve of its next slot, and without it a
+    restart across that slot would neither run it nor record it."""
     old = runs.alias("old")
+    other = runs.alias("other")
+    scheduled = other.c.trigger != Trigger.MANUAL.value
+    # The task's newest scheduled run is the one with an attempt that is not manual and no
+    # scheduled run after it: one seek in ix_runs_task_scheduled and one in the primary key.
+    superseded = (
+        sa.select(other.c.id)
+        .where(other.c.task == old.c.task, other.c.scheduled_at > old.c.scheduled_at, scheduled)
+        .exists()
+    )
+    manual_only = ~sa.select(other.c.id).where(other.c.id == old.c.id, scheduled).exists()
     victims = (
         sa.select(old.c.id)
-        .where(old.c.scheduled_at < cutoff, _not_running_run(old))
+        .where(
+            old.c.scheduled_at < cutoff,
+            _not_running_run(old),
+            sa.or_(manual_only, superseded),
+        )
         .order_by(old.c.scheduled_at, old.c.id, old.c.attempt)
     )
     return _delete_oldest(conn, victims, limit)

@@ -16,6 +16,7 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Connection
 
 from reconciler.core.runs import LastOutcomes, RunStatus, Trigger
+from reconciler.core.status import SHUTDOWN_REASON
 from reconciler.store.base import FAILED_STATUSES, utc
 from reconciler.store.sql_schema import runs
 
@@ -82,13 +83,21 @@ def _newest_ends(dialect: str) -> sa.Select[Any]:
     columns: list[sa.ColumnElement[Any]] = [task]
     for status in _ENDED:
         of = sa.and_(_c.task == task, _c.status == status.value)
+        newest = sa.select(sa.func.max(_c.finished_at)).where(of)
+        if status is RunStatus.INTERRUPTED:
+            # A run crontask's own shutdown interrupted counts for nothing here
+            # (core.status.is_failure): read back from the end of the range until one that
+            # is not, usually the first.
+            of = sa.and_(of, sa.or_(_c.reason.is_(None), _c.reason != SHUTDOWN_REASON))
+            told = sa.and_(of, _c.finished_at.is_not(None))
+            newest = sa.select(_c.finished_at).where(told).order_by(_c.finished_at.desc()).limit(1)
         # An end recorded: PostgreSQL sorts NULL first when descending (a record without one
         # would hide the newest end), SQLite last.
         ran = sa.and_(of, _c.started_at.is_not(None), _c.finished_at.is_not(None))
         newest_ran = sa.select(_c.finished_at, took).where(ran)
         newest_ran = newest_ran.order_by(_c.finished_at.desc(), took.desc()).limit(1)
         columns += [
-            _comparable(dialect, sa.select(sa.func.max(_c.finished_at)).where(of)),
+            _comparable(dialect, newest),
             _comparable(dialect, newest_ran.with_only_columns(_c.finished_at)),
             newest_ran.with_only_columns(took).scalar_subquery(),
         ]

@@ -20,6 +20,7 @@ from zoneinfo import ZoneInfo
 from reconciler.controller.view import RuntimeView, SourceStatus, TaskQuery, TaskView
 from reconciler.core.runs import LastOutcomes, RunRecord, RunStatus
 from reconciler.core.schedule import ScheduleError, parse_schedule
+from reconciler.core.status import is_failure
 from reconciler.store.base import RunQuery
 
 PAGE_SIZE: Final = 50
@@ -34,7 +35,6 @@ State = Literal["ok", "failing", "error", "suspended", "running"]
 STATES: Final[tuple[State, ...]] = ("ok", "failing", "error", "suspended", "running")
 # The RuntimeView's own states, for the filters it can apply itself.
 _VIEW_STATE: Final = {"error": "Error", "suspended": "Suspended"}
-FAILURES: Final = frozenset({RunStatus.FAILED, RunStatus.TIMED_OUT, RunStatus.INTERRUPTED})
 _ANSI: Final = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]")
 _CONTROL: Final = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 
@@ -111,18 +111,22 @@ def runs_of(runtime: RuntimeView, key: str, limit: int = STRIP) -> list[RunRecor
 
 
 def last_result(view: TaskView, runs: Sequence[RunRecord]) -> RunRecord | None:
-    """The newest finished run that ran (a skip says nothing about the task's health)."""
-    for record in runs:
-        if record.status.finished and record.status is not RunStatus.SKIPPED:
+    """The newest finished run that ran (a skip says nothing about the task's health, nor
+    does a run that crontask's own shutdown interrupted)."""
+    for record in (*runs, view.last_run):
+        if record is not None and _tells(record):
             return record
-    last = view.last_run
-    if last is not None and last.status.finished and last.status is not RunStatus.SKIPPED:
-        return last
     return None
 
 
+def _tells(record: RunRecord) -> bool:
+    if not record.status.finished or record.status is RunStatus.SKIPPED:
+        return False
+    return record.status is RunStatus.SUCCEEDED or is_failure(record)
+
+
 def badges_of(view: TaskView, last: RunRecord | None) -> tuple[State, ...]:
-    return _badges(view, failing=last is not None and last.status in FAILURES)
+    return _badges(view, failing=last is not None and is_failure(last))
 
 
 def _badges(view: TaskView, *, failing: bool) -> tuple[State, ...]:

@@ -119,6 +119,19 @@ def test_last_transition_time_moves_only_on_a_status_change(
     assert ready["observedGeneration"] == 2
 
 
+def test_a_run_interrupted_by_crontasks_shutdown_sets_no_last_failure() -> None:
+    runs = RunSummary().observe(record(RunStatus.SUCCEEDED, T0))
+    deployed = runs.observe(
+        record(RunStatus.INTERRUPTED, T0 + timedelta(minutes=1), reason="Shutdown")
+    )
+    assert deployed.last_failure is None
+    assert deployed.last_success == T0 + timedelta(seconds=2)
+    died = runs.observe(
+        record(RunStatus.INTERRUPTED, T0 + timedelta(minutes=1), reason="ProcessDied")
+    )
+    assert died.last_failure == T0 + timedelta(minutes=1, seconds=2)
+
+
 def test_run_fields() -> None:
     runs = RunSummary()
     runs = runs.observe(record(RunStatus.RUNNING, T0))

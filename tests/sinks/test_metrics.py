@@ -172,6 +172,24 @@ def test_rarer_statuses_appear_at_their_first_occurrence(tasks: MemoryTasks) -> 
     assert found[("crontask_run_duration_seconds_count", frozenset())] == 1
 
 
+def test_a_run_interrupted_by_crontasks_shutdown_is_no_failure(tasks: MemoryTasks) -> None:
+    m = Metrics(tasks)
+    started, _ = attempt("default/a", RunStatus.INTERRUPTED)
+    m.on_run(started)
+    m.on_run(
+        started.finish(RunStatus.INTERRUPTED, finished_at=T0 + timedelta(3), reason="Shutdown")
+    )
+    last_failure = "crontask_task_last_failure_timestamp_seconds"
+    assert value(m, last_failure, task="default/a") is None
+    assert value(m, "crontask_runs_total", task="default/a", status="interrupted") == 1
+    # Interrupted otherwise (the process died, the replica was lost) is the task's failure.
+    run(m, "default/a", RunStatus.INTERRUPTED, at=T0 + timedelta(minutes=1))
+    assert (
+        value(m, last_failure, task="default/a")
+        == (T0 + timedelta(minutes=1, seconds=2.5)).timestamp()
+    )
+
+
 def test_no_created_series_and_no_task_label_on_histograms(tasks: MemoryTasks) -> None:
     m = Metrics(tasks)
     run(m, "default/a", RunStatus.SUCCEEDED)

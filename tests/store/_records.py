@@ -89,7 +89,7 @@ def reference_prune(
             anchored.add(latest.task)
         if any(r.status is RunStatus.RUNNING for r in attempts):
             continue
-        if max_age is not None and latest.scheduled_at < now - max_age:
+        if max_age is not None and latest.scheduled_at < now - max_age and not anchor:
             doomed.add(run_id_)
         if latest.task not in limits:
             continue

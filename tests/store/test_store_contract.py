@@ -426,6 +426,39 @@ def test_last_outcomes_are_the_newest_end_of_a_success_and_of_a_failure(store: R
     assert store.last_outcomes([]) == {}
 
 
+def test_last_outcomes_pass_over_runs_interrupted_by_crontasks_shutdown(
+    store: RunStore,
+) -> None:
+    """A run crontask's own shutdown interrupted is no failure of the task: after a restart
+    its metrics (and the alert on them) start from what the task did, not from the deploy."""
+
+    def shut_down(task: str, at: int) -> RunRecord:
+        return rec(task, at, RunStatus.INTERRUPTED, exit_code=None, reason="Shutdown")
+
+    store.save_many(
+        [
+            rec(at=1),
+            rec(at=2, status=RunStatus.FAILED, exit_code=1),
+            shut_down("ops/nightly-backup", 3),
+            rec("ops/deployed", at=1),
+            shut_down("ops/deployed", 2),
+            shut_down("ops/only-deployed", 1),
+            rec("ops/died", at=1, status=RunStatus.INTERRUPTED, reason="ProcessDied"),
+        ]
+    )
+    found = store.last_outcomes(
+        ["ops/nightly-backup", "ops/deployed", "ops/only-deployed", "ops/died"]
+    )
+    end = timedelta(seconds=5)
+    assert found == {
+        "ops/nightly-backup": LastOutcomes(
+            T0 + timedelta(minutes=1) + end, T0 + timedelta(minutes=2) + end, 4.0
+        ),
+        "ops/deployed": LastOutcomes(T0 + timedelta(minutes=1) + end, None, 4.0),
+        "ops/died": LastOutcomes(None, T0 + timedelta(minutes=1) + end, 4.0),
+    }
+
+
 def test_last_outcomes_of_two_attempts_that_ended_together_take_the_longer(
     store: RunStore,
 ) -> None:
@@ -855,17 +888,42 @@ def test_prune_by_max_age_spares_running_runs(store: RunStore) -> None:
     store.claim(rec("ops/hung", at=old + 1, status=RunStatus.RUNNING))
     store.claim(rec(at=young, status=RunStatus.FAILED))
 
+    store.claim(rec("ops/other", at=old + 2, status=RunStatus.SUCCEEDED))
+
     deleted = store.prune({}, timedelta(days=7), now)
 
     assert deleted == 3
-    survivors = {(r.task, r.attempt, r.status) for r in everything(store)}
+    survivors = {(r.task, r.scheduled_at, r.attempt, r.status) for r in everything(store)}
+    at = {minutes: T0 + timedelta(minutes=minutes) for minutes in (old, old + 1, old + 2, young)}
     assert survivors == {
-        ("ops/stuck", 1, RunStatus.FAILED),  # the run has a running attempt: kept whole
-        ("ops/stuck", 2, RunStatus.RUNNING),
-        ("ops/hung", 1, RunStatus.RUNNING),
-        ("ops/nightly-backup", 1, RunStatus.FAILED),
+        ("ops/stuck", at[old], 1, RunStatus.FAILED),  # the run has a running attempt: kept whole
+        ("ops/stuck", at[old], 2, RunStatus.RUNNING),
+        ("ops/hung", at[old + 1], 1, RunStatus.RUNNING),
+        ("ops/nightly-backup", at[young], 1, RunStatus.FAILED),
+        # Its newest slot, however old: what a restart counts missed slots from.
+        ("ops/other", at[old + 2], 1, RunStatus.SUCCEEDED),
     }
     assert store.prune({}, None, now) == 0
+
+
+def test_prune_by_max_age_keeps_the_mark_of_missed_slots(store: RunStore) -> None:
+    """A ``@monthly`` task's last run is older than the default 30 days on the eve of its next
+    slot: pruned, a restart across that slot would neither run it nor record it."""
+    now = T0 + timedelta(days=40)
+    task = "ops/monthly"
+    store.claim(rec(task, 0, RunStatus.SUCCEEDED))
+    store.claim(rec(task, 10, RunStatus.FAILED))  # the newest slot
+    store.claim(rec(task, 11, RunStatus.FAILED, trigger=Trigger.MANUAL))
+    store.claim(rec(task, 12, RunStatus.FAILED, trigger=Trigger.MANUAL))
+    store.claim(rec(task, 12, RunStatus.SUCCEEDED, attempt=2, trigger=Trigger.RETRY))
+    store.claim(rec("ops/manual-only", 0, RunStatus.SUCCEEDED, trigger=Trigger.MANUAL))
+    marks = store.last_slots()
+    assert store.prune({}, timedelta(days=30), now) == 4
+    assert store.last_slots() == marks
+    kept = {(r.task, r.scheduled_at, r.attempt) for r in everything(store)}
+    # A manual run whose retry is no manual attempt counts as a slot, as in last_slots.
+    twelve = T0 + timedelta(minutes=12)
+    assert kept == {(task, twelve, 1), (task, twelve, 2)}
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3])

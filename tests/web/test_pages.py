@@ -206,3 +206,25 @@ def test_the_failing_filter_uses_the_last_run_the_runtime_holds(
     html = page.get("/?state=failing").text
     assert keys(html) == ["default/fresh", "ops/flaky"]
     assert 'class="badge failing"' in html.split('data-task="default/fresh"')[1].split("</tr>")[0]
+
+
+def test_a_run_interrupted_by_crontasks_shutdown_does_not_make_a_task_failing(
+    runtime: FakeRuntime, page: TestClient
+) -> None:
+    import dataclasses
+
+    from tests.api.fakes import view
+
+    # A deploy interrupted its last run: the task is as healthy as before the deploy.
+    last = dataclasses.replace(
+        record("default/deployed", T0, RunStatus.INTERRUPTED), reason="Shutdown"
+    )
+    runtime.views["default/deployed"] = view("deployed", last_run=last)
+    assert "default/deployed" not in keys(page.get("/?state=failing").text)
+    row = page.get("/").text.split('data-task="default/deployed"')[1].split("</tr>")[0]
+    assert 'class="badge failing"' not in row
+    # Interrupted because its process died: that is the task's failure.
+    runtime.views["default/deployed"] = view(
+        "deployed", last_run=dataclasses.replace(last, reason="ProcessDied")
+    )
+    assert "default/deployed" in keys(page.get("/?state=failing").text)
