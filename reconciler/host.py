@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import os
 import resource
 from typing import Final
@@ -13,6 +14,23 @@ from typing import Final
 # is far beyond what a program meets by default, yet cheap for one that closes every
 # descriptor up to the limit before it execs.
 OPEN_FILES: Final = 65_536
+
+
+_PR_SET_DUMPABLE: Final = 4
+
+
+def keep_private() -> bool:
+    """Make this process's ``/proc`` files that hold secrets (its environment, with the
+    ``--db`` URL and tokens; its memory; its descriptors) unreadable to other processes of
+    its user, and not ptrace-able by them: the commands it starts run as that user, and
+    ``--task-env minimal`` keeps crontask's environment out of theirs but could not keep
+    them from reading ``/proc/$PPID/environ``. (A command is dumpable again once it execs.)
+    It also means no core dump. Returns whether it took; not on other systems than Linux."""
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return False
+    return bool(prctl(_PR_SET_DUMPABLE, 0, 0, 0, 0) == 0)
 
 
 def usable_cores() -> int:

@@ -28,7 +28,7 @@ from reconciler.controller.jobs import JobOptions
 from reconciler.controller.runtime import HaOptions, HttpServer, Options, open_state, serve
 from reconciler.controller.view import RuntimeView
 from reconciler.core.urls import redact_url
-from reconciler.host import raise_open_files
+from reconciler.host import keep_private, raise_open_files
 from reconciler.secretfile import read_secret_file
 from reconciler.sinks import notify_config
 from reconciler.sinks.metrics import Metrics
@@ -42,6 +42,8 @@ _FEW_OPEN_FILES = 4096  # warned of at start: about 2 000 runs at once
 
 def run(args: argparse.Namespace) -> int:
     logs.configure(args.log_level, args.log_format)
+    if not keep_private():
+        log.debug("this process's /proc files stay readable to its user's processes")
     _open_files()
     if not args.paths and not args.git and not args.kubernetes:
         usage_error("nothing to read: give PATH..., --git URL and/or --kubernetes")
