@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import enum
 import hashlib
+import ipaddress
 import json
 import re
 from typing import Annotated, Any, Literal
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
 from pydantic import (
     AfterValidator,
@@ -222,12 +223,26 @@ class ValueSource(_Model):
         return self
 
 
+# The client frames the body itself, with a Content-Length from ``body``: a Transfer-Encoding a
+# task set, or a Content-Length that disagrees with the body, makes a request the client refuses
+# once it is half sent (HttpAction checks the latter). Host is allowed: it frames nothing, and
+# naming a virtual host at an address is a use of its own.
+FRAMING_HEADERS = frozenset({"transfer-encoding"})
+
+
 class HttpHeader(_Model):
     name: str = Field(
         pattern=r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$", max_length=256, description="Header name."
     )
     value: HeaderText | None = Field(None, description="A literal value.")
     value_from: ValueSource | None = Field(None, description="Or read it at run time.")
+
+    @field_validator("name")
+    @classmethod
+    def _not_framing(cls, name: str) -> str:
+        if name.lower() in FRAMING_HEADERS:
+            raise ValueError(f"{name} is set by crontask from the body; a task may not set it")
+        return name
 
     @model_validator(mode="after")
     def _exactly_one(self) -> HttpHeader:
@@ -274,13 +289,67 @@ class HttpAction(_Model):
             raise ValueError("not a URL a request can go to: no host, or port 0")
         if any(ord(c) < 0x20 or c == "\x7f" for c in url):
             raise ValueError("not a URL a request can go to: it holds a control character")
+        if (problem := _host_problem(parts)) is not None:
+            raise ValueError(f"not a URL a request can go to: {problem}")
         return url
+
+    @model_validator(mode="after")
+    def _length_of_the_body(self) -> HttpAction:
+        length = len(self.body.encode()) if self.body is not None else 0
+        for header in self.headers:
+            if header.name.lower() != "content-length":
+                continue
+            if header.value is None or header.value.strip() != str(length):
+                raise ValueError(
+                    f"a Content-Length header must be the body's length, {length} bytes "
+                    "(crontask sets it: the header may be left out)"
+                )
+        return self
 
     def accepts(self, status: int) -> bool:
         for part in self.expect_status.split(","):
             low, _, high = part.partition("-")
             if int(low) <= status <= int(high or low):
                 return True
+        return False
+
+
+_IPV4_STYLE = re.compile(r"[0-9]+\.[0-9]+\.[0-9]+\.[0-9]+")
+
+
+def _host_problem(parts: SplitResult) -> str | None:
+    """What the HTTP action's client (httpx) refuses in a host when it sends, by its own rules
+    (standard library only): a dotted-quad that is no IPv4 address, a bracketed host that is
+    no IPv6 one, and, in a host it decodes (one that starts with ``xn--``), an ``xn--`` label
+    that is no Punycode. IDNA's rules on the decoded characters are left to the run: they
+    need the ``idna`` package, and its refusal is then one line, not a definition error."""
+    host = parts.hostname
+    assert host is not None  # checked by the caller
+    if parts.netloc.rpartition("@")[2].startswith("["):
+        try:
+            ipaddress.IPv6Address(host)
+        except ValueError:
+            return f"[{host}] is not an IPv6 address"
+    elif _IPV4_STYLE.fullmatch(host):
+        try:
+            ipaddress.IPv4Address(host)
+        except ValueError:
+            return f"{host} is not an IPv4 address"
+    elif host.startswith("xn--"):
+        for label in host.split("."):
+            if label.startswith("xn--") and not _a_label(label[4:]):
+                return f"{label} is not a valid IDNA label (xn--, then Punycode)"
+    return None
+
+
+def _a_label(code: str) -> bool:
+    # As the idna package checks one before its characters: there, decodes, and is the
+    # encoding of what it decodes to (else two spellings would name one host).
+    if not code or code.endswith("-"):
+        return False
+    try:
+        return code.encode("ascii").decode("punycode").encode("punycode") == code.encode()
+    except UnicodeError:
         return False
 
 

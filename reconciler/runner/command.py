@@ -44,6 +44,7 @@ from reconciler.core.desired import Definition
 from reconciler.core.runs import RunRecord, RunStatus
 from reconciler.runner.base import Outcome, run_environment
 from reconciler.runner.group import Group, group_state, session_state, signal_group, signal_session
+from reconciler.runner.libc_spawn import InterpreterNotFound
 from reconciler.runner.output import TailReader
 from reconciler.runner.process import Child, Withdrawn, spawn_soon
 
@@ -351,6 +352,8 @@ class CommandRun:
                 os.fsencode(self._working_dir),
             ):
                 message = f"cannot use working directory {self._working_dir}: {detail}"
+            elif isinstance(exc, InterpreterNotFound):
+                message = _interpreter_not_found(command, exc.interpreter)
             elif exc.errno == errno.ENOENT:
                 message = f"command not found: {command}"
             elif exc.errno == errno.EACCES:
@@ -367,6 +370,22 @@ class CommandRun:
             output="",
             pid=None,
         )
+
+
+def _interpreter_not_found(command: str, interpreter: str | None) -> str:
+    if interpreter is None:
+        return (
+            f"cannot start {command}: it is there, but what runs it was not found"
+            " (the interpreter of its #! line, or its ELF loader)"
+        )
+    # The line's bytes as they are: quoted if they would not show on one line.
+    shown = interpreter if interpreter.isprintable() else repr(interpreter)
+    if interpreter.endswith("\r"):  # written on Windows: the CR is part of the name
+        return (
+            f"interpreter not found: {shown} (the #! line of {command} ends with CR:"
+            " Windows line endings?)"
+        )
+    return f"interpreter not found: {shown} (the #! line of {command})"
 
 
 class CommandRunner:

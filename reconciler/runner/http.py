@@ -6,7 +6,14 @@ fails with a message that says which (reason ``RequestFailed``). The response st
 recorded as the run's exit code and the first ``output_limit`` bytes of the body as its output.
 Header values from ``valueFrom`` are read at each attempt (a rotated secret is picked up) and
 never appear in messages or logs. ``timeout`` bounds the whole attempt, the body included: a
-server sending a byte now and then cannot hold it for longer.
+server sending a byte now and then cannot hold it for longer. A response whose body is not
+complete by then times out with its status kept as the exit code.
+
+A ``valueFrom.file`` is read in a thread, with the secret-file rules (a regular file of at most
+a header value's 32 KiB; a FIFO or a device is refused unopened), within the attempt's
+``timeout``. A read that hangs (a mount that no longer answers) cannot be interrupted: its
+thread is a daemon nobody joins, and it is the only read of that file until it ends; the
+attempts that want the file meanwhile wait for it, up to their own deadlines.
 
 Each attempt has its own client, so nothing (a connection, a cookie) carries over from one run to
 the next; they share one TLS context, built once: loading the CA bundle takes ~45 ms on the event
@@ -19,17 +26,22 @@ import asyncio
 import functools
 import os
 import ssl
+import weakref
 from collections.abc import Mapping
 from pathlib import Path
 
+import h11
 import httpx
+import idna
 
 from reconciler.core.desired import Definition
-from reconciler.core.model import HEADER_VALUE, HttpAction
+from reconciler.core.model import HEADER_VALUE, MAX_TEXT, HttpAction
 from reconciler.core.runs import RunRecord, RunStatus
 from reconciler.core.urls import redact_url
+from reconciler.resolver import abandonable
 from reconciler.runner.base import Outcome, run_environment
 from reconciler.runner.base import failed as _failed
+from reconciler.secretfile import read_secret_file
 
 # A server chooses its reason phrase and what a protocol error quotes (up to h11's 16 KiB):
 # messages keep this much of it.
@@ -49,10 +61,19 @@ def _verifying_context() -> ssl.SSLContext:
 
 class HeaderValueError(Exception):
     """A header value could not be read or is not a valid one; the message names the header,
-    never its value."""
+    never its value. ``timed_out``: its file was not read by the deadline (the message is to be
+    followed by how long that was)."""
+
+    def __init__(self, message: str, *, timed_out: bool = False) -> None:
+        super().__init__(message)
+        self.timed_out = timed_out
 
 
-def resolve_headers(action: HttpAction, environ: Mapping[str, str]) -> dict[str, str]:
+async def resolve_headers(
+    action: HttpAction, environ: Mapping[str, str], *, deadline: float | None = None
+) -> dict[str, str]:
+    """The headers of ``action``, ``valueFrom`` read now; files are read by ``deadline`` (the
+    loop's clock). Raises :class:`HeaderValueError`."""
     headers: dict[str, str] = {}
     for header in action.headers:
         if header.value is not None:
@@ -66,14 +87,19 @@ def resolve_headers(action: HttpAction, environ: Mapping[str, str]) -> dict[str,
                     f"header {header.name!r}: environment variable {source.env} is not set"
                 )
             headers[header.name] = environ[source.env]
-        else:
-            assert source.file is not None
-            try:
-                headers[header.name] = Path(source.file).read_text().strip()
-            except OSError as err:
-                raise HeaderValueError(
-                    f"header {header.name!r}: cannot read {source.file}: {err.strerror}"
-                ) from None
+            continue
+        assert source.file is not None
+        try:
+            async with asyncio.timeout_at(deadline):
+                data = await _read_file(source.file)
+        except TimeoutError:
+            raise HeaderValueError(
+                f"header {header.name!r}: {source.file} not read", timed_out=True
+            ) from None
+        except ValueError as err:  # read_secret_file's: "not a regular file: not read", ...
+            raise HeaderValueError(f"header {header.name!r}: {source.file}: {err}") from None
+        # Not ASCII: U+FFFD, which the check below refuses without quoting anything.
+        headers[header.name] = data.decode("utf-8", errors="replace").strip()
     for name, value in headers.items():
         # httpx would refuse it with an error that quotes the value (a newline) or raise
         # UnicodeEncodeError, whose repr holds the value (non-ASCII): check first, say nothing.
@@ -83,6 +109,35 @@ def resolve_headers(action: HttpAction, environ: Mapping[str, str]) -> dict[str,
                 "(printable ASCII, spaces and tabs only)"
             )
     return headers
+
+
+# The reads of header files in flight, per loop (tests run several loops) and per path.
+_reads: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, asyncio.Future[bytes]]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+async def _read_file(path: str) -> bytes:
+    """The bytes of the header file ``path`` (at most a header value's length), read in a
+    daemon thread; an attempt that stops waiting leaves the read to finish alone. While one
+    read of a path is under way, others wait for it rather than start a thread each: a file
+    on a hung mount holds one thread, not one per attempt of every task that names it."""
+    reads = _reads.setdefault(asyncio.get_running_loop(), {})
+    read = reads.get(path)
+    if read is None:
+        read = reads[path] = abandonable(functools.partial(read_secret_file, Path(path), MAX_TEXT))
+        read.add_done_callback(functools.partial(_read_ended, reads, path))
+    # Shielded: one attempt's deadline must not cancel the read that others wait for.
+    return await asyncio.shield(read)
+
+
+def _read_ended(
+    reads: dict[str, asyncio.Future[bytes]], path: str, read: asyncio.Future[bytes]
+) -> None:
+    if reads.get(path) is read:
+        del reads[path]
+    if not read.cancelled():
+        read.exception()  # retrieved: every attempt that wanted it may have given up
 
 
 class HttpRun:
@@ -124,14 +179,24 @@ class HttpRun:
 
     async def _request(self) -> Outcome:
         action = self.action
+        shown = redact_url(action.url)  # messages are stored and shown: no credentials
+        deadline = asyncio.get_running_loop().time() + self.timeout
         try:
-            headers = {**resolve_headers(action, self.env), **self.extra_headers}
+            headers = {
+                **await resolve_headers(action, self.env, deadline=deadline),
+                **self.extra_headers,
+            }
         except HeaderValueError as err:
+            if err.timed_out:
+                message = f"{err} within {self.timeout:g}s"
+                return _failed("DeadlineExceeded", message, status=RunStatus.TIMED_OUT)
             return _failed("InvalidHeader", str(err))
+        received: list[httpx.Response] = []  # the response, once its head has arrived
+        body = bytearray()
         try:
             # httpx's timeout is per read: asyncio's is for the whole request and its body.
             async with (
-                asyncio.timeout(self.timeout),
+                asyncio.timeout_at(deadline),
                 httpx.AsyncClient(
                     verify=_verifying_context(),
                     timeout=self.timeout,
@@ -147,20 +212,38 @@ class HttpRun:
                     content=action.body.encode() if action.body is not None else None,
                 ) as response,
             ):
-                body = await _read_head(response, self.output_limit)
+                received.append(response)
+                await _read_head(response, self.output_limit, body)
         except (httpx.TimeoutException, TimeoutError):
-            # The message is stored and shown (`crontask runs --id`, the API): no credentials.
-            return _failed(
+            within = f"within {self.timeout:g}s"
+            if not received:
+                message = f"{action.method} {shown}: no response {within}"
+                return _failed("DeadlineExceeded", message, status=RunStatus.TIMED_OUT)
+            # The head came: its status is kept, as every outcome that has one keeps it.
+            return Outcome(
+                RunStatus.TIMED_OUT,
+                received[0].status_code,
                 "DeadlineExceeded",
-                f"{action.method} {redact_url(action.url)}: no response within {self.timeout:g}s",
-                status=RunStatus.TIMED_OUT,
+                f"{action.method} {shown}: {_summary(received[0])}; "
+                f"response body not complete {within}",
+                _text(body),
             )
         except httpx.HTTPError as err:
-            shown = redact_url(action.url)
             return _failed("RequestFailed", f"{action.method} {shown}: {_describe(err)}")
-        text = body.decode("utf-8", errors="replace")
-        reason = _clip(response.reason_phrase)
-        summary = f"HTTP {response.status_code} {reason}".rstrip()
+        # What the definition passed but the client refuses to send: a host name IDNA refuses
+        # (core checks what it can without the idna package), a request h11 cannot frame.
+        except (httpx.InvalidURL, idna.IDNAError) as err:
+            return _failed(
+                "RequestFailed",
+                f"{action.method} {shown}: not a URL a request can go to: {_clip(str(err))}",
+            )
+        except h11.LocalProtocolError as err:
+            return _failed(
+                "RequestFailed",
+                f"{action.method} {shown}: the request cannot be sent: {_clip(str(err))}",
+            )
+        summary = _summary(response)
+        text = _text(body)
         if action.accepts(response.status_code):
             return Outcome(RunStatus.SUCCEEDED, response.status_code, None, summary, text)
         return Outcome(
@@ -172,16 +255,21 @@ class HttpRun:
         )
 
 
-async def _read_head(response: httpx.Response, limit: int) -> bytes:
-    """The first ``limit`` bytes of the body; the rest is not downloaded."""
-    chunks: list[bytes] = []
-    size = 0
+async def _read_head(response: httpx.Response, limit: int, into: bytearray) -> None:
+    """The first ``limit`` bytes of the body, into ``into`` as they come (what came is kept if
+    time runs out); the rest is not downloaded."""
     async for chunk in response.aiter_raw():
-        chunks.append(chunk[: limit - size])
-        size += len(chunks[-1])
-        if size >= limit:
+        into += chunk[: limit - len(into)]
+        if len(into) >= limit:
             break
-    return b"".join(chunks)
+
+
+def _summary(response: httpx.Response) -> str:
+    return f"HTTP {response.status_code} {_clip(response.reason_phrase)}".rstrip()
+
+
+def _text(body: bytearray) -> str:
+    return body.decode("utf-8", errors="replace")
 
 
 def _describe(err: httpx.HTTPError) -> str:

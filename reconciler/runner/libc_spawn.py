@@ -20,7 +20,9 @@ from __future__ import annotations
 import ctypes
 import errno
 import os
+import re
 import signal
+import stat
 import time
 from collections.abc import Callable, Mapping, Sequence
 
@@ -34,6 +36,20 @@ _OPAQUE = 1024
 # How long a program found on the PATH is started from there without looking again.
 _TRUSTED_FOR = 1.0
 _FOUND_MAX = 1024  # programs remembered at once
+
+
+# What the kernel reads of a script's "#!" line (BINPRM_BUF_SIZE, Linux 5.1 and later).
+_SHEBANG_MAX = 256
+
+
+class InterpreterNotFound(FileNotFoundError):
+    """``program`` is there, but exec did not find what runs it: the interpreter its ``#!``
+    line names (``interpreter``, when that line could be read and names a file that does not
+    exist), or an ELF program's loader (``interpreter`` None)."""
+
+    def __init__(self, program: str, interpreter: str | None) -> None:
+        super().__init__(errno.ENOENT, os.strerror(errno.ENOENT), program)
+        self.interpreter = interpreter
 
 
 class LibcSpawn:
@@ -155,6 +171,7 @@ class LibcSpawn:
             self._found.pop(key, None)  # gone, or changed: look again
         first_error = 0
         code = errno.ENOENT
+        runs_on: bytes | None = None  # a program that is there, but whose exec said ENOENT
         candidates = _executables(command, env)
         for path in candidates:
             # A failed exec costs a whole clone here (Popen tries every PATH entry inside one
@@ -172,11 +189,16 @@ class LibcSpawn:
                 return pid.value
             if code not in (errno.ENOENT, errno.ENOTDIR) and not first_error:
                 first_error = code
+            # The file is there: what exec did not find is what runs it.
+            if code == errno.ENOENT and runs_on is None and os.path.isfile(_seen_from(path, cwd)):
+                runs_on = _seen_from(path, cwd)
         code = first_error or code
         # posix_spawn says why, not which of chdir and exec failed: the directory is to blame
         # when it cannot be entered (Popen names it in the error's filename, see CommandRun).
         if cwd is not None and not (os.path.isdir(cwd) and os.access(cwd, os.X_OK)):
             raise OSError(code, os.strerror(code), cwd)
+        if code == errno.ENOENT and runs_on is not None:
+            raise InterpreterNotFound(command, _missing_interpreter(runs_on, cwd))
         raise OSError(code, os.strerror(code), command)
 
     def _remember(self, key: tuple[str, str | None, str | None], path: bytes) -> None:
@@ -216,6 +238,32 @@ def _environment(env: Mapping[str, str]) -> list[bytes]:
             raise ValueError("illegal environment variable name")
         items.append(name + b"=" + os.fsencode(value))
     return items
+
+
+def _missing_interpreter(program: bytes, cwd: str | None) -> str | None:
+    """The interpreter ``program``'s ``#!`` line names, if that file does not exist; None if
+    the line cannot be read (at most what the kernel reads of it) or names one that exists.
+    In the spawner's thread: the file was just there for exec, so reading its head is cheap."""
+    try:
+        fd = os.open(program, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):  # replaced since exec looked at it
+            return None
+        head = os.read(fd, _SHEBANG_MAX)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+    if not head.startswith(b"#!"):
+        return None
+    # As the kernel parses it: after "#!" and blanks, up to a blank or the end of the line.
+    # Only spaces and tabs are blanks: a line ended by CR LF names "/bin/sh\r", not found.
+    name = re.match(rb"[ \t]*([^ \t\n]*)", head[2:])
+    if name is None or not name[1] or os.path.exists(_seen_from(name[1], cwd)):
+        return None
+    return os.fsdecode(name[1])
 
 
 def _seen_from(path: bytes, cwd: str | None) -> bytes:

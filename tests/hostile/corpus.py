@@ -197,6 +197,29 @@ def build(folder: Path, scratch: Path, only: str | None = None) -> list[Case]:
         "spec.http.headers[0].value: holds a character no header may (CR, LF, another "
         "control character, or one that is not ASCII)",
     )
+    # Accepted, these could never be sent: every run failed as "ActionError", with a traceback.
+    text(
+        "bad-ipv4-url.yaml",
+        HEAD + "  http:\n    url: http://256.256.256.256/refresh\n",
+        "7:5",
+        "spec.http.url: not a URL a request can go to: 256.256.256.256 is not an IPv4 address",
+    )
+    text(
+        "bad-idna-url.yaml",
+        HEAD + "  http:\n    url: https://xn--/refresh\n",
+        "7:5",
+        "spec.http.url: not a URL a request can go to: xn-- is not a valid IDNA label "
+        "(xn--, then Punycode)",
+    )
+    text(
+        "framing-header.yaml",
+        HEAD
+        + "  http:\n    url: https://hooks.example/x\n    method: POST\n    body: hello world\n"
+        + "    headers: [{name: Transfer-Encoding, value: chunked}]\n",
+        "10:16",
+        "spec.http.headers[0].name: Transfer-Encoding is set by crontask from the body; a task "
+        "may not set it",
+    )
     text("control-chars.yaml", "a: \x1b[31mred\n", "1:4", "unacceptable character #x001b")
     text("bom.yaml", "\ufeff" + HEAD + "  bogus: 1\n" + TAIL, "6:3", "spec.bogus: unknown field")
     rnd = random.Random(1)  # noqa: S311 - junk, not a secret
@@ -292,6 +315,9 @@ CASES = [
     "nul-byte.yaml",
     "nul-escape.yaml",
     "header-injection.yaml",
+    "bad-ipv4-url.yaml",
+    "bad-idna-url.yaml",
+    "framing-header.yaml",
     "control-chars.yaml",
     "bom.yaml",
     "binary-junk.yaml",

@@ -13,6 +13,7 @@ from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from reconciler.core.model import HttpAction
@@ -220,6 +221,97 @@ def test_a_server_dripping_bytes_cannot_outlast_the_timeout(server: str, path: s
     outcome = asyncio.run(main())
     assert (outcome.status, outcome.reason) == (RunStatus.TIMED_OUT, "DeadlineExceeded")
     assert time.monotonic() - began < 5
+    if path == "/drip-body":
+        # The status came: it is kept, and the message says what did not come in time.
+        assert outcome.exit_code == 200
+        assert outcome.message.endswith(": HTTP 200 OK; response body not complete within 0.3s")
+        assert outcome.output.startswith("x")
+    else:
+        assert outcome.exit_code is None
+        assert outcome.message.endswith(": no response within 0.3s")
+
+
+@pytest.mark.parametrize(
+    ("url", "said"),
+    [
+        # What the definition's check passes (it has no IDNA tables) and httpx refuses.
+        pytest.param(
+            "http://\N{PILE OF POO}.la/",
+            "GET http://\N{PILE OF POO}.la/: not a URL a request can go to: Invalid IDNA hostname:"
+            " '\N{PILE OF POO}.la'",
+            id="IDNA-refused-name",
+        ),
+        pytest.param(
+            "https://xn--ls8h.la/",
+            "GET https://xn--ls8h.la/: not a URL a request can go to: Codepoint U+1F4A9 at"
+            " position 1 of '\N{PILE OF POO}' not allowed",
+            id="IDNA-refused-A-label",
+        ),
+    ],
+)
+def test_a_url_the_client_refuses_fails_in_one_line(url: str, said: str) -> None:
+    # It used to escape run(): "ActionError: the action failed unexpectedly", a traceback.
+    outcome = run({"url": url})
+    assert (outcome.status, outcome.reason, outcome.message) == (
+        RunStatus.FAILED,
+        "RequestFailed",
+        said,
+    )
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://1.2.3.4/",
+        "http://256.256.256.256/",
+        "http://01.2.3.4/",
+        "http://1.2.3.4.5/",
+        "http://[::1]/",
+        "http://[fe80::1%25eth0]/",
+        "http://[v1.x]/",
+        "http://[::g]/",
+        "https://xn--/",
+        "https://xn--a-/",
+        "https://xn--zz-1/",
+        "https://xn---bbk/",  # a second spelling of xn--bbk
+        "https://xn--bbk/",
+        "https://xn--bcher-kva.example/",
+        "https://xn--bcher-kva.xn--/",
+        "http://a.xn--/",
+        "http://h%zz/",
+    ],
+)
+def test_the_definition_refuses_a_host_when_the_client_does(url: str) -> None:
+    # The model checks hosts by httpx's rules without httpx (the core imports no client): the
+    # two agree here, on every rule but IDNA's on characters, which needs its tables.
+    try:
+        HttpAction.model_validate({"url": url})
+    except ValueError:
+        definition_refuses = True
+    else:
+        definition_refuses = False
+    try:
+        httpx.URL(url).host  # noqa: B018 - what the client parses and decodes when it sends
+    except (httpx.InvalidURL, UnicodeError):
+        client_refuses = True
+    else:
+        client_refuses = False
+    assert definition_refuses == client_refuses
+
+
+def test_a_request_the_client_cannot_frame_fails_in_one_line(server: str) -> None:
+    # A definition cannot set a wrong Content-Length (the model refuses it); h11's refusal of
+    # one that disagrees with the body, half-way through sending, is an outcome all the same.
+    outcome = run(
+        {"url": f"{server}/hook", "method": "POST", "body": "hello world"},
+        extra_headers={"Content-Length": "5"},
+    )
+    assert (outcome.status, outcome.reason, outcome.message) == (
+        RunStatus.FAILED,
+        "RequestFailed",
+        f"POST {server}/hook: the request cannot be sent: Too much data for declared"
+        " Content-Length",
+    )
 
 
 def test_stop_ends_a_request_in_flight(server: str) -> None:
