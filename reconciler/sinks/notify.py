@@ -22,12 +22,15 @@ failed and ``ok`` after one that succeeded. Events:
 
 A task's state survives a restart: the first run of a task this process sees is compared with
 the task's previous runs in the run store (``history``), failing since the first of the
-failures they end with (runs cut short by the shutdown left out). With replicas, only a
-task's owner (``mine``) notifies about it; a definition error that names no task is reported
-by the owner of the empty key, one replica. A task that leaves this replica (``after_pass``'s
-``left``), or that may have run on another one while this one was fenced (``forget``), is
-forgotten here: its state goes on changing on its new owner, so if it comes back it is read
-from the run store again, as after a restart.
+failures they end with (runs cut short by the shutdown left out). Whether its ``failed``
+message reached the receivers does not survive (it may have been queued, or retried, when
+the process stopped): so a task remembered as failing sends ``failed`` again with its next
+failure, whatever ``repeatInterval`` says, marked as a reminder (at least once; after a
+restart, perhaps twice). With replicas, only a task's owner (``mine``) notifies about it; a
+definition error that names no task is reported by the owner of the empty key, one replica.
+A task that leaves this replica (``after_pass``'s ``left``), or that may have run on another
+one while this one was fenced (``forget``), is forgotten here: its state goes on changing on
+its new owner, so if it comes back it is read from the run store again, as after a restart.
 """
 
 from __future__ import annotations
@@ -73,6 +76,8 @@ class _TaskState:
     failing: bool
     since: datetime | None  # when it started failing
     last_sent: dict[int, datetime] = dataclasses.field(default_factory=dict)  # by route
+    # Read back from the run store as failing: whether "failed" was delivered is unknown.
+    unsure: bool = False
 
 
 class Notifier:
@@ -197,6 +202,7 @@ class Notifier:
             events.append((Event.RECOVERED, False))
         for event, reminder in events:
             self._route(record, definition, event, reminder, state, now)
+        state.unsure = False  # told now, or about to be: from here on as if never restarted
         if not failure:  # after the message, which says since when it was failing
             state.failing, state.since, state.last_sent = False, None, {}
         if not self.mine(record.task):
@@ -235,7 +241,7 @@ class Notifier:
             if not abandoned and previous.status not in FAILURES:
                 break
             failing, since = True, previous.finished_at or since
-        return _TaskState(failing, since)
+        return _TaskState(failing, since, unsure=failing)
 
     def _route(
         self,
@@ -252,9 +258,10 @@ class Notifier:
         for index, route in enumerate(self.config.routes):
             if event not in route.events or not _matches(route, record.task, kind):
                 continue
-            if reminder:
-                # Counted from the first message; after a restart, from when it began failing
-                # (or from now, if that is not known).
+            if reminder and not state.unsure:
+                # Counted from the route's last message about it (or, if it had none, from
+                # when the task began failing). An unsure state sends at once: the message
+                # before the restart may never have left the queue.
                 last = state.last_sent.setdefault(index, state.since or now)
                 interval = route.repeat_interval
                 if interval is None or now - last < timedelta(seconds=interval):

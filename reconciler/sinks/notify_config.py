@@ -44,7 +44,8 @@ MAX_URL: Final = 2048
 MAX_SECRET_BYTES: Final = 4096
 MIN_REPEAT: Final = 1.0
 MAX_REPEAT: Final = 366 * 86400.0
-_DURATION: Final = re.compile(r"^(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
+# At most 12 digits a unit (366d is 31622400s: 8): no sum of such overflows a float.
+_DURATION: Final = re.compile(r"^(?:(\d{1,12})d)?(?:(\d{1,12})h)?(?:(\d{1,12})m)?(?:(\d{1,12})s)?$")
 
 
 class Event(enum.StrEnum):
@@ -182,10 +183,14 @@ def check_url(url: str) -> None:
 
 
 def parse_interval(value: Any) -> float:
-    text = str(value).strip()
+    if not isinstance(value, str):
+        # A YAML number (3600, 1:30, 0x...) has no unit; str() of one of 5 000 digits fails.
+        raise ValueError("a duration needs a unit (examples: 30m, 4h, 1d12h)")
+    text = value.strip()
     found = _DURATION.match(text) if text else None
     if found is None or not any(found.groups()):
-        raise ValueError(f"{text[:32]!r} is not a duration (examples: 30m, 4h, 1d12h)")
+        shown = text[:32] + ("..." if len(text) > 32 else "")
+        raise ValueError(f"{shown!r} is not a duration from 1s to 366d (examples: 30m, 4h, 1d12h)")
     days, hours, minutes, seconds = (int(g or 0) for g in found.groups())
     total = float(days * 86400 + hours * 3600 + minutes * 60 + seconds)
     if not MIN_REPEAT <= total <= MAX_REPEAT:
@@ -241,6 +246,19 @@ class _Builder:
             raise NotificationConfigError(
                 f"{_where(node)}: not a plain YAML value (tags are not read)"
             ) from None
+        except (ValueError, OverflowError):
+            # PyYAML's own constructors fail so, on a number of more than 4 300 digits or a
+            # date that does not exist (2026-13-01); their messages are Python's, not ours.
+            problem = _UNREADABLE.get(node.tag, "a value that cannot be read")
+            raise NotificationConfigError(
+                f"{_where(node)}: {_dotted(path) or '(top level)'}: {problem}"
+            ) from None
+
+
+_UNREADABLE: Final = {
+    "tag:yaml.org,2002:int": "a number too long to read",
+    "tag:yaml.org,2002:timestamp": "a date that does not exist",
+}
 
 
 def _mark(node: yaml.Node) -> Mark:

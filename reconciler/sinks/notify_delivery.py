@@ -7,16 +7,18 @@ whom, is decided in ``notify``, which hands over each :class:`Message` with
 :meth:`Delivery.running`.
 
 A message is POSTed as JSON (``notify_payload``); ``generic-hmac`` adds
-``X-Signature: sha256=<hex HMAC-SHA256 of the body>``. Only the response's status is read,
-never its body, and each attempt has :data:`TIMEOUT_SECONDS` in all (connecting, sending,
-the status line and headers), so a receiver that answers slowly or endlessly holds neither
-memory nor its sender. 2xx is ``sent``; a connection error, a timeout, 429 or 5xx is retried
-(1 s, 2 s, 4 s, ... up to :data:`MAX_ATTEMPTS` attempts) and then ``failed``; another status,
-or any other error, is ``failed`` at once; a message that finds its receiver's queue full
-pushes out the oldest one (``dropped``). At shutdown the senders get :data:`SHUTDOWN_SECONDS`;
-then a delivery still under way is cancelled and what is left is ``dropped``. Each outcome is
-counted in ``crontask_notifications_total{receiver,result}`` and logged with the receiver's
-name, never its URL or secret.
+``X-Signature: sha256=<hex HMAC-SHA256 of the body>``. Only the response's status line and
+headers are read, never its body, and each attempt has :data:`TIMEOUT_SECONDS` in all
+(connecting, sending, the status line and headers), so a receiver that answers slowly or
+endlessly holds neither memory nor its sender. 2xx is ``sent``; a connection error, a
+timeout, 429 or 5xx is retried (1 s, 2 s, 4 s, ... up to :data:`MAX_ATTEMPTS` attempts, or
+as long as the ``Retry-After`` of a 429 or 503 asks if that is longer, up to
+:data:`RETRY_AFTER_MAX`) and then ``failed``; another status, or any other error, is
+``failed`` at once; a message that finds its receiver's queue full pushes out the oldest one
+(``dropped``). At shutdown the senders get :data:`SHUTDOWN_SECONDS`; then a delivery still
+under way is cancelled and what is left is ``dropped``. Each outcome is counted in
+``crontask_notifications_total{receiver,result}`` and logged with the receiver's name, never
+its URL or secret.
 """
 
 from __future__ import annotations
@@ -25,9 +27,12 @@ import asyncio
 import collections
 import contextlib
 import dataclasses
+import email.utils
 import functools
 import logging
+import re
 from collections.abc import AsyncIterator, Iterable
+from datetime import UTC, datetime
 from typing import Any, Final, Protocol
 
 import httpx
@@ -44,6 +49,7 @@ QUEUE_MAX: Final = 1_000  # messages waiting per receiver
 MAX_ATTEMPTS: Final = 5
 TIMEOUT_SECONDS: Final = 10.0  # one attempt, in all
 SHUTDOWN_SECONDS: Final = 5.0  # what stopping gives the messages still queued
+RETRY_AFTER_MAX: Final = 60.0  # the longest wait a receiver's Retry-After is granted
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -208,8 +214,9 @@ class Delivery:
             except ValueError as err:
                 log.error("notification failed", extra={"fields": {**fields, "error": str(err)}})
                 return "failed"
+            asked: str | None = None  # the answer's Retry-After
             try:
-                status, outcome = await self._post(client, url, body, headers), None
+                (status, asked), outcome = await self._post(client, url, body, headers), None
             except (httpx.HTTPError, TimeoutError) as err:
                 outcome, status = type(err).__name__, None
             except Exception as err:
@@ -228,16 +235,52 @@ class Delivery:
             if not retryable or attempt == MAX_ATTEMPTS or stop.is_set():
                 log.warning("notification failed", extra={"fields": said})
                 return "failed"
-            log.info("notification not delivered; retrying", extra={"fields": said})
-            await first_of(stop, timeout=self.backoff * 2 ** (attempt - 1))
+            delay = self.backoff * 2 ** (attempt - 1)
+            if status in (429, 503):
+                # A rate limit (Slack's is 30 s) or maintenance says when to come back: sooner
+                # would only spend the attempts. Capped, and never sooner than the backoff.
+                wanted = retry_after(asked, datetime.now(UTC))
+                if wanted is not None:
+                    delay = max(delay, min(wanted, RETRY_AFTER_MAX))
+            log.info(
+                "notification not delivered; retrying",
+                extra={"fields": {**said, "in_seconds": round(delay, 3)}},
+            )
+            await first_of(stop, timeout=delay)
         return "failed"
 
     async def _post(
         self, client: httpx.AsyncClient, url: str, body: bytes, headers: dict[str, str]
-    ) -> int:
-        """The response's status. httpx's timeout is per read, so a receiver sending a byte
-        now and then would hold the attempt for ever: the deadline is for all of it. The
-        body is not read, so an endless one costs nothing (the connection is closed)."""
+    ) -> tuple[int, str | None]:
+        """The response's status and its ``Retry-After``. httpx's timeout is per read, so a
+        receiver sending a byte now and then would hold the attempt for ever: the deadline is
+        for all of it. The body is not read, so an endless one costs nothing (the connection
+        is closed)."""
         async with asyncio.timeout(self.timeout):
             async with client.stream("POST", url, content=body, headers=headers) as response:
-                return response.status_code
+                return response.status_code, response.headers.get("Retry-After")
+
+
+_DELAY_SECONDS: Final = re.compile(r"[0-9]{1,10}")  # more digits: centuries, no real answer
+_HTTP_DATE_MAX: Final = 64  # characters: "Sunday, 06-Nov-1994 08:49:37 GMT" is 32
+
+
+def retry_after(value: str | None, now: datetime) -> float | None:
+    """The seconds ``Retry-After`` asks to wait from ``now``: its delay-seconds, or the time
+    until its HTTP-date (RFC 9110 §10.2.3; one in the past asks for none, 0). None when it
+    asks nothing that can be read (absent, negative, a fraction, not a date, a date out of
+    range): the caller keeps its own backoff. ``now`` is timezone-aware."""
+    if value is None:
+        return None
+    value = value.strip()
+    if _DELAY_SECONDS.fullmatch(value):
+        return float(value)
+    if len(value) > _HTTP_DATE_MAX:
+        return None
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+        if when.tzinfo is None:  # "-0000" or the asctime form: an HTTP-date is always GMT
+            when = when.replace(tzinfo=UTC)
+        return max(0.0, (when - now).total_seconds())
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None

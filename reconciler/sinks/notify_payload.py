@@ -5,7 +5,8 @@ The payload (``version: 1``; a field is only ever added within a version)::
     {
       "version": 1,
       "event": "failed",                 # failed | recovered | definitionError | everyFailure
-      "reminder": false,                 # a repeat of "failed" after repeatInterval
+      "reminder": false,                 # a repeat of "failed": after repeatInterval, or
+                                         # the first failure after a restart while failing
       "summary": "ops/backup failed: exit code 1 (NonZeroExit)",
       "task": {"key": "ops/backup", "namespace": "ops", "name": "backup",
                "source": {"kind": "git", "location": "tasks/backup.yaml:1:1"}},

@@ -105,8 +105,8 @@ def test_a_task_recovered_on_another_replica_is_not_recovered_again_when_it_retu
         (FAILURE, SUCCESS, SUCCESS, ["failed"], ["recovered"]),
         # Failing on b while a was fenced: a announces its recovery...
         (SUCCESS, FAILURE, SUCCESS, ["recovered"], ["failed"]),
-        # ...and not a failure that b already announced.
-        (SUCCESS, FAILURE, FAILURE, [], ["failed"]),
+        # ...and says again that it is failing: b may not have got its message out (a reminder).
+        (SUCCESS, FAILURE, FAILURE, ["failed"], ["failed"]),
     ],
     ids=["recovered-elsewhere", "failing-elsewhere-recovers", "failing-elsewhere-fails"],
 )

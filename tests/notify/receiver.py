@@ -1,6 +1,7 @@
-"""A real webhook receiver on 127.0.0.1 for the notification tests: it records each request,
-checks ``X-Signature`` against its secret, and can be told to fail the first requests, or to
-answer in a hostile way (``answer``: :func:`slow_headers`, :class:`EndlessBody`)."""
+"""A real webhook receiver on 127.0.0.1 for the notification tests: it records each request
+(and when it came), checks ``X-Signature`` against its secret, and can be told to fail the
+first requests (with ``fail_headers``: ``Retry-After``), or to answer in a hostile way
+(``answer``: :func:`slow_headers`, :class:`EndlessBody`)."""
 
 from __future__ import annotations
 
@@ -62,6 +63,7 @@ class Received:
     headers: dict[str, str]
     body: bytes
     signed_correctly: bool | None  # None: no secret to check against
+    at: float = 0.0  # time.monotonic() when it came
 
     @property
     def json(self) -> Any:
@@ -74,6 +76,7 @@ class Receiver:
         self.received: list[Received] = []
         self.failures_left = 0
         self.fail_status = 500
+        self.fail_headers: dict[str, str] = {}
         self.answer: Answer | None = None
         self.closing = threading.Event()
         self._lock = threading.Lock()
@@ -92,7 +95,9 @@ class Receiver:
                     signed = hmac.compare_digest(given, expected)
                 with receiver._lock:
                     receiver.received.append(
-                        Received(self.path, dict(self.headers.items()), body, signed)
+                        Received(
+                            self.path, dict(self.headers.items()), body, signed, time.monotonic()
+                        )
                     )
                     failing = receiver.failures_left > 0
                     if failing:
@@ -105,6 +110,8 @@ class Receiver:
                 if receiver.secret is not None and not signed:
                     status = 401
                 self.send_response(status)
+                for name, value in (receiver.fail_headers if failing else {}).items():
+                    self.send_header(name, value)
                 self.send_header("Content-Length", "0")
                 self.end_headers()
 

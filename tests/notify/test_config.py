@@ -87,6 +87,14 @@ def test_the_documented_shape_loads(tmp_path: Path) -> None:
             ("urlFile: hook-url", "urlFile: missing-file"),
             "notifications.yaml:4:14: receivers[0].urlFile: urlFile: cannot read",
         ),
+        (
+            ("repeatInterval: 4h", "repeatInterval: 3600"),
+            "notifications.yaml:13:21: routes[0].repeatInterval: a duration needs a unit",
+        ),
+        (
+            ("repeatInterval: 4h", "repeatInterval: 2026-13-01"),
+            "notifications.yaml:13:21: routes[0].repeatInterval: a date that does not exist",
+        ),
     ],
 )
 def test_errors_name_the_place(tmp_path: Path, change: tuple[str, str], expected: str) -> None:
@@ -149,9 +157,33 @@ def test_a_url_httpx_cannot_send_to_is_refused_at_its_place(
     assert str(caught.value) == f"{path}:4:14: receivers[0].urlFile: {says}"
 
 
-def test_a_deeply_nested_file_is_a_config_error_not_a_traceback(tmp_path: Path) -> None:
-    path = tmp_path / "deep.yaml"
-    path.write_text("receivers: " + "[" * 5000 + "]" * 5000 + "\n")
+HUGE_REPEAT = (
+    "receivers:\n  - {name: a, type: generic, url: 'https://h/x'}\n"
+    "routes:\n  - {receiver: a, events: [failed], repeatInterval: %s}\n"
+)
+
+
+@pytest.mark.parametrize(
+    ("text", "says"),
+    [
+        ("receivers: " + "[" * 5000 + "]" * 5000 + "\n", "1:32: the file is too large or too deep"),
+        (  # 400 digits: too many for a float (OverflowError)
+            HUGE_REPEAT % f'"{"9" * 400}s"',
+            f"4:53: routes[0].repeatInterval: '{'9' * 32}...' is not a duration from 1s to 366d "
+            "(examples: 30m, 4h, 1d12h)",
+        ),
+        (  # 5 000 digits: more than Python reads as an int (ValueError inside PyYAML)
+            HUGE_REPEAT % ("9" * 5000),
+            "4:53: routes[0].repeatInterval: a number too long to read",
+        ),
+    ],
+    ids=["deep", "long-duration", "long-number"],
+)
+def test_a_hostile_file_is_a_config_error_not_a_traceback(
+    tmp_path: Path, text: str, says: str
+) -> None:
+    path = tmp_path / "hostile.yaml"
+    path.write_text(text)
     (tmp_path / "tasks").mkdir()
     argv = ["run", "tasks", "--notifications", str(path), "--listen", "off"]
     result = subprocess.run(
@@ -166,5 +198,5 @@ def test_a_deeply_nested_file_is_a_config_error_not_a_traceback(tmp_path: Path) 
     assert "Traceback" not in result.stderr
     assert result.stderr.splitlines() == [
         "crontask: --notifications:",
-        f"{path}:1:32: the file is too large or too deep",
+        f"{path}:{says}",
     ]

@@ -79,3 +79,26 @@ def test_a_receiver_that_is_down_slows_no_run(tmp_path: Path, started: list[Cron
     seen = failures(app)
     # Each second's slot still runs while the notifier retries with backoff.
     wait_for("three more failed runs", lambda: failures(app) >= seen + 3)
+
+
+def test_a_failure_not_delivered_before_a_restart_is_sent_after_it(
+    tmp_path: Path, started: list[Crontask]
+) -> None:
+    """The receiver answers 503 while the task starts failing, and crontask is restarted (a
+    deploy) before the message is through: the restarted process, which reads the task's
+    state back from the run store, says again that it is failing, once."""
+    with receiving(SECRET) as receiver:
+        receiver.failures_left, receiver.fail_status = 10**6, 503
+        app = start(tmp_path, receiver.url, started)
+        (app.tasks / "flaky.yaml").write_text(task("flaky", ["false"], failedRunsHistoryLimit=100))
+        wait_for("a delivery that failed", lambda: "notification not delivered" in app.log())
+        app.stop()
+        receiver.failures_left = 0  # up again
+        seen = len(receiver.received)
+        app.start()
+        restarted = failures(app)
+        wait_for("three failed runs after the restart", lambda: failures(app) >= restarted + 3)
+        app.stop()  # delivers what is queued: all there is to see is in
+        after = receiver.received[seen:]
+    assert [(r.json["event"], r.json["reminder"]) for r in after] == [("failed", True)]
+    assert after[0].signed_correctly

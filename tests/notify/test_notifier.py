@@ -213,6 +213,9 @@ def test_skips_and_shutdown_interruptions_count_for_nothing(tmp_path: Path) -> N
 
 
 def test_the_state_survives_a_restart_through_the_history(tmp_path: Path) -> None:
+    """Failing before the restart: whether its "failed" reached the receiver is not known (it
+    may have been queued when the process stopped), so the next failure says it again, once,
+    as a reminder of a failure that began before the restart."""
     before = [finished(RunStatus.FAILED, T0 - timedelta(minutes=1))]
 
     def history(key: str) -> Sequence[RunRecord]:
@@ -222,13 +225,60 @@ def test_the_state_survives_a_restart_through_the_history(tmp_path: Path) -> Non
         notifier = Notifier(config(tmp_path, receiver.url), metrics=Metrics(), history=history)
 
         async def body() -> None:
-            notifier.on_run(finished(RunStatus.FAILED, T0))  # still failing: nothing new
-            notifier.on_run(finished(RunStatus.SUCCEEDED, T0 + timedelta(minutes=1)))
-            await until(receiver, 1)
+            notifier.on_run(finished(RunStatus.FAILED, T0))
+            notifier.on_run(finished(RunStatus.FAILED, T0 + timedelta(minutes=1)))  # nothing new
+            notifier.on_run(finished(RunStatus.SUCCEEDED, T0 + timedelta(minutes=2)))
+            await until(receiver, 2)
 
         running(notifier, body)
-    assert receiver.events() == ["recovered"]
-    assert receiver.received[0].json["failingSince"] == (T0 - timedelta(seconds=59)).isoformat()
+    assert receiver.events() == ["failed", "recovered"]
+    since = (T0 - timedelta(seconds=59)).isoformat()
+    assert [r.json["failingSince"] for r in receiver.received] == [since, since]
+    assert [r.json["reminder"] for r in receiver.received] == [True, False]
+    assert receiver.received[0].json["run"]["id"] == run_id("default/t", T0)
+
+
+def test_a_failing_task_that_comes_back_from_another_replica_says_so_again(
+    tmp_path: Path,
+) -> None:
+    """Its owner meanwhile may have been stopped with the message still queued: as after a
+    restart, its next failure here sends "failed" again, even without repeatInterval."""
+    owned = {"default/t"}
+    history: list[RunRecord] = []
+    route = "  - receiver: hook\n    events: [failed]\n    repeatInterval: 1d\n"
+    clock = Clock()
+    clock.now = T0 + timedelta(minutes=5)  # a day has not passed since it began failing
+    with receiving(SECRET) as receiver:
+        notifier = Notifier(
+            config(tmp_path, receiver.url, route=route),
+            metrics=Metrics(),
+            mine=lambda key: key in owned,
+            history=lambda key: list(history),
+            clock=clock,
+        )
+        desired = DesiredState({"default/t": definition()})
+
+        async def body() -> None:
+            notifier.on_run(finished(RunStatus.FAILED, T0))
+            await until(receiver, 1)
+            owned.clear()
+            notifier.after_pass(desired, left=["default/t"])
+            history[:] = [  # the other replica's runs, newest first
+                finished(RunStatus.FAILED, T0 + timedelta(minutes=2)),
+                finished(RunStatus.FAILED, T0 + timedelta(minutes=1)),
+                finished(RunStatus.FAILED, T0),
+            ]
+            owned.add("default/t")
+            notifier.after_pass(desired)
+            for minute in (3, 4):
+                notifier.on_run(finished(RunStatus.FAILED, T0 + timedelta(minutes=minute)))
+            while notifier.considered < 3:
+                await asyncio.sleep(0.01)
+
+        running(notifier, body)  # stopping delivers what is queued
+    assert receiver.events() == ["failed", "failed"]
+    assert [r.json["reminder"] for r in receiver.received] == [False, True]
+    assert receiver.received[1].json["run"]["id"] == run_id("default/t", T0 + timedelta(minutes=3))
 
 
 def test_a_task_that_left_is_read_from_the_history_again_when_it_comes_back(
@@ -327,7 +377,7 @@ def test_after_a_restart_a_long_run_s_skipped_slots_do_not_hide_how_it_ended(
 ) -> None:
     """Forbid and a run longer than 20 slots: the newest records are all skips. The history
     crontask run gives the notifier reads on until a run that ended: the task was failing, so
-    its next failure is no new "failed"."""
+    its next success is a recovery."""
     store = MemoryRunStore()
     store.save_many([finished(RunStatus.FAILED, T0 - timedelta(minutes=30))])
     store.save_many(
@@ -344,12 +394,12 @@ def test_after_a_restart_a_long_run_s_skipped_slots_do_not_hide_how_it_ended(
         )
 
         async def body() -> None:
-            notifier.on_run(finished(RunStatus.FAILED, T0))
+            notifier.on_run(finished(RunStatus.SUCCEEDED, T0))
             while notifier.considered == 0:
                 await asyncio.sleep(0.01)
 
         running(notifier, body)
-    assert receiver.events() == []
+    assert receiver.events() == ["recovered"]
 
 
 def test_failing_since_after_a_restart_is_the_first_of_the_failures(tmp_path: Path) -> None:
