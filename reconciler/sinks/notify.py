@@ -49,6 +49,7 @@ import httpx
 from reconciler.aio import first_of, in_thread
 from reconciler.core.desired import Definition, DesiredState
 from reconciler.core.runs import RunRecord, RunStatus, Trigger
+from reconciler.core.status import FAILURES, SHUTDOWN_REASON
 from reconciler.sinks import notify_payload
 from reconciler.sinks.notify_config import Event, Notifications, Route
 
@@ -61,11 +62,9 @@ from reconciler.sinks.notify_delivery import Counter, Delivery, Message
 
 log = logging.getLogger("crontask.notify")
 
-FAILURES: Final = frozenset({RunStatus.FAILED, RunStatus.TIMED_OUT, RunStatus.INTERRUPTED})
 INTAKE_MAX: Final = 10_000  # records waiting to be looked at
 RETRYING_MAX: Final = 10_000  # failed attempts whose retry is awaited
 ERRORS_PER_MESSAGE: Final = 20
-SHUTDOWN_REASON: Final = "Shutdown"
 
 History = Callable[[str], Sequence[RunRecord]]  # a task's runs, newest first
 Clock = Callable[[], datetime]
