@@ -199,7 +199,13 @@ class Reconciler:
         desired = everything if self.assignment is None else _Mine(everything, self.assignment)
         # The empty-set guard is about what the sources yield, not about what this replica owns.
         allow_empty = self.allow_empty or bool(everything)
-        result = plan(desired, self.scheduler.owned(), keys=keys, allow_empty=allow_empty)
+        result = plan(
+            desired,
+            self.scheduler.owned(),
+            keys=keys,
+            allow_empty=allow_empty,
+            authoritative=self._authoritative(),
+        )
         if not result.held_removals:  # else the sources are empty and every task is kept
             self._note_appeared(everything, keys)
         for step in result.steps:
@@ -238,6 +244,11 @@ class Reconciler:
         self._report_problems()
         compared = None if keys is None else frozenset(keys)
         return PassResult(hints, result, self.desired, time.monotonic() - started, compared)
+
+    def _authoritative(self) -> frozenset[str]:
+        """The kinds of the sources whose empty read is deliberate (``Source.authoritative``),
+        whose removals the empty-set guard never holds."""
+        return frozenset(s.kind for s in self.sources if s.authoritative)
 
     def _note_appeared(self, tasks: Mapping[str, Definition], keys: Collection[str] | None) -> None:
         # Every declared task, not only this replica's: the one that matters is another's

@@ -76,13 +76,16 @@ def plan(
     *,
     keys: Collection[str] | None = None,
     allow_empty: bool = False,
+    authoritative: Collection[str] = (),
 ) -> Plan:
     """What to do so that ``actual`` matches ``desired``.
 
     ``desired`` and ``actual`` map task keys to definitions (``actual``: the ones applied to the
     scheduler). ``keys`` limits the comparison to those keys. When ``desired`` is empty while
     ``actual`` is not, removals are held unless ``allow_empty``: a source that suddenly yields
-    nothing (a wrong path, a failed checkout) is far more often a mistake than an intent.
+    nothing (a wrong path, a failed checkout) is far more often a mistake than an intent. Not
+    those of tasks read from a source kind in ``authoritative``, whose empty read is the state
+    its user made (the CronTasks deleted from a cluster that was listed).
     """
     candidates = sorted(set(desired) | set(actual) if keys is None else set(keys))
     steps: list[Step] = []
@@ -100,10 +103,12 @@ def plan(
             steps.append(Step(Operation.UPDATE, key, want, have))
         else:
             unchanged += 1
+    held: list[str] = []
     if removals and not desired and not allow_empty:
-        return Plan(tuple(steps), unchanged, held_removals=tuple(removals))
+        held = [k for k in removals if actual[k].location.source not in authoritative]
+        removals = [k for k in removals if actual[k].location.source in authoritative]
     steps.extend(Step(Operation.REMOVE, key, None, actual[key]) for key in removals)
-    return Plan(tuple(steps), unchanged)
+    return Plan(tuple(steps), unchanged, held_removals=tuple(held))
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -224,6 +224,7 @@ class ApiSource:
     at once by the API, which asks for a pass itself."""
 
     kind = SourceKind.API
+    authoritative = False  # see Source.authoritative
 
     def __init__(
         self, store: ApiTaskStore, *, location: str = "the API", poll: float | None = None

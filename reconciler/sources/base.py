@@ -55,6 +55,14 @@ class Source(Protocol):
         """A ``SourceKind``: what the definitions' ``Location.source`` says."""
         ...
 
+    @property
+    def authoritative(self) -> bool:
+        """Whether reading nothing is the state its user made, never a read gone wrong (every
+        CronTask deleted from a cluster that was listed): the reconciler's guard against an
+        empty read does not hold the removals of its tasks. A folder or a checkout that yields
+        nothing may be a wrong path or a bad commit, and is not."""
+        ...
+
     def refresh(self, hints: Collection[str] | None = None) -> set[str]: ...
 
     def definitions(self) -> list[Definition]: ...

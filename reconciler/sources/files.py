@@ -86,6 +86,7 @@ class FileState:
 
 class DirectorySource:
     kind: str = SourceKind.FILE
+    authoritative = False  # see Source.authoritative
 
     def __init__(
         self,

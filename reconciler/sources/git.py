@@ -147,6 +147,7 @@ class GitSource:
     """A ``Source`` (kind ``"git"``) reading CronTasks from a git repository."""
 
     kind = SourceKind.GIT
+    authoritative = False  # see Source.authoritative
 
     def __init__(
         self,

@@ -11,8 +11,11 @@ Contract (the :class:`~reconciler.sources.base.Source` protocol, plus):
   status never reach the model, so a status write never changes a definition.
 - An object whose spec does not validate (the API server accepts a bad cron expression or
   zone) keeps its last good definition in force, flagged, and is reported as an error at
-  ``Location("kubernetes", "NS/NAME")``: ``ops/backup: spec.schedule: ...``. A deleted object
-  removes its task.
+  ``Location("kubernetes", "NS/NAME")``: ``ops/backup: spec.schedule: ...``. So does one
+  nested more than ``MAX_DEPTH`` levels deep (as a task file may be), which the informer's
+  decoder cut short. A deleted object removes its task, the last one included: a list that
+  worked is the cluster's state, so the source is ``authoritative`` (the reconciler's
+  empty-set guard holds no removal of its tasks).
 - ``refresh`` reports a key as changed only when what a definition is built from (or the
   generation) changed, so status-only watch events cause no work downstream.
 - :meth:`KubernetesSource.objects` gives, per key, the object's uid, generation,
@@ -41,7 +44,15 @@ from reconciler.core.desired import Definition, DefinitionError, Location, Sourc
 from reconciler.core.model import API_GROUP, CronTask
 from reconciler.core.status import RUN_NOW_ANNOTATION, ObjectRef
 from reconciler.sources.base import Notify, Ready, SourceState
-from reconciler.sources.kubernetes_watch import Informer
+from reconciler.sources.kubernetes_watch import (
+    MAX_DEPTH,
+    PAGE_DEPTH,
+    PRUNED,
+    Informer,
+    decode,
+    pruned_path,
+)
+from reconciler.sources.limits import excerpt
 from reconciler.sources.messages import MAX_SHOWN, more_problems, problems
 
 log = logging.getLogger("crontask.sources")
@@ -104,12 +115,27 @@ def _connect(options: KubernetesOptions) -> Connection:
 
 
 def list_function(api: Any, namespace: str | None) -> Callable[..., Any]:
-    objects = client.CustomObjectsApi(api)
+    """The informer's LIST (and WATCH) of the CronTasks of ``namespace`` (None: all)."""
+    # Any: the list asks for the raw response (_preload_content=False), not what the client
+    # would decode.
+    objects: Any = client.CustomObjectsApi(api)
+    call: Callable[..., Any]
     if namespace is None:
-        return functools.partial(objects.list_cluster_custom_object, API_GROUP, VERSION, PLURAL)
-    return functools.partial(
-        objects.list_namespaced_custom_object, API_GROUP, VERSION, namespace, PLURAL
-    )
+        call = functools.partial(objects.list_cluster_custom_object, API_GROUP, VERSION, PLURAL)
+    else:
+        call = functools.partial(
+            objects.list_namespaced_custom_object, API_GROUP, VERSION, namespace, PLURAL
+        )
+
+    def list_crontasks(**kwargs: Any) -> Any:
+        if kwargs.get("watch"):
+            return call(**kwargs)  # the informer streams it itself
+        # Decoded here, not by the client: a CronTask nested deeper than Python's decoder
+        # goes (x-kubernetes-preserve-unknown-fields lets one in) must not fail the list.
+        response = call(_preload_content=False, **kwargs)
+        return decode(response.data, PAGE_DEPTH)
+
+    return list_crontasks
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -167,6 +193,12 @@ class KubernetesSource:
 
     def _changed(self, keys: set[str]) -> None:
         self._on_change(keys)
+
+    @property
+    def authoritative(self) -> bool:
+        """Whether no definitions means no CronTasks, never a read gone wrong: true once a
+        list worked (the cache only ever changes by a list or an event since)."""
+        return self.informer.synced
 
     # -- its life --------------------------------------------------------------------------
 
@@ -263,6 +295,11 @@ class KubernetesSource:
             return dataclasses.replace(before, ref=ref)
         good = before.good if before else None
         location = Location(SourceKind.KUBERNETES, ref.key)
+        # What the informer's decoder left out shows in the fingerprint, which is cheaper to
+        # search than the document; the walk then names where.
+        if repr(PRUNED) in fingerprint and (where := pruned_path(document)) is not None:
+            message = f"{excerpt(where)}: nested more than {MAX_DEPTH} levels deep (the limit)"
+            return _Entry(ref, fingerprint, good, (DefinitionError(location, message, ref.key),))
         try:
             task = CronTask.model_validate(document)
         except ValidationError as err:

@@ -48,7 +48,7 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from reconciler.core.jobs import RUN_LABEL, finished, is_deleting, run_in, run_of
-from reconciler.sources.kubernetes_watch import Informer, object_key
+from reconciler.sources.kubernetes_watch import PAGE_DEPTH, Informer, decode, object_key
 
 log = logging.getLogger("crontask.sources")
 
@@ -177,9 +177,10 @@ class JobWatch:
         def list_jobs(**kwargs: Any) -> Any:
             if kwargs.get("watch"):
                 return call(**kwargs)  # the informer streams it itself
-            # Plain dicts, as the informer keeps them (no typed models: faster, and exact).
+            # Plain dicts, as the informer keeps them (no typed models: faster, and exact),
+            # bounded in depth as its watch events are (a Job's managedFields can nest deep).
             response = call(_preload_content=False, **kwargs)
-            return json.loads(response.data)
+            return decode(response.data, PAGE_DEPTH)
 
         return list_jobs
 

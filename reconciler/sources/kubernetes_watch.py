@@ -16,6 +16,16 @@ Contract:
   ``watch_grace`` have passed, even if the server (or a proxy) keeps it open and talking, so
   the re-list is never held off; a line longer than :data:`MAX_LINE` bytes is a failed watch
   (reconnect after backoff), not memory without bound.
+- A ``410`` re-lists at once only the first time after a watch that made progress (delivered an
+  event or stayed open a while); a watch that keeps answering ``410`` right after a list that
+  worked (a lagging watch cache, a broken proxy) re-lists after the backoff, which only such a
+  watch resets, as client-go's reflector does.
+- Watch events and list pages are decoded by :func:`decode`: a value an object nests more than
+  :data:`MAX_DEPTH` levels deep (the API server accepts 10 000 under
+  ``x-kubernetes-preserve-unknown-fields``; Python's decoder fails near 1 000) is left out and
+  replaced by :data:`PRUNED`, so one such object cannot fail the list or the watch: the object
+  is cached, its resourceVersion is passed, and its readers see what was left out
+  (:func:`pruned_path`).
 - The client is blocking; nothing here ever runs on the event loop. :meth:`stop` shuts the
   open watch's socket so the thread ends promptly.
 """
@@ -26,12 +36,16 @@ import contextlib
 import json
 import logging
 import random
+import re
 import threading
 import time
 from collections.abc import Callable, Collection, Iterator
+from itertools import accumulate
 from typing import Any
 
 from kubernetes.client.exceptions import ApiException
+
+from reconciler.sources.limits import YamlLimits
 
 log = logging.getLogger("crontask.sources")
 
@@ -42,6 +56,10 @@ PAGE = 500
 GONE = 410
 WATCH_GRACE = 30.0  # seconds a watch may outlast its timeoutSeconds
 MAX_LINE = 64 * 1024 * 1024  # one watch event; an object in etcd is at most 1.5 MiB
+# How deep an object may nest, its own mapping counting one: as deep as a task file's YAML.
+MAX_DEPTH = YamlLimits().max_depth
+EVENT_DEPTH = MAX_DEPTH + 1  # {"type": ..., "object": {...}}
+PAGE_DEPTH = MAX_DEPTH + 2  # {"items": [{...}, ...], ...}
 
 
 class LineTooLong(Exception):
@@ -70,6 +88,19 @@ class _Expired(Exception):
     """The watch's resourceVersion is gone (410): re-list."""
 
 
+class Pruned(str):
+    """Where :func:`decode` left a value out. A string, so that an object holding it still
+    encodes; told apart from the object's own strings by its type."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return f"<{self}>"
+
+
+PRUNED = Pruned(f"nested more than {MAX_DEPTH} levels deep")
+
+
 def object_key(obj: dict[str, Any]) -> str:
     meta = obj.get("metadata") or {}
     return f"{meta.get('namespace') or ''}/{meta.get('name')}"
@@ -86,6 +117,7 @@ class Informer:
         watch_grace: float = WATCH_GRACE,
         backoff: Backoff | None = None,
         name: str = "informer",
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._list_fn = list_fn
         self._on_change = on_change
@@ -94,6 +126,7 @@ class Informer:
         self.watch_grace = watch_grace
         self._backoff = backoff or Backoff()
         self._name = name
+        self._clock = clock  # seconds, monotonic: the re-list's due time, a watch's age
         self._lock = threading.Lock()
         self._cache: dict[str, dict[str, Any]] = {}
         self._rv: str | None = None
@@ -107,6 +140,7 @@ class Informer:
         self.expired = 0
         self.reconnects = 0
         self.bookmarks = 0
+        self._delivered = 0  # events the current (or last) watch delivered
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -143,39 +177,46 @@ class Informer:
     def _run(self) -> None:
         need_list = True
         next_resync = 0.0
-        gone = 0  # 410s in a row with no list between: the re-list itself answered 410
+        # 410s since the last watch that made progress: the first re-lists at once, the next
+        # (the re-list worked, yet its watch is answered 410 again) back off first.
+        gone = 0
         while not self._stop.is_set():
+            began: float | None = None  # a watch was opened at
             try:
-                if need_list or time.monotonic() >= next_resync:
+                if need_list or self._clock() >= next_resync:
                     self._list()
-                    need_list, gone = False, 0
+                    need_list = False
                     jitter = random.uniform(0.9, 1.1)  # noqa: S311 - spreads replicas' re-lists
-                    next_resync = time.monotonic() + self.resync_seconds * jitter
-                began = time.monotonic()
-                events = self._watch(
-                    max(1.0, min(self.watch_seconds, next_resync - time.monotonic()))
-                )
+                    next_resync = self._clock() + self.resync_seconds * jitter
+                began = self._clock()
+                self._watch(max(1.0, min(self.watch_seconds, next_resync - self._clock())))
                 self.failures = 0
                 self.last_error = None
-                if events or time.monotonic() - began > 1.0:
+                if self._progressed(began):
                     self._backoff.reset()
+                    gone = 0
                 else:  # a server that ends every watch at once must not make us spin
                     self._stop.wait(self._backoff.next())
-            except _Expired:
-                self.expired += 1
-                need_list = True
-                log.info("watch expired (410); re-listing", extra={"fields": {"at": self._rv}})
             except Exception as err:
                 if self._stop.is_set():
                     return
-                if isinstance(err, ApiException) and err.status == GONE:
+                if began is not None and self._progressed(began):
+                    self._backoff.reset()
+                    gone = 0
+                if isinstance(err, _Expired) or (
+                    isinstance(err, ApiException) and err.status == GONE
+                ):
                     self.expired += 1
                     need_list = True
                     gone += 1
-                    if gone == 1:
-                        continue  # the watch's resourceVersion expired: re-list at once
-                    # The list itself is answered 410 (an expired continue token, a server
-                    # that says nothing else): back off as for any other failure, and say so.
+                    if gone == 1:  # the watch's resourceVersion expired: re-list at once
+                        log.info(
+                            "watch expired (410); re-listing", extra={"fields": {"at": self._rv}}
+                        )
+                        continue
+                    # Answered 410 again with no progress between (a watch cache that lags
+                    # the list, an expired continue token, a server that says nothing else):
+                    # back off as for any other failure, and say so.
                 self.failures += 1
                 self.last_error = _describe(err)
                 self.reconnects += 1
@@ -191,6 +232,11 @@ class Informer:
                     },
                 )
                 self._stop.wait(delay)
+
+    def _progressed(self, began: float) -> bool:
+        """Whether the watch opened at ``began`` made progress: it delivered an event (a
+        bookmark counts) or stayed open more than a second."""
+        return self._delivered > 0 or self._clock() - began > 1.0
 
     def _list(self) -> None:
         items: dict[str, dict[str, Any]] = {}
@@ -224,7 +270,8 @@ class Informer:
         """One watch request, until the server ends it or ``seconds`` and the grace have
         passed (a stream that never ends, bookmarks and all, must not hold off the re-list);
         returns how many events came."""
-        leave = time.monotonic() + seconds + self.watch_grace
+        leave = self._clock() + seconds + self.watch_grace
+        self._delivered = 0
         resp = self._list_fn(
             watch=True,
             resource_version=self._rv,
@@ -236,16 +283,15 @@ class Informer:
             _request_timeout=(10, seconds + self.watch_grace),
         )
         self._resp = resp
-        count = 0
         try:
             if self._stop.is_set():
-                return count
+                return 0
             for line in _lines(resp):
-                self._event(json.loads(line))
-                count += 1
-                if self._stop.is_set() or time.monotonic() > leave:
+                self._event(decode(line, EVENT_DEPTH))
+                self._delivered += 1
+                if self._stop.is_set() or self._clock() > leave:
                     break
-            return count
+            return self._delivered
         finally:
             self._resp = None
             with contextlib.suppress(Exception):
@@ -256,7 +302,7 @@ class Informer:
         obj = event.get("object") or {}
         if kind == "ERROR":
             if obj.get("code") == GONE:
-                raise _Expired
+                raise _Expired(f"{obj.get('reason')}: {obj.get('message')}")
             raise RuntimeError(f"watch error: {obj.get('reason')}: {obj.get('message')}")
         rv = (obj.get("metadata") or {}).get("resourceVersion")
         if kind == "BOOKMARK":
@@ -306,4 +352,68 @@ def _rv_of(obj: dict[str, Any] | None) -> str | None:
 def _describe(err: BaseException) -> str:
     if isinstance(err, ApiException):
         return f"HTTP {err.status}: {err.reason}"
+    if isinstance(err, _Expired):
+        return f"watch answered 410 {err}"
     return f"{type(err).__name__}: {err}"
+
+
+# -- decoding, bounded in depth ------------------------------------------------------------------
+
+# A JSON string (possessive: linear on any input), and the same or a bracket.
+_STRING = r'"[^"\\]*+(?:\\.[^"\\]*+)*+"'
+_STRINGS = re.compile(_STRING, re.DOTALL)
+_NOT_BRACKETS = re.compile(r"[^\[\]{}]++")
+_TOKENS = re.compile(_STRING + r"|[\[\]{}]", re.DOTALL)
+_LEFT_OUT = "NaN"  # never in the API server's JSON (Go's encoder refuses it): our marker
+
+
+def decode(text: str | bytes, depth: int) -> Any:
+    """The JSON ``text`` (as :func:`json.loads`), each value nested more than ``depth`` levels
+    deep (the outermost value counting one) replaced by :data:`PRUNED`. Its cost is that of
+    the text, whatever the depth (Python's own decoder recurses, and fails near 1 000)."""
+    if isinstance(text, bytes):
+        text = text.decode("utf-8", errors="replace")
+    brackets = _NOT_BRACKETS.sub("", _STRINGS.sub("", text))
+    deepest = max(accumulate(1 if c in "[{" else -1 for c in brackets), default=0)
+    if deepest > depth:
+        text = _prune(text, depth)
+    return json.loads(text, parse_constant=_constant)
+
+
+def _prune(text: str, depth: int) -> str:
+    kept: list[str] = []
+    level, start = 0, 0
+    for match in _TOKENS.finditer(text):
+        token = match.group()
+        if token in ("[", "{"):
+            level += 1
+            if level == depth + 1:
+                kept.append(text[start : match.start()])
+        elif token in ("]", "}"):
+            if level == depth + 1:
+                kept.append(_LEFT_OUT)
+                start = match.end()
+            level -= 1
+    if level <= depth:  # else unbalanced: the text is cut short, and will not decode
+        kept.append(text[start:])
+    return "".join(kept)
+
+
+def _constant(name: str) -> Pruned:
+    # NaN and Infinity are not JSON: only the marker of a value left out can be one.
+    return PRUNED
+
+
+def pruned_path(value: Any) -> str | None:
+    """The dotted path (``spec.job.spec.x``, ``items[2]``) of the first value of ``value`` that
+    :func:`decode` left out, or None."""
+    stack: list[tuple[str, Any]] = [("", value)]
+    while stack:
+        path, item = stack.pop()
+        if isinstance(item, Pruned):
+            return path
+        if isinstance(item, dict):
+            stack.extend((f"{path}.{k}" if path else str(k), v) for k, v in reversed(item.items()))
+        elif isinstance(item, list):
+            stack.extend((f"{path}[{i}]", v) for i, v in reversed(list(enumerate(item))))
+    return None

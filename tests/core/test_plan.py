@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
-from reconciler.core.desired import Definition
+from reconciler.core.desired import Definition, Location, SourceKind
 from reconciler.core.plan import FieldChange, Operation, diff_documents, plan
 from tests.helpers import definition
 
@@ -83,6 +85,45 @@ def test_empty_desired_removes_when_allowed() -> None:
 
 def test_partial_removal_is_not_held() -> None:
     assert [s.key for s in plan(by_key(A), by_key(A, B)).of(Operation.REMOVE)] == ["default/b"]
+
+
+def from_cluster(name: str) -> Definition:
+    """A task read from a CronTask object."""
+    return dataclasses.replace(
+        definition(name), location=Location(SourceKind.KUBERNETES, f"default/{name}")
+    )
+
+
+K, L = from_cluster("k"), from_cluster("l")
+CLUSTER = {SourceKind.KUBERNETES}
+
+
+@pytest.mark.parametrize(
+    ("actual", "keys", "removed", "held"),
+    [
+        # The last CronTasks deleted (kubectl delete ct --all): a listed cluster's state.
+        ([K, L], None, ["default/k", "default/l"], []),
+        ([K], ["default/k"], ["default/k"], []),  # a pass of the DELETED event's key
+        # A folder gone at the same time: its tasks are held, the cluster's are not.
+        ([A, K], None, ["default/k"], ["default/a"]),
+        ([A, K], ["default/a", "default/k"], ["default/k"], ["default/a"]),
+        ([A, B], None, [], ["default/a", "default/b"]),
+    ],
+)
+def test_an_authoritative_source_empty_removes_its_tasks(
+    actual: list[Definition], keys: list[str] | None, removed: list[str], held: list[str]
+) -> None:
+    result = plan({}, by_key(*actual), keys=keys, authoritative=CLUSTER)
+    assert [s.key for s in result.of(Operation.REMOVE)] == removed
+    assert list(result.held_removals) == held
+
+
+def test_without_authoritative_sources_every_removal_is_held() -> None:
+    assert plan({}, by_key(A, K)).held_removals == ("default/a", "default/k")
+    assert [s.key for s in plan({}, by_key(A, K), allow_empty=True).steps] == [
+        "default/a",
+        "default/k",
+    ]
 
 
 def test_field_changes_name_each_field() -> None:

@@ -58,6 +58,9 @@ class Emulator:
         self.workloads: Workloads | None = None
         self.stopped = threading.Event()  # ends log streams that follow a container
         self.store = Store()
+        # Placeholder string -> raw JSON served in its place (quotes included), for objects
+        # nested deeper than Python's decoder goes: a real API server accepts 10 000 levels.
+        self.raw_values: dict[str, bytes] = {}
         self.requests: list[tuple[str, str]] = []
         self.request_log: list[RequestRecord] = []
         self.server_errors: list[str] = []  # tracebacks of emulator bugs (answered with 500)
