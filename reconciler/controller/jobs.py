@@ -100,6 +100,10 @@ class WithoutJobs:
         self._errors: dict[str, DefinitionError] = {}
         self._kept: dict[str, Definition] = {}
 
+    @property
+    def authoritative(self) -> bool:
+        return self.source.authoritative
+
     def refresh(self, hints: Collection[str] | None = None) -> set[str]:
         changed = self.source.refresh(hints)
         # Only what changed is looked at again: an edit costs the same at any number of tasks.

@@ -17,6 +17,7 @@ import pytest
 from reconciler.controller.runtime import _recent_runs
 from reconciler.core.desired import DefinitionError, DesiredState, Location
 from reconciler.core.runs import RunRecord, RunStatus, Trigger, run_id
+from reconciler.core.status import SHUTDOWN_REASON
 from reconciler.sinks import notify
 from reconciler.sinks.metrics import Metrics
 from reconciler.sinks.notify import Notifier
@@ -345,7 +346,7 @@ def test_a_run_interrupted_by_the_shutdown_before_a_restart_counts_for_nothing(
     tmp_path: Path, after_restart: RunStatus, expected: list[str]
 ) -> None:
     before = [  # newest first: ok, then a run cut short by crontask's own shutdown
-        finished(RunStatus.INTERRUPTED, T0 - timedelta(minutes=1), reason=notify.SHUTDOWN_REASON),
+        finished(RunStatus.INTERRUPTED, T0 - timedelta(minutes=1), reason=SHUTDOWN_REASON),
         finished(RunStatus.SUCCEEDED, T0 - timedelta(minutes=2)),
     ]
     assert events_after_a_restart(tmp_path, before, after_restart) == expected
