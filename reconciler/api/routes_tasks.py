@@ -13,6 +13,7 @@ honour ``If-Match``: a version that has moved on is a 412, so a lost update is n
 from __future__ import annotations
 
 import dataclasses
+import time
 from typing import Annotated, Any, Final
 
 from fastapi import APIRouter, Body, Header, Query, Response
@@ -60,14 +61,17 @@ from reconciler.controller.view import (
     IfMatch,
     InvalidDefinition,
     OwnedElsewhere,
+    RuntimeView,
     TaskQuery,
     TaskView,
     VersionMismatch,
 )
 from reconciler.core.model import CronTask
+from reconciler.core.runs import RunRecord, RunStatus
 from reconciler.sources.api import MAX_TEXT, TaskTooLarge
 from reconciler.sources.limits import format_size
 from reconciler.sources.messages import dotted, problems
+from reconciler.store import StoreUnavailable
 
 router = APIRouter(
     prefix="/api/v1",
@@ -78,6 +82,8 @@ router = APIRouter(
 
 IF_MATCH_MAX: Final = 1024
 DETAILED: Final = 5  # the failing fields a 422's detail names (``errors`` lists more)
+# With replicas, how long a manual run's answer waits for the shared store's decision.
+DECISION_WAIT: Final = 5.0
 IfMatchHeader = Annotated[
     str | None,
     Header(
@@ -319,7 +325,9 @@ def delete_task(
     summary="Start a run now",
     description="Always 202 with the run record: `status` is `running` when it started, or "
     "`skipped` with a `reason` (e.g. `ConcurrencyForbid` while a run is going and the task's "
-    "concurrencyPolicy is Forbid) and a `message` saying why.",
+    "concurrencyPolicy is Forbid) and a `message` saying why. With replicas (`--ha`) the "
+    "answer waits for the shared store's check, as a run of the task may be going on another "
+    "replica.",
     openapi_extra={
         **role_extra("operator"),
         **links((202,), GetRun=("get_run", {"run_id": "$response.body#/id"})),
@@ -328,11 +336,35 @@ def delete_task(
 )
 def trigger_run(runtime: Runtime, namespace: Namespace, name: Name, response: Response) -> RunOut:
     try:
-        record = runtime.trigger(f"{namespace}/{name}")
+        record = _decided(runtime, runtime.trigger(f"{namespace}/{name}"))
     except KeyError:
         raise _not_found(namespace, name) from None
     response.headers["Location"] = f"/api/v1/runs/{record.id}"
     return RunOut.of(record)
+
+
+def _decided(runtime: RuntimeView, record: RunRecord) -> RunRecord:
+    """``record`` once it is decided. With replicas, a run asked for is ``running`` at once,
+    but whether it may start is the shared store's to say (a run of the task may be going on
+    another replica, and Forbid then skips this one): the answer waits until the store holds
+    the run's first record, its claim or its skip (up to ``DECISION_WAIT``; after that, or if
+    the store cannot be read, the run goes on as its claim waits for the store too)."""
+    if record.status is not RunStatus.RUNNING or runtime.members() is None:
+        return record  # alone, the dispatcher decided it already
+    deadline = time.monotonic() + DECISION_WAIT
+    pause = 0.005
+    while True:
+        try:
+            stored = runtime.store.get(record.id, record.attempt)
+        except StoreUnavailable:
+            return record
+        if stored is not None:
+            # Skipped, or claimed: started (it may even have ended since, still "running").
+            return stored if stored.status is RunStatus.SKIPPED else record
+        if time.monotonic() >= deadline:
+            return record
+        time.sleep(pause)  # an endpoint runs in the threadpool, never on the event loop
+        pause = min(pause * 2, 0.1)
 
 
 def _validated(document: dict[str, Any]) -> CronTask:

@@ -15,6 +15,14 @@ The :class:`Cluster` component keeps this replica's membership record renewed ev
   meanwhile are its own again with no change of members that it can see, yet any of them may
   have been taken and run elsewhere: ``on_resumed`` gets them, so that what is known of them
   here (the notifier's failing/ok state) is read again, as after a handover away and back.
+  A renewal that finds this replica's membership *lapsed* meanwhile (its record had expired,
+  or a lease's time had passed since the last renewal: a process paused by SIGSTOP, a VM
+  frozen) treats every task it owns as handed away and back: retries waiting or held are
+  recorded ``HandedOver`` (a running attempt's run does not retry), and the next run of each
+  task looks in the store first for a run of another replica (``controller.handover``).
+- **Unchecked claims.** A slot whose claim could not be checked (the run store unavailable)
+  is not run here (``controller.execution``): once the store answers a renewal's housekeeping
+  again, the tasks still this replica's catch up the slots not started.
 - **Dead replicas' runs.** Running records whose owner is no live member (a ``kill -9``, a lost
   node) are marked ``interrupted`` by whoever notices; not those whose work ``outlives`` the
   replica (a Kubernetes Job): the task's new owner adopts them (``controller.jobs``).
@@ -41,6 +49,7 @@ from datetime import UTC, datetime, timedelta
 
 from reconciler.aio import first_of, in_thread
 from reconciler.controller.dispatch import Dispatcher
+from reconciler.controller.execution import HANDED_OVER
 from reconciler.controller.manager import Ready
 from reconciler.controller.queue import WorkQueue
 from reconciler.controller.reconcile import Reconciler
@@ -103,6 +112,9 @@ class Cluster:
         self.reconciler = reconciler
         self.dispatcher = dispatcher
         dispatcher.owns = reconciler.mine  # a retry held by the fence starts only if still ours
+        # A retry due looks at the clock first: a process paused past its renew deadline (and
+        # resumed) must hold it until a renewal says what is still its own.
+        dispatcher.fence = self._fence_if_late
         self.queue = queue
         self.stopping = stopping
         self.timing = timing
@@ -116,6 +128,7 @@ class Cluster:
         self.disagreement: Disagreement | None = None
         self._active: tuple[str, ...] = ()  # the members tasks are assigned over
         self._last_renewal = monotonic()
+        self._since: datetime | None = None  # this replica's membership began (as renewed)
         self._published: dict[str, str] = {}  # the view last published: key -> spec hash
         self._published_from: DesiredState | None = None
         self._digest: str | None = None
@@ -209,6 +222,8 @@ class Cluster:
             # Answered, but so late that the others may judge the record it wrote as old.
             self._renewal_failed(MembershipUnavailable("the renewal was answered too late"))
             return False
+        if self._lapsed(members, started - self._last_renewal):
+            self._handed_back()
         self._last_renewal = started
         resumed = self.dispatcher.paused is not None
         if resumed:
@@ -254,10 +269,40 @@ class Cluster:
         if self.dispatcher.handover is not None:
             for task in foreign:
                 self.dispatcher.handover.inherit(task)
+        if self.dispatcher.unstarted and self.dispatcher.paused is None:
+            # The store answered: slots not started for want of a checked claim are caught up
+            # (by the new owner, for a task that moved meanwhile).
+            self.reconciler.catch_up_unstarted()
         self.on_renewal(len(members), self.disagreement is not None)
         for run, reason in stops:
             if self.dispatcher.stop_run(run, reason):
                 log.info("run stopped at another replica's request", extra={"fields": {"run": run}})
+
+    def _lapsed(self, members: list[Member], gap: float) -> bool:
+        """Whether this replica's membership lapsed before this renewal (``gap``: seconds
+        since the last one began): its record was created again (a new ``since``), or a
+        lease's time passed (a Lease keeps its ``since`` through an expiry)."""
+        me = next((m for m in members if m.id == self.me.id), None)
+        since, self._since = self._since, me.since if me is not None else None
+        if since is None:
+            return False  # joining: nothing was this replica's before
+        return me is None or me.since != since or gap >= self.timing.lease_seconds
+
+    def _handed_back(self) -> None:
+        """The others may have taken this replica's tasks while its membership had lapsed, and
+        run them, though the members it sees are the same (they may have come back too): each
+        task it owns is handled as one handed away and back."""
+        keys = sorted(self.reconciler.scheduler.owned())
+        log.warning(
+            "membership had lapsed: its tasks may have run elsewhere meanwhile",
+            extra={"fields": {"tasks": len(keys)}},
+        )
+        for key in keys:
+            # A retry (waiting, held by the fence, or after an attempt still running) is not
+            # carried over a handover: another replica may be running the task now.
+            self.dispatcher.cancel_retries(key, HANDED_OVER)
+            if self.dispatcher.handover is not None:
+                self.dispatcher.handover.inherit(key)  # its next run looks in the store
 
     async def _reassign(self, active: tuple[str, ...]) -> None:
         joined = sorted(set(active) - set(self._active))

@@ -104,6 +104,11 @@ class Runs:
         self.grace = grace
         self.hurry = hurry
 
+    def closing(self) -> None:
+        """The process begins to stop: no new slot, no retry, while the components started
+        after this one (the HTTP server among them) stop first."""
+        self.dispatcher.close()
+
     async def run(self, ready: Ready, stop: asyncio.Event) -> None:
         ready()
         await stop.wait()

@@ -51,7 +51,7 @@ from reconciler.core.model import ConcurrencyPolicy
 from reconciler.core.runs import RunRecord, RunStatus, Trigger, run_id
 from reconciler.core.timing import AHEAD_MAX
 from reconciler.runner.base import Actions, Resumable
-from reconciler.store.base import RunStore
+from reconciler.store.base import DuplicateRun, RunStore, StoreUnavailable
 
 log = logging.getLogger("crontask.runner")
 
@@ -80,6 +80,9 @@ class Dispatcher(RunExecution):
         self._may_start.set()
         # With replicas: whether a task is still this replica's (for a retry the fence held).
         self.owns: Callable[[str], bool] = lambda key: True
+        # With replicas: pauses this process if its renew deadline has passed (a retry due
+        # after the process was itself paused looks before it starts).
+        self.fence: Callable[[], None] = lambda: None
         # Tasks with scheduled slots not started while paused: caught up on when it ends.
         self.unstarted: set[str] = set()
         # The action whose work outlives the process (Jobs), if there is one.
@@ -89,7 +92,7 @@ class Dispatcher(RunExecution):
         self._progress_listeners: list[RunListener] = []
         # Record writes not tied to a run (skips); kept so drain() and shutdown can await them.
         self._writes: set[asyncio.Task[None]] = set()
-        self._closing = False  # shutdown has begun: no retry waits any more
+        self._closing = False  # crontask is stopping: no new run, no retry (``close``)
         # Slots handed over ahead that are decided at their instant (``due``), by task.
         self._deferred: dict[str, dict[datetime, tuple[asyncio.TimerHandle, Definition]]] = {}
 
@@ -205,7 +208,7 @@ class Dispatcher(RunExecution):
         # A scheduled slot handed over ahead of it (``due``) starts on the slot, not before.
         ahead = (scheduled_at - now).total_seconds() if trigger is Trigger.SCHEDULE else 0.0
         ahead = ahead if 0 < ahead <= AHEAD_MAX else 0.0
-        if self.paused is not None:
+        if self.paused is not None or self._closing:
             return self._not_started(definition, scheduled_at, trigger)
         if trigger is Trigger.SCHEDULE and (jumped := self.ledger.handed(definition, scheduled_at)):
             self._skip_slots(definition, jumped)
@@ -248,10 +251,14 @@ class Dispatcher(RunExecution):
             old.stop(REPLACED)
         loop = asyncio.get_running_loop()
         active = ActiveRun(record, start_at=loop.time() + ahead if ahead else None)
-        if not replaced and (self.handover is None or not self.handover.inherited(key)):
+        if self.handover is not None and policy is not ConcurrencyPolicy.ALLOW:
+            # With replicas a run of the task may be going on another one: the store looks
+            # for it and claims in one step (see handover.py).
+            active.claim = self._claim_alone(active, policy)
+        elif not replaced and (self.handover is None or not self.handover.inherited(key)):
             # Nothing to wait for before the claim: it goes to the store now, while the
             # scheduler hands over the rest of the slots due with this one.
-            active.claim = self.recorder.claim_soon(record)
+            active.claim = self._claim(record)
         self._active.setdefault(key, {})[record.id] = active
         active.task = loop.create_task(
             self._execute(definition, active, replaced), name=f"run {record.id}"
@@ -261,11 +268,30 @@ class Dispatcher(RunExecution):
     def fire_manual(self, definition: Definition) -> RunRecord:
         """A manual run (the API, the page, a run-now annotation): its slot is the moment it
         was asked for, so its id stays unique. With replicas a run of the task may be going
-        on another one (a manual run asked there): the store is asked first, so the
-        concurrency policy holds."""
-        if self.handover is not None:
-            self.handover.inherit(definition.key)
+        on another one: its claim looks for it (``fire``), so the concurrency policy holds."""
         return self.fire(definition, self.clock(), Trigger.MANUAL)
+
+    def _claim_alone(self, active: ActiveRun, policy: ConcurrencyPolicy) -> asyncio.Future[bool]:
+        """The claim of ``active``'s first attempt, unless a run of its task is going on
+        another replica (``Handover.claim``), with what ``_claim`` says: True, False (the
+        store is unavailable), or DuplicateRun (do not run it; under Forbid the slot's skip
+        is recorded first)."""
+        assert self.handover is not None
+        handover, record = self.handover, active.record
+
+        async def claim() -> bool:
+            try:
+                why = await handover.claim(record, policy, REPLACED)
+            except StoreUnavailable:
+                return await self._claim(record)  # what an unanswered claim does, as any claim
+            if why is not None:
+                self._skip(record, "ConcurrencyForbid", why)
+                raise DuplicateRun(record.id, record.attempt)
+            return True
+
+        claimed = asyncio.ensure_future(claim())
+        claimed.add_done_callback(lambda f: f.cancelled() or f.exception())
+        return claimed
 
     def _not_started(
         self, definition: Definition, scheduled_at: datetime, trigger: Trigger
@@ -273,12 +299,14 @@ class Dispatcher(RunExecution):
         """Paused: the slot is neither run nor recorded here; a record from this one could
         only take that slot's id. If the task moves, its new owner catches it up; if it stays
         (the renewal works again before the lease ran out), this replica does, from where the
-        ledger stopped (``unstarted``)."""
-        if trigger is Trigger.SCHEDULE:
+        ledger stopped (``unstarted``). Closing (crontask is stopping): neither either; the
+        next start catches it up, as the slots due while crontask is down."""
+        why = self.paused or "crontask is stopping"
+        if trigger is Trigger.SCHEDULE and self.paused is not None:
             self.unstarted.add(definition.key)
         log.warning(
             "slot not started",
-            extra={"fields": {"task": definition.key, "reason": self.paused}},
+            extra={"fields": {"task": definition.key, "reason": why}},
         )
         now = self.clock()
         return RunRecord(
@@ -289,7 +317,7 @@ class Dispatcher(RunExecution):
             status=RunStatus.SKIPPED,
             finished_at=now,
             reason="NotStarted",
-            message=f"this replica may not start runs now: {self.paused}",
+            message=f"this replica may not start runs now: {why}",
             owner=self.owner,
         )
 
@@ -362,15 +390,19 @@ class Dispatcher(RunExecution):
             self.fire(definition, missed.latest, Trigger.CATCHUP)
 
     def cancel_retries(self, key: str, reason: str) -> int:
-        """Runs of ``key`` waiting for a retry do not retry: each records its abandoned
-        attempt with ``reason`` (TaskRemoved, TaskChanged). Running attempts, and runs
-        claimed ahead of their slot, are left alone (slots deferred to their instant were
-        settled before the job changed: ``before_change``). Returns how many were
-        cancelled."""
-        waiting = [a for a in self._active.get(key, {}).values() if a.waiting]
-        for active in waiting:
-            active.stop(reason)
-        return len(waiting)
+        """Runs of ``key`` do not retry: each records its abandoned attempt with ``reason``
+        (TaskRemoved, TaskChanged, HandedOver), a run waiting for its retry now, a running
+        one when its attempt ends (its retry would run the definition it began with, which
+        is no longer in force here). The running attempts themselves, and runs claimed ahead
+        of their slot, go on (slots deferred to their instant were settled before the job
+        changed: ``before_change``). Returns how many runs will not retry."""
+        runs = list(self._active.get(key, {}).values())
+        for active in runs:
+            if active.waiting:
+                active.stop(reason)
+            else:
+                active.no_retry = active.no_retry or reason
+        return len(runs)
 
     def _skip_slots(self, definition: Definition, missed: Superseded) -> None:
         record = RunRecord(
@@ -407,18 +439,31 @@ class Dispatcher(RunExecution):
                 return False
         return True
 
-    async def shutdown(self, grace: float, hurry: asyncio.Event | None = None) -> None:
-        """Cancel the retries that wait (nothing runs for them; recorded ``interrupted``), let
-        running runs finish for up to ``grace`` seconds (or until ``hurry`` is set), then stop
-        them (recorded as interrupted, reason Shutdown), and wait for their records to be
-        written."""
+    def close(self) -> None:
+        """No new run from now on: crontask begins to stop. Slots handed over later are not
+        started (nor recorded: a restart catches them up), nor are those deferred to their
+        instant; retries that wait are cancelled (recorded ``interrupted``, reason Shutdown),
+        and a running attempt that fails is not retried. Called as soon as the stop is asked,
+        before the parts started after the runs (the HTTP server's graceful stop can take
+        seconds) have stopped; runs already started go on until ``shutdown``."""
         self._closing = True
         for key in list(self._deferred):
             self._undefer(key)  # not handed over yet: a restart catches them up
         for by_id in self._active.values():
             for active in by_id.values():
+                if active.waiting:
+                    active.stop(SHUTDOWN)
+
+    async def shutdown(self, grace: float, hurry: asyncio.Event | None = None) -> None:
+        """Cancel the retries that wait (nothing runs for them; recorded ``interrupted``), let
+        running runs finish for up to ``grace`` seconds (or until ``hurry`` is set), then stop
+        them (recorded as interrupted, reason Shutdown), and wait for their records to be
+        written."""
+        self.close()
+        for by_id in self._active.values():
+            for active in by_id.values():
                 # Work that outlives the process (a Job) needs no grace: it is detached now.
-                if active.waiting or getattr(active.attempt, "outlives_process", False):
+                if getattr(active.attempt, "outlives_process", False):
                     active.stop(SHUTDOWN)
         if not await self._drain_unless(grace, hurry):
             for by_id in self._active.values():

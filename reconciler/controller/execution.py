@@ -18,12 +18,13 @@ from datetime import datetime, timedelta
 
 from reconciler.controller.handover import Handover
 from reconciler.controller.recorder import Recorder
+from reconciler.controller.slots import SlotLedger
 from reconciler.core.desired import Definition
 from reconciler.core.model import ConcurrencyPolicy
 from reconciler.core.runs import RunRecord, RunStatus, Trigger
 from reconciler.core.timing import retry_delay
 from reconciler.runner.base import Actions, Attempt, Outcome, Resumable, StartsAt, failed
-from reconciler.store.base import DuplicateRun
+from reconciler.store.base import DuplicateRun, StoreUnavailable
 
 log = logging.getLogger("crontask.runner")
 
@@ -32,14 +33,16 @@ REPLACED = "Replaced"
 TASK_REMOVED = "TaskRemoved"
 TASK_CHANGED = "TaskChanged"
 HANDED_OVER = "HandedOver"
+# Why a slot was not started: its claim could not be checked (see ``_unchecked``).
+STORE_UNAVAILABLE = "StoreUnavailable"
 
-# Why a retry that was waiting did not start, as its attempt's record says it.
+# Why a retry did not start, as its attempt's record says it.
 _ABANDONED = {
     SHUTDOWN: "crontask stopped while this retry waited",
     REPLACED: "a newer slot replaced the run while this retry waited",
-    TASK_REMOVED: "the task was removed while this retry waited",
-    TASK_CHANGED: "the task's definition changed while this retry waited",
-    HANDED_OVER: "the task moved to another replica while this retry waited",
+    TASK_REMOVED: "the task was removed before this retry could start",
+    TASK_CHANGED: "the task's definition changed before this retry could start",
+    HANDED_OVER: "the task moved to another replica before this retry could start",
 }
 
 
@@ -49,9 +52,13 @@ class ActiveRun:
     attempt: Attempt | None = None
     task: asyncio.Task[None] | None = None
     stop_reason: str | None = None
+    # Why the run does not retry when its running attempt ends (its task was removed or
+    # changed meanwhile: ``Dispatcher.cancel_retries``); the attempt itself goes on.
+    no_retry: str | None = None
     waiting: bool = False  # between two attempts: nothing is running
     begun: bool = False  # the current attempt's work began (``_begin``)
-    # The first attempt's claim, when the dispatcher sent it as the slot fired.
+    # The attempt's claim, when it was sent before: as the slot fired, or a retry's that
+    # looks for another replica's run first (``_claim_retry``).
     claim: asyncio.Future[bool] | None = None
     # When the first attempt may begin (the loop's clock): its slot, when it was handed over
     # ahead of it; None: at once.
@@ -107,6 +114,9 @@ class RunExecution:
     _may_start: asyncio.Event
     paused: str | None
     owns: Callable[[str], bool]
+    fence: Callable[[], None]
+    ledger: SlotLedger
+    unstarted: set[str]
 
     def _skip(self, record: RunRecord, reason: str, message: str) -> RunRecord:
         skipped = dataclasses.replace(
@@ -140,9 +150,6 @@ class RunExecution:
             for old in replaced:
                 if old.task is not None:
                     await asyncio.shield(old.task)
-            if not adopted and (why := await self._handed_over(definition, active)) is not None:
-                self._skip(active.record, "ConcurrencyForbid", why)
-                return
             while True:
                 final = await self._run_attempt(definition, active, adopted=adopted)
                 adopted = False
@@ -151,6 +158,8 @@ class RunExecution:
                 if active.stop_reason is not None and final.reason == active.stop_reason:
                     return  # the attempt itself was stopped: its record says why
                 delay = retry_delay(definition.task.spec.retry, final.attempt)
+                if active.no_retry is not None:
+                    active.stop(active.no_retry)  # recorded below as the retry not started
                 if active.stop_reason is None:
                     log.info(
                         "retry scheduled",
@@ -186,6 +195,7 @@ class RunExecution:
                     return
                 active.attempt, active.begun = None, False
                 active.record = dataclasses.replace(following, started_at=self.clock())
+                active.claim = self._claim_retry(definition, active.record)
         finally:
             record = active.record
             runs = self._active.get(record.task, {})
@@ -197,6 +207,7 @@ class RunExecution:
         """A retry due while this replica may not start runs (it lost its membership) waits
         until it may again, still holding its slot; True if the run was stopped meanwhile (its
         task moved to another replica, shutdown), when it is recorded as not started."""
+        self.fence()  # the renew deadline may have passed while this process was not running
         if self.paused is None:
             return False
         log.warning(
@@ -220,24 +231,6 @@ class RunExecution:
         if active.stop_reason is None and not self.owns(following.task):
             active.stop(HANDED_OVER)  # it moved while the fence held it: its new owner's now
         return active.stop_reason is not None
-
-    async def _handed_over(self, definition: Definition | None, active: ActiveRun) -> str | None:
-        """For a task inherited from another replica: why its run there forbids this one."""
-        assert definition is not None  # only adopted runs come without one
-        handover = self.handover
-        policy = definition.task.spec.concurrency_policy
-        if (
-            handover is None
-            or not handover.inherited(definition.key)
-            or policy is ConcurrencyPolicy.ALLOW
-            or active.record.trigger is Trigger.RETRY
-        ):
-            return None
-        try:
-            return await handover.settle(definition.key, policy, REPLACED)
-        except Exception:
-            log.exception("could not look for runs of other replicas; running it")
-            return None
 
     async def _abandon(self, attempt: RunRecord, reason: str) -> None:
         """A retry that was waiting will not start: its attempt is recorded with the reason
@@ -276,7 +269,7 @@ class RunExecution:
         record = active.record
         claimed, active.claim = active.claim, None
         try:
-            await (claimed or self.recorder.claim_soon(record))
+            checked = await (claimed or self._claim(record))
         except DuplicateRun:
             log.info(
                 "slot already claimed by another instance",
@@ -292,8 +285,69 @@ class RunExecution:
                 "could not record run start; running it anyway",
                 extra={"fields": {"task": record.task, "run": record.id}},
             )
+        else:
+            if not checked and not self._keeps_claim(record):
+                self._unchecked(record)
+                return None
         assert definition is not None  # only adopted runs come without one
         return await self._complete(active, await self._attempt(definition, active))
+
+    def _claim_retry(
+        self, definition: Definition, record: RunRecord
+    ) -> asyncio.Future[bool] | None:
+        """With replicas, under Forbid and Replace, a retry's claim looks for a run of its
+        task going on another replica, as a first attempt's does (``handover.py``): a replica
+        whose membership lapsed (paused, cut off) may find the task's new owner running it,
+        another replica a manual run. Forbid: the retry is recorded skipped and is not run
+        (DuplicateRun); Replace: that run is stopped first. None: the ordinary claim."""
+        handover, policy = self.handover, definition.task.spec.concurrency_policy
+        if handover is None or policy is ConcurrencyPolicy.ALLOW:
+            return None
+
+        async def claim() -> bool:
+            try:
+                why = await handover.claim(record, policy, REPLACED)
+            except StoreUnavailable:
+                return await self._claim(record)  # as any claim the store cannot answer
+            if why is not None:
+                self._skip(record, "ConcurrencyForbid", why)
+                raise DuplicateRun(record.id, record.attempt)
+            return True
+
+        claimed = asyncio.ensure_future(claim())
+        claimed.add_done_callback(lambda done: done.cancelled() or done.exception())
+        return claimed
+
+    def _claim(self, record: RunRecord) -> asyncio.Future[bool]:
+        return self.recorder.claim_soon(record, keep=self._keeps_claim(record))
+
+    def _keeps_claim(self, record: RunRecord) -> bool:
+        """Whether a run whose claim the store could not answer runs anyway, its records kept
+        for later: without replicas, nobody else can run its slot. With replicas, a slot's can
+        be run by the replica that takes the task over (it catches up the slots it finds no
+        record of); a manual run's id is this replica's alone, and so are further attempts of
+        a run begun here."""
+        return self.handover is None or record.trigger in (Trigger.MANUAL, Trigger.RETRY)
+
+    def _unchecked(self, record: RunRecord) -> None:
+        """With replicas, a slot whose claim could not be checked (the store is unavailable)
+        is not run here: nor recorded, as a record from here could only take the slot's id
+        and hide it from the catch-up of whoever owns the task once the store answers. If
+        the task moves (this replica's membership lapses), its new owner catches the slot
+        up; if it stays, this replica does (``unstarted``: see ``controller.cluster``). The
+        store's claim decides which of them runs it."""
+        key = record.task
+        log.warning(
+            "slot not started: its claim could not be checked",
+            extra={"fields": {"task": key, "run": record.id, "reason": STORE_UNAVAILABLE}},
+        )
+        self.unstarted.add(key)
+        # The ledger counts from this slot, handed over: from just before it now, so that the
+        # catch-up finds it missed.
+        last = self.ledger.last_slot(key)
+        before = record.scheduled_at - timedelta(microseconds=1)
+        if last is not None and last > before:
+            self.ledger.track(key, before)
 
     async def _follow_adopted(self, active: ActiveRun) -> RunRecord | None:
         """An adopted run: make its record this process's, then follow its work to the end."""

@@ -1,12 +1,20 @@
-"""Concurrency policies across a handover between replicas.
+"""Concurrency policies across replicas (``--ha``): one run store, several dispatchers.
 
-When a task moves to this replica (its owner left, or a replica joined), the previous owner
-may still be running one of its runs: its process is elsewhere, and only the shared run store
-knows of it. Until no such run is left, each new run of an *inherited* task first looks there:
-under ``Forbid`` the slot is skipped while a run of another replica is going, under ``Replace``
-the other replica is asked (through the store) to stop it and the new run starts once it has
-ended, under ``Allow`` nothing is checked. Once a look finds nothing, the task is an ordinary
-one again: the store is not asked at every fire.
+A run of a task may be going on another replica: a manual run asked there, a run from before a
+handover still finishing on the replica that gave the task away. Two runs of a task have
+different ids, so the store's primary key, which keeps a *slot* from running twice, does not
+keep them apart; and a look at the store followed by a claim leaves a gap in which another
+replica can do the same. So under ``Forbid`` and ``Replace`` the first attempt of every run is
+claimed with :meth:`RunStore.claim_exclusive`, which looks for another replica's running run of
+the task and claims in one step (:meth:`Handover.claim`): under ``Forbid`` the slot is skipped
+while one is going; under ``Replace`` the other replica is asked (through the store) to stop it
+and the claim is tried again once it has ended. ``Allow`` checks nothing; a retry holds its slot
+already. Claims made together travel together (one ``claim_exclusive`` per batch, as the
+recorder's ``claim_many``), so a burst of slots costs a few round trips, not one each.
+
+A task *inherited* from another replica (it came here, or another replica runs it now) is
+decided at its slot rather than ahead of it (``Dispatcher.due``): the run there may end
+meanwhile. It is an ordinary task again once a claim of it goes through.
 """
 
 from __future__ import annotations
@@ -14,16 +22,20 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Coroutine
-from typing import Any, TypeVar
+from typing import Any, Final
 
 from reconciler.core.model import ConcurrencyPolicy
 from reconciler.core.runs import RunRecord
-from reconciler.store.base import RunStore
+from reconciler.store.base import DuplicateRun, ExclusiveClaim, RunStore, StoreUnavailable
 
 log = logging.getLogger("crontask.runner")
 
-T = TypeVar("T")
 Call = Callable[..., Coroutine[Any, Any, Any]]
+
+# The most records one claim_exclusive takes (the recorder's CLAIM_BATCH).
+CLAIM_BATCH: Final = 128
+
+_Waiting = list[tuple[RunRecord, "asyncio.Future[ExclusiveClaim]"]]
 
 
 class Handover:
@@ -42,6 +54,8 @@ class Handover:
         self.poll = poll
         self.patience = patience  # how long a replaced run may take to stop
         self._inherited: set[str] = set()
+        self._waiting: _Waiting = []  # claims handed in while one batch is on its way
+        self._sending: asyncio.Task[None] | None = None  # the batch on its way
 
     def inherit(self, key: str) -> None:
         self._inherited.add(key)
@@ -52,36 +66,101 @@ class Handover:
     def inherited(self, key: str) -> bool:
         return key in self._inherited
 
-    async def settle(self, key: str, policy: ConcurrencyPolicy, reason: str) -> str | None:
-        """None: the run may start. Otherwise why the slot is skipped (Forbid)."""
-        foreign = await self._foreign(key)
-        if not foreign:
-            self._inherited.discard(key)
-            return None
-        ids = ", ".join(f"{r.id} on {r.owner}" for r in foreign)
-        if policy is ConcurrencyPolicy.FORBID:
-            return f"previous run still running ({ids}); policy Forbid"
-        if policy is ConcurrencyPolicy.REPLACE:
-            await self._call(self.store.request_stop, [r.id for r in foreign], reason)
+    async def claim(self, record: RunRecord, policy: ConcurrencyPolicy, reason: str) -> str | None:
+        """Claim ``record`` (the first attempt of a run) unless a run of its task is going on
+        another replica, as one step in the store. None: claimed, the run may start.
+        Otherwise why the slot is skipped (``Forbid``). Under ``Replace`` the other replica is
+        asked to stop its run (``reason``) and the claim is tried again once it has ended;
+        after ``patience`` the run is claimed as any other slot. Raises DuplicateRun if the
+        slot is claimed already (another replica runs it), StoreUnavailable if the store could
+        not be asked."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.patience
+        while True:
+            answer = await self._exclusive(record)
+            if answer.claimed:
+                self._inherited.discard(record.task)
+                return None
+            if not answer.running:
+                raise DuplicateRun(record.id, record.attempt)
+            ids = ", ".join(f"{r.id} on {r.owner}" for r in answer.running)
+            if policy is not ConcurrencyPolicy.REPLACE:
+                return f"previous run still running ({ids}); policy Forbid"
+            if loop.time() >= deadline:
+                log.warning(
+                    "a replaced run on another replica did not stop in time; starting anyway",
+                    extra={"fields": {"task": record.task, "runs": ids}},
+                )
+                (claimed,) = await self._call(self.store.claim_many, [record])
+                if not claimed:
+                    raise DuplicateRun(record.id, record.attempt)
+                return None
+            await self._call(self.store.request_stop, [r.id for r in answer.running], reason)
             log.info(
                 "asked another replica to stop a run",
-                extra={"fields": {"task": key, "runs": ids, "reason": reason}},
+                extra={"fields": {"task": record.task, "runs": ids, "reason": reason}},
             )
-            await self._ended(key, {r.id for r in foreign})
-        return None
+            await self._ended(record.task, {r.id for r in answer.running}, deadline)
+
+    # -- claims made together travel together ----------------------------------------------
+
+    def _exclusive(self, record: RunRecord) -> asyncio.Future[ExclusiveClaim]:
+        """``record``'s answer from ``claim_exclusive``: the first claim after a quiet moment
+        goes at once, alone; those handed in while it is on its way go together next."""
+        answer: asyncio.Future[ExclusiveClaim] = asyncio.get_running_loop().create_future()
+        answer.add_done_callback(_retrieved)  # its claim may have been cancelled meanwhile
+        self._waiting.append((record, answer))
+        if self._sending is None:
+            self._send()
+        return answer
+
+    def _send(self) -> None:
+        batch, self._waiting = self._waiting[:CLAIM_BATCH], self._waiting[CLAIM_BATCH:]
+        self._sending = asyncio.get_running_loop().create_task(self._write(batch))
+        self._sending.add_done_callback(self._sent)
+
+    def _sent(self, _: asyncio.Task[None]) -> None:
+        self._sending = None
+        if self._waiting:
+            self._send()
+
+    async def _write(self, batch: _Waiting) -> None:
+        try:
+            answers = await self._call(self.store.claim_exclusive, [r for r, _ in batch])
+        except StoreUnavailable as err:
+            for _, answer in batch:
+                _fail(answer, StoreUnavailable(str(err)))
+        except Exception as err:
+            if len(batch) == 1:
+                _fail(batch[0][1], err)
+                return
+            # A record the store refuses must not cost the rest of its batch.
+            log.exception("could not claim runs together; claiming them one by one")
+            for one in batch:
+                await self._write([one])
+        else:
+            for (_, answer), got in zip(batch, answers, strict=True):
+                if not answer.done():
+                    answer.set_result(got)
 
     async def _foreign(self, key: str) -> list[RunRecord]:
         running: list[RunRecord] = await self._call(self.store.running, key)
         return [r for r in running if r.owner != self.me]
 
-    async def _ended(self, key: str, ids: set[str]) -> None:
+    async def _ended(self, key: str, ids: set[str], deadline: float) -> None:
+        """Until none of the runs ``ids`` of ``key`` is running any more, or ``deadline``."""
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.patience
         while loop.time() < deadline:
             if not {r.id for r in await self._foreign(key)} & ids:
                 return
             await asyncio.sleep(self.poll)
-        log.warning(
-            "a replaced run on another replica did not stop in time; starting anyway",
-            extra={"fields": {"task": key, "runs": ",".join(sorted(ids))}},
-        )
+
+
+def _fail(answer: asyncio.Future[ExclusiveClaim], err: BaseException) -> None:
+    if not answer.done():
+        answer.set_exception(err)
+
+
+def _retrieved(answer: asyncio.Future[ExclusiveClaim]) -> None:
+    if not answer.cancelled():
+        answer.exception()

@@ -12,6 +12,11 @@ writer flushes the final statuses last.
 A component whose coroutine raises, or returns while it was not asked to stop, has failed: the
 manager records which one and why, and asks the whole process to stop (``stopping``), as
 controller-runtime's manager does when a runnable returns an error.
+
+Stopping in order takes time (the HTTP server's graceful stop waits for the requests in
+flight, up to seconds), and until its turn a component would go on taking work: a component
+that takes work it must not take once the process stops (the runs: no new slot, no retry) is
+:class:`Closing`, and hears it at once, when the stop is asked, before any component stops.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from reconciler.aio import Ready as Ready  # re-exported: part of this contract
 
@@ -36,6 +41,16 @@ class Component(Protocol):
     async def run(self, ready: Ready, stop: asyncio.Event) -> None:
         """Start, call ``ready()`` once serving, run until ``stop`` is set, clean up, return.
         Raising, or returning before ``stop``, is a failure."""
+        ...
+
+
+@runtime_checkable
+class Closing(Protocol):
+    """A component that must take no new work once the process begins to stop."""
+
+    def closing(self) -> None:
+        """The process begins to stop: take no new work from now on (the component stops
+        later, in its turn). Called once, on the loop, as soon as the stop is asked."""
         ...
 
 
@@ -73,6 +88,7 @@ class Manager:
         self.hurry = asyncio.Event()  # set by a second signal: no more grace for the runs
         self.failures: list[Failure] = []
         self._running: list[_Running] = []
+        self._closed = False  # the Closing components have heard that the process stops
 
     async def start(self, component: Component) -> None:
         """Start ``component`` and wait until it is ready. Raises ComponentFailed if it ends
@@ -106,7 +122,7 @@ class Manager:
             if not self.hurry.is_set():
                 log.warning("asked again to stop: running runs are stopped now")
             self.hurry.set()
-        self.stopping.set()
+        self._stop()
 
     async def wait(self) -> None:
         """Until something asks the process to stop."""
@@ -114,7 +130,7 @@ class Manager:
 
     async def shutdown(self) -> None:
         """Stop every component, the last started first, each after the later ones ended."""
-        self.stopping.set()
+        self._stop()
         for running in reversed(self._running):
             running.stop.set()
             with contextlib.suppress(Exception, asyncio.CancelledError):
@@ -130,6 +146,24 @@ class Manager:
             "component failed; stopping",
             extra={"fields": {"component": failure.component, "error": failure.error}},
         )
+        self._stop()
+
+    def _stop(self) -> None:
+        """The process is to stop: say so (``stopping``), and first tell the Closing
+        components, the last started first, so that none takes new work while the others
+        stop."""
+        if not self._closed:
+            self._closed = True
+            for running in reversed(self._running):
+                component = running.component
+                if isinstance(component, Closing):
+                    try:
+                        component.closing()
+                    except Exception:
+                        log.exception(
+                            "component failed to close",
+                            extra={"fields": {"component": component.name}},
+                        )
         self.stopping.set()
 
     @staticmethod

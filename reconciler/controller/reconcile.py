@@ -315,8 +315,9 @@ def account_for_slots(
 ) -> None:
     """Tell the dispatcher what a pass changed, so that every slot is accounted for.
 
-    Removed tasks are forgotten, and a removed or changed task's runs that wait for a retry do
-    not retry (``elsewhere``: a removed key that is still declared went to another replica). An
+    Removed tasks are forgotten, and a removed or changed task's runs do not retry, whether
+    their retry waits or their attempt is still going (``elsewhere``: a removed key that is
+    still declared went to another replica). An
     added task with an anchor (its last recorded slot: at start-up, after a handover) and a
     resumed task catch up on the slots they missed, up to just before the scheduler's first
     fire, so that no slot is handled by both or by neither. Any other added or changed task

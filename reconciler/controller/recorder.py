@@ -9,9 +9,11 @@ the rest; the others of the burst follow in a few ``claim_many`` calls of up to
 thousands of runs costs a few store round trips, not one each. Final records travel together
 the same way in ``save_many`` calls, after any claim that waits.
 
-When the store is unavailable the run still happens — losing a run is worse than a rare
-duplicate across replicas while the database is down — and its records wait in a bounded
-buffer that is retried with backoff until the store is back. The buffer coalesces by (run id,
+When the store is unavailable the run still happens — without replicas nobody else can run
+its slot — and its records wait in a bounded buffer that is retried with backoff until the
+store is back. A claim may also be asked not to be kept (``claim_soon(keep=False)``): with
+replicas, a slot whose claim could not be checked is not run, since the replica that takes
+the task over would run it too; nothing of it waits then. The buffer coalesces by (run id,
 attempt): the newest state of a record replaces an older pending one, so a run's ``running``
 and final records cost one slot. A claim kept that way is still a claim when it is written:
 if another instance recorded the slot meanwhile, its record stands, and this process's
@@ -154,6 +156,8 @@ class Recorder:
         # Slots whose late claim found another instance's record: later states are not saved.
         self._refused: OrderedDict[tuple[str, int], None] = OrderedDict()
         self._flusher: asyncio.Task[None] | None = None
+        # Claims not to be kept when the store cannot answer them (``claim_soon(keep=False)``).
+        self._unkept: set[asyncio.Future[bool]] = set()
         self._closed = False
         self._lane = _Lane(self._write)
         self._lane.on_written("claim", self._claimed)
@@ -173,12 +177,17 @@ class Recorder:
         holds the slot, do not run it."""
         return await self.claim_soon(record)
 
-    def claim_soon(self, record: RunRecord) -> asyncio.Future[bool]:
+    def claim_soon(self, record: RunRecord, *, keep: bool = True) -> asyncio.Future[bool]:
         """``claim``, begun now (on the loop, without awaiting): the future says what
-        ``claim`` would return or raise. A future nobody awaits (its run was cancelled) is
-        not reported as an exception never retrieved."""
+        ``claim`` would return or raise. ``keep`` False: a claim the store could not answer
+        (False) is not kept for later either, nor written ever: the caller does not run the
+        slot. A future nobody awaits (its run was cancelled) is not reported as an exception
+        never retrieved."""
         claimed = self._lane.put("claim", record)
         claimed.add_done_callback(_retrieved)
+        if not keep:
+            self._unkept.add(claimed)
+            claimed.add_done_callback(self._unkept.discard)
         return claimed
 
     def _write(self, kind: str, records: list[RunRecord]) -> asyncio.Future[Any]:
@@ -194,9 +203,15 @@ class Recorder:
         try:
             results = await written
         except StoreUnavailable as err:
-            self._keep_for_later(
-                batch, "run store unavailable; running anyway, records kept for later", err, CLAIM
-            )
+            kept: Batch = []
+            for record, claimed in batch:
+                if claimed in self._unkept:
+                    claimed.set_result(False)  # not run: nothing of it is to be written
+                else:
+                    kept.append((record, claimed))
+            if kept:
+                message = "run store unavailable; running anyway, records kept for later"
+                self._keep_for_later(kept, message, err, CLAIM)
             return
         except Exception:
             # A record the store refuses must not leave the rest of its batch unclaimed: each
@@ -215,7 +230,8 @@ class Recorder:
         try:
             (ok,) = await self.call(self.store.claim_many, [record])
         except StoreUnavailable:
-            self._keep(record, CLAIM)
+            if claimed not in self._unkept:
+                self._keep(record, CLAIM)
             claimed.set_result(False)
         except Exception as err:
             claimed.set_exception(err)

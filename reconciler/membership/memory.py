@@ -29,13 +29,14 @@ class Registry:
                 raise MembershipUnavailable(f"{me.id} cannot reach the registry")
             now = self.clock()
             found = self.records.get(me.id)
-            since = found[0].since if found and self._live(found, now) else now
+            ours = me.lease_seconds
+            since = found[0].since if found and self._live(found, now, ours) else now
             member = Member(
                 me.id, me.address, since, now, me.digest, me.revision, me.owned, me.draining
             )
             self.records[me.id] = (member, me.lease_seconds)
             return sorted(
-                (m for m, seconds in self.records.values() if self._live((m, seconds), now)),
+                (m for m, s in self.records.values() if self._live((m, s), now, ours)),
                 key=lambda m: m.id,
             )
 
@@ -46,9 +47,11 @@ class Registry:
             self.records.pop(me.id, None)
 
     @staticmethod
-    def _live(record: tuple[Member, float], now: datetime) -> bool:
+    def _live(record: tuple[Member, float], now: datetime, ours: float) -> bool:
+        # No record counts as live for longer than the asking replica's own lease, as in the
+        # other backends: a record with a long one would hold its tasks that long.
         member, seconds = record
-        return now - member.renewed < timedelta(seconds=seconds)
+        return now - member.renewed < timedelta(seconds=min(seconds, ours))
 
 
 @dataclasses.dataclass

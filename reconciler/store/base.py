@@ -36,6 +36,7 @@ __all__ = [
     "MAX_PAGE_SIZE",
     "Cursor",
     "DuplicateRun",
+    "ExclusiveClaim",
     "IncompatibleSchema",
     "RetentionClass",
     "RetentionTally",
@@ -43,6 +44,7 @@ __all__ = [
     "RunQuery",
     "RunStore",
     "StoreUnavailable",
+    "decide_exclusive",
     "interrupted",
     "normalized",
     "retention_class",
@@ -180,6 +182,44 @@ class Cursor:
 
     def sort_key(self) -> tuple[datetime, str, int]:
         return (self.scheduled_at, self.id, self.attempt)
+
+
+@dataclass(frozen=True, slots=True)
+class ExclusiveClaim:
+    """What :meth:`RunStore.claim_exclusive` did with one record."""
+
+    claimed: bool
+    # Why it was not: the running attempts of its task that are not its owner's (without
+    # their output). Empty when it was not claimed because its ``(id, attempt)`` exists.
+    running: tuple[RunRecord, ...] = ()
+
+
+def decide_exclusive(
+    records: Sequence[RunRecord], stored: Collection[RunRecord]
+) -> list[ExclusiveClaim]:
+    """The answers of :meth:`RunStore.claim_exclusive` for ``records``, in order, given the
+    ``stored`` attempts of their tasks that decide it: the running ones, and those whose
+    ``(id, attempt)`` is one of theirs. Each record sees the ones before it as inserted
+    (shared by every store, so the rule cannot drift between them)."""
+    keys = {(r.id, r.attempt) for r in stored}
+    running: dict[str, list[RunRecord]] = {}
+    for r in sorted(stored, key=lambda r: (r.scheduled_at, r.id, r.attempt)):  # oldest first
+        if r.status is RunStatus.RUNNING:
+            running.setdefault(r.task, []).append(dataclasses.replace(r, output=""))
+    answers: list[ExclusiveClaim] = []
+    for record in records:
+        if (record.id, record.attempt) in keys:
+            answers.append(ExclusiveClaim(False))
+            continue
+        others = [r for r in running.get(record.task, ()) if r.owner != record.owner]
+        if others:
+            answers.append(ExclusiveClaim(False, tuple(others)))
+            continue
+        answers.append(ExclusiveClaim(True))
+        keys.add((record.id, record.attempt))
+        if record.status is RunStatus.RUNNING:
+            running.setdefault(record.task, []).append(dataclasses.replace(record, output=""))
+    return answers
 
 
 RetentionClass = Literal["succeeded", "failed", "skipped"]
@@ -324,6 +364,21 @@ class RunStore(Protocol):
         existed already (or appears earlier in ``records``). Atomic per record as ``claim``;
         this is what lets thousands of slots due in the same second start without one store
         round trip each."""
+        ...
+
+    def claim_exclusive(self, records: Sequence[RunRecord]) -> list[ExclusiveClaim]:
+        """``claim_many``, unless a run of the record's task is going for someone else: a
+        record is not inserted while its task has a ``running`` attempt whose owner is not
+        ``record.owner`` (another replica's run), and its answer lists those attempts. This is
+        how concurrencyPolicy ``Forbid`` and ``Replace`` hold across replicas: the run ids of
+        two runs of a task differ, so the primary key alone cannot keep them apart.
+
+        The look and the insert are one step, serialised per task: when threads or processes
+        claim records of one task this way at once, each sees what those before it inserted,
+        so of two owners' runs of a task the one claimed second is refused while the first is
+        running. (``claim`` and ``claim_many`` take no part in it: a record they insert
+        meanwhile may go unseen.) Within ``records``, each sees those before it as inserted
+        (see :func:`decide_exclusive`)."""
         ...
 
     def complete(self, record: RunRecord) -> None:

@@ -1,31 +1,37 @@
 """Membership in the shared PostgreSQL database: one ``members`` row per live replica.
 
 A renewal is one statement that upserts this replica's row with ``renewed = now()`` and returns
-every row renewed within its own ``lease_seconds`` of the database's ``now()``: the database's
-clock is the only one that judges, so replicas with skewed clocks agree. A row left by a dead
-replica simply stops being returned; rows expired long ago are deleted by whoever renews, so the
-table stays as small as the set of replicas, and their published views go with them. See
-``reconciler.membership.base`` for the contract.
+every row renewed within its lease of the database's ``now()``: the database's clock is the only
+one that judges, so replicas with skewed clocks agree. A row's lease is its own
+``lease_seconds``, but never more than this replica's (as the Lease backend judges): a replica
+started with a longer ``--lease-duration`` and killed, or a row another client wrote with a
+century-long lease, would otherwise keep its tasks that long, and no run of them would start. A
+row left by a dead replica simply stops being returned; rows expired long ago are deleted by
+whoever renews, so the table stays as small as the set of replicas, and their published views
+go with them. See ``reconciler.membership.base`` for the contract.
 
 Any client of the database can write a row, so no row may break a renewal: a row whose
 ``lease_seconds`` is outside what ``--lease-duration`` accepts, whose ``renewed`` is not finite,
-or which was renewed further in the future than its own lease is not a member, and is forgotten
+or which was renewed further in the future than its lease is not a member, and is forgotten
 at once. The interval arithmetic is only done on rows that passed that check (in a ``CASE``,
 whose order PostgreSQL keeps), since one out-of-range interval fails the whole statement.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Mapping
+import logging
+from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any, Final
 
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Connection, Engine, RowMapping
 
 from reconciler.membership.base import Announcement, Difference, Member, MembershipUnavailable
 from reconciler.store.base import StoreUnavailable
 from reconciler.store.sql_schema import create_engine, member_views, members, translated_errors
+
+log = logging.getLogger("crontask.membership")
 
 # A row not renewed for this many lease durations is deleted (it is long dead).
 _FORGET_AFTER: Final = 10
@@ -40,11 +46,10 @@ _SANE = sa.and_(
 )
 
 
-def _lease(times: int = 1) -> Any:
-    return sa.func.make_interval(0, 0, 0, 0, 0, 0, members.c.lease_seconds * times)
-
-
-_EXPIRES = members.c.renewed + _lease()
+def _lease(ours: float, times: int = 1) -> Any:
+    """A row's lease as an interval: its own, capped at ``ours`` (see the module docstring)."""
+    seconds = sa.func.least(members.c.lease_seconds, sa.literal(ours, sa.Float()))
+    return sa.func.make_interval(0, 0, 0, 0, 0, 0, seconds * times)
 
 
 class SqlMembership:
@@ -56,6 +61,7 @@ class SqlMembership:
             raise ValueError("membership in the database needs PostgreSQL")
         self.engine = engine
         self._offset = offset
+        self._told: set[str] = set()  # members whose other lease duration was logged
 
     @classmethod
     def open(cls, url: str, *, offset: Callable[[], float] = lambda: 0.0) -> SqlMembership:
@@ -81,9 +87,10 @@ class SqlMembership:
             "draining": me.draining,
         }
         insert = pg_insert(members).values(since=_NOW, **values)
+        expires = members.c.renewed + _lease(me.lease_seconds)
         # A record that expired meanwhile is a new membership: its "since" starts again.
         # A row that was not sane (see above) is a new membership too.
-        renewing = sa.case((_SANE, _EXPIRES >= _NOW), else_=False)
+        renewing = sa.case((_SANE, expires >= _NOW), else_=False)
         upsert = insert.on_conflict_do_update(
             index_elements=[members.c.id],
             set_={
@@ -93,12 +100,10 @@ class SqlMembership:
         )
         # Live: sane, not expired, and not renewed further ahead than its lease (a row dated
         # in the future would otherwise be live until then, and never forgotten).
-        ahead = members.c.renewed > _NOW + _lease()
-        live_row = sa.case((_SANE, sa.and_(_EXPIRES > _NOW, ~ahead)), else_=False)
-        dead_row = sa.case(
-            (_SANE, sa.or_(members.c.renewed + _lease(_FORGET_AFTER) < _NOW, ahead)),
-            else_=True,
-        )
+        ahead = members.c.renewed > _NOW + _lease(me.lease_seconds)
+        live_row = sa.case((_SANE, sa.and_(expires > _NOW, ~ahead)), else_=False)
+        forgotten = members.c.renewed + _lease(me.lease_seconds, _FORGET_AFTER) < _NOW
+        dead_row = sa.case((_SANE, sa.or_(forgotten, ahead)), else_=True)
         # Views whose member has no row any more (forgotten now, or before views were).
         orphans = member_views.delete().where(
             ~sa.exists().where(members.c.id == member_views.c.member)
@@ -113,6 +118,7 @@ class SqlMembership:
                 rows = conn.execute(live).mappings().all()
         except StoreUnavailable as err:
             raise MembershipUnavailable(str(err)) from err
+        self._tell_other_leases(me, rows)
         return [
             Member(
                 id=row["id"],
@@ -126,6 +132,25 @@ class SqlMembership:
             )
             for row in rows
         ]
+
+    def _tell_other_leases(self, me: Announcement, rows: Sequence[RowMapping]) -> None:
+        """Log once per member whose lease duration is not ours: it is judged by ours when
+        longer (so it may be taken for dead early), by its own when shorter."""
+        self._told &= {row["id"] for row in rows}  # as small as the set of replicas
+        for row in rows:
+            if row["lease_seconds"] != me.lease_seconds and row["id"] not in self._told:
+                self._told.add(row["id"])
+                log.warning(
+                    "a replica renews with another lease duration; none counts as live for "
+                    "longer than ours",
+                    extra={
+                        "fields": {
+                            "member": row["id"],
+                            "lease_seconds": row["lease_seconds"],
+                            "ours": me.lease_seconds,
+                        }
+                    },
+                )
 
     @staticmethod
     def _set_timeouts(conn: Connection, me: Announcement) -> None:

@@ -18,10 +18,12 @@ from reconciler.core.status import is_failure
 from reconciler.store.base import (
     Cursor,
     DuplicateRun,
+    ExclusiveClaim,
     RetentionTally,
     RunPage,
     RunQuery,
     StoreUnavailable,
+    decide_exclusive,
     interrupted,
     normalized,
     utc,
@@ -68,6 +70,23 @@ class MemoryRunStore:
             else:
                 claimed.append(True)
         return claimed
+
+    def claim_exclusive(self, records: Sequence[RunRecord]) -> list[ExclusiveClaim]:
+        records = [normalized(r) for r in records]
+        tasks = {r.task for r in records}
+        keys = {(r.id, r.attempt) for r in records}
+        with self._lock:  # the look and the inserts: one step
+            self._check_open()
+            stored = [
+                r
+                for key, r in self._records.items()
+                if r.task in tasks and (r.status is RunStatus.RUNNING or key in keys)
+            ]
+            answers = decide_exclusive(records, stored)
+            for record, answer in zip(records, answers, strict=True):
+                if answer.claimed:
+                    self._records[(record.id, record.attempt)] = record
+        return answers
 
     def complete(self, record: RunRecord) -> None:
         record = normalized(record)

@@ -23,7 +23,10 @@ server still rolls back to break a deadlock is run again (:meth:`SqlRunStore._wr
 not an outage, and a claim that was taken for one would run its slot a second time.
 
 Uniqueness of ``(id, attempt)`` is the table's primary key: the database arbitrates claims, so it
-holds across threads, processes and hosts alike.
+holds across threads, processes and hosts alike. An exclusive claim (``claim_exclusive``: no run
+of the task going for another owner) looks and inserts in one write transaction: SQLite's is
+exclusive; PostgreSQL's first takes an advisory lock on each of its tasks, so the claimers of a
+task take turns and each sees what the one before it committed.
 """
 
 from __future__ import annotations
@@ -49,9 +52,11 @@ from reconciler.store.base import (
     INTERRUPTED_REASON,
     Cursor,
     DuplicateRun,
+    ExclusiveClaim,
     RunPage,
     RunQuery,
     StoreUnavailable,
+    decide_exclusive,
     normalized,
     utc,
 )
@@ -85,6 +90,14 @@ _WRITE_ATTEMPTS: Final = 5
 # each holds a pooled connection while it runs, and sixteen of them from the API and the status
 # page took all fifteen, so the claims that keep a slot to one run waited 30 s and failed.
 _BULK_READERS: Final = 4
+# PostgreSQL: exclusive claims of one task are serialised by an advisory transaction lock on
+# (this class, the task's hash); two 32-bit keys, so apart from the migrations' 64-bit lock.
+# Taken in task order (a sorted subquery), so two claimers of several tasks do not deadlock.
+_TASK_LOCK: Final = 0x63726F6E  # "cron"
+_LOCK_TASKS: Final = sa.text(
+    "SELECT count(pg_advisory_xact_lock(:kind, hashtext(t))) "
+    "FROM (SELECT unnest(CAST(:tasks AS text[])) AS t ORDER BY 1) AS sorted"
+)
 
 
 _c = runs.c
@@ -322,6 +335,40 @@ class SqlRunStore:
             claimed.append(key in inserted and key not in seen)
             seen.add(key)
         return claimed
+
+    def claim_exclusive(self, records: Sequence[RunRecord]) -> list[ExclusiveClaim]:
+        if not records:
+            return []
+        records = [normalized(r) for r in records]
+        tasks = sorted({r.task for r in records})
+        # What decides (see decide_exclusive): the tasks' running attempts, and the records
+        # whose ids are in the batch. Not their output, which may be 64 KiB each.
+        look = sa.select(*[c for c in runs.c if c.name != "output"]).where(
+            _c.task.in_(tasks),
+            sa.or_(
+                _c.status == RunStatus.RUNNING.value, _c.id.in_(sorted({r.id for r in records}))
+            ),
+        )
+
+        def work(conn: Connection) -> list[ExclusiveClaim]:
+            # SQLite's write transaction (BEGIN IMMEDIATE) is exclusive already; PostgreSQL's
+            # look must wait for the other claimers of the task, and then see what they wrote
+            # (each statement of a READ COMMITTED transaction sees what was committed before it).
+            if not self._sqlite:
+                conn.execute(_LOCK_TASKS, {"kind": _TASK_LOCK, "tasks": tasks})
+            answers = decide_exclusive(records, [_row_to_record(r) for r in conn.execute(look)])
+            rows = [_record_to_row(r) for r, a in zip(records, answers, strict=True) if a.claimed]
+            inserted: set[tuple[str, int]] = set()
+            if rows:  # in key order, as claim_many
+                found = conn.execute(self._claim_stmt, sorted(rows, key=_key))
+                inserted = {(row.id, row.attempt) for row in found}
+            # A record not inserted after all: claim_many inserted its key meanwhile.
+            return [
+                a if not a.claimed or (r.id, r.attempt) in inserted else ExclusiveClaim(False)
+                for r, a in zip(records, answers, strict=True)
+            ]
+
+        return self._write(work)
 
     def complete(self, record: RunRecord) -> None:
         row = _record_to_row(normalized(record))

@@ -64,6 +64,13 @@ def test_backlog_of_a_long_outage_at_one_second_is_counted_not_listed() -> None:
             [5, 15, 45, 60],
         ),
         (RetryPolicy(limit=2, backoff_seconds=0), [0, 0]),
+        # Without maxBackoffSeconds a delay still stops at a day (the most it may say): the
+        # twelfth would be 60 s times 10 to the 11th.
+        (
+            RetryPolicy(limit=12, backoff_seconds=60, backoff_multiplier=10),
+            [60, 600, 6000, 60000, *[86400] * 8],
+        ),
+        (RetryPolicy(limit=100, backoff_seconds=86400, backoff_multiplier=10), [86400] * 100),
     ],
 )
 def test_retry_delay(policy: RetryPolicy, delays: list[float]) -> None:

@@ -136,16 +136,54 @@ def test_a_row_out_of_range_is_not_a_member_and_is_forgotten(
 
 
 @pytest.mark.postgres
-def test_a_row_in_range_with_a_long_lease_is_still_a_member(pg_url: str) -> None:
+def test_no_row_is_live_longer_than_our_own_lease(
+    pg_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A replica started with a longer --lease-duration and killed, or a row another client
+    wrote with a century-long lease: a member while it is in range and fresh, but gone after
+    our own lease, and forgotten after ten of ours, as with a row of our own duration."""
+    from reconciler.store import open_store
+    from reconciler.store.members import SqlMembership
+    from reconciler.store.sql_schema import members
+
+    open_store(pg_url).close()
+    offset = [0.0]
+    a = SqlMembership.open(pg_url, offset=lambda: offset[0])
+    try:
+        _row(a.engine, "x", lease=str(100 * 365 * 86400.0))
+        _row(a.engine, "killed", lease="3600")  # --lease-duration 1h, then kill -9
+        _row(a.engine, "y", lease="0.1", renewed="now() + interval '1 day'")
+        assert [m.id for m in a.renew(_me("a"))] == ["a:1:a", "killed", "x"]
+        assert [m.id for m in a.renew(_me("a"))] == ["a:1:a", "killed", "x"]
+        told = [
+            r.fields["member"]  # type: ignore[attr-defined]
+            for r in caplog.records
+            if "another lease duration" in r.getMessage()
+        ]
+        assert told == ["killed", "x"]  # once each
+        offset[0] += 15
+        assert [m.id for m in a.renew(_me("a"))] == ["a:1:a"]
+        assert _count(a.engine, members) == 3
+        offset[0] += 15 * 9
+        assert [m.id for m in a.renew(_me("a"))] == ["a:1:a"]
+        assert _count(a.engine, members) == 1
+    finally:
+        a.close()
+
+
+@pytest.mark.postgres
+def test_a_shorter_lease_than_ours_is_still_judged_by_its_own(pg_url: str) -> None:
     from reconciler.store import open_store
     from reconciler.store.members import SqlMembership
 
     open_store(pg_url).close()
-    a = SqlMembership.open(pg_url)
+    offset = [0.0]
+    a = SqlMembership.open(pg_url, offset=lambda: offset[0])
     try:
-        _row(a.engine, "x", lease=str(100 * 365 * 86400.0))
-        _row(a.engine, "y", lease="0.1", renewed="now() + interval '1 day'")
-        assert [m.id for m in a.renew(_me("a"))] == ["a:1:a", "x"]
+        _row(a.engine, "short", lease="5")
+        assert [m.id for m in a.renew(_me("a"))] == ["a:1:a", "short"]
+        offset[0] += 5
+        assert [m.id for m in a.renew(_me("a"))] == ["a:1:a"]
     finally:
         a.close()
 

@@ -140,6 +140,17 @@ def test_a_member_that_stops_renewing_expires(world: World) -> None:
     assert ids(a.renew(me("a"))) == ["a:1:a"]
 
 
+def test_no_member_is_live_for_longer_than_the_askers_own_lease(world: World) -> None:
+    """A replica started with a longer --lease-duration (or a record another client wrote)
+    cannot hold its tasks for longer than the lease of the replica that judges it."""
+    a, b = world.join(), world.join()
+    a.renew(me("a"))
+    b.renew(me("b", lease_seconds=3600.0))
+    assert ids(a.renew(me("a"))) == ["a:1:a", "b:1:b"]
+    world.wait(LEASE * 1.1)
+    assert ids(a.renew(me("a"))) == ["a:1:a"]
+
+
 def test_leaving_is_seen_at_once(world: World) -> None:
     a, b = world.join(), world.join()
     a.renew(me("a"))
