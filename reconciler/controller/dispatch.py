@@ -48,7 +48,7 @@ from reconciler.controller.recorder import Recorder
 from reconciler.controller.slots import SlotLedger, Superseded
 from reconciler.core.desired import Definition
 from reconciler.core.model import ConcurrencyPolicy
-from reconciler.core.runs import RunRecord, RunStatus, Trigger, run_id
+from reconciler.core.runs import RunRecord, RunStatus, Trigger, manual_slot, run_id
 from reconciler.core.timing import AHEAD_MAX
 from reconciler.runner.base import Actions, Resumable
 from reconciler.store.base import DuplicateRun, RunStore, StoreUnavailable
@@ -269,7 +269,7 @@ class Dispatcher(RunExecution):
         """A manual run (the API, the page, a run-now annotation): its slot is the moment it
         was asked for, so its id stays unique. With replicas a run of the task may be going
         on another one: its claim looks for it (``fire``), so the concurrency policy holds."""
-        return self.fire(definition, self.clock(), Trigger.MANUAL)
+        return self.fire(definition, manual_slot(self.clock()), Trigger.MANUAL)
 
     def _claim_alone(self, active: ActiveRun, policy: ConcurrencyPolicy) -> asyncio.Future[bool]:
         """The claim of ``active``'s first attempt, unless a run of its task is going on

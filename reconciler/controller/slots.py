@@ -10,13 +10,16 @@ nothing is dropped silently:
   slot may run, as a ``catchup``; the older ones are superseded; a task that never ran catches up
   nothing.
 
-The ledger only decides; the dispatcher records and runs. No I/O, no clock of its own.
+The ledger only decides; the dispatcher records and runs. No I/O, no clock of its own. Every
+instant it hands out is in UTC (a schedule answers in its own zone): run ids and records are
+made from them, and two datetimes of one zone compare by wall time, ignoring ``fold``, so 02:30
+before and after clocks go back would be one slot.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from datetime import datetime
+from datetime import UTC, datetime
 
 from reconciler.core.desired import Definition
 from reconciler.core.schedule import Schedule
@@ -57,7 +60,7 @@ class SlotLedger:
 
     def track(self, key: str, since: datetime) -> None:
         """Count the slots of ``key`` from ``since`` on (a task added or changed now)."""
-        self._last[key] = since
+        self._last[key] = since.astimezone(UTC)
 
     def forget(self, key: str) -> None:
         self._last.pop(key, None)
@@ -66,6 +69,7 @@ class SlotLedger:
     def handed(self, definition: Definition, slot: datetime) -> Superseded | None:
         """A scheduled ``slot`` is being handed over: the slots it jumped over, if any."""
         key = definition.key
+        slot = slot.astimezone(UTC)
         last = self._last.get(key)
         self._last[key] = max(slot, last) if last else slot
         if last is None or slot <= last:
@@ -73,7 +77,11 @@ class SlotLedger:
         missed = backlog(self._schedule(definition), last, slot)
         if missed.superseded and missed.last_superseded is not None:
             return Superseded(
-                missed.superseded, last, slot, missed.last_superseded, more=missed.more
+                missed.superseded,
+                last,
+                slot,
+                missed.last_superseded.astimezone(UTC),
+                more=missed.more,
             )
         return None
 
@@ -82,18 +90,25 @@ class SlotLedger:
         scheduler takes over) were missed. With no anchor (a task never run before), or for a
         suspended task, nothing is caught up."""
         key = definition.key
+        until = until.astimezone(UTC)
+        anchor = None if anchor is None else anchor.astimezone(UTC)
         self._last[key] = max(until, anchor) if anchor else until
         if anchor is None or definition.task.spec.suspend or until <= anchor:
             return NOTHING
         missed = backlog(self._schedule(definition), anchor, until)
         if missed.latest is None:
             return NOTHING
+        latest = missed.latest.astimezone(UTC)
         superseded = None
         if missed.superseded and missed.last_superseded is not None:
             superseded = Superseded(
-                missed.superseded, anchor, missed.latest, missed.last_superseded, more=missed.more
+                missed.superseded,
+                anchor,
+                latest,
+                missed.last_superseded.astimezone(UTC),
+                more=missed.more,
             )
-        return CatchUp(superseded, missed.latest)
+        return CatchUp(superseded, latest)
 
     def _schedule(self, definition: Definition) -> Schedule:
         cached = self._schedules.get(definition.key)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 import functools
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
 
@@ -53,19 +53,33 @@ def run_id(key: str, scheduled_at: datetime) -> str:
     """The deterministic id of the run of ``key`` for the slot at ``scheduled_at``.
 
     Namespaces and names are DNS-1123 labels (no dots), so ``namespace.name.timestamp`` cannot
-    collide between tasks. Sub-second precision is kept only when present (manual triggers).
+    collide between tasks. Sub-second precision is kept only when present (manual triggers:
+    :func:`manual_slot`).
     """
     if scheduled_at.tzinfo is None:
         raise ValueError("scheduled_at must be timezone-aware")
     namespace, name = split_key(key)
-    return f"{namespace}.{name}.{_stamp(scheduled_at)}Z"
+    # In UTC before the cache sees it: two datetimes of one zone compare equal by wall time,
+    # ignoring ``fold``, so 02:30 before and after clocks go back would be one cache key and
+    # the second would get the first one's id.
+    return f"{namespace}.{name}.{_stamp(scheduled_at.astimezone(UTC))}Z"
+
+
+def manual_slot(now: datetime) -> datetime:
+    """The slot of a manual run asked for at ``now``: that moment, but never a whole second.
+
+    Scheduled slots are whole seconds, and a run's id (and its Job's name) shows a fraction
+    only when there is one; a clock reading of exactly ``.000000`` would otherwise take the id
+    of the scheduled slot of that second. One microsecond later keeps the id's shape, so ids
+    stored before still read the same.
+    """
+    return now if now.microsecond else now + timedelta(microseconds=1)
 
 
 @functools.lru_cache(maxsize=64)
-def _stamp(scheduled_at: datetime) -> str:
+def _stamp(at: datetime) -> str:
     # Memoised: the runs due in the same second share their slot, and strftime is the costly
-    # part of an id. Equal instants in different zones are equal keys and give one stamp.
-    at = scheduled_at.astimezone(UTC)
+    # part of an id. ``at`` is in UTC (see run_id): one instant, one key.
     stamp = at.strftime("%Y%m%dT%H%M%S")
     if at.microsecond:
         stamp += f".{at.microsecond:06d}"

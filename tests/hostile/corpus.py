@@ -220,6 +220,14 @@ def build(folder: Path, scratch: Path, only: str | None = None) -> list[Case]:
         "spec.http.headers[0].name: Transfer-Encoding is set by crontask from the body; a task "
         "may not set it",
     )
+    # Accepted, this one looked scheduled and never ran: its first slot is past year 9999.
+    text(
+        "every-forever.yaml",
+        HEAD.replace('"* * * * *"', '"@every 999999999999h"') + TAIL,
+        "5:21",
+        "spec.schedule: @every: '999999999999h' is longer than a year; the interval must be 1s "
+        "to 8760h",
+    )
     text("control-chars.yaml", "a: \x1b[31mred\n", "1:4", "unacceptable character #x001b")
     text("bom.yaml", "\ufeff" + HEAD + "  bogus: 1\n" + TAIL, "6:3", "spec.bogus: unknown field")
     rnd = random.Random(1)  # noqa: S311 - junk, not a secret
@@ -318,6 +326,7 @@ CASES = [
     "bad-ipv4-url.yaml",
     "bad-idna-url.yaml",
     "framing-header.yaml",
+    "every-forever.yaml",
     "control-chars.yaml",
     "bom.yaml",
     "binary-junk.yaml",

@@ -24,6 +24,12 @@ _SUB_SECOND_UNITS = frozenset({"ms", "us", "µs", "μs", "ns"})  # Go spells mic
 _PART = re.compile(r"([0-9]{1,12}(?:\.[0-9]{0,12})?|\.[0-9]{1,12})([^0-9.]*)")
 _EXAMPLES = "e.g. 30s, 5m, 1h30m"
 
+# The longest interval: a year of 365 days, as long as the longest deadline or timeout a task
+# may have. Longer ones are almost certainly mistakes (a digit too many), and one of 10^12 hours
+# would be accepted and never fire.
+MAX_INTERVAL = 365 * 24 * 3600
+_MAX_SHOWN = f"{MAX_INTERVAL // 3600}h"
+
 # Instants past this cannot be turned into datetimes in every zone (year 9999 ends there).
 _LAST = zones.year_start(zones.MAX_YEAR + 1)
 
@@ -54,6 +60,11 @@ def parse_duration(text: str, column: int | None = None) -> int:
         raise ScheduleError(f"@every: {text!r} is not a whole number of seconds", column)
     if total < 1:
         raise ScheduleError(f"@every: {text!r} is shorter than the minimum of 1s", column)
+    if total > MAX_INTERVAL:
+        raise ScheduleError(
+            f"@every: {text!r} is longer than a year; the interval must be 1s to {_MAX_SHOWN}",
+            column,
+        )
     return int(total)
 
 
@@ -62,11 +73,11 @@ class EverySchedule(Schedule):
 
     __slots__ = ("interval",)
 
-    interval: int  # seconds, >= 1
+    interval: int  # seconds, 1 to MAX_INTERVAL
 
     def __init__(self, expression: str, zone: ZoneInfo, interval: int, offset: int = 0) -> None:
-        if interval < 1:
-            raise ValueError(f"interval must be at least 1 second, got {interval}")
+        if not 1 <= interval <= MAX_INTERVAL:
+            raise ValueError(f"interval must be 1 to {MAX_INTERVAL} seconds, got {interval}")
         super().__init__(expression, zone, offset)
         self.interval = interval
 

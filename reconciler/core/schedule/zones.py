@@ -14,7 +14,7 @@ from __future__ import annotations
 import bisect
 import functools
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -103,34 +103,55 @@ def year_transitions(zone: ZoneInfo, year: int) -> tuple[Transition, ...]:
     return tuple(found)
 
 
-def segments(zone: ZoneInfo, u: int, last_year: int) -> Iterator[tuple[int, int, int, int]]:
+def _every_year(year: int) -> bool:
+    return True
+
+
+def segments(
+    zone: ZoneInfo, u: int, last_year: int, wanted: Callable[[int], bool] = _every_year
+) -> Iterator[tuple[int, int, int, int]]:
     """Cut the timeline from ``u`` to the end of UTC year ``last_year`` into constant-offset pieces.
 
     Yields ``(start, end, offset, previous_offset)``: instants in ``[start, end)`` have UTC offset
     ``offset``; ``previous_offset`` is the offset just before ``start``. The first piece is the
     one containing ``u`` (so ``start <= u``). Pieces are also split at UTC year boundaries, where
     ``previous_offset == offset``; callers treat such a split as a no-op.
+
+    A year for which ``wanted`` says False is passed over without looking for its transitions
+    (a year of them costs about a millisecond): its piece runs to the year's end with whatever
+    offset was in force before (or at ``u``), and the next year starts afresh with the offset at
+    its first instant, as if no transition preceded it. That is only right when nothing the
+    caller looks for lies within two days of the year (wall times stay within a day of their
+    instants: a UTC offset is less than a day), which is what ``wanted`` must promise.
     """
     year = year_of(u)
     current = offset_at(zone, u)
     # Without a transition nearby, the piece starts at the year boundary (an artificial split).
     start, previous, offset = year_start(year), current, current
-    # The last transition at or before u; DST effects reach back a few hours at most, so looking
-    # into the previous year is enough to see one that happened just before New Year.
-    for candidate_year in (year, year - 1):
+    # The last transition at or before u. DST effects reach back less than two days (an offset
+    # is less than a day either way), so it only matters when it is that close to u; looking
+    # into the previous year is then enough to see one that happened just before New Year.
+    near_new_year = u - year_start(year) < 2 * DAY
+    for candidate_year in (year, year - 1) if near_new_year else (year,):
+        if not wanted(candidate_year):
+            break
         transitions = year_transitions(zone, candidate_year)
         index = bisect.bisect_right(transitions, u, key=lambda tr: tr[0])
         if index:
             start, previous, offset = transitions[index - 1]
             break
     for current_year in range(year, last_year + 1):
-        for at, before, after in year_transitions(zone, current_year):
-            if at > u:
-                yield start, at, offset, previous
-                start, previous, offset = at, before, after
+        searched = wanted(current_year)
+        if searched:
+            for at, before, after in year_transitions(zone, current_year):
+                if at > u:
+                    yield start, at, offset, previous
+                    start, previous, offset = at, before, after
         boundary = year_start(current_year + 1)
         yield start, boundary, offset, previous
         start, previous = boundary, offset
+        if not searched:  # the offset from here on is read afresh (see above)
+            offset = previous = offset_at(zone, boundary)
 
 
 def to_datetime(u: int, zone: ZoneInfo) -> datetime:
