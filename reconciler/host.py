@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import ctypes
+import math
 import os
 import resource
+from collections.abc import Callable
+from pathlib import Path
 from typing import Final
 
 # The soft limit on open files ``crontask run`` asks for. Each run in progress holds two (its
@@ -33,12 +36,70 @@ def keep_private() -> bool:
     return bool(prctl(_PR_SET_DUMPABLE, 0, 0, 0, 0) == 0)
 
 
-def usable_cores() -> int:
-    """The cores this process may run on (its affinity: a container's cpuset), not the host's."""
+def usable_cores(
+    cgroups: Path = Path("/sys/fs/cgroup"), membership: Path = Path("/proc/self/cgroup")
+) -> int:
+    """The cores this process may use: its affinity (a container's cpuset), and no more than
+    its CPU quota allows (a container's CPU limit, ``cpu.max``), rounded up. A pod limited to
+    one CPU on a 64-core node would otherwise read a large folder with 64 worker processes
+    within its memory limit."""
     try:
-        return len(os.sched_getaffinity(0)) or 1
+        cores = len(os.sched_getaffinity(0)) or 1
     except AttributeError:  # not Linux
         return os.cpu_count() or 1
+    quota = cpu_quota(cgroups, membership)
+    return cores if quota is None else max(1, min(cores, math.ceil(quota)))
+
+
+def cpu_quota(cgroups: Path, membership: Path) -> float | None:
+    """The CPUs this process's cgroups allow it (quota / period, the smallest of its cgroup
+    and the cgroups above it), cgroup v2 or v1; None without a limit or when it cannot be
+    read."""
+    try:
+        lines = membership.read_text(encoding="utf-8", errors="replace")[:65_536].splitlines()
+    except OSError:
+        return None
+    found: list[float] = []
+    for line in lines:
+        _, _, rest = line.partition(":")
+        controllers, _, path = rest.partition(":")
+        if controllers == "":  # v2: /sys/fs/cgroup/<path>/cpu.max, "max 100000" or "50000 100000"
+            found += _limits(cgroups, path, lambda d: _read(d / "cpu.max"))
+        elif "cpu" in controllers.split(","):  # v1: cfs_quota_us, -1 without a limit
+            mount = cgroups / controllers
+
+            def v1(d: Path) -> str | None:
+                quota, period = _read(d / "cpu.cfs_quota_us"), _read(d / "cpu.cfs_period_us")
+                return None if quota is None or period is None else f"{quota} {period}"
+
+            found += _limits(mount, path, v1)
+    return min(found) if found else None
+
+
+def _limits(mount: Path, path: str, read: Callable[[Path], str | None]) -> list[float]:
+    """The quotas of ``path``'s cgroup and of those above it, under ``mount``."""
+    found: list[float] = []
+    parts = [p for p in path.split("/") if p and p not in (".", "..")]
+    for depth in range(len(parts), -1, -1):
+        text = read(mount.joinpath(*parts[:depth]))
+        if text is None:
+            continue
+        quota, _, period = text.partition(" ")
+        try:
+            q, per = float(quota), float(period)
+        except ValueError:  # "max": no limit here
+            continue
+        if q > 0 and per > 0:
+            found.append(q / per)
+    return found
+
+
+def _read(path: Path) -> str | None:
+    try:
+        with path.open("rb") as file:
+            return file.read(256).decode("ascii", errors="replace").strip()
+    except OSError:
+        return None
 
 
 def raise_open_files(wanted: int = OPEN_FILES) -> tuple[int, int]:
