@@ -15,6 +15,7 @@ The :class:`Cluster` component keeps this replica's membership record renewed ev
   meanwhile are its own again with no change of members that it can see, yet any of them may
   have been taken and run elsewhere: ``on_resumed`` gets them, so that what is known of them
   here (the notifier's failing/ok state) is read again, as after a handover away and back.
+  The fence going on and off reaches the metrics at once (``on_renewal``), renewals or not.
   A renewal that finds this replica's membership *lapsed* meanwhile (its record had expired,
   or a lease's time had passed since the last renewal: a process paused by SIGSTOP, a VM
   frozen) treats every task it owns as handed away and back: retries waiting or held are
@@ -100,7 +101,7 @@ class Cluster:
         timing: Timing = Timing(),
         revision: Callable[[], str | None] = lambda: None,
         on_handover: Callable[[int], None] = lambda moved: None,
-        on_renewal: Callable[[int, bool], None] = lambda members, disagreeing: None,
+        on_renewal: Callable[[int, bool, bool], None] = lambda members, disagreeing, fenced: None,
         on_resumed: Callable[[Collection[str]], None] = lambda keys: None,
         outlives: Callable[[RunRecord], bool] = lambda record: False,
         monotonic: Callable[[], float] = time.monotonic,
@@ -120,7 +121,8 @@ class Cluster:
         self.timing = timing
         self.revision = revision
         self.on_handover = on_handover
-        self.on_renewal = on_renewal  # (live members, whether they disagree): for metrics
+        # (live members, whether they disagree, whether fenced): for metrics (see _report)
+        self.on_renewal = on_renewal
         self.on_resumed = on_resumed  # the tasks kept through a fence (see the docstring)
         self.outlives = outlives  # a run whose work goes on without its replica (a Job's)
         self._monotonic = monotonic
@@ -245,6 +247,7 @@ class Cluster:
             # retry held by the fence, is its new owner's (a slot due during _follow is not
             # started, and caught up below if the task is still ours).
             self.dispatcher.paused = None
+            self._report()
             self.reconciler.catch_up_unstarted()
         return True
 
@@ -273,7 +276,7 @@ class Cluster:
             # The store answered: slots not started for want of a checked claim are caught up
             # (by the new owner, for a task that moved meanwhile).
             self.reconciler.catch_up_unstarted()
-        self.on_renewal(len(members), self.disagreement is not None)
+        self._report()
         for run, reason in stops:
             if self.dispatcher.stop_run(run, reason):
                 log.info("run stopped at another replica's request", extra={"fields": {"run": run}})
@@ -458,6 +461,14 @@ class Cluster:
                 "not starting runs: membership not renewed within the renew deadline",
                 extra={"fields": {"renew_deadline": self.timing.renew_deadline}},
             )
+            self._report()
+
+    def _report(self) -> None:
+        """Tell the metrics after each renewal, and when the fence goes on or off: a fenced
+        replica renews no more, so without this its gauges would keep their last values and
+        it would look healthy while it starts no runs."""
+        fenced = self.dispatcher.paused is not None
+        self.on_renewal(len(self.members), self.disagreement is not None, fenced)
 
     async def _leave(self) -> None:
         with contextlib.suppress(Exception):

@@ -36,6 +36,7 @@ controller, the scheduler or the API, whose state reaches it through the Protoco
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import zlib
@@ -262,17 +263,18 @@ class Metrics:
             self._prune_seconds = self._prune_seconds.observe(max(seconds, 0.0))
             self._last_prune = finished_at
 
-    def replicas(self, members: int, disagreeing: bool) -> None:
-        """With --ha, after each membership renewal."""
+    def replicas(self, members: int, disagreeing: bool, fenced: bool = False) -> None:
+        """With --ha, after each membership renewal and when the fence goes on or off
+        (``fenced``: this replica starts no runs)."""
         with self._lock:
             handovers = self._replicas.handovers if self._replicas else 0
-            self._replicas = Replicas(members, handovers, disagreeing)
+            self._replicas = Replicas(members, handovers, disagreeing, fenced)
 
     def handed_over(self, moved: int) -> None:
         """``moved`` tasks changed owner at a change of replicas."""
         with self._lock:
             now = self._replicas or Replicas(0, 0, False)
-            self._replicas = Replicas(now.members, now.handovers + moved, now.disagreeing)
+            self._replicas = dataclasses.replace(now, handovers=now.handovers + moved)
 
     def notification_receivers(self, names: Iterable[str], results: Iterable[str]) -> None:
         """With --notifications: every (receiver, result) counter starts at 0."""

@@ -51,6 +51,7 @@ from reconciler.sinks.metrics_families import (
     PULLING_KINDS,
     RECONCILE_DURATION,
     RECONCILES,
+    REPLICA_FENCED,
     RUN_BUCKETS,
     RUN_DURATION,
     RUNNING,
@@ -335,3 +336,5 @@ def _replicas(write: Write, scrape: Scrape) -> None:
     write(HANDOVERS.header() + f"{HANDOVERS.name} {replicas.handovers}\n")
     disagreeing = int(replicas.disagreeing)
     write(MEMBERS_DISAGREEING.header() + f"{MEMBERS_DISAGREEING.name} {disagreeing}\n")
+    # Its own gauge: a replica that starts no runs keeps its other gauges' last values.
+    write(REPLICA_FENCED.header() + f"{REPLICA_FENCED.name} {int(replicas.fenced)}\n")

@@ -104,6 +104,7 @@ class Replicas:
     members: int  # live replicas as this one sees them
     handovers: int  # tasks that moved between replicas, as this one saw them
     disagreeing: bool  # the live replicas read different definitions
+    fenced: bool = False  # this replica starts no runs: not renewed within the renew deadline
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -219,6 +220,12 @@ MEMBERS_DISAGREEING = Family(
     "crontask_members_disagreeing",
     "gauge",
     "1 while the live replicas (--ha) read different definitions (see GET /api/v1/members).",
+)
+REPLICA_FENCED = Family(
+    "crontask_replica_fenced",
+    "gauge",
+    "1 while this replica (--ha) starts no runs: its membership was not renewed within the "
+    "renew deadline (the log says why); 0 once a renewal works again.",
 )
 
 NOTIFICATIONS = Family(

@@ -32,6 +32,7 @@ ALERTS = {
     "CrontaskStartDelayHigh",
     "CrontaskDown",
     "CrontaskReplicaMissing",
+    "CrontaskReplicaFenced",
 }
 
 
@@ -199,7 +200,7 @@ def replica_metrics() -> set[str]:
 @pytest.mark.e2e
 def test_every_query_names_only_exported_metrics(live_metrics: set[str]) -> None:
     exported = live_metrics | replica_metrics() | PROMETHEUS_OWN
-    assert "crontask_members" in replica_metrics()
+    assert {"crontask_members", "crontask_replica_fenced"} <= replica_metrics()
     for expr in dashboard_queries() + rule_queries():
         unknown = metric_names(expr) - exported
         assert not unknown, f"{unknown} in {expr!r} are not exported"
