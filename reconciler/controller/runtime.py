@@ -469,10 +469,17 @@ def _membership(
     views = SqlViews(rows.engine)
     if kube is None:
         return rows, views
-    from reconciler.membership.leases import LeaseMembership
+    from reconciler.membership.leases import LeaseMembership, group_of
 
     namespace = ha.lease_namespace or kube.connection.home
-    return LeaseMembership(kube.connection.api, namespace), views
+    # The replicas sharing this run store are one group: another deployment's Leases in the
+    # same namespace are not members (they would be handed tasks they never run).
+    group = group_of(options.db_url)
+    log.info(
+        "membership on Kubernetes Leases",
+        extra={"fields": {"namespace": namespace, "group": group}},
+    )
+    return LeaseMembership(kube.connection.api, namespace, group=group), views
 
 
 def _log_started(parts: Parts, options: Options) -> None:

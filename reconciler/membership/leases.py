@@ -1,9 +1,16 @@
 """Membership on Kubernetes: one ``coordination.k8s.io/v1`` Lease per replica.
 
-Each replica owns one Lease in the lease namespace, labelled ``crontask.dev/member``, whose
-``holderIdentity`` is its instance id, renewed every renew interval (``renewTime``,
-``leaseDurationSeconds``); what it publishes (address, digest, revision, tasks owned, since)
-rides in annotations. ``kubectl get leases -l crontask.dev/member`` lists the replicas.
+Each replica owns one Lease in the lease namespace, labelled ``crontask.dev/member=GROUP``,
+whose ``holderIdentity`` is its instance id, renewed every renew interval (``renewTime``,
+``leaseDurationSeconds``, in whole seconds rounded up); what it publishes (address, digest,
+revision, tasks owned, since) rides in annotations. ``kubectl get leases -l
+crontask.dev/member=GROUP`` lists the replicas of one group.
+
+A group is the replicas that share one run store (:func:`group_of` its URL): two deployments in
+one namespace are two memberships, never one that hands each the other's tasks. A Lease of
+crontask before groups (``crontask.dev/member=true``) is a member of every group, so that the
+old and the new replicas of a rolling update see each other (the new ones would otherwise
+judge the old ones dead and mark their runs interrupted).
 
 Liveness is judged as client-go's leader election judges it: not by comparing ``renewTime``
 with this machine's clock (the clocks of two nodes may disagree), but by when *this replica
@@ -14,7 +21,10 @@ late, never a live one early. Leases expired for ten durations are deleted by wh
 
 A Lease is anyone's to write, so each one is judged on its own: a Lease that does not parse, or
 whose name is not the one its ``holderIdentity`` would have, is not a member (and is logged once);
-no Lease counts as live for longer than this replica's own lease duration.
+no Lease counts as live for longer than this replica's own lease duration. So the API server's
+answers are read as plain JSON, never as the client's typed models: one Lease those refuse (a
+``renewTime`` in year 0, which the API server accepts) would fail every replica's list, and no
+replica could forget it. Each call of a renewal is bounded by what is left of its budget.
 
 A Lease is deleted only in the state it was judged in, with a ``resourceVersion`` precondition:
 our own at ``leave`` as we last wrote it, an expired one as it was listed. A Lease written since
@@ -25,7 +35,10 @@ the API server answers 409 Conflict and it is left alone.
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import json
 import logging
+import math
 import re
 import time
 from collections.abc import Callable
@@ -35,12 +48,19 @@ from typing import Any, Final
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
+from reconciler.core.runs import DNS1123_LABEL
 from reconciler.membership.base import Announcement, Member, MembershipUnavailable
 
 MEMBER_LABEL: Final = "crontask.dev/member"
+# The member label's value on the Leases of crontask before groups: a member of every group.
+UNGROUPED: Final = "true"
 _ANNOTATION: Final = "crontask.dev/"
 _FORGET_AFTER: Final = 10
-_TIMEOUT: Final = (5, 10)
+_TIMEOUT: Final = (5.0, 10.0)
+# How deep a Lease list is read: list > items > Lease > metadata > annotations. What nests
+# deeper (managedFields) is not read.
+_LIST_DEPTH: Final = 5
+_LEASE_DEPTH: Final = 2  # a Lease > its metadata, for its resourceVersion
 
 Monotonic = Callable[[], float]
 
@@ -56,10 +76,35 @@ def lease_name(instance: str) -> str:
     return f"crontask-{slug}-{tail}"
 
 
+def group_of(store_url: str) -> str:
+    """The group of the replicas that share the run store at ``store_url``: a short hash of
+    the URL without its password (a password rotated is the same store) or driver
+    (``postgresql://`` and ``postgresql+psycopg://`` too). Never raises."""
+    scheme, _, rest = store_url.partition("://")
+    end = min((i for i in (rest.find(c) for c in "/?#") if i >= 0), default=len(rest))
+    userinfo, at, host = rest[:end].rpartition("@")
+    path, _, query = rest[end:].partition("?")
+    kept = "&".join(q for q in query.split("&") if q.partition("=")[0] != "password")
+    same = f"{scheme.partition('+')[0]}://{userinfo.partition(':')[0]}{at}{host}{path}?{kept}"
+    return hashlib.sha256(same.encode()).hexdigest()[:12]
+
+
 class LeaseMembership:
-    def __init__(self, api: Any, namespace: str, *, monotonic: Monotonic = time.monotonic) -> None:
-        self._leases = client.CoordinationV1Api(api)
+    def __init__(
+        self,
+        api: Any,
+        namespace: str,
+        *,
+        group: str = UNGROUPED,
+        monotonic: Monotonic = time.monotonic,
+    ) -> None:
+        if len(group) > 63 or re.fullmatch(DNS1123_LABEL, group) is None:
+            raise ValueError(f"a group is a DNS-1123 label of at most 63, got {group!r}")
+        # Any: every call asks for the raw answer (_preload_content=False), not the models.
+        self._leases: Any = client.CoordinationV1Api(api)
         self.namespace = namespace
+        self.group = group
+        self._selector = f"{MEMBER_LABEL} in ({','.join(sorted({group, UNGROUPED}))})"
         self._monotonic = monotonic
         # Lease name -> (the record last seen, when we first saw that record).
         self._observed: dict[str, tuple[tuple[Any, ...], float]] = {}
@@ -80,34 +125,42 @@ class LeaseMembership:
             "metadata": {
                 "name": name,
                 "namespace": self.namespace,
-                "labels": {MEMBER_LABEL: "true"},
+                "labels": {MEMBER_LABEL: self.group},
                 "annotations": _annotations(me, self._since),
             },
             "spec": {
                 "holderIdentity": me.id,
-                "leaseDurationSeconds": max(1, round(me.lease_seconds)),
+                # Rounded up: rounded down, the others would take our tasks before we fence.
+                "leaseDurationSeconds": max(1, math.ceil(me.lease_seconds)),
                 "acquireTime": _micro(self._since),
                 "renewTime": _micro(now),
             },
         }
+        until = None if me.budget is None else self._monotonic() + me.budget
         try:
             try:
                 written = self._leases.patch_namespaced_lease(
-                    name, self.namespace, body, _request_timeout=_TIMEOUT
+                    name, self.namespace, body, **self._raw(until)
                 )
             except ApiException as err:
                 if err.status != 404:
                     raise
                 written = self._leases.create_namespaced_lease(
-                    self.namespace, body, _request_timeout=_TIMEOUT
+                    self.namespace, body, **self._raw(until)
                 )
-            self._written = written.metadata.resource_version if written.metadata else None
-            found = self._leases.list_namespaced_lease(
-                self.namespace, label_selector=MEMBER_LABEL, _request_timeout=_TIMEOUT
+            self._written = _resource_version(written.data)
+            found = _decode(
+                self._leases.list_namespaced_lease(
+                    self.namespace, label_selector=self._selector, **self._raw(until)
+                ).data,
+                _LIST_DEPTH,
             )
+            items = found.get("items") if isinstance(found, dict) else None
+            if not isinstance(items, list):
+                raise ValueError("the answer is not a list of Leases")
         except Exception as err:  # an API error or a connection error: nothing is known
             raise MembershipUnavailable(f"leases in {self.namespace}: {_describe(err)}") from err
-        return self._live(found.items, name, me.lease_seconds)
+        return self._live(items, name, me.lease_seconds, until)
 
     def leave(self, me: Announcement) -> None:
         name = lease_name(me.id)
@@ -115,10 +168,7 @@ class LeaseMembership:
         if self._written is not None:
             try:
                 self._leases.delete_namespaced_lease(
-                    name,
-                    self.namespace,
-                    body=_unchanged_since(self._written),
-                    _request_timeout=_TIMEOUT,
+                    name, self.namespace, body=_unchanged_since(self._written), **self._raw(None)
                 )
             except ApiException as err:
                 if err.status == 409:
@@ -139,28 +189,45 @@ class LeaseMembership:
     def close(self) -> None:
         pass
 
-    def _live(self, leases: list[Any], mine: str, lease_seconds: float) -> list[Member]:
+    def _raw(self, until: float | None) -> dict[str, Any]:
+        """A call's options: its answer left undecoded (read by :func:`_decode`, or not at
+        all), and its timeouts within what is left of the renewal's budget."""
+        timeout = _TIMEOUT
+        if until is not None:
+            left = until - self._monotonic()
+            if left <= 0:
+                raise MembershipUnavailable("the renewal's time ran out")
+            timeout = (min(_TIMEOUT[0], left), min(_TIMEOUT[1], left))
+        return {"_request_timeout": timeout, "_preload_content": False}
+
+    def _live(
+        self, leases: list[Any], mine: str, lease_seconds: float, until: float | None
+    ) -> list[Member]:
         now = self._monotonic()
         live: list[Member] = []
         seen: set[str] = set()
         for lease in leases:
-            name = lease.metadata.name
-            spec = lease.spec
-            if spec is None or not spec.holder_identity:
+            metadata, spec = _part(lease, "metadata"), _part(lease, "spec")
+            name = metadata.get("name")
+            if not isinstance(name, str) or not spec.get("holderIdentity"):
                 continue
             seen.add(name)
-            record = (spec.holder_identity, spec.renew_time, spec.lease_duration_seconds)
+            record = (
+                spec["holderIdentity"],
+                spec.get("renewTime"),
+                spec.get("leaseDurationSeconds"),
+            )
             previous = self._observed.get(name)
             if previous is None or previous[0] != record:
                 self._observed[name] = (record, now)
             observed_at = self._observed[name][1]
-            # Another writer's duration never keeps a Lease live longer than ours would be.
-            duration = min(float(spec.lease_duration_seconds or lease_seconds), lease_seconds)
+            duration = _duration(spec.get("leaseDurationSeconds"), lease_seconds)
             if name != mine and now - observed_at >= duration:
-                if now - observed_at >= duration * _FORGET_AFTER:
-                    self._forget(name, lease.metadata.resource_version)
+                listed = metadata.get("resourceVersion")
+                if now - observed_at >= duration * _FORGET_AFTER and isinstance(listed, str):
+                    self._forget(name, listed, until)
                 continue
-            member = self._parsed(lease, record)
+            member = self._parsed(name, lease, record)
             if member is not None:
                 live.append(member)
         for gone in set(self._observed) - seen:
@@ -169,13 +236,13 @@ class LeaseMembership:
             del self._refused[gone]
         return sorted(live, key=lambda m: m.id)
 
-    def _parsed(self, lease: Any, record: tuple[Any, ...]) -> Member | None:
+    def _parsed(self, name: str, lease: dict[str, Any], record: tuple[Any, ...]) -> Member | None:
         """The member a Lease describes, or None (logged once per record) if it is not one."""
-        name = lease.metadata.name
         try:
-            if name != lease_name(lease.spec.holder_identity):
-                raise ValueError(f"not the Lease of {lease.spec.holder_identity!r}")
-            member = _member(lease)
+            holder = lease["spec"]["holderIdentity"]
+            if not isinstance(holder, str) or name != lease_name(holder):
+                raise ValueError(f"not the Lease of {holder!r}")
+            member = _member(holder, lease)
         except Exception as err:  # anyone may write a Lease: one bad record is not a member
             if self._refused.get(name) != record:
                 self._refused[name] = record
@@ -187,12 +254,13 @@ class LeaseMembership:
         self._refused.pop(name, None)
         return member
 
-    def _forget(self, name: str, listed: str) -> None:
-        # Another replica may delete it first; if this fails, the next renewal tries again.
-        # Only as listed: renewed since (409 Conflict), it is live again, not ours to delete.
+    def _forget(self, name: str, listed: str, until: float | None) -> None:
+        # Another replica may delete it first; if this fails (or the renewal's time is up),
+        # the next renewal tries again. Only as listed: renewed since (409 Conflict), it is
+        # live again, not ours to delete.
         with contextlib.suppress(Exception):
             self._leases.delete_namespaced_lease(
-                name, self.namespace, body=_unchanged_since(listed), _request_timeout=_TIMEOUT
+                name, self.namespace, body=_unchanged_since(listed), **self._raw(until)
             )
 
 
@@ -215,9 +283,16 @@ def _annotations(me: Announcement, since: datetime) -> dict[str, str]:
     return {_ANNOTATION + k: v for k, v in values.items() if v is not None}
 
 
-def _member(lease: Any) -> Member:
-    notes = lease.metadata.annotations or {}
-    renewed = lease.spec.renew_time or datetime.now(UTC)
+def _member(holder: str, lease: dict[str, Any]) -> Member:
+    """Raises for a Lease that does not parse."""
+    given = _part(lease, "metadata").get("annotations")
+    notes = (
+        {k: v for k, v in given.items() if isinstance(v, str)} if isinstance(given, dict) else {}
+    )
+    renew_time = lease["spec"].get("renewTime")
+    renewed = datetime.fromisoformat(renew_time) if renew_time else datetime.now(UTC)
+    if renewed.tzinfo is None:
+        raise ValueError(f"renewTime {renew_time!r} has no offset")
     since_text = notes.get(_ANNOTATION + "since")
     try:
         since = datetime.fromisoformat(since_text) if since_text else renewed
@@ -225,7 +300,7 @@ def _member(lease: Any) -> Member:
         since = renewed
     owned = notes.get(_ANNOTATION + "owned", "0")
     return Member(
-        id=lease.spec.holder_identity,
+        id=holder,
         address=notes.get(_ANNOTATION + "address"),
         since=since.astimezone(UTC),
         renewed=renewed.astimezone(UTC),
@@ -234,6 +309,53 @@ def _member(lease: Any) -> Member:
         owned=int(owned) if owned.isdigit() else 0,
         draining=notes.get(_ANNOTATION + "draining") == "true",
     )
+
+
+def _part(value: Any, key: str) -> dict[str, Any]:
+    """``value[key]`` if both are mappings, else an empty one: anyone may write a Lease."""
+    part = value.get(key) if isinstance(value, dict) else None
+    return part if isinstance(part, dict) else {}
+
+
+def _duration(value: Any, ours: float) -> float:
+    """How long a Lease is live after its last renewal: its duration, if a positive whole
+    number of seconds, but never longer than ours."""
+    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+        return min(float(value), ours)
+    return ours
+
+
+def _resource_version(data: bytes) -> str | None:
+    found = _part(_decode(data, _LEASE_DEPTH), "metadata").get("resourceVersion")
+    return found if isinstance(found, str) else None
+
+
+# A JSON string (possessive: linear on any input), or a bracket.
+_TOKENS: Final = re.compile(r'"[^"\\]*+(?:\\.[^"\\]*+)*+"|[\[\]{}]', re.DOTALL)
+
+
+def _decode(data: bytes, depth: int) -> Any:
+    """The JSON ``data``, each value nested more than ``depth`` levels deep (the outermost
+    counting one) replaced by null, at the cost of the text whatever its depth: Python's own
+    decoder recurses, and fails near 1 000 levels (a Lease's managedFields may nest deeper).
+    The minimal form of ``sources.kubernetes_watch.decode``, which this layer may not import."""
+    text = data.decode("utf-8", errors="replace")
+    kept: list[str] = []
+    level, start = 0, 0
+    for match in _TOKENS.finditer(text):
+        token = match.group()
+        if token in ("[", "{"):
+            level += 1
+            if level == depth + 1:
+                kept.append(text[start : match.start()])
+        elif token in ("]", "}"):
+            if level == depth + 1:
+                kept.append("null")
+                start = match.end()
+            level -= 1
+    if level <= depth:  # else cut short: what is kept will not decode either
+        kept.append(text[start:])
+    return json.loads("".join(kept))
 
 
 def _micro(at: datetime) -> str:
