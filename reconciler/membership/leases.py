@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import json
 import logging
 import math
 import re
@@ -48,6 +47,7 @@ from typing import Any, Final
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
+from reconciler.core import jsondepth
 from reconciler.core.runs import DNS1123_LABEL
 from reconciler.membership.base import Announcement, Member, MembershipUnavailable
 
@@ -149,7 +149,7 @@ class LeaseMembership:
                     self.namespace, body, **self._raw(until)
                 )
             self._written = _resource_version(written.data)
-            found = _decode(
+            found = jsondepth.decode(
                 self._leases.list_namespaced_lease(
                     self.namespace, label_selector=self._selector, **self._raw(until)
                 ).data,
@@ -326,36 +326,8 @@ def _duration(value: Any, ours: float) -> float:
 
 
 def _resource_version(data: bytes) -> str | None:
-    found = _part(_decode(data, _LEASE_DEPTH), "metadata").get("resourceVersion")
+    found = _part(jsondepth.decode(data, _LEASE_DEPTH), "metadata").get("resourceVersion")
     return found if isinstance(found, str) else None
-
-
-# A JSON string (possessive: linear on any input), or a bracket.
-_TOKENS: Final = re.compile(r'"[^"\\]*+(?:\\.[^"\\]*+)*+"|[\[\]{}]', re.DOTALL)
-
-
-def _decode(data: bytes, depth: int) -> Any:
-    """The JSON ``data``, each value nested more than ``depth`` levels deep (the outermost
-    counting one) replaced by null, at the cost of the text whatever its depth: Python's own
-    decoder recurses, and fails near 1 000 levels (a Lease's managedFields may nest deeper).
-    The minimal form of ``sources.kubernetes_watch.decode``, which this layer may not import."""
-    text = data.decode("utf-8", errors="replace")
-    kept: list[str] = []
-    level, start = 0, 0
-    for match in _TOKENS.finditer(text):
-        token = match.group()
-        if token in ("[", "{"):
-            level += 1
-            if level == depth + 1:
-                kept.append(text[start : match.start()])
-        elif token in ("]", "}"):
-            if level == depth + 1:
-                kept.append("null")
-                start = match.end()
-            level -= 1
-    if level <= depth:  # else cut short: what is kept will not decode either
-        kept.append(text[start:])
-    return json.loads("".join(kept))
 
 
 def _micro(at: datetime) -> str:

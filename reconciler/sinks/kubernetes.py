@@ -38,6 +38,7 @@ from typing import Any
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
+from reconciler.core import jsondepth
 from reconciler.core.crd import PLURAL, VERSION
 from reconciler.core.model import API_GROUP
 from reconciler.core.status import ObjectRef, merge_patch
@@ -45,6 +46,8 @@ from reconciler.core.status import ObjectRef, merge_patch
 log = logging.getLogger("crontask.sinks")
 
 MERGE_PATCH = "application/merge-patch+json"
+# Deeper than any field of a CronTask's status or metadata this sink reads.
+_ANSWER_DEPTH = 32
 Build = Callable[[Mapping[str, Any]], dict[str, Any]]
 
 
@@ -222,6 +225,7 @@ class StatusWriter:
                     {"metadata": {"resourceVersion": base.resource_version}, "status": patch},
                     _content_type=MERGE_PATCH,
                     _request_timeout=(10, 30),
+                    _preload_content=False,
                 )
             except ApiException as err:
                 if err.status == 404:
@@ -250,7 +254,7 @@ class StatusWriter:
             else:
                 self.writes += 1
                 self._not_before.pop(key, None)
-                self._known[key] = _seen(ref.uid, written) or _Seen(
+                self._known[key] = _seen(ref.uid, _decoded(written)) or _Seen(
                     ref.uid, base.resource_version, {**current, **patch}
                 )
                 return
@@ -280,8 +284,16 @@ class StatusWriter:
         """The object of ``ref`` read again after a conflict; False if it is gone or is another
         object now (its uid differs), when the write is not to be tried again."""
         try:
-            obj = self._objects.get_namespaced_custom_object_status(
-                API_GROUP, VERSION, ref.namespace, PLURAL, ref.name, _request_timeout=(10, 30)
+            obj = _decoded(
+                self._objects.get_namespaced_custom_object_status(
+                    API_GROUP,
+                    VERSION,
+                    ref.namespace,
+                    PLURAL,
+                    ref.name,
+                    _request_timeout=(10, 30),
+                    _preload_content=False,
+                )
             )
         except ApiException as err:
             if err.status == 404:
@@ -304,6 +316,20 @@ class _Seen:
     uid: str
     resource_version: str
     status: Mapping[str, Any]
+
+
+def _decoded(answer: object) -> Any:
+    """The object of an answer asked for undecoded (``_preload_content=False``), read whatever
+    its depth (a spec may nest as deep as the API server allows, and the client's own decoding
+    then raised RecursionError on every write): what lies deeper than any status field is
+    left out. None if it is no JSON."""
+    data = getattr(answer, "data", None)
+    if not isinstance(data, bytes):
+        return None
+    try:
+        return jsondepth.decode(data, _ANSWER_DEPTH)
+    except ValueError:
+        return None
 
 
 def _seen(uid: str, obj: Any) -> _Seen | None:

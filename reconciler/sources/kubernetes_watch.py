@@ -33,18 +33,16 @@ Contract:
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import random
-import re
 import threading
 import time
 from collections.abc import Callable, Collection, Iterator
-from itertools import accumulate
 from typing import Any
 
 from kubernetes.client.exceptions import ApiException
 
+from reconciler.core import jsondepth
 from reconciler.sources.limits import YamlLimits
 
 log = logging.getLogger("crontask.sources")
@@ -359,49 +357,11 @@ def _describe(err: BaseException) -> str:
 
 # -- decoding, bounded in depth ------------------------------------------------------------------
 
-# A JSON string (possessive: linear on any input), and the same or a bracket.
-_STRING = r'"[^"\\]*+(?:\\.[^"\\]*+)*+"'
-_STRINGS = re.compile(_STRING, re.DOTALL)
-_NOT_BRACKETS = re.compile(r"[^\[\]{}]++")
-_TOKENS = re.compile(_STRING + r"|[\[\]{}]", re.DOTALL)
-_LEFT_OUT = "NaN"  # never in the API server's JSON (Go's encoder refuses it): our marker
-
 
 def decode(text: str | bytes, depth: int) -> Any:
-    """The JSON ``text`` (as :func:`json.loads`), each value nested more than ``depth`` levels
-    deep (the outermost value counting one) replaced by :data:`PRUNED`. Its cost is that of
-    the text, whatever the depth (Python's own decoder recurses, and fails near 1 000)."""
-    if isinstance(text, bytes):
-        text = text.decode("utf-8", errors="replace")
-    brackets = _NOT_BRACKETS.sub("", _STRINGS.sub("", text))
-    deepest = max(accumulate(1 if c in "[{" else -1 for c in brackets), default=0)
-    if deepest > depth:
-        text = _prune(text, depth)
-    return json.loads(text, parse_constant=_constant)
-
-
-def _prune(text: str, depth: int) -> str:
-    kept: list[str] = []
-    level, start = 0, 0
-    for match in _TOKENS.finditer(text):
-        token = match.group()
-        if token in ("[", "{"):
-            level += 1
-            if level == depth + 1:
-                kept.append(text[start : match.start()])
-        elif token in ("]", "}"):
-            if level == depth + 1:
-                kept.append(_LEFT_OUT)
-                start = match.end()
-            level -= 1
-    if level <= depth:  # else unbalanced: the text is cut short, and will not decode
-        kept.append(text[start:])
-    return "".join(kept)
-
-
-def _constant(name: str) -> Pruned:
-    # NaN and Infinity are not JSON: only the marker of a value left out can be one.
-    return PRUNED
+    """The JSON ``text``, each value nested more than ``depth`` levels deep replaced by
+    :data:`PRUNED` (see :mod:`reconciler.core.jsondepth`)."""
+    return jsondepth.decode(text, depth, PRUNED)
 
 
 def pruned_path(value: Any) -> str | None:
