@@ -1,26 +1,36 @@
-"""Every input the API takes from a path or a query string, bounded at the edge.
+"""Every input the API takes from a path, a query string or a body, bounded at the edge.
 
 A name reaches a file name, a time reaches a datetime and an SQL column, a count reaches an
 integer column: each is checked here, before a route runs, and a bad one is a 422 problem
 naming the parameter. Names and namespaces are DNS-1123 labels (as in a CronTask's metadata),
 so no path segment can be ``..``, ``.``, a dot-file, empty, over-long or carry a NUL; run ids
 have the one shape :func:`reconciler.core.runs.run_id` gives them.
+
+A CronTask sent as JSON (:data:`DocumentBody`) is read as strictly as the YAML of a task file:
+a key given twice in one object (JSON parsers keep the last without a word; YAML refuses it),
+nesting deeper than :data:`BODY_DEPTH` or a number longer than :data:`NUMBER_LENGTH`
+characters is a 422 naming the place, never a bare 400.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import email.message
 import json
 import re
 from datetime import UTC, datetime
-from typing import Annotated, Final
+from typing import Annotated, Any, Final
 
-from fastapi import Path, Query
+from fastapi import Depends, Path, Query, Request
 from pydantic import PlainValidator, WithJsonSchema
 from pydantic_core import PydanticCustomError
+from starlette.concurrency import run_in_threadpool
 
+from reconciler.api.problems import FieldProblem, ProblemError, bounded_location
 from reconciler.core.runs import DNS1123_LABEL
+from reconciler.sources.limits import YamlLimits
+from reconciler.sources.messages import dotted
 
 LABEL_MAX: Final = 63
 _LABEL: Final = DNS1123_LABEL.strip("^$")
@@ -47,6 +57,12 @@ NOT_ISSUED: Final = "not a continue token this API issued"
 
 TASKS_PAGE_DEFAULT: Final = 500
 TASKS_PAGE_MAX: Final = 5000
+# The resources of one task page, as JSON: a page of many large tasks ends early (with a
+# continue token), within what `crontask tasks` reads in one answer (64 MiB).
+TASKS_PAGE_BYTES: Final = 16 * 1024 * 1024
+# A body read as a task file's YAML is (sources.limits).
+BODY_DEPTH: Final = YamlLimits().max_depth
+NUMBER_LENGTH: Final = YamlLimits().max_number_length
 CONTINUE_MAX: Final = 1024  # a token this API issues is far shorter
 
 Namespace = Annotated[
@@ -166,3 +182,126 @@ def decode_task_token(token: str) -> str:
     if not isinstance(after, str) or len(body) != 2 or _KEY.fullmatch(after) is None:
         raise InvalidToken(token)
     return after
+
+
+class BodyProblem(ValueError):
+    """Why a body is not a JSON object crontask reads; ``path`` is where (within the body)."""
+
+    def __init__(self, message: str, path: tuple[str | int, ...] = ()) -> None:
+        super().__init__(message)
+        self.message = message
+        self.path = path
+
+
+class _Repeated(dict[str, Any]):
+    """An object that named ``key`` more than once (marked, for the walk to place it)."""
+
+    __slots__ = ("key",)
+
+    def __init__(self, pairs: list[tuple[str, Any]], key: str) -> None:
+        super().__init__(pairs)
+        self.key = key
+
+
+def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    found = dict(pairs)
+    if len(found) == len(pairs):
+        return found
+    seen: set[str] = set()
+    for key, _ in pairs:
+        if key in seen:
+            return _Repeated(pairs, key)
+        seen.add(key)
+    raise AssertionError("a repeated key was counted")
+
+
+def _number(kind: type[int] | type[float]) -> Any:
+    def parse(text: str) -> int | float:
+        if len(text) > NUMBER_LENGTH:
+            # int() of a long text is quadratic, and past 4300 digits a ValueError.
+            raise BodyProblem(
+                f"a number is {len(text)} characters long, over the limit of {NUMBER_LENGTH}"
+            )
+        return kind(text)
+
+    return parse
+
+
+_INT, _FLOAT = _number(int), _number(float)
+
+
+def parse_object(body: bytes) -> dict[str, Any]:
+    """The JSON object ``body`` holds; BodyProblem for anything else (see the module)."""
+    try:
+        data = json.loads(body, object_pairs_hook=_object, parse_int=_INT, parse_float=_FLOAT)
+    except json.JSONDecodeError as err:
+        where = f"line {err.lineno} column {err.colno}"
+        raise BodyProblem(f"invalid JSON: {err.msg} at {where}") from None
+    except UnicodeDecodeError as err:
+        raise BodyProblem(f"not UTF-8 (byte 0x{body[err.start]:02x} at {err.start})") from None
+    except RecursionError:
+        raise BodyProblem(f"nested deeper than {BODY_DEPTH} levels") from None
+    if not isinstance(data, dict):
+        raise BodyProblem("Input should be a valid dictionary")
+    _walk(data)
+    return data
+
+
+def _walk(data: dict[str, Any]) -> None:
+    """BodyProblem at the first repeated key or nesting too deep found. Each value carries its
+    parent's link, not a copy of its path: the walk is linear in the body."""
+    Link = tuple[str | int, Any] | None
+    stack: list[tuple[Any, int, Link]] = [(data, 0, None)]
+    while stack:
+        value, depth, link = stack.pop()
+        if depth > BODY_DEPTH:
+            raise BodyProblem(f"nested deeper than {BODY_DEPTH} levels", _path(link))
+        if isinstance(value, _Repeated):
+            path = _path((value.key, link))
+            raise BodyProblem("duplicate key (a JSON reader would keep the last one)", path)
+        if isinstance(value, dict):
+            stack.extend((v, depth + 1, (k, link)) for k, v in value.items())
+        elif isinstance(value, list):
+            stack.extend((v, depth + 1, (i, link)) for i, v in enumerate(value))
+
+
+def _path(link: Any) -> tuple[str | int, ...]:
+    parts: list[str | int] = []
+    while link is not None:
+        part, link = link
+        parts.append(part)
+    return tuple(reversed(parts))
+
+
+def _is_json(content_type: str | None) -> bool:
+    if not content_type:
+        return False
+    message = email.message.Message()
+    message["content-type"] = content_type
+    subtype = message.get_content_subtype()
+    return message.get_content_maintype() == "application" and (
+        subtype == "json" or subtype.endswith("+json")
+    )
+
+
+async def read_document(request: Request) -> dict[str, Any]:
+    """The body of a write: a JSON object, parsed off the event loop; a 422 otherwise."""
+    body = await request.body()
+    try:
+        if not body:
+            raise BodyProblem("Field required")
+        if not _is_json(request.headers.get("content-type")):
+            raise BodyProblem("Input should be a valid dictionary (send application/json)")
+        # Off the loop: a 1 MiB body is a few milliseconds the scheduler must not wait.
+        return await run_in_threadpool(parse_object, body)
+    except BodyProblem as problem:
+        where = ["body", *problem.path]
+        raise ProblemError(
+            422,
+            f"{dotted(where)}: {problem.message}",
+            title="Invalid request",
+            errors=[FieldProblem(location=bounded_location(where), message=problem.message)],
+        ) from None
+
+
+DocumentBody = Annotated[dict[str, Any], Depends(read_document)]

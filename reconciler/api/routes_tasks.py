@@ -13,10 +13,11 @@ honour ``If-Match``: a version that has moved on is a 412, so a lost update is n
 from __future__ import annotations
 
 import dataclasses
+import json
 import time
 from typing import Annotated, Any, Final
 
-from fastapi import APIRouter, Body, Header, Query, Response
+from fastapi import APIRouter, Header, Query, Response
 from pydantic import ValidationError
 
 from reconciler.api.auth import role_extra
@@ -30,9 +31,11 @@ from reconciler.api.models import (
 )
 from reconciler.api.params import (
     NOT_ISSUED,
+    TASKS_PAGE_BYTES,
     TASKS_PAGE_DEFAULT,
     TASKS_PAGE_MAX,
     ContinueQuery,
+    DocumentBody,
     InvalidToken,
     Name,
     Namespace,
@@ -66,6 +69,7 @@ from reconciler.controller.view import (
     TaskView,
     VersionMismatch,
 )
+from reconciler.core.api_tasks import MAX_TASKS, MAX_TOTAL_BYTES, NoRoom, NotInForce
 from reconciler.core.model import CronTask
 from reconciler.core.runs import RunRecord, RunStatus
 from reconciler.sources.api import MAX_TEXT, TaskTooLarge
@@ -97,10 +101,11 @@ IfMatchHeader = Annotated[
 _DOCUMENT_BODY: dict[str, Any] = {
     "requestBody": {
         "required": True,
+        "description": "a CronTask resource; a key given twice in one object is a 422",
         "content": {"application/json": {"schema": {"$ref": CRONTASK_SCHEMA_REF}}},
     }
 }
-Document = Annotated[dict[str, Any], Body(description="a CronTask resource")]
+Document = DocumentBody  # read off the loop, as strictly as a task file (api.params)
 
 # Where a task's key is in each answer, for the OpenAPI links between operations.
 _FROM_BODY: Final = {
@@ -114,7 +119,12 @@ _TOO_LARGE: Final[dict[int | str, dict[str, Any]]] = {
         "model": Problem,
         "description": f"The body, or the task as stored YAML, is larger than "
         f"{format_size(MAX_TEXT)}; nothing is stored",
-    }
+    },
+    507: {
+        "model": Problem,
+        "description": f"The API holds {MAX_TASKS} tasks, or its tasks would take more than "
+        f"{format_size(MAX_TOTAL_BYTES)} as stored YAML; nothing is stored",
+    },
 }
 _ETAG: Final = {
     "headers": {
@@ -133,7 +143,8 @@ _ETAG: Final = {
     description=f"At most `limit` tasks a page (default {TASKS_PAGE_DEFAULT}, at most "
     f"{TASKS_PAGE_MAX}). While more follow, `metadata.continue` is a token: pass it as "
     "`continue` with the same filters for the next page (null on the last page). Paging is "
-    "stable: a page starts after the last key of the previous one.",
+    "stable: a page starts after the last key of the previous one. A page of large tasks "
+    f"ends early, after about {format_size(TASKS_PAGE_BYTES)} of resources.",
     openapi_extra=role_extra("viewer"),
     responses=problem_responses(422),
 )
@@ -158,10 +169,22 @@ def list_tasks(
             ) from None
     query = TaskQuery(namespace=namespace, source=source, state=state, after=after)
     views = runtime.tasks(dataclasses.replace(query, limit=limit + 1))
-    token = encode_task_token(views[limit - 1].key) if len(views) > limit else None
+    shown = _within_bytes(views[:limit])
+    token = encode_task_token(views[shown - 1].key) if len(views) > shown else None
     return TaskListOut(
-        metadata=ListMeta(continue_=token), items=[TaskOut.of(v) for v in views[:limit]]
+        metadata=ListMeta(continue_=token), items=[TaskOut.of(v) for v in views[:shown]]
     )
+
+
+def _within_bytes(views: list[TaskView]) -> int:
+    """How many of ``views`` one page holds: all, or as many as fit in TASKS_PAGE_BYTES of
+    resources (at least one); a page cut short ends with a continue token like any other."""
+    used = 0
+    for count, view in enumerate(views):
+        used += len(json.dumps(view.resource, ensure_ascii=False, separators=(",", ":")))
+        if used > TASKS_PAGE_BYTES and count:
+            return count
+    return len(views)
 
 
 @router.get(
@@ -217,6 +240,10 @@ def create_task(runtime: Runtime, document: Document, response: Response) -> Tas
         raise _invalid(exc) from None
     except TaskTooLarge as exc:
         raise _too_large(exc) from None
+    except NoRoom as exc:
+        raise _no_room(exc) from None
+    except NotInForce as exc:
+        raise _not_in_force(exc) from None
     except OwnedElsewhere as exc:
         raise _owned_elsewhere(exc) from None
     response.headers["Location"] = f"/api/v1/tasks/{view.key}"
@@ -284,6 +311,10 @@ def put_task(
         raise _invalid(exc) from None
     except TaskTooLarge as exc:
         raise _too_large(exc) from None
+    except NoRoom as exc:
+        raise _no_room(exc) from None
+    except NotInForce as exc:
+        raise _not_in_force(exc) from None
     except OwnedElsewhere as exc:
         raise _owned_elsewhere(exc) from None
     except VersionMismatch as exc:
@@ -311,6 +342,8 @@ def delete_task(
         runtime.delete_api_task(f"{namespace}/{name}", if_match=_if_match(if_match))
     except KeyError:
         raise _not_found(namespace, name) from None
+    except NotInForce as exc:
+        raise _not_in_force(exc) from None
     except OwnedElsewhere as exc:
         raise _owned_elsewhere(exc) from None
     except VersionMismatch as exc:
@@ -409,7 +442,10 @@ def _precondition_failed(exc: VersionMismatch) -> ProblemError:
 def _invalid(exc: InvalidDefinition, more: int = 0) -> ProblemError:
     """A 422 naming the failing fields; ``more`` counts the problems ``exc`` leaves out."""
     total = len(exc.errors) + more
-    detail = "; ".join(f"{dotted(e.location)}: {e.message}" for e in exc.errors[:DETAILED])
+    detail = "; ".join(
+        f"{dotted(e.location)}: {e.message}" if e.location else e.message
+        for e in exc.errors[:DETAILED]
+    )
     if total > DETAILED:
         detail += f" (and {total - DETAILED} more)"
     return ProblemError(
@@ -424,6 +460,15 @@ def _invalid(exc: InvalidDefinition, more: int = 0) -> ProblemError:
 def _too_large(exc: TaskTooLarge) -> ProblemError:
     # As a body over the limit is answered (reconciler.api.app): a 413 problem.
     return ProblemError(413, str(exc))
+
+
+def _no_room(exc: NoRoom) -> ProblemError:
+    return ProblemError(507, str(exc), kind="no-room", title="Insufficient Storage")
+
+
+def _not_in_force(exc: NotInForce) -> ProblemError:
+    # Stored, and applied by the pass the loop retries: sending the write again is not needed.
+    return ProblemError(503, str(exc), kind="not-in-force", title="Stored, not yet in force")
 
 
 def _owned_elsewhere(exc: OwnedElsewhere) -> ProblemError:

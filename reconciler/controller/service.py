@@ -10,9 +10,19 @@ under the state directory, or with replicas the shared run store. Writes of one 
 serialised in this process (a lock per key held from the check to the change being in force)
 and conditional in the store itself (so replicas writing one key cannot both win): a second
 create is ``AlreadyExists``, a write conditional on a version that has moved on is
-``VersionMismatch``. A task whose stored YAML would be over the limit the API source reads is
-``TaskTooLarge`` before anything is written, and a write that is not in force after its pass is
-undone, so that what is stored always reads back.
+``VersionMismatch``. A write without ``If-Match`` is not conditional for its caller: when
+another replica wins the store's check, it reads again and writes over (the last writer wins),
+up to ``WRITE_ATTEMPTS`` times, then TimeoutError. A task whose stored YAML would be over the
+limit the API source reads, or that the API source would not read back, is refused before
+anything is written (``TaskTooLarge``, ``InvalidDefinition``), as is one that would take the
+API's tasks over their bounds (``NoRoom``).
+
+A change is answered once the pass that applies it is done. If that pass fails, the change
+stays stored (undoing it would lose the user's write, and the loop retries the pass): the
+answer is ``NotInForce``. If the pass worked but the task is not the API's (another source
+declared the key meanwhile), the write is undone. An API-owned task's view (resource and
+version) is what the API source read, of one stored text: the scheduler keeps the definition
+it was given while only metadata changes (plans compare specs).
 
 With replicas, every replica lists every task (each with its owner) and accepts a manual run
 of any of them: a task this replica does not own is run here, after the store is asked whether
@@ -36,7 +46,7 @@ import yaml
 from reconciler.controller.cluster import Cluster
 from reconciler.controller.dispatch import Dispatcher
 from reconciler.controller.jobs import NO_CONNECTION_REASON
-from reconciler.controller.reconcile import Reconciler
+from reconciler.controller.reconcile import PassResult, Reconciler
 from reconciler.controller.view import (
     FieldError,
     IfMatch,
@@ -51,21 +61,37 @@ from reconciler.controller.view import (
     VersionMismatch,
     task_state,
 )
-from reconciler.core.api_tasks import MISSING
-from reconciler.core.desired import Definition, DesiredState, SourceKind
+from reconciler.core.api_tasks import (
+    MISSING,
+    AlreadyExists,
+    NotInForce,
+    check_room,
+)
+from reconciler.core.desired import Definition, DefinitionError, DesiredState, SourceKind
 from reconciler.core.model import CronTask
 from reconciler.core.runs import RunRecord, RunStatus
 from reconciler.scheduling.base import Scheduler, schedule_of
-from reconciler.sources.api import ApiSource, UnreadableText, check_size, text_version
+from reconciler.sources.api import (
+    ApiSource,
+    UnreadableText,
+    check_size,
+    read_stored,
+    text_version,
+)
 from reconciler.sources.base import Source
+from reconciler.sources.limits import excerpt
 from reconciler.store.base import RunStore
 
 T = TypeVar("T")
 
-Reconcile = Callable[[Mapping[str, Collection[str]]], Coroutine[Any, Any, object]]
+Reconcile = Callable[[Mapping[str, Collection[str]]], Coroutine[Any, Any, PassResult]]
 NEXT_RUNS = 5
 SOURCE_PROBLEMS = 100  # the definition errors a source lists (its count says how many in all)
 ON_LOOP_TIMEOUT = 30.0
+# Reads and writes of one key without If-Match, each beaten by another replica's write,
+# before the answer is a 503: two replicas settle in two.
+WRITE_ATTEMPTS = 5
+PASS_ERROR = 200  # characters of a failed pass's error an answer quotes
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -73,6 +99,7 @@ class _Entry:
     definition: Definition
     problem: str | None
     running: tuple[str, ...]
+    version: str | None = None  # an API-owned task's: the version of ``definition``
 
 
 class Service:
@@ -248,6 +275,7 @@ class Service:
         text = _stored_text(task)
         with self._writing(task.key):
             self._check_owner(task.key)
+            self._check_room(task.key, text, None)
             return self._write(task.key, text, None)
 
     def put_api_task(
@@ -257,11 +285,23 @@ class Service:
         text = _stored_text(task)
         with self._writing(task.key):
             self._check_owner(task.key)
-            previous = self._api.store.load([task.key]).get(task.key)
-            current = None if previous is None else text_version(previous)
-            _check_version(task.key, current, if_match)
-            # The store checks again, atomically: another replica may have written meanwhile.
-            return self._write(task.key, text, previous), current is None
+            for _ in range(WRITE_ATTEMPTS):
+                previous = self._api.store.load([task.key]).get(task.key)
+                current = None if previous is None else text_version(previous)
+                _check_version(task.key, current, if_match)
+                self._check_room(task.key, text, previous)
+                try:
+                    # The store checks again, atomically: another replica may have written
+                    # meanwhile.
+                    return self._write(task.key, text, previous), current is None
+                except (AlreadyExists, VersionMismatch):
+                    if if_match is not None:
+                        raise  # the caller's condition: a 412
+                    # Unconditional for the caller: read what won, and write over it.
+        raise TimeoutError(
+            f"task {task.key} was written by others {WRITE_ATTEMPTS} times while this write "
+            "was being made"
+        )
 
     def delete_api_task(self, key: str, *, if_match: IfMatch | None = None) -> None:
         with self._writing(key):
@@ -270,11 +310,16 @@ class Service:
                 self._check_owner(key)
                 raise KeyError(key)
             _check_version(key, current, if_match)
+            # Without If-Match whatever is stored goes, also if another replica wrote it since
+            # the read (the last writer wins, as with PUT); a removal it beat us to is a 404.
             try:
-                self._api.store.remove(key, expect=current)
+                self._api.store.remove(key, expect=None if if_match is None else current)
             except KeyError:
+                self._apply(key)  # gone from the store: from the schedule too, here and now
+                if if_match is None:
+                    raise
                 raise VersionMismatch(key, None) from None
-            self._apply(key)
+            self._check_removed(key, self._apply(key))
 
     # -- details -------------------------------------------------------------------------
 
@@ -289,13 +334,27 @@ class Service:
         with self._locks.hold(key, ON_LOOP_TIMEOUT):
             yield
 
+    def _check_room(self, key: str, text: str, previous: str | UnreadableText | None) -> None:
+        """NoRoom if storing ``text`` over ``previous`` takes the API over its bounds. Counted
+        from what the API source read: writes in flight (here, or on other replicas not yet
+        polled) may take it a few tasks over, never more."""
+        tasks, total = self._api.usage()
+        old = None
+        if previous is not None:  # a text the store did not read is counted as nothing
+            old = 0 if isinstance(previous, UnreadableText) else len(previous.encode())
+        check_room(key, tasks=tasks, total=total, old=old, new=len(text.encode()))
+
     def _write(self, key: str, text: str, previous: str | UnreadableText | None) -> TaskView:
         """Under the key's lock: store ``text`` in place of ``previous`` (None: create), wait
-        for it to be in force, and return it. If it is not in force after the pass, the write
-        is undone before anything is raised, so that no answer but a success leaves it."""
+        for it to be in force, and return it. If its pass fails, the write stays stored and
+        this raises NotInForce. If the task is not the API's after the pass, the write is
+        undone before anything is raised."""
         expect = MISSING if previous is None else text_version(previous)
         written = self._api.store.write(key, text, expect=expect)
-        self._apply(key)
+        result = self._apply(key)
+        if not result.ok:
+            # Undoing it would lose the user's write; the loop retries the pass instead.
+            raise NotInForce(key, _failed(result))
         view = self.task(key)
         if view is None or view.source.kind != SourceKind.API:
             self._undo(key, written, previous)
@@ -303,6 +362,24 @@ class Service:
             self._check_owner(key)
             raise RuntimeError(f"{key} is not in force after it was written")
         return view
+
+    def _check_removed(self, key: str, result: PassResult) -> None:
+        """NotInForce unless the pass after removing ``key`` from the store took the API's
+        task out of the schedule (or another replica has stored it again since)."""
+        if not result.ok:
+            raise NotInForce(key, _failed(result), removed=True)
+
+        def kept() -> bool:
+            if self._api.stored(key) is not None:
+                return False  # written again since (another replica): that write stands
+            found = self._scheduler.owned().get(key) or self._reconciler.desired.tasks.get(key)
+            return found is not None and found.location.source == SourceKind.API
+
+        if self._on_loop(kept):
+            why = "the pass kept it scheduled"
+            if key in result.plan.held_removals:
+                why = "the pass held its removal back (every source read empty)"
+            raise NotInForce(key, why, removed=True)
 
     def _undo(self, key: str, written: str, previous: str | UnreadableText | None) -> None:
         """Put back what ``key`` stored before the write of version ``written``: the previous
@@ -328,19 +405,24 @@ class Service:
             definition = owned.get(key) or desired.tasks.get(key)
             if definition is None:
                 continue
+            version = None
+            if definition.location.source == SourceKind.API:
+                # The text the API stored and its version, read together: the scheduler's
+                # definition is older when only the metadata changed.
+                stored = self._api.stored(key)
+                if stored is not None and stored.definition is not None:
+                    definition, version = stored.definition, stored.version
             problem = definition.error or problems.get(key)
             running = tuple(r.id for r in self._dispatcher.active(key))
-            entries[key] = _Entry(definition, problem, running)
+            entries[key] = _Entry(definition, problem, running, version)
         return entries
 
     def _view(self, entry: _Entry, *, runs: int, last: RunRecord | None) -> TaskView:
         definition = entry.definition
         spec = definition.task.spec
         location = definition.location
-        version = None
         if location.source == SourceKind.API:
             source = SourceRef(SourceKind.API, f"/api/v1/tasks/{definition.key}")
-            version = self._api.version(definition.key)
         else:
             source = SourceRef(location.source, str(location), location.revision)
         next_runs: tuple[datetime, ...] = ()
@@ -355,7 +437,7 @@ class Service:
             running=entry.running,
             next_runs=next_runs,
             last_run=last,
-            version=version,
+            version=entry.version,
             owner=self._reconciler.owner(definition.key),
         )
 
@@ -368,12 +450,12 @@ class Service:
             location = current.location
             raise OwnedElsewhere(key, SourceRef(location.source, str(location), location.revision))
 
-    def _apply(self, key: str) -> None:
-        """Run a pass for the API source's ``key`` now and wait for it."""
+    def _apply(self, key: str) -> PassResult:
+        """Run a pass for the API source's ``key`` now, wait for it, and say how it went."""
         future = asyncio.run_coroutine_threadsafe(
             self._reconcile({SourceKind.API: {key}}), self._loop
         )
-        future.result(ON_LOOP_TIMEOUT)
+        return future.result(ON_LOOP_TIMEOUT)
 
     def _remember(self, record: RunRecord) -> None:
         if record.status is not RunStatus.RUNNING:
@@ -394,11 +476,22 @@ class Service:
 
 
 def _stored_text(task: CronTask) -> str:
-    """``task`` as the API source stores it; TaskTooLarge if that is over what it reads."""
+    """``task`` as the API source stores it; TaskTooLarge if that is over what it reads,
+    InvalidDefinition if it would not read it back (nested deeper than a task file may be)."""
     # allow_unicode: an emoji is its 4 bytes of UTF-8, not a 10-character escape.
     text = yaml.safe_dump(task.to_document(), sort_keys=False, allow_unicode=True)
     check_size(task.key, text)
+    read = read_stored(task.key, text)
+    if isinstance(read, DefinitionError):
+        raise InvalidDefinition([FieldError((), f"as stored YAML, {read.message}")])
     return text
+
+
+def _failed(result: PassResult) -> str:
+    """Why ``result``'s pass failed, in one line."""
+    error = result.error
+    said = excerpt(f"{type(error).__name__}: {error}", PASS_ERROR)
+    return f"the pass that applies it failed ({said})"
 
 
 def _check_version(key: str, current: str | None, if_match: IfMatch | None) -> None:

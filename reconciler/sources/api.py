@@ -16,7 +16,15 @@ A stored task is at most :data:`MAX_TEXT` bytes of UTF-8, as a task file of a fo
 writer checks with :func:`check_size` before it stores anything (:class:`TaskTooLarge`), and a
 stored text over the limit is never read cut short (its first MiB would be another document,
 or none): ``load`` gives an :class:`UnreadableText` for it, which :class:`ApiSource` reports as
-the definition error of its key.
+the definition error of its key. A stored text is read as a task file is (``documents``: its
+nesting, values and numbers bounded), so a text nobody could read is an error of its key, never
+of the pass.
+
+The source is authoritative (``Source.authoritative``): every task deleted is a state the user
+made, so the reconciler's guard against an empty read does not keep the last one running. A
+store that cannot be read is never an empty read: ``load`` raises (the database is away; the
+folder of :class:`ApiTaskFiles` is gone once it was there), the pass fails, and every task
+stays in force until a pass can read the store again.
 """
 
 from __future__ import annotations
@@ -31,28 +39,31 @@ from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Final, Protocol
 
-import yaml
-from pydantic import ValidationError
-
 from reconciler import statedir
 from reconciler.aio import first_of, in_thread
+from reconciler.core import api_tasks, jobspec
 from reconciler.core.api_tasks import (
     MISSING,
     AlreadyExists,
+    UnreadableText,
     VersionMismatch,
     check_expectation,
     check_key,
+    text_version,
     version_of,
 )
 from reconciler.core.desired import Definition, DefinitionError, Location, SourceKind
-from reconciler.core.model import CronTask
 from reconciler.sources.base import Notify, Ready, SourceState
-from reconciler.sources.limits import DEFAULT_MAX_FILE_SIZE, format_size
-from reconciler.sources.messages import problems
+from reconciler.sources.documents import parse_text
+from reconciler.sources.limits import YamlLimits, format_size
 
 log = logging.getLogger("crontask.sources")
 
-MAX_TEXT: Final = DEFAULT_MAX_FILE_SIZE  # bytes of a stored task, as of a task file
+MAX_TEXT: Final = api_tasks.MAX_TEXT  # bytes of a stored task, as of a task file
+SHOWN_PROBLEMS: Final = 5  # of a stored text that does not read: its definition error names
+# A task file's bounds, with room for every value of a task the API accepts (its JobSpec alone
+# may count jobspec.MAX_VALUES), so that what the API stored always reads back.
+STORED_LIMITS: Final = YamlLimits(max_values=jobspec.MAX_VALUES + 10_000)
 
 
 class TaskTooLarge(ValueError):
@@ -72,21 +83,6 @@ def check_size(key: str, text: str) -> None:
     size = len(text.encode())
     if size > MAX_TEXT:
         raise TaskTooLarge(key, size)
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class UnreadableText:
-    """A stored task that a store does not read (a file over :data:`MAX_TEXT` bytes, or not
-    UTF-8): why,
-    worded for a definition error, and a version that changes when the stored bytes do."""
-
-    reason: str
-    version: str
-
-
-def text_version(text: str | UnreadableText) -> str:
-    """The version of what ``load`` gave for a key."""
-    return text.version if isinstance(text, UnreadableText) else version_of(text)
 
 
 class ApiTaskStore(Protocol):
@@ -114,10 +110,15 @@ class ApiTaskStore(Protocol):
 class ApiTaskFiles:
     """:class:`ApiTaskStore` as files, written atomically (a temporary file renamed over the
     old one). Not safe between processes: one crontask owns its state directory. A text over
-    :data:`MAX_TEXT` bytes is TaskTooLarge and not written; a file over it is not read."""
+    :data:`MAX_TEXT` bytes is TaskTooLarge and not written; a file over it is not read.
+
+    ``ROOT`` missing reads as no task until it has been seen (a state directory no task was
+    ever written to); once seen, a missing ``ROOT`` is a FileNotFoundError, never an empty
+    read: a volume unmounted or a folder moved away must not delete every API task."""
 
     def __init__(self, root: Path) -> None:
         self.root = root
+        self._seen = False  # ROOT has been a folder: from then on, it missing is an error
 
     def path(self, key: str) -> Path:
         """The file of ``key``; a key whose file would resolve outside ``ROOT`` (a symlinked
@@ -130,6 +131,8 @@ class ApiTaskFiles:
         return path
 
     def version(self, key: str) -> str | None:
+        if not self._present():
+            return None
         text = self._read(self.path(key))
         return None if text is None else text_version(text)
 
@@ -138,6 +141,8 @@ class ApiTaskFiles:
 
     def load(self, keys: Collection[str] | None = None) -> dict[str, str | UnreadableText]:
         found: dict[str, str | UnreadableText] = {}
+        if not self._present():
+            return found
         for key in self._keys() if keys is None else keys:
             try:
                 text = self._read(self.path(key))
@@ -152,6 +157,7 @@ class ApiTaskFiles:
         check_size(key, text)
         check_expectation(key, self.version(key), expect)
         statedir.make_dirs(path.parent)
+        self._seen = True
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".", suffix=".tmp")
         try:
             with os.fdopen(fd, "w", encoding="utf-8") as handle:
@@ -172,9 +178,19 @@ class ApiTaskFiles:
         check_expectation(key, current, expect)
         path.unlink()
 
+    def _present(self) -> bool:
+        """Whether ``ROOT`` is a folder; FileNotFoundError if it was one and is gone."""
+        if self.root.is_dir():
+            self._seen = True
+            return True
+        if self._seen:
+            raise FileNotFoundError(
+                f"the folder of API-owned tasks {self.root} is gone: its tasks stay in force "
+                "until it is back (create it empty to delete them all)"
+            )
+        return False
+
     def _keys(self) -> list[str]:
-        if not self.root.is_dir():
-            return []
         return sorted(
             f"{folder.name}/{file.stem}"
             for folder in self.root.iterdir()
@@ -210,10 +226,14 @@ def _unreadable(path: Path, why: str, data: bytes) -> UnreadableText:
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
-class _Stored:
+class StoredTask:
+    """What :class:`ApiSource` read for a key: its version, and its definition or why there is
+    none; ``size``, the bytes of its text (0 for a text the store did not read)."""
+
     version: str
     definition: Definition | None
     error: DefinitionError | None
+    size: int = 0
 
 
 class ApiSource:
@@ -224,7 +244,8 @@ class ApiSource:
     at once by the API, which asks for a pass itself."""
 
     kind = SourceKind.API
-    authoritative = False  # see Source.authoritative
+    # A DELETE is deliberate, the last one too; an unreadable store raises (see the module).
+    authoritative = True  # see Source.authoritative
 
     def __init__(
         self, store: ApiTaskStore, *, location: str = "the API", poll: float | None = None
@@ -232,10 +253,11 @@ class ApiSource:
         self.store = store
         self.location = location
         self.poll = poll
-        self._tasks: dict[str, _Stored] = {}
+        self._tasks: dict[str, StoredTask] = {}
 
     def refresh(self, hints: Collection[str] | None = None) -> set[str]:
-        """Re-read all tasks (None), or the keys given; returns the keys that changed."""
+        """Re-read all tasks (None), or the keys given; returns the keys that changed. Raises
+        what the store's ``load`` raises (the store cannot be read), changing nothing."""
         texts = self.store.load(None if hints is None else [h for h in hints if "/" in h])
         keys = set(self._tasks) | set(texts) if hints is None else set(hints)
         changed: set[str] = set()
@@ -249,11 +271,7 @@ class ApiSource:
             version = text_version(text)
             if before is not None and before.version == version:
                 continue
-            if isinstance(text, UnreadableText):
-                error = DefinitionError(location(key), text.reason, key)
-                self._tasks[key] = _Stored(version, None, error)
-            else:
-                self._tasks[key] = _parse(key, text, version)
+            self._tasks[key] = _stored(key, text, version)
             changed.add(key)
         return changed
 
@@ -270,6 +288,16 @@ class ApiSource:
     def version(self, key: str) -> str | None:
         stored = self._tasks.get(key)
         return stored.version if stored else self.store.version(key)
+
+    def stored(self, key: str) -> StoredTask | None:
+        """What the last refresh read for ``key``: a version and the definition of that very
+        version, read together (so an answer's ETag is always that of its resource)."""
+        return self._tasks.get(key)
+
+    def usage(self) -> tuple[int, int]:
+        """How many tasks were read, and their bytes together (for ``check_room``)."""
+        tasks = list(self._tasks.values())  # a copy first: a pass may be refreshing
+        return len(tasks), sum(t.size for t in tasks)
 
     def status(self) -> SourceState:
         return SourceState(self.location)
@@ -304,22 +332,45 @@ def location(key: str) -> Location:
     return Location(SourceKind.API, f"/api/v1/tasks/{key}")
 
 
-def _parse(key: str, text: str, version: str) -> _Stored:
-    """A stored task was valid when written; one that no longer validates (a newer crontask
-    with stricter bounds) is an error of its key, not a crash."""
+def read_stored(key: str, text: str) -> Definition | DefinitionError:
+    """The task ``text`` stores for ``key``, or why it is none. Read as a task file is, with the
+    same bounds (``documents.parse_text``: nesting, values, numbers, duplicate keys), so a
+    stored text nobody could read is an error of its key, not of every pass. The API checks
+    a text with this before storing it: what it stores reads back."""
     where = location(key)
-    try:
-        document = yaml.safe_load(text)
-        task = CronTask.model_validate(document)
-    except ValidationError as err:
-        text_of = "; ".join(str(p) for p in problems(err, 5)[0])
-        return _Stored(version, None, DefinitionError(where, text_of, key))
-    except yaml.YAMLError as err:
-        return _Stored(version, None, DefinitionError(where, f"unreadable: {err}"[:300], key))
+    size = len(text.encode())
+    if size > MAX_TEXT:  # whatever the store: never parse a text the files would not read
+        why = f"the stored task is {size} bytes, over the limit of {format_size(MAX_TEXT)}"
+        return DefinitionError(
+            where, f"{why}: not read (PUT or DELETE the task to replace it)", key
+        )
+    parsed = parse_text(text, where.path, source=SourceKind.API, limits=STORED_LIMITS)
+    if parsed.errors:
+        first = parsed.errors[0]
+        shown = "; ".join(e.message for e in parsed.errors[:SHOWN_PROBLEMS])
+        more = len(parsed.errors) - SHOWN_PROBLEMS
+        if more > 0:
+            shown += f" (and {more} more)"
+        return DefinitionError(first.location, shown, key)
+    if len(parsed.definitions) != 1:
+        found = len(parsed.definitions)
+        return DefinitionError(where, f"the stored text holds {found} CronTasks, not one", key)
+    task = parsed.definitions[0].task
     if task.key != key:
-        message = f"the stored document names {task.key}"
-        return _Stored(version, None, DefinitionError(where, message, key))
-    return _Stored(version, Definition.of(task, where), None)
+        return DefinitionError(where, f"the stored document names {task.key}", key)
+    return Definition.of(task, where)
+
+
+def _stored(key: str, text: str | UnreadableText, version: str) -> StoredTask:
+    """A stored task was valid when written; one that no longer reads (a newer crontask with
+    stricter bounds, a file written by something else) is an error of its key, not a crash."""
+    if isinstance(text, UnreadableText):
+        return StoredTask(version, None, DefinitionError(location(key), text.reason, key))
+    read = read_stored(key, text)
+    size = len(text.encode())
+    if isinstance(read, DefinitionError):
+        return StoredTask(version, None, read, size)
+    return StoredTask(version, read, None, size)
 
 
 __all__ = [
@@ -328,6 +379,7 @@ __all__ = [
     "ApiSource",
     "ApiTaskFiles",
     "ApiTaskStore",
+    "StoredTask",
     "TaskTooLarge",
     "UnreadableText",
     "VersionMismatch",
@@ -335,6 +387,7 @@ __all__ = [
     "check_key",
     "check_size",
     "location",
+    "read_stored",
     "text_version",
     "version_of",
 ]

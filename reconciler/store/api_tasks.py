@@ -1,8 +1,9 @@
 """API-owned tasks in the shared run store (``api_tasks``): with replicas, every replica reads
 the same ones. Each write is one statement whose condition is the expectation, so two replicas
 writing one key at once cannot both succeed: a create is an INSERT that does nothing on a
-conflict, a conditional replace an UPDATE of that version only. See ``reconciler.sources.api``
-for the contract."""
+conflict, a conditional replace an UPDATE of that version only. A document over ``MAX_TEXT``
+bytes (put there by something else than crontask) is not even fetched: ``load`` gives an
+``UnreadableText`` for it, as the files do. See ``reconciler.sources.api`` for the contract."""
 
 from __future__ import annotations
 
@@ -13,7 +14,15 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.engine import Engine
 
-from reconciler.core.api_tasks import MISSING, AlreadyExists, VersionMismatch, check_key, version_of
+from reconciler.core.api_tasks import (
+    MAX_TEXT,
+    MISSING,
+    AlreadyExists,
+    UnreadableText,
+    VersionMismatch,
+    check_key,
+    version_of,
+)
 from reconciler.store.sql_schema import api_tasks, create_engine, translated_errors
 
 _c = api_tasks.c
@@ -39,15 +48,18 @@ class SqlApiTasks:
         with translated_errors(), self.engine.connect() as conn:
             return {row[0]: row[1] for row in conn.execute(sa.select(_c.key, _c.version))}
 
-    def load(self, keys: Collection[str] | None = None) -> dict[str, str]:
-        query = sa.select(_c.key, _c.document)
+    def load(self, keys: Collection[str] | None = None) -> dict[str, str | UnreadableText]:
+        size = sa.func.octet_length(_c.document)
+        # The size first, and the document only within the bound: a 1 GB row is not fetched.
+        query = sa.select(_c.key, _c.version, size, sa.case((size <= MAX_TEXT, _c.document)))
         if keys is not None:
             wanted = sorted(set(keys))
             if not wanted:
                 return {}
             query = query.where(_c.key.in_(wanted))
         with translated_errors(), self.engine.connect() as conn:
-            return {row[0]: row[1] for row in conn.execute(query)}
+            rows = conn.execute(query).all()
+        return {key: _text(version, size, document) for key, version, size, document in rows}
 
     def write(self, key: str, text: str, *, expect: str | None = None) -> str:
         check_key(key)
@@ -95,3 +107,14 @@ class SqlApiTasks:
         if current is None:
             raise KeyError(key)
         raise VersionMismatch(key, str(current))
+
+
+def _text(version: str, size: int, document: str | None) -> str | UnreadableText:
+    if document is not None:
+        return document
+    # The row's version stands for its bytes: it is what ``versions`` says of the key.
+    reason = (
+        f"the stored task is {size} bytes, over the limit of {MAX_TEXT // (1024 * 1024)} MiB: "
+        "not read (PUT or DELETE the task to replace it)"
+    )
+    return UnreadableText(reason, str(version))

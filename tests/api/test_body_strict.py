@@ -1,0 +1,71 @@
+"""A CronTask sent as JSON is read as strictly as a task file's YAML: a key given twice in one
+object (which JSON readers settle by keeping the last one, silently), nesting deeper than a
+task file may be and a number of thousands of digits are each a 422 naming the place, never a
+task stored from half of what was sent, nor a bare 400."""
+
+from __future__ import annotations
+
+import pytest
+
+from reconciler.sources.limits import YamlLimits
+from tests.api.conftest import TestClient
+from tests.api.fakes import FakeRuntime
+from tests.api.test_problems import assert_problem
+
+JSON = {"content-type": "application/json"}
+BODY_DEPTH = YamlLimits().max_depth  # as deep as a task file's YAML may be
+HEAD = (
+    '{"apiVersion": "crontask.dev/v1alpha1", "kind": "CronTask", '
+    '"metadata": {"name": "dup", "namespace": "ops"}, '
+)
+
+
+def send(client: TestClient, body: str, method: str = "POST") -> dict[str, object]:
+    path = "/api/v1/tasks" if method == "POST" else "/api/v1/tasks/ops/dup"
+    answer = client.request(method, path, content=body.encode(), headers=JSON)
+    return assert_problem(answer, 422, "invalid-request")
+
+
+@pytest.mark.parametrize("method", ["POST", "PUT"])
+def test_a_key_given_twice_is_422_naming_it(
+    client: TestClient, runtime: FakeRuntime, method: str
+) -> None:
+    body = HEAD + (
+        '"spec": {"schedule": "0 0 * * *", "suspend": true, "suspend": false, '
+        '"command": {"args": ["true"]}}}'
+    )
+    problem = send(client, body, method)
+    assert problem["errors"] == [
+        {
+            "location": ["body", "spec", "suspend"],
+            "message": "duplicate key (a JSON reader would keep the last one)",
+        }
+    ]
+    assert problem["detail"] == (
+        "body.spec.suspend: duplicate key (a JSON reader would keep the last one)"
+    )
+    assert runtime.task("ops/dup") is None
+
+
+def test_a_key_given_twice_in_a_list_item_is_placed(client: TestClient) -> None:
+    body = HEAD + '"spec": {"schedule": "0 0 * * *", "x": [{"a": 1}, {"b": 1, "b": 2}]}}'
+    problem = send(client, body)
+    assert problem["errors"][0]["location"] == ["body", "spec", "x", 1, "b"]  # type: ignore[index]
+
+
+def test_nesting_deeper_than_a_task_file_is_422(client: TestClient) -> None:
+    for depth in (BODY_DEPTH + 5, 5000):  # the second, deeper than the JSON reader goes
+        body = HEAD + '"spec": ' + "[" * depth + "]" * depth + "}"
+        problem = send(client, body)
+        assert f"nested deeper than {BODY_DEPTH} levels" in str(problem["detail"])
+
+
+def test_a_number_of_thousands_of_digits_is_422(client: TestClient) -> None:
+    body = HEAD + '"spec": {"schedule": "0 0 * * *", "timeoutSeconds": ' + "9" * 4300 + "}}"
+    problem = send(client, body)
+    assert problem["detail"] == "body: a number is 4300 characters long, over the limit of 100"
+
+
+def test_a_body_that_is_not_utf8_is_422(client: TestClient) -> None:
+    answer = client.post("/api/v1/tasks", content=b'{"a": "\xff"}', headers=JSON)
+    assert "not UTF-8" in assert_problem(answer, 422)["detail"]
