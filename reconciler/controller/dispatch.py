@@ -281,7 +281,7 @@ class Dispatcher(RunExecution):
 
         async def claim() -> bool:
             try:
-                why = await handover.claim(record, policy, REPLACED)
+                why = await handover.claim(record, policy, REPLACED, self.closing)
             except StoreUnavailable:
                 return await self._claim(record)  # what an unanswered claim does, as any claim
             if why is not None:

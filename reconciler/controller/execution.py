@@ -292,6 +292,10 @@ class RunExecution:
         assert definition is not None  # only adopted runs come without one
         return await self._complete(active, await self._attempt(definition, active))
 
+    def closing(self) -> bool:
+        """Whether crontask is stopping (``Dispatcher.close`` was called)."""
+        return self._closing
+
     def _claim_retry(
         self, definition: Definition, record: RunRecord
     ) -> asyncio.Future[bool] | None:
@@ -306,7 +310,7 @@ class RunExecution:
 
         async def claim() -> bool:
             try:
-                why = await handover.claim(record, policy, REPLACED)
+                why = await handover.claim(record, policy, REPLACED, self.closing)
             except StoreUnavailable:
                 return await self._claim(record)  # as any claim the store cannot answer
             if why is not None:

@@ -66,14 +66,21 @@ class Handover:
     def inherited(self, key: str) -> bool:
         return key in self._inherited
 
-    async def claim(self, record: RunRecord, policy: ConcurrencyPolicy, reason: str) -> str | None:
+    async def claim(
+        self,
+        record: RunRecord,
+        policy: ConcurrencyPolicy,
+        reason: str,
+        stopping: Callable[[], bool] = lambda: False,
+    ) -> str | None:
         """Claim ``record`` (the first attempt of a run) unless a run of its task is going on
         another replica, as one step in the store. None: claimed, the run may start.
         Otherwise why the slot is skipped (``Forbid``). Under ``Replace`` the other replica is
         asked to stop its run (``reason``) and the claim is tried again once it has ended;
-        after ``patience`` the run is claimed as any other slot. Raises DuplicateRun if the
-        slot is claimed already (another replica runs it), StoreUnavailable if the store could
-        not be asked."""
+        after ``patience`` the run is claimed as any other slot, unless crontask is
+        ``stopping`` meanwhile. Raises DuplicateRun if the slot is claimed already (another
+        replica runs it) or is not to be started, StoreUnavailable if the store could not be
+        asked."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.patience
         while True:
@@ -86,6 +93,14 @@ class Handover:
             ids = ", ".join(f"{r.id} on {r.owner}" for r in answer.running)
             if policy is not ConcurrencyPolicy.REPLACE:
                 return f"previous run still running ({ids}); policy Forbid"
+            if stopping():
+                # Not claimed, not recorded: the task's next owner catches the slot up. Waiting
+                # on would hold the shutdown up to ``patience``, past any grace.
+                log.info(
+                    "slot not started: crontask is stopping",
+                    extra={"fields": {"task": record.task, "run": record.id}},
+                )
+                raise DuplicateRun(record.id, record.attempt)
             if loop.time() >= deadline:
                 log.warning(
                     "a replaced run on another replica did not stop in time; starting anyway",
@@ -100,7 +115,7 @@ class Handover:
                 "asked another replica to stop a run",
                 extra={"fields": {"task": record.task, "runs": ids, "reason": reason}},
             )
-            await self._ended(record.task, {r.id for r in answer.running}, deadline)
+            await self._ended(record.task, {r.id for r in answer.running}, deadline, stopping)
 
     # -- claims made together travel together ----------------------------------------------
 
@@ -147,10 +162,13 @@ class Handover:
         running: list[RunRecord] = await self._call(self.store.running, key)
         return [r for r in running if r.owner != self.me]
 
-    async def _ended(self, key: str, ids: set[str], deadline: float) -> None:
-        """Until none of the runs ``ids`` of ``key`` is running any more, or ``deadline``."""
+    async def _ended(
+        self, key: str, ids: set[str], deadline: float, stopping: Callable[[], bool]
+    ) -> None:
+        """Until none of the runs ``ids`` of ``key`` is running any more, ``deadline``, or
+        ``stopping``."""
         loop = asyncio.get_running_loop()
-        while loop.time() < deadline:
+        while loop.time() < deadline and not stopping():
             if not {r.id for r in await self._foreign(key)} & ids:
                 return
             await asyncio.sleep(self.poll)
