@@ -141,7 +141,12 @@ class ResolvingLoop(asyncio.SelectorEventLoop):
             self._all.give()
             self._give(key, name)
 
-        answer = abandonable(lookup)
+        try:
+            answer = abandonable(lookup)
+        except BaseException:  # no thread to be had (a pids limit): the places go back now
+            self._all.give()
+            self._give(key, name)
+            raise
         answer.add_done_callback(ended)
         return await asyncio.shield(answer)
 

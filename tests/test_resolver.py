@@ -124,3 +124,28 @@ def _hang_all(fake: FakeResolver) -> Any:
         return ANSWER
 
     return getaddrinfo
+
+
+def test_a_lookup_whose_thread_cannot_start_gives_its_places_back(
+    fake: FakeResolver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A pids limit reached for a moment: "can't start new thread".
+    real_start = threading.Thread.start
+    failing = [True]
+
+    def start(self: threading.Thread) -> None:
+        if failing[0] and self.name == "crontask-resolver":
+            raise RuntimeError("can't start new thread")
+        real_start(self)
+
+    monkeypatch.setattr(threading.Thread, "start", start)
+
+    async def scenario() -> list[Any]:
+        loop = asyncio.get_running_loop()
+        for i in range(resolver.IN_ALL + 8):
+            with pytest.raises(RuntimeError):
+                await loop.getaddrinfo(f"n{i}.test", 80)
+        failing[0] = False  # threads can be had again: every place is free
+        return await asyncio.wait_for(loop.getaddrinfo("elsewhere.test", 80), 10)
+
+    assert resolver.run(scenario()) == ANSWER
