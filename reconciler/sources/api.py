@@ -146,7 +146,11 @@ class ApiTaskFiles:
         for key in self._keys() if keys is None else keys:
             try:
                 text = self._read(self.path(key))
-            except ValueError:
+            except ValueError as err:
+                # Not a file of this folder (a symlinked namespace folder: crontask makes
+                # none): the error of its key, whose last good definition stays in force.
+                reason = f"{err}: not read (DELETE the task, or remove the link)"
+                found[key] = UnreadableText(reason, version_of(reason))
                 continue
             if text is not None:
                 found[key] = text
@@ -191,13 +195,20 @@ class ApiTaskFiles:
         return False
 
     def _keys(self) -> list[str]:
-        return sorted(
-            f"{folder.name}/{file.stem}"
-            for folder in self.root.iterdir()
-            if folder.is_dir() and not folder.name.startswith(".")
-            for file in folder.glob("*.yaml")
-            if not file.name.startswith(".")
-        )
+        """Every stored key. A folder that cannot be listed raises (pathlib's glob would yield
+        nothing, and the source, authoritative, would remove its tasks)."""
+        keys: list[str] = []
+        with os.scandir(self.root) as folders:
+            for folder in folders:
+                if folder.name.startswith(".") or not folder.is_dir():
+                    continue
+                with os.scandir(folder.path) as files:
+                    keys.extend(
+                        f"{folder.name}/{file.name[: -len('.yaml')]}"
+                        for file in files
+                        if file.name.endswith(".yaml") and not file.name.startswith(".")
+                    )
+        return sorted(keys)
 
     @staticmethod
     def _read(path: Path) -> str | UnreadableText | None:
