@@ -51,7 +51,7 @@ from reconciler.core.model import ConcurrencyPolicy
 from reconciler.core.runs import RunRecord, RunStatus, Trigger, manual_slot, run_id
 from reconciler.core.timing import AHEAD_MAX
 from reconciler.runner.base import Actions, Resumable
-from reconciler.store.base import DuplicateRun, RunStore, StoreUnavailable
+from reconciler.store.base import RunStore
 
 log = logging.getLogger("crontask.runner")
 
@@ -254,7 +254,7 @@ class Dispatcher(RunExecution):
         if self.handover is not None and policy is not ConcurrencyPolicy.ALLOW:
             # With replicas a run of the task may be going on another one: the store looks
             # for it and claims in one step (see handover.py).
-            active.claim = self._claim_alone(active, policy)
+            active.claim = self._claim_exclusive(active.record, policy)
         elif not replaced and (self.handover is None or not self.handover.inherited(key)):
             # Nothing to wait for before the claim: it goes to the store now, while the
             # scheduler hands over the rest of the slots due with this one.
@@ -270,28 +270,6 @@ class Dispatcher(RunExecution):
         was asked for, so its id stays unique. With replicas a run of the task may be going
         on another one: its claim looks for it (``fire``), so the concurrency policy holds."""
         return self.fire(definition, manual_slot(self.clock()), Trigger.MANUAL)
-
-    def _claim_alone(self, active: ActiveRun, policy: ConcurrencyPolicy) -> asyncio.Future[bool]:
-        """The claim of ``active``'s first attempt, unless a run of its task is going on
-        another replica (``Handover.claim``), with what ``_claim`` says: True, False (the
-        store is unavailable), or DuplicateRun (do not run it; under Forbid the slot's skip
-        is recorded first)."""
-        assert self.handover is not None
-        handover, record = self.handover, active.record
-
-        async def claim() -> bool:
-            try:
-                why = await handover.claim(record, policy, REPLACED, self.closing)
-            except StoreUnavailable:
-                return await self._claim(record)  # what an unanswered claim does, as any claim
-            if why is not None:
-                self._skip(record, "ConcurrencyForbid", why)
-                raise DuplicateRun(record.id, record.attempt)
-            return True
-
-        claimed = asyncio.ensure_future(claim())
-        claimed.add_done_callback(lambda f: f.cancelled() or f.exception())
-        return claimed
 
     def _not_started(
         self, definition: Definition, scheduled_at: datetime, trigger: Trigger

@@ -304,9 +304,20 @@ class RunExecution:
         whose membership lapsed (paused, cut off) may find the task's new owner running it,
         another replica a manual run. Forbid: the retry is recorded skipped and is not run
         (DuplicateRun); Replace: that run is stopped first. None: the ordinary claim."""
-        handover, policy = self.handover, definition.task.spec.concurrency_policy
-        if handover is None or policy is ConcurrencyPolicy.ALLOW:
+        policy = definition.task.spec.concurrency_policy
+        if self.handover is None or policy is ConcurrencyPolicy.ALLOW:
             return None
+        return self._claim_exclusive(record, policy)
+
+    def _claim_exclusive(
+        self, record: RunRecord, policy: ConcurrencyPolicy
+    ) -> asyncio.Future[bool]:
+        """``record``'s claim, unless a run of its task is going on another replica
+        (``Handover.claim``), with what ``_claim`` says: True, False (the store is
+        unavailable), or DuplicateRun (do not run it; under Forbid the skip is recorded
+        first)."""
+        handover = self.handover
+        assert handover is not None
 
         async def claim() -> bool:
             try:
