@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import enum
 import hashlib
-import ipaddress
 import json
 import re
 from typing import Annotated, Any, Literal
-from urllib.parse import SplitResult, urlsplit
+from urllib.parse import urlsplit
 
 from pydantic import (
     AfterValidator,
@@ -36,6 +35,7 @@ from reconciler.core.jobspec import (
 )
 from reconciler.core.runs import DNS1123_LABEL
 from reconciler.core.schedule import parse_schedule, validate_time_zone
+from reconciler.core.urls import host_problem
 
 API_VERSION = "crontask.dev/v1alpha1"
 KIND = "CronTask"
@@ -289,7 +289,7 @@ class HttpAction(_Model):
             raise ValueError("not a URL a request can go to: no host, or port 0")
         if any(ord(c) < 0x20 or c == "\x7f" for c in url):
             raise ValueError("not a URL a request can go to: it holds a control character")
-        if (problem := _host_problem(parts)) is not None:
+        if (problem := host_problem(parts)) is not None:
             raise ValueError(f"not a URL a request can go to: {problem}")
         return url
 
@@ -311,45 +311,6 @@ class HttpAction(_Model):
             low, _, high = part.partition("-")
             if int(low) <= status <= int(high or low):
                 return True
-        return False
-
-
-_IPV4_STYLE = re.compile(r"[0-9]+\.[0-9]+\.[0-9]+\.[0-9]+")
-
-
-def _host_problem(parts: SplitResult) -> str | None:
-    """What the HTTP action's client (httpx) refuses in a host when it sends, by its own rules
-    (standard library only): a dotted-quad that is no IPv4 address, a bracketed host that is
-    no IPv6 one, and, in a host it decodes (one that starts with ``xn--``), an ``xn--`` label
-    that is no Punycode. IDNA's rules on the decoded characters are left to the run: they
-    need the ``idna`` package, and its refusal is then one line, not a definition error."""
-    host = parts.hostname
-    assert host is not None  # checked by the caller
-    if parts.netloc.rpartition("@")[2].startswith("["):
-        try:
-            ipaddress.IPv6Address(host)
-        except ValueError:
-            return f"[{host}] is not an IPv6 address"
-    elif _IPV4_STYLE.fullmatch(host):
-        try:
-            ipaddress.IPv4Address(host)
-        except ValueError:
-            return f"{host} is not an IPv4 address"
-    elif host.startswith("xn--"):
-        for label in host.split("."):
-            if label.startswith("xn--") and not _a_label(label[4:]):
-                return f"{label} is not a valid IDNA label (xn--, then Punycode)"
-    return None
-
-
-def _a_label(code: str) -> bool:
-    # As the idna package checks one before its characters: there, decodes, and is the
-    # encoding of what it decodes to (else two spellings would name one host).
-    if not code or code.endswith("-"):
-        return False
-    try:
-        return code.encode("ascii").decode("punycode").encode("punycode") == code.encode()
-    except UnicodeError:
         return False
 
 

@@ -1,11 +1,15 @@
-"""URLs as they may be shown: in status lines, logs, run messages and the API.
+"""URLs as they may be shown (in status lines, logs, run messages and the API), and the hosts
+an http task's client can send to.
 
-Pure string work (``urllib.parse`` only), so every layer that shows a URL uses this one rule.
+Pure string work (the standard library only), so every layer uses these same rules.
 """
 
 from __future__ import annotations
 
+import ipaddress
+import re
 import urllib.parse
+from urllib.parse import SplitResult
 
 REDACTED = "***"
 
@@ -61,3 +65,42 @@ def _redact_item(item: str) -> str:
         return item
     name, sep, _ = item.partition("=")
     return f"{name}={REDACTED}" if sep else REDACTED
+
+
+_IPV4_STYLE = re.compile(r"[0-9]+\.[0-9]+\.[0-9]+\.[0-9]+")
+
+
+def host_problem(parts: SplitResult) -> str | None:
+    """What the HTTP action's client (httpx) refuses in a host when it sends, by its own rules
+    (standard library only): a dotted-quad that is no IPv4 address, a bracketed host that is
+    no IPv6 one, and, in a host it decodes (one that starts with ``xn--``), an ``xn--`` label
+    that is no Punycode. IDNA's rules on the decoded characters are left to the run: they
+    need the ``idna`` package, and its refusal is then one line, not a definition error."""
+    host = parts.hostname
+    assert host is not None  # checked by the caller
+    if parts.netloc.rpartition("@")[2].startswith("["):
+        try:
+            ipaddress.IPv6Address(host)
+        except ValueError:
+            return f"[{host}] is not an IPv6 address"
+    elif _IPV4_STYLE.fullmatch(host):
+        try:
+            ipaddress.IPv4Address(host)
+        except ValueError:
+            return f"{host} is not an IPv4 address"
+    elif host.startswith("xn--"):
+        for label in host.split("."):
+            if label.startswith("xn--") and not _a_label(label[4:]):
+                return f"{label} is not a valid IDNA label (xn--, then Punycode)"
+    return None
+
+
+def _a_label(code: str) -> bool:
+    # As the idna package checks one before its characters: there, decodes, and is the
+    # encoding of what it decodes to (else two spellings would name one host).
+    if not code or code.endswith("-"):
+        return False
+    try:
+        return code.encode("ascii").decode("punycode").encode("punycode") == code.encode()
+    except UnicodeError:
+        return False
