@@ -35,13 +35,10 @@ import asyncio
 import contextlib
 import dataclasses
 import itertools
-import threading
 from collections.abc import Callable, Collection, Coroutine, Iterator, Mapping, Sequence
 from concurrent.futures import Future
 from datetime import UTC, datetime
 from typing import Any, TypeVar
-
-import yaml
 
 from reconciler.controller.cluster import Cluster
 from reconciler.controller.dispatch import Dispatcher
@@ -61,21 +58,20 @@ from reconciler.controller.view import (
     VersionMismatch,
     task_state,
 )
+from reconciler.controller.writes import KeyedLocks, check_version, stored_text
 from reconciler.core.api_tasks import (
     MISSING,
     AlreadyExists,
     NotInForce,
     check_room,
 )
-from reconciler.core.desired import Definition, DefinitionError, DesiredState, SourceKind
+from reconciler.core.desired import Definition, DesiredState, SourceKind
 from reconciler.core.model import CronTask
 from reconciler.core.runs import RunRecord, RunStatus
 from reconciler.scheduling.base import Scheduler, schedule_of
 from reconciler.sources.api import (
     ApiSource,
     UnreadableText,
-    check_size,
-    read_stored,
     text_version,
 )
 from reconciler.sources.base import Source
@@ -272,7 +268,7 @@ class Service:
 
     def create_api_task(self, task: CronTask) -> TaskView:
         self._check_runnable(task)
-        text = _stored_text(task)
+        text = stored_text(task)
         with self._writing(task.key):
             self._check_owner(task.key)
             self._check_room(task.key, text, None)
@@ -282,13 +278,13 @@ class Service:
         self, task: CronTask, *, if_match: IfMatch | None = None
     ) -> tuple[TaskView, bool]:
         self._check_runnable(task)
-        text = _stored_text(task)
+        text = stored_text(task)
         with self._writing(task.key):
             self._check_owner(task.key)
             for _ in range(WRITE_ATTEMPTS):
                 previous = self._api.store.load([task.key]).get(task.key)
                 current = None if previous is None else text_version(previous)
-                _check_version(task.key, current, if_match)
+                check_version(task.key, current, if_match)
                 self._check_room(task.key, text, previous)
                 try:
                     # The store checks again, atomically: another replica may have written
@@ -309,7 +305,7 @@ class Service:
             if current is None:
                 self._check_owner(key)
                 raise KeyError(key)
-            _check_version(key, current, if_match)
+            check_version(key, current, if_match)
             # Without If-Match whatever is stored goes, also if another replica wrote it since
             # the read (the last writer wins, as with PUT); a removal it beat us to is a 404.
             try:
@@ -475,30 +471,11 @@ class Service:
         return result.result(ON_LOOP_TIMEOUT)
 
 
-def _stored_text(task: CronTask) -> str:
-    """``task`` as the API source stores it; TaskTooLarge if that is over what it reads,
-    InvalidDefinition if it would not read it back (nested deeper than a task file may be)."""
-    # allow_unicode: an emoji is its 4 bytes of UTF-8, not a 10-character escape.
-    text = yaml.safe_dump(task.to_document(), sort_keys=False, allow_unicode=True)
-    check_size(task.key, text)
-    read = read_stored(task.key, text)
-    if isinstance(read, DefinitionError):
-        raise InvalidDefinition([FieldError((), f"as stored YAML, {read.message}")])
-    return text
-
-
 def _failed(result: PassResult) -> str:
     """Why ``result``'s pass failed, in one line."""
     error = result.error
     said = excerpt(f"{type(error).__name__}: {error}", PASS_ERROR)
     return f"the pass that applies it failed ({said})"
-
-
-def _check_version(key: str, current: str | None, if_match: IfMatch | None) -> None:
-    if if_match is None:
-        return
-    if current is None or ("*" not in if_match and current not in if_match):
-        raise VersionMismatch(key, current)
 
 
 def _problems(desired: DesiredState) -> dict[str, str]:
@@ -510,37 +487,3 @@ def _problems(desired: DesiredState) -> dict[str, str]:
     for conflict in desired.conflicts:
         problems.setdefault(conflict.key, str(conflict))
     return problems
-
-
-class KeyedLocks:
-    """One lock per key, made when first held and dropped when nobody holds or waits for it
-    (so the table stays as small as the number of keys being written right now)."""
-
-    def __init__(self) -> None:
-        self._guard = threading.Lock()
-        self._locks: dict[str, tuple[threading.Lock, int]] = {}
-
-    @contextlib.contextmanager
-    def hold(self, key: str, timeout: float) -> Iterator[None]:
-        """Hold ``key``'s lock; TimeoutError if it is not free within ``timeout`` seconds."""
-        with self._guard:
-            lock, users = self._locks.get(key, (None, 0))
-            lock = lock or threading.Lock()
-            self._locks[key] = (lock, users + 1)
-        try:
-            if not lock.acquire(timeout=timeout):
-                raise TimeoutError(f"another write of {key} took longer than {timeout:g}s")
-            try:
-                yield
-            finally:
-                lock.release()
-        finally:
-            with self._guard:
-                users = self._locks[key][1] - 1
-                if users:
-                    self._locks[key] = (lock, users)
-                else:
-                    del self._locks[key]
-
-    def __len__(self) -> int:
-        return len(self._locks)

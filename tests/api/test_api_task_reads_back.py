@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from reconciler.controller import service
+from reconciler.controller import writes
 from reconciler.core.desired import DefinitionError, Location, SourceKind
 from reconciler.sources.api import ApiTaskFiles
 from tests.api.live_api import LiveApi, files_root
@@ -50,7 +50,7 @@ def test_a_task_the_reader_would_refuse_is_422_and_not_stored(
         where = Location(SourceKind.API, f"/api/v1/tasks/{key}", 9, 3)
         return DefinitionError(where, "more than 10000 values in one document", key)
 
-    monkeypatch.setattr(service, "read_stored", refuse)
+    monkeypatch.setattr(writes, "read_stored", refuse)
     with live.client() as client:
         refused = client.post("/api/v1/tasks", json=task_doc("x", "ops"))
     problem = assert_problem(refused, 422, "invalid-definition")

@@ -14,7 +14,7 @@ from pydantic_core import PydanticCustomError
 
 from reconciler.api import params
 from reconciler.cli import main_helpers
-from reconciler.controller.service import KeyedLocks
+from reconciler.controller.writes import KeyedLocks
 from reconciler.core.runs import run_id
 from reconciler.sources.api import ApiTaskFiles
 
