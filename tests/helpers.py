@@ -10,6 +10,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any, TypeVar
 
 from reconciler.core.desired import Definition, Location
@@ -83,3 +84,18 @@ def serve_http(
         httpd.shutdown()
         httpd.server_close()
         thread.join()
+
+
+def hanging_lookups(folder: Path, host: str, seconds: float = 60.0) -> str:
+    """A ``PYTHONPATH`` under which a new Python interpreter's lookups of ``host`` hang for
+    ``seconds`` (a ``sitecustomize`` written in ``folder``), with this checkout importable."""
+    (folder / "sitecustomize.py").write_text(
+        "import socket, time\n"
+        "_getaddrinfo = socket.getaddrinfo\n"
+        "def _hanging(host, *args, **kwargs):\n"
+        f"    if host in ({host!r}, {host.encode()!r}):\n"
+        f"        time.sleep({seconds!r})\n"
+        "    return _getaddrinfo(host, *args, **kwargs)\n"
+        "socket.getaddrinfo = _hanging\n"
+    )
+    return f"{folder}:{Path(__file__).parents[1]}"

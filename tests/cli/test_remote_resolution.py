@@ -14,26 +14,11 @@ import pytest
 
 from reconciler.cli import client
 from tests.cli.hostile import assert_one_line_error, crontask
+from tests.helpers import hanging_lookups
 
 DEADLINE = 1.0
 SLACK = 4.0  # starting the interpreter, on a busy machine
 HANGS = "resolving.hangs.test"
-
-# Loaded at start-up by the CLI's interpreter: resolving HANGS takes a minute.
-_SITECUSTOMIZE = f"""
-import socket, time
-
-_getaddrinfo = socket.getaddrinfo
-
-
-def _hanging(host, *args, **kwargs):
-    if host in ({HANGS!r}, {HANGS.encode()!r}):
-        time.sleep(60)
-    return _getaddrinfo(host, *args, **kwargs)
-
-
-socket.getaddrinfo = _hanging
-"""
 
 
 def test_a_call_returns_at_its_deadline_while_resolution_hangs(
@@ -73,14 +58,13 @@ def test_a_call_returns_at_its_deadline_while_resolution_hangs(
 def test_the_command_exits_at_its_deadline_while_resolution_hangs(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, command: tuple[str, ...]
 ) -> None:
-    (tmp_path / "sitecustomize.py").write_text(_SITECUSTOMIZE)
-    path = [str(tmp_path), str(Path(client.__file__).parents[2])]
+    path = hanging_lookups(tmp_path, HANGS)
     url = f"http://{HANGS}:8080"
     done = crontask(
         *command,
         "--server",
         url,
-        env={"CRONTASK_TIMEOUT": str(DEADLINE), "PYTHONPATH": ":".join(path)},
+        env={"CRONTASK_TIMEOUT": str(DEADLINE), "PYTHONPATH": path},
         timeout=DEADLINE + 2 * SLACK,
     )
     assert_one_line_error(done.code, done.err, f"crontask at {url} did not answer within")

@@ -11,29 +11,14 @@ from pathlib import Path
 
 import pytest
 
-import reconciler
 from reconciler.core.runs import RunStatus
 from tests.cli.hostile import hostile_server
 from tests.e2e.conftest import Crontask
-from tests.helpers import wait_for
+from tests.helpers import hanging_lookups, wait_for
 
 pytestmark = pytest.mark.e2e
 
 HANGS = "lookup.hangs.test"
-_SITECUSTOMIZE = f"""
-import socket, time
-
-_getaddrinfo = socket.getaddrinfo
-
-
-def _hanging(host, *args, **kwargs):
-    if host in ({HANGS!r}, {HANGS.encode()!r}):
-        time.sleep(60)
-    return _getaddrinfo(host, *args, **kwargs)
-
-
-socket.getaddrinfo = _hanging
-"""
 
 
 def http_task(name: str, url: str) -> str:
@@ -54,8 +39,7 @@ def test_a_name_that_never_resolves_holds_up_nothing_else(
 ) -> None:
     site = tmp_path / "site"
     site.mkdir()
-    (site / "sitecustomize.py").write_text(_SITECUSTOMIZE)
-    path = f"{site}:{Path(reconciler.__file__).parents[1]}"
+    path = hanging_lookups(site, HANGS)
     with hostile_server() as server:
         app = crontask("--log-level", "info", env={"PYTHONPATH": path})
         port = server.url.rsplit(":", 1)[1]
