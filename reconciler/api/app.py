@@ -30,7 +30,7 @@ from reconciler.api import (
     routes_sources,
     routes_tasks,
 )
-from reconciler.api.admission import UNQUEUED, Admission
+from reconciler.api.admission import BODY_SECONDS, UNQUEUED, Admission
 from reconciler.api.auth import PUBLIC, REQUIRED_ROLE_KEY, AuthConfig, RequiredRole, role_extra
 from reconciler.api.hosts import LoopbackHosts
 from reconciler.api.models import CRONTASK_SCHEMA_REF, HealthOut, ReadinessOut, ReadinessProblem
@@ -112,7 +112,7 @@ def create_app(
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
-            app.openapi_schema = _openapi(app, auth)
+            app.openapi_schema = _openapi(app, auth, misdirected=hosts is not None)
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
@@ -165,7 +165,7 @@ def _probes_router(metrics_role: RequiredRole) -> APIRouter:
     return router
 
 
-def _openapi(app: FastAPI, auth: AuthConfig | None) -> dict[str, Any]:
+def _openapi(app: FastAPI, auth: AuthConfig | None, *, misdirected: bool) -> dict[str, Any]:
     """FastAPI's document, completed: problem responses as ``application/problem+json``, the
     CronTask schema, the bearer scheme on every protected operation (when auth is on)."""
     doc = get_openapi(
@@ -210,8 +210,12 @@ def _openapi(app: FastAPI, auth: AuthConfig | None) -> dict[str, Any]:
             responses.setdefault("500", {"description": "Internal error"})
             if path not in UNQUEUED:
                 responses.setdefault("503", {"description": "Busy: retry after Retry-After"})
+            if misdirected:
+                responses.setdefault("421", {"description": "The Host header names another site"})
             if "requestBody" in op:
-                responses.setdefault("400", {"description": "The body cannot be decoded"})
+                # A body that is not JSON is a 422 like any invalid body (problems.py), never 400.
+                late = f"The body did not arrive within {BODY_SECONDS:g} s"
+                responses.setdefault("408", {"description": late})
                 responses.setdefault("413", {"description": "The body is larger than 1 MiB"})
             for status, response in responses.items():
                 if status.isdigit() and int(status) >= 400:

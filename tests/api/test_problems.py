@@ -8,7 +8,9 @@ from typing import Any
 
 import pytest
 
+from reconciler.api.app import create_app
 from reconciler.core.runs import RunRecord
+from reconciler.sinks.metrics import Metrics
 from reconciler.store import MemoryRunStore, RunPage, RunQuery, StoreUnavailable
 from tests.api.conftest import AppFactory, TestClient
 from tests.api.fakes import FakeRuntime
@@ -164,3 +166,26 @@ def test_problem_responses_are_declared(client: TestClient) -> None:
                 assert "422" in op["responses"]
                 assert "500" in op["responses"]
     assert "HTTPValidationError" not in doc["components"]["schemas"]
+
+
+def test_declared_statuses_are_the_ones_answered(runtime: FakeRuntime) -> None:
+    """A body that is not JSON is a 422 (never 400); a slow body a 408; with a host list, a
+    foreign Host a 421: each is declared where it can happen, and 400 nowhere."""
+    app = create_app(runtime, auth=None, metrics=Metrics(), hosts=["ct.example"])
+    with TestClient(app, base_url="http://127.0.0.1") as client:
+        bad = client.post(
+            "/api/v1/tasks", content=b"{not json", headers={"content-type": "application/json"}
+        )
+        assert bad.status_code == 422
+        foreign = client.get("/api/v1/tasks", headers={"host": "evil.example"})
+        assert foreign.status_code == 421
+        doc = client.get("/openapi.json").json()
+    create = doc["paths"]["/api/v1/tasks"]["post"]["responses"]
+    assert {"408", "413", "421", "422"} <= set(create)
+    for item in doc["paths"].values():
+        for op in item.values():
+            assert "400" not in op["responses"]
+            assert "421" in op["responses"]
+    with TestClient(create_app(runtime, auth=None, metrics=Metrics())) as client:
+        doc = client.get("/openapi.json").json()
+    assert "421" not in doc["paths"]["/api/v1/tasks"]["get"]["responses"]
