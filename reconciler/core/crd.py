@@ -359,7 +359,9 @@ def _status_schema() -> dict[str, Any]:
                 "column: JSONPath cannot count.",
                 "minimum": 0,
             },
-            "lastScheduleTime": _timestamp("The slot of the most recent run."),
+            "lastScheduleTime": _timestamp(
+                "The latest slot of the schedule that ran (a manual run leaves it, as on a CronJob)."
+            ),
             "lastSuccessfulTime": _timestamp("When a run last succeeded."),
             "lastFailureTime": _timestamp("When a run last failed."),
             "nextScheduleTime": _timestamp("The next slot, or unset while suspended."),
@@ -429,7 +431,9 @@ def _printer_columns() -> list[dict[str, Any]]:
         column("Schedule", "string", ".spec.schedule", "Cron expression or @every interval."),
         column("Suspend", "boolean", ".spec.suspend", "No new runs while true."),
         column("Active", "integer", ".status.activeCount", "Runs going now."),
-        column("Last Schedule", "date", ".status.lastScheduleTime", "Slot of the latest run."),
+        column(
+            "Last Schedule", "date", ".status.lastScheduleTime", "Latest scheduled slot that ran."
+        ),
         column("Last Result", "string", ".status.lastRun.result", "Result of the latest run."),
         # A `date` column renders as an age, and a time in the future as `<invalid>`, so the
         # next run is shown as the RFC 3339 timestamp it is.

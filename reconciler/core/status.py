@@ -53,6 +53,16 @@ def is_failure(record: RunRecord) -> bool:
     return record.status in FAILURES
 
 
+def is_scheduled(record: RunRecord) -> bool:
+    """Whether ``record`` is of a slot of the task's schedule (``lastScheduleTime`` is the
+    latest of these, as a CronJob's: ``kubectl create job --from=cronjob/...`` never moves
+    it). Not a manual run, nor a retry of one: a retry's record says ``retry``, but a manual
+    run's slot is never a whole second (``runs.manual_slot``), and a scheduled one always is."""
+    if record.trigger is Trigger.MANUAL:
+        return False
+    return record.trigger is not Trigger.RETRY or record.scheduled_at.microsecond == 0
+
+
 def rfc3339(at: datetime) -> str:
     return at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -91,7 +101,7 @@ class RunSummary:
     """What the runs seen so far say, folded one record at a time (:meth:`observe`)."""
 
     latest: RunRecord | None = None
-    last_schedule: datetime | None = None
+    last_schedule: datetime | None = None  # the latest slot of the schedule that ran
     last_success: datetime | None = None
     last_failure: datetime | None = None
 
@@ -108,7 +118,7 @@ class RunSummary:
         if not hides_running:
             latest = record
         last_schedule = self.last_schedule
-        if record.status is not RunStatus.SKIPPED:
+        if record.status is not RunStatus.SKIPPED and is_scheduled(record):
             last_schedule = _later(last_schedule, record.scheduled_at)
         ended = record.finished_at
         last_success, last_failure = self.last_success, self.last_failure
