@@ -32,6 +32,25 @@ MACROS = {
 }
 
 
+# ``CRON_TZ=Europe/Paris 0 3 * * *`` (cronie, robfig/cron) and ``TZ=...``: a Kubernetes CronJob
+# refuses them too since 1.27, for spec.timeZone. Read as cron fields they gave an error about
+# the second field, which did not say what to do.
+_ZONE_PREFIX = re.compile(r"(CRON_TZ|TZ)=(\S*)", re.IGNORECASE)
+
+
+def _refuse_zone_prefix(head: re.Match[str]) -> None:
+    prefix = _ZONE_PREFIX.fullmatch(head.group())
+    if prefix is None:
+        return
+    name, zone = prefix.groups()
+    try:
+        validate_time_zone(zone)
+        where = f"spec.timeZone: {zone}"
+    except ScheduleError:
+        where = "spec.timeZone to the zone's IANA name (e.g. Europe/Paris)"
+    raise ScheduleError(f"a {name}= prefix is not supported; set {where} instead", head.start())
+
+
 def parse_schedule(expression: str, time_zone: str = "UTC") -> Schedule:
     """Parse a cron expression, a macro (``@daily``) or ``@every <duration>``.
 
@@ -44,6 +63,7 @@ def parse_schedule(expression: str, time_zone: str = "UTC") -> Schedule:
             "as '@daily', or '@every 5m'"
         )
     head = words[0]
+    _refuse_zone_prefix(head)
     if not head.group().startswith("@"):
         spec = _parse_cron(expression)
         return CronSchedule(expression, validate_time_zone(time_zone), spec)
