@@ -32,6 +32,7 @@ from reconciler.controller.dispatch import Dispatcher
 from reconciler.controller.execution import HANDED_OVER, TASK_CHANGED, TASK_REMOVED
 from reconciler.core.assignment import Assignment
 from reconciler.core.desired import Definition, DesiredState, assemble, reassemble
+from reconciler.core.model import spec_hash
 from reconciler.core.plan import Operation, Plan, Step, plan
 from reconciler.scheduling.base import Scheduler
 from reconciler.sources.base import Source
@@ -317,11 +318,21 @@ def account_for_slots(
 
     Removed tasks are forgotten, and a removed or changed task's runs do not retry, whether
     their retry waits or their attempt is still going (``elsewhere``: a removed key that is
-    still declared went to another replica). An
-    added task with an anchor (its last recorded slot: at start-up, after a handover) and a
-    resumed task catch up on the slots they missed, up to just before the scheduler's first
-    fire, so that no slot is handled by both or by neither. Any other added or changed task
-    counts skipped slots from ``now`` on.
+    still declared went to another replica). A change of ``suspend`` alone is no change to
+    the runs going: they retry as they began (a CronJob's suspend stops new Jobs, not the
+    backoff retries of those running).
+
+    Slots are counted from the task's last slot (a CronJob's ``lastScheduleTime``), never from
+    the moment of a change, so that a pass means the same whenever it sees the change: live,
+    or at the start after crontask was down. An added task with an anchor (its last recorded
+    slot: at start-up, after a handover) catches up on the slots it missed, up to just before
+    the scheduler's first fire, so that no slot is handled by both or by neither. A changed
+    task does the same from the ledger's last slot, under the definition now in force: a
+    resumed task runs the latest slot missed while suspended (an edit made while it was
+    suspended included), a new schedule its latest slot since the last one. Neither records
+    the older slots as superseded: crontask was up, and they were not slots then (suspended,
+    or of another schedule). A suspended task keeps its last slot until it resumes. Any other
+    added task counts skipped slots from ``now`` on.
     """
     for step in steps:
         if step.desired is None:
@@ -329,19 +340,27 @@ def account_for_slots(
             dispatcher.cancel_retries(step.key, reason)
             dispatcher.forget(step.key)
             continue
-        if step.operation is Operation.UPDATE:
+        if step.current is not None and not _suspend_only(step.current, step.desired):
             dispatcher.cancel_retries(step.key, TASK_CHANGED)
         following = scheduler.next_fire_time(step.key)
         until = min(now, following - _EPSILON) if following else now
-        was_suspended = step.current is not None and step.current.task.spec.suspend
         if anchors is not None and step.operation is Operation.ADD:
             dispatcher.catch_up(step.desired, anchors.get(step.key), until)
-        elif was_suspended and not step.desired.task.spec.suspend:
+        elif step.operation is Operation.UPDATE:
             dispatcher.catch_up(
                 step.desired, dispatcher.last_slot(step.key), until, record_superseded=False
             )
         else:
             dispatcher.track(step.key, now)
+
+
+def _suspend_only(current: Definition, desired: Definition) -> bool:
+    """Whether ``desired`` differs from ``current`` in ``spec.suspend`` and nothing else."""
+    suspend = desired.task.spec.suspend
+    if current.task.spec.suspend == suspend:
+        return False
+    resumed = current.task.spec.model_copy(update={"suspend": suspend})
+    return spec_hash(resumed) == desired.hash
 
 
 class _Mine(Mapping[str, Definition]):

@@ -1,8 +1,9 @@
 """The slot ledger: every slot of every task accounted for.
 
 Per task it remembers the latest slot handed to the dispatcher (or the instant accounting began:
-a task added, changed or resumed now), and answers what became of the slots in between, so that
-nothing is dropped silently:
+a task added now, or where a catch-up ended; a suspended task keeps its last slot, which
+resuming catches up from), and answers what became of the slots in between, so that nothing is
+dropped silently:
 
 - a scheduled slot handed over late (the loop was blocked, the machine suspended) jumps over the
   slots between the previous one and itself: those are **superseded**, one counted skip;
@@ -88,10 +89,15 @@ class SlotLedger:
     def catch_up(self, definition: Definition, anchor: datetime | None, until: datetime) -> CatchUp:
         """The slots after ``anchor`` (the task's last recorded slot) up to ``until`` (where the
         scheduler takes over) were missed. With no anchor (a task never run before), or for a
-        suspended task, nothing is caught up."""
+        suspended task, nothing is caught up. A suspended task keeps its anchor as its last
+        slot: the slots that fall while it is suspended are not missed, but the latest of them
+        is what resuming catches up, however many passes (edits, a restart) come between."""
         key = definition.key
         until = until.astimezone(UTC)
         anchor = None if anchor is None else anchor.astimezone(UTC)
+        if anchor is not None and definition.task.spec.suspend:
+            self._last[key] = anchor
+            return NOTHING
         self._last[key] = max(until, anchor) if anchor else until
         if anchor is None or definition.task.spec.suspend or until <= anchor:
             return NOTHING
