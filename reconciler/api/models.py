@@ -6,7 +6,7 @@ RFC 3339 with an offset: run times in UTC (``Z``), a task's next runs in the tas
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, Literal
 
@@ -16,6 +16,7 @@ from pydantic.alias_generators import to_camel
 from reconciler.api.problems import Problem
 from reconciler.controller.view import TaskView
 from reconciler.core.runs import RunRecord, RunStatus, Trigger
+from reconciler.core.urls import redact_request_url
 
 TaskState = Literal["Ready", "Error", "Suspended"]
 
@@ -126,7 +127,9 @@ class TaskOut(_Out):
         "null for tasks of other sources",
     )
     resource: dict[str, Any] = Field(
-        description="the CronTask document in force (its last good definition)"
+        description="the CronTask document in force (its last good definition); for a caller "
+        "below admin, an http action's URL is shown as run messages show it (no user name, "
+        "password, path or query values)"
     )
     source: SourceOut
     state: TaskState = Field(
@@ -142,11 +145,13 @@ class TaskOut(_Out):
     )
 
     @classmethod
-    def of(cls, view: TaskView) -> TaskOut:
+    def of(cls, view: TaskView, *, exact: bool) -> TaskOut:
+        """``exact``: the resource as it is, for a caller who may change the task (what it
+        reads, it can PUT back unchanged); else as :func:`for_readers` shows it."""
         return cls(
             key=view.key,
             resource_version=view.version,
-            resource=dict(view.resource),
+            resource=dict(view.resource) if exact else for_readers(view.resource),
             source=SourceOut(
                 kind=view.source.kind,
                 location=view.source.location,
@@ -160,6 +165,19 @@ class TaskOut(_Out):
             last_run=RunOut.of(view.last_run) if view.last_run else None,
             owner=view.owner,
         )
+
+
+def for_readers(resource: Mapping[str, Any]) -> dict[str, Any]:
+    """``resource`` as a caller who may only read it sees it: an http action's URL as run
+    messages show it (no user name, password, path or query values: they are where a URL
+    carries its secrets, a webhook's in its path), the rest as it is."""
+    spec = resource.get("spec")
+    if not isinstance(spec, Mapping) or not isinstance(http := spec.get("http"), Mapping):
+        return dict(resource)
+    if not isinstance(url := http.get("url"), str):
+        return dict(resource)
+    shown = {**http, "url": redact_request_url(url)}
+    return {**resource, "spec": {**spec, "http": shown}}
 
 
 def _state(value: str) -> TaskState:
@@ -189,8 +207,8 @@ class HealthOut(_Out):
     status: Literal["ok"] = "ok"
 
 
-def tasks_out(views: Iterable[TaskView]) -> list[TaskOut]:
-    return [TaskOut.of(v) for v in sorted(views, key=lambda v: v.key)]
+def tasks_out(views: Iterable[TaskView], *, exact: bool) -> list[TaskOut]:
+    return [TaskOut.of(v, exact=exact) for v in sorted(views, key=lambda v: v.key)]
 
 
 def runs_out(records: Sequence[RunRecord]) -> list[RunOut]:

@@ -17,10 +17,10 @@ import json
 import time
 from typing import Annotated, Any, Final
 
-from fastapi import APIRouter, Header, Query, Response
+from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from pydantic import ValidationError
 
-from reconciler.api.auth import role_extra
+from reconciler.api.auth import RequiredRole, Role, role_extra
 from reconciler.api.models import (
     CRONTASK_SCHEMA_REF,
     ListMeta,
@@ -52,6 +52,7 @@ from reconciler.api.problems import (
     field_problems,
 )
 from reconciler.api.routing import (
+    ROLE_SCOPE_KEY,
     GuardedRoute,
     Runtime,
     links,
@@ -85,6 +86,7 @@ router = APIRouter(
 )
 
 IF_MATCH_MAX: Final = 1024
+WRITER: Final[RequiredRole] = "admin"  # who may create, replace and delete tasks
 DETAILED: Final = 5  # the failing fields a 422's detail names (``errors`` lists more)
 # With replicas, how long a manual run's answer waits for the shared store's decision.
 DECISION_WAIT: Final = 5.0
@@ -136,6 +138,17 @@ _ETAG: Final = {
 }
 
 
+def _may_write(request: Request) -> bool:
+    """Whether the caller may write tasks, and so reads them exactly: a GET's resource must
+    PUT back unchanged. Others read an http action's URL without its secrets (a viewer or an
+    operator may see and run the task, not learn its credentials)."""
+    role = request.scope.get(ROLE_SCOPE_KEY)
+    return isinstance(role, Role) and role.allows(Role(WRITER))
+
+
+Exact = Annotated[bool, Depends(_may_write)]
+
+
 @router.get(
     "/tasks",
     response_model=TaskListOut,
@@ -157,6 +170,8 @@ def list_tasks(
         int, Query(ge=1, le=TASKS_PAGE_MAX, description=f"page size, at most {TASKS_PAGE_MAX}")
     ] = TASKS_PAGE_DEFAULT,
     continue_: ContinueQuery = None,
+    *,
+    exact: Exact,
 ) -> TaskListOut:
     after = None
     if continue_ is not None:
@@ -172,7 +187,8 @@ def list_tasks(
     shown = _within_bytes(views[:limit])
     token = encode_task_token(views[shown - 1].key) if len(views) > shown else None
     return TaskListOut(
-        metadata=ListMeta(continue_=token), items=[TaskOut.of(v) for v in views[:shown]]
+        metadata=ListMeta(continue_=token),
+        items=[TaskOut.of(v, exact=exact) for v in views[:shown]],
     )
 
 
@@ -203,11 +219,13 @@ def _within_bytes(views: list[TaskView]) -> int:
     },
     responses={200: _ETAG, **problem_responses(404, 422)},
 )
-def get_task(runtime: Runtime, namespace: Namespace, name: Name, response: Response) -> TaskOut:
+def get_task(
+    runtime: Runtime, namespace: Namespace, name: Name, response: Response, exact: Exact
+) -> TaskOut:
     view = runtime.task(f"{namespace}/{name}")
     if view is None:
         raise _not_found(namespace, name)
-    return _answer(view, response)
+    return _answer(view, response, exact=exact)
 
 
 @router.post(
@@ -218,7 +236,7 @@ def get_task(runtime: Runtime, namespace: Namespace, name: Name, response: Respo
     description="409 if a task with this namespace/name exists (from any source), also when "
     "another request creates it first.",
     openapi_extra={
-        **role_extra("admin"),
+        **role_extra(WRITER),
         **_DOCUMENT_BODY,
         **links(
             (201,),
@@ -247,7 +265,7 @@ def create_task(runtime: Runtime, document: Document, response: Response) -> Tas
     except OwnedElsewhere as exc:
         raise _owned_elsewhere(exc) from None
     response.headers["Location"] = f"/api/v1/tasks/{view.key}"
-    return _answer(view, response)
+    return _answer(view, response, exact=True)  # a writer's
 
 
 @router.put(
@@ -259,7 +277,7 @@ def create_task(runtime: Runtime, document: Document, response: Response) -> Tas
     "409 if the task is defined by another source; with `If-Match`, 412 if the task is not at "
     "one of the versions given.",
     openapi_extra={
-        **role_extra("admin"),
+        **role_extra(WRITER),
         **_DOCUMENT_BODY,
         **links(
             (200, 201),
@@ -322,7 +340,7 @@ def put_task(
     if created:
         response.status_code = 201
         response.headers["Location"] = f"/api/v1/tasks/{view.key}"
-    return _answer(view, response)
+    return _answer(view, response, exact=True)  # a writer's
 
 
 @router.delete(
@@ -332,7 +350,7 @@ def put_task(
     summary="Delete an API-owned task",
     description="409 if the task is defined by another source: delete it there. With "
     "`If-Match`, 412 if the task is not at one of the versions given.",
-    openapi_extra=role_extra("admin"),
+    openapi_extra=role_extra(WRITER),
     responses=problem_responses(404, 409, 412, 422),
 )
 def delete_task(
@@ -409,10 +427,10 @@ def _validated(document: dict[str, Any]) -> CronTask:
         raise _invalid(InvalidDefinition(errors), more) from None
 
 
-def _answer(view: TaskView, response: Response) -> TaskOut:
+def _answer(view: TaskView, response: Response, *, exact: bool) -> TaskOut:
     if view.version is not None:
         response.headers["ETag"] = f'"{view.version}"'
-    return TaskOut.of(view)
+    return TaskOut.of(view, exact=exact)
 
 
 def _if_match(header: str | None) -> IfMatch | None:

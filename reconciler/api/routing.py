@@ -34,6 +34,9 @@ from reconciler.sinks.metrics import Metrics
 log = logging.getLogger("crontask.api")
 
 PRINCIPAL_SCOPE_KEY: Final = "crontask.principal"
+# The role the guard found for the caller (None: none crontask knows), for a route whose answer
+# depends on it (an http URL's secrets are shown to those who may write the task).
+ROLE_SCOPE_KEY: Final = "crontask.role"
 """Where the guard leaves the caller's name for the request log (never the credential)."""
 
 
@@ -101,6 +104,7 @@ def authorize(request: Request, role: str) -> None:
         return
     if auth is None:
         request.scope[PRINCIPAL_SCOPE_KEY] = ANONYMOUS.name
+        request.scope[ROLE_SCOPE_KEY] = ANONYMOUS.role
         return
     try:
         principal = auth.authenticate(request.headers.get("authorization"))
@@ -124,6 +128,7 @@ def authorize(request: Request, role: str) -> None:
             headers={"WWW-Authenticate": challenge},
         ) from None
     request.scope[PRINCIPAL_SCOPE_KEY] = principal.name
+    request.scope[ROLE_SCOPE_KEY] = principal.role
     if role == PUBLIC:
         return
     needed = Role(role)

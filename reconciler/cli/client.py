@@ -32,6 +32,7 @@ from urllib.parse import quote
 
 from reconciler.cli.main_helpers import server_url
 from reconciler.cli.terminal import printable, shown
+from reconciler.core.urls import redact_url
 from reconciler.sources.limits import MIB, format_size
 
 if TYPE_CHECKING:
@@ -180,6 +181,11 @@ class _Api:
     timeout: float
     max_bytes: int
 
+    @property
+    def shown(self) -> str:
+        """The server as messages name it: without the password or token its URL may hold."""
+        return redact_url(self.server)
+
     async def call(
         self,
         client: httpx.AsyncClient,
@@ -198,7 +204,7 @@ class _Api:
         if self.token:
             headers["Authorization"] = f"Bearer {self.token}"
         url = self.server.rstrip("/") + path
-        server = self.server
+        server = self.shown  # for the messages
         try:
             async with (
                 asyncio.timeout(self.timeout),
@@ -248,7 +254,7 @@ class _Api:
 
     def _too_long(self) -> RemoteError:
         return RemoteError(
-            f"{self.server} answered more than {format_size(self.max_bytes)} (refused)"
+            f"{self.shown} answered more than {format_size(self.max_bytes)} (refused)"
         )
 
 
@@ -268,10 +274,10 @@ async def _pages(
             page_size = {} if wanted is None else {"limit": str(min(wanted, PAGE_MAX))}
             body = await api.call(client, "GET", path, {**params, **page_size, **cursor})
             if not isinstance(body.get("items"), list):
-                raise RemoteError(f"{api.server} answered a list without items")
+                raise RemoteError(f"{api.shown} answered a list without items")
             items = object_list(body["items"], api.server, "items")[:wanted]
             if len(found) + len(items) > MAX_ITEMS:
-                raise RemoteError(f"{api.server} answered a list of more than {MAX_ITEMS} items")
+                raise RemoteError(f"{api.shown} answered a list of more than {MAX_ITEMS} items")
             found.extend(items)
             if wanted is not None:
                 wanted -= len(items)
@@ -280,15 +286,16 @@ async def _pages(
             if not following or wanted == 0:
                 return found
             if not isinstance(following, str):
-                raise RemoteError(f"{api.server} answered a continue token that is not a string")
+                raise RemoteError(f"{api.shown} answered a continue token that is not a string")
             if following in seen:
-                raise RemoteError(f"{api.server} answered a continue token it had given before")
+                raise RemoteError(f"{api.shown} answered a continue token it had given before")
             seen.add(following)
             cursor = {"continue": following}
-    raise RemoteError(f"{api.server} answered more than {MAX_PAGES} pages")
+    raise RemoteError(f"{api.shown} answered more than {MAX_PAGES} pages")
 
 
 def _decode(content: bytes, server: str) -> dict[str, Any]:
+    """``content`` as a JSON object, or :class:`RemoteError` naming ``server`` as shown."""
     try:
         body = json.loads(content)
     except ValueError:
@@ -301,11 +308,12 @@ def _decode(content: bytes, server: str) -> dict[str, Any]:
 
 
 def object_list(value: Any, server: str, what: str) -> list[dict[str, Any]]:
-    """``value``, a list of JSON objects (none: an empty list), or :class:`RemoteError`."""
+    """``value``, a list of JSON objects (none: an empty list), or :class:`RemoteError`
+    naming ``server`` without the password or token its URL may hold."""
     if value is None:
         return []
     if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
-        raise RemoteError(f"{server} answered {what} that are not a list of objects")
+        raise RemoteError(f"{redact_url(server)} answered {what} that are not a list of objects")
     return value
 
 

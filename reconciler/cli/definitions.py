@@ -22,6 +22,7 @@ from reconciler.core.crd import crd_document
 from reconciler.core.desired import Definition, DesiredState, Location, SourceKind, assemble
 from reconciler.core.model import CronTask, json_schema
 from reconciler.core.plan import Operation, plan
+from reconciler.core.urls import redact_url
 from reconciler.host import usable_cores
 from reconciler.scheduling.base import schedule_of
 from reconciler.sources.ahead import read_ahead
@@ -65,6 +66,7 @@ PLANNED_KINDS = (SourceKind.FILE, SourceKind.GIT)
 
 
 def _from_server(server: str) -> DesiredState:
+    named = redact_url(server)  # in messages and locations: no password or token
     try:
         items = fetch_tasks(server, default_token())  # every page
     except RemoteError as err:
@@ -81,9 +83,9 @@ def _from_server(server: str) -> DesiredState:
         except ValidationError:
             key = printable(str(item.get("key"))[:200])
             raise SystemExit(
-                f"crontask: {server} answered a task that is no CronTask: {key}"
+                f"crontask: {named} answered a task that is no CronTask: {key}"
             ) from None
-        where = Location(kind, f"{server} {printable(source.get('location'))}")
+        where = Location(kind, f"{named} {printable(source.get('location'))}")
         definitions.append(Definition.of(task, where))
     return assemble(definitions)
 

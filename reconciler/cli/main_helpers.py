@@ -80,8 +80,9 @@ def server_url(text: str) -> str:
     except ValueError:  # a port out of range, an unclosed [
         ok = False
     if not ok:
+        # Shown without what may be secret (a password, a token in the query).
         raise argparse.ArgumentTypeError(
-            f"expected http://HOST:PORT or https://HOST:PORT, got {text[:80]!r}"
+            f"expected http://HOST:PORT or https://HOST:PORT, got {redact_url(text)[:80]!r}"
         )
     return text
 

@@ -34,6 +34,7 @@ from reconciler.cli.client import (
 )
 from reconciler.cli.main_helpers import label, server_url, table, task_key
 from reconciler.cli.terminal import printable, shown
+from reconciler.core.urls import redact_url
 
 
 def add_server_arg(parser: argparse.ArgumentParser) -> None:
@@ -151,7 +152,7 @@ def run_trigger(args: argparse.Namespace) -> int:
     try:
         run = request(server, default_token(), "POST", path)
         if not isinstance(run.get("id"), str) or not run["id"]:
-            raise RemoteError(f"{server} answered a run without an id")
+            raise RemoteError(f"{redact_url(server)} answered a run without an id")
     except RemoteError as exc:
         return _fail(exc)
     if args.json:

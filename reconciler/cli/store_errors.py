@@ -7,6 +7,7 @@ import contextlib
 import re
 import sys
 import urllib.parse
+import warnings
 from collections.abc import Iterator
 from typing import NoReturn
 
@@ -26,9 +27,14 @@ _USERINFO_PASSWORD = re.compile(r"(://[^/@:]*):[^/@]*@")
 def reported(db_url: str | None) -> Iterator[None]:
     """Turn a failure to open the state directory or the run store (``--db db_url``) into
     ``crontask: <message>`` on stderr and exit status 2 or 1, never showing the URL's
-    password. Anything else goes through."""
+    password: a URL whose options SQLAlchemy or the driver refuses is ``crontask: --db:
+    ...`` and 2. Anything else goes through."""
     try:
-        yield
+        with warnings.catch_warnings():
+            # SQLAlchemy drops an option its driver does not take (sqlite:///x.db?mode=ro
+            # without uri=true) with a warning of two lines: the option is refused instead.
+            warnings.filterwarnings("error", message=_IGNORED_OPTION)
+            yield
     except statedir.Refused as err:
         _exit(USAGE, str(err), db_url)
     except ValueError as err:
@@ -39,6 +45,49 @@ def reported(db_url: str | None) -> Iterator[None]:
         _exit(UNAVAILABLE, f"cannot use the state directory: {_os_error(err)}", db_url)
     except (StoreUnavailable, IncompatibleSchema) as err:
         _exit(UNAVAILABLE, str(err), db_url)
+    except Exception as err:
+        if (why := _option_refused(err)) is None:
+            raise
+        _exit(USAGE, f"--db: {why}", db_url)
+
+
+_IGNORED_OPTION = "Query string argument"  # how SQLAlchemy's warning starts
+# SQLAlchemy ends some messages with a link, on a line of its own.
+_BACKGROUND = re.compile(r"\s*\(Background on this (error|warning) at: [^)]*\)\s*$")
+
+
+def _option_refused(err: Exception) -> str | None:
+    """What is wrong with the run store URL's options, when ``err`` says that: SQLAlchemy
+    refusing them (``ArgumentError``: a port that is no number, hosts and ports that do not
+    pair) or warning that it drops one the driver does not take; the driver refusing one
+    before any server answered (a ``ProgrammingError`` with no SQLSTATE: ``invalid
+    connection option "x"``); or the driver tripping over the type of one as it connects or
+    runs the first statement (a ``TypeError`` raised in its code, bare or in a
+    ``StatementError``: ``?prepare_threshold=x``, ``?row_factory=x``). ``None``: something
+    else, which goes through."""
+    sa = sys.modules.get("sqlalchemy.exc")  # not loaded: the error is none of its
+    if sa is None:
+        return None
+    if isinstance(err, sa.SAWarning) and str(err).startswith(_IGNORED_OPTION):
+        return _BACKGROUND.sub("", str(err).replace(" and are being ignored", ""))
+    if isinstance(err, sa.ArgumentError):
+        return _BACKGROUND.sub("", str(err))
+    orig = getattr(err, "orig", None)
+    if isinstance(err, sa.ProgrammingError) and getattr(orig, "sqlstate", None) is None:
+        return _BACKGROUND.sub("", str(orig))
+    cause = orig if isinstance(err, sa.StatementError) else err
+    if isinstance(cause, TypeError) and _raised_in_driver(err):
+        return f"an option of the URL is not of a type the driver takes ({cause})"
+    return None
+
+
+def _raised_in_driver(err: BaseException) -> bool:
+    # Where it was raised: a TypeError of crontask's own code is a bug, and goes through.
+    tb = err.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    module = str(tb.tb_frame.f_globals.get("__name__", "")) if tb is not None else ""
+    return module.partition(".")[0] in ("psycopg", "sqlite3", "sqlalchemy")
 
 
 def _exit(code: int, message: str, db_url: str | None) -> NoReturn:

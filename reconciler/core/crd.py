@@ -360,7 +360,7 @@ def _status_schema() -> dict[str, Any]:
                 "minimum": 0,
             },
             "lastScheduleTime": _timestamp(
-                "The latest slot of the schedule that ran (a manual run leaves it, as on a CronJob)."
+                "The latest scheduled slot that ran (a manual run leaves it, as on a CronJob)."
             ),
             "lastSuccessfulTime": _timestamp("When a run last succeeded."),
             "lastFailureTime": _timestamp("When a run last failed."),

@@ -13,7 +13,6 @@ import hashlib
 import json
 import re
 from typing import Annotated, Any, Literal
-from urllib.parse import urlsplit
 
 from pydantic import (
     AfterValidator,
@@ -35,7 +34,7 @@ from reconciler.core.jobspec import (
 )
 from reconciler.core.runs import DNS1123_LABEL
 from reconciler.core.schedule import parse_schedule, validate_time_zone
-from reconciler.core.urls import host_problem
+from reconciler.core.urls import request_url_problem
 
 API_VERSION = "crontask.dev/v1alpha1"
 KIND = "CronTask"
@@ -97,6 +96,9 @@ class _Model(BaseModel):
         alias_generator=to_camel,
         populate_by_name=True,
         use_enum_values=False,
+        # str() of a ValidationError would quote the value, a URL with its password among
+        # them; messages are worded from errors() (sources.messages), which keeps it.
+        hide_input_in_errors=True,
     )
 
     def model_post_init(self, context: Any, /) -> None:
@@ -279,17 +281,9 @@ class HttpAction(_Model):
     @classmethod
     def _usable(cls, url: str) -> str:
         # The pattern lets through what no client can send to (a port of 99999, "h:abc", an
-        # unclosed "[::1"): at run time that was an error quoting the client's repr.
-        try:
-            parts = urlsplit(url)
-            port = parts.port  # ValueError: not a number, or outside 0-65535
-        except ValueError as err:
-            raise ValueError(f"not a URL a request can go to: {err}") from None
-        if not parts.hostname or port == 0:
-            raise ValueError("not a URL a request can go to: no host, or port 0")
-        if any(ord(c) < 0x20 or c == "\x7f" for c in url):
-            raise ValueError("not a URL a request can go to: it holds a control character")
-        if (problem := host_problem(parts)) is not None:
+        # unclosed "[::1"): at run time that was an error quoting the client's repr. The
+        # problem never quotes the URL's password: definition errors are logged, shown and sent.
+        if (problem := request_url_problem(url)) is not None:
             raise ValueError(f"not a URL a request can go to: {problem}")
         return url
 

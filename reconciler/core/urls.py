@@ -1,5 +1,5 @@
-"""URLs as they may be shown (in status lines, logs, run messages and the API), and the hosts
-an http task's client can send to.
+"""URLs as they may be shown (in status lines, logs, run messages and the API), and the URLs
+an http task's client can send to (whose problems are said without quoting a password).
 
 Pure string work (the standard library only), so every layer uses these same rules.
 """
@@ -28,6 +28,20 @@ def redact_url(url: str) -> str:
     an IPv6 host, and its error quotes what it found) loses its whole userinfo, whatever the
     scheme; if the rest still cannot be split, it is shown as ``***`` whole.
     """
+    return _redacted(url, keep_path=True)
+
+
+def redact_request_url(url: str) -> str:
+    """An http action's ``url`` as run messages, logs and callers who may not change the task
+    show it: :func:`redact_url`'s rules, and no path, which webhooks make their secret
+    (``hooks.slack.com/services/T../B../<secret>``, ``discord.com/api/webhooks/<id>/<token>``,
+    ``api.telegram.org/bot<token>/sendMessage``: the first segment is no safer than the rest).
+    A path other than ``/`` is shown as ``/***``; the method, host, port and the names of the
+    query's parameters stay, and the task's key says which endpoint it is. Never raises."""
+    return _redacted(url, keep_path=False)
+
+
+def _redacted(url: str, *, keep_path: bool) -> str:
     try:
         parts = urllib.parse.urlsplit(url)
     except ValueError:
@@ -46,8 +60,13 @@ def redact_url(url: str) -> str:
         else:
             netloc = f"{userinfo.partition(':')[0]}@{hostport}"
     items = "&".join(_redact_item(item) for item in parts.query.split("&"))
-    fragment = REDACTED if parts.fragment else ""
-    return urllib.parse.urlunsplit(parts._replace(netloc=netloc, query=items, fragment=fragment))
+    # Not urlunsplit: for a scheme it does not know, it drops an empty authority's "//", and
+    # sqlite:////var/lib/runs.db came out as sqlite://var/lib/runs.db (a host "var").
+    authority = f"//{netloc}" if netloc or url.partition(":")[2].startswith("//") else ""
+    query = f"?{items}" if items else ""
+    fragment = f"#{REDACTED}" if parts.fragment else ""
+    path = parts.path if keep_path or parts.path in ("", "/") else f"/{REDACTED}"
+    return f"{parts.scheme}:{authority}{path}{query}{fragment}"
 
 
 def _without_userinfo(url: str) -> str:
@@ -68,6 +87,35 @@ def _redact_item(item: str) -> str:
 
 
 _IPV4_STYLE = re.compile(r"[0-9]+\.[0-9]+\.[0-9]+\.[0-9]+")
+
+# What a request URL's problems say instead of quoting it: what urlsplit took for the host or the
+# port is, when a password holds one of these characters unencoded, a piece of the password.
+ENCODE_USERINFO = "in a user name or password, write '/' '?' '#' '[' ']' as %2F %3F %23 %5B %5D"
+UNREADABLE = f"its host or port cannot be read ({ENCODE_USERINFO}; a port is at most 65535)"
+
+
+def request_url_problem(url: str) -> str | None:
+    """Why the HTTP action's client could not send to ``url`` (``None``: it can), in words that
+    quote none of the URL's user name or password.
+
+    ``urlsplit``'s errors quote what it took for the host or the port, and an unencoded ``/``,
+    ``?`` or ``#`` ends the authority early (``https://u:p/ss@host`` has the "port" ``p``),
+    while a ``[`` or ``]`` makes it look for an IPv6 host (``https://u:[pw]@host``): those
+    errors are replaced by fixed words. The host is quoted by :func:`host_problem`, except when
+    an ``@`` after it says that it may be the start of such a user name."""
+    try:
+        parts = urllib.parse.urlsplit(url)
+        port = parts.port  # ValueError: not a number, or outside 0-65535
+    except ValueError:
+        return UNREADABLE
+    if not parts.hostname or port == 0:
+        return "no host, or port 0"
+    if any(ord(c) < 0x20 or c == "\x7f" for c in url):
+        return "it holds a control character"
+    problem = host_problem(parts)
+    if problem is not None and "@" in url and "@" not in parts.netloc:  # an "@" after the host
+        return f"its host is no valid IP address or IDNA name ({ENCODE_USERINFO})"
+    return problem
 
 
 def host_problem(parts: SplitResult) -> str | None:

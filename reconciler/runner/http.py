@@ -37,7 +37,7 @@ import idna
 from reconciler.core.desired import Definition
 from reconciler.core.model import HEADER_VALUE, MAX_TEXT, HttpAction
 from reconciler.core.runs import RunRecord, RunStatus
-from reconciler.core.urls import redact_url
+from reconciler.core.urls import redact_request_url
 from reconciler.resolver import abandonable
 from reconciler.runner.base import Outcome, run_environment
 from reconciler.runner.base import failed as _failed
@@ -179,7 +179,7 @@ class HttpRun:
 
     async def _request(self) -> Outcome:
         action = self.action
-        shown = redact_url(action.url)  # messages are stored and shown: no credentials
+        shown = redact_request_url(action.url)  # stored and shown: no credentials, no path
         deadline = asyncio.get_running_loop().time() + self.timeout
         try:
             headers = {

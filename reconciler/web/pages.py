@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from importlib import resources
 from typing import Annotated, Any, Final
@@ -23,8 +24,10 @@ from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescap
 from reconciler import __version__
 from reconciler.api.auth import PUBLIC, AuthFailed, Role, role_extra
 from reconciler.api.hosts import same_origin
+from reconciler.api.models import for_readers
 from reconciler.api.params import KEY_PATTERN, Name, Namespace, RunId
 from reconciler.api.problems import ProblemError
+from reconciler.api.routes_tasks import WRITER
 from reconciler.api.routing import Runtime, context
 from reconciler.core.desired import SourceKind
 from reconciler.core.runs import DNS1123_LABEL, RunStatus
@@ -188,8 +191,19 @@ def task_page(
         status=status,
         statuses=[s.value for s in RunStatus],
         timeline=views.timeline(runtime, key, row.zone, now),
-        definition=yaml.safe_dump(dict(view.resource), sort_keys=False, allow_unicode=True),
+        definition=yaml.safe_dump(
+            _shown(request, view.resource), sort_keys=False, allow_unicode=True
+        ),
     )
+
+
+def _shown(request: Request, resource: Mapping[str, Any]) -> dict[str, Any]:
+    """The definition as this person may read it: an http URL's secrets only for those who
+    may write tasks (as the API shows it, ``api.models.for_readers``)."""
+    principal = getattr(request.state, "principal", None)
+    if principal is not None and principal.role is not None and principal.role.allows(Role(WRITER)):
+        return dict(resource)
+    return for_readers(resource)
 
 
 @router.post("/tasks/{namespace}/{name}/run", openapi_extra=role_extra("operator"))

@@ -31,6 +31,28 @@ SHADOW = (
     "daemon:*:19000:0:99999:7:::\n"
 )
 
+# The secret each URL_PASSWORDS case holds, in its user name or password: no message may quote it
+# (nor its lowercase: a host name is shown lowercase).
+PASSWORD = "Pa55wordSecret"  # noqa: S105 - a test value
+_UNREADABLE = (
+    "its host or port cannot be read (in a user name or password, write '/' '?' '#' '[' ']' as "
+    "%2F %3F %23 %5B %5D; a port is at most 65535)"
+)
+URL_PASSWORDS = {
+    "url-password-bracket.yaml": (f"https://svc:p[{PASSWORD}@api.example/x", _UNREADABLE),
+    "url-password-brackets.yaml": (f"https://svc:[{PASSWORD}]@api.example/x", _UNREADABLE),
+    "url-password-closing-bracket.yaml": (f"https://svc:{PASSWORD}]@api.example/", _UNREADABLE),
+    "url-password-slash.yaml": (f"https://svc:{PASSWORD}/x@api.example/x", _UNREADABLE),
+    "url-password-question-mark.yaml": (f"https://svc:{PASSWORD}?x@api.example/", _UNREADABLE),
+    "url-password-hash.yaml": (f"https://svc:{PASSWORD}#x@api.example/x", _UNREADABLE),
+    # A user name (a token) with a '/': what urlsplit takes for the host is the token's start.
+    "url-user-name-slash.yaml": (
+        f"https://[v1.{PASSWORD}]/x@api.example/x",
+        "its host is no valid IP address or IDNA name (in a user name or password, write '/' "
+        "'?' '#' '[' ']' as %2F %3F %23 %5B %5D)",
+    ),
+}
+
 
 @dataclasses.dataclass(frozen=True)
 class Case:
@@ -211,6 +233,15 @@ def build(folder: Path, scratch: Path, only: str | None = None) -> list[Case]:
         "spec.http.url: not a URL a request can go to: xn-- is not a valid IDNA label "
         "(xn--, then Punycode)",
     )
+    # A password with a character a URL reserves, unencoded: urlsplit's error quoted it (or
+    # what it took for a port), and definition errors are logged, shown and sent.
+    for name, (url, problem) in URL_PASSWORDS.items():
+        text(
+            name,
+            HEAD + f"  http:\n    url: '{url}'\n",
+            "7:5",
+            f"spec.http.url: not a URL a request can go to: {problem}",
+        )
     text(
         "framing-header.yaml",
         HEAD
@@ -325,6 +356,7 @@ CASES = [
     "header-injection.yaml",
     "bad-ipv4-url.yaml",
     "bad-idna-url.yaml",
+    *URL_PASSWORDS,
     "framing-header.yaml",
     "every-forever.yaml",
     "control-chars.yaml",

@@ -202,6 +202,17 @@ def test_connection_refused(unused_port: int) -> None:
     assert "cannot connect" in outcome.message
 
 
+def test_a_webhook_path_is_not_in_the_message(unused_port: int) -> None:
+    # Slack's, Discord's, Telegram's hooks carry their secret in the path: a run message is
+    # stored, shown to viewers and sent in notifications.
+    url = f"http://hook-user:pw@127.0.0.1:{unused_port}/services/T0/B0/SeCrEt?token=t0k"
+    outcome = run({"url": url})
+    assert outcome.reason == "RequestFailed"
+    assert outcome.message.startswith(f"GET http://127.0.0.1:{unused_port}/***?token=***: ")
+    for secret in ("SeCrEt", "services", "t0k", "pw", "hook-user"):
+        assert secret not in outcome.message
+
+
 def test_timeout(server: str) -> None:
     outcome = run({"url": f"{server}/hang", "timeoutSeconds": 0.3})
     assert (outcome.status, outcome.reason) == (RunStatus.TIMED_OUT, "DeadlineExceeded")
@@ -309,8 +320,7 @@ def test_a_request_the_client_cannot_frame_fails_in_one_line(server: str) -> Non
     assert (outcome.status, outcome.reason, outcome.message) == (
         RunStatus.FAILED,
         "RequestFailed",
-        f"POST {server}/hook: the request cannot be sent: Too much data for declared"
-        " Content-Length",
+        f"POST {server}/***: the request cannot be sent: Too much data for declared Content-Length",
     )
 
 

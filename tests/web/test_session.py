@@ -23,7 +23,7 @@ from reconciler.web.session import (
     unseal,
 )
 from tests.api.conftest import STATIC_TOKENS, TestClient, make_jwt, write_auth
-from tests.api.fakes import FakeRuntime
+from tests.api.fakes import FakeRuntime, view
 from tests.e2e.conftest import Crontask
 from tests.web.conftest import PageFactory
 
@@ -257,3 +257,19 @@ def test_the_cookie_is_secure_when_people_reach_the_page_over_https(
     assert response.status_code == 303
     attributes = [part.strip() for part in response.headers["set-cookie"].split(";")]
     assert ("Secure" in attributes) is secure
+
+
+@pytest.mark.parametrize(
+    ("role", "exact"), [(Role.VIEWER, False), (Role.OPERATOR, False), (Role.ADMIN, True)]
+)
+def test_a_task_page_shows_url_secrets_only_to_those_who_may_write_tasks(
+    guarded: TestClient, runtime: FakeRuntime, role: Role, exact: bool
+) -> None:
+    url = "https://bot:pa55word@hooks.example/services/T0/B0/SeCrEt?token=t0k"
+    hook = view("hook", "ops", command=None, http={"url": url})
+    runtime.views[hook.key] = hook
+    sign_in(guarded, STATIC_TOKENS[role])
+    html = guarded.get("/tasks/ops/hook").text
+    assert "hooks.example" in html
+    for secret in ("pa55word", "SeCrEt", "t0k"):
+        assert (secret in html) is exact, secret
