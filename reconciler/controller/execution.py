@@ -5,7 +5,9 @@ starts is carried through here: look in the shared store first for a task inheri
 another replica, claim the slot (the store refuses a second claim: the slot is not run twice),
 run the attempt through the task's action, record its end, and retry as the task's policy says
 (each retry an attempt of the same run; a retry that will not happen is recorded with why).
-Every record written is handed to the listeners, each isolated from the others.
+Every record written is handed to the listeners, each isolated from the others; the end of an
+attempt that the run retries as a ``RetriedAttempt``, so that they follow the dispatcher's
+decision rather than make their own (``_complete``).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from reconciler.controller.recorder import Recorder
 from reconciler.controller.slots import SlotLedger
 from reconciler.core.desired import Definition
 from reconciler.core.model import ConcurrencyPolicy
-from reconciler.core.runs import RunRecord, RunStatus, Trigger
+from reconciler.core.runs import RetriedAttempt, RunRecord, RunStatus, Trigger
 from reconciler.core.timing import retry_delay
 from reconciler.runner.base import Actions, Attempt, Outcome, Resumable, StartsAt, failed
 from reconciler.store.base import DuplicateRun, StoreUnavailable
@@ -153,10 +155,8 @@ class RunExecution:
             while True:
                 final = await self._run_attempt(definition, active, adopted=adopted)
                 adopted = False
-                if final is None or definition is None or not self._retry_due(definition, final):
-                    return
-                if active.stop_reason is not None and final.reason == active.stop_reason:
-                    return  # the attempt itself was stopped: its record says why
+                if definition is None or not isinstance(final, RetriedAttempt):
+                    return  # as the listeners heard it (``_retries``)
                 delay = retry_delay(definition.task.spec.retry, final.attempt)
                 if active.no_retry is not None:
                     active.stop(active.no_retry)  # recorded below as the retry not started
@@ -172,18 +172,7 @@ class RunExecution:
                             }
                         },
                     )
-                following = dataclasses.replace(
-                    final,
-                    attempt=final.attempt + 1,
-                    trigger=Trigger.RETRY,
-                    status=RunStatus.RUNNING,
-                    finished_at=None,
-                    exit_code=None,
-                    reason=None,
-                    message=None,
-                    output="",
-                    job=None,  # the next attempt has its own (a new Job)
-                )
+                following = final.following()
                 if self._closing:
                     # Shutdown began while this attempt was being recorded: it stopped only the
                     # retries waiting then, and this one would wait out the whole grace.
@@ -265,7 +254,7 @@ class RunExecution:
         """Claim, run and complete one attempt; None if another instance holds the slot (or,
         adopted, recorded its end already), or if the attempt detached."""
         if adopted:
-            return await self._follow_adopted(active)
+            return await self._follow_adopted(definition, active)
         record = active.record
         claimed, active.claim = active.claim, None
         try:
@@ -290,7 +279,7 @@ class RunExecution:
                 self._unchecked(record)
                 return None
         assert definition is not None  # only adopted runs come without one
-        return await self._complete(active, await self._attempt(definition, active))
+        return await self._complete(definition, active, await self._attempt(definition, active))
 
     def closing(self) -> bool:
         """Whether crontask is stopping (``Dispatcher.close`` was called)."""
@@ -364,7 +353,9 @@ class RunExecution:
         if last is not None and last > before:
             self.ledger.track(key, before)
 
-    async def _follow_adopted(self, active: ActiveRun) -> RunRecord | None:
+    async def _follow_adopted(
+        self, definition: Definition | None, active: ActiveRun
+    ) -> RunRecord | None:
         """An adopted run: make its record this process's, then follow its work to the end."""
         assert self.resumable is not None
         record = active.record
@@ -390,9 +381,14 @@ class RunExecution:
         except Exception as err:
             log.exception("adopted run failed unexpectedly", extra={"fields": {"run": record.id}})
             outcome = failed("ActionError", f"the action failed unexpectedly: {err!r}"[:500])
-        return await self._complete(active, outcome)
+        return await self._complete(definition, active, outcome)
 
-    async def _complete(self, active: ActiveRun, outcome: Outcome) -> RunRecord | None:
+    async def _complete(
+        self, definition: Definition | None, active: ActiveRun, outcome: Outcome
+    ) -> RunRecord | None:
+        """Record the attempt's end and hand it to the listeners; a :class:`RetriedAttempt`
+        when the run tries again (``_retries``), which ``_execute`` then does: the listeners
+        (the notifier) hear the decision the dispatcher follows, never one of their own."""
         record = active.record
         if outcome.detached:
             log.info(
@@ -434,14 +430,23 @@ class RunExecution:
                 }
             },
         )
-        await self.recorder.save(final)
+        await self.recorder.save(final)  # as it is: the store keeps nothing of the decision
+        if self._retries(definition, active, final):
+            final = RetriedAttempt.of(final)
         self._notify(final)
         return final
 
     @staticmethod
-    def _retry_due(definition: Definition, final: RunRecord) -> bool:
-        retryable = final.status in (RunStatus.FAILED, RunStatus.TIMED_OUT)
-        return retryable and final.attempt <= definition.task.spec.retry.limit
+    def _retries(definition: Definition | None, active: ActiveRun, final: RunRecord) -> bool:
+        """Whether a further attempt of ``final``'s run follows (or, if it will not start after
+        all, is recorded as abandoned): a failed or timed-out attempt within the retry limit of
+        the definition the run began with (not the one in force now: its retry would run the
+        old one), unless the attempt itself was stopped (its record says why)."""
+        if definition is None or final.status not in (RunStatus.FAILED, RunStatus.TIMED_OUT):
+            return False
+        if active.stop_reason is not None and final.reason == active.stop_reason:
+            return False
+        return final.attempt <= definition.task.spec.retry.limit
 
     async def _attempt(self, definition: Definition, active: ActiveRun) -> Outcome:
         record = active.record

@@ -35,6 +35,12 @@ class Trigger(enum.StrEnum):
     CATCHUP = "catchup"
 
 
+# The reason of an attempt whose process died during it, as the instance or replica that found
+# it dead records it (``RunStore.mark_interrupted``, ``store.base.INTERRUPTED_REASON``): no
+# dispatcher wrote that end, so none of its listeners heard of it.
+PROCESS_DIED: Final = "ProcessDied"
+
+
 # A namespace or a name (Kubernetes' DNS-1123 label, at most 63 characters): a task key is
 # ``namespace/name``. Here rather than in ``model``, which loads pydantic, so that the command
 # line can check a key without it.
@@ -238,4 +244,35 @@ class RunRecord:
             output=output,
             owner=self.owner,
             job=job or self.job,
+        )
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class RetriedAttempt(RunRecord):
+    """A failed or timed-out attempt that the dispatcher tries again: its run has not ended.
+
+    What the dispatcher's listeners are handed instead of the plain record (the run store
+    holds that one, and nothing of the decision). The decision is the dispatcher's alone: it
+    is made with the definition the run began with, which the one in force may no longer be
+    (a retry limit raised or lowered while the attempt ran). Its fields are a
+    :class:`RunRecord`'s: a record of either type is stored alike. It never equals the plain
+    record of the same fields (records compare by type too): compare fields, not records.
+    """
+
+    @classmethod
+    def of(cls, record: RunRecord) -> RetriedAttempt:
+        return cls(**{f.name: getattr(record, f.name) for f in dataclasses.fields(record)})
+
+    def following(self) -> RunRecord:
+        """The next attempt's record before it starts (a plain record: whether that one is
+        retried is decided when it ends). Its Job, output and end are its own."""
+        return RunRecord(
+            id=self.id,
+            task=self.task,
+            scheduled_at=self.scheduled_at,
+            trigger=Trigger.RETRY,
+            status=RunStatus.RUNNING,
+            attempt=self.attempt + 1,
+            started_at=self.started_at,
+            owner=self.owner,
         )

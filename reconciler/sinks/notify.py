@@ -8,9 +8,12 @@ component (:meth:`Notifier.run`): deciding what changed, routing, and rendering 
 receiver, each with a bounded queue, retries and backoff; its module docstring says how.
 
 **What counts.** A run counts when it has ended for good: succeeded, or failed / timed out
-with no retry left (``attempt > retry.limit``), or interrupted (not by crontask's own
-shutdown). Skipped slots count for nothing. A task's state is ``failing`` after a run that
-failed and ``ok`` after one that succeeded. Events:
+with no retry to follow, or interrupted (not by crontask's own shutdown). Whether a retry
+follows is the dispatcher's decision, made with the definition the run began with: it hands
+such an attempt over as a ``RetriedAttempt``, and the run then ends with its next attempt, or,
+if that one is abandoned (skipped: Replaced, TaskChanged, ...) or cut short by the shutdown,
+with the failed attempt before it. Skipped slots count for nothing. A task's state is
+``failing`` after a run that failed and ``ok`` after one that succeeded. Events:
 
 - ``failed``: ok -> failing (a task failing every minute sends one message), and, with
   ``repeatInterval``, a reminder with the next failure once that long has passed since the
@@ -22,15 +25,22 @@ failed and ``ok`` after one that succeeded. Events:
 
 A task's state survives a restart: the first run of a task this process sees is compared with
 the task's previous runs in the run store (``history``), failing since the first of the
-failures they end with (runs cut short by the shutdown left out). Whether its ``failed``
-message reached the receivers does not survive (it may have been queued, or retried, when
-the process stopped): so a task remembered as failing sends ``failed`` again with its next
-failure, whatever ``repeatInterval`` says, marked as a reminder (at least once; after a
-restart, perhaps twice). With replicas, only a task's owner (``mine``) notifies about it; a
-definition error that names no task is reported by the owner of the empty key, one replica.
-A task that leaves this replica (``after_pass``'s ``left``), or that may have run on another
-one while this one was fenced (``forget``), is forgotten here: its state goes on changing on
-its new owner, so if it comes back it is read from the run store again, as after a restart.
+failures they end with (each run judged as above: attempts cut short by the shutdown left
+out). Whether its ``failed`` message reached the receivers does not survive (it may have been
+queued, or retried, when the process stopped): so a task remembered as failing sends
+``failed`` again with its next failure, whatever ``repeatInterval`` says, marked as a reminder
+(at least once; after a restart, perhaps twice). Failures that no notifier can have told of
+are the exception: runs whose process died during them, marked ``interrupted``
+(``PROCESS_DIED``) by the instance or replica that found them dead, which no dispatcher's
+listener hears. A task whose failures since its last success are all of those was never
+announced as failing: its next success sends no ``recovered``, and its next failure sends
+``failed`` as a first message (failing since the first of them).
+
+With replicas, only a task's owner (``mine``) notifies about it; a definition error that
+names no task is reported by the owner of the empty key, one replica. A task that leaves this
+replica (``after_pass``'s ``left``), or that may have run on another one while this one was
+fenced (``forget``), is forgotten here: its state goes on changing on its new owner, so if it
+comes back it is read from the run store again, as after a restart.
 """
 
 from __future__ import annotations
@@ -48,7 +58,7 @@ import httpx
 
 from reconciler.aio import first_of, in_thread
 from reconciler.core.desired import Definition, DesiredState
-from reconciler.core.runs import RunRecord, RunStatus, Trigger
+from reconciler.core.runs import PROCESS_DIED, RetriedAttempt, RunRecord, RunStatus, Trigger
 from reconciler.core.status import FAILURES, SHUTDOWN_REASON
 from reconciler.sinks import notify_payload
 from reconciler.sinks.notify_config import Event, Notifications, Route
@@ -72,8 +82,10 @@ Clock = Callable[[], datetime]
 
 @dataclasses.dataclass
 class _TaskState:
-    failing: bool
-    since: datetime | None  # when it started failing
+    failing: bool  # as the receivers were told (or, read back, may have been)
+    # When it started failing; when not failing, None, or the start of failures no message
+    # told of (read back: see ``_remembered``).
+    since: datetime | None
     last_sent: dict[int, datetime] = dataclasses.field(default_factory=dict)  # by route
     # Read back from the run store as failing: whether "failed" was delivered is unknown.
     unsure: bool = False
@@ -166,23 +178,22 @@ class Notifier:
     # -- deciding ----------------------------------------------------------------------------
 
     async def _consider(self, record: RunRecord) -> None:
-        if _shut_down(record):
-            return
-        definition = self._tasks.get(record.task)
-        if record.status is RunStatus.SKIPPED:
-            # A retry that will not happen (Replaced, TaskChanged, ...): its run ended with
-            # the failed attempt before it, which is what the message is about.
-            failed = self._retrying.pop(record.id, None)
-            if failed is None:
-                return
-            record = failed
-        elif _retried(record, definition):
-            self._retrying[record.id] = record  # a retry follows: the run has not ended yet
+        if isinstance(record, RetriedAttempt):
+            # The dispatcher tries the run again: it has not ended yet. Its own decision, not
+            # one from the definition in force now, which may have changed since the run began.
+            self._retrying[record.id] = record
             while len(self._retrying) > RETRYING_MAX:
                 del self._retrying[next(iter(self._retrying))]
             return
-        else:
-            self._retrying.pop(record.id, None)
+        retried = self._retrying.pop(record.id, None)
+        if record.status is RunStatus.SKIPPED or _shut_down(record):
+            if retried is None:
+                return  # a slot skipped, or a run the shutdown cut short: nothing ended
+            # A retry that will not happen (Replaced, TaskChanged, ...), or that the shutdown
+            # abandoned or cut short: its run ended with the failed attempt before it, which is
+            # what the message is about (the shutdown changes nothing of how the task does).
+            record = retried
+        definition = self._tasks.get(record.task)
         failure = record.status in FAILURES
         state = self._states.get(record.task)
         if state is None:
@@ -193,7 +204,7 @@ class Notifier:
         if failure:
             events.append((Event.EVERY_FAILURE, False))
             if not state.failing:
-                state.failing, state.since, state.last_sent = True, now, {}
+                state.failing, state.since, state.last_sent = True, state.since or now, {}
                 events.append((Event.FAILED, False))
             else:
                 events.append((Event.FAILED, True))
@@ -211,7 +222,9 @@ class Notifier:
 
     async def _remembered(self, record: RunRecord) -> _TaskState:
         """The task's state before ``record``, from its previous runs in the store: failing
-        since the first of the failures that end the history read (as far as that goes)."""
+        since the first of the failures that end the history read (as far as that goes); not
+        failing, as far as the receivers know, if no notifier can have told of any of them
+        (each a run whose process died during it), but failing since the first of them."""
         if self.history is None:
             return _TaskState(False, None)
         try:
@@ -223,23 +236,28 @@ class Notifier:
             )
             return _TaskState(False, None)
         since: datetime | None = None
-        failing = False
+        failing = told = False
         judged: set[str] = {record.id}
         for previous in runs:
             # Each run by its newest attempt (newest first): an earlier attempt was retried.
             if previous.id in judged:
                 continue
+            if _shut_down(previous):
+                # Counts for nothing, as in _consider: the run is judged by the attempt before
+                # it, if any (a failure whose retry the shutdown abandoned or cut short).
+                continue
             judged.add(previous.id)
             abandoned = previous.status is RunStatus.SKIPPED and previous.trigger is Trigger.RETRY
-            if (
-                previous.status is RunStatus.RUNNING
-                or (previous.status is RunStatus.SKIPPED and not abandoned)
-                or _shut_down(previous)  # counts for nothing, as in _consider
+            if previous.status is RunStatus.RUNNING or (
+                previous.status is RunStatus.SKIPPED and not abandoned
             ):
                 continue
             if not abandoned and previous.status not in FAILURES:
                 break
             failing, since = True, previous.finished_at or since
+            told = told or not _died(previous)
+        if failing and not told:
+            return _TaskState(False, since)
         return _TaskState(failing, since, unsure=failing)
 
     def _route(
@@ -355,15 +373,11 @@ def _shut_down(record: RunRecord) -> bool:
     return record.status is RunStatus.INTERRUPTED and record.reason == SHUTDOWN_REASON
 
 
-def _retried(record: RunRecord, definition: Definition | None) -> bool:
-    """Whether the dispatcher tries ``record``'s run again (as ``Dispatcher`` decides it: a
-    failed or timed-out attempt within the retry limit, unless another run replaced it)."""
-    return (
-        definition is not None
-        and record.status in (RunStatus.FAILED, RunStatus.TIMED_OUT)
-        and record.attempt <= definition.task.spec.retry.limit
-        and record.reason != "Replaced"
-    )
+def _died(record: RunRecord) -> bool:
+    """Whether ``record``'s attempt was marked ``interrupted`` because its process died: an end
+    no dispatcher wrote, so no notifier heard of it (see the module docstring). Should such
+    ends ever be handed to the notifier, this exception goes."""
+    return record.status is RunStatus.INTERRUPTED and record.reason == PROCESS_DIED
 
 
 def _matches(route: Route, key: str, kind: str | None) -> bool:

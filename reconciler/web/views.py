@@ -68,7 +68,7 @@ class Row:
     words: str
     zone: str
     next_run: datetime | None
-    last: RunRecord | None  # the newest finished run that was not skipped
+    last: RunRecord | None  # the newest attempt that says how the task did (``last_result``)
     strip: tuple[Cell, ...]  # oldest first, as a timeline reads
 
     @property
@@ -94,14 +94,20 @@ def describe(schedule: str, zone: str) -> str:
         return ""
 
 
-def runs_of(runtime: RuntimeView, key: str, limit: int = STRIP) -> list[RunRecord]:
-    """The last ``limit`` runs of ``key``, newest first, each as its latest attempt."""
-    # Attempts come newest first, the highest attempt of a run first: twice the number of
-    # runs covers the usual retry or two; a run whose attempts fall off the page is not shown.
+def attempts_of(runtime: RuntimeView, key: str, limit: int = STRIP) -> list[RunRecord]:
+    """The newest attempts of ``key`` for ``limit`` runs, newest first, the highest attempt of
+    a run first."""
+    # Twice the number of runs covers the usual retry or two; a run whose attempts fall off
+    # the page is not shown.
     page = runtime.store.query(RunQuery(task=key, limit=min(limit * 2, 1000), output=False))
+    return page.items
+
+
+def runs_of(attempts: Sequence[RunRecord], limit: int = STRIP) -> list[RunRecord]:
+    """The last ``limit`` runs of ``attempts`` (``attempts_of``), each as its latest attempt."""
     seen: set[str] = set()
     runs: list[RunRecord] = []
-    for record in page.items:
+    for record in attempts:
         if record.id not in seen:
             seen.add(record.id)
             runs.append(record)
@@ -110,10 +116,15 @@ def runs_of(runtime: RuntimeView, key: str, limit: int = STRIP) -> list[RunRecor
     return runs
 
 
-def last_result(view: TaskView, runs: Sequence[RunRecord]) -> RunRecord | None:
-    """The newest finished run that ran (a skip says nothing about the task's health, nor
-    does a run that crontask's own shutdown interrupted)."""
-    for record in (*runs, view.last_run):
+def last_result(view: TaskView, attempts: Sequence[RunRecord]) -> RunRecord | None:
+    """The newest attempt that says how the task did, of ``attempts`` (newest first, as
+    ``attempts_of`` reads them), else the task's last run as the runtime holds it. A skip says
+    nothing, nor does an attempt that crontask's own shutdown interrupted, nor one still
+    running: a run whose retry was abandoned (skipped), cut short by the shutdown, or is
+    still going is then told by its failed attempt before, as the notifier and the metrics
+    tell it (a run's earlier attempts come after its newest: one tells only when none of
+    the attempts after it does)."""
+    for record in (*attempts, view.last_run):
         if record is not None and _tells(record):
             return record
     return None
@@ -148,8 +159,9 @@ def row_of(runtime: RuntimeView, view: TaskView) -> Row:
     spec = view.resource.get("spec", {})
     schedule = str(spec.get("schedule", ""))
     zone = str(spec.get("timeZone") or "UTC")
-    runs = runs_of(runtime, view.key)
-    last = last_result(view, runs)
+    attempts = attempts_of(runtime, view.key)
+    runs = runs_of(attempts)
+    last = last_result(view, attempts)
     strip = tuple(Cell(r.id, r.status.value, cell_title(r)) for r in reversed(runs))
     return Row(
         view=view,
@@ -220,10 +232,10 @@ def task_page(
 
 
 def _held(view: TaskView) -> RunRecord | None:
-    """The task's last run as the runtime holds it, if it says how the task did."""
+    """The task's last run as the runtime holds it, if it says how the task did (else the
+    store says it: a shutdown's interruption, say, leaves the attempt before it to tell)."""
     last = view.last_run
-    held = last is not None and last.status.finished and last.status is not RunStatus.SKIPPED
-    return last if held else None
+    return last if last is not None and _tells(last) else None
 
 
 def _outcomes(

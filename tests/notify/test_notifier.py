@@ -16,7 +16,7 @@ import pytest
 
 from reconciler.controller.runtime import _recent_runs
 from reconciler.core.desired import DefinitionError, DesiredState, Location
-from reconciler.core.runs import RunRecord, RunStatus, Trigger, run_id
+from reconciler.core.runs import RetriedAttempt, RunRecord, RunStatus, Trigger, run_id
 from reconciler.core.status import SHUTDOWN_REASON
 from reconciler.sinks import notify
 from reconciler.sinks.metrics import Metrics
@@ -160,10 +160,12 @@ def test_a_run_with_a_retry_left_has_not_ended(tmp_path: Path) -> None:
         notifier.after_pass(DesiredState({"default/t": definition(retry={"limit": 1})}))
 
         async def body() -> None:
-            notifier.on_run(finished(RunStatus.FAILED, T0, attempt=1))
+            # The dispatcher says which attempts it retries.
+            notifier.on_run(RetriedAttempt.of(finished(RunStatus.FAILED, T0, attempt=1)))
             notifier.on_run(finished(RunStatus.SUCCEEDED, T0, attempt=2))
-            notifier.on_run(finished(RunStatus.TIMED_OUT, T0 + timedelta(minutes=1), attempt=1))
-            notifier.on_run(finished(RunStatus.FAILED, T0 + timedelta(minutes=1), attempt=2))
+            later = T0 + timedelta(minutes=1)
+            notifier.on_run(RetriedAttempt.of(finished(RunStatus.TIMED_OUT, later, attempt=1)))
+            notifier.on_run(finished(RunStatus.FAILED, later, attempt=2))
             await until(receiver, 2)
 
         running(notifier, body)
@@ -184,7 +186,7 @@ def test_a_retry_that_will_not_happen_ends_its_run_with_the_failure_before_it(
         async def body() -> None:
             for minute in range(2):
                 at = T0 + timedelta(minutes=minute)
-                notifier.on_run(finished(RunStatus.FAILED, at, output="boom"))
+                notifier.on_run(RetriedAttempt.of(finished(RunStatus.FAILED, at, output="boom")))
                 abandoned = finished(RunStatus.SKIPPED, at, attempt=2, reason="Replaced")
                 notifier.on_run(dataclasses.replace(abandoned, trigger=Trigger.RETRY))
             await until(receiver, 3)
@@ -354,13 +356,14 @@ def test_a_run_interrupted_by_the_shutdown_before_a_restart_counts_for_nothing(
 
 @pytest.mark.parametrize(
     ("after_restart", "expected"),
-    [(RunStatus.SUCCEEDED, []), (RunStatus.FAILED, ["failed"])],
+    [(RunStatus.SUCCEEDED, ["recovered"]), (RunStatus.FAILED, ["failed"])],
 )
-def test_after_a_restart_a_run_is_judged_by_its_newest_attempt(
+def test_after_a_restart_a_retry_cut_by_the_shutdown_leaves_the_failure_before_it(
     tmp_path: Path, after_restart: RunStatus, expected: list[str]
 ) -> None:
     """Before the restart, attempt 1 failed and its retry was cut short by crontask's own
-    shutdown: that run counts for nothing (it never ended), so the task was not failing."""
+    shutdown: the shutdown changes nothing of how the task does, so its run ended with that
+    failure and the task was failing (as the notifier had said before it stopped)."""
     retry = dataclasses.replace(
         finished(RunStatus.INTERRUPTED, T0 - timedelta(minutes=1), attempt=2, reason="Shutdown"),
         trigger=Trigger.RETRY,
