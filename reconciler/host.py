@@ -7,6 +7,7 @@ import math
 import os
 import resource
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
@@ -115,3 +116,63 @@ def raise_open_files(wanted: int = OPEN_FILES) -> tuple[int, int]:
     except (ValueError, OSError):  # a kernel with a lower ceiling of its own (macOS's)
         return soft, soft
     return soft, target
+
+
+@dataclass(frozen=True, slots=True)
+class Birth:
+    """When and where a process began: what tells it from a later process given the same pid
+    (a pid is reused after the process ends, and after a reboot; in a container the main
+    process is pid 1 every time)."""
+
+    start: int  # /proc/<pid>/stat field 22: clock ticks from the boot to its start
+    boot: str  # the kernel's boot id, shortened: a reboot changes it
+    pid_namespace: int  # the inode of the pid namespace its pid is counted in
+
+
+def birth(proc: str = "/proc") -> Birth | None:
+    """This process's :class:`Birth`; None when ``proc`` cannot tell it (not Linux, or a
+    ``/proc`` of another pid namespace than this process's: its pids would not be ours)."""
+    own = _stat_fields(f"{proc}/self/stat")
+    if own is None or own[0] != str(os.getpid()):
+        return None
+    boot = _read(Path(f"{proc}/sys/kernel/random/boot_id"))
+    try:
+        namespace = os.stat(f"{proc}/self/ns/pid").st_ino
+        start = int(own[_START])
+    except (OSError, ValueError):
+        return None
+    shortened = (boot or "").replace("-", "")[:_BOOT_CHARS]
+    if len(shortened) < _BOOT_CHARS or not shortened.isalnum():
+        return None
+    return Birth(start, shortened.lower(), namespace)
+
+
+def start_time(pid: int, proc: str = "/proc") -> int | None:
+    """When process ``pid`` (of this process's pid namespace) started, as :class:`Birth`
+    counts it; None if there is no such process, or it cannot be read."""
+    fields = _stat_fields(f"{proc}/{pid}/stat")
+    if fields is None or fields[0] != str(pid):
+        return None
+    try:
+        return int(fields[_START])
+    except (IndexError, ValueError):
+        return None
+
+
+# /proc/<pid>/stat: "pid (comm) state ..."; comm may hold spaces and parentheses, so the fields
+# after it are split after its last ")". Field 22 (start time) is then the 20th.
+_START: Final = 20
+_BOOT_CHARS: Final = 8
+
+
+def _stat_fields(path: str) -> list[str] | None:
+    """The pid, then the fields after the command's name, of a ``/proc/<pid>/stat``."""
+    try:
+        with open(path, "rb") as file:
+            text = file.read(4096).decode("ascii", errors="replace")
+    except OSError:
+        return None
+    head, close, rest = text.rpartition(")")
+    if not close:
+        return None
+    return [head.partition(" (")[0].strip(), *rest.split()]

@@ -46,6 +46,10 @@ _SUBDIRS: Final = ("api-tasks", "git")
 LOCK_FILE: Final = "lock"
 # The state directories this process holds, and the descriptor of each one's lock.
 _locks: dict[str, int] = {}
+# The instance each one's lock named when this process took it (see ``hold``).
+_previous: dict[str, str] = {}
+# A lock file holds a pid and an instance id (host name, numbers, token): well under this.
+_LOCK_MAX: Final = 1024
 _SHARED: Final = stat.S_IRWXG | stat.S_IRWXO
 _SQLITE_SIDE_FILES: Final = ("-wal", "-shm", "-journal")
 
@@ -85,7 +89,11 @@ def prepare(state_dir: Path) -> None:
 def lock(state_dir: Path) -> None:
     """Hold ``state_dir`` for this process until :func:`unlock` or its exit (however it ends:
     the kernel drops the ``flock``). Raises :class:`Refused` when another process holds it,
-    naming its pid; OSError. Holding it twice is holding it once."""
+    naming its pid; OSError. Holding it twice is holding it once.
+
+    The lock file says who holds it: its pid, then its instance once known (:func:`hold`).
+    The instance it named before is kept until then: a process that dies in between must not
+    make the next one forget whose runs may still be recorded ``running``."""
     key = os.path.abspath(state_dir)
     if key in _locks:
         return
@@ -94,19 +102,61 @@ def lock(state_dir: Path) -> None:
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
-        holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+        holder = _holder(fd)[0][:32] or "unknown"
         os.close(fd)
         raise Refused(
             f"state directory {state_dir} is in use by another crontask (pid {holder}); "
             "give each its own --state-dir"
         ) from None
-    os.ftruncate(fd, 0)
-    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    try:
+        previous = _holder(fd)[1]
+        _write(fd, [str(os.getpid()), previous])
+    except BaseException:
+        os.close(fd)
+        raise
     _locks[key] = fd
+    _previous[key] = previous
+
+
+def hold(state_dir: Path, instance: str) -> str | None:
+    """Write ``instance`` in the lock of ``state_dir``, which this process holds (:func:`lock`),
+    and return the instance the lock named before this process took it: the last one that held
+    the state directory, which has ended since (it let go of the lock, or its process is
+    gone). None when it named none, or this process does not hold ``state_dir``. A lock that
+    cannot be written is said in the log: the next start cannot tell from it that this
+    instance ended, nothing more."""
+    key = os.path.abspath(state_dir)
+    fd = _locks.get(key)
+    if fd is None:
+        return None
+    try:
+        _write(fd, [str(os.getpid()), instance])
+    except OSError as err:
+        log.warning(
+            "could not write the state directory's lock",
+            extra={"fields": {"path": str(state_dir / LOCK_FILE), "error": str(err)}},
+        )
+    return _previous.pop(key, "") or None
+
+
+def _holder(fd: int) -> tuple[str, str]:
+    """The pid and the instance a lock file names ("" where it names none)."""
+    lines = os.pread(fd, _LOCK_MAX, 0).decode(errors="replace").splitlines()
+    pid, instance = [*lines, "", ""][:2]
+    return pid.strip(), instance.strip()
+
+
+def _write(fd: int, lines: list[str]) -> None:
+    # Written over the old text, then cut to length: the file never lacks both.
+    data = "".join(f"{line}\n" for line in lines).encode()
+    os.pwrite(fd, data, 0)
+    os.ftruncate(fd, len(data))
 
 
 def unlock(state_dir: Path) -> None:
-    fd = _locks.pop(os.path.abspath(state_dir), None)
+    key = os.path.abspath(state_dir)
+    _previous.pop(key, None)
+    fd = _locks.pop(key, None)
     if fd is not None:
         os.close(fd)
 

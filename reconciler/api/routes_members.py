@@ -31,7 +31,7 @@ class _Out(BaseModel):
 
 
 class MemberOut(_Out):
-    id: str = Field(description="the instance id: host:pid:token")
+    id: str = Field(description="the instance id: host:pid:start:boot:pidns:token")
     address: str | None = Field(description="where its API listens")
     since: datetime = Field(description="when it joined")
     renewed: datetime = Field(description="its last renewal")

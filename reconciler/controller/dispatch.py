@@ -32,6 +32,8 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import signal
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 
@@ -50,10 +52,16 @@ from reconciler.core.desired import Definition
 from reconciler.core.model import ConcurrencyPolicy
 from reconciler.core.runs import RunRecord, RunStatus, Trigger, manual_slot, run_id
 from reconciler.core.timing import AHEAD_MAX
-from reconciler.runner.base import Actions, Resumable
+from reconciler.runner import group
+from reconciler.runner.base import Actions, Outcome, Resumable
+from reconciler.runner.command import CommandRun
 from reconciler.store.base import RunStore
 
 log = logging.getLogger("crontask.runner")
+
+# What the record of a run killed by a second stop signal adds to its message.
+HURRIED = "crontask was asked again to stop: killed at once (SIGKILL), without the kill grace"
+_KILL_AGAIN = 0.5  # seconds
 
 Clock = Callable[[], datetime]
 
@@ -93,6 +101,8 @@ class Dispatcher(RunExecution):
         # Record writes not tied to a run (skips); kept so drain() and shutdown can await them.
         self._writes: set[asyncio.Task[None]] = set()
         self._closing = False  # crontask is stopping: no new run, no retry (``close``)
+        # The attempts killed at once by a second stop signal (``_kill_now``).
+        self._killed: set[tuple[str, int]] = set()
         # Slots handed over ahead that are decided at their instant (``due``), by task.
         self._deferred: dict[str, dict[datetime, tuple[asyncio.TimerHandle, Definition]]] = {}
 
@@ -434,9 +444,9 @@ class Dispatcher(RunExecution):
 
     async def shutdown(self, grace: float, hurry: asyncio.Event | None = None) -> None:
         """Cancel the retries that wait (nothing runs for them; recorded ``interrupted``), let
-        running runs finish for up to ``grace`` seconds (or until ``hurry`` is set), then stop
-        them (recorded as interrupted, reason Shutdown), and wait for their records to be
-        written."""
+        running runs finish for up to ``grace`` seconds, then stop them (recorded as
+        interrupted, reason Shutdown), and wait for their records to be written. ``hurry`` (a
+        second stop signal) cuts this grace and the kill grace short (``_kill_now``)."""
         self.close()
         for by_id in self._active.values():
             for active in by_id.values():
@@ -447,10 +457,36 @@ class Dispatcher(RunExecution):
             for by_id in self._active.values():
                 for active in by_id.values():
                     active.stop(SHUTDOWN)
-            await self.drain()
+            if not await self._drain_unless(None, hurry):
+                # Again while runs remain: a process spawned as the signal came had no pid yet.
+                while True:
+                    self._kill_now()
+                    if await self.drain(_KILL_AGAIN):
+                        break
         await self.recorder.close(timeout=grace)
 
-    async def _drain_unless(self, grace: float, hurry: asyncio.Event | None) -> bool:
+    def _kill_now(self) -> None:
+        """SIGKILL the session of every command still running (stopped already: its SIGTERM
+        was sent), instead of waiting out its kill grace; its record says so (``_complete``).
+        One ``/proc`` census serves every session (``runner.group``)."""
+        census = time.monotonic()
+        for by_id in self._active.values():
+            for active in by_id.values():
+                active.stop(SHUTDOWN)
+                if isinstance(active.attempt, CommandRun) and active.attempt.pid is not None:
+                    self._killed.add((active.record.id, active.record.attempt))
+                    group.signal_session(active.attempt.pid, signal.SIGKILL, fresh_since=census)
+
+    async def _complete(
+        self, definition: Definition | None, active: ActiveRun, outcome: Outcome
+    ) -> RunRecord | None:
+        """As ``RunExecution._complete``; a command killed by a second stop signal says so."""
+        record = active.record
+        if (record.id, record.attempt) in self._killed and outcome.reason == SHUTDOWN:
+            outcome = dataclasses.replace(outcome, message=f"{outcome.message}; {HURRIED}")
+        return await super()._complete(definition, active, outcome)
+
+    async def _drain_unless(self, grace: float | None, hurry: asyncio.Event | None) -> bool:
         if hurry is None:
             return await self.drain(grace)
         draining = asyncio.ensure_future(self.drain(grace))

@@ -1,7 +1,24 @@
-"""Who this process is, and the runs a dead one left ``running``."""
+"""Who this process is, and the runs a dead one left ``running``.
+
+An instance is ``host:pid:start:boot:namespace:token`` (see ``reconciler.host.Birth``): a
+pid alone does not name a process for long (it is reused after a crash and a reboot, and in a
+container the main process is pid 1 every time), its start time with the boot and the pid
+namespace it is counted in does. The token tells apart the instances one process serves one
+after the other. Where ``/proc`` cannot tell a birth, and in the records of crontasks before
+it, an instance is ``host:pid:token``, judged by its pid alone.
+
+Whether an instance is dead is proven, never guessed: from this host only what it can see (a
+process of this kernel and pid namespace, whatever the host name said when it started; or a
+host name that has booted since), and the state directory's last holder, which is gone since
+this process holds it (``statedir.hold``). An instance elsewhere (another machine, a pod
+under another name) may live and share the store (README: instances that share a run store
+each have their own state directory): its runs are left to it, and said so at start.
+"""
 
 from __future__ import annotations
 
+import dataclasses
+import enum
 import logging
 import os
 import secrets
@@ -9,36 +26,114 @@ import socket
 from collections.abc import Callable, Collection
 from datetime import datetime
 
+from reconciler import host as machine
 from reconciler.core.runs import RunRecord, RunStatus
 from reconciler.runner import leftovers
 from reconciler.store.base import INTERRUPTED_REASON, RunStore
 
 log = logging.getLogger("crontask")
 
+# Bounds on what an id's numbers may be (an id is also read from environments anyone writes).
+_PID_DIGITS = 9
+_NUMBER_DIGITS = 20
+
+
+class Liveness(enum.Enum):
+    ALIVE = "alive"
+    DEAD = "dead"
+    UNKNOWN = "unknown"  # on another host, or in another pid namespace: not for us to say
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Instance:
+    host: str
+    pid: int
+    token: str
+    birth: machine.Birth | None = None  # None: an id without one (see the module docstring)
+
+    def __str__(self) -> str:
+        if self.birth is None:
+            return f"{self.host}:{self.pid}:{self.token}"
+        b = self.birth
+        return f"{self.host}:{self.pid}:{b.start}:{b.boot}:{b.pid_namespace}:{self.token}"
+
+    @classmethod
+    def parse(cls, text: str) -> Instance | None:
+        """The instance ``text`` names; None if it names none (it is nobody's)."""
+        parts = text.split(":")
+        if len(parts) not in (3, 6) or not parts[0] or not parts[-1]:
+            return None
+        if not _number(parts[1], _PID_DIGITS) or int(parts[1]) == 0:
+            return None
+        birth = None
+        if len(parts) == 6:
+            start, boot, namespace = parts[2:5]
+            if not (_number(start, _NUMBER_DIGITS) and _number(namespace, _NUMBER_DIGITS)):
+                return None
+            if not (boot.isascii() and boot.isalnum()):
+                return None
+            birth = machine.Birth(int(start), boot, int(namespace))
+        return cls(parts[0], int(parts[1]), parts[-1], birth)
+
+
+def _number(text: str, digits: int) -> bool:
+    # ASCII digits only: str.isdigit takes "²" too, which int() refuses.
+    return text.isascii() and text.isdigit() and 0 < len(text) <= digits
+
 
 def instance_id() -> str:
-    """``host:pid:token``; the token tells this process from an earlier one with the same pid
-    (a restarted container is pid 1 every time)."""
-    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
+    """This process's instance (see the module docstring), with a new token."""
+    me = Instance(socket.gethostname(), os.getpid(), secrets.token_hex(4), machine.birth())
+    return str(me)
 
 
-def dead_owners(owners: Collection[str], me: str) -> set[str]:
-    """The owners of ``running`` records that are certainly gone: on this host, and either
-    their pid is not alive or it is ours (an earlier incarnation of this process). Records of
-    other hosts are left alone: only their own instance can know."""
-    host, pid, _ = me.split(":")
-    dead: set[str] = set()
+def liveness(
+    owner: Instance,
+    me: Instance,
+    start_time: Callable[[int], int | None] = machine.start_time,
+) -> Liveness:
+    """Whether ``owner`` (not ``me``) lives, as far as this process can prove it."""
+    if owner.birth is None or me.birth is None:
+        if owner.host != me.host:
+            return Liveness.UNKNOWN
+        # An id without a birth: its pid, or ours (a container's pid 1 restarted).
+        return Liveness.DEAD if owner.pid == me.pid or not _alive(owner.pid) else Liveness.ALIVE
+    was, now = owner.birth, me.birth
+    if (was.boot, was.pid_namespace) == (now.boot, now.pid_namespace):
+        # Its pid means the same here whatever the host was called: the process is the one
+        # that started then, or gone (another with its pid now, or none).
+        if (owner.pid, was.start) == (me.pid, now.start):
+            return Liveness.DEAD  # this very process, an instance it served before
+        started = start_time(owner.pid)
+        if started is None:
+            # Unreadable: gone, or hidden from us (hidepid); only the first is proof.
+            return Liveness.ALIVE if _alive(owner.pid) else Liveness.DEAD
+        return Liveness.ALIVE if started == was.start else Liveness.DEAD
+    if owner.host == me.host and was.boot != now.boot:
+        return Liveness.DEAD  # this host has rebooted since
+    return Liveness.UNKNOWN
+
+
+def judged(owners: Collection[str], me: str, gone: Collection[str] = ()) -> dict[str, Liveness]:
+    """Each of ``owners`` but ``me`` with its :class:`Liveness`. ``gone``: instances known to
+    have ended (the state directory's last holder). An owner is also read from other
+    processes' environments (``runner.leftovers``), which anyone may write: what names no
+    instance is nobody's, and is left out."""
+    mine = Instance.parse(me)
+    found: dict[str, Liveness] = {}
     for owner in owners:
-        parts = owner.split(":")
-        # An owner is also read from other processes' environments (runner.leftovers), which
-        # anyone may write: what is no pid of this host is nobody's.
-        if len(parts) != 3 or parts[0] != host or owner == me:
+        if owner == me:
             continue
-        if not (parts[1].isascii() and parts[1].isdigit() and 0 < len(parts[1]) <= 9):
-            continue
-        if parts[1] == pid or not _alive(int(parts[1])):
-            dead.add(owner)
-    return dead
+        if owner in gone:
+            found[owner] = Liveness.DEAD
+        elif mine is not None and (instance := Instance.parse(owner)) is not None:
+            found[owner] = liveness(instance, mine)
+    return found
+
+
+def dead_owners(owners: Collection[str], me: str, gone: Collection[str] = ()) -> set[str]:
+    """The owners of ``running`` records that are certainly gone (see :func:`judged`)."""
+    return {o for o, state in judged(owners, me, gone).items() if state is Liveness.DEAD}
 
 
 def _alive(pid: int) -> bool:
@@ -59,14 +154,19 @@ def recover(
     *,
     grace: float = 10.0,
     scan: Callable[[], dict[leftovers.Leftover, set[int]]] = leftovers.scan,
+    gone: Collection[str] = (),
+    alone: bool = False,
 ) -> int:
     """Mark the runs of dead processes ``interrupted``; not those whose work ``outlives`` its
     process (a Job's run is adopted once the Jobs are watched, see ``controller.jobs``). First
     the commands of such runs still running on this host are stopped (see ``_stop_leftovers``),
-    each session given ``grace`` to end on SIGTERM."""
-    _stop_leftovers(store, me, scan(), grace)
+    each session given ``grace`` to end on SIGTERM. ``gone``: see :func:`judged`. ``alone``:
+    no replicas cover for this process (no ``--ha``), so the runs of instances whose life it
+    cannot judge are nobody's to end: it says so."""
+    _stop_leftovers(store, me, scan(), grace, gone)
     running = store.running()
-    dead = dead_owners({r.owner for r in running if r.owner}, me)
+    states = judged({r.owner for r in running if r.owner}, me, gone)
+    dead = {o for o, state in states.items() if state is Liveness.DEAD}
     keep = [r.id for r in running if r.owner in dead and outlives(r)]
     interrupted = store.mark_interrupted(dead, now, keep=keep)
     for record in interrupted:
@@ -74,18 +174,29 @@ def recover(
             "run interrupted: the process died during it",
             extra={"fields": {"task": record.task, "run": record.id}},
         )
+    unknown = sorted(o for o, state in states.items() if state is Liveness.UNKNOWN)
+    if alone and unknown:
+        runs = [r.id for r in running if r.owner in unknown]
+        log.warning(
+            "runs recorded running by another crontask, which may live elsewhere: left to it",
+            extra={"fields": {"owners": unknown[:10], "runs": len(runs), "first": runs[0]}},
+        )
     return len(interrupted)
 
 
 def _stop_leftovers(
-    store: RunStore, me: str, found: dict[leftovers.Leftover, set[int]], grace: float
+    store: RunStore,
+    me: str,
+    found: dict[leftovers.Leftover, set[int]],
+    grace: float,
+    gone: Collection[str],
 ) -> None:
     """Stop the commands of runs whose crontask died on this host during them: recorded
     ``running`` still, or already ``interrupted`` for it (by another replica, which cannot
     reach this host's processes). A run that ended, or was stopped at shutdown, keeps what it
     left on purpose (a daemon in a session of its own), as it would have while its crontask
     lived."""
-    dead = dead_owners({left.instance for left in found}, me)
+    dead = dead_owners({left.instance for left in found}, me, gone)
     sessions: set[int] = set()
     for left, sids in sorted(found.items(), key=lambda item: item[0].run_id):
         if left.instance not in dead:

@@ -193,6 +193,9 @@ async def serve(
 
 async def build(options: Options, store: RunStore, manager: Manager) -> Parts:
     me = instance_id()
+    # The state directory's last holder has ended: whatever it left running is proven dead,
+    # whatever host or pid it had (a pod under a new name, a pid reused).
+    previous = statedir.hold(options.state_dir, me)
     folders, git = _local_sources(options)  # first: connecting to a cluster starts a thread
     kube = await connect_to(options.kubernetes, me) if options.kubernetes else None
     support = await jobs(options.jobs, kube, options.resync_seconds)
@@ -202,6 +205,8 @@ async def build(options: Options, store: RunStore, manager: Manager) -> Parts:
         datetime.now(UTC),
         support.outlives if support else lambda r: False,
         grace=options.kill_grace,
+        gone=[previous] if previous else [],
+        alone=options.ha is None,
     )
     task_env = _task_env(options)
     dispatcher = _dispatcher(store, me, task_env, options.kill_grace, support)

@@ -124,7 +124,7 @@ class OwnedElsewhere(Exception):
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class MemberStatus:
-    id: str  # instance id: host:pid:token
+    id: str  # instance id: host:pid:start:boot:pidns:token
     address: str | None  # where its API listens
     since: datetime  # when it joined
     renewed: datetime  # its last renewal

@@ -208,7 +208,7 @@ class RunRecord:
     reason: str | None = None  # CamelCase, e.g. "ConcurrencyForbid", "Timeout"
     message: str | None = None
     output: str = ""
-    owner: str | None = None  # the instance that claimed the run: "host:pid:boot-token"
+    owner: str | None = None  # the instance that claimed the run (controller/instance.py)
     job: JobDetails | None = None  # the Kubernetes Job of a job task's attempt
 
     @property

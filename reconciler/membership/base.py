@@ -39,7 +39,7 @@ class MembershipUnavailable(Exception):
 class Announcement:
     """What a replica publishes about itself with every renewal."""
 
-    id: str  # the instance id ("host:pid:token")
+    id: str  # the instance id ("host:pid:start:boot:pidns:token", see controller/instance.py)
     address: str | None = None  # where its API listens
     digest: str | None = None  # of the desired set it read (see controller.cluster)
     revision: str | None = None  # the git revision in force, if any

@@ -68,7 +68,7 @@ log = logging.getLogger("crontask.membership")
 
 
 def lease_name(instance: str) -> str:
-    """A DNS-1123 name for the Lease of instance ``host:pid:token``: ``crontask-host-token``."""
+    """A DNS-1123 name for the Lease of instance ``host:...:token``: ``crontask-host-token``."""
     host, _, rest = instance.partition(":")
     token = rest.rpartition(":")[2] or rest
     slug = re.sub(r"[^a-z0-9-]+", "-", host.lower()).strip("-")[:40] or "host"

@@ -1,0 +1,119 @@
+"""A second stop signal (Ctrl-C again) stops the running commands at once (README): SIGKILL,
+not SIGTERM and the rest of the kill grace, whether it comes during the shutdown grace or
+during the kill grace after it. Each run still ends with its record: ``interrupted``, reason
+Shutdown, a message that says the stop was hurried. Real commands that ignore SIGTERM, the
+in-memory run store."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+from datetime import UTC, datetime
+from pathlib import Path
+
+from reconciler.controller.dispatch import Dispatcher
+from reconciler.core.runs import RunStatus, run_id
+from reconciler.store import MemoryRunStore
+from tests.helpers import definition, local_actions
+
+SLOT = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
+KILL_GRACE = 120.0  # far longer than the test may take: only SIGKILL ends these commands
+BOUND = 20.0
+
+
+async def until(path: Path) -> int:
+    while not (path.exists() and path.read_text().strip()):
+        await asyncio.sleep(0.01)
+    return int(path.read_text())
+
+
+def stubborn(tmp_path: Path) -> tuple[Dispatcher, MemoryRunStore, Path]:
+    store = MemoryRunStore()
+    d = Dispatcher(
+        store,
+        owner="host:1:abc",
+        clock=lambda: SLOT,
+        actions=local_actions(kill_grace=KILL_GRACE),
+    )
+    return d, store, tmp_path / "pid"
+
+
+def _command(pid_file: Path, term_file: Path) -> list[str]:
+    # SIGTERM is noted and otherwise ignored, by the shell and by what it waits for.
+    script = f"trap 'echo > {term_file}' TERM; echo $$ > {pid_file}; while :; do sleep 0.05; done"
+    return ["sh", "-c", script]
+
+
+def _gone(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    return False
+
+
+def _check(store: MemoryRunStore, pid: int) -> None:
+    record = store.get(run_id("default/job", SLOT))
+    assert record is not None
+    assert (record.status, record.reason) == (RunStatus.INTERRUPTED, "Shutdown")
+    assert record.message is not None
+    assert "asked again to stop: killed at once (SIGKILL)" in record.message
+    assert "grace period" not in record.message  # no SIGKILL after a grace: at once
+    assert _gone(pid)
+
+
+def test_a_second_signal_during_the_shutdown_grace_kills_the_commands_at_once(
+    tmp_path: Path,
+) -> None:
+    d, store, pid_file = stubborn(tmp_path)
+    job = definition("job", command={"args": _command(pid_file, tmp_path / "term")})
+    pid = 0
+
+    async def scenario() -> None:
+        nonlocal pid
+        d.fire(job, SLOT)
+        pid = await until(pid_file)
+        hurry = asyncio.Event()
+        shutdown = asyncio.ensure_future(d.shutdown(600.0, hurry))
+        await asyncio.sleep(0)
+        hurry.set()  # a second Ctrl-C
+        await asyncio.wait_for(shutdown, BOUND)
+
+    try:
+        asyncio.run(scenario())
+        _check(store, pid)
+    finally:
+        if pid:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pid, signal.SIGKILL)
+
+
+def test_a_second_signal_during_the_kill_grace_kills_the_commands_at_once(
+    tmp_path: Path,
+) -> None:
+    d, store, pid_file = stubborn(tmp_path)
+    term = tmp_path / "term"
+    job = definition("job", command={"args": _command(pid_file, term)})
+    pid = 0
+
+    async def scenario() -> None:
+        nonlocal pid
+        d.fire(job, SLOT)
+        pid = await until(pid_file)
+        hurry = asyncio.Event()
+        # No shutdown grace: the command is stopped at once, and ignores its SIGTERM.
+        shutdown = asyncio.ensure_future(d.shutdown(0.0, hurry))
+        while not term.exists():
+            await asyncio.sleep(0.01)
+        hurry.set()
+        await asyncio.wait_for(shutdown, BOUND)
+
+    try:
+        asyncio.run(scenario())
+        _check(store, pid)
+    finally:
+        if pid:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pid, signal.SIGKILL)
