@@ -14,10 +14,16 @@ Contract:
   keep ``run()`` waiting: output is read for at most ``_DRAIN_TIMEOUT`` more seconds.
 * stdin is ``/dev/null``; stdout and stderr share one pipe, so their interleaving is preserved,
   and only the last ``output_limit`` bytes are kept, however much the command prints.
-* ``timeout`` runs from the spawn to the exit of the main process. At the deadline the group is
-  terminated as above and the outcome is ``TIMED_OUT`` / ``"DeadlineExceeded"``.
+* ``timeout`` runs from ``run()`` (or from the instant of ``start_at``, if later) to the exit of
+  the main process: the start is part of it. At the deadline the group is terminated as above
+  and the outcome is ``TIMED_OUT`` / ``"DeadlineExceeded"``.
 * ``stop(reason)`` terminates the group the same way; ``run()`` then returns ``FAILED`` with that
   reason. Cancelling ``run()`` terminates the group before ``CancelledError`` propagates.
+* A start that does not return (a program or working directory on a file system that does not
+  answer) is given up at the deadline, or ``kill_grace`` after a stop or a cancellation, and
+  the outcome says its process could not be started: none is started after that, or, if the
+  start comes back all the same, that process's session is killed at once
+  (``reconciler.runner.process``). Nothing waits for it: not the run, nor its pool of threads.
 * Exit codes follow the shell convention: death by signal N is ``128 + N``.
 
 Everything but the fork and exec runs on the event loop (one pipe reader, one pidfd and a few
@@ -61,6 +67,10 @@ _POLL_MAX = 0.1
 # Supervisors that outlive a run() call cancelled twice: a strong reference keeps them from being
 # garbage-collected before they have finished killing their group.
 _background: set[asyncio.Task[Outcome]] = set()
+
+
+class _GivenUp(Exception):
+    """The start did not return in time: it is abandoned (see ``_spawn``)."""
 
 
 class _End(enum.Enum):
@@ -122,6 +132,9 @@ class CommandRun:
         self._escalated = False  # SIGKILL was needed after the grace period
         self._start_at: float | None = None  # see start_at()
         self._began: Callable[[float], None] | None = None
+        self._start_by: float | None = None  # the deadline, on time.monotonic()'s clock
+        self._start_asked = False  # a spawner's thread is (or was) starting the process
+        self._spawn_timer: asyncio.Timeout | None = None  # while the start is under way
 
     @property
     def pid(self) -> int | None:
@@ -186,11 +199,20 @@ class CommandRun:
         )
 
     def _wanted(self) -> bool:
-        """Still to be started (asked from the spawner's thread: one attribute read)."""
-        return self._end is None
+        """Still to be started: asked from the spawner's thread just before it starts the
+        process. Noted first, then read: if the loop, which sets ``_end`` before it reads
+        ``_start_asked`` (``_given_up``), reads False, this read sees its ``_end``."""
+        self._start_asked = True
+        if self._end is None and (self._start_by is None or time.monotonic() < self._start_by):
+            return True
+        self._start_asked = False  # withdrawn: it starts nothing
+        return False
 
     def _begin_termination(self) -> None:
-        if not self._spawned or self._exited or self._terminator is not None:
+        if not self._spawned:
+            self._hurry_start()
+            return
+        if self._exited or self._terminator is not None:
             return
         assert self._loop is not None  # spawned implies run() is in progress
         self._terminator = self._loop.create_task(self._terminate_group())
@@ -226,26 +248,70 @@ class CommandRun:
         self._escalated = True
         signal_session(self._pid, signal.SIGKILL, fresh_since=term_sent_at)
 
+    def _hurry_start(self) -> None:
+        """The run ends while its process is being started: the start is waited for as long
+        as a process is given to end after SIGTERM (``kill_grace``), then given up."""
+        timer = self._spawn_timer
+        if timer is None or self._loop is None or timer.expired():
+            return  # not begun (it never will: see _wanted), or being given up already
+        hurried = self._loop.time() + self._kill_grace
+        when = timer.when()
+        if when is None or hurried < when:
+            timer.reschedule(hurried)
+
+    def _deadline(self) -> float | None:
+        """The run's deadline on the loop's clock; ``_start_by``, the same on the clock of the
+        spawner's threads."""
+        if self._timeout is None:
+            return None
+        assert self._loop is not None
+        now = time.monotonic()
+        self._start_by = max(now, self._start_at or now) + self._timeout
+        return self._loop.time() + (self._start_by - now)
+
+    async def _spawn(self, deadline: float | None) -> tuple[Child, int]:
+        """The process and its pipe. Raises ``_GivenUp`` if the start has not returned by
+        ``deadline``, or soon enough after the run was ended (``_hurry_start``)."""
+        timer = self._spawn_timer = asyncio.timeout_at(deadline)
+        try:
+            async with timer:
+                # Our own pipe: we must be able to stop reading and close it while a stray
+                # process still holds the write end (a stream transport would stay open until
+                # EOF).
+                return await spawn_soon(
+                    self._args,
+                    env=self._env,
+                    cwd=self._working_dir,
+                    start_at=self._start_at,
+                    wanted=self._wanted,
+                )
+        except TimeoutError:  # ours, or a start that failed with ETIMEDOUT (an OSError)
+            if timer.expired():
+                raise _GivenUp from None
+            raise
+        finally:
+            self._spawn_timer = None
+
     async def _supervise(self) -> Outcome:
         assert self._loop is not None
         # Held here, not by the attempt: the caller's callback refers to the caller's run,
         # which holds this attempt, and that cycle would be left to the garbage collector.
         began, self._began = self._began, None
-        # Our own pipe: we must be able to stop reading and close it while a stray process
-        # still holds the write end (a stream transport would stay open until EOF).
-        try:
-            child, read_fd = await spawn_soon(
-                self._args,
-                env=self._env,
-                cwd=self._working_dir,
-                start_at=self._start_at,
-                # Only a start that waits can be withdrawn: others are under way already.
-                wanted=self._wanted if self._start_at is not None else None,
-            )
-        except Withdrawn:  # stopped while the start waited for its instant
+        deadline = self._deadline()
+        if self._end is not None:  # stopped or cancelled before this task began
             self._exited = True
             self.started.set()
             return self._not_started()
+        try:
+            child, read_fd = await self._spawn(deadline)
+        except Withdrawn:  # stopped, or timed out, before a thread began the start
+            self._exited = True
+            self.started.set()
+            return self._not_started() if self._end is not None else self._given_up()
+        except _GivenUp:
+            self._exited = True
+            self.started.set()
+            return self._given_up()
         # RuntimeError: the spawner's thread could not start (a pids limit reached).
         except (OSError, ValueError, RuntimeError, subprocess.SubprocessError) as exc:
             self._exited = True
@@ -269,7 +335,7 @@ class CommandRun:
         try:
             if self._end is not None:
                 self._begin_termination()  # stop() or cancellation arrived while spawning
-            returncode = await self._wait_main(child)
+            returncode = await self._wait_main(child, deadline)
             self._exited = True
             leftovers = False
             if self._terminator is None:
@@ -290,11 +356,9 @@ class CommandRun:
             reader.close()
         return self._outcome(returncode, leftovers=leftovers, output=reader.text())
 
-    async def _wait_main(self, child: Child) -> int:
-        if self._timeout is None:
+    async def _wait_main(self, child: Child, deadline: float | None) -> int:
+        if deadline is None:
             return await child.exited()
-        assert self._loop is not None
-        deadline = self._loop.time() + self._timeout
         try:
             async with asyncio.timeout_at(deadline):
                 return await child.exited()
@@ -341,6 +405,32 @@ class CommandRun:
             output=output,
             pid=self._pid,
         )
+
+    def _given_up(self) -> Outcome:
+        """The start did not return in time, and nothing waits for it any more."""
+        if self._end is None:
+            self._end = _End.TIMED_OUT
+        # Read after _end is set: see _wanted.
+        if not self._start_asked:
+            if self._end is _End.STOPPED:
+                return self._not_started()
+            why = "no thread was free to start it"
+        else:
+            where = f" in {self._working_dir}" if self._working_dir is not None else ""
+            why = (
+                f"starting {self._args[0]}{where} did not return (a file system that does not"
+                " answer?); it is killed if it starts later"
+            )
+        status, reason = RunStatus.FAILED, self._stop_reason
+        if self._end is _End.TIMED_OUT:
+            assert self._timeout is not None
+            status, reason = RunStatus.TIMED_OUT, "DeadlineExceeded"
+            message = f"timed out after {_format_seconds(self._timeout)} before its process started"
+        elif self._end is _End.STOPPED:
+            message = f"stopped: {self._stop_reason}, before its process started"
+        else:
+            reason, message = "Cancelled", "cancelled before its process started"
+        return Outcome(status, None, reason, f"{message}: {why}", "", pid=None)
 
     def _start_failed(self, exc: BaseException) -> Outcome:
         command = self._args[0]

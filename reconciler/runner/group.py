@@ -19,6 +19,7 @@ import contextlib
 import enum
 import math
 import os
+import signal
 import time
 
 # How stale a /proc census may be before it is taken again (see _GroupCensus).
@@ -134,3 +135,35 @@ def session_state(sid: int, *, fresh_since: float) -> Group:
         return state
     live = _census.live_groups(sid, fresh_since=fresh_since)
     return Group.ALIVE if live and live - {sid} else state
+
+
+def kill_children_named(name: str) -> list[int]:
+    """SIGKILL the children of this process named ``name`` (their ``comm``, per ``/proc``), and
+    say which. A child that has not reached its ``exec`` yet still bears the name of the thread
+    that cloned it (``runner.process`` names each of its threads apart): this is how a start
+    stuck before its ``exec`` (a program or working directory on a file system that does not
+    answer) is ended, so that it never runs its program. A child of ours cannot be reaped
+    meanwhile by anyone but us, so its pid cannot have been reused between the look and the
+    kill."""
+    parent, wanted = os.getpid(), os.fsencode(name)[:15]
+    killed: list[int] = []
+    try:
+        entries = os.scandir("/proc")
+    except OSError:
+        return killed  # not Linux: such a start returns when it does, and is killed then
+    with entries:
+        for entry in entries:
+            if not entry.name.isdigit():
+                continue
+            try:
+                with open(f"/proc/{entry.name}/stat", "rb") as f:
+                    stat = f.read()
+            except OSError:
+                continue
+            comm = stat[stat.find(b"(") + 1 : stat.rfind(b")")]
+            fields = stat[stat.rfind(b")") + 2 :].split()
+            if len(fields) >= 2 and int(fields[1]) == parent and comm == wanted:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(int(entry.name), signal.SIGKILL)
+                killed.append(int(entry.name))
+    return killed

@@ -280,6 +280,21 @@ def _executables(command: str, env: Mapping[str, str]) -> list[bytes]:
     return [os.path.join(os.fsencode(d), name) for d in os.get_exec_path(dict(env))]
 
 
+_PR_SET_NAME = 15  # prctl(2)
+
+
+def name_thread(name: str) -> None:
+    """Give the calling thread ``name`` in the kernel (``comm``: its first 15 bytes) where the
+    C library can (Linux): a process the thread clones bears that name until its ``exec``, so
+    a start stuck before its ``exec`` can be told apart (``runner.group.kill_children_named``).
+    Through ``PyDLL``: a microsecond, once per thread."""
+    try:
+        prctl = ctypes.PyDLL(None).prctl
+    except (OSError, AttributeError):  # no such C library, or not Linux: nothing to name
+        return
+    prctl(_PR_SET_NAME, os.fsencode(name)[:15], 0, 0, 0)
+
+
 def load() -> LibcSpawn | None:
     """The C library's spawn, or None where it lacks what is needed (not Linux, glibc < 2.34)."""
     if not hasattr(os, "pidfd_open"):  # not Linux: keep to the portable way

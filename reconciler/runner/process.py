@@ -18,6 +18,17 @@ gets a new session, stdin from ``/dev/null``, stdout and stderr on the given des
 other descriptor, the signals ``Popen`` restores at their defaults, and ``args[0]`` looked up
 on the ``PATH`` of ``env``.
 
+**A start that does not return.** A program or working directory on a file system that does
+not answer (a hung NFS or FUSE mount) holds its start in the kernel, and the thread with it,
+for as long as the mount is hung. Such a thread no longer counts as one of its pool's: once its
+start has been under way for ``pool.STUCK_AFTER`` seconds, or its run has given up on it
+(``spawn_soon`` cancelled: a timeout, a stop), another thread takes its place, for
+``pool.STUCK_MAX`` stuck starts at most; past that bound each further one holds a thread of its
+pool, and a pool whose every thread is stuck refuses new starts (they fail at once, saying
+why) rather than queue them behind it. Given up, a start still before its ``exec`` is killed
+(it never runs its program); one whose process appears later all the same has that process's
+session killed at once. The threads are daemons: none keeps crontask from exiting.
+
 The exit is learnt from a pidfd (Linux 5.3+), which the loop watches like any other file
 descriptor; the child is then reaped with ``waitpid``. Where pidfds do not exist, a thread per
 child waits in ``waitpid()`` instead.
@@ -33,6 +44,7 @@ import asyncio
 import concurrent.futures
 import contextlib
 import functools
+import logging
 import os
 import signal
 import subprocess
@@ -40,10 +52,17 @@ import threading
 import time
 import weakref
 from collections.abc import Callable, Mapping, Sequence
+from typing import ParamSpec, TypeVar
 
 from reconciler import children
 from reconciler.host import usable_cores
-from reconciler.runner import libc_spawn
+from reconciler.runner import group, libc_spawn
+from reconciler.runner.pool import STUCK_AFTER, Pool
+
+log = logging.getLogger("crontask.runner")
+
+P = ParamSpec("P")
+T = TypeVar("T")
 
 
 class Child:
@@ -171,14 +190,21 @@ class Spawner:
     and a burst of 1 000 same-second commands on two cores started sooner with four per core
     than with two (``bench/lateness.py --worker command 1000``: spawned p50 -10 to -20 %)."""
 
-    def __init__(self, threads: int | None = None, *, use_libc: bool = True) -> None:
+    def __init__(
+        self,
+        threads: int | None = None,
+        *,
+        use_libc: bool = True,
+        stuck_after: float = STUCK_AFTER,
+    ) -> None:
         self._libc = libc_spawn.load() if use_libc else None
         self.threads = threads or min(16, 4 * usable_cores())
-        self._pool: concurrent.futures.ThreadPoolExecutor | None = None
+        self.stuck_after = stuck_after
+        self._pool: Pool | None = None
         # Starts that wait for their instant wait in threads of their own: parked in the pool
         # above, a burst due at the next slot would hold every thread for up to a second, and
         # a run due now (a manual run, a retry) would wait behind it.
-        self._waiting_pool: concurrent.futures.ThreadPoolExecutor | None = None
+        self._waiting_pool: Pool | None = None
         self._lock = threading.Lock()
 
     @property
@@ -219,27 +245,30 @@ class Spawner:
         again; 2 000 of them (a burst's pipes made ahead on the loop) cost a quarter of the
         pool's starts per second (``bench/floor_bench.py --worker threads 4000 --open 2000``).
 
-        ``start_at`` (``time.monotonic()``'s clock): the thread waits until then, and then
-        starts the process only if ``wanted()`` still says so (else ``Withdrawn``). A run
-        claimed ahead of its slot starts on the slot this way, a sleep's precision after it,
-        whatever the event loop is busy with then."""
-        withdrawn: list[bool] = []  # the hand-over below failed: start nothing
+        ``start_at`` (``time.monotonic()``'s clock): the thread waits until then. It starts
+        the process only if ``wanted()`` still says so (else ``Withdrawn``), asked just before.
+        A run claimed ahead of its slot starts on the slot this way, a sleep's precision after
+        it, whatever the event loop is busy with then.
+
+        Raises ``RuntimeError`` when no thread can take it (a pids limit, or every thread
+        stuck: see the module docstring); it is not started then."""
 
         def start() -> Submitted:
             if start_at is not None and (wait := start_at - time.monotonic()) > 0:
                 time.sleep(wait)
-            if withdrawn or (wanted is not None and not wanted()):
+            if wanted is not None and not wanted():
                 raise Withdrawn
+            Pool.under_way(args[0])
             started, read_fd = self._start_piped(args, env, cwd)
             return started, read_fd, time.monotonic()
 
-        try:
-            return self._executor(waiting=start_at is not None).submit(start)
-        except RuntimeError:
-            # No thread could be started for it (a pids limit), but the pool had queued it
-            # first: the next thread it starts would run it, for a run recorded as failed.
-            withdrawn.append(True)
-            raise
+        return self._executor(waiting=start_at is not None).submit(start)
+
+    def give_up(self, future: concurrent.futures.Future[Submitted]) -> None:
+        """Nobody waits for the start ``future`` any more (see ``Pool.give_up``)."""
+        for pool in (self._pool, self._waiting_pool):
+            if pool is not None:
+                pool.give_up(future)
 
     def _start_piped(self, args: Sequence[str], env: Mapping[str, str], cwd: str | None) -> Piped:
         # Through the C library where it is used: os.pipe() and os.close() let go of the GIL,
@@ -256,18 +285,14 @@ class Spawner:
         finally:
             close(write_fd)  # the child has its copy: EOF comes when the last holder ends
 
-    def _executor(self, *, waiting: bool = False) -> concurrent.futures.ThreadPoolExecutor:
+    def _executor(self, *, waiting: bool = False) -> Pool:
         with self._lock:
             if waiting:
                 if self._waiting_pool is None:
-                    self._waiting_pool = concurrent.futures.ThreadPoolExecutor(
-                        self.threads, thread_name_prefix="crontask-spawn-at"
-                    )
+                    self._waiting_pool = Pool(self.threads, "crontask-spawn-at", self.stuck_after)
                 return self._waiting_pool
             if self._pool is None:
-                self._pool = concurrent.futures.ThreadPoolExecutor(
-                    self.threads, thread_name_prefix="crontask-spawn"
-                )
+                self._pool = Pool(self.threads, "crontask-spawn", self.stuck_after)
             return self._pool
 
 
@@ -307,16 +332,19 @@ async def spawn_soon(
     """``spawn`` in the spawner's threads, with stdout and stderr on a new pipe: the child and
     the pipe's read end, which the caller closes. The loop goes on while the process starts.
     A wait cancelled while its start still waits for a thread takes the start back; one
-    cancelled later (the start under way, or waiting for its instant) kills the process's
-    group once it has started, and reaps it. ``start_at`` and ``wanted``: see
+    cancelled later (the start under way, or waiting for its instant) gives the start up
+    (``Spawner.give_up``: a start stuck before its exec is killed there), and kills the
+    process's session once its pid is known, and reaps it. ``start_at`` and ``wanted``: see
     ``Spawner.submit``."""
     loop = asyncio.get_running_loop()
-    future = spawner().submit(args, env, cwd, start_at=start_at, wanted=wanted)
+    starter = spawner()
+    future = starter.submit(args, env, cwd, start_at=start_at, wanted=wanted)
     try:
         started, read_fd, began = await _handoff(loop).wait(future)
     except asyncio.CancelledError:
-        future.cancel()  # succeeds only if no thread has taken the start yet
-        future.add_done_callback(_kill_orphan)
+        if not future.cancel():  # succeeds only if no thread has taken the start yet
+            starter.give_up(future)  # it may be stuck: its thread is not waited for
+        future.add_done_callback(functools.partial(_kill_orphan, args[0]))
         raise
     finally:
         # A start that failed: its error's traceback holds this frame, and the future the error.
@@ -401,14 +429,20 @@ def _handoff(loop: asyncio.AbstractEventLoop) -> _Handoff:
     return handoff
 
 
-def _kill_orphan(future: concurrent.futures.Future[Submitted]) -> None:
-    """A process nobody waits for (its start was cancelled): kill its group, then reap it."""
+def _kill_orphan(command: str, future: concurrent.futures.Future[Submitted]) -> None:
+    """A process nobody waits for (its run's wait for its start was cancelled: a timeout, a
+    stop, the loop's end): kill its session at once, then reap it."""
     if future.cancelled() or future.exception() is not None:
         return
     (pid, process), read_fd, _ = future.result()
     os.close(read_fd)
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pid, signal.SIGKILL)
+    # Its session, not just its group: it may have run a moment already (a stuck start that
+    # came back).
+    group.signal_session(pid, signal.SIGKILL, fresh_since=time.monotonic())
+    log.warning(
+        "a start nobody waited for any more returned: its process was killed at once",
+        extra={"fields": {"pid": pid, "command": command}},
+    )
 
     def reap() -> None:
         if process is None:

@@ -14,6 +14,7 @@ import signal
 import stat
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Coroutine, Iterator
 from pathlib import Path
@@ -438,12 +439,27 @@ def test_stop_before_run_never_starts(tmp_path: Path) -> None:
     assert not marker.exists()
 
 
-def test_stop_while_spawning_terminates_at_once() -> None:
+def test_stop_while_spawning_terminates_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Stopped while the spawner's thread is starting it (too late to take the start back):
+    the process is terminated as soon as it exists."""
+    spawner = process_module.Spawner()
+    entered, release = threading.Event(), threading.Event()
+    real_start = spawner.start
+
+    def start(*args: Any) -> process_module.Started:
+        entered.set()
+        release.wait(10)
+        return real_start(*args)
+
+    monkeypatch.setattr(spawner, "start", start)
+    monkeypatch.setattr(process_module, "_spawner", spawner)
+
     async def scenario() -> Outcome:
-        command = CommandRun(["sleep", "300"], env=ENV, kill_grace=0.5)
+        command = CommandRun(["sleep", "300"], env=ENV, kill_grace=5)
         task = asyncio.create_task(command.run())
-        await asyncio.sleep(0)  # run() has begun spawning, not finished
+        assert await asyncio.to_thread(entered.wait, 5)
         command.stop("Shutdown")
+        release.set()
         return await task
 
     outcome = arun(scenario())
