@@ -88,8 +88,14 @@ class Conflict:
     losers: tuple[Location, ...]
 
     def __str__(self) -> str:
-        others = ", ".join(str(loc) for loc in self.losers)
+        # One line, however many places: a file of 9 000 copies of one task is 1 MiB.
+        others = ", ".join(str(loc) for loc in self.losers[:_LOSERS_SHOWN])
+        if len(self.losers) > _LOSERS_SHOWN:
+            others += f" and {len(self.losers) - _LOSERS_SHOWN} more"
         return f"{self.key} is defined more than once: using {self.winner}, ignoring {others}"
+
+
+_LOSERS_SHOWN = 5
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -82,17 +82,17 @@ class _Positions:
         self.values: dict[Path, _Mark] = {}
         self.duplicates: list[tuple[Path, _Mark]] = []
         self._seen_duplicates: set[tuple[int, int]] = set()  # an alias repeats its mapping
+        self._constructor = yaml.constructor.SafeConstructor()
         self.root = _mark(root)
         self._walk(root, ())
 
     def _walk(self, node: yaml.Node, path: Path) -> None:
         self.values[path] = _mark(node)
         if isinstance(node, yaml.MappingNode):
-            seen: set[str] = set()
+            seen: set[Any] = set()
             for key_node, value_node in node.value:
-                # A sequence or mapping as a key (`? [a, b]`) has no name a message could use.
-                key = key_node.value if type(key_node) is yaml.ScalarNode else "<complex key>"
-                child = (*path, key)
+                key = self._key(key_node)
+                child = (*path, _named(key))
                 if key in seen:
                     # PyYAML keeps the last of two equal keys without a word; say so instead.
                     mark = _mark(key_node)
@@ -108,6 +108,20 @@ class _Positions:
                 self.marks[child] = _mark(item)
                 self._walk(item, child)
 
+    def _key(self, node: yaml.Node) -> Any:
+        """The key ``node`` makes in the data (``1``, ``True``, ``None``, not their text), so
+        that pydantic's path to it finds it."""
+        if type(node) is not yaml.ScalarNode:
+            return "<complex key>"  # a sequence or mapping as a key (`? [a, b]`) has no name
+        if node.tag == STR:
+            return node.value
+        try:
+            key = self._constructor.construct_object(node)
+            hash(key)
+        except (yaml.YAMLError, ValueError, TypeError):  # built in vain: the text will do
+            return node.value
+        return key
+
     def find(self, path: Sequence[str | int]) -> _Mark:
         """The key of ``path``, or of its nearest ancestor that exists in the text."""
         probe = tuple(path)
@@ -116,6 +130,16 @@ class _Positions:
                 return self.marks[probe]
             probe = probe[:-1]
         return self.root
+
+
+def _named(key: Any) -> str | int:
+    """A key as pydantic names it in an error's path: a string, an int (a bool is one), or
+    the ``repr`` of anything else (``None``, ``1.5``)."""
+    if isinstance(key, str):
+        return key
+    if isinstance(key, int) and -(2**63) <= key < 2**63:
+        return int(key)
+    return repr(key)
 
 
 def _mark(node: yaml.Node) -> _Mark:

@@ -12,8 +12,15 @@ Rules users rely on:
   changes the tasks it defined before: they keep running on their last good definition, and the
   error is reported with ``file:line:col``. Fixing the file applies it. So does a task whose
   file went while a broken document of another file names it (``sources.adrift``).
-- Only files that changed are re-read: a refresh compares each file's (mtime, size, inode)
-  with what was read before, so a periodic full refresh is cheap and heals missed events.
+- Only files that changed are re-read: a refresh compares each file's (mtime, ctime, size,
+  inode) with what was read before, so a periodic full refresh is cheap and heals missed events
+  (the ctime, which no tool sets, catches a rewrite that kept the mtime and the size: ``cp -p``,
+  ``rsync -t`` of a reproducible build). A file that cannot be looked at (a folder on its way
+  lost its search permission) is not a file gone: it is an error, and its tasks stay. A file
+  whose name is not UTF-8 is an error of its own, not read (the watcher cannot report it).
+- Watch events (``watch``) name files to re-read; one naming a folder (made, moved or removed:
+  its files come without events of their own), a link (a ConfigMap's ``..data`` swapped) or a
+  file reached through a linked folder makes the refresh a full one.
 - A path that disappears (an unmounted volume, a wrong path) is an error; the tasks read from it
   stay in force until it comes back. With ``guard_empty`` (``crontask run`` without
   ``--allow-empty``), so does a path that still exists but suddenly holds no file at all, however
@@ -30,7 +37,7 @@ Rules users rely on:
   read at all: like a path that disappears, it is an error and its tasks stay.
 - Optional, for sources built on this one (the git source): ``revision`` is stamped on every
   Location read while it is set, and a file read at another revision is read again even if its
-  (mtime, size, inode) looks unchanged (inodes of a deleted tree are reused by the next one);
+  signature looks unchanged (inodes of a deleted tree are reused by the next one);
   ``relative_to`` makes Location paths relative to that folder (the repository root) instead of
   the state directory the files really live in.
 """
@@ -39,6 +46,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import errno
 import os
 import time
 from collections.abc import Callable, Collection, Sequence
@@ -59,7 +67,11 @@ from reconciler.sources.watch import watch_paths
 # A path is shown whole (it is not the file's content), but never with a control character in it.
 _PATH_SHOWN = 4096
 
-Signature = tuple[int, int, int]  # (mtime_ns, size, inode)
+Signature = tuple[int, int, int, int]  # (mtime_ns, ctime_ns, size, inode)
+# The signature of a file that cannot be looked at (see signature_of): never a real one.
+UNKNOWN: Signature = (-1, -1, -1, -1)
+# What stat says of a path with nothing there; any other error says nothing of the file.
+_GONE = (errno.ENOENT, errno.ENOTDIR)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -149,6 +161,8 @@ class DirectorySource:
             return self._rescan()  # the walk does not enter there: report the folder
         if any(_is_within(Path(h), r.absolute()) for h in hints for r in held):
             return self._rescan()  # files again where tasks were held: settle it whole
+        if any(self._says_more(Path(h)) for h in hints):
+            return self._rescan()  # a folder or a link changed: what is under it, the walk says
         changed: set[str] = set()
         for hint in hints:
             path = self._known_path(Path(hint))
@@ -208,6 +222,31 @@ class DirectorySource:
                 return root / relative
         return None
 
+    def _says_more(self, hint: Path) -> bool:
+        """Whether a watcher's (absolute) path says more than "re-read this file": it is a
+        folder under a root (made or moved in: its files come without events), a link (a
+        ConfigMap's ``..data`` swapped), a file reached through a linked folder, or a path
+        gone that files were read under (a folder removed or moved away)."""
+        for root in self.roots:
+            try:
+                relative = hint.relative_to(root.absolute())
+            except ValueError:
+                continue
+            if not relative.parts:
+                return False  # the root itself: rescanned anyway
+            hidden = any(p.startswith(".") for p in relative.parts)
+            if os.path.islink(hint) and not os.path.isfile(hint):
+                return True  # to a folder, or to nothing: ``..data``, a folder made a link
+            if os.path.isdir(hint):
+                return not hidden
+            if is_yaml_file(hint):
+                return not hidden and _through_a_linked_folder(root, relative)
+            if os.path.lexists(hint):
+                return False  # a file of no interest (notes.txt, an editor's temporary file)
+            under = f"{root / relative}{os.sep}"
+            return any(str(path).startswith(under) for path in self._files)
+        return False
+
     def scan(self) -> tuple[list[Path], list[Path]]:
         """The files under the roots, in order, and the places not read whose files keep
         their tasks: the roots that do not exist or lead out of ``confine_to`` through a link,
@@ -221,7 +260,7 @@ class DirectorySource:
         not_entered: list[Path] = []
         for root in self.roots:
             # Checked first: a link out of the repository says nothing of what it leads to.
-            problem = self._outside(root) or (None if root.exists() else "path does not exist")
+            problem = self._outside(root) or _missing(root)
             if problem is not None:
                 missing_roots.append(root)
                 self._root_errors[root] = DefinitionError(
@@ -387,6 +426,10 @@ class DirectorySource:
         """The text of ``path`` and its signature as read; a FileState of the error if it
         cannot be read (too large, a link out of bounds, not UTF-8); None if it is gone."""
         shown, revision = self._display(path), self.revision
+        if not _utf8(str(path)):
+            why = "file name is not UTF-8: not read (rename it)"
+            error = DefinitionError(Location(self.kind, shown, 1, 1, revision), why)
+            return FileState(signature, None, (error,), revision=revision)
         root, label = self._confinement(path)
         try:
             data, signature = read_file(path, limit=self.max_file_size, root=root, root_label=label)
@@ -442,25 +485,49 @@ class DirectorySource:
         character in a file name (a newline, in a git commit) is escaped."""
         if self.relative_to is not None and _is_within(path, self.relative_to):
             path = path.relative_to(self.relative_to)
-        return excerpt(str(path), _PATH_SHOWN)
+        text = str(path)
+        if not _utf8(text):  # its bytes as they are, not Python's stand-ins for them
+            text = os.fsencode(text).decode("utf-8", "backslashreplace")
+        return excerpt(text, _PATH_SHOWN)
 
 
 def signature_of(path: Path) -> Signature | None:
-    """(mtime, size, inode) of what ``path`` leads to; None if there is no file there. A path
-    that cannot be followed (a link loop, a link to nothing) gets its link's own, and the
-    reading says why."""
+    """(mtime, ctime, size, inode) of what ``path`` leads to; None if there is no file there. A
+    path that cannot be followed (a link loop, a link to nothing) gets its link's own, and the
+    reading says why. One that cannot be looked at (a folder on its way that may not be
+    searched, an I/O error) gets ``UNKNOWN``: the file may well be there, so its tasks stay,
+    and the reading says why."""
     try:
-        stat = path.stat()
+        stat = os.stat(path)
     except NotADirectoryError:
         return None
     except OSError:
         try:
-            stat = path.lstat()
-        except OSError:
-            return None
+            stat = os.lstat(path)
+        except OSError as err:
+            return None if err.errno in _GONE else UNKNOWN
     if S_ISDIR(stat.st_mode):
         return None
-    return (stat.st_mtime_ns, stat.st_size, stat.st_ino)
+    return (stat.st_mtime_ns, stat.st_ctime_ns, stat.st_size, stat.st_ino)
+
+
+def _missing(root: Path) -> str | None:
+    """Why ``root`` is not read if it cannot be found; None if it is there."""
+    try:
+        os.stat(root)
+    except OSError as err:
+        if err.errno in _GONE:
+            return "path does not exist"
+        return f"path cannot be read: {err.strerror or err}"
+    return None
+
+
+def _utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 _HOLD = "no task file here any more"

@@ -56,10 +56,10 @@ put in argv, written under ``state_dir``, or shown in ``status()``.
 
 git-sync compatibility: ``crontask run`` on git-sync's ``--link`` (a symlink git-sync swaps
 atomically to each new worktree) works with the plain directory source: it never resolves the
-link, so each revision is picked up once, with stable paths and last-known-good. Two caveats:
-the file watcher keeps watching the tree the link pointed to when it started (the swap itself is
-seen at the next full resync, ``--resync``), and a resync that runs while git-sync swaps may read
-some files from each revision (each file whole); the next resync converges.
+link, so each revision is picked up once, with stable paths and last-known-good; the watcher
+sees the swap at once (``sources.watch`` watches the folder of each link on a root's way). One
+caveat: a read that runs while git-sync swaps may read some files from each revision (each file
+whole); the event of the swap reads them again.
 """
 
 from __future__ import annotations

@@ -49,10 +49,10 @@ def resolve_root(root: Path) -> str:
 
 def read_file(
     path: Path, *, limit: int, root: str, root_label: str
-) -> tuple[bytes, tuple[int, int, int]]:
-    """The bytes of ``path``, and the (mtime_ns, size, inode) of the file they were read from
-    (see the module docstring). ``root_label`` names ``root`` in messages (the folder as the
-    user gave it, or "the repository")."""
+) -> tuple[bytes, tuple[int, int, int, int]]:
+    """The bytes of ``path``, and the (mtime_ns, ctime_ns, size, inode) of the file they were
+    read from (see the module docstring). ``root_label`` names ``root`` in messages (the folder
+    as the user gave it, or "the repository")."""
     try:
         before = os.stat(path)
     except FileNotFoundError:
@@ -90,7 +90,7 @@ def read_file(
             f"file grew past the limit of {format_size(limit)} (--max-file-size) while it "
             "was read: not read"
         )
-    return data, (opened.st_mtime_ns, opened.st_size, opened.st_ino)
+    return data, (opened.st_mtime_ns, opened.st_ctime_ns, opened.st_size, opened.st_ino)
 
 
 def within(real: str, root: str) -> bool:

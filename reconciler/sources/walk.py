@@ -4,7 +4,8 @@ Every ``*.yaml``/``*.yml`` file, recursively; hidden files and folders (``.git``
 folders of a Kubernetes ConfigMap mount) are skipped, symlinked files are yielded (reading
 decides whether they may be followed), symlinked folders are not entered. The walk is a loop
 bounded in depth, not recursion: a commit can nest folders past Python's recursion limit.
-No state, no reading: ``files.DirectorySource`` reads what this finds.
+No state, no reading: ``files.DirectorySource`` reads what this finds, and the file watch
+(``watch``) watches the folders it enters.
 """
 
 from __future__ import annotations
@@ -40,6 +41,22 @@ def iter_yaml_files(
     if not root.is_dir():
         yield root
         return
+    for folder, files in iter_folders(root, too_deep, unlisted, linked):
+        for name in files:
+            candidate = folder / name
+            if is_yaml_file(candidate):
+                yield candidate
+
+
+def iter_folders(
+    root: Path,
+    too_deep: list[Path] | None = None,
+    unlisted: list[Path] | None = None,
+    linked: list[Path] | None = None,
+) -> Iterator[tuple[Path, list[str]]]:
+    """Each folder the walk enters (``root`` first, then each folder's folders by name), with
+    the names of its files; the other arguments as for ``iter_yaml_files``. The file watch
+    watches exactly these folders, so that it never follows a link the walk does not."""
     # A stack, not recursion: os.walk recursed, and a commit can nest folders past
     # Python's recursion limit.
     stack = [(root, 0)]
@@ -59,11 +76,23 @@ def iter_yaml_files(
             continue
         if linked is not None:
             linked.extend(folder / name for name in links)
-        for name in files:
-            candidate = folder / name
-            if is_yaml_file(candidate):
-                yield candidate
+        yield folder, files
         stack.extend((folder / name, depth + 1) for name in reversed(folders))
+
+
+def enters(root: Path, folder: Path) -> bool:
+    """Whether the walk of ``root`` would enter ``folder``, from its spelling and what it is
+    now: ``root`` itself, or a folder below it, neither hidden nor a link, nor too deep (its
+    parents are not looked at)."""
+    if folder == root:
+        return os.path.isdir(folder)
+    try:
+        relative = folder.relative_to(root)
+    except ValueError:
+        return False
+    if folder.name.startswith(".") or len(relative.parts) > MAX_FOLDER_DEPTH:
+        return False
+    return os.path.isdir(folder) and not os.path.islink(folder)
 
 
 def _entries(folder: Path) -> tuple[list[str], list[str], list[str]]:

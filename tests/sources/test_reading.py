@@ -35,12 +35,12 @@ def root(tmp_path: Path) -> Path:
 
 def test_a_regular_file_and_its_signature(root: Path) -> None:
     (root / "a.yaml").write_text("a: 1\n")
-    data, (mtime, size, inode) = read_file(
+    data, signature = read_file(
         root / "a.yaml", limit=LIMIT, root=resolve_root(root), root_label="x"
     )
     stat = (root / "a.yaml").stat()
     assert data == b"a: 1\n"
-    assert (mtime, size, inode) == (stat.st_mtime_ns, stat.st_size, stat.st_ino)
+    assert signature == (stat.st_mtime_ns, stat.st_ctime_ns, stat.st_size, stat.st_ino)
 
 
 def test_links_that_stay_inside_are_followed(root: Path) -> None:

@@ -48,11 +48,13 @@ def test_a_swapped_symlink_root_is_reported_by_its_link(tmp_path: Path) -> None:
     assert str(link) in changed
 
 
-def test_no_existing_root_arms_at_once_and_ends(tmp_path: Path) -> None:
+def test_no_existing_root_nor_folder_of_it_arms_at_once_and_ends(tmp_path: Path) -> None:
+    # A root whose folder exists is watched for (tests/sources/test_folder_hostile.py).
     async def main() -> bool:
         armed = asyncio.Event()
+        missing = tmp_path / "missing" / "tasks"
         await asyncio.wait_for(
-            watch_paths([tmp_path / "missing"], lambda _: None, asyncio.Event(), armed=armed), 5
+            watch_paths([missing], lambda _: None, asyncio.Event(), armed=armed), 5
         )
         return armed.is_set()
 
