@@ -146,7 +146,10 @@ class Service:
         owned, desired = self._on_loop(scheduled)
         problems = _problems(desired)
         # Every task declared, whichever replica schedules it (the same set without replicas).
-        listed = {**desired.tasks, **owned}
+        listed = {
+            **desired.tasks,
+            **{k: _newest(d, desired.tasks.get(k)) for k, d in owned.items()},
+        }
 
         def matching() -> Iterator[str]:
             for key in sorted(listed):
@@ -398,7 +401,9 @@ class Service:
         entries: dict[str, _Entry] = {}
         for key in keys:
             # What this replica schedules, else what another one does (with replicas).
-            definition = owned.get(key) or desired.tasks.get(key)
+            declared = desired.tasks.get(key)
+            scheduled = owned.get(key)
+            definition = declared if scheduled is None else _newest(scheduled, declared)
             if definition is None:
                 continue
             version = None
@@ -487,3 +492,12 @@ def _problems(desired: DesiredState) -> dict[str, str]:
     for conflict in desired.conflicts:
         problems.setdefault(conflict.key, str(conflict))
     return problems
+
+
+def _newest(scheduled: Definition, declared: Definition | None) -> Definition:
+    """What a task view shows of a scheduled task: the declaration when its spec is the one
+    scheduled (a file renamed, a label or a line above it changed, a last good definition
+    now flagged: the scheduler's copy, unchanged by such a pass, is older), else what runs."""
+    if declared is not None and declared.hash == scheduled.hash:
+        return declared
+    return scheduled
