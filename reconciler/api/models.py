@@ -63,12 +63,22 @@ class RunAttemptOut(RunOut):
     job: dict[str, Any] | None = Field(
         None,
         description="a job task's Kubernetes Job: namespace, name, uid, pod, node, containers "
-        "(exit code, reason), started_at, completed_at, log_error (why the log is missing)",
+        "(name, exitCode, reason), startedAt, completedAt, logError (why the log is missing)",
     )
 
     @classmethod
     def of(cls, r: RunRecord) -> RunAttemptOut:
-        return cls(**_run_fields(r), output=r.output, job=r.job.to_json() if r.job else None)
+        job = _camel_keys(r.job.to_json()) if r.job else None
+        return cls(**_run_fields(r), output=r.output, job=job)
+
+
+def _camel_keys(value: Any) -> Any:
+    """The stored job details (snake_case, as the store keeps them) in the API's spelling."""
+    if isinstance(value, dict):
+        return {to_camel(k): _camel_keys(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_camel_keys(v) for v in value]
+    return value
 
 
 def _run_fields(r: RunRecord) -> dict[str, Any]:

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import timedelta
 from typing import Any
 
-from reconciler.core.runs import RunStatus, Trigger
+from reconciler.core.runs import ContainerResult, JobDetails, RunStatus, Trigger
 from tests.api.conftest import TestClient
 from tests.api.fakes import T0, FakeRuntime, record
 from tests.api.test_problems import assert_problem
@@ -132,3 +133,27 @@ def test_health_and_readiness(client: TestClient, runtime: FakeRuntime) -> None:
     body = assert_problem(client.get("/readyz"), 503, "unavailable")
     assert body["checks"]["store"] is False
     assert body["detail"] == "not ready: store"
+
+
+def test_a_job_attempt_names_its_job_in_the_api_spelling(
+    client: TestClient, runtime: FakeRuntime
+) -> None:
+    job = JobDetails(
+        namespace="ops",
+        name="backup-1796090400",
+        uid="u-1",
+        started_at=T0,
+        log_error="pods/log: HTTP 403 Forbidden",
+        containers=(ContainerResult("main", exit_code=2, reason="Error"),),
+    )
+    run = dataclasses.replace(record("ops/backup", T0, RunStatus.FAILED), job=job)
+    runtime.store.claim(run)
+    attempt = client.get(f"/api/v1/runs/{run.id}").json()["attempts"][0]
+    assert attempt["job"] == {
+        "namespace": "ops",
+        "name": "backup-1796090400",
+        "uid": "u-1",
+        "logError": "pods/log: HTTP 403 Forbidden",
+        "startedAt": "2026-11-27T01:00:00+00:00",
+        "containers": [{"name": "main", "exitCode": 2, "reason": "Error"}],
+    }
