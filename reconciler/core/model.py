@@ -19,6 +19,9 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    StrictBool,
+    StrictFloat,
+    StrictInt,
     StringConstraints,
     field_validator,
     model_validator,
@@ -88,6 +91,11 @@ LabelValue = Annotated[str, StringConstraints(max_length=63)]
 MAX_LABEL_KEY = 317  # Kubernetes: a 253-character prefix, '/', a 63-character name
 
 
+# Numbers and switches are Strict*: a quoted "30" or "off" in a file is an error, as the API
+# server's schema makes it for a CronTask resource, and `true` is no count (pydantic's lax mode
+# would read "off" as false and `limit: true` as 1).
+
+
 class _Model(BaseModel):
     # Unknown fields are errors: a typo such as `schedul:` must not silently become a default.
     model_config = ConfigDict(
@@ -145,14 +153,14 @@ class Metadata(_Model):
 
 
 class RetryPolicy(_Model):
-    limit: int = Field(0, ge=0, le=100, description="Further attempts after a failed one.")
-    backoff_seconds: float = Field(
+    limit: StrictInt = Field(0, ge=0, le=100, description="Further attempts after a failed one.")
+    backoff_seconds: StrictFloat = Field(
         10.0, ge=0, le=MAX_BACKOFF, description="Delay before the first retry."
     )
-    backoff_multiplier: float = Field(
+    backoff_multiplier: StrictFloat = Field(
         2.0, ge=1, le=10, description="Each further delay is multiplied."
     )
-    max_backoff_seconds: float | None = Field(
+    max_backoff_seconds: StrictFloat | None = Field(
         None, ge=0, le=MAX_BACKOFF, description="Upper bound on a delay."
     )
 
@@ -273,7 +281,7 @@ class HttpAction(_Model):
         max_length=256,
         description='Statuses that count as success: "200-299", "200,204", "200-299,304".',
     )
-    timeout_seconds: float = Field(
+    timeout_seconds: StrictFloat = Field(
         30.0, gt=0, le=3600, description="For the request itself (at most an hour)."
     )
 
@@ -382,35 +390,35 @@ class TaskSpec(_Model):
     time_zone: str = Field(
         "UTC", max_length=64, description="IANA time zone name, e.g. Europe/Berlin."
     )
-    suspend: bool = Field(False, description="No new runs while true; running ones finish.")
+    suspend: StrictBool = Field(False, description="No new runs while true; running ones finish.")
     concurrency_policy: ConcurrencyPolicy = Field(
         ConcurrencyPolicy.FORBID,
         description="What to do when a slot comes while the previous run is still going.",
     )
-    starting_deadline_seconds: int | None = Field(
+    starting_deadline_seconds: StrictInt | None = Field(
         None,
         ge=1,
         le=MAX_SECONDS,
         description="How late a slot may still start. Unset: no deadline.",
     )
-    timeout_seconds: int | None = Field(
+    timeout_seconds: StrictInt | None = Field(
         None,
         ge=1,
         le=MAX_SECONDS,
         description="The whole run (its process group) is stopped after this.",
     )
     retry: RetryPolicy = Field(default_factory=RetryPolicy)
-    jitter_seconds: int | None = Field(
+    jitter_seconds: StrictInt | None = Field(
         None,
         ge=0,
         le=3600,
         description="Delay every slot by a fixed offset in [0, jitterSeconds] derived from the "
         "task's key: stable across restarts, spreads tasks that share a schedule.",
     )
-    successful_runs_history_limit: int = Field(
+    successful_runs_history_limit: StrictInt = Field(
         3, ge=0, le=MAX_HISTORY, description="Succeeded runs to keep."
     )
-    failed_runs_history_limit: int = Field(
+    failed_runs_history_limit: StrictInt = Field(
         1, ge=0, le=MAX_HISTORY, description="Failed runs to keep."
     )
     command: CommandAction | None = Field(None, description="Run a program.")

@@ -32,6 +32,10 @@ SEQ = "tag:yaml.org,2002:seq"
 MERGE = "tag:yaml.org,2002:merge"  # the `<<` key: the constructor merges, never constructs it
 _NUMBERS = ("tag:yaml.org,2002:int", "tag:yaml.org,2002:float")
 _TAG_PREFIX = "tag:yaml.org,2002:"
+# Standard tags whose values JSON (and so a CronTask, and the API server) has no word for: bytes
+# that pydantic would decode into a string, an unordered set that would become a list in a
+# different order on every run (command arguments!), ordered pairs. Refused where written.
+_NOT_JSON = {_TAG_PREFIX + name: name for name in ("binary", "set", "omap", "pairs")}
 _INTERNED_LENGTH = 64
 
 
@@ -90,6 +94,8 @@ class _PlainBuilder:
                 return sys.intern(value) if len(value) <= _INTERNED_LENGTH else value
             if current.tag in _NUMBERS and len(current.value) > self.number_length:
                 raise Exceeded
+            if current.tag in _NOT_JSON:
+                raise NotPlain  # refused, with its place, by measure
             if self.constructor is None:
                 self.constructor = yaml.constructor.SafeConstructor()
             try:
@@ -169,6 +175,11 @@ def measure(
             raise NodeProblem(node, _too_many(values, False, bound))
         if node.tag not in constructors and node.tag != MERGE:
             raise NodeProblem(node, f"unsupported YAML tag {excerpt(_short(node.tag))!r}")
+        if node.tag in _NOT_JSON:
+            raise NodeProblem(
+                node,
+                f"YAML tag '!!{_NOT_JSON[node.tag]}' has no JSON value: write a string or a list",
+            )
         if isinstance(node, yaml.ScalarNode):
             _check_scalar(node, constructor, number_length)
             sizes[key], heights[key] = 1, 0

@@ -326,6 +326,11 @@ INVALID = {
     "policy": doc(concurrencyPolicy="Sometimes"),
     "timeout 0": doc(timeoutSeconds=0),
     "timeout not an integer": doc(timeoutSeconds=1.5),
+    # The API server's schema refuses these; pydantic's lax mode read them as false, 30 and 1.
+    "suspend as text": doc(suspend="off"),
+    "timeout as text": doc(timeoutSeconds="30"),
+    "retry limit as a switch": doc(retry={"limit": True}),
+    "backoff as text": doc(retry={"limit": 1, "backoffSeconds": "5"}),
     "negative deadline": doc(startingDeadlineSeconds=-1),
     # A deadline of 0 would skip every slot; one past a year is no deadline anyone means.
     "deadline 0": doc(startingDeadlineSeconds=0),

@@ -177,6 +177,29 @@ def build(folder: Path, scratch: Path, only: str | None = None) -> list[Case]:
         "1:4",
         "unsupported YAML tag '!!python/object/apply:os.system'",
     )
+    # Standard tags with no JSON value: a set's order changes from run to run (as command
+    # arguments!), bytes would be decoded into a string.
+    text(
+        "set-tag-args.yaml",
+        HEAD + "  command: {args: !!set {rm, -rf, /tmp/x}}\n",
+        "6:19",
+        "YAML tag '!!set' has no JSON value: write a string or a list",
+    )
+    text(
+        "binary-tag.yaml",
+        HEAD + '  command: {args: [!!binary ZWNobw==, "x"]}\n',
+        "6:20",
+        "YAML tag '!!binary' has no JSON value: write a string or a list",
+    )
+    # Quoted numbers and switches, and a switch for a count: the API server refuses them in a
+    # CronTask resource; pydantic's lax mode read "off" as false and true as 1.
+    text(
+        "quoted-switch.yaml",
+        HEAD + '  suspend: "off"\n  retry: {limit: true}\n  timeoutSeconds: "30"\n' + TAIL,
+        "6:3",
+        "spec.suspend: Input should be a valid boolean",
+        lines=3,
+    )
     text(
         "duplicate-keys.yaml",
         HEAD.replace("{name: hostile}", "{name: hostile, name: other}") + TAIL,
@@ -347,6 +370,9 @@ CASES = [
     "long-number.yaml",
     "bad-timestamp.yaml",
     "python-tag.yaml",
+    "set-tag-args.yaml",
+    "binary-tag.yaml",
+    "quoted-switch.yaml",
     "duplicate-keys.yaml",
     "huge-key.yaml",
     "escaped-newline-key.yaml",
