@@ -8,9 +8,10 @@ after the other. Where ``/proc`` cannot tell a birth, and in the records of cron
 it, an instance is ``host:pid:token``, judged by its pid alone.
 
 Whether an instance is dead is proven, never guessed: from this host only what it can see (a
-process of this kernel and pid namespace, whatever the host name said when it started; or a
-host name that has booted since), and the state directory's last holder, which is gone since
-this process holds it (``statedir.hold``). An instance elsewhere (another machine, a pod
+process of this kernel and pid namespace, whatever the host name said when it started), and
+the state directory's last holder, unless this host sees that process alive (a copied or
+restored state directory names a crontask that may still run), as this process holds the
+directory now (``statedir.hold``). An instance elsewhere (another machine, a pod
 under another name) may live and share the store (README: instances that share a run store
 each have their own state directory): its runs are left to it, and said so at start.
 """
@@ -109,8 +110,9 @@ def liveness(
             # Unreadable: gone, or hidden from us (hidepid); only the first is proof.
             return Liveness.ALIVE if _alive(owner.pid) else Liveness.DEAD
         return Liveness.ALIVE if started == was.start else Liveness.DEAD
-    if owner.host == me.host and was.boot != now.boot:
-        return Liveness.DEAD  # this host has rebooted since
+    # Another boot, or another pid namespace: another machine as well as this one rebooted
+    # (host names repeat: cloned VMs, `localhost`, a compose file's `hostname:`). The state
+    # directory's last holder is how a restart here knows (see judged).
     return Liveness.UNKNOWN
 
 
@@ -124,10 +126,19 @@ def judged(owners: Collection[str], me: str, gone: Collection[str] = ()) -> dict
     for owner in owners:
         if owner == me:
             continue
-        if owner in gone:
-            found[owner] = Liveness.DEAD
-        elif mine is not None and (instance := Instance.parse(owner)) is not None:
-            found[owner] = liveness(instance, mine)
+        instance = Instance.parse(owner)
+        if mine is not None and instance is not None:
+            state = liveness(instance, mine)
+        elif owner in gone:
+            state = Liveness.UNKNOWN
+        else:
+            continue
+        # The lock names who held the directory last, not that it stopped: a copied or
+        # restored state directory names a crontask that may still run. A process seen alive
+        # here is alive whatever the lock says.
+        if owner in gone and state is not Liveness.ALIVE:
+            state = Liveness.DEAD
+        found[owner] = state
     return found
 
 

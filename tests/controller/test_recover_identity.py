@@ -123,14 +123,35 @@ def test_a_live_crontask_is_told_from_a_later_process_with_its_pid(
     assert status(store, "ops/earlier") is RunStatus.INTERRUPTED
 
 
-def test_this_host_after_a_reboot_is_another_boot() -> None:
-    """A crontask of this host name and another boot died with that boot."""
+def test_another_boot_under_this_host_name_is_judged_by_the_state_directory() -> None:
+    """Host names repeat (cloned machines, `localhost`): one of another boot may be another
+    machine's, alive. What died in a reboot here is the state directory's last holder."""
     store = MemoryRunStore()
-    running(store, "ops/before-reboot", owner(os.getpid(), 1, boot="0000beef"))
+    before_reboot = owner(os.getpid(), 1, boot="0000beef")
+    elsewhere = owner(os.getpid(), 1, boot="0000cafe", mark="e")
+    running(store, "ops/before-reboot", before_reboot)
+    running(store, "ops/elsewhere", elsewhere)
 
-    assert recover(store, instance_id(), T0) == 1
+    assert recover(store, instance_id(), T0, gone=[before_reboot]) == 1
 
     assert status(store, "ops/before-reboot") is RunStatus.INTERRUPTED
+    assert status(store, "ops/elsewhere") is RunStatus.RUNNING
+
+
+def test_a_state_directory_copied_from_a_live_crontask_does_not_end_its_runs(
+    procs: list[subprocess.Popen[bytes]],
+) -> None:
+    """The lock names who held the directory last, not that it stopped: a copy (a second
+    instance set up from the first's folder, a restored backup) names one still running."""
+    live = subprocess.Popen(["sleep", "30"], start_new_session=True)
+    procs.append(live)
+    holder = owner(live.pid, wait_for("its start time", lambda: start_time(live.pid)))
+    store = MemoryRunStore()
+    running(store, "ops/live", holder)
+
+    assert recover(store, instance_id(), T0, gone=[holder]) == 0
+
+    assert status(store, "ops/live") is RunStatus.RUNNING
 
 
 def test_another_machines_crontask_is_left_to_it_and_said_so(
