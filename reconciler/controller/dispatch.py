@@ -60,7 +60,7 @@ from reconciler.store.base import RunStore
 log = logging.getLogger("crontask.runner")
 
 # What the record of a run killed by a second stop signal adds to its message.
-HURRIED = "crontask was asked again to stop: killed at once (SIGKILL), without the kill grace"
+HURRIED = "crontask was asked again to stop: killed at once, without the kill grace"
 _KILL_AGAIN = 0.5  # seconds
 
 Clock = Callable[[], datetime]
@@ -473,9 +473,15 @@ class Dispatcher(RunExecution):
         for by_id in self._active.values():
             for active in by_id.values():
                 active.stop(SHUTDOWN)
-                if isinstance(active.attempt, CommandRun) and active.attempt.pid is not None:
+                attempt = active.attempt
+                # A reaped process's pid may be another's now: its run is only being recorded.
+                if (
+                    isinstance(attempt, CommandRun)
+                    and attempt.pid is not None
+                    and not attempt.exited
+                ):
                     self._killed.add((active.record.id, active.record.attempt))
-                    group.signal_session(active.attempt.pid, signal.SIGKILL, fresh_since=census)
+                    group.signal_session(attempt.pid, signal.SIGKILL, fresh_since=census)
 
     async def _complete(
         self, definition: Definition | None, active: ActiveRun, outcome: Outcome

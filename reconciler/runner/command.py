@@ -140,6 +140,11 @@ class CommandRun:
     def pid(self) -> int | None:
         return self._pid
 
+    @property
+    def exited(self) -> bool:
+        """Whether the main process has been reaped: its pid may name another process now."""
+        return self._exited
+
     def start_at(self, when: float | None, began: Callable[[float], None]) -> None:
         """Start the process no earlier than ``when`` (``time.monotonic()``; None: at once):
         the spawner's thread waits for it, and starts nothing if the run was stopped

@@ -10,11 +10,16 @@ import asyncio
 import contextlib
 import os
 import signal
+import threading
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pytest
+
 from reconciler.controller.dispatch import Dispatcher
-from reconciler.core.runs import RunStatus, run_id
+from reconciler.core.runs import RunRecord, RunStatus, run_id
+from reconciler.runner import group
 from reconciler.store import MemoryRunStore
 from tests.helpers import definition, local_actions
 
@@ -59,7 +64,7 @@ def _check(store: MemoryRunStore, pid: int) -> None:
     assert record is not None
     assert (record.status, record.reason) == (RunStatus.INTERRUPTED, "Shutdown")
     assert record.message is not None
-    assert "asked again to stop: killed at once (SIGKILL)" in record.message
+    assert "asked again to stop: killed at once, without the kill grace" in record.message
     assert "grace period" not in record.message  # no SIGKILL after a grace: at once
     assert _gone(pid)
 
@@ -117,3 +122,54 @@ def test_a_second_signal_during_the_kill_grace_kills_the_commands_at_once(
         if pid:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(pid, signal.SIGKILL)
+
+
+def test_a_command_reaped_while_its_record_is_written_is_not_signalled_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A reaped command's pid may name another process by now (the kernel reuses pids): the
+    second signal's kills, repeated while runs are in flight, pass over a run whose process
+    has exited and whose record is only being written."""
+
+    class HeldWrites(MemoryRunStore):
+        def __init__(self) -> None:
+            super().__init__()
+            self.entered, self.release = threading.Event(), threading.Event()
+
+        def save_many(self, records: Sequence[RunRecord]) -> None:
+            if any(r.status.finished for r in records):
+                self.entered.set()
+                self.release.wait(BOUND)
+            super().save_many(records)
+
+    store = HeldWrites()
+    d = Dispatcher(store, owner="host:1:abc", clock=lambda: SLOT, actions=local_actions())
+    signalled: list[int] = []
+    monkeypatch.setattr(group, "signal_session", lambda pid, *a, **k: signalled.append(pid))
+    passes = threading.Semaphore(0)
+    kill_now = Dispatcher._kill_now
+
+    def counted(self: Dispatcher) -> None:
+        kill_now(self)
+        passes.release()
+
+    monkeypatch.setattr(Dispatcher, "_kill_now", counted)
+    job = definition("job", command={"args": ["true"]})
+
+    async def scenario() -> None:
+        d.fire(job, SLOT)
+        while not store.entered.is_set():  # the command has exited; its record is held
+            await asyncio.sleep(0.01)
+        hurry = asyncio.Event()
+        hurry.set()
+        shutdown = asyncio.ensure_future(d.shutdown(600.0, hurry))
+        while not passes.acquire(blocking=False):  # at least one pass of the kills
+            await asyncio.sleep(0.01)
+        store.release.set()
+        await asyncio.wait_for(shutdown, BOUND)
+
+    asyncio.run(scenario())
+    assert signalled == []
+    record = store.get(run_id("default/job", SLOT))
+    assert record is not None
+    assert record.status is RunStatus.SUCCEEDED
