@@ -238,6 +238,8 @@ class Notifier:
         since: datetime | None = None
         failing = told = False
         judged: set[str] = {record.id}
+        definition = self._tasks.get(record.task)
+        limit = definition.task.spec.retry.limit if definition else 0
         for previous in runs:
             # Each run by its newest attempt (newest first): an earlier attempt was retried.
             if previous.id in judged:
@@ -255,7 +257,7 @@ class Notifier:
             if not abandoned and previous.status not in FAILURES:
                 break
             failing, since = True, previous.finished_at or since
-            told = told or not _died(previous)
+            told = told or not (_died(previous) or _retry_lost(previous, limit))
         if failing and not told:
             return _TaskState(False, since)
         return _TaskState(failing, since, unsure=failing)
@@ -378,6 +380,15 @@ def _died(record: RunRecord) -> bool:
     no dispatcher wrote, so no notifier heard of it (see the module docstring). Should such
     ends ever be handed to the notifier, this exception goes."""
     return record.status is RunStatus.INTERRUPTED and record.reason == PROCESS_DIED
+
+
+def _retry_lost(record: RunRecord, limit: int) -> bool:
+    """Whether ``record``, the newest attempt of its run, failed with a retry to follow that
+    never came: crontask died while the retry waited (nothing of a waiting retry is stored), so
+    the failure was handed on as retried and no notifier told of it. Judged by the retry limit
+    in force now, the only one left to read."""
+    retried = record.status in (RunStatus.FAILED, RunStatus.TIMED_OUT)
+    return retried and record.reason != "Replaced" and record.attempt <= limit
 
 
 def _matches(route: Route, key: str, kind: str | None) -> bool:

@@ -19,6 +19,7 @@ import httpx
 import pytest
 
 from reconciler.controller.runtime import _recent_runs
+from reconciler.core.desired import DesiredState
 from reconciler.core.runs import PROCESS_DIED, RunRecord, RunStatus, Trigger, run_id
 from reconciler.sinks.metrics import Metrics
 from reconciler.sinks.notify import Notifier
@@ -62,7 +63,10 @@ def crashed(store: MemoryRunStore, *records: RunRecord) -> datetime:
 
 
 def after_the_crash(
-    tmp_path: Path, store: MemoryRunStore, outcomes: Sequence[RunStatus]
+    tmp_path: Path,
+    store: MemoryRunStore,
+    outcomes: Sequence[RunStatus],
+    desired: DesiredState | None = None,
 ) -> list[dict[str, Any]]:
     """The messages sent when, in the crontask started after the crash, runs end with
     ``outcomes`` (the notifier reads the task's history from ``store``, as ``serve`` wires
@@ -86,6 +90,8 @@ def after_the_crash(
         stop, ready = asyncio.Event(), asyncio.Event()
         component = asyncio.create_task(notifier.run(ready.set, stop))
         await asyncio.wait_for(ready.wait(), 5)
+        if desired is not None:  # the first pass of the crontask started after the crash
+            notifier.after_pass(desired)
         for minute, outcome in enumerate(outcomes):
             record = attempt(outcome, T0 + timedelta(minutes=minute))
             notifier.on_run(dataclasses.replace(record, owner="host:1:new"))
