@@ -22,13 +22,17 @@ import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from watchfiles import awatch
+from watchfiles import Change, awatch
 
 from reconciler.aio import in_thread
 from reconciler.sources.limits import excerpt
 from reconciler.sources.walk import enters, iter_folders
 
 log = logging.getLogger("crontask.sources")
+# watchfiles logs every batch of changes at INFO, those of the folder that holds a root too: a
+# log file written beside the task folder would log its own writes for ever. crontask logs
+# what a change does.
+logging.getLogger("watchfiles").setLevel(logging.WARNING)
 
 # Editors save in bursts (write, rename, chmod): wait this long for the burst to end. Small
 # enough that an edit is in effect well under a second.
@@ -39,6 +43,10 @@ RETRY_AFTER = 1.0
 _RETRY_MAX = 30.0
 # A watch that lasted this long worked: its next failure starts the backoff afresh.
 _HEALTHY = 60.0
+# The watches are made anew at most this often: a folder made and removed in a loop costs a
+# full listing and a read of the roots per second, not per event.
+_REARM_EVERY = 1.0
+_MAX_WATCHES = "/proc/sys/fs/inotify/max_user_watches"
 _SHOWN = 500  # of a failure's message (it may name a path)
 
 
@@ -56,29 +64,41 @@ async def watch_paths(
 
     ``armed`` is set once the OS watches exist: a change made after that is reported. The
     daemon waits for it before its first pass, so nothing written between that pass's read and
-    the watch's start goes unseen until the next resync. Returns at once (``armed`` set) if
-    neither a root nor its folder exists: the resync reads them when they come.
+    the watch's start goes unseen until the next resync. While neither a root nor its folder
+    exists (``armed`` set at once), it looks again after a backoff, as after a failure, and
+    reports the roots once there is something to watch.
 
     A watch that fails (a file whose name is not UTF-8, which watchfiles cannot report; the OS
     out of watches) is logged in one line and made again after a backoff."""
     spelled = [root.absolute() for root in roots]
+    everything = {str(root) for root in spelled}
     failures = 0
     again: set[str] = set()  # reported once the next watches exist
+    warned = False
     loop = asyncio.get_running_loop()
+
+    async def pause(seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), timeout=seconds)
+
     while not stop.is_set():
         started = loop.time()
         try:
             plan = await in_thread(_Plan.of, spelled)
-            if not plan.paths:
+            if not plan.paths:  # gone, folder and all (unmounted, removed): look again
                 if armed is not None:
                     armed.set()
-                return
+                again = everything
+                await pause(min(retry_after * 2**failures, _RETRY_MAX))
+                failures += 1
+                continue
+            warned = warned or _too_many(len(plan.paths))
             outdated = await _watch(plan, on_change, stop, armed, debounce_ms, again)
         except Exception as err:
             problem = _failure(err)
             if problem is None:
                 raise
-            again = {str(root) for root in spelled}
+            again = everything
             failures = 0 if loop.time() - started > _HEALTHY else failures
             delay = min(retry_after * 2**failures, _RETRY_MAX)
             failures += 1
@@ -86,10 +106,12 @@ async def watch_paths(
                 "file watch failed; watching again shortly",
                 extra={"fields": {"error": problem, "retry_in_seconds": delay}},
             )
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), timeout=delay)
+            await pause(delay)
             continue
+        failures = 0
         again = plan.roots if outdated else set()
+        if outdated:
+            await pause(started + _REARM_EVERY - loop.time())
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -98,6 +120,7 @@ class _Plan:
 
     roots: set[str]  # as spelled (absolute)
     folders: set[str]  # the folders the walk enters, and the roots that are files
+    inodes: dict[str, tuple[int, int] | None]  # per folder: a folder swapped under its name
     parents: set[str]  # the folders of the roots and of the links on their way
     identities: dict[str, tuple[str, int, int] | None]  # per root, see _identity
 
@@ -113,9 +136,11 @@ class _Plan:
             elif os.path.exists(root):
                 folders.add(str(root))
             parents.update(str(p) for p in _on_the_way(root) if os.path.isdir(p))
+        watched = {f for f in folders if _utf8(f)}
         return cls(
             roots={str(root) for root in roots},
-            folders={f for f in folders if _utf8(f)},
+            folders=watched,
+            inodes={f: _inode(f) for f in watched},
             parents={p for p in parents if _utf8(p)},
             identities={str(root): _identity(root) for root in roots},
         )
@@ -130,18 +155,25 @@ class _Plan:
         under = tuple(root.rstrip(os.sep) + os.sep for root in self.roots)
         return {p for p in paths if p in self.roots or p.startswith(under)}
 
-    def outdated(self, paths: set[str]) -> bool:
-        """Whether these watches no longer cover what the walk would read, after ``paths``
+    def outdated(self, batch: set[tuple[Change, str]]) -> bool:
+        """Whether these watches no longer cover what the walk would read, after ``batch``
         changed: a root is another file or folder (or the link on its way leads elsewhere), a
-        folder to enter appeared, or one watched went or moved (watchfiles would go on
-        reporting its files under its old name)."""
+        folder to enter appeared, or one watched went, moved or was made anew under its name
+        (watchfiles would go on reporting its files under its old name, or hear nothing of
+        the new one: ``rm -r sub && mkdir sub`` may even give it the old inode number)."""
         if any(_identity(Path(root)) != known for root, known in self.identities.items()):
             return True
-        for path in paths:
-            if path in self.folders:  # a root's own changes are its identity's
-                if path not in self.roots and (not os.path.isdir(path) or os.path.islink(path)):
+        for change, path in batch:
+            if path in self.roots:
+                continue  # a root's own changes are its identity's
+            if path in self.folders:
+                # Removed, moved or made (what is there now is new), a link now, or another
+                # folder under its name.
+                if change is not Change.modified or os.path.islink(path):
                     return True
-            elif os.path.dirname(path) in self.folders or path in self.roots:
+                if _inode(path) != self.inodes[path]:
+                    return True
+            elif os.path.dirname(path) in self.folders:
                 folder = Path(path)
                 if any(enters(Path(root), folder) for root in self.roots) and _utf8(path):
                     return True
@@ -177,11 +209,10 @@ async def _watch(
         )
     ) as changes:
         async for batch in changes:
-            paths = {path for _, path in batch}
-            inside = plan.inside(paths)
+            inside = plan.inside({path for _, path in batch})
             if inside:
                 on_change(inside)
-            if plan.outdated(paths):
+            if plan.outdated(batch):
                 return True
     return False
 
@@ -204,6 +235,32 @@ def _identity(root: Path) -> tuple[str, int, int] | None:
     except OSError:
         return None
     return os.path.realpath(root), stat.st_dev, stat.st_ino
+
+
+def _inode(path: str) -> tuple[int, int] | None:
+    try:
+        stat = os.stat(path)
+    except OSError:
+        return None
+    return stat.st_dev, stat.st_ino
+
+
+def _too_many(watches: int) -> bool:
+    """Whether ``watches`` folders are more than the system lets a user watch (inotify adds
+    what it can and says nothing of the rest); logged once."""
+    try:
+        with open(_MAX_WATCHES) as limit:
+            allowed = int(limit.read())
+    except (OSError, ValueError):
+        return False
+    if watches <= allowed:
+        return False
+    log.warning(
+        "more folders to watch than the system allows: changes in some are seen only at the "
+        "next resync (raise fs.inotify.max_user_watches)",
+        extra={"fields": {"folders": watches, "max_user_watches": allowed}},
+    )
+    return True
 
 
 def _utf8(path: str) -> bool:

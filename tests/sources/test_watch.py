@@ -48,14 +48,26 @@ def test_a_swapped_symlink_root_is_reported_by_its_link(tmp_path: Path) -> None:
     assert str(link) in changed
 
 
-def test_no_existing_root_nor_folder_of_it_arms_at_once_and_ends(tmp_path: Path) -> None:
-    # A root whose folder exists is watched for (tests/sources/test_folder_hostile.py).
-    async def main() -> bool:
-        armed = asyncio.Event()
-        missing = tmp_path / "missing" / "tasks"
-        await asyncio.wait_for(
-            watch_paths([missing], lambda _: None, asyncio.Event(), armed=armed), 5
-        )
-        return armed.is_set()
+def test_a_root_gone_folder_and_all_is_looked_for_and_reported_when_it_comes(
+    tmp_path: Path,
+) -> None:
+    """An unmounted volume, a removed folder: the watch arms at once, never ends by itself (a
+    component that ends stops crontask), and reports the root once it is there again."""
 
-    assert asyncio.run(main())
+    async def main() -> set[str]:
+        armed, stop = asyncio.Event(), asyncio.Event()
+        missing = tmp_path / "missing" / "tasks"
+        changed: asyncio.Queue[set[str]] = asyncio.Queue()
+        watch = asyncio.ensure_future(
+            watch_paths([missing], changed.put_nowait, stop, armed=armed, retry_after=0.05)
+        )
+        await asyncio.wait_for(armed.wait(), 5)
+        await asyncio.sleep(0.2)  # looks again a few times meanwhile
+        assert not watch.done()
+        missing.mkdir(parents=True)
+        seen = await asyncio.wait_for(changed.get(), 5)
+        stop.set()
+        await asyncio.wait_for(watch, 5)
+        return seen
+
+    assert asyncio.run(main()) == {str(tmp_path / "missing" / "tasks")}

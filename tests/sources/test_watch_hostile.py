@@ -242,3 +242,48 @@ def test_a_folder_moved_in_is_watched(tmp_path: Path) -> None:
             await seen.until(has(root / "team"))
 
     asyncio.run(main())
+
+
+@pytest.mark.parametrize("how", ["rename", "rm-mkdir"])
+def test_a_folder_replaced_under_its_name_is_watched_anew(tmp_path: Path, how: str) -> None:
+    # A deploy that builds `sub.new` and renames it over `sub`, or `rm -rf sub && mkdir sub`:
+    # the watch on the old folder's inode would hear nothing of the new one.
+    root = tmp_path / "tasks"
+    (root / "sub").mkdir(parents=True)
+
+    async def main() -> None:
+        async with watching([root]) as seen:
+            if how == "rename":
+                (root / ".sub.new").mkdir()
+                os.rename(root / "sub", root / ".sub.old")
+                os.rename(root / ".sub.new", root / "sub")
+                shutil.rmtree(root / ".sub.old")
+            else:
+                shutil.rmtree(root / "sub")
+                (root / "sub").mkdir()
+            await seen.rearmed()
+            later = root / "sub" / "later.yaml"
+            write(later, doc("later"))
+            await seen.until(has(later))
+
+    asyncio.run(main())
+
+
+def test_writes_beside_the_root_are_not_logged(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The folder that holds a root is watched (for the root's own entry): a log file written
+    # there would otherwise log each of its own writes, for ever.
+    caplog.set_level(logging.INFO)
+    root = tmp_path / "tasks"
+    root.mkdir()
+
+    async def main() -> None:
+        async with watching([root]) as seen:
+            (tmp_path / "crontask.log").write_text("a line\n")
+            inside = root / "t.yaml"
+            write(inside, doc("t"))
+            await seen.until(has(inside))
+
+    asyncio.run(main())
+    assert not [r for r in caplog.records if r.name.startswith("watchfiles")]
