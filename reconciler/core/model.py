@@ -91,9 +91,18 @@ LabelValue = Annotated[str, StringConstraints(max_length=63)]
 MAX_LABEL_KEY = 317  # Kubernetes: a 253-character prefix, '/', a 63-character name
 
 
-# Numbers and switches are Strict*: a quoted "30" or "off" in a file is an error, as the API
+# Numbers and switches are strict: a quoted "30" or "off" in a file is an error, as the API
 # server's schema makes it for a CronTask resource, and `true` is no count (pydantic's lax mode
-# would read "off" as false and `limit: true` as 1).
+# would read "off" as false and `limit: true` as 1). A whole number written as a float (`30.0`,
+# what a JSON encoder may send) is that integer, as the API server takes it; `30.5` is not.
+
+
+def _whole(value: Any) -> Any:
+    """A field validator (``mode="before"``) of integer fields: keeps the JSON schema's
+    ``minimum``/``maximum`` where an annotated validator would not."""
+    if type(value) is float and value.is_integer():
+        return int(value)
+    return value
 
 
 class _Model(BaseModel):
@@ -163,6 +172,8 @@ class RetryPolicy(_Model):
     max_backoff_seconds: StrictFloat | None = Field(
         None, ge=0, le=MAX_BACKOFF, description="Upper bound on a delay."
     )
+
+    _whole_limit = field_validator("limit", mode="before")(_whole)
 
 
 class CommandAction(_Model):
@@ -424,6 +435,15 @@ class TaskSpec(_Model):
     command: CommandAction | None = Field(None, description="Run a program.")
     http: HttpAction | None = Field(None, description="Make an HTTP request.")
     job: JobAction | None = Field(None, description="Create a Kubernetes Job for each run.")
+
+    _whole_numbers = field_validator(
+        "starting_deadline_seconds",
+        "timeout_seconds",
+        "jitter_seconds",
+        "successful_runs_history_limit",
+        "failed_runs_history_limit",
+        mode="before",
+    )(_whole)
 
     @field_validator("schedule")
     @classmethod

@@ -272,3 +272,27 @@ def test_tasks_of_one_shape_share_the_record_of_the_fields_they_gave() -> None:
     edited = first.spec.model_copy(update={"suspend": True})
     assert edited.model_fields_set == {"schedule", "command", "suspend"}
     assert second.spec.model_fields_set == {"schedule", "command"}
+
+
+def test_a_whole_number_written_as_a_float_is_that_integer() -> None:
+    # What a JSON encoder may send (json.dumps(30 * 1.0) is "30.0"), and what the API server
+    # takes for an integer field; definitions that read so before must not vanish on upgrade.
+    spec = CronTask.model_validate(
+        task_doc(timeoutSeconds=30.0, startingDeadlineSeconds=60.0, retry={"limit": 2.0})
+    ).spec
+    assert (spec.timeout_seconds, spec.starting_deadline_seconds, spec.retry.limit) == (30, 60, 2)
+    assert type(spec.timeout_seconds) is int
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        {"timeoutSeconds": 30.5},
+        {"timeoutSeconds": "30"},
+        {"retry": {"limit": True}},
+        {"suspend": "off"},
+    ],
+)
+def test_fractions_text_and_switches_are_no_numbers(spec: dict[str, Any]) -> None:
+    with pytest.raises(ValidationError):
+        CronTask.model_validate(task_doc(**spec))
