@@ -34,6 +34,7 @@ from reconciler.core.assignment import Assignment
 from reconciler.core.desired import Definition, DesiredState, assemble, reassemble
 from reconciler.core.model import spec_hash
 from reconciler.core.plan import Operation, Plan, Step, plan
+from reconciler.core.schedule.jitter import jitter_offset
 from reconciler.scheduling.base import Scheduler
 from reconciler.sources.base import Source
 
@@ -347,11 +348,23 @@ def account_for_slots(
         if anchors is not None and step.operation is Operation.ADD:
             dispatcher.catch_up(step.desired, anchors.get(step.key), until)
         elif step.operation is Operation.UPDATE:
-            dispatcher.catch_up(
-                step.desired, dispatcher.last_slot(step.key), until, record_superseded=False
-            )
+            last = dispatcher.last_slot(step.key)
+            if last is not None and step.current is not None:
+                last += _moved_by_jitter(step.current, step.desired)
+            dispatcher.catch_up(step.desired, last, until, record_superseded=False)
         else:
             dispatcher.track(step.key, now)
+
+
+def _moved_by_jitter(current: Definition, desired: Definition) -> timedelta:
+    """How far a new ``jitterSeconds`` moves the task's slots: its last slot is moved as far,
+    so that the slot of the period that has run (13:02:19 of the 13:00 hour) is not taken for
+    a slot missed under the new offset (13:05:18)."""
+
+    def offset(definition: Definition) -> int:
+        return jitter_offset(definition.key, definition.task.spec.jitter_seconds or 0)
+
+    return timedelta(seconds=offset(desired) - offset(current))
 
 
 def _suspend_only(current: Definition, desired: Definition) -> bool:

@@ -103,6 +103,9 @@ class SlotLedger:
             return NOTHING
         missed = backlog(self._schedule(definition), anchor, until)
         if missed.latest is None:
+            # No slot of this definition since the last one: that stays the last, and the next
+            # change counts from it, not from the moment of this one.
+            self._last[key] = anchor
             return NOTHING
         latest = missed.latest.astimezone(UTC)
         superseded = None

@@ -172,3 +172,41 @@ def test_a_schedule_edit_means_the_same_live_and_after_a_restart(tmp_path: Path,
         ("13:00", "schedule", None),
         ("13:30", "catchup", None),
     ]
+
+
+def test_an_edit_that_catches_up_nothing_leaves_the_last_slot_where_it_was(
+    tmp_path: Path,
+) -> None:
+    """'0 * * * *' ran 13:00; at 13:10 an edit of something else; at 13:20 the schedule
+    becomes '5 * * * *': 13:05 is the new schedule's latest slot since the last one, as it is
+    without the 13:10 edit and after a restart."""
+
+    async def body(w: World) -> World:
+        w.write()
+        w.reconcile()
+        await w.advance(3600 + 600)  # 13:00 runs; 13:10:30
+        w.write(extra=OTHER)
+        w.reconcile()
+        await w.advance(600)  # 13:20:30
+        w.write("5 * * * *", extra=OTHER)
+        w.reconcile()
+        await w.advance(0)
+        return w
+
+    assert play(tmp_path, body).runs() == [("13:00", "schedule", None), ("13:05", "catchup", None)]
+
+
+def test_a_new_jitter_does_not_run_the_period_again(tmp_path: Path) -> None:
+    """An hourly task with jitterSeconds: 300 runs at hh:02:19 (its key's offset); widened at
+    12:06 to 900 (hh:05:18), the 12:00 hour has run: the next run is 13:05:18."""
+
+    async def body(w: World) -> World:
+        w.write(extra="  jitterSeconds: 300\n")
+        w.reconcile()
+        await w.advance(330)  # 12:06:00; 12:02:19 ran
+        w.write(extra="  jitterSeconds: 900\n")
+        w.reconcile()
+        await w.advance(3600)  # 13:06:00
+        return w
+
+    assert play(tmp_path, body).runs() == [("12:02", "schedule", None), ("13:05", "schedule", None)]
