@@ -238,6 +238,7 @@ class Notifier:
         since: datetime | None = None
         failing = told = False
         judged: set[str] = {record.id}
+        cut: set[str] = set()  # runs whose retry the shutdown cut
         definition = self._tasks.get(record.task)
         limit = definition.task.spec.retry.limit if definition else 0
         for previous in runs:
@@ -246,7 +247,9 @@ class Notifier:
                 continue
             if _shut_down(previous):
                 # Counts for nothing, as in _consider: the run is judged by the attempt before
-                # it, if any (a failure whose retry the shutdown abandoned or cut short).
+                # it, if any (a failure whose retry the shutdown abandoned or cut short, which
+                # was notified then).
+                cut.add(previous.id)
                 continue
             judged.add(previous.id)
             abandoned = previous.status is RunStatus.SKIPPED and previous.trigger is Trigger.RETRY
@@ -257,7 +260,8 @@ class Notifier:
             if not abandoned and previous.status not in FAILURES:
                 break
             failing, since = True, previous.finished_at or since
-            told = told or not (_died(previous) or _retry_lost(previous, limit))
+            lost = previous.id not in cut and _retry_lost(previous, limit)
+            told = told or not (_died(previous) or lost)
         if failing and not told:
             return _TaskState(False, since)
         return _TaskState(failing, since, unsure=failing)
