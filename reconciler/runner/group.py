@@ -62,26 +62,40 @@ class _GroupCensus:
         return None if self._sessions is None else self._sessions.get(session, frozenset())
 
 
-def _scan_live_groups() -> dict[int, frozenset[int]] | None:
-    sessions: dict[int, set[int]] = {}
+def _proc_stats() -> list[tuple[int, bytes]] | None:
+    """Each process's pid and ``/proc/<pid>/stat``; None where ``/proc`` cannot be listed."""
     try:
         entries = os.scandir("/proc")
     except OSError:
         return None
+    found: list[tuple[int, bytes]] = []
     with entries:
         for entry in entries:
             if not entry.name.isdigit():
                 continue
             try:
                 with open(f"/proc/{entry.name}/stat", "rb") as f:
-                    stat = f.read()
+                    found.append((int(entry.name), f.read()))
             except OSError:
                 continue  # exited (and reaped) since the directory was listed
-            # The command name may contain spaces and parentheses: fields are counted from the
-            # last ')'. After it come: state, ppid, pgrp, session, ...
-            fields = stat[stat.rfind(b")") + 2 :].split()
-            if len(fields) >= 4 and fields[0] not in (b"Z", b"X"):
-                sessions.setdefault(int(fields[3]), set()).add(int(fields[2]))
+    return found
+
+
+def _after_name(stat: bytes) -> list[bytes]:
+    # The command name may contain spaces and parentheses: fields are counted from the last
+    # ')'. After it come: state, ppid, pgrp, session, ...
+    return stat[stat.rfind(b")") + 2 :].split()
+
+
+def _scan_live_groups() -> dict[int, frozenset[int]] | None:
+    stats = _proc_stats()
+    if stats is None:
+        return None
+    sessions: dict[int, set[int]] = {}
+    for _, stat in stats:
+        fields = _after_name(stat)
+        if len(fields) >= 4 and fields[0] not in (b"Z", b"X"):
+            sessions.setdefault(int(fields[3]), set()).add(int(fields[2]))
     return {session: frozenset(groups) for session, groups in sessions.items()}
 
 
@@ -147,23 +161,11 @@ def kill_children_named(name: str) -> list[int]:
     kill."""
     parent, wanted = os.getpid(), os.fsencode(name)[:15]
     killed: list[int] = []
-    try:
-        entries = os.scandir("/proc")
-    except OSError:
-        return killed  # not Linux: such a start returns when it does, and is killed then
-    with entries:
-        for entry in entries:
-            if not entry.name.isdigit():
-                continue
-            try:
-                with open(f"/proc/{entry.name}/stat", "rb") as f:
-                    stat = f.read()
-            except OSError:
-                continue
-            comm = stat[stat.find(b"(") + 1 : stat.rfind(b")")]
-            fields = stat[stat.rfind(b")") + 2 :].split()
-            if len(fields) >= 2 and int(fields[1]) == parent and comm == wanted:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(int(entry.name), signal.SIGKILL)
-                killed.append(int(entry.name))
+    for pid, stat in _proc_stats() or ():  # not Linux: such a start returns when it does
+        comm = stat[stat.find(b"(") + 1 : stat.rfind(b")")]
+        fields = _after_name(stat)
+        if len(fields) >= 2 and int(fields[1]) == parent and comm == wanted:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+            killed.append(pid)
     return killed

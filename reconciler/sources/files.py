@@ -62,7 +62,7 @@ from reconciler.sources.base import Notify, Ready, SourceState
 from reconciler.sources.documents import ParsedText, PlainText, parse_text, plain_definitions
 from reconciler.sources.limits import DEFAULT_MAX_FILE_SIZE, excerpt
 from reconciler.sources.reading import Unreadable, read_file, resolve_root, within
-from reconciler.sources.walk import MAX_FOLDER_DEPTH, is_yaml_file, iter_yaml_files
+from reconciler.sources.walk import MAX_FOLDER_DEPTH, is_yaml_file, iter_yaml_files, utf8
 from reconciler.sources.watch import watch_paths
 
 # A path is shown whole (it is not the file's content), but never with a control character in it.
@@ -429,7 +429,7 @@ class DirectorySource:
         """The text of ``path`` and its signature as read; a FileState of the error if it
         cannot be read (too large, a link out of bounds, not UTF-8); None if it is gone."""
         shown, revision = self._display(path), self.revision
-        if not _utf8(str(path)):
+        if not utf8(str(path)):
             why = "file name is not UTF-8: not read (rename it)"
             error = DefinitionError(Location(self.kind, shown, 1, 1, revision), why)
             return FileState(signature, None, (error,), revision=revision)
@@ -489,7 +489,7 @@ class DirectorySource:
         if self.relative_to is not None and _is_within(path, self.relative_to):
             path = path.relative_to(self.relative_to)
         text = str(path)
-        if not _utf8(text):  # its bytes as they are, not Python's stand-ins for them
+        if not utf8(text):  # its bytes as they are, not Python's stand-ins for them
             text = os.fsencode(text).decode("utf-8", "backslashreplace")
         return excerpt(text, _PATH_SHOWN)
 
@@ -523,14 +523,6 @@ def _missing(root: Path) -> str | None:
             return "path does not exist"
         return f"path cannot be read: {err.strerror or err}"
     return None
-
-
-def _utf8(text: str) -> bool:
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 _HOLD = "no task file here any more"

@@ -120,3 +120,13 @@ def _entries(folder: Path) -> tuple[list[str], list[str], list[str]]:
             elif not hidden:
                 folders.append(entry.name)
     return sorted(files), sorted(folders), sorted(links)
+
+
+def utf8(name: str) -> bool:
+    """Whether a path (as ``os`` decodes it: undecodable bytes as surrogates) is UTF-8, as a
+    file name must be to be read (and watched: watchfiles cannot report another)."""
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True

@@ -26,7 +26,7 @@ from watchfiles import Change, awatch
 
 from reconciler.aio import in_thread
 from reconciler.sources.limits import excerpt
-from reconciler.sources.walk import enters, iter_folders
+from reconciler.sources.walk import enters, iter_folders, utf8
 
 log = logging.getLogger("crontask.sources")
 # watchfiles logs every batch of changes at INFO, those of the folder that holds a root too: a
@@ -136,12 +136,12 @@ class _Plan:
             elif os.path.exists(root):
                 folders.add(str(root))
             parents.update(str(p) for p in _on_the_way(root) if os.path.isdir(p))
-        watched = {f for f in folders if _utf8(f)}
+        watched = {f for f in folders if utf8(f)}
         return cls(
             roots={str(root) for root in roots},
             folders=watched,
             inodes={f: _inode(f) for f in watched},
-            parents={p for p in parents if _utf8(p)},
+            parents={p for p in parents if utf8(p)},
             identities={str(root): _identity(root) for root in roots},
         )
 
@@ -175,7 +175,7 @@ class _Plan:
                     return True
             elif os.path.dirname(path) in self.folders:
                 folder = Path(path)
-                if any(enters(Path(root), folder) for root in self.roots) and _utf8(path):
+                if any(enters(Path(root), folder) for root in self.roots) and utf8(path):
                     return True
         return False
 
@@ -260,14 +260,6 @@ def _too_many(watches: int) -> bool:
         "next resync (raise fs.inotify.max_user_watches)",
         extra={"fields": {"folders": watches, "max_user_watches": allowed}},
     )
-    return True
-
-
-def _utf8(path: str) -> bool:
-    try:
-        path.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
     return True
 
 
