@@ -32,7 +32,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-import signal
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -52,7 +51,6 @@ from reconciler.core.desired import Definition
 from reconciler.core.model import ConcurrencyPolicy
 from reconciler.core.runs import RunRecord, RunStatus, Trigger, manual_slot, run_id
 from reconciler.core.timing import AHEAD_MAX
-from reconciler.runner import group
 from reconciler.runner.base import Actions, Outcome, Resumable
 from reconciler.runner.command import CommandRun
 from reconciler.store.base import RunStore
@@ -474,14 +472,8 @@ class Dispatcher(RunExecution):
             for active in by_id.values():
                 active.stop(SHUTDOWN)
                 attempt = active.attempt
-                # A reaped process's pid may be another's now: its run is only being recorded.
-                if (
-                    isinstance(attempt, CommandRun)
-                    and attempt.pid is not None
-                    and not attempt.exited
-                ):
+                if isinstance(attempt, CommandRun) and attempt.kill_now(fresh_since=census):
                     self._killed.add((active.record.id, active.record.attempt))
-                    group.signal_session(attempt.pid, signal.SIGKILL, fresh_since=census)
 
     async def _complete(
         self, definition: Definition | None, active: ActiveRun, outcome: Outcome

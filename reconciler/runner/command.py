@@ -140,10 +140,14 @@ class CommandRun:
     def pid(self) -> int | None:
         return self._pid
 
-    @property
-    def exited(self) -> bool:
-        """Whether the main process has been reaped: its pid may name another process now."""
-        return self._exited
+    def kill_now(self, fresh_since: float) -> bool:
+        """SIGKILL the run's whole session at once, without the kill grace (a second stop
+        signal; ``fresh_since``: a ``/proc`` census that new may serve, see ``group``). False
+        if there is no process to kill: not started yet, or reaped (its pid may be another's)."""
+        if self._pid is None or self._exited:
+            return False
+        signal_session(self._pid, signal.SIGKILL, fresh_since=fresh_since)
+        return True
 
     def start_at(self, when: float | None, began: Callable[[float], None]) -> None:
         """Start the process no earlier than ``when`` (``time.monotonic()``; None: at once):

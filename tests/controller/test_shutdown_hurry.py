@@ -19,7 +19,7 @@ import pytest
 
 from reconciler.controller.dispatch import Dispatcher
 from reconciler.core.runs import RunRecord, RunStatus, run_id
-from reconciler.runner import group
+from reconciler.runner import command
 from reconciler.store import MemoryRunStore
 from tests.helpers import definition, local_actions
 
@@ -145,7 +145,7 @@ def test_a_command_reaped_while_its_record_is_written_is_not_signalled_again(
     store = HeldWrites()
     d = Dispatcher(store, owner="host:1:abc", clock=lambda: SLOT, actions=local_actions())
     signalled: list[int] = []
-    monkeypatch.setattr(group, "signal_session", lambda pid, *a, **k: signalled.append(pid))
+    monkeypatch.setattr(command, "signal_session", lambda pid, *a, **k: signalled.append(pid))
     passes = threading.Semaphore(0)
     kill_now = Dispatcher._kill_now
 
