@@ -193,17 +193,18 @@ async def serve(
 
 async def build(options: Options, store: RunStore, manager: Manager) -> Parts:
     me = instance_id()
-    # The state directory's last holder has ended: whatever it left running is proven dead,
-    # whatever host or pid it had (a pod under a new name, a pid reused).
+    # The state directory's last holder: what it left running is dead unless this host sees
+    # it alive (a copied state directory), whatever host or pid it had (see instance.judged).
     previous = statedir.hold(options.state_dir, me)
     folders, git = _local_sources(options)  # first: connecting to a cluster starts a thread
     kube = await connect_to(options.kubernetes, me) if options.kubernetes else None
     support = await jobs(options.jobs, kube, options.resync_seconds)
+    outlives = support.outlives if support else lambda r: False
     recover(
         store,
         me,
         datetime.now(UTC),
-        support.outlives if support else lambda r: False,
+        outlives,
         grace=options.kill_grace,
         gone=[previous] if previous else [],
         alone=options.ha is None,
@@ -254,7 +255,7 @@ async def build(options: Options, store: RunStore, manager: Manager) -> Parts:
             revision=lambda: git.status().revision if git else None,
             on_handover=metrics.handed_over,
             on_renewal=metrics.replicas,
-            outlives=support.outlives if support else lambda r: False,
+            outlives=outlives,
         )
     notifier = _notifier(options, metrics, reconciler, dispatcher, store, cluster)
     service = Service(
