@@ -9,10 +9,10 @@ it, an instance is ``host:pid:token``, judged by its pid alone.
 
 Whether an instance is dead is proven, never guessed: from this host only what it can see (a
 process of this kernel and pid namespace, whatever the host name said when it started), and
-the state directory's last holder, unless this host sees that process alive (a copied or
-restored state directory names a crontask that may still run), as this process holds the
-directory now (``statedir.hold``). An instance elsewhere (another machine, a pod
-under another name) may live and share the store (README: instances that share a run store
+the state directory's last holder (``statedir.hold``: this process holds the directory now),
+unless this host sees that holder alive (a copied or restored state directory names a
+crontask that may still run). An instance elsewhere (another machine, a pod under another
+name) may live and share the store (README: instances that share a run store
 each have their own state directory): its runs are left to it, and said so at start.
 """
 
