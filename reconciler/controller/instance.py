@@ -167,13 +167,13 @@ def recover(
     scan: Callable[[], dict[leftovers.Leftover, set[int]]] = leftovers.scan,
     gone: Collection[str] = (),
     alone: bool = False,
-) -> int:
-    """Mark the runs of dead processes ``interrupted``; not those whose work ``outlives`` its
-    process (a Job's run is adopted once the Jobs are watched, see ``controller.jobs``). First
-    the commands of such runs still running on this host are stopped (see ``_stop_leftovers``),
-    each session given ``grace`` to end on SIGTERM. ``gone``: see :func:`judged`. ``alone``:
-    no replicas cover for this process (no ``--ha``), so the runs of instances whose life it
-    cannot judge are nobody's to end: it says so."""
+) -> list[RunRecord]:
+    """Mark the runs of dead processes ``interrupted`` and return them (oldest first); not
+    those whose work ``outlives`` its process (a Job's run is adopted once the Jobs are
+    watched, see ``controller.jobs``). First the commands of such runs still running on this
+    host are stopped (see ``_stop_leftovers``), each session given ``grace`` to end on SIGTERM.
+    ``gone``: see :func:`judged`. ``alone``: no replicas cover for this process (no ``--ha``),
+    so the runs of instances whose life it cannot judge are nobody's to end: it says so."""
     _stop_leftovers(store, me, scan(), grace, gone)
     running = store.running()
     states = judged({r.owner for r in running if r.owner}, me, gone)
@@ -192,7 +192,7 @@ def recover(
             "runs recorded running by another crontask, which may live elsewhere: left to it",
             extra={"fields": {"owners": unknown[:10], "runs": len(runs), "first": runs[0]}},
         )
-    return len(interrupted)
+    return interrupted
 
 
 def _stop_leftovers(

@@ -200,7 +200,7 @@ async def build(options: Options, store: RunStore, manager: Manager) -> Parts:
     kube = await connect_to(options.kubernetes, me) if options.kubernetes else None
     support = await jobs(options.jobs, kube, options.resync_seconds)
     outlives = support.outlives if support else lambda r: False
-    recover(
+    crashed = recover(
         store,
         me,
         datetime.now(UTC),
@@ -258,6 +258,8 @@ async def build(options: Options, store: RunStore, manager: Manager) -> Parts:
             outlives=outlives,
         )
     notifier = _notifier(options, metrics, reconciler, dispatcher, store, cluster)
+    if notifier is not None:
+        notifier.crashed(crashed)
     service = Service(
         loop=asyncio.get_running_loop(),
         store=store,
@@ -395,6 +397,8 @@ def _notifier(
         mine=reconciler.mine,
         history=lambda key: _recent_runs(store, key),
         page_url=options.page_url,
+        # With replicas the one that finds a crashed run may not own its task: see notify.py.
+        crashes_told=cluster is None,
     )
     dispatcher.subscribe(notifier.on_run)
 

@@ -29,11 +29,16 @@ failures they end with (each run judged as above: attempts cut short by the shut
 out). Whether its ``failed`` message reached the receivers does not survive (it may have been
 queued, or retried, when the process stopped): so a task remembered as failing sends
 ``failed`` again with its next failure, whatever ``repeatInterval`` says, marked as a reminder
-(at least once; after a restart, perhaps twice). Failures that no notifier can have told of
-are the exception: runs whose process died during them, marked ``interrupted``
-(``PROCESS_DIED``) by the instance or replica that found them dead, which no dispatcher's
-listener hears. A task whose failures since its last success are all of those was never
-announced as failing: its next success sends no ``recovered``, and its next failure sends
+(at least once; after a restart, perhaps twice).
+
+**Runs a crash cut short** are marked ``interrupted`` (``PROCESS_DIED``) by the instance or
+replica that finds them dead, in the run store: no dispatcher's listener hears of them. A
+crontask on its own finds its predecessor's when it starts, and hands them to
+:meth:`Notifier.crashed`: they count like any run that ended, once the first pass has said
+which definitions are in force (routes match on them). With replicas the one that finds such a
+run need not own its task, and the owner would not hear of it, so they are not handed over
+(``crashes_told`` False): a task whose failures since its last success are all of those was
+never announced as failing, its next success sends no ``recovered``, and its next failure sends
 ``failed`` as a first message (failing since the first of them).
 
 With replicas, only a task's owner (``mine``) notifies about it; a definition error that
@@ -108,8 +113,11 @@ class Notifier:
         backoff: float = 1.0,
         timeout: float = TIMEOUT_SECONDS,
         transport: httpx.AsyncBaseTransport | None = None,
+        crashes_told: bool = False,
     ) -> None:
         self.notifications = notifications
+        # Whether runs a crash cut short are handed to ``crashed`` (see the module docstring).
+        self.crashes_told = crashes_told
         self.config = notifications.config
         self.mine = mine
         self.history = history
@@ -119,7 +127,9 @@ class Notifier:
             notifications, metrics=metrics, backoff=backoff, timeout=timeout, transport=transport
         )
         self._intake: collections.deque[RunRecord] = collections.deque()
-        self._tasks: Mapping[str, Definition] = {}
+        self._tasks: Mapping[str, Definition] | None = None  # until the first pass
+        # Runs a crash cut short, found before the first pass: considered after it.
+        self._crashed: list[RunRecord] = []
         self._states: dict[str, _TaskState] = {}
         # Failed attempts whose retry is awaited, by run: the run's end if the retry is
         # abandoned.
@@ -144,22 +154,37 @@ class Notifier:
             return  # a start, or a slot skipped: nothing ended (an abandoned retry did)
         if not self.mine(record.task):
             return
+        self._take(record)
+        self._wake()
+
+    def crashed(self, records: Iterable[RunRecord]) -> None:
+        """Runs a crash cut short, as the start-up found them (``instance.recover``): each
+        counts as a run that ended, after the first pass (see the module docstring)."""
+        if not self.crashes_told:
+            return
+        for record in records:
+            if self._tasks is None:
+                if len(self._crashed) < INTAKE_MAX:
+                    self._crashed.append(_tail(record))
+                else:
+                    self._shed += 1  # said with the next intake
+            else:
+                self.on_run(record)
+
+    def _take(self, record: RunRecord) -> None:
         if len(self._intake) >= INTAKE_MAX:
             self._intake.popleft()
             self._shed += 1
-        if len(record.output) > notify_payload.OUTPUT_TAIL:
-            # What a message can say of it: 10 000 waiting records are then 20 MB, not 640.
-            record = dataclasses.replace(
-                record, output=record.output[-notify_payload.OUTPUT_TAIL :]
-            )
-        self._intake.append(record)
-        self._wake()
+        self._intake.append(_tail(record))
 
     def after_pass(self, desired: DesiredState, left: Iterable[str] = ()) -> None:
         """A pass observer (successful passes): the definitions in force, new errors, and the
         tasks the pass took off this replica (removed, or handed over to another)."""
         self._tasks = desired.tasks  # replaced whole by each pass: keeping it is O(1)
         self.forget(left)
+        crashed, self._crashed = self._crashed, []
+        for record in crashed:
+            self.on_run(record)
         current = {str(e): (e.key, e.location.source) for e in desired.errors}
         current.update({str(c): (c.key, c.winner.source) for c in desired.conflicts})
         new = [
@@ -193,7 +218,7 @@ class Notifier:
             # abandoned or cut short: its run ended with the failed attempt before it, which is
             # what the message is about (the shutdown changes nothing of how the task does).
             record = retried
-        definition = self._tasks.get(record.task)
+        definition = (self._tasks or {}).get(record.task)
         failure = record.status in FAILURES
         state = self._states.get(record.task)
         if state is None:
@@ -239,7 +264,7 @@ class Notifier:
         failing = told = False
         judged: set[str] = {record.id}
         cut: set[str] = set()  # runs whose retry the shutdown cut
-        definition = self._tasks.get(record.task)
+        definition = (self._tasks or {}).get(record.task)
         limit = definition.task.spec.retry.limit if definition else 0
         for previous in runs:
             # Each run by its newest attempt (newest first): an earlier attempt was retried.
@@ -261,7 +286,8 @@ class Notifier:
                 break
             failing, since = True, previous.finished_at or since
             lost = previous.id not in cut and _retry_lost(previous, limit)
-            told = told or not (_died(previous) or lost)
+            died = _died(previous) and not self.crashes_told
+            told = told or not (died or lost)
         if failing and not told:
             return _TaskState(False, since)
         return _TaskState(failing, since, unsure=failing)
@@ -379,10 +405,18 @@ def _shut_down(record: RunRecord) -> bool:
     return record.status is RunStatus.INTERRUPTED and record.reason == SHUTDOWN_REASON
 
 
+def _tail(record: RunRecord) -> RunRecord:
+    """``record`` with only what a message can say of its output: 10 000 waiting records are
+    then 20 MB, not 640."""
+    if len(record.output) <= notify_payload.OUTPUT_TAIL:
+        return record
+    return dataclasses.replace(record, output=record.output[-notify_payload.OUTPUT_TAIL :])
+
+
 def _died(record: RunRecord) -> bool:
     """Whether ``record``'s attempt was marked ``interrupted`` because its process died: an end
-    no dispatcher wrote, so no notifier heard of it (see the module docstring). Should such
-    ends ever be handed to the notifier, this exception goes."""
+    no dispatcher wrote, which no notifier heard of unless handed to ``crashed`` (see the
+    module docstring)."""
     return record.status is RunStatus.INTERRUPTED and record.reason == PROCESS_DIED
 
 

@@ -45,7 +45,7 @@ def test_the_state_directorys_last_holder_is_dead_wherever_it_ran(tmp_path: Path
     other = owner("crontask-fghij", "b")
     running(store, "ops/other", other)  # another instance on the store, with its own directory
 
-    assert recover(store, current, T0, gone=[previous]) == 1
+    assert len(recover(store, current, T0, gone=[previous])) == 1
 
     assert status(store, "ops/before") is RunStatus.INTERRUPTED
     assert status(store, "ops/other") is RunStatus.RUNNING

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -102,3 +103,28 @@ def test_a_failure_not_delivered_before_a_restart_is_sent_after_it(
         after = receiver.received[seen:]
     assert [(r.json["event"], r.json["reminder"]) for r in after] == [("failed", True)]
     assert after[0].signed_correctly
+
+
+def test_a_run_a_crash_cut_short_is_notified_when_crontask_is_back(
+    tmp_path: Path, started: list[Crontask]
+) -> None:
+    """kill -9 during a run: the restarted crontask marks the run interrupted (ProcessDied)
+    and says the task failed; its next success says it recovered."""
+    with receiving(SECRET) as receiver:
+        app = start(tmp_path, receiver.url, started)
+        (app.tasks / "long.yaml").write_text(
+            task("long", ["sleep", "60"], concurrencyPolicy="Forbid")
+        )
+        wait_for(
+            "a run under way",
+            lambda: any(r.status is RunStatus.RUNNING for r in app.runs("default/long")),
+        )
+        app.stop(signal.SIGKILL)
+        assert receiver.received == []
+        (app.tasks / "long.yaml").write_text(task("long", ["true"]))
+        app.start()
+        received = receiver.wait_for(2)
+    assert [r.json["event"] for r in received] == ["failed", "recovered"]
+    run = received[0].json["run"]
+    assert (run["status"], run["reason"]) == ("interrupted", "ProcessDied")
+    assert received[0].signed_correctly

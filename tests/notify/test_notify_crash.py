@@ -1,9 +1,11 @@
-"""After a crash: the runs its crontask left ``running`` are marked ``interrupted``
-(``ProcessDied``) by the instance or replica that finds them dead, in the run store, without
-any dispatcher, so no notifier heard of them. A task whose failures since its last success are
-only those was never announced as failing: its next success is no recovery, and its next
-failure is the first ``failed`` the receivers get. A failure a notifier did see before keeps
-the usual rule (it may have been told: ``recovered``, or ``failed`` again as a reminder)."""
+"""After a crash, with replicas: the runs the dead crontask left ``running`` are marked
+``interrupted`` (``ProcessDied``) by the replica that finds them dead, in the run store,
+without any dispatcher, and are not handed to a notifier (``crashes_told`` False; a crontask on
+its own hands them over: ``test_notify_crashed_runs``). A task whose failures since its last
+success are only those was never announced as failing: its next success is no recovery, and its
+next failure is the first ``failed`` the receivers get. A failure a notifier did see before
+keeps the usual rule (it may have been told: ``recovered``, or ``failed`` again as a
+reminder)."""
 
 from __future__ import annotations
 

@@ -1,0 +1,152 @@
+"""A crontask on its own hands the runs its predecessor's crash cut short (found when it
+starts, ``instance.recover``) to the notifier: each counts as a run that ended, once the first
+pass has said which definitions are in force. With replicas they are not handed over
+(``crashes_told`` False: the rule of ``test_notify_crash``)."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+from collections.abc import Sequence
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from reconciler.controller.runtime import _recent_runs
+from reconciler.core.desired import DesiredState
+from reconciler.core.runs import PROCESS_DIED, RunRecord, RunStatus
+from reconciler.sinks.metrics import Metrics
+from reconciler.sinks.notify import INTAKE_MAX, Notifier
+from reconciler.sinks.notify_config import parse
+from reconciler.store import MemoryRunStore
+from tests.helpers import definition
+from tests.notify.test_notify_crash import DEAD, T0, attempt
+
+RECEIVER = "receivers:\n  - name: hook\n    type: generic\n    urlFile: url\n"
+
+
+def restarted(
+    tmp_path: Path,
+    store: MemoryRunStore,
+    outcomes: Sequence[RunStatus],
+    *,
+    crashes_told: bool = True,
+    match: str = "",
+) -> list[dict[str, Any]]:
+    """The messages sent by the crontask started after the crash: it recovers the crashed
+    runs, hands them to its notifier, makes its first pass, then runs end with ``outcomes``."""
+    (tmp_path / "url").write_text("http://hook.invalid/\n")
+    routes = f"routes:\n  - receiver: hook\n    events: [failed, recovered]\n{match}"
+    sent: list[dict[str, Any]] = []
+
+    def receive(request: httpx.Request) -> httpx.Response:
+        sent.append(json.loads(request.content))
+        return httpx.Response(204)
+
+    notifier = Notifier(
+        parse(RECEIVER + routes, "n.yaml", tmp_path),
+        metrics=Metrics(),
+        history=lambda key: _recent_runs(store, key),
+        transport=httpx.MockTransport(receive),
+        crashes_told=crashes_told,
+    )
+    found = store.mark_interrupted({DEAD}, T0 - timedelta(minutes=1))
+
+    async def main() -> None:
+        stop, ready = asyncio.Event(), asyncio.Event()
+        component = asyncio.create_task(notifier.run(ready.set, stop))
+        await asyncio.wait_for(ready.wait(), 5)
+        notifier.crashed(found)
+        await asyncio.sleep(0)  # the component would look now, if anything were in
+        # Nothing is considered before the first pass: routes match on the definitions.
+        assert notifier.considered == 0
+        task = definition("t")
+        notifier.after_pass(DesiredState({task.key: task}))
+        expected = (len(found) if crashes_told else 0) + len(outcomes)
+        for minute, outcome in enumerate(outcomes):
+            record = attempt(outcome, T0 + timedelta(minutes=minute))
+            notifier.on_run(dataclasses.replace(record, owner="host:1:new"))
+        while notifier.considered < expected:
+            await asyncio.sleep(0.005)
+        stop.set()  # delivers what is queued
+        await asyncio.wait_for(component, 20)
+
+    asyncio.run(main())
+    return sent
+
+
+def crashed_during(store: MemoryRunStore, *records: RunRecord) -> None:
+    store.claim(attempt(RunStatus.SUCCEEDED, T0 - timedelta(hours=2)))
+    for record in records:
+        store.claim(record)
+
+
+def test_a_run_a_crash_cut_short_is_failed_then_recovered(tmp_path: Path) -> None:
+    store = MemoryRunStore()
+    crashed_during(store, attempt(RunStatus.RUNNING, T0 - timedelta(hours=1)))
+    sent = restarted(tmp_path, store, [RunStatus.SUCCEEDED])
+    assert [(m["event"], m["reminder"]) for m in sent] == [("failed", False), ("recovered", False)]
+    run = sent[0]["run"]
+    assert (run["status"], run["reason"]) == ("interrupted", PROCESS_DIED)
+    assert sent[0]["task"]["source"]["kind"] == "file"  # the definition in force (first pass)
+
+
+def test_a_retry_a_crash_cut_short_ends_its_run(tmp_path: Path) -> None:
+    store = MemoryRunStore()
+    slot = T0 - timedelta(hours=1)
+    crashed_during(
+        store,
+        attempt(RunStatus.FAILED, slot, reason="NonZeroExit"),
+        attempt(RunStatus.RUNNING, slot, attempt=2),
+    )
+    sent = restarted(tmp_path, store, [])
+    assert [(m["event"], m["run"]["attempt"]) for m in sent] == [("failed", 2)]
+
+
+def test_routes_match_on_the_definition_in_force(tmp_path: Path) -> None:
+    store = MemoryRunStore()
+    crashed_during(store, attempt(RunStatus.RUNNING, T0 - timedelta(hours=1)))
+    by_git = restarted(tmp_path, store, [], match="    match: {source: git}\n")
+    assert by_git == []
+    store = MemoryRunStore()
+    crashed_during(store, attempt(RunStatus.RUNNING, T0 - timedelta(hours=1)))
+    by_file = restarted(tmp_path, store, [], match="    match: {source: file}\n")
+    assert [m["event"] for m in by_file] == ["failed"]
+
+
+def test_with_replicas_they_are_not_handed_over(tmp_path: Path) -> None:
+    store = MemoryRunStore()
+    crashed_during(store, attempt(RunStatus.RUNNING, T0 - timedelta(hours=1)))
+    # Never told: the next success is no recovery (test_notify_crash has the rest of the rule).
+    assert restarted(tmp_path, store, [RunStatus.SUCCEEDED], crashes_told=False) == []
+
+
+def test_a_crash_told_before_a_second_restart_still_recovers(tmp_path: Path) -> None:
+    """Told at the first restart, the failure is remembered as told by the next one."""
+    store = MemoryRunStore()
+    crashed_during(store, attempt(RunStatus.RUNNING, T0 - timedelta(hours=1)))
+    assert [m["event"] for m in restarted(tmp_path, store, [])] == ["failed"]
+    again = restarted(tmp_path, store, [RunStatus.SUCCEEDED])
+    assert [(m["event"], m["reminder"]) for m in again] == [("recovered", False)]
+
+
+@pytest.mark.parametrize("extra", [0, 5])
+def test_what_waits_for_the_first_pass_is_bounded(extra: int) -> None:
+    notifier = Notifier(
+        parse(
+            RECEIVER.replace("urlFile: url", "url: http://h.invalid/")
+            + ("routes:\n  - receiver: hook\n    events: [failed]\n"),
+            "n.yaml",
+            Path("/"),
+        ),
+        metrics=Metrics(),
+        crashes_told=True,
+    )
+    record = attempt(RunStatus.INTERRUPTED, T0, reason=PROCESS_DIED)
+    notifier.crashed([record] * (INTAKE_MAX + extra))
+    assert len(notifier._crashed) == INTAKE_MAX
+    assert notifier._shed == extra
