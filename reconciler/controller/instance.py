@@ -13,7 +13,8 @@ the state directory's last holder (``statedir.hold``: this process holds the dir
 unless this host sees that holder alive (a copied or restored state directory names a
 crontask that may still run). An instance elsewhere (another machine, a pod under another
 name) may live and share the store (README: instances that share a run store
-each have their own state directory): its runs are left to it, and said so at start.
+each have their own state directory): its runs are left to it, and said so at start, until
+its heartbeat in the store lapses (``controller.heartbeat``: then it is ``gone`` too).
 """
 
 from __future__ import annotations
@@ -189,7 +190,8 @@ def recover(
     if alone and unknown:
         runs = [r.id for r in running if r.owner in unknown]
         log.warning(
-            "runs recorded running by another crontask, which may live elsewhere: left to it",
+            "runs recorded running by another crontask, which may live elsewhere: left to it "
+            "until its heartbeat in the run store lapses",
             extra={"fields": {"owners": unknown[:10], "runs": len(runs), "first": runs[0]}},
         )
     return interrupted

@@ -33,6 +33,7 @@ from reconciler.controller.cluster import Cluster, Timing
 from reconciler.controller.components import Housekeeping, Http, Runs, SourceWatch
 from reconciler.controller.dispatch import Dispatcher
 from reconciler.controller.handover import Handover
+from reconciler.controller.heartbeat import Heartbeat
 from reconciler.controller.instance import instance_id, recover
 from reconciler.controller.jobs import JobOptions, JobSupervisor, JobSupport, WithoutJobs
 from reconciler.controller.kube import Kubernetes, connect_to, jobs
@@ -126,6 +127,7 @@ class Parts:
     jobs: JobSupport | None = None
     cluster: Cluster | None = None
     notifier: Notifier | None = None
+    heartbeat: Heartbeat | None = None
 
 
 def open_state(options: Options) -> RunStore:
@@ -200,13 +202,17 @@ async def build(options: Options, store: RunStore, manager: Manager) -> Parts:
     kube = await connect_to(options.kubernetes, me) if options.kubernetes else None
     support = await jobs(options.jobs, kube, options.resync_seconds)
     outlives = support.outlives if support else lambda r: False
+    now = datetime.now(UTC)
+    # Those whose beat in the store has lapsed are dead too unless this host sees them alive
+    # (a pod recreated under another name: see heartbeat.py).
+    lapsed = store.lapsed(now)
     crashed = recover(
         store,
         me,
-        datetime.now(UTC),
+        now,
         outlives,
         grace=options.kill_grace,
-        gone=[previous] if previous else [],
+        gone=[previous, *lapsed] if previous else lapsed,
         alone=options.ha is None,
     )
     task_env = _task_env(options)
@@ -260,6 +266,15 @@ async def build(options: Options, store: RunStore, manager: Manager) -> Parts:
     notifier = _notifier(options, metrics, reconciler, dispatcher, store, cluster)
     if notifier is not None:
         notifier.crashed(crashed)
+    heartbeat = None
+    if cluster is None:  # replicas judge each other by their membership
+        heartbeat = Heartbeat(
+            store,
+            me,
+            call=in_thread,  # not the recorder's: its threads end with the runs, before this
+            outlives=outlives,
+            on_interrupted=notifier.crashed if notifier is not None else lambda records: None,
+        )
     service = Service(
         loop=asyncio.get_running_loop(),
         store=store,
@@ -277,7 +292,7 @@ async def build(options: Options, store: RunStore, manager: Manager) -> Parts:
     )
     return Parts(
         me, store, queue, dispatcher, scheduler, metrics, sources, git, reconciler, control,
-        service, task_env, kube, support, cluster, notifier,
+        service, task_env, kube, support, cluster, notifier, heartbeat,
     )  # fmt: skip
 
 
@@ -346,6 +361,8 @@ async def start(parts: Parts, options: Options, manager: Manager, http: HttpServ
         await manager.start(reaper.Reaper())
     if parts.notifier is not None:  # first: stopped last, after the runs' final records
         await manager.start(parts.notifier)
+    if parts.heartbeat is not None:  # stopped after the runs: then its row goes
+        await manager.start(parts.heartbeat)
     if parts.kube is not None:
         await parts.kube.start(manager, parts.reconciler, parts.scheduler, parts.dispatcher)
     if parts.jobs is not None:  # the Jobs listed before the first pass: Forbid sees them

@@ -65,6 +65,10 @@ _MAX_ID_CHARS: Final = 255
 _EARLIEST: Final = datetime(1, 1, 2, tzinfo=UTC)
 _LATEST: Final = datetime(9999, 12, 30, tzinfo=UTC)
 
+# A heartbeat's lease as read back: a row anyone may have written cannot keep its runs
+# ``running`` for longer than this, and one with no sensible lease has this one.
+LEASE_MAX_SECONDS: Final = 3600.0
+
 INTERRUPTED_REASON: Final = "ProcessDied"
 INTERRUPTED_MESSAGE: Final = (
     "the crontask process that ran this attempt ({owner}) exited before it finished; "
@@ -445,6 +449,22 @@ class RunStore(Protocol):
         """
         ...
 
+    def beat(self, instance: str, lease_seconds: float, now: datetime) -> None:
+        """Note that ``instance`` lives at ``now`` (its clock), and for ``lease_seconds`` after
+        unless it beats again (``controller.heartbeat``)."""
+        ...
+
+    def lapsed(self, now: datetime, instances: Collection[str] | None = None) -> set[str]:
+        """The instances (of ``instances``; of all, when None) whose last beat's lease ended
+        before ``now`` (see :func:`lapsed_at`). One that never beat (a replica, which its
+        membership judges; a crontask older than the heartbeat) is never among them."""
+        ...
+
+    def forget_beats(self, instances: Collection[str]) -> None:
+        """Delete the beats of ``instances``: one that stops, or ones lapsed whose runs have
+        all ended."""
+        ...
+
     def prune(
         self,
         limits: Mapping[str, tuple[int, int]],
@@ -478,3 +498,11 @@ class RunStore(Protocol):
     def close(self) -> None:
         """Release connections. Idempotent; the store must not be used afterwards."""
         ...
+
+
+def lapsed_at(renewed: datetime, lease_seconds: float, now: datetime) -> bool:
+    """Whether a beat at ``renewed`` with ``lease_seconds`` has lapsed at ``now``; a lease
+    that is no finite number of seconds within ``LEASE_MAX_SECONDS`` counts as that long."""
+    if not 0.0 <= lease_seconds <= LEASE_MAX_SECONDS:  # NaN too
+        lease_seconds = LEASE_MAX_SECONDS
+    return utc(now) - utc(renewed) > timedelta(seconds=lease_seconds)

@@ -25,6 +25,7 @@ from reconciler.store.base import (
     StoreUnavailable,
     decide_exclusive,
     interrupted,
+    lapsed_at,
     normalized,
     utc,
 )
@@ -49,6 +50,7 @@ class MemoryRunStore:
         self._lock = threading.Lock()
         self._records: dict[_Key, RunRecord] = {}
         self._stops: dict[_Key, str] = {}  # stop requests by (id, attempt)
+        self._beats: dict[str, tuple[datetime, float]] = {}  # instance -> (renewed, lease)
         self._closed = False
 
     def claim(self, record: RunRecord) -> None:
@@ -243,6 +245,24 @@ class MemoryRunStore:
                 record = self._records[key] = dataclasses.replace(record, owner=owner)
                 self._stops.pop(key, None)
             return record
+
+    def beat(self, instance: str, lease_seconds: float, now: datetime) -> None:
+        with self._lock:
+            self._check_open()
+            self._beats[instance] = (utc(now), lease_seconds)
+
+    def lapsed(self, now: datetime, instances: Collection[str] | None = None) -> set[str]:
+        with self._lock:
+            self._check_open()
+            beats = dict(self._beats)
+        asked = beats.keys() if instances is None else set(instances) & beats.keys()
+        return {i for i in asked if lapsed_at(*beats[i], now)}
+
+    def forget_beats(self, instances: Collection[str]) -> None:
+        with self._lock:
+            self._check_open()
+            for instance in instances:
+                self._beats.pop(instance, None)
 
     def mark_interrupted(
         self, owners: Collection[str], now: datetime, *, keep: Collection[str] = ()

@@ -46,7 +46,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection, Engine
 
 from reconciler.core.runs import JobDetails, LastOutcomes, RunRecord, RunStatus, Trigger
-from reconciler.store import migrations, sql_import, sql_retention, sql_summaries
+from reconciler.store import migrations, sql_beats, sql_import, sql_retention, sql_summaries
 from reconciler.store.base import (
     INTERRUPTED_MESSAGE,
     INTERRUPTED_REASON,
@@ -497,6 +497,19 @@ class SqlRunStore:
         )
         done = self._write(lambda conn: [_row_to_record(row) for row in conn.execute(stmt)])
         return sorted(done, key=lambda r: (r.scheduled_at, r.id, r.attempt))
+
+    def beat(self, instance: str, lease_seconds: float, now: datetime) -> None:
+        statement = sql_beats.beat(self._sqlite, instance, lease_seconds, now)
+        self._write(lambda conn: conn.execute(statement))
+
+    def lapsed(self, now: datetime, instances: Collection[str] | None = None) -> set[str]:
+        with self._tx(write=False) as conn:
+            return sql_beats.lapsed(conn, now, instances)
+
+    def forget_beats(self, instances: Collection[str]) -> None:
+        if instances:
+            statement = sql_beats.forget(instances)
+            self._write(lambda conn: conn.execute(statement))
 
     def prune(
         self,

@@ -136,6 +136,16 @@ member_views = sa.Table(
     sa.PrimaryKeyConstraint("member", "key", name="pk_member_views"),
 )
 
+instances = sa.Table(
+    # One row per crontask without --ha, renewed while it lives; see controller.heartbeat.
+    "instances",
+    metadata,
+    sa.Column("id", _key(255), nullable=False),
+    sa.Column("renewed", UTCDateTime(), nullable=False),
+    sa.Column("lease_seconds", sa.Float(), nullable=False),
+    sa.PrimaryKeyConstraint("id", name="pk_instances"),
+)
+
 api_tasks = sa.Table(
     # Tasks created through the API, shared by every replica; see reconciler.store.api_tasks.
     "api_tasks",

@@ -32,7 +32,7 @@ __all__ = ["HEAD", "current_revision", "known_revisions", "migrate", "upgrade"]
 log = logging.getLogger("crontask.store")
 _PG_MIGRATION_LOCK: Final = 0x6372_6F6E_7461_736B  # "crontask": the advisory lock for upgrades
 
-HEAD: Final = "0005"
+HEAD: Final = "0006"
 """The revision this code reads and writes; the contract suite checks it is the script head."""
 
 _HERE = Path(__file__).resolve().parent

@@ -1,0 +1,101 @@
+"""A pod recreated under a new name: crontask killed during a run, with its pid namespace (its
+command dies with it), and started again as pid 1 of a new pid namespace, under another host
+name, with an empty state directory of its own (an ``emptyDir``) and the same ``--db``.
+Nothing on the new host proves the old one dead; the heartbeat it left in the store does once
+it lapses (``controller.heartbeat``). Root only (``unshare``)."""
+
+from __future__ import annotations
+
+import signal
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from reconciler.controller.heartbeat import LEASE_SECONDS
+from reconciler.core.runs import RunStatus
+from reconciler.store import sqlite_url
+from reconciler.store.sql import SqlRunStore
+from reconciler.store.sql_schema import instances
+from tests.e2e.conftest import Crontask
+from tests.e2e.test_pid1 import unshare_refused
+from tests.e2e.test_restart_elsewhere import named, runs
+from tests.e2e.test_run import task
+from tests.helpers import wait_for
+
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.skipif(unshare_refused() is not None, reason=str(unshare_refused())),
+]
+POD = ["--pid", "--fork", "--kill-child", "--mount-proc"]
+
+
+@pytest.fixture
+def killed_pod(crontask: Callable[..., Crontask], tmp_path: Path) -> Path:
+    """The shared database, with the run the killed pod's crontask left ``running``."""
+    shared = tmp_path / "shared"
+    shared.mkdir(mode=0o700)
+    old = crontask("--db", sqlite_url(shared), wrapper=named("crontask-7d9f-abcde", *POD))
+    (old.tasks / "long.yaml").write_text(task("long", ["sleep", "300"]))
+    wait_for("its running record", lambda: [r.status for r in runs(shared)] == [RunStatus.RUNNING])
+    old.stop(signal.SIGKILL)  # unshare, and with it its pid 1 (--kill-child) and all of its own
+    (old.tasks / "long.yaml").unlink()
+    return shared
+
+
+def new_pod(tmp_path: Path, shared: Path) -> Crontask:
+    (tmp_path / "new").mkdir()
+    tasks = tmp_path / "new" / "tasks"
+    tasks.mkdir()
+    pod = Crontask(tmp_path / "new", tasks, ["--db", sqlite_url(shared)])
+    pod.wrapper = named("crontask-7d9f-fghij", *POD)
+    return pod
+
+
+def test_a_new_pod_ends_the_run_of_one_whose_beat_has_lapsed(
+    killed_pod: Path, tmp_path: Path
+) -> None:
+    # The lease has passed since the old pod's last beat (aged here rather than waited for:
+    # test_a_new_pod_started_at_once_ends_it_when_the_beat_lapses waits).
+    store = SqlRunStore.open(sqlite_url(killed_pod))
+    try:
+        with store.engine.begin() as conn:
+            aged = datetime.now(UTC) - timedelta(seconds=LEASE_SECONDS + 1)
+            assert conn.execute(instances.update().values(renewed=aged)).rowcount == 1
+    finally:
+        store.close()
+    pod = new_pod(tmp_path, killed_pod)
+    pod.start()
+    try:
+        pod.wait_log("run interrupted: the process died during it")
+    finally:
+        pod.stop(signal.SIGKILL)  # unshare passes no SIGTERM on to its child
+    assert [(r.status, r.reason) for r in runs(killed_pod)] == [
+        (RunStatus.INTERRUPTED, "ProcessDied")
+    ]
+
+
+@pytest.mark.slow  # the lease (30 s) waited out
+def test_a_new_pod_started_at_once_ends_it_when_the_beat_lapses(
+    killed_pod: Path, tmp_path: Path
+) -> None:
+    pod = new_pod(tmp_path, killed_pod)
+    pod.start()
+    try:
+        assert "which may live elsewhere: left to it" in pod.log()
+        assert [r.status for r in runs(killed_pod)] == [RunStatus.RUNNING]
+        pod.wait_log("run interrupted: its crontask stopped beating", timeout=LEASE_SECONDS + 20)
+    finally:
+        pod.stop(signal.SIGKILL)
+    assert [(r.status, r.reason) for r in runs(killed_pod)] == [
+        (RunStatus.INTERRUPTED, "ProcessDied")
+    ]
+    store = SqlRunStore.open(sqlite_url(killed_pod))
+    try:
+        with store.engine.connect() as conn:
+            # The old pod's row went with its last run; the new pod's stays (killed, not stopped).
+            assert conn.execute(sa.select(sa.func.count()).select_from(instances)).scalar() == 1
+    finally:
+        store.close()
