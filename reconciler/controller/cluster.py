@@ -22,7 +22,7 @@ The :class:`Cluster` component keeps this replica's membership record renewed ev
   recorded ``HandedOver`` (a running attempt's run does not retry), and the next run of each
   task looks in the store first for a run of another replica (``controller.handover``).
 - **Unchecked claims.** A slot whose claim could not be checked (the run store unavailable)
-  is not run here (``controller.execution``): once the store answers a renewal's housekeeping
+  is not run here (``controller.claims``): once the store answers a renewal's housekeeping
   again, the tasks still this replica's catch up the slots not started.
 - **Dead replicas' runs.** Running records whose owner is no live member (a ``kill -9``, a lost
   node) are marked ``interrupted`` by whoever notices; not those whose work ``outlives`` the
@@ -49,8 +49,8 @@ from collections.abc import Callable, Collection, Mapping
 from datetime import UTC, datetime, timedelta
 
 from reconciler.aio import first_of, in_thread
+from reconciler.controller.active import HANDED_OVER
 from reconciler.controller.dispatch import Dispatcher
-from reconciler.controller.execution import HANDED_OVER
 from reconciler.controller.manager import Ready
 from reconciler.controller.queue import WorkQueue
 from reconciler.controller.reconcile import Reconciler

@@ -37,13 +37,8 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 
 from reconciler.aio import ended, first_of
-from reconciler.controller.execution import (
-    REPLACED,
-    SHUTDOWN,
-    ActiveRun,
-    RunExecution,
-    RunListener,
-)
+from reconciler.controller.active import REPLACED, SHUTDOWN, ActiveRun
+from reconciler.controller.execution import RunExecution, RunListener
 from reconciler.controller.handover import Handover
 from reconciler.controller.recorder import Recorder
 from reconciler.controller.slots import SlotLedger, Superseded

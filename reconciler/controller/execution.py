@@ -1,13 +1,13 @@
 """One run of a task, from its claim to its record: the half of the dispatcher that executes.
 
 The dispatcher (``controller.dispatch``) decides on the loop what a slot becomes; a run it
-starts is carried through here: look in the shared store first for a task inherited from
-another replica, claim the slot (the store refuses a second claim: the slot is not run twice),
-run the attempt through the task's action, record its end, and retry as the task's policy says
-(each retry an attempt of the same run; a retry that will not happen is recorded with why).
-Every record written is handed to the listeners, each isolated from the others; the end of an
-attempt that the run retries as a ``RetriedAttempt``, so that they follow the dispatcher's
-decision rather than make their own (``_complete``).
+starts is carried through here: claim the slot (``controller.claims``: the store refuses a
+second claim, so the slot is not run twice), run the attempt through the task's action, record
+its end, and retry as the task's policy says (each retry an attempt of the same run; a retry
+that will not happen is recorded with why). Every record written is handed to the listeners,
+each isolated from the others; the end of an attempt that the run retries as a
+``RetriedAttempt``, so that they follow the dispatcher's decision rather than make their own
+(``_complete``).
 """
 
 from __future__ import annotations
@@ -18,25 +18,23 @@ import logging
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
-from reconciler.controller.handover import Handover
+from reconciler.controller.active import (
+    HANDED_OVER,
+    REPLACED,
+    SHUTDOWN,
+    TASK_CHANGED,
+    TASK_REMOVED,
+    ActiveRun,
+)
+from reconciler.controller.claims import SlotClaims
 from reconciler.controller.recorder import Recorder
-from reconciler.controller.slots import SlotLedger
 from reconciler.core.desired import Definition
-from reconciler.core.model import ConcurrencyPolicy
-from reconciler.core.runs import RetriedAttempt, RunRecord, RunStatus, Trigger
+from reconciler.core.runs import RetriedAttempt, RunRecord, RunStatus
 from reconciler.core.timing import retry_delay
-from reconciler.runner.base import Actions, Attempt, Outcome, Resumable, StartsAt, failed
-from reconciler.store.base import DuplicateRun, StoreUnavailable
+from reconciler.runner.base import Actions, Outcome, Resumable, StartsAt, failed
+from reconciler.store.base import DuplicateRun
 
 log = logging.getLogger("crontask.runner")
-
-SHUTDOWN = "Shutdown"
-REPLACED = "Replaced"
-TASK_REMOVED = "TaskRemoved"
-TASK_CHANGED = "TaskChanged"
-HANDED_OVER = "HandedOver"
-# Why a slot was not started: its claim could not be checked (see ``_unchecked``).
-STORE_UNAVAILABLE = "StoreUnavailable"
 
 # Why a retry did not start, as its attempt's record says it.
 _ABANDONED = {
@@ -47,66 +45,18 @@ _ABANDONED = {
     HANDED_OVER: "the task moved to another replica before this retry could start",
 }
 
-
-@dataclasses.dataclass(eq=False)
-class ActiveRun:
-    record: RunRecord
-    attempt: Attempt | None = None
-    task: asyncio.Task[None] | None = None
-    stop_reason: str | None = None
-    # Why the run does not retry when its running attempt ends (its task was removed or
-    # changed meanwhile: ``Dispatcher.cancel_retries``); the attempt itself goes on.
-    no_retry: str | None = None
-    waiting: bool = False  # between two attempts: nothing is running
-    begun: bool = False  # the current attempt's work began (``_begin``)
-    # The attempt's claim, when it was sent before: as the slot fired, or a retry's that
-    # looks for another replica's run first (``_claim_retry``).
-    claim: asyncio.Future[bool] | None = None
-    # When the first attempt may begin (the loop's clock): its slot, when it was handed over
-    # ahead of it; None: at once.
-    start_at: float | None = None
-    # Made only when a retry waits (most runs never need one).
-    _stopped: asyncio.Event | None = None
-
-    def stop(self, reason: str) -> None:
-        """Stop the run, also when its process has not been spawned yet (its claim may still
-        be on its way to the store) or while it waits for a retry: the reason is kept and
-        applied as soon as there is something to stop."""
-        self.stop_reason = self.stop_reason or reason
-        if self._stopped is not None:
-            self._stopped.set()
-        if self.attempt is not None:
-            self.attempt.stop(self.stop_reason)
-
-    async def wait_stopped(self, seconds: float | None) -> bool:
-        """Wait up to ``seconds`` (None: until stopped); True if the run was stopped before
-        or meanwhile."""
-        if self.stop_reason is not None:
-            return True
-        if self._stopped is None:
-            self._stopped = asyncio.Event()
-        self.waiting = True
-        try:
-            await asyncio.wait_for(self._stopped.wait(), seconds)
-        except TimeoutError:
-            return False
-        finally:
-            self.waiting = False
-        return True
-
-
 RunListener = Callable[[RunRecord], None]
 
 
-class RunExecution:
-    """The execution half of :class:`~reconciler.controller.dispatch.Dispatcher` (a mixin: the
-    dispatcher holds the state declared here)."""
+class RunExecution(SlotClaims):
+    """The execution half of :class:`~reconciler.controller.dispatch.Dispatcher` (a mixin over
+    :class:`~reconciler.controller.claims.SlotClaims`: the dispatcher holds the state declared
+    here)."""
 
     recorder: Recorder
     actions: Actions
     owner: str
     clock: Callable[[], datetime]
-    handover: Handover | None
     resumable: Resumable | None
     _active: dict[str, dict[str, ActiveRun]]
     _listeners: list[RunListener]
@@ -117,8 +67,6 @@ class RunExecution:
     paused: str | None
     owns: Callable[[str], bool]
     fence: Callable[[], None]
-    ledger: SlotLedger
-    unstarted: set[str]
 
     def _skip(self, record: RunRecord, reason: str, message: str) -> RunRecord:
         skipped = dataclasses.replace(
@@ -280,78 +228,6 @@ class RunExecution:
                 return None
         assert definition is not None  # only adopted runs come without one
         return await self._complete(definition, active, await self._attempt(definition, active))
-
-    def closing(self) -> bool:
-        """Whether crontask is stopping (``Dispatcher.close`` was called)."""
-        return self._closing
-
-    def _claim_retry(
-        self, definition: Definition, record: RunRecord
-    ) -> asyncio.Future[bool] | None:
-        """With replicas, under Forbid and Replace, a retry's claim looks for a run of its
-        task going on another replica, as a first attempt's does (``handover.py``): a replica
-        whose membership lapsed (paused, cut off) may find the task's new owner running it,
-        another replica a manual run. Forbid: the retry is recorded skipped and is not run
-        (DuplicateRun); Replace: that run is stopped first. None: the ordinary claim."""
-        policy = definition.task.spec.concurrency_policy
-        if self.handover is None or policy is ConcurrencyPolicy.ALLOW:
-            return None
-        return self._claim_exclusive(record, policy)
-
-    def _claim_exclusive(
-        self, record: RunRecord, policy: ConcurrencyPolicy
-    ) -> asyncio.Future[bool]:
-        """``record``'s claim, unless a run of its task is going on another replica
-        (``Handover.claim``), with what ``_claim`` says: True, False (the store is
-        unavailable), or DuplicateRun (do not run it; under Forbid the skip is recorded
-        first)."""
-        handover = self.handover
-        assert handover is not None
-
-        async def claim() -> bool:
-            try:
-                why = await handover.claim(record, policy, REPLACED, self.closing)
-            except StoreUnavailable:
-                return await self._claim(record)  # as any claim the store cannot answer
-            if why is not None:
-                self._skip(record, "ConcurrencyForbid", why)
-                raise DuplicateRun(record.id, record.attempt)
-            return True
-
-        claimed = asyncio.ensure_future(claim())
-        claimed.add_done_callback(lambda done: done.cancelled() or done.exception())
-        return claimed
-
-    def _claim(self, record: RunRecord) -> asyncio.Future[bool]:
-        return self.recorder.claim_soon(record, keep=self._keeps_claim(record))
-
-    def _keeps_claim(self, record: RunRecord) -> bool:
-        """Whether a run whose claim the store could not answer runs anyway, its records kept
-        for later: without replicas, nobody else can run its slot. With replicas, a slot's can
-        be run by the replica that takes the task over (it catches up the slots it finds no
-        record of); a manual run's id is this replica's alone, and so are further attempts of
-        a run begun here."""
-        return self.handover is None or record.trigger in (Trigger.MANUAL, Trigger.RETRY)
-
-    def _unchecked(self, record: RunRecord) -> None:
-        """With replicas, a slot whose claim could not be checked (the store is unavailable)
-        is not run here: nor recorded, as a record from here could only take the slot's id
-        and hide it from the catch-up of whoever owns the task once the store answers. If
-        the task moves (this replica's membership lapses), its new owner catches the slot
-        up; if it stays, this replica does (``unstarted``: see ``controller.cluster``). The
-        store's claim decides which of them runs it."""
-        key = record.task
-        log.warning(
-            "slot not started: its claim could not be checked",
-            extra={"fields": {"task": key, "run": record.id, "reason": STORE_UNAVAILABLE}},
-        )
-        self.unstarted.add(key)
-        # The ledger counts from this slot, handed over: from just before it now, so that the
-        # catch-up finds it missed.
-        last = self.ledger.last_slot(key)
-        before = record.scheduled_at - timedelta(microseconds=1)
-        if last is not None and last > before:
-            self.ledger.track(key, before)
 
     async def _follow_adopted(
         self, definition: Definition | None, active: ActiveRun

@@ -28,8 +28,8 @@ from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 
 from reconciler.aio import in_thread
+from reconciler.controller.active import HANDED_OVER, TASK_CHANGED, TASK_REMOVED
 from reconciler.controller.dispatch import Dispatcher
-from reconciler.controller.execution import HANDED_OVER, TASK_CHANGED, TASK_REMOVED
 from reconciler.core.assignment import Assignment
 from reconciler.core.desired import Definition, DesiredState, assemble, reassemble
 from reconciler.core.model import spec_hash

@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
+from reconciler.controller.active import ActiveRun
 from reconciler.controller.dispatch import Dispatcher
-from reconciler.controller.execution import ActiveRun
 from reconciler.core.desired import Definition
 from reconciler.core.runs import RunRecord, RunStatus, Trigger, run_id
 from reconciler.store import MemoryRunStore

@@ -21,8 +21,8 @@ from typing import Any
 import httpx
 import pytest
 
+from reconciler.controller.active import TASK_CHANGED
 from reconciler.controller.dispatch import Dispatcher
-from reconciler.controller.execution import TASK_CHANGED
 from reconciler.controller.runtime import _recent_runs
 from reconciler.core.desired import Definition, DesiredState
 from reconciler.core.runs import RunStatus, Trigger, run_id

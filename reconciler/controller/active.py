@@ -1,0 +1,70 @@
+"""A run in flight, and the reasons it is stopped for.
+
+``ActiveRun`` is what the dispatcher holds of each run between its claim and its last record
+(``controller.execution`` carries it through its attempts): the current attempt and its record,
+its claim, and why it was stopped. A stop may come before there is anything to stop (its claim
+still on its way to the store, a retry waiting): the reason is kept and applied as soon as
+there is. The reasons are the ones its records give; the dispatcher, the reconciler and the
+cluster stop runs with them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+
+from reconciler.core.runs import RunRecord
+from reconciler.runner.base import Attempt
+
+SHUTDOWN = "Shutdown"
+REPLACED = "Replaced"
+TASK_REMOVED = "TaskRemoved"
+TASK_CHANGED = "TaskChanged"
+HANDED_OVER = "HandedOver"
+
+
+@dataclasses.dataclass(eq=False)
+class ActiveRun:
+    record: RunRecord
+    attempt: Attempt | None = None
+    task: asyncio.Task[None] | None = None
+    stop_reason: str | None = None
+    # Why the run does not retry when its running attempt ends (its task was removed or
+    # changed meanwhile: ``Dispatcher.cancel_retries``); the attempt itself goes on.
+    no_retry: str | None = None
+    waiting: bool = False  # between two attempts: nothing is running
+    begun: bool = False  # the current attempt's work began (``RunExecution._begin``)
+    # The attempt's claim, when it was sent before: as the slot fired, or a retry's that
+    # looks for another replica's run first (``SlotClaims._claim_retry``).
+    claim: asyncio.Future[bool] | None = None
+    # When the first attempt may begin (the loop's clock): its slot, when it was handed over
+    # ahead of it; None: at once.
+    start_at: float | None = None
+    # Made only when a retry waits (most runs never need one).
+    _stopped: asyncio.Event | None = None
+
+    def stop(self, reason: str) -> None:
+        """Stop the run, also when its process has not been spawned yet (its claim may still
+        be on its way to the store) or while it waits for a retry: the reason is kept and
+        applied as soon as there is something to stop."""
+        self.stop_reason = self.stop_reason or reason
+        if self._stopped is not None:
+            self._stopped.set()
+        if self.attempt is not None:
+            self.attempt.stop(self.stop_reason)
+
+    async def wait_stopped(self, seconds: float | None) -> bool:
+        """Wait up to ``seconds`` (None: until stopped); True if the run was stopped before
+        or meanwhile."""
+        if self.stop_reason is not None:
+            return True
+        if self._stopped is None:
+            self._stopped = asyncio.Event()
+        self.waiting = True
+        try:
+            await asyncio.wait_for(self._stopped.wait(), seconds)
+        except TimeoutError:
+            return False
+        finally:
+            self.waiting = False
+        return True

@@ -1,0 +1,115 @@
+"""The claim of a slot before its run: the part of the dispatcher that asks whether to run it.
+
+A run starts only after the store has accepted its claim (the store refuses a second one: the
+slot is not run twice). With replicas, under Forbid and Replace, the claim first looks in the
+shared store for a run of the task going on another replica (``controller.handover``). A claim
+the store cannot answer does not cost the run when nobody else could run it (``_keeps_claim``);
+else the slot is left unstarted here, for whoever owns the task to catch up (``_unchecked``).
+The dispatcher sends a first attempt's claim as the slot fires (``controller.dispatch``), the
+execution a retry's (``controller.execution``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from datetime import timedelta
+
+from reconciler.controller.active import REPLACED
+from reconciler.controller.handover import Handover
+from reconciler.controller.recorder import Recorder
+from reconciler.controller.slots import SlotLedger
+from reconciler.core.desired import Definition
+from reconciler.core.model import ConcurrencyPolicy
+from reconciler.core.runs import RunRecord, Trigger
+from reconciler.store.base import DuplicateRun, StoreUnavailable
+
+log = logging.getLogger("crontask.runner")
+
+# Why a slot was not started: its claim could not be checked (see ``_unchecked``).
+STORE_UNAVAILABLE = "StoreUnavailable"
+
+
+class SlotClaims:
+    """The claims of :class:`~reconciler.controller.dispatch.Dispatcher` (a mixin: the
+    dispatcher holds the state declared here; ``_skip`` is ``RunExecution``'s)."""
+
+    recorder: Recorder
+    handover: Handover | None
+    _closing: bool
+    ledger: SlotLedger
+    unstarted: set[str]
+    _skip: Callable[[RunRecord, str, str], RunRecord]
+
+    def closing(self) -> bool:
+        """Whether crontask is stopping (``Dispatcher.close`` was called)."""
+        return self._closing
+
+    def _claim_retry(
+        self, definition: Definition, record: RunRecord
+    ) -> asyncio.Future[bool] | None:
+        """With replicas, under Forbid and Replace, a retry's claim looks for a run of its
+        task going on another replica, as a first attempt's does (``handover.py``): a replica
+        whose membership lapsed (paused, cut off) may find the task's new owner running it,
+        another replica a manual run. Forbid: the retry is recorded skipped and is not run
+        (DuplicateRun); Replace: that run is stopped first. None: the ordinary claim."""
+        policy = definition.task.spec.concurrency_policy
+        if self.handover is None or policy is ConcurrencyPolicy.ALLOW:
+            return None
+        return self._claim_exclusive(record, policy)
+
+    def _claim_exclusive(
+        self, record: RunRecord, policy: ConcurrencyPolicy
+    ) -> asyncio.Future[bool]:
+        """``record``'s claim, unless a run of its task is going on another replica
+        (``Handover.claim``), with what ``_claim`` says: True, False (the store is
+        unavailable), or DuplicateRun (do not run it; under Forbid the skip is recorded
+        first)."""
+        handover = self.handover
+        assert handover is not None
+
+        async def claim() -> bool:
+            try:
+                why = await handover.claim(record, policy, REPLACED, self.closing)
+            except StoreUnavailable:
+                return await self._claim(record)  # as any claim the store cannot answer
+            if why is not None:
+                self._skip(record, "ConcurrencyForbid", why)
+                raise DuplicateRun(record.id, record.attempt)
+            return True
+
+        claimed = asyncio.ensure_future(claim())
+        claimed.add_done_callback(lambda done: done.cancelled() or done.exception())
+        return claimed
+
+    def _claim(self, record: RunRecord) -> asyncio.Future[bool]:
+        return self.recorder.claim_soon(record, keep=self._keeps_claim(record))
+
+    def _keeps_claim(self, record: RunRecord) -> bool:
+        """Whether a run whose claim the store could not answer runs anyway, its records kept
+        for later: without replicas, nobody else can run its slot. With replicas, a slot's can
+        be run by the replica that takes the task over (it catches up the slots it finds no
+        record of); a manual run's id is this replica's alone, and so are further attempts of
+        a run begun here."""
+        return self.handover is None or record.trigger in (Trigger.MANUAL, Trigger.RETRY)
+
+    def _unchecked(self, record: RunRecord) -> None:
+        """With replicas, a slot whose claim could not be checked (the store is unavailable)
+        is not run here: nor recorded, as a record from here could only take the slot's id
+        and hide it from the catch-up of whoever owns the task once the store answers. If
+        the task moves (this replica's membership lapses), its new owner catches the slot
+        up; if it stays, this replica does (``unstarted``: see ``controller.cluster``). The
+        store's claim decides which of them runs it."""
+        key = record.task
+        log.warning(
+            "slot not started: its claim could not be checked",
+            extra={"fields": {"task": key, "run": record.id, "reason": STORE_UNAVAILABLE}},
+        )
+        self.unstarted.add(key)
+        # The ledger counts from this slot, handed over: from just before it now, so that the
+        # catch-up finds it missed.
+        last = self.ledger.last_slot(key)
+        before = record.scheduled_at - timedelta(microseconds=1)
+        if last is not None and last > before:
+            self.ledger.track(key, before)
