@@ -24,7 +24,7 @@ Contract:
   the outcome says its process could not be started: none is started after that, or, if the
   start comes back all the same, that process's session is killed at once
   (``reconciler.runner.process``). Nothing waits for it: not the run, nor its pool of threads.
-* Exit codes follow the shell convention: death by signal N is ``128 + N``.
+* How each end is told (status, reason, message, exit code) is ``runner.command_outcome``'s.
 
 Everything but the fork and exec runs on the event loop (one pipe reader, one pidfd and a few
 timers per run), so thousands of runs can be in flight at once without a thread each; the
@@ -36,21 +36,18 @@ only.
 from __future__ import annotations
 
 import asyncio
-import enum
-import errno
 import logging
 import math
-import os
 import signal
 import subprocess
 import time
 from collections.abc import Callable, Mapping, Sequence
 
 from reconciler.core.desired import Definition
-from reconciler.core.runs import RunRecord, RunStatus
+from reconciler.core.runs import RunRecord
 from reconciler.runner.base import Outcome, run_environment
+from reconciler.runner.command_outcome import End, exited, given_up, not_started, start_failed
 from reconciler.runner.group import Group, group_state, session_state, signal_group, signal_session
-from reconciler.runner.libc_spawn import InterpreterNotFound
 from reconciler.runner.output import TailReader
 from reconciler.runner.process import Child, Withdrawn, spawn_soon
 
@@ -71,25 +68,6 @@ _background: set[asyncio.Task[Outcome]] = set()
 
 class _GivenUp(Exception):
     """The start did not return in time: it is abandoned (see ``_spawn``)."""
-
-
-class _End(enum.Enum):
-    """Why the run was ended from the outside; the first cause wins."""
-
-    TIMED_OUT = enum.auto()
-    STOPPED = enum.auto()
-    CANCELLED = enum.auto()
-
-
-def _format_seconds(seconds: float) -> str:
-    return f"{seconds:g}s"
-
-
-def _signal_name(signum: int) -> str:
-    try:
-        return signal.Signals(signum).name
-    except ValueError:
-        return f"signal {signum}"
 
 
 class CommandRun:
@@ -126,7 +104,7 @@ class CommandRun:
         self._pid: int | None = None
         self._spawned = False
         self._exited = False  # the main process is gone: stop() no longer changes anything
-        self._end: _End | None = None
+        self._end: End | None = None
         self._stop_reason: str | None = None
         self._terminator: asyncio.Task[None] | None = None
         self._escalated = False  # SIGKILL was needed after the grace period
@@ -166,7 +144,7 @@ class CommandRun:
         """
         if self._exited or self._end is not None:
             return
-        self._end = _End.STOPPED
+        self._end = End.STOPPED
         self._stop_reason = reason
         self._begin_termination()
 
@@ -176,11 +154,11 @@ class CommandRun:
             raise RuntimeError("CommandRun.run() may only be called once")
         self._run_called = True
         self._loop = asyncio.get_running_loop()
-        if self._end is _End.STOPPED:
+        if self._end is End.STOPPED:
             self._began = None  # never called (see _supervise)
             self._exited = True
             self.started.set()
-            return self._not_started()
+            return not_started(self._stop_reason)
         # The work happens in a task of its own, shielded from cancellation of run(): cancelling
         # must not abandon a live process group, it must terminate it first.
         supervisor = self._loop.create_task(self._supervise())
@@ -188,7 +166,7 @@ class CommandRun:
             return await asyncio.shield(supervisor)
         except asyncio.CancelledError:
             if self._end is None:
-                self._end = _End.CANCELLED
+                self._end = End.CANCELLED
             self._begin_termination()  # if still spawning, _supervise does it once spawned
             # Wait for the group to be gone before letting the cancellation through. A second
             # cancellation stops the waiting; the supervisor then finishes in the background.
@@ -196,16 +174,6 @@ class CommandRun:
             supervisor.add_done_callback(_background.discard)
             await asyncio.wait([supervisor])
             raise
-
-    def _not_started(self) -> Outcome:
-        return Outcome(
-            status=RunStatus.FAILED,
-            exit_code=None,
-            reason=self._stop_reason,
-            message=f"stopped before it started: {self._stop_reason}",
-            output="",
-            pid=None,
-        )
 
     def _wanted(self) -> bool:
         """Still to be started: asked from the spawner's thread just before it starts the
@@ -310,13 +278,13 @@ class CommandRun:
         if self._end is not None:  # stopped or cancelled before this task began
             self._exited = True
             self.started.set()
-            return self._not_started()
+            return not_started(self._stop_reason)
         try:
             child, read_fd = await self._spawn(deadline)
         except Withdrawn:  # stopped, or timed out, before a thread began the start
             self._exited = True
             self.started.set()
-            return self._not_started() if self._end is not None else self._given_up()
+            return not_started(self._stop_reason) if self._end is not None else self._given_up()
         except _GivenUp:
             self._exited = True
             self.started.set()
@@ -325,7 +293,7 @@ class CommandRun:
         except (OSError, ValueError, RuntimeError, subprocess.SubprocessError) as exc:
             self._exited = True
             self.started.set()
-            return self._start_failed(exc)
+            return start_failed(exc, command=self._args[0], working_dir=self._working_dir)
         except BaseException:
             self.started.set()
             raise
@@ -363,7 +331,17 @@ class CommandRun:
             raise
         finally:
             reader.close()
-        return self._outcome(returncode, leftovers=leftovers, output=reader.text())
+        return exited(
+            returncode,
+            self._end,
+            timeout=self._timeout,
+            stop_reason=self._stop_reason,
+            leftovers=leftovers,
+            escalated=self._escalated,
+            kill_grace=self._kill_grace,
+            output=reader.text(),
+            pid=self._pid,
+        )
 
     async def _wait_main(self, child: Child, deadline: float | None) -> int:
         if deadline is None:
@@ -373,118 +351,23 @@ class CommandRun:
                 return await child.exited()
         except TimeoutError:
             if self._end is None:
-                self._end = _End.TIMED_OUT
+                self._end = End.TIMED_OUT
             self._begin_termination()
             return await child.exited()
-
-    def _outcome(self, returncode: int, *, leftovers: bool, output: str) -> Outcome:
-        exit_code = returncode if returncode >= 0 else 128 - returncode
-        status = RunStatus.FAILED
-        reason: str | None
-        if self._end is _End.TIMED_OUT:
-            assert self._timeout is not None
-            status = RunStatus.TIMED_OUT
-            reason = "DeadlineExceeded"
-            message = f"timed out after {_format_seconds(self._timeout)}; process group terminated"
-        elif self._end is _End.STOPPED:
-            reason = self._stop_reason
-            message = f"stopped: {self._stop_reason}"
-        elif self._end is _End.CANCELLED:
-            reason = "Cancelled"
-            message = "cancelled; process group terminated"
-        elif returncode == 0:
-            status = RunStatus.SUCCEEDED
-            reason = None
-            message = "exited with status 0"
-        elif returncode > 0:
-            reason = "NonZeroExit"
-            message = f"exited with status {returncode}"
-        else:
-            reason = "Signaled"
-            message = f"killed by signal {_signal_name(-returncode)}"
-        if leftovers:
-            message += "; processes it left in its group were terminated"
-        if self._escalated:
-            message += f" (SIGKILL after {_format_seconds(self._kill_grace)} grace period)"
-        return Outcome(
-            status=status,
-            exit_code=exit_code,
-            reason=reason,
-            message=message,
-            output=output,
-            pid=self._pid,
-        )
 
     def _given_up(self) -> Outcome:
         """The start did not return in time, and nothing waits for it any more."""
         if self._end is None:
-            self._end = _End.TIMED_OUT
+            self._end = End.TIMED_OUT
         # Read after _end is set: see _wanted.
-        if not self._start_asked:
-            if self._end is _End.STOPPED:
-                return self._not_started()
-            why = "no thread was free to start it"
-        else:
-            where = f" in {self._working_dir}" if self._working_dir is not None else ""
-            why = (
-                f"starting {self._args[0]}{where} did not return (a file system that does not"
-                " answer?); it is killed if it starts later"
-            )
-        status, reason = RunStatus.FAILED, self._stop_reason
-        if self._end is _End.TIMED_OUT:
-            assert self._timeout is not None
-            status, reason = RunStatus.TIMED_OUT, "DeadlineExceeded"
-            message = f"timed out after {_format_seconds(self._timeout)} before its process started"
-        elif self._end is _End.STOPPED:
-            message = f"stopped: {self._stop_reason}, before its process started"
-        else:
-            reason, message = "Cancelled", "cancelled before its process started"
-        return Outcome(status, None, reason, f"{message}: {why}", "", pid=None)
-
-    def _start_failed(self, exc: BaseException) -> Outcome:
-        command = self._args[0]
-        if isinstance(exc, OSError):
-            detail = exc.strerror or str(exc)
-            # subprocess names the working directory as the failing file when chdir() failed.
-            if self._working_dir is not None and exc.filename in (
-                self._working_dir,
-                os.fsencode(self._working_dir),
-            ):
-                message = f"cannot use working directory {self._working_dir}: {detail}"
-            elif isinstance(exc, InterpreterNotFound):
-                message = _interpreter_not_found(command, exc.interpreter)
-            elif exc.errno == errno.ENOENT:
-                message = f"command not found: {command}"
-            elif exc.errno == errno.EACCES:
-                message = f"permission denied: {command}"
-            else:
-                message = f"cannot start {command}: {detail}"
-        else:
-            message = f"cannot start {command!r}: {exc}"
-        return Outcome(
-            status=RunStatus.FAILED,
-            exit_code=None,
-            reason="StartFailed",
-            message=message,
-            output="",
-            pid=None,
+        return given_up(
+            self._end,
+            start_asked=self._start_asked,
+            command=self._args[0],
+            working_dir=self._working_dir,
+            timeout=self._timeout,
+            stop_reason=self._stop_reason,
         )
-
-
-def _interpreter_not_found(command: str, interpreter: str | None) -> str:
-    if interpreter is None:
-        return (
-            f"cannot start {command}: it is there, but what runs it was not found"
-            " (the interpreter of its #! line, or its ELF loader)"
-        )
-    # The line's bytes as they are: quoted if they would not show on one line.
-    shown = interpreter if interpreter.isprintable() else repr(interpreter)
-    if interpreter.endswith("\r"):  # written on Windows: the CR is part of the name
-        return (
-            f"interpreter not found: {shown} (the #! line of {command} ends with CR:"
-            " Windows line endings?)"
-        )
-    return f"interpreter not found: {shown} (the #! line of {command})"
 
 
 class CommandRunner:

@@ -25,7 +25,8 @@ from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
 from reconciler.sources.documents import PlainText, plain_text
-from reconciler.sources.files import DirectorySource, FileState, Signature, signature_of
+from reconciler.sources.files import DirectorySource
+from reconciler.sources.filestate import FileState, Signature, signature_of
 from reconciler.sources.forked import in_workers
 from reconciler.sources.limits import PARALLEL_MIN_FILES
 

@@ -12,15 +12,12 @@ Rules users rely on:
   changes the tasks it defined before: they keep running on their last good definition, and the
   error is reported with ``file:line:col``. Fixing the file applies it. So does a task whose
   file went while a broken document of another file names it (``sources.adrift``).
-- Only files that changed are re-read: a refresh compares each file's (mtime, ctime, size,
-  inode) with what was read before, so a periodic full refresh is cheap and heals missed events
-  (the ctime, which no tool sets, catches a rewrite that kept the mtime and the size: ``cp -p``,
-  ``rsync -t`` of a reproducible build). A file that cannot be looked at (a folder on its way
-  lost its search permission) is not a file gone: it is an error, and its tasks stay. A file
-  whose name is not UTF-8 is an error of its own, not read (the watcher cannot report it).
-- Watch events (``watch``) name files to re-read; one naming a folder (made, moved or removed:
-  its files come without events of their own), a link (a ConfigMap's ``..data`` swapped) or a
-  file reached through a linked folder makes the refresh a full one.
+- Only files that changed are re-read, as their signatures tell (``filestate``), so a periodic
+  full refresh is cheap and heals missed events. A file that cannot be looked at (a folder on
+  its way lost its search permission) is not a file gone: it is an error, and its tasks stay. A
+  file whose name is not UTF-8 is an error of its own, not read (the watcher cannot report it).
+- Watch events (``watch``) name files to re-read; those that say more (``filehints``: a
+  folder, a link) make the refresh a full one.
 - A path that disappears (an unmounted volume, a wrong path) is an error; the tasks read from it
   stay in force until it comes back. With ``guard_empty`` (``crontask run`` without
   ``--allow-empty``), so does a path that still exists but suddenly holds no file at all, however
@@ -45,56 +42,27 @@ Rules users rely on:
 from __future__ import annotations
 
 import asyncio
-import dataclasses
-import errno
 import functools
 import os
 import time
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import replace
 from pathlib import Path
-from stat import S_ISDIR, S_ISLNK
 
 from reconciler.aio import ended, first_of
 from reconciler.core.desired import Definition, DefinitionError, Location, SourceKind
 from reconciler.sources.adrift import Adrift
 from reconciler.sources.base import Notify, Ready, SourceState
 from reconciler.sources.documents import ParsedText, PlainText, parse_text, plain_definitions
+from reconciler.sources.filehints import known_path, says_more, too_deep
+from reconciler.sources.filestate import GONE, FileState, Signature, signature_of
 from reconciler.sources.limits import DEFAULT_MAX_FILE_SIZE, excerpt
 from reconciler.sources.reading import Unreadable, read_file, resolve_root, within
-from reconciler.sources.walk import MAX_FOLDER_DEPTH, is_yaml_file, iter_yaml_files, utf8
+from reconciler.sources.walk import MAX_FOLDER_DEPTH, iter_yaml_files, utf8
 from reconciler.sources.watch import watch_paths
 
 # A path is shown whole (it is not the file's content), but never with a control character in it.
 _PATH_SHOWN = 4096
-
-Signature = tuple[int, int, int, int]  # (mtime_ns, ctime_ns, size, inode)
-# The signature of a file that cannot be looked at (see signature_of): never a real one.
-UNKNOWN: Signature = (-1, -1, -1, -1)
-# What stat says of a path with nothing there; any other error says nothing of the file.
-_GONE = (errno.ENOENT, errno.ENOTDIR)
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class FileState:
-    signature: Signature
-    good: tuple[Definition, ...] | None  # None: never read successfully
-    errors: tuple[DefinitionError, ...]
-    ignored: int = 0
-    revision: str | None = None  # the source's revision when the file was read
-
-    def in_force(self) -> tuple[Definition, ...]:
-        if self.good is None:
-            return ()
-        if not self.errors:
-            return self.good
-        first = str(self.errors[0])
-        return tuple(dataclasses.replace(d, error=first) for d in self.good)
-
-    def keys(self) -> set[str]:
-        keys = {d.key for d in self.good or ()}
-        keys.update(e.key for e in self.errors if e.key)
-        return keys
 
 
 class DirectorySource:
@@ -158,16 +126,16 @@ class DirectorySource:
         held = [r for r in self.roots if self._is_hold(r)]
         if hints is None or any(hint in roots for hint in hints):
             return self._rescan()
-        if any(self._too_deep(Path(h)) for h in hints):
+        if any(too_deep(self.roots, Path(h)) for h in hints):
             return self._rescan()  # the walk does not enter there: report the folder
         if any(_is_within(Path(h), r.absolute()) for h in hints for r in held):
             return self._rescan()  # files again where tasks were held: settle it whole
         folders = functools.cache(lambda: {str(a) for path in self._files for a in path.parents})
-        if any(self._says_more(Path(h), folders) for h in hints):
+        if any(says_more(self.roots, Path(h), folders) for h in hints):
             return self._rescan()  # a folder or a link changed: what is under it, the walk says
         changed: set[str] = set()
         for hint in hints:
-            path = self._known_path(Path(hint))
+            path = known_path(self.roots, Path(hint))
             if path is not None:
                 changed |= self._reread(path)
         return changed
@@ -207,48 +175,6 @@ class DirectorySource:
     @property
     def files(self) -> dict[Path, FileState]:
         return dict(self._files)
-
-    def _known_path(self, hint: Path) -> Path | None:
-        """A watcher's (absolute) path, spelled the way the user gave its root, or None if it
-        is not a file this source reads."""
-        for root in self.roots:
-            if hint == root.absolute() and is_yaml_file(hint):
-                return root
-            try:
-                relative = hint.relative_to(root.absolute())
-            except ValueError:
-                continue
-            hidden = any(p.startswith(".") for p in relative.parts)
-            # A folder the walk does not enter (a link) is one the watcher may report from.
-            if is_yaml_file(hint) and not hidden and not _through_a_linked_folder(root, relative):
-                return root / relative
-        return None
-
-    def _says_more(self, hint: Path, folders: Callable[[], set[str]]) -> bool:
-        """Whether a watcher's (absolute) path says more than "re-read this file": it is a
-        folder under a root (made or moved in: its files come without events), a link (a
-        ConfigMap's ``..data`` swapped), a file reached through a linked folder, or a path
-        gone that files were read under (a folder removed or moved away: one of ``folders``,
-        those of the files known, made once per refresh: 10 000 hints of removed temporary
-        files against 10 000 files cost a set, not 10^8 comparisons)."""
-        for root in self.roots:
-            try:
-                relative = hint.relative_to(root.absolute())
-            except ValueError:
-                continue
-            if not relative.parts:
-                return False  # the root itself: rescanned anyway
-            hidden = any(p.startswith(".") for p in relative.parts)
-            if os.path.islink(hint) and not os.path.isfile(hint):
-                return True  # to a folder, or to nothing: ``..data``, a folder made a link
-            if os.path.isdir(hint):
-                return not hidden
-            if is_yaml_file(hint):
-                return not hidden and _through_a_linked_folder(root, relative)
-            if os.path.lexists(hint):
-                return False  # a file of no interest (notes.txt, an editor's temporary file)
-            return str(root / relative) in folders()
-        return False
 
     def scan(self) -> tuple[list[Path], list[Path]]:
         """The files under the roots, in order, and the places not read whose files keep
@@ -299,20 +225,6 @@ class DirectorySource:
         if within(os.path.realpath(root), confine):
             return None
         return f"a symbolic link on this path leads outside {label}: not read"
-
-    def _too_deep(self, hint: Path) -> bool:
-        """Whether a watcher's path is a YAML file in a folder that the walk does not enter
-        (more than ``MAX_FOLDER_DEPTH`` levels below its root)."""
-        if not is_yaml_file(hint):
-            return False
-        for root in self.roots:
-            try:
-                relative = hint.relative_to(root.absolute())
-            except ValueError:
-                continue
-            hidden = any(p.startswith(".") for p in relative.parts)
-            return not hidden and len(relative.parts) - 1 > MAX_FOLDER_DEPTH
-        return False
 
     def read(self, path: Path) -> FileState | None:
         """What ``path`` holds, read as a refresh reads it, without keeping it; None if there
@@ -494,51 +406,18 @@ class DirectorySource:
         return excerpt(text, _PATH_SHOWN)
 
 
-def signature_of(path: Path) -> Signature | None:
-    """(mtime, ctime, size, inode) of what ``path`` leads to; None if there is no file there. A
-    path that cannot be followed (a link loop, a link to nothing) gets its link's own, and the
-    reading says why. One that cannot be looked at (a folder on its way that may not be
-    searched, an I/O error) gets ``UNKNOWN``: the file may well be there, so its tasks stay,
-    and the reading says why."""
-    try:
-        stat = os.stat(path)
-    except NotADirectoryError:
-        return None
-    except OSError:
-        try:
-            stat = os.lstat(path)
-        except OSError as err:
-            return None if err.errno in _GONE else UNKNOWN
-    if S_ISDIR(stat.st_mode):
-        return None
-    return (stat.st_mtime_ns, stat.st_ctime_ns, stat.st_size, stat.st_ino)
-
-
 def _missing(root: Path) -> str | None:
     """Why ``root`` is not read if it cannot be found; None if it is there."""
     try:
         os.stat(root)
     except OSError as err:
-        if err.errno in _GONE:
+        if err.errno in GONE:
             return "path does not exist"
         return f"path cannot be read: {err.strerror or err}"
     return None
 
 
 _HOLD = "no task file here any more"
-
-
-def _through_a_linked_folder(root: Path, relative: Path) -> bool:
-    """Whether ``root / relative`` is reached through a symlinked folder below ``root``."""
-    at = root
-    for part in relative.parts[:-1]:
-        at = at / part
-        try:
-            if S_ISLNK(os.lstat(at).st_mode):
-                return True
-        except OSError:
-            return False  # gone: the reading says what there is
-    return False
 
 
 def _leads_within(link: Path, inside: str) -> bool:

@@ -24,7 +24,8 @@ import pytest
 from reconciler.sources import ahead, documents
 from reconciler.sources.ahead import read_ahead
 from reconciler.sources.documents import PlainText
-from reconciler.sources.files import DirectorySource, FileState, Signature
+from reconciler.sources.files import DirectorySource
+from reconciler.sources.filestate import FileState, Signature
 from reconciler.sources.forked import AHEAD, SHARE, in_workers
 from reconciler.sources.limits import PARALLEL_MIN_FILES
 from tests.hostile.corpus import build

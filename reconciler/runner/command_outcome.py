@@ -1,0 +1,182 @@
+"""How a command attempt's end is told: the :class:`Outcome` of each way it can end.
+
+Pure: what ``runner.command.CommandRun`` knows of its end (why it was ended from the outside,
+the main process's exit status, how its start failed) in, one Outcome out; no I/O.
+
+* Exit codes follow the shell convention: death by signal N is ``128 + N``.
+* Reasons: ``DeadlineExceeded`` (status ``TIMED_OUT``), the reason given to ``stop()``,
+  ``Cancelled``, ``NonZeroExit``, ``Signaled``, ``StartFailed``; None on success.
+* A start that failed says why in the user's words: the working directory, a command not
+  found, an interpreter (a ``#!`` line) not found, a permission denied.
+"""
+
+from __future__ import annotations
+
+import enum
+import errno
+import os
+import signal
+
+from reconciler.core.runs import RunStatus
+from reconciler.runner.base import Outcome
+from reconciler.runner.libc_spawn import InterpreterNotFound
+
+
+class End(enum.Enum):
+    """Why the run was ended from the outside; the first cause wins."""
+
+    TIMED_OUT = enum.auto()
+    STOPPED = enum.auto()
+    CANCELLED = enum.auto()
+
+
+def _format_seconds(seconds: float) -> str:
+    return f"{seconds:g}s"
+
+
+def _signal_name(signum: int) -> str:
+    try:
+        return signal.Signals(signum).name
+    except ValueError:
+        return f"signal {signum}"
+
+
+def not_started(stop_reason: str | None) -> Outcome:
+    return Outcome(
+        status=RunStatus.FAILED,
+        exit_code=None,
+        reason=stop_reason,
+        message=f"stopped before it started: {stop_reason}",
+        output="",
+        pid=None,
+    )
+
+
+def exited(
+    returncode: int,
+    end: End | None,
+    *,
+    timeout: float | None,
+    stop_reason: str | None,
+    leftovers: bool,
+    escalated: bool,
+    kill_grace: float,
+    output: str,
+    pid: int | None,
+) -> Outcome:
+    """The outcome of a main process that exited with ``returncode`` (``-N``: signal N);
+    ``escalated``: SIGKILL was needed after the ``kill_grace`` period."""
+    exit_code = returncode if returncode >= 0 else 128 - returncode
+    status = RunStatus.FAILED
+    reason: str | None
+    if end is End.TIMED_OUT:
+        assert timeout is not None
+        status = RunStatus.TIMED_OUT
+        reason = "DeadlineExceeded"
+        message = f"timed out after {_format_seconds(timeout)}; process group terminated"
+    elif end is End.STOPPED:
+        reason = stop_reason
+        message = f"stopped: {stop_reason}"
+    elif end is End.CANCELLED:
+        reason = "Cancelled"
+        message = "cancelled; process group terminated"
+    elif returncode == 0:
+        status = RunStatus.SUCCEEDED
+        reason = None
+        message = "exited with status 0"
+    elif returncode > 0:
+        reason = "NonZeroExit"
+        message = f"exited with status {returncode}"
+    else:
+        reason = "Signaled"
+        message = f"killed by signal {_signal_name(-returncode)}"
+    if leftovers:
+        message += "; processes it left in its group were terminated"
+    if escalated:
+        message += f" (SIGKILL after {_format_seconds(kill_grace)} grace period)"
+    return Outcome(
+        status=status,
+        exit_code=exit_code,
+        reason=reason,
+        message=message,
+        output=output,
+        pid=pid,
+    )
+
+
+def given_up(
+    end: End,
+    *,
+    start_asked: bool,
+    command: str,
+    working_dir: str | None,
+    timeout: float | None,
+    stop_reason: str | None,
+) -> Outcome:
+    """A start that did not return in time, and that nothing waits for any more;
+    ``start_asked``: a spawner's thread had begun it."""
+    if not start_asked:
+        if end is End.STOPPED:
+            return not_started(stop_reason)
+        why = "no thread was free to start it"
+    else:
+        where = f" in {working_dir}" if working_dir is not None else ""
+        why = (
+            f"starting {command}{where} did not return (a file system that does not"
+            " answer?); it is killed if it starts later"
+        )
+    status, reason = RunStatus.FAILED, stop_reason
+    if end is End.TIMED_OUT:
+        assert timeout is not None
+        status, reason = RunStatus.TIMED_OUT, "DeadlineExceeded"
+        message = f"timed out after {_format_seconds(timeout)} before its process started"
+    elif end is End.STOPPED:
+        message = f"stopped: {stop_reason}, before its process started"
+    else:
+        reason, message = "Cancelled", "cancelled before its process started"
+    return Outcome(status, None, reason, f"{message}: {why}", "", pid=None)
+
+
+def start_failed(exc: BaseException, *, command: str, working_dir: str | None) -> Outcome:
+    if isinstance(exc, OSError):
+        detail = exc.strerror or str(exc)
+        # subprocess names the working directory as the failing file when chdir() failed.
+        if working_dir is not None and exc.filename in (
+            working_dir,
+            os.fsencode(working_dir),
+        ):
+            message = f"cannot use working directory {working_dir}: {detail}"
+        elif isinstance(exc, InterpreterNotFound):
+            message = _interpreter_not_found(command, exc.interpreter)
+        elif exc.errno == errno.ENOENT:
+            message = f"command not found: {command}"
+        elif exc.errno == errno.EACCES:
+            message = f"permission denied: {command}"
+        else:
+            message = f"cannot start {command}: {detail}"
+    else:
+        message = f"cannot start {command!r}: {exc}"
+    return Outcome(
+        status=RunStatus.FAILED,
+        exit_code=None,
+        reason="StartFailed",
+        message=message,
+        output="",
+        pid=None,
+    )
+
+
+def _interpreter_not_found(command: str, interpreter: str | None) -> str:
+    if interpreter is None:
+        return (
+            f"cannot start {command}: it is there, but what runs it was not found"
+            " (the interpreter of its #! line, or its ELF loader)"
+        )
+    # The line's bytes as they are: quoted if they would not show on one line.
+    shown = interpreter if interpreter.isprintable() else repr(interpreter)
+    if interpreter.endswith("\r"):  # written on Windows: the CR is part of the name
+        return (
+            f"interpreter not found: {shown} (the #! line of {command} ends with CR:"
+            " Windows line endings?)"
+        )
+    return f"interpreter not found: {shown} (the #! line of {command})"
