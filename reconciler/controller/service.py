@@ -5,24 +5,9 @@ State that the event loop mutates (the scheduler's jobs, the running runs, the d
 is read on the loop in one short snapshot; anything slow (fire-time computation, store reads,
 file writes) happens in the calling thread.
 
-Tasks created through the API belong to the API source (``reconciler.sources.api``): files
-under the state directory, or with replicas the shared run store. Writes of one key are
-serialised in this process (a lock per key held from the check to the change being in force)
-and conditional in the store itself (so replicas writing one key cannot both win): a second
-create is ``AlreadyExists``, a write conditional on a version that has moved on is
-``VersionMismatch``. A write without ``If-Match`` is not conditional for its caller: when
-another replica wins the store's check, it reads again and writes over (the last writer wins),
-up to ``WRITE_ATTEMPTS`` times, then TimeoutError. A task whose stored YAML would be over the
-limit the API source reads, or that the API source would not read back, is refused before
-anything is written (``TaskTooLarge``, ``InvalidDefinition``), as is one that would take the
-API's tasks over their bounds (``NoRoom``).
-
-A change is answered once the pass that applies it is done. If that pass fails, the change
-stays stored (undoing it would lose the user's write, and the loop retries the pass): the
-answer is ``NotInForce``. If the pass worked but the task is not the API's (another source
-declared the key meanwhile), the write is undone. An API-owned task's view (resource and
-version) is what the API source read, of one stored text: the scheduler keeps the definition
-it was given while only metadata changes (plans compare specs).
+Writes of API-owned tasks are made by :mod:`reconciler.controller.api_writes`. An API-owned
+task's view (resource and version) is what the API source read, of one stored text: the
+scheduler keeps the definition it was given while only metadata changes (plans compare specs).
 
 With replicas, every replica lists every task (each with its owner) and accepts a manual run
 of any of them: a task this replica does not own is run here, after the store is asked whether
@@ -32,62 +17,39 @@ another replica runs it now (the concurrency policy holds across replicas).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import itertools
-from collections.abc import Callable, Collection, Coroutine, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
+from reconciler.controller.api_writes import ON_LOOP_TIMEOUT, ApiWrites, Reconcile
 from reconciler.controller.cluster import Cluster
 from reconciler.controller.dispatch import Dispatcher
-from reconciler.controller.jobs import NO_CONNECTION_REASON
-from reconciler.controller.reconcile import PassResult, Reconciler
+from reconciler.controller.reconcile import Reconciler
 from reconciler.controller.view import (
-    FieldError,
     IfMatch,
-    InvalidDefinition,
     Members,
     MemberStatus,
-    OwnedElsewhere,
     SourceRef,
     SourceStatus,
     TaskQuery,
     TaskView,
-    VersionMismatch,
     task_state,
-)
-from reconciler.controller.writes import KeyedLocks, check_version, stored_text
-from reconciler.core.api_tasks import (
-    MISSING,
-    AlreadyExists,
-    NotInForce,
-    check_room,
 )
 from reconciler.core.desired import Definition, DesiredState, SourceKind
 from reconciler.core.model import CronTask
 from reconciler.core.runs import RunRecord, RunStatus
 from reconciler.scheduling.base import Scheduler, schedule_of
-from reconciler.sources.api import (
-    ApiSource,
-    UnreadableText,
-    text_version,
-)
+from reconciler.sources.api import ApiSource
 from reconciler.sources.base import Source
-from reconciler.sources.limits import excerpt
 from reconciler.store.base import RunStore
 
 T = TypeVar("T")
 
-Reconcile = Callable[[Mapping[str, Collection[str]]], Coroutine[Any, Any, PassResult]]
 NEXT_RUNS = 5
 SOURCE_PROBLEMS = 100  # the definition errors a source lists (its count says how many in all)
-ON_LOOP_TIMEOUT = 30.0
-# Reads and writes of one key without If-Match, each beaten by another replica's write,
-# before the answer is a 503: two replicas settle in two.
-WRITE_ATTEMPTS = 5
-PASS_ERROR = 200  # characters of a failed pass's error an answer quotes
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -115,14 +77,21 @@ class Service:
         jobs: bool = True,
     ) -> None:
         self._loop = loop
-        self._jobs = jobs  # whether this crontask can create Kubernetes Jobs
         self._store = store
         self._scheduler = scheduler
         self._dispatcher = dispatcher
         self._reconciler = reconciler
-        self._reconcile = reconcile
         self._api = api
-        self._locks = KeyedLocks()
+        self._writes = ApiWrites(
+            loop=loop,
+            scheduler=scheduler,
+            reconciler=reconciler,
+            reconcile=reconcile,
+            api=api,
+            jobs=jobs,
+            view=self.task,
+            on_loop=self._on_loop,
+        )
         self._sources = list(sources)
         self._sync_requested = sync_requested
         self._cluster = cluster
@@ -270,128 +239,17 @@ class Service:
         return self._on_loop(fire)
 
     def create_api_task(self, task: CronTask) -> TaskView:
-        self._check_runnable(task)
-        text = stored_text(task)
-        with self._writing(task.key):
-            self._check_owner(task.key)
-            self._check_room(task.key, text, None)
-            return self._write(task.key, text, None)
+        return self._writes.create(task)
 
     def put_api_task(
         self, task: CronTask, *, if_match: IfMatch | None = None
     ) -> tuple[TaskView, bool]:
-        self._check_runnable(task)
-        text = stored_text(task)
-        with self._writing(task.key):
-            self._check_owner(task.key)
-            for _ in range(WRITE_ATTEMPTS):
-                previous = self._api.store.load([task.key]).get(task.key)
-                current = None if previous is None else text_version(previous)
-                check_version(task.key, current, if_match)
-                self._check_room(task.key, text, previous)
-                try:
-                    # The store checks again, atomically: another replica may have written
-                    # meanwhile.
-                    return self._write(task.key, text, previous), current is None
-                except (AlreadyExists, VersionMismatch):
-                    if if_match is not None:
-                        raise  # the caller's condition: a 412
-                    # Unconditional for the caller: read what won, and write over it.
-        raise TimeoutError(
-            f"task {task.key} was written by others {WRITE_ATTEMPTS} times while this write "
-            "was being made"
-        )
+        return self._writes.put(task, if_match=if_match)
 
     def delete_api_task(self, key: str, *, if_match: IfMatch | None = None) -> None:
-        with self._writing(key):
-            current = self._api.store.version(key)
-            if current is None:
-                self._check_owner(key)
-                raise KeyError(key)
-            check_version(key, current, if_match)
-            # Without If-Match whatever is stored goes, also if another replica wrote it since
-            # the read (the last writer wins, as with PUT); a removal it beat us to is a 404.
-            try:
-                self._api.store.remove(key, expect=None if if_match is None else current)
-            except KeyError:
-                self._apply(key)  # gone from the store: from the schedule too, here and now
-                if if_match is None:
-                    raise
-                raise VersionMismatch(key, None) from None
-            self._check_removed(key, self._apply(key))
+        self._writes.delete(key, if_match=if_match)
 
     # -- details -------------------------------------------------------------------------
-
-    def _check_runnable(self, task: CronTask) -> None:
-        """A task this crontask could not run is refused before anything is written: stored,
-        it would be an error of its key, and a replaced task would stop running."""
-        if task.spec.job is not None and not self._jobs:
-            raise InvalidDefinition([FieldError(("spec", "job"), NO_CONNECTION_REASON)])
-
-    @contextlib.contextmanager
-    def _writing(self, key: str) -> Iterator[None]:
-        with self._locks.hold(key, ON_LOOP_TIMEOUT):
-            yield
-
-    def _check_room(self, key: str, text: str, previous: str | UnreadableText | None) -> None:
-        """NoRoom if storing ``text`` over ``previous`` takes the API over its bounds. Counted
-        from what the API source read: writes in flight (here, or on other replicas not yet
-        polled) may take it a few tasks over, never more."""
-        tasks, total = self._api.usage()
-        old = None
-        if previous is not None:  # a text the store did not read is counted as nothing
-            old = 0 if isinstance(previous, UnreadableText) else len(previous.encode())
-        check_room(key, tasks=tasks, total=total, old=old, new=len(text.encode()))
-
-    def _write(self, key: str, text: str, previous: str | UnreadableText | None) -> TaskView:
-        """Under the key's lock: store ``text`` in place of ``previous`` (None: create), wait
-        for it to be in force, and return it. If its pass fails, the write stays stored and
-        this raises NotInForce. If the task is not the API's after the pass, the write is
-        undone before anything is raised."""
-        expect = MISSING if previous is None else text_version(previous)
-        written = self._api.store.write(key, text, expect=expect)
-        result = self._apply(key)
-        if not result.ok:
-            # Undoing it would lose the user's write; the loop retries the pass instead.
-            raise NotInForce(key, _failed(result))
-        view = self.task(key)
-        if view is None or view.source.kind != SourceKind.API:
-            self._undo(key, written, previous)
-            # Another source declared the key between the owner check and the pass.
-            self._check_owner(key)
-            raise RuntimeError(f"{key} is not in force after it was written")
-        return view
-
-    def _check_removed(self, key: str, result: PassResult) -> None:
-        """NotInForce unless the pass after removing ``key`` from the store took the API's
-        task out of the schedule (or another replica has stored it again since)."""
-        if not result.ok:
-            raise NotInForce(key, _failed(result), removed=True)
-
-        def kept() -> bool:
-            if self._api.stored(key) is not None:
-                return False  # written again since (another replica): that write stands
-            found = self._scheduler.owned().get(key) or self._reconciler.desired.tasks.get(key)
-            return found is not None and found.location.source == SourceKind.API
-
-        if self._on_loop(kept):
-            why = "the pass kept it scheduled"
-            if key in result.plan.held_removals:
-                why = "the pass held its removal back (every source read empty)"
-            raise NotInForce(key, why, removed=True)
-
-    def _undo(self, key: str, written: str, previous: str | UnreadableText | None) -> None:
-        """Put back what ``key`` stored before the write of version ``written``: the previous
-        text, or nothing (also in place of a previous text the store could not read, which was
-        no task either)."""
-        try:
-            if isinstance(previous, str):
-                self._api.store.write(key, previous, expect=written)
-            else:
-                self._api.store.remove(key, expect=written)
-        except (KeyError, VersionMismatch):
-            return  # another replica has written the key since: its write stands
-        self._apply(key)
 
     def _snapshot(self, keys: Sequence[str]) -> dict[str, _Entry]:
         """On the loop: what each task runs on and why it may be flagged."""
@@ -442,22 +300,6 @@ class Service:
             owner=self._reconciler.owner(definition.key),
         )
 
-    def _check_owner(self, key: str) -> None:
-        def owner() -> Definition | None:
-            return self._reconciler.desired.tasks.get(key) or self._scheduler.owned().get(key)
-
-        current = self._on_loop(owner)
-        if current is not None and current.location.source != SourceKind.API:
-            location = current.location
-            raise OwnedElsewhere(key, SourceRef(location.source, str(location), location.revision))
-
-    def _apply(self, key: str) -> PassResult:
-        """Run a pass for the API source's ``key`` now, wait for it, and say how it went."""
-        future = asyncio.run_coroutine_threadsafe(
-            self._reconcile({SourceKind.API: {key}}), self._loop
-        )
-        return future.result(ON_LOOP_TIMEOUT)
-
     def _remember(self, record: RunRecord) -> None:
         if record.status is not RunStatus.RUNNING:
             self._last_runs[record.task] = record
@@ -474,13 +316,6 @@ class Service:
 
         self._loop.call_soon_threadsafe(call)
         return result.result(ON_LOOP_TIMEOUT)
-
-
-def _failed(result: PassResult) -> str:
-    """Why ``result``'s pass failed, in one line."""
-    error = result.error
-    said = excerpt(f"{type(error).__name__}: {error}", PASS_ERROR)
-    return f"the pass that applies it failed ({said})"
 
 
 def _problems(desired: DesiredState) -> dict[str, str]:

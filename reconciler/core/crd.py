@@ -48,13 +48,12 @@ from __future__ import annotations
 import copy
 from typing import Any, Final
 
+from reconciler.core.actions import HttpHeader, ValueSource
 from reconciler.core.model import (
     ACTION_FIELDS,
     API_GROUP,
     KIND,
-    HttpHeader,
     TaskSpec,
-    ValueSource,
     json_schema,
 )
 from reconciler.core.runs import DNS1123_LABEL

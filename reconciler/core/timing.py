@@ -13,7 +13,8 @@ from __future__ import annotations
 import dataclasses
 from datetime import datetime
 
-from reconciler.core.model import MAX_BACKOFF, RetryPolicy
+from reconciler.core.fields import MAX_BACKOFF
+from reconciler.core.model import RetryPolicy
 from reconciler.core.schedule import Schedule
 
 # Older missed slots counted one by one, at most (a cron schedule has no closed form): past
@@ -57,7 +58,7 @@ def backlog(schedule: Schedule, after: datetime, until: datetime) -> Backlog:
 def retry_delay(policy: RetryPolicy, attempt: int) -> float:
     """Seconds to wait after failed attempt number ``attempt`` (1-based) before the next one:
     ``backoffSeconds * backoffMultiplier ** (attempt - 1)``, capped by ``maxBackoffSeconds``,
-    and never more than a day (:data:`~reconciler.core.model.MAX_BACKOFF`, the most
+    and never more than a day (:data:`~reconciler.core.fields.MAX_BACKOFF`, the most
     ``maxBackoffSeconds`` may say): unset, the growth would have no bound (60 s times 10 to the
     11th is 190 000 years), and a waiting retry holds its slot, so ``Forbid`` would skip every
     later one."""

@@ -34,8 +34,9 @@ import h11
 import httpx
 import idna
 
+from reconciler.core.actions import HEADER_VALUE, HttpAction
 from reconciler.core.desired import Definition
-from reconciler.core.model import HEADER_VALUE, MAX_TEXT, HttpAction
+from reconciler.core.fields import MAX_TEXT
 from reconciler.core.runs import RunRecord, RunStatus
 from reconciler.core.urls import redact_request_url
 from reconciler.resolver import abandonable

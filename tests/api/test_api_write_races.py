@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from reconciler.controller import service
+from reconciler.controller import api_writes
 from reconciler.sources.api import ApiTaskFiles
 from tests.api.live_api import LiveApi, files_root
 from tests.api.test_problems import assert_problem
@@ -151,4 +151,4 @@ def test_a_key_that_never_settles_is_503_not_412(live: LiveApi, store: Raced) ->
         answer = client.put(f"/api/v1/tasks/{KEY}", json=task_doc("a"))
         assert_problem(answer, 503)
         assert answer.headers["retry-after"] == "5"
-    assert next(count) == service.WRITE_ATTEMPTS  # bounded: one beaten write per attempt
+    assert next(count) == api_writes.WRITE_ATTEMPTS  # bounded: one beaten write per attempt

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from reconciler.core.model import HttpAction
+from reconciler.core.actions import HttpAction
 from reconciler.core.urls import UNREADABLE, redact_request_url, redact_url, request_url_problem
 
 SECRET = "Secr3tPart"  # noqa: S105 - a test value

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from reconciler.core.model import HttpAction
+from reconciler.core.actions import HttpAction
 from reconciler.sources.messages import problems
 from tests.hostile.corpus import PASSWORD, URL_PASSWORDS, build
 from tests.hostile.test_validate import validate

@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 import pytest
 
-from reconciler.core.model import HttpAction
+from reconciler.core.actions import HttpAction
 from reconciler.core.runs import RunStatus
 from reconciler.runner.base import Outcome
 from reconciler.runner.http import HttpRun

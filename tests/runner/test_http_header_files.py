@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from reconciler.core.model import HttpAction
+from reconciler.core.actions import HttpAction
 from reconciler.core.runs import RunStatus
 from reconciler.runner import http
 from reconciler.runner.base import Outcome

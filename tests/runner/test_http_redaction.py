@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from reconciler.core.model import HttpAction
+from reconciler.core.actions import HttpAction
 from reconciler.core.runs import RunStatus
 from reconciler.runner.http import HttpRun
 

@@ -1,0 +1,64 @@
+"""The vocabulary every part of a CronTask is written in: the base model, the bounds on every
+value, and the types of labels and text. Pure.
+
+The resource (:mod:`reconciler.core.model`) and its actions (:mod:`reconciler.core.actions`) are
+made of these, so that a bound holds alike wherever a value of its kind appears.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, StringConstraints
+from pydantic.alias_generators import to_camel
+
+from reconciler.core.runs import DNS1123_LABEL
+
+Label = Annotated[str, StringConstraints(pattern=DNS1123_LABEL, min_length=1, max_length=63)]
+
+# Bounds on every value, so that a careless or hostile definition cannot ask for what makes no
+# sense (a deadline of 0 s skips every slot; a backoff of 1e16 s never retries) or for more
+# memory than a task needs. Each says its range in the schema, the CRD and every error message.
+DAY = 86_400
+MAX_SECONDS = 365 * DAY  # deadlines and timeouts: a year
+MAX_BACKOFF = DAY  # one retry delay: a day
+MAX_HISTORY = 1_000  # run records kept per task and status
+MAX_TEXT = 32 * 1024  # one argument, env value, header value: 32 KiB
+MAX_ITEMS = 256  # args, env entries, headers, labels, annotations
+Text = Annotated[str, StringConstraints(max_length=MAX_TEXT)]
+LabelValue = Annotated[str, StringConstraints(max_length=63)]
+MAX_LABEL_KEY = 317  # Kubernetes: a 253-character prefix, '/', a 63-character name
+
+
+class Model(BaseModel):
+    # Unknown fields are errors: a typo such as `schedul:` must not silently become a default.
+    model_config = ConfigDict(
+        extra="forbid",
+        frozen=True,
+        alias_generator=to_camel,
+        populate_by_name=True,
+        use_enum_values=False,
+        # str() of a ValidationError would quote the value, a URL with its password among
+        # them; messages are worded from errors() (sources.messages), which keeps it.
+        hide_input_in_errors=True,
+    )
+
+    def model_post_init(self, context: Any, /) -> None:
+        # Which fields a document gave is kept per instance as a set of its own: 216 bytes,
+        # five times per task, a quarter of what a task costs in memory. Instances of the
+        # same shape share one set instead. Nothing adds to it: the models are frozen, and
+        # model_copy(update=...) copies the set before adding to the copy.
+        given = self.__pydantic_fields_set__
+        shape = frozenset(given)
+        shared = _FIELD_SETS.get(shape)
+        if shared is None:
+            shared = given
+            if len(_FIELD_SETS) < _FIELD_SETS_MAX:
+                _FIELD_SETS[shape] = given
+        object.__setattr__(self, "__pydantic_fields_set__", shared)
+
+
+# One set per shape seen (which optional fields were given); bounded, as a hostile folder
+# could give every combination.
+_FIELD_SETS: dict[frozenset[str], set[str]] = {}
+_FIELD_SETS_MAX = 4096
