@@ -39,7 +39,8 @@ from sqlalchemy.engine import make_url
 
 from reconciler.core.runs import RunRecord, RunStatus, Trigger, run_id
 from reconciler.store import RunQuery, open_store, sqlite_url
-from reconciler.store.sql import SqlRunStore, select_page
+from reconciler.store.sql import SqlRunStore
+from reconciler.store.sql_pages import select_page
 
 TASKS = 200
 SPAN = timedelta(days=365)

@@ -23,7 +23,7 @@ from reconciler.api.params import (
 from reconciler.api.problems import FieldProblem, ProblemError
 from reconciler.api.routing import GuardedRoute, Runtime, operation_id, problem_responses
 from reconciler.core.runs import RunStatus, Trigger
-from reconciler.store.base import MAX_PAGE_SIZE, RunQuery
+from reconciler.store.query import MAX_PAGE_SIZE, RunQuery
 
 router = APIRouter(
     prefix="/api/v1",

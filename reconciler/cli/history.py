@@ -104,7 +104,7 @@ def _from_store(
     args: argparse.Namespace, since: datetime | None
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     from reconciler.store import open_store, sqlite_url
-    from reconciler.store.base import MAX_PAGE_SIZE, RunQuery
+    from reconciler.store.query import MAX_PAGE_SIZE, RunQuery
 
     url = args.db or sqlite_url(args.state_dir)
     if not args.db and not (args.state_dir / "runs.db").exists():

@@ -1,12 +1,14 @@
 """The run store: the queryable history of every run, and the arbiter of who runs a slot.
 
-The seam is :class:`RunStore` (``base.py``, whose docstrings are the contract). Implementations:
+The seam is :class:`RunStore` (``base.py``, whose docstrings are the contract; the query and
+page types it takes are in ``query.py``). Implementations:
 
 - :class:`MemoryRunStore` (``memory.py``): process-local; a real implementation for tests.
 - :class:`SqlRunStore` (``sql.py``): SQLite (default, one file in the state directory) and
   PostgreSQL (several replicas sharing one history), schema versioned with Alembic
   (``migrations/``) and upgraded automatically when opened; the table and the engine set-up
-  (SQLite pragmas, timeouts, error translation) are in ``sql_schema.py``.
+  (SQLite pragmas, timeouts, error translation) are in ``sql_schema.py``, a record as a row in
+  ``sql_rows.py`` and the SELECT of a query's page in ``sql_pages.py``.
 
 Pick one by URL with :func:`open_store`. This is the only package allowed to import SQLAlchemy;
 everything else sees the Protocol, the dataclasses and the errors re-exported here.
@@ -16,15 +18,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from reconciler.store.base import (
-    DuplicateRun,
-    IncompatibleSchema,
-    RunPage,
-    RunQuery,
-    RunStore,
-    StoreUnavailable,
-)
+from reconciler.store.base import DuplicateRun, IncompatibleSchema, RunStore, StoreUnavailable
 from reconciler.store.memory import MemoryRunStore
+from reconciler.store.query import RunPage, RunQuery
 
 __all__ = [
     "DuplicateRun",

@@ -1,7 +1,11 @@
-"""The run store seam: the :class:`RunStore` Protocol, its query types and its errors.
+"""The run store seam: the :class:`RunStore` Protocol, its errors, and the rules every store
+shares (retention, an interrupted record, a lapsed heartbeat).
 
 Every implementation (``memory.py``, ``sql.py``) passes the same contract suite
-(``tests/store/test_store_contract.py``); the docstrings here are that contract in prose.
+(``tests/store/test_store_contract.py``); the docstrings here are that contract in prose. The
+query types the Protocol takes and returns (:class:`RunQuery`, :class:`RunPage`, and the cursor
+that links pages) are in ``query.py``, and how every store keeps a record (UTC datetimes,
+storable text) in ``records.py``.
 
 Rules that hold for every method:
 
@@ -18,25 +22,21 @@ Rules that hold for every method:
 
 from __future__ import annotations
 
-import base64
-import binascii
-import dataclasses
-import json
 from collections.abc import Collection, Mapping, Sequence
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Final, Literal, Protocol, runtime_checkable
 
-from reconciler.core.runs import JobDetails, LastOutcomes, RunRecord, RunStatus, Trigger
+from reconciler.core.runs import LastOutcomes, RunRecord, RunStatus
 from reconciler.store.exclusive import ExclusiveClaim as ExclusiveClaim
 from reconciler.store.exclusive import decide_exclusive as decide_exclusive
+from reconciler.store.query import RunPage as RunPage
+from reconciler.store.query import RunQuery as RunQuery
+from reconciler.store.records import utc
 
 __all__ = [
     "FAILED_STATUSES",
     "INTERRUPTED_MESSAGE",
     "INTERRUPTED_REASON",
-    "MAX_PAGE_SIZE",
-    "Cursor",
     "DuplicateRun",
     "ExclusiveClaim",
     "IncompatibleSchema",
@@ -48,22 +48,8 @@ __all__ = [
     "StoreUnavailable",
     "decide_exclusive",
     "interrupted",
-    "normalized",
     "retention_class",
-    "storable_text",
-    "utc",
 ]
-
-MAX_PAGE_SIZE: Final = 1000
-"""The largest ``RunQuery.limit``: a page is one round trip, not an export."""
-
-# What a cursor may hold: values every store's columns can take (``attempt`` is a 32-bit
-# integer in PostgreSQL, ``id`` a String(255); SQLite raises OverflowError beyond 64 bits).
-_MAX_CURSOR_CHARS: Final = 1024
-_MAX_ATTEMPT: Final = 2**31 - 1
-_MAX_ID_CHARS: Final = 255
-_EARLIEST: Final = datetime(1, 1, 2, tzinfo=UTC)
-_LATEST: Final = datetime(9999, 12, 30, tzinfo=UTC)
 
 # A heartbeat's lease as read back: a row anyone may have written cannot keep its runs
 # ``running`` for longer than this, and one with no sensible lease has this one.
@@ -97,97 +83,6 @@ class StoreUnavailable(Exception):
 class IncompatibleSchema(Exception):
     """The database was migrated by a newer crontask (its schema revision is unknown here).
     Refusing to touch it is safer than guessing; upgrade crontask or point it at another DB."""
-
-
-@dataclass(frozen=True, slots=True)
-class RunQuery:
-    """A filtered, paginated view of the history. Filters combine with AND.
-
-    ``since`` is inclusive and ``until`` exclusive, both on ``scheduled_at`` (a half-open window,
-    so consecutive windows neither overlap nor leave gaps). ``cursor`` is the ``next_cursor`` of
-    the previous page of the *same* query; it is opaque and keyset-based (it names the last row
-    seen, not an offset), so rows inserted while paging do not shift later pages.
-    """
-
-    task: str | None = None
-    status: RunStatus | None = None
-    trigger: Trigger | None = None
-    since: datetime | None = None
-    until: datetime | None = None
-    limit: int = 50
-    cursor: str | None = None
-    # False: the records come without their output (""). A list that does not show it reads a
-    # fraction of the rows' bytes: outputs are up to 64 KiB each, a page up to 1 000 rows.
-    output: bool = True
-
-    def __post_init__(self) -> None:
-        if not 1 <= self.limit <= MAX_PAGE_SIZE:
-            raise ValueError(f"limit must be in 1..{MAX_PAGE_SIZE}, got {self.limit}")
-        for name in ("since", "until"):
-            value = getattr(self, name)
-            if value is not None and value.tzinfo is None:
-                raise ValueError(f"{name} must be timezone-aware")
-            try:
-                if value is not None and not _EARLIEST <= utc(value) <= _LATEST:
-                    raise ValueError(f"{name} must be between years 1 and 9999 in UTC")
-            except OverflowError:
-                raise ValueError(f"{name} overflows in UTC: {value!r}") from None
-        if self.cursor is not None:
-            Cursor.decode(self.cursor)  # fail at construction, not deep inside a store
-
-
-@dataclass(frozen=True, slots=True)
-class RunPage:
-    """One page, newest first. ``next_cursor`` is ``None`` on the last page."""
-
-    items: list[RunRecord]
-    next_cursor: str | None
-
-
-@dataclass(frozen=True, slots=True)
-class Cursor:
-    """The keyset position after which the next page starts: the sort key of the last item."""
-
-    scheduled_at: datetime
-    id: str
-    attempt: int
-
-    @classmethod
-    def after(cls, record: RunRecord) -> Cursor:
-        return cls(utc(record.scheduled_at), record.id, record.attempt)
-
-    def encode(self) -> str:
-        raw = json.dumps(
-            [self.scheduled_at.isoformat(), self.id, self.attempt], separators=(",", ":")
-        )
-        return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
-
-    @classmethod
-    def decode(cls, token: str) -> Cursor:
-        """The cursor ``token`` encodes; ``ValueError`` for anything :meth:`encode` cannot have
-        produced: malformed, over-long, or holding values no column can (an attempt beyond a
-        32-bit integer, a time that overflows on its way to UTC, an id longer than the key or
-        with a character no back end stores: PostgreSQL refused a NUL with a 500)."""
-        try:
-            if len(token) > _MAX_CURSOR_CHARS:
-                raise ValueError("too long")
-            padded = token + "=" * (-len(token) % 4)
-            at, run_id, attempt = json.loads(base64.urlsafe_b64decode(padded.encode()))
-            if not isinstance(at, str) or not isinstance(run_id, str) or type(attempt) is not int:
-                raise ValueError(token)
-            when = utc(datetime.fromisoformat(at))
-            if not (1 <= attempt <= _MAX_ATTEMPT and 0 < len(run_id) <= _MAX_ID_CHARS):
-                raise ValueError(token)
-            if storable_text(run_id) != run_id:  # a NUL or a lone surrogate: no stored id
-                raise ValueError(token)
-            if not _EARLIEST <= when <= _LATEST:
-                raise ValueError(token)
-        except (ValueError, TypeError, OverflowError, binascii.Error, UnicodeDecodeError) as exc:
-            raise ValueError(f"malformed cursor {token[:64]!r}") from exc
-        return cls(when, run_id, attempt)
-
-    def sort_key(self) -> tuple[datetime, str, int]:
-        return (self.scheduled_at, self.id, self.attempt)
 
 
 RetentionClass = Literal["succeeded", "failed", "skipped"]
@@ -248,53 +143,6 @@ class RetentionTally:
         """Every bucket is full and the mark of missed slots is kept: all older finished runs
         go."""
         return self.anchored and not any(self._left.values())
-
-
-def utc(value: datetime) -> datetime:
-    """``value`` in UTC; ``ValueError`` if it is naive (a naive time is a bug upstream)."""
-    if value.tzinfo is None:
-        raise ValueError(f"datetime must be timezone-aware, got naive {value.isoformat()}")
-    return value.astimezone(UTC)
-
-
-def storable_text(text: str) -> str:
-    """``text`` as every back end can store it: NUL becomes U+FFFD (PostgreSQL ``text`` cannot
-    hold NUL) and lone surrogates (undecodable bytes smuggled through ``surrogateescape``)
-    become ``?`` (UTF-8 cannot encode them). A command's output tail may contain both."""
-    if "\x00" in text:
-        text = text.replace("\x00", "\ufffd")
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        text = text.encode("utf-8", "replace").decode("utf-8")
-    return text
-
-
-def normalized(record: RunRecord) -> RunRecord:
-    """``record`` as every store keeps it: datetimes in UTC (the job's too), ``output`` and
-    ``message`` through :func:`storable_text`. ``ValueError`` for naive datetimes or
-    ``attempt < 1``."""
-    if record.attempt < 1:
-        raise ValueError(f"attempt must be >= 1, got {record.attempt}")
-    return dataclasses.replace(
-        record,
-        scheduled_at=utc(record.scheduled_at),
-        started_at=None if record.started_at is None else utc(record.started_at),
-        finished_at=None if record.finished_at is None else utc(record.finished_at),
-        output=storable_text(record.output),
-        message=None if record.message is None else storable_text(record.message),
-        job=None if record.job is None else _job_in_utc(record.job),
-    )
-
-
-def _job_in_utc(job: JobDetails) -> JobDetails:
-    if job.started_at is None and job.completed_at is None:
-        return job
-    return dataclasses.replace(
-        job,
-        started_at=None if job.started_at is None else utc(job.started_at),
-        completed_at=None if job.completed_at is None else utc(job.completed_at),
-    )
 
 
 def interrupted(record: RunRecord, now: datetime) -> RunRecord:
@@ -358,7 +206,7 @@ class RunStore(Protocol):
         the record does not exist (it was never claimed: prune never deletes running records).
 
         Both ``claim`` and ``complete`` replace NUL characters and lone surrogates in ``output``
-        and ``message`` (see :func:`storable_text`) so that binary output cannot lose a record.
+        and ``message`` (see ``records.storable_text``) so that binary output cannot lose a record.
         """
         ...
 

@@ -16,19 +16,16 @@ from datetime import datetime, timedelta
 from reconciler.core.runs import LastOutcomes, RunRecord, RunStatus, Trigger
 from reconciler.core.status import is_failure
 from reconciler.store.base import (
-    Cursor,
     DuplicateRun,
     ExclusiveClaim,
     RetentionTally,
-    RunPage,
-    RunQuery,
     StoreUnavailable,
     decide_exclusive,
     interrupted,
     lapsed_at,
-    normalized,
-    utc,
 )
+from reconciler.store.query import Cursor, RunPage, RunQuery
+from reconciler.store.records import normalized, utc
 
 __all__ = ["MemoryRunStore"]
 

@@ -32,8 +32,6 @@ task take turns and each sees what the one before it committed.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
-import json
 import threading
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
@@ -45,28 +43,25 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection, Engine
 
-from reconciler.core.runs import JobDetails, LastOutcomes, RunRecord, RunStatus, Trigger
+from reconciler.core.runs import LastOutcomes, RunRecord, RunStatus, Trigger
 from reconciler.store import migrations, sql_beats, sql_import, sql_retention, sql_summaries
 from reconciler.store.base import (
     INTERRUPTED_MESSAGE,
     INTERRUPTED_REASON,
-    Cursor,
     DuplicateRun,
     ExclusiveClaim,
-    RunPage,
-    RunQuery,
     StoreUnavailable,
     decide_exclusive,
-    normalized,
-    utc,
 )
+from reconciler.store.query import Cursor, RunPage, RunQuery
+from reconciler.store.records import normalized, utc
+from reconciler.store.sql_pages import select_page
+from reconciler.store.sql_rows import MUTABLE, record_to_row, row_key, row_to_record
 from reconciler.store.sql_schema import (
     BEGIN_OPTION,
     NEWEST_FIRST,
     SQLITE_BUSY_TIMEOUT,
-    UNSCHEDULED,
     RolledBack,
-    UTCDateTime,
     create_engine,
     is_unique_violation,
     metadata,
@@ -80,7 +75,6 @@ __all__ = [
     "create_engine",
     "metadata",
     "runs",
-    "select_page",
 ]
 
 _T = TypeVar("_T")
@@ -102,101 +96,6 @@ _LOCK_TASKS: Final = sa.text(
 
 _c = runs.c
 _OLDEST_FIRST = (_c.scheduled_at, _c.id, _c.attempt)
-_MUTABLE = (
-    "status",
-    "started_at",
-    "finished_at",
-    "exit_code",
-    "reason",
-    "message",
-    "output",
-    "details",
-)
-
-
-def _row_to_record(row: sa.Row[Any]) -> RunRecord:
-    return RunRecord(
-        id=row.id,
-        task=row.task,
-        scheduled_at=row.scheduled_at,
-        trigger=Trigger(row.trigger),
-        status=RunStatus(row.status),
-        attempt=row.attempt,
-        started_at=row.started_at,
-        finished_at=row.finished_at,
-        exit_code=row.exit_code,
-        reason=row.reason,
-        message=row.message,
-        output=row._mapping.get("output") or "",
-        owner=row.owner,
-        job=_details(row.details),
-    )
-
-
-def _details(text: str | None) -> JobDetails | None:
-    if not text:
-        return None
-    try:
-        return JobDetails.from_json(json.loads(text))
-    except ValueError:  # a value this version cannot read must not cost the record
-        return None
-
-
-def _key(row: Mapping[str, Any]) -> tuple[str, int]:
-    return row["id"], row["attempt"]
-
-
-def _record_to_row(record: RunRecord) -> dict[str, Any]:
-    row = {f.name: getattr(record, f.name) for f in dataclasses.fields(record) if f.name != "job"}
-    row["status"] = record.status.value
-    row["trigger"] = record.trigger.value
-    row["details"] = (
-        None if record.job is None else json.dumps(record.job.to_json(), separators=(",", ":"))
-    )
-    return row
-
-
-def _cursor_condition(cursor: Cursor) -> sa.ColumnElement[bool]:
-    # Row-value comparison: both SQLite and PostgreSQL turn it into an index range on the
-    # sort-key suffix of every index (explicitly typed binds so the datetime goes through UTC).
-    return sa.tuple_(_c.scheduled_at, _c.id, _c.attempt) < sa.tuple_(
-        sa.literal(cursor.scheduled_at, UTCDateTime()),
-        sa.literal(cursor.id, sa.String()),
-        sa.literal(cursor.attempt, sa.Integer()),
-    )
-
-
-def select_page(q: RunQuery) -> sa.Select[Any]:
-    """The SELECT behind :meth:`SqlRunStore.query` (exposed so tests can EXPLAIN it).
-
-    Fetches ``limit + 1`` rows: the extra one says whether there is a next page, without a COUNT.
-    """
-    conditions: list[sa.ColumnElement[bool]] = []
-
-    # One task's runs are read through its index, whatever else is asked: without statistics
-    # (crontask never runs ANALYZE) SQLite's planner took the status index for a task and a
-    # status, and read every run of that status of every task to find one task's (a second a
-    # page at 2 million runs). ``status || ''`` is no indexed column, so it cannot.
-    def filtered(column: sa.ColumnElement[str]) -> sa.ColumnElement[str]:
-        return column.concat("") if q.task is not None else column
-
-    if q.task is not None:
-        conditions.append(_c.task == q.task)
-    if q.status is not None:
-        conditions.append(filtered(_c.status) == q.status.value)
-    if q.trigger is not None:
-        conditions.append(filtered(_c.trigger) == q.trigger.value)
-        if q.trigger is not Trigger.SCHEDULE and q.task is None:
-            # Implied by the line above; said so that the partial index can be used.
-            conditions.append(sa.and_(UNSCHEDULED))
-    if q.since is not None:
-        conditions.append(_c.scheduled_at >= utc(q.since))
-    if q.until is not None:
-        conditions.append(_c.scheduled_at < utc(q.until))
-    if q.cursor is not None:
-        conditions.append(_cursor_condition(Cursor.decode(q.cursor)))
-    columns = runs.c if q.output else [c for c in runs.c if c.name != "output"]
-    return sa.select(*columns).where(*conditions).order_by(*NEWEST_FIRST).limit(q.limit + 1)
 
 
 class SqlRunStore:
@@ -217,7 +116,7 @@ class SqlRunStore:
         ).returning(_c.id, _c.attempt)
         self._save_stmt = insert.on_conflict_do_update(
             index_elements=["id", "attempt"],
-            set_={name: insert.excluded[name] for name in _MUTABLE},
+            set_={name: insert.excluded[name] for name in MUTABLE},
         )
 
     @classmethod
@@ -260,7 +159,7 @@ class SqlRunStore:
         process of the first burst started that much later."""
         slot = datetime(1970, 1, 1, tzinfo=UTC)
         rows = [
-            _record_to_row(
+            record_to_row(
                 RunRecord(
                     id=f"compile.{n}",
                     task="compile",
@@ -311,7 +210,7 @@ class SqlRunStore:
 
     def claim(self, record: RunRecord) -> None:
         record = normalized(record)
-        statement = runs.insert().values(_record_to_row(record))
+        statement = runs.insert().values(record_to_row(record))
         try:
             self._write(lambda conn: conn.execute(statement))
         except exc.IntegrityError as e:
@@ -325,7 +224,7 @@ class SqlRunStore:
         keys = [(r.id, r.attempt) for r in records]
         # One statement for the batch. Same atomicity per row as claim(): the primary key decides.
         # In key order: two replicas claiming the same slots then lock them in the same order.
-        rows = sorted((_record_to_row(normalized(r)) for r in records), key=_key)
+        rows = sorted((record_to_row(normalized(r)) for r in records), key=row_key)
         inserted = self._write(
             lambda conn: {(row.id, row.attempt) for row in conn.execute(self._claim_stmt, rows)}
         )
@@ -356,11 +255,11 @@ class SqlRunStore:
             # (each statement of a READ COMMITTED transaction sees what was committed before it).
             if not self._sqlite:
                 conn.execute(_LOCK_TASKS, {"kind": _TASK_LOCK, "tasks": tasks})
-            answers = decide_exclusive(records, [_row_to_record(r) for r in conn.execute(look)])
-            rows = [_record_to_row(r) for r, a in zip(records, answers, strict=True) if a.claimed]
+            answers = decide_exclusive(records, [row_to_record(r) for r in conn.execute(look)])
+            rows = [record_to_row(r) for r, a in zip(records, answers, strict=True) if a.claimed]
             inserted: set[tuple[str, int]] = set()
             if rows:  # in key order, as claim_many
-                found = conn.execute(self._claim_stmt, sorted(rows, key=_key))
+                found = conn.execute(self._claim_stmt, sorted(rows, key=row_key))
                 inserted = {(row.id, row.attempt) for row in found}
             # A record not inserted after all: claim_many inserted its key meanwhile.
             return [
@@ -371,8 +270,8 @@ class SqlRunStore:
         return self._write(work)
 
     def complete(self, record: RunRecord) -> None:
-        row = _record_to_row(normalized(record))
-        values = {name: row[name] for name in _MUTABLE}
+        row = record_to_row(normalized(record))
+        values = {name: row[name] for name in MUTABLE}
         statement = (
             runs.update().where(_c.id == record.id, _c.attempt == record.attempt).values(values)
         )
@@ -381,7 +280,7 @@ class SqlRunStore:
 
     def save_many(self, records: Sequence[RunRecord]) -> None:
         # The last record per key: PostgreSQL refuses to update one row twice in a statement.
-        latest = {(r.id, r.attempt): _record_to_row(normalized(r)) for r in records}
+        latest = {(r.id, r.attempt): record_to_row(normalized(r)) for r in records}
         if not latest:
             return
         rows = [latest[key] for key in sorted(latest)]  # in key order, as claim_many
@@ -395,17 +294,17 @@ class SqlRunStore:
             stmt = stmt.where(_c.attempt == attempt)
         with self._tx(write=False) as conn:
             row = conn.execute(stmt).first()
-        return None if row is None else _row_to_record(row)
+        return None if row is None else row_to_record(row)
 
     def attempts(self, run_id: str) -> list[RunRecord]:
         stmt = sa.select(runs).where(_c.id == run_id).order_by(_c.attempt)
         with self._tx(write=False) as conn:
-            return [_row_to_record(row) for row in conn.execute(stmt)]
+            return [row_to_record(row) for row in conn.execute(stmt)]
 
     def query(self, q: RunQuery) -> RunPage:
         stmt = select_page(q)
         with self._bulk_reads, self._tx(write=False) as conn:
-            items = [_row_to_record(row) for row in conn.execute(stmt)]
+            items = [row_to_record(row) for row in conn.execute(stmt)]
         if len(items) <= q.limit:
             return RunPage(items, None)
         del items[q.limit :]
@@ -415,7 +314,7 @@ class SqlRunStore:
         stmt = sa.select(runs).where(_c.task == task).order_by(*NEWEST_FIRST).limit(1)
         with self._tx(write=False) as conn:
             row = conn.execute(stmt).first()
-        return None if row is None else _row_to_record(row)
+        return None if row is None else row_to_record(row)
 
     def last_slots(self) -> dict[str, datetime]:
         with self._tx(write=False) as conn:
@@ -430,7 +329,7 @@ class SqlRunStore:
         if task is not None:
             stmt = stmt.where(_c.task == task)
         with self._tx(write=False) as conn:
-            return [_row_to_record(row) for row in conn.execute(stmt.order_by(*_OLDEST_FIRST))]
+            return [row_to_record(row) for row in conn.execute(stmt.order_by(*_OLDEST_FIRST))]
 
     def request_stop(self, run_ids: Collection[str], reason: str) -> int:
         ids = sorted(set(run_ids))
@@ -466,7 +365,7 @@ class SqlRunStore:
             ).first()
 
         row = self._write(work)
-        return None if row is None else _row_to_record(row)
+        return None if row is None else row_to_record(row)
 
     def mark_interrupted(
         self, owners: Collection[str], now: datetime, *, keep: Collection[str] = ()
@@ -495,7 +394,7 @@ class SqlRunStore:
             )
             .returning(*runs.c)
         )
-        done = self._write(lambda conn: [_row_to_record(row) for row in conn.execute(stmt)])
+        done = self._write(lambda conn: [row_to_record(row) for row in conn.execute(stmt)])
         return sorted(done, key=lambda r: (r.scheduled_at, r.id, r.attempt))
 
     def beat(self, instance: str, lease_seconds: float, now: datetime) -> None:
@@ -541,5 +440,5 @@ class SqlRunStore:
         For imports and benchmarks, not for claiming: a duplicate raises :class:`DuplicateRun`
         for its whole batch (which is rolled back), without saying which record it was.
         """
-        rows = (_record_to_row(normalized(record)) for record in records)
+        rows = (record_to_row(normalized(record)) for record in records)
         return sql_import.insert_many(lambda: self._tx(write=True), rows, batch_size)

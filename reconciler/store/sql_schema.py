@@ -25,7 +25,8 @@ from sqlalchemy.pool import ConnectionPoolEntry
 
 from reconciler import statedir
 from reconciler.core.runs import Trigger
-from reconciler.store.base import StoreUnavailable, utc
+from reconciler.store.base import StoreUnavailable
+from reconciler.store.records import utc
 
 SQLITE_BUSY_TIMEOUT: Final = timedelta(seconds=30)
 PG_CONNECT_TIMEOUT_S: Final = 10

@@ -17,7 +17,8 @@ from sqlalchemy.engine import Connection
 
 from reconciler.core.runs import LastOutcomes, RunStatus, Trigger
 from reconciler.core.status import SHUTDOWN_REASON
-from reconciler.store.base import FAILED_STATUSES, utc
+from reconciler.store.base import FAILED_STATUSES
+from reconciler.store.records import utc
 from reconciler.store.sql_schema import runs
 
 _c = runs.c

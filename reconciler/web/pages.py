@@ -31,7 +31,7 @@ from reconciler.api.routes_tasks import WRITER
 from reconciler.api.routing import Runtime, context
 from reconciler.core.desired import SourceKind
 from reconciler.core.runs import DNS1123_LABEL, RunStatus
-from reconciler.store.base import MAX_PAGE_SIZE
+from reconciler.store.query import MAX_PAGE_SIZE
 from reconciler.web import views
 from reconciler.web.session import (
     CREDENTIAL_MAX,

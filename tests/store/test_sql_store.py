@@ -29,8 +29,9 @@ from reconciler.store import (
     sql_summaries,
     sqlite_url,
 )
-from reconciler.store.base import Cursor
-from reconciler.store.sql import SqlRunStore, select_page
+from reconciler.store.query import Cursor
+from reconciler.store.sql import SqlRunStore
+from reconciler.store.sql_pages import select_page
 from reconciler.store.sql_schema import RolledBack, translated_errors
 
 from ._records import T0, everything, rec, reference_prune, sort_key

@@ -33,7 +33,8 @@ from reconciler.store import (
     RunStore,
     StoreUnavailable,
 )
-from reconciler.store.base import INTERRUPTED_REASON, Cursor
+from reconciler.store.base import INTERRUPTED_REASON
+from reconciler.store.query import Cursor
 
 from . import _race
 from ._records import T0, everything, newest_first, rec, reference_prune, sort_key, walk

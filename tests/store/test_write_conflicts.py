@@ -21,7 +21,8 @@ from sqlalchemy.engine import Connection
 
 from reconciler.core.runs import RunRecord, RunStatus
 from reconciler.store import RunStore
-from reconciler.store.sql import SqlRunStore, _record_to_row
+from reconciler.store.sql import SqlRunStore
+from reconciler.store.sql_rows import record_to_row
 from reconciler.store.sql_schema import runs
 
 from ._records import rec
@@ -102,4 +103,4 @@ def test_two_replicas_claiming_one_burst_in_opposite_orders_split_it_without_err
 
 
 def _row(record: RunRecord, owner: str) -> dict[str, Any]:
-    return _record_to_row(dataclasses.replace(record, owner=owner))
+    return record_to_row(dataclasses.replace(record, owner=owner))
