@@ -25,7 +25,8 @@ from reconciler.cli.connections import connection_limit, guarded
 from reconciler.cli.main_helpers import existing_paths
 from reconciler.controller.cluster import Timing
 from reconciler.controller.jobs import JobOptions
-from reconciler.controller.runtime import HaOptions, HttpServer, Options, open_state, serve
+from reconciler.controller.options import HaOptions, Options
+from reconciler.controller.runtime import HttpServer, open_state, serve
 from reconciler.controller.view import RuntimeView
 from reconciler.core.urls import redact_url
 from reconciler.host import keep_private, raise_open_files

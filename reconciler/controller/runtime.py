@@ -10,9 +10,12 @@ SIGTERM/SIGINT, or a component that fails, stop them in the reverse order: no ne
 runs get ``shutdown_grace`` to finish, then are stopped (recorded ``interrupted``, reason
 Shutdown), and the last statuses are written.
 
-Who reacts to what is wired here and only here: sources mark work on the queue, the reconcile
-loop runs passes, pass observers (metrics, Kubernetes status) and run listeners (metrics, status,
-the API's last runs) subscribe.
+Each part is made from the options (``controller.options``) by a function of its own in
+``controller.wiring``; this module decides the order in which they are made and started, and
+links them. Who reacts to what is wired here, or where the part is made (``controller.wiring``,
+``controller.kube``): sources mark work on the queue, the reconcile loop runs passes, pass
+observers (metrics, Kubernetes status) and run listeners (metrics, status, the API's last runs)
+subscribe.
 """
 
 from __future__ import annotations
@@ -20,86 +23,42 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-import os
 import signal
 from collections.abc import Callable, Coroutine, Mapping
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 from reconciler import statedir
 from reconciler.aio import close_threads, in_thread, open_threads
-from reconciler.controller.cluster import Cluster, Timing
+from reconciler.controller import wiring
+from reconciler.controller.cluster import Cluster
 from reconciler.controller.components import Housekeeping, Http, Runs, SourceWatch
 from reconciler.controller.dispatch import Dispatcher
 from reconciler.controller.handover import Handover
 from reconciler.controller.heartbeat import Heartbeat
 from reconciler.controller.instance import instance_id, recover
-from reconciler.controller.jobs import JobOptions, JobSupervisor, JobSupport, WithoutJobs
+from reconciler.controller.jobs import JobSupervisor, JobSupport
 from reconciler.controller.kube import Kubernetes, connect_to, jobs
 from reconciler.controller.loop import ReconcileLoop
 from reconciler.controller.manager import ComponentFailed, Manager, StopBeforeReady
+from reconciler.controller.options import Options
 from reconciler.controller.queue import WorkQueue
-from reconciler.controller.reconcile import PassResult, Reconciler
+from reconciler.controller.reconcile import Reconciler
 from reconciler.controller.service import Service
 from reconciler.controller.view import RuntimeView
-from reconciler.core.desired import Definition, SourceKind
-from reconciler.core.plan import Operation
-from reconciler.core.runs import RunRecord, RunStatus
-from reconciler.host import usable_cores
-from reconciler.membership.base import Announcement, Membership, Views
+from reconciler.core.desired import SourceKind
+from reconciler.membership.base import Announcement
 from reconciler.runner import reaper
-from reconciler.runner.base import Action, Actions
-from reconciler.runner.command import CommandRunner
-from reconciler.runner.environment import TaskEnv, task_environment
-from reconciler.runner.http import HttpRunner
 from reconciler.scheduling.apscheduler import ApsScheduler
 from reconciler.sinks.metrics import Metrics
 from reconciler.sinks.notify import Notifier
-from reconciler.sinks.notify_config import Notifications
-from reconciler.sources.ahead import read_ahead
-from reconciler.sources.api import ApiSource, ApiTaskFiles
+from reconciler.sources.api import ApiSource
 from reconciler.sources.base import Source
-from reconciler.sources.files import DirectorySource
-from reconciler.sources.git import GitOptions, GitSource
-from reconciler.sources.kubernetes import KubernetesOptions
-from reconciler.sources.limits import DEFAULT_MAX_FILE_SIZE
+from reconciler.sources.git import GitSource
 from reconciler.store import open_store, sqlite_url
-from reconciler.store.base import RunQuery, RunStore
+from reconciler.store.base import RunStore
 
 log = logging.getLogger("crontask")
-
-
-@dataclasses.dataclass(frozen=True)
-class HaOptions:
-    """``--ha``: this instance is one of several replicas sharing a PostgreSQL run store."""
-
-    timing: Timing = dataclasses.field(default_factory=Timing)
-    lease_namespace: str | None = None  # with Kubernetes; None: the pod's or kubeconfig's
-    address: str | None = None  # where this replica's API listens, for the members view
-
-
-@dataclasses.dataclass(frozen=True)
-class Options:
-    paths: list[Path] = dataclasses.field(default_factory=list)
-    state_dir: Path = Path(".crontask")
-    db_url: str | None = None
-    git: GitOptions | None = None
-    kubernetes: KubernetesOptions | None = None
-    allow_empty: bool = False
-    resync_seconds: float = 300.0
-    shutdown_grace: float = 30.0
-    kill_grace: float = 10.0
-    task_env: TaskEnv = "minimal"
-    pass_env: tuple[str, ...] = ()
-    history_max_age: float | None = 30 * 86400.0  # seconds; None keeps records forever
-    housekeeping_seconds: float = 600.0
-    ha: HaOptions | None = None
-    max_file_size: int = DEFAULT_MAX_FILE_SIZE  # bytes; larger definition files are refused
-    metrics_per_task_histograms: bool = False
-    jobs: JobOptions = dataclasses.field(default_factory=JobOptions)
-    notifications: Notifications | None = None  # --notifications: receivers and routes
-    page_url: str | None = None  # the status page's URL, for links in notifications
 
 
 # Serves the HTTP interface (API, health, metrics) until the event is set. The CLI provides it,
@@ -198,7 +157,7 @@ async def build(options: Options, store: RunStore, manager: Manager) -> Parts:
     # The state directory's last holder: what it left running is dead unless this host sees
     # it alive (a copied state directory), whatever host or pid it had (see instance.judged).
     previous = statedir.hold(options.state_dir, me)
-    folders, git = _local_sources(options)  # first: connecting to a cluster starts a thread
+    folders, git = wiring.local_sources(options)  # first: connecting to a cluster starts a thread
     kube = await connect_to(options.kubernetes, me) if options.kubernetes else None
     support = await jobs(options.jobs, kube, options.resync_seconds)
     outlives = support.outlives if support else lambda r: False
@@ -215,8 +174,8 @@ async def build(options: Options, store: RunStore, manager: Manager) -> Parts:
         gone=[previous, *lapsed] if previous else lapsed,
         alone=options.ha is None,
     )
-    task_env = _task_env(options)
-    dispatcher = _dispatcher(store, me, task_env, options.kill_grace, support)
+    task_env = wiring.task_env(options)
+    dispatcher = wiring.dispatcher(store, me, task_env, options.kill_grace, support)
 
     def on_fire(key: str, at: datetime) -> None:
         definition = scheduler.owned().get(key)
@@ -234,9 +193,9 @@ async def build(options: Options, store: RunStore, manager: Manager) -> Parts:
         per_task_histograms=options.metrics_per_task_histograms,
     )
     dispatcher.subscribe(metrics.on_run)
-    sources = _sources(options, folders, git, kube)
+    sources = wiring.sources(options, folders, git, kube)
     anchors = await in_thread(store.last_slots)
-    reconciler = _reconciler(options, sources, support, scheduler, dispatcher, anchors)
+    reconciler = wiring.reconciler(options, sources, support, scheduler, dispatcher, anchors)
     reconciler.subscribe(
         lambda result: metrics.reconciled(
             result.ok, result.seconds, result.desired if result.ok else None
@@ -247,7 +206,7 @@ async def build(options: Options, store: RunStore, manager: Manager) -> Parts:
     cluster = None
     if options.ha is not None:
         dispatcher.handover = Handover(store, me, dispatcher.recorder.call)
-        membership, views = _membership(options, options.ha, kube)
+        membership, views = wiring.membership(options, options.ha, kube)
         cluster = Cluster(
             Announcement(me, address=options.ha.address),
             membership,
@@ -263,7 +222,7 @@ async def build(options: Options, store: RunStore, manager: Manager) -> Parts:
             on_renewal=metrics.replicas,
             outlives=outlives,
         )
-    notifier = _notifier(options, metrics, reconciler, dispatcher, store, cluster)
+    notifier = wiring.notifier(options, metrics, reconciler, dispatcher, store, cluster)
     if notifier is not None:
         notifier.crashed(crashed)
     heartbeat = None
@@ -294,65 +253,6 @@ async def build(options: Options, store: RunStore, manager: Manager) -> Parts:
         me, store, queue, dispatcher, scheduler, metrics, sources, git, reconciler, control,
         service, task_env, kube, support, cluster, notifier, heartbeat,
     )  # fmt: skip
-
-
-def _reconciler(
-    options: Options,
-    sources: list[Source],
-    support: JobSupport | None,
-    scheduler: ApsScheduler,
-    dispatcher: Dispatcher,
-    anchors: Mapping[str, datetime],
-) -> Reconciler:
-    """The reconciler over ``sources``; without Kubernetes each source is seen through
-    ``WithoutJobs``, which keeps what a task ran before it became a job task (in force now)."""
-
-    def in_force(key: str) -> Definition | None:
-        return reconciler.desired.tasks.get(key)
-
-    reconciler = Reconciler(
-        sources if support is not None else [WithoutJobs(s, in_force) for s in sources],
-        scheduler,
-        dispatcher,
-        allow_empty=options.allow_empty,
-        anchors=anchors,
-    )
-    return reconciler
-
-
-def _recent_runs(store: RunStore, key: str, pages: int = 5) -> list[RunRecord]:
-    """A task's newest records, newest first, for the notifier: read page by page (20 a page,
-    at most ``pages``) until one is there that is not a slot skipped or a run still going, so
-    that a long run's skipped slots do not hide how the task last ended."""
-    found: list[RunRecord] = []
-    cursor = None
-    for _ in range(pages):
-        page = store.query(RunQuery(task=key, limit=20, output=False, cursor=cursor))
-        found += page.items
-        cursor = page.next_cursor
-        ended = (r for r in page.items if r.status not in (RunStatus.SKIPPED, RunStatus.RUNNING))
-        if cursor is None or next(ended, None) is not None:
-            break
-    return found
-
-
-def _dispatcher(
-    store: RunStore,
-    me: str,
-    task_env: dict[str, str],
-    kill_grace: float,
-    support: JobSupport | None,
-) -> Dispatcher:
-    """The dispatcher with its actions: commands, HTTP calls, and Jobs when there is a
-    cluster to create them in (its runner then resumes adopted runs and reports progress)."""
-    runners: list[Action] = [CommandRunner(task_env, kill_grace=kill_grace), HttpRunner(os.environ)]
-    if support is not None:
-        runners.append(support.runner)
-    dispatcher = Dispatcher(store, owner=me, actions=Actions(runners))
-    if support is not None:
-        dispatcher.resumable = support.runner
-        support.runner.progress = dispatcher.progress
-    return dispatcher
 
 
 async def start(parts: Parts, options: Options, manager: Manager, http: HttpServer | None) -> None:
@@ -395,118 +295,6 @@ async def start(parts: Parts, options: Options, manager: Manager, http: HttpServ
     if http is not None:
         service, metrics = parts.service, parts.metrics
         await manager.start(Http(lambda stopped: http(service, metrics, stopped)))
-
-
-def _notifier(
-    options: Options,
-    metrics: Metrics,
-    reconciler: Reconciler,
-    dispatcher: Dispatcher,
-    store: RunStore,
-    cluster: Cluster | None,
-) -> Notifier | None:
-    """--notifications: a run listener and pass observer, delivering in its own component."""
-    if options.notifications is None:
-        return None
-    notifier = Notifier(
-        options.notifications,
-        metrics=metrics,
-        mine=reconciler.mine,
-        history=lambda key: _recent_runs(store, key),
-        page_url=options.page_url,
-        # With replicas the one that finds a crashed run may not own its task: see notify.py.
-        crashes_told=cluster is None,
-    )
-    dispatcher.subscribe(notifier.on_run)
-
-    def after_pass(result: PassResult) -> None:
-        if result.ok:
-            left = (step.key for step in result.plan.of(Operation.REMOVE))
-            notifier.after_pass(result.desired, left)
-
-    reconciler.subscribe(after_pass)
-    if cluster is not None:
-        cluster.on_resumed = notifier.forget
-    return notifier
-
-
-def _task_env(options: Options) -> dict[str, str]:
-    if unset := [name for name in options.pass_env if name not in os.environ]:
-        log.warning(
-            "--pass-env names a variable crontask does not have; commands do not get it",
-            extra={"fields": {"names": ",".join(unset)}},
-        )
-    return task_environment(os.environ, options.task_env, options.pass_env)
-
-
-def _local_sources(options: Options) -> tuple[DirectorySource | None, GitSource | None]:
-    """The folder and git sources, their files read ahead on every core (for git, the tree an
-    earlier run left in force). This must run before anything starts a thread: reading ahead
-    forks only from a process without one. The first pass takes what was read of each file
-    that has not changed since."""
-    size, cores = options.max_file_size, usable_cores()
-    folders = None
-    if options.paths:
-        guard = not options.allow_empty
-        folders = DirectorySource(options.paths, max_file_size=size, guard_empty=guard)
-        read_ahead(folders, cores)
-    git = None
-    if options.git:
-        git = GitSource(options.git, options.state_dir, max_file_size=size)
-        git.read_ahead(cores)
-    return folders, git
-
-
-def _sources(
-    options: Options,
-    folders: DirectorySource | None,
-    git: GitSource | None,
-    kube: Kubernetes | None,
-) -> list[Source]:
-    """The API's own tasks first, then folders, git and the CronTask resources."""
-    found = [folders, git, kube.source if kube is not None else None]
-    return [_api_source(options), *(source for source in found if source is not None)]
-
-
-def _api_source(options: Options) -> ApiSource:
-    """Files in the state directory; with replicas, the shared store (so every replica sees
-    the same tasks), polled for the writes of the others."""
-    if options.ha is None:
-        folder = options.state_dir / "api-tasks"
-        return ApiSource(ApiTaskFiles(folder), location=f"API-owned tasks in {folder}")
-    from reconciler.store.api_tasks import SqlApiTasks
-
-    assert options.db_url is not None
-    return ApiSource(
-        SqlApiTasks.open(options.db_url),
-        location="API-owned tasks in the shared run store",
-        poll=options.ha.timing.renew_interval,
-    )
-
-
-def _membership(
-    options: Options, ha: HaOptions, kube: Kubernetes | None
-) -> tuple[Membership, Views]:
-    """Leases with Kubernetes, else the members table; the views live in the shared store."""
-    # Imported here: only --ha needs them (and only --ha requires PostgreSQL).
-    from reconciler.store.members import SqlMembership, SqlViews
-
-    assert options.db_url is not None
-    rows = SqlMembership.open(options.db_url)
-    views = SqlViews(rows.engine)
-    if kube is None:
-        return rows, views
-    from reconciler.membership.leases import LeaseMembership, group_of
-
-    namespace = ha.lease_namespace or kube.connection.home
-    # The replicas sharing this run store are one group: another deployment's Leases in the
-    # same namespace are not members (they would be handed tasks they never run).
-    group = group_of(options.db_url)
-    log.info(
-        "membership on Kubernetes Leases",
-        extra={"fields": {"namespace": namespace, "group": group}},
-    )
-    return LeaseMembership(kube.connection.api, namespace, group=group), views
 
 
 def _log_started(parts: Parts, options: Options) -> None:

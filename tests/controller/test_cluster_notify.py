@@ -15,7 +15,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from reconciler.controller import runtime
+from reconciler.controller import wiring
+from reconciler.controller.options import Options
 from reconciler.core.assignment import Assignment
 from reconciler.core.runs import RunStatus, Trigger
 from reconciler.runner.base import Actions, Outcome
@@ -33,8 +34,8 @@ def _notifier(replica: Replica, world: World, sent: list[str]) -> Notifier:
     (world.folder.parent / "url").write_text("http://hook.invalid/\n")
     text = "receivers:\n  - name: hook\n    type: generic\n    urlFile: url\n" + ROUTES
     notifications = parse(text, "n.yaml", world.folder.parent)
-    options = runtime.Options(notifications=notifications)
-    notifier = runtime._notifier(
+    options = Options(notifications=notifications)
+    notifier = wiring.notifier(
         options, Metrics(), replica.reconciler, replica.dispatcher, world.store, replica.cluster
     )
     assert notifier is not None

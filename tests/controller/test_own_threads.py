@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 
 from reconciler.aio import close_threads, in_thread, open_threads
-from reconciler.controller.runtime import Options, serve
+from reconciler.controller.options import Options
+from reconciler.controller.runtime import serve
 from tests.controller.test_reconcile import World, doc
 
 # A bound on work that takes milliseconds: reached only if the work waits for the held threads.

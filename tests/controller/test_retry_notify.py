@@ -23,7 +23,7 @@ import pytest
 
 from reconciler.controller.active import TASK_CHANGED
 from reconciler.controller.dispatch import Dispatcher
-from reconciler.controller.runtime import _recent_runs
+from reconciler.controller.wiring import _recent_runs
 from reconciler.core.desired import Definition, DesiredState
 from reconciler.core.runs import RunStatus, Trigger, run_id
 from reconciler.runner.base import Actions, Outcome

@@ -12,7 +12,8 @@ from typing import Any
 import pytest
 from kubernetes import client
 
-from reconciler.controller.runtime import Options, serve
+from reconciler.controller.options import Options
+from reconciler.controller.runtime import serve
 from reconciler.core.crd import PLURAL, VERSION
 from reconciler.core.model import API_GROUP
 from reconciler.sources.kubernetes import KubernetesOptions

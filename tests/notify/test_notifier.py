@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from reconciler.controller.runtime import _recent_runs
+from reconciler.controller.wiring import _recent_runs
 from reconciler.core.desired import DefinitionError, DesiredState, Location
 from reconciler.core.runs import RetriedAttempt, RunRecord, RunStatus, Trigger, run_id
 from reconciler.core.status import SHUTDOWN_REASON

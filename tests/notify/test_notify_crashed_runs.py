@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 import pytest
 
-from reconciler.controller.runtime import _recent_runs
+from reconciler.controller.wiring import _recent_runs
 from reconciler.core.desired import DesiredState
 from reconciler.core.runs import PROCESS_DIED, RunRecord, RunStatus
 from reconciler.sinks.metrics import Metrics

@@ -1,0 +1,213 @@
+"""How ``crontask run`` makes each of its parts from its options (``controller.options``),
+one function a part: the sources, in the order passes read them, the environment commands get,
+the dispatcher with its actions, the reconciler, the replica membership and the notifier.
+
+A function that makes a part also hooks it to the parts it listens to (the notifier to runs and
+passes, the Job runner to the dispatcher's progress). Which part is made when, what links the
+others, and the order they start in are the runtime's (``controller.runtime``).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping
+from datetime import datetime
+
+from reconciler.controller.cluster import Cluster
+from reconciler.controller.dispatch import Dispatcher
+from reconciler.controller.jobs import JobSupport, WithoutJobs
+from reconciler.controller.kube import Kubernetes
+from reconciler.controller.options import HaOptions, Options
+from reconciler.controller.reconcile import PassResult, Reconciler
+from reconciler.core.desired import Definition
+from reconciler.core.plan import Operation
+from reconciler.core.runs import RunRecord, RunStatus
+from reconciler.host import usable_cores
+from reconciler.membership.base import Membership, Views
+from reconciler.runner.base import Action, Actions
+from reconciler.runner.command import CommandRunner
+from reconciler.runner.environment import task_environment
+from reconciler.runner.http import HttpRunner
+from reconciler.scheduling.apscheduler import ApsScheduler
+from reconciler.sinks.metrics import Metrics
+from reconciler.sinks.notify import Notifier
+from reconciler.sources.ahead import read_ahead
+from reconciler.sources.api import ApiSource, ApiTaskFiles
+from reconciler.sources.base import Source
+from reconciler.sources.files import DirectorySource
+from reconciler.sources.git import GitSource
+from reconciler.store.base import RunQuery, RunStore
+
+log = logging.getLogger("crontask")
+
+
+def local_sources(options: Options) -> tuple[DirectorySource | None, GitSource | None]:
+    """The folder and git sources, their files read ahead on every core (for git, the tree an
+    earlier run left in force). This must run before anything starts a thread: reading ahead
+    forks only from a process without one. The first pass takes what was read of each file
+    that has not changed since."""
+    size, cores = options.max_file_size, usable_cores()
+    folders = None
+    if options.paths:
+        guard = not options.allow_empty
+        folders = DirectorySource(options.paths, max_file_size=size, guard_empty=guard)
+        read_ahead(folders, cores)
+    git = None
+    if options.git:
+        git = GitSource(options.git, options.state_dir, max_file_size=size)
+        git.read_ahead(cores)
+    return folders, git
+
+
+def task_env(options: Options) -> dict[str, str]:
+    if unset := [name for name in options.pass_env if name not in os.environ]:
+        log.warning(
+            "--pass-env names a variable crontask does not have; commands do not get it",
+            extra={"fields": {"names": ",".join(unset)}},
+        )
+    return task_environment(os.environ, options.task_env, options.pass_env)
+
+
+def dispatcher(
+    store: RunStore,
+    me: str,
+    task_env: dict[str, str],
+    kill_grace: float,
+    support: JobSupport | None,
+) -> Dispatcher:
+    """The dispatcher with its actions: commands, HTTP calls, and Jobs when there is a
+    cluster to create them in (its runner then resumes adopted runs and reports progress)."""
+    runners: list[Action] = [CommandRunner(task_env, kill_grace=kill_grace), HttpRunner(os.environ)]
+    if support is not None:
+        runners.append(support.runner)
+    dispatcher = Dispatcher(store, owner=me, actions=Actions(runners))
+    if support is not None:
+        dispatcher.resumable = support.runner
+        support.runner.progress = dispatcher.progress
+    return dispatcher
+
+
+def sources(
+    options: Options,
+    folders: DirectorySource | None,
+    git: GitSource | None,
+    kube: Kubernetes | None,
+) -> list[Source]:
+    """The API's own tasks first, then folders, git and the CronTask resources."""
+    found = [folders, git, kube.source if kube is not None else None]
+    return [_api_source(options), *(source for source in found if source is not None)]
+
+
+def _api_source(options: Options) -> ApiSource:
+    """Files in the state directory; with replicas, the shared store (so every replica sees
+    the same tasks), polled for the writes of the others."""
+    if options.ha is None:
+        folder = options.state_dir / "api-tasks"
+        return ApiSource(ApiTaskFiles(folder), location=f"API-owned tasks in {folder}")
+    from reconciler.store.api_tasks import SqlApiTasks
+
+    assert options.db_url is not None
+    return ApiSource(
+        SqlApiTasks.open(options.db_url),
+        location="API-owned tasks in the shared run store",
+        poll=options.ha.timing.renew_interval,
+    )
+
+
+def reconciler(
+    options: Options,
+    sources: list[Source],
+    support: JobSupport | None,
+    scheduler: ApsScheduler,
+    dispatcher: Dispatcher,
+    anchors: Mapping[str, datetime],
+) -> Reconciler:
+    """The reconciler over ``sources``; without Kubernetes each source is seen through
+    ``WithoutJobs``, which keeps what a task ran before it became a job task (in force now)."""
+
+    def in_force(key: str) -> Definition | None:
+        return made.desired.tasks.get(key)
+
+    made = Reconciler(
+        sources if support is not None else [WithoutJobs(s, in_force) for s in sources],
+        scheduler,
+        dispatcher,
+        allow_empty=options.allow_empty,
+        anchors=anchors,
+    )
+    return made
+
+
+def membership(
+    options: Options, ha: HaOptions, kube: Kubernetes | None
+) -> tuple[Membership, Views]:
+    """Leases with Kubernetes, else the members table; the views live in the shared store."""
+    # Imported here: only --ha needs them (and only --ha requires PostgreSQL).
+    from reconciler.store.members import SqlMembership, SqlViews
+
+    assert options.db_url is not None
+    rows = SqlMembership.open(options.db_url)
+    views = SqlViews(rows.engine)
+    if kube is None:
+        return rows, views
+    from reconciler.membership.leases import LeaseMembership, group_of
+
+    namespace = ha.lease_namespace or kube.connection.home
+    # The replicas sharing this run store are one group: another deployment's Leases in the
+    # same namespace are not members (they would be handed tasks they never run).
+    group = group_of(options.db_url)
+    log.info(
+        "membership on Kubernetes Leases",
+        extra={"fields": {"namespace": namespace, "group": group}},
+    )
+    return LeaseMembership(kube.connection.api, namespace, group=group), views
+
+
+def notifier(
+    options: Options,
+    metrics: Metrics,
+    reconciler: Reconciler,
+    dispatcher: Dispatcher,
+    store: RunStore,
+    cluster: Cluster | None,
+) -> Notifier | None:
+    """--notifications: a run listener and pass observer, delivering in its own component."""
+    if options.notifications is None:
+        return None
+    notifier = Notifier(
+        options.notifications,
+        metrics=metrics,
+        mine=reconciler.mine,
+        history=lambda key: _recent_runs(store, key),
+        page_url=options.page_url,
+        # With replicas the one that finds a crashed run may not own its task: see notify.py.
+        crashes_told=cluster is None,
+    )
+    dispatcher.subscribe(notifier.on_run)
+
+    def after_pass(result: PassResult) -> None:
+        if result.ok:
+            left = (step.key for step in result.plan.of(Operation.REMOVE))
+            notifier.after_pass(result.desired, left)
+
+    reconciler.subscribe(after_pass)
+    if cluster is not None:
+        cluster.on_resumed = notifier.forget
+    return notifier
+
+
+def _recent_runs(store: RunStore, key: str, pages: int = 5) -> list[RunRecord]:
+    """A task's newest records, newest first, for the notifier: read page by page (20 a page,
+    at most ``pages``) until one is there that is not a slot skipped or a run still going, so
+    that a long run's skipped slots do not hide how the task last ended."""
+    found: list[RunRecord] = []
+    cursor = None
+    for _ in range(pages):
+        page = store.query(RunQuery(task=key, limit=20, output=False, cursor=cursor))
+        found += page.items
+        cursor = page.next_cursor
+        ended = (r for r in page.items if r.status not in (RunStatus.SKIPPED, RunStatus.RUNNING))
+        if cursor is None or next(ended, None) is not None:
+            break
+    return found
