@@ -29,9 +29,10 @@ from ._records import rec
 
 pytestmark = pytest.mark.postgres
 
-_WAITING = sa.text(
-    "SELECT count(*) FROM pg_stat_activity"
-    " WHERE datname = current_database() AND wait_event_type = 'Lock'"
+# Backends blocked by the given one: only this test's (other tests share the server, and one
+# of theirs waiting for a lock of their own must not count as the store's claim waiting).
+_BLOCKED_BY = sa.text(
+    "SELECT count(*) FROM pg_stat_activity WHERE :blocker = ANY(pg_blocking_pids(pid))"
 )
 
 
@@ -49,10 +50,11 @@ def other(pg_store: SqlRunStore) -> Iterator[Connection]:
         yield conn
 
 
-def _wait_until_blocked(conn: Connection, n: int) -> None:
-    """Until ``n`` backends wait for a row lock (polling the server's own view of them)."""
+def _wait_until_blocked(conn: Connection, blocker: int, n: int) -> None:
+    """Until ``n`` backends wait for a lock the backend ``blocker`` holds (polling the
+    server's own view of them)."""
     deadline = time.monotonic() + 30
-    while conn.execute(_WAITING).scalar_one() < n:
+    while conn.execute(_BLOCKED_BY, {"blocker": blocker}).scalar_one() < n:
         assert time.monotonic() < deadline, "no transaction ever waited for the other"
         time.sleep(0.01)
 
@@ -64,11 +66,12 @@ def test_a_claim_rolled_back_by_a_deadlock_is_tried_again_not_reported_unavailab
     first, second = sorted([a, b], key=lambda r: r.id)
     # The other writer holds the second row; the store's claim takes the first, then waits.
     tx = other.begin()
+    blocker = other.execute(sa.text("SELECT pg_backend_pid()")).scalar_one()
     other.execute(runs.insert().values(**_row(second, "replica-b")))
     with ThreadPoolExecutor(2) as pool:
         claimed = pool.submit(pg_store.claim_many, [a, b])
         with pg_admin.connect() as watcher:
-            _wait_until_blocked(watcher, 1)
+            _wait_until_blocked(watcher, blocker, 1)
             # Now the other writer wants the first row: a cycle. The server finds it after
             # deadlock_timeout in the transaction that waited first, the store's, and rolls it
             # back; the other writer then goes on, and commits both rows.
