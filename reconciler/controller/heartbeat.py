@@ -1,5 +1,5 @@
 """Each crontask without ``--ha`` beats in the run store, and ends the runs of those whose beat
-has lapsed.
+has stopped.
 
 A crontask that dies leaves its runs ``running``. The next start on the same host ends them
 (``instance.recover``: a process of this kernel and pid namespace is judged by its pid, and
@@ -7,18 +7,27 @@ the state directory's last holder is dead unless seen alive). A crontask elsewhe
 judged that way: a pod recreated under another name with an ``emptyDir`` state directory and a
 shared ``--db``, another machine writing to the same database. Its runs stayed ``running`` for
 ever. So each crontask renews a row of its own in the store (``instances``) every
-``BEAT_SECONDS``, with its lease (``LEASE_SECONDS``), and deletes it when it stops; one whose
-row has lapsed is dead to every crontask sharing the store, unless this host sees it alive
-(``instance.judged``). Whoever sees it first marks its runs ``interrupted`` (``ProcessDied``;
-``mark_interrupted`` reports each record to one caller only), tells its notifier, and deletes
-the row once none of its runs is left running. A Job's run is left to the Jobs' watch, as at
-start-up (``outlives``).
+``BEAT_SECONDS``, with its lease (``LEASE_SECONDS``), and deletes it when it stops.
 
-A lapsed row is evidence, not proof: a crontask cut off from the database (or paused) for
-longer than its lease may still be running commands. It cannot record their ends meanwhile
-either; when it can again, it says that its beat had lapsed. The beat's time is the beating
-crontask's clock, the judgement the judging one's: crontasks sharing a store must keep their
-clocks within a few seconds of each other (NTP does), far less than the lease.
+**Judged as client-go's leader election judges a lease**: by whether the row changes, on the
+judge's own clock, never by comparing the time written in it with another clock. A row seen
+unchanged for its lease, by reads that did not fail in between, has stopped: its crontask is
+dead to this one unless this host sees its process alive (``instance.judged``). Whatever the
+clocks of the two say, and however long the judge was itself paused (a row it reads after a
+pause has changed if the other beat meanwhile). A failed read or beat forgets what was seen:
+after the store was down, every other crontask gets a whole lease to beat again before it is
+judged (they were cut off too). A new crontask judges nothing before it has watched a lease,
+so a pod recreated elsewhere ends its predecessor's runs a lease after it started.
+
+The first to judge a crontask stopped marks its runs ``interrupted`` (``ProcessDied``;
+``mark_interrupted`` reports each record to one caller only), and deletes the row once none
+of its runs is left running. It only marks: nothing of the other's is killed, as a lapsed row
+is evidence, not proof (a crontask paused or cut off from the store for longer than its lease
+lives on: it says so when it beats again, and the ends it records later replace these). A Job's
+run is left to the Jobs' watch, as at start-up (``outlives``). Only the runs of the tasks this
+crontask declares are told to its notifier (``declares``); the others' records say that no
+crontask told of them (``UNTOLD``), so that their own crontask's next start does not take them
+as told (``sinks.notify``).
 
 Replicas (``--ha``) judge each other by their membership (``controller.cluster``) and do not
 beat: a row of this table is never a replica's.
@@ -29,35 +38,39 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Final, Protocol, TypeVar
 
 from reconciler.controller.instance import Liveness, judged
 from reconciler.controller.manager import Ready
-from reconciler.core.runs import RunRecord
+from reconciler.core.runs import UNTOLD, RunRecord
 from reconciler.store.base import RunStore
 
 log = logging.getLogger("crontask")
 
 BEAT_SECONDS: Final = 5.0
 # Long enough for a store that answers slowly now and then, short enough that a pod recreated
-# elsewhere finds its predecessor's runs ended within a minute of its death.
+# elsewhere finds its predecessor's runs ended within a minute of its start.
 LEASE_SECONDS: Final = 30.0
+# A lease as read back: a row any client of the store may write cannot keep its crontask's
+# runs for longer than this, and one whose lease is no sensible number has this one.
+LEASE_MAX_SECONDS: Final = 3600.0
 
 T = TypeVar("T")
 
 
 class StoreCall(Protocol):
-    """Runs a blocking store call off the loop (``Recorder.call``)."""
+    """Runs a blocking store call off the loop (``aio.in_thread``)."""
 
     async def __call__(self, fn: Callable[..., T], *args: object) -> T: ...
 
 
 class Heartbeat:
     """A component (``controller.manager``): see the module docstring. ``call`` runs a store
-    call off the loop (the dispatcher's recorder: with the runs' own writes, never beside
-    them); ``on_interrupted`` hears of the runs marked (the notifier's ``crashed``)."""
+    call off the loop; ``on_interrupted`` hears of the runs marked whose tasks this crontask
+    ``declares`` (the notifier's ``crashed``); ``monotonic`` is the judge's clock."""
 
     name = "heartbeat"
 
@@ -68,8 +81,10 @@ class Heartbeat:
         *,
         call: StoreCall,
         outlives: Callable[[RunRecord], bool] = lambda record: False,
+        declares: Callable[[str], bool] = lambda key: True,
         on_interrupted: Callable[[list[RunRecord]], None] = lambda records: None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        monotonic: Callable[[], float] = time.monotonic,
         interval: float = BEAT_SECONDS,
         lease: float = LEASE_SECONDS,
     ) -> None:
@@ -77,11 +92,16 @@ class Heartbeat:
         self.me = me
         self.call = call
         self.outlives = outlives
+        self.declares = declares
         self.on_interrupted = on_interrupted
         self.clock = clock
+        self.monotonic = monotonic
         self.interval = interval
         self.lease = lease
-        self._last_beat: datetime | None = None
+        # Each other row as last read: its mark, its lease, and since when (``monotonic``) it
+        # has read so.
+        self._seen: dict[str, tuple[str, float, float]] = {}
+        self._last_beat: float | None = None  # ``monotonic``
         self._failing = False
 
     async def run(self, ready: Ready, stop: asyncio.Event) -> None:
@@ -104,12 +124,13 @@ class Heartbeat:
                 )
 
     async def beat(self) -> None:
-        """Renew this crontask's row, then end the runs of those whose row has lapsed."""
-        now = self.clock()
+        """Renew this crontask's row, then end the runs of those whose row has stopped."""
+        began = self.monotonic()
         try:
-            await self.call(self.store.beat, self.me, self.lease, now)
-            found = await self.call(self.sweep)
+            await self.call(self.store.beat, self.me, self.lease, self.clock())
+            told = await self.call(self.sweep)
         except Exception as err:
+            self._seen.clear()  # see the module docstring: a lease for everyone again
             if not self._failing:
                 log.warning(
                     "heartbeat: the run store did not answer; will try again",
@@ -119,36 +140,59 @@ class Heartbeat:
             return
         if self._failing:
             log.info("heartbeat: the run store answers again", extra={"fields": {}})
-        lapsed = self._last_beat is not None and now - self._last_beat > timedelta(
-            seconds=self.lease
-        )
-        if lapsed:
+        if self._last_beat is not None and began - self._last_beat > self.lease:
             log.warning(
                 "heartbeat: this crontask's beat had lapsed; a crontask sharing the store may "
                 "have marked its runs interrupted meanwhile",
-                extra={"fields": {"since": self._last_beat.isoformat() if self._last_beat else ""}},
+                extra={"fields": {"seconds": round(began - self._last_beat, 1)}},
             )
-        self._failing, self._last_beat = False, now
-        if found:
-            self.on_interrupted(found)
+        self._failing, self._last_beat = False, began
+        if told:
+            self.on_interrupted(told)
 
     def sweep(self) -> list[RunRecord]:
-        """In the store's thread: the runs of lapsed crontasks, marked ``interrupted``."""
-        now = self.clock()
-        lapsed = self.store.lapsed(now)
-        if not lapsed:
+        """In a worker thread: mark the runs of the crontasks whose row has stopped; returns
+        those of the tasks this crontask declares."""
+        stopped = self._stopped(self.store.beats())
+        if not stopped:
             return []
         running = self.store.running()
-        owners = {r.owner for r in running if r.owner} & lapsed
+        owners = {r.owner for r in running if r.owner} & stopped
         states = judged(owners, self.me, gone=owners)  # dead unless this host sees it alive
         dead = {owner for owner, state in states.items() if state is Liveness.DEAD}
-        keep = [r.id for r in running if r.owner in dead and self.outlives(r)]
-        interrupted = self.store.mark_interrupted(dead, now, keep=keep)
-        for record in interrupted:
+        mine = [r for r in running if r.owner in dead and not self.outlives(r)]
+        kept = {r.id for r in running if r.owner in dead} - {r.id for r in mine}
+        theirs = {r.id for r in mine if not self.declares(r.task)}
+        now = self.clock()
+        told = self.store.mark_interrupted(dead, now, keep=kept | theirs)
+        untold = self.store.mark_interrupted(dead, now, keep=kept, note=UNTOLD)
+        for record in told + untold:
             log.warning(
                 "run interrupted: its crontask stopped beating",
                 extra={"fields": {"task": record.task, "run": record.id, "owner": record.owner}},
             )
-        kept = {r.owner for r in running if r.id in keep}
-        self.store.forget_beats(lapsed - kept - (owners - dead) - {self.me})
-        return interrupted
+        keeping = {r.owner for r in running if r.id in kept} | (owners - dead)
+        self.store.forget_beats(stopped - keeping)
+        for instance in stopped - keeping:
+            self._seen.pop(instance, None)
+        return told
+
+    def _stopped(self, rows: dict[str, tuple[str, float]]) -> set[str]:
+        """The other crontasks whose row has read the same for longer than its lease."""
+        now = self.monotonic()
+        for instance in set(self._seen) - set(rows):
+            del self._seen[instance]
+        stopped: set[str] = set()
+        for instance, (mark, lease) in rows.items():
+            if instance == self.me:
+                continue
+            seen = self._seen.get(instance)
+            if seen is None or seen[0] != mark:
+                self._seen[instance] = (mark, lease, now)
+            elif now - seen[2] > _bounded(lease):
+                stopped.add(instance)
+        return stopped
+
+
+def _bounded(lease: float) -> float:
+    return lease if 0.0 <= lease <= LEASE_MAX_SECONDS else LEASE_MAX_SECONDS  # NaN too

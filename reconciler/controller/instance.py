@@ -14,7 +14,7 @@ unless this host sees that holder alive (a copied or restored state directory na
 crontask that may still run). An instance elsewhere (another machine, a pod under another
 name) may live and share the store (README: instances that share a run store
 each have their own state directory): its runs are left to it, and said so at start, until
-its heartbeat in the store lapses (``controller.heartbeat``: then it is ``gone`` too).
+its heartbeat in the store stops (``controller.heartbeat`` marks them then).
 """
 
 from __future__ import annotations
@@ -191,7 +191,7 @@ def recover(
         runs = [r.id for r in running if r.owner in unknown]
         log.warning(
             "runs recorded running by another crontask, which may live elsewhere: left to it "
-            "until its heartbeat in the run store lapses",
+            "until its heartbeat in the run store stops",
             extra={"fields": {"owners": unknown[:10], "runs": len(runs), "first": runs[0]}},
         )
     return interrupted

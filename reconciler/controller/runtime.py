@@ -2,10 +2,11 @@
 
 Start-up: open the run store, mark runs left ``running`` by a dead process as ``interrupted``,
 build the sources, the scheduler and the dispatcher, then start the components in order (see
-``controller.manager``): the Kubernetes writers, the Job watch, every source's own watch (the
-CronTasks listed, the folder watch armed, the git revision in force known: before the first
-pass reads), the replica membership (joined: the first pass knows what is ours), the runs, the
-reconcile loop (its first, full pass starts the scheduler), housekeeping, and the HTTP server.
+``controller.manager``): the notifier, the heartbeat (without replicas), the Kubernetes
+writers, the Job watch, every source's own watch (the CronTasks listed, the folder watch
+armed, the git revision in force known: before the first pass reads), the replica membership
+(joined: the first pass knows what is ours), the runs, the reconcile loop (its first, full
+pass starts the scheduler), housekeeping, and the HTTP server.
 SIGTERM/SIGINT, or a component that fails, stop them in the reverse order: no new slots, running
 runs get ``shutdown_grace`` to finish, then are stopped (recorded ``interrupted``, reason
 Shutdown), and the last statuses are written.
@@ -161,17 +162,13 @@ async def build(options: Options, store: RunStore, manager: Manager) -> Parts:
     kube = await connect_to(options.kubernetes, me) if options.kubernetes else None
     support = await jobs(options.jobs, kube, options.resync_seconds)
     outlives = support.outlives if support else lambda r: False
-    now = datetime.now(UTC)
-    # Those whose beat in the store has lapsed are dead too unless this host sees them alive
-    # (a pod recreated under another name: see heartbeat.py).
-    lapsed = store.lapsed(now)
     crashed = recover(
         store,
         me,
-        now,
+        datetime.now(UTC),
         outlives,
         grace=options.kill_grace,
-        gone=[previous, *lapsed] if previous else lapsed,
+        gone=[previous] if previous else [],
         alone=options.ha is None,
     )
     task_env = wiring.task_env(options)
@@ -232,6 +229,7 @@ async def build(options: Options, store: RunStore, manager: Manager) -> Parts:
             me,
             call=in_thread,  # not the recorder's: its threads end with the runs, before this
             outlives=outlives,
+            declares=lambda key: key in reconciler.desired.tasks,
             on_interrupted=notifier.crashed if notifier is not None else lambda records: None,
         )
     service = Service(

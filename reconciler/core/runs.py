@@ -39,6 +39,9 @@ class Trigger(enum.StrEnum):
 # it dead records it (``RunStore.mark_interrupted``, ``store.base.INTERRUPTED_REASON``): no
 # dispatcher wrote that end, so none of its listeners heard of it.
 PROCESS_DIED: Final = "ProcessDied"
+# Ends the message of a run marked ``interrupted`` by a crontask that does not declare its
+# task, so that no notification was sent of it (``controller.heartbeat``, ``sinks.notify``).
+UNTOLD: Final = " (found by a crontask that does not declare its task: no notification was sent)"
 
 
 # A namespace or a name (Kubernetes' DNS-1123 label, at most 63 characters): a task key is

@@ -35,11 +35,13 @@ queued, or retried, when the process stopped): so a task remembered as failing s
 replica that finds them dead, in the run store: no dispatcher's listener hears of them. A
 crontask on its own finds its predecessor's when it starts, and hands them to
 :meth:`Notifier.crashed`: they count like any run that ended, once the first pass has said
-which definitions are in force (routes match on them). With replicas the one that finds such a
+which definitions are in force (routes match on them), and so does a crontask that finds such
+runs of another's whose beat has stopped (``controller.heartbeat``), for the tasks it declares;
+the records of the others say that nobody told of them. With replicas the one that finds such a
 run need not own its task, and the owner would not hear of it, so they are not handed over
-(``crashes_told`` False): a task whose failures since its last success are all of those was
-never announced as failing, its next success sends no ``recovered``, and its next failure sends
-``failed`` as a first message (failing since the first of them).
+(``crashes_told`` False). A task whose failures since its last success are all runs nobody told
+of was never announced as failing: its next success sends no ``recovered``, and its next
+failure sends ``failed`` as a first message (failing since the first of them).
 
 With replicas, only a task's owner (``mine``) notifies about it; a definition error that
 names no task is reported by the owner of the empty key, one replica. A task that leaves this
@@ -63,7 +65,14 @@ import httpx
 
 from reconciler.aio import first_of, in_thread
 from reconciler.core.desired import Definition, DesiredState
-from reconciler.core.runs import PROCESS_DIED, RetriedAttempt, RunRecord, RunStatus, Trigger
+from reconciler.core.runs import (
+    PROCESS_DIED,
+    UNTOLD,
+    RetriedAttempt,
+    RunRecord,
+    RunStatus,
+    Trigger,
+)
 from reconciler.core.status import FAILURES, SHUTDOWN_REASON
 from reconciler.sinks import notify_payload
 from reconciler.sinks.notify_config import Event, Notifications, Route
@@ -286,7 +295,11 @@ class Notifier:
                 break
             failing, since = True, previous.finished_at or since
             lost = previous.id not in cut and _retry_lost(previous, limit)
-            died = _died(previous) and not self.crashes_told
+            # Handed to ``crashed``, unless the crontask that found it did not declare its
+            # task (``controller.heartbeat``: it says so in the record).
+            died = _died(previous) and (
+                not self.crashes_told or (previous.message or "").endswith(UNTOLD)
+            )
             told = told or not (died or lost)
         if failing and not told:
             return _TaskState(False, since)
@@ -380,7 +393,12 @@ class Notifier:
                     self._woken.clear()
                     await self._drain_intake()
             finally:
-                # Before the senders are stopped: what the last runs make is still delivered.
+                # Before the senders are stopped: what the last runs make is still delivered,
+                # and the crashed runs still waiting for a first pass (told without it: they
+                # were marked once, and will not be found again).
+                crashed, self._crashed = self._crashed, []
+                for record in crashed:
+                    self.on_run(record)
                 await self._drain_intake()
 
     async def _drain_intake(self) -> None:

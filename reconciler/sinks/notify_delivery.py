@@ -92,6 +92,7 @@ class Delivery:
             name: collections.deque() for name in self.receivers
         }
         self._queued: dict[str, asyncio.Event] = {}
+        self._leaving = False  # the ``running`` block is being left: senders end when empty
         metrics.notification_receivers(self.receivers, RESULTS)
 
     def enqueue(self, message: Message) -> None:
@@ -114,6 +115,7 @@ class Delivery:
         waits for them (:data:`SHUTDOWN_SECONDS` at most, then what is left is dropped), so
         what the block enqueues last is still delivered."""
         self._queued = {name: asyncio.Event() for name in self.receivers}
+        self._leaving = False
         async with httpx.AsyncClient(
             timeout=self.timeout, follow_redirects=False, transport=self.transport
         ) as client:
@@ -124,6 +126,7 @@ class Delivery:
             try:
                 yield
             finally:
+                self._leaving = True
                 for event in self._queued.values():
                     event.set()
                 # A sender stops by itself once its queue is empty or SHUTDOWN_SECONDS have
@@ -142,10 +145,12 @@ class Delivery:
         loop = asyncio.get_running_loop()
         while True:
             if not queue:
-                if stop.is_set():
+                # Stopped, it waits for what the block still enqueues until it is left (the
+                # notifier's last records are considered after ``stop``, reading the store).
+                if self._leaving:
                     return
                 queued.clear()
-                await first_of(stop, queued)
+                await (queued.wait() if stop.is_set() else first_of(stop, queued))
                 continue
             if stop.is_set() and deadline is None:
                 deadline = loop.time() + SHUTDOWN_SECONDS

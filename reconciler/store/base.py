@@ -51,10 +51,6 @@ __all__ = [
     "retention_class",
 ]
 
-# A heartbeat's lease as read back: a row anyone may have written cannot keep its runs
-# ``running`` for longer than this, and one with no sensible lease has this one.
-LEASE_MAX_SECONDS: Final = 3600.0
-
 INTERRUPTED_REASON: Final = "ProcessDied"
 INTERRUPTED_MESSAGE: Final = (
     "the crontask process that ran this attempt ({owner}) exited before it finished; "
@@ -145,14 +141,14 @@ class RetentionTally:
         return self.anchored and not any(self._left.values())
 
 
-def interrupted(record: RunRecord, now: datetime) -> RunRecord:
+def interrupted(record: RunRecord, now: datetime, note: str = "") -> RunRecord:
     """``record`` as :meth:`RunStore.mark_interrupted` leaves it."""
     return record.finish(
         RunStatus.INTERRUPTED,
         finished_at=utc(now),
         exit_code=None,
         reason=INTERRUPTED_REASON,
-        message=INTERRUPTED_MESSAGE.format(owner=record.owner),
+        message=INTERRUPTED_MESSAGE.format(owner=record.owner) + note,
         output=record.output,
     )
 
@@ -283,15 +279,20 @@ class RunStore(Protocol):
         ...
 
     def mark_interrupted(
-        self, owners: Collection[str], now: datetime, *, keep: Collection[str] = ()
+        self,
+        owners: Collection[str],
+        now: datetime,
+        *,
+        keep: Collection[str] = (),
+        note: str = "",
     ) -> list[RunRecord]:
         """Finish the running records claimed by ``owners`` (instances known to be dead),
         except the runs whose ids are in ``keep`` (their work outlives the process: a Job).
 
         Each becomes ``interrupted`` with ``finished_at=now``, ``reason="ProcessDied"``,
-        ``exit_code=None``, a message naming the owner, ``output``, ``started_at`` and ``job``
-        kept. Returns the updated records (oldest first). Records with no owner are never
-        matched.
+        ``exit_code=None``, a message naming the owner (and ending with ``note``), ``output``,
+        ``started_at`` and ``job`` kept. Returns the updated records (oldest first). Records
+        with no owner are never matched.
         Atomic per record: a concurrent :meth:`complete` either wins or is overwritten, and a
         record is never reported by two concurrent callers.
         """
@@ -302,10 +303,10 @@ class RunStore(Protocol):
         unless it beats again (``controller.heartbeat``)."""
         ...
 
-    def lapsed(self, now: datetime, instances: Collection[str] | None = None) -> set[str]:
-        """The instances (of ``instances``; of all, when None) whose last beat's lease ended
-        before ``now`` (see :func:`lapsed_at`). One that never beat (a replica, which its
-        membership judges; a crontask older than the heartbeat) is never among them."""
+    def beats(self) -> dict[str, tuple[str, float]]:
+        """Each instance's last beat: a mark that changes with every beat (the time it gave,
+        as text: compare it only with itself) and its lease (NaN if it is no number). Any
+        client of the store may write a row: whatever it holds reads back."""
         ...
 
     def forget_beats(self, instances: Collection[str]) -> None:
@@ -346,11 +347,3 @@ class RunStore(Protocol):
     def close(self) -> None:
         """Release connections. Idempotent; the store must not be used afterwards."""
         ...
-
-
-def lapsed_at(renewed: datetime, lease_seconds: float, now: datetime) -> bool:
-    """Whether a beat at ``renewed`` with ``lease_seconds`` has lapsed at ``now``; a lease
-    that is no finite number of seconds within ``LEASE_MAX_SECONDS`` counts as that long."""
-    if not 0.0 <= lease_seconds <= LEASE_MAX_SECONDS:  # NaN too
-        lease_seconds = LEASE_MAX_SECONDS
-    return utc(now) - utc(renewed) > timedelta(seconds=lease_seconds)

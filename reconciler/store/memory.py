@@ -22,7 +22,6 @@ from reconciler.store.base import (
     StoreUnavailable,
     decide_exclusive,
     interrupted,
-    lapsed_at,
 )
 from reconciler.store.query import Cursor, RunPage, RunQuery
 from reconciler.store.records import normalized, utc
@@ -248,12 +247,10 @@ class MemoryRunStore:
             self._check_open()
             self._beats[instance] = (utc(now), lease_seconds)
 
-    def lapsed(self, now: datetime, instances: Collection[str] | None = None) -> set[str]:
+    def beats(self) -> dict[str, tuple[str, float]]:
         with self._lock:
             self._check_open()
-            beats = dict(self._beats)
-        asked = beats.keys() if instances is None else set(instances) & beats.keys()
-        return {i for i in asked if lapsed_at(*beats[i], now)}
+            return {i: (when.isoformat(), lease) for i, (when, lease) in self._beats.items()}
 
     def forget_beats(self, instances: Collection[str]) -> None:
         with self._lock:
@@ -262,7 +259,12 @@ class MemoryRunStore:
                 self._beats.pop(instance, None)
 
     def mark_interrupted(
-        self, owners: Collection[str], now: datetime, *, keep: Collection[str] = ()
+        self,
+        owners: Collection[str],
+        now: datetime,
+        *,
+        keep: Collection[str] = (),
+        note: str = "",
     ) -> list[RunRecord]:
         now = utc(now)
         dead = set(owners)
@@ -274,7 +276,7 @@ class MemoryRunStore:
                 if r.id in kept:
                     continue
                 if r.status is RunStatus.RUNNING and r.owner is not None and r.owner in dead:
-                    self._records[key] = interrupted(r, now)
+                    self._records[key] = interrupted(r, now, note)
                     done.append(self._records[key])
         return sorted(done, key=_newest_first)
 

@@ -368,7 +368,12 @@ class SqlRunStore:
         return None if row is None else row_to_record(row)
 
     def mark_interrupted(
-        self, owners: Collection[str], now: datetime, *, keep: Collection[str] = ()
+        self,
+        owners: Collection[str],
+        now: datetime,
+        *,
+        keep: Collection[str] = (),
+        note: str = "",
     ) -> list[RunRecord]:
         now = utc(now)
         owners = sorted(set(owners))
@@ -390,7 +395,7 @@ class SqlRunStore:
                 finished_at=now,
                 exit_code=None,
                 reason=INTERRUPTED_REASON,
-                message=sa.literal(before) + _c.owner + sa.literal(after),
+                message=sa.literal(before) + _c.owner + sa.literal(after + note),
             )
             .returning(*runs.c)
         )
@@ -401,9 +406,9 @@ class SqlRunStore:
         statement = sql_beats.beat(self._sqlite, instance, lease_seconds, now)
         self._write(lambda conn: conn.execute(statement))
 
-    def lapsed(self, now: datetime, instances: Collection[str] | None = None) -> set[str]:
+    def beats(self) -> dict[str, tuple[str, float]]:
         with self._tx(write=False) as conn:
-            return sql_beats.lapsed(conn, now, instances)
+            return sql_beats.beats(conn)
 
     def forget_beats(self, instances: Collection[str]) -> None:
         if instances:

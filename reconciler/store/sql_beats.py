@@ -1,9 +1,8 @@
 """The ``instances`` table: each crontask's heartbeat (see ``controller.heartbeat``).
 
-A beat is one upsert of the instance's row; whether a row has lapsed is judged in Python
-(``base.lapsed_at``) on the few rows asked about, so no interval arithmetic differs between
-SQLite and PostgreSQL, and a row written with a lease that is no number (any client of the
-database may write one) is read with the longest lease instead of failing the read.
+A beat is one upsert of the instance's row. The rows are read back as text: whether one has
+lapsed is judged by whoever reads them, on its own clock, by whether a row changes
+(``controller.heartbeat``), never by comparing the time in it with another clock.
 """
 
 from __future__ import annotations
@@ -16,11 +15,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection
 
-from reconciler.store.base import lapsed_at
 from reconciler.store.sql_schema import instances
-
-# Ids asked about in one statement: a sweep asks about the owners of the running records.
-_CHUNK = 500
 
 
 def beat(sqlite: bool, instance: str, lease_seconds: float, now: datetime) -> sa.Executable:
@@ -32,17 +27,22 @@ def beat(sqlite: bool, instance: str, lease_seconds: float, now: datetime) -> sa
     )
 
 
-def lapsed(conn: Connection, now: datetime, asked: Collection[str] | None) -> set[str]:
-    columns = sa.select(instances.c.id, instances.c.renewed, instances.c.lease_seconds)
-    if asked is None:
-        rows = list(conn.execute(columns))
-    else:
-        ids = sorted(set(asked))
-        rows = []
-        for at in range(0, len(ids), _CHUNK):
-            chunk = ids[at : at + _CHUNK]
-            rows += conn.execute(columns.where(instances.c.id.in_(chunk)))
-    return {row.id for row in rows if lapsed_at(row.renewed, row.lease_seconds, now)}
+def beats(conn: Connection) -> dict[str, tuple[str, float]]:
+    # As text, compared only with itself: a value any client of the database may write there
+    # ('infinity', or text that is no time at all in SQLite) reads as well as any other.
+    query = sa.select(
+        instances.c.id,
+        sa.cast(instances.c.renewed, sa.Text),
+        sa.cast(instances.c.lease_seconds, sa.Text),
+    )
+    return {id_: (mark or "", _seconds(lease)) for id_, mark, lease in conn.execute(query)}
+
+
+def _seconds(text: str | None) -> float:
+    try:
+        return float(text or "nan")
+    except ValueError:
+        return float("nan")  # judged as the longest lease (controller.heartbeat)
 
 
 def forget(asked: Collection[str]) -> sa.Executable:

@@ -1,6 +1,7 @@
 """The heartbeat (``controller.heartbeat``): each crontask renews its row in the run store, and
-ends the runs of a crontask elsewhere whose row has lapsed. The in-memory run store, a fake
-clock, real processes for "alive on this host"."""
+marks the runs of a crontask whose row it has seen unchanged for longer than its lease. The
+in-memory run store, fake clocks (the judge's own, and the time each crontask writes), real
+processes for "alive on this host"."""
 
 from __future__ import annotations
 
@@ -13,15 +14,15 @@ from typing import TypeVar
 
 import pytest
 
-from reconciler.controller.heartbeat import LEASE_SECONDS, Heartbeat
+from reconciler.controller.heartbeat import LEASE_MAX_SECONDS, LEASE_SECONDS, Heartbeat
 from reconciler.controller.instance import instance_id
-from reconciler.core.runs import PROCESS_DIED, RunRecord, RunStatus
+from reconciler.core.runs import PROCESS_DIED, UNTOLD, RunRecord, RunStatus
 from reconciler.store.base import StoreUnavailable
 from reconciler.store.memory import MemoryRunStore
 from tests.controller.test_recover_identity import T0, owner, running, start_time, status
 
 T = TypeVar("T")
-# Another machine's crontask (another boot): nothing on this host says whether it lives.
+# Crontasks on other machines (another boot): nothing on this host says whether they live.
 ELSEWHERE = owner(4242, 1, host="elsewhere", boot="0ther000", mark="e1")
 ELSEWHERE_TOO = owner(4243, 1, host="elsewhere", boot="0ther000", mark="e2")
 
@@ -30,91 +31,70 @@ async def now_call(fn: Callable[..., T], *args: object) -> T:
     return fn(*args)
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = T0
+class Judge:
+    """A heartbeat on its own clock (``tick`` moves it), telling what it marks."""
 
-    def __call__(self) -> datetime:
-        return self.now
+    def __init__(
+        self,
+        store: MemoryRunStore,
+        *,
+        outlives: Callable[[RunRecord], bool] = lambda record: False,
+        declares: Callable[[str], bool] = lambda key: True,
+    ) -> None:
+        self.seconds = 0.0
+        self.told: list[RunRecord] = []
+        self.heartbeat = Heartbeat(
+            store,
+            instance_id(),
+            call=now_call,
+            outlives=outlives,
+            declares=declares,
+            on_interrupted=self.told.extend,
+            clock=lambda: T0 + timedelta(seconds=self.seconds),
+            monotonic=lambda: self.seconds,
+        )
+
+    def tick(self, seconds: float) -> None:
+        self.seconds += seconds
+        asyncio.run(self.heartbeat.beat())
 
 
-def heartbeat(
-    store: MemoryRunStore, clock: Clock, *, outlives: Callable[[RunRecord], bool] | None = None
-) -> tuple[Heartbeat, list[RunRecord]]:
-    told: list[RunRecord] = []
-    beat = Heartbeat(
-        store,
-        instance_id(),
-        call=now_call,
-        outlives=outlives or (lambda record: False),
-        on_interrupted=told.extend,
-        clock=clock,
-    )
-    return beat, told
+def beating(store: MemoryRunStore, instance: str, at: float, lease: float = LEASE_SECONDS) -> None:
+    """``instance`` beats, by its own clock (a day off this judge's: never compared)."""
+    store.beat(instance, lease, T0 + timedelta(days=1, seconds=at))
 
 
-def test_the_runs_of_a_crontask_whose_beat_lapsed_are_interrupted_and_told() -> None:
-    store, clock = MemoryRunStore(), Clock()
-    store.beat(ELSEWHERE, LEASE_SECONDS, T0)
-    store.beat(ELSEWHERE_TOO, LEASE_SECONDS, T0)
+def test_a_row_unchanged_for_its_lease_has_its_runs_interrupted_and_told() -> None:
+    store = MemoryRunStore()
+    beating(store, ELSEWHERE, 0)
+    beating(store, ELSEWHERE_TOO, 0)
     running(store, "default/a", ELSEWHERE)
     running(store, "default/b", ELSEWHERE_TOO)
-    beat, told = heartbeat(store, clock)
-
-    clock.now = T0 + timedelta(seconds=LEASE_SECONDS)
-    store.beat(ELSEWHERE_TOO, LEASE_SECONDS, clock.now)  # it lives on
-    asyncio.run(beat.beat())
+    judge = Judge(store)
+    judge.tick(0)  # first sight: judged from here on
+    for second in range(5, 31, 5):
+        beating(store, ELSEWHERE_TOO, second)  # lives on
+        judge.tick(5)
     assert (status(store, "default/a"), status(store, "default/b")) == (RunStatus.RUNNING,) * 2
-
-    clock.now += timedelta(seconds=1)
-    asyncio.run(beat.beat())
+    judge.tick(1)
     assert status(store, "default/a") is RunStatus.INTERRUPTED
     assert status(store, "default/b") is RunStatus.RUNNING
-    assert [(r.task, r.reason) for r in told] == [("default/a", PROCESS_DIED)]
-    # Its runs ended, its row goes; ours and the live one's stay.
-    later = clock.now + timedelta(days=1)
-    assert store.lapsed(later) == {beat.me, ELSEWHERE_TOO}
+    assert [(r.task, r.reason) for r in judge.told] == [("default/a", PROCESS_DIED)]
+    # Its runs ended, its row goes; the judge's and the live one's stay.
+    assert store.beats().keys() == {judge.heartbeat.me, ELSEWHERE_TOO}
 
 
-def test_a_run_whose_job_outlives_its_crontask_is_left_with_the_row() -> None:
-    store, clock = MemoryRunStore(), Clock()
-    store.beat(ELSEWHERE, 1.0, T0)
-    running(store, "default/job", ELSEWHERE)
-    beat, told = heartbeat(store, clock, outlives=lambda record: record.task == "default/job")
-    clock.now = T0 + timedelta(minutes=1)
-    asyncio.run(beat.beat())
-    assert status(store, "default/job") is RunStatus.RUNNING
-    assert told == []
-    assert ELSEWHERE in store.lapsed(clock.now)
-
-
-def test_a_crontask_this_host_sees_alive_keeps_its_runs() -> None:
-    """A lapsed row is evidence, not proof: a process of this host that is still there wins."""
-    store, clock = MemoryRunStore(), Clock()
-    with subprocess.Popen(["sleep", "60"]) as alive:
-        try:
-            started = start_time(alive.pid)
-            assert started is not None
-            there = owner(alive.pid, started)
-            store.beat(there, 1.0, T0)
-            running(store, "default/a", there)
-            beat, _ = heartbeat(store, clock)
-            clock.now = T0 + timedelta(minutes=1)
-            asyncio.run(beat.beat())
-            assert status(store, "default/a") is RunStatus.RUNNING
-            assert there in store.lapsed(clock.now)  # kept: it may beat again
-        finally:
-            alive.kill()
-
-
-def test_an_instance_that_never_beat_is_left_alone() -> None:
-    """A replica, or a crontask from before the heartbeat: nothing says that it ended."""
-    store, clock = MemoryRunStore(), Clock()
+def test_a_new_crontask_judges_nothing_before_it_watched_a_lease() -> None:
+    """However old the time in the row (the writer's clock may be anything)."""
+    store = MemoryRunStore()
+    store.beat(ELSEWHERE, LEASE_SECONDS, T0 - timedelta(days=365))
     running(store, "default/a", ELSEWHERE)
-    beat, _ = heartbeat(store, clock)
-    clock.now = T0 + timedelta(days=1)
-    asyncio.run(beat.beat())
+    judge = Judge(store)
+    judge.tick(0)
+    judge.tick(LEASE_SECONDS)
     assert status(store, "default/a") is RunStatus.RUNNING
+    judge.tick(1)
+    assert status(store, "default/a") is RunStatus.INTERRUPTED
 
 
 class Flaky(MemoryRunStore):
@@ -126,19 +106,125 @@ class Flaky(MemoryRunStore):
         super().beat(instance, lease_seconds, now)
 
 
+def test_after_the_store_was_down_the_others_get_a_whole_lease_again() -> None:
+    """Everyone was cut off: a row unchanged through the outage proves nothing."""
+    store = Flaky()
+    beating(store, ELSEWHERE, 0)
+    running(store, "default/a", ELSEWHERE)
+    judge = Judge(store)
+    judge.tick(0)
+    store.down = True
+    judge.tick(LEASE_SECONDS + 10)
+    store.down = False
+    judge.tick(1)  # back: the other has not beaten yet, and is not judged for it
+    assert status(store, "default/a") is RunStatus.RUNNING
+    beating(store, ELSEWHERE, 50)
+    judge.tick(5)  # seen beating again
+    judge.tick(LEASE_SECONDS)
+    assert status(store, "default/a") is RunStatus.RUNNING
+    judge.tick(1)  # a lease after its last beat, as this judge saw it
+    assert status(store, "default/a") is RunStatus.INTERRUPTED
+
+
+def test_a_judge_paused_for_longer_than_the_lease_finds_the_others_beat_meanwhile() -> None:
+    store = MemoryRunStore()
+    beating(store, ELSEWHERE, 0)
+    running(store, "default/a", ELSEWHERE)
+    judge = Judge(store)
+    judge.tick(0)
+    beating(store, ELSEWHERE, 40)  # while the judge was stopped (SIGSTOP, a frozen VM)
+    judge.tick(60)
+    assert status(store, "default/a") is RunStatus.RUNNING
+
+
+def test_the_runs_of_tasks_this_crontask_does_not_declare_are_marked_untold() -> None:
+    store = MemoryRunStore()
+    beating(store, ELSEWHERE, 0)
+    running(store, "default/mine", ELSEWHERE)
+    running(store, "team-b/theirs", ELSEWHERE)
+    judge = Judge(store, declares=lambda key: key == "default/mine")
+    judge.tick(0)
+    judge.tick(LEASE_SECONDS + 1)
+    assert [r.task for r in judge.told] == ["default/mine"]
+    theirs = store.latest("team-b/theirs")
+    assert theirs is not None
+    assert (theirs.status, theirs.reason) == (RunStatus.INTERRUPTED, PROCESS_DIED)
+    assert theirs.message is not None
+    assert theirs.message.endswith(UNTOLD)
+    mine = store.latest("default/mine")
+    assert mine is not None
+    assert mine.message is not None
+    assert not mine.message.endswith(UNTOLD)
+
+
+def test_a_run_whose_job_outlives_its_crontask_is_left_with_the_row() -> None:
+    store = MemoryRunStore()
+    beating(store, ELSEWHERE, 0, lease=1.0)
+    running(store, "default/job", ELSEWHERE)
+    judge = Judge(store, outlives=lambda record: record.task == "default/job")
+    judge.tick(0)
+    judge.tick(60)
+    assert status(store, "default/job") is RunStatus.RUNNING
+    assert judge.told == []
+    assert ELSEWHERE in store.beats()
+
+
+def test_a_crontask_this_host_sees_alive_keeps_its_runs() -> None:
+    """A stopped row is evidence, not proof: a process of this host that is still there wins."""
+    store = MemoryRunStore()
+    with subprocess.Popen(["sleep", "60"]) as alive:
+        try:
+            started = start_time(alive.pid)
+            assert started is not None
+            there = owner(alive.pid, started)
+            beating(store, there, 0, lease=1.0)
+            running(store, "default/a", there)
+            judge = Judge(store)
+            judge.tick(0)
+            judge.tick(60)
+            assert status(store, "default/a") is RunStatus.RUNNING
+            assert there in store.beats()  # kept: it may beat again
+        finally:
+            alive.kill()
+
+
+def test_an_instance_that_never_beat_is_left_alone() -> None:
+    """A replica, or a crontask from before the heartbeat: nothing says that it ended."""
+    store = MemoryRunStore()
+    running(store, "default/a", ELSEWHERE)
+    judge = Judge(store)
+    judge.tick(0)
+    judge.tick(LEASE_MAX_SECONDS * 2)
+    assert status(store, "default/a") is RunStatus.RUNNING
+
+
+@pytest.mark.parametrize("lease", [float("nan"), float("inf"), -1.0, 1e12])
+def test_a_lease_that_is_no_sensible_number_is_the_longest(lease: float) -> None:
+    """Any client of the store may write a row: it cannot keep its runs for ever, nor have
+    them ended at once."""
+    store = MemoryRunStore()
+    beating(store, ELSEWHERE, 0, lease=lease)
+    running(store, "default/a", ELSEWHERE)
+    judge = Judge(store)
+    judge.tick(0)
+    judge.tick(LEASE_MAX_SECONDS)
+    assert status(store, "default/a") is RunStatus.RUNNING
+    judge.tick(1)
+    assert status(store, "default/a") is RunStatus.INTERRUPTED
+
+
 def test_a_store_that_does_not_answer_is_said_once_and_a_lapse_after_it(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    store, clock = Flaky(), Clock()
-    beat, _ = heartbeat(store, clock)
-    asyncio.run(beat.beat())
+    store = Flaky()
+    judge = Judge(store)
+    judge.tick(0)
     store.down = True
     with caplog.at_level(logging.INFO, logger="crontask"):
         for _ in range(3):
-            clock.now += timedelta(seconds=LEASE_SECONDS / 2)
-            asyncio.run(beat.beat())
+            judge.tick(LEASE_SECONDS / 2)
         store.down = False
-        asyncio.run(beat.beat())
+        judge.tick(0)
     messages = [r.getMessage() for r in caplog.records]
     assert messages == [
         "heartbeat: the run store did not answer; will try again",
@@ -156,10 +242,22 @@ def test_the_component_beats_until_stopped_then_removes_its_row() -> None:
         stop, ready = asyncio.Event(), asyncio.Event()
         component = asyncio.create_task(beat.run(ready.set, stop))
         await asyncio.wait_for(ready.wait(), 5)
-        far = datetime.now(UTC) + timedelta(days=1)
-        assert store.lapsed(far) == {beat.me}  # beat once before it said it was ready
+        assert store.beats().keys() == {beat.me}  # beat once before it said it was ready
         stop.set()
         await asyncio.wait_for(component, 5)
-        assert store.lapsed(far) == set()
+        assert store.beats() == {}
 
     asyncio.run(main())
+
+
+def test_the_clock_in_the_row_is_never_compared_with_the_judges() -> None:
+    """A crontask whose clock runs an hour behind (or ahead) is judged as any other."""
+    store = MemoryRunStore()
+    running(store, "default/a", ELSEWHERE)
+    judge = Judge(store)
+    for second in range(0, 100, 5):
+        store.beat(
+            ELSEWHERE, LEASE_SECONDS, datetime(2001, 1, 1, tzinfo=UTC) + timedelta(seconds=second)
+        )
+        judge.tick(5)
+    assert status(store, "default/a") is RunStatus.RUNNING

@@ -18,7 +18,7 @@ import pytest
 
 from reconciler.controller.wiring import _recent_runs
 from reconciler.core.desired import DesiredState
-from reconciler.core.runs import PROCESS_DIED, RunRecord, RunStatus
+from reconciler.core.runs import PROCESS_DIED, UNTOLD, RunRecord, RunStatus
 from reconciler.sinks.metrics import Metrics
 from reconciler.sinks.notify import INTAKE_MAX, Notifier
 from reconciler.sinks.notify_config import parse
@@ -36,6 +36,7 @@ def restarted(
     *,
     crashes_told: bool = True,
     match: str = "",
+    untold: bool = False,
 ) -> list[dict[str, Any]]:
     """The messages sent by the crontask started after the crash: it recovers the crashed
     runs, hands them to its notifier, makes its first pass, then runs end with ``outcomes``."""
@@ -54,7 +55,11 @@ def restarted(
         transport=httpx.MockTransport(receive),
         crashes_told=crashes_told,
     )
-    found = store.mark_interrupted({DEAD}, T0 - timedelta(minutes=1))
+    if untold:  # marked by a crontask that does not declare the task, which told nobody
+        store.mark_interrupted({DEAD}, T0 - timedelta(minutes=1), note=UNTOLD)
+        found = []
+    else:
+        found = store.mark_interrupted({DEAD}, T0 - timedelta(minutes=1))
 
     async def main() -> None:
         stop, ready = asyncio.Event(), asyncio.Event()
@@ -150,3 +155,45 @@ def test_what_waits_for_the_first_pass_is_bounded(extra: int) -> None:
     notifier.crashed([record] * (INTAKE_MAX + extra))
     assert len(notifier._crashed) == INTAKE_MAX
     assert notifier._shed == extra
+
+
+def test_a_crash_another_crontask_found_and_told_nobody_of_is_no_told_failure(
+    tmp_path: Path,
+) -> None:
+    """Its record says so (``controller.heartbeat``): the next success is no recovery."""
+    store = MemoryRunStore()
+    crashed_during(store, attempt(RunStatus.RUNNING, T0 - timedelta(hours=1)))
+    assert restarted(tmp_path, store, [RunStatus.SUCCEEDED], untold=True) == []
+
+
+def test_crashes_still_waiting_for_a_first_pass_are_told_at_the_stop(tmp_path: Path) -> None:
+    """Marked once, never found again: a stop before any pass worked still tells them."""
+    store = MemoryRunStore()
+    crashed_during(store, attempt(RunStatus.RUNNING, T0 - timedelta(hours=1)))
+    found = store.mark_interrupted({DEAD}, T0 - timedelta(minutes=1))
+    (tmp_path / "url").write_text("http://hook.invalid/\n")
+    sent: list[dict[str, Any]] = []
+
+    def receive(request: httpx.Request) -> httpx.Response:
+        sent.append(json.loads(request.content))
+        return httpx.Response(204)
+
+    routes = "routes:\n  - receiver: hook\n    events: [failed]\n"
+    notifier = Notifier(
+        parse(RECEIVER + routes, "n.yaml", tmp_path),
+        metrics=Metrics(),
+        history=lambda key: _recent_runs(store, key),
+        transport=httpx.MockTransport(receive),
+        crashes_told=True,
+    )
+
+    async def main() -> None:
+        stop, ready = asyncio.Event(), asyncio.Event()
+        component = asyncio.create_task(notifier.run(ready.set, stop))
+        await asyncio.wait_for(ready.wait(), 5)
+        notifier.crashed(found)
+        stop.set()
+        await asyncio.wait_for(component, 20)
+
+    asyncio.run(main())
+    assert [(m["event"], m["run"]["reason"]) for m in sent] == [("failed", PROCESS_DIED)]
