@@ -63,7 +63,15 @@ class RemoteError(Exception):
 def default_server() -> str:
     """``$CRONTASK_SERVER`` (checked as ``--server`` is; a bad one is a usage error, exit 2)
     or the default."""
-    server = os.environ.get(SERVER_ENV) or DEFAULT_SERVER
+    return configured_server() or DEFAULT_SERVER
+
+
+def configured_server() -> str | None:
+    """``$CRONTASK_SERVER`` (checked as ``--server`` is; a bad one is a usage error, exit 2),
+    or ``None`` when it is unset or empty."""
+    server = os.environ.get(SERVER_ENV) or None
+    if server is None:
+        return None
     try:
         return server_url(server)
     except argparse.ArgumentTypeError as err:

@@ -10,14 +10,15 @@ from concurrent.futures.process import BrokenProcessPool
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import yaml
 from pydantic import ValidationError
 
-from reconciler.cli.client import RemoteError, default_token, fetch_tasks
+from reconciler.cli.client import RemoteError, default_token, fetch_tasks, request
 from reconciler.cli.collector import rare_collections
 from reconciler.cli.main_helpers import existing_paths
-from reconciler.cli.terminal import printable
+from reconciler.cli.terminal import printable, shown
 from reconciler.core.crd import crd_document
 from reconciler.core.desired import Definition, DesiredState, Location, SourceKind, assemble
 from reconciler.core.model import CronTask, json_schema
@@ -164,11 +165,18 @@ def _under(path: Path, root: Path, other_root: Path) -> Path | None:
         return None
 
 
-def run_next(args: argparse.Namespace) -> int:
-    desired, _ = load(existing_paths([args.path]), args.max_file_size)
-    for problem in desired.problems:
-        print(problem, file=sys.stderr)
-    definitions = _select(list(desired.tasks.values()), args.task)
+def run_next(args: argparse.Namespace, server: str | None = None) -> int:
+    """The fire times of the tasks in the file or folder ``args.path``; with ``server``, of
+    the task ``args.path`` (NAMESPACE/NAME) that this running crontask schedules, from the
+    definition it has in force."""
+    if server is None:
+        desired, _ = load(existing_paths([args.path]), args.max_file_size)
+        for problem in desired.problems:
+            print(problem, file=sys.stderr)
+        found, failed = list(desired.tasks.values()), bool(desired.problems)
+    else:
+        found, failed = [_task_from_server(server, args.path)], False
+    definitions = _select(found, args.task)
     start = args.start or datetime.now(UTC)  # bounded by its argument type
     reports = [_next_report(d, start, args.n) for d in definitions]
     if args.json:
@@ -180,7 +188,32 @@ def run_next(args: argparse.Namespace) -> int:
             print(f"  {report['description']}")
             for at in report["next"]:
                 print(f"  {at}")
-    return 1 if desired.problems else 0
+    return 1 if failed else 0
+
+
+def _task_from_server(server: str, key: str) -> Definition:
+    """The definition in force of the task ``key`` on ``server``: what it answers to
+    ``GET /api/v1/tasks/{namespace}/{name}``. A task it does not know (404), or any failure,
+    is one line and exit status 1, as for the other client commands."""
+    named = redact_url(server)  # in messages: no password
+    namespace, _, name = key.partition("/")
+    path = f"/api/v1/tasks/{quote(namespace, safe='')}/{quote(name, safe='')}"
+    try:
+        item = request(server, default_token(), "GET", path)
+    except RemoteError as err:
+        raise SystemExit(f"crontask: {err}") from None
+    try:
+        task = CronTask.model_validate(item.get("resource"))
+    except ValidationError:
+        raise SystemExit(f"crontask: {named} answered a task that is no CronTask: {key}") from None
+    if task.key != key:
+        raise SystemExit(f"crontask: {named} answered the task {task.key} for {key}")
+    if item.get("error"):
+        # Its source has a problem; the last good definition, shown here, is the one that runs.
+        print(f"{key}: {shown(item['error'])} (the definition in force is shown)", file=sys.stderr)
+    source = item.get("source")
+    kind = source.get("kind") if isinstance(source, dict) else None
+    return Definition.of(task, Location(printable(str(kind)), named))
 
 
 def _select(definitions: list[Definition], task: str | None) -> list[Definition]:

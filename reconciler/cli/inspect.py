@@ -5,9 +5,18 @@ so that ``--help`` and a usage error are answered before YAML, pydantic and the 
 from __future__ import annotations
 
 import argparse
+import sys
+from pathlib import Path
 from typing import Any
 
-from reconciler.cli.main_helpers import add_max_file_size_arg, bounded_int, server_url, timestamp
+from reconciler.cli.client import SERVER_ENV, TOKEN_ENV, configured_server
+from reconciler.cli.main_helpers import (
+    add_max_file_size_arg,
+    bounded_int,
+    server_url,
+    task_key,
+    timestamp,
+)
 from reconciler.sources.limits import PARALLEL_MIN_FILES
 
 
@@ -72,9 +81,22 @@ def _add_next(commands: Any) -> None:
         "next",
         help="show the next fire times of a task",
         description="Print the next N fire times strictly after --from (default: now), in the "
-        "task's time zone as RFC 3339 timestamps, and the schedule in words.",
+        "task's time zone as RFC 3339 timestamps, and the schedule in words. PATH-or-KEY is a "
+        "file or folder of CronTasks, or, when no such path exists, the NAMESPACE/NAME of a "
+        "task that a running crontask (--server) schedules.",
     )
-    next_cmd.add_argument("path", metavar="PATH", help="a file or folder of CronTasks")
+    next_cmd.add_argument(
+        "path",
+        metavar="PATH-or-KEY",
+        help="a file or folder of CronTasks, or NAMESPACE/NAME of a task of --server",
+    )
+    next_cmd.add_argument(
+        "--server",
+        metavar="URL",
+        type=server_url,
+        help=f"the running crontask a KEY is read from (default: ${SERVER_ENV}; a KEY needs "
+        f"one or the other); ${TOKEN_ENV} is sent as a bearer token",
+    )
     next_cmd.add_argument("--task", metavar="NAME", help="NAME or NAMESPACE/NAME, if PATH has many")
     next_cmd.add_argument(
         "-n", type=bounded_int(1, 1000), default=5, metavar="N", help="how many (default: 5)"
@@ -123,9 +145,28 @@ def run_plan(args: argparse.Namespace) -> int:
 
 
 def run_next(args: argparse.Namespace) -> int:
+    # A path that exists wins over a key of the same spelling (a folder `ops/backup`).
+    is_key = _is_key(args.path) and not Path(args.path).exists()
+    server = (args.server or configured_server()) if is_key else None
+    if is_key and server is None:
+        # Said here, before the definitions' stack loads: a usage error, as for a missing path.
+        print(
+            f"crontask: no such file or directory: {args.path}; to read the task {args.path} "
+            f"from a running crontask, give --server URL or set ${SERVER_ENV}",
+            file=sys.stderr,
+        )
+        return 2
     from reconciler.cli import definitions
 
-    return definitions.run_next(args)
+    return definitions.run_next(args, server)
+
+
+def _is_key(text: str) -> bool:
+    try:
+        task_key(text)
+    except argparse.ArgumentTypeError:
+        return False
+    return True
 
 
 def run_schema(args: argparse.Namespace) -> int:

@@ -68,7 +68,11 @@ def run_id(text: str) -> str:
 
 
 def server_url(text: str) -> str:
-    """An ``http://`` or ``https://`` URL with a host (and a valid port, if any)."""
+    """An ``http://`` or ``https://`` URL with a host (and a valid port, if any), and nothing
+    after it but a ``/``: the client appends the API's paths (``/api/v1/...``) to it, so with a
+    path of its own every request would miss the API, and a query or fragment (even an empty
+    one, a lone ``?`` or ``#``) would swallow them. A user name and password
+    (``https://ops:pw@host``) may be given; no message shows them."""
     try:
         parts = urlsplit(text)
         ok = (
@@ -76,13 +80,18 @@ def server_url(text: str) -> str:
             and parts.scheme in ("http", "https")
             and bool(parts.hostname)
             and (parts.port is None or parts.port > 0)
+            and parts.path in ("", "/")
+            # Not parts.query or parts.fragment: those are "" for a lone "?" or "#" too.
+            and "?" not in text
+            and "#" not in text
         )
     except ValueError:  # a port out of range, an unclosed [
         ok = False
     if not ok:
         # Shown without what may be secret (a password, a token in the query).
         raise argparse.ArgumentTypeError(
-            f"expected http://HOST:PORT or https://HOST:PORT, got {redact_url(text)[:80]!r}"
+            f"expected http://HOST:PORT or https://HOST:PORT (no path, query or fragment), "
+            f"got {redact_url(text)[:80]!r}"
         )
     return text
 

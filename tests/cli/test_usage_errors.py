@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from reconciler.cli.main import main
+from reconciler.cli.main_helpers import server_url
 from reconciler.core.runs import RunRecord, RunStatus, Trigger, run_id
 from reconciler.store import open_store, sqlite_url
 
@@ -33,6 +34,16 @@ BAD = [
     ("runs", "--server", "http://127.0.0.1:99999"),
     ("tasks", "--namespace", ".."),
     ("tasks", "--server", "not a url"),
+    # The client appends /api/v1/... to the URL: a path, query or fragment of its own breaks
+    # every request (a 404, an answer that is not JSON), so it is a usage error.
+    ("tasks", "--server", "http://127.0.0.1:9/api"),
+    ("tasks", "--server", "http://127.0.0.1:9?x=1"),
+    ("tasks", "--server", "http://127.0.0.1:9/?"),
+    ("members", "--server", "http://127.0.0.1:9#top"),
+    ("trigger", "ops/a", "--server", "https://h//"),
+    ("runs", "--server", "http://127.0.0.1:9/api/v1"),
+    ("plan", "x", "--server", "http://127.0.0.1:9/crontask/"),
+    ("next", "ops/a", "--server", "http://127.0.0.1:9?x=1"),
     ("trigger", "../canary"),
     ("trigger", "nope"),
     ("trigger", "default/a/b"),
@@ -82,6 +93,36 @@ def test_a_bad_server_in_the_environment_is_a_usage_error(
         main(["tasks"])
     assert exit_info.value.code == 2
     assert capsys.readouterr().err.startswith("crontask: $CRONTASK_SERVER: expected http://")
+
+
+@pytest.mark.parametrize("server", ["http://127.0.0.1:9/api", "http://127.0.0.1:9?x=1"])
+@pytest.mark.parametrize("argv", [("tasks",), ("next", "ops/a")])
+def test_a_server_in_the_environment_with_a_path_or_query_is_a_usage_error(
+    server: str,
+    argv: tuple[str, ...],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv("CRONTASK_SERVER", server)
+    with pytest.raises(SystemExit) as exit_info:
+        main(list(argv))
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("crontask: $CRONTASK_SERVER: expected http://"), err
+    assert err.count("\n") == 1, err
+
+
+@pytest.mark.parametrize(
+    "server",
+    [
+        "http://127.0.0.1:9",
+        "http://127.0.0.1:9/",
+        "https://ops:pw@crontask.example",
+        "http://[::1]:9",
+    ],
+)
+def test_a_server_url_with_nothing_after_its_port_but_a_slash_is_taken(server: str) -> None:
+    assert server_url(server) == server
 
 
 @pytest.mark.parametrize("token", ["t\u00f6k\u00e9n\u20acsecret", "two words-secret", "x" * 20_000])
