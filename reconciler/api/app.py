@@ -2,6 +2,8 @@
 
 - ``/healthz`` (alive), ``/readyz`` (every readiness check passes), ``/metrics`` (Prometheus)
 - ``/api/v1/tasks`` and ``/api/v1/runs`` (``routes_tasks.py``, ``routes_runs.py``)
+- ``/api/v1/sources``, ``/api/v1/hooks/git``, ``/api/v1/plan``, ``/api/v1/members``
+  (``routes_sources.py``, ``routes_plan.py``, ``routes_members.py``)
 - ``/openapi.json``, ``/docs`` (Swagger UI) and ``/redoc``, with every asset served here
 
 Every error is ``application/problem+json`` (``problems.py``); every route declares the role it
@@ -26,6 +28,7 @@ from reconciler.api import (
     docs,
     problems,
     routes_members,
+    routes_plan,
     routes_runs,
     routes_sources,
     routes_tasks,
@@ -37,6 +40,7 @@ from reconciler.api.models import CRONTASK_SCHEMA_REF, HealthOut, ReadinessOut, 
 from reconciler.api.problems import PROBLEM_MEDIA_TYPE, Problem
 from reconciler.api.routing import (
     PRINCIPAL_SCOPE_KEY,
+    SAFE_METHODS,
     ApiContext,
     GuardedRoute,
     context,
@@ -55,8 +59,10 @@ TITLE: Final = "crontask"
 OPENAPI_URL: Final = "/openapi.json"
 MAX_BODY_BYTES: Final = 1 << 20  # a CronTask is a few hundred bytes
 TOO_LARGE: Final = "the request body is larger than 1 MiB"
+TOO_LARGE_DESCRIPTION: Final = "The body is larger than 1 MiB"
 QUIET_PATHS: Final = frozenset({"/healthz", "/readyz", "/metrics"})  # probes: debug level
 MAX_LOGGED_PATH: Final = 1024
+CROSS_SITE: Final = "a request a browser marks as sent by another site (Sec-Fetch-Site, Origin)"
 
 DESCRIPTION = """\
 The API of a running crontask: the tasks it schedules, their runs, manual triggers, and
@@ -86,6 +92,7 @@ def create_app(
         *routes_tasks.router.routes,
         *routes_runs.router.routes,
         *routes_sources.router.routes,
+        *routes_plan.router.routes,
         *routes_members.router.routes,
     ]
     for route in routes:  # fail at start-up, not in production, if a route lacks a role
@@ -201,28 +208,50 @@ def _openapi(app: FastAPI, auth: AuthConfig | None, *, misdirected: bool) -> dic
         for method, op in path_item.items():
             if not isinstance(op, dict) or method == "parameters":
                 continue
-            responses = op.setdefault("responses", {})
-            role = op.get(REQUIRED_ROLE_KEY)
-            if auth is not None and role != PUBLIC:
+            if auth is not None and op.get(REQUIRED_ROLE_KEY) != PUBLIC:
                 op["security"] = [{BEARER_SCHEME: []}]
-                for status, problem in problem_responses(401, 403).items():
-                    responses[str(status)] = {"description": problem["description"]}
-            responses.setdefault("500", {"description": "Internal error"})
-            if path not in UNQUEUED:
-                responses.setdefault("503", {"description": "Busy: retry after Retry-After"})
-            if misdirected:
-                responses.setdefault("421", {"description": "The Host header names another site"})
-            if "requestBody" in op:
-                # A body that is not JSON is a 422 like any invalid body (problems.py), never 400.
-                late = f"The body did not arrive within {BODY_SECONDS:g} s"
-                responses.setdefault("408", {"description": late})
-                responses.setdefault("413", {"description": "The body is larger than 1 MiB"})
+            responses = op.setdefault("responses", {})
+            responses.update(_refusals(path, method, op, auth=auth, misdirected=misdirected))
             for status, response in responses.items():
                 if status.isdigit() and int(status) >= 400:
                     declared = response.get("content", {}).get("application/json", {})
                     schema = declared.get("schema", problem_schema)
                     response["content"] = {PROBLEM_MEDIA_TYPE: {"schema": schema}}
     return doc
+
+
+def _refusals(
+    path: str, method: str, op: dict[str, Any], *, auth: AuthConfig | None, misdirected: bool
+) -> dict[str, dict[str, str]]:
+    """The answers of an operation that come from the layers around its route (the guard,
+    admission, the request log), merged over what the route declares."""
+    responses: dict[str, dict[str, str]] = op.get("responses", {})
+    found: dict[str, dict[str, str]] = {}
+    forbidden = []
+    if auth is not None and op.get(REQUIRED_ROLE_KEY) != PUBLIC:
+        found["401"] = {"description": problem_responses(401)[401]["description"]}
+        forbidden.append(problem_responses(403)[403]["description"])
+    write = method.upper() not in SAFE_METHODS
+    if write:
+        # The guard refuses a write a browser marks as another site's, with or without auth
+        # (routing.GuardedRoute).
+        forbidden.append(CROSS_SITE)
+    if forbidden:
+        said = "; or ".join(forbidden)
+        found["403"] = {"description": said[0].upper() + said[1:]}
+    if "500" not in responses:
+        found["500"] = {"description": "Internal error"}
+    if path not in UNQUEUED and "503" not in responses:
+        found["503"] = {"description": "Busy: retry after Retry-After"}
+    if misdirected and "421" not in responses:
+        found["421"] = {"description": "The Host header names another site"}
+    if (write or "requestBody" in op) and "413" not in responses:
+        # The request log refuses a declared length over the limit before any route runs.
+        found["413"] = {"description": TOO_LARGE_DESCRIPTION}
+    if "requestBody" in op and "408" not in responses:
+        # A body that is not JSON is a 422 like any invalid body (problems.py), never 400.
+        found["408"] = {"description": f"The body did not arrive within {BODY_SECONDS:g} s"}
+    return found
 
 
 class RequestLog:

@@ -27,8 +27,9 @@ class _Out(BaseModel):
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True)
 
 
-class SourceOut(_Out):
-    """Where the task's definition comes from."""
+class SourceRefOut(_Out):
+    """Where the task's definition comes from (named apart from ``routes_sources.SourceOut``,
+    a source of the list: two models of one name get module paths as schema names)."""
 
     kind: str = Field(description="file, git, kubernetes or api", examples=["file"])
     location: str = Field(description="path:line:col of a file, namespace/name of a resource")
@@ -141,7 +142,7 @@ class TaskOut(_Out):
         "below admin, an http action's URL is shown as run messages show it (no user name, "
         "password, path or query values)"
     )
-    source: SourceOut
+    source: SourceRefOut
     state: TaskState = Field(
         description="Suspended; Error (a definition problem: the last good one runs); or Ready"
     )
@@ -162,7 +163,7 @@ class TaskOut(_Out):
             key=view.key,
             resource_version=view.version,
             resource=dict(view.resource) if exact else for_readers(view.resource),
-            source=SourceOut(
+            source=SourceRefOut(
                 kind=view.source.kind,
                 location=view.source.location,
                 revision=view.source.revision,

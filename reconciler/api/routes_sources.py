@@ -10,14 +10,16 @@ signature before anything else; a bad or missing one is a 401 and a log line.
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
 from reconciler.api.auth import role_extra
-from reconciler.api.problems import ProblemError
+from reconciler.api.problems import MAX_ERRORS, ProblemError
 from reconciler.api.routing import GuardedRoute, Runtime, operation_id, problem_responses
+from reconciler.controller.view import SourceStatus
 from reconciler.core.desired import SourceKind
 
 router = APIRouter(
@@ -28,6 +30,15 @@ router = APIRouter(
 )
 
 WEBHOOK_SIGNATURE_KEY = "x-webhook-signature"  # openapi_extra: signature accepted instead
+# Declared so that the document lists what a body can bring (app.py: 408 late, 413 too large).
+_PUSH_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": False,
+        "description": "the push event as the sender sends it, of any type; not interpreted "
+        "(with `X-Hub-Signature-256`, its bytes are what the signature covers)",
+        "content": {"*/*": {"schema": {}}},
+    }
+}
 
 
 class _Out(BaseModel):
@@ -39,6 +50,13 @@ class SourceOut(_Out):
     location: str = Field(description="paths, or the repository URL#ref (no credentials)")
     tasks: int
     errors: int = Field(description="definition errors and conflicts located in this source")
+    problems: list[str] = Field(
+        default_factory=list,
+        description=f"those errors and conflicts, each as `file:line:col: message` (the first "
+        f"{MAX_ERRORS}); the same lines as the log and the status page",
+        examples=[["tasks/backup.yaml:6:16: spec.schedule: hour field: 25 is out of range 0-23"]],
+    )
+    more_problems: int = Field(0, description="how many of `errors` `problems` leaves out")
     revision: str | None = Field(None, description="git: the commit SHA in force")
     attempted_revision: str | None = Field(None, description="git: the newest commit tried")
     last_sync: datetime | None = None
@@ -63,21 +81,26 @@ class SyncOut(_Out):
     responses=problem_responses(422, 500),
 )
 def list_sources(runtime: Runtime) -> SourceListOut:
-    return SourceListOut(
-        items=[
-            SourceOut(
-                kind=s.kind,
-                location=s.location,
-                tasks=s.tasks,
-                errors=s.errors,
-                revision=s.revision,
-                attempted_revision=s.attempted_revision,
-                last_sync=s.last_sync,
-                last_attempt=s.last_attempt,
-                last_error=s.last_error,
-            )
-            for s in runtime.sources()
-        ]
+    return SourceListOut(items=[_source_out(s) for s in runtime.sources()])
+
+
+def _source_out(s: SourceStatus) -> SourceOut:
+    # A task that never validated has no task view: its source's list is where the API shows
+    # its error. The lines are written to be shown (excerpts of the text, no URL secrets), as
+    # a flagged task's `error` and the status page's /sources show them to viewers.
+    shown = list(s.problems[:MAX_ERRORS])
+    return SourceOut(
+        kind=s.kind,
+        location=s.location,
+        tasks=s.tasks,
+        errors=s.errors,
+        problems=shown,
+        more_problems=max(s.errors - len(shown), 0),
+        revision=s.revision,
+        attempted_revision=s.attempted_revision,
+        last_sync=s.last_sync,
+        last_attempt=s.last_attempt,
+        last_error=s.last_error,
     )
 
 
@@ -89,7 +112,7 @@ def list_sources(runtime: Runtime) -> SourceListOut:
     description="Authenticated by an operator's bearer token, or by `X-Hub-Signature-256` "
     "(HMAC-SHA256 of the body with the webhook secret). The body is not interpreted: any "
     "push means 'fetch now'. 404 if crontask has no git source.",
-    openapi_extra={**role_extra("operator"), WEBHOOK_SIGNATURE_KEY: True},
+    openapi_extra={**role_extra("operator"), WEBHOOK_SIGNATURE_KEY: True, **_PUSH_BODY},
     responses=problem_responses(404, 422, 500),
 )
 def git_hook(runtime: Runtime) -> SyncOut:

@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import itertools
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -95,6 +95,7 @@ class Service:
         self._sources = list(sources)
         self._sync_requested = sync_requested
         self._cluster = cluster
+        self._jobs = jobs
         self.started = False  # the first pass has been applied
         self._last_runs: dict[str, RunRecord] = {}
         dispatcher.subscribe(self._remember)
@@ -223,6 +224,13 @@ class Service:
 
     def sync_now(self, kind: str) -> bool:
         return self._sync_requested(kind) if self._sync_requested else False
+
+    def in_force(self) -> Mapping[str, Definition]:
+        # Replaced whole by each pass, never modified (core.desired.reassemble): no loop hop.
+        return self._reconciler.desired.tasks
+
+    def runs_jobs(self) -> bool:
+        return self._jobs
 
     # -- actions -------------------------------------------------------------------------
 

@@ -15,6 +15,7 @@ from typing import Any, Protocol
 # Part of the contract: the errors of API-task writes (re-exported for the API layer).
 from reconciler.core.api_tasks import AlreadyExists as AlreadyExists
 from reconciler.core.api_tasks import VersionMismatch as VersionMismatch
+from reconciler.core.desired import Definition
 from reconciler.core.model import CronTask
 from reconciler.core.runs import RunRecord
 from reconciler.store.base import RunStore
@@ -167,6 +168,11 @@ class RuntimeView(Protocol):
     ``readiness`` names each check (``sources``, ``scheduler``, ``store``) and whether it
     passes. ``sources`` lists every source with its revision and sync state. ``sync_now(kind)``
     asks a pulling source (git) to fetch at once; False if there is no such source.
+
+    ``in_force`` is every declared task's definition in force, by key, whichever replica
+    schedules it (a flagged task's last good one): a snapshot that is never modified, for a
+    plan to compare with. ``runs_jobs`` says whether this crontask can create Kubernetes Jobs
+    (without, a ``job`` task is a definition error of its key).
     """
 
     @property
@@ -195,3 +201,7 @@ class RuntimeView(Protocol):
         ...
 
     def sync_now(self, kind: str) -> bool: ...
+
+    def in_force(self) -> Mapping[str, Definition]: ...
+
+    def runs_jobs(self) -> bool: ...

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import threading
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -19,6 +20,7 @@ from reconciler.controller.view import (
     TaskView,
     VersionMismatch,
 )
+from reconciler.core.desired import Definition, Location
 from reconciler.core.model import CronTask
 from reconciler.core.runs import RunRecord, RunStatus, Trigger, run_id
 from reconciler.store import MemoryRunStore
@@ -105,6 +107,7 @@ class FakeRuntime:
         self.syncs: list[str] = []  # kinds asked to sync now; "git" is accepted if listed
         self.replicas: Members | None = None  # what members() answers (None: runs alone)
         self.versions = 0  # the last resource version handed out
+        self.jobs = True  # what runs_jobs() answers
 
     @property
     def store(self) -> RunStore:
@@ -205,6 +208,19 @@ class FakeRuntime:
             return False
         self.syncs.append(kind)
         return True
+
+    def in_force(self) -> Mapping[str, Definition]:
+        with self._lock:
+            views = list(self.views.values())
+        return {
+            v.key: Definition.of(
+                CronTask.model_validate(v.resource), Location(v.source.kind, v.source.location)
+            )
+            for v in views
+        }
+
+    def runs_jobs(self) -> bool:
+        return self.jobs
 
 
 def _check(key: str, existing: TaskView | None, if_match: IfMatch | None) -> None:

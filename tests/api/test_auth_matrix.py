@@ -197,6 +197,7 @@ EXPECTED_ROLES = {
     ("delete", "/api/v1/tasks/{namespace}/{name}"): "admin",
     ("get", "/api/v1/sources"): "viewer",
     ("get", "/api/v1/members"): "viewer",
+    ("post", "/api/v1/plan"): "viewer",  # a dry run: it reads, and changes nothing
     # Or a valid X-Hub-Signature-256 instead of a token (tests/api/test_sources.py).
     ("post", "/api/v1/hooks/git"): "operator",
 }

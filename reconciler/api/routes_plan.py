@@ -1,0 +1,149 @@
+"""``POST /api/v1/plan``: what the posted CronTask documents would add, change (field by field)
+and remove if they were the tasks crontask reads from files and git; a dry run, for a viewer.
+
+The answer holds what ``crontask plan PATH --server URL`` prints: the steps, the tasks kept,
+the problems (at most :data:`~reconciler.api.problems.MAX_ERRORS`, then how many more) and
+the summary line. How the text is read and planned is ``planning``'s.
+"""
+
+from __future__ import annotations
+
+import email.message
+from typing import Annotated, Any, Final
+
+from fastapi import APIRouter, Depends, Query, Request
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+
+from reconciler.api import planning
+from reconciler.api.auth import role_extra
+from reconciler.api.models import CRONTASK_SCHEMA_REF
+from reconciler.api.problems import MAX_ERRORS, FieldProblem, ProblemError
+from reconciler.api.routes_tasks import Exact
+from reconciler.api.routing import GuardedRoute, Runtime, operation_id, problem_responses
+from reconciler.core.plan import Operation, Step
+
+router = APIRouter(
+    prefix="/api/v1",
+    route_class=GuardedRoute,
+    tags=["plan"],
+    generate_unique_id_function=operation_id,
+)
+
+YAML_TYPES: Final = frozenset(
+    {"application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml"}
+)
+SEND: Final = "send the documents as application/yaml (or one as application/json)"
+
+_DOCUMENTS_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "description": "CronTask documents as a task file holds them (YAML, `---` between "
+        "documents; JSON is YAML too), read with a task file's bounds and messages",
+        "content": {
+            "application/yaml": {"schema": {"type": "string"}},
+            "application/json": {"schema": {"$ref": CRONTASK_SCHEMA_REF}},
+        },
+    }
+}
+
+
+class _Out(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True)
+
+
+class FieldChangeOut(_Out):
+    path: str = Field(description="dotted, e.g. `spec.command.args`", examples=["spec.schedule"])
+    old: Any = Field(None, description="null when the field is added")
+    new: Any = Field(None, description="null when the field is removed")
+
+
+class PlanStepOut(_Out):
+    operation: Operation
+    key: str = Field(description="namespace/name", examples=["ops/nightly-backup"])
+    location: str = Field(
+        description="an add or update: `body:line:col`; a removal: where the task is now"
+    )
+    changes: list[FieldChangeOut] = Field(
+        description="an update's changes, field by field (an http URL shown to admins only "
+        "whole); empty for an add or a removal"
+    )
+
+
+class PlanOut(_Out):
+    steps: list[PlanStepOut] = Field(description="adds and updates by key, then removals")
+    unchanged: int = Field(description="tasks compared that would stay as they are")
+    held_removals: list[str] = Field(
+        description="kept: the documents hold no task (`allowEmpty=true` removes them)"
+    )
+    kept: list[str] = Field(description="kept as they are: their new definition has errors")
+    problems: list[str] = Field(
+        description=f"the documents' errors and conflicts, each `body:line:col: message` (the "
+        f"first {MAX_ERRORS}); none: the documents are valid",
+        examples=[["body:6:16: spec.schedule: hour field: 25 is out of range 0-23"]],
+    )
+    more_problems: int = Field(description="how many problems `problems` leaves out")
+    summary: str = Field(examples=["1 to add, 1 to change, 0 to remove, 4 unchanged"])
+
+
+async def read_documents(request: Request) -> bytes:
+    """The posted text, if its type says YAML or JSON (any charset: it must be UTF-8, and a
+    byte that is not is a problem at its line, as in a file); a 422 otherwise."""
+    message = email.message.Message()
+    message["content-type"] = request.headers.get("content-type", "")
+    media = message.get_content_type()
+    if media not in YAML_TYPES and media != "application/json" and not media.endswith("+json"):
+        problem = FieldProblem(location=["header", "Content-Type"], message=SEND)
+        raise ProblemError(422, f"body: {SEND}", title="Invalid request", errors=[problem])
+    return await request.body()
+
+
+Documents = Annotated[bytes, Depends(read_documents)]
+AllowEmpty = Annotated[
+    bool,
+    Query(
+        alias="allowEmpty",
+        description="as `crontask run --allow-empty`: documents that hold no task remove them all",
+    ),
+]
+
+
+@router.post(
+    "/plan",
+    response_model=PlanOut,
+    summary="Plan: what these documents would change (a dry run)",
+    description="Compares the posted documents with the tasks in force from files and git, as "
+    "`crontask plan PATH --server URL` does: adds, changes (field by field) and removals, the "
+    "tasks kept, and the documents' problems. API-created and Kubernetes tasks are not "
+    "compared, but a key the documents share with one is a conflict, settled as a pass "
+    "would settle it. Changes nothing.",
+    openapi_extra={**role_extra("viewer"), **_DOCUMENTS_BODY},
+    responses=problem_responses(422),
+)
+def plan_documents(
+    runtime: Runtime, documents: Documents, exact: Exact, allow_empty: AllowEmpty = False
+) -> PlanOut:
+    # A `def`: parsing a 1 MiB text runs in the threadpool, never on the scheduler's loop.
+    found = planning.plan_text(
+        documents, runtime.in_force(), jobs=runtime.runs_jobs(), allow_empty=allow_empty
+    )
+    return PlanOut(
+        steps=[_step_out(step, exact=exact) for step in found.plan.steps],
+        unchanged=found.plan.unchanged,
+        held_removals=list(found.plan.held_removals),
+        kept=list(found.kept),
+        problems=list(found.problems[:MAX_ERRORS]),
+        more_problems=max(len(found.problems) - MAX_ERRORS, 0),
+        summary=found.plan.summary(),
+    )
+
+
+def _step_out(step: Step, *, exact: bool) -> PlanStepOut:
+    updated = step.operation is Operation.UPDATE
+    changes = planning.changes_of(step, exact=exact) if updated else []
+    return PlanStepOut(
+        operation=step.operation,
+        key=step.key,
+        location=planning.location_of(step),
+        changes=[FieldChangeOut(path=c.path, old=c.old, new=c.new) for c in changes],
+    )
