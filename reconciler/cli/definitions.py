@@ -101,8 +101,9 @@ def run_plan(args: argparse.Namespace) -> int:
     # `run` applies a file whole or not at all: what a file with errors defined stays in force.
     if args.server:
         # The server's files cannot be paired with these: the tasks a broken document still
-        # names stand for those its file defined.
-        old, kept = _from_server(args.server), _named_by_errors(new)
+        # names stand for their file on the server, and for every task it defines there.
+        old = _from_server(args.server)
+        kept = _sharing_a_file(old, _named_by_errors(new))
     else:
         old_paths = existing_paths(args.against)
         old, old_source = load(old_paths, args.max_file_size)
@@ -133,6 +134,18 @@ def run_plan(args: argparse.Namespace) -> int:
 def _named_by_errors(desired: DesiredState) -> set[str]:
     """The tasks a broken document still names."""
     return {error.key for error in desired.errors if error.key}
+
+
+def _sharing_a_file(state: DesiredState, keys: set[str]) -> set[str]:
+    """``keys``, and the tasks of ``state`` defined in the same file as one of them (a
+    server's location is ``SERVER FILE:LINE:COLUMN``)."""
+    files = {_file_of(state.tasks[key].location.path) for key in keys if key in state.tasks}
+    return keys | {k for k, d in state.tasks.items() if _file_of(d.location.path) in files}
+
+
+def _file_of(place: str) -> str:
+    file, line, column = [*place.rsplit(":", 2), "", ""][:3]
+    return file if line.isdigit() and column.isdigit() else place
 
 
 def _defined_by_broken_files(

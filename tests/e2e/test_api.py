@@ -172,3 +172,28 @@ def test_plan_against_a_running_instance_keeps_a_broken_documents_task(
     assert out[0] == "  default/a  (kept as it is: its new definition has errors)"
     assert out[1].startswith(f"! {proposed}/a.yaml:")
     assert out[-1] == "Plan: 0 to add, 0 to change, 0 to remove, 2 unchanged."
+
+
+def test_plan_against_a_running_instance_keeps_the_tasks_a_broken_file_defines(
+    crontask: Callable[..., Crontask], tmp_path: Path
+) -> None:
+    """A file with two tasks, one broken in the proposed version: ``run`` keeps the file's
+    last good definitions, both of them, and so does the plan (it listed the sound one as
+    removed: the broken file's documents define nothing)."""
+    app = crontask()
+    two = task("a", ["true"], schedule="@daily") + "---\n" + task("b", ["true"], "@daily")
+    (app.tasks / "ab.yaml").write_text(two)
+    (app.tasks / "c.yaml").write_text(task("c", ["true"], schedule="@daily"))
+    app.wait_log("tasks=3")
+    proposed = tmp_path / "proposed"
+    proposed.mkdir()
+    (proposed / "ab.yaml").write_text(two.replace("@daily", "61 * * * *", 1))
+    result = plan_against(proposed, app.server)
+    assert result.returncode == 1, result.stderr
+    out = result.stdout.splitlines()
+    assert out[:3] == [
+        f"- default/c  ({app.server} {app.tasks}/c.yaml:1:1)",
+        "  default/a  (kept as it is: its new definition has errors)",
+        "  default/b  (kept as it is: its new definition has errors)",
+    ]
+    assert out[-1] == "Plan: 0 to add, 0 to change, 1 to remove, 2 unchanged."
