@@ -373,7 +373,9 @@ class Cluster:
         }
         if changed or not self._swept:
             owners = {r.owner for r in running if r.owner}
-            dead = owners - live - {self.me.id}
+            # A crontask without --ha that shares the store beats instead of renewing a
+            # membership: the heartbeat judges it (controller.heartbeat).
+            dead = owners - live - {self.me.id} - set(self.store.beats())
             # A dead replica's Job runs on: the task's new owner adopts the run.
             keep = [r.id for r in running if r.owner in dead and self.outlives(r)]
             for record in self.store.mark_interrupted(dead, datetime.now(UTC), keep=keep):

@@ -14,10 +14,11 @@ judge's own clock, never by comparing the time written in it with another clock.
 unchanged for its lease, by reads that did not fail in between, has stopped: its crontask is
 dead to this one unless this host sees its process alive (``instance.judged``). Whatever the
 clocks of the two say, and however long the judge was itself paused (a row it reads after a
-pause has changed if the other beat meanwhile). A failed read or beat forgets what was seen:
-after the store was down, every other crontask gets a whole lease to beat again before it is
-judged (they were cut off too). A new crontask judges nothing before it has watched a lease,
-so a pod recreated elsewhere ends its predecessor's runs a lease after it started.
+pause has changed if the other beat meanwhile). The time from a failed read or beat to the next
+good read does not count: after the store was down, every other crontask has as long to beat
+again as it had left before (they were cut off too), and a read that fails now and then delays
+a judgement by that much only. A new crontask judges nobody before it has watched a lease, so a
+pod recreated elsewhere ends its predecessor's runs a lease after it started.
 
 The first to judge a crontask stopped marks its runs ``interrupted`` (``ProcessDied``;
 ``mark_interrupted`` reports each record to one caller only), and deletes the row once none
@@ -30,7 +31,10 @@ crontask told of them (``UNTOLD``), so that their own crontask's next start does
 as told (``sinks.notify``).
 
 Replicas (``--ha``) judge each other by their membership (``controller.cluster``) and do not
-beat: a row of this table is never a replica's.
+beat: a row of this table is never a replica's. They judge the rows all the same
+(``beating`` False), and leave the runs of an instance that has a row to that judgement: a
+crontask without ``--ha`` sharing their store (the old pod of a rolling update to ``--ha``)
+is no member, and would otherwise be taken for dead at once.
 """
 
 from __future__ import annotations
@@ -87,6 +91,7 @@ class Heartbeat:
         monotonic: Callable[[], float] = time.monotonic,
         interval: float = BEAT_SECONDS,
         lease: float = LEASE_SECONDS,
+        beating: bool = True,
     ) -> None:
         self.store = store
         self.me = me
@@ -98,9 +103,11 @@ class Heartbeat:
         self.monotonic = monotonic
         self.interval = interval
         self.lease = lease
-        # Each other row as last read: its mark, its lease, and since when (``monotonic``) it
-        # has read so.
+        self.beating = beating
+        # Each other row as last read: its mark, its lease, and for how long (``monotonic``
+        # seconds between reads that did not fail) it has read so.
         self._seen: dict[str, tuple[str, float, float]] = {}
+        self._last_read: float | None = None  # None: a beat or read failed since
         self._last_beat: float | None = None  # ``monotonic``
         self._failing = False
 
@@ -115,22 +122,27 @@ class Heartbeat:
                     await self.beat()
         finally:
             # Stopped (its runs ended or interrupted by the shutdown): nothing left to judge.
-            try:
-                await self.call(self.store.forget_beats, [self.me])
-            except Exception as err:
-                log.warning(
-                    "heartbeat: could not remove this crontask's row; it lapses on its own",
-                    extra={"fields": {"error": str(err)[:200]}},
-                )
+            if self.beating:
+                await self._forget_me()
+
+    async def _forget_me(self) -> None:
+        try:
+            await self.call(self.store.forget_beats, [self.me])
+        except Exception as err:
+            log.warning(
+                "heartbeat: could not remove this crontask's row; it lapses on its own",
+                extra={"fields": {"error": str(err)[:200]}},
+            )
 
     async def beat(self) -> None:
         """Renew this crontask's row, then end the runs of those whose row has stopped."""
         began = self.monotonic()
         try:
-            await self.call(self.store.beat, self.me, self.lease, self.clock())
+            if self.beating:
+                await self.call(self.store.beat, self.me, self.lease, self.clock())
             told = await self.call(self.sweep)
         except Exception as err:
-            self._seen.clear()  # see the module docstring: a lease for everyone again
+            self._last_read = None  # the time until the next good read does not count
             if not self._failing:
                 log.warning(
                     "heartbeat: the run store did not answer; will try again",
@@ -165,21 +177,27 @@ class Heartbeat:
         theirs = {r.id for r in mine if not self.declares(r.task)}
         now = self.clock()
         told = self.store.mark_interrupted(dead, now, keep=kept | theirs)
-        untold = self.store.mark_interrupted(dead, now, keep=kept, note=UNTOLD)
-        for record in told + untold:
+        _interrupted(told)
+        try:
+            # What is left is found again by the next sweep if this fails: the runs still
+            # running, the row still there. Not ``told``: they are marked, and told now.
+            _interrupted(self.store.mark_interrupted(dead, now, keep=kept, note=UNTOLD))
+            keeping = {r.owner for r in running if r.id in kept} | (owners - dead)
+            self.store.forget_beats(stopped - keeping)
+        except Exception as err:
             log.warning(
-                "run interrupted: its crontask stopped beating",
-                extra={"fields": {"task": record.task, "run": record.id, "owner": record.owner}},
+                "heartbeat: the sweep stopped halfway; the next one goes on",
+                extra={"fields": {"error": str(err)[:200]}},
             )
-        keeping = {r.owner for r in running if r.id in kept} | (owners - dead)
-        self.store.forget_beats(stopped - keeping)
-        for instance in stopped - keeping:
-            self._seen.pop(instance, None)
         return told
 
     def _stopped(self, rows: dict[str, tuple[str, float]]) -> set[str]:
-        """The other crontasks whose row has read the same for longer than its lease."""
+        """The other crontasks whose row has read the same for longer than its lease, counted
+        between reads with no failure in between (a store down for everyone stops every
+        clock; one read that failed costs the time to the next)."""
         now = self.monotonic()
+        elapsed = 0.0 if self._last_read is None else now - self._last_read
+        self._last_read = now
         for instance in set(self._seen) - set(rows):
             del self._seen[instance]
         stopped: set[str] = set()
@@ -187,11 +205,19 @@ class Heartbeat:
             if instance == self.me:
                 continue
             seen = self._seen.get(instance)
-            if seen is None or seen[0] != mark:
-                self._seen[instance] = (mark, lease, now)
-            elif now - seen[2] > _bounded(lease):
+            unchanged = 0.0 if seen is None or seen[0] != mark else seen[2] + elapsed
+            self._seen[instance] = (mark, lease, unchanged)
+            if unchanged > _bounded(lease):
                 stopped.add(instance)
         return stopped
+
+
+def _interrupted(records: list[RunRecord]) -> None:
+    for record in records:
+        log.warning(
+            "run interrupted: its crontask stopped beating",
+            extra={"fields": {"task": record.task, "run": record.id, "owner": record.owner}},
+        )
 
 
 def _bounded(lease: float) -> float:

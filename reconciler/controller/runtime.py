@@ -87,7 +87,7 @@ class Parts:
     jobs: JobSupport | None = None
     cluster: Cluster | None = None
     notifier: Notifier | None = None
-    heartbeat: Heartbeat | None = None
+    heartbeat: Heartbeat | None = None  # None only where a test builds the parts by hand
 
 
 def open_state(options: Options) -> RunStore:
@@ -222,16 +222,15 @@ async def build(options: Options, store: RunStore, manager: Manager) -> Parts:
     notifier = wiring.notifier(options, metrics, reconciler, dispatcher, store, cluster)
     if notifier is not None:
         notifier.crashed(crashed)
-    heartbeat = None
-    if cluster is None:  # replicas judge each other by their membership
-        heartbeat = Heartbeat(
-            store,
-            me,
-            call=in_thread,  # not the recorder's: its threads end with the runs, before this
-            outlives=outlives,
-            declares=lambda key: key in reconciler.desired.tasks,
-            on_interrupted=notifier.crashed if notifier is not None else lambda records: None,
-        )
+    heartbeat = Heartbeat(
+        store,
+        me,
+        call=in_thread,  # not the recorder's: its threads end with the runs, before this
+        outlives=outlives,
+        declares=lambda key: key in reconciler.desired.tasks,
+        on_interrupted=notifier.crashed if notifier is not None else lambda records: None,
+        beating=cluster is None,  # replicas judge each other by their membership
+    )
     service = Service(
         loop=asyncio.get_running_loop(),
         store=store,

@@ -155,8 +155,9 @@ class Delivery:
             if stop.is_set() and deadline is None:
                 deadline = loop.time() + SHUTDOWN_SECONDS
             if deadline is not None and loop.time() > deadline:
+                # Dropped and counted, and so is what the stopping notifier still enqueues.
                 self._drop_at_shutdown(receiver, queue)
-                return
+                continue
             message = queue.popleft()
             try:
                 result = await self._deliver(client, receiver, message, stop)

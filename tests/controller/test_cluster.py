@@ -260,3 +260,33 @@ def test_replicas_that_read_different_definitions_say_on_which_tasks(tmp_path: P
         assert a.cluster.disagreement is None
 
     asyncio.run(main())
+
+
+def test_a_crontask_without_ha_sharing_the_store_is_left_to_the_heartbeat(
+    tmp_path: Path,
+) -> None:
+    """A plain crontask beats in the store and is no member (the old pod of a rolling update
+    to --ha): the replicas do not take it for dead; the heartbeat judges it."""
+
+    async def main() -> None:
+        world = World(tmp_path)
+        a, b = world.replicas("a", "b")
+        plain = "old-pod:1:plain"
+        world.store.beat(plain, 30.0, T0)
+        world.store.claim(
+            RunRecord(
+                id=run_id("default/t00", T0),
+                task="default/t00",
+                scheduled_at=T0,
+                trigger=Trigger.SCHEDULE,
+                status=RunStatus.RUNNING,
+                started_at=T0,
+                owner=plain,
+            )
+        )
+        await settle([a, b])
+        record = world.store.get(run_id("default/t00", T0))
+        assert record is not None
+        assert record.status is RunStatus.RUNNING
+
+    asyncio.run(main())

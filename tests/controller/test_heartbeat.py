@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import subprocess
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from datetime import UTC, datetime, timedelta
 from typing import TypeVar
 
@@ -261,3 +261,75 @@ def test_the_clock_in_the_row_is_never_compared_with_the_judges() -> None:
         )
         judge.tick(5)
     assert status(store, "default/a") is RunStatus.RUNNING
+
+
+class FlakyReads(MemoryRunStore):
+    """One read of the beats in six fails (a statement timeout now and then)."""
+
+    reads = 0
+
+    def beats(self) -> dict[str, tuple[str, float]]:
+        self.reads += 1
+        if self.reads % 6 == 0:
+            raise StoreUnavailable("timeout")
+        return super().beats()
+
+
+def test_a_read_that_fails_now_and_then_only_delays_the_judgement() -> None:
+    store = FlakyReads()
+    beating(store, ELSEWHERE, 0)
+    running(store, "default/a", ELSEWHERE)
+    judge = Judge(store)
+    for _ in range(int(LEASE_SECONDS / 5) + 3):  # a lease, and what the failed reads cost
+        judge.tick(5)
+    assert status(store, "default/a") is RunStatus.RUNNING  # not yet: one read failed
+    for _ in range(3):
+        judge.tick(5)
+    assert status(store, "default/a") is RunStatus.INTERRUPTED
+
+
+class HalfwayFailing(MemoryRunStore):
+    """The second marking of a sweep fails (a failover between two statements)."""
+
+    fail = True
+
+    def mark_interrupted(
+        self,
+        owners: Collection[str],
+        now: datetime,
+        *,
+        keep: Collection[str] = (),
+        note: str = "",
+    ) -> list[RunRecord]:
+        if note and self.fail:
+            self.fail = False
+            raise StoreUnavailable("failover")
+        return super().mark_interrupted(owners, now, keep=keep, note=note)
+
+
+def test_a_sweep_that_stops_halfway_tells_what_it_marked_and_the_next_goes_on() -> None:
+    store = HalfwayFailing()
+    beating(store, ELSEWHERE, 0)
+    running(store, "default/mine", ELSEWHERE)
+    running(store, "team-b/theirs", ELSEWHERE)
+    judge = Judge(store, declares=lambda key: key == "default/mine")
+    judge.tick(0)
+    judge.tick(LEASE_SECONDS + 1)
+    assert [r.task for r in judge.told] == ["default/mine"]
+    assert status(store, "team-b/theirs") is RunStatus.RUNNING
+    judge.tick(5)
+    assert status(store, "team-b/theirs") is RunStatus.INTERRUPTED
+    assert [r.task for r in judge.told] == ["default/mine"]
+    assert ELSEWHERE not in store.beats()
+
+
+def test_a_replica_judges_the_rows_without_one_of_its_own() -> None:
+    store = MemoryRunStore()
+    beating(store, ELSEWHERE, 0)
+    running(store, "default/a", ELSEWHERE)
+    judge = Judge(store)
+    judge.heartbeat.beating = False
+    judge.tick(0)
+    judge.tick(LEASE_SECONDS + 1)
+    assert status(store, "default/a") is RunStatus.INTERRUPTED
+    assert judge.heartbeat.me not in store.beats()
