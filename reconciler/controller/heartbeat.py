@@ -152,11 +152,12 @@ class Heartbeat:
             return
         if self._failing:
             log.info("heartbeat: the run store answers again", extra={"fields": {}})
-        if self._last_beat is not None and began - self._last_beat > self.lease:
+        lapsed = self._last_beat is not None and began - self._last_beat > self.lease
+        if lapsed and self.beating:  # a replica has no row: its membership says so
             log.warning(
                 "heartbeat: this crontask's beat had lapsed; a crontask sharing the store may "
                 "have marked its runs interrupted meanwhile",
-                extra={"fields": {"seconds": round(began - self._last_beat, 1)}},
+                extra={"fields": {"seconds": round(began - (self._last_beat or began), 1)}},
             )
         self._failing, self._last_beat = False, began
         if told:
