@@ -167,8 +167,9 @@ class Notifier:
         self._wake()
 
     def crashed(self, records: Iterable[RunRecord]) -> None:
-        """Runs a crash cut short, as the start-up found them (``instance.recover``): each
-        counts as a run that ended, after the first pass (see the module docstring)."""
+        """Runs a crash cut short, as the start-up (``instance.recover``) or the heartbeat
+        found them: each counts as a run that ended, after the first pass (see the module
+        docstring)."""
         if not self.crashes_told:
             return
         for record in records:
