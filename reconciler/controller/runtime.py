@@ -48,6 +48,7 @@ from reconciler.controller.reconcile import Reconciler
 from reconciler.controller.service import Service
 from reconciler.controller.view import RuntimeView
 from reconciler.core.desired import SourceKind
+from reconciler.core.runs import RunRecord
 from reconciler.membership.base import Announcement
 from reconciler.runner import reaper
 from reconciler.scheduling.apscheduler import ApsScheduler
@@ -153,16 +154,17 @@ async def serve(
     return 1 if manager.failures else 0
 
 
-async def build(options: Options, store: RunStore, manager: Manager) -> Parts:
-    me = instance_id()
-    # The state directory's last holder: what it left running is dead unless this host sees
-    # it alive (a copied state directory), whatever host or pid it had (see instance.judged).
-    previous = statedir.hold(options.state_dir, me)
-    folders, git = wiring.local_sources(options)  # first: connecting to a cluster starts a thread
-    kube = await connect_to(options.kubernetes, me) if options.kubernetes else None
-    support = await jobs(options.jobs, kube, options.resync_seconds)
-    outlives = support.outlives if support else lambda r: False
-    crashed = recover(
+def _recover(
+    options: Options,
+    store: RunStore,
+    me: str,
+    previous: str | None,
+    outlives: Callable[[RunRecord], bool],
+) -> list[RunRecord]:
+    """The runs a dead crontask left ``running``, marked ``interrupted`` (``instance.recover``).
+    ``previous``: the state directory's last holder, dead unless this host sees it alive (a
+    copied state directory), whatever host or pid it had (see ``instance.judged``)."""
+    return recover(
         store,
         me,
         datetime.now(UTC),
@@ -171,6 +173,45 @@ async def build(options: Options, store: RunStore, manager: Manager) -> Parts:
         gone=[previous] if previous else [],
         alone=options.ha is None,
     )
+
+
+def _service(
+    store: RunStore,
+    scheduler: ApsScheduler,
+    dispatcher: Dispatcher,
+    reconciler: Reconciler,
+    control: ReconcileLoop,
+    sources: list[Source],
+    git: GitSource | None,
+    cluster: Cluster | None,
+    support: JobSupport | None,
+) -> Service:
+    """What the API and the status page read and ask of the running parts."""
+    return Service(
+        loop=asyncio.get_running_loop(),
+        store=store,
+        scheduler=scheduler,
+        dispatcher=dispatcher,
+        reconciler=reconciler,
+        reconcile=control.reconcile_now,
+        api=next(s for s in sources if isinstance(s, ApiSource)),
+        sources=sources,
+        sync_requested=lambda kind: (
+            kind == SourceKind.GIT and git is not None and git.request_sync()
+        ),
+        cluster=cluster,
+        jobs=support is not None,
+    )
+
+
+async def build(options: Options, store: RunStore, manager: Manager) -> Parts:
+    me = instance_id()
+    previous = statedir.hold(options.state_dir, me)
+    folders, git = wiring.local_sources(options)  # first: connecting to a cluster starts a thread
+    kube = await connect_to(options.kubernetes, me) if options.kubernetes else None
+    support = await jobs(options.jobs, kube, options.resync_seconds)
+    outlives = support.outlives if support else lambda r: False
+    crashed = _recover(options, store, me, previous, outlives)
     task_env = wiring.task_env(options)
     dispatcher = wiring.dispatcher(store, me, task_env, options.kill_grace, support)
 
@@ -222,29 +263,11 @@ async def build(options: Options, store: RunStore, manager: Manager) -> Parts:
     notifier = wiring.notifier(options, metrics, reconciler, dispatcher, store, cluster)
     if notifier is not None:
         notifier.crashed(crashed)
-    heartbeat = Heartbeat(
-        store,
-        me,
-        call=in_thread,  # not the recorder's: its threads end with the runs, before this
-        outlives=outlives,
-        declares=lambda key: key in reconciler.desired.tasks,
-        on_interrupted=notifier.crashed if notifier is not None else lambda records: None,
-        beating=cluster is None,  # replicas judge each other by their membership
+    heartbeat = wiring.heartbeat(
+        store, me, reconciler, notifier, outlives, replicas=cluster is not None
     )
-    service = Service(
-        loop=asyncio.get_running_loop(),
-        store=store,
-        scheduler=scheduler,
-        dispatcher=dispatcher,
-        reconciler=reconciler,
-        reconcile=control.reconcile_now,
-        api=next(s for s in sources if isinstance(s, ApiSource)),
-        sources=sources,
-        sync_requested=lambda kind: (
-            kind == SourceKind.GIT and git is not None and git.request_sync()
-        ),
-        cluster=cluster,
-        jobs=support is not None,
+    service = _service(
+        store, scheduler, dispatcher, reconciler, control, sources, git, cluster, support
     )
     return Parts(
         me, store, queue, dispatcher, scheduler, metrics, sources, git, reconciler, control,

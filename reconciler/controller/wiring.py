@@ -1,6 +1,7 @@
 """How ``crontask run`` makes each of its parts from its options (``controller.options``),
 one function a part: the sources, in the order passes read them, the environment commands get,
-the dispatcher with its actions, the reconciler, the replica membership and the notifier.
+the dispatcher with its actions, the reconciler, the replica membership, the notifier and the
+heartbeat.
 
 A function that makes a part also hooks it to the parts it listens to (the notifier to runs and
 passes, the Job runner to the dispatcher's progress). Which part is made when, what links the
@@ -11,11 +12,13 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime
 
+from reconciler.aio import in_thread
 from reconciler.controller.cluster import Cluster
 from reconciler.controller.dispatch import Dispatcher
+from reconciler.controller.heartbeat import Heartbeat
 from reconciler.controller.jobs import JobSupport, WithoutJobs
 from reconciler.controller.kube import Kubernetes
 from reconciler.controller.options import HaOptions, Options
@@ -195,6 +198,29 @@ def notifier(
     if cluster is not None:
         cluster.on_resumed = notifier.forget
     return notifier
+
+
+def heartbeat(
+    store: RunStore,
+    me: str,
+    reconciler: Reconciler,
+    notifier: Notifier | None,
+    outlives: Callable[[RunRecord], bool],
+    *,
+    replicas: bool,
+) -> Heartbeat:
+    """The heartbeat: this crontask's row, and the runs of those whose row has stopped, told
+    to the notifier for the tasks this crontask declares. Replicas judge the rows without
+    one of their own (they judge each other by their membership)."""
+    return Heartbeat(
+        store,
+        me,
+        call=in_thread,  # not the recorder's: its threads end with the runs, before this
+        outlives=outlives,
+        declares=lambda key: key in reconciler.desired.tasks,
+        on_interrupted=notifier.crashed if notifier is not None else lambda records: None,
+        beating=not replicas,
+    )
 
 
 def _recent_runs(store: RunStore, key: str, pages: int = 5) -> list[RunRecord]:
