@@ -26,9 +26,10 @@ of its runs is left running. It only marks: nothing of the other's is killed, as
 is evidence, not proof (a crontask paused or cut off from the store for longer than its lease
 lives on: it says so when it beats again, and the ends it records later replace these). A Job's
 run is left to the Jobs' watch, as at start-up (``outlives``). Only the runs of the tasks this
-crontask declares are told to its notifier (``declares``); the others' records say that no
-crontask told of them (``UNTOLD``), so that their own crontask's next start does not take them
-as told (``sinks.notify``).
+crontask declares are told to its notifier (``declares``). The others are left for another
+lease to a crontask that declares them and tells of them; then this one marks them too, with a
+record that says no crontask told of them (``UNTOLD``), so that their own crontask's next
+start does not take them as told (``sinks.notify``).
 
 Replicas (``--ha``) judge each other by their membership (``controller.cluster``) and do not
 beat: a row of this table is never a replica's. They judge the rows all the same
@@ -170,21 +171,26 @@ class Heartbeat:
         if not stopped:
             return []
         running = self.store.running()
-        owners = {r.owner for r in running if r.owner} & stopped
+        owners = {r.owner for r in running if r.owner} & stopped.keys()
         states = judged(owners, self.me, gone=owners)  # dead unless this host sees it alive
         dead = {owner for owner, state in states.items() if state is Liveness.DEAD}
         mine = [r for r in running if r.owner in dead and not self.outlives(r)]
         kept = {r.id for r in running if r.owner in dead} - {r.id for r in mine}
         theirs = {r.id for r in mine if not self.declares(r.task)}
+        # A run of a task declared elsewhere is left a lease longer to a crontask that
+        # declares it, which tells of it: the first to judge must not decide that nobody does.
+        overdue = {instance for instance, long_stopped in stopped.items() if long_stopped}
+        waiting = {r.id for r in mine if r.id in theirs and r.owner not in overdue}
         now = self.clock()
         told = self.store.mark_interrupted(dead, now, keep=kept | theirs)
         _interrupted(told)
         try:
             # What is left is found again by the next sweep if this fails: the runs still
             # running, the row still there. Not ``told``: they are marked, and told now.
-            _interrupted(self.store.mark_interrupted(dead, now, keep=kept, note=UNTOLD))
-            keeping = {r.owner for r in running if r.id in kept} | (owners - dead)
-            self.store.forget_beats(stopped - keeping)
+            _interrupted(self.store.mark_interrupted(dead, now, keep=kept | waiting, note=UNTOLD))
+            left = kept | waiting
+            keeping = {r.owner for r in running if r.id in left} | (owners - dead)
+            self.store.forget_beats(stopped.keys() - keeping)
         except Exception as err:
             log.warning(
                 "heartbeat: the sweep stopped halfway; the next one goes on",
@@ -192,16 +198,17 @@ class Heartbeat:
             )
         return told
 
-    def _stopped(self, rows: dict[str, tuple[str, float]]) -> set[str]:
+    def _stopped(self, rows: dict[str, tuple[str, float]]) -> dict[str, bool]:
         """The other crontasks whose row has read the same for longer than its lease, counted
         between reads with no failure in between (a store down for everyone stops every
-        clock; one read that failed costs the time to the next)."""
+        clock; one read that failed costs the time to the next); True for those unchanged
+        for longer than two leases."""
         now = self.monotonic()
         elapsed = 0.0 if self._last_read is None else now - self._last_read
         self._last_read = now
         for instance in set(self._seen) - set(rows):
             del self._seen[instance]
-        stopped: set[str] = set()
+        stopped: dict[str, bool] = {}
         for instance, (mark, lease) in rows.items():
             if instance == self.me:
                 continue
@@ -209,7 +216,7 @@ class Heartbeat:
             unchanged = 0.0 if seen is None or seen[0] != mark else seen[2] + elapsed
             self._seen[instance] = (mark, lease, unchanged)
             if unchanged > _bounded(lease):
-                stopped.add(instance)
+                stopped[instance] = unchanged > 2 * _bounded(lease)
         return stopped
 
 

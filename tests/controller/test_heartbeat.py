@@ -146,6 +146,12 @@ def test_the_runs_of_tasks_this_crontask_does_not_declare_are_marked_untold() ->
     judge.tick(0)
     judge.tick(LEASE_SECONDS + 1)
     assert [r.task for r in judge.told] == ["default/mine"]
+    # Left a lease longer to a crontask that declares it; none does here.
+    assert status(store, "team-b/theirs") is RunStatus.RUNNING
+    assert ELSEWHERE in store.beats()
+    judge.tick(LEASE_SECONDS)
+    assert [r.task for r in judge.told] == ["default/mine"]
+    assert ELSEWHERE not in store.beats()
     theirs = store.latest("team-b/theirs")
     assert theirs is not None
     assert (theirs.status, theirs.reason) == (RunStatus.INTERRUPTED, PROCESS_DIED)
@@ -155,6 +161,29 @@ def test_the_runs_of_tasks_this_crontask_does_not_declare_are_marked_untold() ->
     assert mine is not None
     assert mine.message is not None
     assert not mine.message.endswith(UNTOLD)
+
+
+def test_a_crontask_that_declares_the_task_tells_of_its_run_though_another_judged_first() -> None:
+    """The first to judge a dead crontask (beat timing) does not decide that nobody tells."""
+    store = MemoryRunStore()
+    beating(store, ELSEWHERE, 0)
+    running(store, "team-b/theirs", ELSEWHERE)
+    other = Judge(store, declares=lambda key: key == "default/mine")
+    team_b = Judge(store, declares=lambda key: key == "team-b/theirs")
+    other.tick(0)
+    team_b.tick(0)
+    other.tick(LEASE_SECONDS + 1)  # judges first: not its task
+    assert status(store, "team-b/theirs") is RunStatus.RUNNING
+    team_b.tick(LEASE_SECONDS + 4)
+    assert [r.task for r in team_b.told] == ["team-b/theirs"]
+    theirs = store.latest("team-b/theirs")
+    assert theirs is not None
+    assert theirs.status is RunStatus.INTERRUPTED
+    assert theirs.message is not None
+    assert not theirs.message.endswith(UNTOLD)
+    other.tick(LEASE_SECONDS)
+    assert other.told == []
+    assert ELSEWHERE not in store.beats()
 
 
 def test_a_run_whose_job_outlives_its_crontask_is_left_with_the_row() -> None:
@@ -314,7 +343,7 @@ def test_a_sweep_that_stops_halfway_tells_what_it_marked_and_the_next_goes_on() 
     running(store, "team-b/theirs", ELSEWHERE)
     judge = Judge(store, declares=lambda key: key == "default/mine")
     judge.tick(0)
-    judge.tick(LEASE_SECONDS + 1)
+    judge.tick(2 * LEASE_SECONDS + 1)  # both its runs are due to be marked
     assert [r.task for r in judge.told] == ["default/mine"]
     assert status(store, "team-b/theirs") is RunStatus.RUNNING
     judge.tick(5)
