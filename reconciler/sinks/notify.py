@@ -400,7 +400,16 @@ class Notifier:
                 crashed, self._crashed = self._crashed, []
                 for record in crashed:
                     self.on_run(record)
-                await self._drain_intake()
+                try:
+                    # Each record may read the store: one that hangs must not hold the stop
+                    # (and the components that stop after this one) for a read per task.
+                    async with asyncio.timeout(SHUTDOWN_SECONDS):
+                        await self._drain_intake()
+                except TimeoutError:
+                    log.warning(
+                        "notifications: stopped before every run that ended was looked at",
+                        extra={"fields": {"skipped": len(self._intake) + 1}},
+                    )
 
     async def _drain_intake(self) -> None:
         if self._shed:
