@@ -63,7 +63,7 @@ from typing import Final
 
 import httpx
 
-from reconciler.aio import first_of, in_thread
+from reconciler.aio import ended, first_of, in_thread
 from reconciler.core.desired import Definition, DesiredState
 from reconciler.core.runs import (
     PROCESS_DIED,
@@ -145,6 +145,7 @@ class Notifier:
         self._retrying: dict[str, RunRecord] = {}
         self._reported: set[str] = set()
         self._woken: asyncio.Event | None = None
+        self._under_way = 0  # 1 while a record is considered
         self._shed = 0
         self.considered = 0  # records looked at so far (tests wait on it)
 
@@ -388,11 +389,15 @@ class Notifier:
         self._woken = asyncio.Event()
         async with self.delivery.running(stop):
             ready()
+            drain: asyncio.Task[None] | None = None
             try:
                 while not stop.is_set():
                     await first_of(stop, self._woken)
                     self._woken.clear()
-                    await self._drain_intake()
+                    # Each record may read the store: a stop does not wait here for a drain
+                    # under way, but below, with the deadline.
+                    drain = asyncio.create_task(self._drain_intake())
+                    await first_of(stop, ended(drain))
             finally:
                 # Before the senders are stopped: what the last runs make is still delivered,
                 # and the crashed runs still waiting for a first pass (told without it: they
@@ -401,14 +406,16 @@ class Notifier:
                 for record in crashed:
                     self.on_run(record)
                 try:
-                    # Each record may read the store: one that hangs must not hold the stop
-                    # (and the components that stop after this one) for a read per task.
+                    # A store that hangs must not hold the stop (and the components that stop
+                    # after this one) for a read per task.
                     async with asyncio.timeout(SHUTDOWN_SECONDS):
+                        if drain is not None:
+                            await drain
                         await self._drain_intake()
                 except TimeoutError:
                     log.warning(
                         "notifications: stopped before every run that ended was looked at",
-                        extra={"fields": {"skipped": len(self._intake) + 1}},
+                        extra={"fields": {"skipped": len(self._intake) + self._under_way}},
                     )
 
     async def _drain_intake(self) -> None:
@@ -420,10 +427,12 @@ class Notifier:
             self._shed = 0
         while self._intake:
             record = self._intake.popleft()
+            self._under_way = 1  # stays 1 if the stop's deadline cuts this one short
             try:
                 await self._consider(record)
             except Exception:
                 log.exception("notifications: a run could not be considered")
+            self._under_way = 0
             self.considered += 1
 
 

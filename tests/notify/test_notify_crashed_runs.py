@@ -245,3 +245,53 @@ def test_a_store_that_hangs_at_the_stop_holds_it_for_the_deadline_only(
     assert notifier.considered == 0
     [line] = [r for r in caplog.records if "stopped before every run" in r.getMessage()]
     assert line.fields == {"skipped": 3}  # type: ignore[attr-defined]
+
+
+def test_a_stop_while_the_runs_are_looked_at_holds_it_for_the_deadline_only(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The crashed runs handed on by the first pass (or the last runs' records) are being looked
+    at when the stop comes: the stop does not wait for a read per task either."""
+    monkeypatch.setattr("reconciler.sinks.notify.SHUTDOWN_SECONDS", 0.2)
+    reading, released = threading.Event(), threading.Event()
+
+    def hanging(key: str) -> list[RunRecord]:
+        reading.set()
+        released.wait(60)
+        return []
+
+    notifier = Notifier(
+        parse(
+            RECEIVER.replace("urlFile: url", "url: http://h.invalid/")
+            + "routes:\n  - receiver: hook\n    events: [failed]\n",
+            "n.yaml",
+            tmp_path,
+        ),
+        metrics=Metrics(),
+        history=hanging,
+        crashes_told=True,
+    )
+    tasks = [definition(name) for name in ("a", "b", "c")]
+    crashed = [
+        dataclasses.replace(attempt(RunStatus.INTERRUPTED, T0, reason=PROCESS_DIED), task=t.key)
+        for t in tasks
+    ]
+
+    async def main() -> None:
+        stop, ready = asyncio.Event(), asyncio.Event()
+        component = asyncio.create_task(notifier.run(ready.set, stop))
+        await asyncio.wait_for(ready.wait(), 5)
+        notifier.crashed(crashed)
+        notifier.after_pass(DesiredState({t.key: t for t in tasks}))
+        await asyncio.to_thread(reading.wait, 10)  # the first read hangs
+        stop.set()
+        try:
+            await asyncio.wait_for(component, 20)
+        finally:
+            released.set()
+
+    with caplog.at_level(logging.WARNING, logger="crontask"):
+        asyncio.run(main())
+    assert notifier.considered == 0
+    [line] = [r for r in caplog.records if "stopped before every run" in r.getMessage()]
+    assert line.fields == {"skipped": 3}  # type: ignore[attr-defined]
