@@ -26,10 +26,13 @@ of its runs is left running. It only marks: nothing of the other's is killed, as
 is evidence, not proof (a crontask paused or cut off from the store for longer than its lease
 lives on: it says so when it beats again, and the ends it records later replace these). A Job's
 run is left to the Jobs' watch, as at start-up (``outlives``). Only the runs of the tasks this
-crontask declares are told to its notifier (``declares``). The others are left for another
-lease to a crontask that declares them and tells of them; then this one marks them too, with a
-record that says no crontask told of them (``UNTOLD``), so that their own crontask's next
-start does not take them as told (``sinks.notify``).
+crontask declares are told to its notifier (``declares``); the others' records say that no
+crontask told of them (``UNTOLD``). A crontask that declares such a task takes the note off
+and tells of the run (``RunStore.take_untold``: one only), at its first sweep after its first
+pass and whenever a row goes, for runs marked within ``UNTOLD_SECONDS``: so which crontask
+judges first does not decide whether a run is told, nor does a pod recreated after the others
+judged its predecessor. A run still untold says so to its own crontask's next start, which
+does not take it as told (``sinks.notify``).
 
 Replicas (``--ha``) judge each other by their membership (``controller.cluster``) and do not
 beat: a row of this table is never a replica's. They judge the rows all the same
@@ -45,7 +48,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Final, Protocol, TypeVar
 
 from reconciler.controller.instance import Liveness, judged
@@ -62,6 +65,10 @@ LEASE_SECONDS: Final = 30.0
 # A lease as read back: a row any client of the store may write cannot keep its crontask's
 # runs for longer than this, and one whose lease is no sensible number has this one.
 LEASE_MAX_SECONDS: Final = 3600.0
+# How long after a run was marked untold a crontask that declares its task still tells of it:
+# long enough for a pod recreated after its node was lost (the default eviction comes after
+# 5 min), short enough that a task declared anew much later hears nothing of an old crash.
+UNTOLD_SECONDS: Final = 3600.0
 
 T = TypeVar("T")
 
@@ -74,8 +81,9 @@ class StoreCall(Protocol):
 
 class Heartbeat:
     """A component (``controller.manager``): see the module docstring. ``call`` runs a store
-    call off the loop; ``on_interrupted`` hears of the runs marked whose tasks this crontask
-    ``declares`` (the notifier's ``crashed``); ``monotonic`` is the judge's clock."""
+    call off the loop; ``on_interrupted`` hears of the runs marked or taken whose tasks this
+    crontask ``declares`` (the notifier's ``crashed``), which it knows once ``declaring``
+    (its first pass has applied); ``monotonic`` is the judge's clock."""
 
     name = "heartbeat"
 
@@ -87,6 +95,7 @@ class Heartbeat:
         call: StoreCall,
         outlives: Callable[[RunRecord], bool] = lambda record: False,
         declares: Callable[[str], bool] = lambda key: True,
+        declaring: Callable[[], bool] = lambda: True,
         on_interrupted: Callable[[list[RunRecord]], None] = lambda records: None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         monotonic: Callable[[], float] = time.monotonic,
@@ -99,6 +108,7 @@ class Heartbeat:
         self.call = call
         self.outlives = outlives
         self.declares = declares
+        self.declaring = declaring
         self.on_interrupted = on_interrupted
         self.clock = clock
         self.monotonic = monotonic
@@ -111,6 +121,9 @@ class Heartbeat:
         self._last_read: float | None = None  # None: a beat or read failed since
         self._last_beat: float | None = None  # ``monotonic``
         self._failing = False
+        # Look for runs marked untold that this crontask declares: at the first sweep after
+        # ``declaring``, and whenever a row goes.
+        self._adopt = True
 
     async def run(self, ready: Ready, stop: asyncio.Event) -> None:
         await self.beat()
@@ -165,32 +178,39 @@ class Heartbeat:
             self.on_interrupted(told)
 
     def sweep(self) -> list[RunRecord]:
-        """In a worker thread: mark the runs of the crontasks whose row has stopped; returns
-        those of the tasks this crontask declares."""
+        """In a worker thread: mark the runs of the crontasks whose row has stopped, and take
+        those marked untold elsewhere; returns those of the tasks this crontask declares.
+        Replicas take none: they tell no crashed run (``Notifier.crashes_told``)."""
         stopped = self._stopped(self.store.beats())
-        if not stopped:
-            return []
+        told = self._mark(stopped) if stopped else []
+        if self._adopt and self.beating and self.declaring():
+            try:
+                told += self._take_untold()
+                self._adopt = False
+            except Exception as err:
+                log.warning(
+                    "heartbeat: could not read the runs nobody told of; will try again",
+                    extra={"fields": {"error": str(err)[:200]}},
+                )
+        return told
+
+    def _mark(self, stopped: set[str]) -> list[RunRecord]:
         running = self.store.running()
-        owners = {r.owner for r in running if r.owner} & stopped.keys()
+        owners = {r.owner for r in running if r.owner} & stopped
         states = judged(owners, self.me, gone=owners)  # dead unless this host sees it alive
         dead = {owner for owner, state in states.items() if state is Liveness.DEAD}
         mine = [r for r in running if r.owner in dead and not self.outlives(r)]
         kept = {r.id for r in running if r.owner in dead} - {r.id for r in mine}
         theirs = {r.id for r in mine if not self.declares(r.task)}
-        # A run of a task declared elsewhere is left a lease longer to a crontask that
-        # declares it, which tells of it: the first to judge must not decide that nobody does.
-        overdue = {instance for instance, long_stopped in stopped.items() if long_stopped}
-        waiting = {r.id for r in mine if r.id in theirs and r.owner not in overdue}
         now = self.clock()
         told = self.store.mark_interrupted(dead, now, keep=kept | theirs)
         _interrupted(told)
         try:
             # What is left is found again by the next sweep if this fails: the runs still
             # running, the row still there. Not ``told``: they are marked, and told now.
-            _interrupted(self.store.mark_interrupted(dead, now, keep=kept | waiting, note=UNTOLD))
-            left = kept | waiting
-            keeping = {r.owner for r in running if r.id in left} | (owners - dead)
-            self.store.forget_beats(stopped.keys() - keeping)
+            _interrupted(self.store.mark_interrupted(dead, now, keep=kept, note=UNTOLD))
+            keeping = {r.owner for r in running if r.id in kept} | (owners - dead)
+            self.store.forget_beats(stopped - keeping)
         except Exception as err:
             log.warning(
                 "heartbeat: the sweep stopped halfway; the next one goes on",
@@ -198,17 +218,26 @@ class Heartbeat:
             )
         return told
 
-    def _stopped(self, rows: dict[str, tuple[str, float]]) -> dict[str, bool]:
+    def _take_untold(self) -> list[RunRecord]:
+        """The runs another crontask marked, of tasks it does not declare and this one does:
+        taken (the record no longer says that nobody told of it), to be told here."""
+        since = self.clock() - timedelta(seconds=UNTOLD_SECONDS)
+        ours = [r.id for r in self.store.untold(since) if self.declares(r.task)]
+        return self.store.take_untold(ours) if ours else []
+
+    def _stopped(self, rows: dict[str, tuple[str, float]]) -> set[str]:
         """The other crontasks whose row has read the same for longer than its lease, counted
         between reads with no failure in between (a store down for everyone stops every
-        clock; one read that failed costs the time to the next); True for those unchanged
-        for longer than two leases."""
+        clock; one read that failed costs the time to the next)."""
         now = self.monotonic()
         elapsed = 0.0 if self._last_read is None else now - self._last_read
         self._last_read = now
         for instance in set(self._seen) - set(rows):
             del self._seen[instance]
-        stopped: dict[str, bool] = {}
+            # It stopped, or another crontask judged it and may have left runs of tasks it does
+            # not declare to a crontask that does.
+            self._adopt = True
+        stopped: set[str] = set()
         for instance, (mark, lease) in rows.items():
             if instance == self.me:
                 continue
@@ -216,7 +245,9 @@ class Heartbeat:
             unchanged = 0.0 if seen is None or seen[0] != mark else seen[2] + elapsed
             self._seen[instance] = (mark, lease, unchanged)
             if unchanged > _bounded(lease):
-                stopped[instance] = unchanged > 2 * _bounded(lease)
+                stopped.add(instance)
+                # Just judged stopped: another crontask may have marked its runs already.
+                self._adopt |= seen is not None and seen[2] <= _bounded(lease)
         return stopped
 
 

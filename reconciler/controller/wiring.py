@@ -218,6 +218,7 @@ def heartbeat(
         call=in_thread,  # not the recorder's: its threads end with the runs, before this
         outlives=outlives,
         declares=lambda key: key in reconciler.desired.tasks,
+        declaring=lambda: reconciler.applied,
         on_interrupted=notifier.crashed if notifier is not None else lambda records: None,
         beating=not replicas,
     )

@@ -37,6 +37,7 @@ __all__ = [
     "FAILED_STATUSES",
     "INTERRUPTED_MESSAGE",
     "INTERRUPTED_REASON",
+    "UNTOLD_MAX",
     "DuplicateRun",
     "ExclusiveClaim",
     "IncompatibleSchema",
@@ -52,6 +53,7 @@ __all__ = [
 ]
 
 INTERRUPTED_REASON: Final = "ProcessDied"
+UNTOLD_MAX: Final = 1000  # what one read of the runs nobody told of gives at most
 INTERRUPTED_MESSAGE: Final = (
     "the crontask process that ran this attempt ({owner}) exited before it finished; "
     "its outcome is unknown"
@@ -296,6 +298,18 @@ class RunStore(Protocol):
         Atomic per record: a concurrent :meth:`complete` either wins or is overwritten, and a
         record is never reported by two concurrent callers.
         """
+        ...
+
+    def untold(self, since: datetime) -> list[RunRecord]:
+        """The runs marked ``interrupted`` by :meth:`mark_interrupted` with the note
+        ``core.runs.UNTOLD`` (no crontask told of them) and finished at or after ``since``,
+        oldest first, :data:`UNTOLD_MAX` at most."""
+        ...
+
+    def take_untold(self, run_ids: Collection[str]) -> list[RunRecord]:
+        """Take the note ``UNTOLD`` off the records of ``run_ids`` that still end with it
+        (their crontask tells of them now); returns those records as they now read. Atomic per
+        record: of concurrent callers, one only gets each."""
         ...
 
     def beat(self, instance: str, lease_seconds: float, now: datetime) -> None:

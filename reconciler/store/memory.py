@@ -13,9 +13,11 @@ import threading
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 
-from reconciler.core.runs import LastOutcomes, RunRecord, RunStatus, Trigger
+from reconciler.core.runs import UNTOLD, LastOutcomes, RunRecord, RunStatus, Trigger
 from reconciler.core.status import is_failure
 from reconciler.store.base import (
+    INTERRUPTED_REASON,
+    UNTOLD_MAX,
     DuplicateRun,
     ExclusiveClaim,
     RetentionTally,
@@ -29,6 +31,14 @@ from reconciler.store.records import normalized, utc
 __all__ = ["MemoryRunStore"]
 
 _Key = tuple[str, int]
+
+
+def _untold(record: RunRecord) -> bool:
+    return (
+        record.status is RunStatus.INTERRUPTED
+        and record.reason == INTERRUPTED_REASON
+        and (record.message or "").endswith(UNTOLD)
+    )
 
 
 def _newest_first(record: RunRecord) -> tuple[datetime, str, int]:
@@ -279,6 +289,30 @@ class MemoryRunStore:
                     self._records[key] = interrupted(r, now, note)
                     done.append(self._records[key])
         return sorted(done, key=_newest_first)
+
+    def untold(self, since: datetime) -> list[RunRecord]:
+        since = utc(since)
+        with self._lock:
+            self._check_open()
+            found = [
+                r
+                for r in self._records.values()
+                if _untold(r) and r.finished_at is not None and r.finished_at >= since
+            ]
+        found.sort(key=lambda r: (r.finished_at, r.id, r.attempt))
+        return found[:UNTOLD_MAX]
+
+    def take_untold(self, run_ids: Collection[str]) -> list[RunRecord]:
+        ids = set(run_ids)
+        taken: list[RunRecord] = []
+        with self._lock:
+            self._check_open()
+            for key, r in self._records.items():
+                if r.id in ids and _untold(r) and r.message is not None:
+                    told = dataclasses.replace(r, message=r.message.removesuffix(UNTOLD))
+                    self._records[key] = told
+                    taken.append(told)
+        return sorted(taken, key=_newest_first)
 
     def prune(
         self,

@@ -43,11 +43,12 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection, Engine
 
-from reconciler.core.runs import LastOutcomes, RunRecord, RunStatus, Trigger
+from reconciler.core.runs import UNTOLD, LastOutcomes, RunRecord, RunStatus, Trigger
 from reconciler.store import migrations, sql_beats, sql_import, sql_retention, sql_summaries
 from reconciler.store.base import (
     INTERRUPTED_MESSAGE,
     INTERRUPTED_REASON,
+    UNTOLD_MAX,
     DuplicateRun,
     ExclusiveClaim,
     StoreUnavailable,
@@ -95,6 +96,12 @@ _LOCK_TASKS: Final = sa.text(
 
 
 _c = runs.c
+# The records mark_interrupted ended with the note UNTOLD (see RunStore.untold).
+_UNTOLD = (
+    _c.status == RunStatus.INTERRUPTED.value,
+    _c.reason == INTERRUPTED_REASON,
+    _c.message.endswith(UNTOLD, autoescape=True),
+)
 _OLDEST_FIRST = (_c.scheduled_at, _c.id, _c.attempt)
 
 
@@ -397,6 +404,30 @@ class SqlRunStore:
                 reason=INTERRUPTED_REASON,
                 message=sa.literal(before) + _c.owner + sa.literal(after + note),
             )
+            .returning(*runs.c)
+        )
+        done = self._write(lambda conn: [row_to_record(row) for row in conn.execute(stmt)])
+        return sorted(done, key=lambda r: (r.scheduled_at, r.id, r.attempt))
+
+    def untold(self, since: datetime) -> list[RunRecord]:
+        stmt = (
+            sa.select(runs)
+            .where(*_UNTOLD, _c.finished_at >= utc(since))
+            .order_by(_c.finished_at, _c.id, _c.attempt)
+            .limit(UNTOLD_MAX)
+        )
+        with self._tx(write=False) as conn:
+            return [row_to_record(row) for row in conn.execute(stmt)]
+
+    def take_untold(self, run_ids: Collection[str]) -> list[RunRecord]:
+        ids = sorted(set(run_ids))
+        if not ids:
+            return []
+        # One UPDATE ... RETURNING, as mark_interrupted: a record is taken by one caller.
+        stmt = (
+            runs.update()
+            .where(_c.id.in_(ids), *_UNTOLD)
+            .values(message=sa.func.substr(_c.message, 1, sa.func.length(_c.message) - len(UNTOLD)))
             .returning(*runs.c)
         )
         done = self._write(lambda conn: [row_to_record(row) for row in conn.execute(stmt)])

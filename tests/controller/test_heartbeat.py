@@ -14,7 +14,12 @@ from typing import TypeVar
 
 import pytest
 
-from reconciler.controller.heartbeat import LEASE_MAX_SECONDS, LEASE_SECONDS, Heartbeat
+from reconciler.controller.heartbeat import (
+    LEASE_MAX_SECONDS,
+    LEASE_SECONDS,
+    UNTOLD_SECONDS,
+    Heartbeat,
+)
 from reconciler.controller.instance import instance_id
 from reconciler.core.runs import PROCESS_DIED, UNTOLD, RunRecord, RunStatus
 from reconciler.store.base import StoreUnavailable
@@ -40,6 +45,7 @@ class Judge:
         *,
         outlives: Callable[[RunRecord], bool] = lambda record: False,
         declares: Callable[[str], bool] = lambda key: True,
+        declaring: Callable[[], bool] = lambda: True,
     ) -> None:
         self.seconds = 0.0
         self.told: list[RunRecord] = []
@@ -49,6 +55,7 @@ class Judge:
             call=now_call,
             outlives=outlives,
             declares=declares,
+            declaring=declaring,
             on_interrupted=self.told.extend,
             clock=lambda: T0 + timedelta(seconds=self.seconds),
             monotonic=lambda: self.seconds,
@@ -146,12 +153,6 @@ def test_the_runs_of_tasks_this_crontask_does_not_declare_are_marked_untold() ->
     judge.tick(0)
     judge.tick(LEASE_SECONDS + 1)
     assert [r.task for r in judge.told] == ["default/mine"]
-    # Left a lease longer to a crontask that declares it; none does here.
-    assert status(store, "team-b/theirs") is RunStatus.RUNNING
-    assert ELSEWHERE in store.beats()
-    judge.tick(LEASE_SECONDS)
-    assert [r.task for r in judge.told] == ["default/mine"]
-    assert ELSEWHERE not in store.beats()
     theirs = store.latest("team-b/theirs")
     assert theirs is not None
     assert (theirs.status, theirs.reason) == (RunStatus.INTERRUPTED, PROCESS_DIED)
@@ -172,18 +173,88 @@ def test_a_crontask_that_declares_the_task_tells_of_its_run_though_another_judge
     team_b = Judge(store, declares=lambda key: key == "team-b/theirs")
     other.tick(0)
     team_b.tick(0)
-    other.tick(LEASE_SECONDS + 1)  # judges first: not its task
-    assert status(store, "team-b/theirs") is RunStatus.RUNNING
-    team_b.tick(LEASE_SECONDS + 4)
+    other.tick(LEASE_SECONDS + 1)  # judges first: not its task, marked untold
+    assert status(store, "team-b/theirs") is RunStatus.INTERRUPTED
+    assert other.told == []
+    team_b.tick(LEASE_SECONDS + 4)  # the row went: it looks for runs nobody told of
     assert [r.task for r in team_b.told] == ["team-b/theirs"]
     theirs = store.latest("team-b/theirs")
     assert theirs is not None
-    assert theirs.status is RunStatus.INTERRUPTED
     assert theirs.message is not None
     assert not theirs.message.endswith(UNTOLD)
-    other.tick(LEASE_SECONDS)
+    team_b.tick(5)
+    other.tick(5)
+    assert [r.task for r in team_b.told] == ["team-b/theirs"]  # once
     assert other.told == []
+
+
+def test_a_pod_recreated_after_the_others_judged_its_predecessor_tells_of_its_run() -> None:
+    """It never saw the row; it takes the run at its first sweep once its first pass has said
+    which tasks it declares (before that it knows none, and takes nothing)."""
+    store = MemoryRunStore()
+    beating(store, ELSEWHERE, 0)
+    running(store, "team-b/theirs", ELSEWHERE)
+    other = Judge(store, declares=lambda key: False)
+    other.tick(0)
+    other.tick(LEASE_SECONDS + 1)
     assert ELSEWHERE not in store.beats()
+    passed = False
+    pod = Judge(store, declares=lambda key: passed, declaring=lambda: passed)
+    pod.tick(300)  # the node's pods are evicted after 5 minutes
+    assert pod.told == []
+    passed = True
+    pod.tick(5)
+    assert [r.task for r in pod.told] == ["team-b/theirs"]
+    pod.tick(5)
+    assert len(pod.told) == 1
+
+
+def test_runs_it_marked_before_its_first_pass_are_told_after_it() -> None:
+    """Before its first pass a crontask declares nothing (a slow first clone or list): what it
+    marks then says nobody told of it, until the pass says which tasks are its own."""
+    store = MemoryRunStore()
+    beating(store, ELSEWHERE, 0)
+    running(store, "team-b/theirs", ELSEWHERE)
+    desired: set[str] = set()
+    pod = Judge(store, declares=lambda key: key in desired, declaring=lambda: bool(desired))
+    pod.tick(0)
+    pod.tick(LEASE_SECONDS + 1)
+    pod.tick(5)
+    assert status(store, "team-b/theirs") is RunStatus.INTERRUPTED
+    assert pod.told == []
+    desired.add("team-b/theirs")  # the first pass has applied
+    pod.tick(5)
+    assert [r.task for r in pod.told] == ["team-b/theirs"]
+
+
+def test_a_run_marked_untold_long_ago_is_not_told_now() -> None:
+    store = MemoryRunStore()
+    beating(store, ELSEWHERE, 0)
+    running(store, "team-b/theirs", ELSEWHERE)
+    other = Judge(store, declares=lambda key: False)
+    other.tick(0)
+    other.tick(LEASE_SECONDS + 1)
+    pod = Judge(store)
+    pod.tick(UNTOLD_SECONDS + LEASE_SECONDS + 2)  # by its clock, more than an hour after it
+    assert pod.told == []
+
+
+def test_a_replica_takes_no_untold_run() -> None:
+    """Replicas tell no crashed run: the record must go on saying nobody told of it."""
+    store = MemoryRunStore()
+    beating(store, ELSEWHERE, 0)
+    running(store, "team-b/theirs", ELSEWHERE)
+    other = Judge(store, declares=lambda key: False)
+    other.tick(0)
+    other.tick(LEASE_SECONDS + 1)
+    replica = Judge(store)
+    replica.heartbeat.beating = False
+    replica.tick(5)
+    assert replica.told == []
+    theirs = store.latest("team-b/theirs")
+    assert theirs is not None
+    assert theirs.message is not None
+    assert theirs.message.endswith(UNTOLD)
 
 
 def test_a_run_whose_job_outlives_its_crontask_is_left_with_the_row() -> None:
@@ -343,7 +414,7 @@ def test_a_sweep_that_stops_halfway_tells_what_it_marked_and_the_next_goes_on() 
     running(store, "team-b/theirs", ELSEWHERE)
     judge = Judge(store, declares=lambda key: key == "default/mine")
     judge.tick(0)
-    judge.tick(2 * LEASE_SECONDS + 1)  # both its runs are due to be marked
+    judge.tick(LEASE_SECONDS + 1)
     assert [r.task for r in judge.told] == ["default/mine"]
     assert status(store, "team-b/theirs") is RunStatus.RUNNING
     judge.tick(5)
@@ -362,3 +433,26 @@ def test_a_replica_judges_the_rows_without_one_of_its_own() -> None:
     judge.tick(LEASE_SECONDS + 1)
     assert status(store, "default/a") is RunStatus.INTERRUPTED
     assert judge.heartbeat.me not in store.beats()
+
+
+def test_a_run_marked_untold_is_told_though_the_row_stays_for_a_job() -> None:
+    """The row of a dead crontask stays while a Job's run outlives it: the crontask that
+    declares the other task looks for it when it judges the row stopped itself."""
+    store = MemoryRunStore()
+    beating(store, ELSEWHERE, 0)
+    running(store, "team-b/theirs", ELSEWHERE)
+    running(store, "default/job", ELSEWHERE)
+
+    def job(record: RunRecord) -> bool:
+        return record.task == "default/job"
+
+    other = Judge(store, outlives=job, declares=lambda key: key == "default/job")
+    team_b = Judge(store, outlives=job, declares=lambda key: key == "team-b/theirs")
+    other.tick(0)
+    team_b.tick(0)
+    other.tick(LEASE_SECONDS + 1)
+    assert status(store, "team-b/theirs") is RunStatus.INTERRUPTED
+    assert ELSEWHERE in store.beats()
+    team_b.tick(LEASE_SECONDS + 4)
+    assert [r.task for r in team_b.told] == ["team-b/theirs"]
+    assert status(store, "default/job") is RunStatus.RUNNING

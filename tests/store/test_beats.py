@@ -1,4 +1,5 @@
-"""Heartbeats in the run store (``beat``, ``beats``, ``forget_beats``), on every back end."""
+"""Heartbeats in the run store (``beat``, ``beats``, ``forget_beats``) and the runs marked when
+one stopped (``untold``, ``take_untold``), on every back end."""
 
 from __future__ import annotations
 
@@ -8,11 +9,13 @@ from datetime import timedelta
 import pytest
 import sqlalchemy as sa
 
+from reconciler.core.runs import UNTOLD, RunStatus, run_id
 from reconciler.store import RunStore
+from reconciler.store.base import INTERRUPTED_MESSAGE
 from reconciler.store.sql import SqlRunStore
 from reconciler.store.sql_schema import instances
 
-from ._records import T0
+from ._records import T0, rec
 
 A, B = "host-a:7:1:boot:4026531836:aa", "host-b:7:1:boot:4026531836:bb"
 
@@ -80,3 +83,30 @@ def test_the_sql_row_is_one_per_instance(sql_store: RunStore) -> None:
     with sql_store.engine.connect() as conn:
         rows = conn.execute(sa.select(instances.c.id, instances.c.renewed)).all()
     assert rows == [(A, T0 + timedelta(seconds=5))]
+
+
+def test_runs_marked_untold_are_read_and_taken_once(store: RunStore) -> None:
+    """``untold``/``take_untold`` (``controller.heartbeat``): a crontask that declares the task
+    takes the note off, and one caller only gets each record."""
+    dead = "host-c:7:1:boot:4026531836:cc"
+    for task in ("team/a", "team/b", "team/c"):
+        store.claim(rec(task, 0, RunStatus.RUNNING, owner=dead))
+    store.claim(rec("team/d", 0, RunStatus.RUNNING, owner=B))
+    marked_at = T0 + timedelta(hours=1)
+    store.mark_interrupted([dead], marked_at, keep=[run_id("team/c", T0)], note=UNTOLD)
+    store.mark_interrupted([B], marked_at)  # told by the crontask that marked it
+    assert store.untold(marked_at + timedelta(seconds=1)) == []
+    found = store.untold(marked_at)
+    assert [r.task for r in found] == ["team/a", "team/b"]
+    assert all(r.message is not None and r.message.endswith(UNTOLD) for r in found)
+
+    taken = store.take_untold([run_id("team/a", T0), run_id("team/c", T0), run_id("team/d", T0)])
+    assert [r.task for r in taken] == ["team/a"]
+    assert taken[0].message == INTERRUPTED_MESSAGE.format(owner=dead)
+    assert taken[0].status is RunStatus.INTERRUPTED
+    assert store.take_untold([run_id("team/a", T0)]) == []  # taken already
+    assert store.take_untold([]) == []
+    assert [r.task for r in store.untold(marked_at)] == ["team/b"]
+    stored = store.get(run_id("team/a", T0))
+    assert stored is not None
+    assert stored.message == taken[0].message
