@@ -30,6 +30,19 @@ from reconciler.store.records import utc
 
 SQLITE_BUSY_TIMEOUT: Final = timedelta(seconds=30)
 PG_CONNECT_TIMEOUT_S: Final = 10
+# libpq's socket settings, unless the URL gives its own. A server cut off by the network (not
+# refusing: silent) held each call for as long as the kernel retransmits, about 15 minutes:
+# the claims of runs, the heartbeat and the stop with it. Data left unacknowledged for 30 s,
+# or a connection waiting for an answer whose peer misses three keepalives, fails the call
+# instead (StoreUnavailable); a live server answers both at once, however long its query.
+PG_SOCKET_DEFAULTS: Final = {
+    "connect_timeout": PG_CONNECT_TIMEOUT_S,
+    "keepalives": 1,
+    "keepalives_idle": 10,
+    "keepalives_interval": 5,
+    "keepalives_count": 3,
+    "tcp_user_timeout": 30_000,  # milliseconds
+}
 BEGIN_OPTION: Final = "crontask_sqlite_begin"
 # SQLite primary result codes after which a pooled connection is not reused (_sqlite_on_error).
 _SQLITE_REOPEN: Final = frozenset({sqlite3.SQLITE_READONLY})
@@ -190,9 +203,8 @@ def create_engine(url: str, *, existing: bool = False) -> Engine:
             u = u.set(drivername="postgresql+psycopg")
         if u.get_driver_name() != "psycopg":
             raise ValueError(f"PostgreSQL is supported through psycopg 3 only, got {u.drivername}")
-        return sa.create_engine(
-            u, pool_pre_ping=True, connect_args={"connect_timeout": PG_CONNECT_TIMEOUT_S}
-        )
+        defaults = {k: v for k, v in PG_SOCKET_DEFAULTS.items() if k not in u.query}
+        return sa.create_engine(u, pool_pre_ping=True, connect_args=defaults)
     raise ValueError(f"unsupported run store URL scheme {u.drivername!r}")
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import random
+import socket
 import sqlite3
 import threading
 import time
@@ -503,3 +504,37 @@ def test_slow_history_reads_leave_connections_for_the_claims(
         release.set()
         for reader in [*readers, claim]:
             reader.join(30)
+
+
+def _socket_options(store: SqlRunStore) -> tuple[int, int, int]:
+    """The keepalive, its idle time and the user timeout of one of the store's connections."""
+    raw = store.engine.raw_connection()
+    try:
+        fd = raw.driver_connection.pgconn.socket  # type: ignore[union-attr]
+        with socket.fromfd(fd, socket.AF_INET, socket.SOCK_STREAM) as sock:  # a duplicate
+            return (
+                sock.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE),
+                sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE),
+                sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT),
+            )
+    finally:
+        raw.close()
+
+
+@pytest.mark.postgres
+def test_postgresql_connections_time_out_a_server_cut_off_by_the_network(
+    pg_url: str,
+) -> None:
+    """Unacknowledged data and missed keepalives end the call, not the kernel's 15 minutes of
+    retransmissions; a URL's own settings win."""
+    store = SqlRunStore.open(pg_url)
+    try:
+        assert _socket_options(store) == (1, 10, 30_000)
+    finally:
+        store.close()
+    url = make_url(pg_url).update_query_dict({"keepalives_idle": "60", "tcp_user_timeout": "0"})
+    store = SqlRunStore.open(url.render_as_string(hide_password=False))
+    try:
+        assert _socket_options(store) == (1, 60, 0)
+    finally:
+        store.close()
