@@ -28,6 +28,7 @@ from pydantic_core import PydanticCustomError
 from starlette.concurrency import run_in_threadpool
 
 from reconciler.api.problems import FieldProblem, ProblemError, bounded_location
+from reconciler.core.desired import SourceKind
 from reconciler.core.runs import DNS1123_LABEL
 from reconciler.sources.limits import YamlLimits
 from reconciler.sources.messages import dotted
@@ -38,7 +39,6 @@ KEY_PATTERN: Final = f"^{_LABEL}/{_LABEL}$"
 KEY_MAX: Final = 2 * LABEL_MAX + 1
 RUN_ID_PATTERN: Final = rf"^{_LABEL}\.{_LABEL}\.[0-9]{{8}}T[0-9]{{6}}(\.[0-9]{{6}})?Z$"
 RUN_ID_MAX: Final = 2 * LABEL_MAX + 2 + len("20261127T010000.000000Z")
-SOURCE_KIND_PATTERN: Final = r"^[a-z][a-z0-9-]{0,31}$"
 
 # One rule for every time in a query: RFC 3339 date-time with an offset (``Z`` or ``±hh:mm``),
 # fractions to the microsecond, between these instants (so that nothing overflows on the way
@@ -139,12 +139,8 @@ NamespaceQuery = Annotated[
     Query(description="only this namespace", pattern=DNS1123_LABEL, max_length=LABEL_MAX),
 ]
 SourceKindQuery = Annotated[
-    str | None,
-    Query(
-        description="only tasks from this kind of source: file, git, kubernetes, api",
-        pattern=SOURCE_KIND_PATTERN,
-        max_length=32,
-    ),
+    SourceKind | None,
+    Query(description="only tasks from this kind of source"),
 ]
 ContinueQuery = Annotated[
     str | None,

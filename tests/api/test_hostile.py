@@ -231,6 +231,7 @@ BAD_TASK_QUERIES = [
     "namespace=..",
     "namespace=" + "x" * 64,
     "source=" + "x" * 64,
+    "source=files",  # a kind that does not exist: no filter that matches nothing
     "state=Nope",
     "continue=bm90IGpzb24",
     "continue=" + forged_cursor("a", "b"),
