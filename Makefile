@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/crontask run examples/tasks
+	$(BIN)/crontask run examples/tasks $(RUN_ARGS)
 
 test: $(STAMP) lint typecheck contracts pytest
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import errno
 import logging
 import resource
 import socket
@@ -221,7 +222,10 @@ def http_server(args: argparse.Namespace) -> HttpServer:
     try:
         sock = listening_socket(host, int(port_text))
     except OSError as err:
-        raise SystemExit(f"crontask: cannot listen on {args.listen}: {err.strerror}") from None
+        busy = err.errno == errno.EADDRINUSE
+        hint = " (give another --listen HOST:PORT, or --listen off)" if busy else ""
+        message = f"crontask: cannot listen on {args.listen}: {err.strerror}{hint}"
+        raise SystemExit(message) from None
 
     async def serve_http(runtime: RuntimeView, metrics: Metrics, stop: asyncio.Event) -> None:
         # Without auth the loopback address is the only fence: a page that rebinds its own name

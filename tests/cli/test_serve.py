@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -139,3 +140,15 @@ def test_a_git_url_with_a_user_name_only_over_ssh_is_no_credential(
 ) -> None:
     lines = started_and_stopped(tmp_path, "--git", url, "--state-dir", "state")
     assert not any("holds credentials" in line for line in lines)
+
+
+def test_a_port_in_use_is_said_with_what_to_do(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        address = f"127.0.0.1:{taken.getsockname()[1]}"
+        result = run(str(tmp_path), "--listen", address, cwd=tmp_path)
+    assert result.returncode == 1, result.stderr
+    assert f"cannot listen on {address}: Address already in use" in result.stderr
+    assert "(give another --listen HOST:PORT, or --listen off)" in result.stderr
+    assert "Traceback" not in result.stderr
