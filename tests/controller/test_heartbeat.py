@@ -188,9 +188,9 @@ def test_a_crontask_that_declares_the_task_tells_of_its_run_though_another_judge
     assert other.told == []
 
 
-def test_a_pod_recreated_after_the_others_judged_its_predecessor_tells_of_its_run() -> None:
-    """It never saw the row; it takes the run at its first sweep once its first pass has said
-    which tasks it declares (before that it knows none, and takes nothing)."""
+def marked_untold() -> MemoryRunStore:
+    """The store after a crontask that does not declare ``team-b/theirs`` judged the one that
+    ran it dead, marked the run as one nobody told of, and removed its row."""
     store = MemoryRunStore()
     beating(store, ELSEWHERE, 0)
     running(store, "team-b/theirs", ELSEWHERE)
@@ -198,6 +198,13 @@ def test_a_pod_recreated_after_the_others_judged_its_predecessor_tells_of_its_ru
     other.tick(0)
     other.tick(LEASE_SECONDS + 1)
     assert ELSEWHERE not in store.beats()
+    return store
+
+
+def test_a_pod_recreated_after_the_others_judged_its_predecessor_tells_of_its_run() -> None:
+    """It never saw the row; it takes the run at its first sweep once its first pass has said
+    which tasks it declares (before that it knows none, and takes nothing)."""
+    store = marked_untold()
     passed = False
     pod = Judge(store, declares=lambda key: passed, declaring=lambda: passed)
     pod.tick(300)  # the node's pods are evicted after 5 minutes
@@ -228,12 +235,7 @@ def test_runs_it_marked_before_its_first_pass_are_told_after_it() -> None:
 
 
 def test_a_run_marked_untold_long_ago_is_not_told_now() -> None:
-    store = MemoryRunStore()
-    beating(store, ELSEWHERE, 0)
-    running(store, "team-b/theirs", ELSEWHERE)
-    other = Judge(store, declares=lambda key: False)
-    other.tick(0)
-    other.tick(LEASE_SECONDS + 1)
+    store = marked_untold()
     pod = Judge(store)
     pod.tick(UNTOLD_SECONDS + LEASE_SECONDS + 2)  # by its clock, more than an hour after it
     assert pod.told == []
@@ -241,12 +243,7 @@ def test_a_run_marked_untold_long_ago_is_not_told_now() -> None:
 
 def test_a_replica_takes_no_untold_run() -> None:
     """Replicas tell no crashed run: the record must go on saying nobody told of it."""
-    store = MemoryRunStore()
-    beating(store, ELSEWHERE, 0)
-    running(store, "team-b/theirs", ELSEWHERE)
-    other = Judge(store, declares=lambda key: False)
-    other.tick(0)
-    other.tick(LEASE_SECONDS + 1)
+    store = marked_untold()
     replica = Judge(store)
     replica.heartbeat.beating = False
     replica.tick(5)

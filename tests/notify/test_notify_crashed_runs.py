@@ -201,57 +201,17 @@ def test_crashes_still_waiting_for_a_first_pass_are_told_at_the_stop(tmp_path: P
     assert [(m["event"], m["run"]["reason"]) for m in sent] == [("failed", PROCESS_DIED)]
 
 
+@pytest.mark.parametrize("first_pass", [False, True], ids=["left-for-the-stop", "under-way"])
 def test_a_store_that_hangs_at_the_stop_holds_it_for_the_deadline_only(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    first_pass: bool,
 ) -> None:
-    """Each record waiting at the stop reads its task's runs: with a store that does not
-    answer, the stop would wait for one read per task (up to 10 000 crashed runs)."""
-    monkeypatch.setattr("reconciler.sinks.notify.SHUTDOWN_SECONDS", 0.2)
-    released = threading.Event()
-
-    def hanging(key: str) -> list[RunRecord]:
-        released.wait(60)
-        return []
-
-    notifier = Notifier(
-        parse(
-            RECEIVER.replace("urlFile: url", "url: http://h.invalid/")
-            + "routes:\n  - receiver: hook\n    events: [failed]\n",
-            "n.yaml",
-            tmp_path,
-        ),
-        metrics=Metrics(),
-        history=hanging,
-        crashes_told=True,
-    )
-    crashed = [
-        dataclasses.replace(attempt(RunStatus.INTERRUPTED, T0, reason=PROCESS_DIED), task=key)
-        for key in ("default/a", "default/b", "default/c")
-    ]
-
-    async def main() -> None:
-        stop, ready = asyncio.Event(), asyncio.Event()
-        component = asyncio.create_task(notifier.run(ready.set, stop))
-        await asyncio.wait_for(ready.wait(), 5)
-        notifier.crashed(crashed)
-        stop.set()
-        try:
-            await asyncio.wait_for(component, 20)
-        finally:
-            released.set()
-
-    with caplog.at_level(logging.WARNING, logger="crontask"):
-        asyncio.run(main())
-    assert notifier.considered == 0
-    [line] = [r for r in caplog.records if "stopped before every run" in r.getMessage()]
-    assert line.fields == {"skipped": 3}  # type: ignore[attr-defined]
-
-
-def test_a_stop_while_the_runs_are_looked_at_holds_it_for_the_deadline_only(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
-) -> None:
-    """The crashed runs handed on by the first pass (or the last runs' records) are being looked
-    at when the stop comes: the stop does not wait for a read per task either."""
+    """Each crashed run (up to 10 000) reads its task's runs when it is looked at: with a store
+    that does not answer, the stop would wait for one read per task, whether the runs waited
+    for the stop (no first pass) or were being looked at when it came (the first pass handed
+    them on; so are the last runs' records)."""
     monkeypatch.setattr("reconciler.sinks.notify.SHUTDOWN_SECONDS", 0.2)
     reading, released = threading.Event(), threading.Event()
 
@@ -282,8 +242,9 @@ def test_a_stop_while_the_runs_are_looked_at_holds_it_for_the_deadline_only(
         component = asyncio.create_task(notifier.run(ready.set, stop))
         await asyncio.wait_for(ready.wait(), 5)
         notifier.crashed(crashed)
-        notifier.after_pass(DesiredState({t.key: t for t in tasks}))
-        await asyncio.to_thread(reading.wait, 10)  # the first read hangs
+        if first_pass:
+            notifier.after_pass(DesiredState({t.key: t for t in tasks}))
+            await asyncio.to_thread(reading.wait, 10)  # the first read hangs
         stop.set()
         try:
             await asyncio.wait_for(component, 20)
