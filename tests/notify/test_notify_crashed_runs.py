@@ -256,3 +256,54 @@ def test_a_store_that_hangs_at_the_stop_holds_it_for_the_deadline_only(
     assert notifier.considered == 0
     [line] = [r for r in caplog.records if "stopped before every run" in r.getMessage()]
     assert line.fields == {"skipped": 3}  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("judged", [True, False], ids=["looked-at", "only-recorded"])
+def test_a_crash_taken_over_after_a_later_run_ended_tells_nothing(
+    tmp_path: Path, judged: bool
+) -> None:
+    """A pod recreated after its node was lost runs its task's catch-up at its first pass,
+    and takes the crashed run over at its heartbeat's next look: a 'failed' for the crash
+    then would say that a task whose last run succeeded is failing, until its next success."""
+    store = MemoryRunStore()
+    crashed_during(store, attempt(RunStatus.RUNNING, T0 - timedelta(hours=1)))
+    store.mark_interrupted({DEAD}, T0 - timedelta(minutes=50), note=UNTOLD)
+    (tmp_path / "url").write_text("http://hook.invalid/\n")
+    sent: list[dict[str, Any]] = []
+
+    def receive(request: httpx.Request) -> httpx.Response:
+        sent.append(json.loads(request.content))
+        return httpx.Response(204)
+
+    routes = "routes:\n  - receiver: hook\n    events: [failed, recovered]\n"
+    notifier = Notifier(
+        parse(RECEIVER + routes, "n.yaml", tmp_path),
+        metrics=Metrics(),
+        history=lambda key: _recent_runs(store, key),
+        transport=httpx.MockTransport(receive),
+        crashes_told=True,
+    )
+    catch_up = dataclasses.replace(attempt(RunStatus.SUCCEEDED, T0), owner="host:1:new")
+    store.claim(catch_up)
+
+    async def main() -> None:
+        stop, ready = asyncio.Event(), asyncio.Event()
+        component = asyncio.create_task(notifier.run(ready.set, stop))
+        await asyncio.wait_for(ready.wait(), 5)
+        task = definition("t")
+        notifier.after_pass(DesiredState({task.key: task}))
+        expected = 1
+        if judged:
+            notifier.on_run(catch_up)
+            while notifier.considered < expected:
+                await asyncio.sleep(0.005)
+            expected += 1
+        [taken] = store.take_untold([r.id for r in store.untold(T0 - timedelta(hours=2))])
+        notifier.crashed([taken])
+        while notifier.considered < expected:
+            await asyncio.sleep(0.005)
+        stop.set()
+        await asyncio.wait_for(component, 20)
+
+    asyncio.run(main())
+    assert sent == []
