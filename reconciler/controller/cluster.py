@@ -56,7 +56,7 @@ from reconciler.controller.queue import WorkQueue
 from reconciler.controller.reconcile import Reconciler
 from reconciler.core.assignment import Assignment
 from reconciler.core.desired import DesiredState
-from reconciler.core.runs import RunRecord
+from reconciler.core.runs import UNTOLD, RunRecord
 from reconciler.membership.base import (
     Announcement,
     Difference,
@@ -378,7 +378,9 @@ class Cluster:
             dead = owners - live - {self.me.id} - set(self.store.beats())
             # A dead replica's Job runs on: the task's new owner adopts the run.
             keep = [r.id for r in running if r.owner in dead and self.outlives(r)]
-            for record in self.store.mark_interrupted(dead, datetime.now(UTC), keep=keep):
+            # Replicas tell of no crashed run (``Notifier.crashes_told``): the record says so.
+            marked = self.store.mark_interrupted(dead, datetime.now(UTC), keep=keep, note=UNTOLD)
+            for record in marked:
                 log.warning(
                     "run interrupted: its replica is gone",
                     extra={

@@ -29,7 +29,8 @@ run is left to the Jobs' watch, as at start-up (``outlives``). Only the runs of 
 crontask declares are told to its notifier (``declares``); the others' records say that no
 crontask told of them (``UNTOLD``). A crontask that declares such a task takes the note off
 and tells of the run (``RunStore.take_untold``: one only), at its first sweep after its first
-pass and whenever a row goes, for runs marked within ``UNTOLD_SECONDS``: so which crontask
+pass and whenever a row goes or is judged stopped, for runs marked within ``UNTOLD_SECONDS``
+(the marker's clock read against this one's: the only place where they meet): so which crontask
 judges first does not decide whether a run is told, nor does a pod recreated after the others
 judged its predecessor. A run still untold says so to its own crontask's next start, which
 does not take it as told (``sinks.notify``).
@@ -54,7 +55,7 @@ from typing import Final, Protocol, TypeVar
 from reconciler.controller.instance import Liveness, judged
 from reconciler.controller.manager import Ready
 from reconciler.core.runs import UNTOLD, RunRecord
-from reconciler.store.base import RunStore
+from reconciler.store.base import UNTOLD_MAX, RunStore
 
 log = logging.getLogger("crontask")
 
@@ -69,6 +70,7 @@ LEASE_MAX_SECONDS: Final = 3600.0
 # long enough for a pod recreated after its node was lost (the default eviction comes after
 # 5 min), short enough that a task declared anew much later hears nothing of an old crash.
 UNTOLD_SECONDS: Final = 3600.0
+UNTOLD_PAGES: Final = 10  # of UNTOLD_MAX runs each: what one look reads at most
 
 T = TypeVar("T")
 
@@ -102,6 +104,7 @@ class Heartbeat:
         interval: float = BEAT_SECONDS,
         lease: float = LEASE_SECONDS,
         beating: bool = True,
+        tells: bool = True,
     ) -> None:
         self.store = store
         self.me = me
@@ -115,6 +118,7 @@ class Heartbeat:
         self.interval = interval
         self.lease = lease
         self.beating = beating
+        self.tells = tells
         # Each other row as last read: its mark, its lease, and for how long (``monotonic``
         # seconds between reads that did not fail) it has read so.
         self._seen: dict[str, tuple[str, float, float]] = {}
@@ -180,10 +184,11 @@ class Heartbeat:
     def sweep(self) -> list[RunRecord]:
         """In a worker thread: mark the runs of the crontasks whose row has stopped, and take
         those marked untold elsewhere; returns those of the tasks this crontask declares.
-        Replicas take none: they tell no crashed run (``Notifier.crashes_told``)."""
+        Unless it ``tells`` (a notifier, no replicas: ``Notifier.crashes_told``), every run it
+        marks says that nobody told of it, and it takes none."""
         stopped = self._stopped(self.store.beats())
         told = self._mark(stopped) if stopped else []
-        if self._adopt and self.beating and self.declaring():
+        if self._adopt and self.tells and self.declaring():
             try:
                 told += self._take_untold()
                 self._adopt = False
@@ -201,7 +206,7 @@ class Heartbeat:
         dead = {owner for owner, state in states.items() if state is Liveness.DEAD}
         mine = [r for r in running if r.owner in dead and not self.outlives(r)]
         kept = {r.id for r in running if r.owner in dead} - {r.id for r in mine}
-        theirs = {r.id for r in mine if not self.declares(r.task)}
+        theirs = {r.id for r in mine if not (self.tells and self.declares(r.task))}
         now = self.clock()
         told = self.store.mark_interrupted(dead, now, keep=kept | theirs)
         _interrupted(told)
@@ -220,10 +225,19 @@ class Heartbeat:
 
     def _take_untold(self) -> list[RunRecord]:
         """The runs another crontask marked, of tasks it does not declare and this one does:
-        taken (the record no longer says that nobody told of it), to be told here."""
+        taken (the record no longer says that nobody told of it), to be told here. Page by
+        page, for the runs of tasks nobody declares stay untold and may be many."""
         since = self.clock() - timedelta(seconds=UNTOLD_SECONDS)
-        ours = [r.id for r in self.store.untold(since) if self.declares(r.task)]
-        return self.store.take_untold(ours) if ours else []
+        taken: list[RunRecord] = []
+        after: tuple[datetime, str, int] | None = None
+        for _ in range(UNTOLD_PAGES):
+            page = self.store.untold(since, after)
+            ours = [r.id for r in page if self.declares(r.task)]
+            taken += self.store.take_untold(ours) if ours else []
+            if len(page) < UNTOLD_MAX or page[-1].finished_at is None:
+                break
+            after = (page[-1].finished_at, page[-1].id, page[-1].attempt)
+        return taken
 
     def _stopped(self, rows: dict[str, tuple[str, float]]) -> set[str]:
         """The other crontasks whose row has read the same for longer than its lease, counted

@@ -29,7 +29,7 @@ from collections.abc import Callable, Collection
 from datetime import datetime
 
 from reconciler import host as machine
-from reconciler.core.runs import RunRecord, RunStatus
+from reconciler.core.runs import UNTOLD, RunRecord, RunStatus
 from reconciler.runner import leftovers
 from reconciler.store.base import INTERRUPTED_REASON, RunStore
 
@@ -168,19 +168,28 @@ def recover(
     scan: Callable[[], dict[leftovers.Leftover, set[int]]] = leftovers.scan,
     gone: Collection[str] = (),
     alone: bool = False,
+    tells_of: Collection[str] = (),
 ) -> list[RunRecord]:
-    """Mark the runs of dead processes ``interrupted`` and return them (oldest first); not
-    those whose work ``outlives`` its process (a Job's run is adopted once the Jobs are
-    watched, see ``controller.jobs``). First the commands of such runs still running on this
-    host are stopped (see ``_stop_leftovers``), each session given ``grace`` to end on SIGTERM.
-    ``gone``: see :func:`judged`. ``alone``: no replicas cover for this process (no ``--ha``),
-    so the runs of instances whose life it cannot judge are nobody's to end: it says so."""
+    """Mark the runs of dead processes ``interrupted`` and return them, oldest first; only
+    those of ``tells_of`` as runs the caller tells of (its predecessor's), the others' records
+    say that nobody told of them (``UNTOLD``: the crontask that declares their task takes
+    them, ``controller.heartbeat``). Not the runs whose work ``outlives`` its process (a Job's
+    run is adopted once the Jobs are watched, see ``controller.jobs``). First the commands of
+    such runs still running on this host are stopped (see ``_stop_leftovers``), each session
+    given ``grace`` to end on SIGTERM. ``gone``: see :func:`judged`. ``alone``: no replicas
+    cover for this process (no ``--ha``), so the runs of instances whose life it cannot judge
+    are nobody's to end: it says so."""
     _stop_leftovers(store, me, scan(), grace, gone)
     running = store.running()
     states = judged({r.owner for r in running if r.owner}, me, gone)
     dead = {o for o, state in states.items() if state is Liveness.DEAD}
     keep = [r.id for r in running if r.owner in dead and outlives(r)]
-    interrupted = store.mark_interrupted(dead, now, keep=keep)
+    told = dead & set(tells_of)
+    marked = [
+        *store.mark_interrupted(told, now, keep=keep),
+        *store.mark_interrupted(dead - told, now, keep=keep, note=UNTOLD),
+    ]
+    interrupted = sorted(marked, key=lambda r: (r.scheduled_at, r.id, r.attempt))
     for record in interrupted:
         log.warning(
             "run interrupted: the process died during it",

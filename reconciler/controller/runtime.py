@@ -163,16 +163,22 @@ def _recover(
 ) -> list[RunRecord]:
     """The runs a dead crontask left ``running``, marked ``interrupted`` (``instance.recover``).
     ``previous``: the state directory's last holder, dead unless this host sees it alive (a
-    copied state directory), whatever host or pid it had (see ``instance.judged``)."""
-    return recover(
+    copied state directory), whatever host or pid it had (see ``instance.judged``). Returns
+    its runs, for this crontask's notifier to tell of them, if it has one and no replicas
+    (which tell of no crashed run); the others are left to the crontask that declares them."""
+    gone = [previous] if previous else []
+    tells_of = gone if options.ha is None and options.notifications is not None else []
+    marked = recover(
         store,
         me,
         datetime.now(UTC),
         outlives,
         grace=options.kill_grace,
-        gone=[previous] if previous else [],
+        gone=gone,
         alone=options.ha is None,
+        tells_of=tells_of,
     )
+    return [record for record in marked if record.owner in tells_of]
 
 
 def _service(

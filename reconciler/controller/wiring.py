@@ -221,6 +221,7 @@ def heartbeat(
         declaring=lambda: reconciler.applied,
         on_interrupted=notifier.crashed if notifier is not None else lambda records: None,
         beating=not replicas,
+        tells=notifier is not None and not replicas,
     )
 
 

@@ -300,10 +300,13 @@ class RunStore(Protocol):
         """
         ...
 
-    def untold(self, since: datetime) -> list[RunRecord]:
+    def untold(
+        self, since: datetime, after: tuple[datetime, str, int] | None = None
+    ) -> list[RunRecord]:
         """The runs marked ``interrupted`` by :meth:`mark_interrupted` with the note
         ``core.runs.UNTOLD`` (no crontask told of them) and finished at or after ``since``,
-        oldest first, :data:`UNTOLD_MAX` at most."""
+        in the order of ``(finished_at, id, attempt)``, after ``after`` (the last of the
+        previous page), :data:`UNTOLD_MAX` at most."""
         ...
 
     def take_untold(self, run_ids: Collection[str]) -> list[RunRecord]:

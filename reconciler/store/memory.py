@@ -290,17 +290,20 @@ class MemoryRunStore:
                     done.append(self._records[key])
         return sorted(done, key=_newest_first)
 
-    def untold(self, since: datetime) -> list[RunRecord]:
+    def untold(
+        self, since: datetime, after: tuple[datetime, str, int] | None = None
+    ) -> list[RunRecord]:
         since = utc(since)
+        last = None if after is None else (utc(after[0]), after[1], after[2])
         with self._lock:
             self._check_open()
             found = [
-                r
+                (r.finished_at, r.id, r.attempt, r)
                 for r in self._records.values()
                 if _untold(r) and r.finished_at is not None and r.finished_at >= since
             ]
-        found.sort(key=lambda r: (r.finished_at, r.id, r.attempt))
-        return found[:UNTOLD_MAX]
+        ordered = sorted(found, key=lambda f: f[:3])
+        return [f[3] for f in ordered if last is None or f[:3] > last][:UNTOLD_MAX]
 
     def take_untold(self, run_ids: Collection[str]) -> list[RunRecord]:
         ids = set(run_ids)

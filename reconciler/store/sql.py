@@ -409,13 +409,22 @@ class SqlRunStore:
         done = self._write(lambda conn: [row_to_record(row) for row in conn.execute(stmt)])
         return sorted(done, key=lambda r: (r.scheduled_at, r.id, r.attempt))
 
-    def untold(self, since: datetime) -> list[RunRecord]:
-        stmt = (
-            sa.select(runs)
-            .where(*_UNTOLD, _c.finished_at >= utc(since))
-            .order_by(_c.finished_at, _c.id, _c.attempt)
-            .limit(UNTOLD_MAX)
-        )
+    def untold(
+        self, since: datetime, after: tuple[datetime, str, int] | None = None
+    ) -> list[RunRecord]:
+        stmt = sa.select(runs).where(*_UNTOLD, _c.finished_at >= utc(since))
+        if after is not None:
+            at, run, attempt = after
+            key = sa.tuple_(_c.finished_at, _c.id, _c.attempt)
+            stmt = stmt.where(
+                key
+                > sa.tuple_(
+                    sa.literal(utc(at), _c.finished_at.type),
+                    sa.literal(run, _c.id.type),
+                    sa.literal(attempt, _c.attempt.type),
+                )
+            )
+        stmt = stmt.order_by(_c.finished_at, _c.id, _c.attempt).limit(UNTOLD_MAX)
         with self._tx(write=False) as conn:
             return [row_to_record(row) for row in conn.execute(stmt)]
 

@@ -241,17 +241,48 @@ def test_a_run_marked_untold_long_ago_is_not_told_now() -> None:
     assert pod.told == []
 
 
-def test_a_replica_takes_no_untold_run() -> None:
-    """Replicas tell no crashed run: the record must go on saying nobody told of it."""
+def test_a_crontask_that_tells_of_no_crash_takes_no_untold_run() -> None:
+    """A replica, or a crontask without --notifications: the record must go on saying that
+    nobody told of the run."""
     store = marked_untold()
     replica = Judge(store)
-    replica.heartbeat.beating = False
+    replica.heartbeat.tells = False
     replica.tick(5)
     assert replica.told == []
-    theirs = store.latest("team-b/theirs")
-    assert theirs is not None
-    assert theirs.message is not None
-    assert theirs.message.endswith(UNTOLD)
+    assert [r.task for r in store.untold(T0)] == ["team-b/theirs"]
+
+
+def test_a_crontask_that_tells_of_no_crash_marks_every_run_untold() -> None:
+    """Its own tasks' runs too: a crontask that tells later must not read them as told."""
+    store = MemoryRunStore()
+    beating(store, ELSEWHERE, 0)
+    running(store, "default/a", ELSEWHERE)
+    judge = Judge(store)
+    judge.heartbeat.tells = False
+    judge.tick(0)
+    judge.tick(LEASE_SECONDS + 1)
+    assert judge.told == []
+    assert [r.task for r in store.untold(T0)] == ["default/a"]
+
+
+def test_runs_of_tasks_nobody_declares_do_not_hide_one_it_declares(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """They stay untold for the hour, and are read first: the look goes on page by page."""
+    monkeypatch.setattr("reconciler.store.memory.UNTOLD_MAX", 2)
+    monkeypatch.setattr("reconciler.controller.heartbeat.UNTOLD_MAX", 2)
+    store = MemoryRunStore()
+    beating(store, ELSEWHERE, 0)
+    for name in ("a", "b", "c", "d", "e"):
+        running(store, f"nobody/{name}", ELSEWHERE)
+    running(store, "team-b/z", ELSEWHERE)
+    other = Judge(store, declares=lambda key: False)
+    other.tick(0)
+    other.tick(LEASE_SECONDS + 1)
+    team_b = Judge(store, declares=lambda key: key == "team-b/z")
+    team_b.tick(5)
+    assert [r.task for r in team_b.told] == ["team-b/z"]
+    assert len(store.untold(T0)) == 2  # a page: the five nobody declares stay untold
 
 
 def test_a_run_whose_job_outlives_its_crontask_is_left_with_the_row() -> None:

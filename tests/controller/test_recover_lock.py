@@ -11,7 +11,7 @@ import pytest
 
 from reconciler import statedir
 from reconciler.controller.instance import Instance, instance_id, recover
-from reconciler.core.runs import RunStatus
+from reconciler.core.runs import UNTOLD, RunStatus
 from reconciler.store.memory import MemoryRunStore
 from tests.controller.test_recover_identity import T0, running, status
 
@@ -90,3 +90,24 @@ def test_a_lock_taken_and_lost_before_its_instance_was_written_keeps_the_one_bef
 )
 def test_what_names_no_instance_is_nobodys(text: str) -> None:
     assert Instance.parse(text) is None
+
+
+def test_only_the_state_directorys_last_holder_has_its_runs_told_by_this_one() -> None:
+    """Another dead crontask of this host, with a state directory of its own, may run other
+    tasks (its receivers are not this one's): its runs say that nobody told of them, for the
+    crontask that declares their task to take over."""
+    before = owner("crontask-abcde", "a")
+    neighbour = owner("crontask-fghij", "b")
+    store = MemoryRunStore()
+    running(store, "default/mine", before)
+    running(store, "team-b/theirs", neighbour)
+
+    marked = recover(
+        store, instance_id(), T0, gone=[before, neighbour], alone=True, tells_of=[before]
+    )
+
+    assert [(r.task, (r.message or "").endswith(UNTOLD)) for r in marked] == [
+        ("default/mine", False),
+        ("team-b/theirs", True),
+    ]
+    assert [r.task for r in store.untold(T0)] == ["team-b/theirs"]

@@ -47,8 +47,7 @@ def killed_pod(crontask: Callable[..., Crontask], tmp_path: Path) -> Path:
 
 def new_pod(tmp_path: Path, shared: Path) -> Crontask:
     """It declares the task, as the pod it replaces did (the same ConfigMap), suspended so
-    that the run it judges stays the only one: a crontask that does not declare a task
-    leaves that task's runs a lease longer to one that does."""
+    that the run it judges stays the only one."""
     (tmp_path / "new").mkdir()
     tasks = tmp_path / "new" / "tasks"
     tasks.mkdir()

@@ -110,3 +110,18 @@ def test_runs_marked_untold_are_read_and_taken_once(store: RunStore) -> None:
     stored = store.get(run_id("team/a", T0))
     assert stored is not None
     assert stored.message == taken[0].message
+
+
+def test_runs_marked_untold_are_read_page_by_page(store: RunStore) -> None:
+    """Marked together, they share their end: a page goes on after the last one's key."""
+    dead = "host-c:7:1:boot:4026531836:cc"
+    for task in ("team/a", "team/b", "team/c"):
+        store.claim(rec(task, 0, RunStatus.RUNNING, owner=dead))
+    store.mark_interrupted([dead], T0, note=UNTOLD)
+    first, *rest = store.untold(T0)
+    assert first.finished_at is not None
+    after = store.untold(T0, (first.finished_at, first.id, first.attempt))
+    assert [r.id for r in after] == [r.id for r in rest]
+    last = after[-1]
+    assert last.finished_at is not None
+    assert store.untold(T0, (last.finished_at, last.id, last.attempt)) == []
