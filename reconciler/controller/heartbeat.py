@@ -189,14 +189,8 @@ class Heartbeat:
         stopped = self._stopped(self.store.beats())
         told = self._mark(stopped) if stopped else []
         if self._adopt and self.tells and self.declaring():
-            try:
-                told += self._take_untold()
-                self._adopt = False
-            except Exception as err:
-                log.warning(
-                    "heartbeat: could not read the runs nobody told of; will try again",
-                    extra={"fields": {"error": str(err)[:200]}},
-                )
+            taken, self._adopt = self._take_untold()
+            told += taken
         return told
 
     def _mark(self, stopped: set[str]) -> list[RunRecord]:
@@ -223,21 +217,29 @@ class Heartbeat:
             )
         return told
 
-    def _take_untold(self) -> list[RunRecord]:
+    def _take_untold(self) -> tuple[list[RunRecord], bool]:
         """The runs another crontask marked, of tasks it does not declare and this one does:
-        taken (the record no longer says that nobody told of it), to be told here. Page by
-        page, for the runs of tasks nobody declares stay untold and may be many."""
+        taken (the record no longer says that nobody told of it), to be told here; and whether
+        to look again (a read or a take failed: what was taken before it is told all the same).
+        Page by page, for the runs of tasks nobody declares stay untold and may be many."""
         since = self.clock() - timedelta(seconds=UNTOLD_SECONDS)
         taken: list[RunRecord] = []
         after: tuple[datetime, str, int] | None = None
-        for _ in range(UNTOLD_PAGES):
-            page = self.store.untold(since, after)
-            ours = [r.id for r in page if self.declares(r.task)]
-            taken += self.store.take_untold(ours) if ours else []
-            if len(page) < UNTOLD_MAX or page[-1].finished_at is None:
-                break
-            after = (page[-1].finished_at, page[-1].id, page[-1].attempt)
-        return taken
+        try:
+            for _ in range(UNTOLD_PAGES):
+                page = self.store.untold(since, after)
+                ours = [r.id for r in page if self.declares(r.task)]
+                taken += self.store.take_untold(ours) if ours else []
+                if len(page) < UNTOLD_MAX or page[-1].finished_at is None:
+                    break
+                after = (page[-1].finished_at, page[-1].id, page[-1].attempt)
+        except Exception as err:
+            log.warning(
+                "heartbeat: could not read the runs nobody told of; will try again",
+                extra={"fields": {"error": str(err)[:200]}},
+            )
+            return taken, True
+        return taken, False
 
     def _stopped(self, rows: dict[str, tuple[str, float]]) -> set[str]:
         """The other crontasks whose row has read the same for longer than its lease, counted

@@ -484,3 +484,39 @@ def test_a_run_marked_untold_is_told_though_the_row_stays_for_a_job() -> None:
     team_b.tick(LEASE_SECONDS + 4)
     assert [r.task for r in team_b.told] == ["team-b/theirs"]
     assert status(store, "default/job") is RunStatus.RUNNING
+
+
+class SecondPageFails(MemoryRunStore):
+    """The read of a second page of untold runs fails once, when armed (a failover between
+    two reads)."""
+
+    fail = False
+
+    def untold(
+        self, since: datetime, after: tuple[datetime, str, int] | None = None
+    ) -> list[RunRecord]:
+        if after is not None and self.fail:
+            self.fail = False
+            raise StoreUnavailable("failover")
+        return super().untold(since, after)
+
+
+def test_runs_taken_before_a_read_failed_are_told_and_the_next_look_goes_on(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A taken run no longer says nobody told of it: it must not be dropped with the look."""
+    monkeypatch.setattr("reconciler.store.memory.UNTOLD_MAX", 2)
+    monkeypatch.setattr("reconciler.controller.heartbeat.UNTOLD_MAX", 2)
+    store = SecondPageFails()
+    beating(store, ELSEWHERE, 0)
+    for name in ("a", "b", "c"):
+        running(store, f"team-b/{name}", ELSEWHERE)
+    other = Judge(store, declares=lambda key: False)
+    other.tick(0)
+    other.tick(LEASE_SECONDS + 1)
+    team_b = Judge(store, declares=lambda key: key.startswith("team-b/"))
+    store.fail = True
+    team_b.tick(5)
+    assert [r.task for r in team_b.told] == ["team-b/a", "team-b/b"]
+    team_b.tick(5)
+    assert [r.task for r in team_b.told] == ["team-b/a", "team-b/b", "team-b/c"]
