@@ -103,7 +103,7 @@ class _TaskState:
     last_sent: dict[int, datetime] = dataclasses.field(default_factory=dict)  # by route
     # Read back from the run store as failing: whether "failed" was delivered is unknown.
     unsure: bool = False
-    newest: datetime | None = None  # the slot of the newest run that ended, as far as known
+    newest: datetime | None = None  # the slot of the newest run looked at here
 
 
 class Notifier:
@@ -237,8 +237,9 @@ class Notifier:
             state = await self._remembered(record)
             self._states[record.task] = state
         if _died(record) and state.newest is not None and record.scheduled_at < state.newest:
-            # A crash told late (taken over from a crontask that does not declare the task,
-            # after this one's first runs): a later run of the task has ended since.
+            # A crash told late (taken over from a crontask that does not declare the task)
+            # after a later run of the task was looked at here: that one says how it does. (A
+            # crash found at start-up is looked at before the first runs end.)
             return
         state.newest = max(record.scheduled_at, state.newest or record.scheduled_at)
         now = self.clock()
@@ -277,8 +278,6 @@ class Notifier:
                 extra={"fields": {"task": record.task, "error": str(err)[:200]}},
             )
             return _TaskState(False, None)
-        ended = [r.scheduled_at for r in runs if r.id != record.id and r.status not in _NOT_ENDED]
-        newest = max(ended, default=None)
         since: datetime | None = None
         failing = told = False
         judged: set[str] = {record.id}
@@ -312,8 +311,8 @@ class Notifier:
             )
             told = told or not (died or lost)
         if failing and not told:
-            return _TaskState(False, since, newest=newest)
-        return _TaskState(failing, since, unsure=failing, newest=newest)
+            return _TaskState(False, since)
+        return _TaskState(failing, since, unsure=failing)
 
     def _route(
         self,
@@ -456,9 +455,6 @@ def _tail(record: RunRecord) -> RunRecord:
     if len(record.output) <= notify_payload.OUTPUT_TAIL:
         return record
     return dataclasses.replace(record, output=record.output[-notify_payload.OUTPUT_TAIL :])
-
-
-_NOT_ENDED: Final = frozenset({RunStatus.RUNNING, RunStatus.SKIPPED})
 
 
 def _died(record: RunRecord) -> bool:
