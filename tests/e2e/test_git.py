@@ -79,6 +79,7 @@ def git_revision(app: Crontask) -> str | None:
     return next((s["revision"] for s in items if s["kind"] == "git"), None)
 
 
+@pytest.mark.slow  # a series of commits, each waited for: 10 s
 def test_commits_take_effect_and_failures_never_wipe(
     crontask: Callable[..., Crontask], repo: Repo, tmp_path: Path
 ) -> None:

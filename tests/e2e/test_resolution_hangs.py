@@ -34,6 +34,7 @@ def http_task(name: str, url: str) -> str:
     )
 
 
+@pytest.mark.slow  # the lookup deadlines waited out: 13 s
 def test_a_name_that_never_resolves_holds_up_nothing_else(
     crontask: Callable[..., Crontask], tmp_path: Path
 ) -> None:

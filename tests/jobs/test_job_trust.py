@@ -166,6 +166,7 @@ def test_a_folder_tasks_job_in_its_own_namespace_is_found_once_its_definition_is
     asyncio.run(main())
 
 
+@pytest.mark.slow  # two crontasks and their Jobs: 11 s
 @pytest.mark.usefixtures("real_crd")
 def test_a_job_in_another_namespace_is_neither_recorded_nor_cleaned_up_as_the_tasks(
     crontask: Callable[..., Crontask], emulator: Emulator, kubectl: Kubectl

@@ -22,7 +22,8 @@ from tests.e2e.conftest import Crontask
 from tests.e2e.test_run import task
 from tests.helpers import wait_for
 
-pytestmark = pytest.mark.e2e
+# Slow: chromium and two crontasks start for the module (15 s before the first test).
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 CHROMIUM = Path("/usr/bin/chromium")
 # Without these chromium reaches for Google's hosts (updates, sync, field trials, DNS prefetch).
