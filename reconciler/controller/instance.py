@@ -29,9 +29,9 @@ from collections.abc import Callable, Collection
 from datetime import datetime
 
 from reconciler import host as machine
-from reconciler.core.runs import UNTOLD, RunRecord, RunStatus
+from reconciler.core.runs import UNTOLD, RunRecord, RunStatus, died
 from reconciler.runner import leftovers
-from reconciler.store.base import INTERRUPTED_REASON, RunStore
+from reconciler.store.base import RunStore
 
 log = logging.getLogger("crontask")
 
@@ -170,10 +170,10 @@ def recover(
     alone: bool = False,
     tells_of: Collection[str] = (),
 ) -> list[RunRecord]:
-    """Mark the runs of dead processes ``interrupted`` and return them, oldest first; only
-    those of ``tells_of`` as runs the caller tells of (its predecessor's), the others' records
-    say that nobody told of them (``UNTOLD``: the crontask that declares their task takes
-    them, ``controller.heartbeat``). Not the runs whose work ``outlives`` its process (a Job's
+    """Mark the runs of dead processes ``interrupted`` and return those of ``tells_of`` (its
+    predecessor's), oldest first: the runs the caller tells of. The others' records say that
+    nobody told of them (``UNTOLD``: the crontask that declares their task takes them,
+    ``controller.heartbeat``). Not the runs whose work ``outlives`` its process (a Job's
     run is adopted once the Jobs are watched, see ``controller.jobs``). First the commands of
     such runs still running on this host are stopped (see ``_stop_leftovers``), each session
     given ``grace`` to end on SIGTERM. ``gone``: see :func:`judged`. ``alone``: no replicas
@@ -185,12 +185,9 @@ def recover(
     dead = {o for o, state in states.items() if state is Liveness.DEAD}
     keep = [r.id for r in running if r.owner in dead and outlives(r)]
     told = dead & set(tells_of)
-    marked = [
-        *store.mark_interrupted(told, now, keep=keep),
-        *store.mark_interrupted(dead - told, now, keep=keep, note=UNTOLD),
-    ]
-    interrupted = sorted(marked, key=lambda r: (r.scheduled_at, r.id, r.attempt))
-    for record in interrupted:
+    to_tell = store.mark_interrupted(told, now, keep=keep)
+    marked = [*to_tell, *store.mark_interrupted(dead - told, now, keep=keep, note=UNTOLD)]
+    for record in sorted(marked, key=lambda r: (r.scheduled_at, r.id, r.attempt)):
         log.warning(
             "run interrupted: the process died during it",
             extra={"fields": {"task": record.task, "run": record.id}},
@@ -203,7 +200,7 @@ def recover(
             "until its heartbeat in the run store stops",
             extra={"fields": {"owners": unknown[:10], "runs": len(runs), "first": runs[0]}},
         )
-    return interrupted
+    return to_tell
 
 
 def _stop_leftovers(
@@ -240,6 +237,4 @@ def _stop_leftovers(
 
 
 def _cut_short(record: RunRecord) -> bool:
-    return record.status is RunStatus.RUNNING or (
-        record.status is RunStatus.INTERRUPTED and record.reason == INTERRUPTED_REASON
-    )
+    return record.status is RunStatus.RUNNING or died(record)

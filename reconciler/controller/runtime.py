@@ -168,7 +168,7 @@ def _recover(
     (which tell of no crashed run); the others are left to the crontask that declares them."""
     gone = [previous] if previous else []
     tells_of = gone if options.ha is None and options.notifications is not None else []
-    marked = recover(
+    return recover(
         store,
         me,
         datetime.now(UTC),
@@ -178,7 +178,6 @@ def _recover(
         alone=options.ha is None,
         tells_of=tells_of,
     )
-    return [record for record in marked if record.owner in tells_of]
 
 
 def _service(

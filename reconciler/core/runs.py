@@ -44,6 +44,18 @@ PROCESS_DIED: Final = "ProcessDied"
 UNTOLD: Final = " (found by a crontask that does not declare its task: no notification was sent)"
 
 
+def died(record: RunRecord) -> bool:
+    """Whether ``record``'s attempt was marked ``interrupted`` because its process died: an end
+    no dispatcher wrote."""
+    return record.status is RunStatus.INTERRUPTED and record.reason == PROCESS_DIED
+
+
+def untold(record: RunRecord) -> bool:
+    """Whether ``record`` died and the crontask that found it dead told nobody (``UNTOLD``):
+    the memory store's twin of the SQL store's conditions, and the notifier's test."""
+    return died(record) and (record.message or "").endswith(UNTOLD)
+
+
 # A namespace or a name (Kubernetes' DNS-1123 label, at most 63 characters): a task key is
 # ``namespace/name``. Here rather than in ``model``, which loads pydantic, so that the command
 # line can check a key without it.

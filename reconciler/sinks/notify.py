@@ -66,12 +66,12 @@ import httpx
 from reconciler.aio import ended, first_of, in_thread
 from reconciler.core.desired import Definition, DesiredState
 from reconciler.core.runs import (
-    PROCESS_DIED,
-    UNTOLD,
     RetriedAttempt,
     RunRecord,
     RunStatus,
     Trigger,
+    died,
+    untold,
 )
 from reconciler.core.status import FAILURES, SHUTDOWN_REASON
 from reconciler.sinks import notify_payload
@@ -236,7 +236,7 @@ class Notifier:
         if state is None:
             state = await self._remembered(record)
             self._states[record.task] = state
-        if _died(record) and state.newest is not None and record.scheduled_at < state.newest:
+        if died(record) and state.newest is not None and record.scheduled_at < state.newest:
             # A crash told late (taken over from a crontask that does not declare the task)
             # after a later run of the task was looked at here: that one says how it does. (A
             # crash found at start-up is looked at before the first runs end.)
@@ -306,10 +306,8 @@ class Notifier:
             lost = previous.id not in cut and _retry_lost(previous, limit)
             # Handed to ``crashed``, unless the crontask that found it did not declare its
             # task (``controller.heartbeat``: it says so in the record).
-            died = _died(previous) and (
-                not self.crashes_told or (previous.message or "").endswith(UNTOLD)
-            )
-            told = told or not (died or lost)
+            unheard = died(previous) and (not self.crashes_told or untold(previous))
+            told = told or not (unheard or lost)
         if failing and not told:
             return _TaskState(False, since)
         return _TaskState(failing, since, unsure=failing)
@@ -455,13 +453,6 @@ def _tail(record: RunRecord) -> RunRecord:
     if len(record.output) <= notify_payload.OUTPUT_TAIL:
         return record
     return dataclasses.replace(record, output=record.output[-notify_payload.OUTPUT_TAIL :])
-
-
-def _died(record: RunRecord) -> bool:
-    """Whether ``record``'s attempt was marked ``interrupted`` because its process died: an end
-    no dispatcher wrote, which no notifier heard of unless handed to ``crashed`` (see the
-    module docstring)."""
-    return record.status is RunStatus.INTERRUPTED and record.reason == PROCESS_DIED
 
 
 def _retry_lost(record: RunRecord, limit: int) -> bool:

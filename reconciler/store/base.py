@@ -26,7 +26,7 @@ from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Final, Literal, Protocol, runtime_checkable
 
-from reconciler.core.runs import LastOutcomes, RunRecord, RunStatus
+from reconciler.core.runs import PROCESS_DIED, LastOutcomes, RunRecord, RunStatus
 from reconciler.store.exclusive import ExclusiveClaim as ExclusiveClaim
 from reconciler.store.exclusive import decide_exclusive as decide_exclusive
 from reconciler.store.query import RunPage as RunPage
@@ -36,7 +36,6 @@ from reconciler.store.records import utc
 __all__ = [
     "FAILED_STATUSES",
     "INTERRUPTED_MESSAGE",
-    "INTERRUPTED_REASON",
     "UNTOLD_MAX",
     "DuplicateRun",
     "ExclusiveClaim",
@@ -52,7 +51,6 @@ __all__ = [
     "retention_class",
 ]
 
-INTERRUPTED_REASON: Final = "ProcessDied"
 UNTOLD_MAX: Final = 1000  # what one read of the runs nobody told of gives at most
 INTERRUPTED_MESSAGE: Final = (
     "the crontask process that ran this attempt ({owner}) exited before it finished; "
@@ -149,7 +147,7 @@ def interrupted(record: RunRecord, now: datetime, note: str = "") -> RunRecord:
         RunStatus.INTERRUPTED,
         finished_at=utc(now),
         exit_code=None,
-        reason=INTERRUPTED_REASON,
+        reason=PROCESS_DIED,
         message=INTERRUPTED_MESSAGE.format(owner=record.owner) + note,
         output=record.output,
     )

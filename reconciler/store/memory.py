@@ -13,10 +13,9 @@ import threading
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 
-from reconciler.core.runs import UNTOLD, LastOutcomes, RunRecord, RunStatus, Trigger
+from reconciler.core.runs import UNTOLD, LastOutcomes, RunRecord, RunStatus, Trigger, untold
 from reconciler.core.status import is_failure
 from reconciler.store.base import (
-    INTERRUPTED_REASON,
     UNTOLD_MAX,
     DuplicateRun,
     ExclusiveClaim,
@@ -31,14 +30,6 @@ from reconciler.store.records import normalized, utc
 __all__ = ["MemoryRunStore"]
 
 _Key = tuple[str, int]
-
-
-def _untold(record: RunRecord) -> bool:
-    return (
-        record.status is RunStatus.INTERRUPTED
-        and record.reason == INTERRUPTED_REASON
-        and (record.message or "").endswith(UNTOLD)
-    )
 
 
 def _newest_first(record: RunRecord) -> tuple[datetime, str, int]:
@@ -300,7 +291,7 @@ class MemoryRunStore:
             found = [
                 (r.finished_at, r.id, r.attempt, r)
                 for r in self._records.values()
-                if _untold(r) and r.finished_at is not None and r.finished_at >= since
+                if untold(r) and r.finished_at is not None and r.finished_at >= since
             ]
         ordered = sorted(found, key=lambda f: f[:3])
         return [f[3] for f in ordered if last is None or f[:3] > last][:UNTOLD_MAX]
@@ -311,7 +302,7 @@ class MemoryRunStore:
         with self._lock:
             self._check_open()
             for key, r in self._records.items():
-                if r.id in ids and _untold(r) and r.message is not None:
+                if r.id in ids and untold(r) and r.message is not None:
                     told = dataclasses.replace(r, message=r.message.removesuffix(UNTOLD))
                     self._records[key] = told
                     taken.append(told)

@@ -43,11 +43,10 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection, Engine
 
-from reconciler.core.runs import UNTOLD, LastOutcomes, RunRecord, RunStatus, Trigger
+from reconciler.core.runs import PROCESS_DIED, UNTOLD, LastOutcomes, RunRecord, RunStatus, Trigger
 from reconciler.store import migrations, sql_beats, sql_import, sql_retention, sql_summaries
 from reconciler.store.base import (
     INTERRUPTED_MESSAGE,
-    INTERRUPTED_REASON,
     UNTOLD_MAX,
     DuplicateRun,
     ExclusiveClaim,
@@ -96,10 +95,11 @@ _LOCK_TASKS: Final = sa.text(
 
 
 _c = runs.c
-# The records mark_interrupted ended with the note UNTOLD (see RunStore.untold).
+# The records mark_interrupted ended with the note UNTOLD (see RunStore.untold): the
+# SQL twin of ``core.runs.untold``.
 _UNTOLD = (
     _c.status == RunStatus.INTERRUPTED.value,
-    _c.reason == INTERRUPTED_REASON,
+    _c.reason == PROCESS_DIED,
     _c.message.endswith(UNTOLD, autoescape=True),
 )
 _OLDEST_FIRST = (_c.scheduled_at, _c.id, _c.attempt)
@@ -401,7 +401,7 @@ class SqlRunStore:
                 status=RunStatus.INTERRUPTED.value,
                 finished_at=now,
                 exit_code=None,
-                reason=INTERRUPTED_REASON,
+                reason=PROCESS_DIED,
                 message=sa.literal(before) + _c.owner + sa.literal(after + note),
             )
             .returning(*runs.c)

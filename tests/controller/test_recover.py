@@ -12,9 +12,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from reconciler.controller.instance import instance_id, recover
-from reconciler.core.runs import RunRecord, RunStatus, Trigger, run_id
+from reconciler.core.runs import PROCESS_DIED, RunRecord, RunStatus, Trigger, run_id
 from reconciler.runner import leftovers
-from reconciler.store.base import INTERRUPTED_REASON
 from reconciler.store.memory import MemoryRunStore
 from tests.helpers import wait_for
 
@@ -70,7 +69,7 @@ def test_a_dead_crontasks_commands_are_stopped_and_no_others(
                 "ops/taken",
                 dead,
                 RunStatus.INTERRUPTED,
-                reason=INTERRUPTED_REASON,
+                reason=PROCESS_DIED,
                 finished_at=later,
             ),
         ),

@@ -22,12 +22,11 @@ import pytest
 
 from reconciler.controller.wiring import _recent_runs
 from reconciler.core.desired import DesiredState
-from reconciler.core.runs import PROCESS_DIED, RunRecord, RunStatus, Trigger, run_id
+from reconciler.core.runs import RunRecord, RunStatus, Trigger, run_id
 from reconciler.sinks.metrics import Metrics
 from reconciler.sinks.notify import Notifier
 from reconciler.sinks.notify_config import parse
 from reconciler.store import MemoryRunStore
-from reconciler.store.base import INTERRUPTED_REASON
 
 T0 = datetime(2026, 11, 27, 1, 0, tzinfo=UTC)
 KEY = "default/t"
@@ -104,10 +103,6 @@ def after_the_crash(
 
     asyncio.run(main())
     return sent
-
-
-def test_the_reason_is_the_one_the_store_writes() -> None:
-    assert PROCESS_DIED == INTERRUPTED_REASON
 
 
 @pytest.mark.parametrize("crash", ["first-attempt", "retry"])

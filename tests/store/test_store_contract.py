@@ -18,6 +18,7 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 
 from reconciler.core.runs import (
+    PROCESS_DIED,
     ContainerResult,
     JobDetails,
     LastOutcomes,
@@ -33,7 +34,6 @@ from reconciler.store import (
     RunStore,
     StoreUnavailable,
 )
-from reconciler.store.base import INTERRUPTED_REASON
 from reconciler.store.query import Cursor
 
 from . import _race
@@ -684,7 +684,7 @@ def test_running_and_mark_interrupted(store: RunStore) -> None:
         assert after.status is RunStatus.INTERRUPTED
         assert after.finished_at == now
         assert_utc(after)
-        assert after.reason == INTERRUPTED_REASON == "ProcessDied"
+        assert after.reason == PROCESS_DIED == "ProcessDied"
         assert after.message is not None
         assert dead in after.message
         assert after.exit_code is None
