@@ -29,11 +29,12 @@ run is left to the Jobs' watch, as at start-up (``outlives``). Only the runs of 
 crontask declares are told to its notifier (``declares``); the others' records say that no
 crontask told of them (``UNTOLD``). A crontask that declares such a task takes the note off
 and tells of the run (``RunStore.take_untold``: one only), at its first sweep after its first
-pass and whenever a row goes or is judged stopped, for runs marked within ``UNTOLD_SECONDS``
-(the marker's clock read against this one's: the only place where they meet): so which crontask
-judges first does not decide whether a run is told, nor does a pod recreated after the others
-judged its predecessor. A run still untold says so to its own crontask's next start, which
-does not take it as told (``sinks.notify``).
+pass, whenever a row goes or is judged stopped, and after a pass that declared a task anew
+(``arrivals``), for runs marked within ``UNTOLD_SECONDS`` (the marker's clock read against this
+one's: the only place where they meet): so which crontask judges first does not decide whether
+a run is told, nor does a pod recreated after the others judged its predecessor, nor a commit
+that moves the task to this crontask after the crash. A run still untold says so to its own
+crontask's next start, which does not take it as told (``sinks.notify``).
 
 Replicas (``--ha``) judge each other by their membership (``controller.cluster``) and do not
 beat: a row of this table is never a replica's. They judge the rows all the same
@@ -85,7 +86,8 @@ class Heartbeat:
     """A component (``controller.manager``): see the module docstring. ``call`` runs a store
     call off the loop; ``on_interrupted`` hears of the runs marked or taken whose tasks this
     crontask ``declares`` (the notifier's ``crashed``), which it knows once ``declaring``
-    (its first pass has applied); ``monotonic`` is the judge's clock."""
+    (its first pass has applied), and how many passes since declared a task anew
+    (``arrivals``); ``monotonic`` is the judge's clock."""
 
     name = "heartbeat"
 
@@ -98,6 +100,7 @@ class Heartbeat:
         outlives: Callable[[RunRecord], bool] = lambda record: False,
         declares: Callable[[str], bool] = lambda key: True,
         declaring: Callable[[], bool] = lambda: True,
+        arrivals: Callable[[], int] = lambda: 0,
         on_interrupted: Callable[[list[RunRecord]], None] = lambda records: None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         monotonic: Callable[[], float] = time.monotonic,
@@ -112,6 +115,7 @@ class Heartbeat:
         self.outlives = outlives
         self.declares = declares
         self.declaring = declaring
+        self.arrivals = arrivals
         self.on_interrupted = on_interrupted
         self.clock = clock
         self.monotonic = monotonic
@@ -126,8 +130,9 @@ class Heartbeat:
         self._last_beat: float | None = None  # ``monotonic``
         self._failing = False
         # Look for runs marked untold that this crontask declares: at the first sweep after
-        # ``declaring``, and whenever a row goes.
+        # ``declaring``, whenever a row goes, and when ``arrivals`` moves past ``_looked``.
         self._adopt = True
+        self._looked = 0
 
     async def run(self, ready: Ready, stop: asyncio.Event) -> None:
         await self.beat()
@@ -188,9 +193,11 @@ class Heartbeat:
         marks says that nobody told of it, and it takes none."""
         stopped = self._stopped(self.store.beats())
         told = self._mark(stopped) if stopped else []
-        if self._adopt and self.tells and self.declaring():
-            taken, self._adopt = self._take_untold()
-            told += taken
+        if self.tells and self.declaring():
+            arrivals = self.arrivals()
+            if self._adopt or arrivals != self._looked:
+                taken, self._adopt = self._take_untold()
+                told, self._looked = told + taken, arrivals
         return told
 
     def _mark(self, stopped: set[str]) -> list[RunRecord]:

@@ -100,6 +100,9 @@ class Reconciler:
         # pass reads was there for an unknown while.
         self._known: set[str] = set()
         self._appeared: dict[str, datetime] = {}
+        # How many applied passes after the first declared a task not declared before (the
+        # heartbeat looks then for its runs another crontask found dead and told nobody of).
+        self.arrivals = 0
         self._observers: list[PassObserver] = []
         self._reported: set[str] = set()
         self._one_at_a_time = asyncio.Lock()
@@ -265,6 +268,7 @@ class Reconciler:
             new = {k for k in keys if k in tasks and k not in self._known}
             gone = {k for k in keys if k not in tasks and k in self._known}
         now = self.clock()
+        self.arrivals += bool(new)
         for key in new:
             self._appeared[key] = now
         for key in gone:

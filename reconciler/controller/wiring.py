@@ -219,6 +219,7 @@ def heartbeat(
         outlives=outlives,
         declares=lambda key: key in reconciler.desired.tasks,
         declaring=lambda: reconciler.applied,
+        arrivals=lambda: reconciler.arrivals,
         on_interrupted=notifier.crashed if notifier is not None else lambda records: None,
         beating=not replicas,
         tells=notifier is not None and not replicas,

@@ -46,6 +46,7 @@ class Judge:
         outlives: Callable[[RunRecord], bool] = lambda record: False,
         declares: Callable[[str], bool] = lambda key: True,
         declaring: Callable[[], bool] = lambda: True,
+        arrivals: Callable[[], int] = lambda: 0,
     ) -> None:
         self.seconds = 0.0
         self.told: list[RunRecord] = []
@@ -56,6 +57,7 @@ class Judge:
             outlives=outlives,
             declares=declares,
             declaring=declaring,
+            arrivals=arrivals,
             on_interrupted=self.told.extend,
             clock=lambda: T0 + timedelta(seconds=self.seconds),
             monotonic=lambda: self.seconds,
@@ -232,6 +234,25 @@ def test_runs_it_marked_before_its_first_pass_are_told_after_it() -> None:
     desired.add("team-b/theirs")  # the first pass has applied
     pod.tick(5)
     assert [r.task for r in pod.told] == ["team-b/theirs"]
+
+
+def test_a_task_declared_here_after_the_look_has_its_untold_run_told() -> None:
+    """A commit moves the task to this crontask minutes after its crash was marked: the pass
+    that declares it anew (``Reconciler.arrivals``) has the next sweep look again, once."""
+    store = marked_untold()
+    desired: set[str] = set()
+    arrivals = 0
+    pod = Judge(store, declares=lambda key: key in desired, arrivals=lambda: arrivals)
+    pod.tick(5)
+    pod.tick(5)  # the row of the crontask that marked it, still there, is not judged yet
+    assert pod.told == []
+    desired.add("team-b/theirs")
+    arrivals += 1
+    pod.tick(5)
+    assert [r.task for r in pod.told] == ["team-b/theirs"]
+    assert store.untold(T0) == []
+    pod.tick(5)
+    assert len(pod.told) == 1
 
 
 def test_a_run_marked_untold_long_ago_is_not_told_now() -> None:
