@@ -38,6 +38,11 @@ SUSPENDED = "Suspended"
 CONFLICT = "Conflict"
 PENDING = "Pending"
 
+# ``status.active`` lists at most this many runs, the newest: a task that allows overlapping
+# runs may have thousands going (every second, hours each), and a status over etcd's 1.5 MiB
+# request limit would fail every write of the object's status. ``activeCount`` counts them all.
+ACTIVE_MAX = 100
+
 FAILURES = frozenset({RunStatus.FAILED, RunStatus.TIMED_OUT, RunStatus.INTERRUPTED})
 # The reason of a run that crontask's own shutdown interrupted.
 SHUTDOWN_REASON = "Shutdown"
@@ -260,6 +265,14 @@ def _last_run(record: RunRecord) -> dict[str, Any]:
     return out
 
 
+def _newest(records: tuple[RunRecord, ...], most: int) -> tuple[RunRecord, ...]:
+    """The ``most`` newest of ``records`` by slot, in the order they came."""
+    if len(records) <= most:
+        return records
+    order = sorted(range(len(records)), key=lambda i: (records[i].scheduled_at, records[i].id))
+    return tuple(records[i] for i in sorted(order[-most:]))
+
+
 def _time_field(current: Mapping[str, Any], name: str, seen: datetime | None) -> str | None:
     stored = parse_time(current.get(name))
     best = _later(stored, seen)
@@ -277,7 +290,7 @@ def derive_status(
             _condition(READY, ready, inputs.generation, current, now),
             _condition(STALLED, stalled, inputs.generation, current, now),
         ],
-        "active": [active_reference(r) for r in inputs.active],
+        "active": [active_reference(r) for r in _newest(inputs.active, ACTIVE_MAX)],
         "activeCount": len(inputs.active),
     }
     runs = inputs.runs

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -11,6 +12,7 @@ from reconciler.core.desired import Conflict, Definition, DefinitionError, Desir
 from reconciler.core.model import CronTask
 from reconciler.core.runs import JobDetails, RunRecord, RunStatus, Trigger
 from reconciler.core.status import (
+    ACTIVE_MAX,
     ObjectRef,
     RunSummary,
     StatusInputs,
@@ -335,3 +337,18 @@ def test_every_status_field_written_is_in_the_crd_schema() -> None:
         }
     ]
     assert undeclared(status, schema, "status") == []
+
+
+def test_status_active_lists_the_newest_runs_and_counts_them_all() -> None:
+    """Thousands of overlapping runs (Allow, every second, hours each) would make a status
+    larger than etcd takes: every later status write would fail."""
+    going = tuple(
+        record(RunStatus.RUNNING, T0 + timedelta(seconds=s), id=f"ops.backup.{s}")
+        for s in reversed(range(12_000))  # in no particular order
+    )
+    inputs = StatusInputs(1, SCHEDULED, RunSummary(), active=going)
+    status = derive_status({}, inputs, T0 + timedelta(hours=4))
+    assert status["activeCount"] == 12_000
+    names = [ref["name"] for ref in status["active"]]
+    assert names == [f"ops.backup.{s}" for s in reversed(range(12_000 - ACTIVE_MAX, 12_000))]
+    assert len(json.dumps(status)) < 64 * 1024
