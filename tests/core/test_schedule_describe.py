@@ -19,6 +19,13 @@ DESCRIPTIONS = [
     ("* * * * *", "every minute"),
     ("* * * * * *", "every second"),
     ("0 */2 * * *", "at minute 0 of every 2nd hour"),
+    # A step that does not divide its unit is no "every": the gap across the hour (or the
+    # day) is shorter.
+    ("*/40 * * * *", "at minutes 0 and 40 of every hour"),
+    ("*/59 * * * *", "at minutes 0 and 59 of every hour"),
+    ("*/45 * * * * *", "at seconds 0 and 45 of every minute"),
+    ("0 */5 * * *", "at minute 0 of hours 0, 5, 10, 15 and 20"),
+    ("*/10 */5 * * *", "every 10 minutes during hours 0, 5, 10, 15 and 20"),
     ("*/15 9-17 * * *", "every 15 minutes during hours 9 through 17"),
     ("0 9-17 * * *", "at minute 0 of hours 9 through 17"),
     ("* 2 * * *", "every minute during hour 2"),

@@ -116,12 +116,16 @@ def _list(values: Sequence[int], name: Callable[[int], str] = str) -> str:
     return _join(items)
 
 
-def _step(values: Sequence[int], low: int, high: int) -> int | None:
-    """``n`` when ``values`` is exactly ``low, low+n, ...`` up to ``high`` (n >= 2), else None."""
+def _step(values: Sequence[int], low: int, high: int, *, wraps: bool = True) -> int | None:
+    """``n`` when ``values`` is exactly ``low, low+n, ...`` up to ``high`` (n >= 2), else None.
+    When the unit ``wraps`` (seconds, minutes, hours), only a step that divides the range:
+    ``*/40`` fires at minutes 0 and 40, 20 minutes apart across the hour, not "every 40"."""
     if len(values) < 2 or values[0] != low:
         return None
     step = values[1] - values[0]
     if step < 2 or list(values) != list(range(low, high + 1, step)):
+        return None
+    if wraps and (high + 1 - low) % step:
         return None
     return step
 
@@ -219,7 +223,7 @@ def _days(spec: CronSpec) -> str:
 def _dates_phrase(spec: CronSpec) -> str:
     """The day-of-month field: "on day 1 of the month", "on the last weekday of the month"."""
     items: list[str] = []
-    step = _step(spec.days, 1, 31)
+    step = _step(spec.days, 1, 31, wraps=False)  # "of the month" says where it starts
     if step is not None:
         items.append(f"every {_ordinal(step)} day")
     elif len(spec.days) == 1:
