@@ -1,6 +1,6 @@
 """Time zones and DST: exact fire instants around real 2026 transitions.
 
-The rule (Vixie cron / cronie), selected by the hour field:
+The rule (Vixie cron / cronie), selected by the hour field alone:
 * wildcard (hour starts with "*"): every instant whose wall time matches; skipped wall times do
   not fire, repeated wall times fire twice;
 * fixed: repeated wall times fire once (first occurrence); wall times in a spring-forward gap
@@ -26,6 +26,26 @@ from reconciler.core.schedule import parse_schedule
 
 # (zone, expression, after, expected fire instants as RFC 3339 in the zone)
 FIRES = [
+    # --- A minute field that starts with "*" does not make the hour a wildcard (as cronie's
+    # MIN_STAR would): the README says what differs ---
+    (
+        "America/New_York",
+        "*/15 2 * * *",
+        "2026-03-08T00:00:00-05:00",
+        ["2026-03-08T03:00:00-04:00", "2026-03-09T02:00:00-04:00"],
+    ),
+    (
+        "America/New_York",
+        "*/15 1 * * *",
+        "2026-11-01T00:30:00-04:00",
+        [
+            "2026-11-01T01:00:00-04:00",
+            "2026-11-01T01:15:00-04:00",
+            "2026-11-01T01:30:00-04:00",
+            "2026-11-01T01:45:00-04:00",
+            "2026-11-02T01:00:00-05:00",
+        ],
+    ),
     # --- Europe/Berlin, spring forward: 02:00-03:00 does not exist on 03-29 ---
     (
         "Europe/Berlin",
