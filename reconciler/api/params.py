@@ -243,9 +243,14 @@ def parse_object(body: bytes) -> dict[str, Any]:
     return data
 
 
+# A lone UTF-16 surrogate, which a JSON escape (``"\ud800"``) can write but no UTF-8 text
+# holds: a YAML file cannot carry one either.
+_SURROGATE: Final = re.compile("[\ud800-\udfff]")
+
+
 def _walk(data: dict[str, Any]) -> None:
-    """BodyProblem at the first repeated key or nesting too deep found. Each value carries its
-    parent's link, not a copy of its path: the walk is linear in the body."""
+    """BodyProblem at the first repeated key, nesting too deep or lone surrogate found. Each
+    value carries its parent's link, not a copy of its path: the walk is linear in the body."""
     Link = tuple[str | int, Any] | None
     stack: list[tuple[Any, int, Link]] = [(data, 0, None)]
     while stack:
@@ -255,10 +260,19 @@ def _walk(data: dict[str, Any]) -> None:
         if isinstance(value, _Repeated):
             path = _path((value.key, link))
             raise BodyProblem("duplicate key (a JSON reader would keep the last one)", path)
+        if isinstance(value, str) and not value.isascii() and _SURROGATE.search(value):
+            raise BodyProblem(_LONE_SURROGATE, _path(link))
         if isinstance(value, dict):
+            for key in value:
+                if not key.isascii() and _SURROGATE.search(key):
+                    # The key itself stays out of the path: no UTF-8 answer could hold it.
+                    raise BodyProblem(f"a key {_LONE_SURROGATE}: {key!a}", _path(link))
             stack.extend((v, depth + 1, (k, link)) for k, v in value.items())
         elif isinstance(value, list):
             stack.extend((v, depth + 1, (i, link)) for i, v in enumerate(value))
+
+
+_LONE_SURROGATE: Final = "holds a lone UTF-16 surrogate escape, which is no Unicode text"
 
 
 def _path(link: Any) -> tuple[str | int, ...]:
