@@ -9,6 +9,7 @@ the summary line. How the text is read and planned is ``planning``'s.
 from __future__ import annotations
 
 import email.message
+import threading
 from typing import Annotated, Any, Final
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -34,6 +35,13 @@ YAML_TYPES: Final = frozenset(
     {"application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml"}
 )
 SEND: Final = "send the documents as application/yaml (or one as application/json)"
+# One plan at a time, whoever asks: a 1 MiB text is about a second of CPU-bound Python, and
+# each plan made at once holds the GIL against the loop that starts the slots (16 at once, the
+# API's admission limit, started per-second tasks seconds late). A plan waits this long for its
+# turn, then is refused as busy.
+PLANS_AT_ONCE: Final = 1
+PLAN_WAIT_SECONDS: Final = 5.0
+_planning = threading.BoundedSemaphore(PLANS_AT_ONCE)
 
 _DOCUMENTS_BODY: dict[str, Any] = {
     "requestBody": {
@@ -124,9 +132,15 @@ def plan_documents(
     runtime: Runtime, documents: Documents, exact: Exact, allow_empty: AllowEmpty = False
 ) -> PlanOut:
     # A `def`: parsing a 1 MiB text runs in the threadpool, never on the scheduler's loop.
-    found = planning.plan_text(
-        documents, runtime.in_force(), jobs=runtime.runs_jobs(), allow_empty=allow_empty
-    )
+    if not _planning.acquire(timeout=PLAN_WAIT_SECONDS):
+        detail = "another plan is being made; retry in a moment"
+        raise ProblemError(503, detail, headers={"Retry-After": "1"})
+    try:
+        found = planning.plan_text(
+            documents, runtime.in_force(), jobs=runtime.runs_jobs(), allow_empty=allow_empty
+        )
+    finally:
+        _planning.release()
     return PlanOut(
         steps=[_step_out(step, exact=exact) for step in found.plan.steps],
         unchanged=found.plan.unchanged,

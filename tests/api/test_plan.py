@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 import yaml
 
+from reconciler.api import routes_plan
 from reconciler.api.auth import AuthConfig, Role
 from reconciler.api.problems import MAX_ERRORS
 from reconciler.controller.jobs import NO_CONNECTION
@@ -154,3 +155,22 @@ def test_a_viewer_plans_and_reads_no_url_secret(make_app: AppFactory, tmp_path: 
     assert admin["steps"][0]["changes"] == [
         {"path": "spec.http.url", "old": secret, "new": secret + "1"}
     ]
+
+
+def test_one_plan_is_made_at_a_time_and_a_plan_that_waits_too_long_is_busy(
+    live: LiveApi, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Plans made at once each hold the GIL against the loop that starts the slots: a viewer
+    sending 16 large ones started per-second tasks seconds late."""
+    monkeypatch.setattr(routes_plan, "PLAN_WAIT_SECONDS", 0.05)
+    text = documents(task_doc("keep"))
+    with live.client() as client:
+        assert routes_plan._planning.acquire(timeout=5)  # a plan being made
+        try:
+            answer = client.post("/api/v1/plan", content=text, headers=YAML)
+        finally:
+            routes_plan._planning.release()
+        assert answer.status_code == 503
+        assert answer.headers["retry-after"] == "1"
+        assert answer.json()["detail"] == "another plan is being made; retry in a moment"
+        assert plan(client, text)["summary"]  # its turn came
