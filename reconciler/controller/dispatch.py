@@ -35,6 +35,7 @@ import logging
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import Final
 
 from reconciler.aio import ended, first_of
 from reconciler.controller.active import REPLACED, SHUTDOWN, ActiveRun
@@ -49,6 +50,12 @@ from reconciler.core.timing import AHEAD_MAX
 from reconciler.runner.base import Actions, Outcome, Resumable
 from reconciler.runner.command import CommandRun
 from reconciler.store.base import RunStore
+
+# Manual runs going at once here: an operator's loop of requests on an Allow task must not
+# start processes until crontask's file descriptors run out (every other task's starts and the
+# store's files would then fail). Past these a manual run is skipped, and recorded so.
+MANUAL_MAX: Final = 10  # of one task
+MANUAL_MAX_TOTAL: Final = 100  # of all tasks
 
 log = logging.getLogger("crontask.runner")
 
@@ -271,8 +278,34 @@ class Dispatcher(RunExecution):
     def fire_manual(self, definition: Definition) -> RunRecord:
         """A manual run (the API, the page, a run-now annotation): its slot is the moment it
         was asked for, so its id stays unique. With replicas a run of the task may be going
-        on another one: its claim looks for it (``fire``), so the concurrency policy holds."""
-        return self.fire(definition, manual_slot(self.clock()), Trigger.MANUAL)
+        on another one: its claim looks for it (``fire``), so the concurrency policy holds.
+        Past :data:`MANUAL_MAX` manual runs of the task going here (or
+        :data:`MANUAL_MAX_TOTAL` of all tasks), it is skipped, ``TooManyManualRuns``."""
+        slot = manual_slot(self.clock())
+        going = [a.record for runs in self._active.values() for a in runs.values()]
+        # A manual slot is never a whole second (``manual_slot``), whatever its attempt's
+        # trigger: a retry of a manual run still counts.
+        manual = [r for r in going if r.scheduled_at.microsecond]
+        mine = sum(r.task == definition.key for r in manual)
+        full = mine >= MANUAL_MAX or len(manual) >= MANUAL_MAX_TOTAL
+        if full and self.paused is None and not self._closing:
+            record = RunRecord(
+                id=run_id(definition.key, slot),
+                task=definition.key,
+                scheduled_at=slot,
+                trigger=Trigger.MANUAL,
+                status=RunStatus.RUNNING,
+                started_at=self.clock(),
+                owner=self.owner,
+            )
+            why = f"{mine} of this task" if mine >= MANUAL_MAX else f"{len(manual)} in all"
+            return self._skip(
+                record,
+                "TooManyManualRuns",
+                f"manual runs going: {why} (at most {MANUAL_MAX} a task, {MANUAL_MAX_TOTAL} "
+                "in all); ask again when one has ended",
+            )
+        return self.fire(definition, slot, Trigger.MANUAL)
 
     def _not_started(
         self, definition: Definition, scheduled_at: datetime, trigger: Trigger

@@ -13,7 +13,8 @@ from typing import Any, cast
 
 import pytest
 
-from reconciler.controller.dispatch import Dispatcher
+from reconciler.controller import dispatch
+from reconciler.controller.dispatch import MANUAL_MAX, Dispatcher
 from reconciler.controller.handover import Handover
 from reconciler.controller.reconcile import account_for_slots
 from reconciler.core.desired import Definition
@@ -437,3 +438,57 @@ def test_a_stop_request_stops_the_local_run() -> None:
     record = store.get(run_id(KEY, T0))
     assert record is not None
     assert (record.status, record.reason) == (RunStatus.FAILED, "Replaced")
+
+
+def test_manual_runs_going_at_once_are_bounded_and_the_rest_skipped() -> None:
+    """An operator's loop of requests on an Allow task started a process each until crontask's
+    file descriptors ran out: every other task's starts and the store failed."""
+    store = MemoryRunStore()
+    ticks = iter(range(1, 10_000))
+
+    async def main() -> None:
+        action = ScriptedAction()
+
+        def clock() -> datetime:  # every request a moment of its own: a run of its own
+            return T0 + timedelta(milliseconds=next(ticks))
+
+        d = Dispatcher(store, owner="h:1:x", clock=clock, actions=Actions([action]))
+        allow = task(concurrencyPolicy="Allow")
+        asked = [d.fire_manual(allow) for _ in range(MANUAL_MAX + 2)]
+        others = [d.fire_manual(definition(f"t{n}", concurrencyPolicy="Allow")) for n in range(9)]
+        assert [r.status for r in asked].count(RunStatus.RUNNING) == MANUAL_MAX
+        assert {(r.status, r.reason) for r in asked[MANUAL_MAX:]} == {
+            (RunStatus.SKIPPED, "TooManyManualRuns")
+        }
+        assert {r.status for r in others} == {RunStatus.RUNNING}  # other tasks' are not held
+        await until(lambda: len(action.running()) == MANUAL_MAX + 9)
+        action.running()[0].finish()  # one ended: room for one more
+        await until(lambda: len(action.running()) == MANUAL_MAX + 8)
+        assert d.fire_manual(allow).status is RunStatus.RUNNING
+        await settle(d, action)
+        await d.shutdown(0)
+
+    asyncio.run(main())
+    skipped = [r for r in store.query(RunQuery(task=KEY, limit=100)).items if r.status == "skipped"]
+    assert len(skipped) == 2
+    assert skipped[0].message is not None
+    assert skipped[0].message.startswith("manual runs going: 10 of this task (at most 10 a")
+
+
+def test_manual_runs_of_all_tasks_are_bounded_too(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(dispatch, "MANUAL_MAX_TOTAL", 3)
+    ticks = iter(range(1, 100))
+
+    async def main() -> None:
+        action = ScriptedAction()
+        clock = lambda: T0 + timedelta(milliseconds=next(ticks))  # noqa: E731
+        d = Dispatcher(MemoryRunStore(), owner="h:1:x", clock=clock, actions=Actions([action]))
+        asked = [d.fire_manual(definition(f"t{n}", concurrencyPolicy="Allow")) for n in range(4)]
+        assert [(r.status, r.reason) for r in asked[2:]] == [
+            (RunStatus.RUNNING, None),
+            (RunStatus.SKIPPED, "TooManyManualRuns"),
+        ]
+        await settle(d, action)
+        await d.shutdown(0)
+
+    asyncio.run(main())
