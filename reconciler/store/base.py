@@ -105,8 +105,9 @@ class RetentionTally:
     """Walks one task's runs newest first and says which to keep (shared by every store so the
     retention rules cannot drift between them).
 
-    The task's newest run with an attempt that is not manual is kept whatever the limits say
-    (it still counts in its bucket): it is the mark from which missed slots are counted
+    The task's newest run that is not manual (a run's kind is its first attempt's trigger: a
+    manual run's retries record ``retry``) is kept whatever the limits say (it still counts in
+    its bucket): it is the mark from which missed slots are counted
     (``RunStore.last_slots``). Were it deleted, a restart, or a replica taking the task over,
     would count the slot it ran as missed, catch it up, and run it a second time."""
 
@@ -118,11 +119,11 @@ class RetentionTally:
             "failed": failed_limit,
             "skipped": failed_limit,
         }
-        self.anchored = False  # the newest run that is not only manual has been seen
+        self.anchored = False  # the newest run that is not manual has been seen
 
     def keep(self, statuses: Sequence[RunStatus], *, anchor: bool = False) -> bool:
         """``statuses``: the attempts of the next-newest run, latest attempt first; ``anchor``:
-        it has an attempt that is not manual."""
+        it is not a manual run (by its first attempt)."""
         first_anchor = anchor and not self.anchored
         self.anchored = self.anchored or anchor
         if RunStatus.RUNNING in statuses:
@@ -253,8 +254,9 @@ class RunStore(Protocol):
         ...
 
     def last_slots(self) -> dict[str, datetime]:
-        """For each task, the newest ``scheduled_at`` of its scheduled runs (every trigger but
-        ``manual``, whose times are not slots of the schedule). Used once at start-up to find
+        """For each task, the newest ``scheduled_at`` of its scheduled runs (every run but a
+        manual one, by its first attempt's trigger: its retries record ``retry``; a manual
+        run's times are not slots of the schedule). Used once at start-up to find
         the slots missed while crontask was down: one query, not one per task."""
         ...
 
@@ -345,8 +347,8 @@ class RunStore(Protocol):
         count-limited.
 
         Then, if ``max_age`` is given, every run with ``scheduled_at < now - max_age`` is
-        deleted, in every task, but each task's newest run with an attempt that is not manual
-        (the mark of missed slots, :meth:`last_slots`; a ``@monthly`` task's is older than 30
+        deleted, in every task, but each task's newest run that is not manual (by its first
+        attempt; the mark of missed slots, :meth:`last_slots`; a ``@monthly`` task's is older than 30
         days on the eve of its next slot). ``scheduled_at`` (not ``finished_at``) because it is
         indexed and the same for all attempts, so old runs go whole.
 

@@ -36,6 +36,13 @@ def _newest_first(record: RunRecord) -> tuple[datetime, str, int]:
     return (record.scheduled_at, record.id, record.attempt)
 
 
+def _manual_first(record: RunRecord) -> bool:
+    """Whether ``record`` is the first attempt of a manual run. A run is manual when its first
+    attempt is, whatever its retries record (``retry``): its slot is no slot of the schedule,
+    and it is no mark of missed slots (``RunStore.last_slots``, ``RetentionTally``)."""
+    return record.attempt == 1 and record.trigger is Trigger.MANUAL
+
+
 def _later(known: datetime | None, at: datetime) -> datetime:
     return at if known is None else max(known, at)
 
@@ -166,9 +173,11 @@ class MemoryRunStore:
     def last_slots(self) -> dict[str, datetime]:
         with self._lock:
             self._check_open()
+            # A run's kind is its first attempt's: a manual run's retries record ``retry``.
+            manual = {r.id for r in self._records.values() if _manual_first(r)}
             slots: dict[str, datetime] = {}
             for r in self._records.values():
-                if r.trigger is not Trigger.MANUAL:
+                if r.trigger is not Trigger.MANUAL and r.id not in manual:
                     slots[r.task] = max(r.scheduled_at, slots.get(r.task, r.scheduled_at))
             return slots
 
@@ -330,7 +339,9 @@ class MemoryRunStore:
                 group.sort(key=lambda r: r.attempt, reverse=True)
                 statuses = [r.status for r in group]
                 tally = tallies.get(group[0].task)
-                anchor = any(r.trigger is not Trigger.MANUAL for r in group)
+                anchor = any(r.trigger is not Trigger.MANUAL for r in group) and not any(
+                    _manual_first(r) for r in group
+                )
                 over_limit = tally is not None and not tally.keep(statuses, anchor=anchor)
                 # The mark of missed slots (the task's newest scheduled run) stays however old,
                 # as in sql_retention.

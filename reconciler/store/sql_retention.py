@@ -23,6 +23,7 @@ from sqlalchemy.engine import Connection
 from reconciler.core.runs import RunStatus, Trigger
 from reconciler.store.base import RetentionTally
 from reconciler.store.sql_schema import NEWEST_FIRST, UTCDateTime, runs
+from reconciler.store.sql_summaries import of_scheduled_run
 
 # Rows deleted per transaction: SQLite holds its write lock until the commit, and claims wait
 # behind it (20 000 held it for 1-2 s, and slots started that late during a first prune).
@@ -118,9 +119,10 @@ def _delete_older_than(conn: Connection, cutoff: datetime, limit: int) -> tuple[
     restart across that slot would neither run it nor record it."""
     old = runs.alias("old")
     other = runs.alias("other")
-    scheduled = other.c.trigger != Trigger.MANUAL.value
-    # The task's newest scheduled run is the one with an attempt that is not manual and no
-    # scheduled run after it: one seek in ix_runs_task_scheduled and one in the primary key.
+    scheduled = of_scheduled_run(other)
+    # The task's newest scheduled run is the one with an attempt of a scheduled run and no
+    # scheduled run after it: one seek in ix_runs_task_scheduled and one in the primary key
+    # (and one more for a retry, to read its run's first attempt).
     superseded = (
         sa.select(other.c.id)
         .where(other.c.task == old.c.task, other.c.scheduled_at > old.c.scheduled_at, scheduled)
@@ -199,7 +201,8 @@ class _TaskPrune:
         """The runs to delete, read on from ``walked`` until every bucket is full (setting
         ``boundary``), they fill ``room`` rows (the first run whole, whatever its size; a
         later one that would not fit is left to the next walk), or the runs end (``done``)."""
-        stmt = sa.select(_c.id, _c.scheduled_at, _c.status, _c.trigger).where(_c.task == self.task)
+        stmt = sa.select(_c.id, _c.attempt, _c.scheduled_at, _c.status, _c.trigger)
+        stmt = stmt.where(_c.task == self.task)
         if self.walked is not None:
             stmt = stmt.where(_place(runs) < _literal(self.walked))
         stmt = stmt.order_by(*NEWEST_FIRST).execution_options(yield_per=1000)
@@ -215,7 +218,11 @@ class _TaskPrune:
                     return doomed
                 # keep() counts a run only when it keeps it: asking again is harmless.
                 statuses = [RunStatus(row.status) for row in attempts]
-                anchor = any(row.trigger != Trigger.MANUAL.value for row in attempts)
+                # A run's kind is its first attempt's: a manual run's retries record ``retry``.
+                manual = any(
+                    row.attempt == 1 and row.trigger == Trigger.MANUAL.value for row in attempts
+                )
+                anchor = not manual and any(row.trigger != Trigger.MANUAL.value for row in attempts)
                 if not self.tally.keep(statuses, anchor=anchor):
                     if planned and planned + len(attempts) > room:
                         return doomed

@@ -24,12 +24,33 @@ from reconciler.store.sql_schema import runs
 _c = runs.c
 
 
+def of_scheduled_run(table: sa.FromClause = runs) -> sa.ColumnElement[bool]:
+    """Rows of ``table`` (``runs`` or an alias of it) that are attempts of a scheduled run, of
+    every trigger but ``manual``. A run's kind is its first attempt's trigger: a manual run's
+    retries record ``retry``, and taken for a slot, the manual moment would hide the slots
+    missed before it. Only a retry is looked up, one seek in the primary key: the schedule's
+    rows, nearly all of them, pay nothing for it (SQLite and PostgreSQL both stop at the
+    first term of an OR that holds)."""
+    first = runs.alias("first_attempt")
+    manual_run = (
+        sa.select(first.c.id)
+        .where(
+            first.c.id == table.c.id,
+            first.c.attempt == 1,
+            first.c.trigger == Trigger.MANUAL.value,
+        )
+        .exists()
+    )
+    return sa.and_(
+        table.c.trigger != Trigger.MANUAL.value,
+        sa.or_(table.c.trigger != Trigger.RETRY.value, ~manual_run),
+    )
+
+
 def last_slots(conn: Connection) -> dict[str, datetime]:
     """See ``RunStore.last_slots``."""
     stmt = (
-        sa.select(_c.task, sa.func.max(_c.scheduled_at))
-        .where(_c.trigger != Trigger.MANUAL.value)
-        .group_by(_c.task)
+        sa.select(_c.task, sa.func.max(_c.scheduled_at)).where(of_scheduled_run()).group_by(_c.task)
     )
     # max() keeps the column's type, so the UTC conversion applies to the result.
     return {task: utc(at) for task, at in conn.execute(stmt)}

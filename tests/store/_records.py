@@ -82,8 +82,12 @@ def reference_prune(
     ):
         latest = max(attempts, key=lambda r: r.attempt)
         # The mark of missed slots (RunStore.last_slots) stays, whatever the limits say.
-        anchor = latest.task not in anchored and any(
-            r.trigger is not Trigger.MANUAL for r in attempts
+        # A run is manual when its first attempt is, whatever its retries record.
+        manual = any(r.attempt == 1 and r.trigger is Trigger.MANUAL for r in attempts)
+        anchor = (
+            latest.task not in anchored
+            and not manual
+            and any(r.trigger is not Trigger.MANUAL for r in attempts)
         )
         if anchor:
             anchored.add(latest.task)

@@ -919,12 +919,53 @@ def test_prune_by_max_age_keeps_the_mark_of_missed_slots(store: RunStore) -> Non
     store.claim(rec(task, 12, RunStatus.SUCCEEDED, attempt=2, trigger=Trigger.RETRY))
     store.claim(rec("ops/manual-only", 0, RunStatus.SUCCEEDED, trigger=Trigger.MANUAL))
     marks = store.last_slots()
-    assert store.prune({}, timedelta(days=30), now) == 4
+    assert marks == {task: T0 + timedelta(minutes=10)}
+    assert store.prune({}, timedelta(days=30), now) == 5
     assert store.last_slots() == marks
     kept = {(r.task, r.scheduled_at, r.attempt) for r in everything(store)}
-    # A manual run whose retry is no manual attempt counts as a slot, as in last_slots.
-    twelve = T0 + timedelta(minutes=12)
-    assert kept == {(task, twelve, 1), (task, twelve, 2)}
+    # A manual run stays manual through its retries (trigger ``retry``): no mark.
+    assert kept == {(task, T0 + timedelta(minutes=10), 1)}
+
+
+def _manual_run_retried(store: RunStore, task: str, at: int) -> None:
+    """A manual run at ``at`` whose first attempt failed and whose retry failed too."""
+    store.claim(rec(task, at, RunStatus.FAILED, trigger=Trigger.MANUAL))
+    store.claim(rec(task, at, RunStatus.FAILED, attempt=2, trigger=Trigger.RETRY))
+
+
+def test_a_retried_manual_run_is_no_slot(store: RunStore) -> None:
+    """A run's kind is its first attempt's: the retry of a manual run records ``retry``, yet
+    its moment is no slot. Taken for one, a restart would count no slot missed before it (a
+    task suspended past a slot, run by hand, resumed while crontask was down: no catch-up)."""
+    task = "ops/nightly-backup"
+    store.claim(rec(task, 0))  # the last slot that ran
+    _manual_run_retried(store, task, 150)
+    store.claim(rec(task, 200, trigger=Trigger.CATCHUP, status=RunStatus.FAILED, attempt=1))
+    store.claim(rec(task, 200, attempt=2, trigger=Trigger.RETRY))  # a retried catch-up is one
+    _manual_run_retried(store, task, 250)
+    _manual_run_retried(store, "ops/manual-only", 0)
+    assert store.last_slots() == {task: T0 + timedelta(minutes=200)}
+    store.claim(rec("ops/other", 10))
+    _manual_run_retried(store, "ops/other", 20)
+    assert store.last_slots()["ops/other"] == T0 + timedelta(minutes=10)
+
+
+@pytest.mark.parametrize("max_age", [None, timedelta(days=1)])
+def test_prune_keeps_the_last_slot_behind_a_retried_manual_run(
+    store: RunStore, max_age: timedelta | None
+) -> None:
+    """The mark of missed slots is the last scheduled run, not a later manual run that was
+    retried: by limits (0, 0) or by age, the manual run goes and the slot stays."""
+    task = "ops/nightly-backup"
+    store.claim(rec(task, 0, RunStatus.FAILED))
+    store.claim(rec(task, 1))  # the last slot that ran
+    _manual_run_retried(store, task, 150)
+    limits = {task: (0, 0)} if max_age is None else {}
+    store.prune(limits, max_age, T0 + timedelta(days=2))
+    assert {(r.scheduled_at, r.attempt) for r in everything(store)} == {
+        (T0 + timedelta(minutes=1), 1)
+    }
+    assert store.last_slots() == {task: T0 + timedelta(minutes=1)}
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3])
@@ -936,9 +977,12 @@ def test_prune_matches_the_reference_rules(store: RunStore, seed: int) -> None:
     for task in TASKS:
         for minute in rnd.sample(range(3000), 150):
             attempts = rnd.choice([1, 1, 1, 2])
+            # Some manual runs, retried too: their retries record ``retry``.
+            first = rnd.choices([Trigger.SCHEDULE, Trigger.MANUAL], [5, 1])[0]
             for attempt in range(1, attempts + 1):
                 status = rnd.choices(STATUSES, weights)[0]
-                records.append(rec(task, minute, status, attempt=attempt))
+                trigger = first if attempt == 1 else Trigger.RETRY
+                records.append(rec(task, minute, status, attempt=attempt, trigger=trigger))
     for r in records:
         store.claim(r)
     limits = {TASKS[0]: (rnd.randint(0, 5), rnd.randint(0, 5)), TASKS[1]: (100, 0)}
