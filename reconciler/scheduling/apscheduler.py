@@ -311,8 +311,7 @@ class _Scheduler(AsyncIOScheduler):  # type: ignore[misc]
                 # dispatcher accounts for the others); a job not due yet, as its next slot.
                 # Coalescing up to the horizon instead would make a slot handed over a little
                 # late give way to the next one whenever the lead is near the interval.
-                due = job._get_run_times(now)
-                slot = due[-1] if due else job.next_run_time
+                slot = _latest_due(job, now)
                 try:
                     self._handoff.submit_job(job, [slot])
                 except Exception:
@@ -333,6 +332,21 @@ class _Scheduler(AsyncIOScheduler):  # type: ignore[misc]
             time.sleep(0)
             return 0.0
         return min(wait, threading.TIMEOUT_MAX)
+
+
+def _latest_due(job: Any, now: datetime) -> datetime:
+    """The job's latest slot due at ``now``: its next run time or a later slot of its
+    schedule; its next run time when that is not due yet. The slot APScheduler's
+    ``job._get_run_times(now)[-1]`` gives, but that walks every slot since the next run time,
+    one trigger call each: after a freeze (host suspended, process stopped, the clock stepped
+    forward) a per-second task held the loop 3 s per day missed. The schedule looks back from
+    ``now`` instead, at the cost of the slots near it (``Schedule.latest_two``)."""
+    at: datetime = job.next_run_time
+    if at > now:
+        return at
+    latest, _ = job.trigger.schedule.latest_two(at, now)
+    # In UTC, as the trigger answers: the slot is the key of the trigger's caches.
+    return at if latest is None else latest.astimezone(UTC)
 
 
 class ApsScheduler:
