@@ -348,9 +348,9 @@ class RunStore(Protocol):
 
         Then, if ``max_age`` is given, every run with ``scheduled_at < now - max_age`` is
         deleted, in every task, but each task's newest run that is not manual (by its first
-        attempt; the mark of missed slots, :meth:`last_slots`; a ``@monthly`` task's is older than 30
-        days on the eve of its next slot). ``scheduled_at`` (not ``finished_at``) because it is
-        indexed and the same for all attempts, so old runs go whole.
+        attempt; the mark of missed slots, :meth:`last_slots`; a ``@monthly`` task's is older
+        than 30 days on the eve of its next slot). ``scheduled_at`` (not ``finished_at``)
+        because it is indexed and the same for all attempts, so old runs go whole.
 
         Never deletes a run that has a running attempt. Cheap: driven by the
         ``(task, scheduled_at)`` and ``(scheduled_at)`` indexes, never a full scan.
