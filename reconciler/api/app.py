@@ -35,6 +35,7 @@ from reconciler.api import (
 )
 from reconciler.api.admission import BODY_SECONDS, UNQUEUED, Admission
 from reconciler.api.auth import PUBLIC, REQUIRED_ROLE_KEY, AuthConfig, RequiredRole, role_extra
+from reconciler.api.authfile import AuthFile
 from reconciler.api.hosts import LoopbackHosts
 from reconciler.api.models import CRONTASK_SCHEMA_REF, HealthOut, ReadinessOut, ReadinessProblem
 from reconciler.api.problems import PROBLEM_MEDIA_TYPE, Problem
@@ -79,10 +80,12 @@ def create_app(
     metrics: Metrics,
     webhook_secret: bytes | None = None,
     hosts: Collection[str] | None = None,
+    auth_file: AuthFile | None = None,
 ) -> FastAPI:
     """The API over ``runtime``. ``auth=None`` leaves every route open (loopback use only:
     see :func:`reconciler.api.auth.check_listen`). ``hosts``: answer only requests whose
-    ``Host`` is a loopback name or one of these (see ``hosts.py``); None: any."""
+    ``Host`` is a loopback name or one of these (see ``hosts.py``); None: any. ``auth_file``:
+    where ``auth`` was read, read again when it changes (see ``authfile.py``)."""
     metrics_role: RequiredRole = (
         "viewer" if auth is not None and auth.metrics_require_auth else PUBLIC
     )
@@ -109,7 +112,11 @@ def create_app(
         routes=routes,
     )
     app.state.crontask = ApiContext(
-        runtime=runtime, auth=auth, metrics=metrics, webhook_secret=webhook_secret
+        runtime=runtime,
+        auth=auth,
+        metrics=metrics,
+        webhook_secret=webhook_secret,
+        auth_file=auth_file,
     )
     problems.install(app)
     app.add_middleware(Admission, busy=_busy)  # inside RequestLog: a refusal is logged too

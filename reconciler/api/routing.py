@@ -26,6 +26,7 @@ from reconciler.api.auth import (
     AuthFailed,
     Role,
 )
+from reconciler.api.authfile import AuthFile
 from reconciler.api.hosts import same_origin
 from reconciler.api.problems import FieldProblem, Problem, ProblemError
 from reconciler.controller.view import RuntimeView
@@ -46,11 +47,15 @@ class ApiContext:
     auth: AuthConfig | None
     metrics: Metrics
     webhook_secret: bytes | None = None  # for routes that accept X-Hub-Signature-256
+    auth_file: AuthFile | None = None  # where ``auth`` came from, read again when it changes
 
 
 def context(request: Request) -> ApiContext:
     ctx = request.app.state.crontask
     assert isinstance(ctx, ApiContext)
+    if ctx.auth_file is not None and (auth := ctx.auth_file.current()) is not ctx.auth:
+        ctx = dataclasses.replace(ctx, auth=auth)
+        request.app.state.crontask = ctx
     return ctx
 
 

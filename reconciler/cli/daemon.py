@@ -11,6 +11,7 @@ import resource
 import socket
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 from typing import NoReturn
 from urllib.parse import urlsplit
 
@@ -19,6 +20,7 @@ import uvicorn
 from reconciler import logs, resolver, web
 from reconciler.api.app import create_app
 from reconciler.api.auth import AuthConfig, AuthConfigError, check_listen, is_loopback
+from reconciler.api.authfile import AuthFile
 from reconciler.api.hosts import external_host
 from reconciler.cli import store_errors
 from reconciler.cli.collector import start_up_collector
@@ -234,7 +236,12 @@ def http_server(args: argparse.Namespace) -> HttpServer:
         if auth is None and is_loopback(host):
             hosts = [name] if (name := external_host(args.external_url)) else []
         app = create_app(
-            runtime, auth=auth, metrics=metrics, webhook_secret=webhook_secret, hosts=hosts
+            runtime,
+            auth=auth,
+            metrics=metrics,
+            webhook_secret=webhook_secret,
+            hosts=hosts,
+            auth_file=AuthFile(Path(args.auth_config), auth) if auth is not None else None,
         )
         external = str(args.external_url or "")
         session = web.Session(secure_cookie=external.lower().startswith("https://"))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import subprocess
 import sys
 from collections.abc import Callable
@@ -197,3 +198,28 @@ def test_plan_against_a_running_instance_keeps_the_tasks_a_broken_file_defines(
         "  default/b  (kept as it is: its new definition has errors)",
     ]
     assert out[-1] == "Plan: 0 to add, 0 to change, 1 to remove, 2 unchanged."
+
+
+def test_a_token_removed_from_the_auth_file_stops_working_without_a_restart(
+    crontask: Callable[..., Crontask], tmp_path: Path
+) -> None:
+    def tokens(*names: str) -> str:
+        lines = [
+            f"  - {{name: {n}, sha256: {hashlib.sha256(n.encode()).hexdigest()}, role: viewer}}"
+            for n in names
+        ]
+        return "tokens:\n" + "\n".join(lines) + "\n"
+
+    auth = tmp_path / "auth.yaml"
+    auth.write_text(tokens("leaked-token-0123456789", "kept-token-0123456789"))
+    app = crontask("--allow-empty", "--auth-config", str(auth))
+
+    def answer(token: str) -> int:
+        headers = {"Authorization": f"Bearer {token}"}
+        return httpx.get(f"{app.server}/api/v1/tasks", headers=headers, timeout=10).status_code
+
+    assert answer("leaked-token-0123456789") == 200
+    auth.write_text(tokens("kept-token-0123456789"))
+    wait_for("the removed token refused", lambda: answer("leaked-token-0123456789") == 401)
+    assert answer("kept-token-0123456789") == 200
+    app.wait_log("auth file read again")
