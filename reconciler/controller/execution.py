@@ -29,9 +29,10 @@ from reconciler.controller.active import (
 from reconciler.controller.claims import SlotClaims
 from reconciler.controller.recorder import Recorder
 from reconciler.core.desired import Definition
-from reconciler.core.runs import RetriedAttempt, RunRecord, RunStatus
+from reconciler.core.runs import JOB_DELETED, RetriedAttempt, RunRecord, RunStatus
 from reconciler.core.timing import retry_delay
 from reconciler.runner.base import Actions, Outcome, Resumable, StartsAt, failed
+from reconciler.runner.job_attempt import JobEnd
 from reconciler.store.base import DuplicateRun
 
 log = logging.getLogger("crontask.runner")
@@ -44,6 +45,11 @@ _ABANDONED = {
     TASK_CHANGED: "the task's definition changed before this retry could start",
     HANDED_OVER: "the task moved to another replica before this retry could start",
 }
+
+# The reasons of failed attempts whose outcome is unknown: their work may have run to its end
+# (a Job deleted before its end was seen), so a retry could run it twice. Never retried, as an
+# attempt whose process died is not (it is recorded ``interrupted``).
+_UNKNOWN_OUTCOMES = frozenset({JOB_DELETED})
 
 RunListener = Callable[[RunRecord], None]
 
@@ -264,7 +270,10 @@ class RunExecution(SlotClaims):
     ) -> RunRecord | None:
         """Record the attempt's end and hand it to the listeners; a :class:`RetriedAttempt`
         when the run tries again (``_retries``), which ``_execute`` then does: the listeners
-        (the notifier) hear the decision the dispatcher follows, never one of their own."""
+        (the notifier) hear the decision the dispatcher follows, never one of their own.
+        It ends now, unless its outcome says when its work ended (an adopted Job's own end,
+        ``JobEnd``: maybe while no crontask followed it); then never later than now nor before
+        the record's start, as that end is on another clock (the API server's)."""
         record = active.record
         if outcome.detached:
             log.info(
@@ -277,9 +286,12 @@ class RunExecution(SlotClaims):
             # Its work never began (stopped first, or it could not start): it has no start,
             # not the slot it was decided for, which may be after the end.
             record = dataclasses.replace(record, started_at=None)
+        finished_at = now = self.clock()
+        if isinstance(outcome, JobEnd) and (ended := outcome.ended_at) is not None:
+            finished_at = min(now, max(ended, record.started_at or ended))
         final = record.finish(
             status,
-            finished_at=self.clock(),
+            finished_at=finished_at,
             exit_code=outcome.exit_code,
             reason=outcome.reason,
             message=outcome.message,
@@ -317,10 +329,13 @@ class RunExecution(SlotClaims):
         """Whether a further attempt of ``final``'s run follows (or, if it will not start after
         all, is recorded as abandoned): a failed or timed-out attempt within the retry limit of
         the definition the run began with (not the one in force now: its retry would run the
-        old one), unless the attempt itself was stopped (its record says why)."""
+        old one), unless the attempt itself was stopped (its record says why) or its outcome is
+        unknown (``_UNKNOWN_OUTCOMES``: a retry could run the slot's work twice)."""
         if definition is None or final.status not in (RunStatus.FAILED, RunStatus.TIMED_OUT):
             return False
         if active.stop_reason is not None and final.reason == active.stop_reason:
+            return False
+        if final.reason in _UNKNOWN_OUTCOMES:
             return False
         return final.attempt <= definition.task.spec.retry.limit
 

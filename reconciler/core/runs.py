@@ -39,6 +39,9 @@ class Trigger(enum.StrEnum):
 # it dead records it (``RunStore.mark_interrupted``, ``store.base.INTERRUPTED_REASON``): no
 # dispatcher wrote that end, so none of its listeners heard of it.
 PROCESS_DIED: Final = "ProcessDied"
+# The reason of a job attempt whose Job went before its end was seen: its outcome is unknown,
+# so no retry follows it (the work may have run to its end: a retry could run it twice).
+JOB_DELETED: Final = "JobDeleted"
 # Ends the message of a run marked ``interrupted`` by a crontask that does not declare its
 # task, so that no notification was sent of it (``controller.heartbeat``, ``sinks.notify``).
 UNTOLD: Final = " (found by a crontask that does not declare its task: no notification was sent)"

@@ -18,7 +18,9 @@ One attempt, in order:
 3. The record gets the Job's uid; the attempt follows the Job in the watch cache until it has a
    terminal condition, checking with a GET every ``verify_seconds`` (a lagging or broken watch
    never leaves it waiting forever, and a Job deleted meanwhile is noticed: ``JobDeleted``,
-   unless the watch saw it end before it went: then its last state is the outcome). With
+   unless the watch saw it end before it went: then its last state is the outcome; else the
+   outcome is unknown, and the dispatcher never retries it: the work may have run to its end,
+   and a retry would run it twice). With
    ``timeoutSeconds``, crontask does not rely on the cluster alone to end it: a Job that has
    not finished ``timeoutSeconds`` and :data:`DEADLINE_MARGIN` after its creation (the
    cluster's ``activeDeadlineSeconds`` counts from its start, a moment later, and needs a
@@ -32,11 +34,16 @@ One attempt, in order:
    ``succeeded``; ``Failed`` is ``failed`` with the condition's reason, ``timedOut`` for
    ``DeadlineExceeded`` (``spec.timeoutSeconds`` is the Job's ``activeDeadlineSeconds`` unless
    the JobSpec sets one: the cluster enforces it, so no crontask is needed to stop a stuck Job).
+   A resumed run's outcome says when the Job ended (:class:`JobEnd`): it may have ended long
+   before this crontask started.
 
 ``stop("Shutdown")`` detaches (the Job runs on; the record stays ``running`` and names it);
 any other stop (``Replaced``) deletes the Job with ``propagationPolicy: Background`` after
-keeping its log, and the attempt fails with that reason. ``runner.job.JobRunner`` makes the
-attempts, and knows where each task's Jobs are.
+keeping its log, and the attempt fails with that reason. A delete (of a stop or of the
+backstop) that the API server refuses or does not answer is tried again in the background,
+with a growing pause, until it is answered (the uid precondition keeps a later Job of the same
+name safe): the attempt's end is recorded at once, and nothing else waits for the delete.
+``runner.job.JobRunner`` makes the attempts, and knows where each task's Jobs are.
 """
 
 from __future__ import annotations
@@ -59,7 +66,7 @@ from reconciler.core.jobs import (
     run_in,
     with_pod,
 )
-from reconciler.core.runs import JobDetails, RunRecord, RunStatus
+from reconciler.core.runs import JOB_DELETED, JobDetails, RunRecord, RunStatus
 from reconciler.core.status import parse_time
 from reconciler.runner.base import Outcome, failed, run_environment
 
@@ -73,6 +80,9 @@ Progress = Callable[[RunRecord], Awaitable[None]]
 Job = dict[str, Any]
 Home = Callable[[str], tuple[str, str | None]]
 DEADLINE_EXCEEDED = "DeadlineExceeded"
+# The deletes tried again in the background (``JobRun._delete``), each until it is done: the
+# event loop keeps only weak references to its tasks.
+_DELETES: set[asyncio.Task[None]] = set()
 
 
 class JobCluster(Protocol):
@@ -118,6 +128,26 @@ def _uid(job: Job | None) -> str | None:
 def _newest(pods: list[Job]) -> Job | None:
     pod = latest_pod(pods)
     return None if pod is None else dict(pod)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class JobEnd(Outcome):
+    """The outcome of a resumed run: ``ended_at`` is when its Job ended, by the Job's own
+    account (``completionTime``, else its terminal condition's ``lastTransitionTime``; None if
+    it says neither), on the API server's clock: it may have ended while no crontask ran."""
+
+    ended_at: datetime | None = None
+
+
+def _ended_at(job: Job) -> datetime | None:
+    status = job.get("status") or {}
+    if (completed := parse_time(status.get("completionTime"))) is not None:
+        return completed
+    for condition in status.get("conditions") or ():
+        kind = condition.get("type")
+        if kind in ("Complete", "Failed") and condition.get("status") == "True":
+            return parse_time(condition.get("lastTransitionTime"))
+    return None
 
 
 class _Gone(Exception):
@@ -175,10 +205,11 @@ class JobRun:
         except _Gone:
             self.runner.forget(self._uid)
             message = (
-                f"Job {self.where.name} in {self.where.namespace} was deleted before it "
-                "finished; its outcome is unknown"
+                f"Job {self.where.name} in {self.where.namespace} was deleted before crontask "
+                "saw it finish; its outcome is unknown, so it is not retried (it may have run "
+                "to its end: a retry could run its work twice)"
             )
-            return dataclasses.replace(failed("JobDeleted", message), job=self._details())
+            return dataclasses.replace(failed(JOB_DELETED, message), job=self._details())
 
     def _details(self) -> JobDetails:
         return dataclasses.replace(self.where, uid=self._uid)
@@ -401,13 +432,11 @@ class JobRun:
         cluster = self.runner.cluster
         output, pod, error = await self._evidence(cluster.cached(details.namespace, details.name))
         details = with_pod(details, pod, error)
-        try:
-            deleted = await cluster.delete(details.namespace, details.name, self._uid)
-        except Exception as err:
-            message = f"stopped: {reason}; deleting Job {details.name} failed: {err}"
-            return dataclasses.replace(failed(reason, message), output=output, job=details)
-        self.runner.forget(self._uid)
-        what = "deleted" if deleted else "was gone already"
+        deleted = await self._delete()
+        if isinstance(deleted, str):
+            what = f"could not be deleted yet ({deleted}); crontask tries again until it is"
+        else:
+            what = "deleted" if deleted else "was gone already"
         message = f"stopped: {reason}; Job {details.name} {what}"
         return Outcome(RunStatus.FAILED, None, reason, message, output, job=details)
 
@@ -422,14 +451,52 @@ class JobRun:
             f"Job {details.name} did not finish within timeoutSeconds ({self.timeout:g}s) and "
             f"{self.runner.deadline_margin:g}s more after its creation; crontask"
         )
-        try:
-            deleted = await cluster.delete(details.namespace, details.name, self._uid)
-        except Exception as err:
-            message += f" could not delete it: {err}"
+        deleted = await self._delete()
+        if isinstance(deleted, str):
+            message += f" could not delete it yet ({deleted}) and tries again until it can"
         else:
-            self.runner.forget(self._uid)
             message += " deleted it" if deleted else " found it gone already"
         return Outcome(RunStatus.TIMED_OUT, None, DEADLINE_EXCEEDED, message, output, job=details)
+
+    async def _delete(self) -> bool | str:
+        """Delete the Job (Background, its uid as precondition): True if deleted, False if it
+        was gone already, else why the delete failed. A delete that fails is tried again in
+        the background (``_delete_later``): the Job was stopped for good and its run's end is
+        recorded, so nothing would try again later, and ``Replace`` would leave two Jobs
+        running, the backstop a stuck one."""
+        where = self.where
+        try:
+            deleted = await self.runner.cluster.delete(where.namespace, where.name, self._uid)
+        except Exception as err:
+            task = asyncio.get_running_loop().create_task(self._delete_later())
+            _DELETES.add(task)
+            task.add_done_callback(_DELETES.discard)
+            return str(err)
+        self.runner.forget(self._uid)
+        return deleted
+
+    async def _delete_later(self) -> None:
+        """Try the delete again, with a growing pause (up to ``verify_seconds``), until the
+        API server answers it. Until then the Job counts as running (``Forbid`` waits for it):
+        it may well be."""
+        where, delay = self.where, min(0.5, self.runner.verify_seconds)
+        while True:
+            await asyncio.sleep(delay)
+            try:
+                deleted = await self.runner.cluster.delete(where.namespace, where.name, self._uid)
+            except Exception as err:
+                log.warning(
+                    "cannot delete a Job crontask stopped; trying again",
+                    extra={"fields": {"job": where.name, "error": str(err)}},
+                )
+                delay = min(delay * 2, self.runner.verify_seconds)
+                continue
+            self.runner.forget(self._uid)
+            log.info(
+                "job deleted" if deleted else "job gone already",
+                extra={"fields": {"run": self.record.id, "job": where.name, "why": "stopped"}},
+            )
+            return
 
     # -- the end -------------------------------------------------------------------------------
 
@@ -458,6 +525,8 @@ class JobRun:
         self.runner.forget(self._uid)  # over: a watch cache that lags does not make it run again
         output, pod, error = await self._evidence(job)
         ended = outcome_of(job, pod, main=main_container(job), log_error=error)
-        return Outcome(
-            ended.status, ended.exit_code, ended.reason, ended.message, output, job=ended.details
-        )
+        said = (ended.status, ended.exit_code, ended.reason, ended.message, output)
+        if self.definition is not None:
+            # Followed from its creation: it ended when this crontask saw it end.
+            return Outcome(*said, job=ended.details)
+        return JobEnd(*said, job=ended.details, ended_at=_ended_at(job))

@@ -66,6 +66,7 @@ import httpx
 from reconciler.aio import ended, first_of, in_thread
 from reconciler.core.desired import Definition, DesiredState
 from reconciler.core.runs import (
+    JOB_DELETED,
     RetriedAttempt,
     RunRecord,
     RunStatus,
@@ -459,9 +460,10 @@ def _retry_lost(record: RunRecord, limit: int) -> bool:
     """Whether ``record``, the newest attempt of its run, failed with a retry to follow that
     never came: crontask died while the retry waited (nothing of a waiting retry is stored), so
     the failure was handed on as retried and no notifier told of it. Judged by the retry limit
-    in force now, the only one left to read."""
+    in force now, the only one left to read. Not an attempt no retry follows whatever the
+    limit: one replaced, or whose Job went before its end was seen."""
     retried = record.status in (RunStatus.FAILED, RunStatus.TIMED_OUT)
-    return retried and record.reason != "Replaced" and record.attempt <= limit
+    return retried and record.reason not in ("Replaced", JOB_DELETED) and record.attempt <= limit
 
 
 def _matches(route: Route, key: str, kind: str | None) -> bool:

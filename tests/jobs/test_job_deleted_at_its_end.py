@@ -1,8 +1,8 @@
 """A Job deleted as soon as it ends (a TTL controller, a person, a policy engine) still tells
 its run how it ended: the watch keeps the last terminal state it saw of each Job
 (``JobWatch.ended``), and the attempt concludes from it instead of recording ``JobDeleted``,
-an unknown outcome that a retry would run again. A Job deleted before it ended is still
-``JobDeleted``."""
+an unknown outcome that a retry would run again. A Job deleted before its end was seen is
+still ``JobDeleted``, and its run is not retried."""
 
 from __future__ import annotations
 
@@ -14,12 +14,15 @@ from typing import Any
 import pytest
 from kubernetes import client, config
 
+from reconciler.controller.dispatch import Dispatcher
 from reconciler.core.jobs import RUN_LABEL
 from reconciler.core.runs import RunStatus
+from reconciler.runner.base import Actions
 from reconciler.runner.job import JobRunner
 from reconciler.sources.kubernetes_jobs import JobWatch
+from reconciler.store import MemoryRunStore
 from tests.helpers import wait_for
-from tests.jobs.test_job_runner import NAME, job_task, play, record, until
+from tests.jobs.test_job_runner import KEY, NAME, T0, job_task, play, record, until
 from tests.jobs.twin import FakeCluster
 from tests.k8s.emulator import Emulator
 from tests.k8s.emulator.fixtures import serve
@@ -100,3 +103,28 @@ def test_the_watch_keeps_the_end_of_a_job_deleted_at_once(
         asyncio.run(main())
     finally:
         api.close()
+
+
+def test_a_job_deleted_before_its_end_was_seen_is_not_retried() -> None:
+    """Its outcome is unknown: it may have run to its end (a TTL of 0 while the watch was
+    away), and a retry would run the work twice. Recorded failed, and that is the run's end."""
+    store = MemoryRunStore()
+
+    async def main() -> None:
+        cluster = FakeCluster()
+        runner = JobRunner(cluster, namespace="default", verify_seconds=0.05)
+        d = Dispatcher(store, owner="h:1:x", clock=lambda: T0, actions=Actions([runner]))
+        d.resumable = runner
+        runner.progress = d.progress
+        fired = d.fire(job_task(retry={"limit": 2, "backoffSeconds": 0}), T0)
+        await until(lambda: NAME in cluster.jobs)
+        cluster.vanish(NAME)  # gone, and no end of it seen
+        await until(lambda: not d.active(KEY))
+        assert [(r.status, r.reason) for r in store.attempts(fired.id)] == [
+            (RunStatus.FAILED, "JobDeleted")
+        ]
+        assert "it is not retried" in (store.attempts(fired.id)[0].message or "")
+        assert [c for c in cluster.calls if c[0] == "create"] == [("create", NAME)]
+        await d.shutdown(0)
+
+    asyncio.run(main())

@@ -1,0 +1,112 @@
+"""A Job crontask stopped (``Replace``, the ``timeoutSeconds`` backstop) whose delete the API
+server refuses is deleted all the same: the attempt's end is recorded at once, and the delete
+is tried again in the background until it is answered. Until then the Job counts as running,
+which it may well be. With the in-memory cluster (``tests.jobs.twin.FakeCluster``)."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime, timedelta
+
+from reconciler.controller.dispatch import Dispatcher
+from reconciler.core.runs import RunStatus
+from reconciler.runner.base import Actions
+from reconciler.runner.job import DEADLINE_EXCEEDED, JobRunner
+from reconciler.store import MemoryRunStore
+from tests.jobs.test_job_runner import KEY, NAME, T0, job_task, record, until
+from tests.jobs.twin import ApiError, FakeCluster
+
+
+class RefusesDeletes(FakeCluster):
+    """The next ``refused`` deletes answer 503."""
+
+    def __init__(self, refused: int) -> None:
+        super().__init__()
+        self.refused = refused
+
+    async def delete(self, namespace: str, name: str, uid: str | None) -> bool:
+        if self.refused:
+            self.refused -= 1
+            self.calls.append(("delete", name))
+            raise ApiError("cannot delete Job: HTTP 503 Service Unavailable", 503)
+        return await super().delete(namespace, name, uid)
+
+
+def deletes(cluster: FakeCluster) -> int:
+    return cluster.calls.count(("delete", NAME))
+
+
+def test_a_replaced_job_whose_delete_fails_is_deleted_later() -> None:
+    async def main() -> None:
+        cluster = RefusesDeletes(2)
+        runner = JobRunner(cluster, namespace="default", verify_seconds=0.05)
+        attempt = runner.attempt(job_task(), record())
+        running = asyncio.ensure_future(attempt.run())
+        await until(lambda: NAME in cluster.jobs)
+        attempt.stop("Replaced")
+        outcome = await asyncio.wait_for(running, 5)
+        assert (outcome.status, outcome.reason) == (RunStatus.FAILED, "Replaced")
+        assert outcome.message == (
+            f"stopped: Replaced; Job {NAME} could not be deleted yet (cannot delete Job: "
+            "HTTP 503 Service Unavailable); crontask tries again until it is"
+        )
+        assert NAME in cluster.jobs  # the end is recorded without waiting for the delete
+        assert [r.id for r in runner.running(KEY)]  # it counts as running meanwhile
+        await until(lambda: NAME not in cluster.jobs)
+        assert deletes(cluster) == 3
+        assert runner.running(KEY) == []
+
+    asyncio.run(main())
+
+
+def test_a_job_past_its_deadline_whose_delete_fails_is_deleted_later() -> None:
+    async def main() -> None:
+        cluster = RefusesDeletes(1)
+        now = [T0]
+        runner = JobRunner(
+            cluster,
+            namespace="default",
+            verify_seconds=0.05,
+            deadline_margin=5,
+            clock=lambda: now[0],
+        )
+        running = asyncio.ensure_future(runner.attempt(job_task(timeoutSeconds=60), record()).run())
+        await until(lambda: NAME in cluster.jobs)
+        now[0] = T0 + timedelta(seconds=65)
+        outcome = await asyncio.wait_for(running, 5)
+        assert (outcome.status, outcome.reason) == (RunStatus.TIMED_OUT, DEADLINE_EXCEEDED)
+        assert "crontask could not delete it yet" in outcome.message
+        await until(lambda: NAME not in cluster.jobs)
+        assert deletes(cluster) == 2
+
+    asyncio.run(main())
+
+
+def test_replace_does_not_leave_two_jobs_running_when_a_delete_fails() -> None:
+    """The dispatcher: the new slot's Job starts at once, and the old one goes soon after."""
+    store = MemoryRunStore()
+    now = [T0]
+
+    def clock() -> datetime:
+        return now[0]
+
+    async def main() -> None:
+        cluster = RefusesDeletes(1)
+        runner = JobRunner(cluster, namespace="default", verify_seconds=0.05)
+        d = Dispatcher(store, owner="h:1:x", clock=clock, actions=Actions([runner]))
+        d.resumable = runner
+        runner.progress = d.progress
+        task = job_task(concurrencyPolicy="Replace")
+        first = d.fire(task, T0)
+        await until(lambda: NAME in cluster.jobs)
+        now[0] = T0 + timedelta(minutes=1)
+        second = d.fire(task, now[0])
+        await until(lambda: len(cluster.jobs) == 2)  # the new Job did not wait for the delete
+        replaced = store.get(first.id)
+        assert replaced is not None
+        assert (replaced.status, replaced.reason) == (RunStatus.FAILED, "Replaced")
+        await until(lambda: NAME not in cluster.jobs)
+        assert [r.id for r in runner.running(KEY)] == [second.id]
+        await d.shutdown(0)
+
+    asyncio.run(main())
