@@ -19,7 +19,9 @@
     followed, or still ``running`` in the store, is never deleted: its log and outcome are
     read first. Nothing is removed while the sources' empty-set guard holds removals back, and
     only Jobs with the ``crontask.dev/run-id`` label are ever seen, so a Job crontask did not
-    create is never touched.
+    create is never touched; nor is one controlled by a CronTask that is not the task's owner
+    in force (``JobRunner.foreign``), nor a removed CronTask's (``JobRunner.collected``:
+    deleting the CronTask deletes its Jobs, ``kubectl delete --cascade=orphan`` keeps them).
 """
 
 from __future__ import annotations
@@ -278,11 +280,14 @@ class JobSupervisor:
             run = run_of(job)
             if run is None or run.run_id in busy or is_deleting(job) or finished(job) is None:
                 continue
+            if self.runner.foreign(key, job):
+                continue  # an orphaned CronTask's (or a losing one's): kept, as the user asked
             done.append(job)
         if definition is None:
             # A removed task: its finished Jobs go (not while the sources' empty-set guard
-            # holds removals back: the task may not be removed at all).
-            return [] if self._holding else done
+            # holds removals back: the task may not be removed at all), unless they were a
+            # CronTask's: its deletion decided their fate (--cascade=orphan keeps them).
+            return [] if self._holding or self.runner.collected(key) else done
         # As the run history does: a run (all its attempts' Jobs) counts as its latest
         # attempt says, and goes whole; the newest runs are kept.
         runs: dict[str, list[dict[str, Any]]] = {}

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from collections.abc import Callable
 
 from reconciler.aio import in_thread
 from reconciler.controller.components import Threaded
@@ -12,8 +13,9 @@ from reconciler.controller.dispatch import Dispatcher
 from reconciler.controller.jobs import JobOptions, JobSupport, job_support
 from reconciler.controller.manager import Manager
 from reconciler.controller.reconcile import PassResult, Reconciler
-from reconciler.core.desired import SourceKind
+from reconciler.core.desired import Definition, SourceKind
 from reconciler.core.runs import RunRecord
+from reconciler.core.status import ObjectRef
 from reconciler.scheduling.apscheduler import ApsScheduler
 from reconciler.sinks.kubernetes import StatusWriter
 from reconciler.sinks.kubernetes_events import EventRecorder
@@ -36,6 +38,20 @@ class Kubernetes:
     source: KubernetesSource
     writer: StatusWriter
     events: EventRecorder
+    # The definition in force for a key, whichever source it comes from (the reconciler's,
+    # from ``start`` on: before it, no pass has settled any key).
+    in_force: Callable[[str], Definition | None] = lambda key: None
+
+    def owner(self, key: str) -> ObjectRef | None:
+        """The CronTask that owns the Jobs of ``key`` (their ownerReference, and where the job
+        action looks for them): only when the definition in force for ``key`` is read from that
+        CronTask. A task from a folder, git or the API that wins a key conflict over a CronTask
+        gives its Jobs no owner: the losing object, deleted, must not take them with it (nor,
+        in another namespace than theirs, have the garbage collector delete them at once)."""
+        definition = self.in_force(key)
+        if definition is None or definition.location.source != SourceKind.KUBERNETES:
+            return None
+        return self.source.object_ref(key)
 
     async def start(
         self,
@@ -46,6 +62,8 @@ class Kubernetes:
     ) -> None:
         """Start the writers first (they flush last); the CronTasks are listed and watched by
         the source's own ``watch`` (a component the runtime starts with the other sources)."""
+        # Before the Job watch and the first pass: no Job is made or looked for before.
+        self.in_force = lambda key: reconciler.desired.tasks.get(key)
 
         def fire_manual(key: str) -> RunRecord | None:
             definition = scheduler.owned().get(key)
@@ -92,12 +110,11 @@ async def jobs(
         connection = await in_thread(connect, only)
     else:
         return None
-    source = kube.source if kube is not None else None
     return job_support(
         connection,
         options,
         all_namespaces=connection.watch is None,
-        owner=source.object_ref if source is not None else lambda key: None,
+        owner=kube.owner if kube is not None else lambda key: None,
         resync_seconds=resync_seconds,
     )
 

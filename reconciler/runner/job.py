@@ -8,16 +8,22 @@ client.
 Which Jobs are a task's is decided here (:meth:`JobRunner.home`, ``core.jobs.run_in``), not by
 their annotations, which anyone who may create a Job where crontask watches can write: the
 Job must be in the task's Job namespace, carry the name of one of the task's slots and
-attempts, and, for a task read from a CronTask, be controlled by that object (its uid).
+attempts, and, for a task read from a CronTask, be controlled by that object (its uid). A Job
+controlled by a CronTask that is not the owner in force (one whose key a folder, git or API
+task holds, or one being deleted) is no task's (:meth:`JobRunner.foreign`): crontask neither
+counts it for the policies nor deletes it; nor does it clean up a removed CronTask's Jobs
+(:meth:`JobRunner.collected`): how the CronTask was deleted decides (``kubectl delete
+--cascade=orphan`` keeps them).
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
+from typing import Any
 
-from reconciler.core.desired import Definition
+from reconciler.core.desired import Definition, SourceKind
 from reconciler.core.jobs import job_name, job_namespace, run_in
 from reconciler.core.runs import JobDetails, RunRecord, RunStatus
 from reconciler.core.status import ObjectRef, parse_time
@@ -30,6 +36,7 @@ CONCLUDED_KEPT = 4096  # uids of Jobs this process saw end, kept to tell a stale
 # cluster has not: its activeDeadlineSeconds counts from the Job's start, a little after its
 # creation, and the Job controller needs a moment to mark it failed and stop its pods.
 DEADLINE_MARGIN = 30.0
+CRONTASK_KIND = ("crontask.dev", "CronTask")  # the API group and kind of a CronTask
 
 
 class JobRunner:
@@ -37,9 +44,10 @@ class JobRunner:
     (:class:`~reconciler.runner.base.Resumable`).
 
     ``namespace`` is where a task from a folder, git or the API without ``spec.job.namespace``
-    puts its Jobs (``--job-namespace``); ``owner`` gives the CronTask object of a task read
-    from a resource (its Jobs get an ownerReference to it); ``announce`` writes a running record
-    that says more about its attempt (the dispatcher's ``progress``).
+    puts its Jobs (``--job-namespace``); ``owner`` gives the CronTask object of a task whose
+    definition in force is read from that resource (its Jobs get an ownerReference to it), and
+    None for any other task, even one whose key a CronTask also declares; ``announce`` writes a
+    running record that says more about its attempt (the dispatcher's ``progress``).
     """
 
     field = "job"
@@ -74,6 +82,10 @@ class JobRunner:
         # Each task's timeoutSeconds, as its last definition seen here said: a run resumed
         # after a restart has no definition of its own, and its Job is bounded all the same.
         self._timeouts: dict[str, float | None] = {}
+        # The tasks whose last definition seen here is a CronTask's: once removed, their Jobs
+        # are the garbage collector's (deleted with the CronTask, or kept by an orphaning
+        # delete, which also drops their ownerReferences), not clean-up's.
+        self._crontasks: set[str] = set()
         cluster.trust(self.home)
 
     async def announce(self, record: RunRecord) -> None:
@@ -90,12 +102,28 @@ class JobRunner:
 
     def home(self, task: str) -> tuple[str, str | None]:
         """Where the Jobs of ``task`` are, and the uid of the CronTask that must control them
-        (None: a task from a folder, git or the API). A CronTask's Jobs are in its namespace;
-        the others' where its definition puts them (``place``), else ``--job-namespace``."""
+        (None: a task from a folder, git or the API, or one no source declares any more). A
+        CronTask's Jobs are in its namespace; the others' where its definition puts them
+        (``place``), else ``--job-namespace``."""
         owner = self.owner(task)
         if owner is not None:
             return owner.namespace, owner.uid or None
         return self._homes.get(task, self.namespace), None
+
+    def foreign(self, task: str, job: Mapping[str, Any]) -> bool:
+        """Whether ``job``, one of ``task``'s by its namespace and name, is controlled by a
+        CronTask that is not the task's owner in force: one that lost the key to a task from
+        another source, or one being deleted (an orphaning delete drops the reference soon
+        after: see ``collected``). crontask does not act on it: the policies do not see it,
+        clean-up does not delete it."""
+        return self.home(task)[1] is None and controller_kind(job) == CRONTASK_KIND
+
+    def collected(self, task: str) -> bool:
+        """Whether the Jobs of ``task``, which no source declares any more, are left to the
+        cluster: its last definition seen here was a CronTask, whose deletion deletes its Jobs
+        with it, or keeps them (``kubectl delete --cascade=orphan``, which leaves them without
+        an ownerReference: nothing else on them tells they were a CronTask's)."""
+        return task in self._crontasks
 
     def place(self, definition: Definition) -> str:
         """Learn (and return) where the Jobs of ``definition`` go. Each reconcile pass tells
@@ -103,6 +131,10 @@ class JobRunner:
         so a task's Jobs in its own ``spec.job.namespace`` are found after a restart too."""
         namespace = job_namespace(definition, self.namespace)
         self._homes[definition.key] = namespace
+        if definition.location.source == SourceKind.KUBERNETES:
+            self._crontasks.add(definition.key)
+        else:
+            self._crontasks.discard(definition.key)
         self._timeouts[definition.key] = definition.task.spec.timeout_seconds
         return namespace
 
@@ -142,7 +174,7 @@ class JobRunner:
         for job in self.cluster.live(task):
             run = run_in(job, task, namespace, owner_uid)
             meta = job.get("metadata") or {}
-            if run is None or meta.get("uid") in self._over:
+            if run is None or meta.get("uid") in self._over or self.foreign(task, job):
                 continue
             found.append(
                 RunRecord(
@@ -159,3 +191,13 @@ class JobRunner:
                 )
             )
         return found
+
+
+def controller_kind(job: Mapping[str, Any]) -> tuple[str, str] | None:
+    """The API group and kind of the object that controls ``job`` (its ownerReference with
+    ``controller: true``), or None."""
+    for ref in (job.get("metadata") or {}).get("ownerReferences") or ():
+        if isinstance(ref, dict) and ref.get("controller") is True:
+            group = str(ref.get("apiVersion") or "").rpartition("/")[0]
+            return group, str(ref.get("kind") or "")
+    return None

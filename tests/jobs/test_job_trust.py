@@ -146,6 +146,26 @@ def test_a_tasks_own_job_left_running_is_still_adopted() -> None:
     asyncio.run(main())
 
 
+def test_a_job_controlled_by_a_crontask_not_in_force_is_no_run_of_the_task() -> None:
+    """A CronTask's running Job, once the key's definition in force is another source's (a
+    folder task won the key, or the CronTask is gone): Forbid does not wait for it, Replace
+    does not delete it. Without a controller, the same Job is the task's."""
+
+    async def main() -> None:
+        cluster = FakeCluster()
+        runner = JobRunner(cluster, namespace="default", owner=lambda key: None)
+        earlier = T0 - timedelta(hours=1)
+        name = job_name(KEY, earlier, 1, qualified=False)
+        theirs = cluster.add(posing(earlier, "default", name, owner=CRONTASK))
+        assert runner.running(KEY) == []
+        assert runner.foreign(KEY, theirs)
+        ours = cluster.add(posing(earlier, "default", name))  # the same Job, with no owner
+        assert not runner.foreign(KEY, ours)
+        assert [r.id for r in runner.running(KEY)] == [run_id(KEY, earlier)]
+
+    asyncio.run(main())
+
+
 def test_a_folder_tasks_job_in_its_own_namespace_is_found_once_its_definition_is_seen() -> None:
     """A task from a folder whose spec.job.namespace is not --job-namespace: after a restart,
     its Job running there is its run as soon as a pass has shown the runner its definition,
