@@ -32,7 +32,7 @@ from reconciler.core.desired import Definition
 from reconciler.core.runs import JOB_DELETED, RetriedAttempt, RunRecord, RunStatus
 from reconciler.core.timing import retry_delay
 from reconciler.runner.base import Actions, Outcome, Resumable, StartsAt, failed
-from reconciler.runner.job_attempt import JobEnd
+from reconciler.runner.job_attempt import DEADLINE_EXCEEDED, JobEnd
 from reconciler.store.base import DuplicateRun
 
 log = logging.getLogger("crontask.runner")
@@ -50,6 +50,9 @@ _ABANDONED = {
 # (a Job deleted before its end was seen), so a retry could run it twice. Never retried, as an
 # attempt whose process died is not (it is recorded ``interrupted``).
 _UNKNOWN_OUTCOMES = frozenset({JOB_DELETED})
+# The reasons of attempts crontask stopped for good, whose work it deleted (or went on trying
+# to): a run adopted with such an end recorded is stopped again (``_follow_adopted``).
+_STOPPED_FOR_GOOD = frozenset({REPLACED, DEADLINE_EXCEEDED})
 
 RunListener = Callable[[RunRecord], None]
 
@@ -249,6 +252,13 @@ class RunExecution(SlotClaims):
             log.exception("could not take the adopted run over; following it anyway")
             stored = None
         if stored is not None and stored.status.finished:
+            if stored.reason in _STOPPED_FOR_GOOD:
+                # Recorded stopped, yet its work lives: the delete that stopped it was refused
+                # until the crontask that asked went (``runner.job_attempt``). Stopped now; its
+                # record stays as it is.
+                attempt = self.resumable.resume(record)
+                attempt.stop(stored.reason or REPLACED)
+                await attempt.run()
             return None  # its end is recorded already (by whoever followed it)
         if stored is not None:
             record = active.record = dataclasses.replace(stored, job=record.job or stored.job)

@@ -110,3 +110,47 @@ def test_replace_does_not_leave_two_jobs_running_when_a_delete_fails() -> None:
         await d.shutdown(0)
 
     asyncio.run(main())
+
+
+def test_a_job_still_live_after_its_replaced_run_is_deleted_by_the_next_crontask() -> None:
+    """The API server refused the delete until crontask stopped: the run is recorded
+    ``Replaced``, its Job runs on. The next crontask, meeting it at the task's next slot,
+    deletes it, and leaves its record as it was."""
+    store = MemoryRunStore()
+    cluster = RefusesDeletes(10_000)
+    now = [T0]
+
+    def started(policy: str, slot: datetime) -> tuple[Dispatcher, JobRunner]:
+        runner = JobRunner(cluster, namespace="default", verify_seconds=0.05)
+        d = Dispatcher(store, owner="h:1:x", clock=lambda: now[0], actions=Actions([runner]))
+        d.resumable = runner
+        runner.progress = d.progress
+        now[0] = slot
+        d.fire(job_task(concurrencyPolicy=policy), slot)
+        return d, runner
+
+    async def before() -> str:
+        d, _ = started("Replace", T0)
+        await until(lambda: NAME in cluster.jobs)
+        d, _ = started("Replace", T0 + timedelta(minutes=1))
+        await until(lambda: len(cluster.jobs) == 2 and cluster.refused < 10_000)
+        replaced = store.get(record().id)
+        assert replaced is not None
+        assert (replaced.status, replaced.reason) == (RunStatus.FAILED, "Replaced")
+        await d.shutdown(0)  # the Jobs run on; the delete tried again ends with the process
+        return replaced.message or ""
+
+    message = asyncio.run(before())
+    assert NAME in cluster.jobs
+    cluster.refused = 0
+
+    async def after() -> None:
+        d, _ = started("Allow", T0 + timedelta(minutes=2))
+        # The second slot's Job, adopted, and the third's: the first's deleted.
+        await until(lambda: NAME not in cluster.jobs and len(cluster.jobs) == 2)
+        await d.shutdown(0)
+
+    asyncio.run(after())
+    kept = store.get(record().id)
+    assert kept is not None
+    assert (kept.status, kept.reason, kept.message) == (RunStatus.FAILED, "Replaced", message)
