@@ -20,7 +20,7 @@
     read first. Nothing is removed while the sources' empty-set guard holds removals back, and
     only Jobs with the ``crontask.dev/run-id`` label are ever seen, so a Job crontask did not
     create is never touched; nor is one controlled by a CronTask that is not the task's owner
-    in force (``JobRunner.foreign``), nor a removed CronTask's (``JobRunner.collected``:
+    in force (``core.jobs.run_in``), nor a removed CronTask's (``JobRunner.collected``:
     deleting the CronTask deletes its Jobs, ``kubectl delete --cascade=orphan`` keeps them).
 """
 
@@ -280,8 +280,6 @@ class JobSupervisor:
             run = run_of(job)
             if run is None or run.run_id in busy or is_deleting(job) or finished(job) is None:
                 continue
-            if self.runner.foreign(key, job):
-                continue  # an orphaned CronTask's (or a losing one's): kept, as the user asked
             done.append(job)
         if definition is None:
             # A removed task: its finished Jobs go (not while the sources' empty-set guard

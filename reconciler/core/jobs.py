@@ -42,6 +42,7 @@ from typing import Any, Final
 
 from reconciler.core.desired import Definition, SourceKind
 from reconciler.core.jobspec import LABEL_VALUE
+from reconciler.core.model import API_GROUP
 from reconciler.core.runs import (
     ContainerResult,
     JobDetails,
@@ -211,8 +212,9 @@ def run_in(
     """The run of ``task`` that ``job`` is, if it can be one: None unless the Job is in
     ``namespace`` (where the task's Jobs go), its run id is a slot of ``task``, its name is
     the one :func:`job_name` gives that slot and attempt there, and (``owner_uid`` given: a
-    task read from a CronTask) its controller ownerReference is that object. Anyone who may
-    create a Job anywhere crontask watches can write the annotations; none of this."""
+    task read from a CronTask) its controller ownerReference is that object (no owner: no
+    CronTask controls it). Anyone who may create a Job anywhere crontask watches can write the
+    annotations; none of this."""
     run = run_of(job)
     meta = job.get("metadata") or {}
     if run is None or run.task != task or meta.get("namespace") != namespace:
@@ -220,12 +222,22 @@ def run_in(
     qualified = namespace != split_key(task)[0]
     if meta.get("name") != job_name(task, run.scheduled_at, run.attempt, qualified=qualified):
         return None
+    owners = meta.get("ownerReferences") or ()
+    controller = [o for o in owners if isinstance(o, dict) and o.get("controller") is True]
     if owner_uid is not None:
-        owners = meta.get("ownerReferences") or ()
-        controller = [o for o in owners if isinstance(o, dict) and o.get("controller") is True]
         if [o.get("uid") for o in controller] != [owner_uid]:
             return None
+    elif any(_is_crontask(o) for o in controller):
+        # Controlled by a CronTask that is not the owner in force: one that lost its key to a
+        # task from another source, or one being deleted with --cascade=orphan (which drops
+        # the reference soon after). No run of this task: not followed, counted or deleted.
+        return None
     return run
+
+
+def _is_crontask(reference: Mapping[str, Any]) -> bool:
+    group = str(reference.get("apiVersion") or "").partition("/")[0]
+    return group == API_GROUP and reference.get("kind") == "CronTask"
 
 
 def _slot(task: str, run_id: str) -> datetime | None:

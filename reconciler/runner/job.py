@@ -10,8 +10,8 @@ their annotations, which anyone who may create a Job where crontask watches can 
 Job must be in the task's Job namespace, carry the name of one of the task's slots and
 attempts, and, for a task read from a CronTask, be controlled by that object (its uid). A Job
 controlled by a CronTask that is not the owner in force (one whose key a folder, git or API
-task holds, or one being deleted) is no task's (:meth:`JobRunner.foreign`): crontask neither
-counts it for the policies nor deletes it; nor does it clean up a removed CronTask's Jobs
+task holds, or one being deleted) is no task's (``run_in``): crontask neither counts it for
+the policies nor deletes it; nor does it clean up a removed CronTask's Jobs
 (:meth:`JobRunner.collected`): how the CronTask was deleted decides (``kubectl delete
 --cascade=orphan`` keeps them).
 """
@@ -19,9 +19,8 @@ counts it for the policies nor deletes it; nor does it clean up a removed CronTa
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
 
 from reconciler.core.desired import Definition, SourceKind
 from reconciler.core.jobs import job_name, job_namespace, run_in
@@ -36,7 +35,6 @@ CONCLUDED_KEPT = 4096  # uids of Jobs this process saw end, kept to tell a stale
 # cluster has not: its activeDeadlineSeconds counts from the Job's start, a little after its
 # creation, and the Job controller needs a moment to mark it failed and stop its pods.
 DEADLINE_MARGIN = 30.0
-CRONTASK_KIND = ("crontask.dev", "CronTask")  # the API group and kind of a CronTask
 
 
 class JobRunner:
@@ -110,14 +108,6 @@ class JobRunner:
             return owner.namespace, owner.uid or None
         return self._homes.get(task, self.namespace), None
 
-    def foreign(self, task: str, job: Mapping[str, Any]) -> bool:
-        """Whether ``job``, one of ``task``'s by its namespace and name, is controlled by a
-        CronTask that is not the task's owner in force: one that lost the key to a task from
-        another source, or one being deleted (an orphaning delete drops the reference soon
-        after: see ``collected``). crontask does not act on it: the policies do not see it,
-        clean-up does not delete it."""
-        return self.home(task)[1] is None and controller_kind(job) == CRONTASK_KIND
-
     def collected(self, task: str) -> bool:
         """Whether the Jobs of ``task``, which no source declares any more, are left to the
         cluster: its last definition seen here was a CronTask, whose deletion deletes its Jobs
@@ -174,7 +164,7 @@ class JobRunner:
         for job in self.cluster.live(task):
             run = run_in(job, task, namespace, owner_uid)
             meta = job.get("metadata") or {}
-            if run is None or meta.get("uid") in self._over or self.foreign(task, job):
+            if run is None or meta.get("uid") in self._over:
                 continue
             found.append(
                 RunRecord(
@@ -191,13 +181,3 @@ class JobRunner:
                 )
             )
         return found
-
-
-def controller_kind(job: Mapping[str, Any]) -> tuple[str, str] | None:
-    """The API group and kind of the object that controls ``job`` (its ownerReference with
-    ``controller: true``), or None."""
-    for ref in (job.get("metadata") or {}).get("ownerReferences") or ():
-        if isinstance(ref, dict) and ref.get("controller") is True:
-            group = str(ref.get("apiVersion") or "").rpartition("/")[0]
-            return group, str(ref.get("kind") or "")
-    return None

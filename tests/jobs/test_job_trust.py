@@ -56,7 +56,10 @@ ELSEWHERE = job_name(KEY, T0, 1, qualified=True)  # the name it would have in an
     ("job", "owner_uid", "trusted"),
     [
         (mine(), "ct-uid", True),
-        (mine(), None, True),  # a task from a folder, git or the API: no owner to check
+        (mine(ownerReferences=[]), None, True),  # a task from a folder, git or the API
+        # A CronTask's, met by a task from another source that holds its key now, or after
+        # the CronTask's deletion with --cascade=orphan (before the reference goes).
+        (mine(), None, False),
         (mine(namespace="evil"), None, False),
         (mine(namespace="evil", name=ELSEWHERE), None, False),  # the qualified name, elsewhere
         (mine(name="job-backup"), None, False),  # not the name of the run's attempt
@@ -158,9 +161,9 @@ def test_a_job_controlled_by_a_crontask_not_in_force_is_no_run_of_the_task() -> 
         name = job_name(KEY, earlier, 1, qualified=False)
         theirs = cluster.add(posing(earlier, "default", name, owner=CRONTASK))
         assert runner.running(KEY) == []
-        assert runner.foreign(KEY, theirs)
+        assert run_in(theirs, KEY, "default") is None
         ours = cluster.add(posing(earlier, "default", name))  # the same Job, with no owner
-        assert not runner.foreign(KEY, ours)
+        assert run_in(ours, KEY, "default") is not None
         assert [r.id for r in runner.running(KEY)] == [run_id(KEY, earlier)]
 
     asyncio.run(main())
@@ -305,6 +308,21 @@ def test_a_job_of_the_runs_name_that_the_crontask_does_not_control_is_never_take
         assert outcome.job is None or outcome.job.uid != forged["metadata"]["uid"]
         assert not [c for c in cluster.calls if c[0] == "delete"]
         assert NAME in cluster.jobs
+
+    asyncio.run(main())
+
+
+def test_a_crontasks_job_found_at_its_name_is_not_a_folder_tasks_run() -> None:
+    """A folder task that won the key of a CronTask meets, at its create, the Job the
+    CronTask made for the same slot: not its run (JobNameTaken), whatever its annotations."""
+
+    async def main() -> None:
+        cluster = FakeCluster()
+        runner = JobRunner(cluster, namespace="default", verify_seconds=0.05)
+        cluster.add(posing(T0, "default", NAME, owner=CRONTASK))
+        cluster.finish(NAME, log="ran once\n")
+        outcome = await runner.attempt(job_task(), record()).run()
+        assert (outcome.status, outcome.reason) == (RunStatus.FAILED, "JobNameTaken")
 
     asyncio.run(main())
 
