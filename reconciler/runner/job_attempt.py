@@ -54,7 +54,7 @@ import dataclasses
 import logging
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Final, Protocol
 
 from reconciler.core.desired import Definition
 from reconciler.core.jobs import (
@@ -80,9 +80,13 @@ Progress = Callable[[RunRecord], Awaitable[None]]
 Job = dict[str, Any]
 Home = Callable[[str], tuple[str, str | None]]
 DEADLINE_EXCEEDED = "DeadlineExceeded"
-# The deletes tried again in the background (``JobRun._delete``), each until it is done: the
-# event loop keeps only weak references to its tasks.
-_DELETES: set[asyncio.Task[None]] = set()
+# The deletes tried again in the background (``JobRun._delete``), by Job uid: one a Job (a
+# Replace task whose every slot met the same undeletable Job started one more each time), and
+# held here because the event loop keeps only weak references to its tasks.
+_DELETES: dict[str, asyncio.Task[None]] = {}
+# Answers to a delete that trying again does not change (no right to delete Jobs, an admission
+# webhook that refuses): said once, and left to the next crontask that meets the Job.
+_REFUSED_FOR_GOOD: Final = frozenset({400, 401, 403, 405, 422})
 
 
 class JobCluster(Protocol):
@@ -464,31 +468,47 @@ class JobRun:
         the background (``_delete_later``): the Job was stopped for good and its run's end is
         recorded, so nothing would try again later, and ``Replace`` would leave two Jobs
         running, the backstop a stuck one."""
-        where = self.where
+        where, uid = self.where, self._uid
+        if uid in _DELETES:
+            return "a delete of it is being tried again already"
         try:
-            deleted = await self.runner.cluster.delete(where.namespace, where.name, self._uid)
+            deleted = await self.runner.cluster.delete(where.namespace, where.name, uid)
         except Exception as err:
-            task = asyncio.get_running_loop().create_task(self._delete_later())
-            _DELETES.add(task)
-            task.add_done_callback(_DELETES.discard)
+            again = getattr(err, "status", None) not in _REFUSED_FOR_GOOD
+            if uid is not None and again and uid not in _DELETES:
+                task = asyncio.get_running_loop().create_task(self._delete_later())
+                _DELETES[uid] = task
+                task.add_done_callback(lambda done: _DELETES.pop(uid, None))
             return str(err)
-        self.runner.forget(self._uid)
+        self.runner.forget(uid)
         return deleted
 
     async def _delete_later(self) -> None:
         """Try the delete again, with a growing pause (up to ``verify_seconds``), until the
-        API server answers it. Until then the Job counts as running (``Forbid`` waits for it):
+        API server answers it, refuses it for good, or the Job has ended or gone on its own
+        (the watch says so). Until then the Job counts as running (``Forbid`` waits for it):
         it may well be."""
-        where, delay = self.where, min(0.5, self.runner.verify_seconds)
+        cluster, where, delay = (
+            self.runner.cluster,
+            self.where,
+            min(0.5, self.runner.verify_seconds),
+        )
         while True:
             await asyncio.sleep(delay)
+            seen = cluster.cached(where.namespace, where.name)
+            if _uid(seen) != self._uid or (seen is not None and finished(seen) is not None):
+                return  # gone, or ended: no longer running, nothing to stop
             try:
-                deleted = await self.runner.cluster.delete(where.namespace, where.name, self._uid)
+                deleted = await cluster.delete(where.namespace, where.name, self._uid)
             except Exception as err:
+                final = getattr(err, "status", None) in _REFUSED_FOR_GOOD
                 log.warning(
-                    "cannot delete a Job crontask stopped; trying again",
+                    "cannot delete a Job crontask stopped; "
+                    + ("left to the next crontask that meets it" if final else "trying again"),
                     extra={"fields": {"job": where.name, "error": str(err)}},
                 )
+                if final:
+                    return
                 delay = min(delay * 2, self.runner.verify_seconds)
                 continue
             self.runner.forget(self._uid)

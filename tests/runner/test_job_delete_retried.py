@@ -6,10 +6,13 @@ which it may well be. With the in-memory cluster (``tests.jobs.twin.FakeCluster`
 from __future__ import annotations
 
 import asyncio
+import functools
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 
 from reconciler.controller.dispatch import Dispatcher
 from reconciler.core.runs import RunStatus
+from reconciler.runner import job_attempt
 from reconciler.runner.base import Actions
 from reconciler.runner.job import DEADLINE_EXCEEDED, JobRunner
 from reconciler.store import MemoryRunStore
@@ -154,3 +157,66 @@ def test_a_job_still_live_after_its_replaced_run_is_deleted_by_the_next_crontask
     kept = store.get(record().id)
     assert kept is not None
     assert (kept.status, kept.reason, kept.message) == (RunStatus.FAILED, "Replaced", message)
+
+
+class Refuses(FakeCluster):
+    """Every delete answers ``status``."""
+
+    def __init__(self, status: int) -> None:
+        super().__init__()
+        self.status = status
+
+    async def delete(self, namespace: str, name: str, uid: str | None) -> bool:
+        self.calls.append(("delete", name))
+        raise ApiError(f"cannot delete Job: HTTP {self.status}", self.status)
+
+
+def made(cluster: FakeCluster, count: int) -> bool:
+    return len(cluster.jobs) == count
+
+
+def replacing(cluster: FakeCluster, slots: int) -> Callable[[], Awaitable[None]]:
+    """A Replace task whose every slot stops the Job of the one before."""
+    store = MemoryRunStore()
+    now = [T0]
+
+    async def main() -> None:
+        runner = JobRunner(cluster, namespace="default", verify_seconds=0.02)
+        d = Dispatcher(store, owner="h:1:x", clock=lambda: now[0], actions=Actions([runner]))
+        d.resumable = runner
+        runner.progress = d.progress
+        for minute in range(slots):
+            now[0] = T0 + timedelta(minutes=minute)
+            d.fire(job_task(concurrencyPolicy="Replace"), now[0])
+            await until(functools.partial(made, cluster, minute + 1))
+
+    return main
+
+
+def test_a_job_whose_delete_is_refused_for_a_while_has_one_delete_tried_again() -> None:
+    """Every slot of a Replace task meets the Jobs it could not delete yet: it does not start
+    one more retry for each of them each time (they grew as the square of the slots)."""
+    cluster = Refuses(503)
+
+    async def main() -> None:
+        await replacing(cluster, 10)()
+        stopped = len(cluster.jobs) - 1
+        await until(lambda: len(job_attempt._DELETES) == stopped)
+        for name in list(cluster.jobs):  # they end on their own: nothing left to stop
+            cluster.finish(name)
+        await until(lambda: not job_attempt._DELETES)
+
+    asyncio.run(main())
+
+
+def test_a_delete_refused_for_good_is_not_tried_again() -> None:
+    """No right to delete Jobs (403): said in the run's record, not tried every 30 s."""
+    cluster = Refuses(403)
+
+    async def main() -> None:
+        await replacing(cluster, 2)()
+        first = deletes(cluster)
+        assert first >= 1
+        assert job_attempt._DELETES == {}
+
+    asyncio.run(main())
