@@ -199,13 +199,20 @@ class AuthConfig:
         Relative ``secretFile``/``publicKeyFile`` paths are relative to the auth file.
         """
         path = Path(path)
+        return cls.parse(cls.read(path), path)
+
+    @staticmethod
+    def read(path: Path) -> bytes:
+        """The file's bytes: a regular file only (a named pipe put in its place would block
+        the reader for ever), of :data:`MAX_CONFIG_BYTES` at most."""
         try:
-            with path.open("rb") as handle:
-                data = handle.read(MAX_CONFIG_BYTES + 1)
-        except OSError as exc:
-            raise AuthConfigError(f"{path}: cannot read: {exc.strerror or exc}") from exc
-        if len(data) > MAX_CONFIG_BYTES:
-            raise AuthConfigError(f"{path}: larger than {MAX_CONFIG_BYTES} bytes: not read")
+            return read_secret_file(path, MAX_CONFIG_BYTES)
+        except ValueError as exc:
+            raise AuthConfigError(f"{path}: {exc}") from None
+
+    @classmethod
+    def parse(cls, data: bytes, path: Path) -> AuthConfig:
+        """:meth:`load` of bytes read from ``path``."""
         try:
             raw = yaml.safe_load(data.decode("utf-8"))
         except UnicodeDecodeError as exc:

@@ -19,7 +19,7 @@ import uvicorn
 
 from reconciler import logs, resolver, web
 from reconciler.api.app import create_app
-from reconciler.api.auth import AuthConfig, AuthConfigError, check_listen, is_loopback
+from reconciler.api.auth import AuthConfigError, check_listen, is_loopback
 from reconciler.api.authfile import AuthFile
 from reconciler.api.hosts import external_host
 from reconciler.cli import store_errors
@@ -204,7 +204,8 @@ def http_server(args: argparse.Namespace) -> HttpServer:
         raise SystemExit(f"crontask: --listen {args.listen!r} is not HOST:PORT")
     host = host.strip("[]")
     try:
-        auth = AuthConfig.load(args.auth_config) if args.auth_config else None
+        auth_file = AuthFile.open(Path(args.auth_config)) if args.auth_config else None
+        auth = auth_file.config if auth_file is not None else None
         check_listen(host, auth, args.insecure_no_auth)
     except (AuthConfigError, ValueError, OSError) as err:
         raise SystemExit(f"crontask: {err}") from None
@@ -241,7 +242,7 @@ def http_server(args: argparse.Namespace) -> HttpServer:
             metrics=metrics,
             webhook_secret=webhook_secret,
             hosts=hosts,
-            auth_file=AuthFile(Path(args.auth_config), auth) if auth is not None else None,
+            auth_file=auth_file,
         )
         external = str(args.external_url or "")
         session = web.Session(secure_cookie=external.lower().startswith("https://"))
@@ -265,6 +266,8 @@ def http_server(args: argparse.Namespace) -> HttpServer:
                 "can reach it can create, delete and run tasks",
                 extra={"fields": {"address": args.listen}},
             )
+        if auth_file is not None:
+            await auth_file.watch(stop)  # until stop: a token removed stops working at once
         await stop.wait()
         server.should_exit = True
         await serving

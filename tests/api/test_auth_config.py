@@ -58,7 +58,7 @@ def test_rejects_with_file_and_key(tmp_path: Path, text: str, message: str) -> N
     ("data", "message"),
     [
         (b"[" * 5000 + b"]" * 5000, "nested too deeply to be an auth file"),
-        (b"tokens: []\n" + b"#" * (1 << 20), "larger than 1048576 bytes: not read"),
+        (b"tokens: []\n" + b"#" * (1 << 20), "larger than 1024 KiB: not read"),
         (b"tokens: [\xff]\n", "not UTF-8 (byte 9)"),
     ],
 )

@@ -1,8 +1,10 @@
-"""The auth file is read again when it changes: a token removed from it stops working within a
-second, without a restart; a file that cannot be used leaves the settings before in force."""
+"""The auth file is read again when it changes (``AuthFile.refresh``, which ``watch`` runs off
+the event loop once a second): a token removed from it stops working without a restart; a file
+that cannot be used leaves the settings before in force; the same bytes change nothing."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 from pathlib import Path
@@ -18,6 +20,7 @@ from tests.api.fakes import FakeRuntime
 
 VIEWER = STATIC_TOKENS[Role.VIEWER]
 OPERATOR = STATIC_TOKENS[Role.OPERATOR]
+UNUSABLE = "auth file changed but cannot be used; the settings read before stay in force"
 
 
 def write(path: Path, *roles: Role) -> None:
@@ -28,25 +31,15 @@ def write(path: Path, *roles: Role) -> None:
     path.write_text(f"tokens:\n{tokens}\n")
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 @pytest.fixture
-def auth_path(tmp_path: Path) -> Path:
+def auth_file(tmp_path: Path) -> AuthFile:
     path = tmp_path / "auth.yaml"
     write(path, Role.VIEWER, Role.OPERATOR)
-    return path
+    return AuthFile.open(path)
 
 
-def app_over(path: Path, clock: Clock) -> TestClient:
-    auth = AuthConfig.load(path)
-    auth_file = AuthFile(path, auth, clock=clock)
-    app = create_app(FakeRuntime(), auth=auth, metrics=Metrics(), auth_file=auth_file)
+def client_of(auth_file: AuthFile) -> TestClient:
+    app = create_app(FakeRuntime(), auth=auth_file.config, metrics=Metrics(), auth_file=auth_file)
     return TestClient(app, raise_server_exceptions=False)
 
 
@@ -55,63 +48,84 @@ def status(client: TestClient, token: str) -> int:
     return code
 
 
-def test_a_token_removed_from_the_file_stops_working_within_a_second(auth_path: Path) -> None:
-    clock = Clock()
-    with app_over(auth_path, clock) as client:
+def test_a_token_removed_from_the_file_stops_working_at_the_next_look(
+    auth_file: AuthFile,
+) -> None:
+    with client_of(auth_file) as client:
         assert (status(client, VIEWER), status(client, OPERATOR)) == (200, 200)
-        write(auth_path, Role.OPERATOR)  # the viewer's token leaked: removed
-        clock.now = 0.5
-        assert status(client, VIEWER) == 200  # looked at once a second at most
-        clock.now = 1.5
+        write(auth_file.path, Role.OPERATOR)  # the viewer's token leaked: removed
+        assert status(client, VIEWER) == 200  # a request reads nothing itself
+        auth_file.refresh()
         assert (status(client, VIEWER), status(client, OPERATOR)) == (401, 200)
 
 
-@pytest.mark.parametrize("change", ["broken", "removed", "not-utf8"])
+@pytest.mark.parametrize("change", ["broken", "removed", "not-utf8", "named-pipe"])
 def test_a_file_that_cannot_be_used_leaves_the_settings_before(
-    auth_path: Path, change: str, caplog: pytest.LogCaptureFixture
+    auth_file: AuthFile, change: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """Neither an API opened by a removed file nor everyone locked out by a typo."""
-    clock = Clock()
-    with app_over(auth_path, clock) as client:
-        if change == "broken":
-            auth_path.write_text("tokens: [{name: x, sha256: nothex, role: viewer}]\n")
-        elif change == "removed":
-            auth_path.unlink()
-        else:
-            auth_path.write_bytes(b"tokens: \xff\n")
-        clock.now = 2
-        with caplog.at_level(logging.ERROR, logger="crontask.api"):
-            assert status(client, VIEWER) == 200
-            assert status(client, "not-a-token") == 401
-        said = [r.getMessage() for r in caplog.records]
-        assert said == [
-            "auth file changed but cannot be used; the settings read before stay in force"
-        ]
-        write(auth_path, Role.OPERATOR)  # fixed
-        clock.now = 4
+    """Neither an API opened by a removed file nor everyone locked out by a typo; nor a
+    reader blocked for ever by a named pipe put in the file's place."""
+    path = auth_file.path
+    if change == "broken":
+        path.write_text("tokens: [{name: x, sha256: nothex, role: viewer}]\n")
+    elif change == "removed":
+        path.unlink()
+    elif change == "not-utf8":
+        path.write_bytes(b"tokens: \xff\n")
+    else:
+        path.unlink()
+        os.mkfifo(path)
+    with caplog.at_level(logging.ERROR, logger="crontask.api"):
+        auth_file.refresh()
+    assert [r.getMessage() for r in caplog.records] == [UNUSABLE]
+    with client_of(auth_file) as client:
+        assert status(client, VIEWER) == 200
+        assert status(client, "not-a-token") == 401
+        path.unlink(missing_ok=True)
+        write(path, Role.OPERATOR)  # fixed
+        auth_file.refresh()
         assert (status(client, VIEWER), status(client, OPERATOR)) == (401, 200)
 
 
-def test_an_unchanged_file_is_not_read_again(
-    auth_path: Path, monkeypatch: pytest.MonkeyPatch
+def test_the_same_bytes_change_nothing(
+    auth_file: AuthFile, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A request costs a ``stat`` once a second, not a read and a check of the file."""
-    clock = Clock()
-    loaded = AuthConfig.load(auth_path)
-    auth_file = AuthFile(auth_path, loaded, clock=clock)
-    reads: list[Path] = []
-    load = AuthConfig.load
+    """A Secret synced again, a ``touch``: nothing is checked again, and the sessions,
+    sealed with a key the settings hold, go on."""
+    before = auth_file.config
+    parsed: list[Path] = []
+    parse = AuthConfig.parse
 
-    def counted(path: Path) -> AuthConfig:
-        reads.append(path)
-        return load(path)
+    def counted(data: bytes, path: Path) -> AuthConfig:
+        parsed.append(path)
+        return parse(data, path)
 
-    monkeypatch.setattr(AuthConfig, "load", counted)
-    for second in range(1, 5):
-        clock.now = second
-        assert auth_file.current() is loaded
-    assert reads == []
-    os.utime(auth_path, ns=(1, 1))  # the same bytes, another time: it may have changed
-    clock.now = 6
-    assert auth_file.current() is not loaded
-    assert reads == [auth_path]
+    monkeypatch.setattr(AuthConfig, "parse", counted)
+    auth_file.refresh()  # nothing changed: a stat
+    os.utime(auth_file.path, ns=(1, 1))
+    auth_file.refresh()  # another time, the same bytes
+    assert parsed == []
+    assert auth_file.current() is before
+    write(auth_file.path, Role.OPERATOR)
+    auth_file.refresh()
+    assert parsed == [auth_file.path]
+    assert auth_file.current() is not before
+
+
+def test_the_watch_looks_until_stopped(auth_file: AuthFile) -> None:
+    async def main() -> None:
+        stop = asyncio.Event()
+        watching = asyncio.create_task(auth_file.watch(stop, every=0.01))
+        write(auth_file.path, Role.OPERATOR)
+        before = auth_file.config
+
+        async def changed() -> None:
+            while auth_file.current() is before:
+                await asyncio.sleep(0.01)
+
+        await asyncio.wait_for(changed(), 10)
+        stop.set()
+        await asyncio.wait_for(watching, 5)
+
+    asyncio.run(main())
+    assert [t.name for t in auth_file.current().tokens] == ["operator-bot"]
