@@ -11,13 +11,10 @@ from datetime import datetime, timedelta
 
 import pytest
 
-from reconciler.controller.dispatch import Dispatcher
 from reconciler.core.jobs import job_manifest
 from reconciler.core.runs import JobDetails, RunStatus
-from reconciler.runner.base import Actions
-from reconciler.runner.job import JobRunner
 from reconciler.store import MemoryRunStore
-from tests.jobs.test_job_runner import KEY, NAME, T0, job_task, record, until
+from tests.jobs.test_job_runner import KEY, NAME, T0, job_task, record, until, wired
 from tests.jobs.twin import FakeCluster
 
 STARTED = T0 - timedelta(minutes=10)  # 11:50, by the earlier crontask
@@ -44,10 +41,7 @@ def test_an_adopted_run_ends_when_its_job_did(
 
     async def main() -> None:
         cluster = FakeCluster()
-        runner = JobRunner(cluster, namespace="default", verify_seconds=0.05)
-        d = Dispatcher(store, owner="h:2:new", clock=lambda: NOW, actions=Actions([runner]))
-        d.resumable = runner
-        runner.progress = d.progress
+        d, _ = wired(cluster, store, lambda: NOW, owner="h:2:new")
         old = record(started_at=STARTED, owner="h:1:old", job=JobDetails("default", NAME))
         store.claim(old)
         cluster.add(job_manifest(job_task(), old, namespace="default", name=NAME, env={}))
@@ -75,10 +69,7 @@ def test_a_job_seen_ending_live_ends_when_it_was_seen() -> None:
 
     async def main() -> None:
         cluster = FakeCluster()
-        runner = JobRunner(cluster, namespace="default", verify_seconds=0.05)
-        d = Dispatcher(store, owner="h:1:x", clock=lambda: NOW, actions=Actions([runner]))
-        d.resumable = runner
-        runner.progress = d.progress
+        d, _ = wired(cluster, store, lambda: NOW)
         fired = d.fire(
             job_task(),
             T0,

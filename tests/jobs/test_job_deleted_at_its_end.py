@@ -14,15 +14,13 @@ from typing import Any
 import pytest
 from kubernetes import client, config
 
-from reconciler.controller.dispatch import Dispatcher
 from reconciler.core.jobs import RUN_LABEL
 from reconciler.core.runs import RunStatus
-from reconciler.runner.base import Actions
 from reconciler.runner.job import JobRunner
 from reconciler.sources.kubernetes_jobs import JobWatch
 from reconciler.store import MemoryRunStore
 from tests.helpers import wait_for
-from tests.jobs.test_job_runner import KEY, NAME, T0, job_task, play, record, until
+from tests.jobs.test_job_runner import KEY, NAME, T0, job_task, play, record, until, wired
 from tests.jobs.twin import FakeCluster
 from tests.k8s.emulator import Emulator
 from tests.k8s.emulator.fixtures import serve
@@ -112,10 +110,7 @@ def test_a_job_deleted_before_its_end_was_seen_is_not_retried() -> None:
 
     async def main() -> None:
         cluster = FakeCluster()
-        runner = JobRunner(cluster, namespace="default", verify_seconds=0.05)
-        d = Dispatcher(store, owner="h:1:x", clock=lambda: T0, actions=Actions([runner]))
-        d.resumable = runner
-        runner.progress = d.progress
+        d, _ = wired(cluster, store, lambda: T0)
         fired = d.fire(job_task(retry={"limit": 2, "backoffSeconds": 0}), T0)
         await until(lambda: NAME in cluster.jobs)
         cluster.vanish(NAME)  # gone, and no end of it seen

@@ -348,6 +348,21 @@ def test_the_attempts_job_name_follows_namespace_and_attempt() -> None:
 # -- the dispatcher and Jobs it did not start ----------------------------------------------------
 
 
+def wired(
+    cluster: FakeCluster,
+    store: MemoryRunStore,
+    clock: Callable[[], datetime],
+    owner: str = "h:1:x",
+    verify_seconds: float = 0.05,
+) -> tuple[Dispatcher, JobRunner]:
+    """A dispatcher that runs, follows and adopts Jobs in ``cluster``, as ``crontask run``'s."""
+    runner = JobRunner(cluster, namespace="default", verify_seconds=verify_seconds)
+    d = Dispatcher(store, owner=owner, clock=clock, actions=Actions([runner]))
+    d.resumable = runner
+    runner.progress = d.progress
+    return d, runner
+
+
 def dispatch(
     body: Callable[[Dispatcher, FakeCluster, MemoryRunStore], Coroutine[Any, Any, None]],
 ) -> MemoryRunStore:
@@ -355,10 +370,7 @@ def dispatch(
 
     async def main() -> None:
         cluster = FakeCluster()
-        runner = JobRunner(cluster, namespace="default", verify_seconds=0.05)
-        d = Dispatcher(store, owner="h:2:new", clock=lambda: T0, actions=Actions([runner]))
-        d.resumable = runner
-        runner.progress = d.progress
+        d, _ = wired(cluster, store, lambda: T0, owner="h:2:new")
         await body(d, cluster, store)
         await d.shutdown(0)
 

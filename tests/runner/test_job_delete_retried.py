@@ -13,10 +13,9 @@ from datetime import datetime, timedelta
 from reconciler.controller.dispatch import Dispatcher
 from reconciler.core.runs import RunStatus
 from reconciler.runner import job_attempt
-from reconciler.runner.base import Actions
 from reconciler.runner.job import DEADLINE_EXCEEDED, JobRunner
 from reconciler.store import MemoryRunStore
-from tests.jobs.test_job_runner import KEY, NAME, T0, job_task, record, until
+from tests.jobs.test_job_runner import KEY, NAME, T0, job_task, record, until, wired
 from tests.jobs.twin import ApiError, FakeCluster
 
 
@@ -95,10 +94,7 @@ def test_replace_does_not_leave_two_jobs_running_when_a_delete_fails() -> None:
 
     async def main() -> None:
         cluster = RefusesDeletes(1)
-        runner = JobRunner(cluster, namespace="default", verify_seconds=0.05)
-        d = Dispatcher(store, owner="h:1:x", clock=clock, actions=Actions([runner]))
-        d.resumable = runner
-        runner.progress = d.progress
+        d, runner = wired(cluster, store, clock)
         task = job_task(concurrencyPolicy="Replace")
         first = d.fire(task, T0)
         await until(lambda: NAME in cluster.jobs)
@@ -124,10 +120,7 @@ def test_a_job_still_live_after_its_replaced_run_is_deleted_by_the_next_crontask
     now = [T0]
 
     def started(policy: str, slot: datetime) -> tuple[Dispatcher, JobRunner]:
-        runner = JobRunner(cluster, namespace="default", verify_seconds=0.05)
-        d = Dispatcher(store, owner="h:1:x", clock=lambda: now[0], actions=Actions([runner]))
-        d.resumable = runner
-        runner.progress = d.progress
+        d, runner = wired(cluster, store, lambda: now[0])
         now[0] = slot
         d.fire(job_task(concurrencyPolicy=policy), slot)
         return d, runner
@@ -181,10 +174,7 @@ def replacing(cluster: FakeCluster, slots: int) -> Callable[[], Awaitable[None]]
     now = [T0]
 
     async def main() -> None:
-        runner = JobRunner(cluster, namespace="default", verify_seconds=0.02)
-        d = Dispatcher(store, owner="h:1:x", clock=lambda: now[0], actions=Actions([runner]))
-        d.resumable = runner
-        runner.progress = d.progress
+        d, _ = wired(cluster, store, lambda: now[0], verify_seconds=0.02)
         for minute in range(slots):
             now[0] = T0 + timedelta(minutes=minute)
             d.fire(job_task(concurrencyPolicy="Replace"), now[0])
