@@ -231,6 +231,8 @@ class Dispatcher(RunExecution):
             started_at=scheduled_at if ahead else now,
             owner=self.owner,
         )
+        if trigger is Trigger.MANUAL and (why := self._too_many_manual(key)) is not None:
+            return self._skip(record, "TooManyManualRuns", why)
         late = (now - scheduled_at).total_seconds()
         deadline = spec.starting_deadline_seconds
         if trigger is not Trigger.MANUAL and deadline is not None and late > deadline:
@@ -280,32 +282,23 @@ class Dispatcher(RunExecution):
         was asked for, so its id stays unique. With replicas a run of the task may be going
         on another one: its claim looks for it (``fire``), so the concurrency policy holds.
         Past :data:`MANUAL_MAX` manual runs of the task going here (or
-        :data:`MANUAL_MAX_TOTAL` of all tasks), it is skipped, ``TooManyManualRuns``."""
-        slot = manual_slot(self.clock())
+        :data:`MANUAL_MAX_TOTAL` of all tasks), it is skipped (``_too_many_manual``)."""
+        return self.fire(definition, manual_slot(self.clock()), Trigger.MANUAL)
+
+    def _too_many_manual(self, key: str) -> str | None:
+        """Why another manual run of ``key`` may not start now, if it may not."""
         going = [a.record for runs in self._active.values() for a in runs.values()]
         # A manual slot is never a whole second (``manual_slot``), whatever its attempt's
         # trigger: a retry of a manual run still counts.
         manual = [r for r in going if r.scheduled_at.microsecond]
-        mine = sum(r.task == definition.key for r in manual)
-        full = mine >= MANUAL_MAX or len(manual) >= MANUAL_MAX_TOTAL
-        if full and self.paused is None and not self._closing:
-            record = RunRecord(
-                id=run_id(definition.key, slot),
-                task=definition.key,
-                scheduled_at=slot,
-                trigger=Trigger.MANUAL,
-                status=RunStatus.RUNNING,
-                started_at=self.clock(),
-                owner=self.owner,
-            )
-            why = f"{mine} of this task" if mine >= MANUAL_MAX else f"{len(manual)} in all"
-            return self._skip(
-                record,
-                "TooManyManualRuns",
-                f"manual runs going: {why} (at most {MANUAL_MAX} a task, {MANUAL_MAX_TOTAL} "
-                "in all); ask again when one has ended",
-            )
-        return self.fire(definition, slot, Trigger.MANUAL)
+        mine = sum(r.task == key for r in manual)
+        if mine < MANUAL_MAX and len(manual) < MANUAL_MAX_TOTAL:
+            return None
+        why = f"{mine} of this task" if mine >= MANUAL_MAX else f"{len(manual)} in all"
+        return (
+            f"manual runs going: {why} (at most {MANUAL_MAX} a task, {MANUAL_MAX_TOTAL} in "
+            "all); ask again when one has ended"
+        )
 
     def _not_started(
         self, definition: Definition, scheduled_at: datetime, trigger: Trigger
