@@ -59,6 +59,9 @@ class AmbiguousRefError(GitError):
 
 # A user name this short is a name, not a token (tokens run to 20 characters and more).
 _TOKEN_MIN = 8
+# What a checkout writes is the blob: no end-of-line conversion, no $Id$ expansion, no
+# re-encoding, no filter driver (see GitRepo._as_stored).
+_AS_STORED = "* -text -eol -ident -working-tree-encoding -filter\n"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -337,6 +340,22 @@ class GitRepo:
             return []
         return [oid for oid in out.split() if self.rev_parse(oid) == oid]
 
+    def _as_stored(self) -> None:
+        """The repository's own attributes (above every ``.gitattributes`` of the commit, for
+        every worktree) turn off what would write a file other than its blob: the sizes
+        checked before the checkout (``gitcheckout``) are the blobs', and a commit's
+        ``ident``, ``working-tree-encoding`` or ``eol`` multiplied them (a 12 MB blob of
+        ``$Id$`` was written as 141 MB)."""
+        info = self.git_dir / "info"
+        attributes = info / "attributes"
+        with contextlib.suppress(OSError):
+            if attributes.read_text() == _AS_STORED:
+                return
+        info.mkdir(mode=0o700, exist_ok=True)
+        scratch = info / f".attributes.{os.getpid()}"
+        scratch.write_text(_AS_STORED)
+        os.replace(scratch, attributes)
+
     def rev_parse(self, name: str) -> str | None:
         try:
             out = self.run(
@@ -348,7 +367,9 @@ class GitRepo:
 
     def add_worktree(self, dest: Path, sha: str, paths: Sequence[str]) -> None:
         """Check ``paths`` of ``sha`` out into the new folder ``dest`` (detached: no branch is
-        involved), and nothing else of the commit ("." for all of it)."""
+        involved), and nothing else of the commit ("." for all of it). Each file as its blob
+        is (``_AS_STORED``)."""
+        self._as_stored()
         try:
             self.run(["worktree", "add", "--detach", "--no-checkout", "--quiet", str(dest), sha])
             if paths:

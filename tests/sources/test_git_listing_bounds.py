@@ -185,3 +185,30 @@ def test_a_failed_listing_says_what_git_said(tmp_path: Path) -> None:
     )
     with pytest.raises(GitError, match=r"^Not a valid object name nothing$"):
         list(listing)
+
+
+@pytest.mark.parametrize(
+    ("attributes", "encoding"),
+    [
+        ("b.yaml ident\n", "utf-8"),  # each $Id$ written 40 hex digits longer
+        ("b.yaml working-tree-encoding=UTF-32LE\n", "utf-32-le"),  # four times as long
+        ("b.yaml eol=crlf\n", "utf-8"),  # a byte more a line
+    ],
+    ids=["ident", "encoding", "eol"],
+)
+def test_a_commits_attributes_do_not_make_a_file_other_than_its_blob(
+    tmp_path: Path, attributes: str, encoding: str
+) -> None:
+    """The sizes a checkout is bounded by are the blobs': a commit's .gitattributes multiplied
+    what was written (a 12 MB blob of $Id$ became a 141 MB file)."""
+    remote = Remote(tmp_path)
+    source, _ = good_source(tmp_path, remote)
+    blob = "# $Id$\n" * 1000 + doc("b")
+    remote.write("tasks/.gitattributes", attributes)
+    # As the committer's own checkout holds it: git stores the blob as UTF-8.
+    (remote.work / "tasks" / "b.yaml").write_bytes(blob.encode(encoding))
+    sha = remote.commit()
+    assert remote.git("cat-file", "-p", f"{sha}:tasks/b.yaml") == blob.strip("\n")
+    assert synced(source)
+    assert (source.worktrees / sha / "tasks" / "b.yaml").read_bytes() == blob.encode()
+    assert schedules(source) == {"default/a": "1 * * * *", "default/b": "* * * * *"}
