@@ -93,13 +93,14 @@ class _Positions:
             for key_node, value_node in node.value:
                 key = self._key(key_node)
                 child = (*path, _named(key))
-                if key in seen:
+                # By type too: 1, 1.0 and true are equal in Python, not in YAML.
+                if (type(key), key) in seen:
                     # PyYAML keeps the last of two equal keys without a word; say so instead.
                     mark = _mark(key_node)
                     if (mark.line, mark.column) not in self._seen_duplicates:
                         self._seen_duplicates.add((mark.line, mark.column))
                         self.duplicates.append((child, mark))
-                seen.add(key)
+                seen.add((type(key), key))
                 self.marks[child] = _mark(key_node)
                 self._walk(value_node, child)
         elif isinstance(node, yaml.SequenceNode):

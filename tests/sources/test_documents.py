@@ -100,6 +100,10 @@ def test_multi_document_locations_and_empty_documents() -> None:
             GOOD.replace("  namespace: ops\n", "  namespace: ops\n  name: again\n"),
             ["t.yaml:6:3: metadata.name: duplicate key"],
         ),
+        (  # 1 and true are equal in Python, not in YAML: no duplicate, a key of the wrong type
+            GOOD.replace("  namespace: ops\n", "  namespace: ops\n  labels: {1: x, true: y}\n"),
+            ["t.yaml:6:18: metadata.labels[1].[key]: Input should be a valid string"],
+        ),
         (
             "- just\n- a list\n",
             ["t.yaml:1:1: Input should be a valid dictionary or instance of CronTask"],
