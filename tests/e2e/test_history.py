@@ -23,6 +23,7 @@ from tests.helpers import free_port, wait_for
 pytestmark = pytest.mark.e2e
 
 
+@pytest.mark.slow  # 7 s: make test keeps to its budget; make test-slow runs it
 def test_history_limits_are_enforced_while_running(
     crontask: Callable[..., Crontask], tmp_path: Path
 ) -> None:

@@ -30,6 +30,7 @@ def open_files_of(pid: int) -> tuple[int, int]:
     raise AssertionError("no 'Max open files' in /proc/PID/limits")
 
 
+@pytest.mark.slow  # 7 s: make test keeps to its budget; make test-slow runs it
 def test_runs_at_once_past_the_limit_the_shell_gave(crontask: Callable[..., Crontask]) -> None:
     _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if hard != resource.RLIM_INFINITY and hard < 4 * SOFT:

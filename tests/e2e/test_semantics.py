@@ -38,6 +38,7 @@ def test_forbid_skips_and_records_slots_while_a_run_outlives_its_interval(
             assert running[0].id in (record.message or "")
 
 
+@pytest.mark.slow  # 10 s: make test keeps to its budget; make test-slow runs it
 def test_two_instances_on_one_store_run_each_slot_once(
     crontask: Callable[..., Crontask], tmp_path: Path
 ) -> None:
@@ -67,6 +68,7 @@ def test_two_instances_on_one_store_run_each_slot_once(
     assert claimed == set(executed)
 
 
+@pytest.mark.slow  # 9 s: make test keeps to its budget; make test-slow runs it
 def test_after_downtime_only_the_latest_missed_slot_runs(
     crontask: Callable[..., Crontask], tmp_path: Path
 ) -> None:

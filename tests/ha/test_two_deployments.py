@@ -51,6 +51,7 @@ def write_tasks(folder: Path, team: str) -> None:
         )
 
 
+@pytest.mark.slow  # 8 s: make test keeps to its budget; make test-slow runs it
 def test_two_deployments_with_leases_in_one_namespace_each_run_all_their_tasks(
     cluster: Cluster, other: Cluster, kubeconfig: Path
 ) -> None:

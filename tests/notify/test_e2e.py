@@ -82,6 +82,7 @@ def test_a_receiver_that_is_down_slows_no_run(tmp_path: Path, started: list[Cron
     wait_for("three more failed runs", lambda: failures(app) >= seen + 3)
 
 
+@pytest.mark.slow  # 7 s: make test keeps to its budget; make test-slow runs it
 def test_a_failure_not_delivered_before_a_restart_is_sent_after_it(
     tmp_path: Path, started: list[Crontask]
 ) -> None:
