@@ -40,9 +40,8 @@ One attempt, in order:
 ``stop("Shutdown")`` detaches (the Job runs on; the record stays ``running`` and names it);
 any other stop (``Replaced``) deletes the Job with ``propagationPolicy: Background`` after
 keeping its log, and the attempt fails with that reason. A delete (of a stop or of the
-backstop) that the API server refuses or does not answer is tried again in the background,
-with a growing pause, until it is answered (the uid precondition keeps a later Job of the same
-name safe): the attempt's end is recorded at once, and nothing else waits for the delete.
+backstop) that the API server refuses or does not answer is tried again in the background
+(``runner.job_delete``): the attempt's end is recorded at once, and nothing waits for it.
 ``runner.job.JobRunner`` makes the attempts, and knows where each task's Jobs are.
 """
 
@@ -54,7 +53,7 @@ import dataclasses
 import logging
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, Final, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from reconciler.core.desired import Definition
 from reconciler.core.jobs import (
@@ -69,6 +68,7 @@ from reconciler.core.jobs import (
 from reconciler.core.runs import JOB_DELETED, JobDetails, RunRecord, RunStatus
 from reconciler.core.status import parse_time
 from reconciler.runner.base import Outcome, failed, run_environment
+from reconciler.runner.job_delete import delete_job
 
 if TYPE_CHECKING:
     from reconciler.runner.job import JobRunner
@@ -80,13 +80,6 @@ Progress = Callable[[RunRecord], Awaitable[None]]
 Job = dict[str, Any]
 Home = Callable[[str], tuple[str, str | None]]
 DEADLINE_EXCEEDED = "DeadlineExceeded"
-# The deletes tried again in the background (``JobRun._delete``), by Job uid: one a Job (a
-# Replace task whose every slot met the same undeletable Job started one more each time), and
-# held here because the event loop keeps only weak references to its tasks.
-_DELETES: dict[str, asyncio.Task[None]] = {}
-# Answers to a delete that trying again does not change (no right to delete Jobs, an admission
-# webhook that refuses): said once, and left to the next crontask that meets the Job.
-_REFUSED_FOR_GOOD: Final = frozenset({400, 401, 403, 405, 422})
 
 
 class JobCluster(Protocol):
@@ -463,60 +456,8 @@ class JobRun:
         return Outcome(RunStatus.TIMED_OUT, None, DEADLINE_EXCEEDED, message, output, job=details)
 
     async def _delete(self) -> bool | str:
-        """Delete the Job (Background, its uid as precondition): True if deleted, False if it
-        was gone already, else why the delete failed. A delete that fails is tried again in
-        the background (``_delete_later``): the Job was stopped for good and its run's end is
-        recorded, so nothing would try again later, and ``Replace`` would leave two Jobs
-        running, the backstop a stuck one."""
-        where, uid = self.where, self._uid
-        if uid in _DELETES:
-            return "a delete of it is being tried again already"
-        try:
-            deleted = await self.runner.cluster.delete(where.namespace, where.name, uid)
-        except Exception as err:
-            again = getattr(err, "status", None) not in _REFUSED_FOR_GOOD
-            if uid is not None and again and uid not in _DELETES:
-                task = asyncio.get_running_loop().create_task(self._delete_later())
-                _DELETES[uid] = task
-                task.add_done_callback(lambda done: _DELETES.pop(uid, None))
-            return str(err)
-        self.runner.forget(uid)
-        return deleted
-
-    async def _delete_later(self) -> None:
-        """Try the delete again, with a growing pause (up to ``verify_seconds``), until the
-        API server answers it, refuses it for good, or the Job has ended or gone on its own
-        (the watch says so). Until then the Job counts as running (``Forbid`` waits for it):
-        it may well be."""
-        cluster, where, delay = (
-            self.runner.cluster,
-            self.where,
-            min(0.5, self.runner.verify_seconds),
-        )
-        while True:
-            await asyncio.sleep(delay)
-            seen = cluster.cached(where.namespace, where.name)
-            if _uid(seen) != self._uid or (seen is not None and finished(seen) is not None):
-                return  # gone, or ended: no longer running, nothing to stop
-            try:
-                deleted = await cluster.delete(where.namespace, where.name, self._uid)
-            except Exception as err:
-                final = getattr(err, "status", None) in _REFUSED_FOR_GOOD
-                log.warning(
-                    "cannot delete a Job crontask stopped; "
-                    + ("left to the next crontask that meets it" if final else "trying again"),
-                    extra={"fields": {"job": where.name, "error": str(err)}},
-                )
-                if final:
-                    return
-                delay = min(delay * 2, self.runner.verify_seconds)
-                continue
-            self.runner.forget(self._uid)
-            log.info(
-                "job deleted" if deleted else "job gone already",
-                extra={"fields": {"run": self.record.id, "job": where.name, "why": "stopped"}},
-            )
-            return
+        """Delete the Job (``runner.job_delete``, which tries again if it must)."""
+        return await delete_job(self.runner, self.where, self._uid, self.record.id)
 
     # -- the end -------------------------------------------------------------------------------
 

@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 
 from reconciler.controller.dispatch import Dispatcher
 from reconciler.core.runs import RunStatus
-from reconciler.runner import job_attempt
+from reconciler.runner import job_delete
 from reconciler.runner.job import DEADLINE_EXCEEDED, JobRunner
 from reconciler.store import MemoryRunStore
 from tests.jobs.test_job_runner import KEY, NAME, T0, job_task, record, until, wired
@@ -191,10 +191,10 @@ def test_a_job_whose_delete_is_refused_for_a_while_has_one_delete_tried_again() 
     async def main() -> None:
         await replacing(cluster, 10)()
         stopped = len(cluster.jobs) - 1
-        await until(lambda: len(job_attempt._DELETES) == stopped)
+        await until(lambda: len(job_delete._DELETES) == stopped)
         for name in list(cluster.jobs):  # they end on their own: nothing left to stop
             cluster.finish(name)
-        await until(lambda: not job_attempt._DELETES)
+        await until(lambda: not job_delete._DELETES)
 
     asyncio.run(main())
 
@@ -207,6 +207,6 @@ def test_a_delete_refused_for_good_is_not_tried_again() -> None:
         await replacing(cluster, 2)()
         first = deletes(cluster)
         assert first >= 1
-        assert job_attempt._DELETES == {}
+        assert job_delete._DELETES == {}
 
     asyncio.run(main())
