@@ -35,7 +35,6 @@ import logging
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Final
 
 from reconciler.aio import ended, first_of
 from reconciler.controller.active import REPLACED, SHUTDOWN, ActiveRun
@@ -45,17 +44,11 @@ from reconciler.controller.recorder import Recorder
 from reconciler.controller.slots import SlotLedger, Superseded
 from reconciler.core.desired import Definition
 from reconciler.core.model import ConcurrencyPolicy
-from reconciler.core.runs import RunRecord, RunStatus, Trigger, manual_slot, run_id
+from reconciler.core.runs import RunRecord, RunStatus, Trigger, manual_slot, run_id, too_many_manual
 from reconciler.core.timing import AHEAD_MAX
 from reconciler.runner.base import Actions, Outcome, Resumable
 from reconciler.runner.command import CommandRun
 from reconciler.store.base import RunStore
-
-# Manual runs going at once here: an operator's loop of requests on an Allow task must not
-# start processes until crontask's file descriptors run out (every other task's starts and the
-# store's files would then fail). Past these a manual run is skipped, and recorded so.
-MANUAL_MAX: Final = 10  # of one task
-MANUAL_MAX_TOTAL: Final = 100  # of all tasks
 
 log = logging.getLogger("crontask.runner")
 
@@ -231,7 +224,8 @@ class Dispatcher(RunExecution):
             started_at=scheduled_at if ahead else now,
             owner=self.owner,
         )
-        if trigger is Trigger.MANUAL and (why := self._too_many_manual(key)) is not None:
+        going = (a.record for runs in self._active.values() for a in runs.values())
+        if trigger is Trigger.MANUAL and (why := too_many_manual(going, key)) is not None:
             return self._skip(record, "TooManyManualRuns", why)
         late = (now - scheduled_at).total_seconds()
         deadline = spec.starting_deadline_seconds
@@ -281,24 +275,9 @@ class Dispatcher(RunExecution):
         """A manual run (the API, the page, a run-now annotation): its slot is the moment it
         was asked for, so its id stays unique. With replicas a run of the task may be going
         on another one: its claim looks for it (``fire``), so the concurrency policy holds.
-        Past :data:`MANUAL_MAX` manual runs of the task going here (or
-        :data:`MANUAL_MAX_TOTAL` of all tasks), it is skipped (``_too_many_manual``)."""
+        Past ``core.runs.MANUAL_MAX`` manual runs of the task going here (or
+        ``MANUAL_MAX_TOTAL`` of all tasks), it is skipped (``too_many_manual``)."""
         return self.fire(definition, manual_slot(self.clock()), Trigger.MANUAL)
-
-    def _too_many_manual(self, key: str) -> str | None:
-        """Why another manual run of ``key`` may not start now, if it may not."""
-        going = [a.record for runs in self._active.values() for a in runs.values()]
-        # A manual slot is never a whole second (``manual_slot``), whatever its attempt's
-        # trigger: a retry of a manual run still counts.
-        manual = [r for r in going if r.scheduled_at.microsecond]
-        mine = sum(r.task == key for r in manual)
-        if mine < MANUAL_MAX and len(manual) < MANUAL_MAX_TOTAL:
-            return None
-        why = f"{mine} of this task" if mine >= MANUAL_MAX else f"{len(manual)} in all"
-        return (
-            f"manual runs going: {why} (at most {MANUAL_MAX} a task, {MANUAL_MAX_TOTAL} in "
-            "all); ask again when one has ended"
-        )
 
     def _not_started(
         self, definition: Definition, scheduled_at: datetime, trigger: Trigger

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 import functools
+from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
@@ -98,6 +99,28 @@ def manual_slot(now: datetime) -> datetime:
     stored before still read the same.
     """
     return now if now.microsecond else now + timedelta(microseconds=1)
+
+
+# Manual runs going at once on a crontask: a loop of requests on an Allow task must not start
+# processes until crontask's file descriptors run out (every other task's starts and the
+# store's files would then fail). Past these a manual run is skipped, and recorded so.
+MANUAL_MAX: Final = 10  # of one task
+MANUAL_MAX_TOTAL: Final = 100  # of all tasks
+
+
+def too_many_manual(going: Iterable[RunRecord], key: str) -> str | None:
+    """Why another manual run of ``key`` may not start beside the runs ``going``, if it may
+    not. A manual slot is never a whole second (:func:`manual_slot`), whatever its attempt's
+    trigger: a retry of a manual run still counts."""
+    manual = [r for r in going if r.scheduled_at.microsecond]
+    mine = sum(r.task == key for r in manual)
+    if mine < MANUAL_MAX and len(manual) < MANUAL_MAX_TOTAL:
+        return None
+    why = f"{mine} of this task" if mine >= MANUAL_MAX else f"{len(manual)} in all"
+    return (
+        f"manual runs going: {why} (at most {MANUAL_MAX} a task, {MANUAL_MAX_TOTAL} in all); "
+        "ask again when one has ended"
+    )
 
 
 @functools.lru_cache(maxsize=64)

@@ -13,13 +13,13 @@ from typing import Any, cast
 
 import pytest
 
-from reconciler.controller import dispatch
-from reconciler.controller.dispatch import MANUAL_MAX, Dispatcher
+from reconciler.controller.dispatch import Dispatcher
 from reconciler.controller.handover import Handover
 from reconciler.controller.reconcile import account_for_slots
+from reconciler.core import runs
 from reconciler.core.desired import Definition
 from reconciler.core.plan import Operation, Step
-from reconciler.core.runs import RunRecord, RunStatus, Trigger, run_id
+from reconciler.core.runs import MANUAL_MAX, RunRecord, RunStatus, Trigger, run_id
 from reconciler.runner.base import Actions, Outcome
 from reconciler.runner.memory import ScriptedAction, ScriptedAttempt
 from reconciler.scheduling.memory import MemoryScheduler
@@ -476,7 +476,7 @@ def test_manual_runs_going_at_once_are_bounded_and_the_rest_skipped() -> None:
 
 
 def test_manual_runs_of_all_tasks_are_bounded_too(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(dispatch, "MANUAL_MAX_TOTAL", 3)
+    monkeypatch.setattr(runs, "MANUAL_MAX_TOTAL", 3)
     ticks = iter(range(1, 100))
 
     async def main() -> None:
