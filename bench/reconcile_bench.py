@@ -112,7 +112,7 @@ async def _cold(
             scheduler = ApsScheduler(on_fire)
             if running_first:
                 scheduler.start()
-            source = DirectorySource([root])
+            source = DirectorySource([root], max_tasks=_bound(tasks))
             read_ahead(source, usable_cores())  # as `crontask run` does, before its first pass
             idle = Dispatcher(MemoryRunStore(), owner="bench:1:x", actions=Actions([]))
             reconciler = Reconciler([source], scheduler, idle)
@@ -136,7 +136,7 @@ async def _cold(
         resync = reconciler.apply(reconciler.refresh(None), None, resync_started)
         resync_s = time.perf_counter() - resync_started
         scheduler.shutdown()
-        validate_s = _validate(root) if validate else float("nan")
+        validate_s = _validate(root, tasks) if validate else float("nan")
         return {
             "tasks": tasks,
             "files": tasks // PER_FILE,
@@ -179,11 +179,26 @@ def _default_collector() -> Iterator[Callable[[], None]]:
     yield gc.freeze
 
 
-def _validate(root: Path) -> float:
+def _bound(tasks: int) -> int:
+    """The --max-tasks a user who declares ``tasks`` tasks in one source gives."""
+    from reconciler.sources.limits import DEFAULT_MAX_TASKS
+
+    return max(tasks, DEFAULT_MAX_TASKS)
+
+
+def _validate(root: Path, tasks: int) -> float:
     """``crontask validate`` of the folder, as a user runs it (a fresh process): seconds."""
     started = time.perf_counter()
     done = subprocess.run(
-        [sys.executable, "-m", "reconciler", "validate", str(root)],
+        [
+            sys.executable,
+            "-m",
+            "reconciler",
+            "validate",
+            "--max-tasks",
+            str(_bound(tasks)),
+            str(root),
+        ],
         cwd=ROOT,
         capture_output=True,
         env={**os.environ, "PYTHONPATH": str(ROOT)},
@@ -266,6 +281,7 @@ def _git(tasks: int) -> Json:
         ):
             subprocess.run(command, env=env, check=True, capture_output=True, timeout=300)
         args = ["--git", bare.as_uri(), "--git-path", "tasks", "--state-dir", str(Path(tmp, "s"))]
+        args += ["--max-tasks", str(_bound(tasks))]
         process, lines, spawned = _spawn(args)
         try:
             added = 0
@@ -308,7 +324,10 @@ def _edit(tasks: int, edits: int) -> Json:
     with tempfile.TemporaryDirectory(prefix="bench-edit-") as tmp:
         root = Path(tmp, "tasks")
         files = write_tree(root, tasks // PER_FILE, PER_FILE)
-        process, lines, spawned = _spawn([str(root), "--state-dir", str(Path(tmp, "state"))])
+        state = str(Path(tmp, "state"))
+        process, lines, spawned = _spawn(
+            [str(root), "--state-dir", state, "--max-tasks", str(_bound(tasks))]
+        )
         latencies: list[float] = []
         read_latencies: list[float] = []
         missed = 0

@@ -103,6 +103,7 @@ def run(args: argparse.Namespace) -> int:
         housekeeping_seconds=args.housekeeping_interval,
         ha=ha,
         max_file_size=args.max_file_size,
+        max_tasks=args.max_tasks,
         jobs=JobOptions(
             namespace=args.job_namespace,
             kubeconfig=None if args.kubernetes else args.kubeconfig,

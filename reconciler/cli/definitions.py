@@ -29,10 +29,12 @@ from reconciler.scheduling.base import schedule_of
 from reconciler.sources.ahead import read_ahead
 from reconciler.sources.files import DirectorySource
 from reconciler.sources.survey import survey
+from reconciler.sources.taskbound import declared_past
 
 
-def load(paths: list[Path], max_file_size: int) -> tuple[DesiredState, DirectorySource]:
-    source = DirectorySource(paths, max_file_size=max_file_size)
+def load(paths: list[Path], args: argparse.Namespace) -> tuple[DesiredState, DirectorySource]:
+    """What ``crontask run`` would have in force from ``paths``, under ``args``' bounds."""
+    source = DirectorySource(paths, max_file_size=args.max_file_size, max_tasks=args.max_tasks)
     with rare_collections():
         read_ahead(source, usable_cores())  # a large folder on every core, as `run` reads it
         source.refresh(None)
@@ -50,14 +52,17 @@ def run_validate(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
-    for problem in found.problems:
+    problems = found.problems
+    if (past := declared_past(found.tasks, args.max_tasks)) is not None:
+        problems = [*problems, printable(f"{', '.join(args.paths)}: {past}")]
+    for problem in problems:
         print(problem)
     summary = f"{_count(found.files, 'file')}, {_count(found.tasks, 'task')}"
     if found.ignored:
         summary += f", {_count(found.ignored, 'document')} of other kinds ignored"
-    if found.problems:
+    if problems:
         sys.stdout.flush()  # keep the summary after the problems when both go to one terminal
-        print(f"{_count(len(found.problems), 'problem')} ({summary})", file=sys.stderr)
+        print(f"{_count(len(problems), 'problem')} ({summary})", file=sys.stderr)
         return 1
     print(f"ok: {summary}")
     return 0
@@ -97,7 +102,7 @@ def _count(n: int, noun: str) -> str:
 
 def run_plan(args: argparse.Namespace) -> int:
     new_paths = existing_paths(args.paths)
-    new, new_source = load(new_paths, args.max_file_size)
+    new, new_source = load(new_paths, args)
     # `run` applies a file whole or not at all: what a file with errors defined stays in force.
     if args.server:
         # The server's files cannot be paired with these: the tasks a broken document still
@@ -106,7 +111,7 @@ def run_plan(args: argparse.Namespace) -> int:
         kept = _sharing_a_file(old, _named_by_errors(new))
     else:
         old_paths = existing_paths(args.against)
-        old, old_source = load(old_paths, args.max_file_size)
+        old, old_source = load(old_paths, args)
         kept = _defined_by_broken_files(new_source, new_paths, old_source, old_paths)
     kept = {key for key in kept if key in old.tasks and key not in new.tasks}
     desired = {**new.tasks, **{key: old.tasks[key] for key in kept}}
@@ -183,7 +188,7 @@ def run_next(args: argparse.Namespace, server: str | None = None) -> int:
     the task ``args.path`` (NAMESPACE/NAME) that this running crontask schedules, from the
     definition it has in force."""
     if server is None:
-        desired, _ = load(existing_paths([args.path]), args.max_file_size)
+        desired, _ = load(existing_paths([args.path]), args)
         for problem in desired.problems:
             print(problem, file=sys.stderr)
         found, failed = list(desired.tasks.values()), bool(desired.problems)

@@ -11,7 +11,7 @@ from typing import Any
 
 from reconciler.cli.client import SERVER_ENV, TOKEN_ENV, configured_server
 from reconciler.cli.main_helpers import (
-    add_max_file_size_arg,
+    add_source_bounds_args,
     bounded_int,
     server_url,
     task_key,
@@ -36,7 +36,7 @@ def _add_validate(commands: Any) -> None:
         "summary and exits 0. Documents of other API groups are ignored and counted.",
     )
     validate.add_argument("paths", nargs="+", metavar="PATH")
-    add_max_file_size_arg(validate)
+    add_source_bounds_args(validate)
     validate.add_argument(
         "-j",
         "--jobs",
@@ -72,7 +72,7 @@ def _add_plan(commands: Any) -> None:
         "(API-created and Kubernetes tasks are not what a folder replaces); $CRONTASK_TOKEN",
     )
     plan_cmd.add_argument("--allow-empty", action="store_true", help="as for `crontask run`")
-    add_max_file_size_arg(plan_cmd)
+    add_source_bounds_args(plan_cmd)
     plan_cmd.set_defaults(handler=run_plan)
 
 
@@ -109,7 +109,7 @@ def _add_next(commands: Any) -> None:
         help="e.g. 2027-03-28T00:00:00+01:00",
     )
     next_cmd.add_argument("--json", action="store_true", help="machine-readable output")
-    add_max_file_size_arg(next_cmd)
+    add_source_bounds_args(next_cmd)
     next_cmd.set_defaults(handler=run_next)
 
 

@@ -16,7 +16,12 @@ from urllib.parse import urlsplit
 
 from reconciler.core.runs import DNS1123_LABEL
 from reconciler.core.urls import redact_url
-from reconciler.sources.limits import DEFAULT_MAX_FILE_SIZE, format_size
+from reconciler.sources.limits import (
+    DEFAULT_MAX_FILE_SIZE,
+    DEFAULT_MAX_TASKS,
+    MAX_TASKS_RANGE,
+    format_size,
+)
 
 _SIZE = re.compile(r"(\d{1,15})\s*([a-z]*)", re.IGNORECASE)
 _SIZE_UNITS = {
@@ -261,7 +266,8 @@ def size_arg(text: str) -> int:
     return size
 
 
-def add_max_file_size_arg(parser: argparse.ArgumentParser) -> None:
+def add_source_bounds_args(parser: argparse.ArgumentParser) -> None:
+    """--max-file-size and --max-tasks: what a folder or git source reads and holds."""
     parser.add_argument(
         "--max-file-size",
         type=size_arg,
@@ -269,4 +275,13 @@ def add_max_file_size_arg(parser: argparse.ArgumentParser) -> None:
         metavar="SIZE",
         help="refuse definition files larger than this, unread (default: 1MiB; e.g. 512KiB, "
         "2MiB); a larger file is a definition error that keeps its tasks' last good version",
+    )
+    parser.add_argument(
+        "--max-tasks",
+        type=bounded_int(*MAX_TASKS_RANGE),
+        default=DEFAULT_MAX_TASKS,
+        metavar="N",
+        help=f"the tasks a folder or git source may hold (default: {DEFAULT_MAX_TASKS:,}); a "
+        "file that would take it past them is a definition error that keeps its tasks' last "
+        "good version (about 6 KiB of memory a task)",
     )

@@ -11,7 +11,7 @@ from typing import Any
 
 from reconciler.cli.durations import INTERVAL, duration_arg
 from reconciler.cli.main_helpers import (
-    add_max_file_size_arg,
+    add_source_bounds_args,
     add_state_args,
     git_path,
     git_ref,
@@ -54,7 +54,7 @@ def add_parser(commands: Any) -> None:
         metavar="DURATION",
         help="full re-read of every source, healing missed events (default: 5m)",
     )
-    add_max_file_size_arg(parser)
+    add_source_bounds_args(parser)
     for add_group in (_api, _git, _kubernetes, _replicas, _runs, _history, _observability):
         add_group(parser)
     parser.set_defaults(handler=run)

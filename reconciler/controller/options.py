@@ -16,7 +16,7 @@ from reconciler.runner.environment import TaskEnv
 from reconciler.sinks.notify_config import Notifications
 from reconciler.sources.git import GitOptions
 from reconciler.sources.kubernetes import KubernetesOptions
-from reconciler.sources.limits import DEFAULT_MAX_FILE_SIZE
+from reconciler.sources.limits import DEFAULT_MAX_FILE_SIZE, DEFAULT_MAX_TASKS
 
 
 @dataclasses.dataclass(frozen=True)
@@ -45,6 +45,7 @@ class Options:
     housekeeping_seconds: float = 600.0
     ha: HaOptions | None = None
     max_file_size: int = DEFAULT_MAX_FILE_SIZE  # bytes; larger definition files are refused
+    max_tasks: int = DEFAULT_MAX_TASKS  # a folder or git source's; see sources.taskbound
     metrics_per_task_histograms: bool = False
     jobs: JobOptions = dataclasses.field(default_factory=JobOptions)
     notifications: Notifications | None = None  # --notifications: receivers and routes

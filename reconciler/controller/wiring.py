@@ -50,15 +50,17 @@ def local_sources(options: Options) -> tuple[DirectorySource | None, GitSource |
     earlier run left in force). This must run before anything starts a thread: reading ahead
     forks only from a process without one. The first pass takes what was read of each file
     that has not changed since."""
-    size, cores = options.max_file_size, usable_cores()
+    size, tasks, cores = options.max_file_size, options.max_tasks, usable_cores()
     folders = None
     if options.paths:
         guard = not options.allow_empty
-        folders = DirectorySource(options.paths, max_file_size=size, guard_empty=guard)
+        folders = DirectorySource(
+            options.paths, max_file_size=size, max_tasks=tasks, guard_empty=guard
+        )
         read_ahead(folders, cores)
     git = None
     if options.git:
-        git = GitSource(options.git, options.state_dir, max_file_size=size)
+        git = GitSource(options.git, options.state_dir, max_file_size=size, max_tasks=tasks)
         git.read_ahead(cores)
     return folders, git
 

@@ -56,13 +56,17 @@ def read_ahead(source: DirectorySource, workers: int) -> int:
         return 0
     started = time.perf_counter()
     ahead: dict[Path, FileState] = {}
+    tasks = 0
     try:
         for share in in_workers(_read_share, source, paths, workers):
             for path, read in share:
+                if tasks > source.max_tasks:
+                    continue  # the source refuses the rest: held, they would all be in memory
                 # Validated here, while the workers read on.
                 state = read if isinstance(read, FileState) else source.plain_state(path, *read)
                 if state is not None:
                     ahead[path] = state
+                    tasks += len(state.good or ())
     except (BrokenProcessPool, OSError) as err:  # a worker killed; no process to fork
         log.warning(
             "reading ahead failed; the first pass reads every file itself",

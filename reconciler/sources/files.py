@@ -37,6 +37,8 @@ Rules users rely on:
   signature looks unchanged (inodes of a deleted tree are reused by the next one);
   ``relative_to`` makes Location paths relative to that folder (the repository root) instead of
   the state directory the files really live in.
+- A source holds at most ``max_tasks`` tasks (``taskbound``): a file whose new version would
+  take it past them is refused as a broken file is, and read again once there is room.
 """
 
 from __future__ import annotations
@@ -56,8 +58,9 @@ from reconciler.sources.base import Notify, Ready, SourceState
 from reconciler.sources.documents import ParsedText, PlainText, parse_text, plain_definitions
 from reconciler.sources.filehints import known_path, says_more, too_deep
 from reconciler.sources.filestate import GONE, FileState, Signature, signature_of
-from reconciler.sources.limits import DEFAULT_MAX_FILE_SIZE, excerpt
+from reconciler.sources.limits import DEFAULT_MAX_FILE_SIZE, DEFAULT_MAX_TASKS, excerpt
 from reconciler.sources.reading import Unreadable, read_file, resolve_root, within
+from reconciler.sources.taskbound import growth, refused
 from reconciler.sources.walk import MAX_FOLDER_DEPTH, iter_yaml_files, utf8
 from reconciler.sources.watch import watch_paths
 
@@ -77,16 +80,20 @@ class DirectorySource:
         revision: str | None = None,
         relative_to: Path | None = None,
         max_file_size: int = DEFAULT_MAX_FILE_SIZE,
+        max_tasks: int = DEFAULT_MAX_TASKS,
         confine_to: Path | None = None,
         confine_label: str | None = None,
         guard_empty: bool = False,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        if max_file_size < 1:
-            raise ValueError("max_file_size must be positive")
+        if max_file_size < 1 or max_tasks < 1:
+            raise ValueError("max_file_size and max_tasks must be positive")
         self.kind = source
         self.roots = [Path(p) for p in paths]
         self.max_file_size = max_file_size
+        self.max_tasks = max_tasks
+        # Files refused for room (see taskbound), in the order read, with the keys each adds.
+        self._refused: dict[Path, int] = {}
         # Where links may lead (see the module docstring), and how messages name it.
         self.confine_to = confine_to
         self.confine_label = confine_label
@@ -115,6 +122,7 @@ class DirectorySource:
         A hint naming a root itself (a swapped symlink: git-sync, a ConfigMap) rescans."""
         try:
             changed = self._refresh(hints)
+            changed |= self._retry_refused()
             self._adrift.settle(changed, self._paths_of.keys(), self._failing.values())
             return changed
         finally:
@@ -275,13 +283,23 @@ class DirectorySource:
         error = self._root_errors.get(root)
         return error is not None and error.message.startswith(_HOLD)
 
-    def _reread(self, path: Path) -> set[str]:
+    def _retry_refused(self) -> set[str]:
+        """Read again the files refused for room, if this pass left room for what each adds
+        (see ``taskbound``); their text has not changed, so nothing else would."""
+        changed: set[str] = set()
+        for path, adds in list(self._refused.items()):
+            if path in self._refused and len(self._paths_of) + adds <= self.max_tasks:
+                changed |= self._reread(path, again=True)
+        return changed
+
+    def _reread(self, path: Path, *, again: bool = False) -> set[str]:
         before = self._files.get(path)
         signature = signature_of(path)
         after = None
         if signature is not None:
             if (
-                before is not None
+                not again
+                and before is not None
                 and before.signature == signature
                 and before.revision == self.revision
             ):
@@ -301,8 +319,19 @@ class DirectorySource:
                 return set()
             self._store(path, before, None)
             return before.keys()
-        self._store(path, before, after)
+        self._store(path, before, self._bounded(path, before, after))
         return after.keys() | (before.keys() if before else set())
+
+    def _bounded(self, path: Path, before: FileState | None, after: FileState) -> FileState:
+        """``after``, or ``after`` refused if it would take the source past ``max_tasks``."""
+        self._refused.pop(path, None)
+        added, removed = growth(path, before, after, self._paths_of)
+        holds = len(self._paths_of) + added - removed
+        if added == 0 or holds <= self.max_tasks:
+            return after
+        where = Location(self.kind, self._display(path), 1, 1, self.revision)
+        self._refused[path] = added - removed
+        return refused(before, after, where, holds, self.max_tasks)
 
     def _store(self, path: Path, before: FileState | None, after: FileState | None) -> None:
         """Replace what ``path`` holds, keeping the key index in step, and noting the
@@ -314,6 +343,7 @@ class DirectorySource:
                 del self._paths_of[definition.key]
         self._failing.pop(path, None)
         if after is None:
+            self._refused.pop(path, None)
             del self._files[path]
         else:
             self._files[path] = after

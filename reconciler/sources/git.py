@@ -97,7 +97,7 @@ from reconciler.sources.gitrepo import (
     url_credentials,
 )
 from reconciler.sources.gitrevisions import Revisions
-from reconciler.sources.limits import DEFAULT_MAX_FILE_SIZE
+from reconciler.sources.limits import DEFAULT_MAX_FILE_SIZE, DEFAULT_MAX_TASKS
 
 log = logging.getLogger("crontask.sources.git")
 
@@ -156,6 +156,7 @@ class GitSource:
         *,
         clock: Callable[[], datetime] = _utcnow,
         max_file_size: int = DEFAULT_MAX_FILE_SIZE,
+        max_tasks: int = DEFAULT_MAX_TASKS,
     ) -> None:
         check_ref(options.ref)
         if options.interval <= 0 or options.timeout <= 0:
@@ -179,6 +180,7 @@ class GitSource:
             source=self.kind,
             relative_to=self.current,
             max_file_size=max_file_size,
+            max_tasks=max_tasks,
             confine_to=self.current,
             confine_label="the repository",
             guard_empty=options.guard_empty,

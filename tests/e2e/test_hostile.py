@@ -88,3 +88,29 @@ def test_a_running_crontask_survives_the_hostile_corpus(
     after = memory(app.proc.pid)
     assert after["VmHWM"] - before["VmHWM"] < EXTRA_MEMORY, (before, after)
     assert after["VmRSS"] - before["VmRSS"] < EXTRA_MEMORY, (before, after)
+
+
+def test_a_flood_of_tasks_past_max_tasks_is_refused_and_nothing_else_changes(
+    crontask: Callable[..., Crontask], tmp_path: Path
+) -> None:
+    """A commit that declares thousands of tasks: the file is refused whole at its place, the
+    tasks in force keep running, and none of the flood is scheduled or held."""
+    tasks = tmp_path / "tasks"
+    tasks.mkdir()
+    (tasks / "tick.yaml").write_text(TICK)
+    (tasks / "victim.yaml").write_text(VICTIM)
+    app = crontask("--max-tasks", "100")
+    wait_for("a run of tick", lambda: succeeded(app, "default/tick") >= 1)
+    flood = "---\n".join(VICTIM.replace("name: victim", f"name: flood-{i}") for i in range(5000))
+    (tasks / "flood.yaml").write_text(flood)
+    refused = (
+        f"{tasks}/flood.yaml:1:1: declares 5,000 tasks, which would take this source to "
+        "5,002 tasks, past its bound of 100 (--max-tasks): not applied; none is added"
+    )
+    app.wait_log(refused, timeout=60)
+    done = succeeded(app, "default/tick")
+    wait_for("two more runs of tick", lambda: succeeded(app, "default/tick") >= done + 2)
+    with httpx.Client(base_url=app.server) as client:
+        items = {t["key"]: t["state"] for t in client.get("/api/v1/tasks").json()["items"]}
+    assert items == {"default/tick": "Ready", "default/victim": "Ready"}
+    assert "flood-" not in app.log().replace(f"{tasks}/flood.yaml", "")
