@@ -120,6 +120,18 @@ def listen_address(text: str) -> str:
     return text
 
 
+def external_url(text: str) -> str:
+    """--external-url: links to runs are made by adding paths (/runs/ID) to it, which after a
+    query or a fragment would all lead to the page itself. The rest is checked at start-up,
+    as receivers' URLs are."""
+    if "?" in text or "#" in text:
+        raise argparse.ArgumentTypeError(
+            f"{text[:80]!r}: a query or fragment (?, #) has no place in it; links to runs add "
+            "paths to it"
+        )
+    return text
+
+
 def git_url(text: str) -> str:
     """A repository URL git can be given and urllib can split. A URL urllib refuses (a ``[``
     or ``]`` in a password makes it look for an IPv6 host) is refused here, without quoting

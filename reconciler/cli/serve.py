@@ -13,6 +13,7 @@ from reconciler.cli.durations import INTERVAL, duration_arg
 from reconciler.cli.main_helpers import (
     add_source_bounds_args,
     add_state_args,
+    external_url,
     git_path,
     git_ref,
     git_url,
@@ -93,6 +94,7 @@ def _api(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--external-url",
         metavar="URL",
+        type=external_url,
         help="the status page's URL as people reach it, for links in notifications "
         "(default: http://HOST:PORT of --listen)",
     )

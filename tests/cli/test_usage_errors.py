@@ -67,6 +67,11 @@ BAD = [
     ("run", "x", "--git-ref", "-c" + "x" * 400),
     ("run", "x", "--git-path", "../x"),
     ("run", "x", "--git-path", "/etc"),
+    # Links to runs are --external-url with /runs/ID added: after a query or fragment they
+    # would lead to the page itself.
+    ("run", "x", "--external-url", "https://crontask.example/ui?team=ops"),
+    ("run", "x", "--external-url", "https://crontask.example/ui#top"),
+    ("run", "x", "--max-tasks", "0"),
 ]
 
 

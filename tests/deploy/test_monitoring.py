@@ -82,6 +82,24 @@ def test_the_prometheus_rule_holds_the_same_rules() -> None:
     assert names == ALERTS
 
 
+def test_the_pod_monitor_scrapes_every_crontask_pod_as_the_rules_select() -> None:
+    """With --ha each replica exports its own tasks' series: the PodMonitor must reach every
+    pod of the Deployment, on the port that serves /metrics, under the rules' job label."""
+    monitor = yaml.safe_load((MONITORING / "podmonitor.yaml").read_text())
+    deployment = yaml.safe_load((ROOT / "deploy" / "deployment.yaml").read_text())
+    pod = deployment["spec"]["template"]
+    assert monitor["kind"] == "PodMonitor"
+    wanted = monitor["spec"]["selector"]["matchLabels"]
+    assert wanted.items() <= pod["metadata"]["labels"].items()
+    ports = {p["name"] for c in pod["spec"]["containers"] for p in c.get("ports", [])}
+    (endpoint,) = monitor["spec"]["podMetricsEndpoints"]
+    assert endpoint["port"] in ports
+    assert endpoint["path"] == "/metrics"
+    # The job label comes from this pod label's value: the rules select job="crontask".
+    assert pod["metadata"]["labels"][monitor["spec"]["jobLabel"]] == "crontask"
+    assert 'job="crontask"' in " ".join(rule_queries())
+
+
 _STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
 _GROUPING = re.compile(
     r"\b(?:by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)", re.IGNORECASE
@@ -124,6 +142,51 @@ def dashboard_queries() -> list[str]:
             assert inner is not None, query
             queries.append(inner.group(1))
     return queries
+
+
+def test_the_dashboard_counts_what_two_replicas_export_once(tmp_path: Path) -> None:
+    """With --ha every replica reads every source (each exports the same definition errors),
+    and at a handover the old owner and the new one may both export a task for a scrape or
+    two: the stats count a task or an error once. Checked with promtool on the panels' own
+    queries."""
+    dashboard = json.loads((MONITORING / "grafana-dashboard.json").read_text())
+    stat = {p["title"]: p["targets"][0]["expr"] for p in dashboard["panels"] if p.get("targets")}
+    failure = "crontask_task_last_failure_timestamp_seconds"
+    series = [
+        ('crontask_definition_errors{job="crontask",instance="%s",source="file"}', "1x10"),
+        (failure + '{job="crontask",instance="%s",task="ops/backup"}', "600x10"),
+    ]
+    tests = {
+        "rule_files": [],
+        "evaluation_interval": "1m",
+        "tests": [
+            {
+                "interval": "1m",
+                "input_series": [
+                    {"series": name % instance, "values": values}
+                    for name, values in series
+                    for instance in ("a:8080", "b:8080")
+                ],
+                "promql_expr_test": [
+                    {
+                        "expr": stat[title].replace("$job", "crontask"),
+                        "eval_time": "5m",
+                        "exp_samples": [{"labels": "{}", "value": 1}],
+                    }
+                    for title in ("Definition errors", "Failing tasks")
+                ],
+            }
+        ],
+    }
+    (tmp_path / "dashboard.test.yaml").write_text(yaml.safe_dump(tests))
+    result = subprocess.run(
+        [promtool(), "test", "rules", "dashboard.test.yaml"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
 
 
 def rule_queries() -> list[str]:
