@@ -55,7 +55,11 @@ def local_sources(options: Options) -> tuple[DirectorySource | None, GitSource |
     if options.paths:
         guard = not options.allow_empty
         folders = DirectorySource(
-            options.paths, max_file_size=size, max_tasks=tasks, guard_empty=guard
+            options.paths,
+            max_file_size=size,
+            max_tasks=tasks,
+            refused_record=options.state_dir / "refused-files.json",
+            guard_empty=guard,
         )
         read_ahead(folders, cores)
     git = None

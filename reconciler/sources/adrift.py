@@ -6,6 +6,10 @@ error, as a broken file keeps its own, until a good definition of it, or no docu
 The removal and the broken document may arrive in two refreshes (a watcher's batches, the
 removal first): a definition that went waits ``WINDOW`` seconds for a broken document to claim
 it, and no longer, so that a task removed on purpose is not brought back by a later typo.
+
+What is kept counts against the source's ``--max-tasks`` (``taskbound``): a definition is kept
+only while there is room for it, or a commit that removes a file, names its tasks in broken
+documents and adds as many new ones would grow the source past its bound at every round.
 """
 
 from __future__ import annotations
@@ -35,9 +39,11 @@ class Adrift:
         changed: set[str],
         defined: Collection[str],
         failing: Iterable[tuple[DefinitionError, ...]],
+        room: int,
     ) -> None:
         """After a refresh that changed ``changed``: ``defined`` holds the keys a file defines,
-        ``failing`` the errors of every broken file."""
+        ``failing`` the errors of every broken file, ``room`` how many definitions the source
+        may hold besides its files' (what is kept already included)."""
         horizon = self._clock() - WINDOW
         went = self._went = {
             key: (definition, at)
@@ -51,11 +57,18 @@ class Adrift:
                 for error in errors:
                     if error.key in keys and error.key not in named:
                         named[error.key] = error
-        for key in keys:
-            kept = self._kept.pop(key, None) or went.get(key, (None, 0.0))[0]
-            if kept is not None and key in named and key not in defined:
+        room -= len(self._kept)
+        for key in sorted(keys):  # in key order: which ones fit does not depend on a set's
+            held = self._kept.pop(key, None)
+            room += held is not None
+            kept = held or went.get(key, (None, 0.0))[0]
+            if kept is not None and key in named and key not in defined and room > 0:
                 self._kept[key] = dataclasses.replace(kept, error=str(named[key]))
                 went.pop(key, None)
+                room -= 1
+
+    def count(self) -> int:
+        return len(self._kept)
 
     def definitions(self) -> list[Definition]:
         return list(self._kept.values())

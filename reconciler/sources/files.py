@@ -60,7 +60,7 @@ from reconciler.sources.filehints import known_path, says_more, too_deep
 from reconciler.sources.filestate import GONE, FileState, Signature, signature_of
 from reconciler.sources.limits import DEFAULT_MAX_FILE_SIZE, DEFAULT_MAX_TASKS, excerpt
 from reconciler.sources.reading import Unreadable, read_file, resolve_root, within
-from reconciler.sources.taskbound import growth, refused
+from reconciler.sources.taskbound import RefusedRecord, growth, refused
 from reconciler.sources.walk import MAX_FOLDER_DEPTH, iter_yaml_files, utf8
 from reconciler.sources.watch import watch_paths
 
@@ -81,6 +81,7 @@ class DirectorySource:
         relative_to: Path | None = None,
         max_file_size: int = DEFAULT_MAX_FILE_SIZE,
         max_tasks: int = DEFAULT_MAX_TASKS,
+        refused_record: Path | None = None,
         confine_to: Path | None = None,
         confine_label: str | None = None,
         guard_empty: bool = False,
@@ -92,8 +93,13 @@ class DirectorySource:
         self.roots = [Path(p) for p in paths]
         self.max_file_size = max_file_size
         self.max_tasks = max_tasks
-        # Files refused for room (see taskbound), in the order read, with the keys each adds.
+        # Files refused for room (see taskbound), in the order read, with what each adds; the
+        # definitions the files hold (all of them: one key defined twice is held twice).
         self._refused: dict[Path, int] = {}
+        self._held = 0
+        # Kept across restarts (crontask run); the first rescan reads those files last.
+        self._record = RefusedRecord(refused_record) if refused_record else None
+        self._last = {Path(p) for p in self._record.load()} if self._record else set()
         # Where links may lead (see the module docstring), and how messages name it.
         self.confine_to = confine_to
         self.confine_label = confine_label
@@ -122,9 +128,13 @@ class DirectorySource:
         A hint naming a root itself (a swapped symlink: git-sync, a ConfigMap) rescans."""
         try:
             changed = self._refresh(hints)
-            changed |= self._retry_refused()
-            self._adrift.settle(changed, self._paths_of.keys(), self._failing.values())
-            return changed
+            self._settle(changed)
+            # After the settling: the tasks a broken document keeps take room first.
+            if retried := self._retry_refused():
+                self._settle(retried)
+            if self._record is not None:
+                self._record.save(self._refused)
+            return changed | retried
         finally:
             self._ahead = {}  # only the first refresh takes what was read ahead (adopt())
 
@@ -243,6 +253,11 @@ class DirectorySource:
     def _rescan(self) -> set[str]:
         changed: set[str] = set()
         present, not_read = self.scan()
+        if self._last:  # the files refused before a restart go last, as they went then
+            present = [p for p in present if p not in self._last] + [
+                p for p in present if p in self._last
+            ]
+            self._last = set()
         for path in present:
             changed |= self._reread(path)
         listed = set(present)
@@ -283,12 +298,22 @@ class DirectorySource:
         error = self._root_errors.get(root)
         return error is not None and error.message.startswith(_HOLD)
 
+    def _settle(self, changed: set[str]) -> None:
+        room = self.max_tasks - self._held
+        self._adrift.settle(changed, self._paths_of.keys(), self._failing.values(), room)
+
+    def _holding(self) -> int:
+        """The definitions this source holds in force: its files' and those kept adrift."""
+        return self._held + self._adrift.count()
+
     def _retry_refused(self) -> set[str]:
         """Read again the files refused for room, if this pass left room for what each adds
-        (see ``taskbound``); their text has not changed, so nothing else would."""
+        (see ``taskbound``); their text has not changed, so nothing else would. A file that is
+        not there is left to the refresh that sees it go (its root may be gone, or held)."""
         changed: set[str] = set()
         for path, adds in list(self._refused.items()):
-            if path in self._refused and len(self._paths_of) + adds <= self.max_tasks:
+            fits = self._holding() + adds <= self.max_tasks
+            if path in self._refused and fits and signature_of(path) is not None:
                 changed |= self._reread(path, again=True)
         return changed
 
@@ -325,17 +350,19 @@ class DirectorySource:
     def _bounded(self, path: Path, before: FileState | None, after: FileState) -> FileState:
         """``after``, or ``after`` refused if it would take the source past ``max_tasks``."""
         self._refused.pop(path, None)
-        added, removed = growth(path, before, after, self._paths_of)
-        holds = len(self._paths_of) + added - removed
-        if added == 0 or holds <= self.max_tasks:
+        adds = growth(before, after)
+        holds = self._holding() + adds
+        if adds <= 0 or holds <= self.max_tasks:
             return after
         where = Location(self.kind, self._display(path), 1, 1, self.revision)
-        self._refused[path] = added - removed
+        self._refused[path] = adds
         return refused(before, after, where, holds, self.max_tasks)
 
     def _store(self, path: Path, before: FileState | None, after: FileState | None) -> None:
         """Replace what ``path`` holds, keeping the key index in step, and noting the
         definitions no file holds any more (see ``sources.adrift``)."""
+        self._held += len(after.good or ()) if after else 0
+        self._held -= len(before.good or ()) if before else 0
         for definition in before.good or () if before else ():
             paths = self._paths_of[definition.key]
             paths.discard(path)

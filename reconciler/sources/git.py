@@ -181,6 +181,7 @@ class GitSource:
             relative_to=self.current,
             max_file_size=max_file_size,
             max_tasks=max_tasks,
+            refused_record=self.base / "refused-files.json",
             confine_to=self.current,
             confine_label="the repository",
             guard_empty=options.guard_empty,

@@ -12,30 +12,29 @@ watch event each) take the room in the order they arrive.
 
 A file refused for room is read again when a pass leaves room for what it adds (another file
 lost tasks, was deleted, or a commit moved tasks from it): its text has not changed, so
-nothing else would read it.
+nothing else would read it. Which files were refused is kept across restarts
+(:class:`RefusedRecord`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Set
+import json
+import logging
+import os
+from collections.abc import Iterable
+from pathlib import Path
 
 from reconciler.core.desired import DefinitionError, Location
 from reconciler.sources.filestate import FileState
 
+log = logging.getLogger("crontask.sources")
 
-def growth(
-    path: object, before: FileState | None, after: FileState, paths_of: Mapping[str, Set[object]]
-) -> tuple[int, int]:
-    """(keys added, keys removed) from the source's keys if ``after`` replaces ``before`` as
-    what ``path`` holds: a key another file defines too is neither."""
-    new = {d.key for d in after.good or ()}
-    added = sum(1 for key in new if key not in paths_of)
-    removed = sum(
-        1
-        for d in (before.good or () if before else ())
-        if d.key not in new and paths_of.get(d.key) == {path}
-    )
-    return added, removed
+
+def growth(before: FileState | None, after: FileState) -> int:
+    """The definitions the source holds more if ``after`` replaces ``before``: every
+    definition is held, so a key a file repeats counts each time (the memory is per
+    definition)."""
+    return len(after.good or ()) - (len(before.good or ()) if before else 0)
 
 
 def refused(
@@ -71,3 +70,49 @@ def declared_past(tasks: int, bound: int) -> str | None:
 
 def _tasks(count: int) -> str:
     return "1 task" if count == 1 else f"{count:,} tasks"
+
+
+class RefusedRecord:
+    """The files a source refused for room, kept in crontask's state directory: a restart
+    reads them last, so that the files in force before it stay in force, and the file whose
+    change was refused is refused again, as a broken file would be (what it defined before
+    is gone with its old text). Without the record a restart would decide in path order, and
+    could apply the refused change in place of tasks that were running."""
+
+    LIMIT = 64 * 1024 * 1024  # bytes: ours, but read as any file is, within a bound
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._saved: list[str] | None = None
+
+    def load(self) -> set[str]:
+        """The paths refused when the record was last saved; none if it is missing or
+        unreadable (then the restart decides in path order, and says nothing worse)."""
+        try:
+            with self.path.open("rb") as file:
+                data = file.read(self.LIMIT + 1)
+            paths = json.loads(data) if len(data) <= self.LIMIT else []
+        except (OSError, ValueError):
+            return set()
+        if not isinstance(paths, list):
+            return set()
+        self._saved = sorted(p for p in paths if isinstance(p, str))
+        return set(self._saved)
+
+    def save(self, paths: Iterable[Path]) -> None:
+        """Write the record if it changed, atomically (a crash leaves the old one or the new)."""
+        shown = sorted(str(p) for p in paths)
+        if shown == (self._saved or []):
+            return
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            part = self.path.with_name(self.path.name + ".part")
+            part.write_text(json.dumps(shown))
+            os.replace(part, self.path)
+        except OSError as err:
+            log.warning(
+                "files refused for room not recorded: a restart decides in path order",
+                extra={"fields": {"path": str(self.path), "error": err.strerror or str(err)}},
+            )
+            return
+        self._saved = shown

@@ -114,3 +114,23 @@ def test_a_flood_of_tasks_past_max_tasks_is_refused_and_nothing_else_changes(
         items = {t["key"]: t["state"] for t in client.get("/api/v1/tasks").json()["items"]}
     assert items == {"default/tick": "Ready", "default/victim": "Ready"}
     assert "flood-" not in app.log().replace(f"{tasks}/flood.yaml", "")
+
+
+def test_a_restart_keeps_the_tasks_in_force_over_a_refused_change(
+    crontask: Callable[..., Crontask], tmp_path: Path
+) -> None:
+    """A change refused for room stays refused across a restart (the state directory says
+    which files were), so the restart does not apply it in place of tasks that ran: read in
+    path order, a.yaml alone would fit, and z.yaml would be refused."""
+    tasks = tmp_path / "tasks"
+    tasks.mkdir()
+    (tasks / "a.yaml").write_text(VICTIM.replace("victim", "a0"))
+    (tasks / "z.yaml").write_text(TICK)
+    app = crontask("--max-tasks", "3")
+    (tasks / "a.yaml").write_text("---\n".join(VICTIM.replace("victim", f"a{i}") for i in range(3)))
+    app.wait_log("past its bound of 3 (--max-tasks)")
+    assert app.stop() == 0
+    again = crontask("--max-tasks", "3")
+    with httpx.Client(base_url=again.server) as client:
+        items = {t["key"] for t in client.get("/api/v1/tasks").json()["items"]}
+    assert items == {"default/tick"}

@@ -4,7 +4,9 @@ room. The git cases use real repositories."""
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -103,12 +105,94 @@ def test_tasks_moved_between_files_in_one_change_are_not_refused(tmp_path: Path)
     assert errors(source) == []
 
 
-def test_a_key_defined_twice_counts_once(tmp_path: Path) -> None:
+def test_every_definition_is_held_so_a_repeated_key_counts_each_time(tmp_path: Path) -> None:
+    """The bound is on memory: a file that repeats one task 6 800 times holds 6 800
+    definitions (a conflict, reported), not one."""
     write(tmp_path / "a.yaml", docs("a1", "a2"))
-    write(tmp_path / "b.yaml", docs("a1", "a2"))
-    source = DirectorySource([tmp_path], max_tasks=2)
+    write(tmp_path / "b.yaml", docs(*["same"] * 50))
+    source = DirectorySource([tmp_path], max_tasks=10)
     source.refresh()
-    assert not any("--max-tasks" in e for e in errors(source))
+    assert set(keys(source)) == {"default/a1", "default/a2"}
+    assert any("b.yaml:1:1: declares 50 tasks" in e for e in errors(source))
+
+
+def broken(*names: str) -> str:
+    """Documents that name their keys, with a schedule that does not validate."""
+    return "---\n".join(doc(name, "not a schedule") for name in names)
+
+
+def test_tasks_kept_for_a_broken_document_count_against_the_bound(tmp_path: Path) -> None:
+    """Round after round, a file's tasks go, broken documents name them (so they are kept,
+    see sources.adrift) and as many new ones come: the source stays within its bound."""
+    write(tmp_path / "gen0.yaml", docs(*[f"g0-{i}" for i in range(10)]))
+    source = DirectorySource([tmp_path], max_tasks=10)
+    source.refresh()
+    for gen in range(1, 4):
+        (tmp_path / f"gen{gen - 1}.yaml").unlink()
+        write(tmp_path / f"broken{gen}.yaml", broken(*[f"g{gen - 1}-{i}" for i in range(10)]))
+        write(tmp_path / f"gen{gen}.yaml", docs(*[f"g{gen}-{i}" for i in range(10)]))
+        source.refresh()
+        assert len(source.definitions()) <= 10
+    # The first round's tasks are kept (nothing running is removed), the new ones refused.
+    assert set(keys(source)) == {f"default/g0-{i}" for i in range(10)}
+
+
+def test_a_broken_document_keeps_no_task_past_the_bound(tmp_path: Path) -> None:
+    """The file goes in one pass, the broken document naming its tasks comes in the next,
+    and another file took the room in between: what no longer fits is not kept."""
+    clock = [0.0]
+    write(tmp_path / "a.yaml", docs("a1", "a2"))
+    source = DirectorySource([tmp_path], max_tasks=3, clock=lambda: clock[0])
+    source.refresh()
+    (tmp_path / "a.yaml").unlink()
+    source.refresh([str(tmp_path / "a.yaml")])
+    b = write(tmp_path / "b.yaml", docs("b1", "b2"))
+    source.refresh([str(b)])
+    c = write(tmp_path / "c.yaml", broken("a1", "a2"))
+    source.refresh([str(c)])
+    assert set(keys(source)) == {"default/a1", "default/b1", "default/b2"}
+
+
+def test_a_refused_file_under_a_vanished_root_keeps_its_tasks(tmp_path: Path) -> None:
+    """Room that appears elsewhere does not make a refused file's tasks go with its root:
+    an unmounted path keeps what it defined, refused edit or not (even with --allow-empty)."""
+    r1, r2 = tmp_path / "r1", tmp_path / "r2"
+    write(r1 / "x.yaml", docs("x1", "x2"))
+    write(r2 / "y.yaml", docs("y1", "y2", "y3"))
+    source = DirectorySource([r1, r2], max_tasks=5)
+    source.refresh()
+    x = write(r1 / "x.yaml", docs("x1", "x2", "x3", "x4"))
+    source.refresh([str(x)])
+    shutil.rmtree(r1)
+    source.refresh()
+    write(r2 / "y.yaml", docs("y1"))
+    source.refresh()
+    assert set(keys(source)) == {"default/x1", "default/x2", "default/y1"}
+
+
+def test_a_restart_refuses_the_files_refused_before_it(tmp_path: Path) -> None:
+    """The refused file is read last after a restart too: the file that was in force stays,
+    and the refused one is refused again. What it defined before its change is gone with its
+    old text, as a broken file's is."""
+    folder, record = tmp_path / "tasks", tmp_path / "state" / "refused-files.json"
+    write(folder / "a.yaml", docs("a0", "a1"))
+    write(folder / "z.yaml", docs("z0", "z1"))
+    first = DirectorySource([folder], max_tasks=4, refused_record=record)
+    first.refresh()
+    a = write(folder / "a.yaml", docs("a0", "a1", "a2", "a3"))
+    first.refresh([str(a)])
+    assert set(keys(first)) == {"default/a0", "default/a1", "default/z0", "default/z1"}
+    restarted = DirectorySource([folder], max_tasks=4, refused_record=record)
+    restarted.refresh()
+    assert set(keys(restarted)) == {"default/z0", "default/z1"}
+    assert "a.yaml:1:1: declares 4 tasks" in errors(restarted)[0]
+    # Once it fits, the record says so too: the next restart reads in path order again.
+    write(folder / "a.yaml", docs("a0", "a1"))
+    restarted.refresh([str(a)])
+    assert json.loads(record.read_text()) == []
+    again = DirectorySource([folder], max_tasks=4, refused_record=record)
+    again.refresh()
+    assert set(keys(again)) == {"default/a0", "default/a1", "default/z0", "default/z1"}
 
 
 @pytest.fixture
