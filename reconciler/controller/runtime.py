@@ -227,15 +227,18 @@ async def build(options: Options, store: RunStore, manager: Manager) -> Parts:
 
     scheduler = ApsScheduler(on_fire)
     # Metrics read the scheduler's snapshot and the sources at each scrape, and keep each
-    # task's runs from the run listener; a task that comes to this process starts from its
-    # last outcomes in the store.
+    # task's runs from the run listener, and the runs adopted here (no start heard) from the
+    # progress listener; a task that comes to this process starts from its last outcomes and
+    # its runs in progress elsewhere in the store.
     metrics = Metrics(
         scheduler,
         sources=lambda: service.sources(),
         history=store,
+        owner=me,
         per_task_histograms=options.metrics_per_task_histograms,
     )
     dispatcher.subscribe(metrics.on_run)
+    dispatcher.subscribe_progress(metrics.on_progress)
     sources = wiring.sources(options, folders, git, kube)
     anchors = await in_thread(store.last_slots)
     reconciler = wiring.reconciler(options, sources, support, scheduler, dispatcher, anchors)

@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 
 import pytest
 
-from reconciler.core.runs import LastOutcomes, RunStatus
+from reconciler.core.runs import LastOutcomes, RunRecord, RunStatus
 from reconciler.sinks.metrics import MemoryTasks, Metrics
 from reconciler.store import MemoryRunStore, StoreUnavailable
 from tests.helpers import definition
@@ -36,6 +36,9 @@ class Asked:
             self.failures -= 1
             raise StoreUnavailable("database is locked")
         return self.store.last_outcomes(tasks)
+
+    def running(self, task: str | None = None) -> list[RunRecord]:
+        return self.store.running(task)
 
 
 def at(minutes: int, seconds: int = 5) -> datetime:
