@@ -12,7 +12,8 @@ claimed the slot) means this process does not run it.
 
 On time: the scheduler hands a slot over ahead of it (``due``), and a run that can be decided
 then is decided and claimed then, its start waiting for the slot; so what makes a run exactly
-once and supervised is paid before the slot, not between the slot and the process.
+once and supervised is paid before the slot, not between the slot and the process. A process
+away past the slot (paused, frozen) looks again before it starts it (``RunExecution._late``).
 
 Work that outlives the process (Kubernetes Jobs, see ``runner.base.Resumable``): the runs a
 ``resumable`` action reports for a task (its live Jobs) that are not followed here are
@@ -118,7 +119,7 @@ class Dispatcher(RunExecution):
         return [a.record for a in self._active.get(key, {}).values()]
 
     def waiting(self, key: str) -> list[RunRecord]:
-        """The runs of ``key`` that wait for their next attempt (a retry's backoff)."""
+        """The runs of ``key`` that wait: for a retry's backoff, or for the fence to lift."""
         return [a.record for a in self._active.get(key, {}).values() if a.waiting]
 
     def active_count(self) -> int:
@@ -379,9 +380,9 @@ class Dispatcher(RunExecution):
         """Runs of ``key`` do not retry: each records its abandoned attempt with ``reason``
         (TaskRemoved, TaskChanged, HandedOver), a run waiting for its retry now, a running
         one when its attempt ends (its retry would run the definition it began with, which
-        is no longer in force here). The running attempts themselves, and runs claimed ahead
-        of their slot, go on (slots deferred to their instant were settled before the job
-        changed: ``before_change``). Returns how many runs will not retry."""
+        is no longer in force here). Running attempts and runs claimed ahead of their slot go
+        on, unless the fence holds them (``_late``); slots deferred to their instant were
+        settled before the job changed (``before_change``). Returns how many will not retry."""
         runs = list(self._active.get(key, {}).values())
         for active in runs:
             if active.waiting:

@@ -4,10 +4,11 @@ The dispatcher (``controller.dispatch``) decides on the loop what a slot becomes
 starts is carried through here: claim the slot (``controller.claims``: the store refuses a
 second claim, so the slot is not run twice), run the attempt through the task's action, record
 its end, and retry as the task's policy says (each retry an attempt of the same run; a retry
-that will not happen is recorded with why). Every record written is handed to the listeners,
-each isolated from the others; the end of an attempt that the run retries as a
-``RetriedAttempt``, so that they follow the dispatcher's decision rather than make their own
-(``_complete``).
+that will not happen is recorded with why). A run decided and claimed ahead of its slot is
+looked at again as its slot comes: this process may have been away since (``_late``). Every
+record written is handed to the listeners, each isolated from the others; the end of an
+attempt that the run retries as a ``RetriedAttempt``, so that they follow the dispatcher's
+decision rather than make their own (``_complete``).
 """
 
 from __future__ import annotations
@@ -30,21 +31,26 @@ from reconciler.controller.claims import SlotClaims
 from reconciler.controller.recorder import Recorder
 from reconciler.core.desired import Definition
 from reconciler.core.runs import JOB_DELETED, RetriedAttempt, RunRecord, RunStatus
-from reconciler.core.timing import retry_delay
-from reconciler.runner.base import Actions, Outcome, Resumable, StartsAt, failed
+from reconciler.core.timing import AHEAD_MAX, retry_delay
+from reconciler.runner.base import TOO_LATE, Actions, Outcome, Resumable, StartsAt, failed
 from reconciler.runner.job_attempt import DEADLINE_EXCEEDED, JobEnd
 from reconciler.store.base import DuplicateRun
 
 log = logging.getLogger("crontask.runner")
 
-# Why a retry did not start, as its attempt's record says it.
+# Why a retry (or a run decided ahead: ``_late``) did not start, as its record says it.
 _ABANDONED = {
-    SHUTDOWN: "crontask stopped while this retry waited",
-    REPLACED: "a newer slot replaced the run while this retry waited",
-    TASK_REMOVED: "the task was removed before this retry could start",
-    TASK_CHANGED: "the task's definition changed before this retry could start",
-    HANDED_OVER: "the task moved to another replica before this retry could start",
+    SHUTDOWN: "crontask stopped while this {} waited",
+    REPLACED: "a newer slot replaced the run while this {} waited",
+    TASK_REMOVED: "the task was removed before this {} could start",
+    TASK_CHANGED: "the task's definition changed before this {} could start",
+    HANDED_OVER: "the task moved to another replica before this {} could start",
 }
+MISSED_DEADLINE = "MissedDeadline"
+# A run decided ahead whose start comes later than this after its slot is looked at again
+# (``_late``): this process may have been away since its claim (SIGSTOP, a frozen VM). Less
+# is a busy loop, and within any startingDeadlineSeconds (at least 1 s).
+LATE_START = AHEAD_MAX
 
 # The reasons of failed attempts whose outcome is unknown: their work may have run to its end
 # (a Job deleted before its end was seen), so a retry could run it twice. Never retried, as an
@@ -150,14 +156,15 @@ class RunExecution(SlotClaims):
                 self._active.pop(record.task, None)
 
     async def _held(self, active: ActiveRun, following: RunRecord) -> bool:
-        """A retry due while this replica may not start runs (it lost its membership) waits
-        until it may again, still holding its slot; True if the run was stopped meanwhile (its
-        task moved to another replica, shutdown), when it is recorded as not started."""
+        """A retry (or a run decided ahead: ``_late``) due while this replica may not start
+        runs (it lost its membership) waits until it may again, still holding its slot; True
+        if the run was stopped meanwhile (its task moved to another replica, shutdown), when
+        it is recorded as not started."""
         self.fence()  # the renew deadline may have passed while this process was not running
         if self.paused is None:
             return False
         log.warning(
-            "retry held: this replica may not start runs now",
+            f"{_what(following)} held: this replica may not start runs now",
             extra={
                 "fields": {
                     "task": following.task,
@@ -178,10 +185,14 @@ class RunExecution(SlotClaims):
             active.stop(HANDED_OVER)  # it moved while the fence held it: its new owner's now
         return active.stop_reason is not None
 
-    async def _abandon(self, attempt: RunRecord, reason: str) -> None:
-        """A retry that was waiting will not start: its attempt is recorded with the reason
-        (``interrupted`` at shutdown, else ``skipped``), so the history says why it stopped."""
-        why = _ABANDONED.get(reason, f"stopped ({reason}) while this retry waited")
+    async def _abandon(self, attempt: RunRecord, reason: str, why: str | None = None) -> None:
+        """A retry that was waiting (or a run decided ahead: ``_late``) will not start: its
+        attempt is recorded with the reason (``interrupted`` at shutdown, else ``skipped``)
+        and ``why`` (by default, what the reason says), so the history says why it stopped."""
+        what = _what(attempt)
+        if why is None:
+            said = _ABANDONED.get(reason)
+            why = said.format(what) if said else f"stopped ({reason}) while this {what} waited"
         status = RunStatus.INTERRUPTED if reason == SHUTDOWN else RunStatus.SKIPPED
         record = dataclasses.replace(
             attempt,
@@ -192,7 +203,7 @@ class RunExecution(SlotClaims):
             message=f"{why}; it did not start",
         )
         log.info(
-            "retry cancelled",
+            "retry cancelled" if what == "retry" else "run not started",
             extra={
                 "fields": {
                     "task": record.task,
@@ -236,7 +247,8 @@ class RunExecution(SlotClaims):
                 self._unchecked(record)
                 return None
         assert definition is not None  # only adopted runs come without one
-        return await self._complete(definition, active, await self._attempt(definition, active))
+        outcome = await self._attempt(definition, active)
+        return None if outcome is None else await self._complete(definition, active, outcome)
 
     async def _follow_adopted(
         self, definition: Definition | None, active: ActiveRun
@@ -349,7 +361,9 @@ class RunExecution(SlotClaims):
             return False
         return final.attempt <= definition.task.spec.retry.limit
 
-    async def _attempt(self, definition: Definition, active: ActiveRun) -> Outcome:
+    async def _attempt(self, definition: Definition, active: ActiveRun) -> Outcome | None:
+        """The attempt's outcome; None if, decided ahead, it does not start after all
+        (``_late``: its record says why)."""
         record = active.record
         start_at, active.start_at = active.start_at, None  # a retry starts when it is due
         try:
@@ -358,12 +372,29 @@ class RunExecution(SlotClaims):
             if active.stop_reason is not None:
                 attempt.stop(active.stop_reason)  # run() then reports it without starting
             if isinstance(attempt, StartsAt):
-                # It waits itself, to the microsecond, and says when its process started.
-                attempt.start_at(start_at, lambda at: self._begin(active, at))
+                # It waits itself, to the microsecond, and says when its process started; not
+                # so late that this process must have been away (then it is looked at again).
+                if start_at is not None and await self._late(definition, active, start_at):
+                    return None
+                until = None if start_at is None else start_at + LATE_START
+                attempt.start_at(start_at, lambda at: self._begin(active, at), until)
+                outcome = await attempt.run()
+                if outcome.reason != TOO_LATE or start_at is None or active.begun:
+                    return outcome
+                if await self._late(definition, active, start_at):
+                    return None
+                attempt = active.attempt = self.actions.attempt(definition, record)
+                if active.stop_reason is not None:
+                    attempt.stop(active.stop_reason)
+                assert isinstance(attempt, StartsAt)
+                attempt.start_at(None, lambda at: self._begin(active, at))
             else:
                 loop = asyncio.get_running_loop()
-                if start_at is not None and (wait := start_at - loop.time()) > 0:
-                    await asyncio.sleep(wait)
+                if start_at is not None:
+                    if (wait := start_at - loop.time()) > 0:
+                        await asyncio.sleep(wait)
+                    if await self._late(definition, active, start_at):
+                        return None
                 if active.stop_reason is None:
                     self._begin(active, loop.time())
             return await attempt.run()
@@ -374,6 +405,66 @@ class RunExecution(SlotClaims):
                 extra={"fields": {"task": record.task, "run": record.id}},
             )
             return failed("ActionError", f"the action failed unexpectedly: {err!r}"[:500])
+
+    async def _late(self, definition: Definition, active: ActiveRun, start_at: float) -> bool:
+        """Whether a run decided and claimed ahead of its slot (``start_at``, on the loop's
+        clock) does not start after all, as its slot comes. This process may have been away
+        since the claim (SIGSTOP, a frozen VM: the clocks jumped past the slot): its membership
+        may have lapsed, its task moved, its deadline passed, another replica ended its record.
+        On time and not fenced (the usual case) that costs a look at the fence's clock; else
+        it starts only if the fence lets it (held meanwhile, as a retry: ``_held``), its task
+        is still this replica's and was not handed away and back (a lapse), it is within its
+        startingDeadlineSeconds, and the store still holds its claim. True: it does not start;
+        its record says why (``HandedOver``, ``MissedDeadline``, ...), unless someone else
+        ended it (a replica that took the task over marked it interrupted): then as it is."""
+        record = active.record
+        if active.stop_reason is not None:
+            return False  # stopped meanwhile: the attempt reports it without starting
+        self.fence()
+        late = max(
+            asyncio.get_running_loop().time() - start_at,
+            (self.clock() - record.scheduled_at).total_seconds(),
+        )
+        if self.paused is None and late <= LATE_START:
+            return False
+        await self._held(active, record)
+        why, message = active.stop_reason, None
+        key = record.task
+        if why is None and (
+            not self.owns(key) or (self.handover is not None and self.handover.inherited(key))
+        ):
+            why = HANDED_OVER
+        late = (self.clock() - record.scheduled_at).total_seconds()
+        deadline = definition.task.spec.starting_deadline_seconds
+        if why is None and deadline is not None and late > deadline:
+            why = MISSED_DEADLINE
+            message = (
+                f"it could start only {late:.1f}s after its slot, past "
+                f"startingDeadlineSeconds={deadline}"
+            )
+        if not await self._still_claimed(record):
+            return True
+        if why is not None:
+            await self._abandon(record, why, message)
+        return why is not None
+
+    async def _still_claimed(self, record: RunRecord) -> bool:
+        """Whether the store still holds ``record``'s claim as this process wrote it (one
+        read): False if it was ended, by a replica that took its task over, say. Unknown (the
+        store is unavailable) counts as held: the fence says this replica's membership did."""
+        try:
+            stored = await self.recorder.call(self.recorder.store.get, record.id, record.attempt)
+        except Exception:
+            log.warning(
+                "could not read a late run's record; the fence says it is still ours",
+                extra={"fields": {"task": record.task, "run": record.id}},
+            )
+            return True
+        if stored is None or (stored.status is RunStatus.RUNNING and stored.owner == self.owner):
+            return True  # None: its claim is still on its way (kept while the store is down)
+        fields = {"task": record.task, "run": record.id, "status": str(stored.status)}
+        log.warning("run not started: its record was ended meanwhile", extra={"fields": fields})
+        return False
 
     def _begin(self, active: ActiveRun, at: float) -> None:
         """The attempt's work began at ``at`` (the loop's clock; for a command, the instant its
@@ -406,6 +497,10 @@ class RunExecution(SlotClaims):
                     "run listener failed",
                     extra={"fields": {"run": record.id, "listener": _name(listener)}},
                 )
+
+
+def _what(record: RunRecord) -> str:
+    return "retry" if record.attempt > 1 else "run"
 
 
 def _name(listener: RunListener) -> str:

@@ -56,6 +56,10 @@ class Attempt(Protocol):
     def stop(self, reason: str) -> None: ...
 
 
+# The reason of an attempt that did not begin because its instant had long passed (``StartsAt``).
+TOO_LATE = "TooLate"
+
+
 @runtime_checkable
 class StartsAt(Protocol):
     """An attempt that says when its work began (the instant its process started), and can
@@ -63,11 +67,16 @@ class StartsAt(Protocol):
     of it), which it waits for itself: more precisely than a timer of the event loop, which a
     busy loop serves late."""
 
-    def start_at(self, when: float | None, began: Callable[[float], None]) -> None:
+    def start_at(
+        self, when: float | None, began: Callable[[float], None], until: float | None = None
+    ) -> None:
         """Begin ``run()``'s work no earlier than ``when`` (None: at once), on
         ``time.monotonic()``'s clock (the event loop's), and call ``began(instant)`` on the
         loop once it has begun, with the instant it did on the same clock. Not called if the
-        work never began."""
+        work never began. Past ``until`` (same clock; None: never) it does not begin: ``run()``
+        then returns at once, its reason :data:`TOO_LATE` (the process was away when the
+        instant came, SIGSTOP or a frozen VM, and the caller must look again before it starts
+        anything)."""
 
 
 class Action(Protocol):

@@ -45,7 +45,7 @@ from collections.abc import Callable, Mapping, Sequence
 
 from reconciler.core.desired import Definition
 from reconciler.core.runs import RunRecord
-from reconciler.runner.base import Outcome, run_environment
+from reconciler.runner.base import TOO_LATE, Outcome, run_environment
 from reconciler.runner.command_outcome import End, exited, given_up, not_started, start_failed
 from reconciler.runner.group import Group, group_state, session_state, signal_group, signal_session
 from reconciler.runner.output import TailReader
@@ -109,6 +109,8 @@ class CommandRun:
         self._terminator: asyncio.Task[None] | None = None
         self._escalated = False  # SIGKILL was needed after the grace period
         self._start_at: float | None = None  # see start_at()
+        self._start_until: float | None = None  # see start_at()
+        self._too_late = False  # the spawner's thread found ``_start_until`` past
         self._began: Callable[[float], None] | None = None
         self._start_by: float | None = None  # the deadline, on time.monotonic()'s clock
         self._start_asked = False  # a spawner's thread is (or was) starting the process
@@ -127,12 +129,16 @@ class CommandRun:
         signal_session(self._pid, signal.SIGKILL, fresh_since=fresh_since)
         return True
 
-    def start_at(self, when: float | None, began: Callable[[float], None]) -> None:
+    def start_at(
+        self, when: float | None, began: Callable[[float], None], until: float | None = None
+    ) -> None:
         """Start the process no earlier than ``when`` (``time.monotonic()``; None: at once):
         the spawner's thread waits for it, and starts nothing if the run was stopped
-        meanwhile. ``began`` hears the instant the process started, as the spawner's thread
-        noted it."""
+        meanwhile, or if it gets there after ``until`` (this process was away: ``run()`` then
+        returns the reason ``TOO_LATE``). ``began`` hears the instant the process started,
+        as the spawner's thread noted it."""
         self._start_at = when
+        self._start_until = until
         self._began = began
 
     def stop(self, reason: str) -> None:
@@ -180,7 +186,10 @@ class CommandRun:
         process. Noted first, then read: if the loop, which sets ``_end`` before it reads
         ``_start_asked`` (``_given_up``), reads False, this read sees its ``_end``."""
         self._start_asked = True
-        if self._end is None and (self._start_by is None or time.monotonic() < self._start_by):
+        now = time.monotonic()
+        if self._start_until is not None and now > self._start_until:
+            self._too_late = True  # read on the loop once this start is withdrawn
+        elif self._end is None and (self._start_by is None or now < self._start_by):
             return True
         self._start_asked = False  # withdrawn: it starts nothing
         return False
@@ -281,9 +290,11 @@ class CommandRun:
             return not_started(self._stop_reason)
         try:
             child, read_fd = await self._spawn(deadline)
-        except Withdrawn:  # stopped, or timed out, before a thread began the start
+        except Withdrawn:  # stopped, timed out, or too late, before a thread began the start
             self._exited = True
             self.started.set()
+            if self._too_late and self._end is None:
+                return not_started(TOO_LATE)
             return not_started(self._stop_reason) if self._end is not None else self._given_up()
         except _GivenUp:
             self._exited = True

@@ -186,7 +186,9 @@ class _Spawned:
         self.when: float | None = None
         self.began: Callable[[float], None] | None = None
 
-    def start_at(self, when: float | None, began: Callable[[float], None]) -> None:
+    def start_at(
+        self, when: float | None, began: Callable[[float], None], until: float | None = None
+    ) -> None:
         self.when, self.began = when, began
 
     async def run(self) -> Outcome:

@@ -16,7 +16,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Coroutine, Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -26,7 +26,7 @@ from reconciler.core.runs import RunStatus
 from reconciler.runner import command as command_module
 from reconciler.runner import group
 from reconciler.runner import process as process_module
-from reconciler.runner.base import Outcome
+from reconciler.runner.base import TOO_LATE, Outcome
 from reconciler.runner.command import CommandRun
 
 T = TypeVar("T")
@@ -723,6 +723,41 @@ def test_a_run_stopped_while_its_start_waits_starts_nothing(tmp_path: Path) -> N
     # The outcome came back once the spawner's thread had reached the instant and withdrawn.
     assert not marker.exists()
     assert began == []  # nothing began
+
+
+def test_a_start_ahead_reached_past_its_latest_instant_starts_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The process was frozen (SIGSTOP) across the instant: the spawner's thread gets to the
+    start well after it, past ``until``, and starts nothing; the run says so (``TOO_LATE``),
+    for the dispatcher to look again before it starts anything."""
+    marker = tmp_path / "started"
+    frozen = process_module.Spawner()
+    submit = frozen.submit
+
+    def late_submit(*args: Any, wanted: Callable[[], bool] | None = None, **kw: Any) -> Any:
+        def asked() -> bool:
+            time.sleep(0.3)  # frozen between the wait for the instant and the start
+            assert wanted is not None
+            return wanted()
+
+        return submit(*args, wanted=asked, **kw)
+
+    monkeypatch.setattr(frozen, "submit", late_submit)
+    monkeypatch.setattr(process_module, "_spawner", frozen)
+
+    async def scenario() -> tuple[Outcome, list[float]]:
+        command = CommandRun(["touch", str(marker)], env=ENV)
+        began: list[float] = []
+        now = time.monotonic()
+        command.start_at(now + 0.05, began.append, now + 0.15)
+        return await command.run(), began
+
+    outcome, began = arun(scenario())
+    assert (outcome.status, outcome.reason) == (RunStatus.FAILED, TOO_LATE)
+    assert outcome.pid is None
+    assert not marker.exists()
+    assert began == []
 
 
 def test_a_start_at_once_says_when_its_process_started() -> None:
