@@ -13,15 +13,12 @@ prometheus_client registry) the metrics read
   definition, next slot and current interval, as the scheduler already holds them (no next fire
   time is computed per scrape);
 - ``sources()``: the revision and last sync of each pulling source (git);
-- their own per-task run state, kept up to date by :meth:`Metrics.on_run`; a task that comes
-  into the snapshot (at start-up, or from another replica) starts from its last success and
-  failure in the run history (``history``), read once for all the tasks that came, so that an
-  alert on those timestamps does not go quiet because crontask restarted;
-- the runs of the snapshot's tasks that the history says are in progress elsewhere (another
-  replica still running the run of a task that moved here, an earlier crontask's): read when
-  their task comes, and checked against the history at each scrape until they end there or
-  are heard of here. Each task's series are exported by the process whose snapshot holds it
-  (its owner, with replicas) only, so a run shows once, there, wherever it runs.
+- their per-task run state (``metrics_runs.RunState``, under the same lock): kept up to date
+  by :meth:`Metrics.on_run` and :meth:`Metrics.on_progress`; a task that comes into the
+  snapshot starts from its last outcomes in the run history (``history``), with its runs that
+  the history says are in progress elsewhere, checked again at each scrape. Each task's series
+  are exported by the process whose snapshot holds it (its owner, with replicas) only, so a
+  run shows once, there, wherever it runs.
 
 They copy all of it (dictionary copies, under the lock; each task's next slot and interval are
 read from the scheduler's copy as the scrape formats it), then format the copy in the calling
@@ -44,11 +41,9 @@ controller, the scheduler or the API, whose state reaches it through the Protoco
 from __future__ import annotations
 
 import dataclasses
-import logging
 import threading
 import zlib
-from collections import OrderedDict
-from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import Final, Protocol
 
@@ -58,29 +53,22 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.parser import text_string_to_metric_families
 
 from reconciler.core.desired import Definition, DesiredState
-from reconciler.core.runs import LastOutcomes, RunRecord, RunStatus, Trigger
-from reconciler.core.status import is_failure
-from reconciler.sinks.metrics_exposition import exposition, no_runs, task_runs
+from reconciler.core.runs import RunRecord, RunStatus, Trigger
+from reconciler.sinks.metrics_exposition import exposition
 from reconciler.sinks.metrics_families import (
     DELAY_BUCKETS,
-    FINAL_STATUSES,
     RECONCILE_BUCKETS,
     RUN_BUCKETS,
     HistogramValue,
     Replicas,
     Scrape,
     SourceSync,
-    TaskRuns,
     TaskSlot,
 )
-
-log = logging.getLogger("crontask.metrics")
+from reconciler.sinks.metrics_runs import History, RunState
 
 CONTENT_TYPE: Final = CONTENT_TYPE_PLAIN_0_0_4
 GZIP_LEVEL: Final = 1  # a fifteenth of the text, in a third of level 6's time; frees the GIL
-_INDEX: Final = {status: i for i, status in enumerate(FINAL_STATUSES)}
-_SEED_BATCH: Final = 256  # tasks given their last outcomes per hold of the lock (about 1 ms)
-_ENDED_KEPT: Final = 1024  # attempts whose end was heard here, kept against stale history reads
 
 
 class TaskSnapshot(Protocol):
@@ -93,15 +81,6 @@ class TaskSnapshot(Protocol):
     """
 
     def snapshot(self) -> Mapping[str, TaskSlot]: ...
-
-
-class History(Protocol):
-    """Where a task's last outcomes and its runs in progress elsewhere come from when it comes
-    into the snapshot (the run store implements it). Called from the scrape's thread."""
-
-    def last_outcomes(self, tasks: Collection[str]) -> Mapping[str, LastOutcomes]: ...
-
-    def running(self, task: str | None = None) -> Sequence[RunRecord]: ...
 
 
 class SourceLike(Protocol):
@@ -157,25 +136,13 @@ class Metrics:
     ) -> None:
         self._tasks = tasks
         self._sources = sources
-        self._history = history
-        # This process's instance: its own runs are heard from its dispatcher, never read from
-        # the history (a slot claimed ahead is recorded running before its work starts).
-        self._owner = owner
-        # The keys of the snapshot that were looked up in the history; a key that leaves it
-        # is forgotten, so that it is looked up again when it comes back. Only scrapes touch
-        # it, one at a time (_seeding); the loop never waits for a lookup.
-        self._seeded: set[str] = set()
-        self._seeding = threading.Lock()
         self.per_task_histograms = per_task_histograms
         self._lock = threading.Lock()
-        self._seq = 0  # counts run-state updates (see _prune)
-        self._runs: dict[str, TaskRuns] = {}
-        # Runs counted from the history, in progress elsewhere: run id -> task. One leaves when
-        # it is heard of here (adopted: its end will be heard too) or ends in the history.
-        self._foreign: dict[str, str] = {}
-        # The attempts whose end was heard here, newest last: a history read from before that
-        # end was written (a store that is down keeps ends for later) does not bring them back.
-        self._ended: OrderedDict[tuple[str, int], None] = OrderedDict()
+        # The run state shares the lock, so that a scrape copies it with the values below at
+        # one instant, and a record changes it and the run histograms together.
+        self._runs = RunState(
+            self._lock, history=history, owner=owner, per_task_histograms=per_task_histograms
+        )
         self._problems: frozenset[str] = frozenset()
         self._definition_errors: dict[str, int] = {}
         self._reconciles = {"success": 0, "error": 0}
@@ -215,65 +182,19 @@ class Metrics:
             self._started(record, None)
 
     def _started(self, record: RunRecord, delay: float | None) -> None:
-        since = _since(record)
         with self._lock:
-            if (record.id, record.attempt) in self._ended:
-                return  # a record that arrived after its attempt's end
-            self._foreign.pop(record.id, None)  # heard here now: its end will be too
-            runs = self._runs.get(record.task) or no_runs(self.per_task_histograms)
-            self._set_running(record.task, runs, {**runs.running, record.id: since})
-            if delay is not None:
+            # The delay is observed with the run state, in one hold: a scrape sees both or neither.
+            if self._runs.started(record) and delay is not None:
                 self._start_delay = self._start_delay.observe(delay)
-
-    def _set_running(self, key: str, runs: TaskRuns, running: Mapping[str, float]) -> None:
-        """``runs`` with its attempts in progress replaced by ``running``. Under the lock."""
-        self._seq += 1
-        self._runs[key] = task_runs(
-            key,
-            runs.counts,
-            running,
-            runs.last_success,
-            runs.last_failure,
-            runs.last_duration,
-            runs.durations,
-            self._seq,
-        )
 
     def _finished(self, record: RunRecord) -> None:
         seconds = None
         if record.started_at is not None and record.finished_at is not None:
             seconds = max((record.finished_at - record.started_at).total_seconds(), 0.0)
-        at = (record.finished_at or record.started_at or record.scheduled_at).timestamp()
         with self._lock:
-            self._ended[(record.id, record.attempt)] = None
-            if len(self._ended) > _ENDED_KEPT:
-                self._ended.popitem(last=False)
-            self._foreign.pop(record.id, None)
-            runs = self._runs.get(record.task) or no_runs(self.per_task_histograms)
-            counts = list(runs.counts)
-            counts[_INDEX[record.status]] += 1
-            last_success, last_failure = runs.last_success, runs.last_failure
-            if record.status is RunStatus.SUCCEEDED:
-                last_success = max(at, last_success or at)
-            elif is_failure(record):
-                last_failure = max(at, last_failure or at)
-            last_duration, durations = runs.last_duration, runs.durations
+            self._runs.finished(record, seconds)
             if seconds is not None:
-                last_duration = seconds
                 self._run_seconds = self._run_seconds.observe(seconds)
-                if durations is not None:
-                    durations = durations.observe(seconds)
-            self._seq += 1
-            self._runs[record.task] = task_runs(
-                record.task,
-                tuple(counts),
-                _without(runs.running, record.id),
-                last_success,
-                last_failure,
-                last_duration,
-                durations,
-                self._seq,
-            )
 
     # -- passes, retention, sources ---------------------------------------------------------
 
@@ -337,9 +258,9 @@ class Metrics:
         as the scrape formats them). Run state of tasks that are gone is dropped here (the
         next scrape is the first to notice they are gone)."""
         with self._lock:
-            began = self._seq
+            began = self._runs.seq
         tasks = self._tasks.snapshot() if self._tasks is not None else {}
-        self._seed(tasks)
+        self._runs.seed(tasks)
         sources = [
             SourceSync(
                 s.kind,
@@ -350,7 +271,7 @@ class Metrics:
             for s in (self._sources() if self._sources is not None else ())
         ]
         with self._lock:
-            runs = dict(self._runs)
+            runs = self._runs.copy()
             scrape = Scrape(
                 tasks=tasks,
                 runs=runs,
@@ -368,124 +289,8 @@ class Metrics:
                 replicas=self._replicas,
                 notifications=dict(self._notifications),
             )
-        self._prune([key for key, r in runs.items() if key not in tasks and r.seq <= began], began)
+        self._runs.prune(runs, tasks, began)
         return scrape
-
-    def _seed(self, tasks: Mapping[str, TaskSlot]) -> None:
-        """Check the runs in progress elsewhere against the history (``_recheck``), then give
-        the tasks new to the snapshot their last success, last failure and last duration, and
-        their runs in progress elsewhere, from the history. A history that cannot be read is
-        logged and asked again at the next scrape: the scrape itself goes on."""
-        if self._history is None:
-            return
-        with self._seeding:
-            self._recheck()
-            self._seeded.intersection_update(tasks)
-            new = tasks.keys() - self._seeded
-            if not new:
-                return
-            try:
-                found = self._history.last_outcomes(new)
-                going = [r for r in self._history.running() if r.task in new]
-            except Exception as err:
-                log.warning(
-                    "metrics: cannot read the last outcomes of tasks from the run history,"
-                    " nor their runs in progress",
-                    extra={"fields": {"tasks": len(new), "error": str(err)[:200]}},
-                )
-                return
-            self._seeded |= new
-            self._outcomes(found)
-            self._elsewhere(going)
-
-    def _outcomes(self, found: Mapping[str, LastOutcomes]) -> None:
-        """Merge last outcomes read from the history: the later of both ends is kept; the
-        history's duration replaces the one seen here unless an end seen here is newer."""
-        items = list(found.items())
-        # A few hundred tasks per hold of the lock: the loop's run listener waits for it.
-        for start in range(0, len(items), _SEED_BATCH):
-            with self._lock:
-                for key, last in items[start : start + _SEED_BATCH]:
-                    runs = self._runs.get(key) or no_runs(self.per_task_histograms)
-                    seen = max(runs.last_success or 0.0, runs.last_failure or 0.0)
-                    stored = max(_at(last.success), _at(last.failure))
-                    duration = runs.last_duration
-                    if last.duration is not None and (duration is None or stored >= seen):
-                        duration = last.duration
-                    self._seq += 1
-                    self._runs[key] = task_runs(
-                        key,
-                        runs.counts,
-                        runs.running,
-                        _later(runs.last_success, last.success),
-                        _later(runs.last_failure, last.failure),
-                        duration,
-                        runs.durations,
-                        self._seq,
-                    )
-
-    def _elsewhere(self, going: Iterable[RunRecord]) -> None:
-        """Count the runs in progress that the history holds of tasks that came here, but
-        this process's own (heard from its dispatcher) and those whose end it heard."""
-        with self._lock:
-            for record in going:
-                mine = self._owner is not None and record.owner == self._owner
-                if mine or (record.id, record.attempt) in self._ended:
-                    continue
-                runs = self._runs.get(record.task) or no_runs(self.per_task_histograms)
-                if record.id not in runs.running:
-                    self._foreign[record.id] = record.task
-                    self._set_running(
-                        record.task, runs, {**runs.running, record.id: _since(record)}
-                    )
-
-    def _recheck(self) -> None:
-        """Drop the runs in progress elsewhere that the history no longer says are, and read
-        their tasks' last outcomes again: the process that ran them exports no series of a
-        task it does not hold, so their ends show here or nowhere. The history is read only
-        while there are such runs."""
-        assert self._history is not None
-        with self._lock:
-            foreign = dict(self._foreign)
-        if not foreign:
-            return
-        try:
-            going = {record.id for record in self._history.running()}
-            ended = {run: key for run, key in foreign.items() if run not in going}
-            found = self._history.last_outcomes(set(ended.values())) if ended else {}
-        except Exception as err:
-            log.warning(
-                "metrics: cannot read the runs in progress from the run history",
-                extra={"fields": {"error": str(err)[:200]}},
-            )
-            return
-        with self._lock:
-            for run, key in ended.items():
-                if self._foreign.pop(run, None) is not None:  # not heard of here meanwhile
-                    runs = self._runs[key]
-                    self._set_running(key, runs, _without(runs.running, run))
-        self._outcomes(found)
-
-    def _prune(self, gone: Sequence[str], began: int) -> None:
-        """Forget the run state of tasks that the snapshot no longer holds, and their runs in
-        progress elsewhere. A task's attempts in progress here keep it (they run here, whoever
-        holds the task now: their ends will be heard, and the task may come back), and so does
-        a state updated after the snapshot was taken (``seq > began``: a task added since,
-        already running)."""
-        if not gone:
-            return
-        with self._lock:
-            for key in gone:
-                runs = self._runs.get(key)
-                if runs is None or runs.seq > began:
-                    continue
-                here = {run: at for run, at in runs.running.items() if run not in self._foreign}
-                for run in runs.running.keys() - here.keys():
-                    del self._foreign[run]
-                if not here:
-                    del self._runs[key]
-                elif len(here) < len(runs.running):
-                    self._set_running(key, runs, here)
 
     def render(self, accept_encoding: str = "") -> tuple[bytes, dict[str, str]]:
         """The text exposition (format 0.0.4) and its response headers; gzip-encoded when
@@ -501,28 +306,6 @@ class Metrics:
     def collect(self) -> Iterator[Metric]:
         """The prometheus_client Collector protocol: the families of :meth:`render`'s text."""
         yield from text_string_to_metric_families(exposition(self.scrape()))
-
-
-def _without(running: Mapping[str, float], run: str) -> Mapping[str, float]:
-    """``running`` less ``run`` (a new mapping: a scrape may be reading the old one)."""
-    if run not in running:
-        return running
-    return {key: since for key, since in running.items() if key != run}
-
-
-def _since(record: RunRecord) -> float:
-    return (record.started_at or record.scheduled_at).timestamp()
-
-
-def _at(stored: datetime | None) -> float:
-    return 0.0 if stored is None else stored.timestamp()
-
-
-def _later(seen: float | None, stored: datetime | None) -> float | None:
-    if stored is None:
-        return seen
-    at = stored.timestamp()
-    return at if seen is None else max(seen, at)
 
 
 def accepts_gzip(header: str) -> bool:

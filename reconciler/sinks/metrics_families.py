@@ -59,7 +59,7 @@ class TaskRuns:
     last_failure: float | None
     last_duration: float | None
     durations: HistogramValue | None  # with per-task histograms only
-    seq: int  # the update that made this value (see Metrics._prune)
+    seq: int  # the update that made this value (see metrics_runs.RunState.prune)
     text: tuple[str, ...]  # this task's lines of each family, by the *_TEXT indices below
 
 

@@ -1,0 +1,305 @@
+"""The per-task run state behind the metrics: which attempts of each task are in progress and
+since when, how many ended by final status, the last success, failure and duration.
+
+It is kept up to date from two sides. The dispatcher's run and progress listeners, on the event
+loop, report what happens here (:meth:`RunState.started`, :meth:`RunState.finished`). Scrapes,
+in the API's worker threads, bring in what the run history (``History``) knows of the tasks new
+to the scheduler's snapshot, and check it again (:meth:`RunState.seed`):
+
+- a task that comes into the snapshot (at start-up, or from another replica) starts from its
+  last success and failure in the history, read once for all the tasks that came, so that an
+  alert on those timestamps does not go quiet because crontask restarted;
+- the runs of those tasks that the history says are in progress elsewhere (another replica
+  still running the run of a task that moved here, an earlier crontask's) are counted as
+  running, and checked against the history at each scrape until they end there or are heard
+  of here. This process's own runs are never read from the history: they are heard.
+
+A scrape also forgets the state of the tasks gone from its snapshot (:meth:`RunState.prune`).
+
+Everything sits behind one lock that the owner (``metrics.Metrics``) shares for its other
+values, so that a scrape copies them all at one instant and a record's run state and the
+histograms it feeds change together. Methods documented "under the lock" expect the caller to
+hold it; the others take it themselves, for a few dictionary operations at a time (history
+reads happen outside it). Every value in ``runs`` is replaced whole, never changed, so a copy
+of the mapping is a consistent view.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import OrderedDict
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from datetime import datetime
+from typing import Final, Protocol
+
+from reconciler.core.runs import LastOutcomes, RunRecord, RunStatus
+from reconciler.core.status import is_failure
+from reconciler.sinks.metrics_exposition import no_runs, task_runs
+from reconciler.sinks.metrics_families import FINAL_STATUSES, TaskRuns, TaskSlot
+
+log = logging.getLogger("crontask.metrics")
+
+_INDEX: Final = {status: i for i, status in enumerate(FINAL_STATUSES)}
+_SEED_BATCH: Final = 256  # tasks given their last outcomes per hold of the lock (about 1 ms)
+_ENDED_KEPT: Final = 1024  # attempts whose end was heard here, kept against stale history reads
+
+
+class History(Protocol):
+    """Where a task's last outcomes and its runs in progress elsewhere come from when it comes
+    into the snapshot (the run store implements it). Called from the scrape's thread."""
+
+    def last_outcomes(self, tasks: Collection[str]) -> Mapping[str, LastOutcomes]: ...
+
+    def running(self, task: str | None = None) -> Sequence[RunRecord]: ...
+
+
+class RunState:
+    """Each task's :class:`TaskRuns`, as heard from the dispatcher and read from the history.
+
+    ``lock`` is the owner's: it guards everything here. ``started`` and ``finished`` run on the
+    event loop, ``seed`` and ``prune`` in a scrape's thread, any number at a time.
+    """
+
+    def __init__(
+        self,
+        lock: threading.Lock,
+        *,
+        history: History | None = None,
+        owner: str | None = None,
+        per_task_histograms: bool = False,
+    ) -> None:
+        self._lock = lock
+        self._history = history
+        # This process's instance: its own runs are heard from its dispatcher, never read from
+        # the history (a slot claimed ahead is recorded running before its work starts).
+        self._owner = owner
+        self._per_task_histograms = per_task_histograms
+        # The keys of the snapshot that were looked up in the history; a key that leaves it
+        # is forgotten, so that it is looked up again when it comes back. Only scrapes touch
+        # it, one at a time (_seeding); the loop never waits for a lookup.
+        self._seeded: set[str] = set()
+        self._seeding = threading.Lock()
+        self._seq = 0  # counts run-state updates (see prune)
+        self._runs: dict[str, TaskRuns] = {}
+        # Runs counted from the history, in progress elsewhere: run id -> task. One leaves when
+        # it is heard of here (adopted: its end will be heard too) or ends in the history.
+        self._foreign: dict[str, str] = {}
+        # The attempts whose end was heard here, newest last: a history read from before that
+        # end was written (a store that is down keeps ends for later) does not bring them back.
+        self._ended: OrderedDict[tuple[str, int], None] = OrderedDict()
+
+    @property
+    def seq(self) -> int:
+        """The count of updates so far, for :meth:`prune`'s ``began``. Under the lock."""
+        return self._seq
+
+    def copy(self) -> dict[str, TaskRuns]:
+        """Each task's run state, as of now. Under the lock."""
+        return dict(self._runs)
+
+    # -- heard here (the event loop) --------------------------------------------------------
+
+    def started(self, record: RunRecord) -> bool:
+        """``record``'s attempt is in progress, from its ``started_at`` (counted once however
+        often it is heard). False, and nothing changes, for a record that arrived after its
+        attempt's end. Under the lock."""
+        since = _since(record)
+        if (record.id, record.attempt) in self._ended:
+            return False  # a record that arrived after its attempt's end
+        self._foreign.pop(record.id, None)  # heard here now: its end will be too
+        runs = self._runs.get(record.task) or no_runs(self._per_task_histograms)
+        self._set_running(record.task, runs, {**runs.running, record.id: since})
+        return True
+
+    def finished(self, record: RunRecord, seconds: float | None) -> None:
+        """``record``'s attempt ended (or its slot was skipped) after ``seconds`` (None: it
+        never started). Under the lock."""
+        at = (record.finished_at or record.started_at or record.scheduled_at).timestamp()
+        self._ended[(record.id, record.attempt)] = None
+        if len(self._ended) > _ENDED_KEPT:
+            self._ended.popitem(last=False)
+        self._foreign.pop(record.id, None)
+        runs = self._runs.get(record.task) or no_runs(self._per_task_histograms)
+        counts = list(runs.counts)
+        counts[_INDEX[record.status]] += 1
+        last_success, last_failure = runs.last_success, runs.last_failure
+        if record.status is RunStatus.SUCCEEDED:
+            last_success = max(at, last_success or at)
+        elif is_failure(record):
+            last_failure = max(at, last_failure or at)
+        last_duration, durations = runs.last_duration, runs.durations
+        if seconds is not None:
+            last_duration = seconds
+            if durations is not None:
+                durations = durations.observe(seconds)
+        self._seq += 1
+        self._runs[record.task] = task_runs(
+            record.task,
+            tuple(counts),
+            _without(runs.running, record.id),
+            last_success,
+            last_failure,
+            last_duration,
+            durations,
+            self._seq,
+        )
+
+    def _set_running(self, key: str, runs: TaskRuns, running: Mapping[str, float]) -> None:
+        """``runs`` with its attempts in progress replaced by ``running``. Under the lock."""
+        self._seq += 1
+        self._runs[key] = task_runs(
+            key,
+            runs.counts,
+            running,
+            runs.last_success,
+            runs.last_failure,
+            runs.last_duration,
+            runs.durations,
+            self._seq,
+        )
+
+    # -- read from the history, forgotten (a scrape's thread) -------------------------------
+
+    def seed(self, tasks: Mapping[str, TaskSlot]) -> None:
+        """Check the runs in progress elsewhere against the history (``_recheck``), then give
+        the tasks new to the snapshot their last success, last failure and last duration, and
+        their runs in progress elsewhere, from the history. A history that cannot be read is
+        logged and asked again at the next scrape: the scrape itself goes on."""
+        if self._history is None:
+            return
+        with self._seeding:
+            self._recheck()
+            self._seeded.intersection_update(tasks)
+            new = tasks.keys() - self._seeded
+            if not new:
+                return
+            try:
+                found = self._history.last_outcomes(new)
+                going = [r for r in self._history.running() if r.task in new]
+            except Exception as err:
+                log.warning(
+                    "metrics: cannot read the last outcomes of tasks from the run history,"
+                    " nor their runs in progress",
+                    extra={"fields": {"tasks": len(new), "error": str(err)[:200]}},
+                )
+                return
+            self._seeded |= new
+            self._outcomes(found)
+            self._elsewhere(going)
+
+    def _outcomes(self, found: Mapping[str, LastOutcomes]) -> None:
+        """Merge last outcomes read from the history: the later of both ends is kept; the
+        history's duration replaces the one seen here unless an end seen here is newer."""
+        items = list(found.items())
+        # A few hundred tasks per hold of the lock: the loop's run listener waits for it.
+        for start in range(0, len(items), _SEED_BATCH):
+            with self._lock:
+                for key, last in items[start : start + _SEED_BATCH]:
+                    runs = self._runs.get(key) or no_runs(self._per_task_histograms)
+                    seen = max(runs.last_success or 0.0, runs.last_failure or 0.0)
+                    stored = max(_at(last.success), _at(last.failure))
+                    duration = runs.last_duration
+                    if last.duration is not None and (duration is None or stored >= seen):
+                        duration = last.duration
+                    self._seq += 1
+                    self._runs[key] = task_runs(
+                        key,
+                        runs.counts,
+                        runs.running,
+                        _later(runs.last_success, last.success),
+                        _later(runs.last_failure, last.failure),
+                        duration,
+                        runs.durations,
+                        self._seq,
+                    )
+
+    def _elsewhere(self, going: Iterable[RunRecord]) -> None:
+        """Count the runs in progress that the history holds of tasks that came here, but
+        this process's own (heard from its dispatcher) and those whose end it heard."""
+        with self._lock:
+            for record in going:
+                mine = self._owner is not None and record.owner == self._owner
+                if mine or (record.id, record.attempt) in self._ended:
+                    continue
+                runs = self._runs.get(record.task) or no_runs(self._per_task_histograms)
+                if record.id not in runs.running:
+                    self._foreign[record.id] = record.task
+                    self._set_running(
+                        record.task, runs, {**runs.running, record.id: _since(record)}
+                    )
+
+    def _recheck(self) -> None:
+        """Drop the runs in progress elsewhere that the history no longer says are, and read
+        their tasks' last outcomes again: the process that ran them exports no series of a
+        task it does not hold, so their ends show here or nowhere. The history is read only
+        while there are such runs."""
+        assert self._history is not None
+        with self._lock:
+            foreign = dict(self._foreign)
+        if not foreign:
+            return
+        try:
+            going = {record.id for record in self._history.running()}
+            ended = {run: key for run, key in foreign.items() if run not in going}
+            found = self._history.last_outcomes(set(ended.values())) if ended else {}
+        except Exception as err:
+            log.warning(
+                "metrics: cannot read the runs in progress from the run history",
+                extra={"fields": {"error": str(err)[:200]}},
+            )
+            return
+        with self._lock:
+            for run, key in ended.items():
+                if self._foreign.pop(run, None) is not None:  # not heard of here meanwhile
+                    runs = self._runs[key]
+                    self._set_running(key, runs, _without(runs.running, run))
+        self._outcomes(found)
+
+    def prune(self, copied: Mapping[str, TaskRuns], tasks: Collection[str], began: int) -> None:
+        """Forget the run state of the tasks in ``copied`` (a scrape's copy) that the snapshot
+        (``tasks``) no longer holds, and their runs in progress elsewhere. A task's attempts in
+        progress here keep it (they run here, whoever holds the task now: their ends will be
+        heard, and the task may come back), and so does a state updated after the snapshot was
+        taken (``seq > began``, :attr:`seq` read before it: a task added since, already
+        running)."""
+        gone = [key for key, r in copied.items() if key not in tasks and r.seq <= began]
+        if not gone:
+            return
+        with self._lock:
+            for key in gone:
+                runs = self._runs.get(key)
+                if runs is None or runs.seq > began:
+                    continue
+                here = {run: at for run, at in runs.running.items() if run not in self._foreign}
+                for run in runs.running.keys() - here.keys():
+                    del self._foreign[run]
+                if not here:
+                    del self._runs[key]
+                elif len(here) < len(runs.running):
+                    self._set_running(key, runs, here)
+
+
+def _without(running: Mapping[str, float], run: str) -> Mapping[str, float]:
+    """``running`` less ``run`` (a new mapping: a scrape may be reading the old one)."""
+    if run not in running:
+        return running
+    return {key: since for key, since in running.items() if key != run}
+
+
+def _since(record: RunRecord) -> float:
+    return (record.started_at or record.scheduled_at).timestamp()
+
+
+def _at(stored: datetime | None) -> float:
+    return 0.0 if stored is None else stored.timestamp()
+
+
+def _later(seen: float | None, stored: datetime | None) -> float | None:
+    if stored is None:
+        return seen
+    at = stored.timestamp()
+    return at if seen is None else max(seen, at)
+
+
+__all__: Sequence[str] = ["History", "RunState"]
