@@ -3,6 +3,8 @@ Event writers and what reports to them, and the job action's connection."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import dataclasses
 import logging
 from collections.abc import Callable
@@ -80,6 +82,7 @@ class Kubernetes:
             # not a second computation of it.
             next_run=lambda key, now: scheduler.next_fire_time(key),
             fire_manual=fire_manual,
+            on_loop=_on_loop(asyncio.get_running_loop()),
         )
         dispatcher.subscribe(report.on_run)
         dispatcher.subscribe_progress(report.on_progress)
@@ -91,12 +94,35 @@ class Kubernetes:
                 )
 
         reconciler.subscribe(after_pass)
-        await manager.start(
-            Threaded("status-writer", self.writer.start, lambda: self.writer.stop(timeout=5.0))
-        )
+        await manager.start(StatusWriting(self.writer, report))
         await manager.start(
             Threaded("events", self.events.start, lambda: self.events.stop(timeout=2.0))
         )
+
+
+class StatusWriting(Threaded):
+    """The status writer as a component: started first, it flushes last. It is ``Closing``:
+    as soon as crontask begins to stop, the reporter starts no run-now and withdraws the values
+    whose record is not written yet, before the runs stop (a run-now recorded then could not
+    start, and the next crontask would not act on it)."""
+
+    def __init__(self, writer: StatusWriter, report: StatusReporter) -> None:
+        super().__init__("status-writer", writer.start, lambda: writer.stop(timeout=5.0))
+        self._report = report
+
+    def closing(self) -> None:
+        self._report.close()
+
+
+def _on_loop(loop: asyncio.AbstractEventLoop) -> Callable[[Callable[[], None]], None]:
+    """Run a callback of the writer's threads on ``loop``; dropped once the loop is closed
+    (crontask has stopped: a run could not start)."""
+
+    def call(callback: Callable[[], None]) -> None:
+        with contextlib.suppress(RuntimeError):
+            loop.call_soon_threadsafe(callback)
+
+    return call
 
 
 async def jobs(

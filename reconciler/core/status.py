@@ -343,6 +343,14 @@ def run_now_due(ref: ObjectRef, handled: str | None) -> str | None:
     return value
 
 
+def run_now_recorded(patch: Mapping[str, Any] | None, value: str) -> bool:
+    """Whether the status write that applied ``patch`` (None: no write was made) is the one
+    that recorded ``value`` as ``lastRunNow``: only its writer starts the run. A write whose
+    patch leaves ``lastRunNow`` out found it stored already (by another replica, or by an
+    earlier write whose answer was lost): the run is not started a second time."""
+    return patch is not None and patch.get("lastRunNow") == value
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class EventSpec:
     type: str  # Normal | Warning

@@ -6,7 +6,18 @@ Contract:
   the wanted status (a function of the stored status) for one object. Worker threads do the
   HTTP calls; nothing here runs on the event loop.
 - Coalescing: per object at most one request is in flight and only the newest submission is
-  kept, so a burst of updates becomes one or two writes.
+  kept (in the place of the first, so an object whose status keeps changing keeps its turn), so
+  a burst of updates becomes one or two writes.
+- Order: an ``urgent`` submission (a run-now value to record: a person is waiting, and the run
+  starts only once it is written) goes before every other; then the namespaces take turns, each
+  its own objects in the order they came, so that thousands of objects created in one
+  namespace do not hold back the status of another's.
+- ``written``, a callback given with a submission, is called once, on a worker thread, when the
+  submission is done with: with the merge patch of the write the API server accepted (this
+  submission's, or a newer one's for the same object that replaced it), or with None when no
+  write was made (nothing differed, the object is gone or is another one now, the write was
+  refused). It is not called for a submission that :meth:`StatusWriter.forget` drops or that
+  is still waiting when the writer stops.
 - A write is a JSON merge patch of exactly the fields that differ, computed from the status
   at a known ``resourceVersion`` and carrying that version (``metadata.resourceVersion``), so
   the API server refuses it with ``409 Conflict`` when anyone wrote the object meanwhile:
@@ -49,6 +60,8 @@ MERGE_PATCH = "application/merge-patch+json"
 # Deeper than any field of a CronTask's status or metadata this sink reads.
 _ANSWER_DEPTH = 32
 Build = Callable[[Mapping[str, Any]], dict[str, Any]]
+# Called with the merge patch a write applied, or None if none was made (see the docstring).
+Written = Callable[[Mapping[str, Any] | None], None]
 
 
 class TokenBucket:
@@ -108,7 +121,9 @@ class StatusWriter:
         self._attempts = attempts
         self._backoff, self._max_backoff = backoff, max_backoff
         self._cond = threading.Condition()
-        self._pending: dict[str, tuple[ObjectRef, Build]] = {}  # insertion order = queue order
+        # namespace -> key -> submission; both in turn order (a namespace served goes last).
+        self._queues: dict[str, dict[str, _Submission]] = {}
+        self._urgent: dict[str, None] = {}  # keys whose pending submission is urgent, in order
         self._inflight: set[str] = set()
         self._not_before: dict[str, float] = {}  # keys waiting after failed attempts: until when
         # The object as our last write or read returned it: uid (a deleted and re-created
@@ -127,27 +142,34 @@ class StatusWriter:
             thread.start()
             self._threads.append(thread)
 
-    def submit(self, ref: ObjectRef, build: Build) -> None:
+    def submit(
+        self,
+        ref: ObjectRef,
+        build: Build,
+        *,
+        urgent: bool = False,
+        written: Written | None = None,
+    ) -> None:
+        """Queue ``build`` for the object of ``ref`` (see the module docstring)."""
         with self._cond:
-            self._pending.pop(ref.key, None)  # re-queued at the end, the newest wins
-            self._pending[ref.key] = (ref, build)
+            self._put(_Submission(ref, build, urgent, [written] if written else []))
             self._cond.notify()
 
     def forget(self, key: str) -> None:
         with self._cond:
-            self._pending.pop(key, None)
+            self._pop(key)
             self._known.pop(key, None)
             self._not_before.pop(key, None)
 
     def idle(self) -> bool:
         with self._cond:
-            return not self._pending and not self._inflight
+            return not self._queues and not self._inflight
 
     def flush(self, timeout: float) -> bool:
         """Wait until every submission is written (or given up); False on timeout."""
         deadline = time.monotonic() + timeout
         with self._cond:
-            while self._pending or self._inflight:
+            while self._queues or self._inflight:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     return False
@@ -165,14 +187,55 @@ class StatusWriter:
 
     # -- workers ---------------------------------------------------------------------------
 
-    def _next(self) -> tuple[ObjectRef, Build] | None:
+    # The queues are only touched with ``_cond`` held.
+
+    def _put(self, submission: _Submission) -> None:
+        """Queue ``submission``; a pending one for the same object keeps its place and is
+        replaced (the newest build wins), its callbacks and urgency kept."""
+        key = submission.ref.key
+        queue = self._queues.setdefault(submission.ref.namespace, {})
+        pending = queue.get(key)
+        if pending is not None:
+            submission.absorb_older(pending)
+        queue[key] = submission
+        if submission.urgent:
+            self._urgent[key] = None
+
+    def _pop(self, key: str) -> _Submission | None:
+        namespace = key.partition("/")[0]
+        queue = self._queues.get(namespace)
+        submission = queue.pop(key, None) if queue is not None else None
+        if queue is not None and not queue:
+            del self._queues[namespace]
+        self._urgent.pop(key, None)
+        return submission
+
+    def _choose(self, now: float) -> str | None:
+        """The key to write next (see Order in the module docstring), or None."""
+
+        def free(key: str) -> bool:
+            return key not in self._inflight and self._not_before.get(key, now) <= now
+
+        for key in self._urgent:
+            if free(key):
+                return key
+        for namespace, queue in self._queues.items():
+            for key in queue:
+                if free(key):
+                    # This namespace has had its turn: the others go before its next.
+                    self._queues[namespace] = self._queues.pop(namespace)
+                    return key
+        return None
+
+    def _next(self) -> _Submission | None:
         with self._cond:
             while not self._stop.is_set():
-                now = time.monotonic()
-                for key in self._pending:
-                    if key not in self._inflight and self._not_before.get(key, now) <= now:
-                        self._inflight.add(key)
-                        return self._pending.pop(key)
+                key = self._choose(time.monotonic())
+                if key is not None:
+                    submission = self._pop(key)
+                    assert submission is not None
+                    self._inflight.add(key)
+                    return submission
                 self._cond.wait(0.5)
         return None
 
@@ -182,27 +245,31 @@ class StatusWriter:
             self._cond.notify_all()
 
     def _work(self) -> None:
-        while (item := self._next()) is not None:
-            ref, build = item
+        while (submission := self._next()) is not None:
+            key = submission.ref.key
             try:
-                self._write(ref, build)
+                self._write(submission)
             except Exception:
                 self.failures += 1
-                log.exception("status write failed", extra={"fields": {"task": ref.key}})
+                log.exception("status write failed", extra={"fields": {"task": key}})
+                _notify(submission, None)
             finally:
-                self._done(ref.key)
+                self._done(key)
 
-    def _newer(self, key: str) -> tuple[ObjectRef, Build] | None:
-        """A submission that arrived while this key was in flight: it replaces ours."""
+    def _newer(self, submission: _Submission) -> None:
+        """A submission that arrived while this key was in flight replaces ours (its build
+        and object; the callbacks of both wait for the write)."""
         with self._cond:
-            return self._pending.pop(key, None)
+            newer = self._pop(submission.ref.key)
+        if newer is not None:
+            submission.absorb_newer(newer)
 
-    def _write(self, ref: ObjectRef, build: Build) -> None:
-        key = ref.key
+    def _write(self, submission: _Submission) -> None:
+        key = submission.ref.key
         delay = self._backoff
         for _ in range(self._attempts):
-            if (newer := self._newer(key)) is not None:
-                ref, build = newer
+            self._newer(submission)
+            ref, build = submission.ref, submission.build
             base = self._base(ref)
             current = dict(base.status)
             patch = merge_patch(current, build(current))
@@ -210,6 +277,7 @@ class StatusWriter:
                 self.skipped += 1
                 self._known[key] = base
                 self._not_before.pop(key, None)
+                _notify(submission, None)
                 return
             if not self._bucket.take(self._stop):
                 return
@@ -231,6 +299,7 @@ class StatusWriter:
                 if err.status == 404:
                     self._known.pop(key, None)
                     self._not_before.pop(key, None)
+                    _notify(submission, None)
                     return
                 if err.status == 409:
                     self.conflicts += 1
@@ -239,6 +308,7 @@ class StatusWriter:
                         # status was the old object's (the new one gets its own).
                         self._known.pop(key, None)
                         self._not_before.pop(key, None)
+                        _notify(submission, None)
                         return
                     continue  # at once: the fresh state is what the next attempt works on
                 if err.status not in (429, 500, 502, 503, 504):
@@ -248,6 +318,7 @@ class StatusWriter:
                         "status write refused",
                         extra={"fields": {"task": key, "status": err.status, "error": err.reason}},
                     )
+                    _notify(submission, None)
                     return
             except Exception as err:  # connection refused, reset, timeout
                 log.debug("status write error", extra={"fields": {"task": key, "error": err}})
@@ -257,6 +328,7 @@ class StatusWriter:
                 self._known[key] = _seen(ref.uid, _decoded(written)) or _Seen(
                     ref.uid, base.resource_version, {**current, **patch}
                 )
+                _notify(submission, patch)
                 return
             if self._stop.wait(random.uniform(delay / 2, delay)):  # noqa: S311 - jitter
                 return
@@ -265,7 +337,10 @@ class StatusWriter:
         # The API server keeps failing: try again later (a newer submission, if any, wins),
         # rather than leave a stale status until the task's next change.
         with self._cond:
-            self._pending.setdefault(key, (ref, build))
+            newer = self._pop(key)
+            if newer is not None:
+                submission.absorb_newer(newer)
+            self._put(submission)
             self._not_before[key] = time.monotonic() + self._max_backoff
         log.warning(
             "status write failed; retrying",
@@ -309,6 +384,37 @@ class StatusWriter:
         if seen is not None:
             self._known[ref.key] = seen
         return True
+
+
+@dataclasses.dataclass(slots=True)
+class _Submission:
+    """What to write for one object, and whom to tell once it is written."""
+
+    ref: ObjectRef
+    build: Build
+    urgent: bool
+    written: list[Written]
+
+    def absorb_older(self, older: _Submission) -> None:
+        """``older`` was pending: this one replaces it, and takes its callbacks and urgency."""
+        self.urgent = self.urgent or older.urgent
+        self.written[:0] = older.written
+
+    def absorb_newer(self, newer: _Submission) -> None:
+        """``newer`` came meanwhile: its build and object replace ours."""
+        self.ref, self.build = newer.ref, newer.build
+        self.urgent = self.urgent or newer.urgent
+        self.written.extend(newer.written)
+
+
+def _notify(submission: _Submission, patch: Mapping[str, Any] | None) -> None:
+    """Call the submission's callbacks, once: with the patch written, None if none was."""
+    callbacks, submission.written = submission.written, []
+    for callback in callbacks:
+        try:
+            callback(patch)
+        except Exception:
+            log.exception("status write callback failed")
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -13,9 +13,15 @@ Contract:
   the running records rewritten while they run (a Job's name and uid), without Events.
 - With replicas (``mine``), only the owner of a task reports it: one writer per object.
 - Run-now: an object whose ``crontask.dev/run-now`` annotation holds a value that is neither
-  handled by this process nor recorded as ``status.lastRunNow`` gets exactly one manual run
-  (``fire_manual``; the concurrency policy applies, a skip is recorded and reported); the value
-  is then written as ``status.lastRunNow``, which is what prevents a second run after a restart.
+  handled by this process nor recorded as ``status.lastRunNow`` gets at most one manual run
+  (``fire_manual``; the concurrency policy applies, a skip is recorded and reported). The value
+  is written as ``status.lastRunNow`` first, ahead of every other object's status, and the run
+  starts only once the API server has accepted the write that recorded it: that record is what
+  keeps a restart, or another replica, from running it again. A crontask that dies between
+  the write and the start (one round trip) loses the request; it never runs it twice. The
+  writer's callback comes on one of its threads: ``on_loop`` hands it to the event loop.
+- :meth:`StatusReporter.close` (crontask begins to stop): no run-now starts any more, and the
+  values whose record has not been written are withdrawn, so the next crontask acts on them.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Collection, Mapping
 from datetime import UTC, datetime
+from typing import Any
 
 from reconciler.core.desired import Definition, DesiredState
 from reconciler.core.runs import RunRecord
@@ -35,9 +42,10 @@ from reconciler.core.status import (
     derive_status,
     run_event,
     run_now_due,
+    run_now_recorded,
     task_state,
 )
-from reconciler.sinks.kubernetes import StatusWriter
+from reconciler.sinks.kubernetes import StatusWriter, Written
 from reconciler.sinks.kubernetes_events import EventRecorder
 
 log = logging.getLogger("crontask.sinks")
@@ -54,6 +62,7 @@ class StatusReporter:
         active: Callable[[str], tuple[RunRecord, ...]],
         next_run: Callable[[str, datetime], datetime | None],
         fire_manual: Callable[[str], RunRecord | None],
+        on_loop: Callable[[Callable[[], None]], None],
         clock: Clock = lambda: datetime.now(UTC),
         mine: Callable[[str], bool] = lambda key: True,
     ) -> None:
@@ -62,6 +71,7 @@ class StatusReporter:
         self._active = active
         self._next_run = next_run
         self._fire_manual = fire_manual
+        self._on_loop = on_loop
         self._clock = clock
         # With replicas, only the owner of a task writes its status and Events and acts on its
         # run-now annotation: one writer per object.
@@ -70,6 +80,10 @@ class StatusReporter:
         self._states: dict[str, TaskState] = {}
         self._runs: dict[str, RunSummary] = {}
         self._handled: dict[str, str] = {}  # run-now values this process acted on
+        # Run-now values whose lastRunNow write is on its way (key -> value -> the object's
+        # uid): each starts its run once that write is accepted.
+        self._awaiting: dict[str, dict[str, str]] = {}
+        self._closed = False  # crontask is stopping: no run-now starts
         self._invalid: dict[str, str] = {}  # the spec error last reported as an Event
 
     def after_pass(
@@ -88,6 +102,13 @@ class StatusReporter:
             # handles), and must not be written back if the task comes back here.
             for key in [k for k in self._states.keys() | self._handled.keys() if not self._mine(k)]:
                 self._forget(key)
+        for key, ref in refs.items():
+            before = self._refs.get(key)
+            if before is not None and before.uid != ref.uid:
+                # Deleted and created again: what was asked of the old object is not asked of
+                # this one (its own annotation is acted on as new).
+                self._handled.pop(key, None)
+                self._awaiting.pop(key, None)
         self._refs = dict(refs)
         targets = [k for k in (refs if keys is None else keys) if k in refs and self._mine(k)]
         for key in targets:
@@ -96,9 +117,10 @@ class StatusReporter:
             self._states[key] = state
             self._report_invalid(ref, state)
             due = run_now_due(ref, self._handled.get(key))
-            if due is not None:
-                self._run_now(ref, due)
-            self.submit(key)
+            if due is not None and not self._closed:
+                self._record_run_now(ref, due)
+            else:
+                self.submit(key)
 
     def on_run(self, record: RunRecord) -> None:
         ref = self._refs.get(record.task)
@@ -120,8 +142,20 @@ class StatusReporter:
         self._runs[record.task] = self._runs.get(record.task, RunSummary()).observe(record)
         self.submit(record.task)
 
-    def submit(self, key: str, ended: str | None = None) -> None:
-        """Hand the task's current inputs to the writer (a no-op write is never sent)."""
+    def close(self) -> None:
+        """crontask begins to stop (before any part of it stops): no run-now starts from now
+        on, and the values whose lastRunNow write has not gone out are withdrawn (the newest
+        status, without them, replaces the pending write), so the next crontask acts on them.
+        One write already on its way may still record its value: that request is lost, and
+        logged (the runs are stopping: a run could not start anyway)."""
+        self._closed = True
+        for key in self._awaiting:
+            self._handled.pop(key, None)
+            self.submit(key)
+
+    def submit(self, key: str, ended: str | None = None, *, written: Written | None = None) -> None:
+        """Hand the task's current inputs to the writer (a no-op write is never sent); with
+        ``written``, ahead of other objects' writes, told when it is written."""
         ref = self._refs.get(key)
         if ref is None:
             return
@@ -135,16 +169,65 @@ class StatusReporter:
             run_now=self._handled.get(key),
         )
         clock = self._clock
-        self._writer.submit(ref, lambda current: derive_status(current, inputs, clock()))
+        self._writer.submit(
+            ref,
+            lambda current: derive_status(current, inputs, clock()),
+            urgent=written is not None,
+            written=written,
+        )
 
     def _forget(self, key: str) -> None:
         self._states.pop(key, None)
         self._runs.pop(key, None)
         self._handled.pop(key, None)
+        self._awaiting.pop(key, None)
         self._invalid.pop(key, None)
 
+    def _record_run_now(self, ref: ObjectRef, value: str) -> None:
+        """Write ``value`` as ``status.lastRunNow``; the run starts once the API server has
+        accepted that write (:meth:`_recorded`), never before."""
+        key, uid = ref.key, ref.uid
+        self._handled[key] = value  # not acted on twice while its write is on its way
+        self._awaiting.setdefault(key, {})[value] = uid
+
+        def written(patch: Mapping[str, Any] | None) -> None:  # on a writer thread
+            self._on_loop(lambda: self._recorded(key, value, uid, patch))
+
+        self.submit(key, written=written)
+
+    def _recorded(self, key: str, value: str, uid: str, patch: Mapping[str, Any] | None) -> None:
+        """The write that carried ``value`` is done with: start its run if that write is the
+        one that recorded it, on the same object, which is still this process's to run."""
+        awaiting = self._awaiting.get(key, {})
+        if awaiting.get(value) != uid:
+            return  # forgotten meanwhile: deleted, created again, or another replica's now
+        del awaiting[value]
+        if not awaiting:
+            self._awaiting.pop(key, None)
+        ref = self._refs.get(key)
+        if ref is None or ref.uid != uid:
+            return
+        recorded = run_now_recorded(patch, value)
+        fields = {"task": key, "value": value}
+        if self._closed:
+            if recorded:  # withdrawn too late: its write was on its way
+                log.warning(
+                    "run-now recorded but not started: crontask is stopping",
+                    extra={"fields": fields},
+                )
+            return
+        if not recorded:
+            # Recorded already (by another replica, or by an earlier write whose answer was
+            # lost), replaced by a newer value before its write went out, or refused: not
+            # run here.
+            log.warning(
+                "run-now not started: its status write did not record it",
+                extra={"fields": {**fields, "recorded": (patch or {}).get("lastRunNow")}},
+            )
+            return
+        self._run_now(ref, value)
+
     def _run_now(self, ref: ObjectRef, value: str) -> None:
-        self._handled[ref.key] = value
         record = self._fire_manual(ref.key)
         log.info(
             "run-now requested",

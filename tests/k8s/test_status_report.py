@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from reconciler.core.desired import DesiredState
-from reconciler.core.status import ObjectRef
+from reconciler.core.status import ObjectRef, merge_patch
 from reconciler.sinks.kubernetes_report import StatusReporter
 
 
@@ -26,8 +26,13 @@ class Writer:
     def __init__(self, server: Server) -> None:
         self.server = server
 
-    def submit(self, ref: ObjectRef, build: Any) -> None:
-        self.server.status = build(dict(self.server.status))
+    def submit(
+        self, ref: ObjectRef, build: Any, *, urgent: bool = False, written: Any = None
+    ) -> None:
+        before = self.server.status
+        self.server.status = build(dict(before))
+        if written is not None:
+            written(merge_patch(before, self.server.status) or None)
 
     def forget(self, key: str) -> None:
         pass
@@ -46,6 +51,7 @@ def test_a_run_now_value_runs_once_when_ownership_goes_away_and_comes_back() -> 
             active=lambda key: (),
             next_run=lambda key, now: None,
             fire_manual=lambda key: fired.append(name) or None,  # type: ignore[func-returns-value]
+            on_loop=lambda callback: callback(),
             mine=lambda key: owner["is"] == name,
         )
 

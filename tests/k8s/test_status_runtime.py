@@ -5,6 +5,7 @@ concurrency policy."""
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -175,5 +176,54 @@ def test_run_now_obeys_the_concurrency_policy(
         started = [e for e in emulator.objects("events") if e["reason"] == "RunStarted"]
         assert len(started) == 1
         assert started[0]["count"] == 1
+
+    run_with_crontask(tmp_path, kubeconfig, body)
+
+
+def annotate_in_process(emulator: Emulator, name: str, annotations: dict[str, str]) -> None:
+    """Change the object in the emulator's store directly: during an outage of its HTTP front,
+    the open watches still deliver the change."""
+    rtype = emulator.store.resolve(API_GROUP, VERSION, PLURAL)
+    emulator.store.patch(
+        rtype,
+        "default",
+        name,
+        "application/merge-patch+json",
+        {"metadata": {"annotations": annotations}},
+        None,
+    )
+
+
+def test_run_now_starts_only_once_the_api_server_accepted_its_record(
+    tmp_path: Path, kubeconfig: Path, emulator: Emulator, api: Any
+) -> None:
+    """The run starts after ``status.lastRunNow`` is written, never before: a crontask
+    restarted in between would otherwise run it a second time (the record is what it reads)."""
+    runs = tmp_path / "runs"
+    create(
+        api,
+        "once",
+        {"schedule": "0 0 1 1 *", "command": {"args": ["sh", "-c", f"date +%s.%N >> {runs}"]}},
+    )
+
+    def body() -> None:
+        wait_for("Ready", lambda: ready(emulator, "once").get("status") == "True")
+        writes = count(emulator, "PATCH", "/once/status")
+        emulator.outage(status=503)
+        try:
+            annotate_in_process(emulator, "once", {"crontask.dev/run-now": "v1"})
+            wait_for(
+                "two refused writes of lastRunNow",
+                lambda: count(emulator, "PATCH", "/once/status") >= writes + 2,
+            )
+            healed = time.time()
+        finally:
+            emulator.heal()
+        wait_for("lastRunNow v1", lambda: status_of(emulator, "once").get("lastRunNow") == "v1")
+        wait_for("the run", lambda: runs.exists() and runs.read_text().strip())
+        (started,) = runs.read_text().split()
+        assert float(started) >= healed
+        wait_for("the run's result", lambda: status_of(emulator, "once").get("lastRun"))
+        assert runs.read_text().split() == [started]
 
     run_with_crontask(tmp_path, kubeconfig, body)
