@@ -3,11 +3,12 @@
 The :class:`Cluster` component keeps this replica's membership record renewed every
 ``renew_interval`` seconds and turns what it learns into what the rest of crontask does:
 
-- **Ownership.** Each task belongs to one live, non-draining member, by rendezvous hashing
-  (``core.assignment``). When the member list changes, the reconciler gets the new assignment
-  and the tasks' last recorded slots, and a full pass follows: tasks that come here catch up
-  the latest slot missed in the gap and are *inherited* (see ``controller.handover``); tasks that
-  go elsewhere leave the scheduler. The store's claim on (task, slot) keeps a slot from running
+- **Ownership.** Each task belongs to one live, non-draining member that declares it, by
+  rendezvous hashing (``core.assignment``). When the member list changes, or what they read
+  does and a task's owner with it, the reconciler gets the new assignment and the tasks' last
+  recorded slots, and a full pass follows: tasks that come here catch up the latest slot
+  missed in the gap and are *inherited* (see ``controller.handover``); tasks that go elsewhere
+  leave the scheduler. The store's claim on (task, slot) keeps a slot from running
   twice while two replicas briefly both believe they own a task.
 - **Fencing.** A replica that has not renewed for ``renew_deadline`` seconds stops starting
   runs (its dispatcher is paused) before its record can expire at ``lease_seconds``, when the
@@ -26,13 +27,17 @@ The :class:`Cluster` component keeps this replica's membership record renewed ev
   again, the tasks still this replica's catch up the slots not started.
 - **Dead replicas' runs.** Running records whose owner is no live member (a ``kill -9``, a lost
   node) are marked ``interrupted`` by whoever notices; not those whose work ``outlives`` the
-  replica (a Kubernetes Job): the task's new owner adopts them (``controller.jobs``).
+  replica (a Kubernetes Job): the task's new owner adopts them (``controller.jobs``). A
+  renewal looks at those that left the live members (draining ones too) since the last sweep
+  that worked; at joining and after a lapse, at every owner that is no live member (not on
+  every renewal: one that joined since the list was read may have claimed a run already).
 - **Clean exit.** When the process begins to stop, this replica announces itself *draining*: the
   others take its tasks at their next renewal, while its runs finish within the shutdown grace;
   it leaves once they have.
-- **Different views.** Each replica publishes the digest of the desired set it read (and the
-  git revision); when the live members' digests differ, the log, the members view and a metric
-  say which replicas differ, since when, and on which tasks (from the published views).
+- **Different views.** Each replica publishes the desired set it read (each task's spec hash),
+  its digest and the git revision; when the live members' digests differ, the log, the members
+  view and a metric say which replicas differ, since when, and on which tasks, and a task only
+  some declare goes to one of them (it would run nowhere on one that does not declare it).
 - **Stop requests.** Runs here that another replica asked to stop (Replace across a handover)
   are stopped.
 """
@@ -54,7 +59,7 @@ from reconciler.controller.dispatch import Dispatcher
 from reconciler.controller.manager import Ready
 from reconciler.controller.queue import WorkQueue
 from reconciler.controller.reconcile import Reconciler
-from reconciler.core.assignment import Assignment
+from reconciler.core.assignment import Assignment, declaring
 from reconciler.core.desired import DesiredState
 from reconciler.core.runs import UNTOLD, RunRecord
 from reconciler.membership.base import (
@@ -129,12 +134,18 @@ class Cluster:
         self.members: list[Member] = []
         self.disagreement: Disagreement | None = None
         self._active: tuple[str, ...] = ()  # the members tasks are assigned over
+        self._assignment: Assignment | None = None
+        # What the assignment was computed from: the members and the digest each published.
+        self._basis: tuple[tuple[str, ...], tuple[tuple[str, str | None], ...]] | None = None
         self._last_renewal = monotonic()
         self._since: datetime | None = None  # this replica's membership began (as renewed)
         self._published: dict[str, str] = {}  # the view last published: key -> spec hash
         self._published_from: DesiredState | None = None
         self._digest: str | None = None
-        self._swept = False  # dead replicas' runs looked for since joining
+        self._live: frozenset[str] = frozenset()  # every live member, draining ones included
+        # Members that left the live ones since the last sweep that worked, whose runs are
+        # looked at; None: every owner that is no live member (joining, a lapse).
+        self._gone: set[str] | None = None
         self._renewal: tuple[float, asyncio.Future[list[Member]]] | None = None  # in flight
         self._unexpected: str | None = None  # the unexpected renewal error last logged
         self._republish = False  # publish the whole view again, not only what changed
@@ -226,6 +237,7 @@ class Cluster:
             return False
         if self._lapsed(members, started - self._last_renewal):
             self._handed_back()
+            self._gone = None  # members may have joined and died unseen meanwhile
         self._last_renewal = started
         resumed = self.dispatcher.paused is not None
         if resumed:
@@ -257,18 +269,25 @@ class Cluster:
         active = tuple(sorted(m.id for m in members if not m.draining))
         if self.stopping.is_set():
             active = tuple(m for m in active if m != self.me.id)
-        changed = active != self._active
-        if changed:
+        live = frozenset(m.id for m in members)
+        if self._gone is not None:
+            # One that is live again (a paused process that renewed) is not dead.
+            self._gone = (self._gone | (self._live - live)) - live
+        self._live = live
+        published = tuple(sorted((m.id, m.digest) for m in members if m.id in active))
+        if (active, published) != self._basis:
             try:
-                await self._reassign(active)
+                await self._reassign(active, published)
             except Exception:
                 log.exception("could not take the new assignment; the next renewal tries again")
                 return
+        gone = None if self._gone is None else frozenset(self._gone)
         try:
-            stops, foreign = await in_thread(self._housekeep, members, changed)
+            stops, foreign = await in_thread(self._housekeep, members, gone)
         except Exception:
             log.exception("replica housekeeping failed; the next renewal tries again")
             return
+        self._gone = set()  # swept
         if self.dispatcher.handover is not None:
             for task in foreign:
                 self.dispatcher.handover.inherit(task)
@@ -307,41 +326,61 @@ class Cluster:
             if self.dispatcher.handover is not None:
                 self.dispatcher.handover.inherit(key)  # its next run looks in the store
 
-    async def _reassign(self, active: tuple[str, ...]) -> None:
+    async def _reassign(
+        self, active: tuple[str, ...], published: tuple[tuple[str, str | None], ...]
+    ) -> None:
         joined = sorted(set(active) - set(self._active))
         left = sorted(set(self._active) - set(active))
-        assignment = Assignment(active, self.me.id)
-        anchors, moved = await in_thread(self._handover, assignment)
-        self.reconciler.assign(assignment, anchors)
-        self._active = active
-        self.queue.add_resync()
-        if moved:
-            self.on_handover(moved)
-        log.info(
-            "replicas changed",
-            extra={
-                "fields": {
-                    "members": len(active),
-                    "joined": ",".join(joined) or None,
-                    "left": ",".join(left) or None,
-                    "tasks_moved": moved,
-                }
-            },
-        )
+        declared = await in_thread(self._declared, active, dict(published))
+        assignment = Assignment(active, self.me.id, declared)
+        if not assignment.same(self._assignment):
+            anchors, moved = await in_thread(self._handover, assignment)
+            self.reconciler.assign(assignment, anchors)
+            self._assignment = assignment
+            self.queue.add_resync()
+            if moved:
+                self.on_handover(moved)
+            log.info(
+                "replicas changed",  # or what they read: some tasks are declared by some only
+                extra={
+                    "fields": {
+                        "members": len(active),
+                        "joined": ",".join(joined) or None,
+                        "left": ",".join(left) or None,
+                        "tasks_moved": moved,
+                        "declared_by_some": len(assignment.declared) or None,
+                    }
+                },
+            )
+        self._active, self._basis = active, (active, published)
+
+    def _declared(
+        self, active: tuple[str, ...], digests: Mapping[str, str | None]
+    ) -> dict[str, frozenset[str]]:
+        """In a worker thread: which members declare each key not all of ``active`` declare,
+        from the published views. A view is published before its digest is announced: a
+        change reaches the others as a new digest, at which each reads the views again."""
+        read = sorted(m for m in active if digests.get(m) is not None)
+        if len({digests[m] for m in read}) <= 1:
+            return {}  # one view (or none): every key is declared by all who read
+        limit = 1024
+        while len(found := self.views.differing(read, limit)) >= limit:
+            limit *= 8  # all of them: a key left out would go to any member
+        return declaring(found, unread=set(active) - set(read))
 
     def _handover(self, assignment: Assignment) -> tuple[Mapping[str, datetime], int]:
         """In a worker thread: the tasks' last recorded slots, and how many tasks move."""
         anchors = dict(self.store.last_slots())
         moved = 0
-        if self._active:
-            before = Assignment(self._active, self.me.id)
+        before = self._assignment
+        if before is not None and before.members:
             tasks = list(self.reconciler.desired.tasks)
             moved = sum(before.owner(key) != assignment.owner(key) for key in tasks)
             # A task that comes from a member gone (or draining) and never ran has no slot on
             # record: its catch-up counts from when that member last scheduled, else the slots
             # of the gap would be neither run nor recorded; but not from before the task was
             # first read here (added after that member's last renewal), when it did not exist.
-            gone = {m: self._stopped_at(m) for m in set(self._active) - set(assignment.members)}
+            gone = {m: self._stopped_at(m) for m in set(before.members) - set(assignment.members)}
             for key in tasks:
                 previous = before.owner(key)
                 if previous in gone and assignment.mine(key) and key not in anchors:
@@ -359,10 +398,11 @@ class Cluster:
         return min(max(renewed, now - timedelta(seconds=10 * self.timing.lease_seconds)), now)
 
     def _housekeep(
-        self, members: list[Member], changed: bool
+        self, members: list[Member], gone: frozenset[str] | None
     ) -> tuple[list[tuple[str, str]], set[str]]:
-        """In a worker thread: dead replicas' runs, views. Returns the runs here that another
-        replica asked to stop (with the reason), and the tasks of ours running elsewhere."""
+        """In a worker thread: dead replicas' runs (of the members ``gone``, or of every owner
+        that is no live member if None), views. Returns the runs here that another replica
+        asked to stop (with the reason), and the tasks of ours running elsewhere."""
         stops = [(run, reason) for run, _, reason in self.store.stop_requests(self.me.id)]
         live = {m.id for m in members}
         running = self.store.running()
@@ -371,11 +411,13 @@ class Cluster:
         foreign = {
             r.task for r in running if r.owner != self.me.id and self.reconciler.mine(r.task)
         }
-        if changed or not self._swept:
-            owners = {r.owner for r in running if r.owner}
+        owners = {r.owner for r in running if r.owner} - live - {self.me.id}
+        if gone is not None:
+            owners &= gone
+        if owners:  # on most renewals none: no more queries
             # A crontask without --ha that shares the store beats instead of renewing a
             # membership: the heartbeat judges it (controller.heartbeat).
-            dead = owners - live - {self.me.id} - set(self.store.beats())
+            dead = owners - set(self.store.beats())
             # A dead replica's Job runs on: the task's new owner adopts the run.
             keep = [r.id for r in running if r.owner in dead and self.outlives(r)]
             # Replicas tell of no crashed run (``Notifier.crashes_told``): the record says so.
@@ -387,7 +429,6 @@ class Cluster:
                         "fields": {"task": record.task, "run": record.id, "owner": record.owner}
                     },
                 )
-            self._swept = True
         self._compare(members)
         return stops, foreign
 

@@ -6,12 +6,19 @@ hash makes vanishingly rare, go to the greater member id). When a member joins, 
 each other member only the keys it now outweighs them on (about 1/N of all keys); when one
 leaves, only its keys move, each to the member that weighed next. No key ever moves between two
 members that both stay (Thaler and Ravishankar, 1998).
+
+Replicas that read different definitions (a volume mounted on one only, a git fetch behind)
+do not all declare every key: a key goes to the heaviest of the members that declare it
+(``declared``), since a member that does not would never schedule it. A key no member declares
+has no owner. The hash is the same, so every replica that is given the same members and the
+same ``declared`` computes the same owner, and a key declared by every member keeps the owner
+it has without ``declared``.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable, Mapping
 
 
 def weight(member: str, key: str) -> int:
@@ -29,19 +36,51 @@ def owner(key: str, members: Iterable[str]) -> str | None:
     return best[1] if best else None
 
 
-class Assignment:
-    """Ownership for one member list, seen from one member (``me``)."""
+def declaring(
+    views: Iterable[tuple[str, Mapping[str, str | None]]], unread: Collection[str] = ()
+) -> dict[str, frozenset[str]]:
+    """The ``declared`` of an :class:`Assignment`, from the keys whose views differ (each with
+    its spec hash as each member read it, None where a member does not declare it). Members
+    in ``unread`` have published no view yet: they count as declaring every key."""
+    return {
+        key: frozenset(m for m, spec in seen.items() if spec is not None) | frozenset(unread)
+        for key, seen in views
+    }
 
-    def __init__(self, members: Iterable[str], me: str) -> None:
+
+class Assignment:
+    """Ownership for one member list, seen from one member (``me``).
+
+    ``declared`` maps a key to the members that declare it; a key not in it is declared by
+    every member. Members in it that are not in ``members`` are no owners."""
+
+    def __init__(
+        self,
+        members: Iterable[str],
+        me: str,
+        declared: Mapping[str, Collection[str]] | None = None,
+    ) -> None:
         self.members = tuple(sorted(set(members)))
         self.me = me
+        listed = frozenset(self.members)
+        declaring = {key: frozenset(those) & listed for key, those in (declared or {}).items()}
+        # Only the keys that some member does not declare: two assignments that give every
+        # key the same owner then compare the same (``same``).
+        self.declared = {key: those for key, those in declaring.items() if those != listed}
         self._owners: dict[str, str | None] = {}
 
     def owner(self, key: str) -> str | None:
         found = self._owners.get(key, "")
         if found == "":
-            found = self._owners[key] = owner(key, self.members)
+            found = self._owners[key] = owner(key, self.declared.get(key, self.members))
         return found
 
     def mine(self, key: str) -> bool:
         return self.owner(key) == self.me
+
+    def same(self, other: Assignment | None) -> bool:
+        """Whether ``other`` gives every key the same owner (it has the same inputs)."""
+        return other is not None and (other.members, other.declared) == (
+            self.members,
+            self.declared,
+        )
