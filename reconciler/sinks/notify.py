@@ -43,11 +43,17 @@ run need not own its task, and the owner would not hear of it, so they are not h
 of was never announced as failing: its next success sends no ``recovered``, and its next
 failure sends ``failed`` as a first message (failing since the first of them).
 
-With replicas, only a task's owner (``mine``) notifies about it; a definition error that
-names no task is reported by the owner of the empty key, one replica. A task that leaves this
-replica (``after_pass``'s ``left``), or that may have run on another one while this one was
-fenced (``forget``), is forgotten here: its state goes on changing on its new owner, so if it
-comes back it is read from the run store again, as after a restart.
+With replicas, a run is told of by the replica that runs it: only that replica's dispatcher
+hears of its end. A scheduled slot or a catch-up runs on its task's owner (``mine``), or on the
+one that owned it a moment before (the store's claim keeps a slot from running twice), and one
+still going when its task moves to another replica is told of where it ends: the new owner
+reads that end from the run store with the task's history, as told. A manual run is told of if
+its task was this replica's when it started: one asked of a replica that does not own its task
+is not. A definition error that names no task is reported by the owner of the empty key, one
+replica. A task that leaves this replica (``after_pass``'s ``left``), or that may have run on
+another one while this one was fenced (``forget``), is forgotten here: its state goes on
+changing on its new owner, so if it comes back, or a run of it that was going here ends, it is
+read from the run store again, as after a restart.
 """
 
 from __future__ import annotations
@@ -89,6 +95,7 @@ log = logging.getLogger("crontask.notify")
 
 INTAKE_MAX: Final = 10_000  # records waiting to be looked at
 RETRYING_MAX: Final = 10_000  # failed attempts whose retry is awaited
+STARTED_MAX: Final = 100_000  # runs started here whose end is awaited
 ERRORS_PER_MESSAGE: Final = 20
 
 History = Callable[[str], Sequence[RunRecord]]  # a task's runs, newest first
@@ -145,6 +152,9 @@ class Notifier:
         # Failed attempts whose retry is awaited, by run: the run's end if the retry is
         # abandoned.
         self._retrying: dict[str, RunRecord] = {}
+        # Runs started here that are told of here (``_start``), by id, until their last attempt
+        # ends: even if their task moves on meanwhile, as no other replica hears of that end.
+        self._started: dict[str, None] = {}
         self._reported: set[str] = set()
         self._woken: asyncio.Event | None = None
         self._under_way = 0  # 1 while a record is considered
@@ -160,14 +170,32 @@ class Notifier:
 
     def on_run(self, record: RunRecord) -> None:
         """The dispatcher's run listener."""
-        if record.status is RunStatus.RUNNING or (
-            record.status is RunStatus.SKIPPED and record.trigger is not Trigger.RETRY
-        ):
-            return  # a start, or a slot skipped: nothing ended (an abandoned retry did)
-        if not self.mine(record.task):
-            return
+        if record.status is RunStatus.RUNNING:
+            self._start(record)
+            return  # a start: nothing ended
+        if record.status is RunStatus.SKIPPED and record.trigger is not Trigger.RETRY:
+            return  # a slot skipped: nothing ended (an abandoned retry did)
+        started = record.id in self._started
+        if not isinstance(record, RetriedAttempt):  # a retried attempt's run goes on
+            self._started.pop(record.id, None)
+        if not (started or self.mine(record.task)):
+            return  # a manual run asked here of a task another replica owns
         self._take(record)
         self._wake()
+
+    def _start(self, record: RunRecord) -> None:
+        if record.id in self._started:
+            return  # a retry: the run is as its first attempt made it
+        # A scheduled slot or a catch-up is run here because this replica owns the task, or did
+        # until just now (claimed ahead of its slot, or fired before the pass that hands the
+        # task over): the store's claim keeps the new owner from running it. A manual run may
+        # be asked of any replica. A retry whose first attempt never started goes by the owner.
+        decided = record.trigger in (Trigger.SCHEDULE, Trigger.CATCHUP)
+        if not (decided or self.mine(record.task)):
+            return
+        if len(self._started) >= STARTED_MAX:  # its end, if it comes, goes by the owner
+            del self._started[next(iter(self._started))]
+        self._started[record.id] = None
 
     def crashed(self, records: Iterable[RunRecord]) -> None:
         """Runs a crash cut short, as the start-up (``instance.recover``) or the heartbeat
@@ -260,8 +288,9 @@ class Notifier:
         if not failure:  # after the message, which says since when it was failing
             state.failing, state.since, state.last_sent = False, None, {}
         if not self.mine(record.task):
-            # The run ended here before the task left (its record waited in the intake): what
-            # is known now would be stale when the task comes back.
+            # The run ended here as the task left, or after (it was going at the handover):
+            # what is known now would be stale when the task comes back, or another run of it
+            # that was going here ends.
             self._states.pop(record.task, None)
 
     async def _remembered(self, record: RunRecord) -> _TaskState:
