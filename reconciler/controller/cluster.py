@@ -35,9 +35,10 @@ The :class:`Cluster` component keeps this replica's membership record renewed ev
   others take its tasks at their next renewal, while its runs finish within the shutdown grace;
   it leaves once they have.
 - **Different views.** Each replica publishes the desired set it read (each task's spec hash),
-  its digest and the git revision; when the live members' digests differ, the log, the members
-  view and a metric say which replicas differ, since when, and on which tasks, and a task only
-  some declare goes to one of them (it would run nowhere on one that does not declare it).
+  its digest and the git revision (``controller.replica_views``); when the live members'
+  digests differ, the log, the members view and a metric say which replicas differ, since when,
+  and on which tasks, and a task only some declare goes to one of them (it would run nowhere on
+  one that does not declare it).
 - **Stop requests.** Runs here that another replica asked to stop (Replace across a handover)
   are stopped.
 """
@@ -47,7 +48,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import hashlib
 import logging
 import time
 from collections.abc import Callable, Collection, Mapping
@@ -59,12 +59,11 @@ from reconciler.controller.dispatch import Dispatcher
 from reconciler.controller.manager import Ready
 from reconciler.controller.queue import WorkQueue
 from reconciler.controller.reconcile import Reconciler
-from reconciler.core.assignment import Assignment, declaring
-from reconciler.core.desired import DesiredState
+from reconciler.controller.replica_views import Disagreement, ReplicaViews
+from reconciler.core.assignment import Assignment
 from reconciler.core.runs import UNTOLD, RunRecord
 from reconciler.membership.base import (
     Announcement,
-    Difference,
     Member,
     Membership,
     MembershipUnavailable,
@@ -80,13 +79,6 @@ class Timing:
     renew_interval: float = 2.0
     renew_deadline: float = 10.0
     lease_seconds: float = 15.0
-
-
-@dataclasses.dataclass(frozen=True)
-class Disagreement:
-    since: datetime
-    digests: Mapping[str, str | None]  # member -> digest
-    tasks: tuple[Difference, ...]  # a sample of the keys that differ, and how
 
 
 class Cluster:
@@ -113,7 +105,7 @@ class Cluster:
     ) -> None:
         self.me = dataclasses.replace(me, lease_seconds=timing.lease_seconds)
         self.membership = membership
-        self.views = views
+        self.views = ReplicaViews(views, self.me.id)  # what this replica and the others read
         self.store = store
         self.reconciler = reconciler
         self.dispatcher = dispatcher
@@ -132,25 +124,25 @@ class Cluster:
         self.outlives = outlives  # a run whose work goes on without its replica (a Job's)
         self._monotonic = monotonic
         self.members: list[Member] = []
-        self.disagreement: Disagreement | None = None
         self._active: tuple[str, ...] = ()  # the members tasks are assigned over
         self._assignment: Assignment | None = None
         # What the assignment was computed from: the members and the digest each published.
         self._basis: tuple[tuple[str, ...], tuple[tuple[str, str | None], ...]] | None = None
         self._last_renewal = monotonic()
         self._since: datetime | None = None  # this replica's membership began (as renewed)
-        self._published: dict[str, str] = {}  # the view last published: key -> spec hash
-        self._published_from: DesiredState | None = None
-        self._digest: str | None = None
         self._live: frozenset[str] = frozenset()  # every live member, draining ones included
         # Members that left the live ones since the last sweep that worked, whose runs are
         # looked at; None: every owner that is no live member (joining, a lapse).
         self._gone: set[str] | None = None
         self._renewal: tuple[float, asyncio.Future[list[Member]]] | None = None  # in flight
         self._unexpected: str | None = None  # the unexpected renewal error last logged
-        self._republish = False  # publish the whole view again, not only what changed
         # The members tasks are assigned over -> their last renewal seen while they scheduled.
         self._scheduling_since: dict[str, datetime] = {}
+
+    @property
+    def disagreement(self) -> Disagreement | None:
+        """Whether the live members read different definitions (as of the last renewal)."""
+        return self.views.disagreement
 
     # -- the component ----------------------------------------------------------------------
 
@@ -247,7 +239,7 @@ class Cluster:
             # others took our tasks cannot be told from here.)
             self.on_resumed(list(self.reconciler.scheduler.owned()))
             # Our record may have been forgotten meanwhile, and our view with it.
-            self._republish = True
+            self.views.republish()
         self.members = members
         await self._follow(members)
         self._scheduling_since = {
@@ -331,7 +323,7 @@ class Cluster:
     ) -> None:
         joined = sorted(set(active) - set(self._active))
         left = sorted(set(self._active) - set(active))
-        declared = await in_thread(self._declared, active, dict(published))
+        declared = await in_thread(self.views.declared, active, dict(published))
         assignment = Assignment(active, self.me.id, declared)
         if not assignment.same(self._assignment):
             anchors, moved = await in_thread(self._handover, assignment)
@@ -353,20 +345,6 @@ class Cluster:
                 },
             )
         self._active, self._basis = active, (active, published)
-
-    def _declared(
-        self, active: tuple[str, ...], digests: Mapping[str, str | None]
-    ) -> dict[str, frozenset[str]]:
-        """In a worker thread: which members declare each key not all of ``active`` declare,
-        from the published views. A view is published before its digest is announced: a
-        change reaches the others as a new digest, at which each reads the views again."""
-        read = sorted(m for m in active if digests.get(m) is not None)
-        if len({digests[m] for m in read}) <= 1:
-            return {}  # one view (or none): every key is declared by all who read
-        limit = 1024
-        while len(found := self.views.differing(read, limit)) >= limit:
-            limit *= 8  # all of them: a key left out would go to any member
-        return declaring(found, unread=set(active) - set(read))
 
     def _handover(self, assignment: Assignment) -> tuple[Mapping[str, datetime], int]:
         """In a worker thread: the tasks' last recorded slots, and how many tasks move."""
@@ -429,62 +407,22 @@ class Cluster:
                         "fields": {"task": record.task, "run": record.id, "owner": record.owner}
                     },
                 )
-        self._compare(members)
+        self.views.compare(members)
         return stops, foreign
-
-    def _compare(self, members: list[Member]) -> None:
-        # A replica that has not read its sources yet has no view (digest None).
-        digests = {m.id: m.digest for m in members if m.digest is not None}
-        if len(set(digests.values())) <= 1:
-            if self.disagreement is not None:
-                log.info("replicas read the same definitions again", extra={"fields": {}})
-            self.disagreement = None
-            return
-        if self.disagreement is not None and self.disagreement.digests == digests:
-            return
-        tasks = tuple(self.views.differing(list(digests)))
-        since = self.disagreement.since if self.disagreement else datetime.now(UTC)
-        self.disagreement = Disagreement(since, digests, tasks)
-        log.warning(
-            "replicas read different definitions",
-            extra={
-                "fields": {
-                    "digests": ",".join(f"{m}={d}" for m, d in sorted(digests.items())),
-                    "tasks": ",".join(key for key, _ in tasks[:10]) or None,
-                    "since": since.isoformat(),
-                }
-            },
-        )
 
     # -- what this replica publishes --------------------------------------------------------
 
     def _announcement(self) -> Announcement:
         """In a worker thread: publish the view if the desired set changed, and say so."""
         desired = self.reconciler.desired  # replaced whole by each pass
-        if not self.reconciler.applied:
-            return self._current_announcement()  # nothing read yet: no view to compare
-        if desired is not self._published_from or self._republish:
-            again = self._republish
-            current = {key: d.hash for key, d in desired.tasks.items()}
-            changes: dict[str, str | None] = {
-                k: h for k, h in current.items() if again or self._published.get(k) != h
-            }
-            changes.update({k: None for k in self._published.keys() - current.keys()})
-            if changes:
-                try:
-                    self.views.publish(self.me.id, changes)
-                except Exception:
-                    log.exception("could not publish this replica's view; retrying")
-                    return self._current_announcement()
-            self._published, self._published_from = current, desired
-            self._republish = False
-            self._digest = _digest(current)
+        if self.reconciler.applied:  # before, nothing was read: there is no view to compare
+            self.views.publish(desired)
         return self._current_announcement()
 
     def _current_announcement(self) -> Announcement:
         return dataclasses.replace(
             self.me,
-            digest=self._digest,
+            digest=self.views.digest,
             revision=self.revision(),
             owned=len(self.reconciler.scheduler.owned()),
             draining=self.stopping.is_set(),
@@ -518,7 +456,7 @@ class Cluster:
     async def _leave(self) -> None:
         with contextlib.suppress(Exception):
             await in_thread(self.membership.leave, self._current_announcement())
-            await in_thread(self.views.drop, self.me.id)
+            await in_thread(self.views.drop)
         log.info("left the replicas", extra={"fields": {"instance": self.me.id}})
 
 
@@ -526,10 +464,3 @@ def _retrieved(renewal: asyncio.Future[list[Member]]) -> None:
     """A renewal given up on may end later: its outcome is read, not left to be reported."""
     if not renewal.cancelled():
         renewal.exception()
-
-
-def _digest(view: Mapping[str, str]) -> str:
-    h = hashlib.sha256()
-    for key in sorted(view):
-        h.update(f"{key}\0{view[key]}\n".encode())
-    return h.hexdigest()[:16]

@@ -45,10 +45,16 @@ def test_api_tasks_members_and_manual_runs_from_any_replica(cluster: Cluster) ->
 
     created = httpx.post(f"{a.server}/api/v1/tasks", json=document("long", ["sleep", "20"]))
     assert created.status_code == 201, created.text
-    # b sees it from the shared store, and both agree on who schedules it.
+    # b sees it from the shared store, and both agree on who schedules it once each has
+    # published the view that declares it (the owner is one of the replicas that declare it).
     wait_for("b to list the API task", lambda: "default/long" in listed(b), 20)
+
+    def agreed() -> bool:
+        owners = {listed(replica)["default/long"]["owner"] for replica in (a, b)}
+        return len(owners) == 1 and None not in owners
+
+    wait_for("both replicas to agree on its owner", agreed, 20)
     owner = listed(a)["default/long"]["owner"]
-    assert owner == listed(b)["default/long"]["owner"]
     assert owner is not None
     here, there = (a, b) if owner.startswith(a.id_prefix) else (b, a)
 

@@ -1,0 +1,127 @@
+"""What each replica read (``crontask run --ha``): its view published, the others' compared.
+
+Each replica publishes the desired set it read (each task's spec hash) to the membership's
+:class:`~reconciler.membership.base.Views`, and announces its digest with its renewal. From
+the live members' digests, :class:`ReplicaViews` tells whether they read different definitions
+(a :class:`Disagreement`, logged once as it begins, changes and ends) and which members declare
+each task not all of them declare, for the assignment (``core.assignment.declaring``).
+
+Its methods that read or write the views block: the cluster calls them in a worker thread.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import logging
+from collections.abc import Mapping
+from datetime import UTC, datetime
+
+from reconciler.core.assignment import declaring
+from reconciler.core.desired import DesiredState
+from reconciler.membership.base import Difference, Member, Views
+
+log = logging.getLogger("crontask.cluster")
+
+
+@dataclasses.dataclass(frozen=True)
+class Disagreement:
+    since: datetime
+    digests: Mapping[str, str | None]  # member -> digest
+    tasks: tuple[Difference, ...]  # a sample of the keys that differ, and how
+
+
+class ReplicaViews:
+    """This replica's view (published as ``member``) and how the live members' views compare."""
+
+    def __init__(self, views: Views, member: str) -> None:
+        self.views = views
+        self.member = member
+        self.disagreement: Disagreement | None = None  # replaced whole, never modified
+        self._published: dict[str, str] = {}  # the view last published: key -> spec hash
+        self._published_from: DesiredState | None = None
+        self._digest: str | None = None
+        self._republish = False  # publish the whole view again, not only what changed
+
+    @property
+    def digest(self) -> str | None:
+        """The digest of the view last published; None until one is."""
+        return self._digest
+
+    def publish(self, desired: DesiredState) -> None:
+        """Publish what changed in ``desired`` since the view last published (all of it after
+        :meth:`republish`). A view that could not be published is logged, and tried again at
+        the next call: the digest stays the last one published meanwhile."""
+        if desired is self._published_from and not self._republish:
+            return
+        again = self._republish
+        current = {key: d.hash for key, d in desired.tasks.items()}
+        changes: dict[str, str | None] = {
+            k: h for k, h in current.items() if again or self._published.get(k) != h
+        }
+        changes.update({k: None for k in self._published.keys() - current.keys()})
+        if changes:
+            try:
+                self.views.publish(self.member, changes)
+            except Exception:
+                log.exception("could not publish this replica's view; retrying")
+                return
+        self._published, self._published_from = current, desired
+        self._republish = False
+        self._digest = _digest(current)
+
+    def republish(self) -> None:
+        """The next :meth:`publish` sends the whole view: the published one may be forgotten
+        (this replica's record expired while it was fenced)."""
+        self._republish = True
+
+    def compare(self, members: list[Member]) -> None:
+        """Whether the live ``members`` read different definitions: sets :attr:`disagreement`
+        (keeping its ``since`` while the digests change) and logs when it begins or ends."""
+        # A replica that has not read its sources yet has no view (digest None).
+        digests = {m.id: m.digest for m in members if m.digest is not None}
+        if len(set(digests.values())) <= 1:
+            if self.disagreement is not None:
+                log.info("replicas read the same definitions again", extra={"fields": {}})
+            self.disagreement = None
+            return
+        if self.disagreement is not None and self.disagreement.digests == digests:
+            return
+        tasks = tuple(self.views.differing(list(digests)))
+        since = self.disagreement.since if self.disagreement else datetime.now(UTC)
+        self.disagreement = Disagreement(since, digests, tasks)
+        log.warning(
+            "replicas read different definitions",
+            extra={
+                "fields": {
+                    "digests": ",".join(f"{m}={d}" for m, d in sorted(digests.items())),
+                    "tasks": ",".join(key for key, _ in tasks[:10]) or None,
+                    "since": since.isoformat(),
+                }
+            },
+        )
+
+    def declared(
+        self, active: tuple[str, ...], digests: Mapping[str, str | None]
+    ) -> dict[str, frozenset[str]]:
+        """Which members declare each key not all of ``active`` declare, from the published
+        views. A view is published before its digest is announced: a change reaches the others
+        as a new digest, at which each reads the views again."""
+        read = sorted(m for m in active if digests.get(m) is not None)
+        if len({digests[m] for m in read}) <= 1:
+            return {}  # one view (or none): every key is declared by all who read
+        limit = 1024
+        while len(found := self.views.differing(read, limit)) >= limit:
+            limit *= 8  # all of them: a key left out would go to any member
+        return declaring(found, unread=set(active) - set(read))
+
+    def drop(self) -> None:
+        """Withdraw this replica's view (it leaves the replicas)."""
+        self.views.drop(self.member)
+
+
+def _digest(view: Mapping[str, str]) -> str:
+    h = hashlib.sha256()
+    for key in sorted(view):
+        h.update(f"{key}\0{view[key]}\n".encode())
+    return h.hexdigest()[:16]
