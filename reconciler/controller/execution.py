@@ -31,7 +31,7 @@ from reconciler.controller.claims import SlotClaims
 from reconciler.controller.recorder import Recorder
 from reconciler.core.desired import Definition
 from reconciler.core.runs import JOB_DELETED, RetriedAttempt, RunRecord, RunStatus
-from reconciler.core.timing import AHEAD_MAX, retry_delay
+from reconciler.core.timing import retry_delay
 from reconciler.runner.base import TOO_LATE, Actions, Outcome, Resumable, StartsAt, failed
 from reconciler.runner.job_attempt import DEADLINE_EXCEEDED, JobEnd
 from reconciler.store.base import DuplicateRun
@@ -47,10 +47,13 @@ _ABANDONED = {
     HANDED_OVER: "the task moved to another replica before this {} could start",
 }
 MISSED_DEADLINE = "MissedDeadline"
-# A run decided ahead whose start comes later than this after its slot is looked at again
-# (``_late``): this process may have been away since its claim (SIGSTOP, a frozen VM). Less
-# is a busy loop, and within any startingDeadlineSeconds (at least 1 s).
-LATE_START = AHEAD_MAX
+# A run decided ahead whose start comes later than this after its slot is looked at again in
+# the store (``_late``): this process may have been away long enough (SIGSTOP, a frozen VM)
+# for another crontask to judge it dead and end its claim. Less is a busy machine: a storm of
+# thousands of slots in one second starts some runs seconds late, and must not pay a store
+# read each. A replica's fence (its renew deadline) and startingDeadlineSeconds are looked at
+# whatever the delay, in memory.
+AWAY_AFTER = 10.0
 
 # The reasons of failed attempts whose outcome is unknown: their work may have run to its end
 # (a Job deleted before its end was seen), so a retry could run it twice. Never retried, as an
@@ -376,7 +379,7 @@ class RunExecution(SlotClaims):
                 # so late that this process must have been away (then it is looked at again).
                 if start_at is not None and await self._late(definition, active, start_at):
                     return None
-                until = None if start_at is None else start_at + LATE_START
+                until = None if start_at is None else start_at + _patience(definition)
                 attempt.start_at(start_at, lambda at: self._begin(active, at), until)
                 outcome = await attempt.run()
                 if outcome.reason != TOO_LATE or start_at is None or active.begun:
@@ -425,8 +428,13 @@ class RunExecution(SlotClaims):
             asyncio.get_running_loop().time() - start_at,
             (self.clock() - record.scheduled_at).total_seconds(),
         )
-        if self.paused is None and late <= LATE_START:
-            return False
+        deadline = definition.task.spec.starting_deadline_seconds
+        if self.paused is None and late <= AWAY_AFTER:
+            late = (self.clock() - record.scheduled_at).total_seconds()
+            if deadline is None or late <= deadline:
+                return False  # a busy machine, not one away: its claim is still its own
+            await self._abandon(record, MISSED_DEADLINE, _past_deadline(late, deadline))
+            return True
         await self._held(active, record)
         why, message = active.stop_reason, None
         key = record.task
@@ -435,13 +443,8 @@ class RunExecution(SlotClaims):
         ):
             why = HANDED_OVER
         late = (self.clock() - record.scheduled_at).total_seconds()
-        deadline = definition.task.spec.starting_deadline_seconds
         if why is None and deadline is not None and late > deadline:
-            why = MISSED_DEADLINE
-            message = (
-                f"it could start only {late:.1f}s after its slot, past "
-                f"startingDeadlineSeconds={deadline}"
-            )
+            why, message = MISSED_DEADLINE, _past_deadline(late, deadline)
         if not await self._still_claimed(record):
             return True
         if why is not None:
@@ -505,3 +508,17 @@ def _what(record: RunRecord) -> str:
 
 def _name(listener: RunListener) -> str:
     return getattr(listener, "__qualname__", None) or type(listener).__name__
+
+
+def _patience(definition: Definition) -> float:
+    """How long after its instant a run's own wait (a command's spawner thread) may still
+    start it without the loop looking again (``_late``): past its startingDeadlineSeconds,
+    or so late that this process may have been away."""
+    deadline = definition.task.spec.starting_deadline_seconds
+    return AWAY_AFTER if deadline is None else min(AWAY_AFTER, float(deadline))
+
+
+def _past_deadline(late: float, deadline: int) -> str:
+    return (
+        f"it could start only {late:.1f}s after its slot, past startingDeadlineSeconds={deadline}"
+    )

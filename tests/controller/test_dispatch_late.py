@@ -160,6 +160,52 @@ def test_a_run_on_time_costs_no_store_read() -> None:
     assert asyncio.run(scenario()) == 0
 
 
+def test_a_busy_machine_starting_a_run_seconds_late_reads_no_store() -> None:
+    """A storm of slots starts some runs seconds late: that is no process away, and each must
+    not pay a store read (a command storm of 3 000 slots read the store for half its runs)."""
+
+    async def scenario() -> tuple[int, int]:
+        d, action, store, job, clock = setup()
+        reads: list[str] = []
+        get = store.get
+        heard: list[RunRecord] = []
+        d.subscribe(heard.append)
+
+        def counted(run: str, attempt: int | None = None) -> RunRecord | None:
+            if not heard:
+                reads.append(run)
+            return get(run, attempt)
+
+        await claimed_ahead(d, store, job)
+        store.get = counted  # type: ignore[method-assign,assignment]
+        clock.jump(3)
+        assert await d.drain(5)
+        await d.shutdown(0)
+        return len(reads), len(action.began)
+
+    assert asyncio.run(scenario()) == (0, 1)
+
+
+def test_a_run_claimed_ahead_starts_late_after_its_task_moved_while_its_claim_stands() -> None:
+    """With replicas: the task moved in the second before its slot, and this replica was busy,
+    not away: its claim still stands, so the new owner cannot run that slot, and it runs
+    here, as it would have on time."""
+
+    async def scenario() -> tuple[RunRecord | None, int]:
+        d, action, store, job, clock = setup()
+        slot = await claimed_ahead(d, store, job)
+        d.owns = lambda key: False
+        clock.jump(1.2)
+        assert await d.drain(5)
+        await d.shutdown(0)
+        return store.get(run_id(KEY, slot)), len(action.began)
+
+    record, began = asyncio.run(scenario())
+    assert began == 1
+    assert record is not None
+    assert record.status is RunStatus.SUCCEEDED
+
+
 class Spawning:
     """A command's stand-in that waits for its instant itself (``StartsAt``), on the loop: a
     loop frozen across the instant (``time.sleep``) finds it past ``until``, as a command's
