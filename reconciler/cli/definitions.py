@@ -53,7 +53,7 @@ def run_validate(args: argparse.Namespace) -> int:
         )
         return 2
     problems = found.problems
-    if (past := declared_past(found.tasks, args.max_tasks)) is not None:
+    if (past := declared_past(found.definitions, args.max_tasks)) is not None:
         problems = [*problems, printable(f"{', '.join(args.paths)}: {past}")]
     for problem in problems:
         print(problem)

@@ -124,10 +124,9 @@ def external_url(text: str) -> str:
     """--external-url: links to runs are made by adding paths (/runs/ID) to it, which after a
     query or a fragment would all lead to the page itself. The rest is checked at start-up,
     as receivers' URLs are."""
-    if "?" in text or "#" in text:
+    if "?" in text or "#" in text:  # not quoted: it may hold a password
         raise argparse.ArgumentTypeError(
-            f"{text[:80]!r}: a query or fragment (?, #) has no place in it; links to runs add "
-            "paths to it"
+            "a query or fragment (?, #) has no place in it; links to runs add paths to it"
         )
     return text
 

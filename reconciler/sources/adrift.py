@@ -70,6 +70,10 @@ class Adrift:
     def count(self) -> int:
         return len(self._kept)
 
+    def kept_among(self, keys: Iterable[str]) -> int:
+        """How many of ``keys`` are kept here: a good definition of them lets them go."""
+        return sum(key in self._kept for key in keys)
+
     def definitions(self) -> list[Definition]:
         return list(self._kept.values())
 

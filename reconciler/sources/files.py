@@ -93,8 +93,8 @@ class DirectorySource:
         self.roots = [Path(p) for p in paths]
         self.max_file_size = max_file_size
         self.max_tasks = max_tasks
-        # Files refused for room (see taskbound), in the order read, with what each adds; the
-        # definitions the files hold (all of them: one key defined twice is held twice).
+        # Files refused for room (see taskbound), in the order read, with what the source held
+        # then; the definitions the files hold (all: one key defined twice is held twice).
         self._refused: dict[Path, int] = {}
         self._held = 0
         # Kept across restarts (crontask run); the first rescan reads those files last.
@@ -307,13 +307,14 @@ class DirectorySource:
         return self._held + self._adrift.count()
 
     def _retry_refused(self) -> set[str]:
-        """Read again the files refused for room, if this pass left room for what each adds
-        (see ``taskbound``); their text has not changed, so nothing else would. A file that is
-        not there is left to the refresh that sees it go (its root may be gone, or held)."""
+        """Read again the files refused for room if the source holds less than when each was
+        refused (see ``taskbound``): their text has not changed, so nothing else would, and
+        each is parsed again only after room was made, never at every pass. A file that is not
+        there is left to the refresh that sees it go (its root may be gone, or held)."""
         changed: set[str] = set()
-        for path, adds in list(self._refused.items()):
-            fits = self._holding() + adds <= self.max_tasks
-            if path in self._refused and fits and signature_of(path) is not None:
+        for path, holding in list(self._refused.items()):
+            less = self._holding() < holding
+            if path in self._refused and less and signature_of(path) is not None:
                 changed |= self._reread(path, again=True)
         return changed
 
@@ -350,12 +351,14 @@ class DirectorySource:
     def _bounded(self, path: Path, before: FileState | None, after: FileState) -> FileState:
         """``after``, or ``after`` refused if it would take the source past ``max_tasks``."""
         self._refused.pop(path, None)
-        adds = growth(before, after)
+        # Tasks kept for a broken document that this file defines again are let go (adrift).
+        freed = self._adrift.kept_among(d.key for d in after.good or ())
+        adds = growth(before, after) - freed
         holds = self._holding() + adds
         if adds <= 0 or holds <= self.max_tasks:
             return after
         where = Location(self.kind, self._display(path), 1, 1, self.revision)
-        self._refused[path] = adds
+        self._refused[path] = self._holding()
         return refused(before, after, where, holds, self.max_tasks)
 
     def _store(self, path: Path, before: FileState | None, after: FileState | None) -> None:

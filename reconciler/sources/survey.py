@@ -30,6 +30,7 @@ from reconciler.sources.limits import PARALLEL_MIN_FILES
 class Survey:
     files: int
     tasks: int
+    definitions: int  # each counted, a key defined twice twice: what ``--max-tasks`` bounds
     ignored: int  # documents of other kinds
     problems: list[str]
 
@@ -55,7 +56,8 @@ def survey(source: DirectorySource, workers: int | None = None) -> Survey:
     read = [r for r in reports if r is not None]  # None: gone since the scan
     errors = [e for r in read for e in r.errors] + source.errors()
     tasks, problems = check((p for r in read for p in r.placed), errors)
-    return Survey(len(read), tasks, sum(r.ignored for r in read), problems)
+    definitions = sum(len(r.placed) for r in read)
+    return Survey(len(read), tasks, definitions, sum(r.ignored for r in read), problems)
 
 
 def _read_share(source: DirectorySource, paths: Sequence[Path]) -> list[_FileReport | None]:

@@ -56,15 +56,16 @@ def refused(
     )
 
 
-def declared_past(tasks: int, bound: int) -> str | None:
+def declared_past(definitions: int, bound: int) -> str | None:
     """What ``crontask validate`` says of a folder that declares more tasks than a source of
-    ``crontask run`` holds; None if it does not."""
-    if tasks <= bound:
+    ``crontask run`` holds (every definition counts: a key defined twice, twice); None if it
+    does not."""
+    if definitions <= bound:
         return None
     return (
-        f"{tasks:,} tasks declared, past the bound of {bound:,} a source holds (--max-tasks): "
-        "crontask run reads the files in path order and refuses each one that would take it "
-        "past the bound"
+        f"{_tasks(definitions)} declared, past the bound of {bound:,} a source holds "
+        "(--max-tasks): crontask run reads the files in path order and refuses each one that "
+        "would take it past the bound"
     )
 
 

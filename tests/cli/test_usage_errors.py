@@ -69,7 +69,7 @@ BAD = [
     ("run", "x", "--git-path", "/etc"),
     # Links to runs are --external-url with /runs/ID added: after a query or fragment they
     # would lead to the page itself.
-    ("run", "x", "--external-url", "https://crontask.example/ui?team=ops"),
+    ("run", "x", "--external-url", "https://admin:S3cret@crontask.example/ui?team=ops"),
     ("run", "x", "--external-url", "https://crontask.example/ui#top"),
     ("run", "x", "--max-tasks", "0"),
 ]
@@ -88,6 +88,7 @@ def test_a_bad_value_is_one_error_line_and_exit_2(
     assert lines[-1].startswith(f"crontask {argv[0]}: error: argument ")
     assert "Traceback" not in err
     assert len(lines[-1]) < 400  # a hostile value is quoted shortened, not whole
+    assert "S3cret" not in err  # a password in a URL is never repeated
 
 
 def test_a_bad_server_in_the_environment_is_a_usage_error(

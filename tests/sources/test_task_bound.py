@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from reconciler.sources.files import DirectorySource
+from reconciler.sources.filestate import FileState, Signature
 from reconciler.sources.git import GitOptions, GitSource
 from reconciler.sources.limits import PARALLEL_MIN_FILES
 from tests.sources.test_files import doc, keys, write
@@ -150,6 +151,49 @@ def test_a_broken_document_keeps_no_task_past_the_bound(tmp_path: Path) -> None:
     source.refresh([str(b)])
     c = write(tmp_path / "c.yaml", broken("a1", "a2"))
     source.refresh([str(c)])
+    assert set(keys(source)) == {"default/a1", "default/b1", "default/b2"}
+
+
+def test_tasks_moved_into_a_file_are_not_refused_for_one_a_broken_document_keeps(
+    tmp_path: Path,
+) -> None:
+    """At the bound, one change moves a1..a5 into b.yaml and names a1 in a broken document:
+    b.yaml, refused for the moment, takes a1 back from the broken document when it is read
+    again, and none of the tasks that ran is removed."""
+    moved, kept = [f"a{i}" for i in range(1, 6)], [f"b{i}" for i in range(1, 6)]
+    write(tmp_path / "a.yaml", docs(*moved))
+    write(tmp_path / "b.yaml", docs(*kept))
+    source = DirectorySource([tmp_path], max_tasks=10)
+    source.refresh()
+    (tmp_path / "a.yaml").unlink()
+    write(tmp_path / "b.yaml", docs(*kept, *moved))
+    write(tmp_path / "c.yaml", broken("a1"))
+    source.refresh()
+    assert set(keys(source)) == {f"default/{name}" for name in moved + kept}
+    assert not any("--max-tasks" in e for e in errors(source))
+
+
+def test_a_refused_file_is_parsed_again_only_once_room_was_made(tmp_path: Path) -> None:
+    """Waiting for room costs nothing: passes that free none do not parse it again."""
+    write(tmp_path / "a.yaml", docs("a1", "a2"))
+    write(tmp_path / "b.yaml", docs("b1", "b2"))
+    source = DirectorySource([tmp_path], max_tasks=3)
+    source.refresh()
+    parsed: list[Path] = []
+    read = source._read
+
+    def counted(path: Path, signature: Signature, before: FileState | None) -> FileState | None:
+        parsed.append(path)
+        return read(path, signature, before)
+
+    source._read = counted  # type: ignore[method-assign]
+    for name in ("c", "d", "e"):
+        write(tmp_path / f"{name}.yaml", "# not a task\n")
+        source.refresh([str(tmp_path / f"{name}.yaml")])
+    assert tmp_path / "b.yaml" not in parsed
+    a = write(tmp_path / "a.yaml", docs("a1"))
+    source.refresh([str(a)])
+    assert parsed.count(tmp_path / "b.yaml") == 1
     assert set(keys(source)) == {"default/a1", "default/b1", "default/b2"}
 
 
@@ -296,6 +340,14 @@ def test_max_tasks_out_of_range_is_a_usage_error(tmp_path: Path, value: str) -> 
     done = _crontask("validate", f"--max-tasks={value}", str(tmp_path))
     assert done.returncode == 2
     assert "--max-tasks" in done.stderr
+
+
+def test_validate_counts_every_definition_as_run_does(tmp_path: Path) -> None:
+    """A key repeated takes run past the bound as distinct keys do: validate says so too."""
+    write(tmp_path / "a.yaml", docs(*["same"] * 4))
+    past = _crontask("validate", "--max-tasks", "3", str(tmp_path))
+    assert past.returncode == 1, past
+    assert "4 tasks declared, past the bound of 3 a source holds (--max-tasks)" in past.stdout
 
 
 def test_plan_shows_what_run_would_hold(tmp_path: Path) -> None:
