@@ -16,9 +16,10 @@ prometheus_client registry) the metrics read
 - their per-task run state (``metrics_runs.RunState``, under the same lock): kept up to date
   by :meth:`Metrics.on_run` and :meth:`Metrics.on_progress`; a task that comes into the
   snapshot starts from its last outcomes in the run history (``history``), with its runs that
-  the history says are in progress elsewhere, checked again at each scrape. Each task's series
-  are exported by the process whose snapshot holds it (its owner, with replicas) only, so a
-  run shows once, there, wherever it runs.
+  the history says are in progress elsewhere, checked again now and then in a thread that a
+  scrape starts and does not wait for. Each task's series are exported by the process whose
+  snapshot holds it (its owner, with replicas) only, so a run shows once, there, wherever it
+  runs.
 
 They copy all of it (dictionary copies, under the lock; each task's next slot and interval are
 read from the scheduler's copy as the scrape formats it), then format the copy in the calling
@@ -42,6 +43,7 @@ from __future__ import annotations
 
 import dataclasses
 import threading
+import time
 import zlib
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
@@ -65,7 +67,7 @@ from reconciler.sinks.metrics_families import (
     SourceSync,
     TaskSlot,
 )
-from reconciler.sinks.metrics_runs import History, RunState
+from reconciler.sinks.metrics_runs import History, RunState, in_thread
 
 CONTENT_TYPE: Final = CONTENT_TYPE_PLAIN_0_0_4
 GZIP_LEVEL: Final = 1  # a fifteenth of the text, in a third of level 6's time; frees the GIL
@@ -123,7 +125,8 @@ class MemoryTasks:
 
 class Metrics:
     """The reconciler's metrics. The reporting methods run on the event loop; ``render`` and
-    ``collect`` in any thread, any number at a time."""
+    ``collect`` in any thread, any number at a time. ``clock`` and ``spawn`` space and start
+    the checks of runs in progress elsewhere (``metrics_runs.RunState``)."""
 
     def __init__(
         self,
@@ -133,6 +136,8 @@ class Metrics:
         history: History | None = None,
         owner: str | None = None,
         per_task_histograms: bool = False,
+        clock: Callable[[], float] = time.monotonic,
+        spawn: Callable[[Callable[[], None]], None] = in_thread,
     ) -> None:
         self._tasks = tasks
         self._sources = sources
@@ -141,7 +146,12 @@ class Metrics:
         # The run state shares the lock, so that a scrape copies it with the values below at
         # one instant, and a record changes it and the run histograms together.
         self._runs = RunState(
-            self._lock, history=history, owner=owner, per_task_histograms=per_task_histograms
+            self._lock,
+            history=history,
+            owner=owner,
+            per_task_histograms=per_task_histograms,
+            clock=clock,
+            spawn=spawn,
         )
         self._problems: frozenset[str] = frozenset()
         self._definition_errors: dict[str, int] = {}

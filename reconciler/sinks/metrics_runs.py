@@ -11,8 +11,13 @@ to the scheduler's snapshot, and check it again (:meth:`RunState.seed`):
   alert on those timestamps does not go quiet because crontask restarted;
 - the runs of those tasks that the history says are in progress elsewhere (another replica
   still running the run of a task that moved here, an earlier crontask's) are counted as
-  running, and checked against the history at each scrape until they end there or are heard
-  of here. This process's own runs are never read from the history: they are heard.
+  running, and checked against the history again until they end there or are heard of here.
+  This process's own runs are never read from the history: they are heard.
+
+That check (:meth:`RunState.seed` starts it) runs at most once per :data:`RECHECK_SECONDS`, in
+a thread of its own, one at a time: a scrape never waits for it, and serves what is known (a
+store that is down makes a read wait for its connect timeout, 10 s with PostgreSQL, as long as
+Prometheus' default scrape timeout). Its result is applied under the lock when it comes.
 
 A scrape also forgets the state of the tasks gone from its snapshot (:meth:`RunState.prune`).
 
@@ -20,16 +25,17 @@ Everything sits behind one lock that the owner (``metrics.Metrics``) shares for 
 values, so that a scrape copies them all at one instant and a record's run state and the
 histograms it feeds change together. Methods documented "under the lock" expect the caller to
 hold it; the others take it themselves, for a few dictionary operations at a time (history
-reads happen outside it). Every value in ``runs`` is replaced whole, never changed, so a copy
-of the mapping is a consistent view.
+reads happen outside it, and the check's thread never takes ``_seeding``). Every value in
+``runs`` is replaced whole, never changed, so a copy of the mapping is a consistent view.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections import OrderedDict
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Final, Protocol
 
@@ -43,6 +49,14 @@ log = logging.getLogger("crontask.metrics")
 _INDEX: Final = {status: i for i, status in enumerate(FINAL_STATUSES)}
 _SEED_BATCH: Final = 256  # tasks given their last outcomes per hold of the lock (about 1 ms)
 _ENDED_KEPT: Final = 1024  # attempts whose end was heard here, kept against stale history reads
+# Between two checks of the runs in progress elsewhere: a scrape interval (Prometheus' default
+# is 15 s), so that several scrapers, or a store that is down, cost one read per interval.
+RECHECK_SECONDS: Final = 15.0
+
+
+def in_thread(work: Callable[[], None]) -> None:
+    """Run ``work`` in a daemon thread of its own: a check in progress never holds up a stop."""
+    threading.Thread(target=work, name="crontask-metrics-recheck", daemon=True).start()
 
 
 class History(Protocol):
@@ -58,7 +72,9 @@ class RunState:
     """Each task's :class:`TaskRuns`, as heard from the dispatcher and read from the history.
 
     ``lock`` is the owner's: it guards everything here. ``started`` and ``finished`` run on the
-    event loop, ``seed`` and ``prune`` in a scrape's thread, any number at a time.
+    event loop, ``seed`` and ``prune`` in a scrape's thread, any number at a time. ``spawn``
+    starts the check of the runs in progress elsewhere (``in_thread``), ``clock`` (monotonic
+    seconds) spaces those checks; tests pass a fake clock, and a spawn they can wait for.
     """
 
     def __init__(
@@ -68,8 +84,16 @@ class RunState:
         history: History | None = None,
         owner: str | None = None,
         per_task_histograms: bool = False,
+        clock: Callable[[], float] = time.monotonic,
+        spawn: Callable[[Callable[[], None]], None] = in_thread,
     ) -> None:
         self._lock = lock
+        self._clock = clock
+        self._spawn = spawn
+        # When the last check of the runs in progress elsewhere began (None: never), and
+        # whether one is in flight; under the lock.
+        self._rechecked: float | None = None
+        self._rechecking = False
         self._history = history
         # This process's instance: its own runs are heard from its dispatcher, never read from
         # the history (a slot claimed ahead is recorded running before its work starts).
@@ -162,14 +186,15 @@ class RunState:
     # -- read from the history, forgotten (a scrape's thread) -------------------------------
 
     def seed(self, tasks: Mapping[str, TaskSlot]) -> None:
-        """Check the runs in progress elsewhere against the history (``_recheck``), then give
-        the tasks new to the snapshot their last success, last failure and last duration, and
-        their runs in progress elsewhere, from the history. A history that cannot be read is
-        logged and asked again at the next scrape: the scrape itself goes on."""
+        """Start a check of the runs in progress elsewhere against the history when one is
+        due (``_recheck``, not waited for), then give the tasks new to the snapshot their last
+        success, last failure and last duration, and their runs in progress elsewhere, from the
+        history. A history that cannot be read is logged and asked again at the next scrape:
+        the scrape itself goes on."""
         if self._history is None:
             return
+        self._start_recheck()
         with self._seeding:
-            self._recheck()
             self._seeded.intersection_update(tasks)
             new = tasks.keys() - self._seeded
             if not new:
@@ -229,16 +254,37 @@ class RunState:
                         record.task, runs, {**runs.running, record.id: _since(record)}
                     )
 
-    def _recheck(self) -> None:
-        """Drop the runs in progress elsewhere that the history no longer says are, and read
-        their tasks' last outcomes again: the process that ran them exports no series of a
-        task it does not hold, so their ends show here or nowhere. The history is read only
-        while there are such runs."""
-        assert self._history is not None
+    def _start_recheck(self) -> None:
+        """Start ``_recheck`` if there are runs in progress elsewhere, none is in flight and
+        the last began :data:`RECHECK_SECONDS` ago or more. The scrape does not wait for it:
+        it would wait for a store that is down as long as its connect timeout."""
         with self._lock:
+            now = self._clock()
+            due = self._rechecked is None or now - self._rechecked >= RECHECK_SECONDS
+            if not self._foreign or self._rechecking or not due:
+                return
+            self._rechecking, self._rechecked = True, now
             foreign = dict(self._foreign)
-        if not foreign:
-            return
+        try:
+            self._spawn(lambda: self._recheck(foreign))
+        except BaseException:
+            with self._lock:
+                self._rechecking = False  # none in flight: the next scrape starts one
+            raise
+
+    def _recheck(self, foreign: Mapping[str, str]) -> None:
+        """Drop the runs in progress elsewhere (``foreign``, as they were when it started)
+        that the history no longer says are, and read their tasks' last outcomes again: the
+        process that ran them exports no series of a task it does not hold, so their ends show
+        here or nowhere. In the thread ``_start_recheck`` started."""
+        try:
+            self._ended_elsewhere(foreign)
+        finally:
+            with self._lock:
+                self._rechecking = False
+
+    def _ended_elsewhere(self, foreign: Mapping[str, str]) -> None:
+        assert self._history is not None
         try:
             going = {record.id for record in self._history.running()}
             ended = {run: key for run, key in foreign.items() if run not in going}

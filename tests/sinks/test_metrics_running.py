@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from datetime import timedelta
 
 import pytest
@@ -17,6 +17,7 @@ import pytest
 from reconciler.core.jobs import job_manifest
 from reconciler.core.runs import JobDetails, LastOutcomes, RunRecord, RunStatus
 from reconciler.sinks.metrics import MemoryTasks, Metrics
+from reconciler.sinks.metrics_runs import RECHECK_SECONDS
 from reconciler.store import MemoryRunStore, StoreUnavailable
 from tests.helpers import definition
 from tests.jobs.test_job_runner import KEY, NAME, T0, job_task, record, until, wired
@@ -29,6 +30,24 @@ SINCE = "crontask_task_running_since_timestamp_seconds"
 FAILURE = "crontask_task_last_failure_timestamp_seconds"
 DURATION = "crontask_task_last_run_duration_seconds"
 A = "default/a"
+
+
+class Clock:
+    """A monotonic clock moved by hand, for the spacing of the checks of runs elsewhere."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def inline(work: Callable[[], None]) -> None:
+    """Run a check of the runs elsewhere in the scrape's thread, so its result shows at once."""
+    work()
 
 
 def running(metrics: Metrics, task: str) -> tuple[float | None, float | None]:
@@ -109,7 +128,8 @@ def test_a_task_that_comes_here_shows_its_run_going_on_elsewhere_until_it_ends_t
     store.claim(elsewhere)
     store.claim(mine)
     tasks = MemoryTasks()
-    metrics = Metrics(tasks, history=store, owner="h:2:me")
+    clock = Clock()
+    metrics = Metrics(tasks, history=store, owner="h:2:me", clock=clock, spawn=inline)
     assert running(metrics, A) == (None, None)
     tasks.set(definition("a"), NEXT, 60.0)  # it came here
     assert elsewhere.started_at is not None
@@ -126,6 +146,8 @@ def test_a_task_that_comes_here_shows_its_run_going_on_elsewhere_until_it_ends_t
     )
     store.complete(ended)  # at the replica that runs it: nobody here hears of it
     assert ended.finished_at is not None
+    assert running(metrics, A)[0] == 1  # checked a moment ago: not again before its time
+    clock.advance(RECHECK_SECONDS)
     assert running(metrics, A) == (0, None)
     # Its end shows here, at the task's owner, the only one that exports the task: it is
     # the newest, so its duration is the last run's.
@@ -229,7 +251,8 @@ def test_a_run_elsewhere_stays_while_the_history_cannot_be_read(
     history = Flaky(store)
     tasks = MemoryTasks()
     tasks.set(definition("a"), NEXT, 60.0)
-    metrics = Metrics(tasks, history=history, owner="h:2:me")
+    clock = Clock()
+    metrics = Metrics(tasks, history=history, owner="h:2:me", clock=clock, spawn=inline)
     assert running(metrics, A)[0] == 1
     assert elsewhere.started_at is not None
     store.complete(elsewhere.finish(RunStatus.SUCCEEDED, finished_at=elsewhere.started_at))
@@ -238,4 +261,5 @@ def test_a_run_elsewhere_stays_while_the_history_cannot_be_read(
         assert running(metrics, A)[0] == 1
     assert "cannot read the runs in progress" in caplog.text
     history.down = False
+    clock.advance(RECHECK_SECONDS)
     assert running(metrics, A) == (0, None)
