@@ -99,9 +99,13 @@ class StatusReporter:
         if keys is None:
             # A full pass follows every change of ownership: what this process knew of a task
             # another replica owns now goes stale there (its runs, the run-now values it
-            # handles), and must not be written back if the task comes back here.
+            # handles), and must not be written back if the task comes back here. Its pending
+            # write goes too: one still carrying a run-now value would record it as handled
+            # for the new owner, which would then never run it (a write already sent may
+            # still record it: that request is lost, as at ``close``).
             for key in [k for k in self._states.keys() | self._handled.keys() if not self._mine(k)]:
                 self._forget(key)
+                self._writer.forget(key)
         for key, ref in refs.items():
             before = self._refs.get(key)
             if before is not None and before.uid != ref.uid:

@@ -47,7 +47,10 @@ With replicas, a run is told of by the replica that runs it: only that replica's
 hears of its end. A scheduled slot or a catch-up runs on its task's owner (``mine``), or on the
 one that owned it a moment before (the store's claim keeps a slot from running twice), and one
 still going when its task moves to another replica is told of where it ends: the new owner
-reads that end from the run store with the task's history, as told. A manual run is told of if
+reads that end from the run store with the task's history, as told. A Job run the new owner
+adopts (``controller.jobs``: it follows the Job too, and hears the same end) is told of there
+alone: the replica it started on finds it taken over in the run store and leaves it; one that
+ended before it was adopted is told of where it ran. A manual run is told of if
 its task was this replica's when it started: one asked of a replica that does not own its task
 is not. A definition error that names no task is reported by the owner of the empty key, one
 replica. A task that leaves this replica (``after_pass``'s ``left``), or that may have run on
@@ -153,7 +156,8 @@ class Notifier:
         # abandoned.
         self._retrying: dict[str, RunRecord] = {}
         # Runs started here that are told of here (``_start``), by id, until their last attempt
-        # ends: even if their task moves on meanwhile, as no other replica hears of that end.
+        # ends: even if their task moves on meanwhile, as no other replica hears of that end
+        # (but of a Job run's, which the new owner may adopt: see ``_adopted``).
         self._started: dict[str, None] = {}
         self._reported: set[str] = set()
         self._woken: asyncio.Event | None = None
@@ -259,6 +263,8 @@ class Notifier:
             # abandoned or cut short: its run ended with the failed attempt before it, which is
             # what the message is about (the shutdown changes nothing of how the task does).
             record = retried
+        if record.job is not None and not self.mine(record.task) and await self._adopted(record):
+            return  # its Job's end is told by the replica that follows the Job now
         definition = (self._tasks or {}).get(record.task)
         failure = record.status in FAILURES
         state = self._states.get(record.task)
@@ -292,6 +298,20 @@ class Notifier:
             # what is known now would be stale when the task comes back, or another run of it
             # that was going here ends.
             self._states.pop(record.task, None)
+
+    async def _adopted(self, record: RunRecord) -> bool:
+        """Whether the Job run of ``record``, started here, was taken over by the replica its
+        task moved to (``controller.jobs.adopt_runs`` follows the Job there too, and that
+        replica's dispatcher records the same end): the run store names the new owner. A run
+        not found among the task's recent runs is taken as adopted: its task has run elsewhere
+        since."""
+        if self.history is None:
+            return False  # no run store: no replicas
+        runs = await in_thread(self.history, record.task)
+        for stored in runs:
+            if stored.id == record.id and stored.attempt == record.attempt:
+                return stored.owner != record.owner
+        return True
 
     async def _remembered(self, record: RunRecord) -> _TaskState:
         """The task's state before ``record``, from its previous runs in the store: failing
