@@ -24,12 +24,12 @@ with the failed attempt before it. Skipped slots count for nothing. A task's sta
   pass (those present at start-up are reported once).
 
 A task's state survives a restart: the first run of a task this process sees is compared with
-the task's previous runs in the run store (``history``), failing since the first of the
-failures they end with (each run judged as above: attempts cut short by the shutdown left
-out). Whether its ``failed`` message reached the receivers does not survive (it may have been
-queued, or retried, when the process stopped): so a task remembered as failing sends
-``failed`` again with its next failure, whatever ``repeatInterval`` says, marked as a reminder
-(at least once; after a restart, perhaps twice).
+the task's previous runs in the run store (``history``, read by ``notify_history``), failing
+since the first of the failures they end with (each run judged as above: attempts cut short by
+the shutdown left out). Whether its ``failed`` message reached the receivers does not survive
+(it may have been queued, or retried, when the process stopped): so a task remembered as
+failing sends ``failed`` again with its next failure, whatever ``repeatInterval`` says, marked
+as a reminder (at least once; after a restart, perhaps twice).
 
 **Runs a crash cut short** are marked ``interrupted`` (``PROCESS_DIED``) by the instance or
 replica that finds them dead, in the run store: no dispatcher's listener hears of them. A
@@ -66,24 +66,16 @@ import collections
 import dataclasses
 import fnmatch
 import logging
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Final
 
 import httpx
 
-from reconciler.aio import ended, first_of, in_thread
+from reconciler.aio import ended, first_of
 from reconciler.core.desired import Definition, DesiredState
-from reconciler.core.runs import (
-    JOB_DELETED,
-    RetriedAttempt,
-    RunRecord,
-    RunStatus,
-    Trigger,
-    died,
-    untold,
-)
-from reconciler.core.status import FAILURES, SHUTDOWN_REASON
+from reconciler.core.runs import RetriedAttempt, RunRecord, RunStatus, Trigger, died
+from reconciler.core.status import FAILURES
 from reconciler.sinks import notify_payload
 from reconciler.sinks.notify_config import Event, Notifications, Route
 
@@ -93,6 +85,7 @@ from reconciler.sinks.notify_delivery import QUEUE_MAX as QUEUE_MAX
 from reconciler.sinks.notify_delivery import SHUTDOWN_SECONDS as SHUTDOWN_SECONDS
 from reconciler.sinks.notify_delivery import TIMEOUT_SECONDS as TIMEOUT_SECONDS
 from reconciler.sinks.notify_delivery import Counter, Delivery, Message
+from reconciler.sinks.notify_history import History, TaskState, adopted, remembered, shut_down
 
 log = logging.getLogger("crontask.notify")
 
@@ -101,20 +94,7 @@ RETRYING_MAX: Final = 10_000  # failed attempts whose retry is awaited
 STARTED_MAX: Final = 100_000  # runs started here whose end is awaited
 ERRORS_PER_MESSAGE: Final = 20
 
-History = Callable[[str], Sequence[RunRecord]]  # a task's runs, newest first
 Clock = Callable[[], datetime]
-
-
-@dataclasses.dataclass
-class _TaskState:
-    failing: bool  # as the receivers were told (or, read back, may have been)
-    # When it started failing; when not failing, None, or the start of failures no message
-    # told of (read back: see ``_remembered``).
-    since: datetime | None
-    last_sent: dict[int, datetime] = dataclasses.field(default_factory=dict)  # by route
-    # Read back from the run store as failing: whether "failed" was delivered is unknown.
-    unsure: bool = False
-    newest: datetime | None = None  # the slot of the newest run looked at here
 
 
 class Notifier:
@@ -151,13 +131,13 @@ class Notifier:
         self._tasks: Mapping[str, Definition] | None = None  # until the first pass
         # Runs a crash cut short, found before the first pass: considered after it.
         self._crashed: list[RunRecord] = []
-        self._states: dict[str, _TaskState] = {}
+        self._states: dict[str, TaskState] = {}
         # Failed attempts whose retry is awaited, by run: the run's end if the retry is
         # abandoned.
         self._retrying: dict[str, RunRecord] = {}
         # Runs started here that are told of here (``_start``), by id, until their last attempt
         # ends: even if their task moves on meanwhile, as no other replica hears of that end
-        # (but of a Job run's, which the new owner may adopt: see ``_adopted``).
+        # (but of a Job run's, which the new owner may adopt: see ``notify_history.adopted``).
         self._started: dict[str, None] = {}
         self._reported: set[str] = set()
         self._woken: asyncio.Event | None = None
@@ -256,20 +236,26 @@ class Notifier:
                 del self._retrying[next(iter(self._retrying))]
             return
         retried = self._retrying.pop(record.id, None)
-        if record.status is RunStatus.SKIPPED or _shut_down(record):
+        if record.status is RunStatus.SKIPPED or shut_down(record):
             if retried is None:
                 return  # a slot skipped, or a run the shutdown cut short: nothing ended
             # A retry that will not happen (Replaced, TaskChanged, ...), or that the shutdown
             # abandoned or cut short: its run ended with the failed attempt before it, which is
             # what the message is about (the shutdown changes nothing of how the task does).
             record = retried
-        if record.job is not None and not self.mine(record.task) and await self._adopted(record):
+        if (
+            record.job is not None
+            and not self.mine(record.task)
+            and await adopted(self.history, record)
+        ):
             return  # its Job's end is told by the replica that follows the Job now
         definition = (self._tasks or {}).get(record.task)
         failure = record.status in FAILURES
         state = self._states.get(record.task)
         if state is None:
-            state = await self._remembered(record)
+            state = await remembered(
+                self.history, record, limit=self._retry_limit, crashes_told=self.crashes_told
+            )
             self._states[record.task] = state
         if died(record) and state.newest is not None and record.scheduled_at < state.newest:
             # A crash told late (taken over from a crontask that does not declare the task)
@@ -299,68 +285,10 @@ class Notifier:
             # that was going here ends.
             self._states.pop(record.task, None)
 
-    async def _adopted(self, record: RunRecord) -> bool:
-        """Whether the Job run of ``record``, started here, was taken over by the replica its
-        task moved to (``controller.jobs.adopt_runs`` follows the Job there too, and that
-        replica's dispatcher records the same end): the run store names the new owner. A run
-        not found among the task's recent runs is taken as adopted: its task has run elsewhere
-        since."""
-        if self.history is None:
-            return False  # no run store: no replicas
-        runs = await in_thread(self.history, record.task)
-        for stored in runs:
-            if stored.id == record.id and stored.attempt == record.attempt:
-                return stored.owner != record.owner
-        return True
-
-    async def _remembered(self, record: RunRecord) -> _TaskState:
-        """The task's state before ``record``, from its previous runs in the store: failing
-        since the first of the failures that end the history read (as far as that goes); not
-        failing, as far as the receivers know, if no notifier can have told of any of them
-        (each a run whose process died during it), but failing since the first of them."""
-        if self.history is None:
-            return _TaskState(False, None)
-        try:
-            runs = await in_thread(self.history, record.task)
-        except Exception as err:
-            log.warning(
-                "notifications: cannot read the task's previous run; taking it as ok",
-                extra={"fields": {"task": record.task, "error": str(err)[:200]}},
-            )
-            return _TaskState(False, None)
-        since: datetime | None = None
-        failing = told = False
-        judged: set[str] = {record.id}
-        cut: set[str] = set()  # runs whose retry the shutdown cut
-        definition = (self._tasks or {}).get(record.task)
-        limit = definition.task.spec.retry.limit if definition else 0
-        for previous in runs:
-            # Each run by its newest attempt (newest first): an earlier attempt was retried.
-            if previous.id in judged:
-                continue
-            if _shut_down(previous):
-                # Counts for nothing, as in _consider: the run is judged by the attempt before
-                # it, if any (a failure whose retry the shutdown abandoned or cut short, which
-                # was notified then).
-                cut.add(previous.id)
-                continue
-            judged.add(previous.id)
-            abandoned = previous.status is RunStatus.SKIPPED and previous.trigger is Trigger.RETRY
-            if previous.status is RunStatus.RUNNING or (
-                previous.status is RunStatus.SKIPPED and not abandoned
-            ):
-                continue
-            if not abandoned and previous.status not in FAILURES:
-                break
-            failing, since = True, previous.finished_at or since
-            lost = previous.id not in cut and _retry_lost(previous, limit)
-            # Handed to ``crashed``, unless the crontask that found it did not declare its
-            # task (``controller.heartbeat``: it says so in the record).
-            unheard = died(previous) and (not self.crashes_told or untold(previous))
-            told = told or not (unheard or lost)
-        if failing and not told:
-            return _TaskState(False, since)
-        return _TaskState(failing, since, unsure=failing)
+    def _retry_limit(self, key: str) -> int:
+        """The retry limit in force now for ``key`` (0 if it is not declared)."""
+        definition = (self._tasks or {}).get(key)
+        return definition.task.spec.retry.limit if definition else 0
 
     def _route(
         self,
@@ -368,7 +296,7 @@ class Notifier:
         definition: Definition | None,
         event: Event,
         reminder: bool,
-        state: _TaskState,
+        state: TaskState,
         now: datetime,
     ) -> None:
         kind = definition.location.source if definition else None
@@ -491,28 +419,12 @@ class Notifier:
             self.considered += 1
 
 
-def _shut_down(record: RunRecord) -> bool:
-    """Whether ``record``'s run was interrupted by crontask's own shutdown (counts for
-    nothing: it says nothing about the task)."""
-    return record.status is RunStatus.INTERRUPTED and record.reason == SHUTDOWN_REASON
-
-
 def _tail(record: RunRecord) -> RunRecord:
     """``record`` with only what a message can say of its output: 10 000 waiting records are
     then 20 MB, not 640."""
     if len(record.output) <= notify_payload.OUTPUT_TAIL:
         return record
     return dataclasses.replace(record, output=record.output[-notify_payload.OUTPUT_TAIL :])
-
-
-def _retry_lost(record: RunRecord, limit: int) -> bool:
-    """Whether ``record``, the newest attempt of its run, failed with a retry to follow that
-    never came: crontask died while the retry waited (nothing of a waiting retry is stored), so
-    the failure was handed on as retried and no notifier told of it. Judged by the retry limit
-    in force now, the only one left to read. Not an attempt no retry follows whatever the
-    limit: one replaced, or whose Job went before its end was seen."""
-    retried = record.status in (RunStatus.FAILED, RunStatus.TIMED_OUT)
-    return retried and record.reason not in ("Replaced", JOB_DELETED) and record.attempt <= limit
 
 
 def _matches(route: Route, key: str, kind: str | None) -> bool:

@@ -1,0 +1,130 @@
+"""What the notifier reads of a task's past in the run store (``history``), and how it judges it.
+
+``notify`` keeps, for each task, the state its receivers were told (:class:`TaskState`). It
+reads that state back from the task's previous runs the first time it looks at one of the
+task's runs (after a restart, or after the task came back to this replica):
+:func:`remembered`, failing since the first of the failures the history ends with, each run
+judged by its newest attempt, runs the shutdown cut short left out (:func:`shut_down`), and
+not failing as far as the receivers know if no notifier can have told of any of those
+failures: runs a crash cut short that nobody was handed, and failures whose retry was lost
+with the process (``_retry_lost``). With replicas, it also reads there whether a Job run
+started here was taken over by the task's new owner (:func:`adopted`), which then tells of it.
+
+Each read runs in a thread (the store is blocking) on the notifier's component, never on the
+event loop's O(1) calls.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Callable, Sequence
+from datetime import datetime
+
+from reconciler.aio import in_thread
+from reconciler.core.runs import JOB_DELETED, RunRecord, RunStatus, Trigger, died, untold
+from reconciler.core.status import FAILURES, SHUTDOWN_REASON
+
+log = logging.getLogger("crontask.notify")
+
+History = Callable[[str], Sequence[RunRecord]]  # a task's runs, newest first
+
+
+@dataclasses.dataclass
+class TaskState:
+    failing: bool  # as the receivers were told (or, read back, may have been)
+    # When it started failing; when not failing, None, or the start of failures no message
+    # told of (read back: see ``remembered``).
+    since: datetime | None
+    last_sent: dict[int, datetime] = dataclasses.field(default_factory=dict)  # by route
+    # Read back from the run store as failing: whether "failed" was delivered is unknown.
+    unsure: bool = False
+    newest: datetime | None = None  # the slot of the newest run looked at here
+
+
+async def adopted(history: History | None, record: RunRecord) -> bool:
+    """Whether the Job run of ``record``, started here, was taken over by the replica its
+    task moved to (``controller.jobs.adopt_runs`` follows the Job there too, and that
+    replica's dispatcher records the same end): the run store names the new owner. A run
+    not found among the task's recent runs is taken as adopted: its task has run elsewhere
+    since."""
+    if history is None:
+        return False  # no run store: no replicas
+    runs = await in_thread(history, record.task)
+    for stored in runs:
+        if stored.id == record.id and stored.attempt == record.attempt:
+            return stored.owner != record.owner
+    return True
+
+
+async def remembered(
+    history: History | None,
+    record: RunRecord,
+    *,
+    limit: Callable[[str], int],
+    crashes_told: bool,
+) -> TaskState:
+    """The task's state before ``record``, from its previous runs in the store: failing
+    since the first of the failures that end the history read (as far as that goes); not
+    failing, as far as the receivers know, if no notifier can have told of any of them
+    (each a run whose process died during it), but failing since the first of them.
+    ``limit``: a task's retry limit in force, asked once the runs are read (a pass may have
+    come meanwhile); ``crashes_told``: the notifier's (see ``crashed``)."""
+    if history is None:
+        return TaskState(False, None)
+    try:
+        runs = await in_thread(history, record.task)
+    except Exception as err:
+        log.warning(
+            "notifications: cannot read the task's previous run; taking it as ok",
+            extra={"fields": {"task": record.task, "error": str(err)[:200]}},
+        )
+        return TaskState(False, None)
+    since: datetime | None = None
+    failing = told = False
+    judged: set[str] = {record.id}
+    cut: set[str] = set()  # runs whose retry the shutdown cut
+    retry_limit = limit(record.task)
+    for previous in runs:
+        # Each run by its newest attempt (newest first): an earlier attempt was retried.
+        if previous.id in judged:
+            continue
+        if shut_down(previous):
+            # Counts for nothing, as in the notifier's _consider: the run is judged by the
+            # attempt before it, if any (a failure whose retry the shutdown abandoned or cut
+            # short, which was notified then).
+            cut.add(previous.id)
+            continue
+        judged.add(previous.id)
+        abandoned = previous.status is RunStatus.SKIPPED and previous.trigger is Trigger.RETRY
+        if previous.status is RunStatus.RUNNING or (
+            previous.status is RunStatus.SKIPPED and not abandoned
+        ):
+            continue
+        if not abandoned and previous.status not in FAILURES:
+            break
+        failing, since = True, previous.finished_at or since
+        lost = previous.id not in cut and _retry_lost(previous, retry_limit)
+        # Handed to ``crashed``, unless the crontask that found it did not declare its
+        # task (``controller.heartbeat``: it says so in the record).
+        unheard = died(previous) and (not crashes_told or untold(previous))
+        told = told or not (unheard or lost)
+    if failing and not told:
+        return TaskState(False, since)
+    return TaskState(failing, since, unsure=failing)
+
+
+def shut_down(record: RunRecord) -> bool:
+    """Whether ``record``'s run was interrupted by crontask's own shutdown (counts for
+    nothing: it says nothing about the task)."""
+    return record.status is RunStatus.INTERRUPTED and record.reason == SHUTDOWN_REASON
+
+
+def _retry_lost(record: RunRecord, limit: int) -> bool:
+    """Whether ``record``, the newest attempt of its run, failed with a retry to follow that
+    never came: crontask died while the retry waited (nothing of a waiting retry is stored), so
+    the failure was handed on as retried and no notifier told of it. Judged by the retry limit
+    in force now, the only one left to read. Not an attempt no retry follows whatever the
+    limit: one replaced, or whose Job went before its end was seen."""
+    retried = record.status in (RunStatus.FAILED, RunStatus.TIMED_OUT)
+    return retried and record.reason not in ("Replaced", JOB_DELETED) and record.attempt <= limit
