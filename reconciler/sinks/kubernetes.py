@@ -276,66 +276,78 @@ class StatusWriter:
             if not patch:
                 self.skipped += 1
                 self._known[key] = base
-                self._not_before.pop(key, None)
-                _notify(submission, None)
+                self._settled(submission, None)
                 return
             if not self._bucket.take(self._stop):
                 return
             try:
-                written = self._objects.patch_namespaced_custom_object_status(
-                    API_GROUP,
-                    VERSION,
-                    ref.namespace,
-                    PLURAL,
-                    ref.name,
-                    # The version the patch was computed from: a write made meanwhile by
-                    # anyone makes the server answer 409 instead of losing it.
-                    {"metadata": {"resourceVersion": base.resource_version}, "status": patch},
-                    _content_type=MERGE_PATCH,
-                    _request_timeout=(10, 30),
-                    _preload_content=False,
-                )
+                written = self._patch(ref, base.resource_version, patch)
             except ApiException as err:
                 if err.status == 404:
-                    self._known.pop(key, None)
-                    self._not_before.pop(key, None)
-                    _notify(submission, None)
+                    self._settled(submission, None, gone=True)
                     return
                 if err.status == 409:
                     self.conflicts += 1
                     if not self._reread(ref):
                         # Deleted, or deleted and created again under the same name: this
                         # status was the old object's (the new one gets its own).
-                        self._known.pop(key, None)
-                        self._not_before.pop(key, None)
-                        _notify(submission, None)
+                        self._settled(submission, None, gone=True)
                         return
                     continue  # at once: the fresh state is what the next attempt works on
                 if err.status not in (429, 500, 502, 503, 504):
                     self.failures += 1
-                    self._not_before.pop(key, None)
                     log.warning(
                         "status write refused",
                         extra={"fields": {"task": key, "status": err.status, "error": err.reason}},
                     )
-                    _notify(submission, None)
+                    self._settled(submission, None)
                     return
             except Exception as err:  # connection refused, reset, timeout
                 log.debug("status write error", extra={"fields": {"task": key, "error": err}})
             else:
                 self.writes += 1
-                self._not_before.pop(key, None)
                 self._known[key] = _seen(ref.uid, _decoded(written)) or _Seen(
                     ref.uid, base.resource_version, {**current, **patch}
                 )
-                _notify(submission, patch)
+                self._settled(submission, patch)
                 return
             if self._stop.wait(random.uniform(delay / 2, delay)):  # noqa: S311 - jitter
                 return
             delay = min(self._max_backoff, delay * 2)
         self.failures += 1
-        # The API server keeps failing: try again later (a newer submission, if any, wins),
-        # rather than leave a stale status until the task's next change.
+        self._retry_later(submission)
+
+    def _patch(self, ref: ObjectRef, resource_version: str, patch: dict[str, Any]) -> Any:
+        """One merge patch of the object's status, answered undecoded."""
+        return self._objects.patch_namespaced_custom_object_status(
+            API_GROUP,
+            VERSION,
+            ref.namespace,
+            PLURAL,
+            ref.name,
+            # The version the patch was computed from: a write made meanwhile by anyone makes
+            # the server answer 409 instead of losing it.
+            {"metadata": {"resourceVersion": resource_version}, "status": patch},
+            _content_type=MERGE_PATCH,
+            _request_timeout=(10, 30),
+            _preload_content=False,
+        )
+
+    def _settled(
+        self, submission: _Submission, patch: dict[str, Any] | None, *, gone: bool = False
+    ) -> None:
+        """``submission`` is over: written (``patch``), or not to be written (None); ``gone``:
+        the object is gone, or another one has its name (what is known of it goes too)."""
+        key = submission.ref.key
+        if gone:
+            self._known.pop(key, None)
+        self._not_before.pop(key, None)
+        _notify(submission, patch)
+
+    def _retry_later(self, submission: _Submission) -> None:
+        """The API server keeps failing: try again later (a newer submission, if any, wins),
+        rather than leave a stale status until the task's next change."""
+        key = submission.ref.key
         with self._cond:
             newer = self._pop(key)
             if newer is not None:
