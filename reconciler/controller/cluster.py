@@ -182,47 +182,10 @@ class Cluster:
         # interval (a replica past its deadline must still be able to renew, and resume).
         left = self._last_renewal + self.timing.renew_deadline - self._monotonic()
         budget = max(left, self.timing.renew_interval)
-        if self._renewal is None:
-            # The deadline counts from when the renewal began, as client-go's leader election
-            # counts it: the record it writes is no newer than that.
-            started = self._monotonic()
-            task = asyncio.ensure_future(
-                in_thread(self.membership.renew, dataclasses.replace(announcement, budget=budget))
-            )
-            task.add_done_callback(_retrieved)
-            self._renewal = (started, task)
-        started, renewal = self._renewal
-        until, waited = self._monotonic() + budget, 0.0
-        while not renewal.done():
-            # Woken at least every interval, and at the renew deadline, to read the clock: the
-            # deadline fences this replica while the renewal is still in flight (which may
-            # then lift it), and a renewal in flight past its budget counts as failed. (The
-            # time waited is counted too, for a monotonic clock that a test moves by hand.)
-            self._fence_if_late()
-            wait = min(until - self._monotonic(), budget - waited, self.timing.renew_interval)
-            if wait <= 0:
-                self._renewal_failed(MembershipUnavailable("the renewal is still in flight"))
-                return False
-            if self.dispatcher.paused is None:  # then the deadline is ahead
-                deadline = self._last_renewal + self.timing.renew_deadline
-                wait = min(wait, deadline - self._monotonic())
-            await asyncio.wait({renewal}, timeout=wait)
-            waited += wait
-        self._renewal = None
-        try:
-            members = renewal.result()
-        except MembershipUnavailable as err:
-            self._renewal_failed(err)
+        answered = await self._answer(announcement, budget)
+        if answered is None:
             return False
-        except Exception as err:  # a defect, or a record nobody foresaw: fence, never exit
-            log.error(
-                "membership renewal raised an unexpected error",
-                exc_info=err if repr(err) != self._unexpected else None,
-            )
-            self._unexpected = repr(err)
-            self._renewal_failed(MembershipUnavailable(f"{type(err).__name__}: {err}"))
-            return False
-        self._unexpected = None
+        started, members = answered
         if self._monotonic() - started >= self.timing.renew_deadline:
             # Answered, but so late that the others may judge the record it wrote as old.
             self._renewal_failed(MembershipUnavailable("the renewal was answered too late"))
@@ -254,6 +217,56 @@ class Cluster:
             self._report()
             self.reconciler.catch_up_unstarted()
         return True
+
+    async def _answer(
+        self, announcement: Announcement, budget: float
+    ) -> tuple[float, list[Member]] | None:
+        """The members a renewal answered, and when it began (its own, started here, or the
+        one a tick before left in flight); None if it failed or was not answered within
+        ``budget`` (then the next tick awaits it still: it is never started twice).
+        """
+        if self._renewal is None:
+            # The deadline counts from when the renewal began, as client-go's leader election
+            # counts it: the record it writes is no newer than that.
+            started = self._monotonic()
+            task = asyncio.ensure_future(
+                in_thread(self.membership.renew, dataclasses.replace(announcement, budget=budget))
+            )
+            task.add_done_callback(_retrieved)
+            self._renewal = (started, task)
+        started, renewal = self._renewal
+        until, waited = self._monotonic() + budget, 0.0
+        while not renewal.done():
+            # Woken at least every interval, and at the renew deadline, to read the clock: the
+            # deadline fences this replica while the renewal is still in flight (which may
+            # then lift it), and a renewal in flight past its budget counts as failed. (The
+            # time waited is counted too, for a monotonic clock that a test moves by hand.)
+            self._fence_if_late()
+            wait = min(until - self._monotonic(), budget - waited, self.timing.renew_interval)
+            if wait <= 0:
+                self._renewal_failed(MembershipUnavailable("the renewal is still in flight"))
+                return None
+            if self.dispatcher.paused is None:  # then the deadline is ahead
+                deadline = self._last_renewal + self.timing.renew_deadline
+                wait = min(wait, deadline - self._monotonic())
+            await asyncio.wait({renewal}, timeout=wait)
+            waited += wait
+        self._renewal = None
+        try:
+            members = renewal.result()
+        except MembershipUnavailable as err:
+            self._renewal_failed(err)
+            return None
+        except Exception as err:  # a defect, or a record nobody foresaw: fence, never exit
+            log.error(
+                "membership renewal raised an unexpected error",
+                exc_info=err if repr(err) != self._unexpected else None,
+            )
+            self._unexpected = repr(err)
+            self._renewal_failed(MembershipUnavailable(f"{type(err).__name__}: {err}"))
+            return None
+        self._unexpected = None
+        return started, members
 
     # -- what a renewal leads to ------------------------------------------------------------
 
