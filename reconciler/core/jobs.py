@@ -7,9 +7,10 @@ Contract:
   name>-<unix seconds of the slot>``, ``-m<microseconds>`` for a manual run's sub-second slot,
   ``-<attempt>`` from the second attempt on. When the Job's namespace is not the task's (a task
   from a folder, git or the API), or the name would be too long, the task name is cut and
-  followed by a short hash of the task key, so that two tasks never share a Job name. A second
-  create of the same name is refused by the API server: that is what keeps a slot from becoming
-  two Jobs (Kubernetes' CronJob controller does the same).
+  followed by a hash of the task key (16 hex digits; a name that ends as a hashed one does is
+  hashed too), so that two tasks never share a Job name. A second create of the same name is
+  refused by the API server: that is what keeps a slot from becoming two Jobs (Kubernetes'
+  CronJob controller does the same).
 - :func:`job_manifest` builds the Job from the task's ``spec.job`` and the run record: the
   user's JobSpec unchanged except for ``restartPolicy`` (``Never`` when unset, so a failed pod
   and its log stay) and ``activeDeadlineSeconds`` (``timeoutSeconds`` when unset, so a stuck
@@ -65,6 +66,11 @@ SCHEDULED_ANNOTATION: Final = PREFIX + "scheduled-time"
 DEFAULT_CONTAINER: Final = "kubectl.kubernetes.io/default-container"
 JOB_API_VERSION: Final = "batch/v1"
 MAX_NAME: Final = 63
+# The key's hash in a Job's name: 16 hex digits (64 bits), so that no one can choose a task
+# key whose Jobs take another task's names; crontask gave 8 before, still recognised.
+HASH_SIZE: Final = 16
+OLD_HASH: Final = 8
+_LOOKS_HASHED: Final = re.compile(rf"-[0-9a-f]{{{HASH_SIZE}}}$")
 
 
 def _hash(text: str, size: int = 8) -> str:
@@ -85,6 +91,21 @@ def label_value(text: str) -> str:
 def job_name(key: str, scheduled_at: datetime, attempt: int, *, qualified: bool) -> str:
     """The Job of ``attempt`` of the run of ``key`` at ``scheduled_at`` (module docstring).
     ``qualified``: the Job lives outside the task's namespace, so the key's hash is added."""
+    return _job_name(key, scheduled_at, attempt, qualified, legacy=False)
+
+
+def job_names(key: str, scheduled_at: datetime, attempt: int, *, qualified: bool) -> set[str]:
+    """The names a Job of that attempt may have: :func:`job_name`'s, and the one an earlier
+    crontask gave it (an 8-character hash, and never to a name that looks hashed), so that
+    the Jobs it left are still followed and cleaned."""
+    return {
+        _job_name(key, scheduled_at, attempt, qualified, legacy=legacy) for legacy in (False, True)
+    }
+
+
+def _job_name(
+    key: str, scheduled_at: datetime, attempt: int, qualified: bool, *, legacy: bool
+) -> str:
     name = key.partition("/")[2]
     at = scheduled_at.astimezone(UTC)
     suffix = f"-{int(at.timestamp())}"
@@ -93,9 +114,14 @@ def job_name(key: str, scheduled_at: datetime, attempt: int, *, qualified: bool)
     if attempt > 1:
         suffix += f"-{attempt}"
     room = MAX_NAME - len(suffix)
-    if not qualified and len(name) <= room:
+    # A name that ends as a hashed one does (``-`` and 16 hex digits) is hashed too: a task
+    # named ``nightly-<hash of "ops/nightly">`` would otherwise take the Jobs' names of the
+    # task ``ops/nightly`` whose Jobs go to its namespace. The suffix cannot end a hashed
+    # name's part (it starts with ten digits, or an ``m``, or is an attempt of at most 4).
+    if not qualified and len(name) <= room and (legacy or not _LOOKS_HASHED.search(name)):
         return name + suffix
-    return f"{name[: room - 9].rstrip('-')}-{_hash(key)}{suffix}"
+    size = OLD_HASH if legacy else HASH_SIZE
+    return f"{name[: room - size - 1].rstrip('-')}-{_hash(key, size)}{suffix}"
 
 
 def job_namespace(definition: Definition, default: str) -> str:
@@ -211,7 +237,7 @@ def run_in(
 ) -> JobRun | None:
     """The run of ``task`` that ``job`` is, if it can be one: None unless the Job is in
     ``namespace`` (where the task's Jobs go), its run id is a slot of ``task``, its name is
-    the one :func:`job_name` gives that slot and attempt there, and (``owner_uid`` given: a
+    one :func:`job_names` gives that slot and attempt there, and (``owner_uid`` given: a
     task read from a CronTask) its controller ownerReference is that object (no owner: no
     CronTask controls it). Anyone who may create a Job anywhere crontask watches can write the
     annotations; none of this."""
@@ -220,7 +246,7 @@ def run_in(
     if run is None or run.task != task or meta.get("namespace") != namespace:
         return None
     qualified = namespace != split_key(task)[0]
-    if meta.get("name") != job_name(task, run.scheduled_at, run.attempt, qualified=qualified):
+    if meta.get("name") not in job_names(task, run.scheduled_at, run.attempt, qualified=qualified):
         return None
     owners = meta.get("ownerReferences") or ()
     controller = [o for o in owners if isinstance(o, dict) and o.get("controller") is True]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -14,10 +15,12 @@ from reconciler.core.jobs import (
     finished,
     job_manifest,
     job_name,
+    job_names,
     job_namespace,
     label_value,
     main_container,
     outcome_of,
+    run_in,
     run_of,
 )
 from reconciler.core.model import CronTask
@@ -91,6 +94,64 @@ def test_names_stay_unique_and_within_63_characters() -> None:
     assert job_name("ops/backup", T0, 1, qualified=True) != job_name(
         "dev/backup", T0, 1, qualified=True
     )
+
+
+def key_hash(key: str, size: int) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()[:size]
+
+
+def test_a_task_named_after_another_tasks_hash_does_not_take_its_job_names() -> None:
+    # ops/nightly, from a folder, runs its Jobs in namespace batch: its names carry its key's
+    # hash. A CronTask made in batch and named that way would have had the very same names
+    # (its Jobs go to its own namespace, unhashed): the second create got 409 JobNameTaken.
+    folder = job_name("ops/nightly", T0, 1, qualified=True)
+    posing = "batch/nightly-" + key_hash("ops/nightly", 16)
+    assert folder == f"nightly-{key_hash('ops/nightly', 16)}-1796040000"
+    for attempt in (1, 2, 1000):
+        for at in (T0, T0 + timedelta(microseconds=5)):
+            assert job_name(posing, at, attempt, qualified=False) != job_name(
+                "ops/nightly", at, attempt, qualified=True
+            )
+    # Hashed itself, it is still a name of its own task's.
+    assert job_name(posing, T0, 1, qualified=False).startswith(posing.partition("/")[2] + "-")
+
+
+def test_job_names_stay_distinct_when_names_are_made_of_other_keys_hashes() -> None:
+    keys = ["ops/nightly", "dev/nightly", "ops/" + "n" * 60, "ops/" + "n" * 59 + "m"]
+    keys += [f"batch/nightly-{key_hash(k, size)}" for k in keys for size in (8, 16)]
+    keys += [f"batch/{k.partition('/')[2][:30]}-{key_hash(k, 16)}" for k in keys[2:4]]
+    assert len(set(keys)) == len(keys)
+    for at in (T0, T0 + timedelta(microseconds=123456)):
+        for attempt in (1, 7):
+            # The Jobs of every task go to namespace batch: its own tasks' unqualified.
+            names = [job_name(k, at, attempt, qualified=not k.startswith("batch/")) for k in keys]
+            assert len(set(names)) == len(names)
+            assert all(len(n) <= 63 and DNS1123.match(n) for n in names)
+
+
+def test_jobs_named_by_an_earlier_crontask_are_still_the_tasks_runs() -> None:
+    # Before, the hash had 8 hex digits and a name ending like a hash was left as it was: a
+    # Job running across the upgrade, or kept by the history limits, is still followed.
+    long_key = "ops/" + "x" * 60
+    looks_hashed = "ops/report-" + "0123456789abcdef"
+    earlier = {
+        ("ops/nightly", True): f"nightly-{key_hash('ops/nightly', 8)}-1796040000",
+        (long_key, False): f"{'x' * 43}-{key_hash(long_key, 8)}-1796040000",
+        (looks_hashed, False): "report-0123456789abcdef-1796040000",
+    }
+    for (key, qualified), name in earlier.items():
+        assert name != job_name(key, T0, 1, qualified=qualified)
+        assert name in job_names(key, T0, 1, qualified=qualified)
+        namespace, task_name = key.split("/")
+        where = "batch" if qualified else namespace
+        definition = job_task(task_name, namespace, job={"spec": {"template": {"spec": POD}}})
+        run = record(key)
+        job = job_manifest(definition, run, namespace=where, name=name, env={})
+        found = run_in(job, key, where)
+        assert found is not None
+        assert found.run_id == run.id
+        job["metadata"]["name"] = name.replace("1796040000", "1796040001")
+        assert run_in(job, key, where) is None
 
 
 @pytest.mark.parametrize(
