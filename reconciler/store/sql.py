@@ -61,6 +61,8 @@ from reconciler.store.sql_schema import (
     BEGIN_OPTION,
     NEWEST_FIRST,
     SQLITE_BUSY_TIMEOUT,
+    WAIT_OPTION,
+    WRITE_LOCK_WAIT,
     RolledBack,
     create_engine,
     is_unique_violation,
@@ -92,7 +94,7 @@ _LOCK_TASKS: Final = sa.text(
     "SELECT count(pg_advisory_xact_lock(:kind, hashtext(t))) "
     "FROM (SELECT unnest(CAST(:tasks AS text[])) AS t ORDER BY 1) AS sorted"
 )
-
+_LOCK_WAIT: Final = sa.text("SELECT set_config('lock_timeout', :ms, true)")
 
 _c = runs.c
 # The records mark_interrupted ended with the note UNTOLD (see RunStore.untold): the
@@ -181,6 +183,8 @@ class SqlRunStore:
             if self._sqlite:
                 conn.execution_options(**{BEGIN_OPTION: "IMMEDIATE"})
             tx = conn.begin()
+            if not self._sqlite:
+                conn.execute(_LOCK_WAIT, {"ms": "0"})
             for statement in (self._claim_stmt, self._save_stmt):
                 conn.execute(statement, rows[:1]).close()
                 conn.execute(statement, rows).close()
@@ -189,13 +193,20 @@ class SqlRunStore:
     # -- connections ---------------------------------------------------------------------------
 
     @contextlib.contextmanager
-    def _tx(self, *, write: bool) -> Iterator[Connection]:
+    def _tx(self, *, write: bool, wait: timedelta | None = None) -> Iterator[Connection]:
+        """A transaction; ``wait``: how long a write waits for a lock another holds (else
+        SQLite's busy timeout, PostgreSQL's lock_timeout: none)."""
         if self._closed:
             raise RuntimeError("the run store is closed")
+        ms = None if wait is None else int(wait.total_seconds() * 1000)
         with translated_errors(), self._engine.connect() as conn:
             if write and self._sqlite:
                 conn.execution_options(**{BEGIN_OPTION: "IMMEDIATE"})
+                if ms is not None:
+                    conn.execution_options(**{WAIT_OPTION: ms})
             with conn.begin():
+                if ms is not None and not self._sqlite:
+                    conn.execute(_LOCK_WAIT, {"ms": str(ms)})  # until the transaction ends
                 yield conn
 
     def _write(self, work: Callable[[Connection], _T]) -> _T:
@@ -206,7 +217,7 @@ class SqlRunStore:
         attempts = _WRITE_ATTEMPTS
         while True:
             try:
-                with self._tx(write=True) as conn:
+                with self._tx(write=True, wait=WRITE_LOCK_WAIT) as conn:
                     return work(conn)
             except RolledBack:
                 attempts -= 1

@@ -29,6 +29,14 @@ from reconciler.store.base import StoreUnavailable
 from reconciler.store.records import utc
 
 SQLITE_BUSY_TIMEOUT: Final = timedelta(seconds=30)
+# How long a write of a run's record (a claim, a save) waits for a lock someone else holds: a
+# run waits for its claim, and the recorder writes one batch at a time, so another process
+# holding the write lock (an ``sqlite3`` shell in a transaction, a ``LOCK TABLE``) stopped
+# every run of every task for as long. Past it the store is unavailable: the runs start
+# anyway and their records wait (``controller.recorder``). Background work (pruning, the
+# migrations) waits the longer SQLITE_BUSY_TIMEOUT, PostgreSQL's default of no limit.
+WRITE_LOCK_WAIT: Final = timedelta(seconds=2)
+WAIT_OPTION: Final = "crontask_lock_wait_ms"
 PG_CONNECT_TIMEOUT_S: Final = 10
 # libpq's socket settings, unless the URL gives its own. A server cut off by the network (not
 # refusing: silent) held each call for as long as the kernel retransmits, about 15 minutes:
@@ -240,7 +248,7 @@ def _sqlite_on_connect(dbapi_connection: DBAPIConnection, _record: ConnectionPoo
     cursor = dbapi_connection.cursor()
     try:
         # busy_timeout first: switching to WAL itself needs a lock another process may hold.
-        cursor.execute(f"PRAGMA busy_timeout = {int(SQLITE_BUSY_TIMEOUT.total_seconds() * 1000)}")
+        cursor.execute(f"PRAGMA busy_timeout = {_busy_ms()}")
         cursor.execute("PRAGMA journal_mode = WAL")
         cursor.execute("PRAGMA foreign_keys = ON")
         # NORMAL is durable across process crashes in WAL mode (only an OS crash or power loss
@@ -250,8 +258,22 @@ def _sqlite_on_connect(dbapi_connection: DBAPIConnection, _record: ConnectionPoo
         cursor.close()
 
 
+def _busy_ms() -> int:
+    return int(SQLITE_BUSY_TIMEOUT.total_seconds() * 1000)
+
+
 def _sqlite_on_begin(conn: Connection) -> None:
-    mode = conn.get_execution_options().get(BEGIN_OPTION, "DEFERRED")
+    options = conn.get_execution_options()
+    mode = options.get(BEGIN_OPTION, "DEFERRED")
+    if mode == "IMMEDIATE":
+        # busy_timeout is the connection's, and a pooled connection serves both kinds of
+        # write: set before a write's BEGIN when its wait is not the connection's last.
+        default = _busy_ms()
+        wait = int(options.get(WAIT_OPTION, default))
+        info = conn.connection.info
+        if info.get(WAIT_OPTION, default) != wait:
+            conn.exec_driver_sql(f"PRAGMA busy_timeout = {wait}")
+            info[WAIT_OPTION] = wait
     conn.exec_driver_sql(f"BEGIN {mode}")
 
 

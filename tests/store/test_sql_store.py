@@ -25,6 +25,7 @@ from reconciler.store import (
     RunStore,
     StoreUnavailable,
     open_store,
+    sql,
     sql_retention,
     sql_schema,
     sql_summaries,
@@ -187,11 +188,10 @@ def test_a_reader_opens_the_store_without_its_write_lock(
         holder.join()
 
 
-def test_sqlite_lock_held_past_the_busy_timeout_is_store_unavailable(
+def test_sqlite_lock_held_past_a_runs_lock_wait_is_store_unavailable(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # Read where engines are made.
-    monkeypatch.setattr(sql_schema, "SQLITE_BUSY_TIMEOUT", timedelta(milliseconds=100))
+    monkeypatch.setattr(sql, "WRITE_LOCK_WAIT", timedelta(milliseconds=100))
     store = open_store(sqlite_url(tmp_path))
     try:
         holder, _ = _hold_write_lock(tmp_path / "runs.db", 1.0)
