@@ -48,14 +48,16 @@ def open_store(url: str, *, writer: bool = False, existing: bool = False) -> Run
     """Open the store at ``url``, creating and migrating it to the current schema as needed.
     ``writer``: the caller will claim and save runs (see ``SqlRunStore.open``). ``existing``:
     open a SQLite file only if it is there, and create or change nothing (a reader, who may
-    be reading another user's store); without it a SQLite file and its folder are made
+    be reading another user's store): a schema older than this code's is IncompatibleSchema,
+    not upgraded; without it a SQLite file and its folder are made
     private, or refused, as ``reconciler.statedir`` says.
 
     ``memory://`` -> a fresh :class:`MemoryRunStore`; ``sqlite:///PATH`` and
     ``postgresql+psycopg://USER:PASS@HOST:PORT/DB`` -> a :class:`SqlRunStore`. Raises
     :class:`StoreUnavailable` if the database cannot be reached, :class:`IncompatibleSchema` if
-    a newer crontask migrated it, ``ValueError`` for an unsupported URL, ``statedir.Refused``
-    or OSError for a SQLite file or folder that cannot be used.
+    a newer crontask migrated it (or an older one, for a reader), ``ValueError`` for an
+    unsupported URL, ``statedir.Refused`` or OSError for a SQLite file or folder that cannot be
+    used.
     """
     if url == MEMORY_URL:
         return MemoryRunStore()

@@ -130,7 +130,8 @@ class SqlRunStore:
 
     @classmethod
     def open(cls, url: str, *, writer: bool = False, existing: bool = False) -> SqlRunStore:
-        """Connect to ``url``, migrate the schema to HEAD, return the store. ``writer``: this
+        """Connect to ``url``, migrate the schema to HEAD (``existing``: only check that it is
+        there), return the store. ``writer``: this
         process will claim and save runs (``crontask run``), so those statements are compiled
         now (see ``_compile_writes``); a reader (``crontask runs``) takes no write lock.
         ``existing``: see :func:`create_engine`.
@@ -144,7 +145,10 @@ class SqlRunStore:
         engine = create_engine(url, existing=existing)
         try:
             with translated_errors():
-                migrations.migrate(engine)
+                if existing:
+                    migrations.check(engine)  # a reader changes nothing
+                else:
+                    migrations.migrate(engine)
         except BaseException:
             engine.dispose()
             raise

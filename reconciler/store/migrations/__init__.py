@@ -15,7 +15,7 @@ import functools
 import logging
 import time
 from pathlib import Path
-from typing import Final
+from typing import Final, NoReturn
 
 import sqlalchemy as sa
 from alembic import command
@@ -24,10 +24,10 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy.engine import Connection, Engine
 
-from reconciler.store.base import IncompatibleSchema
+from reconciler.store.base import IncompatibleSchema, StoreUnavailable
 from reconciler.store.sql_schema import BEGIN_OPTION
 
-__all__ = ["HEAD", "current_revision", "known_revisions", "migrate", "upgrade"]
+__all__ = ["HEAD", "check", "current_revision", "known_revisions", "migrate", "upgrade"]
 
 log = logging.getLogger("crontask.store")
 _PG_MIGRATION_LOCK: Final = 0x6372_6F6E_7461_736B  # "crontask": the advisory lock for upgrades
@@ -74,6 +74,33 @@ def downgrade(connection: Connection, revision: str) -> None:
     command.downgrade(cfg, revision)
 
 
+def check(engine: Engine) -> None:
+    """For a reader (``crontask runs``), who changes nothing: the database of ``engine`` must be
+    at :data:`HEAD` already. Upgrading it would take the migration's lock under a running
+    crontask, and leave an older crontask on that store unable to start. IncompatibleSchema
+    otherwise (StoreUnavailable for a database no crontask has used)."""
+    with engine.connect() as conn, conn.begin():
+        current = current_revision(conn)
+    if current == HEAD:
+        return
+    if current is None:
+        raise StoreUnavailable("no run store in that database (no crontask run has used it)")
+    if current not in known_revisions():
+        _newer(current)
+    raise IncompatibleSchema(
+        f"the run store schema is at revision {current!r}, older than this crontask's "
+        f"{HEAD!r}: read it with the crontask that writes it, or let this version's "
+        "`crontask run` upgrade it (a reader changes nothing)"
+    )
+
+
+def _newer(current: str) -> NoReturn:
+    raise IncompatibleSchema(
+        f"the run store schema is at revision {current!r}, which this crontask does not "
+        f"know (it knows {sorted(known_revisions())}); it was written by a newer crontask"
+    )
+
+
 def migrate(engine: Engine) -> None:
     """Bring the database of ``engine`` to :data:`HEAD`, once however many processes open it at
     once (SQLite's write lock, PostgreSQL's advisory lock); IncompatibleSchema if a newer
@@ -85,10 +112,7 @@ def migrate(engine: Engine) -> None:
         if current == HEAD:
             return  # the common case: no lock taken
         if current is not None and current not in known:
-            raise IncompatibleSchema(
-                f"the run store schema is at revision {current!r}, which this crontask does not "
-                f"know (it knows {sorted(known)}); it was written by a newer crontask"
-            )
+            _newer(current)
         if engine.dialect.name == "sqlite":
             conn.execution_options(**{BEGIN_OPTION: "IMMEDIATE"})
         with conn.begin():
