@@ -135,7 +135,8 @@ class TaskOut(_Out):
     resource_version: str | None = Field(
         None,
         description="an API-owned task's version, also its ETag (send it back in If-Match); "
-        "null for tasks of other sources",
+        "null for tasks of other sources, and for a caller below admin (a digest of the stored "
+        "text, which holds what such a caller is not shown)",
     )
     resource: dict[str, Any] = Field(
         description="the CronTask document in force (its last good definition); for a caller "
@@ -157,11 +158,13 @@ class TaskOut(_Out):
 
     @classmethod
     def of(cls, view: TaskView, *, exact: bool) -> TaskOut:
-        """``exact``: the resource as it is, for a caller who may change the task (what it
-        reads, it can PUT back unchanged); else as :func:`for_readers` shows it."""
+        """``exact``: the resource as it is, and its version, for a caller who may change the
+        task (what it reads, it can PUT back unchanged); else as :func:`for_readers` shows it,
+        without a version."""
         return cls(
             key=view.key,
-            resource_version=view.version,
+            # A digest of the stored text (URL whole), checkable against guesses: writers only.
+            resource_version=view.version if exact else None,
             resource=dict(view.resource) if exact else for_readers(view.resource),
             source=SourceRefOut(
                 kind=view.source.kind,

@@ -8,6 +8,9 @@ An API-owned task has a resource version, sent as a strong ``ETag`` (and as
 ``resourceVersion`` in the body, beside the resource: not inside ``resource.metadata``, which
 must round-trip through ``PUT`` and whose schema has no such field). ``PUT`` and ``DELETE``
 honour ``If-Match``: a version that has moved on is a 412, so a lost update is never silent.
+Only a caller who may write tasks is sent the version: it is a digest of the stored text, which
+holds what the others are not shown (an http action's URL whole), and a digest can be checked
+against guesses offline.
 """
 
 from __future__ import annotations
@@ -70,7 +73,13 @@ from reconciler.controller.view import (
     TaskView,
     VersionMismatch,
 )
-from reconciler.core.api_tasks import MAX_TASKS, MAX_TOTAL_BYTES, NoRoom, NotInForce
+from reconciler.core.api_tasks import (
+    MAX_TASKS,
+    MAX_TOTAL_BYTES,
+    InTheWay,
+    NoRoom,
+    NotInForce,
+)
 from reconciler.core.model import CronTask
 from reconciler.core.runs import RunRecord, RunStatus
 from reconciler.sources.api import MAX_TEXT, TaskTooLarge
@@ -131,7 +140,8 @@ _TOO_LARGE: Final[dict[int | str, dict[str, Any]]] = {
 _ETAG: Final = {
     "headers": {
         "ETag": {
-            "description": "an API-owned task's version (strong), for If-Match",
+            "description": "an API-owned task's version (strong), for If-Match; sent only "
+            "to a caller who may write tasks (admin)",
             "schema": {"type": "string"},
         }
     }
@@ -207,7 +217,8 @@ def _within_bytes(views: list[TaskView]) -> int:
     "/tasks/{namespace}/{name}",
     response_model=TaskOut,
     summary="Get one task",
-    description="An API-owned task's answer carries its version as `ETag`.",
+    description="An API-owned task's answer carries its version as `ETag` for a caller who may "
+    "write tasks (admin).",
     openapi_extra={
         **role_extra("viewer"),
         **links(
@@ -264,6 +275,8 @@ def create_task(runtime: Runtime, document: Document, response: Response) -> Tas
         raise _not_in_force(exc) from None
     except OwnedElsewhere as exc:
         raise _owned_elsewhere(exc) from None
+    except InTheWay as exc:
+        raise _in_the_way(exc) from None
     response.headers["Location"] = f"/api/v1/tasks/{view.key}"
     return _answer(view, response, exact=True)  # a writer's
 
@@ -274,8 +287,9 @@ def create_task(runtime: Runtime, document: Document, response: Response) -> Tas
     summary="Create or replace an API-owned task",
     description="200 when replaced, 201 when created. The body's metadata.namespace and "
     "metadata.name must match the path (a missing namespace is taken from the path); "
-    "409 if the task is defined by another source; with `If-Match`, 412 if the task is not at "
-    "one of the versions given.",
+    "409 if the task is defined by another source, or if what is stored in its place is not "
+    "crontask's to replace (the problem says what to remove); with `If-Match`, 412 if the task "
+    "is not at one of the versions given.",
     openapi_extra={
         **role_extra(WRITER),
         **_DOCUMENT_BODY,
@@ -337,6 +351,8 @@ def put_task(
         raise _owned_elsewhere(exc) from None
     except VersionMismatch as exc:
         raise _precondition_failed(exc) from None
+    except InTheWay as exc:
+        raise _in_the_way(exc) from None
     if created:
         response.status_code = 201
         response.headers["Location"] = f"/api/v1/tasks/{view.key}"
@@ -348,7 +364,8 @@ def put_task(
     status_code=204,
     response_class=Response,
     summary="Delete an API-owned task",
-    description="409 if the task is defined by another source: delete it there. With "
+    description="409 if the task is defined by another source: delete it there; or if what is "
+    "stored in its place is not crontask's to remove (the problem says what to remove). With "
     "`If-Match`, 412 if the task is not at one of the versions given.",
     openapi_extra=role_extra(WRITER),
     responses=problem_responses(404, 409, 412, 422),
@@ -366,6 +383,8 @@ def delete_task(
         raise _owned_elsewhere(exc) from None
     except VersionMismatch as exc:
         raise _precondition_failed(exc) from None
+    except InTheWay as exc:
+        raise _in_the_way(exc) from None
     return Response(status_code=204)
 
 
@@ -428,7 +447,8 @@ def _validated(document: dict[str, Any]) -> CronTask:
 
 
 def _answer(view: TaskView, response: Response, *, exact: bool) -> TaskOut:
-    if view.version is not None:
+    """``view``, and its version as ETag for a caller who may write it (see the module)."""
+    if exact and view.version is not None:
         response.headers["ETag"] = f'"{view.version}"'
     return TaskOut.of(view, exact=exact)
 
@@ -491,6 +511,11 @@ def _not_in_force(exc: NotInForce) -> ProblemError:
 
 def _owned_elsewhere(exc: OwnedElsewhere) -> ProblemError:
     return ProblemError(409, str(exc), kind="owned-elsewhere", title="Defined by another source")
+
+
+def _in_the_way(exc: InTheWay) -> ProblemError:
+    # Something crontask did not make is where the task's file goes: a human removes it.
+    return ProblemError(409, str(exc), kind="in-the-way", title="Something else is in the way")
 
 
 def _not_found(namespace: str, name: str) -> ProblemError:

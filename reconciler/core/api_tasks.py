@@ -49,6 +49,18 @@ class VersionMismatch(Exception):
         self.current = current
 
 
+class InTheWay(Exception):
+    """A write or a removal that what the store holds in the task's place prevents (in the
+    state directory: a namespace folder that is a symbolic link, a folder where the task's
+    file goes; crontask makes neither): nothing is changed. ``why`` says what is in the way,
+    ``advice`` what to do; a read of the key gives the same two (``reason``)."""
+
+    def __init__(self, key: str, why: str, advice: str) -> None:
+        super().__init__(f"task {key} cannot be changed here: {why}; {advice}")
+        self.key = key
+        self.reason = f"{why}: not read ({advice})"
+
+
 class NoRoom(Exception):
     """A write that would take the API's tasks over :data:`MAX_TASKS` or
     :data:`MAX_TOTAL_BYTES`: nothing is stored."""

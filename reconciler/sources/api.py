@@ -10,7 +10,8 @@ backed up like any file) and, with replicas, the ``api_tasks`` table of the shar
 Contract of a store (the rules are ``reconciler.core.api_tasks``): a key that is not two
 DNS-1123 labels is a ValueError and touches nothing; ``write`` and ``remove`` are atomic in what
 they leave behind and check their expectation atomically (``expect``: ``MISSING`` to create
-only, a version to change only that version, None for either).
+only, a version to change only that version, None for either); either may refuse with
+``InTheWay`` (something the store did not make holds the task's place), changing nothing.
 
 A stored task is at most :data:`MAX_TEXT` bytes of UTF-8, as a task file of a folder is: a
 writer checks with :func:`check_size` before it stores anything (:class:`TaskTooLarge`), and a
@@ -18,7 +19,8 @@ stored text over the limit is never read cut short (its first MiB would be anoth
 or none): ``load`` gives an :class:`UnreadableText` for it, which :class:`ApiSource` reports as
 the definition error of its key. A stored text is read as a task file is (``documents``: its
 nesting, values and numbers bounded), so a text nobody could read is an error of its key, never
-of the pass.
+of the pass; so is an entry of the files that is not a file crontask wrote (see
+:class:`ApiTaskFiles`).
 
 The source is authoritative (``Source.authoritative``): every task deleted is a state the user
 made, so the reconciler's guard against an empty read does not keep the last one running. A
@@ -31,9 +33,11 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import errno
 import hashlib
 import logging
 import os
+import stat
 import tempfile
 from collections.abc import Collection, Mapping
 from pathlib import Path
@@ -45,6 +49,7 @@ from reconciler.core import api_tasks, jobspec
 from reconciler.core.api_tasks import (
     MISSING,
     AlreadyExists,
+    InTheWay,
     UnreadableText,
     VersionMismatch,
     check_expectation,
@@ -53,6 +58,7 @@ from reconciler.core.api_tasks import (
     version_of,
 )
 from reconciler.core.desired import Definition, DefinitionError, Location, SourceKind
+from reconciler.sources import reading
 from reconciler.sources.base import Notify, Ready, SourceState
 from reconciler.sources.documents import parse_text
 from reconciler.sources.limits import YamlLimits, format_size
@@ -109,31 +115,45 @@ class ApiTaskStore(Protocol):
 
 class ApiTaskFiles:
     """:class:`ApiTaskStore` as files, written atomically (a temporary file renamed over the
-    old one). Not safe between processes: one crontask owns its state directory. A text over
-    :data:`MAX_TEXT` bytes is TaskTooLarge and not written; a file over it is not read.
+    old one, then the folder synced). Not safe between processes: one crontask owns its state
+    directory. A text over :data:`MAX_TEXT` bytes is TaskTooLarge and not written; a file over
+    it is not read.
 
     ``ROOT`` missing reads as no task until it has been seen (a state directory no task was
     ever written to); once seen, a missing ``ROOT`` is a FileNotFoundError, never an empty
-    read: a volume unmounted or a folder moved away must not delete every API task."""
+    read: a volume unmounted or a folder moved away must not delete every API task. So is a
+    folder that cannot be listed (``ROOT``, or a namespace folder: its keys are unknown).
+
+    Anything else crontask did not write is the error of its key only, read without blocking
+    and without following a link (``reading.read_regular``): a FIFO, a folder or a link named
+    ``NAME.yaml``, a file it may not read. A PUT or a DELETE of the key replaces or removes
+    such an entry (never what a link leads to), but for a folder, which crontask does not
+    remove, and a namespace folder that is a link, whose other keys it holds: those are
+    :class:`InTheWay`, an error that says what to remove."""
 
     def __init__(self, root: Path) -> None:
         self.root = root
         self._seen = False  # ROOT has been a folder: from then on, it missing is an error
 
     def path(self, key: str) -> Path:
-        """The file of ``key``; a key whose file would resolve outside ``ROOT`` (a symlinked
-        namespace folder) is a ValueError."""
+        """The file of ``key``, never resolved; a key whose namespace folder is a symbolic
+        link (its file would leave ``ROOT``) is :class:`InTheWay`."""
         namespace, name = check_key(key)
-        path = self.root / namespace / f"{name}.yaml"
-        root = self.root.resolve()
-        if path.resolve().parent != root / namespace:
-            raise ValueError(f"the file of {key} would leave {root}")
-        return path
+        folder = self.root / namespace
+        if os.path.islink(folder):
+            raise InTheWay(
+                key,
+                f"the file of {key} would leave {self.root}: its namespace folder {folder} is a "
+                "symbolic link (crontask makes none)",
+                f"remove the link, which holds every task of namespace {namespace}",
+            )
+        return folder / f"{name}.yaml"
 
     def version(self, key: str) -> str | None:
+        check_key(key)
         if not self._present():
             return None
-        text = self._read(self.path(key))
+        text = self._entry(key)
         return None if text is None else text_version(text)
 
     def versions(self) -> dict[str, str]:
@@ -144,22 +164,17 @@ class ApiTaskFiles:
         if not self._present():
             return found
         for key in self._keys() if keys is None else keys:
-            try:
-                text = self._read(self.path(key))
-            except ValueError as err:
-                # Not a file of this folder (a symlinked namespace folder: crontask makes
-                # none): the error of its key, whose last good definition stays in force.
-                reason = f"{err}: not read (DELETE the task, or remove the link)"
-                found[key] = UnreadableText(reason, version_of(reason))
-                continue
+            text = self._entry(key)
             if text is not None:
                 found[key] = text
         return found
 
     def write(self, key: str, text: str, *, expect: str | None = None) -> str:
-        path = self.path(key)
+        path = self._replaceable(key)
         check_size(key, text)
         check_expectation(key, self.version(key), expect)
+        # A folder made here is synced into its parent too, or a crash could lose it.
+        made = [folder for folder in (path.parent, self.root) if not folder.is_dir()]
         statedir.make_dirs(path.parent)
         self._seen = True
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".", suffix=".tmp")
@@ -168,19 +183,47 @@ class ApiTaskFiles:
                 handle.write(text)
                 handle.flush()
                 os.fsync(handle.fileno())
-            os.replace(tmp, path)
+            os.replace(tmp, path)  # replaces a link or a FIFO itself, never writes through it
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
+        for folder in (path.parent, *(new.parent for new in made)):
+            sync_folder(folder)  # the rename is durable once the folder is
         return version_of(text)
 
     def remove(self, key: str, *, expect: str | None = None) -> None:
-        path = self.path(key)
         current = self.version(key)
         if current is None:
             raise KeyError(key)
         check_expectation(key, current, expect)
-        path.unlink()
+        path = self._replaceable(key)
+        path.unlink()  # a link itself, never what it leads to
+        sync_folder(path.parent)
+
+    def _replaceable(self, key: str) -> Path:
+        """The file of ``key``, for a write or a removal: InTheWay if a folder is in its place
+        (crontask removes no folder), or if its namespace folder is a link or not a folder."""
+        path = self.path(key)
+        folder = _mode(path.parent)
+        if folder and not stat.S_ISDIR(folder):
+            why = f"its namespace folder {path.parent} is not a folder"
+            raise InTheWay(key, why, f"remove {path.parent}")
+        if stat.S_ISDIR(_mode(path)):
+            why = f"its file {path} is a folder (crontask makes none)"
+            raise InTheWay(key, why, "remove the folder: crontask removes none")
+        return path
+
+    def _entry(self, key: str) -> str | UnreadableText | None:
+        """What :meth:`load` gives for ``key``: its text, why it is not read, or None."""
+        try:
+            path = self.path(key)
+        except InTheWay as err:
+            # The last good definition of the key stays in force; its others' too.
+            return UnreadableText(err.reason, version_of(err.reason))
+        except ValueError as err:  # a file named as no task is: crontask wrote none such
+            reason = f"{err} ({self.root / key}.yaml): not read (rename or remove the file)"
+            return UnreadableText(reason, version_of(reason))
+        return self._read(path)
 
     def _present(self) -> bool:
         """Whether ``ROOT`` is a folder; FileNotFoundError if it was one and is gone."""
@@ -213,11 +256,11 @@ class ApiTaskFiles:
     @staticmethod
     def _read(path: Path) -> str | UnreadableText | None:
         try:
-            with path.open("rb") as handle:
-                data = handle.read(MAX_TEXT + 1)
-                size = max(os.fstat(handle.fileno()).st_size, len(data))
+            data, size = reading.read_regular(path, at_most=MAX_TEXT + 1)
         except (FileNotFoundError, NotADirectoryError):
             return None
+        except reading.Unreadable as err:
+            return _unreadable_entry(path, err.message)
         if len(data) > MAX_TEXT:
             # Never cut short: the first MiB of a task would read as another task, or as none.
             why = f"is {size} bytes, over the limit of {format_size(MAX_TEXT)}"
@@ -230,10 +273,40 @@ class ApiTaskFiles:
             return _unreadable(path, f"is not UTF-8 (byte 0x{data[err.start]:02x})", data)
 
 
+def sync_folder(folder: Path) -> None:
+    """fsync ``folder``, so that a rename or an unlink in it survives a crash. A file system
+    that cannot sync a folder (EINVAL) has nothing more to offer: that is no error."""
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    except OSError as err:
+        if err.errno != errno.EINVAL:
+            raise
+    finally:
+        os.close(fd)
+
+
 def _unreadable(path: Path, why: str, data: bytes) -> UnreadableText:
     reason = f"the stored file {path} {why}: not read (PUT or DELETE the task to replace it)"
     digest = hashlib.sha256(data).hexdigest()  # the version moves when the bytes do
     return UnreadableText(reason, version_of(f"{reason}\n{digest}"))
+
+
+def _unreadable_entry(path: Path, why: str) -> UnreadableText:
+    """An entry that is not read at all (a FIFO, a folder, a link, a file it may not read)."""
+    advice = "PUT or DELETE the task to replace it"
+    if stat.S_ISDIR(_mode(path)):
+        advice = "remove the folder: crontask removes none"
+    reason = f"the stored file {path}: {why} ({advice})"
+    return UnreadableText(reason, version_of(reason))
+
+
+def _mode(path: Path) -> int:
+    """``path``'s lstat mode; 0 if there is nothing (or nothing that can be looked at)."""
+    try:
+        return os.lstat(path).st_mode
+    except OSError:
+        return 0
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -390,6 +463,7 @@ __all__ = [
     "ApiSource",
     "ApiTaskFiles",
     "ApiTaskStore",
+    "InTheWay",
     "StoredTask",
     "TaskTooLarge",
     "UnreadableText",

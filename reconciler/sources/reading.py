@@ -19,6 +19,11 @@ Contract of ``read_file(path, limit=..., root=...)``:
 Raises ``FileNotFoundError`` when the file is gone (a deletion) and ``Unreadable`` with a
 message fit for a definition error otherwise: a link to nothing is such an error, so that its
 file's tasks keep their last good definitions.
+
+``read_regular(path, at_most=...)`` is the same guarded open for a folder crontask writes
+itself (the API's tasks): only a regular file, checked from ``lstat`` and again on the
+descriptor opened ``O_NONBLOCK``, and a link is never followed (``O_NOFOLLOW``): crontask
+makes none there.
 """
 
 from __future__ import annotations
@@ -93,6 +98,38 @@ def read_file(
     return data, (opened.st_mtime_ns, opened.st_ctime_ns, opened.st_size, opened.st_ino)
 
 
+def read_regular(path: Path, *, at_most: int) -> tuple[bytes, int]:
+    """At most ``at_most`` bytes of ``path``, and its size, if it is a regular file; a link is
+    not followed but refused. Raises ``FileNotFoundError`` or ``NotADirectoryError`` when there
+    is no file, and ``Unreadable`` otherwise (a FIFO, a socket, a device, a folder or a link,
+    from ``lstat`` alone; an open or a read that fails)."""
+    try:
+        before = os.lstat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        raise
+    except OSError as err:
+        raise Unreadable(f"cannot read: {err.strerror or err}") from None
+    if not stat.S_ISREG(before.st_mode):
+        raise Unreadable(f"not a regular file ({_kind(before.st_mode)}): not read")
+    try:
+        # O_NOFOLLOW and O_NONBLOCK: a link or a FIFO put there since the lstat never blocks.
+        fd = os.open(path, _FLAGS | os.O_NOFOLLOW)
+    except (FileNotFoundError, NotADirectoryError):
+        raise
+    except OSError as err:
+        raise Unreadable(f"cannot read: {err.strerror or err}") from None
+    try:
+        opened = os.fstat(fd)
+        if not stat.S_ISREG(opened.st_mode):
+            raise Unreadable(f"not a regular file ({_kind(opened.st_mode)}): not read")
+        data = _read_at_most(fd, at_most)
+    except OSError as err:
+        raise Unreadable(f"cannot read: {err.strerror or err}") from None
+    finally:
+        os.close(fd)
+    return data, max(opened.st_size, len(data))
+
+
 def within(real: str, root: str) -> bool:
     """Whether the resolved path ``real`` is ``root`` or lies under it."""
     if real == root:
@@ -148,4 +185,6 @@ def _kind(mode: int) -> str:
         return "a block device"
     if stat.S_ISDIR(mode):
         return "a folder"
+    if stat.S_ISLNK(mode):  # only from lstat (read_regular): read_file follows links
+        return "a symbolic link"
     return "not a file"

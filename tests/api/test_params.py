@@ -15,6 +15,7 @@ from pydantic_core import PydanticCustomError
 from reconciler.api import params
 from reconciler.cli import main_helpers
 from reconciler.controller.writes import KeyedLocks
+from reconciler.core.api_tasks import InTheWay
 from reconciler.core.runs import run_id
 from reconciler.sources.api import ApiTaskFiles
 
@@ -132,8 +133,10 @@ def test_the_file_store_refuses_a_namespace_folder_that_links_out(tmp_path: Path
     root.mkdir()
     (root / "ops").symlink_to(outside)
     files = ApiTaskFiles(root)
-    with pytest.raises(ValueError, match="would leave"):
+    with pytest.raises(InTheWay, match="would leave"):
         files.remove("ops/x")
+    with pytest.raises(InTheWay, match="remove the link"):
+        files.write("ops/x", "x")
     assert (outside / "x.yaml").read_text() == "canary"
 
 
