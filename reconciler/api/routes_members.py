@@ -2,12 +2,14 @@
 
 Each live member with where its API listens, since when it is a member, its last renewal, how
 many tasks it schedules and the digest of the desired set it read; when the members read
-different definitions, since when and a sample of the tasks that differ. A crontask running
-alone answers 404, saying so.
+different definitions, since when and a sample of the tasks that differ (which members agree on
+each, as letters: not the spec hashes, which a reader could check guesses against). A crontask
+running alone answers 404, saying so.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 
 from fastapi import APIRouter
@@ -45,7 +47,8 @@ class MemberOut(_Out):
 class DifferingTaskOut(_Out):
     task: str
     hashes: dict[str, str | None] = Field(
-        description="each member's spec hash of the task; null: it does not declare it"
+        description="each member's version of the task, as a letter: members with the same "
+        "letter read the same definition; null: it does not declare it"
     )
 
 
@@ -87,5 +90,28 @@ def list_members(runtime: Runtime) -> MemberListOut:
             for m in members.items
         ],
         disagreeing_since=members.disagreeing_since,
-        differing_tasks=[DifferingTaskOut(task=k, hashes=dict(h)) for k, h in members.differing],
+        differing_tasks=[
+            DifferingTaskOut(task=k, hashes=_lettered(h)) for k, h in members.differing
+        ],
     )
+
+
+def _lettered(hashes: Mapping[str, str | None]) -> dict[str, str | None]:
+    """Which members read the same definition, without the spec hashes: a hash is an unkeyed
+    digest of the spec, an http action's URL whole included, that a viewer could check
+    guesses against offline. Letters in the order of the members, ``A`` for the first hash."""
+    letters: dict[str, str] = {}
+    for value in hashes.values():
+        if value is not None and value not in letters:
+            letters[value] = _letter(len(letters))
+    return {member: None if h is None else letters[h] for member, h in hashes.items()}
+
+
+def _letter(n: int) -> str:
+    """A, B, ..., Z, AA, AB, ...: as many as there are members."""
+    word = ""
+    n += 1
+    while n:
+        n, rest = divmod(n - 1, 26)
+        word = chr(ord("A") + rest) + word
+    return word

@@ -47,4 +47,28 @@ def test_members_and_where_they_disagree(client: TestClient, runtime: FakeRuntim
         ("b:1:b", False, 0, True),
     ]
     assert body["disagreeingSince"] == "2026-11-30T12:00:00Z"
-    assert body["differingTasks"] == [{"task": "ops/x", "hashes": {"a:1:a": "h1", "b:1:b": None}}]
+    assert body["differingTasks"] == [{"task": "ops/x", "hashes": {"a:1:a": "A", "b:1:b": None}}]
+
+
+def test_which_members_agree_is_said_without_the_spec_hashes(
+    client: TestClient, runtime: FakeRuntime
+) -> None:
+    # A spec hash is an unkeyed digest of the spec, an http task's URL whole included: shown to
+    # a viewer, it could be checked against guessed URLs offline. Letters say who agrees.
+    names = [f"m{n}" for n in range(30)]
+    hashes = {f"{n}:1:{n}": ("secret-a", "secret-b", None)[i % 3] for i, n in enumerate(names)}
+    hashes["m29:1:m29"] = "secret-c"
+    runtime.replicas = Members(
+        tuple(member(n) for n in names), disagreeing_since=T, differing=(("ops/x", hashes),)
+    )
+    (shown,) = client.get("/api/v1/members").json()["differingTasks"]
+    assert "secret" not in str(shown)
+    letters = shown["hashes"]
+    assert letters["m0:1:m0"] == "A"
+    assert letters["m1:1:m1"] == "B"
+    assert letters["m2:1:m2"] is None
+    assert letters["m29:1:m29"] == "C"
+    for member_id, value in hashes.items():  # the same hash, the same letter, and only then
+        for other, also in hashes.items():
+            same = value is not None and value == also
+            assert same == (letters[member_id] is not None and letters[member_id] == letters[other])
