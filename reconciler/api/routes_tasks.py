@@ -52,7 +52,6 @@ from reconciler.api.problems import (
     FieldProblem,
     Problem,
     ProblemError,
-    field_problems,
 )
 from reconciler.api.routing import (
     ROLE_SCOPE_KEY,
@@ -62,10 +61,20 @@ from reconciler.api.routing import (
     operation_id,
     problem_responses,
 )
+from reconciler.api.task_problems import (
+    if_match_versions,
+    in_the_way,
+    invalid,
+    no_room,
+    not_found,
+    not_in_force,
+    owned_elsewhere,
+    precondition_failed,
+    too_large,
+)
 from reconciler.controller.view import (
     AlreadyExists,
     FieldError,
-    IfMatch,
     InvalidDefinition,
     OwnedElsewhere,
     RuntimeView,
@@ -84,7 +93,7 @@ from reconciler.core.model import CronTask
 from reconciler.core.runs import RunRecord, RunStatus
 from reconciler.sources.api import MAX_TEXT, TaskTooLarge
 from reconciler.sources.limits import format_size
-from reconciler.sources.messages import dotted, problems
+from reconciler.sources.messages import problems
 from reconciler.store import StoreUnavailable
 
 router = APIRouter(
@@ -96,7 +105,6 @@ router = APIRouter(
 
 IF_MATCH_MAX: Final = 1024
 WRITER: Final[RequiredRole] = "admin"  # who may create, replace and delete tasks
-DETAILED: Final = 5  # the failing fields a 422's detail names (``errors`` lists more)
 # With replicas, how long a manual run's answer waits for the shared store's decision.
 DECISION_WAIT: Final = 5.0
 IfMatchHeader = Annotated[
@@ -235,7 +243,7 @@ def get_task(
 ) -> TaskOut:
     view = runtime.task(f"{namespace}/{name}")
     if view is None:
-        raise _not_found(namespace, name)
+        raise not_found(namespace, name)
     return _answer(view, response, exact=exact)
 
 
@@ -266,17 +274,17 @@ def create_task(runtime: Runtime, document: Document, response: Response) -> Tas
     except AlreadyExists as exc:
         raise ProblemError(409, str(exc), kind="already-exists") from None
     except InvalidDefinition as exc:
-        raise _invalid(exc) from None
+        raise invalid(exc) from None
     except TaskTooLarge as exc:
-        raise _too_large(exc) from None
+        raise too_large(exc) from None
     except NoRoom as exc:
-        raise _no_room(exc) from None
+        raise no_room(exc) from None
     except NotInForce as exc:
-        raise _not_in_force(exc) from None
+        raise not_in_force(exc) from None
     except OwnedElsewhere as exc:
-        raise _owned_elsewhere(exc) from None
+        raise owned_elsewhere(exc) from None
     except InTheWay as exc:
-        raise _in_the_way(exc) from None
+        raise in_the_way(exc) from None
     response.headers["Location"] = f"/api/v1/tasks/{view.key}"
     return _answer(view, response, exact=True)  # a writer's
 
@@ -338,21 +346,21 @@ def put_task(
             errors=mismatched,
         )
     try:
-        view, created = runtime.put_api_task(task, if_match=_if_match(if_match))
+        view, created = runtime.put_api_task(task, if_match=if_match_versions(if_match))
     except InvalidDefinition as exc:
-        raise _invalid(exc) from None
+        raise invalid(exc) from None
     except TaskTooLarge as exc:
-        raise _too_large(exc) from None
+        raise too_large(exc) from None
     except NoRoom as exc:
-        raise _no_room(exc) from None
+        raise no_room(exc) from None
     except NotInForce as exc:
-        raise _not_in_force(exc) from None
+        raise not_in_force(exc) from None
     except OwnedElsewhere as exc:
-        raise _owned_elsewhere(exc) from None
+        raise owned_elsewhere(exc) from None
     except VersionMismatch as exc:
-        raise _precondition_failed(exc) from None
+        raise precondition_failed(exc) from None
     except InTheWay as exc:
-        raise _in_the_way(exc) from None
+        raise in_the_way(exc) from None
     if created:
         response.status_code = 201
         response.headers["Location"] = f"/api/v1/tasks/{view.key}"
@@ -374,17 +382,17 @@ def delete_task(
     runtime: Runtime, namespace: Namespace, name: Name, if_match: IfMatchHeader = None
 ) -> Response:
     try:
-        runtime.delete_api_task(f"{namespace}/{name}", if_match=_if_match(if_match))
+        runtime.delete_api_task(f"{namespace}/{name}", if_match=if_match_versions(if_match))
     except KeyError:
-        raise _not_found(namespace, name) from None
+        raise not_found(namespace, name) from None
     except NotInForce as exc:
-        raise _not_in_force(exc) from None
+        raise not_in_force(exc) from None
     except OwnedElsewhere as exc:
-        raise _owned_elsewhere(exc) from None
+        raise owned_elsewhere(exc) from None
     except VersionMismatch as exc:
-        raise _precondition_failed(exc) from None
+        raise precondition_failed(exc) from None
     except InTheWay as exc:
-        raise _in_the_way(exc) from None
+        raise in_the_way(exc) from None
     return Response(status_code=204)
 
 
@@ -408,7 +416,7 @@ def trigger_run(runtime: Runtime, namespace: Namespace, name: Name, response: Re
     try:
         record = _decided(runtime, runtime.trigger(f"{namespace}/{name}"))
     except KeyError:
-        raise _not_found(namespace, name) from None
+        raise not_found(namespace, name) from None
     response.headers["Location"] = f"/api/v1/runs/{record.id}"
     return RunOut.of(record)
 
@@ -443,7 +451,7 @@ def _validated(document: dict[str, Any]) -> CronTask:
     except ValidationError as exc:
         found, more = problems(exc, MAX_ERRORS)
         errors = [FieldError(location=p.loc, message=p.message) for p in found]
-        raise _invalid(InvalidDefinition(errors), more) from None
+        raise invalid(InvalidDefinition(errors), more) from None
 
 
 def _answer(view: TaskView, response: Response, *, exact: bool) -> TaskOut:
@@ -451,72 +459,3 @@ def _answer(view: TaskView, response: Response, *, exact: bool) -> TaskOut:
     if exact and view.version is not None:
         response.headers["ETag"] = f'"{view.version}"'
     return TaskOut.of(view, exact=exact)
-
-
-def _if_match(header: str | None) -> IfMatch | None:
-    """The versions an ``If-Match`` header names (RFC 9110 §13.1.1: ``*`` or a list of
-    entity tags; a weak tag never matches, as the strong comparison requires)."""
-    if header is None:
-        return None
-    if header.strip() == "*":
-        return frozenset({"*"})
-    tags = [t.strip() for t in header.split(",")]
-    opaque = [t.removeprefix("W/") for t in tags]
-    if not all(len(t) >= 2 and t[0] == t[-1] == '"' for t in opaque):
-        problem = FieldProblem(
-            location=["header", "If-Match"], message='expected "*" or quoted versions: "v1", "v2"'
-        )
-        raise ProblemError(
-            422, "header.If-Match: not an entity tag", title="Invalid request", errors=[problem]
-        )
-    # A tag may be listed twice; a weak one is well formed but matches nothing (412).
-    return frozenset(t[1:-1] for t in tags if not t.startswith("W/"))
-
-
-def _precondition_failed(exc: VersionMismatch) -> ProblemError:
-    return ProblemError(412, str(exc), kind="version-mismatch", title="Precondition Failed")
-
-
-def _invalid(exc: InvalidDefinition, more: int = 0) -> ProblemError:
-    """A 422 naming the failing fields; ``more`` counts the problems ``exc`` leaves out."""
-    total = len(exc.errors) + more
-    detail = "; ".join(
-        f"{dotted(e.location)}: {e.message}" if e.location else e.message
-        for e in exc.errors[:DETAILED]
-    )
-    if total > DETAILED:
-        detail += f" (and {total - DETAILED} more)"
-    return ProblemError(
-        422,
-        detail or "the CronTask does not validate",
-        kind="invalid-definition",
-        title="Invalid CronTask",
-        errors=field_problems(exc.errors, more=more),
-    )
-
-
-def _too_large(exc: TaskTooLarge) -> ProblemError:
-    # As a body over the limit is answered (reconciler.api.app): a 413 problem.
-    return ProblemError(413, str(exc))
-
-
-def _no_room(exc: NoRoom) -> ProblemError:
-    return ProblemError(507, str(exc), kind="no-room", title="Insufficient Storage")
-
-
-def _not_in_force(exc: NotInForce) -> ProblemError:
-    # Stored, and applied by the pass the loop retries: sending the write again is not needed.
-    return ProblemError(503, str(exc), kind="not-in-force", title="Stored, not yet in force")
-
-
-def _owned_elsewhere(exc: OwnedElsewhere) -> ProblemError:
-    return ProblemError(409, str(exc), kind="owned-elsewhere", title="Defined by another source")
-
-
-def _in_the_way(exc: InTheWay) -> ProblemError:
-    # Something crontask did not make is where the task's file goes: a human removes it.
-    return ProblemError(409, str(exc), kind="in-the-way", title="Something else is in the way")
-
-
-def _not_found(namespace: str, name: str) -> ProblemError:
-    return ProblemError(404, f"no task {namespace}/{name}")

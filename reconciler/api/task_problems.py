@@ -1,0 +1,85 @@
+"""The problems (RFC 9457) that the task routes answer for what a write ran into, and the
+``If-Match`` header read as the versions it names: one place that turns the controller's
+outcomes (a version that moved on, a definition that does not validate, no room, not yet in
+force, another source's key, something in the way) into their status and kind."""
+
+from __future__ import annotations
+
+from typing import Final
+
+from reconciler.api.problems import FieldProblem, ProblemError, field_problems
+from reconciler.controller.view import IfMatch, InvalidDefinition, OwnedElsewhere, VersionMismatch
+from reconciler.core.api_tasks import InTheWay, NoRoom, NotInForce
+from reconciler.sources.api import TaskTooLarge
+from reconciler.sources.messages import dotted
+
+DETAILED: Final = 5  # the failing fields a 422's detail names (``errors`` lists more)
+
+
+def if_match_versions(header: str | None) -> IfMatch | None:
+    """The versions an ``If-Match`` header names (RFC 9110 §13.1.1: ``*`` or a list of
+    entity tags; a weak tag never matches, as the strong comparison requires)."""
+    if header is None:
+        return None
+    if header.strip() == "*":
+        return frozenset({"*"})
+    tags = [t.strip() for t in header.split(",")]
+    opaque = [t.removeprefix("W/") for t in tags]
+    if not all(len(t) >= 2 and t[0] == t[-1] == '"' for t in opaque):
+        problem = FieldProblem(
+            location=["header", "If-Match"], message='expected "*" or quoted versions: "v1", "v2"'
+        )
+        raise ProblemError(
+            422, "header.If-Match: not an entity tag", title="Invalid request", errors=[problem]
+        )
+    # A tag may be listed twice; a weak one is well formed but matches nothing (412).
+    return frozenset(t[1:-1] for t in tags if not t.startswith("W/"))
+
+
+def precondition_failed(exc: VersionMismatch) -> ProblemError:
+    return ProblemError(412, str(exc), kind="version-mismatch", title="Precondition Failed")
+
+
+def invalid(exc: InvalidDefinition, more: int = 0) -> ProblemError:
+    """A 422 naming the failing fields; ``more`` counts the problems ``exc`` leaves out."""
+    total = len(exc.errors) + more
+    detail = "; ".join(
+        f"{dotted(e.location)}: {e.message}" if e.location else e.message
+        for e in exc.errors[:DETAILED]
+    )
+    if total > DETAILED:
+        detail += f" (and {total - DETAILED} more)"
+    return ProblemError(
+        422,
+        detail or "the CronTask does not validate",
+        kind="invalid-definition",
+        title="Invalid CronTask",
+        errors=field_problems(exc.errors, more=more),
+    )
+
+
+def too_large(exc: TaskTooLarge) -> ProblemError:
+    # As a body over the limit is answered (reconciler.api.app): a 413 problem.
+    return ProblemError(413, str(exc))
+
+
+def no_room(exc: NoRoom) -> ProblemError:
+    return ProblemError(507, str(exc), kind="no-room", title="Insufficient Storage")
+
+
+def not_in_force(exc: NotInForce) -> ProblemError:
+    # Stored, and applied by the pass the loop retries: sending the write again is not needed.
+    return ProblemError(503, str(exc), kind="not-in-force", title="Stored, not yet in force")
+
+
+def owned_elsewhere(exc: OwnedElsewhere) -> ProblemError:
+    return ProblemError(409, str(exc), kind="owned-elsewhere", title="Defined by another source")
+
+
+def in_the_way(exc: InTheWay) -> ProblemError:
+    # Something crontask did not make is where the task's file goes: a human removes it.
+    return ProblemError(409, str(exc), kind="in-the-way", title="Something else is in the way")
+
+
+def not_found(namespace: str, name: str) -> ProblemError:
+    return ProblemError(404, f"no task {namespace}/{name}")
