@@ -222,6 +222,12 @@ def http_server(args: argparse.Namespace) -> HttpServer:
         webhook_secret = read_secret_file(secret_file).strip() if secret_file else None
     except ValueError as err:
         raise SystemExit(f"crontask: --git-webhook-secret-file {secret_file}: {err}") from None
+    if webhook_secret == b"":
+        # An HMAC with an empty key is one anyone can compute: every webhook would pass.
+        raise SystemExit(
+            f"crontask: --git-webhook-secret-file {secret_file}: empty (after trimming "
+            "whitespace): anyone could sign a webhook with an empty secret"
+        )
     # Bind now: a busy port is a start-up error, said before anything runs.
     try:
         sock = listening_socket(host, int(port_text))

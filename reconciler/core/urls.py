@@ -26,7 +26,11 @@ def redact_url(url: str) -> str:
 
     Never raises. A URL ``urlsplit`` refuses (a ``[`` or ``]`` in a password makes it look for
     an IPv6 host, and its error quotes what it found) loses its whole userinfo, whatever the
-    scheme; if the rest still cannot be split, it is shown as ``***`` whole.
+    scheme; if the rest still cannot be split, it is shown as ``***`` whole. So does a URL with
+    an ``@`` after its host (:func:`at_after_host`: ``https://tok3n/S3CRET@host/r.git``, whose
+    user name has an unencoded ``/``): everything up to the last ``@`` before the first ``/``
+    after its first ``@`` goes, and the rest is shown as a URL (``https://host/r.git``). A path
+    or query that really holds an ``@`` is then shown with less than it has, never with more.
     """
     return _redacted(url, keep_path=True)
 
@@ -52,6 +56,14 @@ def _redacted(url: str, *, keep_path: bool) -> str:
             return REDACTED
     if not parts.scheme:
         return url
+    if keep_path and parts.netloc and at_after_host(url, parts):
+        # Not for redact_request_url: the path goes anyway, and the host shown is the one the
+        # client contacts, while a path such as /users/ops@example.com is common there.
+        url = _without_userinfo(url, past_slashes=True)
+        try:
+            parts = urllib.parse.urlsplit(url)
+        except ValueError:
+            return REDACTED
     netloc = parts.netloc
     if "@" in netloc:
         userinfo, _, hostport = netloc.rpartition("@")
@@ -69,14 +81,27 @@ def _redacted(url: str, *, keep_path: bool) -> str:
     return f"{parts.scheme}:{authority}{path}{query}{fragment}"
 
 
-def _without_userinfo(url: str) -> str:
+def _without_userinfo(url: str, *, past_slashes: bool = False) -> str:
     """``url`` with everything before the last ``@`` of its authority cut, found as
-    ``urlsplit`` finds the authority: from ``//`` to the first ``/``, ``?`` or ``#``."""
+    ``urlsplit`` finds the authority: from ``//`` to the first ``/``, ``?`` or ``#``; or,
+    ``past_slashes``, to the first ``/`` after its first ``@`` (a userinfo with a ``/``, ``?``
+    or ``#`` in it, unencoded)."""
     head, sep, rest = url.partition("//")
     if not sep:
         return url
-    end = min((i for i in (rest.find(c) for c in "/?#") if i >= 0), default=len(rest))
+    if past_slashes:
+        slash = rest.find("/", rest.find("@") + 1)
+        end = len(rest) if slash < 0 else slash
+    else:
+        end = min((i for i in (rest.find(c) for c in "/?#") if i >= 0), default=len(rest))
     return f"{head}//{rest[:end].rpartition('@')[2]}{rest[end:]}"
+
+
+def at_after_host(url: str, parts: SplitResult) -> bool:
+    """Whether ``url`` (split as ``parts``) has an ``@`` after what ``urlsplit`` took for its
+    host: that "host" may then be the start of a user name or password with an unencoded
+    ``/``, ``?`` or ``#`` (``https://tok3n/S3CRET@host``), which ends the authority early."""
+    return "@" in url and "@" not in parts.netloc
 
 
 def _redact_item(item: str) -> str:
@@ -113,7 +138,7 @@ def request_url_problem(url: str) -> str | None:
     if any(ord(c) < 0x20 or c == "\x7f" for c in url):
         return "it holds a control character"
     problem = host_problem(parts)
-    if problem is not None and "@" in url and "@" not in parts.netloc:  # an "@" after the host
+    if problem is not None and at_after_host(url, parts):
         return f"its host is no valid IP address or IDNA name ({ENCODE_USERINFO})"
     return problem
 

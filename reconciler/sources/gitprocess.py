@@ -13,6 +13,14 @@ Contracts:
   it cannot hold a call open: once git has exited or been killed, its pipes are read for at
   most ``_DRAIN_TIMEOUT`` more.
 - ``GitError`` messages are short (git's ``fatal:``/``error:`` lines) and already redacted.
+- What git writes costs bounded memory: of its stderr only the first ``_MAX_STDERR`` bytes are
+  kept (the rest is read and dropped, so git never blocks on the pipe: a hostile remote's
+  endless ``remote: ...`` messages reach git's stderr), and ``run_bytes`` takes at most
+  ``max_stdout`` bytes of its stdout, a GitError past it.
+- git has deadlines of its own, for when this process dies without killing it (``SIGKILL``,
+  the OOM killer): over http(s) it gives up on a transfer that stalls for a little longer than
+  the timeout (``http.lowSpeedTime``). No parent-death signal is set: it needs code run in
+  the child between fork and exec (``preexec_fn``), which is unsafe in a threaded process.
 - ``run_records`` hands git's output over record by record as it is written, never more than
   one record (of at most ``max_record`` bytes) and one read ahead: a listing of millions of
   entries costs only what the caller reads of it. Closing it early kills git's group.
@@ -21,6 +29,8 @@ Contracts:
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import math
 import os
 import selectors
 import signal
@@ -53,6 +63,9 @@ _DRAIN_TIMEOUT = 1.0
 # stderr (a summary of it is all a message shows).
 _CHUNK = 64 * 1024
 _MAX_STDERR = 64 * 1024
+# git's own deadline over http(s) (see GitRunner) comes this many seconds after the timeout:
+# while this process lives, its own (and its message) comes first.
+_OWN_DEADLINE_MARGIN = 2
 
 
 class GitError(Exception):
@@ -76,6 +89,15 @@ class GitRunner:
         self.env = dict(env)
         self.timeout = timeout
         self.redact = redact
+        # A transfer that moves less than a byte a second for this long is given up by git
+        # itself (git-remote-http inherits the setting): the one deadline left to a git that
+        # outlives this process (killed hard) on a remote that accepts and then says nothing.
+        self._own_deadline = (
+            "-c",
+            "http.lowSpeedLimit=1",
+            "-c",
+            f"http.lowSpeedTime={math.ceil(timeout) + _OWN_DEADLINE_MARGIN}",
+        )
         self._lock = threading.Lock()  # cancel() may come from another thread than run()
         self._process: subprocess.Popen[bytes] | None = None
         self._cancelled = False
@@ -95,12 +117,14 @@ class GitRunner:
         *,
         cwd: Path | None = None,
         input: bytes | None = None,
+        max_stdout: int,
     ) -> bytes:
-        """git's stdout; GitError (redacted) if it fails, times out or was cancelled."""
+        """git's stdout; GitError (redacted) if it fails, times out, was cancelled, or writes
+        more than ``max_stdout`` bytes to stdout (git's group is then killed)."""
         name = _name(args)
         process = self._start(args, cwd=cwd, piped_input=input is not None)
         try:
-            out, stderr, timed_out = _communicate(process, self.timeout, input)
+            output = _communicate(process, self.timeout, input, max_stdout)
         finally:
             with self._lock:
                 self._process = None
@@ -108,10 +132,12 @@ class GitRunner:
                 children.claims.forget(process.pid)
         if self._cancelled:
             raise GitError(f"git {name} cancelled")
-        if timed_out:
+        if output.overflowed:
+            raise GitError(f"git {name} wrote more than {max_stdout} bytes")
+        if output.timed_out:
             raise GitError(f"git {name} timed out after {self.timeout:g}s")
-        self._check(process.returncode, stderr)
-        return out
+        self._check(process.returncode, output.stderr)
+        return output.stdout
 
     def run_records(
         self, args: Sequence[str], *, separator: bytes, max_record: int
@@ -187,7 +213,7 @@ class GitRunner:
             process = None
             try:
                 process = subprocess.Popen(
-                    ["git", *_CONFIG_ARGS, *args],
+                    ["git", *_CONFIG_ARGS, *self._own_deadline, *args],
                     cwd=cwd,
                     env=self.env,
                     stdin=subprocess.PIPE if piped_input else subprocess.DEVNULL,
@@ -212,40 +238,90 @@ def _name(args: Sequence[str]) -> str:
     return next((a for a in args if not a.startswith("-")), "")
 
 
-def _communicate(
-    process: subprocess.Popen[bytes], timeout: float, input: bytes | None = None
-) -> tuple[bytes, bytes, bool]:
-    """git's stdout and stderr, and whether it was still running at ``timeout``. ``input`` is
-    written to its stdin (handed over once: later rounds go on writing it).
+@dataclasses.dataclass(frozen=True)
+class _Output:
+    stdout: bytes
+    stderr: bytes  # its first _MAX_STDERR bytes
+    timed_out: bool  # still running at the timeout
+    overflowed: bool  # more than max_stdout bytes on stdout
 
-    At the timeout, or once git has exited while its pipes are still open, its process group is
-    killed; what is left in the pipes is then read for at most ``_DRAIN_TIMEOUT``, because a
-    helper that left the group (``setsid``; ssh's ``ControlPersist`` master) can hold them open
-    for as long as it lives, out of our reach.
+
+def _communicate(
+    process: subprocess.Popen[bytes], timeout: float, input: bytes | None, max_stdout: int
+) -> _Output:
+    """What git wrote, and whether it was still running at ``timeout``. ``input`` is written to
+    its stdin as git takes it. Of stderr only the first ``_MAX_STDERR`` bytes are kept, and
+    stdout is read no further than ``max_stdout``: the rest is read and dropped, so neither a
+    remote's endless ``remote: ...`` messages nor a command's endless output can grow memory,
+    and git never blocks on a full pipe.
+
+    At the timeout, once git has exited while its pipes are still open, or once stdout passes
+    ``max_stdout``, its process group is killed; what is left in the pipes is then read for at
+    most ``_DRAIN_TIMEOUT``, because a helper that left the group (``setsid``; ssh's
+    ``ControlPersist`` master) can hold them open for as long as it lives, out of our reach.
     """
+    # Piped by _start; stdin only when there is input.
+    assert process.stdout is not None
+    assert process.stderr is not None
     deadline = time.monotonic() + timeout
-    while True:
-        try:
-            wait = min(_SLICE, max(deadline - time.monotonic(), 0))
-            out, err = process.communicate(input, timeout=wait)
-        except subprocess.TimeoutExpired:
-            input = None
-            exited = process.poll() is not None
-            if exited or time.monotonic() >= deadline:
-                break
-        else:
-            return out, err, False
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(process.pid, signal.SIGKILL)
+    stdout, stderr = bytearray(), bytearray()
+    unwritten = memoryview(input or b"")
+    timed_out = overflowed = False
+    drain_until: float | None = None
     try:
-        out, err = process.communicate(timeout=_DRAIN_TIMEOUT)
-    except subprocess.TimeoutExpired as partial:
-        for pipe in (process.stdout, process.stderr):
+        with selectors.DefaultSelector() as selector:
+            selector.register(process.stdout, selectors.EVENT_READ)
+            selector.register(process.stderr, selectors.EVENT_READ)
+            if process.stdin is not None:
+                if unwritten:
+                    os.set_blocking(process.stdin.fileno(), False)
+                    selector.register(process.stdin, selectors.EVENT_WRITE)
+                else:
+                    process.stdin.close()
+            while selector.get_map():
+                now = time.monotonic()
+                if drain_until is None and (
+                    process.poll() is not None or overflowed or now >= deadline
+                ):
+                    timed_out = not overflowed and process.returncode is None
+                    with contextlib.suppress(ProcessLookupError):
+                        os.killpg(process.pid, signal.SIGKILL)
+                    drain_until = now + _DRAIN_TIMEOUT
+                    if process.stdin is not None and not process.stdin.closed:
+                        selector.unregister(process.stdin)
+                        process.stdin.close()
+                left = (deadline if drain_until is None else drain_until) - now
+                if left <= 0:
+                    break
+                for key, _ in selector.select(min(_SLICE, left)):
+                    if key.fileobj is process.stdin:
+                        try:
+                            unwritten = unwritten[os.write(key.fd, unwritten[:_CHUNK]) :]
+                        except BlockingIOError:
+                            continue
+                        except BrokenPipeError:  # git stopped reading: its exit says why
+                            unwritten = unwritten[:0]
+                        if not unwritten:
+                            selector.unregister(process.stdin)
+                            process.stdin.close()
+                        continue
+                    chunk = os.read(key.fd, _CHUNK)
+                    if not chunk:
+                        selector.unregister(key.fileobj)
+                    elif key.fileobj is process.stderr:
+                        stderr += chunk[: _MAX_STDERR - len(stderr)]
+                    elif not overflowed:
+                        stdout += chunk
+                        overflowed = len(stdout) > max_stdout
+    finally:
+        if process.poll() is None:  # an error here: git must not outlive the call
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+        for pipe in (process.stdin, process.stdout, process.stderr):
             if pipe is not None:
                 pipe.close()
         process.wait()
-        out, err = partial.output or b"", partial.stderr or b""
-    return out, err, not exited
+    return _Output(bytes(stdout), bytes(stderr), timed_out, overflowed)
 
 
 def _summary(stderr: str, code: int) -> str:

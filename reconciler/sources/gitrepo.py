@@ -5,8 +5,14 @@ Contracts (how each call is run, with its deadline, is ``gitprocess``'s):
 - git runs isolated from the machine: every inherited ``GIT_*`` variable is dropped,
   ``GIT_CONFIG_NOSYSTEM=1`` and ``GIT_CONFIG_GLOBAL=/dev/null`` (no user or system config: no
   credential helper, no hooks, no ``url.insteadOf`` surprises), ``GIT_TERMINAL_PROMPT=0`` and an
-  empty ``GIT_ASKPASS`` (never prompt, never fall back to ``SSH_ASKPASS``), ssh in ``BatchMode``,
-  and ``LC_ALL=C`` so that the few messages recognised below are in English.
+  empty ``GIT_ASKPASS`` (never prompt, never fall back to ``SSH_ASKPASS``), ssh in ``BatchMode``
+  (and with keepalives: a server gone silent ends the connection after about a minute, even
+  for a git this process left behind), and ``LC_ALL=C`` so that the few messages recognised
+  below are in English.
+- A local repository (``file://`` or a path) is read whoever owns it: git refuses one another
+  user owns ("dubious ownership") unless ``safe.directory`` names it, in a config crontask's git
+  does not read; the fetch names the repository it was given, and only that one
+  (``upload_pack``).
 - Secrets never reach argv or disk. HTTP credentials (a token, or the user:password of a URL)
   are handed to git by a credential helper defined through ``GIT_CONFIG_COUNT`` /
   ``GIT_CONFIG_KEY_n`` / ``GIT_CONFIG_VALUE_n``, scoped to the repository's
@@ -38,7 +44,15 @@ PRIVATE = "refs/crontask/"
 
 _HEX = re.compile(r"[0-9a-f]{4,64}")
 _FULL_SHA = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
-_HTTP_USERINFO = re.compile(r"(?i)(https?://)[^/\s@]+@")
+# The userinfo of an http(s) URL in git's messages: up to its first "@", and on to the last
+# "@" before the next "/". A "/" in it (unencoded: "https://tok3n/S3CRET@host") made urlsplit,
+# and git, end the authority there, so it may run past a "/".
+_HTTP_USERINFO = re.compile(r"(?i)(https?://)[^\s@]*@(?:[^\s/@]*@)*")
+# How much of git's stdout is read (past it, a GitError): ``run``'s commands write a few lines
+# or SHAs; ``run_bytes``'s largest read is gitcheckout.read_blobs's one cat-file of link
+# targets, at most MAX_CHECKOUT_LINKS (1000) of at most MAX_PATH (4 KiB) each, with headers.
+_MAX_TEXT_OUTPUT = 1024 * 1024
+_MAX_BLOBS_OUTPUT = 8 * 1024 * 1024
 
 USERNAME_VAR = "CRONTASK_GIT_USERNAME"
 PASSWORD_VAR = "CRONTASK_GIT_PASSWORD"  # noqa: S105 - the variable's name, not a password
@@ -131,7 +145,17 @@ def git_env(
         GIT_ATTR_NOSYSTEM="1",
         LC_ALL="C",
     )
-    ssh = ["ssh", "-o", "BatchMode=yes"]
+    # Keepalives: a server that stops answering ends the connection after 4 x 15 s unanswered,
+    # also when this process died without killing git (none of git's own deadlines covers ssh).
+    ssh = [
+        "ssh",
+        "-o",
+        "BatchMode=yes",
+        "-o",
+        "ServerAliveInterval=15",
+        "-o",
+        "ServerAliveCountMax=4",
+    ]
     if ssh_key_file is not None:
         ssh += ["-i", str(ssh_key_file), "-o", "IdentitiesOnly=yes"]
     if known_hosts_file is not None:
@@ -148,6 +172,31 @@ def git_env(
         env[USERNAME_VAR] = credentials.username
         env[PASSWORD_VAR] = credentials.password
     return env
+
+
+def local_path(url: str) -> str | None:
+    """The path of the local repository ``url`` names (``file://`` or a path, as git tells
+    them from ``host:path``), None for a remote one."""
+    if "://" in url:
+        parts = urllib.parse.urlsplit(url)
+        return urllib.parse.unquote(parts.path) if parts.scheme.lower() == "file" else None
+    return None if ":" in url.partition("/")[0] else url
+
+
+def upload_pack(url: str) -> list[str]:
+    """The options of a fetch from ``url``: for a local repository owned by another user, git's
+    ``upload-pack`` refuses it ("dubious ownership") unless ``safe.directory`` names it, and
+    neither ``-c`` nor ``GIT_CONFIG_PARAMETERS`` reaches it (git clears the latter for a local
+    ``upload-pack``): its command line carries the setting. Both spellings git may compare:
+    the path as written (relative ones too) and the real one (git resolves links in it)."""
+    path = local_path(url)
+    if path is None:
+        return []
+    path = path.rstrip("/") or "/"
+    command = ["git"]
+    for allowed in dict.fromkeys([path, os.path.realpath(path)]):
+        command += ["-c", f"safe.directory={allowed}"]
+    return ["--upload-pack", shlex.join([*command, "upload-pack"])]  # run by a shell: quoted
 
 
 def check_ref(ref: str) -> None:
@@ -260,6 +309,7 @@ class GitRepo:
     def fetch(self, url: str, specs: Sequence[str], ref: str) -> None:
         """``git fetch --prune --force``: a force-push or a moved tag simply replaces the ref."""
         args = ["fetch", "--prune", "--force", "--no-tags", "--no-write-fetch-head", "--quiet"]
+        args += upload_pack(url)
         try:
             self._fetch([*args, url, *specs])
         except GitError as err:
@@ -322,9 +372,8 @@ class GitRepo:
         if self.rev_parse(sha) != sha:
             # A commit no branch or tag reaches any more: servers that allow it hand it out.
             try:
-                self._fetch(
-                    ["fetch", "--quiet", "--no-write-fetch-head", url, f"+{sha}:{PRIVATE}pin"]
-                )
+                pin = ["fetch", "--quiet", "--no-write-fetch-head", *upload_pack(url)]
+                self._fetch([*pin, url, f"+{sha}:{PRIVATE}pin"])
             except GitError:
                 raise RefNotFoundError(f"ref {sha!r} not found on remote") from None
         # git reads a full hex name as the object even when a ref has that name.
@@ -402,10 +451,12 @@ class GitRepo:
         cwd: Path | None = None,
         input: bytes | None = None,
     ) -> str:
-        """git's output; GitError (redacted) if it fails, times out or was cancelled."""
-        return self.run_bytes(args, git_dir=git_dir, cwd=cwd, input=input).decode(
-            "utf-8", "replace"
+        """git's output (a few lines); GitError (redacted) if it fails, times out, was
+        cancelled or writes more than _MAX_TEXT_OUTPUT bytes."""
+        out = self.run_bytes(
+            args, git_dir=git_dir, cwd=cwd, input=input, max_stdout=_MAX_TEXT_OUTPUT
         )
+        return out.decode("utf-8", "replace")
 
     def run_bytes(
         self,
@@ -414,9 +465,11 @@ class GitRepo:
         git_dir: bool = True,
         cwd: Path | None = None,
         input: bytes | None = None,
+        max_stdout: int = _MAX_BLOBS_OUTPUT,
     ) -> bytes:
+        """git's stdout; GitError past ``max_stdout`` bytes (see ``GitRunner.run_bytes``)."""
         prefix = [f"--git-dir={self.git_dir}"] if git_dir else []
-        return self._runner.run_bytes([*prefix, *args], cwd=cwd, input=input)
+        return self._runner.run_bytes([*prefix, *args], cwd=cwd, input=input, max_stdout=max_stdout)
 
     def run_records(
         self, args: Sequence[str], *, separator: bytes, max_record: int

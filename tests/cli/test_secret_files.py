@@ -44,3 +44,25 @@ def test_a_webhook_secret_file_is_read_bounded(tmp_path: Path, kind: str, says: 
     )
     assert_one_line_error(done.code, done.err, f"--git-webhook-secret-file {path}: {says}")
     assert not state.exists()
+
+
+@pytest.mark.parametrize("content", [b"", b"\n", b" \t\r\n"])
+def test_an_empty_webhook_secret_is_refused(tmp_path: Path, content: bytes) -> None:
+    """An HMAC with an empty key is one anyone can compute: every signature would pass."""
+    (tmp_path / "tasks").mkdir()
+    path = tmp_path / "webhook.secret"
+    path.write_bytes(content)
+    state = tmp_path / "state"
+    done = crontask(
+        "run",
+        str(tmp_path / "tasks"),
+        "--state-dir",
+        str(state),
+        "--listen",
+        f"127.0.0.1:{free_port()}",
+        "--git-webhook-secret-file",
+        str(path),
+        timeout=30,
+    )
+    assert_one_line_error(done.code, done.err, f"--git-webhook-secret-file {path}: empty")
+    assert not state.exists()

@@ -727,7 +727,9 @@ def test_the_git_environment_is_isolated_and_ssh_is_strict(tmp_path: Path) -> No
     assert env["GIT_CONFIG_NOSYSTEM"] == "1"
     assert env["GIT_CONFIG_GLOBAL"] == os.devnull
     assert env["GIT_SSH_COMMAND"] == (
-        f"ssh -o BatchMode=yes -i '{key}' -o IdentitiesOnly=yes "
+        # Keepalives: a server gone silent ends the connection, even for a git left behind.
+        "ssh -o BatchMode=yes -o ServerAliveInterval=15 -o ServerAliveCountMax=4 "
+        f"-i '{key}' -o IdentitiesOnly=yes "
         f"-o StrictHostKeyChecking=yes -o UserKnownHostsFile={hosts}"
     )
     assert "GIT_CONFIG_COUNT" not in env  # no credentials for ssh

@@ -78,3 +78,33 @@ def test_a_short_user_name_is_not_taken_for_a_secret() -> None:
     token = "ghp_" + "a" * 36
     redact = Redactor(Credentials(token, "x-oauth-basic").secrets())
     assert token not in redact(f"fatal: {token} refused")
+
+
+SLASHED = "https://tok3n/S3CRET@127.0.0.1:1/org/tasks.git"  # a "/" in the userinfo, unencoded
+
+
+def test_git_messages_lose_a_userinfo_with_a_slash() -> None:
+    """urlsplit, and git, end the authority at the "/": the userinfo runs on to the last "@"
+    before the next "/"."""
+    said = f"fatal: unable to access '{SLASHED}/': Could not resolve host: x; see a@b"
+    assert Redactor()(said) == (
+        "fatal: unable to access 'https://***@127.0.0.1:1/org/tasks.git/': Could not resolve"
+        " host: x; see a@b"
+    )
+
+
+def test_a_source_shows_and_fetches_a_slashed_url_without_its_userinfo(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """(crontask run refuses such a URL; a source given one still shows none of it, and git
+    never looks up the host "tok3n".)"""
+    caplog.set_level(logging.DEBUG)
+    source = GitSource(GitOptions(SLASHED, timeout=10), tmp_path, clock=lambda: datetime.now(UTC))
+    assert source.sync() is False  # nothing listens on port 1
+    status = source.status()
+    assert status.url == "https://127.0.0.1:1/org/tasks.git"
+    assert "127.0.0.1 port 1" in (status.last_error or "")
+    described = (source.base / "source.json").read_text()
+    shown = " ".join([status.location, status.last_error or "", caplog.text, described])
+    assert "S3CRET" not in shown
+    assert "tok3n" not in shown
