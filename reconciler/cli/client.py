@@ -13,7 +13,13 @@ it), not per read; an answer longer than :data:`MAX_ANSWER_BYTES` is refused; an
 unexpected shape, a list that hands back a ``continue`` token it gave before or that grows
 past :data:`MAX_ITEMS` items is a :class:`RemoteError`; and an error line made from an answer
 goes through :func:`~reconciler.cli.terminal.printable`. The deadline covers resolving the
-server's name too (:mod:`~reconciler.resolver`).
+server's name too (:mod:`~reconciler.resolver`). A list, every page of it, has
+:data:`LIST_TIMEOUT_FACTOR` times a request's time in all and :data:`MAX_LIST_BYTES` of answers
+in all: a server handing out page after large page, each under the bounds of one answer, would
+otherwise fill the client's memory and the terminal.
+
+A TLS failure (a certificate that does not verify) is said as such, not as a server that cannot
+be reached: the server is there, and the fix is the certificate or ``$SSL_CERT_FILE``.
 """
 
 from __future__ import annotations
@@ -50,9 +56,17 @@ MAX_ANSWER_BYTES: Final = 64 * MIB  # a page of 1000 tasks is a few MiB
 PAGE_MAX: Final = 1000  # the largest page both lists serve
 MAX_PAGES: Final = 10_000
 MAX_ITEMS: Final = 1_000_000  # in one list, all pages together
+# A list's answers together (a task is about 1 KiB: some 60 000 of them), so that endless
+# pages each under MAX_ANSWER_BYTES cannot fill the client's memory or the terminal.
+MAX_LIST_BYTES: Final = MAX_ANSWER_BYTES
+LIST_TIMEOUT_FACTOR: Final = 10  # a whole list has 10 requests' time (100 s by default)
 _MAX_LINE: Final = 2000  # of an error line made from a problem's fields
 _MAX_TOKEN: Final = 16 * 1024  # a JWT with many claims is a few KiB
 _SENDABLE: Final = re.compile(r"[\x21-\x7e]+")
+# OpenSSL's X509_V_ERR_ codes for a certificate whose issuer is trusted by no bundle: self-signed,
+# self-signed in the chain, the issuer's certificate not found, the leaf's issuer not found.
+_UNKNOWN_ISSUER: Final = frozenset({18, 19, 20, 21})
+_TRUST_HINT: Final = "; a private CA's certificate can be given in $SSL_CERT_FILE"
 _T = TypeVar("_T")
 
 
@@ -200,10 +214,12 @@ class _Api:
         method: str,
         path: str,
         params: Mapping[str, str] | None = None,
+        budget: _Budget | None = None,
     ) -> dict[str, Any]:
         """One request on ``client``: the JSON object it answered, or :class:`RemoteError`.
         httpx's timeout is per read, so a server sending a byte now and then would hold the
-        command for ever: the deadline is for all of it."""
+        command for ever: the deadline is for all of it. The body takes its bytes from
+        ``budget`` too, when given (the pages of one list)."""
         import asyncio
 
         import httpx
@@ -218,18 +234,23 @@ class _Api:
                 asyncio.timeout(self.timeout),
                 client.stream(method, url, params=params, headers=headers) as response,
             ):
-                content = await self._read(response)
+                content = await self._read(response, budget)
         except (TimeoutError, httpx.TimeoutException):
             raise RemoteError(
                 f"crontask at {server} did not answer within {self.timeout:g}s"
             ) from None
         except httpx.InvalidURL as exc:
             raise RemoteError(f"--server {server!r} is not a URL crontask can use: {exc}") from None
-        except httpx.ConnectError:
-            raise RemoteError(
-                f"cannot reach crontask at {server} (is `crontask run` running?)"
-            ) from None
         except httpx.HTTPError as exc:
+            # A certificate that does not verify is a ConnectError too, but the server is
+            # there: asking whether `crontask run` runs would send the user the wrong way.
+            tls = _tls_problem(exc)
+            if tls is not None:
+                raise RemoteError(f"TLS with {server} failed: {tls}") from None
+            if isinstance(exc, httpx.ConnectError):
+                raise RemoteError(
+                    f"cannot reach crontask at {server} (is `crontask run` running?)"
+                ) from None
             raise RemoteError(f"request to {server} failed: {type(exc).__name__}") from None
         if response.status_code >= 400:
             raise RemoteError(_problem_line(response.status_code, response.reason_phrase, content))
@@ -244,26 +265,42 @@ class _Api:
             return {}
         return _decode(content, server)
 
-    async def _read(self, response: httpx.Response) -> bytes:
-        """The body, up to :attr:`max_bytes`: a longer one is refused as soon as it says so
-        (``Content-Length``) or its bytes go past it."""
+    async def _read(self, response: httpx.Response, budget: _Budget | None) -> bytes:
+        """The body, up to :attr:`max_bytes` and what is left of ``budget``: a longer one is
+        refused as soon as it says so (``Content-Length``) or its bytes go past it."""
+        listed = budget is not None and budget.left < self.max_bytes
+        limit = min(self.max_bytes, budget.left) if budget is not None else self.max_bytes
         length = response.headers.get("Content-Length", "")
         declared = length.isascii() and length.isdigit()
-        if declared and (len(length) > 18 or int(length) > self.max_bytes):
-            raise self._too_long()
+        if declared and (len(length) > 18 or int(length) > limit):
+            raise self._too_long(listed)
         chunks: list[bytes] = []
         size = 0
         async for chunk in response.aiter_bytes():
             size += len(chunk)
-            if size > self.max_bytes:
-                raise self._too_long()
+            if size > limit:
+                raise self._too_long(listed)
             chunks.append(chunk)
+        if budget is not None:
+            budget.left -= size
         return b"".join(chunks)
 
-    def _too_long(self) -> RemoteError:
+    def _too_long(self, listed: bool) -> RemoteError:
+        if listed:
+            return RemoteError(
+                f"{self.shown} answered a list of more than {format_size(MAX_LIST_BYTES)} "
+                "in all (refused)"
+            )
         return RemoteError(
             f"{self.shown} answered more than {format_size(self.max_bytes)} (refused)"
         )
+
+
+@dataclass
+class _Budget:
+    """The bytes the answers of one list may still take, all its pages together."""
+
+    left: int
 
 
 async def _pages(
@@ -271,16 +308,35 @@ async def _pages(
 ) -> list[dict[str, Any]]:
     """The items of a list, page by page, until ``limit`` items or the last page. A server
     that never ends a list cannot keep the client forever: a ``continue`` token it handed out
-    before is an error at once, and so are more than :data:`MAX_PAGES` pages or
-    :data:`MAX_ITEMS` items."""
+    before is an error at once, and so are more than :data:`MAX_PAGES` pages,
+    :data:`MAX_ITEMS` items, :data:`MAX_LIST_BYTES` of answers, or more time than
+    :data:`LIST_TIMEOUT_FACTOR` requests have."""
+    import asyncio
+
+    seconds = api.timeout * LIST_TIMEOUT_FACTOR
+    try:
+        # Around every page: each request's own deadline cannot bound how many come.
+        async with asyncio.timeout(seconds):
+            return await _every_page(api, path, params, limit)
+    except TimeoutError:
+        raise RemoteError(
+            f"crontask at {api.shown} did not end the list within {seconds:g}s"
+        ) from None
+
+
+async def _every_page(
+    api: _Api, path: str, params: Mapping[str, str], limit: int | None
+) -> list[dict[str, Any]]:
     found: list[dict[str, Any]] = []
     wanted = limit
     seen: set[str] = set()
     cursor: dict[str, str] = {}
+    budget = _Budget(MAX_LIST_BYTES)
     async with connect(api.timeout) as client:
         for _ in range(MAX_PAGES):
             page_size = {} if wanted is None else {"limit": str(min(wanted, PAGE_MAX))}
-            body = await api.call(client, "GET", path, {**params, **page_size, **cursor})
+            query = {**params, **page_size, **cursor}
+            body = await api.call(client, "GET", path, query, budget)
             if not isinstance(body.get("items"), list):
                 raise RemoteError(f"{api.shown} answered a list without items")
             items = object_list(body["items"], api.server, "items")[:wanted]
@@ -300,6 +356,33 @@ async def _pages(
             seen.add(following)
             cursor = {"continue": following}
     raise RemoteError(f"{api.shown} answered more than {MAX_PAGES} pages")
+
+
+def _tls_problem(exc: BaseException) -> str | None:
+    """What went wrong with TLS, if an :class:`ssl.SSLError` is among the causes of ``exc``
+    (httpx wraps it in its own errors), in words such as ``certificate verify failed
+    (self-signed certificate)``; else ``None``."""
+    import ssl  # here, not at the top, as httpx (which loads it anyway on a request)
+
+    seen: set[int] = set()
+    cause: BaseException | None = exc
+    while cause is not None and id(cause) not in seen:  # a cycle of causes ends too
+        seen.add(id(cause))
+        if isinstance(cause, ssl.SSLCertVerificationError):
+            why = printable(cause.verify_message or cause.reason or "")[:200]
+            # An issuer no bundle holds is fixed by trusting it (httpx reads $SSL_CERT_FILE);
+            # a name mismatch or an expiry is not.
+            hint = _TRUST_HINT if cause.verify_code in _UNKNOWN_ISSUER else ""
+            return f"certificate verify failed ({why or 'no reason given'}){hint}"
+        if isinstance(cause, ssl.SSLError):
+            # "[SSL: WRONG_VERSION_NUMBER] wrong version number (_ssl.c:1006)": the words.
+            words = re.sub(r"^\[[^]]*\]\s*|\s*\(_ssl\.c:\d+\)$", "", str(cause))
+            words = printable(words or cause.reason or type(cause).__name__)[:200]
+            # What a plain HTTP server's answer to a TLS hello reads as.
+            plain = cause.reason == "WRONG_VERSION_NUMBER"
+            return words + (" (is it a plain http:// server?)" if plain else "")
+        cause = cause.__cause__ or cause.__context__
+    return None
 
 
 def _decode(content: bytes, server: str) -> dict[str, Any]:

@@ -15,7 +15,7 @@ from typing import Final
 from urllib.parse import urlsplit
 
 from reconciler.core.runs import DNS1123_LABEL
-from reconciler.core.urls import redact_url
+from reconciler.core.urls import ENCODE_USERINFO, at_after_host, redact_url
 from reconciler.sources.limits import (
     DEFAULT_MAX_FILE_SIZE,
     DEFAULT_MAX_TASKS,
@@ -77,9 +77,19 @@ def server_url(text: str) -> str:
     after it but a ``/``: the client appends the API's paths (``/api/v1/...``) to it, so with a
     path of its own every request would miss the API, and a query or fragment (even an empty
     one, a lone ``?`` or ``#``) would swallow them. A user name and password
-    (``https://ops:pw@host``) may be given; no message shows them."""
+    (``https://ops:pw@host``) may be given; no message shows them. An ``@`` after the host is
+    refused without quoting the URL: an unencoded ``/``, ``?`` or ``#`` in a user name or
+    password ends the host early (``https://tok3n/S3CRET@host`` has the host ``tok3n``), so
+    what urlsplit took for the host and the path is the secret."""
     try:
         parts = urlsplit(text)
+        # Before the port is read: the message below quotes the URL as urlsplit reads it,
+        # which here is the secret and all.
+        if text.count("@") > parts.netloc.count("@"):
+            raise argparse.ArgumentTypeError(
+                "expected http://HOST:PORT or https://HOST:PORT, got a URL with an '@' after "
+                f"its host (not shown: it may hold a password; {ENCODE_USERINFO})"
+            )
         ok = (
             len(text) <= _MAX_TEXT
             and parts.scheme in ("http", "https")
@@ -134,10 +144,16 @@ def external_url(text: str) -> str:
 def git_url(text: str) -> str:
     """A repository URL git can be given and urllib can split. A URL urllib refuses (a ``[``
     or ``]`` in a password makes it look for an IPv6 host) is refused here, without quoting
-    it: it may hold a password. scp-like addresses and local paths (no ``//``) pass."""
+    it: it may hold a password. So is one with an ``@`` after its host: a ``/`` in a user name
+    or password (``https://tok3n/S3CRET@host``) ends the authority there, for urllib and git
+    alike, and the fetch would go to the host ``tok3n``, the password in its path. scp-like
+    addresses and local paths (no ``//``) pass."""
     if "//" in text:
         try:
             parts = urlsplit(text)
+            # Before the port: it may be a piece of the password. (file:///srv/a@b has no host.)
+            if parts.netloc and at_after_host(text, parts):
+                raise argparse.ArgumentTypeError(f"an '@' after the URL's host: {ENCODE_USERINFO}")
             parts.port  # noqa: B018 - parsing the port is the check
         except ValueError:
             raise argparse.ArgumentTypeError(
