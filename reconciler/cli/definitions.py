@@ -18,7 +18,7 @@ from pydantic import ValidationError
 from reconciler.cli.client import RemoteError, default_token, fetch_tasks, request
 from reconciler.cli.collector import rare_collections
 from reconciler.cli.main_helpers import existing_paths
-from reconciler.cli.terminal import printable, shown
+from reconciler.cli.terminal import cut, printable, shown
 from reconciler.core.crd import crd_document
 from reconciler.core.desired import Definition, DesiredState, Location, SourceKind, assemble
 from reconciler.core.model import CronTask, json_schema
@@ -91,7 +91,7 @@ def _from_server(server: str) -> DesiredState:
             raise SystemExit(
                 f"crontask: {named} answered a task that is no CronTask: {key}"
             ) from None
-        where = Location(kind, f"{named} {printable(source.get('location'))}")
+        where = Location(kind, f"{named} {cut(source.get('location'))}")
         definitions.append(Definition.of(task, where))
     return assemble(definitions)
 
@@ -121,11 +121,11 @@ def run_plan(args: argparse.Namespace) -> int:
         where = (
             step.desired.location if step.desired else step.current.location if step.current else ""
         )
-        # With --server, "where" and the old values are the server's words: printable().
+        # With --server, "where" (cut already) and the old values are the server's words.
         print(printable(f"{symbol[step.operation]} {step.key}  ({where})"))
         if step.operation is Operation.UPDATE:
             for change in step.field_changes():
-                print(f"    {printable(change)}")
+                print(f"    {cut(change)}")
     for key in result.held_removals:
         print(f"  {key}  (kept: the new definitions are empty; --allow-empty removes it)")
     for key in sorted(kept):

@@ -18,8 +18,8 @@ from reconciler.cli.client import (
 )
 from reconciler.cli.durations import duration_arg
 from reconciler.cli.main_helpers import add_state_args, bounded_int, run_id, table, task_key
-from reconciler.cli.remote import add_server_arg, clipped
-from reconciler.cli.terminal import printable
+from reconciler.cli.remote import add_server_arg
+from reconciler.cli.terminal import printable, shown
 from reconciler.core.runs import RunRecord, RunStatus, Trigger
 from reconciler.sources.limits import KIB
 
@@ -84,18 +84,18 @@ def run_runs(args: argparse.Namespace) -> int:
     if not items:
         print("no runs recorded" + (f" for {args.task}" if args.task else ""))
         return 0
-    # Every field through clipped(): with --server they are a server's words, which may hold
+    # Every field through shown(): with --server they are a server's words, which may hold
     # escape sequences, lack a field or run to MiB.
     rows = [
         [
-            clipped(r.get("id")),
-            clipped(r.get("task")),
-            clipped(r.get("status")) + (f" ({clipped(r['reason'])})" if r.get("reason") else ""),
-            clipped(r.get("trigger")),
-            clipped(r.get("attempt")),
-            clipped(_short(r.get("scheduledTime")), ""),
+            shown(r.get("id")),
+            shown(r.get("task")),
+            shown(r.get("status")) + (f" ({shown(r['reason'])})" if r.get("reason") else ""),
+            shown(r.get("trigger")),
+            shown(r.get("attempt")),
+            shown(_short(r.get("scheduledTime")), ""),
             _ms(r.get("durationMs")),
-            clipped(r.get("exitCode"), ""),
+            shown(r.get("exitCode"), ""),
         ]
         for r in items
     ]
@@ -160,7 +160,7 @@ def _show_one(attempts: list[dict[str, Any]], args: argparse.Namespace) -> int:
         print(json.dumps({"items": attempts}, indent=2))
         return 0
     for r in attempts:
-        print(f"run {clipped(r.get('id'))}  attempt {clipped(r.get('attempt'))}")
+        print(f"run {shown(r.get('id'))}  attempt {shown(r.get('attempt'))}")
         for label, value in (
             ("task", r.get("task")),
             ("status", r.get("status")),
@@ -174,7 +174,7 @@ def _show_one(attempts: list[dict[str, Any]], args: argparse.Namespace) -> int:
             ("exit code", None if r.get("exitCode") is None else str(r["exitCode"])),
         ):
             if value:
-                print(f"  {label + ':':<11}{clipped(value)}")
+                print(f"  {label + ':':<11}{shown(value)}")
         print("  output:")
         # A command's output, shown as cat -v would: its escape sequences are not played.
         output = r.get("output")

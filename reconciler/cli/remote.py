@@ -8,8 +8,8 @@ and the command exits 1.
 
 The calls, and the bounds that keep a server which misbehaves from hanging or flooding the
 command, are :mod:`~reconciler.cli.client`'s; here, every string of an answer printed for a
-human goes through :func:`~reconciler.cli.terminal.printable`, cut to :data:`MAX_SHOWN`
-characters (:func:`clipped`): the bounds of an answer are in MiB, a terminal's line is not.
+human goes through :func:`~reconciler.cli.terminal.shown` (escaped, and cut to
+:data:`~reconciler.cli.terminal.MAX_SHOWN` characters).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import json
 import sys
 from collections.abc import Mapping
 from datetime import datetime
-from typing import Any, Final
+from typing import Any
 from urllib.parse import quote
 
 from reconciler.cli.client import (
@@ -36,20 +36,6 @@ from reconciler.cli.client import (
 from reconciler.cli.main_helpers import label, server_url, table, task_key
 from reconciler.cli.terminal import printable, shown
 from reconciler.core.urls import redact_url
-from reconciler.sources.limits import KIB
-
-# Characters of one string of an answer that a table or a line shows: a whole error message or
-# reason, and more than a terminal's line; a server's 16 MiB "error" is not printed whole.
-MAX_SHOWN: Final = 4 * KIB
-
-
-def clipped(value: Any, absent: str = "-", limit: int = MAX_SHOWN) -> str:
-    """:func:`~reconciler.cli.terminal.shown`, with a string longer than ``limit`` characters
-    cut to ``limit`` and followed by how many more it had."""
-    if isinstance(value, str) and len(value) > limit:
-        # Cut before escaping: the count is of the server's characters.
-        return f"{printable(value[:limit])}... [{len(value) - limit:,} more characters cut]"
-    return shown(value, absent)
 
 
 def add_server_arg(parser: argparse.ArgumentParser) -> None:
@@ -119,11 +105,11 @@ def run_tasks(args: argparse.Namespace) -> int:
     if any(t.get("owner") for t in items):  # replicas: who schedules each task
         headers.append("OWNER")
         for row, t in zip(rows, items, strict=True):
-            row.append(clipped(t.get("owner")))
+            row.append(shown(t.get("owner")))
     print(table(headers, rows))
     for t in items:
         if t.get("error"):
-            print(f"{clipped(t.get('key'))}: {clipped(t['error'])}", file=sys.stderr)
+            print(f"{shown(t.get('key'))}: {shown(t['error'])}", file=sys.stderr)
     return 0
 
 
@@ -140,23 +126,23 @@ def run_members(args: argparse.Namespace) -> int:
         return 0
     rows = [
         [
-            clipped(m.get("id")) + (" (this one)" if m.get("me") else ""),
-            clipped(m.get("address")),
+            shown(m.get("id")) + (" (this one)" if m.get("me") else ""),
+            shown(m.get("address")),
             _when(m.get("since")),
             _when(m.get("renewed")),
-            clipped(m.get("ownedTasks", 0)),
-            clipped(m.get("digest")) + (" draining" if m.get("draining") else ""),
+            shown(m.get("ownedTasks", 0)),
+            shown(m.get("digest")) + (" draining" if m.get("draining") else ""),
         ]
         for m in members
     ]
     print(table(["MEMBER", "ADDRESS", "SINCE", "RENEWED", "TASKS", "DIGEST"], rows))
     if answer.get("disagreeingSince"):
-        print(f"replicas read different definitions since {clipped(answer['disagreeingSince'])}:")
+        print(f"replicas read different definitions since {shown(answer['disagreeingSince'])}:")
         for task in differing:
             hashes = task.get("hashes")
             pairs = hashes.items() if isinstance(hashes, dict) else []
-            said = ", ".join(f"{clipped(m, '')}={clipped(h, 'absent')}" for m, h in pairs)
-            print(f"  {clipped(task.get('task'))}: {said}")
+            said = ", ".join(f"{shown(m, '')}={shown(h, 'absent')}" for m, h in pairs)
+            print(f"  {shown(task.get('task'))}: {said}")
     return 0
 
 
@@ -173,11 +159,11 @@ def run_trigger(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(run, indent=2))
     elif run.get("status") == "skipped":
-        why = clipped(run.get("message") or run.get("reason"), "no reason given")
-        reason = clipped(run.get("reason"), "None")
-        print(f"{args.key}: run {clipped(run['id'])} skipped ({reason}): {why}")
+        why = shown(run.get("message") or run.get("reason"), "no reason given")
+        reason = shown(run.get("reason"), "None")
+        print(f"{args.key}: run {shown(run['id'])} skipped ({reason}): {why}")
     else:
-        print(f"{args.key}: run {clipped(run['id'])} {clipped(run.get('status'), 'None')}")
+        print(f"{args.key}: run {shown(run['id'])} {shown(run.get('status'), 'None')}")
     return 0
 
 
@@ -196,28 +182,28 @@ def _task_row(task: Mapping[str, Any]) -> list[str]:
     next_runs = task.get("nextRuns")
     source = task.get("source")
     return [
-        clipped(task.get("key")),
-        clipped(task.get("state")),
-        clipped(_dig(task, "resource", "spec", "schedule"), ""),
+        shown(task.get("key")),
+        shown(task.get("state")),
+        shown(_dig(task, "resource", "spec", "schedule"), ""),
         _when(next_runs[0] if isinstance(next_runs, list) and next_runs else None),
         _last(task.get("lastRun")),
-        f"{clipped(_dig(source, 'kind'))}:{clipped(_dig(source, 'location'))}",
+        f"{shown(_dig(source, 'kind'))}:{shown(_dig(source, 'location'))}",
     ]
 
 
 def _when(value: Any) -> str:
     if not isinstance(value, str) or not value:
-        return clipped(value)
+        return shown(value)
     try:
         return datetime.fromisoformat(value).strftime("%Y-%m-%d %H:%M:%S%z")
     except ValueError:
-        return clipped(value)
+        return shown(value)
 
 
 def _last(run: Any) -> str:
     if not isinstance(run, dict) or not run:
-        return clipped(run or None)
-    status = clipped(run.get("status"), "")
+        return shown(run or None)
+    status = shown(run.get("status"), "")
     if run.get("reason"):
-        status += f" ({clipped(run['reason'])})"
+        status += f" ({shown(run['reason'])})"
     return f"{status} {_when(run.get('scheduledTime'))}"

@@ -5,11 +5,13 @@ shown up to the 64 KiB crontask keeps, by its end. ``--json`` keeps every string
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
-from reconciler.cli import history, remote
+from reconciler.cli import history, terminal
 from tests.cli.hostile import Handler, HostileServer, cli
+from tests.helpers import task_doc
 
 SHOWN = 4096  # characters of one string
 OUTPUT = 64 * 1024  # characters of a run's output
@@ -87,5 +89,23 @@ def test_runs_table_and_one_run(hostile: HostileServer, capsys: pytest.CaptureFi
     assert "first line" not in out
 
 
+def test_plan_against_a_server_cuts_where_its_tasks_are_said_to_be(
+    hostile: HostileServer, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    task = {
+        "key": "default/old",
+        "source": {"kind": "file", "location": LONG},
+        "resource": task_doc("old"),
+    }
+    hostile.answer = lambda h: h.send(200, {"items": [task]})
+    (tmp_path / "new.yaml").write_text(json.dumps(task_doc("new")))
+    assert cli("plan", str(tmp_path), "--server", hostile.url) == 0
+    out, err = capsys.readouterr()
+    assert_short_lines(out + err)
+    assert f"more than {SHOWN}" not in out
+    (removed,) = [line for line in out.splitlines() if line.startswith("- default/old")]
+    assert removed.endswith(" more characters cut])")
+
+
 def test_the_bounds_are_the_modules() -> None:
-    assert (remote.MAX_SHOWN, history.MAX_OUTPUT) == (SHOWN, OUTPUT)
+    assert (terminal.MAX_SHOWN, history.MAX_OUTPUT) == (SHOWN, OUTPUT)
