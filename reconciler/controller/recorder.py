@@ -11,16 +11,13 @@ the same way in ``save_many`` calls, after any claim that waits.
 
 When the store is unavailable the run still happens — without replicas nobody else can run
 its slot — and its records wait in a bounded buffer that is retried with backoff until the
-store is back; while records wait, a new claim joins them at once (a store that holds a write
-behind someone else's lock answers only after its lock wait, ``WRITE_LOCK_WAIT``, and every
-run would wait that long, one batch after another). A claim may also be asked not to be kept
-(``claim_soon(keep=False)``): with replicas, a slot whose claim could not be checked is not
-run, since the replica that takes the task over would run it too; nothing of it waits then.
-The buffer coalesces by (run id, attempt): the newest state of a record replaces an older
-pending one, so a run's ``running`` and final records cost one slot. A claim kept that way is
-still a claim when it is written: if another instance recorded the slot meanwhile, its record
-stands, and this process's records of that slot are not written over it (logged as a warning
-instead).
+store is back. A claim may also be asked not to be kept (``claim_soon(keep=False)``): with
+replicas, a slot whose claim could not be checked is not run, since the replica that takes
+the task over would run it too; nothing of it waits then. The buffer coalesces by (run id,
+attempt): the newest state of a record replaces an older pending one, so a run's ``running``
+and final records cost one slot. A claim kept that way is still a claim when it is written:
+if another instance recorded the slot meanwhile, its record stands, and this process's
+records of that slot are not written over it (logged as a warning instead).
 
 The loss window, stated: at most ``capacity`` records wait in memory. When the buffer is full,
 the oldest pending record is dropped (logged as an error, counted in ``dropped``). A process
@@ -73,7 +70,7 @@ class _Lane:
     whole burst. And the store's threads never compete for its write lock (SQLite's busy
     handler would make the loser sleep for milliseconds)."""
 
-    def __init__(self, write: Callable[[str, Batch], asyncio.Future[Any]]) -> None:
+    def __init__(self, write: Callable[[str, list[RunRecord]], asyncio.Future[Any]]) -> None:
         self._write = write
         self._claims: Batch = []
         self._saves: Batch = []
@@ -105,7 +102,7 @@ class _Lane:
         self._busy = True
         # In the store's thread from now on; the answer is taken on the loop.
         try:
-            written = self._write(kind, batch)
+            written = self._write(kind, [record for record, _ in batch])
         except Exception as err:  # not handed over: every write after it would wait for ever
             written = asyncio.get_running_loop().create_future()
             written.set_exception(StoreUnavailable(f"cannot hand the write over: {err}"))
@@ -193,19 +190,13 @@ class Recorder:
             claimed.add_done_callback(self._unkept.discard)
         return claimed
 
-    def _write(self, kind: str, batch: Batch) -> asyncio.Future[Any]:
-        fn: Callable[[list[RunRecord]], Any]
-        if not self._pending:
-            fn = self.store.claim_many if kind == "claim" else self.store.save_many
-        elif kind == "save" or not any(claimed in self._unkept for _, claimed in batch):
-            # An outage is on (records wait for the store): these wait behind it, and their
-            # runs start at once rather than after one more try of a store that may hold them
-            # for its lock wait. A claim not to be kept (replicas) still asks the store: the
-            # outage may be over while the flusher sleeps, and its slot runs only if claimed.
+    def _write(self, kind: str, records: list[RunRecord]) -> asyncio.Future[Any]:
+        if kind == "claim":
+            fn: Callable[[list[RunRecord]], Any] = self.store.claim_many
+        elif self._pending:  # an outage began after these were queued: wait behind it
             fn = _waiting
         else:
-            fn = self.store.claim_many
-        records = [record for record, _ in batch]
+            fn = self.store.save_many
         return asyncio.get_running_loop().run_in_executor(self._pool, fn, records)
 
     async def _claimed(self, batch: Batch, written: asyncio.Future[Any]) -> None:

@@ -213,15 +213,18 @@ class SqlRunStore:
                     conn.execute(_LOCK_WAIT, {"ms": str(ms)})  # until the transaction ends
                 yield conn
 
-    def _write(self, work: Callable[[Connection], _T]) -> _T:
+    def _write(self, work: Callable[[Connection], _T], *, lock_wait: bool = True) -> _T:
         """``work`` in one write transaction, run again when PostgreSQL rolled the transaction
         back for another's sake (a deadlock, a serialization failure): the rows decide each
         write here, so running it again is safe, and it then gets the answer it would have had
-        if it had come second. After :data:`_WRITE_ATTEMPTS`, RolledBack (a StoreUnavailable)."""
+        if it had come second. After :data:`_WRITE_ATTEMPTS`, RolledBack (a StoreUnavailable).
+        ``lock_wait``: a lock someone else holds is waited for WRITE_LOCK_WAIT (a run's write),
+        else as long as the database's own settings say."""
+        wait = WRITE_LOCK_WAIT if lock_wait else None
         attempts = _WRITE_ATTEMPTS
         while True:
             try:
-                with self._tx(write=True, wait=WRITE_LOCK_WAIT) as conn:
+                with self._tx(write=True, wait=wait) as conn:
                     return work(conn)
             except RolledBack:
                 attempts -= 1
@@ -289,7 +292,10 @@ class SqlRunStore:
                 for r, a in zip(records, answers, strict=True)
             ]
 
-        return self._write(work)
+        # Without the run path's lock wait: the advisory lock is held by the claim of another
+        # replica, and a claim that gave up on it would be made plainly (controller.claims),
+        # without the look for that replica's run: Forbid's slot would run beside it.
+        return self._write(work, lock_wait=False)
 
     def complete(self, record: RunRecord) -> None:
         row = record_to_row(normalized(record))

@@ -206,45 +206,6 @@ def test_runs_still_execute_while_the_store_is_down() -> None:
     assert kept.status is RunStatus.SUCCEEDED
 
 
-class CountingOutageStore(OutageStore):
-    def __init__(self) -> None:
-        super().__init__()
-        self.asked = 0
-
-    def claim_many(self, records: Any) -> list[bool]:
-        self.asked += 1
-        return super().claim_many(records)
-
-
-def test_while_records_wait_for_the_store_a_claim_joins_them_without_asking_it() -> None:
-    # A store that holds a claim for its lock wait before it says no would hold every run
-    # that long, each in turn: once an outage is known, a claim kept joins the waiting
-    # records at once. One not to be kept (replicas) still asks: its slot runs only if
-    # claimed, and the store may be back while the flusher sleeps.
-    store = CountingOutageStore()
-
-    async def main() -> None:
-        recorder = Recorder(store, retry_initial=3600)  # the flusher does not try again here
-        store.down = True
-        assert await recorder.claim(record(0)) is False
-        assert store.asked == 1
-        assert await recorder.claim(record(1)) is False  # run anyway, without a try
-        assert store.asked == 1
-        assert await recorder.claim_soon(record(2), keep=False) is False
-        assert store.asked == 2
-        store.down = False  # back, the flusher still asleep
-        assert await recorder.claim_soon(record(3), keep=False) is True
-        assert store.asked == 3
-        assert await recorder.claim(record(4)) is False  # behind what waits, in order
-        assert store.asked == 3
-        assert recorder.pending == 3
-        await recorder.close(0)
-
-    asyncio.run(main())
-    assert store.get(record(3).id) is not None
-    assert store.get(record(2).id) is None  # not kept: its slot was not run
-
-
 class CountingStore(MemoryRunStore):
     def __init__(self) -> None:
         super().__init__()
@@ -416,8 +377,8 @@ def test_a_write_the_store_threads_cannot_take_stops_no_write_after_it(
 
         monkeypatch.setattr(recorder._pool, "submit", submit)
         assert await asyncio.wait_for(recorder.claim(record(0)), 5) is False  # runs anyway
-        assert await recorder.flush(5)  # the kept claim, written once the store takes it
         assert await asyncio.wait_for(recorder.claim(record(1)), 5) is True
+        assert await recorder.flush(5)  # the kept claim, written once the store takes it
         await recorder.close(1)
 
     asyncio.run(main())

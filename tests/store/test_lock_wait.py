@@ -17,15 +17,20 @@ import subprocess
 import sys
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
 
 from reconciler.core.runs import RunStatus
-from reconciler.store import DB_FILENAME, RunStore, sqlite_url
+from reconciler.store import DB_FILENAME, RunStore, sql, sqlite_url
 from reconciler.store.base import StoreUnavailable
 from reconciler.store.sql import SqlRunStore
+from reconciler.store.sql_rows import record_to_row
+from reconciler.store.sql_schema import runs
+from tests.store.test_write_conflicts import _wait_until_blocked
 
 from ._records import T0, rec
 
@@ -116,3 +121,29 @@ def test_postgres_a_runs_write_gives_up_behind_a_table_lock(pg_store: SqlRunStor
         other.execute(sa.text("LOCK TABLE runs IN EXCLUSIVE MODE"))
         # Had the claim no lock wait, it would wait for ever: the suite's timeout fails it.
         _while_held(pg_store, other.rollback)
+
+
+@pytest.mark.postgres
+def test_postgres_an_exclusive_claim_waits_for_another_replicas_claim_of_the_task(
+    pg_store: SqlRunStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Replicas' exclusive claims of one task take turns on an advisory lock. One that gave up
+    on it after the run path's lock wait was made plainly (controller.claims), without the
+    look for the other replica's run: under Forbid its slot ran beside that run. It waits."""
+    monkeypatch.setattr(sql, "WRITE_LOCK_WAIT", timedelta(milliseconds=100))
+    theirs = rec(TASK, 0, RunStatus.RUNNING, owner="b:2:y")
+    with pg_store.engine.connect() as other, ThreadPoolExecutor(1) as pool:
+        # Another replica's claim of the task, stalled inside its transaction.
+        other.execute(sql._LOCK_TASKS, {"kind": sql._TASK_LOCK, "tasks": [TASK]})
+        other.execute(sa.insert(runs).values(record_to_row(theirs)))
+        blocker = other.execute(sa.text("SELECT pg_backend_pid()")).scalar_one()
+        claiming = pool.submit(pg_store.claim_exclusive, [rec(TASK, 1, RunStatus.RUNNING)])
+        with pg_store.engine.connect() as watch:
+            _wait_until_blocked(watch, blocker, 1)
+        # Well past the run path's lock wait, the claim still waits for the lock.
+        with pytest.raises(FutureTimeout):
+            claiming.result(timeout=1)
+        other.commit()
+        (answer,) = claiming.result(timeout=60)
+    assert not answer.claimed
+    assert [r.id for r in answer.running] == [theirs.id]
