@@ -152,8 +152,10 @@ def git_url(text: str) -> str:
         try:
             parts = urlsplit(text)
             # Before the port: it may be a piece of the password. (file:///srv/a@b has no host.)
-            if parts.netloc and at_after_host(text, parts):
-                raise argparse.ArgumentTypeError(f"an '@' after the URL's host: {ENCODE_USERINFO}")
+            if parts.netloc and at_after_host(parts):
+                raise argparse.ArgumentTypeError(
+                    f"an '@' after the URL's host: {ENCODE_USERINFO}; in a path, write '@' as %40"
+                )
             parts.port  # noqa: B018 - parsing the port is the check
         except ValueError:
             raise argparse.ArgumentTypeError(

@@ -26,11 +26,11 @@ def redact_url(url: str) -> str:
 
     Never raises. A URL ``urlsplit`` refuses (a ``[`` or ``]`` in a password makes it look for
     an IPv6 host, and its error quotes what it found) loses its whole userinfo, whatever the
-    scheme; if the rest still cannot be split, it is shown as ``***`` whole. So does a URL with
-    an ``@`` after its host (:func:`at_after_host`: ``https://tok3n/S3CRET@host/r.git``, whose
-    user name has an unencoded ``/``): everything up to the last ``@`` before the first ``/``
-    after its first ``@`` goes, and the rest is shown as a URL (``https://host/r.git``). A path
-    or query that really holds an ``@`` is then shown with less than it has, never with more.
+    scheme; if the rest still cannot be split, it is shown as ``***`` whole. A URL with an
+    ``@`` after its authority (:func:`at_after_host`) is ambiguous: ``https://tok3n/S3CRET@host``
+    may be a user name with an unencoded ``/`` (urlsplit's host ``tok3n``, a secret), and in
+    ``https://ops:S3CRET?x@host`` the password is urlsplit's host. So neither its authority nor
+    its path is shown: ``https://***``, then its query and fragment as above.
     """
     return _redacted(url, keep_path=True)
 
@@ -56,15 +56,11 @@ def _redacted(url: str, *, keep_path: bool) -> str:
             return REDACTED
     if not parts.scheme:
         return url
-    if keep_path and parts.netloc and at_after_host(url, parts):
-        # Not for redact_request_url: the path goes anyway, and the host shown is the one the
-        # client contacts, while a path such as /users/ops@example.com is common there.
-        url = _without_userinfo(url, past_slashes=True)
-        try:
-            parts = urllib.parse.urlsplit(url)
-        except ValueError:
-            return REDACTED
-    netloc = parts.netloc
+    netloc, path = parts.netloc, parts.path
+    if keep_path and netloc and at_after_host(parts):
+        # Not for redact_request_url: it shows the host its client contacts (the one urlsplit
+        # finds, as httpx does), and a path such as /users/ops@example.com is common there.
+        netloc, path = REDACTED, ""
     if "@" in netloc:
         userinfo, _, hostport = netloc.rpartition("@")
         if parts.scheme.lower() in ("http", "https"):
@@ -77,31 +73,27 @@ def _redacted(url: str, *, keep_path: bool) -> str:
     authority = f"//{netloc}" if netloc or url.partition(":")[2].startswith("//") else ""
     query = f"?{items}" if items else ""
     fragment = f"#{REDACTED}" if parts.fragment else ""
-    path = parts.path if keep_path or parts.path in ("", "/") else f"/{REDACTED}"
+    path = path if keep_path or path in ("", "/") else f"/{REDACTED}"
     return f"{parts.scheme}:{authority}{path}{query}{fragment}"
 
 
-def _without_userinfo(url: str, *, past_slashes: bool = False) -> str:
+def _without_userinfo(url: str) -> str:
     """``url`` with everything before the last ``@`` of its authority cut, found as
-    ``urlsplit`` finds the authority: from ``//`` to the first ``/``, ``?`` or ``#``; or,
-    ``past_slashes``, to the first ``/`` after its first ``@`` (a userinfo with a ``/``, ``?``
-    or ``#`` in it, unencoded)."""
+    ``urlsplit`` finds the authority: from ``//`` to the first ``/``, ``?`` or ``#``."""
     head, sep, rest = url.partition("//")
     if not sep:
         return url
-    if past_slashes:
-        slash = rest.find("/", rest.find("@") + 1)
-        end = len(rest) if slash < 0 else slash
-    else:
-        end = min((i for i in (rest.find(c) for c in "/?#") if i >= 0), default=len(rest))
+    end = min((i for i in (rest.find(c) for c in "/?#") if i >= 0), default=len(rest))
     return f"{head}//{rest[:end].rpartition('@')[2]}{rest[end:]}"
 
 
-def at_after_host(url: str, parts: SplitResult) -> bool:
-    """Whether ``url`` (split as ``parts``) has an ``@`` after what ``urlsplit`` took for its
-    host: that "host" may then be the start of a user name or password with an unencoded
-    ``/``, ``?`` or ``#`` (``https://tok3n/S3CRET@host``), which ends the authority early."""
-    return "@" in url and "@" not in parts.netloc
+def at_after_host(parts: SplitResult) -> bool:
+    """Whether a URL split as ``parts`` has an ``@`` after what ``urlsplit`` took for its
+    authority: what it took for the host (or a user name before it) may then be the start of
+    a user name or password with an unencoded ``/``, ``?`` or ``#``
+    (``https://tok3n/S3CRET@host``, ``https://ops@tok3n/S3CRET@host``), which ends the
+    authority early."""
+    return any("@" in part for part in (parts.path, parts.query, parts.fragment))
 
 
 def _redact_item(item: str) -> str:
@@ -138,7 +130,7 @@ def request_url_problem(url: str) -> str | None:
     if any(ord(c) < 0x20 or c == "\x7f" for c in url):
         return "it holds a control character"
     problem = host_problem(parts)
-    if problem is not None and at_after_host(url, parts):
+    if problem is not None and at_after_host(parts):
         return f"its host is no valid IP address or IDNA name ({ENCODE_USERINFO})"
     return problem
 

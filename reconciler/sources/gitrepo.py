@@ -188,14 +188,17 @@ def upload_pack(url: str) -> list[str]:
     ``upload-pack`` refuses it ("dubious ownership") unless ``safe.directory`` names it, and
     neither ``-c`` nor ``GIT_CONFIG_PARAMETERS`` reaches it (git clears the latter for a local
     ``upload-pack``): its command line carries the setting. Both spellings git may compare:
-    the path as written (relative ones too) and the real one (git resolves links in it)."""
+    the path as written (relative ones too) and the real one (git resolves links in it); and
+    for each, the repository git may find there: the folder itself (bare), its ``.git`` (a
+    working clone) or the folder with ``.git`` added (``repo`` for ``repo.git``)."""
     path = local_path(url)
     if path is None:
         return []
     path = path.rstrip("/") or "/"
     command = ["git"]
-    for allowed in dict.fromkeys([path, os.path.realpath(path)]):
-        command += ["-c", f"safe.directory={allowed}"]
+    for written in dict.fromkeys([path, os.path.realpath(path)]):
+        for allowed in (written, os.path.join(written, ".git"), f"{written}.git"):
+            command += ["-c", f"safe.directory={allowed}"]
     return ["--upload-pack", shlex.join([*command, "upload-pack"])]  # run by a shell: quoted
 
 

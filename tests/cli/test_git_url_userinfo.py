@@ -23,6 +23,9 @@ SECRET = "S3CRET"  # noqa: S105 - a test value
         f"https://ops:12/{SECRET}@git.example/org/tasks.git",  # the "port" 12
         f"https://ops:{SECRET}?x@git.example/r.git",
         f"ssh://git/{SECRET}@git.example/r.git",
+        f"https://ops@tok3n/{SECRET}@git.example/r.git",  # an "@" before the host as well
+        # Ambiguous as these: write it %40.
+        "https://u:pw@git.example/org/r@v1.git",
     ],
 )
 def test_an_at_sign_after_the_host_is_refused_without_the_url(url: str) -> None:
@@ -30,6 +33,7 @@ def test_an_at_sign_after_the_host_is_refused_without_the_url(url: str) -> None:
         git_url(url)
     said = str(refused.value)
     assert "%2F" in said
+    assert "%40" in said
     assert SECRET not in said
     assert "git.example" not in said  # nothing of the URL
 
@@ -38,7 +42,7 @@ def test_an_at_sign_after_the_host_is_refused_without_the_url(url: str) -> None:
     "url",
     [
         "https://tok3n%2F" + SECRET + "@git.example/org/tasks.git",  # encoded, as it says
-        "https://u:pw@git.example/org/r@v1.git",  # the userinfo ended before the path
+        "https://u:pw@git.example/org/r%40v1.git",  # an "@" of the path, encoded
         "git@git.example:org/r.git",
         "/srv/ops@site/r.git",
         "file:///srv/ops@site/r.git",

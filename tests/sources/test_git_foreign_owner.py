@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import pwd
+import shlex
 from pathlib import Path
 
 import pytest
@@ -80,4 +81,20 @@ def test_only_a_local_fetch_runs_upload_pack_with_the_setting() -> None:
     assert upload_pack("git@host:r.git") == []
     option, command = upload_pack("file:///srv/it's here/r.git/")
     assert option == "--upload-pack"
-    assert command == "git -c 'safe.directory=/srv/it'\"'\"'s here/r.git' upload-pack"
+    assert shlex.split(command) == [
+        "git",
+        *("-c", "safe.directory=/srv/it's here/r.git"),
+        *("-c", "safe.directory=/srv/it's here/r.git/.git"),
+        *("-c", "safe.directory=/srv/it's here/r.git.git"),
+        "upload-pack",
+    ]
+
+
+def test_a_working_clone_of_another_user_is_read(remote: Remote, state: Path, clock: Clock) -> None:
+    """Not bare: git finds the repository in its ``.git``, and checks that folder's owner."""
+    remote.write("tasks/a.yaml", doc("a"))
+    head = remote.commit()
+    give_away(remote.work)
+    source = GitSource(GitOptions(str(remote.work)), state, clock=clock)
+    assert source.sync() is True, source.status().last_error
+    assert source.status().applied_revision == head
