@@ -1,7 +1,7 @@
 """``/api/v1/members``: the replicas (``crontask run --ha``) as the answering one sees them.
 
 Each live member with where its API listens, since when it is a member, its last renewal, how
-many tasks it schedules and the digest of the desired set it read; when the members read
+many tasks it schedules and which desired set it read (a letter); when the members read
 different definitions, since when and a sample of the tasks that differ (which members agree on
 each, as letters: not the spec hashes, which a reader could check guesses against). A crontask
 running alone answers 404, saying so.
@@ -38,7 +38,10 @@ class MemberOut(_Out):
     since: datetime = Field(description="when it joined")
     renewed: datetime = Field(description="its last renewal")
     owned_tasks: int = Field(description="tasks it schedules")
-    digest: str | None = Field(description="of the desired set it read; null before its first pass")
+    digest: str | None = Field(
+        description="the desired set it read, as a letter: members with the same letter read "
+        "the same set; null before its first pass"
+    )
     revision: str | None = Field(description="the git revision in force there")
     draining: bool = Field(description="stopping: its tasks have moved, its runs are finishing")
     me: bool = Field(description="the replica that answered")
@@ -74,6 +77,7 @@ def list_members(runtime: Runtime) -> MemberListOut:
     members = runtime.members()
     if members is None:
         raise ProblemError(404, "this crontask runs alone: start replicas with --ha")
+    digests = _lettered({m.id: m.digest for m in members.items})
     return MemberListOut(
         items=[
             MemberOut(
@@ -82,7 +86,7 @@ def list_members(runtime: Runtime) -> MemberListOut:
                 since=m.since,
                 renewed=m.renewed,
                 owned_tasks=m.owned,
-                digest=m.digest,
+                digest=digests[m.id],
                 revision=m.revision,
                 draining=m.draining,
                 me=m.me,
@@ -97,9 +101,10 @@ def list_members(runtime: Runtime) -> MemberListOut:
 
 
 def _lettered(hashes: Mapping[str, str | None]) -> dict[str, str | None]:
-    """Which members read the same definition, without the spec hashes: a hash is an unkeyed
-    digest of the spec, an http action's URL whole included, that a viewer could check
-    guesses against offline. Letters in the order of the members, ``A`` for the first hash."""
+    """Which members read the same, without the hashes: a spec hash, and a digest of the set
+    (of every key and spec hash), are unkeyed digests of specs, an http action's URL whole
+    included, that a viewer could check guesses against offline. Letters in the order of the
+    members, ``A`` for the first hash."""
     letters: dict[str, str] = {}
     for value in hashes.values():
         if value is not None and value not in letters:

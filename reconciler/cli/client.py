@@ -56,9 +56,10 @@ MAX_ANSWER_BYTES: Final = 64 * MIB  # a page of 1000 tasks is a few MiB
 PAGE_MAX: Final = 1000  # the largest page both lists serve
 MAX_PAGES: Final = 10_000
 MAX_ITEMS: Final = 1_000_000  # in one list, all pages together
-# A list's answers together (a task is about 1 KiB: some 60 000 of them), so that endless
-# pages each under MAX_ANSWER_BYTES cannot fill the client's memory or the terminal.
-MAX_LIST_BYTES: Final = MAX_ANSWER_BYTES
+# A list's answers together, so that endless pages each under MAX_ANSWER_BYTES cannot fill the
+# client's memory or the terminal: some 250 000 tasks of a usual size (about 1 KiB), or 4 000
+# whose commands are 60 KiB each.
+MAX_LIST_BYTES: Final = 4 * MAX_ANSWER_BYTES
 LIST_TIMEOUT_FACTOR: Final = 10  # a whole list has 10 requests' time (100 s by default)
 _MAX_LINE: Final = 2000  # of an error line made from a problem's fields
 _MAX_TOKEN: Final = 16 * 1024  # a JWT with many claims is a few KiB

@@ -72,3 +72,21 @@ def test_which_members_agree_is_said_without_the_spec_hashes(
         for other, also in hashes.items():
             same = value is not None and value == also
             assert same == (letters[member_id] is not None and letters[member_id] == letters[other])
+
+
+def test_which_set_each_member_read_is_said_without_its_digest(
+    client: TestClient, runtime: FakeRuntime
+) -> None:
+    # The digest of a member's set is an unkeyed digest of every key and spec hash: with a
+    # task's other fields known (a viewer reads them), a guess of its URL can be checked.
+    runtime.replicas = Members(
+        (
+            member("a", digest="secret-1"),
+            member("b", digest="secret-2"),
+            member("c", digest="secret-1"),
+            member("d", digest=None),  # before its first pass
+        )
+    )
+    body = client.get("/api/v1/members").json()
+    assert "secret" not in str(body)
+    assert [m["digest"] for m in body["items"]] == ["A", "B", "A", None]
