@@ -402,6 +402,9 @@ def main(argv: list[str] | None = None) -> int:
         help="crontask modes: the run store (sqlite: a fresh file, as `crontask run` uses)",
     )
     args = parser.parse_args(argv)
+    from reconciler.host import raise_open_files
+
+    raise_open_files()  # as `crontask run` does at start: its bound on runs at once follows it
     os.environ.setdefault("PYTHONHASHSEED", "0")
     emit(measure(args.mode, args.n, args.store))
     return 0

@@ -148,6 +148,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("tasks", type=int)
     parser.add_argument("seconds", type=float)
     args = parser.parse_args(argv)
+    from reconciler.host import raise_open_files
+
+    raise_open_files()  # as `crontask run` does at start: its bound on runs at once follows it
     emit(asyncio.run(_soak(args.tasks, args.seconds)))
     return 0
 

@@ -31,6 +31,7 @@ from reconciler.controller.jobs import JobOptions
 from reconciler.controller.options import HaOptions, Options
 from reconciler.controller.runtime import HttpServer, open_state, serve
 from reconciler.controller.view import RuntimeView
+from reconciler.core.runs import runs_at_once
 from reconciler.core.urls import redact_url
 from reconciler.host import keep_private, raise_open_files
 from reconciler.secretfile import read_secret_file
@@ -41,7 +42,7 @@ from reconciler.sources.git import GitOptions
 from reconciler.sources.kubernetes import KubernetesConfigError, KubernetesOptions
 
 log = logging.getLogger("crontask.api")
-_FEW_OPEN_FILES = 4096  # warned of at start: about 2 000 runs at once
+_FEW_OPEN_FILES = 4096  # warned of at start: 1 504 runs at once (core.runs.runs_at_once)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -149,12 +150,12 @@ def page_url(args: argparse.Namespace) -> str | None:
 
 def _open_files() -> None:
     """Room for many runs at once (see ``host.OPEN_FILES``), and a word at start if the host
-    allows little: past it a run cannot start (it is recorded ``failed``, with the reason)."""
+    allows little: past it a slot is skipped (``TooManyRuns``, with the bound's value)."""
     before, after = raise_open_files()
     fields = {"before": before, "limit": after}
     if after != resource.RLIM_INFINITY and after < _FEW_OPEN_FILES:
         log.warning(
-            f"the host allows {after} open files (ulimit -n, LimitNOFILE): about {after // 2} "
+            f"the host allows {after} open files (ulimit -n, LimitNOFILE): {runs_at_once(after)} "
             "runs can be in progress at once",
             extra={"fields": fields},
         )

@@ -22,10 +22,11 @@ runs an earlier crontask left ``running``; at shutdown such attempts are detache
 records stay ``running``) rather than given the grace.
 
 Nothing is dropped silently: a slot that does not run leaves a ``skipped`` record with its
-reason — ``ConcurrencyForbid``, ``MissedDeadline``, or ``Superseded`` for slots missed while
-crontask was down or busy (one record with the count; only the latest missed slot may run, as
-a ``catchup``). Retries are further attempts of the same run (same id, ``attempt`` 2, 3, ...);
-while a run waits for its next attempt it still occupies its slot for the concurrency policy.
+reason — ``ConcurrencyForbid``, ``MissedDeadline``, ``TooManyRuns`` (``controller.bounds``), or
+``Superseded`` for slots missed while crontask was down or busy (one record with the count; only
+the latest missed slot may run, as a ``catchup``). Retries are further attempts of the same
+run (same id, ``attempt`` 2, 3, ...); while a run waits for its next attempt it still occupies
+its slot for the concurrency policy.
 """
 
 from __future__ import annotations
@@ -39,10 +40,11 @@ from datetime import UTC, datetime
 
 from reconciler.aio import ended, first_of
 from reconciler.controller.active import REPLACED, SHUTDOWN, ActiveRun
+from reconciler.controller.bounds import TOO_MANY_RUNS, RunBounds
 from reconciler.controller.execution import RunExecution, RunListener
 from reconciler.controller.handover import Handover
 from reconciler.controller.recorder import Recorder
-from reconciler.controller.slots import SlotLedger, Superseded
+from reconciler.controller.slots import SlotLedger
 from reconciler.core.desired import Definition
 from reconciler.core.model import ConcurrencyPolicy
 from reconciler.core.runs import RunRecord, RunStatus, Trigger, manual_slot, run_id, too_many_manual
@@ -90,6 +92,7 @@ class Dispatcher(RunExecution):
         # The action whose work outlives the process (Jobs), if there is one.
         self.resumable: Resumable | None = None
         self._active: dict[str, dict[str, ActiveRun]] = {}
+        self.bounds = RunBounds()  # how many runs may be in progress at once
         self._listeners: list[RunListener] = []
         self._progress_listeners: list[RunListener] = []
         # Record writes not tied to a run (skips); kept so drain() and shutdown can await them.
@@ -253,6 +256,8 @@ class Dispatcher(RunExecution):
             return self._skip(
                 record, "ConcurrencyForbid", f"previous run still running ({ids}); policy Forbid"
             )
+        if (why := self.bounds.refused(definition, len(running))) is not None:
+            return self._skip(record, TOO_MANY_RUNS, why)  # before it replaces anything
         replaced = list(running.values()) if policy is ConcurrencyPolicy.REPLACE else []
         for old in replaced:
             old.stop(REPLACED)
@@ -267,6 +272,7 @@ class Dispatcher(RunExecution):
             # scheduler hands over the rest of the slots due with this one.
             active.claim = self._claim(record)
         self._active.setdefault(key, {})[record.id] = active
+        self.bounds.admit(definition, record.id)
         active.task = loop.create_task(
             self._execute(definition, active, replaced), name=f"run {record.id}"
         )
@@ -381,8 +387,9 @@ class Dispatcher(RunExecution):
         (TaskRemoved, TaskChanged, HandedOver), a run waiting for its retry now, a running
         one when its attempt ends (its retry would run the definition it began with, which
         is no longer in force here). Running attempts and runs claimed ahead of their slot go
-        on, unless the fence holds them (``_late``); slots deferred to their instant were
-        settled before the job changed (``before_change``). Returns how many will not retry."""
+        on, unless the fence holds them (``_late``); a run that waits to start (for the runs it
+        replaces, for its claim) does not start (``_waited``); slots deferred to their instant
+        were settled before the job changed (``before_change``). Returns how many will not retry."""
         runs = list(self._active.get(key, {}).values())
         for active in runs:
             if active.waiting:
@@ -390,26 +397,6 @@ class Dispatcher(RunExecution):
             else:
                 active.no_retry = active.no_retry or reason
         return len(runs)
-
-    def _skip_slots(self, definition: Definition, missed: Superseded) -> None:
-        record = RunRecord(
-            id=run_id(definition.key, missed.name),
-            task=definition.key,
-            scheduled_at=missed.name,
-            trigger=Trigger.SCHEDULE,
-            status=RunStatus.SKIPPED,
-            started_at=self.clock(),
-            owner=self.owner,
-        )
-        slots = "1 slot" if missed.count == 1 else f"{missed.count} slots"
-        if missed.more:
-            slots = f"more than {missed.count} slots"
-        self._skip(
-            record,
-            "Superseded",
-            f"{slots} after {_iso(missed.after)} and before {_iso(missed.latest)} did not run "
-            "(crontask was down or busy); only the latest missed slot may run",
-        )
 
     # -- waiting and shutdown ----------------------------------------------------------------
 
@@ -494,7 +481,3 @@ class Dispatcher(RunExecution):
             draining.cancel()
             return False
         return draining.result()
-
-
-def _iso(at: datetime) -> str:
-    return at.astimezone(UTC).isoformat().replace("+00:00", "Z")

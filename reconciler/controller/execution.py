@@ -6,7 +6,8 @@ second claim, so the slot is not run twice), run the attempt through the task's 
 its end, and retry as the task's policy says (each retry an attempt of the same run; a retry
 that will not happen is recorded with why). A run decided and claimed ahead of its slot is
 looked at again as its slot comes: this process may have been away since (``_late``, in
-``controller.late_starts``). Every
+``controller.late_starts``); one decided at its slot, once its claim is in (it may have waited
+for the runs it replaces, or for the store: ``_waited``). Every
 record written is handed to the listeners, each isolated from the others; the end of an
 attempt that the run retries as a ``RetriedAttempt``, so that they follow the dispatcher's
 decision rather than make their own (``_complete``).
@@ -18,7 +19,7 @@ import asyncio
 import dataclasses
 import logging
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from reconciler.controller.active import (
     HANDED_OVER,
@@ -28,11 +29,13 @@ from reconciler.controller.active import (
     TASK_REMOVED,
     ActiveRun,
 )
+from reconciler.controller.bounds import RunBounds
 from reconciler.controller.claims import SlotClaims
 from reconciler.controller.late_starts import LateStarts, patience
 from reconciler.controller.recorder import Recorder
+from reconciler.controller.slots import Superseded
 from reconciler.core.desired import Definition
-from reconciler.core.runs import JOB_DELETED, RetriedAttempt, RunRecord, RunStatus
+from reconciler.core.runs import JOB_DELETED, RetriedAttempt, RunRecord, RunStatus, Trigger, run_id
 from reconciler.core.timing import retry_delay
 from reconciler.runner.base import TOO_LATE, Actions, Outcome, Resumable, StartsAt, failed
 from reconciler.runner.job_attempt import DEADLINE_EXCEEDED, JobEnd
@@ -72,6 +75,7 @@ class RunExecution(SlotClaims, LateStarts):
     clock: Callable[[], datetime]
     resumable: Resumable | None
     _active: dict[str, dict[str, ActiveRun]]
+    bounds: RunBounds
     _listeners: list[RunListener]
     _progress_listeners: list[RunListener]
     _writes: set[asyncio.Task[None]]
@@ -98,6 +102,26 @@ class RunExecution(SlotClaims, LateStarts):
         self._writes.add(write)
         write.add_done_callback(self._writes.discard)
         return skipped
+
+    def _skip_slots(self, definition: Definition, missed: Superseded) -> None:
+        record = RunRecord(
+            id=run_id(definition.key, missed.name),
+            task=definition.key,
+            scheduled_at=missed.name,
+            trigger=Trigger.SCHEDULE,
+            status=RunStatus.SKIPPED,
+            started_at=self.clock(),
+            owner=self.owner,
+        )
+        slots = "1 slot" if missed.count == 1 else f"{missed.count} slots"
+        if missed.more:
+            slots = f"more than {missed.count} slots"
+        self._skip(
+            record,
+            "Superseded",
+            f"{slots} after {_iso(missed.after)} and before {_iso(missed.latest)} did not run "
+            "(crontask was down or busy); only the latest missed slot may run",
+        )
 
     # -- one run ---------------------------------------------------------------------------
 
@@ -150,6 +174,7 @@ class RunExecution(SlotClaims, LateStarts):
             record = active.record
             runs = self._active.get(record.task, {})
             runs.pop(record.id, None)
+            self.bounds.release(record.id)
             if not runs:
                 self._active.pop(record.task, None)
 
@@ -218,7 +243,8 @@ class RunExecution(SlotClaims, LateStarts):
         self, definition: Definition | None, active: ActiveRun, *, adopted: bool = False
     ) -> RunRecord | None:
         """Claim, run and complete one attempt; None if another instance holds the slot (or,
-        adopted, recorded its end already), or if the attempt detached."""
+        adopted, recorded its end already), if the attempt detached, or if it does not start
+        after all (``_waited``, ``_late``: its record says why)."""
         if adopted:
             return await self._follow_adopted(definition, active)
         record = active.record
@@ -245,6 +271,8 @@ class RunExecution(SlotClaims, LateStarts):
                 self._unchecked(record)
                 return None
         assert definition is not None  # only adopted runs come without one
+        if active.start_at is None and await self._waited(definition, active):
+            return None  # it may no longer start, after its wait: its record says why
         outcome = await self._attempt(definition, active)
         return None if outcome is None else await self._complete(definition, active, outcome)
 
@@ -443,3 +471,7 @@ def _what(record: RunRecord) -> str:
 
 def _name(listener: RunListener) -> str:
     return getattr(listener, "__qualname__", None) or type(listener).__name__
+
+
+def _iso(at: datetime) -> str:
+    return at.astimezone(UTC).isoformat().replace("+00:00", "Z")

@@ -1,11 +1,14 @@
-"""A run decided and claimed ahead of its slot, looked at again as its slot comes.
+"""A run decided before it starts, looked at again as it starts.
 
 The dispatcher decides a slot and claims it a little ahead of its instant (``controller.dispatch``);
 the execution then waits for the instant (``controller.execution``). This process may have been
 away meanwhile (SIGSTOP, a frozen VM): its membership may have lapsed, its task moved, its
 startingDeadlineSeconds passed, another replica ended its record. A start that comes late is
 looked at again here before it happens (``_late``); a busy machine, a little late, pays nothing
-more than a look at the fence's clock.
+more than a look at the fence's clock. A run decided at its slot can wait too before it starts:
+for the runs it replaces to die (``Replace``: up to the kill grace), for its claim (a slow store,
+another replica's run to end). It is looked at the same way once its claim is in, and does not
+start either if its task was removed, changed or handed over meanwhile (``_waited``).
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from reconciler.controller.active import HANDED_OVER, ActiveRun
 from reconciler.controller.handover import Handover
 from reconciler.controller.recorder import Recorder
 from reconciler.core.desired import Definition
-from reconciler.core.runs import RunRecord, RunStatus
+from reconciler.core.runs import RunRecord, RunStatus, Trigger
 
 log = logging.getLogger("crontask.runner")
 
@@ -35,8 +38,8 @@ AWAY_AFTER = 10.0
 
 class LateStarts:
     """The second look of :class:`~reconciler.controller.dispatch.Dispatcher` at a run decided
-    ahead (a mixin: the dispatcher holds the state declared here; ``_held`` and ``_abandon``
-    are ``RunExecution``'s, shared with the retries)."""
+    before it starts (a mixin: the dispatcher holds the state declared here; ``_held`` and
+    ``_abandon`` are ``RunExecution``'s, shared with the retries)."""
 
     recorder: Recorder
     owner: str
@@ -54,11 +57,8 @@ class LateStarts:
         since the claim (SIGSTOP, a frozen VM: the clocks jumped past the slot): its membership
         may have lapsed, its task moved, its deadline passed, another replica ended its record.
         On time and not fenced (the usual case) that costs a look at the fence's clock; else
-        it starts only if the fence lets it (held meanwhile, as a retry: ``_held``), its task
-        is still this replica's and was not handed away and back (a lapse), it is within its
-        startingDeadlineSeconds, and the store still holds its claim. True: it does not start;
-        its record says why (``HandedOver``, ``MissedDeadline``, ...), unless someone else
-        ended it (a replica that took the task over marked it interrupted): then as it is."""
+        it is looked at as one away (``_looked_again``). True: it does not start; its record
+        says why."""
         record = active.record
         if active.stop_reason is not None:
             return False  # stopped meanwhile: the attempt reports it without starting
@@ -67,13 +67,46 @@ class LateStarts:
             asyncio.get_running_loop().time() - start_at,
             (self.clock() - record.scheduled_at).total_seconds(),
         )
-        deadline = definition.task.spec.starting_deadline_seconds
         if self.paused is None and late <= AWAY_AFTER:
-            late = (self.clock() - record.scheduled_at).total_seconds()
-            if deadline is None or late <= deadline:
-                return False  # a busy machine, not one away: its claim is still its own
-            await self._abandon(record, MISSED_DEADLINE, _past_deadline(late, deadline))
+            return await self._missed(definition, record)  # a busy machine, not one away
+        return await self._looked_again(definition, active)
+
+    async def _waited(self, definition: Definition, active: ActiveRun) -> bool:
+        """Whether a run decided as its slot fired (not ahead: ``_late``) does not start after
+        all, its start having waited since its decision: for the runs it replaces to end
+        (``Replace``: up to the kill grace), or for its claim (a store slow to answer; with
+        replicas, another replica's run to end). It starts as a run decided ahead does as its
+        slot comes: within its startingDeadlineSeconds, and not while the fence holds this
+        replica (held meanwhile); and not if its task was removed, changed or handed over
+        meanwhile (``Dispatcher.cancel_retries``): it would run a definition no longer in force
+        here, beside the runs of the one that is. Not held, that costs a look at the clocks.
+        True: it does not start; its record (the claim, written) says why."""
+        record = active.record
+        if active.stop_reason is not None:
+            return False  # stopped meanwhile: the attempt reports it without starting
+        if active.no_retry is not None:
+            await self._abandon(record, active.no_retry, None)
             return True
+        self.fence()
+        if self.paused is not None:
+            return await self._looked_again(definition, active)
+        return await self._missed(definition, record)
+
+    async def _missed(self, definition: Definition, record: RunRecord) -> bool:
+        """Whether ``record`` is past its startingDeadlineSeconds, when it is recorded so."""
+        if (why := _past_deadline(definition, record, self.clock())) is None:
+            return False
+        await self._abandon(record, MISSED_DEADLINE, why)
+        return True
+
+    async def _looked_again(self, definition: Definition, active: ActiveRun) -> bool:
+        """The look at a run whose process may have been away before it starts: it starts only
+        if the fence lets it (held meanwhile, as a retry: ``_held``), its task is still this
+        replica's and was not handed away and back (a lapse), it is within its
+        startingDeadlineSeconds, and the store still holds its claim. True: it does not start;
+        its record says why (``HandedOver``, ``MissedDeadline``, ...), unless someone else
+        ended it (a replica that took the task over marked it interrupted): then as it is."""
+        record = active.record
         await self._held(active, record)
         why, message = active.stop_reason, None
         key = record.task
@@ -81,9 +114,8 @@ class LateStarts:
             not self.owns(key) or (self.handover is not None and self.handover.inherited(key))
         ):
             why = HANDED_OVER
-        late = (self.clock() - record.scheduled_at).total_seconds()
-        if why is None and deadline is not None and late > deadline:
-            why, message = MISSED_DEADLINE, _past_deadline(late, deadline)
+        if why is None and (missed := _past_deadline(definition, record, self.clock())):
+            why, message = MISSED_DEADLINE, missed
         if not await self._still_claimed(record):
             return True
         if why is not None:
@@ -117,7 +149,15 @@ def patience(definition: Definition) -> float:
     return AWAY_AFTER if deadline is None else min(AWAY_AFTER, float(deadline))
 
 
-def _past_deadline(late: float, deadline: int) -> str:
+def _past_deadline(definition: Definition, record: RunRecord, now: datetime) -> str | None:
+    """Why ``record`` may no longer start at ``now``: past its task's startingDeadlineSeconds
+    (which bounds a slot's first start: not a retry's, nor a manual run's); None if it may."""
+    deadline = definition.task.spec.starting_deadline_seconds
+    if deadline is None or record.attempt > 1 or record.trigger is Trigger.MANUAL:
+        return None
+    late = (now - record.scheduled_at).total_seconds()
+    if late <= deadline:
+        return None
     return (
         f"it could start only {late:.1f}s after its slot, past startingDeadlineSeconds={deadline}"
     )

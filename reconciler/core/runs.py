@@ -123,6 +123,48 @@ def too_many_manual(going: Iterable[RunRecord], key: str) -> str | None:
     )
 
 
+# Runs in progress at once on a crontask, whatever their trigger (scheduled, retries, catch-ups
+# and manual runs together). Each command or HTTP run holds file descriptors of crontask's own,
+# and when they run out every other task's starts fail, and the API's connections and the
+# store's files with them: an ``Allow`` task whose runs outlast its period would start one more
+# at each slot until then. Past these bounds a slot is skipped, and recorded so. A ``job``
+# task's runs hold none (the cluster's quota bounds its Jobs, as a CronJob's): not bounded here.
+RUNS_MAX: Final = 100  # of one task
+FILES_PER_RUN: Final = 2  # a command's output pipe and its pidfd; an HTTP request's socket
+# Left to everything else: the store, the sources, the log, the starts under way (each holds
+# its pipe's other end a moment); an idle crontask holds about 20.
+FILES_KEPT: Final = 64
+
+
+def runs_at_once(open_files: int) -> int:
+    """How many runs that hold file descriptors may be in progress at once under a limit of
+    ``open_files`` (this process's ``ulimit -n``): what is left after the quarter the API's
+    connections may take (``cli.connections``) and ``FILES_KEPT``, ``FILES_PER_RUN`` each;
+    at least one."""
+    return max(1, (open_files - open_files // 4 - FILES_KEPT) // FILES_PER_RUN)
+
+
+def too_many_runs(mine: int, going: int, open_files: int | None) -> str | None:
+    """Why another run of a task may not start beside its ``mine`` runs in progress and the
+    ``going`` runs in progress of all tasks that hold file descriptors, under a limit of
+    ``open_files`` (None: none), if it may not. One task takes at most ``RUNS_MAX``, and never
+    more than half of what the limit leaves room for: under a low one the others still start."""
+    most = None if open_files is None else runs_at_once(open_files)
+    per_task = RUNS_MAX if most is None else min(RUNS_MAX, max(1, most // 2))
+    if mine < per_task and (most is None or going < most):
+        return None
+    if mine < per_task:
+        why = f"{going} in all (at most {most} under crontask's limit of {open_files} open files)"
+    elif per_task == RUNS_MAX:
+        why = f"{mine} of this task (at most {RUNS_MAX} a task)"
+    else:
+        why = (
+            f"{mine} of this task (at most {per_task} a task: half of the {most} that "
+            f"crontask's limit of {open_files} open files leaves room for)"
+        )
+    return f"runs in progress: {why}; skipped until one has ended"
+
+
 @functools.lru_cache(maxsize=64)
 def _stamp(at: datetime) -> str:
     # Memoised: the runs due in the same second share their slot, and strftime is the costly

@@ -363,6 +363,7 @@ _SKIPS = {
     "ConcurrencyForbid": ("Normal", "a slot was skipped: the previous run was still running"),
     "MissedDeadline": ("Warning", "a slot was skipped: it could not start before its deadline"),
     "Superseded": ("Warning", "missed slots were skipped (crontask was down or busy)"),
+    "TooManyRuns": ("Warning", "a slot was skipped: too many runs in progress"),
 }
 
 

@@ -255,6 +255,7 @@ def test_run_now_is_recorded_and_kept() -> None:
         ),
         (RunStatus.SKIPPED, {"reason": "ConcurrencyForbid"}, ("Normal", "SlotSkipped", None)),
         (RunStatus.SKIPPED, {"reason": "MissedDeadline"}, ("Warning", "SlotSkipped", None)),
+        (RunStatus.SKIPPED, {"reason": "TooManyRuns"}, ("Warning", "SlotSkipped", None)),
         (RunStatus.SUCCEEDED, {}, None),
         (RunStatus.RUNNING, {}, None),
         (RunStatus.RUNNING, {"trigger": Trigger.MANUAL}, ("Normal", "RunStarted", None)),
