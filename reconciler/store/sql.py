@@ -44,14 +44,20 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection, Engine
 
 from reconciler.core.runs import PROCESS_DIED, UNTOLD, LastOutcomes, RunRecord, RunStatus, Trigger
-from reconciler.store import migrations, sql_beats, sql_import, sql_retention, sql_summaries
+from reconciler.store import (
+    migrations,
+    sql_beats,
+    sql_exclusive,
+    sql_import,
+    sql_retention,
+    sql_summaries,
+)
 from reconciler.store.base import (
     INTERRUPTED_MESSAGE,
     UNTOLD_MAX,
     DuplicateRun,
     ExclusiveClaim,
     StoreUnavailable,
-    decide_exclusive,
 )
 from reconciler.store.query import Cursor, RunPage, RunQuery
 from reconciler.store.records import normalized, utc
@@ -86,14 +92,6 @@ _WRITE_ATTEMPTS: Final = 5
 # each holds a pooled connection while it runs, and sixteen of them from the API and the status
 # page took all fifteen, so the claims that keep a slot to one run waited 30 s and failed.
 _BULK_READERS: Final = 4
-# PostgreSQL: exclusive claims of one task are serialised by an advisory transaction lock on
-# (this class, the task's hash); two 32-bit keys, so apart from the migrations' 64-bit lock.
-# Taken in task order (a sorted subquery), so two claimers of several tasks do not deadlock.
-_TASK_LOCK: Final = 0x63726F6E  # "cron"
-_LOCK_TASKS: Final = sa.text(
-    "SELECT count(pg_advisory_xact_lock(:kind, hashtext(t))) "
-    "FROM (SELECT unnest(CAST(:tasks AS text[])) AS t ORDER BY 1) AS sorted"
-)
 _LOCK_WAIT: Final = sa.text("SELECT set_config('lock_timeout', :ms, true)")
 
 _c = runs.c
@@ -264,38 +262,13 @@ class SqlRunStore:
         if not records:
             return []
         records = [normalized(r) for r in records]
-        tasks = sorted({r.task for r in records})
-        # What decides (see decide_exclusive): the tasks' running attempts, and the records
-        # whose ids are in the batch. Not their output, which may be 64 KiB each.
-        look = sa.select(*[c for c in runs.c if c.name != "output"]).where(
-            _c.task.in_(tasks),
-            sa.or_(
-                _c.status == RunStatus.RUNNING.value, _c.id.in_(sorted({r.id for r in records}))
-            ),
-        )
-
-        def work(conn: Connection) -> list[ExclusiveClaim]:
-            # SQLite's write transaction (BEGIN IMMEDIATE) is exclusive already; PostgreSQL's
-            # look must wait for the other claimers of the task, and then see what they wrote
-            # (each statement of a READ COMMITTED transaction sees what was committed before it).
-            if not self._sqlite:
-                conn.execute(_LOCK_TASKS, {"kind": _TASK_LOCK, "tasks": tasks})
-            answers = decide_exclusive(records, [row_to_record(r) for r in conn.execute(look)])
-            rows = [record_to_row(r) for r, a in zip(records, answers, strict=True) if a.claimed]
-            inserted: set[tuple[str, int]] = set()
-            if rows:  # in key order, as claim_many
-                found = conn.execute(self._claim_stmt, sorted(rows, key=row_key))
-                inserted = {(row.id, row.attempt) for row in found}
-            # A record not inserted after all: claim_many inserted its key meanwhile.
-            return [
-                a if not a.claimed or (r.id, r.attempt) in inserted else ExclusiveClaim(False)
-                for r, a in zip(records, answers, strict=True)
-            ]
-
         # Without the run path's lock wait: the advisory lock is held by the claim of another
         # replica, and a claim that gave up on it would be made plainly (controller.claims),
         # without the look for that replica's run: Forbid's slot would run beside it.
-        return self._write(work, lock_wait=False)
+        return self._write(
+            lambda conn: sql_exclusive.claim(conn, records, self._claim_stmt, self._sqlite),
+            lock_wait=False,
+        )
 
     def complete(self, record: RunRecord) -> None:
         row = record_to_row(normalized(record))

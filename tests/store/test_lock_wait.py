@@ -25,7 +25,7 @@ import pytest
 import sqlalchemy as sa
 
 from reconciler.core.runs import RunStatus
-from reconciler.store import DB_FILENAME, RunStore, sql, sqlite_url
+from reconciler.store import DB_FILENAME, RunStore, sql, sql_exclusive, sqlite_url
 from reconciler.store.base import StoreUnavailable
 from reconciler.store.sql import SqlRunStore
 from reconciler.store.sql_rows import record_to_row
@@ -134,7 +134,7 @@ def test_postgres_an_exclusive_claim_waits_for_another_replicas_claim_of_the_tas
     theirs = rec(TASK, 0, RunStatus.RUNNING, owner="b:2:y")
     with pg_store.engine.connect() as other, ThreadPoolExecutor(1) as pool:
         # Another replica's claim of the task, stalled inside its transaction.
-        other.execute(sql._LOCK_TASKS, {"kind": sql._TASK_LOCK, "tasks": [TASK]})
+        other.execute(sql_exclusive.LOCK_TASKS, {"kind": sql_exclusive.TASK_LOCK, "tasks": [TASK]})
         other.execute(sa.insert(runs).values(record_to_row(theirs)))
         blocker = other.execute(sa.text("SELECT pg_backend_pid()")).scalar_one()
         claiming = pool.submit(pg_store.claim_exclusive, [rec(TASK, 1, RunStatus.RUNNING)])
