@@ -218,17 +218,7 @@ def http_server(args: argparse.Namespace) -> HttpServer:
             "sessionSecretFile to share them",
             extra={"fields": {"auth_config": str(args.auth_config)}},
         )
-    secret_file = args.git_webhook_secret_file
-    try:
-        webhook_secret = read_secret_file(secret_file).strip() if secret_file else None
-    except ValueError as err:
-        raise SystemExit(f"crontask: --git-webhook-secret-file {secret_file}: {err}") from None
-    if webhook_secret == b"":
-        # An HMAC with an empty key is one anyone can compute: every webhook would pass.
-        raise SystemExit(
-            f"crontask: --git-webhook-secret-file {secret_file}: empty (after trimming "
-            "whitespace): anyone could sign a webhook with an empty secret"
-        )
+    webhook_secret = _webhook_secret(args.git_webhook_secret_file)
     # Bind now: a busy port is a start-up error, said before anything runs.
     try:
         sock = listening_socket(host, int(port_text))
@@ -281,6 +271,23 @@ def http_server(args: argparse.Namespace) -> HttpServer:
         await serving
 
     return serve_http
+
+
+def _webhook_secret(secret_file: Path | None) -> bytes | None:
+    """The secret of ``--git-webhook-secret-file``, trimmed; SystemExit for one that cannot be
+    read or is empty (an HMAC with an empty key is one anyone can compute)."""
+    if not secret_file:
+        return None
+    try:
+        secret = read_secret_file(secret_file).strip()
+    except ValueError as err:
+        raise SystemExit(f"crontask: --git-webhook-secret-file {secret_file}: {err}") from None
+    if not secret:
+        raise SystemExit(
+            f"crontask: --git-webhook-secret-file {secret_file}: empty (after trimming "
+            "whitespace): anyone could sign a webhook with an empty secret"
+        )
+    return secret
 
 
 def listening_socket(host: str, port: int) -> socket.socket:
