@@ -20,7 +20,8 @@ if another instance recorded the slot meanwhile, its record stands, and this pro
 records of that slot are not written over it (logged as a warning instead).
 
 The loss window, stated: at most ``capacity`` records wait in memory. When the buffer is full,
-the oldest pending record is dropped (logged as an error, counted in ``dropped``). A process
+the first in line is dropped (logged as an error, counted in ``dropped``): the oldest, but for
+records the store would not take alone, which went to the back (see ``_flush_loop``). A process
 that dies with records pending loses them; a run whose ``running`` record never reached the
 store cannot be marked ``interrupted`` later.
 """
@@ -28,7 +29,7 @@ store cannot be marked ``interrupted`` later.
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import itertools
 import logging
 import threading
 from collections import OrderedDict
@@ -366,29 +367,48 @@ class Recorder:
             self._flusher = asyncio.get_running_loop().create_task(self._flush_loop())
 
     async def _flush_loop(self) -> None:
-        delay = self.retry_initial
+        """Write what waits, a batch at a time, until nothing does.
+
+        A batch the store does not take is halved, and tried again at once, until the record
+        it cannot take stands alone: one row another process keeps locked (PostgreSQL's
+        ``SELECT ... FOR UPDATE`` held open) must hold back only its own record. That record
+        goes to the back of the line; the loop sleeps (with backoff) only when nothing was
+        written since it last slept, so an outage is retried as gently as before, and a batch
+        grows back, doubling, with each write that goes through."""
+        delay, size, progress = self.retry_initial, SAVE_BATCH, True
         while self._pending:
-            key, entry = next(iter(self._pending.items()))
-            record, mode = entry
+            batch = list(itertools.islice(self._pending.items(), size))
             try:
-                if mode == CREATE:
-                    await self.call(_create, self.store, record)
-                elif mode == SAVE:
-                    await self.call(self.store.save_many, [record])
-                elif not await self.call(_claim_late, self.store, record):
-                    self._refuse(record)
-            except StoreUnavailable:
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, self.retry_max)
+                refused = await self.call(_write_kept, self.store, [e for _, e in batch])
+            except Exception as err:
+                if len(batch) > 1:
+                    size = len(batch) // 2
+                    continue
+                (key, entry), unavailable = batch[0], isinstance(err, StoreUnavailable)
+                if unavailable and self._pending.get(key) is entry:
+                    self._pending.move_to_end(key)
+                if not unavailable:
+                    log.exception(
+                        "could not record run; dropped", extra={"fields": {"run": key[0]}}
+                    )
+                    self.dropped += 1
+                    self._written(batch)
+                elif not progress:
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, self.retry_max)
+                progress = False
                 continue
-            except Exception:
-                log.exception("could not record run; dropped", extra={"fields": {"run": key[0]}})
-                self.dropped += 1
-            delay = self.retry_initial
-            # Only remove what was written: a newer state that arrived meanwhile stays.
+            for record in refused:
+                self._refuse(record)
+            self._written(batch)
+            delay, size, progress = self.retry_initial, min(size * 2, SAVE_BATCH), True
+        log.info("run store back; pending records written")
+
+    def _written(self, batch: list[tuple[tuple[str, int], tuple[RunRecord, Mode]]]) -> None:
+        # Only what was written goes: a newer state that arrived meanwhile stays.
+        for key, entry in batch:
             if self._pending.get(key) is entry:
                 del self._pending[key]
-        log.info("run store back; pending records written")
 
     def _refuse(self, record: RunRecord) -> None:
         """Another instance recorded this slot while the store was unavailable here: its
@@ -415,20 +435,27 @@ def _waiting(records: list[RunRecord]) -> None:
     raise StoreUnavailable("earlier records are waiting")
 
 
-def _create(store: RunStore, record: RunRecord) -> None:
-    # If the slot's record exists already, whatever it says stands.
-    with contextlib.suppress(DuplicateRun):
-        store.claim(record)
+def _write_kept(store: RunStore, entries: list[tuple[RunRecord, Mode]]) -> list[RunRecord]:
+    """Write kept records (distinct slots) in two transactions; returns the claims refused.
 
-
-def _claim_late(store: RunStore, record: RunRecord) -> bool:
-    """Claim ``record``'s slot now; True if the slot's record is this process's (claimed now,
-    or by the claim whose answer was lost with the connection) and holds ``record``'s state."""
-    try:
-        store.claim(record)
-    except DuplicateRun:
-        held = store.get(record.id, record.attempt)
-        if held is None or record.owner is None or held.owner != record.owner:
-            return False
-        store.save_many([record])
-    return True
+    A skip (CREATE) is inserted only if its slot has no record: whatever exists stands. A
+    claim whose answer never came (CLAIM) is inserted, or, if its slot's record is this
+    process's own (the claim went through and only its answer was lost with the connection),
+    written over with the newest state; another owner's record stands, and the claim is
+    refused. The newest state of a record this process holds (SAVE) is written over it."""
+    inserts = [(record, mode) for record, mode in entries if mode != SAVE]
+    saves = [record for record, mode in entries if mode == SAVE]
+    refused: list[RunRecord] = []
+    if inserts:
+        inserted = store.claim_many([record for record, _ in inserts])
+        for (record, mode), ok in zip(inserts, inserted, strict=True):
+            if ok or mode == CREATE:
+                continue
+            held = store.get(record.id, record.attempt)
+            if held is None or record.owner is None or held.owner != record.owner:
+                refused.append(record)
+            else:
+                saves.append(record)
+    if saves:
+        store.save_many(saves)
+    return refused
