@@ -187,7 +187,11 @@ class GitSource:
             guard_empty=options.guard_empty,
         )
 
-        self._lock = threading.Lock()  # the switch of `current` vs. reads; the status fields
+        self._lock = threading.Lock()  # the status fields: held for a moment only
+        # The switch of `current` vs. reads of its tree. Apart from ``_lock``: a read of a
+        # large tree holds it for seconds, and ``status()`` is asked on the event loop.
+        # Taken before ``_lock`` when both are.
+        self._tree_lock = threading.Lock()
         self._sync_lock = threading.Lock()  # one sync at a time
         self._attempted: str | None = None
         self._read_revision: str | None = None  # the revision `_files` last read
@@ -320,8 +324,9 @@ class GitSource:
             return self._failed(f"checkout of {sha[:12]} failed: {redact(str(err))}", sha)
         previous = self._revisions.applied
         try:
-            with self._lock:
-                self._revisions.switch(sha)
+            with self._tree_lock:
+                with self._lock:
+                    self._revisions.switch(sha)
                 self._revisions.remove_old(sha)
         except OSError as err:
             return self._failed(f"switch to {sha[:12]} failed: {err}", sha)
@@ -436,7 +441,7 @@ class GitSource:
         """At start-up, before any thread exists: read the tree an earlier run left in force
         on ``workers`` processes (``sources.ahead``), for the first refresh to take. The files
         read; 0 when there is no such tree (the first sync clones it)."""
-        with self._lock:
+        with self._tree_lock:
             if self._revisions.applied is None:
                 return 0
             self._files.revision = self._revisions.applied
@@ -447,7 +452,7 @@ class GitSource:
     def refresh(self, hints: Collection[str] | None = None) -> set[str]:
         """Re-read the tree in force. The tree of a revision never changes, so with ``hints``
         (file-watch events, which concern other sources) only a new revision is read."""
-        with self._lock:
+        with self._tree_lock:
             revision = self._revisions.applied
             if revision is None:
                 return set()
@@ -459,13 +464,13 @@ class GitSource:
             return changed
 
     def definitions(self) -> list[Definition]:
-        with self._lock:
+        with self._tree_lock:
             return self._files.definitions()
 
     def definitions_of(self, keys: Collection[str]) -> list[Definition]:
-        with self._lock:
+        with self._tree_lock:
             return self._files.definitions_of(keys)
 
     def errors(self) -> list[DefinitionError]:
-        with self._lock:
+        with self._tree_lock:
             return self._files.errors()
