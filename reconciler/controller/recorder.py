@@ -19,7 +19,8 @@ and final records cost one slot. A claim kept that way is still a claim when it 
 if another instance recorded the slot meanwhile, its record stands, and this process's
 records of that slot are not written over it (logged as a warning instead).
 
-The loss window, stated: at most ``capacity`` records wait in memory. When the buffer is full,
+The loss window, stated: at most ``capacity`` records wait in memory, their outputs within a
+budget past which a record keeps only the end of its output (``waiting``). When it is full,
 the first in line is dropped (logged as an error, counted in ``dropped``): the oldest, but for
 records the store would not take alone, which went to the back (see ``_flush_loop``). A process
 that dies with records pending loses them; a run whose ``running`` record never reached the
@@ -29,14 +30,24 @@ store cannot be marked ``interrupted`` later.
 from __future__ import annotations
 
 import asyncio
-import itertools
 import logging
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Final, Literal, TypeVar
+from typing import Any, TypeVar
 
+from reconciler.controller.waiting import (
+    CLAIM,
+    CREATE,
+    DEFAULT_CAPACITY,
+    DEFAULT_OUTPUT_BUDGET,
+    SAVE,
+    Entry,
+    Key,
+    Mode,
+    Waiting,
+)
 from reconciler.core.runs import RunRecord
 from reconciler.store.base import DuplicateRun, RunStore, StoreUnavailable
 
@@ -44,16 +55,9 @@ log = logging.getLogger("crontask.recorder")
 
 T = TypeVar("T")
 
-DEFAULT_CAPACITY = 10_000
-
 
 Batch = list[tuple[RunRecord, asyncio.Future[bool]]]
 
-# How a kept record is written once the store is back:
-CREATE: Final = "create"  # only if the slot has no record (a skip): whatever exists stands
-CLAIM: Final = "claim"  # a claim whose answer never came: written over its own record only
-SAVE: Final = "save"  # the newest state of a record this process holds
-Mode = Literal["create", "claim", "save"]
 Finish = Callable[[Batch, "asyncio.Future[Any]"], Coroutine[Any, Any, None]]
 
 # The most records one transaction takes. Claims go in smaller batches: the runs of a batch
@@ -142,18 +146,17 @@ class Recorder:
         store: RunStore,
         *,
         capacity: int = DEFAULT_CAPACITY,
+        output_budget: int = DEFAULT_OUTPUT_BUDGET,
         io_threads: int = 2,
         retry_initial: float = 0.5,
         retry_max: float = 30.0,
     ) -> None:
         self.store = store
-        self.capacity = capacity
         self.retry_initial = retry_initial
         self.retry_max = retry_max
         self.dropped = 0
         self._pool = started_pool(io_threads, "crontask-store")
-        # (id, attempt) -> (record, how it is to be written)
-        self._pending: OrderedDict[tuple[str, int], tuple[RunRecord, Mode]] = OrderedDict()
+        self._pending = Waiting(capacity, output_budget)
         # Slots whose late claim found another instance's record: later states are not saved.
         self._refused: OrderedDict[tuple[str, int], None] = OrderedDict()
         self._flusher: asyncio.Task[None] | None = None
@@ -341,28 +344,24 @@ class Recorder:
         return False
 
     def _keep(self, record: RunRecord, mode: Mode) -> None:
-        key = (record.id, record.attempt)
-        if key in self._pending:
-            # Newer state, same place in line. A claim not yet written stays a claim; a save
-            # after a skip is this process's own state of the slot.
-            waiting = self._pending[key][1]
-            self._pending[key] = (record, CLAIM if CLAIM in (waiting, mode) else mode)
-        else:
-            if len(self._pending) >= self.capacity:
-                (lost_id, lost_attempt), _ = self._pending.popitem(last=False)
-                self.dropped += 1
-                log.error(
-                    "run record buffer full; oldest record dropped",
-                    extra={
-                        "fields": {
-                            "run": lost_id,
-                            "attempt": lost_attempt,
-                            "capacity": self.capacity,
-                            "dropped": self.dropped,
-                        }
-                    },
-                )
-            self._pending[key] = (record, mode)
+        # A claim not yet written stays a claim; a save after a skip is this process's own
+        # state of the slot.
+        waiting = self._pending.get((record.id, record.attempt))
+        if waiting is not None and CLAIM in (waiting[1], mode):
+            mode = CLAIM
+        if (lost := self._pending.put(record, mode)) is not None:
+            self.dropped += 1
+            log.error(
+                "run record buffer full; oldest record dropped",
+                extra={
+                    "fields": {
+                        "run": lost[0],
+                        "attempt": lost[1],
+                        "capacity": self._pending.capacity,
+                        "dropped": self.dropped,
+                    }
+                },
+            )
         if self._flusher is None or self._flusher.done():
             self._flusher = asyncio.get_running_loop().create_task(self._flush_loop())
 
@@ -377,25 +376,25 @@ class Recorder:
         grows back, doubling, with each write that goes through."""
         delay, size, progress = self.retry_initial, SAVE_BATCH, True
         while self._pending:
-            batch = list(itertools.islice(self._pending.items(), size))
+            batch = self._pending.first(size)
             try:
                 refused = await self.call(_write_kept, self.store, [e for _, e in batch])
             except Exception as err:
                 if len(batch) > 1:
                     size = len(batch) // 2
                     continue
-                (key, entry), unavailable = batch[0], isinstance(err, StoreUnavailable)
-                if unavailable and self._pending.get(key) is entry:
-                    self._pending.move_to_end(key)
-                if not unavailable:
+                key, entry = batch[0]
+                if not isinstance(err, StoreUnavailable):
                     log.exception(
                         "could not record run; dropped", extra={"fields": {"run": key[0]}}
                     )
                     self.dropped += 1
                     self._written(batch)
-                elif not progress:
-                    await asyncio.sleep(delay)
-                    delay = min(delay * 2, self.retry_max)
+                else:
+                    self._pending.to_back(key, entry)
+                    if not progress:
+                        await asyncio.sleep(delay)
+                        delay = min(delay * 2, self.retry_max)
                 progress = False
                 continue
             for record in refused:
@@ -404,17 +403,15 @@ class Recorder:
             delay, size, progress = self.retry_initial, min(size * 2, SAVE_BATCH), True
         log.info("run store back; pending records written")
 
-    def _written(self, batch: list[tuple[tuple[str, int], tuple[RunRecord, Mode]]]) -> None:
-        # Only what was written goes: a newer state that arrived meanwhile stays.
+    def _written(self, batch: list[tuple[Key, Entry]]) -> None:
         for key, entry in batch:
-            if self._pending.get(key) is entry:
-                del self._pending[key]
+            self._pending.remove(key, entry)
 
     def _refuse(self, record: RunRecord) -> None:
         """Another instance recorded this slot while the store was unavailable here: its
         record stands; this one, and the later states of this attempt, are not written."""
         key = (record.id, record.attempt)
-        if key not in self._refused and len(self._refused) >= self.capacity:
+        if key not in self._refused and len(self._refused) >= self._pending.capacity:
             self._refused.popitem(last=False)
         self._refused[key] = None
         log.warning(

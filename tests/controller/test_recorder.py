@@ -11,6 +11,7 @@ import pytest
 
 from reconciler.controller.dispatch import Dispatcher
 from reconciler.controller.recorder import CLAIM_BATCH, Recorder
+from reconciler.controller.waiting import CUT_TO
 from reconciler.core.runs import RunRecord, RunStatus, Trigger, run_id
 from reconciler.store import MemoryRunStore
 from reconciler.store.base import DuplicateRun, RunQuery, StoreUnavailable
@@ -485,3 +486,32 @@ def test_records_kept_through_an_outage_are_written_in_batches() -> None:
     # Batches grow back, doubling, to 512: 1 + 2 + ... + 256 + 489 (was: 1 000 writes).
     assert store.writes <= 12
     assert all(store.get(record(m).id) is not None for m in range(many))
+
+
+def test_outputs_waiting_for_the_store_are_bounded_and_no_record_is_lost_for_one() -> None:
+    """10 000 runs printing 64 KiB each, kept through an outage, held more than a gigabyte.
+    Past the budget, a record keeps the end of its output, marked; every record arrives."""
+    store = OutageStore()
+    output = "".join(f"line {n}\n" for n in range(1000))  # 8 890 characters
+
+    async def main() -> None:
+        recorder = Recorder(store, output_budget=3 * len(output), retry_initial=0.01)
+        store.down = True
+        for minute in range(10):
+            await recorder.save(
+                dataclasses.replace(record(minute, RunStatus.FAILED), output=output)
+            )
+        assert recorder.pending == 10
+        assert recorder._pending.chars <= 3 * len(output) + 7 * 2 * CUT_TO
+        store.down = False
+        assert await recorder.flush(5)
+        await recorder.close(1)
+
+    asyncio.run(main())
+    kept = [store.get(record(minute).id) for minute in range(10)]
+    assert [r.output if r else None for r in kept[:3]] == [output] * 3
+    for cut in kept[3:]:
+        assert cut is not None
+        assert cut.status is RunStatus.FAILED
+        assert cut.output.startswith("[output cut to its last 1,024 characters")
+        assert cut.output.endswith(output[-CUT_TO:])

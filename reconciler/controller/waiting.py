@@ -1,0 +1,98 @@
+"""The run records waiting for the store (see ``recorder``): bounded in number and in output.
+
+At most ``capacity`` records wait; a record past that takes the place of the first in line,
+which is dropped (the recorder says so). Their outputs together hold at most
+``output_budget`` characters: a record kept past that keeps only the end of its output
+(``CUT_TO`` characters), marked as cut. A run's output is up to 64 KiB, so without that budget
+10 000 records waiting through an outage could hold more than a gigabyte; with it, a record is
+never lost for its output, only the start of that output is.
+
+Records are keyed by (run id, attempt): the newest state of a record takes the place of the
+one waiting, and keeps its place in line.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+from collections import OrderedDict
+from typing import Final, Literal
+
+from reconciler.core.runs import RunRecord
+
+# How a kept record is to be written once the store is back:
+CREATE: Final = "create"  # only if the slot has no record (a skip): whatever exists stands
+CLAIM: Final = "claim"  # a claim whose answer never came: written over its own record only
+SAVE: Final = "save"  # the newest state of a record this process holds
+Mode = Literal["create", "claim", "save"]
+
+Key = tuple[str, int]
+Entry = tuple[RunRecord, Mode]
+
+DEFAULT_CAPACITY: Final = 10_000
+DEFAULT_OUTPUT_BUDGET: Final = 32 * 1024 * 1024  # characters, all waiting outputs together
+CUT_TO: Final = 1024  # characters a record past the budget keeps: the end, where errors are
+
+
+class Waiting:
+    def __init__(
+        self, capacity: int = DEFAULT_CAPACITY, output_budget: int = DEFAULT_OUTPUT_BUDGET
+    ) -> None:
+        self.capacity = capacity
+        self.output_budget = output_budget
+        self._entries: OrderedDict[Key, Entry] = OrderedDict()
+        self._chars = 0  # the outputs' length, all entries together
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def __contains__(self, key: Key) -> bool:
+        return key in self._entries
+
+    @property
+    def chars(self) -> int:
+        return self._chars
+
+    def get(self, key: Key) -> Entry | None:
+        return self._entries.get(key)
+
+    def put(self, record: RunRecord, mode: Mode) -> Key | None:
+        """Keep ``record`` (in its key's place if it has one, else last); returns the key of
+        the record dropped to make room, if one was."""
+        key = (record.id, record.attempt)
+        dropped = None
+        if (old := self._entries.get(key)) is not None:
+            self._chars -= len(old[0].output)
+        elif len(self._entries) >= self.capacity:
+            dropped, (lost, _) = self._entries.popitem(last=False)
+            self._chars -= len(lost.output)
+        if self._chars + len(record.output) > self.output_budget:
+            record = _cut(record)
+        self._entries[key] = (record, mode)
+        self._chars += len(record.output)
+        return dropped
+
+    def first(self, count: int) -> list[tuple[Key, Entry]]:
+        return list(itertools.islice(self._entries.items(), count))
+
+    def to_back(self, key: Key, entry: Entry) -> None:
+        """``entry`` goes last in line, unless a newer state took its place meanwhile."""
+        if self._entries.get(key) is entry:
+            self._entries.move_to_end(key)
+
+    def remove(self, key: Key, entry: Entry) -> None:
+        """``entry`` was written (or given up): it goes, unless a newer state took its place
+        meanwhile, which still waits."""
+        if self._entries.get(key) is entry:
+            del self._entries[key]
+            self._chars -= len(entry[0].output)
+
+
+def _cut(record: RunRecord) -> RunRecord:
+    if len(record.output) <= CUT_TO:
+        return record
+    note = (
+        f"[output cut to its last {CUT_TO:,} characters: it waited in memory for the run "
+        "store with many others]\n"
+    )
+    return dataclasses.replace(record, output=note + record.output[-CUT_TO:])
