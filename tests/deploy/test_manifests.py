@@ -368,6 +368,17 @@ def test_runtime_stage_has_no_build_tools() -> None:
     for tool in ("gcc", "build-essential", "g++", "make ", "-dev "):
         assert tool not in runtime, tool
     assert "--no-index" in runtime  # installs the builder's wheels only
+    # The venv's own installer and setuptools go once the wheels are in: crontask needs
+    # neither, and an old setuptools is what image scanners flag.
+    assert re.search(r"pip uninstall --yes setuptools pip\b", runtime)
+
+
+def test_runtime_stage_can_fetch_git_over_ssh() -> None:
+    """git only recommends an ssh client, and the slim image has none: without it, an ssh://
+    or git@host: source failed with git's "Could not read from remote repository"."""
+    install = re.search(r"apt-get install [^\n]*", stages()[-1])
+    assert install is not None
+    assert {"git", "openssh-client", "ca-certificates"} <= set(install[0].split())
 
 
 def test_image_user_matches_the_pod() -> None:
