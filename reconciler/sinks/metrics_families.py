@@ -162,8 +162,8 @@ LAST_SUCCESS = Family(
 LAST_FAILURE = Family(
     "crontask_task_last_failure_timestamp_seconds",
     "gauge",
-    "Unix time the task's last failed, timed-out or interrupted attempt finished (no series "
-    "before one).",
+    "Unix time the task's last run that ended failed, timed out or interrupted finished: a "
+    "retried attempt counts only if its retry does not come (no series before one).",
 )
 LAST_DURATION = Family(
     "crontask_task_last_run_duration_seconds",

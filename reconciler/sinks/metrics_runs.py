@@ -39,8 +39,8 @@ from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Final, Protocol
 
-from reconciler.core.runs import LastOutcomes, RunRecord, RunStatus
-from reconciler.core.status import is_failure
+from reconciler.core.runs import LastOutcomes, RetriedAttempt, RunRecord, RunStatus
+from reconciler.core.status import SHUTDOWN_REASON, is_failure
 from reconciler.sinks.metrics_exposition import no_runs, task_runs
 from reconciler.sinks.metrics_families import FINAL_STATUSES, TaskRuns, TaskSlot
 
@@ -49,6 +49,7 @@ log = logging.getLogger("crontask.metrics")
 _INDEX: Final = {status: i for i, status in enumerate(FINAL_STATUSES)}
 _SEED_BATCH: Final = 256  # tasks given their last outcomes per hold of the lock (about 1 ms)
 _ENDED_KEPT: Final = 1024  # attempts whose end was heard here, kept against stale history reads
+_RETRIED_KEPT: Final = 10_000  # failed attempts whose retry is awaited (the notifier keeps as many)
 # Between two checks of the runs in progress elsewhere: a scrape interval (Prometheus' default
 # is 15 s), so that several scrapers, or a store that is down, cost one read per interval.
 RECHECK_SECONDS: Final = 15.0
@@ -112,6 +113,11 @@ class RunState:
         # The attempts whose end was heard here, newest last: a history read from before that
         # end was written (a store that is down keeps ends for later) does not bring them back.
         self._ended: OrderedDict[tuple[str, int], None] = OrderedDict()
+        # Failed attempts that the dispatcher retries, by run: when each ended. Their run has
+        # not ended, so they are not the task's last failure (the alert on it would fire while
+        # the run only waits for its retry); if the retry is abandoned (skipped: Replaced,
+        # TaskChanged, ...) or cut short by the shutdown, the run ended with that failure.
+        self._retried: dict[str, float] = {}
 
     @property
     def seq(self) -> int:
@@ -138,8 +144,12 @@ class RunState:
 
     def finished(self, record: RunRecord, seconds: float | None) -> None:
         """``record``'s attempt ended (or its slot was skipped) after ``seconds`` (None: it
-        never started). Under the lock."""
+        never started). The last failure is that of a run that ended failed: a failed attempt
+        that is retried (a :class:`RetriedAttempt`) counts only if its retry never ends the run
+        (abandoned, or cut short by the shutdown), as the notifications judge it. Under the
+        lock."""
         at = (record.finished_at or record.started_at or record.scheduled_at).timestamp()
+        failed_before = self._retried.pop(record.id, None)
         self._ended[(record.id, record.attempt)] = None
         if len(self._ended) > _ENDED_KEPT:
             self._ended.popitem(last=False)
@@ -148,10 +158,16 @@ class RunState:
         counts = list(runs.counts)
         counts[_INDEX[record.status]] += 1
         last_success, last_failure = runs.last_success, runs.last_failure
-        if record.status is RunStatus.SUCCEEDED:
+        if isinstance(record, RetriedAttempt):
+            self._retried[record.id] = at
+            if len(self._retried) > _RETRIED_KEPT:
+                del self._retried[next(iter(self._retried))]
+        elif record.status is RunStatus.SUCCEEDED:
             last_success = max(at, last_success or at)
         elif is_failure(record):
             last_failure = max(at, last_failure or at)
+        elif failed_before is not None and _abandoned(record):
+            last_failure = max(failed_before, last_failure or failed_before)
         last_duration, durations = runs.last_duration, runs.durations
         if seconds is not None:
             last_duration = seconds
@@ -331,6 +347,14 @@ def _without(running: Mapping[str, float], run: str) -> Mapping[str, float]:
     if run not in running:
         return running
     return {key: since for key, since in running.items() if key != run}
+
+
+def _abandoned(record: RunRecord) -> bool:
+    """Whether ``record``, the attempt after a retried one, never ended its run: skipped (the
+    retry abandoned) or interrupted by crontask's own shutdown."""
+    if record.status is RunStatus.INTERRUPTED:
+        return record.reason == SHUTDOWN_REASON
+    return record.status is RunStatus.SKIPPED
 
 
 def _since(record: RunRecord) -> float:

@@ -35,6 +35,8 @@ from pydantic import model_validator as _model_validator
 from pydantic.alias_generators import to_camel
 
 from reconciler.core.desired import SourceKind
+from reconciler.core.fields import Label
+from reconciler.core.runs import DNS1123_LABEL
 from reconciler.secretfile import read_secret_file
 
 MAX_FILE_BYTES: Final = 256 * 1024
@@ -94,7 +96,8 @@ class Receiver(_Config):
 
 
 class Match(_Config):
-    namespace: str | None = Field(None, min_length=1, max_length=63)
+    # A task's namespace is a DNS-1123 label: any other value would match no task, ever.
+    namespace: Label | None = None
     name: str | None = Field(None, min_length=1, max_length=253, description="a glob: backup-*")
     source: SourceKind | None = None
 
@@ -121,16 +124,10 @@ class Route(_Config):
 
 
 class NotificationConfig(_Config):
+    # Names unique and routes to receivers that exist: checked by parse (_check_references),
+    # which knows where each receiver is written; a check here could only say "(top level)".
     receivers: list[Receiver] = Field(min_length=1, max_length=50)
     routes: list[Route] = Field(min_length=1, max_length=200)
-
-    @_model_validator(mode="after")
-    def _consistent(self) -> NotificationConfig:
-        names = [r.name for r in self.receivers]
-        twice = sorted({n for n in names if names.count(n) > 1})
-        if twice:
-            raise ValueError(f"receiver names must be unique: {', '.join(twice)}")
-        return self
 
 
 @dataclasses.dataclass(frozen=True)
@@ -167,7 +164,8 @@ def check_url(url: str) -> None:
     often its secret (Slack's are)."""
     if len(url) > MAX_URL:
         raise ValueError(f"the URL is longer than {MAX_URL} characters")
-    if not re.match(r"^https?://[^\s/?#]+", url) or any(c.isspace() for c in url):
+    # The scheme is case-insensitive (RFC 3986 §3.1): httpx sends HTTPS://h/ as https://h/.
+    if not re.match(r"^https?://[^\s/?#]+", url, re.IGNORECASE) or any(c.isspace() for c in url):
         raise ValueError("the URL must start with http:// or https:// and hold no spaces")
     # What the regular expression lets through may still be no URL to httpx (``[::1``,
     # ``h:abc``) or one it fails on only when sending (``h:99999``): refused here, where the
@@ -209,49 +207,79 @@ def _read_small(path: Path, what: str) -> bytes:
 
 
 Mark = tuple[int, int]  # 1-based line and column
+# Where an alias (``*a``) stands: (id of the collection node holding it, its index in a
+# sequence or the id of its key node in a mapping) -> the alias's mark.
+Aliases = dict[tuple[int, int], Mark]
+
+
+class _Loader(yaml.SafeLoader):
+    """The safe loader, remembering where each alias stands: PyYAML composes ``*a`` into the
+    anchored node itself, whose marks are the anchor's, so an error in the value an alias
+    repeats (a receiver listed twice as ``- *r``) would point at the first occurrence."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self.aliases: Aliases = {}
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
+        if parent is not None and index is not None and self.check_event(yaml.AliasEvent):
+            mark = self.peek_event().start_mark  # type: ignore[no-untyped-call]
+            where = index if isinstance(index, int) else id(index)
+            self.aliases[(id(parent), where)] = (mark.line + 1, mark.column + 1)
+        return super().compose_node(parent, index)
 
 
 class _Builder:
     """Plain data from a YAML node graph, with the mark of each value by its path; bounded
-    in values (aliases counted each time they are used) and depth."""
+    in values (aliases counted each time they are used) and depth. What an alias repeats is
+    marked where the alias stands: that is the place of that occurrence."""
 
-    def __init__(self) -> None:
+    def __init__(self, aliases: Aliases | None = None) -> None:
         self.marks: dict[tuple[str | int, ...], Mark] = {}
         self.key_marks: dict[tuple[str | int, ...], Mark] = {}
         self.values = 0
+        self._aliases = aliases or {}
         self._scalars = yaml.constructor.SafeConstructor()
 
-    def build(self, node: yaml.Node, path: tuple[str | int, ...] = ()) -> Any:
+    def build(
+        self, node: yaml.Node, path: tuple[str | int, ...] = (), alias: Mark | None = None
+    ) -> Any:
         self.values += 1
+        mark = alias or _mark(node)
         if self.values > MAX_VALUES or len(path) > MAX_DEPTH:
-            raise NotificationConfigError(f"{_where(node)}: the file is too large or too deep")
-        self.marks[path] = _mark(node)
+            raise NotificationConfigError(f"{_at(mark)}: the file is too large or too deep")
+        self.marks[path] = mark
         if isinstance(node, yaml.MappingNode):
             data: dict[str, Any] = {}
             for key_node, value_node in node.value:
+                key_mark = alias or _mark(key_node)
                 if not isinstance(key_node, yaml.ScalarNode):
-                    raise NotificationConfigError(f"{_where(key_node)}: a key must be a string")
+                    raise NotificationConfigError(f"{_at(key_mark)}: a key must be a string")
                 key = str(key_node.value)
-                self.key_marks[(*path, key)] = _mark(key_node)
+                self.key_marks[(*path, key)] = key_mark
                 if key in data:
-                    raise NotificationConfigError(f"{_where(key_node)}: {key!r} is given twice")
-                data[key] = self.build(value_node, (*path, key))
+                    raise NotificationConfigError(f"{_at(key_mark)}: {key!r} is given twice")
+                used = alias or self._aliases.get((id(node), id(key_node)))
+                data[key] = self.build(value_node, (*path, key), used)
             return data
         if isinstance(node, yaml.SequenceNode):
-            return [self.build(item, (*path, i)) for i, item in enumerate(node.value)]
+            return [
+                self.build(item, (*path, i), alias or self._aliases.get((id(node), i)))
+                for i, item in enumerate(node.value)
+            ]
         assert isinstance(node, yaml.ScalarNode)
         try:
             return self._scalars.construct_object(node)
         except yaml.YAMLError:
             raise NotificationConfigError(
-                f"{_where(node)}: not a plain YAML value (tags are not read)"
+                f"{_at(mark)}: not a plain YAML value (tags are not read)"
             ) from None
         except (ValueError, OverflowError):
             # PyYAML's own constructors fail so, on a number of more than 4 300 digits or a
             # date that does not exist (2026-13-01); their messages are Python's, not ours.
             problem = _UNREADABLE.get(node.tag, "a value that cannot be read")
             raise NotificationConfigError(
-                f"{_where(node)}: {_dotted(path) or '(top level)'}: {problem}"
+                f"{_at(mark)}: {_dotted(path) or '(top level)'}: {problem}"
             ) from None
 
 
@@ -265,9 +293,8 @@ def _mark(node: yaml.Node) -> Mark:
     return node.start_mark.line + 1, node.start_mark.column + 1
 
 
-def _where(node: yaml.Node) -> str:
-    line, column = _mark(node)
-    return f"{line}:{column}"
+def _at(mark: Mark) -> str:
+    return f"{mark[0]}:{mark[1]}"
 
 
 def load(path: str | Path) -> Notifications:
@@ -275,19 +302,22 @@ def load(path: str | Path) -> Notifications:
     ``file:line:col: field: message``. The files it names must be readable."""
     path = Path(path)
     try:
-        with path.open("rb") as handle:
-            raw = handle.read(MAX_FILE_BYTES + 1)
-    except OSError as exc:
-        raise NotificationConfigError(f"{path}: cannot read: {exc.strerror or exc}") from None
-    if len(raw) > MAX_FILE_BYTES:
-        raise NotificationConfigError(f"{path}:1:1: larger than {MAX_FILE_BYTES} bytes")
+        # A regular file only, opened without waiting: a FIFO would hold start-up until a
+        # writer came, and a device such as /dev/zero never ends.
+        raw = read_secret_file(path, MAX_FILE_BYTES)
+    except ValueError as exc:
+        raise NotificationConfigError(f"{path}: {exc}") from None
     return parse(raw.decode("utf-8", "replace"), str(path), path.parent)
 
 
 def parse(text: str, source: str, base: Path) -> Notifications:
     try:
         _check_depth(text, source)
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        loader = _Loader(text)
+        try:
+            node = loader.get_single_node()
+        finally:
+            loader.dispose()
     except RecursionError:  # _check_depth should make this impossible: still no traceback
         raise NotificationConfigError(f"{source}:1:1: the file is too large or too deep") from None
     except yaml.YAMLError as exc:
@@ -297,7 +327,7 @@ def parse(text: str, source: str, base: Path) -> Notifications:
         raise NotificationConfigError(f"{source}:{where}: {problem}") from None
     if node is None:
         raise NotificationConfigError(f"{source}:1:1: the file is empty")
-    builder = _Builder()
+    builder = _Builder(loader.aliases)
     try:
         data = builder.build(node)
     except NotificationConfigError as exc:
@@ -339,10 +369,21 @@ def _describe(exc: ValidationError, builder: _Builder, source: str) -> str:
             message = f"unknown field {str(loc[-1])!r}"
         else:
             line, column = _nearest(builder.marks, loc)
-            message = str(error["msg"]).removeprefix("Value error, ")
+            message = _message(error)
         where = _dotted(loc) or "(top level)"
         lines.append(f"{source}:{line}:{column}: {where}: {message}")
     return "\n".join(lines)
+
+
+def _message(error: Any) -> str:
+    if error["type"] == "string_pattern_mismatch" and error["ctx"]["pattern"] == DNS1123_LABEL:
+        shown = str(error["input"])[:63]
+        return (
+            f"{shown!r} is not a DNS-1123 label (lower-case letters, digits and '-', starting "
+            "and ending with a letter or digit), as every task's namespace is: it would match "
+            "no task"
+        )
+    return str(error["msg"]).removeprefix("Value error, ")
 
 
 def _model_path(loc: Sequence[str | int]) -> tuple[str | int, ...]:
@@ -367,7 +408,7 @@ def _dotted(loc: Sequence[str | int]) -> str:
 def _check_references(notifications: Notifications, builder: _Builder, source: str) -> None:
     config = notifications.config
     names = {r.name for r in config.receivers}
-    problems = []
+    problems = _twice(config.receivers, builder, source)
     for i, route in enumerate(config.routes):
         if route.receiver not in names:
             line, column = _nearest(builder.marks, ("routes", i, "receiver"))
@@ -389,3 +430,19 @@ def _check_references(notifications: Notifications, builder: _Builder, source: s
                 problems.append(f"{source}:{line}:{column}: receivers[{i}].{field}: {exc}")
     if problems:
         raise NotificationConfigError("\n".join(problems))
+
+
+def _twice(receivers: Sequence[Receiver], builder: _Builder, source: str) -> list[str]:
+    """A problem for each receiver whose name an earlier one has, at its own place (where an
+    alias repeats a receiver, the alias)."""
+    first: dict[str, int] = {}
+    problems = []
+    for i, receiver in enumerate(receivers):
+        earlier = first.setdefault(receiver.name, i)
+        if earlier != i:
+            line, column = _nearest(builder.marks, ("receivers", i, "name"))
+            problems.append(
+                f"{source}:{line}:{column}: receivers[{i}].name: receiver names must be unique: "
+                f"{receiver.name!r} is also the name of receivers[{earlier}]"
+            )
+    return problems

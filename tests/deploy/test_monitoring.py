@@ -73,6 +73,28 @@ def test_promtool_unit_tests_every_alert() -> None:
     assert tested == ALERTS
 
 
+PER_TASK = {"CrontaskTaskFailing", "CrontaskTaskNoRecentSuccess", "CrontaskTaskRunningLong"}
+
+
+def test_the_per_task_rules_bridge_a_restart_and_a_handover() -> None:
+    """Prometheus marks a target's series stale at once when a scrape fails or the target
+    goes, so a per-task rule reads every task series through last_over_time (a bare one would
+    resolve the alert at a restart or a handover), and promtool's scenarios of a restart and of
+    a handover hold each per-task alert firing across the gap."""
+    rules = [r for g in yaml.safe_load(RULES.read_text())["groups"] for r in g["rules"]]
+    per_task = {r["alert"] for r in rules if "without (instance, pod)" in r["expr"]}
+    assert per_task == PER_TASK
+    for rule in rules:
+        bare = re.findall(r"(?<!last_over_time\()\b(crontask_task_\w+)(?!\w*\[5m\])", rule["expr"])
+        assert not bare, f"{rule['alert']} reads {bare} without last_over_time"
+    cases = yaml.safe_load((MONITORING / "crontask-rules.test.yaml").read_text())["tests"]
+    for gap in ("restart", "handover"):
+        (case,) = [c for c in cases if c["name"].startswith(f"the per-task alerts survive a {gap}")]
+        assert any("stale" in s["values"] for s in case["input_series"])
+        held = {c["alertname"] for c in case["alert_rule_test"] if c["exp_alerts"]}
+        assert held == PER_TASK
+
+
 def test_the_prometheus_rule_holds_the_same_rules() -> None:
     rule = yaml.safe_load((MONITORING / "prometheusrule.yaml").read_text())
     assert rule["apiVersion"] == "monitoring.coreos.com/v1"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -94,6 +95,17 @@ def test_the_documented_shape_loads(tmp_path: Path) -> None:
         (
             ("repeatInterval: 4h", "repeatInterval: 2026-13-01"),
             "notifications.yaml:13:21: routes[0].repeatInterval: a date that does not exist",
+        ),
+        (  # a task's namespace is a DNS-1123 label: this one would match no task, ever
+            ("namespace: ops,", "namespace: Ops Team,"),
+            "notifications.yaml:12:24: routes[0].match.namespace: 'Ops Team' is not a DNS-1123 "
+            "label (lower-case letters, digits and '-', starting and ending with a letter or "
+            "digit), as every task's namespace is: it would match no task",
+        ),
+        (
+            ("  - name: chat\n", "  - name: ops-hook\n"),
+            "notifications.yaml:6:11: receivers[1].name: receiver names must be unique: "
+            "'ops-hook' is also the name of receivers[0]",
         ),
     ],
 )
@@ -200,3 +212,75 @@ def test_a_hostile_file_is_a_config_error_not_a_traceback(
         "crontask: --notifications:",
         f"{path}:{says}",
     ]
+
+
+def test_a_receiver_repeated_by_an_alias_is_reported_where_the_alias_stands(
+    tmp_path: Path,
+) -> None:
+    """PyYAML composes ``*r`` into the anchored node itself: its place is the alias's."""
+    path = tmp_path / "n.yaml"
+    path.write_text(
+        "receivers:\n"
+        "  - &r {name: a, type: generic, url: 'https://h/x'}\n"
+        "  - *r\n"
+        "routes:\n"
+        "  - {receiver: a, events: [failed]}\n"
+    )
+    with pytest.raises(NotificationConfigError) as caught:
+        load(path)
+    assert str(caught.value).splitlines() == [
+        f"{path}:3:5: receivers[1].name: receiver names must be unique: 'a' is also the name "
+        "of receivers[0]",
+    ]
+    # An error inside what an alias repeats is at the alias too, not at the anchor.
+    path.write_text(
+        path.read_text().replace("  - *r\n", "").replace("[failed]}", "[failed], match: *r}")
+    )
+    with pytest.raises(NotificationConfigError) as caught:
+        load(path)
+    assert str(caught.value).splitlines() == [
+        f"{path}:4:44: routes[0].match.type: unknown field 'type'",
+        f"{path}:4:44: routes[0].match.url: unknown field 'url'",
+    ]
+
+
+@pytest.mark.parametrize("scheme", ["HTTPS", "Http"])
+def test_a_url_scheme_is_case_insensitive(tmp_path: Path, scheme: str) -> None:
+    url = f"{scheme}://hooks.example/x"
+    path = write(tmp_path, GOOD.replace("https://hooks.slack.example/services/T0/B0/xyz", url))
+    assert load(path).config.receivers[1].url == url
+    (tmp_path / "hook-url").write_text(url + "\n")  # and in a urlFile
+    notifications = load(path)
+    assert notifications.url_of(notifications.config.receivers[0]) == url
+
+
+def test_a_notifications_file_that_is_a_fifo_is_refused_at_once(tmp_path: Path) -> None:
+    """A FIFO would hold ``crontask run`` at start-up until a writer came (a subprocess: in
+    this one, the read would block the test for good). Refused, with the file's name."""
+    path = tmp_path / "notifications.yaml"
+    os.mkfifo(path)
+    (tmp_path / "tasks").mkdir()
+    argv = ["run", "tasks", "--notifications", str(path), "--listen", "off"]
+    result = subprocess.run(
+        [sys.executable, "-m", "reconciler", *argv],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        cwd=tmp_path,
+        check=False,
+    )
+    assert result.returncode == 1
+    assert result.stderr.splitlines() == [
+        "crontask: --notifications:",
+        f"{path}: not a regular file: not read",
+    ]
+
+
+def test_a_notifications_file_that_is_a_directory_or_too_large_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(NotificationConfigError) as caught:
+        load(tmp_path)
+    assert str(caught.value) == f"{tmp_path}: not a regular file: not read"
+    path = write(tmp_path, GOOD + "#" * (256 * 1024))
+    with pytest.raises(NotificationConfigError) as caught:
+        load(path)
+    assert str(caught.value) == f"{path}: larger than 256 KiB: not read"
