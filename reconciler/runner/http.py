@@ -3,7 +3,9 @@
 Outcome rules: a response whose status is in ``expectStatus`` succeeds, any other status
 fails (reason ``UnexpectedStatus``); a connection error, a TLS error or a request timeout
 fails with a message that says which (reason ``RequestFailed``). The response status is
-recorded as the run's exit code and the first ``output_limit`` bytes of the body as its output.
+recorded as the run's exit code and the head of the body as its output (at most
+``output_limit`` bytes once decoded, see ``output.bounded_text``); a body that breaks off (the
+connection closed or reset before its end) fails the run with both kept.
 Header values from ``valueFrom`` are read at each attempt (a rotated secret is picked up) and
 never appear in messages or logs. ``timeout`` bounds the whole attempt, the body included: a
 server sending a byte now and then cannot hold it for longer. A response whose body is not
@@ -42,6 +44,7 @@ from reconciler.core.urls import redact_request_url
 from reconciler.resolver import abandonable
 from reconciler.runner.base import Outcome, run_environment
 from reconciler.runner.base import failed as _failed
+from reconciler.runner.output import bounded_text
 from reconciler.secretfile import read_secret_file
 
 # A server chooses its reason phrase and what a protocol error quotes (up to h11's 16 KiB):
@@ -183,10 +186,9 @@ class HttpRun:
         shown = redact_request_url(action.url)  # stored and shown: no credentials, no path
         deadline = asyncio.get_running_loop().time() + self.timeout
         try:
-            headers = {
-                **await resolve_headers(action, self.env, deadline=deadline),
-                **self.extra_headers,
-            }
+            headers = _merged(
+                await resolve_headers(action, self.env, deadline=deadline), self.extra_headers
+            )
         except HeaderValueError as err:
             if err.timed_out:
                 message = f"{err} within {self.timeout:g}s"
@@ -220,17 +222,15 @@ class HttpRun:
             if not received:
                 message = f"{action.method} {shown}: no response {within}"
                 return _failed("DeadlineExceeded", message, status=RunStatus.TIMED_OUT)
-            # The head came: its status is kept, as every outcome that has one keeps it.
-            return Outcome(
-                RunStatus.TIMED_OUT,
-                received[0].status_code,
-                "DeadlineExceeded",
-                f"{action.method} {shown}: {_summary(received[0])}; "
-                f"response body not complete {within}",
-                _text(body),
+            return self._incomplete(
+                received[0], body, RunStatus.TIMED_OUT, "DeadlineExceeded", f"not complete {within}"
             )
         except httpx.HTTPError as err:
-            return _failed("RequestFailed", f"{action.method} {shown}: {_describe(err)}")
+            if not received:
+                return _failed("RequestFailed", f"{action.method} {shown}: {_describe(err)}")
+            # The connection closed or broke in the body.
+            what = f"cut short: {_describe(err)}"
+            return self._incomplete(received[0], body, RunStatus.FAILED, "RequestFailed", what)
         # What the definition passed but the client refuses to send: a host name IDNA refuses
         # (core checks what it can without the idna package), a request h11 cannot frame.
         except (httpx.InvalidURL, idna.IDNAError) as err:
@@ -244,7 +244,7 @@ class HttpRun:
                 f"{action.method} {shown}: the request cannot be sent: {_clip(str(err))}",
             )
         summary = _summary(response)
-        text = _text(body)
+        text = self._text(body)
         if action.accepts(response.status_code):
             return Outcome(RunStatus.SUCCEEDED, response.status_code, None, summary, text)
         return Outcome(
@@ -254,6 +254,32 @@ class HttpRun:
             f"{summary} (expected {action.expect_status})",
             text,
         )
+
+    def _incomplete(
+        self, response: httpx.Response, body: bytearray, status: RunStatus, reason: str, what: str
+    ) -> Outcome:
+        """A response whose body did not all come: its status is kept, as every outcome that has
+        one keeps it, and so is what came of the body."""
+        action = self.action
+        message = f"{action.method} {redact_request_url(action.url)}: {_summary(response)}"
+        return Outcome(
+            status,
+            response.status_code,
+            reason,
+            f"{message}; response body {what}",
+            self._text(body),
+        )
+
+    def _text(self, body: bytearray) -> str:
+        return bounded_text(bytes(body), self.output_limit, "head")[0]
+
+
+def _merged(task: Mapping[str, str], ours: Mapping[str, str]) -> dict[str, str]:
+    """The task's headers and crontask's own, which replace any of the task's of the same name
+    in any case: HTTP names are case-insensitive, and two ``X-Crontask-Run-Id`` would let a
+    receiver pick the task's."""
+    names = {name.lower() for name in ours}
+    return {**{k: v for k, v in task.items() if k.lower() not in names}, **ours}
 
 
 async def _read_head(response: httpx.Response, limit: int, into: bytearray) -> None:
@@ -269,16 +295,16 @@ def _summary(response: httpx.Response) -> str:
     return f"HTTP {response.status_code} {_clip(response.reason_phrase)}".rstrip()
 
 
-def _text(body: bytearray) -> str:
-    return body.decode("utf-8", errors="replace")
-
-
 def _describe(err: httpx.HTTPError) -> str:
     cause = err.__cause__ or err.__context__
     text = _clip(str(err) or type(err).__name__)
     if isinstance(err, httpx.ConnectError):
         return f"cannot connect ({text})"
-    return f"{type(err).__name__}: {text}" if cause is None else f"{text} ({_clip(str(cause))})"
+    if cause is None:
+        return f"{type(err).__name__}: {text}"
+    # httpx re-raises h11's and the socket's errors with the same text: said once, not twice.
+    said = _clip(str(cause))
+    return text if said == text else f"{text} ({said})"
 
 
 def _clip(text: str) -> str:

@@ -1,12 +1,62 @@
-"""A command's output: one pipe read on the event loop, of which only the tail is kept."""
+"""A run's output: a command's pipe read on the event loop, of which only the tail is kept, and
+the decoding of a command's or a response's bytes to text of bounded size."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import os
+from typing import Literal
 
 _READ_CHUNK = 64 * 1024
+
+
+# What a byte that becomes U+FFFD (an undecodable one: surrogateescape's U+DC80-U+DCFF; a NUL:
+# made U+DC00 here) starts with in UTF-8 with surrogatepass: three bytes, as U+FFFD is stored.
+# Valid UTF-8 never holds these pairs.
+_WIDE = (b"\xed\xb0", b"\xed\xb2", b"\xed\xb3")
+
+
+def bounded_text(data: bytes, limit: int, keep: Literal["head", "tail"]) -> tuple[str, int]:
+    """``data`` as text of at most ``limit`` bytes of UTF-8, cut at a character boundary, and
+    how many bytes of ``data`` the text leaves out (from its end for ``head``, else its start).
+
+    The limit is what the store keeps, not what was read: an undecodable byte becomes U+FFFD
+    and so does NUL (as the store writes it), three bytes each, so that 64 KiB of binary read
+    would otherwise be kept as 192 KiB.
+    """
+    # Each character as wide as it is stored: where to cut is then a byte offset, found at
+    # C speed (64 KiB of random bytes: about three times a plain decode's ~2 ms; text that is
+    # valid UTF-8, the usual case, costs microseconds).
+    sized = (
+        data.decode("utf-8", errors="surrogateescape")
+        .encode("utf-8", errors="surrogatepass")
+        .replace(b"\x00", b"\xed\xb0\x80")
+    )
+    kept = data
+    if len(sized) > limit and keep == "head":
+        end = limit
+        while end > 0 and _continues(sized[end]):
+            end -= 1
+        kept = data[: end - 2 * _wide(sized[:end])]
+    elif len(sized) > limit:
+        start = len(sized) - limit
+        while start < len(sized) and _continues(sized[start]):
+            start += 1
+        kept = data[len(data) - (len(sized) - start - 2 * _wide(sized[start:])) :]
+    # Decoded as it has always been: one U+FFFD per invalid sequence (never more than one per
+    # byte: no wider than measured).
+    return kept.decode("utf-8", errors="replace").replace("\x00", "\ufffd"), len(data) - len(kept)
+
+
+def _continues(byte: int) -> bool:
+    """Whether ``byte`` continues a UTF-8 sequence (a cut before it would split a character)."""
+    return 0x80 <= byte <= 0xBF
+
+
+def _wide(sized: bytes) -> int:
+    """How many characters of ``sized`` are one byte of the data and three of text."""
+    return sum(sized.count(pair) for pair in _WIDE)
 
 
 class TailReader:
@@ -65,12 +115,15 @@ class TailReader:
     def text(self) -> str:
         data = bytes(self._buf)
         dropped = self._total - len(data)
-        if not dropped:
-            return data.decode("utf-8", errors="replace")
-        # The cut may have split a UTF-8 sequence: drop its orphaned continuation bytes (at most
-        # three) rather than start the tail with a replacement character.
         skip = 0
-        while skip < min(3, len(data)) and 0x80 <= data[skip] <= 0xBF:
-            skip += 1
-        tail = data[skip:].decode("utf-8", errors="replace")
-        return f"[... {dropped + skip} bytes truncated ...]\n{tail}"
+        if dropped:
+            # The cut may have split a UTF-8 sequence: drop its orphaned continuation bytes (at
+            # most three) rather than start the tail with a replacement character.
+            while skip < min(3, len(data)) and _continues(data[skip]):
+                skip += 1
+        # Undecodable bytes take more room as text: the tail may lose some more of its start.
+        tail, cut = bounded_text(data[skip:], self._limit, "tail")
+        dropped += skip + cut
+        if not dropped:
+            return tail
+        return f"[... {dropped} bytes truncated ...]\n{tail}"
