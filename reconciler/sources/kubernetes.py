@@ -44,14 +44,7 @@ from reconciler.core.desired import Definition, DefinitionError, Location, Sourc
 from reconciler.core.model import API_GROUP, CronTask
 from reconciler.core.status import RUN_NOW_ANNOTATION, ObjectRef
 from reconciler.sources.base import Notify, Ready, SourceState
-from reconciler.sources.kubernetes_watch import (
-    MAX_DEPTH,
-    PAGE_DEPTH,
-    PRUNED,
-    Informer,
-    decode,
-    pruned_path,
-)
+from reconciler.sources.kubernetes_watch import MAX_DEPTH, PRUNED, Informer, pruned_path
 from reconciler.sources.limits import excerpt
 from reconciler.sources.messages import MAX_SHOWN, more_problems, problems
 
@@ -115,27 +108,17 @@ def _connect(options: KubernetesOptions) -> Connection:
 
 
 def list_function(api: Any, namespace: str | None) -> Callable[..., Any]:
-    """The informer's LIST (and WATCH) of the CronTasks of ``namespace`` (None: all)."""
-    # Any: the list asks for the raw response (_preload_content=False), not what the client
-    # would decode.
+    """The informer's LIST (and WATCH) of the CronTasks of ``namespace`` (None: all). The
+    informer asks for the raw response and reads it itself: against a deadline (a body that
+    trickles), and decoded bounded in depth (a CronTask nested deeper than Python's decoder
+    goes, which x-kubernetes-preserve-unknown-fields lets in, must not fail the list)."""
+    # Any: the client's methods are untyped.
     objects: Any = client.CustomObjectsApi(api)
-    call: Callable[..., Any]
     if namespace is None:
-        call = functools.partial(objects.list_cluster_custom_object, API_GROUP, VERSION, PLURAL)
-    else:
-        call = functools.partial(
-            objects.list_namespaced_custom_object, API_GROUP, VERSION, namespace, PLURAL
-        )
-
-    def list_crontasks(**kwargs: Any) -> Any:
-        if kwargs.get("watch"):
-            return call(**kwargs)  # the informer streams it itself
-        # Decoded here, not by the client: a CronTask nested deeper than Python's decoder
-        # goes (x-kubernetes-preserve-unknown-fields lets one in) must not fail the list.
-        response = call(_preload_content=False, **kwargs)
-        return decode(response.data, PAGE_DEPTH)
-
-    return list_crontasks
+        return functools.partial(objects.list_cluster_custom_object, API_GROUP, VERSION, PLURAL)
+    return functools.partial(
+        objects.list_namespaced_custom_object, API_GROUP, VERSION, namespace, PLURAL
+    )
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -301,21 +284,39 @@ class KubernetesSource:
             message = f"{excerpt(where)}: nested more than {MAX_DEPTH} levels deep (the limit)"
             return _Entry(ref, fingerprint, good, (DefinitionError(location, message, ref.key),))
         try:
-            task = CronTask.model_validate(document)
-        except ValidationError as err:
-            found, more = problems(err, MAX_SHOWN)
-            errors = tuple(DefinitionError(location, str(p), ref.key) for p in found)
-            if more:
-                errors += (DefinitionError(location, more_problems(more, MAX_SHOWN), ref.key),)
-            return _Entry(ref, fingerprint, good, errors)
-        job = task.spec.job
-        if job is not None and job.namespace not in (None, ref.namespace):
-            message = (
-                f"spec.job.namespace: a CronTask's Jobs go to its own namespace ({ref.namespace}), "
-                "where their ownerReference to it can point; leave it out"
-            )
-            return _Entry(ref, fingerprint, good, (DefinitionError(location, message, ref.key),))
-        return _Entry(ref, fingerprint, Definition.of(task, location), ())
+            return _build(document, ref, fingerprint, good)
+        except Exception as err:
+            # A bug, not a bad spec (those are ValidationErrors): one object's must not fail the
+            # refresh. This object's error, with the traceback in the log; every other object
+            # is read, and this one's last good definition kept.
+            log.exception("kubernetes: cannot read a CronTask", extra={"fields": {"key": ref.key}})
+            reason = excerpt(f"{type(err).__name__}: {err}", 200)
+            message = f"cannot read this CronTask (an internal error): {reason}"
+            error = DefinitionError(location, message, ref.key)
+            return _Entry(ref, fingerprint, good, (error,))
+
+
+def _build(
+    document: dict[str, Any], ref: ObjectRef, fingerprint: str, good: Definition | None
+) -> _Entry:
+    """The entry of an object's ``document``: its definition, or its problems and ``good``."""
+    location = Location(SourceKind.KUBERNETES, ref.key)
+    try:
+        task = CronTask.model_validate(document)
+    except ValidationError as err:
+        found, more = problems(err, MAX_SHOWN)
+        errors = tuple(DefinitionError(location, str(p), ref.key) for p in found)
+        if more:
+            errors += (DefinitionError(location, more_problems(more, MAX_SHOWN), ref.key),)
+        return _Entry(ref, fingerprint, good, errors)
+    job = task.spec.job
+    if job is not None and job.namespace not in (None, ref.namespace):
+        message = (
+            f"spec.job.namespace: a CronTask's Jobs go to its own namespace ({ref.namespace}), "
+            "where their ownerReference to it can point; leave it out"
+        )
+        return _Entry(ref, fingerprint, good, (DefinitionError(location, message, ref.key),))
+    return _Entry(ref, fingerprint, Definition.of(task, location), ())
 
 
 def _document(obj: dict[str, Any]) -> tuple[dict[str, Any], str]:

@@ -48,7 +48,7 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from reconciler.core.jobs import RUN_LABEL, finished, is_deleting, run_in, run_of
-from reconciler.sources.kubernetes_watch import PAGE_DEPTH, Informer, decode, object_key
+from reconciler.sources.kubernetes_watch import Informer, object_key
 
 log = logging.getLogger("crontask.sources")
 
@@ -174,15 +174,10 @@ class JobWatch:
         else:
             call = functools.partial(batch.list_namespaced_job, namespace, label_selector=RUN_LABEL)
 
-        def list_jobs(**kwargs: Any) -> Any:
-            if kwargs.get("watch"):
-                return call(**kwargs)  # the informer streams it itself
-            # Plain dicts, as the informer keeps them (no typed models: faster, and exact),
-            # bounded in depth as its watch events are (a Job's managedFields can nest deep).
-            response = call(_preload_content=False, **kwargs)
-            return decode(response.data, PAGE_DEPTH)
-
-        return list_jobs
+        # The informer asks for the raw response and reads it itself: plain dicts, as it keeps
+        # them (no typed models: faster, and exact), bounded in depth (a Job's managedFields
+        # can nest deep) and in time (a body that trickles).
+        return call
 
     # -- the cache, on the loop ----------------------------------------------------------------
 

@@ -13,9 +13,16 @@ Contract:
   the last resourceVersion seen (bookmarks keep it fresh) after a capped, jittered exponential
   backoff. Every ``resync_seconds`` (jittered by 10 %) the collection is re-listed anyway, which
   heals anything a watch could have missed. A watch is left once its ``timeoutSeconds`` and
-  ``watch_grace`` have passed, even if the server (or a proxy) keeps it open and talking, so
-  the re-list is never held off; a line longer than :data:`MAX_LINE` bytes is a failed watch
+  ``watch_grace`` have passed, even if the server (or a proxy) keeps it open and talking (events,
+  bookmarks, or only keep-alive blank lines and spaces): its connection is closed, the leaving
+  logged and counted (``overdue``), and the informer goes on as after a watch the server ended,
+  so the re-list is never held off. A line longer than :data:`MAX_LINE` bytes is a failed watch
   (reconnect after backoff), not memory without bound.
+- ``list_fn`` answers the client's raw response (``_preload_content=False``, as for a watch):
+  the informer reads a list page itself, as it comes, and gives it up (closing its connection)
+  once ``list_seconds`` and the grace have passed, a failed list like any other (``last_error``
+  says so, retried after the backoff): a body trickling a byte a second never trips the
+  client's per-read timeout.
 - A ``410`` re-lists at once only the first time after a watch that made progress (delivered an
   event or stayed open a while); a watch that keeps answering ``410`` right after a list that
   worked (a lagging watch cache, a broken proxy) re-lists after the backoff, which only such a
@@ -27,7 +34,7 @@ Contract:
   is cached, its resourceVersion is passed, and its readers see what was left out
   (:func:`pruned_path`).
 - The client is blocking; nothing here ever runs on the event loop. :meth:`stop` shuts the
-  open watch's socket so the thread ends promptly.
+  socket of the open watch, or of the list page being read, so the thread ends promptly.
 """
 
 from __future__ import annotations
@@ -52,7 +59,9 @@ OnChange = Callable[[set[str]], None]
 
 PAGE = 500
 GONE = 410
-WATCH_GRACE = 30.0  # seconds a watch may outlast its timeoutSeconds
+WATCH_GRACE = 30.0  # seconds a watch may outlast its timeoutSeconds (and a list page its read)
+LIST_SECONDS = 60.0  # a list page's read timeout
+READ_CHUNK = 64 * 1024
 MAX_LINE = 64 * 1024 * 1024  # one watch event; an object in etcd is at most 1.5 MiB
 # How deep an object may nest, its own mapping counting one: as deep as a task file's YAML.
 MAX_DEPTH = YamlLimits().max_depth
@@ -62,6 +71,11 @@ PAGE_DEPTH = MAX_DEPTH + 2  # {"items": [{...}, ...], ...}
 
 class LineTooLong(Exception):
     """A watch stream sent more than :data:`MAX_LINE` bytes without a newline."""
+
+
+class Overdue(TimeoutError):
+    """A response still being read past its deadline: a watch kept open (talking, or sending
+    only keep-alive bytes) or a list page whose body trickles."""
 
 
 class Backoff:
@@ -113,6 +127,7 @@ class Informer:
         resync_seconds: float = 300.0,
         watch_seconds: float = 300.0,
         watch_grace: float = WATCH_GRACE,
+        list_seconds: float = LIST_SECONDS,
         backoff: Backoff | None = None,
         name: str = "informer",
         clock: Callable[[], float] = time.monotonic,
@@ -122,6 +137,7 @@ class Informer:
         self.resync_seconds = resync_seconds
         self.watch_seconds = watch_seconds
         self.watch_grace = watch_grace
+        self.list_seconds = list_seconds
         self._backoff = backoff or Backoff()
         self._name = name
         self._clock = clock  # seconds, monotonic: the re-list's due time, a watch's age
@@ -138,6 +154,7 @@ class Informer:
         self.expired = 0
         self.reconnects = 0
         self.bookmarks = 0
+        self.overdue = 0  # watches left open past their timeoutSeconds and the grace
         self._delivered = 0  # events the current (or last) watch delivered
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -240,10 +257,10 @@ class Informer:
         items: dict[str, dict[str, Any]] = {}
         token: str | None = None
         while True:
-            kwargs: dict[str, Any] = {"limit": PAGE, "_request_timeout": (10, 60)}
+            kwargs: dict[str, Any] = {"limit": PAGE}
             if token:
                 kwargs["_continue"] = token
-            page = self._list_fn(**kwargs)
+            page = self._page(kwargs)
             for obj in page.get("items") or []:
                 items[object_key(obj)] = obj
             meta = page.get("metadata") or {}
@@ -264,10 +281,31 @@ class Informer:
         if changed:
             self._on_change(changed)
 
+    def _page(self, kwargs: dict[str, Any]) -> Any:
+        """One list page, decoded. The client's read timeout bounds each read, not the body: a
+        body that trickles is given up (:class:`Overdue`) once the timeout and the grace have
+        passed."""
+        seconds = self.list_seconds + self.watch_grace
+        leave = self._clock() + seconds
+        resp = self._list_fn(
+            **kwargs, _preload_content=False, _request_timeout=(10, self.list_seconds)
+        )
+        self._resp = resp
+        read = False
+        try:
+            if self._stop.is_set():  # stop() came before the response: it could not cut it
+                raise InterruptedError("stopped")
+            body = _body(resp, self._clock, leave, seconds)
+            read = True
+        finally:
+            self._resp = None
+            _let_go(resp, read)
+        return decode(body, PAGE_DEPTH)
+
     def _watch(self, seconds: float) -> int:
         """One watch request, until the server ends it or ``seconds`` and the grace have
-        passed (a stream that never ends, bookmarks and all, must not hold off the re-list);
-        returns how many events came."""
+        passed (a stream that never ends, bookmarks or keep-alives and all, must not hold off
+        the re-list); returns how many events came."""
         leave = self._clock() + seconds + self.watch_grace
         self._delivered = 0
         resp = self._list_fn(
@@ -281,19 +319,27 @@ class Informer:
             _request_timeout=(10, seconds + self.watch_grace),
         )
         self._resp = resp
+        ended = False  # by the server: the connection may serve the next request
         try:
             if self._stop.is_set():
                 return 0
-            for line in _lines(resp):
+            for line in _lines(resp, deadline=leave, clock=self._clock):
                 self._event(decode(line, EVENT_DEPTH))
                 self._delivered += 1
-                if self._stop.is_set() or self._clock() > leave:
-                    break
-            return self._delivered
+                if self._stop.is_set():
+                    return self._delivered
+            ended = not self._stop.is_set()
+        except Overdue as err:
+            self.overdue += 1
+            self.reconnects += 1
+            log.warning(
+                "kubernetes watch left: still open past its timeoutSeconds and the grace",
+                extra={"fields": {"error": str(err), "events": self._delivered}},
+            )
         finally:
             self._resp = None
-            with contextlib.suppress(Exception):
-                resp.release_conn()
+            _let_go(resp, ended)
+        return self._delivered
 
     def _event(self, event: dict[str, Any]) -> None:
         kind = event.get("type")
@@ -326,7 +372,38 @@ class Informer:
             resp.shutdown()  # urllib3 >= 2.3: unblocks a read in another thread
 
 
-def _lines(resp: Any, limit: int = MAX_LINE) -> Iterator[str]:
+def _let_go(resp: Any, read: bool) -> None:
+    """Hand the connection of ``resp`` back to the pool; close it first unless the response
+    was ``read`` to its end (left, cut, failed): what is left of it must not meet the next
+    request."""
+    with contextlib.suppress(Exception):
+        if not read:
+            resp.close()
+        resp.release_conn()
+
+
+def _body(resp: Any, clock: Callable[[], float], deadline: float, seconds: float) -> bytes:
+    """The whole body of ``resp``, read as it comes (``read1``: one read at a time, so each
+    byte of a trickle is seen), or :class:`Overdue` once ``clock()`` has passed ``deadline``
+    (``seconds`` after the request)."""
+    body = bytearray()
+    while chunk := resp.read1(READ_CHUNK):
+        body += chunk
+        if clock() > deadline:
+            raise Overdue(f"a list page not in after {seconds:g} s ({len(body)} bytes came)")
+    return bytes(body)
+
+
+def _lines(
+    resp: Any,
+    limit: int = MAX_LINE,
+    *,
+    deadline: float | None = None,
+    clock: Callable[[], float] = time.monotonic,
+) -> Iterator[str]:
+    """The non-blank lines of a watch stream; :class:`Overdue` once ``clock()`` has passed
+    ``deadline``, checked at every chunk: blank lines or spaces sent to keep the connection
+    alive yield no line, yet must not keep the watch open."""
     buffer = bytearray()
     for chunk in resp.stream(amt=None, decode_content=False):
         buffer += chunk
@@ -339,6 +416,8 @@ def _lines(resp: Any, limit: int = MAX_LINE) -> Iterator[str]:
         del buffer[:start]
         if len(buffer) > limit:
             raise LineTooLong(f"a watch event of more than {limit} bytes")
+        if deadline is not None and clock() > deadline:
+            raise Overdue(f"a watch still open after its deadline ({len(buffer)} bytes pending)")
     if buffer.strip():
         yield bytes(buffer).decode("utf-8", errors="replace")
 
