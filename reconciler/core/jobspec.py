@@ -7,7 +7,8 @@ spec never reaches the cluster:
 - against the OpenAPI schema of batch/v1 (Kubernetes 1.32, the *strict* variant: a misspelt or
   unknown field anywhere in the spec, the pod template included, is an error). The schema is
   vendored in ``data/jobspec-batch-v1.json`` (built by ``tests/jobs/jobspec_schema.py``, which
-  also checks it is fresh); it ships with the code and is read once, like a module;
+  also checks it is fresh); it ships with the code and is read once, like a module. The schema
+  lets any object be null (a field set to null is one left out); an entry of a list may not be;
 - then the few rules of the API server's own validation (``pkg/apis/batch/validation``,
   ``pkg/apis/core/validation``) that a user most often breaks and the schema cannot say, worded
   as the server words them: at least one container, each with a DNS-1123 name, unique, and an
@@ -91,6 +92,8 @@ def schema() -> dict[str, Any]:
 def problems(spec: Any) -> list[Problem]:
     """Everything wrong with ``spec`` as a JobSpec (empty: it is valid), at most
     :data:`MAX_PROBLEMS`, the schema's findings first."""
+    if spec is None:  # the schema's root is an object or null: a JobSpec must be there
+        return [Problem((), "Required value")]
     checker = _Checker(schema()["definitions"])
     checker.check(spec, {"$ref": schema()["root"]}, ())
     if not checker.found and not checker.exhausted:
@@ -116,7 +119,7 @@ class _Checker:
         if len(self.found) < MAX_PROBLEMS:
             self.found.append(Problem(path, message))
 
-    def check(self, value: Any, node: Mapping[str, Any], path: Path) -> None:
+    def check(self, value: Any, node: Mapping[str, Any], path: Path, in_list: bool = False) -> None:
         if self.done:
             return
         self.budget -= 1
@@ -126,6 +129,13 @@ class _Checker:
             return
         while "$ref" in node:
             node = self.definitions[node["$ref"]]
+        if in_list and value is None and "object" in _types(node):
+            # The schema lets every object be null, as a field set to null is a field left
+            # out; an entry of a list is no field: the server decodes a null one into an
+            # empty object (a container without name or image), and every later reader of
+            # the spec (the rules below, the Job built from it) expects a mapping there.
+            self.report(path, f"Invalid value: must be {_type_names(node)} (got null)")
+            return
         if "oneOf" in node:
             if not any(_type_ok(value, branch) for branch in node["oneOf"]):
                 kinds = " or ".join(_type_names(branch) for branch in node["oneOf"])
@@ -148,7 +158,7 @@ class _Checker:
             for index, item in enumerate(value):
                 if self.done:
                     break
-                self.check(item, node["items"], (*path, index))
+                self.check(item, node["items"], (*path, index), in_list=True)
 
     def _object(self, value: dict[Any, Any], node: Mapping[str, Any], path: Path) -> None:
         properties: Mapping[str, Any] = node.get("properties", {})
@@ -259,6 +269,9 @@ def _server_rules(spec: Mapping[str, Any]) -> Iterator[Problem]:
     names: set[str] = set()
     for field in ("initContainers", "containers"):
         for index, container in enumerate(pod.get(field) or ()):
+            if not isinstance(container, Mapping):  # the schema's walk refused it already
+                yield Problem((*where, field, index), "Invalid value: must be an object")
+                continue
             yield from _container(container, (*where, field, index), names)
 
 

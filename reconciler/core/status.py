@@ -7,7 +7,9 @@ Contract:
   wants stored. It never reads a clock or does I/O; the same inputs give the same output.
 - Conditions have the ``metav1.Condition`` shape (type, status, observedGeneration,
   lastTransitionTime, reason, message; ``message`` always present). ``lastTransitionTime`` moves
-  only when a condition's ``status`` changes; a new reason or message keeps it.
+  only when a condition's ``status`` changes; a new reason or message keeps it. crontask owns
+  ``Ready`` and ``Stalled`` only: the conditions other controllers set are kept as they are
+  (see :func:`foreign_conditions`), as the patch replaces the list whole.
 - Run times only move forward: the stored ``lastSuccessfulTime`` (say, from before a restart)
   is kept unless crontask has seen a later one, so the object itself is the memory across
   restarts.
@@ -30,6 +32,11 @@ RUN_NOW_ANNOTATION = "crontask.dev/run-now"
 
 READY = "Ready"
 STALLED = "Stalled"
+OWN_CONDITIONS = frozenset({READY, STALLED})
+# Conditions of other types kept, at most: the first this many of the stored list. Anyone who
+# may write the status may add conditions, thousands of them; kept all, they would grow every
+# status write crontask makes (and the object, towards etcd's 1.5 MiB limit) on their behalf.
+FOREIGN_CONDITIONS_MAX = 16
 
 # Reasons (CamelCase, as metav1.Condition requires).
 SCHEDULED = "Scheduled"
@@ -226,7 +233,7 @@ def _condition(
     before = next(
         (
             c
-            for c in current.get("conditions") or []
+            for c in _stored_conditions(current)
             if isinstance(c, Mapping) and c.get("type") == kind
         ),
         None,
@@ -242,6 +249,31 @@ def _condition(
         "reason": reason,
         "message": message,
     }
+
+
+def foreign_conditions(current: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The conditions of ``current`` that other controllers own, unchanged and in order: every
+    one whose type is not crontask's (``conditions`` is a list-map keyed by type, and a merge
+    patch replaces a list whole, so a condition left out of crontask's list is deleted). At
+    most :data:`FOREIGN_CONDITIONS_MAX`, one per type; an entry with no string type is no
+    condition the API server would have stored, and is left out."""
+    kept: list[dict[str, Any]] = []
+    seen: set[str] = set()
+    for condition in _stored_conditions(current):
+        if len(kept) == FOREIGN_CONDITIONS_MAX:
+            break
+        if not isinstance(condition, Mapping):
+            continue
+        kind = condition.get("type")
+        if isinstance(kind, str) and kind not in OWN_CONDITIONS and kind not in seen:
+            seen.add(kind)
+            kept.append(dict(condition))
+    return kept
+
+
+def _stored_conditions(current: Mapping[str, Any]) -> list[Any]:
+    conditions = current.get("conditions")
+    return conditions if isinstance(conditions, list) else []
 
 
 def _last_run(record: RunRecord) -> dict[str, Any]:
@@ -289,6 +321,7 @@ def derive_status(
         "conditions": [
             _condition(READY, ready, inputs.generation, current, now),
             _condition(STALLED, stalled, inputs.generation, current, now),
+            *foreign_conditions(current),
         ],
         "active": [active_reference(r) for r in _newest(inputs.active, ACTIVE_MAX)],
         "activeCount": len(inputs.active),

@@ -20,6 +20,7 @@ excerpts, so that no file can be echoed whole into a log, the API or ``validate`
 from __future__ import annotations
 
 import dataclasses
+import logging
 import re
 from collections.abc import Sequence
 from typing import Any
@@ -46,6 +47,7 @@ from reconciler.sources.yamlwalk import (
     too_many_documents,
 )
 
+log = logging.getLogger("crontask.sources")
 _Loader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 DEFAULT_LIMITS = YamlLimits()
@@ -243,7 +245,7 @@ def plain_definitions(
     for data, line, column in plain.documents:
         try:
             task = CronTask.model_validate(data)
-        except ValidationError:
+        except Exception:  # invalid, or worse: the long way reports either
             return None
         definitions.append(Definition.of(task, Location(source, path, line, column, revision)))
     return ParsedText(definitions, [], plain.ignored)
@@ -375,14 +377,29 @@ def _document(
         for dup_path, mark in positions.duplicates:
             found.error(at(mark.line, mark.column), f"{dotted(dup_path)}: duplicate key", key)
         return used
+    root = at(node.start_mark.line + 1, node.start_mark.column + 1)
     try:
         task = CronTask.model_validate(data)
     except ValidationError as err:
         _validation_errors(err, positions or _Positions(node), at, _key_of(data), found)
         return used
-    root = node.start_mark
-    found.definitions.append(Definition.of(task, at(root.line + 1, root.column + 1)))
+    except Exception as err:  # a bug of crontask: see unexpected()
+        error = unexpected(err, root, _key_of(data))
+        found.error(error.location, error.message, error.key)
+        return used
+    found.definitions.append(Definition.of(task, root))
     return used
+
+
+def unexpected(err: Exception, where: Location, key: str | None) -> DefinitionError:
+    """The error of a document whose validation raised what no input should (a bug of
+    crontask's), logged with its traceback: an error of its own key, whose last good definition
+    stays in force, never a failed pass that stops every task. The message names the type only:
+    the exception's text may quote the document at any length."""
+    fields = {"location": str(where), "task": key}
+    log.error("validating a definition failed unexpectedly", exc_info=err, extra={"fields": fields})
+    reason = f"crontask failed to validate this CronTask ({type(err).__name__}): please report it"
+    return DefinitionError(where, reason, key)
 
 
 def _str_of(node: yaml.Node, field: str) -> Any:

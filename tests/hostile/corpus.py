@@ -274,6 +274,16 @@ def build(folder: Path, scratch: Path, only: str | None = None) -> list[Case]:
         "spec.http.headers[0].name: Transfer-Encoding is set by crontask from the body; a task "
         "may not set it",
     )
+    # A null where the JobSpec's schema has an object: the check raised AttributeError on it,
+    # out of the source, and every reconcile pass failed (one file stopped all scheduling).
+    text(
+        "null-container.yaml",
+        HEAD
+        + "  job:\n    spec:\n      template:\n        spec:\n"
+        + "          restartPolicy: Never\n          containers: [null]\n",
+        "11:24",
+        "spec.job.spec.template.spec.containers[0]: Invalid value: must be an object (got null)",
+    )
     # Accepted, this one looked scheduled and never ran: its first slot is past year 9999.
     text(
         "every-forever.yaml",
@@ -384,6 +394,7 @@ CASES = [
     "bad-idna-url.yaml",
     *URL_PASSWORDS,
     "framing-header.yaml",
+    "null-container.yaml",
     "every-forever.yaml",
     "control-chars.yaml",
     "bom.yaml",
