@@ -41,9 +41,11 @@ from pydantic import ValidationError
 from reconciler.aio import in_thread
 from reconciler.core.crd import PLURAL, VERSION
 from reconciler.core.desired import Definition, DefinitionError, Location, SourceKind
+from reconciler.core.fields import MAX_ITEMS, MAX_LABEL_KEY, MAX_TEXT
 from reconciler.core.model import API_GROUP, CronTask
 from reconciler.core.status import RUN_NOW_ANNOTATION, ObjectRef
 from reconciler.sources.base import Notify, Ready, SourceState
+from reconciler.sources.documents import unexpected
 from reconciler.sources.kubernetes_watch import MAX_DEPTH, PRUNED, Informer, pruned_path
 from reconciler.sources.limits import excerpt
 from reconciler.sources.messages import MAX_SHOWN, more_problems, problems
@@ -54,6 +56,7 @@ IN_CLUSTER_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/names
 # kubectl's copy of the whole object: noise in a task's resource, and it changes with every
 # apply even when nothing else does.
 LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
+OWN_ANNOTATIONS = "crontask.dev/"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -287,12 +290,9 @@ class KubernetesSource:
             return _build(document, ref, fingerprint, good)
         except Exception as err:
             # A bug, not a bad spec (those are ValidationErrors): one object's must not fail the
-            # refresh. This object's error, with the traceback in the log; every other object
-            # is read, and this one's last good definition kept.
-            log.exception("kubernetes: cannot read a CronTask", extra={"fields": {"key": ref.key}})
-            reason = excerpt(f"{type(err).__name__}: {err}", 200)
-            message = f"cannot read this CronTask (an internal error): {reason}"
-            error = DefinitionError(location, message, ref.key)
+            # refresh. This object's error, said as a file's is; every other object is read,
+            # and this one's last good definition kept.
+            error = unexpected(err, location, ref.key)
             return _Entry(ref, fingerprint, good, (error,))
 
 
@@ -321,7 +321,7 @@ def _build(
 
 def _document(obj: dict[str, Any]) -> tuple[dict[str, Any], str]:
     meta = obj.get("metadata") or {}
-    annotations = {k: v for k, v in (meta.get("annotations") or {}).items() if k != LAST_APPLIED}
+    annotations = _annotations(meta.get("annotations"))
     document = {
         "apiVersion": obj.get("apiVersion"),
         "kind": obj.get("kind"),
@@ -345,6 +345,26 @@ def _document(obj: dict[str, Any]) -> tuple[dict[str, Any], str]:
         )
     )
     return document, fingerprint
+
+
+def _annotations(given: object) -> dict[str, Any]:
+    """The annotations that reach the task. The API server allows 256 KiB of them in all, the
+    model 256 of at most 32 KiB each: one crontask has no use for (a tool's bookkeeping, kubectl's
+    last-applied configuration) must not make the CronTask invalid. crontask's own
+    (``crontask.dev/``) are kept as they are, and checked; of the others, those the model can
+    hold, in the server's order, while there is room."""
+    if not isinstance(given, dict):
+        return {}
+    own = {k: v for k, v in given.items() if str(k).startswith(OWN_ANNOTATIONS)}
+    others: dict[str, Any] = {}
+    for key, value in given.items():
+        if len(others) + len(own) >= MAX_ITEMS:
+            break
+        if key == LAST_APPLIED or key in own:
+            continue
+        if isinstance(value, str) and len(value) <= MAX_TEXT and 0 < len(key) <= MAX_LABEL_KEY:
+            others[key] = value
+    return {**others, **own}
 
 
 def _ref(obj: dict[str, Any]) -> ObjectRef:
