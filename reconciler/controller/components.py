@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 from collections.abc import Callable, Collection, Coroutine
@@ -18,6 +19,8 @@ from typing import Any, Protocol
 from reconciler.aio import in_thread
 from reconciler.controller.dispatch import Dispatcher
 from reconciler.controller.manager import Ready
+from reconciler.core.desired import DesiredState
+from reconciler.core.runs import RunRecord
 from reconciler.scheduling.base import Scheduler
 from reconciler.sinks.metrics import Metrics
 from reconciler.sources.base import Source
@@ -39,9 +42,25 @@ class SourceWatch:
         await self.source.watch(lambda hints: self.mark(self.source.kind, hints), ready, stop)
 
 
+class Declarations(Protocol):
+    """What the sources declare, as the reconciler last read them (``Reconciler``)."""
+
+    @property
+    def applied(self) -> bool: ...
+
+    @property
+    def desired(self) -> DesiredState: ...
+
+
 class Housekeeping:
     """Enforces retention every ``interval``: per-task history limits (oldest first) and the
-    global maximum age, in the store's threads, so it never blocks the loop."""
+    global maximum age, in the store's threads, so it never blocks the loop.
+
+    Never a run of this process that is not over (``RunStore.prune``'s ``busy``): one waiting
+    for its retry has no attempt running, and pruned, its retry would be recorded without the
+    attempts before it. ``declarations`` (the reconciler): the tasks declared now, whose mark
+    of missed slots stays however old; without it, or while it cannot say (no pass applied, a
+    source in error), every task's stays."""
 
     name = "housekeeping"
 
@@ -54,6 +73,7 @@ class Housekeeping:
         *,
         interval: float,
         max_age: float | None,
+        declarations: Declarations | None = None,
     ) -> None:
         self.store = store
         self.scheduler = scheduler
@@ -61,6 +81,9 @@ class Housekeeping:
         self.metrics = metrics
         self.interval = interval
         self.max_age = timedelta(seconds=max_age) if max_age else None
+        self.declarations = declarations
+        self._busy: set[str] | None = None  # while a prune goes on: the runs not over
+        dispatcher.subscribe(self._heard)
 
     async def run(self, ready: Ready, stop: asyncio.Event) -> None:
         ready()
@@ -72,23 +95,52 @@ class Housekeeping:
             await self.prune()
 
     async def prune(self) -> None:
+        owned = self.scheduler.owned()
         limits = {
             key: (d.task.spec.successful_runs_history_limit, d.task.spec.failed_runs_history_limit)
-            for key, d in self.scheduler.owned().items()
+            for key, d in owned.items()
         }
+        # The runs in flight now, read here on the loop where the dispatcher keeps them; a run
+        # that begins while the prune goes on is added as it is heard of (``_heard``), before
+        # its first attempt can end: the store only asks ``in``, after reading a run's rows.
+        busy = {r.id for key in owned for r in self.dispatcher.active(key)}
+        prune = functools.partial(
+            self.store.prune,
+            limits,
+            self.max_age,
+            datetime.now(UTC),
+            busy=busy,
+            declared=self._declared(owned.keys()),
+        )
         started = time.monotonic()
+        self._busy = busy
         try:
-            deleted = await self.dispatcher.recorder.call(
-                self.store.prune, limits, self.max_age, datetime.now(UTC)
-            )
+            deleted = await self.dispatcher.recorder.call(prune)
         except Exception:
             log.exception("history pruning failed; will try again")
             return
+        finally:
+            self._busy = None
         seconds = time.monotonic() - started
         self.metrics.pruned(deleted, seconds, time.time())
         log.info(
             "history pruned", extra={"fields": {"deleted": deleted, "seconds": round(seconds, 3)}}
         )
+
+    def _heard(self, record: RunRecord) -> None:
+        if self._busy is not None:
+            self._busy.add(record.id)
+
+    def _declared(self, owned: Collection[str]) -> frozenset[str] | None:
+        """Every task declared now (not only this replica's: the max age applies to every
+        task), or None when that is not known for sure: before the first pass applied, or
+        while a source is in error or reads empty (its tasks may be missing for a while)."""
+        if self.declarations is None or not self.declarations.applied:
+            return None
+        desired = self.declarations.desired
+        if desired.errors or desired.conflicts or not desired.tasks:
+            return None
+        return frozenset(desired.tasks).union(owned)
 
 
 class Runs:
@@ -151,6 +203,7 @@ class Threaded:
 
 
 __all__ = [
+    "Declarations",
     "Housekeeping",
     "Http",
     "Runs",

@@ -22,11 +22,11 @@ Rules that hold for every method:
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Collection, Container, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Final, Literal, Protocol, runtime_checkable
 
-from reconciler.core.runs import PROCESS_DIED, LastOutcomes, RunRecord, RunStatus
+from reconciler.core.runs import PROCESS_DIED, LastOutcomes, RunRecord, RunStatus, Trigger
 from reconciler.store.exclusive import ExclusiveClaim as ExclusiveClaim
 from reconciler.store.exclusive import decide_exclusive as decide_exclusive
 from reconciler.store.query import RunPage as RunPage
@@ -49,6 +49,7 @@ __all__ = [
     "decide_exclusive",
     "interrupted",
     "retention_class",
+    "slot_run",
 ]
 
 UNTOLD_MAX: Final = 1000  # what one read of the runs nobody told of gives at most
@@ -101,13 +102,22 @@ def retention_class(status: RunStatus) -> RetentionClass | None:
     return None
 
 
+def slot_run(attempts: Iterable[tuple[int, str]]) -> bool:
+    """Whether a run is a run of a slot of the schedule, from the ``(attempt, trigger)`` of its
+    attempts: one whose first attempt is there and is not manual. A run's kind is its first
+    attempt's trigger (a manual run's retries record ``retry``). A ``retry`` alone tells
+    nothing: its first attempt was deleted (by an older crontask's retention, while the run
+    waited for its retry), and taken for a slot, a manual run's moment would hide the slots
+    missed before it (``RunStore.last_slots``)."""
+    return any(attempt == 1 and trigger != Trigger.MANUAL for attempt, trigger in attempts)
+
+
 class RetentionTally:
     """Walks one task's runs newest first and says which to keep (shared by every store so the
     retention rules cannot drift between them).
 
-    The task's newest run that is not manual (a run's kind is its first attempt's trigger: a
-    manual run's retries record ``retry``) is kept whatever the limits say (it still counts in
-    its bucket): it is the mark from which missed slots are counted
+    The task's newest run of a slot (:func:`slot_run`) is kept whatever the limits say (it
+    still counts in its bucket): it is the mark from which missed slots are counted
     (``RunStore.last_slots``). Were it deleted, a restart, or a replica taking the task over,
     would count the slot it ran as missed, catch it up, and run it a second time."""
 
@@ -121,12 +131,15 @@ class RetentionTally:
         }
         self.anchored = False  # the newest run that is not manual has been seen
 
-    def keep(self, statuses: Sequence[RunStatus], *, anchor: bool = False) -> bool:
+    def keep(
+        self, statuses: Sequence[RunStatus], *, anchor: bool = False, busy: bool = False
+    ) -> bool:
         """``statuses``: the attempts of the next-newest run, latest attempt first; ``anchor``:
-        it is not a manual run (by its first attempt)."""
+        it is a run of a slot (:func:`slot_run`); ``busy``: it is not over, though none of its
+        attempts runs (it waits for a retry): kept and not counted, as a running one."""
         first_anchor = anchor and not self.anchored
         self.anchored = self.anchored or anchor
-        if RunStatus.RUNNING in statuses:
+        if busy or RunStatus.RUNNING in statuses:
             return True
         cls = retention_class(statuses[0])
         if cls is None or self._left[cls] > 0:
@@ -336,6 +349,9 @@ class RunStore(Protocol):
         limits: Mapping[str, tuple[int, int]],
         max_age: timedelta | None,
         now: datetime,
+        *,
+        busy: Container[str] = (),
+        declared: Collection[str] | None = None,
     ) -> int:
         """Apply retention; return how many records (rows) were deleted.
 
@@ -347,13 +363,21 @@ class RunStore(Protocol):
         count-limited.
 
         Then, if ``max_age`` is given, every run with ``scheduled_at < now - max_age`` is
-        deleted, in every task, but each task's newest run that is not manual (by its first
-        attempt; the mark of missed slots, :meth:`last_slots`; a ``@monthly`` task's is older
-        than 30 days on the eve of its next slot). ``scheduled_at`` (not ``finished_at``)
-        because it is indexed and the same for all attempts, so old runs go whole.
+        deleted, in every task, but the newest run of a slot (:func:`slot_run`; the mark of
+        missed slots, :meth:`last_slots`; a ``@monthly`` task's is older than 30 days on the
+        eve of its next slot) of each task in ``declared`` (the tasks declared now: a removed
+        task's goes by age like any run), or of every task when ``declared`` is ``None``.
+        ``scheduled_at`` (not ``finished_at``) because it is indexed and the same for all
+        attempts, so old runs go whole.
 
-        Never deletes a run that has a running attempt. Cheap: driven by the
-        ``(task, scheduled_at)`` and ``(scheduled_at)`` indexes, never a full scan.
+        Never deletes a run that has a running attempt, nor a run whose id is in ``busy``: the
+        caller's runs that are not over though none of their attempts runs (waiting for a
+        retry: pruned, the retry would record an attempt of a run without its first). Such a
+        run counts in no bucket, as a running one. ``busy`` is only asked ``in``, after the
+        run's rows were read: the caller may add to it meanwhile (its runs that began since).
+
+        Cheap: driven by the ``(task, scheduled_at)`` and ``(scheduled_at)`` indexes, never a
+        full scan.
         """
         ...
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import threading
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Collection, Container, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 
 from reconciler.core.runs import UNTOLD, LastOutcomes, RunRecord, RunStatus, Trigger, untold
@@ -23,6 +23,7 @@ from reconciler.store.base import (
     StoreUnavailable,
     decide_exclusive,
     interrupted,
+    slot_run,
 )
 from reconciler.store.query import Cursor, RunPage, RunQuery
 from reconciler.store.records import normalized, utc
@@ -34,13 +35,6 @@ _Key = tuple[str, int]
 
 def _newest_first(record: RunRecord) -> tuple[datetime, str, int]:
     return (record.scheduled_at, record.id, record.attempt)
-
-
-def _manual_first(record: RunRecord) -> bool:
-    """Whether ``record`` is the first attempt of a manual run. A run is manual when its first
-    attempt is, whatever its retries record (``retry``): its slot is no slot of the schedule,
-    and it is no mark of missed slots (``RunStore.last_slots``, ``RetentionTally``)."""
-    return record.attempt == 1 and record.trigger is Trigger.MANUAL
 
 
 def _later(known: datetime | None, at: datetime) -> datetime:
@@ -173,13 +167,15 @@ class MemoryRunStore:
     def last_slots(self) -> dict[str, datetime]:
         with self._lock:
             self._check_open()
-            # A run's kind is its first attempt's: a manual run's retries record ``retry``.
-            manual = {r.id for r in self._records.values() if _manual_first(r)}
-            slots: dict[str, datetime] = {}
+            # A run's kind is its first attempt's (``slot_run``): its retries record ``retry``.
+            slots = {r.id for r in self._records.values() if slot_run([(r.attempt, r.trigger)])}
+            found: dict[str, datetime] = {}
             for r in self._records.values():
-                if r.trigger is not Trigger.MANUAL and r.id not in manual:
-                    slots[r.task] = max(r.scheduled_at, slots.get(r.task, r.scheduled_at))
-            return slots
+                if r.trigger is not Trigger.MANUAL and (
+                    r.trigger is not Trigger.RETRY or r.id in slots
+                ):
+                    found[r.task] = max(r.scheduled_at, found.get(r.task, r.scheduled_at))
+            return found
 
     def last_outcomes(self, tasks: Collection[str]) -> dict[str, LastOutcomes]:
         wanted = set(tasks)
@@ -322,6 +318,9 @@ class MemoryRunStore:
         limits: Mapping[str, tuple[int, int]],
         max_age: timedelta | None,
         now: datetime,
+        *,
+        busy: Container[str] = (),
+        declared: Collection[str] | None = None,
     ) -> int:
         now = utc(now)
         tallies = {task: RetentionTally(*limit) for task, limit in limits.items()}
@@ -338,20 +337,22 @@ class MemoryRunStore:
             ):
                 group.sort(key=lambda r: r.attempt, reverse=True)
                 statuses = [r.status for r in group]
-                tally = tallies.get(group[0].task)
-                anchor = any(r.trigger is not Trigger.MANUAL for r in group) and not any(
-                    _manual_first(r) for r in group
+                task = group[0].task
+                tally = tallies.get(task)
+                anchor = slot_run((r.attempt, r.trigger) for r in group)
+                waits = run_id in busy
+                over_limit = tally is not None and not tally.keep(
+                    statuses, anchor=anchor, busy=waits
                 )
-                over_limit = tally is not None and not tally.keep(statuses, anchor=anchor)
                 # The mark of missed slots (the task's newest scheduled run) stays however old,
-                # as in sql_retention.
-                mark = anchor and group[0].task not in marked
+                # as in sql_retention, while the task is declared.
+                mark = anchor and task not in marked
                 if anchor:
-                    marked.add(group[0].task)
-                if RunStatus.RUNNING in statuses:
+                    marked.add(task)
+                if waits or RunStatus.RUNNING in statuses:
                     continue  # counted as the mark of missed slots, never deleted
                 old = max_age is not None and group[0].scheduled_at < now - max_age
-                too_old = old and not mark
+                too_old = old and not (mark and (declared is None or task in declared))
                 if over_limit or too_old:
                     doomed.add(run_id)
             return self._delete(k for k in self._records if k[0] in doomed)

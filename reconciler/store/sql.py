@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Container, Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final, TypeVar
 
@@ -454,11 +454,15 @@ class SqlRunStore:
         limits: Mapping[str, tuple[int, int]],
         max_age: timedelta | None,
         now: datetime,
+        *,
+        busy: Container[str] = (),
+        declared: Collection[str] | None = None,
     ) -> int:
         # PostgreSQL locks rows, not the database: a claim never waits behind a prune there.
         pause = sql_retention.SQLITE_PRUNE_PAUSE if self._sqlite else 0.0
+        kept = sql_retention.Kept(busy, None if declared is None else frozenset(declared))
         return sql_retention.prune(
-            lambda: self._tx(write=True), limits, max_age, utc(now), pause=pause
+            lambda: self._tx(write=True), limits, max_age, utc(now), kept, pause=pause
         )
 
     def ping(self) -> None:

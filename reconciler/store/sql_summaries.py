@@ -25,25 +25,27 @@ _c = runs.c
 
 
 def of_scheduled_run(table: sa.FromClause = runs) -> sa.ColumnElement[bool]:
-    """Rows of ``table`` (``runs`` or an alias of it) that are attempts of a scheduled run, of
-    every trigger but ``manual``. A run's kind is its first attempt's trigger: a manual run's
-    retries record ``retry``, and taken for a slot, the manual moment would hide the slots
-    missed before it. Only a retry is looked up, one seek in the primary key: the schedule's
-    rows, nearly all of them, pay nothing for it (SQLite and PostgreSQL both stop at the
-    first term of an OR that holds)."""
+    """Rows of ``table`` (``runs`` or an alias of it) that are attempts of a run of a slot
+    (``base.slot_run``): of every trigger but ``manual``, and a ``retry`` only when its run's
+    first attempt is there and is not manual. A run's kind is its first attempt's trigger: a
+    manual run's retries record ``retry``, and taken for a slot, the manual moment would hide
+    the slots missed before it; a lone ``retry`` (its first attempt pruned while the run
+    waited for it) tells nothing of its kind. Only a retry is looked up, one seek in the
+    primary key: the schedule's rows, nearly all of them, pay nothing for it (SQLite and
+    PostgreSQL both stop at the first term of an OR that holds)."""
     first = runs.alias("first_attempt")
-    manual_run = (
+    slot_first = (
         sa.select(first.c.id)
         .where(
             first.c.id == table.c.id,
             first.c.attempt == 1,
-            first.c.trigger == Trigger.MANUAL.value,
+            first.c.trigger != Trigger.MANUAL.value,
         )
         .exists()
     )
     return sa.and_(
         table.c.trigger != Trigger.MANUAL.value,
-        sa.or_(table.c.trigger != Trigger.RETRY.value, ~manual_run),
+        sa.or_(table.c.trigger != Trigger.RETRY.value, slot_first),
     )
 
 

@@ -1,0 +1,181 @@
+"""Retention as ``crontask run`` runs it (``Housekeeping``): a real dispatcher on the in-memory
+action, its records in a real SQLite store.
+
+A run waiting for its retry has no attempt running: the store cannot tell it from a run that
+ended, and pruned it (its retry then recorded attempt 2 of a run without attempt 1, which the
+store took for the task's newest slot). Housekeeping names the runs the dispatcher holds, those
+in flight as the prune begins and those that begin while it goes on. And it names the tasks
+declared now, so that a removed task's last slot goes by age.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import threading
+from collections.abc import Callable, Collection, Coroutine, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from reconciler.controller.components import Housekeeping
+from reconciler.controller.dispatch import Dispatcher
+from reconciler.core.desired import DesiredState
+from reconciler.core.plan import Operation, Step
+from reconciler.core.runs import RunRecord, RunStatus, Trigger, run_id
+from reconciler.runner.base import Actions
+from reconciler.runner.memory import ScriptedAction
+from reconciler.scheduling.memory import MemoryScheduler
+from reconciler.sinks.metrics import Metrics
+from reconciler.store import RunQuery, sqlite_url
+from reconciler.store.sql import SqlRunStore
+from tests.controller.test_policies import FAILED, KEY, task, until
+
+# Limits of 0: only the mark of missed slots stays, and a manual run that is over goes.
+TASK = task(
+    retry={"limit": 1, "backoffSeconds": 3600},
+    successfulRunsHistoryLimit=0,
+    failedRunsHistoryLimit=0,
+)
+
+
+class _HeldStore(SqlRunStore):
+    """Its prunes wait, in the store's thread, until ``go`` is set (``entered`` says one
+    does): what the loop does meanwhile happens while the prune goes on."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.entered = threading.Event()
+        self.go = threading.Event()
+        self.go.set()
+
+    def prune(self, *args: Any, **kwargs: Any) -> int:
+        self.entered.set()
+        assert self.go.wait(10)
+        return super().prune(*args, **kwargs)
+
+
+@dataclasses.dataclass
+class _Declared:
+    applied: bool
+    desired: DesiredState
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[_HeldStore]:
+    opened = _HeldStore.open(sqlite_url(tmp_path / "state"), writer=True)
+    assert isinstance(opened, _HeldStore)
+    yield opened
+    opened.close()
+
+
+Body = Callable[[Dispatcher, ScriptedAction, Housekeeping], Coroutine[Any, Any, None]]
+
+
+def _play(store: SqlRunStore, body: Body, **options: Any) -> None:
+    async def main() -> None:
+        action = ScriptedAction()
+        d = Dispatcher(store, owner="h:1:x", actions=Actions([action]))
+        scheduler = MemoryScheduler(lambda key, at: None, datetime.now(UTC))
+        scheduler.apply(Step(Operation.ADD, KEY, TASK, None))
+        options.setdefault("max_age", None)
+        housekeeping = Housekeeping(store, scheduler, d, Metrics(), interval=3600, **options)
+        await body(d, action, housekeeping)
+        await d.shutdown(0)
+
+    asyncio.run(main())
+
+
+async def _a_slot_then_a_manual_run(d: Dispatcher, action: ScriptedAction) -> RunRecord:
+    """The task's newest slot (the mark of missed slots), then a manual run that succeeded:
+    a prune keeps the first and deletes the second."""
+    d.fire(TASK, datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=1))
+    await until(lambda: len(action.running()) == 1)
+    action.running()[0].finish()
+    await until(lambda: not d.active_count())
+    manual = d.fire_manual(TASK)
+    await until(lambda: len(action.running()) == 1)
+    action.running()[0].finish()
+    await until(lambda: not d.active_count())
+    return manual
+
+
+async def _a_manual_run_waiting_for_its_retry(d: Dispatcher, action: ScriptedAction) -> str:
+    waiting = d.fire_manual(TASK)
+    await until(lambda: len(action.running()) == 1)
+    action.running()[0].finish(FAILED)
+    await until(lambda: bool(d.waiting(KEY)))
+    return waiting.id
+
+
+def test_a_run_waiting_for_its_retry_outlives_a_prune(store: _HeldStore) -> None:
+    async def body(d: Dispatcher, action: ScriptedAction, housekeeping: Housekeeping) -> None:
+        done = await _a_slot_then_a_manual_run(d, action)
+        waiting = await _a_manual_run_waiting_for_its_retry(d, action)
+
+        await housekeeping.prune()
+
+        assert store.attempts(done.id) == []  # over: pruned as the limits say
+        assert [(r.attempt, r.status) for r in store.attempts(waiting)] == [(1, RunStatus.FAILED)]
+
+    _play(store, body)
+
+
+def test_a_run_that_begins_while_the_prune_goes_on_outlives_it(store: _HeldStore) -> None:
+    """Not in flight when the prune began: heard of as its attempt began, before it could
+    end and wait for its retry."""
+
+    async def body(d: Dispatcher, action: ScriptedAction, housekeeping: Housekeeping) -> None:
+        await _a_slot_then_a_manual_run(d, action)
+        store.go.clear()
+        pruning = asyncio.create_task(housekeeping.prune())
+        await until(store.entered.is_set)
+        waiting = await _a_manual_run_waiting_for_its_retry(d, action)
+        store.go.set()
+        await pruning
+
+        assert [(r.attempt, r.status) for r in store.attempts(waiting)] == [(1, RunStatus.FAILED)]
+
+    _play(store, body)
+
+
+OLD = datetime(2026, 1, 5, 3, 0, tzinfo=UTC)
+_ALL = RunQuery(limit=1000)
+
+
+@pytest.mark.parametrize(
+    ("declarations", "left"),
+    [
+        pytest.param(_Declared(True, DesiredState({KEY: TASK})), {KEY}, id="declared"),
+        pytest.param(None, {KEY, "default/gone"}, id="not-told"),
+        pytest.param(_Declared(False, DesiredState({})), {KEY, "default/gone"}, id="no-pass"),
+        # Every source read empty (its tasks are kept, --allow-empty): it may be for a while.
+        pytest.param(_Declared(True, DesiredState({})), {KEY, "default/gone"}, id="empty"),
+    ],
+)
+def test_a_removed_task_s_last_slot_goes_by_age(
+    store: _HeldStore, declarations: _Declared | None, left: Collection[str]
+) -> None:
+    for key in (KEY, "default/gone"):
+        store.claim(_old_slot(key))
+
+    async def body(d: Dispatcher, action: ScriptedAction, housekeeping: Housekeeping) -> None:
+        await housekeeping.prune()
+
+    _play(store, body, max_age=86400.0, declarations=declarations)
+    assert {r.task for r in store.query(_ALL).items} == set(left)
+
+
+def _old_slot(key: str) -> RunRecord:
+    return RunRecord(
+        id=run_id(key, OLD),
+        task=key,
+        scheduled_at=OLD,
+        trigger=Trigger.SCHEDULE,
+        status=RunStatus.SUCCEEDED,
+        started_at=OLD,
+        finished_at=OLD + timedelta(seconds=1),
+        exit_code=0,
+    )
