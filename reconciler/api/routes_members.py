@@ -4,13 +4,16 @@ Each live member with where its API listens, since when it is a member, its last
 many tasks it schedules and which desired set it read (a letter); when the members read
 different definitions, since when and a sample of the tasks that differ (which members agree on
 each, as letters: not the spec hashes, which a reader could check guesses against). A crontask
-running alone answers 404, saying so.
+running alone answers 404, saying so. At most :data:`MEMBERS_SHOWN` members are listed (the one
+that answers always among them; ``total`` says how many are live): anyone who can write the
+members table could otherwise make the answer as large as they like.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime
+from typing import Final
 
 from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field
@@ -19,6 +22,9 @@ from pydantic.alias_generators import to_camel
 from reconciler.api.auth import role_extra
 from reconciler.api.problems import ProblemError
 from reconciler.api.routing import GuardedRoute, Runtime, operation_id, problem_responses
+from reconciler.controller.view import MemberStatus
+
+MEMBERS_SHOWN: Final = 100
 
 router = APIRouter(
     prefix="/api/v1",
@@ -56,7 +62,11 @@ class DifferingTaskOut(_Out):
 
 
 class MemberListOut(_Out):
-    items: list[MemberOut]
+    items: list[MemberOut] = Field(
+        description=f"the live members by id, at most {MEMBERS_SHOWN} (the one that answered "
+        "always among them)"
+    )
+    total: int = Field(description="how many members are live, listed or not")
     disagreeing_since: datetime | None = Field(
         None, description="when the members began to read different definitions; null: they agree"
     )
@@ -78,7 +88,10 @@ def list_members(runtime: Runtime) -> MemberListOut:
     if members is None:
         raise ProblemError(404, "this crontask runs alone: start replicas with --ha")
     digests = _lettered({m.id: m.digest for m in members.items})
+    shown = _shown(members.items)
+    ids = {m.id for m in shown}
     return MemberListOut(
+        total=len(members.items),
         items=[
             MemberOut(
                 id=m.id,
@@ -91,13 +104,27 @@ def list_members(runtime: Runtime) -> MemberListOut:
                 draining=m.draining,
                 me=m.me,
             )
-            for m in members.items
+            for m in shown
         ],
         disagreeing_since=members.disagreeing_since,
         differing_tasks=[
-            DifferingTaskOut(task=k, hashes=_lettered(h)) for k, h in members.differing
+            DifferingTaskOut(
+                task=k, hashes={m: h for m, h in _lettered(hashes).items() if m in ids}
+            )
+            for k, hashes in members.differing
         ],
     )
+
+
+def _shown(items: Sequence[MemberStatus]) -> list[MemberStatus]:
+    """The members listed: the first :data:`MEMBERS_SHOWN` by id, the one that answered
+    always among them."""
+    if len(items) <= MEMBERS_SHOWN:
+        return list(items)
+    me = [m for m in items if m.me][:1]
+    others = sorted((m for m in items if not m.me), key=lambda m: m.id)
+    others = others[: MEMBERS_SHOWN - len(me)]
+    return sorted(me + others, key=lambda m: m.id)
 
 
 def _lettered(hashes: Mapping[str, str | None]) -> dict[str, str | None]:

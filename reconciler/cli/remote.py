@@ -136,6 +136,9 @@ def run_members(args: argparse.Namespace) -> int:
         for m in members
     ]
     print(table(["MEMBER", "ADDRESS", "SINCE", "RENEWED", "TASKS", "DIGEST"], rows))
+    total = answer.get("total")
+    if isinstance(total, int) and total > len(members):  # the API lists a bounded number
+        print(f"{len(members)} of {total} live members listed")
     if answer.get("disagreeingSince"):
         print(f"replicas read different definitions since {shown(answer['disagreeingSince'])}:")
         for task in differing:

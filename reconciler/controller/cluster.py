@@ -49,6 +49,7 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
+import sys
 import time
 from collections.abc import Callable, Collection, Mapping
 from datetime import UTC, datetime, timedelta
@@ -72,6 +73,16 @@ from reconciler.membership.base import (
 from reconciler.store.base import RunStore
 
 log = logging.getLogger("crontask.cluster")
+
+
+def boot_clock() -> float:
+    """The fence's clock: seconds that go on while the host is suspended (Linux's
+    CLOCK_BOOTTIME; ``time.monotonic`` stops then). The others' judge (the database's
+    ``now()``) counts that time: a replica whose host slept past its lease must fence, and
+    count its membership as lapsed, as one paused by SIGSTOP does."""
+    if sys.platform == "linux":
+        return time.clock_gettime(time.CLOCK_BOOTTIME)
+    return time.monotonic()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -101,7 +112,7 @@ class Cluster:
         on_renewal: Callable[[int, bool, bool], None] = lambda members, disagreeing, fenced: None,
         on_resumed: Callable[[Collection[str]], None] = lambda keys: None,
         outlives: Callable[[RunRecord], bool] = lambda record: False,
-        monotonic: Callable[[], float] = time.monotonic,
+        monotonic: Callable[[], float] = boot_clock,
     ) -> None:
         self.me = dataclasses.replace(me, lease_seconds=timing.lease_seconds)
         self.membership = membership
@@ -271,15 +282,19 @@ class Cluster:
     # -- what a renewal leads to ------------------------------------------------------------
 
     async def _follow(self, members: list[Member]) -> None:
-        active = tuple(sorted(m.id for m in members if not m.draining))
+        # Whether this replica drains is its own state (stopping), never what its record says:
+        # anyone may write a Lease (a draining annotation on each stopped every task).
+        draining = {m.id for m in members if m.draining and m.id != self.me.id}
         if self.stopping.is_set():
-            active = tuple(m for m in active if m != self.me.id)
+            draining.add(self.me.id)
+        active = tuple(sorted(m.id for m in members if m.id not in draining))
         live = frozenset(m.id for m in members)
         if self._gone is not None:
             # One that is live again (a paused process that renewed) is not dead.
             self._gone = (self._gone | (self._live - live)) - live
         self._live = live
-        published = tuple(sorted((m.id, m.digest) for m in members if m.id in active))
+        assigned = frozenset(active)  # not the tuple: a member list may be long
+        published = tuple(sorted((m.id, m.digest) for m in members if m.id in assigned))
         if (active, published) != self._basis:
             try:
                 await self._reassign(active, published)

@@ -9,6 +9,11 @@ Contract:
   renew deadline has passed (see ``controller.cluster``). Any other error is a defect, and the
   caller treats it the same way. No one record another writer left may make it raise: a record
   that does not parse is not a member.
+- It returns at most ``most`` members (:data:`MOST_MEMBERS` unless told), itself always among
+  them: any client of the service can write records, and a replica reads every member on every
+  renewal. When more are live, those that published a view (a digest) come first, then those
+  renewed (or seen to renew) most recently, and a warning names how many are live
+  (:class:`Cap`).
 - A record is live until ``lease_seconds`` have passed since its last renewal, judged by a clock
   no replica owns: PostgreSQL's ``now()``; for Kubernetes Leases, the time *this* replica
   observed each renewal, as client-go's leader election does, so no two clocks are compared.
@@ -26,9 +31,16 @@ view.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Collection, Mapping
+import logging
+from collections.abc import Callable, Collection, Mapping
 from datetime import datetime
-from typing import Protocol
+from typing import Any, Final, Protocol
+
+log = logging.getLogger("crontask.membership")
+
+# The most members a renewal returns: far more replicas than anyone runs, few enough that
+# reading them every renewal (and listing them in the API) stays cheap.
+MOST_MEMBERS: Final = 1000
 
 
 class MembershipUnavailable(Exception):
@@ -82,3 +94,31 @@ class Views(Protocol):
     def differing(self, members: Collection[str], limit: int = 20) -> list[Difference]: ...
 
     def drop(self, member: str) -> None: ...
+
+
+class Cap:
+    """At most ``most`` members in an answer; a warning as more begin to be live (naming how
+    many), and a word when they fit again. Used by one renewal at a time."""
+
+    def __init__(self, most: int = MOST_MEMBERS) -> None:
+        if most < 1:
+            raise ValueError(f"at least one member (this replica), got {most}")
+        self.most = most
+        self._over = False
+
+    def kept(self, live: list[Member], rank: Callable[[Member], Any]) -> list[Member]:
+        """The ``most`` first of ``live`` by ``rank`` (this replica's first), by id."""
+        self.count(len(live))
+        return sorted(sorted(live, key=rank)[: self.most], key=lambda m: m.id)
+
+    def count(self, live: int) -> None:
+        """Tell how many members are live (before the cap)."""
+        over = live > self.most
+        if over and not self._over:
+            log.warning(
+                "more members are live than a renewal reads; the others are not counted",
+                extra={"fields": {"live": live, "read": self.most}},
+            )
+        elif self._over and not over:
+            log.info("the live members are all read again", extra={"fields": {"live": live}})
+        self._over = over

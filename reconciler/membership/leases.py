@@ -24,7 +24,12 @@ whose name is not the one its ``holderIdentity`` would have, is not a member (an
 no Lease counts as live for longer than this replica's own lease duration. So the API server's
 answers are read as plain JSON, never as the client's typed models: one Lease those refuse (a
 ``renewTime`` in year 0, which the API server accepts) would fail every replica's list, and no
-replica could forget it. Each call of a renewal is bounded by what is left of its budget.
+replica could forget it. Our own Lease's annotations are all written at each renewal (one we
+have no value for is removed, so a ``crontask.dev/draining`` someone else wrote lasts until our
+next renewal at most), and our own record is read as we announced it: what this replica
+publishes is its own state, never what anyone wrote meanwhile. Each call of a renewal is
+bounded by what is left of its budget. At most ``most`` members are returned (``base.Cap``):
+ours, then those with a digest, then those seen to renew most recently.
 
 A Lease is deleted only in the state it was judged in, with a ``resourceVersion`` precondition:
 our own at ``leave`` as we last wrote it, an expired one as it was listed. A Lease written since
@@ -35,6 +40,7 @@ the API server answers 409 Conflict and it is left alone.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import logging
 import math
@@ -49,7 +55,13 @@ from kubernetes.client.exceptions import ApiException
 
 from reconciler.core import jsondepth
 from reconciler.core.runs import DNS1123_LABEL
-from reconciler.membership.base import Announcement, Member, MembershipUnavailable
+from reconciler.membership.base import (
+    MOST_MEMBERS,
+    Announcement,
+    Cap,
+    Member,
+    MembershipUnavailable,
+)
 
 MEMBER_LABEL: Final = "crontask.dev/member"
 # The member label's value on the Leases of crontask before groups: a member of every group.
@@ -97,6 +109,7 @@ class LeaseMembership:
         *,
         group: str = UNGROUPED,
         monotonic: Monotonic = time.monotonic,
+        most: int = MOST_MEMBERS,
     ) -> None:
         if len(group) > 63 or re.fullmatch(DNS1123_LABEL, group) is None:
             raise ValueError(f"a group is a DNS-1123 label of at most 63, got {group!r}")
@@ -106,6 +119,7 @@ class LeaseMembership:
         self.group = group
         self._selector = f"{MEMBER_LABEL} in ({','.join(sorted({group, UNGROUPED}))})"
         self._monotonic = monotonic
+        self._cap = Cap(most)
         # Lease name -> (the record last seen, when we first saw that record).
         self._observed: dict[str, tuple[tuple[Any, ...], float]] = {}
         self._since: datetime | None = None
@@ -146,7 +160,7 @@ class LeaseMembership:
                 if err.status != 404:
                     raise
                 written = self._leases.create_namespaced_lease(
-                    self.namespace, body, **self._raw(until)
+                    self.namespace, _created(body), **self._raw(until)
                 )
             self._written = _resource_version(written.data)
             found = jsondepth.decode(
@@ -160,7 +174,7 @@ class LeaseMembership:
                 raise ValueError("the answer is not a list of Leases")
         except Exception as err:  # an API error or a connection error: nothing is known
             raise MembershipUnavailable(f"leases in {self.namespace}: {_describe(err)}") from err
-        return self._live(items, name, me.lease_seconds, until)
+        return self._live(items, me, until)
 
     def leave(self, me: Announcement) -> None:
         name = lease_name(me.id)
@@ -200,12 +214,12 @@ class LeaseMembership:
             timeout = (min(_TIMEOUT[0], left), min(_TIMEOUT[1], left))
         return {"_request_timeout": timeout, "_preload_content": False}
 
-    def _live(
-        self, leases: list[Any], mine: str, lease_seconds: float, until: float | None
-    ) -> list[Member]:
+    def _live(self, leases: list[Any], me: Announcement, until: float | None) -> list[Member]:
+        mine, lease_seconds = lease_name(me.id), me.lease_seconds
         now = self._monotonic()
         live: list[Member] = []
         seen: set[str] = set()
+        observed: dict[str, float] = {}  # member -> when its record last changed
         for lease in leases:
             metadata, spec = _part(lease, "metadata"), _part(lease, "spec")
             name = metadata.get("name")
@@ -228,13 +242,19 @@ class LeaseMembership:
                     self._forget(name, listed, until)
                 continue
             member = self._parsed(name, lease, record)
+            if member is not None and name == mine:
+                member = _as_announced(member, me)
             if member is not None:
                 live.append(member)
+                observed[member.id] = observed_at
         for gone in set(self._observed) - seen:
             del self._observed[gone]
         for gone in set(self._refused) - seen:
             del self._refused[gone]
-        return sorted(live, key=lambda m: m.id)
+        return self._cap.kept(
+            live,
+            lambda m: (lease_name(m.id) != mine, m.digest is None, -observed[m.id], m.id),
+        )
 
     def _parsed(self, name: str, lease: dict[str, Any], record: tuple[Any, ...]) -> Member | None:
         """The member a Lease describes, or None (logged once per record) if it is not one."""
@@ -271,7 +291,10 @@ def _unchanged_since(resource_version: str) -> client.V1DeleteOptions:
     )
 
 
-def _annotations(me: Announcement, since: datetime) -> dict[str, str]:
+def _annotations(me: Announcement, since: datetime) -> dict[str, str | None]:
+    """Every annotation a replica publishes, None for one it has no value for now: a patch
+    merges annotations, so one left out would keep whatever was there (an earlier value of
+    ours, or ``kubectl annotate ... crontask.dev/draining=true``); None removes it."""
     values = {
         "address": me.address,
         "digest": me.digest,
@@ -280,7 +303,29 @@ def _annotations(me: Announcement, since: datetime) -> dict[str, str]:
         "since": since.isoformat(),
         "draining": "true" if me.draining else None,
     }
-    return {_ANNOTATION + k: v for k, v in values.items() if v is not None}
+    return {_ANNOTATION + k: v for k, v in values.items()}
+
+
+def _created(body: dict[str, Any]) -> dict[str, Any]:
+    """The patch ``body`` as a Lease to create: without the annotations it removes (a null
+    annotation in a new object is no removal, and the API server may refuse it)."""
+    metadata = body["metadata"]
+    notes = {k: v for k, v in metadata["annotations"].items() if v is not None}
+    return {**body, "metadata": {**metadata, "annotations": notes}}
+
+
+def _as_announced(member: Member, me: Announcement) -> Member:
+    """Our own record as this renewal announced it: anyone may annotate our Lease between our
+    patch and the list, and what we publish is our own state (a ``draining`` written by someone
+    else would otherwise take every task from this replica), never what the Lease says."""
+    return dataclasses.replace(
+        member,
+        address=me.address,
+        digest=me.digest,
+        revision=me.revision,
+        owned=me.owned,
+        draining=me.draining,
+    )
 
 
 def _member(holder: str, lease: dict[str, Any]) -> Member:

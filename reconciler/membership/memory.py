@@ -9,7 +9,14 @@ import threading
 from collections.abc import Callable, Collection, Mapping
 from datetime import UTC, datetime, timedelta
 
-from reconciler.membership.base import Announcement, Difference, Member, MembershipUnavailable
+from reconciler.membership.base import (
+    MOST_MEMBERS,
+    Announcement,
+    Cap,
+    Difference,
+    Member,
+    MembershipUnavailable,
+)
 
 Clock = Callable[[], datetime]
 
@@ -17,8 +24,9 @@ Clock = Callable[[], datetime]
 class Registry:
     """The shared service: records by id, expiring on the registry's clock."""
 
-    def __init__(self, clock: Clock = lambda: datetime.now(UTC)) -> None:
+    def __init__(self, clock: Clock = lambda: datetime.now(UTC), most: int = MOST_MEMBERS) -> None:
         self.clock = clock
+        self._cap = Cap(most)  # one renewal at a time, under the lock
         self.records: dict[str, tuple[Member, float]] = {}
         self.unreachable: set[str] = set()
         self._lock = threading.Lock()
@@ -35,9 +43,9 @@ class Registry:
                 me.id, me.address, since, now, me.digest, me.revision, me.owned, me.draining
             )
             self.records[me.id] = (member, me.lease_seconds)
-            return sorted(
-                (m for m, s in self.records.values() if self._live((m, s), now, ours)),
-                key=lambda m: m.id,
+            live = [m for m, s in self.records.values() if self._live((m, s), now, ours)]
+            return self._cap.kept(
+                live, lambda m: (m.id != me.id, m.digest is None, now - m.renewed, m.id)
             )
 
     def leave(self, me: Announcement) -> None:

@@ -11,25 +11,43 @@ whoever renews, so the table stays as small as the set of replicas, and their pu
 go with them. See ``reconciler.membership.base`` for the contract.
 
 Any client of the database can write a row, so no row may break a renewal: a row whose
-``lease_seconds`` is outside what ``--lease-duration`` accepts, whose ``renewed`` is not finite,
-or which was renewed further in the future than its lease is not a member, and is forgotten
-at once. The interval arithmetic is only done on rows that passed that check (in a ``CASE``,
-whose order PostgreSQL keeps), since one out-of-range interval fails the whole statement.
+``lease_seconds`` is outside what ``--lease-duration`` accepts, whose ``since`` or ``renewed`` is
+not a date Python can hold (``'infinity'``, a date BC: loading one would fail the whole renewal,
+and every replica would fence), or which was renewed further in the future than its lease is not
+a member, and is forgotten at once. The interval arithmetic is only done on rows that passed that
+check (in a ``CASE``, whose order PostgreSQL keeps), since one out-of-range interval fails the
+whole statement. At most ``most`` live rows are read (``membership.base.Cap``): this replica's,
+then those with a digest, then those renewed nearest the database's ``now()`` (a replica renews
+every interval; a row dated ahead of it is no fresher).
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Collection, Mapping, Sequence
+from datetime import UTC, datetime
 from typing import Any, Final
 
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.engine import Connection, Engine, RowMapping
 
-from reconciler.membership.base import Announcement, Difference, Member, MembershipUnavailable
+from reconciler.membership.base import (
+    MOST_MEMBERS,
+    Announcement,
+    Cap,
+    Difference,
+    Member,
+    MembershipUnavailable,
+)
 from reconciler.store.base import StoreUnavailable
-from reconciler.store.sql_schema import create_engine, member_views, members, translated_errors
+from reconciler.store.sql_schema import (
+    UTCDateTime,
+    create_engine,
+    member_views,
+    members,
+    translated_errors,
+)
 
 log = logging.getLogger("crontask.membership")
 
@@ -39,10 +57,22 @@ _FORGET_AFTER: Final = 10
 _LEAST_LEASE: Final = 0.1
 _MOST_LEASE: Final = 100 * 365 * 86400.0
 
+# The dates psycopg loads (years 1 to 9999), with a day to spare for the session's time zone.
+_EARLIEST: Final = datetime(1, 1, 2, tzinfo=UTC)
+_LATEST: Final = datetime(9999, 12, 30, tzinfo=UTC)
+
+
+def _loadable(column: sa.Column[datetime]) -> Any:
+    # 'infinity' and '-infinity' are outside too.
+    return column.between(sa.literal(_EARLIEST, UTCDateTime()), sa.literal(_LATEST, UTCDateTime()))
+
+
+# Every number and date the live rows are loaded with, or computed from, is checked here.
 _SANE = sa.and_(
     members.c.lease_seconds >= _LEAST_LEASE,
     members.c.lease_seconds <= _MOST_LEASE,  # NaN is greater than every number in PostgreSQL
-    sa.func.isfinite(members.c.renewed),
+    _loadable(members.c.renewed),
+    _loadable(members.c.since),
 )
 
 
@@ -56,17 +86,26 @@ class SqlMembership:
     """``offset`` moves the judging clock (``now()``) by that many seconds: tests let time
     pass with it instead of sleeping; crontask leaves it at zero."""
 
-    def __init__(self, engine: Engine, *, offset: Callable[[], float] = lambda: 0.0) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        offset: Callable[[], float] = lambda: 0.0,
+        most: int = MOST_MEMBERS,
+    ) -> None:
         if engine.dialect.name != "postgresql":
             raise ValueError("membership in the database needs PostgreSQL")
         self.engine = engine
         self._offset = offset
+        self._cap = Cap(most)
         self._told: set[str] = set()  # members whose other lease duration was logged
 
     @classmethod
-    def open(cls, url: str, *, offset: Callable[[], float] = lambda: 0.0) -> SqlMembership:
+    def open(
+        cls, url: str, *, offset: Callable[[], float] = lambda: 0.0, most: int = MOST_MEMBERS
+    ) -> SqlMembership:
         """The members table of the (already migrated) store at ``url``."""
-        return cls(create_engine(url), offset=offset)
+        return cls(create_engine(url), offset=offset, most=most)
 
     def _now(self) -> Any:
         offset = self._offset()
@@ -108,16 +147,17 @@ class SqlMembership:
         orphans = member_views.delete().where(
             ~sa.exists().where(members.c.id == member_views.c.member)
         )
-        live = sa.select(members).where(live_row).order_by(members.c.id)
         try:
             with translated_errors(), self.engine.begin() as conn:
                 self._set_timeouts(conn, me)
                 conn.execute(upsert)
                 conn.execute(members.delete().where(dead_row))
                 conn.execute(orphans)
-                rows = conn.execute(live).mappings().all()
+                rows = conn.execute(self._live(me, live_row, _NOW)).mappings().all()
         except StoreUnavailable as err:
             raise MembershipUnavailable(str(err)) from err
+        self._cap.count(rows[0]["live"] if rows else 0)
+        rows = sorted(rows, key=lambda row: str(row["id"]))
         self._tell_other_leases(me, rows)
         return [
             Member(
@@ -132,6 +172,22 @@ class SqlMembership:
             )
             for row in rows
         ]
+
+    def _live(self, me: Announcement, live_row: Any, now: Any) -> Any:
+        """The live rows, at most ``most`` of them (see the module docstring), each with how
+        many are live (counted before the limit)."""
+        distance = sa.func.abs(sa.extract("epoch", members.c.renewed - now))
+        return (
+            sa.select(members, sa.func.count().over().label("live"))
+            .where(live_row)
+            .order_by(
+                (members.c.id == me.id).desc(),
+                members.c.digest.is_(None),  # false first
+                distance,
+                members.c.id,
+            )
+            .limit(self._cap.most)
+        )
 
     def _tell_other_leases(self, me: Announcement, rows: Sequence[RowMapping]) -> None:
         """Log once per member whose lease duration is not ours: it is judged by ours when
