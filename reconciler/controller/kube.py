@@ -7,9 +7,10 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 
 from reconciler.aio import in_thread
+from reconciler.controller.cluster import Cluster
 from reconciler.controller.components import Threaded
 from reconciler.controller.dispatch import Dispatcher
 from reconciler.controller.jobs import JobOptions, JobSupport, job_support
@@ -61,6 +62,7 @@ class Kubernetes:
         reconciler: Reconciler,
         scheduler: ApsScheduler,
         dispatcher: Dispatcher,
+        cluster: Cluster | None = None,
     ) -> None:
         """Start the writers first (they flush last); the CronTasks are listed and watched by
         the source's own ``watch`` (a component the runtime starts with the other sources)."""
@@ -86,6 +88,13 @@ class Kubernetes:
         )
         dispatcher.subscribe(report.on_run)
         dispatcher.subscribe_progress(report.on_progress)
+        # A fenced replica writes no status (its tasks may be another's by now), and a write
+        # queued before a handover is not sent after it; the fence lifted, the runs seen of the
+        # tasks kept through it are stale (see kubernetes_report).
+        self.writer.held = lambda: dispatcher.paused is not None
+        self.writer.owns = reconciler.mine
+        if cluster is not None:
+            cluster.on_resumed = _both(cluster.on_resumed, report.resumed)
 
         def after_pass(result: PassResult) -> None:
             if result.ok:
@@ -112,6 +121,16 @@ class StatusWriting(Threaded):
 
     def closing(self) -> None:
         self._report.close()
+
+
+def _both(
+    first: Callable[[Collection[str]], None], then: Callable[[Collection[str]], None]
+) -> Callable[[Collection[str]], None]:
+    def both(keys: Collection[str]) -> None:
+        first(keys)
+        then(keys)
+
+    return both
 
 
 def _on_loop(loop: asyncio.AbstractEventLoop) -> Callable[[Callable[[], None]], None]:

@@ -292,7 +292,9 @@ async def start(parts: Parts, options: Options, manager: Manager, http: HttpServ
     if parts.heartbeat is not None:  # stopped after the runs: then its row goes
         await manager.start(parts.heartbeat)
     if parts.kube is not None:
-        await parts.kube.start(manager, parts.reconciler, parts.scheduler, parts.dispatcher)
+        await parts.kube.start(
+            manager, parts.reconciler, parts.scheduler, parts.dispatcher, parts.cluster
+        )
     if parts.jobs is not None:  # the Jobs listed before the first pass: Forbid sees them
         await manager.start(
             JobSupervisor(
@@ -318,6 +320,7 @@ async def start(parts: Parts, options: Options, manager: Manager, http: HttpServ
             parts.metrics,
             interval=options.housekeeping_seconds,
             max_age=options.history_max_age,
+            declarations=parts.reconciler,
         )
     )
     if http is not None:

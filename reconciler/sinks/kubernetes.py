@@ -34,6 +34,11 @@ Contract:
   per object and the fixed worker threads, however long it lasts. ``404`` (deleted) drops the
   object; another refusal is logged and dropped. The status is never written through the main
   resource, so it can never bump ``metadata.generation``.
+- With replicas: nothing is written while ``held`` (this replica is fenced: the tasks it
+  reports may be another's by now); what is submitted meanwhile waits, coalesced, and goes out
+  once it may write again. A write is sent only while ``owns`` its task, asked just before each
+  request: one queued before a handover is dropped (``written`` gets None), never written over
+  the new owner's status.
 """
 
 from __future__ import annotations
@@ -131,6 +136,10 @@ class StatusWriter:
         self._known: dict[str, _Seen] = {}
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
+        # With replicas (set by the wiring; asked on the worker threads): whether this replica
+        # may write no status now (fenced), and whether a task is still its own.
+        self.held: Callable[[], bool] = lambda: False
+        self.owns: Callable[[str], bool] = lambda key: True
         self.writes = 0
         self.skipped = 0  # nothing differed
         self.conflicts = 0
@@ -163,13 +172,14 @@ class StatusWriter:
 
     def idle(self) -> bool:
         with self._cond:
-            return not self._queues and not self._inflight
+            return not self._waiting()
 
     def flush(self, timeout: float) -> bool:
-        """Wait until every submission is written (or given up); False on timeout."""
+        """Wait until every submission is written (or given up, or ``held``: those wait for
+        no one); False on timeout."""
         deadline = time.monotonic() + timeout
         with self._cond:
-            while self._queues or self._inflight:
+            while self._waiting():
                 left = deadline - time.monotonic()
                 if left <= 0:
                     return False
@@ -188,6 +198,10 @@ class StatusWriter:
     # -- workers ---------------------------------------------------------------------------
 
     # The queues are only touched with ``_cond`` held.
+
+    def _waiting(self) -> bool:
+        """Whether a write is in flight, or queued and free to go."""
+        return bool(self._inflight) or (bool(self._queues) and not self.held())
 
     def _put(self, submission: _Submission) -> None:
         """Queue ``submission``; a pending one for the same object keeps its place and is
@@ -230,7 +244,7 @@ class StatusWriter:
     def _next(self) -> _Submission | None:
         with self._cond:
             while not self._stop.is_set():
-                key = self._choose(time.monotonic())
+                key = None if self.held() else self._choose(time.monotonic())
                 if key is not None:
                     submission = self._pop(key)
                     assert submission is not None
@@ -279,6 +293,13 @@ class StatusWriter:
                 self._settled(submission, None)
                 return
             if not self._bucket.take(self._stop):
+                return
+            # Just before the request: fenced since it was queued, or the task moved.
+            if self.held():
+                self._put_back(submission)
+                return
+            if not self.owns(key):
+                self._settled(submission, None)
                 return
             try:
                 written = self._patch(ref, base.resource_version, patch)
@@ -344,16 +365,22 @@ class StatusWriter:
         self._not_before.pop(key, None)
         _notify(submission, patch)
 
-    def _retry_later(self, submission: _Submission) -> None:
-        """The API server keeps failing: try again later (a newer submission, if any, wins),
-        rather than leave a stale status until the task's next change."""
+    def _put_back(self, submission: _Submission, not_before: float | None = None) -> None:
+        """Queue ``submission`` again (a newer one, if any, wins), to go ``not_before``."""
         key = submission.ref.key
         with self._cond:
             newer = self._pop(key)
             if newer is not None:
                 submission.absorb_newer(newer)
             self._put(submission)
-            self._not_before[key] = time.monotonic() + self._max_backoff
+            if not_before is not None:
+                self._not_before[key] = not_before
+
+    def _retry_later(self, submission: _Submission) -> None:
+        """The API server keeps failing: try again later (a newer submission, if any, wins),
+        rather than leave a stale status until the task's next change."""
+        key = submission.ref.key
+        self._put_back(submission, time.monotonic() + self._max_backoff)
         log.warning(
             "status write failed; retrying",
             extra={"fields": {"task": key, "in_seconds": self._max_backoff}},

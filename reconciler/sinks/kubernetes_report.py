@@ -20,6 +20,16 @@ Contract:
   keeps a restart, or another replica, from running it again. A crontask that dies between
   the write and the start (one round trip) loses the request; it never runs it twice. The
   writer's callback comes on one of its threads: ``on_loop`` hands it to the event loop.
+- Fenced (a replica that could not renew its membership): the writer holds every write (its
+  ``held``), so no status and no ``lastRunNow`` is written meanwhile, and no run-now starts (but
+  one whose write was accepted just as the fence began, a round trip: it is not started, and
+  lost, as at ``close``); a write, when it goes, goes only while its task is still this
+  replica's (its ``owns``).
+  :meth:`StatusReporter.resumed` (the renewal that lifts the fence, before it is lifted): what
+  this process saw of the runs of the tasks it kept is stale (another replica may have run
+  them meanwhile, and recorded a newer lastRun), so the status written from then on keeps what
+  the object holds until a run here says more; a run-now value seen while fenced is recorded
+  and run once the fence is lifted, by whichever replica owns the task then.
 - :meth:`StatusReporter.close` (crontask begins to stop): no run-now starts any more, and the
   values whose record has not been written are withdrawn, so the next crontask acts on them.
 """
@@ -157,6 +167,15 @@ class StatusReporter:
             self._handled.pop(key, None)
             self.submit(key)
 
+    def resumed(self, keys: Collection[str]) -> None:
+        """This replica's fence is about to lift, ``keys`` the tasks it kept through it: the
+        runs it saw of them are forgotten (another replica may have run them meanwhile) and
+        their status submitted again, replacing the writes held since (built from those runs),
+        before any of them may go out."""
+        for key in keys:
+            if self._runs.pop(key, None) is not None:
+                self.submit(key)
+
     def submit(self, key: str, ended: str | None = None, *, written: Written | None = None) -> None:
         """Hand the task's current inputs to the writer (a no-op write is never sent); with
         ``written``, ahead of other objects' writes, told when it is written."""
@@ -209,8 +228,8 @@ class StatusReporter:
         if not awaiting:
             self._awaiting.pop(key, None)
         ref = self._refs.get(key)
-        if ref is None or ref.uid != uid:
-            return
+        if ref is None or ref.uid != uid or not self._mine(key):
+            return  # gone, or another replica's now (its write dropped): that one acts on it
         recorded = run_now_recorded(patch, value)
         fields = {"task": key, "value": value}
         if self._closed:
