@@ -12,6 +12,8 @@ prometheus_client registry) the metrics read
 - a :class:`TaskSnapshot`, the scheduler's ``snapshot()``: the tasks in force, each with its
   definition, next slot and current interval, as the scheduler already holds them (no next fire
   time is computed per scrape);
+- each task's slot before its latest one (``metrics_slots.SlotsBeforeLast``), worked out from
+  its schedule only when its next slot moved other than by one slot since the last scrape;
 - ``sources()``: the revision and last sync of each pulling source (git);
 - their per-task run state (``metrics_runs.RunState``, under the same lock): kept up to date
   by :meth:`Metrics.on_run` and :meth:`Metrics.on_progress`; a task that comes into the
@@ -68,6 +70,7 @@ from reconciler.sinks.metrics_families import (
     TaskSlot,
 )
 from reconciler.sinks.metrics_runs import History, RunState, in_thread
+from reconciler.sinks.metrics_slots import SlotsBeforeLast
 
 CONTENT_TYPE: Final = CONTENT_TYPE_PLAIN_0_0_4
 GZIP_LEVEL: Final = 1  # a fifteenth of the text, in a third of level 6's time; frees the GIL
@@ -153,6 +156,7 @@ class Metrics:
             clock=clock,
             spawn=spawn,
         )
+        self._slots = SlotsBeforeLast()
         self._problems: frozenset[str] = frozenset()
         self._definition_errors: dict[str, int] = {}
         self._reconciles = {"success": 0, "error": 0}
@@ -271,6 +275,7 @@ class Metrics:
             began = self._runs.seq
         tasks = self._tasks.snapshot() if self._tasks is not None else {}
         self._runs.seed(tasks)
+        slots_before_last = self._slots.read(tasks)
         sources = [
             SourceSync(
                 s.kind,
@@ -298,6 +303,7 @@ class Metrics:
                 prune_seconds=self._prune_seconds,
                 replicas=self._replicas,
                 notifications=dict(self._notifications),
+                slots_before_last=slots_before_last,
             )
         self._runs.prune(runs, tasks, began)
         return scrape

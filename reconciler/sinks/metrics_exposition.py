@@ -14,10 +14,10 @@ The rules of which series exist (the README's "Metrics" section states them for 
   ``interrupted`` get theirs at their first occurrence (each adds one series to that task).
 - A timestamp, duration or interval that is not known has no series, rather than a 0 that a
   ``time() - x`` alert would read as "fifty years ago": last success, last failure and last
-  duration appear with the first such run seen by this process; next run and interval are
-  absent while the task has no next slot (suspended). ``..._running_since_...`` (when the
-  oldest attempt in progress started) exists only while one is: one more series for a
-  running task, none for an idle one.
+  duration appear with the first such run seen by this process; next run, interval and slot
+  before last are absent while the task has no next slot (suspended).
+  ``..._running_since_...`` (when the oldest attempt in progress started) exists only while
+  one is: one more series for a running task, none for an idle one.
 - Histograms have no task label, unless per-task duration histograms were asked for.
 """
 
@@ -60,6 +60,7 @@ from reconciler.sinks.metrics_families import (
     RUNS,
     RUNS_TEXT,
     SINCE_TEXT,
+    SLOT_BEFORE_LAST,
     SOURCE_INFO,
     SOURCE_KINDS,
     SOURCE_LAST_SYNC,
@@ -218,6 +219,11 @@ def exposition(scrape: Scrape) -> str:
     out.extend(next_runs)
     write(INTERVAL.header())
     out.extend(intervals)
+    write(SLOT_BEFORE_LAST.header())
+    before, name = scrape.slots_before_last, SLOT_BEFORE_LAST.name
+    out.extend(
+        [f"{name}{{{task_label(key)}}} {number(before[key])}\n" for key in keys if key in before]
+    )
     if scrape.per_task_histograms:
         write(RUN_DURATION.header())
         out.extend([text[HISTOGRAM_TEXT] for text in texts])

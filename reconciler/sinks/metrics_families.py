@@ -97,6 +97,8 @@ class Scrape:
     replicas: Replicas | None = None  # with --ha
     # With --notifications: (receiver, result) -> messages; every pair from 0.
     notifications: Mapping[tuple[str, str], int] = dataclasses.field(default_factory=dict)
+    # Each task's slot before its latest one (Unix time; ``metrics_slots``), by key.
+    slots_before_last: Mapping[str, float] = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -180,6 +182,12 @@ INTERVAL = Family(
     "gauge",
     "Seconds from the task's latest slot to its next (before its first: from the next to the "
     "one after); no series without a next slot.",
+)
+SLOT_BEFORE_LAST = Family(
+    "crontask_task_slot_before_last_timestamp_seconds",
+    "gauge",
+    "Unix time of the task's slot before its latest one (the latest: the last slot before its "
+    "next); no series without a next slot.",
 )
 SOURCE_INFO = Family(
     "crontask_source_info",

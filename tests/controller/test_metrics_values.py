@@ -119,11 +119,16 @@ def test_values_follow_runs_and_passes(tmp_path: Path) -> None:
             (slot + MINUTE).timestamp()
         )
         assert w.value("crontask_task_schedule_interval_seconds", task="default/ok") == 60
+        # the 12:01 slot came: the slot before last is 12:00
+        assert w.value("crontask_task_slot_before_last_timestamp_seconds", task="default/ok") == (
+            (slot - MINUTE).timestamp()
+        )
         assert w.task_series("default/ok") == {
             "crontask_runs_total",  # succeeded and failed
             "crontask_running_runs",
             "crontask_task_next_run_timestamp_seconds",
             "crontask_task_schedule_interval_seconds",
+            "crontask_task_slot_before_last_timestamp_seconds",
             "crontask_task_last_success_timestamp_seconds",
             "crontask_task_last_run_duration_seconds",
         }
@@ -137,12 +142,14 @@ def test_values_follow_runs_and_passes(tmp_path: Path) -> None:
         assert w.value("crontask_definition_errors", source="file") == 1
         assert w.value("crontask_runs_total", task="default/bad", status="failed") == 1
 
-        # Suspended: no next slot, so neither next run nor interval.
+        # Suspended: no next slot, so neither next run nor interval nor slot before last.
         (w.folder / "ok.yaml").write_text(doc("ok", '["true"]', "  suspend: true\n"))
         w.reconcile()
         assert w.value("crontask_tasks", source="file", state="Suspended") == 1
         assert w.value("crontask_task_next_run_timestamp_seconds", task="default/ok") is None
         assert w.value("crontask_task_schedule_interval_seconds", task="default/ok") is None
+        before_last = "crontask_task_slot_before_last_timestamp_seconds"
+        assert w.value(before_last, task="default/ok") is None
         assert w.value("crontask_runs_total", task="default/ok", status="succeeded") == 1
 
         # Removed: every series of the task goes.

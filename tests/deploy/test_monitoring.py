@@ -9,6 +9,7 @@ import re
 import shutil
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -23,6 +24,7 @@ from tests.helpers import free_port, wait_for
 ROOT = Path(__file__).resolve().parents[2]
 MONITORING = ROOT / "deploy" / "monitoring"
 RULES = MONITORING / "crontask-rules.yaml"
+RULE_TESTS = MONITORING / "crontask-rules.test.yaml"
 PROMETHEUS_OWN = {"up"}  # series Prometheus makes itself
 ALERTS = {
     "CrontaskTaskFailing",
@@ -93,6 +95,38 @@ def test_the_per_task_rules_bridge_a_restart_and_a_handover() -> None:
         assert any("stale" in s["values"] for s in case["input_series"])
         held = {c["alertname"] for c in case["alert_rule_test"] if c["exp_alerts"]}
         assert held == PER_TASK
+
+
+UNEVEN_SLOTS = (
+    "a weekday task's Monday run that takes 20 minutes",
+    "a twice-a-day task's long 09:00 run after the night",
+    "a weekday task over a weekend after a restart",
+)
+TWO_FAILED_SLOTS = "a weekday task that fails on Monday and on Tuesday"
+
+
+def rules() -> list[dict[str, Any]]:
+    return [r for g in yaml.safe_load(RULES.read_text())["groups"] for r in g["rules"]]
+
+
+def test_no_recent_success_counts_slots_not_intervals() -> None:
+    """CrontaskTaskNoRecentSuccess compares the last success with the slot before last that
+    crontask exports, not with a multiple of the interval, which right after a long gap (or
+    after a restart, before the first slot) is the short one that follows: promtool's
+    scenarios of uneven slots hold no alert, and one of two failed slots in a row has it."""
+    (rule,) = [r for r in rules() if r["alert"] == "CrontaskTaskNoRecentSuccess"]
+    assert "crontask_task_slot_before_last_timestamp_seconds" in rule["expr"]
+    assert "suspended" not in rule["annotations"]["description"]  # it has no slots, no alert
+    cases = {c["name"]: c for c in yaml.safe_load(RULE_TESTS.read_text())["tests"]}
+
+    def checks(name: str) -> list[dict[str, Any]]:
+        found = cases[name]["alert_rule_test"]
+        return [c for c in found if c["alertname"] == "CrontaskTaskNoRecentSuccess"]
+
+    for name in UNEVEN_SLOTS:
+        assert checks(name), name
+        assert all(not check["exp_alerts"] for check in checks(name)), name
+    assert any(check["exp_alerts"] for check in checks(TWO_FAILED_SLOTS))
 
 
 def test_the_prometheus_rule_holds_the_same_rules() -> None:

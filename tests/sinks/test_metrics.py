@@ -28,13 +28,14 @@ NEXT = T0 + timedelta(minutes=1)
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
-# Every series of one task that has succeeded once and failed once, by default.
+# Every series of one task that has succeeded once and failed once, by default: nine.
 STEADY = {
     ("crontask_runs_total", "succeeded"),
     ("crontask_runs_total", "failed"),
     ("crontask_running_runs", None),
     ("crontask_task_next_run_timestamp_seconds", None),
     ("crontask_task_schedule_interval_seconds", None),
+    ("crontask_task_slot_before_last_timestamp_seconds", None),
     ("crontask_task_last_success_timestamp_seconds", None),
     ("crontask_task_last_failure_timestamp_seconds", None),
     ("crontask_task_last_run_duration_seconds", None),
@@ -113,7 +114,7 @@ def tasks() -> MemoryTasks:
     return found
 
 
-def test_a_new_task_has_five_series(tasks: MemoryTasks) -> None:
+def test_a_new_task_has_six_series(tasks: MemoryTasks) -> None:
     found = samples(Metrics(tasks))
     assert of_task(found, "default/a") == {
         ("crontask_runs_total", "succeeded"),
@@ -121,6 +122,7 @@ def test_a_new_task_has_five_series(tasks: MemoryTasks) -> None:
         ("crontask_running_runs", None),
         ("crontask_task_next_run_timestamp_seconds", None),
         ("crontask_task_schedule_interval_seconds", None),
+        ("crontask_task_slot_before_last_timestamp_seconds", None),
     }
     task = ("task", "default/a")
     assert found[("crontask_runs_total", frozenset({task, ("status", "failed")}))] == 0
@@ -129,9 +131,13 @@ def test_a_new_task_has_five_series(tasks: MemoryTasks) -> None:
         NEXT.timestamp()
     )
     assert found[("crontask_task_schedule_interval_seconds", frozenset({task}))] == 60
+    # every minute: its latest slot is a minute before the next, the one before that two
+    assert found[("crontask_task_slot_before_last_timestamp_seconds", frozenset({task}))] == (
+        (NEXT - timedelta(minutes=2)).timestamp()
+    )
 
 
-def test_a_task_in_steady_state_has_eight_series(tasks: MemoryTasks) -> None:
+def test_a_task_in_steady_state_has_nine_series(tasks: MemoryTasks) -> None:
     m = Metrics(tasks)
     failed = run(m, "default/a", RunStatus.FAILED, took=1.5)
     succeeded = run(m, "default/a", RunStatus.SUCCEEDED, at=T0, attempt=2, took=0.25, late=3)
@@ -223,7 +229,7 @@ def test_per_task_histograms_only_with_the_flag(tasks: MemoryTasks) -> None:
     assert buckets == {"default/a": 1, "default/b": 0}  # every task, from zero
     # 14 buckets, +Inf, _count and _sum: 17 more series per task, as --help says.
     extra = of_task(found, "default/b") - of_task(samples(Metrics(tasks)), "default/b")
-    assert len([s for s in found if dict(s[1]).get("task") == "default/b"]) - 5 == 17
+    assert len([s for s in found if dict(s[1]).get("task") == "default/b"]) - 6 == 17
     assert {name for name, _ in extra} == {
         "crontask_run_duration_seconds_bucket",
         "crontask_run_duration_seconds_count",

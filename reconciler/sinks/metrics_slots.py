@@ -1,0 +1,149 @@
+"""Each task's slot before its latest one, for ``crontask_task_slot_before_last_timestamp_seconds``.
+
+The latest slot is the last one of the task's schedule before its next slot (the scheduler's
+``next_fire``); the slot before last is the one before that. A task with no success since its
+slot before last has let two slots go by without one (``CrontaskTaskNoRecentSuccess``), however
+uneven its slots: a weekday task on Monday, whose slot before last is Friday's; ``0 9,10 * * *``
+at 09:00, whose is yesterday's 10:00. No multiple of the interval says that, and after a restart
+the scheduler's interval is even the one after the next slot.
+
+The scheduler holds the next slot and the interval up to it, not the slots before, so they are
+worked out here from the task's schedule, and kept from scrape to scrape (:class:`SlotsBeforeLast`):
+when the slot that was next has come (the next slot less the interval is the old next), the old
+latest slot becomes the slot before last, with no slot arithmetic. The arithmetic is done for a
+task new to this process (start-up, a handover, a changed definition) or whose slots went by
+several between two scrapes (a task every few seconds): a forward walk over three slots from the
+guess that they are evenly spaced (about 60 µs), or, for uneven ones, a search back from the next
+slot. Tasks of one schedule and one next slot share that work.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Final
+
+from reconciler.core.desired import Definition
+from reconciler.core.schedule import Schedule, jitter_offset, parse_schedule
+from reconciler.sinks.metrics_families import TaskSlot
+
+# How far back from the next slot the slot before last is looked for: two gaps, and a cron
+# expression's longest gap is 8 years (29 February across a century year that is no leap
+# year: 2096 to 2104), an @every interval's one year.
+LOOKBACK: Final = 17 * 366 * 86400.0
+_SHARED_MAX: Final = 65_536  # results kept for tasks of one schedule and next slot
+
+# (spec hash, next slot as read, the same in Unix time, latest slot, slot before last), as a
+# task's entry was last read.
+_Known = tuple[str, datetime, float, float | None, float | None]
+# (expression, time zone, offset, next slot): tasks that share the arithmetic.
+_SharedKey = tuple[str, str, int, float]
+
+
+class SlotsBeforeLast:
+    """Reads the slot before last of every task in a scheduler's snapshot (:meth:`read`), from
+    any thread; concurrent reads take turns."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._known: dict[str, _Known] = {}
+        self._shared: dict[_SharedKey, tuple[float | None, float | None]] = {}
+        self._parsed: dict[tuple[str, str], Schedule] = {}
+
+    def read(self, tasks: Mapping[str, TaskSlot]) -> dict[str, float]:
+        """The slot before last of each task in ``tasks`` that has a next slot (Unix time);
+        none for a task with no next slot (suspended), nor one whose schedule has no slot
+        before last within :data:`LOOKBACK`. Tasks gone from ``tasks`` are forgotten."""
+        found: dict[str, float] = {}
+        with self._lock:
+            known = self._known
+            kept: dict[str, _Known] = {}
+            for key in tasks:
+                definition, following, interval = tasks[key]
+                if following is None:
+                    continue
+                entry = known.get(key)
+                # The common case, a few hundred nanoseconds: the scheduler holds the same next
+                # slot, the very object read last time, of the same definition.
+                if entry is None or entry[1] is not following or entry[0] != definition.hash:
+                    entry = self._entry(entry, definition, following, interval)
+                kept[key] = entry
+                if entry[4] is not None:
+                    found[key] = entry[4]
+            self._known = kept
+        return found
+
+    def _entry(
+        self,
+        old: _Known | None,
+        definition: Definition,
+        following: datetime,
+        interval: float | None,
+    ) -> _Known:
+        at = following.timestamp()
+        if old is not None and old[0] == definition.hash:
+            if old[2] == at:
+                return (old[0], following, at, old[3], old[4])
+            if interval is not None and at - interval == old[2]:
+                # The slot that was next came and was handed off: it is the latest now.
+                return (old[0], following, at, old[2], old[3])
+        latest, before = self._slots(definition, at, interval)
+        return (definition.hash, following, at, latest, before)
+
+    def _slots(
+        self, definition: Definition, following: float, interval: float | None
+    ) -> tuple[float | None, float | None]:
+        spec = definition.task.spec
+        jitter = getattr(spec, "jitter_seconds", None)  # as scheduling.base.schedule_of has it
+        offset = jitter_offset(definition.key, jitter) if jitter else 0
+        shared: _SharedKey = (spec.schedule, spec.time_zone, offset, following)
+        slots = self._shared.get(shared)
+        if slots is None:
+            schedule = self._schedule(spec.schedule, spec.time_zone, offset)
+            slots = latest_two(schedule, following, interval)
+            if len(self._shared) >= _SHARED_MAX:
+                self._shared.clear()
+            self._shared[shared] = slots
+        return slots
+
+    def _schedule(self, expression: str, zone: str, offset: int) -> Schedule:
+        schedule = self._parsed.get((expression, zone))
+        if schedule is None:
+            schedule = parse_schedule(expression, zone)
+            if len(self._parsed) >= _SHARED_MAX:
+                self._parsed.clear()
+            self._parsed[(expression, zone)] = schedule
+        return schedule.with_offset(offset) if offset else schedule
+
+
+def latest_two(
+    schedule: Schedule, following: float, interval: float | None
+) -> tuple[float | None, float | None]:
+    """The latest slot of ``schedule`` before ``following`` (its next slot) and the one before
+    it, in Unix time (None where there is none within :data:`LOOKBACK`). ``interval``, the
+    scheduler's, is the guess at their spacing."""
+    if interval:
+        guess = following - 2 * interval
+        walk = [t.timestamp() for t in schedule.fire_times(_at(guess - 1), 3)]
+        if walk == [guess, guess + interval, following]:
+            return guess + interval, guess
+    until = _at(following - 1)
+    span = 2 * max(interval or 0.0, 60.0)
+    while True:
+        span = min(span, LOOKBACK)
+        latest, before = schedule.latest_two(_at(following - span), until)
+        if before is not None or span >= LOOKBACK:
+            return _seconds(latest), _seconds(before)
+        span *= 16
+
+
+def _at(seconds: float) -> datetime:
+    return datetime.fromtimestamp(seconds, UTC)
+
+
+def _seconds(at: datetime | None) -> float | None:
+    return None if at is None else at.timestamp()
+
+
+__all__: Sequence[str] = ["LOOKBACK", "SlotsBeforeLast", "latest_two"]
