@@ -64,6 +64,9 @@ Finish = Callable[[Batch, "asyncio.Future[Any]"], Coroutine[Any, Any, None]]
 # start as soon as it is accepted, while the next batch is on its way to the store.
 CLAIM_BATCH = 128
 SAVE_BATCH = 512
+# Records a flush tries alone, one after another, before it sleeps: more failing alone is an
+# outage, not a locked row.
+LONE_TRIES = 3
 
 
 class _Lane:
@@ -371,12 +374,15 @@ class Recorder:
         A batch the store does not take is halved, and tried again at once, until the record
         it cannot take stands alone: one row another process keeps locked (PostgreSQL's
         ``SELECT ... FOR UPDATE`` held open) must hold back only its own record. That record
-        goes to the back of the line; the loop sleeps (with backoff) only when nothing was
-        written since it last slept, so an outage is retried as gently as before, and a batch
-        grows back, doubling, with each write that goes through."""
-        delay, size, progress = self.retry_initial, SAVE_BATCH, True
+        goes to the back of the line, and the next is tried; the loop sleeps (with backoff)
+        once the record now first in line has failed alone too, or ``LONE_TRIES`` have since
+        the last write (an outage: retried as gently as ever). A batch grows back, doubling,
+        with each write that goes through."""
+        delay, size = self.retry_initial, SAVE_BATCH
+        alone: set[Key] = set()  # the records that failed alone since the last write or sleep
         while self._pending:
             batch = self._pending.first(size)
+            self._pending.writing = frozenset(key for key, _ in batch)
             try:
                 refused = await self.call(_write_kept, self.store, [e for _, e in batch])
             except Exception as err:
@@ -390,17 +396,22 @@ class Recorder:
                     )
                     self.dropped += 1
                     self._written(batch)
-                else:
-                    self._pending.to_back(key, entry)
-                    if not progress:
-                        await asyncio.sleep(delay)
-                        delay = min(delay * 2, self.retry_max)
-                progress = False
+                    continue
+                self._pending.to_back(key, entry)
+                alone.add(key)
+                head = self._pending.first(1)
+                if len(alone) >= LONE_TRIES or (head and head[0][0] in alone):
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, self.retry_max)
+                    alone.clear()
                 continue
+            finally:
+                self._pending.writing = frozenset()
             for record in refused:
                 self._refuse(record)
             self._written(batch)
-            delay, size, progress = self.retry_initial, min(size * 2, SAVE_BATCH), True
+            delay, size = self.retry_initial, min(size * 2, SAVE_BATCH)
+            alone.clear()
         log.info("run store back; pending records written")
 
     def _written(self, batch: list[tuple[Key, Entry]]) -> None:

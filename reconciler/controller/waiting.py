@@ -1,11 +1,11 @@
 """The run records waiting for the store (see ``recorder``): bounded in number and in output.
 
-At most ``capacity`` records wait; a record past that takes the place of the first in line,
-which is dropped (the recorder says so). Their outputs together hold at most
-``output_budget`` characters: a record kept past that keeps only the end of its output
-(``CUT_TO`` characters), marked as cut. A run's output is up to 64 KiB, so without that budget
-10 000 records waiting through an outage could hold more than a gigabyte; with it, a record is
-never lost for its output, only the start of that output is.
+At most ``capacity`` records wait; a record past that takes the place of the first in line
+not being written at the moment, which is dropped (the recorder says so). Their outputs
+together hold at most ``output_budget`` characters: a record kept past that keeps only the end
+of its output (``CUT_TO`` characters), marked as cut. A run's output is up to 64 KiB, so
+without that budget 10 000 records waiting through an outage could hold more than a gigabyte;
+with it, a record is never lost for its output, only the start of that output is.
 
 Records are keyed by (run id, attempt): the newest state of a record takes the place of the
 one waiting, and keeps its place in line.
@@ -42,6 +42,9 @@ class Waiting:
         self.output_budget = output_budget
         self._entries: OrderedDict[Key, Entry] = OrderedDict()
         self._chars = 0  # the outputs' length, all entries together
+        # The records a write is taking to the store now: not the ones to drop for room (a
+        # record dropped while its write goes through is not lost, and frees nothing).
+        self.writing: frozenset[Key] = frozenset()
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -64,13 +67,20 @@ class Waiting:
         if (old := self._entries.get(key)) is not None:
             self._chars -= len(old[0].output)
         elif len(self._entries) >= self.capacity:
-            dropped, (lost, _) = self._entries.popitem(last=False)
+            dropped = self._first_not_writing()
+            lost, _ = self._entries.pop(dropped)
             self._chars -= len(lost.output)
         if self._chars + len(record.output) > self.output_budget:
             record = _cut(record)
         self._entries[key] = (record, mode)
         self._chars += len(record.output)
         return dropped
+
+    def _first_not_writing(self) -> Key:
+        for key in self._entries:
+            if key not in self.writing:
+                return key
+        return next(iter(self._entries))  # all of them are on their way: the first goes
 
     def first(self, count: int) -> list[tuple[Key, Entry]]:
         return list(itertools.islice(self._entries.items(), count))

@@ -180,10 +180,12 @@ def test_a_full_buffer_drops_the_oldest_and_says_so(caplog: pytest.LogCaptureFix
         for r in caplog.records
         if r.getMessage() == "run record buffer full; oldest record dropped"
     ]
-    assert dropped == [record(0).id, record(1).id]
-    # Everything still in the buffer arrives. (A dropped record the retry loop was already
-    # writing may arrive too: dropping bounds memory, it does not undo a write in flight.)
-    assert all(store.get(record(m).id) is not None for m in (2, 3, 4))
+    # The first record was on its way to the store (the flush had begun, and failed later):
+    # the first ones not being written go, since dropping one in flight would free nothing,
+    # and would say lost what its write may yet bring to the store.
+    assert dropped == [record(1).id, record(2).id]
+    assert all(store.get(record(m).id) is not None for m in (0, 3, 4))
+    assert all(store.get(record(m).id) is None for m in (1, 2))
 
 
 def test_runs_still_execute_while_the_store_is_down() -> None:
@@ -515,3 +517,39 @@ def test_outputs_waiting_for_the_store_are_bounded_and_no_record_is_lost_for_one
         assert cut.status is RunStatus.FAILED
         assert cut.output.startswith("[output cut to its last 1,024 characters")
         assert cut.output.endswith(output[-CUT_TO:])
+
+
+def test_a_record_kept_behind_a_locked_one_does_not_wait_for_a_backoff(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """With one row locked for good, every record saved goes behind it. The loop slept once
+    nothing had been written since its last sleep, so a record that came while the locked one
+    was being tried waited out a backoff (up to 30 s) before its own first try."""
+    store = LockedRowStore()
+    stuck, later = record(0, RunStatus.SUCCEEDED), record(1, RunStatus.SUCCEEDED)
+    real_sleep = asyncio.sleep
+    slept: list[str] = []  # which record was kept behind the locked one at each sleep
+
+    recorder = Recorder(store, retry_initial=30, retry_max=30)
+
+    async def sleep(delay: float) -> None:  # instant, but counted
+        slept.append("after" if recorder.pending > 1 else "before")
+        await real_sleep(0)
+
+    async def main() -> None:
+        await recorder.claim(dataclasses.replace(stuck, status=RunStatus.RUNNING))
+        store.locked = stuck.id
+        monkeypatch.setattr(asyncio, "sleep", sleep)
+        assert await recorder.save(stuck) is False  # kept: its row is locked
+        while not slept:  # the locked record was tried alone, and the loop slept
+            await real_sleep(0.01)
+        assert await recorder.save(later) is False  # kept behind it
+        while store.get(later.id) is None:
+            await real_sleep(0.01)
+        monkeypatch.undo()
+        assert "after" not in slept  # tried at once, not after a backoff
+        store.locked = None
+        assert await recorder.flush(5)
+        await recorder.close(1)
+
+    asyncio.run(main())
