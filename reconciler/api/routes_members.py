@@ -91,7 +91,7 @@ def list_members(runtime: Runtime) -> MemberListOut:
     shown = _shown(members.items)
     ids = {m.id for m in shown}
     return MemberListOut(
-        total=len(members.items),
+        total=max(members.live, len(members.items)),  # live: counted past what a renewal reads
         items=[
             MemberOut(
                 id=m.id,

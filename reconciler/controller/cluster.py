@@ -31,6 +31,8 @@ The :class:`Cluster` component keeps this replica's membership record renewed ev
   renewal looks at those that left the live members (draining ones too) since the last sweep
   that worked; at joining and after a lapse, at every owner that is no live member (not on
   every renewal: one that joined since the list was read may have claimed a run already).
+- **Too many members.** A list cut by ``membership.base.Cap`` (others' records sway which
+  ones) moves no task and marks no run; once they fit, every owner not live is looked at.
 - **Clean exit.** When the process begins to stop, this replica announces itself *draining*: the
   others take its tasks at their next renewal, while its runs finish within the shutdown grace;
   it leaves once they have.
@@ -135,6 +137,7 @@ class Cluster:
         self.outlives = outlives  # a run whose work goes on without its replica (a Job's)
         self._monotonic = monotonic
         self.members: list[Member] = []
+        self.live_count = 0  # how many members are live, read or not (the list may be cut)
         self._active: tuple[str, ...] = ()  # the members tasks are assigned over
         self._assignment: Assignment | None = None
         # What the assignment was computed from: the members and the digest each published.
@@ -277,6 +280,7 @@ class Cluster:
             self._renewal_failed(MembershipUnavailable(f"{type(err).__name__}: {err}"))
             return None
         self._unexpected = None
+        self.live_count = max(self.membership.live_count, len(members))
         return started, members
 
     # -- what a renewal leads to ------------------------------------------------------------
@@ -289,13 +293,15 @@ class Cluster:
             draining.add(self.me.id)
         active = tuple(sorted(m.id for m in members if m.id not in draining))
         live = frozenset(m.id for m in members)
-        if self._gone is not None:
+        if cut := self.live_count > len(members):  # replicas may read different lists
+            active, self._gone = (), None  # joining: nothing is ours; once they fit: all swept
+        elif self._gone is not None:
             # One that is live again (a paused process that renewed) is not dead.
             self._gone = (self._gone | (self._live - live)) - live
         self._live = live
         assigned = frozenset(active)  # not the tuple: a member list may be long
         published = tuple(sorted((m.id, m.digest) for m in members if m.id in assigned))
-        if (active, published) != self._basis:
+        if (active, published) != self._basis and not (cut and self._assignment is not None):
             try:
                 await self._reassign(active, published)
             except Exception:
@@ -303,11 +309,11 @@ class Cluster:
                 return
         gone = None if self._gone is None else frozenset(self._gone)
         try:
-            stops, foreign = await in_thread(self._housekeep, members, gone)
+            stops, foreign = await in_thread(self._housekeep, members, frozenset() if cut else gone)
         except Exception:
             log.exception("replica housekeeping failed; the next renewal tries again")
             return
-        self._gone = set()  # swept
+        self._gone = None if cut else set()  # swept (a cut list sweeps nothing)
         if self.dispatcher.handover is not None:
             for task in foreign:
                 self.dispatcher.handover.inherit(task)
@@ -479,7 +485,7 @@ class Cluster:
         replica renews no more, so without this its gauges would keep their last values and
         it would look healthy while it starts no runs."""
         fenced = self.dispatcher.paused is not None
-        self.on_renewal(len(self.members), self.disagreement is not None, fenced)
+        self.on_renewal(self.live_count, self.disagreement is not None, fenced)
 
     async def _leave(self) -> None:
         with contextlib.suppress(Exception):

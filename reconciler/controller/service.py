@@ -219,8 +219,8 @@ class Service:
             for m in cluster.members
         )
         if seen is None:
-            return Members(items)
-        return Members(items, seen.since, seen.tasks)
+            return Members(items, live=cluster.live_count)
+        return Members(items, seen.since, seen.tasks, cluster.live_count)
 
     def sync_now(self, kind: str) -> bool:
         return self._sync_requested(kind) if self._sync_requested else False

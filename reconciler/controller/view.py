@@ -143,6 +143,8 @@ class Members:
     # with each member's spec hash of them (None: that member does not declare the task).
     disagreeing_since: datetime | None = None
     differing: tuple[tuple[str, Mapping[str, str | None]], ...] = ()
+    # How many are live, read or not: a renewal reads at most so many (membership.base.Cap).
+    live: int = 0
 
 
 IfMatch = frozenset[str]

@@ -13,7 +13,9 @@ Contract:
   them: any client of the service can write records, and a replica reads every member on every
   renewal. When more are live, those that published a view (a digest) come first, then those
   renewed (or seen to renew) most recently, and a warning names how many are live
-  (:class:`Cap`).
+  (:class:`Cap`). ``live_count`` says how many were live at the last renewal, before the cap:
+  when more than it returned, the answer was cut, and may not be the one another replica got
+  (whoever writes records sways the order), so the caller must not judge by who is missing.
 - A record is live until ``lease_seconds`` have passed since its last renewal, judged by a clock
   no replica owns: PostgreSQL's ``now()``; for Kubernetes Leases, the time *this* replica
   observed each renewal, as client-go's leader election does, so no two clocks are compared.
@@ -80,6 +82,11 @@ class Member:
 class Membership(Protocol):
     def renew(self, me: Announcement) -> list[Member]: ...
 
+    @property
+    def live_count(self) -> int:
+        """How many members were live at the last renewal, counted before the cap."""
+        ...
+
     def leave(self, me: Announcement) -> None: ...
 
     def close(self) -> None: ...
@@ -104,6 +111,7 @@ class Cap:
         if most < 1:
             raise ValueError(f"at least one member (this replica), got {most}")
         self.most = most
+        self.live = 0  # at the last count
         self._over = False
 
     def kept(self, live: list[Member], rank: Callable[[Member], Any]) -> list[Member]:
@@ -113,10 +121,12 @@ class Cap:
 
     def count(self, live: int) -> None:
         """Tell how many members are live (before the cap)."""
+        self.live = live
         over = live > self.most
         if over and not self._over:
             log.warning(
-                "more members are live than a renewal reads; the others are not counted",
+                "more members are live than a renewal reads: until they fit, none is taken "
+                "for gone and no task moves",
                 extra={"fields": {"live": live, "read": self.most}},
             )
         elif self._over and not over:

@@ -128,6 +128,10 @@ class LeaseMembership:
         # The resourceVersion of our Lease as we last wrote it: all that `leave` may delete.
         self._written: str | None = None
 
+    @property
+    def live_count(self) -> int:
+        return self._cap.live
+
     def renew(self, me: Announcement) -> list[Member]:
         name = lease_name(me.id)
         now = datetime.now(UTC)

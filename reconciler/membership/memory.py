@@ -32,6 +32,10 @@ class Registry:
         self._lock = threading.Lock()
 
     def renew(self, me: Announcement) -> list[Member]:
+        return self.counted(me)[0]
+
+    def counted(self, me: Announcement) -> tuple[list[Member], int]:
+        """The members a renewal returns, and how many were live before the cap."""
         with self._lock:
             if me.id in self.unreachable:
                 raise MembershipUnavailable(f"{me.id} cannot reach the registry")
@@ -44,9 +48,10 @@ class Registry:
             )
             self.records[me.id] = (member, me.lease_seconds)
             live = [m for m, s in self.records.values() if self._live((m, s), now, ours)]
-            return self._cap.kept(
+            kept = self._cap.kept(
                 live, lambda m: (m.id != me.id, m.digest is None, now - m.renewed, m.id)
             )
+            return kept, len(live)
 
     def leave(self, me: Announcement) -> None:
         with self._lock:
@@ -65,9 +70,11 @@ class Registry:
 @dataclasses.dataclass
 class MemoryMembership:
     registry: Registry
+    live_count: int = dataclasses.field(default=0, init=False)
 
     def renew(self, me: Announcement) -> list[Member]:
-        return self.registry.renew(me)
+        members, self.live_count = self.registry.counted(me)
+        return members
 
     def leave(self, me: Announcement) -> None:
         self.registry.leave(me)

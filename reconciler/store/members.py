@@ -113,6 +113,10 @@ class SqlMembership:
             return sa.func.now()
         return sa.func.now() + sa.func.make_interval(0, 0, 0, 0, 0, 0, offset)
 
+    @property
+    def live_count(self) -> int:
+        return self._cap.live
+
     def renew(self, me: Announcement) -> list[Member]:
         _NOW = self._now()
         values = {

@@ -43,6 +43,10 @@ class Crowded:
         ]
         return sorted([*self.inner.renew(me), *others], key=lambda m: m.id)
 
+    @property
+    def live_count(self) -> int:
+        return self.inner.live_count + MANY
+
     def leave(self, me: Announcement) -> None:
         self.inner.leave(me)
 
