@@ -51,8 +51,6 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
-import sys
-import time
 from collections.abc import Callable, Collection, Mapping
 from datetime import UTC, datetime, timedelta
 
@@ -65,6 +63,7 @@ from reconciler.controller.reconcile import Reconciler
 from reconciler.controller.replica_views import Disagreement, ReplicaViews
 from reconciler.core.assignment import Assignment
 from reconciler.core.runs import UNTOLD, RunRecord
+from reconciler.host import boot_clock
 from reconciler.membership.base import (
     Announcement,
     Member,
@@ -75,16 +74,6 @@ from reconciler.membership.base import (
 from reconciler.store.base import RunStore
 
 log = logging.getLogger("crontask.cluster")
-
-
-def boot_clock() -> float:
-    """The fence's clock: seconds that go on while the host is suspended (Linux's
-    CLOCK_BOOTTIME; ``time.monotonic`` stops then). The others' judge (the database's
-    ``now()``) counts that time: a replica whose host slept past its lease must fence, and
-    count its membership as lapsed, as one paused by SIGSTOP does."""
-    if sys.platform == "linux":
-        return time.clock_gettime(time.CLOCK_BOOTTIME)
-    return time.monotonic()
 
 
 @dataclasses.dataclass(frozen=True)
