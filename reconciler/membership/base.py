@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import time
 from collections.abc import Callable, Collection, Mapping
 from datetime import datetime
 from typing import Any, Final, Protocol
@@ -103,16 +104,23 @@ class Views(Protocol):
     def drop(self, member: str) -> None: ...
 
 
-class Cap:
-    """At most ``most`` members in an answer; a warning as more begin to be live (naming how
-    many), and a word when they fit again. Used by one renewal at a time."""
+SAY_CUT_EVERY: Final = 60.0  # seconds
 
-    def __init__(self, most: int = MOST_MEMBERS) -> None:
+
+class Cap:
+    """At most ``most`` members in an answer; an error line as more begin to be live (naming
+    how many), again every minute while they are (which tasks run where is frozen meanwhile,
+    and nothing else shows what that costs: ``/readyz`` is ready, a replica may own nothing),
+    and a word when they fit again. Used by one renewal at a time."""
+
+    def __init__(self, most: int = MOST_MEMBERS, clock: Callable[[], float] = time.monotonic):
         if most < 1:
             raise ValueError(f"at least one member (this replica), got {most}")
         self.most = most
         self.live = 0  # at the last count
         self._over = False
+        self._clock = clock
+        self._said = 0.0  # when the error line was last said
 
     def kept(self, live: list[Member], rank: Callable[[Member], Any]) -> list[Member]:
         """The ``most`` first of ``live`` by ``rank`` (this replica's first), by id."""
@@ -123,10 +131,12 @@ class Cap:
         """Tell how many members are live (before the cap)."""
         self.live = live
         over = live > self.most
-        if over and not self._over:
-            log.warning(
+        if over and (not self._over or self._clock() - self._said >= SAY_CUT_EVERY):
+            self._said = self._clock()
+            log.error(
                 "more members are live than a renewal reads: until they fit, none is taken "
-                "for gone and no task moves",
+                "for gone, no task moves, and a replica that joins, drains or dies meanwhile "
+                "hands over nothing",
                 extra={"fields": {"live": live, "read": self.most}},
             )
         elif self._over and not over:

@@ -100,9 +100,22 @@ def test_a_warning_names_how_many_are_live_once(
         a.renew(me("a"))
     said = [(r.levelname, getattr(r, "fields", {})) for r in caplog.records]
     assert said == [
-        ("WARNING", {"live": 3, "read": MOST}),
+        ("ERROR", {"live": 3, "read": MOST}),
         ("INFO", {"live": 2}),
     ]
+
+
+def test_a_cut_list_is_said_again_every_minute_while_it_lasts(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    now = [0.0]
+    cap = Cap(2, clock=lambda: now[0])
+    with caplog.at_level(logging.INFO, logger="crontask.membership"):
+        for at, live in ((0, 3), (30, 3), (59, 4), (61, 3), (62, 2), (63, 3)):
+            now[0] = at
+            cap.count(live)
+    said = [(r.levelname, r.fields["live"]) for r in caplog.records]  # type: ignore[attr-defined]
+    assert said == [("ERROR", 3), ("ERROR", 3), ("INFO", 2), ("ERROR", 3)]
 
 
 def test_a_cap_below_one_is_refused() -> None:
