@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import uuid
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
@@ -131,13 +132,17 @@ def test_postgres_an_exclusive_claim_waits_for_another_replicas_claim_of_the_tas
     on it after the run path's lock wait was made plainly (controller.claims), without the
     look for the other replica's run: under Forbid its slot ran beside that run. It waits."""
     monkeypatch.setattr(sql, "WRITE_LOCK_WAIT", timedelta(milliseconds=100))
-    theirs = rec(TASK, 0, RunStatus.RUNNING, owner="b:2:y")
+    # A task of this test's own: advisory locks are the database's, not the schema's, and
+    # another test's exclusive claim of the usual task, on the other worker, would be the lock
+    # this claim waits for (not the one the test holds, which it then never sees waited for).
+    task = f"ops/lock-wait-{uuid.uuid4().hex[:12]}"
+    theirs = rec(task, 0, RunStatus.RUNNING, owner="b:2:y")
     with pg_store.engine.connect() as other, ThreadPoolExecutor(1) as pool:
         # Another replica's claim of the task, stalled inside its transaction.
-        other.execute(sql_exclusive.LOCK_TASKS, {"kind": sql_exclusive.TASK_LOCK, "tasks": [TASK]})
+        other.execute(sql_exclusive.LOCK_TASKS, {"kind": sql_exclusive.TASK_LOCK, "tasks": [task]})
         other.execute(sa.insert(runs).values(record_to_row(theirs)))
         blocker = other.execute(sa.text("SELECT pg_backend_pid()")).scalar_one()
-        claiming = pool.submit(pg_store.claim_exclusive, [rec(TASK, 1, RunStatus.RUNNING)])
+        claiming = pool.submit(pg_store.claim_exclusive, [rec(task, 1, RunStatus.RUNNING)])
         with pg_store.engine.connect() as watch:
             _wait_until_blocked(watch, blocker, 1)
         # Well past the run path's lock wait, the claim still waits for the lock.
