@@ -132,9 +132,8 @@ def test_postgres_an_exclusive_claim_waits_for_another_replicas_claim_of_the_tas
     on it after the run path's lock wait was made plainly (controller.claims), without the
     look for the other replica's run: under Forbid its slot ran beside that run. It waits."""
     monkeypatch.setattr(sql, "WRITE_LOCK_WAIT", timedelta(milliseconds=100))
-    # A task of this test's own: advisory locks are the database's, not the schema's, and
-    # another test's exclusive claim of the usual task, on the other worker, would be the lock
-    # this claim waits for (not the one the test holds, which it then never sees waited for).
+    # A task of this test's own: advisory locks are the database's, not the schema's, so no
+    # other test's exclusive claim, on the other worker, can be the lock this claim waits for.
     task = f"ops/lock-wait-{uuid.uuid4().hex[:12]}"
     theirs = rec(task, 0, RunStatus.RUNNING, owner="b:2:y")
     with pg_store.engine.connect() as other, ThreadPoolExecutor(1) as pool:

@@ -55,6 +55,9 @@ def _wait_until_blocked(conn: Connection, blocker: int, n: int) -> None:
     server's own view of them)."""
     deadline = time.monotonic() + 30
     while conn.execute(_BLOCKED_BY, {"blocker": blocker}).scalar_one() < n:
+        # pg_stat_activity is read once a transaction: a poll in the same one never sees a
+        # backend that began to wait after the first (a connection not in autocommit).
+        conn.rollback()
         assert time.monotonic() < deadline, "no transaction ever waited for the other"
         time.sleep(0.01)
 
