@@ -31,8 +31,10 @@ The :class:`Cluster` component keeps this replica's membership record renewed ev
   renewal looks at those that left the live members (draining ones too) since the last sweep
   that worked; at joining and after a lapse, at every owner that is no live member (not on
   every renewal: one that joined since the list was read may have claimed a run already).
-- **Too many members.** A list cut by ``membership.base.Cap`` (others' records sway which
-  ones) moves no task and marks no run; once they fit, every owner not live is looked at.
+- **Too many members.** On a list cut by ``membership.base.Cap`` (others' records sway which
+  ones), only the members known from the last whole list count (``assigned_over``): a known
+  one that dies or drains hands its tasks over, one that joins is assigned nothing; once they
+  fit, every owner not live is looked at.
 - **Clean exit.** When the process begins to stop, this replica announces itself *draining*: the
   others take its tasks at their next renewal, while its runs finish within the shutdown grace;
   it leaves once they have.
@@ -52,7 +54,7 @@ import contextlib
 import dataclasses
 import logging
 from collections.abc import Callable, Collection, Mapping
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from reconciler.aio import first_of, in_thread
 from reconciler.controller.active import HANDED_OVER
@@ -61,8 +63,9 @@ from reconciler.controller.manager import Ready
 from reconciler.controller.queue import WorkQueue
 from reconciler.controller.reconcile import Reconciler
 from reconciler.controller.replica_views import Disagreement, ReplicaViews
-from reconciler.core.assignment import Assignment
-from reconciler.core.runs import UNTOLD, RunRecord
+from reconciler.controller.sweep import Swept, sweep
+from reconciler.core.assignment import Assignment, assigned_over
+from reconciler.core.runs import RunRecord
 from reconciler.host import boot_clock
 from reconciler.membership.base import (
     Announcement,
@@ -137,6 +140,8 @@ class Cluster:
         # Members that left the live ones since the last sweep that worked, whose runs are
         # looked at; None: every owner that is no live member (joining, a lapse).
         self._gone: set[str] | None = None
+        # The members of the last whole list still live (core.assignment.assigned_over).
+        self._known: frozenset[str] = frozenset()
         self._renewal: tuple[float, asyncio.Future[list[Member]]] | None = None  # in flight
         self._unexpected: str | None = None  # the unexpected renewal error last logged
         # The members tasks are assigned over -> their last renewal seen while they scheduled.
@@ -280,38 +285,41 @@ class Cluster:
         draining = {m.id for m in members if m.draining and m.id != self.me.id}
         if self.stopping.is_set():
             draining.add(self.me.id)
-        active = tuple(sorted(m.id for m in members if m.id not in draining))
         live = frozenset(m.id for m in members)
-        if cut := self.live_count > len(members):  # replicas may read different lists
-            active, self._gone = (), None  # joining: nothing is ours; once they fit: all swept
+        cut = self.live_count > len(members)  # replicas may read different lists
+        known = self._known
+        active, self._known = assigned_over(live, frozenset(draining), cut=cut, known=known)
+        if cut:  # only the known members that died are noticed; once they fit, all are
+            self._gone = None
         elif self._gone is not None:
             # One that is live again (a paused process that renewed) is not dead.
             self._gone = (self._gone | (self._live - live)) - live
         self._live = live
         assigned = frozenset(active)  # not the tuple: a member list may be long
         published = tuple(sorted((m.id, m.digest) for m in members if m.id in assigned))
-        if (active, published) != self._basis and not (cut and self._assignment is not None):
+        if (active, published) != self._basis:
             try:
                 await self._reassign(active, published)
             except Exception:
                 log.exception("could not take the new assignment; the next renewal tries again")
                 return
-        gone = None if self._gone is None else frozenset(self._gone)
+        gone = known - live if cut else None if self._gone is None else frozenset(self._gone)
         try:
-            stops, foreign = await in_thread(self._housekeep, members, frozenset() if cut else gone)
+            swept = await in_thread(self._housekeep, members, gone)
         except Exception:
             log.exception("replica housekeeping failed; the next renewal tries again")
             return
-        self._gone = None if cut else set()  # swept (a cut list sweeps nothing)
+        if not cut:
+            self._gone = set()  # swept
         if self.dispatcher.handover is not None:
-            for task in foreign:
+            for task in swept.foreign:
                 self.dispatcher.handover.inherit(task)
         if self.dispatcher.unstarted and self.dispatcher.paused is None:
             # The store answered: slots not started for want of a checked claim are caught up
             # (by the new owner, for a task that moved meanwhile).
             self.reconciler.catch_up_unstarted()
         self._report()
-        for run, reason in stops:
+        for run, reason in swept.stops:
             if self.dispatcher.stop_run(run, reason):
                 log.info("run stopped at another replica's request", extra={"fields": {"run": run}})
 
@@ -398,40 +406,14 @@ class Cluster:
             return now - timedelta(seconds=self.timing.lease_seconds + self.timing.renew_interval)
         return min(max(renewed, now - timedelta(seconds=10 * self.timing.lease_seconds)), now)
 
-    def _housekeep(
-        self, members: list[Member], gone: frozenset[str] | None
-    ) -> tuple[list[tuple[str, str]], set[str]]:
-        """In a worker thread: dead replicas' runs (of the members ``gone``, or of every owner
-        that is no live member if None), views. Returns the runs here that another replica
-        asked to stop (with the reason), and the tasks of ours running elsewhere."""
-        stops = [(run, reason) for run, _, reason in self.store.stop_requests(self.me.id)]
+    def _housekeep(self, members: list[Member], gone: frozenset[str] | None) -> Swept:
+        """In a worker thread: dead replicas' runs (``controller.sweep``), views."""
         live = {m.id for m in members}
-        running = self.store.running()
-        # A task of ours that another replica runs now (a manual run asked there, or a run
-        # from before a handover): its next run here asks the store first.
-        foreign = {
-            r.task for r in running if r.owner != self.me.id and self.reconciler.mine(r.task)
-        }
-        owners = {r.owner for r in running if r.owner} - live - {self.me.id}
-        if gone is not None:
-            owners &= gone
-        if owners:  # on most renewals none: no more queries
-            # A crontask without --ha that shares the store beats instead of renewing a
-            # membership: the heartbeat judges it (controller.heartbeat).
-            dead = owners - set(self.store.beats())
-            # A dead replica's Job runs on: the task's new owner adopts the run.
-            keep = [r.id for r in running if r.owner in dead and self.outlives(r)]
-            # Replicas tell of no crashed run (``Notifier.crashes_told``): the record says so.
-            marked = self.store.mark_interrupted(dead, datetime.now(UTC), keep=keep, note=UNTOLD)
-            for record in marked:
-                log.warning(
-                    "run interrupted: its replica is gone",
-                    extra={
-                        "fields": {"task": record.task, "run": record.id, "owner": record.owner}
-                    },
-                )
+        swept = sweep(
+            self.store, self.me.id, live, gone, mine=self.reconciler.mine, outlives=self.outlives
+        )
         self.views.compare(members)
-        return stops, foreign
+        return swept
 
     # -- what this replica publishes --------------------------------------------------------
 
@@ -449,6 +431,7 @@ class Cluster:
             revision=self.revision(),
             owned=len(self.reconciler.scheduler.owned()),
             draining=self.stopping.is_set(),
+            known=self._known,
         )
 
     def _renewal_failed(self, err: Exception) -> None:

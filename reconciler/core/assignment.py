@@ -13,6 +13,16 @@ do not all declare every key: a key goes to the heaviest of the members that dec
 has no owner. The hash is the same, so every replica that is given the same members and the
 same ``declared`` computes the same owner, and a key declared by every member keeps the owner
 it has without ``declared``.
+
+Which members tasks are assigned over (:func:`assigned_over`) depends on whether the renewal's
+list holds every live member or was *cut* (more are live than a renewal reads, a flood another
+writer of the records can make): which ones a cut list holds is swayed by that writer, so two
+replicas may read different lists. Each renewal therefore ranks right after the replica itself
+the members it *knows* (those of its last whole list still live): they number fewer than a
+list holds, so a known member missing from a cut list is not live. On a cut list, tasks are
+assigned over the known members that are live and not draining: a replica that dies or stops
+hands its tasks over as always, and a member not known (one of that writer's records, or a
+replica that joins meanwhile) is assigned nothing until the list is whole again.
 """
 
 from __future__ import annotations
@@ -34,6 +44,17 @@ def owner(key: str, members: Iterable[str]) -> str | None:
         if best is None or candidate > best:
             best = candidate
     return best[1] if best else None
+
+
+def assigned_over(
+    live: frozenset[str], draining: frozenset[str], *, cut: bool, known: frozenset[str]
+) -> tuple[tuple[str, ...], frozenset[str]]:
+    """The members tasks are assigned over (by id), and those known from now on, given the live
+    members a renewal read (``draining`` among them) and whether its list was ``cut``."""
+    if not cut:
+        return tuple(sorted(live - draining)), live
+    known = known & live  # a known member missing from a cut list is gone
+    return tuple(sorted(known - draining)), known
 
 
 def declaring(

@@ -11,11 +11,13 @@ Contract:
   that does not parse is not a member.
 - It returns at most ``most`` members (:data:`MOST_MEMBERS` unless told), itself always among
   them: any client of the service can write records, and a replica reads every member on every
-  renewal. When more are live, those that published a view (a digest) come first, then those
-  renewed (or seen to renew) most recently, and a warning names how many are live
-  (:class:`Cap`). ``live_count`` says how many were live at the last renewal, before the cap:
-  when more than it returned, the answer was cut, and may not be the one another replica got
-  (whoever writes records sways the order), so the caller must not judge by who is missing.
+  renewal. When more are live, the members it knows (``me.known``) come first after itself,
+  then those that published a view (a digest), then those renewed (or seen to renew) most
+  recently, and a warning names how many are live (:class:`Cap`). ``live_count`` says how many
+  were live at the last renewal, before the cap: when more than it returned, the answer was
+  cut, and may not be the one another replica got (whoever writes records sways the order), so
+  the caller must judge by who is missing among the members it knows only
+  (``core.assignment.assigned_over``).
 - A record is live until ``lease_seconds`` have passed since its last renewal, judged by a clock
   no replica owns: PostgreSQL's ``now()``; for Kubernetes Leases, the time *this* replica
   observed each renewal, as client-go's leader election does, so no two clocks are compared.
@@ -66,6 +68,9 @@ class Announcement:
     # Not published: how long this renewal may take (it is below the renew deadline), for an
     # implementation that can bound its calls; None: as long as its own timeouts allow.
     budget: float | None = None
+    # Not published: the members this replica knows, ranked right after it when more are live
+    # than a renewal returns (fewer than it returns: they all fit).
+    known: frozenset[str] = frozenset()
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -122,10 +127,14 @@ class Cap:
         self._clock = clock
         self._said = 0.0  # when the error line was last said
 
-    def kept(self, live: list[Member], rank: Callable[[Member], Any]) -> list[Member]:
-        """The ``most`` first of ``live`` by ``rank`` (this replica's first), by id."""
+    def kept(
+        self, live: list[Member], me: Announcement, rank: Callable[[Member], Any]
+    ) -> list[Member]:
+        """The ``most`` first of ``live``, by id: ``me``, the members it knows, then the others
+        by ``rank``."""
         self.count(len(live))
-        return sorted(sorted(live, key=rank)[: self.most], key=lambda m: m.id)
+        first = sorted(live, key=lambda m: (m.id != me.id, m.id not in me.known, rank(m)))
+        return sorted(first[: self.most], key=lambda m: m.id)
 
     def count(self, live: int) -> None:
         """Tell how many members are live (before the cap)."""
@@ -134,9 +143,9 @@ class Cap:
         if over and (not self._over or self._clock() - self._said >= SAY_CUT_EVERY):
             self._said = self._clock()
             log.error(
-                "more members are live than a renewal reads: until they fit, none is taken "
-                "for gone, no task moves, and a replica that joins, drains or dies meanwhile "
-                "hands over nothing",
+                "more members are live than a renewal reads: until they fit, the members "
+                "read when they last did keep the tasks, and a replica that joins meanwhile "
+                "takes none",
                 extra={"fields": {"live": live, "read": self.most}},
             )
         elif self._over and not over:

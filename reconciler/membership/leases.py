@@ -29,7 +29,7 @@ have no value for is removed, so a ``crontask.dev/draining`` someone else wrote 
 next renewal at most), and our own record is read as we announced it: what this replica
 publishes is its own state, never what anyone wrote meanwhile. Each call of a renewal is
 bounded by what is left of its budget. At most ``most`` members are returned (``base.Cap``):
-ours, then those with a digest, then those seen to renew most recently.
+ours, those we know, then those with a digest, then those seen to renew most recently.
 
 A Lease is deleted only in the state it was judged in, with a ``resourceVersion`` precondition:
 our own at ``leave`` as we last wrote it, an expired one as it was listed. A Lease written since
@@ -255,10 +255,7 @@ class LeaseMembership:
             del self._observed[gone]
         for gone in set(self._refused) - seen:
             del self._refused[gone]
-        return self._cap.kept(
-            live,
-            lambda m: (lease_name(m.id) != mine, m.digest is None, -observed[m.id], m.id),
-        )
+        return self._cap.kept(live, me, lambda m: (m.digest is None, -observed[m.id], m.id))
 
     def _parsed(self, name: str, lease: dict[str, Any], record: tuple[Any, ...]) -> Member | None:
         """The member a Lease describes, or None (logged once per record) if it is not one."""

@@ -48,9 +48,7 @@ class Registry:
             )
             self.records[me.id] = (member, me.lease_seconds)
             live = [m for m, s in self.records.values() if self._live((m, s), now, ours)]
-            kept = self._cap.kept(
-                live, lambda m: (m.id != me.id, m.digest is None, now - m.renewed, m.id)
-            )
+            kept = self._cap.kept(live, me, lambda m: (m.digest is None, now - m.renewed, m.id))
             return kept, len(live)
 
     def leave(self, me: Announcement) -> None:

@@ -17,8 +17,8 @@ and every replica would fence), or which was renewed further in the future than 
 a member, and is forgotten at once. The interval arithmetic is only done on rows that passed that
 check (in a ``CASE``, whose order PostgreSQL keeps), since one out-of-range interval fails the
 whole statement. At most ``most`` live rows are read (``membership.base.Cap``): this replica's,
-then those with a digest, then those renewed nearest the database's ``now()`` (a replica renews
-every interval; a row dated ahead of it is no fresher).
+those it knows, then those with a digest, then those renewed nearest the database's ``now()``
+(a replica renews every interval; a row dated ahead of it is no fresher).
 """
 
 from __future__ import annotations
@@ -186,6 +186,7 @@ class SqlMembership:
             .where(live_row)
             .order_by(
                 (members.c.id == me.id).desc(),
+                members.c.id.in_(sorted(me.known)).desc(),
                 members.c.digest.is_(None),  # false first
                 distance,
                 members.c.id,

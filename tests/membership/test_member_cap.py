@@ -87,6 +87,19 @@ def test_members_that_published_a_view_are_read_first(join: Join) -> None:
     assert ids(a.renew(me("a", digest="d1"))) == ["a:1:a", "c:1:c"]
 
 
+def test_the_members_a_replica_knows_are_read_before_any_other(join: Join) -> None:
+    """Whoever writes records sways which others a cut list holds, never the known ones: a
+    known member missing from it is not live (``core.assignment.assigned_over``)."""
+    a, b, c, d = join(), join(), join(), join()
+    b.renew(me("b"))  # no view, and the first renewed: last by every other rank
+    c.renew(me("c", digest="d1"))
+    d.renew(me("d", digest="d1"))
+    knows_b = me("a", known=frozenset({"b:1:b", "gone:1:x"}))
+    assert ids(a.renew(knows_b)) == ["a:1:a", "b:1:b"]
+    assert a.live_count == 4
+    assert ids(a.renew(me("a"))) != ["a:1:a", "b:1:b"]
+
+
 def test_a_warning_names_how_many_are_live_once(
     join: Join, caplog: pytest.LogCaptureFixture
 ) -> None:
