@@ -73,6 +73,11 @@ _TIMEOUT: Final = (5.0, 10.0)
 # deeper (managedFields) is not read.
 _LIST_DEPTH: Final = 5
 _LEASE_DEPTH: Final = 2  # a Lease > its metadata, for its resourceVersion
+# Leases a list page holds: a few replicas' Leases are one page; a page of the largest Leases
+# the API server takes stays tens of megabytes.
+_PAGE: Final = 50
+_MOST_TEXT: Final = 4096  # longer than any value a member writes (its id, address, revision)
+_SPEC: Final = ("holderIdentity", "renewTime", "leaseDurationSeconds")
 
 Monotonic = Callable[[], float]
 
@@ -167,15 +172,7 @@ class LeaseMembership:
                     self.namespace, _created(body), **self._raw(until)
                 )
             self._written = _resource_version(written.data)
-            found = jsondepth.decode(
-                self._leases.list_namespaced_lease(
-                    self.namespace, label_selector=self._selector, **self._raw(until)
-                ).data,
-                _LIST_DEPTH,
-            )
-            items = found.get("items") if isinstance(found, dict) else None
-            if not isinstance(items, list):
-                raise ValueError("the answer is not a list of Leases")
+            items = self._listed(until)
         except Exception as err:  # an API error or a connection error: nothing is known
             raise MembershipUnavailable(f"leases in {self.namespace}: {_describe(err)}") from err
         return self._live(items, me, until)
@@ -206,6 +203,31 @@ class LeaseMembership:
 
     def close(self) -> None:
         pass
+
+    def _listed(self, until: float | None) -> list[dict[str, Any]]:
+        """The member Leases, read a page at a time, each kept as the little a renewal reads
+        (:func:`_slim`): anyone may write a Lease as large as the API server takes, and a
+        whole list of such was held at once."""
+        items: list[dict[str, Any]] = []
+        token: str | None = None
+        while True:
+            page = jsondepth.decode(
+                self._leases.list_namespaced_lease(
+                    self.namespace,
+                    label_selector=self._selector,
+                    limit=_PAGE,
+                    **({"_continue": token} if token else {}),
+                    **self._raw(until),
+                ).data,
+                _LIST_DEPTH,
+            )
+            found = page.get("items") if isinstance(page, dict) else None
+            if not isinstance(found, list):
+                raise ValueError("the answer is not a list of Leases")
+            items.extend(_slim(lease) for lease in found)
+            token = _part(page, "metadata").get("continue")
+            if not isinstance(token, str) or not token:
+                return items
 
     def _raw(self, until: float | None) -> dict[str, Any]:
         """A call's options: its answer left undecoded (read by :func:`_decode`, or not at
@@ -355,6 +377,29 @@ def _member(holder: str, lease: dict[str, Any]) -> Member:
         owned=int(owned) if owned.isdigit() else 0,
         draining=notes.get(_ANNOTATION + "draining") == "true",
     )
+
+
+def _slim(lease: Any) -> dict[str, Any]:
+    """What a renewal reads of a Lease: its name and version, its spec's scalars, and its
+    ``crontask.dev/`` annotations, each dropped when longer than a member publishes."""
+    metadata, spec = _part(lease, "metadata"), _part(lease, "spec")
+    notes = _part(metadata, "annotations")
+    return {
+        "metadata": {
+            "name": metadata.get("name"),
+            "resourceVersion": metadata.get("resourceVersion"),
+            "annotations": {
+                k: v
+                for k, v in notes.items()
+                if k.startswith(_ANNOTATION) and isinstance(v, str) and len(v) <= _MOST_TEXT
+            },
+        },
+        "spec": {k: spec.get(k) for k in _SPEC if _short(spec.get(k))},
+    }
+
+
+def _short(value: Any) -> bool:
+    return value is not None and (not isinstance(value, str) or len(value) <= _MOST_TEXT)
 
 
 def _part(value: Any, key: str) -> dict[str, Any]:
