@@ -4,13 +4,20 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test test-slow lint typecheck contracts pytest schema bench bench-quick clean
+.PHONY: run test test-slow lint typecheck contracts pytest schema bench bench-quick clean constraints
 
-$(STAMP): pyproject.toml
+# Run-time dependencies at the versions deploy/constraints.txt pins (the image's); the test
+# tools as pyproject.toml allows.
+$(STAMP): pyproject.toml deploy/constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[test]'
+	$(BIN)/pip install --quiet -e '.[test]' --constraint deploy/constraints.txt
 	touch $(STAMP)
+
+# Pin the run-time dependencies at the versions installed now (after changing pyproject.toml's,
+# or to take newer ones: `pip install --upgrade` them in the venv, test, then run this).
+constraints: $(STAMP)
+	$(BIN)/python -m tests.deploy.constraints > deploy/constraints.txt
 
 run: $(STAMP)
 	$(BIN)/crontask run examples/tasks $(RUN_ARGS)
