@@ -101,6 +101,15 @@ class Match(_Config):
     name: str | None = Field(None, min_length=1, max_length=253, description="a glob: backup-*")
     source: SourceKind | None = None
 
+    @field_validator("name")
+    @classmethod
+    def _lower(cls, value: str | None) -> str | None:
+        # A task's name is lower case (DNS-1123): a capital outside a [set] matches no task.
+        outside = re.sub(r"\[[^]]*\]", "", value or "")
+        if outside != outside.lower():
+            raise ValueError(f"task names are lower case: {value!r} can match none")
+        return value
+
 
 class Route(_Config):
     receiver: Name

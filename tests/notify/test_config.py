@@ -102,6 +102,11 @@ def test_the_documented_shape_loads(tmp_path: Path) -> None:
             "label (lower-case letters, digits and '-', starting and ending with a letter or "
             "digit), as every task's namespace is: it would match no task",
         ),
+        (  # a task's name is lower case: a capital outside a [set] would match no task
+            ('name: "backup-*"', 'name: "Backup-*"'),
+            "notifications.yaml:12:35: routes[0].match.name: task names are lower case: "
+            "'Backup-*' can match none",
+        ),
         (
             ("  - name: chat\n", "  - name: ops-hook\n"),
             "notifications.yaml:6:11: receivers[1].name: receiver names must be unique: "
@@ -115,6 +120,11 @@ def test_errors_name_the_place(tmp_path: Path, change: tuple[str, str], expected
     with pytest.raises(NotificationConfigError) as caught:
         load(write(tmp_path, GOOD.replace(old, new)))
     assert expected in str(caught.value)
+
+
+def test_a_name_glob_with_capitals_in_a_set_only_loads(tmp_path: Path) -> None:
+    loaded = load(write(tmp_path, GOOD.replace('name: "backup-*"', 'name: "[!A-Z]ackup-*"')))
+    assert loaded.config.routes[0].match.name == "[!A-Z]ackup-*"
 
 
 def test_urls_and_secrets_stay_out_of_messages(tmp_path: Path) -> None:
