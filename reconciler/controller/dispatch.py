@@ -40,9 +40,11 @@ from datetime import UTC, datetime
 
 from reconciler.aio import ended, first_of
 from reconciler.controller.active import REPLACED, SHUTDOWN, ActiveRun
+from reconciler.controller.ahead import AheadSlots
 from reconciler.controller.bounds import TOO_MANY_RUNS, RunBounds
 from reconciler.controller.execution import RunExecution, RunListener
 from reconciler.controller.handover import Handover
+from reconciler.controller.periods import RanPeriods, not_run
 from reconciler.controller.recorder import Recorder
 from reconciler.controller.slots import SlotLedger
 from reconciler.core.desired import Definition
@@ -62,7 +64,7 @@ _KILL_AGAIN = 0.5  # seconds
 Clock = Callable[[], datetime]
 
 
-class Dispatcher(RunExecution):
+class Dispatcher(RunExecution, AheadSlots):
     def __init__(
         self,
         store: RunStore,
@@ -77,6 +79,7 @@ class Dispatcher(RunExecution):
         self.actions = actions
         self.clock = clock
         self.ledger = SlotLedger()
+        self.periods = RanPeriods()  # a changed task's slots whose period ran (periods.py)
         # With replicas: runs of tasks inherited from another replica (see handover.py).
         self.handover: Handover | None = None
         self._paused: str | None = None
@@ -139,71 +142,7 @@ class Dispatcher(RunExecution):
         uid) and the runs adopted (``adopt``): what is no start, and no end."""
         self._progress_listeners.append(listener)
 
-    # -- the hand-off ----------------------------------------------------------------------
-
-    def due(self, definition: Definition, scheduled_at: datetime) -> None:
-        """A scheduled slot, handed over by the scheduler up to ``AHEAD_MAX`` before it.
-
-        A run that can be decided now is: its claim goes to the store at once and its start
-        waits for the slot, so its process starts on the slot rather than after the claim.
-        What a slot becomes can depend on what happens until then (a run of the task still in
-        progress, a task inherited from another replica, a pause): such a slot is decided at
-        the slot, by ``fire``, as if handed over then; a pass that changes or removes the
-        task meanwhile settles it first (``before_change``)."""
-        ahead = (scheduled_at - self.clock()).total_seconds()
-        if not 0 < ahead <= AHEAD_MAX or self._decidable_ahead(definition):
-            self.fire(definition, scheduled_at)
-            return
-        key = definition.key
-        deferred = self._deferred.setdefault(key, {})
-        if (earlier := deferred.pop(scheduled_at, None)) is not None:
-            earlier[0].cancel()
-        handle = asyncio.get_running_loop().call_later(
-            ahead, self._due_now, definition, scheduled_at
-        )
-        deferred[scheduled_at] = (handle, definition)
-
-    def before_change(self, key: str, *, changed: bool) -> None:
-        """The scheduler is about to change (``changed``) or remove the job of ``key``: its
-        slots deferred to their instant are not decided later. A changed task's slot whose
-        instant has passed (the loop was busy) is decided now, as it stood: the scheduler
-        handed it over already, and the changed job starts after it. One still ahead is
-        handed over again by the changed job if its schedule still has it."""
-        self._undefer(key, decide_due=changed)
-
-    def _decidable_ahead(self, definition: Definition) -> bool:
-        key = definition.key
-        if self.paused is not None or (self.handover is not None and self.handover.inherited(key)):
-            return False
-        if self.resumable is not None and self.resumable.running(key):
-            return False
-        allow = definition.task.spec.concurrency_policy is ConcurrencyPolicy.ALLOW
-        return allow or not self._active.get(key)
-
-    def _due_now(self, definition: Definition, scheduled_at: datetime) -> None:
-        self._undefer(definition.key, scheduled_at)
-        self.fire(definition, scheduled_at)
-
-    def _undefer(self, key: str, slot: datetime | None = None, *, decide_due: bool = False) -> None:
-        """Cancel the slots of ``key`` deferred to their instant (``slot``: that one only).
-        ``decide_due``: a slot whose instant has passed (the loop was busy until now) is
-        decided now, with the definition in force at its instant: the scheduler handed it
-        over already, so nothing else would."""
-        deferred = self._deferred.get(key)
-        if deferred is None:
-            return
-        due: list[tuple[datetime, Definition]] = []
-        for at in [slot] if slot is not None else list(deferred):
-            if (entry := deferred.pop(at, None)) is not None:
-                entry[0].cancel()
-                due.append((at, entry[1]))
-        if not deferred:
-            del self._deferred[key]
-        if decide_due:
-            now = self.clock()
-            for at, definition in due:
-                if at <= now:
-                    self.fire(definition, at)
+    # -- the hand-off (``controller.ahead``: slots handed over ahead) ----------------------
 
     def fire(
         self, definition: Definition, scheduled_at: datetime, trigger: Trigger = Trigger.SCHEDULE
@@ -212,6 +151,8 @@ class Dispatcher(RunExecution):
         spec = definition.task.spec
         key = definition.key
         now = self.clock()
+        if trigger is Trigger.SCHEDULE and self.periods.ran(key, scheduled_at):
+            return not_run(key, scheduled_at, self.owner, now)
         # A scheduled slot handed over ahead of it (``due``) starts on the slot, not before.
         ahead = (scheduled_at - now).total_seconds() if trigger is Trigger.SCHEDULE else 0.0
         ahead = ahead if 0 < ahead <= AHEAD_MAX else 0.0
@@ -363,6 +304,7 @@ class Dispatcher(RunExecution):
 
     def forget(self, key: str) -> None:
         self.ledger.forget(key)
+        self.periods.forget(key)
 
     def catch_up(
         self,
@@ -375,12 +317,22 @@ class Dispatcher(RunExecution):
         """Slots of ``definition`` after ``anchor`` (its last recorded slot) up to ``until``
         (where the scheduler takes over) were missed: the latest runs once as a ``catchup`` if
         the starting deadline allows, the older ones are recorded as one counted skip (unless
-        ``record_superseded`` is False: slots missed while suspended leave no record)."""
+        ``record_superseded`` is False: a task resumed or changed while crontask runs, whose
+        slots missed while suspended, or of another schedule, leave no record, as its latest
+        one past the deadline does not either)."""
+        if not record_superseded:
+            handed = self.ledger.last_slot(definition.key)
+            self.periods.changed(definition.key, handed, anchor, until)
         missed = self.ledger.catch_up(definition, anchor, until)
         if missed.superseded is not None and record_superseded:
             self._skip_slots(definition, missed.superseded)
-        if missed.latest is not None:
-            self.fire(definition, missed.latest, Trigger.CATCHUP)
+        if missed.latest is None:
+            return
+        deadline = definition.task.spec.starting_deadline_seconds
+        late = (self.clock() - missed.latest).total_seconds()
+        if not record_superseded and deadline is not None and late > deadline:
+            return  # as a resumed CronJob: it creates nothing for a slot past its deadline
+        self.fire(definition, missed.latest, Trigger.CATCHUP)
 
     def cancel_retries(self, key: str, reason: str) -> int:
         """Runs of ``key`` do not retry: each records its abandoned attempt with ``reason``
@@ -394,9 +346,26 @@ class Dispatcher(RunExecution):
         for active in runs:
             if active.waiting:
                 active.stop(reason)
+                self._let_go(active)
             else:
                 active.no_retry = active.no_retry or reason
         return len(runs)
+
+    def _let_go(self, active: ActiveRun) -> None:
+        """A run whose retry waited and will not start holds its slot no longer: a run asked
+        for in the same turn (a changed task's catch-up, a manual run) is not refused for it by
+        the concurrency policy, though its task wakes on a later turn to record the attempt it
+        abandons; drain and shutdown wait for that task as for a record's write."""
+        record = active.record
+        runs = self._active.get(record.task, {})
+        if runs.get(record.id) is active:
+            del runs[record.id]
+            if not runs:
+                self._active.pop(record.task, None)
+        self.bounds.release(record.id)
+        if active.task is not None:
+            self._writes.add(active.task)
+            active.task.add_done_callback(self._writes.discard)
 
     # -- waiting and shutdown ----------------------------------------------------------------
 

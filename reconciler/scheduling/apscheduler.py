@@ -32,6 +32,11 @@ no more than a log line):
   the slot after each one it hands off), so the trigger's last answer *is* the job's next run
   time: ``snapshot()`` reads it there, with the slot it followed, and never asks APScheduler's
   job store (whose lock its own wake-ups hold) or the schedule engine again.
+- The scheduler waits for its next slot at most ``WAKE_MAX`` seconds at a time. It works out
+  the wait from the wall clock, but its timer (``loop.call_later``) counts on the monotonic
+  clock, which a wall clock stepped forward leaves behind and a suspended host stops: a slot
+  due an hour ahead would come an hour late. A spare wake-up only looks at the head of the job
+  store.
 """
 
 from __future__ import annotations
@@ -83,6 +88,9 @@ DUE_PER_WAKEUP = 16
 # before it with these figures).
 AHEAD_BASE = 0.05
 AHEAD_PER_RUN = 0.001
+# The longest the scheduler waits before it looks at the wall clock again (module docstring):
+# how late a slot may come after the clock stepped forward or the host resumed from suspend.
+WAKE_MAX = 2.0
 
 
 class _ScheduleTrigger(BaseTrigger):  # type: ignore[misc]
@@ -331,7 +339,7 @@ class _Scheduler(AsyncIOScheduler):  # type: ignore[misc]
         if wait <= 0:  # more jobs are due: the next part follows in the next turn
             time.sleep(0)
             return 0.0
-        return min(wait, threading.TIMEOUT_MAX)
+        return min(wait, WAKE_MAX)
 
 
 def _latest_due(job: Any, now: datetime) -> datetime:
