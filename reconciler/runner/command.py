@@ -38,6 +38,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import os
 import signal
 import subprocess
 import time
@@ -123,8 +124,13 @@ class CommandRun:
     def kill_now(self, fresh_since: float) -> bool:
         """SIGKILL the run's whole session at once, without the kill grace (a second stop
         signal; ``fresh_since``: a ``/proc`` census that new may serve, see ``group``). False
-        if there is no process to kill: not started yet, or reaped (its pid may be another's)."""
-        if self._pid is None or self._exited:
+        if there is nothing to kill: not started yet, or reaped with nothing left to end.
+        Reaped but its session still being terminated (what it left ignores SIGTERM), the
+        session is killed all the same: a session whose members live keeps its id from
+        being any new process's pid."""
+        if self._pid is None:
+            return False
+        if self._exited and (self._terminator is None or self._terminator.done()):
             return False
         signal_session(self._pid, signal.SIGKILL, fresh_since=fresh_since)
         return True
@@ -147,9 +153,12 @@ class CommandRun:
         ``run()`` then returns ``FAILED`` with ``reason``. Called before ``run()`` (or while it is
         still spawning), the process is never started (or is terminated as soon as it exists).
         No-op once the process has exited, or if the run is already ending (first cause wins).
+        An exit the loop has not handled yet counts: the run ended on its own (``_gone``).
         """
         if self._exited or self._end is not None:
             return
+        if self._spawned and _gone(self._pid):
+            return  # run() returns that exit, once the loop hears of it
         self._end = End.STOPPED
         self._stop_reason = reason
         self._begin_termination()
@@ -361,9 +370,12 @@ class CommandRun:
             async with asyncio.timeout_at(deadline):
                 return await child.exited()
         except TimeoutError:
-            if self._end is None:
-                self._end = End.TIMED_OUT
-            self._begin_termination()
+            # A busy (or paused) loop may handle the exit and the deadline in one pass, and
+            # the deadline then wins: the process that exited in time did not time out.
+            if not _gone(child.pid):
+                if self._end is None:
+                    self._end = End.TIMED_OUT
+                self._begin_termination()
             return await child.exited()
 
     def _given_up(self) -> Outcome:
@@ -379,6 +391,19 @@ class CommandRun:
             timeout=self._timeout,
             stop_reason=self._stop_reason,
         )
+
+
+def _gone(pid: int | None) -> bool:
+    """Whether our child ``pid`` has exited, without waiting and without reaping it (its
+    ``Child`` does): a zombie, or reaped already (its exit is on the way to the loop)."""
+    if pid is None:
+        return False
+    try:
+        return os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
+    except ChildProcessError:
+        return True
+    except (AttributeError, OSError):  # no waitid here: judge by the loop alone
+        return False
 
 
 class CommandRunner:

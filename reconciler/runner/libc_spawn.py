@@ -133,10 +133,13 @@ class LibcSpawn:
             )
             _check(libc.posix_spawn_file_actions_adddup2(actions, output_fd, 1))
             _check(libc.posix_spawn_file_actions_adddup2(actions, output_fd, 2))
+            # After the actions above (it cannot close what they put on 0, 1 and 2), and
+            # before the chdir: a chdir that does not return (a working directory on a hung
+            # mount) would otherwise hold a copy of every descriptor crontask has open (other
+            # runs' output pipes, which would never see their end; its sockets; its database).
+            _check(libc.posix_spawn_file_actions_addclosefrom_np(actions, 3))
             if cwd is not None:
                 _check(libc.posix_spawn_file_actions_addchdir_np(actions, os.fsencode(cwd)))
-            # Last, so that it cannot close what the actions above opened on 0, 1 and 2.
-            _check(libc.posix_spawn_file_actions_addclosefrom_np(actions, 3))
             return self._first_that_starts(args[0], env, argv, envp, actions, cwd)
         finally:
             libc.posix_spawn_file_actions_destroy(actions)
