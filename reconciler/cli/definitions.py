@@ -20,7 +20,14 @@ from reconciler.cli.collector import rare_collections
 from reconciler.cli.main_helpers import existing_paths
 from reconciler.cli.terminal import cut, printable, shown
 from reconciler.core.crd import crd_document
-from reconciler.core.desired import Definition, DesiredState, Location, SourceKind, assemble
+from reconciler.core.desired import (
+    Definition,
+    DefinitionError,
+    DesiredState,
+    Location,
+    SourceKind,
+    assemble,
+)
 from reconciler.core.model import CronTask, json_schema
 from reconciler.core.plan import Operation, plan
 from reconciler.core.urls import redact_url
@@ -28,6 +35,7 @@ from reconciler.host import usable_cores
 from reconciler.scheduling.base import schedule_of
 from reconciler.sources.ahead import read_ahead
 from reconciler.sources.files import DirectorySource
+from reconciler.sources.rootstate import hold_message, is_within, yields_nothing
 from reconciler.sources.survey import survey
 from reconciler.sources.taskbound import declared_past
 
@@ -103,6 +111,9 @@ def _count(n: int, noun: str) -> str:
 def run_plan(args: argparse.Namespace) -> int:
     new_paths = existing_paths(args.paths)
     new, new_source = load(new_paths, args)
+    unread: set[str] = set()
+    held: set[str] = set()
+    held_problems: list[str] = []
     # `run` applies a file whole or not at all: what a file with errors defined stays in force.
     if args.server:
         # The server's files cannot be paired with these: the tasks a broken document still
@@ -113,8 +124,17 @@ def run_plan(args: argparse.Namespace) -> int:
         old_paths = existing_paths(args.against)
         old, old_source = load(old_paths, args)
         kept = _defined_by_broken_files(new_source, new_paths, old_source, old_paths)
+        pairs = (
+            list(zip(new_paths, old_paths, strict=True)) if len(new_paths) == len(old_paths) else []
+        )
+        removed = old.tasks.keys() - new.tasks.keys() - kept
+        unread, held, held_problems = _kept_for_places(
+            new_source, pairs, old_source, removed, args.allow_empty
+        )
+    # What `run` keeps stands in `desired`, each key for one reason: gone, it would be removed.
     kept = {key for key in kept if key in old.tasks and key not in new.tasks}
-    desired = {**new.tasks, **{key: old.tasks[key] for key in kept}}
+    held -= unread
+    desired = {**new.tasks, **{key: old.tasks[key] for key in kept | unread | held}}
     result = plan(desired, old.tasks, allow_empty=args.allow_empty)
     symbol = {Operation.ADD: "+", Operation.UPDATE: "~", Operation.REMOVE: "-"}
     for step in result.steps:
@@ -130,10 +150,15 @@ def run_plan(args: argparse.Namespace) -> int:
         print(f"  {key}  (kept: the new definitions are empty; --allow-empty removes it)")
     for key in sorted(kept):
         print(f"  {key}  (kept as it is: its new definition has errors)")
-    for problem in new.problems:
+    for key in sorted(unread):
+        print(f"  {key}  (kept as it is: where it was defined is not read)")
+    for key in sorted(held):
+        print(f"  {key}  (kept: its path holds no task file now; --allow-empty removes it)")
+    problems = new.problems + held_problems
+    for problem in problems:
         print(f"! {problem}")
     print(f"Plan: {result.summary()}.")
-    return 1 if new.problems else 0
+    return 1 if problems else 0
 
 
 def _named_by_errors(desired: DesiredState) -> set[str]:
@@ -173,6 +198,51 @@ def _defined_by_broken_files(
                 keys.update(d.key for d in before.good or ())
                 break
     return keys
+
+
+def _kept_for_places(
+    new: DirectorySource,
+    pairs: list[tuple[Path, Path]],
+    old: DirectorySource,
+    removed: set[str],
+    allow_empty: bool,
+) -> tuple[set[str], set[str], list[str]]:
+    """Which of the ``removed`` tasks `run` keeps, as the old files that defined them are gone
+    from the new paths (paired in order with the roots of --against) where it cannot tell
+    they went: those of files under a place the new scan does not read (a folder that cannot
+    be listed, a link to a folder elsewhere), and, unless ``allow_empty``, those of a path
+    that yields no file now (see ``files``' guard_empty), with the error `run` reports for
+    each such path."""
+    unread: set[str] = set()
+    held: set[str] = set()
+    problems: list[str] = []
+    for new_root, old_root in pairs:
+        twins = (_under(place, new_root, old_root) for place in new.unread)
+        places = [place for place in twins if place is not None]
+        empty: dict[bool, bool] = {}  # per "the root itself": whether it yields nothing
+        count = 0
+        for path, state in old.files.items():
+            twin = _under(path, old_root, new_root)
+            if not state.good or twin is None or twin in new.files:
+                continue
+            keys = {d.key for d in state.good} & removed
+            if not keys:
+                continue
+            if any(is_within(path, place) for place in places):
+                unread |= keys
+                continue
+            itself = twin == new_root
+            if allow_empty:
+                continue
+            if itself not in empty:
+                empty[itself] = yields_nothing(new_root, for_root=itself)
+            if empty[itself]:
+                held |= keys
+                count += len(keys)
+        if count:
+            where = Location(SourceKind.FILE, str(new_root))
+            problems.append(printable(str(DefinitionError(where, hold_message(count, None)))))
+    return unread, held, problems
 
 
 def _under(path: Path, root: Path, other_root: Path) -> Path | None:

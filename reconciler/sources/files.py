@@ -57,9 +57,17 @@ from reconciler.sources.adrift import Adrift
 from reconciler.sources.base import Notify, Ready, SourceState
 from reconciler.sources.documents import ParsedText, PlainText, parse_text, plain_definitions
 from reconciler.sources.filehints import known_path, says_more, too_deep
-from reconciler.sources.filestate import GONE, FileState, Signature, signature_of
+from reconciler.sources.filestate import FileState, Signature, signature_of
 from reconciler.sources.limits import DEFAULT_MAX_FILE_SIZE, DEFAULT_MAX_TASKS, excerpt
 from reconciler.sources.reading import Unreadable, read_file, resolve_root, within
+from reconciler.sources.rootstate import (
+    HOLD,
+    hold_message,
+    is_within,
+    leads_within,
+    missing,
+    yields_nothing,
+)
 from reconciler.sources.taskbound import RefusedRecord, growth, refused
 from reconciler.sources.walk import MAX_FOLDER_DEPTH, iter_yaml_files, utf8
 from reconciler.sources.watch import watch_paths
@@ -115,9 +123,12 @@ class DirectorySource:
         self._failing: dict[Path, tuple[DefinitionError, ...]] = {}
         self._root_errors: dict[Path, DefinitionError] = {}
         self._walk_errors: list[DefinitionError] = []  # folders not read, at the last scan
+        self.unread: list[Path] = []  # the places not read at the last scan (see scan())
         # A root that suddenly yields no file keeps its tasks (an unmounted volume, a folder
-        # moved away) unless the user allows an empty set; see _holds().
+        # moved away) unless the user allows an empty set; see _holds(), which decides it once
+        # per root and refresh (per file, a folder of 6000 files emptied took 40 s).
         self.guard_empty = guard_empty
+        self._holds_now: dict[tuple[Path, bool], bool] = {}
         self._ahead: dict[Path, FileState] = {}  # see adopt()
         self._adrift = Adrift(clock)  # tasks a broken document of another file keeps
 
@@ -141,12 +152,13 @@ class DirectorySource:
     def _refresh(self, hints: Collection[str] | None) -> set[str]:
         roots = {str(r.absolute()) for r in self.roots}
         self._resolved = {}  # a root swapped since the last refresh resolves anew
+        self._holds_now = {}
         held = [r for r in self.roots if self._is_hold(r)]
         if hints is None or any(hint in roots for hint in hints):
             return self._rescan()
         if any(too_deep(self.roots, Path(h)) for h in hints):
             return self._rescan()  # the walk does not enter there: report the folder
-        if any(_is_within(Path(h), r.absolute()) for h in hints for r in held):
+        if any(is_within(Path(h), r.absolute()) for h in hints for r in held):
             return self._rescan()  # files again where tasks were held: settle it whole
         folders = functools.cache(lambda: {str(a) for path in self._files for a in path.parents})
         if any(says_more(self.roots, Path(h), folders) for h in hints):
@@ -207,7 +219,7 @@ class DirectorySource:
         not_entered: list[Path] = []
         for root in self.roots:
             # Checked first: a link out of the repository says nothing of what it leads to.
-            problem = self._outside(root) or _missing(root)
+            problem = self._outside(root) or missing(root)
             if problem is not None:
                 missing_roots.append(root)
                 self._root_errors[root] = DefinitionError(
@@ -221,7 +233,7 @@ class DirectorySource:
             # One that leads elsewhere, or to nothing, is not read: a commit that turned a
             # folder into one must not remove the tasks of its files.
             inside = os.path.realpath(root)
-            not_entered += [f for f in linked if not _leads_within(f, inside)]
+            not_entered += [f for f in linked if not leads_within(f, inside)]
         deep = f"folder nested more than {MAX_FOLDER_DEPTH} levels deep (the limit): not read"
         unreadable = "folder cannot be listed: not read; the tasks of its files are kept"
         away = (
@@ -233,7 +245,8 @@ class DirectorySource:
             for why, folders in ((deep, too_deep), (unreadable, unlisted), (away, not_entered))
             for f in folders
         ]
-        return sorted(present), missing_roots + unlisted + not_entered
+        self.unread = missing_roots + unlisted + not_entered
+        return sorted(present), list(self.unread)
 
     def _outside(self, root: Path) -> str | None:
         """Why ``root`` is not read if a link on its way leads out of ``confine_to`` (a commit
@@ -262,7 +275,7 @@ class DirectorySource:
             changed |= self._reread(path)
         listed = set(present)
         for path in [p for p in self._files if p not in listed]:
-            if any(_is_within(path, place) for place in not_read):
+            if any(is_within(path, place) for place in not_read):
                 continue  # keep what a vanished root or unlisted folder defined until it is back
             changed |= self._reread(path)
         return changed
@@ -273,30 +286,26 @@ class DirectorySource:
         unmount or a move seen file by file is held from its first event."""
         if not self.guard_empty:
             return False
-        root = next((r for r in self.roots if _is_within(path, r) or path == r), None)
+        root = next((r for r in self.roots if is_within(path, r) or path == r), None)
         if root is None:
             return False
-        # A root that was a folder and is now a file (a commit that replaced tasks/ with a
-        # file named tasks) yields that file: the tasks of the folder's files are held too.
-        if (root.is_dir() or path == root) and next(iter_yaml_files(root), None) is not None:
+        if (root, path == root) not in self._holds_now:  # a held root stays held this refresh
+            self._holds_now[root, path == root] = self._root_holds(root, for_root=path == root)
+        return self._holds_now[root, path == root]
+
+    def _root_holds(self, root: Path, *, for_root: bool) -> bool:
+        if not yields_nothing(root, for_root=for_root):
             return False
-        kept = sum(len(s.good or ()) for p, s in self._files.items() if _is_within(p, root))
+        kept = sum(len(s.good or ()) for p, s in self._files.items() if is_within(p, root))
         if kept == 0:
             return False
-        if self.revision is None:
-            why = "(an unmounted volume or a folder moved away?); --allow-empty lets an empty "
-            why += "folder remove them"
-        else:
-            why = "in this revision; --allow-empty lets a revision without them remove them"
-        self._root_errors[root] = DefinitionError(
-            Location(self.kind, self._display(root), revision=self.revision),
-            f"{_HOLD}: keeping {'its task' if kept == 1 else f'the {kept} tasks it defined'} {why}",
-        )
+        where = Location(self.kind, self._display(root), revision=self.revision)
+        self._root_errors[root] = DefinitionError(where, hold_message(kept, self.revision))
         return True
 
     def _is_hold(self, root: Path) -> bool:
         error = self._root_errors.get(root)
-        return error is not None and error.message.startswith(_HOLD)
+        return error is not None and error.message.startswith(HOLD)
 
     def _settle(self, changed: set[str]) -> None:
         room = self.max_tasks - self._held
@@ -449,7 +458,7 @@ class DirectorySource:
         """The resolved folder ``path`` must stay inside, and its name for messages."""
         root = self.confine_to
         if root is None:
-            root = next((r for r in self.roots if _is_within(path, r)), path)
+            root = next((r for r in self.roots if is_within(path, r)), path)
         if root not in self._resolved:
             self._resolved[root] = resolve_root(root)
         label = self.confine_label or f"the folder {excerpt(str(root), _PATH_SHOWN)}"
@@ -458,37 +467,9 @@ class DirectorySource:
     def _display(self, path: Path) -> str:
         """``path`` as Locations show it: as given, or relative to ``relative_to``; a control
         character in a file name (a newline, in a git commit) is escaped."""
-        if self.relative_to is not None and _is_within(path, self.relative_to):
+        if self.relative_to is not None and is_within(path, self.relative_to):
             path = path.relative_to(self.relative_to)
         text = str(path)
         if not utf8(text):  # its bytes as they are, not Python's stand-ins for them
             text = os.fsencode(text).decode("utf-8", "backslashreplace")
         return excerpt(text, _PATH_SHOWN)
-
-
-def _missing(root: Path) -> str | None:
-    """Why ``root`` is not read if it cannot be found; None if it is there."""
-    try:
-        os.stat(root)
-    except OSError as err:
-        if err.errno in GONE:
-            return "path does not exist"
-        return f"path cannot be read: {err.strerror or err}"
-    return None
-
-
-_HOLD = "no task file here any more"
-
-
-def _leads_within(link: Path, inside: str) -> bool:
-    """Whether ``link`` leads to a folder that exists under the resolved path ``inside``."""
-    real = os.path.realpath(link)
-    return os.path.isdir(real) and within(real, inside)
-
-
-def _is_within(path: Path, root: Path) -> bool:
-    try:
-        path.relative_to(root)
-    except ValueError:
-        return False
-    return True

@@ -17,8 +17,9 @@ Contract of ``read_file(path, limit=..., root=...)``:
   are ever read.
 
 Raises ``FileNotFoundError`` when the file is gone (a deletion) and ``Unreadable`` with a
-message fit for a definition error otherwise: a link to nothing is such an error, so that its
-file's tasks keep their last good definitions.
+message fit for a definition error otherwise: a link to nothing is such an error, and so is an
+open, ``fstat`` or read that fails (an I/O error), so that its file's tasks keep their last good
+definitions.
 
 ``read_regular(path, at_most=...)`` is the same guarded open for a folder crontask writes
 itself (the API's tasks): only a regular file, checked from ``lstat`` and again on the
@@ -88,6 +89,10 @@ def read_file(
                 "(--max-file-size): not read"
             )
         data = _read_at_most(fd, limit + 1)
+    except OSError as err:
+        # An I/O error (a failing disk, a file of /proc) is its file's error: it keeps its
+        # tasks, and the other files are read.
+        raise Unreadable(f"cannot read: {err.strerror or err}") from None
     finally:
         os.close(fd)
     if len(data) > limit:

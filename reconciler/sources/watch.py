@@ -9,7 +9,8 @@ report the files of a folder linked twice under one of its two names only). The 
 root is watched too, and that of each link on its way: a root swapped whole (a folder renamed
 over it, a file moved over it, a ConfigMap's ``..data`` or git-sync's ``--link`` replaced) or
 made late is seen at once. Whenever the watches are made anew (a root swapped, a folder made
-or moved, the watch failed) the roots are reported, as changes may have been missed meanwhile.
+or moved, the watch failed, a burst of changes that may have overflowed the OS's queue) the
+roots are reported, as changes may have been missed meanwhile.
 """
 
 from __future__ import annotations
@@ -48,6 +49,11 @@ _HEALTHY = 60.0
 _REARM_EVERY = 1.0
 _MAX_WATCHES = "/proc/sys/fs/inotify/max_user_watches"
 _SHOWN = 500  # of a failure's message (it may name a path)
+# A batch of this many changes or more is taken for an overflow of the OS's queue of events
+# (inotify's holds 16384 by default): watchfiles drops the notice that it overflowed, and the
+# changes lost with it would wait for the resync. The roots are reported (read whole) instead,
+# and the watches made anew: a folder made meanwhile may be unwatched.
+OVERFLOW = 4096
 
 
 async def watch_paths(
@@ -209,6 +215,9 @@ async def _watch(
         )
     ) as changes:
         async for batch in changes:
+            if len(batch) >= OVERFLOW:
+                on_change(set(plan.roots))
+                return True
             inside = plan.inside({path for _, path in batch})
             if inside:
                 on_change(inside)

@@ -1,0 +1,58 @@
+"""What a root of the directory source (``files``) is now, as its rules need to know: missing,
+a link to a folder that leads elsewhere, or suddenly empty (``guard_empty``: its tasks are held,
+with the words of ``hold_message``)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from reconciler.sources.filestate import GONE
+from reconciler.sources.reading import within
+from reconciler.sources.walk import iter_yaml_files
+
+HOLD = "no task file here any more"  # how a held root's error starts
+
+
+def missing(root: Path) -> str | None:
+    """Why ``root`` is not read if it cannot be found; None if it is there."""
+    try:
+        os.stat(root)
+    except OSError as err:
+        if err.errno in GONE:
+            return "path does not exist"
+        return f"path cannot be read: {err.strerror or err}"
+    return None
+
+
+def yields_nothing(root: Path, *, for_root: bool) -> bool:
+    """Whether ``root`` yields no file now for a file gone under it (``for_root``: the root
+    itself). A root that was a folder and is now a file (a commit that replaced tasks/ with a
+    file named tasks) yields that file: for the files of the folder, it yields nothing."""
+    if not (for_root or root.is_dir()):
+        return True
+    return next(iter_yaml_files(root), None) is None
+
+
+def hold_message(kept: int, revision: str | None) -> str:
+    """The error of a root whose ``kept`` tasks are held (``revision``: of the git source)."""
+    if revision is None:
+        why = "(an unmounted volume or a folder moved away?); --allow-empty lets an empty "
+        why += "folder remove them"
+    else:
+        why = "in this revision; --allow-empty lets a revision without them remove them"
+    return f"{HOLD}: keeping {'its task' if kept == 1 else f'the {kept} tasks it defined'} {why}"
+
+
+def leads_within(link: Path, inside: str) -> bool:
+    """Whether ``link`` leads to a folder that exists under the resolved path ``inside``."""
+    real = os.path.realpath(link)
+    return os.path.isdir(real) and within(real, inside)
+
+
+def is_within(path: Path, root: Path) -> bool:
+    try:
+        path.relative_to(root)
+    except ValueError:
+        return False
+    return True
