@@ -4,7 +4,9 @@
 - ``/api/v1/tasks`` and ``/api/v1/runs`` (``routes_tasks.py``, ``routes_runs.py``)
 - ``/api/v1/sources``, ``/api/v1/hooks/git``, ``/api/v1/plan``, ``/api/v1/members``
   (``routes_sources.py``, ``routes_plan.py``, ``routes_members.py``)
-- ``/openapi.json``, ``/docs`` (Swagger UI) and ``/redoc``, with every asset served here
+- ``/openapi.json``, ``/docs`` (Swagger UI) and ``/redoc``, with every asset served here: open
+  to all, with or without auth (the status page links to ``/docs``, whose page the browser
+  loads without a bearer token, and the document describes no task)
 
 Every error is ``application/problem+json`` (``problems.py``); every route declares the role it
 needs and gets it enforced (``routing.py``, ``auth.py``); every request is logged as one
@@ -36,7 +38,7 @@ from reconciler.api import (
 from reconciler.api.admission import BODY_SECONDS, UNQUEUED, Admission
 from reconciler.api.auth import PUBLIC, REQUIRED_ROLE_KEY, AuthConfig, RequiredRole, role_extra
 from reconciler.api.authfile import AuthFile
-from reconciler.api.hosts import LoopbackHosts
+from reconciler.api.hosts import ORIGINS_STATE, LoopbackHosts, external_origin
 from reconciler.api.models import CRONTASK_SCHEMA_REF, HealthOut, ReadinessOut, ReadinessProblem
 from reconciler.api.problems import PROBLEM_MEDIA_TYPE, Problem
 from reconciler.api.routing import (
@@ -81,16 +83,19 @@ def create_app(
     webhook_secret: bytes | None = None,
     hosts: Collection[str] | None = None,
     auth_file: AuthFile | None = None,
+    external_url: str | None = None,
 ) -> FastAPI:
     """The API over ``runtime``. ``auth=None`` leaves every route open (loopback use only:
     see :func:`reconciler.api.auth.check_listen`). ``hosts``: answer only requests whose
     ``Host`` is a loopback name or one of these (see ``hosts.py``); None: any. ``auth_file``:
-    where ``auth`` was read, read again when it changes (see ``authfile.py``)."""
+    where ``auth`` was read, read again when it changes (see ``authfile.py``).
+    ``external_url``: ``--external-url``, whose origin a browser's write may come from too."""
     metrics_role: RequiredRole = (
         "viewer" if auth is not None and auth.metrics_require_auth else PUBLIC
     )
     routes = [
         *_probes_router(metrics_role).routes,
+        *_schema_router().routes,
         *docs.router(OPENAPI_URL, TITLE).routes,
         *routes_tasks.router.routes,
         *routes_runs.router.routes,
@@ -108,7 +113,7 @@ def create_app(
         description=DESCRIPTION,
         docs_url=None,  # FastAPI's pages load their assets from a CDN: see docs.py
         redoc_url=None,
-        openapi_url=OPENAPI_URL,
+        openapi_url=None,  # served by _schema_router, whose route declares its role
         routes=routes,
     )
     app.state.crontask = ApiContext(
@@ -118,6 +123,8 @@ def create_app(
         webhook_secret=webhook_secret,
         auth_file=auth_file,
     )
+    origin = external_origin(external_url)
+    setattr(app.state, ORIGINS_STATE, frozenset({origin} if origin else ()))
     problems.install(app)
     app.add_middleware(Admission, busy=_busy)  # inside RequestLog: a refusal is logged too
     if hosts is not None:  # before a request takes an admission slot, and logged
@@ -175,6 +182,17 @@ def _probes_router(metrics_role: RequiredRole) -> APIRouter:
         # that the scheduler shares. Gzip when asked for (Prometheus always asks).
         body, headers = context(request).metrics.render(request.headers.get("accept-encoding", ""))
         return Response(body, headers=headers)
+
+    return router
+
+
+def _schema_router() -> APIRouter:
+    router = APIRouter(route_class=GuardedRoute, generate_unique_id_function=operation_id)
+
+    @router.get(OPENAPI_URL, include_in_schema=False, openapi_extra=role_extra(PUBLIC))
+    def openapi_document(request: Request) -> JSONResponse:
+        # A plain `def`: the first call builds the document, CPU kept off the event loop.
+        return JSONResponse(request.app.openapi())
 
     return router
 

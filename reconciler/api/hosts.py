@@ -8,6 +8,10 @@ the answers, create a command task and run it. What tells them apart is the ``Ho
 which the browser fills with the page's name: such a request is answered ``421`` (the request
 was not meant for this server) before anything else runs. ``--external-url``'s host is
 answered too, as the name a proxy on the same machine forwards with.
+
+A browser's ``POST`` is also checked for its ``Origin`` (:func:`same_origin`): this server's
+own, as the ``Host`` header names it, or ``--external-url``'s. Behind a proxy that sends
+``Host: 127.0.0.1:8080`` (nginx's ``proxy_pass`` default), the page's origin is the latter.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from reconciler.api import problems
 from reconciler.logs import bounded
 
 MISDIRECTED: Final = 421
+ORIGINS_STATE: Final = "crontask_origins"  # app.state: origins a page of this server has
 _SHOWN: Final = 100  # of a Host header in the answer
 
 
@@ -52,6 +57,24 @@ def external_host(url: str | None) -> str | None:
         return None
     name = urlsplit(url).hostname
     return None if name is None else name.lower().rstrip(".")
+
+
+def external_origin(url: str | None) -> str | None:
+    """``scheme://host[:port]`` of ``--external-url``, as a browser writes it in ``Origin``
+    (lowercase, without the scheme's default port)."""
+    if not url:
+        return None
+    parts = urlsplit(url)
+    scheme, host = parts.scheme.lower(), parts.hostname
+    if scheme not in ("http", "https") or not host:
+        return None
+    try:
+        port = parts.port
+    except ValueError:
+        return None
+    host = f"[{host}]" if ":" in host else host
+    shown = "" if port is None or port == {"http": 80, "https": 443}[scheme] else f":{port}"
+    return f"{scheme}://{host}{shown}"
 
 
 class LoopbackHosts:
@@ -94,4 +117,7 @@ def same_origin(request: Request) -> bool:
     if origin is None or (origin == "null" and fetch_site == "same-origin"):
         return True
     host = request.headers.get("host", "")
-    return origin in (f"http://{host}", f"https://{host}")
+    if origin in (f"http://{host}", f"https://{host}"):
+        return True
+    app = request.scope.get("app")
+    return origin.lower() in getattr(getattr(app, "state", None), ORIGINS_STATE, ())

@@ -12,7 +12,13 @@ and runs failed to start ("Too many open files"). So:
   holds two descriptors while it runs;
 - a request's head (its request line and headers, at most uvicorn's 16 KiB) must arrive within
   ``HEAD_SECONDS`` of the connection opening, or of the previous response (uvicorn's own
-  keep-alive timeout, 5 s, closes a connection that sends nothing sooner).
+  keep-alive timeout, 5 s, closes a connection that sends nothing sooner);
+- an answer that is still being sent must keep moving: every ``WRITE_SECONDS`` some of it has
+  left the process, or the connection is dropped (aborted). A response is written to the
+  transport in one piece (a ``JSONResponse``), and the request leaves the API, and its place
+  in admission, as soon as it is written; a client that never reads kept the whole answer in
+  memory and the connection open for good: ``close()`` waits for what is unsent to be sent.
+  Progress, not the whole answer, is what is timed: a slow link may take minutes over 10 MB.
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 log = logging.getLogger("crontask.api")
 
 HEAD_SECONDS = 10.0
+WRITE_SECONDS = 30.0
 # A flood of refused connections says so once a minute, not once a connection.
 _WARN_EVERY = 60.0
 
@@ -47,6 +54,9 @@ def guarded(max_connections: int) -> type[GuardedH11Protocol]:
 class GuardedH11Protocol(H11Protocol):
     max_connections: ClassVar[int] = 4096
     _head_deadline: asyncio.TimerHandle | None = None
+    _write_deadline: asyncio.TimerHandle | None = None
+    _unsent = 0  # what the transport held when the write deadline was armed
+    _drained = False  # the transport drained to its low-water mark since then
     _warned_at = -_WARN_EVERY  # shared by every connection: one server per process
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
@@ -64,12 +74,25 @@ class GuardedH11Protocol(H11Protocol):
 
     def on_response_complete(self) -> None:
         super().on_response_complete()  # may start a pipelined request at once
+        if self.transport.get_write_buffer_size() > 0:
+            self._watch_writes()  # the answer is written, not sent: a small one pauses nothing
         if self._between_requests() and not self.transport.is_closing():
             self._head_arrived()
             self._await_head()
 
+    def pause_writing(self) -> None:
+        super().pause_writing()
+        self._watch_writes()
+
+    def resume_writing(self) -> None:
+        super().resume_writing()
+        self._drained = True
+
     def connection_lost(self, exc: Exception | None) -> None:
         self._head_arrived()
+        if self._write_deadline is not None:
+            self._write_deadline.cancel()
+            self._write_deadline = None
         super().connection_lost(exc)
 
     def _between_requests(self) -> bool:
@@ -87,6 +110,29 @@ class GuardedH11Protocol(H11Protocol):
         self._head_deadline = None
         if self._between_requests() and not self.transport.is_closing():
             self.transport.close()
+
+    def _watch_writes(self) -> None:
+        if self._write_deadline is None:
+            self._unsent = self.transport.get_write_buffer_size()
+            self._drained = False
+            self._write_deadline = self.loop.call_later(WRITE_SECONDS, self._writes_checked)
+
+    def _writes_checked(self) -> None:
+        self._write_deadline = None
+        unsent = self.transport.get_write_buffer_size()
+        if unsent == 0:
+            return  # all sent: a later pause or answer watches again
+        # Sizes tell progress only while nothing is added: writes paused, or the answer done.
+        settled = self.flow.write_paused or self._between_requests()
+        if unsent < self._unsent or self._drained or not settled:
+            self._watch_writes()
+            return
+        # Not close(): it would wait, with the bytes and the descriptor, for a reader that
+        # does not read. abort() drops both, and uvicorn's connection_lost ends the request.
+        log.debug(
+            "connection dropped: its client stopped reading", extra={"fields": {"unsent": unsent}}
+        )
+        self.transport.abort()
 
     def _refused(self) -> None:
         now = time.monotonic()

@@ -241,6 +241,7 @@ def http_server(args: argparse.Namespace) -> HttpServer:
             webhook_secret=webhook_secret,
             hosts=hosts,
             auth_file=auth_file,
+            external_url=args.external_url,
         )
         external = str(args.external_url or "")
         session = web.Session(secure_cookie=external.lower().startswith("https://"))

@@ -273,3 +273,31 @@ def test_a_task_page_shows_url_secrets_only_to_those_who_may_write_tasks(
     assert "hooks.example" in html
     for secret in ("pa55word", "SeCrEt", "t0k"):
         assert (secret in html) is exact, secret
+
+
+def test_a_sign_in_through_a_proxy_that_rewrites_host_comes_from_the_external_url(
+    tmp_path: Path,
+) -> None:
+    """nginx's ``proxy_pass http://127.0.0.1:8080`` sends its own ``Host``: the browser's
+    ``Origin`` is the external URL's, which `crontask run` is told with ``--external-url``."""
+    tasks = tmp_path / "tasks"
+    tasks.mkdir()
+    extra = ["--auth-config", str(write_auth(tmp_path)), "--external-url", "https://ct.example/"]
+    app = Crontask(tmp_path, tasks, extra).start()
+    try:
+        answers = {
+            origin: httpx.post(
+                f"{app.server}/login",
+                data={"token": STATIC_TOKENS[Role.VIEWER], "next": "/"},
+                headers={"Origin": origin, "Sec-Fetch-Site": "same-origin"},
+                timeout=20,
+            ).status_code
+            for origin in ("https://ct.example", "https://evil.example", "http://ct.example")
+        }
+    finally:
+        app.stop()
+    assert answers == {
+        "https://ct.example": 303,
+        "https://evil.example": 403,
+        "http://ct.example": 403,
+    }
