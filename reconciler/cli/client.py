@@ -30,6 +30,7 @@ import math
 import os
 import re
 import sys
+import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -68,6 +69,10 @@ _SENDABLE: Final = re.compile(r"[\x21-\x7e]+")
 # self-signed in the chain, the issuer's certificate not found, the leaf's issuer not found.
 _UNKNOWN_ISSUER: Final = frozenset({18, 19, 20, 21})
 _TRUST_HINT: Final = "; a private CA's certificate can be given in $SSL_CERT_FILE"
+# The codings an answer may come in, one layer (zlib's wbits for each), which :meth:`_Api._read`
+# decodes under the answer's bound: httpx decodes every layer a server stacks, each chunk whole,
+# before a byte can be counted, and 3 MiB of "gzip, gzip" took 6 GB and 46 s. None is asked for.
+_CODINGS: Final = {"gzip": 31, "x-gzip": 31, "deflate": 47}  # deflate: a zlib (or gzip) header
 _T = TypeVar("_T")
 
 
@@ -189,10 +194,19 @@ def _run(call: Coroutine[Any, Any, _T]) -> _T:
 def connect(
     timeout: float = TIMEOUT_SECONDS, transport: httpx.AsyncBaseTransport | None = None
 ) -> httpx.AsyncClient:
-    """An HTTP client for :meth:`_Api.call` (one connection for the pages of a list)."""
+    """An HTTP client for :meth:`_Api.call` (one connection for the pages of a list). A CA
+    bundle that cannot be read (``$SSL_CERT_FILE``, which httpx loads even for http://) is a
+    :class:`RemoteError`."""
+    import ssl
+
     import httpx  # here, not at the top: only the client commands pay for it
 
-    return httpx.AsyncClient(timeout=timeout, transport=transport)
+    try:
+        return httpx.AsyncClient(timeout=timeout, transport=transport)
+    except (OSError, ssl.SSLError) as exc:  # ssl.SSLError is an OSError; named for the reader
+        bundle = os.environ.get("SSL_CERT_FILE")
+        what = f"$SSL_CERT_FILE ({printable(bundle[:200])})" if bundle else "the CA certificates"
+        raise RemoteError(f"cannot read {what}: {_ssl_words(exc)}") from None
 
 
 @dataclass(frozen=True)
@@ -225,7 +239,7 @@ class _Api:
 
         import httpx
 
-        headers = {"Accept": "application/json"}
+        headers = {"Accept": "application/json", "Accept-Encoding": "identity"}
         if self.token:
             headers["Authorization"] = f"Bearer {self.token}"
         url = self.server.rstrip("/") + path
@@ -275,16 +289,43 @@ class _Api:
         declared = length.isascii() and length.isdigit()
         if declared and (len(length) > 18 or int(length) > limit):
             raise self._too_long(listed)
+        decoder = self._decoder(response)
         chunks: list[bytes] = []
-        size = 0
-        async for chunk in response.aiter_bytes():
-            size += len(chunk)
-            if size > limit:
-                raise self._too_long(listed)
-            chunks.append(chunk)
+        size = raw_size = 0
+        try:
+            async for raw in response.aiter_raw():
+                raw_size += len(raw)
+                # At most one byte past the bound: enough to know that the answer is too long.
+                chunk = raw if decoder is None else decoder.decompress(raw, limit - size + 1)
+                size += len(chunk)
+                if max(size, raw_size) > limit:
+                    raise self._too_long(listed)
+                chunks.append(chunk)
+            if decoder is not None:
+                chunks.append(rest := decoder.flush(limit - size + 1))
+                if (size := size + len(rest)) > limit:
+                    raise self._too_long(listed)
+        except zlib.error:
+            raise RemoteError(
+                f"{self.shown} answered a body its Content-Encoding does not decode"
+            ) from None
         if budget is not None:
             budget.left -= size
         return b"".join(chunks)
+
+    def _decoder(self, response: httpx.Response) -> zlib._Decompress | None:
+        """What decodes the answer's one layer of gzip or deflate (``None``: it has none); a
+        :class:`RemoteError` for any other coding, or more than one."""
+        named = response.headers.get_list("Content-Encoding", split_commas=True)
+        codings = [c.strip().lower() for c in named if c.strip().lower() not in ("", "identity")]
+        if not codings:
+            return None
+        if len(codings) > 1 or codings[0] not in _CODINGS:
+            said = printable(", ".join(codings))[:80]
+            raise RemoteError(
+                f"{self.shown} answered in a Content-Encoding crontask does not read: {said}"
+            )
+        return zlib.decompressobj(_CODINGS[codings[0]])
 
     def _too_long(self, listed: bool) -> RemoteError:
         if listed:
@@ -376,14 +417,20 @@ def _tls_problem(exc: BaseException) -> str | None:
             hint = _TRUST_HINT if cause.verify_code in _UNKNOWN_ISSUER else ""
             return f"certificate verify failed ({why or 'no reason given'}){hint}"
         if isinstance(cause, ssl.SSLError):
-            # "[SSL: WRONG_VERSION_NUMBER] wrong version number (_ssl.c:1006)": the words.
-            words = re.sub(r"^\[[^]]*\]\s*|\s*\(_ssl\.c:\d+\)$", "", str(cause))
-            words = printable(words or cause.reason or type(cause).__name__)[:200]
+            words = _ssl_words(cause)
             # What a plain HTTP server's answer to a TLS hello reads as.
             plain = cause.reason == "WRONG_VERSION_NUMBER"
             return words + (" (is it a plain http:// server?)" if plain else "")
         cause = cause.__cause__ or cause.__context__
     return None
+
+
+def _ssl_words(exc: OSError) -> str:
+    """What an :class:`OSError` or :class:`ssl.SSLError` says, in words, on one line: of
+    "[SSL: WRONG_VERSION_NUMBER] wrong version number (_ssl.c:1006)" or "[Errno 2] No such
+    file or directory", what is not in brackets."""
+    words = re.sub(r"^\[[^]]*\]\s*|\s*\(_ssl\.c:\d+\)$", "", str(exc))
+    return printable(words or getattr(exc, "reason", None) or type(exc).__name__)[:200]
 
 
 def _decode(content: bytes, server: str) -> dict[str, Any]:

@@ -29,8 +29,8 @@ from reconciler.core.desired import (
     assemble,
 )
 from reconciler.core.model import CronTask, json_schema
-from reconciler.core.plan import Operation, plan
-from reconciler.core.urls import redact_url
+from reconciler.core.plan import FieldChange, Operation, plan
+from reconciler.core.urls import redact_request_url, redact_url
 from reconciler.host import usable_cores
 from reconciler.scheduling.base import schedule_of
 from reconciler.sources.ahead import read_ahead
@@ -79,7 +79,10 @@ def run_validate(args: argparse.Namespace) -> int:
 PLANNED_KINDS = (SourceKind.FILE, SourceKind.GIT)
 
 
-def _from_server(server: str) -> DesiredState:
+def _from_server(server: str, local: DesiredState) -> DesiredState:
+    """What ``server`` has in force from files and git, each http task's URL the one of
+    ``local`` when the server shows that URL redacted (to a viewer or operator): a URL it
+    shows as ``local``'s would be shown is taken for it, not reported as changed."""
     named = redact_url(server)  # in messages and locations: no password or token
     try:
         items = fetch_tasks(server, default_token())  # every page
@@ -100,8 +103,33 @@ def _from_server(server: str) -> DesiredState:
                 f"crontask: {named} answered a task that is no CronTask: {key}"
             ) from None
         where = Location(kind, f"{named} {cut(source.get('location'))}")
-        definitions.append(Definition.of(task, where))
+        definitions.append(Definition.of(_unredacted(task, local), where))
     return assemble(definitions)
+
+
+def _unredacted(task: CronTask, local: DesiredState) -> CronTask:
+    """``task`` from a server, with the http URL of the local task of its key when the
+    server's is that URL as the API shows it to one who may only read it
+    (``redact_request_url``: no user name, password, path or query values)."""
+    mine = local.tasks.get(task.key)
+    theirs, ours = task.spec.http, mine.task.spec.http if mine else None
+    if theirs is None or ours is None or theirs.url == ours.url:
+        return task
+    if theirs.url != redact_request_url(ours.url):
+        return task
+    http = theirs.model_copy(update={"url": ours.url})
+    return task.model_copy(update={"spec": task.spec.model_copy(update={"http": http})})
+
+
+def _shown_change(change: FieldChange) -> FieldChange:
+    """``change`` as a plan prints it: an http URL as the API shows it to a reader, on both
+    sides (the local one, or an admin's view of the server's, may hold a token)."""
+    if change.path != "spec.http.url":
+        return change
+    old, new = (
+        redact_request_url(v) if isinstance(v, str) else v for v in (change.old, change.new)
+    )
+    return FieldChange(change.path, old, new)
 
 
 def _count(n: int, noun: str) -> str:
@@ -118,7 +146,7 @@ def run_plan(args: argparse.Namespace) -> int:
     if args.server:
         # The server's files cannot be paired with these: the tasks a broken document still
         # names stand for their file on the server, and for every task it defines there.
-        old = _from_server(args.server)
+        old = _from_server(args.server, new)
         kept = _sharing_a_file(old, _named_by_errors(new))
     else:
         old_paths = existing_paths(args.against)
@@ -145,7 +173,7 @@ def run_plan(args: argparse.Namespace) -> int:
         print(printable(f"{symbol[step.operation]} {step.key}  ({where})"))
         if step.operation is Operation.UPDATE:
             for change in step.field_changes():
-                print(f"    {cut(change)}")
+                print(f"    {cut(_shown_change(change))}")
     for key in result.held_removals:
         print(f"  {key}  (kept: the new definitions are empty; --allow-empty removes it)")
     for key in sorted(kept):

@@ -63,7 +63,7 @@ def add_parser(commands: Any) -> None:
 
 def run_runs(args: argparse.Namespace) -> int:
     since = None
-    if args.since:
+    if args.since is not None:  # --since 0 is the last 0 seconds: no run, not every one
         # durations are bounded (reconciler.cli.durations), so this cannot overflow
         since = datetime.now(UTC) - timedelta(seconds=args.since)
     try:
@@ -72,7 +72,7 @@ def run_runs(args: argparse.Namespace) -> int:
         else:
             from reconciler.cli import store_errors
 
-            with store_errors.reported(args.db):
+            with store_errors.reported(args.db, args.state_dir):
                 items, attempts = _from_store(args, since)
     except RemoteError as err:
         raise SystemExit(f"crontask: {err}") from None

@@ -108,7 +108,25 @@ def server_url(text: str) -> str:
             f"expected http://HOST:PORT or https://HOST:PORT (no path, query or fragment), "
             f"got {redact_url(text)[:80]!r}"
         )
+    host = parts.hostname or ""
+    if not host.isascii() or "xn--" in host.lower():
+        _check_idna_host(text)
     return text
+
+
+def _check_idna_host(text: str) -> None:
+    """A host httpx reads by IDNA's rules (one not in ASCII, or an ``xn--`` one) that it can
+    read: the client would fail with a traceback on ``http://xn--a.com`` (``xn--a`` decodes to
+    U+0080), which IDNA refuses. httpx is loaded for such a host only, as parsing the command
+    line loads nothing heavy."""
+    import httpx
+
+    try:
+        httpx.URL(text).host  # noqa: B018 - reading the host is the check
+    except (httpx.InvalidURL, UnicodeError):  # idna's errors are UnicodeErrors
+        raise argparse.ArgumentTypeError(
+            f"the host of {redact_url(text)[:80]!r} is not a valid IDNA (internationalized) name"
+        ) from None
 
 
 def listen_address(text: str) -> str:
@@ -232,10 +250,22 @@ def bounded_int(low: int, high: int) -> Callable[[str], int]:
     return parse
 
 
+def path_arg(text: str) -> Path:
+    """An argument type: a path that is not empty. ``Path("")`` is ``.``, the current
+    directory: an empty ``--state-dir`` (a variable that is unset, in a script) would be
+    taken for it, and made private (mode 0700)."""
+    if not text:
+        raise argparse.ArgumentTypeError("expected a path, got an empty one ('')")
+    return Path(text)
+
+
 def existing_paths(values: Sequence[str]) -> list[Path]:
-    """Paths from the command line; a missing one is a usage error, said plainly."""
+    """Paths from the command line; a missing one is a usage error, said plainly. So is an
+    empty one, which ``Path`` would take for the current directory."""
     paths = [Path(v) for v in values]
-    missing = [str(p) for p in paths if not p.exists()]
+    missing = [
+        str(p) if v else "''" for v, p in zip(values, paths, strict=True) if not v or not p.exists()
+    ]
     if missing:
         print(f"crontask: no such file or directory: {', '.join(missing)}", file=sys.stderr)
         raise SystemExit(2)  # what the user gave: a usage error
@@ -255,7 +285,7 @@ def add_state_args(parser: argparse.ArgumentParser) -> None:
     """``--state-dir`` and ``--db`` (read from ``$CRONTASK_DB`` when not given; the flag wins)."""
     parser.add_argument(
         "--state-dir",
-        type=Path,
+        type=path_arg,
         default=Path(".crontask"),
         help="where the run history and API-created tasks live (default: ./.crontask)",
     )

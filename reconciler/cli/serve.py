@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import argparse
 import os
-from pathlib import Path
 from typing import Any
 
 from reconciler.cli.durations import INTERVAL, duration_arg
@@ -18,6 +17,7 @@ from reconciler.cli.main_helpers import (
     git_ref,
     git_url,
     listen_address,
+    path_arg,
 )
 from reconciler.runner.environment import valid_name
 
@@ -74,8 +74,9 @@ def _api(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument(
         "--auth-config",
-        type=Path,
-        default=os.environ.get("CRONTASK_AUTH_CONFIG"),
+        type=path_arg,
+        # Empty, as unset, is no file: Path("") would be the current directory.
+        default=os.environ.get("CRONTASK_AUTH_CONFIG") or None,
         metavar="FILE",
         help="tokens and JWT settings for the API (env: CRONTASK_AUTH_CONFIG); see README",
     )
@@ -86,7 +87,7 @@ def _api(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument(
         "--notifications",
-        type=Path,
+        type=path_arg,
         metavar="FILE",
         help="receivers and routes for failure notifications (generic, generic-hmac, slack "
         "webhooks); see README, Notifications",
@@ -122,13 +123,13 @@ def _git(parser: argparse.ArgumentParser) -> None:
         metavar="DURATION",
         help="longest a git call may take; a remote that hangs is given up then (120s)",
     )
-    group.add_argument("--git-ssh-key", type=Path, metavar="FILE", help="SSH private key")
-    group.add_argument("--git-known-hosts", type=Path, metavar="FILE", help="SSH known_hosts")
-    group.add_argument("--git-token-file", type=Path, metavar="FILE", help="HTTPS token file")
+    group.add_argument("--git-ssh-key", type=path_arg, metavar="FILE", help="SSH private key")
+    group.add_argument("--git-known-hosts", type=path_arg, metavar="FILE", help="SSH known_hosts")
+    group.add_argument("--git-token-file", type=path_arg, metavar="FILE", help="HTTPS token file")
     group.add_argument("--git-token-env", metavar="NAME", help="HTTPS token environment variable")
     group.add_argument(
         "--git-webhook-secret-file",
-        type=Path,
+        type=path_arg,
         metavar="FILE",
         help="shared secret for POST /api/v1/hooks/git (X-Hub-Signature-256, as GitHub/Gitea send)",
     )
@@ -154,7 +155,7 @@ def _kubernetes(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument(
         "--kubeconfig",
-        type=Path,
+        type=path_arg,
         metavar="FILE",
         help="kubeconfig file; without --kubernetes, the connection for job tasks' Jobs only",
     )

@@ -9,6 +9,7 @@ import sys
 import urllib.parse
 import warnings
 from collections.abc import Iterator
+from pathlib import Path
 from typing import NoReturn
 
 from reconciler import statedir
@@ -24,11 +25,12 @@ _USERINFO_PASSWORD = re.compile(r"(://[^/@:]*):[^/@]*@")
 
 
 @contextlib.contextmanager
-def reported(db_url: str | None) -> Iterator[None]:
-    """Turn a failure to open the state directory or the run store (``--db db_url``) into
-    ``crontask: <message>`` on stderr and exit status 2 or 1, never showing the URL's
-    password: a URL whose options SQLAlchemy or the driver refuses is ``crontask: --db:
-    ...`` and 2. Anything else goes through."""
+def reported(db_url: str | None, state_dir: Path | None = None) -> Iterator[None]:
+    """Turn a failure to open the state directory or the run store (``--db db_url``, else
+    ``runs.db`` in ``state_dir``) into ``crontask: <message>`` on stderr and exit status 2 or
+    1, never showing the URL's password: a URL whose options SQLAlchemy or the driver refuses
+    is ``crontask: --db: ...`` and 2; a SQLite file that is no database, or a damaged one, is
+    named, and 1. Anything else goes through."""
     try:
         with warnings.catch_warnings():
             # SQLAlchemy drops an option its driver does not take (sqlite:///x.db?mode=ro
@@ -46,9 +48,39 @@ def reported(db_url: str | None) -> Iterator[None]:
     except (StoreUnavailable, IncompatibleSchema) as err:
         _exit(UNAVAILABLE, str(err), db_url)
     except Exception as err:
+        if (broken := _not_a_store(err, db_url, state_dir)) is not None:
+            _exit(UNAVAILABLE, broken, db_url)
         if (why := _option_refused(err)) is None:
             raise
         _exit(USAGE, f"--db: {why}", db_url)
+
+
+# SQLite's primary result codes for a file that is no database, and for a damaged one.
+_SQLITE_NOTADB = 26
+_SQLITE_CORRUPT = 11
+
+
+def _not_a_store(err: Exception, db_url: str | None, state_dir: Path | None) -> str | None:
+    """What to say of a SQLite file that is no database (another program's file, or one whose
+    header is gone) or a damaged one, naming the file; ``None`` for anything else. SQLAlchemy
+    raises these as a ``DatabaseError`` from its first statement, which nothing else caught."""
+    sa = sys.modules.get("sqlalchemy.exc")
+    orig = getattr(err, "orig", None)
+    sqlite3 = sys.modules.get("sqlite3")
+    if sa is None or sqlite3 is None or not isinstance(err, sa.DatabaseError):
+        return None
+    if not isinstance(orig, sqlite3.DatabaseError):
+        return None
+    code = (getattr(orig, "sqlite_errorcode", None) or 0) & 0xFF
+    if code not in (_SQLITE_NOTADB, _SQLITE_CORRUPT):
+        return None
+    if db_url:
+        # sqlite:///relative.db, sqlite:////absolute.db, then perhaps ?options
+        where = db_url.partition(":///")[2].partition("?")[0] or redact_url(db_url)
+    else:
+        where = str(state_dir / "runs.db") if state_dir else "runs.db in the state directory"
+    what = "not a crontask run store" if code == _SQLITE_NOTADB else "a damaged run store"
+    return f"{where} is {what} (sqlite: {orig})"
 
 
 _IGNORED_OPTION = "Query string argument"  # how SQLAlchemy's warning starts
