@@ -14,10 +14,14 @@ $(STAMP): pyproject.toml deploy/constraints.txt
 	$(BIN)/pip install --quiet -e '.[test]' --constraint deploy/constraints.txt
 	touch $(STAMP)
 
-# Pin the run-time dependencies at the versions installed now (after changing pyproject.toml's,
-# or to take newer ones: `pip install --upgrade` them in the venv, test, then run this).
-constraints: $(STAMP)
+# Pin the run-time dependencies at the versions installed now, after installing what
+# pyproject.toml asks without the old pins (a changed range may exclude one); to take newer
+# versions, `pip install --upgrade` them in the venv first. Then run `make test`.
+constraints:
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet -e '.[test]'
 	$(BIN)/python -m tests.deploy.constraints > deploy/constraints.txt
+	touch $(STAMP)
 
 run: $(STAMP)
 	$(BIN)/crontask run examples/tasks $(RUN_ARGS)

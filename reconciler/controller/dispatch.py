@@ -321,8 +321,7 @@ class Dispatcher(RunExecution, AheadSlots):
         slots missed while suspended, or of another schedule, leave no record, as its latest
         one past the deadline does not either)."""
         if not record_superseded:
-            handed = self.ledger.last_slot(definition.key)
-            self.periods.changed(definition.key, handed, anchor, until)
+            self.periods.changed(definition.key, anchor, until)
         missed = self.ledger.catch_up(definition, anchor, until)
         if missed.superseded is not None and record_superseded:
             self._skip_slots(definition, missed.superseded)

@@ -1,12 +1,12 @@
 """The periods that ran already, when a changed job's first slot may belong to one of them.
 
-A slot is handed over up to ``AHEAD_MAX`` before its instant (``Dispatcher.due``). A change of
-the task in that lead (a new ``jitterSeconds``) moves the task's last slot with the new offset
-(``reconcile.account_for_slots``): the slot of the period that is about to run, 13:00:00, is
-13:00:05 with an offset of 5 s. But the changed job's first slot is its first after *now*,
-which is that same 13:00:05: handed over as a new run, the period would run twice. So when the
-slot handed over last lies ahead of where the changed job takes over, the changed job's first
-slot is dropped if it is no later than the moved last slot: it is the period that ran.
+A new ``jitterSeconds`` moves the task's last slot with the new offset
+(``reconcile.account_for_slots``): the slot of the period that ran, 13:00:00, is 13:00:09 with
+an offset of 9 s. But the changed job's first slot is its first after *now*: an edit at 13:00:02
+(or in the lead before 13:00:00, once that slot was handed over) makes it that same 13:00:09,
+and the period would run twice. So when the moved last slot lies after where the changed job
+takes over, the changed job's first slot is dropped if it is no later than it: it is the period
+that ran.
 """
 
 from __future__ import annotations
@@ -21,17 +21,14 @@ log = logging.getLogger("crontask.runner")
 
 class RanPeriods:
     def __init__(self) -> None:
-        # By task: the last slot of a changed task, as the change moved it, when the slot
-        # handed over before the change lay ahead of where the changed job takes over.
+        # By task: the last slot of a changed task, as the change moved it, when it lies after
+        # where the changed job takes over.
         self._through: dict[str, datetime] = {}
 
-    def changed(
-        self, key: str, handed: datetime | None, last: datetime | None, until: datetime
-    ) -> None:
-        """The task of ``key`` changed while crontask runs: ``handed`` is its slot handed over
-        last, ``last`` that slot as the change moved it, and the changed job takes over after
-        ``until``."""
-        if handed is not None and last is not None and handed > until:
+    def changed(self, key: str, last: datetime | None, until: datetime) -> None:
+        """The task of ``key`` changed while crontask runs: ``last`` is its last slot as the
+        change moved it, and the changed job takes over after ``until``."""
+        if last is not None and last > until:
             self._through[key] = last
         else:
             self._through.pop(key, None)
