@@ -13,21 +13,29 @@ and runs failed to start ("Too many open files"). So:
 - a request's head (its request line and headers, at most uvicorn's 16 KiB) must arrive within
   ``HEAD_SECONDS`` of the connection opening, or of the previous response (uvicorn's own
   keep-alive timeout, 5 s, closes a connection that sends nothing sooner);
-- an answer that is still being sent must keep moving: every ``WRITE_SECONDS`` some of it has
-  left the process, or the connection is dropped (aborted). A response is written to the
-  transport in one piece (a ``JSONResponse``), and the request leaves the API, and its place
-  in admission, as soon as it is written; a client that never reads kept the whole answer in
-  memory and the connection open for good: ``close()`` waits for what is unsent to be sent.
+- an answer that is still being sent must keep moving: every ``WRITE_SECONDS`` at least
+  ``WRITE_PROGRESS`` bytes of it have reached the client (the process's buffer and the
+  kernel's send queue together went down by that much), or the connection is dropped
+  (aborted). A response is written to the transport in one piece (a ``JSONResponse``), and
+  the request leaves the API, and its place in admission, as soon as it is written; a client
+  that never reads kept the whole answer in memory and the connection open for good:
+  ``close()`` waits for what is unsent to be sent.
   Progress, not the whole answer, is what is timed: a slow link may take minutes over 10 MB.
+  The kernel's queue counts: it holds megabytes, and while a slow client drains it the
+  process's own buffer does not move for minutes.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import fcntl
 import logging
 import resource
+import struct
+import termios
 import time
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
@@ -35,6 +43,7 @@ log = logging.getLogger("crontask.api")
 
 HEAD_SECONDS = 10.0
 WRITE_SECONDS = 30.0
+WRITE_PROGRESS = 16 * 1024  # bytes an answer must move every WRITE_SECONDS (about 0.5 KB/s)
 # A flood of refused connections says so once a minute, not once a connection.
 _WARN_EVERY = 60.0
 
@@ -55,8 +64,7 @@ class GuardedH11Protocol(H11Protocol):
     max_connections: ClassVar[int] = 4096
     _head_deadline: asyncio.TimerHandle | None = None
     _write_deadline: asyncio.TimerHandle | None = None
-    _unsent = 0  # what the transport held when the write deadline was armed
-    _drained = False  # the transport drained to its low-water mark since then
+    _unsent = 0  # what was unsent (ours and the kernel's) when the write deadline was armed
     _warned_at = -_WARN_EVERY  # shared by every connection: one server per process
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
@@ -84,10 +92,6 @@ class GuardedH11Protocol(H11Protocol):
         super().pause_writing()
         self._watch_writes()
 
-    def resume_writing(self) -> None:
-        super().resume_writing()
-        self._drained = True
-
     def connection_lost(self, exc: Exception | None) -> None:
         self._head_arrived()
         if self._write_deadline is not None:
@@ -112,19 +116,26 @@ class GuardedH11Protocol(H11Protocol):
             self.transport.close()
 
     def _watch_writes(self) -> None:
+        """Time the answer's progress from now, or, already timed, from at least what is
+        unsent now (another answer written meanwhile is not progress missed)."""
+        unsent = self._unsent_now()
         if self._write_deadline is None:
-            self._unsent = self.transport.get_write_buffer_size()
-            self._drained = False
+            self._unsent = unsent
             self._write_deadline = self.loop.call_later(WRITE_SECONDS, self._writes_checked)
+        else:
+            self._unsent = max(self._unsent, unsent)
+
+    def _unsent_now(self) -> int:
+        return self.transport.get_write_buffer_size() + _kernel_queue(self.transport)
 
     def _writes_checked(self) -> None:
         self._write_deadline = None
-        unsent = self.transport.get_write_buffer_size()
-        if unsent == 0:
-            return  # all sent: a later pause or answer watches again
+        if self.transport.get_write_buffer_size() == 0:
+            return  # all handed to the kernel: a later pause or answer watches again
+        unsent = self._unsent_now()
         # Sizes tell progress only while nothing is added: writes paused, or the answer done.
         settled = self.flow.write_paused or self._between_requests()
-        if unsent < self._unsent or self._drained or not settled:
+        if unsent <= self._unsent - WRITE_PROGRESS or not settled:
             self._watch_writes()
             return
         # Not close(): it would wait, with the bytes and the descriptor, for a reader that
@@ -142,3 +153,15 @@ class GuardedH11Protocol(H11Protocol):
                 "connection refused: too many open",
                 extra={"fields": {"open": len(self.connections) - 1, "max": self.max_connections}},
             )
+
+
+def _kernel_queue(transport: Any) -> int:
+    """The bytes of a TCP connection's send queue not yet acknowledged by its peer (Linux's
+    ``SIOCOUTQ``); 0 where it cannot be read."""
+    sock = transport.get_extra_info("socket")
+    if sock is None:
+        return 0
+    with contextlib.suppress(OSError, ValueError):
+        queued: int = struct.unpack("i", fcntl.ioctl(sock.fileno(), termios.TIOCOUTQ, b"\0" * 4))[0]
+        return queued
+    return 0

@@ -89,3 +89,15 @@ def test_an_answer_read_slowly_is_sent_whole(server: uvicorn.Server) -> None:
             received += len(chunk)
             time.sleep(0.05)
     assert received > BIG
+
+
+def test_a_reader_the_kernels_queue_keeps_busy_is_not_cut(server: uvicorn.Server) -> None:
+    """The kernel holds megabytes of the answer: a client reading steadily drains them for
+    longer than WRITE_SECONDS while the process's own buffer does not move."""
+    received = 0
+    with asking(server) as sock:
+        time.sleep(0.3)  # the kernel's queue fills, and the process's buffer waits behind it
+        while chunk := sock.recv(64 << 10):
+            received += len(chunk)
+            time.sleep(0.025)  # about 2.5 MB a second: seconds before the buffer moves
+    assert received > BIG
