@@ -5,6 +5,8 @@ slot is not run twice). With replicas, under Forbid and Replace, the claim first
 shared store for a run of the task going on another replica (``controller.handover``). A claim
 the store cannot answer does not cost the run when nobody else could run it (``_keeps_claim``);
 else the slot is left unstarted here, for whoever owns the task to catch up (``_unchecked``).
+Such a claim may have been taken all the same (only its answer was lost): the slot's next claim
+here takes this replica's own row as claimed (``Handover.held``), rather than as another's.
 The dispatcher sends a first attempt's claim as the slot fires (``controller.dispatch``), the
 execution a retry's (``controller.execution``).
 """
@@ -73,6 +75,7 @@ class SlotClaims:
             try:
                 why = await handover.claim(record, policy, REPLACED, self.closing)
             except StoreUnavailable:
+                handover.unanswered(record)  # its insert may have been committed
                 return await self._claim(record)  # as any claim the store cannot answer
             if why is not None:
                 self._skip(record, "ConcurrencyForbid", why)
@@ -84,7 +87,31 @@ class SlotClaims:
         return claimed
 
     def _claim(self, record: RunRecord) -> asyncio.Future[bool]:
-        return self.recorder.claim_soon(record, keep=self._keeps_claim(record))
+        keep = self._keeps_claim(record)
+        claimed = self.recorder.claim_soon(record, keep=keep)
+        handover = self.handover
+        if handover is None or not handover.awaits_answer(record):
+            return claimed
+
+        async def again() -> bool:
+            """A claim of a slot whose earlier claim here got no answer: refused as taken,
+            it may be that one (``Handover.held``)."""
+            try:
+                ok = await claimed
+            except DuplicateRun:
+                try:
+                    if await handover.held(record):
+                        return True
+                except StoreUnavailable:
+                    return False  # unchecked still: as any claim the store cannot answer
+                raise
+            if ok or keep:
+                handover.answered(record)  # it starts (claimed, or run anyway)
+            return ok
+
+        checked = asyncio.ensure_future(again())
+        checked.add_done_callback(lambda done: done.cancelled() or done.exception())
+        return checked
 
     def _keeps_claim(self, record: RunRecord) -> bool:
         """Whether a run whose claim the store could not answer runs anyway, its records kept
@@ -107,6 +134,8 @@ class SlotClaims:
             extra={"fields": {"task": key, "run": record.id, "reason": STORE_UNAVAILABLE}},
         )
         self.unstarted.add(key)
+        if self.handover is not None:  # its claim may have been taken: see Handover.held
+            self.handover.unanswered(record)
         # The ledger counts from this slot, handed over: from just before it now, so that the
         # catch-up finds it missed.
         last = self.ledger.last_slot(key)

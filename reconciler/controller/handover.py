@@ -15,17 +15,24 @@ recorder's ``claim_many``), so a burst of slots costs a few round trips, not one
 A task *inherited* from another replica (it came here, or another replica runs it now) is
 decided at its slot rather than ahead of it (``Dispatcher.due``): the run there may end
 meanwhile. It is an ordinary task again once a claim of it goes through.
+
+A claim whose answer was lost (the connection cut after the commit went out) may have been
+taken all the same: its slot is not started here, and its row, if it is there, is this
+replica's own, ``running``. Such claims are remembered (``unanswered``); the slot's next claim
+here (its catch-up), refused as taken already, takes that row as its own (``held``), once:
+else the row stayed ``running`` for good and the slot never ran.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections import OrderedDict
 from collections.abc import Callable, Coroutine
 from typing import Any, Final
 
 from reconciler.core.model import ConcurrencyPolicy
-from reconciler.core.runs import RunRecord
+from reconciler.core.runs import RunRecord, RunStatus
 from reconciler.store.base import DuplicateRun, ExclusiveClaim, RunStore, StoreUnavailable
 
 log = logging.getLogger("crontask.runner")
@@ -34,6 +41,8 @@ Call = Callable[..., Coroutine[Any, Any, Any]]
 
 # The most records one claim_exclusive takes (the recorder's CLAIM_BATCH).
 CLAIM_BATCH: Final = 128
+# The most claims whose answer was lost remembered at once (``unanswered``), oldest forgotten.
+UNANSWERED_MAX: Final = 1024
 
 _Waiting = list[tuple[RunRecord, "asyncio.Future[ExclusiveClaim]"]]
 
@@ -56,6 +65,8 @@ class Handover:
         self._inherited: set[str] = set()
         self._waiting: _Waiting = []  # claims handed in while one batch is on its way
         self._sending: asyncio.Task[None] | None = None  # the batch on its way
+        # (id, attempt) of the claims whose answer was lost, their slots not started here.
+        self._unanswered: OrderedDict[tuple[str, int], None] = OrderedDict()
 
     def inherit(self, key: str) -> None:
         self._inherited.add(key)
@@ -65,6 +76,47 @@ class Handover:
 
     def inherited(self, key: str) -> bool:
         return key in self._inherited
+
+    # -- claims whose answer was lost ------------------------------------------------------
+
+    def unanswered(self, record: RunRecord) -> None:
+        """``record``'s claim got no answer (StoreUnavailable), and its slot is not started
+        here (yet): the claim may have been taken all the same (see the module docs)."""
+        key = (record.id, record.attempt)
+        self._unanswered[key] = None
+        self._unanswered.move_to_end(key)
+        if len(self._unanswered) > UNANSWERED_MAX:
+            self._unanswered.popitem(last=False)
+
+    def answered(self, record: RunRecord) -> None:
+        """``record``'s slot was claimed (or runs anyway): nothing of it is to be taken back."""
+        self._unanswered.pop((record.id, record.attempt), None)
+
+    def awaits_answer(self, record: RunRecord) -> bool:
+        return (record.id, record.attempt) in self._unanswered
+
+    async def held(self, record: RunRecord) -> bool:
+        """``record``'s slot, refused as claimed already: whether the claim is this replica's
+        own, whose answer was lost (``unanswered``). True: its row is this replica's and still
+        ``running`` (nobody ended it; this replica never started it), so the slot is claimed
+        and may start now. Once: a claim after it is refused, as any. Raises
+        StoreUnavailable if the row could not be read (the claim is still unanswered)."""
+        key = (record.id, record.attempt)
+        if key not in self._unanswered:
+            return False
+        del self._unanswered[key]  # before the read: of two claims of it, one takes it
+        try:
+            row = await self._call(self.store.get, record.id, record.attempt)
+        except StoreUnavailable:
+            self.unanswered(record)
+            raise
+        if row is None or row.owner != self.me or row.status is not RunStatus.RUNNING:
+            return False
+        log.info(
+            "the answer to a claim was lost; the slot's record is this replica's own: claimed",
+            extra={"fields": {"task": record.task, "run": record.id, "attempt": record.attempt}},
+        )
+        return True
 
     async def claim(
         self,
@@ -85,8 +137,9 @@ class Handover:
         deadline = loop.time() + self.patience
         while True:
             answer = await self._exclusive(record)
-            if answer.claimed:
+            if answer.claimed or (not answer.running and await self.held(record)):
                 self._inherited.discard(record.task)
+                self.answered(record)
                 return None
             if not answer.running:
                 raise DuplicateRun(record.id, record.attempt)
@@ -107,8 +160,9 @@ class Handover:
                     extra={"fields": {"task": record.task, "runs": ids}},
                 )
                 (claimed,) = await self._call(self.store.claim_many, [record])
-                if not claimed:
+                if not claimed and not await self.held(record):
                     raise DuplicateRun(record.id, record.attempt)
+                self.answered(record)
                 return None
             await self._call(self.store.request_stop, [r.id for r in answer.running], reason)
             log.info(

@@ -5,12 +5,16 @@ and writes that begin IMMEDIATE (so that a waiting writer waits instead of faili
 with a connect timeout; and driver errors meaning "the database is not there right now"
 translated to :class:`StoreUnavailable` (for SQLite that includes a full disk, a read-only or
 unwritable file and I/O errors: ``OperationalError`` all; after a read-only error the pool's
-connections are replaced, see ``_sqlite_on_error``). The store's operations live in ``sql``.
+connections are replaced, see ``_sqlite_on_error``). An SQLite file deleted or replaced under
+the process is the store unavailable too, never a new empty one (``_SqliteFile``). The store's
+operations live in ``sql``.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
+import os
 import sqlite3
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -21,12 +25,14 @@ import sqlalchemy as sa
 from sqlalchemy import event, exc
 from sqlalchemy.engine import Connection, Dialect, Engine, ExceptionContext, make_url
 from sqlalchemy.engine.interfaces import DBAPIConnection
-from sqlalchemy.pool import ConnectionPoolEntry
+from sqlalchemy.pool import ConnectionPoolEntry, PoolProxiedConnection
 
 from reconciler import statedir
 from reconciler.core.runs import Trigger
 from reconciler.store.base import StoreUnavailable
 from reconciler.store.records import utc
+
+log = logging.getLogger("crontask.store")
 
 SQLITE_BUSY_TIMEOUT: Final = timedelta(seconds=30)
 # How long a write of a run's record (a claim, a save) waits for a lock someone else holds: a
@@ -202,6 +208,8 @@ def create_engine(url: str, *, existing: bool = False) -> Engine:
         elif not Path(database).is_file():
             raise StoreUnavailable(f"no run store at {database}")
         engine = sa.create_engine(u, connect_args={"timeout": SQLITE_BUSY_TIMEOUT.total_seconds()})
+        if "uri" not in u.query:  # a URI says its own mode, and may name no file
+            _SqliteFile(Path(os.path.abspath(database))).watch(engine)
         event.listen(engine, "connect", _sqlite_on_connect)
         event.listen(engine, "begin", _sqlite_on_begin)
         event.listen(engine, "handle_error", _sqlite_on_error)
@@ -239,6 +247,75 @@ def _check_sqlite() -> None:
         ) from None
     finally:
         probe.close()
+
+
+class _SqliteFile:
+    """The SQLite file a store opened, and nothing else, for as long as the engine lives.
+
+    A ``runs.db`` deleted (or replaced) under a running crontask went unnoticed: the pooled
+    connections wrote on into the unlinked file, then a new connection made a fresh empty
+    file (0644) whose every write failed ("no such table"), and a restart started a new,
+    empty history. So the file (there once ``create_engine`` returns: ``prepare_db`` made it,
+    or a reader found it) is opened ``mode=rw`` (a missing one is an error, never made), and
+    its identity (device, inode) is checked at each checkout and each new connection: another
+    file, or none, is :class:`StoreUnavailable` (the runs' records wait, as in any outage),
+    and the pool's connections to the old file are dropped."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.identity = self._identity()
+        if self.identity is None:
+            raise StoreUnavailable(f"no run store at {path}")
+        self._told = False
+
+    def watch(self, engine: Engine) -> None:
+        # Before _sqlite_on_connect: a replaced file must not be switched to WAL first.
+        event.listen(engine, "do_connect", self._connect_args)
+        event.listen(engine, "connect", self._on_connect)
+        event.listen(engine, "checkout", self._on_checkout)
+
+    def _identity(self) -> tuple[int, int] | None:
+        try:
+            st = os.stat(self.path)
+        except FileNotFoundError:
+            return None
+        return st.st_dev, st.st_ino
+
+    def _gone(self) -> str | None:
+        """Why the path no longer leads to the file first opened (None: it does)."""
+        if self._identity() == self.identity:
+            return None
+        why = f"the run store file {self.path} was removed or replaced"
+        if not self._told:  # once: the recorder tries again and again meanwhile
+            self._told = True
+            log.error(
+                "%s; runs go on, their records wait (restore the file, or restart crontask"
+                " to start a new history)",
+                why,
+            )
+        return why
+
+    def _connect_args(
+        self,
+        _dialect: Dialect,
+        _record: ConnectionPoolEntry,
+        cargs: list[str],
+        cparams: dict[str, object],
+    ) -> None:
+        cargs[0] = f"{self.path.as_uri()}?mode=rw"
+        cparams["uri"] = True
+
+    def _on_connect(self, dbapi_connection: DBAPIConnection, _record: ConnectionPoolEntry) -> None:
+        if (why := self._gone()) is not None:
+            raise sqlite3.OperationalError(why)  # the pool closes the connection
+
+    def _on_checkout(
+        self, _dbapi: DBAPIConnection, _record: ConnectionPoolEntry, _proxy: PoolProxiedConnection
+    ) -> None:
+        # One stat per checkout: a pooled connection still writes into the file it opened.
+        if (why := self._gone()) is not None:
+            # Every pooled connection goes; the new one fails in _on_connect (or mode=rw).
+            raise exc.InvalidatePoolError(why)
 
 
 def _sqlite_on_connect(dbapi_connection: DBAPIConnection, _record: ConnectionPoolEntry) -> None:
