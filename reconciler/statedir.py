@@ -13,6 +13,13 @@ what is in it.
   volumes to its ``fsGroup`` (on a PersistentVolume, again at every start), and on a host
   each user's primary group is, by default, that user alone. An existing
   state directory of ours that others may read is made 0700, with one warning line.
+- So must every folder on its path (as OpenSSH's StrictModes): each one owned by root or by
+  the process's effective uid, and none writable by others (or by a group other than the
+  process's own) unless sticky, as ``/tmp`` is. Otherwise another user could rename the
+  state directory away and put one of their own at its name, which crontask reads at every
+  pass. Both the path as given and the one its links lead to are walked. The one exception
+  is a mount point (a volume's root: a Kubernetes ``emptyDir`` is root's and mode 0777 or
+  2777), accepted with a warning line: in a pod only that pod's containers mount it.
 - The database file likewise: refused if it is a link or not a regular file of ours (it is
   never resolved, and created with ``O_NOFOLLOW``); made 0600 if others may read it.
 - Each is checked and made private through one descriptor of what is there (a link itself,
@@ -32,6 +39,7 @@ import contextlib
 import fcntl
 import logging
 import os
+import re
 import stat
 from collections.abc import Iterator
 from pathlib import Path
@@ -52,6 +60,10 @@ _previous: dict[str, str] = {}
 _LOCK_MAX: Final = 1024
 _SHARED: Final = stat.S_IRWXG | stat.S_IRWXO
 _SQLITE_SIDE_FILES: Final = ("-wal", "-shm", "-journal")
+# The mount points others may write that this process has warned of.
+_warned: set[Path] = set()
+# How /proc/self/mountinfo writes a space, tab, newline or backslash in a path.
+_OCTAL: Final = re.compile(r"\\([0-7]{3})")
 
 
 class Refused(Exception):
@@ -77,6 +89,7 @@ def prepare(state_dir: Path) -> None:
     """For a writer: ``state_dir`` made (0700) if missing, else checked as the module says and
     made 0700 if others may read it; so are its ``api-tasks`` and ``git`` folders if there.
     Raises :class:`Refused`, OSError."""
+    _check_ancestors(state_dir, "state directory")
     if not os.path.lexists(state_dir):
         make_dirs(state_dir)
     tightened = _check_dir(state_dir, "state directory", tighten=True)
@@ -110,7 +123,10 @@ def lock(state_dir: Path) -> None:
         ) from None
     try:
         previous = _holder(fd)[1]
-        _write(fd, [str(os.getpid()), previous])
+        # The pid only names the holder to a crontask refused: on a full disk the lock is held
+        # all the same, and the run store, opened next, says what is wrong more clearly.
+        with contextlib.suppress(OSError):
+            _write(fd, [str(os.getpid()), previous])
     except BaseException:
         os.close(fd)
         raise
@@ -167,6 +183,7 @@ def prepare_db(path: Path) -> None:
     created 0600 if missing, without following a link; then the file and each of its
     ``-wal``/``-shm``/``-journal`` still there checked, and made 0600 if others may read them.
     Raises :class:`Refused`, OSError."""
+    _check_ancestors(path.parent, "run store folder")
     if not os.path.lexists(path.parent):
         make_dirs(path.parent)
     _check_dir(path.parent, "run store folder", tighten=False)
@@ -199,6 +216,70 @@ def _check_dir(path: Path, what: str, *, tighten: bool) -> list[str]:
         if tighten and mode & _SHARED:
             return [_tighten(fd, path, mode, mode & PRIVATE_DIR)]
         return []
+
+
+def _check_ancestors(path: Path, what: str) -> None:
+    """Every folder above ``path`` that is there, on its path as given (a link there is
+    checked itself: whoever may replace it chooses where the path leads) and on the path its
+    links lead to: refused as the module says, a mount point others may write warned of.
+    Raises :class:`Refused`, OSError."""
+    given = Path(os.path.abspath(path))
+    resolved = Path(os.path.realpath(given.parent)) / given.name
+    seen: set[tuple[int, int]] = set()  # each folder once, whichever name reached it
+    for chain in (given, resolved):
+        for folder in reversed(chain.parents):  # "/" first: what is below it is reached through it
+            try:
+                st = os.lstat(folder)
+            except (FileNotFoundError, NotADirectoryError):
+                break  # nor anything below it: made by this process (0700), or an error later
+            if (st.st_dev, st.st_ino) not in seen:
+                seen.add((st.st_dev, st.st_ino))
+                _check_ancestor(path, folder, what, st)
+
+
+def _check_ancestor(path: Path, folder: Path, what: str, st: os.stat_result) -> None:
+    if st.st_uid not in (0, os.geteuid()):
+        raise Refused(
+            f"refusing {what} {path}: {folder}, on its path, is owned by uid {st.st_uid}, "
+            f"neither root nor this user (uid {os.geteuid()}), who could put another folder "
+            "in its place"
+        )
+    mode = stat.S_IMODE(st.st_mode)
+    if not stat.S_ISDIR(st.st_mode) or mode & stat.S_ISVTX:
+        return  # a link's own mode means nothing; in a sticky folder only an entry's owner moves it
+    if not (mode & stat.S_IWOTH or (mode & stat.S_IWGRP and st.st_gid != os.getegid())):
+        return
+    if not _is_mount_point(folder, st):
+        raise Refused(
+            f"refusing {what} {path}: {folder}, on its path, may be written by group or others "
+            f"(mode {mode:04o}) and is not sticky, so another user could put another folder "
+            "in its place; give a path whose every folder only root or this user may change"
+        )
+    if folder in _warned:  # the state directory's, then its runs.db's folder
+        return
+    _warned.add(folder)
+    log.warning(
+        f"the {what} is in a volume whose root others may write: whoever else mounts it could "
+        "put another folder in its place (in a pod only its own containers do)",
+        extra={"fields": {"path": str(path), "mount": str(folder), "mode": f"{mode:04o}"}},
+    )
+
+
+def _is_mount_point(folder: Path, st: os.stat_result) -> bool:
+    """A filesystem's root (another device than its parent's), or a bind mount (same device:
+    only ``/proc/self/mountinfo`` tells)."""
+    if folder.parent != folder and os.stat(folder.parent).st_dev != st.st_dev:
+        return True
+    try:
+        with open("/proc/self/mountinfo", encoding="utf-8", errors="surrogateescape") as info:
+            lines = info.read().splitlines()
+    except OSError:
+        return False
+    # The 5th field is the mount point.
+    points = {
+        _OCTAL.sub(lambda m: chr(int(m[1], 8)), f[4]) for f in map(str.split, lines) if len(f) > 4
+    }
+    return os.path.realpath(folder) in points
 
 
 def _check_file(path: Path) -> list[str]:

@@ -20,6 +20,7 @@ import time
 from collections.abc import Collection
 from typing import Any, Final
 
+import anyio
 from fastapi import APIRouter, FastAPI, HTTPException, Request, Response
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
@@ -144,6 +145,7 @@ def _probes_router(metrics_role: RequiredRole) -> APIRouter:
     router = APIRouter(
         route_class=GuardedRoute, tags=["health"], generate_unique_id_function=operation_id
     )
+    probes = anyio.CapacityLimiter(4)  # the threads in which readiness probes wait
 
     @router.get(
         "/healthz",
@@ -161,8 +163,11 @@ def _probes_router(metrics_role: RequiredRole) -> APIRouter:
         openapi_extra=role_extra(PUBLIC),
         responses={503: {"model": ReadinessProblem, "description": "A check fails"}},
     )
-    def readyz(request: Request) -> Response:
-        checks = dict(context(request).runtime.readiness())
+    async def readyz(request: Request) -> Response:
+        # Its wait for the store (at most 2 s, one ping shared by all) is in threads of the
+        # probes' own: however many probes wait, the API and /metrics keep theirs.
+        runtime = context(request).runtime
+        checks = dict(await anyio.to_thread.run_sync(runtime.readiness, limiter=probes))
         if all(checks.values()):
             return JSONResponse(ReadinessOut(ready=True, checks=checks).model_dump(mode="json"))
         failing = ", ".join(sorted(name for name, ok in checks.items() if not ok))

@@ -8,6 +8,7 @@ import contextlib
 import errno
 import logging
 import resource
+import signal
 import socket
 import sys
 from collections.abc import Iterator
@@ -46,6 +47,11 @@ _FEW_OPEN_FILES = 4096  # warned of at start: 1 504 runs at once (core.runs.runs
 
 
 def run(args: argparse.Namespace) -> int:
+    # Until serve() puts its own in place (graceful: runs are stopped and recorded): a stop
+    # signal ends start-up at once. As PID 1 (a container) the kernel drops a signal that has
+    # no handler, so a store that never answers kept SIGTERM waiting until the pod's kill.
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, _stop_at_start)
     logs.configure(args.log_level, args.log_format)
     if not keep_private():
         log.debug("this process's /proc files stay readable to its user's processes")
@@ -114,13 +120,17 @@ def run(args: argparse.Namespace) -> int:
         page_url=page_url(args),
     )
     http = None if args.listen == "off" else http_server(args)
-    with store_errors.reported(args.db):
+    with store_errors.reported(args.db, args.state_dir):
         store = open_state(options)
     try:
         with start_up_collector() as started:
             return resolver.run(serve(options, http=http, on_started=started, store=store))
     except KubernetesConfigError as err:
         raise SystemExit(f"crontask: {err}") from None
+
+
+def _stop_at_start(signum: int, _frame: object) -> NoReturn:
+    raise SystemExit(128 + signum)  # as the shell says a process a signal ended: SIGTERM 143
 
 
 def notifications(args: argparse.Namespace) -> Notifications | None:

@@ -101,15 +101,14 @@ def open_state(options: Options) -> RunStore:
     uses_dir = options.ha is None or options.git is not None
     if uses_dir:
         statedir.prepare(options.state_dir)
-    store = open_store(options.db_url or sqlite_url(options.state_dir), writer=True)
-    if uses_dir:
-        # After the store: what it says of a full or read-only disk is clearer than this.
-        try:
-            statedir.lock(options.state_dir)  # released by serve() on its way out
-        except BaseException:
-            store.close()
-            raise
-    return store
+        # Before the store: opening it for writing migrates its schema, which a second
+        # crontask, refused here, must not do under the one that runs.
+        statedir.lock(options.state_dir)  # released by serve() on its way out
+    try:
+        return open_store(options.db_url or sqlite_url(options.state_dir), writer=True)
+    except BaseException:
+        statedir.unlock(options.state_dir)
+        raise
 
 
 async def serve(

@@ -19,6 +19,8 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import itertools
+import threading
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future
 from datetime import UTC, datetime
@@ -50,6 +52,58 @@ T = TypeVar("T")
 
 NEXT_RUNS = 5
 SOURCE_PROBLEMS = 100  # the definition errors a source lists (its count says how many in all)
+# A readiness probe waits this long for the store's answer; later, the store counts as down.
+PING_TIMEOUT = 2.0
+# An answer stands this long for the probes that follow it (seconds).
+PING_REUSE = 1.0
+
+
+class StorePing:
+    """Whether the store answers, asked of it at most once at a time, in a thread of its own,
+    and waited for at most ``timeout`` seconds from when it was asked: a database that takes
+    connections and never answers must neither hang a readiness probe nor, as probes pile
+    up, take every thread that serves the API and /metrics. A ping that does not answer in
+    time counts as down, and is not asked again before it ends; every caller meanwhile shares
+    it, and an answer stands ``reuse`` seconds."""
+
+    def __init__(
+        self, ping: Callable[[], object], timeout: float = PING_TIMEOUT, reuse: float = PING_REUSE
+    ) -> None:
+        self._ping = ping
+        self._timeout = timeout
+        self._reuse = reuse
+        self._lock = threading.Lock()
+        self._asked: tuple[float, Future[bool]] | None = None  # the ping in flight
+        self._answer: tuple[float, bool] | None = None  # the last one, and when it came
+
+    def answers(self) -> bool:
+        with self._lock:
+            now = time.monotonic()
+            if self._answer is not None and now - self._answer[0] < self._reuse:
+                return self._answer[1]
+            if self._asked is None:
+                self._asked = (now, Future())
+                threading.Thread(
+                    target=self._run, args=(self._asked[1],), name="crontask-ping", daemon=True
+                ).start()  # a daemon: one that never returns does not hold up the exit
+            asked_at, answer = self._asked
+        try:
+            return answer.result(timeout=max(0.0, asked_at + self._timeout - now))
+        except TimeoutError:
+            return False
+
+    def _run(self, answer: Future[bool]) -> None:
+        ok = False
+        try:
+            self._ping()
+            ok = True
+        except Exception:
+            ok = False
+        finally:  # whatever ends it: the next caller may ask again
+            with self._lock:
+                self._answer = (time.monotonic(), ok)
+                self._asked = None
+            answer.set_result(ok)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -98,6 +152,7 @@ class Service:
         self._jobs = jobs
         self.started = False  # the first pass has been applied
         self._last_runs: dict[str, RunRecord] = {}
+        self._ping = StorePing(store.ping)
         dispatcher.subscribe(self._remember)
 
     @property
@@ -154,15 +209,11 @@ class Service:
         return self._view(entries[key], runs=NEXT_RUNS, last=self._store.latest(key))
 
     def readiness(self) -> dict[str, bool]:
-        try:
-            self._store.ping()
-            store_ok = True
-        except Exception:
-            store_ok = False
+        """Within ``PING_TIMEOUT``, whatever the store does (see :class:`StorePing`)."""
         return {
             "sources": self.started,
             "scheduler": self.started,
-            "store": store_ok,
+            "store": self._ping.answers(),
         }
 
     def sources(self) -> list[SourceStatus]:

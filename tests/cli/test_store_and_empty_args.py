@@ -50,6 +50,7 @@ def not_a_db(tmp_path: Path) -> Path:
         ("runs", "--state-dir", "state"),
         ("runs", "--db", "sqlite:///{db}"),
         ("run", "tasks", "--listen", "off", "--db", "sqlite:///{db}"),
+        ("run", "tasks", "--listen", "off", "--state-dir", "state"),
     ],
 )
 def test_a_file_that_is_no_database_is_one_line(

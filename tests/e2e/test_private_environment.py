@@ -42,7 +42,8 @@ spec:
 def shared_dir() -> Iterator[Path]:
     """A folder ``nobody`` may write (pytest's own are its user's alone)."""
     path = Path(tempfile.mkdtemp(prefix="crontask-private-"))
-    path.chmod(0o777)
+    # Sticky, as /tmp: a plain folder anyone may write is refused above a state directory.
+    path.chmod(0o1777)
     try:
         yield path
     finally:
