@@ -27,6 +27,7 @@ from reconciler.cli import store_errors
 from reconciler.cli.collector import start_up_collector
 from reconciler.cli.connections import connection_limit, guarded
 from reconciler.cli.main_helpers import existing_paths
+from reconciler.cli.serve import unmet_need
 from reconciler.controller.cluster import Timing
 from reconciler.controller.jobs import JobOptions
 from reconciler.controller.options import HaOptions, Options
@@ -58,6 +59,8 @@ def run(args: argparse.Namespace) -> int:
     _open_files()
     if not args.paths and not args.git and not args.kubernetes:
         usage_error("nothing to read: give PATH..., --git URL and/or --kubernetes")
+    if needed := unmet_need(args):
+        usage_error(needed)
     if not args.kubernetes and (args.namespace or args.all_namespaces):
         usage_error("--namespace/--all-namespaces need --kubernetes")
     if args.job_namespace and not (args.kubernetes or args.kubeconfig):

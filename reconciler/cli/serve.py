@@ -61,6 +61,43 @@ def add_parser(commands: Any) -> None:
     parser.set_defaults(handler=run)
 
 
+# Options that mean something only beside another: what each needs, and its options' dests.
+_NEEDS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "git": (
+        "--git",
+        (
+            "git_ref",
+            "git_path",
+            "git_interval",
+            "git_timeout",
+            "git_ssh_key",
+            "git_known_hosts",
+            "git_token_file",
+            "git_token_env",
+            "git_webhook_secret_file",
+        ),
+    ),
+    "ha": ("--ha", ("renew_interval", "renew_deadline", "lease_duration")),
+}
+
+
+def unmet_need(args: argparse.Namespace) -> str | None:
+    """The first option given (set to other than its default) without the option it needs, as
+    a usage error's words; None if there is none. A git or replica option without ``--git`` or
+    ``--ha`` was taken and ignored."""
+    defaults = argparse.ArgumentParser()
+    _git(defaults)
+    _replicas(defaults)
+    default = vars(defaults.parse_args([]))
+    for needed, (flag, dests) in _NEEDS.items():
+        if getattr(args, needed):
+            continue
+        for dest in dests:
+            if getattr(args, dest) != default[dest]:
+                return f"--{dest.replace('_', '-')} needs {flag}"
+    return None
+
+
 def _api(parser: argparse.ArgumentParser) -> None:
     """The API, the status page and what reaches people from them."""
     group = parser.add_argument_group("API, status page and notifications")

@@ -38,6 +38,8 @@ def test_a_webhook_secret_file_is_read_bounded(tmp_path: Path, kind: str, says: 
         str(state),
         "--listen",
         f"127.0.0.1:{free_port()}",
+        "--git",
+        "http://127.0.0.1:1/r.git",  # the hook asks for a fetch: it needs a repository
         "--git-webhook-secret-file",
         str(path),
         timeout=30,  # a FIFO read without O_NONBLOCK would wait here for ever
@@ -60,6 +62,8 @@ def test_an_empty_webhook_secret_is_refused(tmp_path: Path, content: bytes) -> N
         str(state),
         "--listen",
         f"127.0.0.1:{free_port()}",
+        "--git",
+        "http://127.0.0.1:1/r.git",  # the hook asks for a fetch: it needs a repository
         "--git-webhook-secret-file",
         str(path),
         timeout=30,

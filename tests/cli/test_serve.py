@@ -106,6 +106,26 @@ def test_ha_refuses_what_cannot_work_with_status_2(
     assert not (tmp_path / ".crontask").exists()  # refused before anything was created
 
 
+@pytest.mark.parametrize(
+    ("extra", "says"),
+    [
+        (("--git-ref", "main"), "--git-ref needs --git"),
+        (("--git-token-file", "token"), "--git-token-file needs --git"),
+        (("--git-webhook-secret-file", "secret"), "--git-webhook-secret-file needs --git"),
+        (("--renew-deadline", "5s"), "--renew-deadline needs --ha"),
+        (("--lease-duration", "30s"), "--lease-duration needs --ha"),
+    ],
+)
+def test_an_option_without_the_one_it_needs_is_refused_with_status_2(
+    tmp_path: Path, extra: tuple[str, ...], says: str
+) -> None:
+    """Taken and ignored before: a --git-ref without --git read nothing from git, silently."""
+    result = run(str(tmp_path), *extra, "--listen", "off", cwd=tmp_path)
+    assert result.returncode == 2
+    assert says in result.stderr
+    assert not (tmp_path / ".crontask").exists()
+
+
 URL_WITH_CREDENTIALS = "http://alice:s3cr3t-pw@127.0.0.1:1/r.git"
 
 
