@@ -57,14 +57,7 @@ def run(args: argparse.Namespace) -> int:
     if not keep_private():
         log.debug("this process's /proc files stay readable to its user's processes")
     _open_files()
-    if not args.paths and not args.git and not args.kubernetes:
-        usage_error("nothing to read: give PATH..., --git URL and/or --kubernetes")
-    if needed := unmet_need(args):
-        usage_error(needed)
-    if not args.kubernetes and (args.namespace or args.all_namespaces):
-        usage_error("--namespace/--all-namespaces need --kubernetes")
-    if args.job_namespace and not (args.kubernetes or args.kubeconfig):
-        usage_error("--job-namespace needs --kubernetes or --kubeconfig")
+    _refuse_what_cannot_work(args)
     kubernetes = None
     if args.kubernetes:
         kubernetes = KubernetesOptions(
@@ -73,29 +66,7 @@ def run(args: argparse.Namespace) -> int:
             kubeconfig=args.kubeconfig,
             resync_seconds=args.resync,
         )
-    git = None
-    if args.git:
-        git = GitOptions(
-            url=args.git,
-            ref=args.git_ref,
-            path=args.git_path,
-            interval=args.git_interval,
-            timeout=args.git_timeout,
-            ssh_key_file=args.git_ssh_key,
-            known_hosts_file=args.git_known_hosts,
-            token_file=args.git_token_file,
-            token_env=args.git_token_env,
-            guard_empty=not args.allow_empty,
-        )
-        parts = urlsplit(args.git)  # git_url has split it before
-        # A password, or over http(s) a user name (a token is often passed as one); not
-        # ssh://git@host's user name.
-        if parts.password or (parts.username and parts.scheme.lower() in ("http", "https")):
-            log.warning(
-                "the --git URL holds credentials, which every local user can read in the "
-                "process list: give the token with --git-token-file or --git-token-env",
-                extra={"fields": {"url": redact_url(args.git)}},
-            )
+    git = git_options(args)
     ha = ha_options(args)
     options = Options(
         paths=existing_paths(args.paths),
@@ -130,6 +101,45 @@ def run(args: argparse.Namespace) -> int:
             return resolver.run(serve(options, http=http, on_started=started, store=store))
     except KubernetesConfigError as err:
         raise SystemExit(f"crontask: {err}") from None
+
+
+def _refuse_what_cannot_work(args: argparse.Namespace) -> None:
+    """A usage error (exit 2) for options that together cannot work, before anything runs."""
+    if not args.paths and not args.git and not args.kubernetes:
+        usage_error("nothing to read: give PATH..., --git URL and/or --kubernetes")
+    if needed := unmet_need(args):
+        usage_error(needed)
+    if not args.kubernetes and (args.namespace or args.all_namespaces):
+        usage_error("--namespace/--all-namespaces need --kubernetes")
+    if args.job_namespace and not (args.kubernetes or args.kubeconfig):
+        usage_error("--job-namespace needs --kubernetes or --kubeconfig")
+
+
+def git_options(args: argparse.Namespace) -> GitOptions | None:
+    """The git source's options, if there is one; a URL that holds credentials is warned of."""
+    if not args.git:
+        return None
+    parts = urlsplit(args.git)  # git_url has split it before
+    # A password, or over http(s) a user name (a token is often passed as one); not
+    # ssh://git@host's user name.
+    if parts.password or (parts.username and parts.scheme.lower() in ("http", "https")):
+        log.warning(
+            "the --git URL holds credentials, which every local user can read in the "
+            "process list: give the token with --git-token-file or --git-token-env",
+            extra={"fields": {"url": redact_url(args.git)}},
+        )
+    return GitOptions(
+        url=args.git,
+        ref=args.git_ref,
+        path=args.git_path,
+        interval=args.git_interval,
+        timeout=args.git_timeout,
+        ssh_key_file=args.git_ssh_key,
+        known_hosts_file=args.git_known_hosts,
+        token_file=args.git_token_file,
+        token_env=args.git_token_env,
+        guard_empty=not args.allow_empty,
+    )
 
 
 def _stop_at_start(signum: int, _frame: object) -> NoReturn:
