@@ -21,8 +21,11 @@ Contract:
   CronTask (``controller: true``, ``blockOwnerDeletion: true``) for a task read from a resource.
 - :func:`finished` reads the terminal condition of a Job (``Complete`` or ``Failed``; the
   ``SuccessCriteriaMet``/``FailureTarget`` that come first are not terminal: pods may still
-  run), :func:`outcome_of` turns a finished Job and its pods into a run's status, exit code,
-  reason, message and :class:`~reconciler.core.runs.JobDetails`.
+  run). :func:`decided` reads the outcome the cluster has decided: the terminal condition, or
+  one of those two (Kubernetes 1.31+ writes them first and the terminal one only once every
+  pod has terminated, which may take the pods' ``terminationGracePeriodSeconds``:
+  :func:`termination_grace`). :func:`outcome_of` turns a decided Job and its pods into a run's
+  status, exit code, reason, message and :class:`~reconciler.core.runs.JobDetails`.
 - :func:`run_of` reads back, from a Job crontask created, the run it belongs to (None for a Job
   that lacks the annotations, or whose run id is not one of its task's slots: crontask never
   touches a Job it did not create). The annotations are anyone's to write, so
@@ -292,6 +295,38 @@ def finished(job: Mapping[str, Any]) -> tuple[str, str | None, str] | None:
     return None
 
 
+# The conditions Kubernetes 1.31+ writes once the Job's outcome is decided, while its pods
+# still terminate, and the terminal condition each leads to.
+_TARGETS: Final = {"SuccessCriteriaMet": "Complete", "FailureTarget": "Failed"}
+# What a pod gets to terminate when its template does not say (the API server's default).
+DEFAULT_GRACE: Final = 30.0
+
+
+def decided(job: Mapping[str, Any]) -> tuple[str, str | None, str] | None:
+    """``(Complete|Failed, reason, message)`` once the cluster has decided the Job's outcome:
+    its terminal condition (:func:`finished`), else a ``SuccessCriteriaMet`` (``Complete``)
+    or ``FailureTarget`` (``Failed``, with its reason: ``DeadlineExceeded``,
+    ``BackoffLimitExceeded``...) whose status is True; None while it is undecided. The target
+    is the outcome: the terminal condition that follows says the same, once the pods are gone."""
+    if (ended := finished(job)) is not None:
+        return ended
+    for condition in (job.get("status") or {}).get("conditions") or ():
+        kind = _TARGETS.get(str(condition.get("type")))
+        if kind is not None and condition.get("status") == "True":
+            return kind, condition.get("reason"), str(condition.get("message") or "")
+    return None
+
+
+def termination_grace(job: Mapping[str, Any]) -> float:
+    """The seconds the Job's pods get to terminate (their template's
+    ``terminationGracePeriodSeconds``, else the API server's default of 30)."""
+    template = (job.get("spec") or {}).get("template") or {}
+    grace = (template.get("spec") or {}).get("terminationGracePeriodSeconds")
+    if isinstance(grace, bool) or not isinstance(grace, int | float) or grace < 0:
+        return DEFAULT_GRACE
+    return float(grace)
+
+
 def is_deleting(job: Mapping[str, Any]) -> bool:
     return bool((job.get("metadata") or {}).get("deletionTimestamp"))
 
@@ -376,8 +411,9 @@ def outcome_of(
     main: str | None,
     log_error: str | None = None,
 ) -> JobOutcome:
-    """What a finished Job (``finished(job)`` is not None) means for its run."""
-    ended = finished(job)
+    """What a decided Job (``decided(job)`` is not None: it may not have finished yet) means
+    for its run."""
+    ended = decided(job)
     assert ended is not None
     kind, reason, condition_message = ended
     meta = job.get("metadata") or {}

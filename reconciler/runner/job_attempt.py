@@ -11,27 +11,30 @@ One attempt, in order:
    from a CronTask, that CronTask as its controller) is this attempt's own Job (created before a
    restart, or by another replica for the same claim): it is adopted, never duplicated. A Job of
    that name that is not this run's fails the attempt (``JobNameTaken``) and is left alone.
-   Transient API errors are retried a few times (the name makes a retry safe); then the name is
-   read once more (the API server may have created the Job and failed to answer): this run's
-   Job there is followed as if the create had answered, else the attempt fails
-   (``JobCreateFailed``).
+   A create refused fails the attempt (``JobCreateFailed``); one that went unanswered is tried
+   again, and the name read until the API server says whether the Job was made
+   (``runner.job_create``, which also says what a stop while creating does).
 3. The record gets the Job's uid; the attempt follows the Job in the watch cache until it has a
    terminal condition, checking with a GET every ``verify_seconds`` (a lagging or broken watch
    never leaves it waiting forever, and a Job deleted meanwhile is noticed: ``JobDeleted``,
-   unless the watch saw it end before it went: then its last state is the outcome; else the
-   outcome is unknown, and the dispatcher never retries it: the work may have run to its end,
-   and a retry would run it twice). With
+   unless it was seen decided before it went (the watch's last state of it, or this attempt's
+   own last look): then that is the outcome; else the outcome is unknown, and the dispatcher
+   never retries it: the work may have run to its end, and a retry would run it twice). With
    ``timeoutSeconds``, crontask does not rely on the cluster alone to end it: a Job that has
    not finished ``timeoutSeconds`` and :data:`DEADLINE_MARGIN` after its creation (the
    cluster's ``activeDeadlineSeconds`` counts from its start, a moment later, and needs a
    moment to act) is deleted (Background, uid precondition) and the attempt is ``timedOut``.
    The time counts from the Job's creation and from when this crontask began to follow it,
    whichever is later (the creation is on the API server's clock: alone, a host clock ahead
-   of it would end Jobs at once); a resumed run's, from its adoption.
+   of it would end Jobs at once); a resumed run's, from its adoption. A Job whose outcome the
+   cluster has decided (``core.jobs.decided``: ``SuccessCriteriaMet``/``FailureTarget``, while
+   its pods terminate) gets its pods' ``terminationGracePeriodSeconds`` more; deleted then,
+   its decided outcome is the attempt's, not a timeout.
 4. At the end, before anything can clean the Job up: the pods (the newest one tells the
    story), each container's exit code and reason, and the last ``output_limit`` bytes of the main
-   container's log through ``pods/log`` (or why it could not be read). ``Complete`` is
-   ``succeeded``; ``Failed`` is ``failed`` with the condition's reason, ``timedOut`` for
+   container's log through ``pods/log`` (or why it could not be read). ``Complete`` (or
+   ``SuccessCriteriaMet``) is ``succeeded``; ``Failed`` (or ``FailureTarget``) is ``failed``
+   with the condition's reason, ``timedOut`` for
    ``DeadlineExceeded`` (``spec.timeoutSeconds`` is the Job's ``activeDeadlineSeconds`` unless
    the JobSpec sets one: the cluster enforces it, so no crontask is needed to stop a stuck Job).
    A resumed run's outcome says when the Job ended (:class:`JobEnd`): it may have ended long
@@ -57,17 +60,20 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from reconciler.core.desired import Definition
 from reconciler.core.jobs import (
+    decided,
     finished,
     job_manifest,
     latest_pod,
     main_container,
     outcome_of,
     run_in,
+    termination_grace,
     with_pod,
 )
 from reconciler.core.runs import JOB_DELETED, JobDetails, RunRecord, RunStatus
 from reconciler.core.status import parse_time
 from reconciler.runner.base import Outcome, failed, run_environment
+from reconciler.runner.job_create import SHUTDOWN, Unknown, create_job, read_job
 from reconciler.runner.job_delete import delete_job
 
 if TYPE_CHECKING:
@@ -75,7 +81,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("crontask.runner")
 
-SHUTDOWN = "Shutdown"
 Progress = Callable[[RunRecord], Awaitable[None]]
 Job = dict[str, Any]
 Home = Callable[[str], tuple[str, str | None]]
@@ -130,8 +135,9 @@ def _newest(pods: list[Job]) -> Job | None:
 @dataclasses.dataclass(frozen=True, slots=True)
 class JobEnd(Outcome):
     """The outcome of a resumed run: ``ended_at`` is when its Job ended, by the Job's own
-    account (``completionTime``, else its terminal condition's ``lastTransitionTime``; None if
-    it says neither), on the API server's clock: it may have ended while no crontask ran."""
+    account (``completionTime``, else its terminal condition's ``lastTransitionTime``, else its
+    decided one's; None if it says none), on the API server's clock: it may have ended while no
+    crontask ran."""
 
     ended_at: datetime | None = None
 
@@ -140,10 +146,11 @@ def _ended_at(job: Job) -> datetime | None:
     status = job.get("status") or {}
     if (completed := parse_time(status.get("completionTime"))) is not None:
         return completed
-    for condition in status.get("conditions") or ():
-        kind = condition.get("type")
-        if kind in ("Complete", "Failed") and condition.get("status") == "True":
-            return parse_time(condition.get("lastTransitionTime"))
+    conditions = [c for c in status.get("conditions") or () if c.get("status") == "True"]
+    for kinds in (("Complete", "Failed"), ("SuccessCriteriaMet", "FailureTarget")):
+        for condition in conditions:
+            if condition.get("type") in kinds:
+                return parse_time(condition.get("lastTransitionTime"))
     return None
 
 
@@ -152,7 +159,12 @@ class _Gone(Exception):
 
 
 class _Overdue(Exception):
-    """The Job has not finished ``timeoutSeconds`` and the margin after its creation."""
+    """The Job has not finished ``timeoutSeconds`` and the margin after its creation (and,
+    decided, its pods' grace): ``job`` is how it was last seen."""
+
+    def __init__(self, job: Job) -> None:
+        super().__init__("overdue")
+        self.job = job
 
 
 class JobRun:
@@ -184,6 +196,16 @@ class JobRun:
             self._reason = reason
             self._stopped.set()
 
+    @property
+    def stop_reason(self) -> str | None:
+        return self._reason
+
+    async def pause(self, seconds: float) -> bool:
+        """Wait ``seconds``, or less if the attempt is stopped; whether it is stopped."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stopped.wait(), seconds)
+        return self._reason is not None
+
     async def run(self) -> Outcome:
         if self._reason is not None and self.definition is not None:
             return failed(self._reason, f"stopped before it started: {self._reason}")
@@ -197,8 +219,8 @@ class JobRun:
             if self._reason is not None:
                 return await self._stopping(self._reason)
             return await self._conclude(job)
-        except _Overdue:
-            return await self._overdue()
+        except _Overdue as overdue:
+            return await self._overdue(overdue.job)
         except _Gone:
             self.runner.forget(self._uid)
             message = (
@@ -231,63 +253,11 @@ class JobRun:
             env=run_environment(record),
             owner=runner.owner(record.task),
         )
-        job = await self._create(body)
+        job = await create_job(self, body)
         if isinstance(job, Outcome):
             return job
         self._uid = _uid(job)
         await runner.announce(dataclasses.replace(record, job=self._details()))
-        return job
-
-    async def _create(self, body: Job) -> Job | Outcome:
-        where = self.where
-        delay = 0.5
-        for attempt in range(1, self.runner.create_attempts + 1):
-            try:
-                job, created = await self.runner.cluster.create(body)
-            except Exception as err:
-                status = getattr(err, "status", None)
-                transient = status is None or status in (409, 429) or status >= 500
-                if not transient:
-                    return failed("JobCreateFailed", f"Job {where.name}: {err}")
-                if attempt == self.runner.create_attempts:
-                    return await self._created_unanswered(err)
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._stopped.wait(), delay)
-                if self._reason is not None:
-                    return failed(self._reason, f"stopped before its Job was created: {err}")
-                delay *= 2
-                continue
-            if not created and not self._ours(job):
-                return failed(
-                    "JobNameTaken",
-                    f"a Job named {where.name} exists in {where.namespace} and is not this "
-                    "run's (another run's or attempt's, or not made by crontask for this task); "
-                    "it was left alone",
-                )
-            if not created:
-                log.info(
-                    "job adopted: created before for this attempt",
-                    extra={"fields": {"run": self.record.id, "job": where.name}},
-                )
-            return job
-        raise AssertionError("unreachable")  # the loop returns on its last attempt
-
-    async def _created_unanswered(self, err: Exception) -> Job | Outcome:
-        """The creates went unanswered: the API server may have made the Job all the same
-        (a timeout after the write). If this attempt's Job is there, it is followed as if the
-        create had answered; a retry would make a second Job of the run."""
-        where = self.where
-        failure = failed("JobCreateFailed", f"Job {where.name}: {err}")
-        try:
-            job = await self.runner.cluster.get(where.namespace, where.name)
-        except Exception:
-            return failure
-        if job is None or not self._ours(job):
-            return failure
-        log.info(
-            "job created although its create went unanswered; following it",
-            extra={"fields": {"run": self.record.id, "job": where.name}},
-        )
         return job
 
     async def _find(self) -> Job | Outcome:
@@ -302,7 +272,7 @@ class JobRun:
             job = await self._read()
             if job is None and self._reason is not None:
                 return await self._stopping(self._reason)  # stopped while it went unanswered
-        if job is None or not self._ours(job):
+        if job is None or not self.ours(job):
             return Outcome(
                 RunStatus.INTERRUPTED,
                 None,
@@ -315,7 +285,7 @@ class JobRun:
         self._uid = _uid(job)
         return job
 
-    def _ours(self, job: Job) -> bool:
+    def ours(self, job: Job) -> bool:
         """Whether ``job`` is this attempt's Job: as ``core.jobs.run_in`` decides for the task
         (its namespace, its name, and, for a CronTask's task, that CronTask as controller), and
         of this run and attempt. Its annotations alone are anyone's to write."""
@@ -342,14 +312,14 @@ class JobRun:
                     if self._reason is not None:
                         return job
                     if _uid(seen) != self._uid:
-                        return self._last_end()
+                        return self._last_end(job)
                 assert seen is not None
                 job = seen
                 if finished(job) is not None or self._reason is not None:
                     return job
                 left = self._time_left(job)
                 if left is not None and left <= 0:
-                    raise _Overdue
+                    raise _Overdue(job)
                 wait = (
                     self.runner.verify_seconds
                     if left is None
@@ -368,14 +338,17 @@ class JobRun:
             finally:
                 changed.cancel()
 
-    def _last_end(self) -> Job:
+    def _last_end(self, job: Job) -> Job:
         """The Job is gone: its end as the watch last saw it, if it ended before it went (a
         Job deleted at once when it ends: its outcome is known, and must not be retried as
-        unknown); else raise :class:`_Gone`."""
+        unknown), else ``job`` (this attempt's last look at it) if the cluster had decided its
+        outcome then (deleted while its pods terminated); else raise :class:`_Gone`."""
         last = self.runner.cluster.ended(self.where.namespace, self.where.name)
-        if last is None or _uid(last) != self._uid or finished(last) is None:
-            raise _Gone
-        return last
+        if last is not None and _uid(last) == self._uid and decided(last) is not None:
+            return last
+        if _uid(job) == self._uid and decided(job) is not None:
+            return job
+        raise _Gone
 
     def _time_left(self, job: Job) -> float | None:
         """Seconds until the backstop ends the Job (None: the task has no timeout): the time
@@ -383,7 +356,9 @@ class JobRun:
         it, whichever is later. The creation is on the API server's clock and the time now on
         this host's: were they compared alone, a host clock ahead of the server's by more than
         the timeout would delete every Job as soon as it was made. Since this process follows
-        the Job, its own clock counts; for a run resumed after a restart, that is from then."""
+        the Job, its own clock counts; for a run resumed after a restart, that is from then.
+        A Job whose outcome is decided gets its pods' grace more: its terminal condition comes
+        once they have terminated, which they may take that long to do."""
         if self.timeout is None:
             return None
         created = parse_time((job.get("metadata") or {}).get("creationTimestamp"))
@@ -393,27 +368,16 @@ class JobRun:
         if self._following_since is None:
             self._following_since = now
         allowed = timedelta(seconds=self.timeout + self.runner.deadline_margin)
+        if decided(job) is not None:
+            allowed += timedelta(seconds=termination_grace(job))
         ends = max(created, self._following_since) + allowed
         return (ends - now).total_seconds()
 
     async def _read(self) -> Job | None:
-        """The Job as the API server has it now (None: not found). An API server that does not
-        answer is asked again, with a growing pause, until it does or the attempt is stopped
-        (then None): the Job may well be running, and nothing is concluded without it."""
-        delay = 0.5
-        while True:
-            try:
-                return await self.runner.cluster.get(self.where.namespace, self.where.name)
-            except Exception as err:
-                log.warning(
-                    "cannot read a Job; trying again",
-                    extra={"fields": {"job": self.where.name, "error": str(err)}},
-                )
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopped.wait(), delay)
-            if self._reason is not None:
-                return None
-            delay = min(delay * 2, self.runner.verify_seconds)
+        """The Job as the API server has it now (``runner.job_create.read_job``); None if it is
+        not found, or if the attempt was stopped before the API server answered."""
+        job = await read_job(self)
+        return None if isinstance(job, Unknown) else job
 
     async def _stopping(self, reason: str) -> Outcome:
         details = self._details()
@@ -437,22 +401,36 @@ class JobRun:
         message = f"stopped: {reason}; Job {details.name} {what}"
         return Outcome(RunStatus.FAILED, None, reason, message, output, job=details)
 
-    async def _overdue(self) -> Outcome:
+    async def _overdue(self, job: Job) -> Outcome:
         """The backstop: the cluster has not ended the Job in time (a suspended Job, one
-        another controller manages, a Job controller that is down): keep its log, delete it
-        (Background, its uid as precondition, as for ``Replace``), and time the attempt out."""
+        another controller manages, a Job controller that is down, pods stuck terminating):
+        keep its log, delete it (Background, its uid as precondition, as for ``Replace``), and
+        time the attempt out; unless the cluster had decided its outcome (``job``, as last
+        seen): then that outcome is the attempt's (the work ended; only its pods did not go)."""
         cluster, details = self.runner.cluster, self._details()
-        output, pod, error = await self._evidence(cluster.cached(details.namespace, details.name))
+        cached = cluster.cached(details.namespace, details.name)
+        if cached is not None and _uid(cached) == self._uid and decided(cached) is not None:
+            job = cached  # decided since the look (a look by GET may be behind the watch)
+        output, pod, error = await self._evidence(cached)
         details = with_pod(details, pod, error)
-        message = (
-            f"Job {details.name} did not finish within timeoutSeconds ({self.timeout:g}s) and "
-            f"{self.runner.deadline_margin:g}s more after its creation; crontask"
-        )
         deleted = await self._delete()
         if isinstance(deleted, str):
-            message += f" could not delete it yet ({deleted}) and tries again until it can"
+            done = f" could not delete it yet ({deleted}) and tries again until it can"
         else:
-            message += " deleted it" if deleted else " found it gone already"
+            done = " deleted it" if deleted else " found it gone already"
+        if decided(job) is not None:
+            ended = outcome_of(job, pod, main=main_container(job), log_error=error)
+            message = (
+                f"{ended.message}; its pods had not all terminated within timeoutSeconds "
+                f"({self.timeout:g}s), {self.runner.deadline_margin:g}s and their grace after "
+                f"its creation: crontask{done}"
+            )
+            said = (ended.status, ended.exit_code, ended.reason, message, output)
+            return Outcome(*said, job=ended.details)
+        message = (
+            f"Job {details.name} did not finish within timeoutSeconds ({self.timeout:g}s) and "
+            f"{self.runner.deadline_margin:g}s more after its creation; crontask{done}"
+        )
         return Outcome(RunStatus.TIMED_OUT, None, DEADLINE_EXCEEDED, message, output, job=details)
 
     async def _delete(self) -> bool | str:
