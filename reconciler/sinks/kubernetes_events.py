@@ -6,7 +6,11 @@ Contract:
   API server. When the queue is full, events are dropped (Events are best-effort by design).
 - Aggregation (client-go's EventCorrelator): the same object (uid), type, reason and message
   within ``window`` seconds is one Event whose ``count`` and ``lastTimestamp`` are PATCHed,
-  not a new object per occurrence.
+  not a new object per occurrence. Similar events (client-go's EventAggregator): once
+  ``SIMILAR`` different messages of one object, type and reason came within ``window``
+  seconds of each other (a job task's failures each name their Job), the next ones, until
+  ``window`` seconds pass without any, are one Event, keyed without the message, whose
+  message is ``(combined from similar events): <the latest message>``.
 - Spam filter: a token bucket per object (``burst`` events, then one per ``refill_seconds``)
   and one overall (``qps``) bound what a misbehaving task can cost the API server.
 - ``involvedObject`` names the CronTask with its uid and resourceVersion; ``reason`` is
@@ -32,6 +36,11 @@ from reconciler.sinks.kubernetes import MERGE_PATCH, TokenBucket
 
 log = logging.getLogger("crontask.sinks")
 
+# As client-go's EventAggregator: past this many different messages of one object, type and
+# reason within the window, they are one Event.
+SIMILAR = 10
+COMBINED = "(combined from similar events): "
+
 COMPONENT = "crontask"
 REPORTING_COMPONENT = "crontask.dev/crontask"
 
@@ -40,6 +49,12 @@ REPORTING_COMPONENT = "crontask.dev/crontask"
 class _Seen:
     name: str
     count: int
+    last: float  # monotonic
+
+
+@dataclasses.dataclass
+class _Similar:
+    messages: set[str]  # the different messages seen, up to SIMILAR
     last: float  # monotonic
 
 
@@ -64,7 +79,9 @@ class EventRecorder:
         # Each object's bucket, with when it was last used: a bucket unused for burst x
         # refill seconds is full again, as good as a new one, so it can go (see _expire).
         self._per_object: dict[str, tuple[TokenBucket, float]] = {}
-        self._seen: dict[tuple[str, str, str, str], _Seen] = {}
+        # (object, type, reason, message), the message None for the combined Event.
+        self._seen: dict[tuple[str, str, str, str | None], _Seen] = {}
+        self._similar: dict[tuple[str, str, str], _Similar] = {}
         self._queue: queue.Queue[tuple[ObjectRef, EventSpec, datetime] | None] = queue.Queue(
             queue_size
         )
@@ -124,11 +141,15 @@ class EventRecorder:
             return
         if not self._overall.take(self._stop):
             return
-        key = (ref.uid or ref.key, event.type, event.reason, event.message)
         now = time.monotonic()
+        key: tuple[str, str, str, str | None] = (owner, event.type, event.reason, event.message)
+        body: dict[str, Any] = {}
+        if self._combined(owner, event, now):
+            event = dataclasses.replace(event, message=COMBINED + event.message)
+            key, body = (owner, event.type, event.reason, None), {"message": event.message}
         seen = self._seen.get(key)
         if seen is not None and now - seen.last <= self.window:
-            body = {"count": seen.count + 1, "lastTimestamp": rfc3339(at)}
+            body.update(count=seen.count + 1, lastTimestamp=rfc3339(at))
             try:
                 self._core.patch_namespaced_event(
                     seen.name,
@@ -152,10 +173,26 @@ class EventRecorder:
         self.created += 1
         self._expire(now)
 
+    def _combined(self, owner: str, event: EventSpec, now: float) -> bool:
+        """Whether ``event`` goes to its object's combined Event of its type and reason: the
+        SIMILARth different message within the window, and all of them after it until the
+        window passes quiet."""
+        group = (owner, event.type, event.reason)
+        similar = self._similar.get(group)
+        if similar is None or now - similar.last > self.window:
+            similar = self._similar[group] = _Similar(set(), now)
+        similar.last = now
+        if len(similar.messages) < SIMILAR:
+            similar.messages.add(event.message)
+        return len(similar.messages) >= SIMILAR
+
     def _expire(self, now: float) -> None:
         if len(self._seen) > 4096:
             for key in [k for k, s in self._seen.items() if now - s.last > self.window]:
                 del self._seen[key]
+        if len(self._similar) > 4096:
+            for group in [g for g, s in self._similar.items() if now - s.last > self.window]:
+                del self._similar[group]
         if len(self._per_object) > self._keep_buckets:
             # Every object ever seen (deleted ones too) would otherwise keep its bucket for the
             # life of the process; only buckets that are full again go, so no limit is lifted.

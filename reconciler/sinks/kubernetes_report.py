@@ -12,6 +12,11 @@ Contract:
   record (running, finished, skipped) updates its task's status; :meth:`on_progress` hears
   the running records rewritten while they run (a Job's name and uid), without Events.
 - With replicas (``mine``), only the owner of a task reports it: one writer per object.
+- A task's runs (the run summary, ``active``, run Events) are its object's but when another
+  location's definition is in force under its key: a CronTask that lost a conflict to a
+  folder task (status: Conflict) shows none of that task's runs. An object deleted (or found
+  replaced by one of the same name, another uid) takes its runs along: those still going
+  then never show on, nor send Events to, an object of that name created after it.
 - Run-now: an object whose ``crontask.dev/run-now`` annotation holds a value that is neither
   handled by this process nor recorded as ``status.lastRunNow`` gets at most one manual run
   (``fire_manual``; the concurrency policy applies, a skip is recorded and reported). The value
@@ -41,7 +46,7 @@ from collections.abc import Callable, Collection, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from reconciler.core.desired import Definition, DesiredState
+from reconciler.core.desired import Definition, DesiredState, SourceKind
 from reconciler.core.runs import RunRecord
 from reconciler.core.status import (
     EventSpec,
@@ -95,6 +100,12 @@ class StatusReporter:
         self._awaiting: dict[str, dict[str, str]] = {}
         self._closed = False  # crontask is stopping: no run-now starts
         self._invalid: dict[str, str] = {}  # the spec error last reported as an Event
+        # The keys under which another location's definition is in force (a folder task won
+        # a conflict): the runs there are that definition's, not the object's.
+        self._foreign: set[str] = set()
+        # The runs still going when their object was deleted (or found replaced by a namesake
+        # with another uid): they are the old object's, never shown on a new one.
+        self._retired: dict[str, set[str]] = {}
 
     def after_pass(
         self,
@@ -103,8 +114,10 @@ class StatusReporter:
         owned: Mapping[str, Definition],
         keys: Collection[str] | None,
     ) -> None:
+        self._prune_retired()
         for gone in set(self._refs) - set(refs):
             self._forget(gone)
+            self._retire(gone)
             self._writer.forget(gone)
         if keys is None:
             # A full pass follows every change of ownership: what this process knew of a task
@@ -120,15 +133,21 @@ class StatusReporter:
             before = self._refs.get(key)
             if before is not None and before.uid != ref.uid:
                 # Deleted and created again: what was asked of the old object is not asked of
-                # this one (its own annotation is acted on as new).
-                self._handled.pop(key, None)
-                self._awaiting.pop(key, None)
+                # this one (its own annotation is acted on as new), and its runs, results and
+                # reported spec error are not this one's.
+                self._forget(key)
+                self._retire(key)
         self._refs = dict(refs)
         targets = [k for k in (refs if keys is None else keys) if k in refs and self._mine(k)]
         for key in targets:
             ref = refs[key]
-            state = task_state(key, desired, owned.get(key))
+            in_force = owned.get(key)
+            state = task_state(key, desired, in_force)
             self._states[key] = state
+            if in_force is not None and in_force.location.source != SourceKind.KUBERNETES:
+                self._foreign.add(key)
+            else:
+                self._foreign.discard(key)
             self._report_invalid(ref, state)
             due = run_now_due(ref, self._handled.get(key))
             if due is not None and not self._closed:
@@ -137,9 +156,15 @@ class StatusReporter:
                 self.submit(key)
 
     def on_run(self, record: RunRecord) -> None:
+        if self._is_retired(record):
+            if record.status.finished:
+                self._retired[record.task].discard(record.id)  # emptied at the next pass
+            return  # a deleted object's run: not the object of that name now
         ref = self._refs.get(record.task)
         if ref is None or not self._mine(record.task):
             return  # a task from another source, or another replica's now
+        if record.task in self._foreign:
+            return  # another location's definition runs under this key (a conflict it lost)
         self._runs[record.task] = self._runs.get(record.task, RunSummary()).observe(record)
         event = run_event(record)
         if event is not None:
@@ -152,6 +177,8 @@ class StatusReporter:
         """A running record that says more (a Job's name and uid once it exists; a run
         adopted from an earlier crontask): the status shows it, no Event is worth it."""
         if record.task not in self._refs or not self._mine(record.task):
+            return
+        if self._is_retired(record) or record.task in self._foreign:
             return
         self._runs[record.task] = self._runs.get(record.task, RunSummary()).observe(record)
         self.submit(record.task)
@@ -183,11 +210,18 @@ class StatusReporter:
         if ref is None:
             return
         now = self._clock()
+        # The runs under this key are the object's, but for those of a definition elsewhere
+        # that won a conflict over it, and those of a deleted object of the same name.
+        runs, active = RunSummary(), tuple[RunRecord, ...]()
+        if key not in self._foreign:
+            runs = self._runs.get(key, RunSummary())
+            retired = self._retired.get(key, ())
+            active = tuple(r for r in self._active(key) if r.id != ended and r.id not in retired)
         inputs = StatusInputs(
             generation=ref.generation,
             state=self._states.get(key, TaskState()),
-            runs=self._runs.get(key, RunSummary()),
-            active=tuple(r for r in self._active(key) if r.id != ended),
+            runs=runs,
+            active=active,
             next_run=self._next_run(key, now),
             run_now=self._handled.get(key),
         )
@@ -199,12 +233,31 @@ class StatusReporter:
             written=written,
         )
 
+    def _retire(self, key: str) -> None:
+        """The object of ``key`` is gone: its runs still going stay its own."""
+        ids = {r.id for r in self._active(key)}
+        if ids:
+            self._retired.setdefault(key, set()).update(ids)
+
+    def _is_retired(self, record: RunRecord) -> bool:
+        return record.id in self._retired.get(record.task, ())
+
+    def _prune_retired(self) -> None:
+        """Drop the retired runs that have ended (the dispatcher lets a run go only after
+        its finished record was heard)."""
+        for key in list(self._retired):
+            going = {r.id for r in self._active(key)}
+            self._retired[key] &= going
+            if not self._retired[key]:
+                del self._retired[key]
+
     def _forget(self, key: str) -> None:
         self._states.pop(key, None)
         self._runs.pop(key, None)
         self._handled.pop(key, None)
         self._awaiting.pop(key, None)
         self._invalid.pop(key, None)
+        self._foreign.discard(key)
 
     def _record_run_now(self, ref: ObjectRef, value: str) -> None:
         """Write ``value`` as ``status.lastRunNow``; the run starts once the API server has

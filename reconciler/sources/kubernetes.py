@@ -10,14 +10,15 @@ Contract (the :class:`~reconciler.sources.base.Source` protocol, plus):
   annotations`` and ``spec`` only: the server's metadata (uid, managedFields, ...) and the
   status never reach the model, so a status write never changes a definition.
 - An object whose spec does not validate (the API server accepts a bad cron expression or
-  zone) keeps its last good definition in force, flagged, and is reported as an error at
+  zone) keeps its last good definition in force (its own, same uid: not that of a deleted
+  object of the same name), flagged, and is reported as an error at
   ``Location("kubernetes", "NS/NAME")``: ``ops/backup: spec.schedule: ...``. So does one
   nested more than ``MAX_DEPTH`` levels deep (as a task file may be), which the informer's
   decoder cut short. A deleted object removes its task, the last one included: a list that
   worked is the cluster's state, so the source is ``authoritative`` (the reconciler's
   empty-set guard holds no removal of its tasks).
 - ``refresh`` reports a key as changed only when what a definition is built from (or the
-  generation) changed, so status-only watch events cause no work downstream.
+  generation, or the uid) changed, so status-only watch events cause no work downstream.
 - :meth:`KubernetesSource.objects` gives, per key, the object's uid, generation,
   resourceVersion, run-now annotation and stored status (:class:`ObjectRef`) for the status
   writer and the event recorder.
@@ -127,7 +128,7 @@ def list_function(api: Any, namespace: str | None) -> Callable[..., Any]:
 @dataclasses.dataclass(frozen=True, slots=True)
 class _Entry:
     ref: ObjectRef
-    fingerprint: str  # what the definition is built from, with the generation
+    fingerprint: str  # what the definition is built from, with the uid and generation
     good: Definition | None
     errors: tuple[DefinitionError, ...]
 
@@ -279,7 +280,10 @@ class KubernetesSource:
         ref = _ref(obj)
         if before is not None and before.fingerprint == fingerprint:
             return dataclasses.replace(before, ref=ref)
-        good = before.good if before else None
+        # The last good definition is this object's only: one deleted and created again under
+        # the same name while the watch was away (or between two passes) must not run the
+        # deleted object's spec when its own does not validate.
+        good = before.good if before is not None and before.ref.uid == ref.uid else None
         location = Location(SourceKind.KUBERNETES, ref.key)
         # What the informer's decoder left out shows in the fingerprint, which is cheaper to
         # search than the document; the walk then names where.
@@ -334,10 +338,13 @@ def _document(obj: dict[str, Any]) -> tuple[dict[str, Any], str]:
         "spec": obj.get("spec"),
     }
     # Labels and annotations count (a run-now annotation must reach the pass), the status
-    # and the server's metadata do not. The planner compares spec hashes, so a metadata-only
-    # change never touches the job.
+    # and the server's metadata do not, but for the uid: an object deleted and created again
+    # with the same spec is another object, whose status and Events start afresh (the
+    # generation alone, 1 again, would not tell). The planner compares spec hashes, so a
+    # metadata-only change never touches the job.
     fingerprint = repr(
         (
+            meta.get("uid"),
             meta.get("generation"),
             meta.get("labels") or {},
             sorted(annotations.items()),
