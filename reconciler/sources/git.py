@@ -8,7 +8,8 @@ How it works (``crontask run --git URL``):
   isolation and credential handling, ``gitprocess`` for the timeouts) and resolves the ref.
   ``<key>`` is a stable hash of the redacted URL, the ref and the path, so two sources never
   share (and race on) one checkout, and changing a password in the URL does not start a new
-  clone.
+  clone. A name is fetched as a branch, else as a tag, and resolved as what was fetched
+  (``gitrefs``). Each sync ends with git's automatic collection (``gitmaintenance``).
 - A new commit is checked out into its own folder ``worktrees/<sha>`` with
   ``git worktree add --detach --no-checkout`` and a ``git checkout`` of ``path`` alone (with what
   its links lead to in the commit: ``gitcheckout.checkout_paths``), after its trees were listed: a
@@ -65,7 +66,6 @@ whole); the event of the swap reads them again.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import hashlib
 import json
@@ -93,7 +93,6 @@ from reconciler.sources.gitrepo import (
     check_ref,
     clean_path,
     git_env,
-    refspecs,
     url_credentials,
 )
 from reconciler.sources.gitrevisions import Revisions
@@ -208,10 +207,13 @@ class GitSource:
     # -- syncing -------------------------------------------------------------------------
 
     def sync(self) -> bool:
-        """Fetch, and apply the ref's commit if it is new. True if the revision changed."""
+        """Fetch, and apply the ref's commit if it is new; then git's automatic collection
+        (``_collect``). True if the revision changed."""
         with self._sync_lock:
             try:
-                return self._sync()
+                changed = self._sync()
+                self._collect()
+                return changed
             finally:
                 with self._lock:
                     self._in_flight = None
@@ -300,7 +302,7 @@ class GitSource:
                     repo.cancel()
             repo.ensure()
             self._describe()
-            self._fetch(repo)
+            names = repo.fetch_ref(self.url, self.options.ref)
         except RefNotFoundError as err:
             return self._failed(str(err), None)
         except (GitError, OSError) as err:
@@ -308,7 +310,7 @@ class GitSource:
         with self._lock:
             self._last_sync = now
         try:
-            sha = repo.resolve(self.url, self.options.ref)
+            sha = repo.resolve(self.url, self.options.ref, names)
         except GitError as err:
             return self._failed(redact(str(err)), None)
         with self._lock:
@@ -348,15 +350,20 @@ class GitSource:
         )
         return True
 
-    def _fetch(self, repo: GitRepo) -> None:
-        """Fetch the ref: as a branch, else as a tag (``refspecs``); RefNotFoundError if the
-        remote has neither."""
-        *first, last = refspecs(self.options.ref)
-        for specs in first:
-            with contextlib.suppress(RefNotFoundError):
-                repo.fetch(self.url, specs, self.options.ref)
-                return
-        repo.fetch(self.url, last, self.options.ref)
+    def _collect(self) -> None:
+        """``git gc --auto`` on the repository the sync worked on, once the new revision (if
+        any) is in force: the fetch runs none (``gitmaintenance``). Its failure or timeout is
+        logged, and is no failure of the sync: git's thresholds bring it back next time."""
+        with self._lock:
+            repo = None if self._cancelled else self._in_flight
+        if repo is None or not (repo.git_dir / "HEAD").is_file():
+            return
+        try:
+            repo.collect()
+        except GitError as err:
+            if not self._cancelled:
+                fields = {"url": self.url, "ref": self.options.ref, "error": str(err)}
+                log.warning("git collection failed", extra={"fields": fields})
 
     def _credentials(self) -> Credentials | None:
         from_url = url_credentials(self.options.url)

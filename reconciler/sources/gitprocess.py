@@ -118,13 +118,16 @@ class GitRunner:
         cwd: Path | None = None,
         input: bytes | None = None,
         max_stdout: int,
+        timeout: float | None = None,
     ) -> bytes:
-        """git's stdout; GitError (redacted) if it fails, times out, was cancelled, or writes
-        more than ``max_stdout`` bytes to stdout (git's group is then killed)."""
+        """git's stdout; GitError (redacted) if it fails, times out (after ``timeout``, by
+        default the runner's), was cancelled, or writes more than ``max_stdout`` bytes to stdout
+        (git's group is then killed)."""
         name = _name(args)
+        timeout = self.timeout if timeout is None else timeout
         process = self._start(args, cwd=cwd, piped_input=input is not None)
         try:
-            output = _communicate(process, self.timeout, input, max_stdout)
+            output = _communicate(process, timeout, input, max_stdout)
         finally:
             with self._lock:
                 self._process = None
@@ -135,7 +138,7 @@ class GitRunner:
         if output.overflowed:
             raise GitError(f"git {name} wrote more than {max_stdout} bytes")
         if output.timed_out:
-            raise GitError(f"git {name} timed out after {self.timeout:g}s")
+            raise GitError(f"git {name} timed out after {timeout:g}s")
         self._check(process.returncode, output.stderr)
         return output.stdout
 

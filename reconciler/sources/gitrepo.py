@@ -34,16 +34,10 @@ from collections.abc import Generator, Iterable, Mapping, Sequence
 from pathlib import Path, PurePosixPath
 
 from reconciler import statedir
+from reconciler.sources import gitmaintenance
 from reconciler.sources.gitprocess import GitError, GitRunner
+from reconciler.sources.gitrefs import FULL_SHA, HEX, PRIVATE, alternatives
 
-# The names under which the bare repository keeps what it fetched. Branches go to
-# refs/remotes/origin/* (not refs/heads/*) so that nothing ever counts as "checked out".
-BRANCHES = "refs/remotes/origin/"
-TAGS = "refs/tags/"
-PRIVATE = "refs/crontask/"
-
-_HEX = re.compile(r"[0-9a-f]{4,64}")
-_FULL_SHA = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
 # The userinfo of an http(s) URL in git's messages: up to its first "@", and on to the last
 # "@" before the next "/". A "/" in it (unencoded: "https://tok3n/S3CRET@host") made urlsplit,
 # and git, end the authority there, so it may run past a "/".
@@ -238,42 +232,6 @@ def clean_path(path: str) -> str:
     return "" if clean == "." else clean
 
 
-def refspecs(ref: str) -> list[list[str]]:
-    """What a fetch for ``ref`` asks for, as alternatives tried in order until the remote has
-    one (a name is a branch, else a tag): ``ref`` alone. Every other branch and tag is anyone's
-    to push (a blob of any size, a name no file system takes), and must not fill the state
-    directory or fail every fetch. Only a ref that looks like a commit's SHA takes them all:
-    telling a commit from a branch or tag of that name needs them (``GitRepo.resolve``)."""
-    if ref == "HEAD":
-        return [[f"+HEAD:{PRIVATE}HEAD"]]
-    if ref.startswith("refs/heads/"):
-        return [[f"+{ref}:{BRANCHES}{ref.removeprefix('refs/heads/')}"]]
-    if ref.startswith("refs/tags/"):
-        return [[f"+{ref}:{ref}"]]
-    if ref.startswith("refs/"):
-        return [[f"+{ref}:{PRIVATE}other/{ref.removeprefix('refs/')}"]]
-    if _HEX.fullmatch(ref):
-        return [[f"+refs/heads/*:{BRANCHES}*", f"+refs/tags/*:{TAGS}*"]]
-    return [[f"+refs/heads/{ref}:{BRANCHES}{ref}"], [f"+refs/tags/{ref}:{TAGS}{ref}"]]
-
-
-def candidates(ref: str) -> list[str]:
-    """Local names to try for ``ref``, in order: branch, then tag. A full SHA names only its
-    commit, never a branch or tag (anyone who can push a branch could name one after it), and
-    an abbreviated one is looked up as a commit too (see ``GitRepo.resolve``)."""
-    if ref == "HEAD":
-        return [f"{PRIVATE}HEAD"]
-    if ref.startswith("refs/heads/"):
-        return [BRANCHES + ref.removeprefix("refs/heads/")]
-    if ref.startswith("refs/tags/"):
-        return [ref]
-    if ref.startswith("refs/"):
-        return [f"{PRIVATE}other/{ref.removeprefix('refs/')}"]
-    if _FULL_SHA.fullmatch(ref):
-        return []
-    return [BRANCHES + ref, TAGS + ref]
-
-
 class GitRepo:
     """A bare repository at ``git_dir`` and the git calls made on it."""
 
@@ -309,55 +267,72 @@ class GitRepo:
         self.run(["init", "--bare", "--quiet", str(scratch)], git_dir=False)
         os.rename(scratch, self.git_dir)
 
-    def fetch(self, url: str, specs: Sequence[str], ref: str) -> None:
-        """``git fetch --prune --force``: a force-push or a moved tag simply replaces the ref."""
-        args = ["fetch", "--prune", "--force", "--no-tags", "--no-write-fetch-head", "--quiet"]
-        args += upload_pack(url)
+    def fetch_ref(self, url: str, ref: str) -> tuple[str, ...]:
+        """Fetch ``ref``: its ``alternatives`` in turn until the remote has one; the names that
+        one wrote, for ``resolve``. RefNotFoundError if the remote has none. The names of an
+        alternative the remote lacks are deleted: a fetch that finds nothing prunes nothing, and
+        the ref a deleted branch left would keep its commits (or be taken for the ref)."""
+        *first, last = alternatives(ref)
+        for alternative in first:
+            try:
+                self.fetch(url, alternative.specs, ref)
+            except RefNotFoundError:
+                self._forget(alternative.names)
+                continue
+            return alternative.names
         try:
-            self._fetch([*args, url, *specs])
+            self.fetch(url, last.specs, ref)
+        except RefNotFoundError:
+            self._forget(last.names)
+            raise
+        return last.names
+
+    def fetch(self, url: str, specs: Sequence[str], ref: str) -> None:
+        """``git fetch --prune --force``: a force-push or a moved tag simply replaces the ref.
+        git's automatic maintenance is left to ``collect`` (see ``gitmaintenance``)."""
+        args = ["fetch", "--prune", "--force", "--no-tags", "--no-write-fetch-head", "--quiet"]
+        args += ["--no-auto-maintenance", *upload_pack(url)]
+        try:
+            self._cleanly([*args, url, *specs])
         except GitError as err:
             if "couldn't find remote ref" in str(err):
                 raise RefNotFoundError(f"ref {ref!r} not found on remote") from None
             raise
 
-    def _fetch(self, args: Sequence[str]) -> None:
+    def _forget(self, names: Sequence[str]) -> None:
+        for name in names:  # on a failure, the next fetch that finds nothing tries again
+            with contextlib.suppress(GitError):
+                self.run(["update-ref", "-d", name])
+
+    def collect(self) -> None:
+        """git's automatic collection (``git gc --auto``: it decides whether there is anything
+        to do), with a deadline of its own (see ``gitmaintenance``). GitError if it fails."""
+        timeout = gitmaintenance.collection_timeout(self._runner.timeout)
+        self._cleanly(gitmaintenance.COLLECT, timeout=timeout)
+
+    def _cleanly(self, args: Sequence[str], *, timeout: float | None = None) -> None:
         """A fetch killed at the timeout leaves what it had received (a remote that is slow, or
         streams for ever, would add to it on every retry until the disk is full), and the
-        locks it held: they are deleted before each fetch and after a failed one. The caller
-        runs one fetch at a time."""
-        self.remove_leftovers()
+        locks it held; so does a collection. They are deleted before each such call and after a
+        failed one (``gitmaintenance.remove_leftovers``). The caller runs one at a time."""
+        gitmaintenance.remove_leftovers(self.git_dir)
         try:
-            self.run(args)
+            self.run(args, timeout=timeout)
         except GitError:
-            self.remove_leftovers()
+            gitmaintenance.remove_leftovers(self.git_dir)
             raise
 
-    def remove_leftovers(self) -> None:
-        """Delete what a git process killed mid-write leaves: the temporary files of object
-        writes (``objects/??/tmp_obj_*``, ``objects/pack/tmp_*``: index-pack's ``tmp_pack_*``,
-        ``tmp_idx_*``..., ``objects/pack/.tmp-*``) and the lock files of ref updates
-        (``refs/**/*.lock``, ``packed-refs.lock``, ``HEAD.lock``, ``config.lock``), each of
-        which would fail every later fetch ("cannot lock ref"). Only safe while no git process
-        writes here (the state directory is this process's alone)."""
-        objects = self.git_dir / "objects"
-        found = [*objects.glob("[0-9a-f][0-9a-f]/tmp_obj_*")]
-        found += [*objects.glob("pack/tmp_*"), *objects.glob("pack/.tmp-*")]
-        found += [*(self.git_dir / "refs").rglob("*.lock")]
-        found += [self.git_dir / f"{name}.lock" for name in ("packed-refs", "HEAD", "config")]
-        for path in found:
-            with contextlib.suppress(OSError):
-                path.unlink()
-
-    def resolve(self, url: str, ref: str) -> str:
-        """The commit ``ref`` names, after a fetch; RefNotFoundError if there is none.
+    def resolve(self, url: str, ref: str, names: Sequence[str]) -> str:
+        """The commit ``ref`` names, after ``fetch_ref`` fetched ``names`` (the first of them
+        that exists); RefNotFoundError if there is none.
 
         A full SHA is that commit and nothing else. An abbreviated one that is also the name of
         a branch or tag is AmbiguousRefError: a branch anyone can push must not stand in for a
         pinned commit, and guessing which one was meant would do just that."""
-        if _FULL_SHA.fullmatch(ref):
+        if FULL_SHA.fullmatch(ref):
             return self._pinned(url, ref)
-        named = [sha for sha in map(self.rev_parse, candidates(ref)) if sha is not None]
-        commits = self._commits_starting_with(ref) if _HEX.fullmatch(ref) else []
+        named = [sha for sha in map(self.rev_parse, names) if sha is not None]
+        commits = self._commits_starting_with(ref) if HEX.fullmatch(ref) else []
         if named and commits:
             raise AmbiguousRefError(
                 f"ref {ref!r} is ambiguous: a branch or tag has this name and a commit SHA starts"
@@ -375,8 +350,8 @@ class GitRepo:
         if self.rev_parse(sha) != sha:
             # A commit no branch or tag reaches any more: servers that allow it hand it out.
             try:
-                pin = ["fetch", "--quiet", "--no-write-fetch-head", *upload_pack(url)]
-                self._fetch([*pin, url, f"+{sha}:{PRIVATE}pin"])
+                pin = ["fetch", "--quiet", "--no-write-fetch-head", "--no-auto-maintenance"]
+                self._cleanly([*pin, *upload_pack(url), url, f"+{sha}:{PRIVATE}pin"])
             except GitError:
                 raise RefNotFoundError(f"ref {sha!r} not found on remote") from None
         # git reads a full hex name as the object even when a ref has that name.
@@ -453,11 +428,18 @@ class GitRepo:
         git_dir: bool = True,
         cwd: Path | None = None,
         input: bytes | None = None,
+        timeout: float | None = None,
     ) -> str:
-        """git's output (a few lines); GitError (redacted) if it fails, times out, was
-        cancelled or writes more than _MAX_TEXT_OUTPUT bytes."""
+        """git's output (a few lines); GitError (redacted) if it fails, times out (after
+        ``timeout``, by default the repository's), was cancelled or writes more than
+        _MAX_TEXT_OUTPUT bytes."""
         out = self.run_bytes(
-            args, git_dir=git_dir, cwd=cwd, input=input, max_stdout=_MAX_TEXT_OUTPUT
+            args,
+            git_dir=git_dir,
+            cwd=cwd,
+            input=input,
+            max_stdout=_MAX_TEXT_OUTPUT,
+            timeout=timeout,
         )
         return out.decode("utf-8", "replace")
 
@@ -469,10 +451,13 @@ class GitRepo:
         cwd: Path | None = None,
         input: bytes | None = None,
         max_stdout: int = _MAX_BLOBS_OUTPUT,
+        timeout: float | None = None,
     ) -> bytes:
         """git's stdout; GitError past ``max_stdout`` bytes (see ``GitRunner.run_bytes``)."""
         prefix = [f"--git-dir={self.git_dir}"] if git_dir else []
-        return self._runner.run_bytes([*prefix, *args], cwd=cwd, input=input, max_stdout=max_stdout)
+        return self._runner.run_bytes(
+            [*prefix, *args], cwd=cwd, input=input, max_stdout=max_stdout, timeout=timeout
+        )
 
     def run_records(
         self, args: Sequence[str], *, separator: bytes, max_record: int

@@ -1,0 +1,66 @@
+"""Keeping the git source's repository from growing without bound: git's automatic collection,
+run as a call of its own, and the removal of what a git killed mid-write leaves behind.
+
+Contracts:
+
+- No fetch runs git's automatic maintenance (``--no-auto-maintenance``): run inside the fetch,
+  it shared the fetch's timeout, and on a repository large enough for it to take longer, every
+  collection was killed part-way. Instead ``GitRepo.collect`` runs ``git gc --auto`` after each
+  sync, with a deadline of its own (``collection_timeout``); the git source logs its failure or
+  timeout and counts it as no failure of the sync.
+- A git killed mid-write (at a timeout, by a shutdown's cancel, by the OOM killer) leaves
+  temporary files and locks (``LEFTOVERS``). A lock left there fails every later fetch
+  ("cannot lock ref") or, for collection's (``objects/maintenance.lock``, ``gc.pid``, the
+  commit-graph's), makes every later collection do nothing, silently: the repository then grows
+  with every fetch. ``remove_leftovers`` deletes them all. Only safe while no git process works
+  on the repository: the state directory is this process's alone, and ``GitRepo`` calls it
+  only between its git calls, one at a time, each of which ends with its whole process group
+  (git's maintenance runs in the foreground: ``gc.autoDetach=false``) killed or exited.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+
+# Collection is local work, whose length grows with the repository, not with the remote's
+# speed: a --git-timeout fit for a fetch would kill it every time on a large repository.
+COLLECTION_TIMEOUT = 600.0
+
+# The arguments of the collection: git's own thresholds decide whether it does anything.
+COLLECT = ("gc", "--auto", "--quiet")
+
+# What a killed git leaves, relative to the repository: the temporary files of object writes
+# (``objects/??/tmp_obj_*``; index-pack's and repack's ``objects/pack/tmp_*`` and ``.tmp-*``;
+# the commit-graph's ``tmp_graph_*``), the ``.keep`` that marks a pack being fetched (left, it
+# keeps the pack out of every repack: crontask keeps no pack on purpose), the lock files of
+# ref updates (``refs/**/*.lock``; ``packed-refs.lock``, ``HEAD.lock``, ``config.lock``...
+# at the top) and those of collection (``gc.pid``, which git takes for a gc still running when
+# its pid is some other process's since, and ``gc.pid.lock``, which fails every gc).
+LEFTOVERS = (
+    "objects/[0-9a-f][0-9a-f]/tmp_obj_*",
+    "objects/pack/tmp_*",
+    "objects/pack/.tmp-*",
+    "objects/pack/pack-*.keep",
+    "objects/pack/*.lock",
+    "objects/maintenance.lock",
+    "objects/info/*.lock",
+    "objects/info/commit-graphs/*.lock",
+    "objects/info/commit-graphs/tmp_graph_*",
+    "refs/**/*.lock",
+    "*.lock",
+    "gc.pid",
+)
+
+
+def collection_timeout(timeout: float) -> float:
+    """The deadline of a collection for a source whose git calls have ``timeout``."""
+    return max(timeout, COLLECTION_TIMEOUT)
+
+
+def remove_leftovers(git_dir: Path) -> None:
+    """Delete ``LEFTOVERS`` in the repository at ``git_dir`` (see the module's contract)."""
+    for pattern in LEFTOVERS:
+        for path in git_dir.glob(pattern):
+            with contextlib.suppress(OSError):
+                path.unlink()

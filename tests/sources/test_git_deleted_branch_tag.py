@@ -1,0 +1,82 @@
+"""A ``--git-ref`` name is fetched as a branch, else as a tag: once the branch is deleted on the
+remote and a tag of its name exists, the tag is followed, never the commit the deleted branch
+last had (its remote-tracking ref, which the failed branch fetch does not prune)."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.sources.test_git import (
+    Clock,
+    Remote,
+    doc,
+    isolate_git,
+    schedules,
+    source_for,
+    synced,
+)
+
+
+@pytest.fixture(autouse=True)
+def isolated_git(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    isolate_git(monkeypatch, tmp_path)
+
+
+@pytest.fixture
+def remote(tmp_path: Path) -> Remote:
+    return Remote(tmp_path)
+
+
+@pytest.fixture
+def state(tmp_path: Path) -> Path:
+    return tmp_path / "state"
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+def has_ref(repo: Path, name: str) -> bool:
+    found = subprocess.run(
+        ["git", f"--git-dir={repo}", "rev-parse", "--verify", "--quiet", name],
+        capture_output=True,
+        check=False,
+        timeout=30,
+    )
+    return found.returncode == 0
+
+
+def test_a_deleted_branch_gives_way_to_the_tag_of_its_name(
+    remote: Remote, state: Path, clock: Clock
+) -> None:
+    remote.write("a.yaml", doc("a"))
+    on_branch = remote.commit(branch="rel")
+    source = source_for(remote, state, clock, ref="rel")
+    assert synced(source)
+    assert source.status().applied_revision == on_branch
+
+    remote.push(":refs/heads/rel")
+    remote.rm("a.yaml")
+    remote.write("b.yaml", doc("b"))
+    tagged = remote.commit()
+    remote.git("tag", "rel", tagged)
+    remote.push("refs/tags/rel")
+    assert synced(source)
+    status = source.status()
+    assert (status.applied_revision, status.attempted_revision) == (tagged, tagged)
+    assert status.last_error is None
+    assert set(schedules(source)) == {"default/b"}
+    # The deleted branch's remote-tracking ref is gone: it keeps none of its commits.
+    repo = source.base / "repo.git"
+    assert not has_ref(repo, "refs/remotes/origin/rel")
+
+    # The branch back: it comes first again.
+    remote.write("c.yaml", doc("c"))
+    branch_again = remote.commit(branch="rel")
+    assert synced(source)
+    assert source.status().applied_revision == branch_again
+    assert set(schedules(source)) == {"default/b", "default/c"}
