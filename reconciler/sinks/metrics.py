@@ -18,10 +18,11 @@ prometheus_client registry) the metrics read
 - their per-task run state (``metrics_runs.RunState``, under the same lock): kept up to date
   by :meth:`Metrics.on_run` and :meth:`Metrics.on_progress`; a task that comes into the
   snapshot starts from its last outcomes in the run history (``history``), with its runs that
-  the history says are in progress elsewhere, checked again now and then in a thread that a
-  scrape starts and does not wait for. Each task's series are exported by the process whose
-  snapshot holds it (its owner, with replicas) only, so a run shows once, there, wherever it
-  runs.
+  the history says are in progress elsewhere, read in a thread that a scrape starts and waits
+  for a second at most (a store that hangs does not hold scrapes up), and checked again now
+  and then in a thread that no scrape waits for. Each task's series are exported by the
+  process whose snapshot holds it (its owner, with replicas) only, so a run shows once, there,
+  wherever it runs.
 
 They copy all of it (dictionary copies, under the lock; each task's next slot and interval are
 read from the scheduler's copy as the scrape formats it), then format the copy in the calling
@@ -129,7 +130,8 @@ class MemoryTasks:
 class Metrics:
     """The reconciler's metrics. The reporting methods run on the event loop; ``render`` and
     ``collect`` in any thread, any number at a time. ``clock`` and ``spawn`` space and start
-    the checks of runs in progress elsewhere (``metrics_runs.RunState``)."""
+    the checks of runs in progress elsewhere, ``seed_spawn`` the reads of the tasks new to the
+    snapshot (``metrics_runs.RunState``)."""
 
     def __init__(
         self,
@@ -141,6 +143,7 @@ class Metrics:
         per_task_histograms: bool = False,
         clock: Callable[[], float] = time.monotonic,
         spawn: Callable[[Callable[[], None]], None] = in_thread,
+        seed_spawn: Callable[[Callable[[], None]], None] = in_thread,
     ) -> None:
         self._tasks = tasks
         self._sources = sources
@@ -155,6 +158,7 @@ class Metrics:
             per_task_histograms=per_task_histograms,
             clock=clock,
             spawn=spawn,
+            seed_spawn=seed_spawn,
         )
         self._slots = SlotsBeforeLast()
         self._problems: frozenset[str] = frozenset()
@@ -270,7 +274,8 @@ class Metrics:
     def scrape(self) -> Scrape:
         """Everything a scrape shows, copied at one instant (next slots and intervals are read
         as the scrape formats them). Run state of tasks that are gone is dropped here (the
-        next scrape is the first to notice they are gone)."""
+        next scrape is the first to notice they are gone). Tasks whose history is still being
+        read show as tasks with no history yet (``metrics_runs.RunState.seed`` says why)."""
         with self._lock:
             began = self._runs.seq
         tasks = self._tasks.snapshot() if self._tasks is not None else {}

@@ -9,9 +9,11 @@ text), so there is one writer and one set of rules.
 
 The rules of which series exist (the README's "Metrics" section states them for users):
 
-- ``crontask_runs_total`` has a series from 0 for ``succeeded`` and ``failed`` for every task,
-  so ``increase()`` sees a task's first success or failure; ``timedOut``, ``skipped`` and
-  ``interrupted`` get theirs at their first occurrence (each adds one series to that task).
+- ``crontask_runs_total`` has a series from 0 for ``succeeded``, ``failed``, ``timedOut`` and
+  ``interrupted`` for every task, so ``increase()`` sees a task's first success or failure of
+  any kind (a series born at 1 has no 0 before it: the dashboard's failures in 24 h would miss
+  a task's first timeout); ``skipped``, no failure, gets its series at its first occurrence
+  (one more series for that task).
 - A timestamp, duration or interval that is not known has no series, rather than a 0 that a
   ``time() - x`` alert would read as "fifty years ago": last success, last failure and last
   duration appear with the first such run seen by this process; next run, interval and slot

@@ -16,7 +16,13 @@ SOURCE_KINDS: Final = tuple(SourceKind)
 TASK_STATES: Final = ("Ready", "Error", "Suspended")
 PULLING_KINDS: Final = frozenset({SourceKind.GIT})  # sources whose revision and sync are reported
 FINAL_STATUSES: Final = tuple(s for s in RunStatus if s.finished)
-EAGER_STATUSES: Final = frozenset({RunStatus.SUCCEEDED, RunStatus.FAILED})
+# The statuses whose counter exists from 0 for every task, so that increase() sees a task's
+# first one (a series that appears at 1 has no 0 before it: its first increase is lost), as
+# the dashboard's failures in 24 h must. Skipped, no failure and read by no rule or per-task
+# panel, gets its series at its first occurrence: one series fewer for a task that never skips.
+EAGER_STATUSES: Final = frozenset(
+    {RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.TIMED_OUT, RunStatus.INTERRUPTED}
+)
 
 RECONCILE_BUCKETS: Final = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 RUN_BUCKETS: Final = (0.1, 1, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, 7200, 21600, 86400)
@@ -137,8 +143,8 @@ RECONCILE_DURATION = Family(
 RUNS = Family(
     "crontask_runs_total",
     "counter",
-    "Finished run attempts by task and final status (succeeded and failed from 0, the others "
-    "from their first occurrence).",
+    "Finished run attempts by task and final status (succeeded, failed, timedOut and "
+    "interrupted from 0, skipped from its first occurrence).",
 )
 RUN_DURATION = Family(
     "crontask_run_duration_seconds",

@@ -3,8 +3,9 @@ since when, how many ended by final status, the last success, failure and durati
 
 It is kept up to date from two sides. The dispatcher's run and progress listeners, on the event
 loop, report what happens here (:meth:`RunState.started`, :meth:`RunState.finished`). Scrapes,
-in the API's worker threads, bring in what the run history (``History``) knows of the tasks new
-to the scheduler's snapshot, and check it again (:meth:`RunState.seed`):
+in the API's worker threads, start the reads of what the run history (``History``) knows of the
+tasks new to the scheduler's snapshot, and its checks (:meth:`RunState.seed`), each in a thread
+of its own:
 
 - a task that comes into the snapshot (at start-up, or from another replica) starts from its
   last success and failure in the history, read once for all the tasks that came, so that an
@@ -14,10 +15,12 @@ to the scheduler's snapshot, and check it again (:meth:`RunState.seed`):
   running, and checked against the history again until they end there or are heard of here.
   This process's own runs are never read from the history: they are heard.
 
-That check (:meth:`RunState.seed` starts it) runs at most once per :data:`RECHECK_SECONDS`, in
-a thread of its own, one at a time: a scrape never waits for it, and serves what is known (a
-store that is down makes a read wait for its connect timeout, 10 s with PostgreSQL, as long as
-Prometheus' default scrape timeout). Its result is applied under the lock when it comes.
+Neither read runs in a scrape's thread: a store that is down makes a read wait for its connect
+timeout (10 s with PostgreSQL, as long as Prometheus' default scrape timeout), and a hung one
+longer. The read of the tasks new to the snapshot (the seed) runs one at a time; a scrape waits
+for it :data:`SEED_WAIT_SECONDS` at most, then serves what is known, and the next scrape shows
+the rest. The check runs at most once per :data:`RECHECK_SECONDS`, one at a time, and no scrape
+waits for it. Their results are applied under the lock when they come.
 
 A scrape also forgets the state of the tasks gone from its snapshot (:meth:`RunState.prune`).
 
@@ -25,12 +28,14 @@ Everything sits behind one lock that the owner (``metrics.Metrics``) shares for 
 values, so that a scrape copies them all at one instant and a record's run state and the
 histograms it feeds change together. Methods documented "under the lock" expect the caller to
 hold it; the others take it themselves, for a few dictionary operations at a time (history
-reads happen outside it, and the check's thread never takes ``_seeding``). Every value in
-``runs`` is replaced whole, never changed, so a copy of the mapping is a consistent view.
+reads happen outside it, and outside ``_seeding``, which only guards which tasks were read).
+Every value in ``runs`` is replaced whole, never changed, so a copy of the mapping is a
+consistent view.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
@@ -53,20 +58,38 @@ _RETRIED_KEPT: Final = 10_000  # failed attempts whose retry is awaited (the not
 # Between two checks of the runs in progress elsewhere: a scrape interval (Prometheus' default
 # is 15 s), so that several scrapers, or a store that is down, cost one read per interval.
 RECHECK_SECONDS: Final = 15.0
+# How long scrapes wait for a seed (the read of the last outcomes of the tasks new to them):
+# enough for a store that answers (10 000 tasks from SQLite: 0.35 s), so that the first scrape
+# after a start or a handover shows them; little against Prometheus' scrape timeout (10 s by
+# default) when the store hangs. A seed whose read failed after that long (a store that is
+# down) is not waited for again until one succeeds.
+SEED_WAIT_SECONDS: Final = 1.0
 
 
 def in_thread(work: Callable[[], None]) -> None:
-    """Run ``work`` in a daemon thread of its own: a check in progress never holds up a stop."""
-    threading.Thread(target=work, name="crontask-metrics-recheck", daemon=True).start()
+    """Run ``work`` in a daemon thread of its own: a read in progress never holds up a stop."""
+    threading.Thread(target=work, name="crontask-metrics-history", daemon=True).start()
 
 
 class History(Protocol):
     """Where a task's last outcomes and its runs in progress elsewhere come from when it comes
-    into the snapshot (the run store implements it). Called from the scrape's thread."""
+    into the snapshot (the run store implements it). Called from the threads of ``RunState``'s
+    spawns, never from a scrape's."""
 
     def last_outcomes(self, tasks: Collection[str]) -> Mapping[str, LastOutcomes]: ...
 
     def running(self, task: str | None = None) -> Sequence[RunRecord]: ...
+
+
+@dataclasses.dataclass(slots=True)
+class _Seed:
+    """A seed in flight: the tasks it reads, less those a scrape has seen leave the snapshot
+    since (under ``_seeding``); set ``done`` when it ends; scrapes wait for it until
+    ``deadline`` (``time.monotonic``)."""
+
+    keys: set[str]
+    deadline: float
+    done: threading.Event = dataclasses.field(default_factory=threading.Event)
 
 
 class RunState:
@@ -74,8 +97,9 @@ class RunState:
 
     ``lock`` is the owner's: it guards everything here. ``started`` and ``finished`` run on the
     event loop, ``seed`` and ``prune`` in a scrape's thread, any number at a time. ``spawn``
-    starts the check of the runs in progress elsewhere (``in_thread``), ``clock`` (monotonic
-    seconds) spaces those checks; tests pass a fake clock, and a spawn they can wait for.
+    starts the check of the runs in progress elsewhere, ``seed_spawn`` the read of the tasks new
+    to the snapshot (both ``in_thread``); ``clock`` (monotonic seconds) spaces those checks.
+    Tests pass a fake clock, and spawns they can wait for.
     """
 
     def __init__(
@@ -87,10 +111,12 @@ class RunState:
         per_task_histograms: bool = False,
         clock: Callable[[], float] = time.monotonic,
         spawn: Callable[[Callable[[], None]], None] = in_thread,
+        seed_spawn: Callable[[Callable[[], None]], None] = in_thread,
     ) -> None:
         self._lock = lock
         self._clock = clock
         self._spawn = spawn
+        self._seed_spawn = seed_spawn
         # When the last check of the runs in progress elsewhere began (None: never), and
         # whether one is in flight; under the lock.
         self._rechecked: float | None = None
@@ -101,9 +127,13 @@ class RunState:
         self._owner = owner
         self._per_task_histograms = per_task_histograms
         # The keys of the snapshot that were looked up in the history; a key that leaves it
-        # is forgotten, so that it is looked up again when it comes back. Only scrapes touch
-        # it, one at a time (_seeding); the loop never waits for a lookup.
+        # is forgotten, so that it is looked up again when it comes back. The seed in flight
+        # (None: none), and whether scrapes wait for the next (not after a read that failed
+        # slowly). Scrapes and the seed's thread touch them under _seeding, held for set
+        # operations only: the loop never waits for a lookup, nor a scrape for a read.
         self._seeded: set[str] = set()
+        self._seed: _Seed | None = None
+        self._patient = True
         self._seeding = threading.Lock()
         self._seq = 0  # counts run-state updates (see prune)
         self._runs: dict[str, TaskRuns] = {}
@@ -203,18 +233,56 @@ class RunState:
 
     def seed(self, tasks: Mapping[str, TaskSlot]) -> None:
         """Start a check of the runs in progress elsewhere against the history when one is
-        due (``_recheck``, not waited for), then give the tasks new to the snapshot their last
-        success, last failure and last duration, and their runs in progress elsewhere, from the
-        history. A history that cannot be read is logged and asked again at the next scrape:
-        the scrape itself goes on."""
+        due (``_recheck``, not waited for), and a read of the last success, last failure, last
+        duration and runs in progress elsewhere of the tasks new to the snapshot when there are
+        some and none is in flight (``_read``); wait for that one :data:`SEED_WAIT_SECONDS` at
+        most from its start.
+
+        The scrape then serves the tasks not read yet as tasks with no history: their
+        counters from 0 as for any task (they count this process's attempts, which no read
+        changes: shown now, a run heard meanwhile shows as 0 then 1, and ``increase()`` sees
+        it, which a task left out until read would lose), their timestamps and last duration
+        absent rather than wrong, their runs elsewhere not counted yet. The next scrape after
+        the read shows them. A history that cannot be read is logged and asked again at the
+        next scrape."""
         if self._history is None:
             return
         self._start_recheck()
+        seed = self._start_seed(tasks)
+        if seed is not None:
+            seed.done.wait(max(seed.deadline - time.monotonic(), 0.0))
+
+    def _start_seed(self, tasks: Mapping[str, TaskSlot]) -> _Seed | None:
+        """The seed in flight, started now if ``tasks`` has keys not read yet and none is;
+        None if it has none."""
         with self._seeding:
             self._seeded.intersection_update(tasks)
+            if self._seed is not None:
+                # What left the snapshot is not marked read when the seed ends: it is read
+                # again if it comes back (this process may have forgotten its state meanwhile).
+                self._seed.keys.intersection_update(tasks)
             new = tasks.keys() - self._seeded
             if not new:
-                return
+                return None
+            if self._seed is not None:
+                return self._seed
+            wait = SEED_WAIT_SECONDS if self._patient else 0.0
+            seed = self._seed = _Seed(set(new), time.monotonic() + wait)
+        try:
+            self._seed_spawn(lambda: self._read(frozenset(new), seed))
+        except BaseException:
+            with self._seeding:
+                self._seed = None  # none in flight: the next scrape starts one
+            seed.done.set()
+            raise
+        return seed
+
+    def _read(self, new: frozenset[str], seed: _Seed) -> None:
+        """Read ``new``'s last outcomes and runs in progress from the history and apply them.
+        In the thread ``_start_seed`` started."""
+        assert self._history is not None
+        read = False
+        try:
             try:
                 found = self._history.last_outcomes(new)
                 going = [r for r in self._history.running() if r.task in new]
@@ -225,9 +293,16 @@ class RunState:
                     extra={"fields": {"tasks": len(new), "error": str(err)[:200]}},
                 )
                 return
-            self._seeded |= new
             self._outcomes(found)
             self._elsewhere(going)
+            read = True
+        finally:
+            with self._seeding:
+                if read:
+                    self._seeded |= seed.keys
+                self._patient = read or time.monotonic() <= seed.deadline
+                self._seed = None
+            seed.done.set()
 
     def _outcomes(self, found: Mapping[str, LastOutcomes]) -> None:
         """Merge last outcomes read from the history: the later of both ends is kept; the

@@ -41,7 +41,7 @@ def series_of(text: str, key: str) -> set[tuple[str, str | None]]:
     }
 
 
-def test_a_task_that_failed_and_succeeded_has_nine_series(
+def test_a_task_that_failed_and_succeeded_has_eleven_series(
     crontask: Callable[..., Crontask],
 ) -> None:
     app = crontask()
@@ -57,6 +57,8 @@ def test_a_task_that_failed_and_succeeded_has_nine_series(
     assert series_of(text, "default/flaky") == {
         ("crontask_runs_total", "succeeded"),
         ("crontask_runs_total", "failed"),
+        ("crontask_runs_total", "timedOut"),  # from 0, as failed: increase() sees the first
+        ("crontask_runs_total", "interrupted"),
         ("crontask_running_runs", None),
         ("crontask_task_next_run_timestamp_seconds", None),
         ("crontask_task_schedule_interval_seconds", None),

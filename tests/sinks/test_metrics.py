@@ -28,10 +28,12 @@ NEXT = T0 + timedelta(minutes=1)
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
-# Every series of one task that has succeeded once and failed once, by default: nine.
+# Every series of one task that has succeeded once and failed once, by default: eleven.
 STEADY = {
     ("crontask_runs_total", "succeeded"),
     ("crontask_runs_total", "failed"),
+    ("crontask_runs_total", "timedOut"),
+    ("crontask_runs_total", "interrupted"),
     ("crontask_running_runs", None),
     ("crontask_task_next_run_timestamp_seconds", None),
     ("crontask_task_schedule_interval_seconds", None),
@@ -114,18 +116,21 @@ def tasks() -> MemoryTasks:
     return found
 
 
-def test_a_new_task_has_six_series(tasks: MemoryTasks) -> None:
+def test_a_new_task_has_eight_series(tasks: MemoryTasks) -> None:
     found = samples(Metrics(tasks))
     assert of_task(found, "default/a") == {
         ("crontask_runs_total", "succeeded"),
         ("crontask_runs_total", "failed"),
+        ("crontask_runs_total", "timedOut"),
+        ("crontask_runs_total", "interrupted"),
         ("crontask_running_runs", None),
         ("crontask_task_next_run_timestamp_seconds", None),
         ("crontask_task_schedule_interval_seconds", None),
         ("crontask_task_slot_before_last_timestamp_seconds", None),
     }
     task = ("task", "default/a")
-    assert found[("crontask_runs_total", frozenset({task, ("status", "failed")}))] == 0
+    for status in ("failed", "timedOut", "interrupted"):  # increase() sees the first of each
+        assert found[("crontask_runs_total", frozenset({task, ("status", status)}))] == 0
     assert found[("crontask_running_runs", frozenset({task}))] == 0
     assert found[("crontask_task_next_run_timestamp_seconds", frozenset({task}))] == (
         NEXT.timestamp()
@@ -137,7 +142,7 @@ def test_a_new_task_has_six_series(tasks: MemoryTasks) -> None:
     )
 
 
-def test_a_task_in_steady_state_has_nine_series(tasks: MemoryTasks) -> None:
+def test_a_task_in_steady_state_has_eleven_series(tasks: MemoryTasks) -> None:
     m = Metrics(tasks)
     failed = run(m, "default/a", RunStatus.FAILED, took=1.5)
     succeeded = run(m, "default/a", RunStatus.SUCCEEDED, at=T0, attempt=2, took=0.25, late=3)
@@ -160,14 +165,14 @@ def test_a_task_in_steady_state_has_nine_series(tasks: MemoryTasks) -> None:
     assert found[("crontask_run_start_delay_seconds_sum", frozenset())] == 0.5
 
 
-def test_rarer_statuses_appear_at_their_first_occurrence(tasks: MemoryTasks) -> None:
+def test_skipped_appears_at_its_first_occurrence(tasks: MemoryTasks) -> None:
     m = Metrics(tasks)
     run(m, "default/a", RunStatus.TIMED_OUT)
     m.on_run(skipped("default/a", T0 + timedelta(minutes=1)))
     found = samples(m)
     assert of_task(found, "default/a") == (STEADY - {
         ("crontask_task_last_success_timestamp_seconds", None)
-    }) | {("crontask_runs_total", "timedOut"), ("crontask_runs_total", "skipped")}  # fmt: skip
+    }) | {("crontask_runs_total", "skipped")}  # fmt: skip
     task = ("task", "default/a")
     assert found[("crontask_runs_total", frozenset({task, ("status", "timedOut")}))] == 1
     assert found[("crontask_runs_total", frozenset({task, ("status", "skipped")}))] == 1
@@ -229,7 +234,7 @@ def test_per_task_histograms_only_with_the_flag(tasks: MemoryTasks) -> None:
     assert buckets == {"default/a": 1, "default/b": 0}  # every task, from zero
     # 14 buckets, +Inf, _count and _sum: 17 more series per task, as --help says.
     extra = of_task(found, "default/b") - of_task(samples(Metrics(tasks)), "default/b")
-    assert len([s for s in found if dict(s[1]).get("task") == "default/b"]) - 6 == 17
+    assert len([s for s in found if dict(s[1]).get("task") == "default/b"]) - 8 == 17
     assert {name for name, _ in extra} == {
         "crontask_run_duration_seconds_bucket",
         "crontask_run_duration_seconds_count",
@@ -294,6 +299,8 @@ def test_suspended_and_flagged_tasks(tasks: MemoryTasks) -> None:
     assert of_task(found, "default/paused") == {
         ("crontask_runs_total", "succeeded"),
         ("crontask_runs_total", "failed"),
+        ("crontask_runs_total", "timedOut"),
+        ("crontask_runs_total", "interrupted"),
         ("crontask_running_runs", None),
     }
     assert value(m, "crontask_tasks", source="file", state="Suspended") == 1
