@@ -29,7 +29,10 @@ since the first of the failures they end with (each run judged as above: attempt
 the shutdown left out). Whether its ``failed`` message reached the receivers does not survive
 (it may have been queued, or retried, when the process stopped): so a task remembered as
 failing sends ``failed`` again with its next failure, whatever ``repeatInterval`` says, marked
-as a reminder (at least once; after a restart, perhaps twice).
+as a reminder (at least once; after a restart, perhaps twice). Nor does whether its
+``recovered`` did: a task whose runs end with successes after failures that were told sends
+``recovered`` again with its next success, as a reminder too, if this process had not looked
+at the task before (``_read_back``); its next failure is a plain ``failed``.
 
 **Runs a crash cut short** are marked ``interrupted`` (``PROCESS_DIED``) by the instance or
 replica that finds them dead, in the run store: no dispatcher's listener hears of them. A
@@ -92,6 +95,7 @@ log = logging.getLogger("crontask.notify")
 INTAKE_MAX: Final = 10_000  # records waiting to be looked at
 RETRYING_MAX: Final = 10_000  # failed attempts whose retry is awaited
 STARTED_MAX: Final = 100_000  # runs started here whose end is awaited
+LOOKED_AT_MAX: Final = 100_000  # tasks known to have been looked at here (``_looked_at``)
 ERRORS_PER_MESSAGE: Final = 20
 
 Clock = Callable[[], datetime]
@@ -139,6 +143,10 @@ class Notifier:
         # ends: even if their task moves on meanwhile, as no other replica hears of that end
         # (but of a Job run's, which the new owner may adopt: see ``notify_history.adopted``).
         self._started: dict[str, None] = {}
+        # Tasks whose state this process has read back, oldest first: a recovery read back is
+        # told again only the first time (``_read_back``). Past the bound, the oldest is
+        # forgotten: a task of it could send one "recovered" more.
+        self._looked_at: dict[str, None] = {}
         self._reported: set[str] = set()
         self._woken: asyncio.Event | None = None
         self._under_way = 0  # 1 while a record is considered
@@ -253,10 +261,7 @@ class Notifier:
         failure = record.status in FAILURES
         state = self._states.get(record.task)
         if state is None:
-            state = await remembered(
-                self.history, record, limit=self._retry_limit, crashes_told=self.crashes_told
-            )
-            self._states[record.task] = state
+            state = await self._read_back(record)
         if died(record) and state.newest is not None and record.scheduled_at < state.newest:
             # A crash told late (taken over from a crontask that does not declare the task)
             # after a later run of the task was looked at here: that one says how it does. (A
@@ -274,9 +279,14 @@ class Notifier:
                 events.append((Event.FAILED, True))
         elif state.failing:
             events.append((Event.RECOVERED, False))
+        elif state.recovery is not None:
+            # Read back as recovered: its "recovered" may never have left the queue.
+            state.since = state.recovery
+            events.append((Event.RECOVERED, True))
         for event, reminder in events:
             self._route(record, definition, event, reminder, state, now)
-        state.unsure = False  # told now, or about to be: from here on as if never restarted
+        # Told now, or about to be: from here on as if never restarted.
+        state.unsure, state.recovery = False, None
         if not failure:  # after the message, which says since when it was failing
             state.failing, state.since, state.last_sent = False, None, {}
         if not self.mine(record.task):
@@ -284,6 +294,25 @@ class Notifier:
             # what is known now would be stale when the task comes back, or another run of it
             # that was going here ends.
             self._states.pop(record.task, None)
+
+    async def _read_back(self, record: RunRecord) -> TaskState:
+        """The state of ``record``'s task from the run store (``remembered``), kept. A
+        recovery read back is said again (its "recovered" may have been lost with the queue
+        of a process that stopped) only the first time this process looks at the task: its
+        start, or a task new to it. A task that comes back (it went to another replica, or
+        may have run there) would otherwise send one with each return."""
+        state = await remembered(
+            self.history, record, limit=self._retry_limit, crashes_told=self.crashes_told
+        )
+        if record.task in self._looked_at:
+            if state.recovery is not None:
+                state.recovery, state.unsure = None, False
+        else:
+            self._looked_at[record.task] = None
+            if len(self._looked_at) > LOOKED_AT_MAX:
+                del self._looked_at[next(iter(self._looked_at))]
+        self._states[record.task] = state
+        return state
 
     def _retry_limit(self, key: str) -> int:
         """The retry limit in force now for ``key`` (0 if it is not declared)."""
@@ -331,26 +360,25 @@ class Notifier:
             self.delivery.enqueue(Message(route.receiver, event.value, body))
 
     def _definition_errors(self, new: list[tuple[str, str | None, str]]) -> None:
+        """One message per receiver for the ``new`` errors (text, task key, source kind) of
+        this replica that one of its routes matches, each listed once, in ``new``'s order.
+        Linear in errors times routes: a pass may bring tens of thousands."""
         now = self.clock()
-        by_receiver: dict[str, list[str]] = {}
+        routes: dict[str, list[Route]] = {}  # by receiver
         for route in self.config.routes:
-            if Event.DEFINITION_ERROR not in route.events:
+            if Event.DEFINITION_ERROR in route.events:
+                routes.setdefault(route.receiver, []).append(route)
+        if not routes:
+            return
+        mine = [(text, key, kind) for text, key, kind in new if self.mine(key or "")]
+        for receiver, its_routes in routes.items():
+            texts = [
+                text
+                for text, key, kind in mine
+                if any(_error_matches(route, key, kind) for route in its_routes)
+            ]
+            if not texts:
                 continue
-            for text, key, kind in new:
-                if not self.mine(key or ""):
-                    continue
-                if key is None and (
-                    route.match.namespace
-                    or route.match.name
-                    or route.match.source not in (None, kind)
-                ):
-                    continue
-                if key is not None and not _matches(route, key, kind):
-                    continue
-                found = by_receiver.setdefault(route.receiver, [])
-                if text not in found:
-                    found.append(text)
-        for receiver, texts in by_receiver.items():
             body = notify_payload.payload(
                 Event.DEFINITION_ERROR.value,
                 key=None,
@@ -425,6 +453,15 @@ def _tail(record: RunRecord) -> RunRecord:
     if len(record.output) <= notify_payload.OUTPUT_TAIL:
         return record
     return dataclasses.replace(record, output=record.output[-notify_payload.OUTPUT_TAIL :])
+
+
+def _error_matches(route: Route, key: str | None, kind: str) -> bool:
+    """Whether ``route`` takes a definition error of task ``key`` (None: one that names no
+    task, which only a route that asks for no namespace or name, and for its source, takes)."""
+    if key is None:
+        match = route.match
+        return not (match.namespace or match.name) and match.source in (None, kind)
+    return _matches(route, key, kind)
 
 
 def _matches(route: Route, key: str, kind: str | None) -> bool:

@@ -18,7 +18,10 @@ as long as the ``Retry-After`` of a 429 or 503 asks if that is longer, up to
 (``dropped``). At shutdown the senders get :data:`SHUTDOWN_SECONDS`; then a delivery still
 under way is cancelled and what is left is ``dropped``. Each outcome is counted in
 ``crontask_notifications_total{receiver,result}`` and logged with the receiver's name, never
-its URL or secret.
+its URL or secret: each failure on its own, but the messages a full queue pushes out in one
+line per receiver every :data:`DROPS_SAID_EVERY` at most (and when the queue drains), and
+what fails or is dropped after the stop in one line per receiver when its sender ends, so
+that a receiver that is down under a flood of runs does not flood the log too.
 """
 
 from __future__ import annotations
@@ -31,7 +34,8 @@ import email.utils
 import functools
 import logging
 import re
-from collections.abc import AsyncIterator, Iterable
+import time
+from collections.abc import AsyncIterator, Callable, Iterable
 from datetime import UTC, datetime
 from typing import Any, Final, Protocol
 
@@ -50,6 +54,7 @@ MAX_ATTEMPTS: Final = 5
 TIMEOUT_SECONDS: Final = 10.0  # one attempt, in all
 SHUTDOWN_SECONDS: Final = 5.0  # what stopping gives the messages still queued
 RETRY_AFTER_MAX: Final = 60.0  # the longest wait a receiver's Retry-After is granted
+DROPS_SAID_EVERY: Final = 60.0  # seconds: how often a full queue's drops are logged, at most
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -71,7 +76,8 @@ class Counter(Protocol):
 
 class Delivery:
     """See the module docstring. Each receiver's queue (``queues``) exists from the start;
-    its sender only while :meth:`running`."""
+    its sender only while :meth:`running`. ``clock``: monotonic seconds, for the pace of the
+    lines about drops."""
 
     def __init__(
         self,
@@ -81,29 +87,36 @@ class Delivery:
         backoff: float = 1.0,
         timeout: float = TIMEOUT_SECONDS,
         transport: httpx.AsyncBaseTransport | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.notifications = notifications
         self.metrics = metrics
         self.backoff = backoff
         self.timeout = timeout
         self.transport = transport
+        self.clock = clock
         self.receivers: dict[str, Receiver] = {r.name: r for r in notifications.config.receivers}
         self.queues: dict[str, collections.deque[Message]] = {
             name: collections.deque() for name in self.receivers
         }
         self._queued: dict[str, asyncio.Event] = {}
         self._leaving = False  # the ``running`` block is being left: senders end when empty
+        # By receiver: the messages a full queue pushed out that no line has said yet, and when
+        # the last line about them was (``_say_dropped``).
+        self._dropped = dict.fromkeys(self.receivers, 0)
+        self._dropped_said: dict[str, float] = {}
+        # By receiver: what failed, and what was dropped, after the stop (``_say_unsent``).
+        self._failed_at_stop = dict.fromkeys(self.receivers, 0)
+        self._dropped_at_stop = dict.fromkeys(self.receivers, 0)
         metrics.notification_receivers(self.receivers, RESULTS)
 
     def enqueue(self, message: Message) -> None:
         queue = self.queues[message.receiver]
         if len(queue) >= QUEUE_MAX:
-            dropped = queue.popleft()
-            self.metrics.notified(dropped.receiver, "dropped")
-            log.warning(
-                "notification dropped: the receiver's queue is full",
-                extra={"fields": {"receiver": dropped.receiver, "event": dropped.event}},
-            )
+            queue.popleft()
+            self.metrics.notified(message.receiver, "dropped")
+            self._dropped[message.receiver] += 1
+            self._say_dropped(message.receiver)
         queue.append(message)
         event = self._queued.get(message.receiver)
         if event is not None:
@@ -136,7 +149,46 @@ class Delivery:
                     sender.cancel()
                 await asyncio.gather(*senders, return_exceptions=True)
 
+    def _say_dropped(self, name: str, *, drained: bool = False) -> None:
+        """One line for the messages of receiver ``name`` a full queue pushed out since the
+        last one: the first at once, then at most every :data:`DROPS_SAID_EVERY` (a receiver
+        that is down under a flood of runs drops one per run), and when its queue has
+        ``drained`` (the flood is over: the rest is said now, not with the next one)."""
+        count = self._dropped[name]
+        if not count:
+            return
+        now = self.clock()
+        said = self._dropped_said.get(name)
+        if not drained and said is not None and now - said < DROPS_SAID_EVERY:
+            return
+        log.warning(
+            "notification dropped: the receiver's queue is full",
+            extra={"fields": {"receiver": name, "dropped": count}},
+        )
+        self._dropped[name] = 0
+        self._dropped_said[name] = now
+
+    def _say_unsent(self, name: str) -> None:
+        """When receiver ``name``'s sender ends: the drops not said yet, and what failed or was
+        dropped after the stop, one line each for all the messages."""
+        self._say_dropped(name, drained=True)
+        failed, dropped = self._failed_at_stop[name], self._dropped_at_stop[name]
+        self._failed_at_stop[name] = self._dropped_at_stop[name] = 0
+        if failed or dropped:
+            log.warning(
+                "notifications not delivered before shutdown",
+                extra={"fields": {"receiver": name, "failed": failed, "dropped": dropped}},
+            )
+
     async def _sender(
+        self, client: httpx.AsyncClient, receiver: Receiver, stop: asyncio.Event
+    ) -> None:
+        try:
+            await self._send(client, receiver, stop)
+        finally:
+            self._say_unsent(receiver.name)
+
+    async def _send(
         self, client: httpx.AsyncClient, receiver: Receiver, stop: asyncio.Event
     ) -> None:
         queue = self.queues[receiver.name]
@@ -145,6 +197,7 @@ class Delivery:
         loop = asyncio.get_running_loop()
         while True:
             if not queue:
+                self._say_dropped(receiver.name, drained=True)
                 # Stopped, it waits for what the block still enqueues until it is left (the
                 # notifier's last records are considered after ``stop``, reading the store).
                 if self._leaving:
@@ -159,6 +212,7 @@ class Delivery:
                 self._drop_at_shutdown(receiver, queue)
                 continue
             message = queue.popleft()
+            self._say_dropped(receiver.name)  # while the queue stays full, once in a while
             try:
                 result = await self._deliver(client, receiver, message, stop)
             except asyncio.CancelledError:
@@ -166,21 +220,26 @@ class Delivery:
                 self._drop_at_shutdown(receiver, queue)
                 raise
             except Exception as err:  # a bug must not end the sender: the queue would grow
-                log.error(
-                    "notification failed",
-                    extra={"fields": {"receiver": receiver.name, "error": type(err).__name__}},
-                )
-                result = "failed"
+                fields: dict[str, object] = {"receiver": receiver.name, "error": type(err).__name__}
+                result = self._failed(stop, logging.ERROR, fields)
             self.metrics.notified(receiver.name, result)
 
     def _drop_at_shutdown(self, receiver: Receiver, queue: collections.deque[Message]) -> None:
+        """Counted, and said when the sender ends (``_say_unsent``)."""
         for message in queue:
             self.metrics.notified(message.receiver, "dropped")
-        log.warning(
-            "notifications not delivered before shutdown",
-            extra={"fields": {"receiver": receiver.name, "messages": len(queue)}},
-        )
+        self._dropped_at_stop[receiver.name] += len(queue)
         queue.clear()
+
+    def _failed(self, stop: asyncio.Event, level: int, fields: dict[str, object]) -> str:
+        """``"failed"``, logged at ``level``; after the stop, said with the others when the
+        sender ends (``_say_unsent``): each queued message is tried once then, and a receiver
+        that is down would have a line per message."""
+        if stop.is_set():
+            self._failed_at_stop[str(fields["receiver"])] += 1
+            level = logging.DEBUG
+        log.log(level, "notification failed", extra={"fields": fields})
+        return "failed"
 
     def _credentials(self, receiver: Receiver) -> tuple[str, bytes | None]:
         """The receiver's URL and, for a signing receiver, its secret, read from their files
@@ -218,8 +277,7 @@ class Delivery:
                         secret, body
                     )
             except ValueError as err:
-                log.error("notification failed", extra={"fields": {**fields, "error": str(err)}})
-                return "failed"
+                return self._failed(stop, logging.ERROR, {**fields, "error": str(err)})
             asked: str | None = None  # the answer's Retry-After
             try:
                 (status, asked), outcome = await self._post(client, url, body, headers), None
@@ -228,19 +286,15 @@ class Delivery:
             except Exception as err:
                 # Not a failure of the receiver but of the request (a URL httpx cannot use):
                 # trying again cannot help. Only the type is logged: the text may quote the URL.
-                log.error(
-                    "notification failed",
-                    extra={"fields": {**fields, "attempt": attempt, "error": type(err).__name__}},
-                )
-                return "failed"
+                said = {**fields, "attempt": attempt, "error": type(err).__name__}
+                return self._failed(stop, logging.ERROR, said)
             if status is not None and 200 <= status < 300:
                 log.debug("notification sent", extra={"fields": {**fields, "status": status}})
                 return "sent"
             retryable = status is None or status == 429 or status >= 500
             said = {**fields, "attempt": attempt, "status": status, "error": outcome}
             if not retryable or attempt == MAX_ATTEMPTS or stop.is_set():
-                log.warning("notification failed", extra={"fields": said})
-                return "failed"
+                return self._failed(stop, logging.WARNING, said)
             delay = self.backoff * 2 ** (attempt - 1)
             if status in (429, 503):
                 # A rate limit (Slack's is 30 s) or maintenance says when to come back: sooner

@@ -7,8 +7,11 @@ task's runs (after a restart, or after the task came back to this replica):
 judged by its newest attempt, runs the shutdown cut short left out (:func:`shut_down`), and
 not failing as far as the receivers know if no notifier can have told of any of those
 failures: runs a crash cut short that nobody was handed, and failures whose retry was lost
-with the process (``_retry_lost``). With replicas, it also reads there whether a Job run
-started here was taken over by the task's new owner (:func:`adopted`), which then tells of it.
+with the process (``_retry_lost``). A history that ends with successes after failures that
+were told, and one success after them, is a recovery whose ``recovered`` may not have left
+the queue (``recovery``). With
+replicas, it also reads there whether a Job run started here was taken over by the task's new
+owner (:func:`adopted`), which then tells of it.
 
 Each read runs in a thread (the store is blocking) on the notifier's component, never on the
 event loop's O(1) calls.
@@ -37,9 +40,13 @@ class TaskState:
     # told of (read back: see ``remembered``).
     since: datetime | None
     last_sent: dict[int, datetime] = dataclasses.field(default_factory=dict)  # by route
-    # Read back from the run store as failing: whether "failed" was delivered is unknown.
+    # Read back from the run store: whether the last message ("failed" if failing, else
+    # "recovered", see ``recovery``) was delivered is unknown.
     unsure: bool = False
     newest: datetime | None = None  # the slot of the newest run looked at here
+    # Read back as recovered from failures that were told: when they began. Its "recovered"
+    # may have been queued, or retried, when the process that queued it stopped.
+    recovery: datetime | None = None
 
 
 async def adopted(history: History | None, record: RunRecord) -> bool:
@@ -67,9 +74,12 @@ async def remembered(
     """The task's state before ``record``, from its previous runs in the store: failing
     since the first of the failures that end the history read (as far as that goes); not
     failing, as far as the receivers know, if no notifier can have told of any of them
-    (each a run whose process died during it), but failing since the first of them.
-    ``limit``: a task's retry limit in force, asked once the runs are read (a pass may have
-    come meanwhile); ``crashes_told``: the notifier's (see ``crashed``)."""
+    (each a run whose process died during it), but failing since the first of them. Ended
+    by one success after failures one of which was told: recovered, its ``recovered`` perhaps
+    never delivered (``recovery``: since the first of those failures), as a failing state's
+    ``failed`` may not have been (``unsure``); a success after failures nobody told of is a
+    plain ok. ``limit``: a task's retry limit in force, asked once the runs are read (a pass
+    may have come meanwhile); ``crashes_told``: the notifier's (see ``crashed``)."""
     if history is None:
         return TaskState(False, None)
     try:
@@ -82,13 +92,14 @@ async def remembered(
         return TaskState(False, None)
     since: datetime | None = None
     failing = told = False
+    successes = 0  # those the history ends with, after the failures (if any)
     judged: set[str] = {record.id}
     cut: set[str] = set()  # runs whose retry the shutdown cut
     retry_limit = limit(record.task)
     for previous in runs:
         # Each run by its newest attempt (newest first): an earlier attempt was retried.
-        if previous.id in judged:
-            continue
+        if previous.id in judged or previous.scheduled_at > record.scheduled_at:
+            continue  # judged, or a later run already stored when the history was read
         if shut_down(previous):
             # Counts for nothing, as in the notifier's _consider: the run is judged by the
             # attempt before it, if any (a failure whose retry the shutdown abandoned or cut
@@ -102,16 +113,30 @@ async def remembered(
         ):
             continue
         if not abandoned and previous.status not in FAILURES:
-            break
+            if failing:
+                break  # the success before the failures: they are all there is to judge
+            successes += 1  # the history ends with it: are there failures before?
+            continue
         failing, since = True, previous.finished_at or since
         lost = previous.id not in cut and _retry_lost(previous, retry_limit)
         # Handed to ``crashed``, unless the crontask that found it did not declare its
         # task (``controller.heartbeat``: it says so in the record).
         unheard = died(previous) and (not crashes_told or untold(previous))
         told = told or not (unheard or lost)
-    if failing and not told:
-        return TaskState(False, since)
-    return TaskState(failing, since, unsure=failing)
+    if not failing:
+        return TaskState(False, None)
+    if not told:
+        # Never announced as failing: a success since ends it (no recovery to tell of);
+        # without one, a next failure is failing since the first of them.
+        return TaskState(False, None if successes else since)
+    if successes == 1:
+        # The newest run recovered: its "recovered" was queued, but perhaps never delivered
+        # (as for "failed" below). Once a later run succeeded too, that process ran on after
+        # it: a restart does not tell every recovery of the history read again.
+        return TaskState(False, None, unsure=True, recovery=since)
+    if successes:
+        return TaskState(False, None)
+    return TaskState(True, since, unsure=True)
 
 
 def shut_down(record: RunRecord) -> bool:

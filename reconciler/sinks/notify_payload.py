@@ -6,7 +6,9 @@ The payload (``version: 1``; a field is only ever added within a version)::
       "version": 1,
       "event": "failed",                 # failed | recovered | definitionError | everyFailure
       "reminder": false,                 # a repeat of "failed": after repeatInterval, or
-                                         # the first failure after a restart while failing
+                                         # the first failure after a restart while failing;
+                                         # of "recovered": the first success after a restart
+                                         # that followed a recovery (it may not have got out)
       "summary": "ops/backup failed: exit code 1 (NonZeroExit)",
       "task": {"key": "ops/backup", "namespace": "ops", "name": "backup",
                "source": {"kind": "git", "location": "tasks/backup.yaml:1:1"}},
@@ -134,7 +136,7 @@ def slack(message: dict[str, Any]) -> dict[str, Any]:
     """An incoming-webhook message: one mrkdwn text (escaped as Slack asks), bounded."""
     lines = [f"{_ICONS.get(message['event'], '')} {_escape(message['summary'])}"]
     if message.get("reminder"):
-        lines[0] += " (still failing)"
+        lines[0] += " (still failing)" if message["event"] != "recovered" else " (repeated)"
     run = message.get("run")
     if run is not None:
         link = run["id"] if not run["url"] else f"<{run['url']}|{run['id']}>"
