@@ -65,6 +65,21 @@ HeaderText = Annotated[Text, AfterValidator(_header_safe)]
 Path4K = Annotated[str, StringConstraints(max_length=4096), AfterValidator(_no_nul)]
 
 
+# What Linux gives a program it starts: each argument or ``NAME=value``, its NUL included, at
+# most MAX_ARG_STRLEN (128 KiB); all of them with their pointers at most a quarter of the stack
+# limit (2 MiB by default), crontask's own environment among them. Past either every run would
+# fail to start ("Argument list too long"): a definition error instead. (Between the limit and
+# the limit less crontask's environment, a run fails to start and says so.)
+MAX_EXEC_STRING = 128 * 1024
+MAX_EXEC_BYTES = 2 * 1024 * 1024
+_POINTER = 8
+
+
+def _exec_bytes(text: str) -> int:
+    # As the kernel counts it: the UTF-8 bytes and the NUL (surrogatepass: never raise here).
+    return len(text.encode("utf-8", "surrogatepass")) + 1
+
+
 class CommandAction(Model):
     args: list[ProcessText] = Field(
         min_length=1,
@@ -107,6 +122,27 @@ class CommandAction(Model):
             if name.startswith(RESERVED_ENV_PREFIX):
                 raise ValueError(f"{name!r}: names starting with CRONTASK_ are set by crontask")
         return env
+
+    @model_validator(mode="after")
+    def _startable(self) -> CommandAction:
+        strings = [(f"args[{i}]", arg) for i, arg in enumerate(self.args)]
+        strings += [(f"env.{name}", f"{name}={value}") for name, value in self.env.items()]
+        total = 0
+        for where, text in strings:
+            size = _exec_bytes(text)
+            if size > MAX_EXEC_STRING:
+                raise ValueError(
+                    f"{where} is {size - 1} bytes in UTF-8, more than the {MAX_EXEC_STRING - 1} "
+                    "the kernel gives a program in one argument or environment entry"
+                )
+            total += size + _POINTER
+        if total > MAX_EXEC_BYTES:
+            raise ValueError(
+                f"its arguments and environment come to {total} bytes, more than "
+                f"{MAX_EXEC_BYTES}, all that Linux gives a program by default (crontask's "
+                "own environment comes on top)"
+            )
+        return self
 
 
 class HttpMethod(enum.StrEnum):

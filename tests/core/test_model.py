@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +12,7 @@ import pytest
 import yaml
 from pydantic import ValidationError
 
+from reconciler.core import actions
 from reconciler.core.model import ConcurrencyPolicy, CronTask, json_schema
 from tests.helpers import task_doc
 
@@ -153,6 +155,19 @@ def test_namespace_defaults_and_key() -> None:
             )
         ],
         ({"spec": {"command": {"args": ["x"], "env": {"FOO\n": "1"}}}}, "'FOO\\n' is not a valid"),
+        # Past what the kernel gives a program: every run would fail "Argument list too long".
+        (
+            {"spec": {"command": {"args": ["x", "\U0001f600" * 32768]}}},
+            "args[1] is 131072 bytes in UTF-8, more than the 131071 the kernel gives",
+        ),
+        (
+            {"spec": {"command": {"args": ["x"], "env": {"AB": "\U0001f600" * 32767 + "x"}}}},
+            "env.AB is 131072 bytes in UTF-8",
+        ),
+        (
+            {"spec": {"command": {"args": ["x", *["y" * 32768] * 64]}}},
+            "its arguments and environment come to 2097738 bytes, more than 2097152",
+        ),
         (
             {"spec": {"command": {"args": ["x"], "env": {"A" * 300_000: "1"}}}},
             "is longer than 256 characters (the limit for an environment variable name)",
@@ -296,3 +311,23 @@ def test_a_whole_number_written_as_a_float_is_that_integer() -> None:
 def test_fractions_text_and_switches_are_no_numbers(spec: dict[str, Any]) -> None:
     with pytest.raises(ValidationError):
         CronTask.model_validate(task_doc(**spec))
+
+
+def test_the_bounds_of_a_programs_start_are_the_kernels() -> None:
+    """What is accepted starts; one byte past the bound of one argument, the kernel refuses
+    (MAX_ARG_STRLEN); and so it does a command past the bound of them all."""
+    longest = "\U0001f600" * 32767 + "\u20ac"  # 32 768 characters, 131 071 bytes in UTF-8
+    assert len(longest.encode()) == actions.MAX_EXEC_STRING - 1
+    spec = CronTask.model_validate(task_doc(command={"args": ["true", longest]})).spec
+    assert spec.command is not None
+    subprocess.run(spec.command.args, check=True, env={})
+    past = "\U0001f600" * 32768  # as many characters, one byte more
+    with pytest.raises(ValidationError, match="131072 bytes in UTF-8"):
+        CronTask.model_validate(task_doc(command={"args": ["true", past]}))
+    with pytest.raises(OSError, match="Argument list too long"):
+        subprocess.run(["true", past], check=True, env={})
+    many = ["y" * 32768] * 64  # each within its bound, all of them past theirs
+    with pytest.raises(ValidationError):
+        CronTask.model_validate(task_doc(command={"args": ["true", *many]}))
+    with pytest.raises(OSError, match="Argument list too long"):
+        subprocess.run(["true", *many], check=True, env={})

@@ -233,6 +233,14 @@ def build(folder: Path, scratch: Path, only: str | None = None) -> list[Case]:
         "6:28",
         "spec.command.args[1]: contains a NUL character, which no program can be given",
     )
+    # 64 arguments of 32 KiB from one anchor (a 33 KB file): each within its bound, together
+    # past the 2 MiB the kernel gives a program: every run would fail to start.
+    text(
+        "args-past-exec-limit.yaml",
+        HEAD + '  command: {args: ["echo", &a "' + "y" * 32768 + '"' + ", *a" * 63 + "]}\n",
+        "6:3",
+        "spec.command: its arguments and environment come to 2097741 bytes, more than 2097152",
+    )
     text(
         "header-injection.yaml",
         HEAD
@@ -389,6 +397,7 @@ CASES = [
     "invalid-utf8.yaml",
     "nul-byte.yaml",
     "nul-escape.yaml",
+    "args-past-exec-limit.yaml",
     "header-injection.yaml",
     "bad-ipv4-url.yaml",
     "bad-idna-url.yaml",
