@@ -41,6 +41,8 @@ from reconciler.sinks import notify_config
 from reconciler.sinks.metrics import Metrics
 from reconciler.sinks.notify_config import Notifications
 from reconciler.sources.git import GitOptions
+from reconciler.sources.gitprocess import version_problem
+from reconciler.sources.gitrepo import git_env
 from reconciler.sources.kubernetes import KubernetesConfigError, KubernetesOptions
 
 log = logging.getLogger("crontask.api")
@@ -67,6 +69,8 @@ def run(args: argparse.Namespace) -> int:
             resync_seconds=args.resync,
         )
     git = git_options(args)
+    if git is not None and (problem := version_problem(git_env(git.url))) is not None:
+        raise SystemExit(f"crontask: --git: {problem}")
     ha = ha_options(args)
     options = Options(
         paths=existing_paths(args.paths),

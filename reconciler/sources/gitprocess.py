@@ -32,6 +32,7 @@ import contextlib
 import dataclasses
 import math
 import os
+import re
 import selectors
 import signal
 import subprocess
@@ -66,6 +67,14 @@ _MAX_STDERR = 64 * 1024
 # git's own deadline over http(s) (see GitRunner) comes this many seconds after the timeout:
 # while this process lives, its own (and its message) comes first.
 _OWN_DEADLINE_MARGIN = 2
+
+
+# The oldest git crontask runs with: 2.32 is the first to read GIT_CONFIG_GLOBAL (an older one
+# reads the user's ~/.gitconfig: its url.insteadOf, core.sshCommand and credential helpers would
+# change what crontask fetches and how), 2.31 GIT_CONFIG_COUNT (the token's credential helper),
+# 2.29 ``--no-auto-maintenance``.
+OLDEST_GIT = (2, 32)
+_VERSION = re.compile(rb"git version (\d+)\.(\d+)")
 
 
 class GitError(Exception):
@@ -335,3 +344,25 @@ def _summary(stderr: str, code: int) -> str:
     ]
     text = "; ".join(picked or lines[-1:]) or f"git exited with status {code}"
     return text if len(text) <= 400 else text[:397] + "..."
+
+
+def version_problem(env: Mapping[str, str], timeout: float = 10.0) -> str | None:
+    """Why the git that ``env``'s PATH finds cannot serve the git source (missing, too old,
+    unreadable version), in one line; None if it can."""
+    runner = GitRunner(env=env, timeout=timeout, redact=lambda text: text)
+    try:
+        said = runner.run_bytes(["version"], max_stdout=4096)
+    except GitError as err:
+        return str(err)
+    found = _VERSION.match(said)
+    if found is None:
+        return f"cannot tell git's version from {said[:80]!r}"
+    version = (int(found[1]), int(found[2]))
+    if version < OLDEST_GIT:
+        oldest = ".".join(map(str, OLDEST_GIT))
+        return (
+            f"git {version[0]}.{version[1]} is older than {oldest}, the first that lets "
+            "crontask keep the user's and the system's git configuration out of its fetches: "
+            "install a newer git"
+        )
+    return None
