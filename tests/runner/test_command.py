@@ -197,6 +197,19 @@ def test_working_dir(tmp_path: Path) -> None:
     assert outcome.output == f"{tmp_path.resolve()}\n"
 
 
+def test_a_relative_working_dir_and_program_are_taken_from_crontasks_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As the README says: from the folder crontask runs in, not from a task file's."""
+    (tmp_path / "sub").mkdir()
+    script = tmp_path / "sub" / "here.sh"
+    script.write_text("#!/bin/sh\npwd -P\n")
+    script.chmod(0o755)
+    monkeypatch.chdir(tmp_path)
+    outcome = run(["./here.sh"], working_dir="sub")
+    assert outcome.output == f"{(tmp_path / 'sub').resolve()}\n"
+
+
 def test_stdin_is_dev_null() -> None:
     outcome = run(["sh", "-c", "cat; echo done"], timeout=5)
     assert outcome.status is RunStatus.SUCCEEDED
