@@ -145,13 +145,27 @@ def slack(message: dict[str, Any]) -> dict[str, Any]:
         if tail and message["event"] != "recovered":
             lines.append("```" + _escape(tail).replace("```", "'''") + "```")
     for error in message.get("errors") or []:
-        lines.append(f"• `{_escape(error)}`")
+        # mrkdwn has no escape for a backtick: one would end the code span early.
+        spanned = _escape(error).replace("`", "'")
+        lines.append(f"• `{spanned}`")
     if message.get("moreErrors"):
         lines.append(f"… and {message['moreErrors']} more")
-    text = "\n".join(lines)
-    if len(text) > SLACK_TEXT_MAX:
-        text = text[: SLACK_TEXT_MAX - 1] + "…"
-    return {"text": text}
+    return {"text": _cut("\n".join(lines), SLACK_TEXT_MAX)}
+
+
+def _cut(text: str, limit: int) -> str:
+    """``text`` in at most ``limit`` characters: cut short, never inside an escape (``&amp;``
+    would show as ``&am``), and a code block it cut into closed again (or the rest of the
+    message would show as code)."""
+    if len(text) <= limit:
+        return text
+    kept = text[: limit - 4]  # room for a closing ``` and the ellipsis
+    amp = kept.rfind("&", len(kept) - 4)
+    if amp != -1 and ";" not in kept[amp:]:
+        kept = kept[:amp]
+    if kept.count("```") % 2:
+        kept += "```"
+    return kept + "…"
 
 
 def _escape(text: str) -> str:
