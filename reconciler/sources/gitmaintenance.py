@@ -15,12 +15,15 @@ Contracts:
   with every fetch. ``remove_leftovers`` deletes them all. Only safe while no git process works
   on the repository: the state directory is this process's alone, and ``GitRepo`` calls it
   only between its git calls, one at a time, each of which ends with its whole process group
-  (git's maintenance runs in the foreground: ``gc.autoDetach=false``) killed or exited.
+  (git's maintenance runs in the foreground: ``gc.autoDetach=false``) killed or exited. A
+  collection started by an earlier crontask that was killed hard lives on (nothing killed its
+  group): while ``gc.pid`` names a git alive on this host, nothing is removed.
 """
 
 from __future__ import annotations
 
 import contextlib
+import socket
 from pathlib import Path
 
 # Collection is local work, whose length grows with the repository, not with the remote's
@@ -59,8 +62,25 @@ def collection_timeout(timeout: float) -> float:
 
 
 def remove_leftovers(git_dir: Path) -> None:
-    """Delete ``LEFTOVERS`` in the repository at ``git_dir`` (see the module's contract)."""
+    """Delete ``LEFTOVERS`` in the repository at ``git_dir`` (see the module's contract); none
+    while ``gc.pid`` names a git alive on this host: a collection an earlier crontask started
+    outlives it when it is killed hard (nothing kills its group then), and its locks are held."""
+    if _collecting(git_dir / "gc.pid"):
+        return
     for pattern in LEFTOVERS:
         for path in git_dir.glob(pattern):
             with contextlib.suppress(OSError):
                 path.unlink()
+
+
+def _collecting(pid_file: Path) -> bool:
+    """Whether ``pid_file`` (git's ``gc.pid``: ``PID HOSTNAME``) names a git process alive on
+    this host, as git itself judges it."""
+    try:
+        pid, _, host = pid_file.read_text(errors="replace")[:300].strip().partition(" ")
+        if host != socket.gethostname() or not pid.isdigit():
+            return False
+        name = Path(f"/proc/{int(pid)}/comm").read_text()
+    except (OSError, ValueError):
+        return False
+    return name.startswith("git")

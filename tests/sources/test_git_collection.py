@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -97,3 +98,26 @@ def test_a_collection_that_fails_is_logged_and_is_no_sync_failure(
     assert record.getMessage() == "git collection failed"
     error = record.__dict__["fields"]["error"]
     assert error == "bad numeric config value 'many' for 'gc.autopacklimit': invalid unit"
+
+
+def test_the_locks_of_a_collection_still_running_are_left_alone(
+    remote: Remote, tmp_path: Path, clock: Clock
+) -> None:
+    """A collection an earlier crontask started outlives it when it is killed hard: while
+    gc.pid names a git alive on this host, its locks are its own, and nothing is removed."""
+    source, repo = first_sync(remote, tmp_path, clock)
+    alive = subprocess.Popen(["git", "cat-file", "--batch"], stdin=subprocess.PIPE, cwd=repo)
+    try:
+        lock = repo / "objects" / "maintenance.lock"
+        lock.write_text("")
+        (repo / "gc.pid").write_text(f"{alive.pid} {socket.gethostname()}")
+        remote.write("b.yaml", doc("b"))
+        remote.commit()
+        assert synced(source)
+        assert lock.exists()
+    finally:
+        alive.communicate(b"")  # ends at the end of its input
+    remote.write("c.yaml", doc("c"))
+    remote.commit()
+    assert synced(source)
+    assert not lock.exists()  # its git is gone: a leftover now
