@@ -304,15 +304,23 @@ class Notifier:
         state = await remembered(
             self.history, record, limit=self._retry_limit, crashes_told=self.crashes_told
         )
-        if record.task in self._looked_at:
-            if state.recovery is not None:
-                state.recovery, state.unsure = None, False
-        else:
+        # A recovery can be told from a process that ran on after it only by the successes
+        # kept after it: with fewer than two kept, every recovery would be told again at each
+        # restart, however long ago it was.
+        told_before = record.task in self._looked_at
+        if state.recovery is not None and (told_before or self._successes_kept(record.task) < 2):
+            state.recovery, state.unsure = None, False
+        if record.task not in self._looked_at:
             self._looked_at[record.task] = None
             if len(self._looked_at) > LOOKED_AT_MAX:
                 del self._looked_at[next(iter(self._looked_at))]
         self._states[record.task] = state
         return state
+
+    def _successes_kept(self, key: str) -> int:
+        """How many successful runs the run store keeps for ``key`` (0 if not declared)."""
+        definition = (self._tasks or {}).get(key)
+        return definition.task.spec.successful_runs_history_limit if definition else 0
 
     def _retry_limit(self, key: str) -> int:
         """The retry limit in force now for ``key`` (0 if it is not declared)."""

@@ -14,22 +14,30 @@ from pathlib import Path
 import pytest
 
 from reconciler.controller.wiring import _recent_runs
+from reconciler.core.desired import DesiredState
 from reconciler.core.runs import PROCESS_DIED, RunRecord, RunStatus
 from reconciler.sinks import notify_payload
 from reconciler.sinks.metrics import Metrics
 from reconciler.sinks.notify import Notifier
 from reconciler.store import RunStore, open_store, sqlite_url
+from tests.helpers import definition
 from tests.notify.receiver import Receiver, receiving
 from tests.notify.test_notifier import SECRET, T0, config, finished, running, until
 
 
-def process(tmp_path: Path, store: RunStore, receiver: Receiver) -> Notifier:
-    """The notifier of one crontask process, reading the task's past from ``store``."""
-    return Notifier(
+def process(
+    tmp_path: Path, store: RunStore, receiver: Receiver, successes_kept: int = 3
+) -> Notifier:
+    """The notifier of one crontask process, reading the task's past from ``store``; its pass
+    has declared the task, which keeps ``successes_kept`` successful runs."""
+    notifier = Notifier(
         config(tmp_path, receiver.url),
         metrics=Metrics(),
         history=lambda key: _recent_runs(store, key),
     )
+    task = definition(successfulRunsHistoryLimit=successes_kept)
+    notifier.after_pass(DesiredState({"default/t": task}))
+    return notifier
 
 
 def ended(notifier: Notifier, store: RunStore, record: RunRecord) -> None:
@@ -140,21 +148,32 @@ def test_slack_says_a_repeated_recovery_is_no_failure() -> None:
     assert text.splitlines()[0].endswith("succeeded (repeated)")
 
 
-def test_a_recovery_the_process_ran_on_after_is_not_repeated(tmp_path: Path) -> None:
-    """The failure was told and a success recovered it, and another success came after that:
-    the process ran on past its ``recovered``, so a restart tells nothing again (else every
-    restart would repeat each recovery in the history it reads)."""
+@pytest.mark.parametrize(
+    ("stored", "successes_kept"),
+    [
+        # Another success came after the one that recovered: the process ran on past its
+        # "recovered" (else every restart would repeat each recovery in the history it reads).
+        ([RunStatus.FAILED, RunStatus.SUCCEEDED, RunStatus.SUCCEEDED], 3),
+        # What housekeeping leaves of a task that keeps one success: the failure and the
+        # newest success, however long the task ran on: nothing tells a recovery just now. (So
+        # for one that keeps none, its success read before housekeeping came.)
+        ([RunStatus.FAILED, RunStatus.SUCCEEDED], 1),
+        ([RunStatus.FAILED, RunStatus.SUCCEEDED], 0),
+    ],
+)
+def test_a_recovery_the_process_may_have_run_on_after_is_not_repeated(
+    tmp_path: Path, stored: list[RunStatus], successes_kept: int
+) -> None:
     store = open_store(sqlite_url(tmp_path), writer=True)
     try:
         store.save_many(
             [
-                finished(RunStatus.FAILED, T0 - timedelta(minutes=3)),
-                finished(RunStatus.SUCCEEDED, T0 - timedelta(minutes=2)),
-                finished(RunStatus.SUCCEEDED, T0 - timedelta(minutes=1)),
+                finished(status, T0 - timedelta(minutes=len(stored) - i))
+                for i, status in enumerate(stored)
             ]
         )
         with receiving(SECRET) as receiver:
-            notifier = process(tmp_path, store, receiver)
+            notifier = process(tmp_path, store, receiver, successes_kept)
 
             async def body() -> None:
                 ended(notifier, store, finished(RunStatus.SUCCEEDED, T0))
