@@ -13,7 +13,10 @@ controlled by a CronTask that is not the owner in force (one whose key a folder,
 task holds, or one being deleted) is no task's (``run_in``): crontask neither counts it for
 the policies nor deletes it; nor does it clean up a removed CronTask's Jobs
 (:meth:`JobRunner.collected`): how the CronTask was deleted decides (``kubectl delete
---cascade=orphan`` keeps them).
+--cascade=orphan`` keeps them). For clean-up alone (history limits, a removed task), the Jobs of a
+task no CronTask controls are also looked for in the other namespaces crontask watches, each
+judged by ``run_in`` for its own namespace: those left where the task's ``spec.job.namespace``
+put them before it changed.
 """
 
 from __future__ import annotations

@@ -95,9 +95,9 @@ class JobCluster(Protocol):
     def cached(self, namespace: str, name: str) -> Job | None: ...
 
     def ended(self, namespace: str, name: str) -> Job | None:
-        """The last state the watch saw of the Job ``namespace/name`` with a terminal
-        condition, kept a while after the Job is gone (something may delete a Job as soon
-        as it ends); None if none was seen. The caller checks the uid."""
+        """The last state the watch saw of the Job ``namespace/name`` once its outcome was
+        decided (``core.jobs.decided``), kept a while after the Job is gone (something may
+        delete a Job as soon as it ends); None if none was seen. The caller checks the uid."""
         ...
 
     def live(self, task: str) -> list[Job]: ...

@@ -11,14 +11,25 @@ Contract:
   neither finished nor being deleted), :meth:`jobs_of`, :meth:`cached`. A Job is a task's
   (:meth:`jobs_of`, :meth:`live`) only as the ``home`` given to :meth:`trust` says
   (``core.jobs.run_in``: the task's Job namespace, the name of one of its slots, its
-  CronTask's uid), never by its annotations alone; before :meth:`trust`, no Job is. Changes
-  reach the loop (``call_soon_threadsafe``), where they wake :meth:`finished` waiters and call
-  the listeners (``subscribe``) with the keys of the tasks whose Jobs changed.
-- :meth:`ended` answers the last state the watch saw of a Job with a terminal condition, also
-  once the Job is gone: a Job deleted as soon as it ends (by a TTL controller, by hand) still
-  tells its outcome to the run that follows it. It is taken on the watch's thread, at the event
+  CronTask's uid), never by its annotations alone; before :meth:`trust`, no Job is. For
+  clean-up, :meth:`jobs_of` also answers the Jobs of a task no CronTask controls in the other
+  namespaces the watch covers, each as ``run_in`` judges it for its own namespace: the Jobs
+  left where an earlier definition put them (``spec.job.namespace`` changed) go by the
+  history limits and with the task (a namespace no longer watched is not looked at).
+  Changes reach the loop (``call_soon_threadsafe``), where they wake :meth:`finished` waiters
+  and call the listeners (``subscribe``) with the keys of the tasks whose Jobs changed.
+- :meth:`ended` answers the last state the watch saw of a Job whose outcome the cluster had
+  decided (``core.jobs.decided``: its terminal condition, or the ``SuccessCriteriaMet``/
+  ``FailureTarget`` that Kubernetes 1.31+ writes first), also once the Job is gone: a Job
+  deleted as soon as it ends or is decided (by a TTL controller, by hand) still tells its
+  outcome to the run that follows it. It is taken on the watch's thread, at the event
   itself, as the cache may no longer hold it when the loop gets to look; the newest
   :data:`ENDED_KEPT` are kept.
+- :meth:`pods` answers only the pods the Job controls (their ``controller`` ownerReference is
+  the Job's uid), not every pod that carries its ``controller-uid`` label: anyone who may
+  create a pod in the namespace can give one that label, and the run's output, exit code and
+  node would come from it. (The one who creates a pod may write its ownerReferences too: this
+  stops a pod that merely carries the label, not one made to pose as the Job's.)
 - API calls (:meth:`create`, :meth:`get`, :meth:`delete`, :meth:`pods`, :meth:`log_tail`) run
   in a small thread pool of their own and never block the loop. They raise :class:`JobApiError`
   (with a one-line message) for what the API server refused or could not be reached for;
@@ -47,7 +58,7 @@ from typing import Any, TypeVar
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from reconciler.core.jobs import RUN_LABEL, finished, is_deleting, run_in, run_of
+from reconciler.core.jobs import RUN_LABEL, decided, finished, is_deleting, run_in, run_of
 from reconciler.sources.kubernetes_watch import Informer, object_key
 
 log = logging.getLogger("crontask.sources")
@@ -183,8 +194,10 @@ class JobWatch:
 
     def _changed_from_thread(self, keys: set[str]) -> None:
         # On the watch's thread, right after the event: a DELETED that follows at once would
-        # leave nothing of the ended Job in the cache by the time the loop looks.
-        ended = {k: job for k, job in self._snapshot(keys).items() if finished(job) is not None}
+        # leave nothing of the ended Job in the cache by the time the loop looks. Kept from its
+        # decision on (1.31+: SuccessCriteriaMet/FailureTarget before Complete/Failed), as a
+        # Job may be deleted while its pods terminate, before its terminal condition comes.
+        ended = {k: job for k, job in self._snapshot(keys).items() if decided(job) is not None}
         if ended:
             with self._ended_lock:
                 for key, job in ended.items():
@@ -237,8 +250,9 @@ class JobWatch:
         return self._snapshot([f"{namespace}/{name}"]).get(f"{namespace}/{name}")
 
     def ended(self, namespace: str, name: str) -> dict[str, Any] | None:
-        """The last state seen of the Job ``namespace/name`` with a terminal condition, even
-        once it is gone (None: none seen). The caller checks its uid."""
+        """The last state seen of the Job ``namespace/name`` once its outcome was decided
+        (``core.jobs.decided``), even once it is gone (None: none seen). The caller checks
+        its uid."""
         with self._ended_lock:
             return self._ended.get(f"{namespace}/{name}")
 
@@ -253,21 +267,34 @@ class JobWatch:
         self._home = home
 
     def jobs_of(self, task: str) -> list[dict[str, Any]]:
-        """Every cached Job of ``task`` (see the module docstring: not every Job that says
-        it is)."""
+        """Every cached Job of ``task``, in any namespace the watch covers (see the module
+        docstring: not every Job that says it is)."""
+        return self._mine(task, everywhere=True)
+
+    def _mine(self, task: str, *, everywhere: bool) -> list[dict[str, Any]]:
         if self._home is None:
             return []
-        namespace, owner_uid = self._home(task)
-        jobs = self._snapshot(self._by_task.get(task, ())).values()
-        return [job for job in jobs if run_in(job, task, namespace, owner_uid) is not None]
+        home, owner_uid = self._home(task)
+        found = []
+        for job in self._snapshot(self._by_task.get(task, ())).values():
+            namespace = str((job.get("metadata") or {}).get("namespace"))
+            # A CronTask's Jobs are in its namespace only (an ownerReference cannot cross
+            # namespaces); another task's may be where an earlier definition put them.
+            if namespace != home and (not everywhere or owner_uid is not None):
+                continue
+            if run_in(job, task, namespace, owner_uid) is not None:
+                found.append(job)
+        return found
 
     def tasks(self) -> set[str]:
         """The task keys that have Jobs in the cache."""
         return {task for task, jobs in self._by_task.items() if jobs}
 
     def live(self, task: str) -> list[dict[str, Any]]:
-        """The Jobs of ``task`` that still run: not finished, not being deleted."""
-        return [j for j in self.jobs_of(task) if finished(j) is None and not is_deleting(j)]
+        """The Jobs of ``task`` that still run, in its Job namespace: not finished, not being
+        deleted."""
+        jobs = self._mine(task, everywhere=False)
+        return [j for j in jobs if finished(j) is None and not is_deleting(j)]
 
     def when_changed(self, namespace: str, name: str) -> asyncio.Future[None]:
         """Set when the cached Job ``namespace/name`` next changes (or appears, or goes),
@@ -349,7 +376,9 @@ class JobWatch:
         return True
 
     async def pods(self, namespace: str, uid: str) -> list[dict[str, Any]]:
-        """The pods of the Job whose uid is ``uid``."""
+        """The pods the Job whose uid is ``uid`` controls. The label selects them on the API
+        server; the ownerReference, which the Job controller sets, decides: anyone who may
+        create a pod there can give it the label."""
         try:
             pods = await self._request(
                 self._core.list_namespaced_pod, namespace, label_selector=f"{CONTROLLER_UID}={uid}"
@@ -357,7 +386,7 @@ class JobWatch:
         except Exception as err:
             raise JobApiError(f"cannot list the Job's pods: {_describe(err)}") from None
         items: list[dict[str, Any]] = pods.get("items") or []
-        return items
+        return [pod for pod in items if _controlled_by(pod, uid)]
 
     async def log_tail(self, namespace: str, pod: str, container: str, limit: int) -> str:
         """The last ``limit`` bytes of the container's log, from ``pods/log``."""
@@ -386,6 +415,12 @@ class JobWatch:
         finally:
             response.release_conn()
         return tail_text(bytes(kept), total - len(kept))
+
+
+def _controlled_by(pod: dict[str, Any], uid: str) -> bool:
+    owners = (pod.get("metadata") or {}).get("ownerReferences") or ()
+    controller = [o for o in owners if isinstance(o, dict) and o.get("controller") is True]
+    return [o.get("uid") for o in controller] == [uid]
 
 
 def tail_text(data: bytes, dropped: int) -> str:

@@ -9,7 +9,7 @@ import copy
 import itertools
 from typing import Any
 
-from reconciler.core.jobs import finished, is_deleting, run_of
+from reconciler.core.jobs import decided, finished, is_deleting, run_of
 
 Job = dict[str, Any]
 
@@ -31,7 +31,7 @@ class FakeCluster:
         self.get_errors = 0  # the next this many reads fail (an API server that is away)
         self.watch_delivers = True  # False: the cache never sees changes (a broken watch)
         self._cache: dict[str, Job] = {}
-        self._ended: dict[str, Job] = {}  # what the watch saw of each Job's end
+        self._ended: dict[str, Job] = {}  # what the watch saw of each Job's decided end
         self._changed = asyncio.Event()
         self._uids = itertools.count(1)
 
@@ -96,7 +96,7 @@ class FakeCluster:
         self.jobs[name] = job
         if self.watch_delivers:
             self._cache[name] = job
-            if finished(job) is not None:
+            if decided(job) is not None:  # as JobWatch: from its decision on
                 self._ended[name] = job
         self._notify()
 
