@@ -77,6 +77,7 @@ import httpx
 
 from reconciler.aio import ended, first_of
 from reconciler.core.desired import Definition, DesiredState
+from reconciler.core.model import TaskSpec
 from reconciler.core.runs import RetriedAttempt, RunRecord, RunStatus, Trigger, died
 from reconciler.core.status import FAILURES
 from reconciler.sinks import notify_payload
@@ -308,8 +309,14 @@ class Notifier:
         # kept after it: with fewer than two kept, every recovery would be told again at each
         # restart, however long ago it was.
         told_before = record.task in self._looked_at
-        if state.recovery is not None and (told_before or self._successes_kept(record.task) < 2):
+        kept = self._successes_kept(record.task)
+        if state.recovery is not None and (told_before or kept < 2):
             state.recovery, state.unsure = None, False
+        if state.failing and kept == 0:
+            # No success is ever kept: the failures read back may have been followed by any
+            # number of successes, so every restart would send "recovered" again. Its next
+            # failure is told as a new one instead.
+            state.failing, state.unsure = False, False
         if record.task not in self._looked_at:
             self._looked_at[record.task] = None
             if len(self._looked_at) > LOOKED_AT_MAX:
@@ -318,9 +325,12 @@ class Notifier:
         return state
 
     def _successes_kept(self, key: str) -> int:
-        """How many successful runs the run store keeps for ``key`` (0 if not declared)."""
+        """How many successful runs the run store keeps for ``key`` (not declared: the
+        default's)."""
         definition = (self._tasks or {}).get(key)
-        return definition.task.spec.successful_runs_history_limit if definition else 0
+        if definition is None:
+            return int(TaskSpec.model_fields["successful_runs_history_limit"].default)
+        return definition.task.spec.successful_runs_history_limit
 
     def _retry_limit(self, key: str) -> int:
         """The retry limit in force now for ``key`` (0 if it is not declared)."""

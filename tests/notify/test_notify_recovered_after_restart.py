@@ -183,3 +183,24 @@ def test_a_recovery_the_process_may_have_run_on_after_is_not_repeated(
     finally:
         store.close()
     assert receiver.events() == []
+
+
+def test_a_task_that_keeps_no_success_is_not_read_back_as_failing(tmp_path: Path) -> None:
+    """successfulRunsHistoryLimit 0: housekeeping leaves the failure alone, however many
+    successes came after it; a restart must not send "recovered" for it each time. A failure
+    after the restart is a plain, new ``failed``."""
+    store = open_store(sqlite_url(tmp_path), writer=True)
+    try:
+        store.save_many([finished(RunStatus.FAILED, T0 - timedelta(days=3))])
+        with receiving(SECRET) as receiver:
+            notifier = process(tmp_path, store, receiver, successes_kept=0)
+
+            async def body() -> None:
+                ended(notifier, store, finished(RunStatus.SUCCEEDED, T0))
+                ended(notifier, store, finished(RunStatus.FAILED, T0 + timedelta(minutes=1)))
+                await considered(notifier, 2)
+
+            running(notifier, body)
+    finally:
+        store.close()
+    assert [(r.json["event"], r.json["reminder"]) for r in receiver.received] == [("failed", False)]
