@@ -32,18 +32,25 @@ Contract:
   for as long as the API server keeps failing, so that a status that changed during an outage
   is written once it is over, not at the task's next change. An outage costs one pending entry
   per object and the fixed worker threads, however long it lasts. ``404`` (deleted) drops the
-  object; another refusal is logged and dropped. The status is never written through the main
-  resource, so it can never bump ``metadata.generation``.
+  object; another refusal is logged (naming what it lacked: ``crontasks/status: patch in
+  namespace X``) and dropped. The status is never written through the main resource, so it can
+  never bump ``metadata.generation`` (:mod:`reconciler.sinks.kubernetes_status`).
+- After a ``409`` the object is read again, that read taking its token too: computed again on
+  what was read, at once; if it could not be read (``429``/``5xx``/connection error), the next
+  attempt comes after the usual backoff, never at once on the same stale version.
 - With replicas: nothing is written while ``held`` (this replica is fenced: the tasks it
   reports may be another's by now); what is submitted meanwhile waits, coalesced, and goes out
   once it may write again. A write is sent only while ``owns`` its task, asked just before each
   request: one queued before a handover is dropped (``written`` gets None), never written over
   the new owner's status.
+- :meth:`StatusWriter.forget` leaves nothing of the object behind, even while a write of it is
+  in flight: that write's end neither remembers the object nor queues it again.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import enum
 import logging
 import random
 import threading
@@ -51,19 +58,14 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from reconciler.core import jsondepth
-from reconciler.core.crd import PLURAL, VERSION
-from reconciler.core.model import API_GROUP
+from reconciler.core.crd import PLURAL
 from reconciler.core.status import ObjectRef, merge_patch
+from reconciler.sinks.kubernetes_status import RETRIED, Read, Seen, StatusApi, newer
 
 log = logging.getLogger("crontask.sinks")
 
-MERGE_PATCH = "application/merge-patch+json"
-# Deeper than any field of a CronTask's status or metadata this sink reads.
-_ANSWER_DEPTH = 32
 Build = Callable[[Mapping[str, Any]], dict[str, Any]]
 # Called with the merge patch a write applied, or None if none was made (see the docstring).
 Written = Callable[[Mapping[str, Any] | None], None]
@@ -108,6 +110,26 @@ class TokenBucket:
                 time.sleep(wait)
 
 
+def refusal(err: ApiException, what: str, namespace: str | None) -> dict[str, Any]:
+    """Log fields for a request the API server refused: its status and reason, and what it
+    asked for (``what``: ``resource: verb``), said to be ``missing`` when the answer was
+    ``403`` (an RBAC rule the ServiceAccount lacks)."""
+    where = f"{what} in namespace {namespace}" if namespace else what
+    return {
+        "status": err.status,
+        "reason": err.reason,
+        "missing" if err.status == 403 else "request": where,
+    }
+
+
+class _Next(enum.Enum):
+    """What a write does after one request."""
+
+    DONE = "done"  # the submission is done with (or the writer is stopping)
+    AGAIN = "again"  # at once: the object was read again after a conflict
+    LATER = "later"  # after the backoff
+
+
 class StatusWriter:
     def __init__(
         self,
@@ -120,7 +142,7 @@ class StatusWriter:
         backoff: float = 0.2,
         max_backoff: float = 5.0,
     ) -> None:
-        self._objects = client.CustomObjectsApi(api)
+        self._api = StatusApi(api)
         self._bucket = TokenBucket(qps, burst)
         self._workers = workers
         self._attempts = attempts
@@ -130,10 +152,12 @@ class StatusWriter:
         self._queues: dict[str, dict[str, _Submission]] = {}
         self._urgent: dict[str, None] = {}  # keys whose pending submission is urgent, in order
         self._inflight: set[str] = set()
+        # Keys forgotten while their write was in flight (and not submitted since): that
+        # write's end must not remember them again, nor queue them again.
+        self._forgotten: set[str] = set()
         self._not_before: dict[str, float] = {}  # keys waiting after failed attempts: until when
-        # The object as our last write or read returned it: uid (a deleted and re-created
-        # object starts from its own, empty status), resourceVersion, status.
-        self._known: dict[str, _Seen] = {}
+        # The object as our last write or read returned it.
+        self._known: dict[str, Seen] = {}
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         # With replicas (set by the wiring; asked on the worker threads): whether this replica
@@ -161,6 +185,7 @@ class StatusWriter:
     ) -> None:
         """Queue ``build`` for the object of ``ref`` (see the module docstring)."""
         with self._cond:
+            self._forgotten.discard(ref.key)
             self._put(_Submission(ref, build, urgent, [written] if written else []))
             self._cond.notify()
 
@@ -169,6 +194,8 @@ class StatusWriter:
             self._pop(key)
             self._known.pop(key, None)
             self._not_before.pop(key, None)
+            if key in self._inflight:
+                self._forgotten.add(key)
 
     def idle(self) -> bool:
         with self._cond:
@@ -256,6 +283,7 @@ class StatusWriter:
     def _done(self, key: str) -> None:
         with self._cond:
             self._inflight.discard(key)
+            self._forgotten.discard(key)
             self._cond.notify_all()
 
     def _work(self) -> None:
@@ -289,70 +317,98 @@ class StatusWriter:
             patch = merge_patch(current, build(current))
             if not patch:
                 self.skipped += 1
-                self._known[key] = base
+                self._remember(key, base)
                 self._settled(submission, None)
                 return
             if not self._bucket.take(self._stop):
                 return
-            # Just before the request: fenced since it was queued, or the task moved.
+            # Just before the request: fenced since it was queued, the task moved, or forgotten.
             if self.held():
                 self._put_back(submission)
                 return
-            if not self.owns(key):
+            if not self.owns(key) or key in self._forgotten:
                 self._settled(submission, None)
                 return
-            try:
-                written = self._patch(ref, base.resource_version, patch)
-            except ApiException as err:
-                if err.status == 404:
-                    self._settled(submission, None, gone=True)
-                    return
-                if err.status == 409:
-                    self.conflicts += 1
-                    if not self._reread(ref):
-                        # Deleted, or deleted and created again under the same name: this
-                        # status was the old object's (the new one gets its own).
-                        self._settled(submission, None, gone=True)
-                        return
-                    continue  # at once: the fresh state is what the next attempt works on
-                if err.status not in (429, 500, 502, 503, 504):
-                    self.failures += 1
-                    log.warning(
-                        "status write refused",
-                        extra={"fields": {"task": key, "status": err.status, "error": err.reason}},
-                    )
-                    self._settled(submission, None)
-                    return
-            except Exception as err:  # connection refused, reset, timeout
-                log.debug("status write error", extra={"fields": {"task": key, "error": err}})
-            else:
-                self.writes += 1
-                self._known[key] = _seen(ref.uid, _decoded(written)) or _Seen(
-                    ref.uid, base.resource_version, {**current, **patch}
-                )
-                self._settled(submission, patch)
+            step = self._send(submission, base, patch)
+            if step is _Next.DONE:
                 return
+            if step is _Next.AGAIN:
+                continue  # at once: the fresh state is what the next attempt works on
             if self._stop.wait(random.uniform(delay / 2, delay)):  # noqa: S311 - jitter
                 return
             delay = min(self._max_backoff, delay * 2)
         self.failures += 1
         self._retry_later(submission)
 
-    def _patch(self, ref: ObjectRef, resource_version: str, patch: dict[str, Any]) -> Any:
-        """One merge patch of the object's status, answered undecoded."""
-        return self._objects.patch_namespaced_custom_object_status(
-            API_GROUP,
-            VERSION,
-            ref.namespace,
-            PLURAL,
-            ref.name,
-            # The version the patch was computed from: a write made meanwhile by anyone makes
-            # the server answer 409 instead of losing it.
-            {"metadata": {"resourceVersion": resource_version}, "status": patch},
-            _content_type=MERGE_PATCH,
-            _request_timeout=(10, 30),
-            _preload_content=False,
+    def _send(self, submission: _Submission, base: Seen, patch: dict[str, Any]) -> _Next:
+        """One write of ``patch``, computed on ``base``, and what comes of it."""
+        ref = submission.ref
+        try:
+            answer = self._api.patch(ref, base.resource_version, patch)
+        except ApiException as err:
+            if err.status == 404:
+                self._settled(submission, None, gone=True)
+                return _Next.DONE
+            if err.status == 409:
+                self.conflicts += 1
+                return self._reread(submission)
+            if err.status not in RETRIED:
+                self._refused(submission, err, "patch")
+                return _Next.DONE
+            return _Next.LATER
+        except Exception as err:  # connection refused, reset, timeout
+            log.debug("status write error", extra={"fields": {"task": ref.key, "error": err}})
+            return _Next.LATER
+        self.writes += 1
+        self._remember(
+            ref.key, answer or Seen(ref.uid, base.resource_version, {**base.status, **patch})
         )
+        self._settled(submission, patch)
+        return _Next.DONE
+
+    def _reread(self, submission: _Submission) -> _Next:
+        """The object read again after a conflict (a request like any other: it takes its
+        token). Deleted, or deleted and created again under the same name: this status was the
+        old object's (the new one gets its own), so the write is dropped."""
+        ref = submission.ref
+        if not self._bucket.take(self._stop):
+            return _Next.DONE
+        reading = self._api.read(ref)
+        if reading.outcome is Read.FRESH:
+            assert reading.seen is not None
+            self._remember(ref.key, reading.seen)
+            return _Next.AGAIN
+        if reading.outcome is Read.GONE:
+            self._settled(submission, None, gone=True)
+            return _Next.DONE
+        if reading.error is not None:  # refused
+            self._refused(submission, reading.error, "get")
+            return _Next.DONE
+        # Not read: the version we hold is stale, so an attempt at once would only conflict
+        # again. Wait as after any failed request.
+        log.debug("status read after a conflict failed", extra={"fields": {"task": ref.key}})
+        return _Next.LATER
+
+    def _refused(self, submission: _Submission, err: ApiException, verb: str) -> None:
+        self.failures += 1
+        ref = submission.ref
+        log.warning(
+            "status write refused",
+            extra={
+                "fields": {
+                    "task": ref.key,
+                    **refusal(err, f"{PLURAL}/status: {verb}", ref.namespace),
+                }
+            },
+        )
+        self._settled(submission, None)
+
+    def _remember(self, key: str, seen: Seen) -> None:
+        """Keep ``seen`` as our view of the object of ``key``, unless it was forgotten since
+        its write began (that would be an entry no one removes)."""
+        with self._cond:
+            if key not in self._forgotten:
+                self._known[key] = seen
 
     def _settled(
         self, submission: _Submission, patch: dict[str, Any] | None, *, gone: bool = False
@@ -360,15 +416,19 @@ class StatusWriter:
         """``submission`` is over: written (``patch``), or not to be written (None); ``gone``:
         the object is gone, or another one has its name (what is known of it goes too)."""
         key = submission.ref.key
-        if gone:
-            self._known.pop(key, None)
-        self._not_before.pop(key, None)
+        with self._cond:
+            if gone:
+                self._known.pop(key, None)
+            self._not_before.pop(key, None)
         _notify(submission, patch)
 
     def _put_back(self, submission: _Submission, not_before: float | None = None) -> None:
-        """Queue ``submission`` again (a newer one, if any, wins), to go ``not_before``."""
+        """Queue ``submission`` again (a newer one, if any, wins), to go ``not_before``; not if
+        its object was forgotten meanwhile."""
         key = submission.ref.key
         with self._cond:
+            if key in self._forgotten:
+                return
             newer = self._pop(key)
             if newer is not None:
                 submission.absorb_newer(newer)
@@ -386,43 +446,13 @@ class StatusWriter:
             extra={"fields": {"task": key, "in_seconds": self._max_backoff}},
         )
 
-    def _base(self, ref: ObjectRef) -> _Seen:
+    def _base(self, ref: ObjectRef) -> Seen:
         """The newer of our own view of the object and the informer's."""
-        informer = _Seen(ref.uid, ref.resource_version, dict(ref.status))
+        informer = Seen(ref.uid, ref.resource_version, dict(ref.status))
         known = self._known.get(ref.key)
         if known is None or known.uid != ref.uid:
             return informer
-        return known if _newer(known.resource_version, ref.resource_version) else informer
-
-    def _reread(self, ref: ObjectRef) -> bool:
-        """The object of ``ref`` read again after a conflict; False if it is gone or is another
-        object now (its uid differs), when the write is not to be tried again."""
-        try:
-            obj = _decoded(
-                self._objects.get_namespaced_custom_object_status(
-                    API_GROUP,
-                    VERSION,
-                    ref.namespace,
-                    PLURAL,
-                    ref.name,
-                    _request_timeout=(10, 30),
-                    _preload_content=False,
-                )
-            )
-        except ApiException as err:
-            if err.status == 404:
-                self._known.pop(ref.key, None)
-                return False
-            return True
-        except Exception:
-            return True
-        seen = _seen(ref.uid, obj)
-        uid = obj.get("metadata", {}).get("uid") if isinstance(obj, dict) else None
-        if uid is not None and uid != ref.uid:
-            return False
-        if seen is not None:
-            self._known[ref.key] = seen
-        return True
+        return known if newer(known.resource_version, ref.resource_version) else informer
 
 
 @dataclasses.dataclass(slots=True)
@@ -454,44 +484,3 @@ def _notify(submission: _Submission, patch: Mapping[str, Any] | None) -> None:
             callback(patch)
         except Exception:
             log.exception("status write callback failed")
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class _Seen:
-    uid: str
-    resource_version: str
-    status: Mapping[str, Any]
-
-
-def _decoded(answer: object) -> Any:
-    """The object of an answer asked for undecoded (``_preload_content=False``), read whatever
-    its depth (a spec may nest as deep as the API server allows, and the client's own decoding
-    then raised RecursionError on every write): what lies deeper than any status field is
-    left out. None if it is no JSON."""
-    data = getattr(answer, "data", None)
-    if not isinstance(data, bytes):
-        return None
-    try:
-        return jsondepth.decode(data, _ANSWER_DEPTH)
-    except ValueError:
-        return None
-
-
-def _seen(uid: str, obj: Any) -> _Seen | None:
-    """The version and status of an object the server returned (None if it is not one)."""
-    if not isinstance(obj, dict) or not isinstance(obj.get("metadata"), dict):
-        return None
-    version = obj["metadata"].get("resourceVersion")
-    status = obj.get("status")
-    if not isinstance(version, str):
-        return None
-    return _Seen(uid, version, status if isinstance(status, dict) else {})
-
-
-def _newer(ours: str, theirs: str) -> bool:
-    """Whether resourceVersion ``ours`` is newer than ``theirs``. Versions are opaque, but every
-    API server in use (etcd's revisions) issues increasing integers; anything else is taken as
-    not newer, so the informer's view (fresh from the server) wins."""
-    if ours.isdigit() and theirs.isdigit():
-        return int(ours) > int(theirs)
-    return False

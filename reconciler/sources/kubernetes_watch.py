@@ -32,7 +32,9 @@ Contract:
   ``x-kubernetes-preserve-unknown-fields``; Python's decoder fails near 1 000) is left out and
   replaced by :data:`PRUNED`, so one such object cannot fail the list or the watch: the object
   is cached, its resourceVersion is passed, and its readers see what was left out
-  (:func:`pruned_path`).
+  (:func:`pruned_path`). A list item, or a watch event's object, that is no object with
+  ``metadata`` is skipped (counted in ``malformed``, logged once for lists and once for
+  watches), never a failed list or watch that every retry would fail again.
 - The client is blocking; nothing here ever runs on the event loop. :meth:`stop` shuts the
   socket of the open watch, or of the list page being read, so the thread ends promptly.
 """
@@ -45,7 +47,7 @@ import random
 import threading
 import time
 from collections.abc import Callable, Collection, Iterator
-from typing import Any
+from typing import Any, TypeGuard
 
 from kubernetes.client.exceptions import ApiException
 
@@ -155,6 +157,8 @@ class Informer:
         self.reconnects = 0
         self.bookmarks = 0
         self.overdue = 0  # watches left open past their timeoutSeconds and the grace
+        self.malformed = 0  # list items and watch events skipped: no object with metadata
+        self._told: set[str] = set()  # where a malformed one was logged: "list", "watch"
         self._delivered = 0  # events the current (or last) watch delivered
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -262,7 +266,10 @@ class Informer:
                 kwargs["_continue"] = token
             page = self._page(kwargs)
             for obj in page.get("items") or []:
-                items[object_key(obj)] = obj
+                if _is_object(obj):
+                    items[object_key(obj)] = obj
+                else:
+                    self._skip("list", obj)
             meta = page.get("metadata") or {}
             token = meta.get("continue")
             if not token:
@@ -341,14 +348,18 @@ class Informer:
             _let_go(resp, ended)
         return self._delivered
 
-    def _event(self, event: dict[str, Any]) -> None:
-        kind = event.get("type")
-        obj = event.get("object") or {}
+    def _event(self, event: Any) -> None:
+        kind = event.get("type") if isinstance(event, dict) else None
+        obj = event.get("object") if isinstance(event, dict) else None
         if kind == "ERROR":
+            obj = obj if isinstance(obj, dict) else {}
             if obj.get("code") == GONE:
                 raise _Expired(f"{obj.get('reason')}: {obj.get('message')}")
             raise RuntimeError(f"watch error: {obj.get('reason')}: {obj.get('message')}")
-        rv = (obj.get("metadata") or {}).get("resourceVersion")
+        if not _is_object(obj):
+            self._skip("watch", obj if isinstance(event, dict) else event)
+            return
+        rv = obj["metadata"].get("resourceVersion")
         if kind == "BOOKMARK":
             self.bookmarks += 1
             if rv:
@@ -363,6 +374,20 @@ class Informer:
             if rv:
                 self._rv = str(rv)
         self._on_change({key})
+
+    def _skip(self, where: str, item: Any) -> None:
+        """``item`` is no object with metadata: skipped; logged the first time, by its shape
+        only (its text may be of any length)."""
+        self.malformed += 1
+        if where not in self._told:
+            self._told.add(where)
+            shape = type(item).__name__
+            if isinstance(item, dict):
+                shape += f" whose metadata is {type(item.get('metadata')).__name__}"
+            log.warning(
+                "kubernetes object skipped: not an object with metadata",
+                extra={"fields": {"in": where, "shape": shape, "informer": self._name}},
+            )
 
     def _close_response(self) -> None:
         resp = self._resp
@@ -420,6 +445,10 @@ def _lines(
             raise Overdue(f"a watch still open after its deadline ({len(buffer)} bytes pending)")
     if buffer.strip():
         yield bytes(buffer).decode("utf-8", errors="replace")
+
+
+def _is_object(obj: Any) -> TypeGuard[dict[str, Any]]:
+    return isinstance(obj, dict) and isinstance(obj.get("metadata"), dict)
 
 
 def _rv_of(obj: dict[str, Any] | None) -> str | None:
