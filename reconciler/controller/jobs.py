@@ -11,6 +11,13 @@
   * **adopts** the runs left ``running`` by an earlier crontask (or another replica) whose
     record names a Job, for the tasks this replica owns: the dispatcher follows each to its end
     (a Job that is gone by now ends its run ``interrupted``, reason ``JobGone``);
+  * **deletes** (Background, uid precondition; logged once) the live Jobs of those tasks whose
+    attempt's stored record is final: no crontask run holds such a Job, and left alone it
+    runs to its end beside the run that replaced it. That is a ``Replace`` that stopped an
+    attempt whose create and the read that followed went unanswered, when crontask stopped
+    before the API server answered (``runner.job_create``), or a delete that could not be
+    done at the time. A Job whose outcome is decided (``core.jobs.decided``), or that a GET
+    does not show live with the same uid, is left alone (a watch that lags);
   * **cleans up** finished Jobs, with ``propagationPolicy: Background``: beyond
     ``successfulRunsHistoryLimit`` / ``failedRunsHistoryLimit`` (the newest runs kept, as
     CronJob does; a run counts as its latest attempt, and its attempts' Jobs go together, as
@@ -39,10 +46,11 @@ from reconciler.controller.dispatch import Dispatcher
 from reconciler.controller.manager import Ready
 from reconciler.controller.reconcile import PassResult, Reconciler
 from reconciler.core.desired import Definition, DefinitionError
-from reconciler.core.jobs import finished, is_deleting, run_of
-from reconciler.core.runs import RunRecord
+from reconciler.core.jobs import decided, finished, is_deleting, run_of
+from reconciler.core.runs import JobDetails, RunRecord
 from reconciler.core.status import ObjectRef
 from reconciler.runner.job import JobRunner
+from reconciler.runner.job_delete import delete_job
 from reconciler.sources.base import Notify, Source, SourceState
 from reconciler.sources.kubernetes import Connection
 from reconciler.sources.kubernetes_jobs import JobWatch
@@ -170,6 +178,7 @@ class JobSupervisor:
         self._some = asyncio.Event()
         self._holding = False  # the last pass held removals back (empty-set guard)
         self._tasks: set[asyncio.Task[None]] = set()
+        self._released: set[str] = set()  # uids of the Jobs of final records, handled once
         reconciler.subscribe(self._after_pass)
         dispatcher.subscribe(self._after_run)
 
@@ -196,6 +205,7 @@ class JobSupervisor:
                 try:
                     if everything:
                         await self.adopt()
+                        await self.release()
                     await self.clean(None if everything else keys)
                 except Exception:
                     log.exception("job housekeeping failed; the next pass tries again")
@@ -246,6 +256,11 @@ class JobSupervisor:
 
     async def adopt(self) -> int:
         return await adopt_runs(self.dispatcher, self.store, self.reconciler, self.watch.watch)
+
+    async def release(self) -> int:
+        """Delete the live Jobs of this replica's tasks whose run's record is final."""
+        tasks = {key for key in self.watch.tasks() if self.reconciler.mine(key)}
+        return await release_jobs(self.dispatcher, self.store, self.runner, tasks, self._released)
 
     # -- clean-up ----------------------------------------------------------------------------
 
@@ -336,6 +351,74 @@ async def adopt_runs(
             continue
         adopted += dispatcher.adopt(owned.get(record.task), record)
     return adopted
+
+
+async def release_jobs(
+    dispatcher: Dispatcher,
+    store: RunStore,
+    runner: JobRunner,
+    tasks: Collection[str],
+    handled: set[str],
+) -> int:
+    """Delete the live Jobs of ``tasks`` (``JobRunner.running``: crontask's, each a task's)
+    whose attempt's stored record is final (module docstring). ``handled``: the uids of the
+    Jobs already dealt with here, and added to, so each is deleted and logged once. A run
+    followed here, or ``running`` in the store, holds its Job; no record (pruned, or never
+    written while the store was away) says nothing: left alone. Returns how many went."""
+    running = {(r.id, r.attempt) for r in await dispatcher.recorder.call(store.running)}
+    deleted = 0
+    for key in sorted(tasks):
+        followed = {r.id for r in dispatcher.active(key)}
+        for live in runner.running(key):
+            where = live.job
+            if where is None or not where.uid or where.uid in handled:
+                continue
+            if live.id in followed or (live.id, live.attempt) in running:
+                continue
+            record = await dispatcher.recorder.call(store.get, live.id, live.attempt)
+            if record is None or not record.status.finished:
+                continue
+            if await _release(runner, record, where, handled):
+                deleted += 1
+    return deleted
+
+
+async def _release(
+    runner: JobRunner, record: RunRecord, where: JobDetails, handled: set[str]
+) -> bool:
+    """Delete the Job of the final ``record`` if the API server still has it live (the
+    watch may lag behind an end the attempt read with a GET). True if deleted."""
+    try:
+        job = await runner.cluster.get(where.namespace, where.name)
+    except Exception as err:
+        if getattr(err, "status", None) in (401, 403):
+            handled.add(str(where.uid))  # refused for good: said once
+        log.warning(
+            "cannot read a Job whose run is over, to delete it",
+            extra={"fields": {"run": record.id, "job": where.name, "error": str(err)}},
+        )
+        return False
+    handled.add(str(where.uid))
+    meta = (job or {}).get("metadata") or {}
+    if job is None or meta.get("uid") != where.uid or decided(job) or is_deleting(job):
+        return False
+    deleted = await delete_job(runner, where, where.uid, record.id)
+    said = "job deleted" if deleted is True else "job gone already" if deleted is False else ""
+    log.warning(
+        (said or f"cannot delete a Job ({deleted})")
+        + ": the record of its run is final, no run of crontask holds it",
+        extra={
+            "fields": {
+                "task": record.task,
+                "run": record.id,
+                "attempt": record.attempt,
+                "job": where.name,
+                "status": str(record.status),
+                "reason": record.reason,
+            }
+        },
+    )
+    return deleted is True
 
 
 def _run_id(job: dict[str, Any]) -> str:

@@ -19,7 +19,10 @@ made when the API server did not say.
   ``running``, names the Job: the next start looks, and adopts it or records it gone, so a
   record never says ``interrupted`` while its Job lives); at any other stop the attempt ends
   (it is not retried: it was stopped) and the name is read again in the background until the
-  API server answers, and this attempt's Job there is deleted (``runner.job_delete``).
+  API server answers, and this attempt's Job there is deleted (``runner.job_delete``). An
+  answer that asking again does not change (401, 403) ends that, said once. Nothing awaits
+  the read: a crontask that stops first leaves it to its next start (or the task's next
+  owner), which deletes a live Job whose attempt's record is final (``controller.jobs``).
 """
 
 from __future__ import annotations
@@ -45,6 +48,8 @@ CREATE_FAILED: Final = "JobCreateFailed"
 NAME_TAKEN: Final = "JobNameTaken"
 # The background reads of ``_delete_when_found``: the event loop keeps only weak references.
 _FINDING: set[asyncio.Task[None]] = set()
+# Answers to a read that asking again does not change: no right to read the Job.
+_READ_REFUSED: Final = frozenset({401, 403})
 
 
 class Unknown(enum.Enum):
@@ -161,7 +166,8 @@ def _unknown(run: JobRun, err: Exception | None) -> Outcome:
     message = (
         f"stopped: {reason}; whether Job {where.name} was created is unknown (its create "
         f"and the read that followed went unanswered: {err}); crontask reads it again until "
-        "the API server answers, and deletes it if it is there"
+        "the API server answers, and deletes it if it is there (after a restart, once its "
+        "watch sees it)"
     )
     return dataclasses.replace(failed(reason, message), job=where)
 
@@ -174,7 +180,7 @@ def _delete_when_found(run: JobRun) -> None:
 
 async def _find_and_delete(run: JobRun) -> None:
     """Read the stopped attempt's name, a growing pause apart, until the watch or the API
-    server answers; delete this attempt's Job if it is there."""
+    server answers (a refusal for good ends it); delete this attempt's Job if it is there."""
     runner, where = run.runner, run.where
     delay = min(0.5, runner.verify_seconds)
     while True:
@@ -185,10 +191,14 @@ async def _find_and_delete(run: JobRun) -> None:
             job = await runner.cluster.get(where.namespace, where.name)
             break
         except Exception as err:
+            final = getattr(err, "status", None) in _READ_REFUSED
             log.warning(
-                "cannot read the Job of a stopped attempt; trying again",
+                "cannot read the Job of a stopped attempt; "
+                + ("given up: refused for good" if final else "trying again"),
                 extra={"fields": {"job": where.name, "error": str(err)}},
             )
+            if final:
+                return
         await asyncio.sleep(delay)
         delay = min(delay * 2, runner.verify_seconds)
     if job is None or not run.ours(job):
