@@ -5,6 +5,8 @@ slot is not run twice). With replicas, under Forbid and Replace, the claim first
 shared store for a run of the task going on another replica (``controller.handover``). A claim
 the store cannot answer does not cost the run when nobody else could run it (``_keeps_claim``);
 else the slot is left unstarted here, for whoever owns the task to catch up (``_unchecked``).
+A manual run under Forbid or Replace whose look for another replica's run the store cannot
+answer is recorded skipped (``_manual_unchecked``): that replica may be running the task.
 Such a claim may have been taken all the same (only its answer was lost): the slot's next claim
 here takes this replica's own row as claimed (``Handover.held``), rather than as another's.
 The dispatcher sends a first attempt's claim as the slot fires (``controller.dispatch``), the
@@ -14,6 +16,7 @@ execution a retry's (``controller.execution``).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from collections.abc import Callable
 from datetime import timedelta
@@ -24,7 +27,7 @@ from reconciler.controller.recorder import Recorder
 from reconciler.controller.slots import SlotLedger
 from reconciler.core.desired import Definition
 from reconciler.core.model import ConcurrencyPolicy
-from reconciler.core.runs import RunRecord, Trigger
+from reconciler.core.runs import RunRecord, RunStatus, Trigger
 from reconciler.store.base import DuplicateRun, StoreUnavailable
 
 log = logging.getLogger("crontask.runner")
@@ -42,7 +45,9 @@ class SlotClaims:
     _closing: bool
     ledger: SlotLedger
     unstarted: set[str]
+    _writes: set[asyncio.Task[None]]
     _skip: Callable[[RunRecord, str, str], RunRecord]
+    _notify: Callable[[RunRecord], None]
 
     def closing(self) -> bool:
         """Whether crontask is stopping (``Dispatcher.close`` was called)."""
@@ -67,7 +72,7 @@ class SlotClaims:
         """``record``'s claim, unless a run of its task is going on another replica
         (``Handover.claim``), with what ``_claim`` says: True, False (the store is
         unavailable), or DuplicateRun (do not run it; under Forbid the skip is recorded
-        first)."""
+        first, as is a manual run's the store could not check: ``_manual_unchecked``)."""
         handover = self.handover
         assert handover is not None
 
@@ -75,6 +80,9 @@ class SlotClaims:
             try:
                 why = await handover.claim(record, policy, REPLACED, self.closing)
             except StoreUnavailable:
+                if record.trigger is Trigger.MANUAL:
+                    self._manual_unchecked(record, policy)
+                    raise DuplicateRun(record.id, record.attempt) from None
                 handover.unanswered(record)  # its insert may have been committed
                 return await self._claim(record)  # as any claim the store cannot answer
             if why is not None:
@@ -118,8 +126,41 @@ class SlotClaims:
         for later: without replicas, nobody else can run its slot. With replicas, a slot's can
         be run by the replica that takes the task over (it catches up the slots it finds no
         record of); a manual run's id is this replica's alone, and so are further attempts of
-        a run begun here."""
+        a run begun here. (Under Forbid and Replace a manual run's claim also looks for a run
+        on another replica, and does not start unchecked: ``_manual_unchecked``.)"""
         return self.handover is None or record.trigger in (Trigger.MANUAL, Trigger.RETRY)
+
+    def _manual_unchecked(self, record: RunRecord, policy: ConcurrencyPolicy) -> None:
+        """With replicas, a manual run under Forbid or Replace whose claim could not look for
+        a run of its task on another replica (the store did not answer) is not started: run
+        anyway, as ``_keeps_claim`` would have it, it could go beside that replica's run (two
+        run-nows asked of two replicas, one of them cut off from the store). It is recorded
+        skipped, and the run-now answer says so (``api.routes_tasks``); asked again, it runs
+        once the store answers."""
+        skipped = dataclasses.replace(
+            record,
+            status=RunStatus.SKIPPED,
+            started_at=None,
+            finished_at=record.started_at,
+            reason=STORE_UNAVAILABLE,
+            message="the run store did not answer, so a run of the task on another replica "
+            f"could not be looked for (concurrencyPolicy {policy.value}); not started",
+        )
+        log.warning(
+            "manual run not started: its claim could not be checked",
+            extra={"fields": {"task": record.task, "run": record.id, "reason": STORE_UNAVAILABLE}},
+        )
+        write = asyncio.get_running_loop().create_task(self._save_skip(skipped))
+        self._writes.add(write)  # waited for at shutdown, as any skip's
+        write.add_done_callback(self._writes.discard)
+
+    async def _save_skip(self, skipped: RunRecord) -> None:
+        # Saved over whatever holds its id, not only added where none does: the claim whose
+        # answer was lost may have gone through, and its row (this replica's, ``running``)
+        # would stand for good, a run going for the others' Forbid. A manual run's id is this
+        # replica's alone (``_keeps_claim``). Kept for later while the store is unavailable.
+        if await self.recorder.save(skipped):
+            self._notify(skipped)
 
     def _unchecked(self, record: RunRecord) -> None:
         """With replicas, a slot whose claim could not be checked (the store is unavailable)

@@ -123,12 +123,11 @@ def test_alone_the_answer_does_not_wait_for_the_store(make_app: AppFactory) -> N
     assert store.reads == 0
 
 
-def test_a_store_that_cannot_be_read_or_does_not_decide_leaves_the_run_running(
+def test_a_store_that_does_not_decide_in_time_leaves_the_run_running(
     make_app: AppFactory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # Its claim waits for the store too, and the run goes on meanwhile.
-    status, body = _post(make_app, ReplicaRuntime(DecidingStore(down=True), skipped))
-    assert (status, body["status"]) == (202, "running")
+    # Its claim waits for the store too, and the run goes on meanwhile. (A store that cannot
+    # be read at all: test_run_now_store_unanswered.)
     monkeypatch.setattr(routes_tasks, "DECISION_WAIT", 0.0)
     status, body = _post(make_app, ReplicaRuntime(DecidingStore(), lambda record: None))
     assert (status, body["status"]) == (202, "running")
