@@ -27,6 +27,7 @@ from reconciler.core.desired import (
     Location,
     SourceKind,
     assemble,
+    reassemble,
 )
 from reconciler.core.model import CronTask, json_schema
 from reconciler.core.plan import FieldChange, Operation, plan
@@ -79,20 +80,23 @@ def run_validate(args: argparse.Namespace) -> int:
 PLANNED_KINDS = (SourceKind.FILE, SourceKind.GIT)
 
 
-def _from_server(server: str, local: DesiredState) -> DesiredState:
-    """What ``server`` has in force from files and git, each http task's URL the one of
-    ``local`` when the server shows that URL redacted (to a viewer or operator): a URL it
-    shows as ``local``'s would be shown is taken for it, not reported as changed."""
+def _from_server(server: str, local: DesiredState) -> tuple[DesiredState, list[Definition]]:
+    """What ``server`` has in force from files and git, and its definitions from the other
+    sources (the API, custom resources), which the local files do not replace but may clash
+    with; each http task's URL the one of ``local`` when the server shows that URL redacted
+    (to a viewer or operator): a URL it shows as ``local``'s would be shown is taken for it,
+    not reported as changed."""
     named = redact_url(server)  # in messages and locations: no password or token
     try:
         items = fetch_tasks(server, default_token())  # every page
     except RemoteError as err:
         raise SystemExit(f"crontask: {err}") from None
-    definitions = []
+    definitions: list[Definition] = []
+    others: list[Definition] = []  # the API's and custom resources' tasks
     for item in items:
         source = item.get("source")
         kind = source.get("kind") if isinstance(source, dict) else None
-        if kind not in PLANNED_KINDS:
+        if not isinstance(kind, str):
             continue
         assert isinstance(source, dict)
         try:
@@ -102,9 +106,24 @@ def _from_server(server: str, local: DesiredState) -> DesiredState:
             raise SystemExit(
                 f"crontask: {named} answered a task that is no CronTask: {key}"
             ) from None
-        where = Location(kind, f"{named} {cut(source.get('location'))}")
-        definitions.append(Definition.of(_unredacted(task, local), where))
-    return assemble(definitions)
+        # The kind first: it alone decides which side of a conflict wins (core.desired).
+        where = Location(printable(kind), f"{named} {cut(source.get('location'))}")
+        found = definitions if kind in PLANNED_KINDS else others
+        found.append(Definition.of(_unredacted(task, local), where))
+    return assemble(definitions), others
+
+
+def _beside(local: DesiredState, source: DirectorySource, others: list[Definition]) -> DesiredState:
+    """``local`` as a pass of the server settles it with ``others``, the server's tasks from
+    the other sources (as ``POST /api/v1/plan`` does, ``api.planning``): a key both define
+    is a conflict (a problem), and a key the other side wins is no longer the files' to plan.
+    """
+    if not others:
+        return local
+    keys = {d.key for d in others}
+    settled = reassemble(local, keys, [*source.definitions_of(keys), *others], local.errors)
+    tasks = {k: d for k, d in settled.tasks.items() if d.location.source in PLANNED_KINDS}
+    return DesiredState(tasks, settled.errors, settled.conflicts)
 
 
 def _unredacted(task: CronTask, local: DesiredState) -> CronTask:
@@ -146,7 +165,8 @@ def run_plan(args: argparse.Namespace) -> int:
     if args.server:
         # The server's files cannot be paired with these: the tasks a broken document still
         # names stand for their file on the server, and for every task it defines there.
-        old = _from_server(args.server, new)
+        old, others = _from_server(args.server, new)
+        new = _beside(new, new_source, others)
         kept = _sharing_a_file(old, _named_by_errors(new))
     else:
         old_paths = existing_paths(args.against)
