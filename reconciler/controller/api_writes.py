@@ -18,6 +18,12 @@ A change is answered once the pass that applies it is done. If that pass fails, 
 stays stored (undoing it would lose the user's write, and the loop retries the pass): the
 answer is ``NotInForce``. If the pass worked but the task is not the API's (another source
 declared the key meanwhile), the write is undone.
+
+A task a file, a git commit or a CronTask declares is not the API's to create (``OwnedElsewhere``,
+a 409), also when that declaration has not had its pass yet: the API's definition would win the
+conflict (its location sorts first) and take the task over. So a create first re-reads the other
+sources for its key (``_read_others``), and a create whose pass finds the key declared elsewhere
+too (a pass of another source came between) is undone.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Callable, Collection, Coroutine, Iterator, Mapping
+from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 from reconciler.controller.jobs import NO_CONNECTION_REASON
@@ -54,6 +61,7 @@ from reconciler.sources.api import (
     text_version,
 )
 from reconciler.sources.limits import excerpt
+from reconciler.store.base import StoreUnavailable
 
 T = TypeVar("T")
 
@@ -98,6 +106,7 @@ class ApiWrites:
         self._check_runnable(task)
         text = stored_text(task)
         with self._writing(task.key):
+            self._read_others(task.key)
             self._check_owner(task.key)
             self._check_room(task.key, text, None)
             return self._write(task.key, text, None)
@@ -106,6 +115,8 @@ class ApiWrites:
         self._check_runnable(task)
         text = stored_text(task)
         with self._writing(task.key):
+            if self._api.store.version(task.key) is None:
+                self._read_others(task.key)  # a create
             self._check_owner(task.key)
             for _ in range(WRITE_ATTEMPTS):
                 previous = self._api.store.load([task.key]).get(task.key)
@@ -154,7 +165,14 @@ class ApiWrites:
     @contextlib.contextmanager
     def _writing(self, key: str) -> Iterator[None]:
         with self._locks.hold(key, ON_LOOP_TIMEOUT):
-            yield
+            try:
+                yield
+            except TimeoutError:
+                raise
+            except OSError as err:
+                # The folder of API tasks gone, a full or failing disk: nothing the caller did,
+                # and a retry may work (a 503, not a 500).
+                raise StoreUnavailable(f"the store of API tasks: {err}") from err
 
     def _check_room(self, key: str, text: str, previous: str | UnreadableText | None) -> None:
         """NoRoom if storing ``text`` over ``previous`` takes the API over its bounds. Counted
@@ -177,8 +195,19 @@ class ApiWrites:
         if not result.ok:
             # Undoing it would lose the user's write; the loop retries the pass instead.
             raise NotInForce(key, _failed(result))
+        unread = self._api.status().last_error
+        if unread is not None:
+            # The pass worked, the API's tasks did not read (kept as they were): the write is
+            # stored but not in force, and it is no other source's either (nothing to undo).
+            raise NotInForce(key, f"the pass that applies it could not read it ({unread})")
         view = self._view(key)
-        if view is None or view.source.kind != SourceKind.API:
+        taken = previous is None and _declared_elsewhere(key, result)
+        read = self._api.stored(key)
+        # A text that does not read back keeps the previous definition in force (as a broken
+        # file does): the API's own write of it is undone all the same (the undo expects the
+        # version written: one another replica wrote since stands).
+        broken = read is not None and read.error is not None
+        if view is None or view.source.kind != SourceKind.API or taken or broken:
             self._undo(key, written, previous)
             # Another source declared the key between the owner check and the pass.
             self._check_owner(key)
@@ -227,10 +256,39 @@ class ApiWrites:
 
     def _apply(self, key: str) -> PassResult:
         """Run a pass for the API source's ``key`` now, wait for it, and say how it went."""
-        future = asyncio.run_coroutine_threadsafe(
-            self._reconcile({SourceKind.API: {key}}), self._loop
-        )
+        return self._pass({SourceKind.API: {key}})
+
+    def _read_others(self, key: str) -> None:
+        """Before a create: a pass re-reading what the other sources may declare of ``key``
+        and have not had a pass for (a file written a moment ago, its watcher's event still
+        on its way): a folder is rescanned (only its changed files are read), git reads a
+        revision synced and not yet read, Kubernetes its cache of the key. Its failure is the
+        next pass's to retry; the owner check goes on with what is known."""
+        hints: dict[str, set[str]] = {}
+        for source in self._reconciler.sources:
+            if source.kind == SourceKind.API:
+                continue
+            named = hints.setdefault(source.kind, set())
+            if source.kind == SourceKind.FILE:  # a hint naming a root rescans it
+                roots: Collection[Path] = getattr(source, "roots", ())
+                named.update(str(root.absolute()) for root in roots)
+            else:
+                named.add(key)
+        if hints:
+            self._pass(hints)
+
+    def _pass(self, hints: Mapping[str, Collection[str]]) -> PassResult:
+        future = asyncio.run_coroutine_threadsafe(self._reconcile(hints), self._loop)
         return future.result(ON_LOOP_TIMEOUT)
+
+
+def _declared_elsewhere(key: str, result: PassResult) -> bool:
+    """Whether the pass found ``key`` declared by another source than the API too (the API's
+    definition won the conflict only because its location sorts first)."""
+    return any(
+        conflict.key == key and any(lost.source != SourceKind.API for lost in conflict.losers)
+        for conflict in result.desired.conflicts
+    )
 
 
 def _failed(result: PassResult) -> str:

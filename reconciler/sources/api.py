@@ -25,8 +25,10 @@ of the pass; so is an entry of the files that is not a file crontask wrote (see
 The source is authoritative (``Source.authoritative``): every task deleted is a state the user
 made, so the reconciler's guard against an empty read does not keep the last one running. A
 store that cannot be read is never an empty read: ``load`` raises (the database is away; the
-folder of :class:`ApiTaskFiles` is gone once it was there), the pass fails, and every task
-stays in force until a pass can read the store again.
+folder of :class:`ApiTaskFiles` is gone once it was there), and ``refresh`` keeps every task
+in force, its error in ``status``, until it can read the store again; the pass goes on with
+the other sources' changes. A stored text that no longer reads keeps its key's last good
+definition in force, flagged, as a broken file does.
 """
 
 from __future__ import annotations
@@ -61,7 +63,7 @@ from reconciler.core.desired import Definition, DefinitionError, Location, Sourc
 from reconciler.sources import reading
 from reconciler.sources.base import Notify, Ready, SourceState
 from reconciler.sources.documents import parse_text
-from reconciler.sources.limits import YamlLimits, format_size
+from reconciler.sources.limits import YamlLimits, excerpt, format_size
 
 log = logging.getLogger("crontask.sources")
 
@@ -328,7 +330,7 @@ class ApiSource:
     at once by the API, which asks for a pass itself."""
 
     kind = SourceKind.API
-    # A DELETE is deliberate, the last one too; an unreadable store raises (see the module).
+    # A DELETE is deliberate, the last one too; an unreadable store keeps all (see the module).
     authoritative = True  # see Source.authoritative
 
     def __init__(
@@ -338,11 +340,24 @@ class ApiSource:
         self.location = location
         self.poll = poll
         self._tasks: dict[str, StoredTask] = {}
+        self._error: str | None = None  # why the last refresh could not read the store
 
     def refresh(self, hints: Collection[str] | None = None) -> set[str]:
-        """Re-read all tasks (None), or the keys given; returns the keys that changed. Raises
-        what the store's ``load`` raises (the store cannot be read), changing nothing."""
-        texts = self.store.load(None if hints is None else [h for h in hints if "/" in h])
+        """Re-read all tasks (None), or the keys given; returns the keys that changed. A store
+        that cannot be read (its folder gone, a database away) changes nothing: the tasks read
+        before stay in force, the error shows in ``status``, and the other sources' changes
+        are applied all the same (a pass that failed for it would hold them back). The next
+        full refresh reads everything again."""
+        try:
+            texts = self.store.load(None if hints is None else [h for h in hints if "/" in h])
+        except Exception as err:
+            self._error = excerpt(f"cannot read the stored tasks: {err}", 500)
+            log.warning(
+                "api tasks cannot be read; keeping those in force",
+                extra={"fields": {"error": self._error}},
+            )
+            return set()
+        self._error = None
         keys = set(self._tasks) | set(texts) if hints is None else set(hints)
         changed: set[str] = set()
         for key in keys:
@@ -355,7 +370,12 @@ class ApiSource:
             version = text_version(text)
             if before is not None and before.version == version:
                 continue
-            self._tasks[key] = _stored(key, text, version)
+            stored = _stored(key, text, version)
+            if stored.definition is None and before is not None and before.definition:
+                # As a broken file: its last good definition stays in force, flagged.
+                kept = dataclasses.replace(before.definition, error=str(stored.error))
+                stored = dataclasses.replace(stored, definition=kept)
+            self._tasks[key] = stored
             changed.add(key)
         return changed
 
@@ -384,7 +404,7 @@ class ApiSource:
         return len(tasks), sum(t.size for t in tasks)
 
     def status(self) -> SourceState:
-        return SourceState(self.location)
+        return SourceState(self.location, last_error=self._error)
 
     async def watch(self, notify: Notify, ready: Ready, stop: asyncio.Event) -> None:
         ready()
