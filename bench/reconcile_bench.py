@@ -1,7 +1,7 @@
 """Reconcile: cold start of many tasks, and how fast one edited file is in effect.
 
     python bench/reconcile_bench.py --worker cold TASKS [--running]
-    python bench/reconcile_bench.py --worker edit TASKS EDITS
+    python bench/reconcile_bench.py --worker edit TASKS EDITS [--broken FILES]
     python bench/reconcile_bench.py --worker git TASKS
 
 ``cold``: TASKS tasks in TASKS/10 multi-document files (10 CronTasks per file, yearly slots in
@@ -27,7 +27,9 @@ folder, log lines on stderr) on TASKS tasks; after its "crontask started" line, 
 file is rewritten with one task's schedule changed (a different file each time), and the
 latency is the ``time=`` of the ``task updated`` line for that task minus the instant just
 before the write: watchfiles' event and debounce, the pass (re-read of that file, assemble,
-plan, apply) and the log line, end to end. Edits are 0.2 s apart.
+plan, apply) and the log line, end to end. Edits are 0.2 s apart. ``--broken FILES`` adds
+FILES files of 20 documents that do not validate (a commit gone wrong: 20 definition errors a
+file, in effect all along), so that the cost of an edit beside them shows.
 
 ``git``: the same TASKS tasks committed to a bare repository (``file://``), and the real
 ``crontask run --git URL --git-path tasks``: its first start (the clone, until every task is
@@ -320,10 +322,24 @@ def _field(line: str, name: str) -> str:
     return found.group(1) if found else "0"
 
 
-def _edit(tasks: int, edits: int) -> Json:
+def _write_broken(root: Path, files: int) -> None:
+    broken = root / "broken"
+    broken.mkdir()
+    for f in range(files):
+        documents = [
+            "apiVersion: crontask.dev/v1alpha1\nkind: CronTask\n"
+            f"metadata: {{name: broken-{f}-{d}}}\n"
+            f'spec: {{schedule: "not a schedule {d}", command: {{args: ["true"]}}}}\n'
+            for d in range(20)
+        ]
+        (broken / f"broken-{f}.yaml").write_text("---\n".join(documents))
+
+
+def _edit(tasks: int, edits: int, broken: int = 0) -> Json:
     with tempfile.TemporaryDirectory(prefix="bench-edit-") as tmp:
         root = Path(tmp, "tasks")
         files = write_tree(root, tasks // PER_FILE, PER_FILE)
+        _write_broken(root, broken)
         state = str(Path(tmp, "state"))
         process, lines, spawned = _spawn(
             [str(root), "--state-dir", state, "--max-tasks", str(_bound(tasks))]
@@ -368,6 +384,7 @@ def _edit(tasks: int, edits: int) -> Json:
         return {
             "tasks": tasks,
             "edits": edits,
+            "definition_errors": 20 * broken,
             "startup_s": started_s,
             "latency": summary_ms(latencies),
             "latency_seen_by_reader": summary_ms(read_latencies),
@@ -391,6 +408,7 @@ def main(argv: list[str] | None = None) -> int:
     edit = commands.add_parser("edit")
     edit.add_argument("tasks", type=int)
     edit.add_argument("edits", type=int)
+    edit.add_argument("--broken", type=int, default=0, help="files of 20 definition errors")
     git = commands.add_parser("git")
     git.add_argument("tasks", type=int)
     args = parser.parse_args(argv)
@@ -399,7 +417,7 @@ def main(argv: list[str] | None = None) -> int:
     elif args.what == "git":
         emit(_git(args.tasks))
     else:
-        emit(_edit(args.tasks, args.edits))
+        emit(_edit(args.tasks, args.edits, args.broken))
     return 0
 
 

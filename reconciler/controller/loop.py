@@ -85,7 +85,8 @@ def _log_pass(result: PassResult) -> None:
             "fields": {
                 "tasks": len(result.desired.tasks),
                 "plan": result.plan.summary(),
-                "errors": len(result.desired.problems),
+                # Counted, not formatted: there may be 100 000 of them.
+                "errors": len(result.desired.errors) + len(result.desired.conflicts),
                 "seconds": round(result.seconds, 4),
                 "resync": result.resync,
             }

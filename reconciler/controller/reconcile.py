@@ -34,6 +34,7 @@ from reconciler.core.assignment import Assignment
 from reconciler.core.desired import Definition, DesiredState, assemble, reassemble
 from reconciler.core.model import spec_hash
 from reconciler.core.plan import Operation, Plan, Step, plan
+from reconciler.core.problem_lines import ProblemLines
 from reconciler.core.schedule.jitter import jitter_offset
 from reconciler.scheduling.base import Scheduler
 from reconciler.sources.base import Source
@@ -104,7 +105,7 @@ class Reconciler:
         # heartbeat looks then for its runs another crontask found dead and told nobody of).
         self.arrivals = 0
         self._observers: list[PassObserver] = []
-        self._reported: set[str] = set()
+        self._problems = ProblemLines()  # those logged
         self._one_at_a_time = asyncio.Lock()
 
     def assign(self, assignment: Assignment, anchors: Mapping[str, datetime]) -> None:
@@ -299,12 +300,11 @@ class Reconciler:
 
     def _report_problems(self) -> None:
         # Each problem is logged when it appears and when it is fixed, not on every pass.
-        current = set(self.desired.problems)
-        for problem in sorted(current - self._reported):
+        appeared, resolved = self._problems.update(self.desired)
+        for problem, _ in appeared:
             log.error("definition error", extra={"fields": {"error": problem}})
-        for problem in sorted(self._reported - current):
+        for problem in resolved:
             log.info("definition error resolved", extra={"fields": {"error": problem}})
-        self._reported = current
 
 
 _EPSILON = timedelta(microseconds=1)

@@ -10,6 +10,7 @@ same way on every pass and every restart, and the conflict is reported on both.
 
 from __future__ import annotations
 
+import bisect
 import dataclasses
 import enum
 from collections.abc import Collection, Iterable, Iterator, Mapping
@@ -103,6 +104,9 @@ class DesiredState:
     tasks: Mapping[str, Definition]
     errors: tuple[DefinitionError, ...] = ()
     conflicts: tuple[Conflict, ...] = ()
+    # ``errors`` as the sources gave them, unsorted: the next pass compares what it is given
+    # with it (the same objects in the same order, compared in C) before anything else.
+    given: tuple[DefinitionError, ...] = dataclasses.field(default=(), compare=False, repr=False)
 
     @property
     def problems(self) -> list[str]:
@@ -168,7 +172,7 @@ def reassemble(
         _settle(key, candidates, settled, conflicts)
     changes: dict[str, Definition | None] = dict.fromkeys(keys)
     changes.update(settled)
-    return _state(_layered(previous.tasks, changes), conflicts, errors)
+    return _state(_layered(previous.tasks, changes), conflicts, errors, previous)
 
 
 def _layered(
@@ -265,9 +269,43 @@ def _state(
     tasks: Mapping[str, Definition],
     conflicts: dict[str, Conflict],
     errors: Iterable[DefinitionError],
+    previous: DesiredState | None = None,
 ) -> DesiredState:
+    given = tuple(errors)
+    if previous is None:
+        ordered = tuple(sorted(given, key=_error_order))
+    elif given == previous.given:
+        ordered = previous.errors  # what consumers compare by identity (``problem_lines``)
+    else:
+        ordered = _in_order(given, previous.errors)
     return DesiredState(
         tasks=tasks,
-        errors=tuple(sorted(errors, key=lambda e: (e.location, e.message))),
+        errors=ordered,
         conflicts=tuple(conflicts[key] for key in sorted(conflicts)),
+        given=given,
     )
+
+
+def _in_order(
+    errors: tuple[DefinitionError, ...], previous: tuple[DefinitionError, ...]
+) -> tuple[DefinitionError, ...]:
+    """``errors`` sorted by place, then message. Those ``previous`` (so sorted) holds keep
+    their order and the few new ones are put in theirs: a pass that changed one broken file
+    among 5 000 costs identity checks, not a sort of 100 000 errors (0.4 s)."""
+    ids = set(map(id, errors))
+    kept = [e for e in previous if id(e) in ids]
+    known = set(map(id, kept))
+    if len(ids) != len(errors) or len(known) != len(kept):  # an object twice: no shortcut
+        return tuple(sorted(errors, key=_error_order))
+    added = [e for e in errors if id(e) not in known]
+    if len(added) > len(errors) // 8:
+        return tuple(sorted(errors, key=_error_order))
+    for error in added:
+        bisect.insort(kept, error, key=_error_order)
+    return tuple(kept)
+
+
+def _error_order(error: DefinitionError) -> tuple[str, str, int, int, str]:
+    # Location's own order (``order=True``), as one tuple of plain values: compared in C.
+    where = error.location
+    return (where.source, where.path, where.line, where.column, error.message)

@@ -57,7 +57,8 @@ from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 from prometheus_client.metrics_core import Metric
 from prometheus_client.parser import text_string_to_metric_families
 
-from reconciler.core.desired import Definition, DesiredState
+from reconciler.core.desired import Conflict, Definition, DefinitionError, DesiredState
+from reconciler.core.problem_lines import Problem, subject
 from reconciler.core.runs import RunRecord, RunStatus, Trigger
 from reconciler.sinks.metrics_exposition import exposition
 from reconciler.sinks.metrics_families import (
@@ -163,6 +164,7 @@ class Metrics:
         self._slots = SlotsBeforeLast()
         self._problems: frozenset[str] = frozenset()
         self._definition_errors: dict[str, int] = {}
+        self._counted: tuple[tuple[DefinitionError, ...], tuple[Conflict, ...]] = ((), ())
         self._reconciles = {"success": 0, "error": 0}
         self._reconcile_seconds = HistogramValue.empty(RECONCILE_BUCKETS)
         self._run_seconds = HistogramValue.empty(RUN_BUCKETS)
@@ -219,23 +221,22 @@ class Metrics:
     def reconciled(self, ok: bool, seconds: float, desired: DesiredState | None = None) -> None:
         """A pass ended. ``desired`` (that of a successful pass) sets the definition errors by
         source kind and which tasks are in state ``Error``; after a failed pass they stay as
-        the last successful pass left them. O(errors + conflicts)."""
-        errors: dict[str, int] = {}
-        flagged: set[str] = set()
-        if desired is not None:
-            for error in desired.errors:
-                errors[error.location.source] = errors.get(error.location.source, 0) + 1
-                if error.key:
-                    flagged.add(error.key)
-            for conflict in desired.conflicts:
-                errors[conflict.winner.source] = errors.get(conflict.winner.source, 0) + 1
-                flagged.add(conflict.key)
+        the last successful pass left them. O(errors + conflicts) when they changed."""
+        counted = None
+        if desired is not None and not self._same_problems(desired):
+            counted = _problem_counts(desired)
         with self._lock:
             self._reconciles["success" if ok else "error"] += 1
             self._reconcile_seconds = self._reconcile_seconds.observe(max(seconds, 0.0))
-            if desired is not None:
-                self._definition_errors = errors
-                self._problems = frozenset(flagged)
+            if counted is not None:
+                self._definition_errors, self._problems = counted
+
+    def _same_problems(self, desired: DesiredState) -> bool:
+        # A pass hands on the problem objects it did not touch (``desired.reassemble``): an
+        # edit among 100 000 definition errors does not count them all again.
+        same = self._counted == (desired.errors, desired.conflicts)
+        self._counted = (desired.errors, desired.conflicts)
+        return same
 
     def pruned(self, deleted: int, seconds: float, finished_at: float) -> None:
         with self._lock:
@@ -347,6 +348,19 @@ def accepts_gzip(header: str) -> bool:
         if coding in weights:
             return weights[coding] > 0
     return False
+
+
+def _problem_counts(desired: DesiredState) -> tuple[dict[str, int], frozenset[str]]:
+    """The definition errors by source kind, and the tasks in state ``Error``."""
+    errors: dict[str, int] = {}
+    flagged: set[str] = set()
+    problems: list[Problem] = [*desired.errors, *desired.conflicts]
+    for problem in problems:
+        key, kind = subject(problem)
+        errors[kind] = errors.get(kind, 0) + 1
+        if key:
+            flagged.add(key)
+    return errors, frozenset(flagged)
 
 
 __all__: Sequence[str] = [

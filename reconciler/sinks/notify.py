@@ -78,6 +78,7 @@ import httpx
 from reconciler.aio import ended, first_of
 from reconciler.core.desired import Definition, DesiredState
 from reconciler.core.model import TaskSpec
+from reconciler.core.problem_lines import ProblemLines, subject
 from reconciler.core.runs import RetriedAttempt, RunRecord, RunStatus, Trigger, died
 from reconciler.core.status import FAILURES
 from reconciler.sinks import notify_payload
@@ -148,7 +149,7 @@ class Notifier:
         # told again only the first time (``_read_back``). Past the bound, the oldest is
         # forgotten: a task of it could send one "recovered" more.
         self._looked_at: dict[str, None] = {}
-        self._reported: set[str] = set()
+        self._problems = ProblemLines()  # those told
         self._woken: asyncio.Event | None = None
         self._under_way = 0  # 1 while a record is considered
         self._shed = 0
@@ -219,14 +220,9 @@ class Notifier:
         crashed, self._crashed = self._crashed, []
         for record in crashed:
             self.on_run(record)
-        current = {str(e): (e.key, e.location.source) for e in desired.errors}
-        current.update({str(c): (c.key, c.winner.source) for c in desired.conflicts})
-        new = [
-            (text, key, kind) for text, (key, kind) in current.items() if text not in self._reported
-        ]
-        self._reported = set(current)
-        if new:
-            self._definition_errors(sorted(new))
+        appeared, _ = self._problems.update(desired)
+        if appeared:
+            self._definition_errors([(text, *subject(problem)) for text, problem in appeared])
 
     def forget(self, keys: Iterable[str]) -> None:
         """What is known of ``keys`` here may be stale (they may have run elsewhere): their

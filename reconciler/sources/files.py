@@ -309,7 +309,7 @@ class DirectorySource:
 
     def _settle(self, changed: set[str]) -> None:
         room = self.max_tasks - self._held
-        self._adrift.settle(changed, self._paths_of.keys(), self._failing.values(), room)
+        self._adrift.settle(changed, self._paths_of.keys(), room)
 
     def _holding(self) -> int:
         """The definitions this source holds in force: its files' and those kept adrift."""
@@ -390,6 +390,7 @@ class DirectorySource:
                 self._failing[path] = after.errors
             for definition in after.good or ():
                 self._paths_of.setdefault(definition.key, set()).add(path)
+        self._adrift.failing(path, after.errors if after else ())
         gone = [d for d in before.good or () if d.key not in self._paths_of] if before else []
         if gone:
             self._adrift.went(gone)

@@ -123,3 +123,50 @@ def test_removing_every_task_one_edit_at_a_time_leaves_none() -> None:
 def test_a_pass_that_changes_nothing_keeps_the_same_mapping() -> None:
     previous = assemble([definition("a"), definition("b")])
     assert reassemble(previous, set(), []).tasks is previous.tasks
+
+
+# -- errors: kept in order pass after pass, without sorting them all again -------------------
+
+_POOL = [
+    DefinitionError(Location("file", path, line, 1), message)
+    for path in ("a.yaml", "b.yaml", "c.yaml")
+    for line in (1, 2, 10)
+    for message in ("bad", "worse")
+]
+_error_picks = st.lists(st.integers(0, len(_POOL) - 1), max_size=40)
+
+
+@given(before=_error_picks, after=_error_picks)
+def test_errors_after_a_pass_are_sorted_whatever_the_previous_pass_held(
+    before: list[int], after: list[int]
+) -> None:
+    # The same objects from pass to pass (as a source keeps those of files it did not read
+    # again), an object now and then twice: the order is always that of a full sort.
+    previous = assemble([], [_POOL[i] for i in before])
+    errors = [_POOL[i] for i in after]
+    state = reassemble(previous, set(), [], errors)
+    expected = sorted(errors, key=lambda e: (e.location, e.message))
+    assert list(state.errors) == expected
+
+
+def test_errors_unchanged_are_the_previous_tuple_itself() -> None:
+    # What the consumers of a pass (its log, notifications, metrics) compare by identity, so
+    # that an edit among 100 000 errors formats none of them again.
+    errors = [_POOL[5], _POOL[0], _POOL[9]]
+    previous = assemble([definition("a")], errors)
+    again = reassemble(previous, {"default/a"}, [definition("a", schedule="0 * * * *")], errors)
+    assert again.errors is previous.errors
+    moved = reassemble(previous, set(), [], [_POOL[9], _POOL[0], _POOL[5]])
+    assert moved.errors == previous.errors
+
+
+def test_a_few_new_errors_among_many_take_their_places() -> None:
+    many = [
+        DefinitionError(Location("file", f"f{i:04}.yaml", 1, 1), "bad") for i in range(0, 400, 2)
+    ]
+    previous = assemble([], many)
+    new = [DefinitionError(Location("file", f"f{i:04}.yaml", 1, 1), "bad") for i in (1, 201, 999)]
+    state = reassemble(previous, set(), [], [*many[1:], *new])
+    assert [e.location.path for e in state.errors] == sorted(
+        e.location.path for e in [*many[1:], *new]
+    )

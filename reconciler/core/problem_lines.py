@@ -1,0 +1,82 @@
+"""Which problem lines a pass made appear or go, in proportion to what the pass changed.
+
+A committer can leave 100 000 definition errors (5 000 broken files of 20 documents); every
+later pass, an edit of one good file among them, must not format and compare them all again
+(0.2 s a consumer, each pass). A pass keeps the error and conflict objects it did not touch
+(``desired.reassemble`` hands them on), so what changed is found by identity, and only the
+changed objects are formatted. Lines are counted, not merely collected: the same line can
+come from two objects (a file read again says what it said before), and it is shown until the
+last of them goes.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from typing import TypeVar
+
+from reconciler.core.desired import Conflict, DefinitionError, DesiredState
+
+Problem = DefinitionError | Conflict
+
+_T = TypeVar("_T")
+
+
+class ProblemLines:
+    """The problem lines (``DesiredState.problems``) of the last state given to ``update``."""
+
+    def __init__(self) -> None:
+        self._state = DesiredState(tasks={})
+        self._count: Counter[str] = Counter()
+
+    def update(self, desired: DesiredState) -> tuple[list[tuple[str, Problem]], list[str]]:
+        """The lines ``desired`` shows that the last state did not (each with one problem
+        that says it), and those it no longer shows; each list sorted by line."""
+        before = self._state
+        self._state = desired
+        gone: list[Problem] = [
+            *_missing(before.errors, desired.errors),
+            *_missing(before.conflicts, desired.conflicts),
+        ]
+        new: list[Problem] = [
+            *_missing(desired.errors, before.errors),
+            *_missing(desired.conflicts, before.conflicts),
+        ]
+        shown_before: dict[str, bool] = {}
+        said_by: dict[str, Problem] = {}
+        for problem, step in [(p, -1) for p in gone] + [(p, 1) for p in new]:
+            line = str(problem)
+            shown_before.setdefault(line, self._count[line] > 0)
+            self._count[line] += step
+            if step > 0:
+                said_by[line] = problem
+        appeared: list[tuple[str, Problem]] = []
+        resolved: list[str] = []
+        for line, was in shown_before.items():
+            now = self._count[line] > 0
+            if not now:
+                del self._count[line]
+            if now and not was:
+                appeared.append((line, said_by[line]))
+            elif was and not now:
+                resolved.append(line)
+        appeared.sort(key=lambda item: item[0])
+        resolved.sort()
+        return appeared, resolved
+
+
+def _missing(items: Sequence[_T], other: Sequence[_T]) -> list[_T]:
+    """The objects of ``items`` that are not in ``other``, by identity: O(len) and no
+    formatting, since a pass hands on the objects it did not touch."""
+    if items is other:
+        return []
+    there = set(map(id, other))
+    return [item for item in items if id(item) not in there]
+
+
+def subject(problem: Problem) -> tuple[str | None, str]:
+    """The task key a problem names (None: a broken text that names none) and the kind of
+    source (``SourceKind``) it is found in."""
+    if isinstance(problem, Conflict):
+        return problem.key, problem.winner.source
+    return problem.key, problem.location.source
