@@ -31,7 +31,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Callable, Collection, Coroutine, Iterator, Mapping
-from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 from reconciler.controller.jobs import NO_CONNECTION_REASON
@@ -60,6 +59,7 @@ from reconciler.sources.api import (
     UnreadableText,
     text_version,
 )
+from reconciler.sources.files import DirectorySource
 from reconciler.sources.limits import excerpt
 from reconciler.store.base import StoreUnavailable
 
@@ -269,9 +269,8 @@ class ApiWrites:
             if source.kind == SourceKind.API:
                 continue
             named = hints.setdefault(source.kind, set())
-            if source.kind == SourceKind.FILE:  # a hint naming a root rescans it
-                roots: Collection[Path] = getattr(source, "roots", ())
-                named.update(str(root.absolute()) for root in roots)
+            if isinstance(source, DirectorySource):  # a hint naming a root rescans it
+                named.update(str(root.absolute()) for root in source.roots)
             else:
                 named.add(key)
         if hints:
