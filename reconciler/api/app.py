@@ -127,6 +127,7 @@ def create_app(
     origin = external_origin(external_url)
     setattr(app.state, ORIGINS_STATE, frozenset({origin} if origin else ()))
     problems.install(app)
+    app.add_middleware(HeadAsGet)
     app.add_middleware(Admission, busy=_busy)  # inside RequestLog: a refusal is logged too
     if hosts is not None:  # before a request takes an admission slot, and logged
         app.add_middleware(LoopbackHosts, also=hosts)
@@ -282,6 +283,30 @@ def _refusals(
         # A body that is not JSON is a 422 like any invalid body (problems.py), never 400.
         found["408"] = {"description": f"The body did not arrive within {BODY_SECONDS:g} s"}
     return found
+
+
+class HeadAsGet:
+    """HEAD answered as GET without its body (RFC 9110, 9.3.2: a server supports HEAD wherever
+    it supports GET): health checks, uptime monitors and ``curl -I`` ask ``/healthz`` that
+    way, and FastAPI's GET routes answered them 405. The headers, Content-Length among them,
+    are those of the GET."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope.get("method") != "HEAD":
+            await self.app(scope, receive, send)
+            return
+
+        async def headless(message: Message) -> None:
+            if message["type"] == "http.response.body":
+                if message.get("more_body", False):
+                    return
+                message = {"type": "http.response.body", "body": b"", "more_body": False}
+            await send(message)
+
+        await self.app({**scope, "method": "GET"}, receive, headless)
 
 
 class RequestLog:

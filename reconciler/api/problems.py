@@ -180,6 +180,8 @@ def _allowed_methods(request: Request) -> list[str]:
         match, _ = route.matches(scope)
         if match is Match.PARTIAL:
             methods.update(getattr(route, "methods", None) or ())
+    if "GET" in methods:
+        methods.add("HEAD")  # app.HeadAsGet
     return sorted(methods)
 
 

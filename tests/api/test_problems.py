@@ -38,7 +38,7 @@ def test_unknown_route(client: TestClient) -> None:
 def test_method_not_allowed_lists_every_allowed_method(client: TestClient) -> None:
     response = client.patch("/api/v1/tasks/default/hello")
     assert_problem(response, 405, "method-not-allowed")
-    assert response.headers["allow"] == "DELETE, GET, PUT"
+    assert response.headers["allow"] == "DELETE, GET, HEAD, PUT"
 
 
 def test_malformed_json(client: TestClient) -> None:
