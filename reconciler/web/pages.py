@@ -297,13 +297,22 @@ async def login(request: Request) -> Response:
             )
             problem = "That token is not valid here (unknown, expired or for another server)."
         else:
-            log.info(
-                "page sign-in",
-                extra={"fields": {"principal": principal.name, "role": principal.role}},
-            )
             response = RedirectResponse(target, status_code=303)
-            set_session(response, request, credential)
-            return response
+            if set_session(response, request, credential):
+                log.info(
+                    "page sign-in",
+                    extra={"fields": {"principal": principal.name, "role": principal.role}},
+                )
+                return response
+            log.warning(
+                "page sign-in: the token is too long for a session cookie",
+                extra={"fields": {"principal": principal.name, "characters": len(credential)}},
+            )
+            problem = (
+                "That token is valid but too long to keep in a browser session (its cookie "
+                "would pass the 4096 bytes a browser keeps). Use it with the API, or sign in "
+                "with a shorter token."
+            )
     return render(request, "login.html", 401, target=target, problem=problem)
 
 

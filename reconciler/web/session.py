@@ -28,9 +28,9 @@ import base64
 import binascii
 import hashlib
 import hmac
-import json
 import logging
 import secrets
+import struct
 import time
 from collections.abc import Callable, Coroutine
 from typing import Any, Final
@@ -59,10 +59,16 @@ log = logging.getLogger("crontask.web")
 
 COOKIE: Final = "crontask_session"
 SESSION_SECONDS: Final = 12 * 3600
-CREDENTIAL_MAX: Final = 3000  # a cookie holds about 4 KiB: base64 adds a third, sealing 60
+CREDENTIAL_MAX: Final = 3000  # a cookie holds about 4 KiB: base64 adds a third, sealing 36
+# What browsers keep of a cookie's name=value (RFC 6265bis; Chromium drops a larger one
+# silently, and the sign-in would loop back to /login).
 _COOKIE_MAX: Final = 4096
 _NONCE_BYTES: Final = 12
-_SEAL_CONTEXT: Final = b"crontask page session v2"
+_EXPIRES: Final = struct.Struct(">Q")  # when the session ends, whole seconds of the epoch
+# v3: the credential's own UTF-8 after the end (v2 was JSON, whose escapes of '"', '\\' and
+# non-ASCII made a cookie of some 3000-character tokens pass 4 KiB). A v2 cookie no longer
+# unseals: its holder signs in again.
+_SEAL_CONTEXT: Final = b"crontask page session v3"
 CSRF_FIELD: Final = "csrf"
 CSRF_HEADER: Final = "x-csrf-token"
 NEXT_MAX: Final = 2048
@@ -149,7 +155,7 @@ def seal(key: bytes, credential: str, expires: float) -> str:
     """The cookie of a session: ``credential`` and when the session ends, encrypted and
     authenticated (AES-GCM) with ``key`` (``AuthConfig.session_key``). Browsers send a cookie
     to every port of its host: another service there sees this, never the credential."""
-    payload = json.dumps({"c": credential, "x": int(expires)}, separators=(",", ":")).encode()
+    payload = _EXPIRES.pack(max(0, int(expires))) + credential.encode("utf-8", "surrogateescape")
     nonce = secrets.token_bytes(_NONCE_BYTES)
     sealed = AESGCM(_cookie_key(key)).encrypt(nonce, payload, _SEAL_CONTEXT)
     return base64.urlsafe_b64encode(nonce + sealed).decode().rstrip("=")
@@ -165,11 +171,11 @@ def unseal(key: bytes, value: str, now: float) -> str | None:
         payload = AESGCM(_cookie_key(key)).decrypt(
             raw[:_NONCE_BYTES], raw[_NONCE_BYTES:], _SEAL_CONTEXT
         )
-        fields = json.loads(payload)
-        credential, expires = fields["c"], fields["x"]
-    except (binascii.Error, ValueError, InvalidTag, KeyError, TypeError):
+        (expires,) = _EXPIRES.unpack_from(payload)
+        credential = payload[_EXPIRES.size :].decode("utf-8", "surrogateescape")
+    except (binascii.Error, ValueError, InvalidTag, struct.error):
         return None
-    if not isinstance(credential, str) or not isinstance(expires, int) or expires <= now:
+    if expires <= now:
         return None
     return credential or None
 
@@ -193,20 +199,27 @@ def session_seconds(credential: str, now: float | None = None) -> int:
     return SESSION_SECONDS
 
 
-def set_session(response: Response, request: Request, credential: str) -> None:
+def set_session(response: Response, request: Request, credential: str) -> bool:
+    """Keep ``credential`` in the session cookie of ``response``; False, and no cookie, if the
+    cookie would be larger than a browser keeps (a long token of non-ASCII characters: each
+    is up to 4 bytes), which would leave the person signed out without a word."""
     session = session_of(request)
     auth = session.auth(request)
     assert auth is not None  # a sign-in: only with the auth file
     seconds = session_seconds(credential)
+    value = seal(auth.session_key, credential, time.time() + seconds)
+    if len(COOKIE) + 1 + len(value) > _COOKIE_MAX:
+        return False
     response.set_cookie(
         COOKIE,
-        seal(auth.session_key, credential, time.time() + seconds),
+        value,
         max_age=seconds,
         path="/",
         httponly=True,
         samesite="strict",
         secure=session_of(request).secure(request),
     )
+    return True
 
 
 def clear_session(response: Response, request: Request) -> None:
