@@ -222,19 +222,20 @@ def run_now(request: Request, runtime: Runtime, namespace: Namespace, name: Name
 
 @router.get("/runs/{run_id}", openapi_extra=role_extra("viewer"))
 def run_page(request: Request, runtime: Runtime, run_id: RunId) -> HTMLResponse:
-    attempts = runtime.store.attempts(run_id)
-    if not attempts:
+    run = views.run_of(runtime, run_id)
+    if run is None:
         return render(request, "missing.html", 404, what=f"run {run_id}")
-    task = attempts[0].task
     return render(
         request,
         "run.html",
         run_id=run_id,
-        task=task,
-        attempts=list(reversed(attempts)),  # the latest first: it decides the outcome
-        exists=runtime.task(task) is not None,
-        running=any(not a.status.finished for a in attempts),
+        task=run.newest.task,
+        run=run,
+        exists=runtime.task(run.newest.task) is not None,
+        # Refreshed while its newest attempt runs (or waits to retry): earlier ones are over.
+        running=not run.newest.status.finished,
         output=views.readable_output,
+        summary=views.summary,
     )
 
 

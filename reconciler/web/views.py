@@ -30,6 +30,8 @@ TIMELINE_MAX: Final = 1000
 SCAN_CHUNK: Final = 500  # tasks read at a time while a text or result filter scans
 SCAN_MAX: Final = 4 * SCAN_CHUNK  # then a page ends early, with a link to scan on
 TEXT_MAX: Final = 100
+ATTEMPTS_LISTED: Final = 100  # a retry limit is at most 100: a run has at most 101 attempts
+SUMMARY_MAX: Final = 300  # characters of an earlier attempt's message on a run page
 
 State = Literal["ok", "failing", "error", "suspended", "running"]
 STATES: Final[tuple[State, ...]] = ("ok", "failing", "error", "suspended", "running")
@@ -402,6 +404,46 @@ def readable_output(text: str) -> str:
     return _CONTROL.sub("\ufffd", _ANSI.sub("", text))
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class RunView:
+    """What a run page shows: its newest attempt whole (output and all), the earlier ones
+    newest first without their output, and whether older attempts than those were left out."""
+
+    newest: RunRecord
+    earlier: list[RunRecord]
+    more: bool
+
+
+def run_of(runtime: RuntimeView, run_id: str) -> RunView | None:
+    """The run ``run_id`` as its page shows it; None if there is none.
+
+    One output is read, the newest attempt's (at most 64 KiB): a run that retried 100 times
+    holds 6 MiB of output, which the page (refreshed every 2 s while the run goes on) neither
+    shows nor reads. The earlier attempts come from the history without their output: a
+    run's id is its task and its slot, so they are the task's records of that one instant."""
+    newest = runtime.store.get(run_id)
+    if newest is None:
+        return None
+    at = newest.scheduled_at
+    page = runtime.store.query(
+        RunQuery(
+            task=newest.task,
+            since=at,
+            until=at + timedelta(microseconds=1),
+            limit=ATTEMPTS_LISTED + 1,  # the newest too, newest first
+            output=False,
+        )
+    )
+    earlier = [r for r in page.items if r.id == run_id and r.attempt < newest.attempt]
+    return RunView(newest, earlier[:ATTEMPTS_LISTED], page.next_cursor is not None)
+
+
+def summary(text: str, limit: int = SUMMARY_MAX) -> str:
+    """``text`` on one line of at most ``limit`` characters (an earlier attempt's message)."""
+    line = " ".join(text.split())
+    return line if len(line) <= limit else line[: limit - 1] + "\u2026"
+
+
 def history(
     runtime: RuntimeView, key: str, status: RunStatus | None, cursor: str | None
 ) -> tuple[list[RunRecord], str | None]:
@@ -419,6 +461,7 @@ __all__ = [
     "STATES",
     "Filters",
     "Row",
+    "RunView",
     "TaskPage",
     "Timeline",
     "absolute",
@@ -426,6 +469,8 @@ __all__ = [
     "human_duration",
     "readable_output",
     "relative",
+    "run_of",
+    "summary",
     "task_page",
     "timeline",
 ]

@@ -4,6 +4,47 @@
 (function () {
   let inFlight = null; // the AbortController of the request being made
   let timer = null;
+  let shownAt = new Date(); // when what the page shows was last known current
+
+  function clock(at) {
+    return [at.getHours(), at.getMinutes(), at.getSeconds()]
+      .map(function (n) { return String(n).padStart(2, "0"); })
+      .join(":");
+  }
+
+  // A refresh that failed says so: the page no longer shows what is, and a person must see it.
+  function stale(why) {
+    const live = document.getElementById("live");
+    if (!live) return;
+    let banner = document.getElementById("stale");
+    if (!banner) {
+      banner = document.createElement("p");
+      banner.id = "stale";
+      banner.className = "banner stale";
+      banner.setAttribute("role", "status");
+      live.parentNode.insertBefore(banner, live);
+    }
+    banner.textContent = "Not refreshed since " + clock(shownAt) + " (" + why + "): " +
+      "what this page shows may be out of date.";
+  }
+
+  function fresh() {
+    const banner = document.getElementById("stale");
+    if (banner) banner.remove();
+    shownAt = new Date();
+  }
+
+  // A refresh answered with another page that has a live region (a task taken out of its
+  // file, a run pruned: "Not found") shows that page: it is what is now.
+  function replacePage(answer) {
+    const main = answer.querySelector("main");
+    const current = document.querySelector("main");
+    if (!main || !current || !answer.getElementById("live")) return false;
+    current.replaceWith(document.importNode(main, true));
+    document.title = answer.title;
+    fresh();
+    return true;
+  }
 
   async function swap(url, asked) {
     if (inFlight) {
@@ -23,16 +64,22 @@
         location.assign("/login?next=" + encodeURIComponent(location.pathname + location.search));
         return;
       }
-      if (!response.ok) return;
       const page = new DOMParser().parseFromString(await response.text(), "text/html");
-      const fresh = page.getElementById("live");
+      if (!response.ok) {
+        if (!replacePage(page)) stale("status " + response.status);
+        return;
+      }
+      const answer = page.getElementById("live");
       const current = document.getElementById("live");
-      if (fresh && current) {
-        current.replaceWith(document.importNode(fresh, true));
+      if (answer && current) {
+        current.replaceWith(document.importNode(answer, true));
+        fresh();
         if (asked) history.replaceState(null, "", url);
       }
     } catch (error) {
-      // Aborted, or the server is restarting: the next refresh tries again.
+      // Aborted (a person's filter goes first), or no answer (the server is restarting): the
+      // next refresh tries again, and meanwhile the page says it is behind.
+      if (error.name !== "AbortError") stale("no answer");
     } finally {
       if (inFlight === controller) {
         inFlight = null;
