@@ -38,6 +38,7 @@ from reconciler.core.desired import Definition
 from reconciler.core.runs import JOB_DELETED, RetriedAttempt, RunRecord, RunStatus, Trigger, run_id
 from reconciler.core.timing import retry_delay
 from reconciler.runner.base import TOO_LATE, Actions, Outcome, Resumable, StartsAt, failed
+from reconciler.runner.command_outcome import not_started
 from reconciler.runner.job_attempt import DEADLINE_EXCEEDED, JobEnd
 from reconciler.store.base import DuplicateRun
 
@@ -137,6 +138,11 @@ class RunExecution(SlotClaims, LateStarts):
             for old in replaced:
                 if old.task is not None:
                     await asyncio.shield(old.task)
+            if replaced and self._closing:
+                # crontask began to stop while this run waited for the runs it replaces (up to
+                # their kill grace): it starts nothing new, and is recorded as a waiting retry
+                # is then (``interrupted``, Shutdown: ``_waited``), once its claim is in.
+                active.stop(SHUTDOWN)
             while True:
                 final = await self._run_attempt(definition, active, adopted=adopted)
                 adopted = False
@@ -244,7 +250,7 @@ class RunExecution(SlotClaims, LateStarts):
     ) -> RunRecord | None:
         """Claim, run and complete one attempt; None if another instance holds the slot (or,
         adopted, recorded its end already), if the attempt detached, or if it does not start
-        after all (``_waited``, ``_late``: its record says why)."""
+        after all (``_waited``, ``_late``; or stopped before it began: its record says why)."""
         if adopted:
             return await self._follow_adopted(definition, active)
         record = active.record
@@ -274,7 +280,14 @@ class RunExecution(SlotClaims, LateStarts):
         if active.start_at is None and await self._waited(definition, active):
             return None  # it may no longer start, after its wait: its record says why
         outcome = await self._attempt(definition, active)
-        return None if outcome is None else await self._complete(definition, active, outcome)
+        if outcome is None:
+            return None
+        if (reason := active.stop_reason) is not None and _never_began(active, outcome):
+            # Stopped while its command waited for its slot (decided ahead): as a run stopped
+            # before its attempt was made (``_late``), nothing of it ran.
+            await self._abandon(active.record, reason)
+            return None
+        return await self._complete(definition, active, outcome)
 
     async def _follow_adopted(
         self, definition: Definition | None, active: ActiveRun
@@ -463,6 +476,12 @@ class RunExecution(SlotClaims, LateStarts):
                     "run listener failed",
                     extra={"fields": {"run": record.id, "listener": _name(listener)}},
                 )
+
+
+def _never_began(active: ActiveRun, outcome: Outcome) -> bool:
+    """Whether ``outcome`` is of an attempt stopped before anything of it was started: not a
+    start that was asked and did not return (it may start yet, and is then killed)."""
+    return not active.begun and outcome == not_started(active.stop_reason)
 
 
 def _what(record: RunRecord) -> str:

@@ -8,7 +8,10 @@ looked at again here before it happens (``_late``); a busy machine, a little lat
 more than a look at the fence's clock. A run decided at its slot can wait too before it starts:
 for the runs it replaces to die (``Replace``: up to the kill grace), for its claim (a slow store,
 another replica's run to end). It is looked at the same way once its claim is in, and does not
-start either if its task was removed, changed or handed over meanwhile (``_waited``).
+start either if its task was removed, changed or handed over meanwhile (``_waited``). A run
+stopped before it began (replaced by a newer slot, crontask stopping) is recorded as a waiting
+retry stopped so is (``skipped``, ``interrupted`` at shutdown), never as an attempt that failed
+(``_stopped_first``).
 """
 
 from __future__ import annotations
@@ -60,8 +63,8 @@ class LateStarts:
         it is looked at as one away (``_looked_again``). True: it does not start; its record
         says why."""
         record = active.record
-        if active.stop_reason is not None:
-            return False  # stopped meanwhile: the attempt reports it without starting
+        if await self._stopped_first(active):
+            return True
         self.fence()
         late = max(
             asyncio.get_running_loop().time() - start_at,
@@ -82,8 +85,8 @@ class LateStarts:
         here, beside the runs of the one that is. Not held, that costs a look at the clocks.
         True: it does not start; its record (the claim, written) says why."""
         record = active.record
-        if active.stop_reason is not None:
-            return False  # stopped meanwhile: the attempt reports it without starting
+        if await self._stopped_first(active):
+            return True
         if active.no_retry is not None:
             await self._abandon(record, active.no_retry, None)
             return True
@@ -91,6 +94,17 @@ class LateStarts:
         if self.paused is not None:
             return await self._looked_again(definition, active)
         return await self._missed(definition, record)
+
+    async def _stopped_first(self, active: ActiveRun) -> bool:
+        """Whether the run was stopped before it began (``Replace``: a newer slot replaced it;
+        shutdown): it is recorded as a waiting retry stopped so is (``_abandon``: ``skipped``
+        with its reason, ``interrupted`` at shutdown), not as an attempt that failed: nothing
+        of it ran, and a failure would count for lastFailureTime, alerts, notifications and
+        failedRunsHistoryLimit."""
+        if (reason := active.stop_reason) is None:
+            return False
+        await self._abandon(active.record, reason, None)
+        return True
 
     async def _missed(self, definition: Definition, record: RunRecord) -> bool:
         """Whether ``record`` is past its startingDeadlineSeconds, when it is recorded so."""

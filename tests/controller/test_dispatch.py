@@ -138,10 +138,10 @@ def test_concurrency_policies(
     tmp_path: Path, policy: str, expected: list[tuple[RunStatus, str | None]]
 ) -> None:
     store = MemoryRunStore()
-    gate = tmp_path / "gate"
+    gate, started = tmp_path / "gate", tmp_path / "started"
     # The first run waits for the gate file; the second finds it at once.
     job = sh(
-        f'if [ "$CRONTASK_RUN_ID" = "{run_id("default/job", SLOT)}" ]; then '
+        f'if [ "$CRONTASK_RUN_ID" = "{run_id("default/job", SLOT)}" ]; then touch {started}; '
         f"while [ ! -e {gate} ]; do sleep 0.05; done; fi",
         concurrencyPolicy=policy,
     )
@@ -149,6 +149,11 @@ def test_concurrency_policies(
     async def scenario() -> None:
         d = dispatcher(store)
         d.fire(job, SLOT)
+        # The second comes while the first runs (replaced before it began, a run is skipped).
+        for _ in range(1000):
+            if started.exists():
+                break
+            await asyncio.sleep(0.01)
         second = d.fire(job, SLOT + timedelta(minutes=1))
         if policy == "Forbid":
             assert second.status is RunStatus.SKIPPED
