@@ -10,8 +10,10 @@ Contract:
 * The process is started in a new session, hence its own process group, and the run owns that
   group: whenever the run ends (exit, timeout, ``stop()``, cancellation) whatever is left in the
   group gets SIGTERM, then SIGKILL after ``kill_grace`` seconds if anything in it is still alive.
-  A process that leaves the group on purpose (``setsid``, daemons) is beyond reach, but it cannot
-  keep ``run()`` waiting: output is read for at most ``_DRAIN_TIMEOUT`` more seconds.
+  After an exit, what is left is first given ``_SETTLE`` seconds to leave the group (no wait
+  when nothing is left). A process that leaves the group on purpose (``setsid``, daemons) is
+  beyond reach, but it cannot keep ``run()`` waiting: output is read for at most
+  ``_DRAIN_TIMEOUT`` more seconds.
 * stdin is ``/dev/null``; stdout and stderr share one pipe, so their interleaving is preserved,
   and only the last ``output_limit`` bytes are kept, however much the command prints.
 * ``timeout`` runs from ``run()`` (or from the instant of ``start_at``, if later) to the exit of
@@ -48,7 +50,13 @@ from reconciler.core.desired import Definition
 from reconciler.core.runs import RunRecord
 from reconciler.runner.base import TOO_LATE, Outcome, run_environment
 from reconciler.runner.command_outcome import End, exited, given_up, not_started, start_failed
-from reconciler.runner.group import Group, group_state, session_state, signal_group, signal_session
+from reconciler.runner.group import (
+    Group,
+    session_state,
+    settled_group_state,
+    signal_group,
+    signal_session,
+)
 from reconciler.runner.output import TailReader
 from reconciler.runner.process import Child, Withdrawn, spawn_soon
 
@@ -57,6 +65,12 @@ log = logging.getLogger("crontask.runner")
 # After the main process has exited and its group has been cleaned up, only a process that
 # escaped the group can still hold the output pipe open; we do not wait long for it.
 _DRAIN_TIMEOUT = 1.0
+# After the main process has exited, what it left in its group may be on its way out: the
+# child a shell forked for ``setsid daemon &`` stays in the group until the setsid program it
+# execs has called setsid(2), and the shell may well exit first. Terminating the group at once
+# would kill the daemon about half the time; what is still in the group after this long was
+# left behind. A run whose group is empty does not wait (``group.settled_group_state``).
+_SETTLE = 0.1
 # Polling for the group to empty after SIGTERM: fast at first (most commands die at once),
 # then backing off so that long grace periods cost little.
 _POLL_FIRST = 0.01
@@ -109,6 +123,7 @@ class CommandRun:
         self._stop_reason: str | None = None
         self._terminator: asyncio.Task[None] | None = None
         self._escalated = False  # SIGKILL was needed after the grace period
+        self._settling = False  # exited; what it left has a moment to leave (see _SETTLE)
         self._start_at: float | None = None  # see start_at()
         self._start_until: float | None = None  # see start_at()
         self._too_late = False  # the spawner's thread found ``_start_until`` past
@@ -125,12 +140,13 @@ class CommandRun:
         """SIGKILL the run's whole session at once, without the kill grace (a second stop
         signal; ``fresh_since``: a ``/proc`` census that new may serve, see ``group``). False
         if there is nothing to kill: not started yet, or reaped with nothing left to end.
-        Reaped but its session still being terminated (what it left ignores SIGTERM), the
-        session is killed all the same: a session whose members live keeps its id from
-        being any new process's pid."""
+        Reaped but its session still being terminated (what it left ignores SIGTERM), or
+        what it left still given its moment to leave (``_SETTLE``), the session is killed all
+        the same: a session whose members live keeps its id from being any new process's pid."""
         if self._pid is None:
             return False
-        if self._exited and (self._terminator is None or self._terminator.done()):
+        ending = self._settling or not (self._terminator is None or self._terminator.done())
+        if self._exited and not ending:
             return False
         signal_session(self._pid, signal.SIGKILL, fresh_since=fresh_since)
         return True
@@ -337,7 +353,11 @@ class CommandRun:
             leftovers = False
             if self._terminator is None:
                 # The run owns its group: what the main process left behind goes with it.
-                state = group_state(self._pid, fresh_since=time.monotonic())
+                self._settling = True
+                try:
+                    state = await settled_group_state(self._pid, _SETTLE)
+                finally:
+                    self._settling = False
                 if state is Group.ALIVE:
                     leftovers = True
                     self._terminator = self._loop.create_task(self._terminate_group())

@@ -11,10 +11,16 @@ that is stopped (a timeout, a stop, shutdown) is stopped as a session: ``signal_
 session of its own (``setsid``, a daemon on purpose) is out of reach. A run that ends by itself
 looks at its own group only: that look costs no ``/proc`` scan when the group is gone, as it
 almost always is, and a scan per run would cost a busy instance a tenth of a core.
+
+A process on its way out of the group is still in it for a moment: the child a shell forks
+for ``setsid daemon &`` is in the group until the ``setsid`` program it execs has called
+setsid(2), and its shell may exit before that. ``settled_group_state`` lets what the main
+process left have a short while to leave before the run decides it was left behind.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import enum
 import math
@@ -24,6 +30,10 @@ import time
 
 # How stale a /proc census may be before it is taken again (see _GroupCensus).
 _CENSUS_MAX_AGE = 0.1
+# Looking whether a settling group has emptied (``settled_group_state``): a killpg(0) each
+# time, soon at first (a setsid is a fork and an exec away), then less often.
+_SETTLE_POLL_FIRST = 0.001
+_SETTLE_POLL_MAX = 0.02
 
 
 class Group(enum.Enum):
@@ -126,6 +136,28 @@ def group_state(pgid: int, *, fresh_since: float) -> Group:
     if live is None or pgid in live:
         return Group.ALIVE
     return Group.ZOMBIES_ONLY
+
+
+async def settled_group_state(pgid: int, within: float) -> Group:
+    """What is left of the group ``pgid`` once its live members have had ``within`` seconds to
+    leave it: at once if none is left, as soon as the group is gone, else per a fresh look at
+    the end. Only ``killpg(pgid, 0)`` is asked meanwhile: no ``/proc`` scan per poll."""
+    state = group_state(pgid, fresh_since=time.monotonic())
+    if state is not Group.ALIVE:
+        return state  # the usual case: nothing to wait for
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    delay = _SETTLE_POLL_FIRST
+    while (left := deadline - loop.time()) > 0:
+        await asyncio.sleep(min(delay, left))
+        delay = min(delay * 2, _SETTLE_POLL_MAX)
+        try:
+            os.killpg(pgid, 0)
+        except ProcessLookupError:
+            return Group.GONE
+        except PermissionError:
+            pass
+    return group_state(pgid, fresh_since=time.monotonic())
 
 
 def signal_session(sid: int | None, sig: int, *, fresh_since: float, leader: bool = True) -> None:
