@@ -4,8 +4,9 @@ Outcome rules: a response whose status is in ``expectStatus`` succeeds, any othe
 fails (reason ``UnexpectedStatus``); a connection error, a TLS error or a request timeout
 fails with a message that says which (reason ``RequestFailed``). The response status is
 recorded as the run's exit code and the head of the body as its output (at most
-``output_limit`` bytes once decoded, see ``output.bounded_text``); a body that breaks off (the
-connection closed or reset before its end) fails the run with both kept.
+``output_limit`` bytes once decoded, see ``output.bounded_text``), followed by a truncation
+marker when more came or was to come (how many bytes more: per ``Content-Length``); a body
+that breaks off (the connection closed or reset before its end) fails the run with both kept.
 Header values from ``valueFrom`` are read at each attempt (a rotated secret is picked up) and
 never appear in messages or logs. ``timeout`` bounds the whole attempt, the body included: a
 server sending a byte now and then cannot hold it for longer. A response whose body is not
@@ -44,7 +45,7 @@ from reconciler.core.urls import redact_request_url
 from reconciler.resolver import abandonable
 from reconciler.runner.base import Outcome, run_environment
 from reconciler.runner.base import failed as _failed
-from reconciler.runner.output import bounded_text
+from reconciler.runner.output import bounded_text, truncation_marker
 from reconciler.secretfile import read_secret_file
 
 # A server chooses its reason phrase and what a protocol error quotes (up to h11's 16 KiB):
@@ -244,7 +245,7 @@ class HttpRun:
                 f"{action.method} {shown}: the request cannot be sent: {_clip(str(err))}",
             )
         summary = _summary(response)
-        text = self._text(body)
+        text = _body_text(response, body, self.output_limit)
         if action.accepts(response.status_code):
             return Outcome(RunStatus.SUCCEEDED, response.status_code, None, summary, text)
         return Outcome(
@@ -267,11 +268,8 @@ class HttpRun:
             response.status_code,
             reason,
             f"{message}; response body {what}",
-            self._text(body),
+            _body_text(response, body, self.output_limit),
         )
-
-    def _text(self, body: bytearray) -> str:
-        return bounded_text(bytes(body), self.output_limit, "head")[0]
 
 
 def _merged(task: Mapping[str, str], ours: Mapping[str, str]) -> dict[str, str]:
@@ -283,12 +281,35 @@ def _merged(task: Mapping[str, str], ours: Mapping[str, str]) -> dict[str, str]:
 
 
 async def _read_head(response: httpx.Response, limit: int, into: bytearray) -> None:
-    """The first ``limit`` bytes of the body, into ``into`` as they come (what came is kept if
-    time runs out); the rest is not downloaded."""
+    """The first ``limit`` bytes of the body and one more, which tells that it goes on, into
+    ``into`` as they come (what came is kept if time runs out); the rest is not downloaded."""
     async for chunk in response.aiter_raw():
-        into += chunk[: limit - len(into)]
-        if len(into) >= limit:
+        into += chunk[: limit + 1 - len(into)]
+        if len(into) > limit:
             break
+
+
+def _body_text(response: httpx.Response, body: bytearray, limit: int) -> str:
+    """What is stored of ``body`` (read by ``_read_head``): its head, marked as a command's
+    output is when something was left out, by the limit or by the decoding (a byte kept as
+    U+FFFD is three). How much the limit left out is known from ``Content-Length`` alone: the
+    rest of the body was not read."""
+    text, cut = bounded_text(bytes(body[:limit]), limit, "head")
+    if len(body) > limit:
+        total = _content_length(response)
+        dropped = None if total is None else max(total, len(body)) - (limit - cut)
+    elif cut:
+        dropped = cut
+    else:
+        return text
+    return f"{text}\n{truncation_marker(dropped)}"
+
+
+def _content_length(response: httpx.Response) -> int | None:
+    try:
+        return int(response.headers["content-length"])
+    except (KeyError, ValueError):
+        return None
 
 
 def _summary(response: httpx.Response) -> str:

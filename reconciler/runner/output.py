@@ -49,6 +49,12 @@ def bounded_text(data: bytes, limit: int, keep: Literal["head", "tail"]) -> tupl
     return kept.decode("utf-8", errors="replace").replace("\x00", "\ufffd"), len(data) - len(kept)
 
 
+def truncation_marker(dropped: int | None) -> str:
+    """How a run's output says that ``dropped`` bytes were left out (None: how many is not
+    known), on a line of its own before a kept tail or after a kept head."""
+    return f"[... {'more' if dropped is None else dropped} bytes truncated ...]"
+
+
 def _continues(byte: int) -> bool:
     """Whether ``byte`` continues a UTF-8 sequence (a cut before it would split a character)."""
     return 0x80 <= byte <= 0xBF
@@ -126,4 +132,4 @@ class TailReader:
         dropped += skip + cut
         if not dropped:
             return tail
-        return f"[... {dropped} bytes truncated ...]\n{tail}"
+        return f"{truncation_marker(dropped)}\n{tail}"
