@@ -27,6 +27,11 @@ holds across threads, processes and hosts alike. An exclusive claim (``claim_exc
 of the task going for another owner) looks and inserts in one write transaction: SQLite's is
 exclusive; PostgreSQL's first takes an advisory lock on each of its tasks, so the claimers of a
 task take turns and each sees what the one before it committed.
+
+A read fetches its rows whole (``Result.all()``, ``first()``) before it makes records of them:
+a statement left unfinished on a pooled SQLite connection (a conversion that raised) kept it on
+an old snapshot, and each write on it then failed at once, "database is locked". A row this
+version cannot read is left out (``sql_rows``): a page may come back short, with its cursor.
 """
 
 from __future__ import annotations
@@ -50,6 +55,7 @@ from reconciler.store import (
     sql_exclusive,
     sql_import,
     sql_retention,
+    sql_rows,
     sql_summaries,
 )
 from reconciler.store.base import (
@@ -62,7 +68,7 @@ from reconciler.store.base import (
 from reconciler.store.query import Cursor, RunPage, RunQuery
 from reconciler.store.records import normalized, utc
 from reconciler.store.sql_pages import select_page
-from reconciler.store.sql_rows import MUTABLE, record_to_row, row_key, row_to_record
+from reconciler.store.sql_rows import MUTABLE, record_to_row, row_key
 from reconciler.store.sql_schema import (
     BEGIN_OPTION,
     NEWEST_FIRST,
@@ -248,9 +254,8 @@ class SqlRunStore:
         # One statement for the batch. Same atomicity per row as claim(): the primary key decides.
         # In key order: two replicas claiming the same slots then lock them in the same order.
         rows = sorted((record_to_row(normalized(r)) for r in records), key=row_key)
-        inserted = self._write(
-            lambda conn: {(row.id, row.attempt) for row in conn.execute(self._claim_stmt, rows)}
-        )
+        found = self._write(lambda conn: conn.execute(self._claim_stmt, rows).all())
+        inserted = {(row.id, row.attempt) for row in found}
         seen: set[tuple[str, int]] = set()
         claimed: list[bool] = []
         for key in keys:  # a key twice in one batch: only its first record is the claim
@@ -289,33 +294,36 @@ class SqlRunStore:
 
     def get(self, run_id: str, attempt: int | None = None) -> RunRecord | None:
         stmt = sa.select(runs).where(_c.id == run_id)
-        if attempt is None:
-            stmt = stmt.order_by(_c.attempt.desc()).limit(1)
+        if attempt is None:  # the latest attempt this version reads
+            stmt = stmt.where(*sql_rows.READABLE).order_by(_c.attempt.desc()).limit(1)
         else:
             stmt = stmt.where(_c.attempt == attempt)
         with self._tx(write=False) as conn:
             row = conn.execute(stmt).first()
-        return None if row is None else row_to_record(row)
+        return sql_rows.record_of(row)
 
     def attempts(self, run_id: str) -> list[RunRecord]:
         stmt = sa.select(runs).where(_c.id == run_id).order_by(_c.attempt)
         with self._tx(write=False) as conn:
-            return [row_to_record(row) for row in conn.execute(stmt)]
+            rows = conn.execute(stmt).all()
+        return sql_rows.records_of(rows)
 
     def query(self, q: RunQuery) -> RunPage:
         stmt = select_page(q)
         with self._bulk_reads, self._tx(write=False) as conn:
-            items = [row_to_record(row) for row in conn.execute(stmt)]
-        if len(items) <= q.limit:
-            return RunPage(items, None)
-        del items[q.limit :]
-        return RunPage(items, Cursor.after(items[-1]).encode())
+            rows = conn.execute(stmt).all()
+        if len(rows) <= q.limit:
+            return RunPage(sql_rows.records_of(rows), None)
+        # After the page's last row, read or not: an unreadable one is not read again.
+        last = rows[q.limit - 1]
+        cursor = Cursor(utc(last.scheduled_at), last.id, last.attempt)
+        return RunPage(sql_rows.records_of(rows[: q.limit]), cursor.encode())
 
     def latest(self, task: str) -> RunRecord | None:
-        stmt = sa.select(runs).where(_c.task == task).order_by(*NEWEST_FIRST).limit(1)
+        stmt = sa.select(runs).where(_c.task == task, *sql_rows.READABLE)
         with self._tx(write=False) as conn:
-            row = conn.execute(stmt).first()
-        return None if row is None else row_to_record(row)
+            row = conn.execute(stmt.order_by(*NEWEST_FIRST).limit(1)).first()
+        return sql_rows.record_of(row)
 
     def last_slots(self) -> dict[str, datetime]:
         with self._tx(write=False) as conn:
@@ -330,7 +338,8 @@ class SqlRunStore:
         if task is not None:
             stmt = stmt.where(_c.task == task)
         with self._tx(write=False) as conn:
-            return [row_to_record(row) for row in conn.execute(stmt.order_by(*_OLDEST_FIRST))]
+            rows = conn.execute(stmt.order_by(*_OLDEST_FIRST)).all()
+        return sql_rows.records_of(rows)
 
     def request_stop(self, run_ids: Collection[str], reason: str) -> int:
         ids = sorted(set(run_ids))
@@ -350,7 +359,8 @@ class SqlRunStore:
             _c.stop_requested.is_not(None),
         )
         with self._tx(write=False) as conn:
-            return sorted((row[0], row[1], row[2]) for row in conn.execute(stmt))
+            rows = conn.execute(stmt).all()
+        return sorted((row[0], row[1], row[2]) for row in rows)
 
     def take_over(self, run_id: str, attempt: int, owner: str) -> RunRecord | None:
         stmt = (
@@ -365,8 +375,7 @@ class SqlRunStore:
                 sa.select(runs).where(_c.id == run_id, _c.attempt == attempt)
             ).first()
 
-        row = self._write(work)
-        return None if row is None else row_to_record(row)
+        return sql_rows.record_of(self._write(work))
 
     def mark_interrupted(
         self,
@@ -400,13 +409,14 @@ class SqlRunStore:
             )
             .returning(*runs.c)
         )
-        done = self._write(lambda conn: [row_to_record(row) for row in conn.execute(stmt)])
+        done = sql_rows.records_of(self._write(lambda conn: conn.execute(stmt).all()))
         return sorted(done, key=lambda r: (r.scheduled_at, r.id, r.attempt))
 
     def untold(
         self, since: datetime, after: tuple[datetime, str, int] | None = None
     ) -> list[RunRecord]:
-        stmt = sa.select(runs).where(*_UNTOLD, _c.finished_at >= utc(since))
+        # Unreadable rows out in the WHERE: its caller goes on only after a whole page.
+        stmt = sa.select(runs).where(*_UNTOLD, *sql_rows.READABLE, _c.finished_at >= utc(since))
         if after is not None:
             at, run, attempt = after
             key = sa.tuple_(_c.finished_at, _c.id, _c.attempt)
@@ -420,7 +430,8 @@ class SqlRunStore:
             )
         stmt = stmt.order_by(_c.finished_at, _c.id, _c.attempt).limit(UNTOLD_MAX)
         with self._tx(write=False) as conn:
-            return [row_to_record(row) for row in conn.execute(stmt)]
+            rows = conn.execute(stmt).all()
+        return sql_rows.records_of(rows)
 
     def take_untold(self, run_ids: Collection[str]) -> list[RunRecord]:
         ids = sorted(set(run_ids))
@@ -433,7 +444,7 @@ class SqlRunStore:
             .values(message=sa.func.substr(_c.message, 1, sa.func.length(_c.message) - len(UNTOLD)))
             .returning(*runs.c)
         )
-        done = self._write(lambda conn: [row_to_record(row) for row in conn.execute(stmt)])
+        done = sql_rows.records_of(self._write(lambda conn: conn.execute(stmt).all()))
         return sorted(done, key=lambda r: (r.scheduled_at, r.id, r.attempt))
 
     def beat(self, instance: str, lease_seconds: float, now: datetime) -> None:

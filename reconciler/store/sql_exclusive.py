@@ -20,7 +20,7 @@ from sqlalchemy.sql.dml import Insert
 
 from reconciler.core.runs import RunRecord, RunStatus
 from reconciler.store.exclusive import ExclusiveClaim, decide_exclusive
-from reconciler.store.sql_rows import record_to_row, row_key, row_to_record
+from reconciler.store.sql_rows import record_to_row, records_of, row_key
 from reconciler.store.sql_schema import runs
 
 TASK_LOCK: Final = 0x63726F6E  # "cron"
@@ -45,7 +45,9 @@ def claim(
     )
     if not sqlite:
         conn.execute(LOCK_TASKS, {"kind": TASK_LOCK, "tasks": tasks})
-    answers = decide_exclusive(records, [row_to_record(r) for r in conn.execute(look)])
+    # Fetched whole, then read (``sql_rows.records_of``): a row this version cannot read is
+    # left out, and an existing key among them is refused by the insert below all the same.
+    answers = decide_exclusive(records, records_of(conn.execute(look).all()))
     rows = [record_to_row(r) for r, a in zip(records, answers, strict=True) if a.claimed]
     inserted: set[tuple[str, int]] = set()
     if rows:  # in key order, as claim_many

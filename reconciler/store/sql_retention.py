@@ -11,6 +11,10 @@ A transaction is bounded by the rows it reads as well as by those it deletes: SQ
 write lock while it reads, and 200 tasks of 2 000 runs each, within limits of 1 000, held it
 7.8 s without deleting a row, every claim meanwhile failing as a store outage. Each transaction
 goes on where the last one stopped, so what was read once is not read again.
+
+A run with an attempt this version cannot read (``sql_rows.readable``: a status or trigger a
+newer crontask wrote) is kept and counted in no bucket, as a busy one: what it is, retention
+cannot tell, and raising on it stopped every prune for good.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from sqlalchemy.engine import Connection
 
 from reconciler.core.runs import RunStatus
 from reconciler.store.base import RetentionTally, slot_run
+from reconciler.store.sql_rows import readable
 from reconciler.store.sql_schema import NEWEST_FIRST, UTCDateTime, runs
 from reconciler.store.sql_summaries import of_scheduled_run
 
@@ -47,6 +52,7 @@ _DELETE_CHUNK: Final = 500  # ids per DELETE ... IN (...): under SQLite's variab
 _c = runs.c
 
 _Position = tuple[datetime, str]  # a run's place in NEWEST_FIRST: (scheduled_at, id)
+_Rows = Sequence[sa.Row[*tuple[Any, ...]]]  # rows of any columns
 
 
 @dataclasses.dataclass(frozen=True)
@@ -195,14 +201,16 @@ class _TaskPrune:
         behind = [old.c.task == self.task, _place(old) <= _literal(self.boundary)]
         if self.behind is not None:  # what was decided on is not read again (a busy run)
             behind.append(_place(old) > _literal(self.behind))
-        victims = sa.select(old.c.id, old.c.scheduled_at).where(*behind, _not_running_run(old))
+        victims = sa.select(old.c.id, old.c.scheduled_at, old.c.status, old.c.trigger)
+        victims = victims.where(*behind, _not_running_run(old))
         limit = min(budget.deletes, budget.reads)
         found = conn.execute(victims.order_by(*_oldest_first(old)).limit(limit)).all()
         more = len(found) == limit
         places = list(dict.fromkeys((row.scheduled_at, row.id) for row in found))
         if more and len(places) > 1:
             places.pop()  # it may have attempts past the limit: whole, in the next call
-        doomed = [run_id for _, run_id in places if run_id not in kept.busy]
+        spared = _Spared(kept.busy, found)
+        doomed = [run_id for _, run_id in places if run_id not in spared]
         budget.spend(len(found), _delete_runs(conn, doomed))
         self.behind = places[-1] if places else self.behind
         self.done = not more
@@ -229,10 +237,7 @@ class _TaskPrune:
                     return doomed, read
                 attempts = [latest, *group]  # noqa: B031 - the rows after next(group)
                 read += len(attempts)
-                # keep() counts a run only when it keeps it: asking again is harmless.
-                statuses = [RunStatus(row.status) for row in attempts]
-                anchor = slot_run((row.attempt, row.trigger) for row in attempts)
-                if not self.tally.keep(statuses, anchor=anchor, busy=run_id in kept.busy):
+                if self._goes(attempts, busy=run_id in kept.busy):
                     if planned and planned + len(attempts) > budget.deletes:
                         return doomed, read
                     doomed.append(run_id)
@@ -244,6 +249,16 @@ class _TaskPrune:
             result.close()
         self.done = True
         return doomed, read
+
+    def _goes(self, attempts: _Rows, *, busy: bool) -> bool:
+        """Whether the run of ``attempts`` (latest first) goes; see the module docstring for
+        one with an attempt this version cannot read."""
+        if not all([readable(row.status, row.trigger) for row in attempts]):  # each warned of
+            return False
+        # keep() counts a run only when it keeps it: asking again is harmless.
+        statuses = [RunStatus(row.status) for row in attempts]
+        anchor = slot_run((row.attempt, row.trigger) for row in attempts)
+        return not self.tally.keep(statuses, anchor=anchor, busy=busy)
 
 
 @dataclasses.dataclass
@@ -274,18 +289,31 @@ class _AgedPrune:
         if last is not None:  # all of its attempts, whatever side of the edge they are
             window.append(_place(old) <= _literal((last.scheduled_at, last.id)))
         found = conn.execute(
-            sa.select(old.c.id, old.c.task, _mark(old).label("mark"))
+            sa.select(old.c.id, old.c.task, old.c.status, old.c.trigger, _mark(old).label("mark"))
             .where(*window, _not_running_run(old))
             .order_by(*_oldest_first(old))
         ).all()
+        spared = _Spared(kept.busy, found)
         doomed = dict.fromkeys(
             row.id
             for row in found
-            if row.id not in kept.busy and not (row.mark and kept.keeps_mark(row.task))
+            if row.id not in spared and not (row.mark and kept.keeps_mark(row.task))
         )
         budget.spend(len(found), _delete_runs(conn, list(doomed)))
         self.done = last is None
         self.after = None if last is None else (last.scheduled_at, last.id)
+
+
+class _Spared:
+    """The runs of ``found`` (rows with their id, status and trigger) that stay whatever their
+    age: ``busy`` ones, and those with an attempt this version cannot read."""
+
+    def __init__(self, busy: Container[str], found: _Rows) -> None:
+        self._busy = busy
+        self._unread = {row.id for row in found if not readable(row.status, row.trigger)}
+
+    def __contains__(self, run_id: object) -> bool:
+        return run_id in self._unread or run_id in self._busy
 
 
 def _mark(old: sa.FromClause) -> sa.ColumnElement[bool]:

@@ -1,7 +1,9 @@
 """Reads of the SQL store that summarise each task's history in grouped queries, for start-up
 and for a task that comes to this process: the newest slot (missed runs), and the newest end
 of a success and of a failure and the last attempt's duration (metrics, the status page's
-ok/failing filter). A query answers for many tasks at once, never a query per task."""
+ok/failing filter). A query answers for many tasks at once, never a query per task. A row of a
+status this version does not know is in no outcome (each reads a status it knows), one of a
+trigger it does not know is of no slot (:func:`of_scheduled_run`)."""
 
 from __future__ import annotations
 
@@ -22,29 +24,33 @@ from reconciler.store.records import utc
 from reconciler.store.sql_schema import runs
 
 _c = runs.c
+# The triggers of a run of a slot, as this version knows them: an unknown one (a newer
+# crontask's, sharing the database) may name a moment as a manual run does, which would hide
+# the slots missed before it.
+_SLOT_TRIGGERS: Final = tuple(t.value for t in Trigger if t is not Trigger.MANUAL)
 
 
 def of_scheduled_run(table: sa.FromClause = runs) -> sa.ColumnElement[bool]:
     """Rows of ``table`` (``runs`` or an alias of it) that are attempts of a run of a slot
-    (``base.slot_run``): of every trigger but ``manual``, and a ``retry`` only when its run's
-    first attempt is there and is not manual. A run's kind is its first attempt's trigger: a
-    manual run's retries record ``retry``, and taken for a slot, the manual moment would hide
-    the slots missed before it; a lone ``retry`` (its first attempt pruned while the run
-    waited for it) tells nothing of its kind. Only a retry is looked up, one seek in the
-    primary key: the schedule's rows, nearly all of them, pay nothing for it (SQLite and
-    PostgreSQL both stop at the first term of an OR that holds)."""
+    (``base.slot_run``): of every trigger this version knows but ``manual``, and a ``retry``
+    only when its run's first attempt is there and of such a trigger too. A run's kind is its
+    first attempt's trigger: a manual run's retries record ``retry``, and taken for a slot, the
+    manual moment would hide the slots missed before it; a lone ``retry`` (its first attempt
+    pruned while the run waited for it) tells nothing of its kind. Only a retry is looked up,
+    one seek in the primary key: the schedule's rows, nearly all of them, pay nothing for it
+    (SQLite and PostgreSQL both stop at the first term of an OR that holds)."""
     first = runs.alias("first_attempt")
     slot_first = (
         sa.select(first.c.id)
         .where(
             first.c.id == table.c.id,
             first.c.attempt == 1,
-            first.c.trigger != Trigger.MANUAL.value,
+            first.c.trigger.in_(_SLOT_TRIGGERS),
         )
         .exists()
     )
     return sa.and_(
-        table.c.trigger != Trigger.MANUAL.value,
+        table.c.trigger.in_(_SLOT_TRIGGERS),
         sa.or_(table.c.trigger != Trigger.RETRY.value, slot_first),
     )
 
@@ -54,8 +60,10 @@ def last_slots(conn: Connection) -> dict[str, datetime]:
     stmt = (
         sa.select(_c.task, sa.func.max(_c.scheduled_at)).where(of_scheduled_run()).group_by(_c.task)
     )
-    # max() keeps the column's type, so the UTC conversion applies to the result.
-    return {task: utc(at) for task, at in conn.execute(stmt)}
+    # max() keeps the column's type, so the UTC conversion applies to the result. The rows
+    # fetched whole first, here and below: a conversion that raised while a statement was
+    # unfinished kept its pooled SQLite connection on an old snapshot (see ``sql``).
+    return {task: utc(at) for task, at in conn.execute(stmt).all()}
 
 
 # The statuses of an attempt that ended (a skipped slot never ran); a success first.
@@ -73,7 +81,7 @@ def last_outcomes(conn: Connection, tasks: Collection[str]) -> dict[str, LastOut
     for start in range(0, len(wanted), _KEYS_PER_QUERY):
         chunk = wanted[start : start + _KEYS_PER_QUERY]
         asked = json.dumps(chunk) if dialect == "sqlite" else chunk
-        for task, *ends in conn.execute(stmt, {"asked": asked}):
+        for task, *ends in conn.execute(stmt, {"asked": asked}).all():
             outcome = _outcome(ends)
             if outcome is not None:
                 found[task] = outcome
