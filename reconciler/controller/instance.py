@@ -15,6 +15,10 @@ crontask that may still run). An instance elsewhere (another machine, a pod unde
 name) may live and share the store (README: instances that share a run store
 each have their own state directory): its runs are left to it, and said so at start, until
 its heartbeat in the store stops (``controller.heartbeat`` marks them then).
+
+A run recorded ``running`` without an owner (a store upgraded from schema 0001: revision 0002
+added the column and left it empty) names no crontask to judge, and none will ever end it:
+recovery ends it ``interrupted``, its owner said to be unknown (see :func:`_end_ownerless`).
 """
 
 from __future__ import annotations
@@ -31,10 +35,14 @@ from datetime import datetime
 from reconciler import host as machine
 from reconciler.core.runs import UNTOLD, RunRecord, RunStatus, died
 from reconciler.runner import leftovers
-from reconciler.store.base import RunStore
+from reconciler.store.base import RunStore, interrupted
 
 log = logging.getLogger("crontask")
 
+OWNERLESS_MESSAGE = (
+    "the crontask process that ran this attempt is unknown (recorded before runs had an owner) "
+    "and none has ended it; its outcome is unknown"
+)
 # Bounds on what an id's numbers may be (an id is also read from environments anyone writes).
 _PID_DIGITS = 9
 _NUMBER_DIGITS = 20
@@ -170,10 +178,10 @@ def recover(
     alone: bool = False,
     tells_of: Collection[str] = (),
 ) -> list[RunRecord]:
-    """Mark the runs of dead processes ``interrupted`` and return those of ``tells_of`` (its
-    predecessor's), oldest first: the runs the caller tells of. The others' records say that
-    nobody told of them (``UNTOLD``: the crontask that declares their task takes them,
-    ``controller.heartbeat``). Not the runs whose work ``outlives`` its process (a Job's
+    """Mark the runs of dead processes, and those of no owner, ``interrupted`` and return those
+    of ``tells_of`` (its predecessor's), oldest first: the runs the caller tells of. The others'
+    records say that nobody told of them (``UNTOLD``: the crontask that declares their task
+    takes them, ``controller.heartbeat``). Not the runs whose work ``outlives`` its process (a Job's
     run is adopted once the Jobs are watched, see ``controller.jobs``). First the commands of
     such runs still running on this host are stopped (see ``_stop_leftovers``), each session
     given ``grace`` to end on SIGTERM. ``gone``: see :func:`judged`. ``alone``: no replicas
@@ -187,6 +195,7 @@ def recover(
     told = dead & set(tells_of)
     to_tell = store.mark_interrupted(told, now, keep=keep)
     marked = [*to_tell, *store.mark_interrupted(dead - told, now, keep=keep, note=UNTOLD)]
+    marked += _end_ownerless(store, [r for r in running if not r.owner and not outlives(r)], now)
     for record in sorted(marked, key=lambda r: (r.scheduled_at, r.id, r.attempt)):
         log.warning(
             "run interrupted: the process died during it",
@@ -201,6 +210,23 @@ def recover(
             extra={"fields": {"owners": unknown[:10], "runs": len(runs), "first": runs[0]}},
         )
     return to_tell
+
+
+def _end_ownerless(store: RunStore, records: list[RunRecord], now: datetime) -> list[RunRecord]:
+    """End ``records`` (``running``, with no owner) ``interrupted``, as a crashed run is, but
+    for the message, and with the note ``UNTOLD``: the crontask that declares the task tells
+    of it. Written over by (id, attempt), not in one statement with the look as an owner's runs
+    are: only a crontask from before owners could still end such a record."""
+    ended: list[RunRecord] = []
+    for record in records:
+        end = interrupted(record, now, note=UNTOLD)
+        end = dataclasses.replace(end, message=OWNERLESS_MESSAGE + UNTOLD)
+        try:
+            store.complete(end)
+        except KeyError:  # deleted meanwhile
+            continue
+        ended.append(end)
+    return ended
 
 
 def _stop_leftovers(
