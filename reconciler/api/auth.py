@@ -93,6 +93,10 @@ Algorithm = Literal[
     "ES384",
 ]
 MIN_HMAC_SECRET_BYTES: Final = 32
+# Clocks differ between an issuer and crontask: a token minted a second ahead (``iat``,
+# ``nbf`` in the future) was refused until that second had passed here. Its ``exp`` gets as
+# much (one leeway covers both): a token lives at most 30 s past its exp.
+JWT_LEEWAY_SECONDS: Final = 30
 
 Sha256Hex = Annotated[str, Field(pattern=r"^[0-9a-fA-F]{64}$")]
 
@@ -283,6 +287,7 @@ class AuthConfig:
                 issuer=settings.issuer,
                 audience=settings.audience,
                 options={"require": ["exp", "iss", "aud", "sub"]},
+                leeway=JWT_LEEWAY_SECONDS,
             )
         except jwt.ExpiredSignatureError as exc:
             raise AuthFailed("jwt expired", invalid_token=True) from exc
