@@ -270,7 +270,9 @@ class Notifier:
         if failure:
             events.append((Event.EVERY_FAILURE, False))
             if not state.failing:
-                state.failing, state.since, state.last_sent = True, state.since or now, {}
+                # Since the run's end, as read back after a restart (``notify_history``).
+                since = state.since or record.finished_at or now
+                state.failing, state.since, state.last_sent = True, since, {}
                 events.append((Event.FAILED, False))
             else:
                 events.append((Event.FAILED, True))

@@ -132,6 +132,13 @@ def test_a_task_failing_every_run_sends_one_message_then_recovered(tmp_path: Pat
     assert failed["run"]["id"] == run_id("default/t", T0)
     assert failed["run"]["exitCode"] == 1
     assert failed["run"]["url"] == f"http://x:1/runs/{run_id('default/t', T0)}"
+    # Failing since the first failed run ended (what a restart reads back), not since the
+    # moment the notifier looked at it.
+    assert (
+        failed["failingSince"]
+        == failed["run"]["finishedAt"]
+        == (T0 + timedelta(seconds=1)).isoformat()
+    )
     assert counts(metrics) == {"dropped": 0, "failed": 0, "sent": 2}
 
 
