@@ -1,7 +1,7 @@
 """crontask's benchmark suite: one command, one table.
 
     python bench/run.py                 # everything, full sizes (about 25 minutes)
-    python bench/run.py --quick         # small sizes, under a minute (CI keeps the code working)
+    python bench/run.py --quick         # small sizes, about 6 minutes (CI keeps the code working)
     python bench/run.py --only lateness,reconcile --sizes 1000 --repeats 5
 
 Scenarios (each a plain module under bench/, each measurement in a fresh interpreter):
