@@ -10,7 +10,6 @@ import logging
 import resource
 import signal
 import socket
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import NoReturn
@@ -26,7 +25,7 @@ from reconciler.api.hosts import external_host
 from reconciler.cli import store_errors
 from reconciler.cli.collector import start_up_collector
 from reconciler.cli.connections import connection_limit, guarded
-from reconciler.cli.main_helpers import existing_paths
+from reconciler.cli.main_helpers import UsageError, existing_paths
 from reconciler.cli.serve import unmet_need
 from reconciler.controller.cluster import Timing
 from reconciler.controller.jobs import JobOptions
@@ -191,8 +190,7 @@ def _open_files() -> None:
 
 
 def usage_error(message: str) -> NoReturn:
-    print(f"crontask run: error: {message}", file=sys.stderr)
-    raise SystemExit(2)
+    raise UsageError(message)  # the usage line, this, exit status 2 (cli.main)
 
 
 def ha_options(args: argparse.Namespace) -> HaOptions | None:
@@ -326,7 +324,15 @@ def listening_socket(host: str, port: int) -> socket.socket:
     waits ~40 ms for a delayed ACK on every small response. Accepted connections inherit the
     option from the listening socket.
     """
-    sock = socket.create_server((host, port), reuse_port=False)
+    # create_server binds IPv4 unless told otherwise: an IPv6 literal (``--listen [::1]:8080``;
+    # a pod with IPv6 only) needs its own family. ``::`` is every address, as ``0.0.0.0`` is,
+    # so it takes IPv4 clients too where the host can (uvicorn's own bind does the same).
+    sock = socket.create_server(
+        (host, port),
+        family=socket.AF_INET6 if ":" in host else socket.AF_INET,
+        reuse_port=False,
+        dualstack_ipv6=host == "::" and socket.has_dualstack_ipv6(),
+    )
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     return sock
 

@@ -7,6 +7,7 @@ import sys
 from collections.abc import Sequence
 
 from reconciler import __version__
+from reconciler.cli.main_helpers import UsageError
 
 DESCRIPTION = """\
 crontask keeps a scheduler in step with CronTask resources declared in YAML files, git
@@ -42,6 +43,9 @@ def build_parser() -> argparse.ArgumentParser:
     inspect.add_parsers(commands)
     history.add_parser(commands)
     remote.add_parsers(commands)
+    for command in commands.choices.values():
+        # A usage error found after parsing is said by its command's parser (see main).
+        command.set_defaults(command_parser=command)
     return parser
 
 
@@ -50,6 +54,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parser.parse_args(argv)
     try:
         code: int = args.handler(args)
+    except UsageError as err:
+        # Options that cannot work together, found once parsed: said as argparse says a bad
+        # option (the command's usage line, one line, exit status 2).
+        args.command_parser.error(str(err))
     except KeyboardInterrupt:
         code = 130
     except BrokenPipeError:  # `crontask runs | head`

@@ -5,6 +5,7 @@ the rest, never a traceback."""
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import os
 import re
 import sys
@@ -22,6 +23,13 @@ from reconciler.sources.limits import (
     MAX_TASKS_RANGE,
     format_size,
 )
+
+
+class UsageError(Exception):
+    """Options a command cannot work with, found after parsing (one needs another, two
+    conflict): ``crontask`` says it as argparse says a bad option, the command's usage line and
+    this message, and exits with status 2."""
+
 
 _SIZE = re.compile(r"(\d{1,15})\s*([a-z]*)", re.IGNORECASE)
 _SIZE_UNITS = {
@@ -145,7 +153,25 @@ def listen_address(text: str) -> str:
         raise argparse.ArgumentTypeError(
             f"expected HOST:PORT (a port 0-65535) or 'off', got {text[:80]!r}"
         )
+    if text != "off" and not _ipv6_in_brackets(text):
+        # ``::1:8080`` could be the address ``::1:8080`` without a port, or ``::1`` with one.
+        raise argparse.ArgumentTypeError(
+            "an IPv6 address goes in brackets, as [::1]:8080, and brackets hold one only; "
+            f"got {text[:80]!r}"
+        )
     return text
+
+
+def _ipv6_in_brackets(text: str) -> bool:
+    """False for a host with a colon outside brackets, or brackets around no IPv6 address."""
+    host = text.rpartition(":")[0]
+    if not host.startswith("["):
+        return ":" not in host
+    try:
+        ipaddress.IPv6Address(host[1:-1])
+    except ValueError:
+        return False
+    return host.endswith("]")
 
 
 def external_url(text: str) -> str:

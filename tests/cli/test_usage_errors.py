@@ -13,6 +13,7 @@ from reconciler.cli.main import main
 from reconciler.cli.main_helpers import server_url
 from reconciler.core.runs import RunRecord, RunStatus, Trigger, run_id
 from reconciler.store import open_store, sqlite_url
+from tests.cli.hostile import crontask
 
 BAD = [
     ("runs", "--limit", "0"),
@@ -171,3 +172,29 @@ def test_the_largest_limit_reads_the_store_page_by_page(
     with pytest.raises(SystemExit):
         main(["runs", "default/t", "--limit", "1001", "--json", "--state-dir", str(tmp_path)])
     assert len(json.loads(capsys.readouterr().out)["items"]) == 1001
+
+
+@pytest.mark.parametrize(
+    ("argv", "says"),
+    [
+        (("--git-ref", "main"), "--git-ref needs --git"),
+        (("--renew-interval", "1s"), "--renew-interval needs --ha"),
+        (("--ha",), "--ha needs a run store every replica shares"),
+        (("--lease-namespace", "ops"), "--lease-namespace needs --ha"),
+        (("--namespace", "ops"), "--namespace/--all-namespaces need --kubernetes"),
+    ],
+)
+def test_options_that_cannot_work_together_are_said_as_a_bad_option_is(
+    tmp_path: Path, argv: tuple[str, ...], says: str
+) -> None:
+    # Found after parsing, but said as argparse says its own: the usage line, one line that
+    # says what is wrong, exit status 2 (as the README promises).
+    (tmp_path / "tasks").mkdir()
+    state = tmp_path / "state"
+    command = ("run", str(tmp_path / "tasks"), "--state-dir", str(state), "--listen", "off")
+    done = crontask(*command, *argv, timeout=60)
+    assert done.code == 2, done.err
+    assert done.err.startswith("usage: crontask run "), done.err
+    assert done.err.splitlines()[-1].startswith(f"crontask run: error: {says}"), done.err
+    assert "Traceback" not in done.err
+    assert not state.exists()  # refused before anything was created
