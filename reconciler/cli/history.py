@@ -5,20 +5,28 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from reconciler.cli.client import (
+    SERVER_ENV,
+    TOKEN_ENV,
     RemoteError,
-    default_server,
     default_token,
     fetch_run,
     fetch_runs,
     object_list,
 )
 from reconciler.cli.durations import duration_arg
-from reconciler.cli.main_helpers import add_state_args, bounded_int, run_id, table, task_key
-from reconciler.cli.remote import add_server_arg
+from reconciler.cli.main_helpers import (
+    add_state_args,
+    bounded_int,
+    run_id,
+    server_url,
+    table,
+    task_key,
+)
 from reconciler.cli.terminal import printable, shown
 from reconciler.core.runs import RunRecord, RunStatus, Trigger
 from reconciler.sources.limits import KIB
@@ -34,7 +42,8 @@ def add_parser(commands: Any) -> None:
         "runs",
         help="list recorded runs",
         description="List runs from the run store, newest first (the same --state-dir / --db "
-        "as `crontask run`). With --id, print one run with its output.",
+        "as `crontask run`), or with --server from a running crontask's API. With --id, print "
+        "one run with its output.",
     )
     parser.add_argument("task", nargs="?", metavar="KEY", type=task_key, help="NAMESPACE/NAME")
     parser.add_argument("--status", choices=[s.value for s in RunStatus])
@@ -55,9 +64,19 @@ def add_parser(commands: Any) -> None:
         "--id", metavar="RUN_ID", type=run_id, help="one run, all attempts, with output"
     )
     parser.add_argument("--json", action="store_true", help='print {"items": [...]}')
-    # Without --server the store is read directly (the same --state-dir / --db as `run`).
+    # Without --server the store is read directly (the same --state-dir / --db as `run`):
+    # unlike the client commands, `runs` has no default server, and $CRONTASK_SERVER does not
+    # turn a read of the local store (or of $CRONTASK_DB) into one of another instance.
     add_state_args(parser)
-    add_server_arg(parser)
+    parser.add_argument(
+        "--server",
+        metavar="URL",
+        type=server_url,
+        default=None,
+        help="read the runs from this running crontask's API instead of the store (no "
+        f"default: without --server the store is read, whatever ${SERVER_ENV} says); "
+        f"${TOKEN_ENV} is sent as a bearer token",
+    )
     parser.set_defaults(handler=run_runs)
 
 
@@ -112,7 +131,15 @@ def _from_store(
 
     url = args.db or sqlite_url(args.state_dir)
     if not args.db and not (args.state_dir / "runs.db").exists():
-        raise SystemExit(f"crontask: no run store at {args.state_dir}/runs.db (see --state-dir)")
+        # One who set $CRONTASK_SERVER for the client commands may expect `runs` to ask it.
+        hint = (
+            f'; runs reads ${SERVER_ENV} only if told: --server "${SERVER_ENV}"'
+            if os.environ.get(SERVER_ENV)
+            else ""
+        )
+        raise SystemExit(
+            f"crontask: no run store at {args.state_dir}/runs.db (see --state-dir){hint}"
+        )
     # A reader: it may read another user's store, and creates or changes nothing there.
     store = open_store(url, existing=True)
     try:
@@ -146,9 +173,8 @@ def _from_api(
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     token = default_token()
     if args.id:
-        server = args.server or default_server()
-        answer = fetch_run(server, token, args.id)
-        return [], object_list(answer.get("attempts"), server, "attempts")
+        answer = fetch_run(args.server, token, args.id)
+        return [], object_list(answer.get("attempts"), args.server, "attempts")
     params = {"task": args.task, "status": args.status, "trigger": args.trigger, "since": since}
     return fetch_runs(args.server, token, params, args.limit), []
 
