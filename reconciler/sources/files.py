@@ -61,6 +61,7 @@ from reconciler.sources.filestate import FileState, Signature, signature_of
 from reconciler.sources.limits import DEFAULT_MAX_FILE_SIZE, DEFAULT_MAX_TASKS, excerpt
 from reconciler.sources.reading import Unreadable, read_file, resolve_root, within
 from reconciler.sources.rootstate import (
+    GONE_ROOT,
     HOLD,
     hold_message,
     is_within,
@@ -222,6 +223,8 @@ class DirectorySource:
             problem = self._outside(root) or missing(root)
             if problem is not None:
                 missing_roots.append(root)
+                if problem == GONE_ROOT and (kept := self._kept(root)):
+                    problem = hold_message(kept, self.revision, gone=True)  # say they stay
                 self._root_errors[root] = DefinitionError(
                     Location(self.kind, self._display(root), revision=self.revision), problem
                 )
@@ -296,12 +299,19 @@ class DirectorySource:
     def _root_holds(self, root: Path, *, for_root: bool) -> bool:
         if not yields_nothing(root, for_root=for_root):
             return False
-        kept = sum(len(s.good or ()) for p, s in self._files.items() if is_within(p, root))
+        kept = self._kept(root)
         if kept == 0:
             return False
         where = Location(self.kind, self._display(root), revision=self.revision)
-        self._root_errors[root] = DefinitionError(where, hold_message(kept, self.revision))
+        gone = missing(root) == GONE_ROOT  # in the words a rescan will use (scan())
+        self._root_errors[root] = DefinitionError(
+            where, hold_message(kept, self.revision, gone=gone)
+        )
         return True
+
+    def _kept(self, root: Path) -> int:
+        """The definitions in force from the files under ``root``."""
+        return sum(len(s.good or ()) for p, s in self._files.items() if is_within(p, root))
 
     def _is_hold(self, root: Path) -> bool:
         error = self._root_errors.get(root)

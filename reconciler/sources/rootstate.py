@@ -12,15 +12,17 @@ from reconciler.sources.reading import within
 from reconciler.sources.walk import iter_yaml_files
 
 HOLD = "no task file here any more"  # how a held root's error starts
+GONE_ROOT = "path does not exist"
 
 
 def missing(root: Path) -> str | None:
-    """Why ``root`` is not read if it cannot be found; None if it is there."""
+    """Why ``root`` is not read if it cannot be found (:data:`GONE_ROOT` if it is not there);
+    None if it is there."""
     try:
         os.stat(root)
     except OSError as err:
         if err.errno in GONE:
-            return "path does not exist"
+            return GONE_ROOT
         return f"path cannot be read: {err.strerror or err}"
     return None
 
@@ -34,14 +36,20 @@ def yields_nothing(root: Path, *, for_root: bool) -> bool:
     return next(iter_yaml_files(root), None) is None
 
 
-def hold_message(kept: int, revision: str | None) -> str:
-    """The error of a root whose ``kept`` tasks are held (``revision``: of the git source)."""
-    if revision is None:
-        why = "(an unmounted volume or a folder moved away?); --allow-empty lets an empty "
+def hold_message(kept: int, revision: str | None, *, gone: bool = False) -> str:
+    """The error of a root whose ``kept`` tasks are held (``revision``: of the git source;
+    ``gone``: the root itself is not there, whose tasks stay whatever --allow-empty says, as
+    a path not there is not an empty one). The same words whichever sees it first, a rescan or
+    the events of its files, so that one is not logged resolved as the other is logged."""
+    if gone:
+        why = f": {GONE_ROOT}{' in this revision' if revision else ''}"
+        why += "; they stay until it is back"
+    elif revision is None:
+        why = " (an unmounted volume or a folder moved away?); --allow-empty lets an empty "
         why += "folder remove them"
     else:
-        why = "in this revision; --allow-empty lets a revision without them remove them"
-    return f"{HOLD}: keeping {'its task' if kept == 1 else f'the {kept} tasks it defined'} {why}"
+        why = " in this revision; --allow-empty lets a revision without them remove them"
+    return f"{HOLD}: keeping {'its task' if kept == 1 else f'the {kept} tasks it defined'}{why}"
 
 
 def leads_within(link: Path, inside: str) -> bool:

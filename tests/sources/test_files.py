@@ -279,7 +279,10 @@ def test_a_vanished_path_keeps_its_tasks_and_is_an_error(tmp_path: Path) -> None
     root.rmdir()
     source.refresh()
     assert set(keys(source)) == {"default/a"}
-    assert [e.message for e in source.errors()] == ["path does not exist"]
+    assert [e.message for e in source.errors()] == [
+        "no task file here any more: keeping its task: path does not exist; they stay until it "
+        "is back"
+    ]
     root.mkdir()
     source.refresh()
     assert keys(source) == {}

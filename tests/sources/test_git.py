@@ -291,7 +291,8 @@ def test_a_path_inside_the_repository(remote: Remote, state: Path, clock: Clock)
     assert set(schedules(source)) == {"default/a"}
     (error,) = source.errors()
     assert (str(error), error.location.revision) == (
-        f"deploy/tasks: path does not exist (revision {gone[:12]})",
+        "deploy/tasks: no task file here any more: keeping its task: path does not exist in "
+        f"this revision; they stay until it is back (revision {gone[:12]})",
         gone,
     )
 
