@@ -39,7 +39,8 @@ from reconciler.core.urls import redact_url
 
 
 def add_server_arg(parser: argparse.ArgumentParser) -> None:
-    """``--server URL`` (for any command that talks to the API, e.g. ``crontask runs``)."""
+    """``--server URL`` (for any command that talks to the API, e.g. ``crontask tasks``;
+    ``crontask runs`` has its own, with no default)."""
     parser.add_argument(
         "--server",
         metavar="URL",
