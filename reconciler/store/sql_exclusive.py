@@ -12,15 +12,15 @@ transaction sees what was committed before it.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Final
+from typing import Any, Final
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 from sqlalchemy.sql.dml import Insert
 
-from reconciler.core.runs import RunRecord, RunStatus
+from reconciler.core.runs import RunRecord, RunStatus, Trigger
 from reconciler.store.exclusive import ExclusiveClaim, decide_exclusive
-from reconciler.store.sql_rows import record_to_row, records_of, row_key
+from reconciler.store.sql_rows import readable, record_to_row, row_key, row_to_record
 from reconciler.store.sql_schema import runs
 
 TASK_LOCK: Final = 0x63726F6E  # "cron"
@@ -45,9 +45,7 @@ def claim(
     )
     if not sqlite:
         conn.execute(LOCK_TASKS, {"kind": TASK_LOCK, "tasks": tasks})
-    # Fetched whole, then read (``sql_rows.records_of``): a row this version cannot read is
-    # left out, and an existing key among them is refused by the insert below all the same.
-    answers = decide_exclusive(records, records_of(conn.execute(look).all()))
+    answers = decide_exclusive(records, _deciding(conn.execute(look).all()))
     rows = [record_to_row(r) for r, a in zip(records, answers, strict=True) if a.claimed]
     inserted: set[tuple[str, int]] = set()
     if rows:  # in key order, as claim_many
@@ -58,3 +56,18 @@ def claim(
         a if not a.claimed or (r.id, r.attempt) in inserted else ExclusiveClaim(False)
         for r, a in zip(records, answers, strict=True)
     ]
+
+
+def _deciding(rows: Sequence[sa.Row[Any]]) -> list[RunRecord]:
+    """The stored attempts that decide a claim, fetched whole first (see ``records_of``). A
+    row this version cannot read still holds its task when it is running (a trigger only a
+    newer crontask knows, during a rolling upgrade: its run must keep another off as any run
+    does), read as a scheduled run; any other is left out, and its key, if it is one of the
+    batch's, is refused by the insert all the same."""
+    deciding: list[RunRecord] = []
+    for row in rows:
+        if readable(row.status, row.trigger):
+            deciding.append(row_to_record(row))
+        elif row.status == RunStatus.RUNNING.value:
+            deciding.append(row_to_record(row, trigger=Trigger.SCHEDULE))
+    return deciding

@@ -98,14 +98,14 @@ def record_of(row: sa.Row[Any] | None) -> RunRecord | None:
     return None if row is None or not readable(row.status, row.trigger) else row_to_record(row)
 
 
-def row_to_record(row: sa.Row[Any]) -> RunRecord:
-    """The record of ``row``; ValueError if its status or trigger is unknown (see
-    :func:`records_of`, which leaves such rows out)."""
+def row_to_record(row: sa.Row[Any], *, trigger: Trigger | None = None) -> RunRecord:
+    """The record of ``row`` (``trigger``: read as this one); ValueError if its status or
+    trigger is unknown (see :func:`records_of`, which leaves such rows out)."""
     return RunRecord(
         id=row.id,
         task=row.task,
         scheduled_at=row.scheduled_at,
-        trigger=Trigger(row.trigger),
+        trigger=trigger or Trigger(row.trigger),
         status=RunStatus(row.status),
         attempt=row.attempt,
         started_at=row.started_at,

@@ -188,12 +188,24 @@ def test_a_claim_after_a_read_that_raised_and_another_write_goes_through(
 def test_an_exclusive_claim_beside_them_is_answered(
     sql_store: RunStore, outside: sa.Engine
 ) -> None:
-    # A running row of the task and a row of the very slot claimed, neither readable: the
-    # claim neither raises inside its write transaction nor takes the slot written already.
-    status = _unknown()
-    _write(outside, rec(TASK, 5, RunStatus.RUNNING), trigger=_unknown())
-    _write(outside, rec(TASK, 10), status=status)
+    # A row of the very slot claimed that this version cannot read: the claim neither raises
+    # inside its write transaction nor takes the slot written already.
+    _write(outside, rec(TASK, 10), status=_unknown())
     slot, free = rec(TASK, 10, RunStatus.RUNNING), rec(TASK, 20, RunStatus.RUNNING)
     answers = sql_store.claim_exclusive([slot, free])
     assert [a.claimed for a in answers] == [False, True]
     assert sql_store.get(free.id) == free
+
+
+def test_a_run_of_a_trigger_this_version_does_not_know_holds_its_task(
+    sql_store: RunStore, outside: sa.Engine
+) -> None:
+    # A newer replica's run (a trigger this one does not know) is running: under Forbid this
+    # replica's run of the task must wait, as beside any other replica's run.
+    theirs = dataclasses.replace(rec(TASK, 5, RunStatus.RUNNING), owner="newer-replica")
+    _write(outside, theirs, trigger=_unknown())
+    mine = dataclasses.replace(rec(TASK, 6, RunStatus.RUNNING), owner="older-replica")
+    (answer,) = sql_store.claim_exclusive([mine])
+    assert not answer.claimed
+    assert [r.id for r in answer.running] == [theirs.id]
+    assert sql_store.get(mine.id) is None
