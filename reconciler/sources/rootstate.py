@@ -43,7 +43,7 @@ def hold_message(kept: int, revision: str | None, *, gone: bool = False) -> str:
     the events of its files, so that one is not logged resolved as the other is logged."""
     if gone:
         why = f": {GONE_ROOT}{' in this revision' if revision else ''}"
-        why += "; they stay until it is back"
+        why += f"; {'it stays' if kept == 1 else 'they stay'} until it is back"
     elif revision is None:
         why = " (an unmounted volume or a folder moved away?); --allow-empty lets an empty "
         why += "folder remove them"

@@ -280,7 +280,7 @@ def test_a_vanished_path_keeps_its_tasks_and_is_an_error(tmp_path: Path) -> None
     source.refresh()
     assert set(keys(source)) == {"default/a"}
     assert [e.message for e in source.errors()] == [
-        "no task file here any more: keeping its task: path does not exist; they stay until it "
+        "no task file here any more: keeping its task: path does not exist; it stays until it "
         "is back"
     ]
     root.mkdir()

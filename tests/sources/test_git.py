@@ -292,7 +292,7 @@ def test_a_path_inside_the_repository(remote: Remote, state: Path, clock: Clock)
     (error,) = source.errors()
     assert (str(error), error.location.revision) == (
         "deploy/tasks: no task file here any more: keeping its task: path does not exist in "
-        f"this revision; they stay until it is back (revision {gone[:12]})",
+        f"this revision; it stays until it is back (revision {gone[:12]})",
         gone,
     )
 

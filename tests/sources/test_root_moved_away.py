@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from reconciler.sources.files import DirectorySource
+from reconciler.sources.rootstate import hold_message
 from tests.controller.test_reconcile import doc
 from tests.helpers import wait_for
 
@@ -97,3 +98,10 @@ def test_crontask_run_logs_that_a_folder_moved_away_keeps_its_tasks(tmp_path: Pa
     assert f'error="tasks: {SAID}"' in said
     assert "definition error resolved" not in said  # it is not back
     assert "task removed" not in said
+
+
+def test_one_task_is_said_in_the_singular() -> None:
+    assert hold_message(1, None, gone=True) == (
+        "no task file here any more: keeping its task: path does not exist; "
+        "it stays until it is back"
+    )
