@@ -281,11 +281,14 @@ def _merged(task: Mapping[str, str], ours: Mapping[str, str]) -> dict[str, str]:
 
 
 async def _read_head(response: httpx.Response, limit: int, into: bytearray) -> None:
-    """The first ``limit`` bytes of the body and one more, which tells that it goes on, into
-    ``into`` as they come (what came is kept if time runs out); the rest is not downloaded."""
+    """The first ``limit`` bytes of the body into ``into`` as they come (what came is kept if
+    time runs out); the rest is not downloaded. Without a ``Content-Length`` one byte more,
+    which tells that the body goes on (a server that sends exactly ``limit`` and holds the
+    connection then times the run out: with a length it is not waited for)."""
+    limit += _content_length(response) is None
     async for chunk in response.aiter_raw():
-        into += chunk[: limit + 1 - len(into)]
-        if len(into) > limit:
+        into += chunk[: limit - len(into)]
+        if len(into) >= limit:
             break
 
 
@@ -295,9 +298,9 @@ def _body_text(response: httpx.Response, body: bytearray, limit: int) -> str:
     U+FFFD is three). How much the limit left out is known from ``Content-Length`` alone: the
     rest of the body was not read."""
     text, cut = bounded_text(bytes(body[:limit]), limit, "head")
-    if len(body) > limit:
-        total = _content_length(response)
-        dropped = None if total is None else max(total, len(body)) - (limit - cut)
+    total = _content_length(response)
+    if len(body) > limit or (total is not None and total > limit and len(body) == limit):
+        dropped = None if total is None else total - (limit - cut)
     elif cut:
         dropped = cut
     else:

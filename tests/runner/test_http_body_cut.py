@@ -37,6 +37,14 @@ class Handler(BaseHTTPRequestHandler):
             self.wfile.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
             self._chunks(int(size))
             self.wfile.write(b"0\r\n\r\n")
+        elif kind == "held":  # /held/<n>: a Content-Length of n, KEPT bytes, then nothing
+            self.send_response(200)
+            self.send_header("Content-Length", size)
+            self.end_headers()
+            self.wfile.write(b"a" * KEPT)
+            self.wfile.flush()
+            with contextlib.suppress(OSError):
+                self.rfile.read(1)  # until the client goes away
         elif kind == "endless":  # chunks until the client goes away
             self.wfile.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
             # The client closes the connection once it has read what it wanted.
@@ -101,3 +109,10 @@ def test_a_smaller_limit_cuts_and_marks_the_same(server: str) -> None:
     action = HttpAction.model_validate({"url": f"{server}/length/100", "timeoutSeconds": 10})
     outcome = asyncio.run(HttpRun(action, env={}, output_limit=10).run())
     assert outcome.output == "a" * 10 + "\n[... 90 bytes truncated ...]"
+
+
+def test_a_body_of_known_length_is_not_waited_for_past_the_limit(server: str) -> None:
+    # The server declares 1 MiB, sends what is kept and stops sending: the length says that
+    # more would come, so the run does not wait (until its timeout) for a byte it would drop.
+    outcome = run(f"{server}/held/{KEPT + 1024 * 1024}")
+    assert outcome.output == "a" * KEPT + f"\n[... {1024 * 1024} bytes truncated ...]"
