@@ -45,6 +45,7 @@ from fastapi.routing import APIRoute
 
 from reconciler.api.auth import (
     ANONYMOUS,
+    JWT_LEEWAY_SECONDS,
     PUBLIC,
     AuthConfig,
     AuthFailed,
@@ -185,15 +186,16 @@ def _cookie_key(key: bytes) -> bytes:
 
 
 def session_seconds(credential: str, now: float | None = None) -> int:
-    """How long the cookie lives: :data:`SESSION_SECONDS`, or less if the JWT expires first.
-    (The JWT was verified just before; this only reads its ``exp``.)"""
+    """How long the cookie lives: :data:`SESSION_SECONDS`, or less if the JWT expires first
+    (with the leeway for clock skew it is verified with: a token signed in with during it
+    got a cookie already over). The JWT was verified just before; this only reads ``exp``."""
     now = time.time() if now is None else now
     if credential.count(".") == 2:
         try:
             claims = jwt.decode(credential, options={"verify_signature": False})
             exp = claims.get("exp")
             if isinstance(exp, int | float):
-                return max(0, min(SESSION_SECONDS, int(exp - now)))
+                return max(0, min(SESSION_SECONDS, int(exp + JWT_LEEWAY_SECONDS - now)))
         except jwt.InvalidTokenError:
             pass
     return SESSION_SECONDS

@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from reconciler.api.auth import AuthConfig, Role
+from reconciler.api.auth import JWT_LEEWAY_SECONDS, AuthConfig, Role
 from reconciler.web.session import (
     COOKIE,
     SESSION_SECONDS,
@@ -150,9 +150,11 @@ def test_a_jwt_signs_in_until_it_expires(guarded: TestClient) -> None:
     response = guarded.post("/login", data={"token": token}, follow_redirects=False)
     assert response.status_code == 303
     max_age = int(re.search(r"Max-Age=(\d+)", response.headers["set-cookie"]).group(1))  # type: ignore[union-attr]
-    assert 590 <= max_age <= 600
+    # Until its exp, and the leeway for clock skew it is verified with.
+    assert 590 + JWT_LEEWAY_SECONDS <= max_age <= 600 + JWT_LEEWAY_SECONDS
     assert "user-operator" in guarded.get("/").text
-    assert session_seconds(make_jwt("viewer", expires_in=-5)) == 0
+    assert 0 < session_seconds(make_jwt("viewer", expires_in=-5)) <= JWT_LEEWAY_SECONDS - 5
+    assert session_seconds(make_jwt("viewer", expires_in=-JWT_LEEWAY_SECONDS - 5)) == 0
 
 
 def test_an_expired_session_signs_out(guarded: TestClient, tmp_path: Path) -> None:
