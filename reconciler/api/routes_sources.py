@@ -69,7 +69,10 @@ class SourceListOut(_Out):
 
 
 class SyncOut(_Out):
-    accepted: bool = Field(description="a fetch was requested; its result shows in /sources")
+    accepted: bool = Field(
+        description="a fetch was requested (made at once, or at the end of the 5 s after the "
+        "last one asked for); its result shows in /sources"
+    )
 
 
 @router.get(
@@ -111,7 +114,10 @@ def _source_out(s: SourceStatus) -> SourceOut:
     summary="Fetch the git source now (push webhook)",
     description="Authenticated by an operator's bearer token, or by `X-Hub-Signature-256` "
     "(HMAC-SHA256 of the body with the webhook secret). The body is not interpreted: any "
-    "push means 'fetch now'. 404 if crontask has no git source.",
+    "push means 'fetch now'; but within 5 s of the end of the last fetch asked for this way, "
+    "'fetch when those 5 s are over' (however many ask meanwhile, one fetch then, of the newest "
+    "push: a delivery replayed does not make fetch after fetch). 404 if crontask has no git "
+    "source.",
     openapi_extra={**role_extra("operator"), WEBHOOK_SIGNATURE_KEY: True, **_PUSH_BODY},
     responses=problem_responses(404, 422, 500),
 )

@@ -72,6 +72,7 @@ import json
 import logging
 import os
 import threading
+import time
 from collections.abc import Callable, Collection
 from datetime import UTC, datetime
 from pathlib import Path
@@ -105,8 +106,17 @@ log = logging.getLogger("crontask.sources.git")
 TOKEN_USERNAME = "x-access-token"  # noqa: S105 - a user name
 
 
+# Seconds from the end of a fetch a webhook asked for to the next (a signed delivery, replayed,
+# made fetches back to back). Asks in between are not dropped: one fetch follows the wait.
+HOOK_SPACING = 5.0
+
+
 def _utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+async def _hold_off(stop: asyncio.Event, seconds: float) -> None:
+    await first_of(stop, timeout=seconds)  # on its own: tests stand in for it
 
 
 @dataclasses.dataclass(frozen=True)
@@ -200,6 +210,7 @@ class GitSource:
         self._failures = 0
         self._failed_total = 0
         self._wanted: asyncio.Event | None = None  # a webhook asked for a sync (see watch)
+        self._asked_at = -float("inf")  # time.monotonic() when the last one asked for ended
         self._loop: asyncio.AbstractEventLoop | None = None
         self._in_flight: GitRepo | None = None  # the repository a sync is working on
         self._cancelled = False
@@ -247,8 +258,8 @@ class GitSource:
     # -- its life --------------------------------------------------------------------------
 
     async def watch(self, notify: Notify, ready: Ready, stop: asyncio.Event) -> None:
-        """Fetch on the interval (or the backoff after failures), or at once when asked
-        (``request_sync``: a push webhook); a new revision notifies.
+        """Fetch on the interval (or the backoff after failures), or when asked
+        (``request_sync``: a push webhook; see ``HOOK_SPACING``); a new revision notifies.
 
         Ready after the first sync attempt when no revision is in force yet. When one is (the
         revision in force before a restart, read from disk), ready at once and the first fetch
@@ -264,10 +275,15 @@ class GitSource:
             await self._sync_now(notify, stop)
         while not stop.is_set():
             await first_of(stop, self._wanted, timeout=self.status().next_retry_in)
+            asked = self._wanted.is_set()
+            if asked and (wait := self._asked_at + HOOK_SPACING - time.monotonic()) > 0:
+                await _hold_off(stop, wait)  # asks meanwhile: the one fetch after it
             self._wanted.clear()
             if stop.is_set():
                 return
             await self._sync_now(notify, stop)
+            if asked:
+                self._asked_at = time.monotonic()
 
     def request_sync(self) -> bool:
         """Fetch now (from any thread); False if the source is not running."""
