@@ -44,8 +44,13 @@ _TYPES: Mapping[int, str] = {
     403: "forbidden",
     404: "not-found",
     405: "method-not-allowed",
+    408: "request-timeout",
     409: "conflict",
+    412: "precondition-failed",
+    413: "too-large",
+    421: "misdirected-request",
     422: "invalid-request",
+    431: "headers-too-large",
     500: "internal-error",
     503: "unavailable",
 }

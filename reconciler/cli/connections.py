@@ -20,7 +20,8 @@ and runs failed to start ("Too many open files"). So:
   one that is not going to, or an idle keep-alive. A connection whose last answer is still in
   the process's buffer is not among them (its reader would lose the answer), nor one whose
   request is being answered. Only when none is waiting is the new connection closed;
-- a request's head (its request line and headers, at most uvicorn's 16 KiB) must arrive within
+- a request's head (its request line and headers; uvicorn holds one still arriving to 16 KiB,
+  and ``api.app`` one arrived whole to 32 KiB) must arrive within
   ``HEAD_SECONDS`` of the connection opening, or of the previous response (uvicorn's own
   keep-alive timeout, 5 s, closes a connection that sends nothing sooner);
 - an answer that is still being sent must keep moving: every ``WRITE_SECONDS`` at least
