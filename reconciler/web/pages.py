@@ -11,13 +11,15 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from datetime import UTC, datetime
+from http import HTTPStatus
 from importlib import resources
 from typing import Annotated, Any, Final
 
 import yaml
 from fastapi import APIRouter, Query, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
@@ -31,6 +33,7 @@ from reconciler.api.routes_tasks import WRITER
 from reconciler.api.routing import Runtime, context
 from reconciler.core.desired import SourceKind
 from reconciler.core.runs import DNS1123_LABEL, RunStatus
+from reconciler.sources.limits import excerpt
 from reconciler.store.query import MAX_PAGE_SIZE
 from reconciler.web import views
 from reconciler.web.session import (
@@ -60,7 +63,49 @@ REFRESH_SECONDS: Final = 5
 _LABEL: Final = re.compile(DNS1123_LABEL)
 _SOURCE_KIND: Final = re.compile(r"^[a-z][a-z0-9-]{0,31}$")
 
-router = APIRouter(route_class=PageRoute, include_in_schema=False)
+
+class _Page(PageRoute):
+    """A page route whose refusals a person's browser gets as a page: a filter of an unknown
+    value (``/?state=bogus``) or a run id of another shape was a JSON problem on the screen.
+    A client that does not ask for HTML (the page's own refresh, a script) gets the problem."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def shown(request: Request) -> Response:
+            try:
+                return await handler(request)
+            except (ProblemError, RequestValidationError) as refused:
+                if not _wants_a_page(request):
+                    raise
+                status, detail = _said(refused)
+                title = HTTPStatus(status).phrase
+                page = render(request, "problem.html", status, title=title, detail=detail)
+                if isinstance(refused, ProblemError):
+                    page.headers.update(refused.headers)  # Retry-After, WWW-Authenticate
+                return page
+
+        return shown
+
+
+def _wants_a_page(request: Request) -> bool:
+    return "text/html" in request.headers.get("accept", "") and not request.headers.get(
+        "x-crontask-refresh"
+    )
+
+
+def _said(refused: ProblemError | RequestValidationError) -> tuple[int, str]:
+    if isinstance(refused, ProblemError):
+        return refused.status, refused.detail
+    found = refused.errors()
+    where = "; ".join(
+        f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg', 'invalid')}"
+        for e in found[:5]
+    )
+    return 422, excerpt(where, 500)
+
+
+router = APIRouter(route_class=_Page, include_in_schema=False)
 _templates = Environment(
     loader=PackageLoader("reconciler.web", "templates"),
     autoescape=select_autoescape(["html"]),
