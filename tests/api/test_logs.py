@@ -63,7 +63,7 @@ def test_a_long_path_is_bounded_in_the_log_and_in_the_answer(
     path = "/api/v1/tasks/default/" + "x" * 60_000  # httpx refuses URLs over 64 KiB
     with caplog.at_level(logging.INFO, logger="crontask.api"):
         for response in (client.get(path), client.delete(path), client.get("/" + "y" * 60_000)):
-            assert response.status_code in (404, 422)
+            assert response.status_code in (404, 422, 431)  # 431: a head past 32 KiB
             assert len(response.content) < 8_000  # the path is echoed bounded, not twice whole
         client.get("/api/v1/tasks/%00/a%00b")
     requests = [r for r in caplog.records if r.getMessage() == "request"]
