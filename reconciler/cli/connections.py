@@ -11,9 +11,10 @@ and runs failed to start ("Too many open files"). So:
   lets wait. The rest is left to runs: a command holds two descriptors while it runs;
 - at most ``peer_limit`` of them (an eighth, at least 16) come from one address, loopback
   included (a sidecar's or a port-forward's connections all do; the eviction below keeps its
-  clients' requests going). One host that kept 4 096 connections sending a header line every
-  2 s, reopening each one closed, had every other connection closed at once: kubelet's probes
-  failed and the pod was restarted, killing its runs;
+  clients' requests going), an IPv6 address counted with the rest of its /64 (``peer_of``: a
+  host is given a /64, and may send from any address in it). One host that kept 4 096
+  connections sending a header line every 2 s, reopening each one closed, had every other
+  connection closed at once: kubelet's probes failed and the pod was restarted, killing its runs;
 - past either bound, the connection that has waited longest for a request head is dropped
   (aborted) to make room, first among those of the same address when that address is past
   its share: a client sends its head as soon as it connects, so the one waiting longest is the
@@ -41,6 +42,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
+import ipaddress
 import logging
 import resource
 import struct
@@ -70,6 +72,20 @@ def peer_limit(max_connections: int) -> int:
     """How many of them one address may hold: an eighth, for other hosts to keep some room
     when one holds all its share in requests; at least 16 (a browser opens six at once)."""
     return min(max_connections, max(16, max_connections // 8))
+
+
+def peer_of(address: str) -> str:
+    """What one address's share is counted by: an IPv4 address (an IPv4-mapped IPv6 one as
+    the IPv4 address it is), or the /64 of an IPv6 address, the network a host is given."""
+    try:
+        ip = ipaddress.ip_address(address.split("%", 1)[0])  # no zone: fe80::1%eth0
+    except ValueError:
+        return address
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.IPv6Network((ip, 64), strict=False))
+    return str(ip)
 
 
 def guarded(max_connections: int, per_peer: int | None = None) -> type[GuardedH11Protocol]:
@@ -129,7 +145,7 @@ class GuardedH11Protocol(H11Protocol):
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)  # into ``self.connections``, and sets ``client``
-        peer = self.client[0] if self.client else None  # None: a Unix socket
+        peer = peer_of(self.client[0]) if self.client else None  # None: a Unix socket
         if peer is not None and self.crowd.open_from.get(peer, 0) >= self.per_peer:
             let_in = self._make_room(peer, "too many from one address")
         elif len(self.connections) > self.max_connections:

@@ -117,3 +117,20 @@ def test_a_connection_beyond_the_limit_drops_the_oldest_that_sent_nothing(
             sock.sendall(request())
             assert b"200 OK" in response(sock)
         assert closed_by_server(held[0])
+
+
+@pytest.mark.parametrize(
+    ("address", "counted_as"),
+    [
+        ("192.0.2.7", "192.0.2.7"),
+        ("2001:db8:1:2::1", "2001:db8:1:2::/64"),
+        # One host may send from any address of its /64: all of them share one count.
+        ("2001:db8:1:2:ffff:ffff:ffff:fffe", "2001:db8:1:2::/64"),
+        ("2001:db8:1:3::1", "2001:db8:1:3::/64"),
+        ("::ffff:192.0.2.7", "192.0.2.7"),  # a dual-stack socket's IPv4 client
+        ("fe80::1%eth0", "fe80::/64"),
+        ("not-an-address", "not-an-address"),
+    ],
+)
+def test_an_address_is_counted_with_its_network(address: str, counted_as: str) -> None:
+    assert connections.peer_of(address) == counted_as
