@@ -39,7 +39,7 @@ log = logging.getLogger("crontask.runner")
 
 Call = Callable[..., Coroutine[Any, Any, Any]]
 
-# The most records one claim_exclusive takes (the recorder's CLAIM_BATCH).
+# The most records one claim_exclusive takes (the lane's CLAIM_BATCH).
 CLAIM_BATCH: Final = 128
 # The most claims whose answer was lost remembered at once (``unanswered``), oldest forgotten.
 UNANSWERED_MAX: Final = 1024

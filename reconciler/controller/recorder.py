@@ -2,14 +2,15 @@
 
 Claims go straight to the store, because a claim decides whether this process may run a slot
 (the store refuses a second claim of the same slot). Writes go one at a time, and the records
-handed in while one is on its way travel together in the next (a group commit, see ``_Lane``):
+handed in while one is on its way travel together in the next (a group commit, see ``lane``):
 the first claim of a burst goes at once, alone, so the first run starts without waiting for
 the rest; the others of the burst follow in a few ``claim_many`` calls of up to
 ``CLAIM_BATCH`` records, each batch's runs starting while the next is written, so starting
 thousands of runs costs a few store round trips, not one each. Final records travel together
 the same way in ``save_many`` calls, after any claim that waits.
 
-When the store is unavailable the run still happens — without replicas nobody else can run
+When the store is unavailable, or does not answer a write within ``ANSWER_WAIT`` (``lane``),
+the run still happens — without replicas nobody else can run
 its slot — and its records wait in a bounded buffer that is retried with backoff until the
 store is back. A claim may also be asked not to be kept (``claim_soon(keep=False)``): with
 replicas, a slot whose claim could not be checked is not run, since the replica that takes
@@ -31,12 +32,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import threading
 from collections import OrderedDict
-from collections.abc import Callable, Coroutine
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable
 from typing import Any, TypeVar
 
+from reconciler.controller.lane import ANSWER_WAIT, SAVE_BATCH, Batch, Lane, started_pool
 from reconciler.controller.waiting import (
     CLAIM,
     CREATE,
@@ -56,91 +56,9 @@ log = logging.getLogger("crontask.recorder")
 T = TypeVar("T")
 
 
-Batch = list[tuple[RunRecord, asyncio.Future[bool]]]
-
-Finish = Callable[[Batch, "asyncio.Future[Any]"], Coroutine[Any, Any, None]]
-
-# The most records one transaction takes. Claims go in smaller batches: the runs of a batch
-# start as soon as it is accepted, while the next batch is on its way to the store.
-CLAIM_BATCH = 128
-SAVE_BATCH = 512
 # Records a flush tries alone, one after another, before it sleeps: more failing alone is an
 # outage, not a locked row.
 LONE_TRIES = 3
-
-
-class _Lane:
-    """One write at a time, and every record handed in meanwhile goes with the next (a group
-    commit). Claims go before saves: a run waits for its claim, nothing waits for a save.
-
-    The first record after a quiet moment goes at once, alone, not at the end of the loop's
-    turn: the first run of a burst need not wait until the scheduler has handed over the
-    whole burst. And the store's threads never compete for its write lock (SQLite's busy
-    handler would make the loser sleep for milliseconds)."""
-
-    def __init__(self, write: Callable[[str, list[RunRecord]], asyncio.Future[Any]]) -> None:
-        self._write = write
-        self._claims: Batch = []
-        self._saves: Batch = []
-        self._busy = False
-        self._finish: dict[str, Finish] = {}
-        self._sending: set[asyncio.Task[None]] = set()  # a reference keeps each task alive
-
-    def on_written(self, kind: str, finish: Finish) -> None:
-        """``finish(batch, written)`` takes a batch's answer (``written``) on the loop."""
-        self._finish[kind] = finish
-
-    def put(self, kind: str, record: RunRecord) -> asyncio.Future[bool]:
-        done: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
-        (self._claims if kind == "claim" else self._saves).append((record, done))
-        self._next()
-        return done
-
-    def _next(self) -> None:
-        if self._busy:
-            return
-        if self._claims:
-            kind, batch = "claim", self._claims[:CLAIM_BATCH]
-            del self._claims[:CLAIM_BATCH]
-        elif self._saves:
-            kind, batch = "save", self._saves[:SAVE_BATCH]
-            del self._saves[:SAVE_BATCH]
-        else:
-            return
-        self._busy = True
-        # In the store's thread from now on; the answer is taken on the loop.
-        try:
-            written = self._write(kind, [record for record, _ in batch])
-        except Exception as err:  # not handed over: every write after it would wait for ever
-            written = asyncio.get_running_loop().create_future()
-            written.set_exception(StoreUnavailable(f"cannot hand the write over: {err}"))
-        task = asyncio.get_running_loop().create_task(self._finish[kind](batch, written))
-        self._sending.add(task)
-        task.add_done_callback(self._sent)
-
-    def _sent(self, task: asyncio.Task[None]) -> None:
-        self._sending.discard(task)
-        self._busy = False
-        self._next()
-
-
-def started_pool(threads: int, prefix: str) -> ThreadPoolExecutor:
-    """A pool whose ``threads`` threads run already. A ThreadPoolExecutor starts a thread when
-    work comes and none is idle: under a pids limit (a pod's, ``ulimit -u``) that start can
-    fail in the middle of a burst, long after crontask started, and a write that cannot be
-    handed over stops every write behind it. Started now, they never need starting again."""
-    pool = ThreadPoolExecutor(threads, thread_name_prefix=prefix)
-    # Each waits until all have started, so no task finds an idle thread to reuse.
-    barrier = threading.Barrier(threads + 1)
-    try:
-        for _ in range(threads):
-            pool.submit(barrier.wait)
-        barrier.wait()
-    except BaseException:
-        barrier.abort()  # the threads that did start stop waiting
-        pool.shutdown(wait=False)
-        raise
-    return pool
 
 
 class Recorder:
@@ -153,6 +71,7 @@ class Recorder:
         io_threads: int = 2,
         retry_initial: float = 0.5,
         retry_max: float = 30.0,
+        answer_wait: float = ANSWER_WAIT,
     ) -> None:
         self.store = store
         self.retry_initial = retry_initial
@@ -166,7 +85,7 @@ class Recorder:
         # Claims not to be kept when the store cannot answer them (``claim_soon(keep=False)``).
         self._unkept: set[asyncio.Future[bool]] = set()
         self._closed = False
-        self._lane = _Lane(self._write)
+        self._lane = Lane(self._write, answer_wait)
         self._lane.on_written("claim", self._claimed)
         self._lane.on_written("save", self._saved)
 
@@ -381,6 +300,7 @@ class Recorder:
         delay, size = self.retry_initial, SAVE_BATCH
         alone: set[Key] = set()  # the records that failed alone since the last write or sleep
         while self._pending:
+            await self._lane.settled()  # a write still out could land after this one
             batch = self._pending.first(size)
             self._pending.writing = frozenset(key for key, _ in batch)
             try:

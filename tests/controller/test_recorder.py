@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 
 from reconciler.controller.dispatch import Dispatcher
-from reconciler.controller.recorder import CLAIM_BATCH, Recorder
+from reconciler.controller.lane import CLAIM_BATCH
+from reconciler.controller.recorder import Recorder
 from reconciler.controller.waiting import CUT_TO
 from reconciler.core.runs import RunRecord, RunStatus, Trigger, run_id
 from reconciler.store import MemoryRunStore
