@@ -40,7 +40,7 @@ import copy
 import dataclasses
 import hashlib
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, Final
 
@@ -341,16 +341,6 @@ def main_container(job: Mapping[str, Any]) -> str | None:
     if chosen in names:
         return str(chosen)
     return str(names[0]) if names and names[0] else None
-
-
-def latest_pod(pods: Iterable[Mapping[str, Any]]) -> Mapping[str, Any] | None:
-    """The pod that tells the Job's story: the newest one (a retried Job has several)."""
-
-    def created(pod: Mapping[str, Any]) -> tuple[str, str]:
-        meta = pod.get("metadata") or {}
-        return str(meta.get("creationTimestamp") or ""), str(meta.get("name") or "")
-
-    return max(pods, key=created, default=None)
 
 
 def containers_of(pod: Mapping[str, Any]) -> tuple[ContainerResult, ...]:

@@ -30,9 +30,11 @@ One attempt, in order:
    cluster has decided (``core.jobs.decided``: ``SuccessCriteriaMet``/``FailureTarget``, while
    its pods terminate) gets its pods' ``terminationGracePeriodSeconds`` more; deleted then,
    its decided outcome is the attempt's, not a timeout.
-4. At the end, before anything can clean the Job up: the pods (the newest one tells the
-   story), each container's exit code and reason, and the last ``output_limit`` bytes of the main
-   container's log through ``pods/log`` (or why it could not be read). ``Complete`` (or
+4. At the end, before anything can clean the Job up: the pod that tells the story
+   (``core.job_pods``: a failed pod of a failed Job, a succeeded one of a complete Job, the
+   last to finish; a retried or parallel Job has several), each container's exit code and
+   reason, and the last ``output_limit`` bytes of the main container's log through
+   ``pods/log`` (or why it could not be read). ``Complete`` (or
    ``SuccessCriteriaMet``) is ``succeeded``; ``Failed`` (or ``FailureTarget``) is ``failed``
    with the condition's reason, ``timedOut`` for
    ``DeadlineExceeded`` (``spec.timeoutSeconds`` is the Job's ``activeDeadlineSeconds`` unless
@@ -59,11 +61,11 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
 
 from reconciler.core.desired import Definition
+from reconciler.core.job_pods import story_pod
 from reconciler.core.jobs import (
     decided,
     finished,
     job_manifest,
-    latest_pod,
     main_container,
     outcome_of,
     run_in,
@@ -127,8 +129,11 @@ def _uid(job: Job | None) -> str | None:
     return None if job is None else (job.get("metadata") or {}).get("uid")
 
 
-def _newest(pods: list[Job]) -> Job | None:
-    pod = latest_pod(pods)
+def _story(job: Job, pods: list[Job]) -> Job | None:
+    """The pod that tells the story of ``job`` (``core.job_pods``: by the outcome the cluster
+    decided, not by age alone: a parallel Job's pods are made in the same second)."""
+    ended = decided(job)
+    pod = story_pod(pods, None if ended is None else ended[0])
     return None if pod is None else dict(pod)
 
 
@@ -411,7 +416,7 @@ class JobRun:
         cached = cluster.cached(details.namespace, details.name)
         if cached is not None and _uid(cached) == self._uid and decided(cached) is not None:
             job = cached  # decided since the look (a look by GET may be behind the watch)
-        output, pod, error = await self._evidence(cached)
+        output, pod, error = await self._evidence(cached, job)
         details = with_pod(details, pod, error)
         deleted = await self._delete()
         if isinstance(deleted, str):
@@ -439,13 +444,17 @@ class JobRun:
 
     # -- the end -------------------------------------------------------------------------------
 
-    async def _evidence(self, job: Job | None) -> tuple[str, Job | None, str | None]:
-        """The main container's log tail, the newest pod, and why the log could not be read."""
+    async def _evidence(
+        self, job: Job | None, told: Job | None = None
+    ) -> tuple[str, Job | None, str | None]:
+        """The main container's log tail, the pod that tells the story of ``told`` (``job``
+        unless given: the outcome may be one a GET saw before the watch did), and why the log
+        could not be read."""
         if job is None or not self._uid:
             return "", None, "the Job is gone"
         cluster, namespace = self.runner.cluster, self.where.namespace
         try:
-            pod = _newest(await cluster.pods(namespace, self._uid))
+            pod = _story(told or job, await cluster.pods(namespace, self._uid))
         except Exception as err:
             return "", None, str(err)
         main = main_container(job)
