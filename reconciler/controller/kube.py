@@ -85,6 +85,9 @@ class Kubernetes:
             next_run=lambda key, now: scheduler.next_fire_time(key),
             fire_manual=fire_manual,
             on_loop=_on_loop(asyncio.get_running_loop()),
+            # A run a dead crontask left running in the status, ended in the store since by
+            # ``recover`` or a heartbeat, neither of which tells the dispatcher's listeners.
+            read_run=_run_reader(dispatcher),
         )
         dispatcher.subscribe(report.on_run)
         dispatcher.subscribe_progress(report.on_progress)
@@ -131,6 +134,21 @@ def _both(
         then(keys)
 
     return both
+
+
+def _run_reader(dispatcher: Dispatcher) -> Callable[[str], asyncio.Future[RunRecord | None]]:
+    """Read a run's latest attempt in the store's threads (the dispatcher's recorder's); each
+    read is kept until it is done (the loop holds its tasks weakly)."""
+    reads: set[asyncio.Future[RunRecord | None]] = set()
+
+    def read(run_id: str) -> asyncio.Future[RunRecord | None]:
+        recorder = dispatcher.recorder
+        future = asyncio.ensure_future(recorder.call(recorder.store.get, run_id))
+        reads.add(future)
+        future.add_done_callback(reads.discard)
+        return future
+
+    return read
 
 
 def _on_loop(loop: asyncio.AbstractEventLoop) -> Callable[[Callable[[], None]], None]:

@@ -35,19 +35,28 @@ Contract:
   them meanwhile, and recorded a newer lastRun), so the status written from then on keeps what
   the object holds until a run here says more; a run-now value seen while fenced is recorded
   and run once the fence is lifted, by whichever replica owns the task then.
+- A run the object's stored ``lastRun`` says is ``running`` that no run here is (its crontask
+  died during it: the next start, or another's heartbeat, marked it ``interrupted`` in the
+  store without a word to this reporter): the first time the task is reported, and again at
+  each full pass while the status says so, that run's record is read from the store
+  (``read_run``, off the loop) and, once ended, observed as any record heard is (lastRun,
+  lastFailureTime). Otherwise the stored lastRun would be copied on unchanged until the
+  task's next run (a day, for a nightly task).
 - :meth:`StatusReporter.close` (crontask begins to stop): no run-now starts any more, and the
   values whose record has not been written are withdrawn, so the next crontask acts on them.
 """
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import logging
 from collections.abc import Callable, Collection, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
 from reconciler.core.desired import Definition, DesiredState, SourceKind
-from reconciler.core.runs import RunRecord
+from reconciler.core.runs import RunRecord, RunStatus
 from reconciler.core.status import (
     EventSpec,
     ObjectRef,
@@ -66,6 +75,8 @@ from reconciler.sinks.kubernetes_events import EventRecorder
 log = logging.getLogger("crontask.sinks")
 
 Clock = Callable[[], datetime]
+# The latest attempt of a run, read from the store off the loop (None: no such run).
+ReadRun = Callable[[str], asyncio.Future[RunRecord | None]]
 
 
 class StatusReporter:
@@ -80,6 +91,7 @@ class StatusReporter:
         on_loop: Callable[[Callable[[], None]], None],
         clock: Clock = lambda: datetime.now(UTC),
         mine: Callable[[str], bool] = lambda key: True,
+        read_run: ReadRun | None = None,
     ) -> None:
         self._writer = writer
         self._events = events
@@ -106,6 +118,12 @@ class StatusReporter:
         # The runs still going when their object was deleted (or found replaced by a namesake
         # with another uid): they are the old object's, never shown on a new one.
         self._retired: dict[str, set[str]] = {}
+        self._read_run = read_run
+        # The run read for each key whose stored lastRun says running and no run here is:
+        # read once, and again at the next full pass (see _read_stale); and the keys with
+        # such a read in flight (one at a time).
+        self._read: dict[str, str] = {}
+        self._reading: set[str] = set()
 
     def after_pass(
         self,
@@ -120,6 +138,7 @@ class StatusReporter:
             self._retire(gone)
             self._writer.forget(gone)
         if keys is None:
+            self._read.clear()  # a stale running lastRun is read again (see _read_stale)
             # A full pass follows every change of ownership: what this process knew of a task
             # another replica owns now goes stale there (its runs, the run-now values it
             # handles), and must not be written back if the task comes back here. Its pending
@@ -149,6 +168,7 @@ class StatusReporter:
             else:
                 self._foreign.discard(key)
             self._report_invalid(ref, state)
+            self._read_stale(ref)
             due = run_now_due(ref, self._handled.get(key))
             if due is not None and not self._closed:
                 self._record_run_now(ref, due)
@@ -233,6 +253,55 @@ class StatusReporter:
             written=written,
         )
 
+    def _read_stale(self, ref: ObjectRef) -> None:
+        """Read the run the stored lastRun says is running, when nothing here says more of
+        the task's runs and no run here is that one: a crontask that died during it left it
+        so, and the record the store holds now (``interrupted``) reached no listener."""
+        key, last = ref.key, ref.status.get("lastRun")
+        if self._read_run is None or key in self._runs or key in self._foreign:
+            return
+        if not isinstance(last, Mapping) or last.get("result") != str(RunStatus.RUNNING):
+            return
+        run_id = last.get("id")
+        if not isinstance(run_id, str) or self._read.get(key) == run_id or key in self._reading:
+            return
+        if any(r.id == run_id for r in self._active(key)):
+            return  # going here (adopted): its records come as any run's
+        self._reading.add(key)
+        uid = ref.uid
+        reading = self._read_run(run_id)
+        reading.add_done_callback(lambda read: self._stale_read(key, uid, run_id, read))
+
+    def _stale_read(
+        self, key: str, uid: str, run_id: str, read: asyncio.Future[RunRecord | None]
+    ) -> None:
+        self._reading.discard(key)
+        if read.cancelled():
+            return  # crontask is stopping
+        error = read.exception()
+        if error is not None:  # read again at the next pass
+            log.warning(
+                "status: could not read the run its lastRun says is running; will try again",
+                extra={"fields": {"task": key, "run": run_id, "error": str(error)[:200]}},
+            )
+            return
+        record = read.result()
+        self._read[key] = run_id
+        if record is None or record.task != key or not record.status.finished:
+            return  # pruned, another's, or still running (its end is heard, or read again)
+        ref = self._refs.get(key)
+        if ref is None or ref.uid != uid or not self._mine(key) or key in self._foreign:
+            return  # gone, replaced, or another's meanwhile
+        if self._is_retired(record):
+            return
+        ended = RunSummary().observe(record)
+        seen = self._runs.get(key)
+        if seen is not None:
+            # A run heard here since is the latest; the one read still counts when it failed.
+            ended = dataclasses.replace(seen, last_failure=_last_failure(seen, ended))
+        self._runs[key] = ended
+        self.submit(key)
+
     def _retire(self, key: str) -> None:
         """The object of ``key`` is gone: its runs still going stay its own."""
         ids = {r.id for r in self._active(key)}
@@ -258,6 +327,7 @@ class StatusReporter:
         self._awaiting.pop(key, None)
         self._invalid.pop(key, None)
         self._foreign.discard(key)
+        self._read.pop(key, None)
 
     def _record_run_now(self, ref: ObjectRef, value: str) -> None:
         """Write ``value`` as ``status.lastRunNow``; the run starts once the API server has
@@ -336,3 +406,8 @@ class StatusReporter:
     def _emit(self, ref: ObjectRef, event: EventSpec) -> None:
         if self._events is not None:
             self._events.emit(ref, event, self._clock())
+
+
+def _last_failure(one: RunSummary, other: RunSummary) -> datetime | None:
+    times = [t for t in (one.last_failure, other.last_failure) if t is not None]
+    return max(times, default=None)
