@@ -28,7 +28,12 @@
     only Jobs with the ``crontask.dev/run-id`` label are ever seen, so a Job crontask did not
     create is never touched; nor is one controlled by a CronTask that is not the task's owner
     in force (``core.jobs.run_in``), nor a removed CronTask's (``JobRunner.collected``:
-    deleting the CronTask deletes its Jobs, ``kubectl delete --cascade=orphan`` keeps them).
+    deleting the CronTask deletes its Jobs, ``kubectl delete --cascade=orphan`` keeps them);
+  * **lets go** of the Job watch of a namespace watched on demand (``JobWatch.let_go``) once
+    no definition in force puts Jobs there, no run followed here or ``running`` in the store
+    has its Job there, and the watch's cache there holds no Job of a task (one clean-up may
+    still delete: those left where an earlier definition put them keep it watched). The
+    bound on such watches is on the namespaces in use, not on every one ever named.
 """
 
 from __future__ import annotations
@@ -179,8 +184,11 @@ class JobSupervisor:
         self._holding = False  # the last pass held removals back (empty-set guard)
         self._tasks: set[asyncio.Task[None]] = set()
         self._released: set[str] = set()  # uids of the Jobs of final records, handled once
+        self._places: dict[str, str] = {}  # job task in force -> where its Jobs go
+        self._announced: set[str] = set()  # tasks whose runs said where their Job is
         reconciler.subscribe(self._after_pass)
         dispatcher.subscribe(self._after_run)
+        dispatcher.subscribe_progress(self._announce)
 
     async def run(self, ready: Ready, stop: asyncio.Event) -> None:
         loop = asyncio.get_running_loop()
@@ -207,6 +215,7 @@ class JobSupervisor:
                         await self.adopt()
                         await self.release()
                     await self.clean(None if everything else keys)
+                    await self.let_go()
                 except Exception:
                     log.exception("job housekeeping failed; the next pass tries again")
         finally:
@@ -219,12 +228,15 @@ class JobSupervisor:
             return
         self._holding = bool(result.plan.held_removals)
         keys = result.desired.tasks.keys() if result.resync else (result.keys or ())
+        if result.resync:
+            self._places.clear()
         for key in keys:
             definition = result.desired.tasks.get(key)
+            self._places.pop(key, None)
             if definition is not None and definition.task.spec.job is not None:
                 # The namespaces Jobs go to are watched before the first of them is created,
                 # and the runner knows where each task's Jobs are before it adopts any.
-                namespace = self.runner.place(definition)
+                namespace = self._places[key] = self.runner.place(definition)
                 if not self.watch.watched(namespace):
                     self._spawn(self._watch(namespace))
         if result.resync:
@@ -247,10 +259,38 @@ class JobSupervisor:
                 extra={"fields": {"namespace": namespace, "error": str(err)}},
             )
 
+    def _announce(self, record: RunRecord) -> None:
+        # Said before the attempt watches the namespace and creates its Job there: a removed
+        # task's run is known to follow a Job before the watch's cache shows it.
+        if record.job is not None:
+            self._announced.add(record.task)
+
     def _after_run(self, record: RunRecord) -> None:
         if record.job is not None and record.status.finished:
             self._keys.add(record.task)
             self._some.set()
+
+    # -- watches -----------------------------------------------------------------------------
+
+    def _spare(self) -> set[str]:
+        """The namespaces watched on demand where no task in force puts Jobs and no run
+        followed here has its Job."""
+        spare = self.watch.idle(self.watch.namespaces() - set(self._places.values()))
+        if not spare:
+            return spare
+        self._announced = {key for key in self._announced if self.dispatcher.active(key)}
+        tasks = self._announced | self.watch.tasks() | set(self._places)
+        followed = (r.job for key in tasks for r in self.dispatcher.active(key))
+        return spare - {job.namespace for job in followed if job is not None}
+
+    async def let_go(self) -> list[str]:
+        """Stop the Job watches of the namespaces no longer in use (module docstring)."""
+        if not self._spare():
+            return []
+        running = await self.dispatcher.recorder.call(self.store.running)
+        held = {r.job.namespace for r in running if r.job is not None}
+        # Looked at again after the wait: a pass may have placed a task there meanwhile.
+        return await self.watch.let_go(self._spare() - held)
 
     # -- adoption ----------------------------------------------------------------------------
 

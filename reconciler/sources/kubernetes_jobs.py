@@ -6,7 +6,11 @@ Contract:
   label (only Jobs crontask created; any other Job is never listed, so never touched), with
   the same list+watch machinery as CronTasks (:class:`~reconciler.sources.kubernetes_watch.
   Informer`: bookmarks, 410 re-list, backoff, resync). One informer for the whole cluster
-  (``namespaces=None``), or one per namespace Jobs go to, started on demand (:meth:`watch`).
+  (``namespaces=None``), or one per namespace Jobs go to, started on demand (:meth:`watch`),
+  at most :data:`MAX_NAMESPACES` at a time. :meth:`let_go` stops the watch of a namespace
+  started on demand once its owner says nothing goes there any more and its cache holds no
+  Job of a task (as :meth:`jobs_of` judges them): the bound is on the namespaces in use, not
+  on every namespace a definition ever named.
 - Reads happen on the event loop, from the cache: :meth:`live` (the Jobs of a task that are
   neither finished nor being deleted), :meth:`jobs_of`, :meth:`cached`. A Job is a task's
   (:meth:`jobs_of`, :meth:`live`) only as the ``home`` given to :meth:`trust` says
@@ -109,6 +113,7 @@ class JobWatch:
         self._core: Any = client.CoreV1Api(api)
         self._cluster_wide = namespaces is None
         self._wanted = set(namespaces or ())
+        self._fixed = frozenset(self._wanted)  # watched for good; the others, while in use
         self._resync = resync_seconds
         self._informers: dict[str | None, Informer] = {}
         self._starting: dict[str, asyncio.Future[bool]] = {}  # informers on their first list
@@ -166,9 +171,11 @@ class JobWatch:
         starting = self._starting.get(namespace)
         if starting is None:
             if len(self._informers) + len(self._starting) >= MAX_NAMESPACES:
+                # No hint at --all-namespaces: it also reads the CronTasks of every namespace.
                 raise JobApiError(
-                    f"Jobs are watched in at most {MAX_NAMESPACES} namespaces; {namespace} "
-                    "would be one more (with --kubernetes --all-namespaces, one watch covers all)"
+                    f"Jobs are watched in at most {MAX_NAMESPACES} namespaces at a time; "
+                    f"{namespace} would be one more (a namespace is let go once no task puts "
+                    "Jobs there and it holds none of crontask's Jobs to follow or clean up)"
                 )
             self._wanted.add(namespace)
             starting = asyncio.ensure_future(
@@ -177,6 +184,57 @@ class JobWatch:
             self._starting[namespace] = starting
             starting.add_done_callback(lambda _: self._starting.pop(namespace, None))
         await asyncio.shield(starting)
+
+    def namespaces(self) -> set[str]:
+        """The namespaces watched on their own (none with one cluster-wide watch)."""
+        return {namespace for namespace in self._informers if namespace is not None}
+
+    def idle(self, namespaces: Collection[str]) -> set[str]:
+        """Those of ``namespaces`` whose watch :meth:`let_go` would stop: started on demand,
+        listed, and their cache holds no Job of a task."""
+        return {namespace for namespace in namespaces if self._idle(namespace)}
+
+    def _idle(self, namespace: str) -> bool:
+        informer = self._informers.get(namespace)
+        if informer is None or namespace in self._fixed or namespace in self._starting:
+            return False
+        if self._home is None:
+            return False  # no Job is a task's yet: none could be told from another
+        # One never listed (refused, say) holds nothing crontask could follow or clean up.
+        for job in informer.snapshot().values():
+            run = run_of(job)
+            if run is None:
+                continue
+            home, owner_uid = self._home(run.task)
+            # As _mine judges: followed, counted and cleaned up from here. A Job that is no
+            # task's (misnamed, controlled by another) is never touched, so holds nothing.
+            if namespace != home and owner_uid is not None:
+                continue
+            if run_in(job, run.task, namespace, owner_uid) is not None:
+                return False
+        return True
+
+    async def let_go(self, namespaces: Collection[str]) -> list[str]:
+        """Stop the watches of those of ``namespaces`` that are :meth:`idle`; the caller says
+        no task puts Jobs there and no run follows one there. Returns the namespaces let go; a
+        later :meth:`watch` starts one again."""
+        gone = sorted(self.idle(namespaces))
+        informers = [self._informers.pop(namespace) for namespace in gone]
+        for namespace in gone:
+            self._wanted.discard(namespace)
+            for key in [k for k in self._task_of if k.startswith(f"{namespace}/")]:
+                self._by_task.get(self._task_of.pop(key), set()).discard(key)
+            log.info(
+                "jobs: namespace no longer watched", extra={"fields": {"namespace": namespace}}
+            )
+
+        def stop() -> None:  # each joins its thread: off the loop
+            for informer in informers:
+                informer.stop()
+
+        if informers:
+            await asyncio.to_thread(stop)
+        return gone
 
     def _list_function(self, namespace: str | None) -> Callable[..., Any]:
         batch = self._batch
