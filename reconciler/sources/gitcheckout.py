@@ -7,6 +7,12 @@ says which paths a checkout for ``--git-path`` needs: the path, and for every sy
 it the links on its way and what it leads to inside the commit, resolved as the file system
 will. A revision over :class:`CheckoutLimits` is :class:`CheckoutRefusedError`, whole.
 
+A link's target is known only once its blob is read, and a chain of distinct links reveals one
+link a read. The paths a round of links leads to are resolved together, a step at a time, each
+step reading the targets all of them reached in one ``git cat-file``: a thousand chains of forty
+links cost forty git calls, not forty thousand. What is left, a chain walked alone, is bounded
+by the links all the walks of a revision may pass (``max_hops``).
+
 A listing is read as git writes it and counted as it goes: a tree of a million empty files or
 folders costs a few megabytes to push, and is refused at the bound, not read whole first.
 """
@@ -27,6 +33,11 @@ from reconciler.sources.limits import MAX_PATH
 MAX_CHECKOUT_BYTES = 256 * 1024 * 1024
 MAX_CHECKOUT_FILES = 100_000
 MAX_CHECKOUT_LINKS = 1_000
+# The links passed on the way, in all the paths resolved for one revision, each time it is
+# passed: a few per link followed is room for chains of links to folders (tasks/x ->
+# ../env/prod/x, env/prod -> ../releases/current, ...). Each may cost a git call (a chain
+# walked alone) and a walk of its target's names.
+MAX_CHECKOUT_HOPS = 4 * MAX_CHECKOUT_LINKS
 # The entries (files, folders, submodules) all the listings of one revision may hold: folders
 # are not files, yet a commit can hold millions of empty ones. Twice the files: room for a
 # folder per file.
@@ -55,14 +66,15 @@ class TreeEntry:
 @dataclasses.dataclass(frozen=True)
 class CheckoutLimits:
     """What one revision may write to disk: each file, all of them, how many, and how many
-    symbolic links are followed to find what they lead to; and how many entries its trees may
-    list to find that out."""
+    symbolic links are followed to find what they lead to (and passed on the way, in all); and
+    how many entries its trees may list to find that out."""
 
     max_file: int
     max_total: int = MAX_CHECKOUT_BYTES
     max_files: int = MAX_CHECKOUT_FILES
     max_links: int = MAX_CHECKOUT_LINKS
     max_entries: int = MAX_LISTED_ENTRIES
+    max_hops: int = MAX_CHECKOUT_HOPS
 
 
 def checkout_paths(repo: GitRepo, sha: str, path: str, limits: CheckoutLimits) -> list[str]:
@@ -85,9 +97,10 @@ class _CheckoutPlan:
         self.entries = 0  # listed, in all the listings
         self.followed: set[str] = set()  # the links whose target was looked for
         self.targets: dict[str, str] = {}  # a link's blob -> its target
+        self.hops = 0  # links passed on the way, in all the walks
 
     def paths(self, path: str) -> list[str]:
-        pending = self._add(self._resolve("", path))
+        pending = self._follow([("", path)])
         while pending:
             self.followed.update(link.path for link in pending)
             if len(self.followed) > self.limits.max_links:
@@ -95,12 +108,29 @@ class _CheckoutPlan:
                     f"more than {self.limits.max_links} symbolic links to follow"
                 )
             self._read_targets(pending)
-            found: list[TreeEntry] = []
-            for link in pending:
-                parent = link.path.rpartition("/")[0]
-                found += self._add(self._resolve(parent, self.targets[link.oid]))
-            pending = [link for link in found if link.path not in self.followed]
+            pending = self._follow(
+                [(link.path.rpartition("/")[0], self.targets[link.oid]) for link in pending]
+            )
+            pending = [link for link in pending if link.path not in self.followed]
         return ["."] if "" in self.wanted else sorted(self.wanted)
+
+    def _follow(self, starts: Sequence[tuple[str, str]]) -> list[TreeEntry]:
+        """Where each ``(folder, target)`` leads (see ``_advance``), added (``_add``); the
+        links in what was added. The walks go on together: each step reads the targets of the
+        links all of them reached in one git call, however many walks (at most ``max_links``
+        and one, so one read stays under what ``read_blobs`` takes)."""
+        walks = [_Walk(folder.split("/") if folder else [], target) for folder, target in starts]
+        found: list[TreeEntry] = []
+        while walks:
+            waiting = []
+            for walk in walks:
+                if self._advance(walk):
+                    found += self._add(walk.result)
+                else:
+                    waiting.append(walk)
+            self._read_targets([walk.link for walk in waiting if walk.link is not None])
+            walks = waiting
+        return found
 
     def _add(self, path: str | None) -> list[TreeEntry]:
         """List the tree (or file) at ``path``, unless it already was; the links in it."""
@@ -139,46 +169,61 @@ class _CheckoutPlan:
         if self.total > limits.max_total:
             raise CheckoutRefusedError(f"more than {limits.max_total} bytes to check out")
 
-    def _resolve(self, start: str, target: str) -> str | None:
-        """Where ``target`` (relative to the folder ``start``) leads in the commit, as the file
-        system will resolve it once checked out; the links on the way are wanted. None if it
-        leads out of the commit, to nothing, or round in circles."""
-        if target.startswith("/"):
-            return None  # out of the commit
-        parts = target.split("/")
-        here = start.split("/") if start else []
-        hops = 0
-        while parts:
-            name = parts.pop(0)
+    def _advance(self, walk: _Walk) -> bool:
+        """Walk on to where ``walk`` leads in the commit, as the file system will resolve it
+        once checked out (the links on the way are wanted): True once known (``walk.result``;
+        None if it leads out of the commit, to nothing, or round in circles), False at a link
+        whose target is not read yet (``walk.link``)."""
+        if walk.absolute:
+            return walk.end(None)  # out of the commit
+        while True:
+            if walk.link is not None:
+                target = self.targets.get(walk.link.oid)
+                if target is None:
+                    return False
+                walk.link = None
+                if target.startswith("/"):
+                    return walk.end(None)  # out of the commit
+                walk.names += reversed(target.split("/"))
+            if not walk.names:
+                return walk.end("/".join(walk.here))
+            name = walk.names.pop()
             if name in ("", "."):
                 continue
             if name == "..":
-                if not here:
-                    return None
-                here.pop()
+                if not walk.here:
+                    return walk.end(None)
+                walk.here.pop()
                 continue
-            entry = self._entry("/".join([*here, name]))
+            entry = self._entry("/".join([*walk.here, name]))
             if entry is None or entry.kind == "commit":
-                return None
+                return walk.end(None)
             if entry.mode == _LINK:
-                hops += 1
-                if hops > _MAX_HOPS:
-                    return None
-                self.wanted.add(entry.path)
-                self._count(entry)
-                self._read_targets([entry])
-                link = self.targets[entry.oid]
-                if link.startswith("/"):
-                    return None  # out of the commit
-                parts = link.split("/") + parts
+                walk.hops += 1
+                if walk.hops > _MAX_HOPS:
+                    return walk.end(None)
+                self._passed(entry)
+                walk.link = entry
                 continue
-            if entry.kind != "tree" and any(part not in ("", ".") for part in parts):
-                return None  # a file is no folder
-            here.append(name)
-        return "/".join(here)
+            if entry.kind != "tree" and any(part not in ("", ".") for part in walk.names):
+                return walk.end(None)  # a file is no folder
+            walk.here.append(name)
+
+    def _passed(self, link: TreeEntry) -> None:
+        """A link on the way of a path: wanted, and counted against ``max_hops``."""
+        self.hops += 1
+        if self.hops > self.limits.max_hops:
+            raise CheckoutRefusedError(
+                f"the symbolic links to follow pass more than {self.limits.max_hops} links"
+                " on their way"
+            )
+        self.wanted.add(link.path)
+        self._count(link)
 
     def _entry(self, path: str) -> TreeEntry | None:
         """The entry at ``path``: from a listing already made, or its folder's, listed now."""
+        if path in self.known:
+            return self.known[path]
         folder = path.rpartition("/")[0]
         if folder not in self.folders and not any(_within(folder, t) for t in self.listed):
             self.folders.add(folder)
@@ -211,6 +256,24 @@ class _CheckoutPlan:
             )
         for oid in unread - self.targets.keys():
             self.targets[oid] = "/"
+
+
+class _Walk:
+    """A path being resolved (``_CheckoutPlan._advance``): the folder reached, the names left
+    (last first: each is popped off the end, however long the list grows), the links passed,
+    and the one whose target it waits for."""
+
+    def __init__(self, here: list[str], target: str) -> None:
+        self.here = here
+        self.names = target.split("/")[::-1]
+        self.hops = 0
+        self.link: TreeEntry | None = None
+        self.result: str | None = None
+        self.absolute = target.startswith("/")  # out of the commit
+
+    def end(self, result: str | None) -> bool:
+        self.result = result
+        return True
 
 
 def _within(path: str, top: str) -> bool:
