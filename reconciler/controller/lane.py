@@ -8,12 +8,14 @@ no reset) held each write until libpq's socket settings gave up, 25 to 30 s, and
 every run's claim and the end of every run that had finished, and each of those slots was
 skipped for a run that had ended. So a write not answered within ``ANSWER_WAIT`` counts as an
 outage for those waiting, as a lock held that long does (the store's ``WRITE_LOCK_WAIT``):
-they hear what the store's ``StoreUnavailable`` would have told them (a claim runs anyway, or
-under ``--ha`` does not run; a record waits in the recorder's buffer), and so do the records
-handed in until that write comes back. The write itself is not abandoned: nothing else is
-written before it ends (``settled``), so the store never sees an older state of a record after
-a newer one; what it had committed is found again by the buffer's writes (a claim that went
-through is taken as this process's own).
+they hear what the store's ``StoreUnavailable`` would have told them (a claim runs anyway; a
+record waits in the recorder's buffer), and so do the records handed in until that write
+comes back. Not a claim the caller asked not to keep (under ``--ha``: such a slot does not run
+unchecked) that was sent already: it may still be taken, and a slot taken but not run would be
+``running`` for good, so it waits for the store's answer as before. The write itself is not
+abandoned: nothing else is written before it ends (``settled``), so the store never sees an
+older state of a record after a newer one; what it had committed is found again by the
+buffer's writes (a claim that went through is taken as this process's own).
 """
 
 from __future__ import annotations
@@ -53,9 +55,11 @@ class Lane:
         self,
         write: Callable[[str, list[RunRecord]], asyncio.Future[Any]],
         answer_wait: float = ANSWER_WAIT,
+        patient: Callable[[asyncio.Future[bool]], bool] = lambda done: False,
     ) -> None:
         self._write = write
         self._answer_wait = answer_wait
+        self._patient = patient  # a sent claim that waits for the store's answer however late
         self._queued: dict[str, Batch] = {"claim": [], "save": []}
         self._busy = False
         self._settled = asyncio.Event()  # no write is out that its callers stopped waiting for
@@ -104,15 +108,22 @@ class Lane:
             await self._finish[kind](batch, written)
             return
         self._settled.clear()
-        self._unanswered(kind, batch)
+        # A claim not to be kept when unanswered (``patient``) was sent: it may yet be taken,
+        # and a slot taken but never run, nor ended, would hold a ``running`` row for good.
+        # It waits for the store's own answer, whatever it is.
+        patient = [i for i, (_, done) in enumerate(batch) if self._patient(done)]
+        self._unanswered(kind, [item for i, item in enumerate(batch) if i not in patient])
         for queued in self._queued:
             waiting, self._queued[queued] = self._queued[queued], []
             if waiting:
                 self._unanswered(queued, waiting)
         try:
-            # Its outcome is the buffer's business now: what it wrote is found again there.
+            # The others' outcome is the buffer's business now: what it wrote is found again
+            # there.
             with contextlib.suppress(Exception):
                 await written
+            if patient:
+                await self._finish[kind]([batch[i] for i in patient], _part(written, patient))
         finally:
             self._settled.set()
 
@@ -135,6 +146,17 @@ class Lane:
     def _sent(self, task: asyncio.Task[None]) -> None:
         self._busy = False
         self._next()
+
+
+def _part(written: asyncio.Future[Any], indexes: list[int]) -> asyncio.Future[Any]:
+    """The answer ``written`` gave, for the records at ``indexes`` of its batch."""
+    part: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+    if (error := written.exception()) is not None:
+        part.set_exception(error)
+    else:
+        results = written.result()
+        part.set_result([results[i] for i in indexes])
+    return part
 
 
 def _unavailable(message: str) -> asyncio.Future[Any]:

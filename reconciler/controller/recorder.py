@@ -85,7 +85,7 @@ class Recorder:
         # Claims not to be kept when the store cannot answer them (``claim_soon(keep=False)``).
         self._unkept: set[asyncio.Future[bool]] = set()
         self._closed = False
-        self._lane = Lane(self._write, answer_wait)
+        self._lane = Lane(self._write, answer_wait, patient=self._unkept.__contains__)
         self._lane.on_written("claim", self._claimed)
         self._lane.on_written("save", self._saved)
 
