@@ -19,7 +19,8 @@ How it works (``crontask run --git URL``):
   nothing of it is written (the revision in force stays, as for a failed checkout). Only then
   does the symlink ``current -> worktrees/<sha>`` move, atomically (a temporary symlink
   renamed over it), as git-sync does (see ``gitrevisions``). Older worktrees are then deleted
-  (and ``git worktree prune``\\ d).
+  (and ``git worktree prune``\\ d); before each fetch, git's record of any worktree but
+  ``current`` is deleted (a ``git worktree add`` killed mid-way leaves one that fails every fetch).
   ``git worktree`` was chosen over ``git archive | tar -x``: it is what git-sync does, it needs
   no tar and no extraction code of our own (path-traversal checks, modes, symlinks), and
   ``export-ignore``/``export-subst`` attributes cannot silently change what is read.
@@ -35,11 +36,12 @@ How it works (``crontask run --git URL``):
 - A commit is as untrusted as a folder, and read with the same bounds (files over
   ``max_file_size``, YAML alias bombs, ...). A symlink in a commit may lead to another file of
   the same commit, resolved inside the worktree in force; one that leads out of it (to
-  ``/etc/shadow``, to crontask's state directory) is a definition error of the link, and
-  nothing is read through it (Argo CD's CVE-2022-24348 was this hole). So is ``path`` itself,
-  checked on every refresh: a commit where it (or a folder on its way) is a link out of the
-  worktree is an error of ``path`` in that revision, nothing under it is listed, and its tasks
-  stay as when ``path`` is gone; a link to another folder of the commit is followed.
+  ``/etc/shadow``, to crontask's state directory), or to the worktree's own ``.git``
+  (``gitfiles``), is a definition error of the link, and nothing is read through it (Argo CD's
+  CVE-2022-24348 was this hole). So is ``path`` itself, checked on every refresh: a commit
+  where it (or a folder on its way) is a link out of the worktree is an error of ``path`` in
+  that revision, nothing under it is listed, and its tasks stay as when ``path`` is gone; a
+  link to another folder of the commit is followed.
 - Reads and the switch of ``current`` (with the deletion of old trees) hold one lock, so a
   ``refresh()`` never walks a tree that is being replaced or deleted.
 
@@ -70,7 +72,6 @@ import dataclasses
 import hashlib
 import json
 import logging
-import os
 import threading
 import time
 from collections.abc import Callable, Collection
@@ -80,11 +81,11 @@ from pathlib import Path
 from reconciler.aio import ended, first_of, in_thread
 from reconciler.core.desired import Definition, DefinitionError, SourceKind
 from reconciler.core.urls import redact_url
-from reconciler.secretfile import read_secret_file
 from reconciler.sources.ahead import read_ahead
 from reconciler.sources.base import Notify, Ready, SourceState
-from reconciler.sources.files import DirectorySource
 from reconciler.sources.gitcheckout import FILE_SIZE_MARGIN, CheckoutLimits, CheckoutRefusedError
+from reconciler.sources.gitcredentials import credentials_of
+from reconciler.sources.gitfiles import WorktreeFiles
 from reconciler.sources.gitprocess import GitError
 from reconciler.sources.gitrepo import (
     Credentials,
@@ -94,17 +95,11 @@ from reconciler.sources.gitrepo import (
     check_ref,
     clean_path,
     git_env,
-    url_credentials,
 )
 from reconciler.sources.gitrevisions import Revisions
 from reconciler.sources.limits import DEFAULT_MAX_FILE_SIZE, DEFAULT_MAX_TASKS
 
 log = logging.getLogger("crontask.sources.git")
-
-# A token with no user name in the URL is sent as this user: GitHub documents it for tokens, and
-# GitLab, Gitea and Bitbucket Server accept any user name with a personal access token.
-TOKEN_USERNAME = "x-access-token"  # noqa: S105 - a user name
-
 
 # Seconds from the end of a fetch a webhook asked for to the next (a signed delivery, replayed,
 # made fetches back to back). Asks in between are not dropped: one fetch follows the wait.
@@ -183,8 +178,9 @@ class GitSource:
         self.current = self._revisions.current
         self.worktrees = self._revisions.worktrees
         root = self.current / self.path if self.path else self.current
-        # A link in a commit may point at another file of the commit, never out of it.
-        self._files = DirectorySource(
+        # A link in a commit may point at another file of the commit, never out of it (nor
+        # at the worktree's .git: ``gitfiles``).
+        self._files = WorktreeFiles(
             [root],
             source=self.kind,
             relative_to=self.current,
@@ -309,14 +305,15 @@ class GitSource:
             self._last_attempt = now
         redact = Redactor()
         try:
-            credentials = self._credentials()
+            options = self.options
+            credentials = credentials_of(options.url, options.token_file, options.token_env)
             redact = Redactor(credentials.secrets() if credentials else [])
             repo = self._repo(credentials, redact)
             with self._lock:
                 self._in_flight = repo
                 if self._cancelled:
                     repo.cancel()
-            repo.ensure()
+            self._revisions.prepare(repo)  # the repository made, leftovers deleted
             self._describe()
             names = repo.fetch_ref(self.url, self.options.ref)
         except RefNotFoundError as err:
@@ -380,23 +377,6 @@ class GitSource:
             if not self._cancelled:
                 fields = {"url": self.url, "ref": self.options.ref, "error": str(err)}
                 log.warning("git collection failed", extra={"fields": fields})
-
-    def _credentials(self) -> Credentials | None:
-        from_url = url_credentials(self.options.url)
-        token: str | None = None
-        if self.options.token_file is not None:
-            try:
-                token = read_secret_file(self.options.token_file).decode("utf-8").strip()
-            except (ValueError, UnicodeDecodeError) as err:
-                raise GitError(f"cannot read token file {self.options.token_file}: {err}") from None
-        elif self.options.token_env is not None:
-            token = os.environ.get(self.options.token_env, "").strip()
-            if not token:
-                raise GitError(f"environment variable {self.options.token_env} is not set")
-        if token:
-            user = from_url.username if from_url and from_url.username else TOKEN_USERNAME
-            return Credentials(user, token)
-        return from_url
 
     def _repo(self, credentials: Credentials | None, redact: Redactor) -> GitRepo:
         env = git_env(

@@ -255,6 +255,7 @@ class GitRepo:
 
     def ensure(self) -> None:
         """Create the bare repository if it is missing (or was left half-made)."""
+        self._remove_scratches()
         if (self.git_dir / "HEAD").is_file():
             return
         with contextlib.suppress(OSError):
@@ -262,10 +263,35 @@ class GitRepo:
         statedir.make_dirs(self.git_dir.parent)  # 0700: checkouts may hold secrets
         # Made under a temporary name and renamed, so a crash never leaves a half-made one.
         scratch = self.git_dir.with_name(f".{self.git_dir.name}.{os.getpid()}")
-        with contextlib.suppress(OSError):
-            remove_tree(scratch)
         self.run(["init", "--bare", "--quiet", str(scratch)], git_dir=False)
         os.rename(scratch, self.git_dir)
+
+    def _remove_scratches(self) -> None:
+        """Delete the scratch repositories of ``ensure`` calls killed before their rename: each
+        is named after its process's pid, so no later process came upon one of them."""
+        prefix = f".{self.git_dir.name}."
+        scratches: list[Path] = []
+        with contextlib.suppress(FileNotFoundError), os.scandir(self.git_dir.parent) as entries:
+            for entry in entries:
+                if entry.name.startswith(prefix) and entry.name[len(prefix) :].isdigit():
+                    scratches.append(Path(entry.path))
+        for scratch in scratches:
+            with contextlib.suppress(OSError):
+                remove_tree(scratch)
+
+    def forget_worktrees(self, keep: str | None) -> None:
+        """Delete git's record of every worktree (``repo.git/worktrees/<name>``) but ``keep``'s.
+        A ``git worktree add`` killed (a shutdown's cancel, the timeout, crontask killed)
+        between writing its record (``locked``, and a HEAD of zeros) and the ``update-ref``
+        child that sets that HEAD leaves one that fails every later fetch ("bad object
+        worktrees/<sha>/HEAD"), and ``git worktree prune`` never removes a locked record. Each
+        worktree is crontask's own, named after its SHA, and only the one in force is needed.
+        Only between git calls (as ``gitmaintenance.remove_leftovers``). Raises OSError."""
+        stale: list[Path] = []
+        with contextlib.suppress(FileNotFoundError), os.scandir(self.git_dir / "worktrees") as it:
+            stale += [Path(e.path) for e in it if e.name != keep]
+        for record in stale:
+            remove_tree(record)
 
     def fetch_ref(self, url: str, ref: str) -> tuple[str, ...]:
         """Fetch ``ref``: its ``alternatives`` in turn until the remote has one; the names that
@@ -409,9 +435,12 @@ class GitRepo:
                     input=pathspecs,
                 )
         except GitError:
-            # git removes a failed checkout itself; make sure, and forget its record.
+            # git removes a failed checkout itself; make sure, and forget its record: by hand,
+            # as a killed add leaves it locked (see forget_worktrees) and a cancel stops git.
             with contextlib.suppress(OSError):
                 remove_tree(dest)
+            with contextlib.suppress(OSError):
+                remove_tree(self.git_dir / "worktrees" / dest.name)
             with contextlib.suppress(GitError):
                 self.prune_worktrees()
             raise

@@ -42,6 +42,13 @@ class Revisions:
         self.limits = limits
         self.applied: str | None = self._read_current()
 
+    def prepare(self, repo: GitRepo) -> None:
+        """Before a fetch: the repository exists, and git keeps no record of a worktree but
+        the one in force (``GitRepo.forget_worktrees``: a leftover one failed every fetch).
+        Raises GitError or OSError."""
+        repo.ensure()
+        repo.forget_worktrees(keep=self.applied)
+
     def check_out(self, repo: GitRepo, sha: str) -> None:
         """Write the worktree of ``sha`` (``current`` does not move: see :meth:`switch`).
         Raises CheckoutRefusedError, GitError or OSError."""
@@ -49,7 +56,9 @@ class Revisions:
         if dest.exists():
             # Not `current` (checked by the caller), so an interrupted or failed earlier try.
             remove_tree(dest)
-            repo.prune_worktrees()
+        # git's records of other worktrees are leftovers (see prepare); one of `sha` would make
+        # git name the new one `<sha>1`. That of `current` stays unless `sha` replaces it.
+        repo.forget_worktrees(keep=self.applied if self.applied != sha else None)
         # Only `path`, and what its links lead to: the rest of the commit is never read, and a
         # commit must not fill the disk (a GiB of zeros travels as a MiB).
         paths = checkout_paths(repo, sha, self.path, self.limits)

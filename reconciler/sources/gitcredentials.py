@@ -1,0 +1,39 @@
+"""The HTTP credentials of a git source, read again on every sync so that a rotated token works.
+
+Contract: a token (from a file or an environment variable) wins over a password in the URL and
+goes with the URL's user name, or ``TOKEN_USERNAME`` when it has none; without a token, the
+URL's user:password (if any). A token that cannot be read is a GitError (the sync's failure),
+never an anonymous fetch. Nothing here is logged or shown (``Credentials`` hides both fields).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from reconciler.secretfile import read_secret_file
+from reconciler.sources.gitprocess import GitError
+from reconciler.sources.gitrepo import Credentials, url_credentials
+
+# A token with no user name in the URL is sent as this user: GitHub documents it for tokens, and
+# GitLab, Gitea and Bitbucket Server accept any user name with a personal access token.
+TOKEN_USERNAME = "x-access-token"  # noqa: S105 - a user name
+
+
+def credentials_of(url: str, token_file: Path | None, token_env: str | None) -> Credentials | None:
+    """The credentials of a fetch from ``url`` (see the module's contract). Raises GitError."""
+    from_url = url_credentials(url)
+    token: str | None = None
+    if token_file is not None:
+        try:
+            token = read_secret_file(token_file).decode("utf-8").strip()
+        except (ValueError, UnicodeDecodeError) as err:
+            raise GitError(f"cannot read token file {token_file}: {err}") from None
+    elif token_env is not None:
+        token = os.environ.get(token_env, "").strip()
+        if not token:
+            raise GitError(f"environment variable {token_env} is not set")
+    if token:
+        user = from_url.username if from_url and from_url.username else TOKEN_USERNAME
+        return Credentials(user, token)
+    return from_url

@@ -1,0 +1,38 @@
+"""The files of the git source's worktree in force, read as a folder is (``DirectorySource``),
+but for git's own ``.git``.
+
+Contract: a link of the commit may lead to any file of the commit, and confinement to the
+worktree (``confine_to``) refuses one that leads out of it. One file inside the worktree is no
+file of the commit: its ``.git``, crontask's ``gitdir: <state_dir>/.../repo.git/worktrees/<sha>``
+(git never checks out a ``.git`` of a commit). A file whose resolved path runs through ``.git``
+at the top of the worktree is an error of the link that leads there, as one out of the
+repository is; nothing is read through it, and the message names neither the state directory
+nor what the file says. The worktree is crontask's own and does not change while it is read
+(the git source holds its tree lock), so resolving the path before ``DirectorySource`` reads it
+(on the descriptor it opens) lets nothing slip in between.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from reconciler.core.desired import DefinitionError, Location
+from reconciler.sources.files import DirectorySource
+from reconciler.sources.filestate import FileState, Signature
+from reconciler.sources.reading import within
+
+INTO_GIT = "a symbolic link that leads to git's own .git, not a file of the repository: not read"
+
+
+class WorktreeFiles(DirectorySource):
+    """A ``DirectorySource`` over a git worktree (``confine_to``) that never reads its ``.git``."""
+
+    def load(self, path: Path, signature: Signature) -> tuple[Signature, str] | FileState | None:
+        """As ``DirectorySource.load``; a file in ``.git`` is an error of the link to it."""
+        root, _ = self._confinement(path)
+        if within(os.path.realpath(path), os.path.join(root, ".git")):
+            where = Location(self.kind, self._display(path), 1, 1, self.revision)
+            error = DefinitionError(where, INTO_GIT)
+            return FileState(signature, None, (error,), revision=self.revision)
+        return super().load(path, signature)
