@@ -15,6 +15,10 @@ by the outcome the cluster decided, then by time, and by name only last (determi
    and those were killed, not what failed;
 3. the latest to finish (the latest ``finishedAt`` of its containers): of a retried Job, the
    last try; then the latest ``status.startTime``, then ``creationTimestamp``; then the name.
+
+A Job past its deadline (``DeadlineExceeded``) is the exception: what its controller killed is
+what ran out of time, so the pod started last tells its story, killed or not (an earlier try
+that failed on its own would tell of an exit code the deadline did not cause).
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from typing import Any, Final
 
 from reconciler.core.status import parse_time
 
+DEADLINE_EXCEEDED: Final = "DeadlineExceeded"
 _AGREES: Final = {"Failed": "Failed", "Complete": "Succeeded"}
 _TERMINAL: Final = ("Succeeded", "Failed")
 _NEVER: Final = datetime.min.replace(tzinfo=UTC)
@@ -32,22 +37,27 @@ _NEVER: Final = datetime.min.replace(tzinfo=UTC)
 Pod = Mapping[str, Any]
 
 
-def story_pod(pods: Iterable[Pod], outcome: str | None) -> Pod | None:
+def story_pod(pods: Iterable[Pod], outcome: str | None, reason: str | None = None) -> Pod | None:
     """The pod of ``pods`` that tells the story of a Job whose decided outcome is ``outcome``
-    (``Complete``, ``Failed``, or None while undecided: ``core.jobs.decided``); None if there is
-    no pod. The order is the module docstring's."""
+    (``Complete``, ``Failed``, or None while undecided) for ``reason`` (``core.jobs.decided``);
+    None if there is no pod. The order is the module docstring's."""
+    out_of_time = outcome == "Failed" and reason == DEADLINE_EXCEEDED
 
     def rank(pod: Pod) -> tuple[bool, bool, datetime, datetime, datetime, str]:
         meta = pod.get("metadata") or {}
         status = pod.get("status") or {}
+        started = parse_time(status.get("startTime")) or _NEVER
+        created = parse_time(meta.get("creationTimestamp")) or _NEVER
+        if out_of_time:
+            return True, True, started, started, created, str(meta.get("name") or "")
         phase = status.get("phase")
         agrees = phase == _AGREES[outcome] if outcome in _AGREES else phase not in _TERMINAL
         return (
             agrees,
             not meta.get("deletionTimestamp"),
             _finished_at(status),
-            parse_time(status.get("startTime")) or _NEVER,
-            parse_time(meta.get("creationTimestamp")) or _NEVER,
+            started,
+            created,
             str(meta.get("name") or ""),
         )
 

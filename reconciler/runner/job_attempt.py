@@ -133,7 +133,7 @@ def _story(job: Job, pods: list[Job]) -> Job | None:
     """The pod that tells the story of ``job`` (``core.job_pods``: by the outcome the cluster
     decided, not by age alone: a parallel Job's pods are made in the same second)."""
     ended = decided(job)
-    pod = story_pod(pods, None if ended is None else ended[0])
+    pod = story_pod(pods, *((None, None) if ended is None else ended[:2]))
     return None if pod is None else dict(pod)
 
 

@@ -45,10 +45,10 @@ def pod(
     }
 
 
-def chosen(pods: list[dict[str, Any]], outcome: str | None) -> set[str]:
+def chosen(pods: list[dict[str, Any]], outcome: str | None, reason: str | None = None) -> set[str]:
     """The name of the pod chosen, from every order of ``pods``: one, whatever the order."""
     return {
-        str((story_pod(order, outcome) or {}).get("metadata", {}).get("name"))
+        str((story_pod(order, outcome, reason) or {}).get("metadata", {}).get("name"))
         for order in itertools.permutations(pods)
     }
 
@@ -113,3 +113,18 @@ def test_with_no_pod_that_agrees_the_others_still_tell_what_they_can() -> None:
     assert chosen([killed], "Failed") == {"job-aaaaa"}
     assert story_pod([], "Failed") is None
     assert story_pod([{}], None) == {}
+
+
+def test_a_job_past_its_deadline_tells_the_story_of_the_try_it_killed() -> None:
+    """An earlier try failed on its own (exit 7); the deadline killed the last one while it ran:
+    the run timed out, and the killed try's log says where it was, not the earlier exit."""
+    earlier = pod(
+        "dl-aaaaa",
+        "Failed",
+        code=7,
+        started="2030-01-01T00:00:01Z",
+        finished="2030-01-01T00:00:02Z",
+    )
+    killed = pod("dl-bbbbb", "Running", started="2030-01-01T00:00:05Z", deleting=True)
+    assert chosen([earlier, killed], "Failed", "DeadlineExceeded") == {"dl-bbbbb"}
+    assert chosen([earlier, killed], "Failed", "BackoffLimitExceeded") == {"dl-aaaaa"}
