@@ -1,6 +1,7 @@
 """The crontask REST API: :func:`create_app` builds it over a :class:`RuntimeView`.
 
-- ``/healthz`` (alive), ``/readyz`` (every readiness check passes), ``/metrics`` (Prometheus)
+- ``/healthz`` (alive), ``/readyz`` (every readiness check passes), ``/metrics`` (Prometheus,
+  ``routes_metrics.py``)
 - ``/api/v1/tasks`` and ``/api/v1/runs`` (``routes_tasks.py``, ``routes_runs.py``)
 - ``/api/v1/sources``, ``/api/v1/hooks/git``, ``/api/v1/plan``, ``/api/v1/members``
   (``routes_sources.py``, ``routes_plan.py``, ``routes_members.py``)
@@ -31,6 +32,7 @@ from reconciler.api import (
     docs,
     problems,
     routes_members,
+    routes_metrics,
     routes_plan,
     routes_runs,
     routes_sources,
@@ -100,7 +102,8 @@ def create_app(
         "viewer" if auth is not None and auth.metrics_require_auth else PUBLIC
     )
     routes = [
-        *_probes_router(metrics_role).routes,
+        *_probes_router().routes,
+        *routes_metrics.router(metrics_role).routes,
         *_schema_router().routes,
         *docs.router(OPENAPI_URL, TITLE).routes,
         *routes_tasks.router.routes,
@@ -147,7 +150,7 @@ def create_app(
     return app
 
 
-def _probes_router(metrics_role: RequiredRole) -> APIRouter:
+def _probes_router() -> APIRouter:
     router = APIRouter(
         route_class=GuardedRoute, tags=["health"], generate_unique_id_function=operation_id
     )
@@ -180,19 +183,6 @@ def _probes_router(metrics_role: RequiredRole) -> APIRouter:
         problem = problems.problem_body(503, f"not ready: {failing}", request.url.path)
         problem.update(ready=False, checks=checks)
         return JSONResponse(problem, status_code=503, media_type=PROBLEM_MEDIA_TYPE)
-
-    @router.get(
-        "/metrics",
-        response_class=Response,
-        summary="Prometheus metrics",
-        openapi_extra=role_extra(metrics_role),
-        responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}}},
-    )
-    def prometheus(request: Request) -> Response:
-        # A plain `def`: the scrape is formatted in a worker thread, never on the event loop
-        # that the scheduler shares. Gzip when asked for (Prometheus always asks).
-        body, headers = context(request).metrics.render(request.headers.get("accept-encoding", ""))
-        return Response(body, headers=headers)
 
     return router
 
