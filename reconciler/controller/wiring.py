@@ -10,10 +10,12 @@ others, and the order they start in are the runtime's (``controller.runtime``).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 from collections.abc import Callable, Mapping
 from datetime import datetime
+from typing import Final
 
 from reconciler.aio import in_thread
 from reconciler.controller.cluster import Cluster
@@ -24,6 +26,7 @@ from reconciler.controller.kube import Kubernetes
 from reconciler.controller.options import HaOptions, Options
 from reconciler.controller.reconcile import PassResult, Reconciler
 from reconciler.core.desired import Definition
+from reconciler.core.fields import MAX_HISTORY
 from reconciler.core.plan import Operation
 from reconciler.core.runs import RunRecord, RunStatus
 from reconciler.host import usable_cores
@@ -35,12 +38,14 @@ from reconciler.runner.http import HttpRunner
 from reconciler.scheduling.apscheduler import ApsScheduler
 from reconciler.sinks.metrics import Metrics
 from reconciler.sinks.notify import Notifier
+from reconciler.sinks.notify_history import JUDGED, Reading
 from reconciler.sources.ahead import read_ahead
 from reconciler.sources.api import ApiSource, ApiTaskFiles
 from reconciler.sources.base import Source
 from reconciler.sources.files import DirectorySource
 from reconciler.sources.git import GitSource
 from reconciler.store.base import RunQuery, RunStore
+from reconciler.store.merged import newest_first
 
 log = logging.getLogger("crontask")
 
@@ -173,6 +178,12 @@ def membership(
     return LeaseMembership(kube.connection.api, namespace, group=group), views
 
 
+# Runs read back of one task at most: ten times the failed runs (failed, timed out, interrupted
+# by crash or shutdown) and abandoned retries a task may keep, for those kept since the last
+# housekeeping; more, and the task is read back as the oldest of them left it.
+_READ_MAX: Final = 10 * MAX_HISTORY
+
+
 def notifier(
     options: Options,
     metrics: Metrics,
@@ -232,17 +243,28 @@ def heartbeat(
     )
 
 
-def _recent_runs(store: RunStore, key: str, pages: int = 5) -> list[RunRecord]:
-    """A task's newest records, newest first, for the notifier: read page by page (20 a page,
-    at most ``pages``) until one is there that is not a slot skipped or a run still going, so
-    that a long run's skipped slots do not hide how the task last ended."""
+def _recent_runs(store: RunStore, key: str) -> list[RunRecord]:
+    """A task's newest records, newest first, for the notifier: as far back as it judges
+    them (``notify_history.Reading``), ``_READ_MAX`` at most. Page by page (a short history:
+    all of it, in one query) until a page is mostly skipped slots; from there, only the
+    kinds it judges (``JUDGED``), each by a query the store filters. A run that hangs under
+    Forbid leaves a skipped slot each time one is due until housekeeping, thousands of a task
+    of every second: read page by page, five at most, they hid the failure that was told, and
+    its recovery went untold after a restart. (A page of each kind is a query each: a long
+    streak of failures alone is read faster whole.)"""
+    reading = Reading()
     found: list[RunRecord] = []
-    cursor = None
-    for _ in range(pages):
-        page = store.query(RunQuery(task=key, limit=20, output=False, cursor=cursor))
+    q = RunQuery(task=key, limit=20, output=False)
+    while len(found) < _READ_MAX:
+        page = store.query(q)
         found += page.items
-        cursor = page.next_cursor
-        ended = (r for r in page.items if r.status not in (RunStatus.SKIPPED, RunStatus.RUNNING))
-        if cursor is None or next(ended, None) is not None:
-            break
+        if page.next_cursor is None or any(reading.add(run) for run in page.items):
+            return found
+        if sum(run.status is RunStatus.SKIPPED for run in page.items) * 2 > len(page.items):
+            for run in newest_first(store, key, JUDGED, after=found[-1]):
+                found.append(run)
+                if reading.add(run) or len(found) >= _READ_MAX:
+                    break
+            return found
+        q = dataclasses.replace(q, limit=200, cursor=page.next_cursor)
     return found

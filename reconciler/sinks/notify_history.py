@@ -23,6 +23,7 @@ import dataclasses
 import logging
 from collections.abc import Callable, Sequence
 from datetime import datetime
+from typing import Final
 
 from reconciler.aio import in_thread
 from reconciler.core.runs import JOB_DELETED, RunRecord, RunStatus, Trigger, died, untold
@@ -30,7 +31,8 @@ from reconciler.core.status import FAILURES, SHUTDOWN_REASON
 
 log = logging.getLogger("crontask.notify")
 
-History = Callable[[str], Sequence[RunRecord]]  # a task's runs, newest first
+# A task's runs, newest first, at least as far back as ``Reading`` needs (its newest too).
+History = Callable[[str], Sequence[RunRecord]]
 
 
 @dataclasses.dataclass
@@ -107,12 +109,10 @@ async def remembered(
             cut.add(previous.id)
             continue
         judged.add(previous.id)
-        abandoned = previous.status is RunStatus.SKIPPED and previous.trigger is Trigger.RETRY
-        if previous.status is RunStatus.RUNNING or (
-            previous.status is RunStatus.SKIPPED and not abandoned
-        ):
+        verdict = _failed(previous)
+        if verdict is None:
             continue
-        if not abandoned and previous.status not in FAILURES:
+        if not verdict:
             if failing:
                 break  # the success before the failures: they are all there is to judge
             successes += 1  # the history ends with it: are there failures before?
@@ -137,6 +137,60 @@ async def remembered(
     if successes:
         return TaskState(False, None)
     return TaskState(True, since, unsure=True)
+
+
+# The records ``remembered`` judges a run by: all but slots skipped (a retry skipped is an
+# abandoned one: its run failed), as (status, trigger or any) filters of ``RunStore.query``.
+JUDGED: Final = (
+    *((status, None) for status in RunStatus if status is not RunStatus.SKIPPED),
+    (RunStatus.SKIPPED, Trigger.RETRY),
+)
+
+
+class Reading:
+    """Whether a task's runs read so far, fed newest first, hold all that :func:`remembered`
+    judges: its walk ends at the success before the failures the history ends with, or at
+    the second success the history ends with (whatever is older, the task is then ok as far
+    as the receivers know), and the runs it passes over (a run still going, a slot skipped,
+    a run the shutdown cut short) say nothing. However many of those a hung run left, the
+    history is read past them (``controller.wiring``): read five pages at most, they hid a
+    failure that was told, and its recovery went untold.
+
+    One run more than the walk needs: ``remembered`` leaves out the run it is asked about,
+    which may or may not be among those read (the newest, or not stored yet), so the ends
+    are taken as if any one run were left out."""
+
+    def __init__(self) -> None:
+        self._judged: set[str] = set()
+        self._failing = False
+        self._successes = 0  # all those judged
+        self._after_failure = 0  # those older than a failure
+        self.done = False
+
+    def add(self, run: RunRecord) -> bool:
+        """Take the next-newest run; whether what was read is now enough."""
+        if self.done or run.id in self._judged or shut_down(run):
+            return self.done  # an older attempt of a run judged, or nothing (as below)
+        self._judged.add(run.id)
+        verdict = _failed(run)
+        if verdict:
+            self._failing = True
+        elif verdict is not None:
+            self._successes += 1
+            if self._failing:
+                self._after_failure += 1
+        self.done = self._successes >= 3 or self._after_failure >= 2
+        return self.done
+
+
+def _failed(run: RunRecord) -> bool | None:
+    """How ``run``'s newest attempt says the run ended: failed (an abandoned retry too: its
+    run ended with the failure before it), succeeded, or ``None``, not at all (still going,
+    or a slot skipped)."""
+    abandoned = run.status is RunStatus.SKIPPED and run.trigger is Trigger.RETRY
+    if run.status is RunStatus.RUNNING or (run.status is RunStatus.SKIPPED and not abandoned):
+        return None
+    return abandoned or run.status in FAILURES
 
 
 def shut_down(record: RunRecord) -> bool:
