@@ -1194,8 +1194,8 @@ def scenario_metrics(config: Config, rows: list[Row]) -> None:
     rows.append(
         Row(
             scenario,
-            f"  scrape, gzip, {config.metrics_scrapes} one after another (request sent to last "
-            "byte read): p50 / p99 / max",
+            f"  scrape, gzip, {config.metrics_scrapes} one after another, each a render (over 1 s "
+            "apart: request sent to last byte read): p50 / p99 / max",
             *pair("scrape"),
             "",
             "p99 <= 300 ms" if n == 10_000 else "",
