@@ -17,9 +17,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import threading
-import time
-from concurrent.futures import Future
 from typing import Annotated, Any, Final
 
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
@@ -63,6 +60,7 @@ from reconciler.api.routing import (
     operation_id,
     problem_responses,
 )
+from reconciler.api.run_decision import decided
 from reconciler.api.task_problems import (
     if_match_versions,
     in_the_way,
@@ -79,7 +77,6 @@ from reconciler.controller.view import (
     FieldError,
     InvalidDefinition,
     OwnedElsewhere,
-    RuntimeView,
     TaskQuery,
     TaskView,
     VersionMismatch,
@@ -91,12 +88,10 @@ from reconciler.core.api_tasks import (
     NoRoom,
     NotInForce,
 )
-from reconciler.core.model import ConcurrencyPolicy, CronTask
-from reconciler.core.runs import RunRecord, RunStatus
+from reconciler.core.model import CronTask
 from reconciler.sources.api import MAX_TEXT, TaskTooLarge
 from reconciler.sources.limits import format_size
 from reconciler.sources.messages import problems
-from reconciler.store import RunStore, StoreUnavailable
 
 router = APIRouter(
     prefix="/api/v1",
@@ -107,10 +102,6 @@ router = APIRouter(
 
 IF_MATCH_MAX: Final = 1024
 WRITER: Final[RequiredRole] = "admin"  # who may create, replace and delete tasks
-# With replicas, how long a manual run's answer waits for the store's decision, and the least
-# a read begun just before then gets: the answer comes within their sum, below the CLI's 10 s.
-DECISION_WAIT: Final = 5.0
-READ_MARGIN: Final = 0.5
 IfMatchHeader = Annotated[
     str | None,
     Header(
@@ -419,68 +410,11 @@ def delete_task(
 )
 def trigger_run(runtime: Runtime, namespace: Namespace, name: Name, response: Response) -> RunOut:
     try:
-        record = _decided(runtime, runtime.trigger(f"{namespace}/{name}"))
+        record = decided(runtime, runtime.trigger(f"{namespace}/{name}"))
     except KeyError:
         raise not_found(namespace, name) from None
     response.headers["Location"] = f"/api/v1/runs/{record.id}"
     return RunOut.of(record)
-
-
-def _decided(runtime: RuntimeView, record: RunRecord) -> RunRecord:
-    """``record`` once it is decided. With replicas, a run asked for is ``running`` at once,
-    but whether it may start is the shared store's to say (a run of the task may be going on
-    another replica, and Forbid then skips this one): the answer waits until the store holds
-    the run's first record, its claim or its skip (up to ``DECISION_WAIT``; after that the
-    run goes on as its claim waits). A store that does not answer is not read again."""
-    if record.status is not RunStatus.RUNNING or runtime.members() is None:
-        return record  # alone, the dispatcher decided it already
-    deadline = time.monotonic() + DECISION_WAIT
-    pause = 0.005
-    while True:
-        try:
-            stored = _read(runtime.store, record, max(deadline - time.monotonic(), READ_MARGIN))
-        except (StoreUnavailable, TimeoutError):
-            return _unanswered(runtime, record)
-        if stored is not None:
-            # Skipped, or claimed: started (it may even have ended since, still "running").
-            return stored if stored.status is RunStatus.SKIPPED else record
-        if time.monotonic() >= deadline:
-            return record
-        time.sleep(pause)  # an endpoint runs in the threadpool, never on the event loop
-        pause = min(pause * 2, 0.1)
-
-
-def _read(store: RunStore, record: RunRecord, wait: float) -> RunRecord | None:
-    """``store.get`` of ``record``, for ``wait`` seconds at most (then TimeoutError): a store
-    that never answers holds a call for the driver's timeouts (PostgreSQL's connect_timeout
-    alone is 10 s), in a daemon thread of its own: not the endpoint, nor the exit."""
-    read: Future[RunRecord | None] = Future()
-
-    def get() -> None:
-        try:
-            read.set_result(store.get(record.id, record.attempt))
-        except BaseException as err:
-            read.set_exception(err)
-
-    threading.Thread(target=get, name="crontask-run-decision", daemon=True).start()
-    return read.result(timeout=wait)
-
-
-def _unanswered(runtime: RuntimeView, record: RunRecord) -> RunRecord:
-    """The store did not answer, nor, then, the run's claim made meanwhile. Under Allow the
-    run goes on all the same; under Forbid and Replace it is recorded skipped unless the store
-    takes its claim after all (StoreUnavailable, ``controller.claims``): a 503 says so."""
-    definition = runtime.in_force().get(record.task)
-    policy = None if definition is None else definition.task.spec.concurrency_policy
-    if policy is ConcurrencyPolicy.ALLOW:
-        return record
-    raise ProblemError(
-        503,
-        f"the run store did not answer, so a run of {record.task} on another replica could "
-        f"not be looked for (concurrencyPolicy {policy or 'unknown'}): run {record.id} starts "
-        "only if the store takes its claim, else it is recorded skipped (StoreUnavailable)",
-        headers={"Retry-After": "5"},
-    )
 
 
 def _validated(document: dict[str, Any]) -> CronTask:

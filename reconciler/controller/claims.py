@@ -135,7 +135,7 @@ class SlotClaims:
         a run of its task on another replica (the store did not answer) is not started: run
         anyway, as ``_keeps_claim`` would have it, it could go beside that replica's run (two
         run-nows asked of two replicas, one of them cut off from the store). It is recorded
-        skipped, and the run-now answer says so (``api.routes_tasks``); asked again, it runs
+        skipped, and the run-now answer says so (``api.run_decision``); asked again, it runs
         once the store answers."""
         skipped = dataclasses.replace(
             record,

@@ -10,7 +10,7 @@ import threading
 
 import pytest
 
-from reconciler.api import routes_tasks
+from reconciler.api import run_decision
 from reconciler.core.runs import RunRecord
 from tests.api.conftest import AppFactory, TestClient
 from tests.api.fakes import view
@@ -40,8 +40,8 @@ class HungStore(DecidingStore):
 
 @pytest.fixture
 def short_wait(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(routes_tasks, "DECISION_WAIT", 0.0)
-    monkeypatch.setattr(routes_tasks, "READ_MARGIN", 0.05, raising=False)  # absent before it
+    monkeypatch.setattr(run_decision, "DECISION_WAIT", 0.0)
+    monkeypatch.setattr(run_decision, "READ_MARGIN", 0.05)
 
 
 def _runtime(store: DecidingStore, policy: str) -> ReplicaRuntime:

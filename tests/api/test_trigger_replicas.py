@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 
 import pytest
 
-from reconciler.api import routes_tasks
+from reconciler.api import run_decision
 from reconciler.controller.view import Members, MemberStatus
 from reconciler.core.runs import RunRecord, RunStatus, Trigger, run_id
 from reconciler.store import MemoryRunStore, StoreUnavailable
@@ -128,7 +128,7 @@ def test_a_store_that_does_not_decide_in_time_leaves_the_run_running(
 ) -> None:
     # Its claim waits for the store too, and the run goes on meanwhile. (A store that cannot
     # be read at all: test_run_now_store_unanswered.)
-    monkeypatch.setattr(routes_tasks, "DECISION_WAIT", 0.0)
+    monkeypatch.setattr(run_decision, "DECISION_WAIT", 0.0)
     status, body = _post(make_app, ReplicaRuntime(DecidingStore(), lambda record: None))
     assert (status, body["status"]) == (202, "running")
 

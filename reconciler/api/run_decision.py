@@ -1,0 +1,77 @@
+"""The answer to a run asked for now (``POST /api/v1/tasks/{namespace}/{name}/runs``): with
+replicas, it waits for the shared store's decision, a claim or a skip, within a bound."""
+
+from __future__ import annotations
+
+import threading
+import time
+from concurrent.futures import Future
+from typing import Final
+
+from reconciler.api.problems import ProblemError
+from reconciler.controller.view import RuntimeView
+from reconciler.core.model import ConcurrencyPolicy
+from reconciler.core.runs import RunRecord, RunStatus
+from reconciler.store import RunStore, StoreUnavailable
+
+# With replicas, how long a manual run's answer waits for the store's decision, and the least
+# a read begun just before then gets: the answer comes within their sum, below the CLI's 10 s.
+DECISION_WAIT: Final = 5.0
+READ_MARGIN: Final = 0.5
+
+
+def decided(runtime: RuntimeView, record: RunRecord) -> RunRecord:
+    """``record`` once it is decided. With replicas, a run asked for is ``running`` at once,
+    but whether it may start is the shared store's to say (a run of the task may be going on
+    another replica, and Forbid then skips this one): the answer waits until the store holds
+    the run's first record, its claim or its skip (up to ``DECISION_WAIT``; after that the
+    run goes on as its claim waits). A store that does not answer is not read again."""
+    if record.status is not RunStatus.RUNNING or runtime.members() is None:
+        return record  # alone, the dispatcher decided it already
+    deadline = time.monotonic() + DECISION_WAIT
+    pause = 0.005
+    while True:
+        try:
+            stored = _read(runtime.store, record, max(deadline - time.monotonic(), READ_MARGIN))
+        except (StoreUnavailable, TimeoutError):
+            return _unanswered(runtime, record)
+        if stored is not None:
+            # Skipped, or claimed: started (it may even have ended since, still "running").
+            return stored if stored.status is RunStatus.SKIPPED else record
+        if time.monotonic() >= deadline:
+            return record
+        time.sleep(pause)  # an endpoint runs in the threadpool, never on the event loop
+        pause = min(pause * 2, 0.1)
+
+
+def _read(store: RunStore, record: RunRecord, wait: float) -> RunRecord | None:
+    """``store.get`` of ``record``, for ``wait`` seconds at most (then TimeoutError): a store
+    that never answers holds a call for the driver's timeouts (PostgreSQL's connect_timeout
+    alone is 10 s), in a daemon thread of its own: not the endpoint, nor the exit."""
+    read: Future[RunRecord | None] = Future()
+
+    def get() -> None:
+        try:
+            read.set_result(store.get(record.id, record.attempt))
+        except BaseException as err:
+            read.set_exception(err)
+
+    threading.Thread(target=get, name="crontask-run-decision", daemon=True).start()
+    return read.result(timeout=wait)
+
+
+def _unanswered(runtime: RuntimeView, record: RunRecord) -> RunRecord:
+    """The store did not answer, nor, then, the run's claim made meanwhile. Under Allow the
+    run goes on all the same; under Forbid and Replace it is recorded skipped unless the store
+    takes its claim after all (StoreUnavailable, ``controller.claims``): a 503 says so."""
+    definition = runtime.in_force().get(record.task)
+    policy = None if definition is None else definition.task.spec.concurrency_policy
+    if policy is ConcurrencyPolicy.ALLOW:
+        return record
+    raise ProblemError(
+        503,
+        f"the run store did not answer, so a run of {record.task} on another replica could "
+        f"not be looked for (concurrencyPolicy {policy or 'unknown'}): run {record.id} starts "
+        "only if the store takes its claim, else it is recorded skipped (StoreUnavailable)",
+        headers={"Retry-After": "5"},
+    )
