@@ -22,7 +22,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 import re
-from collections.abc import Sequence
 from typing import Any
 
 import yaml
@@ -35,6 +34,7 @@ from reconciler.core.runs import DNS1123_LABEL
 from reconciler.core.schedule import ScheduleError
 from reconciler.sources.limits import YamlLimits, excerpt
 from reconciler.sources.messages import MESSAGE, Problem, dotted, message
+from reconciler.sources.yamlpositions import Positions
 from reconciler.sources.yamlwalk import (
     MAP,
     STR,
@@ -58,104 +58,12 @@ _MESSAGE = MESSAGE
 # file of ten CronTasks is some 4 KB, and the pass would only slow those down.
 PRESCAN_LENGTH = 64 * 1024
 
-Path = tuple[str | int, ...]
-
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class ParsedText:
     definitions: list[Definition]
     errors: list[DefinitionError]
     ignored: int = 0  # documents of other API groups
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class _Mark:
-    line: int  # 1-based
-    column: int  # 1-based
-    plain_scalar: bool = False  # unquoted, single line: a column inside it can be pointed at
-    quoted: bool = False
-
-
-class _Positions:
-    """Where each key and value of one document starts."""
-
-    def __init__(self, root: yaml.Node) -> None:
-        self.marks: dict[Path, _Mark] = {}
-        self.values: dict[Path, _Mark] = {}
-        self.duplicates: list[tuple[Path, _Mark]] = []
-        self._seen_duplicates: set[tuple[int, int]] = set()  # an alias repeats its mapping
-        self._constructor = yaml.constructor.SafeConstructor()
-        self.root = _mark(root)
-        self._walk(root, ())
-
-    def _walk(self, node: yaml.Node, path: Path) -> None:
-        self.values[path] = _mark(node)
-        if isinstance(node, yaml.MappingNode):
-            seen: set[Any] = set()
-            for key_node, value_node in node.value:
-                key = self._key(key_node)
-                child = (*path, _named(key))
-                # By type too: 1, 1.0 and true are equal in Python, not in YAML.
-                if (type(key), key) in seen:
-                    # PyYAML keeps the last of two equal keys without a word; say so instead.
-                    mark = _mark(key_node)
-                    if (mark.line, mark.column) not in self._seen_duplicates:
-                        self._seen_duplicates.add((mark.line, mark.column))
-                        self.duplicates.append((child, mark))
-                seen.add((type(key), key))
-                self.marks[child] = _mark(key_node)
-                self._walk(value_node, child)
-        elif isinstance(node, yaml.SequenceNode):
-            for index, item in enumerate(node.value):
-                child = (*path, index)
-                self.marks[child] = _mark(item)
-                self._walk(item, child)
-
-    def _key(self, node: yaml.Node) -> Any:
-        """The key ``node`` makes in the data (``1``, ``True``, ``None``, not their text), so
-        that pydantic's path to it finds it."""
-        if type(node) is not yaml.ScalarNode:
-            return "<complex key>"  # a sequence or mapping as a key (`? [a, b]`) has no name
-        if node.tag == STR:
-            return node.value
-        try:
-            key = self._constructor.construct_object(node)
-            hash(key)
-        except (yaml.YAMLError, ValueError, TypeError):  # built in vain: the text will do
-            return node.value
-        return key
-
-    def find(self, path: Sequence[str | int]) -> _Mark:
-        """The key of ``path``, or of its nearest ancestor that exists in the text."""
-        probe = tuple(path)
-        while probe:
-            if probe in self.marks:
-                return self.marks[probe]
-            probe = probe[:-1]
-        return self.root
-
-
-def _named(key: Any) -> str | int:
-    """A key as pydantic names it in an error's path: a string, an int (a bool is one), or
-    the ``repr`` of anything else (``None``, ``1.5``)."""
-    if isinstance(key, str):
-        return key
-    if isinstance(key, int) and -(2**63) <= key < 2**63:
-        return int(key)
-    return repr(key)
-
-
-def _mark(node: yaml.Node) -> _Mark:
-    start, end = node.start_mark, node.end_mark
-    style = getattr(node, "style", None)
-    single_line = start.line == end.line
-    return _Mark(
-        line=start.line + 1,
-        column=start.column + 1,
-        # A plain scalar's style is None from PyYAML's Python composer, "" from libyaml's.
-        plain_scalar=isinstance(node, yaml.ScalarNode) and not style and single_line,
-        quoted=isinstance(node, yaml.ScalarNode) and style in ("'", '"') and single_line,
-    )
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -346,7 +254,7 @@ def _document(
         found.ignored += 1  # never built: its size and shape are not ours to judge
         return 1
     depth, number_length = limits.max_depth, limits.max_number_length
-    positions: _Positions | None = None
+    positions: Positions | None = None
     try:
         # The common, valid document is built without positions, which are needed only to
         # report an error; anything unusual (or over a bound) takes the long way.
@@ -356,7 +264,7 @@ def _document(
             used = measure(
                 node, values=values, depth=depth, number_length=number_length, bound=bound
             )
-            positions = _Positions(node)
+            positions = Positions(node)
             data = yaml.constructor.SafeConstructor().construct_document(node)
         except NodeProblem as problem:
             mark = problem.node.start_mark
@@ -381,7 +289,7 @@ def _document(
     try:
         task = CronTask.model_validate(data)
     except ValidationError as err:
-        _validation_errors(err, positions or _Positions(node), at, _key_of(data), found)
+        _validation_errors(err, positions or Positions(node), at, _key_of(data), found)
         return used
     except Exception as err:  # a bug of crontask: see unexpected()
         error = unexpected(err, root, _key_of(data))
@@ -474,7 +382,7 @@ def _is_label(value: Any) -> bool:
 
 
 def _validation_errors(
-    err: ValidationError, positions: _Positions, at: Any, key: str | None, found: _Found
+    err: ValidationError, positions: Positions, at: Any, key: str | None, found: _Found
 ) -> None:
     for item in err.errors(include_url=False):
         if found.full:

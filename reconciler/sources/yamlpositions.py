@@ -1,0 +1,104 @@
+"""Where each key and value of a YAML document starts, from its node tree: an error found
+in the data (pydantic's path to a field) is reported at the line and column of that field."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from typing import Any
+
+import yaml
+
+from reconciler.sources.yamlwalk import STR
+
+Path = tuple[str | int, ...]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Mark:
+    line: int  # 1-based
+    column: int  # 1-based
+    plain_scalar: bool = False  # unquoted, single line: a column inside it can be pointed at
+    quoted: bool = False
+
+
+class Positions:
+    """Where each key and value of one document starts."""
+
+    def __init__(self, root: yaml.Node) -> None:
+        self.marks: dict[Path, Mark] = {}
+        self.values: dict[Path, Mark] = {}
+        self.duplicates: list[tuple[Path, Mark]] = []
+        self._seen_duplicates: set[tuple[int, int]] = set()  # an alias repeats its mapping
+        self._constructor = yaml.constructor.SafeConstructor()
+        self.root = mark_of(root)
+        self._walk(root, ())
+
+    def _walk(self, node: yaml.Node, path: Path) -> None:
+        self.values[path] = mark_of(node)
+        if isinstance(node, yaml.MappingNode):
+            seen: set[Any] = set()
+            for key_node, value_node in node.value:
+                key = self._key(key_node)
+                child = (*path, named(key))
+                # By type too: 1, 1.0 and true are equal in Python, not in YAML.
+                if (type(key), key) in seen:
+                    # PyYAML keeps the last of two equal keys without a word; say so instead.
+                    mark = mark_of(key_node)
+                    if (mark.line, mark.column) not in self._seen_duplicates:
+                        self._seen_duplicates.add((mark.line, mark.column))
+                        self.duplicates.append((child, mark))
+                seen.add((type(key), key))
+                self.marks[child] = mark_of(key_node)
+                self._walk(value_node, child)
+        elif isinstance(node, yaml.SequenceNode):
+            for index, item in enumerate(node.value):
+                child = (*path, index)
+                self.marks[child] = mark_of(item)
+                self._walk(item, child)
+
+    def _key(self, node: yaml.Node) -> Any:
+        """The key ``node`` makes in the data (``1``, ``True``, ``None``, not their text), so
+        that pydantic's path to it finds it."""
+        if type(node) is not yaml.ScalarNode:
+            return "<complex key>"  # a sequence or mapping as a key (`? [a, b]`) has no name
+        if node.tag == STR:
+            return node.value
+        try:
+            key = self._constructor.construct_object(node)
+            hash(key)
+        except (yaml.YAMLError, ValueError, TypeError):  # built in vain: the text will do
+            return node.value
+        return key
+
+    def find(self, path: Sequence[str | int]) -> Mark:
+        """The key of ``path``, or of its nearest ancestor that exists in the text."""
+        probe = tuple(path)
+        while probe:
+            if probe in self.marks:
+                return self.marks[probe]
+            probe = probe[:-1]
+        return self.root
+
+
+def named(key: Any) -> str | int:
+    """A key as pydantic names it in an error's path: a string, an int (a bool is one), or
+    the ``repr`` of anything else (``None``, ``1.5``)."""
+    if isinstance(key, str):
+        return key
+    if isinstance(key, int) and -(2**63) <= key < 2**63:
+        return int(key)
+    return repr(key)
+
+
+def mark_of(node: yaml.Node) -> Mark:
+    start, end = node.start_mark, node.end_mark
+    style = getattr(node, "style", None)
+    single_line = start.line == end.line
+    return Mark(
+        line=start.line + 1,
+        column=start.column + 1,
+        # A plain scalar's style is None from PyYAML's Python composer, "" from libyaml's.
+        plain_scalar=isinstance(node, yaml.ScalarNode) and not style and single_line,
+        quoted=isinstance(node, yaml.ScalarNode) and style in ("'", '"') and single_line,
+    )
