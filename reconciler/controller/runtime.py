@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import os
 import signal
 from collections.abc import Callable, Coroutine, Mapping
 from datetime import UTC, datetime
@@ -343,3 +344,17 @@ def _log_started(parts: Parts, options: Options) -> None:
             }
         },
     )
+    as_root(os.geteuid())
+
+
+def as_root(euid: int) -> None:
+    """A word at start (after "crontask started", which scripts wait for) when crontask runs
+    as root: its commands do too, and root reads any process's ``/proc`` files, so keeping
+    crontask's own private (``host.keep_private``) does not keep its environment (the
+    ``--db`` URL, tokens) nor its memory from them."""
+    if euid == 0:
+        log.warning(
+            "running as root: commands run as root too and can read crontask's environment "
+            "and memory (/proc/$PPID/environ); run crontask as an unprivileged user",
+            extra={"fields": {"uid": euid}},
+        )
