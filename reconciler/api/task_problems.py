@@ -32,8 +32,9 @@ def if_match_versions(header: str | None) -> IfMatch | None:
         raise ProblemError(
             422, "header.If-Match: not an entity tag", title="Invalid request", errors=[problem]
         )
-    # A tag may be listed twice; a weak one is well formed but matches nothing (412).
-    return frozenset(t[1:-1] for t in tags if not t.startswith("W/"))
+    # A tag may be listed twice; a weak one is well formed but matches nothing (412), and so
+    # does ``"*"``: quoted, it is an opaque tag, which no version is, not the wildcard.
+    return frozenset(t[1:-1] for t in tags if not t.startswith("W/") and t != '"*"')
 
 
 def precondition_failed(exc: VersionMismatch) -> ProblemError:
