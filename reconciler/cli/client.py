@@ -472,7 +472,9 @@ def _problem_line(status: int, reason: str, content: bytes) -> str:
                 location = error.get("location")
                 parts = location if isinstance(location, list) else []
                 where = ".".join(shown(p, "") for p in parts)
-                line += f"; {where}: {shown(error.get('message'), 'None')}"
+                said = f"{where}: {shown(error.get('message'), 'None')}"
+                if said not in line:  # a detail often is its errors: each is said once
+                    line += f"; {said}"
             if len(line) > _MAX_LINE:
                 break
     else:

@@ -80,6 +80,9 @@ def add_parser(commands: Any) -> None:
     parser.set_defaults(handler=run_runs)
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
 def run_runs(args: argparse.Namespace) -> int:
     since = None
     if args.since is not None:  # --since 0 is the last 0 seconds: no run, not every one
@@ -175,6 +178,9 @@ def _from_api(
     if args.id:
         answer = fetch_run(args.server, token, args.id)
         return [], object_list(answer.get("attempts"), args.server, "attempts")
+    if since is not None:
+        # The API takes instants from 1970 on, and no run is older: --since 100y asks for all.
+        since = max(since, _EPOCH)
     params = {"task": args.task, "status": args.status, "trigger": args.trigger, "since": since}
     return fetch_runs(args.server, token, params, args.limit), []
 
