@@ -98,7 +98,8 @@ class _ScheduleTrigger(BaseTrigger):  # type: ignore[misc]
 
     def __init__(self, schedule: Schedule) -> None:
         self.schedule = schedule
-        # The answer to the first question (no previous fire time): the job's first slot.
+        # The answer to the first question (no previous fire time): the job's first slot, or
+        # the due slot an update carried over, which APScheduler never asks about (apply).
         self._first: datetime | None = None
         # The last question with a previous fire time and its answer, as one attribute so that
         # another thread reads a consistent pair. It doubles as a cache: APScheduler asks twice
@@ -393,10 +394,10 @@ class ApsScheduler:
         options: dict[str, Any] = {}
         if step.desired.task.spec.suspend:
             options["next_run_time"] = None  # a paused job: kept, fires nothing
-        elif step.operation is Operation.UPDATE and (due := self._due(job_id)) is not None:
+        elif step.operation is Operation.UPDATE and (due := self._due(step.key, trigger)):
             # A slot that came due while the loop was busy (this pass) is still owed: the
             # changed job starts there, not at the new trigger's first slot after now.
-            options["next_run_time"] = due
+            options["next_run_time"] = trigger._first = due
         self._aps.add_job(
             _never_called,
             trigger=trigger,
@@ -412,9 +413,15 @@ class ApsScheduler:
             self._owned[step.key] = step.desired
             self._triggers[step.key] = trigger
 
-    def _due(self, job_id: str) -> datetime | None:
-        """The job's next slot, if it is due and not handed over yet."""
-        job = self._aps.get_job(job_id)
+    def _due(self, key: str, trigger: _ScheduleTrigger) -> datetime | None:
+        """The job's next slot, if it is due, not handed over yet, and ``trigger`` keeps the
+        job's schedule (zone and jitter too). A new one starts at its first slot after now,
+        and ``account_for_slots`` runs its latest slot since the last run, as after a restart;
+        the old schedule's due slot is not one of its slots."""
+        held = self._triggers.get(key)
+        if held is None or held.schedule != trigger.schedule:
+            return None
+        job = self._aps.get_job(JOB_PREFIX + key)
         at: datetime | None = None if job is None else job.next_run_time
         return at if at is not None and at <= datetime.now(UTC) else None
 
