@@ -9,6 +9,10 @@ from zoneinfo import ZoneInfo
 
 from . import zones
 
+# How many slots one look-back window of latest_two walks before it bisects instead: a minute
+# of a per-second schedule (60) is walked, as the dense common case costs no more that way.
+_WALK = 64
+
 
 class Schedule(abc.ABC):
     """When a task fires: a cron expression or an ``@every`` interval, in a time zone.
@@ -110,8 +114,11 @@ class Schedule(abc.ABC):
     ) -> tuple[datetime | None, datetime | None]:
         """The latest fire instant ``t`` with ``after < t <= until`` and the one before it
         (None where there is none). It looks back from ``until`` in windows that grow 64-fold
-        (a minute, an hour, ...), so the cost is the slots near ``until``, not every slot since
-        ``after``: a per-second task down for a year has 31 million of them."""
+        (a minute, an hour, ...), walking at most :data:`_WALK` slots of each; past that it
+        bisects. So the cost is the slots near ``until`` plus a few lookups per bit of the
+        span, not every slot since ``after``: a per-second task down for a year has 31 million
+        of them, and one that fires every second from January to June, seen in December, has
+        15 million before its gap, which a window reaching back past the gap walked (5 s)."""
         first = zones.first_second_after(after)
         last = zones.last_second_at_or_before(until)
         if last < first:
@@ -119,15 +126,48 @@ class Schedule(abc.ABC):
         window = 60
         while True:
             start = max(first, last - window + 1)
-            latest: int | None = None
-            previous: int | None = None
-            for u in self._fire_seconds(start):
-                if u > last:
-                    break
-                previous, latest = latest, u
-            if previous is not None or start == first:
-                return self._at(latest), self._at(previous)
+            found = self._walk(start, last)
+            if len(found) > _WALK:
+                # Too many to walk: the latest two are at or after found[-2], and found[-1]
+                # is a slot to bisect up from.
+                latest = self._latest_from(found[-1], last)
+                if latest == found[-1]:
+                    return self._at(latest), self._at(found[-2])
+                return self._at(latest), self._at(self._latest_from(found[-1], latest - 1))
+            if len(found) >= 2 or start == first:
+                previous = found[-2] if len(found) >= 2 else None
+                return self._at(found[-1] if found else None), self._at(previous)
             window *= 64
+
+    def _walk(self, start: int, last: int) -> list[int]:
+        """The fire instants in ``[start, last]``, in order; only the first ``_WALK + 1`` when
+        there are more."""
+        found: list[int] = []
+        for u in self._fire_seconds(start):
+            if u > last:
+                break
+            found.append(u)
+            if len(found) > _WALK:
+                break
+        return found
+
+    def _latest_from(self, low: int, high: int) -> int:
+        """The latest fire instant in ``[low, high]``, given that ``low`` is one.
+
+        Bisection on ``s`` with "the first fire at or after ``s`` is at or before ``high``",
+        which holds at ``low`` and, once false, stays false for larger ``s``. Each step is one
+        lookup of a first fire (cheap: the day search skips whole months) and halves the span,
+        or moves ``low`` to the fire found, never walking the slots in between. It relies on
+        ``_fire_seconds(s)`` listing the same instants from any ``s`` (the search horizon of
+        decades is longer than any gap between two fires of a schedule that parses)."""
+        while low < high:
+            middle = (low + high + 1) // 2
+            found = next(self._fire_seconds(middle), None)
+            if found is not None and found <= high:
+                low = found
+            else:
+                high = middle - 1
+        return low
 
     def _at(self, u: int | None) -> datetime | None:
         return None if u is None else zones.to_datetime(u, self.zone)
