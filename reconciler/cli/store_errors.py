@@ -31,6 +31,14 @@ def reported(db_url: str | None, state_dir: Path | None = None) -> Iterator[None
     1, never showing the URL's password: a URL whose options SQLAlchemy or the driver refuses
     is ``crontask: --db: ...`` and 2; a SQLite file that is no database, or a damaged one, is
     named, and 1. Anything else goes through."""
+    if db_url and _raw_at(db_url):
+        _exit(
+            USAGE,
+            "--db: the URL holds more than one '@' before its query: a password's '@' or '/' "
+            "must be percent-encoded (%40, %2F), or a part of it is taken for the host and "
+            "shown in errors (and looked up in DNS)",
+            db_url,
+        )
     try:
         with warnings.catch_warnings():
             # SQLAlchemy drops an option its driver does not take (sqlite:///x.db?mode=ro
@@ -53,6 +61,16 @@ def reported(db_url: str | None, state_dir: Path | None = None) -> Iterator[None
         if (why := _option_refused(err)) is None:
             raise
         _exit(USAGE, f"--db: {why}", db_url)
+
+
+def _raw_at(db_url: str) -> bool:
+    """Whether a server's URL holds a second ``@`` where SQLAlchemy, splitting at the first,
+    would read the rest of a password as the host (``user:p@ss@db``, ``user:p@ss/x@db``). A
+    SQLite URL names a file, whose path may hold any number."""
+    scheme, sep, rest = db_url.partition("://")
+    if not sep or scheme.split("+")[0].lower() == "sqlite":
+        return False
+    return re.split(r"[?#]", rest, maxsplit=1)[0].count("@") > 1
 
 
 # SQLite's primary result codes for a file that is no database, and for a damaged one.

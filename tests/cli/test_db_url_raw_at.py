@@ -1,0 +1,58 @@
+"""A ``--db`` whose password holds a raw ``@`` (or ``/`` before one) is refused at once, exit
+status 2, naming neither the password nor any part of it: SQLAlchemy splits the URL at the
+first ``@``, so the rest of the password was taken for the host, shown in the driver's error
+("failed to resolve host 'RETPW@127.0.0.1'") and looked up in DNS."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from reconciler.cli.store_errors import _raw_at
+
+
+def crontask(tmp_path: Path, db: str, *argv: str) -> subprocess.CompletedProcess[str]:
+    (tmp_path / "tasks").mkdir(exist_ok=True)
+    return subprocess.run(
+        [sys.executable, "-m", "reconciler", *argv],
+        cwd=tmp_path,
+        env={**os.environ, "CRONTASK_DB": db},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+@pytest.mark.parametrize(
+    ("url", "secret"),
+    [
+        ("postgresql+psycopg://crontask:S3C@RETPW@127.0.0.1:9/rv", "RETPW"),
+        ("postgresql+psycopg://crontask:p%40ss@w0rd/x@127.0.0.1:9/rv", "w0rd"),
+    ],
+)
+@pytest.mark.parametrize("argv", [("runs",), ("run", "tasks", "--listen", "off")])
+def test_a_raw_at_in_the_password_is_refused(
+    tmp_path: Path, url: str, secret: str, argv: tuple[str, ...]
+) -> None:
+    done = crontask(tmp_path, url, *argv)
+    assert done.returncode == 2, done.stderr
+    assert "percent-encoded (%40, %2F)" in done.stderr
+    assert secret not in done.stderr + done.stdout
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql+psycopg://crontask:p%40ss@db:5432/x",
+        "postgresql://crontask@db/x?options=a@b",
+        "sqlite:////var/lib/a@b/c@d/runs.db",
+        "postgresql://db/x",
+    ],
+)
+def test_urls_with_one_at_or_files_pass(url: str) -> None:
+    assert not _raw_at(url)
