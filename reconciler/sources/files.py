@@ -7,7 +7,8 @@ Rules users rely on:
   files are followed, symlinked folders are not. A folder more than ``MAX_FOLDER_DEPTH`` levels
   below its path is not read: it is a definition error of that folder. A folder that cannot
   be listed (permissions, an I/O error) is an error too, and the tasks of its files stay as
-  they were until it can be. A path may also name a single file. The walk is ``walk``'s.
+  they were until it can be. A path may also name a single file. The walk is ``walk``'s. A
+  path given under another one (through a link, maybe) is a root of its own (``rootpaths``).
 - A file is applied whole or not at all. A file that fails to parse or validate never removes or
   changes the tasks it defined before: they keep running on their last good definition, and the
   error is reported with ``file:line:col``. Fixing the file applies it. So does a task whose
@@ -60,6 +61,7 @@ from reconciler.sources.filehints import known_path, says_more, too_deep
 from reconciler.sources.filestate import FileState, Signature, signature_of
 from reconciler.sources.limits import DEFAULT_MAX_FILE_SIZE, DEFAULT_MAX_TASKS, excerpt
 from reconciler.sources.reading import Unreadable, read_file, resolve_root, within
+from reconciler.sources.rootpaths import closest_root, inner_roots, not_given
 from reconciler.sources.rootstate import (
     GONE_ROOT,
     HOLD,
@@ -232,11 +234,12 @@ class DirectorySource:
             self._root_errors.pop(root, None)
             linked: list[Path] = []
             present.update(iter_yaml_files(root, too_deep, unlisted, linked))
-            # A link to a folder of the root shows files read where they are: nothing to say.
-            # One that leads elsewhere, or to nothing, is not read: a commit that turned a
-            # folder into one must not remove the tasks of its files.
+            # A link to a folder of the root shows files read where they are: nothing to say;
+            # nor does one given as a root itself (see rootpaths). One that leads elsewhere, or
+            # to nothing, is not read: a commit that turned a folder into one must not remove
+            # the tasks of its files.
             inside = os.path.realpath(root)
-            not_entered += [f for f in linked if not leads_within(f, inside)]
+            not_entered += [f for f in not_given(self.roots, linked) if not leads_within(f, inside)]
         deep = f"folder nested more than {MAX_FOLDER_DEPTH} levels deep (the limit): not read"
         unreadable = "folder cannot be listed: not read; the tasks of its files are kept"
         away = (
@@ -289,7 +292,7 @@ class DirectorySource:
         unmount or a move seen file by file is held from its first event."""
         if not self.guard_empty:
             return False
-        root = next((r for r in self.roots if is_within(path, r) or path == r), None)
+        root = closest_root(self.roots, path)  # the root that reads it (see rootpaths)
         if root is None:
             return False
         if (root, path == root) not in self._holds_now:  # a held root stays held this refresh
@@ -310,8 +313,14 @@ class DirectorySource:
         return True
 
     def _kept(self, root: Path) -> int:
-        """The definitions in force from the files under ``root``."""
-        return sum(len(s.good or ()) for p, s in self._files.items() if is_within(p, root))
+        """The definitions in force from the files under ``root`` and under no other root
+        given inside it (each file is counted once, by its closest root: see rootpaths)."""
+        inner = inner_roots(self.roots, root)
+        return sum(
+            len(s.good or ())
+            for p, s in self._files.items()
+            if is_within(p, root) and not any(is_within(p, r) for r in inner)
+        )
 
     def _is_hold(self, root: Path) -> bool:
         error = self._root_errors.get(root)
@@ -469,7 +478,7 @@ class DirectorySource:
         """The resolved folder ``path`` must stay inside, and its name for messages."""
         root = self.confine_to
         if root is None:
-            root = next((r for r in self.roots if is_within(path, r)), path)
+            root = closest_root(self.roots, path) or path  # the root that reads it
         if root not in self._resolved:
             self._resolved[root] = resolve_root(root)
         label = self.confine_label or f"the folder {excerpt(str(root), _PATH_SHOWN)}"
