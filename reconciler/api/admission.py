@@ -20,6 +20,13 @@ anyone may call with a body (:data:`PUBLIC_BODIES`: signing in, and the git webh
 signature covers the body): strangers trickling bodies there could otherwise hold every place
 inside. Those routes also share :data:`MAX_PUBLIC_BODIES` places of their own, so that at
 worst they hold that many of the others' while their bodies run out of time.
+
+Plans (:data:`PLANS`) are made one at a time (a large one is seconds of CPU, see
+``routes_plan``), and wait for their turn here, at the door, before they take a place: when the
+route itself waited, a viewer's 24 plans in a loop held every place in threads that only waited
+(an operator's GET of a task took 4-5 s; under 150 loops, a run-now 33 s). At most
+:data:`MAX_PLANS_WAITING` wait, each at most :data:`PLAN_WAIT_SECONDS`; past either a plan is
+refused, as any request is.
 """
 
 from __future__ import annotations
@@ -39,6 +46,12 @@ SLOW_BODY: Final = "the request body did not arrive in time"
 UNQUEUED: Final = frozenset({"/healthz", "/readyz"})
 PUBLIC_BODIES: Final = frozenset({"/login", "/api/v1/hooks/git"})
 MAX_PUBLIC_BODIES: Final = 4
+PLANS: Final = frozenset({"/api/v1/plan"})
+MAX_PLANS: Final = 1
+# A small plan takes milliseconds, so a queue of them passes in time; a 1 MiB one, about a
+# second: most of those that wait behind a few would be refused at the end of their wait anyway.
+MAX_PLANS_WAITING: Final = 16
+PLAN_WAIT_SECONDS = 5.0  # read at each wait (not Final): a test can make it long or short
 
 
 class Busy(Exception):
@@ -58,6 +71,8 @@ class Admission:
         wait_seconds: float = WAIT_SECONDS,
         body_seconds: float = BODY_SECONDS,
         max_public: int = MAX_PUBLIC_BODIES,
+        max_plans: int = MAX_PLANS,
+        max_plans_waiting: int = MAX_PLANS_WAITING,
     ) -> None:
         self.app = app
         self.busy = busy
@@ -66,25 +81,35 @@ class Admission:
         self.wait_seconds = wait_seconds
         self.body_seconds = body_seconds
         self.max_public = max_public
+        self.max_plans = max_plans
+        self.max_plans_waiting = max_plans_waiting
         self.active = 0
         self.waiting = 0
-        # Made on the loop that serves: the places inside, and those of PUBLIC_BODIES.
+        self.plans_waiting = 0
+        # Made on the loop that serves: the places inside, those of PUBLIC_BODIES, of PLANS.
         self._room: asyncio.Semaphore | None = None
         self._public: asyncio.Semaphore | None = None
+        self._plans: asyncio.Semaphore | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope.get("path") in UNQUEUED:
             await self.app(scope, receive, send)
             return
-        if self._room is None or self._public is None:
+        if self._room is None or self._public is None or self._plans is None:
             self._room = asyncio.Semaphore(self.max_active)
             self._public = asyncio.Semaphore(self.max_public)
-        gates = [self._public, self._room] if scope.get("path") in PUBLIC_BODIES else [self._room]
+            self._plans = asyncio.Semaphore(self.max_plans)
+        path = scope.get("path")
         entered: list[asyncio.Semaphore] = []
         try:
-            for gate in gates:
-                await self._enter(gate)
-                entered.append(gate)
+            if path in PUBLIC_BODIES:
+                await self._enter(self._public, self.wait_seconds)
+                entered.append(self._public)
+            elif path in PLANS:
+                await self._enter_plans(self._plans)
+                entered.append(self._plans)
+            await self._enter(self._room, self.wait_seconds)
+            entered.append(self._room)
         except Busy:
             self._leave(entered)
             await self.busy(scope, receive, send)  # type: ignore[misc]
@@ -118,16 +143,25 @@ class Admission:
 
         return timed
 
-    async def _enter(self, gate: asyncio.Semaphore) -> None:
+    async def _enter(self, gate: asyncio.Semaphore, seconds: float) -> None:
         if gate.locked() and self.waiting >= self.max_waiting:
             raise Busy
         self.waiting += 1
         try:
-            await asyncio.wait_for(gate.acquire(), self.wait_seconds)
+            await asyncio.wait_for(gate.acquire(), seconds)
         except TimeoutError:
             raise Busy from None
         finally:
             self.waiting -= 1
+
+    async def _enter_plans(self, plans: asyncio.Semaphore) -> None:
+        if plans.locked() and self.plans_waiting >= self.max_plans_waiting:
+            raise Busy
+        self.plans_waiting += 1
+        try:
+            await self._enter(plans, PLAN_WAIT_SECONDS)
+        finally:
+            self.plans_waiting -= 1
 
     @staticmethod
     def _leave(entered: list[asyncio.Semaphore]) -> None:

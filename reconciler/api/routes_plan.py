@@ -16,7 +16,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
-from reconciler.api import planning
+from reconciler.api import admission, planning
 from reconciler.api.auth import role_extra
 from reconciler.api.models import CRONTASK_SCHEMA_REF
 from reconciler.api.problems import MAX_ERRORS, FieldProblem, ProblemError
@@ -37,11 +37,11 @@ YAML_TYPES: Final = frozenset(
 SEND: Final = "send the documents as application/yaml (or one as application/json)"
 # One plan at a time, whoever asks: a 1 MiB text is about a second of CPU-bound Python, and
 # each plan made at once holds the GIL against the loop that starts the slots (16 at once, the
-# API's admission limit, started per-second tasks seconds late). A plan waits this long for its
-# turn, then is refused as busy.
-PLANS_AT_ONCE: Final = 1
-PLAN_WAIT_SECONDS: Final = 5.0
-_planning = threading.BoundedSemaphore(PLANS_AT_ONCE)
+# API's admission limit, started per-second tasks seconds late). A plan waits for its turn at
+# the API's door (admission.PLANS), holding none of its places: a plan that waited here, in a
+# thread, held one, and a viewer's plans held them all. So this lock never waits: it refuses
+# at once a plan that another app of this process is making.
+_planning = threading.BoundedSemaphore(admission.MAX_PLANS)
 
 _DOCUMENTS_BODY: dict[str, Any] = {
     "requestBody": {
@@ -132,7 +132,7 @@ def plan_documents(
     runtime: Runtime, documents: Documents, exact: Exact, allow_empty: AllowEmpty = False
 ) -> PlanOut:
     # A `def`: parsing a 1 MiB text runs in the threadpool, never on the scheduler's loop.
-    if not _planning.acquire(timeout=PLAN_WAIT_SECONDS):
+    if not _planning.acquire(blocking=False):
         detail = "another plan is being made; retry in a moment"
         raise ProblemError(503, detail, headers={"Retry-After": "1"})
     try:

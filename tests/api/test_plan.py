@@ -158,11 +158,10 @@ def test_a_viewer_plans_and_reads_no_url_secret(make_app: AppFactory, tmp_path: 
 
 
 def test_one_plan_is_made_at_a_time_and_a_plan_that_waits_too_long_is_busy(
-    live: LiveApi, monkeypatch: pytest.MonkeyPatch
+    live: LiveApi,
 ) -> None:
     """Plans made at once each hold the GIL against the loop that starts the slots: a viewer
     sending 16 large ones started per-second tasks seconds late."""
-    monkeypatch.setattr(routes_plan, "PLAN_WAIT_SECONDS", 0.05)
     text = documents(task_doc("keep"))
     with live.client() as client:
         assert routes_plan._planning.acquire(timeout=5)  # a plan being made
