@@ -32,7 +32,7 @@ from reconciler.core.jobspec import JobSpecError
 from reconciler.core.model import API_GROUP, KIND, CronTask
 from reconciler.core.runs import DNS1123_LABEL
 from reconciler.core.schedule import ScheduleError
-from reconciler.sources.limits import YamlLimits, excerpt
+from reconciler.sources.limits import FileBudget, Room, YamlLimits, excerpt
 from reconciler.sources.messages import MESSAGE, Problem, dotted, message
 from reconciler.sources.yamlpositions import Positions
 from reconciler.sources.yamlwalk import (
@@ -107,7 +107,7 @@ def plain_text(text: str, limits: YamlLimits = DEFAULT_LIMITS) -> PlainText | No
     is plain dicts, lists and scalars (``sources.ahead``)."""
     if len(text) > PRESCAN_LENGTH:
         return None  # counted from its events first, on the long way
-    budget = limits.file_values(len(text))
+    budget = FileBudget(limits, len(text))
     documents: list[tuple[Any, int, int]] = []
     ignored = count = 0
     loader = _Loader(text)
@@ -117,19 +117,21 @@ def plain_text(text: str, limits: YamlLimits = DEFAULT_LIMITS) -> PlainText | No
             if node is None:
                 continue
             count += 1
-            if count > limits.max_documents or budget <= 0:
+            if count > limits.max_documents or budget.spent() is not None:
                 return None
             if _other_group(_str_of(node, "apiVersion"), _str_of(node, "kind")):
                 ignored += 1
-                budget -= 1
+                budget.spend(1, 0)
                 continue
+            room = budget.room()
             data, used = plain_document(
                 node,
-                values=min(limits.max_values, budget),
+                values=room.values,
                 depth=limits.max_depth,
                 number_length=limits.max_number_length,
+                text=room.text,
             )
-            budget -= used
+            budget.spend(*used)
             if data is None:  # an empty document between two `---`
                 continue
             if isinstance(data, dict) and _other_group(data.get("apiVersion"), data.get("kind")):
@@ -180,7 +182,7 @@ def _parse_with_positions(
             mark, message = problem
             found.error(at(mark.line + 1, mark.column + 1), message)
             return ParsedText([], found.errors)
-    budget = total = limits.file_values(len(text))
+    budget = FileBudget(limits, len(text))
     documents = 0
     loader = _Loader(text)
     try:
@@ -195,18 +197,12 @@ def _parse_with_positions(
                     at(mark.line + 1, mark.column + 1), too_many_documents(limits.max_documents)
                 )
                 break
-            if budget <= 0:
+            spent = budget.spent()
+            if spent is not None:
                 mark = node.start_mark
-                found.error(
-                    at(mark.line + 1, mark.column + 1),
-                    f"the documents of this file count more than {total} values together "
-                    "(the limit for a file of this size: an alias bomb?)",
-                )
+                found.error(at(mark.line + 1, mark.column + 1), spent)
                 break
-            bound = "the limit for one document"
-            if budget < limits.max_values:
-                bound = f"what is left of the limit for this file, {total} values"
-            budget -= _document(node, at, min(limits.max_values, budget), bound, limits, found)
+            budget.spend(*_document(node, at, budget.room(), limits, found))
     except yaml.MarkedYAMLError as err:
         where = err.problem_mark or err.context_mark
         line, column = (where.line + 1, where.column + 1) if where else (1, 1)
@@ -246,30 +242,30 @@ class _Found:
 
 
 def _document(
-    node: yaml.Node, at: Any, values: int, bound: str, limits: YamlLimits, found: _Found
-) -> int:
-    """Read one document into ``found``; return the values it counted (its share of the
-    file's budget). ``values`` is what it may count, ``bound`` whose limit that is."""
+    node: yaml.Node, at: Any, room: Room, limits: YamlLimits, found: _Found
+) -> tuple[int, int]:
+    """Read one document into ``found``; return the values it counted and the characters of
+    text it held (its share of the file's budgets). ``room`` is what it may count and hold."""
     if _other_group(_str_of(node, "apiVersion"), _str_of(node, "kind")):
         found.ignored += 1  # never built: its size and shape are not ours to judge
-        return 1
+        return 1, 0
     depth, number_length = limits.max_depth, limits.max_number_length
     positions: Positions | None = None
     try:
         # The common, valid document is built without positions, which are needed only to
         # report an error; anything unusual (or over a bound) takes the long way.
-        data, used = plain_document(node, values=values, depth=depth, number_length=number_length)
+        data, used = plain_document(
+            node, values=room.values, depth=depth, number_length=number_length, text=room.text
+        )
     except (NotPlain, Exceeded):
         try:
-            used = measure(
-                node, values=values, depth=depth, number_length=number_length, bound=bound
-            )
+            used = measure(node, room=room, depth=depth, number_length=number_length)
             positions = Positions(node)
             data = yaml.constructor.SafeConstructor().construct_document(node)
         except NodeProblem as problem:
             mark = problem.node.start_mark
             found.error(at(mark.line + 1, mark.column + 1), problem.message, _key_of_node(node))
-            return values
+            return room.values, room.text
         except yaml.MarkedYAMLError as err:  # e.g. a merge key (<<) of something not a map
             where = err.problem_mark or err.context_mark or node.start_mark
             message = excerpt(err.problem or err.context or "invalid YAML", _MESSAGE)

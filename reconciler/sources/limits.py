@@ -11,6 +11,10 @@ ConfigMap), so every step is bounded by the size of that text, never by what it 
   together count at most ``max_values + 2 * len(text)`` values: aliases can never make the work
   grow faster than the text (Kubernetes' YAML reader bounds alias expansion the same way since
   CVE-2019-11253);
+- a document holds at most ``max_document_text`` characters of scalars (keys included), also
+  counted *after* alias expansion, and all the documents of a file together at most
+  ``max_document_text + len(text)``: a value count alone lets 9 000 aliases of one 32 KiB
+  string through, 288 MiB for whatever copies or serializes the task (its spec hash, the API);
 - a file reports at most ``max_errors`` problems;
 - user text quoted in a message is one line of at most a few dozen characters (``excerpt``).
 """
@@ -43,11 +47,72 @@ class YamlLimits:
     max_depth: int = 100  # nesting of sequences and mappings
     max_errors: int = 20  # problems reported per file
     max_number_length: int = 100  # characters of an int or float scalar (int() is quadratic)
+    # Characters of a document's scalars, counted after alias expansion: a character is at least
+    # one byte, so this is at least 1 MiB of memory, under a Kubernetes object's 1.5 MiB.
+    max_document_text: int = MIB
 
     def file_values(self, text_length: int) -> int:
         """The values all documents of a text of this length may count together. A text
         without aliases has at most about one value per character."""
         return self.max_values + 2 * text_length
+
+    def file_text(self, text_length: int) -> int:
+        """The characters of scalars all documents of a text of this length may hold together.
+        A text without aliases holds at most its own length, so no such text is refused."""
+        return self.max_document_text + text_length
+
+
+ONE_DOCUMENT = "the limit for one document"  # whose limit a document meets, in messages
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Room:
+    """What one document may count (values) and hold (characters of its scalars, keys
+    included), both after alias expansion, and whose limit each is: one document's, or what
+    is left of its file's."""
+
+    values: int
+    text: int
+    bound: str = ONE_DOCUMENT
+    text_bound: str = ONE_DOCUMENT
+
+
+class FileBudget:
+    """What the documents of one text may still count and hold together (``file_values``,
+    ``file_text``): each document is given the room left (``room``) and spends what it used."""
+
+    def __init__(self, limits: YamlLimits, text_length: int) -> None:
+        self.limits = limits
+        self.values = self.values_total = limits.file_values(text_length)
+        self.text = self.text_total = limits.file_text(text_length)
+
+    def spent(self) -> str | None:
+        """Why the file's next document may not be read, or None."""
+        if self.values <= 0:
+            return (
+                f"the documents of this file count more than {self.values_total} values "
+                "together (the limit for a file of this size: an alias bomb?)"
+            )
+        if self.text <= 0:
+            return (
+                f"the documents of this file hold more than {format_size(self.text_total)} of "
+                "text together (the limit for a file of this size: an alias bomb?)"
+            )
+        return None
+
+    def room(self) -> Room:
+        limits = self.limits
+        bound = text_bound = ONE_DOCUMENT
+        if self.values < limits.max_values:
+            bound = f"what is left of the limit for this file, {self.values_total} values"
+        if self.text < limits.max_document_text:
+            text_bound = f"what is left of the limit for this file, {format_size(self.text_total)}"
+        values = min(limits.max_values, self.values)
+        return Room(values, min(limits.max_document_text, self.text), bound, text_bound)
+
+    def spend(self, values: int, text: int) -> None:
+        self.values -= values
+        self.text -= text
 
 
 def excerpt(text: str, limit: int = EXCERPT) -> str:

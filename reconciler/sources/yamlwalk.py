@@ -6,15 +6,18 @@ returns is as small as the text, but any walk that follows every reference sees 
 therefore bounded, in a way that depends only on the text:
 
 - ``plain_document`` builds the data of the common document (string-keyed mappings, sequences,
-  scalars) and spends one unit of a budget for each value it builds, alias repeats included; it
-  stops (``Exceeded``) when the budget or the depth runs out, without saying where;
+  scalars) and spends one unit of a budget for each value it builds, and the length of each
+  scalar (keys included) from a second budget, of text, alias repeats included; it stops
+  (``Exceeded``) when a budget or the depth runs out, without saying where;
 - ``measure`` says where: one pass over the nodes as written (each shared node measured once, so
-  its cost is that of the text) computes every node's expanded size and height, refuses cycles,
-  tags that are not YAML's standard ones and scalars that cannot be constructed, and raises
-  ``NodeProblem`` at the first node, in the text's order, that breaks a bound.
+  its cost is that of the text) computes every node's expanded size, text and height, refuses
+  cycles, tags that are not YAML's standard ones and scalars that cannot be constructed, and
+  raises ``NodeProblem`` at the first node, in the text's order, that breaks a bound.
 
 A document that passes ``measure`` with a budget of N values can be walked by anything
-(PyYAML's constructor with its merge keys, pydantic, the positions of its errors) in O(N).
+(PyYAML's constructor with its merge keys, pydantic, the positions of its errors) in O(N). The
+text budget bounds what no count of values does: one long string repeated by aliases (9 000
+aliases of a 32 KiB anchor are 10 000 values, and 288 MiB once the task is serialized).
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from typing import Any
 
 import yaml
 
-from reconciler.sources.limits import excerpt
+from reconciler.sources.limits import Room, excerpt, format_size
 
 STR = "tag:yaml.org,2002:str"
 MAP = "tag:yaml.org,2002:map"
@@ -58,20 +61,22 @@ class NodeProblem(Exception):
 
 
 def plain_document(
-    node: yaml.Node, *, values: int, depth: int, number_length: int
-) -> tuple[Any, int]:
-    """The data of a *plain* document built straight from its nodes, and the values it counts.
+    node: yaml.Node, *, values: int, depth: int, number_length: int, text: int
+) -> tuple[Any, tuple[int, int]]:
+    """The data of a *plain* document built straight from its nodes, and what it used: the
+    values it counts and the characters of its scalars (keys included), alias repeats included.
 
     Mappings with string keys, sequences, and scalars (strings taken as they are, other scalars
     through PyYAML's constructor, so ``10``, ``true`` and ``null`` mean what they always meant):
     the data is what PyYAML's SafeConstructor builds for the same nodes, at a fraction of its
     cost. Raises ``NotPlain`` for anything else (then use ``measure`` and the constructor), and
-    ``Exceeded`` when the document counts more than ``values`` values, is nested deeper than
-    ``depth``, contains itself, or holds a scalar that cannot be constructed.
+    ``Exceeded`` when the document counts more than ``values`` values or ``text`` characters,
+    is nested deeper than ``depth``, contains itself, or holds a scalar that cannot be
+    constructed.
     """
-    builder = _PlainBuilder(values - 1, number_length)
+    builder = _PlainBuilder(values - 1, text, number_length)
     data = builder.build(node, depth)
-    return data, values - builder.left
+    return data, (values - builder.left, text - builder.text_left)
 
 
 class _PlainBuilder:
@@ -79,20 +84,26 @@ class _PlainBuilder:
     itself is a reference cycle, garbage that only the cyclic collector frees, one per document
     read (10 000 of them in a start-up of 10 000 tasks)."""
 
-    def __init__(self, left: int, number_length: int) -> None:
+    def __init__(self, left: int, text_left: int, number_length: int) -> None:
         self.left = left
+        self.text_left = text_left  # characters: each scalar's, every time it is built
         self.number_length = number_length
         self.constructor: yaml.constructor.SafeConstructor | None = None
 
     def build(self, current: yaml.Node, room: int) -> Any:
         kind = type(current)
         if kind is yaml.ScalarNode:
+            value: str = current.value
+            # Counted each time an alias repeats it: the data holds one string, but whatever
+            # copies or serializes the task (its spec hash, the API, pydantic) holds them all.
+            self.text_left -= len(value)
+            if self.text_left < 0:
+                raise Exceeded
             if current.tag == STR:
-                value: str = current.value
                 # Short values repeat across tasks (namespaces, zones, commands, images) and
                 # the definitions keep them for as long as the tasks live: one copy each.
                 return sys.intern(value) if len(value) <= _INTERNED_LENGTH else value
-            if current.tag in _NUMBERS and len(current.value) > self.number_length:
+            if current.tag in _NUMBERS and len(value) > self.number_length:
                 raise Exceeded
             if current.tag in _NOT_JSON:
                 raise NotPlain  # refused, with its place, by measure
@@ -115,9 +126,12 @@ class _PlainBuilder:
                 if type(key_node) is not yaml.ScalarNode or key_node.tag != STR:
                     raise NotPlain  # merge keys (<<), numbers or null as keys
                 key = key_node.value
+                self.text_left -= len(key)  # checked once the mapping is built
                 if key in mapping:
                     raise NotPlain  # reported with its place by the long way
                 mapping[key] = self.build(value_node, room - 1)
+            if self.text_left < 0:
+                raise Exceeded
             return mapping
         if kind is yaml.SequenceNode and current.tag == SEQ:
             self.left -= len(items)
@@ -130,20 +144,23 @@ class _PlainBuilder:
 def measure(
     root: yaml.Node,
     *,
-    values: int,
+    room: Room,
     depth: int,
     number_length: int,
-    bound: str = "the limit for one document",
-) -> int:
-    """How many values ``root`` counts with its aliases expanded; raises ``NodeProblem``.
+) -> tuple[int, int]:
+    """How many values ``root`` counts with its aliases expanded, and how many characters its
+    scalars (keys included) hold; raises ``NodeProblem``.
 
     Iterative, and each node is measured once however often aliases repeat it: the cost is
     that of the text. Checks, in the text's order: a node that contains itself, a tag outside
     YAML's standard ones (``!!python/object`` and other application tags: the documents are
     data, never code), a scalar that cannot be constructed, then that no node counts more than
-    ``values`` values (``bound`` says whose limit that is) or nests deeper than ``depth``.
+    ``room.values`` values, nests deeper than ``depth``, or holds more than ``room.text``
+    characters (``room.bound`` and ``room.text_bound`` say whose limits those are).
     """
+    values, bound, text = room.values, room.bound, room.text
     sizes: dict[int, int] = {}  # id(node) -> values it counts, itself included
+    texts: dict[int, int] = {}  # id(node) -> characters of the scalars it holds, expanded
     heights: dict[int, int] = {}  # id(node) -> nesting below it (0 for a scalar)
     on_path: set[int] = set()
     repeats = False  # whether an alias repeats a node: the wording of the size problem
@@ -158,11 +175,14 @@ def measure(
             children = _children(node)
             size = 1 + sum(sizes[id(child)] for child in children)
             height = 1 + max((heights[id(child)] for child in children), default=0)
+            length = sum(texts[id(child)] for child in children)
             if height > depth:
                 raise NodeProblem(node, f"nested more than {depth} levels deep (the limit)")
             if size > values:
                 raise NodeProblem(node, _too_many(values, repeats, bound))
-            sizes[key], heights[key] = size, height
+            if length > text:
+                raise NodeProblem(node, _too_much_text(text, repeats, room.text_bound))
+            sizes[key], heights[key], texts[key] = size, height, length
             continue
         if key in sizes:
             repeats = True
@@ -182,7 +202,11 @@ def measure(
             )
         if isinstance(node, yaml.ScalarNode):
             _check_scalar(node, constructor, number_length)
-            sizes[key], heights[key] = 1, 0
+            # One scalar alone, as written: in a file allowed past 1 MiB, or at the end of a
+            # file's budget.
+            if len(node.value) > text:
+                raise NodeProblem(node, _too_much_text(text, False, room.text_bound))
+            sizes[key], heights[key], texts[key] = 1, 0, len(node.value)
             continue
         children = _children(node)
         if len(children) >= values:
@@ -190,7 +214,7 @@ def measure(
         on_path.add(key)
         stack.append((node, True))
         stack.extend((child, False) for child in reversed(children))
-    return sizes[id(root)]
+    return sizes[id(root)], texts[id(root)]
 
 
 def _children(node: yaml.Node) -> list[yaml.Node]:
@@ -225,6 +249,16 @@ def _too_many(values: int, repeats: bool, bound: str) -> str:
             f"YAML aliases expand this value to more than {values} values ({bound}: an alias bomb?)"
         )
     return f"more than {values} values in one document ({bound})"  # as written, no alias
+
+
+def _too_much_text(text: int, repeats: bool, bound: str) -> str:
+    size = format_size(text)
+    if repeats:
+        return (
+            f"YAML aliases expand this value to more than {size} of text ({bound}; "
+            "a Kubernetes object is at most 1.5 MiB)"
+        )
+    return f"more than {size} of text in one document ({bound})"  # as written, no alias
 
 
 def prescan(

@@ -1,0 +1,141 @@
+"""YAML aliases cannot make a document's text larger than a Kubernetes object.
+
+Counting values after alias expansion is not enough: one 32 KiB string anchored once and
+repeated by 9 000 aliases is 10 000 values, a 69 KB file, and 288 MiB of text for whatever
+copies or serializes the task (its spec hash, the API, the status page); ``crontask run`` went
+to 953 MB on it, past the Deployment's 512Mi, and again on every restart. The characters of a
+document's scalars (keys included) are counted every time they are reached, on the plain path
+(``plain_text``, what ``crontask run``'s workers read) and on the long way (``measure``), and
+past 1 MiB the document is an error at the value that holds too much.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from reconciler.sources.documents import PRESCAN_LENGTH, parse_text, plain_text
+from reconciler.sources.limits import MIB, YamlLimits
+
+BIG = "x" * (32 * 1024 - 10)  # one string: a 32 KiB command argument is valid
+MESSAGE = (
+    "YAML aliases expand this value to more than 1 MiB of text (the limit for one document; "
+    "a Kubernetes object is at most 1.5 MiB)"
+)
+
+
+def job_task(aliases: int, *, name: str = "jobamp", merge: bool = False) -> str:
+    """A Job whose container command is the anchored string and ``aliases`` repeats of it
+    (the reviewer's file at 9 000). ``merge`` puts a merge key in metadata, which only
+    PyYAML's constructor reads: then ``measure`` alone has to find the problem."""
+    metadata = f"{{<<: {{name: {name}}}}}" if merge else f"{{name: {name}}}"
+    return (
+        f"apiVersion: crontask.dev/v1alpha1\nkind: CronTask\nmetadata: {metadata}\n"
+        'spec:\n  schedule: "0 0 1 1 *"\n  job:\n    spec:\n      template:\n        spec:\n'
+        "          containers:\n          - name: c\n            image: busybox\n"
+        f"            command: [&s {BIG}" + ", *s" * aliases + "]\n"
+    )
+
+
+def http_task(aliases: int) -> str:
+    """The reviewer's other file: annotations and header values that all alias one anchor."""
+    lines = [
+        "apiVersion: crontask.dev/v1alpha1",
+        "kind: CronTask",
+        "metadata:",
+        "  name: amp",
+        "  annotations:",
+        f"    a0: &s {BIG}",
+        *(f"    a{i}: *s" for i in range(1, aliases)),
+        "spec:",
+        '  schedule: "0 0 1 1 *"',
+        "  http:",
+        "    url: http://127.0.0.1:9/",
+        "    headers:",
+        *(f"      - {{name: H{i}, value: *s}}" for i in range(aliases)),
+    ]
+    return "\n".join(lines) + "\n"
+
+
+@pytest.mark.parametrize(
+    ("text", "where"),
+    [
+        (job_task(40), "j.yaml:13:22: "),  # the command list, past 1 MiB with its 41 strings
+        (job_task(9000), "j.yaml:13:22: "),  # the reviewer's file: over 64 KiB, prescanned
+        (job_task(40, merge=True), "j.yaml:13:22: "),  # not plain: found by measure
+        (http_task(40), "j.yaml:6:5: "),  # the annotations, 40 strings of 32 KiB
+    ],
+    ids=["job", "job-long-text", "job-not-plain", "http"],
+)
+def test_aliases_of_one_long_string_are_an_error_at_the_value_past_1_mib(
+    text: str, where: str
+) -> None:
+    assert len(text) < 2 * PRESCAN_LENGTH  # a few dozen KB of text
+    parsed = parse_text(text, "j.yaml")
+    assert [str(error) for error in parsed.errors] == [where + MESSAGE]
+    assert parsed.definitions == []
+
+
+def test_the_plain_path_of_crontask_runs_workers_refuses_it_too() -> None:
+    # plain_text is what the forked workers of `crontask run` read; None sends the file to
+    # the long way, which places the error (above).
+    assert plain_text(job_task(40)) is None
+    assert plain_text(http_task(40)) is None
+    # Just under 1 MiB of text with the same aliases is a task like any other.
+    plain = plain_text(job_task(30))
+    assert plain is not None
+    assert len(plain.documents) == 1
+    (definition,) = parse_text(job_task(30), "j.yaml").definitions
+    assert definition.key == "default/jobamp"
+
+
+def test_the_documents_of_a_file_share_one_budget_of_text() -> None:
+    # Each document holds 640 KiB once expanded, under 1 MiB; together they are far more
+    # than the file's budget: 1 MiB and the length of its text.
+    text = "---\n".join(job_task(19, name=f"t{n}") for n in range(3))
+    total = YamlLimits().file_text(len(text))
+    assert 1.0 * MIB < total < 1.1 * MIB
+    parsed = parse_text(text, "j.yaml")
+    assert [definition.key for definition in parsed.definitions] == ["default/t0"]
+    assert [str(error) for error in parsed.errors] == [
+        "j.yaml:27:22: YAML aliases expand this value to more than 481.0 KiB of text (what is "
+        "left of the limit for this file, 1.1 MiB; a Kubernetes object is at most 1.5 MiB)",
+        "j.yaml:29:1: the documents of this file hold more than 1.1 MiB of text together (the "
+        "limit for a file of this size: an alias bomb?)",
+    ]
+    assert plain_text(text) is None
+
+
+def test_large_text_without_aliases_is_read_as_ever() -> None:
+    # 2 MiB of tasks, each 32 KiB of text: the file's budget grows with its text.
+    tasks = [job_task(0, name=f"t{n}") for n in range(64)]
+    parsed = parse_text("---\n".join(tasks), "big.yaml")
+    assert parsed.errors == []
+    assert len(parsed.definitions) == 64
+    # One document of almost 1 MiB of text, written out: nothing to refuse either.
+    one = job_task(0).replace(f"&s {BIG}", ", ".join([BIG] * 31))
+    assert 0.9 * MIB < len(one) < MIB
+    assert len(parse_text(one, "one.yaml").definitions) == 1
+
+
+def test_crontask_validate_refuses_the_reviewers_file_with_its_place(tmp_path: Path) -> None:
+    """The real command, on the file that took it to 618 MB: exit 1, the error at its place,
+    and a process that stays small (the peak is the child's own, from wait4)."""
+    path = tmp_path / "j.yaml"
+    path.write_text(job_task(9000))
+    out, err = tmp_path / "out", tmp_path / "err"
+    with out.open("wb") as stdout, err.open("wb") as stderr:
+        child = subprocess.Popen(
+            [sys.executable, "-m", "reconciler", "validate", str(path)],
+            stdout=stdout,
+            stderr=stderr,
+        )
+        _, status, usage = os.wait4(child.pid, 0)
+        child.returncode = os.waitstatus_to_exitcode(status)
+    assert child.returncode == 1, err.read_text()
+    assert f"{path}:13:22: {MESSAGE}" in out.read_text()
+    assert usage.ru_maxrss < 256 * 1024  # KiB: crontask's own start, never the expansion
