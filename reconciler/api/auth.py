@@ -40,7 +40,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from pydantic import model_validator as _model_validator
 from pydantic.alias_generators import to_camel
 
-from reconciler.secretfile import read_secret_file
+from reconciler.secretfile import MAX_SECRET_FILE_BYTES, read_secret_file
 
 log = logging.getLogger("crontask.api")
 
@@ -217,15 +217,21 @@ class AuthConfig:
     @classmethod
     def parse(cls, data: bytes, path: Path) -> AuthConfig:
         """:meth:`load` of bytes read from ``path``."""
+        return cls.from_mapping(_yaml(data, path), source=str(path), base=path.parent)
+
+    @staticmethod
+    def named_files(data: bytes, path: Path) -> tuple[Path, ...]:
+        """The files that :meth:`parse` of ``data`` (read from ``path``) reads: the JWT key,
+        ``sessionSecretFile``. No file if ``data`` is refused before any is read: then the
+        outcome depends on these bytes alone (``authfile.py`` watches what it depends on)."""
         try:
-            raw = yaml.safe_load(data.decode("utf-8"))
-        except UnicodeDecodeError as exc:
-            raise AuthConfigError(f"{path}: not UTF-8 (byte {exc.start})") from None
-        except yaml.YAMLError as exc:
-            raise AuthConfigError(f"{path}: not valid YAML: {exc}") from exc
-        except RecursionError:  # PyYAML composes nesting by recursion: thousands of "["
-            raise AuthConfigError(f"{path}: nested too deeply to be an auth file") from None
-        return cls.from_mapping(raw, source=str(path), base=path.parent)
+            parsed = _AuthFile.model_validate(_yaml(data, path))
+        except (AuthConfigError, ValidationError):
+            return ()
+        named = [parsed.session_secret_file]
+        if parsed.jwt is not None:
+            named += [parsed.jwt.secret_file, parsed.jwt.public_key_file]
+        return tuple(path.parent / name for name in named if name is not None)
 
     @classmethod
     def from_mapping(
@@ -309,6 +315,17 @@ class AuthConfig:
         return Principal(sub, _role_of(claims.get(settings.role_claim)), "jwt")
 
 
+def _yaml(data: bytes, path: Path) -> Any:
+    try:
+        return yaml.safe_load(data.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise AuthConfigError(f"{path}: not UTF-8 (byte {exc.start})") from None
+    except yaml.YAMLError as exc:
+        raise AuthConfigError(f"{path}: not valid YAML: {exc}") from exc
+    except RecursionError:  # PyYAML composes nesting by recursion: thousands of "["
+        raise AuthConfigError(f"{path}: nested too deeply to be an auth file") from None
+
+
 def _role_of(claim: Any) -> Role | None:
     """The highest crontask role named by the claim (a string or a list of strings)."""
     values = claim if isinstance(claim, list) else [claim]
@@ -338,10 +355,12 @@ def _load_key(settings: JwtSettings, source: str, base: Path) -> Any:
         return _read_secret(settings.secret_file, "jwt.secretFile", source, base)
     assert settings.public_key_file is not None
     key_path = base / settings.public_key_file
-    try:
-        pem = key_path.read_bytes()
-    except OSError as exc:
-        raise AuthConfigError(f"{source}: jwt.publicKeyFile: cannot read {key_path}") from exc
+    try:  # bounded, and a regular file only, as the secrets: read again at every change
+        pem = read_secret_file(key_path, MAX_SECRET_FILE_BYTES)
+    except ValueError as exc:
+        raise AuthConfigError(
+            f"{source}: jwt.publicKeyFile: cannot read {key_path}: {exc}"
+        ) from None
     try:
         return jwt.get_algorithm_by_name(settings.algorithm).prepare_key(pem)
     except (jwt.InvalidKeyError, ValueError, TypeError) as exc:

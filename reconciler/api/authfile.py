@@ -1,23 +1,27 @@
-"""The auth file as it is now: read again when it changes, so that a token removed from it
-stops working within a second or two, on a running crontask, without a restart.
+"""The auth file as it is now: read again when it changes, or a file it names does, so that a
+token removed from it, or a JWT or session secret rotated, takes effect within a second or two,
+on a running crontask, without a restart.
 
 Requests only read the settings in force (:meth:`AuthFile.current`: no I/O, on the event loop
-or not). :meth:`AuthFile.watch` looks at the file once a second, in a worker thread: a
-``stat`` while nothing changes. A change is a new size, modification time or file (inode and
-device: Kubernetes swaps a mounted Secret's files by a symbolic link, and an editor may write a
-new file in the old one's place); the bytes are then read (a regular file only: a named pipe
-in its place would block the reader for ever) and, if they differ from those in force, checked
-and put in force. A file that cannot be read again, or that does not check, leaves the settings
-read before in force (the log says so, once a change): removing the file, or a typo in it,
-must not open the API, nor lock everyone out. Bytes unchanged (a Secret synced again, a
-``touch``) change nothing, not even the sessions. The files it names (``secretFile``,
-``sessionSecretFile``) are read again with it, not watched on their own; ``metricsRequireAuth``
-decides the role of ``/metrics`` when the API is made, at start.
+or not). :meth:`AuthFile.watch` looks once a second, in a worker thread, at what the settings
+are made of: the auth file and the files it names (``jwt.secretFile``, ``jwt.publicKeyFile``,
+``sessionSecretFile``), all read at each look (a few hundred bytes; bounded, and a regular file
+only: a named pipe in their place would block the reader for ever). A ``stat`` of the auth file
+alone would miss a rotated secret: Kubernetes swaps a mounted Secret's files by a symbolic link
+(``..data``), the auth file's bytes unchanged. What a look reads (each file's bytes, or why
+there are none) is compared, by digest, with what the last load was made of; if it differs the
+settings are loaded again and, unless they are made of what those in force are, put in force.
+A load that fails leaves the settings read before in force, and the log says so once; it is
+tried again as soon as anything it depends on changes (a secret named before it existed, then
+written): removing the file, or a typo in it, must not open the API, nor lock everyone out.
+The same bytes everywhere (a Secret synced again, a ``touch``) change nothing, not even the
+sessions. ``metricsRequireAuth`` decides the role of ``/metrics`` when the API is made, at start.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import logging
 import os
@@ -26,47 +30,78 @@ from typing import Final
 
 from reconciler.aio import in_thread
 from reconciler.api.auth import AuthConfig, AuthConfigError
+from reconciler.secretfile import read_secret_file
 
 log = logging.getLogger("crontask.api")
 
 CHECK_SECONDS: Final = 1.0
 
-_Signature = tuple[int, int, int, int] | None
+# The SHA-256 of the auth file's bytes and the files those bytes name: found again only when
+# the bytes change (a YAML parse once a second would cost more than reading the files).
+_Named = tuple[bytes, tuple[Path, ...]]
+_NOTHING_NAMED: Final[_Named] = (b"", ())
 
 
-def _signature(path: Path) -> _Signature:
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Look:
+    """What the settings would be made of now: the auth file's bytes (or why it cannot be
+    read), the files they name, and a digest of all of it."""
+
+    data: bytes | AuthConfigError
+    named: _Named
+    digest: bytes
+
+
+def _framed(*parts: bytes) -> bytes:
+    """Each part after its length: no part runs into the next in a digest."""
+    return b"".join(len(part).to_bytes(8, "big") + part for part in parts)
+
+
+def _look(path: Path, named: _Named) -> _Look:
+    """Read the auth file and each file it names; ``named``: those found at the last look."""
+    found = hashlib.sha256()
     try:
-        found = os.stat(path)
-    except OSError:
-        return None
-    return (found.st_mtime_ns, found.st_size, found.st_ino, found.st_dev)
+        data = AuthConfig.read(path)
+    except AuthConfigError as err:
+        found.update(_framed(b"!", str(err).encode()))
+        return _Look(err, named, found.digest())
+    own = hashlib.sha256(data).digest()
+    if named[0] != own:
+        named = (own, AuthConfig.named_files(data, path))
+    found.update(_framed(b"=", data))
+    for file in named[1]:
+        try:  # the bound the load reads it with
+            found.update(_framed(os.fsencode(file), b"=", read_secret_file(file)))
+        except ValueError as err:  # missing, say: so is its appearing a change
+            found.update(_framed(os.fsencode(file), b"!", str(err).encode()))
+    return _Look(data, named, found.digest())
 
 
 class AuthFile:
-    """:meth:`current` gives the settings in force now; ``seen`` and ``digest``: the file's
-    signature and bytes' SHA-256 when ``config`` was read from it (see :meth:`open`)."""
+    """:meth:`current` gives the settings in force now (see :meth:`open`)."""
 
-    def __init__(
-        self, path: Path, config: AuthConfig, seen: _Signature, digest: bytes | None
-    ) -> None:
+    def __init__(self, path: Path, config: AuthConfig, look: _Look) -> None:
         self.path = path
         self.config = config
-        self._seen = seen
-        self._digest = digest
+        self._named = look.named
+        self._in_force = look.digest  # what ``config`` is made of
+        self._tried = look.digest  # what the last load was made of, used or not
 
     @classmethod
     def open(cls, path: Path) -> AuthFile:
-        """Read ``path`` for the start; :class:`AuthConfigError` stops it. The signature is
-        taken first: a change while it is read is read again at the first look."""
-        seen = _signature(path)
-        data = AuthConfig.read(path)
-        return cls(path, AuthConfig.parse(data, path), seen, hashlib.sha256(data).digest())
+        """Read ``path`` for the start; :class:`AuthConfigError` stops it. The files are
+        looked at before they are loaded: a change meanwhile is loaded again at the first
+        look, never missed."""
+        look = _look(path, _NOTHING_NAMED)
+        if isinstance(look.data, AuthConfigError):
+            raise look.data
+        return cls(path, AuthConfig.parse(look.data, path), look)
 
     def current(self) -> AuthConfig:
         return self.config
 
     async def watch(self, stop: asyncio.Event, every: float = CHECK_SECONDS) -> None:
-        """Look at the file every ``every`` seconds until ``stop``, off the event loop."""
+        """Look at the files every ``every`` seconds until ``stop``, off the event loop."""
         while not stop.is_set():
             try:
                 await asyncio.wait_for(stop.wait(), every)
@@ -77,24 +112,29 @@ class AuthFile:
                     log.exception("auth file: looking at it failed; will look again")
 
     def refresh(self) -> None:
-        """Blocking: put the file's settings in force if it changed (see the module)."""
-        seen = _signature(self.path)
-        if seen == self._seen:
+        """Blocking: put the settings in force again if what they are made of changed (see
+        the module)."""
+        look = _look(self.path, self._named)
+        self._named = look.named
+        if look.digest == self._tried:
             return
-        self._seen = seen
         try:
-            data = AuthConfig.read(self.path)
-            digest = hashlib.sha256(data).digest()
-            if digest == self._digest:
-                return
-            config = AuthConfig.parse(data, self.path)
+            if isinstance(look.data, AuthConfigError):
+                raise look.data
+            # The named files are read again here, after the look: what is loaded is never
+            # older than what the look saw (newer, the next look loads it again).
+            config = AuthConfig.parse(look.data, self.path)
         except AuthConfigError as err:
+            self._tried = look.digest
             log.error(
                 "auth file changed but cannot be used; the settings read before stay in force",
                 extra={"fields": {"auth_config": str(self.path), "error": str(err)[:300]}},
             )
             return
-        self.config, self._digest = config, digest
+        self._tried = look.digest
+        if look.digest == self._in_force:  # back as it was (a typo undone): sessions go on
+            return
+        self.config, self._in_force = config, look.digest
         log.warning(
             "auth file read again: its tokens are in force now, and page sessions begin anew",
             extra={"fields": {"auth_config": str(self.path), "tokens": len(config.tokens)}},
