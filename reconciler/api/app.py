@@ -54,6 +54,7 @@ from reconciler.api.routing import (
     problem_responses,
     required_role,
 )
+from reconciler.api.webhook_secret import WebhookSecret
 from reconciler.controller.view import RuntimeView
 from reconciler.core.model import CronTask
 from reconciler.sinks.metrics import Metrics
@@ -88,7 +89,7 @@ def create_app(
     *,
     auth: AuthConfig | None,
     metrics: Metrics,
-    webhook_secret: bytes | None = None,
+    webhook_secret: bytes | WebhookSecret | None = None,
     hosts: Collection[str] | None = None,
     auth_file: AuthFile | None = None,
     external_url: str | None = None,
@@ -129,7 +130,9 @@ def create_app(
         runtime=runtime,
         auth=auth,
         metrics=metrics,
-        webhook_secret=webhook_secret,
+        webhook_secret=WebhookSecret(webhook_secret)
+        if isinstance(webhook_secret, bytes)
+        else webhook_secret,
         auth_file=auth_file,
     )
     origin = external_origin(external_url)

@@ -18,6 +18,7 @@ from typing import Annotated, Any, Final
 from fastapi import Depends, Request, Response
 from fastapi.routing import APIRoute
 
+from reconciler.aio import in_thread
 from reconciler.api.auth import (
     ANONYMOUS,
     PUBLIC,
@@ -29,6 +30,7 @@ from reconciler.api.auth import (
 from reconciler.api.authfile import AuthFile
 from reconciler.api.hosts import same_origin
 from reconciler.api.problems import FieldProblem, Problem, ProblemError
+from reconciler.api.webhook_secret import WebhookSecret
 from reconciler.controller.view import RuntimeView
 from reconciler.sinks.metrics import Metrics
 
@@ -46,7 +48,7 @@ class ApiContext:
     runtime: RuntimeView
     auth: AuthConfig | None
     metrics: Metrics
-    webhook_secret: bytes | None = None  # for routes that accept X-Hub-Signature-256
+    webhook_secret: WebhookSecret | None = None  # for routes that take X-Hub-Signature-256
     auth_file: AuthFile | None = None  # where ``auth`` came from, read again when it changes
 
 
@@ -159,7 +161,8 @@ SIGNATURE_HEADER: Final = "x-hub-signature-256"
 
 async def verify_signature(request: Request) -> None:
     """``X-Hub-Signature-256: sha256=<hex HMAC-SHA256 of the raw body>``, or a 401."""
-    secret = context(request).webhook_secret
+    held = context(request).webhook_secret
+    secret = None if held is None else await in_thread(held.current)  # read again: rotated?
     given = request.headers.get(SIGNATURE_HEADER, "")
     body = await request.body()  # cached: the handler may read it again
     expected = "sha256=" + hmac.new(secret or b"", body, hashlib.sha256).hexdigest()

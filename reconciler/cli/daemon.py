@@ -22,6 +22,7 @@ from reconciler.api.app import create_app
 from reconciler.api.auth import AuthConfigError, check_listen, is_loopback
 from reconciler.api.authfile import AuthFile
 from reconciler.api.hosts import external_host
+from reconciler.api.webhook_secret import WebhookSecret
 from reconciler.cli import store_errors
 from reconciler.cli.collector import start_up_collector
 from reconciler.cli.connections import connection_limit, guarded
@@ -299,9 +300,10 @@ def http_server(args: argparse.Namespace) -> HttpServer:
     return serve_http
 
 
-def _webhook_secret(secret_file: Path | None) -> bytes | None:
-    """The secret of ``--git-webhook-secret-file``, trimmed; SystemExit for one that cannot be
-    read or is empty (an HMAC with an empty key is one anyone can compute)."""
+def _webhook_secret(secret_file: Path | None) -> WebhookSecret | None:
+    """The secret of ``--git-webhook-secret-file``, trimmed, read again at each signed request
+    (``api.webhook_secret``); SystemExit for one that cannot be read or is empty at start (an
+    HMAC with an empty key is one anyone can compute)."""
     if not secret_file:
         return None
     try:
@@ -313,7 +315,7 @@ def _webhook_secret(secret_file: Path | None) -> bytes | None:
             f"crontask: --git-webhook-secret-file {secret_file}: empty (after trimming "
             "whitespace): anyone could sign a webhook with an empty secret"
         )
-    return secret
+    return WebhookSecret(secret, secret_file)
 
 
 def listening_socket(host: str, port: int) -> socket.socket:
