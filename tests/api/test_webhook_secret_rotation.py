@@ -35,7 +35,8 @@ def pushed(client: TestClient, secret: bytes) -> int:
     answer = client.post(
         "/api/v1/hooks/git", content=BODY, headers={"X-Hub-Signature-256": signature}
     )
-    return answer.status_code
+    status: int = answer.status_code
+    return status
 
 
 @pytest.fixture
