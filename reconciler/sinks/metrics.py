@@ -357,7 +357,13 @@ def _problem_counts(desired: DesiredState) -> tuple[dict[str, int], frozenset[st
     problems: list[Problem] = [*desired.errors, *desired.conflicts]
     for problem in problems:
         key, kind = subject(problem)
-        errors[kind] = errors.get(kind, 0) + 1
+        kinds = {kind}
+        if isinstance(problem, Conflict):
+            # Located in every source that declares the key (DESIGN §2: "reported on both"),
+            # once a kind, as /api/v1/sources counts it: the alert names the shadowed one too.
+            kinds.update(lost.source for lost in problem.losers)
+        for each in kinds:
+            errors[each] = errors.get(each, 0) + 1
         if key:
             flagged.add(key)
     return errors, frozenset(flagged)

@@ -31,6 +31,7 @@ from reconciler.api.params import KEY_PATTERN, Name, Namespace, RunId
 from reconciler.api.problems import ProblemError
 from reconciler.api.routes_tasks import WRITER
 from reconciler.api.routing import Runtime, context
+from reconciler.controller.view import SourceStatus
 from reconciler.core.desired import SourceKind
 from reconciler.core.runs import DNS1123_LABEL, RunStatus
 from reconciler.sources.limits import excerpt
@@ -195,10 +196,18 @@ def tasks_page(
         filters=filters,
         states=views.STATES,
         kinds=sorted({s.kind for s in sources} | {SourceKind.API}),
-        definition_errors=sum(s.errors for s in sources),
+        definition_errors=problem_count(sources),
         namespaces=views.namespaces(page.rows),
         after=after,
     )
+
+
+def problem_count(sources: list[SourceStatus]) -> int:
+    """The definition errors and conflicts of all sources, each once: a conflict between two
+    kinds of source is located in both (``Service.sources``). Lines are told apart where each
+    source lists them (its first 100); those past that are counted as they are."""
+    listed = {problem for source in sources for problem in source.problems}
+    return len(listed) + sum(max(0, s.errors - len(s.problems)) for s in sources)
 
 
 @router.get("/tasks/{namespace}/{name}", openapi_extra=role_extra("viewer"))

@@ -307,7 +307,8 @@ def test_suspended_and_flagged_tasks(tasks: MemoryTasks) -> None:
     assert value(m, "crontask_tasks", source="file", state="Error") == 3
     assert value(m, "crontask_tasks", source="file", state="Ready") == 0
     assert value(m, "crontask_tasks", source="kubernetes", state="Ready") == 0
-    assert value(m, "crontask_definition_errors", source="file") == 1
+    # The file's own error, and the conflict its definition loses to the git one.
+    assert value(m, "crontask_definition_errors", source="file") == 2
     assert value(m, "crontask_definition_errors", source="git") == 1
     m.reconciled(False, 0.5)  # a failed pass changes neither
     assert value(m, "crontask_definition_errors", source="git") == 1
