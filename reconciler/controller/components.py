@@ -60,7 +60,8 @@ class Housekeeping:
     for its retry has no attempt running, and pruned, its retry would be recorded without the
     attempts before it. ``declarations`` (the reconciler): the tasks declared now, whose mark
     of missed slots stays however old; without it, or while it cannot say (no pass applied, a
-    source in error), every task's stays."""
+    source in error), every task's stays. Without replicas, so does another instance's mark
+    (``_owner``): a crontask sharing the store declares its own tasks."""
 
     name = "housekeeping"
 
@@ -111,6 +112,7 @@ class Housekeeping:
             datetime.now(UTC),
             busy=busy,
             declared=self._declared(owned.keys()),
+            owner=self._owner(),
         )
         started = time.monotonic()
         self._busy = busy
@@ -141,6 +143,16 @@ class Housekeeping:
         if desired.errors or desired.conflicts or not desired.tasks:
             return None
         return frozenset(desired.tasks).union(owned)
+
+    def _owner(self) -> str | None:
+        """Without replicas, this instance: another crontask may share the store (its own
+        ``--state-dir``, the same ``--db``) and declare tasks this one never heard of, so the
+        mark of a task not declared here stays while it is another instance's. The price: a
+        task removed from a crontask keeps its mark until the process that recorded it prunes
+        it; one recorded before a restart names an instance no process is any more, and stays
+        (one run per such task, as every task's did before marks went by age). With replicas
+        (a handover), every replica declares the same tasks: None, ``declared`` says it all."""
+        return self.dispatcher.owner if self.dispatcher.handover is None else None
 
 
 class Runs:

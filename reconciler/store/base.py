@@ -352,6 +352,7 @@ class RunStore(Protocol):
         *,
         busy: Container[str] = (),
         declared: Collection[str] | None = None,
+        owner: str | None = None,
     ) -> int:
         """Apply retention; return how many records (rows) were deleted.
 
@@ -367,6 +368,11 @@ class RunStore(Protocol):
         missed slots, :meth:`last_slots`; a ``@monthly`` task's is older than 30 days on the
         eve of its next slot) of each task in ``declared`` (the tasks declared now: a removed
         task's goes by age like any run), or of every task when ``declared`` is ``None``.
+        ``owner``: the instance that prunes, when crontasks that declare other tasks may share
+        the store (without ``--ha``): then the mark of a task outside ``declared`` stays too
+        while an attempt of its run is another instance's (that crontask may declare the task
+        and be down: it counts from the mark the slots it missed when it starts); an attempt
+        without an owner names nobody. ``None``: ``declared`` is every crontask's (replicas).
         ``scheduled_at`` (not ``finished_at``) because it is indexed and the same for all
         attempts, so old runs go whole.
 

@@ -321,6 +321,7 @@ class MemoryRunStore:
         *,
         busy: Container[str] = (),
         declared: Collection[str] | None = None,
+        owner: str | None = None,
     ) -> int:
         now = utc(now)
         tallies = {task: RetentionTally(*limit) for task, limit in limits.items()}
@@ -345,14 +346,18 @@ class MemoryRunStore:
                     statuses, anchor=anchor, busy=waits
                 )
                 # The mark of missed slots (the task's newest scheduled run) stays however old,
-                # as in sql_retention, while the task is declared.
+                # as in sql_retention (Kept.keeps_mark), while the task is declared here or an
+                # attempt of it is another instance's (a crontask sharing the store may
+                # declare it, and be down).
                 mark = anchor and task not in marked
                 if anchor:
                     marked.add(task)
                 if waits or RunStatus.RUNNING in statuses:
                     continue  # counted as the mark of missed slots, never deleted
                 old = max_age is not None and group[0].scheduled_at < now - max_age
-                too_old = old and not (mark and (declared is None or task in declared))
+                others = owner is not None and any(r.owner not in (None, owner) for r in group)
+                keeps = declared is None or task in declared or others
+                too_old = old and not (mark and keeps)
                 if over_limit or too_old:
                     doomed.add(run_id)
             return self._delete(k for k in self._records if k[0] in doomed)

@@ -60,13 +60,23 @@ class Kept:
     """What the caller keeps out of retention's reach (see ``RunStore.prune``): ``busy``, its
     runs not over though none of their attempts runs (asked only ``in``, after the run's rows
     were read); ``declared``, the tasks whose newest run of a slot stays however old (None:
-    every task's)."""
+    every task's); ``owner``, the instance that prunes, when the store may be shared with
+    crontasks that declare other tasks (None: ``declared`` is every crontask's)."""
 
     busy: Container[str] = ()
     declared: frozenset[str] | None = None
+    owner: str | None = None
 
-    def keeps_mark(self, task: str) -> bool:
-        return self.declared is None or task in self.declared
+    def keeps_mark(self, task: str, recorded_by: str | None) -> bool:
+        """Whether the mark of ``task``, an attempt of which ``recorded_by`` recorded, stays
+        whatever its age."""
+        if self.declared is None or task in self.declared:
+            return True
+        # Not declared here, but recorded by another crontask: one that shares the store
+        # without --ha declares tasks of its own, and it may be down now, to count from this
+        # mark the slots it missed when it starts. An attempt without an owner (schema 0001)
+        # names nobody: it goes, as before.
+        return self.owner is not None and recorded_by not in (None, self.owner)
 
 
 @dataclasses.dataclass
@@ -271,7 +281,8 @@ class _AgedPrune:
     A task's newest run of a slot stays however old while the task is declared
     (``RunStore.last_slots``): a ``@monthly`` task's last run is older than the default 30 days
     on the eve of its next slot, and without it a restart across that slot would neither run it
-    nor record it. A task no longer declared has no slot to come: its mark goes by age."""
+    nor record it. A task no longer declared has no slot to come: its mark goes by age, unless
+    an attempt of it is another instance's (``Kept.keeps_mark``)."""
 
     cutoff: datetime
     after: _Position | None = None  # the newest run decided on
@@ -288,16 +299,17 @@ class _AgedPrune:
         last = conn.execute(edge.order_by(*_oldest_first(old)).offset(rows - 1).limit(1)).first()
         if last is not None:  # all of its attempts, whatever side of the edge they are
             window.append(_place(old) <= _literal((last.scheduled_at, last.id)))
+        columns = (old.c.id, old.c.task, old.c.status, old.c.trigger, old.c.owner)
         found = conn.execute(
-            sa.select(old.c.id, old.c.task, old.c.status, old.c.trigger, _mark(old).label("mark"))
+            sa.select(*columns, _mark(old).label("mark"))
             .where(*window, _not_running_run(old))
             .order_by(*_oldest_first(old))
         ).all()
         spared = _Spared(kept.busy, found)
+        # A run is kept whole if any attempt keeps it (all of a run's rows are in the window).
+        marks = {row.id for row in found if row.mark and kept.keeps_mark(row.task, row.owner)}
         doomed = dict.fromkeys(
-            row.id
-            for row in found
-            if row.id not in spared and not (row.mark and kept.keeps_mark(row.task))
+            row.id for row in found if row.id not in spared and row.id not in marks
         )
         budget.spend(len(found), _delete_runs(conn, list(doomed)))
         self.done = last is None

@@ -1,0 +1,97 @@
+"""``Housekeeping`` without replicas keeps the mark of missed slots another crontask recorded.
+
+Two crontasks without ``--ha`` share one ``--db`` (README), each declaring its own tasks. This
+one's housekeeping named only its own tasks as declared, so the max age deleted the other's
+newest slot run, and the other, down over its next slot, never caught it up. It now names
+itself as the owner, and the store keeps the marks of other instances; with replicas (a
+handover), every replica declares the same tasks and a task none declares goes by age.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from reconciler.controller.components import Housekeeping
+from reconciler.controller.dispatch import Dispatcher
+from reconciler.controller.handover import Handover
+from reconciler.core.desired import DesiredState
+from reconciler.core.plan import Operation, Step
+from reconciler.core.runs import RunRecord, RunStatus, Trigger, run_id
+from reconciler.runner.base import Actions
+from reconciler.runner.memory import ScriptedAction
+from reconciler.scheduling.memory import MemoryScheduler
+from reconciler.sinks.metrics import Metrics
+from reconciler.store import RunQuery, RunStore, sqlite_url
+from reconciler.store.sql import SqlRunStore
+from tests.controller.test_policies import KEY, task
+
+ME = "host-a:100:aaaa"
+OTHER = "host-b:200:bbbb"  # a crontask sharing the store, down for now
+OLD = datetime(2026, 1, 5, 3, 0, tzinfo=UTC)  # older than a day: past the max age
+TASK = task()
+
+
+@dataclasses.dataclass
+class _Declared:
+    applied: bool
+    desired: DesiredState
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[RunStore]:
+    opened = SqlRunStore.open(sqlite_url(tmp_path / "state"), writer=True)
+    yield opened
+    opened.close()
+
+
+def _old_slot(key: str, owner: str) -> RunRecord:
+    return RunRecord(
+        id=run_id(key, OLD),
+        task=key,
+        scheduled_at=OLD,
+        trigger=Trigger.SCHEDULE,
+        status=RunStatus.SUCCEEDED,
+        started_at=OLD,
+        finished_at=OLD + timedelta(seconds=1),
+        exit_code=0,
+        owner=owner,
+    )
+
+
+def _prune(store: RunStore, *, replicas: bool) -> set[str]:
+    """One prune by this crontask (declaring ``KEY`` only); the tasks left in the store."""
+
+    async def main() -> None:
+        d = Dispatcher(store, owner=ME, actions=Actions([ScriptedAction()]))
+        if replicas:
+            d.handover = Handover(store, ME, d.recorder.call)
+        scheduler = MemoryScheduler(lambda key, at: None, datetime.now(UTC))
+        scheduler.apply(Step(Operation.ADD, KEY, TASK, None))
+        declarations = _Declared(True, DesiredState({KEY: TASK}))
+        housekeeping = Housekeeping(
+            store, scheduler, d, Metrics(), interval=3600, max_age=86400.0,
+            declarations=declarations,
+        )  # fmt: skip
+        await housekeeping.prune()
+        await d.shutdown(0)
+
+    store.save_many(
+        [_old_slot(KEY, ME), _old_slot("ops/theirs", OTHER), _old_slot("ops/removed", ME)]
+    )
+    asyncio.run(main())
+    return {r.task for r in store.query(RunQuery(limit=1000)).items}
+
+
+def test_another_crontask_s_mark_outlives_this_one_s_prune(store: RunStore) -> None:
+    assert _prune(store, replicas=False) == {KEY, "ops/theirs"}
+    assert set(store.last_slots()) == {KEY, "ops/theirs"}
+
+
+def test_with_replicas_a_task_none_declares_goes_by_age(store: RunStore) -> None:
+    assert _prune(store, replicas=True) == {KEY}
