@@ -11,8 +11,10 @@ Contract:
   group: whenever the run ends (exit, timeout, ``stop()``, cancellation) whatever is left in the
   group gets SIGTERM, then SIGKILL after ``kill_grace`` seconds if anything in it is still alive.
   After an exit, what is left is first given ``_SETTLE`` seconds to leave the group (no wait
-  when nothing is left). A process that leaves the group on purpose (``setsid``, daemons) is
-  beyond reach, but it cannot keep ``run()`` waiting: output is read for at most
+  when nothing is left), and other groups of the session are left alone. A run that is stopped
+  is stopped as a session, its other groups too, SIGKILL in rounds until nothing of it is left
+  (``group.SessionKill``). A process that leaves the session on purpose (``setsid``, daemons)
+  is beyond reach, but it cannot keep ``run()`` waiting: output is read for at most
   ``_DRAIN_TIMEOUT`` more seconds.
 * stdin is ``/dev/null``; stdout and stderr share one pipe, so their interleaving is preserved,
   and only the last ``output_limit`` bytes are kept, however much the command prints.
@@ -52,6 +54,8 @@ from reconciler.runner.base import TOO_LATE, Outcome, run_environment
 from reconciler.runner.command_outcome import End, exited, given_up, not_started, start_failed
 from reconciler.runner.group import (
     Group,
+    group_state,
+    kill_session,
     session_state,
     settled_group_state,
     signal_group,
@@ -226,16 +230,22 @@ class CommandRun:
         if self._exited or self._terminator is not None:
             return
         assert self._loop is not None  # spawned implies run() is in progress
-        self._terminator = self._loop.create_task(self._terminate_group())
+        self._terminator = self._loop.create_task(self._terminate_group(session=True))
 
-    async def _terminate_group(self) -> None:
-        """SIGTERM the group; SIGKILL it after ``kill_grace`` if anything in it is still alive."""
+    async def _terminate_group(self, *, session: bool) -> None:
+        """SIGTERM the group; SIGKILL it after ``kill_grace`` if anything in it is still alive.
+
+        ``session``: the run is stopped (a timeout, a stop, a cancellation), so every group of
+        its session goes too (see ``runner.group``). Not when the command exited by itself:
+        then only what it left in its own group is its run's to end, whatever else lives in
+        its session."""
         assert self._pid is not None
         loop = asyncio.get_running_loop()
         term_sent_at = time.monotonic()
         signal_group(self._pid, signal.SIGTERM)
         deadline = loop.time() + self._kill_grace
-        delay, swept = _POLL_FIRST, False
+        delay, swept = _POLL_FIRST, not session
+        look = session_state if session else group_state
         while True:
             # Sleeping before the first look gives the group a moment to act on the signal, and
             # lets runs terminated together (timeouts in one tick, shutdown) share one census.
@@ -246,7 +256,7 @@ class CommandRun:
                 # its TERM from that shared census, not from a /proc scan of its own per run.
                 signal_session(self._pid, signal.SIGTERM, fresh_since=term_sent_at, leader=False)
                 swept = True
-            state = session_state(self._pid, fresh_since=term_sent_at)
+            state = look(self._pid, fresh_since=term_sent_at)
             if state is Group.GONE:
                 return
             if state is Group.ZOMBIES_ONLY:
@@ -257,7 +267,17 @@ class CommandRun:
             if loop.time() >= deadline:
                 break
         self._escalated = True
-        signal_session(self._pid, signal.SIGKILL, fresh_since=term_sent_at)
+        if not session:
+            # A fork into a group being killed is killed with it: one KILL ends the group.
+            signal_group(self._pid, signal.SIGKILL)
+            return
+        # In rounds until nothing of the session is left: one KILL misses the jobs a member
+        # that ignores SIGTERM starts in groups of their own after the last look.
+        if await kill_session(self._pid, fresh_since=term_sent_at):
+            log.warning(
+                "processes of a run's session outlived SIGKILL: they are left running",
+                extra={"fields": {"pid": self._pid}},
+            )
 
     def _hurry_start(self) -> None:
         """The run ends while its process is being started: the start is waited for as long
@@ -360,7 +380,10 @@ class CommandRun:
                     self._settling = False
                 if state is Group.ALIVE:
                     leftovers = True
-                    self._terminator = self._loop.create_task(self._terminate_group())
+                    # Its own group only: what it left in other groups of its session is
+                    # not stopped (as documented), whether or not its group held some too.
+                    terminate = self._terminate_group(session=False)
+                    self._terminator = self._loop.create_task(terminate)
             if self._terminator is not None:
                 await self._terminator
             await reader.drain(_DRAIN_TIMEOUT)

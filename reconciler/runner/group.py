@@ -7,10 +7,13 @@ never single pids, and asks ``group_state`` whether anything in it still lives.
 Some commands leave the group without meaning to leave the run: GNU ``timeout``, a shell with
 job control (``set -m``), anything that calls ``setpgid``. They stay in the session, so a run
 that is stopped (a timeout, a stop, shutdown) is stopped as a session: ``signal_session`` and
-``session_state`` take every group of it, read from ``/proc``. Only a process that starts a
-session of its own (``setsid``, a daemon on purpose) is out of reach. A run that ends by itself
-looks at its own group only: that look costs no ``/proc`` scan when the group is gone, as it
-almost always is, and a scan per run would cost a busy instance a tenth of a core.
+``session_state`` take every group of it, read from ``/proc``, and ``SessionKill`` kills it in
+rounds until a fresh look finds nothing of it left (a member may make new groups faster than
+one look can list them). Only a process that starts a session of its own (``setsid``, a daemon
+on purpose) is out of reach. A run that ends by itself looks at, and stops, its own group
+only: what it left in other groups of its session is not stopped (as documented), that look
+costs no ``/proc`` scan when the group is gone, as it almost always is, and a scan per run
+would cost a busy instance a tenth of a core.
 
 A process on its way out of the group is still in it for a moment: the child a shell forks
 for ``setsid daemon &`` is in the group until the ``setsid`` program it execs has called
@@ -30,6 +33,11 @@ import time
 
 # How stale a /proc census may be before it is taken again (see _GroupCensus).
 _CENSUS_MAX_AGE = 0.1
+# SIGKILL rounds for a session (``SessionKill``): how many looks after the first kill, and the
+# pauses between a kill and the next look (the kernel needs a moment to end what it killed).
+_KILL_ROUNDS = 15
+_KILL_PAUSE_FIRST = 0.005
+_KILL_PAUSE_MAX = 0.1
 # Looking whether a settling group has emptied (``settled_group_state``): a killpg(0) each
 # time, soon at first (a setsid is a fork and an exec away), then less often.
 _SETTLE_POLL_FIRST = 0.001
@@ -181,6 +189,61 @@ def session_state(sid: int, *, fresh_since: float) -> Group:
         return state
     live = _census.live_groups(sid, fresh_since=fresh_since)
     return Group.ALIVE if live and live - {sid} else state
+
+
+class SessionKill:
+    """SIGKILL the session ``sid`` until a look at ``/proc`` begun after the last kill finds
+    nothing of it alive.
+
+    One kill is not enough: it goes to the groups a scan listed, and a member that keeps
+    forking (a shell with ``set -m`` starting job after job, each in a group of its own) makes
+    groups the scan could not list; those jobs would outlive the run in its session. A fork
+    into a group that is being killed is killed with it (the kernel sees to that), so what
+    escapes a round is only what moved to a new group before the kill: the next look finds it.
+
+    The caller drives it: ``step()`` kills, and says how long to pause before the next step,
+    or None once the session is gone or the rounds are spent (``survived`` then says whether
+    something lived on: a process that cannot die, in an uninterruptible sleep, or one that
+    forks faster than the rounds kill). Runs killed together (a shutdown) pause alike, so the
+    first look after their kills serves them all (see ``_GroupCensus``).
+    """
+
+    def __init__(self, sid: int, *, fresh_since: float) -> None:
+        self.sid = sid
+        self.survived = False
+        self._fresh_since = fresh_since  # the first kill may use a census shared since then
+        self._round = 0
+        self._pause = _KILL_PAUSE_FIRST
+        self._done = False
+
+    def step(self) -> float | None:
+        """One round: look (but for the first), kill what is alive; the pause before the next
+        round, or None: nothing more to do."""
+        if self._done:
+            return None
+        if self._round:
+            state = session_state(self.sid, fresh_since=self._fresh_since)
+            if state is not Group.ALIVE or self._round > _KILL_ROUNDS:
+                # A last KILL to the leader's group: harmless to zombies, and it catches a
+                # member forked while /proc was scanned.
+                if state is not Group.GONE:
+                    signal_group(self.sid, signal.SIGKILL)
+                self.survived = state is Group.ALIVE
+                self._done = True
+                return None
+        self._round += 1
+        signal_session(self.sid, signal.SIGKILL, fresh_since=self._fresh_since)
+        self._fresh_since = time.monotonic()  # the next look must begin after this kill
+        pause, self._pause = self._pause, min(self._pause * 2, _KILL_PAUSE_MAX)
+        return pause
+
+
+async def kill_session(sid: int, *, fresh_since: float) -> bool:
+    """``SessionKill`` on the event loop; whether something of the session survived it."""
+    kill = SessionKill(sid, fresh_since=fresh_since)
+    while (pause := kill.step()) is not None:
+        await asyncio.sleep(pause)
+    return kill.survived
 
 
 def kill_children_named(name: str) -> list[int]:

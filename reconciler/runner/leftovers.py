@@ -7,13 +7,14 @@ Each command carries its run's id and the instance that started it in its enviro
 (``CRONTASK_RUN_ID``, ``CRONTASK_ATTEMPT``, ``CRONTASK_INSTANCE``), and so do the processes it
 starts unless they clear it. ``scan`` finds them; ``controller.instance`` decides which belong
 to a run cut short by its instance's death, and ``stop`` stops their sessions as a run is
-stopped: SIGTERM, then SIGKILL after the grace. The instance (``controller.instance``) is what
-keeps another crontask's commands out of reach: runs of the same task and slot in another instance's
-store share the run id, never it.
+stopped: SIGTERM, then SIGKILL after the grace, in rounds until nothing of them is left. The
+instance (``controller.instance``) is what keeps another crontask's commands out of reach: runs
+of the same task and slot in another instance's store share the run id, never it.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import time
@@ -21,6 +22,8 @@ from collections.abc import Callable, Collection
 from dataclasses import dataclass
 
 from reconciler.runner import group
+
+log = logging.getLogger("crontask.runner")
 
 _RUN_ID = b"CRONTASK_RUN_ID="
 _ATTEMPT = b"CRONTASK_ATTEMPT="
@@ -116,6 +119,15 @@ def stop(
         if not alive or now - started >= grace:
             break
         sleep(_POLL)
-    for sid in alive:
-        group.signal_session(sid, signal.SIGKILL, fresh_since=clock())
+    # In rounds, all sessions together (each look at /proc serves them all): one KILL misses
+    # the jobs a member that ignores SIGTERM starts in groups of their own after the last look.
+    kills = [group.SessionKill(sid, fresh_since=time.monotonic()) for sid in alive]
+    while pauses := [pause for kill in kills if (pause := kill.step()) is not None]:
+        sleep(min(pauses))
+    survived = sorted(kill.sid for kill in kills if kill.survived)
+    if survived:
+        log.warning(
+            "left-over commands outlived SIGKILL: they are left running",
+            extra={"fields": {"sessions": survived}},
+        )
     return alive
