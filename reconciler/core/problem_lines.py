@@ -74,9 +74,11 @@ def _missing(items: Sequence[_T], other: Sequence[_T]) -> list[_T]:
     return [item for item in items if id(item) not in there]
 
 
-def subject(problem: Problem) -> tuple[str | None, str]:
-    """The task key a problem names (None: a broken text that names none) and the kind of
-    source (``SourceKind``) it is found in."""
+def subject(problem: Problem) -> tuple[str | None, tuple[str, ...]]:
+    """The task key a problem names (None: a broken text that names none) and the kinds of
+    source (``SourceKind``) it is found in, each once: a conflict is in every kind that
+    declares its key (DESIGN: "reported on both"), the winner's first."""
     if isinstance(problem, Conflict):
-        return problem.key, problem.winner.source
-    return problem.key, problem.location.source
+        losers = (lost.source for lost in problem.losers)
+        return problem.key, tuple(dict.fromkeys([problem.winner.source, *losers]))
+    return problem.key, (problem.location.source,)

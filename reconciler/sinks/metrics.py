@@ -356,12 +356,9 @@ def _problem_counts(desired: DesiredState) -> tuple[dict[str, int], frozenset[st
     flagged: set[str] = set()
     problems: list[Problem] = [*desired.errors, *desired.conflicts]
     for problem in problems:
-        key, kind = subject(problem)
-        kinds = {kind}
-        if isinstance(problem, Conflict):
-            # Located in every source that declares the key (DESIGN §2: "reported on both"),
-            # once a kind, as /api/v1/sources counts it: the alert names the shadowed one too.
-            kinds.update(lost.source for lost in problem.losers)
+        # A conflict counts in every kind that declares its key, as /api/v1/sources counts
+        # it: the alert names the shadowed source too.
+        key, kinds = subject(problem)
         for each in kinds:
             errors[each] = errors.get(each, 0) + 1
         if key:

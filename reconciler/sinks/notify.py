@@ -375,8 +375,9 @@ class Notifier:
             )
             self.delivery.enqueue(Message(route.receiver, event.value, body))
 
-    def _definition_errors(self, new: list[tuple[str, str | None, str]]) -> None:
-        """One message per receiver for the ``new`` errors (text, task key, source kind) of
+    def _definition_errors(self, new: list[tuple[str, str | None, tuple[str, ...]]]) -> None:
+        """One message per receiver for the ``new`` errors (text, task key, source kinds: a
+        conflict is in each kind that declares its key) of
         this replica that one of its routes matches, each listed once, in ``new``'s order.
         Linear in errors times routes: a pass may bring tens of thousands."""
         now = self.clock()
@@ -386,12 +387,12 @@ class Notifier:
                 routes.setdefault(route.receiver, []).append(route)
         if not routes:
             return
-        mine = [(text, key, kind) for text, key, kind in new if self.mine(key or "")]
+        mine = [(text, key, kinds) for text, key, kinds in new if self.mine(key or "")]
         for receiver, its_routes in routes.items():
             texts = [
                 text
-                for text, key, kind in mine
-                if any(_error_matches(route, key, kind) for route in its_routes)
+                for text, key, kinds in mine
+                if any(_error_matches(route, key, kind) for route in its_routes for kind in kinds)
             ]
             if not texts:
                 continue

@@ -49,7 +49,7 @@ def test_conflicts_are_lines_too() -> None:
     ((line, problem),) = lines.update(state)[0]
     assert isinstance(problem, Conflict)
     assert line.startswith("default/a is defined more than once")
-    assert subject(problem) == ("default/a", "file")
+    assert subject(problem) == ("default/a", ("file",))  # both declarations: one kind
     after = reassemble(state, {"default/a"}, [definition("a", path="x")])
     assert lines.update(after) == ([], [line])
 

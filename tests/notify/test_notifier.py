@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from reconciler.controller.wiring import _recent_runs
-from reconciler.core.desired import DefinitionError, DesiredState, Location
+from reconciler.core.desired import DefinitionError, DesiredState, Location, assemble
 from reconciler.core.runs import RetriedAttempt, RunRecord, RunStatus, Trigger, run_id
 from reconciler.core.status import SHUTDOWN_REASON
 from reconciler.sinks import notify
@@ -487,6 +487,27 @@ def test_definition_errors_are_sent_once_and_matched(tmp_path: Path) -> None:
         running(notifier, body)
     assert receiver.events() == ["definitionError"]
     assert receiver.received[0].json["errors"] == ["ops.yaml:3:5: spec.schedule: bad"]
+
+
+def test_a_conflict_goes_to_routes_of_each_source_that_declares_its_key(tmp_path: Path) -> None:
+    """A file's task shadowed by an API task of the same key: a route for the file source
+    hears of it (its owner would not know otherwise), as /api/v1/sources lists it there."""
+    route = "  - receiver: hook\n    events: [definitionError]\n    match: {source: file}\n"
+    file = definition("a", path="tasks/a.yaml")
+    api = dataclasses.replace(file, location=Location("api", "/api/v1/tasks/default/a", 1, 1))
+    state = assemble([file, api])
+    assert [c.winner.source for c in state.conflicts] == ["api"]
+    with receiving(SECRET) as receiver:
+        notifier = Notifier(config(tmp_path, receiver.url, route=route), metrics=Metrics())
+
+        async def body() -> None:
+            notifier.after_pass(state)
+            await until(receiver, 1)
+
+        running(notifier, body)
+    assert [e.split(":")[0] for e in receiver.received[0].json["errors"]] == [
+        "default/a is defined more than once"
+    ]
 
 
 def test_a_definition_error_naming_no_task_goes_only_to_routes_of_its_source(
