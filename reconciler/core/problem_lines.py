@@ -65,6 +65,48 @@ class ProblemLines:
         return appeared, resolved
 
 
+def identity(problem: Problem) -> tuple[object, ...]:
+    """What a problem is about, without where in its text it is: an error's source, file (or
+    resource), task and message; a conflict's key and the places that declare it. An edit
+    above it that moves its line, or a new git revision of a file still broken the same way,
+    gives another line (``str``) but the same problem."""
+    if isinstance(problem, Conflict):
+        losers = tuple(sorted((lost.source, lost.path) for lost in problem.losers))
+        return ("conflict", problem.key, problem.winner.source, problem.winner.path, losers)
+    where = problem.location
+    return ("error", where.source, where.path, problem.key, problem.message)
+
+
+class Told:
+    """The problems a consumer has told of (notifications), by :func:`identity`: of the lines
+    a pass made appear, those that are news, and not a problem told already whose line moved
+    (the line that went is in the same pass's ``resolved``)."""
+
+    def __init__(self) -> None:
+        self._of: dict[str, tuple[object, ...]] = {}  # each line shown, and what it is about
+        self._count: Counter[tuple[object, ...]] = Counter()
+
+    def news(
+        self, appeared: Sequence[tuple[str, Problem]], resolved: Sequence[str]
+    ) -> list[tuple[str, Problem]]:
+        """The lines of ``appeared`` about a problem none of the lines shown before the pass
+        was about, in ``appeared``'s order; ``resolved``: the lines the pass took away."""
+        abouts = [identity(problem) for _, problem in appeared]
+        news = [
+            item for item, about in zip(appeared, abouts, strict=True) if about not in self._count
+        ]
+        for (line, _), about in zip(appeared, abouts, strict=True):
+            self._of[line] = about
+            self._count[about] += 1
+        for line in resolved:
+            gone = self._of.pop(line, None)
+            if gone is not None:
+                self._count[gone] -= 1
+                if self._count[gone] <= 0:
+                    del self._count[gone]
+        return news
+
+
 def _missing(items: Sequence[_T], other: Sequence[_T]) -> list[_T]:
     """The objects of ``items`` that are not in ``other``, by identity: O(len) and no
     formatting, since a pass hands on the objects it did not touch."""

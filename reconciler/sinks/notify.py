@@ -21,7 +21,9 @@ with the failed attempt before it. Skipped slots count for nothing. A task's sta
 - ``recovered``: failing -> ok;
 - ``everyFailure``: every run that ends failing;
 - ``definitionError``: definition errors and conflicts that were not there after the last
-  pass (those present at start-up are reported once).
+  pass (those present at start-up are reported once), by what they are about
+  (``problem_lines.Told``): one whose line moved (an edit above it, a new git revision) is not
+  news.
 
 A task's state survives a restart: the first run of a task this process sees is compared with
 the task's previous runs in the run store (``history``, read by ``notify_history``), failing
@@ -78,7 +80,7 @@ import httpx
 from reconciler.aio import ended, first_of
 from reconciler.core.desired import Definition, DesiredState
 from reconciler.core.model import TaskSpec
-from reconciler.core.problem_lines import ProblemLines, subject
+from reconciler.core.problem_lines import ProblemLines, Told, subject
 from reconciler.core.runs import RetriedAttempt, RunRecord, RunStatus, Trigger, died
 from reconciler.core.status import FAILURES
 from reconciler.sinks import notify_payload
@@ -149,7 +151,8 @@ class Notifier:
         # told again only the first time (``_read_back``). Past the bound, the oldest is
         # forgotten: a task of it could send one "recovered" more.
         self._looked_at: dict[str, None] = {}
-        self._problems = ProblemLines()  # those told
+        self._problems = ProblemLines()  # those shown
+        self._told = Told()
         self._woken: asyncio.Event | None = None
         self._under_way = 0  # 1 while a record is considered
         self._shed = 0
@@ -220,9 +223,9 @@ class Notifier:
         crashed, self._crashed = self._crashed, []
         for record in crashed:
             self.on_run(record)
-        appeared, _ = self._problems.update(desired)
-        if appeared:
-            self._definition_errors([(text, *subject(problem)) for text, problem in appeared])
+        news = self._told.news(*self._problems.update(desired))  # not a line that moved
+        if news:
+            self._definition_errors([(text, *subject(problem)) for text, problem in news])
 
     def forget(self, keys: Iterable[str]) -> None:
         """What is known of ``keys`` here may be stale (they may have run elsewhere): their

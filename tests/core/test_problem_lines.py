@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from reconciler.core.desired import Conflict, DefinitionError, Location, assemble, reassemble
-from reconciler.core.problem_lines import ProblemLines, subject
+from reconciler.core.problem_lines import ProblemLines, Told, subject
 from tests.helpers import definition
 
 
@@ -78,3 +78,18 @@ def test_an_edit_among_many_errors_formats_none_of_them(monkeypatch: pytest.Monk
         ["f0.yaml:1:1: bad"],
     )
     assert len(formatted) == 2
+
+
+def test_told_news_are_problems_not_lines() -> None:
+    told = Told()
+    a3 = DefinitionError(Location("file", "a.yaml", 3, 1), "spec: bad", "default/a")
+    a5 = DefinitionError(Location("file", "a.yaml", 5, 1), "spec: bad", "default/a")
+    b = DefinitionError(Location("file", "b.yaml", 1, 1), "spec: bad", "default/b")
+    assert told.news([("a3", a3)], []) == [("a3", a3)]
+    assert told.news([("a5", a5), ("b", b)], ["a3"]) == [("b", b)]  # a moved: no news
+    assert told.news([], ["a5"]) == []
+    assert told.news([("a5", a5)], []) == [("a5", a5)]  # gone, then back: news again
+    # Two lines of one problem appearing in one pass are both news.
+    c1 = DefinitionError(Location("file", "c.yaml", 1, 1), "x", "default/c")
+    c2 = DefinitionError(Location("file", "c.yaml", 2, 1), "x", "default/c")
+    assert told.news([("c1", c1), ("c2", c2)], []) == [("c1", c1), ("c2", c2)]

@@ -489,6 +489,36 @@ def test_definition_errors_are_sent_once_and_matched(tmp_path: Path) -> None:
     assert receiver.received[0].json["errors"] == ["ops.yaml:3:5: spec.schedule: bad"]
 
 
+def test_a_definition_error_whose_line_moves_is_not_told_again(tmp_path: Path) -> None:
+    """An edit above a broken task moves its error's line, and a new git revision of a file
+    still broken changes the line's revision: the same problem, not news. Fixed and broken
+    again, it is told again."""
+    route = "  - receiver: hook\n    events: [definitionError]\n"
+
+    def error(line: int, revision: str, message: str = "spec.schedule: bad") -> DefinitionError:
+        return DefinitionError(Location("git", "ops.yaml", line, 5, revision), message, "ops/a")
+
+    other = DefinitionError(Location("git", "b.yaml", 1, 1, "r2"), "spec: bad", "ops/b")
+    with receiving(SECRET) as receiver:
+        notifier = Notifier(config(tmp_path, receiver.url, route=route), metrics=Metrics())
+
+        async def body() -> None:
+            notifier.after_pass(DesiredState({}, errors=(error(3, "r1"),)))
+            await until(receiver, 1)
+            notifier.after_pass(DesiredState({}, errors=(error(9, "r2"), other)))
+            await until(receiver, 2)
+            notifier.after_pass(DesiredState({}, errors=(other,)))
+            notifier.after_pass(DesiredState({}, errors=(error(9, "r3"), other)))
+            await until(receiver, 3)
+
+        running(notifier, body)
+    assert [m.json["errors"] for m in receiver.received] == [
+        ["ops.yaml:3:5: spec.schedule: bad (revision r1)"],
+        ["b.yaml:1:1: spec: bad (revision r2)"],  # the first error, moved: not news
+        ["ops.yaml:9:5: spec.schedule: bad (revision r3)"],  # fixed, then broken again
+    ]
+
+
 def test_a_conflict_goes_to_routes_of_each_source_that_declares_its_key(tmp_path: Path) -> None:
     """A file's task shadowed by an API task of the same key: a route for the file source
     hears of it (its owner would not know otherwise), as /api/v1/sources lists it there."""
