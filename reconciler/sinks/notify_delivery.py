@@ -108,6 +108,9 @@ class Delivery:
         # By receiver: what failed, and what was dropped, after the stop (``_say_unsent``).
         self._failed_at_stop = dict.fromkeys(self.receivers, 0)
         self._dropped_at_stop = dict.fromkeys(self.receivers, 0)
+        # By receiver: until when (the loop's clock) its last Retry-After asked to be left
+        # alone. Stopped, a sender does not knock again before then (``_send``, ``_deliver``).
+        self._not_before: dict[str, float] = {}
         metrics.notification_receivers(self.receivers, RESULTS)
 
     def enqueue(self, message: Message) -> None:
@@ -207,9 +210,15 @@ class Delivery:
                 continue
             if stop.is_set() and deadline is None:
                 deadline = loop.time() + SHUTDOWN_SECONDS
-            if deadline is not None and loop.time() > deadline:
+            held = self._asked_to_wait(receiver) - loop.time()  # its Retry-After's rest
+            if deadline is not None and loop.time() + max(held, 0.0) > deadline:
+                # Out of time, or the receiver asked to be left alone for longer than is left
+                # (a rate limit: one request per message would only be refused the same way).
                 # Dropped and counted, and so is what the stopping notifier still enqueues.
                 self._drop_at_shutdown(receiver, queue)
+                continue
+            if held > 0:  # the next message too waits for what the receiver asked
+                await (asyncio.sleep(held) if stop.is_set() else first_of(stop, timeout=held))
                 continue
             message = queue.popleft()
             self._say_dropped(receiver.name)  # while the queue stays full, once in a while
@@ -293,8 +302,6 @@ class Delivery:
                 return "sent"
             retryable = status is None or status == 429 or status >= 500
             said = {**fields, "attempt": attempt, "status": status, "error": outcome}
-            if not retryable or attempt == MAX_ATTEMPTS or stop.is_set():
-                return self._failed(stop, logging.WARNING, said)
             delay = self.backoff * 2 ** (attempt - 1)
             if status in (429, 503):
                 # A rate limit (Slack's is 30 s) or maintenance says when to come back: sooner
@@ -302,12 +309,22 @@ class Delivery:
                 wanted = retry_after(asked, datetime.now(UTC))
                 if wanted is not None:
                     delay = max(delay, min(wanted, RETRY_AFTER_MAX))
+                    loop = asyncio.get_running_loop()
+                    self._not_before[receiver.name] = loop.time() + min(wanted, RETRY_AFTER_MAX)
+            if not retryable or attempt == MAX_ATTEMPTS or stop.is_set():
+                return self._failed(stop, logging.WARNING, said)
             log.info(
                 "notification not delivered; retrying",
                 extra={"fields": {**said, "in_seconds": round(delay, 3)}},
             )
             await first_of(stop, timeout=delay)
+            if stop.is_set() and self._asked_to_wait(receiver) > asyncio.get_running_loop().time():
+                # Woken by the stop before the time the receiver asked for: not sooner.
+                return self._failed(stop, logging.WARNING, said)
         return "failed"
+
+    def _asked_to_wait(self, receiver: Receiver) -> float:
+        return self._not_before.get(receiver.name, 0.0)
 
     async def _post(
         self, client: httpx.AsyncClient, url: str, body: bytes, headers: dict[str, str]

@@ -134,6 +134,11 @@ def test_a_long_retry_after_is_capped_and_the_wait_ends_at_shutdown(
             while not waits(caplog):  # the sender waits now
                 assert time.monotonic() < deadline, "no retry was planned"
                 await asyncio.sleep(0.02)
+            for task in ("default/u", "default/v"):  # two more failures queued behind it
+                notifier.on_run(finished(RunStatus.FAILED, T0, key=task))
+            while sum(len(q) for q in notifier.queues.values()) < 2:
+                assert time.monotonic() < deadline, "the failures were not queued"
+                await asyncio.sleep(0.02)
             stop.set()
             started = time.monotonic()
             await asyncio.wait_for(component, notify_delivery.SHUTDOWN_SECONDS + BOUND)
@@ -142,6 +147,31 @@ def test_a_long_retry_after_is_capped_and_the_wait_ends_at_shutdown(
         took = asyncio.run(scenario())
     assert waits(caplog) == [notify_delivery.RETRY_AFTER_MAX]
     assert took < notify_delivery.RETRY_AFTER_MAX
-    # Woken by the stop, it tried once more (the receiver still refuses), and gave up.
-    assert len(receiver.received) == 2
-    assert counts(metrics) == {"dropped": 0, "failed": 1, "sent": 0}
+    # Woken by the stop before the time the receiver asked for, it gave up without asking
+    # again, and the messages queued behind it were dropped unsent: each would have been
+    # refused the same way (it sent one request per message before).
+    assert len(receiver.received) == 1
+    assert counts(metrics) == {"dropped": 2, "failed": 1, "sent": 0}
+
+
+def test_the_next_message_waits_for_what_the_receiver_asked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A message given up after a 429 leaves the receiver's Retry-After in force: the next
+    one is not sent sooner."""
+    monkeypatch.setattr(notify_delivery, "MAX_ATTEMPTS", 1)
+    metrics = Metrics()
+    with receiving(SECRET) as receiver:
+        receiver.failures_left, receiver.fail_status = 1, 429
+        receiver.fail_headers = {"Retry-After": "1"}
+        notifier = Notifier(config(tmp_path, receiver.url), metrics=metrics, backoff=0.01)
+
+        async def body() -> None:
+            notifier.on_run(finished(RunStatus.FAILED, T0))
+            notifier.on_run(finished(RunStatus.FAILED, T0, key="default/u"))
+            await until(receiver, 2)
+
+        running(notifier, body)
+    first, second = receiver.received
+    assert second.at - first.at >= 1.0
+    assert counts(metrics) == {"dropped": 0, "failed": 1, "sent": 1}
