@@ -34,9 +34,9 @@ def reported(db_url: str | None, state_dir: Path | None = None) -> Iterator[None
     if db_url and _raw_at(db_url):
         _exit(
             USAGE,
-            "--db: the URL holds more than one '@' before its query: a password's '@' or '/' "
-            "must be percent-encoded (%40, %2F), or a part of it is taken for the host and "
-            "shown in errors (and looked up in DNS)",
+            "--db: the URL's password holds an '@' (or a '#', '?' or '/' before one): write "
+            "them percent-encoded (%40, %23, %3F, %2F), or a part of it is taken for the host "
+            "and shown in errors (and looked up in DNS)",
             db_url,
         )
     try:
@@ -64,13 +64,23 @@ def reported(db_url: str | None, state_dir: Path | None = None) -> Iterator[None
 
 
 def _raw_at(db_url: str) -> bool:
-    """Whether a server's URL holds a second ``@`` where SQLAlchemy, splitting at the first,
-    would read the rest of a password as the host (``user:p@ss@db``, ``user:p@ss/x@db``). A
-    SQLite URL names a file, whose path may hold any number."""
+    """Whether a server's URL holds a password with a raw ``@`` (or a ``#``, ``?`` or ``/``
+    before one), which SQLAlchemy ends at its first ``@``: the rest would be read as the host
+    (``user:p@ss@db``, ``user:p@ss#x@db``) or as a host and a database (``user:p@ss/x@db/app``,
+    ``user:p@ss?x@db/app``). A user name may hold ``@`` (``admin@server:pw@db``), and so may a
+    database or a query value (``/my@db``): what follows their last ``@`` is no host and port.
+    A SQLite URL names a file, whose path may hold any number."""
     scheme, sep, rest = db_url.partition("://")
     if not sep or scheme.split("+")[0].lower() == "sqlite":
         return False
-    return re.split(r"[?#]", rest, maxsplit=1)[0].count("@") > 1
+    userinfo = re.match(r"[^:/]*:[^@]*@", rest)  # a user and a password, as SQLAlchemy reads them
+    if userinfo is None:
+        return False
+    after = rest[userinfo.end() :]
+    if "@" not in after:
+        return False
+    host = re.split(r"[/?]", after, maxsplit=1)[0]
+    return "@" in host or re.search(r"[/:]", after.rsplit("@", 1)[1]) is not None
 
 
 # SQLite's primary result codes for a file that is no database, and for a damaged one.
