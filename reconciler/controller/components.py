@@ -75,8 +75,10 @@ class Housekeeping:
         interval: float,
         max_age: float | None,
         declarations: Declarations | None = None,
+        shared: bool = False,
     ) -> None:
         self.store = store
+        self.shared = shared  # the store may be another crontask's too (an explicit --db)
         self.scheduler = scheduler
         self.dispatcher = dispatcher
         self.metrics = metrics
@@ -145,14 +147,18 @@ class Housekeeping:
         return frozenset(desired.tasks).union(owned)
 
     def _owner(self) -> str | None:
-        """Without replicas, this instance: another crontask may share the store (its own
-        ``--state-dir``, the same ``--db``) and declare tasks this one never heard of, so the
-        mark of a task not declared here stays while it is another instance's. The price: a
-        task removed from a crontask keeps its mark until the process that recorded it prunes
-        it; one recorded before a restart names an instance no process is any more, and stays
-        (one run per such task, as every task's did before marks went by age). With replicas
-        (a handover), every replica declares the same tasks: None, ``declared`` says it all."""
-        return self.dispatcher.owner if self.dispatcher.handover is None else None
+        """Without replicas, on a store given by ``--db`` (``shared``), this instance: another
+        crontask may share it (its own ``--state-dir``, the same ``--db``) and declare tasks
+        this one never heard of, so the mark of a task not declared here stays while it is
+        another instance's. The price: a task removed from a crontask keeps its mark until the
+        process that recorded it prunes it; one recorded before a restart names an instance
+        no process is any more, and stays (one run per such task, as every task's did before
+        marks went by age). The state directory's own ``runs.db`` is this crontask's alone,
+        and with replicas (a handover) every replica declares the same tasks: None, then
+        ``declared`` says it all."""
+        if not self.shared or self.dispatcher.handover is not None:
+            return None
+        return self.dispatcher.owner
 
 
 class Runs:

@@ -321,6 +321,7 @@ async def start(parts: Parts, options: Options, manager: Manager, http: HttpServ
             interval=options.housekeeping_seconds,
             max_age=options.history_max_age,
             declarations=parts.reconciler,
+            shared=options.db_url is not None,
         )
     )
     if http is not None:

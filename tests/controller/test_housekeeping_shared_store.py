@@ -4,7 +4,8 @@ Two crontasks without ``--ha`` share one ``--db`` (README), each declaring its o
 one's housekeeping named only its own tasks as declared, so the max age deleted the other's
 newest slot run, and the other, down over its next slot, never caught it up. It now names
 itself as the owner, and the store keeps the marks of other instances; with replicas (a
-handover), every replica declares the same tasks and a task none declares goes by age.
+handover), every replica declares the same tasks and a task none declares goes by age, and
+so it does on the state directory's own store, which no other crontask shares.
 """
 
 from __future__ import annotations
@@ -64,8 +65,9 @@ def _old_slot(key: str, owner: str) -> RunRecord:
     )
 
 
-def _prune(store: RunStore, *, replicas: bool) -> set[str]:
-    """One prune by this crontask (declaring ``KEY`` only); the tasks left in the store."""
+def _prune(store: RunStore, *, replicas: bool, shared: bool = True) -> set[str]:
+    """One prune by this crontask (declaring ``KEY`` only), on a store given by ``--db``
+    (``shared``) or its state directory's own; the tasks left in the store."""
 
     async def main() -> None:
         d = Dispatcher(store, owner=ME, actions=Actions([ScriptedAction()]))
@@ -76,7 +78,7 @@ def _prune(store: RunStore, *, replicas: bool) -> set[str]:
         declarations = _Declared(True, DesiredState({KEY: TASK}))
         housekeeping = Housekeeping(
             store, scheduler, d, Metrics(), interval=3600, max_age=86400.0,
-            declarations=declarations,
+            declarations=declarations, shared=shared,
         )  # fmt: skip
         await housekeeping.prune()
         await d.shutdown(0)
@@ -95,3 +97,11 @@ def test_another_crontask_s_mark_outlives_this_one_s_prune(store: RunStore) -> N
 
 def test_with_replicas_a_task_none_declares_goes_by_age(store: RunStore) -> None:
     assert _prune(store, replicas=True) == {KEY}
+
+
+def test_on_its_state_directory_s_own_store_a_task_not_declared_goes_by_age(
+    store: RunStore,
+) -> None:
+    """``runs.db`` in the state directory is this crontask's alone: a mark another instance
+    id recorded is a former start of this one's, of a task it no longer declares."""
+    assert _prune(store, replicas=False, shared=False) == {KEY}
