@@ -30,17 +30,12 @@ from reconciler.core.fields import (
     MAX_BACKOFF,
     MAX_HISTORY,
     MAX_ITEMS,
+    MAX_LABEL_KEY,
     MAX_SECONDS,
     Label,
     LabelValue,
     Model,
     Text,
-)
-from reconciler.core.jobspec import (
-    JobSpecError,
-    Problem,
-    label_key_problem,
-    label_value_problem,
 )
 from reconciler.core.schedule import parse_schedule, validate_time_zone
 
@@ -68,58 +63,19 @@ class ConcurrencyPolicy(enum.StrEnum):
     REPLACE = "Replace"
 
 
-# Kubernetes' TotalAnnotationSizeLimitB: the keys and values of all annotations of an object
-# together, in bytes (Go's len of a string).
-MAX_ANNOTATIONS_BYTES = 256 * 1024
-
-
-def _utf8(text: str) -> int:
-    # A lone surrogate (JSON may carry one) is counted, never raised as a mysterious error.
-    return len(text.encode("utf-8", "surrogatepass"))
-
-
 class Metadata(Model):
     name: Label = Field(description="DNS-1123 label, unique within the namespace.")
     namespace: Label = Field("default", description="Defaults to `default`.")
     labels: dict[str, LabelValue] = Field(default_factory=dict, max_length=MAX_ITEMS)
     annotations: dict[str, Text] = Field(default_factory=dict, max_length=MAX_ITEMS)
 
-    # Checked as the API server checks any object's metadata, so that a folder `crontask
-    # validate` passes can be applied as CronTask resources (one format everywhere). Here, not
-    # in the types: a CRD schema cannot constrain ObjectMeta, and the JSON Schema stays the
-    # CRD's twin.
-    @field_validator("labels")
+    @field_validator("labels", "annotations")
     @classmethod
-    def _labels(cls, values: dict[str, str]) -> dict[str, str]:
-        found = [
-            Problem((key,), wrong)
-            for key, value in values.items()
-            if (wrong := label_key_problem(key) or label_value_problem(value)) is not None
-        ]
-        if found:
-            # Each at its own key (the loader and the API report a JobSpecError's problems so).
-            raise JobSpecError(found)
-        return values
-
-    @field_validator("annotations")
-    @classmethod
-    def _annotations(cls, values: dict[str, str]) -> dict[str, str]:
-        found = [
-            Problem((key,), wrong)
-            for key in values
-            if (wrong := label_key_problem(key)) is not None
-        ]
-        size = sum(_utf8(key) + _utf8(value) for key, value in values.items())
-        if size > MAX_ANNOTATIONS_BYTES:
-            found.append(
-                Problem(
-                    (),
-                    f"Too long: may not be more than {MAX_ANNOTATIONS_BYTES} bytes, the keys and "
-                    f"values of all annotations together (these are {size})",
-                )
-            )
-        if found:
-            raise JobSpecError(found)
+    def _keys(cls, values: dict[str, str]) -> dict[str, str]:
+        # Checked here, not in the type: a CRD schema cannot constrain property names.
+        for key in values:
+            if not 0 < len(key) <= MAX_LABEL_KEY:
+                raise ValueError(f"keys are 1 to {MAX_LABEL_KEY} characters long")
         return values
 
 
