@@ -85,7 +85,7 @@ def label_value(text: str) -> str:
     a task key's ``/`` becomes ``.`` (names have no dots, so this is unambiguous); a longer
     value is cut and ends with a hash of the whole, so it stays unique and deterministic."""
     value = text.replace("/", ".")
-    if len(value) <= MAX_NAME and LABEL_VALUE.match(value):
+    if len(value) <= MAX_NAME and LABEL_VALUE.fullmatch(value):
         return value
     cut = re.sub(r"[^-A-Za-z0-9_.]", "-", value)[: MAX_NAME - 9].strip("-_.")
     return f"{cut}-{_hash(text)}" if cut else _hash(text)

@@ -277,7 +277,7 @@ def _server_rules(spec: Mapping[str, Any]) -> Iterator[Problem]:
 
 def _container(container: Mapping[str, Any], path: Path, names: set[str]) -> Iterator[Problem]:
     name = container.get("name") or ""
-    if not _DNS1123_LABEL.match(name) or len(name) > 63:
+    if not _DNS1123_LABEL.fullmatch(name) or len(name) > 63:
         yield Problem(
             (*path, "name"),
             f"Invalid value: {_shown(name)}: a lowercase RFC 1123 label must consist of lower "
@@ -307,13 +307,13 @@ def label_key_problem(key: str) -> str | None:
     characters, alphanumeric at both ends, with ``-``, ``_`` and ``.`` between."""
     prefix, slash, name = key.rpartition("/")
     if slash and (
-        not prefix or len(prefix) > MAX_KEY_PREFIX or not _DNS1123_SUBDOMAIN.match(prefix)
+        not prefix or len(prefix) > MAX_KEY_PREFIX or not _DNS1123_SUBDOMAIN.fullmatch(prefix)
     ):
         return (
             f"Invalid value: {_shown(key)}: prefix part must be a lowercase RFC 1123 subdomain "
             f"of at most {MAX_KEY_PREFIX} characters (e.g. 'example.com')"
         )
-    if not name or len(name) > MAX_LABEL_VALUE or not _QUALIFIED_NAME.match(name):
+    if not name or len(name) > MAX_LABEL_VALUE or not _QUALIFIED_NAME.fullmatch(name):
         return (
             f"Invalid value: {_shown(key)}: name part must consist of alphanumeric characters, "
             "'-', '_' or '.', and must start and end with an alphanumeric character, at most "
@@ -329,7 +329,7 @@ def label_value_problem(value: Any) -> str | None:
         return f"Invalid value: must be a string (got {_kind(value)})"
     if len(value) > MAX_LABEL_VALUE:
         return f"Invalid value: {_shown(value)}: must be no more than {MAX_LABEL_VALUE} characters"
-    if not LABEL_VALUE.match(value):
+    if not LABEL_VALUE.fullmatch(value):
         return (
             f"Invalid value: {_shown(value)}: a valid label must be an empty string or consist "
             "of alphanumeric characters, '-', '_' or '.', and must start and end with an "

@@ -374,7 +374,7 @@ def _key_of(data: Any) -> str | None:
 
 
 def _is_label(value: Any) -> bool:
-    return isinstance(value, str) and len(value) <= 63 and _LABEL.match(value) is not None
+    return isinstance(value, str) and len(value) <= 63 and _LABEL.fullmatch(value) is not None
 
 
 def _validation_errors(

@@ -331,6 +331,11 @@ spec:
         ("/team: a", "a: b", "prefix part must be"),
         ("team: a", '"a note": b', "spec.job.metadata.annotations.a note: Invalid value"),
         ("team: a", "crontask.dev/a: b", "keys under crontask.dev/ are set by crontask"),
+        # A newline at the end: Python's `$` matches before it, Go's (the API server's) not.
+        ('team: "data\\n"', "a: b", "spec.job.metadata.labels.team: Invalid value"),
+        ('"team\\n": a', "a: b", "name part must consist of"),
+        ('"example.com\\n/team": a', "a: b", "prefix part must be"),
+        ("team: a", '"note\\n": b', "name part must consist of"),
     ],
 )
 def test_job_labels_and_annotation_keys_are_checked_as_the_api_server_does(
