@@ -26,7 +26,8 @@ Plans (:data:`PLANS`) are made one at a time (a large one is seconds of CPU, see
 route itself waited, a viewer's 24 plans in a loop held every place in threads that only waited
 (an operator's GET of a task took 4-5 s; under 150 loops, a run-now 33 s). At most
 :data:`MAX_PLANS_WAITING` wait, each at most :data:`PLAN_WAIT_SECONDS`; past either a plan is
-refused, as any request is.
+refused, as any request is. Only a plan whose credential authenticates waits (the guard
+answers the others 401): strangers' plans held the places of every viewer's.
 """
 
 from __future__ import annotations
@@ -73,6 +74,7 @@ class Admission:
         max_public: int = MAX_PUBLIC_BODIES,
         max_plans: int = MAX_PLANS,
         max_plans_waiting: int = MAX_PLANS_WAITING,
+        may_queue_plan: Callable[[Scope], bool] = lambda _: True,
     ) -> None:
         self.app = app
         self.busy = busy
@@ -83,6 +85,7 @@ class Admission:
         self.max_public = max_public
         self.max_plans = max_plans
         self.max_plans_waiting = max_plans_waiting
+        self.may_queue_plan = may_queue_plan  # a plan without a credential waits for nothing
         self.active = 0
         self.waiting = 0
         self.plans_waiting = 0
@@ -105,7 +108,7 @@ class Admission:
             if path in PUBLIC_BODIES:
                 await self._enter(self._public, self.wait_seconds)
                 entered.append(self._public)
-            elif path in PLANS:
+            elif path in PLANS and self.may_queue_plan(scope):
                 await self._enter_plans(self._plans)
                 entered.append(self._plans)
             await self._enter(self._room, self.wait_seconds)

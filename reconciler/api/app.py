@@ -25,6 +25,7 @@ import anyio
 from fastapi import APIRouter, FastAPI, HTTPException, Request, Response
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
+from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from reconciler import __version__, logs
@@ -39,7 +40,14 @@ from reconciler.api import (
     routes_tasks,
 )
 from reconciler.api.admission import BODY_SECONDS, UNQUEUED, Admission
-from reconciler.api.auth import PUBLIC, REQUIRED_ROLE_KEY, AuthConfig, RequiredRole, role_extra
+from reconciler.api.auth import (
+    PUBLIC,
+    REQUIRED_ROLE_KEY,
+    AuthConfig,
+    AuthFailed,
+    RequiredRole,
+    role_extra,
+)
 from reconciler.api.authfile import AuthFile
 from reconciler.api.hosts import ORIGINS_STATE, LoopbackHosts, external_origin
 from reconciler.api.models import CRONTASK_SCHEMA_REF, HealthOut, ReadinessOut, ReadinessProblem
@@ -82,6 +90,20 @@ API-owned tasks. Errors are `application/problem+json` (RFC 9457). With authenti
 configured, send `Authorization: Bearer <token>`; each operation's `x-required-role` says the
 role it needs (`viewer` < `operator` < `admin`).
 """
+
+
+def _authenticates(scope: Scope) -> bool:
+    """Whether a request's credential authenticates (any does without auth): only such a plan
+    may wait for its turn (``admission.PLANS``); a stranger's is answered 401 by the guard,
+    and must not hold the plans' places meanwhile."""
+    auth = context(Request(scope)).auth
+    if auth is None:
+        return True
+    try:
+        auth.authenticate(Headers(scope=scope).get("authorization"))
+    except AuthFailed:
+        return False
+    return True
 
 
 def create_app(
@@ -139,7 +161,8 @@ def create_app(
     setattr(app.state, ORIGINS_STATE, frozenset({origin} if origin else ()))
     problems.install(app)
     app.add_middleware(HeadAsGet)
-    app.add_middleware(Admission, busy=_busy)  # inside RequestLog: a refusal is logged too
+    # Inside RequestLog: a refusal is logged too.
+    app.add_middleware(Admission, busy=_busy, may_queue_plan=_authenticates)
     if hosts is not None:  # before a request takes an admission slot, and logged
         app.add_middleware(LoopbackHosts, also=hosts)
     app.add_middleware(RequestLog)

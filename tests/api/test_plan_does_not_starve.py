@@ -167,3 +167,19 @@ def test_a_plan_that_waits_too_long_for_its_turn_is_busy(
         held.release.set()
         assert first.result().status == 200
         assert served.plan().status == 200  # its turn came
+
+
+def test_a_stranger_s_plan_waits_for_nothing(
+    tmp_path: Path, held: HeldPlanning, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without a credential that authenticates, a plan is answered 401 at once, whatever plan
+    is being made: strangers' plans held the plans' places, and every viewer's was a 503."""
+    monkeypatch.setattr(admission, "PLAN_WAIT_SECONDS", LONG)
+    with sending(tmp_path, held, 1) as (served, pool):
+        first = pool.submit(served.plan)
+        assert held.started.wait(30)
+        headers = {"Content-Type": "application/yaml"}
+        for sent in (headers, {**headers, "Authorization": "Bearer not-a-token"}):
+            assert served.ask("POST", "/api/v1/plan", sent, DOCUMENTS).status == 401
+        held.release.set()
+        assert first.result().status == 200
