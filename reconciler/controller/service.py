@@ -46,7 +46,7 @@ from reconciler.core.runs import RunRecord, RunStatus
 from reconciler.scheduling.base import Scheduler, schedule_of
 from reconciler.sources.api import ApiSource
 from reconciler.sources.base import Source
-from reconciler.store.base import RunStore
+from reconciler.store.base import RunStore, StoreUnavailable
 
 T = TypeVar("T")
 
@@ -195,12 +195,27 @@ class Service:
                 return views
             entries = self._on_loop(self._snapshot, picked)
             views += [
-                self._view(entries[k], runs=1, last=self._last_runs.get(k))
+                self._view(entries[k], runs=1, last=self._last(k, k in owned))
                 for k in picked
                 if k in entries
             ]
             if limit is None or len(views) >= limit:
                 return views
+
+    def _last(self, key: str, mine: bool) -> RunRecord | None:
+        """A listed task's last run: the one that ended here, for a task scheduled here (``mine``);
+        else the store's, as for one task (``task``): after a restart nothing has ended here yet,
+        and another replica's tasks end there. Read once for a task of this replica (a run that
+        ends here later replaces it); a store that does not answer leaves what is known here."""
+        if mine and key in self._last_runs:
+            return self._last_runs[key]
+        try:
+            last = self._store.latest(key)
+        except StoreUnavailable:
+            return self._last_runs.get(key)
+        if mine and last is not None and last.status is not RunStatus.RUNNING:
+            self._last_runs.setdefault(key, last)  # unless one ended here meanwhile
+        return last
 
     def task(self, key: str) -> TaskView | None:
         entries = self._on_loop(self._snapshot, [key])
