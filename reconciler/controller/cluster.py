@@ -378,12 +378,19 @@ class Cluster:
         self._active, self._basis = active, (active, published)
 
     def _handover(self, assignment: Assignment) -> tuple[Mapping[str, datetime], int]:
-        """In a worker thread: the tasks' last recorded slots, and how many tasks move."""
-        anchors = dict(self.store.last_slots())
+        """In a worker thread: the last recorded slots of the tasks this replica owns under
+        ``assignment`` (those the pass that follows adds, which catch up from them), and how
+        many tasks move."""
+        # Each task asked is read from the end of its history, not the whole history (a second
+        # at a million runs, while the tasks coming here were scheduled by nobody). Before a
+        # pass has applied (joining) no task is read yet: every task's, as at start-up.
+        applied = self.reconciler.applied  # first: then the tasks below are a pass's
+        tasks = list(self.reconciler.desired.tasks)
+        mine = [key for key in tasks if assignment.mine(key)] if applied else None
+        anchors = dict(self.store.last_slots(mine))
         moved = 0
         before = self._assignment
         if before is not None and before.members:
-            tasks = list(self.reconciler.desired.tasks)
             moved = sum(before.owner(key) != assignment.owner(key) for key in tasks)
             # A task that comes from a member gone (or draining) and never ran has no slot on
             # record: its catch-up counts from when that member last scheduled, else the slots

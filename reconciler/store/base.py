@@ -266,11 +266,15 @@ class RunStore(Protocol):
         someone asked to stop."""
         ...
 
-    def last_slots(self) -> dict[str, datetime]:
-        """For each task, the newest ``scheduled_at`` of its scheduled runs (every run but a
-        manual one, by its first attempt's trigger: its retries record ``retry``; a manual
-        run's times are not slots of the schedule). Used once at start-up to find
-        the slots missed while crontask was down: one query, not one per task."""
+    def last_slots(self, tasks: Collection[str] | None = None) -> dict[str, datetime]:
+        """For each task (each of ``tasks``; every task in the history when ``None``), the
+        newest ``scheduled_at`` of its scheduled runs (every run but a manual one, by its
+        first attempt's trigger: its retries record ``retry``; a manual run's times are not
+        slots of the schedule); tasks with none are left out. At start-up (every task: none is
+        read yet), the slots missed while crontask was down; at a change of replicas, those of
+        the tasks the replica owns, each read from the end of its history (a full read of the
+        history held up the new assignment: a second at a million runs). A few queries for any
+        number of tasks, not one per task."""
         ...
 
     def last_outcomes(self, tasks: Collection[str]) -> dict[str, LastOutcomes]:

@@ -164,13 +164,16 @@ class MemoryRunStore:
                 default=None,
             )
 
-    def last_slots(self) -> dict[str, datetime]:
+    def last_slots(self, tasks: Collection[str] | None = None) -> dict[str, datetime]:
+        wanted = None if tasks is None else set(tasks)
         with self._lock:
             self._check_open()
             # A run's kind is its first attempt's (``slot_run``): its retries record ``retry``.
             slots = {r.id for r in self._records.values() if slot_run([(r.attempt, r.trigger)])}
             found: dict[str, datetime] = {}
             for r in self._records.values():
+                if wanted is not None and r.task not in wanted:
+                    continue
                 if r.trigger is not Trigger.MANUAL and (
                     r.trigger is not Trigger.RETRY or r.id in slots
                 ):

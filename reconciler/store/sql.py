@@ -325,9 +325,9 @@ class SqlRunStore:
             row = conn.execute(stmt.order_by(*NEWEST_FIRST).limit(1)).first()
         return sql_rows.record_of(row)
 
-    def last_slots(self) -> dict[str, datetime]:
+    def last_slots(self, tasks: Collection[str] | None = None) -> dict[str, datetime]:
         with self._tx(write=False) as conn:
-            return sql_summaries.last_slots(conn)
+            return sql_summaries.last_slots(conn, tasks)
 
     def last_outcomes(self, tasks: Collection[str]) -> dict[str, LastOutcomes]:
         with self._bulk_reads, self._tx(write=False) as conn:

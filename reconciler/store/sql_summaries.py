@@ -1,7 +1,8 @@
-"""Reads of the SQL store that summarise each task's history in grouped queries, for start-up
-and for a task that comes to this process: the newest slot (missed runs), and the newest end
-of a success and of a failure and the last attempt's duration (metrics, the status page's
-ok/failing filter). A query answers for many tasks at once, never a query per task. A row of a
+"""Reads of the SQL store that summarise each task's history, for start-up and for a task that
+comes to this process: the newest slot (missed runs), and the newest end of a success and of a
+failure and the last attempt's duration (metrics, the status page's ok/failing filter). A query
+answers for many tasks at once, never a query per task; tasks named are each read at the end of
+an index range, so the cost per task is flat however long its history. A row of a
 status this version does not know is in no outcome (each reads a status it knows), one of a
 trigger it does not know is of no slot (:func:`of_scheduled_run`)."""
 
@@ -9,7 +10,7 @@ from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any, Final
 
@@ -30,7 +31,7 @@ _c = runs.c
 _SLOT_TRIGGERS: Final = tuple(t.value for t in Trigger if t is not Trigger.MANUAL)
 
 
-def of_scheduled_run(table: sa.FromClause = runs) -> sa.ColumnElement[bool]:
+def of_scheduled_run(table: sa.FromClause = runs, *, seek: bool = False) -> sa.ColumnElement[bool]:
     """Rows of ``table`` (``runs`` or an alias of it) that are attempts of a run of a slot
     (``base.slot_run``): of every trigger this version knows but ``manual``, and a ``retry``
     only when its run's first attempt is there and of such a trigger too. A run's kind is its
@@ -38,25 +39,35 @@ def of_scheduled_run(table: sa.FromClause = runs) -> sa.ColumnElement[bool]:
     manual moment would hide the slots missed before it; a lone ``retry`` (its first attempt
     pruned while the run waited for it) tells nothing of its kind. Only a retry is looked up,
     one seek in the primary key: the schedule's rows, nearly all of them, pay nothing for it
-    (SQLite and PostgreSQL both stop at the first term of an OR that holds)."""
+    (SQLite and PostgreSQL both stop at the first term of an OR that holds).
+
+    With ``seek`` (a WHERE that reads a few rows), the first attempt's trigger is read by a
+    scalar subquery, which PostgreSQL answers with that seek whatever its estimates: the
+    EXISTS it may turn into a hash of every first attempt of the table, built at the first
+    retry met, a read of the whole table (its choice for a task's range at 10 000 runs)."""
     first = runs.alias("first_attempt")
-    slot_first = (
-        sa.select(first.c.id)
-        .where(
-            first.c.id == table.c.id,
-            first.c.attempt == 1,
-            first.c.trigger.in_(_SLOT_TRIGGERS),
-        )
-        .exists()
-    )
+    attempt_one = sa.and_(first.c.id == table.c.id, first.c.attempt == 1)
+    if seek:
+        kind = sa.select(first.c.trigger).where(attempt_one).scalar_subquery()
+        # No first attempt: NULL, and the row is not of a slot (for a WHERE, not negated).
+        slot_first: sa.ColumnElement[bool] = kind.in_(_SLOT_TRIGGERS)
+    else:
+        found = sa.select(first.c.id).where(attempt_one, first.c.trigger.in_(_SLOT_TRIGGERS))
+        slot_first = found.exists()
     return sa.and_(
         table.c.trigger.in_(_SLOT_TRIGGERS),
         sa.or_(table.c.trigger != Trigger.RETRY.value, slot_first),
     )
 
 
-def last_slots(conn: Connection) -> dict[str, datetime]:
+def last_slots(conn: Connection, tasks: Collection[str] | None = None) -> dict[str, datetime]:
     """See ``RunStore.last_slots``."""
+    if tasks is not None:
+        found: dict[str, datetime] = {}
+        for task, at in _per_task(conn, _newest_slots(conn.dialect.name), tasks):
+            if at is not None:
+                found[task] = utc(at)
+        return found
     stmt = (
         sa.select(_c.task, sa.func.max(_c.scheduled_at)).where(of_scheduled_run()).group_by(_c.task)
     )
@@ -64,6 +75,19 @@ def last_slots(conn: Connection) -> dict[str, datetime]:
     # fetched whole first, here and below: a conversion that raised while a statement was
     # unfinished kept its pooled SQLite connection on an old snapshot (see ``sql``).
     return {task: utc(at) for task, at in conn.execute(stmt).all()}
+
+
+@functools.cache
+def _newest_slots(dialect: str) -> sa.Select[Any]:
+    """For each task asked, its newest slot: read from the end of its ``ix_runs_task_scheduled``
+    range back to the first row of a slot (the first row, unless the newest are manual runs or
+    their retries), never the whole history as the grouped query above does (a second at a
+    million runs, which a replica taking tasks over waited for). ORDER BY ... LIMIT 1, not
+    max(): the planner need not know that max() may stop at the first row that qualifies."""
+    asked, task = _asked(dialect)
+    newest = sa.select(_c.scheduled_at).where(_c.task == task, of_scheduled_run(seek=True))
+    newest = newest.order_by(_c.scheduled_at.desc()).limit(1)
+    return sa.select(task, newest.scalar_subquery()).select_from(asked)
 
 
 # The statuses of an attempt that ended (a skipped slot never ran); a success first.
@@ -74,18 +98,22 @@ _KEYS_PER_QUERY: Final = 2_000
 
 def last_outcomes(conn: Connection, tasks: Collection[str]) -> dict[str, LastOutcomes]:
     """See ``RunStore.last_outcomes``."""
-    wanted = list(dict.fromkeys(tasks))
     found: dict[str, LastOutcomes] = {}
-    dialect = conn.dialect.name
-    stmt = _newest_ends(dialect)
+    for task, *ends in _per_task(conn, _newest_ends(conn.dialect.name), tasks):
+        outcome = _outcome(ends)
+        if outcome is not None:
+            found[task] = outcome
+    return found
+
+
+def _per_task(conn: Connection, stmt: sa.Select[Any], tasks: Collection[str]) -> Iterator[Any]:
+    """The rows of ``stmt`` (a statement over :func:`_asked`) for ``tasks``, a chunk of
+    :data:`_KEYS_PER_QUERY` at a time, each chunk fetched whole (see :func:`last_slots`)."""
+    wanted = list(dict.fromkeys(tasks))
     for start in range(0, len(wanted), _KEYS_PER_QUERY):
         chunk = wanted[start : start + _KEYS_PER_QUERY]
-        asked = json.dumps(chunk) if dialect == "sqlite" else chunk
-        for task, *ends in conn.execute(stmt, {"asked": asked}).all():
-            outcome = _outcome(ends)
-            if outcome is not None:
-                found[task] = outcome
-    return found
+        asked = json.dumps(chunk) if conn.dialect.name == "sqlite" else chunk
+        yield from conn.execute(stmt, {"asked": asked}).all()
 
 
 def _asked(dialect: str) -> tuple[sa.TableValuedAlias, sa.ColumnElement[str]]:
