@@ -173,8 +173,17 @@ def _hidden(message: str, db_url: str | None) -> str:
         return message
     message = message.replace(db_url, _shown(db_url))
     for secret in sorted(_password_texts(db_url), key=len, reverse=True):
-        message = message.replace(secret, "***")
+        if len(secret) >= _HIDDEN_ANYWHERE:
+            message = message.replace(secret, "***")
+        else:  # a short one where it stands alone: "p" is in every other word of a message
+            message = re.sub(rf"(?<![A-Za-z0-9]){re.escape(secret)}(?![A-Za-z0-9])", "***", message)
     return _USERINFO_PASSWORD.sub(r"\1:***@", message)
+
+
+# A password at least this long is hidden wherever it appears in a message; a shorter one only
+# where it is not part of a longer word (a password "p" made "***ort 1 failed"; where the
+# stars fell also told which letters the password holds).
+_HIDDEN_ANYWHERE = 6
 
 
 def _password_texts(db_url: str) -> set[str]:

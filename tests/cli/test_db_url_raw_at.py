@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from reconciler.cli.store_errors import _raw_at
+from reconciler.cli.store_errors import _hidden, _raw_at
 
 
 def crontask(tmp_path: Path, db: str, *argv: str) -> subprocess.CompletedProcess[str]:
@@ -62,3 +62,31 @@ def test_a_raw_at_in_the_password_is_refused(
 )
 def test_urls_sqlalchemy_reads_as_meant_pass(url: str) -> None:
     assert not _raw_at(url)
+
+
+@pytest.mark.parametrize(
+    ("url", "message", "shown"),
+    [
+        # A short password is hidden where it stands alone, not inside every word.
+        (
+            "postgresql+psycopg://u:p@127.0.0.1:1/db",
+            'connection to "127.0.0.1", port 1 failed: password p refused',
+            'connection to "127.0.0.1", port 1 failed: password *** refused',
+        ),
+        # A long one wherever it is.
+        (
+            "postgresql+psycopg://u:s3cret-pw@db/x",
+            "auth failed for xs3cret-pwx",
+            "auth failed for x***x",
+        ),
+        (
+            "postgresql+psycopg://u:p@db/x",
+            "postgresql+psycopg://u:p@db/x",
+            "postgresql+psycopg://u@db/x",  # the URL whole: shown without it,
+        ),
+    ],
+)
+def test_the_password_is_hidden_and_the_rest_is_readable(
+    url: str, message: str, shown: str
+) -> None:
+    assert _hidden(message, url) == shown
