@@ -122,8 +122,9 @@ def given_up(
     else:
         where = f" in {working_dir}" if working_dir is not None else ""
         why = (
-            f"starting {command}{where} did not return (a file system that does not"
-            " answer?); it is killed if it starts later"
+            f"starting {command}{where} had not returned (a host too busy to start"
+            " processes, or a file system that does not answer?); it is killed if it starts"
+            " later"
         )
     status, reason = RunStatus.FAILED, stop_reason
     if end is End.TIMED_OUT:

@@ -88,8 +88,9 @@ def test_a_start_that_does_not_return_times_the_run_out(
         assert outcome.reason == "DeadlineExceeded"
         assert (outcome.exit_code, outcome.pid) == (None, None)
         assert outcome.message == (
-            f"timed out after 0.3s before its process started: starting {HUNG} did not return"
-            " (a file system that does not answer?); it is killed if it starts later"
+            f"timed out after 0.3s before its process started: starting {HUNG} had not returned"
+            " (a host too busy to start processes, or a file system that does not answer?); it"
+            " is killed if it starts later"
         )
         pid = wait_for("the late process to be killed", lambda: _late_kill(caplog), 10)
     wait_for("the late process to be reaped", lambda: not Path(f"/proc/{pid}").exists(), 10)
@@ -141,8 +142,9 @@ def test_a_stopped_run_does_not_wait_for_a_start_that_does_not_return(
     assert outcome.status is RunStatus.FAILED
     assert outcome.reason == "Shutdown"
     assert outcome.message == (
-        f"stopped: Shutdown, before its process started: starting {HUNG} did not return"
-        " (a file system that does not answer?); it is killed if it starts later"
+        f"stopped: Shutdown, before its process started: starting {HUNG} had not returned"
+        " (a host too busy to start processes, or a file system that does not answer?); it is"
+        " killed if it starts later"
     )
 
 
@@ -271,7 +273,7 @@ def test_a_program_on_a_hung_mount_times_out_and_never_runs(
             run = CommandRun([program], env=ENV, timeout=0.5).run()
             outcome = asyncio.run(asyncio.wait_for(run, 10))
             assert outcome.status is RunStatus.TIMED_OUT
-            assert f"starting {program} did not return" in outcome.message
+            assert f"starting {program} had not returned" in outcome.message
             pid = wait_for("the stuck start to come back", lambda: _late_kill(caplog), 10)
         assert holder.poll() is None  # the mount still hangs
         wait_for("its process to be reaped", lambda: not Path(f"/proc/{pid}").exists(), 10)
