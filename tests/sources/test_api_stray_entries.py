@@ -10,15 +10,17 @@ from __future__ import annotations
 import contextlib
 import os
 import socket
+import tempfile
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
 
 from reconciler.core.api_tasks import InTheWay, UnreadableText, version_of
-from reconciler.sources import api as api_module
+from reconciler.sources import apifiles as api_module
 from reconciler.sources.api import ApiSource, ApiTaskFiles
 from tests.helpers import task_doc
 
@@ -244,4 +246,41 @@ def test_a_write_and_a_removal_sync_the_folder_after_the_change(
         ("sync", f"{root}/ns"),
         ("unlink", f"{root}/ns/a.yaml"),
         ("sync", f"{root}/ns"),
+        ("sync", str(root)),  # the namespace's last task: its folder went with it
     ]
+    assert not (root / "ns").exists()
+
+
+def test_a_namespace_folder_goes_with_its_last_task_only(root: Path) -> None:
+    """A client that puts each task in a namespace of its own left a folder per namespace
+    ever used (300 create-delete cycles: 301 folders), each listed at every load."""
+    files = ApiTaskFiles(root)
+    for n in range(20):
+        files.write(f"ns-{n}/a", text("a"))
+        files.remove(f"ns-{n}/a")
+    files.write("kept/a", text("a"))
+    files.write("kept/b", text("b"))
+    files.remove("kept/a")
+    assert sorted(p.name for p in root.iterdir()) == ["kept"]
+    assert files.load() == {"kept/b": text("b")}
+
+
+def test_a_write_into_a_namespace_folder_removed_meanwhile_makes_it_again(
+    root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Writes wait for each other per key only: the removal of a namespace's last other task
+    may take its folder away between a write's making it and its temporary file."""
+    files = ApiTaskFiles(root)
+    real_mkstemp = tempfile.mkstemp
+    removed: list[str] = []
+
+    def mkstemp(*args: Any, **kwargs: Any) -> tuple[int, str]:
+        if not removed:  # as the other key's removal does, between the two steps
+            removed.append(str(kwargs["dir"]))
+            Path(kwargs["dir"]).rmdir()
+        return real_mkstemp(*args, **kwargs)
+
+    monkeypatch.setattr(tempfile, "mkstemp", mkstemp)
+    files.write("ns/a", text("a"))
+    assert removed == [f"{root}/ns"]
+    assert files.load() == {"ns/a": text("a")}
