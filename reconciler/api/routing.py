@@ -18,7 +18,6 @@ from typing import Annotated, Any, Final
 from fastapi import Depends, Request, Response
 from fastapi.routing import APIRoute
 
-from reconciler.aio import in_thread
 from reconciler.api.auth import (
     ANONYMOUS,
     PUBLIC,
@@ -162,7 +161,7 @@ SIGNATURE_HEADER: Final = "x-hub-signature-256"
 async def verify_signature(request: Request) -> None:
     """``X-Hub-Signature-256: sha256=<hex HMAC-SHA256 of the raw body>``, or a 401."""
     held = context(request).webhook_secret
-    secret = None if held is None else await in_thread(held.current)  # read again: rotated?
+    secret = None if held is None else await held.fresh()  # read again: rotated?
     given = request.headers.get(SIGNATURE_HEADER, "")
     body = await request.body()  # cached: the handler may read it again
     expected = "sha256=" + hmac.new(secret or b"", body, hashlib.sha256).hexdigest()

@@ -3,8 +3,10 @@ rotated secret (a leaked one, a Kubernetes Secret swapped by its ``..data`` link
 at the next push, without a restart.
 
 A signed request is rare (a push) and its route shares few places (``admission``), so reading
-a small bounded file for each costs nothing worth caching; the read runs in a worker thread,
-off the loop (a file on a mount that hangs holds that request alone). A file that cannot be
+a small bounded file for each costs nothing worth caching. The read runs in a thread of its
+own, one at a time (requests that come meanwhile wait for that read), for at most
+:data:`READ_WAIT` seconds: past that the secret in force is used, so a file on a mount that
+hangs holds one thread, never the requests nor the threads others share. A file that cannot be
 read, or is blank, leaves the secret read before in force, and the log says so once per
 change: removing the file, or a blank one, must not let anyone sign (an HMAC with an empty key
 is one anyone can compute).
@@ -12,13 +14,17 @@ is one anyone can compute).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
+from concurrent.futures import Future
 from pathlib import Path
 
 from reconciler.secretfile import read_secret_file
 
 log = logging.getLogger("crontask.api")
+
+READ_WAIT = 1.0  # seconds a signed request waits for the file to be read again
 
 
 class WebhookSecret:
@@ -29,6 +35,31 @@ class WebhookSecret:
         self._secret = secret
         self._said: str | None = None  # the last problem logged, said once
         self._lock = threading.Lock()
+        self._reading: Future[bytes] | None = None  # the read under way, if any
+
+    async def fresh(self) -> bytes:
+        """The secret read again (or the read under way, shared), or the one in force if that
+        takes longer than :data:`READ_WAIT`: see the module."""
+        if self.path is None:
+            return self._secret
+        with self._lock:
+            reading = self._reading
+            if reading is None or reading.done():
+                reading = self._reading = Future()
+                threading.Thread(
+                    target=self._read, args=(reading,), name="crontask-webhook-secret", daemon=True
+                ).start()
+        try:
+            return await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(reading)), READ_WAIT)
+        except TimeoutError:
+            with self._lock:
+                return self._secret
+
+    def _read(self, into: Future[bytes]) -> None:
+        try:
+            into.set_result(self.current())
+        except BaseException as err:  # handed to whoever waits
+            into.set_exception(err)
 
     def current(self) -> bytes:
         """Blocking (a file read): the secret now."""

@@ -8,10 +8,12 @@ import hashlib
 import hmac
 import logging
 import os
+import threading
 from pathlib import Path
 
 import pytest
 
+from reconciler.api import webhook_secret
 from reconciler.api.app import create_app
 from reconciler.api.auth import AuthConfig
 from reconciler.api.webhook_secret import WebhookSecret
@@ -94,3 +96,26 @@ def test_a_file_that_cannot_be_used_keeps_the_secret_before(
         assert pushed(client, OLD) == 202
     said = [r for r in caplog.records if "webhook secret file cannot be used" in r.getMessage()]
     assert len(said) == 1  # once, not at each push
+
+
+def test_a_read_that_hangs_holds_one_thread_and_no_request(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A secret file on a mount that hangs: each signed request waits a second at most and is
+    judged by the secret in force, and the requests share the one read under way."""
+    release = threading.Event()
+    reads: list[Path] = []
+
+    def hanging(path: Path) -> bytes:
+        reads.append(path)
+        release.wait(30)
+        return NEW
+
+    monkeypatch.setattr(webhook_secret, "read_secret_file", hanging)
+    monkeypatch.setattr(webhook_secret, "READ_WAIT", 0.2)
+    try:
+        assert pushed(client, OLD) == 202
+        assert pushed(client, NEW) == 401  # the read is not back: the secret in force
+        assert len(reads) == 1
+    finally:
+        release.set()
