@@ -112,7 +112,9 @@ class ApiTaskFiles:
         check_expectation(key, self.version(key), expect)
         # A folder made here is synced into its parent too, or a crash could lose it.
         made = [folder for folder in (path.parent, self.root) if not folder.is_dir()]
-        fd, tmp = self._temporary(path.parent)
+        fd, tmp, remade = self._temporary(path.parent)
+        if remade and path.parent not in made:
+            made.append(path.parent)
         try:
             with os.fdopen(fd, "w", encoding="utf-8") as handle:
                 handle.write(text)
@@ -126,7 +128,7 @@ class ApiTaskFiles:
             sync_folder(folder)  # the rename is durable once the folder is
         return version_of(text)
 
-    def _temporary(self, folder: Path) -> tuple[int, str]:
+    def _temporary(self, folder: Path) -> tuple[int, str, bool]:
         """A new temporary file in ``folder``, made if missing: a removal of the last other
         task of the namespace (another key: writes wait for each other per key only) may have
         taken the folder away between the two, and then it is made again."""
@@ -134,10 +136,12 @@ class ApiTaskFiles:
             statedir.make_dirs(folder)
             self._seen = True
             try:
-                return tempfile.mkstemp(dir=folder, prefix=".", suffix=".tmp")
+                fd, tmp = tempfile.mkstemp(dir=folder, prefix=".", suffix=".tmp")
             except FileNotFoundError:
                 if attempt == _FOLDER_ATTEMPTS - 1:
                     raise
+            else:
+                return fd, tmp, attempt > 0  # made again: its parent is to be synced too
         raise AssertionError("unreachable")
 
     def remove(self, key: str, *, expect: str | None = None) -> None:
@@ -147,7 +151,10 @@ class ApiTaskFiles:
         check_expectation(key, current, expect)
         path = self._replaceable(key)
         path.unlink()  # a link itself, never what it leads to
-        sync_folder(path.parent)
+        # The removal of another key's file may have taken the emptied folder away since:
+        # nothing is left in it to make durable.
+        with contextlib.suppress(FileNotFoundError):
+            sync_folder(path.parent)
         # Its namespace's folder goes with its last task: a client that puts each task in a
         # namespace of its own would otherwise leave a folder per namespace ever used, each
         # listed at every load. Not empty: another task is there (or was just written).
@@ -200,7 +207,11 @@ class ApiTaskFiles:
             for folder in folders:
                 if folder.name.startswith(".") or not folder.is_dir():
                     continue
-                with os.scandir(folder.path) as files:
+                try:
+                    files = os.scandir(folder.path)
+                except FileNotFoundError:
+                    continue  # its last task removed while the root was listed: no key
+                with files:
                     keys.extend(
                         f"{folder.name}/{file.name[: -len('.yaml')]}"
                         for file in files

@@ -284,3 +284,47 @@ def test_a_write_into_a_namespace_folder_removed_meanwhile_makes_it_again(
     files.write("ns/a", text("a"))
     assert removed == [f"{root}/ns"]
     assert files.load() == {"ns/a": text("a")}
+
+
+def test_two_removals_in_one_namespace_both_succeed(
+    root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Removals wait for each other per key only: the other key's removal may empty the folder
+    and take it away before this one syncs it (a DELETE answered 503 with its file gone, its
+    task still scheduled, and a 404 to the DELETE sent again)."""
+    files = ApiTaskFiles(root)
+    files.write("ns/a", text("a"))
+    files.write("ns/b", text("b"))
+    real_sync = api_module.sync_folder
+    interleaved: list[bool] = []
+
+    def sync(folder: Path) -> None:
+        if not interleaved and folder == root / "ns":
+            interleaved.append(True)
+            files.remove("ns/b")  # the other DELETE, whole, between this one's two steps
+        real_sync(folder)
+
+    monkeypatch.setattr(api_module, "sync_folder", sync)
+    files.remove("ns/a")
+    assert interleaved == [True]
+    assert not (root / "ns").exists()
+    assert files.load() == {}
+
+
+def test_a_namespace_folder_removed_while_the_root_is_listed_has_no_key(
+    root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A full load listed the root, then a namespace folder its last task's removal had just
+    taken away: the whole load failed (the source's error, the pass's changes skipped)."""
+    files = ApiTaskFiles(root)
+    files.write("gone/a", text("a"))
+    files.write("kept/b", text("b"))
+    real_scandir = os.scandir
+
+    def scandir(path: Any) -> Any:
+        if str(path).endswith("/gone"):
+            raise FileNotFoundError(2, "No such file or directory", str(path))
+        return real_scandir(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    assert files.load() == {"kept/b": text("b")}
