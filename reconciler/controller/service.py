@@ -152,6 +152,7 @@ class Service:
         self._jobs = jobs
         self.started = False  # the first pass has been applied
         self._last_runs: dict[str, RunRecord] = {}
+        self._looked: set[str] = set()  # tasks whose last run was read from the store
         self._ping = StorePing(store.ping)
         dispatcher.subscribe(self._remember)
 
@@ -186,6 +187,7 @@ class Service:
 
         keys, limit = matching(), q.limit
         views: list[TaskView] = []
+        reading = [True]  # the store answers (``_last``)
         while True:
             # A key removed between the two hops to the loop is replaced by the next one: a
             # page short of its limit would tell a client (and the page) that nothing follows.
@@ -195,26 +197,31 @@ class Service:
                 return views
             entries = self._on_loop(self._snapshot, picked)
             views += [
-                self._view(entries[k], runs=1, last=self._last(k, k in owned))
+                self._view(entries[k], runs=1, last=self._last(k, k in owned, reading))
                 for k in picked
                 if k in entries
             ]
             if limit is None or len(views) >= limit:
                 return views
 
-    def _last(self, key: str, mine: bool) -> RunRecord | None:
-        """A listed task's last run: the one that ended here, for a task scheduled here (``mine``);
-        else the store's, as for one task (``task``): after a restart nothing has ended here yet,
-        and another replica's tasks end there. Read once for a task of this replica (a run that
-        ends here later replaces it); a store that does not answer leaves what is known here."""
-        if mine and key in self._last_runs:
-            return self._last_runs[key]
+    def _last(self, key: str, mine: bool, reading: list[bool]) -> RunRecord | None:
+        """A listed task's last run: the one that ended here; for a task of this replica that
+        none has ended here for yet (after a restart), the store's, read once (``_looked``:
+        a run that ends here later replaces it). Not another replica's tasks (``mine``), nor
+        once the store failed this listing (``reading``): a list of thousands must not cost a
+        query a task each time, nor wait for a store that does not answer, task by task."""
+        known = self._last_runs.get(key)
+        if known is not None or not mine or key in self._looked or not reading[0]:
+            return known
         try:
             last = self._store.latest(key)
         except StoreUnavailable:
-            return self._last_runs.get(key)
-        if mine and last is not None and last.status is not RunStatus.RUNNING:
-            self._last_runs.setdefault(key, last)  # unless one ended here meanwhile
+            reading[0] = False
+            return None
+        if last is None or last.status is not RunStatus.RUNNING:
+            self._looked.add(key)  # a run still going is looked for again
+        if last is not None and last.status is not RunStatus.RUNNING:
+            return self._last_runs.setdefault(key, last)  # unless one ended here meanwhile
         return last
 
     def task(self, key: str) -> TaskView | None:

@@ -13,6 +13,7 @@ import pytest
 
 from reconciler.core.runs import RunRecord, RunStatus, Trigger, run_id
 from reconciler.sources.api import ApiTaskFiles
+from reconciler.store import StoreUnavailable
 from tests.api.live_api import LiveApi, files_root
 from tests.helpers import task_doc
 
@@ -55,8 +56,7 @@ def test_the_list_shows_a_last_run_recorded_before_a_restart(live: LiveApi) -> N
     with live.client() as client:
         created = client.post("/api/v1/tasks", json=task_doc("hourly", "ops"))
         assert created.status_code == 201, created.text
-    assert listed_last_run(live) is None  # never ran
-    live.service.store.save_many([ran(BEFORE)])
+    live.service.store.save_many([ran(BEFORE)])  # by the crontask before this one
     assert listed_last_run(live) == run_id(KEY, BEFORE)
 
 
@@ -69,3 +69,44 @@ def test_a_run_that_ends_here_later_is_the_last(live: LiveApi) -> None:
     live.service.store.save_many([later])
     live.service._remember(later)  # as the dispatcher tells of a run that ended here
     assert listed_last_run(live) == later.id
+
+
+def test_the_store_is_read_once_a_task_and_not_again_once_it_fails(
+    live: LiveApi, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """A list of thousands of tasks must not cost a query a task at each listing, nor wait
+    for a store that does not answer task by task."""
+    with live.client() as client:
+        for name in ("a", "b", "c"):
+            assert client.post("/api/v1/tasks", json=task_doc(name, "ops")).status_code == 201
+    store = live.service.store
+    asked: list[str] = []
+    real_latest = store.latest
+
+    def latest(task: str) -> RunRecord | None:
+        asked.append(task)
+        return real_latest(task)
+
+    monkeypatch.setattr(store, "latest", latest)
+    with live.client() as client:
+        assert client.get("/api/v1/tasks").status_code == 200
+        assert sorted(asked) == ["ops/a", "ops/b", "ops/c"]
+        asked.clear()
+        assert client.get("/api/v1/tasks").status_code == 200
+        assert asked == []  # each read once: none of them ran
+
+    fresh = LiveApi(ApiTaskFiles(files_root(tmp_path)), allow_empty=True)  # a restart
+    try:
+
+        def down(task: str) -> RunRecord | None:
+            asked.append(task)
+            raise StoreUnavailable("the store does not answer")
+
+        monkeypatch.setattr(fresh.service.store, "latest", down)
+        with fresh.client() as client:
+            answer = client.get("/api/v1/tasks")
+        assert answer.status_code == 200
+        assert [item["lastRun"] for item in answer.json()["items"]] == [None] * 3
+        assert len(asked) == 1  # not once a task
+    finally:
+        fresh.stop()
