@@ -158,11 +158,7 @@ class Fields:
 
 
 @st.composite
-def item(
-    draw: st.DrawFn, low: int, high: int, slash_high: int | None = None
-) -> tuple[str, set[int]]:
-    """An item of a field of ``low``-``high``; ``a/n`` runs to ``slash_high`` (day-of-week:
-    Saturday, as a Kubernetes CronJob reads it, 7 being Sunday too) or to ``high``."""
+def item(draw: st.DrawFn, low: int, high: int) -> tuple[str, set[int]]:
     kind = draw(st.sampled_from(["star", "star", "star_step", "value", "range", "step", "a/n"]))
     if kind == "star":
         return "*", set(range(low, high + 1))
@@ -174,8 +170,7 @@ def item(
         return str(a), {a}
     if kind == "a/n":
         n = draw(st.integers(1, high))
-        top = high if slash_high is None else max(a, slash_high)
-        return f"{a}/{n}", set(range(a, top + 1, n))
+        return f"{a}/{n}", set(range(a, high + 1, n))
     b = draw(st.integers(a, high))
     if kind == "range":
         return f"{a}-{b}", set(range(a, b + 1))
@@ -307,7 +302,7 @@ def day_fields(draw: st.DrawFn, near: tuple[date, ...] = ()) -> Days:
             if kind == "near" and not near_last:
                 kind = "L"
             if kind == "plain":
-                text, values = draw(item(0, 7, slash_high=6))
+                text, values = draw(item(0, 7))
                 weekdays |= {0 if day == 7 else day for day in values}
             else:
                 number = (
