@@ -60,7 +60,7 @@ FIELD_VALUES = [
     ("0 0 * * sun-tue", "weekdays", (0, 1, 2)),
     ("0 0 * * sat,sun", "weekdays", (0, 6)),
     ("0 0 * * */2", "weekdays", (0, 2, 4, 6)),
-    ("0 0 * * 1/2", "weekdays", (1, 3, 5)),  # 1-6/2: Mon, Wed, Fri (as a CronJob)
+    ("0 0 * * 1/2", "weekdays", (0, 1, 3, 5)),  # 1-7/2: Mon, Wed, Fri, Sun
     ("0 0 * * mon-fri/2", "weekdays", (1, 3, 5)),
     ("30 * * * * *", "seconds", (30,)),
     ("*/20 * * * * *", "seconds", (0, 20, 40)),

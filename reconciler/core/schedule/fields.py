@@ -7,8 +7,7 @@ Grammar of one field (Vixie cron, as in ``man 5 crontab``)::
     range := "*" | value | value "-" value
     value := number | name            (names: jan..dec in the month field, sun..sat in day-of-week)
 
-``a/n`` means ``a-MAX/n``, with MAX 6 in day-of-week (as a Kubernetes CronJob reads it; ``7/n`` is
-Sunday alone). Day-of-week accepts 0-7, where both 0 and 7 are Sunday.
+``a/n`` means ``a-MAX/n``. Day-of-week accepts 0-7, where both 0 and 7 are Sunday.
 
 The day fields also take the extensions of Quartz (see :mod:`.days` for their meaning):
 ``L``, ``L-N``, ``NW`` and ``LW`` as day-of-month items, ``dL`` and ``d#n`` in day-of-week (with
@@ -46,7 +45,6 @@ HOUR = _Field("hour", 0, 23)
 DAY_OF_MONTH = _Field("day-of-month", 1, 31)
 MONTH = _Field("month", 1, 12, MONTH_NAMES, "jan-dec")
 DAY_OF_WEEK = _Field("day-of-week", 0, 7, WEEKDAY_NAMES, "sun-sat")
-_LAST_WEEKDAY = 6  # Saturday: where "a/n" ends in day-of-week, so that Sunday is not 0 and 7
 
 _FIVE = (MINUTE, HOUR, DAY_OF_MONTH, MONTH, DAY_OF_WEEK)
 _SIX = (SECOND, *_FIVE)
@@ -428,10 +426,8 @@ def _parse_item(item: str, field: _Field, column: int) -> range:
         raise ScheduleError(f"{where}: {item!r} is not a valid range", column)
     first = _parse_value(first_text, field, column, is_range_end=False)
     if not dash:
-        # "a/n" is "a-MAX/n"; a bare "a" is just a. In day-of-week MAX is 6, as in a
-        # Kubernetes CronJob (weekdays 0-6): "5/1" is Friday and Saturday, not Sunday as 7 too.
-        high = max(first, _LAST_WEEKDAY) if field is DAY_OF_WEEK else field.high
-        return range(first, (high if slash else first) + 1, step)
+        # "a/n" is "a-MAX/n"; a bare "a" is just a.
+        return range(first, (field.high if slash else first) + 1, step)
     last = _parse_value(last_text, field, column, is_range_end=True)
     if first > last:
         raise ScheduleError(f"{where}: range {span} is reversed (start after end)", column)
