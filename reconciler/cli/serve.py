@@ -81,34 +81,19 @@ _NEEDS: dict[str, tuple[str, tuple[str, ...]]] = {
 }
 
 
-_GIVEN = "given_options"  # the dests of the options of _NEEDS the command line gave
-
-
-class _Noted(argparse.Action):
-    """Store the value, and note that the option was given: one given its default value
-    (``--renew-interval 2s``) is given too, and needs what it needs all the same."""
-
-    def __call__(
-        self,
-        parser: argparse.ArgumentParser,
-        namespace: argparse.Namespace,
-        values: Any,
-        option_string: str | None = None,
-    ) -> None:
-        setattr(namespace, self.dest, values)
-        setattr(namespace, _GIVEN, {*getattr(namespace, _GIVEN, ()), self.dest})
-
-
 def unmet_need(args: argparse.Namespace) -> str | None:
-    """The first option given without the option it needs, as a usage error's words; None if
-    there is none. A git or replica option without ``--git`` or ``--ha`` was taken and
-    ignored."""
-    given: set[str] = getattr(args, _GIVEN, set())
+    """The first option given (set to other than its default) without the option it needs, as
+    a usage error's words; None if there is none. A git or replica option without ``--git`` or
+    ``--ha`` was taken and ignored."""
+    defaults = argparse.ArgumentParser()
+    _git(defaults)
+    _replicas(defaults)
+    default = vars(defaults.parse_args([]))
     for needed, (flag, dests) in _NEEDS.items():
         if getattr(args, needed):
             continue
         for dest in dests:
-            if dest in given:
+            if getattr(args, dest) != default[dest]:
                 return f"--{dest.replace('_', '-')} needs {flag}"
     return None
 
@@ -160,52 +145,27 @@ def _git(parser: argparse.ArgumentParser) -> None:
         "--git", type=git_url, metavar="URL", help="read CronTasks from this repository"
     )
     group.add_argument(
-        "--git-ref",
-        action=_Noted,
-        type=git_ref,
-        default="HEAD",
-        metavar="REF",
-        help="branch, tag or SHA",
+        "--git-ref", type=git_ref, default="HEAD", metavar="REF", help="branch, tag or SHA"
     )
     group.add_argument(
-        "--git-path",
-        action=_Noted,
-        type=git_path,
-        default="",
-        metavar="DIR",
-        help="folder inside the repo",
+        "--git-path", type=git_path, default="", metavar="DIR", help="folder inside the repo"
     )
     group.add_argument(
-        "--git-interval",
-        action=_Noted,
-        type=INTERVAL,
-        default=30.0,
-        metavar="DURATION",
-        help="(30s)",
+        "--git-interval", type=INTERVAL, default=30.0, metavar="DURATION", help="(30s)"
     )
     group.add_argument(
         "--git-timeout",
-        action=_Noted,
         type=INTERVAL,
         default=120.0,
         metavar="DURATION",
         help="longest a git call may take; a remote that hangs is given up then (120s)",
     )
-    group.add_argument(
-        "--git-ssh-key", action=_Noted, type=path_arg, metavar="FILE", help="SSH private key"
-    )
-    group.add_argument(
-        "--git-known-hosts", action=_Noted, type=path_arg, metavar="FILE", help="SSH known_hosts"
-    )
-    group.add_argument(
-        "--git-token-file", action=_Noted, type=path_arg, metavar="FILE", help="HTTPS token file"
-    )
-    group.add_argument(
-        "--git-token-env", action=_Noted, metavar="NAME", help="HTTPS token environment variable"
-    )
+    group.add_argument("--git-ssh-key", type=path_arg, metavar="FILE", help="SSH private key")
+    group.add_argument("--git-known-hosts", type=path_arg, metavar="FILE", help="SSH known_hosts")
+    group.add_argument("--git-token-file", type=path_arg, metavar="FILE", help="HTTPS token file")
+    group.add_argument("--git-token-env", metavar="NAME", help="HTTPS token environment variable")
     group.add_argument(
         "--git-webhook-secret-file",
-        action=_Noted,
         type=path_arg,
         metavar="FILE",
         help="shared secret for POST /api/v1/hooks/git (X-Hub-Signature-256, as GitHub/Gitea send)",
@@ -262,7 +222,6 @@ def _replicas(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument(
         "--renew-interval",
-        action=_Noted,
         type=INTERVAL,
         default=2.0,
         metavar="DURATION",
@@ -270,7 +229,6 @@ def _replicas(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument(
         "--renew-deadline",
-        action=_Noted,
         type=INTERVAL,
         default=10.0,
         metavar="DURATION",
@@ -278,7 +236,6 @@ def _replicas(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument(
         "--lease-duration",
-        action=_Noted,
         type=INTERVAL,
         default=15.0,
         metavar="DURATION",

@@ -114,10 +114,6 @@ def test_ha_refuses_what_cannot_work_with_status_2(
         (("--git-webhook-secret-file", "secret"), "--git-webhook-secret-file needs --git"),
         (("--renew-deadline", "5s"), "--renew-deadline needs --ha"),
         (("--lease-duration", "30s"), "--lease-duration needs --ha"),
-        # Given at their default values: given all the same (they passed unnoticed before).
-        (("--renew-interval", "2s"), "--renew-interval needs --ha"),
-        (("--git-interval", "30s"), "--git-interval needs --git"),
-        (("--git-timeout", "120s"), "--git-timeout needs --git"),
     ],
 )
 def test_an_option_without_the_one_it_needs_is_refused_with_status_2(
