@@ -13,7 +13,7 @@ ConfigMap), so every step is bounded by the size of that text, never by what it 
   CVE-2019-11253);
 - a document holds at most ``max_document_text`` characters of scalars (keys included), also
   counted *after* alias expansion, and all the documents of a file together at most
-  ``max_document_text + len(text)``: a value count alone lets 9 000 aliases of one 32 KiB
+  ``max_document_text + 16 * len(text)``: a value count alone lets 9 000 aliases of one 32 KiB
   string through, 288 MiB for whatever copies or serializes the task (its spec hash, the API);
 - a file reports at most ``max_errors`` problems;
 - user text quoted in a message is one line of at most a few dozen characters (``excerpt``).
@@ -40,6 +40,9 @@ EXCERPT = 40
 PARALLEL_MIN_FILES = 256
 
 
+_FILE_TEXT_PER_CHARACTER = 16  # see YamlLimits.file_text
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class YamlLimits:
     max_documents: int = 10_000  # per file
@@ -57,9 +60,11 @@ class YamlLimits:
         return self.max_values + 2 * text_length
 
     def file_text(self, text_length: int) -> int:
-        """The characters of scalars all documents of a text of this length may hold together.
-        A text without aliases holds at most its own length, so no such text is refused."""
-        return self.max_document_text + text_length
+        """The characters of scalars all documents of a text of this length may hold together:
+        a text without aliases holds at most its own length, and one whose documents share
+        anchored text (a script, an image name) a few times that; an alias bomb spread over
+        many documents, more. 16 times the text: a 1 MiB file, 17 MiB at most."""
+        return self.max_document_text + _FILE_TEXT_PER_CHARACTER * text_length
 
 
 ONE_DOCUMENT = "the limit for one document"  # whose limit a document meets, in messages
