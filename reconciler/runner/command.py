@@ -89,6 +89,16 @@ class _GivenUp(Exception):
     """The start did not return in time: it is abandoned (see ``_spawn``)."""
 
 
+def _report_began(began: Callable[[float], None] | None, child: Child) -> None:
+    """Tell the caller when the process began; its bug does not stop the supervision."""
+    if began is None or child.began is None:
+        return
+    try:
+        began(child.began)
+    except Exception:
+        log.exception("could not report a started process", extra={"fields": {"pid": child.pid}})
+
+
 class CommandRun:
     """One attempt at running one command. See the module docstring for the contract."""
 
@@ -357,33 +367,15 @@ class CommandRun:
         self._pid = child.pid
         self._spawned = True
         self.started.set()
-        if began is not None and child.began is not None:
-            try:
-                began(child.began)
-            except Exception:  # the caller's bug: the process is supervised all the same
-                log.exception(
-                    "could not report a started process", extra={"fields": {"pid": child.pid}}
-                )
+        _report_began(began, child)
         reader = TailReader(self._loop, read_fd, self._output_limit)
         try:
             if self._end is not None:
                 self._begin_termination()  # stop() or cancellation arrived while spawning
             returncode = await self._wait_main(child, deadline)
             self._exited = True
-            leftovers = False
-            if self._terminator is None:
-                # The run owns its group: what the main process left behind goes with it.
-                self._settling = True
-                try:
-                    state = await settled_group_state(self._pid, _SETTLE)
-                finally:
-                    self._settling = False
-                if state is Group.ALIVE:
-                    leftovers = True
-                    # Its own group only: what it left in other groups of its session is
-                    # not stopped (as documented), whether or not its group held some too.
-                    terminate = self._terminate_group(session=False)
-                    self._terminator = self._loop.create_task(terminate)
+            # The run owns its group: what the main process left behind goes with it.
+            leftovers = self._terminator is None and await self._stop_leftovers()
             if self._terminator is not None:
                 await self._terminator
             await reader.drain(_DRAIN_TIMEOUT)
@@ -405,6 +397,22 @@ class CommandRun:
             output=reader.text(),
             pid=self._pid,
         )
+
+    async def _stop_leftovers(self) -> bool:
+        """After the command exited by itself: whether it left something in its own group, which
+        is then terminated (``_terminator``). Its own group only: what it left in other groups
+        of its session is not stopped (as documented), whether or not its group held some too."""
+        assert self._loop is not None
+        assert self._pid is not None
+        self._settling = True
+        try:
+            state = await settled_group_state(self._pid, _SETTLE)
+        finally:
+            self._settling = False
+        if state is not Group.ALIVE:
+            return False
+        self._terminator = self._loop.create_task(self._terminate_group(session=False))
+        return True
 
     async def _wait_main(self, child: Child, deadline: float | None) -> int:
         if deadline is None:
