@@ -13,9 +13,9 @@ from fastapi.testclient import TestClient
 from reconciler.api.routes_members import MEMBERS_SHOWN
 from reconciler.controller.view import Members, MemberStatus
 from tests.api.fakes import FakeRuntime
-from tests.api.test_remote import cli, operator, server
+from tests.api.test_remote import cli, operator
 
-__all__ = ["operator", "server"]  # the fixtures of the real server and the CLI's token
+__all__ = ["operator"]  # the CLI's token (the real server is conftest's)
 
 T = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
 MANY = 250

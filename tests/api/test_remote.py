@@ -5,38 +5,13 @@ from __future__ import annotations
 import argparse
 import json
 import socket
-import threading
-import time
-from collections.abc import Iterator
 
 import pytest
-import uvicorn
 
-from reconciler.api.app import create_app
-from reconciler.api.auth import AuthConfig, Role
+from reconciler.api.auth import Role
 from reconciler.cli import client, remote
-from reconciler.sinks.metrics import Metrics
 from tests.api.conftest import STATIC_TOKENS
 from tests.api.fakes import FakeRuntime, view
-
-
-@pytest.fixture
-def server(runtime: FakeRuntime, auth_config: AuthConfig) -> Iterator[str]:
-    app = create_app(runtime, auth=auth_config, metrics=Metrics())
-    config = uvicorn.Config(
-        app, host="127.0.0.1", port=0, log_level="warning", lifespan="off", ws="none"
-    )
-    srv = uvicorn.Server(config)
-    thread = threading.Thread(target=srv.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not srv.started:
-        assert time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.01)
-    port = srv.servers[0].sockets[0].getsockname()[1]
-    yield f"http://127.0.0.1:{port}"
-    srv.should_exit = True
-    thread.join(timeout=10)
 
 
 def cli(*argv: str) -> int:
