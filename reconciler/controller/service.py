@@ -40,8 +40,9 @@ from reconciler.controller.view import (
     TaskView,
     task_state,
 )
-from reconciler.core.desired import Conflict, Definition, DesiredState, SourceKind
+from reconciler.core.desired import Definition, DesiredState, SourceKind
 from reconciler.core.model import CronTask
+from reconciler.core.problem_lines import subject
 from reconciler.core.runs import RunRecord, RunStatus
 from reconciler.scheduling.base import Scheduler, schedule_of
 from reconciler.sources.api import ApiSource
@@ -248,7 +249,7 @@ class Service:
         # A conflict is located in every source that declares its key (DESIGN §2: "reported
         # on both"): the owner of a shadowed file must see it; once a kind (as the gauge).
         for kind, problem in [(e.location.source, str(e)) for e in desired.errors] + [
-            (kind, str(c)) for c in desired.conflicts for kind in _kinds(c)
+            (kind, str(c)) for c in desired.conflicts for kind in subject(c)[1]
         ]:
             errors[kind] = errors.get(kind, 0) + 1
             found_for = problems.setdefault(kind, [])
@@ -410,12 +411,6 @@ def _problems(desired: DesiredState) -> dict[str, str]:
     for conflict in desired.conflicts:
         problems.setdefault(conflict.key, str(conflict))
     return problems
-
-
-def _kinds(conflict: Conflict) -> dict[str, None]:
-    """The kinds of source that declare a conflict's key, each once, the winner's first (the
-    same as ``sinks.metrics`` counts it under)."""
-    return dict.fromkeys([conflict.winner.source, *(lost.source for lost in conflict.losers)])
 
 
 def _newest(scheduled: Definition, declared: Definition | None) -> Definition:
