@@ -40,7 +40,7 @@ from collections.abc import Collection, Mapping
 from typing import Final, Protocol
 
 from reconciler.aio import first_of, in_thread
-from reconciler.core import api_tasks, jobspec
+from reconciler.core import jobspec
 from reconciler.core.api_tasks import (
     MISSING,
     AlreadyExists,
@@ -53,14 +53,13 @@ from reconciler.core.api_tasks import (
     version_of,
 )
 from reconciler.core.desired import Definition, DefinitionError, Location, SourceKind
-from reconciler.sources.apifiles import ApiTaskFiles, TaskTooLarge, check_size
+from reconciler.sources.apifiles import MAX_TEXT, ApiTaskFiles, TaskTooLarge, check_size
 from reconciler.sources.base import Notify, Ready, SourceState
 from reconciler.sources.documents import parse_text
 from reconciler.sources.limits import YamlLimits, excerpt, format_size
 
 log = logging.getLogger("crontask.sources")
 
-MAX_TEXT: Final = api_tasks.MAX_TEXT  # bytes of a stored task, as of a task file
 SHOWN_PROBLEMS: Final = 5  # of a stored text that does not read: its definition error names
 # A task file's bounds, with room for every value of a task the API accepts (its JobSpec alone
 # may count jobspec.MAX_VALUES), so that what the API stored always reads back.
@@ -256,6 +255,7 @@ def _stored(key: str, text: str | UnreadableText, version: str) -> StoredTask:
 
 
 __all__ = [
+    "MAX_TEXT",
     "MISSING",
     "AlreadyExists",
     "ApiSource",
