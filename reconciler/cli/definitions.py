@@ -64,11 +64,13 @@ def run_validate(args: argparse.Namespace) -> int:
     problems = found.problems
     if (past := declared_past(found.definitions, args.max_tasks)) is not None:
         problems = [*problems, printable(f"{', '.join(args.paths)}: {past}")]
-    for problem in problems:
-        print(problem)
+    for line in [*problems, *found.warnings]:
+        print(line)
     summary = f"{_count(found.files, 'file')}, {_count(found.tasks, 'task')}"
     if found.ignored:
         summary += f", {_count(found.ignored, 'document')} of other kinds ignored"
+    if found.warnings:  # a warning does not fail validation: the task is valid and runs
+        summary += f", {_count(len(found.warnings), 'warning')}"
     if problems:
         sys.stdout.flush()  # keep the summary after the problems when both go to one terminal
         print(f"{_count(len(problems), 'problem')} ({summary})", file=sys.stderr)

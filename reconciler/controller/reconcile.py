@@ -35,6 +35,7 @@ from reconciler.core.desired import Definition, DesiredState, assemble, reassemb
 from reconciler.core.model import spec_hash
 from reconciler.core.plan import Operation, Plan, Step, plan
 from reconciler.core.problem_lines import ProblemLines
+from reconciler.core.schedule.cronjob import cronjob_difference
 from reconciler.core.schedule.jitter import jitter_offset
 from reconciler.scheduling.base import Scheduler
 from reconciler.sources.base import Source
@@ -290,6 +291,11 @@ class Reconciler:
         if step.operation is Operation.UPDATE:
             fields["changed"] = ", ".join(c.path for c in step.field_changes())
         log.info(message, extra={"fields": fields})
+        if (why := _cronjob_difference(step)) is not None:
+            log.warning(
+                "schedule differs from a CronJob's",
+                extra={"fields": {"task": step.key, "schedule": why[0], "why": why[1]}},
+            )
 
     def _notify(self, result: PassResult) -> None:
         for observer in self._observers:
@@ -308,6 +314,17 @@ class Reconciler:
 
 
 _EPSILON = timedelta(microseconds=1)
+
+
+def _cronjob_difference(step: Step) -> tuple[str, str] | None:
+    """A schedule added or changed by ``step`` that a CronJob reads otherwise, and why."""
+    if step.desired is None:
+        return None
+    schedule = step.desired.task.spec.schedule
+    if step.current is not None and step.current.task.spec.schedule == schedule:
+        return None  # told when it came
+    why = cronjob_difference(schedule)
+    return None if why is None else (schedule, why)
 
 
 def account_for_slots(

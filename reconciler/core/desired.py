@@ -17,6 +17,7 @@ from collections.abc import Collection, Iterable, Iterator, Mapping
 from typing import Protocol, TypeVar
 
 from reconciler.core.model import CronTask
+from reconciler.core.schedule.cronjob import cronjob_difference
 
 
 class SourceKind(enum.StrEnum):
@@ -80,6 +81,15 @@ class DefinitionError:
         revision = self.location.revision
         suffix = f" (revision {revision[:12]})" if revision else ""
         return f"{self.location}: {self.message}{suffix}"
+
+
+def schedule_warning(definition: Definition) -> str | None:
+    """The warning line ``crontask validate`` prints for a valid task whose schedule runs on
+    other days under a Kubernetes CronJob (:mod:`reconciler.core.schedule.cronjob`), or None."""
+    schedule = definition.task.spec.schedule
+    if (why := cronjob_difference(schedule)) is None:
+        return None
+    return f"{definition.location}: warning: {definition.key}: schedule {schedule!r}: {why}"
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -4,8 +4,9 @@
 errors, the keys defined more than once, how many files and tasks) and keeps none of the
 tasks. So its files can be read by worker processes, each a share of them under the same
 source's rules, which send back only what the report needs: the errors, the documents
-ignored, and where each task key is defined (``Placed``). The keys are then settled here
-(``core.desired.check``), in the same order and with the same messages as ``assemble``.
+ignored, where each task key is defined (``Placed``) and the warnings. The keys are then
+settled here (``core.desired.check``), in the same order and with the same messages as
+``assemble``.
 
 Reading is CPU-bound (YAML, then validating each task), so the workers are as many as the
 cores this process may use. They are forked from this process (``crontask validate`` has no
@@ -19,7 +20,7 @@ import dataclasses
 from collections.abc import Sequence
 from pathlib import Path
 
-from reconciler.core.desired import DefinitionError, Placed, check
+from reconciler.core.desired import DefinitionError, Placed, check, schedule_warning
 from reconciler.host import usable_cores
 from reconciler.sources.files import DirectorySource
 from reconciler.sources.forked import in_workers
@@ -33,6 +34,7 @@ class Survey:
     definitions: int  # each counted, a key defined twice twice: what ``--max-tasks`` bounds
     ignored: int  # documents of other kinds
     problems: list[str]
+    warnings: list[str]  # valid tasks that read differently elsewhere (``schedule_warning``)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -40,6 +42,7 @@ class _FileReport:
     errors: tuple[DefinitionError, ...]
     ignored: int
     placed: tuple[Placed, ...]
+    warnings: tuple[str, ...]
 
 
 def survey(source: DirectorySource, workers: int | None = None) -> Survey:
@@ -57,7 +60,8 @@ def survey(source: DirectorySource, workers: int | None = None) -> Survey:
     errors = [e for r in read for e in r.errors] + source.errors()
     tasks, problems = check((p for r in read for p in r.placed), errors)
     definitions = sum(len(r.placed) for r in read)
-    return Survey(len(read), tasks, definitions, sum(r.ignored for r in read), problems)
+    warnings = [w for r in read for w in r.warnings]
+    return Survey(len(read), tasks, definitions, sum(r.ignored for r in read), problems, warnings)
 
 
 def _read_share(source: DirectorySource, paths: Sequence[Path]) -> list[_FileReport | None]:
@@ -68,5 +72,7 @@ def _report(source: DirectorySource, path: Path) -> _FileReport | None:
     state = source.read(path)
     if state is None:
         return None
-    placed = tuple(Placed(d.key, d.location) for d in state.good or ())
-    return _FileReport(state.errors, state.ignored, placed)
+    good = state.good or ()
+    placed = tuple(Placed(d.key, d.location) for d in good)
+    warnings = tuple(w for d in good if (w := schedule_warning(d)) is not None)
+    return _FileReport(state.errors, state.ignored, placed, warnings)

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
 from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from reconciler.controller.dispatch import Dispatcher
 from reconciler.controller.reconcile import Reconciler
@@ -82,6 +85,34 @@ def test_a_pass_twice_changes_nothing(tmp_path: Path) -> None:
         w.write("a.yaml", doc("job"))
         assert w.reconcile() == "1 to add, 0 to change, 0 to remove, 0 unchanged"
         assert w.reconcile() == "0 to add, 0 to change, 0 to remove, 1 unchanged"
+
+    play(tmp_path, body)
+
+
+def test_a_schedule_a_cronjob_reads_otherwise_is_warned_of_when_it_comes(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    def warned() -> list[tuple[object, object]]:
+        said = [r for r in caplog.records if r.getMessage() == "schedule differs from a CronJob's"]
+        caplog.clear()
+        assert all(r.levelno == logging.WARNING for r in said)
+        fields = [r.fields for r in said]  # type: ignore[attr-defined]
+        return [(f["task"], f["schedule"]) for f in fields]
+
+    async def body(w: World) -> None:
+        caplog.set_level(logging.INFO, logger="crontask.controller")
+        w.write("a.yaml", doc("job", schedule="0 9 * * 1/2") + "---\n" + doc("plain", "0 9 * * 1"))
+        w.reconcile()
+        assert warned() == [("default/job", "0 9 * * 1/2")]
+        w.write("a.yaml", doc("job", "0 9 * * 1/2", extra="  timeoutSeconds: 5\n"))
+        assert w.reconcile().startswith("0 to add, 1 to change")
+        assert warned() == []  # the schedule did not change: told once
+        w.write("a.yaml", doc("job", schedule="0 9 * * 1/3"))
+        w.reconcile()
+        assert warned() == [("default/job", "0 9 * * 1/3")]
+        w.write("a.yaml", doc("job", schedule="0 9 * * 1-7/3"))  # the same days, said plainly
+        assert w.reconcile().startswith("0 to add, 1 to change")
+        assert warned() == []
 
     play(tmp_path, body)
 

@@ -163,6 +163,11 @@ def parse_cron(expression: str, first_column: int = 0) -> CronSpec:
     return spec
 
 
+def weekdays_of(text: str) -> frozenset[int]:
+    """The plain weekdays a day-of-week field names, Sunday as 0 (raises :class:`ScheduleError`)."""
+    return frozenset(_sunday_is_0(day) for day in _known_field(text, DAY_OF_WEEK).plain)
+
+
 def _sunday_is_0(weekday: int) -> int:
     return 0 if weekday == 7 else weekday
 
