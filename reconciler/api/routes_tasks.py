@@ -89,6 +89,7 @@ from reconciler.core.api_tasks import (
     NotInForce,
 )
 from reconciler.core.model import CronTask
+from reconciler.core.schedule.cronjob import cronjob_difference
 from reconciler.sources.api import MAX_TEXT, TaskTooLarge
 from reconciler.sources.limits import format_size
 from reconciler.sources.messages import problems
@@ -147,6 +148,16 @@ _ETAG: Final = {
             "to a caller who may write tasks (admin)",
             "schema": {"type": "string"},
         }
+    }
+}
+_WRITTEN: Final = {  # the answer to a write of a task
+    "headers": {
+        **_ETAG["headers"],
+        "Warning": {
+            "description": '`299 - "..."`: the task is stored and runs, but a Kubernetes '
+            "CronJob would read its schedule to other days (a weekday step `N/step`)",
+            "schema": {"type": "string"},
+        },
     }
 }
 
@@ -260,7 +271,7 @@ def get_task(
             StartRun=("trigger_run", _FROM_BODY),
         ),
     },
-    responses={201: _ETAG, **problem_responses(409, 422), **_TOO_LARGE},
+    responses={201: _WRITTEN, **problem_responses(409, 422), **_TOO_LARGE},
 )
 def create_task(runtime: Runtime, document: Document, response: Response) -> TaskOut:
     task = _validated(document)  # the one validation: the runtime takes the model
@@ -281,6 +292,7 @@ def create_task(runtime: Runtime, document: Document, response: Response) -> Tas
     except InTheWay as exc:
         raise in_the_way(exc) from None
     response.headers["Location"] = f"/api/v1/tasks/{view.key}"
+    _warn_of(task, response)
     return _answer(view, response, exact=True)  # a writer's
 
 
@@ -304,8 +316,8 @@ def create_task(runtime: Runtime, document: Document, response: Response) -> Tas
         ),
     },
     responses={
-        200: _ETAG,
-        201: {"model": TaskOut, "description": "Created", **_ETAG},
+        200: _WRITTEN,
+        201: {"model": TaskOut, "description": "Created", **_WRITTEN},
         **problem_responses(409, 412, 422),
         **_TOO_LARGE,
     },
@@ -359,6 +371,7 @@ def put_task(
     if created:
         response.status_code = 201
         response.headers["Location"] = f"/api/v1/tasks/{view.key}"
+    _warn_of(task, response)
     return _answer(view, response, exact=True)  # a writer's
 
 
@@ -424,6 +437,15 @@ def _validated(document: dict[str, Any]) -> CronTask:
         found, more = problems(exc, MAX_ERRORS)
         errors = [FieldError(location=p.loc, message=p.message) for p in found]
         raise invalid(InvalidDefinition(errors), more) from None
+
+
+def _warn_of(task: CronTask, response: Response) -> None:
+    """A written task that a Kubernetes CronJob would run on other days is accepted with a
+    ``Warning`` header, as the Kubernetes API server answers with its warnings (``kubectl``
+    prints them). Its text is words and the weekday field, which parsed: ASCII, no quote (the
+    schedule's whitespace may be any, so it is not quoted whole)."""
+    if (why := cronjob_difference(task.spec.schedule)) is not None:
+        response.headers["Warning"] = f'299 - "{why}"'
 
 
 def _answer(view: TaskView, response: Response, *, exact: bool) -> TaskOut:

@@ -114,3 +114,23 @@ def test_a_bad_value_is_worded_as_a_file_would_word_it(client: TestClient) -> No
     assert response.status_code == 422
     messages = [e["message"] for e in response.json()["errors"]]
     assert messages == ["200 is out of range: allowed 0 to 100"]
+
+
+def test_a_written_schedule_a_cronjob_reads_otherwise_comes_with_a_warning_header(
+    client: TestClient,
+) -> None:
+    created = client.post("/api/v1/tasks", json=task_doc("w", "team", schedule="0 9 * * 1/2"))
+    assert created.status_code == 201, created.text
+    assert created.headers["warning"] == (
+        "299 - \"day-of-week '1/2' runs to Sunday here (Monday, Wednesday, Friday, Sunday) and "
+        "to Saturday in a Kubernetes CronJob (Monday, Wednesday, Friday): write '1-7/2' for these "
+        "days or '1-6/2' for the CronJob's\""
+    )
+    replaced = client.put(
+        "/api/v1/tasks/team/w", json=task_doc("w", "team", schedule="0\u20039 * * SAT/1")
+    )
+    assert replaced.status_code == 200, replaced.text
+    assert replaced.headers["warning"].startswith("299 - \"day-of-week 'SAT/1' runs to Sunday")
+    plain = client.put("/api/v1/tasks/team/w", json=task_doc("w", "team", schedule="0 9 * * 1"))
+    assert plain.status_code == 200
+    assert "warning" not in plain.headers
