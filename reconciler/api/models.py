@@ -44,7 +44,9 @@ class RunOut(_Out):
     attempt: int = Field(ge=1)
     trigger: Trigger
     status: RunStatus
-    reason: str | None = Field(description="why, in CamelCase: ConcurrencyForbid, Timeout, ...")
+    reason: str | None = Field(
+        description="why, in CamelCase: ConcurrencyForbid, DeadlineExceeded, ..."
+    )
     message: str | None
     scheduled_time: datetime = Field(description="the slot (RFC 3339, UTC)")
     start_time: datetime | None

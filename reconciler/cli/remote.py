@@ -80,8 +80,9 @@ def add_parsers(commands: Any) -> None:
         "members",
         help="list the replicas of a running crontask (--ha)",
         description="List the replicas a running crontask (--ha) sees: each one's address, "
-        "since when it is a member, its last renewal, the tasks it schedules and the digest of "
-        "the definitions it read; and, when replicas read different definitions, on which tasks.",
+        "since when it is a member, its last renewal, the tasks it schedules and which set of "
+        "definitions it read (a letter); and, when replicas read different definitions, on "
+        "which tasks.",
     )
     members.add_argument("--json", action="store_true", help="print the API's answer")
     add_server_arg(members)

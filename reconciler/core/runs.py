@@ -288,7 +288,7 @@ class RunRecord:
     started_at: datetime | None = None
     finished_at: datetime | None = None
     exit_code: int | None = None
-    reason: str | None = None  # CamelCase, e.g. "ConcurrencyForbid", "Timeout"
+    reason: str | None = None  # CamelCase, e.g. "ConcurrencyForbid", "DeadlineExceeded"
     message: str | None = None
     output: str = ""
     owner: str | None = None  # the instance that claimed the run (controller/instance.py)
