@@ -221,7 +221,8 @@ class Metrics:
     def reconciled(self, ok: bool, seconds: float, desired: DesiredState | None = None) -> None:
         """A pass ended. ``desired`` (that of a successful pass) sets the definition errors by
         source kind and which tasks are in state ``Error``; after a failed pass they stay as
-        the last successful pass left them. O(errors + conflicts) when they changed."""
+        the last successful pass left them. O(tasks + errors + conflicts), when the errors or
+        conflicts changed."""
         counted = None
         if desired is not None and not self._same_problems(desired):
             counted = _problem_counts(desired)
@@ -351,9 +352,11 @@ def accepts_gzip(header: str) -> bool:
 
 
 def _problem_counts(desired: DesiredState) -> tuple[dict[str, int], frozenset[str]]:
-    """The definition errors by source kind, and the tasks in state ``Error``."""
+    """The definition errors by source kind, and the tasks in state ``Error``: those a
+    problem names, and those kept on their last good definition because the text where they
+    are declared no longer reads (a file's syntax error names no task), as the API shows them."""
     errors: dict[str, int] = {}
-    flagged: set[str] = set()
+    flagged = {key for key, definition in desired.tasks.items() if definition.error is not None}
     problems: list[Problem] = [*desired.errors, *desired.conflicts]
     for problem in problems:
         # A conflict counts in every kind that declares its key, as /api/v1/sources counts

@@ -316,6 +316,32 @@ def test_suspended_and_flagged_tasks(tasks: MemoryTasks) -> None:
     assert value(m, "crontask_reconcile_duration_seconds_count") == 2
 
 
+def test_a_task_kept_on_its_last_good_definition_is_in_error(tasks: MemoryTasks) -> None:
+    """Its file no longer reads (a syntax error names no task): the scheduler still holds the
+    last good definition, unflagged; the declared one carries the error, and the API shows the
+    task as ``Error``, so the gauge must too (it said ``Ready``)."""
+    kept, fine = definition("kept"), definition("fine", path="b.yaml")
+    tasks.set(kept, NEXT, 60.0)
+    tasks.set(fine, NEXT, 60.0)
+    m = Metrics(tasks)
+    syntax = DefinitionError(Location("file", "a.yaml", 4, 1), "mapping values are not allowed")
+    m.reconciled(
+        True,
+        0.02,
+        DesiredState(
+            tasks={
+                "default/kept": dataclasses.replace(kept, error=str(syntax)),
+                "default/fine": fine,
+            },
+            errors=(syntax,),
+        ),
+    )
+    assert value(m, "crontask_tasks", source="file", state="Error") == 1
+    assert value(m, "crontask_tasks", source="file", state="Ready") == 2  # and default/a
+    m.reconciled(True, 0.02, DesiredState(tasks={"default/kept": kept, "default/fine": fine}))
+    assert value(m, "crontask_tasks", source="file", state="Error") == 0
+
+
 def test_running_counts_attempts_in_progress(tasks: MemoryTasks) -> None:
     m = Metrics(tasks)
     since = "crontask_task_running_since_timestamp_seconds"
