@@ -2,13 +2,17 @@
 
 Contracts (how each call is run, with its deadline, is ``gitprocess``'s):
 
-- git runs isolated from the machine: every inherited ``GIT_*`` variable is dropped,
-  ``GIT_CONFIG_NOSYSTEM=1`` and ``GIT_CONFIG_GLOBAL=/dev/null`` (no user or system config: no
-  credential helper, no hooks, no ``url.insteadOf`` surprises), ``GIT_TERMINAL_PROMPT=0`` and an
-  empty ``GIT_ASKPASS`` (never prompt, never fall back to ``SSH_ASKPASS``), ssh in ``BatchMode``
-  (and with keepalives: a server gone silent ends the connection after about a minute, even
-  for a git this process left behind), and ``LC_ALL=C`` so that the few messages recognised
-  below are in English.
+- git runs isolated from the machine. Of crontask's environment it inherits only what git, its
+  HTTP helper (libcurl) and ssh need, no credential among it but a proxy URL's (``INHERITED``):
+  git and its children are dumpable, so a command task (same user) reads their
+  ``/proc/<pid>/environ`` during a fetch, and ``CRONTASK_DB``, a ``--git-token-env`` variable
+  or a cloud key must not be there. ``GIT_CONFIG_NOSYSTEM=1`` and
+  ``GIT_CONFIG_GLOBAL=/dev/null`` (no user or system config: no credential helper, no hooks,
+  no ``url.insteadOf`` surprises), ``GIT_TERMINAL_PROMPT=0`` and an empty ``GIT_ASKPASS``
+  (never prompt, never fall back to ``SSH_ASKPASS``), ssh in ``BatchMode`` (and with
+  keepalives: a server gone silent ends the connection after about a minute, even for a git
+  this process left behind), and ``LC_ALL=C`` so that the few messages recognised below are
+  in English.
 - A local repository (``file://`` or a path) is read whoever owns it: git refuses one another
   user owns ("dubious ownership") unless ``safe.directory`` names it, in a config crontask's git
   does not read; the fetch names the repository it was given, and only that one
@@ -17,9 +21,10 @@ Contracts (how each call is run, with its deadline, is ``gitprocess``'s):
   are handed to git by a credential helper defined through ``GIT_CONFIG_COUNT`` /
   ``GIT_CONFIG_KEY_n`` / ``GIT_CONFIG_VALUE_n``, scoped to the repository's
   ``scheme://host[:port]``; the helper is a shell snippet that prints two environment variables
-  set only in git's environment. The URL given to git (and so stored in ``FETCH_HEAD``-like
-  places and echoed in its messages) never carries userinfo. Every message that leaves this
-  module went through ``Redactor``.
+  set only in git's environment (where a command task can read them during a fetch: with a
+  proxy URL's userinfo, the only secret git's environment holds). The URL given to git (and
+  so stored in ``FETCH_HEAD``-like places and echoed in its messages) never carries userinfo.
+  Every message that leaves this module went through ``Redactor``.
 """
 
 from __future__ import annotations
@@ -70,6 +75,24 @@ _TOKEN_MIN = 8
 # What a checkout writes is the blob: no end-of-line conversion, no $Id$ expansion, no
 # re-encoding, no filter driver (see GitRepo._as_stored).
 _AS_STORED = "* -text -eol -ident -working-tree-encoding -filter\n"
+
+
+# What git inherits of crontask's environment, and nothing else (see the module's docstring).
+# Proxies: git reads these itself (NO_PROXY only with a proxy from them). The ssh agent, a
+# Kerberos ticket cache (HTTP Negotiate, ssh GSSAPI) and CA bundles are paths. The loader's,
+# with nss_wrapper's: a container under an arbitrary uid gives ssh (which refuses a uid
+# without one) its passwd entry that way. PWD: git makes a relative path absolute with it,
+# keeping its links (upload_pack's safe.directory names the path as written). Not LANG/LC_*:
+# LC_ALL=C overrides them.
+INHERITED = frozenset(
+    {
+        *("PATH", "HOME", "USER", "LOGNAME", "TMPDIR", "TZ", "PWD"),
+        *("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY"),
+        *("all_proxy", "ALL_PROXY", "no_proxy", "NO_PROXY"),
+        *("SSH_AUTH_SOCK", "KRB5CCNAME", "SSL_CERT_FILE", "SSL_CERT_DIR", "CURL_CA_BUNDLE"),
+        *("LD_LIBRARY_PATH", "LD_PRELOAD", "NSS_WRAPPER_PASSWD", "NSS_WRAPPER_GROUP"),
+    }
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -126,11 +149,9 @@ def git_env(
 ) -> dict[str, str]:
     """The environment of every git call for ``url`` (a URL without userinfo)."""
     inherited = os.environ if base is None else base
-    # Proxies, SSH_AUTH_SOCK, PATH and HOME stay; git's own variables (GIT_DIR, GIT_SSH_COMMAND,
-    # GIT_CONFIG_PARAMETERS, ...) would change what git does behind our back.
-    env = {k: v for k, v in inherited.items() if not k.startswith("GIT_")}
-    for name in ("SSH_ASKPASS", "LANGUAGE", USERNAME_VAR, PASSWORD_VAR):
-        env.pop(name, None)
+    # None of git's own variables (GIT_DIR, GIT_SSH_COMMAND, GIT_CONFIG_PARAMETERS, ...) either:
+    # they would change what git does behind our back.
+    env = {k: v for k, v in inherited.items() if k in INHERITED}
     env.update(
         GIT_TERMINAL_PROMPT="0",
         GIT_ASKPASS="",  # empty, not unset: stops git falling back to SSH_ASKPASS
