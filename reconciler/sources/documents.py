@@ -2,7 +2,10 @@
 
 Multi-document text (``---``) is read like ``kubectl apply -f``. Documents of other API groups
 (a Deployment next to the CronTasks) are counted and ignored; a document that claims the
-``crontask.dev`` group, or names no group at all, must be a valid CronTask.
+``crontask.dev`` group, or names no group at all, must be a valid CronTask. A list of CronTasks
+in one document (``kind: List``, what ``kubectl get ct -o yaml`` writes, or a ``CronTaskList``)
+is a definition error at its line that says how to split it: ignored, it would declare no task
+and say nothing. A ``List`` of other objects is ignored like any document of another group.
 
 Positions come from the YAML node tree, so a pydantic error such as ``spec.timeZone: unknown
 time zone`` is reported at the line and column of ``timeZone:`` in the file. libyaml's C parser
@@ -22,6 +25,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import re
+from collections.abc import Iterator
 from typing import Any
 
 import yaml
@@ -37,6 +41,7 @@ from reconciler.sources.messages import MESSAGE, Problem, dotted, message
 from reconciler.sources.yamlpositions import Positions
 from reconciler.sources.yamlwalk import (
     MAP,
+    SEQ,
     STR,
     Exceeded,
     NodeProblem,
@@ -57,6 +62,12 @@ _MESSAGE = MESSAGE
 # Texts longer than this are first counted from their events (see yamlwalk.prescan): a task
 # file of ten CronTasks is some 4 KB, and the pass would only slow those down.
 PRESCAN_LENGTH = 64 * 1024
+TASK_LIST = (
+    f"a list of CronTasks: crontask reads each {KIND} as its own YAML document; write each item"
+    " as a document of its own, separated by '---', and remove the fields the server sets on"
+    " an exported object (metadata.uid, metadata.resourceVersion, metadata.creationTimestamp,"
+    " metadata.generation, status)"
+)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -119,6 +130,8 @@ def plain_text(text: str, limits: YamlLimits = DEFAULT_LIMITS) -> PlainText | No
             count += 1
             if count > limits.max_documents or budget.spent() is not None:
                 return None
+            if _lists_tasks(_str_of(node, "kind"), _node_items(node)):
+                return None  # an error, which the long way places
             if _other_group(_str_of(node, "apiVersion"), _str_of(node, "kind")):
                 ignored += 1
                 budget.spend(1, 0)
@@ -134,6 +147,8 @@ def plain_text(text: str, limits: YamlLimits = DEFAULT_LIMITS) -> PlainText | No
             budget.spend(*used)
             if data is None:  # an empty document between two `---`
                 continue
+            if isinstance(data, dict) and _lists_tasks(data.get("kind"), _data_items(data)):
+                return None
             if isinstance(data, dict) and _other_group(data.get("apiVersion"), data.get("kind")):
                 ignored += 1
                 continue
@@ -246,6 +261,10 @@ def _document(
 ) -> tuple[int, int]:
     """Read one document into ``found``; return the values it counted and the characters of
     text it held (its share of the file's budgets). ``room`` is what it may count and hold."""
+    if _lists_tasks(_str_of(node, "kind"), _node_items(node)):
+        mark = node.start_mark
+        found.error(at(mark.line + 1, mark.column + 1), TASK_LIST)
+        return 1, 0  # never built, as an ignored document
     if _other_group(_str_of(node, "apiVersion"), _str_of(node, "kind")):
         found.ignored += 1  # never built: its size and shape are not ours to judge
         return 1, 0
@@ -272,6 +291,10 @@ def _document(
             found.error(at(where.line + 1, where.column + 1), message, _key_of_node(node))
             return used
     if data is None:  # an empty document between two `---`
+        return used
+    if isinstance(data, dict) and _lists_tasks(data.get("kind"), _data_items(data)):
+        mark = node.start_mark  # its kind came from a merge key
+        found.error(at(mark.line + 1, mark.column + 1), TASK_LIST)
         return used
     if isinstance(data, dict) and _other_group(data.get("apiVersion"), data.get("kind")):
         found.ignored += 1  # its apiVersion came from a merge key
@@ -351,12 +374,48 @@ def _other_group(api_version: Any, kind: Any) -> bool:
     task, where as ours it is a definition error at its place that keeps it running."""
     if not isinstance(api_version, str) or not api_version:
         return False
-    if (isinstance(kind, str) and kind.lower() == KIND.lower()) or api_version.lower().startswith(
-        "crontask"
-    ):
+    if _claims_ours(api_version, kind):
         return False
     group = api_version.rpartition("/")[0]
     return group != API_GROUP
+
+
+def _claims_ours(api_version: Any, kind: Any) -> bool:
+    """Whether an object says it is a CronTask, by its kind or by an apiVersion like ours."""
+    return (isinstance(kind, str) and kind.lower() == KIND.lower()) or (
+        isinstance(api_version, str) and api_version.lower().startswith("crontask")
+    )
+
+
+def _lists_tasks(kind: Any, items: Iterator[tuple[Any, Any]]) -> bool:
+    """Whether a document of this ``kind`` is a list of CronTasks: a ``CronTaskList`` (of any
+    apiVersion), or a ``List`` one of whose ``items`` (their apiVersion and kind) claims to be
+    a CronTask. ``items`` is read only for a ``List``, and only as far as the first CronTask."""
+    if not isinstance(kind, str):
+        return False
+    if kind.lower() == f"{KIND}List".lower():
+        return True
+    return kind == "List" and any(_claims_ours(*item) for item in items)
+
+
+def _node_items(node: yaml.Node) -> Iterator[tuple[Any, Any]]:
+    """The apiVersion and kind of each item of a document's plain ``items`` sequence, read
+    from its nodes (the document is not built: a List of other objects is not ours to judge)."""
+    items = _plain_value(node, "items")
+    if type(items) is not yaml.SequenceNode or items.tag != SEQ:
+        return
+    for item in items.value:
+        yield _str_of(item, "apiVersion"), _str_of(item, "kind")
+
+
+def _data_items(data: dict[Any, Any]) -> Iterator[tuple[Any, Any]]:
+    """``_node_items`` of a document already built."""
+    items = data.get("items")
+    if not isinstance(items, list):
+        return
+    for item in items:
+        if isinstance(item, dict):
+            yield item.get("apiVersion"), item.get("kind")
 
 
 def _key_of(data: Any) -> str | None:
