@@ -9,6 +9,9 @@ Contract (the :class:`~reconciler.sources.base.Source` protocol, plus):
 - A task is built from ``apiVersion``, ``kind``, ``metadata.name/namespace/labels/
   annotations`` and ``spec`` only: the server's metadata (uid, managedFields, ...) and the
   status never reach the model, so a status write never changes a definition.
+- Labels and annotations crontask has no use for never make an object invalid (the API server
+  takes more than the model holds): only those the model can hold reach the task, in the
+  server's order while there is room, crontask's own (``crontask.dev/``) always, and checked.
 - An object whose spec does not validate (the API server accepts a bad cron expression or
   zone) keeps its last good definition in force (its own, same uid: not that of a deleted
   object of the same name), flagged, and is reported as an error at
@@ -57,7 +60,9 @@ IN_CLUSTER_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/names
 # kubectl's copy of the whole object: noise in a task's resource, and it changes with every
 # apply even when nothing else does.
 LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
-OWN_ANNOTATIONS = "crontask.dev/"
+OWN_KEYS = "crontask.dev/"  # crontask's own annotations (and labels)
+# A label value's bound in the model (``fields.LabelValue``), as the API server's.
+MAX_LABEL_VALUE = 63
 
 
 @dataclasses.dataclass(frozen=True)
@@ -325,6 +330,7 @@ def _build(
 
 def _document(obj: dict[str, Any]) -> tuple[dict[str, Any], str]:
     meta = obj.get("metadata") or {}
+    labels = _labels(meta.get("labels"))
     annotations = _annotations(meta.get("annotations"))
     document = {
         "apiVersion": obj.get("apiVersion"),
@@ -332,7 +338,7 @@ def _document(obj: dict[str, Any]) -> tuple[dict[str, Any], str]:
         "metadata": {
             "name": meta.get("name"),
             "namespace": meta.get("namespace") or "default",
-            "labels": meta.get("labels") or {},
+            "labels": labels,
             "annotations": annotations,
         },
         "spec": obj.get("spec"),
@@ -346,7 +352,7 @@ def _document(obj: dict[str, Any]) -> tuple[dict[str, Any], str]:
         (
             meta.get("uid"),
             meta.get("generation"),
-            meta.get("labels") or {},
+            sorted(labels.items()),
             sorted(annotations.items()),
             document["spec"],
         )
@@ -357,19 +363,31 @@ def _document(obj: dict[str, Any]) -> tuple[dict[str, Any], str]:
 def _annotations(given: object) -> dict[str, Any]:
     """The annotations that reach the task. The API server allows 256 KiB of them in all, the
     model 256 of at most 32 KiB each: one crontask has no use for (a tool's bookkeeping, kubectl's
-    last-applied configuration) must not make the CronTask invalid. crontask's own
+    last-applied configuration) must not make the CronTask invalid."""
+    return _held(given, MAX_TEXT, skip=LAST_APPLIED)
+
+
+def _labels(given: object) -> dict[str, Any]:
+    """The labels that reach the task. The API server takes any number of them (each checked),
+    the model 256: a policy engine's or a GitOps tool's must not make the CronTask invalid."""
+    return _held(given, MAX_LABEL_VALUE)
+
+
+def _held(given: object, max_value: int, skip: str | None = None) -> dict[str, Any]:
+    """Of a label or annotation map, what the model can hold. crontask's own
     (``crontask.dev/``) are kept as they are, and checked; of the others, those the model can
-    hold, in the server's order, while there is room."""
+    hold (values of at most ``max_value`` characters), in the server's order, while there is
+    room."""
     if not isinstance(given, dict):
         return {}
-    own = {k: v for k, v in given.items() if str(k).startswith(OWN_ANNOTATIONS)}
+    own = {k: v for k, v in given.items() if str(k).startswith(OWN_KEYS)}
     others: dict[str, Any] = {}
     for key, value in given.items():
         if len(others) + len(own) >= MAX_ITEMS:
             break
-        if key == LAST_APPLIED or key in own:
+        if key == skip or key in own:
             continue
-        if isinstance(value, str) and len(value) <= MAX_TEXT and 0 < len(key) <= MAX_LABEL_KEY:
+        if isinstance(value, str) and len(value) <= max_value and 0 < len(key) <= MAX_LABEL_KEY:
             others[key] = value
     return {**others, **own}
 
