@@ -62,7 +62,7 @@ ASSETS: Final = {
 }
 REFRESH_SECONDS: Final = 5
 _LABEL: Final = re.compile(DNS1123_LABEL)
-_SOURCE_KIND: Final = re.compile(r"^[a-z][a-z0-9-]{0,31}$")
+_SOURCE_KINDS: Final = tuple(SourceKind)  # what the API's ``source`` takes, in its order
 
 
 class _Page(PageRoute):
@@ -179,11 +179,16 @@ def tasks_page(
     q: Text = "",
     after: Annotated[str | None, Query(max_length=127, pattern=KEY_PATTERN)] = None,
 ) -> HTMLResponse:
+    # An unknown value is refused, as the API refuses it: matching nothing, it would read as
+    # "no task is so". Empty, as a plain form sends it, means any.
     if state and state not in views.STATES:
         raise ProblemError(422, f"state: {state[:20]!r} is not one of {', '.join(views.STATES)}")
+    if source and source not in _SOURCE_KINDS:
+        kinds = ", ".join(_SOURCE_KINDS)
+        raise ProblemError(422, f"source: {source[:20]!r} is not one of {kinds}")
     filters = views.Filters(
         namespace=_label_or_none(namespace, "namespace", _LABEL),
-        source=_label_or_none(source, "source", _SOURCE_KIND),
+        source=source or None,  # checked just above
         state=state or None,  # checked just above
         text=q.strip(),
     )
