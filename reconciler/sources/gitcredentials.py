@@ -2,8 +2,10 @@
 
 Contract: a token (from a file or an environment variable) wins over a password in the URL and
 goes with the URL's user name, or ``TOKEN_USERNAME`` when it has none; without a token, the
-URL's user:password (if any). A token that cannot be read is a GitError (the sync's failure),
-never an anonymous fetch. Nothing here is logged or shown (``Credentials`` hides both fields).
+URL's user:password (if any). A token that cannot be read, or is blank (an empty file, a Secret
+caught mid-rotation; an unset or empty variable), is a GitError (the sync's failure) naming
+where it was looked for, never an anonymous fetch. Nothing here is logged or shown
+(``Credentials`` hides both fields).
 """
 
 from __future__ import annotations
@@ -29,11 +31,15 @@ def credentials_of(url: str, token_file: Path | None, token_env: str | None) -> 
             token = read_secret_file(token_file).decode("utf-8").strip()
         except (ValueError, UnicodeDecodeError) as err:
             raise GitError(f"cannot read token file {token_file}: {err}") from None
+        if not token:
+            # Git would fetch anonymously, and a private remote's refusal reads as a missing
+            # terminal, not as the Secret being rotated.
+            raise GitError(f"token file {token_file} is empty")
     elif token_env is not None:
         token = os.environ.get(token_env, "").strip()
         if not token:
             raise GitError(f"environment variable {token_env} is not set")
-    if token:
+    if token is not None:
         user = from_url.username if from_url and from_url.username else TOKEN_USERNAME
         return Credentials(user, token)
     return from_url
