@@ -19,7 +19,8 @@ Contracts:
   ``max_stdout`` bytes of its stdout, a GitError past it.
 - git has deadlines of its own, for when this process dies without killing it (``SIGKILL``,
   the OOM killer): over http(s) it gives up on a transfer that stalls for a little longer than
-  the timeout (``http.lowSpeedTime``). No parent-death signal is set: it needs code run in
+  the timeout (``http.lowSpeedTime``; at most 2**31-1 s, the most git reads, when the timeout
+  is some 68 years or more). No parent-death signal is set: it needs code run in
   the child between fork and exec (``preexec_fn``), which is unsafe in a threaded process.
 - ``run_records`` hands git's output over record by record as it is written, never more than
   one record (of at most ``max_record`` bytes) and one read ahead: a listing of millions of
@@ -67,6 +68,10 @@ _MAX_STDERR = 64 * 1024
 # git's own deadline over http(s) (see GitRunner) comes this many seconds after the timeout:
 # while this process lives, its own (and its message) comes first.
 _OWN_DEADLINE_MARGIN = 2
+# git reads http.lowSpeedTime as a C int: a larger value (a --git-timeout of some 68 years) is
+# "bad numeric config value ... out of range" and fails every http(s) fetch. Capped, it is
+# still 68 years.
+_GIT_INT_MAX = 2**31 - 1
 
 
 # The oldest git crontask runs with: 2.32 is the first to read GIT_CONFIG_GLOBAL (an older one
@@ -75,6 +80,11 @@ _OWN_DEADLINE_MARGIN = 2
 # 2.29 ``--no-auto-maintenance``.
 OLDEST_GIT = (2, 32)
 _VERSION = re.compile(rb"git version (\d+)\.(\d+)")
+
+
+def _own_deadline_seconds(timeout: float) -> int:
+    """git's ``http.lowSpeedTime`` for calls of ``timeout`` seconds (see ``GitRunner``)."""
+    return min(math.ceil(timeout) + _OWN_DEADLINE_MARGIN, _GIT_INT_MAX)
 
 
 class GitError(Exception):
@@ -105,7 +115,7 @@ class GitRunner:
             "-c",
             "http.lowSpeedLimit=1",
             "-c",
-            f"http.lowSpeedTime={math.ceil(timeout) + _OWN_DEADLINE_MARGIN}",
+            f"http.lowSpeedTime={_own_deadline_seconds(timeout)}",
         )
         self._lock = threading.Lock()  # cancel() may come from another thread than run()
         self._process: subprocess.Popen[bytes] | None = None
