@@ -26,7 +26,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from reconciler.core.desired import Definition, DesiredState, SourceKind
-from reconciler.core.runs import RunRecord, RunStatus, Trigger
+from reconciler.core.runs import RetriedAttempt, RunRecord, RunStatus, Trigger
 
 RUN_NOW_ANNOTATION = "crontask.dev/run-now"
 
@@ -63,6 +63,14 @@ def is_failure(record: RunRecord) -> bool:
     if record.status is RunStatus.INTERRUPTED:
         return record.reason != SHUTDOWN_REASON
     return record.status in FAILURES
+
+
+def _abandoned(record: RunRecord) -> bool:
+    """Whether ``record``, the attempt after a retried one, never ended its run: skipped (the
+    retry abandoned) or interrupted by crontask's own shutdown."""
+    if record.status is RunStatus.INTERRUPTED:
+        return record.reason == SHUTDOWN_REASON
+    return record.status is RunStatus.SKIPPED
 
 
 def is_scheduled(record: RunRecord) -> bool:
@@ -108,14 +116,26 @@ class ObjectRef:
         return f"{self.namespace}/{self.name}"
 
 
+# Runs waiting for their retry a summary remembers, at most (the newest): more than a task
+# has in progress at once but by the thousand (``ACTIVE_MAX`` lists as many).
+RETRIED_KEPT = 100
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class RunSummary:
-    """What the runs seen so far say, folded one record at a time (:meth:`observe`)."""
+    """What the runs seen so far say, folded one record at a time (:meth:`observe`).
+
+    ``last_failure`` is the end of the last run that ended failed, as the metric's last
+    failure and the notifications judge it: a failed attempt that the dispatcher retries (a
+    :class:`RetriedAttempt`) has not ended its run, and counts only if its retry never comes
+    (abandoned, or cut short by crontask's shutdown). ``retried`` holds those attempts'
+    ``(run id, end)`` meanwhile."""
 
     latest: RunRecord | None = None
     last_schedule: datetime | None = None  # the latest slot of the schedule that ran
     last_success: datetime | None = None
     last_failure: datetime | None = None
+    retried: tuple[tuple[str, datetime], ...] = ()
 
     def observe(self, record: RunRecord) -> RunSummary:
         latest = self.latest
@@ -134,11 +154,20 @@ class RunSummary:
             last_schedule = _later(last_schedule, record.scheduled_at)
         ended = record.finished_at
         last_success, last_failure = self.last_success, self.last_failure
-        if ended is not None and record.status is RunStatus.SUCCEEDED:
+        retried = self.retried
+        if record.status.finished:
+            # Its run's earlier attempt, if it waited for this one, waits no more.
+            before = next((end for run, end in retried if run == record.id), None)
+            retried = tuple(entry for entry in retried if entry[0] != record.id)
+            if before is not None and _abandoned(record):
+                last_failure = _later(last_failure, before)
+        if ended is not None and isinstance(record, RetriedAttempt):
+            retried = (*retried, (record.id, ended))[-RETRIED_KEPT:]
+        elif ended is not None and record.status is RunStatus.SUCCEEDED:
             last_success = _later(last_success, ended)
-        if ended is not None and is_failure(record):
+        elif ended is not None and is_failure(record):
             last_failure = _later(last_failure, ended)
-        return RunSummary(latest, last_schedule, last_success, last_failure)
+        return RunSummary(latest, last_schedule, last_success, last_failure, retried)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -9,7 +9,9 @@ of its own:
 
 - a task that comes into the snapshot (at start-up, or from another replica) starts from its
   last success and failure in the history, read once for all the tasks that came, so that an
-  alert on those timestamps does not go quiet because crontask restarted;
+  alert on those timestamps does not go quiet because crontask restarted; but for a failed
+  attempt this process heard retried (the history holds it as a plain failure), which is no
+  failure of the task while its retry may come, as heard live (:meth:`RunState.finished`);
 - the runs of those tasks that the history says are in progress elsewhere (another replica
   still running the run of a task that moved here, an earlier crontask's) are counted as
   running, and checked against the history again until they end there or are heard of here.
@@ -148,6 +150,11 @@ class RunState:
         # the run only waits for its retry); if the retry is abandoned (skipped: Replaced,
         # TaskChanged, ...) or cut short by the shutdown, the run ended with that failure.
         self._retried: dict[str, float] = {}
+        # The ends of those attempts (task, when), newest last, kept after their run ended:
+        # the history holds them as plain failed attempts (the store keeps nothing of the
+        # decision), so a read of it does not make one the task's last failure (see
+        # _outcomes). One whose retry never came counts, and leaves.
+        self._retried_ends: OrderedDict[tuple[str, float], None] = OrderedDict()
 
     @property
     def seq(self) -> int:
@@ -189,15 +196,19 @@ class RunState:
         counts[_INDEX[record.status]] += 1
         last_success, last_failure = runs.last_success, runs.last_failure
         if isinstance(record, RetriedAttempt):
-            self._retried[record.id] = at
-            if len(self._retried) > _RETRIED_KEPT:
-                del self._retried[next(iter(self._retried))]
+            self._retry_awaited(record.id, record.task, at)
+            if last_failure == at:
+                # Read from the history between its record's write and now (the store is
+                # written first): not a failure of the task. What was before it is not known
+                # here: absent rather than wrong, until the run ends.
+                last_failure = None
         elif record.status is RunStatus.SUCCEEDED:
             last_success = max(at, last_success or at)
         elif is_failure(record):
             last_failure = max(at, last_failure or at)
         elif failed_before is not None and _abandoned(record):
             last_failure = max(failed_before, last_failure or failed_before)
+            self._retried_ends.pop((record.task, failed_before), None)
         last_duration, durations = runs.last_duration, runs.durations
         if seconds is not None:
             last_duration = seconds
@@ -214,6 +225,15 @@ class RunState:
             durations,
             self._seq,
         )
+
+    def _retry_awaited(self, run: str, task: str, at: float) -> None:
+        """``run``'s attempt that ended at ``at`` is retried. Under the lock."""
+        self._retried[run] = at
+        if len(self._retried) > _RETRIED_KEPT:
+            del self._retried[next(iter(self._retried))]
+        self._retried_ends[(task, at)] = None
+        if len(self._retried_ends) > _RETRIED_KEPT:
+            self._retried_ends.popitem(last=False)
 
     def _set_running(self, key: str, runs: TaskRuns, running: Mapping[str, float]) -> None:
         """``runs`` with its attempts in progress replaced by ``running``. Under the lock."""
@@ -306,7 +326,12 @@ class RunState:
 
     def _outcomes(self, found: Mapping[str, LastOutcomes]) -> None:
         """Merge last outcomes read from the history: the later of both ends is kept; the
-        history's duration replaces the one seen here unless an end seen here is newer."""
+        history's duration replaces the one seen here unless an end seen here is newer.
+
+        A failure read that is an attempt this process heard retried is left out: its run had
+        not ended (it waits for its retry, or the retry ended it since), as the run listener
+        judged it. The history's failure before it is not read: the task shows no failure
+        from the history (absent rather than wrong) until its run ends here."""
         items = list(found.items())
         # A few hundred tasks per hold of the lock: the loop's run listener waits for it.
         for start in range(0, len(items), _SEED_BATCH):
@@ -318,13 +343,16 @@ class RunState:
                     duration = runs.last_duration
                     if last.duration is not None and (duration is None or stored >= seen):
                         duration = last.duration
+                    failure = last.failure
+                    if failure is not None and (key, failure.timestamp()) in self._retried_ends:
+                        failure = None
                     self._seq += 1
                     self._runs[key] = task_runs(
                         key,
                         runs.counts,
                         runs.running,
                         _later(runs.last_success, last.success),
-                        _later(runs.last_failure, last.failure),
+                        _later(runs.last_failure, failure),
                         duration,
                         runs.durations,
                         self._seq,
