@@ -4,10 +4,12 @@ names only metrics that a real ``crontask run`` exports (read from its live /met
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import shutil
 import subprocess
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +33,7 @@ ALERTS = {
     "CrontaskTaskNoRecentSuccess",
     "CrontaskTaskRunningLong",
     "CrontaskDefinitionErrors",
+    "CrontaskSourceSyncFailing",
     "CrontaskStartDelayHigh",
     "CrontaskDown",
     "CrontaskReplicaMissing",
@@ -316,10 +319,29 @@ def replica_metrics() -> set[str]:
     return {s.name for f in text_string_to_metric_families(text) for s in f.samples}
 
 
+@dataclasses.dataclass(frozen=True)
+class _GitSource:
+    kind: str = "git"
+    revision: str | None = "0" * 40
+    last_sync: datetime | None = datetime(2026, 11, 26, tzinfo=UTC)
+    sync_failures: int = 1
+
+
+def git_source_metrics() -> set[str]:
+    """The series only a git source exports (the live crontask reads a folder): from the same
+    exposition code."""
+    text = Metrics(sources=lambda: [_GitSource()]).render()[0].decode()
+    return {s.name for f in text_string_to_metric_families(text) for s in f.samples}
+
+
 @pytest.mark.e2e
 def test_every_query_names_only_exported_metrics(live_metrics: set[str]) -> None:
-    exported = live_metrics | replica_metrics() | PROMETHEUS_OWN
+    exported = live_metrics | replica_metrics() | git_source_metrics() | PROMETHEUS_OWN
     assert {"crontask_members", "crontask_replica_fenced"} <= replica_metrics()
+    assert {
+        "crontask_source_last_sync_timestamp_seconds",
+        "crontask_source_sync_errors_total",
+    } <= git_source_metrics()
     for expr in dashboard_queries() + rule_queries():
         unknown = metric_names(expr) - exported
         assert not unknown, f"{unknown} in {expr!r} are not exported"
