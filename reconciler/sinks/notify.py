@@ -23,7 +23,7 @@ with the failed attempt before it. Skipped slots count for nothing. A task's sta
 - ``definitionError``: definition errors and conflicts that were not there after the last
   pass (those present at start-up are reported once), by what they are about
   (``problem_lines.Told``): one whose line moved (an edit above it, a new git revision) is not
-  news.
+  news. A message names its task when every error it tells names that one, else none.
 
 A task's state survives a restart: the first run of a task this process sees is compared with
 the task's previous runs in the run store (``history``, read by ``notify_history``), failing
@@ -78,9 +78,9 @@ from typing import Final
 import httpx
 
 from reconciler.aio import ended, first_of
-from reconciler.core.desired import Definition, DesiredState
+from reconciler.core.desired import Conflict, Definition, DesiredState
 from reconciler.core.model import TaskSpec
-from reconciler.core.problem_lines import ProblemLines, Told, subject
+from reconciler.core.problem_lines import Problem, ProblemLines, Told, subject
 from reconciler.core.runs import RetriedAttempt, RunRecord, RunStatus, Trigger, died
 from reconciler.core.status import FAILURES
 from reconciler.sinks import notify_payload
@@ -101,6 +101,7 @@ RETRYING_MAX: Final = 10_000  # failed attempts whose retry is awaited
 STARTED_MAX: Final = 100_000  # runs started here whose end is awaited
 LOOKED_AT_MAX: Final = 100_000  # tasks known to have been looked at here (``_looked_at``)
 ERRORS_PER_MESSAGE: Final = 20
+_NewError = tuple[str, str | None, tuple[str, ...], str]  # see _definition_errors
 
 Clock = Callable[[], datetime]
 
@@ -225,7 +226,9 @@ class Notifier:
             self.on_run(record)
         news = self._told.news(*self._problems.update(desired))  # not a line that moved
         if news:
-            self._definition_errors([(text, *subject(problem)) for text, problem in news])
+            self._definition_errors(
+                [(text, *subject(problem), _place(problem)) for text, problem in news]
+            )
 
     def forget(self, keys: Iterable[str]) -> None:
         """What is known of ``keys`` here may be stale (they may have run elsewhere): their
@@ -378,11 +381,12 @@ class Notifier:
             )
             self.delivery.enqueue(Message(route.receiver, event.value, body))
 
-    def _definition_errors(self, new: list[tuple[str, str | None, tuple[str, ...]]]) -> None:
-        """One message per receiver for the ``new`` errors (text, task key, source kinds: a
-        conflict is in each kind that declares its key) of
-        this replica that one of its routes matches, each listed once, in ``new``'s order.
-        Linear in errors times routes: a pass may bring tens of thousands."""
+    def _definition_errors(self, new: list[_NewError]) -> None:
+        """One message per receiver for the ``new`` errors (text, task key or None, source
+        kinds: a conflict is in each kind that declares its key; and where it is) of this
+        replica that one of its routes matches, each listed once, in ``new``'s order; naming
+        the task when all of them name that one. Linear in errors times routes: a pass may
+        bring tens of thousands."""
         now = self.clock()
         routes: dict[str, list[Route]] = {}  # by receiver
         for route in self.config.routes:
@@ -390,19 +394,22 @@ class Notifier:
                 routes.setdefault(route.receiver, []).append(route)
         if not routes:
             return
-        mine = [(text, key, kinds) for text, key, kinds in new if self.mine(key or "")]
+        mine = [error for error in new if self.mine(error[1] or "")]
         for receiver, its_routes in routes.items():
-            texts = [
-                text
-                for text, key, kinds in mine
-                if any(_error_matches(route, key, kind) for route in its_routes for kind in kinds)
+            told = [
+                error
+                for error in mine
+                if any(_error_matches(r, error[1], kind) for r in its_routes for kind in error[2])
             ]
-            if not texts:
+            if not told:
                 continue
+            texts = [text for text, *_ in told]
+            _, key, kinds, place = told[0]
+            one_task = key is not None and all(error[1] == key for error in told)
             body = notify_payload.payload(
                 Event.DEFINITION_ERROR.value,
-                key=None,
-                source=None,
+                key=key if one_task else None,
+                source=(kinds[0], place) if one_task else None,
                 record=None,
                 errors=texts[:ERRORS_PER_MESSAGE],
                 more_errors=max(0, len(texts) - ERRORS_PER_MESSAGE),
@@ -473,6 +480,12 @@ def _tail(record: RunRecord) -> RunRecord:
     if len(record.output) <= notify_payload.OUTPUT_TAIL:
         return record
     return dataclasses.replace(record, output=record.output[-notify_payload.OUTPUT_TAIL :])
+
+
+def _place(problem: Problem) -> str:
+    """Where a problem is: a broken definition's place, the definition in force of a key
+    defined twice."""
+    return str(problem.winner if isinstance(problem, Conflict) else problem.location)
 
 
 def _error_matches(route: Route, key: str | None, kind: str) -> bool:

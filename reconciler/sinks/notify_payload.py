@@ -22,8 +22,11 @@ The payload (``version: 1``; a field is only ever added within a version)::
       "sentAt": "2026-11-27T01:00:06+00:00"
     }
 
-``task`` is null for a definition error that names no task; ``run`` is null for
-``definitionError``; ``url`` is null without ``--external-url`` and a listening page.
+For ``definitionError``, ``task`` names the task when every error of the message names that
+one (a broken definition that still says its key, a key defined twice; its ``location`` is
+the first error's place, and the summary ends "in <key>"), and is null otherwise (errors of
+several tasks, or one that names none); ``run`` is null. ``url`` is null without
+``--external-url`` and a listening page.
 """
 
 from __future__ import annotations
