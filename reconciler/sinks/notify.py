@@ -69,7 +69,6 @@ from __future__ import annotations
 import asyncio
 import collections
 import dataclasses
-import fnmatch
 import logging
 from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime, timedelta
@@ -78,13 +77,13 @@ from typing import Final
 import httpx
 
 from reconciler.aio import ended, first_of
-from reconciler.core.desired import Conflict, Definition, DesiredState
+from reconciler.core.desired import Definition, DesiredState
 from reconciler.core.model import TaskSpec
-from reconciler.core.problem_lines import Problem, ProblemLines, Told, subject
+from reconciler.core.problem_lines import ProblemLines, Told, subject
 from reconciler.core.runs import RetriedAttempt, RunRecord, RunStatus, Trigger, died
 from reconciler.core.status import FAILURES
 from reconciler.sinks import notify_payload
-from reconciler.sinks.notify_config import Event, Notifications, Route
+from reconciler.sinks.notify_config import Event, Notifications
 
 # Delivery's limits, re-exported: this module is the notifier's public face.
 from reconciler.sinks.notify_delivery import MAX_ATTEMPTS as MAX_ATTEMPTS
@@ -93,6 +92,8 @@ from reconciler.sinks.notify_delivery import SHUTDOWN_SECONDS as SHUTDOWN_SECOND
 from reconciler.sinks.notify_delivery import TIMEOUT_SECONDS as TIMEOUT_SECONDS
 from reconciler.sinks.notify_delivery import Counter, Delivery, Message
 from reconciler.sinks.notify_history import History, TaskState, adopted, remembered, shut_down
+from reconciler.sinks.notify_routes import ERRORS_PER_MESSAGE as ERRORS_PER_MESSAGE
+from reconciler.sinks.notify_routes import NewError, definition_error_messages, matches, place
 
 log = logging.getLogger("crontask.notify")
 
@@ -100,8 +101,6 @@ INTAKE_MAX: Final = 10_000  # records waiting to be looked at
 RETRYING_MAX: Final = 10_000  # failed attempts whose retry is awaited
 STARTED_MAX: Final = 100_000  # runs started here whose end is awaited
 LOOKED_AT_MAX: Final = 100_000  # tasks known to have been looked at here (``_looked_at``)
-ERRORS_PER_MESSAGE: Final = 20
-_NewError = tuple[str, str | None, tuple[str, ...], str]  # see _definition_errors
 
 Clock = Callable[[], datetime]
 
@@ -227,7 +226,7 @@ class Notifier:
         news = self._told.news(*self._problems.update(desired))  # not a line that moved
         if news:
             self._definition_errors(
-                [(text, *subject(problem), _place(problem)) for text, problem in news]
+                [(text, *subject(problem), place(problem)) for text, problem in news]
             )
 
     def forget(self, keys: Iterable[str]) -> None:
@@ -354,7 +353,7 @@ class Notifier:
         source = (definition.location.source, str(definition.location)) if definition else None
         sent_to: set[str] = set()
         for index, route in enumerate(self.config.routes):
-            if event not in route.events or not _matches(route, record.task, kind):
+            if event not in route.events or not matches(route, record.task, kind):
                 continue
             if reminder and not state.unsure:
                 # Counted from the route's last message about it (or, if it had none, from
@@ -381,41 +380,10 @@ class Notifier:
             )
             self.delivery.enqueue(Message(route.receiver, event.value, body))
 
-    def _definition_errors(self, new: list[_NewError]) -> None:
-        """One message per receiver for the ``new`` errors (text, task key or None, source
-        kinds: a conflict is in each kind that declares its key; and where it is) of this
-        replica that one of its routes matches, each listed once, in ``new``'s order; naming
-        the task when all of them name that one. Linear in errors times routes: a pass may
-        bring tens of thousands."""
-        now = self.clock()
-        routes: dict[str, list[Route]] = {}  # by receiver
-        for route in self.config.routes:
-            if Event.DEFINITION_ERROR in route.events:
-                routes.setdefault(route.receiver, []).append(route)
-        if not routes:
-            return
+    def _definition_errors(self, new: list[NewError]) -> None:
         mine = [error for error in new if self.mine(error[1] or "")]
-        for receiver, its_routes in routes.items():
-            told = [
-                error
-                for error in mine
-                if any(_error_matches(r, error[1], kind) for r in its_routes for kind in error[2])
-            ]
-            if not told:
-                continue
-            texts = [text for text, *_ in told]
-            _, key, kinds, place = told[0]
-            one_task = key is not None and all(error[1] == key for error in told)
-            body = notify_payload.payload(
-                Event.DEFINITION_ERROR.value,
-                key=key if one_task else None,
-                source=(kinds[0], place) if one_task else None,
-                record=None,
-                errors=texts[:ERRORS_PER_MESSAGE],
-                more_errors=max(0, len(texts) - ERRORS_PER_MESSAGE),
-                sent_at=now,
-            )
-            self.delivery.enqueue(Message(receiver, Event.DEFINITION_ERROR.value, body))
+        for message in definition_error_messages(self.config.routes, mine, self.clock()):
+            self.delivery.enqueue(message)
 
     def _wake(self) -> None:
         if self._woken is not None:
@@ -480,28 +448,3 @@ def _tail(record: RunRecord) -> RunRecord:
     if len(record.output) <= notify_payload.OUTPUT_TAIL:
         return record
     return dataclasses.replace(record, output=record.output[-notify_payload.OUTPUT_TAIL :])
-
-
-def _place(problem: Problem) -> str:
-    """Where a problem is: a broken definition's place, the definition in force of a key
-    defined twice."""
-    return str(problem.winner if isinstance(problem, Conflict) else problem.location)
-
-
-def _error_matches(route: Route, key: str | None, kind: str) -> bool:
-    """Whether ``route`` takes a definition error of task ``key`` (None: one that names no
-    task, which only a route that asks for no namespace or name, and for its source, takes)."""
-    if key is None:
-        match = route.match
-        return not (match.namespace or match.name) and match.source in (None, kind)
-    return _matches(route, key, kind)
-
-
-def _matches(route: Route, key: str, kind: str | None) -> bool:
-    namespace, _, name = key.partition("/")
-    match = route.match
-    if match.namespace is not None and namespace != match.namespace:
-        return False
-    if match.name is not None and not fnmatch.fnmatchcase(name, match.name):
-        return False
-    return match.source is None or kind == match.source
