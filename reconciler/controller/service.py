@@ -57,9 +57,6 @@ SOURCE_PROBLEMS = 100  # the definition errors a source lists (its count says ho
 PING_TIMEOUT = 2.0
 # An answer stands this long for the probes that follow it (seconds).
 PING_REUSE = 1.0
-# The task list shows another replica's task's last run as the store had it this long ago at
-# most (seconds): see ``Service._elsewhere``.
-OTHERS_FRESH = 10.0
 
 
 class StorePing:
@@ -157,10 +154,6 @@ class Service:
         self.started = False  # the first pass has been applied
         self._last_runs: dict[str, RunRecord] = {}
         self._looked: set[str] = set()  # tasks whose last run was read from the store
-        # Another replica's tasks: when each one's last run was read from the store, and what
-        # it was (``_elsewhere``).
-        self._elsewhere_read: dict[str, tuple[float, RunRecord | None]] = {}
-        self._monotonic = time.monotonic
         self._ping = StorePing(store.ping)
         dispatcher.subscribe(self._remember)
 
@@ -184,7 +177,6 @@ class Service:
             **desired.tasks,
             **{k: _newest(d, desired.tasks.get(k)) for k, d in owned.items()},
         }
-        self._forget_removed(listed)
 
         def matching() -> Iterator[str]:
             for key in sorted(listed):
@@ -216,13 +208,11 @@ class Service:
     def _last(self, key: str, mine: bool, reading: list[bool]) -> RunRecord | None:
         """A listed task's last run: the one that ended here; for a task of this replica that
         none has ended here for yet (after a restart), the store's, read once (``_looked``:
-        a run that ends here later replaces it); another replica's, see ``_elsewhere``. Not
+        a run that ends here later replaces it). Not another replica's tasks (``mine``), nor
         once the store failed this listing (``reading``): a list of thousands must not cost a
         query a task each time, nor wait for a store that does not answer, task by task."""
         known = self._last_runs.get(key)
-        if not mine:
-            return self._elsewhere(key, known, reading)
-        if known is not None or key in self._looked or not reading[0]:
+        if known is not None or not mine or key in self._looked or not reading[0]:
             return known
         try:
             last = self._store.latest(key)
@@ -233,33 +223,6 @@ class Service:
             self._looked.add(key)  # a run still going is looked for again
         if last is not None and last.status is not RunStatus.RUNNING:
             return self._last_runs.setdefault(key, last)  # unless one ended here meanwhile
-        return last
-
-    def _forget_removed(self, listed: Mapping[str, Definition]) -> None:
-        """Drop what is kept of tasks no longer declared, once they are the most of it: the
-        last runs are kept per task, and tasks come and go (API tasks, git commits)."""
-        for kept in (self._last_runs, self._elsewhere_read):
-            if len(kept) > 2 * len(listed) + 100:
-                for key in list(kept):  # a C-level copy: the loop adds to it meanwhile
-                    if key not in listed:
-                        kept.pop(key, None)
-
-    def _elsewhere(
-        self, key: str, known: RunRecord | None, reading: list[bool]
-    ) -> RunRecord | None:
-        """Another replica's task (``--ha``): its runs end there, so its last run is the shared
-        store's, read again once ``OTHERS_FRESH`` seconds old: a list of thousands costs at
-        most a read a task that often, and shows a run at most that late."""
-        seen = self._elsewhere_read.get(key)
-        now = self._monotonic()
-        if (seen is not None and now - seen[0] < OTHERS_FRESH) or not reading[0]:
-            return known if seen is None else seen[1]
-        try:
-            last = self._store.latest(key)
-        except StoreUnavailable:
-            reading[0] = False
-            return known if seen is None else seen[1]
-        self._elsewhere_read[key] = (now, last)
         return last
 
     def task(self, key: str) -> TaskView | None:

@@ -11,8 +11,6 @@ from pathlib import Path
 
 import pytest
 
-from reconciler.controller.service import OTHERS_FRESH
-from reconciler.core.assignment import Assignment
 from reconciler.core.runs import RunRecord, RunStatus, Trigger, run_id
 from reconciler.sources.api import ApiTaskFiles
 from reconciler.store import StoreUnavailable
@@ -112,38 +110,3 @@ def test_the_store_is_read_once_a_task_and_not_again_once_it_fails(
         assert len(asked) == 1  # not once a task
     finally:
         fresh.stop()
-
-
-def test_another_replicas_tasks_show_the_stores_last_run_read_again_when_stale(
-    live: LiveApi, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """With replicas, a task another replica runs ends there: the list shows what the shared
-    store has, read again once ``OTHERS_FRESH`` old (it showed nothing, as never run)."""
-    with live.client() as client:
-        assert client.post("/api/v1/tasks", json=task_doc("hourly", "ops")).status_code == 201
-    live.reconciler.assign(Assignment(["elsewhere"], "here"), {})  # nothing is ours
-    live.resync()
-    assert live.scheduled() == {}
-    store = live.service.store
-    store.save_many([ran(BEFORE)])  # by the replica that runs it
-    now = [100.0]
-    monkeypatch.setattr(live.service, "_monotonic", lambda: now[0])
-    asked: list[str] = []
-    real_latest = store.latest
-
-    def latest(task: str) -> RunRecord | None:
-        asked.append(task)
-        return real_latest(task)
-
-    monkeypatch.setattr(store, "latest", latest)
-    assert listed_last_run(live) == run_id(KEY, BEFORE)
-    later = ran(BEFORE + timedelta(hours=1))
-    store.save_many([later])
-    now[0] += OTHERS_FRESH - 0.1
-    asked.clear()
-    with live.client() as client:
-        (item,) = client.get("/api/v1/tasks").json()["items"]
-    assert item["lastRun"]["id"] == run_id(KEY, BEFORE)  # fresh enough: not read again
-    assert asked == []
-    now[0] += 0.1
-    assert listed_last_run(live) == later.id
