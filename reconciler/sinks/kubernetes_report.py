@@ -57,7 +57,6 @@ from typing import Any
 
 from reconciler.core.desired import Definition, DesiredState, SourceKind
 from reconciler.core.runs import RunRecord, RunStatus
-from reconciler.core.schedule.cronjob import cronjob_difference
 from reconciler.core.status import (
     EventSpec,
     ObjectRef,
@@ -113,7 +112,6 @@ class StatusReporter:
         self._awaiting: dict[str, dict[str, str]] = {}
         self._closed = False  # crontask is stopping: no run-now starts
         self._invalid: dict[str, str] = {}  # the spec error last reported as an Event
-        self._schedules: dict[str, str] = {}  # the schedule last looked at for a CronJob's days
         # The keys under which another location's definition is in force (a folder task won
         # a conflict): the runs there are that definition's, not the object's.
         self._foreign: set[str] = set()
@@ -170,7 +168,6 @@ class StatusReporter:
             else:
                 self._foreign.discard(key)
             self._report_invalid(ref, state)
-            self._report_cronjob_difference(ref, in_force)
             self._read_stale(ref)
             due = run_now_due(ref, self._handled.get(key))
             if due is not None and not self._closed:
@@ -329,7 +326,6 @@ class StatusReporter:
         self._handled.pop(key, None)
         self._awaiting.pop(key, None)
         self._invalid.pop(key, None)
-        self._schedules.pop(key, None)
         self._foreign.discard(key)
         self._read.pop(key, None)
 
@@ -406,18 +402,6 @@ class StatusReporter:
             return
         self._invalid[ref.key] = state.invalid
         self._emit(ref, EventSpec("Warning", "InvalidSpec", f"spec is invalid: {state.invalid}"))
-
-    def _report_cronjob_difference(self, ref: ObjectRef, in_force: Definition | None) -> None:
-        """A Warning Event when the object's schedule comes or changes to one a CronJob reads
-        to other days: where ``kubectl describe`` users look (``crontask run`` logs it too)."""
-        if in_force is None or in_force.location.source != SourceKind.KUBERNETES:
-            return
-        schedule = in_force.task.spec.schedule
-        if self._schedules.get(ref.key) == schedule:
-            return
-        self._schedules[ref.key] = schedule
-        if (why := cronjob_difference(schedule)) is not None:
-            self._emit(ref, EventSpec("Warning", "ScheduleDiffersFromCronJob", why))
 
     def _emit(self, ref: ObjectRef, event: EventSpec) -> None:
         if self._events is not None:

@@ -128,44 +128,6 @@ def test_status_follows_generation_and_transitions(
     run_with_crontask(tmp_path, kubeconfig, body)
 
 
-def test_a_schedule_a_cronjob_reads_otherwise_is_an_event_when_it_comes(
-    tmp_path: Path, kubeconfig: Path, emulator: Emulator, api: Any
-) -> None:
-    create(api, "weekly", {"schedule": "0 9 * * 1/2"})
-
-    def told() -> list[tuple[str, int]]:
-        return [
-            (e["message"], e["count"])
-            for e in emulator.objects("events")
-            if e["reason"] == "ScheduleDiffersFromCronJob"
-        ]
-
-    def body() -> None:
-        wait_for("the first Event", lambda: len(told()) == 1)
-        ((message, _),) = told()
-        assert message.startswith("day-of-week '1/2' runs to Sunday here (Monday, Wednesday")
-        assert message.endswith("write '1-7/2' for these days or '1-6/2' for the CronJob's")
-        patch(api, "weekly", {"spec": {"timeoutSeconds": 5}})  # the same schedule
-        wait_for(
-            "generation 2", lambda: status_of(emulator, "weekly").get("observedGeneration") == 2
-        )
-        patch(api, "weekly", {"spec": {"schedule": "0 9 * * 1-6/2"}})  # said as a CronJob does
-        patch(api, "weekly", {"spec": {"schedule": "0 9 * * 1/3"}})
-        wait_for("the second Event", lambda: len(told()) == 2)
-        # Events are sent in order: the first was not sent again before the second.
-        assert sorted(told()) == [
-            (message, 1),
-            (
-                "day-of-week '1/3' runs to Sunday here (Monday, Thursday, Sunday) and to Saturday "
-                "in a Kubernetes CronJob (Monday, Thursday): write '1-7/3' for these days or "
-                "'1-6/3' for the CronJob's",
-                1,
-            ),
-        ]
-
-    run_with_crontask(tmp_path, kubeconfig, body)
-
-
 def test_no_write_storm_from_its_own_status_or_resyncs(
     tmp_path: Path, kubeconfig: Path, emulator: Emulator, api: Any
 ) -> None:
