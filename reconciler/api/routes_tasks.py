@@ -442,9 +442,12 @@ def _validated(document: dict[str, Any]) -> CronTask:
 def _warn_of(task: CronTask, response: Response) -> None:
     """A written task that a Kubernetes CronJob would run on other days is accepted with a
     ``Warning`` header, as the Kubernetes API server answers with its warnings (``kubectl``
-    prints them). Its text is words and the weekday field, which parsed: ASCII, no quote (the
-    schedule's whitespace may be any, so it is not quoted whole)."""
-    if (why := cronjob_difference(task.spec.schedule)) is not None:
+    prints them). Its text is words and the weekday field, which parsed: ASCII letters, digits
+    and signs, no double quote (the schedule's whitespace may be any, so it is not quoted
+    whole). Checked all the same: a header that cannot be sent fails the answer after the
+    write, and the caller would take a stored task for a failed write."""
+    why = cronjob_difference(task.spec.schedule)
+    if why is not None and why.isascii() and why.isprintable() and '"' not in why:
         response.headers["Warning"] = f'299 - "{why}"'
 
 

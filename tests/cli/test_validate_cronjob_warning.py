@@ -38,8 +38,8 @@ def test_the_warning_names_the_place_and_validation_passes(tmp_path: Path, files
     assert done.stdout.splitlines() == [
         f"{tmp_path / 'weekly.yaml'}:2:1: warning: default/weekly: schedule '0 9 * * 1/2': "
         "day-of-week '1/2' runs to Sunday here (Monday, Wednesday, Friday, Sunday) and to "
-        "Saturday in a Kubernetes CronJob (Monday, Wednesday, Friday): write '1-7/2' for these "
-        "days or '1-6/2' for the CronJob's",
+        "Saturday in a Kubernetes CronJob (Monday, Wednesday, Friday): write '1-6/2,0' for these "
+        "days or '1-6/2' for the CronJob's, which both read alike",
         f"ok: {files} files, {files} tasks, 1 warning",
     ]
 

@@ -35,6 +35,7 @@ def test_told_exactly_when_the_days_differ(start: int, step: int, spelled: str) 
         return
     keep, cronjobs = re.findall(r"write '([^']+)' for these days or '([^']+)'", why)[0]
     assert days_here(keep) == here  # "these days": what runs now
+    assert "7" not in keep  # ... in a range a CronJob reads alike (it refuses 7)
     assert days_here(cronjobs) == there  # the CronJob's days, read here too
     assert cronjob_difference(f"0 9 * * {keep}") is None
     assert cronjob_difference(f"0 9 * * {cronjobs}") is None
@@ -43,10 +44,10 @@ def test_told_exactly_when_the_days_differ(start: int, step: int, spelled: str) 
 def test_a_list_is_judged_as_a_whole() -> None:
     # Sunday comes from another item anyway: the same days in both.
     assert cronjob_difference("0 9 * * 0,1/2") is None
-    why = cronjob_difference("0 0 9 * * 3/2,1")  # six fields: the weekday field is the last
+    why = cronjob_difference("0 9 * * 3/2,1")
     assert why is not None
     assert "(Monday, Wednesday, Friday, Sunday)" in why
-    assert "write '3-7/2,1' for these days or '3-6/2,1' for the CronJob's" in why
+    assert "write '3-6/2,1,0' for these days or '3-6/2,1' for the CronJob's" in why
 
 
 @pytest.mark.parametrize(
@@ -60,6 +61,11 @@ def test_a_list_is_judged_as_a_whole() -> None:
         "0 9 * * 7/2",  # a CronJob refuses 7: it reads no other days
         "0 9 1/2 * *",  # a day-of-month step is read to 31 in both
         "0 9 * * 5L",
+        # What a CronJob refuses has no CronJob reading to compare with:
+        "0 0 9 * * 1/2",  # six fields
+        "0 9 * * 1/2,5L",
+        "0 9 L * 1/2",
+        "0 9 15W * 1/2",
     ],
 )
 def test_nothing_to_tell(expression: str) -> None:

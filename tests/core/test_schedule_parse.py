@@ -163,6 +163,9 @@ INVALID = [
     ("1/x * * * *", "minute field: step 'x' is not a number", 0),
     ("x * * * *", "minute field: 'x' is not a number", 0),
     ("² * * * *", "minute field: '²' is not a number", 0),
+    # "5\ufb02".upper() is "5FL": it was read as 5L (and broke the API's Warning header).
+    ("0 9 * * 1/2,5\ufb02", "day-of-week field: '5\ufb02' holds a character that is not ASCII", 12),
+    ("0 9 1\u0131 * *", "day-of-month field: '1\u0131' holds a character that is not ASCII", 4),
     ("fri * * * *", "minute field: 'fri' is not a number", 0),
     ("* * * foo *", "month field: 'foo' is not a number (1-12) or a name (jan-dec)", 6),
     (

@@ -4,8 +4,9 @@ crontask reads a weekday step ``N/step`` up to 7 (Sunday), the end of its day-of
 a CronJob (robfig/cron) reads it up to 6 (Saturday), so ``1/2`` runs on Sunday here and not
 there. Changing what an existing schedule means would move the days of tasks that run now
 without a word, so the difference is told instead, where the schedule is read
-(``crontask validate``, the log of ``crontask run``), with the two ways of writing it that mean
-the same in both and silence it.
+(``crontask validate``, the log of ``crontask run``, the API's answer to a write), with the two
+ways of writing it that both read alike and silence it. A schedule a CronJob refuses (six
+fields, Quartz's items) is not told of: there is no CronJob reading to compare with.
 
 The other difference the README names (a stepped ``*/2`` day field counting as restricted in a
 CronJob) is not told: what it means here cannot be written any other way, so a warning could not
@@ -27,11 +28,13 @@ def cronjob_difference(expression: str) -> str | None:
     """Why ``expression``'s days differ from a CronJob's reading of it, or None if they do not
     (or it is not a cron expression). ``expression`` is one that parses."""
     words = expression.split()
-    if len(words) not in (5, 6):  # a macro, or @every
+    if len(words) != 5:  # a macro, @every, or six fields, which a CronJob refuses
         return None
     field = words[-1]
+    if _quartz(words[2], "LW#") or _quartz(field, "L#"):  # a CronJob refuses these as well
+        return None
     items = field.split(",")
-    there = [_to(item, 6) for item in items]
+    there = [_to_saturday(item) for item in items]
     if there == items:
         return None
     try:
@@ -40,22 +43,30 @@ def cronjob_difference(expression: str) -> str | None:
         return None
     if here_days == there_days:
         return None
-    keep = ",".join(_to(item, 7) for item in items)
+    # The one day that differs is Sunday, 7, which a CronJob's range stops before: named as 0,
+    # it is Sunday in both.
+    cronjobs = ",".join(there)
     return (
         f"day-of-week {field!r} runs to Sunday here ({_days(here_days)}) and to Saturday in a "
-        f"Kubernetes CronJob ({_days(there_days)}): write {keep!r} for these days or "
-        f"{','.join(there)!r} for the CronJob's"
+        f"Kubernetes CronJob ({_days(there_days)}): write {cronjobs + ',0'!r} for these days "
+        f"or {cronjobs!r} for the CronJob's, which both read alike"
     )
 
 
-def _to(item: str, end: int) -> str:
-    """``item`` with a step from a single weekday written as a range to ``end``."""
+def _to_saturday(item: str) -> str:
+    """``item`` with a step from a single weekday written as the range a CronJob reads."""
     if (match := _STEP_FROM.fullmatch(item)) is None:
         return item
     start, step = match.groups()
     if start.lower() in WEEKDAY_NAMES:
         start = start.upper()
-    return f"{start}-{end}/{step}"
+    return f"{start}-6/{step}"
+
+
+def _quartz(field: str, marks: str) -> bool:
+    """Whether a day field holds one of Quartz's calendar items (``L``, ``15W``, ``1#2``):
+    no weekday name holds an L, and the day of the month has no names."""
+    return any(mark in field.upper() for mark in marks)
 
 
 def _days(days: frozenset[int]) -> str:

@@ -224,6 +224,12 @@ def _parse_field(text: str, field: _Field, column: int) -> _Values:
         offset += len(item) + 1
         if not item:
             raise ScheduleError(f"{field.name} field: empty list item in {text!r}", where)
+        if field in (DAY_OF_MONTH, DAY_OF_WEEK) and not item.isascii():
+            # Their items are read upper-cased (L, W, names), and case folding of other
+            # characters makes letters: "5\ufb02".upper() is "5FL", which was read as 5L.
+            raise ScheduleError(
+                f"{field.name} field: {item!r} holds a character that is not ASCII", where
+            )
         if "?" in item:
             raise ScheduleError(
                 f"{field.name} field: '?' must be the whole field (it means the same as '*')"
