@@ -209,7 +209,9 @@ class HttpAction(Model):
     )
     headers: list[HttpHeader] = Field(default_factory=list, max_length=MAX_ITEMS)
     body: str | None = Field(
-        None, max_length=64 * 1024, description="Request body, sent as is (at most 64 KiB)."
+        None,
+        max_length=64 * 1024,
+        description="Request body, sent as is (at most 65 536 characters).",
     )
     expect_status: str = Field(
         "200-299",

@@ -23,7 +23,7 @@ DAY = 86_400
 MAX_SECONDS = 365 * DAY  # deadlines and timeouts: a year
 MAX_BACKOFF = DAY  # one retry delay: a day
 MAX_HISTORY = 1_000  # run records kept per task and status
-MAX_TEXT = 32 * 1024  # one argument, env value, header value: 32 KiB
+MAX_TEXT = 32 * 1024  # one argument, env value, header value: 32 768 characters
 MAX_ITEMS = 256  # args, env entries, headers, labels, annotations
 Text = Annotated[str, StringConstraints(max_length=MAX_TEXT)]
 LabelValue = Annotated[str, StringConstraints(max_length=63)]
