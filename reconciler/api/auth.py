@@ -15,7 +15,12 @@ The configuration is a YAML file (:meth:`AuthConfig.load`)::
       issuer: https://issuer.example
       audience: crontask
       roleClaim: role
+    sessionSecretFile: /etc/crontask/session-secret   # optional
     metricsRequireAuth: false
+
+The status page's sessions are sealed with a key derived from ``sessionSecretFile`` or an HMAC
+``jwt.secretFile``; without either, with a key of this process only (token digests and a
+public key are no secret), so sessions end at a restart and hold on one replica.
 
 Tokens are never logged, never compared in variable time, and a JWT is verified with the
 configured algorithm only (the token's own ``alg`` header is not trusted).
@@ -188,11 +193,13 @@ class AuthConfig:
     jwt: JwtSettings | None
     jwt_key: Any  # bytes (HMAC secret) or a public key object
     metrics_require_auth: bool = False
-    # What seals the status page's session cookies (web/session.py): derived from the file and
-    # its secrets (sessionSecretFile, the JWT secret), so every replica, and the next start,
-    # opens the cookies of the others, and a change of the file signs everyone out. A file
-    # that holds no secret at all (a public JWT key, no tokens) gets one of this process only
-    # (``sessions_shared`` False): then a session lasts as long as the process.
+    # What seals the status page's session cookies (web/session.py). With a secret named
+    # (sessionSecretFile, an HMAC JWT secretFile) it is derived from the file and that secret,
+    # so every replica, and the next start, opens the cookies of the others, and a change of
+    # the file signs everyone out. Without one it is drawn by this process (``sessions_shared``
+    # False): token hashes and a public JWT key are no secret (the file is often readable by
+    # every local user), and a key derived from them alone would let anyone who reads the file
+    # unseal the credential in a cookie; then a session lasts as long as the process.
     session_key: bytes = dataclasses.field(default=b"", repr=False)
     sessions_shared: bool = True
 
@@ -251,7 +258,8 @@ class AuthConfig:
         secret = key if isinstance(key, bytes) else b""
         if parsed.session_secret_file is not None:
             secret += _read_secret(parsed.session_secret_file, "sessionSecretFile", source, base)
-        shared = bool(secret or parsed.tokens)
+        # Token digests are no secret: only a named secret makes the key one to share.
+        shared = bool(secret)
         if not shared:
             secret = secrets.token_bytes(32)
         material = json.dumps(raw, sort_keys=True, default=str).encode()

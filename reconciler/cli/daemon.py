@@ -238,10 +238,13 @@ def http_server(args: argparse.Namespace) -> HttpServer:
     except (AuthConfigError, ValueError, OSError) as err:
         raise SystemExit(f"crontask: {err}") from None
     if auth is not None and not auth.sessions_shared:
-        log.warning(
-            "the auth file holds no secret (a public JWT key, no tokens): status page sessions "
-            "last as long as this process and work on this replica only; give "
-            "sessionSecretFile to share them",
+        # Common and harmless on one process (tokens only), so info; replicas behind one address
+        # sign each other's people out, so a warning with --ha.
+        log.log(
+            logging.WARNING if args.ha else logging.INFO,
+            "the auth file names no secret (no sessionSecretFile, no HMAC jwt.secretFile): status "
+            "page sessions last as long as this process and hold on this replica only; give "
+            "sessionSecretFile to keep them across restarts and replicas",
             extra={"fields": {"auth_config": str(args.auth_config)}},
         )
     webhook_secret = _webhook_secret(args.git_webhook_secret_file)

@@ -7,14 +7,18 @@ With it, a person signs in at ``/login`` with a token or a JWT, as an API client
 The credential is checked like a bearer token and kept in a cookie that is ``HttpOnly``
 (no script reads it), ``SameSite=Strict`` (no other site's page sends it), ``Secure`` behind
 HTTPS (or when ``--external-url`` is ``https://``), and sealed (:func:`seal`): encrypted and
-authenticated with a key derived from the auth file, with the moment the session ends, after
-:data:`SESSION_SECONDS` (or with the JWT). A browser sends a cookie to every port of its
-host, so another service there sees the cookie, never the credential; and a copy of the
-cookie stops working when its session ends, whatever the copy says of its age. Each request
-checks the credential again with the auth file, exactly as the API checks a bearer token:
-roles, JWT expiry and a token removed from the file take effect at once, on every replica and
-across restarts (each derives the same key). Signing out removes the cookie from the browser;
-a copy taken before stays valid until its session ends. The credential is never logged.
+authenticated with ``AuthConfig.session_key``, with the moment the session ends, after
+:data:`SESSION_SECONDS` (or with the JWT). That key is derived from the auth file and a secret
+it names (``sessionSecretFile``, an HMAC JWT secret), or, when it names none, drawn by the
+process: token digests are no secret, and a key anyone who reads the file could derive would
+unseal the credential. A browser sends a cookie to every port of its host, so another service
+there sees the cookie, never the credential; and a copy of the cookie stops working when its
+session ends, whatever the copy says of its age. Each request checks the credential again with
+the auth file, exactly as the API checks a bearer token: roles, JWT expiry and a token removed
+from the file take effect at once, on every replica and across restarts when a secret is named
+(each derives the same key; without one a session holds on its process only). Signing out
+removes the cookie from the browser; a copy taken before stays valid until its session ends.
+The credential is never logged.
 
 Every ``POST`` of the page is CSRF-safe, on three counts: the cookie is ``SameSite=Strict``;
 a cross-site ``Origin`` or ``Sec-Fetch-Site`` is refused; and the form carries a token that

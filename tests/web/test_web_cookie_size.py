@@ -50,8 +50,15 @@ def auth_file(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def guarded(make_page: PageFactory, auth_file: Path) -> Iterator[TestClient]:
-    with TestClient(make_page(AuthConfig.load(auth_file)), raise_server_exceptions=True) as client:
+def config(auth_file: Path) -> AuthConfig:
+    """The page's auth, loaded once: a file of tokens only names no secret, so each load draws
+    its own session key, and a test unseals with the page's."""
+    return AuthConfig.load(auth_file)
+
+
+@pytest.fixture
+def guarded(make_page: PageFactory, config: AuthConfig) -> Iterator[TestClient]:
+    with TestClient(make_page(config), raise_server_exceptions=True) as client:
         yield client
 
 
@@ -62,7 +69,7 @@ def cookie_line(set_cookie: str) -> str:
 
 @pytest.mark.parametrize("name", sorted(FITS))
 def test_a_long_token_that_passes_the_check_keeps_its_session(
-    guarded: TestClient, auth_file: Path, name: str
+    guarded: TestClient, config: AuthConfig, name: str
 ) -> None:
     token = FITS[name]
     response = guarded.post("/login", data={"token": token}, follow_redirects=False)
@@ -73,7 +80,7 @@ def test_a_long_token_that_passes_the_check_keeps_its_session(
     page = guarded.get("/", follow_redirects=False)
     assert page.status_code == 200  # signed in, not sent back to /login
     assert name in page.text
-    key = AuthConfig.load(auth_file).session_key
+    key = config.session_key
     assert unseal(key, guarded.cookies[COOKIE], time.time()) == token
 
 
@@ -87,11 +94,11 @@ def test_a_token_too_long_for_a_cookie_is_told_at_sign_in(guarded: TestClient) -
 
 
 def test_a_cookie_sealed_as_before_is_refused_and_its_holder_signs_in_again(
-    guarded: TestClient, auth_file: Path
+    guarded: TestClient, config: AuthConfig
 ) -> None:
     """Sessions sealed the JSON way (``v2``) end with the upgrade: the page asks for the
     token again, as for any session that ended."""
-    key = AuthConfig.load(auth_file).session_key
+    key = config.session_key
     context = b"crontask page session v2"
     payload = json.dumps({"c": SHORT, "x": int(time.time()) + 600}, separators=(",", ":"))
     nonce = secrets.token_bytes(12)
