@@ -4,12 +4,13 @@ How it works (``crontask run --git URL``):
 
 - ``sync()`` (the runtime calls it every ``status().next_retry_in`` seconds, in a thread: it
   blocks on the network) fetches into a bare repository
-  ``<state_dir>/git/<key>/repo.git`` with the real ``git`` client (see ``gitrepo`` for the
+  ``<state_dir>/git/<key>/repo.git`` with the real ``git`` client (see ``gitenv`` for the
   isolation and credential handling, ``gitprocess`` for the timeouts) and resolves the ref.
   ``<key>`` is a stable hash of the redacted URL, the ref and the path, so two sources never
   share (and race on) one checkout, and changing a password in the URL does not start a new
-  clone. A name is fetched as a branch, else as a tag, and resolved as what was fetched
-  (``gitrefs``). Each sync ends with git's automatic collection (``gitmaintenance``).
+  clone. A name is fetched as a branch and as a tag, and resolved as what was fetched
+  (``gitrefs``); a name the remote has as both is refused as ambiguous. Each sync ends with
+  git's automatic collection (``gitmaintenance``).
 - A new commit is checked out into its own folder ``worktrees/<sha>`` with
   ``git worktree add --detach --no-checkout`` and a ``git checkout`` of ``path`` alone (with what
   its links lead to in the commit: ``gitcheckout.checkout_paths``), after its trees were listed: a
@@ -50,6 +51,8 @@ remote ("ref 'x' not found on remote"), a checkout that fails: the revision in f
 the error is in ``status().last_error`` with exponential backoff (``interval`` doubled on each
 consecutive failure, capped at ``max_backoff``); the next success resets it. A force-push is just
 a new commit (``fetch --force``); a newer commit always supersedes one whose checkout failed.
+A fetch that finds ``repo.git`` damaged (what a power loss can leave) deletes it, says so in
+the error, and the next sync clones it again (``Revisions.discard_damaged``).
 ``sync()`` raises only for programming errors. After a restart the revision under ``current``
 is in force again before the first fetch.
 
@@ -85,17 +88,10 @@ from reconciler.sources.ahead import read_ahead
 from reconciler.sources.base import Notify, Ready, SourceState
 from reconciler.sources.gitcheckout import FILE_SIZE_MARGIN, CheckoutLimits, CheckoutRefusedError
 from reconciler.sources.gitcredentials import credentials_of
+from reconciler.sources.gitenv import Credentials, git_env
 from reconciler.sources.gitfiles import WorktreeFiles
 from reconciler.sources.gitprocess import GitError
-from reconciler.sources.gitrepo import (
-    Credentials,
-    GitRepo,
-    Redactor,
-    RefNotFoundError,
-    check_ref,
-    clean_path,
-    git_env,
-)
+from reconciler.sources.gitrepo import GitRepo, Redactor, RefNotFoundError, check_ref, clean_path
 from reconciler.sources.gitrevisions import Revisions
 from reconciler.sources.limits import DEFAULT_MAX_FILE_SIZE, DEFAULT_MAX_TASKS
 
@@ -304,6 +300,7 @@ class GitSource:
         with self._lock:
             self._last_attempt = now
         redact = Redactor()
+        repo: GitRepo | None = None
         try:
             options = self.options
             credentials = credentials_of(options.url, options.token_file, options.token_env)
@@ -319,7 +316,7 @@ class GitSource:
         except RefNotFoundError as err:
             return self._failed(str(err), None)
         except (GitError, OSError) as err:
-            return self._failed(f"fetch failed: {redact(str(err))}", None)
+            return self._fetch_failed(repo, redact(str(err)))
         with self._lock:
             self._last_sync = now
         try:
@@ -431,6 +428,18 @@ class GitSource:
             },
         )
         return False
+
+    def _fetch_failed(self, repo: GitRepo | None, error: str) -> bool:
+        """A failed fetch; a mirror it found damaged is deleted, to be cloned again at the next
+        sync (``Revisions.discard_damaged``), and the message says so."""
+        message = f"fetch failed: {error}"
+        if repo is None or self._cancelled or not self._revisions.discard_damaged(repo, error):
+            return self._failed(message, None)
+        fields = {"url": self.url, "ref": self.options.ref, "error": error[:300]}
+        log.warning("git mirror damaged: deleted", extra={"fields": fields})
+        return self._failed(
+            f"{message}; the local mirror was damaged: deleted, cloned again at the next sync", None
+        )
 
     def _retry_in(self, failures: int) -> float:
         interval = self.options.interval

@@ -2,35 +2,23 @@
 
 Contracts (how each call is run, with its deadline, is ``gitprocess``'s):
 
-- git runs isolated from the machine. Of crontask's environment it inherits only what git, its
-  HTTP helper (libcurl) and ssh need, no credential among it but a proxy URL's (``INHERITED``):
-  git and its children are dumpable, so a command task (same user) reads their
-  ``/proc/<pid>/environ`` during a fetch, and ``CRONTASK_DB``, a ``--git-token-env`` variable
-  or a cloud key must not be there. ``GIT_CONFIG_NOSYSTEM=1`` and
-  ``GIT_CONFIG_GLOBAL=/dev/null`` (no user or system config: no credential helper, no hooks,
-  no ``url.insteadOf`` surprises), ``GIT_TERMINAL_PROMPT=0`` and an empty ``GIT_ASKPASS``
-  (never prompt, never fall back to ``SSH_ASKPASS``), ssh in ``BatchMode`` (and with
-  keepalives: a server gone silent ends the connection after about a minute, even for a git
-  this process left behind), and ``LC_ALL=C`` so that the few messages recognised below are
-  in English.
+- git runs isolated from the machine, and secrets never reach argv or disk: what git's
+  environment holds, credentials included, is ``gitenv``'s (``git_env``, re-exported here with
+  ``Credentials`` and ``url_credentials``). Every message that leaves this module went through
+  ``Redactor``.
 - A local repository (``file://`` or a path) is read whoever owns it: git refuses one another
   user owns ("dubious ownership") unless ``safe.directory`` names it, in a config crontask's git
   does not read; the fetch names the repository it was given, and only that one
   (``upload_pack``).
-- Secrets never reach argv or disk. HTTP credentials (a token, or the user:password of a URL)
-  are handed to git by a credential helper defined through ``GIT_CONFIG_COUNT`` /
-  ``GIT_CONFIG_KEY_n`` / ``GIT_CONFIG_VALUE_n``, scoped to the repository's
-  ``scheme://host[:port]``; the helper is a shell snippet that prints two environment variables
-  set only in git's environment (where a command task can read them during a fetch: with a
-  proxy URL's userinfo, the only secret git's environment holds). The URL given to git (and
-  so stored in ``FETCH_HEAD``-like places and echoed in its messages) never carries userinfo.
-  Every message that leaves this module went through ``Redactor``.
+- A ``--git-ref`` name is asked for as a branch and as a tag in one fetch (``gitrefs``); one
+  the remote has both of is refused (``AmbiguousRefError``), never read as the branch.
+- Trees are deleted by ``gittree.remove_tree`` (re-exported here): relative to each folder,
+  whatever their depth.
 """
 
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import os
 import re
 import shlex
@@ -40,8 +28,15 @@ from pathlib import Path, PurePosixPath
 
 from reconciler import statedir
 from reconciler.sources import gitmaintenance
+from reconciler.sources.gitenv import INHERITED as INHERITED
+from reconciler.sources.gitenv import PASSWORD_VAR as PASSWORD_VAR
+from reconciler.sources.gitenv import USERNAME_VAR as USERNAME_VAR
+from reconciler.sources.gitenv import Credentials as Credentials
+from reconciler.sources.gitenv import git_env as git_env
+from reconciler.sources.gitenv import url_credentials as url_credentials
 from reconciler.sources.gitprocess import GitError, GitRunner
-from reconciler.sources.gitrefs import FULL_SHA, HEX, PRIVATE, alternatives
+from reconciler.sources.gitrefs import BRANCHES, FULL_SHA, HEX, PRIVATE, TAGS, alternatives
+from reconciler.sources.gittree import remove_tree as remove_tree
 
 # The userinfo of an http(s) URL in git's messages: up to its first "@", and on to the last
 # "@" before the next "/". A "/" in it (unencoded: "https://tok3n/S3CRET@host") made urlsplit,
@@ -53,60 +48,27 @@ _HTTP_USERINFO = re.compile(r"(?i)(https?://)[^\s@]*@(?:[^\s/@]*@)*")
 _MAX_TEXT_OUTPUT = 1024 * 1024
 _MAX_BLOBS_OUTPUT = 8 * 1024 * 1024
 
-USERNAME_VAR = "CRONTASK_GIT_USERNAME"
-PASSWORD_VAR = "CRONTASK_GIT_PASSWORD"  # noqa: S105 - the variable's name, not a password
-# A "!" helper is run by the shell; it answers "get" and ignores "store"/"erase".
-_HELPER = (
-    f'!f() {{ test "$1" = get && printf "username=%s\\npassword=%s\\n" '
-    f'"${USERNAME_VAR}" "${PASSWORD_VAR}"; }}; f'
-)
+# What git says of a ref the remote lacks (it stops at the first one).
+_MISSING_REF = re.compile(r"couldn't find remote ref (\S+)")
 
 
 class RefNotFoundError(GitError):
-    """The remote was reached but does not have the ref (deleted branch, unknown tag/SHA)."""
+    """The remote was reached but does not have the ref (deleted branch, unknown tag/SHA);
+    ``missing`` is the remote ref git named, when it named one."""
+
+    def __init__(self, message: str, missing: str | None = None) -> None:
+        super().__init__(message)
+        self.missing = missing
 
 
 class AmbiguousRefError(GitError):
-    """An abbreviated SHA that is also a branch or tag name, or the start of several commits."""
+    """A name that is both a branch and a tag on the remote, an abbreviated SHA that is also a
+    branch or tag name, or the start of several commits."""
 
 
-# A user name this short is a name, not a token (tokens run to 20 characters and more).
-_TOKEN_MIN = 8
 # What a checkout writes is the blob: no end-of-line conversion, no $Id$ expansion, no
 # re-encoding, no filter driver (see GitRepo._as_stored).
 _AS_STORED = "* -text -eol -ident -working-tree-encoding -filter\n"
-
-
-# What git inherits of crontask's environment, and nothing else (see the module's docstring).
-# Proxies: git reads these itself (NO_PROXY only with a proxy from them). The ssh agent, a
-# Kerberos ticket cache (HTTP Negotiate, ssh GSSAPI) and CA bundles are paths. The loader's,
-# with nss_wrapper's: a container under an arbitrary uid gives ssh (which refuses a uid
-# without one) its passwd entry that way. PWD: git makes a relative path absolute with it,
-# keeping its links (upload_pack's safe.directory names the path as written). Not LANG/LC_*:
-# LC_ALL=C overrides them.
-INHERITED = frozenset(
-    {
-        *("PATH", "HOME", "USER", "LOGNAME", "TMPDIR", "TZ", "PWD"),
-        *("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY"),
-        *("all_proxy", "ALL_PROXY", "no_proxy", "NO_PROXY"),
-        *("SSH_AUTH_SOCK", "KRB5CCNAME", "SSL_CERT_FILE", "SSL_CERT_DIR", "CURL_CA_BUNDLE"),
-        *("LD_LIBRARY_PATH", "LD_PRELOAD", "NSS_WRAPPER_PASSWD", "NSS_WRAPPER_GROUP"),
-    }
-)
-
-
-@dataclasses.dataclass(frozen=True)
-class Credentials:
-    """HTTP basic credentials; neither field is ever shown in a repr."""
-
-    username: str = dataclasses.field(repr=False)
-    password: str = dataclasses.field(repr=False)
-
-    def secrets(self) -> list[str]:
-        """What git's messages must not show: the password, and the user name when it may be
-        a token (``https://TOKEN@host``, ``https://TOKEN:x-oauth-basic@host``). A short user
-        name is not one, and replacing it everywhere made ``u`` of ``Couldn't`` a ``***``."""
-        return [self.password, *([self.username] if len(self.username) >= _TOKEN_MIN else [])]
 
 
 class Redactor:
@@ -120,73 +82,6 @@ class Redactor:
         for secret in self._secrets:
             text = text.replace(secret, "***")
         return _HTTP_USERINFO.sub(r"\1***@", text)
-
-
-def url_credentials(url: str) -> Credentials | None:
-    """The user:password embedded in an http(s) URL, if any."""
-    parts = urllib.parse.urlsplit(url)
-    if parts.scheme.lower() not in ("http", "https") or "@" not in parts.netloc:
-        return None
-    userinfo = parts.netloc.rpartition("@")[0]
-    user, _, password = userinfo.partition(":")
-    return Credentials(urllib.parse.unquote(user), urllib.parse.unquote(password))
-
-
-def _origin(url: str) -> str | None:
-    parts = urllib.parse.urlsplit(url)
-    if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
-        return None
-    return f"{parts.scheme.lower()}://{parts.netloc.rpartition('@')[2]}"
-
-
-def git_env(
-    url: str,
-    *,
-    credentials: Credentials | None = None,
-    ssh_key_file: Path | None = None,
-    known_hosts_file: Path | None = None,
-    base: Mapping[str, str] | None = None,
-) -> dict[str, str]:
-    """The environment of every git call for ``url`` (a URL without userinfo)."""
-    inherited = os.environ if base is None else base
-    # None of git's own variables (GIT_DIR, GIT_SSH_COMMAND, GIT_CONFIG_PARAMETERS, ...) either:
-    # they would change what git does behind our back.
-    env = {k: v for k, v in inherited.items() if k in INHERITED}
-    env.update(
-        GIT_TERMINAL_PROMPT="0",
-        GIT_ASKPASS="",  # empty, not unset: stops git falling back to SSH_ASKPASS
-        GIT_CONFIG_NOSYSTEM="1",
-        GIT_CONFIG_GLOBAL=os.devnull,
-        GIT_ATTR_NOSYSTEM="1",
-        LC_ALL="C",
-    )
-    # Keepalives: a server that stops answering ends the connection after 4 x 15 s unanswered,
-    # also when this process died without killing git (none of git's own deadlines covers ssh).
-    ssh = [
-        "ssh",
-        "-o",
-        "BatchMode=yes",
-        "-o",
-        "ServerAliveInterval=15",
-        "-o",
-        "ServerAliveCountMax=4",
-    ]
-    if ssh_key_file is not None:
-        ssh += ["-i", str(ssh_key_file), "-o", "IdentitiesOnly=yes"]
-    if known_hosts_file is not None:
-        ssh += ["-o", "StrictHostKeyChecking=yes", "-o", f"UserKnownHostsFile={known_hosts_file}"]
-    env["GIT_SSH_COMMAND"] = shlex.join(ssh)  # run by a shell: quote the paths
-    env["GIT_SSH_VARIANT"] = "ssh"
-    origin = _origin(url)
-    if credentials is not None and origin is not None:
-        env.update(
-            GIT_CONFIG_COUNT="1",
-            GIT_CONFIG_KEY_0=f"credential.{origin}.helper",
-            GIT_CONFIG_VALUE_0=_HELPER,
-        )
-        env[USERNAME_VAR] = credentials.username
-        env[PASSWORD_VAR] = credentials.password
-    return env
 
 
 def local_path(url: str) -> str | None:
@@ -225,25 +120,6 @@ def check_ref(ref: str) -> None:
         raise ValueError(f"invalid git ref: {ref!r}")
 
 
-def remove_tree(top: Path) -> None:
-    """``shutil.rmtree(top)`` without recursion: on Python 3.11 it recursed, and a commit can
-    nest folders past the recursion limit (a RecursionError, not an OSError).
-    Links are removed, never followed. Raises OSError."""
-    stack = [(top, False)]
-    while stack:
-        path, emptied = stack.pop()
-        if emptied:
-            path.rmdir()
-            continue
-        if not path.is_dir() or path.is_symlink():
-            path.unlink()
-            continue
-        stack.append((path, True))
-        with os.scandir(path) as entries:
-            for entry in entries:
-                stack.append((Path(entry.path), False))
-
-
 def clean_path(path: str) -> str:
     """``path`` as a clean relative POSIX path ("" for the root); refuses escapes."""
     pure = PurePosixPath(path.strip() or ".")
@@ -274,11 +150,12 @@ class GitRepo:
 
     # -- the operations ------------------------------------------------------------------
 
-    def ensure(self) -> None:
-        """Create the bare repository if it is missing (or was left half-made)."""
+    def ensure(self) -> bool:
+        """Create the bare repository if it is missing (or was left half-made): True if it was
+        made now."""
         self._remove_scratches()
         if (self.git_dir / "HEAD").is_file():
-            return
+            return False
         with contextlib.suppress(OSError):
             remove_tree(self.git_dir)
         statedir.make_dirs(self.git_dir.parent)  # 0700: checkouts may hold secrets
@@ -286,6 +163,7 @@ class GitRepo:
         scratch = self.git_dir.with_name(f".{self.git_dir.name}.{os.getpid()}")
         self.run(["init", "--bare", "--quiet", str(scratch)], git_dir=False)
         os.rename(scratch, self.git_dir)
+        return True
 
     def _remove_scratches(self) -> None:
         """Delete the scratch repositories of ``ensure`` calls killed before their rename: each
@@ -315,24 +193,26 @@ class GitRepo:
             remove_tree(record)
 
     def fetch_ref(self, url: str, ref: str) -> tuple[str, ...]:
-        """Fetch ``ref``: its ``alternatives`` in turn until the remote has one; the names that
-        one wrote, for ``resolve``. RefNotFoundError if the remote has none. The names of an
-        alternative the remote lacks are deleted: a fetch that finds nothing prunes nothing, and
-        the ref a deleted branch left would keep its commits (or be taken for the ref)."""
-        *first, last = alternatives(ref)
-        for alternative in first:
+        """Fetch ``ref``'s ``alternatives`` (a name's branch and tag) in one fetch; the names it
+        wrote, for ``resolve``. git stops at the first ref the remote lacks and names it: that
+        one is left out and the rest asked for again (a second fetch when a name is only a
+        branch or only a tag; no objects come with the first). RefNotFoundError if the remote
+        has none. The names of one it lacks are deleted: a fetch that finds nothing prunes
+        nothing, and the ref a deleted branch left would keep its commits (or be taken for
+        the ref)."""
+        wanted = alternatives(ref)
+        while True:
             try:
-                self.fetch(url, alternative.specs, ref)
-            except RefNotFoundError:
-                self._forget(alternative.names)
+                self.fetch(url, [spec for each in wanted for spec in each.specs], ref)
+            except RefNotFoundError as err:
+                lacking = [each for each in wanted if err.missing in each.sources]
+                if not lacking or len(lacking) == len(wanted):
+                    self._forget([name for each in wanted for name in each.names])
+                    raise
+                self._forget([name for each in lacking for name in each.names])
+                wanted = [each for each in wanted if each not in lacking]
                 continue
-            return alternative.names
-        try:
-            self.fetch(url, last.specs, ref)
-        except RefNotFoundError:
-            self._forget(last.names)
-            raise
-        return last.names
+            return tuple(name for each in wanted for name in each.names)
 
     def fetch(self, url: str, specs: Sequence[str], ref: str) -> None:
         """``git fetch --prune --force``: a force-push or a moved tag simply replaces the ref.
@@ -342,8 +222,10 @@ class GitRepo:
         try:
             self._cleanly([*args, url, *specs])
         except GitError as err:
-            if "couldn't find remote ref" in str(err):
-                raise RefNotFoundError(f"ref {ref!r} not found on remote") from None
+            missing = _MISSING_REF.search(str(err))
+            if missing is not None:
+                message = f"ref {ref!r} not found on remote"
+                raise RefNotFoundError(message, missing.group(1)) from None
             raise
 
     def _forget(self, names: Sequence[str]) -> None:
@@ -373,12 +255,20 @@ class GitRepo:
         """The commit ``ref`` names, after ``fetch_ref`` fetched ``names`` (the first of them
         that exists); RefNotFoundError if there is none.
 
-        A full SHA is that commit and nothing else. An abbreviated one that is also the name of
-        a branch or tag is AmbiguousRefError: a branch anyone can push must not stand in for a
-        pinned commit, and guessing which one was meant would do just that."""
+        A full SHA is that commit and nothing else. A name the remote has both as a branch and
+        as a tag, or an abbreviated SHA that is also the name of a branch or tag, is
+        AmbiguousRefError (even when both are at one commit: the next push may differ): a branch
+        anyone can push must not stand in for a pinned tag or commit, and guessing which one was
+        meant would do just that."""
         if FULL_SHA.fullmatch(ref):
             return self._pinned(url, ref)
-        named = [sha for sha in map(self.rev_parse, names) if sha is not None]
+        found = {name: sha for name in names if (sha := self.rev_parse(name)) is not None}
+        if BRANCHES + ref in found and TAGS + ref in found:
+            raise AmbiguousRefError(
+                f"ref {ref!r} is ambiguous: the remote has both refs/heads/{ref} and"
+                f" refs/tags/{ref}; set the ref to refs/heads/{ref} or refs/tags/{ref}"
+            )
+        named = list(found.values())
         commits = self._commits_starting_with(ref) if HEX.fullmatch(ref) else []
         if named and commits:
             raise AmbiguousRefError(

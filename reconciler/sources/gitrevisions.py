@@ -14,20 +14,37 @@ Under the source's state folder ``<state_dir>/git/<key>/``:
   symlink renamed over it), as git-sync does, and the rename is durable before older worktrees
   are deleted.
 
+A worktree that cannot be deleted (an entry of it made immutable, a folder without write
+access) is one warning, and the switch still succeeds; it is tried again at each switch.
+
+The bare repository ``repo.git`` is a cache of the remote: one that a fetch finds damaged
+(a zero-length loose object or ref, what a power loss can leave: git does not fsync them by
+default) failed every fetch for ever. :meth:`Revisions.discard_damaged` deletes it, and the
+next sync clones it again; the revision in force stays.
+
 Not thread-safe: the caller holds one lock across :meth:`Revisions.switch`,
 :meth:`Revisions.remove_old` and every read of the tree in force.
 """
 
 from __future__ import annotations
 
-import contextlib
+import logging
 import os
 import uuid
 from pathlib import Path, PurePosixPath
 
 from reconciler import statedir
 from reconciler.sources.gitcheckout import CheckoutLimits, checkout_paths
-from reconciler.sources.gitrepo import GitRepo, remove_tree
+from reconciler.sources.gitrepo import GitRepo
+from reconciler.sources.gittree import remove_tree
+
+log = logging.getLogger("crontask.sources.git")
+
+# What a fetch says when the repository's own objects or refs are damaged (a ref of ours that
+# names an object we do not have whole ends in "did not send all necessary objects").
+_DAMAGED = ("bad object", "is corrupt", "did not send all necessary objects")
+# How much of an error a warning carries (a path in it may run to 4 KB).
+_MAX_ERROR = 300
 
 
 class Revisions:
@@ -41,13 +58,34 @@ class Revisions:
         self.path = path  # checked out: this, and what its links lead to
         self.limits = limits
         self.applied: str | None = self._read_current()
+        self._undeleted: set[str] = set()  # worktrees warned about: once each
+        self._made: Path | None = None  # the repository ``prepare`` made, in this sync
 
     def prepare(self, repo: GitRepo) -> None:
         """Before a fetch: the repository exists, and git keeps no record of a worktree but
         the one in force (``GitRepo.forget_worktrees``: a leftover one failed every fetch).
         Raises GitError or OSError."""
-        repo.ensure()
+        self._made = None
+        self._made = repo.git_dir if repo.ensure() else None
         repo.forget_worktrees(keep=self.applied)
+
+    def discard_damaged(self, repo: GitRepo, error: str) -> bool:
+        """After a failed fetch: delete the repository if ``error`` says it is damaged (the next
+        ``prepare`` makes a new one, and the next fetch fills it); True if it was deleted. One
+        this sync made is kept: a damage that comes with the remote's answer would otherwise be
+        cloned whole again at every retry.
+        The revision in force is a worktree of its own, and stays. Raises nothing."""
+        if repo.git_dir == self._made or not any(sign in error for sign in _DAMAGED):
+            return False
+        try:
+            remove_tree(repo.git_dir)
+        except FileNotFoundError:
+            return True
+        except OSError as err:
+            fields = {"repository": str(repo.git_dir), "error": str(err)[:_MAX_ERROR]}
+            log.warning("git mirror damaged, not deleted", extra={"fields": fields})
+            return False
+        return True
 
     def check_out(self, repo: GitRepo, sha: str) -> None:
         """Write the worktree of ``sha`` (``current`` does not move: see :meth:`switch`).
@@ -86,14 +124,25 @@ class Revisions:
         self.applied = sha
 
     def remove_old(self, keep: str) -> None:
-        """Delete every worktree but ``keep`` (git's record of them: ``prune_worktrees``)."""
+        """Delete every worktree but ``keep`` (git's record of them: ``prune_worktrees``). One
+        that cannot be deleted is a warning (once per worktree), not a failure of the switch."""
         for entry in self.worktrees.iterdir():
             if entry.name != keep:
-                with contextlib.suppress(OSError):
-                    remove_tree(entry)
+                self._remove_worktree(entry)
         for entry in self.base.iterdir():
             if entry.name.startswith(".current."):  # left by a crash between symlink and rename
                 entry.unlink(missing_ok=True)
+
+    def _remove_worktree(self, tree: Path) -> None:
+        try:
+            remove_tree(tree)
+        except OSError as err:
+            if tree.name not in self._undeleted:
+                self._undeleted.add(tree.name)
+                fields = {"worktree": str(tree), "error": str(err)[:_MAX_ERROR]}
+                log.warning("git worktree not deleted", extra={"fields": fields})
+        else:
+            self._undeleted.discard(tree.name)
 
     def _read_current(self) -> str | None:
         """The revision in force from an earlier run: where ``current`` points, if it is there."""

@@ -1,6 +1,7 @@
-"""A ``--git-ref`` name is fetched as a branch, else as a tag: once the branch is deleted on the
+"""A ``--git-ref`` name is fetched as a branch and as a tag: once the branch is deleted on the
 remote and a tag of its name exists, the tag is followed, never the commit the deleted branch
-last had (its remote-tracking ref, which the failed branch fetch does not prune)."""
+last had (its remote-tracking ref, which the failed branch fetch does not prune). A branch of
+that name back beside the tag makes the name ambiguous: refused, the tag's revision stays."""
 
 from __future__ import annotations
 
@@ -74,9 +75,13 @@ def test_a_deleted_branch_gives_way_to_the_tag_of_its_name(
     repo = source.base / "repo.git"
     assert not has_ref(repo, "refs/remotes/origin/rel")
 
-    # The branch back: it comes first again.
+    # The branch back beside the tag: neither wins, the name is refused.
     remote.write("c.yaml", doc("c"))
-    branch_again = remote.commit(branch="rel")
-    assert synced(source)
-    assert source.status().applied_revision == branch_again
-    assert set(schedules(source)) == {"default/b", "default/c"}
+    remote.commit(branch="rel")
+    assert synced(source) is False
+    status = source.status()
+    assert (status.last_error or "").startswith(
+        "ref 'rel' is ambiguous: the remote has both refs/heads/rel and refs/tags/rel;"
+    )
+    assert status.applied_revision == tagged
+    assert set(schedules(source)) == {"default/b"}

@@ -76,6 +76,27 @@ def test_git_inherits_the_allowed_variables_and_nothing_else() -> None:
     assert env["GIT_CONFIG_GLOBAL"] == os.devnull
 
 
+# git's own CA settings (paths, no secret): Debian's git uses libcurl-gnutls, which reads none
+# of SSL_CERT_FILE, SSL_CERT_DIR or CURL_CA_BUNDLE, so these are how it trusts a private CA.
+GIT_CA = ("GIT_SSL_CAINFO", "GIT_SSL_CAPATH", "GIT_PROXY_SSL_CAINFO")
+# git's other variables change what it does behind crontask's back (or stop it checking).
+GIT_DROPPED = {
+    "GIT_DIR": "/elsewhere",
+    "GIT_SSL_NO_VERIFY": "1",
+    "GIT_SSL_CERT": "/client/cert.pem",
+    "GIT_CONFIG_PARAMETERS": "'url.https://evil/.insteadof'='https://example.com/'",
+    "GIT_EXEC_PATH": "/elsewhere/libexec",
+    "GIT_SSH_COMMAND": "evil-ssh",
+}
+
+
+def test_git_s_own_ca_settings_are_inherited_and_none_of_its_other_variables() -> None:
+    base = {"PATH": "/usr/bin"} | {name: f"/ca/{name}" for name in GIT_CA} | GIT_DROPPED
+    env = git_env("https://example.com/r.git", base=base)
+    assert {name: env.get(name) for name in GIT_CA} == {name: f"/ca/{name}" for name in GIT_CA}
+    assert [name for name in GIT_DROPPED if env.get(name) == GIT_DROPPED[name]] == []
+
+
 def test_only_crontask_s_own_credential_variables_are_added() -> None:
     base = {"PATH": "/usr/bin"} | DROPPED
     creds = Credentials("x-access-token", "tok-from-crontask")

@@ -1,0 +1,73 @@
+"""The bare repository (``repo.git``) is a cache of the remote: one that a power loss left
+damaged (a zero-length loose object or ref: git does not fsync them by default) failed every
+fetch for ever, across restarts. Now a fetch that fails so deletes it, the revision in force
+stays, and the next sync clones it again."""
+
+from __future__ import annotations
+
+import logging
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from reconciler.sources.git import GitSource
+from tests.sources.test_git import Clock, Remote, doc, isolate_git, schedules, source_for, synced
+
+
+@pytest.fixture(autouse=True)
+def isolated_git(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    isolate_git(monkeypatch, tmp_path)
+
+
+def mirror_git(source: GitSource, *args: str) -> str:
+    repo = source.base / "repo.git"
+    done = subprocess.run(
+        ["git", f"--git-dir={repo}", *args], capture_output=True, text=True, check=True, timeout=60
+    )
+    return done.stdout.strip()
+
+
+def truncate_tree_object(source: GitSource) -> None:
+    tree = mirror_git(source, "rev-parse", "refs/crontask/HEAD^{tree}")
+    loose = source.base / "repo.git" / "objects" / tree[:2] / tree[2:]
+    assert loose.is_file()  # a small fetch is kept as loose objects
+    loose.chmod(0o600)
+    loose.write_bytes(b"")
+
+
+def truncate_ref(source: GitSource) -> None:
+    (source.base / "repo.git" / "refs" / "crontask" / "HEAD").write_bytes(b"")
+
+
+@pytest.mark.parametrize("damage", [truncate_tree_object, truncate_ref])
+def test_a_damaged_mirror_is_cloned_again_and_the_revision_in_force_stays(
+    damage: object, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="crontask.sources.git")
+    remote = Remote(tmp_path)
+    remote.write("a.yaml", doc("a"))
+    first = remote.commit()
+    source = source_for(remote, tmp_path / "state", Clock())
+    assert synced(source)
+    assert callable(damage)
+    damage(source)
+    remote.write("b.yaml", doc("b"))
+    second = remote.commit()
+
+    assert synced(source) is False
+    status = source.status()
+    assert status.applied_revision == first
+    assert "the local mirror was damaged: deleted, cloned again at the next sync" in (
+        status.last_error or ""
+    )
+    assert set(schedules(source)) == {"default/a"}  # still read from the tree in force
+    assert not (source.base / "repo.git").exists()
+    deleted = [r for r in caplog.records if r.getMessage() == "git mirror damaged: deleted"]
+    assert len(deleted) == 1
+
+    assert synced(source)
+    status = source.status()
+    assert (status.applied_revision, status.last_error) == (second, None)
+    assert set(schedules(source)) == {"default/a", "default/b"}
+    assert sorted(p.name for p in source.worktrees.iterdir()) == [second]
