@@ -31,6 +31,10 @@ The :class:`Cluster` component keeps this replica's membership record renewed ev
   renewal looks at those that left the live members (draining ones too) since the last sweep
   that worked; at joining and after a lapse, at every owner that is no live member (not on
   every renewal: one that joined since the list was read may have claimed a run already).
+  It does so before it takes their tasks: the pass that follows claims the catch-up of the
+  slot missed in the gap at once, and under Forbid a dead owner's run still ``running`` would
+  have it skipped. (A replica only paused is a live member until its record expires; once it
+  has expired, its runs are marked as a dead one's.)
 - **Too many members.** On a list cut by ``membership.base.Cap`` (others' records sway which
   ones), only the members known from the last whole list count (``assigned_over``): a known
   one that dies or drains hands its tasks over, one that joins is assigned nothing; once they
@@ -63,7 +67,7 @@ from reconciler.controller.manager import Ready
 from reconciler.controller.queue import WorkQueue
 from reconciler.controller.reconcile import Reconciler
 from reconciler.controller.replica_views import Disagreement, ReplicaViews
-from reconciler.controller.sweep import Swept, sweep
+from reconciler.controller.sweep import Swept, interrupt_gone, sweep
 from reconciler.core.assignment import Assignment, assigned_over
 from reconciler.core.runs import RunRecord
 from reconciler.host import boot_clock
@@ -223,6 +227,10 @@ class Cluster:
             # started, and caught up below if the task is still ours).
             self.dispatcher.paused = None
             self._report()
+            # A run the fence held is older than the slots not started meanwhile: the latest
+            # of those is caught up, and the held run is superseded, not a reason to skip it.
+            unstarted = self.dispatcher.unstarted
+            self.dispatcher.supersede_held([k for k in unstarted if self.reconciler.mine(k)])
             self.reconciler.catch_up_unstarted()
         return True
 
@@ -295,6 +303,16 @@ class Cluster:
             # One that is live again (a paused process that renewed) is not dead.
             self._gone = (self._gone | (self._live - live)) - live
         self._live = live
+        gone = known - live if cut else None if self._gone is None else frozenset(self._gone)
+        # Before the new assignment, whose pass claims the catch-ups of the tasks that come
+        # here at once: a gone owner's run still `running` would have them skipped (Forbid).
+        try:
+            await in_thread(self._interrupt_gone, live, gone)
+        except Exception:
+            log.exception("replica housekeeping failed; the next renewal tries again")
+            return
+        if not cut:
+            self._gone = set()  # swept
         assigned = frozenset(active)  # not the tuple: a member list may be long
         published = tuple(sorted((m.id, m.digest) for m in members if m.id in assigned))
         if (active, published) != self._basis:
@@ -303,14 +321,11 @@ class Cluster:
             except Exception:
                 log.exception("could not take the new assignment; the next renewal tries again")
                 return
-        gone = known - live if cut else None if self._gone is None else frozenset(self._gone)
         try:
-            swept = await in_thread(self._housekeep, members, gone)
+            swept = await in_thread(self._housekeep, members)
         except Exception:
             log.exception("replica housekeeping failed; the next renewal tries again")
             return
-        if not cut:
-            self._gone = set()  # swept
         if self.dispatcher.handover is not None:
             for task in swept.foreign:
                 self.dispatcher.handover.inherit(task)
@@ -413,12 +428,14 @@ class Cluster:
             return now - timedelta(seconds=self.timing.lease_seconds + self.timing.renew_interval)
         return min(max(renewed, now - timedelta(seconds=10 * self.timing.lease_seconds)), now)
 
-    def _housekeep(self, members: list[Member], gone: frozenset[str] | None) -> Swept:
-        """In a worker thread: dead replicas' runs (``controller.sweep``), views."""
-        live = {m.id for m in members}
-        swept = sweep(
-            self.store, self.me.id, live, gone, mine=self.reconciler.mine, outlives=self.outlives
-        )
+    def _interrupt_gone(self, live: frozenset[str], gone: frozenset[str] | None) -> None:
+        """In a worker thread: dead replicas' runs (``controller.sweep``)."""
+        interrupt_gone(self.store, self.me.id, live, gone, outlives=self.outlives)
+
+    def _housekeep(self, members: list[Member]) -> Swept:
+        """In a worker thread: stop requests, our tasks running elsewhere (``controller.sweep``),
+        views."""
+        swept = sweep(self.store, self.me.id, mine=self.reconciler.mine)
         self.views.compare(members)
         return swept
 

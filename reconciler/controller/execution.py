@@ -18,8 +18,8 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from collections.abc import Callable, Collection
+from datetime import datetime, timedelta
 
 from reconciler.controller.active import (
     HANDED_OVER,
@@ -33,9 +33,9 @@ from reconciler.controller.bounds import RunBounds
 from reconciler.controller.claims import SlotClaims
 from reconciler.controller.late_starts import LateStarts, patience
 from reconciler.controller.recorder import Recorder
-from reconciler.controller.slots import Superseded
+from reconciler.controller.skips import SUPERSEDED, SlotSkips
 from reconciler.core.desired import Definition
-from reconciler.core.runs import JOB_DELETED, RetriedAttempt, RunRecord, RunStatus, Trigger, run_id
+from reconciler.core.runs import JOB_DELETED, RetriedAttempt, RunRecord, RunStatus
 from reconciler.core.timing import retry_delay
 from reconciler.runner.base import TOO_LATE, Actions, Outcome, Resumable, StartsAt, failed
 from reconciler.runner.command_outcome import not_started
@@ -51,6 +51,8 @@ _ABANDONED = {
     TASK_REMOVED: "the task was removed before this {} could start",
     TASK_CHANGED: "the task's definition changed before this {} could start",
     HANDED_OVER: "the task moved to another replica before this {} could start",
+    SUPERSEDED: "a later slot missed while this replica was fenced was caught up while this {} "
+    "waited for the fence",
 }
 
 # The reasons of failed attempts whose outcome is unknown: their work may have run to its end
@@ -64,11 +66,12 @@ _STOPPED_FOR_GOOD = frozenset({REPLACED, DEADLINE_EXCEEDED})
 RunListener = Callable[[RunRecord], None]
 
 
-class RunExecution(SlotClaims, LateStarts):
+class RunExecution(SlotClaims, LateStarts, SlotSkips):
     """The execution half of :class:`~reconciler.controller.dispatch.Dispatcher` (a mixin over
-    :class:`~reconciler.controller.claims.SlotClaims` and
-    :class:`~reconciler.controller.late_starts.LateStarts`: the dispatcher holds the state
-    declared here)."""
+    :class:`~reconciler.controller.claims.SlotClaims`,
+    :class:`~reconciler.controller.late_starts.LateStarts` and
+    :class:`~reconciler.controller.skips.SlotSkips`: the dispatcher holds the state declared
+    here)."""
 
     recorder: Recorder
     actions: Actions
@@ -85,44 +88,7 @@ class RunExecution(SlotClaims, LateStarts):
     paused: str | None
     owns: Callable[[str], bool]
     fence: Callable[[], None]
-
-    def _skip(self, record: RunRecord, reason: str, message: str) -> RunRecord:
-        skipped = dataclasses.replace(
-            record,
-            status=RunStatus.SKIPPED,
-            started_at=None,
-            finished_at=record.started_at,
-            reason=reason,
-            message=message,
-        )
-        log.info(
-            "slot skipped",
-            extra={"fields": {"task": record.task, "run": record.id, "reason": reason}},
-        )
-        write = asyncio.get_running_loop().create_task(self._add(skipped))
-        self._writes.add(write)
-        write.add_done_callback(self._writes.discard)
-        return skipped
-
-    def _skip_slots(self, definition: Definition, missed: Superseded) -> None:
-        record = RunRecord(
-            id=run_id(definition.key, missed.name),
-            task=definition.key,
-            scheduled_at=missed.name,
-            trigger=Trigger.SCHEDULE,
-            status=RunStatus.SKIPPED,
-            started_at=self.clock(),
-            owner=self.owner,
-        )
-        slots = "1 slot" if missed.count == 1 else f"{missed.count} slots"
-        if missed.more:
-            slots = f"more than {missed.count} slots"
-        self._skip(
-            record,
-            "Superseded",
-            f"{slots} after {_iso(missed.after)} and before {_iso(missed.latest)} did not run "
-            "(crontask was down or busy); only the latest missed slot may run",
-        )
+    _let_go: Callable[[ActiveRun], None]
 
     # -- one run ---------------------------------------------------------------------------
 
@@ -183,6 +149,18 @@ class RunExecution(SlotClaims, LateStarts):
             self.bounds.release(record.id)
             if not runs:
                 self._active.pop(record.task, None)
+
+    def supersede_held(self, keys: Collection[str]) -> None:
+        """The fence lifts, and the slots of ``keys`` not started meanwhile are to be caught up
+        (``Reconciler.catch_up_unstarted``): a first attempt the fence held before it began was
+        decided before them, so it is older than the slot caught up. It does not start (its
+        record says ``Superseded``) and holds its slot no longer, so the catch-up is not
+        skipped under Forbid for a run that never started, nor does it start late itself."""
+        for key in keys:
+            for active in list(self._active.get(key, {}).values()):
+                if active.waiting and not active.begun and active.record.attempt == 1:
+                    active.stop(SUPERSEDED)
+                    self._let_go(active)
 
     async def _held(self, active: ActiveRun, following: RunRecord) -> bool:
         """A retry (or a run decided ahead: ``_late``) due while this replica may not start
@@ -463,10 +441,6 @@ class RunExecution(SlotClaims, LateStarts):
         )
         self._notify(record)
 
-    async def _add(self, record: RunRecord) -> None:
-        if await self.recorder.add(record):
-            self._notify(record)
-
     def _notify(self, record: RunRecord, listeners: list[RunListener] | None = None) -> None:
         for listener in self._listeners if listeners is None else listeners:
             try:
@@ -490,7 +464,3 @@ def _what(record: RunRecord) -> str:
 
 def _name(listener: RunListener) -> str:
     return getattr(listener, "__qualname__", None) or type(listener).__name__
-
-
-def _iso(at: datetime) -> str:
-    return at.astimezone(UTC).isoformat().replace("+00:00", "Z")

@@ -5,7 +5,9 @@ Running records whose owner is no live member (a ``kill -9``, a lost node) are m
 ``interrupted``, but not those of a crontask without ``--ha`` that shares the store and beats
 instead of renewing a membership (the heartbeat judges it, ``controller.heartbeat``), nor those
 whose work ``outlives`` the replica (a Kubernetes Job: the task's new owner adopts the run).
-Replicas tell of no crashed run (``Notifier.crashes_told``): the record says so.
+Replicas tell of no crashed run (``Notifier.crashes_told``): the record says so, and says what is
+known (``GONE``): not that the process exited; a replica stopped by SIGSTOP, or cut off, may still
+be running the command.
 """
 
 from __future__ import annotations
@@ -14,11 +16,18 @@ import dataclasses
 import logging
 from collections.abc import Callable, Collection
 from datetime import UTC, datetime
+from typing import Final
 
 from reconciler.core.runs import UNTOLD, RunRecord
 from reconciler.store.base import RunStore
 
 log = logging.getLogger("crontask.cluster")
+
+# Follows ``store.base.INTERRUPTED_MESSAGE`` in the record of a run whose replica is gone.
+GONE: Final = (
+    "; its replica stopped renewing its membership until its lease ran out "
+    "(it died, was stopped, or was cut off)"
+)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -27,30 +36,40 @@ class Swept:
     foreign: set[str]  # tasks of ours another replica runs now: their next run asks the store
 
 
-def sweep(
+def interrupt_gone(
     store: RunStore,
     me: str,
     live: Collection[str],
     gone: Collection[str] | None,
     *,
-    mine: Callable[[str], bool],
     outlives: Callable[[RunRecord], bool],
-) -> Swept:
+) -> None:
     """Blocking. Marks the runs of the owners ``gone`` that are no live member (of every owner
-    that is no live member if None) interrupted."""
-    stops = [(run, reason) for run, _, reason in store.stop_requests(me)]
+    that is no live member if None) interrupted. Called before the tasks of those owners are
+    taken (``Cluster._follow``): the catch-up of a task that comes here is claimed at once, and
+    a gone owner's run still ``running`` would have it skipped under Forbid."""
+    if gone is not None and not gone:
+        return  # on most renewals: no query
     running = store.running()
-    # A manual run asked there, or a run from before a handover.
-    foreign = {r.task for r in running if r.owner != me and mine(r.task)}
     owners = {r.owner for r in running if r.owner} - set(live) - {me}
     if gone is not None:
         owners &= set(gone)
-    if owners:  # on most renewals none: no more queries
-        dead = owners - set(store.beats())
-        keep = [r.id for r in running if r.owner in dead and outlives(r)]
-        for record in store.mark_interrupted(dead, datetime.now(UTC), keep=keep, note=UNTOLD):
-            log.warning(
-                "run interrupted: its replica is gone",
-                extra={"fields": {"task": record.task, "run": record.id, "owner": record.owner}},
-            )
+    if not owners:
+        return
+    dead = owners - set(store.beats())
+    keep = [r.id for r in running if r.owner in dead and outlives(r)]
+    now = datetime.now(UTC)
+    for record in store.mark_interrupted(dead, now, keep=keep, note=GONE + UNTOLD):
+        log.warning(
+            "run interrupted: its replica is gone",
+            extra={"fields": {"task": record.task, "run": record.id, "owner": record.owner}},
+        )
+
+
+def sweep(store: RunStore, me: str, *, mine: Callable[[str], bool]) -> Swept:
+    """Blocking. The runs here another replica asked to stop, and the tasks of ours (``mine``,
+    as assigned now) that another replica runs."""
+    stops = [(run, reason) for run, _, reason in store.stop_requests(me)]
+    # A manual run asked there, or a run from before a handover.
+    foreign = {r.task for r in store.running() if r.owner != me and mine(r.task)}
     return Swept(stops, foreign)

@@ -43,8 +43,10 @@ PROCESS_DIED: Final = "ProcessDied"
 # The reason of a job attempt whose Job went before its end was seen: its outcome is unknown,
 # so no retry follows it (the work may have run to its end: a retry could run it twice).
 JOB_DELETED: Final = "JobDeleted"
-# Ends the message of a run marked ``interrupted`` by a crontask that does not declare its
-# task, so that no notification was sent of it (``controller.heartbeat``, ``sinks.notify``).
+# Ends the message of a run marked ``interrupted`` by a crontask that told nobody of it (one that
+# does not declare its task, has no notifier, or is a replica), so that no notification was sent
+# of it: a crontask that tells may take it over (``controller.heartbeat``, ``sinks.notify``). The
+# text is a marker records are found by (``endswith``): it stays as older crontasks wrote it.
 UNTOLD: Final = " (found by a crontask that does not declare its task: no notification was sent)"
 
 

@@ -53,8 +53,10 @@ __all__ = [
 ]
 
 UNTOLD_MAX: Final = 1000  # what one read of the runs nobody told of gives at most
+# What is known of every such attempt, whoever found it (a start-up, a heartbeat, a replica):
+# its crontask was found gone, not how (dead, or a replica only paused or cut off).
 INTERRUPTED_MESSAGE: Final = (
-    "the crontask process that ran this attempt ({owner}) exited before it finished; "
+    "the crontask that ran this attempt ({owner}) was found gone before the attempt finished; "
     "its outcome is unknown"
 )
 

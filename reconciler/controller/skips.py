@@ -1,0 +1,100 @@
+"""Slots that do not run: each recorded ``skipped`` with why, and said in the log once its
+record is in (a skip may lose to a record of its slot another replica wrote first: then no
+skip happened here, and the log says who recorded the slot)."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+from reconciler.controller.recorder import Recorder
+from reconciler.controller.slots import Superseded
+from reconciler.core.desired import Definition
+from reconciler.core.runs import RunRecord, RunStatus, Trigger, run_id
+
+log = logging.getLogger("crontask.runner")
+
+# Why a slot did not run: a later one ran in its place (missed slots; a held run:
+# ``RunExecution.supersede_held``).
+SUPERSEDED = "Superseded"
+
+
+class SlotSkips:
+    """The recording of skipped slots, a mixin of
+    :class:`~reconciler.controller.execution.RunExecution` (the dispatcher holds the state
+    declared here)."""
+
+    recorder: Recorder
+    owner: str
+    clock: Callable[[], datetime]
+    _writes: set[asyncio.Task[None]]
+    _notify: Callable[[RunRecord], None]
+
+    def _skip(self, record: RunRecord, reason: str, message: str) -> RunRecord:
+        skipped = dataclasses.replace(
+            record,
+            status=RunStatus.SKIPPED,
+            started_at=None,
+            finished_at=record.started_at,
+            reason=reason,
+            message=message,
+        )
+        write = asyncio.get_running_loop().create_task(self._add_skip(skipped))
+        self._writes.add(write)
+        write.add_done_callback(self._writes.discard)
+        return skipped
+
+    async def _add_skip(self, skipped: RunRecord) -> None:
+        """Record a skip, then say so: its insert may lose to a record of the slot another
+        replica wrote first (its run, or its own skip), and then no skip happened here."""
+        fields = {"task": skipped.task, "run": skipped.id, "reason": skipped.reason}
+        if await self.recorder.add(skipped):
+            log.info("slot skipped", extra={"fields": fields})
+            self._notify(skipped)
+            return
+        # Records kept for later: the store is away, and this one is among them (no read then).
+        first = None if self.recorder.pending else await self._recorded_first(skipped)
+        if first is None:  # kept until the store answers (or lost: the recorder said why)
+            log.info("slot skipped", extra={"fields": fields})
+            return
+        who = "another replica" if first.owner != self.owner else "this crontask"
+        fields = {"task": skipped.task, "run": skipped.id, "owner": first.owner}
+        fields["status"] = first.status.value
+        log.info(f"slot not skipped: {who} recorded it first", extra={"fields": fields})
+
+    async def _recorded_first(self, skipped: RunRecord) -> RunRecord | None:
+        """The record of ``skipped``'s slot that another write put in first, if the store
+        holds one that is not this skip (None if it cannot be read)."""
+        store = self.recorder.store
+        try:
+            stored = await self.recorder.call(store.get, skipped.id, skipped.attempt)
+        except Exception:
+            return None
+        return stored if stored is not None and stored != skipped else None
+
+    def _skip_slots(self, definition: Definition, missed: Superseded) -> None:
+        record = RunRecord(
+            id=run_id(definition.key, missed.name),
+            task=definition.key,
+            scheduled_at=missed.name,
+            trigger=Trigger.SCHEDULE,
+            status=RunStatus.SKIPPED,
+            started_at=self.clock(),
+            owner=self.owner,
+        )
+        slots = "1 slot" if missed.count == 1 else f"{missed.count} slots"
+        if missed.more:
+            slots = f"more than {missed.count} slots"
+        self._skip(
+            record,
+            SUPERSEDED,
+            f"{slots} after {_iso(missed.after)} and before {_iso(missed.latest)} did not run "
+            "(crontask was down or busy); only the latest missed slot may run",
+        )
+
+
+def _iso(at: datetime) -> str:
+    return at.astimezone(UTC).isoformat().replace("+00:00", "Z")
