@@ -29,6 +29,12 @@ what is in it.
   start (``lock``). Two would check out git revisions over each other's, and delete the
   files of the other's runs.
 
+The same rule guards other files crontask trusts: ``others_may_write`` (another owner than
+root or this user, or writable by others or a foreign group) and ``check_ancestors`` (the
+folders on a path) are used by ``secretfile`` (secret and auth files: refused) and
+``sources.rootpaths`` (tasks folders: warned of). A message naming a folder on the path ends
+with what to do (``chown``, or ``chmod go-w FOLDER``).
+
 Readers (``crontask runs``) use none of this: they may read another user's store if its modes
 let them, and create or change nothing there.
 """
@@ -67,7 +73,36 @@ _OCTAL: Final = re.compile(r"\\([0-7]{3})")
 
 
 class Refused(Exception):
-    """A state directory or database file crontask will not use; the message says why."""
+    """A state directory or database file crontask will not use; the message says why.
+    ``reason`` is the message without its ``refusing WHAT PATH:`` head, for a caller that
+    names the path its own way (``secretfile``, ``sources.rootpaths``)."""
+
+    def __init__(self, message: str, reason: str | None = None) -> None:
+        super().__init__(message)
+        self.reason = message if reason is None else reason
+
+
+def _refused(what: str, path: Path, reason: str) -> Refused:
+    return Refused(f"refusing {what} {path}: {reason}", reason)
+
+
+def others_may_write(st: os.stat_result) -> str | None:
+    """Why a user other than root and this process's may change the file or folder ``st``
+    describes (its owner is another, or others or a group other than the process's own may
+    write it), None if no one else may: the rule of this module, for other files crontask
+    trusts (``secretfile``, ``sources.rootpaths``). Sticky or not: sticky keeps others from
+    moving an entry, not from adding one."""
+    if st.st_uid not in (0, os.geteuid()):
+        return f"it is owned by uid {st.st_uid}, neither root nor this user (uid {os.geteuid()})"
+    if _writable_by_others(st):
+        return f"group or others may write it (mode {stat.S_IMODE(st.st_mode):04o})"
+    return None
+
+
+def _writable_by_others(st: os.stat_result) -> bool:
+    # The process's own group may write: a pod's fsGroup, a host user's own group.
+    mode = stat.S_IMODE(st.st_mode)
+    return bool(mode & stat.S_IWOTH or (mode & stat.S_IWGRP and st.st_gid != os.getegid()))
 
 
 def make_dirs(path: Path) -> None:
@@ -89,7 +124,7 @@ def prepare(state_dir: Path) -> None:
     """For a writer: ``state_dir`` made (0700) if missing, else checked as the module says and
     made 0700 if others may read it; so are its ``api-tasks`` and ``git`` folders if there.
     Raises :class:`Refused`, OSError."""
-    _check_ancestors(state_dir, "state directory")
+    check_ancestors(state_dir, "state directory")
     if not os.path.lexists(state_dir):
         make_dirs(state_dir)
     tightened = _check_dir(state_dir, "state directory", tighten=True)
@@ -183,7 +218,7 @@ def prepare_db(path: Path) -> None:
     created 0600 if missing, without following a link; then the file and each of its
     ``-wal``/``-shm``/``-journal`` still there checked, and made 0600 if others may read them.
     Raises :class:`Refused`, OSError."""
-    _check_ancestors(path.parent, "run store folder")
+    check_ancestors(path.parent, "run store folder")
     if not os.path.lexists(path.parent):
         make_dirs(path.parent)
     _check_dir(path.parent, "run store folder", tighten=False)
@@ -204,29 +239,34 @@ def _check_dir(path: Path, what: str, *, tighten: bool) -> list[str]:
     with _held(path) as (fd, st):
         mode = stat.S_IMODE(st.st_mode)
         if stat.S_ISLNK(st.st_mode):
-            raise Refused(f"refusing {what} {path}: it is a symbolic link (give its target)")
+            raise _refused(what, path, "it is a symbolic link (give its target)")
         if not stat.S_ISDIR(st.st_mode):
-            raise Refused(f"refusing {what} {path}: it is not a directory")
+            raise _refused(what, path, "it is not a directory")
         _check_owner(path, what, st)
-        if mode & stat.S_IWOTH or (mode & stat.S_IWGRP and st.st_gid != os.getegid()):
-            raise Refused(
-                f"refusing {what} {path}: group or others may write it (mode {mode:04o}); "
-                "make it private (chmod 0700)"
+        if _writable_by_others(st):
+            raise _refused(
+                what,
+                path,
+                f"group or others may write it (mode {mode:04o}); make it private (chmod 0700)",
             )
         if tighten and mode & _SHARED:
             return [_tighten(fd, path, mode, mode & PRIVATE_DIR)]
         return []
 
 
-def _check_ancestors(path: Path, what: str) -> None:
+def check_ancestors(path: Path, what: str, *, follow: bool = False) -> None:
     """Every folder above ``path`` that is there, on its path as given (a link there is
     checked itself: whoever may replace it chooses where the path leads) and on the path its
     links lead to: refused as the module says, a mount point others may write warned of.
+    ``follow``: also the folders of where ``path`` itself leads, when it is a link (a file
+    read through it: a Kubernetes Secret's ``auth.yaml -> ..data/auth.yaml``).
     Raises :class:`Refused`, OSError."""
     given = Path(os.path.abspath(path))
-    resolved = Path(os.path.realpath(given.parent)) / given.name
+    chains = [given, Path(os.path.realpath(given.parent)) / given.name]
+    if follow:
+        chains.append(Path(os.path.realpath(given)))
     seen: set[tuple[int, int]] = set()  # each folder once, whichever name reached it
-    for chain in (given, resolved):
+    for chain in chains:
         for folder in reversed(chain.parents):  # "/" first: what is below it is reached through it
             try:
                 st = os.lstat(folder)
@@ -239,21 +279,25 @@ def _check_ancestors(path: Path, what: str) -> None:
 
 def _check_ancestor(path: Path, folder: Path, what: str, st: os.stat_result) -> None:
     if st.st_uid not in (0, os.geteuid()):
-        raise Refused(
-            f"refusing {what} {path}: {folder}, on its path, is owned by uid {st.st_uid}, "
-            f"neither root nor this user (uid {os.geteuid()}), who could put another folder "
-            "in its place"
+        raise _refused(
+            what,
+            path,
+            f"{folder}, on its path, is owned by uid {st.st_uid}, neither root nor this user "
+            f"(uid {os.geteuid()}), who could put something else in its place; make it root's "
+            f"or this user's (chown)",
         )
     mode = stat.S_IMODE(st.st_mode)
     if not stat.S_ISDIR(st.st_mode) or mode & stat.S_ISVTX:
         return  # a link's own mode means nothing; in a sticky folder only an entry's owner moves it
-    if not (mode & stat.S_IWOTH or (mode & stat.S_IWGRP and st.st_gid != os.getegid())):
+    if not _writable_by_others(st):
         return
     if not _is_mount_point(folder, st):
-        raise Refused(
-            f"refusing {what} {path}: {folder}, on its path, may be written by group or others "
-            f"(mode {mode:04o}) and is not sticky, so another user could put another folder "
-            "in its place; give a path whose every folder only root or this user may change"
+        raise _refused(
+            what,
+            path,
+            f"{folder}, on its path, may be written by group or others (mode {mode:04o}) and "
+            "is not sticky, so another user could put something else in its place; give a "
+            f"path whose every folder only root or this user may change (chmod go-w {folder})",
         )
     if folder in _warned:  # the state directory's, then its runs.db's folder
         return
@@ -286,9 +330,9 @@ def _check_file(path: Path) -> list[str]:
     with _held(path) as (fd, st):
         mode = stat.S_IMODE(st.st_mode)
         if stat.S_ISLNK(st.st_mode):
-            raise Refused(f"refusing run store {path}: it is a symbolic link")
+            raise _refused("run store", path, "it is a symbolic link")
         if not stat.S_ISREG(st.st_mode):
-            raise Refused(f"refusing run store {path}: it is not a regular file")
+            raise _refused("run store", path, "it is not a regular file")
         _check_owner(path, "run store", st)
         if mode & _SHARED:
             return [_tighten(fd, path, mode, mode & PRIVATE_FILE)]
@@ -311,9 +355,11 @@ def _held(path: Path) -> Iterator[tuple[int, os.stat_result]]:
 
 def _check_owner(path: Path, what: str, st: os.stat_result) -> None:
     if st.st_uid != os.geteuid():
-        raise Refused(
-            f"refusing {what} {path}: it is owned by uid {st.st_uid}, not by this user "
-            f"(uid {os.geteuid()}), so another user could have placed what is in it"
+        raise _refused(
+            what,
+            path,
+            f"it is owned by uid {st.st_uid}, not by this user (uid {os.geteuid()}), so "
+            "another user could have placed what is in it",
         )
 
 

@@ -364,7 +364,7 @@ def _load_key(settings: JwtSettings, source: str, base: Path) -> Any:
     assert settings.public_key_file is not None
     key_path = base / settings.public_key_file
     try:  # bounded, and a regular file only, as the secrets: read again at every change
-        pem = read_secret_file(key_path, MAX_SECRET_FILE_BYTES)
+        pem = read_secret_file(key_path, MAX_SECRET_FILE_BYTES, public=True)  # no secret
     except ValueError as exc:
         raise AuthConfigError(
             f"{source}: jwt.publicKeyFile: cannot read {key_path}: {exc}"

@@ -70,8 +70,8 @@ def _look(path: Path, named: _Named) -> _Look:
         named = (own, AuthConfig.named_files(data, path))
     found.update(_framed(b"=", data))
     for file in named[1]:
-        try:  # the bound the load reads it with
-            found.update(_framed(os.fsencode(file), b"=", read_secret_file(file)))
+        try:  # the bound the load reads it with; the load warns of one others may read
+            found.update(_framed(os.fsencode(file), b"=", read_secret_file(file, public=True)))
         except ValueError as err:  # missing, say: so is its appearing a change
             found.update(_framed(os.fsencode(file), b"!", str(err).encode()))
     return _Look(data, named, found.digest())

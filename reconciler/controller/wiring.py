@@ -44,6 +44,7 @@ from reconciler.sources.api import ApiSource, ApiTaskFiles
 from reconciler.sources.base import Source
 from reconciler.sources.files import DirectorySource
 from reconciler.sources.git import GitSource
+from reconciler.sources.rootpaths import checked_roots
 from reconciler.store.base import RunQuery, RunStore
 from reconciler.store.merged import newest_first
 
@@ -52,12 +53,13 @@ log = logging.getLogger("crontask")
 
 def local_sources(options: Options) -> tuple[DirectorySource | None, GitSource | None]:
     """The folder and git sources, their files read ahead on every core (for git, the tree an
-    earlier run left in force). This must run before anything starts a thread: reading ahead
-    forks only from a process without one. The first pass takes what was read of each file
-    that has not changed since."""
+    earlier run left in force); a folder another user may change is warned of first. This must
+    run before anything starts a thread: reading ahead forks only from a process without one.
+    The first pass takes what was read of each file that has not changed since."""
     size, tasks, cores = options.max_file_size, options.max_tasks, usable_cores()
     folders = None
     if options.paths:
+        checked_roots(options.paths)  # once, here: only the daemon runs what they hold
         guard = not options.allow_empty
         folders = DirectorySource(
             options.paths,

@@ -10,14 +10,26 @@ in changes none of it.
 
 Roots and paths are compared as spelled, never resolved (see ``files``): a path found under a
 root is spelled with that root, so the closest root holding it is the longest one.
+
+A root another user may change (its owner, whoever may write it, or a folder on its path:
+``statedir``'s rule) is warned of once at the start of ``crontask run`` (``checked_roots``):
+anyone able to write it runs commands as crontask's user. Only warned of: such setups worked
+before this check, and refusing them would stop them at an upgrade.
 """
 
 from __future__ import annotations
 
+import logging
+import os
 from collections.abc import Sequence
 from pathlib import Path
 
+from reconciler import statedir
 from reconciler.sources.rootstate import is_within
+
+log = logging.getLogger("crontask")
+# The roots this process has warned of: a reload makes a new source, not a new warning.
+_warned: set[str] = set()
 
 
 def closest_root(roots: Sequence[Path], path: Path) -> Path | None:
@@ -36,3 +48,43 @@ def not_given(roots: Sequence[Path], links: Sequence[Path]) -> list[Path]:
     ``roots``: a link given as a root is read as one, not left unread."""
     given = {root.absolute() for root in roots}
     return [link for link in links if link.absolute() not in given]
+
+
+def checked_roots(roots: Sequence[Path]) -> None:
+    """One warning line, once per process, for each of ``roots`` that a user other than root
+    and crontask's own may change (:func:`others_may_change`). Called at the start of
+    ``crontask run``: whoever may write a tasks folder may add a command task, which then
+    runs as crontask's user. A warning, not a refusal: such setups worked before, and a
+    shared folder may be meant (a team's own group is the process's, and passes)."""
+    for root in roots:
+        why = others_may_change(root)
+        if why is None or str(root) in _warned:
+            continue
+        _warned.add(str(root))
+        log.warning(
+            "others may change the tasks folder: whoever may write it can add a task that runs"
+            " as crontask's user; make it and each folder on its path root's or this user's"
+            " (chown) and writable by its owner only (chmod go-w)",
+            extra={"fields": {"path": str(root), "why": why}},
+        )
+
+
+def others_may_change(root: Path) -> str | None:
+    """Why another user may change what ``root`` holds, None if no one else may, by
+    ``statedir``'s rule: the root as it leads (sticky or not: sticky keeps others from moving a
+    file, not from adding one) and every folder on its path, as given and as links lead (those
+    may be sticky, as ``/tmp``). A missing root: None (``files`` says it is missing)."""
+    try:
+        st = os.stat(root)
+    except OSError:
+        return None
+    why = statedir.others_may_write(st)
+    if why is not None:
+        return f"{os.path.realpath(root)}: {why}" if os.path.islink(root) else why
+    try:
+        statedir.check_ancestors(root, "tasks folder", follow=True)
+    except statedir.Refused as err:
+        return err.reason
+    except OSError:
+        return None
+    return None

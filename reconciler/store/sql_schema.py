@@ -15,17 +15,20 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
 import sqlite3
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Final
+from urllib.parse import unquote_to_bytes
 
 import sqlalchemy as sa
 from sqlalchemy import event, exc
 from sqlalchemy.engine import Connection, Dialect, Engine, ExceptionContext, make_url
 from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.pool import ConnectionPoolEntry, PoolProxiedConnection
+from sqlalchemy.util import asbool
 
 from reconciler import statedir
 from reconciler.core.runs import Trigger
@@ -199,17 +202,14 @@ def create_engine(url: str, *, existing: bool = False) -> Engine:
         raise ValueError(f"not a run store URL: {e}") from None
     backend = u.get_backend_name()
     if backend == "sqlite":
-        database = u.database
-        if not database or database == ":memory:" or u.query.get("mode") == "memory":
-            raise ValueError("the SQL run store needs a file; use 'memory://' for a memory store")
+        database = _sqlite_file(u)
         _check_sqlite()
         if not existing:
-            statedir.prepare_db(Path(database))
-        elif not Path(database).is_file():
+            statedir.prepare_db(database)
+        elif not database.is_file():
             raise StoreUnavailable(f"no run store at {database}")
         engine = sa.create_engine(u, connect_args={"timeout": SQLITE_BUSY_TIMEOUT.total_seconds()})
-        if "uri" not in u.query:  # a URI says its own mode, and may name no file
-            _SqliteFile(Path(os.path.abspath(database))).watch(engine)
+        _SqliteFile(Path(os.path.abspath(database)), uri=_is_uri(u)).watch(engine)
         event.listen(engine, "connect", _sqlite_on_connect)
         event.listen(engine, "begin", _sqlite_on_begin)
         event.listen(engine, "handle_error", _sqlite_on_error)
@@ -222,6 +222,52 @@ def create_engine(url: str, *, existing: bool = False) -> Engine:
         defaults = {k: v for k, v in PG_SOCKET_DEFAULTS.items() if k not in u.query}
         return sa.create_engine(u, pool_pre_ping=True, connect_args=defaults)
     raise ValueError(f"unsupported run store URL scheme {u.drivername!r}")
+
+
+_NEEDS_FILE: Final = "the SQL run store needs a file; use 'memory://' for a memory store"
+
+
+def _sqlite_file(u: sa.URL) -> Path:
+    """The file SQLite opens for ``u``: its database, or with ``uri=true`` the path its
+    ``file:`` URI names (``_uri_path``). Raises ValueError for none (memory, an empty path)."""
+    database = u.database or ""
+    if _is_uri(u) and database.startswith("file:"):
+        database = _uri_path(database)
+    if not database or database == ":memory:" or u.query.get("mode") == "memory":
+        raise ValueError(_NEEDS_FILE)
+    return Path(database)
+
+
+def _is_uri(u: sa.URL) -> bool:
+    """Whether SQLAlchemy passes ``u``'s database to SQLite as a URI (its ``uri`` option, read
+    as SQLAlchemy reads it)."""
+    value = u.query.get("uri")
+    if value is None:
+        return False
+    try:
+        return bool(asbool(value if isinstance(value, str) else value[-1]))
+    except ValueError:
+        return False  # SQLAlchemy refuses it when it connects
+
+
+def _uri_path(uri: str) -> str:
+    """The file a ``file:`` URI names, as SQLite reads it: after ``file:``, an authority
+    (``file://HOST/...``) empty or ``localhost`` (SQLite refuses any other), then the path up to
+    the first ``?`` or ``#``, percent-decoded (once more: SQLAlchemy decoded the URL once), cut
+    at a ``%00``. The checks must run on that file: on the text ``file:/...`` they made
+    ``./file:/...`` under the cwd while SQLite opened the real file unchecked. Raises
+    ValueError."""
+    rest = uri.removeprefix("file:")
+    if rest.startswith("//"):
+        authority, slash, rest = rest[2:].partition("/")
+        if authority not in ("", "localhost"):
+            raise ValueError(
+                f"the SQLite URI {uri!r} names a host ({authority}): SQLite opens only files "
+                "of this host; give file:/PATH"
+            )
+        rest = slash + rest
+    path = re.split(r"[?#]", rest, maxsplit=1)[0]
+    return unquote_to_bytes(path).split(b"\0", 1)[0].decode("utf-8", "surrogateescape")
 
 
 # What the SQLite library must offer: UPDATE/INSERT ... RETURNING (3.35), and json_each (built
@@ -261,8 +307,9 @@ class _SqliteFile:
     file, or none, is :class:`StoreUnavailable` (the runs' records wait, as in any outage),
     and the pool's connections to the old file are dropped."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, uri: bool = False) -> None:
         self.path = path
+        self.uri = uri
         self.identity = self._identity()
         if self.identity is None:
             raise StoreUnavailable(f"no run store at {path}")
@@ -302,6 +349,13 @@ class _SqliteFile:
         cargs: list[str],
         cparams: dict[str, object],
     ) -> None:
+        if self.uri:
+            # The user's URI, with its options (cache, immutable, ...): it names this file.
+            # Without a mode of its own, SQLite would make a missing file: rw makes it an error.
+            given = str(cargs[0])
+            if "mode=" not in given and "#" not in given:
+                cargs[0] = f"{given}{'&' if '?' in given else '?'}mode=rw"
+            return
         cargs[0] = f"{self.path.as_uri()}?mode=rw"
         cparams["uri"] = True
 
