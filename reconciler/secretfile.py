@@ -11,10 +11,12 @@ after ``limit + 1`` bytes. One reader for all of them, so that none forgets a ca
 Whoever may change such a file decides what crontask trusts: an auth file another user may
 write lets them add an admin token for themselves (it is read again within a second), and so
 run commands as crontask's user. So ``statedir``'s rule applies (one rule, not a copy): the
-file read (links followed, as the read does) is refused if another user than root and this
-one owns it, or others or a group other than the process's own may write it; so is it if a
-folder on its path (as given, and as its links lead) is another user's or may be written by
-others and is not sticky: they could put a link to a file whose bytes they know in its place.
+file read (links followed, as the read does) is refused if others or a group other than the
+process's own may write it; so is it if a folder on its path (as given, and as its links lead)
+may be written by others and is not sticky: they could put a link to a file whose bytes they
+know in its place. A file or folder another user owns is read with one warning line: unlike
+the state directory, crontask did not make it, it was given it, and its owner is often the
+admin who did (a file bind-mounted from the host into a container).
 A Kubernetes Secret mount passes (root's links ``..data/...`` to files 0644 or 0444). A file
 refused at run time is as a broken one: the caller keeps what it read before.
 
@@ -36,8 +38,8 @@ log = logging.getLogger("crontask")
 MAX_SECRET_FILE_BYTES = 64 * 1024  # a token or a secret is a few hundred bytes
 _FLAGS = os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | getattr(os, "O_NOCTTY", 0)
 _FIX = "make it root's or this user's (chown) and writable by its owner only (chmod go-w)"
-# The files others may read that this process has warned of (one line each, not one a read).
-_warned: set[str] = set()
+# The warnings this process gave, of which files (one line each, not one a read).
+_warned: set[tuple[str, str]] = set()
 
 
 def read_secret_file(
@@ -47,19 +49,22 @@ def read_secret_file(
     (``not a regular file: not read``), for a file that is not a regular one, one over
     ``limit`` bytes, one that cannot be read, or one another user may change (the module
     says which). ``public``: no warning when others may read it."""
+    foreign: list[str] = []  # what another user owns: said, not refused
     try:
         if not stat.S_ISREG(os.stat(path).st_mode):
             raise ValueError("not a regular file: not read")
-        statedir.check_ancestors(path, "secret file", follow=True)
+        statedir.check_ancestors(path, "secret file", follow=True, foreign=foreign)
         fd = os.open(path, _FLAGS)
         with os.fdopen(fd, "rb") as handle:
             st = os.fstat(fd)  # the file opened, whatever its name leads to by now
             if not stat.S_ISREG(st.st_mode):  # replaced since the stat
                 raise ValueError("not a regular file: not read")
-            if (why := statedir.others_may_write(st)) is not None:
+            if (why := statedir.group_or_others_may_write(st)) is not None:
                 raise ValueError(
                     f"{why}, so another user could change what crontask reads: not read; {_FIX}"
                 )
+            if st.st_uid not in (0, os.geteuid()):
+                foreign.append(f"it is owned by uid {st.st_uid}")
             data = handle.read(limit + 1)
     except statedir.Refused as err:
         raise ValueError(f"{err.reason}: not read") from None
@@ -67,20 +72,33 @@ def read_secret_file(
         raise ValueError(f"cannot read: {err.strerror or type(err).__name__}") from None
     if len(data) > limit:
         raise ValueError(f"larger than {_size(limit)}: not read")
+    if foreign:
+        _warn_once(
+            path,
+            "a secret file another user may change: read, but that user decides what crontask "
+            "trusts (make it root's or this user's: chown)",
+            {"why": "; ".join(foreign)},
+        )
     if not public:
         _warn_if_readable(path, st)
     return data
 
 
+def _warn_once(path: Path, message: str, fields: dict[str, str]) -> None:
+    if (message, str(path)) in _warned:
+        return
+    _warned.add((message, str(path)))
+    log.warning(message, extra={"fields": {"path": str(path), **fields}})
+
+
 def _warn_if_readable(path: Path, st: os.stat_result) -> None:
     """One warning line per file others may read and reach (its folders searchable)."""
-    if not st.st_mode & stat.S_IROTH or str(path) in _warned or not _reachable(path):
-        return
-    _warned.add(str(path))
-    log.warning(
-        "a secret file others may read: any user of this host can read the secret (chmod o-r)",
-        extra={"fields": {"path": str(path), "mode": f"{stat.S_IMODE(st.st_mode):04o}"}},
-    )
+    if st.st_mode & stat.S_IROTH and _reachable(path):
+        _warn_once(
+            path,
+            "a secret file others may read: any user of this host can read the secret (chmod o-r)",
+            {"mode": f"{stat.S_IMODE(st.st_mode):04o}"},
+        )
 
 
 def _reachable(path: Path) -> bool:

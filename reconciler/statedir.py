@@ -94,6 +94,11 @@ def others_may_write(st: os.stat_result) -> str | None:
     moving an entry, not from adding one."""
     if st.st_uid not in (0, os.geteuid()):
         return f"it is owned by uid {st.st_uid}, neither root nor this user (uid {os.geteuid()})"
+    return group_or_others_may_write(st)
+
+
+def group_or_others_may_write(st: os.stat_result) -> str | None:
+    """The half of :func:`others_may_write` about the mode alone."""
     if _writable_by_others(st):
         return f"group or others may write it (mode {stat.S_IMODE(st.st_mode):04o})"
     return None
@@ -254,12 +259,16 @@ def _check_dir(path: Path, what: str, *, tighten: bool) -> list[str]:
         return []
 
 
-def check_ancestors(path: Path, what: str, *, follow: bool = False) -> None:
+def check_ancestors(
+    path: Path, what: str, *, follow: bool = False, foreign: list[str] | None = None
+) -> None:
     """Every folder above ``path`` that is there, on its path as given (a link there is
     checked itself: whoever may replace it chooses where the path leads) and on the path its
     links lead to: refused as the module says, a mount point others may write warned of.
     ``follow``: also the folders of where ``path`` itself leads, when it is a link (a file
-    read through it: a Kubernetes Secret's ``auth.yaml -> ..data/auth.yaml``).
+    read through it: a Kubernetes Secret's ``auth.yaml -> ..data/auth.yaml``). ``foreign``:
+    a folder another user owns is said there instead of refused (a file crontask is given
+    to read, not one it made: its owner may be the admin who gave it).
     Raises :class:`Refused`, OSError."""
     given = Path(os.path.abspath(path))
     chains = [given, Path(os.path.realpath(given.parent)) / given.name]
@@ -274,11 +283,15 @@ def check_ancestors(path: Path, what: str, *, follow: bool = False) -> None:
                 break  # nor anything below it: made by this process (0700), or an error later
             if (st.st_dev, st.st_ino) not in seen:
                 seen.add((st.st_dev, st.st_ino))
-                _check_ancestor(path, folder, what, st)
+                _check_ancestor(path, folder, what, st, foreign)
 
 
-def _check_ancestor(path: Path, folder: Path, what: str, st: os.stat_result) -> None:
-    if st.st_uid not in (0, os.geteuid()):
+def _check_ancestor(
+    path: Path, folder: Path, what: str, st: os.stat_result, foreign: list[str] | None
+) -> None:
+    if st.st_uid not in (0, os.geteuid()) and foreign is not None:
+        foreign.append(f"{folder}, on its path, is owned by uid {st.st_uid}")
+    elif st.st_uid not in (0, os.geteuid()):
         raise _refused(
             what,
             path,
