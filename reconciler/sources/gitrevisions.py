@@ -42,7 +42,9 @@ log = logging.getLogger("crontask.sources.git")
 
 # What a fetch says when the repository's own objects or refs are damaged (a ref of ours that
 # names an object we do not have whole ends in "did not send all necessary objects").
-_DAMAGED = ("bad object", "is corrupt", "did not send all necessary objects")
+# git says first that a loose object is empty, then that it is corrupt: the first line alone
+# is what an error keeps when its path is long.
+_DAMAGED = ("bad object", "is corrupt", "did not send all necessary objects", "is empty")
 # How much of an error a warning carries (a path in it may run to 4 KB).
 _MAX_ERROR = 300
 

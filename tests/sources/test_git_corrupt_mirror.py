@@ -48,7 +48,9 @@ def test_a_damaged_mirror_is_cloned_again_and_the_revision_in_force_stays(
     remote = Remote(tmp_path)
     remote.write("a.yaml", doc("a"))
     first = remote.commit()
-    source = source_for(remote, tmp_path / "state", Clock())
+    # A long path: git's first line ("object file <path> is empty") is then all the error
+    # keeps of what it said (its "is corrupt" came after, and was cut).
+    source = source_for(remote, tmp_path / ("deep" * 40) / "state", Clock())
     assert synced(source)
     assert callable(damage)
     damage(source)
