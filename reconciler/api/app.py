@@ -295,9 +295,7 @@ def _refusals(
         found["500"] = {"description": "Internal error"}
     if path not in UNQUEUED and "503" not in responses:
         found["503"] = {"description": "Busy: retry after Retry-After"}
-    # The Host check refuses only what answers without a credential (api/hosts.py).
-    open_route = auth is None or op.get(REQUIRED_ROLE_KEY) == PUBLIC
-    if misdirected and open_route and "421" not in responses:
+    if misdirected and "421" not in responses:
         found["421"] = {"description": "The Host header names another site"}
     if (write or "requestBody" in op) and "413" not in responses:
         # The request log refuses a declared length over the limit before any route runs.

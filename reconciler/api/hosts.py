@@ -9,12 +9,6 @@ which the browser fills with the page's name: such a request is answered ``421``
 was not meant for this server) before anything else runs. ``--external-url``'s host is
 answered too, as the name a proxy on the same machine forwards with.
 
-With ``--auth-config`` (on a loopback address) the same check holds for the open routes only
-(:func:`_open_route`: ``/healthz``, ``/metrics`` unless ``metricsRequireAuth``, the API's
-description, the sign-in page, the page's assets): a rebinding page holds no credential, so a
-route that needs one keeps it out whatever the ``Host``, and an API client behind a proxy that
-forwards its own ``Host`` goes on working; but an open route it could read.
-
 A browser's ``POST`` is also checked for its ``Origin`` (:func:`same_origin`): this server's
 own, as the ``Host`` header names it, or ``--external-url``'s. Behind a proxy that sends
 ``Host: 127.0.0.1:8080`` (nginx's ``proxy_pass`` default), the page's origin is the latter.
@@ -23,16 +17,14 @@ own, as the ``Host`` header names it, or ``--external-url``'s. Behind a proxy th
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Collection, Iterable, Iterator
+from collections.abc import Collection
 from typing import Final
 from urllib.parse import urlsplit
 
 from starlette.requests import Request
-from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from reconciler.api import problems
-from reconciler.api.auth import PUBLIC, REQUIRED_ROLE_KEY
 from reconciler.logs import bounded
 
 MISDIRECTED: Final = 421
@@ -86,9 +78,8 @@ def external_origin(url: str | None) -> str | None:
 
 
 class LoopbackHosts:
-    """Answer ``421`` to a request for an open route (every route without auth) whose ``Host``
-    names neither a loopback address nor one of ``also`` (see the module). A request without
-    ``Host`` (HTTP/1.0) came from no browser page."""
+    """Answer ``421`` to a request whose ``Host`` names neither a loopback address nor one of
+    ``also`` (see the module). A request without ``Host`` (HTTP/1.0) came from no browser page."""
 
     def __init__(self, app: ASGIApp, also: Collection[str] = ()) -> None:
         self.app = app
@@ -99,58 +90,18 @@ class LoopbackHosts:
             header = next((v for k, v in scope.get("headers", ()) if k == b"host"), None)
             if header is not None:
                 name = host_name(header.decode("latin-1"))
-                foreign = not is_loopback_name(name) and name not in self.also
-                if foreign and _open_route(scope):
+                if not is_loopback_name(name) and name not in self.also:
                     await _refuse(send, header.decode("latin-1"), str(scope.get("path", "")))
                     return
         await self.app(scope, receive, send)
 
 
-def _open_route(scope: Scope) -> bool:
-    """Whether the request is for a route that answers without a credential: every route
-    without auth; with auth one declared ``public``, or a path no route serves (it needs no
-    credential either: refusing it costs a caller of the right name nothing)."""
-    app = scope.get("app")
-    ctx = getattr(getattr(app, "state", None), "crontask", None)
-    if getattr(ctx, "auth", None) is None:
-        return True
-    route = _route_of(getattr(getattr(app, "router", None), "routes", ()), scope)
-    if route is None:
-        return True
-    return bool((getattr(route, "openapi_extra", None) or {}).get(REQUIRED_ROLE_KEY) == PUBLIC)
-
-
-def _route_of(routes: Iterable[BaseRoute], scope: Scope) -> BaseRoute | None:
-    """The route the router will give ``scope`` to: the first whose path and method match,
-    else the first whose path does (it answers ``405``)."""
-    partial: BaseRoute | None = None
-    for route in _flat(routes):
-        match, _ = route.matches(scope)
-        if match is Match.FULL:
-            return route
-        if match is Match.PARTIAL and partial is None:
-            partial = route
-    return partial
-
-
-def _flat(routes: Iterable[BaseRoute]) -> Iterator[BaseRoute]:
-    """``routes`` in order, with those of an included router in its place: FastAPI keeps them
-    in an object of its own, whose ``original_router`` holds them as declared. The status page
-    is included without a prefix, so their paths are the ones served."""
-    for route in routes:
-        included = getattr(route, "original_router", None)
-        if included is not None:
-            yield from _flat(included.routes)
-        else:
-            yield route
-
-
 async def _refuse(send: Send, header: str, path: str) -> None:
     detail = (
         f"this server answers only requests addressed to it by a loopback name, not to "
-        f"{bounded(header, _SHOWN)!r}: another name could be a web page that made its own name "
-        "resolve here (DNS rebinding). Call it as 127.0.0.1 or localhost, or name the host a "
-        "proxy forwards with in --external-url."
+        f"{bounded(header, _SHOWN)!r}: without --auth-config, another name could be a web page "
+        "that made its own name resolve here (DNS rebinding). Call it as 127.0.0.1 or "
+        "localhost, name the host a proxy forwards with in --external-url, or configure auth."
     )
     await problems.send_problem(send, MISDIRECTED, detail, path)
 

@@ -258,10 +258,10 @@ def http_server(args: argparse.Namespace) -> HttpServer:
         raise SystemExit(message) from None
 
     async def serve_http(runtime: RuntimeView, metrics: Metrics, stop: asyncio.Event) -> None:
-        # On loopback a page that rebinds its own name to it must not pass as this server's
-        # caller (api/hosts.py): without auth for every route, with auth for the open ones.
+        # Without auth the loopback address is the only fence: a page that rebinds its own name
+        # to it must not pass as this server's caller (api/hosts.py).
         hosts = None
-        if is_loopback(host):
+        if auth is None and is_loopback(host):
             hosts = [name] if (name := external_host(args.external_url)) else []
         app = create_app(
             runtime,
