@@ -59,6 +59,7 @@ INHERITED = frozenset(
         *("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY"),
         *("all_proxy", "ALL_PROXY", "no_proxy", "NO_PROXY"),
         *("SSH_AUTH_SOCK", "KRB5CCNAME", "SSL_CERT_FILE", "SSL_CERT_DIR", "CURL_CA_BUNDLE"),
+        *("KRB5_CONFIG", "KRB5_CLIENT_KTNAME", "KRB5_KTNAME"),  # Kerberos outside /etc, keytabs
         *("LD_LIBRARY_PATH", "LD_PRELOAD", "NSS_WRAPPER_PASSWD", "NSS_WRAPPER_GROUP"),
         *("GIT_SSL_CAINFO", "GIT_SSL_CAPATH", "GIT_PROXY_SSL_CAINFO"),
     }

@@ -33,6 +33,7 @@ ALLOWED = frozenset(
         *("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY"),
         *("all_proxy", "ALL_PROXY", "no_proxy", "NO_PROXY"),
         *("SSH_AUTH_SOCK", "KRB5CCNAME", "SSL_CERT_FILE", "SSL_CERT_DIR", "CURL_CA_BUNDLE"),
+        *("KRB5_CONFIG", "KRB5_CLIENT_KTNAME", "KRB5_KTNAME"),
         *("LD_LIBRARY_PATH", "LD_PRELOAD", "NSS_WRAPPER_PASSWD", "NSS_WRAPPER_GROUP"),
     }
 )
