@@ -11,12 +11,13 @@ after ``limit + 1`` bytes. One reader for all of them, so that none forgets a ca
 Whoever may change such a file decides what crontask trusts: an auth file another user may
 write lets them add an admin token for themselves (it is read again within a second), and so
 run commands as crontask's user. So ``statedir``'s rule applies (one rule, not a copy): the
-file read (links followed, as the read does) is refused if others or a group other than the
-process's own may write it; so is it if a folder on its path (as given, and as its links lead)
-may be written by others and is not sticky: they could put a link to a file whose bytes they
-know in its place. A file or folder another user owns is read with one warning line: unlike
-the state directory, crontask did not make it, it was given it, and its owner is often the
-admin who did (a file bind-mounted from the host into a container).
+file read (links followed, as the read does) is refused if anyone may write it; so is it if a
+folder on its path (as given, and as its links lead) may be written by anyone and is not
+sticky: they could put a link to a file whose bytes they know in its place. A file or folder
+another user owns, or a group other than the process's own may write, is read with one
+warning line: unlike the state directory, crontask did not make it, it was given it, and
+its owner is often the admin who did (a file bind-mounted from the host into a container,
+written under a umask of 002; a Kubernetes Secret with a group-writable ``defaultMode``).
 A Kubernetes Secret mount passes (root's links ``..data/...`` to files 0644 or 0444). A file
 refused at run time is as a broken one: the caller keeps what it read before.
 
@@ -37,7 +38,7 @@ log = logging.getLogger("crontask")
 
 MAX_SECRET_FILE_BYTES = 64 * 1024  # a token or a secret is a few hundred bytes
 _FLAGS = os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | getattr(os, "O_NOCTTY", 0)
-_FIX = "make it root's or this user's (chown) and writable by its owner only (chmod go-w)"
+_FIX = "make it writable by its owner only (chmod go-w)"
 # The warnings this process gave, of which files (one line each, not one a read).
 _warned: set[tuple[str, str]] = set()
 
@@ -59,12 +60,14 @@ def read_secret_file(
             st = os.fstat(fd)  # the file opened, whatever its name leads to by now
             if not stat.S_ISREG(st.st_mode):  # replaced since the stat
                 raise ValueError("not a regular file: not read")
-            if (why := statedir.group_or_others_may_write(st)) is not None:
+            if (why := statedir.others_may_write_it(st)) is not None:
                 raise ValueError(
                     f"{why}, so another user could change what crontask reads: not read; {_FIX}"
                 )
             if st.st_uid not in (0, os.geteuid()):
                 foreign.append(f"it is owned by uid {st.st_uid}")
+            if (why := statedir.group_or_others_may_write(st)) is not None:
+                foreign.append(why)
             data = handle.read(limit + 1)
     except statedir.Refused as err:
         raise ValueError(f"{err.reason}: not read") from None
@@ -75,8 +78,8 @@ def read_secret_file(
     if foreign:
         _warn_once(
             path,
-            "a secret file another user may change: read, but that user decides what crontask "
-            "trusts (make it root's or this user's: chown)",
+            "a secret file another user may change: read, but whoever may change it decides "
+            "what crontask trusts (make it root's or this user's, writable by its owner only)",
             {"why": "; ".join(foreign)},
         )
     if not public:
@@ -92,7 +95,12 @@ def _warn_once(path: Path, message: str, fields: dict[str, str]) -> None:
 
 
 def _warn_if_readable(path: Path, st: os.stat_result) -> None:
-    """One warning line per file others may read and reach (its folders searchable)."""
+    """One warning line per file others may read and reach (its folders searchable); not for
+    a Kubernetes Secret's (read through ``..data``): 0644 is its default, and in a pod the
+    other users are its own containers'."""
+    data = path.parent / "..data"  # kubelet's link to the volume's current files
+    if data.is_symlink() and Path(os.path.realpath(path)).is_relative_to(os.path.realpath(data)):
+        return
     if st.st_mode & stat.S_IROTH and _reachable(path):
         _warn_once(
             path,

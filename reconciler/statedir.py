@@ -104,6 +104,13 @@ def group_or_others_may_write(st: os.stat_result) -> str | None:
     return None
 
 
+def others_may_write_it(st: os.stat_result) -> str | None:
+    """Whether everyone may write it (not only a group)."""
+    if stat.S_IMODE(st.st_mode) & stat.S_IWOTH:
+        return f"anyone may write it (mode {stat.S_IMODE(st.st_mode):04o})"
+    return None
+
+
 def _writable_by_others(st: os.stat_result) -> bool:
     # The process's own group may write: a pod's fsGroup, a host user's own group.
     mode = stat.S_IMODE(st.st_mode)
@@ -267,8 +274,9 @@ def check_ancestors(
     links lead to: refused as the module says, a mount point others may write warned of.
     ``follow``: also the folders of where ``path`` itself leads, when it is a link (a file
     read through it: a Kubernetes Secret's ``auth.yaml -> ..data/auth.yaml``). ``foreign``:
-    a folder another user owns is said there instead of refused (a file crontask is given
-    to read, not one it made: its owner may be the admin who gave it).
+    a folder another user owns, or another group may write (not everyone), is said there
+    instead of refused (a file crontask is given to read, not one it made: its owner may be
+    the admin who gave it, with a umask of 002).
     Raises :class:`Refused`, OSError."""
     given = Path(os.path.abspath(path))
     chains = [given, Path(os.path.realpath(given.parent)) / given.name]
@@ -303,6 +311,9 @@ def _check_ancestor(
     if not stat.S_ISDIR(st.st_mode) or mode & stat.S_ISVTX:
         return  # a link's own mode means nothing; in a sticky folder only an entry's owner moves it
     if not _writable_by_others(st):
+        return
+    if foreign is not None and not mode & stat.S_IWOTH:
+        foreign.append(f"{folder}, on its path, may be written by group {st.st_gid}")
         return
     if not _is_mount_point(folder, st):
         raise _refused(

@@ -1,11 +1,12 @@
 """``read_secret_file`` (the auth file and the files it names, ``--notifications``,
 ``--git-token-file``, the webhook secret, an http task's header files) refuses a file that
-others (or a group not crontask's) may write, or in a folder they may write, as ``statedir``
-refuses such a state directory: they could otherwise make themselves an admin token and run
-commands as crontask's user. A file or folder another user owns, and a file others may only
-read, are read with one warning. Kubernetes Secret mounts (root's links ``..data/...``, 0644 or
-0444) pass. Tests run as root: "another user" is a file chowned to nobody, and "crontask's
-user is not root" is a child process that drops to nobody's uid (``seteuid``)."""
+anyone may write, or in a folder anyone may write, as ``statedir`` refuses such a state
+directory: they could otherwise make themselves an admin token and run commands as
+crontask's user. A file or folder another user owns or another group may write, and a file
+others may only read, are read with one warning. Kubernetes Secret mounts (root's links
+``..data/...``, 0644 or 0444) pass. Tests run as root: "another user" is a file chowned to
+nobody, and "crontask's user is not root" is a child process that drops to nobody's uid
+(``seteuid``)."""
 
 from __future__ import annotations
 
@@ -42,17 +43,28 @@ def refused(path: Path) -> str:
 def test_a_file_others_may_write_is_refused_with_what_to_do(tmp_path: Path) -> None:
     path = secret(tmp_path, 0o666)
     said = refused(path)
-    assert "others may write it (mode 0666)" in said
+    assert "anyone may write it (mode 0666)" in said
     assert "chmod go-w" in said
 
 
 @as_root
-def test_a_group_other_than_ours_may_not_write_it_our_own_may(tmp_path: Path) -> None:
+def test_a_group_other_than_ours_that_may_write_it_is_warned_of(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Not refused: a file written under a umask of 002 (the owner's own group may write it),
+    bind-mounted into a container, or a Kubernetes Secret with a group-writable defaultMode,
+    worked before; only a file anyone may write is refused."""
+    caplog.set_level(logging.WARNING, logger="crontask")
     path = secret(tmp_path, 0o660)
     os.chown(path, -1, OTHER)
-    assert "0660" in refused(path)
-    os.chown(path, -1, os.getegid())  # a pod's fsGroup, a host user's own group
     assert read_secret_file(path).startswith(b"s3cret")
+    (said,) = [r for r in caplog.records if "another user may change" in r.getMessage()]
+    assert said.fields["why"] == "group or others may write it (mode 0660)"  # type: ignore[attr-defined]
+    caplog.clear()
+    other = secret(tmp_path, 0o660, "ours")
+    os.chown(other, -1, os.getegid())  # a pod's fsGroup, a host user's own group
+    assert read_secret_file(other).startswith(b"s3cret")
+    assert not [r for r in caplog.records if "another user may change" in r.getMessage()]
 
 
 @as_root
@@ -75,7 +87,7 @@ def test_a_file_or_folder_of_another_user_is_read_with_one_warning(
         fields["why"]
         == f"{theirs}, on its path, is owned by uid {OTHER}; it is owned by uid {NOBODY}"
     )
-    assert "chown" in said.getMessage()
+    assert "root's or this user's" in said.getMessage()
 
 
 def test_a_folder_on_its_path_others_may_write_is_refused(tmp_path: Path) -> None:
@@ -183,5 +195,23 @@ def test_for_a_user_that_is_not_root_root_and_it_may_own_the_file_no_one_else(
     assert read_as_nobody(root_s).startswith("s3cret")
     assert read_as_nobody(own).startswith("s3cret")
     assert read_as_nobody(theirs).startswith("s3cret")  # with a warning: see above
-    os.chmod(theirs, 0o664)  # ... but a group not nobody's may write it
-    assert read_as_nobody(theirs).startswith("refused: group or others may write it")
+    os.chmod(theirs, 0o666)  # noqa: S103 - ... but anyone may write it
+    assert read_as_nobody(theirs).startswith("refused: anyone may write it")
+
+
+def test_a_kubernetes_secret_others_may_read_is_not_warned_of_a_plain_file_is(
+    shared_folder: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """0644 is a Secret volume's default, and in a pod the other users are its own
+    containers': a warning at every start would be noise. A plain file is warned of."""
+    caplog.set_level(logging.WARNING, logger="crontask")
+    version = shared_folder / "..2026_12_04_18_00_00.1"
+    version.mkdir(mode=0o755)
+    (shared_folder / "..data").symlink_to(version.name)
+    secret(version, 0o644, "token")
+    (shared_folder / "token").symlink_to(Path("..data") / "token")
+    plain = secret(shared_folder, 0o644, "plain")
+    assert read_secret_file(shared_folder / "token").startswith(b"s3cret")
+    assert read_secret_file(plain).startswith(b"s3cret")
+    said = [r.fields["path"] for r in caplog.records if "others may read" in r.getMessage()]  # type: ignore[attr-defined]
+    assert said == [str(plain)]

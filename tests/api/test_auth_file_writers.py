@@ -40,7 +40,7 @@ def test_a_file_made_writable_by_others_leaves_the_settings_before(
         auth_file.refresh()
     assert [r.getMessage() for r in caplog.records] == [UNUSABLE]
     error = getattr(caplog.records[0], "fields", {})["error"]
-    assert "others may write it (mode 0666)" in error
+    assert "anyone may write it (mode 0666)" in error
     assert [t.name for t in auth_file.current().tokens] == ["viewer-bot"]
     path.chmod(0o600)  # fixed: the file as it is now is taken
     auth_file.refresh()

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import functools
 import http.server
+import logging
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -35,6 +36,31 @@ def test_a_blank_token_file_is_an_error_naming_it(tmp_path: Path, text: str) -> 
     with pytest.raises(GitError) as raised:
         credentials_of(URL, token_file, None)
     assert str(raised.value) == f"token file {token_file} is empty"
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("ssh://git@git.example.com/org/tasks.git", None),
+        ("file:///srv/tasks.git", None),
+        ("https://bot:pw@git.example.com/org/tasks.git", ("bot", "pw")),
+    ],
+)
+def test_a_blank_token_file_a_url_does_not_need_is_a_warning(
+    tmp_path: Path, url: str, expected: tuple[str, str] | None, caplog: pytest.LogCaptureFixture
+) -> None:
+    """What an empty file meant before: a chart that always mounts an optional token must not
+    stop the sync of an ssh or local remote, nor of a URL with its own password."""
+    caplog.set_level(logging.WARNING, logger="crontask.sources.git")
+    token_file = tmp_path / "token"
+    token_file.write_text("\n")
+    token_file.chmod(0o600)
+    for _ in range(2):
+        credentials = credentials_of(url, token_file, None)
+        got = None if credentials is None else (credentials.username, credentials.password)
+        assert got == expected
+    said = [r.getMessage() for r in caplog.records]
+    assert said == [f"token file {token_file} is empty; this URL does not use it"]
 
 
 def test_a_token_file_with_a_token_gives_it(tmp_path: Path) -> None:
