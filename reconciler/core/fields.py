@@ -26,7 +26,8 @@ MAX_HISTORY = 1_000  # run records kept per task and status
 MAX_TEXT = 32 * 1024  # one argument, env value, header value: 32 768 characters
 MAX_ITEMS = 256  # args, env entries, headers, labels, annotations
 Text = Annotated[str, StringConstraints(max_length=MAX_TEXT)]
-LabelValue = Annotated[str, StringConstraints(max_length=63)]
+MAX_LABEL_VALUE = 63  # Kubernetes' bound on a label value
+LabelValue = Annotated[str, StringConstraints(max_length=MAX_LABEL_VALUE)]
 MAX_LABEL_KEY = 317  # Kubernetes: a 253-character prefix, '/', a 63-character name
 
 

@@ -45,7 +45,7 @@ from pydantic import ValidationError
 from reconciler.aio import in_thread
 from reconciler.core.crd import PLURAL, VERSION
 from reconciler.core.desired import Definition, DefinitionError, Location, SourceKind
-from reconciler.core.fields import MAX_ITEMS, MAX_LABEL_KEY, MAX_TEXT
+from reconciler.core.fields import MAX_ITEMS, MAX_LABEL_KEY, MAX_LABEL_VALUE, MAX_TEXT
 from reconciler.core.model import API_GROUP, CronTask
 from reconciler.core.status import RUN_NOW_ANNOTATION, ObjectRef
 from reconciler.sources.base import Notify, Ready, SourceState
@@ -61,8 +61,6 @@ IN_CLUSTER_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/names
 # apply even when nothing else does.
 LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
 OWN_KEYS = "crontask.dev/"  # crontask's own annotations (and labels)
-# A label value's bound in the model (``fields.LabelValue``), as the API server's.
-MAX_LABEL_VALUE = 63
 
 
 @dataclasses.dataclass(frozen=True)
