@@ -39,6 +39,7 @@ log = logging.getLogger("crontask")
 MAX_SECRET_FILE_BYTES = 64 * 1024  # a token or a secret is a few hundred bytes
 _FLAGS = os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | getattr(os, "O_NOCTTY", 0)
 _FIX = "make it writable by its owner only (chmod go-w)"
+_READABLE = "a secret file others may read: any user of this host can read the secret (chmod o-r)"
 # The warnings this process gave, of which files (one line each, not one a read).
 _warned: set[tuple[str, str]] = set()
 
@@ -97,16 +98,15 @@ def _warn_once(path: Path, message: str, fields: dict[str, str]) -> None:
 def _warn_if_readable(path: Path, st: os.stat_result) -> None:
     """One warning line per file others may read and reach (its folders searchable); not for
     a Kubernetes Secret's (read through ``..data``): 0644 is its default, and in a pod the
-    other users are its own containers'."""
+    other users are its own containers'. Looked at until warned of: a file read at every
+    request (the webhook secret) costs no more than its read once told."""
+    if (_READABLE, str(path)) in _warned:
+        return
     data = path.parent / "..data"  # kubelet's link to the volume's current files
     if data.is_symlink() and Path(os.path.realpath(path)).is_relative_to(os.path.realpath(data)):
         return
     if st.st_mode & stat.S_IROTH and _reachable(path):
-        _warn_once(
-            path,
-            "a secret file others may read: any user of this host can read the secret (chmod o-r)",
-            {"mode": f"{stat.S_IMODE(st.st_mode):04o}"},
-        )
+        _warn_once(path, _READABLE, {"mode": f"{stat.S_IMODE(st.st_mode):04o}"})
 
 
 def _reachable(path: Path) -> bool:
