@@ -65,15 +65,21 @@ def test_a_new_pod_ends_the_run_of_one_whose_beat_stopped(killed_pod: Path, tmp_
         assert "left to it until its heartbeat in the run store stops" in pod.log()
         assert [r.status for r in runs(killed_pod)] == [RunStatus.RUNNING]
         pod.wait_log("run interrupted: its crontask stopped beating", timeout=LEASE_SECONDS + 20)
+        # The old pod's row goes in the same sweep, just after the line is logged; the new
+        # pod's stays (killed below, not stopped).
+        wait_for("the old pod's row removed", lambda: instance_rows(killed_pod) == 1)
     finally:
         pod.stop(signal.SIGKILL)
     assert [(r.status, r.reason) for r in runs(killed_pod)] == [
         (RunStatus.INTERRUPTED, "ProcessDied")
     ]
-    store = SqlRunStore.open(sqlite_url(killed_pod))
+    assert instance_rows(killed_pod) == 1
+
+
+def instance_rows(shared: Path) -> int | None:
+    store = SqlRunStore.open(sqlite_url(shared))
     try:
         with store.engine.connect() as conn:
-            # The old pod's row went with its last run; the new pod's stays (killed, not stopped).
-            assert conn.execute(sa.select(sa.func.count()).select_from(instances)).scalar() == 1
+            return conn.execute(sa.select(sa.func.count()).select_from(instances)).scalar()
     finally:
         store.close()
