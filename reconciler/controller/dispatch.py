@@ -14,6 +14,9 @@ On time: the scheduler hands a slot over ahead of it (``due``), and a run that c
 then is decided and claimed then, its start waiting for the slot; so what makes a run exactly
 once and supervised is paid before the slot, not between the slot and the process. A process
 away past the slot (paused, frozen) looks again before it starts it (``RunExecution._late``).
+With replicas, each slot looks at the fence's clock first (``fire``, ``due``): a replica resumed
+past its renew deadline neither claims nor starts a slot before a renewal says whether its task
+is still its own (``_not_started``; one ahead of its instant waits for it, as when paused).
 
 Work that outlives the process (Kubernetes Jobs, see ``runner.base.Resumable``): the runs a
 ``resumable`` action reports for a task (its live Jobs) that are not followed here are
@@ -87,8 +90,9 @@ class Dispatcher(RunExecution, AheadSlots):
         self._may_start.set()
         # With replicas: whether a task is still this replica's (for a retry the fence held).
         self.owns: Callable[[str], bool] = lambda key: True
-        # With replicas: pauses this process if its renew deadline has passed (a retry due
-        # after the process was itself paused looks before it starts).
+        # With replicas: pauses this process if its renew deadline has passed. A slot (``fire``,
+        # ``due``), a retry and a late start look before they start: the process may itself
+        # have been paused (SIGSTOP) past the deadline, its renewal loop not yet run since.
         self.fence: Callable[[], None] = lambda: None
         # Tasks with scheduled slots not started while paused: caught up on when it ends.
         self.unstarted: set[str] = set()
@@ -144,6 +148,14 @@ class Dispatcher(RunExecution, AheadSlots):
 
     # -- the hand-off (``controller.ahead``: slots handed over ahead) ----------------------
 
+    def due(self, definition: Definition, scheduled_at: datetime) -> None:
+        """As ``AheadSlots.due``, the fence looked at first: a slot handed over ahead by a
+        replica past its renew deadline is deferred to its instant, as one handed over while
+        paused is, not decided now and lost (``_not_started`` ahead of its slot: the catch-up
+        as the fence lifts stops at the present)."""
+        self.fence()
+        super().due(definition, scheduled_at)
+
     def fire(
         self, definition: Definition, scheduled_at: datetime, trigger: Trigger = Trigger.SCHEDULE
     ) -> RunRecord:
@@ -156,6 +168,10 @@ class Dispatcher(RunExecution, AheadSlots):
         # A scheduled slot handed over ahead of it (``due``) starts on the slot, not before.
         ahead = (scheduled_at - now).total_seconds() if trigger is Trigger.SCHEDULE else 0.0
         ahead = ahead if 0 < ahead <= AHEAD_MAX else 0.0
+        # The renew deadline may have passed while this process was not running (SIGSTOP, a
+        # frozen VM) with no renewal since to notice: the task may be another replica's now,
+        # and a claim here would take its slot from it. (A clock read, with replicas.)
+        self.fence()
         if self.paused is not None or self._closing:
             return self._not_started(definition, scheduled_at, trigger)
         if trigger is Trigger.SCHEDULE and (jumped := self.ledger.handed(definition, scheduled_at)):

@@ -109,7 +109,12 @@ def test_a_task_moving_between_live_replicas_catches_up_nothing_new(tmp_path: Pa
         world = World(tmp_path)
         a, b = world.replicas("a", "b")
         await settle([a, b])
-        world.clocks.advance(40)
+        # Both stay live up to 12:01:10, renewing every 2 s: a jump of 40 s with no renewal
+        # would fence them (their slots not started then, and caught up later).
+        for _ in range(20):
+            world.clocks.advance(2)
+            for replica in (a, b):
+                assert await replica.cluster.tick()
         await _fire_due(a, world)
         await _fire_due(b, world)
         (c,) = world.replicas("c")  # a joins: tasks move from live replicas that ran them
