@@ -110,6 +110,11 @@ def test_manual_trigger_obeys_forbid_and_cli_clients(
     assert "skipped (ConcurrencyForbid)" in second.stdout
     tasks = cli(app, "tasks")
     assert "default/slow" in tasks.stdout
+    # The trigger answers with the skip as decided; its record is written just after.
+    wait_for(
+        "the skip recorded",
+        lambda: any(r.reason == "ConcurrencyForbid" for r in app.runs("default/slow")),
+    )
     runs = cli(app, "runs", "default/slow")
     assert "ConcurrencyForbid" in runs.stdout
     with httpx.Client(base_url=app.server) as client:

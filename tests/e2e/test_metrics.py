@@ -51,9 +51,11 @@ def test_a_task_that_failed_and_succeeded_has_eleven_series(
         text = scrape(app)[0]
         done = ("last_success", "last_failure")
         samples = [f'crontask_task_{d}_timestamp_seconds{{task="default/flaky"}}' for d in done]
-        return text if all(sample in text for sample in samples) else ""
+        # And no run in progress: one adds a twelfth series (when it started) while it lasts.
+        idle = 'crontask_running_runs{task="default/flaky"} 0\n' in text
+        return text if idle and all(sample in text for sample in samples) else ""
 
-    text = wait_for("a success and a failure in /metrics", both)
+    text = wait_for("a success and a failure in /metrics, no run in progress", both)
     assert series_of(text, "default/flaky") == {
         ("crontask_runs_total", "succeeded"),
         ("crontask_runs_total", "failed"),
@@ -94,12 +96,19 @@ def test_the_last_success_and_failure_survive_a_restart(
         for status, statuses in (("success", SUCCESS), ("failure", FAILURES))
     }
     app.start()
-    values = {
-        (s.name, s.labels.get("status")): s.value
-        for family in text_string_to_metric_families(scrape(app)[0])
-        for s in family.samples
-        if s.labels.get("task") == "default/flaky"
-    }
+
+    def seeded() -> dict[tuple[str, str | None], float]:  # {} until then
+        values = {
+            (s.name, s.labels.get("status")): s.value
+            for family in text_string_to_metric_families(scrape(app)[0])
+            for s in family.samples
+            if s.labels.get("task") == "default/flaky"
+        }
+        return values if all((name, None) in values for name in names) else {}
+
+    # A scrape waits a second at most for the history read that seeds the timestamps (then
+    # serves without them, and the next one shows them): a loaded machine can take longer.
+    values = wait_for("the last success and failure read back", seeded)
     for outcome, at in ends.items():
         assert values[(f"crontask_task_last_{outcome}_timestamp_seconds", None)] == at.timestamp()
     assert values[("crontask_runs_total", "succeeded")] == 0  # counters are this process's

@@ -196,6 +196,11 @@ def condition(kubectl: Kubectl, name: str, kind: str = "Ready") -> dict[str, Any
     return {}
 
 
+def events_of(kubectl: Kubectl, name: str) -> str:
+    """``kubectl get events`` of the object ``name``, as a table."""
+    return kubectl("get", "events", "--field-selector", f"involvedObject.name={name}")
+
+
 @pytest.mark.slow  # 14 s: the whole kubectl walk-through against a running crontask
 def test_crontask_under_kubectl(
     kubectl: Kubectl, crontask: Crontask, tmp_path: Path, request: pytest.FixtureRequest
@@ -254,9 +259,9 @@ def test_crontask_under_kubectl(
     assert "hour field" in broken["message"]
     assert status(kubectl, "tick")["observedGeneration"] == 3
     assert condition(kubectl, "tick", "Stalled")["status"] == "True"
-    events = kubectl("get", "events", "--field-selector", "involvedObject.name=tick")
-    assert "InvalidSpec" in events
-    assert "Warning" in events
+    # Events are written by a thread of their own, not with the status: maybe a moment later.
+    wait_for("an InvalidSpec Event", lambda: "InvalidSpec" in events_of(kubectl, "tick"))
+    assert "Warning" in events_of(kubectl, "tick")
     seen = {r.id for r in crontask.runs("default/tick")}
     wait_for(
         "the last good spec still running",
@@ -285,8 +290,7 @@ def test_crontask_under_kubectl(
 
     wait_for("the manual run", lambda: len(manual_runs()) == 1)
     wait_for("lastRunNow", lambda: status(kubectl, "rare").get("lastRunNow") == "1")
-    events = kubectl("get", "events", "--field-selector", "involvedObject.name=rare")
-    assert "RunStarted" in events
+    wait_for("a RunStarted Event", lambda: "RunStarted" in events_of(kubectl, "rare"))
 
     # -- delete: the job goes -----------------------------------------------------------------
     kubectl("delete", "crontask", "tick")
