@@ -252,6 +252,13 @@ class RunStore(Protocol):
         """The newest record of ``task`` (newest slot, highest attempt), or ``None``."""
         ...
 
+    def latest_many(self, tasks: Collection[str]) -> dict[str, RunRecord]:
+        """For each of ``tasks`` with a record, what :meth:`latest` gives, without its output
+        (``output`` is empty); tasks without one are left out. What the task list of a replica
+        shows of the tasks other replicas run: a few queries for any number of tasks, not one
+        per task, and no output (up to 64 KiB a record, which the list does not show)."""
+        ...
+
     def running(self, task: str | None = None) -> list[RunRecord]:
         """Every record with ``status=running`` (of ``task`` only, when given), oldest first
         (``scheduled_at``, id, attempt)."""

@@ -164,6 +164,18 @@ class MemoryRunStore:
                 default=None,
             )
 
+    def latest_many(self, tasks: Collection[str]) -> dict[str, RunRecord]:
+        wanted = set(tasks)
+        found: dict[str, RunRecord] = {}
+        with self._lock:
+            self._check_open()
+            for r in self._records.values():
+                if r.task in wanted and (
+                    r.task not in found or _newest_first(r) > _newest_first(found[r.task])
+                ):
+                    found[r.task] = r
+        return {task: dataclasses.replace(r, output="") for task, r in found.items()}
+
     def last_slots(self, tasks: Collection[str] | None = None) -> dict[str, datetime]:
         wanted = None if tasks is None else set(tasks)
         with self._lock:

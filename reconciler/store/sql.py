@@ -71,7 +71,6 @@ from reconciler.store.sql_pages import select_page
 from reconciler.store.sql_rows import MUTABLE, record_to_row, row_key
 from reconciler.store.sql_schema import (
     BEGIN_OPTION,
-    NEWEST_FIRST,
     SQLITE_BUSY_TIMEOUT,
     WAIT_OPTION,
     WRITE_LOCK_WAIT,
@@ -320,10 +319,12 @@ class SqlRunStore:
         return RunPage(sql_rows.records_of(rows[: q.limit]), cursor.encode())
 
     def latest(self, task: str) -> RunRecord | None:
-        stmt = sa.select(runs).where(_c.task == task, *sql_rows.READABLE)
         with self._tx(write=False) as conn:
-            row = conn.execute(stmt.order_by(*NEWEST_FIRST).limit(1)).first()
-        return sql_rows.record_of(row)
+            return sql_summaries.latest(conn, task)
+
+    def latest_many(self, tasks: Collection[str]) -> dict[str, RunRecord]:
+        with self._bulk_reads, self._tx(write=False) as conn:
+            return sql_summaries.latest_many(conn, tasks)
 
     def last_slots(self, tasks: Collection[str] | None = None) -> dict[str, datetime]:
         with self._tx(write=False) as conn:

@@ -1,10 +1,12 @@
 """Reads of the SQL store that summarise each task's history, for start-up and for a task that
 comes to this process: the newest slot (missed runs), and the newest end of a success and of a
-failure and the last attempt's duration (metrics, the status page's ok/failing filter). A query
-answers for many tasks at once, never a query per task; tasks named are each read at the end of
-an index range, so the cost per task is flat however long its history. A row of a
-status this version does not know is in no outcome (each reads a status it knows), one of a
-trigger it does not know is of no slot (:func:`of_scheduled_run`)."""
+failure and the last attempt's duration (metrics, the status page's ok/failing filter); and
+each task's newest record (``latest``, and ``latest_many``: the task list's last run of the
+tasks another replica runs). A query answers for many tasks at once, never a query per task;
+tasks named are each read at the end of an index range, so the cost per task is flat however
+long its history. A row of a status this version does not know is in no outcome (each reads a
+status it knows), one of a trigger it does not know is of no slot (:func:`of_scheduled_run`),
+and no task's newest record (``sql_rows.READABLE``)."""
 
 from __future__ import annotations
 
@@ -18,11 +20,12 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Connection
 
-from reconciler.core.runs import LastOutcomes, RunStatus, Trigger
+from reconciler.core.runs import LastOutcomes, RunRecord, RunStatus, Trigger
 from reconciler.core.status import SHUTDOWN_REASON
+from reconciler.store import sql_rows
 from reconciler.store.base import FAILED_STATUSES
 from reconciler.store.records import utc
-from reconciler.store.sql_schema import runs
+from reconciler.store.sql_schema import NEWEST_FIRST, runs
 
 _c = runs.c
 # The triggers of a run of a slot, as this version knows them: an unknown one (a newer
@@ -88,6 +91,49 @@ def _newest_slots(dialect: str) -> sa.Select[Any]:
     newest = sa.select(_c.scheduled_at).where(_c.task == task, of_scheduled_run(seek=True))
     newest = newest.order_by(_c.scheduled_at.desc()).limit(1)
     return sa.select(task, newest.scalar_subquery()).select_from(asked)
+
+
+# ``sql_rows.READABLE`` in a CASE, which planners estimate to hold for half the rows:
+# PostgreSQL took the two IN lists for rare (their selectivities multiplied) and sorted a
+# task's whole history rather than read its index backwards to the first row they hold for
+# (the first row, unless a newer crontask wrote it).
+_READABLE: Final = sa.case((sa.and_(*sql_rows.READABLE), sa.true()), else_=sa.false())
+
+
+def latest(conn: Connection, task: str) -> RunRecord | None:
+    """See ``RunStore.latest``."""
+    return sql_rows.record_of(conn.execute(_newest_record(task)).first())
+
+
+def _newest_record(task: str) -> sa.Select[Any]:
+    """``task``'s newest readable record: the end of its ``ix_runs_task_scheduled`` range."""
+    return sa.select(runs).where(_c.task == task, _READABLE).order_by(*NEWEST_FIRST).limit(1)
+
+
+def latest_many(conn: Connection, tasks: Collection[str]) -> dict[str, RunRecord]:
+    """See ``RunStore.latest_many``."""
+    rows = _per_task(conn, _newest_records(conn.dialect.name), tasks)
+    return {record.task: record for record in sql_rows.records_of(rows)}
+
+
+@functools.cache
+def _newest_records(dialect: str) -> sa.Select[Any]:
+    """For each task asked, its newest readable record without its output: the last entry of
+    its ``ix_runs_task_scheduled`` range (newest first is that index backwards), then that
+    one row. PostgreSQL joins it LATERAL; SQLite, which has no LATERAL, looks the row up by
+    the rowid the range's end gives. Tasks without a record have no row. Made once per
+    dialect (see :func:`_newest_ends`)."""
+    asked, task = _asked(dialect)
+    shown = [c for c in runs.c if c.name != "output"]  # up to 64 KiB a record, not shown
+    newest = sa.select(*shown).where(_c.task == task, _READABLE)
+    newest = newest.order_by(*NEWEST_FIRST).limit(1)
+    if dialect != "sqlite":
+        lateral = newest.lateral("newest")
+        return sa.select(*lateral.c).select_from(asked).join(lateral, sa.true())
+    found = runs.alias("found")
+    at = newest.with_only_columns(sa.literal_column("rowid")).scalar_subquery()
+    row = sa.select(*(found.c[c.name] for c in shown)).select_from(asked)
+    return row.join(found, sa.literal_column("found.rowid") == at)
 
 
 # The statuses of an attempt that ended (a skipped slot never ran); a success first.
