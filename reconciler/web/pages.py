@@ -31,12 +31,14 @@ from reconciler.api.params import KEY_PATTERN, Name, Namespace, RunId
 from reconciler.api.problems import ProblemError
 from reconciler.api.routes_tasks import WRITER
 from reconciler.api.routing import Runtime, context
-from reconciler.controller.view import SourceStatus
 from reconciler.core.desired import SourceKind
 from reconciler.core.runs import DNS1123_LABEL, RunStatus
 from reconciler.sources.limits import excerpt
+from reconciler.store import StoreUnavailable
 from reconciler.store.query import MAX_PAGE_SIZE
 from reconciler.web import views
+from reconciler.web.banner import definition_errors
+from reconciler.web.banner import problem_count as problem_count  # where it was
 from reconciler.web.session import (
     CREDENTIAL_MAX,
     CSRF_FIELD,
@@ -48,6 +50,7 @@ from reconciler.web.session import (
     session_of,
     set_session,
 )
+from reconciler.web.timeline import timeline
 
 log = logging.getLogger("crontask.web")
 
@@ -61,13 +64,16 @@ ASSETS: Final = {
     "favicon.svg": "image/svg+xml",
 }
 REFRESH_SECONDS: Final = 5
+RETRY_AFTER: Final = 5  # seconds, as the API's 503 says (``api.problems``)
 _LABEL: Final = re.compile(DNS1123_LABEL)
 _SOURCE_KINDS: Final = tuple(SourceKind)  # what the API's ``source`` takes, in its order
 
 
 class _Page(PageRoute):
     """A page route whose refusals a person's browser gets as a page: a filter of an unknown
-    value (``/?state=bogus``) or a run id of another shape was a JSON problem on the screen.
+    value (``/?state=bogus``) or a run id of another shape was a JSON problem on the screen,
+    as was a page while the run store was down (``StoreUnavailable``) or the scheduler's loop
+    did not answer in time (``TimeoutError``): those are the 503 page, with Retry-After.
     A client that does not ask for HTML (the page's own refresh, a script) gets the problem."""
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
@@ -76,9 +82,10 @@ class _Page(PageRoute):
         async def shown(request: Request) -> Response:
             try:
                 return await handler(request)
-            except (ProblemError, RequestValidationError) as refused:
+            except (ProblemError, RequestValidationError, StoreUnavailable, TimeoutError) as err:
                 if not _wants_a_page(request):
-                    raise
+                    raise  # the API's handlers answer (and log) it
+                refused = _as_problem(request, err)
                 status, detail = _said(refused)
                 title = HTTPStatus(status).phrase
                 page = render(request, "problem.html", status, title=title, detail=detail)
@@ -87,6 +94,23 @@ class _Page(PageRoute):
                 return page
 
         return shown
+
+
+def _as_problem(
+    request: Request, err: ProblemError | RequestValidationError | StoreUnavailable | TimeoutError
+) -> ProblemError | RequestValidationError:
+    """A store that does not answer, or a loop that did not in time, as the API says it (503,
+    Retry-After: ``api.problems``), logged as the API logs it."""
+    if isinstance(err, StoreUnavailable | TimeoutError):
+        what = "run store unavailable" if isinstance(err, StoreUnavailable) else "timed out"
+        log.warning(what, extra={"fields": {"path": request.url.path, "error": str(err)}})
+        detail = (
+            "the run store is temporarily unavailable; retry later"
+            if isinstance(err, StoreUnavailable)
+            else "crontask did not answer in time (a busy scheduler); retry later"
+        )
+        return ProblemError(503, detail, headers={"Retry-After": str(RETRY_AFTER)})
+    return err
 
 
 def _wants_a_page(request: Request) -> bool:
@@ -201,18 +225,10 @@ def tasks_page(
         filters=filters,
         states=views.STATES,
         kinds=sorted({s.kind for s in sources} | {SourceKind.API}),
-        definition_errors=problem_count(sources),
+        errors=definition_errors(runtime, sources),
         namespaces=views.namespaces(page.rows),
         after=after,
     )
-
-
-def problem_count(sources: list[SourceStatus]) -> int:
-    """The definition errors and conflicts of all sources, each once: a conflict between two
-    kinds of source is located in both (``Service.sources``). Lines are told apart where each
-    source lists them (its first 100); those past that are counted as they are."""
-    listed = {problem for source in sources for problem in source.problems}
-    return len(listed) + sum(max(0, s.errors - len(s.problems)) for s in sources)
 
 
 @router.get("/tasks/{namespace}/{name}", openapi_extra=role_extra("viewer"))
@@ -247,9 +263,9 @@ def task_page(
         view=view,
         runs=runs,
         next_cursor=next_cursor,
-        status=status,
+        chosen=status,  # not ``status``: the template's macro of that name would hide it
         statuses=[s.value for s in RunStatus],
-        timeline=views.timeline(runtime, key, row.zone, now),
+        timeline=timeline(runtime, key, row.zone, now),
         definition=yaml.safe_dump(
             _shown(request, view.resource), sort_keys=False, allow_unicode=True
         ),
@@ -284,13 +300,16 @@ def run_page(request: Request, runtime: Runtime, run_id: RunId) -> HTMLResponse:
     run = views.run_of(runtime, run_id)
     if run is None:
         return render(request, "missing.html", 404, what=f"run {run_id}")
+    task = runtime.task(run.newest.task)
     return render(
         request,
         "run.html",
         run_id=run_id,
         task=run.newest.task,
         run=run,
-        exists=runtime.task(run.newest.task) is not None,
+        exists=task is not None,
+        # Its times in its task's zone, as the task's page shows them; UTC once it is gone.
+        zone=views.task_zone(task) if task is not None else "UTC",
         # Refreshed while its newest attempt runs (or waits to retry): earlier ones are over.
         running=not run.newest.status.finished,
         output=views.readable_output,

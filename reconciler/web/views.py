@@ -4,8 +4,15 @@ timelines. The templates only lay these out.
 Everything is read through the ``RuntimeView`` (tasks, sources, ``runtime.store`` for runs),
 never from the controller's objects, so the page shows what the API shows. Reads are bounded:
 a list page holds at most :data:`PAGE_SIZE` tasks, a strip the last :data:`STRIP` runs of
-each, a history page :data:`HISTORY_PAGE` attempts, a timeline :data:`TIMELINE_MAX` runs, and a
-filtered list reads at most :data:`SCAN_MAX` tasks per page.
+each, a history page :data:`HISTORY_PAGE` attempts, a timeline (:mod:`reconciler.web.timeline`)
+``TIMELINE_MAX`` runs, and a filtered list reads at most :data:`SCAN_MAX` tasks per page.
+
+A task's times are shown in its zone (``spec.timeZone``), with the zone's abbreviation,
+wherever the page shows them for that task; times of no task (a source's sync) in UTC.
+
+With the run store down, the task list is drawn from what the runtime holds, its strips
+marked as unavailable (``TaskPage.store_down``); a page that is all the store's fails with
+``StoreUnavailable``, which the page shows as its 503 page.
 """
 
 from __future__ import annotations
@@ -21,12 +28,11 @@ from reconciler.controller.view import RuntimeView, SourceStatus, TaskQuery, Tas
 from reconciler.core.runs import LastOutcomes, RunRecord, RunStatus
 from reconciler.core.schedule import ScheduleError, parse_schedule
 from reconciler.core.status import is_failure
-from reconciler.store.base import RunQuery
+from reconciler.store.base import RunQuery, StoreUnavailable
 
 PAGE_SIZE: Final = 50
 STRIP: Final = 20
 HISTORY_PAGE: Final = 50
-TIMELINE_MAX: Final = 1000
 SCAN_CHUNK: Final = 500  # tasks read at a time while a text or result filter scans
 SCAN_MAX: Final = 4 * SCAN_CHUNK  # then a page ends early, with a link to scan on
 TEXT_MAX: Final = 100
@@ -72,6 +78,7 @@ class Row:
     next_run: datetime | None
     last: RunRecord | None  # the newest attempt that says how the task did (``last_result``)
     strip: tuple[Cell, ...]  # oldest first, as a timeline reads
+    runs_known: bool = True  # False: the run store did not answer (no strip, last run held)
 
     @property
     def namespace(self) -> str:
@@ -87,6 +94,7 @@ class TaskPage:
     rows: list[Row]
     after: str | None  # the key to continue after, when more follow
     scanned: int
+    store_down: bool = False  # the run store did not answer: the rows' runs are not shown
 
 
 def describe(schedule: str, zone: str) -> str:
@@ -157,28 +165,63 @@ def _badges(view: TaskView, *, failing: bool) -> tuple[State, ...]:
     return tuple(found)
 
 
-def row_of(runtime: RuntimeView, view: TaskView) -> Row:
-    spec = view.resource.get("spec", {})
-    schedule = str(spec.get("schedule", ""))
-    zone = str(spec.get("timeZone") or "UTC")
-    attempts = attempts_of(runtime, view.key)
-    runs = runs_of(attempts)
-    last = last_result(view, attempts)
-    strip = tuple(Cell(r.id, r.status.value, cell_title(r)) for r in reversed(runs))
+@dataclasses.dataclass(slots=True)
+class StoreReads:
+    """Whether the run store failed while one page was drawn: after it failed once, the rest
+    of the page does not ask it again (a store that is down may take its connection timeout at
+    each query, fifty times for a list)."""
+
+    down: bool = False
+
+
+def row_of(runtime: RuntimeView, view: TaskView, reads: StoreReads | None = None) -> Row:
+    """The row of ``view``. Given ``reads``, a store that does not answer leaves the row's
+    runs unknown (``Row.runs_known``) rather than failing the page; without, it raises."""
+    schedule = str(view.resource.get("spec", {}).get("schedule", ""))
+    zone = task_zone(view)
+    attempts = _attempts_or_none(runtime, view.key, reads)
+    runs = runs_of(attempts or ())
+    last = last_result(view, attempts or ())  # else the last run the runtime holds
+    badges = badges_of(view, last)
+    if attempts is None and last is None:
+        badges = tuple(b for b in badges if b != "ok")  # not known: no "ok" said
+    strip = tuple(Cell(r.id, r.status.value, cell_title(r, zone)) for r in reversed(runs))
     return Row(
         view=view,
-        badges=badges_of(view, last),
+        badges=badges,
         schedule=schedule,
         words=describe(schedule, zone),
         zone=zone,
         next_run=view.next_runs[0] if view.next_runs else None,
         last=last,
         strip=strip,
+        runs_known=attempts is not None,
     )
 
 
-def cell_title(record: RunRecord) -> str:
-    when = record.scheduled_at.strftime("%Y-%m-%d %H:%M:%S UTC")
+def task_zone(view: TaskView) -> str:
+    """The zone the task's times are shown in: its ``spec.timeZone``, else UTC."""
+    return str(view.resource.get("spec", {}).get("timeZone") or "UTC")
+
+
+def _attempts_or_none(
+    runtime: RuntimeView, key: str, reads: StoreReads | None
+) -> list[RunRecord] | None:
+    if reads is None:
+        return attempts_of(runtime, key)
+    if reads.down:
+        return None
+    try:
+        return attempts_of(runtime, key)
+    except StoreUnavailable:
+        reads.down = True
+        return None
+
+
+def cell_title(record: RunRecord, zone: str) -> str:
+    """A run as a tooltip says it: when it was scheduled, in its task's ``zone``, and how it
+    ended."""
+    when = absolute(record.scheduled_at, zone)
     detail = f" ({record.reason})" if record.reason else ""
     attempt = f", attempt {record.attempt}" if record.attempt > 1 else ""
     return f"{when}: {record.status.value}{detail}{attempt}"
@@ -205,6 +248,10 @@ def task_page(
     run store; the scan decides ok/failing from the task's last run as the runtime holds it,
     and for the tasks whose last run it does not hold, from one batched
     ``RunStore.last_outcomes`` per chunk: never one store query per task.
+
+    A store that does not answer leaves the rows without their runs (``store_down``), except
+    for the ok and failing filters, which only the store decides: they raise
+    ``StoreUnavailable``.
     """
     base = TaskQuery(
         namespace=filters.namespace,
@@ -216,6 +263,7 @@ def task_page(
     rows: list[Row] = []
     cursor = after
     scanned = 0
+    reads = StoreReads()
     while True:
         chunk = runtime.tasks(dataclasses.replace(base, after=cursor, limit=chunk_size))
         outcomes = _outcomes(runtime, chunk, filters)
@@ -225,12 +273,12 @@ def task_page(
             if not _wanted(view, filters, outcomes):
                 continue
             if len(rows) == size:
-                return TaskPage(rows, rows[-1].view.key, scanned)
-            rows.append(row_of(runtime, view))
+                return TaskPage(rows, rows[-1].view.key, scanned, reads.down)
+            rows.append(row_of(runtime, view, reads))
         if len(chunk) < chunk_size:
-            return TaskPage(rows, None, scanned)
+            return TaskPage(rows, None, scanned, reads.down)
         if scanned >= scan_max:
-            return TaskPage(rows, cursor, scanned)
+            return TaskPage(rows, cursor, scanned, reads.down)
 
 
 def _held(view: TaskView) -> RunRecord | None:
@@ -278,71 +326,11 @@ def namespaces(rows: Sequence[Row]) -> list[str]:
     return sorted({row.namespace for row in rows})
 
 
-# -- one task ---------------------------------------------------------------------------------
+# -- zones (one task's timeline: reconciler.web.timeline) ------------------------------------
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class Bar:
-    """One run on the 24-hour timeline, in the SVG's units."""
-
-    x: float
-    width: float
-    status: str
-    title: str
-    id: str
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class Tick:
-    x: float
-    label: str
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class Timeline:
-    width: int
-    bars: list[Bar]
-    ticks: list[Tick]
-    truncated: bool  # more runs than drawn
-    start: datetime
-    end: datetime
-
-
-TIMELINE_WIDTH: Final = 960
-
-
-def timeline(runtime: RuntimeView, key: str, zone: str, now: datetime, hours: int = 24) -> Timeline:
-    start = now - timedelta(hours=hours)
-    page = runtime.store.query(RunQuery(task=key, since=start, limit=TIMELINE_MAX, output=False))
-    span = (now - start).total_seconds()
-
-    def x_of(at: datetime) -> float:
-        return round(max(0.0, min(1.0, (at - start).total_seconds() / span)) * TIMELINE_WIDTH, 1)
-
-    bars = []
-    for record in page.items:
-        began = record.started_at or record.scheduled_at
-        ended = record.finished_at or (now if record.status is RunStatus.RUNNING else began)
-        x = x_of(began)
-        width = max(x_of(ended) - x, 2.0)
-        bars.append(Bar(x, width, record.status.value, _bar_title(record), record.id))
-    bars.reverse()  # oldest first, so newer bars are drawn over older ones
-    tz = _zone(zone)
-    ticks = []
-    first = start.astimezone(tz).replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
-    for i in range(0, hours, 3):
-        at = first + timedelta(hours=i)
-        ticks.append(Tick(x_of(at), at.strftime("%H:%M")))
-    return Timeline(TIMELINE_WIDTH, bars, ticks, page.next_cursor is not None, start, now)
-
-
-def _bar_title(record: RunRecord) -> str:
-    duration = human_duration(record.duration_ms)
-    lasted = f" in {duration}" if duration else ""
-    return f"{cell_title(record)}{lasted}"
-
-
-def _zone(name: str) -> tzinfo:
+def zone_of(name: str) -> tzinfo:
+    """The zone ``name`` (a task's ``timeZone``); UTC for one this Python does not know."""
     try:
         return ZoneInfo(name)
     except (ValueError, KeyError):
@@ -350,7 +338,7 @@ def _zone(name: str) -> tzinfo:
 
 
 def in_zone(at: datetime, zone: str) -> datetime:
-    return at.astimezone(_zone(zone))
+    return at.astimezone(zone_of(zone))
 
 
 # -- formatting --------------------------------------------------------------------------------
@@ -394,7 +382,7 @@ def relative(at: datetime | None, now: datetime) -> str:
 def absolute(at: datetime | None, zone: str | None = None) -> str:
     if at is None:
         return ""
-    local = at.astimezone(_zone(zone)) if zone else at.astimezone(UTC)
+    local = at.astimezone(zone_of(zone)) if zone else at.astimezone(UTC)
     return local.strftime("%Y-%m-%d %H:%M:%S %Z")
 
 
@@ -462,9 +450,10 @@ __all__ = [
     "Filters",
     "Row",
     "RunView",
+    "StoreReads",
     "TaskPage",
-    "Timeline",
     "absolute",
+    "cell_title",
     "history",
     "human_duration",
     "readable_output",
@@ -472,5 +461,6 @@ __all__ = [
     "run_of",
     "summary",
     "task_page",
-    "timeline",
+    "task_zone",
+    "zone_of",
 ]

@@ -21,30 +21,12 @@ from tests.api.conftest import STATIC_TOKENS
 from tests.e2e.conftest import Crontask
 from tests.e2e.test_run import task
 from tests.helpers import wait_for
+from tests.web.chromium import CHROMIUM, FLAGS, playwright_api, require_chromium
 
 # Slow: chromium and two crontasks start for the module (15 s before the first test).
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
-CHROMIUM = Path("/usr/bin/chromium")
-# Without these chromium reaches for Google's hosts (updates, sync, field trials, DNS prefetch).
-FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--disable-domain-reliability",
-    "--no-pings",
-    "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
-]
 SHOTS_WIDTH, SHOTS_HEIGHT = 1280, 720
-
-playwright_api = pytest.importorskip(
-    "playwright.sync_api", reason="Playwright for Python is not installed (pip install playwright)"
-)
 
 
 class Browser:
@@ -89,8 +71,7 @@ class Browser:
 
 @pytest.fixture(scope="module")
 def playwright() -> Iterator[Any]:
-    if not CHROMIUM.exists():
-        pytest.skip(f"no chromium at {CHROMIUM}: install Debian's chromium (.ci/run does)")
+    require_chromium()
     with playwright_api.sync_playwright() as pw:
         yield pw
 

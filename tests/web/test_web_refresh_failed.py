@@ -1,7 +1,7 @@
 """A page whose refresh fails says so, in a real browser (Debian's chromium, headless, driven by
 Playwright) against the real ``crontask run``: a task taken out of its file turns its page
 into "Not found" (no Run now button left), and an answer that is no page (a 503) leaves the
-page showing a banner "Not refreshed since HH:MM:SS (status 503)" until a refresh succeeds.
+page showing a banner "Not refreshed since HH:MM:SS UTC (status 503)" until a refresh succeeds.
 
 The page's timers run on Playwright's fake clock: a refresh happens when the test moves the
 clock past it, not after five seconds of real time. Skipped where chromium or Playwright is
@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -21,39 +20,10 @@ import pytest
 from tests.e2e.conftest import Crontask
 from tests.e2e.test_run import task
 from tests.helpers import wait_for
+from tests.web.chromium import PAST_A_REFRESH, chromium, page
 
 pytestmark = [pytest.mark.e2e]
-
-CHROMIUM = Path("/usr/bin/chromium")
-# Without these chromium reaches for Google's hosts (updates, sync, field trials, DNS prefetch).
-FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--disable-domain-reliability",
-    "--no-pings",
-    "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
-]
-PAST_A_REFRESH = 6_000  # ms: the task page refreshes every 5 s
-
-playwright_api = pytest.importorskip(
-    "playwright.sync_api", reason="Playwright for Python is not installed (pip install playwright)"
-)
-
-
-@pytest.fixture(scope="module")
-def chromium() -> Iterator[Any]:
-    if not CHROMIUM.exists():
-        pytest.skip(f"no chromium at {CHROMIUM}: install Debian's chromium (.ci/run does)")
-    with playwright_api.sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=FLAGS)
-        yield browser
-        browser.close()
+__all__ = ["chromium", "page"]  # fixtures, used by name
 
 
 @pytest.fixture(scope="module")
@@ -66,16 +36,6 @@ def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Crontask]:
     crontask = Crontask(home, tasks, []).start()
     yield crontask
     crontask.stop()
-
-
-@pytest.fixture
-def page(chromium: Any) -> Iterator[Any]:
-    context = chromium.new_context()
-    tab = context.new_page()
-    tab.clock.install()  # before the page loads: its refresh timer is the fake clock's
-    tab.set_default_timeout(10_000)
-    yield tab
-    context.close()
 
 
 def test_a_task_taken_out_of_its_file_shows_as_gone(page: Any, app: Crontask) -> None:
@@ -119,7 +79,7 @@ def test_a_refresh_answered_with_no_page_shows_a_banner_until_one_succeeds(
     assert banner is not None
     text = banner.inner_text()
     assert re.fullmatch(
-        r"Not refreshed since (\d\d:\d\d:\d\d) \(status 503\): what this page shows may be "
+        r"Not refreshed since (\d\d:\d\d:\d\d) UTC \(status 503\): what this page shows may be "
         r"out of date\.",
         text,
     ), text

@@ -1,15 +1,50 @@
-// crontask status page: refresh the live region in place, and apply filters without a reload.
+// crontask status page: refresh the live regions in place, and apply filters without a reload.
 // Everything also works without this script (plain links and forms).
+//
+// The live regions are #live (whose data-refresh gives the seconds between refreshes) and any
+// element with data-live (the task page's history): each is replaced by the element of the
+// same id in the answer. A refresh that is due while a person works in a region (focus on one
+// of its links, text selected in it) waits for the next tick: replacing the region would take
+// the focus or the selection away. <html data-refreshes data-refreshes-held> count the
+// refreshes done and held (the browser tests wait on them).
 "use strict";
 (function () {
+  const HELD_NOTICE_MS = 30000; // a refresh held this long says so
   let inFlight = null; // the AbortController of the request being made
   let timer = null;
   let shownAt = new Date(); // when what the page shows was last known current
+  const counts = { refreshes: 0, refreshesHeld: 0 };
 
+  // In UTC, and saying so: the page's other times are in UTC or in their task's zone, never
+  // in the browser's.
   function clock(at) {
-    return [at.getHours(), at.getMinutes(), at.getSeconds()]
+    return [at.getUTCHours(), at.getUTCMinutes(), at.getUTCSeconds()]
       .map(function (n) { return String(n).padStart(2, "0"); })
-      .join(":");
+      .join(":") + " UTC";
+  }
+
+  function counted(name) {
+    counts[name] += 1;
+    document.documentElement.dataset[name] = String(counts[name]);
+  }
+
+  function regions() {
+    return Array.from(document.querySelectorAll("#live, [data-live]"));
+  }
+
+  // Whether a person works in a live region: focus on something in it (a link followed by
+  // keyboard, an open list), or text selected in it.
+  function inUse() {
+    const focused = document.activeElement;
+    const selection = window.getSelection();
+    const selecting = selection && selection.rangeCount > 0 && !selection.isCollapsed;
+    return regions().some(function (region) {
+      // A selection that begins or ends in the region, or spans it (browsers differ on
+      // whether containsNode counts a region that holds the whole selection).
+      return (focused && focused !== region && region.contains(focused)) ||
+        (selecting && (region.contains(selection.anchorNode) ||
+          region.contains(selection.focusNode) || selection.containsNode(region, true)));
+    });
   }
 
   // A refresh that failed says so: the page no longer shows what is, and a person must see it.
@@ -69,11 +104,17 @@
         if (!replacePage(page)) stale("status " + response.status);
         return;
       }
-      const answer = page.getElementById("live");
-      const current = document.getElementById("live");
-      if (answer && current) {
-        current.replaceWith(document.importNode(answer, true));
+      let replaced = 0;
+      for (const current of regions()) {
+        const answer = current.id && page.getElementById(current.id);
+        if (answer) {
+          current.replaceWith(document.importNode(answer, true));
+          replaced += 1;
+        }
+      }
+      if (replaced) {
         fresh();
+        counted("refreshes");
         if (asked) history.replaceState(null, "", url);
       }
     } catch (error) {
@@ -94,8 +135,17 @@
     const seconds = live && Number(live.dataset.refresh);
     if (!seconds) return;
     timer = setTimeout(function () {
-      if (document.hidden) schedule();
-      else swap(location.href, false);
+      if (document.hidden) {
+        schedule();
+      } else if (inUse()) {
+        counted("refreshesHeld");
+        if (Date.now() - shownAt.getTime() >= HELD_NOTICE_MS) {
+          stale("held while you are on it: click elsewhere to resume");
+        }
+        schedule(); // try again at the next tick
+      } else {
+        swap(location.href, false);
+      }
     }, seconds * 1000);
   }
 
