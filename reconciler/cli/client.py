@@ -9,14 +9,23 @@ answered an error).
 
 The server is not trusted to behave, so that one which does not cannot hang, flood or fool
 the terminal: a request has :data:`TIMEOUT_SECONDS` in all (``$CRONTASK_TIMEOUT`` changes
-it), not per read; an answer longer than :data:`MAX_ANSWER_BYTES` is refused; an answer of an
+it), not per read; an answer longer than :data:`MAX_ANSWER_BYTES` (one object:
+:data:`MAX_OBJECT_BYTES`) or of more JSON values than :data:`MAX_OBJECT_VALUES` is refused, as
+what it would take once parsed is not its size (:mod:`~reconciler.cli.answers`); an answer of an
 unexpected shape, a list that hands back a ``continue`` token it gave before or that grows
 past :data:`MAX_ITEMS` items is a :class:`RemoteError`; and an error line made from an answer
 goes through :func:`~reconciler.cli.terminal.printable`. The deadline covers resolving the
 server's name too (:mod:`~reconciler.resolver`). A list, every page of it, has
 :data:`LIST_TIMEOUT_FACTOR` times a request's time in all and :data:`MAX_LIST_BYTES` of answers
-in all: a server handing out page after large page, each under the bounds of one answer, would
-otherwise fill the client's memory and the terminal.
+in all, and :data:`MAX_LIST_VALUES` JSON values: a server handing out page after large page,
+each under the bounds of one answer, would otherwise fill the client's memory and the terminal.
+
+Whose credentials go where: a loopback server (``127.0.0.0/8``, ``::1``, ``localhost``) is asked
+directly, never through the proxy ``$HTTP_PROXY`` or ``$ALL_PROXY`` names (as Go's
+``ProxyFromEnvironment`` does), so that the token stays on the machine; any other goes through
+it, ``$NO_PROXY`` excepted. A user name in the server's URL and ``$CRONTASK_TOKEN`` together are
+a usage error (httpx would send the URL's Basic credentials instead of the token), and a
+credential sent over plain ``http://`` to another machine is warned of.
 
 A TLS failure (a certificate that does not verify) is said as such, not as a server that cannot
 be reached: the server is there, and the fix is the certificate or ``$SSL_CERT_FILE``.
@@ -25,7 +34,6 @@ be reached: the server is there, and the fix is the certificate or ``$SSL_CERT_F
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
 import re
@@ -37,8 +45,12 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, Final, TypeVar
 from urllib.parse import quote
 
+from reconciler.cli.answers import RemoteError as RemoteError
+from reconciler.cli.answers import decode, json_values, object_list, problem_line
+from reconciler.cli.credentials import TOKEN_ENV as TOKEN_ENV
+from reconciler.cli.credentials import check_credentials, is_loopback
 from reconciler.cli.main_helpers import server_url
-from reconciler.cli.terminal import printable, shown
+from reconciler.cli.terminal import printable
 from reconciler.core.urls import redact_url
 from reconciler.sources.limits import MIB, format_size
 
@@ -49,20 +61,29 @@ if TYPE_CHECKING:
 
 DEFAULT_SERVER: Final = "http://127.0.0.1:8080"
 SERVER_ENV: Final = "CRONTASK_SERVER"
-TOKEN_ENV: Final = "CRONTASK_TOKEN"  # noqa: S105 - the name of a variable
 TIMEOUT_ENV: Final = "CRONTASK_TIMEOUT"
 TIMEOUT_SECONDS: Final = 10.0  # one request in all: connecting, sending, every read
 MAX_TIMEOUT_SECONDS: Final = 3600.0
 MAX_ANSWER_BYTES: Final = 64 * MIB  # a page of 1000 tasks is a few MiB
+# An answer that is one object (members, trigger, next KEY): a task's resource is at most a few
+# MiB of JSON. `runs --id` has MAX_ANSWER_BYTES: 101 attempts of 64 KiB of output, escaped.
+MAX_OBJECT_BYTES: Final = 16 * MIB
+# JSON values (answers.json_values): an object of an answer costs at most some 64 bytes parsed
+# (an empty dict), where the bytes bound it to 3; a real task is some 90 values.
+MAX_OBJECT_VALUES: Final = 1_000_000
 PAGE_MAX: Final = 1000  # the largest page both lists serve
 MAX_PAGES: Final = 10_000
 MAX_ITEMS: Final = 1_000_000  # in one list, all pages together
 # A list's answers together, so that endless pages each under MAX_ANSWER_BYTES cannot fill the
-# client's memory or the terminal: some 250 000 tasks of a usual size (about 1 KiB), or 4 000
-# whose commands are 60 KiB each.
+# client's memory or the terminal: 4 000 tasks whose commands are 60 KiB each (tasks of a usual
+# size, about 1 KiB, meet MAX_LIST_VALUES first).
 MAX_LIST_BYTES: Final = 4 * MAX_ANSWER_BYTES
+# A list's values, all pages together: some 160 000 tasks of a usual size (97 values each, as
+# counted), which take some 730 MB once parsed. A server that makes every value an object and
+# every string cost 4 bytes a character took the client to 2.2 GB (2.7 GB with --json), where
+# MAX_LIST_BYTES of `{}` took 6.5 GB.
+MAX_LIST_VALUES: Final = 16_000_000
 LIST_TIMEOUT_FACTOR: Final = 10  # a whole list has 10 requests' time (100 s by default)
-_MAX_LINE: Final = 2000  # of an error line made from a problem's fields
 _MAX_TOKEN: Final = 16 * 1024  # a JWT with many claims is a few KiB
 _SENDABLE: Final = re.compile(r"[\x21-\x7e]+")
 # OpenSSL's X509_V_ERR_ codes for a certificate whose issuer is trusted by no bundle: self-signed,
@@ -74,10 +95,6 @@ _TRUST_HINT: Final = "; a private CA's certificate can be given in $SSL_CERT_FIL
 # before a byte can be counted, and 3 MiB of "gzip, gzip" took 6 GB and 46 s. None is asked for.
 _CODINGS: Final = {"gzip": 31, "x-gzip": 31, "deflate": 47}  # deflate: a zlib (or gzip) header
 _T = TypeVar("_T")
-
-
-class RemoteError(Exception):
-    """The API could not be reached or answered with an error; ``str()`` is one clear line."""
 
 
 def default_server() -> str:
@@ -156,7 +173,7 @@ def fetch_runs(
 def fetch_run(server: str | None, token: str | None, run_id: str) -> dict[str, Any]:
     """``GET /api/v1/runs/{id}``: ``{"id", "task", "attempts": [... with output]}``."""
     path = f"/api/v1/runs/{quote(run_id, safe='')}"
-    return request(server or default_server(), token, "GET", path)
+    return request(server or default_server(), token, "GET", path, max_bytes=MAX_ANSWER_BYTES)
 
 
 def request(
@@ -168,15 +185,15 @@ def request(
     params: Mapping[str, str] | None = None,
     transport: httpx.AsyncBaseTransport | None = None,
     timeout: float | None = None,
-    max_bytes: int = MAX_ANSWER_BYTES,
+    max_bytes: int = MAX_OBJECT_BYTES,
 ) -> dict[str, Any]:
     """One API call: the JSON object it answered, or :class:`RemoteError` with one clear
     line. It has ``timeout`` seconds in all (default: :func:`default_timeout`) and reads at
-    most ``max_bytes`` of the answer."""
+    most ``max_bytes`` of the answer, and :data:`MAX_OBJECT_VALUES` JSON values."""
     api = _Api(server, token, timeout or default_timeout(), max_bytes)
 
     async def call() -> dict[str, Any]:
-        async with connect(api.timeout, transport) as client:
+        async with connect(api.timeout, transport, api.server) as client:
             return await api.call(client, method, path, params)
 
     return _run(call())
@@ -192,9 +209,12 @@ def _run(call: Coroutine[Any, Any, _T]) -> _T:
 
 
 def connect(
-    timeout: float = TIMEOUT_SECONDS, transport: httpx.AsyncBaseTransport | None = None
+    timeout: float = TIMEOUT_SECONDS,
+    transport: httpx.AsyncBaseTransport | None = None,
+    server: str | None = None,
 ) -> httpx.AsyncClient:
-    """An HTTP client for :meth:`_Api.call` (one connection for the pages of a list). A CA
+    """An HTTP client for :meth:`_Api.call` (one connection for the pages of a list): direct
+    for a loopback ``server``, else through the proxy the environment names, if any. A CA
     bundle that cannot be read (``$SSL_CERT_FILE``, which httpx loads even for http://) is a
     :class:`RemoteError`."""
     import ssl
@@ -202,6 +222,11 @@ def connect(
     import httpx  # here, not at the top: only the client commands pay for it
 
     try:
+        if transport is None and server is not None and is_loopback(server):
+            # A transport of its own: httpx then reads no proxy from the environment (it still
+            # reads $SSL_CERT_FILE). A proxy set for the world has no business with this
+            # machine's own server, nor with its token.
+            transport = httpx.AsyncHTTPTransport()
         return httpx.AsyncClient(timeout=timeout, transport=transport)
     except (OSError, ssl.SSLError) as exc:  # ssl.SSLError is an OSError; named for the reader
         bundle = os.environ.get("SSL_CERT_FILE")
@@ -211,12 +236,16 @@ def connect(
 
 @dataclass(frozen=True)
 class _Api:
-    """Where and how to call: the server, its token, and the bounds of every request."""
+    """Where and how to call: the server, its token, and the bounds of every request. Made
+    once a command, as its credentials are checked (:func:`check_credentials`)."""
 
     server: str
     token: str | None
     timeout: float
     max_bytes: int
+
+    def __post_init__(self) -> None:
+        check_credentials(self.server, self.token)
 
     @property
     def shown(self) -> str:
@@ -250,6 +279,7 @@ class _Api:
                 client.stream(method, url, params=params, headers=headers) as response,
             ):
                 content = await self._read(response, budget)
+                values = self._values(content, budget)
         except (TimeoutError, httpx.TimeoutException):
             raise RemoteError(
                 f"crontask at {server} did not answer within {self.timeout:g}s"
@@ -268,7 +298,9 @@ class _Api:
                 ) from None
             raise RemoteError(f"request to {server} failed: {type(exc).__name__}") from None
         if response.status_code >= 400:
-            raise RemoteError(_problem_line(response.status_code, response.reason_phrase, content))
+            readable = values is not None
+            reason = response.reason_phrase
+            raise RemoteError(problem_line(response.status_code, reason, content, readable))
         if response.status_code >= 300:
             # Not followed (the token would go along), and no answer: say where it leads.
             where = printable(response.headers.get("Location", "")[:200]) or "nowhere"
@@ -278,7 +310,9 @@ class _Api:
             )
         if response.status_code == 204 or not content:
             return {}
-        return _decode(content, server)
+        if values is None:
+            raise self._too_many(budget is not None)
+        return decode(content, server)
 
     async def _read(self, response: httpx.Response, budget: _Budget | None) -> bytes:
         """The body, up to :attr:`max_bytes` and what is left of ``budget``: a longer one is
@@ -313,6 +347,27 @@ class _Api:
             budget.left -= size
         return b"".join(chunks)
 
+    def _values(self, content: bytes, budget: _Budget | None) -> int | None:
+        """How many JSON values ``content`` holds (taken from ``budget``, when given), or
+        ``None`` when more than it has left or than :data:`MAX_OBJECT_VALUES`."""
+        bound = budget.values if budget is not None else MAX_OBJECT_VALUES
+        values = json_values(content, bound)
+        if values > bound:
+            return None
+        if budget is not None:
+            budget.values -= values
+        return values
+
+    def _too_many(self, listed: bool) -> RemoteError:
+        if listed:
+            return RemoteError(
+                f"{self.shown} answered a list of more than {MAX_LIST_VALUES:,} JSON values in "
+                "all (refused)"
+            )
+        return RemoteError(
+            f"{self.shown} answered JSON of more than {MAX_OBJECT_VALUES:,} values (refused)"
+        )
+
     def _decoder(self, response: httpx.Response) -> zlib._Decompress | None:
         """What decodes the answer's one layer of gzip or deflate (``None``: it has none); a
         :class:`RemoteError` for any other coding, or more than one."""
@@ -340,9 +395,11 @@ class _Api:
 
 @dataclass
 class _Budget:
-    """The bytes the answers of one list may still take, all its pages together."""
+    """The bytes and the JSON values the answers of one list may still take, all its pages
+    together."""
 
     left: int
+    values: int
 
 
 async def _pages(
@@ -373,8 +430,8 @@ async def _every_page(
     wanted = limit
     seen: set[str] = set()
     cursor: dict[str, str] = {}
-    budget = _Budget(MAX_LIST_BYTES)
-    async with connect(api.timeout) as client:
+    budget = _Budget(MAX_LIST_BYTES, MAX_LIST_VALUES)
+    async with connect(api.timeout, None, api.server) as client:
         for _ in range(MAX_PAGES):
             page_size = {} if wanted is None else {"limit": str(min(wanted, PAGE_MAX))}
             query = {**params, **page_size, **cursor}
@@ -431,56 +488,6 @@ def _ssl_words(exc: OSError) -> str:
     file or directory", what is not in brackets."""
     words = re.sub(r"^\[[^]]*\]\s*|\s*\(_ssl\.c:\d+\)$", "", str(exc))
     return printable(words or getattr(exc, "reason", None) or type(exc).__name__)[:200]
-
-
-def _decode(content: bytes, server: str) -> dict[str, Any]:
-    """``content`` as a JSON object, or :class:`RemoteError` naming ``server`` as shown."""
-    try:
-        body = json.loads(content)
-    except ValueError:
-        raise RemoteError(f"{server} answered with something that is not JSON") from None
-    except RecursionError:
-        raise RemoteError(f"{server} answered with JSON nested too deep") from None
-    if not isinstance(body, dict):
-        raise RemoteError(f"{server} answered with unexpected JSON")
-    return body
-
-
-def object_list(value: Any, server: str, what: str) -> list[dict[str, Any]]:
-    """``value``, a list of JSON objects (none: an empty list), or :class:`RemoteError`
-    naming ``server`` without the password or token its URL may hold."""
-    if value is None:
-        return []
-    if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
-        raise RemoteError(f"{redact_url(server)} answered {what} that are not a list of objects")
-    return value
-
-
-def _problem_line(status: int, reason: str, content: bytes) -> str:
-    try:
-        problem = json.loads(content) if content else None
-    except (ValueError, RecursionError):
-        problem = None
-    if isinstance(problem, dict) and ("title" in problem or "detail" in problem):
-        line = f"{shown(problem.get('status'), str(status))} {shown(problem.get('title'), '')}"
-        line = line.strip()
-        if problem.get("detail"):
-            line += f": {shown(problem['detail'])}"
-        errors = problem.get("errors")
-        for error in errors if isinstance(errors, list) else []:
-            if isinstance(error, dict):
-                location = error.get("location")
-                parts = location if isinstance(location, list) else []
-                where = ".".join(shown(p, "") for p in parts)
-                said = f"{where}: {shown(error.get('message'), 'None')}"
-                if said not in line:  # a detail often is its errors: each is said once
-                    line += f"; {said}"
-            if len(line) > _MAX_LINE:
-                break
-    else:
-        line = f"{status} {reason}"
-    line = printable(line)
-    return line if len(line) <= _MAX_LINE else line[: _MAX_LINE - 3] + "..."
 
 
 def _param(value: Any) -> str:

@@ -4,11 +4,11 @@ read) or from a running crontask's API."""
 from __future__ import annotations
 
 import argparse
-import json
 import os
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from reconciler.cli.answers import object_list
 from reconciler.cli.client import (
     SERVER_ENV,
     TOKEN_ENV,
@@ -16,15 +16,15 @@ from reconciler.cli.client import (
     default_token,
     fetch_run,
     fetch_runs,
-    object_list,
 )
 from reconciler.cli.durations import duration_arg
 from reconciler.cli.main_helpers import (
     add_state_args,
     bounded_int,
+    print_json,
+    print_table,
     run_id,
     server_url,
-    table,
     task_key,
 )
 from reconciler.cli.terminal import printable, shown
@@ -101,14 +101,14 @@ def run_runs(args: argparse.Namespace) -> int:
     if args.id:
         return _show_one(attempts, args)
     if args.json:
-        print(json.dumps({"items": items}, indent=2))
+        print_json({"items": items})
         return 0
     if not items:
         print("no runs recorded" + (f" for {args.task}" if args.task else ""))
         return 0
     # Every field through shown(): with --server they are a server's words, which may hold
     # escape sequences, lack a field or run to MiB.
-    rows = [
+    rows = (
         [
             shown(r.get("id")),
             shown(r.get("task")),
@@ -120,9 +120,9 @@ def run_runs(args: argparse.Namespace) -> int:
             shown(r.get("exitCode"), ""),
         ]
         for r in items
-    ]
+    )
     header = ["RUN", "TASK", "STATUS", "TRIGGER", "ATTEMPT", "SCHEDULED", "DURATION", "EXIT"]
-    print(table(header, rows))
+    print_table(header, rows)
     return 0
 
 
@@ -189,7 +189,7 @@ def _show_one(attempts: list[dict[str, Any]], args: argparse.Namespace) -> int:
     if not attempts:
         raise SystemExit(f"crontask: no run {args.id!r}")
     if args.json:
-        print(json.dumps({"items": attempts}, indent=2))
+        print_json({"items": attempts})
         return 0
     for r in attempts:
         print(f"run {shown(r.get('id'))}  attempt {shown(r.get('attempt'))}")
@@ -244,10 +244,18 @@ def _iso(at: datetime | None) -> str | None:
 
 
 def _short(iso: Any) -> str:
-    """``2026-11-26T21:30:40Z`` -> ``2026-11-26 21:30:40Z``."""
+    """``2026-11-26T22:30:40.5+01:00`` -> ``2026-11-26 21:30:40Z``: in UTC, to the second. A
+    time without an offset is shown without the ``Z`` (its zone is not known), and what is no
+    time as it is (a server's words, escaped where printed)."""
     if not isinstance(iso, str) or not iso:
         return ""
-    return iso.replace("T", " ").split(".")[0].removesuffix("Z").removesuffix("+00:00") + "Z"
+    try:
+        at = datetime.fromisoformat(iso)
+        if at.tzinfo is None:
+            return at.strftime("%Y-%m-%d %H:%M:%S")
+        return at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+    except (ValueError, OverflowError):  # OverflowError: 0001-01-01T00:00+01:00 in UTC
+        return iso
 
 
 def _ms(ms: Any) -> str:

@@ -9,19 +9,20 @@ and the command exits 1.
 The calls, and the bounds that keep a server which misbehaves from hanging or flooding the
 command, are :mod:`~reconciler.cli.client`'s; here, every string of an answer printed for a
 human goes through :func:`~reconciler.cli.terminal.shown` (escaped, and cut to
-:data:`~reconciler.cli.terminal.MAX_SHOWN` characters).
+:data:`~reconciler.cli.terminal.MAX_SHOWN` characters), and a table's cell is cut to
+:data:`~reconciler.cli.main_helpers.MAX_CELL`; ``--json`` prints the answer whole.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 from urllib.parse import quote
 
+from reconciler.cli.answers import object_list
 from reconciler.cli.client import (
     DEFAULT_SERVER,
     SERVER_ENV,
@@ -30,10 +31,9 @@ from reconciler.cli.client import (
     default_server,
     default_token,
     fetch_tasks,
-    object_list,
     request,
 )
-from reconciler.cli.main_helpers import label, server_url, table, task_key
+from reconciler.cli.main_helpers import label, print_json, print_table, server_url, task_key
 from reconciler.cli.terminal import printable, shown
 from reconciler.core.urls import redact_url
 
@@ -97,18 +97,16 @@ def run_tasks(args: argparse.Namespace) -> int:
     except RemoteError as exc:
         return _fail(exc)
     if args.json:
-        print(json.dumps({"items": items}, indent=2))
+        print_json({"items": items})
         return 0
     if not items:
         print("no tasks" + (f" in namespace {args.namespace}" if args.namespace else ""))
         return 0
-    rows = [_task_row(t) for t in items]
     headers = ["TASK", "STATE", "SCHEDULE", "NEXT RUN", "LAST RUN", "SOURCE"]
-    if any(t.get("owner") for t in items):  # replicas: who schedules each task
+    owners = any(t.get("owner") for t in items)  # replicas: who schedules each task
+    if owners:
         headers.append("OWNER")
-        for row, t in zip(rows, items, strict=True):
-            row.append(shown(t.get("owner")))
-    print(table(headers, rows))
+    print_table(headers, (_task_row(t, owners) for t in items))
     for t in items:
         if t.get("error"):
             print(f"{shown(t.get('key'))}: {shown(t['error'])}", file=sys.stderr)
@@ -124,9 +122,9 @@ def run_members(args: argparse.Namespace) -> int:
     except RemoteError as exc:
         return _fail(exc)
     if args.json:
-        print(json.dumps(answer, indent=2))
+        print_json(answer)
         return 0
-    rows = [
+    rows = (
         [
             shown(m.get("id")) + (" (this one)" if m.get("me") else ""),
             shown(m.get("address")),
@@ -136,8 +134,8 @@ def run_members(args: argparse.Namespace) -> int:
             shown(m.get("digest")) + (" draining" if m.get("draining") else ""),
         ]
         for m in members
-    ]
-    print(table(["MEMBER", "ADDRESS", "SINCE", "RENEWED", "TASKS", "DIGEST"], rows))
+    )
+    print_table(["MEMBER", "ADDRESS", "SINCE", "RENEWED", "TASKS", "DIGEST"], rows)
     total = answer.get("total")
     if isinstance(total, int) and total > len(members):  # the API lists a bounded number
         print(f"{len(members)} of {total} live members listed")
@@ -162,7 +160,7 @@ def run_trigger(args: argparse.Namespace) -> int:
     except RemoteError as exc:
         return _fail(exc)
     if args.json:
-        print(json.dumps(run, indent=2))
+        print_json(run)
     elif run.get("status") == "skipped":
         why = shown(run.get("message") or run.get("reason"), "no reason given")
         reason = shown(run.get("reason"), "None")
@@ -183,10 +181,10 @@ def _dig(value: Any, *keys: str) -> Any:
     return value
 
 
-def _task_row(task: Mapping[str, Any]) -> list[str]:
+def _task_row(task: Mapping[str, Any], owner: bool) -> list[str]:
     next_runs = task.get("nextRuns")
     source = task.get("source")
-    return [
+    row = [
         shown(task.get("key")),
         shown(task.get("state")),
         shown(_dig(task, "resource", "spec", "schedule"), ""),
@@ -194,6 +192,7 @@ def _task_row(task: Mapping[str, Any]) -> list[str]:
         _last(task.get("lastRun")),
         f"{shown(_dig(source, 'kind'))}:{shown(_dig(source, 'location'))}",
     ]
+    return [*row, shown(task.get("owner"))] if owner else row
 
 
 def _when(value: Any) -> str:

@@ -1,5 +1,6 @@
 """A server's string is printed for a human cut to 4 KiB characters, followed by how many more
-it had: a task's 16 MiB ``error`` went to the terminal whole. A run's output (``runs --id``) is
+it had: a task's 16 MiB ``error`` went to the terminal whole; in a table, its cell is cut
+further, to 120 characters (tests/cli/test_table_cells.py). A run's output (``runs --id``) is
 shown up to the 64 KiB crontask keeps, by its end. ``--json`` keeps every string whole."""
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ OUTPUT = 64 * 1024  # characters of a run's output
 
 LONG = "E" * 1_000_000 + "\x1b[2J"  # and an escape past the cut, which is not printed either
 CUT = f"{'E' * SHOWN}... [{len(LONG) - SHOWN:,} more characters cut]"
+CELL = "E" * 117 + "..."  # a table's cell: 120 characters
 RUN = "ops.a.20260101T000000Z"
 LONG_OUTPUT = "first line\n" + "o" * OUTPUT + "\nlast line\n"
 
@@ -33,7 +35,7 @@ def test_tasks_table_and_errors(hostile: HostileServer, capsys: pytest.CaptureFi
     assert cli("tasks", "--server", hostile.url) == 0
     out, err = capsys.readouterr()
     assert_short_lines(out + err)
-    assert CUT in out.splitlines()[1]
+    assert CELL in out.splitlines()[1]
     assert err == f"ops/a: {CUT}\n"
     assert cli("tasks", "--json", "--server", hostile.url) == 0
     out, _ = capsys.readouterr()
@@ -61,7 +63,8 @@ def test_members(hostile: HostileServer, capsys: pytest.CaptureFixture[str]) -> 
     assert cli("members", "--server", hostile.url) == 0
     out, _ = capsys.readouterr()
     assert_short_lines(out)
-    assert out.count(CUT) == 4  # the address, since when, the replica and its hash
+    assert CELL in out.splitlines()[1]  # the address, in the table
+    assert out.count(CUT) == 3  # since when, the replica and its hash, in lines
 
 
 def runs(h: Handler) -> None:
@@ -77,7 +80,7 @@ def test_runs_table_and_one_run(hostile: HostileServer, capsys: pytest.CaptureFi
     assert cli("runs", "--server", hostile.url) == 0
     out, _ = capsys.readouterr()
     assert_short_lines(out)
-    assert f"({CUT})" in out  # the reason
+    assert "  - (" + "E" * 114 + "...  " in out  # the reason, in the status's cell
 
     assert cli("runs", "--id", RUN, "--server", hostile.url) == 0
     out, _ = capsys.readouterr()

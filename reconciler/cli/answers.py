@@ -1,0 +1,104 @@
+"""A server's answer as JSON, within what it may cost: the client's (:mod:`~reconciler.cli.client`)
+bounds are in bytes, but ``{}`` is 3 bytes of JSON and a 64-byte dict once parsed, so that a
+list's 256 MiB of answers took 6.5 GB of memory. An answer's JSON values are counted before it
+is parsed (:func:`json_values`), and the client refuses it past its bound; ``NaN`` and
+``Infinity``, which are no JSON and which ``--json`` printed as they were, are refused too.
+What is refused is a :class:`RemoteError` (one line), naming the server as shown (without the
+password or token its URL may hold)."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any, Final, NoReturn
+
+from reconciler.cli.terminal import printable, shown
+from reconciler.core.urls import redact_url
+
+_MAX_LINE: Final = 2000  # of an error line made from a problem's fields
+_STRING: Final = re.compile(rb'"[^"]*"')  # once its escaped quotes are gone
+_PUNCTUATION: Final = (b"{", b"[", b",", b":")
+
+
+class RemoteError(Exception):
+    """The API could not be reached or answered with an error; ``str()`` is one clear line."""
+
+
+def json_values(content: bytes, bound: int) -> int:
+    """How many JSON values ``content`` holds at most: one for each ``{``, ``[``, ``,`` and
+    ``:`` outside strings, and the first. Every value but the first follows one of them (a
+    container's first element counts as its container), so parsing makes at most this many
+    objects. Counted at the speed of ``bytes.count``; only a count over ``bound`` is made again
+    without the strings (a command's commas are no values), which is slower."""
+    found = _punctuation(content)
+    if found <= bound:
+        return found
+    # Without escaped backslashes, then escaped quotes, every string is "[^"]*".
+    bare = content.replace(b"\\\\", b"").replace(b'\\"', b"")
+    return _punctuation(_STRING.sub(b"", bare))
+
+
+def _punctuation(content: bytes) -> int:
+    return sum(content.count(p) for p in _PUNCTUATION) + 1
+
+
+def decode(content: bytes, server: str) -> dict[str, Any]:
+    """``content`` as a JSON object, or :class:`RemoteError` naming ``server`` as shown."""
+    try:
+        body = json.loads(content, parse_constant=_no_constant)
+    except ValueError:
+        raise RemoteError(f"{server} answered with something that is not JSON") from None
+    except RecursionError:
+        raise RemoteError(f"{server} answered with JSON nested too deep") from None
+    if not isinstance(body, dict):
+        raise RemoteError(f"{server} answered with unexpected JSON")
+    return body
+
+
+def _no_constant(name: str) -> NoReturn:
+    # NaN, Infinity, -Infinity: Python's json reads them, and --json would print them.
+    raise ValueError(f"{name} is not JSON")
+
+
+def object_list(value: Any, server: str, what: str) -> list[dict[str, Any]]:
+    """``value``, a list of JSON objects (none: an empty list), or :class:`RemoteError`
+    naming ``server`` without the password or token its URL may hold."""
+    if value is None:
+        return []
+    if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
+        raise RemoteError(f"{redact_url(server)} answered {what} that are not a list of objects")
+    return value
+
+
+def problem_line(status: int, reason: str, content: bytes, readable: bool) -> str:
+    """The line an error answer is said in: from its problem+json fields when ``readable``
+    (its values within the bound) and it has them, else its status and reason."""
+    try:
+        problem = json.loads(content, parse_constant=_no_constant) if readable else None
+    except (ValueError, RecursionError):
+        problem = None
+    if isinstance(problem, dict) and ("title" in problem or "detail" in problem):
+        line = _from_problem(status, problem)
+    else:
+        line = f"{status} {reason}"
+    line = printable(line)
+    return line if len(line) <= _MAX_LINE else line[: _MAX_LINE - 3] + "..."
+
+
+def _from_problem(status: int, problem: dict[str, Any]) -> str:
+    line = f"{shown(problem.get('status'), str(status))} {shown(problem.get('title'), '')}"
+    line = line.strip()
+    if problem.get("detail"):
+        line += f": {shown(problem['detail'])}"
+    errors = problem.get("errors")
+    for error in errors if isinstance(errors, list) else []:
+        if isinstance(error, dict):
+            location = error.get("location")
+            parts = location if isinstance(location, list) else []
+            where = ".".join(shown(p, "") for p in parts)
+            said = f"{where}: {shown(error.get('message'), 'None')}"
+            if said not in line:  # a detail often is its errors: each is said once
+                line += f"; {said}"
+        if len(line) > _MAX_LINE:
+            break
+    return line
