@@ -414,7 +414,9 @@ def delete_task(
     "concurrencyPolicy is Forbid) and a `message` saying why. With replicas (`--ha`) the "
     "answer waits for the shared store's check (up to 5 s), as a run of the task may be going "
     "on another replica; 503 if the store does not answer under Forbid or Replace: the run "
-    "is then recorded `skipped` (`StoreUnavailable`) unless the store takes its claim.",
+    "is then recorded `skipped` (`StoreUnavailable`) unless the store takes its claim. 503 "
+    "too, with nothing run or recorded, while this replica may not start runs (its membership "
+    "not renewed in time, or crontask stopping): ask again after `Retry-After`.",
     openapi_extra={
         **role_extra("operator"),
         **links((202,), GetRun=("get_run", {"run_id": "$response.body#/id"})),

@@ -11,7 +11,7 @@ from typing import Final
 from reconciler.api.problems import ProblemError
 from reconciler.controller.view import RuntimeView
 from reconciler.core.model import ConcurrencyPolicy
-from reconciler.core.runs import RunRecord, RunStatus
+from reconciler.core.runs import NOT_STARTED, RunRecord, RunStatus
 from reconciler.store import RunStore, StoreUnavailable
 
 # With replicas, how long a manual run's answer waits for the store's decision, and the least
@@ -26,6 +26,7 @@ def decided(runtime: RuntimeView, record: RunRecord) -> RunRecord:
     another replica, and Forbid then skips this one): the answer waits until the store holds
     the run's first record, its claim or its skip (up to ``DECISION_WAIT``; after that the
     run goes on as its claim waits). A store that does not answer is not read again."""
+    refuse_not_started(record)
     if record.status is not RunStatus.RUNNING or runtime.members() is None:
         return record  # alone, the dispatcher decided it already
     deadline = time.monotonic() + DECISION_WAIT
@@ -42,6 +43,18 @@ def decided(runtime: RuntimeView, record: RunRecord) -> RunRecord:
             return record
         time.sleep(pause)  # an endpoint runs in the threadpool, never on the event loop
         pause = min(pause * 2, 0.1)
+
+
+def refuse_not_started(record: RunRecord) -> None:
+    """A manual run this replica may not start now (``NOT_STARTED``: its membership was not
+    renewed in time, or crontask is stopping) is answered 503: it was neither run nor recorded
+    (its ``Location`` would name nothing), and asked again soon it runs."""
+    if record.status is RunStatus.SKIPPED and record.reason == NOT_STARTED:
+        raise ProblemError(
+            503,
+            f"run of {record.task} not started: {record.message}; retry later",
+            headers={"Retry-After": "5"},
+        )
 
 
 def _read(store: RunStore, record: RunRecord, wait: float) -> RunRecord | None:

@@ -14,9 +14,10 @@ On time: the scheduler hands a slot over ahead of it (``due``), and a run that c
 then is decided and claimed then, its start waiting for the slot; so what makes a run exactly
 once and supervised is paid before the slot, not between the slot and the process. A process
 away past the slot (paused, frozen) looks again before it starts it (``RunExecution._late``).
-With replicas, each slot looks at the fence's clock first (``fire``, ``due``): a replica resumed
-past its renew deadline neither claims nor starts a slot before a renewal says whether its task
-is still its own (``_not_started``; one ahead of its instant waits for it, as when paused).
+With replicas, each scheduled slot looks at the fence's clock first (``fire``, ``due``): a
+replica resumed past its renew deadline neither claims nor starts a slot before a renewal says
+whether its task is still its own (``_not_started``; one ahead of its instant waits for it, as
+when paused).
 
 Work that outlives the process (Kubernetes Jobs, see ``runner.base.Resumable``): the runs a
 ``resumable`` action reports for a task (its live Jobs) that are not followed here are
@@ -39,7 +40,7 @@ import dataclasses
 import logging
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from reconciler.aio import ended, first_of
 from reconciler.controller.active import REPLACED, SHUTDOWN, ActiveRun
@@ -52,7 +53,15 @@ from reconciler.controller.recorder import Recorder
 from reconciler.controller.slots import SlotLedger
 from reconciler.core.desired import Definition
 from reconciler.core.model import ConcurrencyPolicy
-from reconciler.core.runs import RunRecord, RunStatus, Trigger, manual_slot, run_id, too_many_manual
+from reconciler.core.runs import (
+    NOT_STARTED,
+    RunRecord,
+    RunStatus,
+    Trigger,
+    manual_slot,
+    run_id,
+    too_many_manual,
+)
 from reconciler.core.timing import AHEAD_MAX
 from reconciler.runner.base import Actions, Outcome, Resumable
 from reconciler.runner.command import CommandRun
@@ -63,6 +72,7 @@ log = logging.getLogger("crontask.runner")
 # What the record of a run killed by a second stop signal adds to its message.
 HURRIED = "crontask was asked again to stop: killed at once, without the kill grace"
 _KILL_AGAIN = 0.5  # seconds
+_JUST_BEFORE = timedelta(microseconds=1)  # a slot, as a catch-up counts from after it
 
 Clock = Callable[[], datetime]
 
@@ -170,8 +180,12 @@ class Dispatcher(RunExecution, AheadSlots):
         ahead = ahead if 0 < ahead <= AHEAD_MAX else 0.0
         # The renew deadline may have passed while this process was not running (SIGSTOP, a
         # frozen VM) with no renewal since to notice: the task may be another replica's now,
-        # and a claim here would take its slot from it. (A clock read, with replicas.)
-        self.fence()
+        # and a claim here would take its slot from it. (A clock read, with replicas.) A
+        # scheduled slot only: one not started is caught up when the fence lifts
+        # (``unstarted``), where a catch-up or a manual run would be lost; and the catch-ups
+        # fired as the fence lifts come after a renewal that may itself have been slow.
+        if trigger is Trigger.SCHEDULE:
+            self.fence()
         if self.paused is not None or self._closing:
             return self._not_started(definition, scheduled_at, trigger)
         if trigger is Trigger.SCHEDULE and (jumped := self.ledger.handed(definition, scheduled_at)):
@@ -249,10 +263,15 @@ class Dispatcher(RunExecution, AheadSlots):
         """Paused: the slot is neither run nor recorded here; a record from this one could
         only take that slot's id. If the task moves, its new owner catches it up; if it stays
         (the renewal works again before the lease ran out), this replica does, from where the
-        ledger stopped (``unstarted``). Closing (crontask is stopping): neither either; the
-        next start catches it up, as the slots due while crontask is down."""
+        ledger stopped (``unstarted``), a catch-up's slot included. A manual run is not kept:
+        its caller is told (the API answers 503). Closing (crontask is stopping): neither
+        either; the next start catches it up, as the slots due while crontask is down."""
         why = self.paused or "crontask is stopping"
-        if trigger is Trigger.SCHEDULE and self.paused is not None:
+        if trigger is Trigger.CATCHUP and self.paused is not None:
+            # The ledger has counted past this slot (``catch_up``): back to just before it, so
+            # that it is the latest missed slot again when the fence lifts, not lost.
+            self.ledger.track(definition.key, scheduled_at - _JUST_BEFORE)
+        if trigger is not Trigger.MANUAL and self.paused is not None:
             self.unstarted.add(definition.key)
         log.warning(
             "slot not started",
@@ -266,7 +285,7 @@ class Dispatcher(RunExecution, AheadSlots):
             trigger=trigger,
             status=RunStatus.SKIPPED,
             finished_at=now,
-            reason="NotStarted",
+            reason=NOT_STARTED,
             message=f"this replica may not start runs now: {why}",
             owner=self.owner,
         )

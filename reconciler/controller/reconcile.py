@@ -124,14 +124,16 @@ class Reconciler:
         is caught up by its new owner; a slot another replica ran in the gap is refused by the
         store's claim."""
         owned, now = self.scheduler.owned(), self.clock()
-        for key in sorted(self.dispatcher.unstarted):
+        # Taken before any is fired: one fenced again meanwhile is kept for the next lift.
+        unstarted = sorted(self.dispatcher.unstarted)
+        self.dispatcher.unstarted.clear()
+        for key in unstarted:
             definition = owned.get(key)
             if definition is None or not self.mine(key):
                 continue
             following = self.scheduler.next_fire_time(key)
             until = min(now, following - _EPSILON) if following else now
             self.dispatcher.catch_up(definition, self.dispatcher.last_slot(key), until)
-        self.dispatcher.unstarted.clear()
 
     def appeared(self, key: str) -> datetime | None:
         """When a task declared now was first read, if after the first applied pass (None: it

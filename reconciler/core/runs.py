@@ -43,6 +43,10 @@ PROCESS_DIED: Final = "ProcessDied"
 # The reason of a job attempt whose Job went before its end was seen: its outcome is unknown,
 # so no retry follows it (the work may have run to its end: a retry could run it twice).
 JOB_DELETED: Final = "JobDeleted"
+# The reason of a slot or manual run this replica may not start now (its membership not
+# renewed in time: the fence; or crontask stopping): nothing is recorded, the record only says
+# so to its caller (a manual run's is answered 503), and a scheduled slot is caught up later.
+NOT_STARTED: Final = "NotStarted"
 # Ends the message of a run marked ``interrupted`` by a crontask that told nobody of it (one that
 # does not declare its task, has no notifier, or is a replica), so that no notification was sent
 # of it: a crontask that tells may take it over (``controller.heartbeat``, ``sinks.notify``). The

@@ -31,6 +31,7 @@ from reconciler.api.params import KEY_PATTERN, Name, Namespace, RunId
 from reconciler.api.problems import ProblemError
 from reconciler.api.routes_tasks import WRITER
 from reconciler.api.routing import Runtime, context
+from reconciler.api.run_decision import refuse_not_started
 from reconciler.core.desired import SourceKind
 from reconciler.core.runs import DNS1123_LABEL, RunStatus
 from reconciler.sources.limits import excerpt
@@ -288,6 +289,7 @@ def run_now(request: Request, runtime: Runtime, namespace: Namespace, name: Name
         record = runtime.trigger(key)
     except KeyError:
         raise ProblemError(404, f"no task {key}") from None
+    refuse_not_started(record)  # the 503 page: there is no run to show
     log.info(
         "manual run from the page",
         extra={"fields": {"task": key, "run": record.id, "status": record.status.value}},

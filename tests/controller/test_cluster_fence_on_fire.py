@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 from reconciler.core.runs import RunStatus, Trigger, run_id
 from reconciler.runner.base import Actions
@@ -161,3 +162,79 @@ def test_a_slot_handed_over_ahead_past_the_renew_deadline_waits_for_its_instant(
         Trigger.SCHEDULE,
         RunStatus.SUCCEEDED,
     )
+
+
+def test_a_task_resumed_by_a_pass_before_the_renewal_catches_up_its_slot(
+    tmp_path: Path,
+) -> None:
+    """A task suspended over its 12:02 slot, resumed by an edit while its replica is stopped
+    past the renew deadline: the pass that reads the edit comes before the renewal, and the
+    catch-up it fires is not a scheduled slot; it runs (a catch-up held by the fence would be
+    lost: the ledger has moved past it, and only scheduled slots are caught up again)."""
+    world = World(tmp_path)
+    key = "default/t00"
+    suspended_slot = world.clocks.now.replace(second=0) + timedelta(minutes=2)
+
+    async def main() -> None:
+        (a,) = world.replicas("a")
+        await _renewed_every_2s(world, [a], until_second=58)
+        (tmp_path / "t00.yaml").write_text(doc("t00", extra="  suspend: true\n"))
+        while world.clocks.now < suspended_slot - timedelta(seconds=4):
+            world.clocks.advance(2)
+            assert await a.step()
+            for k, at in a.scheduler.advance(world.clocks.now):
+                a.dispatcher.fire(a.scheduler.owned()[k], at)
+        assert a.scheduler.owned()[key].task.spec.suspend
+        (tmp_path / "t00.yaml").write_text(doc("t00"))
+        world.clocks.advance(11)  # SIGSTOP 12:01:56 ... SIGCONT 12:02:07, no renewal since
+        for k, at in a.scheduler.advance(world.clocks.now):  # the other tasks' 12:02 slots
+            a.dispatcher.fire(a.scheduler.owned()[k], at)
+        assert (await a.reconciler.run_pass(None)).ok  # the pass the edit asks for
+        assert await a.cluster.tick()  # the renewal: the fence lifts
+        assert await a.dispatcher.drain(5)
+
+    asyncio.run(main())
+    record = world.store.get(run_id(key, suspended_slot))
+    assert record is not None
+    assert (record.trigger, record.status) == (Trigger.CATCHUP, RunStatus.SUCCEEDED)
+
+
+def test_the_catch_ups_as_the_fence_lifts_run_after_a_slow_renewal(tmp_path: Path) -> None:
+    """The renewal that lifts the fence, and the store's housekeeping after it, take longer
+    than the renew deadline: the catch-ups of the slots not started meanwhile still run (each
+    looking at the fence's clock, measured from when that renewal began, lost them all)."""
+    world = World(tmp_path)
+    slot = world.clocks.now.replace(second=0) + timedelta(minutes=1)
+
+    async def main() -> None:
+        (a,) = world.replicas("a")
+        await settle([a])
+        world.registry.unreachable.add(a.id)
+        world.clocks.advance(11)
+        assert not await a.step()
+        assert a.dispatcher.paused is not None
+        world.clocks.advance(19)  # the slot comes due, fenced
+        owned = a.scheduler.owned()
+        due = a.scheduler.advance(world.clocks.now)
+        assert {a.dispatcher.fire(owned[k], at).reason for k, at in due} == {"NotStarted"}
+        world.clocks.advance(2)
+        world.registry.unreachable.clear()
+        housekeep = a.cluster._housekeep
+
+        def slow(members: Any) -> Any:  # the store answers, slowly
+            world.clocks.advance(10.5)
+            return housekeep(members)
+
+        a.cluster._housekeep = slow  # type: ignore[method-assign]
+        assert await a.cluster.tick()
+        a.cluster._housekeep = housekeep  # type: ignore[method-assign]
+        for _ in range(3):  # renewals on time after it
+            world.clocks.advance(2)
+            assert await a.step()
+        await a.dispatcher.drain(5)
+
+    asyncio.run(main())
+    records = world.store.query(RunQuery(limit=100)).items
+    assert sorted(r.task for r in records if r.id == run_id(r.task, slot)) == [
+        f"default/{name}" for name in TASKS
+    ]
