@@ -147,6 +147,9 @@ def create_app(
         redoc_url=None,
         openapi_url=None,  # served by _schema_router, whose route declares its role
         routes=routes,
+        # A path with a trailing slash is the 404 of any unmatched path: Starlette's redirect
+        # answered it 307, before authentication, with a Location built from the Host header.
+        redirect_slashes=False,
     )
     app.state.crontask = ApiContext(
         runtime=runtime,
@@ -264,6 +267,7 @@ def _openapi(app: FastAPI, auth: AuthConfig | None, *, misdirected: bool) -> dic
                 op["security"] = [{BEARER_SCHEME: []}]
             responses = op.setdefault("responses", {})
             responses.update(_refusals(path, method, op, auth=auth, misdirected=misdirected))
+            _declare_headers(path, responses)
             for status, response in responses.items():
                 if status.isdigit() and int(status) >= 400:
                     declared = response.get("content", {}).get("application/json", {})
@@ -297,6 +301,8 @@ def _refusals(
         found["503"] = {"description": "Busy: retry after Retry-After"}
     if misdirected and "421" not in responses:
         found["421"] = {"description": "The Host header names another site"}
+    # The request log refuses a head over the limit on any path, before any route runs.
+    found["431"] = {"description": HEAD_TOO_LARGE[0].upper() + HEAD_TOO_LARGE[1:]}
     if (write or "requestBody" in op) and "413" not in responses:
         # The request log refuses a declared length over the limit before any route runs.
         found["413"] = {"description": TOO_LARGE_DESCRIPTION}
@@ -304,6 +310,21 @@ def _refusals(
         # A body that is not JSON is a 422 like any invalid body (problems.py), never 400.
         found["408"] = {"description": f"The body did not arrive within {BODY_SECONDS:g} s"}
     return found
+
+
+def _declare_headers(path: str, responses: dict[str, Any]) -> None:
+    """The headers sent with the refusals every route may answer: ``Retry-After`` with a 503
+    (busy, the store away, a write that timed out: all say when to ask again; the readiness
+    probe's 503 is a state, not a refusal), ``WWW-Authenticate`` with a 401 (routing.py)."""
+    declared = {
+        "503": ("Retry-After", "seconds to wait before asking again", "integer"),
+        "401": ("WWW-Authenticate", 'the challenge: `Bearer realm="crontask"`', "string"),
+    }
+    for status, (name, description, kind) in declared.items():
+        if status not in responses or (status == "503" and path in UNQUEUED):
+            continue
+        headers = responses[status].setdefault("headers", {})
+        headers.setdefault(name, {"description": description, "schema": {"type": kind}})
 
 
 class HeadAsGet:

@@ -11,15 +11,19 @@ it from the other side. Reads and changes nothing of the running crontask.
 - They are planned (``core.plan.plan``) against the tasks in force from files and git. A task
   a broken document still names is kept as it is, as ``run`` keeps a broken file's tasks; an
   empty set of tasks removes nothing unless ``allow_empty``, as for ``run``.
+- For a caller who may not write tasks (not ``exact``), both sides are planned as that caller
+  reads them (``models.for_readers``: an http URL without its user name, password, path and
+  query values). A change only in those parts is no change to that caller: were it a step, a
+  viewer could post guesses of a task's secret URL and learn from ``1 to change`` against
+  ``unchanged`` which guess is right. Nothing in the answer depends on a hidden part.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping
-from typing import Any, Final
+from typing import Final
 
-from reconciler.api.models import for_readers
 from reconciler.controller.jobs import NO_CONNECTION
 from reconciler.core.desired import (
     Definition,
@@ -34,7 +38,6 @@ from reconciler.sources.documents import parse_text
 
 PLANNED_KINDS: Final = frozenset({SourceKind.FILE, SourceKind.GIT})
 BODY: Final = "body"  # the location of the posted text in its problems and steps
-URL_PATH: Final = "spec.http.url"
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -45,9 +48,15 @@ class TextPlan:
 
 
 def plan_text(
-    data: bytes, in_force: Mapping[str, Definition], *, jobs: bool, allow_empty: bool
+    data: bytes,
+    in_force: Mapping[str, Definition],
+    *,
+    jobs: bool,
+    allow_empty: bool,
+    exact: bool = True,
 ) -> TextPlan:
-    """See the module docstring. Never raises for a bad text: its problems say what is wrong."""
+    """See the module docstring. Never raises for a bad text: its problems say what is wrong.
+    Not ``exact``: the plan, its steps' definitions too, is of the tasks as readers see them."""
     definitions, errors = _read(data, jobs=jobs)
     others = [d for d in in_force.values() if d.location.source not in PLANNED_KINDS]
     settled = assemble([*definitions, *others], errors)
@@ -56,6 +65,9 @@ def plan_text(
     named = {e.key for e in errors if e.key}
     kept = tuple(sorted(k for k in named if k in current and k not in desired))
     desired.update((k, current[k]) for k in kept)
+    if not exact:
+        desired = {k: _as_read(d) for k, d in desired.items()}
+        current = {k: _as_read(d) for k, d in current.items()}
     found = plan(desired, current, allow_empty=allow_empty)
     return TextPlan(found, kept, tuple(settled.problems))
 
@@ -87,26 +99,24 @@ def location_of(step: Step) -> str:
     return str(definition.location)
 
 
-def changes_of(step: Step, *, exact: bool) -> list[FieldChange]:
-    """An update's changes, field by field. Not ``exact``: each side as a caller who may not
-    write tasks reads it (``models.for_readers``: an http URL without its secrets), with a URL
-    changed only where that hides it still listed, so that an update never looks like none."""
+def changes_of(step: Step) -> list[FieldChange]:
+    """An update's changes, field by field, of the definitions as planned (for a caller who
+    is not exact, already as that caller reads them: see ``plan_text``)."""
     old = step.current.task.to_document() if step.current else {}
     new = step.desired.task.to_document() if step.desired else {}
-    if exact:
-        return diff_documents(old, new)
-    found = diff_documents(for_readers(old), for_readers(new))
-    old_url, new_url = _url(old), _url(new)
-    if old_url and new_url and old_url != new_url and all(c.path != URL_PATH for c in found):
-        found.append(
-            FieldChange(URL_PATH, redact_request_url(old_url), redact_request_url(new_url))
-        )
-        found.sort(key=lambda c: c.path)
-    return found
+    return diff_documents(old, new)
 
 
-def _url(document: Mapping[str, Any]) -> str | None:
-    spec = document.get("spec")
-    http = spec.get("http") if isinstance(spec, Mapping) else None
-    url = http.get("url") if isinstance(http, Mapping) else None
-    return url if isinstance(url, str) else None
+def _as_read(definition: Definition) -> Definition:
+    """``definition`` with its http URL as a reader is shown it (``models.for_readers``), and
+    the hash of that: what ``plan`` compares. Built without validation: the shown URL (its
+    path ``/***``) is a value to compare and show, never one to run."""
+    http = definition.task.spec.http
+    if http is None:
+        return definition
+    shown = redact_request_url(http.url)
+    if shown == http.url:
+        return definition
+    spec = definition.task.spec.model_copy(update={"http": http.model_copy(update={"url": shown})})
+    task = definition.task.model_copy(update={"spec": spec})
+    return dataclasses.replace(definition, task=task, hash=task.spec_hash())

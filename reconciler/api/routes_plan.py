@@ -3,7 +3,9 @@ and remove if they were the tasks crontask reads from files and git; a dry run, 
 
 The answer holds what ``crontask plan PATH --server URL`` prints: the steps, the tasks kept,
 the problems (at most :data:`~reconciler.api.problems.MAX_ERRORS`, then how many more) and
-the summary line. How the text is read and planned is ``planning``'s.
+the summary line. How the text is read and planned is ``planning``'s; for a caller below
+admin both sides are planned as that caller reads them (an http URL without its secrets), so
+no part of the answer tells a right guess of a hidden part from a wrong one.
 """
 
 from __future__ import annotations
@@ -74,7 +76,8 @@ class PlanStepOut(_Out):
     )
     changes: list[FieldChangeOut] = Field(
         description="an update's changes, field by field (an http URL shown to admins only "
-        "whole); empty for an add or a removal"
+        "whole: below admin, a change only in its hidden parts is no change); empty for an "
+        "add or a removal"
     )
 
 
@@ -137,12 +140,16 @@ def plan_documents(
         raise ProblemError(503, detail, headers={"Retry-After": "1"})
     try:
         found = planning.plan_text(
-            documents, runtime.in_force(), jobs=runtime.runs_jobs(), allow_empty=allow_empty
+            documents,
+            runtime.in_force(),
+            jobs=runtime.runs_jobs(),
+            allow_empty=allow_empty,
+            exact=exact,
         )
     finally:
         _planning.release()
     return PlanOut(
-        steps=[_step_out(step, exact=exact) for step in found.plan.steps],
+        steps=[_step_out(step) for step in found.plan.steps],
         unchanged=found.plan.unchanged,
         held_removals=list(found.plan.held_removals),
         kept=list(found.kept),
@@ -152,9 +159,9 @@ def plan_documents(
     )
 
 
-def _step_out(step: Step, *, exact: bool) -> PlanStepOut:
+def _step_out(step: Step) -> PlanStepOut:
     updated = step.operation is Operation.UPDATE
-    changes = planning.changes_of(step, exact=exact) if updated else []
+    changes = planning.changes_of(step) if updated else []
     return PlanStepOut(
         operation=step.operation,
         key=step.key,

@@ -8,6 +8,9 @@ An API-owned task has a resource version, sent as a strong ``ETag`` (and as
 ``resourceVersion`` in the body, beside the resource: not inside ``resource.metadata``, which
 must round-trip through ``PUT`` and whose schema has no such field). ``PUT`` and ``DELETE``
 honour ``If-Match``: a version that has moved on is a 412, so a lost update is never silent.
+``PUT`` honours ``If-None-Match: *`` (create only: 412 if the task exists, as the store's own
+create check says, so two such writers never both win); entity tags there are a 422, since a
+write that ignored them would overwrite what its caller meant to keep.
 Only a caller who may write tasks is sent the version: it is a digest of the stored text, which
 holds what the others are not shown (an http action's URL whole), and a digest can be checked
 against guesses offline.
@@ -15,8 +18,10 @@ against guesses offline.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
+from collections.abc import Iterator
 from typing import Annotated, Any, Final
 
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
@@ -75,6 +80,7 @@ from reconciler.api.task_problems import (
 from reconciler.controller.view import (
     AlreadyExists,
     FieldError,
+    IfMatch,
     InvalidDefinition,
     OwnedElsewhere,
     TaskQuery,
@@ -103,15 +109,20 @@ router = APIRouter(
 
 IF_MATCH_MAX: Final = 1024
 WRITER: Final[RequiredRole] = "admin"  # who may create, replace and delete tasks
+IF_MATCH: Final = 'the ETag (or resourceVersion, quoted: `"v"`) this change is based on, or '
 IfMatchHeader = Annotated[
     str | None,
     Header(
         alias="If-Match",
-        description='the ETag (or resourceVersion, quoted: `"v"`) this change is based on, or '
-        "`*` for any existing version; 412 if the task is at another version",
+        description=f"{IF_MATCH}`*` for any existing version; 412 if it is at another version",
         max_length=IF_MATCH_MAX,
     ),
 ]
+IfNoneMatchHeader = Annotated[
+    str | None,
+    Header(alias="If-None-Match", description="`*`: create only", max_length=IF_MATCH_MAX),
+]
+NOT_STAR: Final = '"*" (create only) is the one value taken on a write'
 
 _DOCUMENT_BODY: dict[str, Any] = {
     "requestBody": {
@@ -150,6 +161,7 @@ _ETAG: Final = {
         }
     }
 }
+_LOCATION: Final = {"description": "the path of what was made", "schema": {"type": "string"}}
 _WRITTEN: Final = {  # the answer to a write of a task
     "headers": {
         **_ETAG["headers"],
@@ -160,6 +172,7 @@ _WRITTEN: Final = {  # the answer to a write of a task
         },
     }
 }
+_CREATED: Final = {"headers": {**_WRITTEN["headers"], "Location": _LOCATION}}
 
 
 def _may_write(request: Request) -> bool:
@@ -271,26 +284,15 @@ def get_task(
             StartRun=("trigger_run", _FROM_BODY),
         ),
     },
-    responses={201: _WRITTEN, **problem_responses(409, 422), **_TOO_LARGE},
+    responses={201: _CREATED, **problem_responses(409, 422), **_TOO_LARGE},
 )
 def create_task(runtime: Runtime, document: Document, response: Response) -> TaskOut:
     task = _validated(document)  # the one validation: the runtime takes the model
     try:
-        view = runtime.create_api_task(task)
+        with _refused():
+            view = runtime.create_api_task(task)
     except AlreadyExists as exc:
         raise ProblemError(409, str(exc), kind="already-exists") from None
-    except InvalidDefinition as exc:
-        raise invalid(exc) from None
-    except TaskTooLarge as exc:
-        raise too_large(exc) from None
-    except NoRoom as exc:
-        raise no_room(exc) from None
-    except NotInForce as exc:
-        raise not_in_force(exc) from None
-    except OwnedElsewhere as exc:
-        raise owned_elsewhere(exc) from None
-    except InTheWay as exc:
-        raise in_the_way(exc) from None
     response.headers["Location"] = f"/api/v1/tasks/{view.key}"
     _warn_of(task, response)
     return _answer(view, response, exact=True)  # a writer's
@@ -304,7 +306,7 @@ def create_task(runtime: Runtime, document: Document, response: Response) -> Tas
     "metadata.name must match the path (a missing namespace is taken from the path); "
     "409 if the task is defined by another source, or if what is stored in its place is not "
     "crontask's to replace (the problem says what to remove); with `If-Match`, 412 if the task "
-    "is not at one of the versions given.",
+    "is not at one of the versions given; with `If-None-Match: *`, 412 if the task exists.",
     openapi_extra={
         **role_extra(WRITER),
         **_DOCUMENT_BODY,
@@ -317,7 +319,7 @@ def create_task(runtime: Runtime, document: Document, response: Response) -> Tas
     },
     responses={
         200: _WRITTEN,
-        201: {"model": TaskOut, "description": "Created", **_WRITTEN},
+        201: {"model": TaskOut, "description": "Created", **_CREATED},
         **problem_responses(409, 412, 422),
         **_TOO_LARGE,
     },
@@ -329,6 +331,7 @@ def put_task(
     document: Document,
     response: Response,
     if_match: IfMatchHeader = None,
+    if_none_match: IfNoneMatchHeader = None,
 ) -> TaskOut:
     metadata = document.get("metadata")
     if isinstance(metadata, dict) and "namespace" not in metadata:
@@ -352,22 +355,12 @@ def put_task(
             title="Invalid request",
             errors=mismatched,
         )
-    try:
-        view, created = runtime.put_api_task(task, if_match=if_match_versions(if_match))
-    except InvalidDefinition as exc:
-        raise invalid(exc) from None
-    except TaskTooLarge as exc:
-        raise too_large(exc) from None
-    except NoRoom as exc:
-        raise no_room(exc) from None
-    except NotInForce as exc:
-        raise not_in_force(exc) from None
-    except OwnedElsewhere as exc:
-        raise owned_elsewhere(exc) from None
-    except VersionMismatch as exc:
-        raise precondition_failed(exc) from None
-    except InTheWay as exc:
-        raise in_the_way(exc) from None
+    versions = if_match_versions(if_match)
+    if _creates_only(if_none_match):
+        view, created = _create_only(runtime, task, versions), True
+    else:
+        with _refused():
+            view, created = runtime.put_api_task(task, if_match=versions)
     if created:
         response.status_code = 201
         response.headers["Location"] = f"/api/v1/tasks/{view.key}"
@@ -390,17 +383,10 @@ def delete_task(
     runtime: Runtime, namespace: Namespace, name: Name, if_match: IfMatchHeader = None
 ) -> Response:
     try:
-        runtime.delete_api_task(f"{namespace}/{name}", if_match=if_match_versions(if_match))
+        with _refused():
+            runtime.delete_api_task(f"{namespace}/{name}", if_match=if_match_versions(if_match))
     except KeyError:
         raise not_found(namespace, name) from None
-    except NotInForce as exc:
-        raise not_in_force(exc) from None
-    except OwnedElsewhere as exc:
-        raise owned_elsewhere(exc) from None
-    except VersionMismatch as exc:
-        raise precondition_failed(exc) from None
-    except InTheWay as exc:
-        raise in_the_way(exc) from None
     return Response(status_code=204)
 
 
@@ -421,7 +407,7 @@ def delete_task(
         **role_extra("operator"),
         **links((202,), GetRun=("get_run", {"run_id": "$response.body#/id"})),
     },
-    responses=problem_responses(404, 422, 503),
+    responses={202: {"headers": {"Location": _LOCATION}}, **problem_responses(404, 422, 503)},
 )
 def trigger_run(runtime: Runtime, namespace: Namespace, name: Name, response: Response) -> RunOut:
     try:
@@ -430,6 +416,54 @@ def trigger_run(runtime: Runtime, namespace: Namespace, name: Name, response: Re
         raise not_found(namespace, name) from None
     response.headers["Location"] = f"/api/v1/runs/{record.id}"
     return RunOut.of(record)
+
+
+def _creates_only(header: str | None) -> bool:
+    """Whether ``If-None-Match`` asks for a create only (``*``); any other value is a 422."""
+    if header is None:
+        return False
+    if header.strip() == "*":
+        return True
+    problem = FieldProblem(location=["header", "If-None-Match"], message=NOT_STAR)
+    raise ProblemError(
+        422, f"header.If-None-Match: {NOT_STAR}", title="Invalid request", errors=[problem]
+    )
+
+
+def _create_only(runtime: Runtime, task: CronTask, if_match: IfMatch | None) -> TaskView:
+    """A PUT with ``If-None-Match: *``: a create, whose refusal for an existing task is the
+    412 of a failed precondition. With ``If-Match`` too nothing can pass: that needs a task,
+    this none."""
+    if if_match is None:
+        try:
+            with _refused():
+                return runtime.create_api_task(task)
+        except AlreadyExists:
+            pass  # the store's own check: of two such writes, one creates, the other is this
+    said = "already exists" if if_match is None else "cannot also match If-Match"
+    detail = f"If-None-Match: * creates only, and task {task.key} {said}"
+    raise ProblemError(412, detail, kind="version-mismatch", title="Precondition Failed")
+
+
+@contextlib.contextmanager
+def _refused() -> Iterator[None]:
+    """A write's refusals by the controller, raised as their problems (``task_problems``)."""
+    try:
+        yield
+    except InvalidDefinition as exc:
+        raise invalid(exc) from None
+    except TaskTooLarge as exc:
+        raise too_large(exc) from None
+    except NoRoom as exc:
+        raise no_room(exc) from None
+    except NotInForce as exc:
+        raise not_in_force(exc) from None
+    except OwnedElsewhere as exc:
+        raise owned_elsewhere(exc) from None
+    except VersionMismatch as exc:
+        raise precondition_failed(exc) from None
+    except InTheWay as exc:
+        raise in_the_way(exc) from None
 
 
 def _validated(document: dict[str, Any]) -> CronTask:

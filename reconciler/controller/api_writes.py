@@ -12,7 +12,10 @@ another replica wins the store's check, it reads again and writes over (the last
 up to ``WRITE_ATTEMPTS`` times, then TimeoutError. A task whose stored YAML would be over the
 limit the API source reads, or that the API source would not read back, is refused before
 anything is written (``TaskTooLarge``, ``InvalidDefinition``), as is one that would take the
-API's tasks over their bounds (``NoRoom``).
+API's tasks over their bounds (``NoRoom``). That check and the room it finds are one step for
+every key (``_reserved``): a write's text counts as stored from its check until it is over, so
+writes made at once in this process never take the API over its bounds together. Replicas
+check what each last read, and writes at once on several may still go a few tasks over.
 
 A change is answered once the pass that applies it is done. If that pass fails, the change
 stays stored (undoing it would lose the user's write, and the loop retries the pass): the
@@ -30,6 +33,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import threading
 from collections.abc import Callable, Collection, Coroutine, Iterator, Mapping
 from typing import Any, Protocol, TypeVar
 
@@ -99,6 +103,8 @@ class ApiWrites:
         self._reconcile = reconcile
         self._api = api
         self._locks = KeyedLocks()
+        self._room = threading.Lock()  # held to check room and reserve it, for every key
+        self._in_flight: dict[str, tuple[int, str]] = {}  # key: its write's size and version
         self._view = view  # the service's view of one task, as a write answers it
         self._on_loop = on_loop
 
@@ -108,8 +114,8 @@ class ApiWrites:
         with self._writing(task.key):
             self._read_others(task.key)
             self._check_owner(task.key)
-            self._check_room(task.key, text, None)
-            return self._write(task.key, text, None)
+            with self._reserved(task.key, text, None):
+                return self._write(task.key, text, None)
 
     def put(self, task: CronTask, *, if_match: IfMatch | None = None) -> tuple[TaskView, bool]:
         self._check_runnable(task)
@@ -122,11 +128,11 @@ class ApiWrites:
                 previous = self._api.store.load([task.key]).get(task.key)
                 current = None if previous is None else text_version(previous)
                 check_version(task.key, current, if_match)
-                self._check_room(task.key, text, previous)
                 try:
                     # The store checks again, atomically: another replica may have written
                     # meanwhile.
-                    return self._write(task.key, text, previous), current is None
+                    with self._reserved(task.key, text, previous):
+                        return self._write(task.key, text, previous), current is None
                 except (AlreadyExists, VersionMismatch):
                     if if_match is not None:
                         raise  # the caller's condition: a 412
@@ -174,15 +180,40 @@ class ApiWrites:
                 # and a retry may work (a 503, not a 500).
                 raise StoreUnavailable(f"the store of API tasks: {err}") from err
 
-    def _check_room(self, key: str, text: str, previous: str | UnreadableText | None) -> None:
-        """NoRoom if storing ``text`` over ``previous`` takes the API over its bounds. Counted
-        from what the API source read: writes in flight (here, or on other replicas not yet
-        polled) may take it a few tasks over, never more."""
-        tasks, total = self._api.usage()
+    @contextlib.contextmanager
+    def _reserved(
+        self, key: str, text: str, previous: str | UnreadableText | None
+    ) -> Iterator[None]:
+        """NoRoom if storing ``text`` over ``previous`` takes the API over its bounds; else
+        the room is held for ``text`` until the block is over (the write stored and read, or
+        failed). Counted from what the API source read, and the writes of this process in
+        flight; those of other replicas not yet polled may take it a few tasks over."""
+        size = len(text.encode())
         old = None
         if previous is not None:  # a text the store did not read is counted as nothing
             old = 0 if isinstance(previous, UnreadableText) else len(previous.encode())
-        check_room(key, tasks=tasks, total=total, old=old, new=len(text.encode()))
+        with self._room:
+            tasks, total = self._in_flight_usage(*self._api.usage())
+            check_room(key, tasks=tasks, total=total, old=old, new=size)
+            self._in_flight[key] = (size, text_version(text))
+        try:
+            yield
+        finally:
+            with self._room:
+                del self._in_flight[key]
+
+    def _in_flight_usage(self, tasks: int, total: int) -> tuple[int, int]:
+        """``tasks`` and ``total`` as the API source read them, with the other keys' writes in
+        flight counted as stored where that takes more room (one may yet fail): a key the
+        source has not read is one more task, a text larger than the one read is more bytes.
+        (One write of a key at a time: the key's lock is held around this.)"""
+        for key, (size, version) in self._in_flight.items():
+            read = self._api.stored(key)
+            if read is None:
+                tasks, total = tasks + 1, total + size
+            elif read.version != version:
+                total += max(size - read.size, 0)
+        return tasks, total
 
     def _write(self, key: str, text: str, previous: str | UnreadableText | None) -> TaskView:
         """Under the key's lock: store ``text`` in place of ``previous`` (None: create), wait
