@@ -13,7 +13,7 @@ With replicas, every replica lists every task (each with its owner) and accepts 
 of any of them: a task this replica does not own is run here, after the store is asked whether
 another replica runs it now (the concurrency policy holds across replicas). The last run the
 list shows of a task another replica runs is the shared store's, read for all such tasks of a
-page at once (``Service._elsewhere``).
+page at once, within a bound (``Service._elsewhere``, ``OneRead``).
 """
 
 from __future__ import annotations
@@ -21,8 +21,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import itertools
-import threading
-import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future
 from datetime import UTC, datetime
@@ -32,6 +30,7 @@ from reconciler.controller.api_writes import ON_LOOP_TIMEOUT, ApiWrites, Reconci
 from reconciler.controller.cluster import Cluster
 from reconciler.controller.dispatch import Dispatcher
 from reconciler.controller.reconcile import Reconciler
+from reconciler.controller.store_calls import LIST_READ_QUIET, LIST_READ_WAIT, OneRead, StorePing
 from reconciler.controller.view import (
     IfMatch,
     Members,
@@ -55,58 +54,6 @@ T = TypeVar("T")
 
 NEXT_RUNS = 5
 SOURCE_PROBLEMS = 100  # the definition errors a source lists (its count says how many in all)
-# A readiness probe waits this long for the store's answer; later, the store counts as down.
-PING_TIMEOUT = 2.0
-# An answer stands this long for the probes that follow it (seconds).
-PING_REUSE = 1.0
-
-
-class StorePing:
-    """Whether the store answers, asked of it at most once at a time, in a thread of its own,
-    and waited for at most ``timeout`` seconds from when it was asked: a database that takes
-    connections and never answers must neither hang a readiness probe nor, as probes pile
-    up, take every thread that serves the API and /metrics. A ping that does not answer in
-    time counts as down, and is not asked again before it ends; every caller meanwhile shares
-    it, and an answer stands ``reuse`` seconds."""
-
-    def __init__(
-        self, ping: Callable[[], object], timeout: float = PING_TIMEOUT, reuse: float = PING_REUSE
-    ) -> None:
-        self._ping = ping
-        self._timeout = timeout
-        self._reuse = reuse
-        self._lock = threading.Lock()
-        self._asked: tuple[float, Future[bool]] | None = None  # the ping in flight
-        self._answer: tuple[float, bool] | None = None  # the last one, and when it came
-
-    def answers(self) -> bool:
-        with self._lock:
-            now = time.monotonic()
-            if self._answer is not None and now - self._answer[0] < self._reuse:
-                return self._answer[1]
-            if self._asked is None:
-                self._asked = (now, Future())
-                threading.Thread(
-                    target=self._run, args=(self._asked[1],), name="crontask-ping", daemon=True
-                ).start()  # a daemon: one that never returns does not hold up the exit
-            asked_at, answer = self._asked
-        try:
-            return answer.result(timeout=max(0.0, asked_at + self._timeout - now))
-        except TimeoutError:
-            return False
-
-    def _run(self, answer: Future[bool]) -> None:
-        ok = False
-        try:
-            self._ping()
-            ok = True
-        except Exception:
-            ok = False
-        finally:  # whatever ends it: the next caller may ask again
-            with self._lock:
-                self._answer = (time.monotonic(), ok)
-                self._asked = None
-            answer.set_result(ok)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -157,6 +104,7 @@ class Service:
         self._last_runs: dict[str, RunRecord] = {}
         self._looked: set[str] = set()  # tasks whose last run was read from the store
         self._ping = StorePing(store.ping)
+        self._reads = OneRead(LIST_READ_WAIT, LIST_READ_QUIET)  # of other replicas' last runs
         dispatcher.subscribe(self._remember)
 
     @property
@@ -190,7 +138,7 @@ class Service:
 
         keys, limit = matching(), q.limit
         views: list[TaskView] = []
-        reading = [True]  # the store answers (``_last``, ``_elsewhere``)
+        reading = [not self._reads.down()]  # the store answers (``_last``, ``_elsewhere``)
         replicas = self._reconciler.assignment is not None
         while True:
             # A key removed between the two hops to the loop is replaced by the next one: a
@@ -201,17 +149,11 @@ class Service:
                 return views
             entries = self._on_loop(self._snapshot, picked)
             shown = [k for k in picked if k in entries]
-            stored = (
-                self._elsewhere([k for k in shown if k not in owned], reading) if replicas else {}
-            )
-            views += [
-                self._view(
-                    entries[k],
-                    runs=1,
-                    last=stored[k] if k in stored else self._last(k, k in owned, reading),
-                )
-                for k in shown
-            ]
+            elsewhere = [k for k in shown if k not in owned] if replicas else []
+            stored = self._elsewhere(elsewhere, reading)
+            for k in shown:
+                last = stored[k] if k in stored else self._last(k, k in owned, reading)
+                views.append(self._view(entries[k], runs=1, last=last))
             if limit is None or len(views) >= limit:
                 return views
 
@@ -241,13 +183,12 @@ class Service:
         end there, so the shared store's, read for all of ``keys`` at once (a read a task made
         a list of 10 000 tasks 6 to 15 times as slow), unless a run that ended here is newer
         (its end may not be stored yet). Fresh at each listing, as one task's page. Nothing
-        once the store failed this listing (``reading``): those tasks then show the runs that
-        ended here (``_last``), as they did before the store was read for them."""
+        once the store failed (``reading``) or past ``LIST_READ_WAIT`` (``OneRead``): those
+        tasks show the runs that ended here (``_last``), as before the store was read for them."""
         if not keys or not reading[0]:
             return {}
-        try:
-            stored = self._store.latest_many(keys)
-        except StoreUnavailable:
+        stored = self._reads(lambda: self._store.latest_many(keys))
+        if stored is None:
             reading[0] = False
             return {}
         return {k: _later(stored.get(k), self._last_runs.get(k)) for k in keys}
@@ -445,11 +386,8 @@ def _later(stored: RunRecord | None, here: RunRecord | None) -> RunRecord | None
     stores' order (slot, id, attempt); the one here for the same attempt (it has ended)."""
     if stored is None or here is None:
         return here or stored
-    return stored if _order(stored) > _order(here) else here
-
-
-def _order(record: RunRecord) -> tuple[datetime, str, int]:
-    return (record.scheduled_at, record.id, record.attempt)
+    order = [(r.scheduled_at, r.id, r.attempt) for r in (stored, here)]
+    return stored if order[0] > order[1] else here
 
 
 def _newest(scheduled: Definition, declared: Definition | None) -> Definition:

@@ -2,14 +2,16 @@
 of this one showed it as never run (or as the last run it saw end before a handover). It shows
 what the shared store has, read for a page's tasks of other replicas in one query (a read a
 task made a list of 10 000 tasks 6 to 15 times as slow), and what this replica saw end when the
-store does not answer. Two replicas in this process share one SQLite file, as two processes
-would; each runs its own tasks from one folder, and a run is a real command."""
+store does not answer within a bound (``store_calls.LIST_READ_WAIT``; a table lock held it 29 s).
+Two replicas in this process share one SQLite file, as two processes would; each runs its own
+tasks from one folder, and a run is a real command."""
 
 from __future__ import annotations
 
 import asyncio
 import threading
 from collections.abc import Collection, Coroutine, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
@@ -229,3 +231,55 @@ def count_reads(store: RunStore, monkeypatch: pytest.MonkeyPatch) -> list[list[s
 
     monkeypatch.setattr(store, "latest_many", latest_many)
     return asked
+
+
+ANSWERED = 20.0  # how long a test waits for a list to answer while the store's read is held
+
+
+class HeldReads:
+    """The batched reads of ``store``'s last runs, each held until ``release`` is set (a table
+    locked, a connection gone silent): ``asked`` the tasks of each read begun, ``ended`` set
+    when a held read ends."""
+
+    def __init__(self, store: RunStore, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.asked: list[list[str]] = []
+        self.release = threading.Event()
+        self.ended = threading.Event()
+        real = store.latest_many
+
+        def held(tasks: Collection[str]) -> dict[str, RunRecord]:
+            self.asked.append(list(tasks))
+            try:
+                self.release.wait(ANSWERED * 3)
+                return real(tasks)
+            finally:
+                self.ended.set()
+
+        monkeypatch.setattr(store, "latest_many", held)
+
+
+def test_a_store_that_does_not_answer_leaves_the_list_as_this_replica_saw_it(
+    replicas: tuple[Replica, Replica], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A read of the store that does not end (a table locked, a connection gone silent): the
+    list answers within the read's bound, with the run that ended here; a list soon after, a
+    page's next chunk or a client's next page, neither waits nor asks again while the read
+    hangs; once it ended, the store is read again."""
+    a, b = replicas
+    _, of_b = split(a, b)
+    here = a.run(of_b)
+    later = b.run(of_b)
+    held = HeldReads(a.store, monkeypatch)
+    with ThreadPoolExecutor(1) as pool:
+        first = pool.submit(a.listed)
+        try:
+            shown = first.result(timeout=ANSWERED)  # TimeoutError: it waited for the store
+            assert shown[of_b]["id"] == here.id  # the run this replica saw end
+            again = a.listed(limit=5)  # the store's read still held
+            assert of_b not in again or again[of_b]["id"] == here.id
+            assert len(held.asked) == 1  # no second read, no second wait
+        finally:
+            held.release.set()  # the assertions made: the read may end (the pool joins it)
+    assert held.ended.wait(ANSWERED)
+    assert wait_for("the store read again", lambda: a.listed()[of_b]["id"] == later.id)
+    assert len(held.asked) == 2

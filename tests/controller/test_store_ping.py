@@ -7,7 +7,7 @@ from __future__ import annotations
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
-from reconciler.controller.service import StorePing
+from reconciler.controller.store_calls import StorePing
 
 
 class HungStore:
