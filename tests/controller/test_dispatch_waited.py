@@ -12,6 +12,7 @@ kill grace or the slow claim passes at once.
 from __future__ import annotations
 
 import asyncio
+import re
 import threading
 from collections.abc import Sequence
 from datetime import timedelta
@@ -109,7 +110,12 @@ def test_a_replacing_run_past_its_deadline_once_the_old_one_died_does_not_start(
         "MissedDeadline",
         None,
     )
-    assert "8.0s after its slot, past startingDeadlineSeconds=2" in (record.message or "")
+    # 8 s of the clock's jump, and the real time the loop took (more on a loaded machine).
+    late = re.search(
+        r"(\d+\.\d)s after its slot, past startingDeadlineSeconds=2", record.message or ""
+    )
+    assert late is not None, record.message
+    assert float(late.group(1)) >= 8.0
     assert record in heard
     assert not any(r.id == record.id and r.status is RunStatus.RUNNING for r in heard)
 
