@@ -28,7 +28,9 @@ records stay ``running``) rather than given the grace.
 Nothing is dropped silently: a slot that does not run leaves a ``skipped`` record with its
 reason — ``ConcurrencyForbid``, ``MissedDeadline``, ``TooManyRuns`` (``controller.bounds``), or
 ``Superseded`` for slots missed while crontask was down or busy (one record with the count; only
-the latest missed slot may run, as a ``catchup``). Retries are further attempts of the same
+the latest missed slot may run, as a ``catchup``), and for a run decided ahead that a later slot
+overtook before it started (``supersede_ahead``: the process was away between its claim and its
+instant). Retries are further attempts of the same
 run (same id, ``attempt`` 2, 3, ...); while a run waits for its next attempt it still occupies
 its slot for the concurrency policy.
 """
@@ -210,6 +212,10 @@ class Dispatcher(RunExecution, AheadSlots):
                 "MissedDeadline",
                 f"started {late:.1f}s late, past startingDeadlineSeconds={deadline}",
             )
+        if trigger is not Trigger.MANUAL:
+            # Only the latest missed slot runs: one of this task decided ahead before this
+            # process was away (SIGSTOP) and not begun does not, nor counts for the policy.
+            self.supersede_ahead(definition, scheduled_at)
         if self.resumable is not None:
             for live in self.resumable.running(key):  # the task's Jobs, from the watch
                 self.adopt(definition, live)
@@ -386,10 +392,11 @@ class Dispatcher(RunExecution, AheadSlots):
         return len(runs)
 
     def _let_go(self, active: ActiveRun) -> None:
-        """A run whose retry waited and will not start holds its slot no longer: a run asked
-        for in the same turn (a changed task's catch-up, a manual run) is not refused for it by
-        the concurrency policy, though its task wakes on a later turn to record the attempt it
-        abandons; drain and shutdown wait for that task as for a record's write."""
+        """A run that waited (a retry; a first attempt superseded) and will not start holds its
+        slot no longer: a run asked for in the same turn (a catch-up, a later slot, a manual
+        run) is not refused for it by the concurrency policy, though its task wakes on a later
+        turn to record the attempt it abandons; drain and shutdown wait for that task as for a
+        record's write."""
         record = active.record
         runs = self._active.get(record.task, {})
         if runs.get(record.id) is active:

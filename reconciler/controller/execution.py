@@ -51,8 +51,10 @@ _ABANDONED = {
     TASK_REMOVED: "the task was removed before this {} could start",
     TASK_CHANGED: "the task's definition changed before this {} could start",
     HANDED_OVER: "the task moved to another replica before this {} could start",
-    SUPERSEDED: "a later slot missed while this replica was fenced was caught up while this {} "
-    "waited for the fence",
+    # A later slot came (due, or caught up as the fence lifted) while this one waited: only
+    # the latest missed slot runs (``supersede_ahead``, ``supersede_held``).
+    SUPERSEDED: "a later slot of the task came before this {} could start (only the latest "
+    "missed slot runs)",
 }
 
 # The reasons of failed attempts whose outcome is unknown: their work may have run to its end
@@ -139,7 +141,7 @@ class RunExecution(SlotClaims, LateStarts, SlotSkips):
                 if await active.wait_stopped(delay) or await self._held(active, following):
                     await self._abandon(following, active.stop_reason or SHUTDOWN)
                     return
-                active.attempt, active.begun = None, False
+                active.attempt, active.begun, active.start_at = None, False, None
                 active.record = dataclasses.replace(following, started_at=self.clock())
                 active.claim = self._claim_retry(definition, active.record)
         finally:
@@ -159,8 +161,7 @@ class RunExecution(SlotClaims, LateStarts, SlotSkips):
         for key in keys:
             for active in list(self._active.get(key, {}).values()):
                 if active.waiting and not active.begun and active.record.attempt == 1:
-                    active.stop(SUPERSEDED)
-                    self._let_go(active)
+                    self._supersede(active)
 
     async def _held(self, active: ActiveRun, following: RunRecord) -> bool:
         """A retry (or a run decided ahead: ``_late``) due while this replica may not start
@@ -382,7 +383,9 @@ class RunExecution(SlotClaims, LateStarts, SlotSkips):
         """The attempt's outcome; None if, decided ahead, it does not start after all
         (``_late``: its record says why)."""
         record = active.record
-        start_at, active.start_at = active.start_at, None  # a retry starts when it is due
+        # Kept on ``active`` until it begins (a retry starts when it is due: ``_execute``):
+        # what says a later slot may supersede it (``supersede_ahead``).
+        start_at = active.start_at
         try:
             attempt = self.actions.attempt(definition, record)
             active.attempt = attempt
@@ -400,6 +403,9 @@ class RunExecution(SlotClaims, LateStarts, SlotSkips):
                     return outcome
                 if await self._late(definition, active, start_at):
                     return None
+                # Started now on this look, as a run decided at its slot: a later slot no
+                # longer supersedes it (its start, off the loop, would race the stop).
+                active.start_at = None
                 attempt = active.attempt = self.actions.attempt(definition, record)
                 if active.stop_reason is not None:
                     attempt.stop(active.stop_reason)

@@ -12,6 +12,13 @@ start either if its task was removed, changed or handed over meanwhile (``_waite
 stopped before it began (replaced by a newer slot, crontask stopping) is recorded as a waiting
 retry stopped so is (``skipped``, ``interrupted`` at shutdown), never as an attempt that failed
 (``_stopped_first``).
+
+Away longer than the task's interval, the newest slot due is handed over as it resumes, and
+only that one may run: a first attempt decided ahead of an older slot that has not begun is
+recorded ``Superseded`` and holds its slot no longer (``supersede_ahead``), so the newest is not
+skipped for a run that never started (Forbid), nor does the old one start late. One whose own
+wait (a command's spawner thread) may be starting it as the loop resumes is left to start: a
+process started and killed would be worse than the newest slot skipped.
 """
 
 from __future__ import annotations
@@ -24,8 +31,10 @@ from datetime import datetime
 from reconciler.controller.active import HANDED_OVER, ActiveRun
 from reconciler.controller.handover import Handover
 from reconciler.controller.recorder import Recorder
+from reconciler.controller.skips import SUPERSEDED
 from reconciler.core.desired import Definition
 from reconciler.core.runs import RunRecord, RunStatus, Trigger
+from reconciler.runner.base import StartsAt
 
 log = logging.getLogger("crontask.runner")
 
@@ -51,8 +60,33 @@ class LateStarts:
     paused: str | None
     owns: Callable[[str], bool]
     fence: Callable[[], None]
+    _active: dict[str, dict[str, ActiveRun]]
     _held: Callable[[ActiveRun, RunRecord], Awaitable[bool]]
     _abandon: Callable[[RunRecord, str, str | None], Awaitable[None]]
+    _let_go: Callable[[ActiveRun], None]
+
+    def supersede_ahead(self, definition: Definition, slot: datetime) -> None:
+        """A later slot of ``definition``, ``slot``, is decided now (``Dispatcher.fire``): a
+        first attempt decided ahead of an older slot and not begun (this process was away
+        between its claim and its instant: SIGSTOP, a frozen VM) does not start, as only the
+        latest missed slot may run; its record says ``Superseded``, and it holds its slot no
+        longer, so the concurrency policy does not count it. Not one that its own wait may be
+        starting now (``_may_start_itself``): that one starts, as any run a little late."""
+        now = asyncio.get_running_loop().time()
+        for active in list(self._active.get(definition.key, {}).values()):
+            if _older_unstarted(active, slot) and not _may_start_itself(active, definition, now):
+                log.info(
+                    "run superseded before it started: a later slot came first",
+                    extra={"fields": {"task": definition.key, "run": active.record.id}},
+                )
+                self._supersede(active)
+
+    def _supersede(self, active: ActiveRun) -> None:
+        """``active`` does not start: a later slot runs instead. Its task records it
+        ``Superseded`` (``_stopped_first``, or the attempt stopped before it began), on a
+        later turn; its slot is free now."""
+        active.stop(SUPERSEDED)
+        self._let_go(active)
 
     async def _late(self, definition: Definition, active: ActiveRun, start_at: float) -> bool:
         """Whether a run decided and claimed ahead of its slot (``start_at``, on the loop's
@@ -132,6 +166,8 @@ class LateStarts:
             why, message = MISSED_DEADLINE, missed
         if not await self._still_claimed(record):
             return True
+        # Stopped during the read (a later slot superseded it, the task was handed over).
+        why = why or active.stop_reason
         if why is not None:
             await self._abandon(record, why, message)
         return why is not None
@@ -153,6 +189,31 @@ class LateStarts:
         fields = {"task": record.task, "run": record.id, "status": str(stored.status)}
         log.warning("run not started: its record was ended meanwhile", extra={"fields": fields})
         return False
+
+
+def _older_unstarted(active: ActiveRun, slot: datetime) -> bool:
+    """Whether ``active`` is a first attempt decided ahead of a slot before ``slot`` (its
+    ``start_at`` kept until it begins or retries) that has neither begun nor been stopped."""
+    record = active.record
+    return (
+        active.start_at is not None
+        and not active.begun
+        and active.stop_reason is None
+        and record.attempt == 1
+        and record.scheduled_at < slot
+    )
+
+
+def _may_start_itself(active: ActiveRun, definition: Definition, now: float) -> bool:
+    """Whether the attempt's own wait may be starting it now, off the loop: a command's
+    spawner thread starts it at its instant until ``patience`` past it (``until``). Past
+    that, it starts nothing and the loop looks again (``_late``): a stop then is race-free.
+    The definition ``active`` was decided with is the one in force unless its task changed
+    since (``no_retry`` set): then the longest patience bounds it."""
+    if not isinstance(active.attempt, StartsAt) or active.start_at is None:
+        return False
+    bound = patience(definition) if active.no_retry is None else AWAY_AFTER
+    return now <= active.start_at + bound
 
 
 def patience(definition: Definition) -> float:
