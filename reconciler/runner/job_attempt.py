@@ -40,7 +40,9 @@ One attempt, in order:
    ``DeadlineExceeded`` (``spec.timeoutSeconds`` is the Job's ``activeDeadlineSeconds`` unless
    the JobSpec sets one: the cluster enforces it, so no crontask is needed to stop a stuck Job).
    A resumed run's outcome says when the Job ended (:class:`JobEnd`): it may have ended long
-   before this crontask started.
+   before this crontask started. A resumed run follows the Job its record names: this run's
+   as ``run_in`` decides, or the one whose uid the record holds, whatever controls it now (a
+   CronTask orphaned its Jobs and was applied again); any other is left alone (``JobGone``).
 
 ``stop("Shutdown")`` detaches (the Job runs on; the record stays ``running`` and names it);
 any other stop (``Replaced``) deletes the Job with ``propagationPolicy: Background`` after
@@ -69,6 +71,7 @@ from reconciler.core.jobs import (
     main_container,
     outcome_of,
     run_in,
+    run_of,
     termination_grace,
     with_pod,
 )
@@ -277,18 +280,31 @@ class JobRun:
             job = await self._read()
             if job is None and self._reason is not None:
                 return await self._stopping(self._reason)  # stopped while it went unanswered
-        if job is None or not self.ours(job):
-            return Outcome(
-                RunStatus.INTERRUPTED,
-                None,
-                "JobGone",
-                f"Job {where.name} in {where.namespace} no longer exists (crontask stopped "
-                "before creating it, or it was deleted): the outcome of this attempt is unknown",
-                "",
-                job=self._details(),
-            )
+        if job is None or not (self.ours(job) or self._recorded(job)):
+            # Reason JobGone either way (what the README and people's alerts know); the message
+            # tells a Job that is gone from one that is there and not this run's (left alone).
+            why = "no longer exists (crontask stopped before creating it, or it was deleted)"
+            if job is not None:
+                why = f"exists but is not this run's (uid {_uid(job)}; recorded: {where.uid})"
+            message = f"Job {where.name} in {where.namespace} {why}: the outcome is unknown"
+            details = self._details()
+            return Outcome(RunStatus.INTERRUPTED, None, "JobGone", message, "", job=details)
         self._uid = _uid(job)
         return job
+
+    def _recorded(self, job: Job) -> bool:
+        """Whether ``job`` is the very Job this run's record names: its uid (the API server's,
+        which only this run's record holds) and its run and attempt, whatever controls it now:
+        a CronTask deleted with ``--cascade=orphan`` and applied again (a new uid) leaves its
+        Job without a controller, running this run's work; followed here to its end, it is
+        this process's run for ``Forbid`` meanwhile."""
+        run = run_of(job) if self.where.uid and _uid(job) == self.where.uid else None
+        record = self.record
+        return run is not None and (run.task, run.run_id, run.attempt) == (
+            record.task,
+            record.id,
+            record.attempt,
+        )
 
     def ours(self, job: Job) -> bool:
         """Whether ``job`` is this attempt's Job: as ``core.jobs.run_in`` decides for the task

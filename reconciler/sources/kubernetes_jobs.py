@@ -33,7 +33,8 @@ Contract:
   the Job's uid), not every pod that carries its ``controller-uid`` label: anyone who may
   create a pod in the namespace can give one that label, and the run's output, exit code and
   node would come from it. (The one who creates a pod may write its ownerReferences too: this
-  stops a pod that merely carries the label, not one made to pose as the Job's.)
+  stops a pod that merely carries the label, not one made to pose as the Job's.) A Job with
+  ``manualSelector: true`` has pods without that label: its template's run-id label it is.
 - API calls (:meth:`create`, :meth:`get`, :meth:`delete`, :meth:`pods`, :meth:`log_tail`) run
   in a small thread pool of their own and never block the loop. They raise :class:`JobApiError`
   (with a one-line message) for what the API server refused or could not be reached for;
@@ -64,6 +65,7 @@ from kubernetes.client.exceptions import ApiException
 
 from reconciler.core.jobs import RUN_LABEL, decided, finished, is_deleting, run_in, run_of
 from reconciler.sources.kubernetes_watch import Informer, object_key
+from reconciler.sources.pod_logs import read_tail
 
 log = logging.getLogger("crontask.sources")
 
@@ -73,10 +75,6 @@ Home = Callable[[str], tuple[str, str | None]]
 
 CONTROLLER_UID = "batch.kubernetes.io/controller-uid"
 _TIMEOUT = (10, 60)
-_CHUNK = 64 * 1024
-# Lines asked of pods/log: every line is at least its newline, so this many lines hold at
-# least 64 KiB whenever the log is that long.
-_TAIL_LINES = 65_536
 MAX_NAMESPACES = 64  # namespaces with a watch of their own (not with one cluster-wide watch)
 ENDED_KEPT = 1024  # the last terminal states of Jobs, for runs whose Job is gone at once
 
@@ -434,45 +432,40 @@ class JobWatch:
         return True
 
     async def pods(self, namespace: str, uid: str) -> list[dict[str, Any]]:
-        """The pods the Job whose uid is ``uid`` controls. The label selects them on the API
+        """The pods the Job whose uid is ``uid`` controls. A label selects them on the API
         server; the ownerReference, which the Job controller sets, decides: anyone who may
-        create a pod there can give it the label."""
+        create a pod there can give it the label. The label is the ``controller-uid`` the
+        API server adds, or, if no pod has it (``manualSelector: true``), crontask's run-id
+        label of the Job's pod template, read from the Job as the watch has (or had) it."""
+        mine = await self._pods(namespace, uid, f"{CONTROLLER_UID}={uid}")
+        if not mine and (run := self._run_label(namespace, uid)) is not None:
+            mine = await self._pods(namespace, uid, f"{RUN_LABEL}={run}")
+        return mine
+
+    async def _pods(self, namespace: str, uid: str, selector: str) -> list[dict[str, Any]]:
         try:
             pods = await self._request(
-                self._core.list_namespaced_pod, namespace, label_selector=f"{CONTROLLER_UID}={uid}"
+                self._core.list_namespaced_pod, namespace, label_selector=selector
             )
         except Exception as err:
             raise JobApiError(f"cannot list the Job's pods: {_describe(err)}") from None
-        items: list[dict[str, Any]] = pods.get("items") or []
-        return [pod for pod in items if _controlled_by(pod, uid)]
+        return [pod for pod in pods.get("items") or () if _controlled_by(pod, uid)]
+
+    def _run_label(self, namespace: str, uid: str) -> str | None:
+        with self._ended_lock:
+            ended = list(self._ended.values())
+        for job in [*self._snapshot().values(), *ended]:
+            meta = job.get("metadata") or {}
+            if (meta.get("uid"), meta.get("namespace")) == (uid, namespace):
+                return (meta.get("labels") or {}).get(RUN_LABEL) or None
+        return None
 
     async def log_tail(self, namespace: str, pod: str, container: str, limit: int) -> str:
         """The last ``limit`` bytes of the container's log, from ``pods/log``."""
         try:
-            return await self._call(self._read_tail, namespace, pod, container, limit)
+            return await self._call(read_tail, self._core, namespace, pod, container, limit)
         except Exception as err:
             raise JobApiError(f"pods/log of {pod}: {_describe(err)}") from None
-
-    def _read_tail(self, namespace: str, pod: str, container: str, limit: int) -> str:
-        response = self._core.read_namespaced_pod_log(
-            pod,
-            namespace,
-            container=container,
-            tail_lines=_TAIL_LINES,
-            _preload_content=False,
-            _request_timeout=_TIMEOUT,
-        )
-        kept = bytearray()
-        total = 0
-        try:
-            for chunk in response.stream(_CHUNK, decode_content=True):
-                total += len(chunk)
-                kept += chunk
-                if len(kept) > limit:
-                    del kept[: len(kept) - limit]
-        finally:
-            response.release_conn()
-        return tail_text(bytes(kept), total - len(kept))
 
 
 def _controlled_by(pod: dict[str, Any], uid: str) -> bool:
@@ -481,15 +474,4 @@ def _controlled_by(pod: dict[str, Any], uid: str) -> bool:
     return [o.get("uid") for o in controller] == [uid]
 
 
-def tail_text(data: bytes, dropped: int) -> str:
-    """Decoded tail, marked as a command's output is when something was cut before it."""
-    if not dropped:
-        return data.decode("utf-8", errors="replace")
-    skip = 0  # the cut may have split a UTF-8 sequence: drop its continuation bytes
-    while skip < min(3, len(data)) and 0x80 <= data[skip] <= 0xBF:
-        skip += 1
-    tail = data[skip:].decode("utf-8", errors="replace")
-    return f"[... {dropped + skip} bytes truncated ...]\n{tail}"
-
-
-__all__ = ["CONTROLLER_UID", "JobApiError", "JobWatch", "object_key", "tail_text"]
+__all__ = ["CONTROLLER_UID", "JobApiError", "JobWatch", "object_key"]

@@ -1,0 +1,54 @@
+"""A run resumed after a restart follows the Job its record names by uid, whatever controls
+that Job now (its CronTask was deleted with ``--cascade=orphan`` and applied again: a new uid,
+and a Job without a controller), and tells a Job that is there but not its own from one that
+is gone. With an in-memory cluster (``twin.FakeCluster``)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from reconciler.core.jobs import job_manifest
+from reconciler.core.runs import JobDetails, RunStatus
+from reconciler.core.status import ObjectRef
+from reconciler.runner.job import JobRunner
+from tests.jobs.test_job_runner import NAME, job_task, record
+from tests.jobs.twin import FakeCluster
+
+OLD = ObjectRef("default", "job", "old-uid", "1", 1)
+NEW = ObjectRef("default", "job", "new-uid", "1", 1)
+
+
+def left_job(cluster: FakeCluster, owner: ObjectRef | None) -> dict[str, Any]:
+    """The Job the first attempt of the run at T0 made, controlled by ``owner`` now."""
+    body = job_manifest(job_task(), record(), namespace="default", name=NAME, env={}, owner=owner)
+    return cluster.add(body)
+
+
+def resume(recorded_uid: str | None, owner: ObjectRef | None) -> tuple[Any, FakeCluster]:
+    async def main() -> tuple[Any, FakeCluster]:
+        cluster = FakeCluster()
+        runner = JobRunner(cluster, namespace="default", verify_seconds=0.05, owner=lambda key: NEW)
+        job = left_job(cluster, owner)
+        cluster.finish(NAME, exit_code=0, log="done\n")
+        uid = job["metadata"]["uid"] if recorded_uid is None else recorded_uid
+        where = JobDetails("default", NAME, uid)
+        return await runner.resume(record(job=where)).run(), cluster
+
+    return asyncio.run(main())
+
+
+@pytest.mark.parametrize("owner", [None, OLD], ids=["orphaned", "old-crontask"])
+def test_the_recorded_job_is_followed_whatever_controls_it_now(owner: ObjectRef | None) -> None:
+    outcome, _ = resume(None, owner)
+    assert (outcome.status, outcome.output) == (RunStatus.SUCCEEDED, "done\n")
+
+
+def test_a_job_of_that_name_with_another_uid_is_there_not_gone() -> None:
+    outcome, cluster = resume("another-uid", None)
+    assert (outcome.status, outcome.reason) == (RunStatus.INTERRUPTED, "JobGone")
+    assert outcome.message.startswith(f"Job {NAME} in default exists but is not this run's")
+    assert "another-uid" in outcome.message
+    assert not [c for c in cluster.calls if c[0] == "delete"]  # left alone
