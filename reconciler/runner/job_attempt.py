@@ -297,7 +297,11 @@ class JobRun:
         which only this run's record holds) and its run and attempt, whatever controls it now:
         a CronTask deleted with ``--cascade=orphan`` and applied again (a new uid) leaves its
         Job without a controller, running this run's work; followed here to its end, it is
-        this process's run for ``Forbid`` meanwhile."""
+        this process's run for ``Forbid`` meanwhile. Only a Job nothing controls: one a
+        CronTask still controls (it lost its key to another source) is left alone (``run_in``)."""
+        owners = (job.get("metadata") or {}).get("ownerReferences") or ()
+        if any(isinstance(o, dict) and o.get("controller") is True for o in owners):
+            return False
         run = run_of(job) if self.where.uid and _uid(job) == self.where.uid else None
         record = self.record
         return run is not None and (run.task, run.run_id, run.attempt) == (

@@ -1,14 +1,12 @@
-"""A run resumed after a restart follows the Job its record names by uid, whatever controls
+"""A run resumed after a restart follows the Job its record names by uid when nothing controls
 that Job now (its CronTask was deleted with ``--cascade=orphan`` and applied again: a new uid,
-and a Job without a controller), and tells a Job that is there but not its own from one that
-is gone. With an in-memory cluster (``twin.FakeCluster``)."""
+and a Job without a controller), not one a CronTask still controls, and tells a Job that is
+there but not its own from one that is gone. With an in-memory cluster (``twin.FakeCluster``)."""
 
 from __future__ import annotations
 
 import asyncio
 from typing import Any
-
-import pytest
 
 from reconciler.core.jobs import job_manifest
 from reconciler.core.runs import JobDetails, RunStatus
@@ -40,10 +38,20 @@ def resume(recorded_uid: str | None, owner: ObjectRef | None) -> tuple[Any, Fake
     return asyncio.run(main())
 
 
-@pytest.mark.parametrize("owner", [None, OLD], ids=["orphaned", "old-crontask"])
-def test_the_recorded_job_is_followed_whatever_controls_it_now(owner: ObjectRef | None) -> None:
-    outcome, _ = resume(None, owner)
+def test_the_recorded_job_is_followed_when_nothing_controls_it_now() -> None:
+    outcome, _ = resume(None, None)
     assert (outcome.status, outcome.output) == (RunStatus.SUCCEEDED, "done\n")
+
+
+def test_the_recorded_job_a_crontask_still_controls_is_left_alone() -> None:
+    """A CronTask not in force (it lost its key to a task from another source, or it is being
+    deleted and the garbage collector has not yet dropped its reference) still controls the
+    Job: it is that CronTask's, never followed, replaced or deleted here (``run_in``)."""
+    outcome, cluster = resume(None, OLD)
+    assert (outcome.status, outcome.reason) == (RunStatus.INTERRUPTED, "JobGone")
+    assert "exists but is not this run's" in outcome.message
+    assert not [c for c in cluster.calls if c[0] == "delete"]
+    assert NAME in cluster.jobs
 
 
 def test_a_job_of_that_name_with_another_uid_is_there_not_gone() -> None:
