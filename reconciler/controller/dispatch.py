@@ -14,10 +14,10 @@ On time: the scheduler hands a slot over ahead of it (``due``), and a run that c
 then is decided and claimed then, its start waiting for the slot; so what makes a run exactly
 once and supervised is paid before the slot, not between the slot and the process. A process
 away past the slot (paused, frozen) looks again before it starts it (``RunExecution._late``).
-With replicas, each scheduled slot looks at the fence's clock first (``fire``, ``due``): a
-replica resumed past its renew deadline neither claims nor starts a slot before a renewal says
-whether its task is still its own (``_not_started``; one ahead of its instant waits for it, as
-when paused).
+With replicas, each slot, catch-up and manual run looks at the fence's clock first (``fire``,
+``due``): a replica resumed past its renew deadline neither claims nor starts one before a
+renewal says whether its task is still its own (``_not_started``; one ahead of its instant
+waits for it, as when paused).
 
 Work that outlives the process (Kubernetes Jobs, see ``runner.base.Resumable``): the runs a
 ``resumable`` action reports for a task (its live Jobs) that are not followed here are
@@ -182,12 +182,11 @@ class Dispatcher(RunExecution, AheadSlots):
         ahead = ahead if 0 < ahead <= AHEAD_MAX else 0.0
         # The renew deadline may have passed while this process was not running (SIGSTOP, a
         # frozen VM) with no renewal since to notice: the task may be another replica's now,
-        # and a claim here would take its slot from it. (A clock read, with replicas.) A
-        # scheduled slot only: one not started is caught up when the fence lifts
-        # (``unstarted``), where a catch-up or a manual run would be lost; and the catch-ups
-        # fired as the fence lifts come after a renewal that may itself have been slow.
-        if trigger is Trigger.SCHEDULE:
-            self.fence()
+        # and a claim here would take its slot from it (or, under Replace, stop its run
+        # there). (A clock read, with replicas.) Every trigger: a slot or a catch-up not
+        # started is caught up when the fence lifts (``unstarted``), a manual run is answered
+        # 503; one fenced again as the fence lifts (a slow renewal) waits for the next lift.
+        self.fence()
         if self.paused is not None or self._closing:
             return self._not_started(definition, scheduled_at, trigger)
         if trigger is Trigger.SCHEDULE and (jumped := self.ledger.handed(definition, scheduled_at)):

@@ -16,9 +16,10 @@ retry stopped so is (``skipped``, ``interrupted`` at shutdown), never as an atte
 Away longer than the task's interval, the newest slot due is handed over as it resumes, and
 only that one may run: a first attempt decided ahead of an older slot that has not begun is
 recorded ``Superseded`` and holds its slot no longer (``supersede_ahead``), so the newest is not
-skipped for a run that never started (Forbid), nor does the old one start late. One whose own
-wait (a command's spawner thread) may be starting it as the loop resumes is left to start: a
-process started and killed would be worse than the newest slot skipped.
+skipped for a run that never started (Forbid), nor does the old one start late. Only one past
+its instant by more than its patience: sooner, its own wait (a command's spawner thread) may be
+starting it as the loop resumes (a process started and killed would be worse than the newest
+slot skipped), or it merely waits for a slow claim (the process was never away).
 """
 
 from __future__ import annotations
@@ -70,11 +71,13 @@ class LateStarts:
         first attempt decided ahead of an older slot and not begun (this process was away
         between its claim and its instant: SIGSTOP, a frozen VM) does not start, as only the
         latest missed slot may run; its record says ``Superseded``, and it holds its slot no
-        longer, so the concurrency policy does not count it. Not one that its own wait may be
-        starting now (``_may_start_itself``): that one starts, as any run a little late."""
-        now = asyncio.get_running_loop().time()
+        longer, so the concurrency policy does not count it. Only one whose instant is past
+        by more than its ``patience`` (``_overdue``): sooner, its own wait may be starting it,
+        or it only waits for a slow claim (the process was not away): it starts, a little
+        late, as any run."""
+        now, wall = asyncio.get_running_loop().time(), self.clock()
         for active in list(self._active.get(definition.key, {}).values()):
-            if _older_unstarted(active, slot) and not _may_start_itself(active, definition, now):
+            if _older_unstarted(active, slot) and _overdue(active, definition, now, wall):
                 log.info(
                     "run superseded before it started: a later slot came first",
                     extra={"fields": {"task": definition.key, "run": active.record.id}},
@@ -204,16 +207,19 @@ def _older_unstarted(active: ActiveRun, slot: datetime) -> bool:
     )
 
 
-def _may_start_itself(active: ActiveRun, definition: Definition, now: float) -> bool:
-    """Whether the attempt's own wait may be starting it now, off the loop: a command's
-    spawner thread starts it at its instant until ``patience`` past it (``until``). Past
-    that, it starts nothing and the loop looks again (``_late``): a stop then is race-free.
-    The definition ``active`` was decided with is the one in force unless its task changed
-    since (``no_retry`` set): then the longest patience bounds it."""
-    if not isinstance(active.attempt, StartsAt) or active.start_at is None:
+def _overdue(active: ActiveRun, definition: Definition, now: float, wall: datetime) -> bool:
+    """Whether ``active``'s slot is past by more than its ``patience`` and its claim answered:
+    a run that late was away (SIGSTOP, a frozen VM), not merely behind a slow claim (which keeps
+    it from starting at all until answered); and not one its own wait may be starting now
+    (a command's spawner thread, until ``patience`` past its instant on the loop's clock: a
+    stop then is race-free). The definition ``active`` was decided with is the one in force
+    unless its task changed since (``no_retry`` set): then the longest patience bounds it."""
+    if active.start_at is None or (active.claim is not None and not active.claim.done()):
         return False
     bound = patience(definition) if active.no_retry is None else AWAY_AFTER
-    return now <= active.start_at + bound
+    if (wall - active.record.scheduled_at).total_seconds() <= bound:
+        return False
+    return not isinstance(active.attempt, StartsAt) or now > active.start_at + bound
 
 
 def patience(definition: Definition) -> float:

@@ -98,7 +98,12 @@ class OneRead:
             return None  # a read before took all this wait: its caller marks the quiet
         answer: Future[T] = Future()
         self._since = time.monotonic()
-        threading.Thread(target=self._run, args=(read, answer), daemon=True).start()
+        try:
+            threading.Thread(target=self._run, args=(read, answer), daemon=True).start()
+        except RuntimeError:  # no thread to be had (a host out of them): this call reads not
+            self._since = None
+            self._turn.release()
+            return None
         try:
             return answer.result(timeout=max(0.0, start + self._wait - time.monotonic()))
         except (TimeoutError, StoreUnavailable):

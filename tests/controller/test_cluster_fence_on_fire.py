@@ -238,3 +238,67 @@ def test_the_catch_ups_as_the_fence_lifts_run_after_a_slow_renewal(tmp_path: Pat
     assert sorted(r.task for r in records if r.id == run_id(r.task, slot)) == [
         f"default/{name}" for name in TASKS
     ]
+
+
+def test_a_catch_up_on_a_replica_past_its_lease_is_left_to_the_new_owner(
+    tmp_path: Path,
+) -> None:
+    """a is stopped 30 s, b takes its tasks. On SIGCONT a's first act is a pass that catches
+    the 12:01 slot up (a task resumed): a must not claim it (b's claim of it would be refused,
+    and a, fenced, would hand it over: the slot would run nowhere). b runs it."""
+    world = World(tmp_path)
+    slot = world.clocks.now.replace(second=0) + timedelta(minutes=1)
+    mine, theirs = ScriptedAction(auto=SUCCESS), ScriptedAction(auto=SUCCESS)
+
+    async def main() -> tuple[str, str]:
+        a, b = world.replicas("a", "b")
+        a.dispatcher.actions, b.dispatcher.actions = Actions([mine]), Actions([theirs])
+        await settle([a, b])
+        key = f"default/{sorted(a.owned())[0]}"
+        for _ in range(15):  # a is stopped; b renews until 12:01:00 and takes a's tasks
+            world.clocks.advance(2)
+            assert await b.step()
+        caught = a.dispatcher.fire(a.scheduler.owned()[key], slot, Trigger.CATCHUP)
+        assert (caught.status, caught.reason) == (RunStatus.SKIPPED, "NotStarted")
+        assert a.dispatcher.active_count() == 0
+        ((_, at),) = [(k, at) for k, at in b.scheduler.advance(world.clocks.now) if k == key]
+        b.dispatcher.fire(b.scheduler.owned()[key], at)
+        assert await b.dispatcher.drain(5)
+        return key, b.id
+
+    key, b_id = asyncio.run(main())
+    record = world.store.get(run_id(key, slot))
+    assert record is not None
+    assert (record.owner, record.status) == (b_id, RunStatus.SUCCEEDED)
+    assert mine.attempts == []
+
+
+def test_a_manual_run_on_a_replica_past_its_lease_stops_nothing_elsewhere(
+    tmp_path: Path,
+) -> None:
+    """Under Replace, a manual run asked of a replica resumed past its lease (no renewal yet)
+    is not started: claimed, it would have asked the task's new owner to stop its run, and
+    then, fenced, not run itself."""
+    world = World(tmp_path)
+    for name in TASKS:
+        (tmp_path / f"{name}.yaml").write_text(doc(name, extra="  concurrencyPolicy: Replace\n"))
+    mine, theirs = ScriptedAction(auto=SUCCESS), ScriptedAction()  # b's runs until told
+
+    async def main() -> None:
+        a, b = world.replicas("a", "b")
+        a.dispatcher.actions, b.dispatcher.actions = Actions([mine]), Actions([theirs])
+        await settle([a, b])
+        key = f"default/{sorted(a.owned())[0]}"
+        for _ in range(15):
+            world.clocks.advance(2)
+            assert await b.step()
+        ((_, at),) = [(k, at) for k, at in b.scheduler.advance(world.clocks.now) if k == key]
+        b.dispatcher.fire(b.scheduler.owned()[key], at)
+        await until(lambda: len(theirs.running()) == 1)
+        manual = a.dispatcher.fire_manual(a.scheduler.owned()[key])
+        assert (manual.status, manual.reason) == (RunStatus.SKIPPED, "NotStarted")
+        assert a.dispatcher.active_count() == 0
+        assert world.store.get(manual.id) is None  # nothing claimed, nothing asked of b
+        assert [x.record.scheduled_at for x in theirs.running()] == [at]
+
+    asyncio.run(main())

@@ -28,6 +28,7 @@ from reconciler.runner.base import Actions
 from reconciler.store import MemoryRunStore
 from tests.controller.test_dispatch_ahead import EPOCH, KEY
 from tests.controller.test_dispatch_late import Away, Spawning, setup
+from tests.helpers import definition
 
 # How far ahead of its slot the old run is claimed: time for a loaded machine's loop to take
 # it to its wait for the instant before the freeze begins (``AHEAD_MAX`` is 1 s).
@@ -226,3 +227,49 @@ def test_a_later_slot_during_the_late_look_at_the_store_still_supersedes() -> No
     assert began == 1
     _superseded(records["old"])
     _ran(records["newest"])
+
+
+class _HeldClaims(MemoryRunStore):
+    """A store whose claims wait until released (a lock wait, a loaded database): the
+    process is not away, its claim is slow."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.entered, self.released = threading.Event(), threading.Event()
+
+    def claim_many(self, records: Any) -> Any:
+        self.entered.set()
+        assert self.released.wait(10)
+        return super().claim_many(records)
+
+
+@pytest.mark.parametrize("policy", ["Allow", "Forbid"])
+def test_a_run_behind_a_slow_claim_is_not_superseded_by_the_next_slot(policy: str) -> None:
+    """A slot handed over ahead whose claim the store holds past the next slot's hand-over:
+    the process was never away, so the first run is not Superseded; it starts once claimed
+    (under Allow the next one runs too; under Forbid the next is skipped for it)."""
+    store = _HeldClaims()
+
+    async def scenario() -> tuple[RunRecord | None, RunRecord | None]:
+        clock = Away()
+        action = Spawning()
+        d = Dispatcher(store, owner="crontask-1", clock=clock, actions=Actions([action]))
+        job = definition("job", command={"args": ["true"]}, concurrencyPolicy=policy)
+        first = EPOCH + timedelta(seconds=0.05)
+        d.due(job, first)  # handed 50 ms ahead, as the scheduler does
+        assert await asyncio.to_thread(store.entered.wait, 10)
+        clock.jump(1.0)  # the next slot of an every-second task comes, 50 ms ahead
+        d.due(job, first + timedelta(seconds=1))
+        store.released.set()
+        assert await d.drain(10)
+        await d.shutdown(0)
+        return (
+            store.get(run_id(KEY, first)),
+            store.get(run_id(KEY, first + timedelta(seconds=1))),
+        )
+
+    old, new = asyncio.run(scenario())
+    assert old is not None
+    assert old.status is RunStatus.SUCCEEDED
+    assert new is not None
+    assert (new.status is RunStatus.SUCCEEDED) == (policy == "Allow")

@@ -108,3 +108,21 @@ def test_a_call_that_finds_a_read_going_in_time_waits_its_turn() -> None:
         assert second.result(PATIENCE) == "runs"
     assert store.asked == 2
     assert not reads.down()
+
+
+def test_a_thread_that_cannot_start_leaves_the_next_read_free(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A host out of threads (RuntimeError: can't start new thread) fails one call, which
+    answers None; the turn and the mark of a read going are given back, so the next call
+    reads (they stayed taken: the list never read the store again until a restart)."""
+    reads = OneRead(wait=PATIENCE, quiet=0.0)
+    real_start = threading.Thread.start
+
+    def refused(self: threading.Thread) -> None:
+        raise RuntimeError("can't start new thread")
+
+    monkeypatch.setattr(threading.Thread, "start", refused)
+    assert reads(lambda: "read") is None
+    monkeypatch.setattr(threading.Thread, "start", real_start)
+    assert reads(lambda: "read") == "read"
