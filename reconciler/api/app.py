@@ -62,6 +62,7 @@ from reconciler.api.routing import (
     problem_responses,
     required_role,
 )
+from reconciler.api.slashes import SlashRedirect
 from reconciler.api.webhook_secret import WebhookSecret
 from reconciler.controller.view import RuntimeView
 from reconciler.core.model import CronTask
@@ -147,8 +148,8 @@ def create_app(
         redoc_url=None,
         openapi_url=None,  # served by _schema_router, whose route declares its role
         routes=routes,
-        # A path with a trailing slash is the 404 of any unmatched path: Starlette's redirect
-        # answered it 307, before authentication, with a Location built from the Host header.
+        # A path with a trailing slash is redirected by SlashRedirect, with a relative
+        # Location: Starlette's was built from the caller's Host header.
         redirect_slashes=False,
     )
     app.state.crontask = ApiContext(
@@ -163,6 +164,7 @@ def create_app(
     origin = external_origin(external_url)
     setattr(app.state, ORIGINS_STATE, frozenset({origin} if origin else ()))
     problems.install(app)
+    app.add_middleware(SlashRedirect)
     app.add_middleware(HeadAsGet)
     # Inside RequestLog: a refusal is logged too.
     app.add_middleware(Admission, busy=_busy, may_queue_plan=_authenticates)

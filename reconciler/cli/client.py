@@ -351,7 +351,9 @@ class _Api:
         """How many JSON values ``content`` holds (taken from ``budget``, when given), or
         ``None`` when more than it has left or than :data:`MAX_OBJECT_VALUES`."""
         bound = budget.values if budget is not None else MAX_OBJECT_VALUES
-        values = json_values(content, bound)
+        # A list's page is counted without its strings: charged the fast count, a page whose
+        # commands hold a CSV took from the list's budget values that are not there.
+        values = json_values(content, 0 if budget is not None else bound)
         if values > bound:
             return None
         if budget is not None:

@@ -314,7 +314,7 @@ def print_json(value: object) -> None:
     sys.stdout.write("".join(pieces) + "\n")
 
 
-MAX_CELL: Final = 120  # characters of a table's cell; the one-object views show more
+MAX_CELL: Final = 200  # characters of a cell (a key is at most 127, a run id 157): ids stay whole
 
 
 def print_table(header: list[str], rows: Iterable[list[str]]) -> None:

@@ -6,11 +6,10 @@ characters (zero-width ones, tags). Every such string a command prints for a hum
 :func:`printable` first, which escapes every character of the Unicode categories that are no
 text: Cc, Cf, Cs (a lone surrogate, which stdout's ``surrogateescape`` would write as raw bytes
 that the terminal reassembles into U+202E or a C1 CSI, or a strict locale would refuse with a
-traceback), Co, Zl and Zp. ``--json`` output needs nothing, as ``json.dumps`` escapes control
-characters and surrogates itself. A string longer than :data:`MAX_SHOWN` characters is cut
-(:func:`shown`, :func:`cut`): an answer's bounds are in MiB, a terminal's line is not, and a
-server's 16 MiB "error" is not printed whole.
-"""
+traceback), Zl and Zp, but the joiners and the soft hyphen of ordinary text. ``--json`` output
+needs nothing, as ``json.dumps`` escapes control characters and surrogates itself. A string
+longer than :data:`MAX_SHOWN` characters is cut (:func:`shown`, :func:`cut`): an answer's bounds
+are in MiB, a terminal's line is not, and a server's 16 MiB "error" is not printed whole."""
 
 from __future__ import annotations
 
@@ -20,9 +19,14 @@ from typing import Any, Final
 
 MAX_SHOWN: Final = 4096  # characters of one string of an answer that a table or a line shows
 # Controls, format characters (bidirectional embeddings, overrides, isolates and marks,
-# zero-width characters, tags, the soft hyphen), surrogates, private use, the line and paragraph
-# separators. Not Cn (unassigned): an emoji newer than this Python's Unicode database is one.
-_ESCAPED: Final = frozenset({"Cc", "Cf", "Cs", "Co", "Zl", "Zp"})
+# zero-width characters, tags), surrogates, the line and paragraph separators. Not Cn
+# (unassigned: an emoji newer than this Python's Unicode database is one), nor Co (private use:
+# glyphs of a font, which move nothing).
+_ESCAPED: Final = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp"})
+# Format characters that are part of ordinary text, and neither reorder nor hide any: the
+# zero-width non-joiner (in most Persian words) and joiner (emoji sequences, Indic scripts),
+# and the soft hyphen.
+_TEXT: Final = frozenset({0x200C, 0x200D, 0x00AD})
 
 
 def printable(text: object) -> str:
@@ -53,7 +57,7 @@ def _classes() -> tuple[re.Pattern[str], re.Pattern[str]]:
 
     ranges: list[list[int]] = []
     for code in range(0x110000):
-        if unicodedata.category(chr(code)) in _ESCAPED:
+        if unicodedata.category(chr(code)) in _ESCAPED and code not in _TEXT:
             if ranges and ranges[-1][1] == code - 1:
                 ranges[-1][1] = code
             else:

@@ -1,8 +1,8 @@
 """The OpenAPI document declares the headers the server sends: ``Location`` on a 201 (POST,
 PUT) and on a manual run's 202, ``Retry-After`` on every 503 but the readiness probe's,
 ``WWW-Authenticate`` on a 401; and the 431 any path answers for a request head over 32 KiB.
-And a path with a trailing slash is the 404 of any unmatched path, not a redirect built from
-the caller's Host header before authentication."""
+And a path with a trailing slash is redirected with a relative Location, never one built from
+the caller's Host header, nor one that leaves this server."""
 
 from __future__ import annotations
 
@@ -52,11 +52,19 @@ def test_retry_after_and_www_authenticate_and_431(
             assert "WWW-Authenticate" in responses["401"]["headers"], (path, method)
 
 
-def test_a_trailing_slash_is_a_404_not_a_redirect(
+def test_a_trailing_slash_is_redirected_without_the_caller_s_host(
     make_app: AppFactory, auth_config: AuthConfig
 ) -> None:
     with TestClient(make_app(auth_config)) as client:
-        for path in ("/api/v1/tasks/ops/t1/", "/api/v1/tasks/", "/healthz/"):
+        for path, target in [
+            ("/healthz/", "/healthz"),
+            ("/api/v1/tasks/?limit=1", "/api/v1/tasks?limit=1"),
+            ("/api/v1/tasks/ops/t1//", "/api/v1/tasks/ops/t1"),
+        ]:
             answer = client.get(path, headers={"Host": "evil.example"}, follow_redirects=False)
+            assert (answer.status_code, answer.headers["location"]) == (307, target), path
+        assert client.get("/healthz/").status_code == 200  # followed
+        for path in ("//evil.example/", "/\\evil.example/"):
+            answer = client.get(path, follow_redirects=False)
             assert "location" not in answer.headers, path
             assert_problem(answer, 404)

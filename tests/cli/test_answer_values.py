@@ -103,6 +103,31 @@ def test_a_list_of_too_many_values_is_refused(
     assert len(hostile.requests) == 3
 
 
+@pytest.mark.usefixtures("fewer_list_values")
+def test_commas_in_a_list_s_strings_are_not_charged_to_it(
+    hostile: HostileServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Two pages whose one command holds 100 000 commas each, then one of 200 000 values (the
+    list's bound here is 300 000): the commands' commas are no values, and the list is whole
+    (charged the fast count, they took 200 000 of the bound, and the last page was refused)."""
+    page = 0
+
+    def answer(h: Handler) -> None:
+        nonlocal page
+        page += 1
+        if page < 3:
+            item = json.dumps({"key": f"ops/t{page}", "command": "," * 100_000})
+            h.send(200, f'{{"metadata": {{"continue": "p{page}"}}, "items": [{item}]}}')
+        else:
+            items = ",".join(['{"a": []}'] * 50_000)  # 200 000 values, by the fast count
+            h.send(200, f'{{"metadata": {{}}, "items": [{items}]}}')
+
+    hostile.answer = answer
+    assert cli("tasks", "--server", hostile.url, "--json") == 0
+    out, _ = capsys.readouterr()
+    assert len(json.loads(out)["items"]) == 2 + 50_000
+
+
 @pytest.mark.parametrize("constant", ["NaN", "Infinity", "-Infinity"])
 def test_nan_is_not_json(
     hostile: HostileServer, capsys: pytest.CaptureFixture[str], constant: str

@@ -45,9 +45,9 @@ def test_tasks_table_errors_and_json(
     assert_printable(out, err)
     row = out.splitlines()[1]
     assert row.startswith("ops/a" + SHOWN)
-    # key, state, schedule, next, owner; last run and source are cut to a table's 120
-    # characters, after their first escaped string
-    assert row.count(SHOWN) == 7
+    # key, state, schedule, next, owner, and twice in the last run and the source each, whose
+    # cells are cut to a table's 200 characters
+    assert row.count(SHOWN) == 9
     assert "Failed" + SHOWN + " (" in row
     assert "git" + SHOWN + ":" in row
     assert err == f"ops/a{SHOWN}: bad{SHOWN}\n"
@@ -133,9 +133,9 @@ def test_runs_table_and_one_run(hostile: HostileServer, capsys: pytest.CaptureFi
     assert cli("runs", "--server", hostile.url) == 0
     out, err = capsys.readouterr()
     assert_printable(out, err)
-    # id, task, status, trigger, scheduled; the reason is cut with its status to a table's
-    # 120 characters
-    assert out.count(SHOWN) == 5
+    # id, task, status, trigger, scheduled, and the reason with its status, in a cell cut to
+    # a table's 200 characters
+    assert out.count(SHOWN) == 6
     assert "failed" + SHOWN + " (" in out
     assert cli("runs", "--server", hostile.url, "--id", "ops.a.20261126T120000Z") == 0
     out, err = capsys.readouterr()

@@ -1,6 +1,6 @@
 """A server's string is printed for a human cut to 4 KiB characters, followed by how many more
 it had: a task's 16 MiB ``error`` went to the terminal whole; in a table, its cell is cut
-further, to 120 characters (tests/cli/test_table_cells.py). A run's output (``runs --id``) is
+further, to 200 characters (tests/cli/test_table_cells.py). A run's output (``runs --id``) is
 shown up to the 64 KiB crontask keeps, by its end. ``--json`` keeps every string whole."""
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ OUTPUT = 64 * 1024  # characters of a run's output
 
 LONG = "E" * 1_000_000 + "\x1b[2J"  # and an escape past the cut, which is not printed either
 CUT = f"{'E' * SHOWN}... [{len(LONG) - SHOWN:,} more characters cut]"
-CELL = "E" * 117 + "..."  # a table's cell: 120 characters
+CELL = "E" * 197 + "..."  # a table's cell: 200 characters
 RUN = "ops.a.20260101T000000Z"
 LONG_OUTPUT = "first line\n" + "o" * OUTPUT + "\nlast line\n"
 
@@ -80,7 +80,7 @@ def test_runs_table_and_one_run(hostile: HostileServer, capsys: pytest.CaptureFi
     assert cli("runs", "--server", hostile.url) == 0
     out, _ = capsys.readouterr()
     assert_short_lines(out)
-    assert "  - (" + "E" * 114 + "...  " in out  # the reason, in the status's cell
+    assert "  - (" + "E" * 194 + "...  " in out  # the reason, in the status's cell
 
     assert cli("runs", "--id", RUN, "--server", hostile.url) == 0
     out, _ = capsys.readouterr()

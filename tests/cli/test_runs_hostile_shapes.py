@@ -34,8 +34,8 @@ def test_a_huge_duration_is_printed(
     done = crontask("runs", *argv, "--server", hostile.url, timeout=60)
     assert done.code == 0, done.err
     assert "Traceback" not in done.err
-    # A table's cell is cut to 120 characters; runs --id shows it whole.
-    assert (f"{HUGE // 1000}"[:117] + "..." if not argv else f"{HUGE // 1000}.0s") in done.out
+    # A table's cell is cut to 200 characters; runs --id shows it whole.
+    assert (f"{HUGE // 1000}"[:197] + "..." if not argv else f"{HUGE // 1000}.0s") in done.out
 
 
 @pytest.mark.parametrize(("ms", "shown"), [(9999, "9999ms"), (10_049, "10.0s"), (12_345, "12.3s")])

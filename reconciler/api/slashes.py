@@ -1,0 +1,35 @@
+"""A path with a trailing slash (``/healthz/``, ``/api/v1/tasks/``) is redirected to the path
+without it (``307``), as it always was: probes, scrapes and bookmarks written that way keep
+working. The ``Location`` is the path alone, relative: the framework's own redirect built an
+absolute URL from the caller's ``Host`` header, before authentication. A path whose target
+would leave this server (``//host``, a backslash, which browsers read as a slash) is not
+redirected; it is the ``404`` of any unknown path."""
+
+from __future__ import annotations
+
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+
+class SlashRedirect:
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        target = _target(scope) if scope["type"] == "http" else None
+        if target is None:
+            await self.app(scope, receive, send)
+            return
+        headers = [(b"location", target), (b"content-length", b"0")]
+        await send({"type": "http.response.start", "status": 307, "headers": headers})
+        await send({"type": "http.response.body", "body": b""})
+
+
+def _target(scope: Scope) -> bytes | None:
+    raw: bytes = scope.get("raw_path") or scope["path"].encode("utf-8")
+    if len(raw) < 2 or not raw.endswith(b"/"):
+        return None
+    path = raw.rstrip(b"/")
+    if not path.startswith(b"/") or path.startswith(b"//") or b"\\" in path:
+        return None
+    query: bytes = scope.get("query_string", b"")
+    return path + b"?" + query if query else path
