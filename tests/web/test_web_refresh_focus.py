@@ -84,6 +84,20 @@ def test_a_focused_link_keeps_its_focus_and_the_refresh_resumes_after(
     assert page.locator("#stale").count() == 0
 
 
+def test_a_link_clicked_open_in_a_new_tab_does_not_hold_the_refresh(
+    page: Any, app: Crontask
+) -> None:
+    """Ctrl+click opens the task in a new tab and leaves the focus on the link, but a mouse put
+    it there, not a keyboard: the list refreshes (it was held for good)."""
+    page.goto(f"{app.server}/")
+    mark(page, LINK)
+    with page.context.expect_page() as opened:
+        page.click(LINK, modifiers=["Control"])
+    opened.value.close()
+    tick_until(page, "refreshes", 0)
+    assert not marked(page, LINK)
+
+
 def test_a_selection_in_the_list_holds_the_refresh_until_it_is_gone(
     page: Any, app: Crontask
 ) -> None:

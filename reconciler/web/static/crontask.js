@@ -32,8 +32,18 @@
     return Array.from(document.querySelectorAll("#live, [data-live]"));
   }
 
-  // Whether a person works in a live region: focus on something in it (a link followed by
-  // keyboard, an open list), or text selected in it.
+  // Focus a keyboard moved (not a click's: a link opened in a new tab with Ctrl+click keeps the
+  // focus here, and held the refresh for good).
+  function byKeyboard(element) {
+    try {
+      return element.matches(":focus-visible");
+    } catch (error) {
+      return true; // a browser without :focus-visible: as before
+    }
+  }
+
+  // Whether a person works in a live region: focus a keyboard moved onto something in it, or
+  // text selected in it.
   function inUse() {
     const focused = document.activeElement;
     const selection = window.getSelection();
@@ -41,7 +51,7 @@
     return regions().some(function (region) {
       // A selection that begins or ends in the region, or spans it (browsers differ on
       // whether containsNode counts a region that holds the whole selection).
-      return (focused && focused !== region && region.contains(focused)) ||
+      return (focused && focused !== region && region.contains(focused) && byKeyboard(focused)) ||
         (selecting && (region.contains(selection.anchorNode) ||
           region.contains(selection.focusNode) || selection.containsNode(region, true)));
     });
