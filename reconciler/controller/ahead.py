@@ -3,8 +3,8 @@
 The scheduler hands a slot over up to ``AHEAD_MAX`` before its instant. A run that can be
 decided then is decided and claimed then, its start waiting for the slot (``controller.dispatch``,
 *On time*); one whose fate may change until the slot (a run of the task still in progress, a task
-inherited from another replica, a pause) is deferred to the slot, and settled first by a pass
-that changes or removes its task (``before_change``).
+inherited from another replica, a pause, a replica past its renew deadline) is deferred to the
+slot, and settled first by a pass that changes or removes its task (``before_change``).
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ class AheadSlots:
     # Slots handed over ahead that are decided at their instant, by task.
     _deferred: dict[str, dict[datetime, tuple[asyncio.TimerHandle, Definition]]]
     fire: Callable[[Definition, datetime], RunRecord]
+    fence: Callable[[], None]
 
     def due(self, definition: Definition, scheduled_at: datetime) -> None:
         """A scheduled slot, handed over by the scheduler up to ``AHEAD_MAX`` before it.
@@ -43,7 +44,11 @@ class AheadSlots:
         What a slot becomes can depend on what happens until then (a run of the task still in
         progress, a task inherited from another replica, a pause): such a slot is decided at
         the slot, by ``fire``, as if handed over then; a pass that changes or removes the
-        task meanwhile settles it first (``before_change``)."""
+        task meanwhile settles it first (``before_change``). The fence is looked at first: a
+        slot handed over by a replica resumed past its renew deadline is deferred to its
+        instant, as one handed over while paused is, not decided now and lost (not started
+        ahead of its slot, it would be past the catch-up as the fence lifts)."""
+        self.fence()
         ahead = (scheduled_at - self.clock()).total_seconds()
         if not 0 < ahead <= AHEAD_MAX or self._decidable_ahead(definition):
             self.fire(definition, scheduled_at)

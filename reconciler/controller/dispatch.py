@@ -15,9 +15,11 @@ then is decided and claimed then, its start waiting for the slot; so what makes 
 once and supervised is paid before the slot, not between the slot and the process. A process
 away past the slot (paused, frozen) looks again before it starts it (``RunExecution._late``).
 With replicas, each slot, catch-up and manual run looks at the fence's clock first (``fire``,
-``due``): a replica resumed past its renew deadline neither claims nor starts one before a
-renewal says whether its task is still its own (``_not_started``; one ahead of its instant
-waits for it, as when paused).
+``due``): a replica resumed past its renew deadline (SIGSTOP) neither claims nor starts one
+before a renewal says whether its task is still its own, as another replica may have taken it
+(and, under Replace, a claim here would stop its run there). A slot or a catch-up not started
+is caught up when the fence lifts (``_not_started``, ``unstarted``; one ahead of its instant
+waits for it, as when paused); a manual run is answered 503.
 
 Work that outlives the process (Kubernetes Jobs, see ``runner.base.Resumable``): the runs a
 ``resumable`` action reports for a task (its live Jobs) that are not followed here are
@@ -30,9 +32,8 @@ reason — ``ConcurrencyForbid``, ``MissedDeadline``, ``TooManyRuns`` (``control
 ``Superseded`` for slots missed while crontask was down or busy (one record with the count; only
 the latest missed slot may run, as a ``catchup``), and for a run decided ahead that a later slot
 overtook before it started (``supersede_ahead``: the process was away between its claim and its
-instant). Retries are further attempts of the same
-run (same id, ``attempt`` 2, 3, ...); while a run waits for its next attempt it still occupies
-its slot for the concurrency policy.
+instant). Retries are further attempts of the same run (same id, ``attempt`` 2, 3, ...); while
+a run waits for its next attempt it still occupies its slot for the concurrency policy.
 """
 
 from __future__ import annotations
@@ -160,14 +161,6 @@ class Dispatcher(RunExecution, AheadSlots):
 
     # -- the hand-off (``controller.ahead``: slots handed over ahead) ----------------------
 
-    def due(self, definition: Definition, scheduled_at: datetime) -> None:
-        """As ``AheadSlots.due``, the fence looked at first: a slot handed over ahead by a
-        replica past its renew deadline is deferred to its instant, as one handed over while
-        paused is, not decided now and lost (``_not_started`` ahead of its slot: the catch-up
-        as the fence lifts stops at the present)."""
-        self.fence()
-        super().due(definition, scheduled_at)
-
     def fire(
         self, definition: Definition, scheduled_at: datetime, trigger: Trigger = Trigger.SCHEDULE
     ) -> RunRecord:
@@ -180,12 +173,8 @@ class Dispatcher(RunExecution, AheadSlots):
         # A scheduled slot handed over ahead of it (``due``) starts on the slot, not before.
         ahead = (scheduled_at - now).total_seconds() if trigger is Trigger.SCHEDULE else 0.0
         ahead = ahead if 0 < ahead <= AHEAD_MAX else 0.0
-        # The renew deadline may have passed while this process was not running (SIGSTOP, a
-        # frozen VM) with no renewal since to notice: the task may be another replica's now,
-        # and a claim here would take its slot from it (or, under Replace, stop its run
-        # there). (A clock read, with replicas.) Every trigger: a slot or a catch-up not
-        # started is caught up when the fence lifts (``unstarted``), a manual run is answered
-        # 503; one fenced again as the fence lifts (a slow renewal) waits for the next lift.
+        # The renew deadline may have passed while this process was stopped, no renewal since
+        # to notice: the task may be another replica's now (see the module docstring).
         self.fence()
         if self.paused is not None or self._closing:
             return self._not_started(definition, scheduled_at, trigger)
@@ -200,17 +189,8 @@ class Dispatcher(RunExecution, AheadSlots):
             started_at=scheduled_at if ahead else now,
             owner=self.owner,
         )
-        going = (a.record for runs in self._active.values() for a in runs.values())
-        if trigger is Trigger.MANUAL and (why := too_many_manual(going, key)) is not None:
-            return self._skip(record, "TooManyManualRuns", why)
-        late = (now - scheduled_at).total_seconds()
-        deadline = spec.starting_deadline_seconds
-        if trigger is not Trigger.MANUAL and deadline is not None and late > deadline:
-            return self._skip(
-                record,
-                "MissedDeadline",
-                f"started {late:.1f}s late, past startingDeadlineSeconds={deadline}",
-            )
+        if (refused := self._refused_at_once(definition, record, now)) is not None:
+            return refused
         if trigger is not Trigger.MANUAL:
             # Only the latest missed slot runs: one of this task decided ahead before this
             # process was away (SIGSTOP) and not begun does not, nor counts for the policy.
@@ -235,6 +215,35 @@ class Dispatcher(RunExecution, AheadSlots):
         if (why := self.bounds.refused(definition, len(running))) is not None:
             return self._skip(record, TOO_MANY_RUNS, why)  # before it replaces anything
         replaced = list(running.values()) if policy is ConcurrencyPolicy.REPLACE else []
+        self._launch(definition, record, ahead, replaced)
+        return record
+
+    def _refused_at_once(
+        self, definition: Definition, record: RunRecord, now: datetime
+    ) -> RunRecord | None:
+        """The skip of a run refused before anything else is looked at: a manual run past the
+        manual runs going (``too_many_manual``), a slot past its startingDeadlineSeconds."""
+        if record.trigger is Trigger.MANUAL:
+            going = (a.record for runs in self._active.values() for a in runs.values())
+            if (why := too_many_manual(going, record.task)) is not None:
+                return self._skip(record, "TooManyManualRuns", why)
+            return None
+        late = (now - record.scheduled_at).total_seconds()
+        deadline = definition.task.spec.starting_deadline_seconds
+        if deadline is not None and late > deadline:
+            return self._skip(
+                record,
+                "MissedDeadline",
+                f"started {late:.1f}s late, past startingDeadlineSeconds={deadline}",
+            )
+        return None
+
+    def _launch(
+        self, definition: Definition, record: RunRecord, ahead: float, replaced: list[ActiveRun]
+    ) -> None:
+        """``record`` decided: the runs it replaces stopped, its claim sent (or left to its
+        task), and its task started, its start ``ahead`` seconds from now (0: at once)."""
+        key, policy = record.task, definition.task.spec.concurrency_policy
         for old in replaced:
             old.stop(REPLACED)
         loop = asyncio.get_running_loop()
@@ -252,7 +261,6 @@ class Dispatcher(RunExecution, AheadSlots):
         active.task = loop.create_task(
             self._execute(definition, active, replaced), name=f"run {record.id}"
         )
-        return record
 
     def fire_manual(self, definition: Definition) -> RunRecord:
         """A manual run (the API, the page, a run-now annotation): its slot is the moment it
