@@ -8,37 +8,20 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-import pytest
-
 from tests.sources.test_git import (
     Clock,
     Remote,
+    clock,
     doc,
-    isolate_git,
+    isolated_git,
+    remote,
     schedules,
     source_for,
+    state,
     synced,
 )
 
-
-@pytest.fixture(autouse=True)
-def isolated_git(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    isolate_git(monkeypatch, tmp_path)
-
-
-@pytest.fixture
-def remote(tmp_path: Path) -> Remote:
-    return Remote(tmp_path)
-
-
-@pytest.fixture
-def state(tmp_path: Path) -> Path:
-    return tmp_path / "state"
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock()
+__all__ = ["clock", "isolated_git", "remote", "state"]  # test_git's fixtures, used by name
 
 
 def has_ref(repo: Path, name: str) -> bool:
