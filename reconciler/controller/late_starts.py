@@ -75,9 +75,15 @@ class LateStarts:
         by more than its ``patience`` (``_overdue``): sooner, its own wait may be starting it,
         or it only waits for a slow claim (the process was not away): it starts, a little
         late, as any run."""
+        # On every slot's path: the clocks are read only for a run that may be superseded.
+        older = [
+            a for a in self._active.get(definition.key, {}).values() if _older_unstarted(a, slot)
+        ]
+        if not older:
+            return
         now, wall = asyncio.get_running_loop().time(), self.clock()
-        for active in list(self._active.get(definition.key, {}).values()):
-            if _older_unstarted(active, slot) and _overdue(active, definition, now, wall):
+        for active in older:
+            if _overdue(active, definition, now, wall):
                 log.info(
                     "run superseded before it started: a later slot came first",
                     extra={"fields": {"task": definition.key, "run": active.record.id}},
