@@ -21,16 +21,21 @@ The rules of which series exist (the README's "Metrics" section states them for 
   ``..._running_since_...`` (when the oldest attempt in progress started) exists only while
   one is: one more series for a running task, none for an idle one.
 - Histograms have no task label, unless per-task duration histograms were asked for.
+- ``crontask_build_info`` is always there, first: one series at 1 whose ``version`` and
+  ``python`` labels say what this process runs (replicas of a rolling update differ in it).
 """
 
 from __future__ import annotations
 
 import functools
+import platform
 from collections.abc import Callable, Mapping, Sequence
 from types import MappingProxyType
 from typing import Final
 
+from reconciler import __version__
 from reconciler.sinks.metrics_families import (
+    BUILD_INFO,
     DEFINITION_ERRORS,
     DURATION_TEXT,
     EAGER_STATUSES,
@@ -268,7 +273,15 @@ def _read_tasks(
     return states, next_runs, intervals
 
 
+# The same for the life of the process, so written once. Labels in alphabetical order.
+_BUILD_INFO_TEXT: Final = BUILD_INFO.header() + (
+    f'{BUILD_INFO.name}{{python="{escape(platform.python_version())}",'
+    f'version="{escape(__version__)}"}} 1\n'
+)
+
+
 def _process(write: Write, scrape: Scrape, states: Mapping[tuple[str, str], int]) -> None:
+    write(_BUILD_INFO_TEXT)
     kinds = sorted(set(SOURCE_KINDS) | {kind for kind, _ in states})
     write(TASKS.header())
     for kind in kinds:

@@ -126,6 +126,12 @@ class Family:
         return f"# HELP {self.name} {text}\n# TYPE {self.name} {self.type}\n"
 
 
+BUILD_INFO = Family(
+    "crontask_build_info",
+    "gauge",
+    "1, labelled with the crontask version and the Python version this process runs (tells "
+    "the replicas of a rolling update apart).",
+)
 TASKS = Family(
     "crontask_tasks",
     "gauge",
