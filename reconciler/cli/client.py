@@ -3,12 +3,13 @@
 call, or every page of a list.
 
 Where and as whom: ``--server URL``, else ``$CRONTASK_SERVER``, else ``http://127.0.0.1:8080``;
-``$CRONTASK_TOKEN``, when set, is sent as a bearer token. Every failure is a
+``$CRONTASK_TOKEN``, when set, is sent as a bearer token (read by
+:mod:`~reconciler.cli.client_env`, with ``$CRONTASK_TIMEOUT``). Every failure is a
 :class:`RemoteError` whose ``str()`` is one line (from the problem+json body, when the API
 answered an error).
 
 The server is not trusted to behave, so that one which does not cannot hang, flood or fool
-the terminal: a request has :data:`TIMEOUT_SECONDS` in all (``$CRONTASK_TIMEOUT`` changes
+the terminal: a request has ``client_env.TIMEOUT_SECONDS`` in all (``$CRONTASK_TIMEOUT`` changes
 it), not per read; an answer longer than :data:`MAX_ANSWER_BYTES` (one object:
 :data:`MAX_OBJECT_BYTES`) or of more JSON values than :data:`MAX_OBJECT_VALUES` is refused, as
 what it would take once parsed is not its size (:mod:`~reconciler.cli.answers`); an answer of an
@@ -28,16 +29,13 @@ a usage error (httpx would send the URL's Basic credentials instead of the token
 credential sent over plain ``http://`` to another machine is warned of.
 
 A TLS failure (a certificate that does not verify) is said as such, not as a server that cannot
-be reached: the server is there, and the fix is the certificate or ``$SSL_CERT_FILE``.
+be reached: the server is there, and the fix is the certificate or ``$SSL_CERT_FILE``
+(:mod:`~reconciler.cli.client_tls` words it).
 """
 
 from __future__ import annotations
 
-import argparse
-import math
 import os
-import re
-import sys
 import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -47,9 +45,9 @@ from urllib.parse import quote
 
 from reconciler.cli.answers import RemoteError as RemoteError
 from reconciler.cli.answers import decode, json_values, object_list, problem_line
-from reconciler.cli.credentials import TOKEN_ENV as TOKEN_ENV
+from reconciler.cli.client_env import TIMEOUT_SECONDS, default_server, default_timeout
+from reconciler.cli.client_tls import ssl_words, tls_problem
 from reconciler.cli.credentials import check_credentials, is_loopback
-from reconciler.cli.main_helpers import server_url
 from reconciler.cli.terminal import printable
 from reconciler.core.urls import redact_url
 from reconciler.sources.limits import MIB, format_size
@@ -59,11 +57,6 @@ if TYPE_CHECKING:
 
     import httpx
 
-DEFAULT_SERVER: Final = "http://127.0.0.1:8080"
-SERVER_ENV: Final = "CRONTASK_SERVER"
-TIMEOUT_ENV: Final = "CRONTASK_TIMEOUT"
-TIMEOUT_SECONDS: Final = 10.0  # one request in all: connecting, sending, every read
-MAX_TIMEOUT_SECONDS: Final = 3600.0
 MAX_ANSWER_BYTES: Final = 64 * MIB  # a page of 1000 tasks is a few MiB
 # An answer that is one object (members, trigger, next KEY): a task's resource is at most a few
 # MiB of JSON. `runs --id` has MAX_ANSWER_BYTES: 101 attempts of 64 KiB of output, escaped.
@@ -84,70 +77,11 @@ MAX_LIST_BYTES: Final = 4 * MAX_ANSWER_BYTES
 # MAX_LIST_BYTES of `{}` took 6.5 GB.
 MAX_LIST_VALUES: Final = 16_000_000
 LIST_TIMEOUT_FACTOR: Final = 10  # a whole list has 10 requests' time (100 s by default)
-_MAX_TOKEN: Final = 16 * 1024  # a JWT with many claims is a few KiB
-_SENDABLE: Final = re.compile(r"[\x21-\x7e]+")
-# OpenSSL's X509_V_ERR_ codes for a certificate whose issuer is trusted by no bundle: self-signed,
-# self-signed in the chain, the issuer's certificate not found, the leaf's issuer not found.
-_UNKNOWN_ISSUER: Final = frozenset({18, 19, 20, 21})
-_TRUST_HINT: Final = "; a private CA's certificate can be given in $SSL_CERT_FILE"
 # The codings an answer may come in, one layer (zlib's wbits for each), which :meth:`_Api._read`
 # decodes under the answer's bound: httpx decodes every layer a server stacks, each chunk whole,
 # before a byte can be counted, and 3 MiB of "gzip, gzip" took 6 GB and 46 s. None is asked for.
 _CODINGS: Final = {"gzip": 31, "x-gzip": 31, "deflate": 47}  # deflate: a zlib (or gzip) header
 _T = TypeVar("_T")
-
-
-def default_server() -> str:
-    """``$CRONTASK_SERVER`` (checked as ``--server`` is; a bad one is a usage error, exit 2)
-    or the default."""
-    return configured_server() or DEFAULT_SERVER
-
-
-def configured_server() -> str | None:
-    """``$CRONTASK_SERVER`` (checked as ``--server`` is; a bad one is a usage error, exit 2),
-    or ``None`` when it is unset or empty."""
-    server = os.environ.get(SERVER_ENV) or None
-    if server is None:
-        return None
-    try:
-        return server_url(server)
-    except argparse.ArgumentTypeError as err:
-        print(f"crontask: ${SERVER_ENV}: {err}", file=sys.stderr)
-        raise SystemExit(2) from None
-
-
-def default_token() -> str | None:
-    """``$CRONTASK_TOKEN``, when it is one an HTTP header can carry (visible ASCII); else a
-    one-line error, which never quotes the token."""
-    token = os.environ.get(TOKEN_ENV) or None
-    if token is not None and (len(token) > _MAX_TOKEN or not _SENDABLE.fullmatch(token)):
-        print(
-            f"crontask: ${TOKEN_ENV}: not a token crontask can send (at most {_MAX_TOKEN} "
-            "visible ASCII characters, no spaces)",
-            file=sys.stderr,
-        )
-        raise SystemExit(2)
-    return token
-
-
-def default_timeout() -> float:
-    """``$CRONTASK_TIMEOUT`` (seconds, more than 0 and at most an hour; a bad one is a usage
-    error, exit 2) or :data:`TIMEOUT_SECONDS`."""
-    text = os.environ.get(TIMEOUT_ENV) or ""
-    if not text:
-        return TIMEOUT_SECONDS
-    try:
-        seconds = float(text) if len(text) <= 20 else math.nan
-    except ValueError:
-        seconds = math.nan
-    if not 0 < seconds <= MAX_TIMEOUT_SECONDS:  # NaN is not either
-        print(
-            f"crontask: ${TIMEOUT_ENV}: expected seconds, more than 0 and at most "
-            f"{MAX_TIMEOUT_SECONDS:g}, got {text[:40]!r}",
-            file=sys.stderr,
-        )
-        raise SystemExit(2)
-    return seconds
 
 
 def fetch_tasks(
@@ -231,7 +165,7 @@ def connect(
     except (OSError, ssl.SSLError) as exc:  # ssl.SSLError is an OSError; named for the reader
         bundle = os.environ.get("SSL_CERT_FILE")
         what = f"$SSL_CERT_FILE ({printable(bundle[:200])})" if bundle else "the CA certificates"
-        raise RemoteError(f"cannot read {what}: {_ssl_words(exc)}") from None
+        raise RemoteError(f"cannot read {what}: {ssl_words(exc)}") from None
 
 
 @dataclass(frozen=True)
@@ -289,7 +223,7 @@ class _Api:
         except httpx.HTTPError as exc:
             # A certificate that does not verify is a ConnectError too, but the server is
             # there: asking whether `crontask run` runs would send the user the wrong way.
-            tls = _tls_problem(exc)
+            tls = tls_problem(exc)
             if tls is not None:
                 raise RemoteError(f"TLS with {server} failed: {tls}") from None
             if isinstance(exc, httpx.ConnectError):
@@ -457,39 +391,6 @@ async def _every_page(
             seen.add(following)
             cursor = {"continue": following}
     raise RemoteError(f"{api.shown} answered more than {MAX_PAGES} pages")
-
-
-def _tls_problem(exc: BaseException) -> str | None:
-    """What went wrong with TLS, if an :class:`ssl.SSLError` is among the causes of ``exc``
-    (httpx wraps it in its own errors), in words such as ``certificate verify failed
-    (self-signed certificate)``; else ``None``."""
-    import ssl  # here, not at the top, as httpx (which loads it anyway on a request)
-
-    seen: set[int] = set()
-    cause: BaseException | None = exc
-    while cause is not None and id(cause) not in seen:  # a cycle of causes ends too
-        seen.add(id(cause))
-        if isinstance(cause, ssl.SSLCertVerificationError):
-            why = printable(cause.verify_message or cause.reason or "")[:200]
-            # An issuer no bundle holds is fixed by trusting it (httpx reads $SSL_CERT_FILE);
-            # a name mismatch or an expiry is not.
-            hint = _TRUST_HINT if cause.verify_code in _UNKNOWN_ISSUER else ""
-            return f"certificate verify failed ({why or 'no reason given'}){hint}"
-        if isinstance(cause, ssl.SSLError):
-            words = _ssl_words(cause)
-            # What a plain HTTP server's answer to a TLS hello reads as.
-            plain = cause.reason == "WRONG_VERSION_NUMBER"
-            return words + (" (is it a plain http:// server?)" if plain else "")
-        cause = cause.__cause__ or cause.__context__
-    return None
-
-
-def _ssl_words(exc: OSError) -> str:
-    """What an :class:`OSError` or :class:`ssl.SSLError` says, in words, on one line: of
-    "[SSL: WRONG_VERSION_NUMBER] wrong version number (_ssl.c:1006)" or "[Errno 2] No such
-    file or directory", what is not in brackets."""
-    words = re.sub(r"^\[[^]]*\]\s*|\s*\(_ssl\.c:\d+\)$", "", str(exc))
-    return printable(words or getattr(exc, "reason", None) or type(exc).__name__)[:200]
 
 
 def _param(value: Any) -> str:

@@ -15,7 +15,8 @@ from urllib.parse import quote
 import yaml
 from pydantic import ValidationError
 
-from reconciler.cli.client import RemoteError, default_token, fetch_tasks, request
+from reconciler.cli.client import RemoteError, fetch_tasks, request
+from reconciler.cli.client_env import default_token
 from reconciler.cli.collector import rare_collections
 from reconciler.cli.main_helpers import existing_paths
 from reconciler.cli.terminal import cut, printable, shown

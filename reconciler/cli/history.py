@@ -9,14 +9,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from reconciler.cli.answers import object_list
-from reconciler.cli.client import (
-    SERVER_ENV,
-    TOKEN_ENV,
-    RemoteError,
-    default_token,
-    fetch_run,
-    fetch_runs,
-)
+from reconciler.cli.client import RemoteError, fetch_run, fetch_runs
+from reconciler.cli.client_env import SERVER_ENV, TOKEN_ENV, default_token
 from reconciler.cli.durations import duration_arg
 from reconciler.cli.main_helpers import (
     add_state_args,

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from reconciler.cli.client import SERVER_ENV, TOKEN_ENV, configured_server
+from reconciler.cli.client_env import SERVER_ENV, TOKEN_ENV, configured_server
 from reconciler.cli.main_helpers import (
     add_source_bounds_args,
     bounded_int,

@@ -23,15 +23,13 @@ from typing import Any
 from urllib.parse import quote
 
 from reconciler.cli.answers import object_list
-from reconciler.cli.client import (
+from reconciler.cli.client import RemoteError, fetch_tasks, request
+from reconciler.cli.client_env import (
     DEFAULT_SERVER,
     SERVER_ENV,
     TOKEN_ENV,
-    RemoteError,
     default_server,
     default_token,
-    fetch_tasks,
-    request,
 )
 from reconciler.cli.main_helpers import label, print_json, print_table, server_url, task_key
 from reconciler.cli.terminal import printable, shown

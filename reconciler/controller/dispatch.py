@@ -34,6 +34,11 @@ the latest missed slot may run, as a ``catchup``), and for a run decided ahead t
 overtook before it started (``supersede_ahead``: the process was away between its claim and its
 instant). Retries are further attempts of the same run (same id, ``attempt`` 2, 3, ...); while
 a run waits for its next attempt it still occupies its slot for the concurrency policy.
+
+Here: the decision of a slot (``fire``), adoption, progress, and the slots' accounting. The
+dispatcher's other parts are mixins: the hand-off ahead (``controller.ahead``), the execution
+of a run (``controller.execution``), and the stops of runs and crontask's own stop, its grace
+and a second stop signal (``controller.stops``).
 """
 
 from __future__ import annotations
@@ -41,11 +46,9 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
-from reconciler.aio import ended, first_of
 from reconciler.controller.active import REPLACED, SHUTDOWN, ActiveRun
 from reconciler.controller.ahead import AheadSlots
 from reconciler.controller.bounds import TOO_MANY_RUNS, RunBounds
@@ -54,6 +57,7 @@ from reconciler.controller.handover import Handover
 from reconciler.controller.periods import RanPeriods, not_run
 from reconciler.controller.recorder import Recorder
 from reconciler.controller.slots import SlotLedger
+from reconciler.controller.stops import RunStops
 from reconciler.core.desired import Definition
 from reconciler.core.model import ConcurrencyPolicy
 from reconciler.core.runs import (
@@ -67,20 +71,18 @@ from reconciler.core.runs import (
 )
 from reconciler.core.timing import AHEAD_MAX
 from reconciler.runner.base import Actions, Outcome, Resumable
-from reconciler.runner.command import CommandRun
 from reconciler.store.base import RunStore
 
 log = logging.getLogger("crontask.runner")
 
 # What the record of a run killed by a second stop signal adds to its message.
 HURRIED = "crontask was asked again to stop: killed at once, without the kill grace"
-_KILL_AGAIN = 0.5  # seconds
 _JUST_BEFORE = timedelta(microseconds=1)  # a slot, as a catch-up counts from after it
 
 Clock = Callable[[], datetime]
 
 
-class Dispatcher(RunExecution, AheadSlots):
+class Dispatcher(RunExecution, AheadSlots, RunStops):
     def __init__(
         self,
         store: RunStore,
@@ -333,14 +335,6 @@ class Dispatcher(RunExecution, AheadSlots):
         await self.recorder.save(record)
         self._notify(record, self._progress_listeners)
 
-    def stop_run(self, run: str, reason: str) -> bool:
-        """Stop the running run ``run`` (another replica asked, through the store)."""
-        for by_id in self._active.values():
-            if (active := by_id.get(run)) is not None:
-                active.stop(reason)
-                return True
-        return False
-
     # -- slot accounting ---------------------------------------------------------------------
 
     def last_slot(self, key: str) -> datetime | None:
@@ -381,120 +375,14 @@ class Dispatcher(RunExecution, AheadSlots):
             return  # as a resumed CronJob: it creates nothing for a slot past its deadline
         self.fire(definition, missed.latest, Trigger.CATCHUP)
 
-    def cancel_retries(self, key: str, reason: str) -> int:
-        """Runs of ``key`` do not retry: each records its abandoned attempt with ``reason``
-        (TaskRemoved, TaskChanged, HandedOver), a run waiting for its retry now, a running
-        one when its attempt ends (its retry would run the definition it began with, which
-        is no longer in force here). Running attempts and runs claimed ahead of their slot go
-        on, unless the fence holds them (``_late``); a run that waits to start (for the runs it
-        replaces, for its claim) does not start (``_waited``); slots deferred to their instant
-        were settled before the job changed (``before_change``). Returns how many will not retry."""
-        runs = list(self._active.get(key, {}).values())
-        for active in runs:
-            if active.waiting:
-                active.stop(reason)
-                self._let_go(active)
-            else:
-                active.no_retry = active.no_retry or reason
-        return len(runs)
-
-    def _let_go(self, active: ActiveRun) -> None:
-        """A run that waited (a retry; a first attempt superseded) and will not start holds its
-        slot no longer: a run asked for in the same turn (a catch-up, a later slot, a manual
-        run) is not refused for it by the concurrency policy, though its task wakes on a later
-        turn to record the attempt it abandons; drain and shutdown wait for that task as for a
-        record's write."""
-        record = active.record
-        runs = self._active.get(record.task, {})
-        if runs.get(record.id) is active:
-            del runs[record.id]
-            if not runs:
-                self._active.pop(record.task, None)
-        self.bounds.release(record.id)
-        if active.task is not None:
-            self._writes.add(active.task)
-            active.task.add_done_callback(self._writes.discard)
-
-    # -- waiting and shutdown ----------------------------------------------------------------
-
-    def _in_flight(self) -> list[asyncio.Task[None]]:
-        runs = [a.task for by_id in self._active.values() for a in by_id.values() if a.task]
-        return runs + list(self._writes)
-
-    async def drain(self, timeout: float | None = None) -> bool:
-        """Wait until every run in flight has ended and every record is written; False if
-        ``timeout`` passed first."""
-        while pending := self._in_flight():
-            _, still = await asyncio.wait(pending, timeout=timeout)
-            if still:
-                return False
-        return True
-
-    def close(self) -> None:
-        """No new run from now on: crontask begins to stop. Slots handed over later are not
-        started (nor recorded: a restart catches them up), nor are those deferred to their
-        instant; retries that wait are cancelled (recorded ``interrupted``, reason Shutdown),
-        and a running attempt that fails is not retried. Called as soon as the stop is asked,
-        before the parts started after the runs (the HTTP server's graceful stop can take
-        seconds) have stopped; runs already started go on until ``shutdown``."""
-        self._closing = True
-        for key in list(self._deferred):
-            self._undefer(key)  # not handed over yet: a restart catches them up
-        for by_id in self._active.values():
-            for active in by_id.values():
-                if active.waiting:
-                    active.stop(SHUTDOWN)
-
-    async def shutdown(self, grace: float, hurry: asyncio.Event | None = None) -> None:
-        """Cancel the retries that wait (nothing runs for them; recorded ``interrupted``), let
-        running runs finish for up to ``grace`` seconds, then stop them (recorded as
-        interrupted, reason Shutdown), and wait for their records to be written. ``hurry`` (a
-        second stop signal) cuts this grace and the kill grace short (``_kill_now``)."""
-        self.close()
-        for by_id in self._active.values():
-            for active in by_id.values():
-                # Work that outlives the process (a Job) needs no grace: it is detached now.
-                if getattr(active.attempt, "outlives_process", False):
-                    active.stop(SHUTDOWN)
-        if not await self._drain_unless(grace, hurry):
-            for by_id in self._active.values():
-                for active in by_id.values():
-                    active.stop(SHUTDOWN)
-            if not await self._drain_unless(None, hurry):
-                # Again while runs remain: a process spawned as the signal came had no pid yet.
-                while True:
-                    self._kill_now()
-                    if await self.drain(_KILL_AGAIN):
-                        break
-        await self.recorder.close(timeout=grace)
-
-    def _kill_now(self) -> None:
-        """SIGKILL the session of every command still running (stopped already: its SIGTERM
-        was sent), instead of waiting out its kill grace; its record says so (``_complete``).
-        One ``/proc`` census serves every session (``runner.group``)."""
-        census = time.monotonic()
-        for by_id in self._active.values():
-            for active in by_id.values():
-                active.stop(SHUTDOWN)
-                attempt = active.attempt
-                if isinstance(attempt, CommandRun) and attempt.kill_now(fresh_since=census):
-                    self._killed.add((active.record.id, active.record.attempt))
+    # -- a second stop signal ----------------------------------------------------------------
 
     async def _complete(
         self, definition: Definition | None, active: ActiveRun, outcome: Outcome
     ) -> RunRecord | None:
-        """As ``RunExecution._complete``; a command killed by a second stop signal says so."""
+        """As ``RunExecution._complete``; a command killed by a second stop signal says so
+        (``RunStops._kill_now``)."""
         record = active.record
         if (record.id, record.attempt) in self._killed and outcome.reason == SHUTDOWN:
             outcome = dataclasses.replace(outcome, message=f"{outcome.message}; {HURRIED}")
         return await super()._complete(definition, active, outcome)
-
-    async def _drain_unless(self, grace: float | None, hurry: asyncio.Event | None) -> bool:
-        if hurry is None:
-            return await self.drain(grace)
-        draining = asyncio.ensure_future(self.drain(grace))
-        await first_of(ended(draining), hurry)
-        if not draining.done():
-            draining.cancel()
-            return False
-        return draining.result()

@@ -39,7 +39,7 @@ from reconciler.core.runs import JOB_DELETED, RetriedAttempt, RunRecord, RunStat
 from reconciler.core.timing import retry_delay
 from reconciler.runner.base import TOO_LATE, Actions, Outcome, Resumable, StartsAt, failed
 from reconciler.runner.command_outcome import not_started
-from reconciler.runner.job_attempt import DEADLINE_EXCEEDED, JobEnd
+from reconciler.runner.job_end import DEADLINE_EXCEEDED, JobEnd
 from reconciler.store.base import DuplicateRun
 
 log = logging.getLogger("crontask.runner")

@@ -29,7 +29,8 @@ from reconciler.core.desired import Definition, SourceKind
 from reconciler.core.jobs import job_name, job_namespace, run_in
 from reconciler.core.runs import JobDetails, RunRecord, RunStatus
 from reconciler.core.status import ObjectRef, parse_time
-from reconciler.runner.job_attempt import DEADLINE_EXCEEDED, JobCluster, JobRun, Progress
+from reconciler.runner.job_attempt import JobCluster, JobRun, Progress
+from reconciler.runner.job_end import DEADLINE_EXCEEDED
 
 __all__ = ["DEADLINE_EXCEEDED", "DEADLINE_MARGIN", "JobCluster", "JobRun", "JobRunner"]
 

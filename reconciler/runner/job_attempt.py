@@ -30,16 +30,16 @@ One attempt, in order:
    cluster has decided (``core.jobs.decided``: ``SuccessCriteriaMet``/``FailureTarget``, while
    its pods terminate) gets its pods' ``terminationGracePeriodSeconds`` more; deleted then,
    its decided outcome is the attempt's, not a timeout.
-4. At the end, before anything can clean the Job up: the pod that tells the story
-   (``core.job_pods``: a failed pod of a failed Job, a succeeded one of a complete Job, the
-   last to finish; a retried or parallel Job has several), each container's exit code and
-   reason, and the last ``output_limit`` bytes of the main container's log through
+4. At the end (``runner.job_end``), before anything can clean the Job up: the pod that tells
+   the story (``core.job_pods``: a failed pod of a failed Job, a succeeded one of a complete
+   Job, the last to finish; a retried or parallel Job has several), each container's exit code
+   and reason, and the last ``output_limit`` bytes of the main container's log through
    ``pods/log`` (or why it could not be read). ``Complete`` (or
    ``SuccessCriteriaMet``) is ``succeeded``; ``Failed`` (or ``FailureTarget``) is ``failed``
    with the condition's reason, ``timedOut`` for
    ``DeadlineExceeded`` (``spec.timeoutSeconds`` is the Job's ``activeDeadlineSeconds`` unless
    the JobSpec sets one: the cluster enforces it, so no crontask is needed to stop a stuck Job).
-   A resumed run's outcome says when the Job ended (:class:`JobEnd`): it may have ended long
+   A resumed run's outcome says when the Job ended (``job_end.JobEnd``): it may have ended long
    before this crontask started. A resumed run follows the Job its record names: this run's
    as ``run_in`` decides, or the one whose uid the record holds, whatever controls it now (a
    CronTask orphaned its Jobs and was applied again); any other is left alone (``JobGone``).
@@ -50,6 +50,10 @@ keeping its log, and the attempt fails with that reason. A delete (of a stop or 
 backstop) that the API server refuses or does not answer is tried again in the background
 (``runner.job_delete``): the attempt's end is recorded at once, and nothing waits for it.
 ``runner.job.JobRunner`` makes the attempts, and knows where each task's Jobs are.
+
+This module holds the attempt (:class:`JobRun`: its start, its adoption, its following of the
+Job) and what it needs of the cluster (:class:`JobCluster`); how it ends (the evidence, the
+outcome, a stop's, the backstop's) is ``runner.job_end``'s.
 """
 
 from __future__ import annotations
@@ -63,23 +67,20 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
 
 from reconciler.core.desired import Definition
-from reconciler.core.job_pods import story_pod
 from reconciler.core.jobs import (
     decided,
     finished,
     job_manifest,
-    main_container,
-    outcome_of,
     run_in,
     run_of,
     termination_grace,
-    with_pod,
 )
 from reconciler.core.runs import JOB_DELETED, JobDetails, RunRecord, RunStatus
 from reconciler.core.status import parse_time
+from reconciler.runner import job_end
 from reconciler.runner.base import Outcome, failed, run_environment
-from reconciler.runner.job_create import SHUTDOWN, Unknown, create_job, read_job
-from reconciler.runner.job_delete import delete_job
+from reconciler.runner.job_create import Unknown, create_job, read_job
+from reconciler.runner.job_end import job_uid
 
 if TYPE_CHECKING:
     from reconciler.runner.job import JobRunner
@@ -89,7 +90,6 @@ log = logging.getLogger("crontask.runner")
 Progress = Callable[[RunRecord], Awaitable[None]]
 Job = dict[str, Any]
 Home = Callable[[str], tuple[str, str | None]]
-DEADLINE_EXCEEDED = "DeadlineExceeded"
 
 
 class JobCluster(Protocol):
@@ -126,40 +126,6 @@ class JobCluster(Protocol):
     async def pods(self, namespace: str, uid: str) -> list[Job]: ...
 
     async def log_tail(self, namespace: str, pod: str, container: str, limit: int) -> str: ...
-
-
-def _uid(job: Job | None) -> str | None:
-    return None if job is None else (job.get("metadata") or {}).get("uid")
-
-
-def _story(job: Job, pods: list[Job]) -> Job | None:
-    """The pod that tells the story of ``job`` (``core.job_pods``: by the outcome the cluster
-    decided, not by age alone: a parallel Job's pods are made in the same second)."""
-    ended = decided(job)
-    pod = story_pod(pods, *((None, None) if ended is None else ended[:2]))
-    return None if pod is None else dict(pod)
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class JobEnd(Outcome):
-    """The outcome of a resumed run: ``ended_at`` is when its Job ended, by the Job's own
-    account (``completionTime``, else its terminal condition's ``lastTransitionTime``, else its
-    decided one's; None if it says none), on the API server's clock: it may have ended while no
-    crontask ran."""
-
-    ended_at: datetime | None = None
-
-
-def _ended_at(job: Job) -> datetime | None:
-    status = job.get("status") or {}
-    if (completed := parse_time(status.get("completionTime"))) is not None:
-        return completed
-    conditions = [c for c in status.get("conditions") or () if c.get("status") == "True"]
-    for kinds in (("Complete", "Failed"), ("SuccessCriteriaMet", "FailureTarget")):
-        for condition in conditions:
-            if condition.get("type") in kinds:
-                return parse_time(condition.get("lastTransitionTime"))
-    return None
 
 
 class _Gone(Exception):
@@ -208,6 +174,11 @@ class JobRun:
     def stop_reason(self) -> str | None:
         return self._reason
 
+    @property
+    def uid(self) -> str | None:
+        """The Job's uid, once it is known (created, found, or as the record held it)."""
+        return self._uid
+
     async def pause(self, seconds: float) -> bool:
         """Wait ``seconds``, or less if the attempt is stopped; whether it is stopped."""
         with contextlib.suppress(TimeoutError):
@@ -225,10 +196,10 @@ class JobRun:
             if self._reason is None:
                 job = await self._follow(job)
             if self._reason is not None:
-                return await self._stopping(self._reason)
-            return await self._conclude(job)
+                return await job_end.stopping(self, self._reason)
+            return await job_end.conclude(self, job)
         except _Overdue as overdue:
-            return await self._overdue(overdue.job)
+            return await job_end.overdue(self, overdue.job)
         except _Gone:
             self.runner.forget(self._uid)
             message = (
@@ -236,9 +207,10 @@ class JobRun:
                 "saw it finish; its outcome is unknown, so it is not retried (it may have run "
                 "to its end: a retry could run its work twice)"
             )
-            return dataclasses.replace(failed(JOB_DELETED, message), job=self._details())
+            return dataclasses.replace(failed(JOB_DELETED, message), job=self.details())
 
-    def _details(self) -> JobDetails:
+    def details(self) -> JobDetails:
+        """Where the Job is, with its uid once known."""
         return dataclasses.replace(self.where, uid=self._uid)
 
     # -- starting ------------------------------------------------------------------------------
@@ -264,8 +236,8 @@ class JobRun:
         job = await create_job(self, body)
         if isinstance(job, Outcome):
             return job
-        self._uid = _uid(job)
-        await runner.announce(dataclasses.replace(record, job=self._details()))
+        self._uid = job_uid(job)
+        await runner.announce(dataclasses.replace(record, job=self.details()))
         return job
 
     async def _find(self) -> Job | Outcome:
@@ -278,18 +250,18 @@ class JobRun:
         job = self.runner.cluster.cached(where.namespace, where.name)
         if job is None:
             job = await self._read()
-            if job is None and self._reason is not None:
-                return await self._stopping(self._reason)  # stopped while it went unanswered
+            if job is None and self._reason is not None:  # stopped while it went unanswered
+                return await job_end.stopping(self, self._reason)
         if job is None or not (self.ours(job) or self._recorded(job)):
             # Reason JobGone either way (what the README and people's alerts know); the message
             # tells a Job that is gone from one that is there and not this run's (left alone).
             why = "no longer exists (crontask stopped before creating it, or it was deleted)"
             if job is not None:
-                why = f"exists but is not this run's (uid {_uid(job)}; recorded: {where.uid})"
+                why = f"exists but is not this run's (uid {job_uid(job)}; recorded: {where.uid})"
             message = f"Job {where.name} in {where.namespace} {why}: the outcome is unknown"
-            details = self._details()
+            details = self.details()
             return Outcome(RunStatus.INTERRUPTED, None, "JobGone", message, "", job=details)
-        self._uid = _uid(job)
+        self._uid = job_uid(job)
         return job
 
     def _recorded(self, job: Job) -> bool:
@@ -302,7 +274,7 @@ class JobRun:
         owners = (job.get("metadata") or {}).get("ownerReferences") or ()
         if any(isinstance(o, dict) and o.get("controller") is True for o in owners):
             return False
-        run = run_of(job) if self.where.uid and _uid(job) == self.where.uid else None
+        run = run_of(job) if self.where.uid and job_uid(job) == self.where.uid else None
         record = self.record
         return run is not None and (run.task, run.run_id, run.attempt) == (
             record.task,
@@ -332,11 +304,11 @@ class JobRun:
             changed = cluster.when_changed(where.namespace, where.name)
             try:
                 seen = cluster.cached(where.namespace, where.name)
-                if _uid(seen) != self._uid or verify:
+                if job_uid(seen) != self._uid or verify:
                     seen = await self._read()
                     if self._reason is not None:
                         return job
-                    if _uid(seen) != self._uid:
+                    if job_uid(seen) != self._uid:
                         return self._last_end(job)
                 assert seen is not None
                 job = seen
@@ -369,9 +341,9 @@ class JobRun:
         unknown), else ``job`` (this attempt's last look at it) if the cluster had decided its
         outcome then (deleted while its pods terminated); else raise :class:`_Gone`."""
         last = self.runner.cluster.ended(self.where.namespace, self.where.name)
-        if last is not None and _uid(last) == self._uid and decided(last) is not None:
+        if last is not None and job_uid(last) == self._uid and decided(last) is not None:
             return last
-        if _uid(job) == self._uid and decided(job) is not None:
+        if job_uid(job) == self._uid and decided(job) is not None:
             return job
         raise _Gone
 
@@ -403,98 +375,3 @@ class JobRun:
         not found, or if the attempt was stopped before the API server answered."""
         job = await read_job(self)
         return None if isinstance(job, Unknown) else job
-
-    async def _stopping(self, reason: str) -> Outcome:
-        details = self._details()
-        if reason == SHUTDOWN:
-            return Outcome(
-                RunStatus.RUNNING,
-                None,
-                reason,
-                f"crontask stopped; Job {details.name} runs on and is adopted at the next start",
-                "",
-                job=details,
-            )
-        cluster = self.runner.cluster
-        output, pod, error = await self._evidence(cluster.cached(details.namespace, details.name))
-        details = with_pod(details, pod, error)
-        deleted = await self._delete()
-        if isinstance(deleted, str):
-            what = f"could not be deleted yet ({deleted}); crontask tries again until it is"
-        else:
-            what = "deleted" if deleted else "was gone already"
-        message = f"stopped: {reason}; Job {details.name} {what}"
-        return Outcome(RunStatus.FAILED, None, reason, message, output, job=details)
-
-    async def _overdue(self, job: Job) -> Outcome:
-        """The backstop: the cluster has not ended the Job in time (a suspended Job, one
-        another controller manages, a Job controller that is down, pods stuck terminating):
-        keep its log, delete it (Background, its uid as precondition, as for ``Replace``), and
-        time the attempt out; unless the cluster had decided its outcome (``job``, as last
-        seen): then that outcome is the attempt's (the work ended; only its pods did not go)."""
-        cluster, details = self.runner.cluster, self._details()
-        cached = cluster.cached(details.namespace, details.name)
-        if cached is not None and _uid(cached) == self._uid and decided(cached) is not None:
-            job = cached  # decided since the look (a look by GET may be behind the watch)
-        output, pod, error = await self._evidence(cached, job)
-        details = with_pod(details, pod, error)
-        deleted = await self._delete()
-        if isinstance(deleted, str):
-            done = f" could not delete it yet ({deleted}) and tries again until it can"
-        else:
-            done = " deleted it" if deleted else " found it gone already"
-        if decided(job) is not None:
-            ended = outcome_of(job, pod, main=main_container(job), log_error=error)
-            message = (
-                f"{ended.message}; its pods had not all terminated within timeoutSeconds "
-                f"({self.timeout:g}s), {self.runner.deadline_margin:g}s and their grace after "
-                f"its creation: crontask{done}"
-            )
-            said = (ended.status, ended.exit_code, ended.reason, message, output)
-            return Outcome(*said, job=ended.details)
-        message = (
-            f"Job {details.name} did not finish within timeoutSeconds ({self.timeout:g}s) and "
-            f"{self.runner.deadline_margin:g}s more after its creation; crontask{done}"
-        )
-        return Outcome(RunStatus.TIMED_OUT, None, DEADLINE_EXCEEDED, message, output, job=details)
-
-    async def _delete(self) -> bool | str:
-        """Delete the Job (``runner.job_delete``, which tries again if it must)."""
-        return await delete_job(self.runner, self.where, self._uid, self.record.id)
-
-    # -- the end -------------------------------------------------------------------------------
-
-    async def _evidence(
-        self, job: Job | None, told: Job | None = None
-    ) -> tuple[str, Job | None, str | None]:
-        """The main container's log tail, the pod that tells the story of ``told`` (``job``
-        unless given: the outcome may be one a GET saw before the watch did), and why the log
-        could not be read."""
-        if job is None or not self._uid:
-            return "", None, "the Job is gone"
-        cluster, namespace = self.runner.cluster, self.where.namespace
-        try:
-            pod = _story(told or job, await cluster.pods(namespace, self._uid))
-        except Exception as err:
-            return "", None, str(err)
-        main = main_container(job)
-        if pod is None:
-            return "", None, "the Job has no pod (none was started, or they were deleted)"
-        if main is None:
-            return "", pod, "the Job's pod template names no container"
-        name = str((pod.get("metadata") or {}).get("name"))
-        try:
-            output = await cluster.log_tail(namespace, name, main, self.runner.output_limit)
-        except Exception as err:
-            return "", pod, str(err)
-        return output, pod, None
-
-    async def _conclude(self, job: Job) -> Outcome:
-        self.runner.forget(self._uid)  # over: a watch cache that lags does not make it run again
-        output, pod, error = await self._evidence(job)
-        ended = outcome_of(job, pod, main=main_container(job), log_error=error)
-        said = (ended.status, ended.exit_code, ended.reason, ended.message, output)
-        if self.definition is not None:
-            # Followed from its creation: it ended when this crontask saw it end.
-            return Outcome(*said, job=ended.details)
-        return JobEnd(*said, job=ended.details, ended_at=_ended_at(job))

@@ -32,6 +32,10 @@ A read fetches its rows whole (``Result.all()``, ``first()``) before it makes re
 a statement left unfinished on a pooled SQLite connection (a conversion that raised) kept it on
 an old snapshot, and each write on it then failed at once, "database is locked". A row this
 version cannot read is left out (``sql_rows``): a page may come back short, with its cursor.
+
+Here: the connections and transactions, the claims and saves, the reads of one run. The
+statements on the runs going and on those of owners gone are ``sql_running``'s; the other
+``sql_*`` modules hold the rest (exclusive claims, pages, summaries, beats, retention).
 """
 
 from __future__ import annotations
@@ -48,7 +52,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection, Engine
 
-from reconciler.core.runs import PROCESS_DIED, UNTOLD, LastOutcomes, RunRecord, RunStatus, Trigger
+from reconciler.core.runs import LastOutcomes, RunRecord, RunStatus, Trigger
 from reconciler.store import (
     migrations,
     sql_beats,
@@ -56,15 +60,10 @@ from reconciler.store import (
     sql_import,
     sql_retention,
     sql_rows,
+    sql_running,
     sql_summaries,
 )
-from reconciler.store.base import (
-    INTERRUPTED_MESSAGE,
-    UNTOLD_MAX,
-    DuplicateRun,
-    ExclusiveClaim,
-    StoreUnavailable,
-)
+from reconciler.store.base import DuplicateRun, ExclusiveClaim, StoreUnavailable
 from reconciler.store.query import Cursor, RunPage, RunQuery
 from reconciler.store.records import normalized, utc
 from reconciler.store.sql_pages import select_page
@@ -100,14 +99,6 @@ _BULK_READERS: Final = 4
 _LOCK_WAIT: Final = sa.text("SELECT set_config('lock_timeout', :ms, true)")
 
 _c = runs.c
-# The records mark_interrupted ended with the note UNTOLD (see RunStore.untold): the
-# SQL twin of ``core.runs.untold``.
-_UNTOLD = (
-    _c.status == RunStatus.INTERRUPTED.value,
-    _c.reason == PROCESS_DIED,
-    _c.message.endswith(UNTOLD, autoescape=True),
-)
-_OLDEST_FIRST = (_c.scheduled_at, _c.id, _c.attempt)
 
 
 class SqlRunStore:
@@ -335,46 +326,30 @@ class SqlRunStore:
             return sql_summaries.last_outcomes(conn, tasks)
 
     def running(self, task: str | None = None) -> list[RunRecord]:
-        stmt = sa.select(runs).where(_c.status == RunStatus.RUNNING.value)
-        if task is not None:
-            stmt = stmt.where(_c.task == task)
+        stmt = sql_running.running(task)
         with self._tx(write=False) as conn:
-            rows = conn.execute(stmt.order_by(*_OLDEST_FIRST)).all()
+            rows = conn.execute(stmt).all()
         return sql_rows.records_of(rows)
 
     def request_stop(self, run_ids: Collection[str], reason: str) -> int:
         ids = sorted(set(run_ids))
         if not ids:
             return 0
-        stmt = (
-            runs.update()
-            .where(_c.status == RunStatus.RUNNING.value, _c.id.in_(ids))
-            .values(stop_requested=reason[:64])
-        )
+        stmt = sql_running.request_stop(ids, reason)
         return int(self._write(lambda conn: conn.execute(stmt).rowcount))
 
     def stop_requests(self, owner: str) -> list[tuple[str, int, str]]:
-        stmt = sa.select(_c.id, _c.attempt, _c.stop_requested).where(
-            _c.status == RunStatus.RUNNING.value,
-            _c.owner == owner,
-            _c.stop_requested.is_not(None),
-        )
+        stmt = sql_running.stop_requests(owner)
         with self._tx(write=False) as conn:
             rows = conn.execute(stmt).all()
         return sorted((row[0], row[1], row[2]) for row in rows)
 
     def take_over(self, run_id: str, attempt: int, owner: str) -> RunRecord | None:
-        stmt = (
-            runs.update()
-            .where(_c.id == run_id, _c.attempt == attempt, _c.status == RunStatus.RUNNING.value)
-            .values(owner=owner, stop_requested=None)
-        )
+        update, read = sql_running.take_over(run_id, attempt, owner)
 
         def work(conn: Connection) -> sa.Row[Any] | None:
-            conn.execute(stmt)
-            return conn.execute(
-                sa.select(runs).where(_c.id == run_id, _c.attempt == attempt)
-            ).first()
+            conn.execute(update)
+            return conn.execute(read).first()
 
         return sql_rows.record_of(self._write(work))
 
@@ -390,46 +365,14 @@ class SqlRunStore:
         owners = sorted(set(owners))
         if not owners:
             return []
-        kept = sorted(set(keep))
-        before, after = INTERRUPTED_MESSAGE.split("{owner}")
-        # One UPDATE ... RETURNING: a row is reported by exactly one caller, and a concurrent
-        # complete() is either before it (row no longer running, not matched) or after it.
-        stmt = (
-            runs.update()
-            .where(
-                _c.status == RunStatus.RUNNING.value,
-                _c.owner.in_(owners),
-                *([_c.id.not_in(kept)] if kept else []),
-            )
-            .values(
-                status=RunStatus.INTERRUPTED.value,
-                finished_at=now,
-                exit_code=None,
-                reason=PROCESS_DIED,
-                message=sa.literal(before) + _c.owner + sa.literal(after + note),
-            )
-            .returning(*runs.c)
-        )
+        stmt = sql_running.mark_interrupted(owners, sorted(set(keep)), now, note)
         done = sql_rows.records_of(self._write(lambda conn: conn.execute(stmt).all()))
         return sorted(done, key=lambda r: (r.scheduled_at, r.id, r.attempt))
 
     def untold(
         self, since: datetime, after: tuple[datetime, str, int] | None = None
     ) -> list[RunRecord]:
-        # Unreadable rows out in the WHERE: its caller goes on only after a whole page.
-        stmt = sa.select(runs).where(*_UNTOLD, *sql_rows.READABLE, _c.finished_at >= utc(since))
-        if after is not None:
-            at, run, attempt = after
-            key = sa.tuple_(_c.finished_at, _c.id, _c.attempt)
-            stmt = stmt.where(
-                key
-                > sa.tuple_(
-                    sa.literal(utc(at), _c.finished_at.type),
-                    sa.literal(run, _c.id.type),
-                    sa.literal(attempt, _c.attempt.type),
-                )
-            )
-        stmt = stmt.order_by(_c.finished_at, _c.id, _c.attempt).limit(UNTOLD_MAX)
+        stmt = sql_running.untold(since, after)
         with self._tx(write=False) as conn:
             rows = conn.execute(stmt).all()
         return sql_rows.records_of(rows)
@@ -438,13 +381,7 @@ class SqlRunStore:
         ids = sorted(set(run_ids))
         if not ids:
             return []
-        # One UPDATE ... RETURNING, as mark_interrupted: a record is taken by one caller.
-        stmt = (
-            runs.update()
-            .where(_c.id.in_(ids), *_UNTOLD)
-            .values(message=sa.func.substr(_c.message, 1, sa.func.length(_c.message) - len(UNTOLD)))
-            .returning(*runs.c)
-        )
+        stmt = sql_running.take_untold(ids)
         done = sql_rows.records_of(self._write(lambda conn: conn.execute(stmt).all()))
         return sorted(done, key=lambda r: (r.scheduled_at, r.id, r.attempt))
 

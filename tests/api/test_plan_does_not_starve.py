@@ -27,7 +27,7 @@ from reconciler.api.app import create_app
 from reconciler.api.auth import AuthConfig, Role
 from reconciler.api.problems import PROBLEM_MEDIA_TYPE
 from reconciler.cli import connections
-from reconciler.cli.client import TIMEOUT_SECONDS
+from reconciler.cli.client_env import TIMEOUT_SECONDS
 from reconciler.sinks.metrics import Metrics
 from tests.api.conftest import STATIC_TOKENS, bearer, write_auth
 from tests.api.fakes import FakeRuntime, view

@@ -1,0 +1,158 @@
+"""Runs stopped, and crontask's own stop, for :class:`~reconciler.controller.dispatch.Dispatcher`.
+
+A run another replica asked to stop, through the store (``stop_run``); the runs of a task
+removed, changed or handed over, which do not retry (``cancel_retries``): one that waits lets
+go of its slot at once (``_let_go``). Crontask stopping: ``close`` (no new run, nor retry),
+``drain`` (every run in flight ended, every record written), and ``shutdown``: the runs get
+their grace, then they are stopped; a second stop signal cuts both graces short and kills the
+commands still running at once (``_kill_now``; their records say so: ``Dispatcher._complete``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from datetime import datetime
+
+from reconciler.aio import ended, first_of
+from reconciler.controller.active import SHUTDOWN, ActiveRun
+from reconciler.controller.bounds import RunBounds
+from reconciler.controller.recorder import Recorder
+from reconciler.core.desired import Definition
+from reconciler.runner.command import CommandRun
+
+_KILL_AGAIN = 0.5  # seconds
+
+
+class RunStops:
+    """The stops of :class:`~reconciler.controller.dispatch.Dispatcher` (a mixin: the
+    dispatcher holds the state declared here; ``_undefer`` is ``AheadSlots``')."""
+
+    recorder: Recorder
+    bounds: RunBounds
+    _active: dict[str, dict[str, ActiveRun]]
+    # Record writes not tied to a run (skips); kept so drain() and shutdown can await them.
+    _writes: set[asyncio.Task[None]]
+    _closing: bool
+    # The attempts killed at once by a second stop signal (``_kill_now``).
+    _killed: set[tuple[str, int]]
+    _deferred: dict[str, dict[datetime, tuple[asyncio.TimerHandle, Definition]]]
+    _undefer: Callable[[str], None]
+
+    def stop_run(self, run: str, reason: str) -> bool:
+        """Stop the running run ``run`` (another replica asked, through the store)."""
+        for by_id in self._active.values():
+            if (active := by_id.get(run)) is not None:
+                active.stop(reason)
+                return True
+        return False
+
+    def cancel_retries(self, key: str, reason: str) -> int:
+        """Runs of ``key`` do not retry: each records its abandoned attempt with ``reason``
+        (TaskRemoved, TaskChanged, HandedOver), a run waiting for its retry now, a running
+        one when its attempt ends (its retry would run the definition it began with, which
+        is no longer in force here). Running attempts and runs claimed ahead of their slot go
+        on, unless the fence holds them (``_late``); a run that waits to start (for the runs it
+        replaces, for its claim) does not start (``_waited``); slots deferred to their instant
+        were settled before the job changed (``before_change``). Returns how many will not retry."""
+        runs = list(self._active.get(key, {}).values())
+        for active in runs:
+            if active.waiting:
+                active.stop(reason)
+                self._let_go(active)
+            else:
+                active.no_retry = active.no_retry or reason
+        return len(runs)
+
+    def _let_go(self, active: ActiveRun) -> None:
+        """A run that waited (a retry; a first attempt superseded) and will not start holds its
+        slot no longer: a run asked for in the same turn (a catch-up, a later slot, a manual
+        run) is not refused for it by the concurrency policy, though its task wakes on a later
+        turn to record the attempt it abandons; drain and shutdown wait for that task as for a
+        record's write."""
+        record = active.record
+        runs = self._active.get(record.task, {})
+        if runs.get(record.id) is active:
+            del runs[record.id]
+            if not runs:
+                self._active.pop(record.task, None)
+        self.bounds.release(record.id)
+        if active.task is not None:
+            self._writes.add(active.task)
+            active.task.add_done_callback(self._writes.discard)
+
+    # -- waiting and shutdown ----------------------------------------------------------------
+
+    def _in_flight(self) -> list[asyncio.Task[None]]:
+        runs = [a.task for by_id in self._active.values() for a in by_id.values() if a.task]
+        return runs + list(self._writes)
+
+    async def drain(self, timeout: float | None = None) -> bool:
+        """Wait until every run in flight has ended and every record is written; False if
+        ``timeout`` passed first."""
+        while pending := self._in_flight():
+            _, still = await asyncio.wait(pending, timeout=timeout)
+            if still:
+                return False
+        return True
+
+    def close(self) -> None:
+        """No new run from now on: crontask begins to stop. Slots handed over later are not
+        started (nor recorded: a restart catches them up), nor are those deferred to their
+        instant; retries that wait are cancelled (recorded ``interrupted``, reason Shutdown),
+        and a running attempt that fails is not retried. Called as soon as the stop is asked,
+        before the parts started after the runs (the HTTP server's graceful stop can take
+        seconds) have stopped; runs already started go on until ``shutdown``."""
+        self._closing = True
+        for key in list(self._deferred):
+            self._undefer(key)  # not handed over yet: a restart catches them up
+        for by_id in self._active.values():
+            for active in by_id.values():
+                if active.waiting:
+                    active.stop(SHUTDOWN)
+
+    async def shutdown(self, grace: float, hurry: asyncio.Event | None = None) -> None:
+        """Cancel the retries that wait (nothing runs for them; recorded ``interrupted``), let
+        running runs finish for up to ``grace`` seconds, then stop them (recorded as
+        interrupted, reason Shutdown), and wait for their records to be written. ``hurry`` (a
+        second stop signal) cuts this grace and the kill grace short (``_kill_now``)."""
+        self.close()
+        for by_id in self._active.values():
+            for active in by_id.values():
+                # Work that outlives the process (a Job) needs no grace: it is detached now.
+                if getattr(active.attempt, "outlives_process", False):
+                    active.stop(SHUTDOWN)
+        if not await self._drain_unless(grace, hurry):
+            for by_id in self._active.values():
+                for active in by_id.values():
+                    active.stop(SHUTDOWN)
+            if not await self._drain_unless(None, hurry):
+                # Again while runs remain: a process spawned as the signal came had no pid yet.
+                while True:
+                    self._kill_now()
+                    if await self.drain(_KILL_AGAIN):
+                        break
+        await self.recorder.close(timeout=grace)
+
+    def _kill_now(self) -> None:
+        """SIGKILL the session of every command still running (stopped already: its SIGTERM
+        was sent), instead of waiting out its kill grace; its record says so (``_complete``).
+        One ``/proc`` census serves every session (``runner.group``)."""
+        census = time.monotonic()
+        for by_id in self._active.values():
+            for active in by_id.values():
+                active.stop(SHUTDOWN)
+                attempt = active.attempt
+                if isinstance(attempt, CommandRun) and attempt.kill_now(fresh_since=census):
+                    self._killed.add((active.record.id, active.record.attempt))
+
+    async def _drain_unless(self, grace: float | None, hurry: asyncio.Event | None) -> bool:
+        if hurry is None:
+            return await self.drain(grace)
+        draining = asyncio.ensure_future(self.drain(grace))
+        await first_of(ended(draining), hurry)
+        if not draining.done():
+            draining.cancel()
+            return False
+        return draining.result()

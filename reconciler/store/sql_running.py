@@ -1,0 +1,113 @@
+"""The SQL store's statements on the runs going (``status = running``), and on those whose
+owner went away: the runs going (``running``), a stop asked through the store
+(``request_stop``, ``stop_requests``), a run another owner takes over (``take_over``), the runs
+of owners gone marked interrupted (``mark_interrupted``), and those of them no one has told of
+yet (``untold``, ``take_untold``). Built here, run by
+:class:`~reconciler.store.sql.SqlRunStore` in its transactions.
+
+An UPDATE ... RETURNING marks runs interrupted and takes the untold: a row is reported by
+exactly one caller, and a concurrent ``complete()`` is either before it (the row no longer
+matches) or after it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from datetime import datetime
+
+import sqlalchemy as sa
+
+from reconciler.core.runs import PROCESS_DIED, UNTOLD, RunStatus
+from reconciler.store import sql_rows
+from reconciler.store.base import INTERRUPTED_MESSAGE, UNTOLD_MAX
+from reconciler.store.records import utc
+from reconciler.store.sql_schema import runs
+
+_c = runs.c
+# The records mark_interrupted ended with the note UNTOLD (see RunStore.untold): the
+# SQL twin of ``core.runs.untold``.
+_UNTOLD = (
+    _c.status == RunStatus.INTERRUPTED.value,
+    _c.reason == PROCESS_DIED,
+    _c.message.endswith(UNTOLD, autoescape=True),
+)
+_OLDEST_FIRST = (_c.scheduled_at, _c.id, _c.attempt)
+
+
+def running(task: str | None) -> sa.Executable:
+    stmt = sa.select(runs).where(_c.status == RunStatus.RUNNING.value)
+    if task is not None:
+        stmt = stmt.where(_c.task == task)
+    return stmt.order_by(*_OLDEST_FIRST)
+
+
+def request_stop(ids: list[str], reason: str) -> sa.Executable:
+    return (
+        runs.update()
+        .where(_c.status == RunStatus.RUNNING.value, _c.id.in_(ids))
+        .values(stop_requested=reason[:64])
+    )
+
+
+def stop_requests(owner: str) -> sa.Executable:
+    return sa.select(_c.id, _c.attempt, _c.stop_requested).where(
+        _c.status == RunStatus.RUNNING.value,
+        _c.owner == owner,
+        _c.stop_requested.is_not(None),
+    )
+
+
+def take_over(run_id: str, attempt: int, owner: str) -> tuple[sa.Executable, sa.Executable]:
+    """The update that takes the run over, and the read of its row after it."""
+    update = (
+        runs.update()
+        .where(_c.id == run_id, _c.attempt == attempt, _c.status == RunStatus.RUNNING.value)
+        .values(owner=owner, stop_requested=None)
+    )
+    return update, sa.select(runs).where(_c.id == run_id, _c.attempt == attempt)
+
+
+def mark_interrupted(owners: list[str], kept: list[str], now: datetime, note: str) -> sa.Executable:
+    before, after = INTERRUPTED_MESSAGE.split("{owner}")
+    return (
+        runs.update()
+        .where(
+            _c.status == RunStatus.RUNNING.value,
+            _c.owner.in_(owners),
+            *([_c.id.not_in(kept)] if kept else []),
+        )
+        .values(
+            status=RunStatus.INTERRUPTED.value,
+            finished_at=now,
+            exit_code=None,
+            reason=PROCESS_DIED,
+            message=sa.literal(before) + _c.owner + sa.literal(after + note),
+        )
+        .returning(*runs.c)
+    )
+
+
+def untold(since: datetime, after: tuple[datetime, str, int] | None) -> sa.Executable:
+    # Unreadable rows out in the WHERE: its caller goes on only after a whole page.
+    stmt = sa.select(runs).where(*_UNTOLD, *sql_rows.READABLE, _c.finished_at >= utc(since))
+    if after is not None:
+        at, run, attempt = after
+        key = sa.tuple_(_c.finished_at, _c.id, _c.attempt)
+        stmt = stmt.where(
+            key
+            > sa.tuple_(
+                sa.literal(utc(at), _c.finished_at.type),
+                sa.literal(run, _c.id.type),
+                sa.literal(attempt, _c.attempt.type),
+            )
+        )
+    return stmt.order_by(_c.finished_at, _c.id, _c.attempt).limit(UNTOLD_MAX)
+
+
+def take_untold(ids: Collection[str]) -> sa.Executable:
+    return (
+        runs.update()
+        .where(_c.id.in_(ids), *_UNTOLD)
+        .values(message=sa.func.substr(_c.message, 1, sa.func.length(_c.message) - len(UNTOLD)))
+        .returning(*runs.c)
+    )
