@@ -11,9 +11,15 @@ scheduler keeps the definition it was given while only metadata changes (plans c
 
 With replicas, every replica lists every task (each with its owner) and accepts a manual run
 of any of them: a task this replica does not own is run here, after the store is asked whether
-another replica runs it now (the concurrency policy holds across replicas). The last run the
-list shows of a task another replica runs is the shared store's, read for all such tasks of a
-page at once, within a bound (``Service._elsewhere``, ``OneRead``).
+another replica runs it now (the concurrency policy holds across replicas). The last runs the
+list reads from the store (of the tasks another replica runs; of this replica's after a
+restart, until one ends here) are read for all such tasks of a page at once
+(``Service._stored_lasts``).
+
+Every read of the store that an answer is made of (the list's, one task's last run) is bounded,
+by the one ``OneRead`` of the store that the status page's reads share (``reads_of``): a store
+that does not answer (a table locked, a connection gone silent) makes the list show what ended
+here, and one task's answer StoreUnavailable (the API's 503), within ``LIST_READ_WAIT``.
 """
 
 from __future__ import annotations
@@ -30,7 +36,7 @@ from reconciler.controller.api_writes import ON_LOOP_TIMEOUT, ApiWrites, Reconci
 from reconciler.controller.cluster import Cluster
 from reconciler.controller.dispatch import Dispatcher
 from reconciler.controller.reconcile import Reconciler
-from reconciler.controller.store_calls import LIST_READ_QUIET, LIST_READ_WAIT, OneRead, StorePing
+from reconciler.controller.store_calls import StorePing, reads_of
 from reconciler.controller.view import (
     IfMatch,
     Members,
@@ -48,7 +54,7 @@ from reconciler.core.runs import RunRecord, RunStatus
 from reconciler.scheduling.base import Scheduler, schedule_of
 from reconciler.sources.api import ApiSource
 from reconciler.sources.base import Source
-from reconciler.store.base import RunStore, StoreUnavailable
+from reconciler.store.base import RunStore
 
 T = TypeVar("T")
 
@@ -104,7 +110,7 @@ class Service:
         self._last_runs: dict[str, RunRecord] = {}
         self._looked: set[str] = set()  # tasks whose last run was read from the store
         self._ping = StorePing(store.ping)
-        self._reads = OneRead(LIST_READ_WAIT, LIST_READ_QUIET)  # of other replicas' last runs
+        self._reads = reads_of(store)  # shared with the status page's reads of ``store``
         dispatcher.subscribe(self._remember)
 
     @property
@@ -138,7 +144,7 @@ class Service:
 
         keys, limit = matching(), q.limit
         views: list[TaskView] = []
-        reading = [not self._reads.down()]  # the store answers (``_last``, ``_elsewhere``)
+        reading = [not self._reads.down()]  # the store answers (``_stored_lasts``)
         replicas = self._reconciler.assignment is not None
         while True:
             # A key removed between the two hops to the loop is replaced by the next one: a
@@ -150,54 +156,58 @@ class Service:
             entries = self._on_loop(self._snapshot, picked)
             shown = [k for k in picked if k in entries]
             elsewhere = [k for k in shown if k not in owned] if replicas else []
-            stored = self._elsewhere(elsewhere, reading)
+            unseen = [k for k in shown if k in owned and not self._known(k)]
+            stored = self._stored_lasts(elsewhere, unseen, reading)
             for k in shown:
-                last = stored[k] if k in stored else self._last(k, k in owned, reading)
+                last = stored[k] if k in stored else self._last_runs.get(k)
                 views.append(self._view(entries[k], runs=1, last=last))
             if limit is None or len(views) >= limit:
                 return views
 
-    def _last(self, key: str, mine: bool, reading: list[bool]) -> RunRecord | None:
-        """A listed task's last run: the one that ended here; for a task of this replica that
-        none has ended here for yet (after a restart), the store's, read once (``_looked``:
-        a run that ends here later replaces it). Not another replica's tasks (``mine``; their
-        store read is ``_elsewhere``'s), nor once the store failed this listing (``reading``):
-        a list of thousands must not cost a query a task each time, nor wait for a store that
-        does not answer, task by task."""
-        known = self._last_runs.get(key)
-        if known is not None or not mine or key in self._looked or not reading[0]:
-            return known
-        try:
-            last = self._store.latest(key)
-        except StoreUnavailable:
-            reading[0] = False
-            return None
-        if last is None or last.status is not RunStatus.RUNNING:
-            self._looked.add(key)  # a run still going is looked for again
-        if last is not None and last.status is not RunStatus.RUNNING:
-            return self._last_runs.setdefault(key, last)  # unless one ended here meanwhile
-        return last
+    def _known(self, key: str) -> bool:
+        return key in self._last_runs or key in self._looked
 
-    def _elsewhere(self, keys: list[str], reading: list[bool]) -> dict[str, RunRecord | None]:
-        """With replicas, the last runs of listed tasks another replica runs (``keys``): they
-        end there, so the shared store's, read for all of ``keys`` at once (a read a task made
-        a list of 10 000 tasks 6 to 15 times as slow), unless a run that ended here is newer
-        (its end may not be stored yet). Fresh at each listing, as one task's page. Nothing
-        once the store failed (``reading``) or past ``LIST_READ_WAIT`` (``OneRead``): those
-        tasks show the runs that ended here (``_last``), as before the store was read for them."""
+    def _stored_lasts(
+        self, elsewhere: list[str], unseen: list[str], reading: list[bool]
+    ) -> dict[str, RunRecord | None]:
+        """The last runs of a page's tasks that the store has to tell, read for all of them at
+        once (a read a task made a list of 10 000 tasks 6 to 15 times as slow):
+
+        - ``elsewhere``: with replicas, the tasks another replica runs. Their runs end there,
+          so the shared store's, fresh at each listing as one task's page, unless a run that
+          ended here is newer (its end may not be stored yet).
+        - ``unseen``: this replica's tasks that no run has ended here for yet (after a
+          restart), read once a task (``_looked``: a run that ends here later replaces it; one
+          still going is looked for again).
+
+        Nothing once the store failed this listing (``reading``) or past ``LIST_READ_WAIT``
+        (``OneRead``): those tasks show the runs that ended here, as before the store was read
+        for them, and a list does not wait for a store that does not answer."""
+        keys = elsewhere + unseen
         if not keys or not reading[0]:
             return {}
         stored = self._reads(lambda: self._store.latest_many(keys))
         if stored is None:
             reading[0] = False
             return {}
-        return {k: _later(stored.get(k), self._last_runs.get(k)) for k in keys}
+        lasts = {k: _later(stored.get(k), self._last_runs.get(k)) for k in elsewhere}
+        for key in unseen:
+            last = stored.get(key)
+            if last is None or last.status is not RunStatus.RUNNING:
+                self._looked.add(key)
+            if last is not None and last.status is not RunStatus.RUNNING:
+                last = self._last_runs.setdefault(key, last)  # unless one ended here meanwhile
+            lasts[key] = last
+        return lasts
 
     def task(self, key: str) -> TaskView | None:
+        """StoreUnavailable when the store does not answer its last run within
+        ``LIST_READ_WAIT`` (or is not asked: ``OneRead``), as when it is down."""
         entries = self._on_loop(self._snapshot, [key])
         if key not in entries:
             return None
-        return self._view(entries[key], runs=NEXT_RUNS, last=self._store.latest(key))
+        last = self._reads.answer(lambda: self._store.latest(key))
+        return self._view(entries[key], runs=NEXT_RUNS, last=last)
 
     def readiness(self) -> dict[str, bool]:
         """Within ``PING_TIMEOUT``, whatever the store does (see :class:`StorePing`)."""

@@ -1,15 +1,18 @@
 """Calls to the run store that the API's threads wait for with a bound: a database that takes
 connections and never answers (a table lock, a network that drops packets) must hold neither
-a readiness probe (``StorePing``) nor a task list (``OneRead``), nor, as callers pile up, every
-thread that serves the API."""
+a readiness probe (``StorePing``) nor a read an answer is made of (``OneRead``: the task list,
+one task, the status page's pages), nor, as callers pile up, every thread that serves the API.
+Those reads share one ``OneRead`` a store (``reads_of``): one read the store holds keeps the
+others from asking it, wherever they come from."""
 
 from __future__ import annotations
 
 import threading
 import time
+import weakref
 from collections.abc import Callable
 from concurrent.futures import Future
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from reconciler.store.base import StoreUnavailable
 
@@ -19,10 +22,15 @@ T = TypeVar("T")
 PING_TIMEOUT = 2.0
 # An answer stands this long for the probes that follow it (seconds).
 PING_REUSE = 1.0
-# A task list waits this long for other replicas' last runs (ten times the read of a 5 001-task
-# page from SQLite), then does not ask for LIST_READ_QUIET: a page's chunks do not each wait.
+# A read an answer is made of (``reads_of``) is waited for this long (ten times the task list's
+# read of a 5 001-task page's last runs from SQLite); past it, or when it failed, the store is
+# not asked for LIST_READ_QUIET: a page's chunks, or its rows, do not each wait.
 LIST_READ_WAIT = 1.0
 LIST_READ_QUIET = 5.0
+# The reads of ``reads_of`` going at once: as many as the SQL store serves its bulk reads
+# (one slow page, a history of a million runs, does not hold every other), and what a store
+# that hangs holds of this process's threads.
+READS_AT_ONCE = 4
 
 
 class StorePing:
@@ -74,48 +82,102 @@ class StorePing:
 
 
 class OneRead:
-    """Store reads one at a time, each in a daemon thread, waited for ``wait`` seconds at most
-    (a store that does not answer holds that thread, not the caller). One that fails (Store-
-    Unavailable) or is late makes calls answer None at once for ``quiet`` seconds, as does one
-    still going past its wait: a store that hangs holds one thread, not one a call. A call that
-    finds a read going in time waits its turn; a read that answers late ends the quiet."""
+    """Store reads ``at_once`` at a time at most, each in a daemon thread, waited for ``wait``
+    seconds at most (a store that does not answer holds that thread, not the caller). One that
+    fails (StoreUnavailable) or is late makes calls answer None at once for ``quiet`` seconds,
+    as do ``at_once`` reads all still going, one of them past its wait: a store that hangs
+    holds ``at_once`` threads, not one a call. A call that finds every turn taken waits for
+    one; a read that answers late ends the quiet. ``answer``: the same, for a caller that
+    tells the store's absence (StoreUnavailable) from its answer None."""
 
-    def __init__(self, wait: float, quiet: float) -> None:
-        self._wait, self._quiet = wait, quiet
-        self._turn = threading.BoundedSemaphore(1)  # held by a read's thread until it ends
-        # Each set in one assignment, read once a call: no lock (a race is a quiet a moment off).
-        self._since: float | None = None  # when the read going began
+    def __init__(self, wait: float, quiet: float, at_once: int = 1) -> None:
+        self._wait, self._quiet, self._at_once = wait, quiet, at_once
+        self._turn = threading.BoundedSemaphore(at_once)  # one held by each read until it ends
+        self._going: dict[Future[Any], float] = {}  # each read going: when it began
+        self._going_lock = threading.Lock()
+        # Set in one assignment, read once a call: no lock (a race is a quiet a moment off).
         self._quiet_until = 0.0
+
+    def _held_since(self) -> float | None:
+        """When the oldest read began, if every turn is taken: else None (a turn is free)."""
+        with self._going_lock:
+            if len(self._going) < self._at_once:
+                return None
+            return min(self._going.values())
 
     def down(self) -> bool:
         return time.monotonic() < self._quiet_until
 
     def __call__(self, read: Callable[[], T]) -> T | None:
-        start, since = time.monotonic(), self._since
-        if since is not None and start - since >= self._wait:  # still going: not waited for
-            self._quiet_until = max(self._quiet_until, start + self._quiet)
-        if self.down() or not self._turn.acquire(timeout=self._wait):
-            return None  # a read before took all this wait: its caller marks the quiet
-        answer: Future[T] = Future()
-        self._since = time.monotonic()
         try:
-            threading.Thread(target=self._run, args=(read, answer), daemon=True).start()
-        except RuntimeError:  # no thread to be had (a host out of them): this call reads not
-            self._since = None
-            self._turn.release()
+            return self.answer(read)
+        except _Unanswered:
             return None
-        try:
-            return answer.result(timeout=max(0.0, start + self._wait - time.monotonic()))
-        except (TimeoutError, StoreUnavailable):
+        except StoreUnavailable:
             self._quiet_until = time.monotonic() + self._quiet
             return None
+
+    def answer(self, read: Callable[[], T]) -> T:
+        """``read``'s answer; StoreUnavailable when the store is not asked (quiet, or its turn
+        not come within the wait), did not answer within it, or failed. A failure of the read
+        itself leaves no quiet here (``__call__`` makes one): the caller has nothing else to
+        show, and a store that fails at once is asked again at no cost, its return seen as
+        soon as it is back."""
+        start, since = time.monotonic(), self._held_since()
+        if since is not None and start - since >= self._wait:  # still going: not waited for
+            self._quiet_until = max(self._quiet_until, start + self._quiet)
+        if self.down():
+            raise _Unanswered("a read of the run store did not answer: it is not asked for now")
+        if not self._turn.acquire(timeout=self._wait):
+            # A read before took all this wait: its caller marks the quiet.
+            raise _Unanswered(f"the run store's reads took over {self._wait:g} s")
+        answer: Future[T] = Future()
+        with self._going_lock:
+            self._going[answer] = time.monotonic()
+        try:
+            threading.Thread(
+                target=self._run, args=(read, answer), name="crontask-store-read", daemon=True
+            ).start()
+        except RuntimeError:  # no thread to be had (a host out of them): this call reads not
+            self._ended(answer)
+            raise _Unanswered("no thread to read the run store in") from None
+        try:
+            return answer.result(timeout=max(0.0, start + self._wait - time.monotonic()))
+        except TimeoutError:
+            self._quiet_until = time.monotonic() + self._quiet
+            raise _Unanswered(f"the run store did not answer in {self._wait:g} s") from None
 
     def _run(self, read: Callable[[], T], answer: Future[T]) -> None:
         try:
             answer.set_result(read())
         except BaseException as err:  # the caller's to raise (or to count as down)
             answer.set_exception(err)
-        self._since = None
         if answer.exception() is None:
             self._quiet_until = 0.0  # the store answers, if late
-        self._turn.release()  # after ``_since``: the next read sets its own
+        self._ended(answer)
+
+    def _ended(self, answer: Future[Any]) -> None:
+        with self._going_lock:
+            del self._going[answer]
+        self._turn.release()  # after ``_going``: the next read adds its own
+
+
+class _Unanswered(StoreUnavailable):
+    """The store was not asked, or did not answer in time (its quiet is made already)."""
+
+
+_SHARED: weakref.WeakKeyDictionary[object, OneRead] = weakref.WeakKeyDictionary()
+_SHARED_MADE = threading.Lock()
+
+
+def reads_of(store: object) -> OneRead:
+    """The ``OneRead`` of the reads of ``store`` that an answer is made of: the task list's
+    (``controller.service``), one task's, the status page's (``web.views``). One for them all:
+    a store that hangs holds at most ``READS_AT_ONCE`` of this process's threads, and reads
+    that did not answer keep every other from waiting on them. Made at the first call; gone
+    with the store."""
+    with _SHARED_MADE:
+        reads = _SHARED.get(store)
+        if reads is None:
+            reads = _SHARED[store] = OneRead(LIST_READ_WAIT, LIST_READ_QUIET, READS_AT_ONCE)
+        return reads

@@ -12,23 +12,29 @@ wherever the page shows them for that task; times of no task (a source's sync) i
 
 With the run store down, the task list is drawn from what the runtime holds, its strips
 marked as unavailable (``TaskPage.store_down``); a page that is all the store's fails with
-``StoreUnavailable``, which the page shows as its 503 page.
+``StoreUnavailable``, which the page shows as its 503 page. A store that does not answer (a
+table locked, a connection gone silent) is down for the page past ``LIST_READ_WAIT``: each
+read is waited for within the bound the API's are, in the one ``OneRead`` of the store
+(``_read``), and while a read it holds goes on the page does not ask it again.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta, tzinfo
-from typing import Final, Literal
+from typing import Final, Literal, TypeVar
 from zoneinfo import ZoneInfo
 
+from reconciler.controller.store_calls import reads_of
 from reconciler.controller.view import RuntimeView, SourceStatus, TaskQuery, TaskView
 from reconciler.core.runs import LastOutcomes, RunRecord, RunStatus
 from reconciler.core.schedule import ScheduleError, parse_schedule
 from reconciler.core.status import is_failure
-from reconciler.store.base import RunQuery, StoreUnavailable
+from reconciler.store.base import RunQuery, RunStore, StoreUnavailable
+
+T = TypeVar("T")
 
 PAGE_SIZE: Final = 50
 STRIP: Final = 20
@@ -109,8 +115,8 @@ def attempts_of(runtime: RuntimeView, key: str, limit: int = STRIP) -> list[RunR
     a run first."""
     # Twice the number of runs covers the usual retry or two; a run whose attempts fall off
     # the page is not shown.
-    page = runtime.store.query(RunQuery(task=key, limit=min(limit * 2, 1000), output=False))
-    return page.items
+    query = RunQuery(task=key, limit=min(limit * 2, 1000), output=False)
+    return _read(runtime, lambda store: store.query(query)).items
 
 
 def runs_of(attempts: Sequence[RunRecord], limit: int = STRIP) -> list[RunRecord]:
@@ -300,7 +306,7 @@ def _outcomes(
         for view in chunk
         if _held(view) is None and (not filters.text or matches_text(view, filters.text))
     ]
-    return runtime.store.last_outcomes(unknown) if unknown else {}
+    return _read(runtime, lambda store: store.last_outcomes(unknown)) if unknown else {}
 
 
 def _wanted(view: TaskView, filters: Filters, outcomes: dict[str, LastOutcomes]) -> bool:
@@ -409,19 +415,18 @@ def run_of(runtime: RuntimeView, run_id: str) -> RunView | None:
     holds 6 MiB of output, which the page (refreshed every 2 s while the run goes on) neither
     shows nor reads. The earlier attempts come from the history without their output: a
     run's id is its task and its slot, so they are the task's records of that one instant."""
-    newest = runtime.store.get(run_id)
+    newest = _read(runtime, lambda store: store.get(run_id))
     if newest is None:
         return None
     at = newest.scheduled_at
-    page = runtime.store.query(
-        RunQuery(
-            task=newest.task,
-            since=at,
-            until=at + timedelta(microseconds=1),
-            limit=ATTEMPTS_LISTED + 1,  # the newest too, newest first
-            output=False,
-        )
+    query = RunQuery(
+        task=newest.task,
+        since=at,
+        until=at + timedelta(microseconds=1),
+        limit=ATTEMPTS_LISTED + 1,  # the newest too, newest first
+        output=False,
     )
+    page = _read(runtime, lambda store: store.query(query))
     earlier = [r for r in page.items if r.id == run_id and r.attempt < newest.attempt]
     return RunView(newest, earlier[:ATTEMPTS_LISTED], page.next_cursor is not None)
 
@@ -435,10 +440,17 @@ def summary(text: str, limit: int = SUMMARY_MAX) -> str:
 def history(
     runtime: RuntimeView, key: str, status: RunStatus | None, cursor: str | None
 ) -> tuple[list[RunRecord], str | None]:
-    page = runtime.store.query(
-        RunQuery(task=key, status=status, limit=HISTORY_PAGE, cursor=cursor, output=False)
-    )
+    query = RunQuery(task=key, status=status, limit=HISTORY_PAGE, cursor=cursor, output=False)
+    page = _read(runtime, lambda store: store.query(query))
     return page.items, page.next_cursor
+
+
+def _read(runtime: RuntimeView, read: Callable[[RunStore], T]) -> T:
+    """``read`` of the run store, StoreUnavailable past ``LIST_READ_WAIT`` (a locked table held
+    a page for as long as the lock): in a thread of its own, one at a time with the API's reads
+    of the store (``store_calls.reads_of``), so that a store that hangs holds one thread."""
+    store = runtime.store
+    return reads_of(store).answer(lambda: read(store))
 
 
 def sorted_sources(runtime: RuntimeView) -> list[SourceStatus]:

@@ -5,7 +5,7 @@ ran again, an hourly task's for an hour), and with replicas another replica's ta
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -75,22 +75,23 @@ def test_the_store_is_read_once_a_task_and_not_again_once_it_fails(
     live: LiveApi, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     """A list of thousands of tasks must not cost a query a task at each listing, nor wait
-    for a store that does not answer task by task."""
+    for a store that does not answer task by task: the tasks of a page not looked for yet are
+    read at once, once."""
     with live.client() as client:
         for name in ("a", "b", "c"):
             assert client.post("/api/v1/tasks", json=task_doc(name, "ops")).status_code == 201
     store = live.service.store
-    asked: list[str] = []
-    real_latest = store.latest
+    asked: list[list[str]] = []
+    real_latest_many = store.latest_many
 
-    def latest(task: str) -> RunRecord | None:
-        asked.append(task)
-        return real_latest(task)
+    def latest_many(tasks: Collection[str]) -> dict[str, RunRecord]:
+        asked.append(sorted(tasks))
+        return real_latest_many(tasks)
 
-    monkeypatch.setattr(store, "latest", latest)
+    monkeypatch.setattr(store, "latest_many", latest_many)
     with live.client() as client:
         assert client.get("/api/v1/tasks").status_code == 200
-        assert sorted(asked) == ["ops/a", "ops/b", "ops/c"]
+        assert asked == [["ops/a", "ops/b", "ops/c"]]  # one read for the page
         asked.clear()
         assert client.get("/api/v1/tasks").status_code == 200
         assert asked == []  # each read once: none of them ran
@@ -98,11 +99,11 @@ def test_the_store_is_read_once_a_task_and_not_again_once_it_fails(
     fresh = LiveApi(ApiTaskFiles(files_root(tmp_path)), allow_empty=True)  # a restart
     try:
 
-        def down(task: str) -> RunRecord | None:
-            asked.append(task)
+        def down(tasks: Collection[str]) -> dict[str, RunRecord]:
+            asked.append(sorted(tasks))
             raise StoreUnavailable("the store does not answer")
 
-        monkeypatch.setattr(fresh.service.store, "latest", down)
+        monkeypatch.setattr(fresh.service.store, "latest_many", down)
         with fresh.client() as client:
             answer = client.get("/api/v1/tasks")
         assert answer.status_code == 200

@@ -175,8 +175,14 @@ def test_a_page_costs_one_read_of_the_store_for_the_other_replicas_tasks(
     asked = count_reads(a.store, monkeypatch)
     assert a.listed(limit=5)
     assert len(asked) == 1
-    # The tasks of the page, and the one after it (the API looks whether more follow).
-    assert set(asked[0]) == {k for k in TASKS[:6] if not a.owns(k)}
+    # The tasks of the page, and the one after it (the API looks whether more follow): the
+    # other replica's, and this one's own, never looked for since it started.
+    assert set(asked[0]) == set(TASKS[:6])
+    asked.clear()
+    assert len(a.listed()) == len(TASKS)
+    assert len(asked) == 1
+    # Its own tasks once: those of the first page are not asked for again.
+    assert set(asked[0]) == {k for k in TASKS if not a.owns(k) or k not in TASKS[:6]}
     asked.clear()
     assert len(a.listed()) == len(TASKS)
     assert len(asked) == 1
@@ -205,16 +211,21 @@ def test_a_store_that_fails_the_read_leaves_the_list_as_this_replica_saw_it(
     assert len(asked) == 1  # asked once for the whole list, not once a task
 
 
-def test_without_replicas_the_list_reads_nothing_more(
+def test_without_replicas_the_list_reads_each_task_once(
     tmp_path: Path, tasks: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """Its own tasks' last runs are read from the store once, together, while no run has
+    ended here for them: then what ends here is the last run."""
     store = open_store(sqlite_url(tmp_path / "alone"), writer=True)
     alone = Replica(None, tasks, store, tmp_path / "alone")
     try:
         asked = count_reads(store, monkeypatch)
         ran = alone.run(TASKS[0])
         assert alone.listed()[TASKS[0]]["id"] == ran.id
-        assert asked == []
+        assert len(asked) == 1
+        assert set(asked[0]) == set(TASKS[1:])
+        assert alone.listed()[TASKS[0]]["id"] == ran.id
+        assert len(asked) == 1
     finally:
         alone.stop()
         store.close()
