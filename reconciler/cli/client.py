@@ -25,8 +25,8 @@ Whose credentials go where: a loopback server (``127.0.0.0/8``, ``::1``, ``local
 directly, never through the proxy ``$HTTP_PROXY`` or ``$ALL_PROXY`` names (as Go's
 ``ProxyFromEnvironment`` does), so that the token stays on the machine; any other goes through
 it, ``$NO_PROXY`` excepted. A user name in the server's URL and ``$CRONTASK_TOKEN`` together are
-a usage error (httpx would send the URL's Basic credentials instead of the token), and a
-credential sent over plain ``http://`` to another machine is warned of.
+warned of (httpx sends the URL's Basic credentials instead of the token), as is a credential
+sent over plain ``http://`` to another machine (:mod:`~reconciler.cli.credentials`).
 
 A TLS failure (a certificate that does not verify) is said as such, not as a server that cannot
 be reached: the server is there, and the fix is the certificate or ``$SSL_CERT_FILE``
