@@ -54,7 +54,7 @@ from reconciler.core.runs import RunRecord, RunStatus
 from reconciler.scheduling.base import Scheduler, schedule_of
 from reconciler.sources.api import ApiSource
 from reconciler.sources.base import Source
-from reconciler.store.base import RunStore
+from reconciler.store.base import RunStore, StoreUnavailable
 
 T = TypeVar("T")
 
@@ -99,7 +99,7 @@ class Service:
             reconcile=reconcile,
             api=api,
             jobs=jobs,
-            view=self.task,
+            view=self._written,
             on_loop=self._on_loop,
         )
         self._sources = list(sources)
@@ -208,6 +208,18 @@ class Service:
             return None
         last = self._reads.answer(lambda: self._store.latest(key))
         return self._view(entries[key], runs=NEXT_RUNS, last=last)
+
+    def _written(self, key: str) -> TaskView | None:
+        """The answer to a write of an API task: ``task``, with the last run that ended here
+        when the store does not answer. The write is stored and in force by then, so a 503
+        would tell the caller to make again what is made (a create retried is a conflict)."""
+        try:
+            return self.task(key)
+        except StoreUnavailable:
+            entries = self._on_loop(self._snapshot, [key])
+            if key not in entries:
+                return None
+            return self._view(entries[key], runs=NEXT_RUNS, last=self._last_runs.get(key))
 
     def readiness(self) -> dict[str, bool]:
         """Within ``PING_TIMEOUT``, whatever the store does (see :class:`StorePing`)."""
