@@ -385,7 +385,8 @@ def size_arg(text: str) -> int:
 
 
 def add_source_bounds_args(parser: argparse.ArgumentParser) -> None:
-    """--max-file-size and --max-tasks: what a folder or git source reads and holds."""
+    """--max-file-size and --max-tasks: what a folder or git source reads, and what each
+    source holds."""
     parser.add_argument(
         "--max-file-size",
         type=size_arg,
@@ -399,7 +400,8 @@ def add_source_bounds_args(parser: argparse.ArgumentParser) -> None:
         type=bounded_int(*MAX_TASKS_RANGE),
         default=DEFAULT_MAX_TASKS,
         metavar="N",
-        help=f"the tasks a folder or git source may hold (default: {DEFAULT_MAX_TASKS:,}); a "
-        "file that would take it past them is a definition error that keeps its tasks' last "
-        "good version (about 6 KiB of memory a task)",
+        help=f"the tasks each source may hold: the folders given, the git repository, the "
+        f"CronTasks (default: {DEFAULT_MAX_TASKS:,}); a file that would take it past them is a "
+        "definition error that keeps its tasks' last good version, a CronTask past them is "
+        "refused until an older one is deleted (about 6 KiB of memory a task)",
     )

@@ -45,7 +45,9 @@ class Options:
     housekeeping_seconds: float = 600.0
     ha: HaOptions | None = None
     max_file_size: int = DEFAULT_MAX_FILE_SIZE  # bytes; larger definition files are refused
-    max_tasks: int = DEFAULT_MAX_TASKS  # a folder or git source's; see sources.taskbound
+    # What each source holds: the folders', git's, the CronTasks' (sources.taskbound, and
+    # sources.kubernetes for CronTasks); the API's own tasks have their own (core.api_tasks).
+    max_tasks: int = DEFAULT_MAX_TASKS
     metrics_per_task_histograms: bool = False
     jobs: JobOptions = dataclasses.field(default_factory=JobOptions)
     notifications: Notifications | None = None  # --notifications: receivers and routes

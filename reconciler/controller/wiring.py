@@ -110,7 +110,11 @@ def sources(
     git: GitSource | None,
     kube: Kubernetes | None,
 ) -> list[Source]:
-    """The API's own tasks first, then folders, git and the CronTask resources."""
+    """The API's own tasks first, then folders, git and the CronTask resources. Each of the
+    last three holds at most ``--max-tasks`` tasks (the CronTask source's bound is set here,
+    before it lists anything: it is made with its connection, before the options are read)."""
+    if kube is not None:
+        kube.source.max_tasks = options.max_tasks
     found = [folders, git, kube.source if kube is not None else None]
     return [_api_source(options), *(source for source in found if source is not None)]
 

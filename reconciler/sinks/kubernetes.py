@@ -32,9 +32,14 @@ Contract:
   for as long as the API server keeps failing, so that a status that changed during an outage
   is written once it is over, not at the task's next change. An outage costs one pending entry
   per object and the fixed worker threads, however long it lasts. ``404`` (deleted) drops the
-  object; another refusal is logged (naming what it lacked: ``crontasks/status: patch in
-  namespace X``) and dropped. The status is never written through the main resource, so it can
-  never bump ``metadata.generation`` (:mod:`reconciler.sinks.kubernetes_status`).
+  object; a ``404`` that does not name the object (the CRD has no ``/status`` subresource: a
+  hand-made or old one) drops the write too, with a warning that names the fix (apply
+  crontask's CRD). Another refusal is logged (naming what it lacked: ``crontasks/status: patch
+  in namespace X``) and dropped. Both warnings come once per kind every ``REFUSAL_EVERY``
+  seconds, with how many were held back since (``suppressed``), as refused Events are
+  (:mod:`reconciler.sinks.kubernetes_refusals`). The status is never written through the main
+  resource, so it can never bump ``metadata.generation``
+  (:mod:`reconciler.sinks.kubernetes_status`).
 - After a ``409`` the object is read again, that read taking its token too: computed again on
   what was read, at once; if it could not be read (``429``/``5xx``/connection error), the next
   attempt comes after the usual backoff, never at once on the same stale version.
@@ -61,7 +66,14 @@ from typing import Any
 from kubernetes.client.exceptions import ApiException
 
 from reconciler.core.crd import PLURAL
+from reconciler.core.model import API_GROUP
 from reconciler.core.status import ObjectRef, merge_patch
+from reconciler.sinks.kubernetes_refusals import (
+    CRD_FIX,
+    RefusalLog,
+    names_object,
+    refusal,
+)
 from reconciler.sinks.kubernetes_status import RETRIED, Read, Seen, StatusApi, newer
 
 log = logging.getLogger("crontask.sinks")
@@ -110,18 +122,6 @@ class TokenBucket:
                 time.sleep(wait)
 
 
-def refusal(err: ApiException, what: str, namespace: str | None) -> dict[str, Any]:
-    """Log fields for a request the API server refused: its status and reason, and what it
-    asked for (``what``: ``resource: verb``), said to be ``missing`` when the answer was
-    ``403`` (an RBAC rule the ServiceAccount lacks)."""
-    where = f"{what} in namespace {namespace}" if namespace else what
-    return {
-        "status": err.status,
-        "reason": err.reason,
-        "missing" if err.status == 403 else "request": where,
-    }
-
-
 class _Next(enum.Enum):
     """What a write does after one request."""
 
@@ -158,6 +158,7 @@ class StatusWriter:
         self._not_before: dict[str, float] = {}  # keys waiting after failed attempts: until when
         # The object as our last write or read returned it.
         self._known: dict[str, Seen] = {}
+        self._refusals = RefusalLog()  # a refused write comes again with each: said once a while
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         # With replicas (set by the wiring; asked on the worker threads): whether this replica
@@ -347,6 +348,8 @@ class StatusWriter:
             answer = self._api.patch(ref, base.resource_version, patch)
         except ApiException as err:
             if err.status == 404:
+                if not names_object(err, ref.name):
+                    self._unserved(ref)
                 self._settled(submission, None, gone=True)
                 return _Next.DONE
             if err.status == 409:
@@ -392,16 +395,26 @@ class StatusWriter:
     def _refused(self, submission: _Submission, err: ApiException, verb: str) -> None:
         self.failures += 1
         ref = submission.ref
-        log.warning(
-            "status write refused",
-            extra={
-                "fields": {
-                    "task": ref.key,
-                    **refusal(err, f"{PLURAL}/status: {verb}", ref.namespace),
-                }
-            },
-        )
+        suppressed = self._refusals.due((verb, ref.namespace, err.status))
+        if suppressed is not None:
+            fields = {"task": ref.key, **refusal(err, f"{PLURAL}/status: {verb}", ref.namespace)}
+            log.warning(
+                "status write refused", extra={"fields": {**fields, "suppressed": suppressed}}
+            )
         self._settled(submission, None)
+
+    def _unserved(self, ref: ObjectRef) -> None:
+        """A write answered 404 without naming its object: the server serves no ``/status``
+        for CronTasks (their CRD lacks the subresource), so no status can ever be written."""
+        self.failures += 1
+        suppressed = self._refusals.due("no status subresource")
+        if suppressed is None:
+            return
+        fields = {"task": ref.key, "crd": f"{PLURAL}.{API_GROUP}", "fix": CRD_FIX}
+        log.warning(
+            "status not written: the CronTask CRD has no status subresource",
+            extra={"fields": {**fields, "suppressed": suppressed}},
+        )
 
     def _remember(self, key: str, seen: Seen) -> None:
         """Keep ``seen`` as our view of the object of ``key``, unless it was forgotten since

@@ -19,7 +19,7 @@ Contract:
   recorded, and counted (``refused``); it is logged as one warning line, without a traceback,
   naming what was asked (``missing``: ``events: create in namespace X``), once per kind of
   refusal (verb, namespace, status) every ``REFUSAL_EVERY`` seconds, with how many came since
-  (``suppressed``).
+  (``suppressed``), as refused status writes are (:mod:`reconciler.sinks.kubernetes_refusals`).
 """
 
 from __future__ import annotations
@@ -37,7 +37,8 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from reconciler.core.status import EventSpec, ObjectRef, rfc3339
-from reconciler.sinks.kubernetes import TokenBucket, refusal
+from reconciler.sinks.kubernetes import TokenBucket
+from reconciler.sinks.kubernetes_refusals import RefusalLog, refusal
 from reconciler.sinks.kubernetes_status import MERGE_PATCH
 
 log = logging.getLogger("crontask.sinks")
@@ -46,9 +47,6 @@ log = logging.getLogger("crontask.sinks")
 # reason within the window, they are one Event.
 SIMILAR = 10
 COMBINED = "(combined from similar events): "
-
-# A refusal of one kind is logged at most this often: it would come again with every Event.
-REFUSAL_EVERY = 600.0
 
 COMPONENT = "crontask"
 REPORTING_COMPONENT = "crontask.dev/crontask"
@@ -91,8 +89,7 @@ class EventRecorder:
         # (object, type, reason, message), the message None for the combined Event.
         self._seen: dict[tuple[str, str, str, str | None], _Seen] = {}
         self._similar: dict[tuple[str, str, str], _Similar] = {}
-        # (verb, namespace, status) -> when it was last logged, how many came since.
-        self._refusals: dict[tuple[str, str, int | None], tuple[float, int]] = {}
+        self._refusals = RefusalLog()  # by (verb, namespace, status)
         self._queue: queue.Queue[tuple[ObjectRef, EventSpec, datetime] | None] = queue.Queue(
             queue_size
         )
@@ -172,7 +169,7 @@ class EventRecorder:
                 )
             except ApiException as err:
                 if err.status != 404:
-                    self._refused(err, "patch", ref.namespace, now)
+                    self._refused(err, "patch", ref.namespace)
                     return
             else:
                 seen.count += 1
@@ -184,22 +181,19 @@ class EventRecorder:
         try:
             self._core.create_namespaced_event(ref.namespace, event_body, _request_timeout=(10, 30))
         except ApiException as err:
-            self._refused(err, "create", ref.namespace, now)
+            self._refused(err, "create", ref.namespace)
             return
         self._seen[key] = _Seen(name, 1, now)
         self.created += 1
         self._expire(now)
 
-    def _refused(self, err: ApiException, verb: str, namespace: str, now: float) -> None:
+    def _refused(self, err: ApiException, verb: str, namespace: str) -> None:
         """An Event not recorded because the API server said no: logged once per kind every
         REFUSAL_EVERY seconds (see the module docstring)."""
         self.refused += 1
-        kind = (verb, namespace, err.status)
-        logged, since = self._refusals.get(kind, (None, 0))
-        if logged is not None and now - logged < REFUSAL_EVERY:
-            self._refusals[kind] = (logged, since + 1)
+        since = self._refusals.due((verb, namespace, err.status))
+        if since is None:
             return
-        self._refusals[kind] = (now, 0)
         fields = refusal(err, f"events: {verb}", namespace)
         log.warning("event not recorded", extra={"fields": {**fields, "suppressed": since}})
 
@@ -223,9 +217,6 @@ class EventRecorder:
         if len(self._similar) > 4096:
             for group in [g for g, s in self._similar.items() if now - s.last > self.window]:
                 del self._similar[group]
-        if len(self._refusals) > 4096:
-            for kind in [k for k, (t, _) in self._refusals.items() if now - t >= REFUSAL_EVERY]:
-                del self._refusals[kind]
         if len(self._per_object) > self._keep_buckets:
             # Every object ever seen (deleted ones too) would otherwise keep its bucket for the
             # life of the process; only buckets that are full again go, so no limit is lifted.

@@ -20,6 +20,15 @@ Contract (the :class:`~reconciler.sources.base.Source` protocol, plus):
   decoder cut short. A deleted object removes its task, the last one included: a list that
   worked is the cluster's state, so the source is ``authoritative`` (the reconciler's
   empty-set guard holds no removal of its tasks).
+- It holds at most ``max_tasks`` CronTasks (``--max-tasks``, as a folder or git source holds
+  at most that many tasks: ``taskbound``), so that whoever may create CronTasks in one namespace
+  cannot grow crontask's memory, its scrapes and Prometheus's series without end. Every object
+  not being deleted takes a place, valid or not, and keeps it until it is deleted: the places
+  go oldest first (``creationTimestamp``, then namespace and name), at the first list and
+  whenever a deletion leaves room, so a newer object never takes the place of a task in force,
+  and a restart holds the same objects (but for objects created within the same second as the
+  last one held: a restart orders those by name). One without a place is refused as an invalid
+  spec is: no definition, and an error at its location, which its status condition shows.
 - ``refresh`` reports a key as changed only when what a definition is built from (or the
   generation, or the uid) changed, so status-only watch events cause no work downstream.
 - :meth:`KubernetesSource.objects` gives, per key, the object's uid, generation,
@@ -51,7 +60,7 @@ from reconciler.core.status import RUN_NOW_ANNOTATION, ObjectRef
 from reconciler.sources.base import Notify, Ready, SourceState
 from reconciler.sources.documents import unexpected
 from reconciler.sources.kubernetes_watch import MAX_DEPTH, PRUNED, Informer, pruned_path
-from reconciler.sources.limits import excerpt
+from reconciler.sources.limits import DEFAULT_MAX_TASKS, excerpt
 from reconciler.sources.messages import MAX_SHOWN, more_problems, problems
 
 log = logging.getLogger("crontask.sources")
@@ -152,8 +161,12 @@ class KubernetesSource:
         on_change: Callable[[set[str]], None] = lambda keys: None,
         resync_seconds: float = 300.0,
         informer: Informer | None = None,
+        max_tasks: int = DEFAULT_MAX_TASKS,
     ) -> None:
+        if max_tasks < 1:
+            raise ValueError("max_tasks must be positive")
         self.namespace = namespace
+        self.max_tasks = max_tasks
         self._on_change = on_change
         self.first_list_wait = 30.0  # seconds watch() waits for the first list
         self.informer = informer or Informer(
@@ -161,8 +174,10 @@ class KubernetesSource:
             on_change=self._changed,
             resync_seconds=resync_seconds,
             name="kubernetes-watch",
+            resource=f"{PLURAL}.{API_GROUP}",
         )
         self._entries: dict[str, _Entry] = {}
+        self._waiting: set[str] = set()  # the keys of _entries refused for room
 
     @property
     def location(self) -> str:
@@ -226,21 +241,21 @@ class KubernetesSource:
             keys = set(hints)
             cache = self.informer.snapshot(keys)
         changed: set[str] = set()
+        unplaced: dict[str, dict[str, Any]] = {}  # new objects, and those waiting for room
         for key in keys:
             obj = cache.get(key)
             before = self._entries.get(key)
-            # Being deleted (a finalizer, a foreground deletion holds it): as good as gone, as
-            # the CronJob controller sees one; no new run starts for it.
-            if obj is None or obj.get("metadata", {}).get("deletionTimestamp"):
+            if obj is None or _deleting(obj):
                 if before is not None:
                     del self._entries[key]
+                    self._waiting.discard(key)
                     changed.add(key)
                 continue
-            after = self._read(obj, before)
-            self._entries[key] = after
-            if before is None or before.fingerprint != after.fingerprint:
-                changed.add(key)
-        return changed
+            if before is None or key in self._waiting:
+                unplaced[key] = obj
+                continue
+            self._store(key, self._read(obj, before), changed)
+        return changed | self._place(unplaced)
 
     def definitions(self) -> list[Definition]:
         found = (e.in_force() for e in self._entries.values())
@@ -276,6 +291,57 @@ class KubernetesSource:
         obj = self.informer.snapshot([key]).get(key)
         return _ref(obj) if obj is not None and key in self._entries else None
 
+    # -- the bound -------------------------------------------------------------------------
+
+    def _place(self, unplaced: dict[str, dict[str, Any]]) -> set[str]:
+        """Read the objects of ``unplaced`` while there is room, oldest first, and refuse the
+        others. With room, every object waiting is looked at, not only those of this refresh:
+        the deletion that made room is all the refresh was told of."""
+        room = self.max_tasks - (len(self._entries) - len(self._waiting))
+        if room > 0 and (others := self._waiting - unplaced.keys()):
+            # One gone since is not given a place: the refresh told of it removes it.
+            found = self.informer.snapshot(others)
+            unplaced.update((k, obj) for k, obj in found.items() if not _deleting(obj))
+        changed: set[str] = set()
+        refused = 0
+        for key, obj in sorted(unplaced.items(), key=_age):
+            before = self._entries.get(key)
+            if room > 0:
+                room -= 1
+                self._waiting.discard(key)
+                self._store(key, self._read(obj, before), changed)
+            else:
+                refused += key not in self._waiting
+                self._waiting.add(key)
+                self._store(key, self._refused(obj), changed)
+        if refused:
+            log.warning(
+                "kubernetes: CronTasks past --max-tasks refused; raise it to hold them",
+                extra={"fields": {"refused": refused, "max_tasks": self.max_tasks}},
+            )
+        return changed
+
+    def _refused(self, obj: dict[str, Any]) -> _Entry:
+        """The entry of an object without a place: no definition, the bound as its error. Its
+        spec is not read (it could be 1 MiB): the fingerprint is its uid's, so that only
+        another object of the same name, not an edit, is a change."""
+        ref = _ref(obj)
+        bound = "1 task" if self.max_tasks == 1 else f"{self.max_tasks:,} tasks"
+        message = (
+            f"would take this source past its bound of {bound} (--max-tasks): not applied; "
+            "it is read once a CronTask the source holds is deleted (the oldest waiting first)"
+        )
+        location = Location(SourceKind.KUBERNETES, ref.key)
+        return _Entry(
+            ref, f"refused {ref.uid}", None, (DefinitionError(location, message, ref.key),)
+        )
+
+    def _store(self, key: str, after: _Entry, changed: set[str]) -> None:
+        before = self._entries.get(key)
+        self._entries[key] = after
+        if before is None or before.fingerprint != after.fingerprint:
+            changed.add(key)
+
     # -- details ---------------------------------------------------------------------------
 
     def _read(self, obj: dict[str, Any], before: _Entry | None) -> _Entry:
@@ -301,6 +367,20 @@ class KubernetesSource:
             # and this one's last good definition kept.
             error = unexpected(err, location, ref.key)
             return _Entry(ref, fingerprint, good, (error,))
+
+
+def _deleting(obj: dict[str, Any]) -> bool:
+    """Being deleted (a finalizer, a foreground deletion holds it): as good as gone, as the
+    CronJob controller sees one; no new run starts for it, and it holds no place."""
+    return bool((obj.get("metadata") or {}).get("deletionTimestamp"))
+
+
+def _age(item: tuple[str, dict[str, Any]]) -> tuple[str, str, str]:
+    """The order objects get places in: oldest first (RFC 3339 in UTC, as the API server writes
+    it, sorts as text), then by namespace and name (timestamps are whole seconds)."""
+    meta = item[1].get("metadata") or {}
+    created = str(meta.get("creationTimestamp") or "")
+    return created, str(meta.get("namespace") or ""), str(meta.get("name") or "")
 
 
 def _build(

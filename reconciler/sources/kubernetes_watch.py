@@ -35,6 +35,11 @@ Contract:
   (:func:`pruned_path`). A list item, or a watch event's object, that is no object with
   ``metadata`` is skipped (counted in ``malformed``, logged once for lists and once for
   watches), never a failed list or watch that every retry would fail again.
+- A failed list or watch is retried after the backoff, each time a warning that names the
+  informer (``informer``, and ``resource`` for a custom resource's) and the error as
+  :mod:`reconciler.sources.kubernetes_watch_errors` says it: with the API server's message,
+  bounded and printable, and for a custom resource's ``404`` the question whether its CRD is
+  installed. ``last_error`` holds the same text until a list or watch works again.
 - The client is blocking; nothing here ever runs on the event loop. :meth:`stop` shuts the
   socket of the open watch, or of the list page being read, so the thread ends promptly.
 """
@@ -52,6 +57,7 @@ from typing import Any, TypeGuard
 from kubernetes.client.exceptions import ApiException
 
 from reconciler.core import jsondepth
+from reconciler.sources.kubernetes_watch_errors import describe, printable
 from reconciler.sources.limits import YamlLimits
 
 log = logging.getLogger("crontask.sources")
@@ -132,9 +138,12 @@ class Informer:
         list_seconds: float = LIST_SECONDS,
         backoff: Backoff | None = None,
         name: str = "informer",
+        resource: str | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._list_fn = list_fn
+        # Said in the warnings (with ``name``), so two informers' lines are told apart.
+        self.resource = resource
         self._on_change = on_change
         self.resync_seconds = resync_seconds
         self.watch_seconds = watch_seconds
@@ -230,14 +239,19 @@ class Informer:
                     gone += 1
                     if gone == 1:  # the watch's resourceVersion expired: re-list at once
                         log.info(
-                            "watch expired (410); re-listing", extra={"fields": {"at": self._rv}}
+                            "watch expired (410); re-listing",
+                            extra={"fields": {"at": self._rv, **self._who()}},
                         )
                         continue
                     # Answered 410 again with no progress between (a watch cache that lags
                     # the list, an expired continue token, a server that says nothing else):
                     # back off as for any other failure, and say so.
                 self.failures += 1
-                self.last_error = _describe(err)
+                self.last_error = (
+                    f"watch answered 410 {err}"
+                    if isinstance(err, _Expired)
+                    else describe(err, self.resource)
+                )
                 self.reconnects += 1
                 delay = self._backoff.next()
                 log.warning(
@@ -247,10 +261,15 @@ class Informer:
                             "error": self.last_error,
                             "in_seconds": round(delay, 2),
                             "failures": self.failures,
+                            **self._who(),
                         }
                     },
                 )
                 self._stop.wait(delay)
+
+    def _who(self) -> dict[str, str]:
+        """The log fields that say which informer this is."""
+        return {"informer": self._name, **({"resource": self.resource} if self.resource else {})}
 
     def _progressed(self, began: float) -> bool:
         """Whether the watch opened at ``began`` made progress: it delivered an event (a
@@ -341,7 +360,7 @@ class Informer:
             self.reconnects += 1
             log.warning(
                 "kubernetes watch left: still open past its timeoutSeconds and the grace",
-                extra={"fields": {"error": str(err), "events": self._delivered}},
+                extra={"fields": {"error": str(err), "events": self._delivered, **self._who()}},
             )
         finally:
             self._resp = None
@@ -354,7 +373,7 @@ class Informer:
         if kind == "ERROR":
             obj = obj if isinstance(obj, dict) else {}
             if obj.get("code") == GONE:
-                raise _Expired(f"{obj.get('reason')}: {obj.get('message')}")
+                raise _Expired(printable(f"{obj.get('reason')}: {obj.get('message')}"))
             raise RuntimeError(f"watch error: {obj.get('reason')}: {obj.get('message')}")
         if not _is_object(obj):
             self._skip("watch", obj if isinstance(event, dict) else event)
@@ -386,7 +405,7 @@ class Informer:
                 shape += f" whose metadata is {type(item.get('metadata')).__name__}"
             log.warning(
                 "kubernetes object skipped: not an object with metadata",
-                extra={"fields": {"in": where, "shape": shape, "informer": self._name}},
+                extra={"fields": {"in": where, "shape": shape, **self._who()}},
             )
 
     def _close_response(self) -> None:
@@ -453,14 +472,6 @@ def _is_object(obj: Any) -> TypeGuard[dict[str, Any]]:
 
 def _rv_of(obj: dict[str, Any] | None) -> str | None:
     return None if obj is None else (obj.get("metadata") or {}).get("resourceVersion")
-
-
-def _describe(err: BaseException) -> str:
-    if isinstance(err, ApiException):
-        return f"HTTP {err.status}: {err.reason}"
-    if isinstance(err, _Expired):
-        return f"watch answered 410 {err}"
-    return f"{type(err).__name__}: {err}"
 
 
 # -- decoding, bounded in depth ------------------------------------------------------------------

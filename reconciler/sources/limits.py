@@ -26,8 +26,9 @@ import dataclasses
 KIB = 1024
 MIB = 1024 * KIB
 DEFAULT_MAX_FILE_SIZE = MIB  # as Kubernetes objects are bounded (etcd's request limit: 1.5 MiB)
-# Tasks one folder or git source holds (``taskbound``): as many as the API may own, about 55 MiB
-# of crontask's memory (bench/RESULTS.md); --max-tasks raises it for an instance given more.
+# Tasks one source holds (folders or git: ``taskbound``; CronTasks: ``kubernetes``): as many
+# as the API may own, about 55 MiB of crontask's memory (bench/RESULTS.md); --max-tasks raises
+# it for an instance given more.
 DEFAULT_MAX_TASKS = 10_000
 MAX_TASKS_RANGE = (1, 10_000_000)
 # Bytes of one path (or link target): Linux's PATH_MAX. A longer one cannot be opened

@@ -1,0 +1,94 @@
+"""What the status writer and the Event recorder say when the API server will not take a write.
+
+Contract:
+
+- :func:`refusal` gives the log fields of a refused request: its status and reason, and what it
+  asked for (``missing`` after a ``403``: the RBAC rule the ServiceAccount lacks).
+- :class:`RefusalLog` lets a refusal of one kind be logged once every :data:`REFUSAL_EVERY`
+  seconds, and counts the ones it held back meanwhile: a refusal comes again with every write
+  (a status a second for an every-second task), and one line says as much as a thousand.
+  Thread-safe (the status writer's workers share one); it keeps at most ``keep`` kinds past
+  their period.
+- :func:`names_object` tells the two ``404`` of a write apart: the object is gone (the API
+  server's ``Status`` names it in ``details.name``), or the server serves no such path (a CRD
+  without the ``/status`` subresource: ``the server could not find the requested resource``,
+  no details).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable, Hashable
+from typing import Any
+
+from kubernetes.client.exceptions import ApiException
+
+# A refusal of one kind is logged at most this often: it would come again with every write.
+REFUSAL_EVERY = 600.0
+# What a CRD without the /status subresource needs: crontask's own, applied over it.
+CRD_FIX = "crontask crd | kubectl apply -f -"
+# A Status body is a few hundred bytes; anything much longer is not one worth decoding.
+_STATUS_BODY = 64 * 1024
+
+
+def refusal(err: ApiException, what: str, namespace: str | None) -> dict[str, Any]:
+    """Log fields for a request the API server refused: its status and reason, and what it
+    asked for (``what``: ``resource: verb``), said to be ``missing`` when the answer was
+    ``403`` (an RBAC rule the ServiceAccount lacks)."""
+    where = f"{what} in namespace {namespace}" if namespace else what
+    return {
+        "status": err.status,
+        "reason": err.reason,
+        "missing" if err.status == 403 else "request": where,
+    }
+
+
+class RefusalLog:
+    def __init__(
+        self,
+        every: float = REFUSAL_EVERY,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        keep: int = 4096,
+    ) -> None:
+        self._every, self._clock, self._keep = every, clock, keep
+        self._lock = threading.Lock()
+        # kind -> when it was last logged, how many came since.
+        self._kinds: dict[Hashable, tuple[float, int]] = {}
+
+    def due(self, kind: Hashable) -> int | None:
+        """None if a refusal of ``kind`` was logged less than ``every`` seconds ago (this one
+        is counted); else how many were held back since the last line (log one now)."""
+        with self._lock:
+            now = self._clock()
+            logged, since = self._kinds.get(kind, (None, 0))
+            if logged is not None and now - logged < self._every:
+                self._kinds[kind] = (logged, since + 1)
+                return None
+            self._kinds[kind] = (now, 0)
+            self._expire(now)
+            return since
+
+    def _expire(self, now: float) -> None:
+        if len(self._kinds) > self._keep:
+            for kind in [k for k, (t, _) in self._kinds.items() if now - t >= self._every]:
+                del self._kinds[kind]
+
+
+def names_object(err: ApiException, name: str) -> bool:
+    """Whether a ``404`` says the object ``name`` is not there (its ``Status`` names it), rather
+    than that the server serves no such path. An answer that is no such ``Status`` (a proxy's
+    page) is taken as the path's: a deleted object's ``404`` always names it."""
+    body = err.body
+    if isinstance(body, bytes):
+        body = body.decode("utf-8", errors="replace")
+    if not isinstance(body, str) or len(body) > _STATUS_BODY:
+        return False
+    try:
+        status = json.loads(body)
+    except ValueError:
+        return False
+    details = status.get("details") if isinstance(status, dict) else None
+    return isinstance(details, dict) and details.get("name") == name

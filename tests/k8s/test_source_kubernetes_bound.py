@@ -1,0 +1,215 @@
+"""The Kubernetes source holds at most ``--max-tasks`` CronTasks, as a folder or git source
+does: the oldest first, a newer one refused (its error, its status condition) until a deletion
+leaves room, and never a task in force dropped because newer objects appeared."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kubernetes import client
+
+from reconciler.controller.options import Options
+from reconciler.controller.runtime import serve
+from reconciler.core.crd import PLURAL, VERSION
+from reconciler.core.model import API_GROUP
+from reconciler.sources.kubernetes import KubernetesOptions, KubernetesSource
+from reconciler.sources.kubernetes_watch import Backoff
+from tests.helpers import wait_for
+from tests.k8s.emulator import Emulator
+from tests.k8s.test_source_kubernetes import Marks, create
+
+pytestmark = pytest.mark.usefixtures("real_crd")
+
+
+@pytest.fixture
+def api(k8s_api_client: Any) -> Any:
+    return client.CustomObjectsApi(k8s_api_client)
+
+
+@pytest.fixture
+def marks() -> Marks:
+    return Marks()
+
+
+@pytest.fixture
+def bounded(k8s_api_client: Any, marks: Marks) -> Iterator[Callable[[int], KubernetesSource]]:
+    """A source of namespace default holding at most the given number of tasks."""
+    made: list[KubernetesSource] = []
+
+    def make(max_tasks: int) -> KubernetesSource:
+        src = KubernetesSource(k8s_api_client, "default", on_change=marks, max_tasks=max_tasks)
+        src.informer._backoff = Backoff(initial=0.05, cap=0.5)  # fast reconnects in tests
+        made.append(src)
+        return src
+
+    yield make
+    for src in made:
+        src.stop()
+
+
+def keys(source: KubernetesSource) -> set[str]:
+    return {d.key for d in source.definitions()}
+
+
+def refused(source: KubernetesSource) -> set[str]:
+    return {e.key or "" for e in source.errors() if "--max-tasks" in e.message}
+
+
+def created_at(obj: dict[str, Any]) -> str:
+    return str(obj["metadata"]["creationTimestamp"])
+
+
+def next_second(after: str) -> None:
+    """Wait until the API server's clock (second-grained creationTimestamps) is past
+    ``after``, so that the next object created is the newer one by its timestamp."""
+    wait_for(
+        "the next second",
+        lambda: datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ") > after,
+        timeout=5.0,
+    )
+
+
+def test_the_oldest_are_held_the_others_refused_with_an_error(
+    api: Any, bounded: Callable[[int], KubernetesSource]
+) -> None:
+    # "z-old" sorts last by name but is the oldest: age decides, the name only breaks ties.
+    next_second(created_at(create(api, "z-old")))
+    create(api, "a")
+    create(api, "b")
+    source = bounded(2)
+    assert source.start(5.0)
+    assert source.refresh(None) == {"default/z-old", "default/a", "default/b"}
+    assert keys(source) == {"default/z-old", "default/a"}
+    (error,) = [e for e in source.errors() if e.key == "default/b"]
+    assert str(error.location) == "default/b"
+    assert "past its bound of 2 tasks (--max-tasks): not applied" in error.message
+    # Refused, the object is still one the status writer reports on (its Ready condition).
+    assert "default/b" in source.objects()
+    assert source.definitions_of({"default/b"}) == []
+    # Nothing changed: refused again, no change reported.
+    assert source.refresh(None) == set()
+    assert refused(source) == {"default/b"}
+
+
+def test_newer_objects_never_take_the_place_of_tasks_in_force(
+    api: Any, bounded: Callable[[int], KubernetesSource], marks: Marks
+) -> None:
+    create(api, "m")
+    create(api, "n")
+    source = bounded(2)
+    assert source.start(5.0)
+    source.refresh(None)
+    assert keys(source) == {"default/m", "default/n"}
+    marks.take()
+    # "a" and "0" sort before both by name (and may share their second): still refused.
+    create(api, "a")
+    create(api, "0")
+    hints: set[str] = set()
+
+    def read() -> set[str]:
+        hints.update(marks.take())
+        source.refresh(set(hints))
+        return refused(source)
+
+    wait_for("a and 0 refused", lambda: read() == {"default/a", "default/0"})
+    assert keys(source) == {"default/m", "default/n"}
+    # A deletion leaves room: the oldest waiting object takes it (ties: by name, so "0"),
+    # though the refresh was told only of the deletion.
+    api.delete_namespaced_custom_object(API_GROUP, VERSION, "default", PLURAL, "m")
+    wait_for("the deletion", lambda: "default/m" in marks.keys)
+    changed = source.refresh(marks.take())
+    assert keys(source) == {"default/n", "default/0"}
+    assert changed == {"default/m", "default/0"}
+    assert refused(source) == {"default/a"}
+
+
+def test_objects_being_deleted_leave_room(
+    api: Any, bounded: Callable[[int], KubernetesSource], marks: Marks
+) -> None:
+    create(api, "held")
+    create(api, "waits")
+    source = bounded(1)
+    assert source.start(5.0)
+    source.refresh(None)
+    assert (keys(source), refused(source)) == ({"default/held"}, {"default/waits"})
+    marks.take()
+    # A finalizer holds the object while it is being deleted: no run starts for it, and its
+    # place is the next one's.
+    api.patch_namespaced_custom_object(
+        API_GROUP,
+        VERSION,
+        "default",
+        PLURAL,
+        "held",
+        {"metadata": {"finalizers": ["example.com/keep"]}},
+        _content_type="application/merge-patch+json",
+    )
+    api.delete_namespaced_custom_object(API_GROUP, VERSION, "default", PLURAL, "held")
+    hints: set[str] = set()
+
+    def read() -> set[str]:
+        hints.update(marks.take())
+        source.refresh(set(hints))
+        return keys(source)
+
+    wait_for("waits held", lambda: read() == {"default/waits"})
+    assert refused(source) == set()
+    assert "default/held" not in source.objects()
+
+
+def test_an_invalid_object_holds_its_place(
+    api: Any, bounded: Callable[[int], KubernetesSource]
+) -> None:
+    # It costs what a valid one costs, and fixing it must not take a running task's place.
+    next_second(created_at(create(api, "broken", schedule="0 2 * * * * * *")))
+    create(api, "valid")
+    source = bounded(1)
+    assert source.start(5.0)
+    source.refresh(None)
+    assert keys(source) == set()
+    assert refused(source) == {"default/valid"}
+    assert [e.key for e in source.errors() if "spec.schedule" in e.message] == ["default/broken"]
+
+
+def test_crontask_run_reports_the_refused_crontask_in_its_status(
+    tmp_path: Path, kubeconfig: Path, emulator: Emulator, api: Any
+) -> None:
+    next_second(created_at(create(api, "older", schedule="0 0 1 1 *")))
+    create(api, "newer", schedule="0 0 1 1 *")
+    options = Options(
+        state_dir=tmp_path / "state",
+        kubernetes=KubernetesOptions(kubeconfig=kubeconfig),
+        max_tasks=1,
+        shutdown_grace=1.0,
+        kill_grace=0.5,
+    )
+
+    def ready(name: str) -> dict[str, Any]:
+        for obj in emulator.objects("ct"):
+            if obj["metadata"]["name"] == name:
+                for item in (obj.get("status") or {}).get("conditions") or []:
+                    if item["type"] == "Ready":
+                        return dict(item)
+        return {}
+
+    def body() -> None:
+        wait_for("older scheduled", lambda: ready("older").get("status") == "True")
+        wait_for("newer refused", lambda: ready("newer").get("status") == "False")
+        assert "past its bound of 1 task (--max-tasks)" in ready("newer")["message"]
+        assert "nothing is scheduled" in ready("newer")["message"]
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        server = asyncio.get_running_loop().create_task(serve(options, stop))
+        try:
+            await asyncio.to_thread(body)
+        finally:
+            stop.set()
+            await server
+
+    asyncio.run(main())

@@ -1,0 +1,134 @@
+"""A CronTask CRD without the ``/status`` subresource (made by hand, or an old one): every status
+write is answered ``404``, not because the object is gone but because the API server serves no
+such path. That is said in a warning naming the fix (apply crontask's CRD), once, not taken for
+a deleted object and dropped in silence. A ``404`` that names the object (it was deleted) stays
+silent, and once the CRD has the subresource again, writes go through.
+
+Against the emulator, which answers as the real API server does: a deleted object's ``404``
+names it in ``details``, a path it does not serve is ``the server could not find the requested
+resource`` with no details."""
+
+from __future__ import annotations
+
+import copy
+import logging
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from kubernetes import client
+
+from reconciler.core.crd import PLURAL, VERSION
+from reconciler.core.model import API_GROUP
+from reconciler.sinks.kubernetes import StatusWriter
+from tests.k8s.emulator import Emulator
+from tests.k8s.test_status_writer_reread_failed import create, setting
+
+REAL_CRD = Path(__file__).resolve().parents[2] / "deploy" / "crd.yaml"
+
+
+def crd(*, status_subresource: bool) -> dict[str, Any]:
+    loaded = yaml.safe_load(REAL_CRD.read_text())
+    assert isinstance(loaded, dict)
+    made = copy.deepcopy(loaded)
+    if not status_subresource:
+        for version in made["spec"]["versions"]:
+            version.pop("subresources", None)
+    return made
+
+
+def warnings(caplog: pytest.LogCaptureFixture) -> list[tuple[str, Any]]:
+    return [
+        (r.message, getattr(r, "fields", None))
+        for r in caplog.records
+        if r.name == "crontask.sinks" and r.levelno >= logging.WARNING
+    ]
+
+
+def test_a_crd_without_the_status_subresource_is_named_once_with_the_fix(
+    emulator: Emulator, k8s_api_client: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    emulator.create_crd(crd(status_subresource=False))
+    a, b = create(emulator, "a"), create(emulator, "b")
+    writer = StatusWriter(k8s_api_client, workers=1, backoff=0.02, max_backoff=0.1)
+    outcomes: list[Any] = []
+    writer.start()
+    try:
+        with caplog.at_level(logging.WARNING, logger="crontask.sinks"):
+            for n in range(3):
+                writer.submit(a, setting(activeCount=n + 1), written=outcomes.append)
+                writer.submit(b, setting(activeCount=n + 1), written=outcomes.append)
+                assert writer.flush(5.0)
+    finally:
+        writer.stop(timeout=2.0)
+    assert outcomes == [None] * 6  # not written
+    assert warnings(caplog) == [
+        (
+            "status not written: the CronTask CRD has no status subresource",
+            {
+                "task": "default/a",
+                "crd": f"{PLURAL}.{API_GROUP}",
+                "fix": "crontask crd | kubectl apply -f -",
+                "suppressed": 0,
+            },
+        )
+    ]
+    assert writer.writes == 0
+
+
+def test_a_deleted_object_stays_silent_and_a_fixed_crd_is_written_to(
+    emulator: Emulator, k8s_api_client: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    emulator.create_crd(crd(status_subresource=True))
+    gone, kept = create(emulator, "gone"), create(emulator, "kept")
+    client.CustomObjectsApi(k8s_api_client).delete_namespaced_custom_object(
+        API_GROUP, VERSION, "default", PLURAL, "gone"
+    )
+    writer = StatusWriter(k8s_api_client, workers=1, backoff=0.02, max_backoff=0.1)
+    outcomes: list[Any] = []
+    writer.start()
+    try:
+        with caplog.at_level(logging.WARNING, logger="crontask.sinks"):
+            writer.submit(gone, setting(activeCount=1), written=outcomes.append)
+            assert writer.flush(5.0)
+            assert outcomes == [None]
+            assert warnings(caplog) == []  # deleted: nothing to say
+
+            writer.submit(kept, setting(activeCount=1), written=outcomes.append)
+            assert writer.flush(5.0)
+    finally:
+        writer.stop(timeout=2.0)
+    assert outcomes == [None, {"activeCount": 1}]
+    (stored,) = emulator.objects("ct")
+    assert stored["status"] == {"activeCount": 1}
+
+
+def test_once_the_crd_has_the_subresource_again_status_is_written(
+    emulator: Emulator, k8s_api_client: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    emulator.create_crd(crd(status_subresource=False))
+    ref = create(emulator, "a")
+    writer = StatusWriter(k8s_api_client, workers=1, backoff=0.02, max_backoff=0.1)
+    outcomes: list[Any] = []
+    writer.start()
+    try:
+        with caplog.at_level(logging.WARNING, logger="crontask.sinks"):
+            writer.submit(ref, setting(activeCount=1), written=outcomes.append)
+            assert writer.flush(5.0)
+            # The fix the warning names: the CRD applied again, with its subresource.
+            fixed = crd(status_subresource=True)
+            extensions: Any = client.ApiextensionsV1Api(k8s_api_client)  # untyped dicts
+            current = extensions.read_custom_resource_definition(f"{PLURAL}.{API_GROUP}")
+            fixed["metadata"]["resourceVersion"] = current.metadata.resource_version
+            extensions.replace_custom_resource_definition(f"{PLURAL}.{API_GROUP}", fixed)
+            writer.submit(ref, setting(activeCount=2), written=outcomes.append)
+            assert writer.flush(5.0)
+    finally:
+        writer.stop(timeout=2.0)
+    assert outcomes == [None, {"activeCount": 2}]
+    assert [message for message, _ in warnings(caplog)] == [
+        "status not written: the CronTask CRD has no status subresource"
+    ]
+    (stored,) = emulator.objects("ct")
+    assert stored["status"] == {"activeCount": 2}
