@@ -96,11 +96,15 @@ def job_support(
     all_namespaces: bool,
     owner: Callable[[str], ObjectRef | None],
     resync_seconds: float,
+    claimed: Callable[[str], bool] | None = None,
 ) -> JobSupport:
+    """``claimed``: whether a definition is in force for a key, whichever source
+    (``JobRunner.unclaimed``); None without the CronTask source."""
     namespace = options.namespace or connection.home
     watched = None if all_namespaces else {namespace, connection.watch or namespace}
     watch = JobWatch(connection.api, watched, resync_seconds=resync_seconds)
-    return JobSupport(watch, JobRunner(watch, namespace=namespace, owner=owner))
+    runner = JobRunner(watch, namespace=namespace, owner=owner, claimed=claimed)
+    return JobSupport(watch, runner)
 
 
 class WithoutJobs:

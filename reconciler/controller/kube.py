@@ -179,6 +179,8 @@ async def jobs(
         all_namespaces=connection.watch is None,
         owner=kube.owner if kube is not None else lambda key: None,
         resync_seconds=resync_seconds,
+        # Looked up at each call: ``start`` puts the reconciler's in place of the first.
+        claimed=(lambda key: kube.in_force(key) is not None) if kube is not None else None,
     )
 
 

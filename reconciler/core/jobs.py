@@ -264,6 +264,21 @@ def run_in(
     return run
 
 
+def controller_of(job: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    """The Job's controller ownerReference (the one with ``controller: true``); None if
+    nothing controls it."""
+    owners = (job.get("metadata") or {}).get("ownerReferences") or ()
+    return next((o for o in owners if isinstance(o, dict) and o.get("controller") is True), None)
+
+
+def crontask_key(job: Mapping[str, Any], reference: Mapping[str, Any]) -> str | None:
+    """The task key (``namespace/name``) of the CronTask ``reference`` names on ``job`` (an
+    ownerReference names an object of the Job's own namespace); None if it is no CronTask."""
+    if not _is_crontask(reference):
+        return None
+    return f"{(job.get('metadata') or {}).get('namespace')}/{reference.get('name')}"
+
+
 def _is_crontask(reference: Mapping[str, Any]) -> bool:
     group = str(reference.get("apiVersion") or "").partition("/")[0]
     return group == API_GROUP and reference.get("kind") == "CronTask"

@@ -11,7 +11,9 @@ Job must be in the task's Job namespace, carry the name of one of the task's slo
 attempts, and, for a task read from a CronTask, be controlled by that object (its uid). A Job
 controlled by a CronTask that is not the owner in force (one whose key a folder, git or API
 task holds, or one being deleted) is no task's (``run_in``): crontask neither counts it for
-the policies nor deletes it; nor does it clean up a removed CronTask's Jobs
+the policies nor deletes it (but for the run whose record names it by uid, when the CronTask
+controlling it is the task's own and no definition is in force for the key: that run follows
+it to its end, :meth:`JobRunner.unclaimed`); nor does it clean up a removed CronTask's Jobs
 (:meth:`JobRunner.collected`): how the CronTask was deleted decides (``kubectl delete
 --cascade=orphan`` keeps them). For clean-up alone (history limits, a removed task), the Jobs of a
 task no CronTask controls are also looked for in the other namespaces crontask watches, each
@@ -48,8 +50,10 @@ class JobRunner:
     ``namespace`` is where a task from a folder, git or the API without ``spec.job.namespace``
     puts its Jobs (``--job-namespace``); ``owner`` gives the CronTask object of a task whose
     definition in force is read from that resource (its Jobs get an ownerReference to it), and
-    None for any other task, even one whose key a CronTask also declares; ``announce`` writes a
-    running record that says more about its attempt (the dispatcher's ``progress``).
+    None for any other task, even one whose key a CronTask also declares; ``claimed`` says
+    whether a definition is in force for a key, whichever source (``unclaimed``; None: judged
+    from the definitions placed here); ``announce`` writes a running record that says more
+    about its attempt (the dispatcher's ``progress``).
     """
 
     field = "job"
@@ -60,6 +64,7 @@ class JobRunner:
         *,
         namespace: str,
         owner: Callable[[str], ObjectRef | None] = lambda key: None,
+        claimed: Callable[[str], bool] | None = None,
         output_limit: int = 64 * 1024,
         verify_seconds: float = 30.0,
         create_attempts: int = 3,
@@ -69,6 +74,7 @@ class JobRunner:
         self.cluster = cluster
         self.namespace = namespace
         self.owner = owner
+        self.claimed = claimed  # None: judged from the definitions placed here (``unclaimed``)
         self.output_limit = output_limit
         self.verify_seconds = verify_seconds
         self.create_attempts = create_attempts
@@ -88,6 +94,9 @@ class JobRunner:
         # are the garbage collector's (deleted with the CronTask, or kept by an orphaning
         # delete, which also drops their ownerReferences), not clean-up's.
         self._crontasks: set[str] = set()
+        # The tasks whose last definition seen here is not a CronTask's (a folder, git or the
+        # API): what ``unclaimed`` knows without ``claimed``.
+        self._elsewhere: set[str] = set()
         cluster.trust(self.home)
 
     async def announce(self, record: RunRecord) -> None:
@@ -112,6 +121,22 @@ class JobRunner:
             return owner.namespace, owner.uid or None
         return self._homes.get(task, self.namespace), None
 
+    def unclaimed(self, task: str) -> bool:
+        """Whether no definition is in force for ``task``, from any source: its CronTask is
+        invalid now (its last good definition was in the memory of a crontask that stopped),
+        or not listed yet (a first list slower than the start-up waits for). A Job its own
+        CronTask (same namespace and name) controls and this run's record names by uid is then
+        followed to its end (``JobRun``): no one else can claim it. With ``claimed`` (whether
+        a definition is in force, whichever source), that says; without it, what the passes
+        placed here: a task whose last definition seen here came from a folder, git or the API
+        is claimed (a task from another source that is not a ``job`` task is not placed, so
+        ``claimed`` is what tells it)."""
+        if self.owner(task) is not None:
+            return False
+        if self.claimed is not None:
+            return not self.claimed(task)
+        return task not in self._elsewhere
+
     def collected(self, task: str) -> bool:
         """Whether the Jobs of ``task``, which no source declares any more, are left to the
         cluster: its last definition seen here was a CronTask, whose deletion deletes its Jobs
@@ -127,8 +152,10 @@ class JobRunner:
         self._homes[definition.key] = namespace
         if definition.location.source == SourceKind.KUBERNETES:
             self._crontasks.add(definition.key)
+            self._elsewhere.discard(definition.key)
         else:
             self._crontasks.discard(definition.key)
+            self._elsewhere.add(definition.key)
         self._timeouts[definition.key] = definition.task.spec.timeout_seconds
         return namespace
 

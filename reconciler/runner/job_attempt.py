@@ -41,8 +41,11 @@ One attempt, in order:
    the JobSpec sets one: the cluster enforces it, so no crontask is needed to stop a stuck Job).
    A resumed run's outcome says when the Job ended (``job_end.JobEnd``): it may have ended long
    before this crontask started. A resumed run follows the Job its record names: this run's
-   as ``run_in`` decides, or the one whose uid the record holds, whatever controls it now (a
-   CronTask orphaned its Jobs and was applied again); any other is left alone (``JobGone``).
+   as ``run_in`` decides, or the one whose uid the record holds when nothing controls it now
+   (a CronTask orphaned its Jobs and was applied again), or when the task's own CronTask
+   controls it and no definition is in force for the key (the CronTask made invalid while
+   crontask was down, or not listed yet at the start: ``JobRun._recorded``); any other is
+   left alone (``JobGone``, the message saying why).
 
 ``stop("Shutdown")`` detaches (the Job runs on; the record stays ``running`` and names it);
 any other stop (``Replaced``) deletes the Job with ``propagationPolicy: Background`` after
@@ -68,6 +71,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from reconciler.core.desired import Definition
 from reconciler.core.jobs import (
+    controller_of,
+    crontask_key,
     decided,
     finished,
     job_manifest,
@@ -257,7 +262,7 @@ class JobRun:
             # tells a Job that is gone from one that is there and not this run's (left alone).
             why = "no longer exists (crontask stopped before creating it, or it was deleted)"
             if job is not None:
-                why = f"exists but is not this run's (uid {job_uid(job)}; recorded: {where.uid})"
+                why = self._not_followed(job)
             message = f"Job {where.name} in {where.namespace} {why}: the outcome is unknown"
             details = self.details()
             return Outcome(RunStatus.INTERRUPTED, None, "JobGone", message, "", job=details)
@@ -265,21 +270,52 @@ class JobRun:
         return job
 
     def _recorded(self, job: Job) -> bool:
-        """Whether ``job`` is the very Job this run's record names: its uid (the API server's,
-        which only this run's record holds) and its run and attempt, whatever controls it now:
-        a CronTask deleted with ``--cascade=orphan`` and applied again (a new uid) leaves its
-        Job without a controller, running this run's work; followed here to its end, it is
-        this process's run for ``Forbid`` meanwhile. Only a Job nothing controls: one a
-        CronTask still controls (it lost its key to another source) is left alone (``run_in``)."""
-        owners = (job.get("metadata") or {}).get("ownerReferences") or ()
-        if any(isinstance(o, dict) and o.get("controller") is True for o in owners):
+        """Whether ``job`` is the very Job this run's record names (``_names_this_run``),
+        and no one else's now. Nothing controls it: a CronTask deleted with
+        ``--cascade=orphan`` and applied again (a new uid) leaves its Job without a controller,
+        running this run's work; followed here to its end, it is this process's run for
+        ``Forbid`` meanwhile. Or its controller is the task's own CronTask (same namespace and
+        name) while no definition is in force for the key (``JobRunner.unclaimed``): the
+        CronTask made invalid while crontask was down, or not listed yet; nothing else can
+        claim the Job then, and the run follows it to its real end instead of calling it
+        interrupted while it lives. A Job controlled by a CronTask of another key, or by this
+        key's CronTask while a definition is in force that is not that CronTask (it lost its
+        key to another source, or was applied again with a new uid), is left alone
+        (``run_in``): it is never followed, replaced or deleted here."""
+        if not self._names_this_run(job):
             return False
+        controller = controller_of(job)
+        if controller is None:
+            return True
+        return crontask_key(job, controller) == self.record.task and self.runner.unclaimed(
+            self.record.task
+        )
+
+    def _names_this_run(self, job: Job) -> bool:
+        """Whether ``job`` has the uid this run's record holds (the API server's, which only
+        this run's record holds) and names this run and attempt."""
         run = run_of(job) if self.where.uid and job_uid(job) == self.where.uid else None
         record = self.record
         return run is not None and (run.task, run.run_id, run.attempt) == (
             record.task,
             record.id,
             record.attempt,
+        )
+
+    def _not_followed(self, job: Job) -> str:
+        """Why a Job of the recorded name that is there is not followed (``_find``)."""
+        uid, recorded = job_uid(job), self.where.uid
+        if not recorded or uid != recorded:
+            return f"exists but is not this run's (uid {uid}; recorded: {recorded})"
+        if not self._names_this_run(job):
+            return (
+                f"has the recorded uid {uid} but no longer names this run and attempt; left alone"
+            )
+        controller = controller_of(job) or {}
+        return (
+            f"is this run's (uid {uid}, as recorded) but is controlled by "
+            f"{controller.get('kind')} {controller.get('name')} (uid {controller.get('uid')}), "
+            f"which does not hold {self.record.task} now; left alone"
         )
 
     def ours(self, job: Job) -> bool:

@@ -49,7 +49,10 @@ def test_the_recorded_job_a_crontask_still_controls_is_left_alone() -> None:
     Job: it is that CronTask's, never followed, replaced or deleted here (``run_in``)."""
     outcome, cluster = resume(None, OLD)
     assert (outcome.status, outcome.reason) == (RunStatus.INTERRUPTED, "JobGone")
-    assert "exists but is not this run's" in outcome.message
+    # Its uid is the recorded one: the message says what keeps it from this run, not that
+    # it is "not this run's" (uid X; recorded: X).
+    assert "is controlled by CronTask job (uid old-uid)" in outcome.message
+    assert "not this run's" not in outcome.message
     assert not [c for c in cluster.calls if c[0] == "delete"]
     assert NAME in cluster.jobs
 
