@@ -2,10 +2,14 @@
 
 The controller reports through two O(1) calls on the event loop, so a notification never
 slows a run: :meth:`Notifier.on_run` (the dispatcher's run listener) and
-:meth:`Notifier.after_pass` (a pass observer). Everything else happens in the notifier's own
-component (:meth:`Notifier.run`): deciding what changed, routing, and rendering each message
-(``notify_payload``) for ``notify_delivery``, which delivers it over HTTP, one sender per
-receiver, each with a bounded queue, retries and backoff; its module docstring says how.
+:meth:`Notifier.after_pass` (a pass observer), which only keep what they are handed. Everything
+else happens in the notifier's own component (:meth:`Notifier.run`): deciding what changed,
+routing (``notify_routes``), and rendering each message (``notify_payload``) for
+``notify_delivery``, which delivers it over HTTP, one sender per receiver, each with a bounded
+queue, retries and backoff; its module docstring says how. A pass may bring 100 000 new
+definition errors, and runs end by the ten thousand: the component finds a pass's new errors in
+a thread, and routes errors and runs :data:`YIELD_EVERY` at a time, letting the event loop run
+between them (runs start on time meanwhile, and ``/healthz`` answers): ``notify_errors``.
 
 **What counts.** A run counts when it has ended for good: succeeded, or failed / timed out
 with no retry to follow, or interrupted (not by crontask's own shutdown). Whether a retry
@@ -23,7 +27,9 @@ with the failed attempt before it. Skipped slots count for nothing. A task's sta
 - ``definitionError``: definition errors and conflicts that were not there after the last
   pass (those present at start-up are reported once), by what they are about
   (``problem_lines.Told``): one whose line moved (an edit above it, a new git revision) is not
-  news. A message names its task when every error it tells names that one, else none.
+  news. A message names its task when every error it tells names that one, else none. Each
+  pass is compared with the one before it, in order (unless passes come faster than the
+  component looks at them: see ``notify_errors``).
 
 A task's state survives a restart: the first run of a task this process sees is compared with
 the task's previous runs in the run store (``history``, read by ``notify_history``), failing
@@ -79,7 +85,6 @@ import httpx
 from reconciler.aio import ended, first_of
 from reconciler.core.desired import Definition, DesiredState
 from reconciler.core.model import TaskSpec
-from reconciler.core.problem_lines import ProblemLines, Told, subject
 from reconciler.core.runs import RetriedAttempt, RunRecord, RunStatus, Trigger, died
 from reconciler.core.status import FAILURES
 from reconciler.sinks import notify_payload
@@ -91,9 +96,10 @@ from reconciler.sinks.notify_delivery import QUEUE_MAX as QUEUE_MAX
 from reconciler.sinks.notify_delivery import SHUTDOWN_SECONDS as SHUTDOWN_SECONDS
 from reconciler.sinks.notify_delivery import TIMEOUT_SECONDS as TIMEOUT_SECONDS
 from reconciler.sinks.notify_delivery import Counter, Delivery, Message
+from reconciler.sinks.notify_errors import YIELD_EVERY, ErrorNews
 from reconciler.sinks.notify_history import History, TaskState, adopted, remembered, shut_down
 from reconciler.sinks.notify_routes import ERRORS_PER_MESSAGE as ERRORS_PER_MESSAGE
-from reconciler.sinks.notify_routes import NewError, definition_error_messages, matches, place
+from reconciler.sinks.notify_routes import Routes
 
 log = logging.getLogger("crontask.notify")
 
@@ -128,6 +134,7 @@ class Notifier:
         # Whether runs a crash cut short are handed to ``crashed`` (see the module docstring).
         self.crashes_told = crashes_told
         self.config = notifications.config
+        self.routes = Routes(self.config.routes)  # compiled once
         self.mine = mine
         self.history = history
         self.page_url = page_url
@@ -151,8 +158,7 @@ class Notifier:
         # told again only the first time (``_read_back``). Past the bound, the oldest is
         # forgotten: a task of it could send one "recovered" more.
         self._looked_at: dict[str, None] = {}
-        self._problems = ProblemLines()  # those shown
-        self._told = Told()
+        self._errors = ErrorNews(self.routes, mine=mine, clock=clock)
         self._woken: asyncio.Event | None = None
         self._under_way = 0  # 1 while a record is considered
         self._shed = 0
@@ -216,18 +222,16 @@ class Notifier:
         self._intake.append(_tail(record))
 
     def after_pass(self, desired: DesiredState, left: Iterable[str] = ()) -> None:
-        """A pass observer (successful passes): the definitions in force, new errors, and the
-        tasks the pass took off this replica (removed, or handed over to another)."""
+        """A pass observer (successful passes): the definitions in force, new errors (found by
+        the component: ``notify_errors``), and the tasks the pass took off this replica
+        (removed, or handed over to another)."""
         self._tasks = desired.tasks  # replaced whole by each pass: keeping it is O(1)
         self.forget(left)
         crashed, self._crashed = self._crashed, []
         for record in crashed:
             self.on_run(record)
-        news = self._told.news(*self._problems.update(desired))  # not a line that moved
-        if news:
-            self._definition_errors(
-                [(text, *subject(problem), place(problem)) for text, problem in news]
-            )
+        self._errors.handed(desired)
+        self._wake()
 
     def forget(self, keys: Iterable[str]) -> None:
         """What is known of ``keys`` here may be stale (they may have run elsewhere): their
@@ -352,9 +356,8 @@ class Notifier:
         kind = definition.location.source if definition else None
         source = (definition.location.source, str(definition.location)) if definition else None
         sent_to: set[str] = set()
-        for index, route in enumerate(self.config.routes):
-            if event not in route.events or not matches(route, record.task, kind):
-                continue
+        for index in self.routes.taking(event, record.task, kind):
+            route = self.config.routes[index]
             if reminder and not state.unsure:
                 # Counted from the route's last message about it (or, if it had none, from
                 # when the task began failing). An unsure state sends at once: the message
@@ -380,11 +383,6 @@ class Notifier:
             )
             self.delivery.enqueue(Message(route.receiver, event.value, body))
 
-    def _definition_errors(self, new: list[NewError]) -> None:
-        mine = [error for error in new if self.mine(error[1] or "")]
-        for message in definition_error_messages(self.config.routes, mine, self.clock()):
-            self.delivery.enqueue(message)
-
     def _wake(self) -> None:
         if self._woken is not None:
             self._woken.set()
@@ -393,6 +391,8 @@ class Notifier:
 
     async def run(self, ready: Callable[[], None], stop: asyncio.Event) -> None:
         self._woken = asyncio.Event()
+        if self._errors.waiting or self._intake:  # handed over before the component started
+            self._woken.set()
         async with self.delivery.running(stop):
             ready()
             drain: asyncio.Task[None] | None = None
@@ -402,7 +402,7 @@ class Notifier:
                     self._woken.clear()
                     # Each record may read the store: a stop does not wait here for a drain
                     # under way, but below, with the deadline.
-                    drain = asyncio.create_task(self._drain_intake())
+                    drain = asyncio.create_task(self._drain())
                     await first_of(stop, ended(drain))
             finally:
                 # Before the senders are stopped: what the last runs make is still delivered,
@@ -417,12 +417,19 @@ class Notifier:
                     async with asyncio.timeout(SHUTDOWN_SECONDS):
                         if drain is not None:
                             await drain
-                        await self._drain_intake()
+                        await self._drain()
                 except TimeoutError:
                     log.warning(
                         "notifications: stopped before every run that ended was looked at",
                         extra={"fields": {"skipped": len(self._intake) + self._under_way}},
                     )
+
+    async def _drain(self) -> None:
+        try:
+            await self._errors.tell(self.delivery.enqueue)
+        except Exception:
+            log.exception("notifications: the definition errors of a pass could not be told")
+        await self._drain_intake()
 
     async def _drain_intake(self) -> None:
         if self._shed:
@@ -440,6 +447,10 @@ class Notifier:
                 log.exception("notifications: a run could not be considered")
             self._under_way = 0
             self.considered += 1
+            if self.considered % YIELD_EVERY == 0:
+                # The record of a task already looked at reads no store: nothing else would
+                # give the loop a turn (10 000 runs ending together held it for seconds).
+                await asyncio.sleep(0)
 
 
 def _tail(record: RunRecord) -> RunRecord:
