@@ -1,4 +1,4 @@
-"""The HTTP action: one request per attempt (httpx; the one module that imports it here).
+"""The HTTP action: one request per attempt (httpx, through ``reconciler.httpclient``).
 
 Outcome rules: a response whose status is in ``expectStatus`` succeeds, any other status
 fails (reason ``UnexpectedStatus``); a connection error, a TLS error or a request timeout
@@ -20,7 +20,11 @@ attempts that want the file meanwhile wait for it, up to their own deadlines.
 
 Each attempt has its own client, so nothing (a connection, a cookie) carries over from one run to
 the next; they share one TLS context, built once: loading the CA bundle takes ~45 ms on the event
-loop and ~1 MiB, too much per run when many tasks are due together.
+loop and ~1 MiB, too much per run when many tasks are due together. The client is
+``httpclient``'s, as a notification's is: proxies from crontask's environment (one httpx cannot
+use is left out, said once at start), and a response that brings no final status in its first
+``httpclient.HEAD_MAX`` bytes (a stream of ``100 Continue``) fails the attempt (``RequestFailed``)
+rather than keep the event loop parsing until the timeout.
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ import h11
 import httpx
 import idna
 
+from reconciler import httpclient
 from reconciler.core.actions import HEADER_VALUE, HttpAction
 from reconciler.core.desired import Definition
 from reconciler.core.fields import MAX_TEXT
@@ -201,10 +206,9 @@ class HttpRun:
             # httpx's timeout is per read: asyncio's is for the whole request and its body.
             async with (
                 asyncio.timeout_at(deadline),
-                httpx.AsyncClient(
+                httpclient.async_client(
                     verify=_verifying_context(),
                     timeout=self.timeout,
-                    follow_redirects=False,
                     # The body is kept as sent, so ask for it uncompressed (a task's own
                     # Accept-Encoding header wins).
                     headers={"Accept-Encoding": "identity"},
@@ -349,6 +353,7 @@ class HttpRunner:
         self.environ = dict(environ)
         self.output_limit = output_limit
         _verifying_context()  # at start-up, not in the first burst of due tasks
+        httpclient.proxy_routes()  # a proxy setting that cannot be used: said at start-up
 
     def attempt(self, definition: Definition, record: RunRecord) -> HttpRun:
         spec = definition.task.spec

@@ -16,34 +16,43 @@ routes:
 Unknown fields are errors, as everywhere in crontask. URLs and secrets may come from files
 (relative paths are relative to this file); those files are checked when the file is read and
 read again at each delivery, so they can be rotated; their contents never reach a log line.
+Every problem is said at once: the fields', and what the valid parts refer to (a route's
+receiver, a receiver's files), not the latter only once the former are fixed.
 Reading is bounded: the file at most 256 KiB, at most 10 000 values, 50 receivers, 200 routes.
+
+Here: the model of the file, :func:`load` and :func:`parse` (its fields, then what they refer
+to), and :class:`Notifications`, which reads the receivers' files. The YAML itself, the place of
+each value in it, and the wording of an error at its place are ``notify_config_yaml``'s.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import enum
 import re
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Annotated, Any, Final, Literal
+from typing import Annotated, Any, Final, Literal, TypeVar
 
 import httpx
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic import model_validator as _model_validator
 from pydantic.alias_generators import to_camel
 
 from reconciler.core.desired import SourceKind
 from reconciler.core.fields import Label
-from reconciler.core.runs import DNS1123_LABEL
 from reconciler.secretfile import read_secret_file
+from reconciler.sinks.notify_config_yaml import Builder, describe, nearest, read_yaml
+
+# Re-exported: the error of load and parse, part of this module's contract.
+from reconciler.sinks.notify_config_yaml import NotificationConfigError as NotificationConfigError
 
 MAX_FILE_BYTES: Final = 256 * 1024
-MAX_VALUES: Final = 10_000
-MAX_DEPTH: Final = 20
 MAX_URL: Final = 2048
 MAX_SECRET_BYTES: Final = 4096
+MAX_RECEIVERS: Final = 50
+MAX_ROUTES: Final = 200
 MIN_REPEAT: Final = 1.0
 MAX_REPEAT: Final = 366 * 86400.0
 # At most 12 digits a unit (366d is 31622400s: 8): no sum of such overflows a float.
@@ -57,8 +66,7 @@ class Event(enum.StrEnum):
     EVERY_FAILURE = "everyFailure"  # every run that ends failing
 
 
-class NotificationConfigError(ValueError):
-    """The file cannot be used; each line of the message is ``file:line:col: problem``."""
+M = TypeVar("M", bound=BaseModel)
 
 
 class _Config(BaseModel):
@@ -133,10 +141,10 @@ class Route(_Config):
 
 
 class NotificationConfig(_Config):
-    # Names unique and routes to receivers that exist: checked by parse (_check_references),
+    # Names unique and routes to receivers that exist: checked by parse (_references),
     # which knows where each receiver is written; a check here could only say "(top level)".
-    receivers: list[Receiver] = Field(min_length=1, max_length=50)
-    routes: list[Route] = Field(min_length=1, max_length=200)
+    receivers: list[Receiver] = Field(min_length=1, max_length=MAX_RECEIVERS)
+    routes: list[Route] = Field(min_length=1, max_length=MAX_ROUTES)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -161,9 +169,10 @@ class Notifications:
 
     def secret_of(self, receiver: Receiver) -> bytes:
         assert receiver.secret_file is not None
-        secret = _read_small(self.path(receiver.secret_file), "secretFile").strip()
+        path = self.path(receiver.secret_file)
+        secret = _read_small(path, "secretFile").strip()
         if not secret:
-            raise ValueError("secretFile is empty")
+            raise ValueError(f"secretFile: {path}: the file is empty")
         return secret
 
 
@@ -206,104 +215,12 @@ def parse_interval(value: Any) -> float:
 
 
 def _read_small(path: Path, what: str) -> bytes:
+    """The bytes of ``path``; ValueError ``what: path: problem`` (read_secret_file's problem:
+    ``cannot read: No such file or directory``, ``larger than 4 KiB: not read``, ...)."""
     try:
         return read_secret_file(path, MAX_SECRET_BYTES)
     except ValueError as err:
-        raise ValueError(f"{what}: cannot read {path}: {err}") from None
-
-
-# -- reading, with positions ----------------------------------------------------------------------
-
-
-Mark = tuple[int, int]  # 1-based line and column
-# Where an alias (``*a``) stands: (id of the collection node holding it, its index in a
-# sequence or the id of its key node in a mapping) -> the alias's mark.
-Aliases = dict[tuple[int, int], Mark]
-
-
-class _Loader(yaml.SafeLoader):
-    """The safe loader, remembering where each alias stands: PyYAML composes ``*a`` into the
-    anchored node itself, whose marks are the anchor's, so an error in the value an alias
-    repeats (a receiver listed twice as ``- *r``) would point at the first occurrence."""
-
-    def __init__(self, stream: str) -> None:
-        super().__init__(stream)
-        self.aliases: Aliases = {}
-
-    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
-        if parent is not None and index is not None and self.check_event(yaml.AliasEvent):
-            mark = self.peek_event().start_mark  # type: ignore[no-untyped-call]
-            where = index if isinstance(index, int) else id(index)
-            self.aliases[(id(parent), where)] = (mark.line + 1, mark.column + 1)
-        return super().compose_node(parent, index)
-
-
-class _Builder:
-    """Plain data from a YAML node graph, with the mark of each value by its path; bounded
-    in values (aliases counted each time they are used) and depth. What an alias repeats is
-    marked where the alias stands: that is the place of that occurrence."""
-
-    def __init__(self, aliases: Aliases | None = None) -> None:
-        self.marks: dict[tuple[str | int, ...], Mark] = {}
-        self.key_marks: dict[tuple[str | int, ...], Mark] = {}
-        self.values = 0
-        self._aliases = aliases or {}
-        self._scalars = yaml.constructor.SafeConstructor()
-
-    def build(
-        self, node: yaml.Node, path: tuple[str | int, ...] = (), alias: Mark | None = None
-    ) -> Any:
-        self.values += 1
-        mark = alias or _mark(node)
-        if self.values > MAX_VALUES or len(path) > MAX_DEPTH:
-            raise NotificationConfigError(f"{_at(mark)}: the file is too large or too deep")
-        self.marks[path] = mark
-        if isinstance(node, yaml.MappingNode):
-            data: dict[str, Any] = {}
-            for key_node, value_node in node.value:
-                key_mark = alias or _mark(key_node)
-                if not isinstance(key_node, yaml.ScalarNode):
-                    raise NotificationConfigError(f"{_at(key_mark)}: a key must be a string")
-                key = str(key_node.value)
-                self.key_marks[(*path, key)] = key_mark
-                if key in data:
-                    raise NotificationConfigError(f"{_at(key_mark)}: {key!r} is given twice")
-                used = alias or self._aliases.get((id(node), id(key_node)))
-                data[key] = self.build(value_node, (*path, key), used)
-            return data
-        if isinstance(node, yaml.SequenceNode):
-            return [
-                self.build(item, (*path, i), alias or self._aliases.get((id(node), i)))
-                for i, item in enumerate(node.value)
-            ]
-        assert isinstance(node, yaml.ScalarNode)
-        try:
-            return self._scalars.construct_object(node)
-        except yaml.YAMLError:
-            raise NotificationConfigError(
-                f"{_at(mark)}: not a plain YAML value (tags are not read)"
-            ) from None
-        except (ValueError, OverflowError):
-            # PyYAML's own constructors fail so, on a number of more than 4 300 digits or a
-            # date that does not exist (2026-13-01); their messages are Python's, not ours.
-            problem = _UNREADABLE.get(node.tag, "a value that cannot be read")
-            raise NotificationConfigError(
-                f"{_at(mark)}: {_dotted(path) or '(top level)'}: {problem}"
-            ) from None
-
-
-_UNREADABLE: Final = {
-    "tag:yaml.org,2002:int": "a number too long to read",
-    "tag:yaml.org,2002:timestamp": "a date that does not exist",
-}
-
-
-def _mark(node: yaml.Node) -> Mark:
-    return node.start_mark.line + 1, node.start_mark.column + 1
-
-
-def _at(mark: Mark) -> str:
-    return f"{mark[0]}:{mark[1]}"
+        raise ValueError(f"{what}: {path}: {err}") from None
 
 
 def load(path: str | Path) -> Notifications:
@@ -320,112 +237,67 @@ def load(path: str | Path) -> Notifications:
 
 
 def parse(text: str, source: str, base: Path) -> Notifications:
-    try:
-        _check_depth(text, source)
-        loader = _Loader(text)
-        try:
-            node = loader.get_single_node()
-        finally:
-            loader.dispose()
-    except RecursionError:  # _check_depth should make this impossible: still no traceback
-        raise NotificationConfigError(f"{source}:1:1: the file is too large or too deep") from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"{mark.line + 1}:{mark.column + 1}" if mark else "1:1"
-        problem = getattr(exc, "problem", None) or "not valid YAML"
-        raise NotificationConfigError(f"{source}:{where}: {problem}") from None
-    if node is None:
-        raise NotificationConfigError(f"{source}:1:1: the file is empty")
-    builder = _Builder(loader.aliases)
-    try:
-        data = builder.build(node)
-    except NotificationConfigError as exc:
-        raise NotificationConfigError(f"{source}:{exc}") from None
+    """Check ``text``, the file's contents, read from ``source``, whose folder is ``base``."""
+    data, builder = read_yaml(text, source)
     try:
         config = NotificationConfig.model_validate(data)
     except ValidationError as exc:
-        raise NotificationConfigError(_describe(exc, builder, source)) from None
+        # With what the parts that are valid refer to: all in one round, not two.
+        partial = _partial_references(data, base, builder, source)
+        raise NotificationConfigError(
+            "\n".join([describe(exc, builder, source), *partial])
+        ) from None
     notifications = Notifications(config, base)
-    _check_references(notifications, builder, source)
+    names = {r.name for r in config.receivers}
+    receivers, routes = list(enumerate(config.receivers)), list(enumerate(config.routes))
+    if problems := _references(notifications, receivers, routes, names, builder, source):
+        raise NotificationConfigError("\n".join(problems))
     return notifications
 
 
-def _check_depth(text: str, source: str) -> None:
-    """NotificationConfigError at the first collection nested deeper than the builder reads.
-    PyYAML composes nodes recursively, so 5 000 nested ``[`` would end in a RecursionError;
-    its parser keeps a stack of its own, so its events can be counted first."""
-    depth = 0
-    for event in yaml.parse(text, Loader=yaml.SafeLoader):
-        if isinstance(event, yaml.CollectionStartEvent):
-            depth += 1
-            if depth > MAX_DEPTH + 1:  # the builder refuses what lies deeper anyway
-                mark = event.start_mark
-                where = f"{mark.line + 1}:{mark.column + 1}" if mark else "1:1"
-                raise NotificationConfigError(
-                    f"{source}:{where}: the file is too large or too deep"
-                )
-        elif isinstance(event, yaml.CollectionEndEvent):
-            depth -= 1
+def _partial_references(data: Any, base: Path, builder: Builder, source: str) -> list[str]:
+    """The problems of :func:`_references` among the receivers and routes of ``data`` that are
+    valid on their own, when the file as a whole is not: a route leads nowhere only if no
+    receiver, valid or not, has its name."""
+    data = data if isinstance(data, dict) else {}
+    raw = data.get("receivers") if isinstance(data.get("receivers"), list) else []
+    receivers = _valid(Receiver, raw, MAX_RECEIVERS)
+    routes = _valid(Route, data.get("routes"), MAX_ROUTES)
+    names = {r["name"] for r in raw if isinstance(r, dict) and isinstance(r.get("name"), str)}
+    # A placeholder config: only what _references reads (the receivers' files) is used.
+    notifications = Notifications(NotificationConfig.model_construct(receivers=[], routes=[]), base)
+    return _references(notifications, receivers, routes, names, builder, source)
 
 
-def _describe(exc: ValidationError, builder: _Builder, source: str) -> str:
-    lines = []
-    for error in exc.errors(include_url=False)[:20]:
-        loc = tuple(p for p in error["loc"] if not str(p).startswith("function-"))
-        loc = _model_path(loc)
-        if error["type"] == "extra_forbidden":
-            line, column = builder.key_marks.get(loc) or _nearest(builder.marks, loc)
-            message = f"unknown field {str(loc[-1])!r}"
-        else:
-            line, column = _nearest(builder.marks, loc)
-            message = _message(error)
-        where = _dotted(loc) or "(top level)"
-        lines.append(f"{source}:{line}:{column}: {where}: {message}")
-    return "\n".join(lines)
+def _valid(model: type[M], items: Any, most: int) -> list[tuple[int, M]]:
+    """The items of the list ``items`` that ``model`` validates, with their indexes; of the
+    first ``most`` only (a longer list is an error of its own)."""
+    valid = []
+    for i, item in enumerate(items[:most] if isinstance(items, list) else []):
+        with contextlib.suppress(ValidationError):
+            valid.append((i, model.model_validate(item)))
+    return valid
 
 
-def _message(error: Any) -> str:
-    if error["type"] == "string_pattern_mismatch" and error["ctx"]["pattern"] == DNS1123_LABEL:
-        shown = str(error["input"])[:63]
-        return (
-            f"{shown!r} is not a DNS-1123 label (lower-case letters, digits and '-', starting "
-            "and ending with a letter or digit), as every task's namespace is: it would match "
-            "no task"
-        )
-    return str(error["msg"]).removeprefix("Value error, ")
-
-
-def _model_path(loc: Sequence[str | int]) -> tuple[str | int, ...]:
-    # Literal and enum unions add their own step to a location (``type.literal[...]``).
-    return tuple(p for p in loc if not (isinstance(p, str) and "[" in p))
-
-
-def _nearest(marks: dict[tuple[str | int, ...], Mark], loc: tuple[str | int, ...]) -> Mark:
-    for end in range(len(loc), -1, -1):
-        if loc[:end] in marks:
-            return marks[loc[:end]]
-    return (1, 1)
-
-
-def _dotted(loc: Sequence[str | int]) -> str:
-    out = ""
-    for part in loc:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out
-
-
-def _check_references(notifications: Notifications, builder: _Builder, source: str) -> None:
-    config = notifications.config
-    names = {r.name for r in config.receivers}
-    problems = _twice(config.receivers, builder, source)
-    for i, route in enumerate(config.routes):
+def _references(
+    notifications: Notifications,
+    receivers: Sequence[tuple[int, Receiver]],
+    routes: Sequence[tuple[int, Route]],
+    names: set[str],
+    builder: Builder,
+    source: str,
+) -> list[str]:
+    """Names given twice, routes to no receiver (``names``: those there are), the receivers'
+    files that cannot be read: one line each, at its place."""
+    problems = _twice(receivers, builder, source)
+    for i, route in routes:
         if route.receiver not in names:
-            line, column = _nearest(builder.marks, ("routes", i, "receiver"))
+            line, column = nearest(builder.marks, ("routes", i, "receiver"))
             problems.append(
                 f"{source}:{line}:{column}: routes[{i}].receiver: no receiver named "
                 f"{route.receiver!r} (receivers: {', '.join(sorted(names))})"
             )
-    for i, receiver in enumerate(config.receivers):
+    for i, receiver in receivers:
         checks: list[tuple[str, Callable[[Receiver], object]]] = []
         if receiver.url_file is not None:
             checks.append(("urlFile", notifications.url_of))
@@ -435,21 +307,22 @@ def _check_references(notifications: Notifications, builder: _Builder, source: s
             try:
                 read(receiver)
             except ValueError as exc:
-                line, column = _nearest(builder.marks, ("receivers", i, field))
-                problems.append(f"{source}:{line}:{column}: receivers[{i}].{field}: {exc}")
-    if problems:
-        raise NotificationConfigError("\n".join(problems))
+                line, column = nearest(builder.marks, ("receivers", i, field))
+                # The message names the field as a delivery's log line needs: here its place does.
+                problem = str(exc).removeprefix(f"{field}: ")
+                problems.append(f"{source}:{line}:{column}: receivers[{i}].{field}: {problem}")
+    return problems
 
 
-def _twice(receivers: Sequence[Receiver], builder: _Builder, source: str) -> list[str]:
+def _twice(receivers: Sequence[tuple[int, Receiver]], builder: Builder, source: str) -> list[str]:
     """A problem for each receiver whose name an earlier one has, at its own place (where an
     alias repeats a receiver, the alias)."""
     first: dict[str, int] = {}
     problems = []
-    for i, receiver in enumerate(receivers):
+    for i, receiver in receivers:
         earlier = first.setdefault(receiver.name, i)
         if earlier != i:
-            line, column = _nearest(builder.marks, ("receivers", i, "name"))
+            line, column = nearest(builder.marks, ("receivers", i, "name"))
             problems.append(
                 f"{source}:{line}:{column}: receivers[{i}].name: receiver names must be unique: "
                 f"{receiver.name!r} is also the name of receivers[{earlier}]"

@@ -9,14 +9,19 @@ whom, is decided in ``notify``, which hands over each :class:`Message` with
 A message is POSTed as JSON (``notify_payload``); ``generic-hmac`` adds
 ``X-Signature: sha256=<hex HMAC-SHA256 of the body>``. Only the response's status line and
 headers are read, never its body, and each attempt has :data:`TIMEOUT_SECONDS` in all
-(connecting, sending, the status line and headers), so a receiver that answers slowly or
-endlessly holds neither memory nor its sender. 2xx is ``sent``; a connection error, a
-timeout, 429 or 5xx is retried (1 s, 2 s, 4 s, ... up to :data:`MAX_ATTEMPTS` attempts, or
-as long as the ``Retry-After`` of a 429 or 503 asks if that is longer, up to
-:data:`RETRY_AFTER_MAX`) and then ``failed``; another status, or any other error, is
-``failed`` at once; a message that finds its receiver's queue full pushes out the oldest one
-(``dropped``). At shutdown the senders get :data:`SHUTDOWN_SECONDS`; then a delivery still
-under way is cancelled and what is left is ``dropped``. Each outcome is counted in
+(reading the receiver's urlFile and secretFile, connecting, sending, the status line and
+headers), so a receiver that answers slowly or endlessly, or a file on a mount that hangs,
+holds neither memory nor its sender (such a read stays one thread, which the next attempts
+wait for). The client is ``httpclient``'s: what comes before the final status is bounded (a
+stream of ``100 Continue`` is a protocol error, not ten seconds of parsing), and the
+environment's proxies are used but for one httpx cannot use (said and left out: it ended the
+notifier at start). 2xx is ``sent``; a connection error, a timeout, 429 or 5xx is retried
+(1 s, 2 s, 4 s, ... up to :data:`MAX_ATTEMPTS` attempts, or as long as the ``Retry-After``
+of a 429 or 503 asks if that is longer, up to :data:`RETRY_AFTER_MAX`) and then ``failed``;
+another status, or any other error, is ``failed`` at once; a message that finds its
+receiver's queue full pushes out the oldest one (``dropped``). At shutdown the senders get
+:data:`SHUTDOWN_SECONDS`; then a delivery still under way is cancelled and what is left is
+``dropped``. Each outcome is counted in
 ``crontask_notifications_total{receiver,result}`` and logged with the receiver's name, never
 its URL or secret: each failure on its own, but the messages a full queue pushes out in one
 line per receiver every :data:`DROPS_SAID_EVERY` at most (and when the queue drains), and
@@ -41,7 +46,7 @@ from typing import Any, Final, Protocol
 
 import httpx
 
-from reconciler import resolver
+from reconciler import httpclient, resolver
 from reconciler.aio import first_of
 from reconciler.sinks import notify_payload
 from reconciler.sinks.notify_config import Notifications, Receiver
@@ -111,6 +116,8 @@ class Delivery:
         # By receiver: until when (the loop's clock) its last Retry-After asked to be left
         # alone. Stopped, a sender does not knock again before then (``_send``, ``_deliver``).
         self._not_before: dict[str, float] = {}
+        # By receiver: the read of its urlFile and secretFile under way (``_read_credentials``).
+        self._reading: dict[str, asyncio.Future[tuple[str, bytes | None]]] = {}
         metrics.notification_receivers(self.receivers, RESULTS)
 
     def enqueue(self, message: Message) -> None:
@@ -132,9 +139,10 @@ class Delivery:
         what the block enqueues last is still delivered."""
         self._queued = {name: asyncio.Event() for name in self.receivers}
         self._leaving = False
-        async with httpx.AsyncClient(
-            timeout=self.timeout, follow_redirects=False, transport=self.transport
-        ) as client:
+        # The environment's proxies, but one httpx cannot use is said and left out (it ended
+        # the notifier at start); a response's head bounded (``httpclient``).
+        client = httpclient.async_client(timeout=self.timeout, transport=self.transport)
+        async with client:
             senders = [
                 asyncio.create_task(self._sender(client, self.receivers[name], stop))
                 for name in self.receivers
@@ -257,12 +265,29 @@ class Delivery:
         secret = self.notifications.secret_of(receiver) if receiver.type == "generic-hmac" else None
         return url, secret
 
-    async def _read_credentials(self, receiver: Receiver) -> tuple[str, bytes | None]:
+    async def _read_credentials(
+        self, receiver: Receiver, deadline: float
+    ) -> tuple[str, bytes | None]:
+        """:meth:`_credentials`, by ``deadline`` (the loop's clock; TimeoutError after it)."""
         if receiver.url is not None and receiver.type != "generic-hmac":
             return self._credentials(receiver)  # nothing to read
         # Read in a thread of its own, which nothing joins: a file on a mount that hangs
-        # holds up this sender alone, and not the process's exit. One at a time per sender.
-        return await resolver.abandonable(functools.partial(self._credentials, receiver))
+        # holds up neither the process's exit nor the attempt past its deadline. While one
+        # read is under way, the next attempts wait for it rather than start a thread each.
+        read = self._reading.get(receiver.name)
+        if read is None:
+            read = resolver.abandonable(functools.partial(self._credentials, receiver))
+            self._reading[receiver.name] = read
+            read.add_done_callback(functools.partial(self._read_ended, receiver.name))
+        async with asyncio.timeout_at(deadline):
+            # Shielded: an attempt that gives up leaves the read to the next one.
+            return await asyncio.shield(read)
+
+    def _read_ended(self, name: str, read: asyncio.Future[tuple[str, bytes | None]]) -> None:
+        if self._reading.get(name) is read:
+            del self._reading[name]
+        if not read.cancelled():
+            read.exception()  # retrieved: the attempt that wanted it may have given up
 
     async def _deliver(
         self,
@@ -279,19 +304,9 @@ class Delivery:
         body = notify_payload.body_of(body_data)
         for attempt in range(1, MAX_ATTEMPTS + 1):
             try:
-                url, secret = await self._read_credentials(receiver)
-                headers = {"Content-Type": "application/json", "User-Agent": "crontask"}
-                if secret is not None:
-                    headers[notify_payload.SIGNATURE_HEADER] = notify_payload.signature(
-                        secret, body
-                    )
-            except ValueError as err:
+                status, asked, outcome = await self._attempt(client, receiver, body)
+            except _Unusable as err:
                 return self._failed(stop, logging.ERROR, {**fields, "error": str(err)})
-            asked: str | None = None  # the answer's Retry-After
-            try:
-                (status, asked), outcome = await self._post(client, url, body, headers), None
-            except (httpx.HTTPError, TimeoutError) as err:
-                outcome, status = type(err).__name__, None
             except Exception as err:
                 # Not a failure of the receiver but of the request (a URL httpx cannot use):
                 # trying again cannot help. Only the type is logged: the text may quote the URL.
@@ -323,19 +338,64 @@ class Delivery:
                 return self._failed(stop, logging.WARNING, said)
         return "failed"
 
+    async def _attempt(
+        self, client: httpx.AsyncClient, receiver: Receiver, body: bytes
+    ) -> tuple[int | None, str | None, str | None]:
+        """One attempt, in :attr:`timeout` in all (reading the receiver's files included): the
+        answer's status and ``Retry-After``, or no status and what went wrong (worth another
+        attempt). :class:`_Unusable` if a file of the receiver is; another exception if the
+        request cannot be made (a URL httpx cannot use: trying again cannot help)."""
+        deadline = asyncio.get_running_loop().time() + self.timeout
+        try:
+            url, secret = await self._read_credentials(receiver, deadline)
+        except ValueError as err:
+            raise _Unusable(str(err)) from None
+        except TimeoutError:  # a mount that hangs may answer again
+            return None, None, f"{_files(receiver)} not read within {self.timeout:g}s"
+        try:
+            status, asked = await self._post(
+                client, url, self._headers(body, secret), body, deadline
+            )
+        except (httpx.HTTPError, TimeoutError) as err:
+            return None, None, type(err).__name__
+        return status, asked, None
+
     def _asked_to_wait(self, receiver: Receiver) -> float:
         return self._not_before.get(receiver.name, 0.0)
 
+    @staticmethod
+    def _headers(body: bytes, secret: bytes | None) -> dict[str, str]:
+        headers = {"Content-Type": "application/json", "User-Agent": "crontask"}
+        if secret is not None:
+            headers[notify_payload.SIGNATURE_HEADER] = notify_payload.signature(secret, body)
+        return headers
+
     async def _post(
-        self, client: httpx.AsyncClient, url: str, body: bytes, headers: dict[str, str]
+        self,
+        client: httpx.AsyncClient,
+        url: str,
+        headers: dict[str, str],
+        body: bytes,
+        deadline: float,
     ) -> tuple[int, str | None]:
         """The response's status and its ``Retry-After``. httpx's timeout is per read, so a
-        receiver sending a byte now and then would hold the attempt for ever: the deadline is
-        for all of it. The body is not read, so an endless one costs nothing (the connection
-        is closed)."""
-        async with asyncio.timeout(self.timeout):
+        receiver sending a byte now and then would hold the attempt for ever: the deadline
+        (the loop's clock) is for all of it. The body is not read, so an endless one costs
+        nothing (the connection is closed); what comes before the final status is bounded by
+        ``httpclient`` (a stream of ``100 Continue``)."""
+        async with asyncio.timeout_at(deadline):
             async with client.stream("POST", url, content=body, headers=headers) as response:
                 return response.status_code, response.headers.get("Retry-After")
+
+
+class _Unusable(ValueError):
+    """A receiver's urlFile or secretFile cannot be used; the message never quotes them."""
+
+
+def _files(receiver: Receiver) -> str:
+    """The files of ``receiver`` read at each attempt: ``urlFile and secretFile``, ..."""
+    named = (("urlFile", receiver.url_file), ("secretFile", receiver.secret_file))
+    return " and ".join(name for name, path in named if path is not None)
 
 
 _DELAY_SECONDS: Final = re.compile(r"[0-9]{1,10}")  # more digits: centuries, no real answer

@@ -86,7 +86,7 @@ def test_the_documented_shape_loads(tmp_path: Path) -> None:
         ),
         (
             ("urlFile: hook-url", "urlFile: missing-file"),
-            "notifications.yaml:4:14: receivers[0].urlFile: urlFile: cannot read",
+            "missing-file: cannot read: No such file or directory",
         ),
         (
             ("repeatInterval: 4h", "repeatInterval: 3600"),

@@ -1,0 +1,286 @@
+"""The httpx client of crontask's outgoing requests (an http task's, a notification's): what
+both need of it, in one place below the runner and the sinks.
+
+Proxies come from the environment as httpx reads them (``HTTP_PROXY``, ``HTTPS_PROXY``,
+``ALL_PROXY``, ``NO_PROXY``, or their lower-case forms, which win), but a setting httpx cannot
+use no longer ends anything: httpx refused ``ALL_PROXY=socks4://...`` and
+``NO_PROXY=localhost,[::1]`` when the client was built, which stopped the notifier at start and
+failed every http task, naming no variable. Such a proxy, or such a ``NO_PROXY`` entry, is left
+out with one warning per setting that names the variable and never its value (a proxy URL may
+hold a password); requests go on without it. ``NO_PROXY`` also takes an IPv6 address in
+brackets (``[::1]``, as in a URL), which httpx does not.
+
+A response's head is bounded: httpx reads interim responses (``100 Continue``, ...) until the
+final one with no limit of their own, and each read of a stream of them came at once, so its
+timeout, which is per read, never fired; a receiver answering every request with them kept the
+event loop parsing for the whole attempt. A request now fails (``httpx.RemoteProtocolError``)
+once :data:`HEAD_MAX` bytes of its response hold no final status (more than httpx takes for one
+head: no response read before is refused), read :data:`HEAD_READ` at a time so that other work
+runs between the reads. httpx has no setting for it: each transport's connections get a network
+backend that counts what a request reads until its response's head has come. httpx names no
+backend of its own, so it is set on the pool httpx builds (httpcore's ``_network_backend``, not
+public): a version without it is said in a warning and leaves heads unbounded, and
+``tests/test_http_head_bound.py`` fails.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import functools
+import ipaddress
+import logging
+import os
+import ssl
+import urllib.request
+from collections.abc import Iterable, Mapping
+from typing import Any, Final
+
+import httpcore
+import httpx
+
+log = logging.getLogger("crontask.http")
+
+HEAD_MAX: Final = 128 * 1024  # httpx (httpcore) takes at most 100 KiB for one head
+HEAD_READ: Final = 8 * 1024  # bytes per read until the head has come
+NO_FINAL_STATUS: Final = f"no final status in the response's first {HEAD_MAX // 1024} KiB"
+_SCHEMES: Final = ("http", "https", "all")  # the *_PROXY variables httpx reads
+
+
+def async_client(
+    *,
+    timeout: float,
+    verify: ssl.SSLContext | bool = True,
+    headers: Mapping[str, str] | None = None,
+    transport: httpx.AsyncBaseTransport | None = None,
+) -> httpx.AsyncClient:
+    """A client that follows no redirect, with the environment's usable proxies, each of its
+    transports bounding the response head. ``transport`` (tests): used for every request, with
+    no proxy, as httpx does with one."""
+    mounts: dict[str, httpx.AsyncBaseTransport | None] = {}
+    if transport is None:
+        transport = _HeadBounded(verify=verify)
+        for pattern, proxy in proxy_routes():
+            mounts[pattern] = None if proxy is None else _HeadBounded(verify=verify, proxy=proxy)
+    return httpx.AsyncClient(
+        timeout=timeout,
+        headers=headers,
+        follow_redirects=False,
+        trust_env=False,  # the proxies are the mounts: read here, not by httpx
+        transport=transport,
+        mounts=mounts,
+    )
+
+
+# -- proxies ---------------------------------------------------------------------------------
+
+
+def proxy_routes() -> tuple[tuple[str, str | None], ...]:
+    """httpx's mount patterns for the environment's proxies (``"https://"``, ``"all://host"``)
+    and each one's proxy URL, or None to go direct; what httpx cannot use left out, said once
+    per setting."""
+    return _routes(tuple(sorted(urllib.request.getproxies().items())))
+
+
+@functools.cache
+def _routes(settings: tuple[tuple[str, str], ...]) -> tuple[tuple[str, str | None], ...]:
+    """As httpx's ``get_environment_proxies`` reads ``settings`` (urllib's ``getproxies``),
+    each checked. Cached, so that a process warns once per setting, not at each request."""
+    found = dict(settings)
+    entries = [entry.strip() for entry in found.get("no", "").split(",")]
+    if "*" in entries:  # NO_PROXY=*: no proxy at all
+        return ()
+    routes: list[tuple[str, str | None]] = []
+    for scheme in _SCHEMES:
+        value = found.get(scheme)
+        if not value:
+            continue
+        url = value if "://" in value else f"http://{value}"
+        problem = _proxy_problem(url)
+        if problem is None:
+            routes.append((f"{scheme}://", url))
+        else:
+            _not_used(f"{scheme}_proxy", problem)
+    for number, entry in enumerate(entries, 1):
+        if not entry:
+            continue
+        pattern = _no_proxy_pattern(entry)
+        if _pattern_usable(pattern):
+            routes.append((pattern, None))
+        else:
+            what = f"entry {number} of {len(entries)} is not a host name, address or URL"
+            _not_used("no_proxy", f"{what}; it is left out")
+    return tuple(routes)
+
+
+def _proxy_problem(url: str) -> str | None:
+    """Why httpx cannot use ``url`` as a proxy, in words that never quote it; None if it can."""
+    try:
+        scheme = httpx.URL(url).scheme
+    except (httpx.InvalidURL, ValueError):
+        return "not a URL; left out"
+    try:
+        httpx.Proxy(url)
+    except (httpx.InvalidURL, ValueError):
+        return f"a {scheme} proxy: only http, https, socks5 and socks5h ones can be used; left out"
+    return None
+
+
+def _no_proxy_pattern(entry: str) -> str:
+    """httpx's pattern for a ``NO_PROXY`` entry (curl's rules), and the bracketed IPv6 address
+    (``[::1]``, ``[::1]:8080``) httpx would make the pattern of a host name ending in it."""
+    if "://" in entry:
+        return entry
+    if entry.startswith("["):
+        return f"all://{entry}"
+    address = entry.split("/")[0]
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        ip = None
+    if isinstance(ip, ipaddress.IPv6Address):
+        return f"all://[{entry}]"
+    if ip is not None or entry.lower() == "localhost":
+        return f"all://{entry}"
+    return f"all://*{entry}"
+
+
+def _pattern_usable(pattern: str) -> bool:
+    """Whether httpx can match URLs against ``pattern`` (it parses it as a URL)."""
+    try:
+        httpx.URL(pattern)
+    except (httpx.InvalidURL, ValueError):
+        return False
+    return True
+
+
+def _not_used(name: str, problem: str) -> None:
+    log.warning(
+        "proxy setting not used",
+        extra={"fields": {"variable": _variable(name), "problem": problem}},
+    )
+
+
+def _variable(name: str) -> str:
+    """The variable ``name`` (``all_proxy``) as the environment spells it: urllib reads any
+    case, the lower-case one winning."""
+    if name in os.environ:
+        return name
+    return next((v for v in sorted(os.environ) if v.lower() == name), name.upper())
+
+
+# -- the response head -----------------------------------------------------------------------
+
+
+class _Budget:
+    """What a request may still read before its response's final head."""
+
+    __slots__ = ("left",)
+
+    def __init__(self) -> None:
+        self.left = HEAD_MAX
+
+
+# Set while a transport waits for a response's head: the reads of that request (in its task).
+_head: contextvars.ContextVar[_Budget | None] = contextvars.ContextVar(
+    "crontask_http_head", default=None
+)
+
+
+class _HeadBounded(httpx.AsyncHTTPTransport):
+    """httpx's transport, its connections reading through :class:`_Backend`. Until
+    ``handle_async_request`` returns, what a request reads is its response's head (and the
+    interim responses before it): the body is read later, through the response's stream."""
+
+    def __init__(self, *, verify: ssl.SSLContext | bool, proxy: str | None = None) -> None:
+        super().__init__(verify=verify, proxy=proxy)
+        # httpx builds the pool (direct, HTTP or SOCKS proxy) without a way to name its
+        # network backend; httpcore's pools and proxies give theirs to every connection.
+        pool = self._pool
+        backend = getattr(pool, "_network_backend", None)
+        if isinstance(backend, httpcore.AsyncNetworkBackend):
+            pool._network_backend = _Backend(backend)
+        else:
+            _unbounded()
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        token = _head.set(_Budget())
+        try:
+            return await super().handle_async_request(request)
+        finally:
+            _head.reset(token)
+
+
+@functools.cache
+def _unbounded() -> None:
+    """Said once: an httpx or httpcore whose pool has no network backend to wrap."""
+    log.warning(
+        "response heads are not bounded",
+        extra={"fields": {"httpx": httpx.__version__, "httpcore": httpcore.__version__}},
+    )
+
+
+class _Backend(httpcore.AsyncNetworkBackend):
+    def __init__(self, backend: httpcore.AsyncNetworkBackend) -> None:
+        self._backend = backend
+
+    async def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Iterable[Any] | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        stream = await self._backend.connect_tcp(
+            host, port, timeout=timeout, local_address=local_address, socket_options=socket_options
+        )
+        return _Stream(stream)
+
+    async def connect_unix_socket(
+        self, path: str, timeout: float | None = None, socket_options: Iterable[Any] | None = None
+    ) -> httpcore.AsyncNetworkStream:
+        stream = await self._backend.connect_unix_socket(
+            path, timeout=timeout, socket_options=socket_options
+        )
+        return _Stream(stream)
+
+    async def sleep(self, seconds: float) -> None:
+        await self._backend.sleep(seconds)
+
+
+class _Stream(httpcore.AsyncNetworkStream):
+    """A connection whose reads, while a request waits for its head, count against it."""
+
+    def __init__(self, stream: httpcore.AsyncNetworkStream) -> None:
+        self._stream = stream
+
+    async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        budget = _head.get()
+        if budget is None:  # the body: bounded by its reader
+            return await self._stream.read(max_bytes, timeout)
+        if budget.left <= 0:
+            raise httpcore.RemoteProtocolError(NO_FINAL_STATUS)
+        data = await self._stream.read(min(max_bytes, budget.left, HEAD_READ), timeout)
+        budget.left -= len(data)
+        return data
+
+    async def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        await self._stream.write(buffer, timeout)
+
+    async def aclose(self) -> None:
+        await self._stream.aclose()
+
+    async def start_tls(
+        self,
+        ssl_context: ssl.SSLContext,
+        server_hostname: str | None = None,
+        timeout: float | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        return _Stream(
+            await self._stream.start_tls(
+                ssl_context, server_hostname=server_hostname, timeout=timeout
+            )
+        )
+
+    def get_extra_info(self, info: str) -> Any:
+        return self._stream.get_extra_info(info)

@@ -1,0 +1,216 @@
+"""The ``--notifications`` file's YAML: plain data with the place of each value in the text, and
+the errors of that data said at those places.
+
+Contract:
+
+- :func:`read_yaml` turns the text into plain data (mappings with string keys, lists, scalars)
+  and a :class:`Builder` that holds the ``line:col`` of each value and each key by its path. It
+  raises :class:`NotificationConfigError`, ``file:line:col: problem``, for text that is not
+  YAML, an empty file, a key that is not a string or is given twice, a tag, a scalar that
+  cannot be read, and a file of more than :data:`MAX_VALUES` values (an alias counted each
+  time it is used) or nested deeper than :data:`MAX_DEPTH`. What an alias repeats is placed
+  where the alias stands: that is the place of that occurrence.
+- :func:`describe` says pydantic's errors of that data, the first 20, one line each,
+  ``file:line:col: field.path: message``, at the field, or at the nearest value around it that
+  is written (:func:`nearest`: a missing field is said at the mapping that lacks it).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Final
+
+import yaml
+from pydantic import ValidationError
+
+from reconciler.core.runs import DNS1123_LABEL
+
+MAX_VALUES: Final = 10_000
+MAX_DEPTH: Final = 20
+
+Mark = tuple[int, int]  # 1-based line and column
+# Where an alias (``*a``) stands: (id of the collection node holding it, its index in a
+# sequence or the id of its key node in a mapping) -> the alias's mark.
+Aliases = dict[tuple[int, int], Mark]
+
+
+class NotificationConfigError(ValueError):
+    """The file cannot be used; each line of the message is ``file:line:col: problem``."""
+
+
+class _Loader(yaml.SafeLoader):
+    """The safe loader, remembering where each alias stands: PyYAML composes ``*a`` into the
+    anchored node itself, whose marks are the anchor's, so an error in the value an alias
+    repeats (a receiver listed twice as ``- *r``) would point at the first occurrence."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self.aliases: Aliases = {}
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
+        if parent is not None and index is not None and self.check_event(yaml.AliasEvent):
+            mark = self.peek_event().start_mark  # type: ignore[no-untyped-call]
+            where = index if isinstance(index, int) else id(index)
+            self.aliases[(id(parent), where)] = (mark.line + 1, mark.column + 1)
+        return super().compose_node(parent, index)
+
+
+class Builder:
+    """Plain data from a YAML node graph, with the mark of each value by its path; bounded
+    in values (aliases counted each time they are used) and depth. What an alias repeats is
+    marked where the alias stands: that is the place of that occurrence."""
+
+    def __init__(self, aliases: Aliases | None = None) -> None:
+        self.marks: dict[tuple[str | int, ...], Mark] = {}
+        self.key_marks: dict[tuple[str | int, ...], Mark] = {}
+        self.values = 0
+        self._aliases = aliases or {}
+        self._scalars = yaml.constructor.SafeConstructor()
+
+    def build(
+        self, node: yaml.Node, path: tuple[str | int, ...] = (), alias: Mark | None = None
+    ) -> Any:
+        self.values += 1
+        mark = alias or _mark(node)
+        if self.values > MAX_VALUES or len(path) > MAX_DEPTH:
+            raise NotificationConfigError(f"{_at(mark)}: the file is too large or too deep")
+        self.marks[path] = mark
+        if isinstance(node, yaml.MappingNode):
+            data: dict[str, Any] = {}
+            for key_node, value_node in node.value:
+                key_mark = alias or _mark(key_node)
+                if not isinstance(key_node, yaml.ScalarNode):
+                    raise NotificationConfigError(f"{_at(key_mark)}: a key must be a string")
+                key = str(key_node.value)
+                self.key_marks[(*path, key)] = key_mark
+                if key in data:
+                    raise NotificationConfigError(f"{_at(key_mark)}: {key!r} is given twice")
+                used = alias or self._aliases.get((id(node), id(key_node)))
+                data[key] = self.build(value_node, (*path, key), used)
+            return data
+        if isinstance(node, yaml.SequenceNode):
+            return [
+                self.build(item, (*path, i), alias or self._aliases.get((id(node), i)))
+                for i, item in enumerate(node.value)
+            ]
+        assert isinstance(node, yaml.ScalarNode)
+        try:
+            return self._scalars.construct_object(node)
+        except yaml.YAMLError:
+            raise NotificationConfigError(
+                f"{_at(mark)}: not a plain YAML value (tags are not read)"
+            ) from None
+        except (ValueError, OverflowError):
+            # PyYAML's own constructors fail so, on a number of more than 4 300 digits or a
+            # date that does not exist (2026-13-01); their messages are Python's, not ours.
+            problem = _UNREADABLE.get(node.tag, "a value that cannot be read")
+            raise NotificationConfigError(
+                f"{_at(mark)}: {_dotted(path) or '(top level)'}: {problem}"
+            ) from None
+
+
+_UNREADABLE: Final = {
+    "tag:yaml.org,2002:int": "a number too long to read",
+    "tag:yaml.org,2002:timestamp": "a date that does not exist",
+}
+
+
+def _mark(node: yaml.Node) -> Mark:
+    return node.start_mark.line + 1, node.start_mark.column + 1
+
+
+def _at(mark: Mark) -> str:
+    return f"{mark[0]}:{mark[1]}"
+
+
+def read_yaml(text: str, source: str) -> tuple[Any, Builder]:
+    """The data of ``text`` and the builder that holds its marks; ``source`` begins each
+    error's place (``source:line:col``)."""
+    try:
+        _check_depth(text, source)
+        loader = _Loader(text)
+        try:
+            node = loader.get_single_node()
+        finally:
+            loader.dispose()
+    except RecursionError:  # _check_depth should make this impossible: still no traceback
+        raise NotificationConfigError(f"{source}:1:1: the file is too large or too deep") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{mark.line + 1}:{mark.column + 1}" if mark else "1:1"
+        problem = getattr(exc, "problem", None) or "not valid YAML"
+        raise NotificationConfigError(f"{source}:{where}: {problem}") from None
+    if node is None:
+        raise NotificationConfigError(f"{source}:1:1: the file is empty")
+    builder = Builder(loader.aliases)
+    try:
+        data = builder.build(node)
+    except NotificationConfigError as exc:
+        raise NotificationConfigError(f"{source}:{exc}") from None
+    return data, builder
+
+
+def _check_depth(text: str, source: str) -> None:
+    """NotificationConfigError at the first collection nested deeper than the builder reads.
+    PyYAML composes nodes recursively, so 5 000 nested ``[`` would end in a RecursionError;
+    its parser keeps a stack of its own, so its events can be counted first."""
+    depth = 0
+    for event in yaml.parse(text, Loader=yaml.SafeLoader):
+        if isinstance(event, yaml.CollectionStartEvent):
+            depth += 1
+            if depth > MAX_DEPTH + 1:  # the builder refuses what lies deeper anyway
+                mark = event.start_mark
+                where = f"{mark.line + 1}:{mark.column + 1}" if mark else "1:1"
+                raise NotificationConfigError(
+                    f"{source}:{where}: the file is too large or too deep"
+                )
+        elif isinstance(event, yaml.CollectionEndEvent):
+            depth -= 1
+
+
+def describe(exc: ValidationError, builder: Builder, source: str) -> str:
+    """The first 20 errors of ``exc``, one line each, at their places in ``builder``'s text."""
+    lines = []
+    for error in exc.errors(include_url=False)[:20]:
+        loc = tuple(p for p in error["loc"] if not str(p).startswith("function-"))
+        loc = _model_path(loc)
+        if error["type"] == "extra_forbidden":
+            line, column = builder.key_marks.get(loc) or nearest(builder.marks, loc)
+            message = f"unknown field {str(loc[-1])!r}"
+        else:
+            line, column = nearest(builder.marks, loc)
+            message = _message(error)
+        where = _dotted(loc) or "(top level)"
+        lines.append(f"{source}:{line}:{column}: {where}: {message}")
+    return "\n".join(lines)
+
+
+def _message(error: Any) -> str:
+    if error["type"] == "string_pattern_mismatch" and error["ctx"]["pattern"] == DNS1123_LABEL:
+        shown = str(error["input"])[:63]
+        return (
+            f"{shown!r} is not a DNS-1123 label (lower-case letters, digits and '-', starting "
+            "and ending with a letter or digit), as every task's namespace is: it would match "
+            "no task"
+        )
+    return str(error["msg"]).removeprefix("Value error, ")
+
+
+def _model_path(loc: Sequence[str | int]) -> tuple[str | int, ...]:
+    # Literal and enum unions add their own step to a location (``type.literal[...]``).
+    return tuple(p for p in loc if not (isinstance(p, str) and "[" in p))
+
+
+def nearest(marks: dict[tuple[str | int, ...], Mark], loc: tuple[str | int, ...]) -> Mark:
+    """The mark of ``loc``, or of the nearest value around it that has one (else 1:1)."""
+    for end in range(len(loc), -1, -1):
+        if loc[:end] in marks:
+            return marks[loc[:end]]
+    return (1, 1)
+
+
+def _dotted(loc: Sequence[str | int]) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out

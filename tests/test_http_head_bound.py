@@ -1,0 +1,133 @@
+"""What an outgoing request (an http task's, a notification's) reads before its response's
+final status is bounded: a server answering with ``100 Continue`` after ``100 Continue`` kept
+the event loop parsing them for the whole attempt (httpx's timeout is per read, and every read
+came at once), then the next attempt did it again. Now the attempt fails once the first
+:data:`reconciler.httpclient.HEAD_MAX` bytes hold no final status; a head as large as httpx
+reads at all still passes. Real servers on 127.0.0.1, in the test's loop."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from pathlib import Path
+
+import pytest
+
+from reconciler.core.actions import HttpAction
+from reconciler.core.runs import RunStatus
+from reconciler.runner.base import Outcome
+from reconciler.runner.http import HttpRun
+from reconciler.sinks import notify_delivery
+from reconciler.sinks.metrics import Metrics
+from reconciler.sinks.notify_delivery import Delivery, Message
+from tests.http_servers import CONTINUE, interim_flood, serving
+from tests.notify.test_notifier import config, counts
+
+# Seconds: generous, only to tell "bounded" from "for as long as the timeout". Each attempt
+# has an hour: nothing but the bound ends it within this.
+BOUND = 30.0
+NO_FINAL_STATUS = "no final status in the response's first"
+
+
+def http_task(url: str) -> HttpRun:
+    action = HttpAction.model_validate({"url": url, "method": "POST", "timeoutSeconds": 3600})
+    return HttpRun(action, env={})
+
+
+@pytest.fixture
+def no_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.lower(), raising=False)
+
+
+@pytest.mark.usefixtures("no_proxy")
+def test_an_endless_run_of_interim_responses_fails_the_http_task() -> None:
+    async def scenario() -> Outcome:
+        async with serving(interim_flood) as server:
+            return await asyncio.wait_for(http_task(f"{server.url}/").run(), BOUND)
+
+    outcome = asyncio.run(scenario())
+    assert (outcome.status, outcome.reason) == (RunStatus.FAILED, "RequestFailed")
+    assert NO_FINAL_STATUS in outcome.message
+    assert outcome.exit_code is None
+
+
+@pytest.mark.usefixtures("no_proxy")
+def test_an_endless_run_of_interim_responses_fails_each_notification_attempt(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="crontask.notify")
+    metrics = Metrics()
+
+    async def scenario() -> list[str]:
+        async with serving(interim_flood) as server:
+            delivery = Delivery(
+                config(tmp_path, f"{server.url}/hook", kind="generic"),
+                metrics=metrics,
+                backoff=0.01,
+                timeout=3600,
+            )
+            stop = asyncio.Event()
+            async with delivery.running(stop):
+                delivery.enqueue(Message("hook", "failed", {"event": "failed"}))
+                deadline = time.monotonic() + BOUND
+                while counts(metrics)["failed"] == 0:
+                    assert time.monotonic() < deadline, f"not failed in {BOUND} s"
+                    await asyncio.sleep(0.02)
+                stop.set()
+            return server.requests
+
+    requests = asyncio.run(scenario())
+    assert counts(metrics) == {"dropped": 0, "failed": 1, "sent": 0}
+    assert len(requests) == notify_delivery.MAX_ATTEMPTS  # retried, as a protocol error is
+    failed = [r for r in caplog.records if r.getMessage() == "notification failed"]
+    assert [r.fields["error"] for r in failed] == ["RemoteProtocolError"]  # type: ignore[attr-defined]
+
+
+def test_the_bound_holds_through_a_proxy_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The proxy (named by ``HTTP_PROXY``) is what floods: its transport is bounded too."""
+    for name in ("ALL_PROXY", "NO_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.lower(), raising=False)
+
+    async def scenario() -> tuple[Outcome, list[str]]:
+        async with serving(interim_flood) as proxy:
+            monkeypatch.setenv("HTTP_PROXY", proxy.url)
+            monkeypatch.delenv("http_proxy", raising=False)
+            # TEST-NET-1: never reached, the proxy answers.
+            outcome = await asyncio.wait_for(http_task("http://192.0.2.1:81/").run(), BOUND)
+            return outcome, proxy.requests
+
+    outcome, requests = asyncio.run(scenario())
+    assert requests == ["POST http://192.0.2.1:81/ HTTP/1.1"]
+    assert outcome.reason == "RequestFailed"
+    assert NO_FINAL_STATUS in outcome.message
+
+
+@pytest.mark.usefixtures("no_proxy")
+def test_a_head_as_large_as_httpx_reads_is_read_as_before() -> None:
+    """Interim responses (a 100, a 103 with its links), then a final head of 90 KiB, just under
+    what httpx takes for one head (100 KiB): it passes, and so does the body after it."""
+    links = b"".join(b"Link: </style%d.css>; rel=preload\r\n" % i for i in range(50))
+    interim = CONTINUE + b"HTTP/1.1 103 Early Hints\r\n" + links + b"\r\n"
+    big = b"".join(b"X-Filler-%05d: %s\r\n" % (i, b"f" * 75) for i in range(1000))
+    assert 90_000 < len(big) < 100 * 1024
+    body = b"b" * 200_000
+
+    async def answer_writer(writer: asyncio.StreamWriter) -> None:
+        writer.write(interim)
+        writer.write(b"HTTP/1.1 200 OK\r\n" + big)
+        writer.write(b"Content-Length: %d\r\n\r\n" % len(body) + body)
+        await writer.drain()
+
+    async def scenario() -> Outcome:
+        async with serving(answer_writer) as server:
+            return await asyncio.wait_for(http_task(f"{server.url}/").run(), BOUND)
+
+    outcome = asyncio.run(scenario())
+    assert (outcome.status, outcome.exit_code) == (RunStatus.SUCCEEDED, 200)
+    assert outcome.output.startswith("bbbb")
