@@ -168,35 +168,42 @@ def _shown(db_url: str | None) -> str:
 
 
 def _hidden(message: str, db_url: str | None) -> str:
-    """``message`` without the URL's password, whether the URL is quoted whole or not."""
+    """``message`` without the URL's password: the URL quoted whole is shown without it, and
+    the password is hidden where a message quotes it (``_quoted_password``), not elsewhere.
+    Hiding it wherever its letters appeared garbled crontask's own words when it was a common
+    word (a password ``crontask`` made "this *** does not know", and hid the user name of the
+    same spelling), and where the stars fell told which word the password is."""
     if not db_url:
         return message
     message = message.replace(db_url, _shown(db_url))
-    for secret in sorted(_password_texts(db_url), key=len, reverse=True):
-        if len(secret) >= _HIDDEN_ANYWHERE:
-            message = message.replace(secret, "***")
-        else:  # a short one where it stands alone: "p" is in every other word of a message
-            message = re.sub(rf"(?<![A-Za-z0-9]){re.escape(secret)}(?![A-Za-z0-9])", "***", message)
+    password, bracketed = _password_texts(db_url)
+    for secret in sorted(password, key=len, reverse=True):
+        for where in _quoted_password(secret):
+            message = where.sub(r"\1***\2", message)
+    if bracketed:  # quoted by urlsplit's error, as repr() quotes it
+        message = message.replace(repr(bracketed), "'***'")
     return _USERINFO_PASSWORD.sub(r"\1:***@", message)
 
 
-# A password at least this long is hidden wherever it appears in a message; a shorter one only
-# where it is not part of a longer word (a password "p" made "***ort 1 failed"; where the
-# stars fell also told which letters the password holds).
-_HIDDEN_ANYWHERE = 6
+def _quoted_password(secret: str) -> tuple[re.Pattern[str], ...]:
+    """Where a message may quote the password ``secret``: in a URL's user info (``:secret@``,
+    whatever the URL around it looks like: SQLAlchemy renders it unquoted), or after the word
+    password (a connection option ``password=secret``, quoted or not; ``password secret``),
+    as a whole word there."""
+    s = re.escape(secret)
+    after_word = rf"(password\s*[=:]?\s*['\"]?){s}(['\"]?)(?=$|[\s,;)])"
+    return re.compile(rf"(:){s}(@)"), re.compile(after_word, re.IGNORECASE)
 
 
-def _password_texts(db_url: str) -> set[str]:
-    """The URL's password as a message may quote it: as written, percent-decoded, and (a
-    ``[`` or ``]`` in it makes ``urlsplit`` look for an IPv6 host) the part between brackets
-    that ``urlsplit``'s error quotes. Found by hand, as ``urlsplit`` finds it: it may refuse
-    the URL."""
+def _password_texts(db_url: str) -> tuple[set[str], str]:
+    """The URL's password as a message may quote it (as written, and percent-decoded), and,
+    when a ``[`` or ``]`` in it makes ``urlsplit`` look for an IPv6 host, the part between
+    brackets that ``urlsplit``'s error quotes (else ""). Found by hand, as ``urlsplit`` finds
+    it: it may refuse the URL."""
     netloc = re.split(r"[/?#]", db_url.partition("//")[2], maxsplit=1)[0]
     password = netloc.rpartition("@")[0].partition(":")[2]
     if not password:
-        return set()
-    found = {password, urllib.parse.unquote(password)}
+        return set(), ""
+    found = {text for text in (password, urllib.parse.unquote(password)) if text}
     bracketed = netloc.partition("[")[2].partition("]")[0]
-    if bracketed and bracketed in password:
-        found.add(bracketed)
-    return {text for text in found if text}
+    return found, bracketed if bracketed and bracketed in password else ""

@@ -20,6 +20,12 @@ and final records cost one slot. A claim kept that way is still a claim when it 
 if another instance recorded the slot meanwhile, its record stands, and this process's
 records of that slot are not written over it (logged as a warning instead).
 
+A record the store refuses for another reason (an error that is no outage: a value it will not
+take, a schema someone changed) is kept too, and tried again with the others, but only
+``REFUSED_TRIES`` times alone: an error that lasts is the record's, not the store's, and a
+record failing for ever must neither hold the records behind it nor wait for ever. It is then
+dropped (logged as an error, counted in ``dropped``).
+
 The loss window, stated: at most ``capacity`` records wait in memory, their outputs within a
 budget past which a record keeps only the end of its output (``waiting``). When it is full,
 the first in line is dropped (logged as an error, counted in ``dropped``): the oldest, but for
@@ -59,6 +65,10 @@ T = TypeVar("T")
 # Records a flush tries alone, one after another, before it sleeps: more failing alone is an
 # outage, not a locked row.
 LONE_TRIES = 3
+# Times a kept record may fail alone for a reason other than an outage before it is dropped:
+# enough to outlast a passing error nobody foresaw, few enough that a record the store will
+# never take costs the records behind it seconds (the flush loop's backoff), not for ever.
+REFUSED_TRIES = 3
 
 
 class Recorder:
@@ -79,6 +89,9 @@ class Recorder:
         self.dropped = 0
         self._pool = started_pool(io_threads, "crontask-store")
         self._pending = Waiting(capacity, output_budget)
+        # Failures alone, other than an outage, of records waiting (see REFUSED_TRIES): only
+        # keys in the buffer, so bounded as it is.
+        self._refusals: dict[Key, int] = {}
         # Slots whose late claim found another instance's record: later states are not saved.
         self._refused: OrderedDict[tuple[str, int], None] = OrderedDict()
         self._flusher: asyncio.Task[None] | None = None
@@ -180,7 +193,7 @@ class Recorder:
             self._keep(record, CREATE)
             return False
         except Exception:
-            log.exception("could not record run", extra={"fields": {"run": record.id}})
+            self._keep_refused(record, CREATE)
             return False
         return True
 
@@ -226,15 +239,32 @@ class Recorder:
             done.set_result(False)
 
     async def _save_one(self, record: RunRecord) -> bool:
+        if (record.id, record.attempt) in self._pending:  # an older state of it is waiting
+            self._keep(record, SAVE)
+            return False
         try:
             await self.call(self.store.save_many, [record])
         except StoreUnavailable:
             self._keep(record, SAVE)
             return False
         except Exception:
-            log.exception("could not record run", extra={"fields": {"run": record.id}})
+            self._keep_refused(record, SAVE)
             return False
         return True
+
+    def _keep_refused(self, record: RunRecord, mode: Mode) -> None:
+        """Keep a record the store refused for a reason other than an outage (called in the
+        ``except`` that caught it): tried again with the others, dropped after
+        ``REFUSED_TRIES`` failures (``_flush_loop``)."""
+        log.warning(
+            "could not record run; kept to try again",
+            exc_info=True,
+            extra={"fields": {"run": record.id, "attempt": record.attempt}},
+        )
+        self._keep(record, mode)
+        key = (record.id, record.attempt)
+        if key in self._pending:
+            self._refusals[key] = self._refusals.get(key, 0) + 1
 
     async def flush(self, timeout: float | None = None) -> bool:
         """Wait until nothing is pending; False if ``timeout`` passed first."""
@@ -272,6 +302,7 @@ class Recorder:
         if waiting is not None and CLAIM in (waiting[1], mode):
             mode = CLAIM
         if (lost := self._pending.put(record, mode)) is not None:
+            self._refusals.pop(lost, None)
             self.dropped += 1
             log.error(
                 "run record buffer full; oldest record dropped",
@@ -296,7 +327,8 @@ class Recorder:
         goes to the back of the line, and the next is tried; the loop sleeps (with backoff)
         once the record now first in line has failed alone too, or ``LONE_TRIES`` have since
         the last write (an outage: retried as gently as ever). A batch grows back, doubling,
-        with each write that goes through."""
+        with each write that goes through. A record that failed alone ``REFUSED_TRIES`` times
+        for a reason other than an outage is dropped."""
         delay, size = self.retry_initial, SAVE_BATCH
         alone: set[Key] = set()  # the records that failed alone since the last write or sleep
         while self._pending:
@@ -310,9 +342,12 @@ class Recorder:
                     size = len(batch) // 2
                     continue
                 key, entry = batch[0]
-                if not isinstance(err, StoreUnavailable):
+                if not isinstance(err, StoreUnavailable) and self._refused_for_good(key):
                     log.exception(
-                        "could not record run; dropped", extra={"fields": {"run": key[0]}}
+                        "could not record run; dropped",
+                        extra={
+                            "fields": {"run": key[0], "attempt": key[1], "tries": REFUSED_TRIES}
+                        },
                     )
                     self.dropped += 1
                     self._written(batch)
@@ -334,9 +369,17 @@ class Recorder:
             alone.clear()
         log.info("run store back; pending records written")
 
+    def _refused_for_good(self, key: Key) -> bool:
+        """Count one more failure of ``key`` alone (not an outage); True past REFUSED_TRIES."""
+        tries = self._refusals.get(key, 0) + 1
+        self._refusals[key] = tries
+        return tries >= REFUSED_TRIES
+
     def _written(self, batch: list[tuple[Key, Entry]]) -> None:
         for key, entry in batch:
             self._pending.remove(key, entry)
+            if key not in self._pending:  # a newer state of it may have come meanwhile
+                self._refusals.pop(key, None)
 
     def _refuse(self, record: RunRecord) -> None:
         """Another instance recorded this slot while the store was unavailable here: its

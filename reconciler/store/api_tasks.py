@@ -23,7 +23,8 @@ from reconciler.core.api_tasks import (
     check_key,
     version_of,
 )
-from reconciler.store.sql_schema import api_tasks, create_engine, translated_errors
+from reconciler.store.sql_errors import translated_errors
+from reconciler.store.sql_schema import api_tasks, create_engine
 
 _c = api_tasks.c
 

@@ -41,12 +41,12 @@ from reconciler.membership.base import (
     MembershipUnavailable,
 )
 from reconciler.store.base import StoreUnavailable
+from reconciler.store.sql_errors import translated_errors
 from reconciler.store.sql_schema import (
     UTCDateTime,
     create_engine,
     member_views,
     members,
-    translated_errors,
 )
 
 log = logging.getLogger("crontask.membership")

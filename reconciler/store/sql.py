@@ -66,6 +66,7 @@ from reconciler.store import (
 from reconciler.store.base import DuplicateRun, ExclusiveClaim, StoreUnavailable
 from reconciler.store.query import Cursor, RunPage, RunQuery
 from reconciler.store.records import normalized, utc
+from reconciler.store.sql_errors import RolledBack, is_unique_violation, translated_errors
 from reconciler.store.sql_pages import select_page
 from reconciler.store.sql_rows import MUTABLE, record_to_row, row_key
 from reconciler.store.sql_schema import (
@@ -73,12 +74,9 @@ from reconciler.store.sql_schema import (
     SQLITE_BUSY_TIMEOUT,
     WAIT_OPTION,
     WRITE_LOCK_WAIT,
-    RolledBack,
     create_engine,
-    is_unique_violation,
     metadata,
     runs,
-    translated_errors,
 )
 
 __all__ = [

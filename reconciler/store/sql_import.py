@@ -15,7 +15,8 @@ from sqlalchemy import exc
 from sqlalchemy.engine import Connection
 
 from reconciler.store.base import DuplicateRun
-from reconciler.store.sql_schema import is_unique_violation, runs
+from reconciler.store.sql_errors import is_unique_violation
+from reconciler.store.sql_schema import runs
 
 
 def insert_many(

@@ -2,22 +2,18 @@
 
 What a connection must be before the store uses it: SQLite in WAL mode with a busy timeout
 and writes that begin IMMEDIATE (so that a waiting writer waits instead of failing), PostgreSQL
-with a connect timeout; and driver errors meaning "the database is not there right now"
-translated to :class:`StoreUnavailable` (for SQLite that includes a full disk, a read-only or
-unwritable file and I/O errors: ``OperationalError`` all; after a read-only error the pool's
-connections are replaced, see ``_sqlite_on_error``). An SQLite file deleted or replaced under
-the process is the store unavailable too, never a new empty one (``_SqliteFile``). The store's
-operations live in ``sql``.
+with a connect timeout, each with the listener that replaces the pool's connections after a
+read-only error (:mod:`reconciler.store.sql_errors`, which also says which driver errors are an
+outage). An SQLite file deleted or replaced under the process is the store unavailable too,
+never a new empty one (``_SqliteFile``). The store's operations live in ``sql``.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import re
 import sqlite3
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Final
@@ -25,7 +21,7 @@ from urllib.parse import unquote_to_bytes
 
 import sqlalchemy as sa
 from sqlalchemy import event, exc
-from sqlalchemy.engine import Connection, Dialect, Engine, ExceptionContext, make_url
+from sqlalchemy.engine import Connection, Dialect, Engine, make_url
 from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.pool import ConnectionPoolEntry, PoolProxiedConnection
 from sqlalchemy.util import asbool
@@ -34,6 +30,7 @@ from reconciler import statedir
 from reconciler.core.runs import Trigger
 from reconciler.store.base import StoreUnavailable
 from reconciler.store.records import utc
+from reconciler.store.sql_errors import pg_on_error, sqlite_on_error
 
 log = logging.getLogger("crontask.store")
 
@@ -61,8 +58,6 @@ PG_SOCKET_DEFAULTS: Final = {
     "tcp_user_timeout": 30_000,  # milliseconds
 }
 BEGIN_OPTION: Final = "crontask_sqlite_begin"
-# SQLite primary result codes after which a pooled connection is not reused (_sqlite_on_error).
-_SQLITE_REOPEN: Final = frozenset({sqlite3.SQLITE_READONLY})
 
 
 class UTCDateTime(sa.TypeDecorator[datetime]):
@@ -212,7 +207,7 @@ def create_engine(url: str, *, existing: bool = False) -> Engine:
         _SqliteFile(Path(os.path.abspath(database)), uri=_is_uri(u)).watch(engine)
         event.listen(engine, "connect", _sqlite_on_connect)
         event.listen(engine, "begin", _sqlite_on_begin)
-        event.listen(engine, "handle_error", _sqlite_on_error)
+        event.listen(engine, "handle_error", sqlite_on_error)
         return engine
     if backend == "postgresql":
         if u.drivername == "postgresql":
@@ -220,7 +215,9 @@ def create_engine(url: str, *, existing: bool = False) -> Engine:
         if u.get_driver_name() != "psycopg":
             raise ValueError(f"PostgreSQL is supported through psycopg 3 only, got {u.drivername}")
         defaults = {k: v for k, v in PG_SOCKET_DEFAULTS.items() if k not in u.query}
-        return sa.create_engine(u, pool_pre_ping=True, connect_args=defaults)
+        engine = sa.create_engine(u, pool_pre_ping=True, connect_args=defaults)
+        event.listen(engine, "handle_error", pg_on_error)
+        return engine
     raise ValueError(f"unsupported run store URL scheme {u.drivername!r}")
 
 
@@ -406,48 +403,3 @@ def _sqlite_on_begin(conn: Connection) -> None:
             conn.exec_driver_sql(f"PRAGMA busy_timeout = {wait}")
             info[WAIT_OPTION] = wait
     conn.exec_driver_sql(f"BEGIN {mode}")
-
-
-def _sqlite_on_error(context: ExceptionContext) -> None:
-    # A connection opened while the file could not be written (read-only mount, immutable or
-    # unwritable file) is opened read-only by SQLite, and stays so after the file is writable
-    # again: kept in the pool, it would answer SQLITE_READONLY for ever and the store would
-    # never come back. Treating the error as a disconnect makes the pool drop its connections;
-    # the next call opens fresh ones, which write once the file can be written.
-    code = getattr(context.original_exception, "sqlite_errorcode", None)
-    if isinstance(code, int) and (code & 0xFF) in _SQLITE_REOPEN:
-        context.is_disconnect = True
-
-
-# PostgreSQL's serialization_failure and deadlock_detected: the server rolled a transaction
-# back because another one wanted the same rows. The database is there and the same work,
-# tried again, gets a definite answer; psycopg raises these as OperationalError all the same.
-_ROLLED_BACK: Final = frozenset({"40001", "40P01"})
-
-
-class RolledBack(StoreUnavailable):
-    """The server rolled the transaction back for another's sake (see above). A caller that
-    can run its work again does (``SqlRunStore._write``); to any other, it is a store that
-    did not answer this time, as before."""
-
-
-@contextlib.contextmanager
-def translated_errors() -> Iterator[None]:
-    """Driver errors that mean "the database is not there right now" -> StoreUnavailable
-    (:class:`RolledBack` for a transaction rolled back to let another go on)."""
-    try:
-        yield
-    except exc.DBAPIError as e:
-        if getattr(e.orig, "sqlstate", None) in _ROLLED_BACK:
-            raise RolledBack(f"run store rolled the transaction back: {e.orig}") from e
-        if isinstance(e, exc.OperationalError | exc.InterfaceError) or e.connection_invalidated:
-            raise StoreUnavailable(f"run store unavailable: {e.orig}") from e
-        raise
-    except exc.TimeoutError as e:  # the pool had no connection to give within its timeout
-        raise StoreUnavailable(f"run store unavailable: {e}") from e
-
-
-def is_unique_violation(e: exc.IntegrityError) -> bool:
-    if getattr(e.orig, "sqlstate", None) == "23505":  # PostgreSQL unique_violation
-        return True
-    return "UNIQUE constraint failed" in str(e.orig)  # SQLite (covers PRIMARY KEY too)

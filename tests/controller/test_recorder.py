@@ -319,8 +319,9 @@ def test_a_record_the_store_refuses_does_not_cost_the_rest_of_its_batch() -> Non
         return saved
 
     assert asyncio.run(main()) == [True] * 5 + [False]
-    # The first alone, then the batch, then the batch's records one by one.
-    assert store.batches == [1, 5, 1, 1, 1, 1, 1]
+    # The first alone, then the batch, then the batch's records one by one; the refused one
+    # is kept and tried twice more alone (REFUSED_TRIES in all), then dropped.
+    assert store.batches == [1, 5, 1, 1, 1, 1, 1, 1, 1]
     assert [store.get(record(m).id) is not None for m in range(5)] == [True] * 5
 
 

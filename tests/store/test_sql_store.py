@@ -33,8 +33,8 @@ from reconciler.store import (
 )
 from reconciler.store.query import Cursor
 from reconciler.store.sql import SqlRunStore
+from reconciler.store.sql_errors import RolledBack, translated_errors
 from reconciler.store.sql_pages import select_page
-from reconciler.store.sql_schema import RolledBack, translated_errors
 
 from ._records import T0, everything, rec, reference_prune, sort_key
 

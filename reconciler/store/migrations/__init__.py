@@ -7,12 +7,19 @@ see :func:`reconciler.store.sql.SqlRunStore.open`).
 
 Revisions live in ``versions/``, one file each, ids ``0001``, ``0002``, ... in order. A revision
 is never edited once released; changes are new revisions.
+
+A database that is no crontask run store, or a damaged one, is refused before anything is
+written to it (IncompatibleSchema, one sentence, :func:`_not_ours`): another application's
+Alembic revision, ``alembic_version`` holding several rows, or one of crontask's tables there
+without a revision (another application's ``runs``, or ``alembic_version`` emptied). Only a
+four-digit revision after :data:`HEAD` is said to be a newer crontask's.
 """
 
 from __future__ import annotations
 
 import functools
 import logging
+import re
 import time
 from pathlib import Path
 from typing import Final, NoReturn
@@ -25,7 +32,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy.engine import Connection, Engine
 
 from reconciler.store.base import IncompatibleSchema, StoreUnavailable
-from reconciler.store.sql_schema import BEGIN_OPTION
+from reconciler.store.sql_schema import BEGIN_OPTION, metadata
 
 __all__ = ["HEAD", "check", "current_revision", "known_revisions", "migrate", "upgrade"]
 
@@ -53,11 +60,52 @@ def known_revisions() -> frozenset[str]:
 
 
 def current_revision(connection: Connection) -> str | None:
-    """The database's revision, ``None`` if it was never migrated (no ``alembic_version``)."""
+    """The database's revision, ``None`` if it was never migrated (no ``alembic_version``, or
+    an empty one). IncompatibleSchema for several (crontask's history has one line)."""
     heads = MigrationContext.configure(connection).get_current_heads()
     if len(heads) > 1:
-        raise RuntimeError(f"the run store schema has several heads: {heads}")
+        listed = ", ".join(repr(head) for head in sorted(heads))
+        _not_ours(connection, f"its alembic_version table holds several revisions ({listed})")
     return heads[0] if heads else None
+
+
+def _known(connection: Connection, current: str | None) -> None:
+    """Refuse a database whose revision (``current``) no crontask this old or older wrote, or
+    which has none but holds crontask's tables already: something else is there, and
+    upgrading would fail on it halfway (a table that exists) or write into it."""
+    if current is None:
+        ours = set(metadata.tables)
+        found = sorted(ours.intersection(sa.inspect(connection).get_table_names()))
+        if not found:
+            return
+        # Another process may have made the store since ``current`` was read (PostgreSQL
+        # reads each statement anew): its revision is there then.
+        if (now := current_revision(connection)) is not None:
+            _known(connection, now)
+            return
+        tables = ", ".join(repr(name) for name in found)
+        _not_ours(connection, f"it holds the table(s) {tables} but no schema revision")
+    if current in known_revisions():
+        return
+    if re.fullmatch(r"[0-9]{4}", current) and current > HEAD:
+        _newer(current)
+    _not_ours(connection, f"its schema revision {current!r} is none a crontask writes")
+
+
+def _not_ours(connection: Connection, why: str) -> NoReturn:
+    raise IncompatibleSchema(
+        f"{_where(connection)} is not a crontask run store, or a damaged one: {why}; give "
+        "crontask a database (or file) of its own, or restore this one from a backup"
+    )
+
+
+def _where(connection: Connection) -> str:
+    """The database, as the user named it: a SQLite file's path, a server's URL without its
+    password."""
+    url = connection.engine.url
+    if url.get_backend_name() == "sqlite":
+        return url.database or "the SQLite database"
+    return url.render_as_string(hide_password=True)
 
 
 def upgrade(connection: Connection, revision: str = "head") -> None:
@@ -81,12 +129,12 @@ def check(engine: Engine) -> None:
     otherwise (StoreUnavailable for a database no crontask has used)."""
     with engine.connect() as conn, conn.begin():
         current = current_revision(conn)
+        if current != HEAD:
+            _known(conn, current)
     if current == HEAD:
         return
     if current is None:
         raise StoreUnavailable("no run store in that database (no crontask run has used it)")
-    if current not in known_revisions():
-        _newer(current)
     raise IncompatibleSchema(
         f"the run store schema is at revision {current!r}, older than this crontask's "
         f"{HEAD!r}: read it with the crontask that writes it, or let this version's "
@@ -104,20 +152,23 @@ def _newer(current: str) -> NoReturn:
 def migrate(engine: Engine) -> None:
     """Bring the database of ``engine`` to :data:`HEAD`, once however many processes open it at
     once (SQLite's write lock, PostgreSQL's advisory lock); IncompatibleSchema if a newer
-    crontask wrote it."""
-    known = known_revisions()
+    crontask wrote it, or if it is no crontask run store (``_known``)."""
     with engine.connect() as conn:
         with conn.begin():
             current = current_revision(conn)
+            if current != HEAD:
+                _known(conn, current)
         if current == HEAD:
             return  # the common case: no lock taken
-        if current is not None and current not in known:
-            _newer(current)
         if engine.dialect.name == "sqlite":
             conn.execution_options(**{BEGIN_OPTION: "IMMEDIATE"})
         with conn.begin():
             if engine.dialect.name == "postgresql":
                 conn.execute(sa.select(sa.func.pg_advisory_xact_lock(_PG_MIGRATION_LOCK)))
+            # Read again under the lock: another process may have made the store meanwhile
+            # (its tables are then crontask's), or something else may have.
+            if (now := current_revision(conn)) != HEAD:
+                _known(conn, now)
             # Said before and after: an index is built over the whole history, a minute or more
             # for millions of records, and nothing else starts meanwhile.
             fields = {"from": current, "to": HEAD}

@@ -1,0 +1,122 @@
+"""What the run store's database errors mean: an outage (:class:`StoreUnavailable`: the
+records wait and are written once the database is back), a transaction rolled back for
+another (:class:`RolledBack`: the same work, tried again, gets a definite answer), or a fault
+of the work itself (raised as it is).
+
+- ``translated_errors``: the driver errors meaning "the database is not there, or cannot take
+  the store's work, right now" -> StoreUnavailable. For SQLite that includes a full disk, a
+  read-only or unwritable file and I/O errors (``OperationalError`` all); for PostgreSQL a
+  server that takes no writes, a table gone and privileges revoked too, whatever error class
+  psycopg gives them (``_NOT_NOW_STATES``).
+- The engines' ``handle_error`` listeners (``sqlite_on_error``, ``pg_on_error``): after a
+  read-only error the pool's connections are replaced, which would otherwise refuse every
+  write for ever once the database is writable again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+from collections.abc import Iterator
+from typing import Final
+
+from sqlalchemy import exc
+from sqlalchemy.engine import ExceptionContext
+
+from reconciler.store.base import StoreUnavailable
+
+# SQLite primary result codes after which a pooled connection is not reused (sqlite_on_error).
+_SQLITE_REOPEN: Final = frozenset({sqlite3.SQLITE_READONLY})
+
+
+def sqlite_on_error(context: ExceptionContext) -> None:
+    # A connection opened while the file could not be written (read-only mount, immutable or
+    # unwritable file) is opened read-only by SQLite, and stays so after the file is writable
+    # again: kept in the pool, it would answer SQLITE_READONLY for ever and the store would
+    # never come back. Treating the error as a disconnect makes the pool drop its connections;
+    # the next call opens fresh ones, which write once the file can be written.
+    code = getattr(context.original_exception, "sqlite_errorcode", None)
+    if isinstance(code, int) and (code & 0xFF) in _SQLITE_REOPEN:
+        context.is_disconnect = True
+
+
+# PostgreSQL's read_only_sql_transaction: see pg_on_error.
+_PG_REOPEN: Final = frozenset({"25006"})
+
+
+def pg_on_error(context: ExceptionContext) -> None:
+    # A session begun while the database was read-only (default_transaction_read_only, set
+    # for the database or the role) keeps that setting when the database is writable again:
+    # kept in the pool, it would refuse every write for ever, as SQLite's read-only
+    # connections would (sqlite_on_error). Treated as a disconnect, the pool's connections
+    # are dropped, and the next ones start with the setting of the moment.
+    if getattr(context.original_exception, "sqlstate", None) in _PG_REOPEN:
+        context.is_disconnect = True
+
+
+# PostgreSQL's serialization_failure and deadlock_detected: the server rolled a transaction
+# back because another one wanted the same rows. The database is there and the same work,
+# tried again, gets a definite answer; psycopg raises these as OperationalError all the same.
+_ROLLED_BACK: Final = frozenset({"40001", "40P01"})
+
+
+class RolledBack(StoreUnavailable):
+    """The server rolled the transaction back for another's sake (see above). A caller that
+    can run its work again does (``SqlRunStore._write``); to any other, it is a store that
+    did not answer this time, as before."""
+
+
+# PostgreSQL errors that say "this database cannot do the store's work now", whatever class
+# psycopg gives them: a server that takes no writes (25006 read_only_sql_transaction: a
+# failover left the URL on a standby, default_transaction_read_only), a table dropped or not
+# yet restored (42P01 undefined_table), privileges revoked (42501 insufficient_privilege).
+# psycopg raises these as InternalError or ProgrammingError, which were not an outage: every
+# record written meanwhile was logged with a traceback and thrown away, where in an outage it
+# waits and is written once the database is back. An operator fixes each of them without
+# crontask's help, so waiting is right. Besides these codes, whole classes: connection
+# exceptions (08), insufficient resources (53), the server shutting down or the database
+# dropped (57P01-57P04), system errors (58); psycopg raises most of them as OperationalError
+# already, listed so that the answer does not hang on its class.
+_NOT_NOW_STATES: Final = frozenset({"25006", "42P01", "42501", "57P01", "57P02", "57P03", "57P04"})
+_NOT_NOW_CLASSES: Final = frozenset({"08", "53", "58"})
+
+
+def _not_now(e: exc.DBAPIError) -> bool:
+    """Whether ``e`` means the database cannot do the work now (see above), not that the work
+    is wrong."""
+    if isinstance(e, exc.OperationalError | exc.InterfaceError) or e.connection_invalidated:
+        return True
+    state = getattr(e.orig, "sqlstate", None)
+    if not isinstance(state, str):
+        return False
+    return state in _NOT_NOW_STATES or state[:2] in _NOT_NOW_CLASSES
+
+
+def _said(error: BaseException | None) -> str:
+    """What the server said, without the statement PostgreSQL quotes after it ("LINE 1:
+    INSERT INTO runs ..." and a caret), which filled each warning of an outage."""
+    primary = getattr(getattr(error, "diag", None), "message_primary", None)
+    return primary if isinstance(primary, str) and primary else str(error)
+
+
+@contextlib.contextmanager
+def translated_errors() -> Iterator[None]:
+    """Driver errors that mean "the database is not there right now" (or cannot take the
+    store's work now, see ``_NOT_NOW_STATES``) -> StoreUnavailable (:class:`RolledBack` for a
+    transaction rolled back to let another go on)."""
+    try:
+        yield
+    except exc.DBAPIError as e:
+        if getattr(e.orig, "sqlstate", None) in _ROLLED_BACK:
+            raise RolledBack(f"run store rolled the transaction back: {e.orig}") from e
+        if _not_now(e):
+            raise StoreUnavailable(f"run store unavailable: {_said(e.orig)}") from e
+        raise
+    except exc.TimeoutError as e:  # the pool had no connection to give within its timeout
+        raise StoreUnavailable(f"run store unavailable: {e}") from e
+
+
+def is_unique_violation(e: exc.IntegrityError) -> bool:
+    if getattr(e.orig, "sqlstate", None) == "23505":  # PostgreSQL unique_violation
+        return True
+    return "UNIQUE constraint failed" in str(e.orig)  # SQLite (covers PRIMARY KEY too)
