@@ -22,6 +22,7 @@ from reconciler.api.params import (
 )
 from reconciler.api.problems import FieldProblem, ProblemError
 from reconciler.api.routing import GuardedRoute, Runtime, operation_id, problem_responses
+from reconciler.controller.store_calls import PAGE_READ_WAIT, reads_of
 from reconciler.core.runs import RunStatus, Trigger
 from reconciler.store.query import MAX_PAGE_SIZE, RunQuery
 
@@ -90,7 +91,7 @@ def list_runs(
         raise _invalid_query(
             [FieldProblem(location=["query", where], message=NOT_A_CURSOR)]
         ) from None
-    page = runtime.store.query(query)
+    page = reads_of(runtime.store, PAGE_READ_WAIT).answer(lambda: runtime.store.query(query))
     return RunListOut(
         metadata=ListMeta(continue_=page.next_cursor),
         items=runs_out(page.items),
@@ -106,7 +107,9 @@ def list_runs(
     responses=problem_responses(404, 422, 503),
 )
 def get_run(runtime: Runtime, run_id: RunId) -> RunDetailOut:
-    attempts = runtime.store.attempts(run_id)
+    attempts = reads_of(runtime.store, PAGE_READ_WAIT).answer(
+        lambda: runtime.store.attempts(run_id)
+    )
     if not attempts:
         raise ProblemError(404, f"no run {run_id}")
     return RunDetailOut(

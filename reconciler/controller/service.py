@@ -186,11 +186,21 @@ class Service:
         keys = elsewhere + unseen
         if not keys or not reading[0]:
             return {}
-        stored = self._reads(lambda: self._store.latest_many(keys))
+        # A read past the wait still settles the unseen tasks when it ends: one that always
+        # takes longer (a slow store, a large page) is not made again at every listing.
+        stored = self._reads(
+            lambda: self._store.latest_many(keys), late=lambda late: self._restore(unseen, late)
+        )
         if stored is None:
             reading[0] = False
             return {}
         lasts = {k: _later(stored.get(k), self._last_runs.get(k)) for k in elsewhere}
+        return lasts | self._restore(unseen, stored)
+
+    def _restore(
+        self, unseen: list[str], stored: dict[str, RunRecord]
+    ) -> dict[str, RunRecord | None]:
+        lasts: dict[str, RunRecord | None] = {}
         for key in unseen:
             last = stored.get(key)
             if last is None or last.status is not RunStatus.RUNNING:

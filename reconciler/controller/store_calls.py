@@ -27,6 +27,10 @@ PING_REUSE = 1.0
 # not asked for LIST_READ_QUIET: a page's chunks, or its rows, do not each wait.
 LIST_READ_WAIT = 1.0
 LIST_READ_QUIET = 5.0
+# A page of runs a caller asks for (the API's runs, one run's attempts, a task's history with
+# its filters): its cost grows with the question (a rare status in a long history is read
+# through), so it is waited for longer; a table locked still holds it no longer than this.
+PAGE_READ_WAIT = 10.0
 # The reads of ``reads_of`` going at once: as many as the SQL store serves its bulk reads
 # (one slow page, a history of a million runs, does not hold every other), and what a store
 # that hangs holds of this process's threads.
@@ -108,21 +112,25 @@ class OneRead:
     def down(self) -> bool:
         return time.monotonic() < self._quiet_until
 
-    def __call__(self, read: Callable[[], T]) -> T | None:
+    def __call__(
+        self, read: Callable[[], T], late: Callable[[T], object] | None = None
+    ) -> T | None:
         try:
-            return self.answer(read)
+            return self.answer(read, late)
         except _Unanswered:
             return None
         except StoreUnavailable:
             self._quiet_until = time.monotonic() + self._quiet
             return None
 
-    def answer(self, read: Callable[[], T]) -> T:
+    def answer(self, read: Callable[[], T], late: Callable[[T], object] | None = None) -> T:
         """``read``'s answer; StoreUnavailable when the store is not asked (quiet, or its turn
         not come within the wait), did not answer within it, or failed. A failure of the read
         itself leaves no quiet here (``__call__`` makes one): the caller has nothing else to
         show, and a store that fails at once is asked again at no cost, its return seen as
-        soon as it is back."""
+        soon as it is back. ``late``: given the answer of a read not waited for to its end,
+        on the read's thread, so that a read that always takes longer than the wait is not
+        made again and again for nothing."""
         start, since = time.monotonic(), self._held_since()
         if since is not None and start - since >= self._wait:  # still going: not waited for
             self._quiet_until = max(self._quiet_until, start + self._quiet)
@@ -145,6 +153,8 @@ class OneRead:
             return answer.result(timeout=max(0.0, start + self._wait - time.monotonic()))
         except TimeoutError:
             self._quiet_until = time.monotonic() + self._quiet
+            if late is not None:
+                answer.add_done_callback(lambda done: _deliver(done, late))
             raise _Unanswered(f"the run store did not answer in {self._wait:g} s") from None
 
     def _run(self, read: Callable[[], T], answer: Future[T]) -> None:
@@ -162,22 +172,28 @@ class OneRead:
         self._turn.release()  # after ``_going``: the next read adds its own
 
 
+def _deliver(done: Future[T], late: Callable[[T], object]) -> None:
+    if done.exception() is None:
+        late(done.result())
+
+
 class _Unanswered(StoreUnavailable):
     """The store was not asked, or did not answer in time (its quiet is made already)."""
 
 
-_SHARED: weakref.WeakKeyDictionary[object, OneRead] = weakref.WeakKeyDictionary()
+_SHARED: weakref.WeakKeyDictionary[object, dict[float, OneRead]] = weakref.WeakKeyDictionary()
 _SHARED_MADE = threading.Lock()
 
 
-def reads_of(store: object) -> OneRead:
-    """The ``OneRead`` of the reads of ``store`` that an answer is made of: the task list's
-    (``controller.service``), one task's, the status page's (``web.views``). One for them all:
-    a store that hangs holds at most ``READS_AT_ONCE`` of this process's threads, and reads
-    that did not answer keep every other from waiting on them. Made at the first call; gone
-    with the store."""
+def reads_of(store: object, wait: float = LIST_READ_WAIT) -> OneRead:
+    """The ``OneRead`` of the reads of ``store`` that an answer is made of, waited for ``wait``:
+    the task list's (``controller.service``), one task's, the status page's (``web.views``)
+    within ``LIST_READ_WAIT``; a page of history a caller asks for within ``PAGE_READ_WAIT``.
+    One for them all a wait: a store that hangs holds at most ``READS_AT_ONCE`` of this
+    process's threads a wait, and reads that did not answer keep every other from waiting on
+    them. Made at the first call; gone with the store."""
     with _SHARED_MADE:
-        reads = _SHARED.get(store)
-        if reads is None:
-            reads = _SHARED[store] = OneRead(LIST_READ_WAIT, LIST_READ_QUIET, READS_AT_ONCE)
-        return reads
+        reads = _SHARED.setdefault(store, {})
+        if wait not in reads:
+            reads[wait] = OneRead(wait, LIST_READ_QUIET, READS_AT_ONCE)
+        return reads[wait]

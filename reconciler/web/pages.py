@@ -326,7 +326,7 @@ def run_output(
     attempt: Annotated[int | None, Query(ge=1, le=MAX_PAGE_SIZE)] = None,
 ) -> PlainTextResponse:
     """An attempt's output as plain text (the latest attempt by default)."""
-    record = runtime.store.get(run_id, attempt)
+    record = views.read_store(runtime, lambda store: store.get(run_id, attempt))
     if record is None:
         raise ProblemError(404, f"no run {run_id}" + (f" attempt {attempt}" if attempt else ""))
     return PlainTextResponse(

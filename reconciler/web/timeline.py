@@ -7,10 +7,11 @@ import dataclasses
 from datetime import datetime, timedelta
 from typing import Final, Literal
 
+from reconciler.controller.store_calls import PAGE_READ_WAIT
 from reconciler.controller.view import RuntimeView
 from reconciler.core.runs import RunRecord, RunStatus
 from reconciler.store.base import RunQuery
-from reconciler.web.views import cell_title, human_duration, zone_of
+from reconciler.web.views import cell_title, human_duration, read_store, zone_of
 
 TIMELINE_MAX: Final = 1000
 TIMELINE_WIDTH: Final = 960
@@ -51,7 +52,8 @@ class Timeline:
 
 def timeline(runtime: RuntimeView, key: str, zone: str, now: datetime, hours: int = 24) -> Timeline:
     start = now - timedelta(hours=hours)
-    page = runtime.store.query(RunQuery(task=key, since=start, limit=TIMELINE_MAX, output=False))
+    query = RunQuery(task=key, since=start, limit=TIMELINE_MAX, output=False)
+    page = read_store(runtime, lambda store: store.query(query), PAGE_READ_WAIT)
     span = (now - start).total_seconds()
 
     def x_of(at: datetime) -> float:

@@ -15,7 +15,7 @@ marked as unavailable (``TaskPage.store_down``); a page that is all the store's 
 ``StoreUnavailable``, which the page shows as its 503 page. A store that does not answer (a
 table locked, a connection gone silent) is down for the page past ``LIST_READ_WAIT``: each
 read is waited for within the bound the API's are, in the one ``OneRead`` of the store
-(``_read``), and while a read it holds goes on the page does not ask it again.
+(``read_store``), and while a read it holds goes on the page does not ask it again.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Final, Literal, TypeVar
 from zoneinfo import ZoneInfo
 
-from reconciler.controller.store_calls import reads_of
+from reconciler.controller.store_calls import LIST_READ_WAIT, PAGE_READ_WAIT, reads_of
 from reconciler.controller.view import RuntimeView, SourceStatus, TaskQuery, TaskView
 from reconciler.core.runs import LastOutcomes, RunRecord, RunStatus
 from reconciler.core.schedule import ScheduleError, parse_schedule
@@ -116,7 +116,7 @@ def attempts_of(runtime: RuntimeView, key: str, limit: int = STRIP) -> list[RunR
     # Twice the number of runs covers the usual retry or two; a run whose attempts fall off
     # the page is not shown.
     query = RunQuery(task=key, limit=min(limit * 2, 1000), output=False)
-    return _read(runtime, lambda store: store.query(query)).items
+    return read_store(runtime, lambda store: store.query(query)).items
 
 
 def runs_of(attempts: Sequence[RunRecord], limit: int = STRIP) -> list[RunRecord]:
@@ -306,7 +306,7 @@ def _outcomes(
         for view in chunk
         if _held(view) is None and (not filters.text or matches_text(view, filters.text))
     ]
-    return _read(runtime, lambda store: store.last_outcomes(unknown)) if unknown else {}
+    return read_store(runtime, lambda store: store.last_outcomes(unknown)) if unknown else {}
 
 
 def _wanted(view: TaskView, filters: Filters, outcomes: dict[str, LastOutcomes]) -> bool:
@@ -415,7 +415,7 @@ def run_of(runtime: RuntimeView, run_id: str) -> RunView | None:
     holds 6 MiB of output, which the page (refreshed every 2 s while the run goes on) neither
     shows nor reads. The earlier attempts come from the history without their output: a
     run's id is its task and its slot, so they are the task's records of that one instant."""
-    newest = _read(runtime, lambda store: store.get(run_id))
+    newest = read_store(runtime, lambda store: store.get(run_id))
     if newest is None:
         return None
     at = newest.scheduled_at
@@ -426,7 +426,7 @@ def run_of(runtime: RuntimeView, run_id: str) -> RunView | None:
         limit=ATTEMPTS_LISTED + 1,  # the newest too, newest first
         output=False,
     )
-    page = _read(runtime, lambda store: store.query(query))
+    page = read_store(runtime, lambda store: store.query(query))
     earlier = [r for r in page.items if r.id == run_id and r.attempt < newest.attempt]
     return RunView(newest, earlier[:ATTEMPTS_LISTED], page.next_cursor is not None)
 
@@ -441,16 +441,19 @@ def history(
     runtime: RuntimeView, key: str, status: RunStatus | None, cursor: str | None
 ) -> tuple[list[RunRecord], str | None]:
     query = RunQuery(task=key, status=status, limit=HISTORY_PAGE, cursor=cursor, output=False)
-    page = _read(runtime, lambda store: store.query(query))
+    page = read_store(runtime, lambda store: store.query(query), PAGE_READ_WAIT)
     return page.items, page.next_cursor
 
 
-def _read(runtime: RuntimeView, read: Callable[[RunStore], T]) -> T:
-    """``read`` of the run store, StoreUnavailable past ``LIST_READ_WAIT`` (a locked table held
-    a page for as long as the lock): in a thread of its own, one at a time with the API's reads
-    of the store (``store_calls.reads_of``), so that a store that hangs holds one thread."""
+def read_store(
+    runtime: RuntimeView, read: Callable[[RunStore], T], wait: float = LIST_READ_WAIT
+) -> T:
+    """``read`` of the run store, StoreUnavailable past ``wait`` (a locked table held a page
+    for as long as the lock): in a thread of its own, shared with the API's reads of the store
+    (``store_calls.reads_of``: a few at once), so that a store that hangs holds a few threads,
+    not one a request."""
     store = runtime.store
-    return reads_of(store).answer(lambda: read(store))
+    return reads_of(store, wait).answer(lambda: read(store))
 
 
 def sorted_sources(runtime: RuntimeView) -> list[SourceStatus]:

@@ -189,3 +189,32 @@ def last_run_id(replica: Replica) -> str | None:
         return None
     last = answer.json()["lastRun"]
     return None if last is None else str(last["id"])
+
+
+def test_the_runs_pages_do_not_wait_for_a_locked_table(
+    crontask: Crontask, other_session: Engine
+) -> None:
+    """The API's runs, one run's attempts and a run's output: each a thread of the server's
+    while it waited, and 40 of them held every route. The output page within the page bound
+    (``LIST_READ_WAIT``); the API's pages, whose cost grows with what is asked, within
+    ``PAGE_READ_WAIT``."""
+    replica = crontask.replica
+    ran = replica.run(KEY)
+
+    def ask() -> list[httpx.Response]:
+        return [
+            get(replica, f"/runs/{ran.id}/output"),
+            get(replica, "/api/v1/runs?limit=1"),
+            get(replica, f"/api/v1/runs/{ran.id}"),
+        ]
+
+    output, runs, run = while_locked(other_session, ask)
+    assert output.status_code == 503, output.text
+    assert_unavailable(runs, page=False)
+    assert_unavailable(run, page=False)
+
+    def listed() -> httpx.Response | None:
+        answer = get(replica, "/api/v1/runs?limit=1")
+        return answer if answer.is_success else None
+
+    assert wait_for("the runs again", listed).json()["items"][0]["id"] == ran.id

@@ -112,3 +112,28 @@ def test_a_slow_read_does_not_hold_the_others_until_every_turn_is_taken() -> Non
 
 def test_the_shared_reads_of_a_store_go_several_at_once() -> None:
     assert reads_of(MemoryRunStore())._at_once == READS_AT_ONCE > 1
+
+
+def test_a_read_past_the_wait_gives_its_answer_to_late() -> None:
+    """So that a read that always takes longer than the wait (a slow store, a large page) is
+    not made again and again for nothing: the task list keeps what it read."""
+    release = threading.Event()
+    given: list[str] = []
+    delivered = threading.Event()
+
+    def slow() -> str:
+        assert release.wait(PATIENCE * 3)
+        return "runs"
+
+    def late(answer: str) -> None:
+        given.append(answer)
+        delivered.set()
+
+    reads = OneRead(wait=0.05, quiet=3600.0)
+    with pytest.raises(StoreUnavailable, match="did not answer"):
+        reads.answer(slow, late)
+    assert given == []
+    release.set()
+    assert delivered.wait(PATIENCE)
+    assert given == ["runs"]
+    assert reads.answer(lambda: "again") == "again"  # the late answer ended the quiet
