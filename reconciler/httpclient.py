@@ -14,8 +14,9 @@ A response's head is bounded: httpx reads interim responses (``100 Continue``, .
 final one with no limit of their own, and each read of a stream of them came at once, so its
 timeout, which is per read, never fired; a receiver answering every request with them kept the
 event loop parsing for the whole attempt. A request now fails (``httpx.RemoteProtocolError``)
-once :data:`HEAD_MAX` bytes of its response hold no final status (more than httpx takes for one
-head: no response read before is refused), read :data:`HEAD_READ` at a time so that other work
+once :data:`HEAD_MAX` bytes of its response hold no final status (more than ten heads as
+large as httpx takes, interim ones included: no response read before is refused short of
+that), read :data:`HEAD_READ` at a time so that other work
 runs between the reads. httpx has no setting for it: each transport's connections get a network
 backend that counts what a request reads until its response's head has come. httpx names no
 backend of its own, so it is set on the pool httpx builds (httpcore's ``_network_backend``, not
@@ -40,9 +41,11 @@ import httpx
 
 log = logging.getLogger("crontask.http")
 
-HEAD_MAX: Final = 128 * 1024  # httpx (httpcore) takes at most 100 KiB for one head
+# httpx (httpcore) takes at most 100 KiB for one head; an Early Hints before the final head
+# counts too. A MiB, read HEAD_READ at a time, is a few milliseconds of the loop's.
+HEAD_MAX: Final = 1024 * 1024
 HEAD_READ: Final = 8 * 1024  # bytes per read until the head has come
-NO_FINAL_STATUS: Final = f"no final status in the response's first {HEAD_MAX // 1024} KiB"
+NO_FINAL_STATUS: Final = f"no final status in the response's first {HEAD_MAX // 1024 // 1024} MiB"
 _SCHEMES: Final = ("http", "https", "all")  # the *_PROXY variables httpx reads
 
 
@@ -119,9 +122,11 @@ def _proxy_problem(url: str) -> str | None:
     except (httpx.InvalidURL, ValueError):
         return "not a URL; left out"
     try:
-        httpx.Proxy(url)
+        proxy = httpx.Proxy(url)
     except (httpx.InvalidURL, ValueError):
         return f"a {scheme} proxy: only http, https, socks5 and socks5h ones can be used; left out"
+    if not proxy.url.host:  # http://, http://:3128: every request would fail naming no variable
+        return "a proxy URL without a host; left out"
     return None
 
 

@@ -110,9 +110,11 @@ def test_the_bound_holds_through_a_proxy_from_the_environment(
 
 @pytest.mark.usefixtures("no_proxy")
 def test_a_head_as_large_as_httpx_reads_is_read_as_before() -> None:
-    """Interim responses (a 100, a 103 with its links), then a final head of 90 KiB, just under
-    what httpx takes for one head (100 KiB): it passes, and so does the body after it."""
-    links = b"".join(b"Link: </style%d.css>; rel=preload\r\n" % i for i in range(50))
+    """Interim responses (a 100, a 103 of 50 KiB of links), then a final head of 90 KiB, just
+    under what httpx takes for one head (100 KiB): each head is one httpx reads, so it passes,
+    and so does the body after it (the heads together were past a bound of 128 KiB)."""
+    links = b"".join(b"Link: </style%d.css>; rel=preload\r\n" % i for i in range(1500))
+    assert len(links) > 50_000
     interim = CONTINUE + b"HTTP/1.1 103 Early Hints\r\n" + links + b"\r\n"
     big = b"".join(b"X-Filler-%05d: %s\r\n" % (i, b"f" * 75) for i in range(1000))
     assert 90_000 < len(big) < 100 * 1024

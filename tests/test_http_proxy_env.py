@@ -18,6 +18,7 @@ import pytest
 
 from reconciler.core.actions import HttpAction
 from reconciler.core.runs import RunStatus
+from reconciler.httpclient import proxy_routes
 from reconciler.runner.base import Outcome
 from reconciler.runner.http import HttpRun
 from reconciler.sinks.metrics import Metrics
@@ -154,3 +155,14 @@ def test_notifications_start_and_are_sent_with_an_unusable_proxy(
     assert asyncio.run(scenario()) == ["POST /hook HTTP/1.1"]
     assert [said["variable"] for said in warnings(caplog)] == ["ALL_PROXY"]
     assert password not in caplog.text
+
+
+@pytest.mark.parametrize("proxy", ["http://", "http://:3128", "socks5://user:pw@:1"])
+def test_a_proxy_without_a_host_is_named_and_left_out(
+    environ: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, proxy: str
+) -> None:
+    """Every request through it failed ("Name or service not known"), naming no variable."""
+    caplog.set_level(logging.WARNING)
+    environ.setenv("HTTP_PROXY", proxy)
+    assert proxy_routes() == ()
+    assert any(w.get("variable") == "HTTP_PROXY" for w in warnings(caplog))

@@ -269,6 +269,18 @@ def _partial_references(data: Any, base: Path, builder: Builder, source: str) ->
     return _references(notifications, receivers, routes, names, builder, source)
 
 
+def _some(names: set[str], most: int = 10) -> str:
+    """The first ``most`` names, one that is long or not printable quoted and cut to 63
+    characters: from a file that does not validate they may be thousands, or long, and each
+    route to none names them."""
+    shown = [
+        name if len(name) <= 63 and name.isprintable() else repr(name[:63])
+        for name in sorted(names)[:most]
+    ]
+    more = f", ... and {len(names) - most} more" if len(names) > most else ""
+    return ", ".join(shown) + more if shown else "none"
+
+
 def _valid(model: type[M], items: Any, most: int) -> list[tuple[int, M]]:
     """The items of the list ``items`` that ``model`` validates, with their indexes; of the
     first ``most`` only (a longer list is an error of its own)."""
@@ -295,7 +307,7 @@ def _references(
             line, column = nearest(builder.marks, ("routes", i, "receiver"))
             problems.append(
                 f"{source}:{line}:{column}: routes[{i}].receiver: no receiver named "
-                f"{route.receiver!r} (receivers: {', '.join(sorted(names))})"
+                f"{route.receiver!r} (receivers: {_some(names)})"
             )
     for i, receiver in receivers:
         checks: list[tuple[str, Callable[[Receiver], object]]] = []

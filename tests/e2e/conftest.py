@@ -65,7 +65,7 @@ class Crontask:
             cwd=self.workdir,
             stdout=log,
             stderr=subprocess.STDOUT,
-            env={**os.environ, "PYTHONUNBUFFERED": "1", **self.env},
+            env={**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": _tree(), **self.env},
         )
         log.close()
         self.wait_log("crontask started")
@@ -96,6 +96,13 @@ class Crontask:
             return self.proc.returncode if self.proc else 0
         self.proc.send_signal(sig)
         return self.proc.wait(timeout=30)
+
+
+def _tree() -> str:
+    """This tree first on the child's path: a copy of the repository (a review of an older
+    commit) runs its own crontask, not the one an editable install points to."""
+    root = str(Path(__file__).resolve().parents[2])
+    return os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)
 
 
 _failed = pytest.StashKey[bool]()

@@ -57,3 +57,22 @@ def test_a_file_problem_names_its_field_once(tmp_path: Path) -> None:
         f"{path}:2:39: receivers[0].urlFile: {tmp_path / 'nofile'}: cannot read: "
         "No such file or directory"
     )
+
+
+def test_a_route_to_no_receiver_names_a_few_of_them(tmp_path: Path) -> None:
+    """The receivers of a file that does not validate may be thousands, or long: each route
+    to none named them all (a 240 KB file made a 39 MB message)."""
+    receivers = "".join(
+        f"  - {{name: r{i:04d}{'x' * 200}, type: generic, url: 'https://h.example/'}}\n"
+        for i in range(400)
+    )
+    routes = "".join("  - {receiver: zz, events: [failed]}\n" for _ in range(20))
+    path = tmp_path / "notifications.yaml"
+    path.write_text(f"receivers:\n{receivers}routes:\n{routes}")
+    with pytest.raises(NotificationConfigError) as caught:
+        load(path)
+    told = str(caught.value)
+    nowhere = [line for line in told.splitlines() if "no receiver named 'zz'" in line]
+    assert len(nowhere) == 20
+    assert all("... and 390 more" in line for line in nowhere)
+    assert all(len(line) < 1500 for line in nowhere)
