@@ -52,8 +52,9 @@ class JobRunner:
     definition in force is read from that resource (its Jobs get an ownerReference to it), and
     None for any other task, even one whose key a CronTask also declares; ``claimed`` says
     whether a definition is in force for a key, whichever source (``unclaimed``; None: judged
-    from the definitions placed here); ``announce`` writes a running record that says more
-    about its attempt (the dispatcher's ``progress``).
+    from the definitions placed here); ``listed`` gives the CronTask of a key as the cluster
+    holds it now, valid or not (a Job its earlier object controlled is not its); ``announce``
+    writes a running record that says more about its attempt (the dispatcher's ``progress``).
     """
 
     field = "job"
@@ -65,6 +66,7 @@ class JobRunner:
         namespace: str,
         owner: Callable[[str], ObjectRef | None] = lambda key: None,
         claimed: Callable[[str], bool] | None = None,
+        listed: Callable[[str], ObjectRef | None] = lambda key: None,
         output_limit: int = 64 * 1024,
         verify_seconds: float = 30.0,
         create_attempts: int = 3,
@@ -75,6 +77,8 @@ class JobRunner:
         self.namespace = namespace
         self.owner = owner
         self.claimed = claimed  # None: judged from the definitions placed here (``unclaimed``)
+        # The CronTask of a key as the cluster holds it now, valid or not (None: not listed).
+        self.listed = listed
         self.output_limit = output_limit
         self.verify_seconds = verify_seconds
         self.create_attempts = create_attempts

@@ -280,16 +280,21 @@ class JobRun:
         claim the Job then, and the run follows it to its real end instead of calling it
         interrupted while it lives. A Job controlled by a CronTask of another key, or by this
         key's CronTask while a definition is in force that is not that CronTask (it lost its
-        key to another source, or was applied again with a new uid), is left alone
+        key to another source, or was applied again with a new uid), or by an earlier object
+        of this key's CronTask (deleted and applied again: ``JobRunner.listed``), is left alone
         (``run_in``): it is never followed, replaced or deleted here."""
         if not self._names_this_run(job):
             return False
         controller = controller_of(job)
         if controller is None:
             return True
-        return crontask_key(job, controller) == self.record.task and self.runner.unclaimed(
-            self.record.task
-        )
+        task = self.record.task
+        if crontask_key(job, controller) != task or not self.runner.unclaimed(task):
+            return False
+        # Deleted and applied again while crontask was down: the Job is the deleted object's,
+        # which the garbage collector takes (not listed yet: nothing tells; followed).
+        present = self.runner.listed(task)
+        return present is None or present.uid == controller.get("uid")
 
     def _names_this_run(self, job: Job) -> bool:
         """Whether ``job`` has the uid this run's record holds (the API server's, which only

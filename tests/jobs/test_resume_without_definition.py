@@ -83,3 +83,17 @@ def test_a_key_a_definition_is_said_to_hold_is_left_alone() -> None:
     never placed here)."""
     outcome, cluster = resume(OWN, claimed=lambda key: key == "default/job")
     left_alone(outcome, cluster, OWN)
+
+
+def test_a_job_an_earlier_object_of_the_crontask_controls_is_left_alone() -> None:
+    """The CronTask deleted (its Jobs left to the garbage collector) and applied again, invalid,
+    while crontask was down: the Job's controller has the name but not the uid of the CronTask
+    listed now. Followed, its deletion by the collector was a failed run (JobDeleted)."""
+    again = ObjectRef("default", "job", "new-uid", "2", 1)
+    outcome, cluster = resume(OWN, listed=lambda key: again if key == "default/job" else None)
+    left_alone(outcome, cluster, OWN)
+
+
+def test_a_job_the_crontask_listed_now_controls_is_followed() -> None:
+    outcome, _ = resume(OWN, listed=lambda key: OWN if key == "default/job" else None)
+    assert outcome.status is RunStatus.SUCCEEDED
