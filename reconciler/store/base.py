@@ -394,6 +394,8 @@ class RunStore(Protocol):
         retry: pruned, the retry would record an attempt of a run without its first). Such a
         run counts in no bucket, as a running one. ``busy`` is only asked ``in``, after the
         run's rows were read: the caller may add to it meanwhile (its runs that began since).
+        Nor, by age, a run whose retry may still come, whoever's it is
+        (``retry_window.retry_may_follow``): ``busy`` names only the caller's own.
 
         Cheap: driven by the ``(task, scheduled_at)`` and ``(scheduled_at)`` indexes, never a
         full scan.

@@ -27,6 +27,7 @@ from reconciler.store.base import (
 )
 from reconciler.store.query import Cursor, RunPage, RunQuery
 from reconciler.store.records import normalized, utc
+from reconciler.store.retry_window import retry_may_follow
 
 __all__ = ["MemoryRunStore"]
 
@@ -39,6 +40,10 @@ def _newest_first(record: RunRecord) -> tuple[datetime, str, int]:
 
 def _later(known: datetime | None, at: datetime) -> datetime:
     return at if known is None else max(known, at)
+
+
+def _ended(record: RunRecord) -> datetime | None:
+    return record.finished_at or record.started_at
 
 
 class MemoryRunStore:
@@ -369,7 +374,12 @@ class MemoryRunStore:
                     marked.add(task)
                 if waits or RunStatus.RUNNING in statuses:
                     continue  # counted as the mark of missed slots, never deleted
-                old = max_age is not None and group[0].scheduled_at < now - max_age
+                latest = group[0]
+                old = max_age is not None and latest.scheduled_at < now - max_age
+                # The age waits for a retry that may still come (see retry_may_follow).
+                old = old and not retry_may_follow(
+                    latest.status, latest.reason, latest.attempt, _ended(latest), now
+                )
                 others = owner is not None and any(r.owner not in (None, owner) for r in group)
                 keeps = declared is None or task in declared or others
                 too_old = old and not (mark and keeps)

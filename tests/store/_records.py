@@ -9,6 +9,7 @@ from typing import Any
 from reconciler.core.runs import RunRecord, RunStatus, Trigger, run_id
 from reconciler.store import RunQuery, RunStore
 from reconciler.store.base import FAILED_STATUSES
+from reconciler.store.retry_window import MOST_ATTEMPTS, NO_RETRY_REASONS, RETRY_WINDOW
 
 T0 = datetime(2026, 11, 26, 2, 0, tzinfo=UTC)
 
@@ -93,7 +94,9 @@ def reference_prune(
             anchored.add(latest.task)
         if any(r.status is RunStatus.RUNNING for r in attempts):
             continue
-        if max_age is not None and latest.scheduled_at < now - max_age and not anchor:
+        # By age, unless a retry may still come (whoever's run it is).
+        old = max_age is not None and latest.scheduled_at < now - max_age
+        if old and not anchor and not _retry_may_come(latest, now):
             doomed.add(run_id_)
         if latest.task not in limits:
             continue
@@ -108,6 +111,20 @@ def reference_prune(
         if seen[latest.task, bucket] > limit and not anchor:
             doomed.add(run_id_)
     return [r for r in records if r.id not in doomed]
+
+
+def _retry_may_come(latest: RunRecord, now: datetime) -> bool:
+    """Whether the max age waits for a retry of the run whose latest attempt is ``latest``:
+    it failed or timed out, for no reason that ends the run, not as the last attempt any
+    limit allows, and ended within the longest backoff and its margin."""
+    ended = latest.finished_at or latest.started_at
+    return (
+        latest.status in (RunStatus.FAILED, RunStatus.TIMED_OUT)
+        and latest.reason not in NO_RETRY_REASONS
+        and latest.attempt < MOST_ATTEMPTS
+        and ended is not None
+        and now - ended < RETRY_WINDOW
+    )
 
 
 def everything(store: RunStore) -> list[RunRecord]:

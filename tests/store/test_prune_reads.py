@@ -30,9 +30,13 @@ class _Counted:
     def __init__(self, conn: Connection, read: list[int]) -> None:
         self._conn = conn
         self._read = read
+        self.dialect = conn.dialect
 
     def execute(self, *args: Any, **kwargs: Any) -> Any:
         return _CountedResult(self._conn.execute(*args, **kwargs), self._read)
+
+    def exec_driver_sql(self, *args: Any, **kwargs: Any) -> Any:
+        return self._conn.exec_driver_sql(*args, **kwargs)  # settings: no rows to count
 
 
 class _CountedResult:
