@@ -27,8 +27,10 @@ Contract (the :class:`~reconciler.sources.base.Source` protocol, plus):
   go oldest first (``creationTimestamp``, then namespace and name), at the first list and
   whenever a deletion leaves room, so a newer object never takes the place of a task in force,
   and a restart holds the same objects (but for objects created within the same second as the
-  last one held: a restart orders those by name). One without a place is refused as an invalid
-  spec is: no definition, and an error at its location, which its status condition shows.
+  last one held: a restart orders those by name). A place is an object's, not its name's: one
+  deleted and created again (another uid), even unseen, competes by its own age. One without a
+  place is refused as an invalid spec is: no definition, and an error at its location, which
+  its status condition shows (:mod:`~reconciler.sources.kubernetes_bound`).
 - ``refresh`` reports a key as changed only when what a definition is built from (or the
   generation, or the uid) changed, so status-only watch events cause no work downstream.
 - :meth:`KubernetesSource.objects` gives, per key, the object's uid, generation,
@@ -59,6 +61,7 @@ from reconciler.core.model import API_GROUP, CronTask
 from reconciler.core.status import RUN_NOW_ANNOTATION, ObjectRef
 from reconciler.sources.base import Notify, Ready, SourceState
 from reconciler.sources.documents import unexpected
+from reconciler.sources.kubernetes_bound import Waiting, age, deleting, refusal
 from reconciler.sources.kubernetes_watch import MAX_DEPTH, PRUNED, Informer, pruned_path
 from reconciler.sources.limits import DEFAULT_MAX_TASKS, excerpt
 from reconciler.sources.messages import MAX_SHOWN, more_problems, problems
@@ -177,7 +180,7 @@ class KubernetesSource:
             resource=f"{PLURAL}.{API_GROUP}",
         )
         self._entries: dict[str, _Entry] = {}
-        self._waiting: set[str] = set()  # the keys of _entries refused for room
+        self._waiting = Waiting()  # the keys of _entries refused for room
 
     @property
     def location(self) -> str:
@@ -245,13 +248,20 @@ class KubernetesSource:
         for key in keys:
             obj = cache.get(key)
             before = self._entries.get(key)
-            if obj is None or _deleting(obj):
+            if obj is None or deleting(obj):
                 if before is not None:
                     del self._entries[key]
                     self._waiting.discard(key)
                     changed.add(key)
                 continue
             if before is None or key in self._waiting:
+                unplaced[key] = obj
+                continue
+            if _uid(obj) != before.ref.uid:
+                # Deleted and created again while the watch was away, or both in these hints:
+                # another object, the newest. The place was the deleted one's; this one
+                # competes by its own age, as it would after a restart or on another replica.
+                del self._entries[key]
                 unplaced[key] = obj
                 continue
             self._store(key, self._read(obj, before), changed)
@@ -295,25 +305,20 @@ class KubernetesSource:
 
     def _place(self, unplaced: dict[str, dict[str, Any]]) -> set[str]:
         """Read the objects of ``unplaced`` while there is room, oldest first, and refuse the
-        others. With room, every object waiting is looked at, not only those of this refresh:
-        the deletion that made room is all the refresh was told of."""
+        others. With room, the objects waiting since an earlier refresh compete too: the
+        deletion that made room is all the refresh was told of."""
         room = self.max_tasks - (len(self._entries) - len(self._waiting))
-        if room > 0 and (others := self._waiting - unplaced.keys()):
-            # One gone since is not given a place: the refresh told of it removes it.
-            found = self.informer.snapshot(others)
-            unplaced.update((k, obj) for k, obj in found.items() if not _deleting(obj))
+        new = {key for key in unplaced if key not in self._waiting}
+        for key, obj in unplaced.items():
+            self._waiting.add(key, age(obj))
         changed: set[str] = set()
+        if room > 0:
+            self._fill(room, unplaced, changed)
         refused = 0
-        for key, obj in sorted(unplaced.items(), key=_age):
-            before = self._entries.get(key)
-            if room > 0:
-                room -= 1
-                self._waiting.discard(key)
-                self._store(key, self._read(obj, before), changed)
-            else:
-                refused += key not in self._waiting
-                self._waiting.add(key)
-                self._store(key, self._refused(obj), changed)
+        for key, obj in unplaced.items():
+            if key in self._waiting:
+                refused += key in new
+                self._refuse(key, obj, changed)
         if refused:
             log.warning(
                 "kubernetes: CronTasks past --max-tasks refused; raise it to hold them",
@@ -321,20 +326,39 @@ class KubernetesSource:
             )
         return changed
 
-    def _refused(self, obj: dict[str, Any]) -> _Entry:
-        """The entry of an object without a place: no definition, the bound as its error. Its
-        spec is not read (it could be 1 MiB): the fingerprint is its uid's, so that only
-        another object of the same name, not an edit, is a change."""
+    def _fill(self, room: int, unplaced: dict[str, dict[str, Any]], changed: set[str]) -> None:
+        """Give ``room`` places to the oldest objects waiting. One waiting since an earlier
+        refresh is read from the cache now: gone or being deleted, it keeps waiting (the
+        refresh told of it removes it); created again unseen, it waits by its new age."""
+        aside = []
+        while room > 0 and (oldest := self._waiting.pop()) is not None:
+            key = oldest[0]
+            obj = unplaced.get(key)
+            if obj is None:
+                obj = self.informer.snapshot([key]).get(key)
+                if obj is None or deleting(obj):
+                    aside.append(oldest)
+                    continue
+                if _uid(obj) != self._entries[key].ref.uid:
+                    unplaced[key] = obj
+                    self._waiting.add(key, age(obj))
+                    continue
+            room -= 1
+            self._store(key, self._read(obj, self._entries.get(key)), changed)
+        for key, when in aside:
+            self._waiting.add(key, when)
+
+    def _refuse(self, key: str, obj: dict[str, Any], changed: set[str]) -> None:
+        """Refuse the object of ``key``: no definition, the bound as its error. Its spec is not
+        read (it could be 1 MiB): the fingerprint is its uid's, so that only another object of
+        the same name, not an edit, is a change; one refused already is not built again."""
+        before = self._entries.get(key)
         ref = _ref(obj)
-        bound = "1 task" if self.max_tasks == 1 else f"{self.max_tasks:,} tasks"
-        message = (
-            f"would take this source past its bound of {bound} (--max-tasks): not applied; "
-            "it is read once a CronTask the source holds is deleted (the oldest waiting first)"
-        )
-        location = Location(SourceKind.KUBERNETES, ref.key)
-        return _Entry(
-            ref, f"refused {ref.uid}", None, (DefinitionError(location, message, ref.key),)
-        )
+        if before is not None and before.fingerprint == f"refused {ref.uid}":
+            self._entries[key] = dataclasses.replace(before, ref=ref)  # the cache's latest
+        else:
+            entry = _Entry(ref, f"refused {ref.uid}", None, (refusal(ref, self.max_tasks),))
+            self._store(key, entry, changed)
 
     def _store(self, key: str, after: _Entry, changed: set[str]) -> None:
         before = self._entries.get(key)
@@ -367,20 +391,6 @@ class KubernetesSource:
             # and this one's last good definition kept.
             error = unexpected(err, location, ref.key)
             return _Entry(ref, fingerprint, good, (error,))
-
-
-def _deleting(obj: dict[str, Any]) -> bool:
-    """Being deleted (a finalizer, a foreground deletion holds it): as good as gone, as the
-    CronJob controller sees one; no new run starts for it, and it holds no place."""
-    return bool((obj.get("metadata") or {}).get("deletionTimestamp"))
-
-
-def _age(item: tuple[str, dict[str, Any]]) -> tuple[str, str, str]:
-    """The order objects get places in: oldest first (RFC 3339 in UTC, as the API server writes
-    it, sorts as text), then by namespace and name (timestamps are whole seconds)."""
-    meta = item[1].get("metadata") or {}
-    created = str(meta.get("creationTimestamp") or "")
-    return created, str(meta.get("namespace") or ""), str(meta.get("name") or "")
 
 
 def _build(
@@ -470,13 +480,17 @@ def _held(given: object, max_value: int, skip: str | None = None) -> dict[str, A
     return {**others, **own}
 
 
+def _uid(obj: dict[str, Any]) -> str:
+    return str((obj.get("metadata") or {}).get("uid") or "")
+
+
 def _ref(obj: dict[str, Any]) -> ObjectRef:
     meta = obj.get("metadata") or {}
     status = obj.get("status")
     return ObjectRef(
         namespace=meta.get("namespace") or "default",
         name=str(meta.get("name")),
-        uid=str(meta.get("uid") or ""),
+        uid=_uid(obj),
         resource_version=str(meta.get("resourceVersion") or ""),
         generation=int(meta.get("generation") or 0),
         run_now=(meta.get("annotations") or {}).get(RUN_NOW_ANNOTATION),
