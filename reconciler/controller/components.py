@@ -12,14 +12,14 @@ import contextlib
 import functools
 import logging
 import time
-from collections.abc import Callable, Collection, Coroutine
+from collections.abc import Callable, Collection, Coroutine, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 from reconciler.aio import in_thread
 from reconciler.controller.dispatch import Dispatcher
 from reconciler.controller.manager import Ready
-from reconciler.core.desired import DesiredState
+from reconciler.core.desired import Definition, DesiredState
 from reconciler.core.runs import RunRecord
 from reconciler.scheduling.base import Scheduler
 from reconciler.sinks.metrics import Metrics
@@ -115,6 +115,7 @@ class Housekeeping:
             busy=busy,
             declared=self._declared(owned.keys()),
             owner=self._owner(),
+            retrying=self._retrying(owned),
         )
         started = time.monotonic()
         self._busy = busy
@@ -145,6 +146,14 @@ class Housekeeping:
         if desired.errors or desired.conflicts or not desired.tasks:
             return None
         return frozenset(desired.tasks).union(owned)
+
+    def _retrying(self, owned: Mapping[str, Definition]) -> frozenset[str]:
+        """The tasks declared with a retry limit, every replica's (their failed runs may wait
+        for a retry on any of them: retention by age keeps those for a day or so)."""
+        tasks = dict(owned)
+        if self.declarations is not None and self.declarations.applied:
+            tasks.update(self.declarations.desired.tasks)
+        return frozenset(key for key, d in tasks.items() if d.task.spec.retry.limit > 0)
 
     def _owner(self) -> str | None:
         """Without replicas, on a store given by ``--db`` (``shared``), this instance: another

@@ -342,6 +342,7 @@ class MemoryRunStore:
         busy: Container[str] = (),
         declared: Collection[str] | None = None,
         owner: str | None = None,
+        retrying: Collection[str] = (),
     ) -> int:
         now = utc(now)
         tallies = {task: RetentionTally(*limit) for task, limit in limits.items()}
@@ -377,8 +378,14 @@ class MemoryRunStore:
                 latest = group[0]
                 old = max_age is not None and latest.scheduled_at < now - max_age
                 # The age waits for a retry that may still come (see retry_may_follow).
-                old = old and not retry_may_follow(
-                    latest.status, latest.reason, latest.attempt, _ended(latest), now
+                may_retry = task in retrying or (
+                    owner is not None and latest.owner not in (None, owner)
+                )
+                old = old and not (
+                    may_retry
+                    and retry_may_follow(
+                        latest.status, latest.reason, latest.attempt, _ended(latest), now
+                    )
                 )
                 others = owner is not None and any(r.owner not in (None, owner) for r in group)
                 keeps = declared is None or task in declared or others

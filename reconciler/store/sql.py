@@ -405,10 +405,13 @@ class SqlRunStore:
         busy: Container[str] = (),
         declared: Collection[str] | None = None,
         owner: str | None = None,
+        retrying: Collection[str] = (),
     ) -> int:
         # PostgreSQL locks rows, not the database: a claim never waits behind a prune there.
         pause = sql_retention.SQLITE_PRUNE_PAUSE if self._sqlite else 0.0
-        kept = sql_retention.Kept(busy, None if declared is None else frozenset(declared), owner)
+        kept = sql_retention.Kept(
+            busy, None if declared is None else frozenset(declared), owner, frozenset(retrying)
+        )
         return sql_retention.prune(
             lambda: self._tx(write=True), limits, max_age, utc(now), kept, pause=pause
         )

@@ -70,6 +70,16 @@ class Kept:
     busy: Container[str] = ()
     declared: frozenset[str] | None = None
     owner: str | None = None
+    retrying: frozenset[str] = frozenset()  # declared tasks with a retry limit
+
+    def may_retry(self, task: str, recorded_by: str | None) -> bool:
+        """Whether a failed run of ``task`` may wait for a retry, as the caller knows the task:
+        declared with a retry limit, or recorded by another crontask sharing the store (its
+        policy is not known here). A task without retries never waits: its failed runs go by
+        age as any (a task failing every second kept a day of them past a short max age)."""
+        if task in self.retrying:
+            return True
+        return self.owner is not None and recorded_by not in (None, self.owner)
 
     def keeps_mark(self, task: str, recorded_by: str | None) -> bool:
         """Whether the mark of ``task``, an attempt of which ``recorded_by`` recorded, stays
@@ -289,8 +299,9 @@ class _AgedPrune:
     an attempt of it is another instance's (``Kept.keeps_mark``).
 
     A run whose retry may still come (``retry_may_follow``: its latest attempt failed within
-    a day or so of ``now``) stays too, whoever's it is: ``Kept.busy`` names only this process's
-    runs waiting for their retry, not another replica's, nor another crontask's."""
+    a day or so of ``now``, of a task that retries: ``Kept.may_retry``) stays too, whoever's it
+    is: ``Kept.busy`` names only this process's runs waiting for their retry, not another
+    replica's, nor another crontask's."""
 
     cutoff: datetime
     now: datetime
@@ -321,7 +332,7 @@ class _AgedPrune:
         spared = _Spared(kept.busy, found)
         # A run is kept whole if any attempt keeps it (all of a run's rows are in the window).
         marks = {row.id for row in found if row.mark and kept.keeps_mark(row.task, row.owner)}
-        waiting = _retry_may_follow(found, self.now)
+        waiting = _retry_may_follow(found, self.now, kept)
         doomed = dict.fromkeys(
             row.id
             for row in found
@@ -347,14 +358,15 @@ def _custom_plan(conn: Connection) -> None:
         conn.exec_driver_sql("SET LOCAL plan_cache_mode = force_custom_plan")
 
 
-def _retry_may_follow(found: _Rows, now: datetime) -> set[str]:
+def _retry_may_follow(found: _Rows, now: datetime, kept: Kept) -> set[str]:
     """The runs of ``found`` (all their attempts, oldest first) whose retry may still come,
-    told by their latest attempt (``retry_may_follow``)."""
+    told by their task (``Kept.may_retry``) and their latest attempt (``retry_may_follow``)."""
     latest = {row.id: row for row in found}  # the last row of a run is its latest attempt
     return {
         run_id
         for run_id, row in latest.items()
-        if retry_may_follow(row.status, row.reason, row.attempt, row.ended, now)
+        if kept.may_retry(row.task, row.owner)
+        and retry_may_follow(row.status, row.reason, row.attempt, row.ended, now)
     }
 
 

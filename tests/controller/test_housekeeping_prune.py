@@ -179,3 +179,24 @@ def _old_slot(key: str) -> RunRecord:
         finished_at=OLD + timedelta(seconds=1),
         exit_code=0,
     )
+
+
+def test_the_tasks_that_retry_are_named_to_the_store(
+    store: _HeldStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The max age waits for a failed run's retry only of a task declared with a retry limit:
+    the store is told which (a task without retries kept a day of failed runs past it)."""
+    told: list[object] = []
+    real = store.prune
+
+    def prune(*args: Any, **kwargs: Any) -> int:
+        told.append(kwargs.get("retrying"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(store, "prune", prune)
+
+    async def body(d: Dispatcher, action: ScriptedAction, housekeeping: Housekeeping) -> None:
+        await housekeeping.prune()
+
+    _play(store, body)
+    assert told == [frozenset({KEY})]

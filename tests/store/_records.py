@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Collection
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -70,8 +71,10 @@ def reference_prune(
     limits: dict[str, tuple[int, int]],
     max_age: timedelta | None,
     now: datetime,
+    retrying: Collection[str] = (),
 ) -> list[RunRecord]:
-    """The retention rules, spelled out the slow way: what should survive."""
+    """The retention rules, spelled out the slow way: what should survive (``retrying``: the
+    tasks with a retry limit, whose failed runs the max age waits for)."""
     runs: dict[str, list[RunRecord]] = {}
     for r in records:
         runs.setdefault(r.id, []).append(r)
@@ -96,7 +99,8 @@ def reference_prune(
             continue
         # By age, unless a retry may still come (whoever's run it is).
         old = max_age is not None and latest.scheduled_at < now - max_age
-        if old and not anchor and not _retry_may_come(latest, now):
+        waits = latest.task in retrying and _retry_may_come(latest, now)
+        if old and not anchor and not waits:
             doomed.add(run_id_)
         if latest.task not in limits:
             continue

@@ -53,10 +53,9 @@ def _chain(at: int, ended: timedelta, statuses: list[RunStatus], **fields: Any) 
                 status,
                 attempt=n,
                 trigger=Trigger.MANUAL if n == 1 else Trigger.RETRY,
-                owner=A,
                 started_at=end - timedelta(seconds=5),
                 finished_at=end,
-                **(fields if n == last else {}),
+                **({"owner": A} | (fields if n == last else {})),
             )
         )
     return records
@@ -152,7 +151,7 @@ def test_the_max_age_spares_a_run_while_a_retry_may_follow(
     records = _chain(0, ended, statuses, **fields)
     store.save_many(records)
 
-    deleted = store.prune({}, MAX_AGE, NOW)
+    deleted = store.prune({}, MAX_AGE, NOW, retrying={TASK})
 
     kept = {(0, r.attempt) for r in records} if stays else set()
     assert _left(store) == {(10, 1), *kept}
@@ -164,7 +163,7 @@ def test_a_short_max_age_keeps_a_failed_run_for_its_retry(store: RunStore) -> No
     at = NOW - timedelta(minutes=2)
     store.save_many([rec(TASK, at, RunStatus.FAILED, trigger=Trigger.MANUAL, owner=A)])
 
-    assert store.prune({}, timedelta(seconds=30), NOW) == 0
+    assert store.prune({}, timedelta(seconds=30), NOW, retrying={TASK}) == 0
 
     assert [r.attempt for r in store.attempts(run_id(TASK, at))] == [1]
 
@@ -175,7 +174,7 @@ def test_the_limits_still_apply_to_a_run_the_max_age_spares(store: RunStore) -> 
     store.claim(rec(TASK, 10, owner=A))
     store.save_many(_chain(0, timedelta(hours=1), [RunStatus.FAILED]))
 
-    assert store.prune({TASK: (1, 0)}, MAX_AGE, NOW) == 1
+    assert store.prune({TASK: (1, 0)}, MAX_AGE, NOW, retrying={TASK}) == 1
 
     assert _left(store) == {(10, 1)}
 
@@ -227,5 +226,18 @@ def test_spared_runs_that_fill_transactions_do_not_stop_the_prune(
 
     monkeypatch.setattr(sql_store, "_tx", transaction)
 
-    assert sql_store.prune({}, MAX_AGE, NOW) == 3
+    assert sql_store.prune({}, MAX_AGE, NOW, retrying={TASK}) == 3
     assert _left(sql_store) == {(0, 1), (1, 1), (2, 1), (10, 1)}
+
+
+def test_a_task_without_retries_keeps_no_failed_run_past_the_max_age(store: RunStore) -> None:
+    """Its failed runs wait for nothing: a task failing every second with a short max age kept
+    a day of them (and each prune read them all again). Only a task declared with a retry limit
+    (``retrying``), or another crontask's run (its policy unknown here), waits."""
+    store.claim(rec(TASK, 10, owner=A))  # the mark
+    store.save_many(_chain(0, timedelta(hours=1), [RunStatus.FAILED]))
+    store.save_many(_chain(1, timedelta(hours=1), [RunStatus.FAILED], owner=B))
+
+    assert store.prune({}, MAX_AGE, NOW, owner=A) == 1
+
+    assert _left(store) == {(1, 1), (10, 1)}  # B's stays: its retry may come, for all A knows
