@@ -97,11 +97,11 @@ def job_support(
     owner: Callable[[str], ObjectRef | None],
     resync_seconds: float,
     claimed: Callable[[str], bool] | None = None,
-    listed: Callable[[str], ObjectRef | None] = lambda key: None,
+    listed: Callable[[str], ObjectRef | bool | None] = lambda key: None,
 ) -> JobSupport:
     """``claimed``: whether a definition is in force for a key, whichever source
     (``JobRunner.unclaimed``); None without the CronTask source. ``listed``: the CronTask of a
-    key as the source holds it, valid or not."""
+    key in the cluster, valid or not (``KubernetesSource.listed``)."""
     namespace = options.namespace or connection.home
     watched = None if all_namespaces else {namespace, connection.watch or namespace}
     watch = JobWatch(connection.api, watched, resync_seconds=resync_seconds)

@@ -181,7 +181,7 @@ async def jobs(
         resync_seconds=resync_seconds,
         # Looked up at each call: ``start`` puts the reconciler's in place of the first.
         claimed=(lambda key: kube.in_force(key) is not None) if kube is not None else None,
-        listed=kube.source.object_ref if kube is not None else lambda key: None,
+        listed=kube.source.listed if kube is not None else lambda key: None,
     )
 
 

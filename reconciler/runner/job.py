@@ -66,7 +66,7 @@ class JobRunner:
         namespace: str,
         owner: Callable[[str], ObjectRef | None] = lambda key: None,
         claimed: Callable[[str], bool] | None = None,
-        listed: Callable[[str], ObjectRef | None] = lambda key: None,
+        listed: Callable[[str], ObjectRef | bool | None] = lambda key: None,
         output_limit: int = 64 * 1024,
         verify_seconds: float = 30.0,
         create_attempts: int = 3,
@@ -77,7 +77,8 @@ class JobRunner:
         self.namespace = namespace
         self.owner = owner
         self.claimed = claimed  # None: judged from the definitions placed here (``unclaimed``)
-        # The CronTask of a key as the cluster holds it now, valid or not (None: not listed).
+        # The CronTask of a key as the cluster holds it now, valid or not (False: none, once
+        # listed; None: not listed yet).
         self.listed = listed
         self.output_limit = output_limit
         self.verify_seconds = verify_seconds

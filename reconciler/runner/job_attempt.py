@@ -81,7 +81,7 @@ from reconciler.core.jobs import (
     termination_grace,
 )
 from reconciler.core.runs import JOB_DELETED, JobDetails, RunRecord, RunStatus
-from reconciler.core.status import parse_time
+from reconciler.core.status import ObjectRef, parse_time
 from reconciler.runner import job_end
 from reconciler.runner.base import Outcome, failed, run_environment
 from reconciler.runner.job_create import Unknown, create_job, read_job
@@ -291,10 +291,12 @@ class JobRun:
         task = self.record.task
         if crontask_key(job, controller) != task or not self.runner.unclaimed(task):
             return False
-        # Deleted and applied again while crontask was down: the Job is the deleted object's,
-        # which the garbage collector takes (not listed yet: nothing tells; followed).
+        # Deleted (and perhaps applied again) while crontask was down: the Job is the deleted
+        # object's, which the garbage collector takes (not listed yet: nothing tells; followed).
         present = self.runner.listed(task)
-        return present is None or present.uid == controller.get("uid")
+        if present is None:
+            return True
+        return isinstance(present, ObjectRef) and present.uid == controller.get("uid")
 
     def _names_this_run(self, job: Job) -> bool:
         """Whether ``job`` has the uid this run's record holds (the API server's, which only

@@ -301,6 +301,14 @@ class KubernetesSource:
         obj = self.informer.snapshot([key]).get(key)
         return _ref(obj) if obj is not None and key in self._entries else None
 
+    def listed(self, key: str) -> ObjectRef | bool | None:
+        """The object of ``key`` in the cache, valid or not; False once the CronTasks are
+        listed and it is not there (or being deleted); None before (not known yet)."""
+        if not self.informer.synced:
+            return None
+        obj = self.informer.snapshot([key]).get(key)
+        return False if obj is None or deleting(obj) else _ref(obj)
+
     # -- the bound -------------------------------------------------------------------------
 
     def _place(self, unplaced: dict[str, dict[str, Any]]) -> set[str]:
@@ -328,16 +336,17 @@ class KubernetesSource:
 
     def _fill(self, room: int, unplaced: dict[str, dict[str, Any]], changed: set[str]) -> None:
         """Give ``room`` places to the oldest objects waiting. One waiting since an earlier
-        refresh is read from the cache now: gone or being deleted, it keeps waiting (the
-        refresh told of it removes it); created again unseen, it waits by its new age."""
-        aside = []
+        refresh is read from the cache now: gone or being deleted, it goes now, as the
+        refresh told of it would remove it (kept waiting, a namespace's deletion had each pass
+        pop every one of them again); created again unseen, it waits by its new age."""
         while room > 0 and (oldest := self._waiting.pop()) is not None:
             key = oldest[0]
             obj = unplaced.get(key)
             if obj is None:
                 obj = self.informer.snapshot([key]).get(key)
                 if obj is None or deleting(obj):
-                    aside.append(oldest)
+                    del self._entries[key]
+                    changed.add(key)
                     continue
                 if _uid(obj) != self._entries[key].ref.uid:
                     unplaced[key] = obj
@@ -345,8 +354,6 @@ class KubernetesSource:
                     continue
             room -= 1
             self._store(key, self._read(obj, self._entries.get(key)), changed)
-        for key, when in aside:
-            self._waiting.add(key, when)
 
     def _refuse(self, key: str, obj: dict[str, Any], changed: set[str]) -> None:
         """Refuse the object of ``key``: no definition, the bound as its error. Its spec is not

@@ -97,3 +97,10 @@ def test_a_job_an_earlier_object_of_the_crontask_controls_is_left_alone() -> Non
 def test_a_job_the_crontask_listed_now_controls_is_followed() -> None:
     outcome, _ = resume(OWN, listed=lambda key: OWN if key == "default/job" else None)
     assert outcome.status is RunStatus.SUCCEEDED
+
+
+def test_a_job_of_a_crontask_deleted_meanwhile_is_left_alone() -> None:
+    """Deleted while crontask was down, not applied again: once the CronTasks are listed it is
+    not there, and the garbage collector takes its Job (followed, that was a failed run)."""
+    outcome, cluster = resume(OWN, listed=lambda key: False)
+    left_alone(outcome, cluster, OWN)

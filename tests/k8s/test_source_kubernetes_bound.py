@@ -318,3 +318,37 @@ def test_a_deletion_reads_only_the_objects_it_places(
     assert -1 not in asked
     assert sum(asked) <= 2, asked
     assert rebuilt == []
+
+
+def test_waiting_crontasks_gone_before_their_refresh_are_dropped_not_read_again(
+    api: Any, bounded: Callable[[int], KubernetesSource]
+) -> None:
+    # A namespace deleted: the cache loses every CronTask long before the passes are told of
+    # them. Kept waiting, each refresh that had room popped and read them all again (20 s of
+    # CPU for 100 000, growing as the square of them).
+    create(api, "held-1")
+    next_second(created_at(create(api, "held-2")))
+    for i in range(20):
+        create(api, f"w{i:02d}")
+    source = bounded(2)
+    assert source.start(5.0)
+    source.refresh(None)
+    assert len(refused(source)) == 20
+    for name in ("held-1", *(f"w{i:02d}" for i in range(20))):
+        api.delete_namespaced_custom_object(API_GROUP, VERSION, "default", PLURAL, name)
+    wait_for("the deletions", lambda: not source.informer.snapshot(["default/w19"]))
+    asked: list[int] = []
+    snapshot = source.informer.snapshot
+
+    def counted(keys: Any = None) -> dict[str, dict[str, Any]]:
+        asked.append(-1 if keys is None else len(keys))
+        return snapshot(keys)
+
+    source.informer.snapshot = counted  # type: ignore[method-assign]
+    changed = source.refresh({"default/held-1"})  # told of one deletion only
+    assert keys(source) == {"default/held-2"}
+    assert refused(source) == set()  # the others gone too, read once each
+    assert changed == {"default/held-1", *(f"default/w{i:02d}" for i in range(20))}
+    asked.clear()
+    assert source.refresh({"default/w05"}) == set()  # told later: nothing left to do
+    assert sum(asked) <= 1, asked
