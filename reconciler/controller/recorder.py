@@ -301,6 +301,10 @@ class Recorder:
         waiting = self._pending.get((record.id, record.attempt))
         if waiting is not None and CLAIM in (waiting[1], mode):
             mode = CLAIM
+        if waiting is not None and waiting[0] != record:
+            # A newer state of the record: its tries begin anew (the older state's refusals
+            # cost the final record its three tries).
+            self._refusals.pop((record.id, record.attempt), None)
         if (lost := self._pending.put(record, mode)) is not None:
             self._refusals.pop(lost, None)
             self.dropped += 1

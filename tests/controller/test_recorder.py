@@ -12,7 +12,7 @@ import pytest
 from reconciler.controller.dispatch import Dispatcher
 from reconciler.controller.lane import CLAIM_BATCH
 from reconciler.controller.recorder import Recorder
-from reconciler.controller.waiting import CUT_TO
+from reconciler.controller.waiting import CUT_TO, SAVE
 from reconciler.core.runs import RunRecord, RunStatus, Trigger, run_id
 from reconciler.store import MemoryRunStore
 from reconciler.store.base import DuplicateRun, RunQuery, StoreUnavailable
@@ -557,3 +557,23 @@ def test_a_record_kept_behind_a_locked_one_does_not_wait_for_a_backoff(
         await recorder.close(1)
 
     asyncio.run(main())
+
+
+def test_a_newer_state_of_a_refused_record_gets_its_own_tries() -> None:
+    """The running state refused twice, then the run ends: its final record has REFUSED_TRIES
+    tries of its own (it inherited the running state's two, and was dropped after one)."""
+    running = record(1)
+    key = (running.id, running.attempt)
+
+    async def main() -> list[int | None]:
+        recorder = Recorder(MemoryRunStore())
+        recorder._keep(running, SAVE)
+        recorder._refusals[key] = 2  # as _keep_refused counts them
+        recorder._keep(running, SAVE)  # the same state, tried again: its count stands
+        counts = [recorder._refusals.get(key)]
+        recorder._keep(dataclasses.replace(running, status=RunStatus.SUCCEEDED), SAVE)
+        counts.append(recorder._refusals.get(key))
+        await recorder.close(1)
+        return counts
+
+    assert asyncio.run(main()) == [2, None]
