@@ -94,6 +94,11 @@ _WRITE_ATTEMPTS: Final = 5
 # each holds a pooled connection while it runs, and sixteen of them from the API and the status
 # page took all fifteen, so the claims that keep a slot to one run waited 30 s and failed.
 _BULK_READERS: Final = 4
+# PostgreSQL: whether this session may write the runs (a missing table raises 42P01).
+_WRITABLE: Final = sa.text(
+    "SELECT current_setting('transaction_read_only') = 'off'"
+    " AND has_table_privilege('runs', 'INSERT, UPDATE')"
+)
 _LOCK_WAIT: Final = sa.text("SELECT set_config('lock_timeout', :ms, true)")
 
 _c = runs.c
@@ -417,10 +422,19 @@ class SqlRunStore:
         )
 
     def ping(self) -> None:
+        """StoreUnavailable unless the store can take records now: on PostgreSQL a server that
+        answers but takes no writes (a read-only standby, ``default_transaction_read_only``),
+        or the ``runs`` table gone or its rights revoked, is an outage as the records see it
+        (``sql_errors``), and readiness says so."""
         if self._closed:
             raise StoreUnavailable("the run store is closed")
         with translated_errors(), self._engine.connect() as conn:
-            conn.execute(sa.select(1))
+            if self._sqlite:
+                conn.execute(sa.select(1))
+            elif not conn.execute(_WRITABLE).scalar():
+                # A session begun read-only stays so: not kept for the next ping (sql_errors).
+                conn.invalidate()
+                raise StoreUnavailable("the run store takes no writes (read-only, or no rights)")
 
     def close(self) -> None:
         self._closed = True

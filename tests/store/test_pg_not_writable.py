@@ -80,12 +80,18 @@ def test_a_read_only_server_is_unavailable_to_claims_and_saves(
     pg_admin: Engine, db: str, open_many: Callable[[str], RunStore]
 ) -> None:
     store = _open(pg_admin, db, open_many)
+    store.ping()
     _read_only(pg_admin, db, on=True)
     running = rec(TASK, 0, RunStatus.RUNNING)
     with pytest.raises(StoreUnavailable, match="read-only"):
         store.claim_many([running])
     with pytest.raises(StoreUnavailable, match="read-only"):
         store.save_many([rec(TASK, 0)])
+    # Readiness asks the ping: a server that answers but takes no writes is not ready.
+    with pytest.raises(StoreUnavailable, match="read-only"):
+        store.ping()
+    _read_only(pg_admin, db, on=False, end_sessions=False)
+    store.ping()  # its session begun read-only was not kept
 
 
 @pytest.mark.parametrize(
@@ -116,7 +122,10 @@ def test_a_missing_table_or_privilege_is_unavailable_then_written(
     _owner_sql(store, damage)
     with pytest.raises(StoreUnavailable, match=said):
         store.save_many([rec(TASK, 0)])
+    with pytest.raises(StoreUnavailable):
+        store.ping()  # readiness: not ready while the records cannot be written
     _owner_sql(store, repair)
+    store.ping()
     store.save_many([rec(TASK, 0)])
     assert store.get(rec(TASK, 0).id) is not None
 
