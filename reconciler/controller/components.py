@@ -12,14 +12,14 @@ import contextlib
 import functools
 import logging
 import time
-from collections.abc import Callable, Collection, Coroutine, Mapping
+from collections.abc import Callable, Collection, Coroutine
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 from reconciler.aio import in_thread
 from reconciler.controller.dispatch import Dispatcher
 from reconciler.controller.manager import Ready
-from reconciler.core.desired import Definition, DesiredState
+from reconciler.core.desired import DesiredState
 from reconciler.core.runs import RunRecord
 from reconciler.scheduling.base import Scheduler
 from reconciler.sinks.metrics import Metrics
@@ -115,7 +115,7 @@ class Housekeeping:
             busy=busy,
             declared=self._declared(owned.keys()),
             owner=self._owner(),
-            retrying=self._retrying(owned),
+            retrying=self._retrying(owned.keys()),
         )
         started = time.monotonic()
         self._busy = busy
@@ -147,12 +147,13 @@ class Housekeeping:
             return None
         return frozenset(desired.tasks).union(owned)
 
-    def _retrying(self, owned: Mapping[str, Definition]) -> frozenset[str]:
+    def _retrying(self, owned: Collection[str]) -> frozenset[str] | None:
         """The tasks declared with a retry limit, every replica's (their failed runs may wait
-        for a retry on any of them: retention by age keeps those for a day or so)."""
-        tasks = dict(owned)
-        if self.declarations is not None and self.declarations.applied:
-            tasks.update(self.declarations.desired.tasks)
+        for a retry on any of them: retention by age keeps those for a day or so); None when
+        the tasks declared are not known for sure (``_declared``): then every task may."""
+        if self._declared(owned) is None or self.declarations is None:
+            return None
+        tasks = self.declarations.desired.tasks
         return frozenset(key for key, d in tasks.items() if d.task.spec.retry.limit > 0)
 
     def _owner(self) -> str | None:

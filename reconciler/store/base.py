@@ -366,7 +366,7 @@ class RunStore(Protocol):
         busy: Container[str] = (),
         declared: Collection[str] | None = None,
         owner: str | None = None,
-        retrying: Collection[str] = (),
+        retrying: Collection[str] | None = (),
     ) -> int:
         """Apply retention; return how many records (rows) were deleted.
 
@@ -397,8 +397,8 @@ class RunStore(Protocol):
         run's rows were read: the caller may add to it meanwhile (its runs that began since).
         Nor, by age, a run whose retry may still come, whoever's it is
         (``retry_window.retry_may_follow``): ``busy`` names only the caller's own. Of a task
-        in ``retrying`` (declared with a retry limit), or recorded by another instance than
-        ``owner`` (whose policy is not known here).
+        in ``retrying`` (declared with a retry limit; None: not known, any task), or recorded
+        by another instance than ``owner`` (whose policy is not known here).
 
         Cheap: driven by the ``(task, scheduled_at)`` and ``(scheduled_at)`` indexes, never a
         full scan.

@@ -342,7 +342,7 @@ class MemoryRunStore:
         busy: Container[str] = (),
         declared: Collection[str] | None = None,
         owner: str | None = None,
-        retrying: Collection[str] = (),
+        retrying: Collection[str] | None = (),
     ) -> int:
         now = utc(now)
         tallies = {task: RetentionTally(*limit) for task, limit in limits.items()}
@@ -378,8 +378,10 @@ class MemoryRunStore:
                 latest = group[0]
                 old = max_age is not None and latest.scheduled_at < now - max_age
                 # The age waits for a retry that may still come (see retry_may_follow).
-                may_retry = task in retrying or (
-                    owner is not None and latest.owner not in (None, owner)
+                may_retry = (
+                    retrying is None
+                    or task in retrying
+                    or (owner is not None and latest.owner not in (None, owner))
                 )
                 old = old and not (
                     may_retry

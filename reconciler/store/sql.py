@@ -97,7 +97,7 @@ _BULK_READERS: Final = 4
 # PostgreSQL: whether this session may write the runs (a missing table raises 42P01).
 _WRITABLE: Final = sa.text(
     "SELECT current_setting('transaction_read_only') = 'off'"
-    " AND has_table_privilege('runs', 'INSERT, UPDATE')"
+    " AND has_table_privilege('runs', 'INSERT') AND has_table_privilege('runs', 'UPDATE')"
 )
 _LOCK_WAIT: Final = sa.text("SELECT set_config('lock_timeout', :ms, true)")
 
@@ -410,12 +410,15 @@ class SqlRunStore:
         busy: Container[str] = (),
         declared: Collection[str] | None = None,
         owner: str | None = None,
-        retrying: Collection[str] = (),
+        retrying: Collection[str] | None = (),
     ) -> int:
         # PostgreSQL locks rows, not the database: a claim never waits behind a prune there.
         pause = sql_retention.SQLITE_PRUNE_PAUSE if self._sqlite else 0.0
         kept = sql_retention.Kept(
-            busy, None if declared is None else frozenset(declared), owner, frozenset(retrying)
+            busy,
+            None if declared is None else frozenset(declared),
+            owner,
+            None if retrying is None else frozenset(retrying),
         )
         return sql_retention.prune(
             lambda: self._tx(write=True), limits, max_age, utc(now), kept, pause=pause

@@ -70,14 +70,14 @@ class Kept:
     busy: Container[str] = ()
     declared: frozenset[str] | None = None
     owner: str | None = None
-    retrying: frozenset[str] = frozenset()  # declared tasks with a retry limit
+    retrying: frozenset[str] | None = frozenset()  # declared with a retry limit (None: any)
 
     def may_retry(self, task: str, recorded_by: str | None) -> bool:
         """Whether a failed run of ``task`` may wait for a retry, as the caller knows the task:
         declared with a retry limit, or recorded by another crontask sharing the store (its
         policy is not known here). A task without retries never waits: its failed runs go by
         age as any (a task failing every second kept a day of them past a short max age)."""
-        if task in self.retrying:
+        if self.retrying is None or task in self.retrying:
             return True
         return self.owner is not None and recorded_by not in (None, self.owner)
 

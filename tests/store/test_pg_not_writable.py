@@ -107,8 +107,14 @@ def test_a_read_only_server_is_unavailable_to_claims_and_saves(
             "GRANT INSERT, UPDATE ON runs TO CURRENT_USER",
             "permission denied",
         ),
+        # has_table_privilege of 'INSERT, UPDATE' is true with either: each is asked alone.
+        (
+            "REVOKE UPDATE ON runs FROM CURRENT_USER",
+            "GRANT UPDATE ON runs TO CURRENT_USER",
+            "permission denied",
+        ),
     ],
-    ids=["table-gone", "privileges-revoked"],
+    ids=["table-gone", "privileges-revoked", "update-revoked"],
 )
 def test_a_missing_table_or_privilege_is_unavailable_then_written(
     pg_admin: Engine,

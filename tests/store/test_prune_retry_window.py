@@ -241,3 +241,12 @@ def test_a_task_without_retries_keeps_no_failed_run_past_the_max_age(store: RunS
     assert store.prune({}, MAX_AGE, NOW, owner=A) == 1
 
     assert _left(store) == {(1, 1), (10, 1)}  # B's stays: its retry may come, for all A knows
+
+
+def test_tasks_not_known_for_sure_keep_every_run_that_may_wait(store: RunStore) -> None:
+    """Before a pass applied (or with every source empty) the tasks that retry are not known:
+    every failed run in the window stays, another replica's waiting one among them."""
+    store.claim(rec(TASK, 10, owner=A))
+    store.save_many(_chain(0, timedelta(hours=1), [RunStatus.FAILED]))
+
+    assert store.prune({}, MAX_AGE, NOW, retrying=None) == 0
