@@ -62,7 +62,8 @@ from reconciler.sources.base import Notify, Ready, SourceState
 from reconciler.sources.documents import unexpected
 from reconciler.sources.kubernetes_bound import Waiting, age, deleting, refusal
 from reconciler.sources.kubernetes_document import document_of
-from reconciler.sources.kubernetes_watch import MAX_DEPTH, PRUNED, Informer, pruned_path
+from reconciler.sources.kubernetes_watch import Informer
+from reconciler.sources.kubernetes_wire import MAX_DEPTH, PRUNED, pruned_path
 from reconciler.sources.limits import DEFAULT_MAX_TASKS, excerpt
 from reconciler.sources.messages import MAX_SHOWN, more_problems, problems
 

@@ -16,7 +16,7 @@ Contract:
   ``watch_grace`` have passed, even if the server (or a proxy) keeps it open and talking (events,
   bookmarks, or only keep-alive blank lines and spaces): its connection is closed, the leaving
   logged and counted (``overdue``), and the informer goes on as after a watch the server ended,
-  so the re-list is never held off. A line longer than :data:`MAX_LINE` bytes is a failed watch
+  so the re-list is never held off. A line longer than ``MAX_LINE`` bytes is a failed watch
   (reconnect after backoff), not memory without bound.
 - ``list_fn`` answers the client's raw response (``_preload_content=False``, as for a watch):
   the informer reads a list page itself, as it comes, and gives it up (closing its connection)
@@ -27,12 +27,13 @@ Contract:
   event or stayed open a while); a watch that keeps answering ``410`` right after a list that
   worked (a lagging watch cache, a broken proxy) re-lists after the backoff, which only such a
   watch resets, as client-go's reflector does.
-- Watch events and list pages are decoded by :func:`decode`: a value an object nests more than
-  :data:`MAX_DEPTH` levels deep (the API server accepts 10 000 under
+- Watch events and list pages are read and decoded within the bounds of
+  :mod:`reconciler.sources.kubernetes_wire`: a value an object nests more than
+  ``MAX_DEPTH`` levels deep (the API server accepts 10 000 under
   ``x-kubernetes-preserve-unknown-fields``; Python's decoder fails near 1 000) is left out and
-  replaced by :data:`PRUNED`, so one such object cannot fail the list or the watch: the object
+  replaced by ``PRUNED``, so one such object cannot fail the list or the watch: the object
   is cached, its resourceVersion is passed, and its readers see what was left out
-  (:func:`pruned_path`). A list item, or a watch event's object, that is no object with
+  (``pruned_path``). A list item, or a watch event's object, that is no object with
   ``metadata`` is skipped (counted in ``malformed``, logged once for lists and once for
   watches), never a failed list or watch that every retry would fail again.
 - A failed list or watch is retried after the backoff, each time a warning that names the
@@ -51,14 +52,21 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Callable, Collection
 from typing import Any, TypeGuard
 
 from kubernetes.client.exceptions import ApiException
 
-from reconciler.core import jsondepth
 from reconciler.sources.kubernetes_watch_errors import describe, printable
-from reconciler.sources.limits import YamlLimits
+from reconciler.sources.kubernetes_wire import (
+    EVENT_DEPTH,
+    PAGE_DEPTH,
+    Overdue,
+    decode,
+    let_go,
+    lines,
+    read_body,
+)
 
 log = logging.getLogger("crontask.sources")
 
@@ -69,21 +77,6 @@ PAGE = 500
 GONE = 410
 WATCH_GRACE = 30.0  # seconds a watch may outlast its timeoutSeconds (and a list page its read)
 LIST_SECONDS = 60.0  # a list page's read timeout
-READ_CHUNK = 64 * 1024
-MAX_LINE = 64 * 1024 * 1024  # one watch event; an object in etcd is at most 1.5 MiB
-# How deep an object may nest, its own mapping counting one: as deep as a task file's YAML.
-MAX_DEPTH = YamlLimits().max_depth
-EVENT_DEPTH = MAX_DEPTH + 1  # {"type": ..., "object": {...}}
-PAGE_DEPTH = MAX_DEPTH + 2  # {"items": [{...}, ...], ...}
-
-
-class LineTooLong(Exception):
-    """A watch stream sent more than :data:`MAX_LINE` bytes without a newline."""
-
-
-class Overdue(TimeoutError):
-    """A response still being read past its deadline: a watch kept open (talking, or sending
-    only keep-alive bytes) or a list page whose body trickles."""
 
 
 class Backoff:
@@ -106,19 +99,6 @@ class Backoff:
 
 class _Expired(Exception):
     """The watch's resourceVersion is gone (410): re-list."""
-
-
-class Pruned(str):
-    """Where :func:`decode` left a value out. A string, so that an object holding it still
-    encodes; told apart from the object's own strings by its type."""
-
-    __slots__ = ()
-
-    def __repr__(self) -> str:
-        return f"<{self}>"
-
-
-PRUNED = Pruned(f"nested more than {MAX_DEPTH} levels deep")
 
 
 def object_key(obj: dict[str, Any]) -> str:
@@ -321,11 +301,11 @@ class Informer:
         try:
             if self._stop.is_set():  # stop() came before the response: it could not cut it
                 raise InterruptedError("stopped")
-            body = _body(resp, self._clock, leave, seconds)
+            body = read_body(resp, self._clock, leave, seconds)
             read = True
         finally:
             self._resp = None
-            _let_go(resp, read)
+            let_go(resp, read)
         return decode(body, PAGE_DEPTH)
 
     def _watch(self, seconds: float) -> int:
@@ -349,7 +329,7 @@ class Informer:
         try:
             if self._stop.is_set():
                 return 0
-            for line in _lines(resp, deadline=leave, clock=self._clock):
+            for line in lines(resp, deadline=leave, clock=self._clock):
                 self._event(decode(line, EVENT_DEPTH))
                 self._delivered += 1
                 if self._stop.is_set():
@@ -364,7 +344,7 @@ class Informer:
             )
         finally:
             self._resp = None
-            _let_go(resp, ended)
+            let_go(resp, ended)
         return self._delivered
 
     def _event(self, event: Any) -> None:
@@ -416,83 +396,9 @@ class Informer:
             resp.shutdown()  # urllib3 >= 2.3: unblocks a read in another thread
 
 
-def _let_go(resp: Any, read: bool) -> None:
-    """Hand the connection of ``resp`` back to the pool; close it first unless the response
-    was ``read`` to its end (left, cut, failed): what is left of it must not meet the next
-    request."""
-    with contextlib.suppress(Exception):
-        if not read:
-            resp.close()
-        resp.release_conn()
-
-
-def _body(resp: Any, clock: Callable[[], float], deadline: float, seconds: float) -> bytes:
-    """The whole body of ``resp``, read as it comes (``read1``: one read at a time, so each
-    byte of a trickle is seen), or :class:`Overdue` once ``clock()`` has passed ``deadline``
-    (``seconds`` after the request)."""
-    body = bytearray()
-    while chunk := resp.read1(READ_CHUNK):
-        body += chunk
-        if clock() > deadline:
-            raise Overdue(f"a list page not in after {seconds:g} s ({len(body)} bytes came)")
-    return bytes(body)
-
-
-def _lines(
-    resp: Any,
-    limit: int = MAX_LINE,
-    *,
-    deadline: float | None = None,
-    clock: Callable[[], float] = time.monotonic,
-) -> Iterator[str]:
-    """The non-blank lines of a watch stream; :class:`Overdue` once ``clock()`` has passed
-    ``deadline``, checked at every chunk: blank lines or spaces sent to keep the connection
-    alive yield no line, yet must not keep the watch open."""
-    buffer = bytearray()
-    for chunk in resp.stream(amt=None, decode_content=False):
-        buffer += chunk
-        start = 0
-        while (end := buffer.find(b"\n", start)) >= 0:
-            line = bytes(buffer[start:end])
-            start = end + 1
-            if line.strip():
-                yield line.decode("utf-8", errors="replace")
-        del buffer[:start]
-        if len(buffer) > limit:
-            raise LineTooLong(f"a watch event of more than {limit} bytes")
-        if deadline is not None and clock() > deadline:
-            raise Overdue(f"a watch still open after its deadline ({len(buffer)} bytes pending)")
-    if buffer.strip():
-        yield bytes(buffer).decode("utf-8", errors="replace")
-
-
 def _is_object(obj: Any) -> TypeGuard[dict[str, Any]]:
     return isinstance(obj, dict) and isinstance(obj.get("metadata"), dict)
 
 
 def _rv_of(obj: dict[str, Any] | None) -> str | None:
     return None if obj is None else (obj.get("metadata") or {}).get("resourceVersion")
-
-
-# -- decoding, bounded in depth ------------------------------------------------------------------
-
-
-def decode(text: str | bytes, depth: int) -> Any:
-    """The JSON ``text``, each value nested more than ``depth`` levels deep replaced by
-    :data:`PRUNED` (see :mod:`reconciler.core.jsondepth`)."""
-    return jsondepth.decode(text, depth, PRUNED)
-
-
-def pruned_path(value: Any) -> str | None:
-    """The dotted path (``spec.job.spec.x``, ``items[2]``) of the first value of ``value`` that
-    :func:`decode` left out, or None."""
-    stack: list[tuple[str, Any]] = [("", value)]
-    while stack:
-        path, item = stack.pop()
-        if isinstance(item, Pruned):
-            return path
-        if isinstance(item, dict):
-            stack.extend((f"{path}.{k}" if path else str(k), v) for k, v in reversed(item.items()))
-        elif isinstance(item, list):
-            stack.extend((f"{path}[{i}]", v) for i, v in reversed(list(enumerate(item))))
-    return None

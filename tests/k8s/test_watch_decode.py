@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from reconciler.sources.kubernetes_watch import PRUNED, Pruned, decode, pruned_path
+from reconciler.sources.kubernetes_wire import PRUNED, Pruned, decode, pruned_path
 
 DEEP = sys.getrecursionlimit() + 200
 

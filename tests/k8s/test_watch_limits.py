@@ -9,7 +9,9 @@ from typing import Any
 import pytest
 
 from reconciler.sources.kubernetes import list_function
-from reconciler.sources.kubernetes_watch import Informer, LineTooLong, _lines
+from reconciler.sources.kubernetes_watch import Informer
+from reconciler.sources.kubernetes_wire import LineTooLong
+from reconciler.sources.kubernetes_wire import lines as watch_lines
 from tests.helpers import wait_for
 from tests.k8s.emulator import Emulator
 
@@ -44,9 +46,9 @@ class Stream:
 
 
 def test_watch_lines_are_split_and_a_line_without_end_is_an_error() -> None:
-    lines = _lines(Stream(b'{"a":', b' 1}\n\n{"b": 2}\n{"c"', b": 3}"), limit=16)
+    lines = watch_lines(Stream(b'{"a":', b' 1}\n\n{"b": 2}\n{"c"', b": 3}"), limit=16)
     assert list(lines) == ['{"a": 1}', '{"b": 2}', '{"c": 3}']
-    endless = _lines(Stream(b"{}\n", *[b"x" * 8] * 1000), limit=64)
+    endless = watch_lines(Stream(b"{}\n", *[b"x" * 8] * 1000), limit=64)
     assert next(endless) == "{}"
     with pytest.raises(LineTooLong):
         next(endless)

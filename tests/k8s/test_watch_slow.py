@@ -21,7 +21,8 @@ import pytest
 from kubernetes import client
 
 from reconciler.sources.kubernetes import KubernetesSource, list_function
-from reconciler.sources.kubernetes_watch import Backoff, Informer, Overdue, _body, _lines
+from reconciler.sources.kubernetes_watch import Backoff, Informer
+from reconciler.sources.kubernetes_wire import Overdue, lines, read_body
 from tests.helpers import wait_for
 
 PACE = 0.02  # seconds between two bytes (or keep-alives) the server sends
@@ -203,10 +204,10 @@ def ticking() -> Any:
 def test_watch_lines_end_at_the_deadline_whatever_comes(keep_alive: bytes) -> None:
     seen: list[str] = []
     with pytest.raises(Overdue, match="a watch still open after its deadline"):
-        seen.extend(_lines(Endless(keep_alive), deadline=10, clock=ticking()))
+        seen.extend(lines(Endless(keep_alive), deadline=10, clock=ticking()))
     assert set(seen) <= {"{}"}
 
 
 def test_a_list_body_ends_at_its_deadline() -> None:
     with pytest.raises(Overdue, match=r"a list page not in after 90 s \(12 bytes came\)"):
-        _body(Endless(b"x"), ticking(), 10, 90)
+        read_body(Endless(b"x"), ticking(), 10, 90)
