@@ -40,12 +40,41 @@ def definition(
     return Definition.of(task, Location("file", path, line, 1))
 
 
+# free_port hands out ports below the kernel's ephemeral range (32768-60999 by default), in a
+# block of its own for each pytest-xdist worker. A port the kernel picks (``bind(0)``) is free
+# only until the caller's child binds it; meanwhile any outgoing connection or ``bind(0)`` of
+# another test may take it. Nothing takes a port of this range unasked, and each worker hands
+# out only ports of its block, one after the other, so no two tests race for one.
+_PORT_BLOCK = 1_000
+_PORT_BASE = 10_000
+_PORT_BLOCKS = 20  # 10000-29999
+_next_port: list[int] = []
+
+
+def _worker_block() -> int:
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")  # "gw3"; unset without -n
+    digits = worker.removeprefix("gw")
+    return int(digits) % _PORT_BLOCKS if digits.isdigit() else 0
+
+
 def free_port() -> int:
-    """A port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
+    """A port on 127.0.0.1 that nothing listens on right now, and that nothing else in this
+    test run will be handed or pick by itself (see above)."""
+    start = _PORT_BASE + _worker_block() * _PORT_BLOCK
+    if not _next_port:
+        # Another run of the suite on this machine may use this block too: start where the
+        # process id says rather than at the block's first port.
+        _next_port.append(os.getpid() % _PORT_BLOCK)
+    for _ in range(_PORT_BLOCK):
+        port = start + _next_port[0]
+        _next_port[0] = (_next_port[0] + 1) % _PORT_BLOCK
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:  # in use (or in TIME_WAIT): the next one
+                continue
+        return port
+    raise RuntimeError(f"no free port in 127.0.0.1:{start}-{start + _PORT_BLOCK - 1}")
 
 
 def local_actions(kill_grace: float = 10.0) -> Actions:
