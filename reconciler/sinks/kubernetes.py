@@ -75,51 +75,13 @@ from reconciler.sinks.kubernetes_refusals import (
     refusal,
 )
 from reconciler.sinks.kubernetes_status import RETRIED, Read, Seen, StatusApi, newer
+from reconciler.sinks.token_bucket import TokenBucket
 
 log = logging.getLogger("crontask.sinks")
 
 Build = Callable[[Mapping[str, Any]], dict[str, Any]]
 # Called with the merge patch a write applied, or None if none was made (see the docstring).
 Written = Callable[[Mapping[str, Any] | None], None]
-
-
-class TokenBucket:
-    """``rate`` tokens a second, at most ``burst`` saved up; :meth:`take` waits for one."""
-
-    def __init__(
-        self, rate: float, burst: int, clock: Callable[[], float] = time.monotonic
-    ) -> None:
-        self.rate, self.burst, self._clock = rate, float(burst), clock
-        self._tokens = float(burst)
-        self._at = clock()
-        self._lock = threading.Lock()
-
-    def _refill(self) -> None:
-        now = self._clock()
-        self._tokens = min(self.burst, self._tokens + (now - self._at) * self.rate)
-        self._at = now
-
-    def try_take(self) -> bool:
-        with self._lock:
-            self._refill()
-            if self._tokens >= 1:
-                self._tokens -= 1
-                return True
-            return False
-
-    def take(self, stop: threading.Event | None = None) -> bool:
-        """Wait for a token; False if ``stop`` was set first."""
-        while True:
-            with self._lock:
-                self._refill()
-                if self._tokens >= 1:
-                    self._tokens -= 1
-                    return True
-                wait = (1 - self._tokens) / self.rate
-            if stop is not None and stop.wait(wait):
-                return False
-            if stop is None:
-                time.sleep(wait)
 
 
 class _Next(enum.Enum):

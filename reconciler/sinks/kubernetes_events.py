@@ -37,9 +37,9 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from reconciler.core.status import EventSpec, ObjectRef, rfc3339
-from reconciler.sinks.kubernetes import TokenBucket
 from reconciler.sinks.kubernetes_refusals import RefusalLog, refusal
 from reconciler.sinks.kubernetes_status import MERGE_PATCH
+from reconciler.sinks.token_bucket import TokenBucket
 
 log = logging.getLogger("crontask.sinks")
 

@@ -13,8 +13,9 @@ from kubernetes import client
 from reconciler.core.crd import PLURAL, VERSION
 from reconciler.core.model import API_GROUP
 from reconciler.core.status import EventSpec, ObjectRef
-from reconciler.sinks.kubernetes import StatusWriter, TokenBucket
+from reconciler.sinks.kubernetes import StatusWriter
 from reconciler.sinks.kubernetes_events import EventRecorder
+from reconciler.sinks.token_bucket import TokenBucket
 from tests.helpers import wait_for
 from tests.k8s.emulator import Emulator
 
