@@ -24,6 +24,9 @@ One attempt, in order:
    not finished ``timeoutSeconds`` and :data:`DEADLINE_MARGIN` after its creation (the
    cluster's ``activeDeadlineSeconds`` counts from its start, a moment later, and needs a
    moment to act) is deleted (Background, uid precondition) and the attempt is ``timedOut``.
+   While none of its pods has run, the attempt also looks at them now and then
+   (``job_end.Pending``), so that a timeout of a Job the cluster never ran (its pod never
+   scheduled, or stuck on its image) says so rather than ``DeadlineExceeded``.
    The time counts from the Job's creation and from when this crontask began to follow it,
    whichever is later (the creation is on the API server's clock: alone, a host clock ahead
    of it would end Jobs at once); a resumed run's, from its adoption. A Job whose outcome the
@@ -169,6 +172,7 @@ class JobRun:
         self._reason: str | None = None
         self._stopped = asyncio.Event()
         self._uid: str | None = where.uid
+        self.pending = job_end.Pending()  # its pods, while none has run (job_end.never_ran)
 
     def stop(self, reason: str) -> None:
         if self._reason is None:
@@ -365,6 +369,9 @@ class JobRun:
                     if left is None
                     else min(left, self.runner.verify_seconds)
                 )
+                look = await self._look_at_pods(job)
+                if look is not None:
+                    wait = min(wait, look)
                 stopped: asyncio.Future[Any] = asyncio.ensure_future(self._stopped.wait())
                 done, _ = await asyncio.wait(
                     {changed, stopped},
@@ -377,6 +384,22 @@ class JobRun:
                 verify = not done  # a quiet interval: ask
             finally:
                 changed.cancel()
+
+    async def _look_at_pods(self, job: Job) -> float | None:
+        """Look at the Job's pods if it is time to (``job_end.Pending``: a timeout of a Job
+        whose pod never ran says why); the seconds until the next look, None if none is due.
+        A look that fails is not the attempt's failure: the next one may do."""
+        loop = asyncio.get_running_loop()
+        interval = job_end.Pending.interval(job, self.timeout, self.runner.verify_seconds)
+        due = self.pending.due(job, loop.time(), interval)
+        if due is None or due > 0 or not self._uid:
+            return due
+        try:
+            self.pending.saw(await self.runner.cluster.pods(self.where.namespace, self._uid))
+        except Exception as err:
+            log.debug("cannot look at the Job's pods", extra={"fields": {"error": str(err)}})
+        self.pending.looked(loop.time(), interval)
+        return interval
 
     def _last_end(self, job: Job) -> Job:
         """The Job is gone: its end as the watch last saw it, if it ended before it went (a

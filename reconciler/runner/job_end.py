@@ -11,6 +11,17 @@ outcome:
 - the ``timeoutSeconds`` backstop's (:func:`overdue`): the Job is deleted and the attempt is
   ``timedOut`` (:data:`DEADLINE_EXCEEDED`), unless the cluster had decided its outcome.
 
+A Job that timed out (the cluster's ``DeadlineExceeded``, or the backstop) although none of
+its pods ever ran is no Job that ran too long: its pod was never scheduled, or never started.
+The deadline deletes such a pod at once (an unscheduled pod has no kubelet to wait for), so
+its story is what the attempt saw of its pods while it followed the Job (:class:`Pending`,
+``core.job_pods.stuck_story``): the attempt stays ``timedOut`` (retried as any timeout is),
+with the stuck pod's reason (``Unschedulable``, ``ImagePullBackOff``...) instead of
+``DeadlineExceeded`` and what the cluster said of it in the message (:func:`never_ran`). A
+backstop whose delete is not answered yet keeps ``DeadlineExceeded`` as the reason (the
+message still tells): that reason is what makes a crontask that adopts the Job after a restart
+stop it again.
+
 A delete is ``runner.job_delete``'s, which tries again in the background if it must.
 """
 
@@ -20,7 +31,7 @@ import dataclasses
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from reconciler.core.job_pods import story_pod
+from reconciler.core.job_pods import Stuck, has_run, story_pod, stuck_story
 from reconciler.core.jobs import decided, main_container, outcome_of, with_pod
 from reconciler.core.runs import RunStatus
 from reconciler.core.status import parse_time
@@ -32,6 +43,70 @@ if TYPE_CHECKING:
     from reconciler.runner.job_attempt import Job, JobRun
 
 DEADLINE_EXCEEDED = "DeadlineExceeded"
+LOOK_FLOOR = 1.0  # seconds: the pods of a pending Job are never looked at more often
+
+
+class Pending:
+    """What one attempt saw of its Job's pods while none had run: whether one has run since
+    (then nothing more is looked at), and the story of the last stuck one (``stuck_story``).
+
+    The pods are looked at (one LIST) only while the Job is undecided and has an active pod
+    that is not ready, and no pod of it has run: every ``verify_seconds``, and at least four
+    times within the Job's deadline (never more often than :data:`LOOK_FLOOR`), so that a pod
+    stuck until the deadline deletes it was seen stuck before. The first look waits one
+    interval: a pod just made has not met the scheduler yet."""
+
+    def __init__(self) -> None:
+        self.ran = False
+        self.stuck: Stuck | None = None
+        self._next: float | None = None  # on the event loop's clock
+
+    def saw(self, pods: list[Job]) -> None:
+        """Learn from the pods as listed now (none listed: they are gone, nothing learned)."""
+        if any(has_run(pod) for pod in pods):
+            self.ran, self.stuck = True, None
+        elif pods:
+            self.stuck = stuck_story(pods)
+
+    def due(self, job: Job, now: float, interval: float) -> float | None:
+        """Seconds until the pods are to be looked at (<= 0: now); None if they are not."""
+        status = job.get("status") or {}
+        if _count(status, "ready") or _count(status, "succeeded"):
+            self.ran, self.stuck = True, None  # the Job controller saw a pod run
+        if self.ran or decided(job) is not None or _count(status, "active") == 0:
+            return None
+        if self._next is None:
+            self._next = now + interval
+        return self._next - now
+
+    def looked(self, now: float, interval: float) -> None:
+        self._next = now + interval
+
+    @staticmethod
+    def interval(job: Job, timeout: float | None, verify: float) -> float:
+        """Seconds between two looks (the class docstring): the Job's deadline is its own
+        ``activeDeadlineSeconds`` if it has one, else ``timeoutSeconds``."""
+        deadline = (job.get("spec") or {}).get("activeDeadlineSeconds")
+        if isinstance(deadline, bool) or not isinstance(deadline, int | float):
+            deadline = timeout
+        if deadline is None:
+            return verify
+        return min(verify, max(LOOK_FLOOR, deadline / 4))
+
+
+def _count(status: Job, field: str) -> int:
+    value = status.get(field)
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
+
+def never_ran(run: JobRun, reason: str | None, message: str) -> tuple[str | None, str]:
+    """The reason and message of a timed-out attempt (``reason`` and ``message``, a timeout's)
+    whose pods never ran, as the attempt saw them (:class:`Pending`): the stuck pod's reason,
+    and what befell it added to the message; else they are unchanged."""
+    pending, stuck = run.pending, run.pending.stuck
+    if reason != DEADLINE_EXCEEDED or pending.ran or stuck is None:
+        return reason, message
+    return stuck.reason, f"{message}; its pod {stuck.what}: {stuck.detail}"
 
 
 def job_uid(job: Job | None) -> str | None:
@@ -121,7 +196,12 @@ async def overdue(run: JobRun, job: Job) -> Outcome:
         f"Job {details.name} did not finish within timeoutSeconds ({run.timeout:g}s) and "
         f"{run.runner.deadline_margin:g}s more after its creation; crontask{done}"
     )
-    return Outcome(RunStatus.TIMED_OUT, None, DEADLINE_EXCEEDED, message, output, job=details)
+    reason, message = never_ran(run, DEADLINE_EXCEEDED, message)
+    if isinstance(deleted, str):
+        # Still there: a crontask that adopts it stops it again by this reason (the
+        # dispatcher's runs stopped for good); the message still says what befell its pod.
+        reason = DEADLINE_EXCEEDED
+    return Outcome(RunStatus.TIMED_OUT, None, reason, message, output, job=details)
 
 
 async def _delete(run: JobRun) -> bool | str:
@@ -140,9 +220,11 @@ async def evidence(
         return "", None, "the Job is gone"
     cluster, namespace = run.runner.cluster, run.where.namespace
     try:
-        pod = _story(told or job, await cluster.pods(namespace, uid))
+        pods = await cluster.pods(namespace, uid)
     except Exception as err:
         return "", None, str(err)
+    run.pending.saw(pods)
+    pod = _story(told or job, pods)
     main = main_container(job)
     if pod is None:
         return "", None, "the Job has no pod (none was started, or they were deleted)"
@@ -160,7 +242,10 @@ async def conclude(run: JobRun, job: Job) -> Outcome:
     run.runner.forget(run.uid)  # over: a watch cache that lags does not make it run again
     output, pod, error = await evidence(run, job)
     ended = outcome_of(job, pod, main=main_container(job), log_error=error)
-    said = (ended.status, ended.exit_code, ended.reason, ended.message, output)
+    reason, message = ended.reason, ended.message
+    if ended.status is RunStatus.TIMED_OUT:
+        reason, message = never_ran(run, reason, message)
+    said = (ended.status, ended.exit_code, reason, message, output)
     if run.definition is not None:
         # Followed from its creation: it ended when this crontask saw it end.
         return Outcome(*said, job=ended.details)
