@@ -28,6 +28,7 @@ configured algorithm only (the token's own ``alg`` header is not trusted).
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import enum
 import hashlib
@@ -67,6 +68,8 @@ _RANKS: Final = {Role.VIEWER: 1, Role.OPERATOR: 2, Role.ADMIN: 3}
 
 # An auth file is a few lines per token: a bound on what is read, whatever the path names.
 MAX_CONFIG_BYTES: Final = 1 << 20
+MAX_TOKENS: Final = 10_000  # static tokens in one auth file
+_NAMED: Final = 10  # duplicated token names named in an error
 _SESSION_KEY_CONTEXT: Final = b"crontask page session key v1\0"
 
 PUBLIC: Final = "public"
@@ -151,14 +154,26 @@ class _AuthFile(_Config):
     metrics_require_auth: bool = False
     session_secret_file: Path | None = None
 
+    @field_validator("tokens", mode="before")
+    @classmethod
+    def _not_too_many(cls, value: Any) -> Any:
+        # Before each token is validated: 1 MiB of YAML aliases holds some 340 000 of them.
+        if isinstance(value, list) and len(value) > MAX_TOKENS:
+            raise ValueError(f"{len(value)} tokens: at most {MAX_TOKENS} (use jwt for more)")
+        return value
+
     @_model_validator(mode="after")
     def _usable(self) -> _AuthFile:
         if not self.tokens and self.jwt is None:
             raise ValueError("neither tokens nor jwt is configured: nobody could log in")
-        names = [t.name for t in self.tokens]
-        duplicated = sorted({n for n in names if names.count(n) > 1})
+        # Counted once each (a file of 1 MiB can hold some 340 000 tokens through YAML
+        # aliases, and the watcher checks every version of it), and named ten at most.
+        counts = collections.Counter(t.name for t in self.tokens)
+        duplicated = sorted(name for name, count in counts.items() if count > 1)
         if duplicated:
-            raise ValueError(f"token names must be unique: {', '.join(duplicated)}")
+            more = f" and {len(duplicated) - _NAMED} more" if len(duplicated) > _NAMED else ""
+            shown = ", ".join(duplicated[:_NAMED])
+            raise ValueError(f"token names must be unique: {shown}{more}")
         digests = [t.sha256 for t in self.tokens]
         if len(set(digests)) != len(digests):
             raise ValueError("two tokens have the same sha256")
