@@ -119,7 +119,8 @@ def create_app(
 ) -> FastAPI:
     """The API over ``runtime``. ``auth=None`` leaves every route open (loopback use only:
     see :func:`reconciler.api.auth.check_listen`). ``hosts``: answer only requests whose
-    ``Host`` is a loopback name or one of these (see ``hosts.py``); None: any. ``auth_file``:
+    ``Host`` is a loopback name or one of these, with or without auth (a server on loopback:
+    :func:`reconciler.api.hosts.names_answered`); None: any. ``auth_file``:
     where ``auth`` was read, read again when it changes (see ``authfile.py``).
     ``external_url``: ``--external-url``, whose origin a browser's write may come from too."""
     metrics_role: RequiredRole = (
@@ -169,7 +170,7 @@ def create_app(
     # Inside RequestLog: a refusal is logged too.
     app.add_middleware(Admission, busy=_busy, may_queue_plan=_authenticates)
     if hosts is not None:  # before a request takes an admission slot, and logged
-        app.add_middleware(LoopbackHosts, also=hosts)
+        app.add_middleware(LoopbackHosts, also=hosts, authenticated=auth is not None)
     app.add_middleware(RequestLog)
 
     def openapi() -> dict[str, Any]:

@@ -1,13 +1,19 @@
-"""Which ``Host`` an API without authentication answers: its own loopback names, no other.
+"""Which ``Host`` a server on loopback answers: its own loopback names, no other.
 
-Without ``--auth-config`` crontask serves only on loopback, and every caller is the anonymous
-admin: the address is the only thing that keeps strangers out. A web page can get past it in a
-browser by DNS rebinding: its own name is made to resolve to 127.0.0.1, and the page's
-requests then reach crontask as same-origin requests to ``attacker.example:8080``, able to read
-the answers, create a command task and run it. What tells them apart is the ``Host`` header,
-which the browser fills with the page's name: such a request is answered ``421`` (the request
-was not meant for this server) before anything else runs. ``--external-url``'s host is
-answered too, as the name a proxy on the same machine forwards with.
+A server that listens on loopback only is kept from strangers by its address. A web page can
+get past it in a browser by DNS rebinding: its own name is made to resolve to 127.0.0.1, and
+the page's requests then reach crontask as same-origin requests to ``attacker.example:8080``,
+able to read the answers. Without ``--auth-config`` every caller is the anonymous admin, and
+such a page could create a command task and run it; with it, the page still read what is
+answered without a credential (``/metrics``, ``/readyz``, ``/openapi.json``, ``/docs``, the
+sign-in page). What tells them apart is the ``Host`` header, which the browser fills with the
+page's name: such a request is answered ``421`` (the request was not meant for this server)
+before anything else runs, with or without auth (:func:`names_answered`). ``--external-url``'s
+host is answered too, as the name a proxy on the same machine forwards with.
+
+A server that listens on another address is not checked: every name of the machine, and its
+addresses, reach it directly, and none of them can be known here; auth keeps strangers out
+(``auth.check_listen``).
 
 A browser's ``POST`` is also checked for its ``Origin`` (:func:`same_origin`): this server's
 own, as the ``Host`` header names it, or ``--external-url``'s. Behind a proxy that sends
@@ -17,6 +23,7 @@ own, as the ``Host`` header names it, or ``--external-url``'s. Behind a proxy th
 from __future__ import annotations
 
 import ipaddress
+import logging
 from collections.abc import Collection
 from typing import Final
 from urllib.parse import urlsplit
@@ -25,7 +32,10 @@ from starlette.requests import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from reconciler.api import problems
+from reconciler.api.auth import is_loopback
 from reconciler.logs import bounded
+
+log = logging.getLogger("crontask.api")
 
 MISDIRECTED: Final = 421
 ORIGINS_STATE: Final = "crontask_origins"  # app.state: origins a page of this server has
@@ -59,6 +69,17 @@ def external_host(url: str | None) -> str | None:
     return None if name is None else name.lower().rstrip(".")
 
 
+def names_answered(listen_host: str, external_url: str | None) -> list[str] | None:
+    """The names besides loopback ones that a server listening on ``listen_host`` answers
+    (:class:`LoopbackHosts`'s ``also``): ``--external-url``'s host if it listens on loopback
+    only, with or without auth; None, any name, if it listens on another address (see the
+    module)."""
+    if not is_loopback(listen_host):
+        return None
+    name = external_host(external_url)
+    return [name] if name else []
+
+
 def external_origin(url: str | None) -> str | None:
     """``scheme://host[:port]`` of ``--external-url``, as a browser writes it in ``Origin``
     (lowercase, without the scheme's default port)."""
@@ -79,11 +100,18 @@ def external_origin(url: str | None) -> str | None:
 
 class LoopbackHosts:
     """Answer ``421`` to a request whose ``Host`` names neither a loopback address nor one of
-    ``also`` (see the module). A request without ``Host`` (HTTP/1.0) came from no browser page."""
+    ``also`` (see the module). A request without ``Host`` (HTTP/1.0) came from no browser page.
+    ``authenticated``: auth is configured, so a refusal does not suggest it, and the first is
+    logged as a warning: a proxy on this machine that forwards its own name got answers before
+    this check covered servers with auth, and is refused now until that name is set."""
 
-    def __init__(self, app: ASGIApp, also: Collection[str] = ()) -> None:
+    def __init__(
+        self, app: ASGIApp, also: Collection[str] = (), *, authenticated: bool = False
+    ) -> None:
         self.app = app
         self.also = frozenset(also)
+        self.authenticated = authenticated
+        self.warned = False
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
@@ -91,9 +119,28 @@ class LoopbackHosts:
             if header is not None:
                 name = host_name(header.decode("latin-1"))
                 if not is_loopback_name(name) and name not in self.also:
-                    await _refuse(send, header.decode("latin-1"), str(scope.get("path", "")))
+                    await self._misdirected(
+                        send, header.decode("latin-1"), str(scope.get("path", ""))
+                    )
                     return
         await self.app(scope, receive, send)
+
+    async def _misdirected(self, send: Send, header: str, path: str) -> None:
+        if not self.authenticated:
+            await _refuse(send, header, path)
+            return
+        if not self.warned:  # once: a page may send as many as it likes
+            self.warned = True
+            log.warning(
+                "a request for another host name was answered 421 (this server listens on "
+                "loopback only): if a proxy on this machine forwards that name, give a URL of "
+                "that host as --external-url, or have the proxy send the address it forwards to "
+                "as the Host; otherwise it may be a web page that made its own name resolve here "
+                "(DNS rebinding), and nothing needs doing. Further ones are logged with status=421 "
+                "only",
+                extra={"fields": {"host": bounded(header, _SHOWN), "path": bounded(path, _SHOWN)}},
+            )
+        await _refuse_with_auth(send, header, path)
 
 
 async def _refuse(send: Send, header: str, path: str) -> None:
@@ -102,6 +149,18 @@ async def _refuse(send: Send, header: str, path: str) -> None:
         f"{bounded(header, _SHOWN)!r}: without --auth-config, another name could be a web page "
         "that made its own name resolve here (DNS rebinding). Call it as 127.0.0.1 or "
         "localhost, name the host a proxy forwards with in --external-url, or configure auth."
+    )
+    await problems.send_problem(send, MISDIRECTED, detail, path)
+
+
+async def _refuse_with_auth(send: Send, header: str, path: str) -> None:
+    detail = (
+        f"this server listens on loopback only and answers only requests addressed to it by a "
+        f"loopback name or --external-url's host, not to {bounded(header, _SHOWN)!r}: another "
+        "name could be a web page that made its own name resolve here (DNS rebinding) to read "
+        "what is answered without a credential. Call it as 127.0.0.1 or localhost; behind a "
+        "proxy on this machine, give the name it forwards as --external-url's host, or have "
+        "it send the address it forwards to as the Host."
     )
     await problems.send_problem(send, MISDIRECTED, detail, path)
 

@@ -21,7 +21,7 @@ from reconciler import logs, resolver, web
 from reconciler.api.app import create_app
 from reconciler.api.auth import AuthConfigError, check_listen, is_loopback
 from reconciler.api.authfile import AuthFile
-from reconciler.api.hosts import external_host
+from reconciler.api.hosts import names_answered
 from reconciler.api.webhook_secret import WebhookSecret
 from reconciler.cli import store_errors
 from reconciler.cli.collector import start_up_collector
@@ -258,11 +258,9 @@ def http_server(args: argparse.Namespace) -> HttpServer:
         raise SystemExit(message) from None
 
     async def serve_http(runtime: RuntimeView, metrics: Metrics, stop: asyncio.Event) -> None:
-        # Without auth the loopback address is the only fence: a page that rebinds its own name
-        # to it must not pass as this server's caller (api/hosts.py).
-        hosts = None
-        if auth is None and is_loopback(host):
-            hosts = [name] if (name := external_host(args.external_url)) else []
+        # On loopback the address is the fence: a page that rebinds its own name to it must not
+        # pass as this server's caller, with auth or without (api/hosts.py).
+        hosts = names_answered(host, args.external_url)
         app = create_app(
             runtime,
             auth=auth,

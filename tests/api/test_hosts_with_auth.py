@@ -1,0 +1,136 @@
+"""DNS rebinding with auth: a ``crontask run`` on loopback answers only its own names.
+
+With ``--auth-config`` a credential keeps the tasks in, but some routes answer without one:
+``/metrics``, ``/healthz``, ``/readyz``, ``/openapi.json``, ``/docs``, the sign-in page. A web
+page whose name was made to resolve to 127.0.0.1 read them in a browser as its own
+(``Host: <its name>``): a server that listens on loopback only answers ``421`` to such a
+request, credential or not, as it does without auth (``test_hosts.py``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import http.client
+import json
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.conftest import Crontask
+
+pytestmark = pytest.mark.e2e
+
+TOKEN = "operator-token-0123456789"  # noqa: S105
+EXTERNAL = "crontask.example.com"
+# Each answers without a credential: what a rebinding page could read.
+OPEN_PATHS = [
+    "/healthz",
+    "/readyz",
+    "/metrics",
+    "/openapi.json",
+    "/docs",
+    "/redoc",
+    "/login",
+    "/static/crontask.js",
+]
+
+
+def send(
+    app: Crontask, method: str, path: str, host: str, headers: dict[str, str] | None = None
+) -> tuple[int, bytes]:
+    conn = http.client.HTTPConnection("127.0.0.1", app.port, timeout=20)
+    try:
+        conn.request(method, path, headers={"Host": host, **(headers or {})})
+        response = conn.getresponse()
+        return response.status, response.read()
+    finally:
+        conn.close()
+
+
+def _files(tmp_path: Path) -> tuple[Path, Path]:
+    """An auth file with an operator's token, and an empty folder of tasks."""
+    digest = hashlib.sha256(TOKEN.encode()).hexdigest()
+    config = tmp_path / "auth.yaml"
+    config.write_text(f"tokens:\n  - {{name: ops, sha256: '{digest}', role: operator}}\n")
+    tasks = tmp_path / "tasks"
+    tasks.mkdir()
+    return config, tasks
+
+
+@pytest.fixture
+def auth_app(tmp_path: Path) -> Iterator[Crontask]:
+    config, tasks = _files(tmp_path)
+    external = f"https://{EXTERNAL}:8443/crontask"
+    app = Crontask(
+        tmp_path, tasks, ["--auth-config", str(config), "--external-url", external]
+    ).start()
+    yield app
+    app.stop()
+
+
+@pytest.mark.parametrize("path", OPEN_PATHS)
+def test_what_answers_without_a_credential_is_not_read_under_another_name(
+    auth_app: Crontask, path: str
+) -> None:
+    rebound = f"attacker.example:{auth_app.port}"
+    assert send(auth_app, "GET", path, rebound)[0] == 421
+    assert send(auth_app, "GET", path, f"127.0.0.1:{auth_app.port}")[0] == 200
+
+
+def test_a_credential_does_not_make_another_name_answered(auth_app: Crontask) -> None:
+    bearer = {"Authorization": f"Bearer {TOKEN}"}
+    rebound = f"attacker.example:{auth_app.port}"
+    assert send(auth_app, "GET", "/api/v1/tasks", rebound, bearer)[0] == 421
+    assert send(auth_app, "POST", "/login", rebound)[0] == 421
+
+
+@pytest.mark.parametrize(
+    "host",
+    ["127.0.0.1:{port}", "localhost:{port}", "LOCALHOST.:{port}", "[::1]:{port}", EXTERNAL],
+)
+def test_with_auth_its_own_names_are_answered(auth_app: Crontask, host: str) -> None:
+    """``--external-url``'s host: the name a proxy on this machine forwards with."""
+    bearer = {"Authorization": f"Bearer {TOKEN}"}
+    own = host.format(port=auth_app.port)
+    assert send(auth_app, "GET", "/metrics", own)[0] == 200
+    assert send(auth_app, "GET", "/api/v1/tasks", own, bearer)[0] == 200
+    assert send(auth_app, "GET", "/api/v1/tasks", own)[0] == 401
+
+
+def test_the_refusal_says_what_to_set(auth_app: Crontask) -> None:
+    """An installation behind a proxy that forwards its own name, upgraded: the answer and the
+    log say which option makes that name answered."""
+    proxied = f"crontask.internal:{auth_app.port}"
+    for _ in range(2):
+        status, body = send(auth_app, "GET", "/healthz", proxied)
+        assert status == 421
+    detail = json.loads(body)["detail"]
+    assert "'crontask.internal:" in detail
+    assert "--external-url" in detail
+    assert "--auth-config" not in detail  # it is configured: not the way out
+    auth_app.wait_log("answered 421")
+    refusals = [line for line in auth_app.log().splitlines() if "answered 421" in line]
+    assert len(refusals) == 1, refusals  # once, not once a request
+    assert "level=warning" in refusals[0]
+    assert "crontask.internal" in refusals[0]
+    assert "--external-url" in refusals[0]
+
+
+def test_on_every_address_any_name_is_answered(tmp_path: Path) -> None:
+    """``--listen 0.0.0.0``: the machine's names and addresses all reach it, and none can be
+    known; auth keeps strangers out, as before (``hosts.names_answered``)."""
+    config, tasks = _files(tmp_path)
+    # Crontask listens on 127.0.0.1:PORT, its last argument: this wrapper makes it 0.0.0.0:PORT.
+    every = "import os, sys; a = sys.argv[1:]; a[-1] = '0.0.0.0:' + a[-1].rpartition(':')[2]; "
+    wrapper = [sys.executable, "-c", every + "os.execv(a[0], a)"]
+    app = Crontask(tmp_path, tasks, ["--auth-config", str(config)], wrapper=wrapper).start()
+    try:
+        app.wait_log("address=0.0.0.0:")
+        rebound = f"attacker.example:{app.port}"
+        assert send(app, "GET", "/healthz", rebound)[0] == 200
+        assert send(app, "GET", "/api/v1/tasks", rebound)[0] == 401
+        assert "answered 421" not in app.log()
+    finally:
+        app.stop()
