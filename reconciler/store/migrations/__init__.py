@@ -13,6 +13,16 @@ written to it (IncompatibleSchema, one sentence, :func:`_not_ours`): another app
 Alembic revision, ``alembic_version`` holding several rows, or one of crontask's tables there
 without a revision (another application's ``runs``, or ``alembic_version`` emptied). Only a
 four-digit revision after :data:`HEAD` is said to be a newer crontask's.
+
+A newer crontask's schema is refused too (an older crontask cannot know what it changed),
+unless that crontask says this one may run on it: :data:`READERS_TABLE` holds, in one row,
+the oldest revision whose crontask may (``oldest``). A revision that only adds what an older
+crontask does without (a nullable column, a table, an index) leaves it as it was, or creates
+it with the revision before its own; one that changes what an older crontask reads or writes
+sets it to itself. Then an older replica that restarts during a rolling update, or a rollback,
+runs on the newer schema as it is: nothing is migrated either way. Without the table (a schema
+of this revision or older), a damaged one, or ``oldest`` after :data:`HEAD`, the newer schema
+is refused as before.
 """
 
 from __future__ import annotations
@@ -22,7 +32,7 @@ import logging
 import re
 import time
 from pathlib import Path
-from typing import Final, NoReturn
+from typing import Any, Final, NoReturn
 
 import sqlalchemy as sa
 from alembic import command
@@ -42,7 +52,12 @@ _PG_MIGRATION_LOCK: Final = 0x6372_6F6E_7461_736B  # "crontask": the advisory lo
 HEAD: Final = "0006"
 """The revision this code reads and writes; the contract suite checks it is the script head."""
 
+READERS_TABLE: Final = "crontask_schema_readers"
+"""One row, ``oldest``: the oldest revision whose crontask may run on this schema (see the
+module). Written by the migrations of newer crontasks; read here."""
+
 _HERE = Path(__file__).resolve().parent
+_REVISION = re.compile(r"[0-9]{4}")
 
 
 def _config() -> Config:
@@ -87,9 +102,32 @@ def _known(connection: Connection, current: str | None) -> None:
         _not_ours(connection, f"it holds the table(s) {tables} but no schema revision")
     if current in known_revisions():
         return
-    if re.fullmatch(r"[0-9]{4}", current) and current > HEAD:
-        _newer(current)
+    if _REVISION.fullmatch(current) and current > HEAD:
+        oldest = oldest_reader(connection)
+        if oldest is None or oldest > HEAD:
+            _newer(current, oldest)
+        return
     _not_ours(connection, f"its schema revision {current!r} is none a crontask writes")
+
+
+def _ahead(current: str | None) -> bool:
+    """Whether ``current`` (a revision ``_known`` let pass) is a newer crontask's: one this
+    crontask may run on as it is (see the module), never to be migrated."""
+    return current is not None and current not in known_revisions()
+
+
+def oldest_reader(connection: Connection) -> str | None:
+    """The oldest revision whose crontask may run on this schema (:data:`READERS_TABLE`);
+    None if the table is not there, or is not one row of one revision (damaged: as if absent,
+    so the schema is refused rather than trusted)."""
+    if not sa.inspect(connection).has_table(READERS_TABLE):
+        return None
+    oldest: sa.ColumnClause[Any] = sa.column("oldest")
+    query = sa.select(oldest).select_from(sa.table(READERS_TABLE)).limit(2)
+    rows = connection.execute(query).scalars().all()
+    if len(rows) != 1 or not isinstance(rows[0], str) or not _REVISION.fullmatch(rows[0]):
+        return None
+    return rows[0]
 
 
 def _not_ours(connection: Connection, why: str) -> NoReturn:
@@ -131,7 +169,7 @@ def check(engine: Engine) -> None:
         current = current_revision(conn)
         if current != HEAD:
             _known(conn, current)
-    if current == HEAD:
+    if current == HEAD or _ahead(current):
         return
     if current is None:
         raise StoreUnavailable("no run store in that database (no crontask run has used it)")
@@ -142,10 +180,11 @@ def check(engine: Engine) -> None:
     )
 
 
-def _newer(current: str) -> NoReturn:
+def _newer(current: str, oldest: str | None) -> NoReturn:
+    may = f"; a crontask of revision {oldest!r} or newer may run on it" if oldest else ""
     raise IncompatibleSchema(
         f"the run store schema is at revision {current!r}, which this crontask does not "
-        f"know (it knows {sorted(known_revisions())}); it was written by a newer crontask"
+        f"know (it knows {sorted(known_revisions())}); it was written by a newer crontask{may}"
     )
 
 
@@ -160,6 +199,9 @@ def migrate(engine: Engine) -> None:
                 _known(conn, current)
         if current == HEAD:
             return  # the common case: no lock taken
+        if current is not None and _ahead(current):
+            _run_on_newer(current)
+            return
         if engine.dialect.name == "sqlite":
             conn.execution_options(**{BEGIN_OPTION: "IMMEDIATE"})
         with conn.begin():
@@ -169,6 +211,9 @@ def migrate(engine: Engine) -> None:
             # (its tables are then crontask's), or something else may have.
             if (now := current_revision(conn)) != HEAD:
                 _known(conn, now)
+            if now is not None and _ahead(now):  # a newer crontask migrated it meanwhile
+                _run_on_newer(now)
+                return
             # Said before and after: an index is built over the whole history, a minute or more
             # for millions of records, and nothing else starts meanwhile.
             fields = {"from": current, "to": HEAD}
@@ -179,3 +224,10 @@ def migrate(engine: Engine) -> None:
         if current is not None:
             seconds = round(time.monotonic() - started, 1)
             log.info("run store schema upgraded", extra={"fields": {**fields, "seconds": seconds}})
+
+
+def _run_on_newer(current: str) -> None:
+    log.info(
+        "run store schema is a newer crontask's, which says this one may run on it",
+        extra={"fields": {"revision": current, "knows": HEAD}},
+    )
