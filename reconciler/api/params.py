@@ -10,6 +10,9 @@ A CronTask sent as JSON (:data:`DocumentBody`) is read as strictly as the YAML o
 a key given twice in one object (JSON parsers keep the last without a word; YAML refuses it),
 nesting deeper than :data:`BODY_DEPTH` or a number longer than :data:`NUMBER_LENGTH`
 characters is a 422 naming the place, never a bare 400.
+
+An ``If-None-Match`` header is read as the versions it names (:func:`if_none_match_tags`);
+a value that is no entity tag is a 422 naming the header.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ import re
 from datetime import UTC, datetime
 from typing import Annotated, Any, Final
 
-from fastapi import Depends, Path, Query, Request
+from fastapi import Depends, Header, Path, Query, Request
 from pydantic import PlainValidator, WithJsonSchema
 from pydantic_core import PydanticCustomError
 from starlette.concurrency import run_in_threadpool
@@ -178,6 +181,64 @@ def decode_task_token(token: str) -> str:
     if not isinstance(after, str) or len(body) != 2 or _KEY.fullmatch(after) is None:
         raise InvalidToken(token)
     return after
+
+
+IF_MATCH_MAX: Final = 1024
+IF_MATCH: Final = 'the ETag (or resourceVersion, quoted: `"v"`) this change is based on, or '
+IfMatchHeader = Annotated[
+    str | None,
+    Header(
+        alias="If-Match",
+        description=f"{IF_MATCH}`*` for any existing version; 412 if it is at another version",
+        max_length=IF_MATCH_MAX,
+    ),
+]
+IfNoneMatchHeader = Annotated[  # a PUT's
+    str | None,
+    Header(
+        alias="If-None-Match",
+        description="`*`: create only (another value is not looked at)",
+        max_length=IF_MATCH_MAX,
+    ),
+]
+
+
+def if_none_match_tags(header: str | None) -> frozenset[str] | None:
+    """The versions an ``If-None-Match`` header names (RFC 9110 §13.1.2): ``{"*"}`` for
+    ``*``, else its entity tags, weak ones as strong (the weak comparison the header asks
+    for); a value that is neither is a 422, as for ``If-Match``. A quoted ``"*"`` is an opaque
+    tag, which no version is: it is left out, never read as the wildcard."""
+    if header is None:
+        return None
+    if header.strip() == "*":
+        return frozenset({"*"})
+    tags = [t.strip().removeprefix("W/") for t in header.split(",")]
+    if not all(len(t) >= 2 and t[0] == t[-1] == '"' for t in tags):
+        message = 'expected "*" or quoted versions: "v1", W/"v2"'
+        raise ProblemError(
+            422,
+            "header.If-None-Match: not an entity tag",
+            title="Invalid request",
+            errors=[FieldProblem(location=["header", "If-None-Match"], message=message)],
+        )
+    return frozenset(t[1:-1] for t in tags if t != '"*"')
+
+
+def _if_none_match(
+    header: Annotated[
+        str | None,
+        Header(
+            alias="If-None-Match",
+            description="`*`, or ETags (weak ones compare as strong): 412 if the task exists, "
+            "or is at one of the versions given",
+            max_length=IF_MATCH_MAX,
+        ),
+    ] = None,
+) -> frozenset[str] | None:
+    return if_none_match_tags(header)
+
+
+IfNoneMatchTags = Annotated[frozenset[str] | None, Depends(_if_none_match)]  # a DELETE's
 
 
 class BodyProblem(ValueError):

@@ -9,8 +9,10 @@ An API-owned task has a resource version, sent as a strong ``ETag`` (and as
 must round-trip through ``PUT`` and whose schema has no such field). ``PUT`` and ``DELETE``
 honour ``If-Match``: a version that has moved on is a 412, so a lost update is never silent.
 ``PUT`` honours ``If-None-Match: *`` (create only: 412 if the task exists, as the store's own
-create check says, so two such writers never both win); entity tags there are a 422, since a
-write that ignored them would overwrite what its caller meant to keep.
+create check says, so two such writers never both win); entity tags there are not looked at.
+``DELETE`` honours ``If-None-Match`` whole (RFC 9110 §13.1.2): ``*`` while the task exists,
+or a list naming its version (weak comparison), is a 412 and nothing is deleted; the delete is
+of the version the condition was checked against, so a task written meanwhile is a 412 too.
 Only a caller who may write tasks is sent the version: it is a digest of the stored text, which
 holds what the others are not shown (an http action's URL whole), and a digest can be checked
 against guesses offline.
@@ -18,13 +20,11 @@ against guesses offline.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
-from collections.abc import Iterator
 from typing import Annotated, Any, Final
 
-from fastapi import APIRouter, Depends, Header, Query, Request, Response
+from fastapi import APIRouter, Depends, Query, Request, Response
 from pydantic import ValidationError
 
 from reconciler.api.auth import RequiredRole, Role, role_extra
@@ -43,6 +43,9 @@ from reconciler.api.params import (
     TASKS_PAGE_MAX,
     ContinueQuery,
     DocumentBody,
+    IfMatchHeader,
+    IfNoneMatchHeader,
+    IfNoneMatchTags,
     InvalidToken,
     Name,
     Namespace,
@@ -65,38 +68,30 @@ from reconciler.api.routing import (
     operation_id,
     problem_responses,
 )
-from reconciler.api.run_decision import decided
+from reconciler.api.run_decision import decided, scheduler_unanswered
 from reconciler.api.task_problems import (
+    creates_only,
+    deletable,
     if_match_versions,
-    in_the_way,
     invalid,
-    no_room,
     not_found,
-    not_in_force,
-    owned_elsewhere,
-    precondition_failed,
-    too_large,
+    refused,
 )
 from reconciler.controller.view import (
     AlreadyExists,
     FieldError,
     IfMatch,
     InvalidDefinition,
-    OwnedElsewhere,
     TaskQuery,
     TaskView,
-    VersionMismatch,
 )
 from reconciler.core.api_tasks import (
     MAX_TASKS,
     MAX_TOTAL_BYTES,
-    InTheWay,
-    NoRoom,
-    NotInForce,
 )
 from reconciler.core.model import CronTask
 from reconciler.core.schedule.cronjob import cronjob_difference
-from reconciler.sources.api import MAX_TEXT, TaskTooLarge
+from reconciler.sources.api import MAX_TEXT
 from reconciler.sources.limits import format_size
 from reconciler.sources.messages import problems
 
@@ -107,25 +102,7 @@ router = APIRouter(
     generate_unique_id_function=operation_id,
 )
 
-IF_MATCH_MAX: Final = 1024
 WRITER: Final[RequiredRole] = "admin"  # who may create, replace and delete tasks
-IF_MATCH: Final = 'the ETag (or resourceVersion, quoted: `"v"`) this change is based on, or '
-IfMatchHeader = Annotated[
-    str | None,
-    Header(
-        alias="If-Match",
-        description=f"{IF_MATCH}`*` for any existing version; 412 if it is at another version",
-        max_length=IF_MATCH_MAX,
-    ),
-]
-IfNoneMatchHeader = Annotated[
-    str | None,
-    Header(
-        alias="If-None-Match",
-        description="`*`: create only (another value is not looked at)",
-        max_length=IF_MATCH_MAX,
-    ),
-]
 
 _DOCUMENT_BODY: dict[str, Any] = {
     "requestBody": {
@@ -292,7 +269,7 @@ def get_task(
 def create_task(runtime: Runtime, document: Document, response: Response) -> TaskOut:
     task = _validated(document)  # the one validation: the runtime takes the model
     try:
-        with _refused():
+        with refused():
             view = runtime.create_api_task(task)
     except AlreadyExists as exc:
         raise ProblemError(409, str(exc), kind="already-exists") from None
@@ -359,10 +336,10 @@ def put_task(
             errors=mismatched,
         )
     versions = if_match_versions(if_match)
-    if _creates_only(if_none_match):
+    if creates_only(if_none_match):
         view, created = _create_only(runtime, task, versions), True
     else:
-        with _refused():
+        with refused():
             view, created = runtime.put_api_task(task, if_match=versions)
     if created:
         response.status_code = 201
@@ -378,16 +355,25 @@ def put_task(
     summary="Delete an API-owned task",
     description="409 if the task is defined by another source: delete it there; or if what is "
     "stored in its place is not crontask's to remove (the problem says what to remove). With "
-    "`If-Match`, 412 if the task is not at one of the versions given.",
+    "`If-Match`, 412 if the task is not at one of the versions given; with `If-None-Match`, "
+    "412 if it exists (`*`) or is at one of the versions given.",
     openapi_extra=role_extra(WRITER),
     responses=problem_responses(404, 409, 412, 422),
 )
 def delete_task(
-    runtime: Runtime, namespace: Namespace, name: Name, if_match: IfMatchHeader = None
+    runtime: Runtime,
+    namespace: Namespace,
+    name: Name,
+    unless: IfNoneMatchTags,
+    if_match: IfMatchHeader = None,
 ) -> Response:
+    key = f"{namespace}/{name}"
+    versions = if_match_versions(if_match)
+    if unless is not None:
+        versions = deletable(runtime.task(key), versions, unless)
     try:
-        with _refused():
-            runtime.delete_api_task(f"{namespace}/{name}", if_match=if_match_versions(if_match))
+        with refused():
+            runtime.delete_api_task(key, if_match=versions)
     except KeyError:
         raise not_found(namespace, name) from None
     return Response(status_code=204)
@@ -402,10 +388,12 @@ def delete_task(
     "`skipped` with a `reason` (e.g. `ConcurrencyForbid` while a run is going and the task's "
     "concurrencyPolicy is Forbid) and a `message` saying why. With replicas (`--ha`) the "
     "answer waits for the shared store's check (up to 5 s), as a run of the task may be going "
-    "on another replica; 503 if the store does not answer under Forbid or Replace: the run "
-    "is then recorded `skipped` (`StoreUnavailable`) unless the store takes its claim. 503 "
-    "too, with nothing run or recorded, while this replica may not start runs (its membership "
-    "not renewed in time, or crontask stopping): ask again after `Retry-After`.",
+    "on another replica; 503 `run-undecided` if the store does not answer under Forbid or "
+    "Replace (the run is then recorded `skipped`, `StoreUnavailable`, unless the store takes "
+    "its claim), or if the scheduler did not take the run in time (it may still start): look "
+    "before asking again. 503 `not-started`, with nothing run or recorded, while this replica "
+    "may not start runs (its membership not renewed in time, or crontask stopping): ask again "
+    "after `Retry-After`.",
     openapi_extra={
         **role_extra("operator"),
         **links((202,), GetRun=("get_run", {"run_id": "$response.body#/id"})),
@@ -417,15 +405,10 @@ def trigger_run(runtime: Runtime, namespace: Namespace, name: Name, response: Re
         record = decided(runtime, runtime.trigger(f"{namespace}/{name}"))
     except KeyError:
         raise not_found(namespace, name) from None
+    except TimeoutError:
+        raise scheduler_unanswered(f"{namespace}/{name}") from None
     response.headers["Location"] = f"/api/v1/runs/{record.id}"
     return RunOut.of(record)
-
-
-def _creates_only(header: str | None) -> bool:
-    """Whether ``If-None-Match`` asks for a create only (``*``). Another value (an entity tag)
-    is not looked at, as before this header was read at all: refusing it would break clients
-    that send one today."""
-    return header is not None and header.strip() == "*"
 
 
 def _create_only(runtime: Runtime, task: CronTask, if_match: IfMatch | None) -> TaskView:
@@ -434,34 +417,13 @@ def _create_only(runtime: Runtime, task: CronTask, if_match: IfMatch | None) -> 
     this none."""
     if if_match is None:
         try:
-            with _refused():
+            with refused():
                 return runtime.create_api_task(task)
         except AlreadyExists:
             pass  # the store's own check: of two such writes, one creates, the other is this
     said = "already exists" if if_match is None else "cannot also match If-Match"
     detail = f"If-None-Match: * creates only, and task {task.key} {said}"
     raise ProblemError(412, detail, kind="version-mismatch", title="Precondition Failed")
-
-
-@contextlib.contextmanager
-def _refused() -> Iterator[None]:
-    """A write's refusals by the controller, raised as their problems (``task_problems``)."""
-    try:
-        yield
-    except InvalidDefinition as exc:
-        raise invalid(exc) from None
-    except TaskTooLarge as exc:
-        raise too_large(exc) from None
-    except NoRoom as exc:
-        raise no_room(exc) from None
-    except NotInForce as exc:
-        raise not_in_force(exc) from None
-    except OwnedElsewhere as exc:
-        raise owned_elsewhere(exc) from None
-    except VersionMismatch as exc:
-        raise precondition_failed(exc) from None
-    except InTheWay as exc:
-        raise in_the_way(exc) from None
 
 
 def _validated(document: dict[str, Any]) -> CronTask:

@@ -1,5 +1,11 @@
 """The answer to a run asked for now (``POST /api/v1/tasks/{namespace}/{name}/runs``): with
-replicas, it waits for the shared store's decision, a claim or a skip, within a bound."""
+replicas, it waits for the shared store's decision, a claim or a skip, within a bound.
+
+Its 503s say by their problem type whether a run may have been started, as a run asked for is
+not idempotent (asked again after it was taken, the task runs twice): ``not-started`` (nothing
+was run or recorded: asking again is safe, and ``crontask trigger`` does, after
+``Retry-After``) and ``run-undecided`` (the run starts if the store takes its claim, or the
+scheduler did not take the trigger in time but has it: look before asking again)."""
 
 from __future__ import annotations
 
@@ -18,6 +24,10 @@ from reconciler.store import RunStore, StoreUnavailable
 # a read begun just before then gets: the answer comes within their sum, below the CLI's 10 s.
 DECISION_WAIT: Final = 5.0
 READ_MARGIN: Final = 0.5
+# The problem types of the 503s (see the module). ``cli.remote`` holds its own copies (the
+# command line does not load the API); tests/api/test_trigger_problem_types.py keeps them equal.
+NOT_STARTED_KIND: Final = "not-started"
+UNDECIDED_KIND: Final = "run-undecided"
 
 
 def decided(runtime: RuntimeView, record: RunRecord) -> RunRecord:
@@ -53,8 +63,24 @@ def refuse_not_started(record: RunRecord) -> None:
         raise ProblemError(
             503,
             f"run of {record.task} not started: {record.message}; retry later",
+            kind=NOT_STARTED_KIND,
+            title="Not started",
             headers={"Retry-After": "5"},
         )
+
+
+def scheduler_unanswered(key: str) -> ProblemError:
+    """The 503 of a trigger the scheduler's loop did not take in time (``TimeoutError``): it
+    was handed over all the same, and the run may still start; the app's own answer to a
+    timeout ("retry later") would have a client run the task twice."""
+    return ProblemError(
+        503,
+        f"the scheduler did not answer in time: a run of {key} may still start; look at its "
+        "runs before asking again",
+        kind=UNDECIDED_KIND,
+        title="Run not decided",
+        headers={"Retry-After": "5"},
+    )
 
 
 def _read(store: RunStore, record: RunRecord, wait: float) -> RunRecord | None:
@@ -86,5 +112,7 @@ def _unanswered(runtime: RuntimeView, record: RunRecord) -> RunRecord:
         f"the run store did not answer, so a run of {record.task} on another replica could "
         f"not be looked for (concurrencyPolicy {policy or 'unknown'}): run {record.id} starts "
         "only if the store takes its claim, else it is recorded skipped (StoreUnavailable)",
+        kind=UNDECIDED_KIND,
+        title="Run not decided",
         headers={"Retry-After": "5"},
     )

@@ -1,14 +1,23 @@
 """The problems (RFC 9457) that the task routes answer for what a write ran into, and the
 ``If-Match`` header read as the versions it names: one place that turns the controller's
 outcomes (a version that moved on, a definition that does not validate, no room, not yet in
-force, another source's key, something in the way) into their status and kind."""
+force, another source's key, something in the way) into their status and kind (:func:`refused`);
+and what ``If-None-Match`` asks of a write (:func:`creates_only`, :func:`deletable`)."""
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from typing import Final
 
 from reconciler.api.problems import FieldProblem, ProblemError, field_problems
-from reconciler.controller.view import IfMatch, InvalidDefinition, OwnedElsewhere, VersionMismatch
+from reconciler.controller.view import (
+    IfMatch,
+    InvalidDefinition,
+    OwnedElsewhere,
+    TaskView,
+    VersionMismatch,
+)
 from reconciler.core.api_tasks import InTheWay, NoRoom, NotInForce
 from reconciler.sources.api import TaskTooLarge
 from reconciler.sources.messages import dotted
@@ -84,3 +93,50 @@ def in_the_way(exc: InTheWay) -> ProblemError:
 
 def not_found(namespace: str, name: str) -> ProblemError:
     return ProblemError(404, f"no task {namespace}/{name}")
+
+
+@contextlib.contextmanager
+def refused() -> Iterator[None]:
+    """A write's refusals by the controller, raised as their problems."""
+    try:
+        yield
+    except InvalidDefinition as exc:
+        raise invalid(exc) from None
+    except TaskTooLarge as exc:
+        raise too_large(exc) from None
+    except NoRoom as exc:
+        raise no_room(exc) from None
+    except NotInForce as exc:
+        raise not_in_force(exc) from None
+    except OwnedElsewhere as exc:
+        raise owned_elsewhere(exc) from None
+    except VersionMismatch as exc:
+        raise precondition_failed(exc) from None
+    except InTheWay as exc:
+        raise in_the_way(exc) from None
+
+
+def creates_only(header: str | None) -> bool:
+    """Whether ``If-None-Match`` asks for a create only (``*``). Another value (an entity tag)
+    is not looked at, as before this header was read at all: refusing it would break clients
+    that send one today."""
+    return header is not None and header.strip() == "*"
+
+
+def deletable(view: TaskView | None, if_match: IfMatch | None, unless: IfMatch) -> IfMatch | None:
+    """The ``If-Match`` of a DELETE with ``If-None-Match`` (``unless``): the version the task
+    was read at, if neither header refuses it (412), so that the check and the removal are one
+    step under the store's lock: a task written meanwhile, perhaps to a version ``unless``
+    names, is a 412, never deleted. A task with no version (none, another source's, a stored
+    entry that does not read) matches no tag, and the delete answers as without the header;
+    ``*`` refuses any task the delete finds (412), and ``frozenset()`` matches none."""
+    if view is None or view.version is None:
+        return frozenset() if "*" in unless else if_match
+    current = view.version
+    if "*" in unless or current in unless:
+        said = "exists" if "*" in unless else f"is at version {current}, which it names"
+        detail = f"not deleted: task {view.key} {said} (If-None-Match)"
+        raise ProblemError(412, detail, kind="version-mismatch", title="Precondition Failed")
+    if if_match is not None and "*" not in if_match and current not in if_match:
+        return frozenset()  # the delete says what version the task is at
+    return frozenset({current})

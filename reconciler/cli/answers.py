@@ -4,12 +4,15 @@ list's 256 MiB of answers took 6.5 GB of memory. An answer's JSON values are cou
 is parsed (:func:`json_values`), and the client refuses it past its bound; ``NaN`` and
 ``Infinity``, which are no JSON and which ``--json`` printed as they were, are refused too.
 What is refused is a :class:`RemoteError` (one line), naming the server as shown (without the
-password or token its URL may hold)."""
+password or token its URL may hold); an error the API answered is a :class:`RemoteProblem`,
+which also keeps its status, problem type and ``Retry-After`` for a command to act on."""
 
 from __future__ import annotations
 
 import json
 import re
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from typing import Any, Final, NoReturn
 
 from reconciler.cli.terminal import printable, shown
@@ -22,6 +25,43 @@ _PUNCTUATION: Final = (b"{", b"[", b",", b":")
 
 class RemoteError(Exception):
     """The API could not be reached or answered with an error; ``str()`` is one clear line."""
+
+
+class RemoteProblem(RemoteError):
+    """An error status the server answered: ``kind`` is its problem's ``type`` (``None`` when
+    the body says none), ``retry_after`` the seconds its ``Retry-After`` asks to wait."""
+
+    def __init__(self, line: str, status: int, kind: str | None, retry_after: float | None) -> None:
+        super().__init__(line)
+        self.status = status
+        self.kind = kind
+        self.retry_after = retry_after
+
+
+def problem_type(content: bytes, readable: bool) -> str | None:
+    """The ``type`` of a problem+json body, if it has one that is a string."""
+    try:
+        problem = json.loads(content, parse_constant=_no_constant) if readable else None
+    except (ValueError, RecursionError):
+        return None
+    kind = problem.get("type") if isinstance(problem, dict) else None
+    return kind if isinstance(kind, str) else None
+
+
+def retry_after(value: str | None, now: datetime | None = None) -> float | None:
+    """The seconds a ``Retry-After`` header asks for (RFC 9110 §10.2.3: whole seconds, or an
+    HTTP date: 0 once past), at most a day; ``None`` when absent or unreadable."""
+    text = (value or "").strip()
+    if text.isascii() and text.isdigit():
+        return float(min(int(text[:6]), 86_400))
+    try:
+        when = parsedate_to_datetime(text) if text else None
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when is None or when.tzinfo is None:
+        return None
+    seconds = (when - (now or datetime.now(UTC))).total_seconds()
+    return float(min(max(0, round(seconds)), 86_400))
 
 
 def json_values(content: bytes, bound: int) -> int:

@@ -6,7 +6,8 @@ Where and as whom: ``--server URL``, else ``$CRONTASK_SERVER``, else ``http://12
 ``$CRONTASK_TOKEN``, when set, is sent as a bearer token (read by
 :mod:`~reconciler.cli.client_env`, with ``$CRONTASK_TIMEOUT``). Every failure is a
 :class:`RemoteError` whose ``str()`` is one line (from the problem+json body, when the API
-answered an error).
+answered an error: then a :class:`~reconciler.cli.answers.RemoteProblem`, with its status,
+problem type and ``Retry-After``).
 
 The server is not trusted to behave, so that one which does not cannot hang, flood or fool
 the terminal: a request has ``client_env.TIMEOUT_SECONDS`` in all (``$CRONTASK_TIMEOUT`` changes
@@ -44,7 +45,15 @@ from typing import TYPE_CHECKING, Any, Final, TypeVar
 from urllib.parse import quote
 
 from reconciler.cli.answers import RemoteError as RemoteError
-from reconciler.cli.answers import decode, json_values, object_list, problem_line
+from reconciler.cli.answers import (
+    RemoteProblem,
+    decode,
+    json_values,
+    object_list,
+    problem_line,
+    problem_type,
+    retry_after,
+)
 from reconciler.cli.client_env import TIMEOUT_SECONDS, default_server, default_timeout
 from reconciler.cli.client_tls import ssl_words, tls_problem
 from reconciler.cli.credentials import check_credentials, is_loopback
@@ -233,8 +242,13 @@ class _Api:
             raise RemoteError(f"request to {server} failed: {type(exc).__name__}") from None
         if response.status_code >= 400:
             readable = values is not None
-            reason = response.reason_phrase
-            raise RemoteError(problem_line(response.status_code, reason, content, readable))
+            status, reason = response.status_code, response.reason_phrase
+            raise RemoteProblem(
+                problem_line(status, reason, content, readable),
+                status,
+                problem_type(content, readable),
+                retry_after(response.headers.get("Retry-After")),
+            )
         if response.status_code >= 300:
             # Not followed (the token would go along), and no answer: say where it leads.
             where = printable(response.headers.get("Location", "")[:200]) or "nowhere"

@@ -6,6 +6,16 @@ server; ``$CRONTASK_TOKEN``, when set, is sent as a bearer token. Output is a ta
 API's JSON with ``--json``. An API error is printed as one line (from its problem+json body)
 and the command exits 1.
 
+``trigger`` asks again only where the API says nothing was done: a trigger is not idempotent,
+and one asked again after it was taken would run the task twice. A 503 ``not-started`` (the
+replica may not start runs now: nothing run or recorded) is asked again after its
+``Retry-After`` (said on stderr), at most :data:`MAX_TRIES` times and ``--max-wait`` seconds of
+waiting in all; past that, "not triggered", and when to try again, exit status
+:data:`NOT_TRIGGERED` (EX_TEMPFAIL). A 503 ``run-undecided`` (the run starts if the store
+takes its claim) is not: the line says to look before triggering again. Other 503s (the API
+busy at the door, a trigger that waited out the scheduler) do not say whether a run started,
+and are errors as before.
+
 The calls, and the bounds that keep a server which misbehaves from hanging or flooding the
 command, are :mod:`~reconciler.cli.client`'s; here, every string of an answer printed for a
 human goes through :func:`~reconciler.cli.terminal.shown` (escaped, and cut to
@@ -19,10 +29,11 @@ import argparse
 import sys
 from collections.abc import Mapping
 from datetime import datetime
-from typing import Any
+from time import sleep
+from typing import Any, Final
 from urllib.parse import quote
 
-from reconciler.cli.answers import object_list
+from reconciler.cli.answers import RemoteProblem, object_list
 from reconciler.cli.client import RemoteError, fetch_tasks, request
 from reconciler.cli.client_env import (
     DEFAULT_SERVER,
@@ -31,9 +42,24 @@ from reconciler.cli.client_env import (
     default_server,
     default_token,
 )
-from reconciler.cli.main_helpers import label, print_json, print_table, server_url, task_key
+from reconciler.cli.main_helpers import (
+    bounded_int,
+    label,
+    print_json,
+    print_table,
+    server_url,
+    task_key,
+)
 from reconciler.cli.terminal import printable, shown
 from reconciler.core.urls import redact_url
+
+# The problem types of the API's 503s to a trigger (``api.run_decision``), and what is done.
+NOT_STARTED_TYPE: Final = "https://crontask.dev/problems/not-started"
+UNDECIDED_TYPE: Final = "https://crontask.dev/problems/run-undecided"
+MAX_TRIES: Final = 5
+MAX_WAIT: Final = 30  # seconds of waiting in all, by default (--max-wait)
+DEFAULT_RETRY_AFTER: Final = 5.0  # a not-started 503 without a readable Retry-After
+NOT_TRIGGERED: Final = 75  # EX_TEMPFAIL (sysexits.h): nothing was done, try again later
 
 
 def add_server_arg(parser: argparse.ArgumentParser) -> None:
@@ -67,10 +93,21 @@ def add_parsers(commands: Any) -> None:
         help="start a run of a task now",
         description="Ask a running crontask to run NAMESPACE/NAME now (needs the operator "
         "role). The run may be skipped, e.g. while one is running and the task's "
-        "concurrencyPolicy is Forbid; the reason is printed.",
+        "concurrencyPolicy is Forbid; the reason is printed. Exit status 0 once the server "
+        f"took it, {NOT_TRIGGERED} when it surely did not (try again later), 1 on any other "
+        "error (the run may have started: look with `crontask runs KEY --server URL`).",
     )
     trigger.add_argument("key", metavar="NAMESPACE/NAME", type=task_key)
     trigger.add_argument("--json", action="store_true", help="print the run record as JSON")
+    trigger.add_argument(
+        "--max-wait",
+        metavar="SECONDS",
+        type=bounded_int(0, 3600),
+        default=MAX_WAIT,
+        help="while the server answers that it may not start runs now (nothing was run), ask "
+        f"again after the Retry-After it sends, up to {MAX_TRIES} tries and SECONDS of waiting "
+        f"in all (default {MAX_WAIT}; 0: ask once); then exit status {NOT_TRIGGERED}",
+    )
     add_server_arg(trigger)
     trigger.set_defaults(handler=run_trigger)
 
@@ -152,9 +189,10 @@ def run_trigger(args: argparse.Namespace) -> int:
     server = args.server or default_server()
     path = f"/api/v1/tasks/{quote(namespace, safe='')}/{quote(name, safe='')}/runs"
     try:
-        run = request(server, default_token(), "POST", path)
-        if not isinstance(run.get("id"), str) or not run["id"]:
-            raise RemoteError(f"{redact_url(server)} answered a run without an id")
+        run = _taken_run(args.key, server, path, args.max_wait)
+    except _NotTaken as exc:
+        print(f"crontask: {exc}", file=sys.stderr)
+        return exc.code
     except RemoteError as exc:
         return _fail(exc)
     if args.json:
@@ -166,6 +204,52 @@ def run_trigger(args: argparse.Namespace) -> int:
     else:
         print(f"{args.key}: run {shown(run['id'])} {shown(run.get('status'), 'None')}")
     return 0
+
+
+class _NotTaken(Exception):
+    """A trigger's 503 that ends the command with ``code`` (see the module)."""
+
+    def __init__(self, code: int, line: str) -> None:
+        super().__init__(line)
+        self.code = code
+
+
+def _taken_run(key: str, server: str, path: str, max_wait: int) -> dict[str, Any]:
+    """The run the server took, asked again while it answers that it did nothing."""
+    waited = 0.0
+    for attempt in range(1, MAX_TRIES + 1):
+        try:
+            run = request(server, default_token(), "POST", path)
+        except RemoteProblem as exc:
+            wait = _retry_after(exc, key, server)
+            if attempt == MAX_TRIES or max_wait == 0 or waited + wait > max_wait:
+                said = f"{key} not triggered (nothing was run): {printable(exc)}"
+                raise _NotTaken(NOT_TRIGGERED, f"{said}; try again in {wait:g}s") from None
+            print(
+                f"crontask: {key} not started ({printable(exc)}); asking again in {wait:g}s "
+                f"(try {attempt + 1} of {MAX_TRIES})",
+                file=sys.stderr,
+            )
+            sleep(wait)  # what the server asked for: it would start nothing sooner
+            waited += wait
+            continue
+        if not isinstance(run.get("id"), str) or not run["id"]:
+            raise RemoteError(f"{redact_url(server)} answered a run without an id")
+        return run
+    raise AssertionError("the last try returns or raises")
+
+
+def _retry_after(exc: RemoteProblem, key: str, server: str) -> float:
+    """How long to wait before asking again after ``exc``; ``exc`` itself, or
+    :class:`_NotTaken`, when asking again could run the task twice."""
+    if exc.status != 503 or exc.kind not in (NOT_STARTED_TYPE, UNDECIDED_TYPE):
+        raise exc
+    if exc.kind == UNDECIDED_TYPE:
+        runs = f"crontask runs {key} --server {redact_url(server)}"
+        raise _NotTaken(
+            1, f"{printable(exc)}; it may still run: see `{runs}` before triggering it again"
+        )
+    return DEFAULT_RETRY_AFTER if exc.retry_after is None else exc.retry_after
 
 
 def _fail(exc: RemoteError) -> int:
