@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import socket
 import ssl
 import threading
@@ -40,41 +41,43 @@ def definition(
     return Definition.of(task, Location("file", path, line, 1))
 
 
-# free_port hands out ports below the kernel's ephemeral range (32768-60999 by default), in a
-# block of its own for each pytest-xdist worker. A port the kernel picks (``bind(0)``) is free
+# free_port hands out ports below the kernel's ephemeral range (32768-60999 by default), each
+# pytest-xdist worker from a block of its own. A port the kernel picks (``bind(0)``) is free
 # only until the caller's child binds it; meanwhile any outgoing connection or ``bind(0)`` of
 # another test may take it. Nothing takes a port of this range unasked, and each worker hands
-# out only ports of its block, one after the other, so no two tests race for one.
-_PORT_BLOCK = 1_000
-_PORT_BASE = 10_000
-_PORT_BLOCKS = 20  # 10000-29999
+# out only ports of its block, one after the other, so no two tests of a run race for one.
+# Another run on the same machine at the same time starts at a random place in its blocks, and
+# a port it has bound already is skipped.
+PORT_BASE = 10_000
+PORT_SPAN = 20_000  # 10000-29999
 _next_port: list[int] = []
 
 
-def _worker_block() -> int:
-    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")  # "gw3"; unset without -n
-    digits = worker.removeprefix("gw")
-    return int(digits) % _PORT_BLOCKS if digits.isdigit() else 0
+def port_block() -> range:
+    """The ports this process hands out: its worker's share of the span."""
+    workers = max(1, int(os.environ.get("PYTEST_XDIST_WORKER_COUNT") or 1))
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw")  # unset without -n
+    index = int(worker) % workers if worker.isdigit() else 0
+    size = PORT_SPAN // workers
+    return range(PORT_BASE + index * size, PORT_BASE + (index + 1) * size)
 
 
 def free_port() -> int:
-    """A port on 127.0.0.1 that nothing listens on right now, and that nothing else in this
-    test run will be handed or pick by itself (see above)."""
-    start = _PORT_BASE + _worker_block() * _PORT_BLOCK
+    """A port on 127.0.0.1 that nothing listens on right now, and that no other test of this
+    run will be handed (see above)."""
+    block = port_block()
     if not _next_port:
-        # Another run of the suite on this machine may use this block too: start where the
-        # process id says rather than at the block's first port.
-        _next_port.append(os.getpid() % _PORT_BLOCK)
-    for _ in range(_PORT_BLOCK):
-        port = start + _next_port[0]
-        _next_port[0] = (_next_port[0] + 1) % _PORT_BLOCK
+        _next_port.append(random.randrange(len(block)))  # noqa: S311 - spreading, not security
+    for _ in range(len(block)):
+        port = block[_next_port[0]]
+        _next_port[0] = (_next_port[0] + 1) % len(block)
         with socket.socket() as sock:
             try:
                 sock.bind(("127.0.0.1", port))
             except OSError:  # in use (or in TIME_WAIT): the next one
                 continue
         return port
-    raise RuntimeError(f"no free port in 127.0.0.1:{start}-{start + _PORT_BLOCK - 1}")
+    raise RuntimeError(f"no free port in 127.0.0.1:{block.start}-{block.stop - 1}")
 
 
 def local_actions(kill_grace: float = 10.0) -> Actions:
