@@ -127,10 +127,14 @@ def deletable(view: TaskView | None, if_match: IfMatch | None, unless: IfMatch) 
     """The ``If-Match`` of a DELETE with ``If-None-Match`` (``unless``): the version the task
     was read at, if neither header refuses it (412), so that the check and the removal are one
     step under the store's lock: a task written meanwhile, perhaps to a version ``unless``
-    names, is a 412, never deleted. A task with no version (none, another source's, a stored
-    entry that does not read) matches no tag, and the delete answers as without the header;
-    ``*`` refuses any task the delete finds (412), and ``frozenset()`` matches none."""
-    if view is None or view.version is None:
+    names, is a 412, never deleted. No task when read: the delete must find none either
+    (``frozenset()`` matches none: 404 if there is still none, 412 for one created meanwhile,
+    perhaps at a version ``unless`` names). A task with no version (another source's, a
+    stored entry that does not read) matches no tag, and the delete answers as without the
+    header; ``*`` refuses it (412)."""
+    if view is None:
+        return frozenset()
+    if view.version is None:
         return frozenset() if "*" in unless else if_match
     current = view.version
     if "*" in unless or current in unless:

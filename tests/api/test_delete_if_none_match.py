@@ -115,3 +115,30 @@ def test_a_task_written_meanwhile_to_a_version_named_is_not_deleted(
         answer = client.delete(PATH, headers={"If-None-Match": '"1"'})
         assert_problem(answer, 412, "version-mismatch")
         assert "ops/once" in runtime.views
+
+
+class CreatedMeanwhile(FakeRuntime):
+    """The route finds no ``ops/once``; right after, another writer creates it, at the version
+    the caller's ``If-None-Match`` names (versions are digests: a caller can know it)."""
+
+    created: TaskView | None = None
+
+    def task(self, key: str) -> TaskView | None:
+        found = super().task(key)
+        if self.created is not None:
+            with self._lock:
+                self.views[key] = self.created
+            self.created = None
+        return found
+
+
+def test_a_task_created_meanwhile_at_a_version_named_is_not_deleted(
+    make_app: AppFactory,
+) -> None:
+    runtime = CreatedMeanwhile([])
+    with TestClient(make_app(rt=runtime)) as client:
+        etag = client.put(PATH, json=task_doc("once", "ops")).headers["ETag"]
+        runtime.created = runtime.views.pop("ops/once")  # not there when the route looks
+        answer = client.delete(PATH, headers={"If-None-Match": etag})
+        assert_problem(answer, 412, "version-mismatch")
+        assert "ops/once" in runtime.views
