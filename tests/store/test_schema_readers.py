@@ -6,10 +6,12 @@ an ``oldest`` after this crontask's revision, it is refused as before."""
 from __future__ import annotations
 
 import logging
+import uuid
 from collections.abc import Callable
 
 import pytest
 import sqlalchemy as sa
+from sqlalchemy.engine import Engine, make_url
 
 from reconciler.core.runs import RunStatus
 from reconciler.store import IncompatibleSchema, RunStore, migrations, open_store
@@ -85,3 +87,63 @@ def test_otherwise_a_newer_schema_is_refused(
     _newer_schema(open_many(sql_url), *oldest)
     with pytest.raises(IncompatibleSchema, match=said):
         open_many(sql_url)
+
+
+@pytest.mark.parametrize(
+    "made",
+    [
+        "CREATE TABLE {t} (since VARCHAR(8))",  # no oldest column
+        "CREATE VIEW {t} AS SELECT '0001' AS oldest",  # not a table
+    ],
+)
+def test_a_readers_relation_that_is_no_such_table_is_not_trusted(
+    sql_url: str, open_many: Callable[..., RunStore], made: str
+) -> None:
+    store = open_many(sql_url)
+    _newer_schema(store)
+    assert isinstance(store, SqlRunStore)
+    with store.engine.begin() as conn:
+        conn.execute(sa.text(made.format(t=migrations.READERS_TABLE)))
+    with pytest.raises(IncompatibleSchema, match=r"written by a newer crontask$"):
+        open_many(sql_url)
+
+
+@pytest.mark.postgres
+def test_a_readers_table_further_along_the_search_path_is_not_trusted(
+    pg_url: str, pg_admin: Engine, open_many: Callable[..., RunStore]
+) -> None:
+    _newer_schema(open_many(pg_url))  # none in crontask's own schema
+    other = f"other_{uuid.uuid4().hex[:12]}"
+    with pg_admin.connect() as conn:
+        conn.execute(sa.text(f'CREATE SCHEMA "{other}"'))
+        conn.execute(sa.text(f'CREATE TABLE "{other}".{migrations.READERS_TABLE} (oldest text)'))
+        insert = f"INSERT INTO \"{other}\".{migrations.READERS_TABLE} VALUES ('0001')"  # noqa: S608
+        conn.execute(sa.text(insert))
+    url = make_url(pg_url)
+    path = f"{url.query['options']},{other}"  # -csearch_path=<crontask's>,<other>
+    further = url.update_query_dict({"options": path}).render_as_string(hide_password=False)
+    try:
+        with pytest.raises(IncompatibleSchema, match=r"written by a newer crontask$"):
+            open_many(further)
+    finally:
+        with pg_admin.connect() as conn:
+            conn.execute(sa.text(f'DROP SCHEMA "{other}" CASCADE'))
+
+
+def test_a_newer_crontask_that_migrated_while_this_one_waited_is_not_migrated_again(
+    sql_url: str, open_many: Callable[..., RunStore], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _newer_schema(open_many(sql_url), migrations.HEAD)
+    real = migrations.current_revision
+    reads: list[str | None] = []
+
+    def before_the_newer_one_committed(conn: sa.Connection) -> str | None:
+        # The first read, before the migration lock, saw the schema as it was before the newer
+        # crontask's migration committed; the read under the lock sees it done.
+        reads.append(real(conn) if reads else "0005")
+        return reads[-1]
+
+    monkeypatch.setattr(migrations, "current_revision", before_the_newer_one_committed)
+    store = open_many(sql_url)
+    assert reads[:2] == ["0005", NEWER]
+    assert _revision(store) == NEWER

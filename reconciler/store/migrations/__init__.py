@@ -16,13 +16,17 @@ four-digit revision after :data:`HEAD` is said to be a newer crontask's.
 
 A newer crontask's schema is refused too (an older crontask cannot know what it changed),
 unless that crontask says this one may run on it: :data:`READERS_TABLE` holds, in one row,
-the oldest revision whose crontask may (``oldest``). A revision that only adds what an older
-crontask does without (a nullable column, a table, an index) leaves it as it was, or creates
-it with the revision before its own; one that changes what an older crontask reads or writes
-sets it to itself. Then an older replica that restarts during a rolling update, or a rollback,
-runs on the newer schema as it is: nothing is migrated either way. Without the table (a schema
-of this revision or older), a damaged one, or ``oldest`` after :data:`HEAD`, the newer schema
-is refused as before.
+the oldest revision whose crontask may (``oldest``). A revision whose changes an older
+crontask can write through without knowing them leaves it as it was, or creates it with the
+revision before its own: a nullable column (or one with a default) whose value the newer code
+does not rely on being kept up to date, a table no older table's rows depend on (no foreign
+key to them) and that need not be kept in step with them, an index that is not unique. Any
+other change (a foreign key to an older table, a unique index, a check or a trigger an older
+write could break, a column the newer code must see kept current) sets it to itself, and its
+downgrade puts back the value before it. Then an older replica that restarts during a rolling
+update, or a rollback, runs on the newer schema as it is: nothing is migrated either way.
+Without the table (a schema of this revision or older), a damaged one, or ``oldest`` after
+:data:`HEAD`, the newer schema is refused as before.
 """
 
 from __future__ import annotations
@@ -119,11 +123,18 @@ def _ahead(current: str | None) -> bool:
 def oldest_reader(connection: Connection) -> str | None:
     """The oldest revision whose crontask may run on this schema (:data:`READERS_TABLE`);
     None if the table is not there, or is not one row of one revision (damaged: as if absent,
-    so the schema is refused rather than trusted)."""
-    if not sa.inspect(connection).has_table(READERS_TABLE):
+    so the schema is refused rather than trusted). Only a table of the schema crontask's own
+    tables are in counts: not a view, nor one another user put in a schema further along
+    PostgreSQL's ``search_path``."""
+    inspector = sa.inspect(connection)
+    schema = inspector.default_schema_name
+    if READERS_TABLE not in inspector.get_table_names(schema=schema):
+        return None
+    columns = {column["name"] for column in inspector.get_columns(READERS_TABLE, schema=schema)}
+    if "oldest" not in columns:  # asked for, it would fail the transaction
         return None
     oldest: sa.ColumnClause[Any] = sa.column("oldest")
-    query = sa.select(oldest).select_from(sa.table(READERS_TABLE)).limit(2)
+    query = sa.select(oldest).select_from(sa.table(READERS_TABLE, schema=schema)).limit(2)
     rows = connection.execute(query).scalars().all()
     if len(rows) != 1 or not isinstance(rows[0], str) or not _REVISION.fullmatch(rows[0]):
         return None
