@@ -9,7 +9,10 @@ answered without a credential (``/metrics``, ``/readyz``, ``/openapi.json``, ``/
 sign-in page). What tells them apart is the ``Host`` header, which the browser fills with the
 page's name: such a request is answered ``421`` (the request was not meant for this server)
 before anything else runs, with or without auth (:func:`names_answered`). ``--external-url``'s
-host is answered too, as the name a proxy on the same machine forwards with.
+host is answered too, as the name a proxy on the same machine forwards with, and each
+``--allow-host`` name (a sidecar proxy that forwards the pod's address or a Service's name);
+with auth, ``--allow-host '*'`` answers any name (a credential keeps strangers out of what
+changes anything; what is open without one is then open to such pages).
 
 A server that listens on another address is not checked: every name of the machine, and its
 addresses, reach it directly, and none of them can be known here; auth keeps strangers out
@@ -33,6 +36,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from reconciler.api import problems
 from reconciler.api.auth import is_loopback
+from reconciler.hostnames import ANY_NAME, normal_name
 from reconciler.logs import bounded
 
 log = logging.getLogger("crontask.api")
@@ -66,18 +70,21 @@ def external_host(url: str | None) -> str | None:
     if not url:
         return None
     name = urlsplit(url).hostname
-    return None if name is None else name.lower().rstrip(".")
+    return None if name is None else normal_name(name)
 
 
-def names_answered(listen_host: str, external_url: str | None) -> list[str] | None:
+def names_answered(
+    listen_host: str, external_url: str | None, allowed: Collection[str] = ()
+) -> list[str] | None:
     """The names besides loopback ones that a server listening on ``listen_host`` answers
-    (:class:`LoopbackHosts`'s ``also``): ``--external-url``'s host if it listens on loopback
-    only, with or without auth; None, any name, if it listens on another address (see the
-    module)."""
-    if not is_loopback(listen_host):
+    (:class:`LoopbackHosts`'s ``also``): ``--external-url``'s host and the ``--allow-host``
+    names (``allowed``, each as :func:`allowed_host` gave it) if it listens on loopback only,
+    with or without auth; None, any name, if it listens on another address (see the module),
+    or if ``allowed`` holds :data:`ANY_NAME`."""
+    if not is_loopback(listen_host) or ANY_NAME in allowed:
         return None
     name = external_host(external_url)
-    return [name] if name else []
+    return ([name] if name else []) + [n for n in allowed if n != name]
 
 
 def external_origin(url: str | None) -> str | None:
@@ -133,11 +140,11 @@ class LoopbackHosts:
             self.warned = True
             log.warning(
                 "a request for another host name was answered 421 (this server listens on "
-                "loopback only): if a proxy on this machine forwards that name, give a URL of "
-                "that host as --external-url, or have the proxy send the address it forwards to "
-                "as the Host; otherwise it may be a web page that made its own name resolve here "
-                "(DNS rebinding), and nothing needs doing. Further ones are logged with status=421 "
-                "only",
+                "loopback only): if a proxy on this machine forwards that name, give it as "
+                "--allow-host NAME (or --allow-host '*' for any name), or have the proxy send the "
+                "address it forwards to as the Host; otherwise it may be a web page that made its "
+                "own name resolve here (DNS rebinding), and nothing needs doing. Further ones are "
+                "logged with status=421 only",
                 extra={"fields": {"host": bounded(header, _SHOWN), "path": bounded(path, _SHOWN)}},
             )
         await _refuse_with_auth(send, header, path)
@@ -156,11 +163,12 @@ async def _refuse(send: Send, header: str, path: str) -> None:
 async def _refuse_with_auth(send: Send, header: str, path: str) -> None:
     detail = (
         f"this server listens on loopback only and answers only requests addressed to it by a "
-        f"loopback name or --external-url's host, not to {bounded(header, _SHOWN)!r}: another "
-        "name could be a web page that made its own name resolve here (DNS rebinding) to read "
-        "what is answered without a credential. Call it as 127.0.0.1 or localhost; behind a "
-        "proxy on this machine, give the name it forwards as --external-url's host, or have "
-        "it send the address it forwards to as the Host."
+        f"loopback name, --external-url's host or an --allow-host name, not to "
+        f"{bounded(header, _SHOWN)!r}: another name could be a web page that made its own name "
+        "resolve here (DNS rebinding) to read what is answered without a credential. Call it "
+        "as 127.0.0.1 or localhost; behind a proxy on this machine, give the name it forwards "
+        "as --allow-host NAME (or --allow-host '*' for any), or have it send the address it "
+        "forwards to as the Host."
     )
     await problems.send_problem(send, MISDIRECTED, detail, path)
 

@@ -36,12 +36,13 @@ from reconciler.controller.view import RuntimeView
 from reconciler.core.runs import runs_at_once
 from reconciler.core.urls import redact_url
 from reconciler.host import keep_private, raise_open_files
+from reconciler.hostnames import ANY_NAME
 from reconciler.secretfile import read_secret_file
 from reconciler.sinks import notify_config
 from reconciler.sinks.metrics import Metrics
 from reconciler.sinks.notify_config import Notifications
 from reconciler.sources.git import GitOptions
-from reconciler.sources.gitprocess import version_problem
+from reconciler.sources.gitprocess import version_problem, wrapper_problem
 from reconciler.sources.gitrepo import git_env
 from reconciler.sources.kubernetes import KubernetesConfigError, KubernetesOptions
 
@@ -71,6 +72,8 @@ def run(args: argparse.Namespace) -> int:
     git = git_options(args)
     if git is not None and (problem := version_problem(git_env(git.url))) is not None:
         raise SystemExit(f"crontask: --git: {problem}")
+    if git is not None and (missing := wrapper_problem(git_env(git.url))) is not None:
+        log.warning(missing)  # git works without them, as it did before they were added
     ha = ha_options(args)
     options = Options(
         paths=existing_paths(args.paths),
@@ -138,6 +141,7 @@ def git_options(args: argparse.Namespace) -> GitOptions | None:
         path=args.git_path,
         interval=args.git_interval,
         timeout=args.git_timeout,
+        memory_limit=args.git_memory_limit,
         ssh_key_file=args.git_ssh_key,
         known_hosts_file=args.git_known_hosts,
         token_file=args.git_token_file,
@@ -237,6 +241,12 @@ def http_server(args: argparse.Namespace) -> HttpServer:
         check_listen(host, auth, args.insecure_no_auth)
     except (AuthConfigError, ValueError, OSError) as err:
         raise SystemExit(f"crontask: {err}") from None
+    if ANY_NAME in args.allow_host and auth is None:
+        raise SystemExit(
+            "crontask: --allow-host '*' needs --auth-config: without it every caller is the "
+            "admin, and any web page that makes its own name resolve to this machine could act "
+            "as one (name the hosts with --allow-host NAME instead)"
+        )
     if auth is not None and not auth.sessions_shared:
         # Common and harmless on one process (tokens only), so info; replicas behind one address
         # sign each other's people out, so a warning with --ha.
@@ -260,7 +270,7 @@ def http_server(args: argparse.Namespace) -> HttpServer:
     async def serve_http(runtime: RuntimeView, metrics: Metrics, stop: asyncio.Event) -> None:
         # On loopback the address is the fence: a page that rebinds its own name to it must not
         # pass as this server's caller, with auth or without (api/hosts.py).
-        hosts = names_answered(host, args.external_url)
+        hosts = names_answered(host, args.external_url, args.allow_host)
         app = create_app(
             runtime,
             auth=auth,

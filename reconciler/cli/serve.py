@@ -17,9 +17,13 @@ from reconciler.cli.main_helpers import (
     git_ref,
     git_url,
     listen_address,
+    parse_size,
     path_arg,
 )
+from reconciler.hostnames import allowed_host
 from reconciler.runner.environment import valid_name
+from reconciler.sources.gitprocess import DEFAULT_MEMORY_LIMIT
+from reconciler.sources.limits import format_size
 
 HELP = """\
 Read CronTask definitions from PATH... (YAML files, or folders searched recursively for
@@ -70,6 +74,7 @@ _NEEDS: dict[str, tuple[str, tuple[str, ...]]] = {
             "git_path",
             "git_interval",
             "git_timeout",
+            "git_memory_limit",
             "git_ssh_key",
             "git_known_hosts",
             "git_token_file",
@@ -118,6 +123,17 @@ def _api(parser: argparse.ArgumentParser) -> None:
         help="tokens and JWT settings for the API (env: CRONTASK_AUTH_CONFIG); see README",
     )
     group.add_argument(
+        "--allow-host",
+        type=_allowed_host,
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="on a loopback --listen, also answer requests addressed to NAME (the Host a proxy "
+        "on this machine forwards, such as a sidecar's pod address or Service name); repeat for "
+        "more; '*' answers any name and needs --auth-config. Other names are answered 421 "
+        "(DNS rebinding)",
+    )
+    group.add_argument(
         "--insecure-no-auth",
         action="store_true",
         help="serve the API on a non-loopback address without authentication (not recommended)",
@@ -159,6 +175,14 @@ def _git(parser: argparse.ArgumentParser) -> None:
         default=120.0,
         metavar="DURATION",
         help="longest a git call may take; a remote that hangs is given up then (120s)",
+    )
+    group.add_argument(
+        "--git-memory-limit",
+        type=_git_memory_limit,
+        default=DEFAULT_MEMORY_LIMIT,
+        metavar="SIZE",
+        help="the most memory (address space) git and each of its helpers may take: a fetch or "
+        "collection that needs more fails, saying so (default: 1GiB; e.g. 512MiB, 4GiB)",
     )
     group.add_argument("--git-ssh-key", type=path_arg, metavar="FILE", help="SSH private key")
     group.add_argument("--git-known-hosts", type=path_arg, metavar="FILE", help="SSH known_hosts")
@@ -326,3 +350,27 @@ def run(args: argparse.Namespace) -> int:
     from reconciler.cli import daemon
 
     return daemon.run(args)
+
+
+def _allowed_host(text: str) -> str:
+    try:
+        return allowed_host(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
+# --git-memory-limit: below 64 MiB git cannot even start (some 30 MiB) and fetch.
+_GIT_MEMORY_RANGE = (64 * 1024**2, 1024**4)
+
+
+def _git_memory_limit(text: str) -> int:
+    try:
+        size = parse_size(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+    low, high = _GIT_MEMORY_RANGE
+    if not low <= size <= high:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is out of range ({format_size(low)} to {format_size(high)})"
+        )
+    return size

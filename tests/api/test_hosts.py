@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from reconciler.api.hosts import host_name, is_loopback_name, names_answered
+from reconciler.hostnames import ANY_NAME, allowed_host
 from tests.e2e.conftest import Crontask
 
 pytestmark = pytest.mark.e2e
@@ -157,3 +158,34 @@ def test_a_server_on_loopback_answers_its_names_whatever_the_auth(
     server is reached by names it cannot know, and auth keeps strangers out: any is answered."""
     assert names_answered(listen, f"https://{EXTERNAL}:8443/crontask") == answered
     assert names_answered(listen, None) == (None if answered is None else [])
+
+
+def test_the_allowed_names_are_answered_beside_the_external_one() -> None:
+    external = "https://bücher.example/crontask"  # sent as its ASCII form
+    assert names_answered("127.0.0.1", external, ["10.1.2.3"]) == [
+        "xn--bcher-kva.example",
+        "10.1.2.3",
+    ]
+    assert names_answered("127.0.0.1", None, [ANY_NAME]) is None
+    assert names_answered("0.0.0.0", None, ["a.example"]) is None
+
+
+@pytest.mark.parametrize(
+    ("text", "name"),
+    [
+        ("Crontask.Example.COM.", "crontask.example.com"),
+        ("[fd00::1]", "fd00::1"),
+        ("fd00::1", "fd00::1"),
+        ("10.1.2.3", "10.1.2.3"),
+        ("bücher.example", "xn--bcher-kva.example"),
+        ("*", ANY_NAME),
+    ],
+)
+def test_allow_host_values(text: str, name: str) -> None:
+    assert allowed_host(text) == name
+
+
+@pytest.mark.parametrize("text", ["", "a.example:8080", "http://a.example", "a b", "x" * 254])
+def test_allow_host_refuses_what_names_no_host(text: str) -> None:
+    with pytest.raises(ValueError, match=r"expected a host|without a port"):
+        allowed_host(text)

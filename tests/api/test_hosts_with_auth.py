@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import http.client
 import json
+import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -108,14 +109,48 @@ def test_the_refusal_says_what_to_set(auth_app: Crontask) -> None:
         assert status == 421
     detail = json.loads(body)["detail"]
     assert "'crontask.internal:" in detail
-    assert "--external-url" in detail
+    assert "--allow-host NAME" in detail
     assert "--auth-config" not in detail  # it is configured: not the way out
     auth_app.wait_log("answered 421")
     refusals = [line for line in auth_app.log().splitlines() if "answered 421" in line]
     assert len(refusals) == 1, refusals  # once, not once a request
     assert "level=warning" in refusals[0]
     assert "crontask.internal" in refusals[0]
-    assert "--external-url" in refusals[0]
+    assert "--allow-host NAME" in refusals[0]
+
+
+def test_the_names_a_proxy_forwards_can_be_allowed(tmp_path: Path) -> None:
+    """A sidecar proxy that keeps the Host it was sent (the pod's address, a Service's name)."""
+    config, tasks = _files(tmp_path)
+    named = ["--allow-host", "10.1.2.3", "--allow-host", "Crontask.Ops.Svc."]
+    app = Crontask(tmp_path, tasks, ["--auth-config", str(config), *named]).start()
+    try:
+        for host in ("10.1.2.3:9100", "crontask.ops.svc", f"127.0.0.1:{app.port}"):
+            assert send(app, "GET", "/metrics", host)[0] == 200, host
+        assert send(app, "GET", "/metrics", "attacker.example")[0] == 421
+    finally:
+        app.stop()
+
+
+def test_any_name_can_be_allowed_with_auth(tmp_path: Path) -> None:
+    config, tasks = _files(tmp_path)
+    app = Crontask(tmp_path, tasks, ["--auth-config", str(config), "--allow-host", "*"]).start()
+    try:
+        assert send(app, "GET", "/healthz", "anything.example")[0] == 200
+        assert send(app, "GET", "/api/v1/tasks", "anything.example")[0] == 401
+    finally:
+        app.stop()
+
+
+def test_any_name_without_auth_is_refused_at_start(tmp_path: Path) -> None:
+    """Without auth every caller is the admin: any name would let a rebinding page act as one."""
+    tasks = tmp_path / "tasks"
+    tasks.mkdir()
+    command = [sys.executable, "-m", "reconciler", "run", str(tasks), "--allow-host", "*"]
+    command += ["--state-dir", str(tmp_path / "state"), "--listen", "127.0.0.1:0"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode != 0
+    assert "--allow-host '*' needs --auth-config" in done.stderr
 
 
 def test_on_every_address_any_name_is_answered(tmp_path: Path) -> None:
