@@ -37,6 +37,7 @@ from reconciler.core.runs import DNS1123_LABEL, RunStatus
 from reconciler.sources.limits import excerpt
 from reconciler.store import StoreUnavailable
 from reconciler.store.query import MAX_PAGE_SIZE
+from reconciler.visible import escaped, has_escaped
 from reconciler.web import views
 from reconciler.web.banner import definition_errors
 from reconciler.web.banner import problem_count as problem_count  # where it was
@@ -267,10 +268,33 @@ def task_page(
         chosen=status,  # not ``status``: the template's macro of that name would hide it
         statuses=[s.value for s in RunStatus],
         timeline=timeline(runtime, key, row.zone, now),
-        definition=yaml.safe_dump(
-            _shown(request, view.resource), sort_keys=False, allow_unicode=True
-        ),
+        definition=definition_text(_shown(request, view.resource)),
     )
+
+
+class _Dumper(yaml.SafeDumper):
+    """YAML as the page shows a definition: a string holding a character that is no text
+    (``reconciler.visible``: a U+202E, say, in an argument or a label) double-quoted, the
+    style whose escapes (``\\u202e``) YAML reads back as that character."""
+
+
+def _represent_str(dumper: yaml.SafeDumper, data: str) -> yaml.ScalarNode:
+    style = '"' if has_escaped(data, keep="\t\n") else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", data, style=style)
+
+
+_Dumper.add_representer(str, _represent_str)
+
+
+def definition_text(resource: Mapping[str, Any]) -> str:
+    """``resource`` as YAML, its text kept as it is (accents, any script, emoji), every
+    character that is no text shown as its escape: with ``allow_unicode`` PyYAML writes a
+    bidirectional override or isolate raw (even double-quoted), and the browser drew the
+    definition reordered. Each such character is in a double-quoted scalar (``_Dumper``), where
+    its escape is YAML's own: the text shown still reads as the task. (PyYAML escapes every
+    character past U+FFFF of a double-quoted scalar, an emoji too.)"""
+    dumped = yaml.dump(resource, Dumper=_Dumper, sort_keys=False, allow_unicode=True)
+    return escaped(dumped, keep="\t\n")
 
 
 def _shown(request: Request, resource: Mapping[str, Any]) -> dict[str, Any]:

@@ -33,6 +33,7 @@ from reconciler.core.runs import LastOutcomes, RunRecord, RunStatus
 from reconciler.core.schedule import ScheduleError, parse_schedule
 from reconciler.core.status import is_failure
 from reconciler.store.base import RunQuery, RunStore, StoreUnavailable
+from reconciler.visible import escaped
 
 T = TypeVar("T")
 
@@ -101,6 +102,9 @@ class TaskPage:
     after: str | None  # the key to continue after, when more follow
     scanned: int
     store_down: bool = False  # the run store did not answer: the rows' runs are not shown
+    # The search stopped at ``scan_max`` tasks, the rows found so far shown: the next page
+    # searches on (the page says so, or its rows would read as all there are).
+    stopped: bool = False
 
 
 def describe(schedule: str, zone: str) -> str:
@@ -250,9 +254,10 @@ def task_page(
     Namespace, source, and the definition states are filtered by the runtime; text and the
     run states (ok, failing, running) here, reading the tasks :data:`SCAN_CHUNK` at a time
     until the page is full or ``scan_max`` tasks were read (then the page continues after the
-    last task read, however few rows it has). Only the rows shown read their strips from the
-    run store; the scan decides ok/failing from the task's last run as the runtime holds it,
-    and for the tasks whose last run it does not hold, from one batched
+    last task read, however few rows it has, and says it stopped: ``stopped``). Only the rows
+    shown read their strips from the run store; the scan decides ok/failing from the task's
+    last run as the runtime holds it, and for the tasks whose last run it does not hold, from
+    one batched
     ``RunStore.last_outcomes`` per chunk: never one store query per task.
 
     A store that does not answer leaves the rows without their runs (``store_down``), except
@@ -284,7 +289,7 @@ def task_page(
         if len(chunk) < chunk_size:
             return TaskPage(rows, None, scanned, reads.down)
         if scanned >= scan_max:
-            return TaskPage(rows, cursor, scanned, reads.down)
+            return TaskPage(rows, cursor, scanned, reads.down, stopped=True)
 
 
 def _held(view: TaskView) -> RunRecord | None:
@@ -393,9 +398,12 @@ def absolute(at: datetime | None, zone: str | None = None) -> str:
 
 
 def readable_output(text: str) -> str:
-    """Output as a page shows it: terminal colour codes removed, other control characters
-    (which a browser would hide) made visible as U+FFFD."""
-    return _CONTROL.sub("\ufffd", _ANSI.sub("", text))
+    """Output (or a message) as a page shows it: terminal colour codes removed, other C0
+    control characters (which a browser would hide) made visible as U+FFFD, and the rest of
+    what is no text (C1 controls, bidirectional overrides and isolates, zero-width characters,
+    tags, line separators: :func:`reconciler.visible.escaped`) as its escape, ``\\u202e``:
+    drawn raw, they drew the output reordered or hid part of it. Tabs and newlines stay."""
+    return escaped(_CONTROL.sub("\ufffd", _ANSI.sub("", text)), keep="\t\n")
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -434,7 +442,8 @@ def run_of(runtime: RuntimeView, run_id: str) -> RunView | None:
 def summary(text: str, limit: int = SUMMARY_MAX) -> str:
     """``text`` on one line of at most ``limit`` characters (an earlier attempt's message)."""
     line = " ".join(text.split())
-    return line if len(line) <= limit else line[: limit - 1] + "\u2026"
+    line = line if len(line) <= limit else line[: limit - 1] + "\u2026"
+    return readable_output(line)  # cut first: the limit is of the message's characters
 
 
 def history(

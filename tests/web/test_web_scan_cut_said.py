@@ -1,0 +1,59 @@
+"""A filtered task list that stopped searching at ``SCAN_MAX`` tasks says so, whatever it
+found: a page of three failing tasks among the first 2000 of 3000 said "3 tasks shown" and
+offered a next page, but not that the tasks past the 2000th were not searched yet (it said
+so only when it had found none). A page that ends because it is full, or because no task is
+left, says nothing of the kind."""
+
+from __future__ import annotations
+
+import re
+
+from reconciler.api.app import create_app
+from reconciler.sinks.metrics import Metrics
+from reconciler.web import install
+from reconciler.web.views import PAGE_SIZE, SCAN_MAX
+from tests.api.conftest import TestClient
+from tests.web.conftest import NOW
+from tests.web.test_filter_scan import CountedRuntime
+from tests.web.test_pages import keys
+
+SEARCHED = re.compile(r"searched the (first|next) (\d+) tasks; the next page searches on")
+
+
+def pages(tasks: int, *queries: str) -> list[str]:
+    runtime = CountedRuntime(tasks)  # a-failing, then t00000... that never ran
+    app = install(create_app(runtime, auth=None, metrics=Metrics()), clock=lambda: NOW)
+    with TestClient(app, raise_server_exceptions=True) as client:
+        return [client.get("/?" + query).text for query in queries]
+
+
+def test_a_page_that_stopped_searching_says_how_far_it_searched() -> None:
+    last_read = f"default/t{SCAN_MAX - 2:05}"  # a-failing, then t00000 to t01998
+    failing, text, following = pages(
+        SCAN_MAX + 500, "state=failing", "q=t0001", f"q=t0001&after={last_read}"
+    )
+    assert keys(failing) == ["default/a-failing"]
+    assert "1 task shown" in failing
+    assert SEARCHED.findall(failing) == [("first", str(SCAN_MAX))]
+    assert len(keys(text)) == 10  # t00010 to t00019
+    assert SEARCHED.findall(text) == [("first", str(SCAN_MAX))]
+    # The next page found the rest of the tasks (500) and no more: nothing left to say.
+    assert keys(following) == []
+    assert SEARCHED.findall(following) == []
+    assert "No task matches these filters" in following
+
+
+def test_a_later_page_that_stopped_says_it_searched_the_next_tasks() -> None:
+    last_read = f"default/t{SCAN_MAX - 2:05}"
+    (shown,) = pages(3 * SCAN_MAX, f"q=t0250&after={last_read}")
+    assert len(keys(shown)) == 10  # t02500 to t02509, among t01999 to t03998
+    assert SEARCHED.findall(shown) == [("next", str(SCAN_MAX))]
+
+
+def test_a_full_page_or_the_last_says_nothing_of_a_search_cut() -> None:
+    (full,) = pages(SCAN_MAX + 500, "q=t0")
+    assert len(keys(full)) == PAGE_SIZE
+    (last,) = pages(100, "state=failing")
+    assert SEARCHED.findall(full) == []
+    assert keys(last) == ["default/a-failing"]
+    assert SEARCHED.findall(last) == []
