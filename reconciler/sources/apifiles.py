@@ -189,10 +189,15 @@ class ApiTaskFiles:
 
     def _present(self) -> bool:
         """Whether ``ROOT`` is a folder; FileNotFoundError if it was one and is gone."""
+        # Whether it was seen is read before it is looked at: a write of another key (one
+        # crontask writes several keys at once) may make the folder, and set ``_seen``, between
+        # the look and the read. Read after, the first writes to a fresh state directory
+        # took the folder that was not there yet for one removed (a 503, "is gone").
+        seen = self._seen
         if self.root.is_dir():
             self._seen = True
             return True
-        if self._seen:
+        if seen:
             raise FileNotFoundError(
                 f"the folder of API-owned tasks {self.root} is gone: its tasks stay in force "
                 "until it is back (create it empty to delete them all)"
