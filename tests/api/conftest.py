@@ -88,9 +88,11 @@ def make_jwt(
     *,
     key: Any = HS_SECRET,
     algorithm: str = "HS256",
-    expires_in: float = 300,
+    expires_in: float = 3600,
     **claims: Any,
 ) -> str:
+    # An hour by default: tokens made in a parametrize list are made at collection, and a
+    # test of a long run (2 cores, 5 000 tests) may come more than 5 minutes later.
     now = int(time.time())
     body: dict[str, Any] = {
         "sub": f"user-{role}",
