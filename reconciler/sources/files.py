@@ -60,7 +60,7 @@ from reconciler.sources.documents import ParsedText, PlainText, parse_text, plai
 from reconciler.sources.filehints import known_path, says_more, too_deep
 from reconciler.sources.filestate import FileState, Signature, signature_of
 from reconciler.sources.limits import DEFAULT_MAX_FILE_SIZE, DEFAULT_MAX_TASKS, excerpt
-from reconciler.sources.reading import Unreadable, read_file, resolve_root, within
+from reconciler.sources.reading import Unreadable, read_file, resolve_root, resolved, within
 from reconciler.sources.rootpaths import closest_root, inner_roots, not_given
 from reconciler.sources.rootstate import (
     GONE_ROOT,
@@ -114,7 +114,7 @@ class DirectorySource:
         # Where links may lead (see the module docstring), and how messages name it.
         self.confine_to = confine_to
         self.confine_label = confine_label
-        self._resolved: dict[Path, str] = {}  # root -> its resolved path, for one refresh
+        self._resolved: dict[Path, str | None] = {}  # root -> its resolved path, this refresh
         # Set by the owner before a refresh (see the module docstring); files read from then on
         # carry it in their Locations.
         self.revision = revision
@@ -238,7 +238,7 @@ class DirectorySource:
             # nor does one given as a root itself (see rootpaths). One that leads elsewhere, or
             # to nothing, is not read: a commit that turned a folder into one must not remove
             # the tasks of its files.
-            inside = os.path.realpath(root)
+            inside = resolved(root)
             not_entered += [f for f in not_given(self.roots, linked) if not leads_within(f, inside)]
         deep = f"folder nested more than {MAX_FOLDER_DEPTH} levels deep (the limit): not read"
         unreadable = "folder cannot be listed: not read; the tasks of its files are kept"
@@ -258,8 +258,10 @@ class DirectorySource:
         """Why ``root`` is not read if a link on its way leads out of ``confine_to`` (a commit
         whose ``--git-path`` is a link to ``/usr``); None if it stays inside. A link to
         another folder of the repository is followed, as links to files are."""
-        confine, label = self._confinement(root)
-        if within(os.path.realpath(root), confine):
+        (confine, label), real = self._confinement(root), resolved(root)
+        if real is None or confine is None:  # a link that cannot be followed (resolved())
+            return "a symbolic link on this path cannot be followed: not read"
+        if within(real, confine):
             return None
         return f"a symbolic link on this path leads outside {label}: not read"
 
@@ -474,8 +476,9 @@ class DirectorySource:
         read with (and was not read before); what it does not take is dropped."""
         self._ahead = ahead
 
-    def _confinement(self, path: Path) -> tuple[str, str]:
-        """The resolved folder ``path`` must stay inside, and its name for messages."""
+    def _confinement(self, path: Path) -> tuple[str | None, str]:
+        """The resolved folder ``path`` must stay inside (None if it cannot be resolved: then
+        nothing is read), and its name for messages."""
         root = self.confine_to
         if root is None:
             root = closest_root(self.roots, path) or path  # the root that reads it

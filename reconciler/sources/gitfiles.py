@@ -7,7 +7,8 @@ file of the commit: its ``.git``, crontask's ``gitdir: <state_dir>/.../repo.git/
 (git never checks out a ``.git`` of a commit). A file whose resolved path runs through ``.git``
 at the top of the worktree is an error of the link that leads there, as one out of the
 repository is; nothing is read through it, and the message names neither the state directory
-nor what the file says. The worktree is crontask's own and does not change while it is read
+nor what the file says. So is a link that cannot be followed at all (``reading.resolved``):
+where it leads is not known. The worktree is crontask's own and does not change while it is read
 (the git source holds its tree lock), so resolving the path before ``DirectorySource`` reads it
 (on the descriptor it opens) lets nothing slip in between.
 """
@@ -20,7 +21,7 @@ from pathlib import Path
 from reconciler.core.desired import DefinitionError, Location
 from reconciler.sources.files import DirectorySource
 from reconciler.sources.filestate import FileState, Signature
-from reconciler.sources.reading import within
+from reconciler.sources.reading import UNFOLLOWED, resolved, within
 
 INTO_GIT = "a symbolic link that leads to git's own .git, not a file of the repository: not read"
 
@@ -29,10 +30,16 @@ class WorktreeFiles(DirectorySource):
     """A ``DirectorySource`` over a git worktree (``confine_to``) that never reads its ``.git``."""
 
     def load(self, path: Path, signature: Signature) -> tuple[Signature, str] | FileState | None:
-        """As ``DirectorySource.load``; a file in ``.git`` is an error of the link to it."""
+        """As ``DirectorySource.load``; a file in ``.git`` is an error of the link to it, and
+        so is a link that cannot be followed."""
         root, _ = self._confinement(path)
-        if within(os.path.realpath(path), os.path.join(root, ".git")):
-            where = Location(self.kind, self._display(path), 1, 1, self.revision)
-            error = DefinitionError(where, INTO_GIT)
-            return FileState(signature, None, (error,), revision=self.revision)
+        real = resolved(path)
+        if real is None or root is None:
+            return self._not_read(path, signature, UNFOLLOWED)
+        if within(real, os.path.join(root, ".git")):
+            return self._not_read(path, signature, INTO_GIT)
         return super().load(path, signature)
+
+    def _not_read(self, path: Path, signature: Signature, why: str) -> FileState:
+        where = Location(self.kind, self._display(path), 1, 1, self.revision)
+        return FileState(signature, None, (DefinitionError(where, why),), revision=self.revision)

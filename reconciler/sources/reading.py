@@ -8,6 +8,8 @@ Contract of ``read_file(path, limit=..., root=...)``:
   leads outside is refused without reading anything through it: its target's content, type
   and size are never looked at. The check is made on the opened descriptor
   (``/proc/self/fd``), so a link swapped between the check and the read cannot slip through.
+  A link that cannot be followed at all (``readlink`` refused: ``/proc/1/cwd`` of a process
+  crontask may not trace) is refused too: where it leads is not known (:func:`resolved`).
 - Only regular files are opened: a FIFO, a socket or a device is refused from ``stat`` alone
   (opening some devices has effects; opening a FIFO would block). The descriptor is opened
   with ``O_NONBLOCK`` anyway, in case a file is replaced by a FIFO between ``stat`` and
@@ -48,17 +50,35 @@ class Unreadable(Exception):
         self.message = message
 
 
-def resolve_root(root: Path) -> str:
-    """``root`` with every link resolved: what the files read under it must stay inside."""
-    return os.path.realpath(root)
+UNFOLLOWED = "a symbolic link that cannot be followed: not read"
+
+
+def resolved(path: Path | str) -> str | None:
+    """``path`` with every link resolved, as ``os.path.realpath`` makes it; None if a link on
+    its way cannot be read. Python 3.11 and 3.12 raise the error of ``readlink`` (EACCES for
+    ``/proc/1/cwd``; 3.13 keeps such a link as a plain name): None is "where it leads is not
+    known", which every caller takes as "leads outside": not entered, not read."""
+    try:
+        return os.path.realpath(path)
+    except OSError:
+        return None
+
+
+def resolve_root(root: Path) -> str | None:
+    """``root`` with every link resolved: what the files read under it must stay inside; None
+    if it cannot be resolved (:func:`resolved`), under which nothing is read."""
+    return resolved(root)
 
 
 def read_file(
-    path: Path, *, limit: int, root: str, root_label: str
+    path: Path, *, limit: int, root: str | None, root_label: str
 ) -> tuple[bytes, tuple[int, int, int, int]]:
     """The bytes of ``path``, and the (mtime_ns, ctime_ns, size, inode) of the file they were
     read from (see the module docstring). ``root_label`` names ``root`` in messages (the folder
-    as the user gave it, or "the repository")."""
+    as the user gave it, or "the repository"); a ``root`` of None (one that cannot be
+    resolved) lets nothing be read."""
+    if root is None:
+        raise Unreadable(f"a symbolic link on the way to {root_label} cannot be followed: not read")
     try:
         before = os.stat(path)
     except FileNotFoundError:
@@ -67,8 +87,7 @@ def read_file(
     except OSError as err:
         raise Unreadable(f"cannot read: {err.strerror or err}") from None
     if not stat.S_ISREG(before.st_mode):
-        if not within(os.path.realpath(path), root):
-            raise Unreadable(_outside(root_label))
+        _confined(path, root, root_label)
         raise Unreadable(f"not a regular file ({_kind(before.st_mode)}): not read")
     try:
         fd = os.open(path, _FLAGS)
@@ -78,7 +97,10 @@ def read_file(
     except OSError as err:
         raise Unreadable(f"cannot read: {err.strerror or err}") from None
     try:
-        if not within(_opened_path(fd, path), root):
+        opened_at = _opened_path(fd, path)
+        if opened_at is None:
+            raise Unreadable(UNFOLLOWED)
+        if not within(opened_at, root):
             raise Unreadable(_outside(root_label))
         opened = os.fstat(fd)
         if not stat.S_ISREG(opened.st_mode):
@@ -142,13 +164,13 @@ def within(real: str, root: str) -> bool:
     return real.startswith(root if root.endswith(os.sep) else root + os.sep)
 
 
-def _opened_path(fd: int, path: Path) -> str:
+def _opened_path(fd: int, path: Path) -> str | None:
     """Where the file open as ``fd`` really is. /proc tells the truth about the descriptor;
-    without /proc, resolving ``path`` again is the best there is."""
+    without /proc, resolving ``path`` again is the best there is (None if it cannot be)."""
     try:
         found = os.readlink(_PROC_FD / str(fd))
     except OSError:
-        return os.path.realpath(path)
+        return resolved(path)
     return found.removesuffix(" (deleted)")
 
 
@@ -170,9 +192,18 @@ def _dangling(path: Path, root: str, root_label: str) -> None:
     remove its tasks. Whether its target is missing outside ``root`` says nothing more."""
     if not os.path.islink(path):
         return
-    if not within(os.path.realpath(path), root):
-        raise Unreadable(_outside(root_label))
+    _confined(path, root, root_label)
     raise Unreadable("a symbolic link to nothing: not read")
+
+
+def _confined(path: Path, root: str, root_label: str) -> None:
+    """Raise ``Unreadable`` unless ``path`` resolves inside ``root``: a link that leads out,
+    or one that cannot be followed, is refused before anything is said of its target."""
+    real = resolved(path)
+    if real is None:
+        raise Unreadable(UNFOLLOWED)
+    if not within(real, root):
+        raise Unreadable(_outside(root_label))
 
 
 def _outside(root_label: str) -> str:

@@ -25,6 +25,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from reconciler import statedir
+from reconciler.sources.reading import resolved
 from reconciler.sources.rootstate import is_within
 
 log = logging.getLogger("crontask")
@@ -80,7 +81,7 @@ def others_may_change(root: Path) -> str | None:
         return None
     why = statedir.others_may_write(st)
     if why is not None:
-        return f"{os.path.realpath(root)}: {why}" if os.path.islink(root) else why
+        return f"{resolved(root) or root}: {why}" if os.path.islink(root) else why
     try:
         statedir.check_ancestors(root, "tasks folder", follow=True)
     except statedir.Refused as err:

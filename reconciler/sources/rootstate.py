@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 
 from reconciler.sources.filestate import GONE
-from reconciler.sources.reading import within
+from reconciler.sources.reading import resolved, within
 from reconciler.sources.walk import iter_yaml_files
 
 HOLD = "no task file here any more"  # how a held root's error starts
@@ -31,7 +31,8 @@ def yields_nothing(root: Path, *, for_root: bool) -> bool:
     """Whether ``root`` yields no file now for a file gone under it (``for_root``: the root
     itself). A root that was a folder and is now a file (a commit that replaced tasks/ with a
     file named tasks) yields that file: for the files of the folder, it yields nothing."""
-    if not (for_root or root.is_dir()):
+    # os.path.isdir, not Path.is_dir: on 3.11 that raises when the root cannot be looked at.
+    if not (for_root or os.path.isdir(root)):
         return True
     return next(iter_yaml_files(root), None) is None
 
@@ -52,10 +53,12 @@ def hold_message(kept: int, revision: str | None, *, gone: bool = False) -> str:
     return f"{HOLD}: keeping {'its task' if kept == 1 else f'the {kept} tasks it defined'}{why}"
 
 
-def leads_within(link: Path, inside: str) -> bool:
-    """Whether ``link`` leads to a folder that exists under the resolved path ``inside``."""
-    real = os.path.realpath(link)
-    return os.path.isdir(real) and within(real, inside)
+def leads_within(link: Path, inside: str | None) -> bool:
+    """Whether ``link`` leads to a folder that exists under the resolved path ``inside`` (None:
+    a root that cannot be resolved, under which nothing is). A link that cannot be followed
+    (``reading.resolved``) leads nowhere within: it is not entered, as one that leads out."""
+    real = resolved(link)
+    return real is not None and inside is not None and os.path.isdir(real) and within(real, inside)
 
 
 def is_within(path: Path, root: Path) -> bool:

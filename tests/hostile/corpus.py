@@ -324,6 +324,28 @@ def build(folder: Path, scratch: Path, only: str | None = None) -> list[Case]:
         "cannot read: Too many levels of symbolic links",
     )
     special("fifo.yaml", os.mkfifo, "1:1", "not a regular file (a FIFO): not read")
+    # Links this process may not read (readlink: EACCES), where its Python (3.11, 3.12) raised
+    # from os.path.realpath: a pass failed whole, and a git revision holding one stopped every
+    # start. Where the link can be read (a root allowed to trace pid 1) it leads out, and the
+    # file is refused as leading outside.
+    proc_link = Path("/proc/1/cwd")
+    if os.path.lexists(proc_link):
+        followed = _readable_link(proc_link)
+        link = folder / "proc-cwd-link"
+        if only in (None, link.name):
+            os.symlink(proc_link, link)
+            not_entered = (
+                "a symbolic link to a folder outside this path, or to nothing: not entered; the "
+                "tasks of files once here are kept"
+            )
+            cases.append(Case(link.name, link, f"{link}: {not_entered}"))
+        why = outside if followed else "cannot read: Permission denied"
+        special("proc-cwd-link.yaml", lambda p: os.symlink(proc_link, p), "1:1", why)
+        given = scratch / "proc-cwd-given"
+        if only in (None, given.name) and not followed:
+            os.symlink(proc_link, given)
+            message = "a symbolic link on this path cannot be followed: not read"
+            cases.append(Case(given.name, given, f"{given}: {message}", in_folder=False))
     if len(str(folder / "socket.yaml")) < 100:  # AF_UNIX paths are short
         special("socket.yaml", _socket_file, "1:1", "not a regular file (a socket): not read")
 
@@ -366,6 +388,14 @@ def nest(root: Path, depth: int) -> Path:
         folder /= "d"
         folder.mkdir()
     return folder
+
+
+def _readable_link(path: Path) -> bool:
+    try:
+        os.readlink(path)
+    except OSError:
+        return False
+    return True
 
 
 def _socket_file(path: Path) -> None:
@@ -415,6 +445,9 @@ CASES = [
     "shadow-link.yaml",
     "link-loop.yaml",
     "fifo.yaml",
+    "proc-cwd-link",
+    "proc-cwd-link.yaml",
+    "proc-cwd-given",
     "socket.yaml",
     "growing-file",
 ]
