@@ -11,12 +11,15 @@ from typing import Any
 
 from reconciler.cli.client_env import SERVER_ENV, TOKEN_ENV, configured_server
 from reconciler.cli.main_helpers import (
+    NO_SUCH_PATH,
+    absent,
     add_source_bounds_args,
     bounded_int,
     server_url,
     task_key,
     timestamp,
 )
+from reconciler.cli.terminal import printable
 from reconciler.sources.limits import PARALLEL_MIN_FILES
 
 
@@ -146,12 +149,12 @@ def run_plan(args: argparse.Namespace) -> int:
 
 def run_next(args: argparse.Namespace) -> int:
     # A path that exists wins over a key of the same spelling (a folder `ops/backup`).
-    is_key = _is_key(args.path) and not Path(args.path).exists()
+    is_key = _is_key(args.path) and absent(Path(args.path)) is not None
     server = (args.server or configured_server()) if is_key else None
     if is_key and server is None:
         # Said here, before the definitions' stack loads: a usage error, as for a missing path.
         print(
-            f"crontask: no such file or directory: {args.path}; to read the task {args.path} "
+            f"crontask: {NO_SUCH_PATH}: {printable(args.path)}; to read the task {args.path} "
             f"from a running crontask, give --server URL or set ${SERVER_ENV}",
             file=sys.stderr,
         )

@@ -1,13 +1,25 @@
-"""The ``crontask`` command: argument parsing and dispatch to one function per command."""
+"""The ``crontask`` command: argument parsing and dispatch to one function per command.
+
+Output that cannot be written (a full disk, stdout closed with ``>&-`` or opened read-only)
+is one line on stderr, ``crontask: cannot write output: ...``, and exit status
+:data:`OUTPUT_FAILED`, whichever command wrote it; a reader that went away (``crontask runs |
+head``) ends the command quietly with status 0. Only the failures of stdout itself are said so:
+its descriptor is wrapped (``_Stdout``), so an ``OSError`` of anything else is never taken for
+one.
+"""
 
 from __future__ import annotations
 
 import argparse
+import io
 import sys
 from collections.abc import Sequence
+from typing import Final, TextIO
 
 from reconciler import __version__
 from reconciler.cli.main_helpers import UsageError
+
+OUTPUT_FAILED: Final = 74  # EX_IOERR (sysexits.h): the output could not be written
 
 DESCRIPTION = """\
 crontask keeps a scheduler in step with CronTask resources declared in YAML files, git
@@ -52,8 +64,14 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> None:
     parser = build_parser()
     args = parser.parse_args(argv)
+    _guard_stdout()
     try:
         code: int = args.handler(args)
+        if sys.stdout is not None:
+            sys.stdout.flush()  # what is still buffered fails here, not in Python's exit
+    except OutputError as err:
+        print(f"crontask: cannot write output: {err}", file=sys.stderr)
+        code = OUTPUT_FAILED
     except UsageError as err:
         # Options that cannot work together, found once parsed: said as argparse says a bad
         # option (the command's usage line, one line, exit status 2).
@@ -64,3 +82,61 @@ def main(argv: Sequence[str] | None = None) -> None:
         sys.stderr.close()
         code = 0
     raise SystemExit(code)
+
+
+class OutputError(Exception):
+    """Writing to stdout failed; the message says why (``strerror``). Not an ``OSError``: no
+    handler of a file's or a connection's errors may take it for one of theirs."""
+
+
+class _Stdout(io.FileIO):
+    """The descriptor of stdout, its failures raised as :class:`OutputError`, once: what is
+    written after that is dropped, so that Python's flush at exit says nothing more. A broken
+    pipe stays a ``BrokenPipeError`` (``main`` ends quietly on it)."""
+
+    failed = False
+
+    def write(self, data: object, /) -> int:
+        if self.failed:
+            return len(memoryview(data))  # type: ignore[arg-type]
+        try:
+            return super().write(data)  # type: ignore[arg-type]
+        except OSError as err:
+            self.failed = True
+            if isinstance(err, BrokenPipeError):
+                raise
+            raise OutputError(err.strerror or str(err)) from None
+
+
+class _Closed(io.RawIOBase):
+    """Stdout when crontask was started without one (``>&-``): Python leaves ``sys.stdout``
+    None, where ``print`` drops everything and ``sys.stdout.write`` raises AttributeError."""
+
+    failed = False
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: object, /) -> int:
+        if self.failed:
+            return len(memoryview(data))  # type: ignore[arg-type]
+        self.failed = True
+        raise OutputError("stdout is closed")
+
+
+def _guard_stdout() -> None:
+    """Put ``sys.stdout`` on :class:`_Stdout` (or :class:`_Closed`), with the same encoding and
+    buffering. A stdout that is not the process's own (a test's capture) is left alone."""
+    given: TextIO | None = sys.stdout
+    if given is None:
+        raw: io.RawIOBase = _Closed()
+        encoding, errors, lines = "utf-8", "backslashreplace", False
+    elif given is sys.__stdout__ and isinstance(given, io.TextIOWrapper):
+        given.flush()
+        raw = _Stdout(given.fileno(), "w", closefd=False)
+        encoding, errors, lines = given.encoding, given.errors or "strict", given.line_buffering
+    else:
+        return
+    sys.stdout = io.TextIOWrapper(
+        io.BufferedWriter(raw), encoding=encoding, errors=errors, line_buffering=lines
+    )
