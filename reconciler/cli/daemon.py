@@ -42,7 +42,8 @@ from reconciler.sinks import notify_config
 from reconciler.sinks.metrics import Metrics
 from reconciler.sinks.notify_config import Notifications
 from reconciler.sources.git import GitOptions
-from reconciler.sources.gitprocess import version_problem, wrapper_problem
+from reconciler.sources.gitbounds import wrapper_problem
+from reconciler.sources.gitprocess import version_problem
 from reconciler.sources.gitrepo import git_env
 from reconciler.sources.kubernetes import KubernetesConfigError, KubernetesOptions
 

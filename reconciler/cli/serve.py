@@ -22,7 +22,7 @@ from reconciler.cli.main_helpers import (
 )
 from reconciler.hostnames import allowed_host
 from reconciler.runner.environment import valid_name
-from reconciler.sources.gitprocess import DEFAULT_MEMORY_LIMIT
+from reconciler.sources.gitbounds import DEFAULT_MEMORY_LIMIT
 from reconciler.sources.limits import format_size
 
 HELP = """\

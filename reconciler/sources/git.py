@@ -86,10 +86,12 @@ from reconciler.core.desired import Definition, DefinitionError, SourceKind
 from reconciler.core.urls import redact_url
 from reconciler.sources.ahead import read_ahead
 from reconciler.sources.base import Notify, Ready, SourceState
+from reconciler.sources.gitbounds import DEFAULT_MEMORY_LIMIT
 from reconciler.sources.gitcheckout import FILE_SIZE_MARGIN, CheckoutLimits, CheckoutRefusedError
 from reconciler.sources.gitcredentials import credentials_of
 from reconciler.sources.gitenv import Credentials, git_env
 from reconciler.sources.gitfiles import WorktreeFiles
+from reconciler.sources.gitmaintenance import CollectionBackoff
 from reconciler.sources.gitprocess import GitError
 from reconciler.sources.gitrepo import GitRepo, Redactor, RefNotFoundError, check_ref, clean_path
 from reconciler.sources.gitrevisions import Revisions
@@ -121,6 +123,7 @@ class GitOptions:
     token_file: Path | None = None  # an HTTPS token read from this file (on every sync)...
     token_env: str | None = None  # ...or from this environment variable
     timeout: float = 120.0  # seconds, for each git call
+    memory_limit: int = DEFAULT_MEMORY_LIMIT  # bytes of address space, for each git process
     max_backoff: float = 300.0  # the longest wait after failures (or interval, if longer)
     # A revision whose path suddenly yields no file keeps the tasks of the one before, as a
     # folder does (``DirectorySource``'s ``guard_empty``): ``crontask run`` without --allow-empty.
@@ -205,6 +208,7 @@ class GitSource:
         self._asked_at = -float("inf")  # time.monotonic() when the last one asked for ended
         self._loop: asyncio.AbstractEventLoop | None = None
         self._in_flight: GitRepo | None = None  # the repository a sync is working on
+        self._collection = CollectionBackoff()  # only syncs use it, one at a time
         self._cancelled = False
 
     # -- syncing -------------------------------------------------------------------------
@@ -363,17 +367,25 @@ class GitSource:
     def _collect(self) -> None:
         """``git gc --auto`` on the repository the sync worked on, once the new revision (if
         any) is in force: the fetch runs none (``gitmaintenance``). Its failure or timeout is
-        logged, and is no failure of the sync: git's thresholds bring it back next time."""
+        logged, and is no failure of the sync; the next collection waits for its backoff
+        (``gitmaintenance.CollectionBackoff``), and git's thresholds bring it back then."""
         with self._lock:
             repo = None if self._cancelled else self._in_flight
+        now = self._clock()
         if repo is None or not (repo.git_dir / "HEAD").is_file():
+            return
+        if not self._collection.due(now):
             return
         try:
             repo.collect()
         except GitError as err:
             if not self._cancelled:
-                fields = {"url": self.url, "ref": self.options.ref, "error": str(err)}
+                retry = self._collection.failed(now)
+                fields: dict[str, object] = {"url": self.url, "ref": self.options.ref}
+                fields.update(error=str(err), retry_in=retry)
                 log.warning("git collection failed", extra={"fields": fields})
+            return
+        self._collection.succeeded()
 
     def _repo(self, credentials: Credentials | None, redact: Redactor) -> GitRepo:
         env = git_env(
@@ -382,7 +394,13 @@ class GitSource:
             ssh_key_file=self.options.ssh_key_file,
             known_hosts_file=self.options.known_hosts_file,
         )
-        return GitRepo(self.base / "repo.git", env=env, timeout=self.options.timeout, redact=redact)
+        return GitRepo(
+            self.base / "repo.git",
+            env=env,
+            timeout=self.options.timeout,
+            redact=redact,
+            memory_limit=self.options.memory_limit,
+        )
 
     def _describe(self) -> None:
         """Name the state folder's owner for people looking at it (nothing secret in it)."""

@@ -16,19 +16,31 @@ Contracts:
   on the repository: the state directory is this process's alone, and ``GitRepo`` calls it
   only between its git calls, one at a time, each of which ends with its whole process group
   (git's maintenance runs in the foreground: ``gc.autoDetach=false``) killed or exited. A
-  collection started by an earlier crontask that was killed hard lives on (nothing killed its
-  group): while ``gc.pid`` names a git alive on this host, nothing is removed.
+  collection started by an earlier crontask that was killed hard lives on until its own
+  deadline (``gitprocess``): while ``gc.pid`` names a git alive on this host, nothing is
+  removed.
+- A collection that failed (its memory limit, its deadline, a broken config) is not run again
+  at the next sync, which would fail the same way at the same cost: ``CollectionBackoff``
+  waits ``COLLECTION_RETRY``, doubled with each failure in a row up to
+  ``COLLECTION_RETRY_MAX``; a collection that succeeds resets it.
 """
 
 from __future__ import annotations
 
 import contextlib
 import socket
+from datetime import datetime, timedelta
 from pathlib import Path
 
 # Collection is local work, whose length grows with the repository, not with the remote's
 # speed: a --git-timeout fit for a fetch would kill it every time on a large repository.
 COLLECTION_TIMEOUT = 600.0
+
+# After a failed collection, the next waits this long (in seconds), doubled with each failure
+# in a row, up to the most: a collection costs minutes of CPU on a large repository, and
+# nothing is lost by putting it off (fetches go on; the repository takes more room meanwhile).
+COLLECTION_RETRY = 600.0
+COLLECTION_RETRY_MAX = 86_400.0
 
 # The arguments of the collection: git's own thresholds decide whether it does anything.
 COLLECT = ("gc", "--auto", "--quiet")
@@ -59,6 +71,29 @@ LEFTOVERS = (
 def collection_timeout(timeout: float) -> float:
     """The deadline of a collection for a source whose git calls have ``timeout``."""
     return max(timeout, COLLECTION_TIMEOUT)
+
+
+class CollectionBackoff:
+    """When the next collection is due, after the ones that failed (see the module's
+    contract). For one thread at a time (the git source's syncs)."""
+
+    def __init__(self) -> None:
+        self._failures = 0
+        self._due: datetime | None = None
+
+    def due(self, now: datetime) -> bool:
+        return self._due is None or now >= self._due
+
+    def failed(self, now: datetime) -> float:
+        """Record a failure at ``now``; the seconds until the next collection is due."""
+        self._failures += 1
+        delay = min(COLLECTION_RETRY * 2.0 ** min(self._failures - 1, 32), COLLECTION_RETRY_MAX)
+        self._due = now + timedelta(seconds=delay)
+        return delay
+
+    def succeeded(self) -> None:
+        self._failures = 0
+        self._due = None
 
 
 def remove_leftovers(git_dir: Path) -> None:

@@ -17,11 +17,23 @@ Contracts:
   kept (the rest is read and dropped, so git never blocks on the pipe: a hostile remote's
   endless ``remote: ...`` messages reach git's stderr), and ``run_bytes`` takes at most
   ``max_stdout`` bytes of its stdout, a GitError past it.
+- git's memory is bounded twice. By its own settings (``gitbounds.MEMORY_CONFIG``): one thread, a
+  bounded delta window and cache, no delta search of blobs over 16 MiB (stored and streamed
+  whole), bounded pack mappings; without them a repack of 51 packs of one compressible 40 MiB
+  blob each took 1 GiB. And by an address-space limit (``RLIMIT_AS``, ``memory_limit``, by
+  default ``gitbounds.DEFAULT_MEMORY_LIMIT``) that git's helpers inherit (git-remote-http,
+  index-pack, pack-objects, ssh): it covers what no setting does, such as a remote whose ref
+  advertisement never ends, which git-remote-http keeps whole. A git that runs out of it fails
+  at once, and ``MemoryLimitError`` says so.
 - git has deadlines of its own, for when this process dies without killing it (``SIGKILL``,
-  the OOM killer): over http(s) it gives up on a transfer that stalls for a little longer than
-  the timeout (``http.lowSpeedTime``; at most 2**31-1 s, the most git reads, when the timeout
-  is some 68 years or more). No parent-death signal is set: it needs code run in
-  the child between fork and exec (``preexec_fn``), which is unsafe in a threaded process.
+  the OOM killer): every call runs under coreutils' ``timeout``, which signals git's whole
+  process group (``TERM``, then ``KILL``) some seconds after the call's own timeout, whether
+  or not this process lives; and over http(s) git gives up on a transfer that stalls for a
+  little longer than the timeout (``http.lowSpeedTime``; at most 2**31-1 s, the most git
+  reads, when the timeout is some 68 years or more). Both the limit and ``timeout`` are set
+  by the command line (``sh -c 'ulimit -v'``), not by code run in the child between fork and
+  exec (``preexec_fn``), which is unsafe in a threaded process. Where ``timeout`` or ``sh`` is
+  missing from PATH, git runs without both (``wrapper_problem`` says so, for a warning).
 - ``run_records`` hands git's output over record by record as it is written, never more than
   one record (of at most ``max_record`` bytes) and one read ahead: a listing of millions of
   entries costs only what the caller reads of it. Closing it early kills git's group.
@@ -43,6 +55,16 @@ from collections.abc import Callable, Generator, Mapping, Sequence
 from pathlib import Path
 
 from reconciler import children
+from reconciler.sources.gitbounds import (
+    DEFAULT_MEMORY_LIMIT,
+    GIT_INT_MAX,
+    MEMORY_CONFIG,
+    OUT_OF_MEMORY,
+    bounded,
+    tools,
+    which,
+)
+from reconciler.sources.limits import format_size
 
 # Settings for every git call: git's own background work would outlive the call (and the
 # timeout), and hooks or detached-HEAD advice have no place in a mirror nobody works in.
@@ -56,7 +78,6 @@ _CONFIG_ARGS = (
     "-c",
     "advice.detachedHead=false",
 )
-
 # How often a running git is checked for having exited (see _communicate), and for how long
 # its pipes are read after it has exited or been killed.
 _SLICE = 0.25
@@ -68,10 +89,6 @@ _MAX_STDERR = 64 * 1024
 # git's own deadline over http(s) (see GitRunner) comes this many seconds after the timeout:
 # while this process lives, its own (and its message) comes first.
 _OWN_DEADLINE_MARGIN = 2
-# git reads http.lowSpeedTime as a C int: a larger value (a --git-timeout of some 68 years) is
-# "bad numeric config value ... out of range" and fails every http(s) fetch. Capped, it is
-# still 68 years.
-_GIT_INT_MAX = 2**31 - 1
 
 
 # The oldest git crontask runs with: 2.32 is the first to read GIT_CONFIG_GLOBAL (an older one
@@ -84,11 +101,15 @@ _VERSION = re.compile(rb"git version (\d+)\.(\d+)")
 
 def _own_deadline_seconds(timeout: float) -> int:
     """git's ``http.lowSpeedTime`` for calls of ``timeout`` seconds (see ``GitRunner``)."""
-    return min(math.ceil(timeout) + _OWN_DEADLINE_MARGIN, _GIT_INT_MAX)
+    return min(math.ceil(timeout) + _OWN_DEADLINE_MARGIN, GIT_INT_MAX)
 
 
 class GitError(Exception):
     """A git operation failed. The message is redacted and fit for a status line."""
+
+
+class MemoryLimitError(GitError):
+    """git (or one of its helpers) ran out of its address-space limit."""
 
 
 class RecordTooLongError(GitError):
@@ -96,7 +117,8 @@ class RecordTooLongError(GitError):
 
 
 class GitRunner:
-    """Runs git calls in ``env``, each with ``timeout``; ``redact`` cleans what git says."""
+    """Runs git calls in ``env``, each with ``timeout`` and an address space of at most
+    ``memory_limit`` bytes (None: the one this process has); ``redact`` cleans what git says."""
 
     def __init__(
         self,
@@ -104,13 +126,18 @@ class GitRunner:
         env: Mapping[str, str],
         timeout: float,
         redact: Callable[[str], str],
+        memory_limit: int | None = DEFAULT_MEMORY_LIMIT,
     ) -> None:
         self.env = dict(env)
         self.timeout = timeout
         self.redact = redact
+        self.memory_limit = memory_limit
+        self._tools = tools(self.env)
         # A transfer that moves less than a byte a second for this long is given up by git
-        # itself (git-remote-http inherits the setting): the one deadline left to a git that
-        # outlives this process (killed hard) on a remote that accepts and then says nothing.
+        # itself (git-remote-http inherits the setting): for a git that outlives this process
+        # (killed hard), on a remote that accepts and then says nothing, the deadline that
+        # stays where ``timeout`` is missing (``gitbounds.bounded``), and closes the connection
+        # itself.
         self._own_deadline = (
             "-c",
             "http.lowSpeedLimit=1",
@@ -144,7 +171,7 @@ class GitRunner:
         (git's group is then killed)."""
         name = _name(args)
         timeout = self.timeout if timeout is None else timeout
-        process = self._start(args, cwd=cwd, piped_input=input is not None)
+        process = self._start(args, cwd=cwd, piped_input=input is not None, timeout=timeout)
         try:
             output = _communicate(process, timeout, input, max_stdout)
         finally:
@@ -171,7 +198,7 @@ class GitRunner:
         it is whenever the iterator ends. For local commands (no helper to outlive git): the
         pipes are read until git closes them, or the timeout."""
         name = _name(args)
-        process = self._start(args, cwd=None, piped_input=False)
+        process = self._start(args, cwd=None, piped_input=False, timeout=self.timeout)
         # Both piped (see _start).
         assert process.stdout is not None
         assert process.stderr is not None
@@ -224,10 +251,14 @@ class GitRunner:
             children.claims.forget(process.pid)
 
     def _start(
-        self, args: Sequence[str], *, cwd: Path | None, piped_input: bool
+        self, args: Sequence[str], *, cwd: Path | None, piped_input: bool, timeout: float
     ) -> subprocess.Popen[bytes]:
         """git started in its own process group, as the call in flight (see ``cancel``); its
         pid claimed (``reconciler.children``) until the caller has reaped it."""
+        git = which("git", self.env)
+        if git is None:
+            raise GitError("cannot run git: No such file or directory")
+        command = [git, *_CONFIG_ARGS, *MEMORY_CONFIG, *self._own_deadline, *args]
         with self._lock:
             if self._cancelled:
                 raise GitError(f"git {_name(args)} cancelled")
@@ -235,7 +266,7 @@ class GitRunner:
             process = None
             try:
                 process = subprocess.Popen(
-                    ["git", *_CONFIG_ARGS, *self._own_deadline, *args],
+                    bounded(command, timeout, self._tools, self.memory_limit),
                     cwd=cwd,
                     env=self.env,
                     stdin=subprocess.PIPE if piped_input else subprocess.DEVNULL,
@@ -251,8 +282,16 @@ class GitRunner:
         return process
 
     def _check(self, code: int, stderr: bytes) -> None:
-        if code != 0:
-            raise GitError(self.redact(_summary(stderr.decode("utf-8", "replace"), code)))
+        if code == 0:
+            return
+        said = stderr.decode("utf-8", "replace")
+        summary = self.redact(_summary(said, code))
+        if self.memory_limit is not None and OUT_OF_MEMORY.search(said):
+            raise MemoryLimitError(
+                f"git ran out of its memory limit ({format_size(self.memory_limit)}): "
+                f"{summary} (a larger repository needs a larger --git-memory-limit)"
+            )
+        raise GitError(summary)
 
 
 def _name(args: Sequence[str]) -> str:
@@ -335,6 +374,11 @@ def _communicate(
                     elif not overflowed:
                         stdout += chunk
                         overflowed = len(stdout) > max_stdout
+        if drain_until is None:
+            # Every pipe closed by a git still running: it is exiting (``timeout`` closes its
+            # own copies just before), and killing it now would lose its exit status.
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                process.wait(_DRAIN_TIMEOUT)
     finally:
         if process.poll() is None:  # an error here: git must not outlive the call
             with contextlib.suppress(ProcessLookupError):

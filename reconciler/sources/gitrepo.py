@@ -28,6 +28,7 @@ from pathlib import Path, PurePosixPath
 
 from reconciler import statedir
 from reconciler.sources import gitmaintenance
+from reconciler.sources.gitbounds import DEFAULT_MEMORY_LIMIT
 from reconciler.sources.gitenv import INHERITED as INHERITED
 from reconciler.sources.gitenv import PASSWORD_VAR as PASSWORD_VAR
 from reconciler.sources.gitenv import USERNAME_VAR as USERNAME_VAR
@@ -139,9 +140,10 @@ class GitRepo:
         env: Mapping[str, str],
         timeout: float,
         redact: Redactor,
+        memory_limit: int | None = DEFAULT_MEMORY_LIMIT,
     ) -> None:
         self.git_dir = git_dir
-        self._runner = GitRunner(env=env, timeout=timeout, redact=redact)
+        self._runner = GitRunner(env=env, timeout=timeout, redact=redact, memory_limit=memory_limit)
 
     def cancel(self) -> None:
         """Kill the git call in flight (its whole group) and refuse later ones: each raises

@@ -34,7 +34,7 @@ class GitProcesses:
         class Counted(subprocess.Popen[bytes]):
             def __init__(self, args: list[str], *rest: Any, **options: Any) -> None:
                 super().__init__(args, *rest, **options)
-                if args[0] == "git":
+                if any(os.path.basename(a) == "git" for a in args):
                     known = [a for a in args if a in ("cat-file", "ls-tree")]
                     commands.append(known[0] if known else "other")
 
