@@ -20,19 +20,24 @@ A Job past its deadline (``DeadlineExceeded``) is the exception: what its contro
 what ran out of time, so the pod started last tells its story, killed or not (an earlier try
 that failed on its own would tell of an exit code the deadline did not cause).
 
-A pod the cluster never ran tells its story differently (:func:`stuck_story`): when no
-container of any of the Job's pods has run (:func:`has_run`), the newest pod that is stuck
-says why: ``PodScheduled=False`` (the scheduler's reason, ``Unschedulable`` most often, and its
-message: no node fits, taints, resources), or a container waiting for a reason that does not
-pass by itself (:data:`STUCK_WAITING`: an image that cannot be pulled, a configuration that
-cannot be resolved). What it says comes from the cluster: it is stripped of control characters
-and bounded (:data:`STUCK_CHARS`) before it goes into a run record.
+A pod the cluster never ran tells its story differently (:func:`stuck_story`): when none of
+the Job's pods has run (:func:`has_run`: its main container, or an init container that is no
+sidecar; a sidecar, injected like Istio's or native, runs beside a main container stuck on its
+image), the newest pod that is stuck says why: ``PodScheduled=False`` (the scheduler's reason,
+``Unschedulable`` most often, and its message: no node fits, taints, resources), or a container
+waiting for a reason that does not pass by itself (:data:`STUCK_WAITING`: an image that cannot
+be pulled, a configuration that cannot be resolved). Only the scheduler's own reasons
+(:data:`SCHEDULER_REASONS`) and :data:`STUCK_WAITING` become a run's reason: a custom scheduler,
+or anyone who may write pods/status, could otherwise record one of crontask's own (``Shutdown``,
+``JobDeleted``), which the dispatcher treats as no timeout. What the cluster says is anyone's to
+write: every character that is not printable is replaced and the text bounded
+(:data:`STUCK_CHARS`) before it goes into a run record. A pod's status is read whatever its
+shape: a field of the wrong type is as good as absent (a look must never fail the attempt).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import re
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any, Final
@@ -55,10 +60,9 @@ STUCK_WAITING: Final = frozenset(
         "CreateContainerError",
     }
 )
+# The reasons kube-scheduler gives PodScheduled=False; any other word is told as Unschedulable.
+SCHEDULER_REASONS: Final = frozenset({"Unschedulable", "SchedulerError", "SchedulingGated"})
 STUCK_CHARS: Final = 512  # of what the cluster says of a stuck pod, in a run's message
-_REASON_CHARS: Final = 64
-_CONTROL: Final = re.compile(r"[\x00-\x1f\x7f-\x9f]+")
-_NOT_A_REASON: Final = re.compile(r"[^A-Za-z0-9_.-]")
 
 Pod = Mapping[str, Any]
 
@@ -70,8 +74,7 @@ def story_pod(pods: Iterable[Pod], outcome: str | None, reason: str | None = Non
     out_of_time = outcome == "Failed" and reason == DEADLINE_EXCEEDED
 
     def rank(pod: Pod) -> tuple[bool, bool, datetime, datetime, datetime, str]:
-        meta = pod.get("metadata") or {}
-        status = pod.get("status") or {}
+        meta, status = _field(pod, "metadata"), _field(pod, "status")
         started = parse_time(status.get("startTime")) or _NEVER
         created = parse_time(meta.get("creationTimestamp")) or _NEVER
         if out_of_time:
@@ -87,14 +90,14 @@ def story_pod(pods: Iterable[Pod], outcome: str | None, reason: str | None = Non
             str(meta.get("name") or ""),
         )
 
-    return max(pods, key=rank, default=None)
+    return max((pod for pod in pods if isinstance(pod, Mapping)), key=rank, default=None)
 
 
 def _finished_at(status: Mapping[str, Any]) -> datetime:
     """When the pod's last container to terminate did (never, if none has)."""
     ends = [_NEVER]
     for item in _container_statuses(status):
-        ended = ((item or {}).get("state") or {}).get("terminated") or {}
+        ended = _field(_field(item, "state"), "terminated")
         ends.append(parse_time(ended.get("finishedAt")) or _NEVER)
     return max(ends)
 
@@ -110,28 +113,48 @@ class Stuck:
     detail: str
 
 
-def has_run(pod: Pod) -> bool:
-    """Whether a container of ``pod`` has run (is running, has terminated, or did before)."""
-    status = pod.get("status") or {}
-    if status.get("phase") in ("Running", "Succeeded"):
+def has_run(pod: Pod, main: str | None = None) -> bool:
+    """Whether ``pod`` has run the Job's work: its container ``main`` (every regular
+    container, if None), or an init container that is no sidecar, is running, has terminated,
+    or did before. A sidecar (an init container of ``restartPolicy: Always``, or, ``main``
+    given, any other regular container: Istio's proxy) that runs tells nothing."""
+    status = _field(pod, "status")
+    if status.get("phase") == "Succeeded":
         return True
-    for item in _container_statuses(status):
+    sidecars = _sidecars(pod)
+    statuses = [
+        *(s for s in _items(status, "initContainerStatuses") if s.get("name") not in sidecars),
+        *(s for s in _items(status, "containerStatuses") if main is None or s.get("name") == main),
+    ]
+    if not statuses:  # nothing says which container: the phase does
+        return status.get("phase") == "Running"
+    for item in statuses:
         for field in ("state", "lastState"):  # lastState: it ran, and waits to run again
-            state = (item or {}).get(field) or {}
+            state = _field(item, field)
             if "running" in state or "terminated" in state:
                 return True
     return False
 
 
-def stuck_story(pods: Iterable[Pod]) -> Stuck | None:
-    """Why the Job of ``pods`` never ran, if none of them has run and one of them is stuck
-    (the newest such: the module docstring); None otherwise."""
-    pods = list(pods)
-    if any(has_run(pod) for pod in pods):
+def _sidecars(pod: Pod) -> set[object]:
+    """The names of the init containers of ``pod`` that are sidecars (``restartPolicy:
+    Always``: they run beside the others, for as long as the pod does)."""
+    spec = _field(pod, "spec")
+    return {
+        c.get("name") for c in _items(spec, "initContainers") if c.get("restartPolicy") == "Always"
+    }
+
+
+def stuck_story(pods: Iterable[Pod], main: str | None = None) -> Stuck | None:
+    """Why the Job of ``pods`` never ran, if none of them has run (``has_run``, ``main`` its
+    main container) and one of them is stuck (the newest such: the module docstring); None
+    otherwise."""
+    pods = [pod for pod in pods if isinstance(pod, Mapping)]
+    if any(has_run(pod, main) for pod in pods):
         return None
 
     def newest(pod: Pod) -> tuple[datetime, str]:
-        meta = pod.get("metadata") or {}
+        meta = _field(pod, "metadata")
         return parse_time(meta.get("creationTimestamp")) or _NEVER, str(meta.get("name") or "")
 
     for pod in sorted(pods, key=newest, reverse=True):
@@ -141,39 +164,53 @@ def stuck_story(pods: Iterable[Pod]) -> Stuck | None:
 
 
 def _stuck(pod: Pod) -> Stuck | None:
-    status = pod.get("status") or {}
-    for condition in status.get("conditions") or ():
+    status = _field(pod, "status")
+    for condition in _items(status, "conditions"):
         if condition.get("type") == "PodScheduled" and condition.get("status") == "False":
-            reason = _reason(condition.get("reason")) or "Unschedulable"
+            reason = _reason(condition.get("reason"))
             said = clean(condition.get("message")) or reason
             return Stuck(reason, "was never scheduled", said)
     for item in _container_statuses(status):
-        waiting = ((item or {}).get("state") or {}).get("waiting") or {}
-        if waiting.get("reason") in STUCK_WAITING:
-            said = f"container {item.get('name')}: {waiting['reason']}"
+        waiting = _field(_field(item, "state"), "waiting")
+        waited = waiting.get("reason")
+        if isinstance(waited, str) and waited in STUCK_WAITING:
+            said = f"container {item.get('name')}: {waited}"
             if message := waiting.get("message"):
                 said += f": {message}"
-            return Stuck(str(waiting["reason"]), "never started", clean(said))
+            return Stuck(waited, "never started", clean(said))
     return None
 
 
-def _container_statuses(status: Mapping[str, Any]) -> list[Any]:
-    return [
-        *(status.get("initContainerStatuses") or ()),
-        *(status.get("containerStatuses") or ()),
-    ]
+def _container_statuses(status: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    return [*_items(status, "initContainerStatuses"), *_items(status, "containerStatuses")]
+
+
+def _field(obj: object, name: str) -> Mapping[str, Any]:
+    """``obj[name]`` if both are mappings, else an empty one: a pod's status is the
+    cluster's (and its writers') to shape, and one of the wrong shape tells nothing."""
+    value = obj.get(name) if isinstance(obj, Mapping) else None
+    return value if isinstance(value, Mapping) else {}
+
+
+def _items(obj: Mapping[str, Any], name: str) -> list[Mapping[str, Any]]:
+    """The mappings listed in ``obj[name]`` (anything else in it, or in its place, skipped)."""
+    value = obj.get(name)
+    if not isinstance(value, list | tuple):
+        return []
+    return [item for item in value if isinstance(item, Mapping)]
 
 
 def clean(text: object, limit: int = STUCK_CHARS) -> str:
-    """``text`` (what the cluster says, anyone's to write) on one line, without control
-    characters, at most ``limit`` characters (cut with an ellipsis)."""
-    line = _CONTROL.sub(" ", str(text or "")).strip()
+    """``text`` (what the cluster says, anyone's to write) on one line, each character that is
+    not printable (controls, line and paragraph separators, bidirectional overrides,
+    zero-width ones) replaced by a space and spaces run together, at most ``limit``
+    characters (cut with an ellipsis)."""
+    cut = str(text or "")[: limit * 4]  # bounded first: the text may be of any length
+    line = " ".join("".join(c if c.isprintable() else " " for c in cut).split())
     return line if len(line) <= limit else line[: limit - 3].rstrip() + "..."
 
 
 def _reason(text: object) -> str:
-    """A condition's reason as a reason of a run record: a CamelCase word, or '' if it is not."""
-    word = str(text or "")
-    if not word or len(word) > _REASON_CHARS or _NOT_A_REASON.search(word):
-        return ""
-    return word
+    """A PodScheduled condition's reason as a run's reason: the scheduler's own
+    (:data:`SCHEDULER_REASONS`), else ``Unschedulable``."""
+    return text if isinstance(text, str) and text in SCHEDULER_REASONS else "Unschedulable"

@@ -359,30 +359,45 @@ def main_container(job: Mapping[str, Any]) -> str | None:
 
 
 def containers_of(pod: Mapping[str, Any]) -> tuple[ContainerResult, ...]:
-    status = pod.get("status") or {}
+    """What each container of ``pod`` says; a status of the wrong shape (the cluster's, and
+    its writers', to shape) is skipped, so that the evidence of a run is never what fails it."""
+    status = _mapping(pod.get("status"))
     results = []
     for item in [
-        *(status.get("initContainerStatuses") or ()),
-        *(status.get("containerStatuses") or ()),
+        *_listed(status.get("initContainerStatuses")),
+        *_listed(status.get("containerStatuses")),
     ]:
-        state = item.get("state") or {}
+        if not isinstance(item, Mapping):
+            continue
+        state = _mapping(item.get("state"))
         if "terminated" in state:
-            ended = state["terminated"] or {}
+            ended = _mapping(state["terminated"])
             code = ended.get("exitCode")
             results.append(
                 ContainerResult(
                     str(item.get("name")),
                     code if isinstance(code, int) else None,
-                    ended.get("reason"),
+                    _text(ended.get("reason")),
                 )
             )
         elif "waiting" in state:
-            results.append(
-                ContainerResult(str(item.get("name")), None, (state["waiting"] or {}).get("reason"))
-            )
+            reason = _text(_mapping(state["waiting"]).get("reason"))
+            results.append(ContainerResult(str(item.get("name")), None, reason))
         else:
             results.append(ContainerResult(str(item.get("name")), None, "Running"))
     return tuple(results)
+
+
+def _mapping(value: object) -> Mapping[str, Any]:
+    return value if isinstance(value, Mapping) else {}
+
+
+def _listed(value: object) -> list[Any] | tuple[Any, ...]:
+    return value if isinstance(value, list | tuple) else ()
+
+
+def _text(value: object) -> str | None:
+    return value if isinstance(value, str) else None
 
 
 def with_pod(
@@ -393,8 +408,8 @@ def with_pod(
         return dataclasses.replace(details, log_error=log_error)
     return dataclasses.replace(
         details,
-        pod=(pod.get("metadata") or {}).get("name"),
-        node=(pod.get("spec") or {}).get("nodeName"),
+        pod=_text(_mapping(pod.get("metadata")).get("name")),
+        node=_text(_mapping(pod.get("spec")).get("nodeName")),
         containers=containers_of(pod),
         log_error=log_error,
     )

@@ -24,9 +24,10 @@ One attempt, in order:
    not finished ``timeoutSeconds`` and :data:`DEADLINE_MARGIN` after its creation (the
    cluster's ``activeDeadlineSeconds`` counts from its start, a moment later, and needs a
    moment to act) is deleted (Background, uid precondition) and the attempt is ``timedOut``.
-   While none of its pods has run, the attempt also looks at them now and then
-   (``job_end.Pending``), so that a timeout of a Job the cluster never ran (its pod never
-   scheduled, or stuck on its image) says so rather than ``DeadlineExceeded``.
+   While none of its pods has run and it has a deadline, the attempt also looks at them now
+   and then (``job_end.Pending``: one LIST of pods, no GET of the Job), so that a timeout of
+   a Job the cluster never ran (its pod never scheduled, or stuck on its image) says so
+   rather than ``DeadlineExceeded``.
    The time counts from the Job's creation and from when this crontask began to follow it,
    whichever is later (the creation is on the API server's clock: alone, a host clock ahead
    of it would end Jobs at once); a resumed run's, from its adoption. A Job whose outcome the
@@ -79,6 +80,7 @@ from reconciler.core.jobs import (
     decided,
     finished,
     job_manifest,
+    main_container,
     run_in,
     run_of,
     termination_grace,
@@ -131,7 +133,10 @@ class JobCluster(Protocol):
 
     async def delete(self, namespace: str, name: str, uid: str | None) -> bool: ...
 
-    async def pods(self, namespace: str, uid: str) -> list[Job]: ...
+    async def pods(self, namespace: str, uid: str, *, cached: bool = False) -> list[Job]:
+        """The pods the Job ``uid`` controls; ``cached``: as the API server's cache has them
+        (a moment behind, perhaps; no quorum read), enough for a look while it runs."""
+        ...
 
     async def log_tail(self, namespace: str, pod: str, container: str, limit: int) -> str: ...
 
@@ -344,7 +349,9 @@ class JobRun:
         """Wait for the Job's terminal condition; raise :class:`_Gone`. Returns early (with
         the last state seen) when stopped."""
         cluster, where = self.runner.cluster, self.where
+        loop = asyncio.get_running_loop()
         verify = False
+        quiet_until: float | None = None  # a GET verifies the Job then, if nothing changed
         while True:
             # Waiting for a change starts before the look: a Job that ends between the two
             # would otherwise be seen only at the next verification, verify_seconds later.
@@ -364,12 +371,15 @@ class JobRun:
                 left = self._time_left(job)
                 if left is not None and left <= 0:
                     raise _Overdue(job)
+                if verify or quiet_until is None:
+                    quiet_until = loop.time() + self.runner.verify_seconds
                 wait = (
-                    self.runner.verify_seconds
+                    quiet_until - loop.time()
                     if left is None
-                    else min(left, self.runner.verify_seconds)
+                    else min(left, quiet_until - loop.time())
                 )
                 look = await self._look_at_pods(job)
+                for_look = look is not None and look < wait
                 if look is not None:
                     wait = min(wait, look)
                 stopped: asyncio.Future[Any] = asyncio.ensure_future(self._stopped.wait())
@@ -381,7 +391,11 @@ class JobRun:
                 stopped.cancel()
                 if stopped in done:
                     return job
-                verify = not done  # a quiet interval: ask
+                # A quiet interval: ask (the look's timer is no reason to: a look is a LIST
+                # of pods, and the interval of quiet goes on counting).
+                verify = not done and not for_look
+                if done:
+                    quiet_until = None
             finally:
                 changed.cancel()
 
@@ -392,12 +406,16 @@ class JobRun:
         loop = asyncio.get_running_loop()
         interval = job_end.Pending.interval(job, self.timeout, self.runner.verify_seconds)
         due = self.pending.due(job, loop.time(), interval)
-        if due is None or due > 0 or not self._uid:
+        if due is None or due > 0 or not self._uid or interval is None:
             return due
+        # A look while the Job runs may be a moment behind (the API server's cache); the one
+        # when the cluster has decided is the last, and reads what is there now.
+        cached = decided(job) is None
         try:
-            self.pending.saw(await self.runner.cluster.pods(self.where.namespace, self._uid))
+            pods = await self.runner.cluster.pods(self.where.namespace, self._uid, cached=cached)
+            self.pending.saw(pods, main_container(job))
         except Exception as err:
-            log.debug("cannot look at the Job's pods", extra={"fields": {"error": str(err)}})
+            log.debug("cannot look at the Job's pods", extra={"fields": {"error": repr(err)}})
         self.pending.looked(loop.time(), interval)
         return interval
 

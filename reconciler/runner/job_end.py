@@ -15,9 +15,12 @@ A Job that timed out (the cluster's ``DeadlineExceeded``, or the backstop) altho
 its pods ever ran is no Job that ran too long: its pod was never scheduled, or never started.
 The deadline deletes such a pod at once (an unscheduled pod has no kubelet to wait for), so
 its story is what the attempt saw of its pods while it followed the Job (:class:`Pending`,
-``core.job_pods.stuck_story``): the attempt stays ``timedOut`` (retried as any timeout is),
-with the stuck pod's reason (``Unschedulable``, ``ImagePullBackOff``...) instead of
-``DeadlineExceeded`` and what the cluster said of it in the message (:func:`never_ran`). A
+``core.job_pods.stuck_story``), last when the cluster decided the Job's outcome if its pods
+were still there: the attempt stays ``timedOut`` (retried as any timeout is), with the stuck
+pod's reason (``Unschedulable``, ``ImagePullBackOff``...) instead of ``DeadlineExceeded`` and
+what the cluster said of it in the message, with how long before the end it was seen
+(:func:`never_ran`). Looking never decides the end: a pod of a shape nothing expected, or a
+look that fails, leaves the story untold, and the Job is deleted all the same. A
 backstop whose delete is not answered yet keeps ``DeadlineExceeded`` as the reason (the
 message still tells): that reason is what makes a crontask that adopts the Job after a restart
 stop it again.
@@ -28,6 +31,9 @@ A delete is ``runner.job_delete``'s, which tries again in the background if it m
 from __future__ import annotations
 
 import dataclasses
+import logging
+import random
+import time
 from datetime import datetime
 from typing import TYPE_CHECKING
 
@@ -42,55 +48,76 @@ from reconciler.runner.job_delete import delete_job
 if TYPE_CHECKING:
     from reconciler.runner.job_attempt import Job, JobRun
 
+log = logging.getLogger("crontask.runner")
+
 DEADLINE_EXCEEDED = "DeadlineExceeded"
 LOOK_FLOOR = 1.0  # seconds: the pods of a pending Job are never looked at more often
+LOOK_SPREAD = 0.25  # the first look comes this share of an interval sooner or later, at random
 
 
 class Pending:
     """What one attempt saw of its Job's pods while none had run: whether one has run since
-    (then nothing more is looked at), and the story of the last stuck one (``stuck_story``).
+    (then nothing more is looked at), and the story of the last stuck one (``stuck_story``)
+    with when it was seen (``seen_at``, on the monotonic clock).
 
-    The pods are looked at (one LIST) only while the Job is undecided and has an active pod
-    that is not ready, and no pod of it has run: every ``verify_seconds``, and at least four
-    times within the Job's deadline (never more often than :data:`LOOK_FLOOR`), so that a pod
-    stuck until the deadline deletes it was seen stuck before. The first look waits one
-    interval: a pod just made has not met the scheduler yet."""
+    The pods are looked at (one LIST) only while the Job has a deadline (its
+    ``activeDeadlineSeconds`` or the task's ``timeoutSeconds``: without one, no timeout needs
+    the story), has an active pod that is not ready, and no pod of it has run: every
+    ``verify_seconds``, and at least four times within the deadline (never more often than
+    :data:`LOOK_FLOOR`), so that a pod stuck until the deadline deletes it was seen stuck
+    before. The first look waits about one interval (a pod just made has not met the scheduler
+    yet), :data:`LOOK_SPREAD` of it more or less at random, so that the Jobs of one slot are
+    not all looked at together. Once more when the cluster decides that the Job ran out of
+    time (``FailureTarget``, ``DeadlineExceeded``): its pods may still be there, and the last
+    look may be an interval old (a pod scheduled since would be told "never scheduled")."""
 
     def __init__(self) -> None:
         self.ran = False
         self.stuck: Stuck | None = None
+        self.seen_at: float | None = None  # when the pods told ``stuck`` (time.monotonic)
         self._next: float | None = None  # on the event loop's clock
+        self._decision_seen = False
 
-    def saw(self, pods: list[Job]) -> None:
-        """Learn from the pods as listed now (none listed: they are gone, nothing learned)."""
-        if any(has_run(pod) for pod in pods):
+    def saw(self, pods: list[Job], main: str | None = None) -> None:
+        """Learn from the pods as listed now (none listed: they are gone, nothing learned);
+        ``main`` is the Job's main container (``core.jobs.main_container``)."""
+        if any(has_run(pod, main) for pod in pods):
             self.ran, self.stuck = True, None
         elif pods:
-            self.stuck = stuck_story(pods)
+            self.stuck, self.seen_at = stuck_story(pods, main), time.monotonic()
 
-    def due(self, job: Job, now: float, interval: float) -> float | None:
-        """Seconds until the pods are to be looked at (<= 0: now); None if they are not."""
+    def due(self, job: Job, now: float, interval: float | None) -> float | None:
+        """Seconds until the pods are to be looked at (<= 0: now); None if they are not.
+        ``interval`` is :meth:`interval`'s (None: the Job has no deadline)."""
         status = job.get("status") or {}
         if _count(status, "ready") or _count(status, "succeeded"):
             self.ran, self.stuck = True, None  # the Job controller saw a pod run
-        if self.ran or decided(job) is not None or _count(status, "active") == 0:
+        if self.ran or interval is None:
+            return None
+        if (ended := decided(job)) is not None:
+            if self._decision_seen or ended[1] != DEADLINE_EXCEEDED:
+                return None  # only a deadline's end tells the story
+            self._decision_seen = True
+            return 0.0  # the last look, while the pods may still be there
+        if _count(status, "active") == 0:
             return None
         if self._next is None:
-            self._next = now + interval
+            spread = random.uniform(-LOOK_SPREAD, LOOK_SPREAD)  # noqa: S311 (no secret)
+            self._next = now + interval * (1 + spread)
         return self._next - now
 
     def looked(self, now: float, interval: float) -> None:
         self._next = now + interval
 
     @staticmethod
-    def interval(job: Job, timeout: float | None, verify: float) -> float:
-        """Seconds between two looks (the class docstring): the Job's deadline is its own
-        ``activeDeadlineSeconds`` if it has one, else ``timeoutSeconds``."""
+    def interval(job: Job, timeout: float | None, verify: float) -> float | None:
+        """Seconds between two looks (the class docstring), None if the Job has no deadline:
+        its own ``activeDeadlineSeconds`` if it has one, else ``timeoutSeconds``."""
         deadline = (job.get("spec") or {}).get("activeDeadlineSeconds")
         if isinstance(deadline, bool) or not isinstance(deadline, int | float):
             deadline = timeout
         if deadline is None:
-            return verify
+            return None
         return min(verify, max(LOOK_FLOOR, deadline / 4))
 
 
@@ -106,7 +133,11 @@ def never_ran(run: JobRun, reason: str | None, message: str) -> tuple[str | None
     pending, stuck = run.pending, run.pending.stuck
     if reason != DEADLINE_EXCEEDED or pending.ran or stuck is None:
         return reason, message
-    return stuck.reason, f"{message}; its pod {stuck.what}: {stuck.detail}"
+    # The last look may be an interval old: the pod may have been scheduled since.
+    ago = max(0, round(time.monotonic() - (pending.seen_at or time.monotonic())))
+    return stuck.reason, f"{message}; its pod {stuck.what} (as seen {ago}s before the end): " + (
+        stuck.detail
+    )
 
 
 def job_uid(job: Job | None) -> str | None:
@@ -214,18 +245,27 @@ async def evidence(
 ) -> tuple[str, Job | None, str | None]:
     """The main container's log tail, the pod that tells the story of ``told`` (``job``
     unless given: the outcome may be one a GET saw before the watch did), and why the log
-    could not be read."""
-    uid = run.uid
-    if job is None or not uid:
+    could not be read. It never raises: what comes after it (a stop's or the backstop's
+    delete) must happen whatever the pods are like."""
+    if job is None or not run.uid:
         return "", None, "the Job is gone"
-    cluster, namespace = run.runner.cluster, run.where.namespace
     try:
-        pods = await cluster.pods(namespace, uid)
+        return await _evidence(run, job, told or job)
+    except Exception as err:  # a pod or Job of a shape nothing expected
+        log.warning("cannot read the Job's pods", extra={"fields": {"error": repr(err)}})
+        return "", None, f"cannot read the Job's pods: {err!r}"
+
+
+async def _evidence(run: JobRun, job: Job, told: Job) -> tuple[str, Job | None, str | None]:
+    cluster, namespace = run.runner.cluster, run.where.namespace
+    assert run.uid
+    try:
+        pods = await cluster.pods(namespace, run.uid)
     except Exception as err:
         return "", None, str(err)
-    run.pending.saw(pods)
-    pod = _story(told or job, pods)
     main = main_container(job)
+    run.pending.saw(pods, main)
+    pod = _story(told, pods)
     if pod is None:
         return "", None, "the Job has no pod (none was started, or they were deleted)"
     if main is None:

@@ -431,21 +431,26 @@ class JobWatch:
             raise JobApiError(f"cannot delete Job: {_describe(err)}") from None
         return True
 
-    async def pods(self, namespace: str, uid: str) -> list[dict[str, Any]]:
+    async def pods(self, namespace: str, uid: str, *, cached: bool = False) -> list[dict[str, Any]]:
         """The pods the Job whose uid is ``uid`` controls. A label selects them on the API
         server; the ownerReference, which the Job controller sets, decides: anyone who may
         create a pod there can give it the label. The label is the ``controller-uid`` the
         API server adds, or, if no pod has it (``manualSelector: true``), crontask's run-id
-        label of the Job's pod template, read from the Job as the watch has (or had) it."""
-        mine = await self._pods(namespace, uid, f"{CONTROLLER_UID}={uid}")
+        label of the Job's pod template, read from the Job as the watch has (or had) it.
+        ``cached``: listed from the API server's watch cache (``resourceVersion=0``, perhaps a
+        moment behind), not read from etcd by quorum, as a look while the Job runs may be."""
+        mine = await self._pods(namespace, uid, f"{CONTROLLER_UID}={uid}", cached)
         if not mine and (run := self._run_label(namespace, uid)) is not None:
-            mine = await self._pods(namespace, uid, f"{RUN_LABEL}={run}")
+            mine = await self._pods(namespace, uid, f"{RUN_LABEL}={run}", cached)
         return mine
 
-    async def _pods(self, namespace: str, uid: str, selector: str) -> list[dict[str, Any]]:
+    async def _pods(
+        self, namespace: str, uid: str, selector: str, cached: bool
+    ) -> list[dict[str, Any]]:
+        since = {"resource_version": "0"} if cached else {}
         try:
             pods = await self._request(
-                self._core.list_namespaced_pod, namespace, label_selector=selector
+                self._core.list_namespaced_pod, namespace, label_selector=selector, **since
             )
         except Exception as err:
             raise JobApiError(f"cannot list the Job's pods: {_describe(err)}") from None

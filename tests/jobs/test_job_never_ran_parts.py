@@ -126,9 +126,9 @@ class PodsGoWithTheJob(FakeCluster):
         super().__init__()
         self.pod_looks = 0
 
-    async def pods(self, namespace: str, uid: str) -> list[dict[str, Any]]:
+    async def pods(self, namespace: str, uid: str, *, cached: bool = False) -> list[dict[str, Any]]:
         self.pod_looks += 1
-        return await super().pods(namespace, uid)
+        return await super().pods(namespace, uid, cached=cached)
 
     async def delete(self, namespace: str, name: str, uid: str | None) -> bool:
         self.pod_lists.clear()
@@ -151,7 +151,9 @@ def test_the_backstop_says_the_pod_was_never_scheduled() -> None:
         outcome = await asyncio.wait_for(running, 5)
         assert (outcome.status, outcome.reason) == (RunStatus.TIMED_OUT, "Unschedulable")
         assert f"Job {NAME} did not finish within timeoutSeconds (60s)" in outcome.message
-        assert outcome.message.endswith(f"; its pod was never scheduled: {SCHEDULER_SAYS}")
+        assert outcome.message.endswith(
+            f"; its pod was never scheduled (as seen 0s before the end): {SCHEDULER_SAYS}"
+        )
 
     asyncio.run(main())
 
@@ -207,6 +209,8 @@ def test_a_backstop_whose_delete_is_refused_keeps_the_reason_that_stops_it_again
         # The Job lives on: the reason a crontask that adopts it stops it again by.
         assert (outcome.status, outcome.reason) == (RunStatus.TIMED_OUT, "DeadlineExceeded")
         assert "could not delete it yet" in outcome.message
-        assert outcome.message.endswith(f"; its pod was never scheduled: {SCHEDULER_SAYS}")
+        assert outcome.message.endswith(
+            f"; its pod was never scheduled (as seen 0s before the end): {SCHEDULER_SAYS}"
+        )
 
     asyncio.run(main())

@@ -160,7 +160,7 @@ class FakeCluster:
         self.vanish(name)
         return True
 
-    async def pods(self, namespace: str, uid: str) -> list[Job]:
+    async def pods(self, namespace: str, uid: str, *, cached: bool = False) -> list[Job]:
         return copy.deepcopy(self.pod_lists.get(uid, []))
 
     async def log_tail(self, namespace: str, pod: str, container: str, limit: int) -> str:
