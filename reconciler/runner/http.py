@@ -6,11 +6,16 @@ fails with a message that says which (reason ``RequestFailed``). The response st
 recorded as the run's exit code and the head of the body as its output (at most
 ``output_limit`` bytes once decoded, see ``output.bounded_text``), followed by a truncation
 marker when more came or was to come (how many bytes more: per ``Content-Length``); a body
-that breaks off (the connection closed or reset before its end) fails the run with both kept.
-Header values from ``valueFrom`` are read at each attempt (a rotated secret is picked up) and
-never appear in messages or logs. ``timeout`` bounds the whole attempt, the body included: a
-server sending a byte now and then cannot hold it for longer. A response whose body is not
-complete by then times out with its status kept as the exit code.
+that breaks off (the connection closed or reset before its end) fails the run with both kept,
+and so does a run stopped (``Replace``, shutdown, another replica) once the head has come.
+A redirect is not followed: a ``3xx`` is a status as any other, and its message names its
+``Location`` as the task's URL is shown. Header values from ``valueFrom`` are read at each
+attempt (a rotated secret is picked up) and never appear in messages or logs; what the run
+keeps of a response (body, reason phrase, a protocol error's quote) has them and the URL's
+hidden parts replaced by ``***`` (:class:`Secrets`), for a receiver may echo the request.
+``timeout`` bounds the whole attempt, the body included: a server sending a byte now and then
+cannot hold it for longer. A response whose body is not complete by then times out with its
+status kept as the exit code.
 
 A ``valueFrom.file`` is read in a thread, with the secret-file rules (a regular file of at most
 a header value's 32 KiB; a FIFO or a device is refused unopened), within the attempt's
@@ -30,11 +35,15 @@ rather than keep the event loop parsing until the timeout.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
+import html
+import json
 import os
 import ssl
+import urllib.parse
 import weakref
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 import h11
@@ -46,7 +55,7 @@ from reconciler.core.actions import HEADER_VALUE, HttpAction
 from reconciler.core.desired import Definition
 from reconciler.core.fields import MAX_TEXT
 from reconciler.core.runs import RunRecord, RunStatus
-from reconciler.core.urls import redact_request_url
+from reconciler.core.urls import REDACTED, redact_request_url, request_url_secrets
 from reconciler.resolver import abandonable
 from reconciler.runner.base import Outcome, run_environment
 from reconciler.runner.base import failed as _failed
@@ -56,6 +65,9 @@ from reconciler.secretfile import read_secret_file
 # A server chooses its reason phrase and what a protocol error quotes (up to h11's 16 KiB):
 # messages keep this much of it.
 _SERVER_TEXT = 200
+# Shorter parts of a URL or header values are not hidden in what a server sends back: they
+# are no secret worth the name, and hiding every "v1" or "json" would blank out common text.
+_LEAST = 4
 
 
 @functools.cache
@@ -170,6 +182,11 @@ class HttpRun:
         self.output_limit = output_limit
         self._task: asyncio.Task[Outcome] | None = None
         self._stop_reason: str | None = None
+        # What a response may quote of the request that viewers may not read (see Secrets);
+        # the valueFrom values join once read.
+        self._secrets = Secrets(_sent_url_secrets(action.url))
+        self._response: httpx.Response | None = None  # once its head has arrived
+        self._body = bytearray()  # what came of its body (_read_head)
 
     def stop(self, reason: str) -> None:
         self._stop_reason = self._stop_reason or reason
@@ -183,9 +200,14 @@ class HttpRun:
         try:
             return await self._task
         except asyncio.CancelledError:
-            if self._stop_reason is None:
+            reason = self._stop_reason
+            if reason is None:
                 raise  # cancelled from outside: propagate
-            return _failed(self._stop_reason, f"stopped: {self._stop_reason}")
+            if self._response is None:
+                return _failed(reason, f"stopped: {reason}")
+            # As a timeout: the status and what came of the body are kept.
+            what = f"not complete, stopped: {reason}"
+            return self._incomplete(self._response, self._body, RunStatus.FAILED, reason, what)
 
     async def _request(self) -> Outcome:
         action = self.action
@@ -200,8 +222,8 @@ class HttpRun:
                 message = f"{err} within {self.timeout:g}s"
                 return _failed("DeadlineExceeded", message, status=RunStatus.TIMED_OUT)
             return _failed("InvalidHeader", str(err))
-        received: list[httpx.Response] = []  # the response, once its head has arrived
-        body = bytearray()
+        self._secrets = self._secrets.with_values(_header_secrets(action, headers))
+        secrets, body = self._secrets, self._body
         try:
             # httpx's timeout is per read: asyncio's is for the whole request and its body.
             async with (
@@ -220,43 +242,52 @@ class HttpRun:
                     content=action.body.encode() if action.body is not None else None,
                 ) as response,
             ):
-                received.append(response)
+                self._response = response
                 await _read_head(response, self.output_limit, body)
         except (httpx.TimeoutException, TimeoutError):
             within = f"within {self.timeout:g}s"
-            if not received:
+            if self._response is None:
                 message = f"{action.method} {shown}: no response {within}"
                 return _failed("DeadlineExceeded", message, status=RunStatus.TIMED_OUT)
             return self._incomplete(
-                received[0], body, RunStatus.TIMED_OUT, "DeadlineExceeded", f"not complete {within}"
+                self._response,
+                body,
+                RunStatus.TIMED_OUT,
+                "DeadlineExceeded",
+                f"not complete {within}",
             )
         except httpx.HTTPError as err:
-            if not received:
-                return _failed("RequestFailed", f"{action.method} {shown}: {_describe(err)}")
+            described = _describe(err, secrets)
+            if self._response is None:
+                return _failed("RequestFailed", f"{action.method} {shown}: {described}")
             # The connection closed or broke in the body.
-            what = f"cut short: {_describe(err)}"
-            return self._incomplete(received[0], body, RunStatus.FAILED, "RequestFailed", what)
+            what = f"cut short: {described}"
+            return self._incomplete(self._response, body, RunStatus.FAILED, "RequestFailed", what)
         # What the definition passed but the client refuses to send: a host name IDNA refuses
         # (core checks what it can without the idna package), a request h11 cannot frame.
         except (httpx.InvalidURL, idna.IDNAError) as err:
             return _failed(
                 "RequestFailed",
-                f"{action.method} {shown}: not a URL a request can go to: {_clip(str(err))}",
+                f"{action.method} {shown}: not a URL a request can go to: "
+                f"{_clip(str(err), secrets)}",
             )
         except h11.LocalProtocolError as err:
             return _failed(
                 "RequestFailed",
-                f"{action.method} {shown}: the request cannot be sent: {_clip(str(err))}",
+                f"{action.method} {shown}: the request cannot be sent: {_clip(str(err), secrets)}",
             )
-        summary = _summary(response)
-        text = _body_text(response, body, self.output_limit)
+        summary = _summary(response, action.url, secrets)
+        text = _body_text(response, body, self.output_limit, secrets)
         if action.accepts(response.status_code):
             return Outcome(RunStatus.SUCCEEDED, response.status_code, None, summary, text)
+        expected = f"expected {action.expect_status}"
+        if response.is_redirect:
+            expected += "; a redirect is not followed"
         return Outcome(
             RunStatus.FAILED,
             response.status_code,
             "UnexpectedStatus",
-            f"{summary} (expected {action.expect_status})",
+            f"{summary} ({expected})",
             text,
         )
 
@@ -265,15 +296,77 @@ class HttpRun:
     ) -> Outcome:
         """A response whose body did not all come: its status is kept, as every outcome that has
         one keeps it, and so is what came of the body."""
-        action = self.action
-        message = f"{action.method} {redact_request_url(action.url)}: {_summary(response)}"
+        action, secrets = self.action, self._secrets
+        summary = _summary(response, action.url, secrets)
+        message = f"{action.method} {redact_request_url(action.url)}: {summary}"
         return Outcome(
             status,
             response.status_code,
             reason,
             f"{message}; response body {what}",
-            _body_text(response, body, self.output_limit),
+            _body_text(response, body, self.output_limit, secrets),
         )
+
+
+class Secrets:
+    """What a response may quote of its request that the task's readers below ``admin`` may
+    not see, hidden (``***``) in what the run stores of the response (its body, its reason
+    phrase, a protocol error's quote) and so in the record, its logs and its notifications.
+
+    A receiver that echoes the request (an Express-style ``404 Cannot POST /path``, httpbin's
+    ``/anything``, a proxy's error page) sends back the URL's secret parts
+    (``core.urls.request_url_secrets``, as written and as sent) and the ``valueFrom`` header
+    values (whole and their credentials after a scheme such as ``Bearer``, also as JSON and
+    HTML write them). Parts shorter than ``_LEAST`` are left. Longest first, each with one
+    ``str.replace`` (a search at C speed: a few hundred parts over 64 KiB take milliseconds),
+    then a part cut by the end of the text (a body's head) is hidden too."""
+
+    def __init__(self, parts: Iterable[str]) -> None:
+        kept = {part for part in parts if len(part) >= _LEAST}
+        self.parts = sorted(kept, key=len, reverse=True)
+
+    def with_values(self, values: Iterable[str]) -> Secrets:
+        return Secrets([*self.parts, *values])
+
+    def hide(self, text: str) -> str:
+        for part in self.parts:
+            if part in text:
+                text = text.replace(part, REDACTED)
+        return self._cut_at_end(text)
+
+    def _cut_at_end(self, text: str) -> str:
+        """``text`` without the start of a part that its end cuts (``...POST /hooks/SEC``)."""
+        for part in self.parts:
+            start, head = max(0, len(text) - len(part) + 1), part[:_LEAST]
+            at = text.find(head, start)
+            while at >= 0:
+                if part.startswith(text[at:]):
+                    return f"{text[:at]}{REDACTED}"
+                at = text.find(head, at + 1)
+        return text
+
+
+def _sent_url_secrets(url: str) -> set[str]:
+    """``request_url_secrets`` of ``url`` as written and as the client sends it
+    (percent-encoded)."""
+    found = request_url_secrets(url)
+    with contextlib.suppress(httpx.InvalidURL, ValueError):  # not sent at all: the run says so
+        found |= request_url_secrets(str(httpx.URL(url)))
+    return found
+
+
+def _header_secrets(action: HttpAction, headers: Mapping[str, str]) -> set[str]:
+    """The ``valueFrom`` values of ``headers``, as a response may quote them."""
+    found: set[str] = set()
+    for header in action.headers:
+        value = headers.get(header.name)
+        if header.value_from is None or value is None:
+            continue
+        # "Bearer <token>": a server may quote the token alone.
+        for piece in (value, value.partition(" ")[2].strip()):
+            quoted = json.dumps(piece)[1:-1]
+            found.update((piece, quoted, quoted.replace("/", "\\/"), html.escape(piece)))
+    return found
 
 
 def _merged(task: Mapping[str, str], ours: Mapping[str, str]) -> dict[str, str]:
@@ -296,12 +389,13 @@ async def _read_head(response: httpx.Response, limit: int, into: bytearray) -> N
             break
 
 
-def _body_text(response: httpx.Response, body: bytearray, limit: int) -> str:
-    """What is stored of ``body`` (read by ``_read_head``): its head, marked as a command's
-    output is when something was left out, by the limit or by the decoding (a byte kept as
-    U+FFFD is three). How much the limit left out is known from ``Content-Length`` alone: the
-    rest of the body was not read."""
+def _body_text(response: httpx.Response, body: bytearray, limit: int, secrets: Secrets) -> str:
+    """What is stored of ``body`` (read by ``_read_head``): its head, ``secrets`` hidden, marked
+    as a command's output is when something was left out, by the limit or by the decoding (a
+    byte kept as U+FFFD is three). How much the limit left out is known from
+    ``Content-Length`` alone: the rest of the body was not read."""
     text, cut = bounded_text(bytes(body[:limit]), limit, "head")
+    text = secrets.hide(text)
     total = _content_length(response)
     if len(body) > limit or (total is not None and total > limit and len(body) == limit):
         dropped = None if total is None else total - (limit - cut)
@@ -319,23 +413,44 @@ def _content_length(response: httpx.Response) -> int | None:
         return None
 
 
-def _summary(response: httpx.Response) -> str:
-    return f"HTTP {response.status_code} {_clip(response.reason_phrase)}".rstrip()
+def _summary(response: httpx.Response, url: str, secrets: Secrets) -> str:
+    """The status line; a redirect's says where it pointed (it is not followed), without
+    what the task's URL would not show (``_location``)."""
+    summary = f"HTTP {response.status_code} {_clip(response.reason_phrase, secrets)}".rstrip()
+    location = response.headers.get("location")
+    if response.is_redirect and location is not None:
+        summary += f", Location: {_location(url, location, secrets)}"
+    return summary
 
 
-def _describe(err: httpx.HTTPError) -> str:
+def _location(url: str, location: str, secrets: Secrets) -> str:
+    """A redirect's ``location`` as ``url`` is shown (``redact_request_url``: no userinfo, no
+    path, no query values), resolved against ``url`` first (a relative one would otherwise
+    be shown whole), printable and bounded."""
+    try:
+        target = urllib.parse.urljoin(url, location)
+    except ValueError:  # an unreadable host ("http://[x"): nothing of it is shown
+        return REDACTED
+    shown = redact_request_url(target)
+    printable = "".join(c if c.isprintable() else ascii(c)[1:-1] for c in shown)
+    return _clip(printable, secrets)
+
+
+def _describe(err: httpx.HTTPError, secrets: Secrets) -> str:
     cause = err.__cause__ or err.__context__
-    text = _clip(str(err) or type(err).__name__)
+    text = _clip(str(err) or type(err).__name__, secrets)
     if isinstance(err, httpx.ConnectError):
         return f"cannot connect ({text})"
     if cause is None:
         return f"{type(err).__name__}: {text}"
     # httpx re-raises h11's and the socket's errors with the same text: said once, not twice.
-    said = _clip(str(cause))
+    said = _clip(str(cause), secrets)
     return text if said == text else f"{text} ({said})"
 
 
-def _clip(text: str) -> str:
+def _clip(text: str, secrets: Secrets) -> str:
+    """A server's text, ``secrets`` hidden (before the cut, which could leave part of one)."""
+    text = secrets.hide(text)
     return text if len(text) <= _SERVER_TEXT else f"{text[:_SERVER_TEXT]}..."
 
 

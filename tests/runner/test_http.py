@@ -23,6 +23,9 @@ from reconciler.runner.http import HttpRun
 from tests.helpers import serve_http
 
 RELEASE = threading.Event()
+# The headers of each /echo request as the server received them: the run's output shows the
+# valueFrom ones as *** (runner.http.Secrets).
+SEEN: list[dict[str, str]] = []
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -45,6 +48,7 @@ class Handler(BaseHTTPRequestHandler):
         elif self.path == "/unavailable":
             self._send(503, b"try later")
         elif self.path == "/echo":
+            SEEN.append({k.lower(): v for k, v in self.headers.items()})
             self._send(200, json.dumps(dict(self.headers.items())).encode(), "application/json")
         elif self.path == "/big":
             self._send(200, b"x" * (1024 * 1024))
@@ -143,11 +147,14 @@ def test_headers_literal_from_env_and_from_file(server: str, tmp_path: Path) -> 
     outcome = run(
         action, env={"API_TOKEN": "Bearer env-secret"}, extra_headers={"X-Crontask-Run-Id": "r1"}
     )
-    seen = {k.lower(): v for k, v in json.loads(outcome.output).items()}
+    seen = SEEN[-1]
     assert seen["x-plain"] == "v"
     assert seen["authorization"] == "Bearer env-secret"
     assert seen["x-file"] == "file-secret"
     assert seen["x-crontask-run-id"] == "r1"
+    # The echo is stored with the valueFrom values hidden, the literal one as it is.
+    shown = {k.lower(): v for k, v in json.loads(outcome.output).items()}
+    assert (shown["x-plain"], shown["authorization"], shown["x-file"]) == ("v", "***", "***")
 
 
 def test_a_missing_secret_fails_without_revealing_anything(server: str) -> None:
