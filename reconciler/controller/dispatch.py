@@ -49,7 +49,7 @@ import logging
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
-from reconciler.controller.active import REPLACED, SHUTDOWN, ActiveRun
+from reconciler.controller.active import REPLACED, ActiveRun
 from reconciler.controller.ahead import AheadSlots
 from reconciler.controller.bounds import TOO_MANY_RUNS, RunBounds
 from reconciler.controller.execution import RunExecution, RunListener
@@ -381,8 +381,9 @@ class Dispatcher(RunExecution, AheadSlots, RunStops):
         self, definition: Definition | None, active: ActiveRun, outcome: Outcome
     ) -> RunRecord | None:
         """As ``RunExecution._complete``; a command killed by a second stop signal says so
-        (``RunStops._kill_now``)."""
+        (``RunStops._kill_now``), whatever was ending it: the shutdown, or its timeout or a
+        stop (``Replace``, another replica) whose kill grace the signal cut short."""
         record = active.record
-        if (record.id, record.attempt) in self._killed and outcome.reason == SHUTDOWN:
+        if (record.id, record.attempt) in self._killed:
             outcome = dataclasses.replace(outcome, message=f"{outcome.message}; {HURRIED}")
         return await super()._complete(definition, active, outcome)

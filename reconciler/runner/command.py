@@ -152,18 +152,25 @@ class CommandRun:
 
     def kill_now(self, fresh_since: float) -> bool:
         """SIGKILL the run's whole session at once, without the kill grace (a second stop
-        signal; ``fresh_since``: a ``/proc`` census that new may serve, see ``group``). False
-        if there is nothing to kill: not started yet, or reaped with nothing left to end.
-        Reaped but its session still being terminated (what it left ignores SIGTERM), or
-        what it left still given its moment to leave (``_SETTLE``), the session is killed all
-        the same: a session whose members live keeps its id from being any new process's pid."""
+        signal; ``fresh_since``: a ``/proc`` census that new may serve, see ``group``).
+        Nothing is killed when there is nothing to kill: not started yet, or reaped with
+        nothing left to end. Reaped but its session still being terminated (what it left
+        ignores SIGTERM), or what it left still given its moment to leave (``_SETTLE``), the
+        session is killed all the same: a session whose members live keeps its id from being
+        any new process's pid.
+
+        True if this cut a termination short (SIGTERM sent, the kill grace running), whatever
+        began it (a timeout, a stop for any reason, the end of what an exit left): the run's
+        record is to say it was killed at once. Not for a process not yet told to end, nor
+        for what is still given its moment to leave: their end is not a termination cut
+        short, and the record says how they ended (the caller stops a run before this)."""
         if self._pid is None:
             return False
-        ending = self._settling or not (self._terminator is None or self._terminator.done())
-        if self._exited and not ending:
+        terminating = not (self._terminator is None or self._terminator.done())
+        if self._exited and not (terminating or self._settling):
             return False
         signal_session(self._pid, signal.SIGKILL, fresh_since=fresh_since)
-        return True
+        return terminating
 
     def start_at(
         self, when: float | None, began: Callable[[float], None], until: float | None = None
