@@ -371,21 +371,10 @@ class GitSource:
         (``gitmaintenance.CollectionBackoff``), and git's thresholds bring it back then."""
         with self._lock:
             repo = None if self._cancelled else self._in_flight
-        now = self._clock()
         if repo is None or not (repo.git_dir / "HEAD").is_file():
             return
-        if not self._collection.due(now):
-            return
-        try:
-            repo.collect()
-        except GitError as err:
-            if not self._cancelled:
-                retry = self._collection.failed(now)
-                fields: dict[str, object] = {"url": self.url, "ref": self.options.ref}
-                fields.update(error=str(err), retry_in=retry)
-                log.warning("git collection failed", extra={"fields": fields})
-            return
-        self._collection.succeeded()
+        fields: dict[str, object] = {"url": self.url, "ref": self.options.ref}
+        self._collection.run(repo.collect, self._clock(), fields, lambda: self._cancelled)
 
     def _repo(self, credentials: Credentials | None, redact: Redactor) -> GitRepo:
         env = git_env(

@@ -28,9 +28,15 @@ Contracts:
 from __future__ import annotations
 
 import contextlib
+import logging
 import socket
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
+
+from reconciler.sources.gitprocess import GitError
+
+log = logging.getLogger("crontask.sources.git")
 
 # Collection is local work, whose length grows with the repository, not with the remote's
 # speed: a --git-timeout fit for a fetch would kill it every time on a large repository.
@@ -94,6 +100,28 @@ class CollectionBackoff:
     def succeeded(self) -> None:
         self._failures = 0
         self._due = None
+
+    def run(
+        self,
+        collect: Callable[[], None],
+        now: datetime,
+        fields: dict[str, object],
+        cancelled: Callable[[], bool],
+    ) -> None:
+        """``collect()`` if it is due. Its failure (a GitError) is logged with ``fields`` and
+        when the next is due, unless ``cancelled()`` says a shutdown cut it short; it is no
+        failure of the sync."""
+        if not self.due(now):
+            return
+        try:
+            collect()
+        except GitError as err:
+            if not cancelled():
+                retry = self.failed(now)
+                said = {**fields, "error": str(err), "retry_in": retry}
+                log.warning("git collection failed", extra={"fields": said})
+            return
+        self.succeeded()
 
 
 def remove_leftovers(git_dir: Path) -> None:
