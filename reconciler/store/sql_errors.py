@@ -7,10 +7,11 @@ of the work itself (raised as it is).
   the store's work, right now" -> StoreUnavailable. For SQLite that includes a full disk, a
   read-only or unwritable file and I/O errors (``OperationalError`` all); for PostgreSQL a
   server that takes no writes, a table gone and privileges revoked too, whatever error class
-  psycopg gives them (``_NOT_NOW_STATES``).
+  psycopg gives them, and a session the server ended for a time limit (``_NOT_NOW_STATES``).
 - The engines' ``handle_error`` listeners (``sqlite_on_error``, ``pg_on_error``): after a
   read-only error the pool's connections are replaced, which would otherwise refuse every
-  write for ever once the database is writable again.
+  write for ever once the database is writable again; after a session the server ended
+  (``_PG_SESSION_ENDED``), so is that session's connection.
 """
 
 from __future__ import annotations
@@ -40,8 +41,15 @@ def sqlite_on_error(context: ExceptionContext) -> None:
         context.is_disconnect = True
 
 
-# PostgreSQL's read_only_sql_transaction: see pg_on_error.
-_PG_REOPEN: Final = frozenset({"25006"})
+# Sessions the server ended for a time limit (FATAL): idle_in_transaction_session_timeout
+# (25P03, which the store sets: sql_schema.PG_IDLE_IN_TRANSACTION_TIMEOUT), idle_session_timeout
+# (57P05), transaction_timeout (25P04, PostgreSQL 17). Their transaction is rolled back, and the
+# connection is dead: psycopg raises 25P03 as an InternalError, not an outage, unless SQLAlchemy
+# happened to see the socket closed already. A replica frozen inside a transaction finds this
+# once resumed: its write waits and is made again, as in any outage.
+_PG_SESSION_ENDED: Final = frozenset({"25P03", "25P04", "57P05"})
+# PostgreSQL's read_only_sql_transaction (see pg_on_error), and the sessions ended above.
+_PG_REOPEN: Final = frozenset({"25006"}) | _PG_SESSION_ENDED
 
 
 def pg_on_error(context: ExceptionContext) -> None:
@@ -49,7 +57,8 @@ def pg_on_error(context: ExceptionContext) -> None:
     # for the database or the role) keeps that setting when the database is writable again:
     # kept in the pool, it would refuse every write for ever, as SQLite's read-only
     # connections would (sqlite_on_error). Treated as a disconnect, the pool's connections
-    # are dropped, and the next ones start with the setting of the moment.
+    # are dropped, and the next ones start with the setting of the moment. A session the
+    # server ended (_PG_SESSION_ENDED) is gone: its connection must not be handed out again.
     if getattr(context.original_exception, "sqlstate", None) in _PG_REOPEN:
         context.is_disconnect = True
 
@@ -77,7 +86,9 @@ class RolledBack(StoreUnavailable):
 # exceptions (08), insufficient resources (53), the server shutting down or the database
 # dropped (57P01-57P04), system errors (58); psycopg raises most of them as OperationalError
 # already, listed so that the answer does not hang on its class.
-_NOT_NOW_STATES: Final = frozenset({"25006", "42P01", "42501", "57P01", "57P02", "57P03", "57P04"})
+_NOT_NOW_STATES: Final = (
+    frozenset({"25006", "42P01", "42501", "57P01", "57P02", "57P03", "57P04"}) | _PG_SESSION_ENDED
+)
 _NOT_NOW_CLASSES: Final = frozenset({"08", "53", "58"})
 
 

@@ -2,9 +2,11 @@
 
 What a connection must be before the store uses it: SQLite in WAL mode with a busy timeout
 and writes that begin IMMEDIATE (so that a waiting writer waits instead of failing), PostgreSQL
-with a connect timeout, each with the listener that replaces the pool's connections after a
-read-only error (:mod:`reconciler.store.sql_errors`, which also says which driver errors are an
-outage). An SQLite file deleted or replaced under the process is the store unavailable too,
+with a connect timeout and a limit on how long a session may sit idle inside a transaction
+(``PG_IDLE_IN_TRANSACTION_TIMEOUT``: a frozen replica's locks go), each with the listener
+that replaces the pool's connections after a read-only error or a session the server ended
+(:mod:`reconciler.store.sql_errors`, which also says which driver errors are an outage). An
+SQLite file deleted or replaced under the process is the store unavailable too,
 never a new empty one (``_SqliteFile``). The store's operations live in ``sql``.
 """
 
@@ -58,6 +60,21 @@ PG_SOCKET_DEFAULTS: Final = {
     "tcp_user_timeout": 30_000,  # milliseconds
 }
 BEGIN_OPTION: Final = "crontask_sqlite_begin"
+# How long a PostgreSQL session of the store may sit idle inside a transaction before the
+# server ends it (idle_in_transaction_session_timeout, unless the URL, PGOPTIONS, the role or
+# the database sets it: ``_pg_on_connect``). A replica frozen inside a transaction (SIGSTOP, a
+# frozen VM, a debugger) kept its locks for as long as it was frozen, the kernel answering its
+# keepalives: the task's advisory lock of an exclusive claim held every later claim of the
+# task on every replica, a run's row held the marking of its runs interrupted, and its tasks
+# were never taken over. Well under the takeover the README promises, --lease-duration +
+# --renew-interval (17 s by default; these settings do not reach the store): the locks are
+# gone before the others see the lease lapse whenever --lease-duration is at least this much
+# longer than --renew-interval (the defaults leave 8 s to spare). A live crontask is
+# never idle that long inside one: between the statements of a transaction it does only
+# bounded work (an exclusive claim's decision, a prune's step of at most 5 000 rows, about
+# 150 ms), and a session ended all the same is an outage as any (StoreUnavailable: the
+# claim is unanswered, the record written again).
+PG_IDLE_IN_TRANSACTION_TIMEOUT: Final = timedelta(seconds=5)
 
 
 class UTCDateTime(sa.TypeDecorator[datetime]):
@@ -216,6 +233,7 @@ def create_engine(url: str, *, existing: bool = False) -> Engine:
             raise ValueError(f"PostgreSQL is supported through psycopg 3 only, got {u.drivername}")
         defaults = {k: v for k, v in PG_SOCKET_DEFAULTS.items() if k not in u.query}
         engine = sa.create_engine(u, pool_pre_ping=True, connect_args=defaults)
+        event.listen(engine, "connect", _pg_on_connect)
         event.listen(engine, "handle_error", pg_on_error)
         return engine
     raise ValueError(f"unsupported run store URL scheme {u.drivername!r}")
@@ -367,6 +385,32 @@ class _SqliteFile:
         if (why := self._gone()) is not None:
             # Every pooled connection goes; the new one fails in _on_connect (or mode=rw).
             raise exc.InvalidatePoolError(why)
+
+
+# The store's idle limit, unless a setting more particular than the server's (URL options or
+# PGOPTIONS: 'client'; ALTER ROLE/DATABASE ... SET: 'user', 'database', 'database user') says
+# otherwise: a user's own value wins. Set with ``options`` in the connect arguments instead, it
+# would replace the URL's options (the connect arguments win over the URL's query) and
+# PGOPTIONS (libpq reads it only when no options are given), and PgBouncer refuses a start-up
+# ``options`` parameter unless told to ignore it. The server-wide value (postgresql.conf) is
+# replaced only when it is off or longer.
+_PG_IDLE_LIMIT: Final = (
+    "SELECT set_config('idle_in_transaction_session_timeout', %(ms)s, false)"
+    " FROM pg_settings WHERE name = 'idle_in_transaction_session_timeout'"
+    " AND (source = 'default' OR (source = 'configuration file'"
+    " AND (setting::bigint = 0 OR setting::bigint > %(ms)s::bigint)))"
+)
+
+
+def _pg_on_connect(dbapi_connection: DBAPIConnection, _record: ConnectionPoolEntry) -> None:
+    ms = int(PG_IDLE_IN_TRANSACTION_TIMEOUT.total_seconds() * 1000)
+    cursor = dbapi_connection.cursor()
+    try:
+        cursor.execute(_PG_IDLE_LIMIT, {"ms": str(ms)})
+    finally:
+        cursor.close()
+    # Committed: a session setting made in a transaction rolled back is undone with it.
+    dbapi_connection.commit()
 
 
 def _sqlite_on_connect(dbapi_connection: DBAPIConnection, _record: ConnectionPoolEntry) -> None:
