@@ -6,20 +6,27 @@ the command line reads ``--allow-host`` without loading it.
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 from typing import Final
 
 
 def normal_name(name: str) -> str:
-    """A host name as a ``Host`` header names it: lowercase, without the trailing dot, an
-    international name in the ASCII form browsers and proxies send (``xn--bcher-kva.example``
-    for ``bücher.example``)."""
+    """A host name as a ``Host`` header names it: lowercase, without the trailing dot, an IPv6
+    address in its short form, an international name in the ASCII form browsers and proxies
+    send (``xn--bcher-kva.example`` for ``bücher.example``: IDNA 2008 with UTS 46, as browsers
+    map names; Python's own codec, IDNA 2003, maps ``faß.de`` to another domain, ``fass.de``)."""
     name = name.lower().rstrip(".")
+    if ":" in name:
+        with contextlib.suppress(ValueError):
+            return str(ipaddress.IPv6Address(name))
     if name.isascii():
         return name
+    import idna  # here: only such a name needs it, and the command line starts without it
+
     try:
-        return name.encode("idna").decode("ascii")
-    except UnicodeError:  # no name IDNA can spell: no header will name it either
+        return idna.encode(name, uts46=True).decode("ascii")
+    except idna.IDNAError:  # no name IDNA can spell: no header will name it either
         return name
 
 
@@ -34,13 +41,17 @@ def allowed_host(text: str) -> str:
     name = text.strip()
     if name.startswith("[") and name.endswith("]"):  # [fd00::1], as a Host header writes it
         name = name[1:-1]
-    if not name or len(name) > 253 or any(c.isspace() or c in "/@?#[]" for c in name):
-        raise ValueError("expected a host name or address, such as crontask.example.com")
+    if any(c.isspace() or c in "/@?#[]%*" for c in name) or len(name) > 253:
+        raise ValueError(
+            "expected a host name or address, such as crontask.example.com (no wildcard: "
+            "repeat --allow-host for each name, or give '*' alone for any)"
+        )
     if ":" in name:
         try:
             ipaddress.IPv6Address(name)
         except ValueError:
-            raise ValueError(
-                "a name without a port (every port of that name is answered)"
-            ) from None
-    return normal_name(name)
+            raise ValueError("a name without a port (any port of it is answered)") from None
+    normal = normal_name(name)
+    if not normal or not normal.isascii():  # not a name IDNA can spell: no header names it
+        raise ValueError("expected a host name or address, such as crontask.example.com")
+    return normal

@@ -48,12 +48,13 @@ _SHOWN: Final = 100  # of a Host header in the answer
 
 def host_name(header: str) -> str:
     """The name or address of a ``Host`` header, without its port; lowercase, without the
-    trailing dot of a fully qualified name."""
+    trailing dot of a fully qualified name, an IPv6 address in its short form. A name that is
+    not ASCII is no name a browser sends: it is not mapped, and matches nothing."""
     if header.startswith("["):  # [::1]:8080
         name = header[1:].partition("]")[0]
     else:
         name = header.rpartition(":")[0] if header.count(":") == 1 else header
-    return name.lower().rstrip(".")
+    return normal_name(name) if name.isascii() else name.lower().rstrip(".")
 
 
 def is_loopback_name(name: str) -> bool:

@@ -43,7 +43,7 @@ TASK = {
         ("attacker.example:8080", "attacker.example", False),
         ("localhost.attacker.example", "localhost.attacker.example", False),
         ("127.0.0.1.attacker.example:80", "127.0.0.1.attacker.example", False),
-        ("[::ffff:192.0.2.1]:80", "::ffff:192.0.2.1", False),
+        ("[::ffff:192.0.2.1]:80", "::ffff:c000:201", False),  # its short form
         ("", "", False),
     ],
 )
@@ -178,6 +178,10 @@ def test_the_allowed_names_are_answered_beside_the_external_one() -> None:
         ("fd00::1", "fd00::1"),
         ("10.1.2.3", "10.1.2.3"),
         ("bücher.example", "xn--bcher-kva.example"),
+        # As browsers map it (IDNA 2008, UTS 46), not as Python's codec does (IDNA 2003:
+        # strasse.example, another domain, which a rebinding page could own).
+        ("straße.example", "xn--strae-oqa.example"),
+        ("FD00:0::1", "fd00::1"),
         ("*", ANY_NAME),
     ],
 )
@@ -185,7 +189,25 @@ def test_allow_host_values(text: str, name: str) -> None:
     assert allowed_host(text) == name
 
 
-@pytest.mark.parametrize("text", ["", "a.example:8080", "http://a.example", "a b", "x" * 254])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "",
+        ".",
+        "a.example:8080",
+        "http://a.example",
+        "a b",
+        "x" * 254,
+        "*.svc.cluster.local",  # no wildcard: it would be taken as a name
+        "fe80::1%eth0",  # a zone: no Host header names one
+        "\uff0a",  # a fullwidth asterisk
+    ],
+)
 def test_allow_host_refuses_what_names_no_host(text: str) -> None:
     with pytest.raises(ValueError, match=r"expected a host|without a port"):
         allowed_host(text)
+
+
+def test_a_header_names_an_ipv6_address_in_its_short_form() -> None:
+    assert host_name("[FD00:0:0::1]:8080") == "fd00::1"
+    assert host_name("Crontask.Example.:443") == "crontask.example"
