@@ -62,6 +62,8 @@ STUCK_WAITING: Final = frozenset(
 )
 # The reasons kube-scheduler gives PodScheduled=False; any other word is told as Unschedulable.
 SCHEDULER_REASONS: Final = frozenset({"Unschedulable", "SchedulerError", "SchedulingGated"})
+# The reason the kubelet gives a container it never started once its pod is deleted.
+CONTAINER_STATUS_UNKNOWN: Final = "ContainerStatusUnknown"
 STUCK_CHARS: Final = 512  # of what the cluster says of a stuck pod, in a run's message
 
 Pod = Mapping[str, Any]
@@ -131,9 +133,16 @@ def has_run(pod: Pod, main: str | None = None) -> bool:
     for item in statuses:
         for field in ("state", "lastState"):  # lastState: it ran, and waits to run again
             state = _field(item, field)
-            if "running" in state or "terminated" in state:
+            if "running" in state or ("terminated" in state and _ran_and_ended(state)):
                 return True
     return False
+
+
+def _ran_and_ended(state: Mapping[str, Any]) -> bool:
+    """Whether a container's ``terminated`` state is the end of a run. Not the one the kubelet
+    writes for a container it never started when its pod is deleted (``ContainerStatusUnknown``:
+    a pod stuck on its image, deleted at the Job's deadline, would pass for one that ran)."""
+    return _field(state, "terminated").get("reason") != CONTAINER_STATUS_UNKNOWN
 
 
 def _sidecars(pod: Pod) -> set[object]:

@@ -52,7 +52,7 @@ log = logging.getLogger("crontask.runner")
 
 DEADLINE_EXCEEDED = "DeadlineExceeded"
 LOOK_FLOOR = 1.0  # seconds: the pods of a pending Job are never looked at more often
-LOOK_SPREAD = 0.25  # the first look comes this share of an interval sooner or later, at random
+LOOK_SPREAD = 0.25  # the first look comes up to this share of an interval sooner, at random
 
 
 class Pending:
@@ -63,10 +63,10 @@ class Pending:
     The pods are looked at (one LIST) only while the Job has a deadline (its
     ``activeDeadlineSeconds`` or the task's ``timeoutSeconds``: without one, no timeout needs
     the story), has an active pod that is not ready, and no pod of it has run: every
-    ``verify_seconds``, and at least four times within the deadline (never more often than
+    ``verify_seconds``, or every quarter of the deadline if sooner (never more often than
     :data:`LOOK_FLOOR`), so that a pod stuck until the deadline deletes it was seen stuck
     before. The first look waits about one interval (a pod just made has not met the scheduler
-    yet), :data:`LOOK_SPREAD` of it more or less at random, so that the Jobs of one slot are
+    yet), up to :data:`LOOK_SPREAD` of it sooner at random, so that the Jobs of one slot are
     not all looked at together. Once more when the cluster decides that the Job ran out of
     time (``FailureTarget``, ``DeadlineExceeded``): its pods may still be there, and the last
     look may be an interval old (a pod scheduled since would be told "never scheduled")."""
@@ -102,7 +102,7 @@ class Pending:
         if _count(status, "active") == 0:
             return None
         if self._next is None:
-            spread = random.uniform(-LOOK_SPREAD, LOOK_SPREAD)  # noqa: S311 (no secret)
+            spread = random.uniform(-LOOK_SPREAD, 0)  # noqa: S311 (no secret)
             self._next = now + interval * (1 + spread)
         return self._next - now
 

@@ -340,3 +340,36 @@ def test_a_look_lists_the_pods_from_the_api_servers_cache(
         asyncio.run(main())
     finally:
         api.close()
+
+
+def test_a_container_the_kubelet_never_started_has_not_run() -> None:
+    """At the deadline the pods are deleted, and the kubelet marks a container it never
+    started (its image never pulled) terminated, ContainerStatusUnknown: the pod still never
+    ran, and its story is still told."""
+    pod = {
+        "metadata": {"name": "p", "creationTimestamp": "2026-12-05T00:00:00Z"},
+        "status": {
+            "phase": "Failed",
+            "containerStatuses": [
+                {
+                    "name": "main",
+                    "state": {
+                        "terminated": {
+                            "reason": "ContainerStatusUnknown",
+                            "exitCode": 137,
+                            "message": "The container could not be located",
+                        }
+                    },
+                }
+            ],
+        },
+    }
+    assert not has_run(pod, "main")
+    ran = {
+        "status": {
+            "containerStatuses": [
+                {"name": "main", "state": {"terminated": {"reason": "Error", "exitCode": 1}}}
+            ]
+        }
+    }
+    assert has_run(ran, "main")
