@@ -47,7 +47,8 @@ MEMORY_CONFIG = (
 # thousand task files 20 MiB, git's start 30 MiB; 1 GiB leaves room for some 1.5 million
 # objects, and stops an endless advertisement within seconds.
 DEFAULT_MEMORY_LIMIT = 1024**3
-# What git (or a library under it) says when an allocation or a mapping fails.
+# What git (or a library under it) says when an allocation or a mapping fails; looked for in
+# git's own lines only (``own_lines``), not in what the remote says (``remote: ...``).
 OUT_OF_MEMORY = re.compile(
     r"(?i)out of memory|cannot allocate memory|insufficient memory|"
     r"(?:malloc|realloc|calloc|mmap) failed|failed to map segment|unable to create thread"
@@ -78,12 +79,13 @@ def tools(env: Mapping[str, str]) -> tuple[str, str] | None:
 
 
 def _address_space(limit: int | None) -> int | None:
-    """The address-space limit git gets for ``limit``: never above the hard limit this process
-    has (a shell cannot raise it); None for no limit of our own."""
+    """The address-space limit git gets for ``limit``: never above the limits this process
+    has (a shell cannot raise the hard one; ``ulimit -v`` sets both, and git must not get more
+    than an operator gave crontask); None for no limit of our own."""
     if limit is None:
         return None
-    hard = resource.getrlimit(resource.RLIMIT_AS)[1]
-    return limit if hard == resource.RLIM_INFINITY else min(limit, hard)
+    own = [n for n in resource.getrlimit(resource.RLIMIT_AS) if n != resource.RLIM_INFINITY]
+    return min([limit, *own])
 
 
 def wrapper_problem(env: Mapping[str, str]) -> str | None:
@@ -113,3 +115,9 @@ def bounded(
     if limit is None:
         return [*bounded, *command]
     return [*bounded, sh, "-c", _LIMIT_SCRIPT, "sh", str(limit // 1024), *command]
+
+
+def own_lines(stderr: str) -> str:
+    """What git itself said on ``stderr``: without the remote's lines (``remote: ...``), where a
+    server's own lack of memory is no lack of this limit's."""
+    return "\n".join(line for line in stderr.splitlines() if not line.startswith("remote:"))

@@ -61,6 +61,7 @@ from reconciler.sources.gitbounds import (
     MEMORY_CONFIG,
     OUT_OF_MEMORY,
     bounded,
+    own_lines,
     tools,
     which,
 )
@@ -286,7 +287,7 @@ class GitRunner:
             return
         said = stderr.decode("utf-8", "replace")
         summary = self.redact(_summary(said, code))
-        if self.memory_limit is not None and OUT_OF_MEMORY.search(said):
+        if self.memory_limit is not None and OUT_OF_MEMORY.search(own_lines(said)):
             raise MemoryLimitError(
                 f"git ran out of its memory limit ({format_size(self.memory_limit)}): "
                 f"{summary} (a larger repository needs a larger --git-memory-limit)"

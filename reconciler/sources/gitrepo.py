@@ -28,7 +28,7 @@ from pathlib import Path, PurePosixPath
 
 from reconciler import statedir
 from reconciler.sources import gitmaintenance
-from reconciler.sources.gitbounds import DEFAULT_MEMORY_LIMIT
+from reconciler.sources.gitbounds import DEFAULT_MEMORY_LIMIT, MEMORY_CONFIG
 from reconciler.sources.gitenv import INHERITED as INHERITED
 from reconciler.sources.gitenv import PASSWORD_VAR as PASSWORD_VAR
 from reconciler.sources.gitenv import USERNAME_VAR as USERNAME_VAR
@@ -106,7 +106,10 @@ def upload_pack(url: str) -> list[str]:
     if path is None:
         return []
     path = path.rstrip("/") or "/"
-    command = ["git"]
+    # git's memory settings too (gitbounds.MEMORY_CONFIG): the serving upload-pack and its
+    # pack-objects run under the same address-space limit, and without them a local remote of
+    # large loose blobs failed every fetch for want of memory.
+    command = ["git", *MEMORY_CONFIG]
     for written in dict.fromkeys([path, os.path.realpath(path)]):
         for allowed in (written, os.path.join(written, ".git"), f"{written}.git"):
             command += ["-c", f"safe.directory={allowed}"]
