@@ -72,14 +72,14 @@ def refuse_not_started(record: RunRecord) -> None:
 def scheduler_unanswered(key: str) -> ProblemError:
     """The 503 of a trigger the scheduler's loop did not take in time (``TimeoutError``): it
     was handed over all the same, and the run may still start; the app's own answer to a
-    timeout ("retry later") would have a client run the task twice."""
+    timeout ("retry later") would have a client run the task twice. Without ``Retry-After``,
+    as every run-undecided 503: a client that honours it would ask again, and might."""
     return ProblemError(
         503,
         f"the scheduler did not answer in time: a run of {key} may still start; look at its "
         "runs before asking again",
         kind=UNDECIDED_KIND,
         title="Run not decided",
-        headers={"Retry-After": "5"},
     )
 
 
@@ -114,5 +114,4 @@ def _unanswered(runtime: RuntimeView, record: RunRecord) -> RunRecord:
         "only if the store takes its claim, else it is recorded skipped (StoreUnavailable)",
         kind=UNDECIDED_KIND,
         title="Run not decided",
-        headers={"Retry-After": "5"},
     )

@@ -60,7 +60,8 @@ def test_the_answer_does_not_wait_for_a_read_the_store_never_answers(
         assert (store.reads, store.returned) == (1, 0)  # answered, the read still blocked
         store.release.set()
     body = assert_problem(response, 503)
-    assert response.headers["Retry-After"] == "5"
+    # No Retry-After: the run may still start, and a client that honours it might ask again.
+    assert "Retry-After" not in response.headers
     assert "concurrencyPolicy Forbid" in body["detail"]
     assert "skipped (StoreUnavailable)" in body["detail"]
 

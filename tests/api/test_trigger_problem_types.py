@@ -42,6 +42,7 @@ def test_a_run_the_store_may_yet_claim_is_a_run_undecided_problem(
     body = assert_problem(answer, 503, "run-undecided")
     assert body["type"] == remote.UNDECIDED_TYPE
     assert "starts only if the store takes its claim" in body["detail"]
+    assert "Retry-After" not in answer.headers  # a client that honours it might run it twice
 
 
 class Unanswered(FakeRuntime):
@@ -59,3 +60,4 @@ def test_a_trigger_the_scheduler_did_not_answer_in_time_is_run_undecided() -> No
     body = assert_problem(answer, 503, "run-undecided")
     assert "may still start" in body["detail"], body
     assert "retry" not in body["detail"], body
+    assert "Retry-After" not in answer.headers
