@@ -44,6 +44,7 @@ log = logging.getLogger("crontask.api")
 MISDIRECTED: Final = 421
 ORIGINS_STATE: Final = "crontask_origins"  # app.state: origins a page of this server has
 _SHOWN: Final = 100  # of a Host header in the answer
+_WARNED_NAMES: Final = 10  # refused names each warned of once, with auth
 
 
 def host_name(header: str) -> str:
@@ -109,9 +110,11 @@ def external_origin(url: str | None) -> str | None:
 class LoopbackHosts:
     """Answer ``421`` to a request whose ``Host`` names neither a loopback address nor one of
     ``also`` (see the module). A request without ``Host`` (HTTP/1.0) came from no browser page.
-    ``authenticated``: auth is configured, so a refusal does not suggest it, and the first is
-    logged as a warning: a proxy on this machine that forwards its own name got answers before
-    this check covered servers with auth, and is refused now until that name is set."""
+    ``authenticated``: auth is configured, so a refusal does not suggest it, and the first of
+    each name is logged as a warning (the first :data:`_WARNED_NAMES` names: a page may send as
+    many as it likes): a proxy on this machine that forwards its own name got answers before
+    this check covered servers with auth (crontask 0.2.0), and is refused now until that name
+    is allowed; warned once in all, its name could be lost behind a scanner's."""
 
     def __init__(
         self, app: ASGIApp, also: Collection[str] = (), *, authenticated: bool = False
@@ -119,7 +122,7 @@ class LoopbackHosts:
         self.app = app
         self.also = frozenset(also)
         self.authenticated = authenticated
-        self.warned = False
+        self.warned: set[str] = set()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
@@ -137,15 +140,16 @@ class LoopbackHosts:
         if not self.authenticated:
             await _refuse(send, header, path)
             return
-        if not self.warned:  # once: a page may send as many as it likes
-            self.warned = True
+        name = host_name(header)
+        if name not in self.warned and len(self.warned) < _WARNED_NAMES:
+            self.warned.add(name)
             log.warning(
                 "a request for another host name was answered 421 (this server listens on "
                 "loopback only): if a proxy on this machine forwards that name, give it as "
                 "--allow-host NAME (or --allow-host '*' for any name), or have the proxy send the "
                 "address it forwards to as the Host; otherwise it may be a web page that made its "
-                "own name resolve here (DNS rebinding), and nothing needs doing. Further ones are "
-                "logged with status=421 only",
+                "own name resolve here (DNS rebinding), and nothing needs doing. Further ones of "
+                "that name are logged with status=421 only",
                 extra={"fields": {"host": bounded(header, _SHOWN), "path": bounded(path, _SHOWN)}},
             )
         await _refuse_with_auth(send, header, path)

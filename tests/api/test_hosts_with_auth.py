@@ -102,7 +102,8 @@ def test_with_auth_its_own_names_are_answered(auth_app: Crontask, host: str) -> 
 
 def test_the_refusal_says_what_to_set(auth_app: Crontask) -> None:
     """An installation behind a proxy that forwards its own name, upgraded: the answer and the
-    log say which option makes that name answered."""
+    log say which option makes that name answered, even after a scanner's name came first."""
+    assert send(auth_app, "GET", "/", f"scanner.example:{auth_app.port}")[0] == 421
     proxied = f"crontask.internal:{auth_app.port}"
     for _ in range(2):
         status, body = send(auth_app, "GET", "/healthz", proxied)
@@ -111,12 +112,13 @@ def test_the_refusal_says_what_to_set(auth_app: Crontask) -> None:
     assert "'crontask.internal:" in detail
     assert "--allow-host NAME" in detail
     assert "--auth-config" not in detail  # it is configured: not the way out
-    auth_app.wait_log("answered 421")
+    auth_app.wait_log("crontask.internal")
     refusals = [line for line in auth_app.log().splitlines() if "answered 421" in line]
-    assert len(refusals) == 1, refusals  # once, not once a request
-    assert "level=warning" in refusals[0]
-    assert "crontask.internal" in refusals[0]
-    assert "--allow-host NAME" in refusals[0]
+    assert len(refusals) == 2, refusals  # once a name, not once a request
+    assert "scanner.example" in refusals[0]
+    assert "level=warning" in refusals[1]
+    assert "crontask.internal" in refusals[1]
+    assert "--allow-host NAME" in refusals[1]
 
 
 def test_the_names_a_proxy_forwards_can_be_allowed(tmp_path: Path) -> None:
