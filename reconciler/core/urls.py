@@ -6,7 +6,6 @@ Pure string work (the standard library only), so every layer uses these same rul
 
 from __future__ import annotations
 
-import base64
 import ipaddress
 import re
 import urllib.parse
@@ -44,31 +43,6 @@ def redact_request_url(url: str) -> str:
     A path other than ``/`` is shown as ``/***``; the method, host, port and the names of the
     query's parameters stay, and the task's key says which endpoint it is. Never raises."""
     return _redacted(url, keep_path=False)
-
-
-def request_url_secrets(url: str) -> set[str]:
-    """The parts of an http action's ``url`` that :func:`redact_request_url` hides, as a
-    response that echoes the request may quote them: the user name and password (and both as
-    the Basic credentials a client sends for them), the path whole and each of its segments,
-    each query value (an item without ``=`` whole), as written and percent-decoded. The
-    fragment is never sent. Empty for a URL ``urlsplit`` refuses. Never raises."""
-    try:
-        parts = urllib.parse.urlsplit(url)
-    except ValueError:
-        return set()
-    found: set[str] = set()
-    if "@" in parts.netloc:
-        user, _, password = parts.netloc.rpartition("@")[0].partition(":")
-        plain = f"{urllib.parse.unquote(user)}:{urllib.parse.unquote(password)}"
-        found.update((user, password, base64.b64encode(plain.encode()).decode()))
-    if parts.path not in ("", "/"):
-        found.add(parts.path)
-        found.update(parts.path.split("/"))
-    for item in parts.query.split("&"):
-        name, sep, value = item.partition("=")
-        found.add(value if sep else name)
-    decoded = {urllib.parse.unquote(piece) for piece in found}
-    return {piece for piece in found | decoded if piece}
 
 
 def _redacted(url: str, *, keep_path: bool) -> str:

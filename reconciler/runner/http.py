@@ -12,7 +12,7 @@ A redirect is not followed: a ``3xx`` is a status as any other, and its message 
 ``Location`` as the task's URL is shown. Header values from ``valueFrom`` are read at each
 attempt (a rotated secret is picked up) and never appear in messages or logs; what the run
 keeps of a response (body, reason phrase, a protocol error's quote) has them and the URL's
-hidden parts replaced by ``***`` (:class:`Secrets`), for a receiver may echo the request.
+hidden parts replaced by ``***`` (``http_secrets``), for a receiver may echo the request.
 ``timeout`` bounds the whole attempt, the body included: a server sending a byte now and then
 cannot hold it for longer. A response whose body is not complete by then times out with its
 status kept as the exit code.
@@ -35,15 +35,12 @@ rather than keep the event loop parsing until the timeout.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
-import html
-import json
 import os
 import ssl
 import urllib.parse
 import weakref
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 
 import h11
@@ -55,19 +52,17 @@ from reconciler.core.actions import HEADER_VALUE, HttpAction
 from reconciler.core.desired import Definition
 from reconciler.core.fields import MAX_TEXT
 from reconciler.core.runs import RunRecord, RunStatus
-from reconciler.core.urls import REDACTED, redact_request_url, request_url_secrets
+from reconciler.core.urls import REDACTED, redact_request_url
 from reconciler.resolver import abandonable
 from reconciler.runner.base import Outcome, run_environment
 from reconciler.runner.base import failed as _failed
+from reconciler.runner.http_secrets import Secrets, header_secrets, url_secrets
 from reconciler.runner.output import bounded_text, truncation_marker
 from reconciler.secretfile import read_secret_file
 
 # A server chooses its reason phrase and what a protocol error quotes (up to h11's 16 KiB):
 # messages keep this much of it.
 _SERVER_TEXT = 200
-# Shorter parts of a URL or header values are not hidden in what a server sends back: they
-# are no secret worth the name, and hiding every "v1" or "json" would blank out common text.
-_LEAST = 4
 
 
 @functools.cache
@@ -184,7 +179,7 @@ class HttpRun:
         self._stop_reason: str | None = None
         # What a response may quote of the request that viewers may not read (see Secrets);
         # the valueFrom values join once read.
-        self._secrets = Secrets(_sent_url_secrets(action.url))
+        self._secrets = Secrets(*url_secrets(action.url))
         self._response: httpx.Response | None = None  # once its head has arrived
         self._body = bytearray()  # what came of its body (_read_head)
 
@@ -222,7 +217,7 @@ class HttpRun:
                 message = f"{err} within {self.timeout:g}s"
                 return _failed("DeadlineExceeded", message, status=RunStatus.TIMED_OUT)
             return _failed("InvalidHeader", str(err))
-        self._secrets = self._secrets.with_values(_header_secrets(action, headers))
+        self._secrets = self._secrets.with_values(header_secrets(action, headers))
         secrets, body = self._secrets, self._body
         try:
             # httpx's timeout is per read: asyncio's is for the whole request and its body.
@@ -306,67 +301,6 @@ class HttpRun:
             f"{message}; response body {what}",
             _body_text(response, body, self.output_limit, secrets),
         )
-
-
-class Secrets:
-    """What a response may quote of its request that the task's readers below ``admin`` may
-    not see, hidden (``***``) in what the run stores of the response (its body, its reason
-    phrase, a protocol error's quote) and so in the record, its logs and its notifications.
-
-    A receiver that echoes the request (an Express-style ``404 Cannot POST /path``, httpbin's
-    ``/anything``, a proxy's error page) sends back the URL's secret parts
-    (``core.urls.request_url_secrets``, as written and as sent) and the ``valueFrom`` header
-    values (whole and their credentials after a scheme such as ``Bearer``, also as JSON and
-    HTML write them). Parts shorter than ``_LEAST`` are left. Longest first, each with one
-    ``str.replace`` (a search at C speed: a few hundred parts over 64 KiB take milliseconds),
-    then a part cut by the end of the text (a body's head) is hidden too."""
-
-    def __init__(self, parts: Iterable[str]) -> None:
-        kept = {part for part in parts if len(part) >= _LEAST}
-        self.parts = sorted(kept, key=len, reverse=True)
-
-    def with_values(self, values: Iterable[str]) -> Secrets:
-        return Secrets([*self.parts, *values])
-
-    def hide(self, text: str) -> str:
-        for part in self.parts:
-            if part in text:
-                text = text.replace(part, REDACTED)
-        return self._cut_at_end(text)
-
-    def _cut_at_end(self, text: str) -> str:
-        """``text`` without the start of a part that its end cuts (``...POST /hooks/SEC``)."""
-        for part in self.parts:
-            start, head = max(0, len(text) - len(part) + 1), part[:_LEAST]
-            at = text.find(head, start)
-            while at >= 0:
-                if part.startswith(text[at:]):
-                    return f"{text[:at]}{REDACTED}"
-                at = text.find(head, at + 1)
-        return text
-
-
-def _sent_url_secrets(url: str) -> set[str]:
-    """``request_url_secrets`` of ``url`` as written and as the client sends it
-    (percent-encoded)."""
-    found = request_url_secrets(url)
-    with contextlib.suppress(httpx.InvalidURL, ValueError):  # not sent at all: the run says so
-        found |= request_url_secrets(str(httpx.URL(url)))
-    return found
-
-
-def _header_secrets(action: HttpAction, headers: Mapping[str, str]) -> set[str]:
-    """The ``valueFrom`` values of ``headers``, as a response may quote them."""
-    found: set[str] = set()
-    for header in action.headers:
-        value = headers.get(header.name)
-        if header.value_from is None or value is None:
-            continue
-        # "Bearer <token>": a server may quote the token alone.
-        for piece in (value, value.partition(" ")[2].strip()):
-            quoted = json.dumps(piece)[1:-1]
-            found.update((piece, quoted, quoted.replace("/", "\\/"), html.escape(piece)))
-    return found
 
 
 def _merged(task: Mapping[str, str], ours: Mapping[str, str]) -> dict[str, str]:

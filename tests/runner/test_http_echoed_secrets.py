@@ -2,8 +2,10 @@
 not see (README, *The HTTP action*): a receiver that echoes the request (an Express-style
 ``404 Cannot POST /path``, httpbin's ``/anything``, a proxy's error page) sends back the URL's
 path, query and userinfo and the ``valueFrom`` header values; the run's output and message
-show ``***`` in their place. A ``3xx`` is not followed, and its message says where it pointed,
-without those parts. Real HTTP servers, real runs through the dispatcher."""
+show ``***`` in place of the whole path, the userinfo, a query value named as a secret
+(``token``) and the header values (which parts are hidden alone: test_http_secret_forms).
+A ``3xx`` is not followed, and its message says where it pointed, without those parts.
+Real HTTP servers, real runs through the dispatcher."""
 
 from __future__ import annotations
 
