@@ -120,15 +120,10 @@ class SqlRunStore:
         self._claim_stmt = insert.on_conflict_do_nothing(
             index_elements=["id", "attempt"]
         ).returning(_c.id, _c.attempt)
-        save = insert.on_conflict_do_update(
+        self._save_stmt = insert.on_conflict_do_update(
             index_elements=["id", "attempt"],
             set_={name: insert.excluded[name] for name in MUTABLE},
         )
-        # PostgreSQL: RETURNING makes SQLAlchemy send a batch as multi-row statements, not as
-        # psycopg's pipelined executemany, after which the server never started its idle
-        # timer again: a replica frozen between a save and its COMMIT held the rows for ever
-        # despite idle_in_transaction_session_timeout (sql_schema.PG_IDLE_IN_TRANSACTION_TIMEOUT).
-        self._save_stmt = save if self._sqlite else save.returning(_c.id)
 
     @classmethod
     def open(cls, url: str, *, writer: bool = False, existing: bool = False) -> SqlRunStore:
@@ -288,7 +283,19 @@ class SqlRunStore:
         if not latest:
             return
         rows = [latest[key] for key in sorted(latest)]  # in key order, as claim_many
-        self._write(lambda conn: conn.execute(self._save_stmt, rows).close())
+
+        def save(conn: Connection) -> None:
+            conn.execute(self._save_stmt, rows)
+            if not self._sqlite:
+                # After psycopg's pipelined executemany the server does not start its idle
+                # timer again until the next statement: a replica frozen between this save and
+                # its COMMIT would hold the rows for ever despite
+                # idle_in_transaction_session_timeout (sql_schema.PG_IDLE_IN_TRANSACTION_TIMEOUT).
+                # One more statement starts it (RETURNING did too, at two or three times the
+                # cost of a save).
+                conn.execute(sa.text("SELECT 1"))
+
+        self._write(save)
 
     def get(self, run_id: str, attempt: int | None = None) -> RunRecord | None:
         stmt = sa.select(runs).where(_c.id == run_id)

@@ -397,9 +397,11 @@ class _SqliteFile:
 _PG_IDLE_LIMIT: Final = (
     "SELECT set_config('idle_in_transaction_session_timeout', %(ms)s, false)"
     " FROM pg_settings WHERE name = 'idle_in_transaction_session_timeout'"
-    " AND (source = 'default' OR (source = 'configuration file'"
+    " AND (source = 'default' OR (source IN"
+    " ('configuration file', 'command line', 'environment variable')"
     " AND (setting::bigint = 0 OR setting::bigint > %(ms)s::bigint)))"
 )
+_idle_limit_refused: list[str] = []  # warned once a process
 
 
 def _pg_on_connect(dbapi_connection: DBAPIConnection, _record: ConnectionPoolEntry) -> None:
@@ -407,6 +409,16 @@ def _pg_on_connect(dbapi_connection: DBAPIConnection, _record: ConnectionPoolEnt
     cursor = dbapi_connection.cursor()
     try:
         cursor.execute(_PG_IDLE_LIMIT, {"ms": str(ms)})
+    except Exception as err:  # a server that hides pg_settings: crontask runs without the limit
+        dbapi_connection.rollback()
+        if not _idle_limit_refused:
+            _idle_limit_refused.append(str(err))
+            log.warning(
+                "idle_in_transaction_session_timeout not set (a replica frozen inside a "
+                "transaction keeps its locks until it is resumed): set it for crontask's role",
+                extra={"fields": {"error": str(err)[:300]}},
+            )
+        return
     finally:
         cursor.close()
     # Committed: a session setting made in a transaction rolled back is undone with it.

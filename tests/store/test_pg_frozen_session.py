@@ -30,7 +30,7 @@ from sqlalchemy import event, exc
 from sqlalchemy.engine import Connection
 
 from reconciler.core.runs import RunStatus
-from reconciler.store import RunStore
+from reconciler.store import RunStore, sql_schema
 from reconciler.store.base import StoreUnavailable
 from reconciler.store.sql import SqlRunStore
 from reconciler.store.sql_errors import pg_on_error, translated_errors
@@ -193,3 +193,21 @@ def test_a_session_the_server_ended_is_an_outage_and_its_connection_is_not_reuse
     context = Context(error.orig)
     pg_on_error(context)  # type: ignore[arg-type]
     assert context.is_disconnect
+
+
+def test_a_server_that_refuses_the_setting_still_opens_the_store(
+    pg_url: str,
+    open_many: Callable[[str], RunStore],
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A hardened server (pg_settings hidden, set_config revoked): crontask runs without the
+    limit, and says so once."""
+    monkeypatch.setattr(sql_schema, "_PG_IDLE_LIMIT", "SELECT * FROM no_such_table_here")
+    monkeypatch.setattr(sql_schema, "_idle_limit_refused", [])
+    store = _pg_store(pg_url, open_many)
+    store.claim(rec(status=RunStatus.RUNNING))
+    assert store.get(rec().id) is not None
+    said = [r for r in caplog.records if "idle_in_transaction_session_timeout" in r.getMessage()]
+    assert len(said) == 1
+    assert said[0].levelname == "WARNING"
