@@ -2,10 +2,12 @@
 
 Output that cannot be written (a full disk, stdout closed with ``>&-`` or opened read-only)
 is one line on stderr, ``crontask: cannot write output: ...``, and exit status
-:data:`OUTPUT_FAILED`, whichever command wrote it; a reader that went away (``crontask runs |
-head``) ends the command quietly with status 0. Only the failures of stdout itself are said so:
-its descriptor is wrapped (``_Stdout``), so an ``OSError`` of anything else is never taken for
-one.
+:data:`OUTPUT_FAILED`, whichever command wrote it, ``--help`` and ``--version`` too (stdout is
+guarded before parsing), and also when stderr cannot take that line; a reader that went away
+(``crontask runs | head``) ends the command quietly with status 0. Only the failures of stdout
+itself are said so: its descriptor is wrapped (``_Stdout``), so an ``OSError`` of anything else
+is never taken for one. The guard keeps stdout's buffering (``python -u``, ``PYTHONUNBUFFERED``:
+written through).
 """
 
 from __future__ import annotations
@@ -62,26 +64,53 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    # Guarded before parsing: ``--help`` and ``--version`` print while argparse parses.
     _guard_stdout()
     try:
-        code: int = args.handler(args)
-        if sys.stdout is not None:
-            sys.stdout.flush()  # what is still buffered fails here, not in Python's exit
+        code = _run(argv)
     except OutputError as err:
-        print(f"crontask: cannot write output: {err}", file=sys.stderr)
+        _say(f"crontask: cannot write output: {err}")
         code = OUTPUT_FAILED
-    except UsageError as err:
-        # Options that cannot work together, found once parsed: said as argparse says a bad
-        # option (the command's usage line, one line, exit status 2).
-        args.command_parser.error(str(err))
     except KeyboardInterrupt:
         code = 130
     except BrokenPipeError:  # `crontask runs | head`
         sys.stderr.close()
         code = 0
     raise SystemExit(code)
+
+
+def _run(argv: Sequence[str] | None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit:
+        _flush_stdout()  # what --help or --version printed fails here, not in Python's exit
+        raise
+    try:
+        code: int = args.handler(args)
+    except UsageError as err:
+        # Options that cannot work together, found once parsed: said as argparse says a bad
+        # option (the command's usage line, one line, exit status 2).
+        args.command_parser.error(str(err))
+    _flush_stdout()  # what is still buffered fails here, not in Python's exit
+    return code
+
+
+def _flush_stdout() -> None:
+    if sys.stdout is not None:
+        sys.stdout.flush()
+
+
+def _say(line: str) -> None:
+    """``line`` on stderr, if stderr can take it (a full disk there too): the exit status
+    says it all the same, and Python's exit has nothing left to fail on."""
+    stderr = sys.stderr
+    if stderr is None:
+        return
+    try:
+        print(line, file=stderr, flush=True)
+    except OSError:
+        sys.stderr = None  # what it kept is not flushed at exit
 
 
 class OutputError(Exception):
@@ -130,13 +159,18 @@ def _guard_stdout() -> None:
     given: TextIO | None = sys.stdout
     if given is None:
         raw: io.RawIOBase = _Closed()
-        encoding, errors, lines = "utf-8", "backslashreplace", False
+        encoding, errors, lines, through = "utf-8", "backslashreplace", False, False
     elif given is sys.__stdout__ and isinstance(given, io.TextIOWrapper):
         given.flush()
         raw = _Stdout(given.fileno(), "w", closefd=False)
-        encoding, errors, lines = given.encoding, given.errors or "strict", given.line_buffering
+        encoding, errors = given.encoding, given.errors or "strict"
+        lines, through = given.line_buffering, given.write_through  # as -u or a terminal has it
     else:
         return
     sys.stdout = io.TextIOWrapper(
-        io.BufferedWriter(raw), encoding=encoding, errors=errors, line_buffering=lines
+        io.BufferedWriter(raw),
+        encoding=encoding,
+        errors=errors,
+        line_buffering=lines,
+        write_through=through,
     )

@@ -70,13 +70,19 @@ from reconciler.core.runs import (
     too_many_manual,
 )
 from reconciler.core.timing import AHEAD_MAX
-from reconciler.runner.base import Actions, Outcome, Resumable
+from reconciler.runner.base import Actions, Attempt, Outcome, Resumable
+from reconciler.runner.command import CommandRun, Cut
 from reconciler.store.base import RunStore
 
 log = logging.getLogger("crontask.runner")
 
 # What the record of a run killed by a second stop signal adds to its message.
 HURRIED = "crontask was asked again to stop: killed at once, without the kill grace"
+# ... of a run that had ended by itself, whose leftovers (``Cut.LEFTOVERS``) it killed.
+HURRIED_LEFTOVERS = (
+    "crontask was asked again to stop: what it left was killed at once, without the kill grace"
+)
+_HURRIED_NOTES = {Cut.RUN: HURRIED, Cut.LEFTOVERS: HURRIED_LEFTOVERS}
 _JUST_BEFORE = timedelta(microseconds=1)  # a slot, as a catch-up counts from after it
 
 Clock = Callable[[], datetime]
@@ -382,8 +388,18 @@ class Dispatcher(RunExecution, AheadSlots, RunStops):
     ) -> RunRecord | None:
         """As ``RunExecution._complete``; a command killed by a second stop signal says so
         (``RunStops._kill_now``), whatever was ending it: the shutdown, or its timeout or a
-        stop (``Replace``, another replica) whose kill grace the signal cut short."""
+        stop (``Replace``, another replica) whose kill grace the signal cut short. Only when
+        the kill ended it (``CommandRun.cut``): one that had exited by itself was not killed,
+        and what it left, if the kill ended that, is what the note names."""
         record = active.record
-        if (record.id, record.attempt) in self._killed:
-            outcome = dataclasses.replace(outcome, message=f"{outcome.message}; {HURRIED}")
+        note = _hurried_note(active.attempt)
+        if note is not None and (record.id, record.attempt) in self._killed:
+            outcome = dataclasses.replace(outcome, message=f"{outcome.message}; {note}")
         return await super()._complete(definition, active, outcome)
+
+
+def _hurried_note(attempt: Attempt | None) -> str | None:
+    """What a second stop signal's kill ended of this attempt, said in its record."""
+    if not isinstance(attempt, CommandRun) or attempt.cut is None:
+        return None
+    return _HURRIED_NOTES[attempt.cut]

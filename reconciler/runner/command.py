@@ -40,6 +40,7 @@ only.
 from __future__ import annotations
 
 import asyncio
+import enum
 import logging
 import math
 import os
@@ -79,6 +80,16 @@ _SETTLE = 0.1
 # then backing off so that long grace periods cost little.
 _POLL_FIRST = 0.01
 _POLL_MAX = 0.1
+
+
+class Cut(enum.Enum):
+    """What a second stop signal's SIGKILL (``CommandRun.kill_now``) cut short: the run's
+    command, still alive as it was being terminated, or only what it left behind (it had
+    exited by itself, what it left was being terminated)."""
+
+    RUN = enum.auto()
+    LEFTOVERS = enum.auto()
+
 
 # Supervisors that outlive a run() call cancelled twice: a strong reference keeps them from being
 # garbage-collected before they have finished killing their group.
@@ -138,6 +149,7 @@ class CommandRun:
         self._terminator: asyncio.Task[None] | None = None
         self._escalated = False  # SIGKILL was needed after the grace period
         self._settling = False  # exited; what it left has a moment to leave (see _SETTLE)
+        self._cut: Cut | None = None  # see kill_now
         self._start_at: float | None = None  # see start_at()
         self._start_until: float | None = None  # see start_at()
         self._too_late = False  # the spawner's thread found ``_start_until`` past
@@ -159,18 +171,36 @@ class CommandRun:
         session is killed all the same: a session whose members live keeps its id from being
         any new process's pid.
 
-        True if this cut a termination short (SIGTERM sent, the kill grace running), whatever
-        began it (a timeout, a stop for any reason, the end of what an exit left): the run's
-        record is to say it was killed at once. Not for a process not yet told to end, nor
-        for what is still given its moment to leave: their end is not a termination cut
-        short, and the record says how they ended (the caller stops a run before this)."""
+        Whether this cut something short, and what (``cut``, read once ``run()`` returned,
+        for the run's record): a termination (SIGTERM sent, the kill grace running), whatever
+        began it (a timeout, a stop for any reason, the end of what an exit left), of the
+        command itself
+        (``Cut.RUN``: still alive as it was killed) or only of what it left (``Cut.LEFTOVERS``:
+        it had exited by itself, even just before, and something of its session lived on).
+        Nothing for a process not yet told to end, for what is still given its moment to leave,
+        and when nothing of the termination was left alive: their end is not a termination
+        cut short, and the record says how they ended (the caller stops a run before this)."""
         if self._pid is None:
             return False
         terminating = not (self._terminator is None or self._terminator.done())
         if self._exited and not (terminating or self._settling):
             return False
+        # Looked at before the kill: an exit the loop has not handled yet is the command's own.
+        alive = not self._exited and not _gone(self._pid)
+        leftovers = terminating and not alive and self._session_alive(fresh_since)
         signal_session(self._pid, signal.SIGKILL, fresh_since=fresh_since)
-        return terminating
+        if terminating and (alive or leftovers):
+            self._cut = Cut.RUN if alive else Cut.LEFTOVERS
+        return self._cut is not None
+
+    @property
+    def cut(self) -> Cut | None:
+        """What ``kill_now`` cut short, as the run ended: ``Cut.RUN`` only if SIGKILL is what
+        ended the command; None if it exited by itself between the look and the kill."""
+        return self._cut
+
+    def _session_alive(self, fresh_since: float) -> bool:
+        return session_state(self._pid or 0, fresh_since=fresh_since) is Group.ALIVE
 
     def start_at(
         self, when: float | None, began: Callable[[float], None], until: float | None = None
@@ -381,6 +411,8 @@ class CommandRun:
                 self._begin_termination()  # stop() or cancellation arrived while spawning
             returncode = await self._wait_main(child, deadline)
             self._exited = True
+            if self._cut is Cut.RUN and returncode != -signal.SIGKILL:
+                self._cut = None  # it exited by itself as the kill came: not killed (kill_now)
             # The run owns its group: what the main process left behind goes with it.
             leftovers = self._terminator is None and await self._stop_leftovers()
             if self._terminator is not None:

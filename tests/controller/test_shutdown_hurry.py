@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from reconciler.controller.dispatch import Dispatcher
+from reconciler.controller.dispatch import HURRIED, HURRIED_LEFTOVERS, Dispatcher
 from reconciler.core.runs import RunRecord, RunStatus, run_id
 from reconciler.runner import command
 from reconciler.store import MemoryRunStore
@@ -173,3 +173,34 @@ def test_a_command_reaped_while_its_record_is_written_is_not_signalled_again(
     record = store.get(run_id("default/job", SLOT))
     assert record is not None
     assert record.status is RunStatus.SUCCEEDED
+
+
+def test_a_second_signal_that_kills_only_what_a_finished_command_left_says_so(
+    tmp_path: Path,
+) -> None:
+    """The command succeeded; a child it left ignores SIGTERM, so its termination is in its
+    kill grace when the second signal comes: the record says what it left was killed at
+    once, not that the run was."""
+    d, store, pid_file = stubborn(tmp_path)
+    term = tmp_path / "term"
+    child = f"(trap 'echo 1 > {term}' TERM; echo $$ > {pid_file}; while :; do sleep 0.05; done)"
+    job = definition("job", command={"args": ["sh", "-c", f"{child} & echo done; exit 0"]})
+
+    async def scenario() -> None:
+        d.fire(job, SLOT)
+        await asyncio.wait_for(until(term), BOUND)  # what it left is being terminated
+        hurry = asyncio.Event()
+        hurry.set()
+        await asyncio.wait_for(d.shutdown(600.0, hurry), BOUND)
+
+    try:
+        asyncio.run(scenario())
+        record = store.get(run_id("default/job", SLOT))
+        assert record is not None
+        assert record.message is not None
+        assert (record.status, record.exit_code) == (RunStatus.SUCCEEDED, 0)
+        assert HURRIED_LEFTOVERS in record.message, record.message
+        assert HURRIED not in record.message, record.message
+    finally:
+        with contextlib.suppress(ProcessLookupError, ValueError):
+            os.killpg(int(pid_file.read_text()), signal.SIGKILL)
