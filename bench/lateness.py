@@ -173,7 +173,7 @@ async def _crontask(mode: str, n: int, store_dir: Path | None) -> Json:
     from reconciler.core.timing import AHEAD_MAX
     from reconciler.runner import process
     from reconciler.runner.base import Actions, Attempt, Outcome
-    from reconciler.runner.command import CommandRunner
+    from reconciler.runner.command_runner import CommandRunner
     from reconciler.runner.environment import task_environment
     from reconciler.scheduling.apscheduler import AHEAD_BASE, AHEAD_PER_RUN, ApsScheduler
     from reconciler.store import open_store, sqlite_url

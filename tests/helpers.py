@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 from reconciler.core.desired import Definition, Location
 from reconciler.core.model import CronTask
 from reconciler.runner.base import Actions
-from reconciler.runner.command import CommandRunner
+from reconciler.runner.command_runner import CommandRunner
 from reconciler.runner.http import HttpRunner
 
 T = TypeVar("T")

@@ -32,7 +32,7 @@ from reconciler.core.runs import RunRecord, RunStatus
 from reconciler.host import usable_cores
 from reconciler.membership.base import Membership, Views
 from reconciler.runner.base import Action, Actions
-from reconciler.runner.command import CommandRunner
+from reconciler.runner.command_runner import CommandRunner
 from reconciler.runner.environment import task_environment
 from reconciler.runner.http import HttpRunner
 from reconciler.scheduling.apscheduler import ApsScheduler

@@ -43,15 +43,12 @@ import asyncio
 import enum
 import logging
 import math
-import os
 import signal
 import subprocess
 import time
 from collections.abc import Callable, Mapping, Sequence
 
-from reconciler.core.desired import Definition
-from reconciler.core.runs import RunRecord
-from reconciler.runner.base import TOO_LATE, Outcome, run_environment
+from reconciler.runner.base import TOO_LATE, Outcome
 from reconciler.runner.command_outcome import End, exited, given_up, not_started, start_failed
 from reconciler.runner.group import (
     Group,
@@ -63,7 +60,7 @@ from reconciler.runner.group import (
     signal_session,
 )
 from reconciler.runner.output import TailReader
-from reconciler.runner.process import Child, Withdrawn, spawn_soon
+from reconciler.runner.process import Child, Withdrawn, has_exited, spawn_soon
 
 log = logging.getLogger("crontask.runner")
 
@@ -186,7 +183,7 @@ class CommandRun:
         if self._exited and not (terminating or self._settling):
             return False
         # Looked at before the kill: an exit the loop has not handled yet is the command's own.
-        alive = not self._exited and not _gone(self._pid)
+        alive = not self._exited and not has_exited(self._pid)
         leftovers = terminating and not alive and self._session_alive(fresh_since)
         signal_session(self._pid, signal.SIGKILL, fresh_since=fresh_since)
         if terminating and (alive or leftovers):
@@ -220,11 +217,12 @@ class CommandRun:
         ``run()`` then returns ``FAILED`` with ``reason``. Called before ``run()`` (or while it is
         still spawning), the process is never started (or is terminated as soon as it exists).
         No-op once the process has exited, or if the run is already ending (first cause wins).
-        An exit the loop has not handled yet counts: the run ended on its own (``_gone``).
+        An exit the loop has not handled yet counts: the run ended on its own
+        (``process.has_exited``).
         """
         if self._exited or self._end is not None:
             return
-        if self._spawned and _gone(self._pid):
+        if self._spawned and has_exited(self._pid):
             return  # run() returns that exit, once the loop hears of it
         self._end = End.STOPPED
         self._stop_reason = reason
@@ -462,7 +460,7 @@ class CommandRun:
         except TimeoutError:
             # A busy (or paused) loop may handle the exit and the deadline in one pass, and
             # the deadline then wins: the process that exited in time did not time out.
-            if not _gone(child.pid):
+            if not has_exited(child.pid):
                 if self._end is None:
                     self._end = End.TIMED_OUT
                 self._begin_termination()
@@ -480,54 +478,4 @@ class CommandRun:
             working_dir=self._working_dir,
             timeout=self._timeout,
             stop_reason=self._stop_reason,
-        )
-
-
-def _gone(pid: int | None) -> bool:
-    """Whether our child ``pid`` has exited, without waiting and without reaping it (its
-    ``Child`` does): a zombie, or reaped already (its exit is on the way to the loop)."""
-    if pid is None:
-        return False
-    try:
-        return os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
-    except ChildProcessError:
-        return True
-    except (AttributeError, OSError):  # no waitid here: judge by the loop alone
-        return False
-
-
-class CommandRunner:
-    """The ``command`` action: each attempt is a :class:`CommandRun` of ``spec.command``.
-
-    ``task_env`` is what every command's environment starts from (see
-    ``reconciler.runner.environment``); then the task's own ``env``; then the run's
-    ``CRONTASK_*`` variables, which nothing overrides.
-    """
-
-    field = "command"
-
-    def __init__(
-        self,
-        task_env: Mapping[str, str],
-        *,
-        kill_grace: float = 10.0,
-        output_limit: int = 64 * 1024,
-    ) -> None:
-        self.task_env = dict(task_env)
-        self.kill_grace = kill_grace
-        self.output_limit = output_limit
-
-    def attempt(self, definition: Definition, record: RunRecord) -> CommandRun:
-        spec = definition.task.spec
-        assert spec.command is not None  # the registry asks only tasks that set it
-        # Which crontask started it: how the next start knows a command left by a crashed one
-        # (``runner.leftovers``).
-        instance = {"CRONTASK_INSTANCE": record.owner} if record.owner else {}
-        return CommandRun(
-            spec.command.args,
-            env={**self.task_env, **spec.command.env, **run_environment(record), **instance},
-            working_dir=spec.command.working_dir,
-            timeout=spec.timeout_seconds,
-            kill_grace=self.kill_grace,
-            output_limit=self.output_limit,
         )

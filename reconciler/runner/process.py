@@ -452,3 +452,16 @@ def _kill_orphan(command: str, future: concurrent.futures.Future[Submitted]) -> 
         children.claims.forget(pid)
 
     threading.Thread(target=reap, name=f"waitpid {pid}", daemon=True).start()
+
+
+def has_exited(pid: int | None) -> bool:
+    """Whether our child ``pid`` has exited, without waiting and without reaping it (its
+    ``Child`` does): a zombie, or reaped already (its exit is on the way to the loop)."""
+    if pid is None:
+        return False
+    try:
+        return os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
+    except ChildProcessError:
+        return True
+    except (AttributeError, OSError):  # no waitid here: judge by the loop alone
+        return False
