@@ -40,10 +40,17 @@ _LEAST = 4
 # shortest, are left out (a task with many 32 KiB header values).
 MAX_FORMS = 256
 MAX_CHARS = 1 << 20
-_NOT_WORD = r"(?<![^\W_]){}(?![^\W_])"  # a letter or digit on neither side
+# A letter or digit on neither side, an escape before it counting as a boundary: a receiver
+# that quotes the URL percent-encoded (``?next=%2Fhooks%2FSECRET``) or as JSON escapes
+# (``\u002FSECRET``) puts a hex digit right before it.
+_BEFORE = r"(?:(?<![^\W_])|(?<=%[0-9A-Fa-f]{2})|(?<=\\u[0-9A-Fa-f]{4}))"
+_AFTER = r"(?![^\W_])"
+_ESCAPE_BEFORE = re.compile(r"(?:%[0-9A-Fa-f]{2}|\\u[0-9A-Fa-f]{4})$")
 _ESCAPE = re.compile(r"%[0-9A-Fa-f]{2}")
-_SECRET_NAMES = frozenset(
-    ("token", "key", "sig", "signature", "secret", "password", "passwd", "auth", "code")
+# A query value whose name holds one of these is a credential, however short: client_secret,
+# pwd, passphrase, authorization, auth_code, X-Amz-Signature, api_key, access_token, ...
+_SECRET_NAME_PARTS = (
+    *("token", "key", "sig", "secret", "pass", "pwd", "auth", "code", "cred", "session"),
 )
 _ORDINARY = frozenset(("true", "false", "null"))
 
@@ -65,7 +72,7 @@ class Secrets:
             kept.append(part)
             total += len(part)
         self._parts = [
-            (p, None if p in self.anywhere else re.compile(_NOT_WORD.format(re.escape(p))))
+            (p, None if p in self.anywhere else re.compile(_BEFORE + re.escape(p) + _AFTER))
             for p in _longest_first(kept)
         ]
 
@@ -85,7 +92,12 @@ class Secrets:
             start, head = max(0, len(text) - len(part) + 1), part[:_LEAST]
             at = text.find(head, start)
             while at >= 0:
-                whole = word is None or at == 0 or not text[at - 1].isalnum()
+                whole = (
+                    word is None
+                    or at == 0
+                    or not text[at - 1].isalnum()
+                    or _ESCAPE_BEFORE.search(text, max(0, at - 6), at) is not None
+                )
                 if whole and part.startswith(text[at:]):
                     return f"{text[:at]}{REDACTED}"
                 at = text.find(head, at + 1)
@@ -113,7 +125,9 @@ def url_secrets(url: str) -> tuple[set[str], set[str]]:
             words.update(_decoded(user) | _decoded(password))
             words.add(base64.b64encode(plain.encode()).decode())
         if parts.path not in ("", "/"):
-            anywhere |= _decoded(parts.path)
+            # As quoted back whole too: percent-encoded (a login page's ?next=%2Fhooks%2F...).
+            path = urllib.parse.unquote(parts.path)
+            anywhere |= _decoded(parts.path) | {urllib.parse.quote(path, safe="")}
             for segment in parts.path.split("/"):
                 if _looks_secret(urllib.parse.unquote(segment)):
                     words |= _decoded(segment)
@@ -162,8 +176,7 @@ def _looks_secret(value: str, name: str | None = None) -> bool:
 
 
 def _secret_name(name: str) -> bool:
-    # access_token, api_key and the like too
-    return name in _SECRET_NAMES or "token" in name or name.endswith(("_key", "-key", "apikey"))
+    return any(part in name for part in _SECRET_NAME_PARTS)
 
 
 def header_secrets(action: HttpAction, headers: Mapping[str, str]) -> set[str]:

@@ -209,3 +209,38 @@ def test_parts_beyond_the_cap_are_left_shortest_first() -> None:
     assert "the-whole-path-0001" in kept  # hidden wherever it appears: kept first
     longest = sorted(words, key=len, reverse=True)[: MAX_FORMS - 1]
     assert min(map(len, longest)) <= min(len(p) for p in kept if p in words)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://h.example/hooks/T0A1B2C3D4E5F6G7H8",
+        "https://h.example/x?token=Kq7Lm2Pw9Zt",
+        "https://h.example/x?api_key=ab12cd34",
+    ],
+)
+def test_a_url_quoted_back_percent_encoded_keeps_no_secret(url: str) -> None:
+    """A login page's ``?next=%2Fhooks%2F...``: the hex digit before a part is no letter of
+    a longer word."""
+    from reconciler.runner.http_secrets import Secrets, url_secrets
+
+    parts = urllib.parse.urlsplit(url)
+    target = parts.path + (f"?{parts.query}" if parts.query else "")
+    secret = (parts.query.partition("=")[2] or parts.path.rpartition("/")[2]).lower()
+    secrets = Secrets(*url_secrets(url))
+    for quoted in (urllib.parse.quote(target, safe=""), json.dumps(target).replace("/", "\\u002F")):
+        shown = secrets.hide(f"Log in at /login?next={quoted}\n")
+        assert secret not in shown.lower(), shown
+        # Cut at the end inside it, too.
+        cut = secrets.hide(f"next={quoted}"[:-3])
+        assert secret[:-3] not in cut.lower(), cut
+
+
+@pytest.mark.parametrize(
+    "name", ["client_secret", "pwd", "passphrase", "authorization", "auth_code", "X-Amz-Signature"]
+)
+def test_a_short_value_is_hidden_for_a_name_that_holds_a_secret_word(name: str) -> None:
+    from reconciler.runner.http_secrets import Secrets, url_secrets
+
+    secrets = Secrets(*url_secrets(f"https://h.example/x?{name}=xY9kq2Lm"))
+    assert secrets.hide('{"v":"xY9kq2Lm"}') == '{"v":"***"}'
