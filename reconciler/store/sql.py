@@ -100,6 +100,8 @@ _WRITABLE: Final = sa.text(
     " AND has_table_privilege('runs', 'INSERT') AND has_table_privilege('runs', 'UPDATE')"
 )
 _LOCK_WAIT: Final = sa.text("SELECT set_config('lock_timeout', :ms, true)")
+# One statement after a batch save, to start PostgreSQL's idle timer again (``save_many``).
+_IDLE_TIMER: Final = sa.text("SELECT 1")
 
 _c = runs.c
 
@@ -186,6 +188,7 @@ class SqlRunStore:
             tx = conn.begin()
             if not self._sqlite:
                 conn.execute(_LOCK_WAIT, {"ms": "0"})
+                conn.execute(_IDLE_TIMER)
             for statement in (self._claim_stmt, self._save_stmt):
                 conn.execute(statement, rows[:1]).close()
                 conn.execute(statement, rows).close()
@@ -293,7 +296,7 @@ class SqlRunStore:
                 # idle_in_transaction_session_timeout (sql_schema.PG_IDLE_IN_TRANSACTION_TIMEOUT).
                 # One more statement starts it (RETURNING did too, at two or three times the
                 # cost of a save).
-                conn.execute(sa.text("SELECT 1"))
+                conn.execute(_IDLE_TIMER)
 
         self._write(save)
 

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from reconciler.sources.git import GitOptions, GitSource
+from reconciler.sources.gitbounds import MEMORY_CONFIG
 from reconciler.sources.gitrepo import local_path, upload_pack
 from tests.sources.test_git import Clock, Remote, clock, doc, isolated_git, remote, state
 
@@ -83,6 +84,7 @@ def test_only_a_local_fetch_runs_upload_pack_with_the_setting() -> None:
     assert option == "--upload-pack"
     assert shlex.split(command) == [
         "git",
+        *MEMORY_CONFIG,  # -c does not reach a local upload-pack, and it runs under the limit
         *("-c", "safe.directory=/srv/it's here/r.git"),
         *("-c", "safe.directory=/srv/it's here/r.git/.git"),
         *("-c", "safe.directory=/srv/it's here/r.git.git"),
