@@ -208,16 +208,9 @@ class HttpRun:
         action = self.action
         shown = redact_request_url(action.url)  # stored and shown: no credentials, no path
         deadline = asyncio.get_running_loop().time() + self.timeout
-        try:
-            headers = _merged(
-                await resolve_headers(action, self.env, deadline=deadline), self.extra_headers
-            )
-        except HeaderValueError as err:
-            if err.timed_out:
-                message = f"{err} within {self.timeout:g}s"
-                return _failed("DeadlineExceeded", message, status=RunStatus.TIMED_OUT)
-            return _failed("InvalidHeader", str(err))
-        self._secrets = self._secrets.with_values(header_secrets(action, headers))
+        headers = await self._headers(deadline)
+        if isinstance(headers, Outcome):
+            return headers
         secrets, body = self._secrets, self._body
         try:
             # httpx's timeout is per read: asyncio's is for the whole request and its body.
@@ -271,6 +264,27 @@ class HttpRun:
                 "RequestFailed",
                 f"{action.method} {shown}: the request cannot be sent: {_clip(str(err), secrets)}",
             )
+        return self._answered(response, body)
+
+    async def _headers(self, deadline: float) -> dict[str, str] | Outcome:
+        """The request's headers, `valueFrom` ones read by `deadline` and added to what is
+        hidden; or the outcome of a header that cannot be sent."""
+        action = self.action
+        try:
+            headers = _merged(
+                await resolve_headers(action, self.env, deadline=deadline), self.extra_headers
+            )
+        except HeaderValueError as err:
+            if err.timed_out:
+                message = f"{err} within {self.timeout:g}s"
+                return _failed("DeadlineExceeded", message, status=RunStatus.TIMED_OUT)
+            return _failed("InvalidHeader", str(err))
+        self._secrets = self._secrets.with_values(header_secrets(action, headers))
+        return headers
+
+    def _answered(self, response: httpx.Response, body: bytearray) -> Outcome:
+        """The outcome of a response that came whole: its status against `expectStatus`."""
+        action, secrets = self.action, self._secrets
         summary = _summary(response, action.url, secrets)
         text = _body_text(response, body, self.output_limit, secrets)
         if action.accepts(response.status_code):

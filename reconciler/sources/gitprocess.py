@@ -53,6 +53,7 @@ import threading
 import time
 from collections.abc import Callable, Generator, Mapping, Sequence
 from pathlib import Path
+from typing import IO
 
 from reconciler import children
 from reconciler.sources.gitbounds import (
@@ -346,26 +347,14 @@ def _communicate(
                     process.poll() is not None or overflowed or now >= deadline
                 ):
                     timed_out = not overflowed and process.returncode is None
-                    with contextlib.suppress(ProcessLookupError):
-                        os.killpg(process.pid, signal.SIGKILL)
+                    _end_group(process, selector)
                     drain_until = now + _DRAIN_TIMEOUT
-                    if process.stdin is not None and not process.stdin.closed:
-                        selector.unregister(process.stdin)
-                        process.stdin.close()
                 left = (deadline if drain_until is None else drain_until) - now
                 if left <= 0:
                     break
                 for key, _ in selector.select(min(_SLICE, left)):
                     if key.fileobj is process.stdin:
-                        try:
-                            unwritten = unwritten[os.write(key.fd, unwritten[:_CHUNK]) :]
-                        except BlockingIOError:
-                            continue
-                        except BrokenPipeError:  # git stopped reading: its exit says why
-                            unwritten = unwritten[:0]
-                        if not unwritten:
-                            selector.unregister(process.stdin)
-                            process.stdin.close()
+                        unwritten = _feed(process.stdin, selector, unwritten)
                         continue
                     chunk = os.read(key.fd, _CHUNK)
                     if not chunk:
@@ -389,6 +378,30 @@ def _communicate(
                 pipe.close()
         process.wait()
     return _Output(bytes(stdout), bytes(stderr), timed_out, overflowed)
+
+
+def _feed(stdin: IO[bytes], selector: selectors.BaseSelector, unwritten: memoryview) -> memoryview:
+    """Writes what git takes of ``unwritten`` and returns the rest; stdin is closed once all
+    is written or git stopped reading (its exit says why)."""
+    try:
+        unwritten = unwritten[os.write(stdin.fileno(), unwritten[:_CHUNK]) :]
+    except BlockingIOError:
+        return unwritten
+    except BrokenPipeError:
+        unwritten = unwritten[:0]
+    if not unwritten:
+        selector.unregister(stdin)
+        stdin.close()
+    return unwritten
+
+
+def _end_group(process: subprocess.Popen[bytes], selector: selectors.BaseSelector) -> None:
+    """Kills git's process group and stops writing to it; its pipes are then drained."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)
+    if process.stdin is not None and not process.stdin.closed:
+        selector.unregister(process.stdin)
+        process.stdin.close()
 
 
 def _summary(stderr: str, code: int) -> str:
