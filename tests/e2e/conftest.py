@@ -95,7 +95,14 @@ class Crontask:
         if self.proc is None or self.proc.poll() is not None:
             return self.proc.returncode if self.proc else 0
         self.proc.send_signal(sig)
-        return self.proc.wait(timeout=30)
+        try:
+            return self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            # A crontask that does not stop must not outlive its test: it would hold its
+            # ports, and its dropped Popen would fail a later test with a ResourceWarning.
+            self.proc.kill()
+            self.proc.wait()
+            raise
 
 
 def _tree() -> str:
@@ -135,9 +142,21 @@ def crontask(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Callabl
         return instance
 
     yield start
+    stop_all(started, request)
+
+
+def stop_all(started: Sequence[Crontask], request: pytest.FixtureRequest) -> None:
+    """Stops every crontask a test started, even when one of them does not stop (which then
+    fails the test), and prints the first one's log if the test failed."""
+    stuck: list[subprocess.TimeoutExpired] = []
     for instance in started:
-        instance.stop()
-    if request.node.stash.get(_failed, False) and started:
+        try:
+            instance.stop()
+        except subprocess.TimeoutExpired as err:
+            stuck.append(err)
+    if (stuck or request.node.stash.get(_failed, False)) and started:
         # What crontask said is the first thing to read when an end-to-end test fails.
         print(f"--- crontask log ({started[0].log_path}), last 200 lines ---")
         print("\n".join(started[0].log().splitlines()[-200:]))
+    if stuck:
+        raise stuck[0]

@@ -9,7 +9,7 @@ observable effect with a deadline.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Generator, Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +17,8 @@ import httpx
 import pytest
 import yaml
 
-from tests.e2e.conftest import Crontask
+# The hook marks a failed test, so that stop_all prints crontask's log.
+from tests.e2e.conftest import Crontask, pytest_runtest_makereport, stop_all
 from tests.k8s.emulator import Emulator
 from tests.k8s.emulator.fixtures import k8s_api_client, kubeconfig, kubectl, serve
 
@@ -28,6 +29,7 @@ __all__ = [
     "k8s_api_client",
     "kubeconfig",
     "kubectl",
+    "pytest_runtest_makereport",
     "real_crd",
 ]
 
@@ -61,24 +63,7 @@ def crontask(
         return instance
 
     yield start
-    for instance in started:
-        instance.stop()
-    if request.node.stash.get(_failed, False) and started:
-        print(f"--- crontask log ({started[0].log_path}), last 200 lines ---")
-        print("\n".join(started[0].log().splitlines()[-200:]))
-
-
-_failed = pytest.StashKey[bool]()
-
-
-@pytest.hookimpl(wrapper=True)
-def pytest_runtest_makereport(
-    item: pytest.Item,
-) -> Generator[None, pytest.TestReport, pytest.TestReport]:
-    report = yield
-    if report.failed:
-        item.stash[_failed] = True
-    return report
+    stop_all(started, request)
 
 
 def write_task(directory: Path, name: str, script: str, **spec: Any) -> Path:
