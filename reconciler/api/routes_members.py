@@ -1,7 +1,8 @@
 """``/api/v1/members``: the replicas (``crontask run --ha``) as the answering one sees them.
 
-Each live member with where its API listens, since when it is a member, its last renewal, how
-many tasks it schedules and which desired set it read (a letter); when the members read
+Each live member with where its API listens, the crontask version it runs (null: unknown, a
+replica of a release that does not say), since when it is a member, its last renewal, how many
+tasks it schedules and which desired set it read (a letter); when the members read
 different definitions, since when and a sample of the tasks that differ (which members agree on
 each, as letters: not the spec hashes, which a reader could check guesses against). A crontask
 running alone answers 404, saying so. At most :data:`MEMBERS_SHOWN` members are listed (the one
@@ -51,6 +52,11 @@ class MemberOut(_Out):
     revision: str | None = Field(description="the git revision in force there")
     draining: bool = Field(description="stopping: its tasks have moved, its runs are finishing")
     me: bool = Field(description="the replica that answered")
+    version: str | None = Field(
+        None,
+        description="the crontask version it runs, so that the replicas of a rolling update "
+        "can be told apart; null: unknown (a replica of a release that does not say)",
+    )
 
 
 class DifferingTaskOut(_Out):
@@ -103,6 +109,7 @@ def list_members(runtime: Runtime) -> MemberListOut:
                 revision=m.revision,
                 draining=m.draining,
                 me=m.me,
+                version=m.version,
             )
             for m in shown
         ],

@@ -167,10 +167,13 @@ def run_members(args: argparse.Namespace) -> int:
             _when(m.get("renewed")),
             shown(m.get("ownedTasks", 0)),
             shown(m.get("digest")) + (" draining" if m.get("draining") else ""),
+            # None from a replica of a release that did not say, absent from such a server.
+            shown(m.get("version"), "unknown"),
         ]
         for m in members
     )
-    print_table(["MEMBER", "ADDRESS", "SINCE", "RENEWED", "TASKS", "DIGEST"], rows)
+    headers = ["MEMBER", "ADDRESS", "SINCE", "RENEWED", "TASKS", "DIGEST", "VERSION"]
+    print_table(headers, rows)
     total = answer.get("total")
     if isinstance(total, int) and total > len(members):  # the API lists a bounded number
         print(f"{len(members)} of {total} live members listed")

@@ -291,6 +291,7 @@ class Service:
                 revision=m.revision,
                 draining=m.draining,
                 me=m.id == cluster.me.id,
+                version=m.version,
             )
             for m in cluster.members
         )

@@ -134,6 +134,7 @@ class MemberStatus:
     revision: str | None  # the git revision in force there
     draining: bool  # stopping: its tasks have moved, its runs are finishing
     me: bool  # the replica answering
+    version: str | None = None  # the crontask version it runs; None: unknown (it did not say)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -23,6 +23,9 @@ Contract:
   observed each renewal, as client-go's leader election does, so no two clocks are compared.
 - ``leave(me)`` deletes the record at once (a clean shutdown: the others need not wait for it
   to expire). Never raises for a record that is already gone.
+- Each member's ``version`` is what it announced if that reads as a version
+  (:func:`readable_version`), else None: a member of a release that did not announce one, or a
+  record someone else wrote, is a member of unknown version, never an error.
 - Implementations are blocking and thread-safe; the controller calls them in a worker thread.
 
 :class:`Views` is where each replica publishes the desired set it read (each task's spec hash),
@@ -36,16 +39,33 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import re
 import time
 from collections.abc import Callable, Collection, Mapping
 from datetime import datetime
 from typing import Any, Final, Protocol
+
+from reconciler import __version__
 
 log = logging.getLogger("crontask.membership")
 
 # The most members a renewal returns: far more replicas than anyone runs, few enough that
 # reading them every renewal (and listing them in the API) stays cheap.
 MOST_MEMBERS: Final = 1000
+
+
+# What a member's version may be: a PEP 440 version as Python packages write it (a local
+# ``+g1234.d20261205`` included), at most as long as the members table's column. Anyone may
+# write a Lease or a row: a value that is not one reads as unknown (None), never an error.
+VERSION_MOST: Final = 64
+_VERSION: Final = re.compile(r"[0-9A-Za-z][0-9A-Za-z.+!_-]*")
+
+
+def readable_version(value: object) -> str | None:
+    """``value`` if it reads as a version (see :data:`_VERSION`), else None (unknown)."""
+    if isinstance(value, str) and len(value) <= VERSION_MOST and _VERSION.fullmatch(value):
+        return value
+    return None
 
 
 class MembershipUnavailable(Exception):
@@ -65,6 +85,9 @@ class Announcement:
     # Stopping: it schedules nothing any more (others take its tasks now), but its runs are
     # still finishing, so it stays a member until they have (nobody marks them interrupted).
     draining: bool = False
+    # The crontask version it runs, so that the replicas of a rolling update can be told
+    # apart; one that does not read as a version (readable_version) is published as none.
+    version: str | None = __version__
     # Not published: how long this renewal may take (it is below the renew deadline), for an
     # implementation that can bound its calls; None: as long as its own timeouts allow.
     budget: float | None = None
@@ -83,6 +106,7 @@ class Member:
     revision: str | None = None
     owned: int = 0
     draining: bool = False
+    version: str | None = None  # None: unknown (a replica of a release before it was said)
 
 
 class Membership(Protocol):

@@ -3,8 +3,8 @@
 Each replica owns one Lease in the lease namespace, labelled ``crontask.dev/member=GROUP``,
 whose ``holderIdentity`` is its instance id, renewed every renew interval (``renewTime``,
 ``leaseDurationSeconds``, in whole seconds rounded up); what it publishes (address, digest,
-revision, tasks owned, since) rides in annotations. ``kubectl get leases -l
-crontask.dev/member=GROUP`` lists the replicas of one group.
+revision, tasks owned, since, the crontask version it runs) rides in annotations. ``kubectl get
+leases -l crontask.dev/member=GROUP`` lists the replicas of one group.
 
 A group is the replicas that share one run store (:func:`group_of` its URL): two deployments in
 one namespace are two memberships, never one that hands each the other's tasks. A Lease of
@@ -21,7 +21,9 @@ late, never a live one early. Leases expired for ten durations are deleted by wh
 
 A Lease is anyone's to write, so each one is judged on its own: a Lease that does not parse, or
 whose name is not the one its ``holderIdentity`` would have, is not a member (and is logged once);
-no Lease counts as live for longer than this replica's own lease duration. So the API server's
+no Lease counts as live for longer than this replica's own lease duration; a
+``crontask.dev/version`` that is no version (``base.readable_version``: at most 64 characters of
+a PEP 440 version) is unknown, and the Lease still a member. So the API server's
 answers are read as plain JSON, never as the client's typed models: one Lease those refuse (a
 ``renewTime`` in year 0, which the API server accepts) would fail every replica's list, and no
 replica could forget it. Our own Lease's annotations are all written at each renewal (one we
@@ -61,6 +63,7 @@ from reconciler.membership.base import (
     Cap,
     Member,
     MembershipUnavailable,
+    readable_version,
 )
 
 MEMBER_LABEL: Final = "crontask.dev/member"
@@ -325,6 +328,8 @@ def _annotations(me: Announcement, since: datetime) -> dict[str, str | None]:
         "owned": str(me.owned),
         "since": since.isoformat(),
         "draining": "true" if me.draining else None,
+        # None (removed) for one that is no version: the readers would take it for unknown.
+        "version": readable_version(me.version),
     }
     return {_ANNOTATION + k: v for k, v in values.items()}
 
@@ -348,6 +353,7 @@ def _as_announced(member: Member, me: Announcement) -> Member:
         revision=me.revision,
         owned=me.owned,
         draining=me.draining,
+        version=readable_version(me.version),
     )
 
 
@@ -376,6 +382,8 @@ def _member(holder: str, lease: dict[str, Any]) -> Member:
         revision=notes.get(_ANNOTATION + "revision"),
         owned=int(owned) if owned.isdigit() else 0,
         draining=notes.get(_ANNOTATION + "draining") == "true",
+        # Anyone may annotate a Lease: one that is no version is unknown, never an error.
+        version=readable_version(notes.get(_ANNOTATION + "version")),
     )
 
 

@@ -16,6 +16,7 @@ from reconciler.membership.base import (
     Difference,
     Member,
     MembershipUnavailable,
+    readable_version,
 )
 
 Clock = Callable[[], datetime]
@@ -44,7 +45,15 @@ class Registry:
             ours = me.lease_seconds
             since = found[0].since if found and self._live(found, now, ours) else now
             member = Member(
-                me.id, me.address, since, now, me.digest, me.revision, me.owned, me.draining
+                me.id,
+                me.address,
+                since,
+                now,
+                me.digest,
+                me.revision,
+                me.owned,
+                me.draining,
+                readable_version(me.version),
             )
             self.records[me.id] = (member, me.lease_seconds)
             live = [m for m, s in self.records.values() if self._live((m, s), now, ours)]

@@ -16,9 +16,12 @@ not a date Python can hold (``'infinity'``, a date BC: loading one would fail th
 and every replica would fence), or which was renewed further in the future than its lease is not
 a member, and is forgotten at once. The interval arithmetic is only done on rows that passed that
 check (in a ``CASE``, whose order PostgreSQL keeps), since one out-of-range interval fails the
-whole statement. At most ``most`` live rows are read (``membership.base.Cap``): this replica's,
-those it knows, then those with a digest, then those renewed nearest the database's ``now()``
-(a replica renews every interval; a row dated ahead of it is no fresher).
+whole statement. A ``version`` that does not read as one (``membership.base.readable_version``)
+is unknown, and none is written for one that would not be; a row of the release before versions
+(which writes none) is a member of unknown version. At most ``most`` live rows are read
+(``membership.base.Cap``): this replica's, those it knows, then those with a digest, then those
+renewed nearest the database's ``now()`` (a replica renews every interval; a row dated ahead of
+it is no fresher).
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ from reconciler.membership.base import (
     Difference,
     Member,
     MembershipUnavailable,
+    readable_version,
 )
 from reconciler.store.base import StoreUnavailable
 from reconciler.store.sql_errors import translated_errors
@@ -128,6 +132,8 @@ class SqlMembership:
             "revision": me.revision,
             "owned": me.owned,
             "draining": me.draining,
+            # Bounded and checked: a value the column refuses would fail the renewal.
+            "version": readable_version(me.version),
         }
         insert = pg_insert(members).values(since=_NOW, **values)
         expires = members.c.renewed + _lease(me.lease_seconds)
@@ -173,6 +179,8 @@ class SqlMembership:
                 revision=row["revision"],
                 owned=row["owned"],
                 draining=row["draining"],
+                # Anyone may write a row: one that is no version is unknown (None).
+                version=readable_version(row["version"]),
             )
             for row in rows
         ]

@@ -166,7 +166,18 @@ members = sa.Table(
     sa.Column("revision", sa.String(64), nullable=True),
     sa.Column("owned", sa.Integer(), nullable=False, server_default="0"),
     sa.Column("draining", sa.Boolean(), nullable=False, server_default=sa.false()),
+    # The crontask version it runs (migration 0007); none from a replica of an earlier one.
+    sa.Column("version", sa.String(64), nullable=True),
     sa.PrimaryKeyConstraint("id", name="pk_members"),
+)
+
+# The oldest revision whose crontask may run on this schema, in one row (migration 0007); see
+# reconciler.store.migrations, which reads it.
+READERS_TABLE: Final = "crontask_schema_readers"
+schema_readers = sa.Table(
+    READERS_TABLE,
+    metadata,
+    sa.Column("oldest", sa.String(4), nullable=False),
 )
 
 member_views = sa.Table(

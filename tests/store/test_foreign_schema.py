@@ -86,5 +86,6 @@ def test_a_newer_crontask_is_still_said_so(
 ) -> None:
     _store(sql_url, open_many)
     _sql(sql_url, "UPDATE alembic_version SET version_num = '0042'")
+    _sql(sql_url, "UPDATE crontask_schema_readers SET oldest = '0042'")  # it says it changed
     with pytest.raises(IncompatibleSchema, match="written by a newer crontask"):
         open_store(sql_url, writer=True)

@@ -25,9 +25,11 @@ NEWER = "0999"
 def _newer_schema(store: RunStore, *oldest: str) -> None:
     """What a newer crontask's migration that only adds would leave: a nullable column this
     crontask does not know, its revision, and the readers table holding ``oldest`` (one row
-    each; none: no table)."""
+    each; none: no table). This crontask's own schema has the table (0007 made it): it is
+    made anew here."""
     assert isinstance(store, SqlRunStore)
     with store.engine.begin() as conn:
+        conn.execute(sa.text(f"DROP TABLE {migrations.READERS_TABLE}"))
         conn.execute(sa.text("ALTER TABLE runs ADD COLUMN later_note VARCHAR(64)"))
         conn.execute(sa.text("UPDATE alembic_version SET version_num = :v"), {"v": NEWER})
         if oldest:

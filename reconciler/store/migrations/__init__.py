@@ -45,6 +45,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy.engine import Connection, Engine
 
+from reconciler.store import sql_schema
 from reconciler.store.base import IncompatibleSchema, StoreUnavailable
 from reconciler.store.sql_schema import BEGIN_OPTION, metadata
 
@@ -53,12 +54,12 @@ __all__ = ["HEAD", "check", "current_revision", "known_revisions", "migrate", "u
 log = logging.getLogger("crontask.store")
 _PG_MIGRATION_LOCK: Final = 0x6372_6F6E_7461_736B  # "crontask": the advisory lock for upgrades
 
-HEAD: Final = "0006"
+HEAD: Final = "0007"
 """The revision this code reads and writes; the contract suite checks it is the script head."""
 
-READERS_TABLE: Final = "crontask_schema_readers"
+READERS_TABLE: Final = sql_schema.READERS_TABLE
 """One row, ``oldest``: the oldest revision whose crontask may run on this schema (see the
-module). Written by the migrations of newer crontasks; read here."""
+module). Made by revision 0007 and written by the migrations after it; read here."""
 
 _HERE = Path(__file__).resolve().parent
 _REVISION = re.compile(r"[0-9]{4}")

@@ -1,0 +1,141 @@
+"""The releases before schema 0007, run as they were released (their code taken from this
+repository's history), on a store this crontask migrated to 0007.
+
+0.3.0 knows ``crontask_schema_readers``, which 0007 made with ``oldest`` 0006: it runs on the
+schema as it is (a rolling update's older replica that restarts, or a rollback), writes its
+runs and its members row, and migrates nothing. 0.2.0 does not know the table: it refuses the
+schema at start, saying a newer crontask wrote it, as every release has refused a schema newer
+than it knows. Without the history (a source archive, a shallow clone) these tests skip.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from reconciler.core.runs import RunStatus
+from reconciler.store import RunQuery, RunStore, migrations
+from reconciler.store.sql import SqlRunStore
+
+ROOT = Path(__file__).resolve().parents[2]
+RELEASES = {"0.2.0": "50b7f10", "0.3.0": "8afbd6c"}  # the commits that shipped them
+
+# Run by the release's own code: open the store as `crontask run` does, claim a run and end it,
+# and on PostgreSQL renew a members row (membership in the database needs PostgreSQL).
+_AS_RELEASED = """
+import dataclasses, json, sys
+from datetime import UTC, datetime, timedelta
+import reconciler
+from reconciler.core.runs import RunRecord, RunStatus, Trigger, run_id
+from reconciler.store import IncompatibleSchema, open_store
+
+url = sys.argv[1]
+try:
+    store = open_store(url, writer=True)
+except IncompatibleSchema as err:
+    print(json.dumps({"version": reconciler.__version__, "refused": str(err)}))
+    sys.exit(0)
+at = datetime(2026, 12, 5, 6, 0, tzinfo=UTC)
+record = RunRecord(
+    id=run_id("ops/old", at), task="ops/old", scheduled_at=at, trigger=Trigger.SCHEDULE,
+    status=RunStatus.RUNNING, attempt=1, owner="old:1:boot", started_at=at,
+)
+store.claim(record)
+ended = dataclasses.replace(
+    record, status=RunStatus.SUCCEEDED, finished_at=at + timedelta(seconds=1), exit_code=0
+)
+store.save_many([ended])
+got = store.get(record.id)
+store.close()
+member = None
+if url.startswith("postgresql"):
+    from reconciler.membership.base import Announcement
+    from reconciler.store.members import SqlMembership
+    membership = SqlMembership.open(url)
+    member = [m.id for m in membership.renew(Announcement(id="old:1:boot", owned=1))]
+    membership.close()
+print(json.dumps({
+    "version": reconciler.__version__, "status": got.status.value, "members": member,
+}))
+"""
+
+
+@pytest.fixture(scope="module")
+def released(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Each release's ``reconciler`` package, as its commit holds it."""
+    trees: dict[str, Path] = {}
+    for version, commit in RELEASES.items():
+        found = subprocess.run(
+            ["git", "-C", str(ROOT), "cat-file", "-e", f"{commit}^{{commit}}"],
+            capture_output=True,
+            check=False,
+        )
+        if found.returncode != 0:
+            pytest.skip(f"release {version} ({commit}) is not in this checkout's history")
+        tree = tmp_path_factory.mktemp(f"release-{version}")
+        archive = subprocess.run(
+            ["git", "-C", str(ROOT), "archive", commit, "reconciler"],
+            capture_output=True,
+            check=True,
+        ).stdout
+        subprocess.run(["tar", "-x", "-C", str(tree)], input=archive, check=True)
+        trees[version] = tree
+    return trees
+
+
+def _run_release(tree: Path, url: str) -> dict[str, object]:
+    env = {**os.environ, "PYTHONPATH": str(tree)}
+    done = subprocess.run(
+        [sys.executable, "-c", _AS_RELEASED, url],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tree,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    said: dict[str, object] = json.loads(done.stdout)
+    return said
+
+
+def test_0_3_0_runs_on_a_0007_store_as_it_is(
+    sql_url: str, open_many: Callable[..., RunStore], released: dict[str, Path]
+) -> None:
+    store = open_many(sql_url)
+    assert isinstance(store, SqlRunStore)
+
+    said = _run_release(released["0.3.0"], sql_url)
+
+    assert said["version"] == "0.3.0"
+    assert said["status"] == "succeeded"
+    with store.engine.connect() as conn:
+        assert migrations.current_revision(conn) == "0007"  # nothing migrated down
+        assert migrations.oldest_reader(conn) == "0006"
+        if sql_url.startswith("postgresql"):
+            assert said["members"] == ["old:1:boot"]
+            row = conn.execute(sa.text("SELECT id, owned, version FROM members")).one()
+            assert tuple(row) == ("old:1:boot", 1, None)  # a member of unknown version
+    page = store.query(RunQuery(task="ops/old"))
+    assert [(r.status, r.exit_code, r.owner) for r in page.items] == [
+        (RunStatus.SUCCEEDED, 0, "old:1:boot")
+    ]
+
+
+def test_0_2_0_refuses_a_0007_store_by_name(
+    sql_url: str, open_many: Callable[..., RunStore], released: dict[str, Path]
+) -> None:
+    open_many(sql_url)
+
+    said = _run_release(released["0.2.0"], sql_url)
+
+    assert said["version"] == "0.2.0"
+    assert "revision '0007'" in str(said["refused"])
+    assert "written by a newer crontask" in str(said["refused"])
