@@ -178,11 +178,17 @@ def _ipv6_in_brackets(text: str) -> bool:
 
 def external_url(text: str) -> str:
     """--external-url: links to runs are made by adding paths (/runs/ID) to it, which after a
-    query or a fragment would all lead to the page itself. The rest is checked at start-up,
-    as receivers' URLs are."""
+    query or a fragment would all lead to the page itself; and every notification carries such
+    a link, so a user name or password in it would go to every receiver. The rest is checked
+    at start-up, as receivers' URLs are."""
     if "?" in text or "#" in text:  # not quoted: it may hold a password
         raise argparse.ArgumentTypeError(
             "a query or fragment (?, #) has no place in it; links to runs add paths to it"
+        )
+    if "@" in text.partition("//")[2].partition("/")[0]:
+        raise argparse.ArgumentTypeError(
+            "a user name or password (user:password@) has no place in it: every notification "
+            "carries links to runs made from it; give the page's address alone"
         )
     return text
 

@@ -72,6 +72,9 @@ BAD = [
     # would lead to the page itself.
     ("run", "x", "--external-url", "https://admin:S3cret@crontask.example/ui?team=ops"),
     ("run", "x", "--external-url", "https://crontask.example/ui#top"),
+    # Every notification carries links made from it: a password would go to every receiver.
+    ("run", "x", "--external-url", "https://admin:S3cret@crontask.example/ui"),
+    ("run", "x", "--external-url", "https://S3cret@crontask.example"),
     ("run", "x", "--max-tasks", "0"),
 ]
 
