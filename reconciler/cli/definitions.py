@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 from concurrent.futures.process import BrokenProcessPool
 from datetime import UTC, datetime
@@ -65,19 +66,56 @@ def run_validate(args: argparse.Namespace) -> int:
     problems = found.problems
     if (past := declared_past(found.definitions, args.max_tasks)) is not None:
         problems = [*problems, printable(f"{', '.join(args.paths)}: {past}")]
-    for line in [*problems, *found.warnings]:
+    receivers, warnings = None, found.warnings
+    if args.notifications is not None:
+        receivers, said, warned = _check_notifications(args.notifications)
+        problems, warnings = [*problems, *said], [*warnings, *warned]
+    for line in [*problems, *warnings]:
         print(line)
     summary = f"{_count(found.files, 'file')}, {_count(found.tasks, 'task')}"
     if found.ignored:
         summary += f", {_count(found.ignored, 'document')} of other kinds ignored"
-    if found.warnings:  # a warning does not fail validation: the task is valid and runs
-        summary += f", {_count(len(found.warnings), 'warning')}"
+    if receivers is not None:
+        summary += f", {_count(receivers, 'notification receiver')}"
+    if warnings:  # a warning does not fail validation: the task is valid and runs
+        summary += f", {_count(len(warnings), 'warning')}"
     if problems:
         sys.stdout.flush()  # keep the summary after the problems when both go to one terminal
         print(f"{_count(len(problems), 'problem')} ({summary})", file=sys.stderr)
         return 1
     print(f"ok: {summary}")
     return 0
+
+
+def _check_notifications(path: Path) -> tuple[int | None, list[str], list[str]]:
+    """The number of receivers of the ``--notifications`` file, read as ``crontask run`` reads
+    it at start (None if it does not read), its problems (``file:line:col: ...``, never a
+    URL), and the warnings the reading logs (a file others may read), each with its file."""
+    from reconciler.sinks import notify_config  # only this check needs it
+
+    warned = _Warnings()
+    logger = logging.getLogger("crontask")
+    logger.addHandler(warned)
+    try:
+        checked = notify_config.load(path)
+    except notify_config.NotificationConfigError as err:
+        return None, [printable(line) for line in str(err).splitlines()], warned.lines
+    finally:
+        logger.removeHandler(warned)
+    return len(checked.config.receivers), [], warned.lines
+
+
+class _Warnings(logging.Handler):
+    """The warnings logged while a file is read, as ``validate`` prints its own."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        fields = getattr(record, "fields", {})
+        where = fields.get("path") if isinstance(fields, dict) else None
+        self.lines.append(printable(f"{where}: warning: {record.getMessage()}"))
 
 
 PLANNED_KINDS = (SourceKind.FILE, SourceKind.GIT)

@@ -15,6 +15,7 @@ from reconciler.cli.main_helpers import (
     absent,
     add_source_bounds_args,
     bounded_int,
+    path_arg,
     server_url,
     task_key,
     timestamp,
@@ -47,6 +48,13 @@ def _add_validate(commands: Any) -> None:
         metavar="N",
         help="processes reading the files (default: one per usable core; a folder of fewer "
         f"than {PARALLEL_MIN_FILES} files is read by one)",
+    )
+    validate.add_argument(
+        "--notifications",
+        type=path_arg,
+        metavar="FILE",
+        help="check this receivers and routes file too, as `crontask run --notifications` "
+        "reads it at start",
     )
     validate.set_defaults(handler=run_validate)
 
