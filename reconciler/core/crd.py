@@ -423,12 +423,25 @@ def open_api_v3_schema() -> dict[str, Any]:
 
 
 def _printer_columns() -> list[dict[str, Any]]:
-    def column(name: str, type_: str, path: str, description: str) -> dict[str, Any]:
-        return {"name": name, "type": type_, "jsonPath": path, "description": description}
+    def column(
+        name: str, type_: str, path: str, description: str, priority: int = 0
+    ) -> dict[str, Any]:
+        out = {"name": name, "type": type_, "jsonPath": path, "description": description}
+        return {**out, "priority": priority} if priority else out
 
+    ready = '.status.conditions[?(@.type=="Ready")]'
     return [
         column("Schedule", "string", ".spec.schedule", "Cron expression or @every interval."),
         column("Suspend", "boolean", ".spec.suspend", "No new runs while true."),
+        # A spec crontask refuses (InvalidSpec, past --max-tasks) or another definition of the
+        # same key wins (Conflict): False here, and why with `kubectl get -o wide`.
+        column(
+            "Ready",
+            "string",
+            f"{ready}.status",
+            "Whether the task runs as its spec says (the Ready condition).",
+        ),
+        column("Reason", "string", f"{ready}.reason", "Why, in one word (-o wide).", priority=1),
         column("Active", "integer", ".status.activeCount", "Runs going now."),
         column(
             "Last Schedule", "date", ".status.lastScheduleTime", "Latest scheduled slot that ran."

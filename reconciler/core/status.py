@@ -12,17 +12,21 @@ Contract:
   (see :func:`foreign_conditions`), as the patch replaces the list whole.
 - Run times only move forward: the stored ``lastSuccessfulTime`` (say, from before a restart)
   is kept unless crontask has seen a later one, so the object itself is the memory across
-  restarts.
+  restarts. A stored time that UTC cannot hold (``9999-12-31T23:00:00-05:00``, which the API
+  server accepts), or more than :data:`FUTURE_MARGIN` after ``now``, is taken for absent, so
+  that what crontask saw replaces it: kept, the first failed every status write of the object,
+  the second outlived every real run.
 - :func:`merge_patch` turns (stored, wanted) into an RFC 7386 merge patch, empty when nothing
   differs: a writer that sends nothing for an empty patch cannot loop on its own watch events.
-- Timestamps are RFC 3339 UTC with a ``Z`` and whole seconds (``metav1.Time``).
+- Timestamps are RFC 3339 UTC with a ``Z`` and whole seconds (``metav1.Time``); :func:`rfc3339`
+  never raises.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from reconciler.core.desired import Definition, DesiredState, SourceKind
@@ -44,6 +48,13 @@ INVALID_SPEC = "InvalidSpec"
 SUSPENDED = "Suspended"
 CONFLICT = "Conflict"
 PENDING = "Pending"
+
+# A stored run time ahead of ``now`` by more than this is no run's: the clocks of the replicas
+# and of the API server (a Job's completion time) disagree by seconds, not by a day.
+FUTURE_MARGIN = timedelta(days=1)
+# The ends of what a ``datetime`` in UTC can hold (``rfc3339`` writes a time past them as these).
+_UTC_MAX = datetime.max.replace(microsecond=0, tzinfo=UTC)
+_UTC_MIN = datetime.min.replace(tzinfo=UTC)
 
 # ``status.active`` lists at most this many runs, the newest: a task that allows overlapping
 # runs may have thousands going (every second, hours each), and a status over etcd's 1.5 MiB
@@ -84,17 +95,27 @@ def is_scheduled(record: RunRecord) -> bool:
 
 
 def rfc3339(at: datetime) -> str:
-    return at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    """``at`` as a ``metav1.Time``: UTC, whole seconds, a four-digit year (``strftime``'s
+    ``%Y`` writes year 1 as ``1``, which the API server refuses). Never raises: a time that UTC
+    cannot hold (``datetime.max`` with a negative offset) is written as the nearest it can."""
+    try:
+        utc = at.astimezone(UTC)
+    except OverflowError:
+        utc = _UTC_MAX if at.year > 1 else _UTC_MIN
+    return f"{utc.year:04d}-{utc:%m-%dT%H:%M:%S}Z"
 
 
 def parse_time(text: Any) -> datetime | None:
+    """An RFC 3339 time in UTC (no offset read as UTC), or None: for no time, and for one that
+    UTC cannot hold (``9999-12-31T23:00:00-05:00`` is past year 9999 there), which the API
+    server accepts but Python cannot convert, compare safely or write back."""
     if not isinstance(text, str) or not text:
         return None
     try:
         parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
+        return parsed.astimezone(UTC) if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    except (ValueError, OverflowError):
         return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -334,8 +355,16 @@ def _newest(records: tuple[RunRecord, ...], most: int) -> tuple[RunRecord, ...]:
     return tuple(records[i] for i in sorted(order[-most:]))
 
 
-def _time_field(current: Mapping[str, Any], name: str, seen: datetime | None) -> str | None:
+def _time_field(
+    current: Mapping[str, Any], name: str, seen: datetime | None, now: datetime
+) -> str | None:
+    """The later of the stored time and the one crontask saw. A stored one that is no time
+    (see :func:`parse_time`), or is more than :data:`FUTURE_MARGIN` ahead of ``now``, is taken
+    for absent: anyone who may write the status may write it, and kept, it would never give way
+    to a real run's (``9999-12-31T23:59:59Z`` is later than all of them)."""
     stored = parse_time(current.get(name))
+    if stored is not None and stored > now + FUTURE_MARGIN:
+        stored = None
     best = _later(stored, seen)
     return rfc3339(best) if best is not None else None
 
@@ -361,7 +390,7 @@ def derive_status(
         ("lastSuccessfulTime", runs.last_success),
         ("lastFailureTime", runs.last_failure),
     ):
-        value = _time_field(current, name, seen)
+        value = _time_field(current, name, seen, now)
         if value is not None:
             status[name] = value
     if inputs.state.scheduled and not inputs.state.suspended and inputs.next_run is not None:

@@ -21,6 +21,8 @@ late, never a live one early. Leases expired for ten durations are deleted by wh
 
 A Lease is anyone's to write, so each one is judged on its own: a Lease that does not parse, or
 whose name is not the one its ``holderIdentity`` would have, is not a member (and is logged once);
+a ``crontask.dev/since`` that is no time the holder can have joined (none UTC can hold, or after
+its ``renewTime``) reads as its ``renewTime``, and the Lease is still a member;
 no Lease counts as live for longer than this replica's own lease duration; a
 ``crontask.dev/version`` that is no version (``base.readable_version``: at most 64 characters of
 a PEP 440 version) is unknown, and the Lease still a member. So the API server's
@@ -367,16 +369,11 @@ def _member(holder: str, lease: dict[str, Any]) -> Member:
     renewed = datetime.fromisoformat(renew_time) if renew_time else datetime.now(UTC)
     if renewed.tzinfo is None:
         raise ValueError(f"renewTime {renew_time!r} has no offset")
-    since_text = notes.get(_ANNOTATION + "since")
-    try:
-        since = datetime.fromisoformat(since_text) if since_text else renewed
-    except ValueError:
-        since = renewed
     owned = notes.get(_ANNOTATION + "owned", "0")
     return Member(
         id=holder,
         address=notes.get(_ANNOTATION + "address"),
-        since=since.astimezone(UTC),
+        since=_since(notes.get(_ANNOTATION + "since"), renewed.astimezone(UTC)),
         renewed=renewed.astimezone(UTC),
         digest=notes.get(_ANNOTATION + "digest"),
         revision=notes.get(_ANNOTATION + "revision"),
@@ -385,6 +382,19 @@ def _member(holder: str, lease: dict[str, Any]) -> Member:
         # Anyone may annotate a Lease: one that is no version is unknown, never an error.
         version=readable_version(notes.get(_ANNOTATION + "version")),
     )
+
+
+def _since(text: str | None, renewed: datetime) -> datetime:
+    """When the holder joined, in UTC, from its ``since`` annotation; ``renewed`` when there is
+    none, or it is no time it can have joined: not a time, one UTC cannot hold (the API server
+    keeps any annotation; ``9999-12-31T23:00:00-05:00`` is past year 9999 in UTC), or one after
+    its last renewal (the holder writes both from one clock, ``since`` first). Anyone may annotate
+    a Lease, and a live replica is not dropped from the membership for it."""
+    try:
+        since = datetime.fromisoformat(text).astimezone(UTC) if text else renewed
+    except (ValueError, OverflowError):
+        return renewed
+    return min(since, renewed)
 
 
 def _slim(lease: Any) -> dict[str, Any]:

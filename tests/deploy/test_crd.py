@@ -8,6 +8,7 @@ documents below are checked against the model and the CRD side by side.
 from __future__ import annotations
 
 import copy
+import re
 from pathlib import Path
 from typing import Any
 
@@ -182,6 +183,8 @@ def test_printer_columns() -> None:
     assert columns == [
         ("Schedule", "string", ".spec.schedule"),
         ("Suspend", "boolean", ".spec.suspend"),
+        ("Ready", "string", '.status.conditions[?(@.type=="Ready")].status'),
+        ("Reason", "string", '.status.conditions[?(@.type=="Ready")].reason'),  # -o wide
         ("Active", "integer", ".status.activeCount"),
         ("Last Schedule", "date", ".status.lastScheduleTime"),
         ("Last Result", "string", ".status.lastRun.result"),
@@ -194,12 +197,14 @@ def test_printer_columns() -> None:
 def test_printer_columns_point_at_declared_fields() -> None:
     root = schema()
     for column in version(crd_document())["additionalPrinterColumns"]:
-        path = column["jsonPath"].lstrip(".").split(".")
+        # A filter picks a list's item: the path goes on in the item's schema.
+        plain = re.sub(r"\[\?\(@\.[^)]*\)\]", ".[]", column["jsonPath"])
+        path = plain.lstrip(".").split(".")
         if path[0] == "metadata":
             continue
         node = root
         for part in path:
-            node = node["properties"][part]
+            node = node["items"] if part == "[]" else node["properties"][part]
         kind = {"date": "string"}.get(column["type"], column["type"])
         assert node["type"] == kind, column
 
