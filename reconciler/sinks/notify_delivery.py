@@ -20,13 +20,20 @@ notifier at start). 2xx is ``sent``; a connection error, a timeout, 429 or 5xx i
 of a 429 or 503 asks if that is longer, up to :data:`RETRY_AFTER_MAX`) and then ``failed``;
 another status, or any other error, is ``failed`` at once; a message that finds its
 receiver's queue full pushes out the oldest one (``dropped``). At shutdown the senders get
-:data:`SHUTDOWN_SECONDS`; then a delivery still under way is cancelled and what is left is
-``dropped``. Each outcome is counted in
-``crontask_notifications_total{receiver,result}`` and logged with the receiver's name, never
-its URL or secret: each failure on its own, but the messages a full queue pushes out in one
-line per receiver every :data:`DROPS_SAID_EVERY` at most (and when the queue drains), and
-what fails or is dropped after the stop in one line per receiver when its sender ends, so
-that a receiver that is down under a flood of runs does not flood the log too.
+:data:`SHUTDOWN_SECONDS`, with no backoff: each message is tried once, until one to its
+receiver fails, and then the rest of that receiver's queue is ``dropped`` (a receiver that is
+down or answering 5xx would otherwise get every queued message back to back); after the
+:data:`SHUTDOWN_SECONDS`, a delivery still under way is cancelled and what is left is
+``dropped``. Each outcome is counted in ``crontask_notifications_total{receiver,result}`` and
+logged with the receiver's name, never its URL or secret, paced so that a receiver that
+refuses every message (a revoked webhook, a broken urlFile) or is down under a flood of runs
+does not flood the log too: of a receiver's failures, the first at once, then the ones since
+in one line every :data:`FAILURES_SAID_EVERY` at most (the last failure, and how many:
+``failed``), and the rest when its sender ends; the messages a full queue pushes out in one
+line per receiver every :data:`DROPS_SAID_EVERY` at most (and when the queue drains); and
+what fails or is dropped after the stop in one line per receiver when its sender ends. A
+failure that a TLS error caused (an untrusted or expired certificate, a name it does not
+match) says why (``tls``), retried as a connection error.
 """
 
 from __future__ import annotations
@@ -39,6 +46,7 @@ import email.utils
 import functools
 import logging
 import re
+import ssl
 import time
 from collections.abc import AsyncIterator, Callable, Iterable
 from datetime import UTC, datetime
@@ -60,6 +68,7 @@ TIMEOUT_SECONDS: Final = 10.0  # one attempt, in all
 SHUTDOWN_SECONDS: Final = 5.0  # what stopping gives the messages still queued
 RETRY_AFTER_MAX: Final = 60.0  # the longest wait a receiver's Retry-After is granted
 DROPS_SAID_EVERY: Final = 60.0  # seconds: how often a full queue's drops are logged, at most
+FAILURES_SAID_EVERY: Final = 60.0  # seconds: how often a receiver's failures are, at most
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -82,7 +91,7 @@ class Counter(Protocol):
 class Delivery:
     """See the module docstring. Each receiver's queue (``queues``) exists from the start;
     its sender only while :meth:`running`. ``clock``: monotonic seconds, for the pace of the
-    lines about drops."""
+    lines about failures and drops."""
 
     def __init__(
         self,
@@ -110,6 +119,11 @@ class Delivery:
         # the last line about them was (``_say_dropped``).
         self._dropped = dict.fromkeys(self.receivers, 0)
         self._dropped_said: dict[str, float] = {}
+        # By receiver: the failures no line has said yet, the level and fields of the last of
+        # them, and when the last line about them was (``_say_failed``).
+        self._failures = dict.fromkeys(self.receivers, 0)
+        self._last_failure: dict[str, tuple[int, dict[str, object]]] = {}
+        self._failures_said: dict[str, float] = {}
         # By receiver: what failed, and what was dropped, after the stop (``_say_unsent``).
         self._failed_at_stop = dict.fromkeys(self.receivers, 0)
         self._dropped_at_stop = dict.fromkeys(self.receivers, 0)
@@ -179,9 +193,37 @@ class Delivery:
         self._dropped[name] = 0
         self._dropped_said[name] = now
 
+    def _say_failed(self, name: str, *, ending: bool = False) -> None:
+        """One line for the failures of receiver ``name`` since the last one: the first at
+        once, then at most every :data:`FAILURES_SAID_EVERY` (a receiver that refuses every
+        message fails each one), and when its sender is ``ending``. The line is the last
+        failure's, at the highest level among them, with how many (``failed``) if more than
+        one."""
+        count = self._failures[name]
+        if not count:
+            return
+        now = self.clock()
+        said = self._failures_said.get(name)
+        if not ending and said is not None and now - said < FAILURES_SAID_EVERY:
+            return
+        level, fields = self._last_failure.pop(name)
+        if count > 1:
+            fields = {**fields, "failed": count}
+        log.log(level, "notification failed", extra={"fields": fields})
+        self._failures[name] = 0
+        self._failures_said[name] = now
+
+    def _failures_due(self, name: str) -> float | None:
+        """Seconds until the failures of ``name`` not said yet may be (None: there are none)."""
+        if not self._failures[name]:
+            return None
+        said = self._failures_said.get(name, self.clock())
+        return max(0.0, said + FAILURES_SAID_EVERY - self.clock())
+
     def _say_unsent(self, name: str) -> None:
-        """When receiver ``name``'s sender ends: the drops not said yet, and what failed or was
-        dropped after the stop, one line each for all the messages."""
+        """When receiver ``name``'s sender ends: the failures and drops not said yet, and what
+        failed or was dropped after the stop, one line each for all the messages."""
+        self._say_failed(name, ending=True)
         self._say_dropped(name, drained=True)
         failed, dropped = self._failed_at_stop[name], self._dropped_at_stop[name]
         self._failed_at_stop[name] = self._dropped_at_stop[name] = 0
@@ -205,6 +247,7 @@ class Delivery:
         queue = self.queues[receiver.name]
         queued = self._queued[receiver.name]
         deadline: float | None = None
+        given_up = False  # a message failed after the stop: the rest is not tried
         loop = asyncio.get_running_loop()
         while True:
             if not queue:
@@ -214,15 +257,23 @@ class Delivery:
                 if self._leaving:
                     return
                 queued.clear()
-                await (queued.wait() if stop.is_set() else first_of(stop, queued))
+                if stop.is_set():
+                    await queued.wait()
+                else:  # woken too when the failures held back may be said
+                    due = self._failures_due(receiver.name)
+                    await first_of(stop, queued, timeout=due)
+                    self._say_failed(receiver.name)
                 continue
             if stop.is_set() and deadline is None:
                 deadline = loop.time() + SHUTDOWN_SECONDS
             held = self._asked_to_wait(receiver) - loop.time()  # its Retry-After's rest
-            if deadline is not None and loop.time() + max(held, 0.0) > deadline:
+            if deadline is not None and (given_up or loop.time() + max(held, 0.0) > deadline):
                 # Out of time, or the receiver asked to be left alone for longer than is left
-                # (a rate limit: one request per message would only be refused the same way).
-                # Dropped and counted, and so is what the stopping notifier still enqueues.
+                # (a rate limit: one request per message would only be refused the same way),
+                # or a message to it has failed since the stop (with no backoff left, the
+                # others would follow it back to back: a receiver answering 5xx got hundreds
+                # of requests in a second). Dropped and counted, and so is what the stopping
+                # notifier still enqueues.
                 self._drop_at_shutdown(receiver, queue)
                 continue
             if held > 0:  # the next message too waits for what the receiver asked
@@ -240,6 +291,7 @@ class Delivery:
                 fields: dict[str, object] = {"receiver": receiver.name, "error": type(err).__name__}
                 result = self._failed(stop, logging.ERROR, fields)
             self.metrics.notified(receiver.name, result)
+            given_up = given_up or (result == "failed" and stop.is_set())
 
     def _drop_at_shutdown(self, receiver: Receiver, queue: collections.deque[Message]) -> None:
         """Counted, and said when the sender ends (``_say_unsent``)."""
@@ -249,13 +301,17 @@ class Delivery:
         queue.clear()
 
     def _failed(self, stop: asyncio.Event, level: int, fields: dict[str, object]) -> str:
-        """``"failed"``, logged at ``level``; after the stop, said with the others when the
-        sender ends (``_say_unsent``): each queued message is tried once then, and a receiver
-        that is down would have a line per message."""
+        """``"failed"``, logged at ``level`` at the pace of ``_say_failed``; after the stop,
+        at DEBUG, and said with the others when the sender ends (``_say_unsent``)."""
+        name = str(fields["receiver"])
         if stop.is_set():
-            self._failed_at_stop[str(fields["receiver"])] += 1
-            level = logging.DEBUG
-        log.log(level, "notification failed", extra={"fields": fields})
+            self._failed_at_stop[name] += 1
+            log.debug("notification failed", extra={"fields": fields})
+            return "failed"
+        self._failures[name] += 1
+        held = self._last_failure.get(name)
+        self._last_failure[name] = (max(level, held[0]) if held else level, fields)
+        self._say_failed(name)
         return "failed"
 
     def _credentials(self, receiver: Receiver) -> tuple[str, bytes | None]:
@@ -304,7 +360,7 @@ class Delivery:
         body = notify_payload.body_of(body_data)
         for attempt in range(1, MAX_ATTEMPTS + 1):
             try:
-                status, asked, outcome = await self._attempt(client, receiver, body)
+                status, asked, wrong = await self._attempt(client, receiver, body)
             except _Unusable as err:
                 return self._failed(stop, logging.ERROR, {**fields, "error": str(err)})
             except Exception as err:
@@ -316,7 +372,7 @@ class Delivery:
                 log.debug("notification sent", extra={"fields": {**fields, "status": status}})
                 return "sent"
             retryable = status is None or status == 429 or status >= 500
-            said = {**fields, "attempt": attempt, "status": status, "error": outcome}
+            said = {**fields, "attempt": attempt, "status": status, "error": None, **wrong}
             delay = self.backoff * 2 ** (attempt - 1)
             if status in (429, 503):
                 # A rate limit (Slack's is 30 s) or maintenance says when to come back: sooner
@@ -340,25 +396,30 @@ class Delivery:
 
     async def _attempt(
         self, client: httpx.AsyncClient, receiver: Receiver, body: bytes
-    ) -> tuple[int | None, str | None, str | None]:
+    ) -> tuple[int | None, str | None, dict[str, object]]:
         """One attempt, in :attr:`timeout` in all (reading the receiver's files included): the
         answer's status and ``Retry-After``, or no status and what went wrong (worth another
-        attempt). :class:`_Unusable` if a file of the receiver is; another exception if the
-        request cannot be made (a URL httpx cannot use: trying again cannot help)."""
+        attempt: ``error``, and ``tls``, see :func:`tls_failure`), as fields of the log lines.
+        :class:`_Unusable` if a file of the receiver is; another exception if the request
+        cannot be made (a URL httpx cannot use: trying again cannot help)."""
         deadline = asyncio.get_running_loop().time() + self.timeout
         try:
             url, secret = await self._read_credentials(receiver, deadline)
         except ValueError as err:
             raise _Unusable(str(err)) from None
         except TimeoutError:  # a mount that hangs may answer again
-            return None, None, f"{_files(receiver)} not read within {self.timeout:g}s"
+            return None, None, {"error": f"{_files(receiver)} not read within {self.timeout:g}s"}
         try:
             status, asked = await self._post(
                 client, url, self._headers(body, secret), body, deadline
             )
         except (httpx.HTTPError, TimeoutError) as err:
-            return None, None, type(err).__name__
-        return status, asked, None
+            # Only the type: the text may quote the URL. But a certificate that does not verify
+            # is no refused connection: said apart, so that it can be told from one. Still
+            # retried: a certificate being replaced may verify a moment later.
+            why = tls_failure(err)
+            return None, None, {"error": type(err).__name__, **({"tls": why} if why else {})}
+        return status, asked, {}
 
     def _asked_to_wait(self, receiver: Receiver) -> float:
         return self._not_before.get(receiver.name, 0.0)
@@ -396,6 +457,31 @@ def _files(receiver: Receiver) -> str:
     """The files of ``receiver`` read at each attempt: ``urlFile and secretFile``, ..."""
     named = (("urlFile", receiver.url_file), ("secretFile", receiver.secret_file))
     return " and ".join(name for name, path in named if path is not None)
+
+
+# OpenSSL's codes whose message Python extends with the host or address it expected.
+_NAME_MISMATCH: Final = frozenset({62, 64})  # X509_V_ERR_HOSTNAME_MISMATCH, _IP_ADDRESS_
+_CAUSES_MOST: Final = 16  # links of a cause chain looked at (a chain may loop)
+
+
+def tls_failure(err: BaseException) -> str | None:
+    """Why TLS failed, if an ``ssl.SSLError`` is in ``err``'s cause chain: for a certificate
+    that does not verify, ``certificate verify failed: <OpenSSL's reason>`` (a name mismatch
+    without the name: it is the URL's host); for another, OpenSSL's reason code
+    (``WRONG_VERSION_NUMBER``). None if none is."""
+    seen: BaseException | None = err
+    for _ in range(_CAUSES_MOST):
+        if seen is None:
+            return None
+        if isinstance(seen, ssl.SSLCertVerificationError):
+            message = str(seen.verify_message or "")
+            if seen.verify_code in _NAME_MISMATCH:
+                message = message.split(",", 1)[0]
+            return f"certificate verify failed: {message}".rstrip(": ")
+        if isinstance(seen, ssl.SSLError):
+            return str(seen.reason or type(seen).__name__)
+        seen = seen.__cause__ or seen.__context__
+    return None
 
 
 _DELAY_SECONDS: Final = re.compile(r"[0-9]{1,10}")  # more digits: centuries, no real answer

@@ -12,6 +12,19 @@ At most :data:`PASSES_MAX` passes wait: past that, the oldest waiting one is ski
 is then compared with the one before the skipped (``ProblemLines`` goes by the errors of the
 state it saw last), so what they brought that is still there is told; an error that came and
 went within them is not, nor one that went and came back (it is the same problem as before).
+
+**The first pass.** Every process starts knowing of no error, so its first pass finds each one
+new. Alone (no ``replicas``), it tells them all: those present at start-up are reported once.
+With replicas, the cluster tells them once, not each replica that joins: a replica whose first
+pass finds a live member that joined before it (:func:`joined_after`, draining members too:
+they told them) takes that pass's errors as told, and tells only what changes after; the
+first member (alone, or the oldest of replicas started together, by when each joined, then by
+id) tells every error of its first pass, whoever owns it, since the others take them as told.
+Replicas that do not see each other yet (a record written as another read the list) may both
+tell them: a rare duplicate rather than a loss. An error that appears between a replica's join
+and its first pass may be lost if it is that replica's: the others, which see it come, leave it
+to its owner, which takes it as told. So may one that only this replica's view shows (it read
+a file differently from the others) and that stays so: the others never see it.
 """
 
 from __future__ import annotations
@@ -19,13 +32,14 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime
-from typing import Final
+from typing import Final, Protocol
 
 from reconciler.aio import in_thread
 from reconciler.core.desired import DesiredState
 from reconciler.core.problem_lines import Problem, ProblemLines, Told, subject
+from reconciler.membership.base import Announcement, Member
 from reconciler.sinks.notify_delivery import Message
 from reconciler.sinks.notify_routes import NewError, Routes, error_messages, place, route_errors
 
@@ -35,15 +49,42 @@ PASSES_MAX: Final = 16  # passes waiting to be looked at (each holds a ``Desired
 YIELD_EVERY: Final = 200  # errors, or runs (``notify``), between two turns of the event loop
 
 
+class Replicas(Protocol):
+    """What the notifier reads of the membership (``controller.cluster.Cluster`` has both): this
+    replica, and the live members as of the last renewal."""
+
+    @property
+    def me(self) -> Announcement: ...
+
+    @property
+    def members(self) -> Sequence[Member]: ...
+
+
+def joined_after(replicas: Replicas) -> bool:
+    """Whether a live member joined before this replica (by ``since``, then by id: every
+    replica orders the same records the same way). Not a member yet: as if alone."""
+    me = next((m for m in replicas.members if m.id == replicas.me.id), None)
+    if me is None:
+        return False
+    return any((m.since, m.id) < (me.since, me.id) for m in replicas.members)
+
+
 class ErrorNews:
     """See the module docstring."""
 
     def __init__(
-        self, routes: Routes, *, mine: Callable[[str], bool], clock: Callable[[], datetime]
+        self,
+        routes: Routes,
+        *,
+        mine: Callable[[str], bool],
+        clock: Callable[[], datetime],
+        replicas: Replicas | None = None,
     ) -> None:
         self.routes = routes
         self.mine = mine
         self.clock = clock
+        self.replicas = replicas
+        self._first = True  # no pass looked at yet
         self._passes: collections.deque[DesiredState] = collections.deque()  # not looked at
         self._skipped = 0
         # Used by ``_news`` alone, in a thread, one pass at a time.
@@ -74,9 +115,10 @@ class ErrorNews:
             self._skipped = 0
         while self._passes:
             news = await in_thread(self._news, self._passes.popleft())
+            mine = self._whose(news)
             told: dict[str, list[NewError]] = {}
             for start in range(0, len(news), YIELD_EVERY):
-                route_errors(self.routes, self._mine(news[start : start + YIELD_EVERY]), told)
+                route_errors(self.routes, self._mine(news[start : start + YIELD_EVERY], mine), told)
                 await asyncio.sleep(0)  # a turn of the event loop
             for message in error_messages(self.routes, told, self.clock()):
                 enqueue(message)
@@ -85,11 +127,27 @@ class ErrorNews:
         """The lines ``desired`` shows that are news (not a line that moved)."""
         return self._told.news(*self._problems.update(desired))
 
-    def _mine(self, news: list[tuple[str, Problem]]) -> list[NewError]:
+    def _whose(self, news: list[tuple[str, Problem]]) -> Callable[[str], bool]:
+        """Which of a pass's errors are this replica's to tell: those it owns, but in its first
+        pass with replicas (see the module docstring): all of them if it is the first member,
+        none if another live one joined before it."""
+        first, self._first = self._first, False
+        if not first or self.replicas is None or not news:
+            return self.mine
+        if joined_after(self.replicas):
+            log.info(
+                "notifications: the definition errors found at start-up are taken as told by"
+                " the replicas that were running",
+                extra={"fields": {"errors": len(news)}},
+            )
+            return lambda key: False
+        return lambda key: True
+
+    def _mine(self, news: list[tuple[str, Problem]], mine: Callable[[str], bool]) -> list[NewError]:
         """The errors of ``news`` this replica reports (``mine`` asked once for each)."""
         found = []
         for text, problem in news:
             key, kinds = subject(problem)
-            if self.mine(key or ""):
+            if mine(key or ""):
                 found.append((text, key, kinds, place(problem)))
         return found
