@@ -32,6 +32,7 @@ Without the table (a schema of this revision or older), a damaged one, or ``olde
 from __future__ import annotations
 
 import functools
+import itertools
 import logging
 import re
 import time
@@ -53,6 +54,19 @@ __all__ = ["HEAD", "check", "current_revision", "known_revisions", "migrate", "u
 
 log = logging.getLogger("crontask.store")
 _PG_MIGRATION_LOCK: Final = 0x6372_6F6E_7461_736B  # "crontask": the advisory lock for upgrades
+LOCK_WAIT: Final = "1s"  # PostgreSQL: how long one try of a migration waits for a table
+LOCK_RETRY_FIRST = 1.0  # seconds before the second try; doubling
+LOCK_RETRY_MOST = 30.0
+_LOCK_NOT_AVAILABLE: Final = "55P03"
+# The sessions that hold a lock on one of crontask's tables in its own schema (at most 5).
+_HOLDERS: Final = sa.text(
+    "SELECT DISTINCT a.pid, a.application_name FROM pg_locks l "
+    "JOIN pg_stat_activity a ON a.pid = l.pid "
+    "JOIN pg_class c ON c.oid = l.relation "
+    "WHERE l.granted AND a.pid <> pg_backend_pid() "
+    "AND c.relnamespace = current_schema()::regnamespace AND c.relname = ANY(:tables) "
+    "ORDER BY a.pid LIMIT 5"
+)
 
 HEAD: Final = "0007"
 """The revision this code reads and writes; the contract suite checks it is the script head."""
@@ -203,7 +217,14 @@ def _newer(current: str, oldest: str | None) -> NoReturn:
 def migrate(engine: Engine) -> None:
     """Bring the database of ``engine`` to :data:`HEAD`, once however many processes open it at
     once (SQLite's write lock, PostgreSQL's advisory lock); IncompatibleSchema if a newer
-    crontask wrote it, or if it is no crontask run store (``_known``)."""
+    crontask wrote it, or if it is no crontask run store (``_known``).
+
+    On PostgreSQL a revision that alters a table waits for every other session's lock on it,
+    even a reader's (a ``pg_dump``, an open ``psql`` transaction), and every statement on that
+    table queues behind the waiting one: the older replicas of a rolling update could not
+    renew their membership and would stop starting runs. So each try waits at most
+    :data:`LOCK_WAIT` for a table, is rolled back if that is not enough, and is tried again
+    after a backoff, naming the sessions that hold crontask's tables."""
     with engine.connect() as conn:
         with conn.begin():
             current = current_revision(conn)
@@ -216,26 +237,60 @@ def migrate(engine: Engine) -> None:
             return
         if engine.dialect.name == "sqlite":
             conn.execution_options(**{BEGIN_OPTION: "IMMEDIATE"})
-        with conn.begin():
-            if engine.dialect.name == "postgresql":
-                conn.execute(sa.select(sa.func.pg_advisory_xact_lock(_PG_MIGRATION_LOCK)))
-            # Read again under the lock: another process may have made the store meanwhile
-            # (its tables are then crontask's), or something else may have.
-            if (now := current_revision(conn)) != HEAD:
-                _known(conn, now)
-            if now is not None and _ahead(now):  # a newer crontask migrated it meanwhile
-                _run_on_newer(now)
-                return
-            # Said before and after: an index is built over the whole history, a minute or more
-            # for millions of records, and nothing else starts meanwhile.
-            fields = {"from": current, "to": HEAD}
-            if current is not None:
-                log.info("run store schema upgrading", extra={"fields": fields})
-            started = time.monotonic()
-            upgrade(conn, "head")
+        fields = {"from": current, "to": HEAD}
         if current is not None:
+            # Said before and after: an index is built over the whole history, a minute or
+            # more for millions of records, and nothing else starts meanwhile.
+            log.info("run store schema upgrading", extra={"fields": fields})
+        started = time.monotonic()
+        for tries in itertools.count(1):
+            try:
+                upgraded = _migrate_locked(conn)
+                break
+            except sa.exc.OperationalError as err:
+                if getattr(err.orig, "sqlstate", None) != _LOCK_NOT_AVAILABLE:
+                    raise
+                _wait_for_tables(conn, tries)
+        if upgraded and current is not None:
             seconds = round(time.monotonic() - started, 1)
             log.info("run store schema upgraded", extra={"fields": {**fields, "seconds": seconds}})
+
+
+def _migrate_locked(conn: Connection) -> bool:
+    """One try of the migration, under the migration's lock: whether it upgraded (not: another
+    process made the store meanwhile, or a newer crontask migrated it)."""
+    with conn.begin():
+        if conn.dialect.name == "postgresql":
+            conn.execute(sa.select(sa.func.pg_advisory_xact_lock(_PG_MIGRATION_LOCK)))
+            # After the advisory lock, which is waited for as long as it takes.
+            conn.execute(sa.text(f"SET LOCAL lock_timeout = '{LOCK_WAIT}'"))
+        # Read again under the lock: another process may have made the store meanwhile
+        # (its tables are then crontask's), or something else may have.
+        if (now := current_revision(conn)) != HEAD:
+            _known(conn, now)
+        if now is not None and _ahead(now):  # a newer crontask migrated it meanwhile
+            _run_on_newer(now)
+            return False
+        if now == HEAD:
+            return False
+        upgrade(conn, "head")
+        return True
+
+
+def _wait_for_tables(conn: Connection, tries: int) -> None:
+    """Says which sessions hold crontask's tables (process id and application, never their
+    query, which may hold a secret), then waits before the next try: 1 s, doubling to 30 s."""
+    with conn.begin():
+        rows = conn.execute(_HOLDERS, {"tables": sorted(metadata.tables)}).all()
+    holders = [f"{pid} ({application or 'no application name'})" for pid, application in rows]
+    wait = min(LOCK_RETRY_FIRST * 2 ** (tries - 1), LOCK_RETRY_MOST)
+    log.warning(
+        "run store schema upgrade waits: other sessions hold tables it changes",
+        extra={
+            "fields": {"sessions": ", ".join(holders) or "gone", "tries": tries, "next_in": wait}
+        },
+    )
+    time.sleep(wait)
 
 
 def _run_on_newer(current: str) -> None:
