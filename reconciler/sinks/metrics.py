@@ -22,7 +22,8 @@ prometheus_client registry) the metrics read
   for a second at most (a store that hangs does not hold scrapes up), and checked again now
   and then in a thread that no scrape waits for. Each task's series are exported by the
   process whose snapshot holds it (its owner, with replicas) only, so a run shows once, there,
-  wherever it runs.
+  wherever it runs; there its end is counted too, whoever heard it (another replica, which
+  no longer exports the task; the crontask that found its process dead).
 
 They copy all of it (dictionary copies, under the lock; each task's next slot and interval are
 read from the scheduler's copy as the scrape formats it), then format the copy in the calling
@@ -132,7 +133,8 @@ class Metrics:
     """The reconciler's metrics. The reporting methods run on the event loop; ``render`` and
     ``collect`` in any thread, any number at a time. ``clock`` and ``spawn`` space and start
     the checks of runs in progress elsewhere, ``seed_spawn`` the reads of the tasks new to the
-    snapshot (``metrics_runs.RunState``)."""
+    snapshot; from ``started`` (Unix time; None: when ``metrics_runs`` was imported) the runs a
+    dead crontask left count (``metrics_runs.RunState``)."""
 
     def __init__(
         self,
@@ -145,6 +147,7 @@ class Metrics:
         clock: Callable[[], float] = time.monotonic,
         spawn: Callable[[Callable[[], None]], None] = in_thread,
         seed_spawn: Callable[[Callable[[], None]], None] = in_thread,
+        started: float | None = None,
     ) -> None:
         self._tasks = tasks
         self._sources = sources
@@ -160,6 +163,7 @@ class Metrics:
             clock=clock,
             spawn=spawn,
             seed_spawn=seed_spawn,
+            started=started,
         )
         self._slots = SlotsBeforeLast()
         self._problems: frozenset[str] = frozenset()
@@ -247,16 +251,24 @@ class Metrics:
 
     def replicas(self, members: int, disagreeing: bool, fenced: bool = False) -> None:
         """With --ha, after each membership renewal and when the fence goes on or off
-        (``fenced``: this replica starts no runs)."""
+        (``fenced``: this replica starts no runs). The first comes after this replica took its
+        first share of the tasks: the runs in progress at the others are read then, as after
+        a handover."""
         with self._lock:
+            joined = self._replicas is None
             handovers = self._replicas.handovers if self._replicas else 0
             self._replicas = Replicas(members, handovers, disagreeing, fenced)
+        if joined:
+            self._runs.moved(time.time())
 
     def handed_over(self, moved: int) -> None:
-        """``moved`` tasks changed owner at a change of replicas."""
+        """``moved`` tasks changed owner at a change of replicas: the runs of those that
+        came here that end before they are read here are counted here
+        (``metrics_runs.RunState.moved``)."""
         with self._lock:
             now = self._replicas or Replicas(0, 0, False)
             self._replicas = dataclasses.replace(now, handovers=now.handovers + moved)
+        self._runs.moved(time.time())
 
     def notification_receivers(self, names: Iterable[str], results: Iterable[str]) -> None:
         """With --notifications: every (receiver, result) counter starts at 0."""

@@ -14,8 +14,16 @@ of its own:
   failure of the task while its retry may come, as heard live (:meth:`RunState.finished`);
 - the runs of those tasks that the history says are in progress elsewhere (another replica
   still running the run of a task that moved here, an earlier crontask's) are counted as
-  running, and checked against the history again until they end there or are heard of here.
-  This process's own runs are never read from the history: they are heard.
+  running, and checked against the history again until they end there or are heard of here;
+  then their attempts that ended are counted (:meth:`RunState.seed` says why here);
+- the attempts of those tasks that ended where they ran since the task came here, before this
+  read: the runs in progress at another replica when the tasks last moved (read then,
+  :meth:`RunState.moved`) that are no longer, and the runs a dead crontask left, marked
+  ``interrupted`` by whoever found it dead (a start-up after a crash, a survivor) since this
+  process started or, with replicas, shortly before the tasks last moved. They are counted at
+  the next scrape: the task's counters show 0 first, so that ``increase()`` sees the 1.
+  This process's own runs are never read from the history: they are heard. An attempt is
+  counted once here (``_ended``), heard or read.
 
 Neither read runs in a scrape's thread: a store that is down makes a read wait for its connect
 timeout (10 s with PostgreSQL, as long as Prometheus' default scrape timeout), and a hung one
@@ -43,10 +51,10 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Final, Protocol
 
-from reconciler.core.runs import LastOutcomes, RetriedAttempt, RunRecord, RunStatus
+from reconciler.core.runs import LastOutcomes, RetriedAttempt, RunRecord, RunStatus, died
 from reconciler.core.status import SHUTDOWN_REASON, is_failure
 from reconciler.sinks.metrics_exposition import no_runs, task_runs
 from reconciler.sinks.metrics_families import FINAL_STATUSES, TaskRuns, TaskSlot
@@ -66,6 +74,14 @@ RECHECK_SECONDS: Final = 15.0
 # default) when the store hangs. A seed whose read failed after that long (a store that is
 # down) is not waited for again until one succeeds.
 SEED_WAIT_SECONDS: Final = 1.0
+# With replicas, the runs of a dead one are marked interrupted by a survivor just before its
+# tasks move (``controller.sweep``), at its own renewal: those marked this long before the
+# last move here are taken as brought by it. Four leases (15 s by default).
+DIED_BEFORE_MOVE_SECONDS: Final = 60.0
+_UNTOLD_PAGES: Final = 10  # of up to 1 000 dead runs each: what a seed reads at most
+# Before the first run's end: the runs a crash left are marked at start-up before the
+# metrics exist (``controller.instance.recover``), after this module was imported.
+_LOADED: Final = time.time()
 
 
 def in_thread(work: Callable[[], None]) -> None:
@@ -76,11 +92,19 @@ def in_thread(work: Callable[[], None]) -> None:
 class History(Protocol):
     """Where a task's last outcomes and its runs in progress elsewhere come from when it comes
     into the snapshot (the run store implements it). Called from the threads of ``RunState``'s
-    spawns, never from a scrape's."""
+    spawns, never from a scrape's. ``attempts`` gives a run's attempts whose end another
+    process heard, ``untold`` the runs marked ``interrupted`` for a dead crontask (with the note
+    that no crontask told of them, as every replica marks them)."""
 
     def last_outcomes(self, tasks: Collection[str]) -> Mapping[str, LastOutcomes]: ...
 
     def running(self, task: str | None = None) -> Sequence[RunRecord]: ...
+
+    def attempts(self, run_id: str) -> Sequence[RunRecord]: ...
+
+    def untold(
+        self, since: datetime, after: tuple[datetime, str, int] | None = None
+    ) -> Sequence[RunRecord]: ...
 
 
 @dataclasses.dataclass(slots=True)
@@ -101,7 +125,9 @@ class RunState:
     event loop, ``seed`` and ``prune`` in a scrape's thread, any number at a time. ``spawn``
     starts the check of the runs in progress elsewhere, ``seed_spawn`` the read of the tasks new
     to the snapshot (both ``in_thread``); ``clock`` (monotonic seconds) spaces those checks.
-    Tests pass a fake clock, and spawns they can wait for.
+    Tests pass a fake clock, and spawns they can wait for. ``started`` (Unix time; None: when
+    this module was imported) is when the runs a dead crontask left that this process counts
+    may begin to have been marked.
     """
 
     def __init__(
@@ -114,6 +140,7 @@ class RunState:
         clock: Callable[[], float] = time.monotonic,
         spawn: Callable[[Callable[[], None]], None] = in_thread,
         seed_spawn: Callable[[Callable[[], None]], None] = in_thread,
+        started: float | None = None,
     ) -> None:
         self._lock = lock
         self._clock = clock
@@ -139,12 +166,22 @@ class RunState:
         self._seeding = threading.Lock()
         self._seq = 0  # counts run-state updates (see prune)
         self._runs: dict[str, TaskRuns] = {}
-        # Runs counted from the history, in progress elsewhere: run id -> task. One leaves when
-        # it is heard of here (adopted: its end will be heard too) or ends in the history.
-        self._foreign: dict[str, str] = {}
-        # The attempts whose end was heard here, newest last: a history read from before that
-        # end was written (a store that is down keeps ends for later) does not bring them back.
+        # Runs counted from the history, in progress elsewhere: run id -> (task, the attempt
+        # seen first). One leaves when it is heard of here (adopted: its end will be heard
+        # too) or ends in the history (its attempts from that one on are counted then).
+        self._foreign: dict[str, tuple[str, int]] = {}
+        # The attempts whose end was heard or counted here, newest last: a history read from
+        # before that end was written (a store that is down keeps ends for later) does not
+        # bring them back, nor does a read of the history count them again.
         self._ended: OrderedDict[tuple[str, int], None] = OrderedDict()
+        # Ends read with a seed, counted at the next scrape (see the module docstring).
+        self._pending: list[RunRecord] = []
+        # How many times the tasks here moved (with replicas), and the runs in progress at
+        # other replicas read after the last move: run id -> (task, attempt). None: not read.
+        self._moves = 0
+        self._moved_runs: tuple[int, dict[str, tuple[str, int]]] | None = None
+        # Dead runs marked since then count (see DIED_BEFORE_MOVE_SECONDS).
+        self._died_since = _LOADED if started is None else started
         # Failed attempts that the dispatcher retries, by run: when each ended. Their run has
         # not ended, so they are not the task's last failure (the alert on it would fire while
         # the run only waits for its retry); if the retry is abandoned (skipped: Replaced,
@@ -187,9 +224,7 @@ class RunState:
         lock."""
         at = (record.finished_at or record.started_at or record.scheduled_at).timestamp()
         failed_before = self._retried.pop(record.id, None)
-        self._ended[(record.id, record.attempt)] = None
-        if len(self._ended) > _ENDED_KEPT:
-            self._ended.popitem(last=False)
+        self._remember(record)
         self._foreign.pop(record.id, None)
         runs = self._runs.get(record.task) or no_runs(self._per_task_histograms)
         counts = list(runs.counts)
@@ -223,6 +258,35 @@ class RunState:
             last_failure,
             last_duration,
             durations,
+            self._seq,
+        )
+
+    def _remember(self, record: RunRecord) -> bool:
+        """Note that ``record``'s end is counted here; False if it was already. Under the
+        lock."""
+        key = (record.id, record.attempt)
+        if key in self._ended:
+            return False
+        self._ended[key] = None
+        if len(self._ended) > _ENDED_KEPT:
+            self._ended.popitem(last=False)
+        return True
+
+    def _count(self, record: RunRecord) -> None:
+        """Count the end of ``record``, read from the history (its task's timestamps and
+        duration come from ``_outcomes``). Under the lock."""
+        runs = self._runs.get(record.task) or no_runs(self._per_task_histograms)
+        counts = list(runs.counts)
+        counts[_INDEX[record.status]] += 1
+        self._seq += 1
+        self._runs[record.task] = task_runs(
+            record.task,
+            tuple(counts),
+            runs.running,
+            runs.last_success,
+            runs.last_failure,
+            runs.last_duration,
+            runs.durations,
             self._seq,
         )
 
@@ -264,9 +328,19 @@ class RunState:
         it, which a task left out until read would lose), their timestamps and last duration
         absent rather than wrong, their runs elsewhere not counted yet. The next scrape after
         the read shows them. A history that cannot be read is logged and asked again at the
-        next scrape."""
+        next scrape.
+
+        The ends of the attempts that no replica exporting their task heard are counted by the
+        task's owner, the only one that exports it: one that ran elsewhere, heard where it ran
+        after the task moved here (that replica keeps no series of a task it does not hold),
+        and the runs marked ``interrupted`` for a crontask found dead. Those read with a seed
+        are counted now, at the scrape after it."""
         if self._history is None:
             return
+        with self._lock:
+            pending, self._pending = self._pending, []
+            for record in pending:
+                self._count(record)
         self._start_recheck()
         seed = self._start_seed(tasks)
         if seed is not None:
@@ -306,6 +380,7 @@ class RunState:
             try:
                 found = self._history.last_outcomes(new)
                 going = [r for r in self._history.running() if r.task in new]
+                ended = [*self._ended_since_moved(new, going), *self._died(new)]
             except Exception as err:
                 log.warning(
                     "metrics: cannot read the last outcomes of tasks from the run history,"
@@ -315,6 +390,8 @@ class RunState:
                 return
             self._outcomes(found)
             self._elsewhere(going)
+            with self._lock:
+                self._pending += [r for r in ended if self._remember(r)]
             read = True
         finally:
             with self._seeding:
@@ -323,6 +400,80 @@ class RunState:
                 self._patient = read or time.monotonic() <= seed.deadline
                 self._seed = None
             seed.done.set()
+
+    def _ended_since_moved(
+        self, new: Collection[str], going: Sequence[RunRecord]
+    ) -> list[RunRecord]:
+        """The attempts of ``new``'s runs that were in progress at another replica after the
+        last move here, and ended since (no longer in ``going``): their end was heard where
+        they ran, which no longer exported their task. Not if the runs after the last move
+        are not read yet: older ones would bring runs that ended where their task still was."""
+        with self._lock:
+            moved = self._moved_runs
+            if moved is None or moved[0] != self._moves:
+                return []
+        still = {record.id for record in going}
+        ended: list[RunRecord] = []
+        for run, (key, attempt) in moved[1].items():
+            if key in new and run not in still:
+                ended += self._attempts_ended(run, attempt)
+        return ended
+
+    def _attempts_ended(self, run: str, since: int) -> list[RunRecord]:
+        """``run``'s attempts from ``since`` on that ended, as the history holds them."""
+        assert self._history is not None
+        found = self._history.attempts(run)
+        return [r for r in found if r.attempt >= since and r.status.finished and not self._mine(r)]
+
+    def _died(self, new: Collection[str]) -> list[RunRecord]:
+        """The runs of ``new`` marked ``interrupted`` for a dead crontask since this process
+        started (with replicas: shortly before the tasks last moved), that no crontask told
+        of: those every replica and a start-up without notifications mark."""
+        assert self._history is not None
+        with self._lock:
+            since = datetime.fromtimestamp(self._died_since, UTC)
+        found: list[RunRecord] = []
+        after: tuple[datetime, str, int] | None = None
+        for _ in range(_UNTOLD_PAGES):
+            page = self._history.untold(since, after)
+            found += [r for r in page if r.task in new and died(r) and not self._mine(r)]
+            last = page[-1] if page else None
+            if last is None or last.finished_at is None:
+                break
+            after = (last.finished_at, last.id, last.attempt)
+        return found
+
+    def _mine(self, record: RunRecord) -> bool:
+        return self._owner is not None and record.owner == self._owner
+
+    def moved(self, at: float) -> None:
+        """With replicas: tasks moved at ``at`` (Unix time), or this replica took its first
+        share. Reads the runs in progress at the others now (not waited for), so that a task
+        that came here counts those that end before its seed (their end is heard where they
+        ran). On the event loop."""
+        if self._history is None:
+            return
+        with self._lock:
+            self._moves += 1
+            move = self._moves
+            self._died_since = max(self._died_since, at - DIED_BEFORE_MOVE_SECONDS)
+        self._spawn(lambda: self._read_moved(move))
+
+    def _read_moved(self, move: int) -> None:
+        assert self._history is not None
+        try:
+            going = self._history.running()
+        except Exception as err:
+            log.warning(
+                "metrics: cannot read the runs in progress from the run history after a"
+                " handover; those that end before their task is read here are not counted",
+                extra={"fields": {"error": str(err)[:200]}},
+            )
+            return
+        runs = {r.id: (r.task, r.attempt) for r in going if not self._mine(r)}
+        with self._lock:
+            if move == self._moves:
+                self._moved_runs = (move, runs)
 
     def _outcomes(self, found: Mapping[str, LastOutcomes]) -> None:
         """Merge last outcomes read from the history: the later of both ends is kept; the
@@ -363,12 +514,11 @@ class RunState:
         this process's own (heard from its dispatcher) and those whose end it heard."""
         with self._lock:
             for record in going:
-                mine = self._owner is not None and record.owner == self._owner
-                if mine or (record.id, record.attempt) in self._ended:
+                if self._mine(record) or (record.id, record.attempt) in self._ended:
                     continue
                 runs = self._runs.get(record.task) or no_runs(self._per_task_histograms)
                 if record.id not in runs.running:
-                    self._foreign[record.id] = record.task
+                    self._foreign[record.id] = (record.task, record.attempt)
                     self._set_running(
                         record.task, runs, {**runs.running, record.id: _since(record)}
                     )
@@ -391,23 +541,25 @@ class RunState:
                 self._rechecking = False  # none in flight: the next scrape starts one
             raise
 
-    def _recheck(self, foreign: Mapping[str, str]) -> None:
+    def _recheck(self, foreign: Mapping[str, tuple[str, int]]) -> None:
         """Drop the runs in progress elsewhere (``foreign``, as they were when it started)
-        that the history no longer says are, and read their tasks' last outcomes again: the
-        process that ran them exports no series of a task it does not hold, so their ends show
-        here or nowhere. In the thread ``_start_recheck`` started."""
+        that the history no longer says are, count their attempts that ended, and read their
+        tasks' last outcomes again: the process that ran them exports no series of a task it
+        does not hold, so their ends show here or nowhere. In the thread ``_start_recheck``
+        started."""
         try:
             self._ended_elsewhere(foreign)
         finally:
             with self._lock:
                 self._rechecking = False
 
-    def _ended_elsewhere(self, foreign: Mapping[str, str]) -> None:
+    def _ended_elsewhere(self, foreign: Mapping[str, tuple[str, int]]) -> None:
         assert self._history is not None
         try:
             going = {record.id for record in self._history.running()}
-            ended = {run: key for run, key in foreign.items() if run not in going}
-            found = self._history.last_outcomes(set(ended.values())) if ended else {}
+            ended = {run: seen for run, seen in foreign.items() if run not in going}
+            found = self._history.last_outcomes({k for k, _ in ended.values()}) if ended else {}
+            attempts = {run: self._attempts_ended(run, seen) for run, (_, seen) in ended.items()}
         except Exception as err:
             log.warning(
                 "metrics: cannot read the runs in progress from the run history",
@@ -415,10 +567,13 @@ class RunState:
             )
             return
         with self._lock:
-            for run, key in ended.items():
+            for run, (key, _) in ended.items():
                 if self._foreign.pop(run, None) is not None:  # not heard of here meanwhile
                     runs = self._runs[key]
                     self._set_running(key, runs, _without(runs.running, run))
+                    for record in attempts[run]:
+                        if self._remember(record):
+                            self._count(record)
         self._outcomes(found)
 
     def prune(self, copied: Mapping[str, TaskRuns], tasks: Collection[str], began: int) -> None:

@@ -13,6 +13,7 @@ from reconciler.core.runs import LastOutcomes, RunRecord, RunStatus
 from reconciler.sinks.metrics import MemoryTasks, Metrics
 from reconciler.store import MemoryRunStore, StoreUnavailable
 from tests.helpers import definition
+from tests.sinks._history import PlainReads
 from tests.sinks.test_metrics import NEXT, T0, attempt, run, samples, value
 from tests.store._records import T0 as HISTORY_T0
 from tests.store._records import rec
@@ -22,7 +23,7 @@ FAILURE = "crontask_task_last_failure_timestamp_seconds"
 DURATION = "crontask_task_last_run_duration_seconds"
 
 
-class Asked:
+class Asked(PlainReads):
     """The run store as the metrics' history, noting which keys each lookup asked for."""
 
     def __init__(self, store: MemoryRunStore, failures: int = 0) -> None:

@@ -11,6 +11,7 @@ from reconciler.core.runs import LastOutcomes, RunRecord, RunStatus
 from reconciler.sinks.metrics import MemoryTasks, Metrics
 from reconciler.store import MemoryRunStore
 from tests.helpers import definition
+from tests.sinks._history import PlainReads
 from tests.sinks.test_metrics import NEXT
 from tests.sinks.test_metrics_running import A, running
 from tests.store._records import rec
@@ -19,7 +20,7 @@ Spawn = Callable[[Callable[[], None]], None]
 WAIT = 5.0  # seconds: only reached when a scrape is stuck, the failure this file looks for
 
 
-class Stalled:
+class Stalled(PlainReads):
     """The run store as the metrics' history, whose ``running`` waits for ``answer`` once
     ``stalled`` (a store that does not answer yet); ``asked`` is set when it is called."""
 

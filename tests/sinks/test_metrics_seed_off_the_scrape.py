@@ -17,6 +17,7 @@ from reconciler.sinks import metrics_runs
 from reconciler.sinks.metrics import MemoryTasks, Metrics
 from reconciler.store import MemoryRunStore, StoreUnavailable
 from tests.helpers import definition
+from tests.sinks._history import PlainReads
 from tests.sinks.test_metrics import NEXT, T0, Samples, run, samples
 from tests.sinks.test_metrics_history import SUCCESS, ended
 from tests.store._records import rec
@@ -28,7 +29,7 @@ RUNNING = "crontask_running_runs"
 SEED_THREAD = "crontask-metrics-history"
 
 
-class Hung:
+class Hung(PlainReads):
     """The run store as the metrics' history, whose ``last_outcomes`` waits for ``release``
     (a store that does not answer); ``asked`` is set when it is called. ``refuse``: once
     released, it raises (a store that is down)."""
