@@ -19,6 +19,13 @@ its heartbeat in the store stops (``controller.heartbeat`` marks them then).
 A run recorded ``running`` without an owner (a store upgraded from schema 0001: revision 0002
 added the column and left it empty) names no crontask to judge, and none will ever end it:
 recovery ends it ``interrupted``, its owner said to be unknown (see :func:`_end_ownerless`).
+
+A run may also have no record at all: its claim waited in memory (the store could not take
+writes, README: runs still start and finish) and died with its crontask. Its command, found
+running on this host with the dead crontask's instance in its environment, is stopped and
+recorded ``interrupted`` all the same (see :func:`_lost_claim`), so that catch-up, which counts
+missed slots from the store, does not run the slot again beside it. A store that still takes
+no writes at start does not stop it: the ends wait in the recorder (:class:`Recovery`).
 """
 
 from __future__ import annotations
@@ -27,21 +34,36 @@ import dataclasses
 import enum
 import logging
 import os
+import re
 import secrets
 import socket
 from collections.abc import Callable, Collection
-from datetime import datetime
+from datetime import UTC, datetime
 
 from reconciler import host as machine
-from reconciler.core.runs import UNTOLD, RunRecord, RunStatus, died
+from reconciler.core.runs import (
+    DNS1123_LABEL,
+    UNTOLD,
+    RunRecord,
+    RunStatus,
+    Trigger,
+    died,
+    run_id,
+)
 from reconciler.runner import leftovers
-from reconciler.store.base import RunStore, interrupted
+from reconciler.store.base import RunStore, StoreUnavailable, interrupted
 
 log = logging.getLogger("crontask")
 
 OWNERLESS_MESSAGE = (
     "the crontask process that ran this attempt is unknown (recorded before runs had an owner) "
     "and none has ended it; its outcome is unknown"
+)
+# The end of a run whose claim died with its crontask (see :func:`_lost_claim`).
+UNRECORDED_MESSAGE = (
+    "the crontask that ran this attempt ({owner}) died before the run store took its record "
+    "(the store was unavailable); its command was found running at the next start and stopped, "
+    "its outcome is unknown"
 )
 # Bounds on what an id's numbers may be (an id is also read from environments anyone writes).
 _PID_DIGITS = 9
@@ -166,6 +188,19 @@ def _alive(pid: int) -> bool:
     return True
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class Recovery:
+    """What :func:`recovery` ended ``interrupted``. ``told``: the runs the caller tells of.
+    ``unsaved``: ends of records the store holds ``running``, and ``unclaimed``: ends of runs
+    it has no record of (see :func:`_lost_claim`), that the store could not take (unavailable):
+    they are to be written when it is back (``Recorder.later``), over and beside what it holds
+    (a record that appeared meanwhile stands)."""
+
+    told: list[RunRecord]
+    unsaved: list[RunRecord] = dataclasses.field(default_factory=list)
+    unclaimed: list[RunRecord] = dataclasses.field(default_factory=list)
+
+
 def recover(
     store: RunStore,
     me: str,
@@ -178,28 +213,68 @@ def recover(
     alone: bool = False,
     tells_of: Collection[str] = (),
 ) -> list[RunRecord]:
+    """:func:`recovery`'s ``told``."""
+    return recovery(
+        store, me, now, outlives,
+        grace=grace, scan=scan, gone=gone, alone=alone, tells_of=tells_of,
+    ).told  # fmt: skip
+
+
+def recovery(
+    store: RunStore,
+    me: str,
+    now: datetime,
+    outlives: Callable[[RunRecord], bool] = lambda record: False,
+    *,
+    grace: float = 10.0,
+    scan: Callable[[], dict[leftovers.Leftover, set[int]]] = leftovers.scan,
+    gone: Collection[str] = (),
+    alone: bool = False,
+    tells_of: Collection[str] = (),
+) -> Recovery:
     """Mark the runs of dead processes, and those of no owner, ``interrupted`` and return those
     of ``tells_of`` (its predecessor's), oldest first: the runs the caller tells of. The others'
     records say that nobody told of them (``UNTOLD``: the crontask that declares their task
     takes them, ``controller.heartbeat``). Not the runs whose work ``outlives`` its process (a Job's
     run is adopted once the Jobs are watched, see ``controller.jobs``). First the commands of
     such runs still running on this host are stopped (see ``_stop_leftovers``), each session
-    given ``grace`` to end on SIGTERM. ``gone``: see :func:`judged`. ``alone``: no replicas
-    cover for this process (no ``--ha``), so the runs of instances whose life it cannot judge
-    are nobody's to end: it says so."""
-    _stop_leftovers(store, me, scan(), grace, gone)
+    given ``grace`` to end on SIGTERM, and so are those of runs whose claim died with ``gone``
+    (recorded ``interrupted`` then, see :func:`_lost_claim`). ``gone``: see :func:`judged`.
+    ``alone``: no replicas cover for this process (no ``--ha``), so the runs of instances whose
+    life it cannot judge are nobody's to end: it says so.
+
+    A store that cannot take writes (a full disk) does not stop this: what it could not take
+    is returned to be written later (:class:`Recovery`), the commands stopped all the same. One
+    that cannot be read raises ``StoreUnavailable``: without the records nothing here can be
+    decided."""
+    told_by = set(tells_of)
+    lost = _stop_leftovers(store, me, scan(), grace, gone)
     running = store.running()
     states = judged({r.owner for r in running if r.owner}, me, gone)
     dead = {o for o, state in states.items() if state is Liveness.DEAD}
     keep = [r.id for r in running if r.owner in dead and outlives(r)]
-    told = dead & set(tells_of)
-    to_tell = store.mark_interrupted(told, now, keep=keep)
-    marked = [*to_tell, *store.mark_interrupted(dead - told, now, keep=keep, note=UNTOLD)]
-    marked += _end_ownerless(store, [r for r in running if not r.owner and not outlives(r)], now)
+    later = Recovery(told=[])
+    told = dead & told_by
+    mine = [r for r in running if r.owner in dead and r.id not in keep]
+    to_tell = _marked(store, told, now, keep, "", [r for r in mine if r.owner in told], later)
+    untold = [r for r in mine if r.owner not in told]
+    marked = [*to_tell, *_marked(store, dead - told, now, keep, UNTOLD, untold, later)]
+    marked += _end_ownerless(
+        store, [r for r in running if not r.owner and not outlives(r)], now, later
+    )
+    unrecorded = _claim_lost(store, lost, now, told_by, later)
+    to_tell += [r for r in unrecorded if r.owner in told_by]
+    marked += unrecorded
     for record in sorted(marked, key=lambda r: (r.scheduled_at, r.id, r.attempt)):
         log.warning(
             "run interrupted: the process died during it",
             extra={"fields": {"task": record.task, "run": record.id}},
+        )
+    if later.unsaved or later.unclaimed:
+        runs = [r.id for r in (*later.unsaved, *later.unclaimed)]
+        log.warning(
+            "run store unavailable at start; interrupted runs kept to be recorded when it is back",
+            extra={"fields": {"runs": len(runs), "first": runs[:20]}},
         )
     unknown = sorted(o for o, state in states.items() if state is Liveness.UNKNOWN)
     if alone and unknown:
@@ -209,14 +284,65 @@ def recover(
             "until its heartbeat in the run store stops",
             extra={"fields": {"owners": unknown[:10], "runs": len(runs), "first": runs[0]}},
         )
-    return to_tell
+    to_tell.sort(key=lambda r: (r.scheduled_at, r.id, r.attempt))
+    return Recovery(to_tell, later.unsaved, later.unclaimed)
 
 
-def _end_ownerless(store: RunStore, records: list[RunRecord], now: datetime) -> list[RunRecord]:
+def _marked(
+    store: RunStore,
+    owners: set[str],
+    now: datetime,
+    keep: list[str],
+    note: str,
+    records: list[RunRecord],
+    later: Recovery,
+) -> list[RunRecord]:
+    """``store.mark_interrupted``; if the store cannot take it, ``records`` (the owners' runs
+    as read) ended as it would have, kept in ``later``."""
+    if not owners:
+        return []
+    try:
+        return store.mark_interrupted(owners, now, keep=keep, note=note)
+    except StoreUnavailable:
+        ends = [interrupted(record, now, note=note) for record in records]
+        later.unsaved.extend(ends)
+        return ends
+
+
+def _claim_lost(
+    store: RunStore,
+    lost: list[RunRecord],
+    now: datetime,
+    tells_of: set[str],
+    later: Recovery,
+) -> list[RunRecord]:
+    """Record ``interrupted`` the runs whose claim died with their crontask (their commands
+    stopped): inserted, never over a record (one that appeared meanwhile stands). So the slot
+    is taken, and catch-up does not run it again."""
+    ends = []
+    for record in lost:
+        note = "" if record.owner in tells_of else UNTOLD
+        end = interrupted(record, now, note=note)
+        message = UNRECORDED_MESSAGE.format(owner=record.owner) + note
+        ends.append(dataclasses.replace(end, message=message))
+    if not ends:
+        return []
+    try:
+        inserted = store.claim_many(ends)
+    except StoreUnavailable:
+        later.unclaimed.extend(ends)
+        return ends
+    return [end for end, ok in zip(ends, inserted, strict=True) if ok]
+
+
+def _end_ownerless(
+    store: RunStore, records: list[RunRecord], now: datetime, later: Recovery
+) -> list[RunRecord]:
     """End ``records`` (``running``, with no owner) ``interrupted``, as a crashed run is, but
     for the message, and with the note ``UNTOLD``: the crontask that declares the task tells
     of it. Written over by (id, attempt), not in one statement with the look as an owner's runs
-    are: only a crontask from before owners could still end such a record."""
+    are: only a crontask from before owners could still end such a record. Those the store
+    cannot take (unavailable) are kept in ``later``."""
     ended: list[RunRecord] = []
     for record in records:
         end = interrupted(record, now, note=UNTOLD)
@@ -225,6 +351,8 @@ def _end_ownerless(store: RunStore, records: list[RunRecord], now: datetime) -> 
             store.complete(end)
         except KeyError:  # deleted meanwhile
             continue
+        except StoreUnavailable:
+            later.unsaved.append(end)
         ended.append(end)
     return ended
 
@@ -235,19 +363,26 @@ def _stop_leftovers(
     found: dict[leftovers.Leftover, set[int]],
     grace: float,
     gone: Collection[str],
-) -> None:
+) -> list[RunRecord]:
     """Stop the commands of runs whose crontask died on this host during them: recorded
     ``running`` still, or already ``interrupted`` for it (by another replica, which cannot
     reach this host's processes). A run that ended, or was stopped at shutdown, keeps what it
     left on purpose (a daemon in a session of its own), as it would have while its crontask
-    lived."""
+    lived. So are those of runs the store has no record of whose claim died with the state
+    directory's last holder (:func:`_lost_claim`); returned, to be recorded ``interrupted``."""
     dead = dead_owners({left.instance for left in found}, me, gone)
     sessions: set[int] = set()
+    lost: list[RunRecord] = []
     for left, sids in sorted(found.items(), key=lambda item: item[0].run_id):
         if left.instance not in dead:
             continue
         record = store.get(left.run_id, left.attempt)
-        if record is None or record.owner != left.instance or not _cut_short(record):
+        if record is None:
+            record = _lost_claim(store, left, gone)
+            if record is None:
+                continue
+            lost.append(record)
+        elif record.owner != left.instance or not _cut_short(record):
             continue
         log.warning(
             "stopping a command its dead crontask left running",
@@ -260,6 +395,63 @@ def _stop_leftovers(
             "left-over commands killed: they outlived the grace",
             extra={"fields": {"sessions": sorted(killed), "grace_s": grace}},
         )
+    return lost
+
+
+def _lost_claim(
+    store: RunStore, left: leftovers.Leftover, gone: Collection[str]
+) -> RunRecord | None:
+    """The run ``left`` belongs to, as its claim would have recorded it, if that claim died
+    with its crontask: the store could not take it (a full disk, README: its records wait in
+    memory) and the crontask was then killed. Catch-up counts slots from the store, so the
+    slot would run again beside this command. None where the missing record says nothing:
+
+    - its crontask is not the state directory's last holder (``gone``): only the crontask
+      that died last held records in memory; an older one's run was judged at its restart;
+    - the run id is no task's slot (anyone may set an environment);
+    - an earlier attempt of it is not stored, or a later one is, for a retry; the task has a
+      slot as new stored, for a first attempt: the record was pruned then (retention deletes
+      a run whole and keeps each task's newest slot), and its run ended, leaving this process
+      on purpose (a daemon), as it would with its crontask alive.
+    """
+    slot = _slot(left.run_id)
+    if left.instance not in gone or slot is None:
+        return None
+    task, at = slot
+    if left.attempt > 1:
+        stored = store.attempts(left.run_id)
+        if not stored or stored[-1].attempt >= left.attempt:
+            return None
+        trigger = Trigger.RETRY
+    else:
+        last = store.last_slots([task]).get(task)
+        if last is not None and last >= at:
+            return None
+        trigger = Trigger.MANUAL if at.microsecond else Trigger.SCHEDULE
+    return RunRecord(
+        left.run_id, task, at, trigger, RunStatus.RUNNING, attempt=left.attempt, owner=left.instance
+    )
+
+
+def _slot(run: str) -> tuple[str, datetime] | None:
+    """The task and slot of a run id (``core.runs.run_id``), None if it is no run's."""
+    namespace, _, rest = run.partition(".")
+    name, _, stamp = rest.partition(".")
+    labels = (namespace, name)
+    if not stamp.endswith("Z") or not all(re.fullmatch(DNS1123_LABEL, x) for x in labels):
+        return None
+    for pattern in ("%Y%m%dT%H%M%S", "%Y%m%dT%H%M%S.%f"):
+        try:
+            at = datetime.strptime(stamp[:-1], pattern).replace(tzinfo=UTC)
+        except ValueError:
+            continue
+        task = f"{namespace}/{name}"
+        try:
+            # Only the id crontask gives that slot (strptime takes "1" for "01").
+            return (task, at) if run_id(task, at) == run else None
+        except ValueError:
+            return None
+    return None
 
 
 def _cut_short(record: RunRecord) -> bool:

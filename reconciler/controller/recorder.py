@@ -30,8 +30,12 @@ The loss window, stated: at most ``capacity`` records wait in memory, their outp
 budget past which a record keeps only the end of its output (``waiting``). When it is full,
 the first in line is dropped (logged as an error, counted in ``dropped``): the oldest, but for
 records the store would not take alone, which went to the back (see ``_flush_loop``). A process
-that dies with records pending loses them; a run whose ``running`` record never reached the
-store cannot be marked ``interrupted`` later.
+that dies with records pending loses them; one that stops with records pending (the store
+still unavailable after the shutdown's wait) logs each lost record's run, attempt and status
+(the first ``LOST_LISTED``, and how many more). A run whose ``running`` record never reached
+the store is not in it: the next start on this host stops the command it may have left
+running and records it ``interrupted`` (``controller.instance``), or the slot counts as missed.
+Records the store could not take at that start (``later``) wait here like any other.
 """
 
 from __future__ import annotations
@@ -39,7 +43,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 from reconciler.controller.lane import ANSWER_WAIT, SAVE_BATCH, Batch, Lane, started_pool
@@ -69,6 +73,8 @@ LONE_TRIES = 3
 # enough to outlast a passing error nobody foresaw, few enough that a record the store will
 # never take costs the records behind it seconds (the flush loop's backoff), not for ever.
 REFUSED_TRIES = 3
+# Records lost at shutdown listed one by one in the log; the rest are counted.
+LOST_LISTED = 20
 
 
 class Recorder:
@@ -275,14 +281,42 @@ class Recorder:
 
     async def close(self, timeout: float) -> None:
         if not await self.flush(timeout) and self._pending:
-            log.error(
-                "run records lost at shutdown: the store stayed unavailable",
-                extra={"fields": {"lost": len(self._pending)}},
-            )
+            self._say_lost()
         if self._flusher is not None:
             self._flusher.cancel()
         self._closed = True
         self._pool.shutdown(wait=True)
+
+    def _say_lost(self) -> None:
+        """Log the records lost at shutdown, each (up to ``LOST_LISTED``) with its run, attempt
+        and status, for an operator to repair the history: the next start sees of them only
+        what the store holds (a ``running`` record it marks ``interrupted``, or none: the slot
+        is then missed, and caught up or counted as not run)."""
+        lost = len(self._pending)
+        log.error(
+            "run records lost at shutdown: the store stayed unavailable",
+            extra={"fields": {"lost": lost}},
+        )
+        for (run, attempt), (record, _) in self._pending.first(LOST_LISTED):
+            log.error(
+                "run record lost at shutdown",
+                extra={"fields": {"run": run, "attempt": attempt, "status": record.status}},
+            )
+        if lost > LOST_LISTED:
+            log.error(
+                "more run records lost at shutdown, not listed",
+                extra={"fields": {"more": lost - LOST_LISTED}},
+            )
+
+    def later(self, saves: Sequence[RunRecord], creates: Sequence[RunRecord] = ()) -> None:
+        """Keep records the store could not take before this recorder was made (the ends of
+        runs a dead crontask left, at start, ``controller.instance.Recovery``), to be written
+        with the others once it is back: ``saves`` over what the store holds, ``creates``
+        only where it holds nothing (a record that appeared meanwhile stands)."""
+        for record in saves:
+            self._keep(record, SAVE)
+        for record in creates:
+            self._keep(record, CREATE)
 
     def _after_close(self, record: RunRecord) -> bool:
         """A record that comes after ``close`` (a component that stops after the runs, such as

@@ -38,7 +38,7 @@ from reconciler.controller.components import Housekeeping, Http, Runs, SourceWat
 from reconciler.controller.dispatch import Dispatcher
 from reconciler.controller.handover import Handover
 from reconciler.controller.heartbeat import Heartbeat
-from reconciler.controller.instance import instance_id, recover
+from reconciler.controller.instance import Recovery, instance_id, recovery
 from reconciler.controller.jobs import JobSupervisor, JobSupport
 from reconciler.controller.kube import Kubernetes, connect_to, jobs
 from reconciler.controller.loop import ReconcileLoop
@@ -59,7 +59,7 @@ from reconciler.sources.api import ApiSource
 from reconciler.sources.base import Source
 from reconciler.sources.git import GitSource
 from reconciler.store import open_store, sqlite_url
-from reconciler.store.base import RunStore
+from reconciler.store.base import RunStore, StoreUnavailable
 
 log = logging.getLogger("crontask")
 
@@ -160,24 +160,42 @@ def _recover(
     me: str,
     previous: str | None,
     outlives: Callable[[RunRecord], bool],
-) -> list[RunRecord]:
-    """The runs a dead crontask left ``running``, marked ``interrupted`` (``instance.recover``).
+) -> Recovery:
+    """The runs a dead crontask left ``running``, marked ``interrupted`` (``instance.recovery``).
     ``previous``: the state directory's last holder, dead unless this host sees it alive (a
-    copied state directory), whatever host or pid it had (see ``instance.judged``). Returns
-    its runs, for this crontask's notifier to tell of them, if it has one and no replicas
-    (which tell of no crashed run); the others are left to the crontask that declares them."""
+    copied state directory), whatever host or pid it had (see ``instance.judged``). Its
+    ``told``: the runs for this crontask's notifier to tell of, if it has one and no replicas
+    (which tell of no crashed run); the others are left to the crontask that declares them.
+    A store that cannot take the ends keeps them for later (``Recorder.later``); one that
+    cannot be read at all stops the start, in one line: nothing can be decided without it."""
     gone = [previous] if previous else []
     tells_of = gone if options.ha is None and options.notifications is not None else []
-    return recover(
-        store,
-        me,
-        datetime.now(UTC),
-        outlives,
-        grace=options.kill_grace,
-        gone=gone,
-        alone=options.ha is None,
-        tells_of=tells_of,
-    )
+    try:
+        return recovery(
+            store,
+            me,
+            datetime.now(UTC),
+            outlives,
+            grace=options.kill_grace,
+            gone=gone,
+            alone=options.ha is None,
+            tells_of=tells_of,
+        )
+    except StoreUnavailable as err:
+        raise SystemExit(
+            "crontask: cannot read the run store to recover the runs of a crontask that died "
+            f"during them: {err}"
+        ) from None
+
+
+def _taken(anchors: dict[str, datetime], ended: list[RunRecord]) -> dict[str, datetime]:
+    """``anchors`` (each task's newest slot in the store) with the slots of ``ended`` that
+    wait to be recorded (the store unavailable at start): catch-up must not run them again."""
+    for record in ended:
+        if not record.scheduled_at.microsecond:  # a manual run's time is no slot
+            at = anchors.get(record.task, record.scheduled_at)
+            anchors[record.task] = max(at, record.scheduled_at)
+    return anchors
 
 
 def _service(
@@ -219,6 +237,7 @@ async def build(options: Options, store: RunStore, manager: Manager) -> Parts:
     crashed = _recover(options, store, me, previous, outlives)
     task_env = wiring.task_env(options)
     dispatcher = wiring.dispatcher(store, me, task_env, options.kill_grace, support)
+    dispatcher.recorder.later(crashed.unsaved, crashed.unclaimed)
 
     def on_fire(key: str, at: datetime) -> None:
         definition = scheduler.owned().get(key)
@@ -240,7 +259,7 @@ async def build(options: Options, store: RunStore, manager: Manager) -> Parts:
     dispatcher.subscribe(metrics.on_run)
     dispatcher.subscribe_progress(metrics.on_progress)
     sources = wiring.sources(options, folders, git, kube)
-    anchors = await in_thread(store.last_slots)
+    anchors = _taken(await in_thread(store.last_slots), crashed.unclaimed)
     reconciler = wiring.reconciler(options, sources, support, scheduler, dispatcher, anchors)
     reconciler.subscribe(
         lambda result: metrics.reconciled(
@@ -270,7 +289,7 @@ async def build(options: Options, store: RunStore, manager: Manager) -> Parts:
         )
     notifier = wiring.notifier(options, metrics, reconciler, dispatcher, store, cluster)
     if notifier is not None:
-        notifier.crashed(crashed)
+        notifier.crashed(crashed.told)
     heartbeat = wiring.heartbeat(
         store, me, reconciler, notifier, outlives, replicas=cluster is not None
     )
