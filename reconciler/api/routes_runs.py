@@ -2,10 +2,17 @@
 
 Store calls block (SQLite, PostgreSQL), so the endpoints are ``def``: FastAPI runs them in its
 threadpool and the event loop the scheduler shares never waits on the database.
+
+A page of the list ends early, with a ``continue`` token like any other, after about
+:data:`RUNS_PAGE_BYTES` of runs (as the task list does after ``TASKS_PAGE_BYTES``): its JSON is
+built in crontask's memory at once, and partly on that loop. A run's message is stored within
+4 KiB (``store.records``), so a full page of runs recorded now is never cut; runs recorded whole
+before that bound (up to 128 KiB of message each) made ``?limit=1000`` a 128 MB answer.
 """
 
 from __future__ import annotations
 
+import json
 from typing import Annotated, Final
 
 from fastapi import APIRouter, Query
@@ -23,8 +30,9 @@ from reconciler.api.params import (
 from reconciler.api.problems import FieldProblem, ProblemError
 from reconciler.api.routing import GuardedRoute, Runtime, operation_id, problem_responses
 from reconciler.controller.store_calls import PAGE_READ_WAIT, reads_of
-from reconciler.core.runs import RunStatus, Trigger
-from reconciler.store.query import MAX_PAGE_SIZE, RunQuery
+from reconciler.core.runs import RunRecord, RunStatus, Trigger
+from reconciler.sources.limits import MIB, format_size
+from reconciler.store.query import MAX_PAGE_SIZE, Cursor, RunQuery
 
 router = APIRouter(
     prefix="/api/v1",
@@ -36,6 +44,12 @@ router = APIRouter(
 RUNS_PAGE_DEFAULT: Final = 500
 RUNS_PAGE_MAX: Final = MAX_PAGE_SIZE  # the store's bound: a page is one round trip
 NOT_A_CURSOR: Final = "not a cursor this API issued"
+# The runs of one page, as this module counts them (_run_bytes): 1 000 runs whose messages are
+# as long as stored (4 KiB) take some 5 MiB and fit.
+RUNS_PAGE_BYTES: Final = 8 * MIB
+# What a run takes in the list's JSON besides its id, task, reason and message: the field names,
+# the times, the numbers (about 300 bytes; counted high).
+_RUN_FIELDS_BYTES: Final = 400
 
 
 @router.get(
@@ -45,7 +59,8 @@ NOT_A_CURSOR: Final = "not a cursor this API issued"
     description="Each attempt is an item. Filters combine with AND; `since` is inclusive and "
     "`until` exclusive, both on the scheduled time. Page with `metadata.continue`: pass it as "
     "`continue` with the same filters; it is null on the last page. (`cursor` and `nextCursor` "
-    "are the same token under their former names.)",
+    "are the same token under their former names.) A page of runs with long messages ends early, "
+    f"after about {format_size(RUNS_PAGE_BYTES)}, with `continue` set like any other.",
     openapi_extra=role_extra("viewer"),
     responses=problem_responses(422, 503),
 )
@@ -92,11 +107,33 @@ def list_runs(
             [FieldProblem(location=["query", where], message=NOT_A_CURSOR)]
         ) from None
     page = reads_of(runtime.store, PAGE_READ_WAIT).answer(lambda: runtime.store.query(query))
+    shown = _within_bytes(page.items)
+    following = page.next_cursor
+    if shown < len(page.items):  # the store's own token, for the run the page ends with
+        following = Cursor.after(page.items[shown - 1]).encode()
     return RunListOut(
-        metadata=ListMeta(continue_=page.next_cursor),
-        items=runs_out(page.items),
-        next_cursor=page.next_cursor,
+        metadata=ListMeta(continue_=following),
+        items=runs_out(page.items[:shown]),
+        next_cursor=following,
     )
+
+
+def _within_bytes(records: list[RunRecord]) -> int:
+    """How many of ``records`` one page holds: all, or as many as fit in RUNS_PAGE_BYTES (at
+    least one). As ``routes_tasks._within_bytes``, of runs: its helper counts task views."""
+    used = 0
+    for count, record in enumerate(records):
+        used += _run_bytes(record)
+        if used > RUNS_PAGE_BYTES and count:
+            return count
+    return len(records)
+
+
+def _run_bytes(record: RunRecord) -> int:
+    """About what ``record`` takes in the list's JSON: its texts as encoded (a control
+    character escaped is six bytes), the rest a fixed allowance."""
+    texts = [record.id, record.task, record.reason, record.message]
+    return len(json.dumps(texts, ensure_ascii=False).encode()) + _RUN_FIELDS_BYTES
 
 
 @router.get(

@@ -21,6 +21,9 @@ server's name too (:mod:`~reconciler.resolver`). A list, every page of it, has
 :data:`LIST_TIMEOUT_FACTOR` times a request's time in all and :data:`MAX_LIST_BYTES` of answers
 in all, and :data:`MAX_LIST_VALUES` JSON values: a server handing out page after large page,
 each under the bounds of one answer, would otherwise fill the client's memory and the terminal.
+A page refused as longer than one answer may be is asked for again with half as many items,
+down to one, and the pages after it are of that size: a server before 0.4 bounds a runs page
+by its count alone, and 1 000 runs with long messages were a 128 MB answer.
 
 Whose credentials go where: a loopback server (``127.0.0.0/8``, ``::1``, ``localhost``) is asked
 directly, never through the proxy ``$HTTP_PROXY`` or ``$ALL_PROXY`` names (as Go's
@@ -140,6 +143,11 @@ def request(
             return await api.call(client, method, path, params)
 
     return _run(call())
+
+
+class _AnswerTooLarge(RemoteError):
+    """An answer longer than one may be (not a list's answers together): a smaller page of
+    the list may be under the bound."""
 
 
 def _run(call: Coroutine[Any, Any, _T]) -> _T:
@@ -338,7 +346,7 @@ class _Api:
                 f"{self.shown} answered a list of more than {format_size(MAX_LIST_BYTES)} "
                 "in all (refused)"
             )
-        return RemoteError(
+        return _AnswerTooLarge(
             f"{self.shown} answered more than {format_size(self.max_bytes)} (refused)"
         )
 
@@ -378,14 +386,22 @@ async def _every_page(
 ) -> list[dict[str, Any]]:
     found: list[dict[str, Any]] = []
     wanted = limit
+    smaller: int | None = None  # the page size since a page was refused as too large
     seen: set[str] = set()
     cursor: dict[str, str] = {}
     budget = _Budget(MAX_LIST_BYTES, MAX_LIST_VALUES)
     async with connect(api.timeout, None, api.server) as client:
         for _ in range(MAX_PAGES):
-            page_size = {} if wanted is None else {"limit": str(min(wanted, PAGE_MAX))}
+            size = _page_size(wanted, smaller)
+            page_size = {} if size is None else {"limit": str(size)}
             query = {**params, **page_size, **cursor}
-            body = await api.call(client, "GET", path, query, budget)
+            try:
+                body = await api.call(client, "GET", path, query, budget)
+            except _AnswerTooLarge:
+                if size == 1:
+                    raise
+                smaller = (size or PAGE_MAX) // 2  # the same page again, half as long
+                continue
             if not isinstance(body.get("items"), list):
                 raise RemoteError(f"{api.shown} answered a list without items")
             items = object_list(body["items"], api.server, "items")[:wanted]
@@ -405,6 +421,13 @@ async def _every_page(
             seen.add(following)
             cursor = {"continue": following}
     raise RemoteError(f"{api.shown} answered more than {MAX_PAGES} pages")
+
+
+def _page_size(wanted: int | None, smaller: int | None) -> int | None:
+    """The ``limit`` to ask a page for: what is still wanted, at most :data:`PAGE_MAX` and the
+    size pages shrank to; ``None`` (the server's default) when neither bounds it."""
+    bounds = [n for n in (wanted, smaller) if n is not None]
+    return min(*bounds, PAGE_MAX) if bounds else None
 
 
 def _param(value: Any) -> str:

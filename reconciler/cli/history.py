@@ -1,5 +1,10 @@
 """``crontask runs``: the run history, read from the run store (imported only when it is
-read) or from a running crontask's API."""
+read) or from a running crontask's API.
+
+``--id`` shows one run's attempts as ``GET /api/v1/runs/{id}`` answers them, read from either
+place: with output and, for a job task, its Kubernetes Job (name, pod, node, each container's
+exit code and reason), which ``--json`` spells as the API does (camelCase keys).
+"""
 
 from __future__ import annotations
 
@@ -29,6 +34,8 @@ MAX_LIMIT = 100_000
 # Characters of a run's output `--id` shows: what crontask keeps of it (the runner's tail); a
 # server's longer one is shown by its end, as the tail it stands for.
 MAX_OUTPUT = 64 * KIB
+# Containers of a Job `--id` lists: a pod has a few; a server's list of thousands is not printed.
+MAX_CONTAINERS = 32
 
 
 def add_parser(commands: Any) -> None:
@@ -201,6 +208,8 @@ def _show_one(attempts: list[dict[str, Any]], args: argparse.Namespace) -> int:
         ):
             if value:
                 print(f"  {label + ':':<11}{shown(value)}")
+        for label, text in _job_lines(r.get("job")):
+            print(f"  {label + ':':<11}{text}")
         print("  output:")
         # A command's output, shown as cat -v would: its escape sequences are not played.
         output = r.get("output")
@@ -211,6 +220,39 @@ def _show_one(attempts: list[dict[str, Any]], args: argparse.Namespace) -> int:
         for line in text.splitlines():
             print(f"    {printable(line)}")
     return 0
+
+
+def _job_lines(job: Any) -> list[tuple[str, str]]:
+    """A job task's Job as label and text lines, each value through shown(): with --server
+    they are a server's words, of any shape. None: no Job (a command or http task)."""
+    if job is None:
+        return []
+    if not isinstance(job, dict):
+        return [("job", shown(job))]
+    name, namespace = job.get("name"), job.get("namespace")
+    if isinstance(name, str) and isinstance(namespace, str) and namespace:
+        name = f"{namespace}/{name}"
+    lines = [("job", shown(name))]
+    # Absent until the Job has a pod (and a node), as the attempt's other fields are.
+    lines += [(field, shown(job[field])) for field in ("pod", "node") if job.get(field)]
+    containers = job.get("containers")
+    if isinstance(containers, list):
+        lines += [("container", _container(c)) for c in containers[:MAX_CONTAINERS]]
+        if len(containers) > MAX_CONTAINERS:
+            lines.append(("container", f"... {len(containers) - MAX_CONTAINERS:,} more"))
+    elif containers is not None:
+        lines.append(("container", shown(containers)))
+    if job.get("logError"):
+        lines.append(("log error", shown(job["logError"])))
+    return lines
+
+
+def _container(c: Any) -> str:
+    """``main: exit code 137 (OOMKilled)``."""
+    if not isinstance(c, dict):
+        return shown(c)
+    reason = f" ({shown(c['reason'])})" if c.get("reason") else ""
+    return f"{shown(c.get('name'))}: exit code {shown(c.get('exitCode'))}{reason}"
 
 
 def to_json(r: RunRecord, *, output: bool = False) -> dict[str, Any]:
@@ -228,9 +270,25 @@ def to_json(r: RunRecord, *, output: bool = False) -> dict[str, Any]:
         "durationMs": r.duration_ms,
         "exitCode": r.exit_code,
     }
-    if output:
+    if output:  # as the API answers one run: with output and job
         item["output"] = r.output
+        item["job"] = None if r.job is None else _camel_keys(r.job.to_json())
     return item
+
+
+def _camel_keys(value: Any) -> Any:
+    """The stored job details (snake_case) as the API spells them (``api.models._camel_keys``,
+    pydantic's to_camel): ``exit_code`` is ``exitCode``."""
+    if isinstance(value, dict):
+        return {_camel(k): _camel_keys(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_camel_keys(v) for v in value]
+    return value
+
+
+def _camel(key: str) -> str:
+    first, *rest = key.split("_")
+    return first + "".join(word[:1].upper() + word[1:] for word in rest)
 
 
 def _iso(at: datetime | None) -> str | None:
