@@ -167,13 +167,15 @@ def run_members(args: argparse.Namespace) -> int:
             _when(m.get("renewed")),
             shown(m.get("ownedTasks", 0)),
             shown(m.get("digest")) + (" draining" if m.get("draining") else ""),
-            # None from a replica of a release that did not say, absent from such a server.
-            shown(m.get("version"), "unknown"),
+            # None: a replica of a release that does not say; absent: a server that does not.
+            shown(m.get("version"), "unknown") if "version" in m else "-",
         ]
         for m in members
     )
     headers = ["MEMBER", "ADDRESS", "SINCE", "RENEWED", "TASKS", "DIGEST", "VERSION"]
     print_table(headers, rows)
+    if members and not any("version" in m for m in members):
+        print("VERSION -: the crontask that answered does not say its replicas' versions")
     total = answer.get("total")
     if isinstance(total, int) and total > len(members):  # the API lists a bounded number
         print(f"{len(members)} of {total} live members listed")
