@@ -137,9 +137,9 @@ def crontask(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Callabl
     ) -> Crontask:
         tasks = tmp_path / "tasks"
         tasks.mkdir(exist_ok=True)
-        instance = Crontask(tmp_path, tasks, list(extra), env, shutdown_grace, wrapper).start()
-        started.append(instance)
-        return instance
+        instance = Crontask(tmp_path, tasks, list(extra), env, shutdown_grace, wrapper)
+        started.append(instance)  # before it starts: one whose start is not seen is stopped too
+        return instance.start()
 
     yield start
     stop_all(started, request)
@@ -147,16 +147,19 @@ def crontask(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Callabl
 
 def stop_all(started: Sequence[Crontask], request: pytest.FixtureRequest) -> None:
     """Stops every crontask a test started, even when one of them does not stop (which then
-    fails the test), and prints the first one's log if the test failed."""
-    stuck: list[subprocess.TimeoutExpired] = []
+    fails the test), and prints the log of the one that did not stop, or else, if the test
+    failed, of the first."""
+    stuck: list[tuple[Crontask, subprocess.TimeoutExpired]] = []
     for instance in started:
         try:
             instance.stop()
         except subprocess.TimeoutExpired as err:
-            stuck.append(err)
-    if (stuck or request.node.stash.get(_failed, False)) and started:
+            stuck.append((instance, err))
+    shown = [i for i, _ in stuck] or list(started[:1])
+    if stuck or request.node.stash.get(_failed, False):
         # What crontask said is the first thing to read when an end-to-end test fails.
-        print(f"--- crontask log ({started[0].log_path}), last 200 lines ---")
-        print("\n".join(started[0].log().splitlines()[-200:]))
+        for instance in shown:
+            print(f"--- crontask log ({instance.log_path}), last 200 lines ---")
+            print("\n".join(instance.log().splitlines()[-200:]))
     if stuck:
-        raise stuck[0]
+        raise stuck[0][1]

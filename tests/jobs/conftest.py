@@ -59,7 +59,8 @@ def crontask(
     def start(*extra: str, shutdown_grace: str = "2s") -> Crontask:
         args = [*extra, "--kubeconfig", str(kubeconfig), "--resync", "2s"]
         instance = Crontask(tmp_path, tasks, args, {"HOME": str(tmp_path)}, shutdown_grace)
-        started.append(instance.start())
+        started.append(instance)  # before it starts: one whose start is not seen is stopped too
+        instance.start()
         return instance
 
     yield start
