@@ -39,6 +39,7 @@ import secrets
 import socket
 from collections.abc import Callable, Collection
 from datetime import UTC, datetime
+from typing import Any
 
 from reconciler import host as machine
 from reconciler.core.runs import (
@@ -201,23 +202,9 @@ class Recovery:
     unclaimed: list[RunRecord] = dataclasses.field(default_factory=list)
 
 
-def recover(
-    store: RunStore,
-    me: str,
-    now: datetime,
-    outlives: Callable[[RunRecord], bool] = lambda record: False,
-    *,
-    grace: float = 10.0,
-    scan: Callable[[], dict[leftovers.Leftover, set[int]]] = leftovers.scan,
-    gone: Collection[str] = (),
-    alone: bool = False,
-    tells_of: Collection[str] = (),
-) -> list[RunRecord]:
-    """:func:`recovery`'s ``told``."""
-    return recovery(
-        store, me, now, outlives,
-        grace=grace, scan=scan, gone=gone, alone=alone, tells_of=tells_of,
-    ).told  # fmt: skip
+def recover(store: RunStore, me: str, now: datetime, *args: Any, **options: Any) -> list[RunRecord]:
+    """:func:`recovery`'s ``told``: the runs the caller tells of."""
+    return recovery(store, me, now, *args, **options).told
 
 
 def recovery(
