@@ -20,6 +20,9 @@ Contract:
   differs: a writer that sends nothing for an empty patch cannot loop on its own watch events.
 - Timestamps are RFC 3339 UTC with a ``Z`` and whole seconds (``metav1.Time``); :func:`rfc3339`
   never raises.
+
+The Events a run is worth, which tell of one run rather than sum up all of them, are
+``run_events``'s.
 """
 
 from __future__ import annotations
@@ -440,70 +443,6 @@ def run_now_recorded(patch: Mapping[str, Any] | None, value: str) -> bool:
     patch leaves ``lastRunNow`` out found it stored already (by another replica, or by an
     earlier write whose answer was lost): the run is not started a second time."""
     return patch is not None and patch.get("lastRunNow") == value
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class EventSpec:
-    type: str  # Normal | Warning
-    reason: str
-    message: str
-
-
-# Skip messages without ids or timestamps, so repeats aggregate into one Event with a count.
-_SKIPS = {
-    "ConcurrencyForbid": ("Normal", "a slot was skipped: the previous run was still running"),
-    "MissedDeadline": ("Warning", "a slot was skipped: it could not start before its deadline"),
-    "Superseded": ("Warning", "missed slots were skipped (crontask was down or busy)"),
-    "TooManyRuns": ("Warning", "a slot was skipped: too many runs in progress"),
-}
-
-
-def run_event(record: RunRecord) -> EventSpec | None:
-    """The Event a run record is worth, if any."""
-    if record.status in (RunStatus.FAILED, RunStatus.TIMED_OUT):
-        what = "timed out" if record.status is RunStatus.TIMED_OUT else "failed"
-        if record.job is not None:
-            return EventSpec("Warning", "RunFailed", _job_failed(record, what))
-        detail = f"exit code {record.exit_code}" if record.exit_code is not None else ""
-        detail = detail or record.reason or ""
-        return EventSpec("Warning", "RunFailed", f"run {what}" + (f": {detail}" if detail else ""))
-    if record.status is RunStatus.SKIPPED:
-        kind, text = _SKIPS.get(
-            record.reason or "", ("Normal", f"a slot was skipped: {record.reason}")
-        )
-        return EventSpec(kind, "SlotSkipped", text)
-    if (
-        record.status is RunStatus.RUNNING
-        and record.trigger is Trigger.MANUAL
-        and record.attempt == 1
-    ):
-        return EventSpec("Normal", "RunStarted", f"manual run {record.id} started")
-    return None
-
-
-EVENT_LOG_LINE = 200  # characters of the log's line an Event quotes
-
-
-def _job_failed(record: RunRecord, what: str) -> str:
-    """``run failed: BackoffLimitExceeded (Job J, exit code 3): <first line of the log tail>``:
-    why the run failed and where to look, readable after the next run has started. The line
-    is cut to :data:`EVENT_LOG_LINE` characters."""
-    assert record.job is not None
-    where = [f"Job {record.job.name}"]
-    if record.exit_code is not None:
-        where.append(f"exit code {record.exit_code}")
-    text = f"run {what}: {record.reason or 'Failed'} ({', '.join(where)})"
-    line = first_log_line(record.output)
-    return f"{text}: {line}" if line else text
-
-
-def first_log_line(output: str) -> str:
-    """The first non-empty line of a log tail, past the truncation marker, bounded."""
-    for line in output.splitlines():
-        line = line.strip()
-        if line and not (line.startswith("[... ") and line.endswith(" truncated ...]")):
-            return line if len(line) <= EVENT_LOG_LINE else line[: EVENT_LOG_LINE - 3] + "..."
-    return ""
 
 
 def _later(a: datetime | None, b: datetime | None) -> datetime | None:

@@ -36,7 +36,8 @@ from typing import Any
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from reconciler.core.status import EventSpec, ObjectRef, rfc3339
+from reconciler.core.run_events import EventSpec
+from reconciler.core.status import ObjectRef, rfc3339
 from reconciler.sinks.kubernetes_refusals import RefusalLog, refusal
 from reconciler.sinks.kubernetes_status import MERGE_PATCH
 from reconciler.sinks.token_bucket import TokenBucket

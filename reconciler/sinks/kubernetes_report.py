@@ -56,15 +56,14 @@ from datetime import UTC, datetime
 from typing import Any
 
 from reconciler.core.desired import Definition, DesiredState, SourceKind
+from reconciler.core.run_events import EventSpec, run_event
 from reconciler.core.runs import RunRecord, RunStatus
 from reconciler.core.status import (
-    EventSpec,
     ObjectRef,
     RunSummary,
     StatusInputs,
     TaskState,
     derive_status,
-    run_event,
     run_now_due,
     run_now_recorded,
     task_state,

@@ -33,7 +33,8 @@ in one line every :data:`FAILURES_SAID_EVERY` at most (the last failure, and how
 line per receiver every :data:`DROPS_SAID_EVERY` at most (and when the queue drains); and
 what fails or is dropped after the stop in one line per receiver when its sender ends. A
 failure that a TLS error caused (an untrusted or expired certificate, a name it does not
-match) says why (``tls``), retried as a connection error.
+match) says why (``tls``), retried as a connection error. What a failure says (the ``tls``
+reason, the wait a ``Retry-After`` asks) is read in ``notify_failures``.
 """
 
 from __future__ import annotations
@@ -42,11 +43,8 @@ import asyncio
 import collections
 import contextlib
 import dataclasses
-import email.utils
 import functools
 import logging
-import re
-import ssl
 import time
 from collections.abc import AsyncIterator, Callable, Iterable
 from datetime import UTC, datetime
@@ -58,6 +56,7 @@ from reconciler import httpclient, resolver
 from reconciler.aio import first_of
 from reconciler.sinks import notify_payload
 from reconciler.sinks.notify_config import Notifications, Receiver
+from reconciler.sinks.notify_failures import retry_after, tls_failure
 
 log = logging.getLogger("crontask.notify")
 
@@ -457,53 +456,3 @@ def _files(receiver: Receiver) -> str:
     """The files of ``receiver`` read at each attempt: ``urlFile and secretFile``, ..."""
     named = (("urlFile", receiver.url_file), ("secretFile", receiver.secret_file))
     return " and ".join(name for name, path in named if path is not None)
-
-
-# OpenSSL's codes whose message Python extends with the host or address it expected.
-_NAME_MISMATCH: Final = frozenset({62, 64})  # X509_V_ERR_HOSTNAME_MISMATCH, _IP_ADDRESS_
-_CAUSES_MOST: Final = 16  # links of a cause chain looked at (a chain may loop)
-
-
-def tls_failure(err: BaseException) -> str | None:
-    """Why TLS failed, if an ``ssl.SSLError`` is in ``err``'s cause chain: for a certificate
-    that does not verify, ``certificate verify failed: <OpenSSL's reason>`` (a name mismatch
-    without the name: it is the URL's host); for another, OpenSSL's reason code
-    (``WRONG_VERSION_NUMBER``). None if none is."""
-    seen: BaseException | None = err
-    for _ in range(_CAUSES_MOST):
-        if seen is None:
-            return None
-        if isinstance(seen, ssl.SSLCertVerificationError):
-            message = str(seen.verify_message or "")
-            if seen.verify_code in _NAME_MISMATCH:
-                message = message.split(",", 1)[0]
-            return f"certificate verify failed: {message}".rstrip(": ")
-        if isinstance(seen, ssl.SSLError):
-            return str(seen.reason or type(seen).__name__)
-        seen = seen.__cause__ or seen.__context__
-    return None
-
-
-_DELAY_SECONDS: Final = re.compile(r"[0-9]{1,10}")  # more digits: centuries, no real answer
-_HTTP_DATE_MAX: Final = 64  # characters: "Sunday, 06-Nov-1994 08:49:37 GMT" is 32
-
-
-def retry_after(value: str | None, now: datetime) -> float | None:
-    """The seconds ``Retry-After`` asks to wait from ``now``: its delay-seconds, or the time
-    until its HTTP-date (RFC 9110 §10.2.3; one in the past asks for none, 0). None when it
-    asks nothing that can be read (absent, negative, a fraction, not a date, a date out of
-    range): the caller keeps its own backoff. ``now`` is timezone-aware."""
-    if value is None:
-        return None
-    value = value.strip()
-    if _DELAY_SECONDS.fullmatch(value):
-        return float(value)
-    if len(value) > _HTTP_DATE_MAX:
-        return None
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-        if when.tzinfo is None:  # "-0000" or the asctime form: an HTTP-date is always GMT
-            when = when.replace(tzinfo=UTC)
-        return max(0.0, (when - now).total_seconds())
-    except (TypeError, ValueError, IndexError, OverflowError):
-        return None

@@ -24,8 +24,9 @@ from reconciler.core.jobs import (
     run_of,
 )
 from reconciler.core.model import CronTask
+from reconciler.core.run_events import first_log_line, run_event
 from reconciler.core.runs import ContainerResult, JobDetails, RunRecord, RunStatus, Trigger, run_id
-from reconciler.core.status import ObjectRef, first_log_line, run_event
+from reconciler.core.status import ObjectRef
 from tests.helpers import task_doc
 
 T0 = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)

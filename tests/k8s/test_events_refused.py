@@ -9,7 +9,8 @@ from typing import Any
 
 import pytest
 
-from reconciler.core.status import EventSpec, ObjectRef
+from reconciler.core.run_events import EventSpec
+from reconciler.core.status import ObjectRef
 from reconciler.sinks.kubernetes_events import EventRecorder
 from tests.k8s.emulator import Emulator
 

@@ -13,8 +13,9 @@ from kubernetes import client
 
 from reconciler.core.crd import PLURAL, VERSION
 from reconciler.core.model import API_GROUP
+from reconciler.core.run_events import run_event
 from reconciler.core.runs import JobDetails, RunRecord, RunStatus, Trigger
-from reconciler.core.status import ObjectRef, run_event
+from reconciler.core.status import ObjectRef
 from reconciler.sinks.kubernetes_events import EventRecorder
 from tests.k8s.emulator import Emulator
 from tests.k8s.test_source_kubernetes import crontask

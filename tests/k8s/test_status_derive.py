@@ -10,6 +10,7 @@ import pytest
 
 from reconciler.core.desired import Conflict, Definition, DefinitionError, DesiredState, Location
 from reconciler.core.model import CronTask
+from reconciler.core.run_events import run_event
 from reconciler.core.runs import JobDetails, RunRecord, RunStatus, Trigger
 from reconciler.core.status import (
     ACTIVE_MAX,
@@ -19,7 +20,6 @@ from reconciler.core.status import (
     TaskState,
     derive_status,
     merge_patch,
-    run_event,
     run_now_due,
     task_state,
 )

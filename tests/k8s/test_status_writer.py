@@ -12,7 +12,8 @@ from kubernetes import client
 
 from reconciler.core.crd import PLURAL, VERSION
 from reconciler.core.model import API_GROUP
-from reconciler.core.status import EventSpec, ObjectRef
+from reconciler.core.run_events import EventSpec
+from reconciler.core.status import ObjectRef
 from reconciler.sinks.kubernetes import StatusWriter
 from reconciler.sinks.kubernetes_events import EventRecorder
 from reconciler.sinks.token_bucket import TokenBucket

@@ -21,7 +21,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from reconciler.sinks.metrics import Metrics
-from reconciler.sinks.notify_delivery import MAX_ATTEMPTS, Delivery, Message, tls_failure
+from reconciler.sinks.notify_delivery import MAX_ATTEMPTS, Delivery, Message
+from reconciler.sinks.notify_failures import tls_failure
 from tests.helpers import serve_http
 from tests.notify.test_notifier import config, counts
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from reconciler.core.runs import RunStatus
-from reconciler.sinks import notify_delivery
+from reconciler.sinks import notify_delivery, notify_failures
 from reconciler.sinks.metrics import Metrics
 from reconciler.sinks.notify import Notifier
 from tests.notify.receiver import receiving
@@ -52,7 +52,7 @@ NOW = datetime(2026, 11, 27, 1, 0, tzinfo=UTC)
     ],
 )
 def test_what_retry_after_asks(value: str | None, seconds: float | None) -> None:
-    assert notify_delivery.retry_after(value, NOW) == seconds
+    assert notify_failures.retry_after(value, NOW) == seconds
 
 
 def waits(caplog: pytest.LogCaptureFixture) -> list[float]:

@@ -1,0 +1,85 @@
+"""The Kubernetes Event a run record is worth, if any: a pure derivation.
+
+Split from ``status`` (what a CronTask's ``.status`` says), which it shares nothing with but
+the object: an Event tells of one run as it happens, where the status sums up all of them.
+:func:`run_event` never reads a clock or does I/O; ``sinks.kubernetes_events`` writes what it
+returns.
+
+- A failed or timed-out run is a ``Warning`` ``RunFailed``: for a run of a Job, why and where
+  to look (the Job, its exit code, the first line of its log tail, cut to
+  :data:`EVENT_LOG_LINE` characters), readable after the next run has started.
+- A skipped slot is ``SlotSkipped``, ``Warning`` unless the skip is the task's own choice (a
+  ``Forbid`` task's run still going). Its message has no ids or timestamps, so that repeats
+  aggregate into one Event with a count.
+- A manual run's first attempt starting is a ``Normal`` ``RunStarted``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from reconciler.core.runs import RunRecord, RunStatus, Trigger
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class EventSpec:
+    type: str  # Normal | Warning
+    reason: str
+    message: str
+
+
+# Skip messages without ids or timestamps, so repeats aggregate into one Event with a count.
+_SKIPS = {
+    "ConcurrencyForbid": ("Normal", "a slot was skipped: the previous run was still running"),
+    "MissedDeadline": ("Warning", "a slot was skipped: it could not start before its deadline"),
+    "Superseded": ("Warning", "missed slots were skipped (crontask was down or busy)"),
+    "TooManyRuns": ("Warning", "a slot was skipped: too many runs in progress"),
+}
+
+
+def run_event(record: RunRecord) -> EventSpec | None:
+    """The Event a run record is worth, if any."""
+    if record.status in (RunStatus.FAILED, RunStatus.TIMED_OUT):
+        what = "timed out" if record.status is RunStatus.TIMED_OUT else "failed"
+        if record.job is not None:
+            return EventSpec("Warning", "RunFailed", _job_failed(record, what))
+        detail = f"exit code {record.exit_code}" if record.exit_code is not None else ""
+        detail = detail or record.reason or ""
+        return EventSpec("Warning", "RunFailed", f"run {what}" + (f": {detail}" if detail else ""))
+    if record.status is RunStatus.SKIPPED:
+        kind, text = _SKIPS.get(
+            record.reason or "", ("Normal", f"a slot was skipped: {record.reason}")
+        )
+        return EventSpec(kind, "SlotSkipped", text)
+    if (
+        record.status is RunStatus.RUNNING
+        and record.trigger is Trigger.MANUAL
+        and record.attempt == 1
+    ):
+        return EventSpec("Normal", "RunStarted", f"manual run {record.id} started")
+    return None
+
+
+EVENT_LOG_LINE = 200  # characters of the log's line an Event quotes
+
+
+def _job_failed(record: RunRecord, what: str) -> str:
+    """``run failed: BackoffLimitExceeded (Job J, exit code 3): <first line of the log tail>``:
+    why the run failed and where to look, readable after the next run has started. The line
+    is cut to :data:`EVENT_LOG_LINE` characters."""
+    assert record.job is not None
+    where = [f"Job {record.job.name}"]
+    if record.exit_code is not None:
+        where.append(f"exit code {record.exit_code}")
+    text = f"run {what}: {record.reason or 'Failed'} ({', '.join(where)})"
+    line = first_log_line(record.output)
+    return f"{text}: {line}" if line else text
+
+
+def first_log_line(output: str) -> str:
+    """The first non-empty line of a log tail, past the truncation marker, bounded."""
+    for line in output.splitlines():
+        line = line.strip()
+        if line and not (line.startswith("[... ") and line.endswith(" truncated ...]")):
+            return line if len(line) <= EVENT_LOG_LINE else line[: EVENT_LOG_LINE - 3] + "..."
+    return ""
