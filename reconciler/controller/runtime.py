@@ -256,6 +256,9 @@ async def build(options: Options, store: RunStore, manager: Manager) -> Parts:
         owner=me,
         per_task_histograms=options.metrics_per_task_histograms,
     )
+    # The runs marked at recovery that carry no note "untold" (told by this crontask) or are not
+    # in the store yet: the metrics' reads of the store would not count them.
+    metrics.crashed([*crashed.told, *crashed.unsaved, *crashed.unclaimed])
     dispatcher.subscribe(metrics.on_run)
     dispatcher.subscribe_progress(metrics.on_progress)
     sources = wiring.sources(options, folders, git, kube)

@@ -4,7 +4,8 @@ The controller reports events through a small API, each call O(1) on the event l
 lock held for a few dictionary operations: :meth:`Metrics.on_run` (the dispatcher's run
 listener), :meth:`Metrics.on_progress` (its progress listener: a run adopted here, whose start
 no one here heard), :meth:`Metrics.reconciled` (after each pass), :meth:`Metrics.pruned`
-(retention), and with replicas :meth:`Metrics.replicas` and :meth:`Metrics.handed_over`.
+(retention), and with replicas :meth:`Metrics.replicas` and :meth:`Metrics.handed_over`; once
+at start-up, :meth:`Metrics.crashed` (the runs the crontask before it left, marked interrupted).
 
 At each scrape (:meth:`Metrics.render` for ``/metrics``, :meth:`Metrics.collect` for a
 prometheus_client registry) the metrics read
@@ -61,6 +62,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from reconciler.core.desired import Conflict, Definition, DefinitionError, DesiredState
 from reconciler.core.problem_lines import Problem, subject
 from reconciler.core.runs import RunRecord, RunStatus, Trigger
+from reconciler.sinks.metrics_elsewhere import History, UnheardEnds
 from reconciler.sinks.metrics_exposition import exposition
 from reconciler.sinks.metrics_families import (
     DELAY_BUCKETS,
@@ -72,7 +74,7 @@ from reconciler.sinks.metrics_families import (
     SourceSync,
     TaskSlot,
 )
-from reconciler.sinks.metrics_runs import History, RunState, in_thread
+from reconciler.sinks.metrics_runs import RunState, in_thread
 from reconciler.sinks.metrics_slots import SlotsBeforeLast
 
 CONTENT_TYPE: Final = CONTENT_TYPE_PLAIN_0_0_4
@@ -133,8 +135,9 @@ class Metrics:
     """The reconciler's metrics. The reporting methods run on the event loop; ``render`` and
     ``collect`` in any thread, any number at a time. ``clock`` and ``spawn`` space and start
     the checks of runs in progress elsewhere, ``seed_spawn`` the reads of the tasks new to the
-    snapshot; from ``started`` (Unix time; None: when ``metrics_runs`` was imported) the runs a
-    dead crontask left count (``metrics_runs.RunState``)."""
+    snapshot (``metrics_runs.RunState``); from ``started`` (Unix time; None: when
+    ``metrics_elsewhere`` was imported) the runs a dead crontask left count
+    (``metrics_elsewhere.UnheardEnds``)."""
 
     def __init__(
         self,
@@ -153,17 +156,21 @@ class Metrics:
         self._sources = sources
         self.per_task_histograms = per_task_histograms
         self._lock = threading.Lock()
+        # The ends this process does not hear, read from the history (``metrics_elsewhere``).
+        self._unheard = None
+        if history is not None:
+            self._unheard = UnheardEnds(
+                history, owner=owner, clock=clock, spawn=spawn, started=started
+            )
         # The run state shares the lock, so that a scrape copies it with the values below at
         # one instant, and a record changes it and the run histograms together.
         self._runs = RunState(
             self._lock,
             history=history,
             owner=owner,
+            unheard=self._unheard,
             per_task_histograms=per_task_histograms,
-            clock=clock,
-            spawn=spawn,
             seed_spawn=seed_spawn,
-            started=started,
         )
         self._slots = SlotsBeforeLast()
         self._problems: frozenset[str] = frozenset()
@@ -258,17 +265,27 @@ class Metrics:
             joined = self._replicas is None
             handovers = self._replicas.handovers if self._replicas else 0
             self._replicas = Replicas(members, handovers, disagreeing, fenced)
-        if joined:
-            self._runs.moved(time.time())
+        if joined and self._unheard is not None:
+            self._unheard.moved(time.time())
 
     def handed_over(self, moved: int) -> None:
         """``moved`` tasks changed owner at a change of replicas: the runs of those that
         came here that end before they are read here are counted here
-        (``metrics_runs.RunState.moved``)."""
+        (``metrics_elsewhere.UnheardEnds.moved``)."""
         with self._lock:
             now = self._replicas or Replicas(0, 0, False)
             self._replicas = dataclasses.replace(now, handovers=now.handovers + moved)
-        self._runs.moved(time.time())
+        if self._unheard is not None:
+            self._unheard.moved(time.time())
+
+    def crashed(self, records: Iterable[RunRecord]) -> None:
+        """The runs this process marked ``interrupted`` at start-up because the crontask before
+        it died during them (``controller.instance.Recovery``: those it tells of, and those
+        waiting for the store): counted in ``crontask_runs_total`` with their task's first
+        read, once each, also when the store's runs nobody told of hold one too. Call it
+        before the first scrape (``metrics_elsewhere.UnheardEnds.crashed``)."""
+        if self._unheard is not None:
+            self._unheard.crashed(records)
 
     def notification_receivers(self, names: Iterable[str], results: Iterable[str]) -> None:
         """With --notifications: every (receiver, result) counter starts at 0."""

@@ -16,12 +16,10 @@ of its own:
   still running the run of a task that moved here, an earlier crontask's) are counted as
   running, and checked against the history again until they end there or are heard of here;
   then their attempts that ended are counted (:meth:`RunState.seed` says why here);
-- the attempts of those tasks that ended where they ran since the task came here, before this
-  read: the runs in progress at another replica when the tasks last moved (read then,
-  :meth:`RunState.moved`) that are no longer, and the runs a dead crontask left, marked
-  ``interrupted`` by whoever found it dead (a start-up after a crash, a survivor) since this
-  process started or, with replicas, shortly before the tasks last moved. They are counted at
-  the next scrape: the task's counters show 0 first, so that ``increase()`` sees the 1.
+- the attempts of those tasks that ended where no process exporting them heard it (after a
+  move, or cut short by a crontask's death) are counted at the next scrape: the task's
+  counters show 0 first, so that ``increase()`` sees the 1.
+  ``metrics_elsewhere`` reads those ends, and checks the runs in progress elsewhere.
   This process's own runs are never read from the history: they are heard. An attempt is
   counted once here (``_ended``), heard or read.
 
@@ -51,11 +49,12 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
-from datetime import UTC, datetime
-from typing import Final, Protocol
+from datetime import datetime
+from typing import Final
 
-from reconciler.core.runs import LastOutcomes, RetriedAttempt, RunRecord, RunStatus, died
+from reconciler.core.runs import LastOutcomes, RetriedAttempt, RunRecord, RunStatus
 from reconciler.core.status import SHUTDOWN_REASON, is_failure
+from reconciler.sinks.metrics_elsewhere import RECHECK_SECONDS, Ended, History, UnheardEnds
 from reconciler.sinks.metrics_exposition import no_runs, task_runs
 from reconciler.sinks.metrics_families import FINAL_STATUSES, TaskRuns, TaskSlot
 
@@ -65,46 +64,17 @@ _INDEX: Final = {status: i for i, status in enumerate(FINAL_STATUSES)}
 _SEED_BATCH: Final = 256  # tasks given their last outcomes per hold of the lock (about 1 ms)
 _ENDED_KEPT: Final = 1024  # attempts whose end was heard here, kept against stale history reads
 _RETRIED_KEPT: Final = 10_000  # failed attempts whose retry is awaited (the notifier keeps as many)
-# Between two checks of the runs in progress elsewhere: a scrape interval (Prometheus' default
-# is 15 s), so that several scrapers, or a store that is down, cost one read per interval.
-RECHECK_SECONDS: Final = 15.0
 # How long scrapes wait for a seed (the read of the last outcomes of the tasks new to them):
 # enough for a store that answers (10 000 tasks from SQLite: 0.35 s), so that the first scrape
 # after a start or a handover shows them; little against Prometheus' scrape timeout (10 s by
 # default) when the store hangs. A seed whose read failed after that long (a store that is
 # down) is not waited for again until one succeeds.
 SEED_WAIT_SECONDS: Final = 1.0
-# With replicas, the runs of a dead one are marked interrupted by a survivor just before its
-# tasks move (``controller.sweep``), at its own renewal: those marked this long before the
-# last move here are taken as brought by it. Four leases (15 s by default).
-DIED_BEFORE_MOVE_SECONDS: Final = 60.0
-_UNTOLD_PAGES: Final = 10  # of up to 1 000 dead runs each: what a seed reads at most
-# Before the first run's end: the runs a crash left are marked at start-up before the
-# metrics exist (``controller.instance.recover``), after this module was imported.
-_LOADED: Final = time.time()
 
 
 def in_thread(work: Callable[[], None]) -> None:
     """Run ``work`` in a daemon thread of its own: a read in progress never holds up a stop."""
     threading.Thread(target=work, name="crontask-metrics-history", daemon=True).start()
-
-
-class History(Protocol):
-    """Where a task's last outcomes and its runs in progress elsewhere come from when it comes
-    into the snapshot (the run store implements it). Called from the threads of ``RunState``'s
-    spawns, never from a scrape's. ``attempts`` gives a run's attempts whose end another
-    process heard, ``untold`` the runs marked ``interrupted`` for a dead crontask (with the note
-    that no crontask told of them, as every replica marks them)."""
-
-    def last_outcomes(self, tasks: Collection[str]) -> Mapping[str, LastOutcomes]: ...
-
-    def running(self, task: str | None = None) -> Sequence[RunRecord]: ...
-
-    def attempts(self, run_id: str) -> Sequence[RunRecord]: ...
-
-    def untold(
-        self, since: datetime, after: tuple[datetime, str, int] | None = None
-    ) -> Sequence[RunRecord]: ...
 
 
 @dataclasses.dataclass(slots=True)
@@ -122,12 +92,10 @@ class RunState:
     """Each task's :class:`TaskRuns`, as heard from the dispatcher and read from the history.
 
     ``lock`` is the owner's: it guards everything here. ``started`` and ``finished`` run on the
-    event loop, ``seed`` and ``prune`` in a scrape's thread, any number at a time. ``spawn``
-    starts the check of the runs in progress elsewhere, ``seed_spawn`` the read of the tasks new
-    to the snapshot (both ``in_thread``); ``clock`` (monotonic seconds) spaces those checks.
-    Tests pass a fake clock, and spawns they can wait for. ``started`` (Unix time; None: when
-    this module was imported) is when the runs a dead crontask left that this process counts
-    may begin to have been marked.
+    event loop, ``seed`` and ``prune`` in a scrape's thread, any number at a time.
+    ``seed_spawn`` starts the read of the tasks new to the snapshot (``in_thread``; tests pass
+    one they can wait for). ``unheard`` (with ``history``) reads the ends no process exporting
+    a task heard and checks the runs in progress elsewhere (``metrics_elsewhere``).
     """
 
     def __init__(
@@ -136,20 +104,12 @@ class RunState:
         *,
         history: History | None = None,
         owner: str | None = None,
+        unheard: UnheardEnds | None = None,
         per_task_histograms: bool = False,
-        clock: Callable[[], float] = time.monotonic,
-        spawn: Callable[[Callable[[], None]], None] = in_thread,
         seed_spawn: Callable[[Callable[[], None]], None] = in_thread,
-        started: float | None = None,
     ) -> None:
         self._lock = lock
-        self._clock = clock
-        self._spawn = spawn
         self._seed_spawn = seed_spawn
-        # When the last check of the runs in progress elsewhere began (None: never), and
-        # whether one is in flight; under the lock.
-        self._rechecked: float | None = None
-        self._rechecking = False
         self._history = history
         # This process's instance: its own runs are heard from its dispatcher, never read from
         # the history (a slot claimed ahead is recorded running before its work starts).
@@ -176,12 +136,9 @@ class RunState:
         self._ended: OrderedDict[tuple[str, int], None] = OrderedDict()
         # Ends read with a seed, counted at the next scrape (see the module docstring).
         self._pending: list[RunRecord] = []
-        # How many times the tasks here moved (with replicas), and the runs in progress at
-        # other replicas read after the last move: run id -> (task, attempt). None: not read.
-        self._moves = 0
-        self._moved_runs: tuple[int, dict[str, tuple[str, int]]] | None = None
-        # Dead runs marked since then count (see DIED_BEFORE_MOVE_SECONDS).
-        self._died_since = _LOADED if started is None else started
+        # The ends that no process exporting their task heard, read with the seeds, and the
+        # checks of the runs in progress elsewhere; given with the history.
+        self._unheard = unheard
         # Failed attempts that the dispatcher retries, by run: when each ended. Their run has
         # not ended, so they are not the task's last failure (the alert on it would fire while
         # the run only waits for its retry); if the retry is abandoned (skipped: Replaced,
@@ -317,10 +274,10 @@ class RunState:
 
     def seed(self, tasks: Mapping[str, TaskSlot]) -> None:
         """Start a check of the runs in progress elsewhere against the history when one is
-        due (``_recheck``, not waited for), and a read of the last success, last failure, last
-        duration and runs in progress elsewhere of the tasks new to the snapshot when there are
-        some and none is in flight (``_read``); wait for that one :data:`SEED_WAIT_SECONDS` at
-        most from its start.
+        due (``UnheardEnds.recheck``, not waited for), and a read of the last success, last
+        failure, last duration and runs in progress elsewhere of the tasks new to the snapshot
+        when there are some and none is in flight (``_read``); wait for that one
+        :data:`SEED_WAIT_SECONDS` at most from its start.
 
         The scrape then serves the tasks not read yet as tasks with no history: their
         counters from 0 as for any task (they count this process's attempts, which no read
@@ -330,18 +287,16 @@ class RunState:
         the read shows them. A history that cannot be read is logged and asked again at the
         next scrape.
 
-        The ends of the attempts that no replica exporting their task heard are counted by the
-        task's owner, the only one that exports it: one that ran elsewhere, heard where it ran
-        after the task moved here (that replica keeps no series of a task it does not hold),
-        and the runs marked ``interrupted`` for a crontask found dead. Those read with a seed
-        are counted now, at the scrape after it."""
+        The ends of the attempts that no process exporting their task heard, read with a seed
+        (``metrics_elsewhere.UnheardEnds.ended``), are counted now, at the scrape after it."""
         if self._history is None:
             return
         with self._lock:
             pending, self._pending = self._pending, []
             for record in pending:
                 self._count(record)
-        self._start_recheck()
+        assert self._unheard is not None
+        self._unheard.recheck(self._watched, self._ended_elsewhere)
         seed = self._start_seed(tasks)
         if seed is not None:
             seed.done.wait(max(seed.deadline - time.monotonic(), 0.0))
@@ -375,12 +330,13 @@ class RunState:
         """Read ``new``'s last outcomes and runs in progress from the history and apply them.
         In the thread ``_start_seed`` started."""
         assert self._history is not None
+        assert self._unheard is not None
         read = False
         try:
             try:
                 found = self._history.last_outcomes(new)
                 going = [r for r in self._history.running() if r.task in new]
-                ended = [*self._ended_since_moved(new, going), *self._died(new)]
+                ended = self._unheard.ended(new, going)
             except Exception as err:
                 log.warning(
                     "metrics: cannot read the last outcomes of tasks from the run history,"
@@ -401,79 +357,8 @@ class RunState:
                 self._seed = None
             seed.done.set()
 
-    def _ended_since_moved(
-        self, new: Collection[str], going: Sequence[RunRecord]
-    ) -> list[RunRecord]:
-        """The attempts of ``new``'s runs that were in progress at another replica after the
-        last move here, and ended since (no longer in ``going``): their end was heard where
-        they ran, which no longer exported their task. Not if the runs after the last move
-        are not read yet: older ones would bring runs that ended where their task still was."""
-        with self._lock:
-            moved = self._moved_runs
-            if moved is None or moved[0] != self._moves:
-                return []
-        still = {record.id for record in going}
-        ended: list[RunRecord] = []
-        for run, (key, attempt) in moved[1].items():
-            if key in new and run not in still:
-                ended += self._attempts_ended(run, attempt)
-        return ended
-
-    def _attempts_ended(self, run: str, since: int) -> list[RunRecord]:
-        """``run``'s attempts from ``since`` on that ended, as the history holds them."""
-        assert self._history is not None
-        found = self._history.attempts(run)
-        return [r for r in found if r.attempt >= since and r.status.finished and not self._mine(r)]
-
-    def _died(self, new: Collection[str]) -> list[RunRecord]:
-        """The runs of ``new`` marked ``interrupted`` for a dead crontask since this process
-        started (with replicas: shortly before the tasks last moved), that no crontask told
-        of: those every replica and a start-up without notifications mark."""
-        assert self._history is not None
-        with self._lock:
-            since = datetime.fromtimestamp(self._died_since, UTC)
-        found: list[RunRecord] = []
-        after: tuple[datetime, str, int] | None = None
-        for _ in range(_UNTOLD_PAGES):
-            page = self._history.untold(since, after)
-            found += [r for r in page if r.task in new and died(r) and not self._mine(r)]
-            last = page[-1] if page else None
-            if last is None or last.finished_at is None:
-                break
-            after = (last.finished_at, last.id, last.attempt)
-        return found
-
     def _mine(self, record: RunRecord) -> bool:
         return self._owner is not None and record.owner == self._owner
-
-    def moved(self, at: float) -> None:
-        """With replicas: tasks moved at ``at`` (Unix time), or this replica took its first
-        share. Reads the runs in progress at the others now (not waited for), so that a task
-        that came here counts those that end before its seed (their end is heard where they
-        ran). On the event loop."""
-        if self._history is None:
-            return
-        with self._lock:
-            self._moves += 1
-            move = self._moves
-            self._died_since = max(self._died_since, at - DIED_BEFORE_MOVE_SECONDS)
-        self._spawn(lambda: self._read_moved(move))
-
-    def _read_moved(self, move: int) -> None:
-        assert self._history is not None
-        try:
-            going = self._history.running()
-        except Exception as err:
-            log.warning(
-                "metrics: cannot read the runs in progress from the run history after a"
-                " handover; those that end before their task is read here are not counted",
-                extra={"fields": {"error": str(err)[:200]}},
-            )
-            return
-        runs = {r.id: (r.task, r.attempt) for r in going if not self._mine(r)}
-        with self._lock:
-            if move == self._moves:
-                self._moved_runs = (move, runs)
 
     def _outcomes(self, found: Mapping[str, LastOutcomes]) -> None:
         """Merge last outcomes read from the history: the later of both ends is kept; the
@@ -523,55 +408,21 @@ class RunState:
                         record.task, runs, {**runs.running, record.id: _since(record)}
                     )
 
-    def _start_recheck(self) -> None:
-        """Start ``_recheck`` if there are runs in progress elsewhere, none is in flight and
-        the last began :data:`RECHECK_SECONDS` ago or more. The scrape does not wait for it:
-        it would wait for a store that is down as long as its connect timeout."""
+    def _watched(self) -> dict[str, tuple[str, int]]:
+        """A copy of the runs in progress elsewhere, for ``UnheardEnds.recheck``."""
         with self._lock:
-            now = self._clock()
-            due = self._rechecked is None or now - self._rechecked >= RECHECK_SECONDS
-            if not self._foreign or self._rechecking or not due:
-                return
-            self._rechecking, self._rechecked = True, now
-            foreign = dict(self._foreign)
-        try:
-            self._spawn(lambda: self._recheck(foreign))
-        except BaseException:
-            with self._lock:
-                self._rechecking = False  # none in flight: the next scrape starts one
-            raise
+            return dict(self._foreign)
 
-    def _recheck(self, foreign: Mapping[str, tuple[str, int]]) -> None:
-        """Drop the runs in progress elsewhere (``foreign``, as they were when it started)
-        that the history no longer says are, count their attempts that ended, and read their
-        tasks' last outcomes again: the process that ran them exports no series of a task it
-        does not hold, so their ends show here or nowhere. In the thread ``_start_recheck``
-        started."""
-        try:
-            self._ended_elsewhere(foreign)
-        finally:
-            with self._lock:
-                self._rechecking = False
-
-    def _ended_elsewhere(self, foreign: Mapping[str, tuple[str, int]]) -> None:
-        assert self._history is not None
-        try:
-            going = {record.id for record in self._history.running()}
-            ended = {run: seen for run, seen in foreign.items() if run not in going}
-            found = self._history.last_outcomes({k for k, _ in ended.values()}) if ended else {}
-            attempts = {run: self._attempts_ended(run, seen) for run, (_, seen) in ended.items()}
-        except Exception as err:
-            log.warning(
-                "metrics: cannot read the runs in progress from the run history",
-                extra={"fields": {"error": str(err)[:200]}},
-            )
-            return
+    def _ended_elsewhere(self, ended: Ended, found: Mapping[str, LastOutcomes]) -> None:
+        """Apply what a check of the runs in progress elsewhere found (``UnheardEnds.recheck``):
+        the runs that ended there leave, their attempts that ended are counted, their tasks'
+        last outcomes merged. In the check's thread."""
         with self._lock:
-            for run, (key, _) in ended.items():
+            for run, (key, attempts) in ended.items():
                 if self._foreign.pop(run, None) is not None:  # not heard of here meanwhile
                     runs = self._runs[key]
                     self._set_running(key, runs, _without(runs.running, run))
-                    for record in attempts[run]:
+                    for record in attempts:
                         if self._remember(record):
                             self._count(record)
         self._outcomes(found)
@@ -630,4 +481,4 @@ def _later(seen: float | None, stored: datetime | None) -> float | None:
     return at if seen is None else max(seen, at)
 
 
-__all__: Sequence[str] = ["History", "RunState"]
+__all__: Sequence[str] = ["RECHECK_SECONDS", "History", "RunState"]
