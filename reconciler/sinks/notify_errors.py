@@ -16,10 +16,14 @@ went within them is not, nor one that went and came back (it is the same problem
 **The first pass.** Every process starts knowing of no error, so its first pass finds each one
 new. Alone (no ``replicas``), it tells them all: those present at start-up are reported once.
 With replicas, the cluster tells them once, not each replica that joins: a replica whose first
-pass finds a live member that joined before it (:func:`joined_after`, draining members too:
-they told them) takes that pass's errors as told, and tells only what changes after; the
-first member (alone, or the oldest of replicas started together, by when each joined, then by
-id) tells every error of its first pass, whoever owns it, since the others take them as told.
+pass finds a member that joined before it and is alive (:func:`others_told`: it has renewed
+since this one joined; draining members too: they told them) takes that pass's errors as told,
+and tells only what changes after; the first member (alone, or the oldest of replicas started
+together, by when each joined, then by id) tells every error of its first pass, whoever owns
+it, since the others take them as told. The record of a replica that died and whose lease has
+not run out (a crash and a quick restart) is no such member: it told nothing of what broke
+while it was down, so the first pass waits for it to renew or expire (at most a lease and a
+half), and then tells every error if it did not renew.
 Replicas that do not see each other yet (a record written as another read the list) may both
 tell them: a rare duplicate rather than a loss. An error that appears between a replica's join
 and its first pass may be lost if it is that replica's: the others, which see it come, leave it
@@ -60,13 +64,34 @@ class Replicas(Protocol):
     def members(self) -> Sequence[Member]: ...
 
 
-def joined_after(replicas: Replicas) -> bool:
-    """Whether a live member joined before this replica (by ``since``, then by id: every
-    replica orders the same records the same way). Not a member yet: as if alone."""
+def older_members(replicas: Replicas) -> tuple[Member, list[Member]] | None:
+    """This replica's record and the live members that joined before it (by ``since``, then by
+    id: every replica orders the same records the same way); None if it is no member yet."""
     me = next((m for m in replicas.members if m.id == replicas.me.id), None)
     if me is None:
-        return False
-    return any((m.since, m.id) < (me.since, me.id) for m in replicas.members)
+        return None
+    return me, [m for m in replicas.members if (m.since, m.id) < (me.since, me.id)]
+
+
+async def others_told(replicas: Replicas, *, poll: float = 0.5) -> bool:
+    """Whether a member that joined before this replica is alive, so that it told the errors
+    present when this one started: one that has renewed since this one joined. A record that
+    has not may be a replica that died (its lease not run out yet: a crash and a quick
+    restart, every replica killed at once), which told nothing of what broke while it was
+    down: so this waits for it to renew, or for its record to expire, at most a lease and a
+    half (a live member renews every ``--renew-interval``). Not a member yet: as if alone."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + replicas.me.lease_seconds * 1.5
+    while (found := older_members(replicas)) is not None:
+        me, older = found
+        if not older:
+            return False
+        if any(m.renewed >= me.since for m in older):
+            return True
+        if loop.time() >= deadline:
+            return False
+        await asyncio.sleep(poll)
+    return False
 
 
 class ErrorNews:
@@ -115,7 +140,7 @@ class ErrorNews:
             self._skipped = 0
         while self._passes:
             news = await in_thread(self._news, self._passes.popleft())
-            mine = self._whose(news)
+            mine = await self._whose(news)
             told: dict[str, list[NewError]] = {}
             for start in range(0, len(news), YIELD_EVERY):
                 route_errors(self.routes, self._mine(news[start : start + YIELD_EVERY], mine), told)
@@ -127,14 +152,14 @@ class ErrorNews:
         """The lines ``desired`` shows that are news (not a line that moved)."""
         return self._told.news(*self._problems.update(desired))
 
-    def _whose(self, news: list[tuple[str, Problem]]) -> Callable[[str], bool]:
+    async def _whose(self, news: list[tuple[str, Problem]]) -> Callable[[str], bool]:
         """Which of a pass's errors are this replica's to tell: those it owns, but in its first
-        pass with replicas (see the module docstring): all of them if it is the first member,
-        none if another live one joined before it."""
+        pass with replicas (see the module docstring): none if a live member joined before it,
+        else all of them."""
         first, self._first = self._first, False
         if not first or self.replicas is None or not news:
             return self.mine
-        if joined_after(self.replicas):
+        if await others_told(self.replicas):
             log.info(
                 "notifications: the definition errors found at start-up are taken as told by"
                 " the replicas that were running",

@@ -98,6 +98,7 @@ def test_a_replica_that_joins_does_not_tell_again_what_the_others_told(tmp_path:
         joiner = joined[name] = replica(registry, name)
         joiner.renew()
         a.renew()
+        joiner.renew()  # it sees ``a`` renew after it joined: alive
         assert joiner.told(BROKEN, tmp_path) == []  # ``a`` told them
         assert a.told(BROKEN, tmp_path) == []
 
@@ -187,3 +188,47 @@ def test_through_the_cluster_each_error_is_told_once(tmp_path: Path) -> None:
         assert await told(ours["a"]) + await told(ours["b"]) == ["bad9.yaml"]
 
     asyncio.run(main())
+
+
+def test_a_member_that_died_before_this_one_joined_told_nothing_of_what_broke_since(
+    tmp_path: Path,
+) -> None:
+    """Every replica killed, then started again within the lease: the dead ones' records are
+    still live, but none renews. The first pass waits for them (a lease and a half, here a
+    short one) and, as none renewed, tells every error: what broke while they were down is
+    not lost."""
+    clock = Clock()
+    registry = Registry(clock)
+    dead = replica(registry, "a")
+    dead.renew()
+    dead.told(BROKEN[:3], tmp_path)  # told before it died
+    clock.now += timedelta(seconds=0.1)  # within the lease (a short one: the wait's bound)
+    b = Replica(Announcement("b", lease_seconds=0.2), MemoryMembership(registry))
+    b.renew()
+    assert [m.id for m in b.members] == ["a", "b"]  # the dead record is still live
+    assert sorted(b.told(BROKEN, tmp_path)) == texts(BROKEN)
+
+
+def test_a_member_that_renews_while_the_first_pass_waits_told_them(tmp_path: Path) -> None:
+    clock = Clock()
+    registry = Registry(clock)
+    a = replica(registry, "a")
+    a.renew()
+    clock.now += timedelta(seconds=1)
+    b = replica(registry, "b")
+    b.renew()  # ``a`` has not renewed since ``b`` joined: alive or dead, not known yet
+
+    async def main() -> list[str]:
+        notifier = Notifier(
+            parse(CONFIG, "n.yaml", tmp_path), metrics=Metrics(), mine=b.mine, replicas=b
+        )
+        notifier.after_pass(DesiredState({}, BROKEN))
+        drained = asyncio.create_task(notifier._drain())
+        await asyncio.sleep(0.1)
+        assert not drained.done()  # waiting for ``a`` to renew or expire
+        a.renew()
+        b.renew()
+        await drained
+        return [t for m in notifier.queues["hook"] for t in m.body["errors"]]
+
+    assert asyncio.run(main()) == []
