@@ -139,3 +139,11 @@ def test_0_2_0_refuses_a_0007_store_by_name(
     assert said["version"] == "0.2.0"
     assert "revision '0007'" in str(said["refused"])
     assert "written by a newer crontask" in str(said["refused"])
+
+
+def test_this_tree_says_a_version_no_release_before_it_said() -> None:
+    """The members listing tells the replicas of a rolling update apart by this version: a tree
+    that said a released one's would be taken for it."""
+    import reconciler
+
+    assert reconciler.__version__ not in RELEASES
