@@ -235,7 +235,7 @@ def recovery(
     that cannot be read raises ``StoreUnavailable``: without the records nothing here can be
     decided."""
     told_by = set(tells_of)
-    lost = _stop_leftovers(store, me, scan(), grace, gone)
+    lost = _stop_leftovers(store, me, scan(), grace, gone, now)
     running = store.running()
     states = judged({r.owner for r in running if r.owner}, me, gone)
     dead = {o for o, state in states.items() if state is Liveness.DEAD}
@@ -350,6 +350,7 @@ def _stop_leftovers(
     found: dict[leftovers.Leftover, set[int]],
     grace: float,
     gone: Collection[str],
+    now: datetime,
 ) -> list[RunRecord]:
     """Stop the commands of runs whose crontask died on this host during them: recorded
     ``running`` still, or already ``interrupted`` for it (by another replica, which cannot
@@ -365,7 +366,7 @@ def _stop_leftovers(
             continue
         record = store.get(left.run_id, left.attempt)
         if record is None:
-            record = _lost_claim(store, left, gone)
+            record = _lost_claim(store, left, gone, now)
             if record is None:
                 continue
             lost.append(record)
@@ -386,37 +387,38 @@ def _stop_leftovers(
 
 
 def _lost_claim(
-    store: RunStore, left: leftovers.Leftover, gone: Collection[str]
+    store: RunStore, left: leftovers.Leftover, gone: Collection[str], now: datetime
 ) -> RunRecord | None:
     """The run ``left`` belongs to, as its claim would have recorded it, if that claim died
     with its crontask: the store could not take it (a full disk, README: its records wait in
     memory) and the crontask was then killed. Catch-up counts slots from the store, so the
-    slot would run again beside this command. None where the missing record says nothing:
+    slot would run again beside this command. None where the missing record says nothing, or
+    where a wrong guess would cost more than the case it is for (a daemon killed, a slot
+    taken that must run):
 
     - its crontask is not the state directory's last holder (``gone``): only the crontask
       that died last held records in memory; an older one's run was judged at its restart;
-    - the run id is no task's slot (anyone may set an environment);
-    - an earlier attempt of it is not stored, or a later one is, for a retry; the task has a
-      slot as new stored, for a first attempt: the record was pruned then (retention deletes
-      a run whole and keeps each task's newest slot), and its run ended, leaving this process
-      on purpose (a daemon), as it would with its crontask alive.
+    - the run id is no task's slot (anyone may set an environment, a command among them);
+    - not a first scheduled attempt: catch-up never repeats a manual run or a retry, so a
+      lost one costs no second run, while its record may have been pruned (a daemon left
+      on purpose);
+    - a slot not due yet: a command could name another task's future slot and take it;
+    - not newer than every slot the store holds, of any task (none: a new or replaced
+      store, which says nothing of the crontask that died): the store took records after
+      it, so it could take this claim; its record was pruned since, or its task removed,
+      and its run left this process on purpose, as it would with its crontask alive.
     """
     slot = _slot(left.run_id)
-    if left.instance not in gone or slot is None:
+    if left.instance not in gone or slot is None or left.attempt != 1:
         return None
     task, at = slot
-    if left.attempt > 1:
-        stored = store.attempts(left.run_id)
-        if not stored or stored[-1].attempt >= left.attempt:
-            return None
-        trigger = Trigger.RETRY
-    else:
-        last = store.last_slots([task]).get(task)
-        if last is not None and last >= at:
-            return None
-        trigger = Trigger.MANUAL if at.microsecond else Trigger.SCHEDULE
+    if at.microsecond or at > now:
+        return None
+    newest = max(store.last_slots().values(), default=None)
+    if newest is None or newest >= at:
+        return None
     return RunRecord(
-        left.run_id, task, at, trigger, RunStatus.RUNNING, attempt=left.attempt, owner=left.instance
+        left.run_id, task, at, Trigger.SCHEDULE, RunStatus.RUNNING, owner=left.instance
     )
 
 

@@ -64,6 +64,7 @@ def ended(task: str, slot: datetime, owner: str, attempt: int = 1, **fields: obj
 def left(
     procs: list[subprocess.Popen[bytes]], run: str, instance: str, attempt: int = 1
 ) -> subprocess.Popen[bytes]:
+    """A command left by ``instance``'s run ``run`` (its environment says so)."""
     env = {
         "PATH": os.environ["PATH"],
         "CRONTASK_RUN_ID": run,
@@ -71,6 +72,7 @@ def left(
         "CRONTASK_INSTANCE": instance,
     }
     proc = subprocess.Popen(["sleep", "30"], env=env, start_new_session=True)
+    proc.run_id = run  # type: ignore[attr-defined]  # what started() waits for
     procs.append(proc)
     return proc
 
@@ -93,8 +95,16 @@ def test_a_command_whose_claim_died_is_stopped_and_its_slot_recorded(
     cases = {
         # The slot after the last stored: its claim never reached the store.
         "lost": left(procs, run_id("ops/lost", slot), dead),
-        # A retry of a stored run, its attempt not stored.
+        # A retry of a stored run, its attempt not stored: catch-up never repeats a retry, and
+        # its record may have been pruned (a daemon left on purpose): it stays.
         "retry": left(procs, run_id("ops/retried", T0), dead, attempt=2),
+        # A manual run: not repeated by catch-up either.
+        "manual": left(procs, run_id("ops/lost", slot + timedelta(microseconds=5)), dead),
+        # A slot not due yet: a command may name any task's future slot, to take it.
+        "future": left(procs, run_id("ops/victim", LATER + timedelta(minutes=1)), dead),
+        # Older than a slot the store holds (of another task): the store took records after
+        # it, so it could take this one; its task was removed and its runs pruned since.
+        "removed": left(procs, run_id("ops/gone", T0 - timedelta(seconds=5)), dead),
         # Older than the task's newest stored slot: a run pruned since, which left this on
         # purpose (a daemon): it stays, as it would with its crontask alive.
         "pruned": left(procs, run_id("ops/lost", T0 - timedelta(seconds=20)), dead),
@@ -104,13 +114,12 @@ def test_a_command_whose_claim_died_is_stopped_and_its_slot_recorded(
         # No run's id (anyone may set an environment).
         "no run": left(procs, "ops.lost.yesterday", dead),
     }
-    started([run_id("ops/lost", slot), "ops.lost.yesterday"])
+    started([p.run_id for p in cases.values()])  # type: ignore[attr-defined]  # all judged
 
     told = recover(store, me, LATER, grace=5.0, gone=[dead], tells_of=[dead])
 
-    for case in ("lost", "retry"):
-        assert cases[case].wait(timeout=5) == -15, case
-    for case in ("pruned", "older", "no run"):
+    assert cases["lost"].wait(timeout=5) == -15
+    for case in ("retry", "manual", "future", "removed", "pruned", "older", "no run"):
         assert cases[case].poll() is None, case
     record = store.get(run_id("ops/lost", slot))
     assert record is not None
@@ -121,14 +130,33 @@ def test_a_command_whose_claim_died_is_stopped_and_its_slot_recorded(
         dead,
     )
     assert "died before the run store took its record" in (record.message or "")
-    retry = store.get(run_id("ops/retried", T0), 2)
-    assert retry is not None
-    assert (retry.status, retry.trigger) == (RunStatus.INTERRUPTED, Trigger.RETRY)
     # Catch-up counts missed slots from here: the slot is taken.
     assert store.last_slots(["ops/lost"]) == {"ops/lost": slot}
     # Its predecessor's: told of, as its other crashed runs are.
-    assert [r.id for r in told] == [run_id("ops/retried", T0), run_id("ops/lost", slot)]
-    assert store.get(run_id("ops/other", slot)) is None
+    assert [r.id for r in told] == [run_id("ops/lost", slot)]
+    for nothing in (
+        store.get(run_id("ops/other", slot)),
+        store.get(run_id("ops/retried", T0), 2),
+        store.get(run_id("ops/victim", LATER + timedelta(minutes=1))),
+        store.get(run_id("ops/gone", T0 - timedelta(seconds=5))),
+    ):
+        assert nothing is None
+
+
+def test_a_store_with_no_slot_says_nothing_of_the_crontask_that_died(
+    procs: list[subprocess.Popen[bytes]],
+) -> None:
+    """A new or replaced store (``--db`` moved, ``runs.db`` restored): the command of its
+    newest run is no lost claim's, and stays."""
+    me, dead = instance_id(), dead_instance()
+    store = MemoryRunStore()
+    daemon = left(procs, run_id("ops/serve", T0), dead)
+    started([run_id("ops/serve", T0)])
+
+    assert recover(store, me, LATER, grace=5.0, gone=[dead], tells_of=[dead]) == []
+
+    assert daemon.poll() is None
+    assert store.get(run_id("ops/serve", T0)) is None
 
 
 class FullDisk(MemoryRunStore):
