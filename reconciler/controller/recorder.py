@@ -297,7 +297,10 @@ class Recorder:
             "run records lost at shutdown: the store stayed unavailable",
             extra={"fields": {"lost": lost}},
         )
-        for (run, attempt), (record, _) in self._pending.first(LOST_LISTED):
+        # In time order (a record the store refused alone went to the back of the line).
+        every = self._pending.first(lost)
+        every.sort(key=lambda item: (item[1][0].scheduled_at, item[0]))
+        for (run, attempt), (record, _) in every[:LOST_LISTED]:
             log.error(
                 "run record lost at shutdown",
                 extra={"fields": {"run": run, "attempt": attempt, "status": record.status}},
