@@ -209,8 +209,6 @@ def notifier(
         page_url=options.page_url,
         # With replicas the one that finds a crashed run may not own its task: see notify.py.
         crashes_told=cluster is None,
-        # With replicas, the errors present at start-up are told once by the cluster.
-        replicas=cluster,
     )
     dispatcher.subscribe(notifier.on_run)
 

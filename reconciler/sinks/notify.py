@@ -25,8 +25,7 @@ with the failed attempt before it. Skipped slots count for nothing. A task's sta
 - ``recovered``: failing -> ok;
 - ``everyFailure``: every run that ends failing;
 - ``definitionError``: definition errors and conflicts that were not there after the last
-  pass (those present at start-up are reported once; with replicas, once by the cluster:
-  ``notify_errors``), by what they are about
+  pass (those present at start-up are reported once), by what they are about
   (``problem_lines.Told``): one whose line moved (an edit above it, a new git revision) is not
   news. A message names its task when every error it tells names that one, else none. Each
   pass is compared with the one before it, in order (unless passes come faster than the
@@ -97,7 +96,7 @@ from reconciler.sinks.notify_delivery import QUEUE_MAX as QUEUE_MAX
 from reconciler.sinks.notify_delivery import SHUTDOWN_SECONDS as SHUTDOWN_SECONDS
 from reconciler.sinks.notify_delivery import TIMEOUT_SECONDS as TIMEOUT_SECONDS
 from reconciler.sinks.notify_delivery import Counter, Delivery, Message
-from reconciler.sinks.notify_errors import YIELD_EVERY, ErrorNews, Replicas
+from reconciler.sinks.notify_errors import YIELD_EVERY, ErrorNews
 from reconciler.sinks.notify_history import History, TaskState, adopted, remembered, shut_down
 from reconciler.sinks.notify_routes import ERRORS_PER_MESSAGE as ERRORS_PER_MESSAGE
 from reconciler.sinks.notify_routes import Routes
@@ -130,7 +129,6 @@ class Notifier:
         timeout: float = TIMEOUT_SECONDS,
         transport: httpx.AsyncBaseTransport | None = None,
         crashes_told: bool = False,
-        replicas: Replicas | None = None,
     ) -> None:
         self.notifications = notifications
         # Whether runs a crash cut short are handed to ``crashed`` (see the module docstring).
@@ -160,8 +158,7 @@ class Notifier:
         # told again only the first time (``_read_back``). Past the bound, the oldest is
         # forgotten: a task of it could send one "recovered" more.
         self._looked_at: dict[str, None] = {}
-        # With replicas, the errors present at start-up are told once by the cluster.
-        self._errors = ErrorNews(self.routes, mine=mine, clock=clock, replicas=replicas)
+        self._errors = ErrorNews(self.routes, mine=mine, clock=clock)
         self._woken: asyncio.Event | None = None
         self._under_way = 0  # 1 while a record is considered
         self._shed = 0
