@@ -403,10 +403,12 @@ def _lost_claim(
       lost one costs no second run, while its record may have been pruned (a daemon left
       on purpose);
     - a slot not due yet: a command could name another task's future slot and take it;
-    - not newer than every slot the store holds, of any task (none: a new or replaced
-      store, which says nothing of the crontask that died): the store took records after
-      it, so it could take this claim; its record was pruned since, or its task removed,
-      and its run left this process on purpose, as it would with its crontask alive.
+    - not newer than the task's newest stored slot: its record was pruned since (retention
+      keeps each task's newest slot), and its run left this process on purpose, as it would
+      with its crontask alive. Not another task's newest slot: when the store came back,
+      a newer claim of another task went in at once while this one waited for the flush;
+    - no slot of the task stored at all: a new or replaced store, or a task removed and its
+      runs pruned since, which says nothing of the crontask that died.
     """
     slot = _slot(left.run_id)
     if left.instance not in gone or slot is None or left.attempt != 1:
@@ -414,7 +416,7 @@ def _lost_claim(
     task, at = slot
     if at.microsecond or at > now:
         return None
-    newest = max(store.last_slots().values(), default=None)
+    newest = store.last_slots([task]).get(task)
     if newest is None or newest >= at:
         return None
     return RunRecord(

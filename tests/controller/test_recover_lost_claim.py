@@ -91,7 +91,10 @@ def test_a_command_whose_claim_died_is_stopped_and_its_slot_recorded(
     store = MemoryRunStore()
     store.claim(ended("ops/lost", T0, dead))
     store.claim(ended("ops/retried", T0, dead))
+    store.claim(ended("ops/victim", T0, dead))
     slot = T0 + timedelta(seconds=20)
+    # Another task's newer claim went in when the store came back, before the lost one's.
+    store.claim(ended("ops/often", slot + timedelta(seconds=8), dead))
     cases = {
         # The slot after the last stored: its claim never reached the store.
         "lost": left(procs, run_id("ops/lost", slot), dead),
@@ -102,8 +105,7 @@ def test_a_command_whose_claim_died_is_stopped_and_its_slot_recorded(
         "manual": left(procs, run_id("ops/lost", slot + timedelta(microseconds=5)), dead),
         # A slot not due yet: a command may name any task's future slot, to take it.
         "future": left(procs, run_id("ops/victim", LATER + timedelta(minutes=1)), dead),
-        # Older than a slot the store holds (of another task): the store took records after
-        # it, so it could take this one; its task was removed and its runs pruned since.
+        # A task with no slot stored: removed, its runs pruned since (or a new store).
         "removed": left(procs, run_id("ops/gone", T0 - timedelta(seconds=5)), dead),
         # Older than the task's newest stored slot: a run pruned since, which left this on
         # purpose (a daemon): it stays, as it would with its crontask alive.
@@ -181,7 +183,7 @@ def test_a_store_that_takes_no_writes_keeps_the_ends_and_the_commands_are_stoppe
         run_id("ops/running", T0), "ops/running", T0, Trigger.SCHEDULE, RunStatus.RUNNING,
         started_at=T0, owner=dead,
     )  # fmt: skip
-    MemoryRunStore.claim_many(store, [running])
+    MemoryRunStore.claim_many(store, [running, ended("ops/lost", T0, dead)])
     slot = T0 + timedelta(seconds=20)
     recorded = left(procs, running.id, dead)
     lost = left(procs, run_id("ops/lost", slot), dead)
