@@ -53,6 +53,7 @@ from reconciler.core.runs import (
 )
 from reconciler.runner import leftovers
 from reconciler.store.base import RunStore, StoreUnavailable, interrupted
+from reconciler.store.query import RunQuery
 
 log = logging.getLogger("crontask")
 
@@ -68,6 +69,7 @@ UNRECORDED_MESSAGE = (
 )
 # Bounds on what an id's numbers may be (an id is also read from environments anyone writes).
 _PID_DIGITS = 9
+_NEWEST_READ = 50  # records of a task read for its newest slot that ran (a lost claim's)
 _NUMBER_DIGITS = 20
 
 
@@ -403,12 +405,14 @@ def _lost_claim(
       lost one costs no second run, while its record may have been pruned (a daemon left
       on purpose);
     - a slot not due yet: a command could name another task's future slot and take it;
-    - not newer than the task's newest stored slot: its record was pruned since (retention
-      keeps each task's newest slot), and its run left this process on purpose, as it would
-      with its crontask alive. Not another task's newest slot: when the store came back,
-      a newer claim of another task went in at once while this one waited for the flush;
-    - no slot of the task stored at all: a new or replaced store, or a task removed and its
-      runs pruned since, which says nothing of the crontask that died.
+    - not newer than the task's newest stored slot that ran: its record was pruned since
+      (retention keeps each task's newest slot), and its run left this process on purpose, as
+      it would with its crontask alive. Not a skipped slot's, nor another task's: when the
+      store came back, their records went in at once (a Forbid skip of the next slot, beside
+      this very command) while this claim waited for the flush;
+    - no slot of the task that ran stored (among its newest records): a new or replaced
+      store, or a task removed and its runs pruned since, which says nothing of the crontask
+      that died.
     """
     slot = _slot(left.run_id)
     if left.instance not in gone or slot is None or left.attempt != 1:
@@ -416,12 +420,21 @@ def _lost_claim(
     task, at = slot
     if at.microsecond or at > now:
         return None
-    newest = store.last_slots([task]).get(task)
+    newest = _newest_ran(store, task)
     if newest is None or newest >= at:
         return None
     return RunRecord(
         left.run_id, task, at, Trigger.SCHEDULE, RunStatus.RUNNING, owner=left.instance
     )
+
+
+def _newest_ran(store: RunStore, task: str) -> datetime | None:
+    """The newest slot of ``task`` the store holds a scheduled run of that was not skipped,
+    among its newest records (a page: skips in a row past it say nothing)."""
+    for record in store.query(RunQuery(task=task, limit=_NEWEST_READ)).items:
+        if record.trigger is not Trigger.MANUAL and record.status is not RunStatus.SKIPPED:
+            return record.scheduled_at
+    return None
 
 
 def _slot(run: str) -> tuple[str, datetime] | None:

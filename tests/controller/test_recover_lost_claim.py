@@ -45,13 +45,20 @@ def dead_instance() -> str:
     return f"{host}:{gone.pid}:0badc0de"
 
 
-def ended(task: str, slot: datetime, owner: str, attempt: int = 1, **fields: object) -> RunRecord:
+def ended(
+    task: str,
+    slot: datetime,
+    owner: str,
+    attempt: int = 1,
+    status: RunStatus = RunStatus.FAILED,
+    **fields: object,
+) -> RunRecord:
     return RunRecord(
         run_id(task, slot),
         task,
         slot,
         Trigger.SCHEDULE if attempt == 1 else Trigger.RETRY,
-        RunStatus.FAILED,
+        status,
         attempt=attempt,
         started_at=slot,
         finished_at=slot + timedelta(seconds=1),
@@ -95,9 +102,13 @@ def test_a_command_whose_claim_died_is_stopped_and_its_slot_recorded(
     slot = T0 + timedelta(seconds=20)
     # Another task's newer claim went in when the store came back, before the lost one's.
     store.claim(ended("ops/often", slot + timedelta(seconds=8), dead))
+    # And the task's own next slot, skipped beside its lost one's command (Forbid).
+    store.claim(ended("ops/forbid", T0, dead))
+    store.claim(ended("ops/forbid", slot + timedelta(seconds=20), dead, status=RunStatus.SKIPPED))
     cases = {
         # The slot after the last stored: its claim never reached the store.
         "lost": left(procs, run_id("ops/lost", slot), dead),
+        "lost before a skip": left(procs, run_id("ops/forbid", slot), dead),
         # A retry of a stored run, its attempt not stored: catch-up never repeats a retry, and
         # its record may have been pruned (a daemon left on purpose): it stays.
         "retry": left(procs, run_id("ops/retried", T0), dead, attempt=2),
@@ -121,6 +132,7 @@ def test_a_command_whose_claim_died_is_stopped_and_its_slot_recorded(
     told = recover(store, me, LATER, grace=5.0, gone=[dead], tells_of=[dead])
 
     assert cases["lost"].wait(timeout=5) == -15
+    assert cases["lost before a skip"].wait(timeout=5) == -15
     for case in ("retry", "manual", "future", "removed", "pruned", "older", "no run"):
         assert cases[case].poll() is None, case
     record = store.get(run_id("ops/lost", slot))
@@ -135,7 +147,7 @@ def test_a_command_whose_claim_died_is_stopped_and_its_slot_recorded(
     # Catch-up counts missed slots from here: the slot is taken.
     assert store.last_slots(["ops/lost"]) == {"ops/lost": slot}
     # Its predecessor's: told of, as its other crashed runs are.
-    assert [r.id for r in told] == [run_id("ops/lost", slot)]
+    assert [r.id for r in told] == [run_id("ops/forbid", slot), run_id("ops/lost", slot)]
     for nothing in (
         store.get(run_id("ops/other", slot)),
         store.get(run_id("ops/retried", T0), 2),
