@@ -172,6 +172,12 @@ def too_many_runs(mine: int, going: int, open_files: int | None) -> str | None:
 
 
 @functools.lru_cache(maxsize=64)
+def truncation_marker(dropped: int | None) -> str:
+    """How a run's kept text says that ``dropped`` bytes of it were left out (None: how many
+    is not known): its output, a response's body, its stored message."""
+    return f"[... {'more' if dropped is None else dropped} bytes truncated ...]"
+
+
 def _stamp(at: datetime) -> str:
     # Memoised: the runs due in the same second share their slot, and strftime is the costly
     # part of an id. ``at`` is in UTC (see run_id): one instant, one key.

@@ -51,13 +51,13 @@ from reconciler import httpclient
 from reconciler.core.actions import HEADER_VALUE, HttpAction
 from reconciler.core.desired import Definition
 from reconciler.core.fields import MAX_TEXT
-from reconciler.core.runs import RunRecord, RunStatus
+from reconciler.core.runs import RunRecord, RunStatus, truncation_marker
 from reconciler.core.urls import REDACTED, redact_request_url
 from reconciler.resolver import abandonable
 from reconciler.runner.base import Outcome, run_environment
 from reconciler.runner.base import failed as _failed
 from reconciler.runner.http_secrets import Secrets, header_secrets, url_secrets
-from reconciler.runner.output import bounded_text, truncation_marker
+from reconciler.runner.output import bounded_text
 from reconciler.secretfile import read_secret_file
 
 # A server chooses its reason phrase and what a protocol error quotes (up to h11's 16 KiB):

@@ -8,6 +8,8 @@ import contextlib
 import os
 from typing import Literal
 
+from reconciler.core.runs import truncation_marker
+
 _READ_CHUNK = 64 * 1024
 
 
@@ -47,12 +49,6 @@ def bounded_text(data: bytes, limit: int, keep: Literal["head", "tail"]) -> tupl
     # Decoded as it has always been: one U+FFFD per invalid sequence (never more than one per
     # byte: no wider than measured).
     return kept.decode("utf-8", errors="replace").replace("\x00", "\ufffd"), len(data) - len(kept)
-
-
-def truncation_marker(dropped: int | None) -> str:
-    """How a run's output says that ``dropped`` bytes were left out (None: how many is not
-    known), on a line of its own before a kept tail or after a kept head."""
-    return f"[... {'more' if dropped is None else dropped} bytes truncated ...]"
 
 
 def _continues(byte: int) -> bool:

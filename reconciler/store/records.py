@@ -20,7 +20,7 @@ import dataclasses
 from datetime import UTC, datetime
 from typing import Final
 
-from reconciler.core.runs import JobDetails, RunRecord
+from reconciler.core.runs import JobDetails, RunRecord, truncation_marker
 
 __all__ = ["MAX_MESSAGE_BYTES", "bounded_message", "normalized", "storable_text", "utc"]
 
@@ -52,10 +52,10 @@ def storable_text(text: str) -> str:
 def bounded_message(text: str) -> str:
     """``text`` (storable) in at most :data:`MAX_MESSAGE_BYTES` of UTF-8: whole, or its head and
     its last :data:`_MESSAGE_TAIL` bytes, cut at character boundaries, with
-    ``[... N bytes truncated ...]`` between them (as ``runner.output.truncation_marker`` words
-    it). The tail is kept as a message ends with why: ``cannot start {command}: {why}``. The
-    marker's room is taken from the bound, so that a message cut once is kept as it is when its
-    record is stored again."""
+    ``core.runs.truncation_marker`` between them, on the message's one line. The tail is kept
+    as a message ends with why: ``cannot start {command}: {why}``. The marker's room is taken
+    from the bound, so that a message cut once is kept as it is when its record is stored
+    again."""
     data = text.encode("utf-8")
     if len(data) <= MAX_MESSAGE_BYTES:
         return text
@@ -69,7 +69,7 @@ def bounded_message(text: str) -> str:
 
 
 def _marker(dropped: int) -> str:
-    return f" [... {dropped} bytes truncated ...] "
+    return f" {truncation_marker(dropped)} "
 
 
 def normalized(record: RunRecord) -> RunRecord:
