@@ -22,8 +22,9 @@ import binascii
 import email.message
 import json
 import re
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
-from typing import Annotated, Any, Final
+from typing import Annotated, Any, Final, TypeVar
 
 from fastapi import Depends, Header, Path, Query, Request
 from pydantic import PlainValidator, WithJsonSchema
@@ -63,6 +64,21 @@ TASKS_PAGE_MAX: Final = 5000
 # The resources of one task page, as JSON: a page of many large tasks ends early (with a
 # continue token), within what `crontask tasks` reads in one answer (64 MiB).
 TASKS_PAGE_BYTES: Final = 16 * 1024 * 1024
+_T = TypeVar("_T")
+
+
+def within_bytes(items: Sequence[_T], size: Callable[[_T], int], budget: int) -> int:
+    """How many of ``items`` one page holds: all, or as many as fit in ``budget`` bytes, each
+    ``size`` of them (at least one); a page cut short ends with a continue token like any
+    other."""
+    used = 0
+    for count, item in enumerate(items):
+        used += size(item)
+        if used > budget and count:
+            return count
+    return len(items)
+
+
 # A body read as a task file's YAML is (sources.limits).
 BODY_DEPTH: Final = YamlLimits().max_depth
 NUMBER_LENGTH: Final = YamlLimits().max_number_length

@@ -26,6 +26,7 @@ from reconciler.api.params import (
     Since,
     TaskKeyQuery,
     Until,
+    within_bytes,
 )
 from reconciler.api.problems import FieldProblem, ProblemError
 from reconciler.api.routing import GuardedRoute, Runtime, operation_id, problem_responses
@@ -107,7 +108,7 @@ def list_runs(
             [FieldProblem(location=["query", where], message=NOT_A_CURSOR)]
         ) from None
     page = reads_of(runtime.store, PAGE_READ_WAIT).answer(lambda: runtime.store.query(query))
-    shown = _within_bytes(page.items)
+    shown = within_bytes(page.items, _run_bytes, RUNS_PAGE_BYTES)
     following = page.next_cursor
     if shown < len(page.items):  # the store's own token, for the run the page ends with
         following = Cursor.after(page.items[shown - 1]).encode()
@@ -116,17 +117,6 @@ def list_runs(
         items=runs_out(page.items[:shown]),
         next_cursor=following,
     )
-
-
-def _within_bytes(records: list[RunRecord]) -> int:
-    """How many of ``records`` one page holds: all, or as many as fit in RUNS_PAGE_BYTES (at
-    least one). As ``routes_tasks._within_bytes``, of runs: its helper counts task views."""
-    used = 0
-    for count, record in enumerate(records):
-        used += _run_bytes(record)
-        if used > RUNS_PAGE_BYTES and count:
-            return count
-    return len(records)
 
 
 def _run_bytes(record: RunRecord) -> int:

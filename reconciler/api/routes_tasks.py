@@ -53,6 +53,7 @@ from reconciler.api.params import (
     SourceKindQuery,
     decode_task_token,
     encode_task_token,
+    within_bytes,
 )
 from reconciler.api.problems import (
     MAX_ERRORS,
@@ -201,7 +202,7 @@ def list_tasks(
             ) from None
     query = TaskQuery(namespace=namespace, source=source, state=state, after=after)
     views = runtime.tasks(dataclasses.replace(query, limit=limit + 1))
-    shown = _within_bytes(views[:limit])
+    shown = within_bytes(views[:limit], _resource_bytes, TASKS_PAGE_BYTES)
     token = encode_task_token(views[shown - 1].key) if len(views) > shown else None
     return TaskListOut(
         metadata=ListMeta(continue_=token),
@@ -209,15 +210,8 @@ def list_tasks(
     )
 
 
-def _within_bytes(views: list[TaskView]) -> int:
-    """How many of ``views`` one page holds: all, or as many as fit in TASKS_PAGE_BYTES of
-    resources (at least one); a page cut short ends with a continue token like any other."""
-    used = 0
-    for count, view in enumerate(views):
-        used += len(json.dumps(view.resource, ensure_ascii=False, separators=(",", ":")))
-        if used > TASKS_PAGE_BYTES and count:
-            return count
-    return len(views)
+def _resource_bytes(view: TaskView) -> int:
+    return len(json.dumps(view.resource, ensure_ascii=False, separators=(",", ":")))
 
 
 @router.get(
