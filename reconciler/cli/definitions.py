@@ -1,5 +1,6 @@
 """The work of ``validate``, ``plan``, ``next``, ``schema`` and ``crd`` (their arguments are in
-``inspect``): read definitions, check them, compare them, and print what was found."""
+``inspect``): read definitions, check them, compare them, and print what was found.
+``plan`` keeps what ``run`` keeps when a new file has errors (``plan_keeps``)."""
 
 from __future__ import annotations
 
@@ -20,11 +21,17 @@ from reconciler.cli.client import RemoteError, fetch_tasks, request
 from reconciler.cli.client_env import default_token
 from reconciler.cli.collector import rare_collections
 from reconciler.cli.main_helpers import existing_paths
+from reconciler.cli.plan_keeps import (
+    adrift,
+    defined_by_broken_files,
+    file_of,
+    kept_for_places,
+    kept_on_server,
+)
 from reconciler.cli.terminal import cut, printable, shown
 from reconciler.core.crd import crd_document
 from reconciler.core.desired import (
     Definition,
-    DefinitionError,
     DesiredState,
     Location,
     SourceKind,
@@ -38,7 +45,6 @@ from reconciler.host import usable_cores
 from reconciler.scheduling.base import schedule_of
 from reconciler.sources.ahead import read_ahead
 from reconciler.sources.files import DirectorySource
-from reconciler.sources.rootstate import hold_message, is_within, yields_nothing
 from reconciler.sources.survey import survey
 from reconciler.sources.taskbound import declared_past
 
@@ -121,10 +127,13 @@ class _Warnings(logging.Handler):
 PLANNED_KINDS = (SourceKind.FILE, SourceKind.GIT)
 
 
-def _from_server(server: str, local: DesiredState) -> tuple[DesiredState, list[Definition]]:
-    """What ``server`` has in force from files and git, and its definitions from the other
+def _from_server(
+    server: str, local: DesiredState
+) -> tuple[DesiredState, list[Definition], dict[str, tuple[str, str]]]:
+    """What ``server`` has in force from files and git, its definitions from the other
     sources (the API, custom resources), which the local files do not replace but may clash
-    with; each http task's URL the one of ``local`` when the server shows that URL redacted
+    with, and the kind and file (as the server names it) of each task it has from files and
+    git; each http task's URL the one of ``local`` when the server shows that URL redacted
     (to a viewer or operator): a URL it shows as ``local``'s would be shown is taken for it,
     not reported as changed."""
     named = redact_url(server)  # in messages and locations: no password or token
@@ -134,6 +143,7 @@ def _from_server(server: str, local: DesiredState) -> tuple[DesiredState, list[D
         raise SystemExit(f"crontask: {err}") from None
     definitions: list[Definition] = []
     others: list[Definition] = []  # the API's and custom resources' tasks
+    files: dict[str, tuple[str, str]] = {}
     for item in items:
         source = item.get("source")
         kind = source.get("kind") if isinstance(source, dict) else None
@@ -151,7 +161,9 @@ def _from_server(server: str, local: DesiredState) -> tuple[DesiredState, list[D
         where = Location(printable(kind), f"{named} {cut(source.get('location'))}")
         found = definitions if kind in PLANNED_KINDS else others
         found.append(Definition.of(_unredacted(task, local), where))
-    return assemble(definitions), others
+        if kind in PLANNED_KINDS:
+            files[task.key] = (kind, file_of(str(source.get("location"))))
+    return assemble(definitions), others, files
 
 
 def _beside(local: DesiredState, source: DirectorySource, others: list[Definition]) -> DesiredState:
@@ -202,28 +214,30 @@ def run_plan(args: argparse.Namespace) -> int:
     unread: set[str] = set()
     held: set[str] = set()
     held_problems: list[str] = []
+    maybe: dict[str, Path] = {}  # a task that may be kept, and the broken file that may keep it
     # `run` applies a file whole or not at all: what a file with errors defined stays in force.
     if args.server:
-        # The server's files cannot be paired with these: the tasks a broken document still
-        # names stand for their file on the server, and for every task it defines there.
-        old, others = _from_server(args.server, new)
+        old, others, files = _from_server(args.server, new)
         new = _beside(new, new_source, others)
-        kept = _sharing_a_file(old, _named_by_errors(new))
+        kept, maybe = kept_on_server(args, (new, new_source, new_paths), old, files)
     else:
         old_paths = existing_paths(args.against)
         old, old_source = load(old_paths, args)
-        kept = _defined_by_broken_files(new_source, new_paths, old_source, old_paths)
+        kept = defined_by_broken_files(new_source, new_paths, old_source, old_paths)
         pairs = (
             list(zip(new_paths, old_paths, strict=True)) if len(new_paths) == len(old_paths) else []
         )
         removed = old.tasks.keys() - new.tasks.keys() - kept
-        unread, held, held_problems = _kept_for_places(
+        unread, held, held_problems = kept_for_places(
             new_source, pairs, old_source, removed, args.allow_empty
         )
+        # What went where `run` sees it go: a broken document may keep it adrift.
+        kept |= adrift(new, new_source, old, kept | unread | held, args.max_tasks)
     # What `run` keeps stands in `desired`, each key for one reason: gone, it would be removed.
     kept = {key for key in kept if key in old.tasks and key not in new.tasks}
     held -= unread
-    desired = {**new.tasks, **{key: old.tasks[key] for key in kept | unread | held}}
+    keeping = kept | unread | held | maybe.keys()
+    desired = {**new.tasks, **{key: old.tasks[key] for key in keeping}}
     result = plan(desired, old.tasks, allow_empty=args.allow_empty)
     symbol = {Operation.ADD: "+", Operation.UPDATE: "~", Operation.REMOVE: "-"}
     for step in result.steps:
@@ -239,6 +253,8 @@ def run_plan(args: argparse.Namespace) -> int:
         print(f"  {key}  (kept: the new definitions are empty; --allow-empty removes it)")
     for key in sorted(kept):
         print(f"  {key}  (kept as it is: its new definition has errors)")
+    for key, path in sorted(maybe.items()):
+        print(printable(f"  {key}  (may be kept: {path} has errors)"))
     for key in sorted(unread):
         print(f"  {key}  (kept as it is: where it was defined is not read)")
     for key in sorted(held):
@@ -248,98 +264,6 @@ def run_plan(args: argparse.Namespace) -> int:
         print(f"! {problem}")
     print(f"Plan: {result.summary()}.")
     return 1 if problems else 0
-
-
-def _named_by_errors(desired: DesiredState) -> set[str]:
-    """The tasks a broken document still names."""
-    return {error.key for error in desired.errors if error.key}
-
-
-def _sharing_a_file(state: DesiredState, keys: set[str]) -> set[str]:
-    """``keys``, and the tasks of ``state`` defined in the same file as one of them (a
-    server's location is ``SERVER FILE:LINE:COLUMN``)."""
-    files = {_file_of(state.tasks[key].location.path) for key in keys if key in state.tasks}
-    return keys | {k for k, d in state.tasks.items() if _file_of(d.location.path) in files}
-
-
-def _file_of(place: str) -> str:
-    file, line, column = [*place.rsplit(":", 2), "", ""][:3]
-    return file if line.isdigit() and column.isdigit() else place
-
-
-def _defined_by_broken_files(
-    new: DirectorySource, new_roots: list[Path], old: DirectorySource, old_roots: list[Path]
-) -> set[str]:
-    """The tasks defined in force by the files that have errors now: the file at the same
-    place under the paired root of ``--against`` (roots pair up in order, when there are as
-    many), as `run` keeps the last good definitions of a file edited in place."""
-    if len(new_roots) != len(old_roots):
-        return set()
-    in_force = old.files
-    keys: set[str] = set()
-    for path, state in new.files.items():
-        if not state.errors:
-            continue
-        for new_root, old_root in zip(new_roots, old_roots, strict=True):
-            twin = old_root if path == new_root else _under(path, new_root, old_root)
-            before = in_force.get(twin) if twin is not None else None
-            if before is not None:
-                keys.update(d.key for d in before.good or ())
-                break
-    return keys
-
-
-def _kept_for_places(
-    new: DirectorySource,
-    pairs: list[tuple[Path, Path]],
-    old: DirectorySource,
-    removed: set[str],
-    allow_empty: bool,
-) -> tuple[set[str], set[str], list[str]]:
-    """Which of the ``removed`` tasks `run` keeps, as the old files that defined them are gone
-    from the new paths (paired in order with the roots of --against) where it cannot tell
-    they went: those of files under a place the new scan does not read (a folder that cannot
-    be listed, a link to a folder elsewhere), and, unless ``allow_empty``, those of a path
-    that yields no file now (see ``files``' guard_empty), with the error `run` reports for
-    each such path."""
-    unread: set[str] = set()
-    held: set[str] = set()
-    problems: list[str] = []
-    for new_root, old_root in pairs:
-        twins = (_under(place, new_root, old_root) for place in new.unread)
-        places = [place for place in twins if place is not None]
-        empty: dict[bool, bool] = {}  # per "the root itself": whether it yields nothing
-        count = 0
-        for path, state in old.files.items():
-            twin = _under(path, old_root, new_root)
-            if not state.good or twin is None or twin in new.files:
-                continue
-            keys = {d.key for d in state.good} & removed
-            if not keys:
-                continue
-            if any(is_within(path, place) for place in places):
-                unread |= keys
-                continue
-            itself = twin == new_root
-            if allow_empty:
-                continue
-            if itself not in empty:
-                empty[itself] = yields_nothing(new_root, for_root=itself)
-            if empty[itself]:
-                held |= keys
-                count += len(keys)
-        if count:
-            where = Location(SourceKind.FILE, str(new_root))
-            problems.append(printable(str(DefinitionError(where, hold_message(count, None)))))
-    return unread, held, problems
-
-
-def _under(path: Path, root: Path, other_root: Path) -> Path | None:
-    """``path``, a file under ``root``, at the same place under ``other_root``."""
-    try:
-        return other_root / path.relative_to(root)
-    except ValueError:
-        return None
 
 
 def run_next(args: argparse.Namespace, server: str | None = None) -> int:

@@ -167,8 +167,8 @@ def test_plan_keeps_what_a_broken_file_defines_as_run_would(
     """`run` applies a file whole or not at all: a file with errors keeps the definitions it
     had in force, the file at the same place under the paired root of --against. The plan
     says so instead of listing them as removed, whether the file still names its tasks or no
-    longer parses at all. A task moved to a new file that is broken is removed, as `run`
-    removes it (the new file has no definition in force)."""
+    longer parses at all. A task moved to a new file that is broken is kept too, as `run`
+    keeps it adrift while a broken document names it (``sources.adrift``)."""
     old, new = tmp_path / "old", tmp_path / "new"
     for folder in (old, new):
         (folder / "sub").mkdir(parents=True)
@@ -180,18 +180,19 @@ def test_plan_keeps_what_a_broken_file_defines_as_run_would(
     assert crontask("plan", str(new), "--against", str(old)) == 1
     lines = capsys.readouterr().out.splitlines()
     assert lines[:3] == [
-        f"- default/d  ({old}/d.yaml:1:1)",
         "  default/b  (kept as it is: its new definition has errors)",
         "  default/c  (kept as it is: its new definition has errors)",
+        "  default/d  (kept as it is: its new definition has errors)",
     ]
-    assert lines[-1] == "Plan: 0 to add, 0 to change, 1 to remove, 3 unchanged."
-    # Roots that do not pair up: no file is known to be the same, so nothing is kept.
+    assert lines[-1] == "Plan: 0 to add, 0 to change, 0 to remove, 4 unchanged."
+    # Roots that do not pair up: no file is known to be the same, so only what a broken
+    # document names is kept.
     assert crontask("plan", str(new), str(new / "a.yaml"), "--against", str(old)) == 1
     lines = capsys.readouterr().out.splitlines()
     assert lines[:3] == [
         f"- default/b  ({old}/sub/b.yaml:1:1)",
         f"- default/c  ({old}/sub/b.yaml:11:1)",
-        f"- default/d  ({old}/d.yaml:1:1)",
+        "  default/d  (kept as it is: its new definition has errors)",
     ]
 
 
