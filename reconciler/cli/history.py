@@ -38,6 +38,15 @@ MAX_OUTPUT = 64 * KIB
 MAX_CONTAINERS = 32
 
 
+def _nothing(args: argparse.Namespace) -> str:
+    """What an empty answer means: with a filter, that no run matched it, not that the task
+    never ran."""
+    task = f" for {args.task}" if args.task else ""
+    if args.status or args.trigger or args.since is not None:
+        return f"no runs match{task}"
+    return f"no runs recorded{task}"
+
+
 def add_parser(commands: Any) -> None:
     parser = commands.add_parser(
         "runs",
@@ -105,7 +114,7 @@ def run_runs(args: argparse.Namespace) -> int:
         print_json({"items": items})
         return 0
     if not items:
-        print("no runs recorded" + (f" for {args.task}" if args.task else ""))
+        print(_nothing(args))
         return 0
     # Every field through shown(): with --server they are a server's words, which may hold
     # escape sequences, lack a field or run to MiB.

@@ -106,7 +106,31 @@ def test_since_zero_is_no_time_at_all(tmp_path: Path, capsys: pytest.CaptureFixt
     assert cli("runs", "--state-dir", str(tmp_path), "--since", "1h") == 0
     assert record.id in capsys.readouterr().out
     assert cli("runs", "--state-dir", str(tmp_path), "--since", "0") == 0
-    assert capsys.readouterr().out == "no runs recorded\n"
+    assert capsys.readouterr().out == "no runs match\n"
+
+
+def test_empty_answer_says_whether_a_filter_hid_the_runs(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A task that ran, asked for its failures: none match, which is not "never ran"."""
+    store = open_store(sqlite_url(tmp_path))
+    at = datetime.now(UTC) - timedelta(minutes=5)
+    record = RunRecord(
+        id=run_id("ns/ok", at),
+        task="ns/ok",
+        scheduled_at=at,
+        trigger=Trigger.SCHEDULE,
+        status=RunStatus.SUCCEEDED,
+    )
+    store.save_many([record])
+    store.close()
+    state = str(tmp_path)
+    assert cli("runs", "ns/ok", "--state-dir", state, "--status", "failed") == 0
+    assert capsys.readouterr().out == "no runs match for ns/ok\n"
+    assert cli("runs", "ns/ok", "--state-dir", state, "--trigger", "manual") == 0
+    assert capsys.readouterr().out == "no runs match for ns/ok\n"
+    assert cli("runs", "ns/other", "--state-dir", state) == 0
+    assert capsys.readouterr().out == "no runs recorded for ns/other\n"
 
 
 @pytest.mark.parametrize(
