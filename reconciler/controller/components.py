@@ -24,7 +24,7 @@ from reconciler.core.runs import RunRecord
 from reconciler.scheduling.base import Scheduler
 from reconciler.sinks.metrics import Metrics
 from reconciler.sources.base import Source
-from reconciler.store.base import RunStore
+from reconciler.store.base import RunStore, StoreUnavailable
 
 log = logging.getLogger("crontask")
 
@@ -121,6 +121,13 @@ class Housekeeping:
         self._busy = busy
         try:
             deleted = await self.dispatcher.recorder.call(prune)
+        except StoreUnavailable as err:
+            # An outage (a full disk, a failover) is one line, as the recorder says it: a
+            # traceback of it at every interval tells nothing more.
+            log.warning(
+                "history pruning failed; will try again", extra={"fields": {"error": str(err)}}
+            )
+            return
         except Exception:
             log.exception("history pruning failed; will try again")
             return

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import logging
 import threading
 from collections.abc import Callable, Collection, Coroutine, Iterator
 from datetime import UTC, datetime, timedelta
@@ -30,6 +31,7 @@ from reconciler.runner.memory import ScriptedAction
 from reconciler.scheduling.memory import MemoryScheduler
 from reconciler.sinks.metrics import Metrics
 from reconciler.store import RunQuery, sqlite_url
+from reconciler.store.base import StoreUnavailable
 from reconciler.store.sql import SqlRunStore
 from tests.controller.test_policies import FAILED, KEY, task, until
 
@@ -215,3 +217,33 @@ def test_the_tasks_that_retry_are_named_to_the_store(
 
     _play(store, body, declarations=declarations)
     assert told == [named]
+
+
+class _DownStore(SqlRunStore):
+    """Its prunes meet an outage (a full disk, a failover), as the SQL store reports one."""
+
+    def prune(self, *args: Any, **kwargs: Any) -> int:
+        raise StoreUnavailable("run store unavailable: database or disk is full")
+
+
+def test_an_outage_during_a_prune_is_one_line(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Told as the recorder tells an outage: a warning with the store's words, no traceback
+    (which was 5.7 KB of SQL and frames at every interval while the outage lasted)."""
+    down = _DownStore.open(sqlite_url(tmp_path / "state"), writer=True)
+
+    async def body(d: Dispatcher, action: ScriptedAction, housekeeping: Housekeeping) -> None:
+        with caplog.at_level(logging.WARNING, logger="crontask"):
+            await housekeeping.prune()
+
+    try:
+        _play(down, body)
+    finally:
+        down.close()
+    [said] = [
+        r for r in caplog.records if r.getMessage() == "history pruning failed; will try again"
+    ]
+    assert said.levelno == logging.WARNING
+    assert said.exc_info is None
+    assert said.fields == {"error": "run store unavailable: database or disk is full"}  # type: ignore[attr-defined]
