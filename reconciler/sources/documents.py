@@ -6,6 +6,10 @@ Multi-document text (``---``) is read like ``kubectl apply -f``. Documents of ot
 in one document (``kind: List``, what ``kubectl get ct -o yaml`` writes, or a ``CronTaskList``)
 is a definition error at its line that says how to split it: ignored, it would declare no task
 and say nothing. A ``List`` of other objects is ignored like any document of another group.
+A document whose ``apiVersion`` or ``kind`` key repeats is two objects run together (``cat
+task.yaml deployment.yaml``, a merge that lost a ``---``): it is ours whatever its last kind
+says, and each repeated key is an error at its place (``kubectl apply`` refuses it too), named
+after the task, so that the task is kept as for any broken document, never silently removed.
 
 Positions come from the YAML node tree, so a pydantic error such as ``spec.timeZone: unknown
 time zone`` is reported at the line and column of ``timeZone:`` in the file. libyaml's C parser
@@ -62,6 +66,7 @@ _MESSAGE = MESSAGE
 # Texts longer than this are first counted from their events (see yamlwalk.prescan): a task
 # file of ten CronTasks is some 4 KB, and the pass would only slow those down.
 PRESCAN_LENGTH = 64 * 1024
+_KIND_FIELDS = ("apiVersion", "kind")
 TASK_LIST = (
     f"a list of CronTasks: crontask reads each {KIND} as its own YAML document; write each item"
     " as a document of its own, separated by '---', and remove the fields the server sets on"
@@ -130,9 +135,10 @@ def plain_text(text: str, limits: YamlLimits = DEFAULT_LIMITS) -> PlainText | No
             count += 1
             if count > limits.max_documents or budget.spent() is not None:
                 return None
-            if _lists_tasks(_str_of(node, "kind"), _node_items(node)):
+            api_version, kind, run_together = _kind_of(node)
+            if run_together or _lists_tasks(kind, _node_items(node)):
                 return None  # an error, which the long way places
-            if _other_group(_str_of(node, "apiVersion"), _str_of(node, "kind")):
+            if _other_group(api_version, kind):
                 ignored += 1
                 budget.spend(1, 0)
                 continue
@@ -261,13 +267,17 @@ def _document(
 ) -> tuple[int, int]:
     """Read one document into ``found``; return the values it counted and the characters of
     text it held (its share of the file's budgets). ``room`` is what it may count and hold."""
-    if _lists_tasks(_str_of(node, "kind"), _node_items(node)):
+    api_version, kind, run_together = _kind_of(node)
+    if _lists_tasks(kind, _node_items(node)):
         mark = node.start_mark
         found.error(at(mark.line + 1, mark.column + 1), TASK_LIST)
         return 1, 0  # never built, as an ignored document
-    if _other_group(_str_of(node, "apiVersion"), _str_of(node, "kind")):
+    if not run_together and _other_group(api_version, kind):
         found.ignored += 1  # never built: its size and shape are not ours to judge
         return 1, 0
+    # The task a broken document names: of two objects run together, the one that says it is
+    # a CronTask (the first, unless the last does: ``cat task.yaml deployment.yaml``).
+    first = run_together and not _claims_ours(api_version, kind)
     depth, number_length = limits.max_depth, limits.max_number_length
     positions: Positions | None = None
     try:
@@ -283,12 +293,14 @@ def _document(
             data = yaml.constructor.SafeConstructor().construct_document(node)
         except NodeProblem as problem:
             mark = problem.node.start_mark
-            found.error(at(mark.line + 1, mark.column + 1), problem.message, _key_of_node(node))
+            found.error(
+                at(mark.line + 1, mark.column + 1), problem.message, _key_of_node(node, first)
+            )
             return room.values, room.text
         except yaml.MarkedYAMLError as err:  # e.g. a merge key (<<) of something not a map
             where = err.problem_mark or err.context_mark or node.start_mark
             message = excerpt(err.problem or err.context or "invalid YAML", _MESSAGE)
-            found.error(at(where.line + 1, where.column + 1), message, _key_of_node(node))
+            found.error(at(where.line + 1, where.column + 1), message, _key_of_node(node, first))
             return used
     if data is None:  # an empty document between two `---`
         return used
@@ -296,11 +308,15 @@ def _document(
         mark = node.start_mark  # its kind came from a merge key
         found.error(at(mark.line + 1, mark.column + 1), TASK_LIST)
         return used
-    if isinstance(data, dict) and _other_group(data.get("apiVersion"), data.get("kind")):
+    if (
+        not run_together
+        and isinstance(data, dict)
+        and _other_group(data.get("apiVersion"), data.get("kind"))
+    ):
         found.ignored += 1  # its apiVersion came from a merge key
         return used
     if positions is not None and positions.duplicates:
-        key = _key_of(data)
+        key = _key_of_node(node, first) if first else _key_of(data)
         for dup_path, mark in positions.duplicates:
             found.error(at(mark.line, mark.column), f"{dotted(dup_path)}: duplicate key", key)
         return used
@@ -329,18 +345,33 @@ def unexpected(err: Exception, where: Location, key: str | None) -> DefinitionEr
     return DefinitionError(where, reason, key)
 
 
-def _str_of(node: yaml.Node, field: str) -> Any:
-    """A top-level field of a document (``apiVersion``, ``kind``) read from its nodes, without
-    building it (None when the document is no plain mapping or the value no plain string)."""
-    value = _plain_value(node, field)
+def _kind_of(node: yaml.Node) -> tuple[Any, Any, bool]:
+    """A document's ``apiVersion`` and ``kind`` read from its nodes, without building it (the
+    last of each, as PyYAML keeps; None when the document is no plain mapping or the value no
+    plain string), and whether either key repeats: two objects run together, whose last kind
+    must not decide that the document is not ours."""
+    if type(node) is not yaml.MappingNode or node.tag != MAP:
+        return None, None, False
+    values: dict[str, yaml.Node] = {}
+    repeated = False
+    for key_node, value_node in node.value:
+        if type(key_node) is yaml.ScalarNode and key_node.value in _KIND_FIELDS:
+            repeated = repeated or key_node.value in values
+            values[key_node.value] = value_node
+    api_version, kind = (_str_value(values.get(field)) for field in _KIND_FIELDS)
+    return api_version, kind, repeated
+
+
+def _str_value(value: yaml.Node | None) -> Any:
     if type(value) is yaml.ScalarNode and value.tag == STR:
         return value.value
     return None
 
 
-def _key_of_node(node: yaml.Node) -> str | None:
-    """The task key a document that cannot be built still names in plain ``metadata``."""
-    metadata = _plain_value(node, "metadata")
+def _key_of_node(node: yaml.Node, first: bool = False) -> str | None:
+    """The task key a document that cannot be built still names in plain ``metadata`` (its
+    first ``metadata`` if ``first``, else its last, as PyYAML keeps)."""
+    metadata = _plain_value(node, "metadata", first)
     if metadata is None:
         return None
     names = {}
@@ -351,14 +382,17 @@ def _key_of_node(node: yaml.Node) -> str | None:
     return _key_of({"metadata": names}) if "name" in names else None
 
 
-def _plain_value(node: yaml.Node, key: str) -> yaml.Node | None:
-    """The value of ``key`` in a plain mapping node (the last one, as in PyYAML), or None."""
+def _plain_value(node: yaml.Node, key: str, first: bool = False) -> yaml.Node | None:
+    """The value of ``key`` in a plain mapping node (the last one, as in PyYAML, or the first
+    if ``first``), or None."""
     if type(node) is not yaml.MappingNode or node.tag != MAP:
         return None
     found: yaml.Node | None = None
     for key_node, value_node in node.value:
         if type(key_node) is yaml.ScalarNode and key_node.value == key:
             found = value_node
+            if first:
+                return found
     return found
 
 
@@ -405,7 +439,7 @@ def _node_items(node: yaml.Node) -> Iterator[tuple[Any, Any]]:
     if type(items) is not yaml.SequenceNode or items.tag != SEQ:
         return
     for item in items.value:
-        yield _str_of(item, "apiVersion"), _str_of(item, "kind")
+        yield _kind_of(item)[:2]
 
 
 def _data_items(data: dict[Any, Any]) -> Iterator[tuple[Any, Any]]:
