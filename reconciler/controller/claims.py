@@ -36,6 +36,12 @@ log = logging.getLogger("crontask.runner")
 STORE_UNAVAILABLE = "StoreUnavailable"
 
 
+class SkippedHere(DuplicateRun):
+    """Not run, and its skip recorded here (a run of the task going on another replica, a
+    manual run the store could not check): no other instance claimed the slot, so nothing
+    says it did."""
+
+
 class SlotClaims:
     """The claims of :class:`~reconciler.controller.dispatch.Dispatcher` (a mixin: the
     dispatcher holds the state declared here; ``_skip`` is ``RunExecution``'s)."""
@@ -82,12 +88,12 @@ class SlotClaims:
             except StoreUnavailable:
                 if record.trigger is Trigger.MANUAL:
                     self._manual_unchecked(record, policy)
-                    raise DuplicateRun(record.id, record.attempt) from None
+                    raise SkippedHere(record.id, record.attempt) from None
                 handover.unanswered(record)  # its insert may have been committed
                 return await self._claim(record)  # as any claim the store cannot answer
             if why is not None:
                 self._skip(record, "ConcurrencyForbid", why)
-                raise DuplicateRun(record.id, record.attempt)
+                raise SkippedHere(record.id, record.attempt)
             return True
 
         claimed = asyncio.ensure_future(claim())

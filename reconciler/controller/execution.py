@@ -30,7 +30,7 @@ from reconciler.controller.active import (
     ActiveRun,
 )
 from reconciler.controller.bounds import RunBounds
-from reconciler.controller.claims import SlotClaims
+from reconciler.controller.claims import SkippedHere, SlotClaims
 from reconciler.controller.late_starts import LateStarts, patience
 from reconciler.controller.recorder import Recorder
 from reconciler.controller.skips import SUPERSEDED, SlotSkips
@@ -236,6 +236,8 @@ class RunExecution(SlotClaims, LateStarts, SlotSkips):
         claimed, active.claim = active.claim, None
         try:
             checked = await (claimed or self._claim(record))
+        except SkippedHere:
+            return None  # its skip is recorded, and logged as any skip is
         except DuplicateRun:
             log.info(
                 "slot already claimed by another instance",

@@ -6,9 +6,12 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import logging
 from collections.abc import Callable, Coroutine, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
+
+import pytest
 
 from reconciler.controller.dispatch import Dispatcher
 from reconciler.controller.handover import Handover
@@ -108,6 +111,30 @@ def test_the_owner_s_slot_skips_while_a_manual_run_goes_on_another_replica() -> 
     record = store.get(run_id(KEY, slot))
     assert record is not None
     assert (record.status, record.reason) == (RunStatus.SKIPPED, "ConcurrencyForbid")
+
+
+def test_a_skip_for_a_run_on_another_replica_is_not_told_as_a_slot_claimed_elsewhere(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The skip is this replica's own record of the slot: no other instance claimed it, and a
+    "slot already claimed by another instance" line read like a fencing conflict."""
+    job = definition("job", concurrencyPolicy="Forbid")
+    slot = T0 + timedelta(minutes=1)
+
+    async def body(a: Replica, b: Replica) -> None:
+        b.d.fire_manual(job)
+        await until(lambda: bool(b.action.running()))
+        a.d.fire(job, slot)
+        assert await a.d.drain(5)
+
+    with caplog.at_level(logging.INFO, logger="crontask"):
+        store = play(body)
+    record = store.get(run_id(KEY, slot))
+    assert record is not None
+    assert record.reason == "ConcurrencyForbid"
+    said = [r.getMessage() for r in caplog.records]
+    assert "slot skipped" in said
+    assert "slot already claimed by another instance" not in said
     assert "on b:2:y" in (record.message or "")
 
 
