@@ -26,12 +26,15 @@ from typing import Final
 
 from reconciler.core.desired import Definition
 from reconciler.core.schedule import Schedule, jitter_offset, parse_schedule
+from reconciler.core.schedule.cron import HORIZON_YEARS
 from reconciler.sinks.metrics_families import TaskSlot
 
-# How far back from the next slot the slot before last is looked for: two gaps, and a cron
-# expression's longest gap is 8 years (29 February across a century year that is no leap
-# year: 2096 to 2104), an @every interval's one year.
-LOOKBACK: Final = 17 * 366 * 86400.0
+# How far back from the next slot the slot before last is looked for: two gaps. A cron
+# expression's longest gap is 40 years (a Sunday 29 February, "0 0 ? 2 0#5", across 2100,
+# which is no leap year: 2088 to 2128), the schedule's search horizon less the year it adds;
+# an @every interval's is one year. The search widens 16-fold from two intervals, so only
+# sparse schedules reach the whole lookback, and a search over it costs about a millisecond.
+LOOKBACK: Final = 2 * HORIZON_YEARS * 366 * 86400.0
 _SHARED_MAX: Final = 65_536  # results kept for tasks of one schedule and next slot
 
 # (spec hash, next slot as read, the same in Unix time, latest slot, slot before last), as a

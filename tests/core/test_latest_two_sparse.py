@@ -69,7 +69,7 @@ SPARSE = [
         utc(2026, 12, 31),
         utc(2026, 6, 30, 21, 59, 59) + timedelta(seconds=17),
     ),
-    # Every second of January, looked back over 17 years (the /metrics lookback).
+    # Every second of January, looked back over 17 years (the /metrics lookback was that).
     ("* * * * 1 *", "UTC", utc(2009, 1, 1), utc(2026, 12, 31), utc(2026, 1, 31, 23, 59, 59)),
     # Every second of February 29, from a leap day to the December before the next one.
     ("* * * 29 2 *", "UTC", utc(2024, 2, 28), utc(2027, 12, 31), utc(2024, 2, 29, 23, 59, 59)),

@@ -12,6 +12,7 @@ import re
 from collections.abc import Iterator
 from datetime import datetime
 from fractions import Fraction
+from typing import NoReturn
 from zoneinfo import ZoneInfo
 
 from . import zones
@@ -21,7 +22,8 @@ from .errors import ScheduleError
 
 _UNITS = {"h": 3600, "m": 60, "s": 1}
 _SUB_SECOND_UNITS = frozenset({"ms", "us", "µs", "μs", "ns"})  # Go spells micro both ways
-_PART = re.compile(r"([0-9]{1,12}(?:\.[0-9]{0,12})?|\.[0-9]{1,12})([^0-9.]*)")
+# A number of any length (a long one is out of range, said so below), then its unit.
+_PART = re.compile(r"([0-9]+(?:\.[0-9]{0,12})?|\.[0-9]{1,12})([^0-9.]*)")
 _EXAMPLES = "e.g. 30s, 5m, 1h30m"
 
 # The longest interval: a year of 365 days, as long as the longest deadline or timeout a task
@@ -29,6 +31,10 @@ _EXAMPLES = "e.g. 30s, 5m, 1h30m"
 # would be accepted and never fire.
 MAX_INTERVAL = 365 * 24 * 3600
 _MAX_SHOWN = f"{MAX_INTERVAL // 3600}h"
+# A whole number with more digits than the longest interval has in seconds is out of range in
+# every unit: it is refused from its length, never converted (a number of a million digits
+# would take seconds, and past 4300 int() refuses it).
+_MAX_WHOLE_DIGITS = len(str(MAX_INTERVAL))
 
 # Instants past this cannot be turned into datetimes in every zone (year 9999 ends there).
 _LAST = zones.year_start(zones.MAX_YEAR + 1)
@@ -54,18 +60,31 @@ def parse_duration(text: str, column: int | None = None) -> int:
             raise ScheduleError(
                 f"@every: {shown} in {text!r}; use h, m and s ({_EXAMPLES})", column
             )
-        total += Fraction(number) * _UNITS[unit]
+        total += _number(number, text, column) * _UNITS[unit]
         position = match.end()
     if total.denominator != 1:
         raise ScheduleError(f"@every: {text!r} is not a whole number of seconds", column)
     if total < 1:
         raise ScheduleError(f"@every: {text!r} is shorter than the minimum of 1s", column)
     if total > MAX_INTERVAL:
-        raise ScheduleError(
-            f"@every: {text!r} is longer than a year; the interval must be 1s to {_MAX_SHOWN}",
-            column,
-        )
+        _too_long(text, column)
     return int(total)
+
+
+def _number(number: str, text: str, column: int | None) -> Fraction:
+    """A part's number; leading zeros do not count (``007s`` is 7s, as in Go)."""
+    whole, _, fraction = number.partition(".")
+    whole = whole.lstrip("0")
+    if len(whole) > _MAX_WHOLE_DIGITS:
+        _too_long(text, column)
+    return Fraction(f"{whole or '0'}.{fraction or '0'}")
+
+
+def _too_long(text: str, column: int | None) -> NoReturn:
+    raise ScheduleError(
+        f"@every: {text!r} is longer than a year; the interval must be 1s to {_MAX_SHOWN}",
+        column,
+    )
 
 
 class EverySchedule(Schedule):

@@ -7,7 +7,10 @@ Grammar of one field (Vixie cron, as in ``man 5 crontab``)::
     range := "*" | value | value "-" value
     value := number | name            (names: jan..dec in the month field, sun..sat in day-of-week)
 
-``a/n`` means ``a-MAX/n``. Day-of-week accepts 0-7, where both 0 and 7 are Sunday.
+``a/n`` means ``a-MAX/n``. Day-of-week accepts 0-7, where both 0 and 7 are Sunday. The name
+``sun`` ending a range that starts after Sunday is 7 (``fri-sun`` is Friday to Sunday); ending
+one that starts at Sunday it is 0, so ``sun-sun`` and ``0-sun`` are Sunday alone, as in a
+Kubernetes CronJob and Vixie cron (crontask 0.4.0 and older read them as 0-7, every day).
 
 The day fields also take the extensions of Quartz (see :mod:`.days` for their meaning):
 ``L``, ``L-N``, ``NW`` and ``LW`` as day-of-month items, ``dL`` and ``d#n`` in day-of-week (with
@@ -407,7 +410,7 @@ def _single_weekday(text: str, item: str, suffix: str, column: int) -> int:
             f"range or a step; got {item!r}",
             column,
         )
-    return _parse_value(text, DAY_OF_WEEK, column, is_range_end=False)
+    return _parse_value(text, DAY_OF_WEEK, column)
 
 
 def _is_weekday(text: str) -> bool:
@@ -435,17 +438,18 @@ def _parse_item(item: str, field: _Field, column: int) -> range:
     first_text, dash, last_text = span.partition("-")
     if "*" in span or not first_text or (dash and (not last_text or "-" in last_text)):
         raise ScheduleError(f"{where}: {item!r} is not a valid range", column)
-    first = _parse_value(first_text, field, column, is_range_end=False)
+    first = _parse_value(first_text, field, column)
     if not dash:
         # "a/n" is "a-MAX/n"; a bare "a" is just a.
         return range(first, (field.high if slash else first) + 1, step)
-    last = _parse_value(last_text, field, column, is_range_end=True)
+    last = _parse_value(last_text, field, column, range_start=first)
     if first > last:
         raise ScheduleError(f"{where}: range {span} is reversed (start after end)", column)
     return range(first, last + 1, step)
 
 
-def _parse_value(text: str, field: _Field, column: int, *, is_range_end: bool) -> int:
+def _parse_value(text: str, field: _Field, column: int, *, range_start: int | None = None) -> int:
+    """A number or name; ``range_start`` is the value that starts the range ``text`` ends."""
     where = f"{field.name} field"
     if _is_number(text):
         if len(text) > _MAX_DIGITS or not field.low <= int(text) <= field.high:
@@ -456,8 +460,10 @@ def _parse_value(text: str, field: _Field, column: int, *, is_range_end: bool) -
     lowered = text.lower()
     if lowered in field.names:
         value = field.low + field.names.index(lowered)
-        # "fri-sun" means Friday through Sunday: as the end of a range, Sunday is 7.
-        if field is DAY_OF_WEEK and value == 0 and is_range_end:
+        # "fri-sun" means Friday through Sunday: ending a range that starts after Sunday,
+        # Sunday is 7. "sun-sun" and "0-sun" stay 0-0, Sunday alone, as a CronJob reads them
+        # (its "sun" is always 0) rather than 0-7, every day.
+        if field is DAY_OF_WEEK and value == 0 and range_start:
             return 7
         return value
     if field.names:
