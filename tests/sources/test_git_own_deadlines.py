@@ -10,6 +10,7 @@ test.)
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -79,7 +80,8 @@ def silent() -> Iterator[SilentRemote]:
     yield remote
     remote.close()
     for pid in live_processes_mentioning(remote.url):  # git, if it outlived the test
-        os.kill(pid, signal.SIGKILL)
+        with contextlib.suppress(ProcessLookupError):  # it may end between the look and this
+            os.kill(pid, signal.SIGKILL)
 
 
 def test_git_left_behind_by_a_crontask_killed_hard_gives_up_by_itself(
