@@ -56,7 +56,7 @@ log = logging.getLogger("crontask")
 PRIVATE_DIR: Final = 0o700
 PRIVATE_FILE: Final = 0o600
 # The folders of the state directory that hold what crontask will run.
-_SUBDIRS: Final = ("api-tasks", "git")
+_SUBDIRS: Final = ("api-tasks", "git", "kept-files")
 LOCK_FILE: Final = "lock"
 # The state directories this process holds, and the descriptor of each one's lock.
 _locks: dict[str, int] = {}

@@ -11,8 +11,9 @@ Rules users rely on:
   path given under another one (through a link, maybe) is a root of its own (``rootpaths``).
 - A file is applied whole or not at all. A file that fails to parse or validate never removes or
   changes the tasks it defined before: they keep running on their last good definition, and the
-  error is reported with ``file:line:col``. Fixing the file applies it. So does a task whose
-  file went while a broken document of another file names it (``sources.adrift``).
+  error is reported with ``file:line:col``, across a restart too (``keptfiles``). Fixing the
+  file applies it. So does a task whose file went while a broken document of another file
+  names it (``sources.adrift``).
 - Only files that changed are re-read, as their signatures tell (``filestate``), so a periodic
   full refresh is cheap and heals missed events. A file that cannot be looked at (a folder on
   its way lost its search permission) is not a file gone: it is an error, and its tasks stay. A
@@ -59,6 +60,7 @@ from reconciler.sources.base import Notify, Ready, SourceState
 from reconciler.sources.documents import ParsedText, PlainText, parse_text, plain_definitions
 from reconciler.sources.filehints import known_path, says_more, too_deep
 from reconciler.sources.filestate import FileState, Signature, signature_of
+from reconciler.sources.keptfiles import kept_files
 from reconciler.sources.limits import DEFAULT_MAX_FILE_SIZE, DEFAULT_MAX_TASKS, excerpt
 from reconciler.sources.reading import Unreadable, read_file, resolve_root, resolved, within
 from reconciler.sources.rootpaths import closest_root, inner_roots, not_given
@@ -111,12 +113,12 @@ class DirectorySource:
         # Kept across restarts (crontask run); the first rescan reads those files last.
         self._record = RefusedRecord(refused_record) if refused_record else None
         self._last = {Path(p) for p in self._record.load()} if self._record else set()
+        self._keep = kept_files(refused_record, self.roots, self.kind, max_file_size)
         # Where links may lead (see the module docstring), and how messages name it.
         self.confine_to = confine_to
         self.confine_label = confine_label
         self._resolved: dict[Path, str | None] = {}  # root -> its resolved path, this refresh
-        # Set by the owner before a refresh (see the module docstring); files read from then on
-        # carry it in their Locations.
+        # Set by the owner before a refresh: files read from then on carry it in their Locations.
         self.revision = revision
         self.relative_to = relative_to
         self._files: dict[Path, FileState] = {}
@@ -127,9 +129,8 @@ class DirectorySource:
         self._root_errors: dict[Path, DefinitionError] = {}
         self._walk_errors: list[DefinitionError] = []  # folders not read, at the last scan
         self.unread: list[Path] = []  # the places not read at the last scan (see scan())
-        # A root that suddenly yields no file keeps its tasks (an unmounted volume, a folder
-        # moved away) unless the user allows an empty set; see _holds(), which decides it once
-        # per root and refresh (per file, a folder of 6000 files emptied took 40 s).
+        # A root that suddenly yields no file keeps its tasks unless the user allows an empty
+        # set: _holds() decides it once per root and refresh (per file, 6000 files took 40 s).
         self.guard_empty = guard_empty
         self._holds_now: dict[tuple[Path, bool], bool] = {}
         self._ahead: dict[Path, FileState] = {}  # see adopt()
@@ -375,6 +376,8 @@ class DirectorySource:
                 return set()
             self._store(path, before, None)
             return before.keys()
+        if before is None and self._keep is not None:  # a broken file kept before a restart
+            after = self._keep.seeded(path, after, self._display(path))
         self._store(path, before, self._bounded(path, before, after))
         return after.keys() | (before.keys() if before else set())
 
@@ -412,6 +415,8 @@ class DirectorySource:
             for definition in after.good or ():
                 self._paths_of.setdefault(definition.key, set()).add(path)
         self._adrift.failing(path, after.errors if after else ())
+        if self._keep is not None:
+            self._keep.stored(path, after)
         gone = [d for d in before.good or () if d.key not in self._paths_of] if before else []
         if gone:
             self._adrift.went(gone)
@@ -463,17 +468,15 @@ class DirectorySource:
     def _state(
         self, signature: Signature, parsed: ParsedText, good: tuple[Definition, ...] | None
     ) -> FileState:
-        """A file's state from what its text holds; ``good``: what it defined before, kept in
-        force if the text has errors."""
+        """A file's state from its text; ``good``: what it defined before, kept if it has errors."""
         revision = self.revision
         if parsed.errors:
             return FileState(signature, good, tuple(parsed.errors), parsed.ignored, revision)
         return FileState(signature, tuple(parsed.definitions), (), parsed.ignored, revision)
 
     def adopt(self, ahead: dict[Path, FileState]) -> None:
-        """Files read ahead of the first refresh (``sources.ahead``): the next refresh takes
-        each one's state instead of reading it, if the file still has the signature it was
-        read with (and was not read before); what it does not take is dropped."""
+        """Files read ahead of the first refresh (``sources.ahead``): the next refresh takes each
+        one still of the signature it was read with (and not read before); drops the rest."""
         self._ahead = ahead
 
     def _confinement(self, path: Path) -> tuple[str | None, str]:
@@ -488,8 +491,7 @@ class DirectorySource:
         return self._resolved[root], label
 
     def _display(self, path: Path) -> str:
-        """``path`` as Locations show it: as given, or relative to ``relative_to``; a control
-        character in a file name (a newline, in a git commit) is escaped."""
+        """``path`` as Locations show it (as given, or relative to ``relative_to``), escaped."""
         if self.relative_to is not None and is_within(path, self.relative_to):
             path = path.relative_to(self.relative_to)
         text = str(path)

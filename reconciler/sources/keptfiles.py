@@ -1,0 +1,337 @@
+"""The last good definitions of broken files, kept in crontask's state directory so that a
+restart does not drop them (``DirectorySource``: "a broken file never stops or changes the
+tasks it defined").
+
+In memory a broken file keeps its last good definitions (``FileState.good``); a new process
+has only the broken text. So, while a file of a folder source that had a good reading is
+broken (its tasks kept with the error, or its change refused for room), its last good
+definitions are written to ``<state_dir>/kept-files/``, beside the source's
+``refused-files.json``; at start, a file that reads broken (or cannot be read), with no good
+reading of its own, takes them back from there, and its tasks stay in force with the error,
+as they were before the restart. Without a state directory (``crontask validate``, ``plan``)
+nothing is kept. The git source keeps none yet (``kept_files``).
+
+- What is kept is each definition's document (what the file set, defaults left out; not
+  the file's text, which is gone once the file is broken), its line and column, its hash and
+  the revision it was read at. Taken back, each document is validated as a file's are
+  (``documents.plain_definitions``), and must hash as it did: a copy that does not is ignored,
+  deleted and logged.
+- One file per broken file, named by a hash of its root (absolute) and its path relative to
+  that root; both are recorded inside, and must match: a hash collision, or another root,
+  never seeds the wrong file. Each is at most ``2 * max_file_size + 64 KiB`` (a larger one is
+  not kept, and the log says so); written atomically (temporary file, fsync, rename), 0600.
+- Deleted when its file is good again or is deleted; at start, those of a root no longer
+  given (or now read by another root given inside it), of a file no longer there (its root
+  being there), and anything else in the folder are deleted. So there are at most as many as
+  there are broken files, plus those under a root that is missing at the moment.
+- Taken back definitions count toward ``max_tasks`` as a file's do (``taskbound``). A file
+  refused for room at a restart is not given its kept definitions back: it is refused with
+  none, as before; its copy stays until the file applies.
+- The folder is crontask's own, under the state directory (``statedir``): it and each kept
+  file must be owned by this user and not writable by others or a foreign group, as
+  ``statedir`` requires of its own, and a kept file must be a regular file (never a link). A
+  folder that is not is warned of once, and nothing is kept nor taken back (as before this
+  existed); a file that is not is ignored and deleted.
+- Not kept: tasks adrift (``sources.adrift``: a task whose file went while a broken document
+  of another file names it) live in memory only, and a restart drops them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import stat
+from collections.abc import Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from reconciler import statedir
+from reconciler.core.desired import Definition, SourceKind
+from reconciler.sources.documents import PlainText, plain_definitions
+from reconciler.sources.filestate import FileState
+from reconciler.sources.rootpaths import closest_root
+
+log = logging.getLogger("crontask.sources")
+
+FOLDER = "kept-files"
+_VERSION = 1
+_SUFFIX = ".json"
+_SLACK = 64 * 1024  # the record's own keys, on top of what its documents take
+
+
+def kept_files(
+    record: Path | None, roots: Sequence[Path], kind: str, max_file_size: int
+) -> KeptFiles | None:
+    """The kept files beside a folder source's refused record (``DirectorySource(
+    refused_record=)``: given by ``crontask run`` only, in its state directory); None without
+    one, and for the git source, whose files are read from a revision (not yet: a restart
+    there still has no last good definition of a file broken in the revision in force)."""
+    if record is None or kind != SourceKind.FILE:
+        return None
+    return KeptFiles(record.parent / FOLDER, roots, kind, 2 * max_file_size + _SLACK)
+
+
+class KeptFiles:
+    def __init__(self, folder: Path, roots: Sequence[Path], kind: str, limit: int) -> None:
+        self.folder = folder
+        self.roots = list(roots)
+        self.kind = kind
+        self.limit = limit
+        self._usable = True
+        # The files with a kept copy, and the definitions it holds (None: kept before this
+        # process started, not taken back yet): a copy is written when they change.
+        self._kept: dict[Path, tuple[Definition, ...] | None] = {}
+        self._prune()
+
+    def seeded(self, path: Path, state: FileState, shown: str) -> FileState:
+        """``state`` (of a file read for the first time) with the definitions kept for it if
+        it is broken with none of its own; ``shown``: the path as its Locations show it."""
+        if state.good is not None or not state.errors or path not in self._kept:
+            return state
+        record = self._load(path)
+        good = None if record is None else _definitions(record, shown, self.kind)
+        if good is None:
+            log.warning(
+                "the kept definitions of a broken file are not usable: ignored and deleted",
+                extra={"fields": {"file": shown, "kept": str(self._name(path))}},
+            )
+            self._forget(path)
+            return state
+        log.info(
+            "a broken file keeps the tasks it defined before the restart",
+            extra={"fields": {"file": shown, "tasks": len(good)}},
+        )
+        self._kept[path] = good
+        return replace(state, good=good)
+
+    def stored(self, path: Path, state: FileState | None) -> None:
+        """``state`` is what ``path`` now holds (None: gone): keep its definitions while it
+        is broken, forget them once it is good again or gone."""
+        if state is None or not state.errors:
+            self._forget(path)
+        elif state.good is not None and self._kept.get(path) is not state.good:
+            self._keep(path, state.good)
+
+    # -- details ---------------------------------------------------------------------------
+
+    def _place(self, path: Path) -> tuple[str, str] | None:
+        """The root that reads ``path`` (absolute) and ``path`` relative to it."""
+        root = closest_root(self.roots, path)
+        if root is None:
+            return None
+        relative = "." if path == root else str(path.relative_to(root))
+        return str(root.absolute()), relative
+
+    def _name(self, path: Path) -> Path:
+        place = self._place(path) or ("", str(path))
+        return self.folder / _hashed(*place)
+
+    def _keep(self, path: Path, good: tuple[Definition, ...]) -> None:
+        place = self._place(path)
+        if place is None or not self._folder_ok(make=True):
+            return
+        record = {
+            "version": _VERSION,
+            "root": place[0],
+            "path": place[1],
+            "revision": good[0].location.revision if good else None,
+            "documents": [_document(d) for d in good],
+        }
+        data = json.dumps(record, separators=(",", ":")).encode()
+        if len(data) > self.limit:
+            log.warning(
+                "the definitions of a broken file are too large to keep across a restart",
+                extra={"fields": {"file": str(path), "bytes": len(data), "limit": self.limit}},
+            )
+            self._forget(path)
+            return
+        try:
+            _write(self.folder / _hashed(*place), data)
+        except OSError as err:
+            log.warning(
+                "the definitions of a broken file are not kept across a restart",
+                extra={"fields": {"file": str(path), "error": err.strerror or str(err)}},
+            )
+            return
+        self._kept[path] = good
+
+    def _forget(self, path: Path) -> None:
+        if self._kept.pop(path, False) is False:
+            return
+        try:
+            os.unlink(self._name(path))
+        except FileNotFoundError:
+            pass
+        except OSError as err:  # the next start takes it back if the file is broken then
+            log.warning(
+                "a kept copy of a file's definitions could not be deleted",
+                extra={"fields": {"file": str(path), "error": err.strerror or str(err)}},
+            )
+
+    def _load(self, path: Path) -> dict[str, Any] | None:
+        """The record kept for ``path``; None if there is none, or it is not for ``path``."""
+        place = self._place(path)
+        if place is None or not self._folder_ok(make=False):
+            return None
+        record = self._record(_hashed(*place))
+        if record is None or (record.get("root"), record.get("path")) != place:
+            return None
+        return record
+
+    def _record(self, name: str) -> dict[str, Any] | None:
+        """The record in the file ``name`` of the folder, read as the module says: None if it
+        is not a regular file of ours that others may not write, is too large, or is not a
+        record of this version."""
+        flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+        try:
+            fd = os.open(self.folder / name, flags)
+        except OSError:
+            return None
+        try:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode) or _not_ours(st) is not None:
+                return None
+            with os.fdopen(fd, "rb", closefd=False) as file:
+                data = file.read(self.limit + 1)
+            record = json.loads(data) if len(data) <= self.limit else None
+        except (OSError, ValueError, RecursionError):
+            return None
+        finally:
+            os.close(fd)
+        if not isinstance(record, dict) or record.get("version") != _VERSION:
+            return None
+        return record
+
+    def _prune(self) -> None:
+        """At start: note the copies of files still under a root given, delete the rest."""
+        if not os.path.lexists(self.folder) or not self._folder_ok(make=False):
+            return
+        try:
+            names = os.listdir(self.folder)
+        except OSError:
+            return
+        for name in names:
+            path = self._owner(name)
+            if path is not None:
+                self._kept[path] = None
+                continue
+            with contextlib.suppress(OSError):
+                os.unlink(self.folder / name)
+
+    def _owner(self, name: str) -> Path | None:
+        """The file the kept copy ``name`` is for, if it is still to be kept."""
+        record = self._record(name)
+        root, relative = (record.get("root"), record.get("path")) if record else (None, None)
+        if not isinstance(root, str) or not isinstance(relative, str):
+            return None
+        given = [r for r in self.roots if str(r.absolute()) == root]
+        if not given or name != _hashed(root, relative):
+            return None  # its root is not given any more (or the name is not its own)
+        path = given[0] / relative if relative != "." else given[0]  # as the source names it
+        if closest_root(self.roots, path) != given[0]:
+            return None  # another root given inside it reads the file now
+        if os.path.lexists(given[0]) and not os.path.lexists(path):
+            return None  # deleted while crontask was not running
+        return path
+
+    def _folder_ok(self, *, make: bool) -> bool:
+        """Whether the folder may be used (made 0700 first if ``make``); warned of once."""
+        if not self._usable:
+            return False
+        try:
+            if make and not os.path.lexists(self.folder):
+                statedir.make_dirs(self.folder)
+            st = os.lstat(self.folder)
+        except OSError as err:
+            why: str | None = err.strerror or str(err)
+        else:
+            why = _not_ours(st) if stat.S_ISDIR(st.st_mode) else "it is not a folder"
+        if why is None:
+            return True
+        self._usable = False
+        log.warning(
+            "the folder of broken files' kept definitions is not used: a restart drops the "
+            "tasks of a broken file",
+            extra={"fields": {"path": str(self.folder), "error": why}},
+        )
+        return False
+
+
+def _not_ours(st: os.stat_result) -> str | None:
+    """Why a kept file or its folder is not trusted, as ``statedir`` trusts its own."""
+    if st.st_uid != os.geteuid():
+        return f"it is owned by uid {st.st_uid}, not by this user (uid {os.geteuid()})"
+    return statedir.group_or_others_may_write(st)
+
+
+def _hashed(root: str, relative: str) -> str:
+    key = f"{root}\0{relative}".encode("utf-8", "surrogateescape")
+    return hashlib.sha256(key).hexdigest()[:32] + _SUFFIX
+
+
+def _document(definition: Definition) -> dict[str, Any]:
+    location = definition.location
+    return {
+        "line": location.line,
+        "column": location.column,
+        "hash": definition.hash,
+        # What the file set, not the defaults: about the size of the text it came from.
+        "task": definition.task.model_dump(mode="json", by_alias=True, exclude_unset=True),
+    }
+
+
+def _definitions(record: dict[str, Any], shown: str, kind: str) -> tuple[Definition, ...] | None:
+    """The definitions of a kept record, validated as a file's are; None if one does not
+    validate, or does not hash as it did when kept."""
+    documents, revision = record.get("documents"), record.get("revision")
+    if not isinstance(documents, list) or not (revision is None or isinstance(revision, str)):
+        return None
+    plain: list[tuple[Any, int, int]] = []
+    for document in documents:
+        if not isinstance(document, dict):
+            return None
+        line, column = document.get("line"), document.get("column")
+        if not isinstance(line, int) or not isinstance(column, int):
+            return None
+        plain.append((document.get("task"), line, column))
+    parsed = plain_definitions(PlainText(plain, 0), shown, source=kind, revision=revision)
+    if parsed is None:
+        return None
+    hashes = [document.get("hash") for document in documents]
+    if [d.hash for d in parsed.definitions] != hashes:
+        return None
+    return tuple(parsed.definitions)
+
+
+def _write(target: Path, data: bytes) -> None:
+    """``data`` at ``target``, atomically: a crash leaves the old copy or the new one."""
+    part = target.with_name(f".{target.name}.{os.getpid()}.part")
+    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC
+    fd = os.open(part, flags, statedir.PRIVATE_FILE)
+    try:
+        os.fchmod(fd, statedir.PRIVATE_FILE)  # a leftover of a crash may have had another mode
+        _write_all(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    try:
+        os.replace(part, target)
+    except OSError:
+        with contextlib.suppress(OSError):
+            os.unlink(part)
+        raise
+    folder = os.open(target.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fsync(folder)
+    finally:
+        os.close(folder)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
