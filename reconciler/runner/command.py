@@ -9,7 +9,8 @@ Contract:
   when ``env`` has no ``PATH``), and ``env`` is the complete environment, passed as is.
 * The process is started in a new session, hence its own process group, and the run owns that
   group: whenever the run ends (exit, timeout, ``stop()``, cancellation) whatever is left in the
-  group gets SIGTERM, then SIGKILL after ``kill_grace`` seconds if anything in it is still alive.
+  group gets SIGTERM (and SIGCONT, so that a stopped process acts on it: ``group.signal_group``),
+  then SIGKILL after ``kill_grace`` seconds if anything in it is still alive.
   After an exit, what is left is first given ``_SETTLE`` seconds to leave the group (no wait
   when nothing is left), and other groups of the session are left alone. A run that is stopped
   is stopped as a session, its other groups too, SIGKILL in rounds until nothing of it is left

@@ -15,6 +15,9 @@ only: what it left in other groups of its session is not stopped (as documented)
 costs no ``/proc`` scan when the group is gone, as it almost always is, and a scan per run
 would cost a busy instance a tenth of a core.
 
+Every SIGTERM (``signal_group``, hence ``signal_session``) is followed by SIGCONT: a stopped
+process (SIGSTOP, SIGTSTP) would keep the TERM pending, its handler unrun, until SIGKILL.
+
 A process on its way out of the group is still in it for a moment: the child a shell forks
 for ``setsid daemon &`` is in the group until the ``setsid`` program it execs has called
 setsid(2), and its shell may exit before that. ``settled_group_state`` lets what the main
@@ -130,6 +133,13 @@ def signal_group(pgid: int | None, sig: int) -> None:
     # a setuid program); there is nothing more we can do about them.
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pgid, sig)
+    if sig == signal.SIGTERM:
+        # A stopped process (SIGSTOP, SIGTSTP) keeps a TERM pending, its handler unrun, until
+        # it is continued: without SIGCONT it would only end by SIGKILL after the whole kill
+        # grace. Sent after the TERM, so the TERM is what it sees first as it resumes (as
+        # systemd and Docker do). SIGKILL needs none: it ends a stopped process as it is.
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pgid, signal.SIGCONT)
 
 
 def group_state(pgid: int, *, fresh_since: float) -> Group:

@@ -7,8 +7,8 @@ Each command carries its run's id and the instance that started it in its enviro
 (``CRONTASK_RUN_ID``, ``CRONTASK_ATTEMPT``, ``CRONTASK_INSTANCE``), and so do the processes it
 starts unless they clear it. ``scan`` finds them; ``controller.instance`` decides which belong
 to a run cut short by its instance's death, and ``stop`` stops their sessions as a run is
-stopped: SIGTERM, then SIGKILL after the grace, in rounds until nothing of them is left. The
-instance (``controller.instance``) is what keeps another crontask's commands out of reach: runs
+stopped: SIGTERM (and SIGCONT), then SIGKILL after the grace, in rounds until nothing of them
+is left. The instance (``controller.instance``) is what keeps another crontask's commands out of reach: runs
 of the same task and slot in another instance's store share the run id, never it.
 """
 
