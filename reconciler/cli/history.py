@@ -2,8 +2,10 @@
 read) or from a running crontask's API.
 
 ``--id`` shows one run's attempts as ``GET /api/v1/runs/{id}`` answers them, read from either
-place: with output and, for a job task, its Kubernetes Job (name, pod, node, each container's
-exit code and reason), which ``--json`` spells as the API does (camelCase keys).
+place: with output (its last 64 Ki characters, after the runner's truncation marker when it
+begins with one: how many bytes the runner dropped) and, for a job task, its Kubernetes Job
+(name, pod, node, each container's exit code and reason), which ``--json`` spells as the API
+does (camelCase keys).
 """
 
 from __future__ import annotations
@@ -27,12 +29,13 @@ from reconciler.cli.main_helpers import (
     task_key,
 )
 from reconciler.cli.terminal import printable, shown
-from reconciler.core.runs import RunRecord, RunStatus, Trigger
+from reconciler.core.runs import RunRecord, RunStatus, Trigger, truncation_marker
 from reconciler.sources.limits import KIB
 
 MAX_LIMIT = 100_000
 # Characters of a run's output `--id` shows: what crontask keeps of it (the runner's tail); a
-# server's longer one is shown by its end, as the tail it stands for.
+# server's longer one is shown by its end, as the tail it stands for, after the runner's
+# truncation marker when it begins with one (see _output_lines).
 MAX_OUTPUT = 64 * KIB
 # Containers of a Job `--id` lists: a pod has a few; a server's list of thousands is not printed.
 MAX_CONTAINERS = 32
@@ -223,12 +226,38 @@ def _show_one(attempts: list[dict[str, Any]], args: argparse.Namespace) -> int:
         # A command's output, shown as cat -v would: its escape sequences are not played.
         output = r.get("output")
         text = output if isinstance(output, str) and output else "(none)"
-        if len(text) > MAX_OUTPUT:
-            print(f"    [... {len(text) - MAX_OUTPUT:,} earlier characters cut]")
-            text = text[-MAX_OUTPUT:]
-        for line in text.splitlines():
+        for line in _output_lines(text):
             print(f"    {printable(line)}")
     return 0
+
+
+def _output_lines(text: str) -> list[str]:
+    """A run's output as ``--id`` shows it: its last ``MAX_OUTPUT`` characters, after the
+    runner's truncation marker if it begins with one (how many bytes the runner dropped, which
+    a cut of the end alone would cut off), then a line saying what this cut left out, if any."""
+    marker, body = _leading_marker(text)
+    lines = [marker] if marker is not None else []
+    if len(body) > MAX_OUTPUT:
+        lines.append(f"[... {len(body) - MAX_OUTPUT:,} earlier characters cut]")
+        body = body[-MAX_OUTPUT:]
+    return lines + body.splitlines()
+
+
+# The runner's marker, ``core.runs.truncation_marker``, around its count ("more": not known).
+_MARKER_HEAD, _, _MARKER_END = truncation_marker(None).partition("more")
+
+
+def _leading_marker(text: str) -> tuple[str | None, str]:
+    """The truncation marker ``text`` begins with, on a line of its own, and the rest; or None
+    and ``text``. Only a first line that is the marker exactly: the output of a command, or a
+    server's answer, may well say "truncated" elsewhere."""
+    first, newline, rest = text.partition("\n")
+    if not (newline and first.startswith(_MARKER_HEAD) and first.endswith(_MARKER_END)):
+        return None, text
+    count = first[len(_MARKER_HEAD) : len(first) - len(_MARKER_END)]  # "" if they overlap
+    if count == "more" or (count.isascii() and count.isdigit() and len(count) <= 20):
+        return first, rest
+    return None, text
 
 
 def _job_lines(job: Any) -> list[tuple[str, str]]:
