@@ -8,8 +8,9 @@ Each command carries its run's id and the instance that started it in its enviro
 starts unless they clear it. ``scan`` finds them; ``controller.instance`` decides which belong
 to a run cut short by its instance's death, and ``stop`` stops their sessions as a run is
 stopped: SIGTERM (and SIGCONT), then SIGKILL after the grace, in rounds until nothing of them
-is left. The instance (``controller.instance``) is what keeps another crontask's commands out of reach: runs
-of the same task and slot in another instance's store share the run id, never it.
+is left. The instance (``controller.instance``) is what keeps another crontask's commands out
+of reach: runs of the same task and slot in another instance's store share the run id, never
+it.
 """
 
 from __future__ import annotations
