@@ -43,10 +43,10 @@ The :class:`Cluster` component keeps this replica's membership record renewed ev
   others take its tasks at their next renewal, while its runs finish within the shutdown grace;
   it leaves once they have.
 - **Different views.** Each replica publishes the desired set it read (each task's spec hash),
-  its digest and the git revision (``controller.replica_views``); when the live members'
-  digests differ, the log, the members view and a metric say which replicas differ, since when,
-  and on which tasks, and a task only some declare goes to one of them (it would run nowhere on
-  one that does not declare it).
+  its digest and the git revision (``controller.replica_views``), from its first renewal on (it
+  reads its sources before joining); when the live members' digests differ, the log, the
+  members view and a metric say which replicas differ, since when, and on which tasks, and a
+  task only some declare goes to one of them (it would run nowhere on one not declaring it).
 - **Stop requests.** Runs here that another replica asked to stop (Replace across a handover)
   are stopped.
 """
@@ -66,7 +66,7 @@ from reconciler.controller.dispatch import Dispatcher
 from reconciler.controller.manager import Ready
 from reconciler.controller.queue import WorkQueue
 from reconciler.controller.reconcile import Reconciler
-from reconciler.controller.replica_views import Disagreement, ReplicaViews
+from reconciler.controller.replica_views import Disagreement, ReplicaViews, read_before_joining
 from reconciler.controller.sweep import Swept, interrupt_gone, sweep
 from reconciler.core.assignment import Assignment, assigned_over
 from reconciler.core.runs import RunRecord
@@ -150,6 +150,7 @@ class Cluster:
         self._unexpected: str | None = None  # the unexpected renewal error last logged
         # The members tasks are assigned over -> their last renewal seen while they scheduled.
         self._scheduling_since: dict[str, datetime] = {}
+        self._joined = False  # a renewal has worked: this replica is a member
 
     @property
     def disagreement(self) -> Disagreement | None:
@@ -206,6 +207,7 @@ class Cluster:
             self._handed_back()
             self._gone = None  # members may have joined and died unseen meanwhile
         self._last_renewal = started
+        self._joined = True
         resumed = self.dispatcher.paused is not None
         if resumed:
             log.info("membership renewed again; starting runs", extra={"fields": {}})
@@ -398,7 +400,8 @@ class Cluster:
         many tasks move."""
         # Each task asked is read from the end of its history, not the whole history (a second
         # at a million runs, while the tasks coming here were scheduled by nobody). Before a
-        # pass has applied (joining) no task is read yet: every task's, as at start-up.
+        # pass has applied (joining) every task's, as at start-up (the read before joining is
+        # no pass: what it read may have changed by the first).
         applied = self.reconciler.applied  # first: then the tasks below are a pass's
         tasks = list(self.reconciler.desired.tasks)
         mine = [key for key in tasks if assignment.mine(key)] if applied else None
@@ -443,9 +446,11 @@ class Cluster:
 
     def _announcement(self) -> Announcement:
         """In a worker thread: publish the view if the desired set changed, and say so."""
-        desired = self.reconciler.desired  # replaced whole by each pass
-        if self.reconciler.applied:  # before, nothing was read: there is no view to compare
-            self.views.publish(desired)
+        # Before joining no pass races this read; once, not again at each renewal that fails.
+        first = not self._joined and self.views.digest is None
+        read = first and read_before_joining(self.reconciler.refresh)
+        if read or self.views.digest is not None or self.reconciler.applied:  # else no view
+            self.views.publish(self.reconciler.desired)  # replaced whole by each pass
         return self._current_announcement()
 
     def _current_announcement(self) -> Announcement:

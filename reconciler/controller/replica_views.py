@@ -6,6 +6,13 @@ the live members' digests, :class:`ReplicaViews` tells whether they read differe
 (a :class:`Disagreement`, logged once as it begins, changes and ends) and which members declare
 each task not all of them declare, for the assignment (``core.assignment.declaring``).
 
+A replica joining reads its sources first (:func:`read_before_joining`), so that its first
+renewal carries its view. A member with no view (one whose read failed, or a crontask from
+before views, during a rolling update) counts as declaring every task: it may read any of them.
+A joining replica with no view would thus be handed its share of tasks it does not read (a new
+version that drops one, a volume not mounted), and they would move back when its view came, a
+renewal later, losing the slots due between.
+
 Its methods that read or write the views block: the cluster calls them in a worker thread.
 """
 
@@ -14,7 +21,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 
 from reconciler.core.assignment import declaring
@@ -118,6 +125,25 @@ class ReplicaViews:
     def drop(self) -> None:
         """Withdraw this replica's view (it leaves the replicas)."""
         self.views.drop(self.member)
+
+
+def read_before_joining(read: Callable[[], object]) -> bool:
+    """In a worker thread, before the first renewal: ``read`` the sources (the reconciler's
+    ``refresh``) so that the view goes with it; whether it worked. The first pass reads them
+    again (a folder's unchanged files are not parsed twice). Their watches are ready by then
+    (``sources.base``): a first ``--git`` clone is done or has failed, and a slow one delays
+    only this replica's joining, never the others' tasks. A read that fails joins with no view,
+    as a replica of a crontask from before views does; its first pass publishes it."""
+    try:
+        read()
+    except Exception:
+        log.warning(
+            "could not read the sources before joining: the other replicas count this one as"
+            " declaring every task until its first pass reads them",
+            exc_info=True,
+        )
+        return False
+    return True
 
 
 def _digest(view: Mapping[str, str]) -> str:
