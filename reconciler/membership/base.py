@@ -21,6 +21,10 @@ Contract:
 - A record is live until ``lease_seconds`` have passed since its last renewal, judged by a clock
   no replica owns: PostgreSQL's ``now()``; for Kubernetes Leases, the time *this* replica
   observed each renewal, as client-go's leader election does, so no two clocks are compared.
+  The lease is the one the record states, whatever the observer's own (:func:`judged_lease`):
+  a replica fences itself only at its own renew deadline, so judged by a shorter lease it would
+  be taken for dead between two healthy renewals, and its tasks would run on two replicas. A
+  replica with another lease duration than ours is logged once (:class:`OtherLeases`).
 - ``leave(me)`` deletes the record at once (a clean shutdown: the others need not wait for it
   to expire). Never raises for a record that is already gone.
 - Each member's ``version`` is what it announced if that reads as a version
@@ -52,6 +56,10 @@ log = logging.getLogger("crontask.membership")
 # The most members a renewal returns: far more replicas than anyone runs, few enough that
 # reading them every renewal (and listing them in the API) stays cheap.
 MOST_MEMBERS: Final = 1000
+
+# The longest lease a replica can be given: --lease-duration's own bound (durations.MAX_SECONDS,
+# in the CLI, above this layer). No record is judged by a longer one (:func:`judged_lease`).
+LONGEST_LEASE: Final = 100 * 365 * 86400.0
 
 
 # What a member's version may be: a PEP 440 version as Python packages write it (a local
@@ -131,6 +139,36 @@ class Views(Protocol):
     def differing(self, members: Collection[str], limit: int = 20) -> list[Difference]: ...
 
     def drop(self, member: str) -> None: ...
+
+
+def judged_lease(stated: float, ours: float) -> float:
+    """How long a record stays live after its last renewal: the lease it states, never less (a
+    replica judged by a shorter lease than its own is taken for dead while it still starts
+    runs), but never more than the longest a replica can be given, or ours if that is longer
+    (a members row stating more is no member at all; a Lease's int32 cannot state more)."""
+    return min(stated, max(ours, LONGEST_LEASE))
+
+
+class OtherLeases:
+    """Logs once per member, for the life of the process, that it states another lease duration
+    than ours: a replica that dies with a longer one keeps its tasks that long. Remembers at
+    most ``most`` members (the oldest forgotten first): anyone may write records."""
+
+    def __init__(self, most: int = MOST_MEMBERS) -> None:
+        self._most = most
+        self._told: dict[str, None] = {}  # ordered: the oldest first
+
+    def note(self, member: str, stated: float, ours: float) -> None:
+        if stated == ours or member in self._told:
+            return
+        if len(self._told) >= self._most:
+            del self._told[next(iter(self._told))]
+        self._told[member] = None
+        log.warning(
+            "a replica renews with another lease duration; it is judged by its own: should it "
+            "stop renewing, its tasks move that long after its last renewal",
+            extra={"fields": {"member": member, "lease_seconds": stated, "ours": ours}},
+        )
 
 
 SAY_CUT_EVERY: Final = 60.0  # seconds

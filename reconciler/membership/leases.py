@@ -18,22 +18,27 @@ observed* each Lease's record change. A Lease whose record has not changed for i
 ``leaseDurationSeconds`` of our own monotonic time is expired. A replica that has just started
 therefore counts every Lease it sees as live for one lease duration: a dead replica is noticed
 late, never a live one early. Leases expired for ten durations are deleted by whoever sees them.
+That duration is the one the Lease states, whatever ours (``base.judged_lease``): judged by a
+shorter one, a replica started with a longer ``--lease-duration`` than ours would be taken for
+dead between two healthy renewals, and its runs marked interrupted. A Lease stating another
+duration than ours is logged once (``base.OtherLeases``).
 
 A Lease is anyone's to write, so each one is judged on its own: a Lease that does not parse, or
-whose name is not the one its ``holderIdentity`` would have, is not a member (and is logged once);
-a ``crontask.dev/since`` that is no time the holder can have joined (none UTC can hold, or after
-its ``renewTime``) reads as its ``renewTime``, and the Lease is still a member;
-no Lease counts as live for longer than this replica's own lease duration; a
-``crontask.dev/version`` that is no version (``base.readable_version``: at most 64 characters of
-a PEP 440 version) is unknown, and the Lease still a member. So the API server's
-answers are read as plain JSON, never as the client's typed models: one Lease those refuse (a
-``renewTime`` in year 0, which the API server accepts) would fail every replica's list, and no
-replica could forget it. Our own Lease's annotations are all written at each renewal (one we
-have no value for is removed, so a ``crontask.dev/draining`` someone else wrote lasts until our
-next renewal at most), and our own record is read as we announced it: what this replica
-publishes is its own state, never what anyone wrote meanwhile. Each call of a renewal is
-bounded by what is left of its budget. At most ``most`` members are returned (``base.Cap``):
-ours, those we know, then those with a digest, then those seen to renew most recently.
+whose name is not the one its ``holderIdentity`` would have, is not a member (and is logged
+once); a ``crontask.dev/since`` that is no time the holder can have joined (none UTC can hold,
+or after its ``renewTime``) reads as its ``renewTime``, and the Lease is still a member; no
+Lease counts as live for longer than the longest ``--lease-duration`` (``base.LONGEST_LEASE``,
+or ours if longer), whatever it states; a ``crontask.dev/version`` that is no version
+(``base.readable_version``: at most 64 characters of a PEP 440 version) is unknown, and the
+Lease still a member. So the API server's answers are read as plain JSON, never as the client's
+typed models: one Lease those refuse (a ``renewTime`` in year 0, which the API server accepts)
+would fail every replica's list, and no replica could forget it. Our own Lease's annotations are
+all written at each renewal (one we have no value for is removed, so a ``crontask.dev/draining``
+someone else wrote lasts until our next renewal at most), and our own record is read as we
+announced it: what this replica publishes is its own state, never what anyone wrote meanwhile.
+Each call of a renewal is bounded by what is left of its budget. At most ``most`` members are
+returned (``base.Cap``): ours, those we know, then those with a digest, then those seen to renew
+most recently.
 
 A Lease is deleted only in the state it was judged in, with a ``resourceVersion`` precondition:
 our own at ``leave`` as we last wrote it, an expired one as it was listed. A Lease written since
@@ -65,6 +70,8 @@ from reconciler.membership.base import (
     Cap,
     Member,
     MembershipUnavailable,
+    OtherLeases,
+    judged_lease,
     readable_version,
 )
 
@@ -137,6 +144,7 @@ class LeaseMembership:
         self._refused: dict[str, tuple[Any, ...]] = {}
         # The resourceVersion of our Lease as we last wrote it: all that `leave` may delete.
         self._written: str | None = None
+        self._other_leases = OtherLeases(most)
 
     @property
     def live_count(self) -> int:
@@ -158,8 +166,7 @@ class LeaseMembership:
             },
             "spec": {
                 "holderIdentity": me.id,
-                # Rounded up: rounded down, the others would take our tasks before we fence.
-                "leaseDurationSeconds": max(1, math.ceil(me.lease_seconds)),
+                "leaseDurationSeconds": _whole_seconds(me.lease_seconds),
                 "acquireTime": _micro(self._since),
                 "renewTime": _micro(now),
             },
@@ -266,7 +273,8 @@ class LeaseMembership:
             if previous is None or previous[0] != record:
                 self._observed[name] = (record, now)
             observed_at = self._observed[name][1]
-            duration = _duration(spec.get("leaseDurationSeconds"), lease_seconds)
+            stated = _stated(spec.get("leaseDurationSeconds"))
+            duration = lease_seconds if stated is None else judged_lease(stated, lease_seconds)
             if name != mine and now - observed_at >= duration:
                 listed = metadata.get("resourceVersion")
                 if now - observed_at >= duration * _FORGET_AFTER and isinstance(listed, str):
@@ -278,6 +286,9 @@ class LeaseMembership:
             if member is not None:
                 live.append(member)
                 observed[member.id] = observed_at
+                if name != mine and stated is not None:
+                    # Ours as our Lease states it (whole seconds), not as a difference of it.
+                    self._other_leases.note(member.id, stated, _whole_seconds(lease_seconds))
         for gone in set(self._observed) - seen:
             del self._observed[gone]
         for gone in set(self._refused) - seen:
@@ -426,12 +437,17 @@ def _part(value: Any, key: str) -> dict[str, Any]:
     return part if isinstance(part, dict) else {}
 
 
-def _duration(value: Any, ours: float) -> float:
-    """How long a Lease is live after its last renewal: its duration, if a positive whole
-    number of seconds, but never longer than ours."""
+def _stated(value: Any) -> float | None:
+    """The duration a Lease states, if a positive whole number of seconds, else None (it is
+    then judged by ours)."""
     if isinstance(value, int) and not isinstance(value, bool) and value > 0:
-        return min(float(value), ours)
-    return ours
+        return float(value)
+    return None
+
+
+def _whole_seconds(lease_seconds: float) -> int:
+    # Rounded up: rounded down, the others would take our tasks before we fence.
+    return max(1, math.ceil(lease_seconds))
 
 
 def _resource_version(data: bytes) -> str | None:

@@ -16,6 +16,7 @@ from reconciler.membership.base import (
     Difference,
     Member,
     MembershipUnavailable,
+    judged_lease,
     readable_version,
 )
 
@@ -68,10 +69,9 @@ class Registry:
 
     @staticmethod
     def _live(record: tuple[Member, float], now: datetime, ours: float) -> bool:
-        # No record counts as live for longer than the asking replica's own lease, as in the
-        # other backends: a record with a long one would hold its tasks that long.
+        # Each record by its own lease, as in the other backends (base.judged_lease).
         member, seconds = record
-        return now - member.renewed < timedelta(seconds=min(seconds, ours))
+        return now - member.renewed < timedelta(seconds=judged_lease(seconds, ours))
 
 
 @dataclasses.dataclass

@@ -3,45 +3,50 @@
 A renewal is one statement that upserts this replica's row with ``renewed = now()`` and returns
 every row renewed within its lease of the database's ``now()``: the database's clock is the only
 one that judges, so replicas with skewed clocks agree. A row's lease is its own
-``lease_seconds``, but never more than this replica's (as the Lease backend judges): a replica
-started with a longer ``--lease-duration`` and killed, or a row another client wrote with a
-century-long lease, would otherwise keep its tasks that long, and no run of them would start. A
-row left by a dead replica simply stops being returned; rows expired long ago are deleted by
-whoever renews, so the table stays as small as the set of replicas, and their published views
-go with them. See ``reconciler.membership.base`` for the contract.
+``lease_seconds``, whatever this replica's (``membership.base.judged_lease``, as the Lease
+backend judges): a replica fences itself at its own renew deadline, so one started with a longer
+``--lease-duration`` than ours, judged by ours, was taken for dead between two healthy renewals,
+its runs marked interrupted and its tasks taken. A row stating another lease than ours is
+logged once per member (``membership.base.OtherLeases``). A row left by a dead replica simply
+stops being returned; rows expired for ten of their leases are deleted by whoever renews, so the
+table stays as small as the set of replicas, and their published views go with them. See
+``reconciler.membership.base`` for the contract.
 
 Any client of the database can write a row, so no row may break a renewal: a row whose
-``lease_seconds`` is outside what ``--lease-duration`` accepts, whose ``since`` or ``renewed`` is
-not a date Python can hold (``'infinity'``, a date BC: loading one would fail the whole renewal,
-and every replica would fence), or which was renewed further in the future than its lease is not
-a member, and is forgotten at once. The interval arithmetic is only done on rows that passed that
-check (in a ``CASE``, whose order PostgreSQL keeps), since one out-of-range interval fails the
-whole statement. A ``version`` that does not read as one (``membership.base.readable_version``)
-is unknown, and none is written for one that would not be; a row of the release before versions
-(which writes none) is a member of unknown version. At most ``most`` live rows are read
-(``membership.base.Cap``): this replica's, those it knows, then those with a digest, then those
-renewed nearest the database's ``now()`` (a replica renews every interval; a row dated ahead of
-it is no fresher).
+``lease_seconds`` is outside what ``--lease-duration`` accepts
+(``membership.base.LONGEST_LEASE`` at most: none is live longer), whose ``since`` or ``renewed``
+is not a date Python can hold (``'infinity'``, a date BC: loading one would fail the whole
+renewal, and every replica would fence), or which was renewed further in the future than the
+shorter of its lease and ours (a replica dates its row with the database's clock, so its row
+is never ahead by more than a transaction's length) is not a member, and is forgotten at once. The
+interval arithmetic is only done on rows that passed that check (in a ``CASE``, whose order
+PostgreSQL keeps), since one out-of-range interval fails the whole statement. A ``version`` that
+does not read as one (``membership.base.readable_version``) is unknown, and none is written for
+one that would not be; a row of the release before versions (which writes none) is a member of
+unknown version. At most ``most`` live rows are read (``membership.base.Cap``): this replica's,
+those it knows, then those with a digest, then those renewed nearest the database's ``now()`` (a
+replica renews every interval; a row dated ahead of it is no fresher).
 """
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping
 from datetime import UTC, datetime
 from typing import Any, Final
 
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.engine import Connection, Engine, RowMapping
+from sqlalchemy.engine import Connection, Engine
 
 from reconciler.membership.base import (
+    LONGEST_LEASE,
     MOST_MEMBERS,
     Announcement,
     Cap,
     Difference,
     Member,
     MembershipUnavailable,
+    OtherLeases,
     readable_version,
 )
 from reconciler.store.base import StoreUnavailable
@@ -53,13 +58,10 @@ from reconciler.store.sql_schema import (
     members,
 )
 
-log = logging.getLogger("crontask.membership")
-
 # A row not renewed for this many lease durations is deleted (it is long dead).
 _FORGET_AFTER: Final = 10
 # The range of --lease-duration (reconciler.cli.durations): 0.1 s to 100 years.
 _LEAST_LEASE: Final = 0.1
-_MOST_LEASE: Final = 100 * 365 * 86400.0
 
 # The dates psycopg loads (years 1 to 9999), with a day to spare for the session's time zone.
 _EARLIEST: Final = datetime(1, 1, 2, tzinfo=UTC)
@@ -74,15 +76,26 @@ def _loadable(column: sa.Column[datetime]) -> Any:
 # Every number and date the live rows are loaded with, or computed from, is checked here.
 _SANE = sa.and_(
     members.c.lease_seconds >= _LEAST_LEASE,
-    members.c.lease_seconds <= _MOST_LEASE,  # NaN is greater than every number in PostgreSQL
+    members.c.lease_seconds <= LONGEST_LEASE,  # NaN is greater than every number in PostgreSQL
     _loadable(members.c.renewed),
     _loadable(members.c.since),
 )
 
 
 def _lease(ours: float, times: int = 1) -> Any:
-    """A row's lease as an interval: its own, capped at ``ours`` (see the module docstring)."""
-    seconds = sa.func.least(members.c.lease_seconds, sa.literal(ours, sa.Float()))
+    """A row's lease as an interval: its own, within ``membership.base.judged_lease``'s bound
+    (the rule written in SQL; ``_SANE`` has refused longer ones already)."""
+    bound = sa.literal(max(ours, LONGEST_LEASE), sa.Float())
+    return _interval(sa.func.least(members.c.lease_seconds, bound), times)
+
+
+def _shorter_lease(ours: float) -> Any:
+    """The shorter of a row's lease and ours, as an interval: how far ahead of ``now()`` a row
+    may be dated (see the module docstring); a lease is no reason to believe a date."""
+    return _interval(sa.func.least(members.c.lease_seconds, sa.literal(ours, sa.Float())))
+
+
+def _interval(seconds: Any, times: int = 1) -> Any:
     return sa.func.make_interval(0, 0, 0, 0, 0, 0, seconds * times)
 
 
@@ -102,7 +115,7 @@ class SqlMembership:
         self.engine = engine
         self._offset = offset
         self._cap = Cap(most)
-        self._told: set[str] = set()  # members whose other lease duration was logged
+        self._other_leases = OtherLeases(most)
 
     @classmethod
     def open(
@@ -149,7 +162,7 @@ class SqlMembership:
         )
         # Live: sane, not expired, and not renewed further ahead than its lease (a row dated
         # in the future would otherwise be live until then, and never forgotten).
-        ahead = members.c.renewed > _NOW + _lease(me.lease_seconds)
+        ahead = members.c.renewed > _NOW + _shorter_lease(me.lease_seconds)
         live_row = sa.case((_SANE, sa.and_(expires > _NOW, ~ahead)), else_=False)
         forgotten = members.c.renewed + _lease(me.lease_seconds, _FORGET_AFTER) < _NOW
         dead_row = sa.case((_SANE, sa.or_(forgotten, ahead)), else_=True)
@@ -168,7 +181,9 @@ class SqlMembership:
             raise MembershipUnavailable(str(err)) from err
         self._cap.count(rows[0]["live"] if rows else 0)
         rows = sorted(rows, key=lambda row: str(row["id"]))
-        self._tell_other_leases(me, rows)
+        for row in rows:
+            if row["id"] != me.id:
+                self._other_leases.note(row["id"], row["lease_seconds"], me.lease_seconds)
         return [
             Member(
                 id=row["id"],
@@ -201,25 +216,6 @@ class SqlMembership:
             )
             .limit(self._cap.most)
         )
-
-    def _tell_other_leases(self, me: Announcement, rows: Sequence[RowMapping]) -> None:
-        """Log once per member whose lease duration is not ours: it is judged by ours when
-        longer (so it may be taken for dead early), by its own when shorter."""
-        self._told &= {row["id"] for row in rows}  # as small as the set of replicas
-        for row in rows:
-            if row["lease_seconds"] != me.lease_seconds and row["id"] not in self._told:
-                self._told.add(row["id"])
-                log.warning(
-                    "a replica renews with another lease duration; none counts as live for "
-                    "longer than ours",
-                    extra={
-                        "fields": {
-                            "member": row["id"],
-                            "lease_seconds": row["lease_seconds"],
-                            "ours": me.lease_seconds,
-                        }
-                    },
-                )
 
     @staticmethod
     def _set_timeouts(conn: Connection, me: Announcement) -> None:

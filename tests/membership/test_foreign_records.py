@@ -71,16 +71,21 @@ def test_a_lease_not_named_for_its_holder_is_not_a_member(
     assert [m.id for m in a.renew(Announcement(A))] == [A]
 
 
-def test_no_lease_is_live_longer_than_our_own_lease_duration(
+def test_a_lease_is_live_for_its_own_duration_not_ours(
     leases: tuple[Any, str, list[float]],
 ) -> None:
+    """Its holder fences itself at its own renew deadline: taken for dead after ours, its runs
+    would be marked interrupted and its tasks run twice. (The bound on what a Lease may state:
+    test_mixed_lease_durations.)"""
     api, namespace, now = leases
     a = LeaseMembership(api, namespace, monotonic=lambda: now[0])
     a.renew(Announcement(A, lease_seconds=15))
     b = "b:1:bbbb"
-    _lease(api, namespace, lease_name(b), b, {}, leaseDurationSeconds=2**31 - 1)
+    _lease(api, namespace, lease_name(b), b, {}, leaseDurationSeconds=3600)
     assert [m.id for m in a.renew(Announcement(A, lease_seconds=15))] == [A, b]
-    now[0] += 15  # never renewed: gone after our duration, not after 68 years
+    now[0] += 15  # never renewed since: still live, by its own duration
+    assert [m.id for m in a.renew(Announcement(A, lease_seconds=15))] == [A, b]
+    now[0] += 3600 - 15
     assert [m.id for m in a.renew(Announcement(A, lease_seconds=15))] == [A]
 
 
@@ -136,12 +141,13 @@ def test_a_row_out_of_range_is_not_a_member_and_is_forgotten(
 
 
 @pytest.mark.postgres
-def test_no_row_is_live_longer_than_our_own_lease(
+def test_a_row_is_live_for_its_own_lease_not_ours(
     pg_url: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     """A replica started with a longer --lease-duration and killed, or a row another client
-    wrote with a century-long lease: a member while it is in range and fresh, but gone after
-    our own lease, and forgotten after ten of ours, as with a row of our own duration."""
+    wrote with a century-long lease: a member for its own lease (its holder fences itself at
+    its own renew deadline, not ours), forgotten after ten of them, logged once. (The bound on
+    what a row may state: test_mixed_lease_durations.)"""
     from reconciler.store import open_store
     from reconciler.store.members import SqlMembership
     from reconciler.store.sql_schema import members
@@ -161,12 +167,14 @@ def test_no_row_is_live_longer_than_our_own_lease(
             if "another lease duration" in r.getMessage()
         ]
         assert told == ["killed", "x"]  # once each
-        offset[0] += 15
-        assert [m.id for m in a.renew(_me("a"))] == ["a:1:a"]
+        offset[0] += 15  # ours has passed, not theirs
+        assert [m.id for m in a.renew(_me("a"))] == ["a:1:a", "killed", "x"]
+        offset[0] += 3600 - 15
+        assert [m.id for m in a.renew(_me("a"))] == ["a:1:a", "x"]
         assert _count(a.engine, members) == 3
-        offset[0] += 15 * 9
-        assert [m.id for m in a.renew(_me("a"))] == ["a:1:a"]
-        assert _count(a.engine, members) == 1
+        offset[0] += 3600 * 9
+        assert [m.id for m in a.renew(_me("a"))] == ["a:1:a", "x"]
+        assert _count(a.engine, members) == 2
     finally:
         a.close()
 

@@ -1,6 +1,7 @@
 """A Lease says its duration in whole seconds: a fractional --lease-duration is rounded up, so
 that no replica judges another expired before that one has fenced itself (at its renew
-deadline, which is below its lease duration)."""
+deadline, which is below its lease duration). Every replica judges a Lease by the duration it
+states, so by the rounded one."""
 
 from __future__ import annotations
 
@@ -28,7 +29,9 @@ def test_a_fractional_lease_duration_is_rounded_up(k8s_api_client: Any) -> None:
     assert [m.id for m in b.renew(B)] == [A.id, B.id]
     now[0] += DEADLINE - 0.1  # a cannot renew: it still starts runs until its deadline
     assert [m.id for m in b.renew(B)] == [A.id, B.id]
-    now[0] += 0.4  # a fenced itself at its deadline; b judges it gone at its lease
+    now[0] += 0.4  # a fenced itself at its deadline; its Lease states 3 s
+    assert [m.id for m in b.renew(B)] == [A.id, B.id]
+    now[0] += 0.5  # b judges it gone at the lease its Lease states
     assert [m.id for m in b.renew(B)] == [B.id]
     written = client.CoordinationV1Api(k8s_api_client).read_namespaced_lease(
         lease_name(A.id), namespace
