@@ -25,7 +25,8 @@ from reconciler.store import RunQuery, RunStore, migrations
 from reconciler.store.sql import SqlRunStore
 
 ROOT = Path(__file__).resolve().parents[2]
-RELEASES = {"0.2.0": "50b7f10", "0.3.0": "8afbd6c"}  # the commits that shipped them
+# The commits that shipped them.
+RELEASES = {"0.2.0": "50b7f10", "0.3.0": "8afbd6c", "0.4.0": "1ebb786"}
 
 # Run by the release's own code: open the store as `crontask run` does, claim a run and end it,
 # and on PostgreSQL renew a members row (membership in the database needs PostgreSQL).
