@@ -36,12 +36,21 @@ __all__ = [
 
 MEMORY_URL = "memory://"
 DB_FILENAME = "runs.db"
+# What SQLAlchemy decodes (``%``) or splits at (``?``; ``#`` too, should it ever) in a database
+# path, percent-quoted; nothing else is, so that SQLAlchemy's decoding, which reads ``%XX`` as
+# UTF-8, gives back a name that is no UTF-8 (surrogate escapes) as it was too.
+_URL_SYNTAX = str.maketrans({"%": "%25", "?": "%3F", "#": "%23"})
 
 
 def sqlite_url(state_dir: Path) -> str:
-    """The URL of the default store: ``state_dir/runs.db`` (absolute, so cwd does not matter)."""
+    """The URL of the default store: ``state_dir/runs.db`` (absolute, so cwd does not matter).
+
+    The characters SQLAlchemy reads in a URL's database part are quoted (``_URL_SYNTAX``):
+    put in as they were, ``%41`` in a folder's name named another folder (``pdA``, whose
+    crontask then shared the history unnoticed) and a ``?`` began a query string."""
     # Absolute, not resolved: a link in place of the file is refused, never followed.
-    return f"sqlite:///{(state_dir / DB_FILENAME).absolute()}"
+    path = str((state_dir / DB_FILENAME).absolute())
+    return "sqlite:///" + path.translate(_URL_SYNTAX)
 
 
 def open_store(url: str, *, writer: bool = False, existing: bool = False) -> RunStore:

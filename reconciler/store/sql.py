@@ -22,6 +22,13 @@ claiming the same slots lock their rows in one order (the batch sorted by key), 
 server still rolls back to break a deadlock is run again (:meth:`SqlRunStore._write`): it is
 not an outage, and a claim that was taken for one would run its slot a second time.
 
+Waits for a lock another session holds: a run's write waits ``WRITE_LOCK_WAIT``, then the store
+is unavailable (its record waits); so does the rolled-back write transaction in which a writer's
+open compiles the claims and saves (``sql_warmup``), and a store that takes no write then (locked,
+read-only) opens all the same, the first write compiling them. A reader's store (``crontask
+runs``, opened ``existing``) waits ``READ_LOCK_WAIT`` per read on PostgreSQL, then says whose
+lock it gave up on; the running crontask's reads wait as the database says.
+
 Uniqueness of ``(id, attempt)`` is the table's primary key: the database arbitrates claims, so it
 holds across threads, processes and hosts alike. An exclusive claim (``claim_exclusive``: no run
 of the task going for another owner) looks and inserts in one write transaction: SQLite's is
@@ -43,7 +50,7 @@ from __future__ import annotations
 import contextlib
 import threading
 from collections.abc import Callable, Collection, Container, Iterable, Iterator, Mapping, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any, Final, TypeVar
 
 import sqlalchemy as sa
@@ -52,7 +59,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection, Engine
 
-from reconciler.core.runs import LastOutcomes, RunRecord, RunStatus, Trigger
+from reconciler.core.runs import LastOutcomes, RunRecord
 from reconciler.store import (
     migrations,
     sql_beats,
@@ -62,15 +69,23 @@ from reconciler.store import (
     sql_rows,
     sql_running,
     sql_summaries,
+    sql_warmup,
 )
 from reconciler.store.base import DuplicateRun, ExclusiveClaim, StoreUnavailable
 from reconciler.store.query import Cursor, RunPage, RunQuery
 from reconciler.store.records import normalized, utc
-from reconciler.store.sql_errors import RolledBack, is_unique_violation, translated_errors
+from reconciler.store.sql_errors import (
+    RolledBack,
+    is_unique_violation,
+    reader_said,
+    translated_errors,
+)
 from reconciler.store.sql_pages import select_page
 from reconciler.store.sql_rows import MUTABLE, record_to_row, row_key
 from reconciler.store.sql_schema import (
     BEGIN_OPTION,
+    IDLE_TIMER,
+    LOCK_WAIT,
     SQLITE_BUSY_TIMEOUT,
     WAIT_OPTION,
     WRITE_LOCK_WAIT,
@@ -99,9 +114,13 @@ _WRITABLE: Final = sa.text(
     "SELECT current_setting('transaction_read_only') = 'off'"
     " AND has_table_privilege('runs', 'INSERT') AND has_table_privilege('runs', 'UPDATE')"
 )
-_LOCK_WAIT: Final = sa.text("SELECT set_config('lock_timeout', :ms, true)")
-# One statement after a batch save, to start PostgreSQL's idle timer again (``save_many``).
-_IDLE_TIMER: Final = sa.text("SELECT 1")
+# A reader of the history (``crontask runs``, a store opened ``existing``): how long one of its
+# reads waits on PostgreSQL for a lock another session holds on a table (LOCK TABLE, VACUUM
+# FULL, REINDEX, a newer replica's migration hold ACCESS EXCLUSIVE, which every SELECT waits
+# for). It waited without limit, saying nothing; past this it is StoreUnavailable. The running
+# crontask's reads are not bounded here: the API bounds its own (PAGE_READ_WAIT). SQLite's
+# readers wait for no lock (WAL).
+READ_LOCK_WAIT: Final = timedelta(seconds=10)
 
 _c = runs.c
 
@@ -109,10 +128,12 @@ _c = runs.c
 class SqlRunStore:
     """The run store on a SQLAlchemy engine. Build it with :meth:`open` (which migrates)."""
 
-    def __init__(self, engine: Engine) -> None:
-        """Wrap an engine from :func:`create_engine` whose schema is already at HEAD."""
+    def __init__(self, engine: Engine, *, read_wait: timedelta | None = None) -> None:
+        """Wrap an engine from :func:`create_engine` whose schema is already at HEAD.
+        ``read_wait``: how long a read waits for a lock on PostgreSQL (else: no limit)."""
         self._engine = engine
         self._sqlite = engine.dialect.name == "sqlite"
+        self._read_wait = None if read_wait is None else _ms(read_wait)
         self._closed = False
         self._bulk_reads = threading.BoundedSemaphore(_BULK_READERS)
         # Built once: a statement built per call is traversed for its cache key on every
@@ -132,8 +153,9 @@ class SqlRunStore:
         """Connect to ``url``, migrate the schema to HEAD (``existing``: only check that it is
         there), return the store. ``writer``: this
         process will claim and save runs (``crontask run``), so those statements are compiled
-        now (see ``_compile_writes``); a reader (``crontask runs``) takes no write lock.
-        ``existing``: see :func:`create_engine`.
+        now if the store takes a write now (see ``_warm_up``); a reader (``crontask runs``)
+        takes no write lock. ``existing``: see :func:`create_engine`; its reads wait at most
+        READ_LOCK_WAIT for a lock.
 
         Safe when several processes open the same database at once: the upgrade runs in one
         transaction under a database-wide lock (SQLite: ``BEGIN IMMEDIATE``, PostgreSQL: an
@@ -151,10 +173,10 @@ class SqlRunStore:
         except BaseException:
             engine.dispose()
             raise
-        store = cls(engine)
+        store = cls(engine, read_wait=READ_LOCK_WAIT if existing else None)
         if writer:
             try:
-                store._compile_writes()
+                store._warm_up()
             except BaseException:
                 store.close()
                 raise
@@ -164,53 +186,28 @@ class SqlRunStore:
     def engine(self) -> Engine:
         return self._engine
 
-    def _compile_writes(self) -> None:
-        """Compile the claim and save statements now, for one row and for several, in a
-        transaction rolled back. Compiling them took a millisecond of the first burst, in the
-        store's thread, which gets the GIL only when the event loop lets go of it: the first
-        process of the first burst started that much later."""
-        slot = datetime(1970, 1, 1, tzinfo=UTC)
-        rows = [
-            record_to_row(
-                RunRecord(
-                    id=f"compile.{n}",
-                    task="compile",
-                    scheduled_at=slot,
-                    trigger=Trigger.SCHEDULE,
-                    status=RunStatus.RUNNING,
-                )
-            )
-            for n in range(2)
-        ]
-        with translated_errors(), self._engine.connect() as conn:
-            if self._sqlite:
-                conn.execution_options(**{BEGIN_OPTION: "IMMEDIATE"})
-            tx = conn.begin()
-            if not self._sqlite:
-                conn.execute(_LOCK_WAIT, {"ms": "0"})
-                conn.execute(_IDLE_TIMER)
-            for statement in (self._claim_stmt, self._save_stmt):
-                conn.execute(statement, rows[:1]).close()
-                conn.execute(statement, rows).close()
-            tx.rollback()
+    def _warm_up(self) -> None:
+        """Compile the claims and saves now (``sql_warmup``), unless the store takes no write."""
+        sql_warmup.warm_up(self._engine, (self._claim_stmt, self._save_stmt))
 
     # -- connections ---------------------------------------------------------------------------
 
     @contextlib.contextmanager
     def _tx(self, *, write: bool, wait: timedelta | None = None) -> Iterator[Connection]:
         """A transaction; ``wait``: how long a write waits for a lock another holds (else
-        SQLite's busy timeout, PostgreSQL's lock_timeout: none)."""
+        SQLite's busy timeout, PostgreSQL's lock_timeout: none). A read waits as the store
+        was opened (``read_wait``)."""
         if self._closed:
             raise RuntimeError("the run store is closed")
-        ms = None if wait is None else int(wait.total_seconds() * 1000)
-        with translated_errors(), self._engine.connect() as conn:
+        ms = (None if wait is None else _ms(wait)) if write else self._read_wait
+        with reader_said(self._read_wait), translated_errors(), self._engine.connect() as conn:
             if write and self._sqlite:
                 conn.execution_options(**{BEGIN_OPTION: "IMMEDIATE"})
                 if ms is not None:
                     conn.execution_options(**{WAIT_OPTION: ms})
             with conn.begin():
                 if ms is not None and not self._sqlite:
-                    conn.execute(_LOCK_WAIT, {"ms": str(ms)})  # until the transaction ends
+                    conn.execute(LOCK_WAIT, {"ms": str(ms)})  # until the transaction ends
                 yield conn
 
     def _write(self, work: Callable[[Connection], _T], *, lock_wait: bool = True) -> _T:
@@ -296,7 +293,7 @@ class SqlRunStore:
                 # idle_in_transaction_session_timeout (sql_schema.PG_IDLE_IN_TRANSACTION_TIMEOUT).
                 # One more statement starts it (RETURNING did too, at two or three times the
                 # cost of a save).
-                conn.execute(_IDLE_TIMER)
+                conn.execute(IDLE_TIMER)
 
         self._write(save)
 
@@ -468,3 +465,7 @@ class SqlRunStore:
         """
         rows = (record_to_row(normalized(record)) for record in records)
         return sql_import.insert_many(lambda: self._tx(write=True), rows, batch_size)
+
+
+def _ms(wait: timedelta) -> int:
+    return int(wait.total_seconds() * 1000)

@@ -131,3 +131,29 @@ def is_unique_violation(e: exc.IntegrityError) -> bool:
     if getattr(e.orig, "sqlstate", None) == "23505":  # PostgreSQL unique_violation
         return True
     return "UNIQUE constraint failed" in str(e.orig)  # SQLite (covers PRIMARY KEY too)
+
+
+# PostgreSQL's lock_not_available: a lock_timeout expired.
+_LOCK_TIMED_OUT: Final = "55P03"
+
+
+@contextlib.contextmanager
+def reader_said(read_wait: int | None) -> Iterator[None]:
+    """A reader's lock wait (``read_wait`` ms; None: it has none) that ran out said as such:
+    PostgreSQL's words ("canceling statement due to lock timeout") do not say whose lock, nor
+    what to do."""
+    try:
+        yield
+    except StoreUnavailable as e:
+        if read_wait is None or _sqlstate(e.__cause__) != _LOCK_TIMED_OUT:
+            raise
+        raise StoreUnavailable(
+            "run store unavailable: another session holds a lock on crontask's tables"
+            " (LOCK TABLE, VACUUM FULL, REINDEX, a schema upgrade?), not released within"
+            f" {read_wait / 1000:g} s; try again later"
+        ) from e
+
+
+def _sqlstate(error: BaseException | None) -> object:
+    """The SQLSTATE of a SQLAlchemy error's driver error (None if it has none)."""
+    return getattr(getattr(error, "orig", None), "sqlstate", None)

@@ -45,6 +45,10 @@ SQLITE_BUSY_TIMEOUT: Final = timedelta(seconds=30)
 # migrations) waits the longer SQLITE_BUSY_TIMEOUT, PostgreSQL's default of no limit.
 WRITE_LOCK_WAIT: Final = timedelta(seconds=2)
 WAIT_OPTION: Final = "crontask_lock_wait_ms"
+# PostgreSQL: a transaction's wait for a lock another session holds, until it ends.
+LOCK_WAIT: Final = sa.text("SELECT set_config('lock_timeout', :ms, true)")
+# One statement after a batch save, to start PostgreSQL's idle timer again (``save_many``).
+IDLE_TIMER: Final = sa.text("SELECT 1")
 PG_CONNECT_TIMEOUT_S: Final = 10
 # libpq's socket settings, unless the URL gives its own. A server cut off by the network (not
 # refusing: silent) held each call for as long as the kernel retransmits, about 15 minutes:

@@ -1,0 +1,51 @@
+"""``sqlite_url(state_dir)`` names ``state_dir/runs.db`` whatever characters the path holds.
+
+The path went into the ``sqlite:///`` URL as it was, and SQLAlchemy reads a URL: ``%41`` was
+decoded (``--state-dir /x/pd%41`` kept its history in ``/x/pdA/runs.db``, shared unnoticed with
+a crontask whose state directory is ``/x/pdA``), a ``?`` began a query string (refused as a
+``--db`` option), and so on. The path is quoted now: SQLAlchemy's decoding gives it back whole.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from reconciler.store import DB_FILENAME, RunQuery, open_store, sqlite_url
+
+from ._records import rec
+
+NAMES = ["pd%41", "pd%2541", "p?x=1", "a#b", "with space", "a+b@c:d", "é;&=", "100%"]
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_the_store_is_the_state_directorys_own_file(tmp_path: Path, name: str) -> None:
+    state = tmp_path / name
+    store = open_store(sqlite_url(state), writer=True)
+    try:
+        store.save_many([rec("ops/" + str(len(name)), 0)])
+    finally:
+        store.close()
+    assert (state / DB_FILENAME).is_file()
+    assert sorted(p.name for p in tmp_path.iterdir()) == [name]  # nothing made beside it
+    reader = open_store(sqlite_url(state), existing=True)
+    try:
+        assert [r.task for r in reader.query(RunQuery()).items] == ["ops/" + str(len(name))]
+    finally:
+        reader.close()
+
+
+def test_two_state_directories_a_decoding_would_join_keep_two_stores(tmp_path: Path) -> None:
+    for name in ("pd%41", "pdA"):
+        store = open_store(sqlite_url(tmp_path / name), writer=True)
+        try:
+            store.save_many([rec("ops/" + name, 0)])
+        finally:
+            store.close()
+    for name in ("pd%41", "pdA"):
+        reader = open_store(sqlite_url(tmp_path / name), existing=True)
+        try:
+            assert [r.task for r in reader.query(RunQuery()).items] == ["ops/" + name]
+        finally:
+            reader.close()
