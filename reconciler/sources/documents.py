@@ -6,10 +6,10 @@ Multi-document text (``---``) is read like ``kubectl apply -f``. Documents of ot
 in one document (``kind: List``, what ``kubectl get ct -o yaml`` writes, or a ``CronTaskList``)
 is a definition error at its line that says how to split it: ignored, it would declare no task
 and say nothing. A ``List`` of other objects is ignored like any document of another group.
-A document whose ``apiVersion`` or ``kind`` key repeats is two objects run together (``cat
-task.yaml deployment.yaml``, a merge that lost a ``---``): it is ours whatever its last kind
-says, and each repeated key is an error at its place (``kubectl apply`` refuses it too), named
-after the task, so that the task is kept as for any broken document, never silently removed.
+A document whose ``apiVersion`` or ``kind`` key repeats, one value a CronTask's, is a task run
+together with another object (``cat task.yaml deployment.yaml``): it is ours whatever its last
+kind says, each repeated key an error at its place (as ``kubectl apply`` has it) named after
+the task, which is kept as for any broken document. Other objects run together are ignored.
 
 Positions come from the YAML node tree, so a pydantic error such as ``spec.timeZone: unknown
 time zone`` is reported at the line and column of ``timeZone:`` in the file. libyaml's C parser
@@ -348,18 +348,22 @@ def unexpected(err: Exception, where: Location, key: str | None) -> DefinitionEr
 def _kind_of(node: yaml.Node) -> tuple[Any, Any, bool]:
     """A document's ``apiVersion`` and ``kind`` read from its nodes, without building it (the
     last of each, as PyYAML keeps; None when the document is no plain mapping or the value no
-    plain string), and whether either key repeats: two objects run together, whose last kind
-    must not decide that the document is not ours."""
+    plain string), and whether it is a CronTask run together with another object: a key
+    repeats and one of their values says it is ours (two ConfigMaps stay another group's)."""
     if type(node) is not yaml.MappingNode or node.tag != MAP:
         return None, None, False
     values: dict[str, yaml.Node] = {}
-    repeated = False
+    repeated = ours = False
     for key_node, value_node in node.value:
         if type(key_node) is yaml.ScalarNode and key_node.value in _KIND_FIELDS:
             repeated = repeated or key_node.value in values
             values[key_node.value] = value_node
+            said = _str_value(value_node)
+            ours = ours or (
+                _claims_ours(None, said) if key_node.value == "kind" else _claims_ours(said, None)
+            )
     api_version, kind = (_str_value(values.get(field)) for field in _KIND_FIELDS)
-    return api_version, kind, repeated
+    return api_version, kind, repeated and ours
 
 
 def _str_value(value: yaml.Node | None) -> Any:

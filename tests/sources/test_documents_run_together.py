@@ -63,11 +63,15 @@ def test_another_object_followed_by_a_task_names_the_task() -> None:
     assert {key for _, key in errors} == {"default/keep-me"}
 
 
-def test_two_other_objects_run_together_are_an_error_too() -> None:
-    """No CronTask in sight, but the document is no object at all: kubectl refuses it, and
-    crontask cannot tell that none of its parts was meant to be a task."""
-    errors = _errors(DEPLOYMENT + SERVICE)
-    assert errors[0][0] == "t.yaml:7:1: apiVersion: duplicate key"
+def test_two_other_objects_run_together_stay_another_group_s() -> None:
+    """No part says it is a CronTask: ignored as before. An error there would name a task
+    after an object that is none (two ConfigMaps, one named as a deleted task, kept that task
+    running adrift)."""
+    parsed = parse_text(DEPLOYMENT + SERVICE, "t.yaml")
+    assert (parsed.definitions, parsed.errors, parsed.ignored) == ([], [], 1)
+    configmaps = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: cleanup\n" * 2
+    parsed = parse_text(configmaps, "t.yaml")
+    assert (parsed.definitions, parsed.errors, parsed.ignored) == ([], [], 1)
 
 
 @pytest.mark.parametrize("text", [TASK + DEPLOYMENT, TASK + "kind: ConfigMap\n", FLOW])
