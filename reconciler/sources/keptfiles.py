@@ -18,7 +18,9 @@ nothing is kept. The git source keeps none yet (``kept_files``).
   deleted and logged.
 - One file per broken file, named by a hash of its root (absolute) and its path relative to
   that root; both are recorded inside, and must match: a hash collision, or another root,
-  never seeds the wrong file. Each is at most ``2 * max_file_size + 64 KiB`` (a larger one is
+  never seeds the wrong file. So is the broken file's signature (``filestate``): a file that
+  changed while crontask was not running (fixed and broken again, deleted and written anew
+  months later) is not given definitions kept for another text; its copy is deleted. Each is at most ``2 * max_file_size + 64 KiB`` (a larger one is
   not kept, and the log says so); written atomically (temporary file, fsync, rename), 0600.
 - Deleted when its file is good again or is deleted; at start, those of a root no longer
   given (or now read by another root given inside it), of a file no longer there (its root
@@ -52,7 +54,7 @@ from typing import Any
 from reconciler import statedir
 from reconciler.core.desired import Definition, SourceKind
 from reconciler.sources.documents import PlainText, plain_definitions
-from reconciler.sources.filestate import FileState
+from reconciler.sources.filestate import UNKNOWN, FileState, Signature
 from reconciler.sources.rootpaths import closest_root
 
 log = logging.getLogger("crontask.sources")
@@ -82,9 +84,11 @@ class KeptFiles:
         self.kind = kind
         self.limit = limit
         self._usable = True
-        # The files with a kept copy, and the definitions it holds (None: kept before this
-        # process started, not taken back yet): a copy is written when they change.
-        self._kept: dict[Path, tuple[Definition, ...] | None] = {}
+        # The files with a kept copy, with the definitions it holds and the signature of the
+        # broken file it was kept for (None: kept before this process started, not taken back
+        # yet): a copy is written again when either changes.
+        self._kept: dict[Path, tuple[tuple[Definition, ...], Signature] | None] = {}
+        self._warned = False  # the folder could not be made (a full disk): said once
         self._prune()
 
     def seeded(self, path: Path, state: FileState, shown: str) -> FileState:
@@ -93,6 +97,14 @@ class KeptFiles:
         if state.good is not None or not state.errors or path not in self._kept:
             return state
         record = self._load(path)
+        if record is not None and not _same_file(record, state.signature):
+            log.info(
+                "a broken file changed while crontask was not running: the definitions kept "
+                "for it are not taken back",
+                extra={"fields": {"file": shown}},
+            )
+            self._forget(path)
+            return state
         good = None if record is None else _definitions(record, shown, self.kind)
         if good is None:
             log.warning(
@@ -105,7 +117,7 @@ class KeptFiles:
             "a broken file keeps the tasks it defined before the restart",
             extra={"fields": {"file": shown, "tasks": len(good)}},
         )
-        self._kept[path] = good
+        self._kept[path] = (good, state.signature)
         return replace(state, good=good)
 
     def stored(self, path: Path, state: FileState | None) -> None:
@@ -113,8 +125,8 @@ class KeptFiles:
         is broken, forget them once it is good again or gone."""
         if state is None or not state.errors:
             self._forget(path)
-        elif state.good is not None and self._kept.get(path) is not state.good:
-            self._keep(path, state.good)
+        elif state.good is not None and self._kept.get(path) != (state.good, state.signature):
+            self._keep(path, state.good, state.signature)
 
     # -- details ---------------------------------------------------------------------------
 
@@ -130,7 +142,7 @@ class KeptFiles:
         place = self._place(path) or ("", str(path))
         return self.folder / _hashed(*place)
 
-    def _keep(self, path: Path, good: tuple[Definition, ...]) -> None:
+    def _keep(self, path: Path, good: tuple[Definition, ...], signature: Signature) -> None:
         place = self._place(path)
         if place is None or not self._folder_ok(make=True):
             return
@@ -139,9 +151,14 @@ class KeptFiles:
             "root": place[0],
             "path": place[1],
             "revision": good[0].location.revision if good else None,
+            # The broken file it is kept for: another text there by the next start (fixed and
+            # broken again, deleted and written anew) is not given these definitions.
+            "signature": list(signature),
             "documents": [_document(d) for d in good],
         }
-        data = json.dumps(record, separators=(",", ":")).encode()
+        # Not ensure_ascii: an "é" would take 6 bytes, and a file near --max-file-size be
+        # too large to keep.
+        data = json.dumps(record, separators=(",", ":"), ensure_ascii=False).encode()
         if len(data) > self.limit:
             log.warning(
                 "the definitions of a broken file are too large to keep across a restart",
@@ -157,7 +174,7 @@ class KeptFiles:
                 extra={"fields": {"file": str(path), "error": err.strerror or str(err)}},
             )
             return
-        self._kept[path] = good
+        self._kept[path] = (good, signature)
 
     def _forget(self, path: Path) -> None:
         if self._kept.pop(path, False) is False:
@@ -214,13 +231,21 @@ class KeptFiles:
             names = os.listdir(self.folder)
         except OSError:
             return
+        dropped = 0
         for name in names:
             path = self._owner(name)
             if path is not None:
                 self._kept[path] = None
                 continue
+            dropped += 1
             with contextlib.suppress(OSError):
                 os.unlink(self.folder / name)
+        if dropped:
+            log.info(
+                "kept definitions of broken files dropped at start: their file or root is gone, "
+                "or the copy is not usable",
+                extra={"fields": {"path": str(self.folder), "dropped": dropped}},
+            )
 
     def _owner(self, name: str) -> Path | None:
         """The file the kept copy ``name`` is for, if it is still to be kept."""
@@ -246,10 +271,15 @@ class KeptFiles:
             if make and not os.path.lexists(self.folder):
                 statedir.make_dirs(self.folder)
             st = os.lstat(self.folder)
-        except OSError as err:
-            why: str | None = err.strerror or str(err)
-        else:
-            why = _not_ours(st) if stat.S_ISDIR(st.st_mode) else "it is not a folder"
+        except OSError as err:  # a full disk, say: tried again at the next broken file
+            if not self._warned:
+                self._warned = True
+                log.warning(
+                    "the folder of broken files' kept definitions cannot be made now",
+                    extra={"fields": {"path": str(self.folder), "error": err.strerror or str(err)}},
+                )
+            return False
+        why = _not_ours(st) if stat.S_ISDIR(st.st_mode) else "it is not a folder"
         if why is None:
             return True
         self._usable = False
@@ -284,6 +314,12 @@ def _document(definition: Definition) -> dict[str, Any]:
     }
 
 
+def _same_file(record: dict[str, Any], signature: Signature) -> bool:
+    """Whether the broken file read now is the one the record was kept for (one that cannot
+    be looked at may be: as any unreadable file, it keeps its tasks)."""
+    return signature == UNKNOWN or record.get("signature") == list(signature)
+
+
 def _definitions(record: dict[str, Any], shown: str, kind: str) -> tuple[Definition, ...] | None:
     """The definitions of a kept record, validated as a file's are; None if one does not
     validate, or does not hash as it did when kept."""
@@ -313,14 +349,14 @@ def _write(target: Path, data: bytes) -> None:
     flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC
     fd = os.open(part, flags, statedir.PRIVATE_FILE)
     try:
-        os.fchmod(fd, statedir.PRIVATE_FILE)  # a leftover of a crash may have had another mode
-        _write_all(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    try:
+        try:
+            os.fchmod(fd, statedir.PRIVATE_FILE)  # a crash's leftover may have another mode
+            _write_all(fd, data)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
         os.replace(part, target)
-    except OSError:
+    except OSError:  # a full disk: no partial copy left taking the room
         with contextlib.suppress(OSError):
             os.unlink(part)
         raise

@@ -263,3 +263,83 @@ def test_a_copy_another_user_owns_is_not_trusted(tmp_path: Path, state: Path) ->
     restarted.refresh()
     assert set(keys(restarted)) == {"default/b1"}
     assert kept(state) == []
+
+
+def test_a_file_changed_while_crontask_was_down_is_not_given_them(
+    tmp_path: Path, state: Path
+) -> None:
+    """Fixed and broken again while crontask was not running: the definitions kept for the
+    first broken text would run a definition the user had replaced. The copy goes."""
+    root = tmp_path / "tasks"
+    a = write(root / "a.yaml", doc("a1", "1 * * * *"))
+    first = source(root, state)
+    first.refresh()
+    write(a, BROKEN)
+    first.refresh([str(a)])
+    assert kept(state)
+    write(a, doc("a1", "5 * * * *"))  # fixed, then broken otherwise, while down
+    write(a, BROKEN + "# another text\n")
+    restarted = source(root, state)
+    restarted.refresh()
+    assert keys(restarted) == {}
+    assert kept(state) == []
+
+
+def test_a_single_file_root_deleted_and_written_anew_is_not_given_them(
+    tmp_path: Path, state: Path
+) -> None:
+    """The task retired by deleting its file while crontask was down does not come back when
+    a new file, broken, is written at that path one day."""
+    a = write(tmp_path / "backup.yaml", doc("backup", "1 * * * *"))
+    first = source(a, state)
+    first.refresh()
+    write(a, BROKEN)
+    first.refresh([str(a)])
+    a.unlink()
+    source(a, state).refresh()  # a start while it is gone
+    write(a, BROKEN + "# a new file\n")
+    restarted = source(a, state)
+    restarted.refresh()
+    assert keys(restarted) == {}
+
+
+def test_accented_definitions_near_the_size_bound_are_kept(tmp_path: Path, state: Path) -> None:
+    """Kept as UTF-8: escaped (\\u00e9, 6 bytes for 2) a file near --max-file-size was too
+    large to keep."""
+    root = tmp_path / "tasks"
+    # 80 KB of text: escaped, 240 KB, past the bound of 2 * 80 KB + 64 KiB.
+    notes = ", ".join(f"n{i}: {'é' * 10_000}" for i in range(4))
+    text = doc("a1", "1 * * * *").replace("metadata: {", f"metadata: {{annotations: {{{notes}}}, ")
+    a = write(root / "a.yaml", text)
+    size = len(a.read_bytes()) + 100
+    first = source(root, state, max_file_size=size)
+    first.refresh()
+    assert keys(first) == {"default/a1": "1 * * * *"}
+    write(a, BROKEN)
+    first.refresh([str(a)])
+    restarted = source(root, state, max_file_size=size)
+    restarted.refresh()
+    assert keys(restarted) == {"default/a1": "1 * * * *"}
+
+
+def test_a_copy_that_cannot_be_written_leaves_no_part_behind(
+    tmp_path: Path, state: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A full disk mid-write: the partial copy is deleted, not left taking the room."""
+    root = tmp_path / "tasks"
+    a = write(root / "a.yaml", doc("a1"))
+    first = source(root, state)
+    first.refresh()
+    real_write = os.write
+
+    def full(fd: int, data: bytes | memoryview) -> int:
+        if os.readlink(f"/proc/self/fd/{fd}").endswith(".part"):
+            raise OSError(28, "No space left on device")
+        return real_write(fd, data)
+
+    monkeypatch.setattr(os, "write", full)
+    write(a, BROKEN)
+    first.refresh([str(a)])
+    monkeypatch.undo()
+    assert keys(first) == {"default/a1": "* * * * *"}  # in force all the same
+    assert kept(state) == []
