@@ -122,6 +122,10 @@ def test_the_reviewers_cases() -> None:
         "0 0 1,* * 0-7",
         "0 0 1,* * fri-sun",  # ... and a range to its 0, Sunday, from a later day
         "0 0 1,* * SAT-SUN/2",
+        "0 0 1 * ?",  # "?", every day in both: it raised, and stopped the pass that read it
+        "0 0 ? * 1",
+        "0 0 1,* * ?",
+        "0 0 ? * MON-FRI",
     ],
 )
 def test_nothing_to_tell(expression: str) -> None:

@@ -42,9 +42,15 @@ def cronjob_difference(expression: str) -> str | None:
         return None
     if _quartz(words[2], "LW#") or _quartz(words[-1], "L#"):  # a CronJob refuses these as well
         return None
-    if _past_saturday(words[-1]):  # and 7, and "fri-sun"
+    # A warning, read in the middle of a pass, a validate and an API write: a field it cannot
+    # read (a "?" raised here once, and stopped the pass after the task's step) is no
+    # difference to tell, never an error of its own.
+    try:
+        if _past_saturday(words[-1]):  # and 7, and "fri-sun"
+            return None
+        told = [why for why in (_weekday_step(words[-1]), _late_star(expression, words)) if why]
+    except (ValueError, ScheduleError):
         return None
-    told = [why for why in (_weekday_step(words[-1]), _late_star(expression, words)) if why]
     return "; also, ".join(told) or None
 
 
@@ -98,12 +104,13 @@ def _past_saturday(field: str) -> bool:
     the number 7, or a range ending at ``sun`` (its 0) from a later day, which here is 7. A
     step is no weekday."""
     for item in field.split(","):
-        span = item.partition("/")[0]
-        if span == "*":
+        span = item.partition("/")[0].lower()
+        if span in ("*", "?"):  # "?": every day, in a CronJob as here
             continue
         ends = [
             WEEKDAY_NAMES.index(end) if end in WEEKDAY_NAMES else int(end)
-            for end in span.lower().split("-")
+            for end in span.split("-")
+            if end in WEEKDAY_NAMES or end.isdigit()
         ]
         if max(ends) > 6 or ends != sorted(ends):
             return True
