@@ -22,9 +22,8 @@ The :class:`Cluster` component keeps this replica's membership record renewed ev
   frozen) treats every task it owns as handed away and back: retries waiting or held are
   recorded ``HandedOver`` (a running attempt's run does not retry), and the next run of each
   task looks in the store first for a run of another replica (``controller.handover``).
-- **Unchecked claims.** A slot whose claim could not be checked (the run store unavailable)
-  is not run here (``controller.claims``): once the store answers a renewal's housekeeping
-  again, the tasks still this replica's catch up the slots not started.
+- **Unchecked claims.** A slot whose claim could not be checked is not run here
+  (``controller.claims``): once the store answers again, the tasks still here catch them up.
 - **Dead replicas' runs.** Running records whose owner is no live member (a ``kill -9``, a lost
   node) are marked ``interrupted`` by whoever notices; not those whose work ``outlives`` the
   replica (a Kubernetes Job): the task's new owner adopts them (``controller.jobs``). A
@@ -33,22 +32,19 @@ The :class:`Cluster` component keeps this replica's membership record renewed ev
   every renewal: one that joined since the list was read may have claimed a run already).
   It does so before it takes their tasks: the pass that follows claims the catch-up of the
   slot missed in the gap at once, and under Forbid a dead owner's run still ``running`` would
-  have it skipped. (A replica only paused is a live member until its record expires; once it
-  has expired, its runs are marked as a dead one's.)
+  have it skipped. (A replica only paused is live until its record expires.)
 - **Too many members.** On a list cut by ``membership.base.Cap`` (others' records sway which
   ones), only the members known from the last whole list count (``assigned_over``): a known
   one that dies or drains hands its tasks over, one that joins is assigned nothing; once they
   fit, every owner not live is looked at.
-- **Clean exit.** When the process begins to stop, this replica announces itself *draining*: the
-  others take its tasks at their next renewal, while its runs finish within the shutdown grace;
-  it leaves once they have.
+- **Clean exit.** Stopping, this replica announces itself *draining*: the others take its
+  tasks at their next renewal; it leaves once its runs finish (within the shutdown grace).
 - **Different views.** Each replica publishes the desired set it read (each task's spec hash),
   its digest and the git revision (``controller.replica_views``), from its first renewal on (it
   reads its sources before joining); when the live members' digests differ, the log, the
   members view and a metric say which replicas differ, since when, and on which tasks, and a
   task only some declare goes to one of them (it would run nowhere on one not declaring it).
-- **Stop requests.** Runs here that another replica asked to stop (Replace across a handover)
-  are stopped.
+- **Stop requests.** Runs here another replica asked to stop (Replace, a handover) are stopped.
 """
 
 from __future__ import annotations
@@ -72,6 +68,7 @@ from reconciler.core.assignment import Assignment, assigned_over
 from reconciler.core.runs import RunRecord
 from reconciler.host import boot_clock
 from reconciler.membership.base import (
+    LONGEST_LEASE,
     Announcement,
     Member,
     Membership,
@@ -424,12 +421,14 @@ class Cluster:
 
     def _stopped_at(self, member: str) -> datetime:
         """About when a member that left the assignment stopped scheduling: its last renewal
-        seen while it did, kept within what a live record allows (another writer's clock)."""
+        seen while it did, within what a live record allows: its own lease (up to
+        LONGEST_LEASE), which may be longer than ours."""
         now = self.reconciler.clock()
         renewed = self._scheduling_since.get(member)
         if renewed is None:  # not seen since joining: as late as it can have been alive
             return now - timedelta(seconds=self.timing.lease_seconds + self.timing.renew_interval)
-        return min(max(renewed, now - timedelta(seconds=10 * self.timing.lease_seconds)), now)
+        oldest = now - timedelta(seconds=max(10 * self.timing.lease_seconds, LONGEST_LEASE))
+        return min(max(renewed, oldest), now)
 
     def _interrupt_gone(self, live: frozenset[str], gone: frozenset[str] | None) -> None:
         """In a worker thread: dead replicas' runs (``controller.sweep``)."""

@@ -5,6 +5,7 @@ in-memory twins and the fake clocks of ``test_cluster``."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -191,5 +192,34 @@ def test_a_replica_started_just_before_the_gap_catches_up_the_tasks_there_before
         assert _slot_runs(world, lost, slot) == dict.fromkeys(
             lost, (Trigger.CATCHUP, RunStatus.SUCCEEDED)
         )
+
+    asyncio.run(main())
+
+
+def test_a_never_run_task_of_a_killed_replica_with_a_long_lease_counts_its_whole_gap(
+    tmp_path: Path,
+) -> None:
+    """a renews with a lease 40 times b's: it is judged by its own, so its tasks move long
+    after it died, and the gap still counts from its last renewal, not from 10 of b's
+    leases back (those slots were neither run nor recorded)."""
+
+    async def main() -> None:
+        world = World(tmp_path)
+        a, b = world.replicas("a", "b")
+        a.cluster.me = dataclasses.replace(a.cluster.me, lease_seconds=600)
+        await settle([a, b])
+        lost = sorted(a.owned())
+        assert lost
+        world.clocks.advance(610)  # a (kill -9 at 12:00:30) expires at 12:10:30
+        await _fire_due(b, world)
+        await b.step()
+        assert set(lost) <= b.owned()
+        await b.dispatcher.drain(5)
+        keys = {f"default/{name}" for name in lost}
+        records = [r for r in world.store.query(RunQuery(limit=1000)).items if r.task in keys]
+        # 12:01 to 12:09 are one Superseded record, 12:10 runs: every slot of the gap is said.
+        skipped = [r for r in records if r.status is RunStatus.SKIPPED]
+        assert {r.task for r in skipped} == keys
+        assert all("9 slots" in (r.message or "") for r in skipped), skipped[0].message
 
     asyncio.run(main())
