@@ -20,8 +20,9 @@ nothing is kept. The git source keeps none yet (``kept_files``).
   that root; both are recorded inside, and must match: a hash collision, or another root,
   never seeds the wrong file. So is the broken file's signature (``filestate``): a file that
   changed while crontask was not running (fixed and broken again, deleted and written anew
-  months later) is not given definitions kept for another text; its copy is deleted. Each is at most ``2 * max_file_size + 64 KiB`` (a larger one is
-  not kept, and the log says so); written atomically (temporary file, fsync, rename), 0600.
+  months later) is not given definitions kept for another text; its copy is deleted. Each
+  is at most ``2 * max_file_size + 64 KiB`` (a larger one is not kept, and the log says so);
+  written atomically (temporary file, fsync, rename), 0600.
 - Deleted when its file is good again or is deleted; at start, those of a root no longer
   given (or now read by another root given inside it), of a file no longer there (its root
   being there), and anything else in the folder are deleted. So there are at most as many as
