@@ -91,6 +91,7 @@ def run(args: argparse.Namespace) -> int:
         history_max_age=args.history_max_age or None,
         housekeeping_seconds=args.housekeeping_interval,
         ha=ha,
+        lease_namespace=args.lease_namespace if ha is None else None,
         max_file_size=args.max_file_size,
         max_tasks=args.max_tasks,
         jobs=JobOptions(
@@ -201,8 +202,9 @@ def usage_error(message: str) -> NoReturn:
 
 def ha_options(args: argparse.Namespace) -> HaOptions | None:
     if not args.ha:
-        if args.lease_namespace:
-            usage_error("--lease-namespace needs --ha")
+        # Without --ha, on Kubernetes: where the Lease crontask-single lives (Options).
+        if args.lease_namespace and not args.kubernetes:
+            usage_error("--lease-namespace needs --ha or --kubernetes")
         return None
     if not args.db or not args.db.startswith(("postgresql://", "postgresql+psycopg://")):
         usage_error(

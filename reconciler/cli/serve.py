@@ -241,8 +241,10 @@ def _replicas(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--lease-namespace",
         metavar="NS",
-        help="where the replicas' Leases live (default: the pod's namespace, else the "
-        "kubeconfig context's)",
+        help="where the replicas' Leases live (--ha; default: the pod's namespace, else the "
+        "kubeconfig context's); without --ha, with --kubernetes, where the Lease crontask-single "
+        "that tells of a second crontask running the same CronTasks lives (default: the "
+        "namespace watched; with --all-namespaces, the pod's)",
     )
     group.add_argument(
         "--renew-interval",

@@ -44,6 +44,9 @@ class Options:
     history_max_age: float | None = 30 * 86400.0  # seconds; None keeps records forever
     housekeeping_seconds: float = 600.0
     ha: HaOptions | None = None
+    # Without --ha, with Kubernetes: where the Lease crontask-single lives (membership.single);
+    # None: the namespace watched, else the pod's. With --ha it is HaOptions.lease_namespace.
+    lease_namespace: str | None = None
     max_file_size: int = DEFAULT_MAX_FILE_SIZE  # bytes; larger definition files are refused
     # What each source holds: the folders', git's, the CronTasks' (sources.taskbound, and
     # sources.kubernetes for CronTasks); the API's own tasks have their own (core.api_tasks).

@@ -5,8 +5,9 @@ build the sources, the scheduler and the dispatcher, then start the components i
 ``controller.manager``): the notifier, the heartbeat (without replicas), the Kubernetes
 writers, the Job watch, every source's own watch (the CronTasks listed, the folder watch
 armed, the git revision in force known: before the first pass reads), the replica membership
-(joined: the first pass knows what is ours), the runs, the reconcile loop (its first, full
-pass starts the scheduler), housekeeping, and the HTTP server.
+(joined: the first pass knows what is ours) or, on Kubernetes without replicas, the check for
+another crontask (``membership.single``: it warns, never stops anything), the runs, the
+reconcile loop (its first, full pass starts the scheduler), housekeeping, and the HTTP server.
 SIGTERM/SIGINT, or a component that fails, stop them in the reverse order: no new slots, running
 runs get ``shutdown_grace`` to finish, then are stopped (recorded ``interrupted``, reason
 Shutdown), and the last statuses are written.
@@ -51,6 +52,7 @@ from reconciler.controller.view import RuntimeView
 from reconciler.core.desired import SourceKind
 from reconciler.core.runs import RunRecord
 from reconciler.membership.base import Announcement
+from reconciler.membership.single import SingleCheck, SingleLease
 from reconciler.runner import reaper
 from reconciler.scheduling.apscheduler import ApsScheduler
 from reconciler.sinks.metrics import Metrics
@@ -90,6 +92,7 @@ class Parts:
     cluster: Cluster | None = None
     notifier: Notifier | None = None
     heartbeat: Heartbeat | None = None  # None only where a test builds the parts by hand
+    single: SingleCheck | None = None  # on Kubernetes without --ha (membership.single)
 
 
 def open_state(options: Options) -> RunStore:
@@ -299,10 +302,27 @@ async def build(options: Options, store: RunStore, manager: Manager) -> Parts:
     service = _service(
         store, scheduler, dispatcher, reconciler, control, sources, git, cluster, support
     )
+    single = _single(options, kube, me, metrics) if cluster is None else None
     return Parts(
         me, store, queue, dispatcher, scheduler, metrics, sources, git, reconciler, control,
-        service, task_env, kube, support, cluster, notifier, heartbeat,
+        service, task_env, kube, support, cluster, notifier, heartbeat, single,
     )  # fmt: skip
+
+
+def _single(
+    options: Options, kube: Kubernetes | None, me: str, metrics: Metrics
+) -> SingleCheck | None:
+    """Without --ha, with the Kubernetes source: the Lease crontask-single, which tells of
+    another crontask without --ha running the same CronTasks (its gauge from 0). It lives in
+    --lease-namespace, else in the namespace of the CronTasks watched: whoever runs them, in
+    a pod of any namespace or on a laptop whose kubeconfig names another, looks there, and two
+    crontasks watching two namespaces do not take each other for a second one. With
+    --all-namespaces, in the pod's namespace (as --ha's Leases)."""
+    if kube is None:
+        return None
+    namespace = options.lease_namespace or kube.connection.watch or kube.connection.home
+    metrics.single_lease(False)
+    return SingleCheck(SingleLease(kube.connection.api, namespace, me), metrics.single_lease)
 
 
 async def start(parts: Parts, options: Options, manager: Manager, http: HttpServer | None) -> None:
@@ -330,6 +350,8 @@ async def start(parts: Parts, options: Options, manager: Manager, http: HttpServ
         await manager.start(SourceWatch(source, parts.queue.add))
     if parts.cluster is not None:
         await manager.start(parts.cluster)  # joined: the first pass knows which tasks are ours
+    elif parts.single is not None:  # stopped after the runs; released as the stop begins
+        await manager.start(parts.single)
     await manager.start(Runs(parts.dispatcher, options.shutdown_grace, manager.hurry))
     await manager.start(parts.control)
     parts.service.started = True

@@ -80,7 +80,7 @@ MEMBER_LABEL: Final = "crontask.dev/member"
 UNGROUPED: Final = "true"
 _ANNOTATION: Final = "crontask.dev/"
 _FORGET_AFTER: Final = 10
-_TIMEOUT: Final = (5.0, 10.0)
+CALL_TIMEOUT: Final = (5.0, 10.0)
 # How deep a Lease list is read: list > items > Lease > metadata > annotations. What nests
 # deeper (managedFields) is not read.
 _LIST_DEPTH: Final = 5
@@ -88,7 +88,7 @@ _LEASE_DEPTH: Final = 2  # a Lease > its metadata, for its resourceVersion
 # Leases a list page holds: a few replicas' Leases are one page; a page of the largest Leases
 # the API server takes stays tens of megabytes.
 _PAGE: Final = 50
-_MOST_TEXT: Final = 4096  # longer than any value a member writes (its id, address, revision)
+MOST_TEXT: Final = 4096  # longer than any value a member writes (its id, address, revision)
 _SPEC: Final = ("holderIdentity", "renewTime", "leaseDurationSeconds")
 
 Monotonic = Callable[[], float]
@@ -167,8 +167,8 @@ class LeaseMembership:
             "spec": {
                 "holderIdentity": me.id,
                 "leaseDurationSeconds": _whole_seconds(me.lease_seconds),
-                "acquireTime": _micro(self._since),
-                "renewTime": _micro(now),
+                "acquireTime": micro_time(self._since),
+                "renewTime": micro_time(now),
             },
         }
         until = None if me.budget is None else self._monotonic() + me.budget
@@ -186,7 +186,7 @@ class LeaseMembership:
             self._written = _resource_version(written.data)
             items = self._listed(until)
         except Exception as err:  # an API error or a connection error: nothing is known
-            raise MembershipUnavailable(f"leases in {self.namespace}: {_describe(err)}") from err
+            raise MembershipUnavailable(f"leases in {self.namespace}: {describe(err)}") from err
         return self._live(items, me, until)
 
     def leave(self, me: Announcement) -> None:
@@ -207,9 +207,9 @@ class LeaseMembership:
                         extra={"fields": {"lease": name}},
                     )
                 elif err.status != 404:
-                    raise MembershipUnavailable(_describe(err)) from err
+                    raise MembershipUnavailable(describe(err)) from err
             except Exception as err:
-                raise MembershipUnavailable(_describe(err)) from err
+                raise MembershipUnavailable(describe(err)) from err
         self._written = None
         self._since = None
 
@@ -237,19 +237,19 @@ class LeaseMembership:
             if not isinstance(found, list):
                 raise ValueError("the answer is not a list of Leases")
             items.extend(_slim(lease) for lease in found)
-            token = _part(page, "metadata").get("continue")
+            token = part_of(page, "metadata").get("continue")
             if not isinstance(token, str) or not token:
                 return items
 
     def _raw(self, until: float | None) -> dict[str, Any]:
         """A call's options: its answer left undecoded (read by :func:`_decode`, or not at
         all), and its timeouts within what is left of the renewal's budget."""
-        timeout = _TIMEOUT
+        timeout = CALL_TIMEOUT
         if until is not None:
             left = until - self._monotonic()
             if left <= 0:
                 raise MembershipUnavailable("the renewal's time ran out")
-            timeout = (min(_TIMEOUT[0], left), min(_TIMEOUT[1], left))
+            timeout = (min(CALL_TIMEOUT[0], left), min(CALL_TIMEOUT[1], left))
         return {"_request_timeout": timeout, "_preload_content": False}
 
     def _live(self, leases: list[Any], me: Announcement, until: float | None) -> list[Member]:
@@ -259,7 +259,7 @@ class LeaseMembership:
         seen: set[str] = set()
         observed: dict[str, float] = {}  # member -> when its record last changed
         for lease in leases:
-            metadata, spec = _part(lease, "metadata"), _part(lease, "spec")
+            metadata, spec = part_of(lease, "metadata"), part_of(lease, "spec")
             name = metadata.get("name")
             if not isinstance(name, str) or not spec.get("holderIdentity"):
                 continue
@@ -307,7 +307,7 @@ class LeaseMembership:
                 self._refused[name] = record
                 log.warning(
                     "a Lease with the member label is not a member; ignoring it",
-                    extra={"fields": {"lease": name, "error": _describe(err)}},
+                    extra={"fields": {"lease": name, "error": describe(err)}},
                 )
             return None
         self._refused.pop(name, None)
@@ -372,7 +372,7 @@ def _as_announced(member: Member, me: Announcement) -> Member:
 
 def _member(holder: str, lease: dict[str, Any]) -> Member:
     """Raises for a Lease that does not parse."""
-    given = _part(lease, "metadata").get("annotations")
+    given = part_of(lease, "metadata").get("annotations")
     notes = (
         {k: v for k, v in given.items() if isinstance(v, str)} if isinstance(given, dict) else {}
     )
@@ -411,8 +411,8 @@ def _since(text: str | None, renewed: datetime) -> datetime:
 def _slim(lease: Any) -> dict[str, Any]:
     """What a renewal reads of a Lease: its name and version, its spec's scalars, and its
     ``crontask.dev/`` annotations, each dropped when longer than a member publishes."""
-    metadata, spec = _part(lease, "metadata"), _part(lease, "spec")
-    notes = _part(metadata, "annotations")
+    metadata, spec = part_of(lease, "metadata"), part_of(lease, "spec")
+    notes = part_of(metadata, "annotations")
     return {
         "metadata": {
             "name": metadata.get("name"),
@@ -420,7 +420,7 @@ def _slim(lease: Any) -> dict[str, Any]:
             "annotations": {
                 k: v
                 for k, v in notes.items()
-                if k.startswith(_ANNOTATION) and isinstance(v, str) and len(v) <= _MOST_TEXT
+                if k.startswith(_ANNOTATION) and isinstance(v, str) and len(v) <= MOST_TEXT
             },
         },
         "spec": {k: spec.get(k) for k in _SPEC if _short(spec.get(k))},
@@ -428,10 +428,10 @@ def _slim(lease: Any) -> dict[str, Any]:
 
 
 def _short(value: Any) -> bool:
-    return value is not None and (not isinstance(value, str) or len(value) <= _MOST_TEXT)
+    return value is not None and (not isinstance(value, str) or len(value) <= MOST_TEXT)
 
 
-def _part(value: Any, key: str) -> dict[str, Any]:
+def part_of(value: Any, key: str) -> dict[str, Any]:
     """``value[key]`` if both are mappings, else an empty one: anyone may write a Lease."""
     part = value.get(key) if isinstance(value, dict) else None
     return part if isinstance(part, dict) else {}
@@ -451,16 +451,16 @@ def _whole_seconds(lease_seconds: float) -> int:
 
 
 def _resource_version(data: bytes) -> str | None:
-    found = _part(jsondepth.decode(data, _LEASE_DEPTH), "metadata").get("resourceVersion")
+    found = part_of(jsondepth.decode(data, _LEASE_DEPTH), "metadata").get("resourceVersion")
     return found if isinstance(found, str) else None
 
 
-def _micro(at: datetime) -> str:
+def micro_time(at: datetime) -> str:
     """A MicroTime: RFC 3339 with microseconds, in UTC."""
     return at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def _describe(err: BaseException) -> str:
+def describe(err: BaseException) -> str:
     if isinstance(err, ApiException):
         return f"{err.status} {err.reason}"
     return str(err) or type(err).__name__

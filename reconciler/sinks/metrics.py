@@ -4,7 +4,8 @@ The controller reports events through a small API, each call O(1) on the event l
 lock held for a few dictionary operations: :meth:`Metrics.on_run` (the dispatcher's run
 listener), :meth:`Metrics.on_progress` (its progress listener: a run adopted here, whose start
 no one here heard), :meth:`Metrics.reconciled` (after each pass), :meth:`Metrics.pruned`
-(retention), and with replicas :meth:`Metrics.replicas` and :meth:`Metrics.handed_over`; once
+(retention), with replicas :meth:`Metrics.replicas` and :meth:`Metrics.handed_over`, without
+them on Kubernetes :meth:`Metrics.single_lease` (another crontask seen running); once
 at start-up, :meth:`Metrics.crashed` (the runs the crontask before it left, marked interrupted).
 
 At each scrape (:meth:`Metrics.render` for ``/metrics``, :meth:`Metrics.collect` for a
@@ -184,6 +185,7 @@ class Metrics:
         self._last_prune: float | None = None
         self._prune_seconds = HistogramValue.empty(RECONCILE_BUCKETS)
         self._replicas: Replicas | None = None
+        self._single_lease_conflict: bool | None = None
         self._notifications: dict[tuple[str, str], int] = {}
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(self)
@@ -278,6 +280,13 @@ class Metrics:
         if self._unheard is not None:
             self._unheard.moved(time.time())
 
+    def single_lease(self, conflict: bool) -> None:
+        """Without --ha, with --kubernetes (``membership.single``): whether another crontask
+        without --ha is seen running the same CronTasks. The gauge is exported from the first
+        call (0 at start)."""
+        with self._lock:
+            self._single_lease_conflict = conflict
+
     def crashed(self, records: Iterable[RunRecord]) -> None:
         """The runs this process marked ``interrupted`` at start-up because the crontask before
         it died during them (``controller.instance.Recovery``: those it tells of, and those
@@ -338,6 +347,7 @@ class Metrics:
                 last_prune=self._last_prune,
                 prune_seconds=self._prune_seconds,
                 replicas=self._replicas,
+                single_lease_conflict=self._single_lease_conflict,
                 notifications=dict(self._notifications),
                 slots_before_last=slots_before_last,
             )

@@ -67,6 +67,7 @@ from reconciler.sinks.metrics_families import (
     RUNS,
     RUNS_TEXT,
     SINCE_TEXT,
+    SINGLE_LEASE_CONFLICT,
     SLOT_BEFORE_LAST,
     SOURCE_INFO,
     SOURCE_KINDS,
@@ -341,6 +342,9 @@ def _sources(write: Write, scrape: Scrape) -> None:
         write(f"{HISTORY_LAST_PRUNE.name} {number(scrape.last_prune)}\n")
     _histogram(write, HISTORY_PRUNE_DURATION, scrape.prune_seconds)
     _replicas(write, scrape)
+    if scrape.single_lease_conflict is not None:
+        conflict = int(scrape.single_lease_conflict)
+        write(SINGLE_LEASE_CONFLICT.header() + f"{SINGLE_LEASE_CONFLICT.name} {conflict}\n")
     if scrape.notifications:
         write(NOTIFICATIONS.header())
         for (receiver, result), count in sorted(scrape.notifications.items()):

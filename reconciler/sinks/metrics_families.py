@@ -105,6 +105,9 @@ class Scrape:
     notifications: Mapping[tuple[str, str], int] = dataclasses.field(default_factory=dict)
     # Each task's slot before its latest one (Unix time; ``metrics_slots``), by key.
     slots_before_last: Mapping[str, float] = dataclasses.field(default_factory=dict)
+    # Without --ha, with --kubernetes: another crontask seen running (membership.single);
+    # None: not checked.
+    single_lease_conflict: bool | None = None
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -246,6 +249,12 @@ REPLICA_FENCED = Family(
     "gauge",
     "1 while this replica (--ha) starts no runs: its membership was not renewed within the "
     "renew deadline (the log says why); 0 once a renewal works again.",
+)
+SINGLE_LEASE_CONFLICT = Family(
+    "crontask_single_lease_conflict",
+    "gauge",
+    "1 while another crontask without --ha is seen running the same CronTasks (the Lease "
+    "crontask-single, --kubernetes without --ha): every slot runs once in each.",
 )
 
 NOTIFICATIONS = Family(

@@ -203,8 +203,14 @@ def grants(role: dict[str, Any]) -> dict[tuple[str, str], set[str]]:
     return found
 
 
+# The Role alone (crontask's own namespace): the Lease crontask-single that a crontask without
+# --ha gets, creates and updates (membership/single.py). Not in the ClusterRole: the Lease
+# lives in crontask's namespace whatever namespaces it watches.
+SINGLE_LEASE_RULES = {("coordination.k8s.io", "leases"): {"get", "create", "update"}}
+
+
 def test_role_is_least_privilege() -> None:
-    assert grants(one("Role")) == CRONTASK_RULES
+    assert grants(one("Role")) == CRONTASK_RULES | SINGLE_LEASE_RULES
 
 
 def test_cluster_role_is_least_privilege() -> None:

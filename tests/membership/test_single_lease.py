@@ -1,0 +1,190 @@
+"""The Lease ``crontask-single`` (``membership.single``) on the project's Kubernetes API emulator,
+with the official client: each instance's time is a clock of its own (the monotonic time it
+judges by), so that a lease duration passes without waiting for it."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import pytest
+from kubernetes import client
+
+from reconciler.membership.single import (
+    CONTENDER,
+    DURATION,
+    NAME,
+    SingleCheck,
+    SingleLease,
+)
+from tests.k8s.emulator import Emulator
+
+A = "host-a:101:1:1:1:aaaa"
+B = "host-b:202:1:1:1:bbbb"
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def create(api: Any, body: Any) -> None:
+    client.CoordinationV1Api(api).create_namespaced_lease("default", body)
+
+
+def lease(api: Any) -> Any:
+    return client.CoordinationV1Api(api).read_namespaced_lease(NAME, "default")
+
+
+def instance(api: Any, me: str) -> tuple[SingleLease, Clock]:
+    clock = Clock()
+    return SingleLease(api, "default", me, monotonic=clock), clock
+
+
+def test_one_instance_holds_the_lease_and_sees_no_other(k8s_api_client: Any) -> None:
+    a, clock = instance(k8s_api_client, A)
+    renewals = set()
+    for _ in range(5):
+        assert a.check() is None
+        renewals.add(lease(k8s_api_client).spec.renew_time)
+        clock.now += 2
+    assert lease(k8s_api_client).spec.holder_identity == A
+    assert len(renewals) > 1  # renewed, not only created
+
+
+def test_two_instances_each_see_the_other(k8s_api_client: Any) -> None:
+    a, _ = instance(k8s_api_client, A)
+    b, _ = instance(k8s_api_client, B)
+    assert a.check() is None  # created: A holds it
+    # B's first sight is no evidence (a holder killed a minute ago looks the same) ...
+    assert b.check() is None
+    assert a.check() is None
+    # ... its record changing is: A runs. B says so, and leaves its name in the Lease.
+    assert b.check() == A
+    assert lease(k8s_api_client).metadata.annotations[CONTENDER] == B
+    assert a.check() is None  # the holder's first sight of B, as B's of A
+    assert b.check() == A
+    assert a.check() == B
+    assert lease(k8s_api_client).spec.holder_identity == A
+
+
+def test_a_released_lease_is_taken_at_once_and_the_other_is_gone(k8s_api_client: Any) -> None:
+    a, _ = instance(k8s_api_client, A)
+    b, _ = instance(k8s_api_client, B)
+    a.check()
+    b.check()
+    a.check()
+    assert b.check() == A
+    a.release()  # a graceful stop
+    released = lease(k8s_api_client).spec
+    assert not released.holder_identity
+    assert b.check() is None
+    assert lease(k8s_api_client).spec.holder_identity == B
+    assert CONTENDER not in (lease(k8s_api_client).metadata.annotations or {})
+
+
+def test_a_contender_that_stops_is_no_longer_seen(k8s_api_client: Any) -> None:
+    a, _ = instance(k8s_api_client, A)
+    b, _ = instance(k8s_api_client, B)
+    a.check()
+    b.check()
+    a.check()
+    b.check()
+    a.check()
+    b.check()
+    assert a.check() == B
+    b.release()
+    assert CONTENDER not in (lease(k8s_api_client).metadata.annotations or {})
+    assert a.check() is None
+
+
+def test_a_holder_that_stops_renewing_is_taken_over_after_a_lease_duration(
+    k8s_api_client: Any,
+) -> None:
+    a, _ = instance(k8s_api_client, A)
+    b, clock = instance(k8s_api_client, B)
+    a.check()
+    b.check()
+    a.check()
+    assert b.check() == A
+    # A is killed: its record stops changing. Until a lease duration of B's own time has
+    # passed since B saw it change, A counts as running; then B takes the Lease.
+    clock.now += DURATION - 1
+    assert b.check() == A
+    clock.now += 1
+    assert b.check() is None
+    assert b.check() is None
+    assert lease(k8s_api_client).spec.holder_identity == B
+
+
+def test_a_dead_holder_found_at_start_is_never_reported(k8s_api_client: Any) -> None:
+    create(
+        k8s_api_client,
+        {
+            "metadata": {"name": NAME},
+            "spec": {
+                "holderIdentity": A,
+                "leaseDurationSeconds": 15,
+                # Far in the future by this machine's clock: never compared with it.
+                "renewTime": "2999-01-01T00:00:00.000000Z",
+            },
+        },
+    )
+    b, clock = instance(k8s_api_client, B)
+    for _ in range(DURATION // 2 + 2):  # past a lease duration
+        assert b.check() is None
+        clock.now += 2
+    assert lease(k8s_api_client).spec.holder_identity == B
+
+
+def test_a_lease_anyone_wrote_badly_is_no_crash(k8s_api_client: Any) -> None:
+    create(
+        k8s_api_client,
+        {
+            "metadata": {"name": NAME, "annotations": {CONTENDER: "x" * 10_000}},
+            "spec": {"holderIdentity": "", "leaseDurationSeconds": 1},
+        },
+    )
+    a, _ = instance(k8s_api_client, A)
+    assert a.check() is None
+    assert lease(k8s_api_client).spec.holder_identity == A
+    assert CONTENDER not in (lease(k8s_api_client).metadata.annotations or {})
+
+
+def test_forbidden_is_one_warning_then_no_call_until_the_slow_retry(
+    emulator: Emulator, k8s_api_client: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    said: list[bool] = []
+    clock = Clock()
+    check = SingleCheck(
+        SingleLease(k8s_api_client, "default", A, monotonic=clock), said.append, monotonic=clock
+    )
+
+    def lease_calls() -> int:
+        return sum("/leases" in path for _, path in emulator.requests)
+
+    async def checks() -> None:
+        emulator.inject_errors(status=403, times=2)
+        with caplog.at_level(logging.INFO, "crontask.membership"):
+            await check.once()
+            calls = lease_calls()
+            for _ in range(10):
+                clock.now += 2
+                await check.once()
+            assert lease_calls() == calls  # no call until the slow retry
+            clock.now += 300
+            await check.once()  # still forbidden: tried, and not said again
+            clock.now += 300
+            await check.once()  # allowed now: the check is on, and says so
+
+    asyncio.run(checks())
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1, caplog.text
+    assert '"get", "create", "update"' in warnings[0].getMessage()
+    assert "check for another crontask without --ha is on" in caplog.text
+    assert said == []  # the gauge is left at its 0
+    assert lease(k8s_api_client).spec.holder_identity == A
