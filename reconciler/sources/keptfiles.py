@@ -18,9 +18,11 @@ nothing is kept. The git source keeps none yet (``kept_files``).
   deleted and logged.
 - One file per broken file, named by a hash of its root (absolute) and its path relative to
   that root; both are recorded inside, and must match: a hash collision, or another root,
-  never seeds the wrong file. So is the broken file's signature (``filestate``): a file that
+  never seeds the wrong file. So is a hash of the broken file's bytes: a file whose text
   changed while crontask was not running (fixed and broken again, deleted and written anew
-  months later) is not given definitions kept for another text; its copy is deleted. Each
+  months later) is not given definitions kept for another text, and its copy is deleted; one
+  rewritten with the same text (``touch``, a restored backup, a ConfigMap projected anew for a
+  new pod) is. A file whose bytes cannot be read to compare is not given them either. Each
   is at most ``2 * max_file_size + 64 KiB`` (a larger one is not kept, and the log says so);
   written atomically (temporary file, fsync, rename), 0600.
 - Deleted when its file is good again or is deleted; at start, those of a root no longer
@@ -55,7 +57,7 @@ from typing import Any
 from reconciler import statedir
 from reconciler.core.desired import Definition, SourceKind
 from reconciler.sources.documents import PlainText, plain_definitions
-from reconciler.sources.filestate import UNKNOWN, FileState, Signature
+from reconciler.sources.filestate import FileState, Signature
 from reconciler.sources.rootpaths import closest_root
 
 log = logging.getLogger("crontask.sources")
@@ -98,7 +100,8 @@ class KeptFiles:
         if state.good is not None or not state.errors or path not in self._kept:
             return state
         record = self._load(path)
-        if record is not None and not _same_file(record, state.signature):
+        now = _text_hash(path, self.limit) if record is not None else None
+        if record is not None and (now is None or record.get("text") != now):
             log.info(
                 "a broken file changed while crontask was not running: the definitions kept "
                 "for it are not taken back",
@@ -127,7 +130,7 @@ class KeptFiles:
         if state is None or not state.errors:
             self._forget(path)
         elif state.good is not None and self._kept.get(path) != (state.good, state.signature):
-            self._keep(path, state.good, state.signature)
+            self._keep(path, state.good, state.signature)  # the text may have changed too
 
     # -- details ---------------------------------------------------------------------------
 
@@ -152,9 +155,9 @@ class KeptFiles:
             "root": place[0],
             "path": place[1],
             "revision": good[0].location.revision if good else None,
-            # The broken file it is kept for: another text there by the next start (fixed and
+            # The broken text it is kept for: another text there by the next start (fixed and
             # broken again, deleted and written anew) is not given these definitions.
-            "signature": list(signature),
+            "text": _text_hash(path, self.limit),
             "documents": [_document(d) for d in good],
         }
         # Not ensure_ascii: an "é" would take 6 bytes, and a file near --max-file-size be
@@ -315,10 +318,27 @@ def _document(definition: Definition) -> dict[str, Any]:
     }
 
 
-def _same_file(record: dict[str, Any], signature: Signature) -> bool:
-    """Whether the broken file read now is the one the record was kept for (one that cannot
-    be looked at may be: as any unreadable file, it keeps its tasks)."""
-    return signature == UNKNOWN or record.get("signature") == list(signature)
+def _text_hash(path: Path, limit: int) -> str | None:
+    """A hash of the bytes of the regular file ``path`` leads to (its first ``limit``, and its
+    size: a file too large to read is one too); None if it cannot be read (nothing is then
+    known to be the same)."""
+    flags = os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC  # never waits on a FIFO
+    try:
+        fd = os.open(path, flags)
+    except OSError:
+        return None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            return None
+        with os.fdopen(fd, "rb", closefd=False) as file:
+            digest = hashlib.sha256(file.read(limit))
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+    digest.update(str(st.st_size).encode())
+    return digest.hexdigest()
 
 
 def _definitions(record: dict[str, Any], shown: str, kind: str) -> tuple[Definition, ...] | None:

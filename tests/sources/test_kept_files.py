@@ -343,3 +343,20 @@ def test_a_copy_that_cannot_be_written_leaves_no_part_behind(
     monkeypatch.undo()
     assert keys(first) == {"default/a1": "* * * * *"}  # in force all the same
     assert kept(state) == []
+
+
+def test_the_same_broken_text_written_anew_is_given_them(tmp_path: Path, state: Path) -> None:
+    """A new pod's ConfigMap volume, a restored backup, a touch: another inode and ctime, the
+    same text. It is the file the definitions were kept for."""
+    root = tmp_path / "tasks"
+    a = write(root / "a.yaml", doc("a1", "1 * * * *"))
+    first = source(root, state)
+    first.refresh()
+    write(a, BROKEN)
+    first.refresh([str(a)])
+    again = root / ".a.yaml.new"
+    again.write_text(BROKEN)
+    os.replace(again, a)  # a new inode
+    restarted = source(root, state)
+    restarted.refresh()
+    assert keys(restarted) == {"default/a1": "1 * * * *"}
