@@ -60,7 +60,7 @@ from reconciler.sinks.notify import Notifier
 from reconciler.sources.api import ApiSource
 from reconciler.sources.base import Source
 from reconciler.sources.git import GitSource
-from reconciler.store import open_store, sqlite_url
+from reconciler.store import moved_by_0_4, open_store, sqlite_url
 from reconciler.store.base import RunStore, StoreUnavailable
 
 log = logging.getLogger("crontask")
@@ -109,6 +109,14 @@ def open_state(options: Options) -> RunStore:
         # crontask, refused here, must not do under the one that runs.
         statedir.lock(options.state_dir)  # released by serve() on its way out
     try:
+        if options.db_url is None and (moved := moved_by_0_4(options.state_dir)) is not None:
+            raise statedir.Refused(
+                f"refusing the state directory {options.state_dir}: its run store is at "
+                f"{moved}, where crontask 0.4.0 and older kept it for a name holding %XX; stop "
+                f"the crontask using it, move runs.db with its -wal and -shm files (if any) into "
+                f"{options.state_dir}, and start again; if it is another state directory's own, "
+                "create an empty runs.db here (README, Upgrading)"
+            )
         return open_store(options.db_url or sqlite_url(options.state_dir), writer=True)
     except BaseException:
         statedir.unlock(options.state_dir)

@@ -8,6 +8,9 @@ a crontask whose state directory is ``/x/pdA``), a ``?`` began a query string (r
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -49,3 +52,37 @@ def test_two_state_directories_a_decoding_would_join_keep_two_stores(tmp_path: P
             assert [r.task for r in reader.query(RunQuery()).items] == ["ops/" + name]
         finally:
             reader.close()
+
+
+def test_a_store_crontask_0_4_kept_elsewhere_is_named_not_replaced_by_an_empty_one(
+    tmp_path: Path,
+) -> None:
+    """0.4.0 kept the history of ``--state-dir pd%41`` in ``pdA/runs.db``. Started on a new,
+    empty store, 0.5.0 would show no history and catch up no missed slot: it refuses, naming
+    where the store is and what to do, until the file is moved (or an empty one made)."""
+    old = tmp_path / "pdA"
+    store = open_store(sqlite_url(old), writer=True)
+    store.save_many([rec("ops/a", 0)])
+    store.close()
+    (tmp_path / "tasks").mkdir()
+    argv = [sys.executable, "-m", "reconciler", "run", "tasks", "--listen", "off"]
+    done = subprocess.run(
+        [*argv, "--state-dir", "pd%41"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 2, done.stderr
+    [said] = done.stderr.splitlines()
+    assert said.startswith("crontask: refusing the state directory pd%41: its run store is at ")
+    assert f"{old}/runs.db" in said
+    assert not (tmp_path / "pd%41" / "runs.db").exists()
+    # Moved: the history is there.
+    os.replace(old / "runs.db", tmp_path / "pd%41" / "runs.db")
+    moved = open_store(sqlite_url(tmp_path / "pd%41"), existing=True)
+    try:
+        assert len(moved.query(RunQuery()).items) == 1
+    finally:
+        moved.close()
