@@ -91,18 +91,24 @@ def test_a_host_that_is_no_idna_name_is_a_usage_error(
     assert "$CRONTASK_SERVER: the host of" in capsys.readouterr().err
 
 
-def test_since_zero_is_no_time_at_all(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    store = open_store(sqlite_url(tmp_path))
+def _one_run(state: Path, task: str) -> RunRecord:
+    """A run of ``task`` five minutes ago that succeeded, in the store of ``state``."""
+    store = open_store(sqlite_url(state))
     at = datetime.now(UTC) - timedelta(minutes=5)
     record = RunRecord(
-        id=run_id("default/t", at),
-        task="default/t",
+        id=run_id(task, at),
+        task=task,
         scheduled_at=at,
         trigger=Trigger.SCHEDULE,
         status=RunStatus.SUCCEEDED,
     )
     store.save_many([record])
     store.close()
+    return record
+
+
+def test_since_zero_is_no_time_at_all(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    record = _one_run(tmp_path, "default/t")
     assert cli("runs", "--state-dir", str(tmp_path), "--since", "1h") == 0
     assert record.id in capsys.readouterr().out
     assert cli("runs", "--state-dir", str(tmp_path), "--since", "0") == 0
@@ -113,17 +119,7 @@ def test_empty_answer_says_whether_a_filter_hid_the_runs(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """A task that ran, asked for its failures: none match, which is not "never ran"."""
-    store = open_store(sqlite_url(tmp_path))
-    at = datetime.now(UTC) - timedelta(minutes=5)
-    record = RunRecord(
-        id=run_id("ns/ok", at),
-        task="ns/ok",
-        scheduled_at=at,
-        trigger=Trigger.SCHEDULE,
-        status=RunStatus.SUCCEEDED,
-    )
-    store.save_many([record])
-    store.close()
+    _one_run(tmp_path, "ns/ok")
     state = str(tmp_path)
     assert cli("runs", "ns/ok", "--state-dir", state, "--status", "failed") == 0
     assert capsys.readouterr().out == "no runs match for ns/ok\n"
