@@ -40,8 +40,10 @@ Anyone may write it: it is read as plain JSON (``leases.part_of``), never the cl
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
+import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -50,7 +52,7 @@ from typing import Any, Final
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from reconciler.aio import Ready, first_of, in_thread
+from reconciler.aio import Ready, ended, first_of
 from reconciler.core import jsondepth
 from reconciler.membership.leases import CALL_TIMEOUT, MOST_TEXT, describe, micro_time, part_of
 
@@ -61,13 +63,17 @@ CONTENDER_AT: Final = "crontask.dev/contender-renewed"
 PERIOD: Final = 2.0
 DURATION: Final = 15
 SAY_EVERY: Final = 60.0
+# How long a stop waits for the Lease's release: an API server that does not answer would
+# otherwise hold the stop for the calls' timeouts and the client's retries (40 s a call).
+RELEASE_WAIT: Final = 2.0
 FORBIDDEN_RETRY: Final = 300.0
 _DEPTH: Final = 3  # a Lease > its metadata > its annotations
 # Each call's options: the answer left undecoded (read as plain JSON), and the timeouts of
 # the membership's calls.
 _RAW: Final[dict[str, Any]] = {"_request_timeout": CALL_TIMEOUT, "_preload_content": False}
 _RULE: Final = (
-    'apiGroups: ["coordination.k8s.io"], resources: ["leases"], verbs: ["get", "create", "update"]'
+    'apiGroups: ["coordination.k8s.io"], resources: ["leases"], resourceNames: '
+    '["crontask-single"], verbs: ["get", "update"]; and verbs: ["create"] without resourceNames'
 )
 
 Monotonic = Callable[[], float]
@@ -266,8 +272,10 @@ class SingleCheck:
         *,
         period: float = PERIOD,
         monotonic: Monotonic = time.monotonic,
+        release_wait: float = RELEASE_WAIT,
     ) -> None:
         self.lease = lease
+        self.release_wait = release_wait
         self.on_other = on_other
         self.period = period
         self._monotonic = monotonic
@@ -283,7 +291,11 @@ class SingleCheck:
     async def run(self, ready: Ready, stop: asyncio.Event) -> None:
         ready()
         while not (stop.is_set() or self._closing.is_set()):
-            await self.once()
+            checking = asyncio.ensure_future(self.once())
+            await first_of(ended(checking), stop, self._closing)
+            if not checking.done():  # the stop begins: its call is left to its thread
+                checking.cancel()
+                break
             await first_of(stop, self._closing, timeout=self.period)
         await self._release()
         await stop.wait()
@@ -293,7 +305,7 @@ class SingleCheck:
         if self._forbidden_until is not None and now < self._forbidden_until:
             return
         try:
-            other = await in_thread(self.lease.check)
+            other = await _in_own_thread(self.lease.check)
         except ApiException as err:
             if err.status == 403:
                 self._forbidden(now)
@@ -331,7 +343,7 @@ class SingleCheck:
         if self._forbidden_until is None:
             log.warning(
                 "not allowed to read or write leases: the check for another crontask without "
-                f"--ha running the same CronTasks is off; add the Role rule {{{_RULE}}} for "
+                f"--ha running the same CronTasks is off; add the Role rules {{{_RULE}}} for "
                 "crontask's service account in this namespace (deploy/rbac.yaml)",
                 extra=self._where(),
             )
@@ -347,7 +359,12 @@ class SingleCheck:
 
     async def _release(self) -> None:
         try:
-            await in_thread(self.lease.release)
+            await asyncio.wait_for(_in_own_thread(self.lease.release), self.release_wait)
+        except TimeoutError:
+            log.info(
+                "could not release the Lease crontask-single: no answer; it expires by itself",
+                extra={"fields": {"seconds": self.release_wait}},
+            )
         except Exception as err:  # expires without us: the next crontask takes it over then
             log.info(
                 "could not release the Lease crontask-single",
@@ -356,3 +373,30 @@ class SingleCheck:
 
     def _where(self, **fields: str) -> dict[str, Any]:
         return {"fields": {**fields, "lease": NAME, "namespace": self.lease.namespace}}
+
+
+async def _in_own_thread(call: Callable[[], Any]) -> Any:
+    """``call()`` in a thread of its own that nothing waits for but this: not crontask's
+    threads, which the stop waits for (``aio.close_threads``), so that a call to an API
+    server that does not answer, left behind by a stop, does not hold the stop."""
+    loop = asyncio.get_running_loop()
+    answer: asyncio.Future[Any] = loop.create_future()
+
+    def settle(result: Any, error: BaseException | None) -> None:
+        if answer.done():  # not waited for any more
+            return
+        if error is not None:
+            answer.set_exception(error)
+        else:
+            answer.set_result(result)
+
+    def work() -> None:
+        try:
+            result, error = call(), None
+        except BaseException as err:  # handed to the caller, as in_thread would
+            result, error = None, err
+        with contextlib.suppress(RuntimeError):  # the loop closed without waiting for it
+            loop.call_soon_threadsafe(settle, result, error)
+
+    threading.Thread(target=work, name="crontask-single-lease", daemon=True).start()
+    return await answer

@@ -196,17 +196,23 @@ CRONTASK_RULES = {
 def grants(role: dict[str, Any]) -> dict[tuple[str, str], set[str]]:
     found: dict[tuple[str, str], set[str]] = {}
     for rule in role["rules"]:
-        assert set(rule) == {"apiGroups", "resources", "verbs"}, rule  # no resourceNames games
+        assert set(rule) <= {"apiGroups", "resources", "resourceNames", "verbs"}, rule
+        # A rule limited to named objects grants "resource/name" only.
+        named = [f"/{name}" for name in rule.get("resourceNames", [])] or [""]
         for group in rule["apiGroups"]:
             for resource in rule["resources"]:
-                found.setdefault((group, resource), set()).update(rule["verbs"])
+                for name in named:
+                    found.setdefault((group, resource + name), set()).update(rule["verbs"])
     return found
 
 
 # The Role alone (crontask's own namespace): the Lease crontask-single that a crontask without
-# --ha gets, creates and updates (membership/single.py). Not in the ClusterRole: the Lease
-# lives in crontask's namespace whatever namespaces it watches.
-SINGLE_LEASE_RULES = {("coordination.k8s.io", "leases"): {"get", "create", "update"}}
+# --ha gets and updates, that one only, and creates (membership/single.py). Not in the
+# ClusterRole: the Lease lives in crontask's namespace whatever namespaces it watches.
+SINGLE_LEASE_RULES = {
+    ("coordination.k8s.io", "leases/crontask-single"): {"get", "update"},
+    ("coordination.k8s.io", "leases"): {"create"},
+}
 
 
 def test_role_is_least_privilege() -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 from typing import Any
 
 import pytest
@@ -184,7 +185,49 @@ def test_forbidden_is_one_warning_then_no_call_until_the_slow_retry(
     asyncio.run(checks())
     warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warnings) == 1, caplog.text
-    assert '"get", "create", "update"' in warnings[0].getMessage()
+    assert (
+        'resourceNames: ["crontask-single"], verbs: ["get", "update"]' in warnings[0].getMessage()
+    )
     assert "check for another crontask without --ha is on" in caplog.text
     assert said == []  # the gauge is left at its 0
     assert lease(k8s_api_client).spec.holder_identity == A
+
+
+class _Hung:
+    """A Lease whose API server accepts the calls and never answers (until ``answer``)."""
+
+    namespace = "default"
+
+    def __init__(self) -> None:
+        self.answer = threading.Event()
+        self.called = threading.Event()
+
+    def check(self) -> str | None:
+        self.called.set()
+        self.answer.wait(60)
+        return None
+
+    def release(self) -> None:
+        self.answer.wait(60)
+
+
+def test_a_stop_does_not_wait_for_an_api_server_that_does_not_answer() -> None:
+    """A check in flight as the stop begins is left to its thread, and the release is waited
+    for a moment only: the stop took the calls' timeouts and retries (78 s, past the pod's
+    termination grace)."""
+    hung = _Hung()
+    check = SingleCheck(hung, release_wait=0.1)  # type: ignore[arg-type]
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        running = asyncio.ensure_future(check.run(lambda: None, stop))
+        assert await asyncio.to_thread(hung.called.wait, 10)  # the check is in flight
+        check.closing()
+        stop.set()
+        await asyncio.wait_for(running, 10)  # a bound on failure, not a timing
+
+    try:
+        asyncio.run(main())
+        assert not hung.answer.is_set()  # it returned while both calls still hung
+    finally:
+        hung.answer.set()
