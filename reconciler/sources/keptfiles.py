@@ -6,7 +6,7 @@ In memory a broken file keeps its last good definitions (``FileState.good``); a 
 has only the broken text. So, while a file of a folder source that had a good reading is
 broken (its tasks kept with the error, or its change refused for room), its last good
 definitions are written to ``<state_dir>/kept-files/``, beside the source's
-``refused-files.json``; at start, a file that reads broken (or cannot be read), with no good
+``refused-files.json``; at start, a file that reads broken (its text the same), with no good
 reading of its own, takes them back from there, and its tasks stay in force with the error,
 as they were before the restart. Without a state directory (``crontask validate``, ``plan``)
 nothing is kept. The git source keeps none yet (``kept_files``).
@@ -59,6 +59,7 @@ from reconciler.core.desired import Definition, SourceKind
 from reconciler.sources.documents import PlainText, plain_definitions
 from reconciler.sources.filestate import FileState, Signature
 from reconciler.sources.rootpaths import closest_root
+from reconciler.sources.rootstate import is_within
 
 log = logging.getLogger("crontask.sources")
 
@@ -66,6 +67,7 @@ FOLDER = "kept-files"
 _VERSION = 1
 _SUFFIX = ".json"
 _SLACK = 64 * 1024  # the record's own keys, on top of what its documents take
+_CHUNK = 64 * 1024  # a broken file's bytes are hashed so much at a time
 
 
 def kept_files(
@@ -100,8 +102,15 @@ class KeptFiles:
         if state.good is not None or not state.errors or path not in self._kept:
             return state
         record = self._load(path)
-        now = _text_hash(path, self.limit) if record is not None else None
-        if record is not None and (now is None or record.get("text") != now):
+        now = self._text_hash(path) if record is not None else None
+        if record is not None and now is None:  # not known to be the same; maybe later
+            log.info(
+                "a broken file cannot be read to compare with the one its definitions were "
+                "kept for: they are not taken back now",
+                extra={"fields": {"file": shown}},
+            )
+            return state
+        if record is not None and record.get("text") != now:
             log.info(
                 "a broken file changed while crontask was not running: the definitions kept "
                 "for it are not taken back",
@@ -142,12 +151,19 @@ class KeptFiles:
         relative = "." if path == root else str(path.relative_to(root))
         return str(root.absolute()), relative
 
+    def _text_hash(self, path: Path) -> str | None:
+        return _hash_of(path, closest_root(self.roots, path), self.limit)
+
     def _name(self, path: Path) -> Path:
         place = self._place(path) or ("", str(path))
         return self.folder / _hashed(*place)
 
     def _keep(self, path: Path, good: tuple[Definition, ...], signature: Signature) -> None:
         place = self._place(path)
+        text = self._text_hash(path)
+        if text is None:  # a copy no start could match with its file
+            self._forget(path)
+            return
         if place is None or not self._folder_ok(make=True):
             return
         record = {
@@ -157,7 +173,7 @@ class KeptFiles:
             "revision": good[0].location.revision if good else None,
             # The broken text it is kept for: another text there by the next start (fixed and
             # broken again, deleted and written anew) is not given these definitions.
-            "text": _text_hash(path, self.limit),
+            "text": text,
             "documents": [_document(d) for d in good],
         }
         # Not ensure_ascii: an "é" would take 6 bytes, and a file near --max-file-size be
@@ -318,26 +334,34 @@ def _document(definition: Definition) -> dict[str, Any]:
     }
 
 
-def _text_hash(path: Path, limit: int) -> str | None:
-    """A hash of the bytes of the regular file ``path`` leads to (its first ``limit``, and its
-    size: a file too large to read is one too); None if it cannot be read (nothing is then
-    known to be the same)."""
-    flags = os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC  # never waits on a FIFO
+def _hash_of(path: Path, root: Path | None, limit: int) -> str | None:
+    """A hash of the bytes of the regular file ``path`` leads to, inside ``root`` (its first
+    ``limit``, read in chunks, and its size: a file too large to read is one too); None if it
+    is no such file or cannot be read (nothing is then known to be the same). As the reader,
+    it opens no FIFO nor device, and no file a link leads to out of the folder."""
     try:
-        fd = os.open(path, flags)
+        st = os.stat(path)
+        if not stat.S_ISREG(st.st_mode) or root is None:
+            return None
+        if not is_within(Path(os.path.realpath(path)), Path(os.path.realpath(root))):
+            return None
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError:
         return None
+    digest = hashlib.sha256()
     try:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            return None
-        with os.fdopen(fd, "rb", closefd=False) as file:
-            digest = hashlib.sha256(file.read(limit))
+        opened = os.fstat(fd)
+        if (opened.st_dev, opened.st_ino) != (st.st_dev, st.st_ino):
+            return None  # replaced between the look and the open
+        left = limit
+        while left > 0 and (chunk := os.read(fd, min(left, _CHUNK))):
+            digest.update(chunk)
+            left -= len(chunk)
     except OSError:
         return None
     finally:
         os.close(fd)
-    digest.update(str(st.st_size).encode())
+    digest.update(str(opened.st_size).encode())
     return digest.hexdigest()
 
 

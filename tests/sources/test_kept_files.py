@@ -360,3 +360,28 @@ def test_the_same_broken_text_written_anew_is_given_them(tmp_path: Path, state: 
     restarted = source(root, state)
     restarted.refresh()
     assert keys(restarted) == {"default/a1": "1 * * * *"}
+
+
+def test_a_file_that_cannot_be_read_to_compare_keeps_its_copy_for_a_later_start(
+    tmp_path: Path, state: Path
+) -> None:
+    """A FIFO in its place at a start (or any file that cannot be read then) is not known to
+    be the same broken text: not given the definitions, never opened, and the copy stays for
+    a start that finds the text again."""
+    root = tmp_path / "tasks"
+    a = write(root / "a.yaml", doc("a1", "1 * * * *"))
+    first = source(root, state)
+    first.refresh()
+    write(a, BROKEN)
+    first.refresh([str(a)])
+    a.rename(root / "a.yaml.away")
+    os.mkfifo(a)
+    restarted = source(root, state)
+    restarted.refresh()
+    assert keys(restarted) == {}
+    assert len(kept(state)) == 1
+    a.unlink()
+    (root / "a.yaml.away").rename(a)
+    again = source(root, state)
+    again.refresh()
+    assert keys(again) == {"default/a1": "1 * * * *"}
