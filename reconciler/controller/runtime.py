@@ -29,6 +29,7 @@ import os
 import signal
 from collections.abc import Callable, Coroutine, Mapping
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from reconciler import statedir
@@ -60,7 +61,7 @@ from reconciler.sinks.notify import Notifier
 from reconciler.sources.api import ApiSource
 from reconciler.sources.base import Source
 from reconciler.sources.git import GitSource
-from reconciler.store import moved_by_0_4, open_store, sqlite_url
+from reconciler.store import DB_FILENAME, decoded_by_0_4, open_store, sqlite_url
 from reconciler.store.base import RunStore, StoreUnavailable
 
 log = logging.getLogger("crontask")
@@ -109,18 +110,34 @@ def open_state(options: Options) -> RunStore:
         # crontask, refused here, must not do under the one that runs.
         statedir.lock(options.state_dir)  # released by serve() on its way out
     try:
-        if options.db_url is None and (moved := moved_by_0_4(options.state_dir)) is not None:
-            raise statedir.Refused(
-                f"refusing the state directory {options.state_dir}: its run store is at "
-                f"{moved}, where crontask 0.4.0 and older kept it for a name holding %XX; stop "
-                f"the crontask using it, move runs.db with its -wal and -shm files (if any) into "
-                f"{options.state_dir}, and start again; if it is another state directory's own, "
-                "create an empty runs.db here (README, Upgrading)"
-            )
+        if options.db_url is None:
+            _not_left_by_0_4(options.state_dir)
         return open_store(options.db_url or sqlite_url(options.state_dir), writer=True)
     except BaseException:
         statedir.unlock(options.state_dir)
         raise
+
+
+def _not_left_by_0_4(state_dir: Path) -> None:
+    """Refuse a state directory whose store crontask 0.4.0 kept at the decoded path, while it
+    has none of its own; warn when it has both (a rollback to 0.4.0 writes there again)."""
+    old = decoded_by_0_4(state_dir)
+    if old is None:
+        return
+    ours = (state_dir / DB_FILENAME).absolute()
+    if not os.path.lexists(ours):
+        raise statedir.Refused(
+            f"refusing the state directory {state_dir.absolute()}: its run store is at {old}, "
+            "where crontask 0.4.0 and older kept it for a path holding %XX; stop the crontask "
+            f"using it, move runs.db with its -wal and -shm files (if any) to {ours}, and start "
+            "again; if it is another state directory's own, create an empty runs.db there "
+            "(README, Upgrading)"
+        )
+    log.warning(
+        "a run store crontask 0.4.0 kept for this state directory is still at the path its "
+        "name decodes to; this one is used (a rollback to 0.4.0 would use that one)",
+        extra={"fields": {"used": str(ours), "other": str(old)}},
+    )
 
 
 async def serve(

@@ -32,7 +32,7 @@ __all__ = [
     "RunQuery",
     "RunStore",
     "StoreUnavailable",
-    "moved_by_0_4",
+    "decoded_by_0_4",
     "open_store",
     "sqlite_url",
 ]
@@ -56,16 +56,14 @@ def sqlite_url(state_dir: Path) -> str:
     return "sqlite:///" + path.translate(_URL_SYNTAX)
 
 
-def moved_by_0_4(state_dir: Path) -> Path | None:
+def decoded_by_0_4(state_dir: Path) -> Path | None:
     """Where crontask 0.4.0 and older kept ``state_dir``'s store, when that is elsewhere and
-    there, and this one is not: its path went into the URL as it was, and SQLAlchemy decoded a
-    ``%XX`` in it (``pd%41`` kept ``pdA/runs.db``). Started on an empty store instead, the
-    history would look lost and no missed slot would be caught up."""
+    there: its path went into the URL as it was, and SQLAlchemy decoded a ``%XX`` in it
+    (``pd%41`` kept ``pdA/runs.db``). Started on an empty store instead, the history would
+    look lost and no missed slot would be caught up."""
     ours = (state_dir / DB_FILENAME).absolute()
     theirs = Path(urllib.parse.unquote(str(ours)))
-    if theirs == ours or os.path.lexists(ours) or not os.path.lexists(theirs):
-        return None
-    return theirs
+    return theirs if theirs != ours and os.path.lexists(theirs) else None
 
 
 def open_store(url: str, *, writer: bool = False, existing: bool = False) -> RunStore:

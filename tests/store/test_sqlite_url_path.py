@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from reconciler.store import DB_FILENAME, RunQuery, open_store, sqlite_url
+from tests.cli.test_state_dir import started_and_stopped
 
 from ._records import rec
 
@@ -76,13 +77,20 @@ def test_a_store_crontask_0_4_kept_elsewhere_is_named_not_replaced_by_an_empty_o
     )
     assert done.returncode == 2, done.stderr
     [said] = done.stderr.splitlines()
-    assert said.startswith("crontask: refusing the state directory pd%41: its run store is at ")
+    new = tmp_path / "pd%41"
+    assert said.startswith(f"crontask: refusing the state directory {new}: its run store is at ")
     assert f"{old}/runs.db" in said
+    assert f"to {new}/runs.db" in said
     assert not (tmp_path / "pd%41" / "runs.db").exists()
     # Moved: the history is there.
-    os.replace(old / "runs.db", tmp_path / "pd%41" / "runs.db")
-    moved = open_store(sqlite_url(tmp_path / "pd%41"), existing=True)
+    os.replace(old / "runs.db", new / "runs.db")
+    moved = open_store(sqlite_url(new), existing=True)
     try:
         assert len(moved.query(RunQuery()).items) == 1
     finally:
         moved.close()
+    # Both there (a rollback to 0.4.0 made the old one again): this one, and a warning.
+    open_store(sqlite_url(old), writer=True).close()
+    lines = started_and_stopped(tmp_path, "--state-dir", "pd%41")
+    [warned] = [line for line in lines if "crontask 0.4.0 kept" in line]
+    assert f'other="{old}/runs.db"' in warned or f"other={old}/runs.db" in warned
