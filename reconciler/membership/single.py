@@ -290,14 +290,15 @@ class SingleCheck:
 
     async def run(self, ready: Ready, stop: asyncio.Event) -> None:
         ready()
+        checking: asyncio.Future[None] | None = None
         while not (stop.is_set() or self._closing.is_set()):
             checking = asyncio.ensure_future(self.once())
             await first_of(ended(checking), stop, self._closing)
-            if not checking.done():  # the stop begins: its call is left to its thread
-                checking.cancel()
+            if not checking.done():  # the stop begins: the release waits for it, a while
                 break
+            checking = None
             await first_of(stop, self._closing, timeout=self.period)
-        await self._release()
+        await self._release(checking)
         await stop.wait()
 
     async def once(self) -> None:
@@ -357,9 +358,16 @@ class SingleCheck:
             )
         self._failing = True
 
-    async def _release(self) -> None:
+    async def _release(self, checking: asyncio.Future[None] | None) -> None:
+        async def calls() -> None:
+            # One call at a time: a check in flight renews with the resourceVersion the
+            # release would read too, and one of the two writes would find a 409.
+            if checking is not None:
+                await checking
+            await _in_own_thread(self.lease.release)
+
         try:
-            await asyncio.wait_for(_in_own_thread(self.lease.release), self.release_wait)
+            await asyncio.wait_for(calls(), self.release_wait)
         except TimeoutError:
             log.info(
                 "could not release the Lease crontask-single: no answer; it expires by itself",

@@ -231,3 +231,45 @@ def test_a_stop_does_not_wait_for_an_api_server_that_does_not_answer() -> None:
         assert not hung.answer.is_set()  # it returned while both calls still hung
     finally:
         hung.answer.set()
+
+
+class _Slow:
+    """A Lease whose check answers only when told: the calls are recorded in order."""
+
+    namespace = "default"
+
+    def __init__(self) -> None:
+        self.go = threading.Event()
+        self.called = threading.Event()
+        self.calls: list[str] = []
+
+    def check(self) -> str | None:
+        self.called.set()
+        self.go.wait(60)
+        self.calls.append("check")
+        return None
+
+    def release(self) -> None:
+        self.calls.append("release")
+
+
+def test_the_release_waits_for_a_check_in_flight_then_goes() -> None:
+    """Side by side, the check's renewal and the release read one resourceVersion: the
+    release's write found a 409 and the stopped crontask's Lease stayed held, just renewed."""
+    slow = _Slow()
+    check = SingleCheck(slow, release_wait=30)  # type: ignore[arg-type]
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        running = asyncio.ensure_future(check.run(lambda: None, stop))
+        assert await asyncio.to_thread(slow.called.wait, 10)
+        check.closing()
+        stop.set()
+        slow.go.set()
+        await asyncio.wait_for(running, 10)
+
+    try:
+        asyncio.run(main())
+    finally:
+        slow.go.set()
+    assert slow.calls == ["check", "release"]
