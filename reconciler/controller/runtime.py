@@ -133,6 +133,8 @@ def _not_left_by_0_4(state_dir: Path) -> None:
             "again; if it is another state directory's own, create an empty runs.db there "
             "(README, Upgrading)"
         )
+    if os.path.lexists(old.parent / statedir.LOCK_FILE):
+        return  # the decoded folder is a state directory of its own: that store is its own
     log.warning(
         "a run store crontask 0.4.0 kept for this state directory is still at the path its "
         "name decodes to; this one is used (a rollback to 0.4.0 would use that one)",

@@ -94,3 +94,18 @@ def test_a_store_crontask_0_4_kept_elsewhere_is_named_not_replaced_by_an_empty_o
     lines = started_and_stopped(tmp_path, "--state-dir", "pd%41")
     [warned] = [line for line in lines if "crontask 0.4.0 kept" in line]
     assert f'other="{old}/runs.db"' in warned or f"other={old}/runs.db" in warned
+
+
+def test_no_word_of_0_4_when_the_decoded_folder_is_a_state_directory_of_its_own(
+    tmp_path: Path,
+) -> None:
+    """pdA is another crontask's state directory (its lock file says so), and pd%41 has its
+    own store (the README's empty runs.db): nothing of 0.4.0 to tell at every start."""
+    other = tmp_path / "pdA"
+    open_store(sqlite_url(other), writer=True).close()
+    (other / "lock").write_text("1\n")
+    mine = tmp_path / "pd%41"
+    open_store(sqlite_url(mine), writer=True).close()
+    (tmp_path / "tasks").mkdir()
+    lines = started_and_stopped(tmp_path, "--state-dir", "pd%41")
+    assert not [line for line in lines if "0.4.0" in line]
