@@ -40,10 +40,8 @@ Anyone may write it: it is read as plain JSON (``leases.part_of``), never the cl
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import logging
-import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -55,6 +53,7 @@ from kubernetes.client.exceptions import ApiException
 from reconciler.aio import Ready, ended, first_of
 from reconciler.core import jsondepth
 from reconciler.membership.leases import CALL_TIMEOUT, MOST_TEXT, describe, micro_time, part_of
+from reconciler.resolver import abandonable
 
 NAME: Final = "crontask-single"
 CONTENDER: Final = "crontask.dev/contender"
@@ -306,7 +305,7 @@ class SingleCheck:
         if self._forbidden_until is not None and now < self._forbidden_until:
             return
         try:
-            other = await _in_own_thread(self.lease.check)
+            other = await abandonable(self.lease.check)
         except ApiException as err:
             if err.status == 403:
                 self._forbidden(now)
@@ -364,7 +363,7 @@ class SingleCheck:
             # release would read too, and one of the two writes would find a 409.
             if checking is not None:
                 await checking
-            await _in_own_thread(self.lease.release)
+            await abandonable(self.lease.release)
 
         try:
             await asyncio.wait_for(calls(), self.release_wait)
@@ -381,30 +380,3 @@ class SingleCheck:
 
     def _where(self, **fields: str) -> dict[str, Any]:
         return {"fields": {**fields, "lease": NAME, "namespace": self.lease.namespace}}
-
-
-async def _in_own_thread(call: Callable[[], Any]) -> Any:
-    """``call()`` in a thread of its own that nothing waits for but this: not crontask's
-    threads, which the stop waits for (``aio.close_threads``), so that a call to an API
-    server that does not answer, left behind by a stop, does not hold the stop."""
-    loop = asyncio.get_running_loop()
-    answer: asyncio.Future[Any] = loop.create_future()
-
-    def settle(result: Any, error: BaseException | None) -> None:
-        if answer.done():  # not waited for any more
-            return
-        if error is not None:
-            answer.set_exception(error)
-        else:
-            answer.set_result(result)
-
-    def work() -> None:
-        try:
-            result, error = call(), None
-        except BaseException as err:  # handed to the caller, as in_thread would
-            result, error = None, err
-        with contextlib.suppress(RuntimeError):  # the loop closed without waiting for it
-            loop.call_soon_threadsafe(settle, result, error)
-
-    threading.Thread(target=work, name="crontask-single-lease", daemon=True).start()
-    return await answer
