@@ -33,10 +33,11 @@ def run(call: Coroutine[Any, Any, T]) -> T:
         return runner.run(call)
 
 
-def abandonable(fn: Callable[[], T]) -> asyncio.Future[T]:
-    """``fn()`` in a daemon thread of its own, as a future of the running loop. A caller that
-    stops waiting abandons the thread: nothing joins it, not even the interpreter at exit.
-    For calls that may hang without a bound of their own (a name lookup, a read from a
+def abandonable(fn: Callable[[], T], name: str = "crontask-resolver") -> asyncio.Future[T]:
+    """``fn()`` in a daemon thread of its own (named ``name``), as a future of the running
+    loop. A caller that stops waiting abandons the thread: nothing joins it, not even the
+    interpreter at exit. For calls that may hang without a bound of their own (a name lookup,
+    a Kubernetes call at a stop, a read from a
     mount that hangs); the caller bounds how many run at once."""
     loop = asyncio.get_running_loop()
     done: asyncio.Future[T] = loop.create_future()
@@ -58,7 +59,7 @@ def abandonable(fn: Callable[[], T]) -> asyncio.Future[T]:
         with contextlib.suppress(RuntimeError):
             loop.call_soon_threadsafe(settle, result, error)
 
-    threading.Thread(target=call, name="crontask-resolver", daemon=True).start()
+    threading.Thread(target=call, name=name, daemon=True).start()
     return done
 
 

@@ -65,6 +65,9 @@ SAY_EVERY: Final = 60.0
 # How long a stop waits for the Lease's release: an API server that does not answer would
 # otherwise hold the stop for the calls' timeouts and the client's retries (40 s a call).
 RELEASE_WAIT: Final = 2.0
+# Each call's thread (``resolver.abandonable``): one at a time, as a check waits for the one
+# before it; at a stop, a check in flight and the release.
+THREAD: Final = "crontask-single-lease"
 FORBIDDEN_RETRY: Final = 300.0
 _DEPTH: Final = 3  # a Lease > its metadata > its annotations
 # Each call's options: the answer left undecoded (read as plain JSON), and the timeouts of
@@ -305,7 +308,7 @@ class SingleCheck:
         if self._forbidden_until is not None and now < self._forbidden_until:
             return
         try:
-            other = await abandonable(self.lease.check)
+            other = await abandonable(self.lease.check, THREAD)
         except ApiException as err:
             if err.status == 403:
                 self._forbidden(now)
@@ -363,7 +366,7 @@ class SingleCheck:
             # release would read too, and one of the two writes would find a 409.
             if checking is not None:
                 await checking
-            await abandonable(self.lease.release)
+            await abandonable(self.lease.release, THREAD)
 
         try:
             await asyncio.wait_for(calls(), self.release_wait)

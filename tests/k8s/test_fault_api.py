@@ -121,8 +121,12 @@ def crontask_threads() -> Counter[str]:
 
 # Bounded pools that start their threads lazily: the store's, crontask's own I/O threads
 # (aio.in_thread: the sources' reads, the heartbeat's), the process spawner's (a second thread
-# once two spawns overlap), asyncio's and anyio's defaults.
-_POOL = re.compile(r"(asyncio|crontask-store|crontask-io|crontask-spawn)_\d+|AnyIO worker thread")
+# once two spawns overlap), asyncio's and anyio's defaults; and the single-lease check's call
+# (without --ha: one thread a call, one call at a time, membership.single).
+_POOL = re.compile(
+    r"(asyncio|crontask-store|crontask-io|crontask-spawn)_\d+|AnyIO worker thread"
+    r"|crontask-single-lease"
+)
 
 
 def assert_no_thread_per_failure(before: Counter[str]) -> None:
