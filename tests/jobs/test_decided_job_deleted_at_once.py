@@ -51,6 +51,10 @@ def test_the_watch_keeps_a_decided_job_deleted_at_once(
                 "default",
                 emulator_job("quick", labels={RUN_LABEL: "x"}),
             )
+            # Seen first: else "gone from the cache" below held before the watch saw it at all.
+            await asyncio.to_thread(
+                wait_for, "the Job seen", lambda: watch.cached("default", "quick") is not None
+            )
             target = {"type": kind, "status": "True", "reason": "Because"}
             await asyncio.to_thread(
                 batch.patch_namespaced_job_status,
