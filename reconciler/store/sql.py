@@ -26,8 +26,9 @@ Waits for a lock another session holds: a run's write waits ``WRITE_LOCK_WAIT``,
 is unavailable (its record waits); so does the rolled-back write transaction in which a writer's
 open compiles the claims and saves (``sql_warmup``), and a store that takes no write then (locked,
 read-only) opens all the same, the first write compiling them. A reader's store (``crontask
-runs``, opened ``existing``) waits ``READ_LOCK_WAIT`` per read on PostgreSQL, then says whose
-lock it gave up on; the running crontask's reads wait as the database says.
+runs``, opened ``existing``) waits ``READ_LOCK_WAIT`` per read on PostgreSQL, its open's schema
+check (``alembic_version``) included, then says whose lock it gave up on; the running crontask's
+reads, and its open's (which migrates, with its own lock wait), wait as the database says.
 
 Uniqueness of ``(id, attempt)`` is the table's primary key: the database arbitrates claims, so it
 holds across threads, processes and hosts alike. An exclusive claim (``claim_exclusive``: no run
@@ -92,6 +93,7 @@ from reconciler.store.sql_schema import (
     create_engine,
     metadata,
     runs,
+    wait_ms,
 )
 
 __all__ = [
@@ -117,9 +119,9 @@ _WRITABLE: Final = sa.text(
 # A reader of the history (``crontask runs``, a store opened ``existing``): how long one of its
 # reads waits on PostgreSQL for a lock another session holds on a table (LOCK TABLE, VACUUM
 # FULL, REINDEX, a newer replica's migration hold ACCESS EXCLUSIVE, which every SELECT waits
-# for). It waited without limit, saying nothing; past this it is StoreUnavailable. The running
-# crontask's reads are not bounded here: the API bounds its own (PAGE_READ_WAIT). SQLite's
-# readers wait for no lock (WAL).
+# for; one on alembic_version held its open's schema check). It waited without limit, saying
+# nothing; past this it is StoreUnavailable. The running crontask's reads are not bounded here:
+# the API bounds its own (PAGE_READ_WAIT). SQLite's readers wait for no lock (WAL).
 READ_LOCK_WAIT: Final = timedelta(seconds=10)
 
 _c = runs.c
@@ -133,7 +135,7 @@ class SqlRunStore:
         ``read_wait``: how long a read waits for a lock on PostgreSQL (else: no limit)."""
         self._engine = engine
         self._sqlite = engine.dialect.name == "sqlite"
-        self._read_wait = None if read_wait is None else _ms(read_wait)
+        self._read_wait = None if read_wait is None else wait_ms(read_wait)
         self._closed = False
         self._bulk_reads = threading.BoundedSemaphore(_BULK_READERS)
         # Built once: a statement built per call is traversed for its cache key on every
@@ -154,8 +156,8 @@ class SqlRunStore:
         there), return the store. ``writer``: this
         process will claim and save runs (``crontask run``), so those statements are compiled
         now if the store takes a write now (see ``_warm_up``); a reader (``crontask runs``)
-        takes no write lock. ``existing``: see :func:`create_engine`; its reads wait at most
-        READ_LOCK_WAIT for a lock.
+        takes no write lock. ``existing``: see :func:`create_engine`; its reads, the schema
+        check's first, wait at most READ_LOCK_WAIT for a lock.
 
         Safe when several processes open the same database at once: the upgrade runs in one
         transaction under a database-wide lock (SQLite: ``BEGIN IMMEDIATE``, PostgreSQL: an
@@ -165,10 +167,10 @@ class SqlRunStore:
         """
         engine = create_engine(url, existing=existing)
         try:
-            with translated_errors():
-                if existing:
-                    migrations.check(engine)  # a reader changes nothing
-                else:
+            if existing:
+                _check(engine, wait_ms(READ_LOCK_WAIT))
+            else:
+                with translated_errors():
                     migrations.migrate(engine)
         except BaseException:
             engine.dispose()
@@ -199,7 +201,7 @@ class SqlRunStore:
         was opened (``read_wait``)."""
         if self._closed:
             raise RuntimeError("the run store is closed")
-        ms = (None if wait is None else _ms(wait)) if write else self._read_wait
+        ms = (None if wait is None else wait_ms(wait)) if write else self._read_wait
         with reader_said(self._read_wait), translated_errors(), self._engine.connect() as conn:
             if write and self._sqlite:
                 conn.execution_options(**{BEGIN_OPTION: "IMMEDIATE"})
@@ -467,5 +469,8 @@ class SqlRunStore:
         return sql_import.insert_many(lambda: self._tx(write=True), rows, batch_size)
 
 
-def _ms(wait: timedelta) -> int:
-    return int(wait.total_seconds() * 1000)
+def _check(engine: Engine, read_wait: int) -> None:
+    """A reader's schema check (``migrations.check``: a reader changes nothing), whose reads
+    wait ``read_wait`` ms for a lock as the reader's others do, and say so as they do."""
+    with reader_said(read_wait), translated_errors():
+        migrations.check(engine, lock_wait=read_wait)

@@ -457,8 +457,14 @@ def _sqlite_on_connect(dbapi_connection: DBAPIConnection, _record: ConnectionPoo
         cursor.close()
 
 
+def wait_ms(wait: timedelta) -> int:
+    """A lock wait in whole milliseconds, as SQLite's busy_timeout and PostgreSQL's
+    lock_timeout take it."""
+    return int(wait.total_seconds() * 1000)
+
+
 def _busy_ms() -> int:
-    return int(SQLITE_BUSY_TIMEOUT.total_seconds() * 1000)
+    return wait_ms(SQLITE_BUSY_TIMEOUT)
 
 
 def _sqlite_on_begin(conn: Connection) -> None:

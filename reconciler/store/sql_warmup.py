@@ -33,6 +33,7 @@ from reconciler.store.sql_schema import (
     LOCK_WAIT,
     WAIT_OPTION,
     WRITE_LOCK_WAIT,
+    wait_ms,
 )
 
 log = logging.getLogger("crontask.store")
@@ -67,7 +68,7 @@ def _compile(engine: Engine, statements: Sequence[Executable]) -> None:
         for n in range(2)
     ]
     sqlite = engine.dialect.name == "sqlite"
-    ms = int(WRITE_LOCK_WAIT.total_seconds() * 1000)
+    ms = wait_ms(WRITE_LOCK_WAIT)
     with translated_errors(), engine.connect() as conn:
         if sqlite:
             conn.execution_options(**{BEGIN_OPTION: "IMMEDIATE", WAIT_OPTION: ms})

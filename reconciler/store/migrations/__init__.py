@@ -186,12 +186,20 @@ def downgrade(connection: Connection, revision: str) -> None:
     command.downgrade(cfg, revision)
 
 
-def check(engine: Engine) -> None:
+def check(engine: Engine, *, lock_wait: int | None = None) -> None:
     """For a reader (``crontask runs``), who changes nothing: the database of ``engine`` must be
     at :data:`HEAD` already. Upgrading it would take the migration's lock under a running
     crontask, and leave an older crontask on that store unable to start. IncompatibleSchema
-    otherwise (StoreUnavailable for a database no crontask has used)."""
+    otherwise (StoreUnavailable for a database no crontask has used).
+
+    ``lock_wait``: on PostgreSQL, how long (ms) its reads wait for a lock another session
+    holds on ``alembic_version`` or :data:`READERS_TABLE` (a ``LOCK TABLE``, a migration that
+    alters them), as the reader's other reads do; the driver's error then goes through (the
+    caller says it, ``sql_errors.reader_said``). None: as long as the database's own settings
+    say, which for a reader was for ever."""
     with engine.connect() as conn, conn.begin():
+        if lock_wait is not None and conn.dialect.name == "postgresql":
+            conn.execute(sql_schema.LOCK_WAIT, {"ms": str(lock_wait)})  # this transaction only
         current = current_revision(conn)
         if current != HEAD:
             _known(conn, current)

@@ -1,0 +1,52 @@
+"""``crontask runs`` on a PostgreSQL store whose ``alembic_version`` table another session has
+locked (``LOCK TABLE``, a migration that alters it): the schema check it makes first waited
+without limit, saying nothing. It now gives up after its read's lock wait (10 s), says why in
+the words a locked runs table gets (``test_runs_locked_store``) and exits 1.
+
+Against the real PostgreSQL server of ``CRONTASK_TEST_POSTGRES_URL`` (skipped without it), with
+the real ``crontask`` as a subprocess.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from tests.cli.test_db_env import crontask, seed
+from tests.store.conftest import pg_admin, pg_url
+
+pytestmark = pytest.mark.postgres
+
+__all__ = ["pg_admin", "pg_url"]  # the fixtures, shared with the store suite
+
+GAVE_UP = (
+    "crontask: run store unavailable: another session holds a lock on crontask's tables"
+    " (LOCK TABLE, VACUUM FULL, REINDEX, a schema upgrade?), not released within 10 s;"
+    " try again later\n"
+)
+
+
+def test_runs_gives_up_behind_a_lock_on_alembic_version(pg_url: str, tmp_path: Path) -> None:
+    seed(pg_url, "ops/locked")
+    other = sa.create_engine(pg_url)
+    try:
+        with other.connect() as conn:
+            conn.execute(sa.text("LOCK TABLE alembic_version IN ACCESS EXCLUSIVE MODE"))
+            try:
+                # crontask() gives up after 60 s: a reader that waited for ever fails here.
+                done = crontask("runs", "--limit", "2", cwd=tmp_path, env={"CRONTASK_DB": pg_url})
+            except subprocess.TimeoutExpired:
+                pytest.fail("crontask runs still waited for the lock after 60 s")
+            finally:
+                conn.rollback()
+    finally:
+        other.dispose()
+    assert done.returncode == 1
+    assert done.stderr == GAVE_UP
+    # The lock gone, it reads.
+    done = crontask("runs", "--limit", "2", cwd=tmp_path, env={"CRONTASK_DB": pg_url})
+    assert done.returncode == 0, done.stderr
+    assert "ops/locked" in done.stdout
