@@ -10,7 +10,10 @@ it from the other side. Reads and changes nothing of the running crontask.
   pass would report, and the side that would win is the one planned.
 - They are planned (``core.plan.plan``) against the tasks in force from files and git. A task
   a broken document still names is kept as it is, as ``run`` keeps a broken file's tasks; an
-  empty set of tasks removes nothing unless ``allow_empty``, as for ``run``.
+  error that names no task (a YAML syntax error, a bound broken, not UTF-8, a document without
+  a valid name) may hide any of them, so then none of them is removed: each one the text does
+  not yield is kept (its adds and changes are still planned). An empty set of tasks removes
+  nothing unless ``allow_empty``, as for ``run``: a text that yields nothing holds them.
 - For a caller who may not write tasks (not ``exact``), both sides are planned as that caller
   reads them (``models.for_readers``: an http URL without its user name, password, path and
   query values). A change only in those parts is no change to that caller: were it a step, a
@@ -62,14 +65,31 @@ def plan_text(
     settled = assemble([*definitions, *others], errors)
     desired = {k: d for k, d in settled.tasks.items() if d.location.source in PLANNED_KINDS}
     current = {k: d for k, d in in_force.items() if d.location.source in PLANNED_KINDS}
-    named = {e.key for e in errors if e.key}
-    kept = tuple(sorted(k for k in named if k in current and k not in desired))
+    kept = _kept(errors, desired, current, allow_empty=allow_empty)
     desired.update((k, current[k]) for k in kept)
     if not exact:
         desired = {k: _as_read(d) for k, d in desired.items()}
         current = {k: _as_read(d) for k, d in current.items()}
     found = plan(desired, current, allow_empty=allow_empty)
     return TextPlan(found, kept, tuple(settled.problems))
+
+
+def _kept(
+    errors: list[DefinitionError],
+    desired: Mapping[str, Definition],
+    current: Mapping[str, Definition],
+    *,
+    allow_empty: bool,
+) -> tuple[str, ...]:
+    """The tasks in force that the text does not yield and ``run`` would keep: those a broken
+    document names; all of them when an error names no task (a syntax error, a bound, not
+    UTF-8, a document without a valid name), as the documents it hides may be any of them and
+    ``run`` keeps a broken file whole. A text that yields nothing holds them instead, unless
+    ``allow_empty`` (``crontask plan FILE --server`` says the same of such a file)."""
+    gone = current.keys() - desired.keys()
+    if any(e.key is None for e in errors) and (desired or allow_empty):
+        return tuple(sorted(gone))
+    return tuple(sorted(gone & {e.key for e in errors if e.key}))
 
 
 def _read(data: bytes, *, jobs: bool) -> tuple[list[Definition], list[DefinitionError]]:

@@ -87,7 +87,10 @@ class PlanOut(_Out):
     held_removals: list[str] = Field(
         description="kept: the documents hold no task (`allowEmpty=true` removes them)"
     )
-    kept: list[str] = Field(description="kept as they are: their new definition has errors")
+    kept: list[str] = Field(
+        description="kept as they are: their new definition has errors, or (an error that "
+        "names no task: a syntax error, a bound) every task the documents do not yield"
+    )
     problems: list[str] = Field(
         description=f"the documents' errors and conflicts, each `body:line:col: message` (the "
         f"first {MAX_ERRORS}); none: the documents are valid",
