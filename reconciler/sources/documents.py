@@ -9,7 +9,9 @@ and say nothing. A ``List`` of other objects is ignored like any document of ano
 A document whose ``apiVersion`` or ``kind`` key repeats, one value a CronTask's, is a task run
 together with another object (``cat task.yaml deployment.yaml``): it is ours whatever its last
 kind says, each repeated key an error at its place (as ``kubectl apply`` has it) named after
-the task, which is kept as for any broken document. Other objects run together are ignored.
+the task (its own ``metadata``, whether the other object comes first or last, with an
+``apiVersion`` or without: ``documentkeys``), which is kept as for any broken document. Other
+objects run together are ignored.
 
 Positions come from the YAML node tree, so a pydantic error such as ``spec.timeZone: unknown
 time zone`` is reported at the line and column of ``timeZone:`` in the file. libyaml's C parser
@@ -28,7 +30,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -38,8 +39,14 @@ from pydantic import ValidationError
 from reconciler.core.desired import Definition, DefinitionError, Location, SourceKind
 from reconciler.core.jobspec import JobSpecError
 from reconciler.core.model import API_GROUP, KIND, CronTask
-from reconciler.core.runs import DNS1123_LABEL
 from reconciler.core.schedule import ScheduleError
+from reconciler.sources.documentkeys import (
+    KIND_FIELDS,
+    claims_ours,
+    key_of,
+    key_of_node,
+    plain_value,
+)
 from reconciler.sources.limits import FileBudget, Room, YamlLimits, excerpt
 from reconciler.sources.messages import MESSAGE, Problem, dotted, message
 from reconciler.sources.yamlpositions import Positions
@@ -60,13 +67,11 @@ log = logging.getLogger("crontask.sources")
 _Loader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 DEFAULT_LIMITS = YamlLimits()
-_LABEL = re.compile(DNS1123_LABEL)
 # Bounds of what a message quotes: a key, a field path, a message of the model or the parser.
 _MESSAGE = MESSAGE
 # Texts longer than this are first counted from their events (see yamlwalk.prescan): a task
 # file of ten CronTasks is some 4 KB, and the pass would only slow those down.
 PRESCAN_LENGTH = 64 * 1024
-_KIND_FIELDS = ("apiVersion", "kind")
 TASK_LIST = (
     f"a list of CronTasks: crontask reads each {KIND} as its own YAML document; write each item"
     " as a document of its own, separated by '---', and remove the fields the server sets on"
@@ -275,9 +280,6 @@ def _document(
     if not run_together and _other_group(api_version, kind):
         found.ignored += 1  # never built: its size and shape are not ours to judge
         return 1, 0
-    # The task a broken document names: of two objects run together, the one that says it is
-    # a CronTask (the first, unless the last does: ``cat task.yaml deployment.yaml``).
-    first = run_together and not _claims_ours(api_version, kind)
     depth, number_length = limits.max_depth, limits.max_number_length
     positions: Positions | None = None
     try:
@@ -293,14 +295,12 @@ def _document(
             data = yaml.constructor.SafeConstructor().construct_document(node)
         except NodeProblem as problem:
             mark = problem.node.start_mark
-            found.error(
-                at(mark.line + 1, mark.column + 1), problem.message, _key_of_node(node, first)
-            )
+            found.error(at(mark.line + 1, mark.column + 1), problem.message, key_of_node(node))
             return room.values, room.text
         except yaml.MarkedYAMLError as err:  # e.g. a merge key (<<) of something not a map
             where = err.problem_mark or err.context_mark or node.start_mark
             message = excerpt(err.problem or err.context or "invalid YAML", _MESSAGE)
-            found.error(at(where.line + 1, where.column + 1), message, _key_of_node(node, first))
+            found.error(at(where.line + 1, where.column + 1), message, key_of_node(node))
             return used
     if data is None:  # an empty document between two `---`
         return used
@@ -316,7 +316,8 @@ def _document(
         found.ignored += 1  # its apiVersion came from a merge key
         return used
     if positions is not None and positions.duplicates:
-        key = _key_of_node(node, first) if first else _key_of(data)
+        # Of two objects run together, the CronTask's (``documentkeys``); else the one built.
+        key = key_of_node(node) or key_of(data)
         for dup_path, mark in positions.duplicates:
             found.error(at(mark.line, mark.column), f"{dotted(dup_path)}: duplicate key", key)
         return used
@@ -324,10 +325,10 @@ def _document(
     try:
         task = CronTask.model_validate(data)
     except ValidationError as err:
-        _validation_errors(err, positions or Positions(node), at, _key_of(data), found)
+        _validation_errors(err, positions or Positions(node), at, key_of(data), found)
         return used
     except Exception as err:  # a bug of crontask: see unexpected()
-        error = unexpected(err, root, _key_of(data))
+        error = unexpected(err, root, key_of(data))
         found.error(error.location, error.message, error.key)
         return used
     found.definitions.append(Definition.of(task, root))
@@ -355,14 +356,14 @@ def _kind_of(node: yaml.Node) -> tuple[Any, Any, bool]:
     values: dict[str, yaml.Node] = {}
     repeated = ours = False
     for key_node, value_node in node.value:
-        if type(key_node) is yaml.ScalarNode and key_node.value in _KIND_FIELDS:
+        if type(key_node) is yaml.ScalarNode and key_node.value in KIND_FIELDS:
             repeated = repeated or key_node.value in values
             values[key_node.value] = value_node
             said = _str_value(value_node)
             ours = ours or (
-                _claims_ours(None, said) if key_node.value == "kind" else _claims_ours(said, None)
+                claims_ours(None, said) if key_node.value == "kind" else claims_ours(said, None)
             )
-    api_version, kind = (_str_value(values.get(field)) for field in _KIND_FIELDS)
+    api_version, kind = (_str_value(values.get(field)) for field in KIND_FIELDS)
     return api_version, kind, repeated and ours
 
 
@@ -370,34 +371,6 @@ def _str_value(value: yaml.Node | None) -> Any:
     if type(value) is yaml.ScalarNode and value.tag == STR:
         return value.value
     return None
-
-
-def _key_of_node(node: yaml.Node, first: bool = False) -> str | None:
-    """The task key a document that cannot be built still names in plain ``metadata`` (its
-    first ``metadata`` if ``first``, else its last, as PyYAML keeps)."""
-    metadata = _plain_value(node, "metadata", first)
-    if metadata is None:
-        return None
-    names = {}
-    for field in ("name", "namespace"):
-        value = _plain_value(metadata, field)
-        if isinstance(value, yaml.ScalarNode) and value.tag == STR:
-            names[field] = value.value
-    return _key_of({"metadata": names}) if "name" in names else None
-
-
-def _plain_value(node: yaml.Node, key: str, first: bool = False) -> yaml.Node | None:
-    """The value of ``key`` in a plain mapping node (the last one, as in PyYAML, or the first
-    if ``first``), or None."""
-    if type(node) is not yaml.MappingNode or node.tag != MAP:
-        return None
-    found: yaml.Node | None = None
-    for key_node, value_node in node.value:
-        if type(key_node) is yaml.ScalarNode and key_node.value == key:
-            found = value_node
-            if first:
-                return found
-    return found
 
 
 def _line_column(text: str, position: int) -> tuple[int, int]:
@@ -412,17 +385,10 @@ def _other_group(api_version: Any, kind: Any) -> bool:
     task, where as ours it is a definition error at its place that keeps it running."""
     if not isinstance(api_version, str) or not api_version:
         return False
-    if _claims_ours(api_version, kind):
+    if claims_ours(api_version, kind):
         return False
     group = api_version.rpartition("/")[0]
     return group != API_GROUP
-
-
-def _claims_ours(api_version: Any, kind: Any) -> bool:
-    """Whether an object says it is a CronTask, by its kind or by an apiVersion like ours."""
-    return (isinstance(kind, str) and kind.lower() == KIND.lower()) or (
-        isinstance(api_version, str) and api_version.lower().startswith("crontask")
-    )
 
 
 def _lists_tasks(kind: Any, items: Iterator[tuple[Any, Any]]) -> bool:
@@ -433,13 +399,13 @@ def _lists_tasks(kind: Any, items: Iterator[tuple[Any, Any]]) -> bool:
         return False
     if kind.lower() == f"{KIND}List".lower():
         return True
-    return kind == "List" and any(_claims_ours(*item) for item in items)
+    return kind == "List" and any(claims_ours(*item) for item in items)
 
 
 def _node_items(node: yaml.Node) -> Iterator[tuple[Any, Any]]:
     """The apiVersion and kind of each item of a document's plain ``items`` sequence, read
     from its nodes (the document is not built: a List of other objects is not ours to judge)."""
-    items = _plain_value(node, "items")
+    items = plain_value(node, "items")
     if type(items) is not yaml.SequenceNode or items.tag != SEQ:
         return
     for item in items.value:
@@ -454,24 +420,6 @@ def _data_items(data: dict[Any, Any]) -> Iterator[tuple[Any, Any]]:
     for item in items:
         if isinstance(item, dict):
             yield item.get("apiVersion"), item.get("kind")
-
-
-def _key_of(data: Any) -> str | None:
-    """The task key a broken document still names, if its name and namespace are valid labels
-    (an error carries no other user text as its key)."""
-    if not isinstance(data, dict):
-        return None
-    metadata = data.get("metadata")
-    if not isinstance(metadata, dict):
-        return None
-    name, namespace = metadata.get("name"), metadata.get("namespace", "default")
-    if _is_label(name) and _is_label(namespace):
-        return f"{namespace}/{name}"
-    return None
-
-
-def _is_label(value: Any) -> bool:
-    return isinstance(value, str) and len(value) <= 63 and _LABEL.fullmatch(value) is not None
 
 
 def _validation_errors(
