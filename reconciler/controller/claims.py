@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import time
 from collections.abc import Callable
 from datetime import timedelta
 
@@ -34,6 +35,9 @@ log = logging.getLogger("crontask.runner")
 
 # Why a slot was not started: its claim could not be checked (see ``_unchecked``).
 STORE_UNAVAILABLE = "StoreUnavailable"
+# How often, at most, a crontask without --ha warns that another one on its store claims the
+# slots of a task it declares too (``_claimed_elsewhere``), in seconds.
+SHARED_TOLD_EVERY = 600.0
 
 
 class SkippedHere(DuplicateRun):
@@ -54,6 +58,7 @@ class SlotClaims:
     _writes: set[asyncio.Task[None]]
     _skip: Callable[[RunRecord, str, str], RunRecord]
     _notify: Callable[[RunRecord], None]
+    _shared_told: float | None  # when ``_claimed_elsewhere`` last warned (monotonic)
 
     def closing(self) -> bool:
         """Whether crontask is stopping (``Dispatcher.close`` was called)."""
@@ -126,6 +131,30 @@ class SlotClaims:
         checked = asyncio.ensure_future(again())
         checked.add_done_callback(lambda done: done.cancelled() or done.exception())
         return checked
+
+    def _claimed_elsewhere(self, record: RunRecord) -> None:
+        """``record``'s slot was claimed by another crontask (the store refused its claim).
+        With replicas that is their sharing of the work. Without, it is another crontask on
+        the same store that declares the task too (a second one started by mistake, the old
+        pod of a rolling update): the slot still runs once, but each keeps the concurrency
+        policy for its own runs only, so under Forbid their runs overlap, and nothing else
+        says so. Warned every ``SHARED_TOLD_EVERY`` at most (each slot would be a line)."""
+        fields = {"task": record.task, "run": record.id, "attempt": record.attempt}
+        if self.handover is not None:
+            log.info("slot already claimed by another instance", extra={"fields": fields})
+            return
+        now = time.monotonic()
+        told = self._shared_told
+        if told is not None and now - told < SHARED_TOLD_EVERY:
+            log.info("slot already claimed by another instance", extra={"fields": fields})
+            return
+        self._shared_told = now
+        log.warning(
+            "slot already claimed by another crontask on this run store, which declares the"
+            " task too: without --ha each keeps the concurrency policy for its own runs only,"
+            " so their runs may overlap; run one crontask, or all of them with --ha",
+            extra={"fields": fields},
+        )
 
     def _keeps_claim(self, record: RunRecord) -> bool:
         """Whether a run whose claim the store could not answer runs anyway, its records kept

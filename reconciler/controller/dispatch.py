@@ -117,6 +117,7 @@ class Dispatcher(RunExecution, AheadSlots, RunStops):
         self.fence: Callable[[], None] = lambda: None
         # Tasks with scheduled slots not started while paused: caught up on when it ends.
         self.unstarted: set[str] = set()
+        self._shared_told: float | None = None  # see SlotClaims._claimed_elsewhere
         # The action whose work outlives the process (Jobs), if there is one.
         self.resumable: Resumable | None = None
         self._active: dict[str, dict[str, ActiveRun]] = {}

@@ -239,12 +239,7 @@ class RunExecution(SlotClaims, LateStarts, SlotSkips):
         except SkippedHere:
             return None  # its skip is recorded, and logged as any skip is
         except DuplicateRun:
-            log.info(
-                "slot already claimed by another instance",
-                extra={
-                    "fields": {"task": record.task, "run": record.id, "attempt": record.attempt}
-                },
-            )
+            self._claimed_elsewhere(record)
             return None
         except Exception:
             # An unexpected store error must not cost the run either: it still runs, and its
