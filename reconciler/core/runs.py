@@ -190,8 +190,9 @@ def _stamp(at: datetime) -> str:
 @dataclasses.dataclass(frozen=True, slots=True)
 class LastOutcomes:
     """When a task's newest successful attempt ended, and its newest failed, timed-out or
-    interrupted one, and how long the attempt that ended last ran, of those that started
-    (None: there is none in the history)."""
+    interrupted one, and how long the attempt that ended last ran, of those that started and
+    whose end is known: not one ``interrupted`` because its process died (``ProcessDied``),
+    whose recorded end is when it was found dead (None: there is none in the history)."""
 
     success: datetime | None = None
     failure: datetime | None = None

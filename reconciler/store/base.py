@@ -289,7 +289,8 @@ class RunStore(Protocol):
     def last_outcomes(self, tasks: Collection[str]) -> dict[str, LastOutcomes]:
         """For each of ``tasks`` with a finished success or failure (failed, timed out,
         interrupted) in the history, the newest ``finished_at`` of each, and how long the
-        attempt that ended last ran, of those that started; tasks with neither are left out.
+        attempt that ended last ran, of those that started and whose end is known (not
+        ``interrupted`` because its process died); tasks with neither are left out.
         What the metrics of a task start from when it comes to this process (at start-up, or
         from another replica), so that its alerts survive the move: a few queries for any
         number of tasks, not one per task."""

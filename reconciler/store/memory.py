@@ -13,7 +13,15 @@ import threading
 from collections.abc import Collection, Container, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 
-from reconciler.core.runs import UNTOLD, LastOutcomes, RunRecord, RunStatus, Trigger, untold
+from reconciler.core.runs import (
+    UNTOLD,
+    LastOutcomes,
+    RunRecord,
+    RunStatus,
+    Trigger,
+    died,
+    untold,
+)
 from reconciler.core.status import is_failure
 from reconciler.store.base import (
     UNTOLD_MAX,
@@ -202,8 +210,10 @@ class MemoryRunStore:
         with self._lock:
             self._check_open()
             found: dict[str, LastOutcomes] = {}
-            # (finished_at, started_at) of the attempt that ended last, of those that started;
-            # of two that ended at the same instant, the longer, as the SQL store picks
+            # (finished_at, started_at) of the attempt that ended last, of those that started
+            # and whose end is known (not one whose process died: its end is when it was
+            # found dead); of two that ended at the same instant, the longer, as the SQL
+            # store picks
             newest: dict[str, tuple[datetime, datetime]] = {}
             for r in self._records.values():
                 if r.task not in wanted or r.finished_at is None:
@@ -217,8 +227,10 @@ class MemoryRunStore:
                     continue
                 found[r.task] = last
                 ends = newest.get(r.task)
-                if r.started_at is not None and (
-                    ends is None or (r.finished_at, ends[1]) > (ends[0], r.started_at)
+                if (
+                    r.started_at is not None
+                    and not died(r)
+                    and (ends is None or (r.finished_at, ends[1]) > (ends[0], r.started_at))
                 ):
                     newest[r.task] = (r.finished_at, r.started_at)
             for task, (finished, started) in newest.items():

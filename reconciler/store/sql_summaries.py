@@ -1,12 +1,13 @@
 """Reads of the SQL store that summarise each task's history, for start-up and for a task that
 comes to this process: the newest slot (missed runs), and the newest end of a success and of a
-failure and the last attempt's duration (metrics, the status page's ok/failing filter); and
-each task's newest record (``latest``, and ``latest_many``: the task list's last run of the
-tasks another replica runs). A query answers for many tasks at once, never a query per task;
-tasks named are each read at the end of an index range, so the cost per task is flat however
-long its history. A row of a status this version does not know is in no outcome (each reads a
-status it knows), one of a trigger it does not know is of no slot (:func:`of_scheduled_run`),
-and no task's newest record (``sql_rows.READABLE``)."""
+failure and the duration of the last attempt whose end is known, not one whose process died
+(metrics, the status page's ok/failing filter); and each task's newest record (``latest``, and
+``latest_many``: the task list's last run of the tasks another replica runs). A query answers
+for many tasks at once, never a query per task; tasks named are each read at the end of an
+index range, so the cost per task is flat however long its history. A row of a status this
+version does not know is in no outcome (each reads a status it knows), one of a trigger it does
+not know is of no slot (:func:`of_scheduled_run`), and no task's newest record
+(``sql_rows.READABLE``)."""
 
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Connection
 
-from reconciler.core.runs import LastOutcomes, RunRecord, RunStatus, Trigger
+from reconciler.core.runs import PROCESS_DIED, LastOutcomes, RunRecord, RunStatus, Trigger
 from reconciler.core.status import SHUTDOWN_REASON
 from reconciler.store import sql_rows
 from reconciler.store.base import FAILED_STATUSES
@@ -179,11 +180,14 @@ def _asked(dialect: str) -> tuple[sa.TableValuedAlias, sa.ColumnElement[str]]:
 def _newest_ends(dialect: str) -> sa.Select[Any]:
     """For each task asked and each status of :data:`_ENDED`, three lookups at the end of
     its ``ix_runs_task_status_finished`` range: the newest end; the newest end of an attempt
-    that started (an abandoned retry did not); and how long that attempt ran (the longest,
-    where two ended at the same instant). Reading the range's end, never the range, keeps the
-    cost per task flat however long its history. Made once per dialect: even taken from
-    SQLAlchemy's cache, a statement made anew cost 2 of the 3 ms of a call asking two tasks
-    (the status page asks a page's tasks at a time)."""
+    that started (an abandoned retry did not) and whose end is known (not ``interrupted``
+    because its process died); and how long that attempt ran (the longest, where two ended at
+    the same instant). Reading the range's end, never the range, keeps the cost per task flat
+    however long its history: of the ``interrupted`` range, the attempts passed over (of
+    crontask's shutdowns, of processes that died) are read back to the first that is not,
+    usually none or a few, never more than the failed attempts retention keeps. Made once per
+    dialect: even taken from SQLAlchemy's cache, a statement made anew cost 2 of the 3 ms of a
+    call asking two tasks (the status page asks a page's tasks at a time)."""
     asked, task = _asked(dialect)
     took = _seconds(dialect, _c.started_at, _c.finished_at)
     columns: list[sa.ColumnElement[Any]] = [task]
@@ -200,6 +204,12 @@ def _newest_ends(dialect: str) -> sa.Select[Any]:
         # An end recorded: PostgreSQL sorts NULL first when descending (a record without one
         # would hide the newest end), SQLite last.
         ran = sa.and_(of, _c.started_at.is_not(None), _c.finished_at.is_not(None))
+        if status is RunStatus.INTERRUPTED:
+            # Nor how long an attempt ran whose process died: its end is when a crontask found
+            # it dead (after a crash, when crontask came back), and the downtime taken for its
+            # duration stretched the alert on runs in progress (``CrontaskTaskRunningLong``).
+            # Read back past those too; it is still the task's last failure.
+            ran = sa.and_(ran, sa.or_(_c.reason.is_(None), _c.reason != PROCESS_DIED))
         newest_ran = sa.select(_c.finished_at, took).where(ran)
         newest_ran = newest_ran.order_by(_c.finished_at.desc(), took.desc()).limit(1)
         columns += [
