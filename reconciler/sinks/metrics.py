@@ -15,7 +15,9 @@ prometheus_client registry) the metrics read
   definition, next slot and current interval, as the scheduler already holds them (no next fire
   time is computed per scrape);
 - each task's slot before its latest one (``metrics_slots.SlotsBeforeLast``), worked out from
-  its schedule only when its next slot moved other than by one slot since the last scrape;
+  its schedule only when its next slot moved other than by one slot since the last scrape, and
+  held back after a resume or a schedule edit until two slots have come under the change (the
+  scrape's wall-clock time says when it was seen);
 - ``sources()``: the revision and last sync of each pulling source (git);
 - their per-task run state (``metrics_runs.RunState``, under the same lock): kept up to date
   by :meth:`Metrics.on_run` and :meth:`Metrics.on_progress`; a task that comes into the
@@ -320,7 +322,9 @@ class Metrics:
             began = self._runs.seq
         tasks = self._tasks.snapshot() if self._tasks is not None else {}
         self._runs.seed(tasks)
-        slots_before_last = self._slots.read(tasks)
+        # The wall clock after the snapshot: a change of a task's slots that the snapshot
+        # holds took effect before this instant (``metrics_slots``: since when it counts).
+        slots_before_last = self._slots.read(tasks, time.time())
         sources = [
             SourceSync(
                 s.kind,

@@ -15,6 +15,21 @@ task new to this process (start-up, a handover, a changed definition) or whose s
 several between two scrapes (a task every few seconds): a forward walk over three slots from the
 guess that they are evenly spaced (about 60 µs), or, for uneven ones, a search back from the next
 slot. Tasks of one schedule and one next slot share that work.
+
+A task whose slots changed under this process (resumed: ``suspend`` true to false; its
+schedule, time zone or jitter edited) exports no slot before last that is earlier than the
+change until two slots have passed under its current definition: the slots before it were not
+the task's (they fell while it was suspended, or were its old schedule's), and its last success
+is older than them when the latest missed slot was not caught up (``startingDeadlineSeconds``),
+so the alert would fire for slots it never had. The change counts from the first read that sees
+it (``now``, the scrape's time: the change itself is not known here, and a later moment only
+holds the series back a scrape longer). A suspended task has no next slot, but its entry is kept,
+so that its resume is a change. An edit that moves no slot (its command, its deadline) changes
+nothing here: the task had those slots, and an alert about them stays until a run succeeds. A
+task new to this process (start-up, a handover, back from another replica) is exported at once,
+as nothing says when it changed: a restart must not silence the alert of a task that was
+failing before it. While a task's slots come one by one, the check costs nothing per scrape: the
+exported value is worked out with the entry, when its next slot moves.
 """
 
 from __future__ import annotations
@@ -37,9 +52,18 @@ from reconciler.sinks.metrics_families import TaskSlot
 LOOKBACK: Final = 2 * HORIZON_YEARS * 366 * 86400.0
 _SHARED_MAX: Final = 65_536  # results kept for tasks of one schedule and next slot
 
-# (spec hash, next slot as read, the same in Unix time, latest slot, slot before last), as a
-# task's entry was last read.
-_Known = tuple[str, datetime, float, float | None, float | None]
+# What places a task's slots: its expression, time zone, jitter and whether it is suspended
+# (a task's key, which its jitter offset also depends on, is its entry's).
+_Placement = tuple[str, str, int | None, bool]
+# A task's entry as last read: (spec hash, placement, next slot as read, the same in Unix time,
+# latest slot, slot before last, since, exported). ``since`` is the read that saw its placement
+# change (Unix time; None: unchanged since this process first saw it, or two slots have passed
+# since), ``exported`` the slot before last unless it is earlier than ``since``. Without a next
+# slot (suspended), the four slot fields are None.
+_Known = tuple[
+    str, _Placement, datetime | None, float | None, float | None, float | None, float | None,
+    float | None,
+]  # fmt: skip
 # (expression, time zone, offset, next slot): tasks that share the arithmetic.
 _SharedKey = tuple[str, str, int, float]
 
@@ -54,26 +78,27 @@ class SlotsBeforeLast:
         self._shared: dict[_SharedKey, tuple[float | None, float | None]] = {}
         self._parsed: dict[tuple[str, str], Schedule] = {}
 
-    def read(self, tasks: Mapping[str, TaskSlot]) -> dict[str, float]:
+    def read(self, tasks: Mapping[str, TaskSlot], now: float) -> dict[str, float]:
         """The slot before last of each task in ``tasks`` that has a next slot (Unix time);
         none for a task with no next slot (suspended), nor one whose schedule has no slot
-        before last within :data:`LOOKBACK`. Tasks gone from ``tasks`` are forgotten."""
+        before last within :data:`LOOKBACK`, nor one whose slots this process saw change
+        (resumed, rescheduled) and that has not had two slots since (the module's docstring).
+        ``now`` is the time of this read (Unix time): a change it sees counts from then.
+        Tasks gone from ``tasks`` are forgotten."""
         found: dict[str, float] = {}
         with self._lock:
             known = self._known
             kept: dict[str, _Known] = {}
             for key in tasks:
                 definition, following, interval = tasks[key]
-                if following is None:
-                    continue
                 entry = known.get(key)
                 # The common case, a few hundred nanoseconds: the scheduler holds the same next
-                # slot, the very object read last time, of the same definition.
-                if entry is None or entry[1] is not following or entry[0] != definition.hash:
-                    entry = self._entry(entry, definition, following, interval)
+                # slot (or none, still), the very object read last time, of the same definition.
+                if entry is None or entry[2] is not following or entry[0] != definition.hash:
+                    entry = self._entry(entry, definition, following, interval, now)
                 kept[key] = entry
-                if entry[4] is not None:
-                    found[key] = entry[4]
+                if entry[7] is not None:
+                    found[key] = entry[7]
             self._known = kept
         return found
 
@@ -81,18 +106,29 @@ class SlotsBeforeLast:
         self,
         old: _Known | None,
         definition: Definition,
-        following: datetime,
+        following: datetime | None,
         interval: float | None,
+        now: float,
     ) -> _Known:
-        at = following.timestamp()
         if old is not None and old[0] == definition.hash:
-            if old[2] == at:
-                return (old[0], following, at, old[3], old[4])
-            if interval is not None and at - interval == old[2]:
+            placed, since = old[1], old[6]  # the same spec (its next slot moved): in place
+        else:
+            placed, since = _since(old, definition, now)
+        if following is None:
+            return (definition.hash, placed, None, None, None, None, since, None)
+        at = following.timestamp()
+        slots = None
+        if old is not None and old[3] is not None and old[1] == placed:
+            if old[3] == at:
+                slots = (old[4], old[5])
+            elif interval is not None and at - interval == old[3]:
                 # The slot that was next came and was handed off: it is the latest now.
-                return (old[0], following, at, old[2], old[3])
-        latest, before = self._slots(definition, at, interval)
-        return (definition.hash, following, at, latest, before)
+                slots = (old[3], old[4])
+        latest, before = slots if slots is not None else self._slots(definition, at, interval)
+        if since is not None and before is not None and before >= since:
+            since = None  # two slots have come since the change: both the task's own
+        exported = before if since is None else None
+        return (definition.hash, placed, following, at, latest, before, since, exported)
 
     def _slots(
         self, definition: Definition, following: float, interval: float | None
@@ -118,6 +154,25 @@ class SlotsBeforeLast:
                 self._parsed.clear()
             self._parsed[(expression, zone)] = schedule
         return schedule.with_offset(offset) if offset else schedule
+
+
+def _since(
+    old: _Known | None, definition: Definition, now: float
+) -> tuple[_Placement, float | None]:
+    """The placement of a task whose spec changed (or is new here), and since when its slots
+    are its current definition's."""
+    placed = _placement(definition)
+    if old is None:
+        return placed, None  # new to this process: nothing says when it changed
+    if old[1] != placed:
+        return placed, now  # resumed, suspended, or its slots moved: seen now
+    return placed, old[6]  # an edit that moves no slot (its command, its deadline)
+
+
+def _placement(definition: Definition) -> _Placement:
+    spec = definition.task.spec
+    jitter = getattr(spec, "jitter_seconds", None)  # as _slots has it
+    return (spec.schedule, spec.time_zone, jitter, bool(spec.suspend))
 
 
 def latest_two(

@@ -18,6 +18,7 @@ from tests.helpers import definition
 
 MON_0900 = datetime(2026, 3, 9, 9, 0, tzinfo=UTC)  # a Monday
 DAY = timedelta(days=1)
+NOW = MON_0900.timestamp()  # when a read is made (what it changes: test_metrics_slots_changed)
 
 
 def ts(at: datetime) -> float:
@@ -101,30 +102,35 @@ def test_kept_from_scrape_to_scrape_as_the_slots_come(counted: list[float]) -> N
     slots = SlotsBeforeLast()
     # Started on Saturday: the interval is the one after the next slot.
     tasks.set(weekday, MON_0900, DAY.total_seconds())
-    assert slots.read(tasks.snapshot()) == {"default/report": ts(MON_0900 - 4 * DAY)}
-    assert slots.read(tasks.snapshot()) == {"default/report": ts(MON_0900 - 4 * DAY)}
+    assert slots.read(tasks.snapshot(), NOW) == {"default/report": ts(MON_0900 - 4 * DAY)}
+    assert slots.read(tasks.snapshot(), NOW) == {"default/report": ts(MON_0900 - 4 * DAY)}
     assert counted == [ts(MON_0900)]
     # Monday's slot came and was handed off: Friday's is the slot before last, Thursday's no
     # more, and no arithmetic was needed.
     tasks.set(weekday, MON_0900 + DAY, DAY.total_seconds())
-    assert slots.read(tasks.snapshot()) == {"default/report": ts(MON_0900 - 3 * DAY)}
+    assert slots.read(tasks.snapshot(), NOW) == {"default/report": ts(MON_0900 - 3 * DAY)}
     tasks.set(weekday, MON_0900 + 2 * DAY, DAY.total_seconds())
-    assert slots.read(tasks.snapshot()) == {"default/report": ts(MON_0900)}
+    assert slots.read(tasks.snapshot(), NOW) == {"default/report": ts(MON_0900)}
     assert counted == [ts(MON_0900)]
     # Two slots between two scrapes (the loop was blocked, or a task every few seconds): the
     # arithmetic again.
     tasks.set(weekday, MON_0900 + 4 * DAY, DAY.total_seconds())
-    assert slots.read(tasks.snapshot()) == {"default/report": ts(MON_0900 + 2 * DAY)}
+    assert slots.read(tasks.snapshot(), NOW) == {"default/report": ts(MON_0900 + 2 * DAY)}
     assert counted == [ts(MON_0900), ts(MON_0900 + 4 * DAY)]
 
 
 def test_a_changed_schedule_is_worked_out_again() -> None:
+    """Once two slots have come under it (before, the slots were not the task's:
+    ``test_metrics_slots_changed``)."""
     tasks = MemoryTasks()
     slots = SlotsBeforeLast()
     tasks.set(definition("report", schedule="0 9 * * 1-5"), MON_0900 + DAY, DAY.total_seconds())
-    assert slots.read(tasks.snapshot()) == {"default/report": ts(MON_0900 - 3 * DAY)}
+    assert slots.read(tasks.snapshot(), NOW) == {"default/report": ts(MON_0900 - 3 * DAY)}
     tasks.set(definition("report", schedule="0 9 * * *"), MON_0900 + DAY, DAY.total_seconds())
-    assert slots.read(tasks.snapshot()) == {"default/report": ts(MON_0900 - DAY)}
+    assert slots.read(tasks.snapshot(), NOW) == {}
+    sunday = MON_0900 + 6 * DAY  # no weekday: the daily schedule's slot before last, Friday's
+    tasks.set(definition("report", schedule="0 9 * * *"), sunday, DAY.total_seconds())
+    assert slots.read(tasks.snapshot(), ts(sunday)) == {"default/report": ts(sunday - 2 * DAY)}
 
 
 def test_jitter_shifts_the_slots_as_the_scheduler_does() -> None:
@@ -133,7 +139,7 @@ def test_jitter_shifts_the_slots_as_the_scheduler_does() -> None:
     assert offset
     tasks = MemoryTasks()
     tasks.set(jittered, MON_0900 + DAY + offset, DAY.total_seconds())
-    assert SlotsBeforeLast().read(tasks.snapshot()) == {
+    assert SlotsBeforeLast().read(tasks.snapshot(), NOW) == {
         "default/j": ts(MON_0900 - 3 * DAY + offset)
     }
 
@@ -143,9 +149,9 @@ def test_no_series_without_a_next_slot_and_none_for_a_task_gone() -> None:
     slots = SlotsBeforeLast()
     tasks.set(definition("paused", suspend=True))
     tasks.set(definition("gone"), MON_0900, 60.0)
-    assert slots.read(tasks.snapshot()) == {"default/gone": ts(MON_0900) - 120}
+    assert slots.read(tasks.snapshot(), NOW) == {"default/gone": ts(MON_0900) - 120}
     tasks.remove("default/gone")
-    assert slots.read(tasks.snapshot()) == {}
+    assert slots.read(tasks.snapshot(), NOW) == {}
 
 
 def test_the_series_in_the_exposition() -> None:
