@@ -116,13 +116,17 @@ def create_app(
     hosts: Collection[str] | None = None,
     auth_file: AuthFile | None = None,
     external_url: str | None = None,
+    max_tasks: int | None = None,
+    allow_empty: bool = False,
 ) -> FastAPI:
     """The API over ``runtime``. ``auth=None`` leaves every route open (loopback use only:
     see :func:`reconciler.api.auth.check_listen`). ``hosts``: answer only requests whose
     ``Host`` is a loopback name or one of these, with or without auth (a server on loopback:
     :func:`reconciler.api.hosts.names_answered`); None: any. ``auth_file``:
     where ``auth`` was read, read again when it changes (see ``authfile.py``).
-    ``external_url``: ``--external-url``, whose origin a browser's write may come from too."""
+    ``external_url``: ``--external-url``, whose origin a browser's write may come from too.
+    ``max_tasks``, ``allow_empty``: the server's ``--max-tasks`` and ``--allow-empty``, which
+    ``POST /api/v1/plan`` applies as a pass does (None: no bound)."""
     metrics_role: RequiredRole = (
         "viewer" if auth is not None and auth.metrics_require_auth else PUBLIC
     )
@@ -164,6 +168,8 @@ def create_app(
     )
     origin = external_origin(external_url)
     setattr(app.state, ORIGINS_STATE, frozenset({origin} if origin else ()))
+    options = routes_plan.ServerOptions(max_tasks, allow_empty)
+    setattr(app.state, routes_plan.OPTIONS_STATE, options)
     problems.install(app)
     app.add_middleware(SlashRedirect)
     app.add_middleware(HeadAsGet)

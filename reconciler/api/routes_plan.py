@@ -10,6 +10,7 @@ no part of the answer tells a right guess of a hidden part from a wrong one.
 
 from __future__ import annotations
 
+import dataclasses
 import email.message
 import threading
 from typing import Annotated, Any, Final
@@ -37,6 +38,7 @@ YAML_TYPES: Final = frozenset(
     {"application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml"}
 )
 SEND: Final = "send the documents as application/yaml (or one as application/json)"
+OPTIONS_STATE: Final = "crontask_plan_options"  # where create_app leaves ServerOptions
 # One plan at a time, whoever asks: a 1 MiB text is about a second of CPU-bound Python, and
 # each plan made at once holds the GIL against the loop that starts the slots (16 at once, the
 # API's admission limit, started per-second tasks seconds late). A plan waits for its turn at
@@ -49,13 +51,29 @@ _DOCUMENTS_BODY: dict[str, Any] = {
     "requestBody": {
         "required": True,
         "description": "CronTask documents as a task file holds them (YAML, `---` between "
-        "documents; JSON is YAML too), read with a task file's bounds and messages",
+        "documents), read with a task file's bounds and messages; or one CronTask as JSON, "
+        "read as `POST /api/v1/tasks` reads it, its problems worded as a file's at `body:1:1`",
         "content": {
             "application/yaml": {"schema": {"type": "string"}},
             "application/json": {"schema": {"$ref": CRONTASK_SCHEMA_REF}},
         },
     }
 }
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ServerOptions:
+    """The options of the serving ``crontask run`` that its passes apply to the files and git
+    tasks, and so a plan too: ``--max-tasks`` (None: not known, no bound) and
+    ``--allow-empty`` (the default of ``allowEmpty``)."""
+
+    max_tasks: int | None = None
+    allow_empty: bool = False
+
+
+def server_options(request: Request) -> ServerOptions:
+    found = getattr(request.app.state, OPTIONS_STATE, None)
+    return found if isinstance(found, ServerOptions) else ServerOptions()
 
 
 class _Out(BaseModel):
@@ -100,7 +118,13 @@ class PlanOut(_Out):
     summary: str = Field(examples=["1 to add, 1 to change, 0 to remove, 4 unchanged"])
 
 
-async def read_documents(request: Request) -> bytes:
+@dataclasses.dataclass(frozen=True, slots=True)
+class Posted:
+    data: bytes
+    as_json: bool  # one CronTask as JSON, read as POST /api/v1/tasks reads one
+
+
+async def read_documents(request: Request) -> Posted:
     """The posted text, if its type says YAML or JSON (any charset: it must be UTF-8, and a
     byte that is not is a problem at its line, as in a file); a 422 otherwise."""
     message = email.message.Message()
@@ -109,17 +133,20 @@ async def read_documents(request: Request) -> bytes:
     if media not in YAML_TYPES and media != "application/json" and not media.endswith("+json"):
         problem = FieldProblem(location=["header", "Content-Type"], message=SEND)
         raise ProblemError(422, f"body: {SEND}", title="Invalid request", errors=[problem])
-    return await request.body()
+    as_json = media == "application/json" or media.endswith("+json")
+    return Posted(await request.body(), as_json)
 
 
-Documents = Annotated[bytes, Depends(read_documents)]
+Documents = Annotated[Posted, Depends(read_documents)]
 AllowEmpty = Annotated[
-    bool,
+    bool | None,
     Query(
         alias="allowEmpty",
-        description="as `crontask run --allow-empty`: documents that hold no task remove them all",
+        description="as `crontask run --allow-empty`: documents that hold no task remove them "
+        "all; by default, as this server was started (with or without `--allow-empty`)",
     ),
 ]
+Options = Annotated[ServerOptions, Depends(server_options)]
 
 
 @router.post(
@@ -130,12 +157,17 @@ AllowEmpty = Annotated[
     "`crontask plan PATH --server URL` does: adds, changes (field by field) and removals, the "
     "tasks kept, and the documents' problems. API-created and Kubernetes tasks are not "
     "compared, but a key the documents share with one is a conflict, settled as a pass "
-    "would settle it. Changes nothing.",
+    "would settle it. The server's `--max-tasks` bounds the documents as it bounds a file "
+    "(past it, nothing of them is applied). Changes nothing.",
     openapi_extra={**role_extra("viewer"), **_DOCUMENTS_BODY},
     responses=problem_responses(422),
 )
 def plan_documents(
-    runtime: Runtime, documents: Documents, exact: Exact, allow_empty: AllowEmpty = False
+    runtime: Runtime,
+    documents: Documents,
+    exact: Exact,
+    options: Options,
+    allow_empty: AllowEmpty = None,
 ) -> PlanOut:
     # A `def`: parsing a 1 MiB text runs in the threadpool, never on the scheduler's loop.
     if not _planning.acquire(blocking=False):
@@ -143,11 +175,13 @@ def plan_documents(
         raise ProblemError(503, detail, headers={"Retry-After": "1"})
     try:
         found = planning.plan_text(
-            documents,
+            documents.data,
             runtime.in_force(),
             jobs=runtime.runs_jobs(),
-            allow_empty=allow_empty,
+            allow_empty=options.allow_empty if allow_empty is None else allow_empty,
             exact=exact,
+            max_tasks=options.max_tasks,
+            as_json=documents.as_json,
         )
     finally:
         _planning.release()

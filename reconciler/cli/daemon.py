@@ -282,6 +282,8 @@ def http_server(args: argparse.Namespace) -> HttpServer:
             hosts=hosts,
             auth_file=auth_file,
             external_url=args.external_url,
+            max_tasks=args.max_tasks,
+            allow_empty=args.allow_empty,
         )
         external = str(args.external_url or "")
         session = web.Session(secure_cookie=external.lower().startswith("https://"))
