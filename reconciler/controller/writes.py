@@ -18,14 +18,37 @@ from reconciler.sources.api import check_size, read_stored
 
 def stored_text(task: CronTask) -> str:
     """``task`` as the API source stores it; TaskTooLarge if that is over what it reads,
-    InvalidDefinition if it would not read it back (nested deeper than a task file may be)."""
-    # allow_unicode: an emoji is its 4 bytes of UTF-8, not a 10-character escape.
-    text = yaml.safe_dump(task.to_document(), sort_keys=False, allow_unicode=True)
+    InvalidDefinition if it would not read it back (nested deeper than a task file may be), or
+    would read back another task than ``task`` (never stored: what runs is what was sent)."""
+    document = task.to_document()
+    text = yaml.dump(document, Dumper=_Dumper, sort_keys=False, allow_unicode=True)
     check_size(task.key, text)
     read = read_stored(task.key, text)
     if isinstance(read, DefinitionError):
         raise InvalidDefinition([FieldError((), f"as stored YAML, {read.message}")])
+    if read.task.to_document() != document:
+        why = "as stored YAML, it would read back as another task (a string it holds changes)"
+        raise InvalidDefinition([FieldError((), why)])
     return text
+
+
+class _Dumper(yaml.SafeDumper):
+    """``yaml.safe_dump``'s, but a string holding U+0085 (NEL) is double-quoted. The text is
+    written with ``allow_unicode``: an emoji is its 4 bytes of UTF-8, not a 10-character escape.
+
+    PyYAML writes a NEL raw in a plain or single-quoted scalar, where a YAML reader takes it for
+    a line break and folds it into a space: "c\\x85d" was stored as "c d". A double-quoted
+    scalar escapes it (``\\N``). U+2028 and U+2029 are line breaks that folding keeps; every
+    other character is written as YAML reads it back. Texts stored before are read as they
+    were (the reader is the same; a NEL they lost was lost when they were written)."""
+
+
+def _represent_str(dumper: yaml.SafeDumper, data: str) -> yaml.ScalarNode:
+    style = '"' if "\x85" in data else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", data, style=style)
+
+
+_Dumper.add_representer(str, _represent_str)
 
 
 def check_version(key: str, current: str | None, if_match: IfMatch | None) -> None:
