@@ -224,6 +224,12 @@ def unlock(state_dir: Path) -> None:
         os.close(fd)
 
 
+def holds(state_dir: Path) -> bool:
+    """Whether this process holds ``state_dir`` (:func:`lock`): then no other crontask writes
+    in it, and what no part of this process uses there may be deleted (``sources.gitkeys``)."""
+    return os.path.abspath(state_dir) in _locks
+
+
 def prepare_db(path: Path) -> None:
     """For a writer of the SQLite file ``path``: its folder made (0700) if missing, else
     checked as a state directory is (not made 0700: a ``--db`` folder is the user's); the file

@@ -83,7 +83,7 @@ class SourceStatus:
     errors: int  # definition errors and conflicts located in it
     revision: str | None = None  # git: the commit in force
     attempted_revision: str | None = None  # git: the newest commit tried
-    last_sync: datetime | None = None  # the last successful fetch
+    last_sync: datetime | None = None  # the end of the last sync that left the revision in force
     last_attempt: datetime | None = None
     last_error: str | None = None  # why the last sync failed (secrets redacted)
     sync_failures: int = 0  # failed syncs since the start

@@ -8,9 +8,10 @@ How it works (``crontask run --git URL``):
   isolation and credential handling, ``gitprocess`` for the timeouts) and resolves the ref.
   ``<key>`` is a stable hash of the redacted URL, the ref and the path, so two sources never
   share (and race on) one checkout, and changing a password in the URL does not start a new
-  clone. A name is fetched as a branch and as a tag, and resolved as what was fetched
-  (``gitrefs``); a name the remote has as both is refused as ambiguous. Each sync ends with
-  git's automatic collection (``gitmaintenance``).
+  clone; another ref or path does, and the others' folders are deleted once it has a
+  revision in force (``gitkeys``). A name is fetched as a branch and as a tag, and resolved as
+  what was fetched (``gitrefs``); a name the remote has as both is refused as ambiguous. Each
+  sync ends with git's automatic collection (``gitmaintenance``).
 - A new commit is checked out into its own folder ``worktrees/<sha>`` with
   ``git worktree add --detach --no-checkout`` and a ``git checkout`` of ``path`` alone (with what
   its links lead to in the commit: ``gitcheckout.checkout_paths``), after its trees were listed: a
@@ -47,9 +48,10 @@ How it works (``crontask run --git URL``):
   ``refresh()`` never walks a tree that is being replaced or deleted.
 
 Failures never wipe. An unreachable remote, an authentication failure, a ref deleted on the
-remote ("ref 'x' not found on remote"), a checkout that fails: the revision in force stays, and
-the error is in ``status().last_error`` with exponential backoff (``interval`` doubled on each
-consecutive failure, capped at ``max_backoff``); the next success resets it. A force-push is just
+remote ("ref 'x' not found on remote"), a checkout that fails or is refused: the revision in
+force stays, ``last_sync`` too (``GitStatus``), and the error is in ``status().last_error`` with
+exponential backoff (``interval`` doubled on each consecutive failure, capped at
+``max_backoff``); the next success resets it. A force-push is just
 a new commit (``fetch --force``); a newer commit always supersedes one whose checkout failed.
 A fetch that finds ``repo.git`` damaged (what a power loss can leave) deletes it, says so in
 the error, and the next sync clones it again (``Revisions.discard_damaged``).
@@ -72,8 +74,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import hashlib
-import json
 import logging
 import threading
 import time
@@ -91,6 +91,7 @@ from reconciler.sources.gitcheckout import FILE_SIZE_MARGIN, CheckoutLimits, Che
 from reconciler.sources.gitcredentials import credentials_of
 from reconciler.sources.gitenv import Credentials, git_env
 from reconciler.sources.gitfiles import WorktreeFiles
+from reconciler.sources.gitkeys import describe, log_previous, remove_others, state_key
 from reconciler.sources.gitmaintenance import CollectionBackoff
 from reconciler.sources.gitprocess import GitError
 from reconciler.sources.gitrepo import GitRepo, Redactor, RefNotFoundError, check_ref, clean_path
@@ -133,8 +134,9 @@ class GitOptions:
 @dataclasses.dataclass(frozen=True)
 class GitStatus(SourceState):
     """``location`` is ``url#ref``; ``revision`` the commit whose tree is in force;
-    ``attempted_revision`` the commit the ref named at the last fetch; ``last_error`` is None
-    once a sync succeeds."""
+    ``attempted_revision`` the commit the ref named at the last fetch; ``last_sync`` when a
+    sync last ended well (fetched, and the ref's commit applied or in force already: a fetch
+    whose commit is refused or ambiguous is a failed sync); ``last_error`` is None once one does."""
 
     url: str = ""  # with any credentials stripped
     ref: str = ""
@@ -170,11 +172,14 @@ class GitSource:
         # path after the URL), and credentials reach git apart (``_credentials``).
         self.url = redact_url(options.url)
         self._clock = clock
-        key = hashlib.sha256(f"{self.url}\0{options.ref}\0{self.path}".encode()).hexdigest()[:16]
-        self.base = Path(state_dir).absolute() / "git" / key
+        self._state_dir = Path(state_dir)
+        key = state_key(self.url, options.ref, self.path)  # a new one per ref, path: ``gitkeys``
+        self.base = self._state_dir.absolute() / "git" / key
         limits = CheckoutLimits(max_file=max_file_size * FILE_SIZE_MARGIN)
         self._revisions = Revisions(self.base, path=self.path, limits=limits)
         self.current = self._revisions.current
+        if self._revisions.applied is None:
+            log_previous(self.base, self.url)
         self.worktrees = self._revisions.worktrees
         root = self.current / self.path if self.path else self.current
         # A link in a commit may point at another file of the commit, never out of it (nor
@@ -210,6 +215,7 @@ class GitSource:
         self._in_flight: GitRepo | None = None  # the repository a sync is working on
         self._collection = CollectionBackoff()  # only syncs use it, one at a time
         self._cancelled = False
+        self._others_removed = False  # the state folders of other refs and paths (``gitkeys``)
 
     # -- syncing -------------------------------------------------------------------------
 
@@ -219,6 +225,7 @@ class GitSource:
         with self._sync_lock:
             try:
                 changed = self._sync()
+                self._remove_others()
                 self._collect()
                 return changed
             finally:
@@ -315,14 +322,12 @@ class GitSource:
                 if self._cancelled:
                     repo.cancel()
             self._revisions.prepare(repo)  # the repository made, leftovers deleted
-            self._describe()
+            describe(self.base, self.url, self.options.ref, self.path)
             names = repo.fetch_ref(self.url, self.options.ref)
         except RefNotFoundError as err:
             return self._failed(str(err), None)
         except (GitError, OSError) as err:
             return self._fetch_failed(repo, redact(str(err)))
-        with self._lock:
-            self._last_sync = now
         try:
             sha = repo.resolve(self.url, self.options.ref, names)
         except GitError as err:
@@ -351,17 +356,8 @@ class GitSource:
         except GitError as err:  # only git's bookkeeping of the deleted trees; retried next time
             log.debug("git worktree prune failed", extra={"fields": {"error": str(err)}})
         self._succeeded()
-        log.info(
-            "git revision applied",
-            extra={
-                "fields": {
-                    "url": self.url,
-                    "ref": self.options.ref,
-                    "revision": sha,
-                    "previous": previous,
-                }
-            },
-        )
+        fields = {"url": self.url, "ref": self.options.ref, "revision": sha, "previous": previous}
+        log.info("git revision applied", extra={"fields": fields})
         return True
 
     def _collect(self) -> None:
@@ -375,6 +371,14 @@ class GitSource:
             return
         fields: dict[str, object] = {"url": self.url, "ref": self.options.ref}
         self._collection.run(repo.collect, self._clock(), fields, lambda: self._cancelled)
+
+    def _remove_others(self) -> None:
+        """Once a sync ended well, the state folders of other refs and paths (``gitkeys``)."""
+        with self._lock:
+            ended_well = self._error is None and self._last_sync is not None
+        if ended_well and not self._cancelled and not self._others_removed:
+            self._others_removed = True
+            remove_others(self._state_dir, self.base)
 
     def _repo(self, credentials: Credentials | None, redact: Redactor) -> GitRepo:
         env = git_env(
@@ -391,15 +395,12 @@ class GitSource:
             memory_limit=self.options.memory_limit,
         )
 
-    def _describe(self) -> None:
-        """Name the state folder's owner for people looking at it (nothing secret in it)."""
-        info = self.base / "source.json"
-        if not info.exists():
-            text = json.dumps({"url": self.url, "ref": self.options.ref, "path": self.path})
-            info.write_text(text + "\n", encoding="utf-8")
-
     def _succeeded(self) -> None:
+        """The sync ended well: the ref's revision is in force. Only then does the last sync
+        move (a fetch whose revision cannot be applied is a failed sync: the alert on it fires)."""
+        ended = self._clock()
         with self._lock:
+            self._last_sync = ended
             recovered = self._failures > 0
             self._failures = 0
             self._error = None
