@@ -125,6 +125,9 @@ class _Warnings(logging.Handler):
 
 
 PLANNED_KINDS = (SourceKind.FILE, SourceKind.GIT)
+# Characters of a server task's location from a file: a server shows a path in at most 4 096
+# (then "...", sources.files), and ":LINE:COLUMN" follows. A longer one is no server's.
+MAX_LOCATION = 4096 + 64
 
 
 def _from_server(
@@ -161,9 +164,26 @@ def _from_server(
         where = Location(printable(kind), f"{named} {cut(source.get('location'))}")
         found = definitions if kind in PLANNED_KINDS else others
         found.append(Definition.of(_unredacted(task, local), where))
-        if kind in PLANNED_KINDS:
-            files[task.key] = (kind, file_of(str(source.get("location"))))
+        if kind in PLANNED_KINDS and (location := _file_location(source, named, task.key)):
+            files[task.key] = (kind, file_of(location))
     return assemble(definitions), others, files
+
+
+def _file_location(source: dict[str, Any], named: str, key: str) -> str | None:
+    """The location of a server's task from a file, which ``plan_keeps`` matches with the
+    new files by its ending; ``None``, with a warning, when it is longer than
+    :data:`MAX_LOCATION`: no server's path is, and the plan goes on without matching that
+    task's file (a server's answer need not be a server's: one 100 000 folders deep made the
+    plan take gigabytes before locations were matched by their ending)."""
+    location = str(source.get("location"))
+    if len(location) <= MAX_LOCATION:
+        return location
+    print(
+        f"crontask: warning: {named} answered the task {printable(key)} from a file location "
+        f"longer than {MAX_LOCATION:,} characters: not matched with the files here",
+        file=sys.stderr,
+    )
+    return None
 
 
 def _beside(local: DesiredState, source: DirectorySource, others: list[Definition]) -> DesiredState:

@@ -110,17 +110,26 @@ def _at_broken_places(
     """Of ``keys``, those a server has from a file whose path ends as the path of a new file
     that has errors does under its root: a file `run` may keep whole, though which of the
     server's files it is cannot be told. Each with that new file."""
-    by_ending: dict[str, set[str]] = {}  # "a.yaml", "tasks/a.yaml": the keys of such files
-    for key in keys & files.keys():
-        parts = files[key][1].split("/")
-        for i in range(len(parts)):
-            by_ending.setdefault("/".join(parts[i:]), set()).add(key)
+    # Each file's path is matched by its ending: every ending of it made, as it once was, took
+    # the square of its length (gigabytes for a server's path 100 000 folders deep).
+    theirs = sorted((key, files[key][1]) for key in keys & files.keys())
     found: dict[str, Path] = {}
     for path in sorted(path for path, state in new.files.items() if state.errors):
         places = {place for root in roots if (place := _place_under(path, root)) is not None}
-        for place in {place or path.name for place in places}:
-            found.update((key, path) for key in by_ending.get(place, ()) if key not in found)
+        endings = {place or path.name for place in places}
+        found.update(
+            (key, path)
+            for key, file in theirs
+            if key not in found and any(_ends_as(file, ending) for ending in endings)
+        )
     return found
+
+
+def _ends_as(file: str, ending: str) -> bool:
+    """Whether the path ``file`` is ``ending`` or ends with it after a ``/``."""
+    if not file.endswith(ending):
+        return False
+    return len(file) == len(ending) or file[-len(ending) - 1] == "/"
 
 
 def _place_under(path: Path, root: Path) -> str | None:
