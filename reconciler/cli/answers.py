@@ -2,7 +2,8 @@
 bounds are in bytes, but ``{}`` is 3 bytes of JSON and a 64-byte dict once parsed, so that a
 list's 256 MiB of answers took 6.5 GB of memory. An answer's JSON values are counted before it
 is parsed (:func:`json_values`), and the client refuses it past its bound; ``NaN`` and
-``Infinity``, which are no JSON and which ``--json`` printed as they were, are refused too.
+``Infinity``, which are no JSON and which ``--json`` printed as they were, are refused too, and
+so is a number too large for a float (``1e400``), which Python reads as ``Infinity``.
 What is refused is a :class:`RemoteError` (one line), naming the server as shown (without the
 password or token its URL may hold); an error the API answered is a :class:`RemoteProblem`,
 which also keeps its status, problem type and ``Retry-After`` for a command to act on."""
@@ -10,6 +11,7 @@ which also keeps its status, problem type and ``Retry-After`` for a command to a
 from __future__ import annotations
 
 import json
+import math
 import re
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -41,7 +43,7 @@ class RemoteProblem(RemoteError):
 def problem_type(content: bytes, readable: bool) -> str | None:
     """The ``type`` of a problem+json body, if it has one that is a string."""
     try:
-        problem = json.loads(content, parse_constant=_no_constant) if readable else None
+        problem = _loads(content) if readable else None
     except (ValueError, RecursionError):
         return None
     kind = problem.get("type") if isinstance(problem, dict) else None
@@ -56,7 +58,7 @@ def retry_after(value: str | None, now: datetime | None = None) -> float | None:
         return float(min(int(text[:6]), 86_400))
     try:
         when = parsedate_to_datetime(text) if text else None
-    except (TypeError, ValueError, IndexError):
+    except (TypeError, ValueError, IndexError, OverflowError):  # Overflow: a year past a C long
         return None
     if when is None or when.tzinfo is None:
         return None
@@ -85,7 +87,7 @@ def _punctuation(content: bytes) -> int:
 def decode(content: bytes, server: str) -> dict[str, Any]:
     """``content`` as a JSON object, or :class:`RemoteError` naming ``server`` as shown."""
     try:
-        body = json.loads(content, parse_constant=_no_constant)
+        body = _loads(content)
     except ValueError:
         raise RemoteError(f"{server} answered with something that is not JSON") from None
     except RecursionError:
@@ -95,9 +97,22 @@ def decode(content: bytes, server: str) -> dict[str, Any]:
     return body
 
 
+def _loads(content: bytes) -> Any:
+    """``content`` as JSON, without what Python's json reads and JSON has not."""
+    return json.loads(content, parse_constant=_no_constant, parse_float=_finite)
+
+
 def _no_constant(name: str) -> NoReturn:
     # NaN, Infinity, -Infinity: Python's json reads them, and --json would print them.
     raise ValueError(f"{name} is not JSON")
+
+
+def _finite(text: str) -> float:
+    # 1e400 is read as inf, which --json printed as Infinity: as the literal, it is refused.
+    number = float(text)
+    if math.isinf(number):
+        raise ValueError(f"{text[:40]} is too large a number")
+    return number
 
 
 def object_list(value: Any, server: str, what: str) -> list[dict[str, Any]]:
@@ -114,7 +129,7 @@ def problem_line(status: int, reason: str, content: bytes, readable: bool) -> st
     """The line an error answer is said in: from its problem+json fields when ``readable``
     (its values within the bound) and it has them, else its status and reason."""
     try:
-        problem = json.loads(content, parse_constant=_no_constant) if readable else None
+        problem = _loads(content) if readable else None
     except (ValueError, RecursionError):
         problem = None
     if isinstance(problem, dict) and ("title" in problem or "detail" in problem):

@@ -6,6 +6,10 @@ place: with output (its last 64 Ki characters, after the runner's truncation mar
 begins with one: how many bytes the runner dropped) and, for a job task, its Kubernetes Job
 (name, pod, node, each container's exit code and reason), which ``--json`` spells as the API
 does (camelCase keys).
+
+A record of the run store that crontask cannot read (a store edited by hand: SQLite takes any
+value in any column) is one line (``store_errors.reading``), not a traceback, and a BLOB where
+text should be is shown as text, its bytes that are no UTF-8 escaped.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ from __future__ import annotations
 import argparse
 import os
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from reconciler.cli.answers import object_list
 from reconciler.cli.client import RemoteError, fetch_run, fetch_runs
@@ -31,6 +35,9 @@ from reconciler.cli.main_helpers import (
 from reconciler.cli.terminal import printable, shown
 from reconciler.core.runs import RunRecord, RunStatus, Trigger, truncation_marker
 from reconciler.sources.limits import KIB
+
+if TYPE_CHECKING:
+    from reconciler.store import RunStore
 
 MAX_LIMIT = 100_000
 # Characters of a run's output `--id` shows: what crontask keeps of it (the runner's tail); a
@@ -142,8 +149,8 @@ def run_runs(args: argparse.Namespace) -> int:
 def _from_store(
     args: argparse.Namespace, since: datetime | None
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    from reconciler.cli import store_errors
     from reconciler.store import open_store, sqlite_url
-    from reconciler.store.query import MAX_PAGE_SIZE, RunQuery
 
     url = args.db or sqlite_url(args.state_dir)
     if not args.db and not (args.state_dir / "runs.db").exists():
@@ -159,28 +166,38 @@ def _from_store(
     # A reader: it may read another user's store, and creates or changes nothing there.
     store = open_store(url, existing=True)
     try:
-        if args.id:
-            return [], [to_json(r, output=True) for r in store.attempts(args.id)]
-        items: list[dict[str, Any]] = []
-        cursor = None
-        while len(items) < args.limit:
-            page = store.query(
-                RunQuery(
-                    task=args.task,
-                    status=RunStatus(args.status) if args.status else None,
-                    trigger=Trigger(args.trigger) if args.trigger else None,
-                    since=since,
-                    limit=min(args.limit - len(items), MAX_PAGE_SIZE),
-                    cursor=cursor,
-                    output=False,
-                )
-            )
-            items += [to_json(r) for r in page.items]
-            cursor = page.next_cursor
-            if cursor is None:
-                break
+        # Once it is open, what the driver cannot read is a record's, not the URL's.
+        with store_errors.reading(args.db):
+            return _records(store, args, since)
     finally:
         store.close()
+
+
+def _records(
+    store: RunStore, args: argparse.Namespace, since: datetime | None
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    from reconciler.store.query import MAX_PAGE_SIZE, RunQuery
+
+    if args.id:
+        return [], [to_json(r, output=True) for r in store.attempts(args.id)]
+    items: list[dict[str, Any]] = []
+    cursor = None
+    while len(items) < args.limit:
+        page = store.query(
+            RunQuery(
+                task=args.task,
+                status=RunStatus(args.status) if args.status else None,
+                trigger=Trigger(args.trigger) if args.trigger else None,
+                since=since,
+                limit=min(args.limit - len(items), MAX_PAGE_SIZE),
+                cursor=cursor,
+                output=False,
+            )
+        )
+        items += [to_json(r) for r in page.items]
+        cursor = page.next_cursor
+        if cursor is None:
+            break
     return items, []
 
 
@@ -295,13 +312,13 @@ def _container(c: Any) -> str:
 
 def to_json(r: RunRecord, *, output: bool = False) -> dict[str, Any]:
     item: dict[str, Any] = {
-        "id": r.id,
-        "task": r.task,
+        "id": _text(r.id),
+        "task": _text(r.task),
         "attempt": r.attempt,
         "trigger": str(r.trigger),
         "status": str(r.status),
-        "reason": r.reason,
-        "message": r.message,
+        "reason": _text(r.reason),
+        "message": _text(r.message),
         "scheduledTime": _iso(r.scheduled_at),
         "startTime": _iso(r.started_at),
         "completionTime": _iso(r.finished_at),
@@ -309,9 +326,19 @@ def to_json(r: RunRecord, *, output: bool = False) -> dict[str, Any]:
         "exitCode": r.exit_code,
     }
     if output:  # as the API answers one run: with output and job
-        item["output"] = r.output
+        item["output"] = _text(r.output)
         item["job"] = None if r.job is None else _camel_keys(r.job.to_json())
     return item
+
+
+def _text(value: Any) -> Any:
+    """A record's text as JSON can hold it: SQLite takes a BLOB in any column (a store edited
+    by hand), read as bytes, which ``--json`` could not encode (a traceback). Its bytes are
+    read as UTF-8, those that are not escaped (``\\xff``); where printed, ``shown`` escapes
+    the rest."""
+    if isinstance(value, bytes | bytearray | memoryview):
+        return bytes(value).decode("utf-8", "backslashreplace")
+    return value
 
 
 def _camel_keys(value: Any) -> Any:

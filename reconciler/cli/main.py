@@ -7,7 +7,8 @@ guarded before parsing), and also when stderr cannot take that line; a reader th
 (``crontask runs | head``) ends the command quietly with status 0. Only the failures of stdout
 itself are said so: its descriptor is wrapped (``_Stdout``), so an ``OSError`` of anything else
 is never taken for one. The guard keeps stdout's buffering (``python -u``, ``PYTHONUNBUFFERED``:
-written through).
+written through) and encoding, and writes a character that encoding cannot hold as its escape
+(``\\u2713``), as Python's stderr does.
 """
 
 from __future__ import annotations
@@ -163,7 +164,11 @@ def _guard_stdout() -> None:
     elif given is sys.__stdout__ and isinstance(given, io.TextIOWrapper):
         given.flush()
         raw = _Stdout(given.fileno(), "w", closefd=False)
-        encoding, errors = given.encoding, given.errors or "strict"
+        # A character the encoding cannot hold is written as its escape, as on stderr: a
+        # server's word (``✓`` under PYTHONIOENCODING=ascii) made a traceback and exit 1, for
+        # ``trigger`` after the run was taken too. surrogateescape (a C locale) would write a
+        # lone surrogate's byte raw.
+        encoding, errors = given.encoding, "backslashreplace"
         lines, through = given.line_buffering, given.write_through  # as -u or a terminal has it
     else:
         return

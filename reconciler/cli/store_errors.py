@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from reconciler import statedir
+from reconciler.cli.terminal import printable
 from reconciler.core.urls import redact_url
 from reconciler.store import IncompatibleSchema, StoreUnavailable
 
@@ -135,9 +136,45 @@ def _option_refused(err: Exception) -> str | None:
     orig = getattr(err, "orig", None)
     if isinstance(err, sa.ProgrammingError) and getattr(orig, "sqlstate", None) is None:
         return _BACKGROUND.sub("", str(orig))
-    cause = orig if isinstance(err, sa.StatementError) else err
-    if isinstance(cause, TypeError) and _raised_in_driver(err):
+    cause = _driver_error(err, TypeError)
+    if cause is not None:
         return f"an option of the URL is not of a type the driver takes ({cause})"
+    return None
+
+
+@contextlib.contextmanager
+def reading(db_url: str | None) -> Iterator[None]:
+    """Around reading the records of a store once it is open (within :func:`reported`): a
+    value the driver cannot make into its column's type (SQLite takes any value in any
+    column: an integer or a BLOB for a date in a store edited by hand) is a record crontask
+    cannot read, ``crontask: run store ... holds a run record ...`` and exit status 1. As the
+    store is opened, the driver's TypeError is an option of the URL's; here it is not, and it
+    was said as one (``--db: ...`` when no --db was given)."""
+    try:
+        yield
+    except Exception as err:
+        cause = _driver_error(err, (TypeError, ValueError))
+        if cause is None:
+            raise
+        _exit(
+            UNAVAILABLE,
+            f"run store {_shown(db_url)} holds a run record crontask cannot read, a value "
+            f"of a type or form its column does not take ({printable(str(cause)[:200])}): "
+            "was it edited by hand?",
+            db_url,
+        )
+
+
+def _driver_error(
+    err: Exception, kinds: type[Exception] | tuple[type[Exception], ...]
+) -> Exception | None:
+    """The error of one of ``kinds`` that the driver or SQLAlchemy raised, bare or in a
+    ``StatementError``, that ``err`` is; ``None`` for anything else."""
+    sa = sys.modules.get("sqlalchemy.exc")
+    statement = sa is not None and isinstance(err, sa.StatementError)
+    cause = getattr(err, "orig", None) if statement else err
+    if isinstance(cause, kinds) and _raised_in_driver(err):
+        return cause
     return None
 
 
