@@ -132,15 +132,22 @@ class SlotClaims:
         checked.add_done_callback(lambda done: done.cancelled() or done.exception())
         return checked
 
+    def shares_store_alone(self) -> bool:
+        """Whether this crontask runs without replicas (``--ha``): a slot another crontask
+        recorded is then one of another crontask on the same store, not the replicas'
+        sharing of the work."""
+        return self.handover is None
+
     def _claimed_elsewhere(self, record: RunRecord) -> None:
-        """``record``'s slot was claimed by another crontask (the store refused its claim).
+        """``record``'s slot was recorded by another crontask (the store refused its claim,
+        or, under Forbid with a run of the task going here, its skip).
         With replicas that is their sharing of the work. Without, it is another crontask on
         the same store that declares the task too (a second one started by mistake, the old
         pod of a rolling update): the slot still runs once, but each keeps the concurrency
         policy for its own runs only, so under Forbid their runs overlap, and nothing else
         says so. Warned every ``SHARED_TOLD_EVERY`` at most (each slot would be a line)."""
         fields = {"task": record.task, "run": record.id, "attempt": record.attempt}
-        if self.handover is not None:
+        if not self.shares_store_alone():
             log.info("slot already claimed by another instance", extra={"fields": fields})
             return
         now = time.monotonic()

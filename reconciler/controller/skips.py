@@ -32,6 +32,8 @@ class SlotSkips:
     clock: Callable[[], datetime]
     _writes: set[asyncio.Task[None]]
     _notify: Callable[[RunRecord], None]
+    _claimed_elsewhere: Callable[[RunRecord], None]  # SlotClaims'
+    shares_store_alone: Callable[[], bool]  # SlotClaims'
 
     def _skip(self, record: RunRecord, reason: str, message: str) -> RunRecord:
         skipped = dataclasses.replace(
@@ -59,6 +61,11 @@ class SlotSkips:
         first = None if self.recorder.pending else await self._recorded_first(skipped)
         if first is None:  # kept until the store answers (or lost: the recorder said why)
             log.info("slot skipped", extra={"fields": fields})
+            return
+        if first.owner != self.owner and self.shares_store_alone():
+            # Without replicas another crontask on this store ran the slot this one skips
+            # (Forbid, its own run still going): their runs overlap, which is warned of.
+            self._claimed_elsewhere(skipped)
             return
         who = "another replica" if first.owner != self.owner else "this crontask"
         fields = {"task": skipped.task, "run": skipped.id, "owner": first.owner}

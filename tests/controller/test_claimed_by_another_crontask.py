@@ -17,6 +17,7 @@ from reconciler.controller.dispatch import Dispatcher
 from reconciler.controller.handover import Handover
 from reconciler.core.runs import RunRecord, RunStatus, Trigger, run_id
 from reconciler.store import MemoryRunStore
+from tests.controller.test_policies import until
 from tests.helpers import definition, local_actions
 
 SLOT = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
@@ -95,3 +96,27 @@ def test_with_replicas_a_slot_claimed_elsewhere_is_their_sharing(
         fire_claimed_slots(store, [SLOT], ha=True)
     assert not [m for m in said(caplog, logging.WARNING) if m.startswith(WARNED)]
     assert "slot already claimed by another instance" in said(caplog, logging.INFO)
+
+
+def test_a_forbid_skip_that_loses_to_another_crontasks_run_is_warned_of(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The usual shape of the overlap: this crontask's run still goes, so under Forbid it
+    would skip the next slot, but the other crontask, free, ran it: the skip's insert loses,
+    and no claim of this one is ever refused."""
+    store = MemoryRunStore()
+    later = SLOT + timedelta(minutes=1)
+    job = definition("job", command={"args": ["sleep", "30"]})
+
+    async def scenario() -> None:
+        d = Dispatcher(store, owner="host:1:abc", clock=lambda: later, actions=local_actions())
+        d.fire(job, SLOT)
+        await until(lambda: bool(d.active("default/job")))
+        claimed_by_other(store, later)
+        d.fire(job, later)
+        await until(lambda: any(m.startswith(WARNED) for m in said(caplog, logging.WARNING)))
+        await d.shutdown(0)
+
+    with caplog.at_level(logging.INFO, logger="crontask.runner"):
+        asyncio.run(scenario())
+    assert store.get(run_id("default/job", later)).owner == "other-host:7:xyz"  # type: ignore[union-attr]
