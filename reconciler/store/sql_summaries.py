@@ -144,13 +144,22 @@ _KEYS_PER_QUERY: Final = 2_000
 
 
 def last_outcomes(conn: Connection, tasks: Collection[str]) -> dict[str, LastOutcomes]:
-    """See ``RunStore.last_outcomes``."""
+    """See ``RunStore.last_outcomes``. On PostgreSQL without JIT compilation, for this
+    transaction: the planner costs each task's look past the attempts whose process died as a
+    scan of its whole range when such rows fill the table (a store of a crash loop), past
+    ``jit_above_cost``, and a compile of 70 ms or more was paid at every call for lookups at
+    the ends of index ranges, which JIT cannot speed up."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(_NO_JIT)
     found: dict[str, LastOutcomes] = {}
     for task, *ends in _per_task(conn, _newest_ends(conn.dialect.name), tasks):
         outcome = _outcome(ends)
         if outcome is not None:
             found[task] = outcome
     return found
+
+
+_NO_JIT: Final = sa.text("SELECT set_config('jit', 'off', true)")  # this transaction only
 
 
 def _per_task(conn: Connection, stmt: sa.Select[Any], tasks: Collection[str]) -> Iterator[Any]:
