@@ -22,14 +22,17 @@ change until two slots have passed under its current definition: the slots befor
 the task's (they fell while it was suspended, or were its old schedule's), and its last success
 is older than them when the latest missed slot was not caught up (``startingDeadlineSeconds``),
 so the alert would fire for slots it never had. The change counts from the first read that sees
-it (``now``, the scrape's time: the change itself is not known here, and a later moment only
-holds the series back a scrape longer). A suspended task has no next slot, but its entry is kept,
-so that its resume is a change. An edit that moves no slot (its command, its deadline) changes
-nothing here: the task had those slots, and an alert about them stays until a run succeeds. A
-task new to this process (start-up, a handover, back from another replica) is exported at once,
-as nothing says when it changed: a restart must not silence the alert of a task that was
-failing before it. While a task's slots come one by one, the check costs nothing per scrape: the
-exported value is worked out with the entry, when its next slot moves.
+it (``now``, the scrape's time: the change itself is not known here, so with no scrape for a
+while after it, or scrapes further apart than the task's slots, the slots it had under its new
+definition meanwhile do not count, and the series comes back two slots after that scrape; a
+time zone spelled otherwise for the same slots, ``UTC`` as ``Etc/UTC``, is a change too).
+A suspended task has no next slot, but its entry is kept, so that its resume is a change. An
+edit that moves no slot (its command, its deadline) changes nothing here: the task had those
+slots, and an alert about them stays until a run succeeds. A task new to this process
+(start-up, a handover, back from another replica) is exported at once, as nothing says when it
+changed: a restart must not silence the alert of a task that was failing before it. While a
+task's slots come one by one, the check costs nothing per scrape: the exported value is worked
+out with the entry, when its next slot moves.
 """
 
 from __future__ import annotations
