@@ -6,11 +6,15 @@ it from the other side. Reads and changes nothing of the running crontask.
   and messages), at the location ``body``: ``body:6:16: spec.schedule: ...``. A JSON body is
   one CronTask, read as ``POST /api/v1/tasks`` reads one (``params.parse_object``: YAML 1.1
   would read ``3e2`` as a string and refuse a surrogate pair's escapes) and validated as a
-  file's document, every problem at ``body:1:1``. Without a Kubernetes connection a ``job``
-  task is the error of its key, as ``run`` makes it.
-- The text is bounded by the server's ``--max-tasks`` as a pass bounds a file that replaced
-  the tasks in force from files and git (``sources.taskbound``, its words): past it, nothing
-  of the text is applied and every task in force is kept as it is.
+  file's document, every problem at ``body:1:1`` (the note of how many more there are last).
+  Without a Kubernetes connection a ``job`` task is the error of its key, as ``run`` makes it.
+- The text is bounded by the server's ``--max-tasks`` as a pass bounds each source, the
+  folder and git each on its own (``sources.taskbound``, its words). A task in force counts
+  in its own source, a new one in ``new_source`` (the folder when the server reads one). A
+  pass refuses only the file that would add past the bound, and a text cannot tell its files
+  apart: so past a source's bound none of its additions is planned (a problem names them),
+  while the updates and removals of its tasks in force are, as the files that make them add
+  nothing. What the source keeps for a broken document counts as held.
 - Its tasks are settled with those in force from the other sources (the API, custom
   resources) as a pass settles them, so a key both define is reported as the conflict the
   pass would report, and the side that would win is the one planned.
@@ -18,9 +22,10 @@ it from the other side. Reads and changes nothing of the running crontask.
   a broken document still names is kept as it is, as ``run`` keeps a broken file's tasks; an
   error that names no task (a YAML syntax error, a bound broken, not UTF-8, a document without
   a valid name) may hide any of them, so then none of them is removed: each one the text does
-  not yield is kept (its adds and changes are still planned). An empty set of tasks removes
-  nothing unless ``allow_empty``, as for ``run``: a text that yields nothing holds them (the
-  route's default is the server's own ``--allow-empty``).
+  not yield is kept (its adds and changes are still planned), whatever else its errors name.
+  An empty set of tasks removes nothing unless ``allow_empty``, as for ``run``: a text that
+  yields nothing and names no task holds them (the route's default is the server's own
+  ``--allow-empty``).
 - For a caller who may not write tasks (not ``exact``), both sides are planned as that caller
   reads them (``models.for_readers``: an http URL without its user name, password, path and
   query values). A change only in those parts is no change to that caller: were it a step, a
@@ -54,8 +59,13 @@ from reconciler.sources.filestate import UNKNOWN, FileState
 from reconciler.sources.messages import MAX_SHOWN, Problem, more_problems, problems
 from reconciler.sources.taskbound import refused
 
-PLANNED_KINDS: Final = frozenset({SourceKind.FILE, SourceKind.GIT})
+PLANNED_KINDS: Final = (SourceKind.FILE, SourceKind.GIT)
 BODY: Final = "body"  # the location of the posted text in its problems and steps
+# A JSON body's problems listed: one fewer than the route shows, so that the note of how many
+# more there are, at the same place, is shown last and none of them is cut for it.
+JSON_SHOWN: Final = MAX_SHOWN - 1
+NAMES_SHOWN: Final = 5  # of the additions held past a bound, the keys a problem names
+_SOURCE_NAMES: Final = {SourceKind.FILE: "the folder's", SourceKind.GIT: "git's"}
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -74,31 +84,29 @@ def plan_text(
     exact: bool = True,
     max_tasks: int | None = None,
     as_json: bool = False,
+    new_source: SourceKind = SourceKind.FILE,
 ) -> TextPlan:
     """See the module docstring. Never raises for a bad text: its problems say what is wrong.
     Not ``exact``: the plan, its steps' definitions too, is of the tasks as readers see them.
     ``max_tasks``: the server's ``--max-tasks`` (None: no bound). ``as_json``: ``data`` is
-    one CronTask as JSON (``_read_json``), not a task file's text."""
+    one CronTask as JSON (``_read_json``), not a task file's text. ``new_source``: the source
+    a task not in force would be added to (files or git), counted against its bound."""
     current = {k: d for k, d in in_force.items() if d.location.source in PLANNED_KINDS}
-    definitions, errors = _read(data, as_json=as_json)
-    refusal = _past_bound(definitions, current, max_tasks)
-    if refusal is not None:  # as a pass refuses the file: nothing of it is applied
-        definitions, errors = [], [*errors, refusal]
+    definitions, errors, notes = _read(data, as_json=as_json)
+    definitions, refusals = _bounded(definitions, errors, current, max_tasks, new_source)
     if not jobs:
         definitions, errors = _without_jobs(definitions, errors)
     others = [d for d in in_force.values() if d.location.source not in PLANNED_KINDS]
-    settled = assemble([*definitions, *others], errors)
+    settled = assemble([*definitions, *others], [*errors, *refusals])
     desired = {k: d for k, d in settled.tasks.items() if d.location.source in PLANNED_KINDS}
-    if refusal is not None:
-        kept = tuple(sorted(current))  # each one stays as it is, carrying the refusal
-    else:
-        kept = _kept(errors, desired, current, allow_empty=allow_empty)
+    # A refusal names no task but hides none either: the text's own errors decide what stays.
+    kept = _kept(errors, desired, current, allow_empty=allow_empty)
     desired.update((k, current[k]) for k in kept)
     if not exact:
         desired = {k: _as_read(d) for k, d in desired.items()}
         current = {k: _as_read(d) for k, d in current.items()}
     found = plan(desired, current, allow_empty=allow_empty)
-    return TextPlan(found, kept, tuple(settled.problems))
+    return TextPlan(found, kept, (*settled.problems, *notes))
 
 
 def _kept(
@@ -111,15 +119,22 @@ def _kept(
     """The tasks in force that the text does not yield and ``run`` would keep: those a broken
     document names; all of them when an error names no task (a syntax error, a bound, not
     UTF-8, a document without a valid name), as the documents it hides may be any of them and
-    ``run`` keeps a broken file whole. A text that yields nothing holds them instead, unless
-    ``allow_empty`` (``crontask plan FILE --server`` says the same of such a file)."""
+    ``run`` keeps a broken file whole, whatever the other errors name. A text that yields
+    nothing and names no task in force holds them instead, unless ``allow_empty`` (``crontask
+    plan FILE --server`` says the same of such a file): no removal is planned either way."""
     gone = current.keys() - desired.keys()
-    if any(e.key is None for e in errors) and (desired or allow_empty):
+    named = gone & {e.key for e in errors if e.key}
+    # A named task kept makes the set not empty: the others must be kept, not removed, too.
+    if any(e.key is None for e in errors) and (desired or allow_empty or named):
         return tuple(sorted(gone))
-    return tuple(sorted(gone & {e.key for e in errors if e.key}))
+    return tuple(sorted(named))
 
 
-def _read(data: bytes, *, as_json: bool) -> tuple[list[Definition], list[DefinitionError]]:
+Read = tuple[list[Definition], list[DefinitionError], tuple[str, ...]]
+
+
+def _read(data: bytes, *, as_json: bool) -> Read:
+    """The text's definitions, its errors and the notes shown after every problem."""
     if as_json:
         return _read_json(data)
     try:
@@ -128,50 +143,103 @@ def _read(data: bytes, *, as_json: bool) -> tuple[list[Definition], list[Definit
         line = data.count(b"\n", 0, err.start) + 1
         column = err.start - data.rfind(b"\n", 0, err.start)
         where = Location(SourceKind.FILE, BODY, line, column)
-        return [], [DefinitionError(where, f"not UTF-8: byte 0x{data[err.start]:02x}")]
+        return [], [DefinitionError(where, f"not UTF-8: byte 0x{data[err.start]:02x}")], ()
     parsed = parse_text(text, BODY)
-    return parsed.definitions, parsed.errors
+    return parsed.definitions, parsed.errors, ()
 
 
-def _read_json(data: bytes) -> tuple[list[Definition], list[DefinitionError]]:
+def _read_json(data: bytes) -> Read:
     """One CronTask object, read as ``POST /api/v1/tasks`` reads one (``params.parse_object``:
     JSON, not YAML 1.1, which reads ``3e2`` as a string and refuses a surrogate pair's
     escapes; the same bounds) and validated as a file's document is, its problems worded as
-    a file's (``sources.messages``). Every problem is at ``body:1:1``."""
+    a file's (``sources.messages``). Every problem is at ``body:1:1``: the note of how many
+    more there are is returned apart, to be shown after them (sorted with them, it came
+    first)."""
     where = Location(SourceKind.FILE, BODY, 1, 1)
     try:
         document = parse_object(data)
     except BodyProblem as problem:  # no task named: as a YAML syntax error
-        return [], [DefinitionError(where, str(Problem(problem.path, problem.message)))]
+        return [], [DefinitionError(where, str(Problem(problem.path, problem.message)))], ()
     key = key_of(document)
     try:
         task = CronTask.model_validate(document)  # as a file's document (documents._document)
     except ValidationError as err:
-        said, more = problems(err, MAX_SHOWN)
+        said, more = problems(err, JSON_SHOWN)
         errors = [DefinitionError(where, str(p), key) for p in said]
-        if more:
-            errors.append(DefinitionError(where, more_problems(more, MAX_SHOWN), key))
-        return [], errors
+        note = str(DefinitionError(where, more_problems(more, JSON_SHOWN))) if more else None
+        return [], errors, (note,) if note else ()
     except Exception as err:  # a bug of crontask's, worded and logged as for a file
-        return [], [unexpected(err, where, key)]
-    return [Definition.of(task, where)], []
+        return [], [unexpected(err, where, key)], ()
+    return [Definition.of(task, where)], [], ()
 
 
-def _past_bound(
-    definitions: list[Definition], current: Mapping[str, Definition], max_tasks: int | None
-) -> DefinitionError | None:
-    """The error a pass would refuse the text with if it were a file that replaced the tasks
-    in force from files and git (``sources.taskbound``: every definition counts, a job task
-    too, as the folder source counts them before they are run or refused), or None. As for
-    a file, a text that adds nothing is never refused: the bound keeps a source from growing
-    past it, not from keeping what it holds."""
-    declared = len(definitions)
-    if max_tasks is None or declared <= max(len(current), max_tasks):
-        return None
+def _bounded(
+    definitions: list[Definition],
+    errors: list[DefinitionError],
+    current: Mapping[str, Definition],
+    max_tasks: int | None,
+    new_source: SourceKind,
+) -> tuple[list[Definition], list[DefinitionError]]:
+    """``definitions`` without the additions a pass would refuse, and a problem for each
+    source past its bound (see the module docstring)."""
+    if max_tasks is None:
+        return definitions, []
+    stays = _staying(errors, definitions, current)
+    held: set[str] = set()
+    refusals = []
+    for source in PLANNED_KINDS:
+        mine = [d for d in definitions if _source_of(d.key, current, new_source) == source]
+        adds = sorted({d.key for d in mine} - current.keys())
+        holds = len(mine) + sum(1 for k in stays if current[k].location.source == source)
+        if adds and holds > max_tasks:  # as a file that adds past it: none of its adds
+            held.update(adds)
+            before = [d for d in current.values() if d.location.source == source]
+            refusals.append(_refusal(source, before, mine, holds, max_tasks, adds))
+    return [d for d in definitions if d.key not in held], refusals
+
+
+def _staying(
+    errors: list[DefinitionError],
+    definitions: list[Definition],
+    current: Mapping[str, Definition],
+) -> set[str]:
+    """The tasks in force the text does not yield that its source keeps holding: those its
+    errors name, every one if an error names none (as ``_kept``, before ``allow_empty``)."""
+    gone = current.keys() - {d.key for d in definitions}
+    if any(e.key is None for e in errors):
+        return set(gone)
+    return gone & {e.key for e in errors if e.key}
+
+
+def _source_of(key: str, current: Mapping[str, Definition], new_source: SourceKind) -> SourceKind:
+    """A task in force stays in its source; a new one is added to ``new_source``."""
+    found = current.get(key)
+    return SourceKind(found.location.source) if found is not None else new_source
+
+
+def _refusal(
+    source: SourceKind,
+    before: list[Definition],
+    mine: list[Definition],
+    holds: int,
+    max_tasks: int,
+    adds: list[str],
+) -> DefinitionError:
+    """The pass's words for a file that declares ``mine`` (``sources.taskbound``), and the
+    additions not planned. It names no task: the tasks in force stay, and are planned."""
     where = Location(SourceKind.FILE, BODY, 1, 1)
-    before = FileState(UNKNOWN, tuple(current.values()) or None, ())
-    after = FileState(UNKNOWN, tuple(definitions), ())
-    return refused(before, after, where, declared, max_tasks).errors[0]
+    state_before = FileState(UNKNOWN, tuple(before) or None, ())
+    after = FileState(UNKNOWN, tuple(mine), ())
+    said = refused(state_before, after, where, holds, max_tasks).errors[0].message
+    shown = ", ".join(adds[:NAMES_SHOWN])
+    if len(adds) > NAMES_SHOWN:
+        shown += f" and {len(adds) - NAMES_SHOWN:,} more"
+    why = said.partition("; ")[0]  # "declares ... (--max-tasks): not applied"
+    why += (
+        f"; {_SOURCE_NAMES[source]} new tasks are not added ({shown}): a pass refuses the file "
+        "that adds them; the changes and removals of its tasks in force are planned"
+    )
+    return DefinitionError(where, why)
 
 
 def _without_jobs(

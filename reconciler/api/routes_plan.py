@@ -16,7 +16,7 @@ import threading
 from typing import Annotated, Any, Final
 
 from fastapi import APIRouter, Depends, Query, Request
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
 from pydantic.alias_generators import to_camel
 
 from reconciler.api import admission, planning
@@ -25,6 +25,8 @@ from reconciler.api.models import CRONTASK_SCHEMA_REF
 from reconciler.api.problems import MAX_ERRORS, FieldProblem, ProblemError
 from reconciler.api.routes_tasks import Exact
 from reconciler.api.routing import GuardedRoute, Runtime, operation_id, problem_responses
+from reconciler.controller.view import RuntimeView
+from reconciler.core.desired import SourceKind
 from reconciler.core.plan import Operation, Step
 
 router = APIRouter(
@@ -138,13 +140,16 @@ async def read_documents(request: Request) -> Posted:
 
 
 Documents = Annotated[Posted, Depends(read_documents)]
+_ALLOW_EMPTY = (
+    "as `crontask run --allow-empty`: documents that hold no task remove them all; by "
+    "default, as this server was started (true with `--allow-empty`, else false)"
+)
+# Absent (None) is the server's own default; a sent value is a boolean, never null, and the
+# schema says so (it said boolean or null, and `?allowEmpty=null` is a 422).
 AllowEmpty = Annotated[
     bool | None,
-    Query(
-        alias="allowEmpty",
-        description="as `crontask run --allow-empty`: documents that hold no task remove them "
-        "all; by default, as this server was started (with or without `--allow-empty`)",
-    ),
+    WithJsonSchema({"type": "boolean"}),
+    Query(alias="allowEmpty", description=_ALLOW_EMPTY),
 ]
 Options = Annotated[ServerOptions, Depends(server_options)]
 
@@ -157,8 +162,10 @@ Options = Annotated[ServerOptions, Depends(server_options)]
     "`crontask plan PATH --server URL` does: adds, changes (field by field) and removals, the "
     "tasks kept, and the documents' problems. API-created and Kubernetes tasks are not "
     "compared, but a key the documents share with one is a conflict, settled as a pass "
-    "would settle it. The server's `--max-tasks` bounds the documents as it bounds a file "
-    "(past it, nothing of them is applied). Changes nothing.",
+    "would settle it. The server's `--max-tasks` bounds the folder's tasks and git's each on "
+    "its own, as a pass does: a task in force counts in its own source, a new one in the "
+    "folder's (git's when the server reads no folder); past a source's bound its additions "
+    "are not planned (a problem names them), its updates and removals are. Changes nothing.",
     openapi_extra={**role_extra("viewer"), **_DOCUMENTS_BODY},
     responses=problem_responses(422),
 )
@@ -182,6 +189,7 @@ def plan_documents(
             exact=exact,
             max_tasks=options.max_tasks,
             as_json=documents.as_json,
+            new_source=_new_source(runtime),
         )
     finally:
         _planning.release()
@@ -193,6 +201,18 @@ def plan_documents(
         problems=list(found.problems[:MAX_ERRORS]),
         more_problems=max(len(found.problems) - MAX_ERRORS, 0),
         summary=found.plan.summary(),
+    )
+
+
+def _new_source(runtime: RuntimeView) -> SourceKind:
+    """Where a task not in force would be added, for the bound: the folder when the server
+    reads one (git's files are committed, a folder's written, and both read by a pass), else
+    git. Neither: the folder's, the bound of a source that holds nothing."""
+    kinds = {source.kind for source in runtime.sources()}
+    return (
+        SourceKind.GIT
+        if SourceKind.GIT in kinds and SourceKind.FILE not in kinds
+        else SourceKind.FILE
     )
 
 

@@ -1,6 +1,7 @@
 """``POST /api/v1/plan`` plans under the server's own ``--max-tasks`` and ``--allow-empty``, as
-its passes apply them: a text that would take the source past its bound is refused with the
-pass's words and the tasks in force are kept; on a server with ``--allow-empty`` a text that
+its passes apply them: a text that would take the source past its bound adds nothing, with the
+pass's words, and the tasks in force are kept (``test_plan_source_bounds``: per source, and
+updates still planned); on a server with ``--allow-empty`` a text that
 yields nothing removes them (an explicit ``?allowEmpty=`` still wins). Before, the plan said
 ``3 to add`` where ``run`` refused, and ``removals held`` where ``run`` removed. Against a real
 ``crontask run`` over a folder, through real HTTP."""
@@ -108,9 +109,12 @@ def _steps(found: Any) -> list[tuple[str, str]]:
 def test_a_text_past_the_servers_bound_is_refused_and_keeps_the_tasks(server: _Server) -> None:
     found = server.plan(_text(5))
     assert found["problems"] == [
-        f"body:1:1: {PAST}: not applied; the tasks it defined before are kept"
+        f"body:1:1: {PAST}: not applied; the folder's new tasks are not added (default/m2, "
+        "default/m3, default/m4): a pass refuses the file that adds them; the changes and "
+        "removals of its tasks in force are planned"
     ]
-    assert (_steps(found), found["kept"], found["heldRemovals"]) == ([], IN_FORCE, [])
+    # m0 and m1 are the text's own, unchanged: only the additions are not planned.
+    assert (_steps(found), found["kept"], found["heldRemovals"]) == ([], [], [])
     assert found["summary"] == "0 to add, 0 to change, 0 to remove, 2 unchanged"
 
 
@@ -120,8 +124,9 @@ def test_a_text_within_the_bound_is_planned(server: _Server) -> None:
 
 
 def test_the_plan_says_what_the_pass_says_of_the_same_text(server: _Server, tmp_path: Path) -> None:
-    """The same words as ``run``'s refusal of the file, past the location."""
-    planned = server.plan(_text(5))["problems"][0].removeprefix("body:1:1: ")
+    """The same words as ``run``'s refusal of the file, past the location, up to what is
+    not applied (the plan then names the additions; the pass, what it keeps)."""
+    planned = server.plan(_text(5))["problems"][0].removeprefix("body:1:1: ").partition("; ")[0]
     part = tmp_path / "a.yaml"
     part.write_text(_text(5))
     os.replace(part, server.folder / "a.yaml")
@@ -131,7 +136,7 @@ def test_the_plan_says_what_the_pass_says_of_the_same_text(server: _Server, tmp_
         return errors[0] if errors else None
 
     said = wait_for("the pass's refusal", refusal, timeout=30)
-    assert said.endswith(f"a.yaml:1:1: {planned}")
+    assert said.endswith(f"a.yaml:1:1: {planned}; the tasks it defined before are kept")
     assert sorted(t["key"] for t in server.tasks()) == IN_FORCE
 
 
