@@ -1,12 +1,17 @@
 """The task key a broken CronTask document still names (``documents``), read from its data or,
 for a document that cannot be built or repeats keys, from its YAML nodes.
 
-A CronTask run together with another object (``cat task.yaml notes.yaml``, no ``---``) holds
-two ``metadata``; its errors are named after the CronTask's: the first ``metadata`` after the
-last ``apiVersion`` or ``kind`` that says it is a CronTask (the last one before it when none
-follows). PyYAML's rule, the last ``metadata``, named them after the other object whenever it
-came second, as an object without an ``apiVersion`` (``kind: Note``, a ``metadata`` alone)
-does; the task it names was kept, the CronTask removed.
+A CronTask run together with another object (``cat task.yaml configmap.yaml``, no ``---``: an
+``apiVersion`` or ``kind`` repeats, one of them ours) holds two objects' keys in one mapping.
+Its errors are named after the CronTask's own ``metadata``: the keys are split into objects
+where a key repeats within the current one (how the files were concatenated), and the object
+that says most plainly it is a CronTask (its kind, then its apiVersion) names the task; with
+no ``metadata`` of its own, nothing does (never the other object's name). PyYAML's rule, the
+last ``metadata``, named them after the other object whenever it came second, and the task it
+named was kept, the CronTask removed. A single object that repeats ``metadata`` (no repeated
+``apiVersion`` or ``kind``) is named by its last one, as PyYAML builds it.
+
+A ``namespace`` that is present but not a string (``1``, ``null``, ``yes``) names no task.
 """
 
 from __future__ import annotations
@@ -31,41 +36,57 @@ def claims_ours(api_version: Any, kind: Any) -> bool:
     )
 
 
-def key_of_node(node: yaml.Node) -> str | None:
+def key_of_node(node: yaml.Node, run_together: bool) -> str | None:
     """The task key a document that cannot be built, or repeats keys, still names in plain
-    ``metadata``: the CronTask's own when it holds more than one (see the module docstring)."""
-    metadata = _task_metadata(node)
+    ``metadata``: of objects ``run_together``, the CronTask's own (see the module docstring)."""
+    metadata = _task_metadata(node) if run_together else plain_value(node, "metadata")
     if metadata is None:
         return None
     names = {}
     for field in ("name", "namespace"):
         value = plain_value(metadata, field)
-        if isinstance(value, yaml.ScalarNode) and value.tag == STR:
-            names[field] = value.value
+        if value is None:
+            continue
+        if not (isinstance(value, yaml.ScalarNode) and value.tag == STR):
+            return None  # a namespace of 1 is no namespace, and not the default one
+        names[field] = value.value
     return key_of({"metadata": names}) if "name" in names else None
 
 
 def _task_metadata(node: yaml.Node) -> yaml.Node | None:
-    """The ``metadata`` of the CronTask in a plain mapping node (see the module docstring)."""
+    """The ``metadata`` of the CronTask among objects run together in a plain mapping node."""
+    best: tuple[int, yaml.Node | None] = (0, None)  # the strongest claim so far, its metadata
+    for fields in _objects(node):
+        strength = _claim(fields)
+        if strength and strength >= best[0]:  # of equal claims the last, as PyYAML's data
+            best = (strength, fields.get("metadata"))
+    return best[1]
+
+
+def _objects(node: yaml.Node) -> list[dict[str, yaml.Node]]:
+    """The keys of a plain mapping node split into objects, a new one at each key that repeats
+    within the current one: ``cat a.yaml b.yaml`` puts b's keys after a's."""
     if type(node) is not yaml.MappingNode or node.tag != MAP:
-        return None
-    claim = -1  # the place of the last apiVersion or kind that says it is a CronTask
-    found: list[tuple[int, yaml.Node]] = []  # each metadata, with its place
-    for place, (key_node, value_node) in enumerate(node.value):
+        return []
+    objects: list[dict[str, yaml.Node]] = [{}]
+    for key_node, value_node in node.value:
         if type(key_node) is not yaml.ScalarNode:
             continue
-        if key_node.value == "metadata":
-            found.append((place, value_node))
-        elif key_node.value in KIND_FIELDS and _says_ours(key_node.value, value_node):
-            claim = place
-    after = [value for place, value in found if place > claim]
-    before = [value for place, value in found if place < claim]
-    return after[0] if after else before[-1] if before else None
+        if key_node.value in objects[-1]:
+            objects.append({})
+        objects[-1][key_node.value] = value_node
+    return objects
 
 
-def _says_ours(field: str, value: yaml.Node) -> bool:
-    said = value.value if type(value) is yaml.ScalarNode and value.tag == STR else None
-    return claims_ours(said, None) if field == "apiVersion" else claims_ours(None, said)
+def _claim(fields: dict[str, yaml.Node]) -> int:
+    """How plainly an object says it is a CronTask: its kind counts more than its apiVersion
+    (``kind: Note`` then a CronTask's apiVersion is the note's last key, not the note)."""
+    said = {field: _str(fields.get(field)) for field in KIND_FIELDS}
+    return 2 * claims_ours(None, said["kind"]) + claims_ours(said["apiVersion"], None)
+
+
+def _str(value: yaml.Node | None) -> str | None:
+    return value.value if type(value) is yaml.ScalarNode and value.tag == STR else None
 
 
 def plain_value(node: yaml.Node, key: str) -> yaml.Node | None:

@@ -9,9 +9,9 @@ and say nothing. A ``List`` of other objects is ignored like any document of ano
 A document whose ``apiVersion`` or ``kind`` key repeats, one value a CronTask's, is a task run
 together with another object (``cat task.yaml deployment.yaml``): it is ours whatever its last
 kind says, each repeated key an error at its place (as ``kubectl apply`` has it) named after
-the task (its own ``metadata``, whether the other object comes first or last, with an
-``apiVersion`` or without: ``documentkeys``), which is kept as for any broken document. Other
-objects run together are ignored.
+the task (its own ``metadata``, whether the other object comes first or last: the keys are
+split into objects where one repeats, ``documentkeys``), which is kept as for any broken
+document. Other objects run together are ignored.
 
 Positions come from the YAML node tree, so a pydantic error such as ``spec.timeZone: unknown
 time zone`` is reported at the line and column of ``timeZone:`` in the file. libyaml's C parser
@@ -295,12 +295,16 @@ def _document(
             data = yaml.constructor.SafeConstructor().construct_document(node)
         except NodeProblem as problem:
             mark = problem.node.start_mark
-            found.error(at(mark.line + 1, mark.column + 1), problem.message, key_of_node(node))
+            found.error(
+                at(mark.line + 1, mark.column + 1), problem.message, key_of_node(node, run_together)
+            )
             return room.values, room.text
         except yaml.MarkedYAMLError as err:  # e.g. a merge key (<<) of something not a map
             where = err.problem_mark or err.context_mark or node.start_mark
             message = excerpt(err.problem or err.context or "invalid YAML", _MESSAGE)
-            found.error(at(where.line + 1, where.column + 1), message, key_of_node(node))
+            found.error(
+                at(where.line + 1, where.column + 1), message, key_of_node(node, run_together)
+            )
             return used
     if data is None:  # an empty document between two `---`
         return used
@@ -316,8 +320,8 @@ def _document(
         found.ignored += 1  # its apiVersion came from a merge key
         return used
     if positions is not None and positions.duplicates:
-        # Of two objects run together, the CronTask's (``documentkeys``); else the one built.
-        key = key_of_node(node) or key_of(data)
+        # Of objects run together, the CronTask's (``documentkeys``); else the one built.
+        key = key_of_node(node, True) if run_together else key_of(data)
         for dup_path, mark in positions.duplicates:
             found.error(at(mark.line, mark.column), f"{dotted(dup_path)}: duplicate key", key)
         return used
