@@ -16,9 +16,10 @@ timeout, which is per read, never fired; a receiver answering every request with
 event loop parsing for the whole attempt. A request now fails (``httpx.RemoteProtocolError``)
 once :data:`HEAD_MAX` bytes of its response hold no final status (more than ten heads as
 large as httpx takes, interim ones included: no response read before is refused short of
-that), read :data:`HEAD_READ` at a time so that other work
-runs between the reads. httpx has no setting for it: each transport's connections get a network
-backend that counts what a request reads until its response's head has come. httpx names no
+that), or more than :data:`INTERIM_MAX` interim heads have come (each costs h11's parsing, not
+its bytes), read :data:`HEAD_READ` at a time so that other work runs between the reads.
+httpx has no setting for it: each transport's connections get a network backend that counts
+what a request reads until its response's head has come. httpx names no
 backend of its own, so it is set on the pool httpx builds (httpcore's ``_network_backend``, not
 public): a version without it is said in a warning and leaves heads unbounded, and
 ``tests/test_http_head_bound.py`` fails.
@@ -42,10 +43,17 @@ import httpx
 log = logging.getLogger("crontask.http")
 
 # httpx (httpcore) takes at most 100 KiB for one head; an Early Hints before the final head
-# counts too. A MiB, read HEAD_READ at a time, is a few milliseconds of the loop's.
+# counts too. A MiB of header lines, read HEAD_READ at a time, is a few milliseconds of the
+# loop's; a MiB of 25-byte "100 Continue" heads was 42 000 heads for h11 to parse, 0.45 s of
+# the loop's CPU an attempt: the heads are counted too (INTERIM_MAX).
 HEAD_MAX: Final = 1024 * 1024
 HEAD_READ: Final = 8 * 1024  # bytes per read until the head has come
+# Interim responses (1xx) a final one may follow: a server sends one or two (100 Continue, 103
+# Early Hints); 64 parse in about a millisecond.
+INTERIM_MAX: Final = 64
 NO_FINAL_STATUS: Final = f"no final status in the response's first {HEAD_MAX // 1024 // 1024} MiB"
+TOO_MANY_INTERIM: Final = f"no final status after {INTERIM_MAX} interim responses"
+_HEAD_END: Final = b"\r\n\r\n"
 _SCHEMES: Final = ("http", "https", "all")  # the *_PROXY variables httpx reads
 
 
@@ -179,10 +187,20 @@ def _variable(name: str) -> str:
 class _Budget:
     """What a request may still read before its response's final head."""
 
-    __slots__ = ("left",)
+    __slots__ = ("ends", "left", "tail")
 
     def __init__(self) -> None:
         self.left = HEAD_MAX
+        # Heads ended so far (a blank line ends each, interim or final: while a read is still
+        # asked for, every one of them was interim), and the last bytes read, in which an end
+        # split between two reads begins.
+        self.ends = 0
+        self.tail = b""
+
+    def count(self, data: bytes) -> None:
+        seen = self.tail + data
+        self.ends += seen.count(_HEAD_END) - self.tail.count(_HEAD_END)
+        self.tail = seen[-(len(_HEAD_END) - 1) :]
 
 
 # Set while a transport waits for a response's head: the reads of that request (in its task).
@@ -265,8 +283,11 @@ class _Stream(httpcore.AsyncNetworkStream):
             return await self._stream.read(max_bytes, timeout)
         if budget.left <= 0:
             raise httpcore.RemoteProtocolError(NO_FINAL_STATUS)
+        if budget.ends > INTERIM_MAX:
+            raise httpcore.RemoteProtocolError(TOO_MANY_INTERIM)
         data = await self._stream.read(min(max_bytes, budget.left, HEAD_READ), timeout)
         budget.left -= len(data)
+        budget.count(data)
         return data
 
     async def write(self, buffer: bytes, timeout: float | None = None) -> None:

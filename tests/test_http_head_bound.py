@@ -10,10 +10,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
 
+from reconciler import httpclient
 from reconciler.core.actions import HttpAction
 from reconciler.core.runs import RunStatus
 from reconciler.runner.base import Outcome
@@ -27,7 +29,7 @@ from tests.notify.test_notifier import config, counts
 # Seconds: generous, only to tell "bounded" from "for as long as the timeout". Each attempt
 # has an hour: nothing but the bound ends it within this.
 BOUND = 30.0
-NO_FINAL_STATUS = "no final status in the response's first"
+NO_FINAL_STATUS = "no final status"  # in the first MiB, or after INTERIM_MAX interim heads
 
 
 def http_task(url: str) -> HttpRun:
@@ -133,3 +135,58 @@ def test_a_head_as_large_as_httpx_reads_is_read_as_before() -> None:
     outcome = asyncio.run(scenario())
     assert (outcome.status, outcome.exit_code) == (RunStatus.SUCCEEDED, 200)
     assert outcome.output.startswith("bbbb")
+
+
+def interim_then_final(
+    interim: int, *, final_after: float
+) -> Callable[[asyncio.StreamWriter], Awaitable[None]]:
+    """``interim`` heads of ``100 Continue`` at once, then, ``final_after`` seconds later unless
+    the client went away first, a final ``200``."""
+
+    async def answer(writer: asyncio.StreamWriter) -> None:
+        writer.write(CONTINUE * interim)
+        await writer.drain()
+        if final_after:
+            await asyncio.sleep(final_after)
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+        await writer.drain()
+
+    return answer
+
+
+@pytest.mark.usefixtures("no_proxy")
+def test_interim_heads_past_their_bound_fail_the_request_at_its_next_read() -> None:
+    """Each interim head costs h11's parsing whatever its size: a MiB of "100 Continue" was
+    42 000 of them, 0.45 s of the loop's CPU an attempt. Past INTERIM_MAX the next read the
+    request asks for fails it; the final head, which would come 20 s later, is not waited for."""
+    flood = interim_then_final(httpclient.INTERIM_MAX + 1, final_after=20.0)
+
+    async def scenario() -> Outcome:
+        async with serving(flood) as server:
+            return await asyncio.wait_for(http_task(f"{server.url}/").run(), BOUND)
+
+    outcome = asyncio.run(scenario())
+    assert (outcome.status, outcome.reason) == (RunStatus.FAILED, "RequestFailed")
+    assert httpclient.TOO_MANY_INTERIM in outcome.message
+
+
+@pytest.mark.parametrize("split", [False, True])
+@pytest.mark.usefixtures("no_proxy")
+def test_as_many_interim_heads_as_the_bound_are_read_as_before(split: bool) -> None:
+    """INTERIM_MAX interim heads, then the final one (in the same write, or after a pause, so
+    that it comes in a read of its own): the request succeeds."""
+    answer = interim_then_final(httpclient.INTERIM_MAX, final_after=0.2 if split else 0.0)
+
+    async def scenario() -> Outcome:
+        async with serving(answer) as server:
+            return await asyncio.wait_for(http_task(f"{server.url}/").run(), BOUND)
+
+    outcome = asyncio.run(scenario())
+    assert (outcome.status, outcome.exit_code, outcome.output) == (RunStatus.SUCCEEDED, 200, "ok")
+
+
+def test_a_head_end_split_between_reads_is_counted_once() -> None:
+    budget = httpclient._Budget()
+    for chunk in (b"HTTP/1.1 100 Continue\r\n\r", b"\nHTTP/1.1 100 Continue\r\n", b"\r\n", b"X"):
+        budget.count(chunk)
+    assert budget.ends == 2
