@@ -383,7 +383,9 @@ class Delivery:
                     self._not_before[receiver.name] = loop.time() + min(wanted, RETRY_AFTER_MAX)
             if not retryable or attempt == MAX_ATTEMPTS or stop.is_set():
                 return self._failed(stop, logging.WARNING, said)
-            log.info(
+            # At debug: a receiver that is down would write a line per attempt, four a message,
+            # where its failures are paced to one line a minute (``notify_failures``).
+            log.debug(
                 "notification not delivered; retrying",
                 extra={"fields": {**said, "in_seconds": round(delay, 3)}},
             )

@@ -24,7 +24,7 @@ BOUND = 30.0  # seconds: generous, only to tell "at the deadline" from "for ever
 def test_a_url_file_that_hangs_is_given_up_at_each_attempts_deadline(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.INFO, logger="crontask.notify")
+    caplog.set_level(logging.DEBUG, logger="crontask.notify")
     notifications = config(tmp_path, "http://127.0.0.1:9/hook", kind="generic")  # read now
     hung, release = threading.Event(), threading.Event()
     readers: list[threading.Thread] = []

@@ -41,7 +41,14 @@ def start(tmp_path: Path, url: str, instances: list[Crontask]) -> Crontask:
     app = Crontask(
         tmp_path,
         tasks,
-        ["--notifications", str(tmp_path / "notifications.yaml"), "--external-url", "http://ops:1"],
+        [
+            "--notifications",
+            str(tmp_path / "notifications.yaml"),
+            "--external-url",
+            "http://ops:1",
+            "--log-level",
+            "debug",  # a retry of a message is a debug line: the tests below wait for one
+        ],
     )
     instances.append(app.start())
     return app
