@@ -29,6 +29,10 @@ Text = Annotated[str, StringConstraints(max_length=MAX_TEXT)]
 MAX_LABEL_VALUE = 63  # Kubernetes' bound on a label value
 LabelValue = Annotated[str, StringConstraints(max_length=MAX_LABEL_VALUE)]
 MAX_LABEL_KEY = 317  # Kubernetes: a 253-character prefix, '/', a 63-character name
+# A request to the running crontask (run the task now), read from the CronTask object itself
+# (``status.ObjectRef.run_now``), bounded there: no part of the task, so never one of its
+# annotations, whose bounds it must not be held to.
+RUN_NOW_ANNOTATION = "crontask.dev/run-now"
 
 
 class Model(BaseModel):

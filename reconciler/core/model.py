@@ -32,6 +32,7 @@ from reconciler.core.fields import (
     MAX_ITEMS,
     MAX_LABEL_KEY,
     MAX_SECONDS,
+    RUN_NOW_ANNOTATION,
     Label,
     LabelValue,
     Model,
@@ -68,6 +69,16 @@ class Metadata(Model):
     namespace: Label = Field("default", description="Defaults to `default`.")
     labels: dict[str, LabelValue] = Field(default_factory=dict, max_length=MAX_ITEMS)
     annotations: dict[str, Text] = Field(default_factory=dict, max_length=MAX_ITEMS)
+
+    @field_validator("annotations", mode="before")
+    @classmethod
+    def _without_run_now(cls, values: Any) -> Any:
+        # The run-now annotation asks for a run; it is not part of the task (crontask reads it
+        # from the object, and refuses a value too long there): a value of any length must not
+        # make a task that is valid invalid, nor sit in its definition.
+        if isinstance(values, dict) and RUN_NOW_ANNOTATION in values:
+            return {k: v for k, v in values.items() if k != RUN_NOW_ANNOTATION}
+        return values
 
     @field_validator("labels", "annotations")
     @classmethod

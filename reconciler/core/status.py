@@ -33,9 +33,13 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from reconciler.core.desired import Definition, DesiredState, SourceKind
+from reconciler.core.fields import RUN_NOW_ANNOTATION as RUN_NOW_ANNOTATION
 from reconciler.core.runs import RetriedAttempt, RunRecord, RunStatus, Trigger
 
-RUN_NOW_ANNOTATION = "crontask.dev/run-now"
+# A run-now value is a marker (``$(date +%s)``, a counter): one longer than this is no
+# request but a mistake or an abuse, refused where it is read (``run_now_refused``), so that it
+# is never copied into ``status.lastRunNow`` nor logged whole.
+MAX_RUN_NOW = 1024
 
 READY = "Ready"
 STALLED = "Stalled"
@@ -435,6 +439,13 @@ def run_now_due(ref: ObjectRef, handled: str | None) -> str | None:
     if value == handled or value == ref.status.get("lastRunNow"):
         return None
     return value
+
+
+def run_now_refused(value: str) -> str | None:
+    """Why a due run-now ``value`` is not acted on, or None if it may be."""
+    if len(value) > MAX_RUN_NOW:
+        return f"value too long ({len(value)} characters, at most {MAX_RUN_NOW})"
+    return None
 
 
 def run_now_recorded(patch: Mapping[str, Any] | None, value: str) -> bool:

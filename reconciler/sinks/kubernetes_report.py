@@ -14,7 +14,10 @@ Contract:
 - With replicas (``mine``), only the owner of a task reports it: one writer per object.
 - A task's runs (the run summary, ``active``, run Events) are its object's but when another
   location's definition is in force under its key: a CronTask that lost a conflict to a
-  folder task (status: Conflict) shows none of that task's runs. An object deleted (or found
+  folder task (status: Conflict) shows none of that task's runs; its own runs still going
+  then (their Jobs run on: those its stored status names, or this process saw as its own) it
+  keeps showing, as active and then as lastRun, so that ``lastRun`` never says ``running``
+  beside an empty ``active``. An object deleted (or found
   replaced by one of the same name, another uid) takes its runs along: those still going
   then never show on, nor send Events to, an object of that name created after it.
 - Run-now: an object whose ``crontask.dev/run-now`` annotation holds a value that is neither
@@ -25,6 +28,9 @@ Contract:
   keeps a restart, or another replica, from running it again. A crontask that dies between
   the write and the start (one round trip) loses the request; it never runs it twice. The
   writer's callback comes on one of its threads: ``on_loop`` hands it to the event loop.
+  A value longer than ``status.MAX_RUN_NOW`` (a run-now value is a marker, such as a
+  timestamp) is refused: a ``RunNowIgnored`` Event says why (once per value), no run starts
+  and nothing is written; the annotation never makes the task invalid (it is no part of it).
 - Fenced (a replica that could not renew its membership): the writer holds every write (its
   ``held``), so no status and no ``lastRunNow`` is written meanwhile, and no run-now starts (but
   one whose write was accepted just as the fence began, a round trip: it is not started, and
@@ -66,6 +72,7 @@ from reconciler.core.status import (
     derive_status,
     run_now_due,
     run_now_recorded,
+    run_now_refused,
     task_state,
 )
 from reconciler.sinks.kubernetes import StatusWriter, Written
@@ -106,6 +113,7 @@ class StatusReporter:
         self._states: dict[str, TaskState] = {}
         self._runs: dict[str, RunSummary] = {}
         self._handled: dict[str, str] = {}  # run-now values this process acted on
+        self._refused: dict[str, str] = {}  # the run-now value last refused (told once)
         # Run-now values whose lastRunNow write is on its way (key -> value -> the object's
         # uid): each starts its run once that write is accepted.
         self._awaiting: dict[str, dict[str, str]] = {}
@@ -114,6 +122,9 @@ class StatusReporter:
         # The keys under which another location's definition is in force (a folder task won
         # a conflict): the runs there are that definition's, not the object's.
         self._foreign: set[str] = set()
+        # Under such a key, the object's own runs still going (their Jobs run on): shown, as
+        # active and then as lastRun, until they end (see _keep_theirs).
+        self._theirs: dict[str, set[str]] = {}
         # The runs still going when their object was deleted (or found replaced by a namesake
         # with another uid): they are the old object's, never shown on a new one.
         self._retired: dict[str, set[str]] = {}
@@ -164,12 +175,17 @@ class StatusReporter:
             self._states[key] = state
             if in_force is not None and in_force.location.source != SourceKind.KUBERNETES:
                 self._foreign.add(key)
+                self._keep_theirs(ref)
             else:
                 self._foreign.discard(key)
+                self._theirs.pop(key, None)
             self._report_invalid(ref, state)
             self._read_stale(ref)
             due = run_now_due(ref, self._handled.get(key))
-            if due is not None and not self._closed:
+            if due is not None and (why := run_now_refused(due)) is not None:
+                self._refuse_run_now(ref, due, why)
+                self.submit(key)
+            elif due is not None and not self._closed:
                 self._record_run_now(ref, due)
             else:
                 self.submit(key)
@@ -182,8 +198,11 @@ class StatusReporter:
         ref = self._refs.get(record.task)
         if ref is None or not self._mine(record.task):
             return  # a task from another source, or another replica's now
-        if record.task in self._foreign:
+        theirs = self._theirs.get(record.task, set())
+        if record.task in self._foreign and record.id not in theirs:
             return  # another location's definition runs under this key (a conflict it lost)
+        if record.status.finished:
+            theirs.discard(record.id)
         self._runs[record.task] = self._runs.get(record.task, RunSummary()).observe(record)
         event = run_event(record)
         if event is not None:
@@ -231,11 +250,12 @@ class StatusReporter:
         now = self._clock()
         # The runs under this key are the object's, but for those of a definition elsewhere
         # that won a conflict over it, and those of a deleted object of the same name.
-        runs, active = RunSummary(), tuple[RunRecord, ...]()
-        if key not in self._foreign:
-            runs = self._runs.get(key, RunSummary())
-            retired = self._retired.get(key, ())
-            active = tuple(r for r in self._active(key) if r.id != ended and r.id not in retired)
+        runs = self._runs.get(key, RunSummary())  # only ever the object's own (on_run)
+        retired = self._retired.get(key, ())
+        active = tuple(r for r in self._active(key) if r.id != ended and r.id not in retired)
+        if key in self._foreign:
+            theirs = self._theirs.get(key, set())
+            active = tuple(r for r in active if r.id in theirs)
         inputs = StatusInputs(
             generation=ref.generation,
             state=self._states.get(key, TaskState()),
@@ -251,6 +271,23 @@ class StatusReporter:
             urgent=written is not None,
             written=written,
         )
+
+    def _keep_theirs(self, ref: ObjectRef) -> None:
+        """Of the runs going under a key another location's definition won, those that are the
+        object's own: the ones its stored status names (its running lastRun, its active list;
+        what a restart knows) or that this process saw last as its own."""
+        key, status = ref.key, ref.status
+        named = {str(a.get("name")) for a in status.get("active") or () if isinstance(a, Mapping)}
+        last = status.get("lastRun")
+        if isinstance(last, Mapping) and last.get("result") == str(RunStatus.RUNNING):
+            named.add(str(last.get("id")))
+        seen = self._runs.get(key, RunSummary()).latest
+        if seen is not None and not seen.status.finished:
+            named.add(seen.id)
+        going = {r.id for r in self._active(key)}
+        theirs = self._theirs.get(key, set()) & going
+        theirs |= {r.id for r in self._active(key) if r.id in named or _job_name(r) in named}
+        self._theirs[key] = theirs
 
     def _read_stale(self, ref: ObjectRef) -> None:
         """Read the run the stored lastRun says is running, when nothing here says more of
@@ -323,10 +360,21 @@ class StatusReporter:
         self._states.pop(key, None)
         self._runs.pop(key, None)
         self._handled.pop(key, None)
+        self._refused.pop(key, None)
         self._awaiting.pop(key, None)
         self._invalid.pop(key, None)
         self._foreign.discard(key)
+        self._theirs.pop(key, None)
         self._read.pop(key, None)
+
+    def _refuse_run_now(self, ref: ObjectRef, value: str, why: str) -> None:
+        """A run-now value not acted on (nor written to the status, which would carry it on):
+        said once per value (again after a restart, which cannot know it was said)."""
+        if self._refused.get(ref.key) == value:
+            return
+        self._refused[ref.key] = value
+        log.warning("run-now ignored", extra={"fields": {"task": ref.key, "reason": why}})
+        self._emit(ref, EventSpec("Warning", "RunNowIgnored", f"run-now ignored: {why}"))
 
     def _record_run_now(self, ref: ObjectRef, value: str) -> None:
         """Write ``value`` as ``status.lastRunNow``; the run starts once the API server has
@@ -405,6 +453,10 @@ class StatusReporter:
     def _emit(self, ref: ObjectRef, event: EventSpec) -> None:
         if self._events is not None:
             self._events.emit(ref, event, self._clock())
+
+
+def _job_name(record: RunRecord) -> str | None:
+    return record.job.name if record.job is not None else None
 
 
 def _last_failure(one: RunSummary, other: RunSummary) -> datetime | None:

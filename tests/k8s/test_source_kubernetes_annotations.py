@@ -45,10 +45,26 @@ def test_annotations_past_the_models_bounds_do_not_make_the_crontask_invalid(
     assert not source.errors()
     (definition,) = source.definitions()
     kept = definition.task.metadata.annotations
-    assert len(kept) == MAX_ITEMS
-    assert kept[RUN_NOW_ANNOTATION] == "2026-12-03T10:00:00Z"  # crontask's own, always
+    assert len(kept) == MAX_ITEMS - 1  # the run-now annotation took a place, and is no task's
+    assert RUN_NOW_ANNOTATION not in kept
     assert "tool.example.com/big" not in kept
     assert source.objects()["default/busy"].run_now == "2026-12-03T10:00:00Z"
+
+
+def test_a_long_run_now_value_does_not_make_the_crontask_invalid(
+    k8s_api_client: Any, source: KubernetesSource
+) -> None:
+    """It is read from the object, and refused there (tests/k8s/test_run_now_long.py)."""
+    api = client.CustomObjectsApi(k8s_api_client)
+    obj = crontask("long")
+    obj["metadata"]["annotations"] = {RUN_NOW_ANNOTATION: "z" * (40 * 1024)}
+    api.create_namespaced_custom_object(API_GROUP, VERSION, "default", PLURAL, obj)
+    assert source.start(5.0)
+    source.refresh(None)
+    assert not source.errors()
+    (definition,) = source.definitions()
+    assert RUN_NOW_ANNOTATION not in definition.task.metadata.annotations
+    assert source.objects()["default/long"].run_now == "z" * (40 * 1024)
 
 
 def test_crontasks_own_annotations_are_still_checked(
@@ -56,7 +72,7 @@ def test_crontasks_own_annotations_are_still_checked(
 ) -> None:
     api = client.CustomObjectsApi(k8s_api_client)
     obj = crontask("loud")
-    obj["metadata"]["annotations"] = {RUN_NOW_ANNOTATION: "z" * (40 * 1024)}
+    obj["metadata"]["annotations"] = {"crontask.dev/note": "z" * (40 * 1024)}
     api.create_namespaced_custom_object(API_GROUP, VERSION, "default", PLURAL, obj)
     assert source.start(5.0)
     source.refresh(None)
