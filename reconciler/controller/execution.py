@@ -20,6 +20,7 @@ import dataclasses
 import logging
 from collections.abc import Callable, Collection
 from datetime import datetime, timedelta
+from typing import Final
 
 from reconciler.controller.active import (
     HANDED_OVER,
@@ -66,6 +67,10 @@ _UNKNOWN_OUTCOMES = frozenset({JOB_DELETED})
 _STOPPED_FOR_GOOD = frozenset({REPLACED, DEADLINE_EXCEEDED})
 
 RunListener = Callable[[RunRecord], None]
+# A followed Job's end seen this much after the Job's own account is taken from the Job: within
+# it, the end seen here is the better one (to the millisecond, where the Job's is to the second
+# and on the API server's clock).
+SEEN_LATE: Final = timedelta(seconds=5)
 
 
 class RunExecution(SlotClaims, LateStarts, SlotSkips):
@@ -308,8 +313,9 @@ class RunExecution(SlotClaims, LateStarts, SlotSkips):
         """Record the attempt's end and hand it to the listeners; a :class:`RetriedAttempt`
         when the run tries again (``_retries``), which ``_execute`` then does: the listeners
         (the notifier) hear the decision the dispatcher follows, never one of their own.
-        It ends now, unless its outcome says when its work ended (an adopted Job's own end,
-        ``JobEnd``: maybe while no crontask followed it); then never later than now nor before
+        It ends now, unless its outcome says when its work ended (a Job's own end, ``JobEnd``:
+        adopted, maybe while no crontask followed it; followed, seen more than ``SEEN_LATE``
+        after it, through an API outage or a watch gap); then never later than now nor before
         the record's start, as that end is on another clock (the API server's)."""
         record = active.record
         if outcome.detached:
@@ -324,7 +330,8 @@ class RunExecution(SlotClaims, LateStarts, SlotSkips):
             # not the slot it was decided for, which may be after the end.
             record = dataclasses.replace(record, started_at=None)
         finished_at = now = self.clock()
-        if isinstance(outcome, JobEnd) and (ended := outcome.ended_at) is not None:
+        if isinstance(outcome, JobEnd) and _job_end_taken(outcome, now):
+            ended = outcome.ended_at or now
             finished_at = min(now, max(ended, record.started_at or ended))
         final = record.finish(
             status,
@@ -467,3 +474,10 @@ def _what(record: RunRecord) -> str:
 
 def _name(listener: RunListener) -> str:
     return getattr(listener, "__qualname__", None) or type(listener).__name__
+
+
+def _job_end_taken(outcome: JobEnd, now: datetime) -> bool:
+    """Whether a Job's own end is the run's (``_complete``): if it says one, and the Job was
+    adopted or this crontask saw its end more than ``SEEN_LATE`` after it."""
+    ended = outcome.ended_at
+    return ended is not None and (not outcome.followed or now - ended > SEEN_LATE)

@@ -43,8 +43,9 @@ One attempt, in order:
    with the condition's reason, ``timedOut`` for
    ``DeadlineExceeded`` (``spec.timeoutSeconds`` is the Job's ``activeDeadlineSeconds`` unless
    the JobSpec sets one: the cluster enforces it, so no crontask is needed to stop a stuck Job).
-   A resumed run's outcome says when the Job ended (``job_end.JobEnd``): it may have ended long
-   before this crontask started. A resumed run follows the Job its record names: this run's
+   The outcome says when the Job ended (``job_end.JobEnd``): a resumed run's may have ended
+   long before this crontask started, a followed one's while this crontask could not see it.
+   A resumed run follows the Job its record names: this run's
    as ``run_in`` decides, or the one whose uid the record holds when nothing controls it now
    (a CronTask orphaned its Jobs and was applied again), or when the task's own CronTask
    controls it and no definition is in force for the key (the CronTask made invalid while

@@ -5,7 +5,7 @@ the story (``core.job_pods``), each container's exit code and reason, and the la
 ``output_limit`` bytes of the main container's log, or why it could not be read. Then the
 outcome:
 
-- the Job's own (:func:`conclude`); a resumed run's says when the Job ended (:class:`JobEnd`);
+- the Job's own (:func:`conclude`), which says when the Job ended (:class:`JobEnd`);
 - a stop's (:func:`stopping`): at shutdown the attempt detaches (the Job runs on, the record
   stays ``running`` and names it); any other stop deletes the Job and fails the attempt;
 - the ``timeoutSeconds`` backstop's (:func:`overdue`): the Job is deleted and the attempt is
@@ -154,12 +154,15 @@ def _story(job: Job, pods: list[Job]) -> Job | None:
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class JobEnd(Outcome):
-    """The outcome of a resumed run: ``ended_at`` is when its Job ended, by the Job's own
-    account (``completionTime``, else its terminal condition's ``lastTransitionTime``, else its
+    """The outcome of a Job that ended: ``ended_at`` is when, by the Job's own account
+    (``completionTime``, else its terminal condition's ``lastTransitionTime``, else its
     decided one's; None if it says none), on the API server's clock: it may have ended while no
-    crontask ran."""
+    crontask ran, or while this one could not see it."""
 
     ended_at: datetime | None = None
+    # Followed from its creation (not adopted): its end as seen here is the precise one, unless
+    # it came long after the Job's own (``execution._complete``).
+    followed: bool = False
 
 
 def _ended_at(job: Job) -> datetime | None:
@@ -286,7 +289,8 @@ async def conclude(run: JobRun, job: Job) -> Outcome:
     if ended.status is RunStatus.TIMED_OUT:
         reason, message = never_ran(run, reason, message)
     said = (ended.status, ended.exit_code, reason, message, output)
-    if run.definition is not None:
-        # Followed from its creation: it ended when this crontask saw it end.
-        return Outcome(*said, job=ended.details)
-    return JobEnd(*said, job=ended.details, ended_at=_ended_at(job))
+    # It ended when the Job says, followed from its creation or adopted alike: crontask may
+    # have seen the end long after it (an API outage, a watch gap, a restart). The dispatcher
+    # bounds that time by the run's start and by now, the Job's being on another clock.
+    followed = run.definition is not None
+    return JobEnd(*said, job=ended.details, ended_at=_ended_at(job), followed=followed)
