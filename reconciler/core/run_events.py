@@ -7,10 +7,11 @@ returns.
 
 - A failed or timed-out run is a ``Warning`` ``RunFailed``: for a run of a Job, why and where
   to look (the Job, its exit code, the first line of its log tail, cut to
-  :data:`EVENT_LOG_LINE` characters), readable after the next run has started.
+  :data:`EVENT_LOG_LINE` characters, its control characters made spaces), readable after the
+  next run has started.
 - A skipped slot is ``SlotSkipped``, ``Warning`` unless the skip is the task's own choice (a
   ``Forbid`` task's run still going). Its message has no ids or timestamps, so that repeats
-  aggregate into one Event with a count.
+  aggregate into one Event with a count. A manual run skipped says ``run-now skipped: ...``.
 - A manual run's first attempt starting is a ``Normal`` ``RunStarted``.
 """
 
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 
+from reconciler.core.job_pods import clean
 from reconciler.core.runs import RunRecord, RunStatus, Trigger
 
 
@@ -35,6 +37,11 @@ _SKIPS = {
     "Superseded": ("Warning", "missed slots were skipped (crontask was down or busy)"),
     "TooManyRuns": ("Warning", "a slot was skipped: too many runs in progress"),
 }
+# A manual run skipped is no slot skipped: the person who asked for it reads why.
+_MANUAL_SKIPS = {
+    "ConcurrencyForbid": "run-now skipped: the previous run is still running",
+    "TooManyRuns": "run-now skipped: too many runs in progress",
+}
 
 
 def run_event(record: RunRecord) -> EventSpec | None:
@@ -47,9 +54,10 @@ def run_event(record: RunRecord) -> EventSpec | None:
         detail = detail or record.reason or ""
         return EventSpec("Warning", "RunFailed", f"run {what}" + (f": {detail}" if detail else ""))
     if record.status is RunStatus.SKIPPED:
-        kind, text = _SKIPS.get(
-            record.reason or "", ("Normal", f"a slot was skipped: {record.reason}")
-        )
+        reason = record.reason or ""
+        kind, text = _SKIPS.get(reason, ("Normal", f"a slot was skipped: {record.reason}"))
+        if record.trigger is Trigger.MANUAL:
+            text = _MANUAL_SKIPS.get(reason, f"run-now skipped: {record.reason}")
         return EventSpec(kind, "SlotSkipped", text)
     if (
         record.status is RunStatus.RUNNING
@@ -77,9 +85,11 @@ def _job_failed(record: RunRecord, what: str) -> str:
 
 
 def first_log_line(output: str) -> str:
-    """The first non-empty line of a log tail, past the truncation marker, bounded."""
-    for line in output.splitlines():
-        line = line.strip()
+    """The first non-empty line of a log tail, past the truncation marker, bounded, with its
+    control characters (a terminal's escapes, a bell; the log is the program's to write, and
+    ``kubectl describe`` prints the Event to a terminal) made spaces (``job_pods.clean``)."""
+    for raw in output.splitlines():
+        line = clean(raw, EVENT_LOG_LINE)
         if line and not (line.startswith("[... ") and line.endswith(" truncated ...]")):
-            return line if len(line) <= EVENT_LOG_LINE else line[: EVENT_LOG_LINE - 3] + "..."
+            return line
     return ""
