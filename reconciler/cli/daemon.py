@@ -7,9 +7,13 @@ import asyncio
 import contextlib
 import errno
 import logging
+import os
 import resource
 import signal
 import socket
+import sys
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import NoReturn
@@ -31,7 +35,7 @@ from reconciler.cli.serve import unmet_need
 from reconciler.controller.cluster import Timing
 from reconciler.controller.jobs import JobOptions
 from reconciler.controller.options import HaOptions, Options
-from reconciler.controller.runtime import HttpServer, open_state, serve
+from reconciler.controller.runtime import THREADS_WAIT, HttpServer, open_state, serve
 from reconciler.controller.view import RuntimeView
 from reconciler.core.runs import runs_at_once
 from reconciler.core.urls import redact_url
@@ -105,11 +109,47 @@ def run(args: argparse.Namespace) -> int:
     http = None if args.listen == "off" else http_server(args)
     with store_errors.reported(args.db, args.state_dir):
         store = open_state(options)
+    before = set(threading.enumerate())
     try:
         with start_up_collector() as started:
-            return resolver.run(serve(options, http=http, on_started=started, store=store))
+            code = resolver.run(serve(options, http=http, on_started=started, store=store))
     except KubernetesConfigError as err:
         raise SystemExit(f"crontask: {err}") from None
+    return _end_without_stuck_threads(code, before)
+
+
+def _end_without_stuck_threads(code: int, before: set[threading.Thread]) -> int:
+    """``code``, once the threads ``serve`` started have ended (waited for ``THREADS_WAIT``
+    seconds at most). Threads still alive then wait in a call with no bound of its own (a
+    store that takes bytes and never answers): the process ends without them, as its stop
+    was asked; said in one line naming them.
+
+    Why ``os._exit``: Python joins every non-daemon thread at exit, and ``concurrent.futures``
+    its workers too (an ``atexit`` hook); nothing can interrupt a thread blocked in a socket
+    read, so a normal exit would wait for ever, and later signals would change nothing.
+    Nothing is left to do by then but flush what was written (done here): the state
+    directory is unlocked, the store closed, and the records' fate logged."""
+    deadline = time.monotonic() + THREADS_WAIT
+    stuck = []
+    for thread in threading.enumerate():
+        if thread in before or thread.daemon or thread is threading.current_thread():
+            continue
+        thread.join(max(0.0, deadline - time.monotonic()))
+        if thread.is_alive():
+            stuck.append(thread.name)
+    if not stuck:
+        return code
+    logging.getLogger("crontask").warning(
+        "threads still waiting at exit (a call that never returns); ending without them",
+        extra={"fields": {"threads": ",".join(sorted(stuck)), "exit_status": code}},
+    )
+    for handler in logging.getLogger().handlers:
+        handler.flush()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):  # a full disk or a closed pipe: nothing to add
+            if stream is not None:
+                stream.flush()
+    os._exit(code)
 
 
 def _refuse_what_cannot_work(args: argparse.Namespace) -> None:
@@ -241,9 +281,12 @@ def http_server(args: argparse.Namespace) -> HttpServer:
     try:
         auth_file = AuthFile.open(Path(args.auth_config)) if args.auth_config else None
         auth = auth_file.config if auth_file is not None else None
-        check_listen(host, auth, args.insecure_no_auth)
     except (AuthConfigError, ValueError, OSError) as err:
         raise SystemExit(f"crontask: {err}") from None
+    try:
+        check_listen(host, auth, args.insecure_no_auth)
+    except ValueError as err:
+        usage_error(str(err))  # an option without the one it needs (README: exit status 2)
     if ANY_NAME in args.allow_host and auth is None:
         raise SystemExit(
             "crontask: --allow-host '*' needs --auth-config: without it every caller is the "
@@ -300,12 +343,13 @@ def http_server(args: argparse.Namespace) -> HttpServer:
         )
         server = _Server(config)
         serving = asyncio.get_running_loop().create_task(server.serve(sockets=[sock]))
-        log.info("api listening", extra={"fields": {"address": args.listen, "auth": bool(auth)}})
+        address = _bound(host, sock)  # with :0, the port the kernel picked
+        log.info("api listening", extra={"fields": {"address": address, "auth": bool(auth)}})
         if auth is None and not is_loopback(host):
             log.warning(
                 "the API is served without authentication (--insecure-no-auth): anyone who "
                 "can reach it can create, delete and run tasks",
-                extra={"fields": {"address": args.listen}},
+                extra={"fields": {"address": address}},
             )
         if auth_file is not None:
             await auth_file.watch(stop)  # until stop: a token removed stops working at once
@@ -314,6 +358,12 @@ def http_server(args: argparse.Namespace) -> HttpServer:
         await serving
 
     return serve_http
+
+
+def _bound(host: str, sock: socket.socket) -> str:
+    """HOST:PORT as given to --listen, with the port ``sock`` is bound to."""
+    port = sock.getsockname()[1]
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def _webhook_secret(secret_file: Path | None) -> WebhookSecret | None:

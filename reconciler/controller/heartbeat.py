@@ -49,9 +49,9 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime, timedelta
-from typing import Final, Protocol, TypeVar
+from typing import Any, Final, Protocol, TypeVar
 
 from reconciler.controller.instance import Liveness, judged
 from reconciler.controller.manager import Ready
@@ -72,6 +72,9 @@ LEASE_MAX_SECONDS: Final = 3600.0
 # 5 min), short enough that a task declared anew much later hears nothing of an old crash.
 UNTOLD_SECONDS: Final = 3600.0
 UNTOLD_PAGES: Final = 10  # of UNTOLD_MAX runs each: what one look reads at most
+
+# Seconds the stop waits for this crontask's row to be removed (it lapses on its own).
+FORGET_WAIT: Final = 2.0
 
 T = TypeVar("T")
 
@@ -142,15 +145,21 @@ class Heartbeat:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), timeout=self.interval)
                 if not stop.is_set():
-                    await self.beat()
+                    await _unless_stopped(self.beat(), stop)
         finally:
             # Stopped (its runs ended or interrupted by the shutdown): nothing left to judge.
             if self.beating:
                 await self._forget_me()
 
     async def _forget_me(self) -> None:
+        forgetting = asyncio.ensure_future(self.call(self.store.forget_beats, [self.me]))
         try:
-            await self.call(self.store.forget_beats, [self.me])
+            # Bounded: a store that takes bytes and never answers must not hold the stop.
+            done, _ = await asyncio.wait({forgetting}, timeout=FORGET_WAIT)
+            if not done:
+                forgetting.add_done_callback(_retrieved)
+                raise TimeoutError(f"the run store did not answer within {FORGET_WAIT:g}s")
+            forgetting.result()
         except Exception as err:
             log.warning(
                 "heartbeat: could not remove this crontask's row; it lapses on its own",
@@ -284,3 +293,20 @@ def _interrupted(records: list[RunRecord]) -> None:
 
 def _bounded(lease: float) -> float:
     return lease if 0.0 <= lease <= LEASE_MAX_SECONDS else LEASE_MAX_SECONDS  # NaN too
+
+
+async def _unless_stopped(beat: Coroutine[Any, Any, None], stop: asyncio.Event) -> None:
+    """``beat``, abandoned when ``stop`` is set: a beat waiting for a store that takes bytes
+    and never answers (its thread goes on, abandoned too) must not hold the stop."""
+    beating = asyncio.ensure_future(beat)
+    stopped = asyncio.ensure_future(stop.wait())
+    await asyncio.wait({beating, stopped}, return_when=asyncio.FIRST_COMPLETED)
+    stopped.cancel()
+    beating.cancel()
+    if beating.done() and not beating.cancelled():
+        beating.result()
+
+
+def _retrieved(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled():
+        future.exception()

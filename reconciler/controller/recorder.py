@@ -32,9 +32,10 @@ the first in line is dropped (logged as an error, counted in ``dropped``): the o
 records the store would not take alone, which went to the back (see ``_flush_loop``). A process
 that dies with records pending loses them; one that stops with records pending (the store
 still unavailable after the shutdown's wait) logs each lost record's run, attempt and status
-(the first ``LOST_LISTED``, and how many more). A run whose ``running`` record never reached
-the store is not in it: the next start on this host stops the command it may have left
-running and records it ``interrupted`` (``controller.instance``), or the slot counts as missed.
+(the first ``LOST_LISTED``, and how many more), and ``crontask run`` exits 1 (``lost``). A
+run whose ``running`` record never reached the store is not in it: the next start on this
+host stops the command it may have left running and records it ``interrupted``
+(``controller.instance``), or the slot counts as missed.
 Records the store could not take at that start (``later``) wait here like any other.
 """
 
@@ -43,7 +44,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from typing import Any, TypeVar
 
 from reconciler.controller.lane import ANSWER_WAIT, SAVE_BATCH, Batch, Lane, started_pool
@@ -93,6 +94,8 @@ class Recorder:
         self.retry_initial = retry_initial
         self.retry_max = retry_max
         self.dropped = 0
+        # Records still pending when ``close`` gave up on the store (logged, lost).
+        self.lost = 0
         self._pool = started_pool(io_threads, "crontask-store")
         self._pending = Waiting(capacity, output_budget)
         # Failures alone, other than an outage, of records waiting (see REFUSED_TRIES): only
@@ -104,6 +107,7 @@ class Recorder:
         # Claims not to be kept when the store cannot answer them (``claim_soon(keep=False)``).
         self._unkept: set[asyncio.Future[bool]] = set()
         self._closed = False
+        self._answer_wait = answer_wait
         self._lane = Lane(self._write, answer_wait, patient=self._unkept.__contains__)
         self._lane.on_written("claim", self._claimed)
         self._lane.on_written("save", self._saved)
@@ -192,7 +196,7 @@ class Recorder:
         if self._closed:
             return self._after_close(record)
         try:
-            await self.call(self.store.claim, record)
+            await self._answered(self.call(self.store.claim, record))
         except DuplicateRun:
             return False
         except StoreUnavailable:
@@ -202,6 +206,18 @@ class Recorder:
             self._keep_refused(record, CREATE)
             return False
         return True
+
+    async def _answered(self, call: Coroutine[Any, Any, T]) -> T:
+        """``call``'s result, or StoreUnavailable once the store has not answered within
+        ``answer_wait`` (as ``lane`` does): a skip waited for without a bound held the stop
+        for ever (``drain``) when the store took bytes and never answered. The call goes on in
+        its thread; a record kept meanwhile is written only where its slot has none."""
+        written = asyncio.ensure_future(call)
+        done, _ = await asyncio.wait({written}, timeout=self._answer_wait)
+        if not done:
+            written.add_done_callback(_retrieved)
+            raise StoreUnavailable(f"the run store did not answer within {self._answer_wait:g}s")
+        return written.result()
 
     async def save(self, record: RunRecord) -> bool:
         """Write the newest state of a record, creating it if needed. Never raises; False if
@@ -280,12 +296,18 @@ class Recorder:
         return bool(done) and not self._pending
 
     async def close(self, timeout: float) -> None:
+        """Wait up to ``timeout`` for what is pending, then say what is lost (``lost``).
+        The store's threads are not joined: one waiting for a store that takes bytes and never
+        answers (its driver has no bound of its own) would hold the event loop, and the stop
+        with it, for ever; what they still do is abandoned, and the end of ``crontask run``
+        does not wait for them either (``cli.daemon``)."""
         if not await self.flush(timeout) and self._pending:
+            self.lost = len(self._pending)
             self._say_lost()
         if self._flusher is not None:
             self._flusher.cancel()
         self._closed = True
-        self._pool.shutdown(wait=True)
+        self._pool.shutdown(wait=False, cancel_futures=True)
 
     def _say_lost(self) -> None:
         """Log the records lost at shutdown, each (up to ``LOST_LISTED``) with its run, attempt
@@ -438,7 +460,7 @@ class Recorder:
         )
 
 
-def _retrieved(future: asyncio.Future[bool]) -> None:
+def _retrieved(future: asyncio.Future[Any]) -> None:
     if not future.cancelled():
         future.exception()
 

@@ -65,6 +65,8 @@ from reconciler.store import DB_FILENAME, decoded_by_0_4, open_store, sqlite_url
 from reconciler.store.base import RunStore, StoreUnavailable
 
 log = logging.getLogger("crontask")
+# Seconds the stop waits for crontask's own threads' work in flight (``aio.close_threads``).
+THREADS_WAIT = 2.0
 
 
 # Serves the HTTP interface (API, health, metrics) until the event is set. The CLI provides it,
@@ -150,7 +152,8 @@ async def serve(
     store: RunStore | None = None,
 ) -> int:
     """Run until ``stop`` is set (or SIGTERM/SIGINT/SIGHUP, or a component fails). Returns the exit
-    status: 1 if a component failed. ``on_started`` is called once everything runs. ``store``:
+    status: 1 if a component failed or run records were lost at shutdown (the store stayed
+    unavailable: ``Recorder.close``). ``on_started`` is called once everything runs. ``store``:
     from :func:`open_state`, opened by the caller (so that it can report a failure to open
     it); by default opened here. It is closed on the way out."""
     loop = asyncio.get_running_loop()
@@ -164,6 +167,7 @@ async def serve(
     if store is None:
         store = open_state(options)
     open_threads()  # so that a resolver that hangs (http actions) cannot stall the passes
+    parts: Parts | None = None
     try:
         parts = await build(options, store, manager)
         await start(parts, options, manager, http)
@@ -179,9 +183,12 @@ async def serve(
         await manager.shutdown()
         store.close()
         statedir.unlock(options.state_dir)
-        await close_threads()
+        # Bounded: a thread waiting for a store that never answers (the heartbeat's) would
+        # hold the stop for ever; what is left is abandoned (``cli.daemon`` ends without it).
+        await asyncio.wait({asyncio.ensure_future(close_threads())}, timeout=THREADS_WAIT)
         log.info("crontask stopped")
-    return 1 if manager.failures else 0
+    lost = parts is not None and parts.dispatcher.recorder.lost > 0
+    return 1 if manager.failures or lost else 0
 
 
 def _recover(
