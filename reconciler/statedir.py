@@ -26,8 +26,9 @@ what is in it.
   never its target), so a name swapped meanwhile cannot turn the ``chmod`` on another file.
 
 - One writer at a time: a second ``crontask run`` on the same state directory is refused at
-  start (``lock``). Two would check out git revisions over each other's, and delete the
-  files of the other's runs.
+  start (``lock``: its lock file and, where the file system can, the directory itself, so
+  that a lock file deleted while held lets no second one in). Two would check out git
+  revisions over each other's, and delete the files of the other's runs.
 
 The same rule guards other files crontask trusts: ``others_may_write`` (another owner than
 root or this user, or writable by others or a foreign group) and ``check_ancestors`` (the
@@ -42,6 +43,7 @@ let them, and create or change nothing there.
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import logging
 import os
@@ -60,6 +62,10 @@ _SUBDIRS: Final = ("api-tasks", "git", "kept-files")
 LOCK_FILE: Final = "lock"
 # The state directories this process holds, and the descriptor of each one's lock.
 _locks: dict[str, int] = {}
+# And of each one's directory, locked too where its file system can (``_lock_dir``).
+_dir_locks: dict[str, int] = {}
+# What flock on a directory says where its file system cannot lock one (some NFS).
+_NO_DIR_LOCKS: Final = frozenset({errno.EBADF, errno.ENOLCK, errno.EINVAL, errno.EOPNOTSUPP})
 # The instance each one's lock named when this process took it (see ``hold``).
 _previous: dict[str, str] = {}
 # A lock file holds a pid and an instance id (host name, numbers, token): well under this.
@@ -153,12 +159,15 @@ def lock(state_dir: Path) -> None:
 
     The lock file says who holds it: its pid, then its instance once known (:func:`hold`).
     The instance it named before is kept until then: a process that dies in between must not
-    make the next one forget whose runs may still be recorded ``running``."""
+    make the next one forget whose runs may still be recorded ``running``.
+
+    The directory itself is locked too (``_lock_dir``): a lock file deleted while held (a tmp
+    cleaner, a hand's ``rm``) would otherwise let a second crontask in, with a new one. The
+    file stays the lock crontask 0.5.0 and older take, and what names the holder."""
     key = os.path.abspath(state_dir)
     if key in _locks:
         return
-    flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
-    fd = os.open(state_dir / LOCK_FILE, flags, PRIVATE_FILE)
+    fd = _open_lock(state_dir / LOCK_FILE)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -169,6 +178,11 @@ def lock(state_dir: Path) -> None:
             "give each its own --state-dir"
         ) from None
     try:
+        directory = _lock_dir(state_dir)
+    except BaseException:
+        os.close(fd)
+        raise
+    try:
         previous = _holder(fd)[1]
         # The pid only names the holder to a crontask refused: on a full disk the lock is held
         # all the same, and the run store, opened next, says what is wrong more clearly.
@@ -176,9 +190,50 @@ def lock(state_dir: Path) -> None:
             _write(fd, [str(os.getpid()), previous])
     except BaseException:
         os.close(fd)
+        if directory is not None:
+            os.close(directory)
         raise
     _locks[key] = fd
+    if directory is not None:
+        _dir_locks[key] = directory
     _previous[key] = previous
+
+
+def _open_lock(path: Path) -> int:
+    """The lock file's descriptor, made if missing. Without waiting (``O_NONBLOCK``: a FIFO
+    put there would wait for a writer), and refused by name unless a regular file: what is
+    read from and written to it is its holder."""
+    flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
+    fd = os.open(path, flags, PRIVATE_FILE)
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise Refused(
+            f"the state directory's lock {path} is not a regular file; remove it, and start again"
+        )
+    os.set_blocking(fd, True)
+    return fd
+
+
+def _lock_dir(state_dir: Path) -> int | None:
+    """Lock the state directory's own descriptor (its name cannot be deleted while it holds
+    files, unlike the lock file's): its descriptor, or None where the file system cannot lock
+    a directory (some NFS), where the lock file alone holds, as before. Refused when another
+    process holds it: one whose lock file was deleted, so it cannot be named."""
+    fd = os.open(state_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise Refused(
+            f"state directory {state_dir} is in use by another crontask (its lock file was "
+            "deleted, so its pid is unknown); give each its own --state-dir"
+        ) from None
+    except OSError as err:
+        os.close(fd)
+        if err.errno in _NO_DIR_LOCKS:
+            return None
+        raise
+    return fd
 
 
 def hold(state_dir: Path, instance: str) -> str | None:
@@ -219,9 +274,10 @@ def _write(fd: int, lines: list[str]) -> None:
 def unlock(state_dir: Path) -> None:
     key = os.path.abspath(state_dir)
     _previous.pop(key, None)
-    fd = _locks.pop(key, None)
-    if fd is not None:
-        os.close(fd)
+    for held in (_locks, _dir_locks):
+        fd = held.pop(key, None)
+        if fd is not None:
+            os.close(fd)
 
 
 def holds(state_dir: Path) -> bool:
