@@ -9,9 +9,9 @@ How it works (``crontask run --git URL``):
   ``<key>`` is a stable hash of the redacted URL, the ref and the path, so two sources never
   share (and race on) one checkout, and changing a password in the URL does not start a new
   clone; another ref or path does, and the others' folders are deleted once it has a
-  revision in force (``gitkeys``). A name is fetched as a branch and as a tag, and resolved as
-  what was fetched (``gitrefs``); a name the remote has as both is refused as ambiguous. Each
-  sync ends with git's automatic collection (``gitmaintenance``).
+  revision in force, in a thread that a stop ends (``gitkeys``). A name is fetched as a branch
+  and as a tag, and resolved as what was fetched (``gitrefs``); a name the remote has as both
+  is refused as ambiguous. Each sync ends with git's automatic collection (``gitmaintenance``).
 - A new commit is checked out into its own folder ``worktrees/<sha>`` with
   ``git worktree add --detach --no-checkout`` and a ``git checkout`` of ``path`` alone (with what
   its links lead to in the commit: ``gitcheckout.checkout_paths``), after its trees were listed: a
@@ -91,7 +91,7 @@ from reconciler.sources.gitcheckout import FILE_SIZE_MARGIN, CheckoutLimits, Che
 from reconciler.sources.gitcredentials import credentials_of
 from reconciler.sources.gitenv import Credentials, git_env
 from reconciler.sources.gitfiles import WorktreeFiles
-from reconciler.sources.gitkeys import describe, log_previous, remove_others, state_key
+from reconciler.sources.gitkeys import describe, log_previous, start_removal, state_key
 from reconciler.sources.gitmaintenance import CollectionBackoff
 from reconciler.sources.gitprocess import GitError
 from reconciler.sources.gitrepo import GitRepo, Redactor, RefNotFoundError, check_ref, clean_path
@@ -215,7 +215,8 @@ class GitSource:
         self._in_flight: GitRepo | None = None  # the repository a sync is working on
         self._collection = CollectionBackoff()  # only syncs use it, one at a time
         self._cancelled = False
-        self._others_removed = False  # the state folders of other refs and paths (``gitkeys``)
+        self._removal: threading.Thread | None = None  # of other keys' folders (``gitkeys``)
+        self._stop: asyncio.Event | None = None  # watch's: it ends that removal too
 
     # -- syncing -------------------------------------------------------------------------
 
@@ -269,6 +270,7 @@ class GitSource:
         follows: a remote that hangs must not hold back the tasks, nor the API, for up to the
         git timeout."""
         self._loop = asyncio.get_running_loop()
+        self._stop = stop
         self._wanted = asyncio.Event()
         if self.status().revision is None:
             await self._sync_now(notify, stop)
@@ -373,12 +375,14 @@ class GitSource:
         self._collection.run(repo.collect, self._clock(), fields, lambda: self._cancelled)
 
     def _remove_others(self) -> None:
-        """Once a sync ended well, the state folders of other refs and paths (``gitkeys``)."""
+        """Once a sync ended well, the state folders of other refs and paths (``gitkeys``), in
+        a thread that a stop ends: a large one holds neither the first pass nor the stop."""
         with self._lock:
             ended_well = self._error is None and self._last_sync is not None
-        if ended_well and not self._cancelled and not self._others_removed:
-            self._others_removed = True
-            remove_others(self._state_dir, self.base)
+        if ended_well and not self._cancelled and self._removal is None:
+            stop = self._stop
+            stopped = lambda: self._cancelled or (stop is not None and stop.is_set())  # noqa: E731
+            self._removal = start_removal(self._state_dir, self.base, stopped)
 
     def _repo(self, credentials: Credentials | None, redact: Redactor) -> GitRepo:
         env = git_env(

@@ -10,7 +10,11 @@ follows another ref or path: its tree is not what the new options name), but:
   that holds one (``log_previous``), so that an operator knows why the tasks are gone and
   where their last revision is;
 - once the new folder has a revision in force, every other key's folder is deleted
-  (``remove_others``): each kept the whole fetched history and a worktree, for ever.
+  (``remove_others``): each kept the whole fetched history and a worktree, for ever. The
+  source runs it in a thread of its own (``start_removal``): a folder of 300 000 files took
+  minutes, and must hold neither the first pass, the API nor the shutdown. ``stopped`` is
+  asked between entries, so a stop ends it at once: what it leaves is a ``.removing-*``
+  folder (below).
 
 Deleting is safe because a ``crontask run`` with ``--git`` holds its state directory
 (``statedir.lock``: a second one is refused) and runs one git source, so no other process or
@@ -29,11 +33,15 @@ import logging
 import os
 import re
 import stat
+import threading
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 from reconciler import statedir
-from reconciler.sources.gittree import remove_tree
+from reconciler.core.urls import redact_url
+from reconciler.sources.gittree import Stopped
+from reconciler.sources.gittree import remove_tree as remove_tree  # named here: tests replace it
 
 log = logging.getLogger("crontask.sources.git")
 
@@ -79,25 +87,56 @@ def log_previous(base: Path, url: str) -> None:
         )
 
 
-def remove_others(state_dir: Path, base: Path) -> None:
+def start_removal(state_dir: Path, base: Path, stopped: Callable[[], bool]) -> threading.Thread:
+    """``remove_others`` in a daemon thread (nothing waits for it; ``stopped`` ends it)."""
+    thread = threading.Thread(
+        target=remove_others,
+        args=(state_dir, base, stopped),
+        name="crontask-git-remove-others",
+        daemon=True,
+    )
+    thread.start()
+    return thread
+
+
+def remove_others(state_dir: Path, base: Path, stopped: Callable[[], bool] = lambda: False) -> None:
     """``base`` has a revision in force: delete the folders of other keys beside it (and what
     an earlier deletion left), one log line each. Only while this process holds ``state_dir``.
-    A folder that cannot be deleted is a warning. Raises nothing."""
+    A folder that cannot be deleted is a warning; once ``stopped()``, the rest is left for next
+    time. Raises nothing."""
     if not statedir.holds(state_dir):
         return
+    tried: set[str] = set()  # renamed here: a failure is warned once, not walked again
     for folder in _others(base):
         described = _description(folder)
+        moved = folder.with_name(f"{_REMOVING}{folder.name}-{uuid.uuid4().hex[:8]}")
         try:
-            moved = folder.with_name(f"{_REMOVING}{folder.name}-{uuid.uuid4().hex[:8]}")
+            if stopped():
+                return
             os.rename(folder, moved)
-            remove_tree(moved)
+            tried.add(moved.name)
+            remove_tree(moved, stopped)
+        except Stopped:
+            _log_stopped(folder)
+            return
         except OSError as err:
             fields = {"folder": str(folder), "error": str(err)[:_MAX_ERROR]}
             log.warning("git state folder of another source not deleted", extra={"fields": fields})
             continue
+        if "url" in described:  # anyone could write a password there
+            described["url"] = redact_url(described["url"])
         fields = {"folder": str(folder), **described}
         log.info("git state folder of another source deleted", extra={"fields": fields})
-    _remove_leftovers(base.parent)
+    _remove_leftovers(base.parent, tried, stopped)
+
+
+def _log_stopped(folder: Path | str) -> None:
+    fields = {"folder": str(folder)}
+    log.info(
+        "deletion of a git state folder of another source cut short by the stop; the rest "
+        "is deleted next time",
+        extra={"fields": fields},
+    )
 
 
 def _others(base: Path) -> list[Path]:
@@ -115,15 +154,21 @@ def _others(base: Path) -> list[Path]:
     )
 
 
-def _remove_leftovers(root: Path) -> None:
-    """What a deletion cut short (crontask killed) left: renamed first, so never in use."""
+def _remove_leftovers(root: Path, tried: set[str], stopped: Callable[[], bool]) -> None:
+    """What a deletion cut short (crontask killed or stopped) left: renamed first, so never in
+    use. Those in ``tried`` were just walked (and warned about)."""
     try:
-        entries = [e for e in os.scandir(root) if e.name.startswith(_REMOVING)]
+        entries = [
+            e for e in os.scandir(root) if e.name.startswith(_REMOVING) and e.name not in tried
+        ]
     except OSError:
         return
     for entry in entries:
         try:
-            remove_tree(Path(entry.path))
+            remove_tree(Path(entry.path), stopped)
+        except Stopped:
+            _log_stopped(entry.path)
+            return
         except OSError as err:
             fields = {"folder": entry.path, "error": str(err)[:_MAX_ERROR]}
             log.warning("git state folder of another source not deleted", extra={"fields": fields})

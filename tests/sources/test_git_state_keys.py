@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from reconciler import statedir
+from reconciler.sources.git import GitSource
 from tests.sources.test_git import (
     Clock,
     Remote,
@@ -43,6 +44,14 @@ def held(tmp_path: Path) -> Iterator[Path]:
 
 def folders(state: Path) -> list[str]:
     return sorted(p.name for p in (state / "git").iterdir())
+
+
+def removed(source: GitSource) -> None:
+    """Wait for the deletion of the other folders the sync started (a thread: ``gitkeys``)."""
+    thread = source._removal
+    assert thread is not None
+    thread.join(timeout=60)
+    assert not thread.is_alive()
 
 
 def messages(caplog: pytest.LogCaptureFixture, text: str) -> list[logging.LogRecord]:
@@ -86,6 +95,7 @@ def test_the_folder_of_the_options_before_is_named_then_deleted_once_a_revision_
 
     (tmp_path / "away.git").rename(remote.bare)
     assert synced(new)
+    removed(new)
     assert folders(held) == [new.base.name]
     (deleted,) = messages(caplog, "of another source deleted")
     assert deleted.__dict__["fields"]["folder"] == str(held.absolute() / "git" / old_key)
@@ -128,6 +138,7 @@ def test_only_folders_named_as_keys_and_leftovers_of_a_deletion_are_deleted(
     remote.commit()
     source = source_for(remote, held, clock)
     assert synced(source)
+    removed(source)
     assert folders(held) == sorted(
         ["0123456789abcdef", "fedcba9876543210", "notes", source.base.name]
     )

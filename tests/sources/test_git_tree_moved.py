@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -26,11 +27,11 @@ def test_a_folder_moved_out_during_the_walk_stops_it_and_nothing_else_is_deleted
     deepest = os.stat(top / "a" / "b").st_ino
     scan = gittree._unlink_files_until_folder
 
-    def moving(fd: int) -> str | None:
+    def moving(fd: int, *more: Any) -> str | None:
         # When the walk reaches b, a is moved out of the tree (as another process could).
         if os.fstat(fd).st_ino == deepest and (top / "a").exists():
             os.rename(top / "a", elsewhere / "a")
-        return scan(fd)
+        return scan(fd, *more)
 
     monkeypatch.setattr(gittree, "_unlink_files_until_folder", moving)
     with pytest.raises(OSError, match="moved while its tree was being deleted"):
