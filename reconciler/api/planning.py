@@ -11,10 +11,12 @@ it from the other side. Reads and changes nothing of the running crontask.
 - The text is bounded by the server's ``--max-tasks`` as a pass bounds each source, the
   folder and git each on its own (``sources.taskbound``, its words). A task in force counts
   in its own source, a new one in ``new_source`` (the folder when the server reads one). A
-  pass refuses only the file that would add past the bound, and a text cannot tell its files
-  apart: so past a source's bound none of its additions is planned (a problem names them),
-  while the updates and removals of its tasks in force are, as the files that make them add
-  nothing. What the source keeps for a broken document counts as held.
+  pass refuses each file that would grow the source past the bound (every definition counts,
+  a key repeated too), and a text cannot tell its files apart: so past a source's bound no
+  change of that source is planned, its tasks in force the text changes or removes are kept
+  (``kept``) and a problem names the additions held. A file that adds nothing does apply its
+  changes and removals in a pass; the problem says so, as the text cannot say which ones
+  those are. What the source keeps for a broken document counts as held.
 - Its tasks are settled with those in force from the other sources (the API, custom
   resources) as a pass settles them, so a key both define is reported as the conflict the
   pass would report, and the side that would win is the one planned.
@@ -92,15 +94,17 @@ def plan_text(
     one CronTask as JSON (``_read_json``), not a task file's text. ``new_source``: the source
     a task not in force would be added to (files or git), counted against its bound."""
     current = {k: d for k, d in in_force.items() if d.location.source in PLANNED_KINDS}
-    definitions, errors, notes = _read(data, as_json=as_json)
-    definitions, refusals = _bounded(definitions, errors, current, max_tasks, new_source)
+    read, errors, notes = _read(data, as_json=as_json)
+    definitions, refusals, held = _bounded(read, errors, current, max_tasks, new_source)
     if not jobs:
         definitions, errors = _without_jobs(definitions, errors)
     others = [d for d in in_force.values() if d.location.source not in PLANNED_KINDS]
     settled = assemble([*definitions, *others], [*errors, *refusals])
     desired = {k: d for k, d in settled.tasks.items() if d.location.source in PLANNED_KINDS}
     # A refusal names no task but hides none either: the text's own errors decide what stays.
+    desired.update(held)  # a source past its bound: none of its changes, see _bounded
     kept = _kept(errors, desired, current, allow_empty=allow_empty)
+    kept = tuple(sorted({*kept, *_changed(read, held, exact=exact)}))
     desired.update((k, current[k]) for k in kept)
     if not exact:
         desired = {k: _as_read(d) for k, d in desired.items()}
@@ -179,23 +183,40 @@ def _bounded(
     current: Mapping[str, Definition],
     max_tasks: int | None,
     new_source: SourceKind,
-) -> tuple[list[Definition], list[DefinitionError]]:
-    """``definitions`` without the additions a pass would refuse, and a problem for each
-    source past its bound (see the module docstring)."""
+) -> tuple[list[Definition], list[DefinitionError], dict[str, Definition]]:
+    """``definitions`` without those of a source a pass could refuse, a problem for each
+    source past its bound, and the tasks in force of those sources: each one stays as it is
+    in force (see the module docstring)."""
     if max_tasks is None:
-        return definitions, []
+        return definitions, [], {}
     stays = _staying(errors, definitions, current)
-    held: set[str] = set()
+    past: set[SourceKind] = set()
     refusals = []
     for source in PLANNED_KINDS:
         mine = [d for d in definitions if _source_of(d.key, current, new_source) == source]
-        adds = sorted({d.key for d in mine} - current.keys())
+        before = [d for d in current.values() if d.location.source == source]
         holds = len(mine) + sum(1 for k in stays if current[k].location.source == source)
-        if adds and holds > max_tasks:  # as a file that adds past it: none of its adds
-            held.update(adds)
-            before = [d for d in current.values() if d.location.source == source]
+        # As the pass (sources.taskbound.growth): every definition counts, a repeated key too.
+        if holds > len(before) and holds > max_tasks:
+            past.add(source)
+            adds = sorted({d.key for d in mine} - current.keys())
             refusals.append(_refusal(source, before, mine, holds, max_tasks, adds))
-    return [d for d in definitions if d.key not in held], refusals
+    held = {k: d for k, d in current.items() if d.location.source in past}
+    out = [d for d in definitions if _source_of(d.key, current, new_source) not in past]
+    return out, refusals, held
+
+
+def _changed(
+    definitions: list[Definition], held: Mapping[str, Definition], *, exact: bool
+) -> set[str]:
+    """The tasks of ``held`` the text changes or removes (or repeats): kept, so named. Not
+    ``exact``: compared as the caller reads them, or a guess of a hidden part of a URL would
+    be told right or wrong by whether its task is named (see the module docstring)."""
+    seen = (lambda d: d) if exact else _as_read
+    texts: dict[str, list[str]] = {}
+    for d in definitions:
+        texts.setdefault(d.key, []).append(seen(d).hash)
+    return {k for k, d in held.items() if texts.get(k) != [seen(d).hash]}
 
 
 def _staying(
@@ -226,7 +247,7 @@ def _refusal(
     adds: list[str],
 ) -> DefinitionError:
     """The pass's words for a file that declares ``mine`` (``sources.taskbound``), and the
-    additions not planned. It names no task: the tasks in force stay, and are planned."""
+    additions not planned. It names no task: the source's tasks in force are kept."""
     where = Location(SourceKind.FILE, BODY, 1, 1)
     state_before = FileState(UNKNOWN, tuple(before) or None, ())
     after = FileState(UNKNOWN, tuple(mine), ())
@@ -235,9 +256,11 @@ def _refusal(
     if len(adds) > NAMES_SHOWN:
         shown += f" and {len(adds) - NAMES_SHOWN:,} more"
     why = said.partition("; ")[0]  # "declares ... (--max-tasks): not applied"
+    added = f"new tasks ({shown}) and " if adds else ""
     why += (
-        f"; {_SOURCE_NAMES[source]} new tasks are not added ({shown}): a pass refuses the file "
-        "that adds them; the changes and removals of its tasks in force are planned"
+        f"; none of {_SOURCE_NAMES[source]} {added}changes is planned, its tasks in force are "
+        "kept: a pass refuses each file that grows it past the bound, and the changes and "
+        "removals in a file that adds no task do apply, but a text cannot tell its files apart"
     )
     return DefinitionError(where, why)
 

@@ -109,9 +109,10 @@ def _steps(found: Any) -> list[tuple[str, str]]:
 def test_a_text_past_the_servers_bound_is_refused_and_keeps_the_tasks(server: _Server) -> None:
     found = server.plan(_text(5))
     assert found["problems"] == [
-        f"body:1:1: {PAST}: not applied; the folder's new tasks are not added (default/m2, "
-        "default/m3, default/m4): a pass refuses the file that adds them; the changes and "
-        "removals of its tasks in force are planned"
+        f"body:1:1: {PAST}: not applied; none of the folder's new tasks (default/m2, "
+        "default/m3, default/m4) and changes is planned, its tasks in force are kept: a pass "
+        "refuses each file that grows it past the bound, and the changes and removals in a "
+        "file that adds no task do apply, but a text cannot tell its files apart"
     ]
     # m0 and m1 are the text's own, unchanged: only the additions are not planned.
     assert (_steps(found), found["kept"], found["heldRemovals"]) == ([], [], [])

@@ -1,9 +1,10 @@
 """``POST /api/v1/plan`` bounds each source as a pass does: the folder and git each at
 ``--max-tasks`` on their own, a key in force counted in its own source and a new key in the
-folder's (the server reads a folder). Past a source's bound only its additions are held (the
-pass refuses the file that adds them), with the pass's words; updates and removals of the
-tasks in force are still planned. Before, the text was counted whole, files and git together,
-and refused whole: the plan refused what ``run`` applied, and planned adds ``run`` refused.
+folder's (the server reads a folder). Past a source's bound none of its changes is planned
+(the pass refuses each file that grows it past the bound, its updates and removals too), with
+the pass's words, and its tasks in force the text changes are kept. Before, the text was
+counted whole, files and git together, and refused whole: the plan refused what ``run``
+applied, and planned adds ``run`` refused.
 
 And an error that names no task beside one that names its task keeps every task the text does
 not yield; before, the named task was kept and, with ``allowEmpty`` false, the others were
@@ -145,25 +146,21 @@ def test_a_source_with_room_is_planned_whatever_the_others_hold(server: _Server)
     assert (_steps(found), found["problems"], found["kept"]) == ([("add", "default/f3")], [], [])
 
 
-def test_additions_past_a_sources_bound_are_held_and_the_rest_planned(server: _Server) -> None:
-    """The folder at 4 of 3: its adds are not planned, as the pass refuses the file that adds
-    them; the update of f1 and the removals from git are still planned."""
+def test_a_source_past_its_bound_is_kept_and_the_rest_planned(server: _Server) -> None:
+    """The folder at 4 of 3: none of its changes is planned, as the pass refuses the file
+    that adds f3 or f4, whatever else it changes (f1 is kept); git's removals are planned."""
     found = server.plan(_text("f1", "f2", "f3", "f4", "g1", changed="f1"))
-    assert _steps(found) == [
-        ("update", "default/f1"),
-        ("remove", "default/g2"),
-        ("remove", "default/g3"),
-    ]
+    assert _steps(found) == [("remove", "default/g2"), ("remove", "default/g3")]
     assert len(found["problems"]) == 1
     assert PAST in found["problems"][0]
     assert "default/f3, default/f4" in found["problems"][0]
-    assert found["kept"] == []
+    assert found["kept"] == ["default/f1"]
 
 
-def test_an_update_is_planned_when_a_text_past_the_bound_adds(server: _Server) -> None:
-    """The whole text is no longer refused: f1's change applies in a pass."""
+def test_an_update_is_kept_when_a_text_past_the_bound_adds(server: _Server) -> None:
+    """f1's change may be in the file that adds past the bound: kept, not planned."""
     found = server.plan(_text("f1", "f2", "f3", "f4", "g1", "g2", "g3", changed="f1"))
-    assert _steps(found) == [("update", "default/f1")]
+    assert (_steps(found), found["kept"]) == ([], ["default/f1"])
     assert len(found["problems"]) == 1
     assert PAST in found["problems"][0]
 
@@ -177,8 +174,9 @@ def test_a_named_error_beside_a_hidden_one_keeps_every_task(server: _Server) -> 
 
 
 def test_run_applies_what_the_plan_plans(tmp_path: Path) -> None:
-    """The same change made to the folder: the update the plan planned is applied and the
-    file that adds past the bound is refused, with the words the plan said."""
+    """The same change made to the folder: the file that adds past the bound is refused,
+    with the words the plan said; f1's change, in a file that adds nothing, is applied,
+    which the plan kept, as a text cannot tell that file apart, and said it may be."""
     server = _ready(_start(tmp_path))
     try:
         planned = server.plan(_text("f1", "f2", "f3", "f4", "g1", "g2", "g3", changed="f1"))
@@ -196,7 +194,8 @@ def test_run_applies_what_the_plan_plans(tmp_path: Path) -> None:
 
         said = wait_for("the pass that reads both files", refused, timeout=30)
         assert sorted(server.tasks()) == FILES + GIT  # f3 and f4 not added
-        assert _steps(planned) == [("update", "default/f1")]
+        assert (_steps(planned), planned["kept"]) == ([], ["default/f1"])
+        assert "in a file that adds no task do apply" in planned["problems"][0]
         assert PAST in said[0]
         assert PAST in planned["problems"][0]
     finally:
