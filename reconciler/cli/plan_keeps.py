@@ -111,18 +111,27 @@ def _at_broken_places(
     that has errors does under its root: a file `run` may keep whole, though which of the
     server's files it is cannot be told. Each with that new file."""
     # Each file's path is matched by its ending: every ending of it made, as it once was, took
-    # the square of its length (gigabytes for a server's path 100 000 folders deep).
-    theirs = sorted((key, files[key][1]) for key in keys & files.keys())
+    # the square of its length (gigabytes for a server's path 100 000 folders deep). And only
+    # the server's files of the same last name are compared: every file against every broken
+    # one took 23 s for 10 000 tasks and 2 000 broken files. The buckets hold the same pairs.
+    buckets: dict[str, list[tuple[str, str]]] = {}
+    for key, file in sorted((key, files[key][1]) for key in keys & files.keys()):
+        buckets.setdefault(_last_name(file), []).append((key, file))
     found: dict[str, Path] = {}
     for path in sorted(path for path, state in new.files.items() if state.errors):
         places = {place for root in roots if (place := _place_under(path, root)) is not None}
-        endings = {place or path.name for place in places}
-        found.update(
-            (key, path)
-            for key, file in theirs
-            if key not in found and any(_ends_as(file, ending) for ending in endings)
-        )
+        for ending in sorted({place or path.name for place in places}):
+            found.update(
+                (key, path)
+                for key, file in buckets.get(_last_name(ending), ())
+                if key not in found and _ends_as(file, ending)
+            )
     return found
+
+
+def _last_name(path: str) -> str:
+    """What follows the last ``/`` of ``path``: a path and its endings share it."""
+    return path.rpartition("/")[2]
 
 
 def _ends_as(file: str, ending: str) -> bool:

@@ -110,3 +110,21 @@ def test_paths_that_do_not_pair_with_the_servers_say_what_may_be_kept(
         f"  default/mate  (may be kept: {broken} has errors)",
         "Plan: 0 to add, 0 to change, 0 to remove, 3 unchanged.",
     ]
+
+
+def test_a_broken_file_is_not_at_the_place_of_a_file_whose_name_it_ends(
+    server: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``s/a.yaml`` is not at the place of the server's ``tasks/a.yaml``, though that path
+    ends with its text: a place ends only after a ``/``. No test held that boundary."""
+    for name in ("x", "y"):
+        (tmp_path / name).mkdir()
+    (tmp_path / "x" / "s").mkdir()
+    (tmp_path / "x" / "s" / "a.yaml").write_text(UNCLOSED)
+    (tmp_path / "y" / "b.yaml").write_text(OTHER)
+    _, lines = plan(server, tmp_path / "x", tmp_path / "y", capsys=capsys)
+    assert not [line for line in lines if "may be kept" in line]
+    assert [line.split("  (")[0] for line in lines if line.startswith("- ")] == [
+        "- default/keep-me",
+        "- default/mate",
+    ]
