@@ -4,7 +4,8 @@ list's 256 MiB of answers took 6.5 GB of memory. An answer's JSON values are cou
 is parsed (:func:`json_values`), and the client refuses it past its bound; ``NaN`` and
 ``Infinity``, which are no JSON and which ``--json`` printed as they were, are refused too, and
 so is a number too large for a float (``1e400``), which Python reads as ``Infinity``.
-What is refused is a :class:`RemoteError` (one line), naming the server as shown (without the
+What is refused is a :class:`RemoteError` (one line; of a success's body, an
+:class:`UnreadableAnswer`, which says the number refused), naming the server as shown (without the
 password or token its URL may hold); an error the API answered is a :class:`RemoteProblem`,
 which also keeps its status, problem type and ``Retry-After`` for a command to act on."""
 
@@ -27,6 +28,11 @@ _PUNCTUATION: Final = (b"{", b"[", b",", b":")
 
 class RemoteError(Exception):
     """The API could not be reached or answered with an error; ``str()`` is one clear line."""
+
+
+class UnreadableAnswer(RemoteError):
+    """A success (2xx) whose body cannot be read: what was asked may have been done, so a
+    command that changes something (``trigger``) must not say or assume it was not."""
 
 
 class RemoteProblem(RemoteError):
@@ -85,15 +91,18 @@ def _punctuation(content: bytes) -> int:
 
 
 def decode(content: bytes, server: str) -> dict[str, Any]:
-    """``content`` as a JSON object, or :class:`RemoteError` naming ``server`` as shown."""
+    """``content``, a success's body, as a JSON object, or :class:`UnreadableAnswer` naming
+    ``server`` as shown (a number refused is said, with why)."""
     try:
         body = _loads(content)
-    except ValueError:
-        raise RemoteError(f"{server} answered with something that is not JSON") from None
+    except json.JSONDecodeError:
+        raise UnreadableAnswer(f"{server} answered with something that is not JSON") from None
+    except ValueError as err:  # _no_constant, _finite: JSON but for that number, said
+        raise UnreadableAnswer(f"{server} answered a number crontask refuses: {err}") from None
     except RecursionError:
-        raise RemoteError(f"{server} answered with JSON nested too deep") from None
+        raise UnreadableAnswer(f"{server} answered with JSON nested too deep") from None
     if not isinstance(body, dict):
-        raise RemoteError(f"{server} answered with unexpected JSON")
+        raise UnreadableAnswer(f"{server} answered with unexpected JSON")
     return body
 
 

@@ -1,8 +1,9 @@
 """Whose credentials the client commands (:mod:`~reconciler.cli.client`) send, and where.
 
 ``$CRONTASK_TOKEN`` is sent as a bearer token. A loopback server (:func:`is_loopback`: however
-this machine is spelled, ``127.1`` and ``localhost.`` too) is asked directly, never through a
-proxy the environment names, so that the token stays on the machine.
+this machine is spelled, ``127.1`` and ``127.0.0.1.`` too, but not ``localhost.``, which DNS
+resolves) is asked directly, never through a proxy the environment names, so that the token
+stays on the machine.
 A user name in the server's URL and the token together are warned of (httpx sends the URL's
 Basic credentials, and the token is not: a usage error would break what worked); a credential
 sent over plain ``http://`` to another machine is warned of (once a process): it works (a
@@ -26,16 +27,18 @@ TOKEN_ENV: Final = "CRONTASK_TOKEN"  # noqa: S105 - the name of a variable
 def is_loopback(server: str) -> bool:
     """Whether ``server``'s host is this machine: ``localhost`` or a loopback address
     (``127.0.0.0/8``, ``::1``, ``::ffff:127.0.0.1``), the hosts Go's ``ProxyFromEnvironment``
-    never proxies, and the other spellings a connection takes to this machine: a trailing dot
-    (``localhost.``, ``127.0.0.1.``), an IPv4 address as ``inet_aton`` reads it and so the
-    system's resolver (``127.1``, ``0x7f.1``, ``2130706433``), and the unspecified address
-    (``0.0.0.0``, ``::``). Those went through ``$HTTP_PROXY`` with the token. No name is
-    resolved."""
+    never proxies, and the other spellings a connection takes to this machine: an address's
+    trailing dot (``127.0.0.1.``; not ``localhost.``, which DNS resolves), an IPv4 address
+    as ``inet_aton`` reads it and so the system's resolver (``127.1``, ``0x7f.1``,
+    ``2130706433``), and the unspecified address (``0.0.0.0``, ``::``). Those went through
+    ``$HTTP_PROXY`` with the token. No name is resolved."""
     host = urlsplit(server).hostname or ""
-    if host.endswith(".") and not host.endswith(".."):
-        host = host[:-1]  # the root's dot: the same name
     if host == "localhost":
         return True
+    # An address's trailing dot is the same address; ``localhost.``, a name with the root's
+    # dot, is looked up in DNS, not in /etc/hosts, and may be another machine: not this one.
+    if host.endswith(".") and not host.endswith(".."):
+        host = host[:-1]
     try:
         address: ipaddress.IPv4Address | ipaddress.IPv6Address = ipaddress.ip_address(host)
     except ValueError:

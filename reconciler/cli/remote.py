@@ -33,7 +33,7 @@ from time import sleep
 from typing import Any, Final
 from urllib.parse import quote
 
-from reconciler.cli.answers import RemoteProblem, object_list
+from reconciler.cli.answers import RemoteProblem, UnreadableAnswer, object_list
 from reconciler.cli.client import RemoteError, fetch_tasks, request
 from reconciler.cli.client_env import (
     DEFAULT_SERVER,
@@ -212,7 +212,8 @@ def run_trigger(args: argparse.Namespace) -> int:
 
 
 class _NotTaken(Exception):
-    """A trigger's 503 that ends the command with ``code`` (see the module)."""
+    """A trigger that ends the command with ``code``: a 503 (see the module), or an answer
+    whose outcome is not known (a 2xx that cannot be read: it may have run)."""
 
     def __init__(self, code: int, line: str) -> None:
         super().__init__(line)
@@ -225,6 +226,8 @@ def _taken_run(key: str, server: str, path: str, max_wait: int) -> dict[str, Any
     for attempt in range(1, MAX_TRIES + 1):
         try:
             run = request(server, default_token(), "POST", path)
+        except UnreadableAnswer as exc:  # a 2xx: the server took the trigger
+            raise _NotTaken(1, _may_have_run(printable(exc), key, server)) from None
         except RemoteProblem as exc:
             wait = _retry_after(exc, key, server)
             if attempt == MAX_TRIES or max_wait == 0 or waited + wait > max_wait:
@@ -239,7 +242,8 @@ def _taken_run(key: str, server: str, path: str, max_wait: int) -> dict[str, Any
             waited += wait
             continue
         if not isinstance(run.get("id"), str) or not run["id"]:
-            raise RemoteError(f"{redact_url(server)} answered a run without an id")
+            said = f"{redact_url(server)} answered a run without an id"
+            raise _NotTaken(1, _may_have_run(said, key, server))
         return run
     raise AssertionError("the last try returns or raises")
 
@@ -250,11 +254,15 @@ def _retry_after(exc: RemoteProblem, key: str, server: str) -> float:
     if exc.status != 503 or exc.kind not in (NOT_STARTED_TYPE, UNDECIDED_TYPE):
         raise exc
     if exc.kind == UNDECIDED_TYPE:
-        runs = f"crontask runs {key} --server {redact_url(server)}"
-        raise _NotTaken(
-            1, f"{printable(exc)}; it may still run: see `{runs}` before triggering it again"
-        )
+        raise _NotTaken(1, _may_have_run(printable(exc), key, server, "it may still run"))
     return DEFAULT_RETRY_AFTER if exc.retry_after is None else exc.retry_after
+
+
+def _may_have_run(said: str, key: str, server: str, why: str = "it may have run") -> str:
+    """``said``, and what a trigger whose outcome is not known asks of its caller: to look at
+    the runs before asking again, which could run the task twice."""
+    runs = f"crontask runs {key} --server {redact_url(server)}"
+    return f"{said}; {why}: see `{runs}` before triggering it again"
 
 
 def _fail(exc: RemoteError) -> int:

@@ -61,7 +61,8 @@ def test_a_number_too_large_for_a_float_is_not_json(
     out, err = capsys.readouterr()
     assert "Infinity" not in out
     assert out == ""
-    assert_one_line_error(code, err, f"{hostile.url} answered with something that is not JSON")
+    said = f"{hostile.url} answered a number crontask refuses: {number} is too large a number"
+    assert_one_line_error(code, err, said)
 
 
 def test_a_large_number_within_a_float_is_read(

@@ -137,4 +137,5 @@ def test_nan_is_not_json(
     code = cli("tasks", "--server", hostile.url, "--json")
     out, err = capsys.readouterr()
     assert out == ""
-    assert_one_line_error(code, err, f"{hostile.url} answered with something that is not JSON")
+    said = f"{hostile.url} answered a number crontask refuses: {constant} is not JSON"
+    assert_one_line_error(code, err, said)

@@ -22,6 +22,10 @@ MALFORMED = [
     (("trigger", "ops/a"), 200, '{"status": "succeeded"}', "answered a run without an id"),
     (("trigger", "ops/a"), 200, '{"id": 5, "status": "skipped"}', "a run without an id"),
     (("trigger", "ops/a", "--json"), 200, '{"status": "x"}', "a run without an id"),
+    # A 2xx to a trigger that cannot be read: the server took it, so it may have run.
+    (("trigger", "ops/a"), 201, '{"id": NaN}', "NaN is not JSON; it may have run: see `crontask"),
+    (("trigger", "ops/a"), 201, '{"id": "x", "n": 1e400}', "too large a number; it may have run"),
+    (("trigger", "ops/a"), 201, '{"status": "x"}', "without an id; it may have run: see"),
     (("members",), 200, '{"items": 5}', "answered members that are not a list of objects"),
     (("members",), 200, '{"items": [], "differingTasks": [7]}', "answered differing tasks"),
     (("runs",), 200, '{"items": ["x"]}', "answered items that are not a list of objects"),
