@@ -6,9 +6,7 @@ over a folder, through real HTTP, beside ``crontask plan PATH --server`` of the 
 
 from __future__ import annotations
 
-import http.client
 import json
-import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -18,7 +16,8 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.helpers import free_port, task_doc, wait_for
+from tests.api.plan_server import PlanServer
+from tests.helpers import task_doc, wait_for
 
 NAMES = ("change", "drop", "keep")
 ALL = [f"default/{name}" for name in NAMES]
@@ -39,51 +38,11 @@ def _deep() -> str:
     return json.dumps({**DEEP, "spec": {"x": nested}}) + "\n"
 
 
-class _Server:
+class _Server(PlanServer):
     """A real ``crontask run`` over ``folder``; its API at ``url``."""
 
-    def __init__(self, workdir: Path, folder: Path) -> None:
-        self.port = free_port()
-        self.address = f"127.0.0.1:{self.port}"
-        self.url = f"http://{self.address}"
-        self.log = workdir / "crontask.log"
-        root = str(Path(__file__).resolve().parents[2])
-        self.env = {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": root}
-        self.env.pop("CRONTASK_TOKEN", None)
-        with self.log.open("ab") as log:
-            self.proc = subprocess.Popen(
-                [
-                    *(sys.executable, "-m", "reconciler", "run", str(folder)),
-                    *("--state-dir", str(workdir / "state"), "--shutdown-grace", "1s"),
-                    *("--listen", self.address),
-                ],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                env=self.env,
-            )
-
     def ready(self) -> bool:
-        assert self.proc.poll() is None, self.log.read_text()
-        try:
-            status, answer = self._ask("GET", "/api/v1/tasks")
-        except OSError:
-            return False  # not listening yet
-        return status == 200 and len(answer["items"]) == len(NAMES)
-
-    def plan(self, text: str | bytes, query: str = "") -> Any:
-        body = text.encode() if isinstance(text, str) else text
-        status, answer = self._ask("POST", f"/api/v1/plan{query}", body)
-        assert status == 200, answer
-        return answer
-
-    def _ask(self, method: str, path: str, body: bytes | None = None) -> tuple[int, Any]:
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
-        try:
-            conn.request(method, path, body=body, headers={"Content-Type": "application/yaml"})
-            response = conn.getresponse()
-            return response.status, json.loads(response.read())
-        finally:
-            conn.close()
+        return len(self.tasks()) == len(NAMES)
 
     def cli_plan(self, path: Path) -> str:
         done = subprocess.run(
@@ -95,14 +54,6 @@ class _Server:
         )
         assert done.returncode == 1, done.stdout + done.stderr  # the text has errors
         return done.stdout
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
 
 
 @pytest.fixture(scope="module")

@@ -12,11 +12,7 @@ planned as removed. Against a real ``crontask run`` over a folder and a git repo
 
 from __future__ import annotations
 
-import http.client
-import json
 import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -24,7 +20,8 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.helpers import free_port, task_doc, wait_for
+from tests.api.plan_server import PlanServer
+from tests.helpers import task_doc, wait_for
 from tests.sources.test_git import Remote
 
 BOUND = 3
@@ -46,59 +43,16 @@ def _git_env(home: Path) -> dict[str, str]:
     return env
 
 
-class _Server:
+class _Server(PlanServer):
     """A real ``crontask run --max-tasks 3`` over ``folder`` and a git repository."""
 
     def __init__(self, workdir: Path, folder: Path, url: str) -> None:
-        self.port = free_port()
-        self.folder = folder
-        self.log = workdir / "crontask.log"
-        root = str(Path(__file__).resolve().parents[2])
-        env = {**_git_env(workdir / "home"), "PYTHONUNBUFFERED": "1", "PYTHONPATH": root}
-        env.pop("CRONTASK_TOKEN", None)
-        with self.log.open("ab") as log:
-            self.proc = subprocess.Popen(
-                [
-                    *(sys.executable, "-m", "reconciler", "run", str(folder)),
-                    *("--state-dir", str(workdir / "state"), "--shutdown-grace", "1s"),
-                    *("--listen", f"127.0.0.1:{self.port}", "--max-tasks", str(BOUND)),
-                    *("--git", url, "--git-ref", "main", "--git-interval", "1s"),
-                ],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                env=env,
-            )
+        git = ("--git", url, "--git-ref", "main", "--git-interval", "1s")
+        options = ("--max-tasks", str(BOUND), *git)
+        super().__init__(workdir, folder, options, env=_git_env(workdir / "home"))
 
-    def tasks(self) -> dict[str, Any]:
-        assert self.proc.poll() is None, self.log.read_text()
-        try:
-            status, answer = self.ask("GET", "/api/v1/tasks")
-        except OSError:
-            return {}  # not listening yet
-        assert status == 200, answer
-        return {t["key"]: t for t in answer["items"]}
-
-    def plan(self, text: str, query: str = "") -> Any:
-        status, answer = self.ask("POST", f"/api/v1/plan{query}", text.encode())
-        assert status == 200, answer
-        return answer
-
-    def ask(self, method: str, path: str, body: bytes | None = None) -> tuple[int, Any]:
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
-        try:
-            conn.request(method, path, body=body, headers={"Content-Type": "application/yaml"})
-            response = conn.getresponse()
-            return response.status, json.loads(response.read())
-        finally:
-            conn.close()
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+    def keyed(self) -> dict[str, Any]:
+        return {t["key"]: t for t in self.tasks()}
 
 
 def _start(workdir: Path) -> _Server:
@@ -123,7 +77,7 @@ def _start(workdir: Path) -> _Server:
 
 
 def _ready(server: _Server) -> _Server:
-    wait_for("the server's tasks", lambda: sorted(server.tasks()) == FILES + GIT, timeout=60)
+    wait_for("the server's tasks", lambda: sorted(server.keyed()) == FILES + GIT, timeout=60)
     return server
 
 
@@ -184,7 +138,7 @@ def test_run_applies_what_the_plan_plans(tmp_path: Path) -> None:
         (server.folder / "f3.yaml").write_text(_text("f3", "f4"))
 
         def refused() -> list[str] | None:
-            task = server.tasks().get("default/f1", {})
+            task = server.keyed().get("default/f1", {})
             if task.get("resource", {}).get("spec", {}).get("schedule") != "0 3 * * *":
                 return None
             status, answer = server.ask("GET", "/api/v1/sources")
@@ -193,7 +147,7 @@ def test_run_applies_what_the_plan_plans(tmp_path: Path) -> None:
             return said or None
 
         said = wait_for("the pass that reads both files", refused, timeout=30)
-        assert sorted(server.tasks()) == FILES + GIT  # f3 and f4 not added
+        assert sorted(server.keyed()) == FILES + GIT  # f3 and f4 not added
         assert (_steps(planned), planned["kept"]) == ([], ["default/f1"])
         assert "in a file that adds no task do apply" in planned["problems"][0]
         assert PAST in said[0]
