@@ -23,7 +23,7 @@ import uvicorn
 
 from reconciler import logs, resolver, web
 from reconciler.api.app import create_app
-from reconciler.api.auth import AuthConfigError, check_listen, is_loopback
+from reconciler.api.auth import AuthConfig, AuthConfigError, check_listen, is_loopback
 from reconciler.api.authfile import AuthFile
 from reconciler.api.hosts import names_answered
 from reconciler.api.webhook_secret import WebhookSecret
@@ -278,31 +278,7 @@ def http_server(args: argparse.Namespace) -> HttpServer:
     if not sep or not port_text.isdigit():
         raise SystemExit(f"crontask: --listen {args.listen!r} is not HOST:PORT")
     host = host.strip("[]")
-    try:
-        auth_file = AuthFile.open(Path(args.auth_config)) if args.auth_config else None
-        auth = auth_file.config if auth_file is not None else None
-    except (AuthConfigError, ValueError, OSError) as err:
-        raise SystemExit(f"crontask: {err}") from None
-    try:
-        check_listen(host, auth, args.insecure_no_auth)
-    except ValueError as err:
-        usage_error(str(err))  # an option without the one it needs (README: exit status 2)
-    if ANY_NAME in args.allow_host and auth is None:
-        raise SystemExit(
-            "crontask: --allow-host '*' needs --auth-config: without it every caller is the "
-            "admin, and any web page that makes its own name resolve to this machine could act "
-            "as one (name the hosts with --allow-host NAME instead)"
-        )
-    if auth is not None and not auth.sessions_shared:
-        # Common and harmless on one process (tokens only), so info; replicas behind one address
-        # sign each other's people out, so a warning with --ha.
-        log.log(
-            logging.WARNING if args.ha else logging.INFO,
-            "the auth file names no secret (no sessionSecretFile, no HMAC jwt.secretFile): status "
-            "page sessions last as long as this process and hold on this replica only; give "
-            "sessionSecretFile to keep them across restarts and replicas",
-            extra={"fields": {"auth_config": str(args.auth_config)}},
-        )
+    auth_file, auth = _auth_of(args, host)
     webhook_secret = _webhook_secret(args.git_webhook_secret_file)
     # Bind now: a busy port is a start-up error, said before anything runs.
     try:
@@ -358,6 +334,37 @@ def http_server(args: argparse.Namespace) -> HttpServer:
         await serving
 
     return serve_http
+
+
+def _auth_of(args: argparse.Namespace, host: str) -> tuple[AuthFile | None, AuthConfig | None]:
+    """The auth file of ``--auth-config`` and what it says, checked against ``--listen``'s
+    ``host`` and ``--allow-host`` now, before anything starts."""
+    try:
+        auth_file = AuthFile.open(Path(args.auth_config)) if args.auth_config else None
+        auth = auth_file.config if auth_file is not None else None
+    except (AuthConfigError, ValueError, OSError) as err:
+        raise SystemExit(f"crontask: {err}") from None
+    try:
+        check_listen(host, auth, args.insecure_no_auth)
+    except ValueError as err:
+        usage_error(str(err))  # an option without the one it needs (README: exit status 2)
+    if ANY_NAME in args.allow_host and auth is None:
+        raise SystemExit(
+            "crontask: --allow-host '*' needs --auth-config: without it every caller is the "
+            "admin, and any web page that makes its own name resolve to this machine could act "
+            "as one (name the hosts with --allow-host NAME instead)"
+        )
+    if auth is not None and not auth.sessions_shared:
+        # Common and harmless on one process (tokens only), so info; replicas behind one address
+        # sign each other's people out, so a warning with --ha.
+        log.log(
+            logging.WARNING if args.ha else logging.INFO,
+            "the auth file names no secret (no sessionSecretFile, no HMAC jwt.secretFile): status "
+            "page sessions last as long as this process and hold on this replica only; give "
+            "sessionSecretFile to keep them across restarts and replicas",
+            extra={"fields": {"auth_config": str(args.auth_config)}},
+        )
+    return auth_file, auth
 
 
 def _bound(host: str, sock: socket.socket) -> str:
