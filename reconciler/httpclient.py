@@ -32,6 +32,7 @@ import functools
 import ipaddress
 import logging
 import os
+import re
 import ssl
 import urllib.request
 from collections.abc import Iterable, Mapping
@@ -53,7 +54,8 @@ HEAD_READ: Final = 8 * 1024  # bytes per read until the head has come
 INTERIM_MAX: Final = 64
 NO_FINAL_STATUS: Final = f"no final status in the response's first {HEAD_MAX // 1024 // 1024} MiB"
 TOO_MANY_INTERIM: Final = f"no final status after {INTERIM_MAX} interim responses"
-_HEAD_END: Final = b"\r\n\r\n"
+# A head ends at a blank line, as h11 finds it: "\n\r?\n" ("\n\n" and "\r\n\n" too).
+_HEAD_END: Final = re.compile(rb"\n\r?\n")
 _SCHEMES: Final = ("http", "https", "all")  # the *_PROXY variables httpx reads
 
 
@@ -198,9 +200,11 @@ class _Budget:
         self.tail = b""
 
     def count(self, data: bytes) -> None:
+        # An end begun in the tail (the last two bytes before) is counted with the new data;
+        # one wholly in the tail was counted then.
         seen = self.tail + data
-        self.ends += seen.count(_HEAD_END) - self.tail.count(_HEAD_END)
-        self.tail = seen[-(len(_HEAD_END) - 1) :]
+        self.ends += len(_HEAD_END.findall(seen)) - len(_HEAD_END.findall(self.tail))
+        self.tail = seen[-2:]
 
 
 # Set while a transport waits for a response's head: the reads of that request (in its task).

@@ -185,6 +185,18 @@ def test_as_many_interim_heads_as_the_bound_are_read_as_before(split: bool) -> N
     assert (outcome.status, outcome.exit_code, outcome.output) == (RunStatus.SUCCEEDED, 200, "ok")
 
 
+@pytest.mark.parametrize("end", [b"\r\n\r\n", b"\n\n", b"\r\n\n"])
+def test_every_head_end_h11_takes_is_counted(end: bytes) -> None:
+    """h11 ends a head at any blank line (``\\n\\r?\\n``): "100 Continue" heads ending in a
+    bare LF went uncounted, and a MiB of them cost the loop 0.5 s again."""
+    budget = httpclient._Budget()
+    head = b"HTTP/1.1 100 Continue" + end
+    budget.count(head * 10)
+    for piece in (head[:-1], head[-1:], head[:-2], head[-2:]):  # split inside the end
+        budget.count(piece)
+    assert budget.ends == 12
+
+
 def test_a_head_end_split_between_reads_is_counted_once() -> None:
     budget = httpclient._Budget()
     for chunk in (b"HTTP/1.1 100 Continue\r\n\r", b"\nHTTP/1.1 100 Continue\r\n", b"\r\n", b"X"):
