@@ -296,15 +296,22 @@ def _bounded(lease: float) -> float:
 
 
 async def _unless_stopped(beat: Coroutine[Any, Any, None], stop: asyncio.Event) -> None:
-    """``beat``, abandoned when ``stop`` is set: a beat waiting for a store that takes bytes
-    and never answers (its thread goes on, abandoned too) must not hold the stop."""
+    """``beat``, abandoned ``FORGET_WAIT`` after ``stop`` is set: a beat waiting for a store
+    that takes bytes and never answers (its thread goes on, abandoned too) must not hold the
+    stop. One that a store in good health answers ends: its sweep may have marked runs
+    interrupted or taken them from the untold, which only its end tells of (a crash's
+    notification), and its write, were it left to land after the stop's removal of this
+    crontask's row, would bring the row back."""
     beating = asyncio.ensure_future(beat)
     stopped = asyncio.ensure_future(stop.wait())
     await asyncio.wait({beating, stopped}, return_when=asyncio.FIRST_COMPLETED)
     stopped.cancel()
-    beating.cancel()
-    if beating.done() and not beating.cancelled():
-        beating.result()
+    if not beating.done():
+        await asyncio.wait({beating}, timeout=FORGET_WAIT)
+    if not beating.done():
+        beating.cancel()
+        return
+    beating.result()
 
 
 def _retrieved(future: asyncio.Future[Any]) -> None:
