@@ -68,8 +68,7 @@ _STOPPED_FOR_GOOD = frozenset({REPLACED, DEADLINE_EXCEEDED})
 
 RunListener = Callable[[RunRecord], None]
 # A followed Job's end seen this much after the Job's own account is taken from the Job: within
-# it, the end seen here is the better one (to the millisecond, where the Job's is to the second
-# and on the API server's clock).
+# it, the end seen here is the better one (to the millisecond, where the Job's is to the second).
 SEEN_LATE: Final = timedelta(seconds=5)
 
 
@@ -330,8 +329,8 @@ class RunExecution(SlotClaims, LateStarts, SlotSkips):
             # not the slot it was decided for, which may be after the end.
             record = dataclasses.replace(record, started_at=None)
         finished_at = now = self.clock()
-        if isinstance(outcome, JobEnd) and _job_end_taken(outcome, now):
-            ended = outcome.ended_at or now
+        ended = _job_end(outcome, record.started_at, now) if isinstance(outcome, JobEnd) else None
+        if ended is not None:
             finished_at = min(now, max(ended, record.started_at or ended))
         final = record.finish(
             status,
@@ -476,8 +475,14 @@ def _name(listener: RunListener) -> str:
     return getattr(listener, "__qualname__", None) or type(listener).__name__
 
 
-def _job_end_taken(outcome: JobEnd, now: datetime) -> bool:
-    """Whether a Job's own end is the run's (``_complete``): if it says one, and the Job was
-    adopted or this crontask saw its end more than ``SEEN_LATE`` after it."""
-    ended = outcome.ended_at
-    return ended is not None and (not outcome.followed or now - ended > SEEN_LATE)
+def _job_end(outcome: JobEnd, started: datetime | None, now: datetime) -> datetime | None:
+    """A Job's own end, if it is the run's (``_complete``): an adopted Job's, on the API server's
+    clock (it may have ended while no crontask ran); a followed Job's, its start here and how
+    long the Job says it ran (that clock's offset cancels out), if this crontask saw its end
+    more than ``SEEN_LATE`` after that (an API outage, a watch gap). None: it ends now."""
+    if not outcome.followed:
+        return outcome.ended_at
+    if outcome.ran_for is None or started is None:
+        return None
+    ended = started + outcome.ran_for
+    return ended if now - ended > SEEN_LATE else None

@@ -34,7 +34,7 @@ import dataclasses
 import logging
 import random
 import time
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from reconciler.core.job_pods import Stuck, has_run, story_pod, stuck_story
@@ -163,6 +163,15 @@ class JobEnd(Outcome):
     # Followed from its creation (not adopted): its end as seen here is the precise one, unless
     # it came long after the Job's own (``execution._complete``).
     followed: bool = False
+    # How long it ran by the Job's own times (its end less its creationTimestamp, both on the
+    # API server's clock, whose offset from this crontask's they cancel); None if it says none.
+    ran_for: timedelta | None = None
+
+
+def _ran_for(job: Job) -> timedelta | None:
+    created = parse_time((job.get("metadata") or {}).get("creationTimestamp"))
+    ended = _ended_at(job)
+    return None if created is None or ended is None else max(ended - created, timedelta(0))
 
 
 def _ended_at(job: Job) -> datetime | None:
@@ -292,5 +301,5 @@ async def conclude(run: JobRun, job: Job) -> Outcome:
     # It ended when the Job says, followed from its creation or adopted alike: crontask may
     # have seen the end long after it (an API outage, a watch gap, a restart). The dispatcher
     # bounds that time by the run's start and by now, the Job's being on another clock.
-    followed = run.definition is not None
-    return JobEnd(*said, job=ended.details, ended_at=_ended_at(job), followed=followed)
+    followed, at = run.definition is not None, _ended_at(job)
+    return JobEnd(*said, job=ended.details, ended_at=at, followed=followed, ran_for=_ran_for(job))

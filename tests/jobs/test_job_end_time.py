@@ -15,9 +15,10 @@ from tests.jobs.test_job_runner import NAME, T0, job_task, until, wired
 from tests.jobs.twin import FakeCluster
 
 
-def followed_and_ended(seen: timedelta) -> datetime | None:
-    """A run started at T0 whose Job completes at T0+5s (``FakeCluster.finish``), seen by this
-    crontask ``seen`` after T0; its recorded end."""
+def followed_and_ended(seen: timedelta, behind: timedelta = timedelta(0)) -> datetime | None:
+    """A run started at T0 whose Job completes 5 s after its creation (``FakeCluster.finish``),
+    seen by this crontask ``seen`` after T0; its recorded end. ``behind``: how far the API
+    server's clock is behind this crontask's (its creationTimestamp and completionTime so)."""
     store = MemoryRunStore()
     now = [T0]
 
@@ -29,6 +30,8 @@ def followed_and_ended(seen: timedelta) -> datetime | None:
         cluster.watch_delivers = False  # the gap: only the runner's own read finds the end
         now[0] = T0 + seen
         cluster.finish(NAME, log="done\n")
+        if behind:
+            _on_a_clock_behind(cluster, behind)
         await until(lambda: (store.get(fired.id) or fired).status.finished)
         await d.shutdown(0)
         ended = store.get(fired.id)
@@ -38,6 +41,13 @@ def followed_and_ended(seen: timedelta) -> datetime | None:
         return ended.finished_at
 
     return asyncio.run(main())
+
+
+def _on_a_clock_behind(cluster: FakeCluster, behind: timedelta) -> None:
+    job = cluster.jobs[NAME]
+    for where, field in ((job["metadata"], "creationTimestamp"), (job["status"], "completionTime")):
+        at = datetime.fromisoformat(where[field].replace("Z", "+00:00")) - behind
+        where[field] = at.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def test_a_job_that_ended_unseen_is_recorded_with_its_own_end() -> None:
@@ -54,4 +64,18 @@ def test_a_job_end_seen_soon_after_it_keeps_the_time_seen() -> None:
     Job's completionTime is to the second (and on the API server's clock)."""
     assert followed_and_ended(timedelta(seconds=7, milliseconds=250)) == T0 + timedelta(
         seconds=7, milliseconds=250
+    )
+
+
+def test_an_api_server_clock_behind_does_not_shorten_the_run() -> None:
+    """Its clock 10 s behind, a Job that ran 15 s seen at once: its completionTime is 10 s
+    before this crontask's now, which is no gap. The Job's own times say how long it ran."""
+    assert followed_and_ended(timedelta(seconds=5), behind=timedelta(seconds=10)) == T0 + (
+        timedelta(seconds=5)
+    )
+
+
+def test_an_api_server_clock_behind_still_gives_an_unseen_end() -> None:
+    assert followed_and_ended(timedelta(minutes=10), behind=timedelta(seconds=10)) == T0 + (
+        timedelta(seconds=5)
     )
