@@ -18,6 +18,8 @@ returns.
 from __future__ import annotations
 
 import dataclasses
+import re
+from typing import Final
 
 from reconciler.core.job_pods import clean
 from reconciler.core.runs import RunRecord, RunStatus, Trigger
@@ -84,12 +86,20 @@ def _job_failed(record: RunRecord, what: str) -> str:
     return f"{text}: {line}" if line else text
 
 
+# A terminal's escape sequences whole (CSI: colours, cursor moves; OSC: titles, links, ended by
+# BEL or ST; their 8-bit forms): a colour reset alone left "[0m" as the line.
+_ESCAPES: Final = re.compile(
+    r"(?:\x1b\[|\x9b)[0-?]*[ -/]*[@-~]|(?:\x1b\]|\x9d)[^\x07\x1b\x9c]*(?:\x07|\x1b\\|\x9c)?"
+)
+
+
 def first_log_line(output: str) -> str:
-    """The first non-empty line of a log tail, past the truncation marker, bounded, with its
-    control characters (a terminal's escapes, a bell; the log is the program's to write, and
-    ``kubectl describe`` prints the Event to a terminal) made spaces (``job_pods.clean``)."""
+    """The first non-empty line of a log tail, past the truncation marker, bounded, without a
+    terminal's escape sequences, and its other control characters (a bell; the log is the
+    program's to write, and ``kubectl describe`` prints the Event to a terminal) made spaces
+    (``job_pods.clean``)."""
     for raw in output.splitlines():
-        line = clean(raw, EVENT_LOG_LINE)
+        line = clean(_ESCAPES.sub("", raw[: EVENT_LOG_LINE * 4]), EVENT_LOG_LINE)
         if line and not (line.startswith("[... ") and line.endswith(" truncated ...]")):
             return line
     return ""

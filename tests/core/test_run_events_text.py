@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+import pytest
+
 from reconciler.core.run_events import first_log_line, run_event
 from reconciler.core.runs import JobDetails, RunRecord, RunStatus, Trigger
 
@@ -36,10 +38,23 @@ def test_the_quoted_log_line_keeps_no_control_characters() -> None:
     )
     event = run_event(failed)
     assert event is not None
-    assert event.message == "run failed: Failed (Job j, exit code 1): [31mERROR [0m disk full"
+    assert event.message == "run failed: Failed (Job j, exit code 1): ERROR disk full"
     assert all(c.isprintable() for c in event.message)
     assert first_log_line("\x1b\x07\n\u202eplain") == "plain"  # a line of controls only: none
     assert first_log_line("x" * 500) == "x" * 197 + "..."
+
+
+@pytest.mark.parametrize(
+    ("log", "line"),
+    [
+        ("\x1b[0m\nError: foo", "Error: foo"),  # a colour reset alone is no line
+        ("\x1b]8;;http://evil\x1b\\click\x1b]8;;\x1b\\ ok", "click ok"),  # a link, ST-ended
+        ("\x1b]0;PWNED\x07\x1b[31mRED\x1b[0m", "RED"),  # a title, BEL-ended
+        ("a\x9b31mb", "ab"),  # the 8-bit CSI
+    ],
+)
+def test_a_terminals_escape_sequences_leave_nothing_of_themselves(log: str, line: str) -> None:
+    assert first_log_line(log) == line
 
 
 def test_a_manual_run_skipped_by_forbid_is_no_skipped_slot() -> None:
