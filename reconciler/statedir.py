@@ -400,16 +400,22 @@ def _is_mount_point(folder: Path, st: os.stat_result) -> bool:
     only ``/proc/self/mountinfo`` tells)."""
     if folder.parent != folder and os.stat(folder.parent).st_dev != st.st_dev:
         return True
+    return os.path.realpath(folder) in mount_points()
+
+
+def mount_points() -> frozenset[str]:
+    """This process's mount points, as ``/proc/self/mountinfo`` lists them (none if it cannot
+    be read): a bind mount of a folder of the same file system has its device, so only this
+    list tells it."""
     try:
         with open("/proc/self/mountinfo", encoding="utf-8", errors="surrogateescape") as info:
             lines = info.read().splitlines()
     except OSError:
-        return False
+        return frozenset()
     # The 5th field is the mount point.
-    points = {
+    return frozenset(
         _OCTAL.sub(lambda m: chr(int(m[1], 8)), f[4]) for f in map(str.split, lines) if len(f) > 4
-    }
-    return os.path.realpath(folder) in points
+    )
 
 
 def _check_file(path: Path) -> list[str]:

@@ -107,7 +107,10 @@ def remove_others(state_dir: Path, base: Path, stopped: Callable[[], bool] = lam
     if not statedir.holds(state_dir):
         return
     tried: set[str] = set()  # renamed here: a failure is warned once, not walked again
+    points = statedir.mount_points()
     for folder in _others(base):
+        if _mounted_inside(folder, points):
+            continue
         described = _description(folder)
         moved = folder.with_name(f"{_REMOVING}{folder.name}-{uuid.uuid4().hex[:8]}")
         try:
@@ -128,6 +131,21 @@ def remove_others(state_dir: Path, base: Path, stopped: Callable[[], bool] = lam
         fields = {"folder": str(folder), **described}
         log.info("git state folder of another source deleted", extra={"fields": fields})
     _remove_leftovers(base.parent, tried, stopped)
+
+
+def _mounted_inside(folder: Path, points: frozenset[str]) -> bool:
+    """Whether a file system is mounted at or inside ``folder`` (a bind mount of the same disk
+    has its device: ``gittree``'s check of devices misses it), said in a warning: it is left
+    alone, its files are not this crontask's to delete."""
+    real = os.path.realpath(folder)
+    inside = [p for p in points if p == real or p.startswith(real + os.sep)]
+    if inside:
+        fields = {"folder": str(folder), "mounted": inside[0][:_MAX_ERROR]}
+        log.warning(
+            "git state folder of another source not deleted: a file system is mounted in it",
+            extra={"fields": fields},
+        )
+    return bool(inside)
 
 
 def _log_stopped(folder: Path | str) -> None:
@@ -163,7 +181,10 @@ def _remove_leftovers(root: Path, tried: set[str], stopped: Callable[[], bool]) 
         ]
     except OSError:
         return
+    points = statedir.mount_points()
     for entry in entries:
+        if _mounted_inside(Path(entry.path), points):
+            continue
         try:
             remove_tree(Path(entry.path), stopped)
         except Stopped:

@@ -9,12 +9,14 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import threading
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from reconciler import statedir
 from reconciler.sources import gitkeys
 from tests.sources.test_git import Clock, Remote, clock, doc, isolated_git, remote, source_for
 from tests.sources.test_git_state_keys import folders, held, messages, removed
@@ -131,3 +133,24 @@ def test_a_folder_that_cannot_be_deleted_is_warned_about_once(
     caplog.set_level(logging.INFO, logger="crontask.sources.git")
     gitkeys.remove_others(held, held.absolute() / "git" / "0123456789abcdef")
     assert len(messages(caplog, "not deleted")) == 1
+
+
+@pytest.mark.parametrize("leftover", [False, True], ids=["key folder", "leftover"])
+def test_a_folder_with_a_bind_mount_in_it_is_left_alone(
+    held: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch, leftover: bool
+) -> None:
+    """A bind mount of a folder of the same disk has its device (``gittree``'s check misses
+    it): ``/proc/self/mountinfo`` lists it, and the folder holding it is not deleted at all.
+    A real mount needs privileges tests do not have: the list is the test's."""
+    old = old_folder(held, files=2)
+    if leftover:  # what a deletion cut short left
+        old = old.rename(old.with_name(f".removing-{OLD_KEY}-0a1b2c3d"))
+    mounted = old / "worktrees" / "w"
+    monkeypatch.setattr(
+        statedir, "mount_points", lambda: frozenset({"/", os.path.realpath(mounted)})
+    )
+    caplog.set_level(logging.INFO, logger="crontask.sources.git")
+    gitkeys.remove_others(held, held.absolute() / "git" / "0123456789abcdef")
+    assert sorted(p.name for p in mounted.iterdir()) == ["0.yaml", "1.yaml"]
+    (said,) = messages(caplog, "a file system is mounted in it")
+    assert said.__dict__["fields"]["mounted"] == os.path.realpath(mounted)
