@@ -28,7 +28,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import UTC, datetime, tzinfo
 from time import sleep
 from typing import Any, Final
 from urllib.parse import quote
@@ -51,6 +51,8 @@ from reconciler.cli.main_helpers import (
     task_key,
 )
 from reconciler.cli.terminal import printable, shown
+from reconciler.core.schedule.errors import ScheduleError
+from reconciler.core.schedule.zones import validate_time_zone
 from reconciler.core.urls import redact_url
 
 # The problem types of the API's 503s to a trigger (``api.run_decision``), and what is done.
@@ -279,30 +281,48 @@ def _dig(value: Any, *keys: str) -> Any:
 def _task_row(task: Mapping[str, Any], owner: bool) -> list[str]:
     next_runs = task.get("nextRuns")
     source = task.get("source")
+    # One zone per row, the task's (as the status page shows it): the API gives the next runs
+    # in the task's zone and the last run in UTC, and a row of +0100 beside +0000 misreads.
+    zone = _zone(_dig(task, "resource", "spec", "timeZone"))
     row = [
         shown(task.get("key")),
         shown(task.get("state")),
         shown(_dig(task, "resource", "spec", "schedule"), ""),
-        _when(next_runs[0] if isinstance(next_runs, list) and next_runs else None),
-        _last(task.get("lastRun")),
+        _when(next_runs[0] if isinstance(next_runs, list) and next_runs else None, zone),
+        _last(task.get("lastRun"), zone),
         f"{shown(_dig(source, 'kind'))}:{shown(_dig(source, 'location'))}",
     ]
     return [*row, shown(task.get("owner"))] if owner else row
 
 
-def _when(value: Any) -> str:
+def _zone(name: Any) -> tzinfo:
+    """The task's zone; UTC where it has none (the default) or names one this machine does
+    not know (checked as a schedule's zone is: never read as a path)."""
+    if not isinstance(name, str):
+        return UTC
+    try:
+        return validate_time_zone(name)
+    except ScheduleError:
+        return UTC
+
+
+def _when(value: Any, zone: tzinfo | None = None) -> str:
+    """``value`` (an RFC 3339 time) in ``zone``, or as given without one."""
     if not isinstance(value, str) or not value:
         return shown(value)
     try:
-        return datetime.fromisoformat(value).strftime("%Y-%m-%d %H:%M:%S%z")
-    except ValueError:
+        at = datetime.fromisoformat(value)
+        if zone is not None and at.tzinfo is not None:  # a time without an offset: as given
+            at = at.astimezone(zone)
+        return at.strftime("%Y-%m-%d %H:%M:%S%z")
+    except (ValueError, OverflowError):  # 0001-01-01T00:00:00+01:00 is before year 1 in UTC
         return shown(value)
 
 
-def _last(run: Any) -> str:
+def _last(run: Any, zone: tzinfo) -> str:
     if not isinstance(run, dict) or not run:
         return shown(run or None)
     status = shown(run.get("status"), "")
     if run.get("reason"):
         status += f" ({shown(run['reason'])})"
-    return f"{status} {_when(run.get('scheduledTime'))}"
+    return f"{status} {_when(run.get('scheduledTime'), zone)}"
