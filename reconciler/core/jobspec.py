@@ -15,7 +15,10 @@ spec never reaches the cluster:
   image; ``restartPolicy`` ``Never`` or ``OnFailure`` (a Job's pods may not restart
   ``Always``); non-negative counts and a positive deadline; the pod template's label keys
   and values, and its annotation keys (:func:`label_key_problem`, :func:`label_value_problem`,
-  which the model uses for ``spec.job.metadata`` too);
+  which the model uses for ``spec.job.metadata`` too) and their total size
+  (:func:`annotations_size_problem`); no ``ephemeralContainers`` in a template; a
+  ``podFailurePolicy`` only with ``restartPolicy: Never``; each ``volumeMounts`` entry naming a
+  declared volume; no resource ``requests`` above its ``limits`` (compared as quantities);
 - then crontask's own rules (:data:`REFUSED`): what would let a Job never end. ``suspend``
   (a suspended Job never starts and its deadline does not run) and ``managedBy`` another
   controller (the Job controller leaves such a Job alone, its deadline included) would keep a
@@ -36,6 +39,7 @@ import functools
 import json
 import re
 from collections.abc import Iterator, Mapping
+from fractions import Fraction
 from importlib import resources
 from typing import Any, Final
 
@@ -54,6 +58,7 @@ LABEL_VALUE: Final = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$"
 _QUALIFIED_NAME = re.compile(r"^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$")
 MAX_LABEL_VALUE: Final = 63
 MAX_KEY_PREFIX: Final = 253
+MAX_ANNOTATIONS_BYTES: Final = 256 * 1024  # keys and values, UTF-8 (TotalAnnotationSizeLimitB)
 JOB_CONTROLLER: Final = "kubernetes.io/job-controller"  # the only managedBy a Job may have here
 _INT_RANGES: Final = {"int32": (-(2**31), 2**31 - 1), "int64": (-(2**63), 2**63 - 1)}
 # What the vendored schema may use; anything else is a vendoring mistake, refused at load.
@@ -264,15 +269,105 @@ def _server_rules(spec: Mapping[str, Any]) -> Iterator[Problem]:
             (*where, "restartPolicy"),
             f"Unsupported value: {_shown(policy)}: supported values: {supported}",
         )
+    elif spec.get("podFailurePolicy") is not None and policy not in (None, "Never"):
+        # Unset is fine: crontask sets Never (core.jobs). The server checks any policy object,
+        # an empty one too: a pod restarted in place never fails, so no rule could match.
+        yield Problem(
+            (*where, "restartPolicy"),
+            f'Invalid value: {_shown(policy)}: only "Never" is supported when podFailurePolicy '
+            "is specified",
+        )
+    if pod.get("ephemeralContainers"):  # added to a running pod (kubectl debug), never made
+        yield Problem((*where, "ephemeralContainers"), _EPHEMERAL)
     if not pod.get("containers"):
         yield Problem((*where, "containers"), "Required value")
     names: set[str] = set()
+    volumes = _volume_names(pod)
     for field in ("initContainers", "containers"):
         for index, container in enumerate(pod.get(field) or ()):
             if not isinstance(container, Mapping):  # the schema's walk refused it already
                 yield Problem((*where, field, index), "Invalid value: must be an object")
                 continue
             yield from _container(container, (*where, field, index), names)
+            yield from _mounts_and_resources(container, (*where, field, index), volumes)
+
+
+_EPHEMERAL: Final = "Forbidden: ephemeral containers not allowed in pod template"
+
+
+def _volume_names(pod: Mapping[str, Any]) -> set[str]:
+    return {v["name"] for v in pod.get("volumes") or () if isinstance(v, Mapping) and v.get("name")}
+
+
+def _mounts_and_resources(
+    container: Mapping[str, Any], path: Path, volumes: set[str]
+) -> Iterator[Problem]:
+    """A mount of a volume the pod does not declare, and a request above its limit: the
+    server's ``ValidateVolumeMounts`` and ``ValidateResourceRequirements``."""
+    for index, mount in enumerate(container.get("volumeMounts") or ()):
+        name = mount.get("name") if isinstance(mount, Mapping) else None
+        if isinstance(name, str) and name and name not in volumes:
+            yield Problem((*path, "volumeMounts", index, "name"), f"Not found: {_shown(name)}")
+    resources_ = container.get("resources") or {}
+    limits = resources_.get("limits") or {}
+    for name, request in (resources_.get("requests") or {}).items():
+        if name not in limits:
+            continue
+        wanted, most = quantity(request), quantity(limits[name])
+        if wanted is not None and most is not None and wanted > most:
+            # The server shows both in canonical form (1000m as 1); the user's own are kept.
+            yield Problem(
+                (*path, "resources", "requests", str(name)),
+                f"Invalid value: {json.dumps(str(request))}: must be less than or equal to "
+                f"{name} limit of {limits[name]}",
+            )
+
+
+# A resource.Quantity: a signed decimal number, then a binary (Ki..Ei) or decimal (n..E) suffix
+# or a decimal exponent (1e3). What does not parse is the server's to refuse (a 400).
+_QUANTITY = re.compile(r"^([+-]?(?:\d+\.?\d*|\.\d+))(?:([KMGTPE]i)|([numkMGTPE]?)|[eE]([+-]?\d+))$")
+MAX_QUANTITY_DIGITS: Final = 64  # the server keeps 18 significant digits (int64) at most
+_BINARY: Final[dict[str, int]] = {p: 1024 ** (i + 1) for i, p in enumerate("KMGTPE")}
+_DECIMAL: Final = {
+    "n": -9,
+    "u": -6,
+    "m": -3,
+    "": 0,
+    "k": 3,
+    "M": 6,
+    "G": 9,
+    "T": 12,
+    "P": 15,
+    "E": 18,
+}
+
+
+def quantity(value: Any) -> Fraction | None:
+    """The exact value of a ``resource.Quantity`` (``500m``, ``1Gi``, ``2e3``, 0.5), None if
+    it is not one. Exact, so that ``0.1`` and ``100m`` are equal."""
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        return None
+    match = _QUANTITY.fullmatch(str(value).strip())
+    if match is None:
+        return None
+    number, binary, decimal, exponent = match.groups()
+    # 1e99999 or 6 000 digits: no resource (and int() refuses over 4 300 digits); bounds the work.
+    if len(number) > MAX_QUANTITY_DIGITS or (exponent is not None and len(exponent) > 4):
+        return None
+    if binary:
+        return Fraction(number) * _BINARY[binary[0]]
+    power = int(exponent) if exponent is not None else _DECIMAL[decimal or ""]
+    scale = Fraction(10 ** abs(power))
+    return Fraction(number) * (scale if power >= 0 else 1 / scale)
+
+
+def annotations_size_problem(annotations: Mapping[str, Any]) -> str | None:
+    """What is wrong with ``annotations`` as a whole (None: nothing): more than 256 KiB of
+    keys and values, in UTF-8 bytes (``ValidateAnnotationsSize``)."""
+    size = sum(len(str(k).encode()) + len(str(v).encode()) for k, v in annotations.items())
+    if size > MAX_ANNOTATIONS_BYTES:
+        return f"Too long: may not be more than {MAX_ANNOTATIONS_BYTES} bytes"
+    return None
 
 
 def _container(container: Mapping[str, Any], path: Path, names: set[str]) -> Iterator[Problem]:
@@ -299,6 +394,8 @@ def _template_metadata(meta: Mapping[str, Any]) -> Iterator[Problem]:
     for key in meta.get("annotations") or {}:
         if (wrong := label_key_problem(str(key))) is not None:
             yield Problem((*where, "annotations", str(key)[:64]), wrong)
+    if (wrong := annotations_size_problem(meta.get("annotations") or {})) is not None:
+        yield Problem((*where, "annotations"), wrong)
 
 
 def label_key_problem(key: str) -> str | None:

@@ -70,7 +70,7 @@ VALID = {
                 "annotations": {"a": "b", "example.com/note": "any text at all"},
             },
             "spec": {
-                "restartPolicy": "OnFailure",
+                "restartPolicy": "Never",  # a podFailurePolicy needs Never
                 "serviceAccountName": "reporter",
                 "nodeSelector": {"gpu": "true"},
                 "volumes": [{"name": "data", "persistentVolumeClaim": {"claimName": "data"}}],

@@ -25,6 +25,7 @@ LEGACY_JOB_NAME = "job-name"
 JOB_RESTART_POLICIES = ["OnFailure", "Never"]
 _NONNEGATIVE = ("parallelism", "completions", "activeDeadlineSeconds", "backoffLimit")
 _IMMUTABLE = ("selector", "template", "completions", "completionMode")
+MAX_ANNOTATIONS_BYTES = 256 * 1024  # TotalAnnotationSizeLimitB: keys and values, UTF-8 bytes
 
 
 def default_job_spec(spec: Obj) -> None:
@@ -101,8 +102,16 @@ def _spec_errors(spec: Obj) -> list[FieldError]:
     if not isinstance(template, dict):
         return [*found, errors.required("spec.template")]
     found += naming.label_errors(template.get("metadata", {}).get("labels"), "spec.template.labels")
+    found += annotation_size_errors(template.get("metadata", {}), "spec.template.annotations")
     pod_spec = template.get("spec")
     found += pod_spec_errors(pod_spec, "spec.template.spec")
+    if isinstance(pod_spec, dict) and pod_spec.get("ephemeralContainers"):
+        found.append(
+            errors.forbidden(
+                "spec.template.spec.ephemeralContainers",
+                "ephemeral containers not allowed in pod template",
+            )
+        )
     policy = pod_spec.get("restartPolicy") if isinstance(pod_spec, dict) else None
     if policy in ("Always", "", None):
         found.append(
@@ -113,6 +122,14 @@ def _spec_errors(spec: Obj) -> list[FieldError]:
     elif policy not in JOB_RESTART_POLICIES:
         found.append(
             errors.not_supported("spec.template.spec.restartPolicy", policy, JOB_RESTART_POLICIES)
+        )
+    elif spec.get("podFailurePolicy") is not None and policy != "Never":
+        found.append(
+            errors.invalid_value(
+                "spec.template.spec.restartPolicy",
+                policy,
+                'only "Never" is supported when podFailurePolicy is specified',
+            )
         )
     selector = spec.get("selector")
     if selector is None:
@@ -130,9 +147,19 @@ def _spec_errors(spec: Obj) -> list[FieldError]:
     return found
 
 
+def annotation_size_errors(meta: Any, field: str) -> list[FieldError]:
+    """``ValidateAnnotationsSize``: at most 256 KiB of keys and values."""
+    annotations = meta.get("annotations") if isinstance(meta, dict) else None
+    if not isinstance(annotations, dict):
+        return []
+    size = sum(len(str(k).encode()) + len(str(v).encode()) for k, v in annotations.items())
+    return [errors.too_long(field, MAX_ANNOTATIONS_BYTES)] if size > MAX_ANNOTATIONS_BYTES else []
+
+
 def job_errors(job: Obj) -> list[FieldError]:
     """``ValidateJob``, for the fields the emulator serves."""
     found = naming.label_errors(job["metadata"].get("labels"), "metadata.labels")
+    found += annotation_size_errors(job["metadata"], "metadata.annotations")
     spec = job.get("spec")
     if not isinstance(spec, dict):
         return [*found, errors.required("spec.template")]

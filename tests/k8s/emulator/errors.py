@@ -105,6 +105,7 @@ _CAUSE_REASONS = {
     "Duplicate value": "FieldValueDuplicate",
     "Forbidden": "FieldValueForbidden",
     "Too long": "FieldValueTooLong",
+    "Not found": "FieldValueNotFound",
 }
 
 
@@ -154,6 +155,16 @@ def duplicate(field: str, value: Any) -> FieldError:
 
 def forbidden(field: str, detail: str) -> FieldError:
     return FieldError(field, f"Forbidden: {detail}")
+
+
+def field_not_found(field: str, value: Any) -> FieldError:
+    """``field.NotFound``: a reference to something the object does not declare."""
+    return FieldError(field, f"Not found: {_go_value(value)}")
+
+
+def too_long(field: str, max_bytes: int) -> FieldError:
+    """``field.TooLong`` as Kubernetes 1.31+ words it (the value is never shown)."""
+    return FieldError(field, f"Too long: may not be more than {max_bytes} bytes")
 
 
 def invalid_fields(kind: str, group: str, name: str, errs: list[FieldError]) -> ApiError:

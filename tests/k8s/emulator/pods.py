@@ -4,6 +4,8 @@ pod registry, and the pod-spec rules that a Job's pod template shares."""
 from __future__ import annotations
 
 import copy
+import re
+from fractions import Fraction
 from typing import Any
 
 from . import errors, naming
@@ -101,6 +103,7 @@ def pod_spec_errors(spec: Any, path: str) -> list[FieldError]:
     policy = spec.get("restartPolicy")
     if policy not in RESTART_POLICIES:
         found.append(errors.not_supported(f"{path}.restartPolicy", policy, RESTART_POLICIES))
+    found += _mount_and_resource_errors(spec, path)
     grace = spec.get("terminationGracePeriodSeconds")
     if not isinstance(grace, int) or grace < 0:
         found.append(
@@ -117,6 +120,73 @@ def pod_spec_errors(spec: Any, path: str) -> list[FieldError]:
                 "must be between 1 and 2147483647, inclusive",
             )
         )
+    return found
+
+
+# resource.Quantity: a signed decimal, then a binary (Ki..Ei) or decimal (n..E) suffix or an
+# exponent. The real server refuses what does not parse while decoding; here it is skipped.
+_QUANTITY = re.compile(
+    r"^([+-]?(?:\d+\.?\d*|\.\d+))(?:([KMGTPE]i)|([numkMGTPE]?)|[eE]([+-]?\d{1,4}))$"
+)
+_DECIMAL_POWERS = {"n": -9, "u": -6, "m": -3, "": 0, "k": 3, "M": 6, "G": 9, "T": 12, "P": 15}
+
+
+def quantity(value: Any) -> Fraction | None:
+    """The exact value of a quantity (``500m``, ``1Gi``, ``2e3``, 3), None if it is none."""
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        return None
+    match = _QUANTITY.fullmatch(str(value).strip())  # as Quantity.UnmarshalJSON trims
+    if match is None:
+        return None
+    number, binary, decimal, exponent = match.groups()
+    if binary:
+        return Fraction(number) * Fraction(1024 ** ("KMGTPE".index(binary[0]) + 1))
+    power = int(exponent) if exponent is not None else {**_DECIMAL_POWERS, "E": 18}[decimal]
+    scale = Fraction(10 ** abs(power))
+    return Fraction(number) * (scale if power >= 0 else 1 / scale)
+
+
+def _list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
+def _mount_and_resource_errors(spec: Obj, path: str) -> list[FieldError]:
+    """``ValidateVolumeMounts`` (a mount names a volume of the pod, or both ``Required`` and
+    ``Not found`` if it names none) and ``ValidateResourceRequirements`` (no request above its
+    limit), for init containers and containers."""
+    volumes = spec.get("volumes")
+    declared = {v.get("name") for v in _list(volumes) if isinstance(v, dict)}
+    found: list[FieldError] = []
+    for field in ("initContainers", "containers"):
+        for i, container in enumerate(_list(spec.get(field))):
+            if not isinstance(container, dict):
+                continue
+            where = f"{path}.{field}[{i}]"
+            mounts = container.get("volumeMounts")
+            for j, mount in enumerate(_list(mounts)):
+                name = mount.get("name") if isinstance(mount, dict) else None
+                name = name if isinstance(name, str) else ""
+                if not name:
+                    found.append(errors.required(f"{where}.volumeMounts[{j}].name"))
+                if name not in declared:  # an empty name too: the real server says both
+                    found.append(errors.field_not_found(f"{where}.volumeMounts[{j}].name", name))
+            found += _resource_errors(container.get("resources"), f"{where}.resources")
+    return found
+
+
+def _resource_errors(resources: Any, path: str) -> list[FieldError]:
+    if not isinstance(resources, dict):
+        return []
+    requests, limits = resources.get("requests"), resources.get("limits")
+    if not isinstance(requests, dict) or not isinstance(limits, dict):
+        return []
+    found: list[FieldError] = []
+    for name, request in requests.items():
+        wanted, most = quantity(request), quantity(limits.get(name))
+        if wanted is not None and most is not None and wanted > most:
+            # The real server shows both canonical (1000m as "1"); these are as given.
+            detail = f"must be less than or equal to {name} limit of {limits[name]}"
+            found.append(errors.invalid_value(f"{path}.requests", str(request), detail))
     return found
 
 
