@@ -1,15 +1,21 @@
 """The task key a broken CronTask document still names (``documents``), read from its data or,
 for a document that cannot be built or repeats keys, from its YAML nodes.
 
-A CronTask run together with another object (``cat task.yaml configmap.yaml``, no ``---``: an
-``apiVersion`` or ``kind`` repeats, one of them ours) holds two objects' keys in one mapping.
-Its errors are named after the CronTask's own ``metadata``: the keys are split into objects
-where a key repeats within the current one (how the files were concatenated), and the object
-that says most plainly it is a CronTask (its kind, then its apiVersion) names the task; with
-no ``metadata`` of its own, nothing does (never the other object's name). PyYAML's rule, the
-last ``metadata``, named them after the other object whenever it came second, and the task it
-named was kept, the CronTask removed. A single object that repeats ``metadata`` (no repeated
-``apiVersion`` or ``kind``) is named by its last one, as PyYAML builds it.
+A CronTask run together with another object (``cat task.yaml configmap.yaml``, no ``---``)
+holds two objects' keys in one mapping. Its errors are named after the CronTask's own
+``metadata``. The keys are split into objects where a key repeats within the current one (how
+the files were concatenated); the object that says most plainly it is a CronTask (its kind,
+then its apiVersion; the first object if none says so) names the task, and with no
+``metadata`` of its own nothing does (never the other object's name). A repeated key only
+bounds where the next object starts: it may start a few header keys (``apiVersion``, ``kind``,
+``metadata``) earlier. The start chosen is the one where both objects keep their header keys
+before their other keys, then ``metadata`` after ``apiVersion`` and ``kind`` (as Kubernetes
+writes objects): ``spec, metadata, apiVersion: v1`` ends a CronTask at its ``spec`` and starts
+a ConfigMap at its ``metadata``. A key whose object still cannot be told names nothing.
+
+The same holds when only ``metadata`` repeats (a lone ``metadata`` block run on after a task):
+PyYAML's rule, the last one, named the task after the stray block, kept a task of that name
+and removed the CronTask. ``objects_note`` says on which lines such objects start.
 
 A ``namespace`` that is present but not a string (``1``, ``null``, ``yes``) names no task.
 """
@@ -26,7 +32,11 @@ from reconciler.core.runs import DNS1123_LABEL
 from reconciler.sources.yamlwalk import MAP, STR
 
 KIND_FIELDS = ("apiVersion", "kind")
+HEADER = ("apiVersion", "kind", "metadata")
 _LABEL = re.compile(DNS1123_LABEL)
+_SHOWN = 4  # the lines of objects a message names at most
+Keys = list[tuple[yaml.ScalarNode, yaml.Node]]  # a mapping's scalar keys and their values
+Object = dict[str, tuple[yaml.ScalarNode, yaml.Node]]  # one object's keys, by name
 
 
 def claims_ours(api_version: Any, kind: Any) -> bool:
@@ -36,15 +46,18 @@ def claims_ours(api_version: Any, kind: Any) -> bool:
     )
 
 
-def key_of_node(node: yaml.Node, run_together: bool) -> str | None:
+def key_of_node(node: yaml.Node) -> str | None:
     """The task key a document that cannot be built, or repeats keys, still names in plain
-    ``metadata``: of objects ``run_together``, the CronTask's own (see the module docstring)."""
-    metadata = _task_metadata(node) if run_together else plain_value(node, "metadata")
+    ``metadata``: of objects run together, the CronTask's own (see the module docstring)."""
+    objects = split_objects(node)
+    if not objects:
+        return None
+    metadata = objects[_task_index(objects)].get("metadata")
     if metadata is None:
         return None
     names = {}
     for field in ("name", "namespace"):
-        value = plain_value(metadata, field)
+        value = plain_value(metadata[1], field)
         if value is None:
             continue
         if not (isinstance(value, yaml.ScalarNode) and value.tag == STR):
@@ -53,39 +66,113 @@ def key_of_node(node: yaml.Node, run_together: bool) -> str | None:
     return key_of({"metadata": names}) if "name" in names else None
 
 
-def _task_metadata(node: yaml.Node) -> yaml.Node | None:
-    """The ``metadata`` of the CronTask among objects run together in a plain mapping node."""
-    best: tuple[int, yaml.Node | None] = (0, None)  # the strongest claim so far, its metadata
-    for fields in _objects(node):
+def objects_note(node: yaml.Node) -> str | None:
+    """Where the objects run together in ``node`` start, and which is the CronTask, for the
+    message of a repeated key; None when one object repeats a field of its own (no object
+    besides the CronTask's has a header key)."""
+    objects = split_objects(node)
+    if len(objects) < 2:
+        return None
+    task = _task_index(objects)
+    if not any(set(HEADER) & o.keys() for i, o in enumerate(objects) if i != task):
+        return None
+    lines = [min(k.start_mark.line for k, _ in o.values()) + 1 for o in objects]
+    shown = ", ".join(map(str, lines[:-1])) + f" and {lines[-1]}"
+    if len(lines) > _SHOWN:  # a message stays one short line, whatever the document
+        shown = ", ".join(map(str, lines[: _SHOWN - 1])) + f" and {len(lines) - _SHOWN + 1} more"
+    return (
+        f"objects at lines {shown} run together, no '---' between them:"
+        f" the CronTask is the one at line {lines[task]}"
+    )
+
+
+def _task_index(objects: list[Object]) -> int:
+    """Which object is the CronTask: the strongest claim, the last of equal ones (as PyYAML's
+    data); the first object when none claims (a document is ours without an apiVersion)."""
+    best = (0, 0)  # the strongest claim so far, its object
+    for index, fields in enumerate(objects):
         strength = _claim(fields)
-        if strength and strength >= best[0]:  # of equal claims the last, as PyYAML's data
-            best = (strength, fields.get("metadata"))
+        if strength and strength >= best[0]:
+            best = (strength, index)
     return best[1]
 
 
-def _objects(node: yaml.Node) -> list[dict[str, yaml.Node]]:
-    """The keys of a plain mapping node split into objects, a new one at each key that repeats
-    within the current one: ``cat a.yaml b.yaml`` puts b's keys after a's."""
+def split_objects(node: yaml.Node) -> list[Object]:
+    """The keys of a plain mapping node split into objects (see the module docstring); keys
+    whose object cannot be told belong to none. One object when no key repeats."""
     if type(node) is not yaml.MappingNode or node.tag != MAP:
         return []
-    objects: list[dict[str, yaml.Node]] = [{}]
-    for key_node, value_node in node.value:
-        if type(key_node) is not yaml.ScalarNode:
+    keys: Keys = [(k, v) for k, v in node.value if type(k) is yaml.ScalarNode]
+    names = [k.value for k, _ in keys]
+    bounds = [0, *_cuts(names), len(names)]
+    starts, ends = [0], []  # each object's first key, and the key after its last
+    for j in range(1, len(bounds) - 1):
+        low, high = _start_range(names, bounds[j - 1], bounds[j], bounds[j + 1])
+        ends.append(low)
+        starts.append(high)
+    ends.append(len(names))
+    return [{k.value: (k, v) for k, v in keys[s:e]} for s, e in zip(starts, ends, strict=True)]
+
+
+def _cuts(names: list[str]) -> list[int]:
+    """Where a key repeats within the object it would belong to: an object starts there at the
+    latest (``cat a.yaml b.yaml`` puts b's keys after a's)."""
+    cuts: list[int] = []
+    seen: set[str] = set()
+    for index, name in enumerate(names):
+        if name in seen:
+            cuts.append(index)
+            seen = set()
+        seen.add(name)
+    return cuts
+
+
+def _start_range(names: list[str], before: int, cut: int, after: int) -> tuple[int, int]:
+    """The first and last key at which the object whose key repeats at ``cut`` may start (the
+    keys between belong to neither object): as early as the header keys before ``cut`` allow,
+    at the place where the objects look most like Kubernetes objects (``_disorder``)."""
+    following = set(names[cut:after])
+    low = cut
+    while low - 1 > before and names[low - 1] in HEADER and names[low - 1] not in following:
+        low -= 1
+    if low == cut:
+        return cut, cut
+
+    def score(start: int) -> tuple[int, int]:
+        ended, started = _disorder(names[before:start]), _disorder(names[start:after])
+        return ended[0] + started[0], ended[1] + started[1]
+
+    scores = {start: score(start) for start in range(low, cut + 1)}
+    best = min(scores.values())
+    chosen = [start for start, score in scores.items() if score == best]
+    return chosen[0], chosen[-1]
+
+
+def _disorder(names: list[str]) -> tuple[int, int]:
+    """How far one object's key order is from Kubernetes': a header key after another key
+    (worst: a ``spec`` ends an object), then ``metadata`` before ``apiVersion`` or ``kind``."""
+    late_header = metadata_first = body = metadata = False
+    for name in names:
+        if name not in HEADER:
+            body = True
             continue
-        if key_node.value in objects[-1]:
-            objects.append({})
-        objects[-1][key_node.value] = value_node
-    return objects
+        late_header = late_header or body
+        if name == "metadata":
+            metadata = True
+        else:
+            metadata_first = metadata_first or metadata
+    return int(late_header), int(metadata_first)
 
 
-def _claim(fields: dict[str, yaml.Node]) -> int:
+def _claim(fields: Object) -> int:
     """How plainly an object says it is a CronTask: its kind counts more than its apiVersion
     (``kind: Note`` then a CronTask's apiVersion is the note's last key, not the note)."""
     said = {field: _str(fields.get(field)) for field in KIND_FIELDS}
     return 2 * claims_ours(None, said["kind"]) + claims_ours(said["apiVersion"], None)
 
 
-def _str(value: yaml.Node | None) -> str | None:
+def _str(field: tuple[yaml.ScalarNode, yaml.Node] | None) -> str | None:
+    value = field[1] if field else None
     return value.value if type(value) is yaml.ScalarNode and value.tag == STR else None
 
 

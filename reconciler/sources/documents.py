@@ -11,7 +11,9 @@ together with another object (``cat task.yaml deployment.yaml``): it is ours wha
 kind says, each repeated key an error at its place (as ``kubectl apply`` has it) named after
 the task (its own ``metadata``, whether the other object comes first or last: the keys are
 split into objects where one repeats, ``documentkeys``), which is kept as for any broken
-document. Other objects run together are ignored.
+document. Other objects run together are ignored. A ``metadata`` repeated alone (a stray block
+after a task) splits the document the same way: the task keeps its own name, and the message
+says on which lines the objects start.
 
 Positions come from the YAML node tree, so a pydantic error such as ``spec.timeZone: unknown
 time zone`` is reported at the line and column of ``timeZone:`` in the file. libyaml's C parser
@@ -45,6 +47,7 @@ from reconciler.sources.documentkeys import (
     claims_ours,
     key_of,
     key_of_node,
+    objects_note,
     plain_value,
 )
 from reconciler.sources.limits import FileBudget, Room, YamlLimits, excerpt
@@ -295,16 +298,12 @@ def _document(
             data = yaml.constructor.SafeConstructor().construct_document(node)
         except NodeProblem as problem:
             mark = problem.node.start_mark
-            found.error(
-                at(mark.line + 1, mark.column + 1), problem.message, key_of_node(node, run_together)
-            )
+            found.error(at(mark.line + 1, mark.column + 1), problem.message, key_of_node(node))
             return room.values, room.text
         except yaml.MarkedYAMLError as err:  # e.g. a merge key (<<) of something not a map
             where = err.problem_mark or err.context_mark or node.start_mark
             message = excerpt(err.problem or err.context or "invalid YAML", _MESSAGE)
-            found.error(
-                at(where.line + 1, where.column + 1), message, key_of_node(node, run_together)
-            )
+            found.error(at(where.line + 1, where.column + 1), message, key_of_node(node))
             return used
     if data is None:  # an empty document between two `---`
         return used
@@ -320,10 +319,7 @@ def _document(
         found.ignored += 1  # its apiVersion came from a merge key
         return used
     if positions is not None and positions.duplicates:
-        # Of objects run together, the CronTask's (``documentkeys``); else the one built.
-        key = key_of_node(node, True) if run_together else key_of(data)
-        for dup_path, mark in positions.duplicates:
-            found.error(at(mark.line, mark.column), f"{dotted(dup_path)}: duplicate key", key)
+        _duplicates(node, data, positions, run_together, at, found)
         return used
     root = at(node.start_mark.line + 1, node.start_mark.column + 1)
     try:
@@ -337,6 +333,23 @@ def _document(
         return used
     found.definitions.append(Definition.of(task, root))
     return used
+
+
+def _duplicates(
+    node: yaml.Node, data: Any, positions: Positions, run_together: bool, at: Any, found: _Found
+) -> None:
+    """Each repeated key an error at its place. A repeated top-level key splits the document
+    into objects, named after the CronTask's (``documentkeys``), else after the one built. A
+    ``metadata`` repeated alone does not say that objects ran together, as a repeated
+    ``apiVersion`` or ``kind`` does: its message says where they start, and which is ours."""
+    split = any(len(dup_path) == 1 for dup_path, _ in positions.duplicates)
+    key = key_of_node(node) if run_together or split else key_of(data)
+    note = objects_note(node) if split and not run_together else None
+    for dup_path, mark in positions.duplicates:
+        message = f"{dotted(dup_path)}: duplicate key"
+        if note is not None and len(dup_path) == 1:
+            message += f" ({note})"
+        found.error(at(mark.line, mark.column), message, key)
 
 
 def unexpected(err: Exception, where: Location, key: str | None) -> DefinitionError:

@@ -1,7 +1,8 @@
 """Which task a document's errors name: in objects run together (``cat a.yaml b.yaml``, no
 ``---``), the ``metadata`` of the object that says it is a CronTask, the keys split into objects
-where a key repeats; in a single object that repeats ``metadata``, the last one (PyYAML's, as
-before); a ``namespace`` present but not a string names none."""
+where a key repeats; a ``metadata`` repeated alone after a CronTask is a stray object's, not
+the task's name (as 0.5.0 had it, PyYAML's last); a ``namespace`` present but not a string
+names none."""
 
 from __future__ import annotations
 
@@ -64,16 +65,16 @@ def test_a_bound_broken_in_objects_run_together_names_the_task() -> None:
 @pytest.mark.parametrize(
     ("text", "key"),
     [
-        # One object that repeats metadata: the last, as PyYAML builds it (and as before).
+        # A metadata repeated after the task's body: a stray object's, not the task's name.
         (API + "kind: CronTask\nmetadata: {name: first}\n" + BODY + "metadata: {name: second}\n",
-         "default/second"),
+         "default/first"),
         ("apiVersion: crontask.dev/v1alpha1\nkind: CronJob\nmetadata: {name: wk1}\n" + BODY
-         + "metadata: {name: wk2}\n", "default/wk2"),
+         + "metadata: {name: wk2}\n", "default/wk1"),
         ("metadata: {name: m1}\n" + API + "kind: CronTask\n" + BODY + "metadata: {name: m2}\n",
-         "default/m2"),
+         "default/m1"),
     ],
 )  # fmt: skip
-def test_a_single_object_repeating_metadata_names_its_last(text: str, key: str) -> None:
+def test_a_stray_metadata_after_a_task_s_body_is_not_its_name(text: str, key: str) -> None:
     assert _keys(text) == {key}
 
 

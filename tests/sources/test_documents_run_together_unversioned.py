@@ -1,8 +1,8 @@
 """A CronTask run together with an object that has no ``apiVersion`` (``cat task.yaml
 notes.yaml``, notes.yaml ``kind: Note`` and a ``metadata``): its errors are named after the
 CronTask, not after the other object's ``metadata.name``, so the task kept is the CronTask (a
-running task moved into such a file stays running). A ``metadata`` alone repeats no ``kind``:
-it is one object repeating ``metadata``, named by the last (``documentkeys``)."""
+running task moved into such a file stays running). A ``metadata`` alone after the task is a
+stray object's too: the task is named by its own (``documentkeys``)."""
 
 from __future__ import annotations
 
@@ -41,10 +41,10 @@ def test_a_task_followed_by_an_unversioned_kind_names_the_task() -> None:
     ]
 
 
-def test_a_task_followed_by_a_metadata_alone_is_one_object_repeating_it() -> None:
-    """No ``apiVersion`` or ``kind`` repeats: it cannot be told from a task that repeats its
-    own ``metadata``, named by the last one as PyYAML builds it (``documentkeys``)."""
-    assert _keys(TASK + METADATA) == [("t.yaml:9:1: metadata: duplicate key", "default/other")]
+def test_a_task_followed_by_a_metadata_alone_is_named_by_its_own() -> None:
+    """No ``apiVersion`` or ``kind`` repeats, so the message says where the objects start."""
+    note = "objects at lines 1 and 9 run together, no '---' between them: the CronTask is the one at line 1"  # noqa: E501
+    assert _keys(TASK + METADATA) == [(f"t.yaml:9:1: metadata: duplicate key ({note})", OURS)]
 
 
 @pytest.mark.parametrize("other", [NOTE, METADATA])
