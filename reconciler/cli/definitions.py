@@ -45,13 +45,34 @@ from reconciler.host import usable_cores
 from reconciler.scheduling.base import schedule_of
 from reconciler.sources.ahead import read_ahead
 from reconciler.sources.files import DirectorySource
+from reconciler.sources.gitfiles import repository_files
+from reconciler.sources.limits import DEFAULT_MAX_TASKS
 from reconciler.sources.survey import survey
 from reconciler.sources.taskbound import declared_past
 
 
+def reader(
+    paths: list[Path], args: argparse.Namespace, max_tasks: int = DEFAULT_MAX_TASKS
+) -> DirectorySource:
+    """What reads ``paths`` as ``crontask run`` would: as folders; with ``--git-path DIR``
+    (``args.git_path``), as ``run --git URL --git-path DIR`` reads a revision, ``paths`` being
+    one checkout of that repository: its links may lead to any file of the checkout but its
+    ``.git``, not only inside DIR (``repository_files``: the git source's own rule, so that a
+    change passes ``validate`` exactly when ``run`` reads it). The source's ``roots`` are what
+    it reads (``DIR`` in the checkout)."""
+    git_path = getattr(args, "git_path", None)  # None: not given; "": the whole checkout
+    if git_path is None:
+        return DirectorySource(paths, max_file_size=args.max_file_size, max_tasks=max_tasks)
+    if len(paths) != 1:
+        raise SystemExit("crontask: --git-path reads one checkout of a repository: give one PATH")
+    (checkout,) = paths
+    bounds = {"max_file_size": args.max_file_size, "max_tasks": max_tasks}
+    return repository_files([checkout / git_path], checkout, **bounds)
+
+
 def load(paths: list[Path], args: argparse.Namespace) -> tuple[DesiredState, DirectorySource]:
     """What ``crontask run`` would have in force from ``paths``, under ``args``' bounds."""
-    source = DirectorySource(paths, max_file_size=args.max_file_size, max_tasks=args.max_tasks)
+    source = reader(paths, args, max_tasks=args.max_tasks)
     with rare_collections():
         read_ahead(source, usable_cores())  # a large folder on every core, as `run` reads it
         source.refresh(None)
@@ -59,7 +80,7 @@ def load(paths: list[Path], args: argparse.Namespace) -> tuple[DesiredState, Dir
 
 
 def run_validate(args: argparse.Namespace) -> int:
-    source = DirectorySource(existing_paths(args.paths), max_file_size=args.max_file_size)
+    source = reader(existing_paths(args.paths), args)
     try:
         with rare_collections():
             found = survey(source, workers=args.jobs)
@@ -229,8 +250,8 @@ def _count(n: int, noun: str) -> str:
 
 
 def run_plan(args: argparse.Namespace) -> int:
-    new_paths = existing_paths(args.paths)
-    new, new_source = load(new_paths, args)
+    new, new_source = load(existing_paths(args.paths), args)
+    new_paths = new_source.roots  # what is read: with --git-path, that folder of the checkout
     unread: set[str] = set()
     held: set[str] = set()
     held_problems: list[str] = []
@@ -241,8 +262,8 @@ def run_plan(args: argparse.Namespace) -> int:
         new = _beside(new, new_source, others)
         kept, maybe = kept_on_server(args, (new, new_source, new_paths), old, files)
     else:
-        old_paths = existing_paths(args.against)
-        old, old_source = load(old_paths, args)
+        old, old_source = load(existing_paths(args.against), args)
+        old_paths = old_source.roots
         kept = defined_by_broken_files(new_source, new_paths, old_source, old_paths)
         pairs = (
             list(zip(new_paths, old_paths, strict=True)) if len(new_paths) == len(old_paths) else []

@@ -15,6 +15,7 @@ from reconciler.cli.main_helpers import (
     absent,
     add_source_bounds_args,
     bounded_int,
+    git_path,
     path_arg,
     server_url,
     task_key,
@@ -56,6 +57,7 @@ def _add_validate(commands: Any) -> None:
         help="check this receivers and routes file too, as `crontask run --notifications` "
         "reads it at start",
     )
+    _add_git_path(validate)
     validate.set_defaults(handler=run_validate)
 
 
@@ -84,7 +86,19 @@ def _add_plan(commands: Any) -> None:
     )
     plan_cmd.add_argument("--allow-empty", action="store_true", help="as for `crontask run`")
     add_source_bounds_args(plan_cmd)
+    _add_git_path(plan_cmd)
     plan_cmd.set_defaults(handler=run_plan)
+
+
+def _add_git_path(command: Any) -> None:
+    command.add_argument(
+        "--git-path",
+        type=git_path,
+        metavar="DIR",
+        help="PATH is a checkout of the repository `crontask run --git URL --git-path DIR` "
+        "reads (as --against PATH of plan): read DIR in it as run reads a revision (its links "
+        "may lead to any file of the checkout but .git, not only inside DIR)",
+    )
 
 
 def _add_next(commands: Any) -> None:

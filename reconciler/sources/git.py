@@ -90,7 +90,7 @@ from reconciler.sources.gitbounds import DEFAULT_MEMORY_LIMIT
 from reconciler.sources.gitcheckout import FILE_SIZE_MARGIN, CheckoutLimits, CheckoutRefusedError
 from reconciler.sources.gitcredentials import credentials_of
 from reconciler.sources.gitenv import Credentials, git_env
-from reconciler.sources.gitfiles import WorktreeFiles
+from reconciler.sources.gitfiles import repository_files
 from reconciler.sources.gitkeys import describe, log_previous, start_removal, state_key
 from reconciler.sources.gitmaintenance import CollectionBackoff
 from reconciler.sources.gitprocess import GitError
@@ -183,16 +183,15 @@ class GitSource:
         self.worktrees = self._revisions.worktrees
         root = self.current / self.path if self.path else self.current
         # A link in a commit may point at another file of the commit, never out of it (nor
-        # at the worktree's .git: ``gitfiles``).
-        self._files = WorktreeFiles(
+        # at the worktree's .git): ``gitfiles``' rule, which ``validate --git-path`` uses too.
+        self._files = repository_files(
             [root],
+            self.current,
             source=self.kind,
             relative_to=self.current,
             max_file_size=max_file_size,
             max_tasks=max_tasks,
             refused_record=self.base / "refused-files.json",
-            confine_to=self.current,
-            confine_label="the repository",
             guard_empty=options.guard_empty,
         )
 

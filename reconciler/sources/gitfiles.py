@@ -2,21 +2,24 @@
 but for git's own ``.git``.
 
 Contract: a link of the commit may lead to any file of the commit, and confinement to the
-worktree (``confine_to``) refuses one that leads out of it. One file inside the worktree is no
-file of the commit: its ``.git``, crontask's ``gitdir: <state_dir>/.../repo.git/worktrees/<sha>``
-(git never checks out a ``.git`` of a commit). A file whose resolved path runs through ``.git``
-at the top of the worktree is an error of the link that leads there, as one out of the
-repository is; nothing is read through it, and the message names neither the state directory
-nor what the file says. So is a link that cannot be followed at all (``reading.resolved``):
-where it leads is not known. The worktree is crontask's own and does not change while it is read
-(the git source holds its tree lock), so resolving the path before ``DirectorySource`` reads it
-(on the descriptor it opens) lets nothing slip in between.
+worktree (``confine_to``) refuses one that leads out of it. ``repository_files`` is that rule,
+and the only place it is made: ``validate``/``plan --git-path`` read a checkout with it too. One
+file inside the worktree is no file of the commit: its ``.git``, crontask's ``gitdir:
+<state_dir>/.../repo.git/worktrees/<sha>`` (git never checks out a ``.git`` of a commit). A file
+whose resolved path runs through ``.git`` at the top of the worktree is an error of the link
+that leads there, as one out of the repository is; nothing is read through it, and the message
+names neither the state directory nor what the file says. So is a link that cannot be followed
+at all (``reading.resolved``): where it leads is not known. The worktree is crontask's own and
+does not change while it is read (the git source holds its tree lock), so resolving the path
+before ``DirectorySource`` reads it (on the descriptor it opens) lets nothing slip in between.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from reconciler.core.desired import DefinitionError, Location
 from reconciler.sources.files import DirectorySource
@@ -24,6 +27,7 @@ from reconciler.sources.filestate import FileState, Signature
 from reconciler.sources.reading import UNFOLLOWED, resolved, within
 
 INTO_GIT = "a symbolic link that leads to git's own .git, not a file of the repository: not read"
+REPOSITORY = "the repository"  # how messages name where links may lead
 
 
 class WorktreeFiles(DirectorySource):
@@ -43,3 +47,13 @@ class WorktreeFiles(DirectorySource):
     def _not_read(self, path: Path, signature: Signature, why: str) -> FileState:
         where = Location(self.kind, self._display(path), 1, 1, self.revision)
         return FileState(signature, None, (DefinitionError(where, why),), revision=self.revision)
+
+
+def repository_files(roots: Sequence[Path], repository: Path, **options: Any) -> WorktreeFiles:
+    """The files under ``roots`` (``--git-path`` in a tree of ``repository``) as ``crontask run
+    --git`` reads them: a link may lead to any file of ``repository`` but its ``.git``, never out
+    of it, whatever folder of it ``roots`` name (the README's *Git*: "links between files of
+    the repository keep working"). The one rule for the git source (its worktree in force) and
+    for ``validate``/``plan --git-path`` (a checkout): a link into ``shared/`` from the tasks
+    folder must not pass one and fail the other. ``options``: ``DirectorySource``'s."""
+    return WorktreeFiles(roots, confine_to=repository, confine_label=REPOSITORY, **options)

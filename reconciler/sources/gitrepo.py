@@ -62,6 +62,11 @@ class RefNotFoundError(GitError):
         self.missing = missing
 
 
+class NotACommitError(GitError):
+    """The remote has the ref, but it names a blob or a tree (``git tag t <blob>``), which no
+    revision can be checked out of: said as such, not as a ref the remote lacks."""
+
+
 class AmbiguousRefError(GitError):
     """A name that is both a branch and a tag on the remote, an abbreviated SHA that is also a
     branch or tag name, or the start of several commits."""
@@ -258,7 +263,8 @@ class GitRepo:
 
     def resolve(self, url: str, ref: str, names: Sequence[str]) -> str:
         """The commit ``ref`` names, after ``fetch_ref`` fetched ``names`` (the first of them
-        that exists); RefNotFoundError if there is none.
+        that exists); RefNotFoundError if there is none, NotACommitError if what there is
+        names a blob or a tree (a tag of one, or its SHA).
 
         A full SHA is that commit and nothing else. A name the remote has both as a branch and
         as a tag, or an abbreviated SHA that is also the name of a branch or tag, is
@@ -268,7 +274,9 @@ class GitRepo:
         if FULL_SHA.fullmatch(ref):
             return self._pinned(url, ref)
         found = {name: sha for name in names if (sha := self.rev_parse(name)) is not None}
-        if BRANCHES + ref in found and TAGS + ref in found:
+        # Both counted whatever they name: a tag of a blob beside the branch is no less a tag.
+        present = {name for name in names if name in found or self._kind_of(name) is not None}
+        if BRANCHES + ref in present and TAGS + ref in present:
             raise AmbiguousRefError(
                 f"ref {ref!r} is ambiguous: the remote has both refs/heads/{ref} and"
                 f" refs/tags/{ref}; set the ref to refs/heads/{ref} or refs/tags/{ref}"
@@ -286,10 +294,10 @@ class GitRepo:
             )
         if named or commits:
             return (named or commits)[0]
-        raise RefNotFoundError(f"ref {ref!r} not found on remote")
+        raise self._missing(ref, names)
 
     def _pinned(self, url: str, sha: str) -> str:
-        if self.rev_parse(sha) != sha:
+        if self.rev_parse(sha) != sha and self._kind_of(sha) is None:
             # A commit no branch or tag reaches any more: servers that allow it hand it out.
             try:
                 pin = ["fetch", "--quiet", "--no-write-fetch-head", "--no-auto-maintenance"]
@@ -298,8 +306,29 @@ class GitRepo:
                 raise RefNotFoundError(f"ref {sha!r} not found on remote") from None
         # git reads a full hex name as the object even when a ref has that name.
         if self.rev_parse(sha) != sha:
-            raise RefNotFoundError(f"ref {sha!r} not found on remote")
+            raise self._missing(sha, [sha])
         return sha
+
+    def _missing(self, ref: str, names: Sequence[str]) -> GitError:
+        """Why ``ref`` names no commit, when none of ``names`` (what was fetched for it) is
+        one: one of them names a blob or a tree (NotACommitError, saying which), or there is
+        nothing of that name here (RefNotFoundError)."""
+        for name in names:
+            kind = self._kind_of(name)
+            if kind is not None and kind != "commit":
+                return NotACommitError(f"ref {ref!r} names a {kind}, not a commit")
+        return RefNotFoundError(f"ref {ref!r} not found on remote")
+
+    def _kind_of(self, name: str) -> str | None:
+        """What ``name`` names once its tags are peeled (``commit``, ``tree``, ``blob``); None
+        if there is no such object here."""
+        try:
+            peeled = f"{name}^{{}}"
+            oid = self.run(["rev-parse", "--verify", "--quiet", "--end-of-options", peeled])
+            kind = self.run(["cat-file", "-t", oid.strip()]) if oid.strip() else ""
+        except GitError:
+            return None
+        return kind.strip() or None
 
     def _commits_starting_with(self, prefix: str) -> list[str]:
         """The commits whose SHA starts with ``prefix`` (by object name only, never a ref)."""
