@@ -1,5 +1,5 @@
-"""Waiting on asyncio events with a timeout, without leaking the waiters; crontask's own
-threads for its blocking work."""
+"""Waiting on asyncio events and calls with a timeout, without leaking the waiters nor the
+calls given up on; crontask's own threads for its blocking work."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import contextvars
 import functools
 import threading
 import weakref
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, ParamSpec, TypeVar
 
@@ -44,6 +44,34 @@ def ended(task: asyncio.Future[Any]) -> asyncio.Event:
     done = asyncio.Event()
     task.add_done_callback(lambda _: done.set())
     return done
+
+
+def retrieved(future: asyncio.Future[Any]) -> None:
+    """A done callback for a future that nobody may await any more (given up on, or its
+    waiter cancelled): its exception is read, so that asyncio does not log it as "never
+    retrieved"."""
+    if not future.cancelled():
+        future.exception()
+
+
+async def within(awaitable: Awaitable[T], timeout: float, late: BaseException | None = None) -> T:
+    """``awaitable``'s result, or its exception, if it ends within ``timeout`` seconds; else
+    raises ``late`` (a ``TimeoutError`` if None: ``late`` is for a caller that must not take
+    the call's own ``TimeoutError``, a socket's, for the end of the wait).
+
+    What is not awaited to its end is not cancelled, neither at the timeout nor when the
+    waiter is cancelled: a call in a thread cannot be stopped, and a caller may still want
+    its outcome (awaiting ``awaitable`` again, a future). It goes on, and its outcome is
+    read when it comes (:func:`retrieved`)."""
+    call = asyncio.ensure_future(awaitable)
+    try:
+        await asyncio.wait({call}, timeout=timeout)
+    finally:
+        if not call.done():
+            call.add_done_callback(retrieved)
+    if not call.done():
+        raise late if late is not None else TimeoutError(f"no answer within {timeout:g}s")
+    return call.result()
 
 
 def open_threads(workers: int = INTERNAL_THREADS) -> None:

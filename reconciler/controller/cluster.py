@@ -56,7 +56,7 @@ import logging
 from collections.abc import Callable, Collection, Mapping
 from datetime import datetime, timedelta
 
-from reconciler.aio import first_of, in_thread
+from reconciler.aio import first_of, in_thread, retrieved
 from reconciler.controller.active import HANDED_OVER
 from reconciler.controller.dispatch import Dispatcher
 from reconciler.controller.manager import Ready
@@ -247,7 +247,7 @@ class Cluster:
             task = asyncio.ensure_future(
                 in_thread(self.membership.renew, dataclasses.replace(announcement, budget=budget))
             )
-            task.add_done_callback(_retrieved)
+            task.add_done_callback(retrieved)  # one given up on may end later
             self._renewal = (started, task)
         started, renewal = self._renewal
         until, waited = self._monotonic() + budget, 0.0
@@ -492,9 +492,3 @@ class Cluster:
             await in_thread(self.membership.leave, self._current_announcement())
             await in_thread(self.views.drop)
         log.info("left the replicas", extra={"fields": {"instance": self.me.id}})
-
-
-def _retrieved(renewal: asyncio.Future[list[Member]]) -> None:
-    """A renewal given up on may end later: its outcome is read, not left to be reported."""
-    if not renewal.cancelled():
-        renewal.exception()

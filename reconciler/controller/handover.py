@@ -31,6 +31,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Coroutine
 from typing import Any, Final
 
+from reconciler.aio import retrieved
 from reconciler.core.model import ConcurrencyPolicy
 from reconciler.core.runs import RunRecord, RunStatus
 from reconciler.store.base import DuplicateRun, ExclusiveClaim, RunStore, StoreUnavailable
@@ -177,7 +178,7 @@ class Handover:
         """``record``'s answer from ``claim_exclusive``: the first claim after a quiet moment
         goes at once, alone; those handed in while it is on its way go together next."""
         answer: asyncio.Future[ExclusiveClaim] = asyncio.get_running_loop().create_future()
-        answer.add_done_callback(_retrieved)  # its claim may have been cancelled meanwhile
+        answer.add_done_callback(retrieved)  # its claim may have been cancelled meanwhile
         self._waiting.append((record, answer))
         if self._sending is None:
             self._send()
@@ -231,8 +232,3 @@ class Handover:
 def _fail(answer: asyncio.Future[ExclusiveClaim], err: BaseException) -> None:
     if not answer.done():
         answer.set_exception(err)
-
-
-def _retrieved(answer: asyncio.Future[ExclusiveClaim]) -> None:
-    if not answer.cancelled():
-        answer.exception()

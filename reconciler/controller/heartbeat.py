@@ -53,6 +53,7 @@ from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final, Protocol, TypeVar
 
+from reconciler.aio import within
 from reconciler.controller.instance import Liveness, judged
 from reconciler.controller.manager import Ready
 from reconciler.core.runs import UNTOLD, RunRecord
@@ -152,14 +153,10 @@ class Heartbeat:
                 await self._forget_me()
 
     async def _forget_me(self) -> None:
-        forgetting = asyncio.ensure_future(self.call(self.store.forget_beats, [self.me]))
+        unanswered = TimeoutError(f"the run store did not answer within {FORGET_WAIT:g}s")
         try:
             # Bounded: a store that takes bytes and never answers must not hold the stop.
-            done, _ = await asyncio.wait({forgetting}, timeout=FORGET_WAIT)
-            if not done:
-                forgetting.add_done_callback(_retrieved)
-                raise TimeoutError(f"the run store did not answer within {FORGET_WAIT:g}s")
-            forgetting.result()
+            await within(self.call(self.store.forget_beats, [self.me]), FORGET_WAIT, unanswered)
         except Exception as err:
             log.warning(
                 "heartbeat: could not remove this crontask's row; it lapses on its own",
@@ -312,8 +309,3 @@ async def _unless_stopped(beat: Coroutine[Any, Any, None], stop: asyncio.Event) 
         beating.cancel()
         return
     beating.result()
-
-
-def _retrieved(future: asyncio.Future[Any]) -> None:
-    if not future.cancelled():
-        future.exception()
