@@ -44,9 +44,10 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import OrderedDict
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Callable, Collection, Sequence
 from typing import Any, TypeVar
 
+from reconciler.aio import retrieved, within
 from reconciler.controller.lane import ANSWER_WAIT, SAVE_BATCH, Batch, Lane, started_pool
 from reconciler.controller.waiting import (
     CLAIM,
@@ -104,6 +105,8 @@ class Recorder:
         # Slots whose late claim found another instance's record: later states are not saved.
         self._refused: OrderedDict[tuple[str, int], None] = OrderedDict()
         self._flusher: asyncio.Task[None] | None = None
+        # Kept skips whose caller hears of them once written (``add``): keys in the buffer.
+        self._told: dict[Key, Callable[[RunRecord], None]] = {}
         # Claims not to be kept when the store cannot answer them (``claim_soon(keep=False)``).
         self._unkept: set[asyncio.Future[bool]] = set()
         self._closed = False
@@ -133,7 +136,7 @@ class Recorder:
         slot. A future nobody awaits (its run was cancelled) is not reported as an exception
         never retrieved."""
         claimed = self._lane.put("claim", record)
-        claimed.add_done_callback(_retrieved)
+        claimed.add_done_callback(retrieved)
         if not keep:
             self._unkept.add(claimed)
             claimed.add_done_callback(self._unkept.discard)
@@ -190,34 +193,32 @@ class Recorder:
             else:
                 claimed.set_exception(DuplicateRun(record.id, record.attempt))
 
-    async def add(self, record: RunRecord) -> bool:
+    async def add(
+        self, record: RunRecord, written_later: Callable[[RunRecord], None] | None = None
+    ) -> bool:
         """Create a record that must not replace an existing one (a skip: another instance
-        may have run that slot). Never raises; False if it exists already or was kept."""
+        may have run that slot). Never raises; False if it exists already or was kept. A record
+        kept goes to ``written_later`` (which must not raise) once this process wrote it after
+        all (the call that answered late, or the buffer); not if it is dropped or lost."""
         if self._closed:
             return self._after_close(record)
+        # Bounded, as in ``lane``: a store that took bytes and never answered held the stop
+        # (``drain``). The call goes on; a record kept meanwhile goes where its slot has none.
+        wait = self._answer_wait
+        unanswered = StoreUnavailable(f"the run store did not answer within {wait:g}s")
         try:
-            await self._answered(self.call(self.store.claim, record))
+            await within(self.call(self.store.claim, record), wait, unanswered)
         except DuplicateRun:
             return False
         except StoreUnavailable:
             self._keep(record, CREATE)
-            return False
         except Exception:
             self._keep_refused(record, CREATE)
-            return False
-        return True
-
-    async def _answered(self, call: Coroutine[Any, Any, T]) -> T:
-        """``call``'s result, or StoreUnavailable once the store has not answered within
-        ``answer_wait`` (as ``lane`` does): a skip waited for without a bound held the stop
-        for ever (``drain``) when the store took bytes and never answered. The call goes on in
-        its thread; a record kept meanwhile is written only where its slot has none."""
-        written = asyncio.ensure_future(call)
-        done, _ = await asyncio.wait({written}, timeout=self._answer_wait)
-        if not done:
-            written.add_done_callback(_retrieved)
-            raise StoreUnavailable(f"the run store did not answer within {self._answer_wait:g}s")
-        return written.result()
+        else:
+            return True
+        if written_later is not None and (key := (record.id, record.attempt)) in self._pending:
+            self._told[key] = written_later
+        return False
 
     async def save(self, record: RunRecord) -> bool:
         """Write the newest state of a record, creating it if needed. Never raises; False if
@@ -366,6 +367,7 @@ class Recorder:
             self._refusals.pop((record.id, record.attempt), None)
         if (lost := self._pending.put(record, mode)) is not None:
             self._refusals.pop(lost, None)
+            self._told.pop(lost, None)
             self.dropped += 1
             log.error(
                 "run record buffer full; oldest record dropped",
@@ -399,7 +401,7 @@ class Recorder:
             batch = self._pending.first(size)
             self._pending.writing = frozenset(key for key, _ in batch)
             try:
-                refused = await self.call(_write_kept, self.store, [e for _, e in batch])
+                refused, created = await self.call(_write_kept, self.store, [e for _, e in batch])
             except Exception as err:
                 if len(batch) > 1:
                     size = len(batch) // 2
@@ -427,7 +429,7 @@ class Recorder:
                 self._pending.writing = frozenset()
             for record in refused:
                 self._refuse(record)
-            self._written(batch)
+            self._written(batch, created)
             delay, size = self.retry_initial, min(size * 2, SAVE_BATCH)
             alone.clear()
         log.info("run store back; pending records written")
@@ -438,11 +440,14 @@ class Recorder:
         self._refusals[key] = tries
         return tries >= REFUSED_TRIES
 
-    def _written(self, batch: list[tuple[Key, Entry]]) -> None:
+    def _written(self, batch: list[tuple[Key, Entry]], created: Collection[Key] = ()) -> None:
         for key, entry in batch:
             self._pending.remove(key, entry)
+            if key in created and (tell := self._told.pop(key, None)) is not None:
+                tell(entry[0])
             if key not in self._pending:  # a newer state of it may have come meanwhile
                 self._refusals.pop(key, None)
+                self._told.pop(key, None)
 
     def _refuse(self, record: RunRecord) -> None:
         """Another instance recorded this slot while the store was unavailable here: its
@@ -460,17 +465,13 @@ class Recorder:
         )
 
 
-def _retrieved(future: asyncio.Future[Any]) -> None:
-    if not future.cancelled():
-        future.exception()
-
-
 def _waiting(records: list[RunRecord]) -> None:
     raise StoreUnavailable("earlier records are waiting")
 
 
-def _write_kept(store: RunStore, entries: list[tuple[RunRecord, Mode]]) -> list[RunRecord]:
-    """Write kept records (distinct slots) in two transactions; returns the claims refused.
+def _write_kept(store: RunStore, entries: list[Entry]) -> tuple[list[RunRecord], list[Key]]:
+    """Write kept records (distinct slots) in two transactions; returns the claims refused,
+    and the skips this process wrote (now, or before: the call whose answer came late).
 
     A skip (CREATE) is inserted only if its slot has no record: whatever exists stands. A
     claim whose answer never came (CLAIM) is inserted, or, if its slot's record is this
@@ -480,16 +481,20 @@ def _write_kept(store: RunStore, entries: list[tuple[RunRecord, Mode]]) -> list[
     inserts = [(record, mode) for record, mode in entries if mode != SAVE]
     saves = [record for record, mode in entries if mode == SAVE]
     refused: list[RunRecord] = []
+    created: list[Key] = []
     if inserts:
         inserted = store.claim_many([record for record, _ in inserts])
         for (record, mode), ok in zip(inserts, inserted, strict=True):
+            key = (record.id, record.attempt)
+            if mode == CREATE and (ok or store.get(*key) == record):
+                created.append(key)
             if ok or mode == CREATE:
                 continue
-            held = store.get(record.id, record.attempt)
+            held = store.get(*key)
             if held is None or record.owner is None or held.owner != record.owner:
                 refused.append(record)
             else:
                 saves.append(record)
     if saves:
         store.save_many(saves)
-    return refused
+    return refused, created

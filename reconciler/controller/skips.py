@@ -51,9 +51,11 @@ class SlotSkips:
 
     async def _add_skip(self, skipped: RunRecord) -> None:
         """Record a skip, then say so: its insert may lose to a record of the slot another
-        replica wrote first (its run, or its own skip), and then no skip happened here."""
+        replica wrote first (its run, or its own skip), and then no skip happened here. A
+        skip kept for later (the store unavailable, or its answer late) is told to the
+        listeners once it is written, if it is (``Recorder.add``)."""
         fields = {"task": skipped.task, "run": skipped.id, "reason": skipped.reason}
-        if await self.recorder.add(skipped):
+        if await self.recorder.add(skipped, written_later=self._notify):
             log.info("slot skipped", extra={"fields": fields})
             self._notify(skipped)
             return

@@ -167,15 +167,17 @@ class RunSummary:
 
     def observe(self, record: RunRecord) -> RunSummary:
         latest = self.latest
-        # A skip never hides a run that is still going: the Last Result column would flip
-        # between "running" and "skipped" for a Forbid task.
-        hides_running = (
+        # A skip never hides a run that is still going (the Last Result column would flip
+        # between "running" and "skipped" for a Forbid task), nor a run of a later slot: a
+        # skip kept while the store did not answer is told once written, maybe after later
+        # runs, and the column would go back in time.
+        hidden = (
             record.status is RunStatus.SKIPPED
             and latest is not None
-            and latest.status is RunStatus.RUNNING
             and latest.id != record.id
+            and (latest.status is RunStatus.RUNNING or record.scheduled_at < latest.scheduled_at)
         )
-        if not hides_running:
+        if not hidden:
             latest = record
         last_schedule = self.last_schedule
         if record.status is not RunStatus.SKIPPED and is_scheduled(record):
