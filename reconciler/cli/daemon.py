@@ -35,7 +35,13 @@ from reconciler.cli.serve import unmet_need
 from reconciler.controller.cluster import Timing
 from reconciler.controller.jobs import JobOptions
 from reconciler.controller.options import HaOptions, Options
-from reconciler.controller.runtime import THREADS_WAIT, HttpServer, open_state, serve
+from reconciler.controller.runtime import (
+    THREADS_WAIT,
+    HttpServer,
+    log_starting,
+    open_state,
+    serve,
+)
 from reconciler.controller.view import RuntimeView
 from reconciler.core.runs import runs_at_once
 from reconciler.core.urls import redact_url
@@ -109,6 +115,10 @@ def run(args: argparse.Namespace) -> int:
     http = None if args.listen == "off" else http_server(args)
     with store_errors.reported(args.db, args.state_dir):
         store = open_state(options)
+    # Once the state directory and the store are open (a refusal there stays one line, as the
+    # README promises), before what may take long: a first git clone, the CronTasks' list,
+    # reading a large folder.
+    log_starting(options)
     before = set(threading.enumerate())
     try:
         with start_up_collector() as started:

@@ -85,7 +85,8 @@ class _Running:
 class Manager:
     def __init__(self) -> None:
         self.stopping = asyncio.Event()  # set to stop the process (a signal, a failure)
-        self.hurry = asyncio.Event()  # set by a second signal: no more grace for the runs
+        # Set by a second signal: no more grace for the runs, nor for their records' writes.
+        self.hurry = asyncio.Event()
         self.failures: list[Failure] = []
         self._running: list[_Running] = []
         self._closed = False  # the Closing components have heard that the process stops
@@ -117,10 +118,14 @@ class Manager:
 
     def signalled(self) -> None:
         """A stop signal: the first stops the process; the next cuts the runs' grace short (a
-        second Ctrl-C, a second SIGTERM), as the person sending it means."""
+        second Ctrl-C, a second SIGTERM), as the person sending it means, and the wait for the
+        run records the store has not taken (``RunStops.shutdown``)."""
         if self.stopping.is_set():
             if not self.hurry.is_set():
-                log.warning("asked again to stop: running runs are stopped now")
+                log.warning(
+                    "asked again to stop: running runs are stopped now, and run records the "
+                    "store has not taken are not waited for"
+                )
             self.hurry.set()
         self._stop()
 

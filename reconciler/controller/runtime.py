@@ -32,7 +32,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from reconciler import statedir
+from reconciler import __version__, statedir
 from reconciler.aio import close_threads, in_thread, open_threads
 from reconciler.controller import wiring
 from reconciler.controller.cluster import Cluster
@@ -52,6 +52,7 @@ from reconciler.controller.service import Service
 from reconciler.controller.view import RuntimeView
 from reconciler.core.desired import SourceKind
 from reconciler.core.runs import RunRecord
+from reconciler.core.urls import REDACTED, redact_url
 from reconciler.membership.base import Announcement
 from reconciler.membership.single import SingleCheck, SingleLease
 from reconciler.runner import reaper
@@ -405,6 +406,34 @@ async def start(parts: Parts, options: Options, manager: Manager, http: HttpServ
     if http is not None:
         service, metrics = parts.service, parts.metrics
         await manager.start(Http(lambda stopped: http(service, metrics, stopped)))
+
+
+def log_starting(options: Options) -> None:
+    """Said as ``crontask run`` starts (once its options passed their checks), before anything
+    that may take long (opening the run store, a first git clone, listing CronTasks): until
+    "crontask started", which comes once the first pass is done, it says what the start waits
+    on. Never a secret: the URLs lose their passwords and tokens (``redact_url``); a ``--db``
+    that is no URL (the store refuses it) is not shown at all: its text may be a password."""
+    db = options.db_url
+    kube = options.kubernetes
+    log.info(
+        "crontask starting",
+        extra={
+            "fields": {
+                "version": __version__,
+                "pid": os.getpid(),
+                "store": str(options.state_dir / DB_FILENAME)
+                if db is None
+                else (redact_url(db) if "://" in db else REDACTED),
+                "paths": ",".join(str(p) for p in options.paths) or None,
+                "git": redact_url(options.git.url) if options.git else None,
+                "kubernetes": None
+                if kube is None
+                else ("*" if kube.all_namespaces else kube.namespace or "(current)"),
+                "ha": True if options.ha else None,
+            }
+        },
+    )
 
 
 def _log_started(parts: Parts, options: Options) -> None:

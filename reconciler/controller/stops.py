@@ -5,12 +5,14 @@ removed, changed or handed over, which do not retry (``cancel_retries``): one th
 go of its slot at once (``_let_go``). Crontask stopping: ``close`` (no new run, nor retry),
 ``drain`` (every run in flight ended, every record written), and ``shutdown``: the runs get
 their grace, then they are stopped; a second stop signal cuts both graces short and kills the
-commands still running at once (``_kill_now``; their records say so: ``Dispatcher._complete``).
+commands still running at once (``_kill_now``; their records say so: ``Dispatcher._complete``),
+and cuts the wait for the records the store has not taken (``_close_recorder``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Callable
 from datetime import datetime
@@ -22,7 +24,13 @@ from reconciler.controller.recorder import Recorder
 from reconciler.core.desired import Definition
 from reconciler.runner.command import CommandRun
 
+log = logging.getLogger("crontask")
+
 _KILL_AGAIN = 0.5  # seconds
+# Once hurried, how long the records still get: a store that answers takes them in
+# milliseconds (a hurried stop must not lose the records of the runs it killed to a healthy
+# store), one that does not answer is waited for no longer.
+_HURRIED_RECORDS = 1.0  # seconds
 
 
 class RunStops:
@@ -115,8 +123,9 @@ class RunStops:
     async def shutdown(self, grace: float, hurry: asyncio.Event | None = None) -> None:
         """Cancel the retries that wait (nothing runs for them; recorded ``interrupted``), let
         running runs finish for up to ``grace`` seconds, then stop them (recorded as
-        interrupted, reason Shutdown), and wait for their records to be written. ``hurry`` (a
-        second stop signal) cuts this grace and the kill grace short (``_kill_now``)."""
+        interrupted, reason Shutdown), and wait for their records to be written (``grace`` again,
+        at most). ``hurry`` (a second stop signal) cuts this grace and the kill grace short
+        (``_kill_now``), and the records' wait (``_close_recorder``)."""
         self.close()
         for by_id in self._active.values():
             for active in by_id.values():
@@ -133,7 +142,41 @@ class RunStops:
                     self._kill_now()
                     if await self.drain(_KILL_AGAIN):
                         break
-        await self.recorder.close(timeout=grace)
+        await self._close_recorder(grace, hurry)
+
+    async def _close_recorder(self, grace: float, hurry: asyncio.Event | None) -> None:
+        """Wait up to ``grace`` for the records kept for later (the store unavailable) to be
+        written, then close the recorder: what is left is lost, said, and makes the exit status
+        1 (``Recorder.close``). ``hurry``, set before or during the wait, leaves the records
+        ``_HURRIED_RECORDS`` more at most. ``Recorder.close`` cannot be cut once it waits, so
+        its flush is waited for here, beside ``hurry``, and then it is closed without waiting."""
+        hurried = hurry is not None and hurry.is_set()
+        if pending := self.recorder.pending:
+            log.warning(
+                "waiting for the run store to take the records kept for later; a second stop "
+                "signal ends the wait",
+                extra={
+                    "fields": {
+                        "records": pending,
+                        "seconds": min(grace, _HURRIED_RECORDS) if hurried else grace,
+                    }
+                },
+            )
+        if hurry is None:
+            await self.recorder.close(timeout=grace)
+            return
+        flushing = asyncio.ensure_future(self.recorder.flush(grace))
+        try:
+            await first_of(ended(flushing), hurry)
+            if not flushing.done():
+                await asyncio.wait({flushing}, timeout=_HURRIED_RECORDS)
+        finally:
+            # Not left pending at the loop's end ("Task was destroyed but it is pending").
+            flushing.cancel()
+            await asyncio.wait({flushing})
+        if not flushing.cancelled():
+            flushing.result()  # an error of the flush, raised as close would have raised it
+        await self.recorder.close(timeout=0)
 
     def _kill_now(self) -> None:
         """SIGKILL the session of every command still running (stopped already: its SIGTERM
