@@ -159,6 +159,24 @@ class TaskSpec(Model):
         mode="before",
     )(_whole)
 
+    @field_validator("command", mode="before")
+    @classmethod
+    def _command_is_a_map(cls, command: object) -> object:
+        # A Kubernetes user writes a container's command, a list (or a string, as a crontab
+        # line): say what is wanted rather than pydantic's "valid dictionary or instance of
+        # CommandAction".
+        wanted = "a map such as {args: [program, argument, ...]}"
+        if isinstance(command, list):
+            raise ValueError(
+                f"{wanted} (not a list as a container's command: the list goes under args)"
+            )
+        if isinstance(command, str):
+            raise ValueError(
+                f"{wanted} (not a string: the program and each argument are items of args, "
+                "run without a shell)"
+            )
+        return command
+
     @field_validator("schedule")
     @classmethod
     def _schedule(cls, value: str) -> str:

@@ -11,7 +11,9 @@ output.
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import difflib
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -31,6 +33,31 @@ MESSAGE = 200
 Loc = tuple[str | int, ...]
 
 _RANGE_ERRORS = frozenset({"greater_than", "greater_than_equal", "less_than", "less_than_equal"})
+_CHOICE_ERRORS = frozenset({"enum", "literal_error"})
+
+_README_CRONJOB = 'see "From a CronJob" in the README'
+_CONTAINER = (
+    f"a container runs as a Kubernetes Job: its JobSpec goes under spec.job.spec, {_README_CRONJOB}"
+)
+# Where a CronTask keeps what a Kubernetes CronJob or a Pod has at another place: an unknown
+# field of that name there says where it goes, as no spelling is close (difflib finds those).
+# Each target is a field of the model (a test holds them to it).
+MOVES: dict[tuple[str, ...], str] = {
+    ("spec", "jobTemplate"): (
+        f"a CronJob's jobTemplate pastes in unchanged as spec.job: {_README_CRONJOB}"
+    ),
+    ("spec", "env"): "did you mean 'spec.command.env'?",
+    ("spec", "args"): "did you mean 'spec.command.args'?",
+    ("spec", "workingDir"): "did you mean 'spec.command.workingDir'?",
+    ("spec", "activeDeadlineSeconds"): "did you mean 'spec.timeoutSeconds'?",
+    ("spec", "backoffLimit"): "did you mean 'spec.retry.limit'?",
+    ("spec", "image"): _CONTAINER,
+    ("spec", "containers"): _CONTAINER,
+    ("spec", "template"): _CONTAINER,
+    ("spec", "command", "command"): (
+        "a container's command and args are one list here, spec.command.args, the program first"
+    ),
+}
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -78,6 +105,14 @@ def message(item: Any) -> str:
     context = item.get("ctx") or {}
     if kind == "extra_forbidden":
         return "unknown field" + _suggestion(loc)
+    if kind == "string_type":
+        return _not_a_string(item["input"])
+    if kind == "model_type":  # pydantic's words name the class ("instance of CommandAction")
+        return f"a map of fields{_such_as(loc)} (not {_shape(item['input'])})"
+    if kind == "dict_type":
+        return f"a map (not {_shape(item['input'])})"
+    if kind == "list_type":
+        return f"a list (not {_shape(item['input'])})"
     if kind == "missing":
         return "required field is missing"
     if kind == "string_pattern_mismatch" and context.get("pattern") == DNS1123_LABEL:
@@ -87,6 +122,8 @@ def message(item: Any) -> str:
         )
     if kind in _RANGE_ERRORS and (allowed := _range(loc)) is not None:
         return f"{excerpt(str(item['input']))} is out of range: allowed {allowed}"
+    if kind in _CHOICE_ERRORS:
+        return excerpt(str(item["msg"]), MESSAGE) + _case_slip(item["input"], context)
     # Messages of the model's own checks may quote the value (a schedule, a zone name).
     return excerpt(str(item["msg"]).removeprefix("Value error, "), MESSAGE)
 
@@ -144,9 +181,12 @@ def _range(loc: Loc) -> str | None:
 
 
 def _suggestion(loc: Loc) -> str:
-    """`` (did you mean 'retry'?)`` for a misspelt field, when one is close enough."""
+    """`` (did you mean 'retry'?)`` for a misspelt field, when one is close enough; where a
+    CronJob or a Pod has the field, where it goes."""
     if len(str(loc[-1])) > EXCERPT_KEY:
         return ""
+    if (move := MOVES.get(tuple(p for p in loc if isinstance(p, str)))) is not None:
+        return f" ({move})"
     model: Any = CronTask
     for part in loc[:-1]:
         if isinstance(part, int):
@@ -160,3 +200,65 @@ def _suggestion(loc: Loc) -> str:
     names = [f.alias or n for n, f in model.model_fields.items()]
     close = difflib.get_close_matches(str(loc[-1]), names, n=1, cutoff=0.6)
     return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _shape(value: Any) -> str:
+    """What YAML (or JSON) made of a value, in its words: ``the boolean true``, ``a list``."""
+    if isinstance(value, bool):
+        return f"the boolean {'true' if value else 'false'}"
+    if isinstance(value, int | float):
+        return f"the number {excerpt(str(value))}"
+    if value is None:
+        return "null"
+    if isinstance(value, datetime.datetime):
+        return f"the timestamp {value.isoformat()}"
+    if isinstance(value, datetime.date):
+        return f"the date {value.isoformat()}"
+    if isinstance(value, dict):
+        return "a map"
+    if isinstance(value, list):
+        return "a list"
+    return "a string" if isinstance(value, str) else "a value of another kind"
+
+
+def _not_a_string(value: Any) -> str:
+    """Where a string goes, YAML 1.1 reads an unquoted ``yes``, ``on``, ``8080``, ``0755``
+    (octal), ``2024-01-01`` or nothing at all as another kind. Pydantic never sees the text the
+    user wrote, so the message says what it was read as, and how to keep it a string."""
+    quote = "quote it to mean the string"
+    if isinstance(value, bool):
+        spellings = "yes, on and true" if value else "no, off and false"
+        return f"read as {_shape(value)} (YAML's unquoted {spellings}): {quote}"
+    if value is None:
+        return f'read as null: {quote} ("" for an empty one)'
+    if isinstance(value, int | float | datetime.date):
+        return f"read as {_shape(value)}: {quote}"
+    if isinstance(value, dict):
+        return f"a string, not a map (an unquoted ': ' makes one): {quote}"
+    return f"a string, not {_shape(value)}"
+
+
+def _such_as(loc: Loc) -> str:
+    """`` such as url`` for the model at ``loc``: its required fields, or its first two."""
+    if loc:
+        found = _field(loc)
+        model = _model_of(found[1].annotation) if found is not None else None
+    else:
+        model = CronTask
+    if model is None:
+        return ""
+    fields = model.model_fields
+    names = [f.alias or n for n, f in fields.items() if f.is_required()]
+    names = names or [f.alias or n for n, f in list(fields.items())[:2]]
+    return f" such as {', '.join(names)}"
+
+
+def _case_slip(value: Any, context: dict[str, Any]) -> str:
+    """`` (did you mean 'Forbid'?)`` for a value of a fixed set written in another case. The
+    set is pydantic's ``expected`` (``'Allow', 'Forbid' or 'Replace'``): the model's own words,
+    never the user's."""
+    if not isinstance(value, str):
+        return ""
+    choices = re.findall(r"'([^']*)'", str(context.get("expected", "")))
+    slip = next((c for c in choices if c.casefold() == value.casefold()), None)
+    return f" (did you mean {slip!r}?)" if slip is not None else ""
