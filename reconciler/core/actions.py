@@ -18,6 +18,7 @@ from pydantic import (
     Field,
     StrictFloat,
     StringConstraints,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -26,6 +27,7 @@ from reconciler.core.fields import MAX_ITEMS, Label, LabelValue, Model, Text
 from reconciler.core.jobspec import (
     JobSpecError,
     Problem,
+    annotations_size_problem,
     label_key_problem,
     label_value_problem,
     problems,
@@ -279,7 +281,7 @@ class JobMetadata(Model):
 
     @field_validator("labels", "annotations")
     @classmethod
-    def _keys(cls, values: dict[str, str]) -> dict[str, str]:
+    def _keys(cls, values: dict[str, str], info: ValidationInfo) -> dict[str, str]:
         found = []
         for key in values:
             if key.startswith(RESERVED_JOB_PREFIX):
@@ -288,6 +290,10 @@ class JobMetadata(Model):
                 )
             elif (wrong := label_key_problem(key)) is not None:
                 found.append(Problem((key,), wrong))
+        # 256 entries of 32 KiB pass each bound and not the API server's on the whole.
+        size = annotations_size_problem(values) if info.field_name == "annotations" else None
+        if not found and size is not None:
+            found.append(Problem((), size))
         if found:
             # Each at its own key (the loader and the API report a JobSpecError's problems so).
             raise JobSpecError(found)

@@ -235,3 +235,23 @@ def test_the_loader_refuses_the_definition() -> None:
     parsed = parse_text(TASK, "report.yaml")
     assert parsed.definitions == []
     assert len(parsed.errors) == 4
+
+
+def test_the_jobs_own_annotations_are_bounded_in_all() -> None:
+    # Each value is within its own bound (32 KiB); nine together are over the server's 256 KiB.
+    values = "".join(f"      a{i}: {'x' * 30_000}\n" for i in range(9))
+    text = TASK.split("  job:\n")[0] + (
+        "  job:\n    metadata:\n      annotations:\n"
+        + values.replace("      a", "        a")
+        + "    spec:\n      template:\n        spec:\n"
+        + "          containers: [{name: main, image: busybox}]\n"
+    )
+    parsed = parse_text(text, "report.yaml")
+    assert parsed.definitions == []
+    (error,) = parsed.errors
+    assert error.message == (
+        f"spec.job.metadata.annotations: Too long: may not be more than "
+        f"{MAX_ANNOTATIONS_BYTES} bytes"
+    ), error.message
+    fewer = text.replace("        a8: " + "x" * 30_000 + "\n", "")
+    assert parse_text(fewer, "report.yaml").errors == []
