@@ -14,7 +14,7 @@ from typing import NoReturn
 
 from reconciler import statedir
 from reconciler.cli.terminal import printable
-from reconciler.core.urls import redact_url
+from reconciler.core.urls import redact_db_url
 from reconciler.store import IncompatibleSchema, StoreUnavailable
 
 # Exit statuses: what the user gave is wrong (a refused folder, a path that cannot be one, a
@@ -105,7 +105,7 @@ def _not_a_store(err: Exception, db_url: str | None, state_dir: Path | None) -> 
         return None
     if db_url:
         # sqlite:///relative.db, sqlite:////absolute.db, then perhaps ?options
-        where = db_url.partition(":///")[2].partition("?")[0] or redact_url(db_url)
+        where = db_url.partition(":///")[2].partition("?")[0] or redact_db_url(db_url)
     else:
         where = str(state_dir / "runs.db") if state_dir else "runs.db in the state directory"
     what = "not a crontask run store" if code == _SQLITE_NOTADB else "a damaged run store"
@@ -201,7 +201,7 @@ def _os_error(err: OSError) -> str:
 
 
 def _shown(db_url: str | None) -> str:
-    return redact_url(db_url) if db_url else "in the state directory"
+    return redact_db_url(db_url) if db_url else "in the state directory"
 
 
 def _hidden(message: str, db_url: str | None) -> str:

@@ -52,7 +52,7 @@ from reconciler.controller.service import Service
 from reconciler.controller.view import RuntimeView
 from reconciler.core.desired import SourceKind
 from reconciler.core.runs import RunRecord
-from reconciler.core.urls import REDACTED, redact_url
+from reconciler.core.urls import redact_db_url, redact_url
 from reconciler.membership.base import Announcement
 from reconciler.membership.single import SingleCheck, SingleLease
 from reconciler.runner import reaper
@@ -422,9 +422,7 @@ def log_starting(options: Options) -> None:
             "fields": {
                 "version": __version__,
                 "pid": os.getpid(),
-                "store": str(options.state_dir / DB_FILENAME)
-                if db is None
-                else (redact_url(db) if "://" in db else REDACTED),
+                "store": str(options.state_dir / DB_FILENAME) if db is None else redact_db_url(db),
                 "paths": ",".join(str(p) for p in options.paths) or None,
                 "git": redact_url(options.git.url) if options.git else None,
                 "kubernetes": None

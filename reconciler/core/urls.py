@@ -14,6 +14,13 @@ from urllib.parse import SplitResult
 REDACTED = "***"
 
 
+def redact_db_url(url: str) -> str:
+    """A ``--db`` URL as :func:`redact_url` shows it; ``***`` for a text that is no URL (no
+    ``://``): ``user:password@host/db`` mistyped without its scheme, or a password pasted in
+    the wrong place, would be shown whole (``user:`` reads as a scheme)."""
+    return redact_url(url) if "://" in url else REDACTED
+
+
 def redact_url(url: str) -> str:
     """``url`` without the secrets it may carry, for status lines, logs and run messages.
 
