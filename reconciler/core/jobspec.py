@@ -17,8 +17,8 @@ spec never reaches the cluster:
   and values, and its annotation keys (:func:`label_key_problem`, :func:`label_value_problem`,
   which the model uses for ``spec.job.metadata`` too) and their total size
   (:func:`annotations_size_problem`); no ``ephemeralContainers`` in a template; a
-  ``podFailurePolicy`` only with ``restartPolicy: Never``; each ``volumeMounts`` entry naming a
-  declared volume; no resource ``requests`` above its ``limits`` (compared as quantities);
+  ``podFailurePolicy`` only with ``restartPolicy: Never``; no resource ``requests`` above its
+  ``limits`` (compared as quantities);
 - then crontask's own rules (:data:`REFUSED`): what would let a Job never end. ``suspend``
   (a suspended Job never starts and its deadline does not run) and ``managedBy`` another
   controller (the Job controller leaves such a Job alone, its deadline included) would keep a
@@ -282,32 +282,22 @@ def _server_rules(spec: Mapping[str, Any]) -> Iterator[Problem]:
     if not pod.get("containers"):
         yield Problem((*where, "containers"), "Required value")
     names: set[str] = set()
-    volumes = _volume_names(pod)
     for field in ("initContainers", "containers"):
         for index, container in enumerate(pod.get(field) or ()):
             if not isinstance(container, Mapping):  # the schema's walk refused it already
                 yield Problem((*where, field, index), "Invalid value: must be an object")
                 continue
             yield from _container(container, (*where, field, index), names)
-            yield from _mounts_and_resources(container, (*where, field, index), volumes)
+            yield from _resources(container, (*where, field, index))
 
 
 _EPHEMERAL: Final = "Forbidden: ephemeral containers not allowed in pod template"
 
 
-def _volume_names(pod: Mapping[str, Any]) -> set[str]:
-    return {v["name"] for v in pod.get("volumes") or () if isinstance(v, Mapping) and v.get("name")}
-
-
-def _mounts_and_resources(
-    container: Mapping[str, Any], path: Path, volumes: set[str]
-) -> Iterator[Problem]:
-    """A mount of a volume the pod does not declare, and a request above its limit: the
-    server's ``ValidateVolumeMounts`` and ``ValidateResourceRequirements``."""
-    for index, mount in enumerate(container.get("volumeMounts") or ()):
-        name = mount.get("name") if isinstance(mount, Mapping) else None
-        if isinstance(name, str) and name and name not in volumes:
-            yield Problem((*path, "volumeMounts", index, "name"), f"Not found: {_shown(name)}")
+def _resources(container: Mapping[str, Any], path: Path) -> Iterator[Problem]:
+    """A request above its limit: the server's ``ValidateResourceRequirements``. (Not a mount
+    of a volume the spec does not declare, which the server refuses too: it validates after
+    the cluster's admission webhooks, and one may add that volume.)"""
     resources_ = container.get("resources") or {}
     limits = resources_.get("limits") or {}
     for name, request in (resources_.get("requests") or {}).items():

@@ -25,6 +25,10 @@ ROOT = "io.k8s.api.batch.v1.JobSpec"
 KEPT = frozenset(
     {"type", "format", "properties", "additionalProperties", "required", "items", "oneOf", "$ref"}
 )
+# Fields the OpenAPI lists as required that the API server fills in when they are left out
+# (its defaulting runs before validation): a spec without them is valid. The Kubernetes docs'
+# own podFailurePolicy example leaves a pod condition's status out (SetDefaults_Job: True).
+DEFAULTED = {"io.k8s.api.batch.v1.PodFailurePolicyOnPodConditionsPattern": frozenset({"status"})}
 
 
 def _bundled(version: str) -> dict[str, Any]:
@@ -64,6 +68,9 @@ def generate(version: str = KUBERNETES) -> dict[str, Any]:
             continue
         found: set[str] = set()
         definitions[name] = _clean(bundled[name], found)
+        if defaulted := DEFAULTED.get(name):
+            required = [r for r in definitions[name]["required"] if r not in defaulted]
+            definitions[name]["required"] = required
         pending.extend(sorted(found - definitions.keys()))
     return {"kubernetes": version, "root": ROOT, "definitions": definitions}
 

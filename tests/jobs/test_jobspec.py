@@ -91,6 +91,20 @@ VALID = {
         },
     },
     "nulls for optional fields": {**spec(), "backoffLimit": None},
+    # The Kubernetes docs' own example: a pod condition's status is left out (the server sets
+    # True before it validates), though the OpenAPI lists it as required.
+    "a podFailurePolicy of the Kubernetes docs": {
+        **spec(restartPolicy="Never"),
+        "podFailurePolicy": {
+            "rules": [
+                {
+                    "action": "FailJob",
+                    "onExitCodes": {"containerName": "main", "operator": "In", "values": [42]},
+                },
+                {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget"}]},
+            ]
+        },
+    },
 }
 
 

@@ -116,6 +116,8 @@ def test_refused_jobs_are_422_with_the_field_in_causes(
         _resources({"cpu": "0.1"}, {"cpu": "100m"}),
         _resources({"cpu": "64"}, {"memory": "1Gi"}),
         _resources({"memory": 268435456}, {"memory": "256Mi"}),
+        # Digits past any resource are the server's to refuse while decoding, not a 500 here.
+        _resources({"cpu": "1" * 5000}, {"cpu": "1" * 5000 + "0"}),
         _annotated("template", LIMIT),
         _annotated("job", LIMIT),
     ],
@@ -128,6 +130,7 @@ def test_refused_jobs_are_422_with_the_field_in_causes(
         "equal-cpu",
         "no-limit-of-it",
         "number-quantity",
+        "thousands-of-digits",
         "template-annotations-at-limit",
         "job-annotations-at-limit",
     ],

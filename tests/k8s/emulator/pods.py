@@ -139,6 +139,8 @@ def quantity(value: Any) -> Fraction | None:
     if match is None:
         return None
     number, binary, decimal, exponent = match.groups()
+    if len(number) > 64:  # no resource has as many digits (and int() refuses over 4 300)
+        return None
     if binary:
         return Fraction(number) * Fraction(1024 ** ("KMGTPE".index(binary[0]) + 1))
     power = int(exponent) if exponent is not None else {**_DECIMAL_POWERS, "E": 18}[decimal]
