@@ -124,7 +124,7 @@ class Manager:
             if not self.hurry.is_set():
                 log.warning(
                     "asked again to stop: running runs are stopped now, and run records the "
-                    "store has not taken are not waited for"
+                    "store has not taken get a second more"
                 )
             self.hurry.set()
         self._stop()

@@ -47,7 +47,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Collection, Sequence
 from typing import Any, TypeVar
 
-from reconciler.aio import retrieved, within
+from reconciler.aio import first_of, retrieved, within
 from reconciler.controller.lane import ANSWER_WAIT, SAVE_BATCH, Batch, Lane, started_pool
 from reconciler.controller.waiting import (
     CLAIM,
@@ -59,6 +59,7 @@ from reconciler.controller.waiting import (
     Key,
     Mode,
     Waiting,
+    write_kept,
 )
 from reconciler.core.runs import RunRecord
 from reconciler.store.base import DuplicateRun, RunStore, StoreUnavailable
@@ -105,6 +106,7 @@ class Recorder:
         # Slots whose late claim found another instance's record: later states are not saved.
         self._refused: OrderedDict[tuple[str, int], None] = OrderedDict()
         self._flusher: asyncio.Task[None] | None = None
+        self._retry = asyncio.Event()  # ends the flush loop's backoff (``retry_now``)
         # Kept skips whose caller hears of them once written (``add``): keys in the buffer.
         self._told: dict[Key, Callable[[RunRecord], None]] = {}
         # Claims not to be kept when the store cannot answer them (``claim_soon(keep=False)``).
@@ -289,6 +291,11 @@ class Recorder:
         if key in self._pending:
             self._refusals[key] = self._refusals.get(key, 0) + 1
 
+    def retry_now(self) -> None:
+        """Try the store again now, not after the backoff (a stop in a hurry: a store back
+        during a 30 s backoff would never be asked within the second the records get)."""
+        self._retry.set()
+
     async def flush(self, timeout: float | None = None) -> bool:
         """Wait until nothing is pending; False if ``timeout`` passed first."""
         if self._flusher is None or self._flusher.done():
@@ -401,7 +408,8 @@ class Recorder:
             batch = self._pending.first(size)
             self._pending.writing = frozenset(key for key, _ in batch)
             try:
-                refused, created = await self.call(_write_kept, self.store, [e for _, e in batch])
+                entries = [e for _, e in batch]
+                refused, created = await self.call(write_kept, self.store, entries, self._told)
             except Exception as err:
                 if len(batch) > 1:
                     size = len(batch) // 2
@@ -421,7 +429,7 @@ class Recorder:
                 alone.add(key)
                 head = self._pending.first(1)
                 if len(alone) >= LONE_TRIES or (head and head[0][0] in alone):
-                    await asyncio.sleep(delay)
+                    await self._backoff(delay)
                     delay = min(delay * 2, self.retry_max)
                     alone.clear()
                 continue
@@ -433,6 +441,11 @@ class Recorder:
             delay, size = self.retry_initial, min(size * 2, SAVE_BATCH)
             alone.clear()
         log.info("run store back; pending records written")
+
+    async def _backoff(self, delay: float) -> None:
+        """Wait ``delay`` seconds before the store is tried again, or until ``retry_now``."""
+        await first_of(self._retry, timeout=delay)
+        self._retry.clear()
 
     def _refused_for_good(self, key: Key) -> bool:
         """Count one more failure of ``key`` alone (not an outage); True past REFUSED_TRIES."""
@@ -467,34 +480,3 @@ class Recorder:
 
 def _waiting(records: list[RunRecord]) -> None:
     raise StoreUnavailable("earlier records are waiting")
-
-
-def _write_kept(store: RunStore, entries: list[Entry]) -> tuple[list[RunRecord], list[Key]]:
-    """Write kept records (distinct slots) in two transactions; returns the claims refused,
-    and the skips this process wrote (now, or before: the call whose answer came late).
-
-    A skip (CREATE) is inserted only if its slot has no record: whatever exists stands. A
-    claim whose answer never came (CLAIM) is inserted, or, if its slot's record is this
-    process's own (the claim went through and only its answer was lost with the connection),
-    written over with the newest state; another owner's record stands, and the claim is
-    refused. The newest state of a record this process holds (SAVE) is written over it."""
-    inserts = [(record, mode) for record, mode in entries if mode != SAVE]
-    saves = [record for record, mode in entries if mode == SAVE]
-    refused: list[RunRecord] = []
-    created: list[Key] = []
-    if inserts:
-        inserted = store.claim_many([record for record, _ in inserts])
-        for (record, mode), ok in zip(inserts, inserted, strict=True):
-            key = (record.id, record.attempt)
-            if mode == CREATE and (ok or store.get(*key) == record):
-                created.append(key)
-            if ok or mode == CREATE:
-                continue
-            held = store.get(*key)
-            if held is None or record.owner is None or held.owner != record.owner:
-                refused.append(record)
-            else:
-                saves.append(record)
-    if saves:
-        store.save_many(saves)
-    return refused, created

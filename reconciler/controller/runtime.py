@@ -409,8 +409,8 @@ async def start(parts: Parts, options: Options, manager: Manager, http: HttpServ
 
 
 def log_starting(options: Options) -> None:
-    """Said as ``crontask run`` starts (once its options passed their checks), before anything
-    that may take long (opening the run store, a first git clone, listing CronTasks): until
+    """Said as ``crontask run`` starts (once its state directory and run store are open),
+    before what may take long (a first git clone, listing CronTasks, a large folder): until
     "crontask started", which comes once the first pass is done, it says what the start waits
     on. Never a secret: the URLs lose their passwords and tokens (``redact_url``); a ``--db``
     that is no URL (the store refuses it) is not shown at all: its text may be a password."""

@@ -169,6 +169,7 @@ class RunStops:
         try:
             await first_of(ended(flushing), hurry)
             if not flushing.done():
+                self.recorder.retry_now()  # the store may be back during a long backoff
                 await asyncio.wait({flushing}, timeout=_HURRIED_RECORDS)
         finally:
             # Not left pending at the loop's end ("Task was destroyed but it is pending").

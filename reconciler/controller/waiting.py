@@ -16,9 +16,11 @@ from __future__ import annotations
 import dataclasses
 import itertools
 from collections import OrderedDict
+from collections.abc import Collection
 from typing import Final, Literal
 
 from reconciler.core.runs import RunRecord
+from reconciler.store.base import RunStore
 
 # How a kept record is to be written once the store is back:
 CREATE: Final = "create"  # only if the slot has no record (a skip): whatever exists stands
@@ -106,3 +108,37 @@ def _cut(record: RunRecord) -> RunRecord:
         "store with many others]\n"
     )
     return dataclasses.replace(record, output=note + record.output[-CUT_TO:])
+
+
+def write_kept(
+    store: RunStore, entries: list[Entry], told: Collection[Key] = ()
+) -> tuple[list[RunRecord], list[Key]]:
+    """Write kept records (distinct slots) in two transactions; returns the claims refused,
+    and the skips of ``told`` this process wrote (now, or before: the call whose answer came
+    late; only those are read back, one read each).
+
+    A skip (CREATE) is inserted only if its slot has no record: whatever exists stands. A
+    claim whose answer never came (CLAIM) is inserted, or, if its slot's record is this
+    process's own (the claim went through and only its answer was lost with the connection),
+    written over with the newest state; another owner's record stands, and the claim is
+    refused. The newest state of a record this process holds (SAVE) is written over it."""
+    inserts = [(record, mode) for record, mode in entries if mode != SAVE]
+    saves = [record for record, mode in entries if mode == SAVE]
+    refused: list[RunRecord] = []
+    created: list[Key] = []
+    if inserts:
+        inserted = store.claim_many([record for record, _ in inserts])
+        for (record, mode), ok in zip(inserts, inserted, strict=True):
+            key = (record.id, record.attempt)
+            if mode == CREATE and key in told and (ok or store.get(*key) == record):
+                created.append(key)
+            if ok or mode == CREATE:
+                continue
+            held = store.get(*key)
+            if held is None or record.owner is None or held.owner != record.owner:
+                refused.append(record)
+            else:
+                saves.append(record)
+    if saves:
+        store.save_many(saves)
+    return refused, created

@@ -541,7 +541,7 @@ def test_a_record_kept_behind_a_locked_one_does_not_wait_for_a_backoff(
     async def main() -> None:
         await recorder.claim(dataclasses.replace(stuck, status=RunStatus.RUNNING))
         store.locked = stuck.id
-        monkeypatch.setattr(asyncio, "sleep", sleep)
+        monkeypatch.setattr(recorder, "_backoff", sleep)
         assert await recorder.save(stuck) is False  # kept: its row is locked
         while not slept:  # the locked record was tried alone, and the loop slept
             await real_sleep(0.01)

@@ -88,3 +88,30 @@ def test_a_hurried_stop_still_writes_what_the_store_takes_at_once(
     assert d.recorder.lost == 0
     assert [store.get(r.id) for r in kept] == kept
     assert not fields(caplog, LOST)
+
+
+def test_a_hurried_stop_asks_a_store_back_during_a_long_backoff(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # The default backoff grows to 30 s: a store back during it was not asked again within
+    # the hurried second, and every record was lost to a store that answered.
+    store = FullStore()
+    store.down = True
+    kept = [record(minute, RunStatus.SUCCEEDED) for minute in range(3)]
+
+    async def scenario() -> Dispatcher:
+        recorder = Recorder(store, retry_initial=30.0, retry_max=30.0)
+        d = Dispatcher(store, owner="host:1:abc", actions=local_actions(), recorder=recorder)
+        d.recorder.later(kept)
+        assert await d.recorder.flush(0.05) is False  # failed, and sleeps 30 s
+        store.down = False
+        hurry = asyncio.Event()
+        hurry.set()
+        await asyncio.wait_for(d.shutdown(GRACE, hurry), BOUND)
+        return d
+
+    with caplog.at_level("INFO"):
+        d = asyncio.run(scenario())
+    assert d.recorder.lost == 0, caplog.text
+    assert [store.get(r.id) for r in kept] == kept
+    assert not fields(caplog, LOST)
