@@ -18,15 +18,23 @@ PyYAML's rule, the last one, named the task after the stray block, kept a task o
 and removed the CronTask. ``objects_note`` says on which lines such objects start.
 
 A ``namespace`` that is present but not a string (``1``, ``null``, ``yes``) names no task.
+
+A Kubernetes CronJob (``pasted_cronjob``) is another group's object, ignored as any, but it is
+the one a user coming from CronJobs pastes into a task folder: ``CRONJOB`` says so, as a
+warning at its place (``documents``), instead of a task that silently never comes.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import logging
 import re
+from collections.abc import Sequence
 from typing import Any
 
 import yaml
 
+from reconciler.core.desired import Location
 from reconciler.core.model import KIND
 from reconciler.core.runs import DNS1123_LABEL
 from reconciler.sources.yamlwalk import MAP, STR
@@ -35,8 +43,30 @@ KIND_FIELDS = ("apiVersion", "kind")
 HEADER = ("apiVersion", "kind", "metadata")
 _LABEL = re.compile(DNS1123_LABEL)
 _SHOWN = 4  # the lines of objects a message names at most
+LOGGED_WARNINGS = 20  # of one file, at each version read
 Keys = list[tuple[yaml.ScalarNode, yaml.Node]]  # a mapping's scalar keys and their values
 Object = dict[str, tuple[yaml.ScalarNode, yaml.Node]]  # one object's keys, by name
+CRONJOB = (
+    "a Kubernetes CronJob is not read by crontask: convert it to a CronTask"
+    ' (README, "From a CronJob")'
+)
+# The warnings of documents (``log_warnings``; ``survey`` prints them from ``FileState``). They
+# reach the log a command configures (``crontask run``'s); one that configures none (``plan``)
+# does not print them bare, without their place, as logging's last resort would.
+WARNINGS = "crontask.sources.documents"
+logging.getLogger(WARNINGS).addHandler(logging.NullHandler())
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class DocumentWarning:
+    """A document ignored that its author likely meant as a task (a pasted CronJob): said, not
+    an error, as ``crontask validate`` prints it (``file:line:col: warning: ...``)."""
+
+    location: Location
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.location}: warning: {self.message}"
 
 
 def claims_ours(api_version: Any, kind: Any) -> bool:
@@ -44,6 +74,35 @@ def claims_ours(api_version: Any, kind: Any) -> bool:
     return (isinstance(kind, str) and kind.lower() == KIND.lower()) or (
         isinstance(api_version, str) and api_version.lower().startswith("crontask")
     )
+
+
+def pasted_cronjob(api_version: Any, kind: Any) -> bool:
+    """Whether an object is a Kubernetes CronJob (``batch/v1``, ``batch/v1beta1``: group
+    ``batch``), which crontask does not read (``CRONJOB``)."""
+    group = api_version.rpartition("/")[0] if isinstance(api_version, str) else None
+    return kind == "CronJob" and group == "batch"
+
+
+def document_warning(node: yaml.Node, api_version: Any, kind: Any) -> list[tuple[int, int, str]]:
+    """The warning of a document of another group, at its start: a CronJob's, or none."""
+    if not pasted_cronjob(api_version, kind):
+        return []
+    return [(node.start_mark.line + 1, node.start_mark.column + 1, CRONJOB)]
+
+
+def log_warnings(warnings: Sequence[DocumentWarning]) -> None:
+    """Log each warning with its place, the first ``LOGGED_WARNINGS`` of a file (a file of
+    thousands of CronJobs is not thousands of lines at each edit). The directory source logs a
+    file's warnings for each version of it that it reads; a resync reads no unchanged file."""
+    for warning in warnings[:LOGGED_WARNINGS]:
+        where = warning.location
+        fields = {"location": str(where)}
+        if where.revision:
+            fields["revision"] = where.revision
+        logging.getLogger(WARNINGS).warning(warning.message, extra={"fields": fields})
+    if len(warnings) > LOGGED_WARNINGS:
+        more = {"location": warnings[0].location.path, "more": len(warnings) - LOGGED_WARNINGS}
+        logging.getLogger(WARNINGS).warning("more warnings not logged", extra={"fields": more})
 
 
 def key_of_node(node: yaml.Node) -> str | None:

@@ -13,7 +13,8 @@ the task (its own ``metadata``, whether the other object comes first or last: th
 split into objects where one repeats, ``documentkeys``), which is kept as for any broken
 document. Other objects run together are ignored. A ``metadata`` repeated alone (a stray block
 after a task) splits the document the same way: the task keeps its own name, and the message
-says on which lines the objects start.
+says on which lines the objects start. A Kubernetes CronJob is ignored too, but said: a
+warning at its place (``documentkeys.DocumentWarning``), not an error.
 
 Positions come from the YAML node tree, so a pydantic error such as ``spec.timeZone: unknown
 time zone`` is reported at the line and column of ``timeZone:`` in the file. libyaml's C parser
@@ -31,6 +32,7 @@ excerpts, so that no file can be echoed whole into a log, the API or ``validate`
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 from collections.abc import Iterator
 from typing import Any
@@ -44,9 +46,12 @@ from reconciler.core.model import API_GROUP, KIND, CronTask
 from reconciler.core.schedule import ScheduleError
 from reconciler.sources.documentkeys import (
     KIND_FIELDS,
+    DocumentWarning,
     claims_ours,
+    document_warning,
     key_of,
     key_of_node,
+    log_warnings,
     objects_note,
     plain_value,
 )
@@ -88,6 +93,10 @@ class ParsedText:
     definitions: list[Definition]
     errors: list[DefinitionError]
     ignored: int = 0  # documents of other API groups
+    warnings: tuple[DocumentWarning, ...] = ()
+
+    def log_warnings(self) -> None:  # for each version of a file read (``documentkeys``)
+        log_warnings(self.warnings)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -97,6 +106,7 @@ class PlainText:
 
     documents: list[tuple[Any, int, int]]  # each CronTask's data, its line and column
     ignored: int  # documents of other API groups
+    warnings: tuple[tuple[int, int, str], ...] = ()  # a DocumentWarning's line, column, message
 
 
 def parse_text(
@@ -133,6 +143,7 @@ def plain_text(text: str, limits: YamlLimits = DEFAULT_LIMITS) -> PlainText | No
         return None  # counted from its events first, on the long way
     budget = FileBudget(limits, len(text))
     documents: list[tuple[Any, int, int]] = []
+    warnings: list[tuple[int, int, str]] = []
     ignored = count = 0
     loader = _Loader(text)
     try:
@@ -149,6 +160,7 @@ def plain_text(text: str, limits: YamlLimits = DEFAULT_LIMITS) -> PlainText | No
             if _other_group(api_version, kind):
                 ignored += 1
                 budget.spend(1, 0)
+                warnings += document_warning(node, api_version, kind)
                 continue
             room = budget.room()
             data, used = plain_document(
@@ -165,6 +177,7 @@ def plain_text(text: str, limits: YamlLimits = DEFAULT_LIMITS) -> PlainText | No
                 return None
             if isinstance(data, dict) and _other_group(data.get("apiVersion"), data.get("kind")):
                 ignored += 1
+                warnings += document_warning(node, data.get("apiVersion"), data.get("kind"))
                 continue
             mark = node.start_mark
             documents.append((data, mark.line + 1, mark.column + 1))
@@ -172,7 +185,7 @@ def plain_text(text: str, limits: YamlLimits = DEFAULT_LIMITS) -> PlainText | No
         return None
     finally:
         loader.dispose()
-    return PlainText(documents, ignored)
+    return PlainText(documents, ignored, tuple(warnings))
 
 
 def plain_definitions(
@@ -187,7 +200,11 @@ def plain_definitions(
         except Exception:  # invalid, or worse: the long way reports either
             return None
         definitions.append(Definition.of(task, Location(source, path, line, column, revision)))
-    return ParsedText(definitions, [], plain.ignored)
+    at = functools.partial(Location, source, path, revision=revision)
+    warnings = tuple(
+        DocumentWarning(at(line, column), said) for line, column, said in plain.warnings
+    )
+    return ParsedText(definitions, [], plain.ignored, warnings)
 
 
 def _parse_with_positions(
@@ -236,7 +253,8 @@ def _parse_with_positions(
         where = err.problem_mark or err.context_mark
         line, column = (where.line + 1, where.column + 1) if where else (1, 1)
         reason = err.problem or err.context or "invalid YAML"
-        found.error(at(line, column), f"YAML syntax error: {excerpt(reason, _MESSAGE)}")
+        hint = _tab_hint(text, where)
+        found.error(at(line, column), f"YAML syntax error: {excerpt(reason, _MESSAGE)}{hint}")
     except yaml.reader.ReaderError as err:  # a control character, a lone surrogate
         line, column = _line_column(text, err.position)
         character = err.character if isinstance(err.character, int) else ord(err.character)
@@ -247,16 +265,17 @@ def _parse_with_positions(
         found.error(at(1, 1), "document is nested too deeply")
     finally:
         loader.dispose()
-    return ParsedText(found.definitions, found.errors, found.ignored)
+    return ParsedText(found.definitions, found.errors, found.ignored, tuple(found.warnings))
 
 
 class _Found:
-    """What a text yields: definitions, documents ignored, and at most ``limit`` errors."""
+    """What a text yields: definitions, documents ignored, warnings, at most ``limit`` errors."""
 
     def __init__(self, limit: int) -> None:
         self.definitions: list[Definition] = []
         self.errors: list[DefinitionError] = []
         self.ignored = 0
+        self.warnings: list[DocumentWarning] = []
         self.limit = limit
         self.full = False  # the limit was reached: stop reading
 
@@ -268,6 +287,12 @@ class _Found:
             message = f"more problems in this file; only the first {self.limit} are reported"
             key = None
         self.errors.append(DefinitionError(where, message, key))
+
+    def ignore(self, node: yaml.Node, at: Any, api_version: Any, kind: Any) -> None:
+        """A document of another group: counted, never built, and said if it is a CronJob."""
+        self.ignored += 1
+        for line, column, said in document_warning(node, api_version, kind):
+            self.warnings.append(DocumentWarning(at(line, column), said))
 
 
 def _document(
@@ -281,7 +306,7 @@ def _document(
         found.error(at(mark.line + 1, mark.column + 1), TASK_LIST)
         return 1, 0  # never built, as an ignored document
     if not run_together and _other_group(api_version, kind):
-        found.ignored += 1  # never built: its size and shape are not ours to judge
+        found.ignore(node, at, api_version, kind)  # never built: not ours to judge
         return 1, 0
     depth, number_length = limits.max_depth, limits.max_number_length
     positions: Positions | None = None
@@ -316,7 +341,7 @@ def _document(
         and isinstance(data, dict)
         and _other_group(data.get("apiVersion"), data.get("kind"))
     ):
-        found.ignored += 1  # its apiVersion came from a merge key
+        found.ignore(node, at, data.get("apiVersion"), data.get("kind"))  # from a merge key
         return used
     if positions is not None and positions.duplicates:
         _duplicates(node, data, positions, run_together, at, found)
@@ -388,6 +413,15 @@ def _str_value(value: yaml.Node | None) -> Any:
     if type(value) is yaml.ScalarNode and value.tag == STR:
         return value.value
     return None
+
+
+def _tab_hint(text: str, mark: yaml.Mark | None) -> str:
+    """What a syntax error at a tab adds: the parser's "cannot start any token" does not say
+    it is one, nor does an editor show it. libyaml's index skips a byte order mark, PyYAML's not."""
+    if mark is None:
+        return ""
+    index = mark.index + (1 if text.startswith("\ufeff") and _Loader is not yaml.SafeLoader else 0)
+    return " (a tab: YAML indents with spaces)" if text[index : index + 1] == "\t" else ""
 
 
 def _line_column(text: str, position: int) -> tuple[int, int]:

@@ -20,6 +20,7 @@ from pathlib import Path
 from stat import S_ISDIR
 
 from reconciler.core.desired import Definition, DefinitionError
+from reconciler.sources.documentkeys import DocumentWarning
 
 Signature = tuple[int, int, int, int]  # (mtime_ns, ctime_ns, size, inode)
 # The signature of a file that cannot be looked at (see signature_of): never a real one.
@@ -35,6 +36,7 @@ class FileState:
     errors: tuple[DefinitionError, ...]
     ignored: int = 0
     revision: str | None = None  # the source's revision when the file was read
+    warnings: tuple[DocumentWarning, ...] = ()  # documents ignored but said (a pasted CronJob)
 
     def in_force(self) -> tuple[Definition, ...]:
         if self.good is None:

@@ -6,7 +6,9 @@ tasks. So its files can be read by worker processes, each a share of them under 
 source's rules, which send back only what the report needs: the errors, the documents
 ignored, where each task key is defined (``Placed``) and the warnings. The keys are then
 settled here (``core.desired.check``), in the same order and with the same messages as
-``assemble``.
+``assemble``. The warnings are those of valid tasks (``schedule_warning``) and those of the file's
+documents (a pasted CronJob: ``FileState.warnings``, which ``crontask run`` logs once per
+version of a file), in line order.
 
 Reading is CPU-bound (YAML, then validating each task), so the workers are as many as the
 cores this process may use. They are forked from this process (``crontask validate`` has no
@@ -20,7 +22,7 @@ import dataclasses
 from collections.abc import Sequence
 from pathlib import Path
 
-from reconciler.core.desired import DefinitionError, Placed, check, schedule_warning
+from reconciler.core.desired import DefinitionError, Location, Placed, check, schedule_warning
 from reconciler.host import usable_cores
 from reconciler.sources.files import DirectorySource
 from reconciler.sources.forked import in_workers
@@ -34,7 +36,7 @@ class Survey:
     definitions: int  # each counted, a key defined twice twice: what ``--max-tasks`` bounds
     ignored: int  # documents of other kinds
     problems: list[str]
-    warnings: list[str]  # valid tasks that read differently elsewhere (``schedule_warning``)
+    warnings: list[str]  # valid tasks that read differently elsewhere, CronJobs not read
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -74,5 +76,11 @@ def _report(source: DirectorySource, path: Path) -> _FileReport | None:
         return None
     good = state.good or ()
     placed = tuple(Placed(d.key, d.location) for d in good)
-    warnings = tuple(w for d in good if (w := schedule_warning(d)) is not None)
+    found = [(w.location, str(w)) for w in state.warnings]
+    found += [(d.location, w) for d in good if (w := schedule_warning(d)) is not None]
+    warnings = tuple(w for _, w in sorted(found, key=_position))
     return _FileReport(state.errors, state.ignored, placed, warnings)
+
+
+def _position(found: tuple[Location, str]) -> tuple[int, int]:
+    return found[0].line, found[0].column

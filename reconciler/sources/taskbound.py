@@ -53,6 +53,7 @@ def refused(
         (DefinitionError(where, why),),
         after.ignored,
         after.revision,
+        after.warnings,
     )
 
 
