@@ -111,8 +111,9 @@ def key_of_node(node: yaml.Node) -> str | None:
     objects = split_objects(node)
     if not objects:
         return None
-    metadata = objects[_task_index(objects)].get("metadata")
-    if metadata is None:
+    task = objects[_task_index(objects)]
+    metadata = task.get("metadata")
+    if metadata is None or _shifted_in(node, task, metadata[0]):
         return None
     names = {}
     for field in ("name", "namespace"):
@@ -191,6 +192,8 @@ def _start_range(names: list[str], before: int, cut: int, after: int) -> tuple[i
     keys between belong to neither object): as early as the header keys before ``cut`` allow,
     at the place where the objects look most like Kubernetes objects (``_disorder``)."""
     following = set(names[cut:after])
+    if not following & set(HEADER):  # one object repeating a field of its own ([spec] after it)
+        return cut, cut
     low = cut
     while low - 1 > before and names[low - 1] in HEADER and names[low - 1] not in following:
         low -= 1
@@ -205,6 +208,19 @@ def _start_range(names: list[str], before: int, cut: int, after: int) -> tuple[i
     best = min(scores.values())
     chosen = [start for start, score in scores.items() if score == best]
     return chosen[0], chosen[-1]
+
+
+def _shifted_in(node: yaml.Node, task: Object, metadata: yaml.ScalarNode) -> bool:
+    """Whether the task's ``metadata`` is one ``split_objects`` moved into it from the object
+    before (it sits before the key that repeated, where the task was moved to start): a
+    ``metadata`` may leave a CronTask for the next object, never come into one, which would
+    then be named after another object."""
+    keys = [k for k, _ in node.value if type(k) is yaml.ScalarNode]  # as ``split_objects``
+    position = {id(k): i for i, k in enumerate(keys)}
+    names = [k.value for k in keys]
+    first = min(position[id(k)] for k, _ in task.values())
+    cut = next((c for c in _cuts(names) if c >= first), len(names))
+    return 0 < first <= position[id(metadata)] < cut
 
 
 def _disorder(names: list[str]) -> tuple[int, int]:

@@ -116,3 +116,35 @@ def test_the_message_names_a_few_objects_however_many_run_together() -> None:
         " no '---' between them: the CronTask is the one at line 1)",
         OURS,
     )
+
+
+@pytest.mark.parametrize(
+    "order",
+    [
+        ("apiVersion", "kind", "spec", "metadata"),  # metadata last
+        ("apiVersion", "spec", "metadata", "kind"),  # kind last
+        ("kind", "apiVersion", "spec", "metadata"),
+    ],
+)
+def test_a_task_repeating_its_own_spec_is_named_by_its_metadata_wherever_it_is(
+    order: tuple[str, ...],
+) -> None:
+    # One object repeating a field of its own, whatever its key order: not split, and the
+    # message is the plain one (the split moved its metadata away and named no task).
+    parts = {
+        "apiVersion": API,
+        "kind": "kind: CronTask\n",
+        "metadata": "metadata: {name: keep-me}\n",
+        "spec": BODY,
+    }
+    text = "".join(parts[key] for key in order) + "spec: {}\n"
+    ((message, key),) = _errors(text)
+    assert key == OURS
+    assert message.endswith("spec: duplicate key"), message
+
+
+def test_another_object_s_metadata_never_names_a_task_without_one() -> None:
+    # A ConfigMap whose metadata comes last, then a CronTask without metadata: the ConfigMap's
+    # metadata is its own, never moved into the task to name it.
+    configmap = "apiVersion: v1\nkind: ConfigMap\ndata: {}\nmetadata:\n  name: report-settings\n"
+    assert {key for _, key in _errors(configmap + NO_METADATA)} == {None}
