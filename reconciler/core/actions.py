@@ -25,6 +25,8 @@ from pydantic import (
 
 from reconciler.core.fields import MAX_ITEMS, Label, LabelValue, Model, Text
 from reconciler.core.jobspec import (
+    CRONTASK_JOB_ANNOTATIONS,
+    MAX_ANNOTATIONS_BYTES,
     JobSpecError,
     Problem,
     annotations_size_problem,
@@ -291,13 +293,19 @@ class JobMetadata(Model):
             elif (wrong := label_key_problem(key)) is not None:
                 found.append(Problem((key,), wrong))
         # 256 entries of 32 KiB pass each bound and not the API server's on the whole.
-        size = annotations_size_problem(values) if info.field_name == "annotations" else None
+        size = _annotations_problem(values) if info.field_name == "annotations" else None
         if not found and size is not None:
             found.append(Problem((), size))
         if found:
             # Each at its own key (the loader and the API report a JobSpecError's problems so).
             raise JobSpecError(found)
         return values
+
+
+def _annotations_problem(annotations: dict[str, str]) -> str | None:
+    # A Job's own, beside those crontask adds to it: together within the server's bound.
+    limit = MAX_ANNOTATIONS_BYTES - CRONTASK_JOB_ANNOTATIONS
+    return annotations_size_problem(annotations, limit, " (crontask adds its own to each Job)")
 
 
 class JobAction(Model):

@@ -90,10 +90,11 @@ def document_warning(node: yaml.Node, api_version: Any, kind: Any) -> list[tuple
     return [(node.start_mark.line + 1, node.start_mark.column + 1, CRONJOB)]
 
 
-def log_warnings(warnings: Sequence[DocumentWarning]) -> None:
+def log_warnings(warnings: Sequence[DocumentWarning]) -> tuple[DocumentWarning, ...]:
     """Log each warning with its place, the first ``LOGGED_WARNINGS`` of a file (a file of
     thousands of CronJobs is not thousands of lines at each edit). The directory source logs a
-    file's warnings for each version of it that it reads; a resync reads no unchanged file."""
+    file's warnings for each version of it that it reads; a resync reads no unchanged file.
+    Returns those a file's state keeps (bounded memory): the first, and one to say "more"."""
     for warning in warnings[:LOGGED_WARNINGS]:
         where = warning.location
         fields = {"location": str(where)}
@@ -103,6 +104,7 @@ def log_warnings(warnings: Sequence[DocumentWarning]) -> None:
     if len(warnings) > LOGGED_WARNINGS:
         more = {"location": warnings[0].location.path, "more": len(warnings) - LOGGED_WARNINGS}
         logging.getLogger(WARNINGS).warning("more warnings not logged", extra={"fields": more})
+    return tuple(warnings[: LOGGED_WARNINGS + 1])
 
 
 def key_of_node(node: yaml.Node) -> str | None:

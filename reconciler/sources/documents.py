@@ -11,10 +11,9 @@ together with another object (``cat task.yaml deployment.yaml``): it is ours wha
 kind says, each repeated key an error at its place (as ``kubectl apply`` has it) named after
 the task (its own ``metadata``, whether the other object comes first or last: the keys are
 split into objects where one repeats, ``documentkeys``), which is kept as for any broken
-document. Other objects run together are ignored. A ``metadata`` repeated alone (a stray block
-after a task) splits the document the same way: the task keeps its own name, and the message
-says on which lines the objects start. A Kubernetes CronJob is ignored too, but said: a
-warning at its place (``documentkeys.DocumentWarning``), not an error.
+document. Other objects run together are ignored; so is a ``metadata`` repeated alone (a stray
+block after a task: the message says where the objects start). A Kubernetes CronJob is ignored
+too, but said: a warning at its place (``documentkeys.DocumentWarning``), not an error.
 
 Positions come from the YAML node tree, so a pydantic error such as ``spec.timeZone: unknown
 time zone`` is reported at the line and column of ``timeZone:`` in the file. libyaml's C parser
@@ -95,8 +94,8 @@ class ParsedText:
     ignored: int = 0  # documents of other API groups
     warnings: tuple[DocumentWarning, ...] = ()
 
-    def log_warnings(self) -> None:  # for each version of a file read (``documentkeys``)
-        log_warnings(self.warnings)
+    def log_warnings(self) -> tuple[DocumentWarning, ...]:  # each version of a file read
+        return log_warnings(self.warnings)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -469,9 +469,9 @@ class DirectorySource:
         self, signature: Signature, parsed: ParsedText, good: tuple[Definition, ...] | None
     ) -> FileState:
         """A file's state from its text; ``good``: what it defined before, kept if it has errors."""
-        parsed.log_warnings()  # once per version of the file read (a resync reads no other)
+        said = parsed.log_warnings()  # once per version of the file read (a resync reads no other)
         kept = (good, tuple(parsed.errors)) if parsed.errors else (tuple(parsed.definitions), ())
-        return FileState(signature, *kept, parsed.ignored, self.revision, parsed.warnings)
+        return FileState(signature, *kept, parsed.ignored, self.revision, said)
 
     def adopt(self, ahead: dict[Path, FileState]) -> None:
         """Files read ahead of the first refresh (``sources.ahead``): the next refresh takes each

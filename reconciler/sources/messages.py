@@ -224,17 +224,18 @@ def _shape(value: Any) -> str:
 def _not_a_string(value: Any) -> str:
     """Where a string goes, YAML 1.1 reads an unquoted ``yes``, ``on``, ``8080``, ``0755``
     (octal), ``2024-01-01`` or nothing at all as another kind. Pydantic never sees the text the
-    user wrote, so the message says what it was read as, and how to keep it a string."""
+    user wrote, so the message says what it was read as, and how to keep it a string; in words
+    that hold for a JSON body too (the API's), which has no unquoted strings."""
     quote = "quote it to mean the string"
     if isinstance(value, bool):
-        spellings = "yes, on and true" if value else "no, off and false"
-        return f"read as {_shape(value)} (YAML's unquoted {spellings}): {quote}"
+        spellings = "yes, on or true" if value else "no, off or false"
+        return f"a string, not {_shape(value)} (in YAML, an unquoted {spellings}): {quote}"
     if value is None:
-        return f'read as null: {quote} ("" for an empty one)'
+        return "a string, not null (an empty value): a value is required here"
     if isinstance(value, int | float | datetime.date):
-        return f"read as {_shape(value)}: {quote}"
+        return f"a string, not {_shape(value)}: {quote}"
     if isinstance(value, dict):
-        return f"a string, not a map (an unquoted ': ' makes one): {quote}"
+        return f"a string, not a map (in YAML, an unquoted ': ' makes one): {quote}"
     return f"a string, not {_shape(value)}"
 
 

@@ -24,6 +24,7 @@ from pathlib import Path
 
 from reconciler.core.desired import DefinitionError, Location, Placed, check, schedule_warning
 from reconciler.host import usable_cores
+from reconciler.sources.documentkeys import LOGGED_WARNINGS
 from reconciler.sources.files import DirectorySource
 from reconciler.sources.forked import in_workers
 from reconciler.sources.limits import PARALLEL_MIN_FILES
@@ -76,10 +77,12 @@ def _report(source: DirectorySource, path: Path) -> _FileReport | None:
         return None
     good = state.good or ()
     placed = tuple(Placed(d.key, d.location) for d in good)
-    found = [(w.location, str(w)) for w in state.warnings]
+    found = [(w.location, str(w)) for w in state.warnings[:LOGGED_WARNINGS]]
     found += [(d.location, w) for d in good if (w := schedule_warning(d)) is not None]
-    warnings = tuple(w for _, w in sorted(found, key=_position))
-    return _FileReport(state.errors, state.ignored, placed, warnings)
+    warnings = [w for _, w in sorted(found, key=_position)]
+    if len(state.warnings) > LOGGED_WARNINGS:  # kept one past them to say so (``documentkeys``)
+        warnings.append(f"{state.warnings[0].location.path}: warning: more warnings not shown")
+    return _FileReport(state.errors, state.ignored, placed, tuple(warnings))
 
 
 def _position(found: tuple[Location, str]) -> tuple[int, int]:

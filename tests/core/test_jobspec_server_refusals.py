@@ -8,13 +8,23 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from datetime import UTC, datetime
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from reconciler.core.jobspec import MAX_ANNOTATIONS_BYTES, dotted, problems, quantity
+from reconciler.core.jobs import job_manifest
+from reconciler.core.jobspec import (
+    CRONTASK_JOB_ANNOTATIONS,
+    MAX_ANNOTATIONS_BYTES,
+    annotations_size_problem,
+    dotted,
+    problems,
+    quantity,
+)
+from reconciler.core.runs import RunRecord, RunStatus, Trigger, run_id
 from reconciler.sources.documents import parse_text
 
 MAIN = {"name": "main", "image": "busybox"}
@@ -218,21 +228,52 @@ def test_the_loader_refuses_the_definition() -> None:
     assert len(parsed.errors) == 3
 
 
-def test_the_jobs_own_annotations_are_bounded_in_all() -> None:
-    # Each value is within its own bound (32 KiB); nine together are over the server's 256 KiB.
-    values = "".join(f"      a{i}: {'x' * 30_000}\n" for i in range(9))
-    text = TASK.split("  job:\n")[0] + (
+def with_job_annotations(values: str) -> str:
+    return TASK.split("  job:\n")[0] + (
         "  job:\n    metadata:\n      annotations:\n"
-        + values.replace("      a", "        a")
+        + values
         + "    spec:\n      template:\n        spec:\n"
         + "          containers: [{name: main, image: busybox}]\n"
     )
-    parsed = parse_text(text, "report.yaml")
-    assert parsed.definitions == []
-    (error,) = parsed.errors
+
+
+def test_the_jobs_own_annotations_are_bounded_in_all() -> None:
+    # Each value is within its own bound (32 KiB); nine together are over the server's 256 KiB.
+    parsed = parse_text(with_job_annotations(f"        a: {'x' * 30_000}\n" * 1), "r.yaml")
+    assert parsed.errors == []
+    values = "".join(f"        a{i}: {'x' * 30_000}\n" for i in range(9))
+    (error,) = parse_text(with_job_annotations(values), "report.yaml").errors
+    limit = MAX_ANNOTATIONS_BYTES - CRONTASK_JOB_ANNOTATIONS
     assert error.message == (
-        f"spec.job.metadata.annotations: Too long: may not be more than "
-        f"{MAX_ANNOTATIONS_BYTES} bytes"
+        f"spec.job.metadata.annotations: Too long: may not be more than {limit} bytes "
+        "(crontask adds its own to each Job)"
     ), error.message
-    fewer = text.replace("        a8: " + "x" * 30_000 + "\n", "")
-    assert parse_text(fewer, "report.yaml").errors == []
+
+
+def at_most(size: int) -> str:
+    """Job annotations of ``size`` bytes in all, each value within its own 32 KiB."""
+    lines, left, i = [], size, 0
+    while left > 0:
+        key = f"a{i}"
+        value = "x" * min(30_000, left - len(key))
+        lines.append(f"        {key}: {value}\n")
+        left -= len(key) + len(value)
+        i += 1
+    return "".join(lines)
+
+
+def test_annotations_at_the_bound_make_jobs_the_server_takes() -> None:
+    # At the bound, with crontask's own annotations of the longest task key and run added to
+    # each Job, the Job's annotations are within the server's 256 KiB.
+    limit = MAX_ANNOTATIONS_BYTES - CRONTASK_JOB_ANNOTATIONS
+    name, namespace = "n" * 63, "s" * 63
+    named = f"name: {name}\n  namespace: {namespace}"
+    text = with_job_annotations(at_most(limit)).replace("name: report", named)
+    (definition,) = parse_text(text, "r.yaml").definitions
+    at = datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC)
+    record = RunRecord(
+        run_id(definition.key, at), definition.key, at, Trigger.MANUAL, RunStatus.RUNNING, 99
+    )
+    job = job_manifest(definition, record, namespace=namespace, name="j", env={})
+    assert annotations_size_problem(job["metadata"]["annotations"]) is None
+    assert parse_text(with_job_annotations(at_most(limit + 1)), "r.yaml").errors != []

@@ -160,7 +160,7 @@ def build(folder: Path, scratch: Path, only: str | None = None) -> list[Case]:
         "many-errors.yaml",
         HEAD + "  command:\n    args: [" + ", ".join(["1"] * 200) + "]\n",
         "7:12",
-        "spec.command.args[0]: read as the number 1: quote it to mean the string",
+        "spec.command.args[0]: a string, not the number 1: quote it to mean the string",
         lines=21,
     )
     text("long-number.yaml", "a: " + "1" * 5000 + "\n", "1:4", "number longer than 100")

@@ -192,6 +192,21 @@ def test_validate_prints_it_among_the_warnings_and_passes(tmp_path: Path) -> Non
     ]
 
 
+def test_validate_shows_twenty_warnings_of_a_file_and_says_there_are_more(tmp_path: Path) -> None:
+    # 25 CronJobs in one file: their warnings are bounded as its problems are (and a file's
+    # state keeps no more of them, whatever their number).
+    (tmp_path / "cj").mkdir()
+    (tmp_path / "cj" / "many.yaml").write_text("---\n".join(cronjob() for _ in range(25)))
+    done = crontask("validate", "cj", cwd=tmp_path)
+    lines = done.stdout.splitlines()
+    assert (done.returncode, done.stderr) == (0, ""), done.stdout
+    assert len([line for line in lines if line.endswith(WARNING)]) == LOGGED_WARNINGS
+    assert lines[LOGGED_WARNINGS] == "cj/many.yaml: warning: more warnings not shown"
+    state = DirectorySource([tmp_path / "cj"]).read(tmp_path / "cj" / "many.yaml")
+    assert state is not None
+    assert len(state.warnings) == LOGGED_WARNINGS + 1  # of 25
+
+
 @pytest.mark.parametrize("files", [2, PARALLEL_MIN_FILES])  # read here; on workers with -j2
 def test_validate_orders_it_with_the_other_warnings_after_the_problems(
     tmp_path: Path, files: int

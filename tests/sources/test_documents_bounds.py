@@ -144,7 +144,7 @@ def test_errors_per_file_are_bounded() -> None:
     text = HEAD + "  command:\n    args: [" + ", ".join(["1"] * 100) + "]\n"
     errors = parse_text(text, "t.yaml", limits=YamlLimits(max_errors=5)).errors
     assert len(errors) == 6
-    assert all("read as the number 1: quote it" in e.message for e in errors[:5])
+    assert all("a string, not the number 1: quote it" in e.message for e in errors[:5])
     assert errors[5].message == "more problems in this file; only the first 5 are reported"
 
 

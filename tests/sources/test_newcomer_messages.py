@@ -60,22 +60,24 @@ EXPECTED = [
     "c_command_string.yaml:7:3: spec.command: a map such as {args: [program, argument, ...]} "
     "(not a string: the program and each argument are items of args, run without a shell)",
     "d_http_string.yaml:7:3: spec.http: a map of fields such as url (not a string)",
-    "e_yaml11.yaml:8:18: spec.command.args[1]: read as the boolean true (YAML's unquoted yes, "
-    "on and true): quote it to mean the string",
-    "e_yaml11.yaml:8:23: spec.command.args[2]: read as the boolean false (YAML's unquoted no, "
-    "off and false): quote it to mean the string",
-    "e_yaml11.yaml:8:28: spec.command.args[3]: read as the number 493: quote it to mean the string",
-    "e_yaml11.yaml:8:34: spec.command.args[4]: read as the number 1.5: quote it to mean the string",
-    "e_yaml11.yaml:8:39: spec.command.args[5]: read as the date 2024-01-01: quote it to mean "
+    "e_yaml11.yaml:8:18: spec.command.args[1]: a string, not the boolean true (in YAML, an "
+    "unquoted yes, on or true): quote it to mean the string",
+    "e_yaml11.yaml:8:23: spec.command.args[2]: a string, not the boolean false (in YAML, an "
+    "unquoted no, off or false): quote it to mean the string",
+    "e_yaml11.yaml:8:28: spec.command.args[3]: a string, not the number 493: quote it to mean "
     "the string",
-    "e_yaml11.yaml:8:51: spec.command.args[6]: read as null: quote it to mean the string "
-    '("" for an empty one)',
-    "e_yaml11.yaml:8:54: spec.command.args[7]: a string, not a map (an unquoted ': ' makes "
-    "one): quote it to mean the string",
-    "e_yaml11.yaml:9:11: spec.command.env.DEBUG: read as the boolean true (YAML's unquoted "
-    "yes, on and true): quote it to mean the string",
-    "e_yaml11.yaml:9:22: spec.command.env.PORT: read as the number 8080: quote it to mean the "
-    "string",
+    "e_yaml11.yaml:8:34: spec.command.args[4]: a string, not the number 1.5: quote it to mean "
+    "the string",
+    "e_yaml11.yaml:8:39: spec.command.args[5]: a string, not the date 2024-01-01: quote it to "
+    "mean the string",
+    "e_yaml11.yaml:8:51: spec.command.args[6]: a string, not null (an empty value): a value is "
+    "required here",
+    "e_yaml11.yaml:8:54: spec.command.args[7]: a string, not a map (in YAML, an unquoted ': ' "
+    "makes one): quote it to mean the string",
+    "e_yaml11.yaml:9:11: spec.command.env.DEBUG: a string, not the boolean true (in YAML, an "
+    "unquoted yes, on or true): quote it to mean the string",
+    "e_yaml11.yaml:9:22: spec.command.env.PORT: a string, not the number 8080: quote it to mean "
+    "the string",
     "f_case.yaml:2:1: kind: Input should be 'CronTask' (did you mean 'CronTask'?)",
     "f_case.yaml:7:3: spec.concurrencyPolicy: Input should be 'Allow', 'Forbid' or 'Replace' "
     "(did you mean 'Forbid'?)",
@@ -122,8 +124,8 @@ def worded(spec: dict[str, Any]) -> list[str]:
         ),
         (
             {"command": {"args": ["echo", True]}},
-            "spec.command.args[1]: read as the boolean true (YAML's unquoted yes, on and "
-            "true): quote it to mean the string",
+            "spec.command.args[1]: a string, not the boolean true (in YAML, an unquoted yes, "
+            "on or true): quote it to mean the string",
         ),
         (
             {"command": {"args": ["true"]}, "concurrencyPolicy": "REPLACE"},
