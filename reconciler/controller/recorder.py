@@ -107,6 +107,7 @@ class Recorder:
         self._refused: OrderedDict[tuple[str, int], None] = OrderedDict()
         self._flusher: asyncio.Task[None] | None = None
         self._retry = asyncio.Event()  # ends the flush loop's backoff (``retry_now``)
+        self._eager = False  # the backoff is a second at most (``retry_now``)
         # Kept skips whose caller hears of them once written (``add``): keys in the buffer.
         self._told: dict[Key, Callable[[RunRecord], None]] = {}
         # Claims not to be kept when the store cannot answer them (``claim_soon(keep=False)``).
@@ -292,8 +293,10 @@ class Recorder:
             self._refusals[key] = self._refusals.get(key, 0) + 1
 
     def retry_now(self) -> None:
-        """Try the store again now, not after the backoff (a stop in a hurry: a store back
-        during a 30 s backoff would never be asked within the second the records get)."""
+        """Try the store again now, and then every second at most, not after the backoff (up
+        to 30 s): at the stop, a store back before or during the records' wait is asked in
+        time, and the records are not lost to a store that answers."""
+        self._eager = True
         self._retry.set()
 
     async def flush(self, timeout: float | None = None) -> bool:
@@ -444,7 +447,7 @@ class Recorder:
 
     async def _backoff(self, delay: float) -> None:
         """Wait ``delay`` seconds before the store is tried again, or until ``retry_now``."""
-        await first_of(self._retry, timeout=delay)
+        await first_of(self._retry, timeout=min(delay, 1.0) if self._eager else delay)
         self._retry.clear()
 
     def _refused_for_good(self, key: Key) -> bool:

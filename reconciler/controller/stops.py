@@ -151,6 +151,7 @@ class RunStops:
         ``_HURRIED_RECORDS`` more at most. ``Recorder.close`` cannot be cut once it waits, so
         its flush is waited for here, beside ``hurry``, and then it is closed without waiting."""
         hurried = hurry is not None and hurry.is_set()
+        self.recorder.retry_now()  # the store may be back, in the middle of a long backoff
         if pending := self.recorder.pending:
             log.warning(
                 "waiting for the run store to take the records kept for later; a second stop "
@@ -169,7 +170,6 @@ class RunStops:
         try:
             await first_of(ended(flushing), hurry)
             if not flushing.done():
-                self.recorder.retry_now()  # the store may be back during a long backoff
                 await asyncio.wait({flushing}, timeout=_HURRIED_RECORDS)
         finally:
             # Not left pending at the loop's end ("Task was destroyed but it is pending").

@@ -12,13 +12,16 @@ import urllib.parse
 from urllib.parse import SplitResult
 
 REDACTED = "***"
+_DB_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
 
 
 def redact_db_url(url: str) -> str:
-    """A ``--db`` URL as :func:`redact_url` shows it; ``***`` for a text that is no URL (no
-    ``://``): ``user:password@host/db`` mistyped without its scheme, or a password pasted in
-    the wrong place, would be shown whole (``user:`` reads as a scheme)."""
-    return redact_url(url) if "://" in url else REDACTED
+    """A ``--db`` URL as :func:`redact_url` shows it. A text that does not start with a scheme
+    and ``://`` but holds an ``@`` is ``***``: ``user:password@host/db`` mistyped without its
+    scheme would be shown whole (``user:`` reads as a scheme); a path (``runs.db``) is shown."""
+    if _DB_SCHEME.match(url) or "@" not in url:
+        return redact_url(url)
+    return REDACTED
 
 
 def redact_url(url: str) -> str:

@@ -226,7 +226,8 @@ def create_engine(url: str, *, existing: bool = False) -> Engine:
     try:
         u = make_url(url)
     except exc.ArgumentError as e:
-        raise ValueError(f"not a run store URL: {e}") from None
+        hint = "; a SQLite file is sqlite:////absolute/path.db" if "://" not in url else ""
+        raise ValueError(f"not a run store URL: {e}{hint}") from None
     backend = u.get_backend_name()
     if backend == "sqlite":
         database = _sqlite_file(u)

@@ -1,5 +1,5 @@
-"""A ``--db`` that is no URL (``user:password@host/db`` typed without its scheme, or a
-password pasted in its place) is refused in one line that does not show it: ``user:`` reads as
+"""A ``--db`` that is no URL but holds an ``@`` (``user:password@host/db`` typed without its
+scheme) is refused in one line that does not show it: ``user:`` reads as
 a scheme, and the URL redaction showed such a text whole, password and all, on stderr (which
 logs keep). The "crontask starting" line never shows it either."""
 
@@ -15,7 +15,9 @@ from tests.cli.hostile import crontask
 PASSWORD = "DbPassw0rdSecret"  # noqa: S105 - a test value
 
 
-@pytest.mark.parametrize("db", [f"ops:{PASSWORD}@db/crontask", PASSWORD])
+@pytest.mark.parametrize(
+    "db", [f"ops:{PASSWORD}@db/crontask", f"ops:{PASSWORD}@db/x?target=https://y"]
+)
 def test_a_db_that_is_no_url_is_refused_without_showing_it(tmp_path: Path, db: str) -> None:
     (tmp_path / "tasks").mkdir()
     state = ["--state-dir", str(tmp_path / "state"), "--listen", "off"]
@@ -36,7 +38,23 @@ def test_a_db_that_is_no_url_is_refused_without_showing_it(tmp_path: Path, db: s
         ),
         ("sqlite:////var/lib/crontask/runs.db", "sqlite:////var/lib/crontask/runs.db"),
         (f"ops:{PASSWORD}@db/crontask", "***"),
+        (f"ops:{PASSWORD}@db/x?opt=http://a", "***"),  # a scheme is at the start, or none
+        ("runs.db", "runs.db"),  # a path, no URL: shown, and said how to write one
+        ("/var/lib/crontask/runs.db", "/var/lib/crontask/runs.db"),
     ],
 )
 def test_how_a_db_url_is_shown(db: str, shown: str) -> None:
     assert redact_db_url(db) == shown
+
+
+@pytest.mark.parametrize("db", ["a", "run", "/tmp/x/runs.db"])
+def test_a_path_is_shown_as_given_and_said_how_to_write(tmp_path: Path, db: str) -> None:
+    # The message is whole: the text given was shown as *** wherever its letters appeared.
+    (tmp_path / "tasks").mkdir()
+    state = ["--state-dir", str(tmp_path / "state"), "--listen", "off"]
+    done = crontask("run", str(tmp_path / "tasks"), *state, "--db", db, timeout=60)
+    assert done.code == 2, done.err
+    assert done.err == (
+        f"crontask: run store {db}: not a run store URL: Could not parse SQLAlchemy URL from "
+        "given URL string; a SQLite file is sqlite:////absolute/path.db\n"
+    )

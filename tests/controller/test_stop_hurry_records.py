@@ -115,3 +115,31 @@ def test_a_hurried_stop_asks_a_store_back_during_a_long_backoff(
     assert d.recorder.lost == 0, caplog.text
     assert [store.get(r.id) for r in kept] == kept
     assert not fields(caplog, LOST)
+
+
+@pytest.mark.parametrize("back", ["before the stop", "during the wait"])
+def test_a_stop_asks_a_store_back_at_once_and_then_every_second(
+    caplog: pytest.LogCaptureFixture, back: str
+) -> None:
+    # One stop signal (no hurry): a store back before the records' wait, or during it, was not
+    # asked again before the backoff (up to 30 s) ran out, past a 5 s grace: all lost, exit 1.
+    store = FullStore()
+    store.down = True
+    kept = [record(minute, RunStatus.SUCCEEDED) for minute in range(3)]
+
+    async def scenario() -> Dispatcher:
+        recorder = Recorder(store, retry_initial=30.0, retry_max=30.0)
+        d = Dispatcher(store, owner="host:1:abc", actions=local_actions(), recorder=recorder)
+        d.recorder.later(kept)
+        assert await d.recorder.flush(0.05) is False  # failed, and sleeps 30 s
+        if back == "before the stop":
+            store.down = False
+        else:
+            asyncio.get_running_loop().call_later(0.5, setattr, store, "down", False)
+        await asyncio.wait_for(d.shutdown(5.0, asyncio.Event()), BOUND)
+        return d
+
+    with caplog.at_level("INFO"):
+        d = asyncio.run(scenario())
+    assert d.recorder.lost == 0, caplog.text
+    assert [store.get(r.id) for r in kept] == kept

@@ -69,8 +69,10 @@ def generate(version: str = KUBERNETES) -> dict[str, Any]:
         found: set[str] = set()
         definitions[name] = _clean(bundled[name], found)
         if defaulted := DEFAULTED.get(name):
-            required = [r for r in definitions[name]["required"] if r not in defaulted]
-            definitions[name]["required"] = required
+            node = definitions[name]
+            node["required"] = [r for r in node["required"] if r not in defaulted]
+            for field in defaulted:  # null as an optional field's: the server defaults it too
+                node["properties"][field]["type"] = [node["properties"][field]["type"], "null"]
         pending.extend(sorted(found - definitions.keys()))
     return {"kubernetes": version, "root": ROOT, "definitions": definitions}
 

@@ -102,6 +102,7 @@ VALID = {
                     "onExitCodes": {"containerName": "main", "operator": "In", "values": [42]},
                 },
                 {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget"}]},
+                {"action": "Count", "onPodConditions": [{"type": "Ready", "status": None}]},
             ]
         },
     },
