@@ -212,7 +212,8 @@ def _hidden(message: str, db_url: str | None) -> str:
     same spelling), and where the stars fell told which word the password is."""
     if not db_url:
         return message
-    message = message.replace(db_url, _shown(db_url))
+    if "://" in db_url:  # quoted whole by a driver's message; a text without is not (SQLAlchemy)
+        message = message.replace(db_url, _shown(db_url))
     password, bracketed = _password_texts(db_url)
     for secret in sorted(password, key=len, reverse=True):
         for where in _quoted_password(secret):

@@ -13,15 +13,23 @@ from urllib.parse import SplitResult
 
 REDACTED = "***"
 _DB_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
+_PATH = re.compile(r"[^@=:\s]+")
 
 
 def redact_db_url(url: str) -> str:
-    """A ``--db`` URL as :func:`redact_url` shows it. A text that does not start with a scheme
-    and ``://`` but holds an ``@`` is ``***``: ``user:password@host/db`` mistyped without its
-    scheme would be shown whole (``user:`` reads as a scheme); a path (``runs.db``) is shown."""
-    if _DB_SCHEME.match(url) or "@" not in url:
+    """A ``--db`` URL as :func:`redact_url` shows it. A text without a scheme and ``://`` is
+    shown only if it reads as a file path (``runs.db``, ``/var/lib/crontask/runs.db``: a ``/``
+    or a ``.``, and no ``@``, ``=``, ``:`` or space); else ``***``: ``user:password@host/db``
+    without its scheme (``user:`` reads as a scheme), libpq's ``host=db password=...``, or a
+    password pasted in its place would be shown whole."""
+    if _DB_SCHEME.match(url):
         return redact_url(url)
-    return REDACTED
+    return url if looks_like_path(url) else REDACTED
+
+
+def looks_like_path(text: str) -> bool:
+    """Whether a ``--db`` without a scheme reads as a file path, not credentials."""
+    return _PATH.fullmatch(text) is not None and ("/" in text or "." in text)
 
 
 def redact_url(url: str) -> str:

@@ -231,7 +231,7 @@ def _not_a_string(value: Any) -> str:
         spellings = "yes, on or true" if value else "no, off or false"
         return f"a string, not {_shape(value)} (in YAML, an unquoted {spellings}): {quote}"
     if value is None:
-        return "a string, not null (an empty value): a value is required here"
+        return 'a string, not null (an empty value): give one, or "" for an empty string'
     if isinstance(value, int | float | datetime.date):
         return f"a string, not {_shape(value)}: {quote}"
     if isinstance(value, dict):

@@ -30,6 +30,7 @@ from sqlalchemy.util import asbool
 
 from reconciler import statedir
 from reconciler.core.runs import Trigger
+from reconciler.core.urls import looks_like_path
 from reconciler.store.base import StoreUnavailable
 from reconciler.store.records import utc
 from reconciler.store.sql_errors import pg_on_error, sqlite_on_error
@@ -226,7 +227,7 @@ def create_engine(url: str, *, existing: bool = False) -> Engine:
     try:
         u = make_url(url)
     except exc.ArgumentError as e:
-        hint = "; a SQLite file is sqlite:////absolute/path.db" if "://" not in url else ""
+        hint = "; a SQLite file is sqlite:////absolute/path.db" if looks_like_path(url) else ""
         raise ValueError(f"not a run store URL: {e}{hint}") from None
     backend = u.get_backend_name()
     if backend == "sqlite":

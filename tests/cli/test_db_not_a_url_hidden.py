@@ -16,7 +16,14 @@ PASSWORD = "DbPassw0rdSecret"  # noqa: S105 - a test value
 
 
 @pytest.mark.parametrize(
-    "db", [f"ops:{PASSWORD}@db/crontask", f"ops:{PASSWORD}@db/x?target=https://y"]
+    "db",
+    [
+        f"ops:{PASSWORD}@db/crontask",
+        f"ops:{PASSWORD}@db/x?target=https://y",
+        f"host=db user=ops password={PASSWORD} dbname=crontask",  # libpq's form
+        f"ops:{PASSWORD}",
+        PASSWORD,  # pasted in the wrong place
+    ],
 )
 def test_a_db_that_is_no_url_is_refused_without_showing_it(tmp_path: Path, db: str) -> None:
     (tmp_path / "tasks").mkdir()
@@ -25,6 +32,7 @@ def test_a_db_that_is_no_url_is_refused_without_showing_it(tmp_path: Path, db: s
     assert done.code == 2, done.err
     assert "Traceback" not in done.err, done.err
     assert done.err.startswith("crontask: run store ***: not a run store URL"), done.err
+    assert "sqlite:////" not in done.err  # no path: no hint of one
     assert len(done.err.splitlines()) == 1, done.err
     assert PASSWORD not in done.err + done.out
 
@@ -41,13 +49,15 @@ def test_a_db_that_is_no_url_is_refused_without_showing_it(tmp_path: Path, db: s
         (f"ops:{PASSWORD}@db/x?opt=http://a", "***"),  # a scheme is at the start, or none
         ("runs.db", "runs.db"),  # a path, no URL: shown, and said how to write one
         ("/var/lib/crontask/runs.db", "/var/lib/crontask/runs.db"),
+        (PASSWORD, "***"),  # no / nor .: no path
+        (f"host=db password={PASSWORD}", "***"),
     ],
 )
 def test_how_a_db_url_is_shown(db: str, shown: str) -> None:
     assert redact_db_url(db) == shown
 
 
-@pytest.mark.parametrize("db", ["a", "run", "/tmp/x/runs.db"])
+@pytest.mark.parametrize("db", ["a.db", "runs.db", "/tmp/x/runs.db"])
 def test_a_path_is_shown_as_given_and_said_how_to_write(tmp_path: Path, db: str) -> None:
     # The message is whole: the text given was shown as *** wherever its letters appeared.
     (tmp_path / "tasks").mkdir()
@@ -57,4 +67,16 @@ def test_a_path_is_shown_as_given_and_said_how_to_write(tmp_path: Path, db: str)
     assert done.err == (
         f"crontask: run store {db}: not a run store URL: Could not parse SQLAlchemy URL from "
         "given URL string; a SQLite file is sqlite:////absolute/path.db\n"
+    )
+
+
+@pytest.mark.parametrize("db", ["a", "run"])
+def test_a_short_text_hidden_leaves_the_message_whole(tmp_path: Path, db: str) -> None:
+    # Hidden, it was hidden wherever its letters were: "not *** run store URL".
+    (tmp_path / "tasks").mkdir()
+    state = ["--state-dir", str(tmp_path / "state"), "--listen", "off"]
+    done = crontask("run", str(tmp_path / "tasks"), *state, "--db", db, timeout=60)
+    assert done.err == (
+        "crontask: run store ***: not a run store URL: Could not parse SQLAlchemy URL from "
+        "given URL string\n"
     )

@@ -70,8 +70,8 @@ EXPECTED = [
     "the string",
     "e_yaml11.yaml:8:39: spec.command.args[5]: a string, not the date 2024-01-01: quote it to "
     "mean the string",
-    "e_yaml11.yaml:8:51: spec.command.args[6]: a string, not null (an empty value): a value is "
-    "required here",
+    "e_yaml11.yaml:8:51: spec.command.args[6]: a string, not null (an empty value): give one, "
+    'or "" for an empty string',
     "e_yaml11.yaml:8:54: spec.command.args[7]: a string, not a map (in YAML, an unquoted ': ' "
     "makes one): quote it to mean the string",
     "e_yaml11.yaml:9:11: spec.command.env.DEBUG: a string, not the boolean true (in YAML, an "
