@@ -26,7 +26,13 @@ from reconciler.store.sql import SqlRunStore
 
 ROOT = Path(__file__).resolve().parents[2]
 # The commits that shipped them.
-RELEASES = {"0.2.0": "50b7f10", "0.3.0": "8afbd6c", "0.4.0": "1ebb786", "0.5.0": "c9db917", "0.6.0": "9a905f5"}
+RELEASES = {
+    "0.2.0": "50b7f10",
+    "0.3.0": "8afbd6c",
+    "0.4.0": "1ebb786",
+    "0.5.0": "c9db917",
+    "0.6.0": "9a905f5",
+}
 
 # Run by the release's own code: open the store as `crontask run` does, claim a run and end it,
 # and on PostgreSQL renew a members row (membership in the database needs PostgreSQL).
