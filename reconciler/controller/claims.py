@@ -200,8 +200,9 @@ class SlotClaims:
         # Saved over whatever holds its id, not only added where none does: the claim whose
         # answer was lost may have gone through, and its row (this replica's, ``running``)
         # would stand for good, a run going for the others' Forbid. A manual run's id is this
-        # replica's alone (``_keeps_claim``). Kept for later while the store is unavailable.
-        if await self.recorder.save(skipped):
+        # replica's alone (``_keeps_claim``). Kept for later while the store is unavailable,
+        # and then told to the listeners once written, as a slot's skip (``Recorder.save``).
+        if await self.recorder.save(skipped, written_later=self._notify):
             self._notify(skipped)
 
     def _unchecked(self, record: RunRecord) -> None:

@@ -108,7 +108,8 @@ class Recorder:
         self._flusher: asyncio.Task[None] | None = None
         self._retry = asyncio.Event()  # ends the flush loop's backoff (``retry_now``)
         self._eager = False  # the backoff is a second at most (``retry_now``)
-        # Kept skips whose caller hears of them once written (``add``): keys in the buffer.
+        # Kept skips whose caller hears of them once written (``add``, ``save``): keys in the
+        # buffer, and a ``save``'s on its way.
         self._told: dict[Key, Callable[[RunRecord], None]] = {}
         # Claims not to be kept when the store cannot answer them (``claim_soon(keep=False)``).
         self._unkept: set[asyncio.Future[bool]] = set()
@@ -223,19 +224,29 @@ class Recorder:
             self._told[key] = written_later
         return False
 
-    async def save(self, record: RunRecord) -> bool:
+    async def save(
+        self, record: RunRecord, written_later: Callable[[RunRecord], None] | None = None
+    ) -> bool:
         """Write the newest state of a record, creating it if needed. Never raises; False if
-        it was kept for later (the store is unavailable, or earlier records are waiting).
+        it was kept for later (the store is unavailable, or earlier records are waiting), and
+        then told to ``written_later`` once written, as ``add``'s (a manual run's skip).
         Records saved while another write is on its way travel together (``save_many``)."""
+        key = (record.id, record.attempt)
         if self._closed:
             return self._after_close(record)
-        if (record.id, record.attempt) in self._refused:
+        if key in self._refused:
             self._refuse(record)
             return False
+        if written_later is not None:  # before it is kept: the buffer's write reads ``_told``
+            self._told[key] = written_later
         if self._pending:
             self._keep(record, SAVE)  # keep order behind what is waiting
-            return False
-        return await self._lane.put("save", record)
+            saved = False
+        else:
+            saved = await self._lane.put("save", record)
+        if written_later is not None and (saved or key not in self._pending):
+            self._told.pop(key, None)  # written now (the caller tells), or told already
+        return saved
 
     async def _saved(self, batch: Batch, written: asyncio.Future[Any]) -> None:
         try:

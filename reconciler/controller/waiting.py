@@ -114,8 +114,8 @@ def write_kept(
     store: RunStore, entries: list[Entry], told: Collection[Key] = ()
 ) -> tuple[list[RunRecord], list[Key]]:
     """Write kept records (distinct slots) in two transactions; returns the claims refused,
-    and the skips of ``told`` this process wrote (now, or before: the call whose answer came
-    late; only those are read back, one read each).
+    and the records of ``told`` this process wrote: a save, a claim taken, a skip inserted now
+    or before (the call whose answer came late; only those skips are read back, one read each).
 
     A skip (CREATE) is inserted only if its slot has no record: whatever exists stands. A
     claim whose answer never came (CLAIM) is inserted, or, if its slot's record is this
@@ -130,9 +130,9 @@ def write_kept(
         inserted = store.claim_many([record for record, _ in inserts])
         for (record, mode), ok in zip(inserts, inserted, strict=True):
             key = (record.id, record.attempt)
-            if mode == CREATE and key in told and (ok or store.get(*key) == record):
-                created.append(key)
             if ok or mode == CREATE:
+                if key in told and (ok or store.get(*key) == record):
+                    created.append(key)
                 continue
             held = store.get(*key)
             if held is None or record.owner is None or held.owner != record.owner:
@@ -141,4 +141,5 @@ def write_kept(
                 saves.append(record)
     if saves:
         store.save_many(saves)
+        created += [(r.id, r.attempt) for r in saves if (r.id, r.attempt) in told]
     return refused, created
