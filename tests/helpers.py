@@ -7,6 +7,8 @@ import os
 import random
 import socket
 import ssl
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -131,3 +133,41 @@ def hanging_lookups(folder: Path, host: str, seconds: float = 60.0) -> str:
         "socket.getaddrinfo = _hanging\n"
     )
     return f"{folder}:{Path(__file__).parents[1]}"
+
+
+def crontask_cli(*argv: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    """``crontask *argv`` in a new interpreter, run to its end (a minute at most): its exit
+    status and its output, as text. Whatever the status, the caller asserts it."""
+    return subprocess.run(
+        [sys.executable, "-m", "reconciler", *argv],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+NEVER_DUE = """\
+apiVersion: crontask.dev/v1alpha1
+kind: CronTask
+metadata: {name: t}
+spec:
+  schedule: "0 0 1 1 *"
+  command: {args: ["true"]}
+"""
+
+
+def start_crontask_run(
+    folder: Path, *options: str, task: str | None = NEVER_DUE
+) -> tuple[subprocess.Popen[bytes], Path]:
+    """``crontask run tasks --state-dir state *options`` started in ``folder``, with ``task`` as
+    ``tasks/t.yaml`` (by default one due at midnight on 1 January, so not during a test; None:
+    an empty folder): the process, which the caller stops, and the file both its streams go to."""
+    (folder / "tasks").mkdir()
+    if task is not None:
+        (folder / "tasks" / "t.yaml").write_text(task)
+    log = folder / "log"
+    argv = [sys.executable, "-m", "reconciler", "run", "tasks", "--state-dir", "state", *options]
+    with log.open("w") as out:
+        return subprocess.Popen(argv, cwd=folder, stdout=out, stderr=out), log

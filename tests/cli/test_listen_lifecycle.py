@@ -7,31 +7,13 @@ from __future__ import annotations
 import re
 import signal
 import socket
-import subprocess
-import sys
 from pathlib import Path
 
-from tests.helpers import wait_for
-
-TASK = """\
-apiVersion: crontask.dev/v1alpha1
-kind: CronTask
-metadata: {name: t}
-spec:
-  schedule: "0 0 1 1 *"
-  command: {args: ["true"]}
-"""
+from tests.helpers import crontask_cli, start_crontask_run, wait_for
 
 
 def test_listening_on_port_0_logs_the_port_bound(tmp_path: Path) -> None:
-    (tmp_path / "tasks").mkdir()
-    (tmp_path / "tasks" / "t.yaml").write_text(TASK)
-    log = tmp_path / "log"
-    argv = [sys.executable, "-m", "reconciler", "run", "tasks", "--state-dir", "state"]
-    with log.open("w") as out:
-        proc = subprocess.Popen(
-            [*argv, "--listen", "127.0.0.1:0"], cwd=tmp_path, stdout=out, stderr=out
-        )
+    proc, log = start_crontask_run(tmp_path, "--listen", "127.0.0.1:0")
     try:
         line = wait_for(
             "the api listening line",
@@ -47,8 +29,7 @@ def test_listening_on_port_0_logs_the_port_bound(tmp_path: Path) -> None:
 
 
 def test_a_non_loopback_address_without_auth_is_a_usage_error(tmp_path: Path) -> None:
-    argv = [sys.executable, "-m", "reconciler", "run", str(tmp_path), "--listen", "10.1.2.3:80"]
-    result = subprocess.run(argv, cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    result = crontask_cli("run", str(tmp_path), "--listen", "10.1.2.3:80", cwd=tmp_path)
     assert result.returncode == 2, result.stderr
     assert result.stderr.startswith("usage: crontask run"), result.stderr
     assert "refusing to serve the API on 10.1.2.3 without authentication" in result.stderr

@@ -12,8 +12,6 @@ import os
 import re
 import signal
 import socket
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -23,19 +21,11 @@ from reconciler.controller.options import HaOptions, Options
 from reconciler.controller.runtime import log_starting
 from reconciler.sources.git import GitOptions
 from reconciler.sources.kubernetes import KubernetesOptions
-from tests.helpers import wait_for
+from tests.helpers import start_crontask_run, wait_for
 
 PATIENCE = 30.0
 DB_PASSWORD = "DbPassw0rdSecret"  # noqa: S105 - a test value
 GIT_TOKEN = "GitTok3nSecret"  # noqa: S105 - a test value
-TASK = """\
-apiVersion: crontask.dev/v1alpha1
-kind: CronTask
-metadata: {name: t}
-spec:
-  schedule: "0 0 1 1 *"
-  command: {args: ["true"]}
-"""
 
 
 def starting(text: str) -> str | None:
@@ -48,13 +38,7 @@ def test_the_line_comes_while_the_first_clone_does_not_answer_yet(tmp_path: Path
     silent = socket.create_server(("127.0.0.1", 0))
     port = silent.getsockname()[1]
     git = f"https://ops:{GIT_TOKEN}@127.0.0.1:{port}/tasks.git"
-    (tmp_path / "tasks").mkdir()
-    log = tmp_path / "log"
-    argv = [sys.executable, "-m", "reconciler", "run", "tasks", "--listen", "off", "--git", git]
-    with log.open("w") as out:
-        proc = subprocess.Popen(
-            [*argv, "--state-dir", "state"], cwd=tmp_path, stdout=out, stderr=out
-        )
+    proc, log = start_crontask_run(tmp_path, "--listen", "off", "--git", git, task=None)
     try:
         line = wait_for("the starting line", lambda: starting(log.read_text()), PATIENCE)
         # Said while the start waits for the clone: the remote has not answered a word.
@@ -79,14 +63,7 @@ def test_the_line_comes_while_the_first_clone_does_not_answer_yet(tmp_path: Path
 
 
 def test_the_line_comes_first_and_crontask_started_follows(tmp_path: Path) -> None:
-    (tmp_path / "tasks").mkdir()
-    (tmp_path / "tasks" / "t.yaml").write_text(TASK)
-    log = tmp_path / "log"
-    argv = [sys.executable, "-m", "reconciler", "run", "tasks", "--listen", "off"]
-    with log.open("w") as out:
-        proc = subprocess.Popen(
-            [*argv, "--state-dir", "state"], cwd=tmp_path, stdout=out, stderr=out
-        )
+    proc, log = start_crontask_run(tmp_path, "--listen", "off")
     try:
         wait_for("crontask started", lambda: "crontask started" in log.read_text(), PATIENCE)
     finally:

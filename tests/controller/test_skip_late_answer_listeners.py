@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import cast
@@ -100,12 +100,16 @@ class Scene:
         self.heard: list[RunRecord] = []
         self.dispatcher.subscribe(self.heard.append)
 
-    async def skip_unanswered(self) -> None:
+    async def fire(self) -> None:
         """Fire the slot; return once its skip has stopped waiting for the store's answer."""
         job = definition("job", command={"args": ["true"]}, startingDeadlineSeconds=30)
         skipped = self.dispatcher.fire(job, SLOT)
         assert (skipped.status, skipped.reason) == (RunStatus.SKIPPED, "MissedDeadline")
-        assert await self.dispatcher.drain(PATIENCE)  # the skip's write gave up waiting
+        assert await self.dispatcher.drain(PATIENCE)
+
+    async def skip_unanswered(self) -> None:
+        """Fire the slot, its skip's insert left unanswered past ``answer_wait``."""
+        await self.fire()  # the skip's write gave up waiting
         assert self.held.claim_held.is_set()
         assert not self.held.claim_answered.is_set()  # it has not been answered
         assert self.dispatcher.recorder.pending == 1  # kept
@@ -118,8 +122,30 @@ class Scene:
         await self.dispatcher.recorder.close(PATIENCE)
 
 
+def play(
+    held: Held, steps: Callable[[Scene], Awaitable[None]], answer_wait: float = WAIT
+) -> list[RunRecord]:
+    """A scene on ``held``: ``steps``, then all settled. What its listeners heard."""
+
+    async def main() -> list[RunRecord]:
+        scene = Scene(held, answer_wait)
+        await steps(scene)
+        await scene.settled()
+        return scene.heard
+
+    return asyncio.run(main())
+
+
 def stored(store: RunStore) -> RunRecord | None:
     return store.get(run_id(KEY, SLOT))
+
+
+def heard_once(store: RunStore, heard: list[RunRecord]) -> RunRecord:
+    """The slot's record, written, and the one skip the listeners heard of."""
+    record = stored(store)
+    assert record is not None
+    assert skips(heard) == [record]
+    return record
 
 
 def test_a_skip_answered_late_reaches_the_listeners_once(sqlite: RunStore) -> None:
@@ -127,21 +153,15 @@ def test_a_skip_answered_late_reaches_the_listeners_once(sqlite: RunStore) -> No
     store was slow, not gone)."""
     held = Held(sqlite)
 
-    async def main() -> list[RunRecord]:
-        scene = Scene(held)
+    async def steps(scene: Scene) -> None:
         await scene.skip_unanswered()
         assert skips(scene.heard) == []  # nothing is known to be written yet
         held.claim_release.set()
         await until("the late insert's answer", held.claim_answered.is_set)
         held.flush_release.set()
-        await scene.settled()
-        return scene.heard
 
-    heard = asyncio.run(main())
-    record = stored(sqlite)
-    assert record is not None
+    record = heard_once(sqlite, play(held, steps))
     assert (record.status, record.reason, record.owner) == (RunStatus.SKIPPED, "MissedDeadline", ME)
-    assert skips(heard) == [record]
 
 
 def test_a_skip_whose_kept_record_goes_in_first_reaches_the_listeners_once(
@@ -151,18 +171,14 @@ def test_a_skip_whose_kept_record_goes_in_first_reaches_the_listeners_once(
     finds the slot recorded (its DuplicateRun is no second skip, nor another's record)."""
     held = Held(sqlite)
 
-    async def main() -> list[RunRecord]:
-        scene = Scene(held)
+    async def steps(scene: Scene) -> None:
         await scene.skip_unanswered()
         held.flush_release.set()
         assert await scene.dispatcher.recorder.flush(PATIENCE)
         assert stored(sqlite) is not None
         held.claim_release.set()
-        await scene.settled()
-        return scene.heard
 
-    heard = asyncio.run(main())
-    assert skips(heard) == [stored(sqlite)]
+    heard_once(sqlite, play(held, steps))
 
 
 def test_a_skip_whose_late_insert_failed_reaches_the_listeners_once_its_record_is_written(
@@ -171,21 +187,15 @@ def test_a_skip_whose_late_insert_failed_reaches_the_listeners_once_its_record_i
     held = Held(sqlite)
     held.lands = False
 
-    async def main() -> list[RunRecord]:
-        scene = Scene(held)
+    async def steps(scene: Scene) -> None:
         await scene.skip_unanswered()
         held.claim_release.set()
         await until("the late insert's failure", held.claim_answered.is_set)
         await asyncio.sleep(WAIT)
         assert skips(scene.heard) == []  # still only kept
         held.flush_release.set()
-        await scene.settled()
-        return scene.heard
 
-    heard = asyncio.run(main())
-    record = stored(sqlite)
-    assert record is not None
-    assert skips(heard) == [record]
+    heard_once(sqlite, play(held, steps))
 
 
 def test_a_late_skip_that_loses_to_another_record_of_its_slot_is_not_heard(
@@ -196,8 +206,7 @@ def test_a_late_skip_that_loses_to_another_record_of_its_slot_is_not_heard(
     held = Held(sqlite)
     held.lands = False  # the late insert fails; the kept one finds the other's record
 
-    async def main() -> list[RunRecord]:
-        scene = Scene(held)
+    async def steps(scene: Scene) -> None:
         await scene.skip_unanswered()
         theirs = RunRecord(
             id=run_id(KEY, SLOT),
@@ -211,10 +220,8 @@ def test_a_late_skip_that_loses_to_another_record_of_its_slot_is_not_heard(
         assert sqlite.claim_many([theirs]) == [True]
         held.claim_release.set()
         held.flush_release.set()
-        await scene.settled()
-        return scene.heard
 
-    heard = asyncio.run(main())
+    heard = play(held, steps)
     record = stored(sqlite)
     assert record is not None
     assert record.owner == OTHER
@@ -226,17 +233,11 @@ def test_a_skip_answered_in_time_is_heard_once_as_before(sqlite: RunStore) -> No
     held.claim_release.set()
     held.hold_flush = False
 
-    async def main() -> list[RunRecord]:
-        scene = Scene(held, answer_wait=PATIENCE)
-        job = definition("job", command={"args": ["true"]}, startingDeadlineSeconds=30)
-        scene.dispatcher.fire(job, SLOT)
-        assert await scene.dispatcher.drain(PATIENCE)
+    async def steps(scene: Scene) -> None:
+        await scene.fire()
         assert scene.dispatcher.recorder.pending == 0
-        await scene.settled()
-        return scene.heard
 
-    heard = asyncio.run(main())
-    assert skips(heard) == [stored(sqlite)]
+    heard_once(sqlite, play(held, steps, answer_wait=PATIENCE))
 
 
 def test_a_skip_kept_through_an_outage_reaches_the_listeners_once_written(
@@ -248,18 +249,10 @@ def test_a_skip_kept_through_an_outage_reaches_the_listeners_once_written(
     held.lands = False
     held.claim_release.set()  # answered at once: unavailable
 
-    async def main() -> list[RunRecord]:
-        scene = Scene(held, answer_wait=PATIENCE)
-        job = definition("job", command={"args": ["true"]}, startingDeadlineSeconds=30)
-        scene.dispatcher.fire(job, SLOT)
-        assert await scene.dispatcher.drain(PATIENCE)
+    async def steps(scene: Scene) -> None:
+        await scene.fire()
         assert scene.dispatcher.recorder.pending == 1  # kept
         assert skips(scene.heard) == []
         held.flush_release.set()
-        await scene.settled()
-        return scene.heard
 
-    heard = asyncio.run(main())
-    record = stored(sqlite)
-    assert record is not None
-    assert skips(heard) == [record]
+    heard_once(sqlite, play(held, steps, answer_wait=PATIENCE))

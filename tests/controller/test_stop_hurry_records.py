@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 import pytest
 
 from reconciler.controller.dispatch import Dispatcher
 from reconciler.controller.recorder import Recorder
-from reconciler.core.runs import RunStatus
+from reconciler.core.runs import RunRecord, RunStatus
 from tests.controller.test_recorder import record
 from tests.controller.test_recorder_lost_and_later import FullStore, fields
 from tests.helpers import local_actions
@@ -23,9 +25,40 @@ WAITING = "waiting for the run store to take the records kept for later; a secon
 LOST = "run records lost at shutdown: the store stayed unavailable"
 
 
-def dispatcher(store: FullStore) -> Dispatcher:
-    recorder = Recorder(store, retry_initial=0.01, retry_max=0.05)
-    return Dispatcher(store, owner="host:1:abc", actions=local_actions(), recorder=recorder)
+class Outage:
+    """The store down, and three run records kept for it."""
+
+    def __init__(self) -> None:
+        self.store = FullStore()
+        self.store.down = True
+        self.kept: list[RunRecord] = [record(minute, RunStatus.SUCCEEDED) for minute in range(3)]
+
+    def dispatcher(self, backoff: float | None = None) -> Dispatcher:
+        """A dispatcher whose recorder keeps the records, and tries the store again after 10
+        ms, then up to 50 ms; or, with ``backoff``, after that many seconds each time."""
+        recorder = Recorder(self.store, retry_initial=backoff or 0.01, retry_max=backoff or 0.05)
+        d = Dispatcher(self.store, owner="host:1:abc", actions=local_actions(), recorder=recorder)
+        d.recorder.later(self.kept)
+        return d
+
+    async def tried(self, backoff: float | None = None) -> Dispatcher:
+        """The same, once its flush has tried the store and failed: it waits out its backoff."""
+        d = self.dispatcher(backoff)
+        assert await d.recorder.flush(0.05) is False
+        return d
+
+    def all_written(self, d: Dispatcher, caplog: pytest.LogCaptureFixture) -> None:
+        assert d.recorder.lost == 0, caplog.text
+        assert [self.store.get(r.id) for r in self.kept] == self.kept
+        assert not fields(caplog, LOST)
+
+
+def stopped(
+    caplog: pytest.LogCaptureFixture, scenario: Callable[[], Coroutine[Any, Any, Dispatcher]]
+) -> Dispatcher:
+    """``scenario`` run to its end on a loop of its own, its INFO lines captured."""
+    with caplog.at_level("INFO"):
+        return asyncio.run(scenario())
 
 
 async def said(caplog: pytest.LogCaptureFixture, message: str) -> None:
@@ -36,15 +69,12 @@ async def said(caplog: pytest.LogCaptureFixture, message: str) -> None:
 def test_a_second_signal_during_the_records_wait_ends_it(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    store = FullStore()
-    store.down = True
-    kept = [record(minute, RunStatus.SUCCEEDED) for minute in range(3)]
+    outage = Outage()
     took = 0.0
 
     async def scenario() -> Dispatcher:
         nonlocal took
-        d = dispatcher(store)
-        d.recorder.later(kept)
+        d = outage.dispatcher()
         hurry = asyncio.Event()
         shutdown = asyncio.ensure_future(d.shutdown(GRACE, hurry))
         await asyncio.wait_for(said(caplog, WAITING), BOUND)
@@ -54,13 +84,13 @@ def test_a_second_signal_during_the_records_wait_ends_it(
         took = time.monotonic() - began
         return d
 
-    with caplog.at_level("INFO"):
-        d = asyncio.run(scenario())
+    d = stopped(caplog, scenario)
     assert fields(caplog, WAITING) == [{"records": 3, "seconds": GRACE}]
     assert took < BOUND
     assert d.recorder.lost == 3
     assert fields(caplog, LOST) == [{"lost": 3}]
-    assert [f["run"] for f in fields(caplog, "run record lost at shutdown")] == [r.id for r in kept]
+    lost = [f["run"] for f in fields(caplog, "run record lost at shutdown")]
+    assert lost == [r.id for r in outage.kept]
     # Nothing left behind on the loop: no task destroyed pending, no exception unretrieved.
     assert not [r for r in caplog.records if r.name == "asyncio"], caplog.text
 
@@ -68,26 +98,19 @@ def test_a_second_signal_during_the_records_wait_ends_it(
 def test_a_hurried_stop_still_writes_what_the_store_takes_at_once(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    store = FullStore()
-    store.down = True
-    kept = [record(minute, RunStatus.SUCCEEDED) for minute in range(3)]
+    outage = Outage()
 
     async def scenario() -> Dispatcher:
-        d = dispatcher(store)
-        d.recorder.later(kept)
-        assert await d.recorder.flush(0.05) is False  # the flush is on, and fails
-        store.down = False  # the store is back: the flush's next try (50 ms) writes them
+        d = await outage.tried()  # the flush is on, and fails
+        outage.store.down = False  # the store is back: the flush's next try (50 ms) writes them
         hurry = asyncio.Event()
         hurry.set()  # Ctrl-C twice before the stop reached the records
         await asyncio.wait_for(d.shutdown(GRACE, hurry), BOUND)
         return d
 
-    with caplog.at_level("INFO"):
-        d = asyncio.run(scenario())
+    d = stopped(caplog, scenario)
     assert fields(caplog, WAITING) == [{"records": 3, "seconds": 1.0}]
-    assert d.recorder.lost == 0
-    assert [store.get(r.id) for r in kept] == kept
-    assert not fields(caplog, LOST)
+    outage.all_written(d, caplog)
 
 
 def test_a_hurried_stop_asks_a_store_back_during_a_long_backoff(
@@ -95,26 +118,17 @@ def test_a_hurried_stop_asks_a_store_back_during_a_long_backoff(
 ) -> None:
     # The default backoff grows to 30 s: a store back during it was not asked again within
     # the hurried second, and every record was lost to a store that answered.
-    store = FullStore()
-    store.down = True
-    kept = [record(minute, RunStatus.SUCCEEDED) for minute in range(3)]
+    outage = Outage()
 
     async def scenario() -> Dispatcher:
-        recorder = Recorder(store, retry_initial=30.0, retry_max=30.0)
-        d = Dispatcher(store, owner="host:1:abc", actions=local_actions(), recorder=recorder)
-        d.recorder.later(kept)
-        assert await d.recorder.flush(0.05) is False  # failed, and sleeps 30 s
-        store.down = False
+        d = await outage.tried(backoff=30.0)  # failed, and sleeps 30 s
+        outage.store.down = False
         hurry = asyncio.Event()
         hurry.set()
         await asyncio.wait_for(d.shutdown(GRACE, hurry), BOUND)
         return d
 
-    with caplog.at_level("INFO"):
-        d = asyncio.run(scenario())
-    assert d.recorder.lost == 0, caplog.text
-    assert [store.get(r.id) for r in kept] == kept
-    assert not fields(caplog, LOST)
+    outage.all_written(stopped(caplog, scenario), caplog)
 
 
 @pytest.mark.parametrize("back", ["before the stop", "during the wait"])
@@ -123,23 +137,15 @@ def test_a_stop_asks_a_store_back_at_once_and_then_every_second(
 ) -> None:
     # One stop signal (no hurry): a store back before the records' wait, or during it, was not
     # asked again before the backoff (up to 30 s) ran out, past a 5 s grace: all lost, exit 1.
-    store = FullStore()
-    store.down = True
-    kept = [record(minute, RunStatus.SUCCEEDED) for minute in range(3)]
+    outage = Outage()
 
     async def scenario() -> Dispatcher:
-        recorder = Recorder(store, retry_initial=30.0, retry_max=30.0)
-        d = Dispatcher(store, owner="host:1:abc", actions=local_actions(), recorder=recorder)
-        d.recorder.later(kept)
-        assert await d.recorder.flush(0.05) is False  # failed, and sleeps 30 s
+        d = await outage.tried(backoff=30.0)  # failed, and sleeps 30 s
         if back == "before the stop":
-            store.down = False
+            outage.store.down = False
         else:
-            asyncio.get_running_loop().call_later(0.5, setattr, store, "down", False)
+            asyncio.get_running_loop().call_later(0.5, setattr, outage.store, "down", False)
         await asyncio.wait_for(d.shutdown(5.0, asyncio.Event()), BOUND)
         return d
 
-    with caplog.at_level("INFO"):
-        d = asyncio.run(scenario())
-    assert d.recorder.lost == 0, caplog.text
-    assert [store.get(r.id) for r in kept] == kept
+    outage.all_written(stopped(caplog, scenario), caplog)

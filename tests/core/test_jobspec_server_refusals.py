@@ -6,8 +6,6 @@ The rules and words are pkg/apis/core/validation's and pkg/apis/batch/validation
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from datetime import UTC, datetime
 from fractions import Fraction
 from pathlib import Path
@@ -26,6 +24,7 @@ from reconciler.core.jobspec import (
 )
 from reconciler.core.runs import RunRecord, RunStatus, Trigger, run_id
 from reconciler.sources.documents import parse_text
+from tests.helpers import crontask_cli
 
 MAIN = {"name": "main", "image": "busybox"}
 POLICY = {"rules": [{"action": "FailJob", "onExitCodes": {"operator": "In", "values": [42]}}]}
@@ -201,13 +200,7 @@ spec:
 
 def test_validate_names_each_refusal_at_its_line(tmp_path: Path) -> None:
     (tmp_path / "report.yaml").write_text(TASK)
-    proc = subprocess.run(
-        [sys.executable, "-m", "reconciler", "validate", str(tmp_path)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    proc = crontask_cli("validate", str(tmp_path))
     assert proc.returncode == 1, proc.stdout + proc.stderr
     where = f"{tmp_path / 'report.yaml'}"
     job = "spec.job.spec.template.spec"

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -16,6 +14,7 @@ import yaml
 from reconciler.core import jobspec
 from reconciler.core.jobspec import KEYWORDS, MAX_PROBLEMS, REFUSED, problems
 from reconciler.sources.documents import parse_text
+from tests.helpers import crontask_cli
 from tests.jobs.jobspec_schema import generate as generate_schema
 from tests.jobs.jobspec_schema import render
 
@@ -375,13 +374,7 @@ def test_crontask_validate_says_file_line_col(tmp_path: Path) -> None:
     (tmp_path / "report.yaml").write_text(
         TASK.replace("Nevr", "Never").replace("command", "comand")
     )
-    proc = subprocess.run(
-        [sys.executable, "-m", "reconciler", "validate", str(tmp_path)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    proc = crontask_cli("validate", str(tmp_path))
     assert proc.returncode == 1
     where = f"{tmp_path / 'report.yaml'}:15:15"
     field = "spec.job.spec.template.spec.containers[0].comand"
