@@ -93,10 +93,10 @@ def run_validate(args: argparse.Namespace) -> int:
     problems = found.problems
     if (past := declared_past(found.definitions, args.max_tasks)) is not None:
         problems = [*problems, printable(f"{', '.join(args.paths)}: {past}")]
-    receivers, warnings = None, found.warnings
+    receivers, warnings, warned = None, found.warnings, found.warned
     if args.notifications is not None:
-        receivers, said, warned = _check_notifications(args.notifications)
-        problems, warnings = [*problems, *said], [*warnings, *warned]
+        receivers, said, notes = _check_notifications(args.notifications)
+        problems, warnings, warned = [*problems, *said], [*warnings, *notes], warned + len(notes)
     for line in [*problems, *warnings]:
         print(line)
     summary = f"{_count(found.files, 'file')}, {_count(found.tasks, 'task')}"
@@ -104,8 +104,8 @@ def run_validate(args: argparse.Namespace) -> int:
         summary += f", {_count(found.ignored, 'document')} of other kinds ignored"
     if receivers is not None:
         summary += f", {_count(receivers, 'notification receiver')}"
-    if warnings:  # a warning does not fail validation: the task is valid and runs
-        summary += f", {_count(len(warnings), 'warning')}"
+    if warned:  # a warning does not fail validation: the task is valid and runs
+        summary += f", {_count(warned, 'warning')}"  # those not shown too (``survey``)
     if problems:
         sys.stdout.flush()  # keep the summary after the problems when both go to one terminal
         print(f"{_count(len(problems), 'problem')} ({summary})", file=sys.stderr)

@@ -17,24 +17,20 @@ The same holds when only ``metadata`` repeats (a lone ``metadata`` block run on 
 PyYAML's rule, the last one, named the task after the stray block, kept a task of that name
 and removed the CronTask. ``objects_note`` says on which lines such objects start.
 
-A ``namespace`` that is present but not a string (``1``, ``null``, ``yes``) names no task.
+A document is split once (``split_objects``), whatever the number of its errors: its task key
+(``key_of_split``) and its note are read from that one ``Split``.
 
-A Kubernetes CronJob (``pasted_cronjob``) is another group's object, ignored as any, but it is
-the one a user coming from CronJobs pastes into a task folder: ``CRONJOB`` says so, as a
-warning at its place (``documents``), instead of a task that silently never comes.
+A ``namespace`` that is present but not a string (``1``, ``null``, ``yes``) names no task.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import logging
 import re
-from collections.abc import Sequence
 from typing import Any
 
 import yaml
 
-from reconciler.core.desired import Location
 from reconciler.core.model import KIND
 from reconciler.core.runs import DNS1123_LABEL
 from reconciler.sources.yamlwalk import MAP, STR
@@ -43,30 +39,19 @@ KIND_FIELDS = ("apiVersion", "kind")
 HEADER = ("apiVersion", "kind", "metadata")
 _LABEL = re.compile(DNS1123_LABEL)
 _SHOWN = 4  # the lines of objects a message names at most
-LOGGED_WARNINGS = 20  # of one file, at each version read
 Keys = list[tuple[yaml.ScalarNode, yaml.Node]]  # a mapping's scalar keys and their values
 Object = dict[str, tuple[yaml.ScalarNode, yaml.Node]]  # one object's keys, by name
-CRONJOB = (
-    "a Kubernetes CronJob is not read by crontask: convert it to a CronTask"
-    ' (README, "From a CronJob")'
-)
-# The warnings of documents (``log_warnings``; ``survey`` prints them from ``FileState``). They
-# reach the log a command configures (``crontask run``'s); one that configures none (``plan``)
-# does not print them bare, without their place, as logging's last resort would.
-WARNINGS = "crontask.sources.documents"
-logging.getLogger(WARNINGS).addHandler(logging.NullHandler())
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
-class DocumentWarning:
-    """A document ignored that its author likely meant as a task (a pasted CronJob): said, not
-    an error, as ``crontask validate`` prints it (``file:line:col: warning: ...``)."""
+class Split:
+    """A document's keys split into objects (``split_objects``): what its key and the note of
+    its errors are read from, however many errors it has."""
 
-    location: Location
-    message: str
-
-    def __str__(self) -> str:
-        return f"{self.location}: warning: {self.message}"
+    keys: list[yaml.ScalarNode]  # the plain mapping's scalar keys, in order
+    objects: list[Object]  # no key repeats within one (see ``_cuts``)
+    starts: list[int]  # each object's first key, in ``keys``
+    cuts: list[int]  # where a key repeats (``_cuts``): an object starts there at the latest
 
 
 def claims_ours(api_version: Any, kind: Any) -> bool:
@@ -76,46 +61,19 @@ def claims_ours(api_version: Any, kind: Any) -> bool:
     )
 
 
-def pasted_cronjob(api_version: Any, kind: Any) -> bool:
-    """Whether an object is a Kubernetes CronJob (``batch/v1``, ``batch/v1beta1``: group
-    ``batch``), which crontask does not read (``CRONJOB``)."""
-    group = api_version.rpartition("/")[0] if isinstance(api_version, str) else None
-    return kind == "CronJob" and group == "batch"
-
-
-def document_warning(node: yaml.Node, api_version: Any, kind: Any) -> list[tuple[int, int, str]]:
-    """The warning of a document of another group, at its start: a CronJob's, or none."""
-    if not pasted_cronjob(api_version, kind):
-        return []
-    return [(node.start_mark.line + 1, node.start_mark.column + 1, CRONJOB)]
-
-
-def log_warnings(warnings: Sequence[DocumentWarning]) -> tuple[DocumentWarning, ...]:
-    """Log each warning with its place, the first ``LOGGED_WARNINGS`` of a file (a file of
-    thousands of CronJobs is not thousands of lines at each edit). The directory source logs a
-    file's warnings for each version of it that it reads; a resync reads no unchanged file.
-    Returns those a file's state keeps (bounded memory): the first, and one to say "more"."""
-    for warning in warnings[:LOGGED_WARNINGS]:
-        where = warning.location
-        fields = {"location": str(where)}
-        if where.revision:
-            fields["revision"] = where.revision
-        logging.getLogger(WARNINGS).warning(warning.message, extra={"fields": fields})
-    if len(warnings) > LOGGED_WARNINGS:
-        more = {"location": warnings[0].location.path, "more": len(warnings) - LOGGED_WARNINGS}
-        logging.getLogger(WARNINGS).warning("more warnings not logged", extra={"fields": more})
-    return tuple(warnings[: LOGGED_WARNINGS + 1])
-
-
 def key_of_node(node: yaml.Node) -> str | None:
+    """``key_of_split`` of a document with one error (split for it alone)."""
+    return key_of_split(split_objects(node))
+
+
+def key_of_split(split: Split) -> str | None:
     """The task key a document that cannot be built, or repeats keys, still names in plain
     ``metadata``: of objects run together, the CronTask's own (see the module docstring)."""
-    objects = split_objects(node)
-    if not objects:
+    if not split.objects:
         return None
-    task = objects[_task_index(objects)]
-    metadata = task.get("metadata")
-    if metadata is None or _shifted_in(node, task, metadata[0]):
+    index = _task_index(split.objects)
+    metadata = split.objects[index].get("metadata")
+    if metadata is None or _shifted_in(split, index, metadata[0]):
         return None
     names = {}
     for field in ("name", "namespace"):
@@ -128,11 +86,11 @@ def key_of_node(node: yaml.Node) -> str | None:
     return key_of({"metadata": names}) if "name" in names else None
 
 
-def objects_note(node: yaml.Node) -> str | None:
-    """Where the objects run together in ``node`` start, and which is the CronTask, for the
+def objects_note(split: Split) -> str | None:
+    """Where the objects run together in a document start, and which is the CronTask, for the
     message of a repeated key; None when one object repeats a field of its own (no object
     besides the CronTask's has a header key)."""
-    objects = split_objects(node)
+    objects = split.objects
     if len(objects) < 2:
         return None
     task = _task_index(objects)
@@ -159,21 +117,24 @@ def _task_index(objects: list[Object]) -> int:
     return best[1]
 
 
-def split_objects(node: yaml.Node) -> list[Object]:
+def split_objects(node: yaml.Node) -> Split:
     """The keys of a plain mapping node split into objects (see the module docstring); keys
-    whose object cannot be told belong to none. One object when no key repeats."""
+    whose object cannot be told belong to none. One object when no key repeats; none when the
+    node is no plain mapping."""
     if type(node) is not yaml.MappingNode or node.tag != MAP:
-        return []
+        return Split([], [], [], [])
     keys: Keys = [(k, v) for k, v in node.value if type(k) is yaml.ScalarNode]
     names = [k.value for k, _ in keys]
-    bounds = [0, *_cuts(names), len(names)]
+    cuts = _cuts(names)
+    bounds = [0, *cuts, len(names)]
     starts, ends = [0], []  # each object's first key, and the key after its last
     for j in range(1, len(bounds) - 1):
         low, high = _start_range(names, bounds[j - 1], bounds[j], bounds[j + 1])
         ends.append(low)
         starts.append(high)
     ends.append(len(names))
-    return [{k.value: (k, v) for k, v in keys[s:e]} for s, e in zip(starts, ends, strict=True)]
+    objects = [{k.value: (k, v) for k, v in keys[s:e]} for s, e in zip(starts, ends, strict=True)]
+    return Split([k for k, _ in keys], objects, starts, cuts)
 
 
 def _cuts(names: list[str]) -> list[int]:
@@ -212,17 +173,14 @@ def _start_range(names: list[str], before: int, cut: int, after: int) -> tuple[i
     return chosen[0], chosen[-1]
 
 
-def _shifted_in(node: yaml.Node, task: Object, metadata: yaml.ScalarNode) -> bool:
-    """Whether the task's ``metadata`` is one ``split_objects`` moved into it from the object
-    before (it sits before the key that repeated, where the task was moved to start): a
-    ``metadata`` may leave a CronTask for the next object, never come into one, which would
-    then be named after another object."""
-    keys = [k for k, _ in node.value if type(k) is yaml.ScalarNode]  # as ``split_objects``
-    position = {id(k): i for i, k in enumerate(keys)}
-    names = [k.value for k in keys]
-    first = min(position[id(k)] for k, _ in task.values())
-    cut = next((c for c in _cuts(names) if c >= first), len(names))
-    return 0 < first <= position[id(metadata)] < cut
+def _shifted_in(split: Split, task: int, metadata: yaml.ScalarNode) -> bool:
+    """Whether the ``metadata`` of the task (object ``task``) is one ``split_objects`` moved
+    into it from the object before (it sits before the key that repeated, where the task was
+    moved to start): a ``metadata`` may leave a CronTask for the next object, never come into
+    one, which would then be named after another object."""
+    first = split.starts[task]  # no key repeats within an object: its first is its start
+    cut = next((c for c in split.cuts if c >= first), len(split.keys))
+    return first > 0 and any(key is metadata for key in split.keys[first:cut])
 
 
 def _disorder(names: list[str]) -> tuple[int, int]:

@@ -13,7 +13,7 @@ the task (its own ``metadata``, whether the other object comes first or last: th
 split into objects where one repeats, ``documentkeys``), which is kept as for any broken
 document. Other objects run together are ignored; so is a ``metadata`` repeated alone (a stray
 block after a task: the message says where the objects start). A Kubernetes CronJob is ignored
-too, but said: a warning at its place (``documentkeys.DocumentWarning``), not an error.
+too, but said: a warning at its place (``docwarnings.DocumentWarning``), not an error.
 
 Positions come from the YAML node tree, so a pydantic error such as ``spec.timeZone: unknown
 time zone`` is reported at the line and column of ``timeZone:`` in the file. libyaml's C parser
@@ -45,15 +45,15 @@ from reconciler.core.model import API_GROUP, KIND, CronTask
 from reconciler.core.schedule import ScheduleError
 from reconciler.sources.documentkeys import (
     KIND_FIELDS,
-    DocumentWarning,
     claims_ours,
-    document_warning,
     key_of,
     key_of_node,
-    log_warnings,
+    key_of_split,
     objects_note,
     plain_value,
+    split_objects,
 )
+from reconciler.sources.docwarnings import DocumentWarning, document_warning, log_warnings, placed
 from reconciler.sources.limits import FileBudget, Room, YamlLimits, excerpt
 from reconciler.sources.messages import MESSAGE, Problem, dotted, message
 from reconciler.sources.yamlpositions import Positions
@@ -200,10 +200,7 @@ def plain_definitions(
             return None
         definitions.append(Definition.of(task, Location(source, path, line, column, revision)))
     at = functools.partial(Location, source, path, revision=revision)
-    warnings = tuple(
-        DocumentWarning(at(line, column), said) for line, column, said in plain.warnings
-    )
-    return ParsedText(definitions, [], plain.ignored, warnings)
+    return ParsedText(definitions, [], plain.ignored, tuple(placed(plain.warnings, at)))
 
 
 def _parse_with_positions(
@@ -290,8 +287,7 @@ class _Found:
     def ignore(self, node: yaml.Node, at: Any, api_version: Any, kind: Any) -> None:
         """A document of another group: counted, never built, and said if it is a CronJob."""
         self.ignored += 1
-        for line, column, said in document_warning(node, api_version, kind):
-            self.warnings.append(DocumentWarning(at(line, column), said))
+        self.warnings += placed(document_warning(node, api_version, kind), at)
 
 
 def _document(
@@ -366,9 +362,10 @@ def _duplicates(
     into objects, named after the CronTask's (``documentkeys``), else after the one built. A
     ``metadata`` repeated alone does not say that objects ran together, as a repeated
     ``apiVersion`` or ``kind`` does: its message says where they start, and which is ours."""
-    split = any(len(dup_path) == 1 for dup_path, _ in positions.duplicates)
-    key = key_of_node(node) if run_together or split else key_of(data)
-    note = objects_note(node) if split and not run_together else None
+    top = any(len(dup_path) == 1 for dup_path, _ in positions.duplicates)
+    split = split_objects(node) if run_together or top else None  # once, for every error
+    key = key_of(data) if split is None else key_of_split(split)
+    note = objects_note(split) if split is not None and top and not run_together else None
     for dup_path, mark in positions.duplicates:
         message = f"{dotted(dup_path)}: duplicate key"
         if note is not None and len(dup_path) == 1:

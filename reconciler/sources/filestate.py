@@ -20,7 +20,7 @@ from pathlib import Path
 from stat import S_ISDIR
 
 from reconciler.core.desired import Definition, DefinitionError
-from reconciler.sources.documentkeys import DocumentWarning
+from reconciler.sources.docwarnings import DocumentWarning
 
 Signature = tuple[int, int, int, int]  # (mtime_ns, ctime_ns, size, inode)
 # The signature of a file that cannot be looked at (see signature_of): never a real one.

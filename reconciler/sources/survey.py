@@ -8,7 +8,8 @@ ignored, where each task key is defined (``Placed``) and the warnings. The keys 
 settled here (``core.desired.check``), in the same order and with the same messages as
 ``assemble``. The warnings are those of valid tasks (``schedule_warning``) and those of the file's
 documents (a pasted CronJob: ``FileState.warnings``, which ``crontask run`` logs once per
-version of a file), in line order.
+version of a file), in line order: 20 of a file's documents at most, then a line that says there
+are more. ``Survey.warned`` counts them all, shown or not (not that line).
 
 Reading is CPU-bound (YAML, then validating each task), so the workers are as many as the
 cores this process may use. They are forked from this process (``crontask validate`` has no
@@ -24,7 +25,7 @@ from pathlib import Path
 
 from reconciler.core.desired import DefinitionError, Location, Placed, check, schedule_warning
 from reconciler.host import usable_cores
-from reconciler.sources.documentkeys import LOGGED_WARNINGS
+from reconciler.sources.docwarnings import LOGGED_WARNINGS, counted
 from reconciler.sources.files import DirectorySource
 from reconciler.sources.forked import in_workers
 from reconciler.sources.limits import PARALLEL_MIN_FILES
@@ -38,6 +39,7 @@ class Survey:
     ignored: int  # documents of other kinds
     problems: list[str]
     warnings: list[str]  # valid tasks that read differently elsewhere, CronJobs not read
+    warned: int  # the warnings, those not shown among them (a line of ``warnings`` says so)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -46,6 +48,7 @@ class _FileReport:
     ignored: int
     placed: tuple[Placed, ...]
     warnings: tuple[str, ...]
+    warned: int  # the file's warnings, shown or not
 
 
 def survey(source: DirectorySource, workers: int | None = None) -> Survey:
@@ -64,7 +67,8 @@ def survey(source: DirectorySource, workers: int | None = None) -> Survey:
     tasks, problems = check((p for r in read for p in r.placed), errors)
     definitions = sum(len(r.placed) for r in read)
     warnings = [w for r in read for w in r.warnings]
-    return Survey(len(read), tasks, definitions, sum(r.ignored for r in read), problems, warnings)
+    ignored, warned = sum(r.ignored for r in read), sum(r.warned for r in read)
+    return Survey(len(read), tasks, definitions, ignored, problems, warnings, warned)
 
 
 def _read_share(source: DirectorySource, paths: Sequence[Path]) -> list[_FileReport | None]:
@@ -80,9 +84,11 @@ def _report(source: DirectorySource, path: Path) -> _FileReport | None:
     found = [(w.location, str(w)) for w in state.warnings[:LOGGED_WARNINGS]]
     found += [(d.location, w) for d in good if (w := schedule_warning(d)) is not None]
     warnings = [w for _, w in sorted(found, key=_position)]
-    if len(state.warnings) > LOGGED_WARNINGS:  # kept one past them to say so (``documentkeys``)
+    warned = len(warnings)
+    if len(state.warnings) > LOGGED_WARNINGS:  # kept one past them to say so (``docwarnings``)
         warnings.append(f"{state.warnings[0].location.path}: warning: more warnings not shown")
-    return _FileReport(state.errors, state.ignored, placed, tuple(warnings))
+        warned += counted(state.warnings[LOGGED_WARNINGS:])  # each one not shown
+    return _FileReport(state.errors, state.ignored, placed, tuple(warnings), warned)
 
 
 def _position(found: tuple[Location, str]) -> tuple[int, int]:

@@ -15,7 +15,6 @@ from pathlib import Path
 
 import pytest
 
-from reconciler.sources.documentkeys import LOGGED_WARNINGS
 from reconciler.sources.documents import (
     DEFAULT_LIMITS,
     PRESCAN_LENGTH,
@@ -24,6 +23,7 @@ from reconciler.sources.documents import (
     plain_definitions,
     plain_text,
 )
+from reconciler.sources.docwarnings import LOGGED_WARNINGS
 from reconciler.sources.files import DirectorySource
 from reconciler.sources.limits import PARALLEL_MIN_FILES
 from tests.helpers import wait_for
