@@ -30,12 +30,13 @@ The loss window, stated: at most ``capacity`` records wait in memory, their outp
 budget past which a record keeps only the end of its output (``waiting``). When it is full,
 the first in line is dropped (logged as an error, counted in ``dropped``): the oldest, but for
 records the store would not take alone, which went to the back (see ``_flush_loop``). A process
-that dies with records pending loses them; one that stops with records pending (the store
-still unavailable after the shutdown's wait) logs each lost record's run, attempt and status
-(the first ``LOST_LISTED``, and how many more), and ``crontask run`` exits 1 (``lost``). A
-run whose ``running`` record never reached the store is not in it: the next start on this
-host stops the command it may have left running and records it ``interrupted``
-(``controller.instance``), or the slot counts as missed.
+that dies with records pending loses them; one that stops with records pending after the
+shutdown's wait logs each lost record's run, attempt and status (the first ``LOST_LISTED``, and
+how many more), and ``crontask run`` exits 1 (``lost``). Records a write still under way takes
+(a slow store, not a down one) are said not confirmed instead, and that write's end when it
+comes (``controller.lost``). A run whose ``running`` record never reached the store is not in
+it: the next start on this host stops the command it may have left running and records it
+``interrupted`` (``controller.instance``), or the slot counts as missed.
 Records the store could not take at that start (``later``) wait here like any other.
 """
 
@@ -49,6 +50,8 @@ from typing import Any, TypeVar
 
 from reconciler.aio import first_of, retrieved, within
 from reconciler.controller.lane import ANSWER_WAIT, SAVE_BATCH, Batch, Lane, started_pool
+from reconciler.controller.lost import LOST_LISTED as LOST_LISTED
+from reconciler.controller.lost import AtStop, Writes
 from reconciler.controller.waiting import (
     CLAIM,
     CREATE,
@@ -76,8 +79,6 @@ LONE_TRIES = 3
 # enough to outlast a passing error nobody foresaw, few enough that a record the store will
 # never take costs the records behind it seconds (the flush loop's backoff), not for ever.
 REFUSED_TRIES = 3
-# Records lost at shutdown listed one by one in the log; the rest are counted.
-LOST_LISTED = 20
 
 
 class Recorder:
@@ -96,8 +97,8 @@ class Recorder:
         self.retry_initial = retry_initial
         self.retry_max = retry_max
         self.dropped = 0
-        # Records still pending when ``close`` gave up on the store (logged, lost).
-        self.lost = 0
+        self._at_stop = AtStop()  # what ``close`` left (``lost``)
+        self._writes = Writes()  # the writes in the store's threads, with their records
         self._pool = started_pool(io_threads, "crontask-store")
         self._pending = Waiting(capacity, output_budget)
         # Failures alone, other than an outage, of records waiting (see REFUSED_TRIES): only
@@ -123,9 +124,23 @@ class Recorder:
     def pending(self) -> int:
         return len(self._pending)
 
+    @property
+    def lost(self) -> int:
+        """Records still pending when ``close`` gave up, not known written (logged): none
+        reached the store, or a write still under way takes them and has not landed yet."""
+        return self._at_stop.missing
+
     async def call(self, fn: Callable[..., T], *args: object) -> T:
         """Run a blocking store call in the store's threads."""
         return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
+
+    def _send(
+        self, records: Sequence[RunRecord], fn: Callable[..., T], *args: Any
+    ) -> asyncio.Future[T]:
+        """``call``, for a write of ``records``: known to ``close`` until it ends."""
+        write = self._pool.submit(fn, *args)
+        self._writes.add(write, records)
+        return asyncio.wrap_future(write, loop=asyncio.get_running_loop())
 
     async def claim(self, record: RunRecord) -> bool:
         """Claim a slot. True: claimed. False: the store is unavailable; the record is kept
@@ -153,7 +168,7 @@ class Recorder:
             fn = _waiting
         else:
             fn = self.store.save_many
-        return asyncio.get_running_loop().run_in_executor(self._pool, fn, records)
+        return self._send(records, fn, records)
 
     async def _claimed(self, batch: Batch, written: asyncio.Future[Any]) -> None:
         try:
@@ -211,7 +226,7 @@ class Recorder:
         wait = self._answer_wait
         unanswered = StoreUnavailable(f"the run store did not answer within {wait:g}s")
         try:
-            await within(self.call(self.store.claim, record), wait, unanswered)
+            await within(self._send([record], self.store.claim, record), wait, unanswered)
         except DuplicateRun:
             return False
         except StoreUnavailable:
@@ -318,42 +333,20 @@ class Recorder:
         return bool(done) and not self._pending
 
     async def close(self, timeout: float) -> None:
-        """Wait up to ``timeout`` for what is pending, then say what is lost (``lost``).
-        The store's threads are not joined: one waiting for a store that takes bytes and never
-        answers (its driver has no bound of its own) would hold the event loop, and the stop
-        with it, for ever; what they still do is abandoned, and the end of ``crontask run``
-        does not wait for them either (``cli.daemon``)."""
-        if not await self.flush(timeout) and self._pending:
-            self.lost = len(self._pending)
-            self._say_lost()
+        """Wait up to ``timeout`` for what is pending, then say what is lost, or not confirmed
+        (``lost``). The store's threads are not joined: one waiting for a store that takes
+        bytes and never answers (its driver has no bound of its own) would hold the event
+        loop, and the stop with it, for ever; what they still do is abandoned, and the end of
+        ``crontask run`` does not wait for them either (``cli.daemon``)."""
+        gave_up = not await self.flush(timeout) and bool(self._pending)
         if self._flusher is not None:
             self._flusher.cancel()
         self._closed = True
+        # Before the records are said: a write only queued for the threads is cancelled now,
+        # and never reaches the store; one a thread took is under way (``lost.Writes``).
         self._pool.shutdown(wait=False, cancel_futures=True)
-
-    def _say_lost(self) -> None:
-        """Log the records lost at shutdown, each (up to ``LOST_LISTED``) with its run, attempt
-        and status, for an operator to repair the history: the next start sees of them only
-        what the store holds (a ``running`` record it marks ``interrupted``, or none: the slot
-        is then missed, and caught up or counted as not run)."""
-        lost = len(self._pending)
-        log.error(
-            "run records lost at shutdown: the store stayed unavailable",
-            extra={"fields": {"lost": lost}},
-        )
-        # In time order (a record the store refused alone went to the back of the line).
-        every = self._pending.first(lost)
-        every.sort(key=lambda item: (item[1][0].scheduled_at, item[0]))
-        for (run, attempt), (record, _) in every[:LOST_LISTED]:
-            log.error(
-                "run record lost at shutdown",
-                extra={"fields": {"run": run, "attempt": attempt, "status": record.status}},
-            )
-        if lost > LOST_LISTED:
-            log.error(
-                "more run records lost at shutdown, not listed",
-                extra={"fields": {"more": lost - LOST_LISTED}},
-            )
+        if gave_up:
+            self._at_stop.say(self._pending.first(len(self._pending)), self._writes)
 
     def later(self, saves: Sequence[RunRecord], creates: Sequence[RunRecord] = ()) -> None:
         """Keep records the store could not take before this recorder was made (the ends of
@@ -423,7 +416,10 @@ class Recorder:
             self._pending.writing = frozenset(key for key, _ in batch)
             try:
                 entries = [e for _, e in batch]
-                refused, created = await self.call(write_kept, self.store, entries, self._told)
+                sent = [record for record, _ in entries]
+                refused, created = await self._send(
+                    sent, write_kept, self.store, entries, self._told
+                )
             except Exception as err:
                 if len(batch) > 1:
                     size = len(batch) // 2

@@ -145,11 +145,13 @@ class RunStops:
         await self._close_recorder(grace, hurry)
 
     async def _close_recorder(self, grace: float, hurry: asyncio.Event | None) -> None:
-        """Wait up to ``grace`` for the records kept for later (the store unavailable) to be
-        written, then close the recorder: what is left is lost, said, and makes the exit status
-        1 (``Recorder.close``). ``hurry``, set before or during the wait, leaves the records
-        ``_HURRIED_RECORDS`` more at most. ``Recorder.close`` cannot be cut once it waits, so
-        its flush is waited for here, beside ``hurry``, and then it is closed without waiting."""
+        """Wait up to ``grace`` for the records kept for later (the store unavailable, or slow)
+        to be written, then close the recorder: what is left is said, lost or, in a write
+        still under way, not confirmed, and makes the exit status 1 unless that write is known
+        to have landed when the status is decided (``Recorder.close``, ``controller.lost``).
+        ``hurry``, set before or during the wait, leaves the records ``_HURRIED_RECORDS`` more
+        at most. ``Recorder.close`` cannot be cut once it waits, so its flush is waited for
+        here, beside ``hurry``, and then it is closed without waiting."""
         hurried = hurry is not None and hurry.is_set()
         self.recorder.retry_now()  # the store may be back, in the middle of a long backoff
         if pending := self.recorder.pending:

@@ -1,0 +1,159 @@
+"""What a stop says of the run records the store has not taken (``Recorder.close``).
+
+A record still waiting when the records' wait ends is one of two things. Lost: no write to the
+store took it (the store was down, or a write before it never answered), and none will now; the
+next start sees of it only what the store holds. Or not confirmed: a write taking it is still
+under way in the store's threads (the store is slow, not down: a lock held, a disk that
+stalls), which the stop cannot cut short and may yet land. Calling those lost blamed an
+unavailable store for a slow one, and an operator repairing history from the lost lines would
+have repaired records that were written. So they are said apart, and the end of each write
+under way is said when it comes, written or failed (then lost, named as the others), within
+the seconds the process gives its threads anyway (``controller.runtime``, ``cli.daemon``): no
+wait of its own. The outcome unknown, its records count as ``missing``, and ``crontask run``
+exits 1 as on a loss, unless the write has landed when the exit status is decided (after the
+threads' wait of ``controller.runtime``); one that lands later, during the last wait at exit
+(``cli.daemon``), is said, but the status decided stays.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import logging
+import threading
+from collections.abc import Sequence
+from concurrent.futures import Future
+from typing import Any
+
+from reconciler.controller.waiting import CUT_TO, Entry, Key
+from reconciler.core.runs import RunRecord
+
+log = logging.getLogger("crontask.recorder")
+
+# Records lost, or not confirmed, at shutdown listed one by one in the log; the rest are counted.
+LOST_LISTED = 20
+
+Waited = list[tuple[Key, Entry]]
+
+
+class Writes:
+    """The store writes handed to the recorder's threads and not ended, each with the records
+    it takes. A write ends in its own thread, hence the lock."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._out: dict[Future[Any], Sequence[RunRecord]] = {}
+
+    def add(self, write: Future[Any], records: Sequence[RunRecord]) -> None:
+        with self._lock:
+            self._out[write] = records
+        write.add_done_callback(self._ended)  # at once if it ended already
+
+    def _ended(self, write: Future[Any]) -> None:
+        with self._lock:
+            self._out.pop(write, None)
+
+    def under_way(self) -> list[tuple[Future[Any], Sequence[RunRecord]]]:
+        """The writes not ended. Asked once the threads' queue was cancelled (``shutdown``
+        with ``cancel_futures``): a write still pending then is taken by a thread, or is."""
+        with self._lock:
+            return [(write, records) for write, records in self._out.items() if not write.done()]
+
+
+class AtStop:
+    """The records a recorder's close left: lost, and those not confirmed yet (``missing``)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._lost = 0
+        self._unconfirmed = 0
+
+    @property
+    def missing(self) -> int:
+        """Records not known written: lost, or in a write under way that has not landed."""
+        with self._lock:
+            return self._lost + self._unconfirmed
+
+    def say(self, waiting: Waited, writes: Writes) -> None:
+        """Say what became of ``waiting`` (the records still kept), and, for those a write
+        under way takes, what becomes of them when it ends."""
+        unsure: dict[Future[Any], Waited] = {}
+        lost: Waited = []
+        sent = [(write, {(r.id, r.attempt): r for r in rs}) for write, rs in writes.under_way()]
+        for key, entry in waiting:
+            # Its own state, not an older one of its run: a newer state no write took is lost.
+            write = next((w for w, rs in sent if _same(entry[0], rs.get(key))), None)
+            if write is None:
+                lost.append((key, entry))
+            else:
+                unsure.setdefault(write, []).append((key, entry))
+        unconfirmed = sum(len(taken) for taken in unsure.values())
+        with self._lock:
+            self._lost, self._unconfirmed = len(lost), unconfirmed
+        if lost:
+            log.error(
+                "run records lost at shutdown: the store stayed unavailable",
+                extra={"fields": {"lost": len(lost)}},
+            )
+            _listed(lost, "lost")
+        if unsure:
+            log.warning(
+                "run records not confirmed at shutdown: a write to the store was still under way",
+                extra={"fields": {"records": unconfirmed}},
+            )
+            every = [item for taken in unsure.values() for item in taken]
+            _listed(every, "not confirmed", logging.WARNING)
+        for write, taken in unsure.items():
+            write.add_done_callback(functools.partial(self._ended, taken=taken))
+
+    def _ended(self, write: Future[Any], taken: Waited) -> None:
+        """A write under way at the stop ended (in its thread, or at once in ``say``)."""
+        with self._lock:
+            self._unconfirmed -= len(taken)
+            failed = write.cancelled() or write.exception() is not None
+            if failed:
+                self._lost += len(taken)
+        if not failed:
+            log.info(
+                "run records written after the shutdown's wait: the write under way went through",
+                extra={"fields": {"records": len(taken)}},
+            )
+            return
+        error = "cancelled" if write.cancelled() else str(write.exception())
+        log.error(
+            "run records lost at shutdown: the write under way failed",
+            extra={"fields": {"records": len(taken), "error": error}},
+        )
+        _listed(taken, "lost")
+
+
+def _same(kept: RunRecord, sent: RunRecord | None) -> bool:
+    """``kept`` (a record waiting) is the state ``sent`` (one a write takes), or that state
+    with its output cut to its end (``waiting.Waiting.put``, past the output budget)."""
+    if sent is None:
+        return False
+    if kept == sent:
+        return True
+    cut = len(sent.output) > CUT_TO and kept.output.endswith(sent.output[-CUT_TO:])
+    return cut and dataclasses.replace(sent, output=kept.output) == kept
+
+
+def _listed(items: Waited, what: str, level: int = logging.ERROR) -> None:
+    """Each record (up to ``LOST_LISTED``) with its run, attempt and status, in time order (a
+    record the store refused alone went to the back of the line), for an operator to repair
+    the history: the next start sees of them only what the store holds (a ``running`` record
+    it marks ``interrupted``, or none: the slot is then missed, and caught up or counted as
+    not run)."""
+    every = sorted(items, key=lambda item: (item[1][0].scheduled_at, item[0]))
+    for (run, attempt), (record, _) in every[:LOST_LISTED]:
+        log.log(
+            level,
+            f"run record {what} at shutdown",
+            extra={"fields": {"run": run, "attempt": attempt, "status": record.status}},
+        )
+    if len(items) > LOST_LISTED:
+        log.log(
+            level,
+            f"more run records {what} at shutdown, not listed",
+            extra={"fields": {"more": len(items) - LOST_LISTED}},
+        )
