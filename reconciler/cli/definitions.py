@@ -117,7 +117,8 @@ def run_validate(args: argparse.Namespace) -> int:
 def _check_notifications(path: Path) -> tuple[int | None, list[str], list[str]]:
     """The number of receivers of the ``--notifications`` file, read as ``crontask run`` reads
     it at start (None if it does not read), its problems (``file:line:col: ...``, never a
-    URL), and the warnings the reading logs (a file others may read), each with its file."""
+    URL), and its warnings: those the reading logs (a file others may read), each with its
+    file, then what is valid but does nothing (a receiver no route sends to), at its place."""
     from reconciler.sinks import notify_config  # only this check needs it
 
     warned = _Warnings()
@@ -129,7 +130,8 @@ def _check_notifications(path: Path) -> tuple[int | None, list[str], list[str]]:
         return None, [printable(line) for line in str(err).splitlines()], warned.lines
     finally:
         logger.removeHandler(warned)
-    return len(checked.config.receivers), [], warned.lines
+    notes = [*warned.lines, *(printable(line) for line in checked.warnings)]
+    return len(checked.config.receivers), [], notes
 
 
 class _Warnings(logging.Handler):

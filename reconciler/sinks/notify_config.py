@@ -30,6 +30,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import enum
+import fnmatch
 import re
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -42,6 +43,7 @@ from pydantic.alias_generators import to_camel
 
 from reconciler.core.desired import SourceKind
 from reconciler.core.fields import Label
+from reconciler.core.runs import DNS1123_LABEL
 from reconciler.secretfile import read_secret_file
 from reconciler.sinks.notify_config_yaml import Builder, describe, nearest, read_yaml
 
@@ -109,14 +111,81 @@ class Match(_Config):
     name: str | None = Field(None, min_length=1, max_length=253, description="a glob: backup-*")
     source: SourceKind | None = None
 
+    @field_validator("namespace", mode="before")
+    @classmethod
+    def _whole(cls, value: Any) -> Any:
+        # Before the label's own check, whose message cannot say what was meant instead.
+        if isinstance(value, str) and "/" in value:
+            namespace, _, name = value[:127].partition("/")  # a value may be long
+            raise ValueError(
+                f"{value[:127]!r} is a namespace and a name: write namespace: {namespace} and "
+                f"name: {name}"
+            )
+        if isinstance(value, str) and any(c in value for c in "*?["):
+            raise ValueError(
+                f"{value[:63]!r} is a glob: a namespace is matched whole (leave it out to match "
+                "every namespace)"
+            )
+        return value
+
     @field_validator("name")
     @classmethod
     def _lower(cls, value: str | None) -> str | None:
         # A task's name is lower case (DNS-1123): a capital outside a [set] matches no task.
         outside = re.sub(r"\[[^]]*\]", "", value or "")
-        if outside != outside.lower():
+        if "/" not in outside and outside != outside.lower():
             raise ValueError(f"task names are lower case: {value!r} can match none")
+        if value is not None and (why := _unmatchable(value)) is not None:
+            raise ValueError(f"{value!r} can match no task: {why}")
         return value
+
+
+# What a task's name is made of (metadata.name is a DNS-1123 label: no '.', unlike a subdomain).
+_NAME_CHARACTERS: Final = frozenset("abcdefghijklmnopqrstuvwxyz0123456789-")
+
+
+def _unmatchable(glob: str) -> str | None:
+    """Why no task's name can match ``glob`` (fnmatch's: ``*``, ``?``, ``[set]``, ``[!set]``),
+    or None: a ``/`` (a ``namespace/name`` key), a character no name holds, or a set that
+    takes none. Character by character only: ``-*`` still passes, and matches no label."""
+    if "/" in glob:
+        namespace, _, name = glob.partition("/")
+        if re.match(DNS1123_LABEL, namespace):
+            return f"a task's name holds no '/': write namespace: {namespace} and name: {name}"
+        if namespace in ("", "*"):
+            return (
+                f"a task's name holds no '/': write name: {name} and no namespace to match "
+                f"{name} in every namespace"
+            )
+        return "a task's name holds no '/' (its namespace is matched apart, by namespace:)"
+    i = 0
+    while i < len(glob):
+        end = _set_end(glob, i) if glob[i] == "[" else None
+        if end is not None:
+            taken = glob[i : end + 1]
+            if not any(fnmatch.fnmatchcase(c, taken) for c in _NAME_CHARACTERS):
+                return f"{taken} matches no character of a task name"
+            i = end + 1
+            continue
+        if glob[i] not in _NAME_CHARACTERS and glob[i] not in "*?":
+            return (
+                f"{glob[i]!r} is in no task name (lower-case letters, digits and '-'; a glob "
+                "adds *, ? and [...]): write '-' or ? in its place"
+            )
+        i += 1
+    return None
+
+
+def _set_end(glob: str, start: int) -> int | None:
+    """The index of the ``]`` that closes the set opening at ``start``, as fnmatch reads it
+    (a ``]`` first, or after ``!``, is one of the set), or None: an unclosed ``[`` is itself."""
+    j = start + 1
+    if j < len(glob) and glob[j] == "!":
+        j += 1
+    if j < len(glob) and glob[j] == "]":
+        j += 1
+    end = glob.find("]", j)
+    return end if end >= 0 else None
 
 
 class Route(_Config):
@@ -149,10 +218,12 @@ class NotificationConfig(_Config):
 
 @dataclasses.dataclass(frozen=True)
 class Notifications:
-    """A checked file: the config, and where relative paths start."""
+    """A checked file: the config, where relative paths start, and what in it is valid but
+    does nothing (``file:line:col: warning: ...``, which ``crontask validate`` prints)."""
 
     config: NotificationConfig
     base: Path
+    warnings: tuple[str, ...] = ()
 
     def path(self, value: Path) -> Path:
         return value if value.is_absolute() else self.base / value
@@ -190,9 +261,12 @@ def check_url(url: str) -> None:
     # error has a place, not at each delivery. httpx's own message quotes the URL: not kept.
     try:
         parsed = httpx.URL(url)
+        # Read here, in the try: httpx decodes an IDNA host (xn--...) only when asked, and
+        # idna's error (a ValueError) quotes it.
+        host = parsed.host
     except (httpx.InvalidURL, ValueError):
         raise ValueError("the URL is not valid (its host or port cannot be read)") from None
-    if not parsed.host:
+    if not host:
         raise ValueError("the URL has no host")
     if parsed.port is not None and not 1 <= parsed.port <= 65535:
         raise ValueError("the URL's port must be between 1 and 65535")
@@ -252,7 +326,22 @@ def parse(text: str, source: str, base: Path) -> Notifications:
     receivers, routes = list(enumerate(config.receivers)), list(enumerate(config.routes))
     if problems := _references(notifications, receivers, routes, names, builder, source):
         raise NotificationConfigError("\n".join(problems))
-    return notifications
+    return dataclasses.replace(notifications, warnings=_unrouted(config, builder, source))
+
+
+def _unrouted(config: NotificationConfig, builder: Builder, source: str) -> tuple[str, ...]:
+    """A warning for each receiver that no route names: valid, and sent nothing (a route
+    removed, or one naming another receiver by mistake)."""
+    routed = {route.receiver for route in config.routes}
+    warnings = []
+    for i, receiver in enumerate(config.receivers):
+        if receiver.name not in routed:
+            line, column = nearest(builder.marks, ("receivers", i, "name"))
+            warnings.append(
+                f"{source}:{line}:{column}: warning: receivers[{i}]: no route sends to "
+                f"{receiver.name!r}: it is sent no notification"
+            )
+    return tuple(warnings)
 
 
 def _partial_references(data: Any, base: Path, builder: Builder, source: str) -> list[str]:

@@ -35,6 +35,7 @@ ALERTS = {
     "CrontaskTaskRunningLong",
     "CrontaskDefinitionErrors",
     "CrontaskSourceSyncFailing",
+    "CrontaskNotificationsFailing",
     "CrontaskStartDelayHigh",
     "CrontaskDown",
     "CrontaskReplicaMissing",

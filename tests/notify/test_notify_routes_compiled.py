@@ -22,7 +22,7 @@ routes:
   - {receiver: b, events: [everyFailure], match: {name: "db-?"}}
   - {receiver: a, events: [everyFailure], match: {name: "db-[0-4]"}}
   - {receiver: a, events: [everyFailure], match: {name: "db-[!0-4]"}}
-  - {receiver: b, events: [definitionError], match: {namespace: ops, name: "a.b+c*"}}
+  - {receiver: b, events: [definitionError], match: {namespace: ops, name: "a[!x]b-c*"}}
   - {receiver: a, events: [definitionError], match: {source: api}}
   - {receiver: b, events: [definitionError], match: {source: file, name: "*-x-*"}}
   - {receiver: a, events: [failed], match: {namespace: default, source: file}}
@@ -37,10 +37,10 @@ KEYS = [
     "ops/db-9",
     "ops/db-12",
     "team/db-x",
-    "ops/a.b+c",
-    "ops/a.b+cd",
-    "ops/axb+c",
-    "ops/aab+c",
+    "ops/a-b-c",
+    "ops/a-b-cd",
+    "ops/axb-c",
+    "ops/aab-c",
     "default/y-x-z",
     "default/-x-",
     "default/x-x",
