@@ -31,6 +31,7 @@ from reconciler.api.hosts import same_origin
 from reconciler.api.problems import FieldProblem, Problem, ProblemError
 from reconciler.api.webhook_secret import WebhookSecret
 from reconciler.controller.view import RuntimeView
+from reconciler.sinks.kubernetes_refusals import RefusalLog
 from reconciler.sinks.metrics import Metrics
 
 log = logging.getLogger("crontask.api")
@@ -41,6 +42,12 @@ PRINCIPAL_SCOPE_KEY: Final = "crontask.principal"
 ROLE_SCOPE_KEY: Final = "crontask.role"
 """Where the guard leaves the caller's name for the request log (never the credential)."""
 
+# A bad credential is refused on every request that carries it: a client retrying a revoked
+# token on one keep-alive connection wrote 3 000 warnings in 4 s. Each kind of failure (its
+# message and reason) is logged the first time, then at most once a minute, with how many
+# were not logged since (``suppressed``), as refused Kubernetes writes are.
+AUTH_FAILURES_EVERY: Final = 60.0
+
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class ApiContext:
@@ -49,6 +56,10 @@ class ApiContext:
     metrics: Metrics
     webhook_secret: WebhookSecret | None = None  # for routes that take X-Hub-Signature-256
     auth_file: AuthFile | None = None  # where ``auth`` came from, read again when it changes
+    # One app's failed authentications, counted for warn_auth_failed (kept by replace()).
+    auth_failures: RefusalLog = dataclasses.field(
+        default_factory=lambda: RefusalLog(AUTH_FAILURES_EVERY), compare=False
+    )
 
 
 def context(request: Request) -> ApiContext:
@@ -118,11 +129,7 @@ def authorize(request: Request, role: str) -> None:
         if role == PUBLIC:  # a bad credential on an open route is ignored, not refused
             request.scope[PRINCIPAL_SCOPE_KEY] = "anonymous"
             return
-        client = request.client.host if request.client else None
-        log.warning(
-            "authentication failed",
-            extra={"fields": {"reason": exc.reason, "client": client, "path": request.url.path}},
-        )
+        warn_auth_failed(request, log, "authentication failed", exc.reason, path=request.url.path)
         challenge = 'Bearer realm="crontask"'
         if exc.invalid_token:
             challenge += ', error="invalid_token"'
@@ -166,17 +173,27 @@ async def verify_signature(request: Request) -> None:
     body = await request.body()  # cached: the handler may read it again
     expected = "sha256=" + hmac.new(secret or b"", body, hashlib.sha256).hexdigest()
     if secret is None or not hmac.compare_digest(given.encode(), expected.encode()):
-        client = request.client.host if request.client else None
         if secret is None:
             reason = "no webhook secret configured"
         else:
             reason = "bad signature" if given else f"no {SIGNATURE_HEADER} header"
-        log.warning(
-            "webhook signature rejected",
-            extra={"fields": {"reason": reason, "client": client, "path": request.url.path}},
-        )
+        warn_auth_failed(request, log, "webhook signature rejected", reason, path=request.url.path)
         raise ProblemError(401, f"webhook signature rejected: {reason}")
     request.scope[PRINCIPAL_SCOPE_KEY] = "webhook"
+
+
+def warn_auth_failed(
+    request: Request, logger: logging.Logger, message: str, reason: str, **fields: object
+) -> None:
+    """Log a refused credential as ``message``, naming ``reason`` (never the credential), the
+    client and ``fields`` of this one: the first of its kind, then one a minute at most, with
+    how many were not logged since (``suppressed``). See AUTH_FAILURES_EVERY."""
+    suppressed = context(request).auth_failures.due((message, reason))
+    if suppressed is None:
+        return
+    client = request.client.host if request.client else None
+    said = {"reason": reason, "client": client, **fields, "suppressed": suppressed}
+    logger.warning(message, extra={"fields": said})
 
 
 def operation_id(route: APIRoute) -> str:
@@ -223,4 +240,5 @@ __all__ = [
     "context",
     "problem_responses",
     "required_role",
+    "warn_auth_failed",
 ]

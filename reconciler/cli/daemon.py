@@ -324,9 +324,15 @@ def http_server(args: argparse.Namespace) -> HttpServer:
             lifespan="off",
             # Bounded connections and request heads: see cli/connections.py.
             http=guarded(connection_limit(resource.getrlimit(resource.RLIMIT_NOFILE)[0])),
+            # No WebSocket is served. With one of its libraries importable (uvicorn[standard],
+            # python3-websockets) uvicorn would upgrade a connection to it, out of the guard's
+            # sight: it never heard the connection end, so each stayed counted against its
+            # address for good. Without: the handshake is answered as the GET it also is.
+            ws="none",
             access_log=False,  # the API logs one structured line per request itself
             log_config=None,
         )
+        logging.getLogger("uvicorn.error").addFilter(_UPGRADE_WARNINGS)  # a second add is none
         server = _Server(config)
         serving = asyncio.get_running_loop().create_task(server.serve(sockets=[sock]))
         address = _bound(host, sock)  # with :0, the port the kernel picked
@@ -420,6 +426,20 @@ def listening_socket(host: str, port: int) -> socket.socket:
     )
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     return sock
+
+
+class _UpgradeWarnings(logging.Filter):
+    """Drops uvicorn's two warnings for each request that asks to upgrade (a WebSocket's
+    handshake, h2c): any client could write them at will, two lines a request, and the second
+    advises installing a WebSocket library, which is what ``ws="none"`` keeps out of use. The
+    request is answered, and logged by the API, as the plain request it also is."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        said = str(record.msg)
+        return not said.startswith(("Unsupported upgrade request", "No supported WebSocket"))
+
+
+_UPGRADE_WARNINGS = _UpgradeWarnings()
 
 
 class _Server(uvicorn.Server):

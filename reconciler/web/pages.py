@@ -30,7 +30,7 @@ from reconciler.api.models import for_readers
 from reconciler.api.params import KEY_PATTERN, Name, Namespace, RunId
 from reconciler.api.problems import ProblemError
 from reconciler.api.routes_tasks import WRITER
-from reconciler.api.routing import Runtime, context
+from reconciler.api.routing import Runtime, context, warn_auth_failed
 from reconciler.api.run_decision import refuse_not_started
 from reconciler.core.desired import SourceKind
 from reconciler.core.runs import DNS1123_LABEL, RunStatus
@@ -395,11 +395,7 @@ async def login(request: Request) -> Response:
         try:
             principal = auth.authenticate(f"Bearer {credential}")
         except AuthFailed as exc:
-            client = request.client.host if request.client else None
-            log.warning(
-                "page sign-in failed",
-                extra={"fields": {"reason": exc.reason, "client": client}},
-            )
+            warn_auth_failed(request, log, "page sign-in failed", exc.reason)
             problem = "That token is not valid here (unknown, expired or for another server)."
         else:
             response = RedirectResponse(target, status_code=303)

@@ -1,0 +1,140 @@
+"""A refused credential is logged the first time, then once a minute at most for each kind
+(message and reason), with how many were not logged since (``suppressed``): a client retrying
+a revoked token on one keep-alive connection wrote 3 000 warnings in 4 s, one a request.
+Real uvicorn, real HTTP; the minute is the app's own clock's, turned by the test."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+import uvicorn
+
+from reconciler import web
+from reconciler.api.app import create_app
+from reconciler.api.auth import AuthConfig
+from reconciler.api.routing import AUTH_FAILURES_EVERY, ApiContext
+from reconciler.sinks.kubernetes_refusals import RefusalLog
+from reconciler.sinks.metrics import Metrics
+from tests.api.conftest import BAD_TOKEN, bearer, make_jwt, write_auth
+from tests.api.fakes import FakeRuntime
+from tests.helpers import wait_for
+
+N = 200
+SECRET = b"webhook-secret"
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@dataclasses.dataclass
+class Served:
+    url: str
+    clock: Clock
+
+
+@pytest.fixture
+def served(tmp_path: Path) -> Iterator[Served]:
+    auth = AuthConfig.load(write_auth(tmp_path))
+    app = create_app(FakeRuntime([]), auth=auth, metrics=Metrics(), webhook_secret=SECRET)
+    web.install(app)
+    clock = Clock()
+    ctx = app.state.crontask
+    assert isinstance(ctx, ApiContext)
+    failures = RefusalLog(AUTH_FAILURES_EVERY, clock=clock)
+    app.state.crontask = dataclasses.replace(ctx, auth_failures=failures)
+    config = uvicorn.Config(app, host="127.0.0.1", port=0, lifespan="off", log_config=None)
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    wait_for("uvicorn to start", lambda: server.started or None)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    yield Served(f"http://127.0.0.1:{port}", clock)
+    server.should_exit = True
+    thread.join(timeout=10)
+
+
+def said(caplog: pytest.LogCaptureFixture, message: str) -> list[dict[str, object]]:
+    return [r.fields for r in caplog.records if r.getMessage() == message]  # type: ignore[attr-defined]
+
+
+def test_bad_tokens_on_one_connection_are_one_line_then_a_count(
+    served: Served, caplog: pytest.LogCaptureFixture
+) -> None:
+    expired = make_jwt("admin", expires_in=-60)
+    with caplog.at_level(logging.INFO), httpx.Client(base_url=served.url, timeout=10) as http:
+        statuses = {
+            http.get("/api/v1/tasks", headers=bearer(BAD_TOKEN)).status_code for _ in range(N)
+        }
+        # Another reason is another kind: said the first time too.
+        assert http.get("/api/v1/tasks", headers=bearer(expired)).status_code == 401
+        assert said(caplog, "authentication failed") == [
+            {
+                "reason": "unknown token",
+                "client": "127.0.0.1",
+                "path": "/api/v1/tasks",
+                "suppressed": 0,
+            },
+            {
+                "reason": "jwt expired",
+                "client": "127.0.0.1",
+                "path": "/api/v1/tasks",
+                "suppressed": 0,
+            },
+        ]
+        served.clock.now += AUTH_FAILURES_EVERY  # a minute on
+        assert http.get("/api/v1/runs", headers=bearer(BAD_TOKEN)).status_code == 401
+        # Every request still has its own line, at info, for who wants them all (written
+        # once its answer is sent: the last may come after the client has it).
+        wait_for("a request line each", lambda: len(said(caplog, "request")) == N + 2)
+    assert statuses == {401}
+    lines = said(caplog, "authentication failed")
+    assert len(lines) == 3, lines
+    assert lines[2] == {
+        "reason": "unknown token",
+        "client": "127.0.0.1",
+        "path": "/api/v1/runs",
+        "suppressed": N - 1,  # all but the first, which was said
+    }
+    text = caplog.text
+    assert BAD_TOKEN not in text
+    assert expired[:12] not in text
+
+
+def test_bad_page_sign_ins_are_one_line_then_a_count(
+    served: Served, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.INFO), httpx.Client(base_url=served.url, timeout=10) as http:
+        for _ in range(N):
+            assert http.post("/login", data={"token": BAD_TOKEN}).status_code == 401
+        assert len(said(caplog, "page sign-in failed")) == 1
+        served.clock.now += AUTH_FAILURES_EVERY
+        assert http.post("/login", data={"token": BAD_TOKEN}).status_code == 401
+    assert said(caplog, "page sign-in failed") == [
+        {"reason": "unknown token", "client": "127.0.0.1", "suppressed": 0},
+        {"reason": "unknown token", "client": "127.0.0.1", "suppressed": N - 1},
+    ]
+    assert BAD_TOKEN not in caplog.text
+
+
+def test_bad_webhook_signatures_are_one_line_then_a_count(
+    served: Served, caplog: pytest.LogCaptureFixture
+) -> None:
+    wrong = {"X-Hub-Signature-256": "sha256=" + "0" * 64}
+    with caplog.at_level(logging.INFO), httpx.Client(base_url=served.url, timeout=10) as http:
+        for _ in range(N):
+            assert http.post("/api/v1/hooks/git", content=b"{}", headers=wrong).status_code == 401
+        served.clock.now += AUTH_FAILURES_EVERY
+        assert http.post("/api/v1/hooks/git", content=b"{}", headers=wrong).status_code == 401
+    suppressed = [f["suppressed"] for f in said(caplog, "webhook signature rejected")]
+    assert suppressed == [0, N - 1]
