@@ -9,6 +9,17 @@ grew with the number of requests in flight (100 tasks: ~360 KB each, 460 MB at 1
 the allocator kept most of it after the flood. Letting only a few requests in at a time
 bounds what is held to what those few build; waiting costs a parked coroutine.
 
+A stranger's request (no credential, on a public route) leaves when its answer starts
+(``http.response.start``), not when the answer has been sent: held until sent, 16 strangers
+reading a public 1.5 MB asset just above ``cli/connections.py``'s floor (16 KiB every 30 s),
+each asking for it again on the same connection, kept every place for minutes, and every other
+request waited 30 s for a 503. What a public answer holds while it is sent is small or bounded
+per connection (a streamed file: a part of it, and the transport's 64 KiB; ``/openapi.json``,
+61 KB), and ``/metrics``'s bodies by its own places. An answer to a caller who is known (a
+token, a session, or anyone where no auth is configured) keeps its place until it is sent:
+such an answer can be megabytes built whole (a list of tasks), and the places are what bounds
+how many of them are held while their readers are slow.
+
 Probes (``/healthz``, ``/readyz``) are never queued: a liveness check must not fail because
 the API is busy. (Measured and left out: ``MALLOC_ARENA_MAX=2``, glibc's trim and mmap
 thresholds and ``malloc_trim`` after a burst changed nothing; what stayed was what the waiting
@@ -39,6 +50,12 @@ from typing import Final
 from fastapi import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from reconciler.api.routing import PRINCIPAL_SCOPE_KEY, ROLE_SCOPE_KEY
+
+# The scope's extension under which ``cli/connections.py`` gives the app its connection's
+# ``abort()`` and ``peer`` (its address, an IPv6 one as its /64): an answer given up on while it
+# waits on its reader (routes_metrics) ends at once, and uvicorn says nothing of it.
+ABORT: Final = "crontask.abort"
 MAX_ACTIVE: Final = 16
 MAX_WAITING: Final = 4096
 WAIT_SECONDS: Final = 30.0
@@ -118,11 +135,24 @@ class Admission:
             await self.busy(scope, receive, send)  # type: ignore[misc]
             return
         self.active += 1
+        inside = True
+
+        async def answering(message: Message) -> None:
+            # A stranger's answer is made: its places go before it is sent (see the module
+            # docstring). The route has said who the caller is by then.
+            nonlocal inside
+            if inside and message["type"] == "http.response.start" and _stranger(scope):
+                inside = False
+                self.active -= 1
+                self._leave(entered)
+            await send(message)
+
         try:
-            await self.app(scope, self._timed(receive), send)
+            await self.app(scope, self._timed(receive), answering)
         finally:
-            self.active -= 1
-            self._leave(entered)
+            if inside:
+                self.active -= 1
+                self._leave(entered)
 
     def _timed(self, receive: Receive) -> Receive:
         """``receive`` with one deadline over the whole body; a late body is a 408 (FastAPI
@@ -170,3 +200,11 @@ class Admission:
     def _leave(entered: list[asyncio.Semaphore]) -> None:
         for gate in entered:
             gate.release()
+
+
+def _stranger(scope: Scope) -> bool:
+    """Whether a request was answered to nobody known: no role given (``routing.authorize``
+    gives one to every caller when no auth is configured) and no principal but ``anonymous``
+    (a page's signed-in person has one), or a route that asks neither (a ``/docs`` asset)."""
+    principal = scope.get(PRINCIPAL_SCOPE_KEY, "anonymous")
+    return scope.get(ROLE_SCOPE_KEY) is None and principal == "anonymous"

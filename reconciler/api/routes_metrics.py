@@ -15,6 +15,15 @@ limit is 512 Mi), and ``cli/connections.py`` drops such a connection only after 
   last one for the last. A place is given back once at most the transport's low-water mark
   (16 KiB) of the answer is left in the process: the place measures unsent, not written, and
   the memory held is :data:`MAX_ANSWERS` bodies however many connections do not read;
+- once every place is held, a new scrape takes the place of the oldest answer in flight that
+  started :data:`CUT_SECONDS` or more ago to another address, whose connection is dropped
+  (aborted); if there is none, the scrape is a 503. Four strangers reading just above
+  ``cli/connections.py``'s floor held every place for 17 minutes each, and every real scrape
+  was refused. 10 s is Prometheus' default ``scrape_timeout``: an answer still being sent has
+  been given up on by then, and one on a slow link is cut only when four others are being sent
+  and one more asks. Not one of the same address: a client asking again every few seconds
+  would cut its own answers and keep them all young. A cut is logged once a minute at most,
+  with how many there were (:data:`CUT`);
 - a body rendered less than :data:`REUSE_SECONDS` ago is sent again (one per encoding): a burst
   of scrapers costs one render, and the answers of a burst share one body.
 """
@@ -22,6 +31,7 @@ limit is 512 Mi), and ``cli/connections.py`` drops such a connection only after 
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 from collections.abc import Callable
 from time import monotonic
@@ -32,6 +42,7 @@ from fastapi import APIRouter, Request, Response
 from starlette.types import Receive, Scope, Send
 
 from reconciler.api import problems
+from reconciler.api.admission import ABORT
 from reconciler.api.auth import RequiredRole, role_extra
 from reconciler.api.routing import GuardedRoute, context, operation_id
 from reconciler.sinks.metrics import Metrics, accepts_gzip
@@ -41,6 +52,11 @@ CHUNK: Final = 64 * 1024  # asyncio's high-water mark: a reader that keeps up wa
 REUSE_SECONDS: Final = 1.0
 RETRY_AFTER: Final = b"1"
 BUSY: Final = "too many /metrics answers are being sent; retry in a moment"
+CUT_SECONDS = 10.0  # read at each scrape (not Final): a test makes it short
+CUT: Final = "slow /metrics answers were cut for newer scrapes"
+_SAY_EVERY: Final = 60.0
+
+log = logging.getLogger("crontask.api")
 
 
 class Answers:
@@ -57,20 +73,50 @@ class Answers:
         self.max_answers = max_answers
         self.reuse_seconds = reuse_seconds
         self.clock = clock
-        self.active = 0
+        # The answers in flight, oldest first: when each began, its address, and how to drop
+        # its connection (None: it cannot be, served by another server than crontask's).
+        self._places: dict[object, tuple[float, object, Callable[[], object] | None]] = {}
+        self._cut = 0  # answers cut since the last line said so
+        self._said_at: float | None = None
         self._lock = threading.Lock()
         self._rendered: dict[bool, tuple[float, bytes, dict[str, str]]] = {}
 
-    def enter(self) -> bool:
-        if self.active >= self.max_answers:
-            return False
-        self.active += 1
-        return True
+    @property
+    def active(self) -> int:
+        return len(self._places)
 
-    def leave(self) -> None:
-        self.active -= 1
-        if self.active == 0:  # nothing else holds a body: the last ones go once stale
+    def enter(
+        self, abort: Callable[[], object] | None = None, peer: object = None
+    ) -> object | None:
+        """A place (give it back with :meth:`leave`), or None: every place is held by an
+        answer younger than CUT_SECONDS, of ``peer``, or that cannot be dropped."""
+        now = self.clock()
+        if len(self._places) >= self.max_answers:
+            cuttable = (
+                (place, drop)
+                for place, (began, theirs, drop) in self._places.items()
+                if drop is not None and theirs != peer and now - began >= CUT_SECONDS
+            )
+            oldest = next(cuttable, None)
+            if oldest is None:
+                return None
+            del self._places[oldest[0]]  # its leave(), once its send sees the loss, is a no-op
+            oldest[1]()
+            self._say_cut(now)
+        place = object()
+        self._places[place] = (now, peer, abort)
+        return place
+
+    def leave(self, place: object) -> None:
+        self._places.pop(place, None)
+        if not self._places:  # nothing else holds a body: the last ones go once stale
             asyncio.get_running_loop().call_later(self.reuse_seconds, self._forget_stale)
+
+    def _say_cut(self, now: float) -> None:
+        self._cut += 1
+        if self._said_at is None or now - self._said_at >= _SAY_EVERY:
+            log.warning(CUT, extra={"fields": {"cut": self._cut, "after_seconds": CUT_SECONDS}})
+            self._cut, self._said_at = 0, now
 
     def body(self, metrics: Metrics, accept_encoding: str) -> tuple[bytes, dict[str, str]]:
         """The answer for ``accept_encoding``: rendered now, or less than reuse_seconds ago.
@@ -111,7 +157,9 @@ class MetricsAnswer(Response):
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path = str(scope.get("path", ""))
-        if not self.answers.enter():
+        connection = (scope.get("extensions") or {}).get(ABORT, {})
+        place = self.answers.enter(connection.get("abort"), connection.get("peer"))
+        if place is None:
             await problems.send_problem(send, 503, BUSY, path, ((b"retry-after", RETRY_AFTER),))
             return
         try:
@@ -126,7 +174,7 @@ class MetricsAnswer(Response):
                 await send({"type": "http.response.body", "body": piece, "more_body": True})
             await send({"type": "http.response.body", "body": b"", "more_body": False})
         finally:
-            self.answers.leave()
+            self.answers.leave(place)
 
 
 def router(metrics_role: RequiredRole) -> APIRouter:

@@ -29,7 +29,8 @@ and runs failed to start ("Too many open files"). So:
   ``WRITE_PROGRESS`` bytes of it have reached the client (the process's buffer and the
   kernel's send queue together went down by that much), or the connection is dropped
   (aborted). A response is written to the transport in one piece (a ``JSONResponse``), and
-  the request leaves the API, and its place in admission, as soon as it is written; a client
+  the request leaves the API as soon as it is written (a stranger's, admission as soon as it
+  starts: ``api.admission``); a client
   that never reads kept the whole answer in memory and the connection open for good:
   ``close()`` waits for what is unsent to be sent.
   Progress, not the whole answer, is what is timed: a slow link may take minutes over 10 MB.
@@ -48,9 +49,11 @@ import resource
 import struct
 import termios
 import time
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 from uvicorn.protocols.http.h11_impl import H11Protocol
+
+from reconciler.api.admission import ABORT
 
 log = logging.getLogger("crontask.api")
 
@@ -164,6 +167,16 @@ class GuardedH11Protocol(H11Protocol):
         super().data_received(data)
         if not self._between_requests():
             self._head_arrived()
+
+    def handle_events(self) -> None:
+        super().handle_events()  # may make a request's cycle, whose task runs on a later turn
+        cycle = self.cycle
+        if cycle is not None and not cycle.response_started:
+            # A request may drop its own connection (api.admission.ABORT): uvicorn's ends it
+            # quietly once the connection is lost, where an app that stops mid-answer is an error.
+            scope = cast(dict[str, Any], cycle.scope)
+            dropped = {"abort": self.transport.abort, "peer": self._peer}
+            scope.setdefault("extensions", {})[ABORT] = dropped
 
     def on_response_complete(self) -> None:
         super().on_response_complete()  # may start a pipelined request at once

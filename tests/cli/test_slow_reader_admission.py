@@ -1,0 +1,105 @@
+"""A stranger that reads a streamed answer slowly (a public asset, ``/docs/assets/...``) holds
+no place in admission while it reads: as many such clients as there are places, each with an
+answer the kernel's buffers cannot take, leave the API to everyone else. A known caller's answer
+(a token's) keeps its place until sent: the places bound how many answers built whole are held
+for slow readers. Real uvicorn with crontask's connections, real sockets; an app that streams as
+a ``FileResponse`` does."""
+
+from __future__ import annotations
+
+import http.client
+import socket
+import threading
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+import uvicorn
+
+from reconciler.api.admission import Admission
+from reconciler.api.app import _busy
+from reconciler.api.routing import ROLE_SCOPE_KEY
+from reconciler.cli import connections
+from tests.helpers import wait_for
+
+BIG = 8 << 20  # more than the kernel's buffers of a loopback connection take
+PLACES = 2
+
+
+class Streaming:
+    """``/big``: 8 MiB in 64 KiB parts, each written once the transport has room (uvicorn's
+    ``send`` waits for it), as a FileResponse is; ``/big?known``, the same to a caller the
+    route has authenticated (it gives the request a role, as ``routing.authorize`` does);
+    anything else: a small answer."""
+
+    def __init__(self) -> None:
+        self.streaming = 0  # answers started and not finished
+
+    async def __call__(
+        self, scope: Any, receive: Callable[..., Any], send: Callable[..., Any]
+    ) -> None:
+        if scope["path"] != "/big":
+            await send({"type": "http.response.start", "status": 200, "headers": []})
+            await send({"type": "http.response.body", "body": b"ok"})
+            return
+        if scope["query_string"] == b"known":
+            scope[ROLE_SCOPE_KEY] = "viewer"
+        self.streaming += 1
+        try:
+            headers = [(b"content-length", str(BIG).encode())]
+            await send({"type": "http.response.start", "status": 200, "headers": headers})
+            for _ in range(BIG >> 16):
+                await send(
+                    {"type": "http.response.body", "body": b"x" * (1 << 16), "more_body": True}
+                )
+            await send({"type": "http.response.body", "body": b""})
+        finally:
+            self.streaming -= 1
+
+
+@pytest.fixture
+def served() -> Iterator[tuple[uvicorn.Server, Streaming]]:
+    inner = Streaming()
+    # A short wait at the door: the refusal, if any, comes in a second, not thirty.
+    app = Admission(inner, _busy, max_active=PLACES, wait_seconds=1.0)
+    config = uvicorn.Config(
+        app, host="127.0.0.1", port=0, lifespan="off", http=connections.guarded(64)
+    )
+    config.log_level = "warning"
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    wait_for("uvicorn to start", lambda: server.started or None)
+    yield server, inner
+    server.should_exit = True
+    thread.join(timeout=10)
+
+
+@pytest.mark.parametrize(("target", "other_status"), [("/big", 200), ("/big?known", 503)])
+def test_slow_readers_of_a_streamed_answer_leave_the_places_to_others_unless_known(
+    served: tuple[uvicorn.Server, Streaming], target: str, other_status: int
+) -> None:
+    server, inner = served
+    host, port = server.servers[0].sockets[0].getsockname()[:2]
+    slow: list[socket.socket] = []
+    try:
+        for _ in range(PLACES):  # one per place, each pipelining a second request behind
+            sock = socket.socket()
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 2048)
+            sock.connect((host, port))
+            sock.sendall(f"GET {target} HTTP/1.1\r\nHost: x\r\n\r\n".encode() * 2)
+            slow.append(sock)
+        # Each is being streamed, and stuck writing: its reader does not keep up.
+        wait_for("every slow answer to be streaming", lambda: inner.streaming == PLACES or None)
+        other = http.client.HTTPConnection(host, port, timeout=10)
+        try:
+            other.request("GET", "/api/v1/tasks")
+            answer = other.getresponse()
+            answer.read()
+            assert answer.status == other_status
+        finally:
+            other.close()
+        assert inner.streaming == PLACES  # still streaming to the slow: nothing was cut
+    finally:
+        for sock in slow:
+            sock.close()
