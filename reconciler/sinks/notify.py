@@ -22,7 +22,9 @@ with the failed attempt before it. Skipped slots count for nothing. A task's sta
 - ``failed``: ok -> failing (a task failing every minute sends one message), and, with
   ``repeatInterval``, a reminder with the next failure once that long has passed since the
   route's last message about it;
-- ``recovered``: failing -> ok;
+- ``recovered``: failing -> ok. Either, if it did not reach a receiver (given up, or pushed
+  out of a full queue), is sent to it again with the task's next run of the same outcome, as
+  a reminder (``notify_owed``);
 - ``everyFailure``: every run that ends failing;
 - ``definitionError``: definition errors and conflicts that were not there after the last
   pass (those present at start-up are reported once), by what they are about
@@ -87,7 +89,7 @@ from reconciler.core.desired import Definition, DesiredState
 from reconciler.core.model import TaskSpec
 from reconciler.core.runs import RetriedAttempt, RunRecord, RunStatus, Trigger, died
 from reconciler.core.status import FAILURES
-from reconciler.sinks import notify_payload
+from reconciler.sinks import notify_owed, notify_payload
 from reconciler.sinks.notify_config import Event, Notifications
 
 # Delivery's limits, re-exported: this module is the notifier's public face.
@@ -98,6 +100,7 @@ from reconciler.sinks.notify_delivery import TIMEOUT_SECONDS as TIMEOUT_SECONDS
 from reconciler.sinks.notify_delivery import Counter, Delivery, Message
 from reconciler.sinks.notify_errors import YIELD_EVERY, ErrorNews
 from reconciler.sinks.notify_history import History, TaskState, adopted, remembered, shut_down
+from reconciler.sinks.notify_queue import MessageQueue
 from reconciler.sinks.notify_routes import ERRORS_PER_MESSAGE as ERRORS_PER_MESSAGE
 from reconciler.sinks.notify_routes import Routes
 
@@ -140,7 +143,13 @@ class Notifier:
         self.page_url = page_url
         self.clock = clock
         self.delivery = Delivery(
-            notifications, metrics=metrics, backoff=backoff, timeout=timeout, transport=transport
+            notifications,
+            metrics=metrics,
+            backoff=backoff,
+            timeout=timeout,
+            transport=transport,
+            # A "failed" or "recovered" lost is sent again with the task's next run.
+            unsent=lambda message: notify_owed.unsent(self._states, message),
         )
         self._intake: collections.deque[RunRecord] = collections.deque()
         self._tasks: Mapping[str, Definition] | None = None  # until the first pass
@@ -165,7 +174,7 @@ class Notifier:
         self.considered = 0  # records looked at so far (tests wait on it)
 
     @property
-    def queues(self) -> Mapping[str, collections.deque[Message]]:
+    def queues(self) -> Mapping[str, MessageQueue]:
         """Each receiver's messages waiting to be delivered."""
         return self.delivery.queues
 
@@ -282,13 +291,16 @@ class Notifier:
                 # Since the run's end, as read back after a restart (``notify_history``).
                 since = state.since or record.finished_at or now
                 state.failing, state.since, state.last_sent = True, since, {}
+                state.changes, state.owed = state.changes + 1, set()
                 events.append((Event.FAILED, False))
             else:
                 events.append((Event.FAILED, True))
         elif state.failing:
+            state.changes, state.owed = state.changes + 1, set()
             events.append((Event.RECOVERED, False))
         elif state.recovery is not None:
-            # Read back as recovered: its "recovered" may never have left the queue.
+            # Read back as recovered: its "recovered" may never have left the queue. Or it did
+            # not reach the receivers ``owed`` (``notify_owed``).
             state.since = state.recovery
             events.append((Event.RECOVERED, True))
         for event, reminder in events:
@@ -356,12 +368,17 @@ class Notifier:
         kind = definition.location.source if definition else None
         source = (definition.location.source, str(definition.location)) if definition else None
         sent_to: set[str] = set()
+        changed = event in (Event.FAILED, Event.RECOVERED)
+        told = notify_owed.Told(record.task, state, state.changes, state.since) if changed else None
         for index in self.routes.taking(event, record.task, kind):
             route = self.config.routes[index]
-            if reminder and not state.unsure:
+            if reminder and not state.unsure and route.receiver not in state.owed:
+                if event is Event.RECOVERED:
+                    continue  # a "recovered" owed to other receivers
                 # Counted from the route's last message about it (or, if it had none, from
                 # when the task began failing). An unsure state sends at once: the message
-                # before the restart may never have left the queue.
+                # before the restart may never have left the queue; so does one that did not
+                # reach this receiver (``owed``).
                 last = state.last_sent.setdefault(index, state.since or now)
                 interval = route.repeat_interval
                 if interval is None or now - last < timedelta(seconds=interval):
@@ -381,7 +398,9 @@ class Notifier:
                 page_url=self.page_url,
                 sent_at=now,
             )
-            self.delivery.enqueue(Message(route.receiver, event.value, body))
+            self.delivery.enqueue(Message(route.receiver, event.value, body, told))
+        if changed:
+            state.owed -= sent_to  # sent again (``notify_owed``: owed again if lost again)
 
     def _wake(self) -> None:
         if self._woken is not None:

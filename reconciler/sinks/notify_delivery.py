@@ -15,13 +15,16 @@ holds neither memory nor its sender (such a read stays one thread, which the nex
 wait for). The client is ``httpclient``'s: what comes before the final status is bounded (a
 stream of ``100 Continue`` is a protocol error, not ten seconds of parsing), and the
 environment's proxies are used but for one httpx cannot use (said and left out: it ended the
-notifier at start). 2xx is ``sent``; a connection error, a timeout, 429 or 5xx is retried
-(1 s, 2 s, 4 s, ... up to :data:`MAX_ATTEMPTS` attempts, or as long as the ``Retry-After``
-of a 429 or 503 asks if that is longer, up to :data:`RETRY_AFTER_MAX`) and then ``failed``;
-another status, or any other error, is ``failed`` at once; a message that finds its
-receiver's queue full pushes out the oldest one (``dropped``). At shutdown the senders get
-:data:`SHUTDOWN_SECONDS`, with no backoff: each message is tried once, until one to its
-receiver fails, and then the rest of that receiver's queue is ``dropped`` (a receiver that is
+notifier at start). 2xx is ``sent``; a connection error, a timeout, 429 or 5xx, or a
+urlFile or secretFile that cannot be used (read as it was rotated: empty, or gone, for a
+moment) is retried (1 s, 2 s, 4 s, ... up to :data:`MAX_ATTEMPTS` attempts, or as long as
+the ``Retry-After`` of a 429 or 503 asks if that is longer, up to :data:`RETRY_AFTER_MAX`)
+and then ``failed``; another status, or any other error, is ``failed`` at once; a message
+that finds its receiver's queue full pushes out the one that costs least to lose
+(``notify_queue``: ``dropped``). A message that ends ``failed`` or ``dropped`` is told back
+(``unsent``): the notifier sends a lost ``failed`` or ``recovered`` again. At shutdown the
+senders get :data:`SHUTDOWN_SECONDS`, with no backoff: each message is tried once, until one
+to its receiver fails, and then the rest of that receiver's queue is ``dropped`` (one that is
 down or answering 5xx would otherwise get every queued message back to back); after the
 :data:`SHUTDOWN_SECONDS`, a delivery still under way is cancelled and what is left is
 ``dropped``. Each outcome is counted in ``crontask_notifications_total{receiver,result}`` and
@@ -40,15 +43,13 @@ reason, the wait a ``Retry-After`` asks) is read in ``notify_failures``.
 from __future__ import annotations
 
 import asyncio
-import collections
 import contextlib
-import dataclasses
 import functools
 import logging
 import time
 from collections.abc import AsyncIterator, Callable, Iterable
 from datetime import UTC, datetime
-from typing import Any, Final, Protocol
+from typing import Final, Protocol
 
 import httpx
 
@@ -57,6 +58,8 @@ from reconciler.aio import first_of
 from reconciler.sinks import notify_payload
 from reconciler.sinks.notify_config import Notifications, Receiver
 from reconciler.sinks.notify_failures import retry_after, tls_failure
+from reconciler.sinks.notify_queue import Message as Message
+from reconciler.sinks.notify_queue import MessageQueue
 
 log = logging.getLogger("crontask.notify")
 
@@ -70,15 +73,6 @@ DROPS_SAID_EVERY: Final = 60.0  # seconds: how often a full queue's drops are lo
 FAILURES_SAID_EVERY: Final = 60.0  # seconds: how often a receiver's failures are, at most
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class Message:
-    """One event for one receiver, its body rendered (``notify_payload.payload``)."""
-
-    receiver: str
-    event: str
-    body: dict[str, Any]
-
-
 class Counter(Protocol):
     """Where outcomes are counted (``Metrics`` has these two methods)."""
 
@@ -90,7 +84,8 @@ class Counter(Protocol):
 class Delivery:
     """See the module docstring. Each receiver's queue (``queues``) exists from the start;
     its sender only while :meth:`running`. ``clock``: monotonic seconds, for the pace of the
-    lines about failures and drops."""
+    lines about failures and drops. ``unsent``: told of each message that ends ``failed`` or
+    ``dropped``, on the event loop (the notifier sends a lost change of state again)."""
 
     def __init__(
         self,
@@ -101,6 +96,7 @@ class Delivery:
         timeout: float = TIMEOUT_SECONDS,
         transport: httpx.AsyncBaseTransport | None = None,
         clock: Callable[[], float] = time.monotonic,
+        unsent: Callable[[Message], None] = lambda message: None,
     ) -> None:
         self.notifications = notifications
         self.metrics = metrics
@@ -108,10 +104,9 @@ class Delivery:
         self.timeout = timeout
         self.transport = transport
         self.clock = clock
+        self.unsent = unsent
         self.receivers: dict[str, Receiver] = {r.name: r for r in notifications.config.receivers}
-        self.queues: dict[str, collections.deque[Message]] = {
-            name: collections.deque() for name in self.receivers
-        }
+        self.queues: dict[str, MessageQueue] = {name: MessageQueue() for name in self.receivers}
         self._queued: dict[str, asyncio.Event] = {}
         self._leaving = False  # the ``running`` block is being left: senders end when empty
         # By receiver: the messages a full queue pushed out that no line has said yet, and when
@@ -134,13 +129,14 @@ class Delivery:
         metrics.notification_receivers(self.receivers, RESULTS)
 
     def enqueue(self, message: Message) -> None:
-        queue = self.queues[message.receiver]
-        if len(queue) >= QUEUE_MAX:
-            queue.popleft()
+        """Queued for its receiver; if its queue is full, the message that costs least to
+        lose is pushed out (``notify_queue``)."""
+        pushed = self.queues[message.receiver].append(message, QUEUE_MAX)
+        if pushed is not None:
             self.metrics.notified(message.receiver, "dropped")
             self._dropped[message.receiver] += 1
             self._say_dropped(message.receiver)
-        queue.append(message)
+            self.unsent(pushed)
         event = self._queued.get(message.receiver)
         if event is not None:
             event.set()
@@ -290,14 +286,18 @@ class Delivery:
                 fields: dict[str, object] = {"receiver": receiver.name, "error": type(err).__name__}
                 result = self._failed(stop, logging.ERROR, fields)
             self.metrics.notified(receiver.name, result)
+            if result == "failed":
+                self.unsent(message)
             given_up = given_up or (result == "failed" and stop.is_set())
 
-    def _drop_at_shutdown(self, receiver: Receiver, queue: collections.deque[Message]) -> None:
+    def _drop_at_shutdown(self, receiver: Receiver, queue: MessageQueue) -> None:
         """Counted, and said when the sender ends (``_say_unsent``)."""
-        for message in queue:
-            self.metrics.notified(message.receiver, "dropped")
-        self._dropped_at_stop[receiver.name] += len(queue)
+        dropped = list(queue)
         queue.clear()
+        self._dropped_at_stop[receiver.name] += len(dropped)
+        for message in dropped:
+            self.metrics.notified(message.receiver, "dropped")
+            self.unsent(message)
 
     def _failed(self, stop: asyncio.Event, level: int, fields: dict[str, object]) -> str:
         """``"failed"``, logged at ``level`` at the pace of ``_say_failed``; after the stop,
@@ -358,10 +358,14 @@ class Delivery:
         body_data = notify_payload.slack(message.body) if receiver.type == "slack" else message.body
         body = notify_payload.body_of(body_data)
         for attempt in range(1, MAX_ATTEMPTS + 1):
+            level = logging.WARNING
             try:
                 status, asked, wrong = await self._attempt(client, receiver, body)
             except _Unusable as err:
-                return self._failed(stop, logging.ERROR, {**fields, "error": str(err)})
+                # Read while it was being rotated (rewritten in place: empty, or gone, for a
+                # moment)? Tried again like a receiver that is down; if it stays so, the
+                # operator's to mend: said at ERROR.
+                status, asked, wrong, level = None, None, {"error": str(err)}, logging.ERROR
             except Exception as err:
                 # Not a failure of the receiver but of the request (a URL httpx cannot use):
                 # trying again cannot help. Only the type is logged: the text may quote the URL.
@@ -382,7 +386,7 @@ class Delivery:
                     loop = asyncio.get_running_loop()
                     self._not_before[receiver.name] = loop.time() + min(wanted, RETRY_AFTER_MAX)
             if not retryable or attempt == MAX_ATTEMPTS or stop.is_set():
-                return self._failed(stop, logging.WARNING, said)
+                return self._failed(stop, level, said)
             # At debug: a receiver that is down would write a line per attempt, four a message,
             # where its failures are paced to one line a minute (``notify_failures``).
             log.debug(
@@ -392,7 +396,7 @@ class Delivery:
             await first_of(stop, timeout=delay)
             if stop.is_set() and self._asked_to_wait(receiver) > asyncio.get_running_loop().time():
                 # Woken by the stop before the time the receiver asked for: not sooner.
-                return self._failed(stop, logging.WARNING, said)
+                return self._failed(stop, level, said)
         return "failed"
 
     async def _attempt(

@@ -47,8 +47,13 @@ class TaskState:
     unsure: bool = False
     newest: datetime | None = None  # the slot of the newest run looked at here
     # Read back as recovered from failures that were told: when they began. Its "recovered"
-    # may have been queued, or retried, when the process that queued it stopped.
+    # may have been queued, or retried, when the process that queued it stopped. Or (with
+    # ``owed``) recovered here, its "recovered" not delivered to some receivers.
     recovery: datetime | None = None
+    changes: int = 0  # how many times it changed here: which state a message told of
+    # The receivers a message about this state (its "failed", or its "recovered") did not
+    # reach: given up, or pushed out of a full queue (``notify.Notifier._unsent``).
+    owed: set[str] = dataclasses.field(default_factory=set)
 
 
 async def adopted(history: History | None, record: RunRecord) -> bool:

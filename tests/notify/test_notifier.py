@@ -564,7 +564,7 @@ def test_a_url_file_turned_into_a_fifo_fails_the_message_and_blocks_nothing(
     a writer (on the event loop, that would stop every run) nor be read."""
     metrics = Metrics()
     with receiving(SECRET) as receiver:
-        notifier = Notifier(config(tmp_path, receiver.url), metrics=metrics)
+        notifier = Notifier(config(tmp_path, receiver.url), metrics=metrics, backoff=0.001)
         url_file = tmp_path / "url"
         url_file.unlink()
         os.mkfifo(url_file)

@@ -67,7 +67,9 @@ def test_a_broken_url_file_gets_one_line_for_many_messages(
 ) -> None:
     caplog.set_level(logging.DEBUG, logger="crontask.notify")
     metrics = Metrics()
-    delivery = Delivery(config(tmp_path, "http://127.0.0.1:9/x", kind="generic"), metrics=metrics)
+    delivery = Delivery(
+        config(tmp_path, "http://127.0.0.1:9/x", kind="generic"), metrics=metrics, backoff=0.001
+    )
     (tmp_path / "url").write_text("not a URL\n")
 
     async def main() -> None:
