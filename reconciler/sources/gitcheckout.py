@@ -14,14 +14,17 @@ links cost forty git calls, not forty thousand. What is left, a chain walked alo
 by the links all the walks of a revision may pass (``max_hops``).
 
 A listing is read as git writes it and counted as it goes: a tree of a million empty files or
-folders costs a few megabytes to push, and is refused at the bound, not read whole first.
+folders costs a few megabytes to push, and is refused at the bound, not read whole first. A
+listing that names a path twice (a malformed tree: git checks out one entry, the plan might
+have counted the other) is refused too. ``fetch.fsckObjects`` would refuse it at the fetch,
+but also every repository with an old, harmless fsck warning in its history.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
-from collections.abc import Collection, Generator, Sequence
+from collections.abc import Collection, Generator, Iterable, Sequence
 
 from reconciler.sources.gitprocess import GitError, RecordTooLongError
 from reconciler.sources.gitrepo import GitRepo
@@ -140,20 +143,23 @@ class _CheckoutPlan:
         self.wanted.add(path)
         links = []
         with contextlib.closing(ls_tree(self.repo, self.sha, [path], recursive=True)) as listing:
-            for entry in listing:
-                self._listed()
-                self.known[entry.path] = entry
+            for entry in _once_each(listing):
+                self._listed(entry)
                 self._count(entry)
                 if entry.mode == _LINK:
                     links.append(entry)
         return links
 
-    def _listed(self) -> None:
+    def _listed(self, entry: TreeEntry) -> None:
+        """An entry of a listing (``_once_each``), counted and known. Two listings may both
+        hold a path (a folder's, and one of a path in it), and then as the same entry."""
         self.entries += 1
         if self.entries > self.limits.max_entries:
             raise CheckoutRefusedError(f"more than {self.limits.max_entries} entries to list")
+        self.known[entry.path] = entry
 
     def _count(self, entry: TreeEntry) -> None:
+        # A path counted already was in another listing, as this same entry (``_once_each``).
         if entry.kind != "blob" or entry.path in self.counted:
             return
         self.counted.add(entry.path)
@@ -237,9 +243,8 @@ class _CheckoutPlan:
             with contextlib.closing(
                 ls_tree(self.repo, self.sha, paths, recursive=False)
             ) as listing:
-                for entry in listing:
-                    self._listed()
-                    self.known.setdefault(entry.path, entry)
+                for entry in _once_each(listing):
+                    self._listed(entry)
         return self.known.get(path)
 
     def _read_targets(self, links: list[TreeEntry]) -> None:
@@ -274,6 +279,23 @@ class _Walk:
     def end(self, result: str | None) -> bool:
         self.result = result
         return True
+
+
+def _once_each(listing: Iterable[TreeEntry]) -> Generator[TreeEntry, None, None]:
+    """The entries of one listing; CheckoutRefusedError at a path listed again, whatever the
+    two entries are. git lists each path of a sound commit once (with ``-t``, the folders on
+    the way too). A tree that names one twice is malformed (git fsck's duplicateEntries), yet
+    receive and fetch take it unchecked by default; the plan would count one entry and
+    ``git checkout`` write the other: a task file of 100 bytes counted, a GiB written."""
+    seen: set[str] = set()
+    for entry in listing:
+        if entry.path in seen:
+            raise CheckoutRefusedError(
+                f"{entry.path!r} is listed twice in one of its trees (a malformed tree, which"
+                " git fsck refuses)"
+            )
+        seen.add(entry.path)
+        yield entry
 
 
 def _within(path: str, top: str) -> bool:
