@@ -11,7 +11,9 @@ Contracts (how each call is run, with its deadline, is ``gitprocess``'s):
   does not read; the fetch names the repository it was given, and only that one
   (``upload_pack``).
 - A ``--git-ref`` name is asked for as a branch and as a tag in one fetch (``gitrefs``); one
-  the remote has both of is refused (``AmbiguousRefError``), never read as the branch.
+  the remote has both of is refused (``AmbiguousRefError``), never read as the branch. A ref is
+  taken only from the remote ref of exactly its full name (checked in FETCH_HEAD: ``_taken``),
+  and read here by exactly its full name (``_stored``), never as git's abbreviations.
 - Trees are deleted by ``gittree.remove_tree`` (re-exported here): relative to each folder,
   whatever their depth.
 """
@@ -36,7 +38,16 @@ from reconciler.sources.gitenv import Credentials as Credentials
 from reconciler.sources.gitenv import git_env as git_env
 from reconciler.sources.gitenv import url_credentials as url_credentials
 from reconciler.sources.gitprocess import GitError, GitRunner
-from reconciler.sources.gitrefs import BRANCHES, FULL_SHA, HEX, PRIVATE, TAGS, alternatives
+from reconciler.sources.gitrefs import (
+    BRANCHES,
+    FULL_SHA,
+    HEX,
+    PRIVATE,
+    TAGS,
+    Alternative,
+    alternatives,
+    fetched,
+)
 from reconciler.sources.gittree import remove_tree as remove_tree
 
 # The userinfo of an http(s) URL in git's messages: up to its first "@", and on to the last
@@ -209,7 +220,8 @@ class GitRepo:
         branch or only a tag; no objects come with the first). RefNotFoundError if the remote
         has none. The names of one it lacks are deleted: a fetch that finds nothing prunes
         nothing, and the ref a deleted branch left would keep its commits (or be taken for
-        the ref)."""
+        the ref). So are those the fetch did not take from the remote ref of exactly their
+        name (``_taken``): git reads a missing ``refs/tags/v1`` as ``refs/heads/refs/tags/v1``."""
         wanted = alternatives(ref)
         while True:
             try:
@@ -222,21 +234,60 @@ class GitRepo:
                 self._forget([name for each in lacking for name in each.names])
                 wanted = [each for each in wanted if each not in lacking]
                 continue
-            return tuple(name for each in wanted for name in each.names)
+            taken = self._taken(wanted)
+            self._forget([name for each in wanted if each not in taken for name in each.names])
+            if not taken:
+                raise RefNotFoundError(f"ref {ref!r} not found on remote")
+            return tuple(name for each in taken for name in each.names)
 
     def fetch(self, url: str, specs: Sequence[str], ref: str) -> None:
         """``git fetch --prune --force``: a force-push or a moved tag simply replaces the ref.
-        git's automatic maintenance is left to ``collect`` (see ``gitmaintenance``)."""
-        args = ["fetch", "--prune", "--force", "--no-tags", "--no-write-fetch-head", "--quiet"]
-        args += ["--no-auto-maintenance", *upload_pack(url)]
+        git's automatic maintenance is left to ``collect`` (see ``gitmaintenance``). FETCH_HEAD
+        is written (and read by ``_taken``) unless every spec is a pattern: a fetch of every
+        branch and tag would list them all."""
+        patterns = all("*" in spec for spec in specs)
+        args = ["fetch", "--prune", "--force", "--no-tags", "--quiet", "--no-auto-maintenance"]
+        args += ["--no-write-fetch-head"] if patterns else []
+        # A fetch that fails, or takes nothing, must not leave an earlier fetch's to be read.
+        (self.git_dir / "FETCH_HEAD").unlink(missing_ok=True)
         try:
-            self._cleanly([*args, url, *specs])
+            self._cleanly([*args, *upload_pack(url), url, *specs])
         except GitError as err:
             missing = _MISSING_REF.search(str(err))
             if missing is not None:
                 message = f"ref {ref!r} not found on remote"
                 raise RefNotFoundError(message, missing.group(1)) from None
             raise
+
+    def _taken(self, wanted: Sequence[Alternative]) -> list[Alternative]:
+        """Those of ``wanted`` the last fetch took from the remote ref of exactly their name,
+        and wrote: FETCH_HEAD, that fetch's own record, names that ref (``fetched``) with the
+        object its local name now has. A pattern is matched literally, and taken as it is."""
+        head = self.git_dir / "FETCH_HEAD"
+        try:
+            with head.open("rb") as file:  # a few lines: the URL is the longest part
+                record = fetched(file.read(_MAX_TEXT_OUTPUT).decode("utf-8", "replace"))
+        except FileNotFoundError:
+            record = {}
+        return [
+            each
+            for each in wanted
+            if not each.exact
+            or all(
+                record.get(source) is not None and record.get(source) == self._stored(name)
+                for source, name in zip(each.sources, each.names, strict=True)
+            )
+        ]
+
+    def _stored(self, name: str) -> str | None:
+        """The object the ref of exactly the full name ``name`` holds here; None if there is no
+        such ref. rev-parse would read a missing ``refs/remotes/origin/cafe`` as
+        ``refs/tags/refs/remotes/origin/cafe``, a tag anyone can push (fetched with every
+        other when a name could be a SHA)."""
+        try:
+            return self.run(["show-ref", "--verify", "--hash", "--", name]).strip() or None
+        except GitError:
+            return None
 
     def _forget(self, names: Sequence[str]) -> None:
         for name in names:  # on a failure, the next fetch that finds nothing tries again
@@ -273,9 +324,11 @@ class GitRepo:
         meant would do just that."""
         if FULL_SHA.fullmatch(ref):
             return self._pinned(url, ref)
-        found = {name: sha for name in names if (sha := self.rev_parse(name)) is not None}
+        # Each name read exactly (``_stored``), then as the object it holds.
+        stored = {name: oid for name in names if (oid := self._stored(name)) is not None}
+        found = {name: sha for name, oid in stored.items() if (sha := self.rev_parse(oid))}
         # Both counted whatever they name: a tag of a blob beside the branch is no less a tag.
-        present = {name for name in names if name in found or self._kind_of(name) is not None}
+        present = {name for name, oid in stored.items() if self._kind_of(oid) is not None}
         if BRANCHES + ref in present and TAGS + ref in present:
             raise AmbiguousRefError(
                 f"ref {ref!r} is ambiguous: the remote has both refs/heads/{ref} and"
@@ -294,7 +347,7 @@ class GitRepo:
             )
         if named or commits:
             return (named or commits)[0]
-        raise self._missing(ref, names)
+        raise self._missing(ref, list(stored.values()))
 
     def _pinned(self, url: str, sha: str) -> str:
         if self.rev_parse(sha) != sha and self._kind_of(sha) is None:
