@@ -21,6 +21,7 @@ import dataclasses
 import functools
 import logging
 import threading
+from collections import OrderedDict
 from collections.abc import Sequence
 from concurrent.futures import Future
 from typing import Any
@@ -32,8 +33,15 @@ log = logging.getLogger("crontask.recorder")
 
 # Records lost, or not confirmed, at shutdown listed one by one in the log; the rest are counted.
 LOST_LISTED = 20
+# The records of the last writes that went through, kept to tell a record still waiting at the
+# stop whose write landed before the loop took its answer (a busy loop, or an answer given up
+# on: ``lane.ANSWER_WAIT``) from one the store never took. More than a burst's writes in flight.
+LANDED_KEPT = 4096
 
 Waited = list[tuple[Key, Entry]]
+
+
+LANDED = "run records written after the shutdown's wait: the write under way went through"
 
 
 class Writes:
@@ -43,6 +51,7 @@ class Writes:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._out: dict[Future[Any], Sequence[RunRecord]] = {}
+        self._landed: OrderedDict[Key, RunRecord] = OrderedDict()
 
     def add(self, write: Future[Any], records: Sequence[RunRecord]) -> None:
         with self._lock:
@@ -50,14 +59,28 @@ class Writes:
         write.add_done_callback(self._ended)  # at once if it ended already
 
     def _ended(self, write: Future[Any]) -> None:
+        landed = not write.cancelled() and write.exception() is None
         with self._lock:
-            self._out.pop(write, None)
+            records = self._out.pop(write, ())
+            for record in records if landed else ():
+                key = (record.id, record.attempt)
+                self._landed[key] = record
+                self._landed.move_to_end(key)
+            while len(self._landed) > LANDED_KEPT:
+                self._landed.popitem(last=False)
 
     def under_way(self) -> list[tuple[Future[Any], Sequence[RunRecord]]]:
-        """The writes not ended. Asked once the threads' queue was cancelled (``shutdown``
-        with ``cancel_futures``): a write still pending then is taken by a thread, or is."""
+        """The writes not ended, and those ended whose end is not noted yet (it is, at once,
+        when ``AtStop.say`` follows them). Asked once the threads' queue was cancelled
+        (``shutdown`` with ``cancel_futures``): a write still pending then is taken by a
+        thread, or is."""
         with self._lock:
-            return [(write, records) for write, records in self._out.items() if not write.done()]
+            return [(write, rs) for write, rs in self._out.items() if not write.cancelled()]
+
+    def landed(self, key: Key) -> RunRecord | None:
+        """The state of run attempt ``key`` a write that went through took last, if recent."""
+        with self._lock:
+            return self._landed.get(key)
 
 
 class AtStop:
@@ -80,13 +103,18 @@ class AtStop:
         unsure: dict[Future[Any], Waited] = {}
         lost: Waited = []
         sent = [(write, {(r.id, r.attempt): r for r in rs}) for write, rs in writes.under_way()]
+        landed = 0
         for key, entry in waiting:
             # Its own state, not an older one of its run: a newer state no write took is lost.
             write = next((w for w, rs in sent if _same(entry[0], rs.get(key))), None)
-            if write is None:
-                lost.append((key, entry))
-            else:
+            if write is not None:
                 unsure.setdefault(write, []).append((key, entry))
+            elif _same(entry[0], writes.landed(key)):
+                landed += 1  # its write went through before the loop took the answer
+            else:
+                lost.append((key, entry))
+        if landed:
+            log.info(LANDED, extra={"fields": {"records": landed}})
         unconfirmed = sum(len(taken) for taken in unsure.values())
         with self._lock:
             self._lost, self._unconfirmed = len(lost), unconfirmed
@@ -114,10 +142,7 @@ class AtStop:
             if failed:
                 self._lost += len(taken)
         if not failed:
-            log.info(
-                "run records written after the shutdown's wait: the write under way went through",
-                extra={"fields": {"records": len(taken)}},
-            )
+            log.info(LANDED, extra={"fields": {"records": len(taken)}})
             return
         error = "cancelled" if write.cancelled() else str(write.exception())
         log.error(

@@ -7,14 +7,18 @@ in-memory store, whose writes wait for the test's word; the real dispatcher and 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import threading
 from collections.abc import Callable, Coroutine, Iterator, Sequence
+from concurrent.futures import Future
 from typing import Any
 
 import pytest
 
 from reconciler.controller.dispatch import Dispatcher
+from reconciler.controller.lost import AtStop, Waited, Writes
 from reconciler.controller.recorder import Recorder
+from reconciler.controller.waiting import SAVE
 from reconciler.core.runs import RunRecord, RunStatus
 from reconciler.store.base import StoreUnavailable
 from tests.controller.test_recorder import record
@@ -164,3 +168,26 @@ def test_records_that_never_reached_a_write_are_lost_beside_one_under_way(
     assert store.get(first.id) == first
     assert store.get(after.id) is None
     assert store.get(skip.id) is None
+
+
+def test_a_write_that_landed_before_the_loop_took_its_answer_is_not_said_lost(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A write goes through in its thread, and the stop looks at what waits before the loop
+    has taken the answer (a busy loop): the store holds the state that waits, so it is not
+    lost; a newer state of another run, which no write took, is."""
+    written = record(0, RunStatus.SUCCEEDED)
+    newer = record(1, RunStatus.FAILED)
+    older = dataclasses.replace(newer, status=RunStatus.RUNNING)
+    writes, at_stop = Writes(), AtStop()
+    for sent in ([written], [older]):
+        write: Future[None] = Future()
+        writes.add(write, sent)
+        write.set_result(None)  # landed, its answer not taken yet
+    waiting: Waited = [((r.id, r.attempt), (r, SAVE)) for r in (written, newer)]
+    with caplog.at_level("INFO"):
+        at_stop.say(waiting, writes)
+    assert fields(caplog, LANDED) == [{"records": 1}]
+    assert fields(caplog, LOST) == [{"lost": 1}]
+    assert runs(caplog, "run record lost at shutdown") == [newer.id]
+    assert at_stop.missing == 1
