@@ -15,7 +15,12 @@ reading a public 1.5 MB asset just above ``cli/connections.py``'s floor (16 KiB 
 each asking for it again on the same connection, kept every place for minutes, and every other
 request waited 30 s for a 503. What a public answer holds while it is sent is small or bounded
 per connection (a streamed file: a part of it, and the transport's 64 KiB; ``/openapi.json``,
-61 KB), and ``/metrics``'s bodies by its own places. An answer to a caller who is known (a
+61 KB), and ``/metrics``'s bodies by its own places. Per connection is not in all: 4 000
+slow readers of the 1.5 MB asset held 700 MB. So at most :data:`MAX_STRANGER_ANSWERS` of
+strangers' answers are sent at once; past them a stranger's is a 503 at once (the answer it
+made is dropped unsent), so that strangers can keep out only strangers. ``/metrics`` is not
+counted there (:data:`OWN_PLACES`): its answers have places of their own, and a slow reader
+there can be cut for a scrape (``routes_metrics``). An answer to a caller who is known (a
 token, a session, or anyone where no auth is configured) keeps its place until it is sent:
 such an answer can be megabytes built whole (a list of tasks), and the places are what bounds
 how many of them are held while their readers are slow.
@@ -64,6 +69,8 @@ SLOW_BODY: Final = "the request body did not arrive in time"
 UNQUEUED: Final = frozenset({"/healthz", "/readyz"})
 PUBLIC_BODIES: Final = frozenset({"/login", "/api/v1/hooks/git"})
 MAX_PUBLIC_BODIES: Final = 4
+MAX_STRANGER_ANSWERS: Final = 64  # about 11 MB of a public asset's answers to slow readers
+OWN_PLACES: Final = frozenset({"/metrics"})
 PLANS: Final = frozenset({"/api/v1/plan"})
 MAX_PLANS: Final = 1
 # A small plan takes milliseconds, so a queue of them passes in time; a 1 MiB one, about a
@@ -89,6 +96,7 @@ class Admission:
         wait_seconds: float = WAIT_SECONDS,
         body_seconds: float = BODY_SECONDS,
         max_public: int = MAX_PUBLIC_BODIES,
+        max_strangers: int = MAX_STRANGER_ANSWERS,
         max_plans: int = MAX_PLANS,
         max_plans_waiting: int = MAX_PLANS_WAITING,
         may_queue_plan: Callable[[Scope], bool] = lambda _: True,
@@ -100,6 +108,8 @@ class Admission:
         self.wait_seconds = wait_seconds
         self.body_seconds = body_seconds
         self.max_public = max_public
+        self.max_strangers = max_strangers
+        self.strangers = 0  # strangers' answers being sent (see the module docstring)
         self.max_plans = max_plans
         self.max_plans_waiting = max_plans_waiting
         self.may_queue_plan = may_queue_plan  # a plan without a credential waits for nothing
@@ -135,16 +145,25 @@ class Admission:
             await self.busy(scope, receive, send)  # type: ignore[misc]
             return
         self.active += 1
-        inside = True
+        inside, counted, refused = True, False, False
 
         async def answering(message: Message) -> None:
             # A stranger's answer is made: its places go before it is sent (see the module
             # docstring). The route has said who the caller is by then.
-            nonlocal inside
+            nonlocal inside, counted, refused
+            if refused:
+                return  # the rest of an answer refused in its place
             if inside and message["type"] == "http.response.start" and _stranger(scope):
                 inside = False
                 self.active -= 1
                 self._leave(entered)
+                if path not in OWN_PLACES:
+                    if self.strangers >= self.max_strangers:
+                        refused = True
+                        await self.busy(scope, receive, send)  # type: ignore[misc]
+                        return
+                    self.strangers += 1
+                    counted = True
             await send(message)
 
         try:
@@ -153,6 +172,8 @@ class Admission:
             if inside:
                 self.active -= 1
                 self._leave(entered)
+            if counted:
+                self.strangers -= 1
 
     def _timed(self, receive: Receive) -> Receive:
         """``receive`` with one deadline over the whole body; a late body is a 408 (FastAPI

@@ -38,12 +38,12 @@ class Streaming:
     async def __call__(
         self, scope: Any, receive: Callable[..., Any], send: Callable[..., Any]
     ) -> None:
+        if scope["query_string"] == b"known":
+            scope[ROLE_SCOPE_KEY] = "viewer"
         if scope["path"] != "/big":
             await send({"type": "http.response.start", "status": 200, "headers": []})
             await send({"type": "http.response.body", "body": b"ok"})
             return
-        if scope["query_string"] == b"known":
-            scope[ROLE_SCOPE_KEY] = "viewer"
         self.streaming += 1
         try:
             headers = [(b"content-length", str(BIG).encode())]
@@ -57,11 +57,11 @@ class Streaming:
             self.streaming -= 1
 
 
-@pytest.fixture
-def served() -> Iterator[tuple[uvicorn.Server, Streaming]]:
+@pytest.fixture(params=[64])
+def served(request: pytest.FixtureRequest) -> Iterator[tuple[uvicorn.Server, Streaming]]:
     inner = Streaming()
     # A short wait at the door: the refusal, if any, comes in a second, not thirty.
-    app = Admission(inner, _busy, max_active=PLACES, wait_seconds=1.0)
+    app = Admission(inner, _busy, max_active=PLACES, wait_seconds=1.0, max_strangers=request.param)
     config = uvicorn.Config(
         app, host="127.0.0.1", port=0, lifespan="off", http=connections.guarded(64)
     )
@@ -100,6 +100,43 @@ def test_slow_readers_of_a_streamed_answer_leave_the_places_to_others_unless_kno
         finally:
             other.close()
         assert inner.streaming == PLACES  # still streaming to the slow: nothing was cut
+    finally:
+        for sock in slow:
+            sock.close()
+
+
+def get(host: str, port: int, target: str) -> int:
+    other = http.client.HTTPConnection(host, port, timeout=10)
+    try:
+        other.request("GET", target)
+        answer = other.getresponse()
+        answer.read()
+        return answer.status
+    finally:
+        other.close()
+
+
+@pytest.mark.parametrize("served", [PLACES], indirect=True)
+def test_strangers_answers_are_bounded_and_keep_out_only_strangers(
+    served: tuple[uvicorn.Server, Streaming],
+) -> None:
+    """As many strangers' answers as ``max_strangers`` being sent to slow readers: another
+    stranger's answer is a 503 at once (what each holds is bounded in all, not only per
+    connection), and a known caller still gets in."""
+    server, inner = served
+    host, port = server.servers[0].sockets[0].getsockname()[:2]
+    slow: list[socket.socket] = []
+    try:
+        for _ in range(PLACES):
+            sock = socket.socket()
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 2048)
+            sock.connect((host, port))
+            sock.sendall(b"GET /big HTTP/1.1\r\nHost: x\r\n\r\n")
+            slow.append(sock)
+        wait_for("every slow answer to be streaming", lambda: inner.streaming == PLACES or None)
+        assert get(host, port, "/small") == 503
+        assert get(host, port, "/small?known") == 200
+        assert inner.streaming == PLACES
     finally:
         for sock in slow:
             sock.close()
