@@ -24,7 +24,7 @@ with the failed attempt before it. Skipped slots count for nothing. A task's sta
   route's last message about it;
 - ``recovered``: failing -> ok. Either, if it did not reach a receiver (given up, or pushed
   out of a full queue), is sent to it again with the task's next run of the same outcome, as
-  a reminder (``notify_owed``);
+  a reminder, once (``notify_owed``);
 - ``everyFailure``: every run that ends failing;
 - ``definitionError``: definition errors and conflicts that were not there after the last
   pass (those present at start-up are reported once), by what they are about
@@ -291,12 +291,12 @@ class Notifier:
                 # Since the run's end, as read back after a restart (``notify_history``).
                 since = state.since or record.finished_at or now
                 state.failing, state.since, state.last_sent = True, since, {}
-                state.changes, state.owed = state.changes + 1, set()
+                state.changes, state.owed, state.resent = state.changes + 1, set(), set()
                 events.append((Event.FAILED, False))
             else:
                 events.append((Event.FAILED, True))
         elif state.failing:
-            state.changes, state.owed = state.changes + 1, set()
+            state.changes, state.owed, state.resent = state.changes + 1, set(), set()
             events.append((Event.RECOVERED, False))
         elif state.recovery is not None:
             # Read back as recovered: its "recovered" may never have left the queue. Or it did
@@ -400,7 +400,9 @@ class Notifier:
             )
             self.delivery.enqueue(Message(route.receiver, event.value, body, told))
         if changed:
-            state.owed -= sent_to  # sent again (``notify_owed``: owed again if lost again)
+            # Sent again, once: lost again, it is not owed again (``notify_owed``).
+            state.resent |= state.owed & sent_to
+            state.owed -= sent_to
 
     def _wake(self) -> None:
         if self._woken is not None:

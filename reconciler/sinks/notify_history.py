@@ -54,6 +54,10 @@ class TaskState:
     # The receivers a message about this state (its "failed", or its "recovered") did not
     # reach: given up, or pushed out of a full queue (``notify.Notifier._unsent``).
     owed: set[str] = dataclasses.field(default_factory=set)
+    # The receivers it was sent again to (``owed`` once): never owed again, whatever becomes
+    # of that copy. One that takes a message in but answers 5xx, or too late, would otherwise
+    # get a copy with every run for as long as the state lasts.
+    resent: set[str] = dataclasses.field(default_factory=set)
 
 
 async def adopted(history: History | None, record: RunRecord) -> bool:

@@ -6,7 +6,9 @@ a receiver down for the few seconds of a message's attempts at a task's first fa
 nothing of the task while it kept failing. Now, if the task is still in the state the message
 told of, that receiver is owed it (``TaskState.owed``), and the task's next run of the same
 outcome sends it again as a reminder (``notify.Notifier._route``): a next failure its
-``failed``, a next success its ``recovered``. Only to the receivers it did not reach, and
+``failed``, a next success its ``recovered``. Once: a copy sent again that is lost too is
+not owed again (``TaskState.resent``), as the receiver may have taken each in and answered
+5xx or too late, and would get one with every run. Only to the receivers it did not reach, and
 never one about a state since left: a ``recovered`` of a task failing again, a ``failed`` of
 a task that recovered (its ``recovered`` says since when it was failing). A task's state read
 back from the run store meanwhile (it left this replica and came back) is unsure anyway."""
@@ -42,6 +44,8 @@ def unsent(states: Mapping[str, TaskState], message: Message) -> None:
     state = told.state
     if states.get(told.key) is not state or state.changes != told.changes:
         return  # changed since, or forgotten (read back from the store: unsure)
+    if message.receiver in state.resent:
+        return  # sent again once already: the next reminder is repeatInterval's
     state.owed.add(message.receiver)
     if message.event == Event.RECOVERED.value:
         state.recovery = told.since  # sent again as a recovery from the failures since then

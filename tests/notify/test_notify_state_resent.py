@@ -213,3 +213,46 @@ def test_a_failed_pushed_out_of_a_full_queue_is_sent_again(
         ("default/t3", False),
         ("default/t0", True),
     ]
+
+
+def test_a_change_lost_again_when_sent_again_is_not_sent_a_third_time(tmp_path: Path) -> None:
+    """A receiver that takes the message in but answers 5xx (a proxy's 502 after forwarding
+    it, a receiver slower than the timeout) loses every copy as far as the notifier can tell:
+    each state change is sent again once, with the task's next run of the same outcome, not
+    with every run after. The "recovered" and the next "failed" (changes) are the markers:
+    the queue is first in, first out, so a copy queued by the runs before would come first."""
+    metrics = Metrics()
+    with receiving(SECRET) as receiver:
+        receiver.failures_left, receiver.fail_status = 10**6, 500
+        notifier = Notifier(config(tmp_path, receiver.url), metrics=metrics, backoff=0.001)
+
+        async def lost(messages: int) -> None:
+            await until(lambda: counts(metrics)["failed"] == messages)
+
+        async def body() -> None:
+            for outcome, first, before in ((RunStatus.FAILED, 0, 0), (RunStatus.SUCCEEDED, 10, 2)):
+                await ran(notifier, outcome, first)  # the change
+                await lost(before + 1)
+                await ran(notifier, outcome, first + 1)  # sent again
+                await lost(before + 2)
+                for minutes in range(first + 2, first + 6):  # not again
+                    await ran(notifier, outcome, minutes)
+            await ran(notifier, RunStatus.FAILED, 20)  # the last marker: all before it settled
+            await until(lambda: [a[2] for a in got()].count("01:20") == DOWN)
+            await until(lambda: counts(metrics)["failed"] == len(receiver.received) // DOWN)
+
+        def got() -> list[tuple[str, bool, str]]:
+            return [
+                (r.json["event"], r.json["reminder"], r.json["run"]["scheduledAt"][11:16])
+                for r in list(receiver.received)
+            ]
+
+        running(notifier, body)
+    assert got() == [
+        *[("failed", False, "01:00")] * DOWN,
+        *[("failed", True, "01:01")] * DOWN,
+        *[("recovered", False, "01:10")] * DOWN,
+        *[("recovered", True, "01:11")] * DOWN,
+        *[("failed", False, "01:20")] * DOWN,
+    ]
+    assert counts(metrics) == {"dropped": 0, "failed": 5, "sent": 0}
