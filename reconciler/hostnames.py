@@ -55,3 +55,18 @@ def allowed_host(text: str) -> str:
     if not normal or not normal.isascii():  # not a name IDNA can spell: no header names it
         raise ValueError("expected a host name or address, such as crontask.example.com")
     return normal
+
+
+def peer_of(address: str) -> str:
+    """What one client is counted by (a connection's share, a failed sign-in's log line): an
+    IPv4 address (an IPv4-mapped IPv6 one as the IPv4 address it is), or the /64 of an IPv6
+    address, the network a host is given and may send from any address of."""
+    try:
+        ip = ipaddress.ip_address(address.split("%", 1)[0])  # no zone: fe80::1%eth0
+    except ValueError:
+        return address
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.IPv6Network((ip, 64), strict=False))
+    return str(ip)

@@ -31,6 +31,7 @@ from reconciler.api.hosts import same_origin
 from reconciler.api.problems import FieldProblem, Problem, ProblemError
 from reconciler.api.webhook_secret import WebhookSecret
 from reconciler.controller.view import RuntimeView
+from reconciler.hostnames import peer_of
 from reconciler.sinks.kubernetes_refusals import RefusalLog
 from reconciler.sinks.metrics import Metrics
 
@@ -44,9 +45,14 @@ ROLE_SCOPE_KEY: Final = "crontask.role"
 
 # A bad credential is refused on every request that carries it: a client retrying a revoked
 # token on one keep-alive connection wrote 3 000 warnings in 4 s. Each kind of failure (its
-# message and reason) is logged the first time, then at most once a minute, with how many
-# were not logged since (``suppressed``), as refused Kubernetes writes are.
+# message, reason and client: see hostnames.peer_of) is logged the first time, then at most
+# once a minute, with how many were not logged since (``suppressed``), as refused Kubernetes
+# writes are. The client is part of the kind: by (message, reason) alone, a flood's one line a
+# minute named whoever came first, and every other address (an operator's own failing client)
+# was never named, for fail2ban or a SIEM rule to act on.
 AUTH_FAILURES_EVERY: Final = 60.0
+# Kinds remembered at most (a flood from many addresses): past it, the oldest is forgotten.
+AUTH_FAILURE_KINDS: Final = 1024
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -58,7 +64,8 @@ class ApiContext:
     auth_file: AuthFile | None = None  # where ``auth`` came from, read again when it changes
     # One app's failed authentications, counted for warn_auth_failed (kept by replace()).
     auth_failures: RefusalLog = dataclasses.field(
-        default_factory=lambda: RefusalLog(AUTH_FAILURES_EVERY), compare=False
+        default_factory=lambda: RefusalLog(AUTH_FAILURES_EVERY, keep=AUTH_FAILURE_KINDS),
+        compare=False,
     )
 
 
@@ -186,12 +193,14 @@ def warn_auth_failed(
     request: Request, logger: logging.Logger, message: str, reason: str, **fields: object
 ) -> None:
     """Log a refused credential as ``message``, naming ``reason`` (never the credential), the
-    client and ``fields`` of this one: the first of its kind, then one a minute at most, with
-    how many were not logged since (``suppressed``). See AUTH_FAILURES_EVERY."""
-    suppressed = context(request).auth_failures.due((message, reason))
+    client and ``fields`` of this one: the first of its kind (message, reason, client), then
+    one a minute at most, with how many were not logged since (``suppressed``). See
+    AUTH_FAILURES_EVERY."""
+    client = request.client.host if request.client else None
+    peer = None if client is None else peer_of(client)
+    suppressed = context(request).auth_failures.due((message, reason, peer))
     if suppressed is None:
         return
-    client = request.client.host if request.client else None
     said = {"reason": reason, "client": client, **fields, "suppressed": suppressed}
     logger.warning(message, extra={"fields": said})
 
@@ -232,6 +241,8 @@ _DESCRIPTIONS: Mapping[int, str] = {
 }
 
 __all__ = [
+    "AUTH_FAILURES_EVERY",
+    "AUTH_FAILURE_KINDS",
     "ApiContext",
     "FieldProblem",
     "GuardedRoute",

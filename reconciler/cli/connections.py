@@ -43,7 +43,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
-import ipaddress
 import logging
 import resource
 import struct
@@ -54,6 +53,7 @@ from typing import Any, ClassVar, cast
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from reconciler.api.admission import ABORT
+from reconciler.hostnames import peer_of
 
 log = logging.getLogger("crontask.api")
 
@@ -75,20 +75,6 @@ def peer_limit(max_connections: int) -> int:
     """How many of them one address may hold: an eighth, for other hosts to keep some room
     when one holds all its share in requests; at least 16 (a browser opens six at once)."""
     return min(max_connections, max(16, max_connections // 8))
-
-
-def peer_of(address: str) -> str:
-    """What one address's share is counted by: an IPv4 address (an IPv4-mapped IPv6 one as
-    the IPv4 address it is), or the /64 of an IPv6 address, the network a host is given."""
-    try:
-        ip = ipaddress.ip_address(address.split("%", 1)[0])  # no zone: fe80::1%eth0
-    except ValueError:
-        return address
-    if isinstance(ip, ipaddress.IPv6Address):
-        if ip.ipv4_mapped is not None:
-            return str(ip.ipv4_mapped)
-        return str(ipaddress.IPv6Network((ip, 64), strict=False))
-    return str(ip)
 
 
 def guarded(max_connections: int, per_peer: int | None = None) -> type[GuardedH11Protocol]:

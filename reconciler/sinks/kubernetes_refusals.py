@@ -7,8 +7,9 @@ Contract:
 - :class:`RefusalLog` lets a refusal of one kind be logged once every :data:`REFUSAL_EVERY`
   seconds, and counts the ones it held back meanwhile: a refusal comes again with every write
   (a status a second for an every-second task), and one line says as much as a thousand.
-  Thread-safe (the status writer's workers share one); it keeps at most ``keep`` kinds past
-  their period.
+  Thread-safe (the status writer's workers share one); it keeps at most ``keep`` kinds, those
+  past their period forgotten first, then the one logged longest ago (said again if it comes
+  back): a flood of new kinds within one period does not grow it without limit.
 - :func:`names_object` tells the two ``404`` of a write apart: the object is gone (the API
   server's ``Status`` names it in ``details.name``), or the server serves no such path (a CRD
   without the ``/status`` subresource: ``the server could not find the requested resource``,
@@ -67,14 +68,23 @@ class RefusalLog:
             if logged is not None and now - logged < self._every:
                 self._kinds[kind] = (logged, since + 1)
                 return None
+            # Moved to the end: the dict stays in the order the kinds were last logged.
+            self._kinds.pop(kind, None)
             self._kinds[kind] = (now, 0)
             self._expire(now)
             return since
 
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._kinds)
+
     def _expire(self, now: float) -> None:
-        if len(self._kinds) > self._keep:
-            for kind in [k for k, (t, _) in self._kinds.items() if now - t >= self._every]:
-                del self._kinds[kind]
+        if len(self._kinds) <= self._keep:
+            return
+        for kind in [k for k, (t, _) in self._kinds.items() if now - t >= self._every]:
+            del self._kinds[kind]
+        while len(self._kinds) > self._keep:  # all within their period: the oldest go
+            del self._kinds[next(iter(self._kinds))]
 
 
 def names_object(err: ApiException, name: str) -> bool:

@@ -1,6 +1,7 @@
 """A refused credential is logged the first time, then once a minute at most for each kind
-(message and reason), with how many were not logged since (``suppressed``): a client retrying
-a revoked token on one keep-alive connection wrote 3 000 warnings in 4 s, one a request.
+(message, reason and client address, an IPv6 one by its /64), with how many were not logged
+since (``suppressed``): a client retrying a revoked token on one keep-alive connection wrote
+3 000 warnings in 4 s, one a request.
 Real uvicorn, real HTTP; the minute is the app's own clock's, turned by the test."""
 
 from __future__ import annotations
@@ -18,7 +19,12 @@ import uvicorn
 from reconciler import web
 from reconciler.api.app import create_app
 from reconciler.api.auth import AuthConfig
-from reconciler.api.routing import AUTH_FAILURES_EVERY, ApiContext
+from reconciler.api.routing import (
+    AUTH_FAILURE_KINDS,
+    AUTH_FAILURES_EVERY,
+    ApiContext,
+)
+from reconciler.hostnames import peer_of
 from reconciler.sinks.kubernetes_refusals import RefusalLog
 from reconciler.sinks.metrics import Metrics
 from tests.api.conftest import BAD_TOKEN, bearer, make_jwt, write_auth
@@ -138,3 +144,70 @@ def test_bad_webhook_signatures_are_one_line_then_a_count(
         assert http.post("/api/v1/hooks/git", content=b"{}", headers=wrong).status_code == 401
     suppressed = [f["suppressed"] for f in said(caplog, "webhook signature rejected")]
     assert suppressed == [0, N - 1]
+
+
+def test_each_client_address_has_its_own_first_line(
+    served: Served, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A flood from one address does not hide another's failures (an operator's own client,
+    or a second attacker): each address is a kind of its own, so fail2ban or a SIEM rule
+    keyed on ``client`` sees every one of them."""
+    # 127.0.0.2 is on the loopback too: a second client of the same server.
+    other = httpx.HTTPTransport(local_address="127.0.0.2")
+    with (
+        caplog.at_level(logging.INFO),
+        httpx.Client(base_url=served.url, timeout=10) as flood,
+        httpx.Client(base_url=served.url, timeout=10, transport=other) as mine,
+    ):
+        for _ in range(N):
+            assert flood.get("/api/v1/tasks", headers=bearer(BAD_TOKEN)).status_code == 401
+        assert mine.get("/api/v1/tasks", headers=bearer(BAD_TOKEN)).status_code == 401
+        assert mine.post("/login", data={"token": BAD_TOKEN}).status_code == 401
+        assert flood.post("/login", data={"token": BAD_TOKEN}).status_code == 401
+    assert [f["client"] for f in said(caplog, "authentication failed")] == [
+        "127.0.0.1",
+        "127.0.0.2",
+    ]
+    assert [f["client"] for f in said(caplog, "page sign-in failed")] == [
+        "127.0.0.2",
+        "127.0.0.1",
+    ]
+
+
+def test_an_ipv6_host_is_one_client_by_its_64() -> None:
+    """A host is given a /64 and may send from any address in it: counted as one client, as
+    the connection guard counts it (else each request from a new address is a line)."""
+    assert peer_of("2001:db8:1:2::1") == peer_of("2001:db8:1:2:ffff::9")
+    assert peer_of("2001:db8:1:2::1") != peer_of("2001:db8:1:3::1")
+    assert peer_of("::ffff:127.0.0.2") == "127.0.0.2"
+    assert peer_of("127.0.0.1") != peer_of("127.0.0.2")
+
+
+def test_the_kinds_remembered_are_bounded_the_oldest_forgotten() -> None:
+    """A flood from many addresses within one minute must not grow the log's memory without
+    limit: past ``keep`` kinds, the one logged longest ago is forgotten (said again if it
+    comes back), however recent."""
+    clock = Clock()
+    failures = RefusalLog(AUTH_FAILURES_EVERY, clock=clock, keep=3)
+    assert [failures.due(k) for k in "abc"] == [0, 0, 0]
+    assert failures.due("a") is None  # counted, still remembered
+    assert failures.due("d") == 0  # a fourth kind: "a", logged longest ago, is forgotten
+    assert failures.due("b") is None
+    assert failures.due("a") == 0  # forgotten: said again (its count went with it)
+    assert failures.due("d") is None  # still remembered
+    assert failures.due("b") == 0  # "b", now logged longest ago, made room for "a"
+    assert len(failures) <= 3
+
+
+def test_the_app_remembers_at_most_auth_failure_kinds() -> None:
+    """The app's own log is bounded at AUTH_FAILURE_KINDS: one flood of new addresses
+    within a minute forgets the first, which is said again."""
+    ctx = ApiContext(FakeRuntime([]), auth=None, metrics=Metrics())
+    kinds = [
+        ("authentication failed", "unknown token", f"10.0.{i // 256}.{i % 256}")
+        for i in range(AUTH_FAILURE_KINDS + 1)
+    ]
+    assert {ctx.auth_failures.due(k) for k in kinds} == {0}
+    assert len(ctx.auth_failures) == AUTH_FAILURE_KINDS
+    assert ctx.auth_failures.due(kinds[0]) == 0  # forgotten, said again
+    assert ctx.auth_failures.due(kinds[-1]) is None
