@@ -60,8 +60,11 @@ _HTTP_USERINFO = re.compile(r"(?i)(https?://)[^\s@]*@(?:[^\s/@]*@)*")
 _MAX_TEXT_OUTPUT = 1024 * 1024
 _MAX_BLOBS_OUTPUT = 8 * 1024 * 1024
 
-# What git says of a ref the remote lacks (it stops at the first one).
-_MISSING_REF = re.compile(r"couldn't find remote ref (\S+)")
+# What git says of a ref the remote lacks (it stops at the first one). Its lines are joined
+# with "; " (``gitprocess``): over protocol v0 (ssh to a server whose AcceptEnv drops
+# GIT_PROTOCOL) "the remote end hung up unexpectedly" follows at times, and its ";" was read as
+# part of the name, so the sync failed as not found every other time. A ref name has no space.
+_MISSING_REF = re.compile(r"couldn't find remote ref (\S+?)(?=; |\s|$)")
 
 
 class RefNotFoundError(GitError):
@@ -328,7 +331,7 @@ class GitRepo:
         stored = {name: oid for name in names if (oid := self._stored(name)) is not None}
         found = {name: sha for name, oid in stored.items() if (sha := self.rev_parse(oid))}
         # Both counted whatever they name: a tag of a blob beside the branch is no less a tag.
-        present = {name for name, oid in stored.items() if self._kind_of(oid) is not None}
+        present = {n for n, oid in stored.items() if n in found or self._kind_of(oid)}
         if BRANCHES + ref in present and TAGS + ref in present:
             raise AmbiguousRefError(
                 f"ref {ref!r} is ambiguous: the remote has both refs/heads/{ref} and"

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from reconciler.sources import gitrefs
+from reconciler.sources import gitrefs, gitrepo
 from reconciler.sources.git import GitSource
 from tests.sources.test_git import (
     Clock,
@@ -238,3 +238,21 @@ def test_a_name_that_could_be_a_sha_reads_only_its_own_branch_or_tag(
         assert status.last_error.startswith("ref 'cafe' not found on remote (retrying in ")
         assert status.applied_revision == applied
         assert set(schedules(source)) == {"default/a"}
+
+
+@pytest.mark.parametrize(
+    ("said", "missing"),
+    [
+        ("couldn't find remote ref refs/tags/main", "refs/tags/main"),
+        # Protocol v0 (ssh to a server that drops GIT_PROTOCOL): the hang-up follows at times.
+        (
+            "couldn't find remote ref refs/tags/main; the remote end hung up unexpectedly",
+            "refs/tags/main",
+        ),
+        ("couldn't find remote ref refs/tags/a;b", "refs/tags/a;b"),  # ";" may be in a name
+    ],
+)
+def test_the_missing_ref_is_read_whole_whatever_follows_it(said: str, missing: str) -> None:
+    found = gitrepo._MISSING_REF.search(said)
+    assert found is not None
+    assert found.group(1) == missing
