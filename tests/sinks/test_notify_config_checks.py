@@ -5,13 +5,12 @@ receiver that no route sends to (a warning of ``crontask validate``: the file st
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from reconciler.sinks.notify_config import NotificationConfigError, check_url, load
+from tests.helpers import crontask_cli
 
 FILE = """\
 receivers:
@@ -129,21 +128,12 @@ def test_names_some_task_can_have_still_load(tmp_path: Path, name: str) -> None:
     assert loaded.config.routes[0].match.name == name
 
 
-def validate(*argv: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "reconciler", "validate", *argv],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-
-
 def test_validate_warns_of_a_receiver_no_route_sends_to_and_passes(tmp_path: Path) -> None:
     (tmp_path / "a.yaml").write_text(TASK)
     spare = "  - name: spare\n    type: generic\n    url: https://hooks.example/spare\nroutes:\n"
     notify = written(tmp_path, FILE.replace("routes:\n", spare))
 
-    done = validate(str(tmp_path / "a.yaml"), "--notifications", str(notify))
+    done = crontask_cli("validate", str(tmp_path / "a.yaml"), "--notifications", str(notify))
 
     assert done.returncode == 0, done.stdout + done.stderr
     assert done.stdout.splitlines() == [
@@ -158,7 +148,7 @@ def test_validate_fails_a_route_no_task_can_match(tmp_path: Path) -> None:
     (tmp_path / "a.yaml").write_text(TASK)
     notify = written(tmp_path, FILE.replace('"backup-*"', '"ops/odd-*"'))
 
-    done = validate(str(tmp_path / "a.yaml"), "--notifications", str(notify))
+    done = crontask_cli("validate", str(tmp_path / "a.yaml"), "--notifications", str(notify))
 
     assert done.returncode == 1
     assert done.stdout.splitlines() == [

@@ -17,6 +17,7 @@ from reconciler.sources.files import DirectorySource
 from reconciler.sources.filestate import FileState, Signature
 from reconciler.sources.git import GitOptions, GitSource
 from reconciler.sources.limits import PARALLEL_MIN_FILES
+from tests.helpers import crontask_cli
 from tests.sources.test_files import doc, keys, write
 from tests.sources.test_git import Clock, Remote, isolate_git, schedules, synced
 from tests.sources.test_git import doc as git_doc
@@ -310,14 +311,7 @@ def test_reading_ahead_holds_no_more_than_the_bound(tmp_path: Path) -> None:
 
 
 def _crontask(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "reconciler", *args],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    return crontask_cli(*args, cwd=ROOT)
 
 
 def test_validate_says_a_folder_declares_more_than_a_source_holds(tmp_path: Path) -> None:
