@@ -18,12 +18,14 @@ per connection (a streamed file: a part of it, and the transport's 64 KiB; ``/op
 61 KB), and ``/metrics``'s bodies by its own places. Per connection is not in all: 4 000
 slow readers of the 1.5 MB asset held 700 MB. So at most :data:`MAX_STRANGER_ANSWERS` of
 strangers' answers are sent at once; past them a stranger's is a 503 at once (the answer it
-made is dropped unsent), so that strangers can keep out only strangers. ``/metrics`` is not
-counted there (:data:`OWN_PLACES`): its answers have places of their own, and a slow reader
-there can be cut for a scrape (``routes_metrics``). An answer to a caller who is known (a
-token, a session, or anyone where no auth is configured) keeps its place until it is sent:
-such an answer can be megabytes built whole (a list of tasks), and the places are what bounds
-how many of them are held while their readers are slow.
+made is dropped unsent), so that strangers can keep out only strangers, and one peer (an
+address, an IPv6 /64) at most :data:`STRANGER_SHARE` of them. A small answer
+(:data:`SMALL_ANSWER`: ``/login``, the styles) is not counted: it is written whole at once.
+``/metrics`` is not counted there (:data:`OWN_PLACES`): its answers have places of their
+own, and a slow reader there can be cut for a scrape (``routes_metrics``). An answer to a
+caller who is known (a token, a session, or anyone where no auth is configured) keeps its
+place until it is sent: such an answer can be megabytes built whole (a list of tasks), and the
+places are what bounds how many of them are held while their readers are slow.
 
 Probes (``/healthz``, ``/readyz``) are never queued: a liveness check must not fail because
 the API is busy. (Measured and left out: ``MALLOC_ARENA_MAX=2``, glibc's trim and mmap
@@ -70,6 +72,10 @@ UNQUEUED: Final = frozenset({"/healthz", "/readyz"})
 PUBLIC_BODIES: Final = frozenset({"/login", "/api/v1/hooks/git"})
 MAX_PUBLIC_BODIES: Final = 4
 MAX_STRANGER_ANSWERS: Final = 64  # about 11 MB of a public asset's answers to slow readers
+STRANGER_SHARE: Final = 8  # of them for one peer (an address, an IPv6 /64)
+# An answer this small is written whole at once (the transport takes it, its send does not
+# wait): counting it bounds nothing, and refusing it would refuse /login and the styles too.
+SMALL_ANSWER: Final = 64 * 1024
 OWN_PLACES: Final = frozenset({"/metrics"})
 PLANS: Final = frozenset({"/api/v1/plan"})
 MAX_PLANS: Final = 1
@@ -97,6 +103,7 @@ class Admission:
         body_seconds: float = BODY_SECONDS,
         max_public: int = MAX_PUBLIC_BODIES,
         max_strangers: int = MAX_STRANGER_ANSWERS,
+        stranger_share: int = STRANGER_SHARE,
         max_plans: int = MAX_PLANS,
         max_plans_waiting: int = MAX_PLANS_WAITING,
         may_queue_plan: Callable[[Scope], bool] = lambda _: True,
@@ -109,7 +116,9 @@ class Admission:
         self.body_seconds = body_seconds
         self.max_public = max_public
         self.max_strangers = max_strangers
-        self.strangers = 0  # strangers' answers being sent (see the module docstring)
+        self.stranger_share = stranger_share
+        self.strangers = 0  # strangers' large answers being sent (see the module docstring)
+        self._strangers_of: dict[str, int] = {}  # and of each peer
         self.max_plans = max_plans
         self.max_plans_waiting = max_plans_waiting
         self.may_queue_plan = may_queue_plan  # a plan without a credential waits for nothing
@@ -145,7 +154,8 @@ class Admission:
             await self.busy(scope, receive, send)  # type: ignore[misc]
             return
         self.active += 1
-        inside, counted, refused = True, False, False
+        inside, refused = True, False
+        counted: str | None = None  # the stranger's peer its answer is counted against
 
         async def answering(message: Message) -> None:
             # A stranger's answer is made: its places go before it is sent (see the module
@@ -157,13 +167,12 @@ class Admission:
                 inside = False
                 self.active -= 1
                 self._leave(entered)
-                if path not in OWN_PLACES:
-                    if self.strangers >= self.max_strangers:
+                if path not in OWN_PLACES and _large(message):
+                    counted = self._count_stranger(scope)
+                    if counted is None:
                         refused = True
                         await self.busy(scope, receive, send)  # type: ignore[misc]
                         return
-                    self.strangers += 1
-                    counted = True
             await send(message)
 
         try:
@@ -172,8 +181,26 @@ class Admission:
             if inside:
                 self.active -= 1
                 self._leave(entered)
-            if counted:
-                self.strangers -= 1
+            if counted is not None:
+                self._uncount_stranger(counted)
+
+    def _count_stranger(self, scope: Scope) -> str | None:
+        """Count a stranger's large answer against all of them and its peer's share; None (it
+        is refused) when either is full."""
+        extension = (scope.get("extensions") or {}).get(ABORT) or {}
+        peer = str(extension.get("peer") or (scope.get("client") or ("",))[0])
+        mine = self._strangers_of.get(peer, 0)
+        if self.strangers >= self.max_strangers or mine >= self.stranger_share:
+            return None
+        self.strangers += 1
+        self._strangers_of[peer] = mine + 1
+        return peer
+
+    def _uncount_stranger(self, peer: str) -> None:
+        self.strangers -= 1
+        left = self._strangers_of.pop(peer) - 1
+        if left:
+            self._strangers_of[peer] = left
 
     def _timed(self, receive: Receive) -> Receive:
         """``receive`` with one deadline over the whole body; a late body is a 408 (FastAPI
@@ -229,3 +256,12 @@ def _stranger(scope: Scope) -> bool:
     (a page's signed-in person has one), or a route that asks neither (a ``/docs`` asset)."""
     principal = scope.get(PRINCIPAL_SCOPE_KEY, "anonymous")
     return scope.get(ROLE_SCOPE_KEY) is None and principal == "anonymous"
+
+
+def _large(start: Message) -> bool:
+    """Whether an answer (its ``http.response.start``) may wait on its reader: no length said
+    (streamed), or more than SMALL_ANSWER."""
+    for name, value in start.get("headers", ()):
+        if name.lower() == b"content-length":
+            return not value.isdigit() or int(value) > SMALL_ANSWER
+    return True

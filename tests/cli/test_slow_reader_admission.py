@@ -40,8 +40,9 @@ class Streaming:
     ) -> None:
         if scope["query_string"] == b"known":
             scope[ROLE_SCOPE_KEY] = "viewer"
-        if scope["path"] != "/big":
-            await send({"type": "http.response.start", "status": 200, "headers": []})
+        if scope["path"] != "/big":  # said small (its length) only on /tiny
+            said = [(b"content-length", b"2")] if scope["path"] == "/tiny" else []
+            await send({"type": "http.response.start", "status": 200, "headers": said})
             await send({"type": "http.response.body", "body": b"ok"})
             return
         self.streaming += 1
@@ -57,11 +58,19 @@ class Streaming:
             self.streaming -= 1
 
 
-@pytest.fixture(params=[64])
+@pytest.fixture(params=[(64, 8)])
 def served(request: pytest.FixtureRequest) -> Iterator[tuple[uvicorn.Server, Streaming]]:
     inner = Streaming()
+    strangers, share = request.param
     # A short wait at the door: the refusal, if any, comes in a second, not thirty.
-    app = Admission(inner, _busy, max_active=PLACES, wait_seconds=1.0, max_strangers=request.param)
+    app = Admission(
+        inner,
+        _busy,
+        max_active=PLACES,
+        wait_seconds=1.0,
+        max_strangers=strangers,
+        stranger_share=share,
+    )
     config = uvicorn.Config(
         app, host="127.0.0.1", port=0, lifespan="off", http=connections.guarded(64)
     )
@@ -105,8 +114,8 @@ def test_slow_readers_of_a_streamed_answer_leave_the_places_to_others_unless_kno
             sock.close()
 
 
-def get(host: str, port: int, target: str) -> int:
-    other = http.client.HTTPConnection(host, port, timeout=10)
+def get(host: str, port: int, target: str, source: str = "127.0.0.1") -> int:
+    other = http.client.HTTPConnection(host, port, timeout=10, source_address=(source, 0))
     try:
         other.request("GET", target)
         answer = other.getresponse()
@@ -116,7 +125,36 @@ def get(host: str, port: int, target: str) -> int:
         other.close()
 
 
-@pytest.mark.parametrize("served", [PLACES], indirect=True)
+def held_by_slow_readers(host: str, port: int, inner: Streaming) -> list[socket.socket]:
+    """PLACES connections from 127.0.0.1 whose /big answers wait on their readers."""
+    slow: list[socket.socket] = []
+    for _ in range(PLACES):
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 2048)
+        sock.connect((host, port))
+        sock.sendall(b"GET /big HTTP/1.1\r\nHost: x\r\n\r\n")
+        slow.append(sock)
+    wait_for("every slow answer to be streaming", lambda: inner.streaming == PLACES or None)
+    return slow
+
+
+@pytest.mark.parametrize("served", [(64, PLACES)], indirect=True)
+def test_one_peer_holds_at_most_its_share_of_strangers_answers(
+    served: tuple[uvicorn.Server, Streaming],
+) -> None:
+    server, inner = served
+    host, port = server.servers[0].sockets[0].getsockname()[:2]
+    slow = held_by_slow_readers(host, port, inner)
+    try:
+        assert get(host, port, "/small") == 503  # its peer's share is held
+        assert get(host, port, "/small", source="127.0.0.2") == 200  # another peer's is not
+        assert get(host, port, "/tiny") == 200  # small: written whole at once, not counted
+    finally:
+        for sock in slow:
+            sock.close()
+
+
+@pytest.mark.parametrize("served", [(PLACES, 8)], indirect=True)
 def test_strangers_answers_are_bounded_and_keep_out_only_strangers(
     served: tuple[uvicorn.Server, Streaming],
 ) -> None:
