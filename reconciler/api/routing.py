@@ -52,7 +52,10 @@ ROLE_SCOPE_KEY: Final = "crontask.role"
 # was never named, for fail2ban or a SIEM rule to act on.
 AUTH_FAILURES_EVERY: Final = 60.0
 # Kinds remembered at most (a flood from many addresses): past it, the oldest is forgotten.
-AUTH_FAILURE_KINDS: Final = 1024
+AUTH_FAILURE_KINDS: Final = 256
+# Past that many clients failing within a minute, the others share one line a minute (a flood
+# from a /48 has 65 536 /64s: a line each would be the flood the limit is for).
+OTHER_CLIENTS: Final = "other clients"
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -194,11 +197,15 @@ def warn_auth_failed(
 ) -> None:
     """Log a refused credential as ``message``, naming ``reason`` (never the credential), the
     client and ``fields`` of this one: the first of its kind (message, reason, client), then
-    one a minute at most, with how many were not logged since (``suppressed``). See
+    one a minute at most, with how many were not logged since (``suppressed``); past
+    AUTH_FAILURE_KINDS clients within a minute, the others as one (OTHER_CLIENTS). See
     AUTH_FAILURES_EVERY."""
     client = request.client.host if request.client else None
-    peer = None if client is None else peer_of(client)
-    suppressed = context(request).auth_failures.due((message, reason, peer))
+    failures = context(request).auth_failures
+    kind = (message, reason, None if client is None else peer_of(client))
+    if kind not in failures and not failures.room():
+        kind, client = (message, reason, OTHER_CLIENTS), OTHER_CLIENTS
+    suppressed = failures.due(kind)
     if suppressed is None:
         return
     said = {"reason": reason, "client": client, **fields, "suppressed": suppressed}

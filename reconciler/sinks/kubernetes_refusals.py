@@ -78,12 +78,26 @@ class RefusalLog:
         with self._lock:
             return len(self._kinds)
 
+    def __contains__(self, kind: Hashable) -> bool:
+        with self._lock:
+            return kind in self._kinds
+
+    def room(self) -> bool:
+        """Whether a new kind is remembered without forgetting one logged within ``every``:
+        the kinds logged longer ago are forgotten now (with what they held back), from the
+        front, where they are."""
+        with self._lock:
+            now = self._clock()
+            while self._kinds:
+                first = next(iter(self._kinds))
+                if now - self._kinds[first][0] < self._every:
+                    break
+                del self._kinds[first]
+            return len(self._kinds) < self._keep
+
     def _expire(self, now: float) -> None:
-        if len(self._kinds) <= self._keep:
-            return
-        for kind in [k for k, (t, _) in self._kinds.items() if now - t >= self._every]:
-            del self._kinds[kind]
-        while len(self._kinds) > self._keep:  # all within their period: the oldest go
+        # In the order last logged: those logged longest ago, past their period first, go.
+        while len(self._kinds) > self._keep:
             del self._kinds[next(iter(self._kinds))]
 
 

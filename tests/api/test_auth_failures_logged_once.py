@@ -15,6 +15,8 @@ from pathlib import Path
 import httpx
 import pytest
 import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
 
 from reconciler import web
 from reconciler.api.app import create_app
@@ -23,6 +25,7 @@ from reconciler.api.routing import (
     AUTH_FAILURE_KINDS,
     AUTH_FAILURES_EVERY,
     ApiContext,
+    warn_auth_failed,
 )
 from reconciler.hostnames import peer_of
 from reconciler.sinks.kubernetes_refusals import RefusalLog
@@ -211,3 +214,30 @@ def test_the_app_remembers_at_most_auth_failure_kinds() -> None:
     assert len(ctx.auth_failures) == AUTH_FAILURE_KINDS
     assert ctx.auth_failures.due(kinds[0]) == 0  # forgotten, said again
     assert ctx.auth_failures.due(kinds[-1]) is None
+
+
+def test_past_the_clients_remembered_the_others_share_one_line(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A flood from more addresses than AUTH_FAILURE_KINDS within a minute (a /48 is 65 536
+    /64s) is a line for each of the first, then one for all the others, not one a request."""
+    app = Starlette()
+    app.state.crontask = ApiContext(FakeRuntime([]), auth=None, metrics=Metrics())
+
+    def failed(host: str) -> None:
+        scope = {"type": "http", "client": (host, 1), "app": app, "headers": []}
+        warn_auth_failed(
+            Request(scope),
+            logging.getLogger("crontask.api"),
+            "authentication failed",
+            "unknown token",
+        )
+
+    with caplog.at_level("WARNING", logger="crontask.api"):
+        for i in range(3 * AUTH_FAILURE_KINDS):
+            failed(f"10.0.{i // 256}.{i % 256}")
+    lines = [r for r in caplog.records if r.getMessage() == "authentication failed"]
+    clients = [r.fields["client"] for r in lines]  # type: ignore[attr-defined]
+    assert len(lines) == AUTH_FAILURE_KINDS + 1
+    assert clients[:2] == ["10.0.0.0", "10.0.0.1"]
+    assert clients[-1] == "other clients"
