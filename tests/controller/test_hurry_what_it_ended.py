@@ -71,6 +71,10 @@ def test_a_command_that_ended_itself_on_sigterm_was_not_killed(tmp_path: Path) -
 
     async def scenario() -> tuple[Cut | None, int | None]:
         task = asyncio.ensure_future(run.run())
+        # Its pid known on the loop too, not only written by the shell: a stop before the
+        # spawner's answer reached the loop sends no SIGTERM (and the wait below, which blocks
+        # the loop, would keep that answer away for good).
+        await asyncio.wait_for(run.started.wait(), BOUND)
         await asyncio.wait_for(_until_async(lambda: bool(_text(pid_file))), BOUND)
         run.stop("Replaced")
         await asyncio.sleep(0)  # the terminator's first step: SIGTERM, then it sleeps
