@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 import uvicorn
 
+from reconciler import hostnames
 from reconciler.cli import connections
 from tests.helpers import wait_for
 
@@ -133,4 +134,4 @@ def test_a_connection_beyond_the_limit_drops_the_oldest_that_sent_nothing(
     ],
 )
 def test_an_address_is_counted_with_its_network(address: str, counted_as: str) -> None:
-    assert connections.peer_of(address) == counted_as
+    assert hostnames.peer_of(address) == counted_as
