@@ -39,6 +39,20 @@ LOST_LISTED = 20
 LANDED_KEPT = 4096
 
 Waited = list[tuple[Key, Entry]]
+State = tuple[object, ...]
+
+
+def state_of(record: RunRecord) -> State:
+    """What tells one state of a run attempt from another (its output aside, which a record
+    kept waiting may have cut): immutable values only."""
+    return (
+        record.status,
+        record.started_at,
+        record.finished_at,
+        record.exit_code,
+        record.reason,
+        record.owner,
+    )
 
 
 LANDED = "run records written after the shutdown's wait: the write under way went through"
@@ -51,7 +65,9 @@ class Writes:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._out: dict[Future[Any], Sequence[RunRecord]] = {}
-        self._landed: OrderedDict[Key, RunRecord] = OrderedDict()
+        # Each run attempt's state, not its record: no record outlives its run here (a run is
+        # freed by reference counting as soon as it ends, never left to the collector).
+        self._landed: OrderedDict[Key, State] = OrderedDict()
 
     def add(self, write: Future[Any], records: Sequence[RunRecord]) -> None:
         with self._lock:
@@ -64,7 +80,7 @@ class Writes:
             records = self._out.pop(write, ())
             for record in records if landed else ():
                 key = (record.id, record.attempt)
-                self._landed[key] = record
+                self._landed[key] = state_of(record)
                 self._landed.move_to_end(key)
             while len(self._landed) > LANDED_KEPT:
                 self._landed.popitem(last=False)
@@ -77,7 +93,7 @@ class Writes:
         with self._lock:
             return [(write, rs) for write, rs in self._out.items() if not write.cancelled()]
 
-    def landed(self, key: Key) -> RunRecord | None:
+    def landed(self, key: Key) -> State | None:
         """The state of run attempt ``key`` a write that went through took last, if recent."""
         with self._lock:
             return self._landed.get(key)
@@ -109,7 +125,7 @@ class AtStop:
             write = next((w for w, rs in sent if _same(entry[0], rs.get(key))), None)
             if write is not None:
                 unsure.setdefault(write, []).append((key, entry))
-            elif _same(entry[0], writes.landed(key)):
+            elif state_of(entry[0]) == writes.landed(key):
                 landed += 1  # its write went through before the loop took the answer
             else:
                 lost.append((key, entry))
