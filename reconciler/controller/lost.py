@@ -17,7 +17,6 @@ threads' wait of ``controller.runtime``); one that lands later, during the last 
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import logging
 import threading
@@ -26,7 +25,7 @@ from collections.abc import Sequence
 from concurrent.futures import Future
 from typing import Any
 
-from reconciler.controller.waiting import CUT_TO, Entry, Key
+from reconciler.controller.waiting import Entry, Key
 from reconciler.core.runs import RunRecord
 
 log = logging.getLogger("crontask.recorder")
@@ -118,14 +117,18 @@ class AtStop:
         under way takes, what becomes of them when it ends."""
         unsure: dict[Future[Any], Waited] = {}
         lost: Waited = []
-        sent = [(write, {(r.id, r.attempt): r for r in rs}) for write, rs in writes.under_way()]
+        sent = [
+            (write, {(r.id, r.attempt): state_of(r) for r in rs})
+            for write, rs in writes.under_way()
+        ]
         landed = 0
         for key, entry in waiting:
             # Its own state, not an older one of its run: a newer state no write took is lost.
-            write = next((w for w, rs in sent if _same(entry[0], rs.get(key))), None)
+            state = state_of(entry[0])
+            write = next((w for w, states in sent if states.get(key) == state), None)
             if write is not None:
                 unsure.setdefault(write, []).append((key, entry))
-            elif state_of(entry[0]) == writes.landed(key):
+            elif state == writes.landed(key):
                 landed += 1  # its write went through before the loop took the answer
             else:
                 lost.append((key, entry))
@@ -166,17 +169,6 @@ class AtStop:
             extra={"fields": {"records": len(taken), "error": error}},
         )
         _listed(taken, "lost")
-
-
-def _same(kept: RunRecord, sent: RunRecord | None) -> bool:
-    """``kept`` (a record waiting) is the state ``sent`` (one a write takes), or that state
-    with its output cut to its end (``waiting.Waiting.put``, past the output budget)."""
-    if sent is None:
-        return False
-    if kept == sent:
-        return True
-    cut = len(sent.output) > CUT_TO and kept.output.endswith(sent.output[-CUT_TO:])
-    return cut and dataclasses.replace(sent, output=kept.output) == kept
 
 
 def _listed(items: Waited, what: str, level: int = logging.ERROR) -> None:
