@@ -163,15 +163,8 @@ def test_strangers_answers_are_bounded_and_keep_out_only_strangers(
     connection), and a known caller still gets in."""
     server, inner = served
     host, port = server.servers[0].sockets[0].getsockname()[:2]
-    slow: list[socket.socket] = []
+    slow = held_by_slow_readers(host, port, inner)
     try:
-        for _ in range(PLACES):
-            sock = socket.socket()
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 2048)
-            sock.connect((host, port))
-            sock.sendall(b"GET /big HTTP/1.1\r\nHost: x\r\n\r\n")
-            slow.append(sock)
-        wait_for("every slow answer to be streaming", lambda: inner.streaming == PLACES or None)
         assert get(host, port, "/small") == 503
         assert get(host, port, "/small?known") == 200
         assert inner.streaming == PLACES
