@@ -7,8 +7,11 @@ whom, is decided in ``notify``, which hands over each :class:`Message` with
 :meth:`Delivery.running`.
 
 A message is POSTed as JSON (``notify_payload``); ``generic-hmac`` adds
-``X-Signature: sha256=<hex HMAC-SHA256 of the body>``. Only the response's status line and
-headers are read, never its body, and each attempt has :data:`TIMEOUT_SECONDS` in all
+``X-Signature: sha256=<hex HMAC-SHA256 of the body>``. Of the response, the status line and
+headers are read, and a body whose ``Content-Length`` is at most :data:`BODY_READ_MAX` (within
+:data:`BODY_READ_SECONDS`) so that the next message goes over the same connection (no TCP
+and TLS handshake each); another body is not, and its connection is closed. Each attempt has
+:data:`TIMEOUT_SECONDS` in all
 (reading the receiver's urlFile and secretFile, connecting, sending, the status line and
 headers), so a receiver that answers slowly or endlessly, or a file on a mount that hangs,
 holds neither memory nor its sender (such a read stays one thread, which the next attempts
@@ -71,6 +74,8 @@ SHUTDOWN_SECONDS: Final = 5.0  # what stopping gives the messages still queued
 RETRY_AFTER_MAX: Final = 60.0  # the longest wait a receiver's Retry-After is granted
 DROPS_SAID_EVERY: Final = 60.0  # seconds: how often a full queue's drops are logged, at most
 FAILURES_SAID_EVERY: Final = 60.0  # seconds: how often a receiver's failures are, at most
+BODY_READ_MAX: Final = 64 * 1024  # bytes of an answer's body read to keep its connection
+BODY_READ_SECONDS: Final = 1.0  # how long that read may take, within the attempt's time
 
 
 class Counter(Protocol):
@@ -446,12 +451,32 @@ class Delivery:
     ) -> tuple[int, str | None]:
         """The response's status and its ``Retry-After``. httpx's timeout is per read, so a
         receiver sending a byte now and then would hold the attempt for ever: the deadline
-        (the loop's clock) is for all of it. The body is not read, so an endless one costs
-        nothing (the connection is closed); what comes before the final status is bounded by
-        ``httpclient`` (a stream of ``100 Continue``)."""
+        (the loop's clock) is for all of it. What comes before the final status is bounded by
+        ``httpclient`` (a stream of ``100 Continue``); the body by :func:`_read_short`."""
         async with asyncio.timeout_at(deadline):
             async with client.stream("POST", url, content=body, headers=headers) as response:
+                await _read_short(response, deadline)
                 return response.status_code, response.headers.get("Retry-After")
+
+
+async def _read_short(response: httpx.Response, deadline: float) -> None:
+    """Read the body of ``response`` if its ``Content-Length`` says it is short (or it is a
+    204) and it comes at once, so that httpx can send the next message over the same
+    connection. A longer body, a chunked one, or one still coming after
+    :data:`BODY_READ_SECONDS` is left (the connection is closed: an endless body costs
+    nothing). The answer is its status whatever the body does: this never fails an attempt."""
+    length = response.headers.get("Content-Length", "")
+    short = length.isascii() and length.isdigit() and len(length) <= 6
+    if not ((short and int(length) <= BODY_READ_MAX) or response.status_code == 204):
+        return
+    loop = asyncio.get_running_loop()
+    # Before the attempt's own deadline, so that this timeout, not the attempt's, ends a read
+    # that takes too long.
+    until = min(loop.time() + BODY_READ_SECONDS, deadline - 0.1)
+    if until > loop.time():
+        with contextlib.suppress(TimeoutError, httpx.HTTPError, httpx.StreamError):
+            async with asyncio.timeout_at(until):
+                await response.aread()
 
 
 class _Unusable(ValueError):

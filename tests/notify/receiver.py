@@ -34,6 +34,20 @@ def slow_headers(interval: float) -> Answer:
     return answer
 
 
+def slow_body(interval: float) -> Answer:
+    """200 with a body of 1 000 bytes, written one byte every ``interval`` seconds."""
+
+    def answer(handler: BaseHTTPRequestHandler, closing: threading.Event) -> None:
+        try:
+            handler.wfile.write(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n")
+            while not closing.wait(interval):
+                handler.wfile.write(b"x")
+        except OSError:
+            pass  # the client has gone
+
+    return answer
+
+
 class EndlessBody:
     """200 and a chunked body written as fast as the client takes it, until the client goes
     away or ``cap`` bytes are written (a bound for the test, not for the client)."""
@@ -64,6 +78,7 @@ class Received:
     body: bytes
     signed_correctly: bool | None  # None: no secret to check against
     at: float = 0.0  # time.monotonic() when it came
+    port: int = 0  # the client's port: one per connection
 
     @property
     def json(self) -> Any:
@@ -71,7 +86,7 @@ class Received:
 
 
 class Receiver:
-    def __init__(self, secret: bytes | None = None) -> None:
+    def __init__(self, secret: bytes | None = None, *, keep_alive: bool = False) -> None:
         self.secret = secret
         self.received: list[Received] = []
         self.failures_left = 0
@@ -83,6 +98,10 @@ class Receiver:
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
+            # keep_alive: HTTP/1.1 and a short body (as Slack's "ok"), so a client may send
+            # its next request over the same connection.
+            protocol_version = "HTTP/1.1" if keep_alive else "HTTP/1.0"
+
             def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length", "0"))
                 body = self.rfile.read(length)
@@ -96,7 +115,12 @@ class Receiver:
                 with receiver._lock:
                     receiver.received.append(
                         Received(
-                            self.path, dict(self.headers.items()), body, signed, time.monotonic()
+                            self.path,
+                            dict(self.headers.items()),
+                            body,
+                            signed,
+                            time.monotonic(),
+                            self.client_address[1],
                         )
                     )
                     failing = receiver.failures_left > 0
@@ -112,8 +136,10 @@ class Receiver:
                 self.send_response(status)
                 for name, value in (receiver.fail_headers if failing else {}).items():
                     self.send_header(name, value)
-                self.send_header("Content-Length", "0")
+                answer = b"ok" if keep_alive else b""
+                self.send_header("Content-Length", str(len(answer)))
                 self.end_headers()
+                self.wfile.write(answer)
 
             def log_message(self, format: str, *args: Any) -> None:
                 pass
@@ -137,8 +163,8 @@ class Receiver:
 
 
 @contextmanager
-def receiving(secret: bytes | None = None) -> Iterator[Receiver]:
-    receiver = Receiver(secret)
+def receiving(secret: bytes | None = None, *, keep_alive: bool = False) -> Iterator[Receiver]:
+    receiver = Receiver(secret, keep_alive=keep_alive)
     thread = threading.Thread(target=receiver.server.serve_forever, daemon=True)
     thread.start()
     try:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from datetime import timedelta
 from pathlib import Path
 
 import httpx
@@ -15,7 +16,7 @@ from reconciler.core.runs import RunStatus
 from reconciler.sinks import notify
 from reconciler.sinks.metrics import Metrics
 from reconciler.sinks.notify import Notifier
-from tests.notify.receiver import EndlessBody, receiving, slow_headers
+from tests.notify.receiver import EndlessBody, receiving, slow_body, slow_headers
 from tests.notify.test_notifier import SECRET, T0, config, counts, finished, running
 
 EVERY_FAILURE = "  - receiver: hook\n    events: [everyFailure]\n"
@@ -47,6 +48,47 @@ def test_an_endless_answer_is_not_read(tmp_path: Path) -> None:
     # The client hung up after the status: what the receiver could write is what the sockets'
     # buffers hold, not the body (and nothing of it was kept in memory).
     assert endless.written < endless.cap
+
+
+def test_a_short_answer_is_read_so_its_connection_carries_the_next_message(
+    tmp_path: Path,
+) -> None:
+    # A receiver answering 200 "ok" over HTTP/1.1, as Slack's webhooks do: reading those two
+    # bytes lets httpx keep the connection, so the next messages need no new TCP (and TLS)
+    # handshake. Left unread, the connection was closed after each message.
+    metrics = Metrics()
+    with receiving(SECRET, keep_alive=True) as receiver:
+        notifier = Notifier(
+            config(tmp_path, receiver.url, route=EVERY_FAILURE), metrics=metrics, backoff=0.01
+        )
+
+        async def body() -> None:
+            for second in range(3):
+                notifier.on_run(finished(RunStatus.FAILED, T0 + timedelta(seconds=second)))
+                await counted(metrics, "sent", second + 1)
+
+        running(notifier, body)
+        received = receiver.wait_for(3)
+    assert [r.signed_correctly for r in received] == [True, True, True]
+    assert len({r.port for r in received}) == 1, [r.port for r in received]
+
+
+def test_a_slow_body_after_a_200_is_left_and_the_message_is_sent(tmp_path: Path) -> None:
+    metrics = Metrics()
+    with receiving(SECRET) as receiver:
+        receiver.answer = slow_body(0.1)
+        notifier = Notifier(
+            config(tmp_path, receiver.url), metrics=metrics, backoff=0.01, timeout=0.5
+        )
+
+        async def body() -> None:
+            notifier.on_run(finished(RunStatus.FAILED, T0))
+            await counted(metrics, "sent")
+
+        running(notifier, body)
+    # Once: the attempt ended "sent" though the body never came whole, and was not retried.
+    assert counts(metrics) == {"dropped": 0, "failed": 0, "sent": 1}
+    assert len(receiver.received) == 1
 
 
 def test_a_receiver_that_answers_a_byte_at_a_time_is_given_up(tmp_path: Path) -> None:
