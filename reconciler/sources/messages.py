@@ -35,6 +35,13 @@ Loc = tuple[str | int, ...]
 _RANGE_ERRORS = frozenset({"greater_than", "greater_than_equal", "less_than", "less_than_equal"})
 _CHOICE_ERRORS = frozenset({"enum", "literal_error"})
 
+# A file committed to Git LFS is, in the commit, a pointer: three lines of text (its spec URL,
+# the object's oid, its size) that YAML reads as one string.
+LFS_POINTER = (
+    "a Git LFS pointer, not a CronTask: crontask reads files as committed and fetches no "
+    "LFS object (keep task files out of LFS)"
+)
+_LFS_SPEC = "version https://git-lfs.github.com/spec/"
 _README_CRONJOB = 'see "From a CronJob" in the README'
 _CONTAINER = (
     f"a container runs as a Kubernetes Job: its JobSpec goes under spec.job.spec, {_README_CRONJOB}"
@@ -107,6 +114,8 @@ def message(item: Any) -> str:
         return "unknown field" + _suggestion(loc)
     if kind == "string_type":
         return _not_a_string(item["input"])
+    if kind == "model_type" and not loc and _lfs_pointer(item["input"]):
+        return LFS_POINTER
     if kind == "model_type":  # pydantic's words name the class ("instance of CommandAction")
         return f"a map of fields{_such_as(loc)} (not {_shape(item['input'])})"
     if kind == "dict_type":
@@ -126,6 +135,10 @@ def message(item: Any) -> str:
         return excerpt(str(item["msg"]), MESSAGE) + _case_slip(item["input"], context)
     # Messages of the model's own checks may quote the value (a schedule, a zone name).
     return excerpt(str(item["msg"]).removeprefix("Value error, "), MESSAGE)
+
+
+def _lfs_pointer(value: Any) -> bool:
+    return isinstance(value, str) and value.startswith(_LFS_SPEC)
 
 
 def dotted(loc: Sequence[str | int]) -> str:
