@@ -58,6 +58,8 @@ from reconciler.core.crd import PLURAL, VERSION
 from reconciler.core.desired import Definition, DefinitionError, Location, SourceKind
 from reconciler.core.model import API_GROUP, CronTask
 from reconciler.core.status import RUN_NOW_ANNOTATION, ObjectRef
+from reconciler.core.urls import redact_url
+from reconciler.sources import kubeconfig
 from reconciler.sources.base import Notify, Ready, SourceState
 from reconciler.sources.documents import unexpected
 from reconciler.sources.kubernetes_bound import Waiting, age, deleting, refusal
@@ -77,6 +79,7 @@ class KubernetesOptions:
     namespace: str | None = None  # None: the kubeconfig context's (or the pod's) namespace
     all_namespaces: bool = False
     kubeconfig: Path | None = None  # None: $KUBECONFIG, ~/.kube/config, else in-cluster
+    context: str | None = None  # None: kubectl's current-context (the first file's)
     resync_seconds: float = 300.0
 
 
@@ -109,9 +112,8 @@ def _connect(options: KubernetesOptions) -> Connection:
     default_file = Path.home() / ".kube" / "config"
     if explicit or (default_file.exists() and "KUBERNETES_SERVICE_HOST" not in os.environ):
         path = str(explicit or default_file)
-        api = config.new_client_from_config(config_file=path)  # type: ignore[no-untyped-call]
-        _, context = config.list_kube_config_contexts(path)  # type: ignore[no-untyped-call]
-        namespace = (context or {}).get("context", {}).get("namespace") or "default"
+        loaded = kubeconfig.load(path, options.context)
+        api, namespace, context = loaded.api, loaded.namespace, loaded.context
     else:
         configuration = client.Configuration()
         config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
@@ -119,7 +121,20 @@ def _connect(options: KubernetesOptions) -> Connection:
         namespace = (
             IN_CLUSTER_NAMESPACE.read_text().strip() if IN_CLUSTER_NAMESPACE.exists() else "default"
         )
+        path, context = None, None
     watch = None if options.all_namespaces else options.namespace or namespace
+    # Which cluster, as kubectl names it: a workstation's KUBECONFIG may hold several.
+    log.info(
+        "kubernetes: connecting",
+        extra={
+            "fields": {
+                "kubeconfig": path or "(in-cluster)",
+                "context": context,
+                "server": redact_url(str(api.configuration.host)),
+                "namespace": namespace,  # the context's (kubectl's), or the pod's
+            }
+        },
+    )
     return Connection(api, watch, namespace)
 
 
