@@ -40,6 +40,8 @@ ALERTS = {
     "CrontaskDown",
     "CrontaskReplicaMissing",
     "CrontaskReplicaFenced",
+    "CrontaskDuplicateScheduler",
+    "CrontaskMembersDisagreeing",
 }
 
 
@@ -377,9 +379,26 @@ def git_source_metrics() -> set[str]:
     return {s.name for f in text_string_to_metric_families(text) for s in f.samples}
 
 
+def single_lease_metrics() -> set[str]:
+    """The series only --kubernetes without --ha exports (the Lease crontask-single): from the
+    same exposition code."""
+    metrics = Metrics()
+    metrics.single_lease(True)
+    text = metrics.render()[0].decode()
+    return {s.name for f in text_string_to_metric_families(text) for s in f.samples}
+
+
 @pytest.mark.e2e
 def test_every_query_names_only_exported_metrics(live_metrics: set[str]) -> None:
-    exported = live_metrics | replica_metrics() | git_source_metrics() | PROMETHEUS_OWN
+    exported = (
+        live_metrics
+        | replica_metrics()
+        | git_source_metrics()
+        | single_lease_metrics()
+        | PROMETHEUS_OWN
+    )
+    assert "crontask_members_disagreeing" in replica_metrics()
+    assert "crontask_single_lease_conflict" in single_lease_metrics()
     assert {"crontask_members", "crontask_replica_fenced"} <= replica_metrics()
     assert {
         "crontask_source_last_sync_timestamp_seconds",

@@ -1,7 +1,8 @@
-"""The dashboard's "Tasks" table over what crontask exports: its failures in 24 h count a task's
-first timeout and first interruption (their counters exist from 0, so ``increase()`` sees the
-first: a series born at 1 has no 0 before it), and a task that two replicas export around a
-handover (--ha) is one row. Checked with promtool on the panel's own queries."""
+"""The dashboard's "Tasks" table over what crontask exports: its last failure (ago) is a task's
+latest timeout or interruption, read from one gauge (a range over the failure counters would
+read every sample of it for every task at each refresh), and a task that two replicas export
+around a handover (--ha) is one row. Checked with promtool on the panel's own queries. A task's
+failure counters exist from 0 (so ``increase()`` in a query of one's own sees the first)."""
 
 from __future__ import annotations
 
@@ -66,36 +67,56 @@ def test_a_new_task_exports_its_timeouts_and_interruptions_from_zero() -> None:
     assert ("crontask_runs_total", "skipped") not in of_task(found, A)  # no failure: lazily
 
 
-def test_failures_in_24h_count_a_task_s_first_timeout_and_first_interruption(
-    tmp_path: Path,
-) -> None:
+def last_failure(found: Samples) -> float | None:
+    """``a``'s last failure gauge in one scrape (None: no series)."""
+    return next(
+        (
+            value
+            for (name, labels), value in found.items()
+            if name == "crontask_task_last_failure_timestamp_seconds"
+            and dict(labels).get("task") == A
+        ),
+        None,
+    )
+
+
+def test_last_failure_ago_reads_a_task_s_latest_timeout_or_interruption(tmp_path: Path) -> None:
     """Prometheus scrapes a fresh crontask every minute: ten scrapes before anything ran, ten
-    after a timeout, ten after an interruption too. The table's column reads 2."""
+    after a timeout, ten after an interruption too. The table's column reads the time since the
+    interruption ended: empty before any failure, then the latest one's age."""
     tasks = MemoryTasks()
     tasks.set(definition("a"), NEXT, 60.0)
     metrics = Metrics(tasks)
-    scrapes = [counters(samples(metrics))]
+    scrapes = [last_failure(samples(metrics))]
     run(metrics, A, RunStatus.TIMED_OUT, at=T0)
-    scrapes.append(counters(samples(metrics)))
-    run(metrics, A, RunStatus.INTERRUPTED, at=NEXT)  # not crontask's shutdown: a failure
-    scrapes.append(counters(samples(metrics)))
+    scrapes.append(last_failure(samples(metrics)))
+    interrupted = run(metrics, A, RunStatus.INTERRUPTED, at=NEXT)  # not the shutdown's
+    scrapes.append(last_failure(samples(metrics)))
+    assert scrapes[0] is None
+    assert interrupted.finished_at is not None
+    assert scrapes[2] == interrupted.finished_at.timestamp()
     series = [
         {
-            "series": f'crontask_runs_total{{job="crontask",task="{A}",status="{status}"}}',
+            "series": f'crontask_task_last_failure_timestamp_seconds{{job="crontask",task="{A}"}}',
             "values": " ".join(
-                str(int(found[status])) if status in found else "_"
-                for found in scrapes
-                for _ in range(MINUTES)
+                "_" if found is None else repr(found) for found in scrapes for _ in range(MINUTES)
             ),
         }
-        for status in FAILURES
     ]
-    check = {
-        "expr": table()["E"],
-        "eval_time": f"{len(scrapes) * MINUTES - 1}m",
-        "exp_samples": [{"labels": f'{{job="crontask",task="{A}"}}', "value": 2}],
-    }
-    promtool_test(tmp_path, series, [check])
+    checks = [
+        {"expr": table()["E"], "eval_time": f"{MINUTES - 1}m", "exp_samples": []},
+        {
+            "expr": table()["E"],
+            "eval_time": f"{len(scrapes) * MINUTES - 1}m",
+            "exp_samples": [
+                {
+                    "labels": f'{{job="crontask",task="{A}"}}',
+                    "value": (len(scrapes) * MINUTES - 1) * 60 - scrapes[2],
+                }
+            ],
+        },
+    ]
+    promtool_test(tmp_path, series, checks)
 
 
 def test_the_table_shows_a_task_once_while_two_replicas_export_it(tmp_path: Path) -> None:
@@ -108,18 +129,12 @@ def test_the_table_shows_a_task_once_while_two_replicas_export_it(tmp_path: Path
         "crontask_task_schedule_interval_seconds": (60, 60),
         "crontask_task_last_run_duration_seconds": (5, 7),
         "crontask_task_running_since_timestamp_seconds": (30, 60),
+        "crontask_task_last_failure_timestamp_seconds": (90, 80),
     }
     series = [
         {"series": f'{name}{{job="crontask",instance="{pod}",task="{A}"}}', "values": f"{v}x5"}
         for name, values in gauges.items()
         for pod, v in zip(("old:8080", "new:8080"), values, strict=True)
-    ] + [
-        {
-            "series": f'crontask_runs_total{{job="crontask",instance="old:8080",task="{A}",'
-            f'status="{status}"}}',
-            "values": "0 0 1 1 1 1" if status == "timedOut" else "0x5",
-        }
-        for status in FAILURES
     ]
     time = 300  # time() at the evaluation, 5m
     expected = {
@@ -127,7 +142,7 @@ def test_the_table_shows_a_task_once_while_two_replicas_export_it(tmp_path: Path
         "B": 360 - time,
         "C": 60,
         "D": 7,
-        "E": 1,
+        "E": time - 90,  # since the later last failure
         "F": time - 30,  # the oldest attempt in progress
     }
     queries = table()
