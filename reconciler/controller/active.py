@@ -37,6 +37,9 @@ class ActiveRun:
     # The attempt's claim, when it was sent before: as the slot fired, or a retry's that
     # looks for another replica's run first (``SlotClaims._claim_retry``).
     claim: asyncio.Future[bool] | None = None
+    # The attempt waits for its claim's answer (``RunExecution._run_attempt``): nothing of it
+    # has started, and it starts once the claim is taken, unless it is stopped first.
+    claiming: bool = False
     # When the first attempt may begin (the loop's clock): its slot, when it was handed over
     # ahead of it; None: at once.
     start_at: float | None = None

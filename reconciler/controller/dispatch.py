@@ -32,8 +32,10 @@ reason — ``ConcurrencyForbid``, ``MissedDeadline``, ``TooManyRuns`` (``control
 ``Superseded`` for slots missed while crontask was down or busy (one record with the count; only
 the latest missed slot may run, as a ``catchup``), and for a run decided ahead that a later slot
 overtook before it started (``supersede_ahead``: the process was away between its claim and its
-instant). Retries are further attempts of the same run (same id, ``attempt`` 2, 3, ...); while
-a run waits for its next attempt it still occupies its slot for the concurrency policy.
+instant; ``supersede_unanswered``: the store left its claim unanswered). Retries are further
+attempts of the same run (same id, ``attempt`` 2, 3, ...); while a run waits for its next attempt
+it still occupies its slot for the concurrency policy; a run that has ended, whose end record
+waits for the store, no longer does.
 
 Here: the decision of a slot (``fire``), adoption, progress, and the slots' accounting. The
 dispatcher's other parts are mixins: the hand-off ahead (``controller.ahead``), the execution
@@ -46,7 +48,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from datetime import UTC, datetime, timedelta
 
 from reconciler.controller.active import REPLACED, ActiveRun
@@ -54,6 +56,7 @@ from reconciler.controller.ahead import AheadSlots
 from reconciler.controller.bounds import TOO_MANY_RUNS, RunBounds
 from reconciler.controller.execution import RunExecution, RunListener
 from reconciler.controller.handover import Handover
+from reconciler.controller.lane import ANSWER_WAIT
 from reconciler.controller.periods import RanPeriods, not_run
 from reconciler.controller.recorder import Recorder
 from reconciler.controller.slots import SlotLedger
@@ -202,8 +205,10 @@ class Dispatcher(RunExecution, AheadSlots, RunStops):
             return refused
         if trigger is not Trigger.MANUAL:
             # Only the latest missed slot runs: one of this task decided ahead before this
-            # process was away (SIGSTOP) and not begun does not, nor counts for the policy.
+            # process was away (SIGSTOP) and not begun does not, nor counts for the policy;
+            # nor one whose claim the store has not answered (``supersede_unanswered``).
             self.supersede_ahead(definition, scheduled_at)
+            self.supersede_unanswered(key, scheduled_at)
         if self.resumable is not None:
             for live in self.resumable.running(key):  # the task's Jobs, from the watch
                 self.adopt(definition, live)
@@ -218,14 +223,52 @@ class Dispatcher(RunExecution, AheadSlots, RunStops):
         policy = spec.concurrency_policy
         if running and policy is ConcurrencyPolicy.FORBID:
             ids = ", ".join(sorted(running))
+            going = "still running"
+            if all(a.claiming and a.record.attempt == 1 for a in running.values()):
+                going = "not started yet, its claim waiting for the run store"
             return self._skip(
-                record, "ConcurrencyForbid", f"previous run still running ({ids}); policy Forbid"
+                record, "ConcurrencyForbid", f"previous run {going} ({ids}); policy Forbid"
             )
         if (why := self.bounds.refused(definition, len(running))) is not None:
             return self._skip(record, TOO_MANY_RUNS, why)  # before it replaces anything
         replaced = list(running.values()) if policy is ConcurrencyPolicy.REPLACE else []
         self._launch(definition, record, ahead, replaced)
         return record
+
+    def supersede_held(self, keys: Collection[str]) -> None:
+        """The fence lifts, and the slots of ``keys`` not started meanwhile are to be caught up
+        (``Reconciler.catch_up_unstarted``): a first attempt the fence held before it began was
+        decided before them, so it is older than the slot caught up. It does not start (its
+        record says ``Superseded``) and holds its slot no longer, so the catch-up is not
+        skipped under Forbid for a run that never started, nor does it start late itself."""
+        for key in keys:
+            for active in list(self._active.get(key, {}).values()):
+                if active.waiting and not active.begun and active.record.attempt == 1:
+                    self._supersede(active)
+
+    def supersede_unanswered(self, key: str, slot: datetime) -> None:
+        """A later slot of ``key``, ``slot``, is decided now: a first attempt of an older slot
+        still waiting for its claim's answer, ``ANSWER_WAIT`` or more older (the store is away,
+        not slow: under ``--ha`` such a claim waits for it however late, its slot unchecked
+        meanwhile), does not start. Its record says ``Superseded`` once its claim is answered,
+        and it holds its task no longer, so the later slot is not skipped under Forbid for a
+        run that never started. One claimed sooner still holds it, as it may start at any
+        moment: were it superseded, a store slower than the task's interval would start none.
+        Under Forbid the two never overlap: one stopped before it began never starts."""
+        for active in list(self._active.get(key, {}).values()):
+            record = active.record
+            if (
+                active.claiming
+                and active.stop_reason is None
+                and record.attempt == 1
+                and record.trigger is not Trigger.MANUAL  # asked for: not a slot's to supersede
+                and (slot - record.scheduled_at).total_seconds() >= ANSWER_WAIT
+            ):
+                log.info(
+                    "run superseded before it started: a later slot came before its claim's answer",
+                    extra={"fields": {"task": key, "run": record.id}},
+                )
+                self._supersede(active)
 
     def _refused_at_once(
         self, definition: Definition, record: RunRecord, now: datetime

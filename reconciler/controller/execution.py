@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-from collections.abc import Callable, Collection
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Final
 
@@ -57,6 +57,12 @@ _ABANDONED = {
     SUPERSEDED: "a later slot of the task came before this {} could start (only the latest "
     "missed slot runs)",
 }
+
+# ``HandedOver`` of a task handed away and back after a lapse: it may never have moved.
+_LAPSED = (
+    "this replica's membership lapsed (another replica may have run the task meanwhile) "
+    "before this {} could start"
+)
 
 # The reasons of failed attempts whose outcome is unknown: their work may have run to its end
 # (a Job deleted before its end was seen), so a retry could run it twice. Never retried, as an
@@ -108,7 +114,8 @@ class RunExecution(SlotClaims, LateStarts, SlotSkips):
     ) -> None:
         try:
             for old in replaced:
-                if old.task is not None:
+                # One waiting for its claim never starts now: nothing of it is to be waited for.
+                if old.task is not None and not old.claiming:
                     await asyncio.shield(old.task)
             if replaced and self._closing:
                 # crontask began to stop while this run waited for the runs it replaces (up to
@@ -151,21 +158,11 @@ class RunExecution(SlotClaims, LateStarts, SlotSkips):
         finally:
             record = active.record
             runs = self._active.get(record.task, {})
-            runs.pop(record.id, None)
+            if runs.get(record.id) is active:  # not let go already (``_let_go``)
+                del runs[record.id]
             self.bounds.release(record.id)
             if not runs:
                 self._active.pop(record.task, None)
-
-    def supersede_held(self, keys: Collection[str]) -> None:
-        """The fence lifts, and the slots of ``keys`` not started meanwhile are to be caught up
-        (``Reconciler.catch_up_unstarted``): a first attempt the fence held before it began was
-        decided before them, so it is older than the slot caught up. It does not start (its
-        record says ``Superseded``) and holds its slot no longer, so the catch-up is not
-        skipped under Forbid for a run that never started, nor does it start late itself."""
-        for key in keys:
-            for active in list(self._active.get(key, {}).values()):
-                if active.waiting and not active.begun and active.record.attempt == 1:
-                    self._supersede(active)
 
     async def _held(self, active: ActiveRun, following: RunRecord) -> bool:
         """A retry (or a run decided ahead: ``_late``) due while this replica may not start
@@ -197,11 +194,19 @@ class RunExecution(SlotClaims, LateStarts, SlotSkips):
             active.stop(HANDED_OVER)  # it moved while the fence held it: its new owner's now
         return active.stop_reason is not None
 
+    def _came_back(self, key: str) -> bool:
+        """Whether ``key`` is this replica's, handed away and back: it may never have moved."""
+        return self.handover is not None and self.handover.inherited(key) and self.owns(key)
+
     async def _abandon(self, attempt: RunRecord, reason: str, why: str | None = None) -> None:
         """A retry that was waiting (or a run decided ahead: ``_late``) will not start: its
         attempt is recorded with the reason (``interrupted`` at shutdown, else ``skipped``)
         and ``why`` (by default, what the reason says), so the history says why it stopped."""
+        if (active := self._active.get(attempt.task, {}).get(attempt.id)) is not None:
+            self._let_go(active)  # it starts nothing now: its task is free while this is written
         what = _what(attempt)
+        if reason == HANDED_OVER and why is None and self._came_back(attempt.task):
+            why = _LAPSED.format(what)
         if why is None:
             said = _ABANDONED.get(reason)
             why = said.format(what) if said else f"stopped ({reason}) while this {what} waited"
@@ -238,6 +243,7 @@ class RunExecution(SlotClaims, LateStarts, SlotSkips):
             return await self._follow_adopted(definition, active)
         record = active.record
         claimed, active.claim = active.claim, None
+        active.claiming = True
         try:
             checked = await (claimed or self._claim(record))
         except SkippedHere:
@@ -256,6 +262,8 @@ class RunExecution(SlotClaims, LateStarts, SlotSkips):
             if not checked and not self._keeps_claim(record):
                 self._unchecked(record)
                 return None
+        finally:
+            active.claiming = False
         assert definition is not None  # only adopted runs come without one
         if active.start_at is None and await self._waited(definition, active):
             return None  # it may no longer start, after its wait: its record says why
@@ -361,8 +369,12 @@ class RunExecution(SlotClaims, LateStarts, SlotSkips):
                 }
             },
         )
+        retried = self._retries(definition, active, final)
+        if not retried:
+            # Its work ended: its task is free now, not once the store has its end record.
+            self._let_go(active)
         await self.recorder.save(final)  # as it is: the store keeps nothing of the decision
-        if self._retries(definition, active, final):
+        if retried:
             final = RetriedAttempt.of(final)
         self._notify(final)
         return final

@@ -74,11 +74,11 @@ class RunStops:
         return len(runs)
 
     def _let_go(self, active: ActiveRun) -> None:
-        """A run that waited (a retry; a first attempt superseded) and will not start holds its
-        slot no longer: a run asked for in the same turn (a catch-up, a later slot, a manual
-        run) is not refused for it by the concurrency policy, though its task wakes on a later
-        turn to record the attempt it abandons; drain and shutdown wait for that task as for a
-        record's write."""
+        """A run that waited (a retry; a first attempt superseded) and will not start, or one
+        whose work has ended (its end record on its way), holds its slot no longer: a run
+        asked for in the same turn (a catch-up, a later slot, a manual run) is not refused for
+        it by the concurrency policy, though its task wakes on a later turn to record its
+        attempt; drain and shutdown wait for that task as for a record's write."""
         record = active.record
         runs = self._active.get(record.task, {})
         if runs.get(record.id) is active:
