@@ -14,7 +14,8 @@ waiting in all; past that, "not triggered", and when to try again, exit status
 :data:`NOT_TRIGGERED` (EX_TEMPFAIL). A 503 ``run-undecided`` (the run starts if the store
 takes its claim) is not: the line says to look before triggering again. Other 503s (the API
 busy at the door, a trigger that waited out the scheduler) do not say whether a run started,
-and are errors as before.
+and are errors as before. A run the server took and recorded skipped (nothing ran) is exit
+status :data:`SKIPPED`, with or without ``--json``.
 
 The calls, and the bounds that keep a server which misbehaves from hanging or flooding the
 command, are :mod:`~reconciler.cli.client`'s; here, every string of an answer printed for a
@@ -62,6 +63,10 @@ MAX_TRIES: Final = 5
 MAX_WAIT: Final = 30  # seconds of waiting in all, by default (--max-wait)
 DEFAULT_RETRY_AFTER: Final = 5.0  # a not-started 503 without a readable Retry-After
 NOT_TRIGGERED: Final = 75  # EX_TEMPFAIL (sysexits.h): nothing was done, try again later
+# The server took the trigger and recorded the run skipped (Forbid while a run goes, too many
+# manual runs, the store down): nothing ran. Not 0, so that `trigger X && echo started` does
+# not say it started; no sysexits.h code means "refused by policy", and 1 would say an error.
+SKIPPED: Final = 3
 
 
 def add_server_arg(parser: argparse.ArgumentParser) -> None:
@@ -96,8 +101,9 @@ def add_parsers(commands: Any) -> None:
         description="Ask a running crontask to run NAMESPACE/NAME now (needs the operator "
         "role). The run may be skipped, e.g. while one is running and the task's "
         "concurrencyPolicy is Forbid; the reason is printed. Exit status 0 once the server "
-        f"took it, {NOT_TRIGGERED} when it surely did not (try again later), 1 on any other "
-        "error (the run may have started: look with `crontask runs KEY --server URL`).",
+        f"took it and the run started, {SKIPPED} when the server recorded it skipped (nothing "
+        f"ran), {NOT_TRIGGERED} when it surely did not take it (try again later), 1 on any "
+        "other error (the run may have started: look with `crontask runs KEY --server URL`).",
     )
     trigger.add_argument("key", metavar="NAMESPACE/NAME", type=task_key)
     trigger.add_argument("--json", action="store_true", help="print the run record as JSON")
@@ -202,15 +208,16 @@ def run_trigger(args: argparse.Namespace) -> int:
         return exc.code
     except RemoteError as exc:
         return _fail(exc)
+    skipped = run.get("status") == "skipped"
     if args.json:
         print_json(run)
-    elif run.get("status") == "skipped":
+    elif skipped:
         why = shown(run.get("message") or run.get("reason"), "no reason given")
         reason = shown(run.get("reason"), "None")
         print(f"{args.key}: run {shown(run['id'])} skipped ({reason}): {why}")
     else:
         print(f"{args.key}: run {shown(run['id'])} {shown(run.get('status'), 'None')}")
-    return 0
+    return SKIPPED if skipped else 0
 
 
 class _NotTaken(Exception):

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from reconciler.cli.remote import SKIPPED
 from tests.cli.hostile import Handler, HostileServer, assert_one_line_error, cli
 
 # Retitles the window, clears the screen and paints a line of its own; then reverses the text.
@@ -82,7 +83,7 @@ def skipped(h: Handler) -> None:
 
 def test_trigger(hostile: HostileServer, capsys: pytest.CaptureFixture[str]) -> None:
     hostile.answer = skipped
-    assert cli("trigger", "ops/a", "--server", hostile.url) == 0
+    assert cli("trigger", "ops/a", "--server", hostile.url) == SKIPPED
     out, err = capsys.readouterr()
     assert_printable(out, err)
     assert out == f"ops/a: run run{SHOWN} skipped ({SHOWN}): busy{SHOWN}\n"

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from reconciler.cli import history, terminal
+from reconciler.cli.remote import SKIPPED
 from tests.cli.hostile import Handler, HostileServer, cli
 from tests.helpers import task_doc
 
@@ -45,10 +46,10 @@ def test_tasks_table_and_errors(hostile: HostileServer, capsys: pytest.CaptureFi
 def test_trigger(hostile: HostileServer, capsys: pytest.CaptureFixture[str]) -> None:
     skipped = {"id": "r", "status": "skipped", "reason": LONG, "message": LONG}
     hostile.answer = lambda h: h.send(200, skipped)
-    assert cli("trigger", "ops/a", "--server", hostile.url) == 0
+    assert cli("trigger", "ops/a", "--server", hostile.url) == SKIPPED
     out, _ = capsys.readouterr()
     assert out == f"ops/a: run r skipped ({CUT}): {CUT}\n"
-    assert cli("trigger", "ops/a", "--json", "--server", hostile.url) == 0
+    assert cli("trigger", "ops/a", "--json", "--server", hostile.url) == SKIPPED
     out, _ = capsys.readouterr()
     assert json.loads(out) == skipped
 
