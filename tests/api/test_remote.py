@@ -52,7 +52,7 @@ def test_trigger_and_skip(
     monkeypatch.setenv("CRONTASK_SERVER", server)
     assert cli("trigger", "default/hello") == 0
     assert "run default.hello." in capsys.readouterr().out
-    assert cli("trigger", "default/hello", "--json") == 0
+    assert cli("trigger", "default/hello", "--json") == remote.SKIPPED
     assert json.loads(capsys.readouterr().out)["reason"] == "ConcurrencyForbid"
     assert cli("trigger", "default/nope") == 1
     assert capsys.readouterr().err == "crontask: 404 Not Found: no task default/nope\n"
