@@ -7,26 +7,22 @@ with a connect timeout and a limit on how long a session may sit idle inside a t
 that replaces the pool's connections after a read-only error or a session the server ended
 (:mod:`reconciler.store.sql_errors`, which also says which driver errors are an outage). An
 SQLite file deleted or replaced under the process is the store unavailable too,
-never a new empty one (``_SqliteFile``). The store's operations live in ``sql``.
+never a new empty one (``sql_sqlite_file``). The store's operations live in ``sql``.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import re
-import sqlite3
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Final
-from urllib.parse import unquote_to_bytes
 
 import sqlalchemy as sa
 from sqlalchemy import event, exc
 from sqlalchemy.engine import Connection, Dialect, Engine, make_url
 from sqlalchemy.engine.interfaces import DBAPIConnection
-from sqlalchemy.pool import ConnectionPoolEntry, PoolProxiedConnection
-from sqlalchemy.util import asbool
+from sqlalchemy.pool import ConnectionPoolEntry
 
 from reconciler import statedir
 from reconciler.core.runs import Trigger
@@ -34,6 +30,7 @@ from reconciler.core.urls import looks_like_path
 from reconciler.store.base import StoreUnavailable
 from reconciler.store.records import utc
 from reconciler.store.sql_errors import pg_on_error, sqlite_on_error
+from reconciler.store.sql_sqlite_file import SqliteFile, at_rest, check_sqlite, is_uri, sqlite_file
 
 log = logging.getLogger("crontask.store")
 
@@ -231,14 +228,17 @@ def create_engine(url: str, *, existing: bool = False) -> Engine:
         raise ValueError(f"not a run store URL: {e}{hint}") from None
     backend = u.get_backend_name()
     if backend == "sqlite":
-        database = _sqlite_file(u)
-        _check_sqlite()
+        database = sqlite_file(u)
+        check_sqlite()
         if not existing:
             statedir.prepare_db(database)
+        elif database.is_dir():  # a usage error, as a writer's refusal of it
+            raise ValueError(f"{database} is a directory, not a SQLite file")
         elif not database.is_file():
             raise StoreUnavailable(f"no run store at {database}")
         engine = sa.create_engine(u, connect_args={"timeout": SQLITE_BUSY_TIMEOUT.total_seconds()})
-        _SqliteFile(Path(os.path.abspath(database)), uri=_is_uri(u)).watch(engine)
+        resting = existing and not is_uri(u) and at_rest(database)
+        SqliteFile(Path(os.path.abspath(database)), uri=is_uri(u), at_rest=resting).watch(engine)
         event.listen(engine, "connect", _sqlite_on_connect)
         event.listen(engine, "begin", _sqlite_on_begin)
         event.listen(engine, "handle_error", sqlite_on_error)
@@ -254,154 +254,6 @@ def create_engine(url: str, *, existing: bool = False) -> Engine:
         event.listen(engine, "handle_error", pg_on_error)
         return engine
     raise ValueError(f"unsupported run store URL scheme {u.drivername!r}")
-
-
-_NEEDS_FILE: Final = "the SQL run store needs a file; use 'memory://' for a memory store"
-
-
-def _sqlite_file(u: sa.URL) -> Path:
-    """The file SQLite opens for ``u``: its database, or with ``uri=true`` the path its
-    ``file:`` URI names (``_uri_path``). Raises ValueError for none (memory, an empty path)."""
-    database = u.database or ""
-    if _is_uri(u) and database.startswith("file:"):
-        database = _uri_path(database)
-    if not database or database == ":memory:" or u.query.get("mode") == "memory":
-        raise ValueError(_NEEDS_FILE)
-    return Path(database)
-
-
-def _is_uri(u: sa.URL) -> bool:
-    """Whether SQLAlchemy passes ``u``'s database to SQLite as a URI (its ``uri`` option, read
-    as SQLAlchemy reads it)."""
-    value = u.query.get("uri")
-    if value is None:
-        return False
-    try:
-        return bool(asbool(value if isinstance(value, str) else value[-1]))
-    except ValueError:
-        return False  # SQLAlchemy refuses it when it connects
-
-
-def _uri_path(uri: str) -> str:
-    """The file a ``file:`` URI names, as SQLite reads it: after ``file:``, an authority
-    (``file://HOST/...``) empty or ``localhost`` (SQLite refuses any other), then the path up to
-    the first ``?`` or ``#``, percent-decoded (once more: SQLAlchemy decoded the URL once), cut
-    at a ``%00``. The checks must run on that file: on the text ``file:/...`` they made
-    ``./file:/...`` under the cwd while SQLite opened the real file unchecked. Raises
-    ValueError."""
-    rest = uri.removeprefix("file:")
-    if rest.startswith("//"):
-        authority, slash, rest = rest[2:].partition("/")
-        if authority not in ("", "localhost"):
-            raise ValueError(
-                f"the SQLite URI {uri!r} names a host ({authority}): SQLite opens only files "
-                "of this host; give file:/PATH"
-            )
-        rest = slash + rest
-    path = re.split(r"[?#]", rest, maxsplit=1)[0]
-    return unquote_to_bytes(path).split(b"\0", 1)[0].decode("utf-8", "surrogateescape")
-
-
-# What the SQLite library must offer: UPDATE/INSERT ... RETURNING (3.35), and json_each (built
-# in since 3.38, often compiled in before), through which last_outcomes asks for its tasks.
-SQLITE_MINIMUM: Final = (3, 35, 0)
-_JSON_PROBE: Final = "SELECT count(*) FROM json_each('[\"a\"]')"
-
-
-def _check_sqlite() -> None:
-    """Refuse, with what is missing, an SQLite library the store cannot work with (else the
-    first query that needs it would fail, long after start-up). Raises ValueError."""
-    version = sqlite3.sqlite_version
-    if sqlite3.sqlite_version_info < SQLITE_MINIMUM:
-        minimum = ".".join(map(str, SQLITE_MINIMUM))
-        raise ValueError(f"SQLite {version} is too old: the run store needs {minimum} or later")
-    probe = sqlite3.connect(":memory:")
-    try:
-        probe.execute(_JSON_PROBE)
-    except sqlite3.OperationalError as err:
-        raise ValueError(
-            f"SQLite {version} was built without its JSON functions ({err}): the run store"
-            " needs them (built in since SQLite 3.38)"
-        ) from None
-    finally:
-        probe.close()
-
-
-class _SqliteFile:
-    """The SQLite file a store opened, and nothing else, for as long as the engine lives.
-
-    A ``runs.db`` deleted (or replaced) under a running crontask went unnoticed: the pooled
-    connections wrote on into the unlinked file, then a new connection made a fresh empty
-    file (0644) whose every write failed ("no such table"), and a restart started a new,
-    empty history. So the file (there once ``create_engine`` returns: ``prepare_db`` made it,
-    or a reader found it) is opened ``mode=rw`` (a missing one is an error, never made), and
-    its identity (device, inode) is checked at each checkout and each new connection: another
-    file, or none, is :class:`StoreUnavailable` (the runs' records wait, as in any outage),
-    and the pool's connections to the old file are dropped."""
-
-    def __init__(self, path: Path, *, uri: bool = False) -> None:
-        self.path = path
-        self.uri = uri
-        self.identity = self._identity()
-        if self.identity is None:
-            raise StoreUnavailable(f"no run store at {path}")
-        self._told = False
-
-    def watch(self, engine: Engine) -> None:
-        # Before _sqlite_on_connect: a replaced file must not be switched to WAL first.
-        event.listen(engine, "do_connect", self._connect_args)
-        event.listen(engine, "connect", self._on_connect)
-        event.listen(engine, "checkout", self._on_checkout)
-
-    def _identity(self) -> tuple[int, int] | None:
-        try:
-            st = os.stat(self.path)
-        except FileNotFoundError:
-            return None
-        return st.st_dev, st.st_ino
-
-    def _gone(self) -> str | None:
-        """Why the path no longer leads to the file first opened (None: it does)."""
-        if self._identity() == self.identity:
-            return None
-        why = f"the run store file {self.path} was removed or replaced"
-        if not self._told:  # once: the recorder tries again and again meanwhile
-            self._told = True
-            log.error(
-                "%s; runs go on, their records wait (restore the file, or restart crontask"
-                " to start a new history)",
-                why,
-            )
-        return why
-
-    def _connect_args(
-        self,
-        _dialect: Dialect,
-        _record: ConnectionPoolEntry,
-        cargs: list[str],
-        cparams: dict[str, object],
-    ) -> None:
-        if self.uri:
-            # The user's URI, with its options (cache, immutable, ...): it names this file.
-            # Without a mode of its own, SQLite would make a missing file: rw makes it an error.
-            given = str(cargs[0])
-            if "mode=" not in given and "#" not in given:
-                cargs[0] = f"{given}{'&' if '?' in given else '?'}mode=rw"
-            return
-        cargs[0] = f"{self.path.as_uri()}?mode=rw"
-        cparams["uri"] = True
-
-    def _on_connect(self, dbapi_connection: DBAPIConnection, _record: ConnectionPoolEntry) -> None:
-        if (why := self._gone()) is not None:
-            raise sqlite3.OperationalError(why)  # the pool closes the connection
-
-    def _on_checkout(
-        self, _dbapi: DBAPIConnection, _record: ConnectionPoolEntry, _proxy: PoolProxiedConnection
-    ) -> None:
-        # One stat per checkout: a pooled connection still writes into the file it opened.
-        if (why := self._gone()) is not None:
-            # Every pooled connection goes; the new one fails in _on_connect (or mode=rw).
-            raise exc.InvalidatePoolError(why)
 
 
 # The store's idle limit, unless a setting more particular than the server's (URL options or
@@ -455,6 +307,9 @@ def _sqlite_on_connect(dbapi_connection: DBAPIConnection, _record: ConnectionPoo
         # NORMAL is durable across process crashes in WAL mode (only an OS crash or power loss
         # can drop the last commits), and saves an fsync per transaction.
         cursor.execute("PRAGMA synchronous = NORMAL")
+        # SQLite reuses the WAL at the largest size a transaction made it (a large prune: 30-47
+        # MB) until it closes; this cuts it back to 4 MiB (1 000 pages) after a checkpoint.
+        cursor.execute("PRAGMA journal_size_limit = 4194304")
     finally:
         cursor.close()
 

@@ -28,6 +28,7 @@ from reconciler.store import (
     sql,
     sql_retention,
     sql_schema,
+    sql_sqlite_file,
     sql_summaries,
     sqlite_url,
 )
@@ -94,7 +95,8 @@ def test_an_sqlite_the_store_cannot_work_with_is_refused_at_open(
         with pytest.raises(ValueError, match=r"SQLite 3\.31\.1 is too old: .* 3\.35\.0 or later"):
             open_store(sqlite_url(tmp_path / "old"))
     # A build without the JSON functions answers json_each as an unknown function.
-    monkeypatch.setattr(sql_schema, "_JSON_PROBE", "SELECT count(*) FROM json_each_absent('[]')")
+    absent = "SELECT count(*) FROM json_each_absent('[]')"
+    monkeypatch.setattr(sql_sqlite_file, "_JSON_PROBE", absent)
     with pytest.raises(ValueError, match="built without its JSON functions"):
         open_store(sqlite_url(tmp_path / "no-json"))
     assert not (tmp_path / "old").exists()
