@@ -128,10 +128,18 @@ class JobWatch:
     # -- lifecycle -----------------------------------------------------------------------------
 
     def start(self, loop: asyncio.AbstractEventLoop, wait: float = 30.0) -> bool:
-        """Start the informers; wait up to ``wait`` seconds for each first list. Blocking."""
+        """Start the informers; wait up to ``wait`` seconds in all for their first lists.
+        Blocking. They list at once, each in its thread: an API server that is down costs
+        ``wait`` once, not once per namespace."""
         self._loop = loop
         targets: list[str | None] = [None] if self._cluster_wide else [*sorted(self._wanted)]
-        return all([self._start_informer(namespace, wait) for namespace in targets])
+        with ThreadPoolExecutor(
+            max(1, len(targets)), thread_name_prefix="crontask-jobs-start"
+        ) as pool:
+            synced = list(
+                pool.map(lambda namespace: self._start_informer(namespace, wait), targets)
+            )
+        return all(synced)
 
     def stop(self) -> None:
         for informer in list(self._informers.values()):
@@ -345,6 +353,10 @@ class JobWatch:
     def tasks(self) -> set[str]:
         """The task keys that have Jobs in the cache."""
         return {task for task, jobs in self._by_task.items() if jobs}
+
+    def has(self, task: str) -> bool:
+        """Whether the cache holds a Job that says it is ``task``'s."""
+        return bool(self._by_task.get(task))
 
     def live(self, task: str) -> list[dict[str, Any]]:
         """The Jobs of ``task`` that still run, in its Job namespace: not finished, not being
