@@ -51,9 +51,7 @@ def test_a_character_stdout_cannot_hold_is_escaped(hostile: HostileServer, encod
 
 
 @pytest.mark.parametrize("encoding", ["ascii", "latin-1"])
-def test_trigger_taken_is_told_whatever_stdout_holds(
-    hostile: HostileServer, encoding: str
-) -> None:
+def test_trigger_taken_is_told_whatever_stdout_holds(hostile: HostileServer, encoding: str) -> None:
     hostile.answer = _server
     code, out, err = _crontask(encoding, "trigger", "ops/a", "--server", hostile.url)
     assert "Traceback" not in err, err
