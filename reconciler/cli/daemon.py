@@ -78,6 +78,7 @@ def run(args: argparse.Namespace) -> int:
             namespace=args.namespace,
             all_namespaces=args.all_namespaces,
             kubeconfig=args.kubeconfig,
+            context=args.context,
             resync_seconds=args.resync,
         )
     git = git_options(args)
@@ -107,6 +108,7 @@ def run(args: argparse.Namespace) -> int:
         jobs=JobOptions(
             namespace=args.job_namespace,
             kubeconfig=None if args.kubernetes else args.kubeconfig,
+            context=None if args.kubernetes else args.context,
         ),
         metrics_per_task_histograms=args.metrics_per_task_histograms,
         notifications=notifications(args),
@@ -172,6 +174,8 @@ def _refuse_what_cannot_work(args: argparse.Namespace) -> None:
         usage_error("--namespace/--all-namespaces need --kubernetes")
     if args.job_namespace and not (args.kubernetes or args.kubeconfig):
         usage_error("--job-namespace needs --kubernetes or --kubeconfig")
+    if args.context and not (args.kubernetes or args.kubeconfig):
+        usage_error("--context needs --kubernetes or --kubeconfig")
 
 
 def git_options(args: argparse.Namespace) -> GitOptions | None:

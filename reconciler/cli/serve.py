@@ -221,6 +221,11 @@ def _kubernetes(parser: argparse.ArgumentParser) -> None:
         help="kubeconfig file; without --kubernetes, the connection for job tasks' Jobs only",
     )
     group.add_argument(
+        "--context",
+        metavar="NAME",
+        help="the kubeconfig context to use (default: its current-context, as kubectl's)",
+    )
+    group.add_argument(
         "--job-namespace",
         metavar="NS",
         help="where the Jobs of job tasks from folders, git or the API go when their spec.job "

@@ -81,6 +81,7 @@ class JobOptions:
 
     namespace: str | None = None  # None: the pod's namespace, else the kubeconfig context's
     kubeconfig: Path | None = None
+    context: str | None = None  # None: the kubeconfig's current-context
 
 
 @dataclasses.dataclass

@@ -169,7 +169,7 @@ async def jobs(
     if kube is not None:
         connection = kube.connection
     elif options.kubeconfig is not None:
-        only = KubernetesOptions(kubeconfig=options.kubeconfig)
+        only = KubernetesOptions(kubeconfig=options.kubeconfig, context=options.context)
         connection = await in_thread(connect, only)
     else:
         return None

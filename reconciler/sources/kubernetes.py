@@ -110,10 +110,14 @@ def connect(options: KubernetesOptions) -> Connection:
 def _connect(options: KubernetesOptions) -> Connection:
     explicit = options.kubeconfig or os.environ.get("KUBECONFIG")
     default_file = Path.home() / ".kube" / "config"
-    if explicit or (default_file.exists() and "KUBERNETES_SERVICE_HOST" not in os.environ):
+    # A context is a kubeconfig's: asked for one, the pod's own account is not a choice.
+    in_pod = "KUBERNETES_SERVICE_HOST" in os.environ and options.context is None
+    if explicit or (default_file.exists() and not in_pod):
         path = str(explicit or default_file)
         loaded = kubeconfig.load(path, options.context)
         api, namespace, context = loaded.api, loaded.namespace, loaded.context
+    elif options.context is not None:
+        raise config.ConfigException(f"no kubeconfig file to find the context {options.context} in")
     else:
         configuration = client.Configuration()
         config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]

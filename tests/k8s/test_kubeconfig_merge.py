@@ -14,6 +14,7 @@ import logging
 import os
 import shutil
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -116,6 +117,52 @@ def test_an_explicit_context_and_namespace_win(
         assert (c.api.configuration.host, c.watch, c.home) == (STAGING, "staging-ns", "staging-ns")
     with connected(KubernetesOptions(namespace="ops")) as c:
         assert (c.api.configuration.host, c.watch, c.home) == (PROD, "ops", "prod-ns")
+
+
+def test_a_context_asked_for_is_a_kubeconfig_s_even_in_a_pod(
+    workstation: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # In a pod, --context means the kubeconfig's context, not the pod's own account; with no
+    # kubeconfig file at all it is refused, not silently left for the pod's account.
+    monkeypatch.setenv("KUBERNETES_SERVICE_HOST", "10.0.0.1")
+    with pytest.raises(KubernetesConfigError, match="no kubeconfig file to find the context"):
+        connect(KubernetesOptions(context="staging"))
+    home = workstation / "home" / ".kube"
+    home.mkdir(parents=True)
+    kubeconfig(home / "config", "staging", STAGING, "staging-ns", current="staging")
+    with connected(KubernetesOptions(context="staging")) as c:
+        assert (c.api.configuration.host, c.watch) == (STAGING, "staging-ns")
+
+
+def test_the_context_option_reaches_the_connection(
+    two_files: tuple[Path, Path], tmp_path: Path
+) -> None:
+    # `crontask run --context NAME`, for the CronTasks' connection and for Jobs' alone: an
+    # unknown one is refused by name at start; without a connection it is a usage error.
+    env = {**os.environ, "KUBECONFIG": joined(*two_files)}
+    env.pop("KUBERNETES_SERVICE_HOST", None)
+    state = ("--state-dir", str(tmp_path / "state"), "--listen", "off")
+    for where in (("--kubernetes",), (str(tmp_path), "--kubeconfig", str(two_files[0]))):
+        done = subprocess.run(
+            [sys.executable, "-m", "reconciler", "run", *where, "--context", "nosuch", *state],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env=env,
+            check=False,
+        )
+        assert done.returncode == 1, done.stderr
+        assert "Expected object with name nosuch in" in done.stderr, done.stderr
+    done = subprocess.run(
+        [sys.executable, "-m", "reconciler", "run", str(tmp_path), "--context", "staging", *state],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+        check=False,
+    )
+    assert done.returncode == 2, done.stderr
+    assert "--context needs --kubernetes or --kubeconfig" in done.stderr
 
 
 def test_the_kubeconfig_option_alone_is_read(
