@@ -21,17 +21,16 @@
   * **cleans up** finished Jobs, with ``propagationPolicy: Background``: beyond
     ``successfulRunsHistoryLimit`` / ``failedRunsHistoryLimit`` (the newest runs kept, as
     CronJob does; a run counts as its latest attempt, and its attempts' Jobs go together, as
-    in the run history, whose runs without a Job count too), and every finished Job of a task
-    no source declares any more whose run this installation's run store records
-    (``doomed``; its running Jobs are left to finish and be recorded first). A Job whose run
-    is still followed, or still ``running`` in the store, is never deleted: its log and
-    outcome are read first. Nothing is removed while the sources' empty-set guard holds
-    removals back, and only Jobs with the ``crontask.dev/run-id`` label are ever seen, so a
-    Job no crontask created is never touched, nor another crontask's that shares the Job
-    namespace (no record of its run here); nor is one controlled by a CronTask that is not the
-    task's owner in force (``core.jobs.run_in``), nor a removed CronTask's
-    (``JobRunner.collected``: deleting the CronTask deletes its Jobs, ``kubectl delete
-    --cascade=orphan`` keeps them);
+    in the run history), and every finished Job of a task no source declares any more whose
+    run this crontask's run store records (``_recorded``: another crontask sharing the Job
+    namespace has Jobs of tasks this one does not declare; its running Jobs are left to finish
+    and be recorded first). A Job whose run is still
+    followed, or still ``running`` in the store, is never deleted: its log and outcome are
+    read first. Nothing is removed while the sources' empty-set guard holds removals back, and
+    only Jobs with the ``crontask.dev/run-id`` label are ever seen, so a Job crontask did not
+    create is never touched; nor is one controlled by a CronTask that is not the task's owner
+    in force (``core.jobs.run_in``), nor a removed CronTask's (``JobRunner.collected``:
+    deleting the CronTask deletes its Jobs, ``kubectl delete --cascade=orphan`` keeps them);
   * **lets go** of the Job watch of a namespace watched on demand (``JobWatch.let_go``) once
     no definition in force puts Jobs there, no run followed here or ``running`` in the store
     has its Job there, and the watch's cache there holds no Job of a task (one clean-up may
@@ -43,19 +42,18 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import functools
 import logging
 from collections.abc import Awaitable, Callable, Collection, Coroutine
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from reconciler.aio import first_of, in_thread
 from reconciler.controller.dispatch import Dispatcher
-from reconciler.controller.job_history import Past, doomed, histories_of, limits_of, over
 from reconciler.controller.manager import Ready
 from reconciler.controller.reconcile import PassResult, Reconciler
 from reconciler.core.desired import Definition, DefinitionError
-from reconciler.core.jobs import decided, is_deleting
+from reconciler.core.jobs import decided, finished, is_deleting, run_of
 from reconciler.core.runs import JobDetails, RunRecord
 from reconciler.core.status import ObjectRef
 from reconciler.runner.job import JobRunner
@@ -182,16 +180,13 @@ class JobSupervisor:
         dispatcher: Dispatcher,
         reconciler: Reconciler,
         wait: float = 30.0,
-        shared: bool = False,
     ) -> None:
-        """``shared``: the run store is given by ``--db`` (another crontask may share it)."""
         self.watch = support.watch
         self.runner = support.runner
         self.store = store
         self.dispatcher = dispatcher
         self.reconciler = reconciler
         self.wait = wait
-        self.shared = shared
         self._all = asyncio.Event()  # adopt and clean everything (after a full pass)
         self._keys: set[str] = set()  # tasks whose Jobs may be over their limits
         self._some = asyncio.Event()
@@ -280,9 +275,7 @@ class JobSupervisor:
             self._announced.add(record.task)
 
     def _after_run(self, record: RunRecord) -> None:
-        # A command task that was a job task: its runs count for its last Jobs' limits too.
-        ran = record.job is not None or self.watch.has(record.task)
-        if ran and record.status.finished:
+        if record.job is not None and record.status.finished:
             self._keys.add(record.task)
             self._some.set()
 
@@ -331,22 +324,17 @@ class JobSupervisor:
             r.id for key in targets for r in self.dispatcher.active(key)
         }
         declared = self.reconciler.desired.tasks
-        found: dict[str, tuple[list[dict[str, Any]], tuple[int, int] | None]] = {}
-        for key in sorted(targets):
-            done = [j for j in self.watch.jobs_of(key) if over(j, busy)]
-            definition = declared.get(key)
-            if definition is None and (self._holding or self.runner.collected(key)):
-                # Not while the sources' empty-set guard holds removals back (the task may
-                # not be removed at all), nor a removed CronTask's: its deletion decided.
-                continue
-            if done:
-                found[key] = done, limits_of(definition)
-        read = functools.partial(histories_of, self.store, found, busy)
-        histories = await self.dispatcher.recorder.call(read) if found else {}
-        ours = self._ours()
+        doomed = {key: self._doomed(key, declared.get(key), busy) for key in sorted(targets)}
+        removed = [job for key, jobs in doomed.items() if key not in declared for job in jobs]
+        if removed:
+            ids = {_run_id(job) for job in removed}
+            ours = await self.dispatcher.recorder.call(_recorded, self.store, ids)
+            for key in doomed:
+                if key not in declared:
+                    doomed[key] = [job for job in doomed[key] if _run_id(job) in ours]
         deleted = 0
-        for key, (done, limits) in found.items():
-            for job in doomed(done, limits, histories[key], ours):
+        for key, jobs in doomed.items():
+            for job in jobs:
                 meta = job.get("metadata") or {}
                 if await self.watch.delete(meta["namespace"], meta["name"], meta.get("uid")):
                     deleted += 1
@@ -356,16 +344,39 @@ class JobSupervisor:
                     )
         return deleted
 
-    def _ours(self) -> Callable[[Past], bool]:
-        """Whether a run in the store is this installation's. Every run of its store is, and
-        replicas (``--ha``) are one installation: any of them recorded it. Only a store given
-        by ``--db`` without replicas (``shared``) may hold another crontask's runs, which
-        declares its own tasks: there, the runs this process recorded or adopted (a removed
-        task's Jobs from before a restart stay, as its mark of missed slots does)."""
-        if not self.shared or self.dispatcher.handover is not None:
-            return lambda past: True
-        owner = self.dispatcher.owner
-        return lambda past: owner in past.owners
+    def _doomed(
+        self, key: str, definition: Definition | None, busy: set[str]
+    ) -> list[dict[str, Any]]:
+        done: list[dict[str, Any]] = []
+        for job in self.watch.jobs_of(key):
+            run = run_of(job)
+            if run is None or run.run_id in busy or is_deleting(job) or finished(job) is None:
+                continue
+            done.append(job)
+        if definition is None:
+            # A removed task: its finished Jobs go (not while the sources' empty-set guard
+            # holds removals back: the task may not be removed at all), unless they were a
+            # CronTask's: its deletion decided their fate (--cascade=orphan keeps them).
+            return [] if self._holding or self.runner.collected(key) else done
+        # As the run history does: a run (all its attempts' Jobs) counts as its latest
+        # attempt says, and goes whole; the newest runs are kept.
+        runs: dict[str, list[dict[str, Any]]] = {}
+        for job in done:
+            runs.setdefault(_run_id(job), []).append(job)
+        spec = definition.task.spec
+        left = {
+            "Complete": spec.successful_runs_history_limit,
+            "Failed": spec.failed_runs_history_limit,
+        }
+        doomed: list[dict[str, Any]] = []
+        for group in sorted(runs.values(), key=lambda g: max(map(_order, g)), reverse=True):
+            latest = max(group, key=_order)
+            kind = (finished(latest) or ("Failed",))[0]
+            if left[kind] > 0:
+                left[kind] -= 1
+            else:
+                doomed.extend(group)
+        return doomed
 
 
 async def adopt_runs(
@@ -465,3 +476,23 @@ async def _release(
         },
     )
     return deleted is True
+
+
+def _recorded(store: RunStore, ids: Collection[str]) -> set[str]:
+    """Blocking. The runs of ``ids`` the run store records: a removed task's Jobs go only if
+    their run is this crontask's (with ``--ha``, any replica's: one store). A crontask that
+    shares the Job namespace has Jobs of its own tasks there, which this one does not declare:
+    theirs are not in this store. One look-up by key each; as many as the Jobs to delete."""
+    return {run for run in ids if store.get(run) is not None}
+
+
+def _run_id(job: dict[str, Any]) -> str:
+    run = run_of(job)
+    return run.run_id if run is not None else ""
+
+
+def _order(job: dict[str, Any]) -> tuple[datetime, int]:
+    run = run_of(job)
+    if run is None:
+        return datetime.min.replace(tzinfo=UTC), 0
+    return run.scheduled_at, run.attempt

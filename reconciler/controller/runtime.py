@@ -381,7 +381,6 @@ async def start(parts: Parts, options: Options, manager: Manager, http: HttpServ
                 store=parts.store,
                 dispatcher=parts.dispatcher,
                 reconciler=parts.reconciler,
-                shared=options.db_url is not None,
             )
         )
     for source in parts.sources:

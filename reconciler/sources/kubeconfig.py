@@ -46,6 +46,7 @@ def merged(spec: str) -> Merged:
     that cannot be read."""
     current: str | None = None
     namespaces: dict[str, str] = {}
+    read = False
     for entry in spec.split(os.pathsep):
         if not entry:
             continue
@@ -54,6 +55,7 @@ def merged(spec: str) -> Merged:
             text = path.read_text(encoding="utf-8")
         except FileNotFoundError:
             continue
+        read = True
         try:
             document = yaml.safe_load(text)
         except yaml.YAMLError as err:
@@ -73,6 +75,8 @@ def merged(spec: str) -> Merged:
                 inner = context.get("context")
                 namespace = inner.get("namespace") if isinstance(inner, dict) else None
                 namespaces.setdefault(context["name"], str(namespace or ""))
+    if not read:  # a typo in --kubeconfig or $KUBECONFIG: not "current-context is not set"
+        raise config.ConfigException(f"no such file: {spec}")
     return Merged(current, namespaces)
 
 

@@ -354,10 +354,6 @@ class JobWatch:
         """The task keys that have Jobs in the cache."""
         return {task for task, jobs in self._by_task.items() if jobs}
 
-    def has(self, task: str) -> bool:
-        """Whether the cache holds a Job that says it is ``task``'s."""
-        return bool(self._by_task.get(task))
-
     def live(self, task: str) -> list[dict[str, Any]]:
         """The Jobs of ``task`` that still run, in its Job namespace: not finished, not being
         deleted."""

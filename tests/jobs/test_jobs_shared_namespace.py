@@ -95,29 +95,6 @@ def test_a_crontask_leaves_the_jobs_of_another_in_their_shared_namespace(
     assert "task=default/areport" not in a.log()
 
 
-def test_a_job_task_made_a_command_task_loses_its_jobs_past_its_limits(
-    two: Two, emulator: Emulator
-) -> None:
-    """``flip`` runs as a job task once, then becomes a command task with one success kept:
-    its next (command) run is the newest success, so the Job of the run before goes, as the
-    run history forgets that run. The Jobs were counted among runs that have Jobs only, and
-    the last Job stayed for good."""
-    a = two.make("a")
-    write_task(a.tasks, "flip", "echo job", successfulRunsHistoryLimit=1)
-    a.start()
-    run_once(a, emulator, "default/flip", "default.flip", 1)
-    (a.tasks / "flip.yaml").write_text(
-        "apiVersion: crontask.dev/v1alpha1\nkind: CronTask\nmetadata: {name: flip}\n"
-        "spec: {schedule: '0 0 1 1 *', successfulRunsHistoryLimit: 1,"
-        " command: {args: ['true']}}\n"
-    )
-    a.wait_log("task updated")
-    trigger(a, "default/flip")
-    wait_for("the command run", lambda: len(ended(a, "default/flip")) == 2)
-    wait_for("the Job of the older run deleted", lambda: jobs(emulator, "default.flip") == [])
-    assert "job deleted" in a.log()
-
-
 @pytest.mark.postgres
 def test_replicas_are_one_installation_a_removed_tasks_job_goes_whoever_ran_it(
     tmp_path: Path, emulator: Emulator, kubeconfig: Path, request: pytest.FixtureRequest

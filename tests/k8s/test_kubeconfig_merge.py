@@ -191,6 +191,11 @@ def test_no_current_context_and_a_broken_file_are_refused_by_name(
         connect(KubernetesOptions())
     assert str(broken) in str(refused.value)
     assert "\n" not in str(refused.value)  # one line, the client's own error took several
+    # A typo: no file of the list is there (not "current-context is not set").
+    missing = joined(workstation / "nosuch.yaml", workstation / "nor.yaml")
+    monkeypatch.setenv("KUBECONFIG", missing)
+    with pytest.raises(KubernetesConfigError, match="no such file: "):
+        connect(KubernetesOptions())
 
 
 def test_the_start_names_context_and_server_never_a_credential(
