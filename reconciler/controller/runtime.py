@@ -49,7 +49,6 @@ from reconciler.controller.options import Options
 from reconciler.controller.queue import WorkQueue
 from reconciler.controller.reconcile import Reconciler
 from reconciler.controller.service import Service
-from reconciler.controller.sweep import unscheduled
 from reconciler.controller.view import RuntimeView
 from reconciler.core.desired import SourceKind
 from reconciler.core.runs import RunRecord
@@ -294,7 +293,6 @@ async def build(options: Options, store: RunStore, manager: Manager) -> Parts:
         history=store,
         owner=me,
         per_task_histograms=options.metrics_per_task_histograms,
-        unscheduled=lambda since: unscheduled(store, since),  # with replicas: manual runs
     )
     # The runs marked at recovery that carry no note "untold" (told by this crontask) or are not
     # in the store yet: the metrics' reads of the store would not count them.

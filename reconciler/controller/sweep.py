@@ -18,9 +18,8 @@ from collections.abc import Callable, Collection
 from datetime import UTC, datetime
 from typing import Final
 
-from reconciler.core.runs import UNTOLD, RunRecord, Trigger
-from reconciler.store.base import RunQuery, RunStore
-from reconciler.store.query import MAX_PAGE_SIZE
+from reconciler.core.runs import UNTOLD, RunRecord
+from reconciler.store.base import RunStore
 
 log = logging.getLogger("crontask.cluster")
 
@@ -29,25 +28,6 @@ GONE: Final = (
     "; its replica stopped renewing its membership until its lease ran out "
     "(it died, was stopped, or was cut off)"
 )
-
-
-_UNSCHEDULED_PAGES: Final = 10  # of each trigger, per read of the runs not of the schedule
-
-
-def unscheduled(store: RunStore, since: datetime) -> list[RunRecord]:
-    """Blocking. The attempts, without their output, of the runs of every trigger but the
-    schedule whose slot is at or after ``since`` (the store's index of those runs): what the
-    metrics read of the manual runs other replicas ran (``sinks.metrics_elsewhere``)."""
-    found: list[RunRecord] = []
-    for trigger in (Trigger.MANUAL, Trigger.RETRY, Trigger.CATCHUP):
-        q = RunQuery(trigger=trigger, since=since, limit=MAX_PAGE_SIZE, output=False)
-        for _ in range(_UNSCHEDULED_PAGES):
-            page = store.query(q)
-            found += page.items
-            if page.next_cursor is None:
-                break
-            q = dataclasses.replace(q, cursor=page.next_cursor)
-    return found
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -65,7 +65,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from reconciler.core.desired import Conflict, Definition, DefinitionError, DesiredState
 from reconciler.core.problem_lines import Problem, subject
 from reconciler.core.runs import RunRecord, RunStatus, Trigger
-from reconciler.sinks.metrics_elsewhere import History, UnheardEnds, Unscheduled
+from reconciler.sinks.metrics_elsewhere import History, UnheardEnds
 from reconciler.sinks.metrics_exposition import exposition
 from reconciler.sinks.metrics_families import (
     DELAY_BUCKETS,
@@ -140,8 +140,7 @@ class Metrics:
     the checks of runs in progress elsewhere, ``seed_spawn`` the reads of the tasks new to the
     snapshot (``metrics_runs.RunState``); from ``started`` (Unix time; None: when
     ``metrics_elsewhere`` was imported) the runs a dead crontask left count
-    (``metrics_elsewhere.UnheardEnds``), and with replicas, the runs not of the schedule that
-    others ran, which ``unscheduled`` reads."""
+    (``metrics_elsewhere.UnheardEnds``)."""
 
     def __init__(
         self,
@@ -155,7 +154,6 @@ class Metrics:
         spawn: Callable[[Callable[[], None]], None] = in_thread,
         seed_spawn: Callable[[Callable[[], None]], None] = in_thread,
         started: float | None = None,
-        unscheduled: Unscheduled | None = None,
     ) -> None:
         self._tasks = tasks
         self._sources = sources
@@ -165,12 +163,7 @@ class Metrics:
         self._unheard = None
         if history is not None:
             self._unheard = UnheardEnds(
-                history,
-                owner=owner,
-                clock=clock,
-                spawn=spawn,
-                started=started,
-                unscheduled=unscheduled,
+                history, owner=owner, clock=clock, spawn=spawn, started=started
             )
         # The run state shares the lock, so that a scrape copies it with the values below at
         # one instant, and a record changes it and the run histograms together.

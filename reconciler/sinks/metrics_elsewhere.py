@@ -26,14 +26,6 @@ Most ends are heard by the dispatcher of the process that exports the task
     directory before it (:meth:`UnheardEnds.crashed`): those it tells of (``--notifications``
     without ``--ha``) carry no such note, and those the store could not take yet are not in it.
 
-- with replicas, the runs not of the schedule (manual runs, skips of them, their retries,
-  catch-ups) that another replica ran of a task exported here, read with each check
-  (:meth:`UnheardEnds.recheck`) once this replica took its first share: a manual run is asked
-  of any replica and runs there, and its end is heard there only. An attempt counts if it ended
-  since this process first read its task (with its seed: before, the task's previous owner
-  counted it, or no one could); each check reads those of the runs whose slot is from shortly
-  before the last check on (:data:`UNSCHEDULED_MARGIN`), and those it saw in progress then.
-
 It is apart from ``metrics_runs`` because none of it is the run state a scrape shows: only
 reads of the history and what they found, which ``RunState`` applies under its lock. This
 process's own runs are never read here: they are heard.
@@ -53,7 +45,7 @@ from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Final, Protocol
 
-from reconciler.core.runs import LastOutcomes, RunRecord, Trigger, died
+from reconciler.core.runs import LastOutcomes, RunRecord, died
 
 log = logging.getLogger("crontask.metrics")
 
@@ -70,23 +62,12 @@ _UNTOLD_PAGES: Final = 10  # of up to 1 000 dead runs each: what a seed reads at
 # metrics exist (``controller.instance.recover``), after this module was imported.
 _LOADED: Final = time.time()
 
-# A check reads the runs not of the schedule whose slot is at most this long before the last
-# check's start: a manual run's slot is the clock of the replica asked, read a moment before its
-# record is written, and that clock may be some seconds off this one's.
-UNSCHEDULED_MARGIN: Final = 60.0
-_COUNTED_KEPT: Final = 2 * UNSCHEDULED_MARGIN  # past the window, an end is read no more
-
 # The runs in progress elsewhere (run id -> (task, the attempt seen first)). What a check
 # found of them: those that ended, with their attempts that ended from that one on (run id ->
 # (task, attempts)), and their tasks' last outcomes.
 Watched = Mapping[str, tuple[str, int]]
 Ended = Mapping[str, tuple[str, list[RunRecord]]]
 Apply = Callable[[Ended, Mapping[str, LastOutcomes]], None]
-# The attempts of the runs not of the schedule (any trigger but ``schedule``) whose slot is at
-# or after a time, ended or not, without their output (the store's ``query`` by trigger).
-Unscheduled = Callable[[datetime], Sequence[RunRecord]]
-# Counts ends a check read of runs not of the schedule, with their tasks' last outcomes.
-Count = Callable[[Sequence[RunRecord], Mapping[str, LastOutcomes]], None]
 
 
 class History(Protocol):
@@ -115,8 +96,7 @@ class UnheardEnds:
     read after a move and the checks of the runs in progress elsewhere, which ``clock``
     (monotonic seconds) spaces (tests pass a fake clock, and spawns they can wait for).
     ``started`` (Unix time; None: when this module was imported) is when the dead runs counted
-    here may begin to have been marked. ``unscheduled`` reads the runs not of the schedule
-    (None: they are not read)."""
+    here may begin to have been marked."""
 
     def __init__(
         self,
@@ -126,10 +106,8 @@ class UnheardEnds:
         clock: Callable[[], float],
         spawn: Callable[[Callable[[], None]], None],
         started: float | None = None,
-        unscheduled: Unscheduled | None = None,
     ) -> None:
         self._history = history
-        self._unscheduled = unscheduled
         self._owner = owner
         self._clock = clock
         self._spawn = spawn
@@ -146,14 +124,6 @@ class UnheardEnds:
         self._died_since = _LOADED if started is None else started
         # The runs marked at this start-up (``crashed``) whose task was not read yet, by task.
         self._crashed: dict[str, dict[tuple[str, int], RunRecord]] = {}
-        # The runs not of the schedule (``_sweep``): when each task was last first read here
-        # (Unix time: ends from then on count here), when the last check that read them began,
-        # those of them in progress elsewhere then (run id -> (task, attempt)), and the ends
-        # counted, with when each ended, while a check may read them again.
-        self._read_at: dict[str, float] = {}
-        self._swept: float | None = None
-        self._going: dict[str, tuple[str, int]] = {}
-        self._counted: dict[tuple[str, int], float] = {}
 
     def mine(self, record: RunRecord) -> bool:
         """Whether ``record`` is this process's run (heard, not read)."""
@@ -200,54 +170,36 @@ class UnheardEnds:
 
     # -- a scrape's thread, and the thread of a check it starts ----------------------------
 
-    def recheck(
-        self,
-        watched: Callable[[], Watched],
-        apply: Apply,
-        tasks: Collection[str] = (),
-        count: Count | None = None,
-    ) -> None:
+    def recheck(self, watched: Callable[[], Watched], apply: Apply) -> None:
         """Check the runs in progress elsewhere (``watched()``, a copy) against the history in
-        a thread of its own, if there are some or the runs not of the schedule are read (with
-        replicas, ``count`` given), none is in flight and the last began
+        a thread of its own, if there are some, none is in flight and the last began
         :data:`RECHECK_SECONDS` ago or more; then ``apply`` those the history no longer says
         are in progress, with their attempts that ended and their tasks' last outcomes (read
         again: the process that ran them exports no
-        series of a task it does not hold, so their ends show here or nowhere), and ``count``
-        the attempts of runs not of the schedule of ``tasks`` (the scrape's snapshot) that
-        ended elsewhere (:meth:`_sweep`). The scrape does not wait for it: it would wait for a
-        store that is down as long as its connect timeout."""
+        series of a task it does not hold, so their ends show here or nowhere). The scrape does
+        not wait for it: it would wait for a store that is down as long as its connect
+        timeout."""
         with self._lock:
             now = self._clock()
             due = self._rechecked is None or now - self._rechecked >= RECHECK_SECONDS
             if self._rechecking or not due:
                 return
-            sweep = self._moves > 0 and self._unscheduled is not None and count is not None
         runs = watched()
-        exported = frozenset(tasks) if sweep else None
-        asked = time.time()
         with self._lock:
-            if (not runs and not sweep) or self._rechecking:
+            if not runs or self._rechecking:
                 return
             self._rechecking, self._rechecked = True, now
         try:
-            self._spawn(lambda: self._recheck(runs, apply, (exported, asked), count))
+            self._spawn(lambda: self._recheck(runs, apply))
         except BaseException:
             with self._lock:
                 self._rechecking = False  # none in flight: the next scrape starts one
             raise
 
-    def _recheck(
-        self,
-        watched: Watched,
-        apply: Apply,
-        exported: tuple[frozenset[str] | None, float],
-        count: Count | None,
-    ) -> None:
+    def _recheck(self, watched: Watched, apply: Apply) -> None:
         try:
             try:
-                running = self._history.running()
-                going = {record.id for record in running}
+                going = {record.id for record in self._history.running()}
                 ended = {
                     run: (key, self.attempts_ended(run, seen))
                     for run, (key, seen) in watched.items()
@@ -262,95 +214,9 @@ class UnheardEnds:
                 )
                 return
             apply(ended, found)
-            snapshot, asked = exported
-            if snapshot is not None and count is not None:
-                self._sweep(running, watched, snapshot, count, asked)
         finally:
             with self._lock:
                 self._rechecking = False
-
-    def _sweep(
-        self,
-        running: Sequence[RunRecord],
-        watched: Watched,
-        tasks: frozenset[str],
-        count: Count,
-        asked: float,
-    ) -> None:
-        """Count the attempts of runs not of the schedule of ``tasks`` that ended at another
-        replica since their task was first read here, each once: those of the runs whose slot
-        is from :data:`UNSCHEDULED_MARGIN` before the last check on, and of those the last
-        check saw in progress (a long run, whose slot is older) that no longer are (``running``:
-        what this check read in progress). The runs ``watched`` are checked by ``_recheck``.
-        ``tasks`` is the snapshot of the scrape that started the check at ``asked``."""
-        assert self._unscheduled is not None
-        now = time.time()
-        with self._lock:
-            # A task gone from the snapshot is read again (a seed) if it comes back: its ends
-            # count from then. Not one a seed read since the scrape began (``asked``).
-            gone = [k for k, at in self._read_at.items() if k not in tasks and at < asked]
-            for key in gone:
-                del self._read_at[key]
-            read_at = {key: at for key in tasks if (at := self._read_at.get(key)) is not None}
-            window = (now if self._swept is None else self._swept) - UNSCHEDULED_MARGIN
-            were_going = dict(self._going)
-        try:
-            found = list(self._unscheduled(datetime.fromtimestamp(window, UTC)))
-            still = {record.id: record.attempt for record in running}
-            for run, (_, attempt) in were_going.items():
-                if still.get(run) != attempt:  # ended, or its retry goes on
-                    found += self.attempts_ended(run, attempt)
-            ended = self._new_ends(found, watched, read_at)
-            outcomes = self._history.last_outcomes({r.task for r in ended}) if ended else {}
-        except Exception as err:
-            log.warning(
-                "metrics: cannot read the manual runs of other replicas from the run history",
-                extra={"fields": {"error": str(err)[:200]}},
-            )
-            return  # the next check reads from the same window again
-        going = {
-            r.id: (r.task, r.attempt)
-            for r in running
-            if r.task in read_at
-            and r.trigger is not Trigger.SCHEDULE
-            and r.id not in watched
-            and not self.mine(r)
-        }
-        count(ended, outcomes)
-        with self._lock:
-            for record in ended:
-                assert record.finished_at is not None
-                self._counted[(record.id, record.attempt)] = record.finished_at.timestamp()
-            kept = now - _COUNTED_KEPT
-            self._counted = {key: at for key, at in self._counted.items() if at >= kept}
-            self._swept, self._going = now, going
-
-    def _new_ends(
-        self, found: Iterable[RunRecord], watched: Watched, read_at: Mapping[str, float]
-    ) -> list[RunRecord]:
-        """The attempts of ``found`` that ended elsewhere since their task was first read here
-        (``read_at``) and were not counted yet: not this process's (heard), nor of a run
-        ``watched`` (counted when it leaves), nor of the schedule."""
-        with self._lock:
-            counted = set(self._counted)
-        ended: dict[tuple[str, int], RunRecord] = {}
-        for record in found:
-            since = read_at.get(record.task)
-            at = record.finished_at
-            key = (record.id, record.attempt)
-            if (
-                since is None
-                or at is None
-                or at.timestamp() < since
-                or not record.status.finished
-                or record.trigger is Trigger.SCHEDULE
-                or record.id in watched
-                or key in counted
-                or self.mine(record)
-            ):
-                continue
-            ended[key] = record
-        return list(ended.values())
 
     # -- a seed's thread --------------------------------------------------------------------
 
@@ -358,13 +224,11 @@ class UnheardEnds:
         """The attempts of ``new`` (the tasks a seed reads) that ended where no process
         exporting them heard it, each once: ``going`` is what the seed read in progress. Reads
         the history (may raise); the runs of :meth:`crashed` read are not given again."""
-        read = time.time()  # before the reads: an end after it is the checks' (``_sweep``)
         found: dict[tuple[str, int], RunRecord] = {}
         for record in (*self._ended_since_moved(new, going), *self._died(new)):
             found.setdefault((record.id, record.attempt), record)
         with self._lock:
             since = self._died_since
-            self._read_at.update(dict.fromkeys(new, read))
             for key in new:
                 for ended, record in self._crashed.pop(key, {}).items():
                     at = record.finished_at
@@ -416,12 +280,9 @@ class UnheardEnds:
 __all__: Sequence[str] = [
     "DIED_BEFORE_MOVE_SECONDS",
     "RECHECK_SECONDS",
-    "UNSCHEDULED_MARGIN",
     "Apply",
-    "Count",
     "Ended",
     "History",
     "UnheardEnds",
-    "Unscheduled",
     "Watched",
 ]

@@ -296,7 +296,7 @@ class RunState:
             for record in pending:
                 self._count(record)
         assert self._unheard is not None
-        self._unheard.recheck(self._watched, self._ended_elsewhere, tasks, self._read_ends)
+        self._unheard.recheck(self._watched, self._ended_elsewhere)
         seed = self._start_seed(tasks)
         if seed is not None:
             seed.done.wait(max(seed.deadline - time.monotonic(), 0.0))
@@ -425,16 +425,6 @@ class RunState:
                     for record in attempts:
                         if self._remember(record):
                             self._count(record)
-        self._outcomes(found)
-
-    def _read_ends(self, ended: Sequence[RunRecord], found: Mapping[str, LastOutcomes]) -> None:
-        """Count the ends a check read of runs not of the schedule that ran elsewhere
-        (``UnheardEnds.recheck``), but those counted already, and merge their tasks' last
-        outcomes. In the check's thread."""
-        with self._lock:
-            for record in ended:
-                if self._remember(record):
-                    self._count(record)
         self._outcomes(found)
 
     def prune(self, copied: Mapping[str, TaskRuns], tasks: Collection[str], began: int) -> None:
