@@ -32,10 +32,9 @@ reason — ``ConcurrencyForbid``, ``MissedDeadline``, ``TooManyRuns`` (``control
 ``Superseded`` for slots missed while crontask was down or busy (one record with the count; only
 the latest missed slot may run, as a ``catchup``), and for a run decided ahead that a later slot
 overtook before it started (``supersede_ahead``: the process was away between its claim and its
-instant; ``supersede_unanswered``: the store left its claim unanswered). Retries are further
-attempts of the same run (same id, ``attempt`` 2, 3, ...); while a run waits for its next attempt
-it still occupies its slot for the concurrency policy; a run that has ended, whose end record
-waits for the store, no longer does.
+instant). Retries are further attempts of the same run (same id, ``attempt`` 2, 3, ...); while
+a run waits for its next attempt it still occupies its slot for the concurrency policy; a run
+that has ended, whose end record waits for the store, no longer does.
 
 Here: the decision of a slot (``fire``), adoption, progress, and the slots' accounting. The
 dispatcher's other parts are mixins: the hand-off ahead (``controller.ahead``), the execution
@@ -56,7 +55,6 @@ from reconciler.controller.ahead import AheadSlots
 from reconciler.controller.bounds import TOO_MANY_RUNS, RunBounds
 from reconciler.controller.execution import RunExecution, RunListener
 from reconciler.controller.handover import Handover
-from reconciler.controller.lane import ANSWER_WAIT
 from reconciler.controller.periods import RanPeriods, not_run
 from reconciler.controller.recorder import Recorder
 from reconciler.controller.slots import SlotLedger
@@ -205,10 +203,8 @@ class Dispatcher(RunExecution, AheadSlots, RunStops):
             return refused
         if trigger is not Trigger.MANUAL:
             # Only the latest missed slot runs: one of this task decided ahead before this
-            # process was away (SIGSTOP) and not begun does not, nor counts for the policy;
-            # nor one whose claim the store has not answered (``supersede_unanswered``).
+            # process was away (SIGSTOP) and not begun does not, nor counts for the policy.
             self.supersede_ahead(definition, scheduled_at)
-            self.supersede_unanswered(key, scheduled_at)
         if self.resumable is not None:
             for live in self.resumable.running(key):  # the task's Jobs, from the watch
                 self.adopt(definition, live)
@@ -245,30 +241,6 @@ class Dispatcher(RunExecution, AheadSlots, RunStops):
             for active in list(self._active.get(key, {}).values()):
                 if active.waiting and not active.begun and active.record.attempt == 1:
                     self._supersede(active)
-
-    def supersede_unanswered(self, key: str, slot: datetime) -> None:
-        """A later slot of ``key``, ``slot``, is decided now: a first attempt of an older slot
-        still waiting for its claim's answer, ``ANSWER_WAIT`` or more older (the store is away,
-        not slow: under ``--ha`` such a claim waits for it however late, its slot unchecked
-        meanwhile), does not start. Its record says ``Superseded`` once its claim is answered,
-        and it holds its task no longer, so the later slot is not skipped under Forbid for a
-        run that never started. One claimed sooner still holds it, as it may start at any
-        moment: were it superseded, a store slower than the task's interval would start none.
-        Under Forbid the two never overlap: one stopped before it began never starts."""
-        for active in list(self._active.get(key, {}).values()):
-            record = active.record
-            if (
-                active.claiming
-                and active.stop_reason is None
-                and record.attempt == 1
-                and record.trigger is not Trigger.MANUAL  # asked for: not a slot's to supersede
-                and (slot - record.scheduled_at).total_seconds() >= ANSWER_WAIT
-            ):
-                log.info(
-                    "run superseded before it started: a later slot came before its claim's answer",
-                    extra={"fields": {"task": key, "run": record.id}},
-                )
-                self._supersede(active)
 
     def _refused_at_once(
         self, definition: Definition, record: RunRecord, now: datetime
