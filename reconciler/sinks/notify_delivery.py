@@ -8,10 +8,10 @@ whom, is decided in ``notify``, which hands over each :class:`Message` with
 
 A message is POSTed as JSON (``notify_payload``); ``generic-hmac`` adds
 ``X-Signature: sha256=<hex HMAC-SHA256 of the body>``. Of the response, the status line and
-headers are read, and a body whose ``Content-Length`` is at most :data:`BODY_READ_MAX` (within
-:data:`BODY_READ_SECONDS`) so that the next message goes over the same connection (no TCP
-and TLS handshake each); another body is not, and its connection is closed. Each attempt has
-:data:`TIMEOUT_SECONDS` in all
+headers are read, and a body whose ``Content-Length`` is at most :data:`BODY_READ_MAX`, not
+encoded (within :data:`BODY_READ_SECONDS`) so that the next message goes over the same
+connection (no TCP and TLS handshake each); another body is not, and its connection is closed.
+Each attempt has :data:`TIMEOUT_SECONDS` in all
 (reading the receiver's urlFile and secretFile, connecting, sending, the status line and
 headers), so a receiver that answers slowly or endlessly, or a file on a mount that hangs,
 holds neither memory nor its sender (such a read stays one thread, which the next attempts
@@ -461,13 +461,18 @@ class Delivery:
 
 async def _read_short(response: httpx.Response, deadline: float) -> None:
     """Read the body of ``response`` if its ``Content-Length`` says it is short (or it is a
-    204) and it comes at once, so that httpx can send the next message over the same
-    connection. A longer body, a chunked one, or one still coming after
-    :data:`BODY_READ_SECONDS` is left (the connection is closed: an endless body costs
-    nothing). The answer is its status whatever the body does: this never fails an attempt."""
+    204), it is not encoded (never decompressed) and it comes at once, so that httpx can send
+    the next message over the same connection. A longer body, a chunked or encoded one, or one
+    still coming after :data:`BODY_READ_SECONDS` is left (the connection is closed: an endless
+    body costs nothing). The answer is its status whatever the body does: this never fails an
+    attempt. A receiver that writes more after its answer has it taken for the next message's
+    answer: its own, as any answer it gives."""
     length = response.headers.get("Content-Length", "")
     short = length.isascii() and length.isdigit() and len(length) <= 6
     if not ((short and int(length) <= BODY_READ_MAX) or response.status_code == 204):
+        return
+    # httpx decodes what it reads, on the loop's thread: 600 bytes of `gzip, gzip` are 256 MiB.
+    if response.headers.get("Content-Encoding", "identity").strip().lower() != "identity":
         return
     loop = asyncio.get_running_loop()
     # Before the attempt's own deadline, so that this timeout, not the attempt's, ends a read

@@ -6,6 +6,7 @@ first requests (with ``fail_headers``: ``Retry-After``), or to answer in a hosti
 from __future__ import annotations
 
 import dataclasses
+import gzip
 import hashlib
 import hmac
 import json
@@ -86,7 +87,9 @@ class Received:
 
 
 class Receiver:
-    def __init__(self, secret: bytes | None = None, *, keep_alive: bool = False) -> None:
+    def __init__(
+        self, secret: bytes | None = None, *, keep_alive: bool = False, gzipped: bool = False
+    ) -> None:
         self.secret = secret
         self.received: list[Received] = []
         self.failures_left = 0
@@ -137,6 +140,9 @@ class Receiver:
                 for name, value in (receiver.fail_headers if failing else {}).items():
                     self.send_header(name, value)
                 answer = b"ok" if keep_alive else b""
+                if gzipped:  # a receiver's compressed answer: never decoded, so never read
+                    answer = gzip.compress(answer)
+                    self.send_header("Content-Encoding", "gzip")
                 self.send_header("Content-Length", str(len(answer)))
                 self.end_headers()
                 self.wfile.write(answer)
@@ -163,8 +169,10 @@ class Receiver:
 
 
 @contextmanager
-def receiving(secret: bytes | None = None, *, keep_alive: bool = False) -> Iterator[Receiver]:
-    receiver = Receiver(secret, keep_alive=keep_alive)
+def receiving(
+    secret: bytes | None = None, *, keep_alive: bool = False, gzipped: bool = False
+) -> Iterator[Receiver]:
+    receiver = Receiver(secret, keep_alive=keep_alive, gzipped=gzipped)
     thread = threading.Thread(target=receiver.server.serve_forever, daemon=True)
     thread.start()
     try:
