@@ -38,8 +38,8 @@ _CHOICE_ERRORS = frozenset({"enum", "literal_error"})
 # A file committed to Git LFS is, in the commit, a pointer: three lines of text (its spec URL,
 # the object's oid, its size) that YAML reads as one string.
 LFS_POINTER = (
-    "a Git LFS pointer, not a CronTask: crontask reads files as committed and fetches no "
-    "LFS object (keep task files out of LFS)"
+    "a Git LFS pointer, not a CronTask: crontask fetches no LFS object (keep task files out "
+    "of LFS, or fetch them with `git lfs pull` before crontask reads the folder)"
 )
 _LFS_SPEC = "version https://git-lfs.github.com/spec/"
 _README_CRONJOB = 'see "From a CronJob" in the README'

@@ -30,7 +30,13 @@ from reconciler.core.urls import looks_like_path
 from reconciler.store.base import StoreUnavailable
 from reconciler.store.records import utc
 from reconciler.store.sql_errors import pg_on_error, sqlite_on_error
-from reconciler.store.sql_sqlite_file import SqliteFile, at_rest, check_sqlite, is_uri, sqlite_file
+from reconciler.store.sql_sqlite_file import (
+    SqliteFile,
+    check_readable,
+    check_sqlite,
+    is_uri,
+    sqlite_file,
+)
 
 log = logging.getLogger("crontask.store")
 
@@ -237,8 +243,9 @@ def create_engine(url: str, *, existing: bool = False) -> Engine:
         elif not database.is_file():
             raise StoreUnavailable(f"no run store at {database}")
         engine = sa.create_engine(u, connect_args={"timeout": SQLITE_BUSY_TIMEOUT.total_seconds()})
-        resting = existing and not is_uri(u) and at_rest(database)
-        SqliteFile(Path(os.path.abspath(database)), uri=is_uri(u), at_rest=resting).watch(engine)
+        if existing and not is_uri(u):
+            check_readable(database)
+        SqliteFile(Path(os.path.abspath(database)), uri=is_uri(u)).watch(engine)
         event.listen(engine, "connect", _sqlite_on_connect)
         event.listen(engine, "begin", _sqlite_on_begin)
         event.listen(engine, "handle_error", sqlite_on_error)

@@ -95,19 +95,19 @@ def check_sqlite() -> None:
         probe.close()
 
 
-def at_rest(path: Path) -> bool:
-    """Whether a reader opens ``path`` immutable: SQLite reads a WAL store through a -shm file
-    it makes beside it, even mode=ro, so one who may not write the folder could not read a store
-    at rest (crontask stopped: no -shm, no -wal), where ``path`` alone is the store."""
-    shm, wal = (path.with_name(f"{path.name}-{end}") for end in ("shm", "wal"))
-    if os.access(path.parent, os.W_OK) or shm.exists():
-        return False  # SQLite makes it, or reads through it (read-only if it must)
-    if wal.exists() and wal.stat().st_size:  # changes an immutable reader would not see
+def check_readable(path: Path) -> None:
+    """Raise StoreUnavailable, saying why, if a reader cannot open ``path``: SQLite reads a
+    WAL store through a -shm file it makes beside it (even ``mode=ro``), so one who may not
+    write the folder reads a store only while its -shm is there (crontask running). Its own
+    words were "attempt to write a readonly database". An immutable read would need no -shm,
+    but a crontask starting meanwhile rewrites the file under it ("database disk image is
+    malformed", or rows torn without a word)."""
+    shm = path.with_name(f"{path.name}-shm")
+    if not os.access(path.parent, os.W_OK) and not shm.exists():
         raise StoreUnavailable(
-            f"cannot read {path}: SQLite needs write access to its folder for {shm.name},"
-            f" to read the changes in {wal.name}"
+            f"cannot read {path}: SQLite needs write access to its folder for {shm.name} while"
+            " crontask is stopped: read it as crontask's user, or while crontask runs"
         )
-    return True
 
 
 class SqliteFile:
@@ -122,10 +122,9 @@ class SqliteFile:
     file, or none, is :class:`StoreUnavailable` (the runs' records wait, as in any outage),
     and the pool's connections to the old file are dropped."""
 
-    def __init__(self, path: Path, *, uri: bool = False, at_rest: bool = False) -> None:
+    def __init__(self, path: Path, *, uri: bool = False) -> None:
         self.path = path
         self.uri = uri
-        self.at_rest = at_rest
         self.identity = self._identity()
         if self.identity is None:
             raise StoreUnavailable(f"no run store at {path}")
@@ -172,8 +171,7 @@ class SqliteFile:
             if "mode=" not in given and "#" not in given:
                 cargs[0] = f"{given}{'&' if '?' in given else '?'}mode=rw"
             return
-        # A reader of a store at rest (``at_rest``): the file alone, unlocked, so read-only.
-        cargs[0] = f"{self.path.as_uri()}?{'mode=ro&immutable=1' if self.at_rest else 'mode=rw'}"
+        cargs[0] = f"{self.path.as_uri()}?mode=rw"
         cparams["uri"] = True
 
     def _on_connect(self, dbapi_connection: DBAPIConnection, _record: ConnectionPoolEntry) -> None:
