@@ -4,25 +4,15 @@ sent one to look for a missing store. The real ``crontask`` runs as a subprocess
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
-
-def _crontask(*argv: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "reconciler", *argv],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+from tests.helpers import crontask_cli
 
 
 def test_db_url_naming_a_directory(tmp_path: Path) -> None:
     folder = tmp_path / "somedir"
     folder.mkdir()
-    done = _crontask("runs", "--db", f"sqlite:///{folder}")
+    done = crontask_cli("runs", "--db", f"sqlite:///{folder}")
     assert (done.returncode, done.stdout) == (2, "")
     assert done.stderr == (
         f"crontask: run store sqlite:///{folder}: {folder} is a directory, not a SQLite file\n"
@@ -32,7 +22,7 @@ def test_db_url_naming_a_directory(tmp_path: Path) -> None:
 def test_state_directory_whose_runs_db_is_a_directory(tmp_path: Path) -> None:
     state = tmp_path / "state"
     (state / "runs.db").mkdir(parents=True)
-    done = _crontask("runs", "--state-dir", str(state))
+    done = crontask_cli("runs", "--state-dir", str(state))
     assert (done.returncode, done.stdout) == (2, "")
     assert done.stderr == (
         f"crontask: run store in the state directory: {state / 'runs.db'} is a directory,"

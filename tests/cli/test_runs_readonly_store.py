@@ -16,8 +16,6 @@ import json
 import os
 import shutil
 import sqlite3
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -25,17 +23,8 @@ import pytest
 
 from reconciler.store import open_store, sqlite_url
 from tests.faults import disk
+from tests.helpers import crontask_cli
 from tests.store._records import rec
-
-
-def _crontask(*argv: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "reconciler", *argv],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
 
 
 def _files(state: Path) -> list[str]:
@@ -91,7 +80,7 @@ def test_runs_says_what_sqlite_needs_of_a_stopped_store_in_an_unwritable_folder(
         (state / "kept-wal").rename(state / "runs.db-wal")
     before = db.read_bytes()
     with _unwritable(state):
-        done = _crontask("runs", "--state-dir", str(state), "--json")
+        done = crontask_cli("runs", "--state-dir", str(state), "--json")
     assert done.returncode == 1, done.stderr
     assert done.stdout == ""
     assert done.stderr == (
@@ -103,6 +92,6 @@ def test_runs_says_what_sqlite_needs_of_a_stopped_store_in_an_unwritable_folder(
 
 def test_runs_reads_a_writable_folder_as_before(state: Path) -> None:
     # The folder may be written: SQLite makes its -shm and reads with its locks, not immutable.
-    done = _crontask("runs", "--state-dir", str(state), "--json")
+    done = crontask_cli("runs", "--state-dir", str(state), "--json")
     assert done.returncode == 0, done.stderr
     assert [item["task"] for item in json.loads(done.stdout)["items"]] == ["ns/kept"]
