@@ -34,7 +34,7 @@ the latest missed slot may run, as a ``catchup``), and for a run decided ahead t
 overtook before it started (``supersede_ahead``: the process was away between its claim and its
 instant). Retries are further attempts of the same run (same id, ``attempt`` 2, 3, ...); while
 a run waits for its next attempt it still occupies its slot for the concurrency policy; a run
-that has ended, whose end record waits for the store, no longer does.
+that has ended, whose end record waits for a slow store, does for 0.5 s at most.
 
 Here: the decision of a slot (``fire``), adoption, progress, and the slots' accounting. The
 dispatcher's other parts are mixins: the hand-off ahead (``controller.ahead``), the execution

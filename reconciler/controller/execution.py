@@ -18,9 +18,9 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from datetime import datetime, timedelta
-from typing import Final
+from typing import Any, Final
 
 from reconciler.controller.active import (
     HANDED_OVER,
@@ -101,6 +101,7 @@ class RunExecution(SlotClaims, LateStarts, SlotSkips):
     owns: Callable[[str], bool]
     fence: Callable[[], None]
     _let_go: Callable[[ActiveRun], None]
+    _save_end: Callable[[ActiveRun, RunRecord, bool], Coroutine[Any, Any, None]]  # RunStops
 
     # -- one run ---------------------------------------------------------------------------
 
@@ -370,10 +371,8 @@ class RunExecution(SlotClaims, LateStarts, SlotSkips):
             },
         )
         retried = self._retries(definition, active, final)
-        if not retried:
-            # Its work ended: its task is free now, not once the store has its end record.
-            self._let_go(active)
-        await self.recorder.save(final)  # as it is: the store keeps nothing of the decision
+        # As it is: the store keeps nothing of the decision.
+        await self._save_end(active, final, not retried)
         if retried:
             final = RetriedAttempt.of(final)
         self._notify(final)

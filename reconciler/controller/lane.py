@@ -3,7 +3,8 @@ record handed in while the one before was on its way (a group commit), and answe
 
 A run waits for its claim's answer, and for its end record's: while it waits for its claim it
 is a run of its task that may yet start (``Forbid`` skips the task's next slots); once its
-process has ended it no longer holds its task, whatever its record's write does. A
+process has ended it holds its task 0.5 s at most, whatever its record's write does
+(``RunStops._save_end``). A
 store that does not answer at all (PostgreSQL behind a network that went silent: no refusal,
 no reset) held each write until libpq's socket settings gave up, 25 to 30 s, and with it
 every run's claim and the end of every run that had finished, and each of those slots was

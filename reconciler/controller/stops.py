@@ -22,6 +22,7 @@ from reconciler.controller.active import SHUTDOWN, ActiveRun
 from reconciler.controller.bounds import RunBounds
 from reconciler.controller.recorder import Recorder
 from reconciler.core.desired import Definition
+from reconciler.core.runs import RunRecord
 from reconciler.runner.command import CommandRun
 
 log = logging.getLogger("crontask")
@@ -31,6 +32,9 @@ _KILL_AGAIN = 0.5  # seconds
 # milliseconds (a hurried stop must not lose the records of the runs it killed to a healthy
 # store), one that does not answer is waited for no longer.
 _HURRIED_RECORDS = 1.0  # seconds
+# How long a run whose work has ended waits for the store to take its end record before it
+# lets go of its task (``_save_end``): a store that answers takes it in milliseconds.
+LET_GO_AFTER = 0.5  # seconds
 
 
 class RunStops:
@@ -72,6 +76,23 @@ class RunStops:
             else:
                 active.no_retry = active.no_retry or reason
         return len(runs)
+
+    async def _save_end(self, active: ActiveRun, final: RunRecord, ended: bool) -> None:
+        """Write ``final``, a run's end record. A run whose work has ended (``ended``: no retry
+        follows) is let go if the store has not taken it within :data:`LET_GO_AFTER`: a store
+        slow or away must not hold its task (the next slot skipped under Forbid for a run that
+        had ended). Not at once: while the store answers, listeners (the status reporter) hear
+        a run's final record before it leaves the active ones."""
+        saving = asyncio.ensure_future(self.recorder.save(final))
+        try:
+            if ended:
+                await asyncio.wait({saving}, timeout=LET_GO_AFTER)
+                if not saving.done():
+                    self._let_go(active)
+            await saving
+        except asyncio.CancelledError:
+            saving.cancel()  # as the write it awaited was, before
+            raise
 
     def _let_go(self, active: ActiveRun) -> None:
         """A run that waited (a retry; a first attempt superseded) and will not start, or one

@@ -81,6 +81,7 @@ def test_a_run_that_ended_does_not_hold_its_task_while_its_end_record_waits(
         silent.silence("save_many")
         d.fire(JOB, T0)
         await until("the end record's write to be held", silent.holding.is_set)
+        await until("the run to let go of its task", lambda: not d.active(JOB.key))
         following = d.fire(JOB, T0 + timedelta(seconds=2))
         assert following.status is RunStatus.RUNNING, following.message
         silent.release(lands=True, answers=True)
@@ -91,6 +92,25 @@ def test_a_run_that_ended_does_not_hold_its_task_while_its_end_record_waits(
     asyncio.run(main())
     for slot in (T0, T0 + timedelta(seconds=2)):
         assert stored(sqlite, slot).status is RunStatus.SUCCEEDED
+
+
+def test_while_the_store_answers_a_run_s_end_is_heard_before_it_leaves_its_task(
+    sqlite: RunStore,
+) -> None:
+    """The status reporter counts on it: a run's final record is heard while the run is still
+    among the active ones (else a status would show its last run running and nothing active).
+    Only a store slow to take the end record lets the run go first."""
+    seen: list[tuple[RunStatus, list[str]]] = []
+
+    async def main() -> None:
+        d = dispatcher(Silent(sqlite))
+        d.subscribe(lambda r: seen.append((r.status, [a.id for a in d.active(r.task)])))
+        d.fire(JOB, T0)
+        assert await d.drain(10)
+        await d.shutdown(0)
+
+    asyncio.run(main())
+    assert seen[-1] == (RunStatus.SUCCEEDED, [run_id(JOB.key, T0)])
 
 
 @pytest.mark.parametrize("gap", [ANSWER_WAIT / 2, 2.0, 2 * ANSWER_WAIT])
