@@ -12,30 +12,24 @@
     record names a Job, for the tasks this replica owns: the dispatcher follows each to its end
     (a Job that is gone by now ends its run ``interrupted``, reason ``JobGone``);
   * **deletes** (Background, uid precondition; logged once) the live Jobs of those tasks whose
-    attempt's stored record is final: no crontask run holds such a Job, and left alone it
-    runs to its end beside the run that replaced it. That is a ``Replace`` that stopped an
-    attempt whose create and the read that followed went unanswered, when crontask stopped
-    before the API server answered (``runner.job_create``), or a delete that could not be
-    done at the time. A Job whose outcome is decided (``core.jobs.decided``), or that a GET
-    does not show live with the same uid, is left alone (a watch that lags);
-  * **cleans up** finished Jobs, with ``propagationPolicy: Background``: beyond
-    ``successfulRunsHistoryLimit`` / ``failedRunsHistoryLimit`` (the newest runs kept, as
-    CronJob does; a run counts as its latest attempt, and its attempts' Jobs go together, as
-    in the run history), and every finished Job of a task no source declares any more whose
-    run this crontask's run store records (``_recorded``: another crontask sharing the Job
-    namespace has Jobs of tasks this one does not declare; its running Jobs are left to finish
-    and be recorded first). A Job whose run is still
-    followed, or still ``running`` in the store, is never deleted: its log and outcome are
-    read first. Nothing is removed while the sources' empty-set guard holds removals back, and
-    only Jobs with the ``crontask.dev/run-id`` label are ever seen, so a Job crontask did not
-    create is never touched; nor is one controlled by a CronTask that is not the task's owner
-    in force (``core.jobs.run_in``), nor a removed CronTask's (``JobRunner.collected``:
-    deleting the CronTask deletes its Jobs, ``kubectl delete --cascade=orphan`` keeps them);
+    attempt's stored record is final: no run holds such a Job, and left alone it runs beside
+    the run that replaced it (a ``Replace`` of an attempt whose create went unanswered as
+    crontask stopped: ``runner.job_create``; a delete that could not be done then). One whose
+    outcome is decided (``core.jobs.decided``), or not live with the same uid, is left;
+  * **cleans up** finished Jobs (Background) beyond ``successfulRunsHistoryLimit`` /
+    ``failedRunsHistoryLimit`` (the newest runs kept, as CronJob does; a run counts as its
+    latest attempt, its attempts' Jobs go together), and every finished Job of a task no
+    source declares any more whose run this run store records (``_recorded``: a crontask
+    sharing the Job namespace has its own). A Job whose run is still followed, or
+    ``running`` in the store, is never deleted: its log and outcome are read first. Nothing
+    is removed while the sources' empty-set guard holds removals back, and only Jobs with
+    the ``crontask.dev/run-id`` label are seen; nor is one controlled by a CronTask that is
+    not the task's owner in force (``core.jobs.run_in``), nor a removed CronTask's
+    (``JobRunner.collected``: its deletion decides, ``--cascade=orphan`` keeps them);
   * **lets go** of the Job watch of a namespace watched on demand (``JobWatch.let_go``) once
-    no definition in force puts Jobs there, no run followed here or ``running`` in the store
-    has its Job there, and the watch's cache there holds no Job of a task (one clean-up may
-    still delete: those left where an earlier definition put them keep it watched). The
-    bound on such watches is on the namespaces in use, not on every one ever named.
+    no definition in force puts Jobs there, no run followed or ``running`` has its Job there,
+    and its cache holds no Job of a task (one clean-up may still delete). The bound on such
+    watches is on the namespaces in use, not on every one ever named.
 """
 
 from __future__ import annotations
@@ -64,6 +58,7 @@ from reconciler.sources.kubernetes_jobs import JobWatch
 from reconciler.store.base import RunStore
 
 log = logging.getLogger("crontask.jobs")
+THEIRS_MAX = 10_000  # another crontask's Jobs remembered (``_theirs``), not read each pass
 
 NO_CONNECTION_REASON = (
     "this crontask has no Kubernetes connection, so it cannot create Jobs "
@@ -193,6 +188,7 @@ class JobSupervisor:
         self._holding = False  # the last pass held removals back (empty-set guard)
         self._tasks: set[asyncio.Task[None]] = set()
         self._released: set[str] = set()  # uids of the Jobs of final records, handled once
+        self._theirs: set[str] = set()  # uids of removed tasks' Jobs not in the store: left
         self._places: dict[str, str] = {}  # job task in force -> where its Jobs go
         self._announced: set[str] = set()  # tasks whose runs said where their Job is
         reconciler.subscribe(self._after_pass)
@@ -327,11 +323,14 @@ class JobSupervisor:
         doomed = {key: self._doomed(key, declared.get(key), busy) for key in sorted(targets)}
         removed = [job for key, jobs in doomed.items() if key not in declared for job in jobs]
         if removed:
-            ids = {_run_id(job) for job in removed}
+            ids = {_run_id(job) for job in removed if _uid(job) not in self._theirs}
             ours = await self.dispatcher.recorder.call(_recorded, self.store, ids)
             for key in doomed:
                 if key not in declared:
                     doomed[key] = [job for job in doomed[key] if _run_id(job) in ours]
+            if len(self._theirs) > THEIRS_MAX:  # each looked up once more: most are gone
+                self._theirs.clear()
+            self._theirs |= {_uid(job) for job in removed if _run_id(job) not in ours}
         deleted = 0
         for key, jobs in doomed.items():
             for job in jobs:
@@ -479,11 +478,13 @@ async def _release(
 
 
 def _recorded(store: RunStore, ids: Collection[str]) -> set[str]:
-    """Blocking. The runs of ``ids`` the run store records: a removed task's Jobs go only if
-    their run is this crontask's (with ``--ha``, any replica's: one store). A crontask that
-    shares the Job namespace has Jobs of its own tasks there, which this one does not declare:
-    theirs are not in this store. One look-up by key each; as many as the Jobs to delete."""
+    """Blocking. The runs of ``ids`` the store records: a removed task's Jobs go only if their
+    run is this crontask's (any replica's); another crontask sharing the namespace has its own."""
     return {run for run in ids if store.get(run) is not None}
+
+
+def _uid(job: dict[str, Any]) -> str:
+    return str((job.get("metadata") or {}).get("uid"))
 
 
 def _run_id(job: dict[str, Any]) -> str:
