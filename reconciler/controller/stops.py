@@ -82,17 +82,16 @@ class RunStops:
         follows) is let go if the store has not taken it within :data:`LET_GO_AFTER`: a store
         slow or away must not hold its task (the next slot skipped under Forbid for a run that
         had ended). Not at once: while the store answers, listeners (the status reporter) hear
-        a run's final record before it leaves the active ones."""
-        saving = asyncio.ensure_future(self.recorder.save(final))
+        a run's final record before it leaves the active ones. A timer, not a task: this is
+        every run's path."""
+        timer = None
+        if ended:
+            timer = asyncio.get_running_loop().call_later(LET_GO_AFTER, self._let_go, active)
         try:
-            if ended:
-                await asyncio.wait({saving}, timeout=LET_GO_AFTER)
-                if not saving.done():
-                    self._let_go(active)
-            await saving
-        except asyncio.CancelledError:
-            saving.cancel()  # as the write it awaited was, before
-            raise
+            await self.recorder.save(final)
+        finally:
+            if timer is not None:
+                timer.cancel()
 
     def _let_go(self, active: ActiveRun) -> None:
         """A run that waited (a retry; a first attempt superseded) and will not start, or one
