@@ -10,7 +10,6 @@ against the Kubernetes emulator, which runs the Jobs' containers as local proces
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,12 +18,12 @@ import pytest
 
 from reconciler.core.runs import RunRecord
 from tests.e2e.conftest import stop_all
-from tests.ha.conftest import Cluster
+from tests.ha.conftest import Cluster, cluster  # noqa: F401 (the fixture)
 from tests.helpers import wait_for
 from tests.jobs.conftest import Crontask, condition, jobs, trigger, write_task
 from tests.jobs.test_lifecycle import ended
 from tests.k8s.emulator import Emulator
-from tests.store.conftest import PG_ENV, pg_admin, pg_url
+from tests.store.conftest import pg_admin, pg_url
 
 __all__ = ["pg_admin", "pg_url"]  # fixtures
 
@@ -97,45 +96,35 @@ def test_a_crontask_leaves_the_jobs_of_another_in_their_shared_namespace(
 
 @pytest.mark.postgres
 def test_replicas_are_one_installation_a_removed_tasks_job_goes_whoever_ran_it(
-    tmp_path: Path, emulator: Emulator, kubeconfig: Path, request: pytest.FixtureRequest
+    cluster: Cluster,  # noqa: F811 (the fixture of tests.ha.conftest)
+    emulator: Emulator,
+    kubeconfig: Path,
 ) -> None:
     """Two ``--ha`` replicas share a run store: a record of either is the installation's.
     ``x`` runs on the replica that owns it, which is then killed; ``x`` is removed, and the
     survivor deletes its Job, recorded by the dead replica."""
-    if not os.environ.get(PG_ENV):
-        pytest.skip(f"replicas need PostgreSQL: set {PG_ENV}")
-    cluster = Cluster(tmp_path, request.getfixturevalue("pg_url"))
-    try:
-        (cluster.tasks / "stays.yaml").write_text(
-            "apiVersion: crontask.dev/v1alpha1\nkind: CronTask\nmetadata: {name: stays}\n"
-            "spec: {schedule: '0 0 1 1 *', command: {args: ['true']}}\n"
-        )
-        write_task(cluster.tasks, "x", "echo x")
-        extra = ("--kubeconfig", str(kubeconfig), "--resync", "2s")
-        replicas = [cluster.add(name, *extra) for name in ("r1", "r2")]
-        for replica in replicas:
-            replica.wait_log('msg="replicas changed" members=2 ', timeout=40)
-        ran = httpx.post(f"{replicas[0].server}/api/v1/tasks/default/x/runs", timeout=10)
-        ran.raise_for_status()
+    (cluster.tasks / "stays.yaml").write_text(
+        "apiVersion: crontask.dev/v1alpha1\nkind: CronTask\nmetadata: {name: stays}\n"
+        "spec: {schedule: '0 0 1 1 *', command: {args: ['true']}}\n"
+    )
+    write_task(cluster.tasks, "x", "echo x")
+    extra = ("--kubeconfig", str(kubeconfig), "--resync", "2s")
+    replicas = [cluster.add(name, *extra) for name in ("r1", "r2")]
+    for replica in replicas:
+        replica.wait_log('msg="replicas changed" members=2 ', timeout=40)
+    ran = httpx.post(f"{replicas[0].server}/api/v1/tasks/default/x/runs", timeout=10)
+    ran.raise_for_status()
 
-        def finished() -> RunRecord | None:
-            done = [r for r in cluster.runs("default/x") if r.status.finished]
-            return done[0] if done else None
+    def finished() -> RunRecord | None:
+        done = [r for r in cluster.runs("default/x") if r.status.finished]
+        return done[0] if done else None
 
-        record = wait_for("the run of x", finished, timeout=30)
-        wait_for("its Job complete", lambda: [condition(j) for j in jobs(emulator, "default.x")])
-        runner = next(r for r in replicas if (record.owner or "").startswith(r.id_prefix))
-        survivor = next(r for r in replicas if r is not runner)
-        runner.kill()
-        survivor.wait_log('msg="replicas changed" members=1 ', timeout=60)
-        (cluster.tasks / "x.yaml").unlink()
-        wait_for("the survivor deletes x's Job", lambda: jobs(emulator, "default.x") == [], 40)
-        assert "task=default/x" in survivor.log()
-    finally:
-        for replica in cluster.replicas:
-            if replica.proc is not None and replica.proc.poll() is None:
-                replica.proc.kill()
-                replica.proc.wait(timeout=10)
-        if getattr(request.node, "rep_call", None) is None or request.node.rep_call.failed:
-            for replica in cluster.replicas:
-                print(f"--- {replica.name} log ---\n{replica.log()[-8000:]}")
+    record = wait_for("the run of x", finished, timeout=30)
+    wait_for("its Job complete", lambda: [condition(j) for j in jobs(emulator, "default.x")])
+    runner = next(r for r in replicas if (record.owner or "").startswith(r.id_prefix))
+    survivor = next(r for r in replicas if r is not runner)
+    runner.kill()
+    survivor.wait_log('msg="replicas changed" members=1 ', timeout=60)
+    (cluster.tasks / "x.yaml").unlink()
+    wait_for("the survivor deletes x's Job", lambda: jobs(emulator, "default.x") == [], 40)
+    assert "task=default/x" in survivor.log()
