@@ -11,7 +11,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, TypeVar
@@ -135,12 +135,16 @@ def hanging_lookups(folder: Path, host: str, seconds: float = 60.0) -> str:
     return f"{folder}:{Path(__file__).parents[1]}"
 
 
-def crontask_cli(*argv: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    """``crontask *argv`` in a new interpreter, run to its end (a minute at most): its exit
-    status and its output, as text. Whatever the status, the caller asserts it."""
+def crontask_cli(
+    *argv: str, cwd: Path | None = None, env: Mapping[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """``crontask *argv`` in a new interpreter (``env``: its whole environment, else this
+    one's), run to its end (a minute at most): its exit status and its output, as text.
+    Whatever the status, the caller asserts it."""
     return subprocess.run(
         [sys.executable, "-m", "reconciler", *argv],
         cwd=cwd,
+        env=env,
         capture_output=True,
         text=True,
         timeout=60,

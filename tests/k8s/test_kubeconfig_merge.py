@@ -14,7 +14,6 @@ import logging
 import os
 import shutil
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -28,6 +27,7 @@ from reconciler.sources.kubernetes import (
     KubernetesOptions,
     connect,
 )
+from tests.helpers import crontask_cli
 
 PROD = "http://127.0.0.1:31001"
 STAGING = "http://127.0.0.1:31002"
@@ -143,24 +143,10 @@ def test_the_context_option_reaches_the_connection(
     env.pop("KUBERNETES_SERVICE_HOST", None)
     state = ("--state-dir", str(tmp_path / "state"), "--listen", "off")
     for where in (("--kubernetes",), (str(tmp_path), "--kubeconfig", str(two_files[0]))):
-        done = subprocess.run(
-            [sys.executable, "-m", "reconciler", "run", *where, "--context", "nosuch", *state],
-            capture_output=True,
-            text=True,
-            timeout=60,
-            env=env,
-            check=False,
-        )
+        done = crontask_cli("run", *where, "--context", "nosuch", *state, env=env)
         assert done.returncode == 1, done.stderr
         assert "Expected object with name nosuch in" in done.stderr, done.stderr
-    done = subprocess.run(
-        [sys.executable, "-m", "reconciler", "run", str(tmp_path), "--context", "staging", *state],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env=env,
-        check=False,
-    )
+    done = crontask_cli("run", str(tmp_path), "--context", "staging", *state, env=env)
     assert done.returncode == 2, done.stderr
     assert "--context needs --kubernetes or --kubeconfig" in done.stderr
 
