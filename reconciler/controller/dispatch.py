@@ -55,6 +55,7 @@ from reconciler.controller.ahead import AheadSlots
 from reconciler.controller.bounds import TOO_MANY_RUNS, RunBounds
 from reconciler.controller.execution import RunExecution, RunListener
 from reconciler.controller.handover import Handover
+from reconciler.controller.late_starts import TurnedAway
 from reconciler.controller.periods import RanPeriods, not_run
 from reconciler.controller.recorder import Recorder
 from reconciler.controller.slots import SlotLedger
@@ -132,6 +133,7 @@ class Dispatcher(RunExecution, AheadSlots, RunStops):
         self._killed: set[tuple[str, int]] = set()
         # Slots handed over ahead that are decided at their instant (``due``), by task.
         self._deferred: dict[str, dict[datetime, tuple[asyncio.TimerHandle, Definition]]] = {}
+        self._turned_away: dict[str, TurnedAway] = {}  # see late_starts.py
 
     @property
     def paused(self) -> str | None:
@@ -222,8 +224,8 @@ class Dispatcher(RunExecution, AheadSlots, RunStops):
             going = "still running"
             if all(a.claiming and a.record.attempt == 1 for a in running.values()):
                 going = "not started yet, its claim waiting for the run store"
-            return self._skip(
-                record, "ConcurrencyForbid", f"previous run {going} ({ids}); policy Forbid"
+            return self.turn_away(
+                definition, record, running, f"previous run {going} ({ids}); policy Forbid"
             )
         if (why := self.bounds.refused(definition, len(running))) is not None:
             return self._skip(record, TOO_MANY_RUNS, why)  # before it replaces anything

@@ -162,6 +162,7 @@ class RunExecution(SlotClaims, LateStarts, SlotSkips):
             if runs.get(record.id) is active:  # not let go already (``_let_go``)
                 del runs[record.id]
             self.bounds.release(record.id)
+            self.turned_away_end(active)  # not superseded: the slot kept for it is skipped
             if not runs:
                 self._active.pop(record.task, None)
 

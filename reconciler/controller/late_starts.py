@@ -20,11 +20,20 @@ skipped for a run that never started (Forbid), nor does the old one start late. 
 its instant by more than its patience: sooner, its own wait (a command's spawner thread) may be
 starting it as the loop resumes (a process started and killed would be worse than the newest
 slot skipped), or it merely waits for a slow claim (the process was never away).
+
+A first attempt whose claim the store holds (a hanging store, ``--ha``) holds its task under
+Forbid, and the scheduled slots that come meanwhile are turned away (``turn_away``): the older
+ones recorded ``ConcurrencyForbid`` as a later one comes, the latest kept unrecorded. When the
+claim is answered (``_overtaken``), if ``SUPERSEDE_AFTER`` slots or more were turned away, the
+held attempt does not start (``Superseded``) and the latest runs instead, as a ``catchup``; else
+it starts and the latest gets its skip. A catch-up (and a manual run) is never superseded so: a
+store slower than the interval still runs (every other slot, with one turned away per claim).
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from collections.abc import Awaitable, Callable
 from datetime import datetime
@@ -32,7 +41,7 @@ from datetime import datetime
 from reconciler.controller.active import HANDED_OVER, ActiveRun
 from reconciler.controller.handover import Handover
 from reconciler.controller.recorder import Recorder
-from reconciler.controller.skips import SUPERSEDED
+from reconciler.controller.skips import SUPERSEDED, skip_of
 from reconciler.core.desired import Definition
 from reconciler.core.runs import RunRecord, RunStatus, Trigger
 from reconciler.runner.base import StartsAt
@@ -47,6 +56,24 @@ MISSED_DEADLINE = "MissedDeadline"
 # read each. A replica's fence (its renew deadline) and startingDeadlineSeconds are looked at
 # whatever the delay, in memory.
 AWAY_AFTER = 10.0
+# How many scheduled slots turned away for a first attempt waiting for its claim make it not
+# start once answered (``_overtaken``). One is what a store merely slower than the interval
+# turns away at each claim: superseding then would cost every other run (the catch-up's own
+# claim turns the next slot away), so the held run starts, at most about two intervals late.
+SUPERSEDE_AFTER = 2
+FORBID = "ConcurrencyForbid"
+
+
+@dataclasses.dataclass(slots=True)
+class TurnedAway:
+    """The latest slot of a task turned away under Forbid for ``holder`` (the id of a first
+    attempt waiting for its claim), not recorded yet; ``count``: how many were in all."""
+
+    definition: Definition
+    record: RunRecord  # as decided: its skip is ``skip_of(record, FORBID, message)``
+    message: str
+    holder: str
+    count: int
 
 
 class LateStarts:
@@ -65,6 +92,72 @@ class LateStarts:
     _held: Callable[[ActiveRun, RunRecord], Awaitable[bool]]
     _abandon: Callable[[RunRecord, str, str | None], Awaitable[None]]
     _let_go: Callable[[ActiveRun], None]
+    _skip: Callable[[RunRecord, str, str], RunRecord]  # SlotSkips'
+    fire: Callable[[Definition, datetime, Trigger], RunRecord]  # the Dispatcher's
+    _closing: bool
+    # By task: its latest slot turned away for a first attempt waiting for its claim.
+    _turned_away: dict[str, TurnedAway]
+
+    def turn_away(
+        self, definition: Definition, record: RunRecord, running: dict[str, ActiveRun], why: str
+    ) -> RunRecord:
+        """Forbid turns ``record``'s slot away for the runs going (``why``). Its skip record
+        is returned; it is written now, unless the one run going is a scheduled first attempt
+        waiting for its claim and the slot is scheduled: then it is kept until that claim is
+        answered (``_overtaken``), and the slot turned away before it for that run gets its
+        skip now (only the latest may run instead)."""
+        held = next(iter(running.values())) if len(running) == 1 else None
+        if (
+            held is None
+            or record.trigger is not Trigger.SCHEDULE
+            or held.record.trigger is not Trigger.SCHEDULE
+            or not held.claiming
+            or held.record.attempt != 1
+        ):
+            return self._skip(record, FORBID, why)
+        count = 1
+        if (before := self._turned_away.get(definition.key)) is not None:
+            self._skip(before.record, FORBID, before.message)
+            count += before.count if before.holder == held.record.id else 0
+        self._turned_away[definition.key] = TurnedAway(
+            definition, record, why, held.record.id, count
+        )
+        return skip_of(record, FORBID, why)
+
+    def turned_away_end(self, active: ActiveRun) -> None:
+        """``active`` will not be superseded now (it started, ended, or will not start): the
+        slot kept for it (``turn_away``) gets its skip record."""
+        turned = self._turned_away.get(active.record.task)
+        if turned is not None and turned.holder == active.record.id:
+            del self._turned_away[active.record.task]
+            self._skip(turned.record, FORBID, turned.message)
+
+    def _overtaken(self, active: ActiveRun) -> None:
+        """``active``'s claim is answered: if ``SUPERSEDE_AFTER`` slots or more of its task were
+        turned away for it meanwhile, it does not start (stopped ``Superseded``: its record is
+        written as it looks next) and the latest of them is fired at once as a ``catchup``
+        (within its startingDeadlineSeconds, if any: ``Dispatcher.fire``), which nothing
+        supersedes so in turn (``turn_away``). Else (or its task changed, this replica is
+        fenced, crontask stops) the latest gets its skip."""
+        turned = self._turned_away.get(active.record.task)
+        if turned is None or turned.holder != active.record.id:
+            return
+        if (
+            turned.count < SUPERSEDE_AFTER
+            or active.stop_reason is not None
+            or active.no_retry is not None
+            or self.paused is not None
+            or self._closing
+        ):
+            self.turned_away_end(active)
+            return
+        del self._turned_away[active.record.task]
+        log.info(
+            "run superseded as its claim came in: later slots were turned away for it",
+            extra={"fields": {"task": turned.definition.key, "run": active.record.id}},
+        )
+        self._supersede(active)
+        self.fire(turned.definition, turned.record.scheduled_at, Trigger.CATCHUP)
 
     def supersede_ahead(self, definition: Definition, slot: datetime) -> None:
         """A later slot of ``definition``, ``slot``, is decided now (``Dispatcher.fire``): a
@@ -106,6 +199,7 @@ class LateStarts:
         it is looked at as one away (``_looked_again``). True: it does not start; its record
         says why."""
         record = active.record
+        self._overtaken(active)
         if await self._stopped_first(active):
             return True
         self.fence()
@@ -128,6 +222,7 @@ class LateStarts:
         here, beside the runs of the one that is. Not held, that costs a look at the clocks.
         True: it does not start; its record (the claim, written) says why."""
         record = active.record
+        self._overtaken(active)
         if await self._stopped_first(active):
             return True
         if active.no_retry is not None:

@@ -36,14 +36,7 @@ class SlotSkips:
     shares_store_alone: Callable[[], bool]  # SlotClaims'
 
     def _skip(self, record: RunRecord, reason: str, message: str) -> RunRecord:
-        skipped = dataclasses.replace(
-            record,
-            status=RunStatus.SKIPPED,
-            started_at=None,
-            finished_at=record.started_at,
-            reason=reason,
-            message=message,
-        )
+        skipped = skip_of(record, reason, message)
         write = asyncio.get_running_loop().create_task(self._add_skip(skipped))
         self._writes.add(write)
         write.add_done_callback(self._writes.discard)
@@ -103,6 +96,18 @@ class SlotSkips:
             f"{slots} after {_iso(missed.after)} and before {_iso(missed.latest)} did not run "
             "(crontask was down or busy); only the latest missed slot may run",
         )
+
+
+def skip_of(record: RunRecord, reason: str, message: str) -> RunRecord:
+    """The skip record of ``record``'s slot, decided when ``record`` was (its start)."""
+    return dataclasses.replace(
+        record,
+        status=RunStatus.SKIPPED,
+        started_at=None,
+        finished_at=record.started_at,
+        reason=reason,
+        message=message,
+    )
 
 
 def _iso(at: datetime) -> str:
