@@ -15,7 +15,10 @@ text should be is shown as text, its bytes that are no UTF-8 escaped.
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
+import sys
+from collections.abc import Generator, Iterable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -27,7 +30,7 @@ from reconciler.cli.main_helpers import (
     add_state_args,
     bounded_int,
     print_json,
-    print_table,
+    print_table_pages,
     run_id,
     server_url,
     task_key,
@@ -111,45 +114,72 @@ def run_runs(args: argparse.Namespace) -> int:
     try:
         if args.server:
             items, attempts = _from_api(args, since)
-        else:
-            from reconciler.cli import store_errors
-
-            with store_errors.reported(args.db, args.state_dir):
-                items, attempts = _from_store(args, since)
+            if args.id:
+                return _show_one(attempts, args)
+            return _print_runs(iter([items]), args)
+        if args.id:
+            return _show_one(_store_attempts(args), args)
+        pages = _store_pages(args, since)
+        try:
+            return _print_runs(pages, args)
+        finally:
+            pages.close()  # the store too, when the reader went away (a broken pipe)
     except RemoteError as err:
         raise SystemExit(f"crontask: {err}") from None
-    if args.id:
-        return _show_one(attempts, args)
+
+
+def _print_runs(pages: Iterator[list[dict[str, Any]]], args: argparse.Namespace) -> int:
+    """The runs of ``pages`` (a list of them: ``--json``, or a table), each page printed before
+    the next one is read: ``crontask runs --limit 100000 | head -1`` neither waits for the
+    last page of a large store nor holds them all."""
+    # Read before anything is printed: a store that cannot be read is one line on stderr and
+    # nothing on stdout (no "{" of --json). Only a later page's failure follows printed pages.
+    first = next(pages, [])
     if args.json:
-        print_json({"items": items})
+        _print_json_pages(itertools.chain([first], pages))
         return 0
-    if not items:
+    if not first:  # a first page is empty only when nothing matched
         print(_nothing(args))
         return 0
-    # Every field through shown(): with --server they are a server's words, which may hold
-    # escape sequences, lack a field or run to MiB.
-    rows = (
-        [
-            shown(r.get("id")),
-            shown(r.get("task")),
-            shown(r.get("status")) + (f" ({shown(r['reason'])})" if r.get("reason") else ""),
-            shown(r.get("trigger")),
-            shown(r.get("attempt")),
-            shown(_short(r.get("scheduledTime")), ""),
-            _ms(r.get("durationMs")),
-            shown(r.get("exitCode"), ""),
-        ]
-        for r in items
-    )
     header = ["RUN", "TASK", "STATUS", "TRIGGER", "ATTEMPT", "SCHEDULED", "DURATION", "EXIT"]
-    print_table(header, rows)
+    print_table_pages(header, ([_row(r) for r in page] for page in itertools.chain([first], pages)))
     return 0
 
 
-def _from_store(
-    args: argparse.Namespace, since: datetime | None
-) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    from reconciler.cli import store_errors
+def _row(r: dict[str, Any]) -> list[str]:
+    # Every field through shown(): with --server they are a server's words, which may hold
+    # escape sequences, lack a field or run to MiB.
+    return [
+        shown(r.get("id")),
+        shown(r.get("task")),
+        shown(r.get("status")) + (f" ({shown(r['reason'])})" if r.get("reason") else ""),
+        shown(r.get("trigger")),
+        shown(r.get("attempt")),
+        shown(_short(r.get("scheduledTime")), ""),
+        _ms(r.get("durationMs")),
+        shown(r.get("exitCode"), ""),
+    ]
+
+
+def _print_json_pages(pages: Iterable[list[dict[str, Any]]]) -> None:
+    """``{"items": [...]}`` of every page, byte for byte as ``print_json`` prints the whole
+    list (``json.dumps(..., indent=2)``), written and flushed a page at a time: each item is
+    its own ``json.dumps``, its lines indented to its place in the list (JSON text has a
+    newline only between tokens, never in a string, so indenting every line is exact)."""
+    import json
+
+    write = sys.stdout.write
+    write('{\n  "items": [')
+    before = "\n    "  # the first item's; ",\n    " before every other one
+    for page in pages:
+        for item in page:
+            write(before + json.dumps(item, indent=2).replace("\n", "\n    "))
+            before = ",\n    "
+        sys.stdout.flush()  # a pipe's reader has this page before the next one is asked for
+    write("\n  ]\n}\n" if before == ",\n    " else "]\n}\n")  # [] for no item, as json.dumps
+
+
+def _open_store(args: argparse.Namespace) -> RunStore:
     from reconciler.store import open_store, sqlite_url
 
     url = args.db or sqlite_url(args.state_dir)
@@ -164,41 +194,57 @@ def _from_store(
             f"crontask: no run store at {args.state_dir}/runs.db (see --state-dir){hint}"
         )
     # A reader: it may read another user's store, and creates or changes nothing there.
-    store = open_store(url, existing=True)
-    try:
-        # Once it is open, what the driver cannot read is a record's, not the URL's.
-        with store_errors.reading(args.db):
-            return _records(store, args, since)
-    finally:
-        store.close()
+    return open_store(url, existing=True)
 
 
-def _records(
-    store: RunStore, args: argparse.Namespace, since: datetime | None
-) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+def _store_attempts(args: argparse.Namespace) -> list[dict[str, Any]]:
+    """``--id``: the run's attempts, with output."""
+    from reconciler.cli import store_errors
+
+    with store_errors.reported(args.db, args.state_dir):
+        store = _open_store(args)
+        try:
+            # Once it is open, what the driver cannot read is a record's, not the URL's.
+            with store_errors.reading(args.db):
+                return [to_json(r, output=True) for r in store.attempts(args.id)]
+        finally:
+            store.close()
+
+
+def _store_pages(
+    args: argparse.Namespace, since: datetime | None
+) -> Generator[list[dict[str, Any]], None, None]:
+    """The runs of the store, newest first, a page (at most ``MAX_PAGE_SIZE``) at a time, up
+    to ``--limit``. Each page is read within ``store_errors``' handlers, but handed out of
+    them: what its printing raises (a broken pipe is an ``OSError``) is not the store's."""
+    from reconciler.cli import store_errors
     from reconciler.store.query import MAX_PAGE_SIZE, RunQuery
 
-    if args.id:
-        return [], [to_json(r, output=True) for r in store.attempts(args.id)]
-    items: list[dict[str, Any]] = []
-    cursor = None
-    while len(items) < args.limit:
-        page = store.query(
-            RunQuery(
-                task=args.task,
-                status=RunStatus(args.status) if args.status else None,
-                trigger=Trigger(args.trigger) if args.trigger else None,
-                since=since,
-                limit=min(args.limit - len(items), MAX_PAGE_SIZE),
-                cursor=cursor,
-                output=False,
-            )
-        )
-        items += [to_json(r) for r in page.items]
-        cursor = page.next_cursor
-        if cursor is None:
-            break
-    return items, []
+    with store_errors.reported(args.db, args.state_dir):
+        store = _open_store(args)
+    try:
+        left, cursor = args.limit, None
+        while left:
+            with store_errors.reported(args.db, args.state_dir), store_errors.reading(args.db):
+                page = store.query(
+                    RunQuery(
+                        task=args.task,
+                        status=RunStatus(args.status) if args.status else None,
+                        trigger=Trigger(args.trigger) if args.trigger else None,
+                        since=since,
+                        limit=min(left, MAX_PAGE_SIZE),
+                        cursor=cursor,
+                        output=False,
+                    )
+                )
+                items = [to_json(r) for r in page.items]
+            yield items
+            left -= len(items)
+            cursor = page.next_cursor
+            if cursor is None:
+                break
+    finally:
+        store.close()
 
 
 def _from_api(

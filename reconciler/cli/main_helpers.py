@@ -355,6 +355,30 @@ def print_table(header: list[str], rows: Iterable[list[str]]) -> None:
         write(line + "\n")
 
 
+def print_table_pages(header: list[str], pages: Iterable[Iterable[list[str]]]) -> None:
+    """``header`` and ``pages`` of rows as :func:`print_table` prints them, but written and
+    flushed a page at a time: the first lines are out before the next page is read, and only
+    one page is held (``crontask runs --limit 100000 | head -1``). A column is as wide as its
+    widest cell so far, so a table whose first page holds each column's widest cell (one
+    page: every short history) is the one :func:`print_table` prints; a later page with a
+    wider cell widens that column from that page on (the lines printed before stay)."""
+    widths = [len(h) for h in header]
+    lines: list[list[str]] = [header]  # the header is printed with the first page
+    for page in pages:
+        cut_rows = [[_cell(c) for c in row] for row in page]
+        if cut_rows:
+            columns = zip(*cut_rows, strict=True)
+            widths = [max(w, *map(len, c)) for w, c in zip(widths, columns, strict=True)]
+        for line in [*lines, *cut_rows]:
+            sys.stdout.write(
+                "  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip() + "\n"
+            )
+        lines = []
+        sys.stdout.flush()  # a pipe's reader has this page before the next one is asked for
+    if lines:  # no page: the header alone, as print_table prints no rows
+        sys.stdout.write("  ".join(header).rstrip() + "\n")
+
+
 def table_lines(header: list[str], rows: Iterable[list[str]]) -> Iterator[str]:
     """``header`` and ``rows`` as lines of aligned columns, each cell cut to :data:`MAX_CELL`
     characters (its last three ``...``). A column is as wide as its widest cell: uncut, one
