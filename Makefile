@@ -44,8 +44,8 @@ PYTEST_WORKERS ?= auto
 pytest: $(STAMP)
 	$(BIN)/pytest -n $(PYTEST_WORKERS) $(PYTEST_ARGS)
 
-# The slow tests (about 7 min in all): replicas at work, killed or stopped, and faults or
-# deadlines waited out in real time (10 s to minutes each). CI runs them after `make test`, one at
+# The slow tests (about 20 min in all): replicas at work, killed or stopped, faults or deadlines
+# waited out in real time, and the longest tests of several real processes (8 s to minutes each). CI runs them after `make test`, one at
 # a time: replicas under test must not share the cores with another test's.
 test-slow: $(STAMP)
 	$(BIN)/pytest -m slow $(PYTEST_ARGS)

@@ -110,6 +110,7 @@ def until_down(server: str) -> int:
     raise AssertionError(f"/readyz said ready for {PATIENCE}s of a database that never answers")
 
 
+@pytest.mark.slow
 def test_readyz_is_bounded_and_leaves_metrics_its_threads(pg_url: str, tmp_path: Path) -> None:
     url = make_url(pg_url)
     proxy = FrozenProxy(url.host or "127.0.0.1", url.port or 5432)

@@ -191,6 +191,7 @@ def last_run_id(replica: Replica) -> str | None:
     return None if last is None else str(last["id"])
 
 
+@pytest.mark.slow
 def test_the_runs_pages_do_not_wait_for_a_locked_table(
     crontask: Crontask, other_session: Engine
 ) -> None:

@@ -29,6 +29,7 @@ GAVE_UP = (
 )
 
 
+@pytest.mark.slow
 def test_runs_gives_up_behind_a_lock_on_alembic_version(pg_url: str, tmp_path: Path) -> None:
     seed(pg_url, "ops/locked")
     other = sa.create_engine(pg_url)

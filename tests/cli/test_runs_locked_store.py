@@ -22,6 +22,7 @@ pytestmark = pytest.mark.postgres
 __all__ = ["pg_admin", "pg_url"]  # the fixtures, shared with the store suite
 
 
+@pytest.mark.slow
 def test_runs_gives_up_behind_a_lock_on_the_runs_table(pg_url: str, tmp_path: Path) -> None:
     seed(pg_url, "ops/locked")
     other = sa.create_engine(pg_url)

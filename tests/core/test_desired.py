@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -87,6 +88,7 @@ def test_reassemble_leaves_the_previous_state_alone() -> None:
         max_size=400,
     )
 )
+@pytest.mark.slow
 def test_a_long_run_of_edits_agrees_with_assembling_everything(
     edits: list[tuple[int, str | None]],
 ) -> None:

@@ -81,6 +81,7 @@ def reference(
     years=st.integers(41, 90),
     at=st.sampled_from([time(0, 0), time(2, 30), time(12, 0), time(23, 59, 30)]),
 )
+@pytest.mark.slow
 def test_days_over_decades_match_reference(
     days: Days,
     months: tuple[str, frozenset[int]],

@@ -63,6 +63,7 @@ def test_promtool_checks_the_rules() -> None:
     assert f"SUCCESS: {len(ALERTS)} rules found" in result.stdout
 
 
+@pytest.mark.slow
 def test_promtool_unit_tests_every_alert() -> None:
     tests = MONITORING / "crontask-rules.test.yaml"
     result = subprocess.run(
@@ -388,6 +389,7 @@ def single_lease_metrics() -> set[str]:
     return {s.name for f in text_string_to_metric_families(text) for s in f.samples}
 
 
+@pytest.mark.slow
 @pytest.mark.e2e
 def test_every_query_names_only_exported_metrics(live_metrics: set[str]) -> None:
     exported = (

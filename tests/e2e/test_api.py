@@ -66,6 +66,7 @@ def test_health_tasks_and_metrics(crontask: Callable[..., Crontask], tmp_path: P
     assert 'crontask_runs_total{status="succeeded",task="default/tick"}' in metrics
 
 
+@pytest.mark.slow
 def test_api_task_crud_survives_a_restart(
     crontask: Callable[..., Crontask], tmp_path: Path
 ) -> None:
@@ -97,6 +98,7 @@ def test_api_task_crud_survives_a_restart(
         assert client.get("/api/v1/tasks/ops/from-api").status_code == 404
 
 
+@pytest.mark.slow
 def test_manual_trigger_obeys_forbid_and_cli_clients(
     crontask: Callable[..., Crontask], tmp_path: Path
 ) -> None:
@@ -181,6 +183,7 @@ def test_plan_against_a_running_instance_keeps_a_broken_documents_task(
     assert out[-1] == "Plan: 0 to add, 0 to change, 0 to remove, 2 unchanged."
 
 
+@pytest.mark.slow
 def test_plan_against_a_running_instance_keeps_the_tasks_a_broken_file_defines(
     crontask: Callable[..., Crontask], tmp_path: Path
 ) -> None:
@@ -206,6 +209,7 @@ def test_plan_against_a_running_instance_keeps_the_tasks_a_broken_file_defines(
     assert out[-1] == "Plan: 0 to add, 0 to change, 1 to remove, 2 unchanged."
 
 
+@pytest.mark.slow
 def test_a_token_removed_from_the_auth_file_stops_working_without_a_restart(
     crontask: Callable[..., Crontask], tmp_path: Path
 ) -> None:

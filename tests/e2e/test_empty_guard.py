@@ -19,6 +19,7 @@ from tests.helpers import wait_for
 pytestmark = pytest.mark.e2e
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("how", ["unmounted", "moved-to-another-disk"])
 def test_a_vanished_folder_keeps_its_tasks_although_the_api_holds_one(
     crontask: Callable[..., Crontask], tmp_path: Path, how: str
@@ -48,6 +49,7 @@ def test_a_vanished_folder_keeps_its_tasks_although_the_api_holds_one(
     assert {t["key"] for t in listed} >= {"default/tick", "default/from-api"}
 
 
+@pytest.mark.slow
 def test_a_commit_without_task_files_keeps_the_git_tasks_although_a_folder_holds_one(
     crontask: Callable[..., Crontask], tmp_path: Path
 ) -> None:

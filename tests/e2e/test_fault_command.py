@@ -129,6 +129,7 @@ def test_a_gigabyte_of_output_a_second_holds_no_other_task_up(
     assert "Traceback" not in app.log()
 
 
+@pytest.mark.slow
 def test_a_missing_or_unexecutable_program_is_a_failed_run(
     crontask: Callable[..., Crontask], tmp_path: Path
 ) -> None:

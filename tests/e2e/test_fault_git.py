@@ -109,6 +109,7 @@ def test_a_hanging_remote_times_out_backs_off_and_keeps_the_tasks(
     assert "Traceback" not in app.log()
 
 
+@pytest.mark.slow
 def test_a_restart_during_the_hang_runs_the_revision_in_force_at_once(
     stalling: StallingRemote, crontask: Callable[..., Crontask], repo: Repo, tmp_path: Path
 ) -> None:

@@ -172,6 +172,7 @@ def _secret(tmp_path: Path) -> Path:
     return path
 
 
+@pytest.mark.slow
 def test_a_git_sync_link_swapped_atomically_is_picked_up_once(
     crontask: Callable[..., Crontask], tmp_path: Path
 ) -> None:
@@ -198,6 +199,7 @@ def test_a_git_sync_link_swapped_atomically_is_picked_up_once(
     assert len(lines(tmp_path / "rev1.txt")) <= settled + 1
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(usable_cores() < 2, reason="reading ahead takes a second core")
 def test_a_restart_reads_the_revision_in_force_on_every_core(
     crontask: Callable[..., Crontask], repo: Repo

@@ -47,6 +47,7 @@ def succeeded(app: Crontask, key: str) -> int:
     return sum(r.status is RunStatus.SUCCEEDED for r in app.runs(key))
 
 
+@pytest.mark.slow
 def test_a_running_crontask_survives_the_hostile_corpus(
     crontask: Callable[..., Crontask], tmp_path: Path
 ) -> None:
@@ -90,6 +91,7 @@ def test_a_running_crontask_survives_the_hostile_corpus(
     assert after["VmRSS"] - before["VmRSS"] < EXTRA_MEMORY, (before, after)
 
 
+@pytest.mark.slow
 def test_a_flood_of_tasks_past_max_tasks_is_refused_and_nothing_else_changes(
     crontask: Callable[..., Crontask], tmp_path: Path
 ) -> None:
@@ -116,6 +118,7 @@ def test_a_flood_of_tasks_past_max_tasks_is_refused_and_nothing_else_changes(
     assert "flood-" not in app.log().replace(f"{tasks}/flood.yaml", "")
 
 
+@pytest.mark.slow
 def test_a_restart_keeps_the_tasks_in_force_over_a_refused_change(
     crontask: Callable[..., Crontask], tmp_path: Path
 ) -> None:

@@ -29,6 +29,7 @@ def http_task(url: str) -> str:
     )
 
 
+@pytest.mark.slow
 def test_an_http_tasks_url_secrets_are_not_logged(crontask: Callable[..., Crontask]) -> None:
     with hostile_server() as server:
         app = crontask("--log-level", "info")

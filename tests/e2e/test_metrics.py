@@ -41,6 +41,7 @@ def series_of(text: str, key: str) -> set[tuple[str, str | None]]:
     }
 
 
+@pytest.mark.slow
 def test_a_task_that_failed_and_succeeded_has_eleven_series(
     crontask: Callable[..., Crontask],
 ) -> None:
@@ -79,6 +80,7 @@ def test_a_task_that_failed_and_succeeded_has_eleven_series(
     assert response.headers["content-encoding"] == "gzip"
 
 
+@pytest.mark.slow
 def test_the_last_success_and_failure_survive_a_restart(
     crontask: Callable[..., Crontask],
 ) -> None:

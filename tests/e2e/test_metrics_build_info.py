@@ -25,6 +25,7 @@ def test_the_scrape_names_the_version_and_python(crontask: Callable[..., Crontas
     assert f'crontask_build_info{{python="{labels["python"]}",version="{declared()}"}} 1\n' in text
 
 
+@pytest.mark.slow
 def test_promtool_accepts_the_scrape(crontask: Callable[..., Crontask]) -> None:
     promtool = shutil.which("promtool")
     if promtool is None:

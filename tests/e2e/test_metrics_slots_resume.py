@@ -29,6 +29,7 @@ def scrape(app: Crontask, name: str) -> float | None:
     return None if found is None else float(found.group(1))
 
 
+@pytest.mark.slow
 def test_no_slot_before_last_from_before_the_resume(crontask: Callable[..., Crontask]) -> None:
     app = crontask()
     file = app.tasks / "resumed.yaml"

@@ -50,6 +50,7 @@ def shared_dir() -> Iterator[Path]:
         shutil.rmtree(path, ignore_errors=True)
 
 
+@pytest.mark.slow
 def test_a_command_cannot_read_crontasks_environment(shared_dir: Path) -> None:
     tasks = shared_dir / "tasks"
     tasks.mkdir()

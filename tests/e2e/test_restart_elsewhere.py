@@ -39,6 +39,7 @@ def runs(shared: Path) -> list[RunRecord]:
         store.close()
 
 
+@pytest.mark.slow
 def test_a_restart_under_another_host_name_interrupts_the_dead_ones_run(
     crontask: Callable[..., Crontask], tmp_path: Path
 ) -> None:
@@ -70,6 +71,7 @@ def _text(path: Path) -> str | None:
     return path.read_text().strip() if path.exists() else None
 
 
+@pytest.mark.slow
 def test_a_restarted_container_interrupts_the_run_it_was_killed_in(
     crontask: Callable[..., Crontask],
 ) -> None:

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import httpx
+import pytest
 
 from reconciler.core.runs import RunStatus
 from tests.e2e.conftest import Crontask
@@ -41,6 +42,7 @@ def attempts(app: Crontask, run: str) -> list[tuple[int, RunStatus, str | None]]
     return sorted((r.attempt, r.status, r.reason) for r in found)
 
 
+@pytest.mark.slow
 def test_sigterm_does_not_wait_for_a_retry_that_only_waits(
     crontask: Callable[..., Crontask], tmp_path: Path
 ) -> None:

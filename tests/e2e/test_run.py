@@ -72,6 +72,7 @@ def test_runs_are_recorded(crontask: Callable[..., Crontask], tmp_path: Path) ->
     assert {r.id for r in runs} <= written
 
 
+@pytest.mark.slow
 def test_edit_changes_what_runs(crontask: Callable[..., Crontask], tmp_path: Path) -> None:
     app = crontask()
     file = app.tasks / "job.yaml"
@@ -100,6 +101,7 @@ def test_delete_stops_the_task(crontask: Callable[..., Crontask], tmp_path: Path
     assert len(lines(tmp_path / "doomed.txt")) <= count + 1  # one may have been in flight
 
 
+@pytest.mark.slow
 def test_broken_file_keeps_last_good_definition(
     crontask: Callable[..., Crontask], tmp_path: Path
 ) -> None:
@@ -122,6 +124,7 @@ def test_broken_file_keeps_last_good_definition(
     wait_for("a run of the fixed definition", lambda: lines(tmp_path / "fixed.txt"))
 
 
+@pytest.mark.slow
 def test_empty_folder_removes_nothing_without_allow_empty(
     crontask: Callable[..., Crontask], tmp_path: Path
 ) -> None:
@@ -157,6 +160,7 @@ def test_timeout_kills_the_whole_process_group(
     wait_for("the grandchild to be gone", lambda: not _alive(pid), timeout=5)
 
 
+@pytest.mark.slow
 def test_killed_process_leaves_an_interrupted_run_and_its_command_is_stopped(
     crontask: Callable[..., Crontask], tmp_path: Path
 ) -> None:
@@ -269,6 +273,7 @@ def test_a_large_folder_is_read_ahead_on_every_core(
     assert "broken.yaml:5:14: spec.schedule: minute field: 61" in log
 
 
+@pytest.mark.slow
 def test_a_command_starts_on_its_slot_and_never_before(
     crontask: Callable[..., Crontask], tmp_path: Path
 ) -> None:

@@ -94,6 +94,7 @@ class BlackHoleProxy:
             other.sendall(data)
 
 
+@pytest.mark.slow
 def test_sigterm_while_the_store_swallows_everything_ends_the_process(tmp_path: Path) -> None:
     url = urlsplit(PG_URL)
     proxy = BlackHoleProxy((url.hostname or "127.0.0.1", url.port or 5432))

@@ -17,6 +17,7 @@ from tests.ha.conftest import Cluster
 pytestmark = [pytest.mark.postgres, pytest.mark.e2e]
 
 
+@pytest.mark.slow
 def test_each_replica_is_listed_with_its_version(cluster: Cluster) -> None:
     a, b = cluster.add("a"), cluster.add("b")
     for replica in (a, b):

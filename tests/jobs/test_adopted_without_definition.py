@@ -23,6 +23,7 @@ from tests.k8s.emulator.fixtures import Kubectl
 pytestmark = pytest.mark.usefixtures("real_crd")
 
 
+@pytest.mark.slow
 def test_a_job_adopted_while_its_crontask_is_invalid_is_followed_to_its_end(
     crontask: Callable[..., Crontask], emulator: Emulator, kubectl: Kubectl, tmp_path: Path
 ) -> None:

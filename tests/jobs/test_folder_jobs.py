@@ -21,6 +21,7 @@ def finished_runs(instance: Crontask, task: str) -> list[RunRecord]:
     return [r for r in instance.runs(task) if r.status.finished]
 
 
+@pytest.mark.slow
 def test_success_and_failure_with_reason_log_and_details(
     crontask: Callable[..., Crontask], emulator: Emulator, kubectl: Kubectl
 ) -> None:

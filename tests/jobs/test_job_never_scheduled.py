@@ -34,6 +34,7 @@ def ended(instance: Crontask, task: str) -> RunRecord:
     return wait_for(f"{task} to end", finished, 30)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("emulator", [{"max_pods": 0}], indirect=True)
 def test_a_job_whose_pod_was_never_scheduled_says_so(
     crontask: Callable[..., Crontask], emulator: Emulator
@@ -53,6 +54,7 @@ def test_a_job_whose_pod_was_never_scheduled_says_so(
     assert run.job.node is None
 
 
+@pytest.mark.slow
 def test_a_job_whose_image_cannot_be_pulled_says_so(
     crontask: Callable[..., Crontask], emulator: Emulator
 ) -> None:

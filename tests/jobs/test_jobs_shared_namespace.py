@@ -61,6 +61,7 @@ def run_once(instance: Crontask, emulator: Emulator, key: str, label: str, count
     )
 
 
+@pytest.mark.slow
 def test_a_crontask_leaves_the_jobs_of_another_in_their_shared_namespace(
     two: Two, emulator: Emulator
 ) -> None:
@@ -94,6 +95,7 @@ def test_a_crontask_leaves_the_jobs_of_another_in_their_shared_namespace(
     assert "task=default/areport" not in a.log()
 
 
+@pytest.mark.slow
 @pytest.mark.postgres
 def test_replicas_are_one_installation_a_removed_tasks_job_goes_whoever_ran_it(
     cluster: Cluster,  # noqa: F811 (the fixture of tests.ha.conftest)

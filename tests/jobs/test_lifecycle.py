@@ -27,6 +27,7 @@ def live(emulator: Emulator, task: str) -> list[dict[str, Any]]:
     return [j for j in jobs(emulator, task) if condition(j) is None]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("namespace", [None, "other"], ids=["job-namespace", "its-own"])
 def test_kill_9_while_a_job_runs_one_job_one_record(
     crontask: Callable[..., Crontask], emulator: Emulator, tmp_path: Path, namespace: str | None
@@ -80,6 +81,7 @@ def test_kill_9_while_a_job_runs_one_job_one_record(
     assert not [r for r in instance.runs("default/long") if r.status is RunStatus.INTERRUPTED]
 
 
+@pytest.mark.slow
 def test_sigterm_detaches_and_the_next_start_adopts(
     crontask: Callable[..., Crontask], emulator: Emulator, tmp_path: Path
 ) -> None:
@@ -102,6 +104,7 @@ def test_sigterm_detaches_and_the_next_start_adopts(
     assert len(jobs(emulator, "default.long")) == 1
 
 
+@pytest.mark.slow
 def test_a_run_whose_job_is_gone_after_a_restart_is_interrupted(
     crontask: Callable[..., Crontask], emulator: Emulator, k8s_api_client: Any
 ) -> None:
@@ -120,6 +123,7 @@ def test_a_run_whose_job_is_gone_after_a_restart_is_interrupted(
     assert (record.status, record.reason) == (RunStatus.INTERRUPTED, "JobGone")
 
 
+@pytest.mark.slow
 def test_history_limits_delete_finished_jobs(
     crontask: Callable[..., Crontask], emulator: Emulator
 ) -> None:
@@ -149,6 +153,7 @@ def test_history_limits_delete_finished_jobs(
     wait_for("only the two newest Jobs kept", kept_are_the_newest)
 
 
+@pytest.mark.slow
 def test_a_removed_tasks_finished_jobs_go_and_running_ones_finish(
     crontask: Callable[..., Crontask], emulator: Emulator, tmp_path: Path
 ) -> None:
@@ -173,6 +178,7 @@ def test_a_removed_tasks_finished_jobs_go_and_running_ones_finish(
     wait_for("then its Job deleted", lambda: not jobs(emulator, "default.gone"))
 
 
+@pytest.mark.slow
 def test_a_job_crontask_did_not_create_is_never_touched(
     crontask: Callable[..., Crontask], emulator: Emulator
 ) -> None:
@@ -229,6 +235,7 @@ def test_job_tasks_need_a_connection(tmp_path: Any, crontask: Callable[..., Cron
         instance.stop()
 
 
+@pytest.mark.slow
 def test_a_task_whose_jobs_go_to_another_namespace_is_cleaned_up_there_after_a_restart(
     crontask: Callable[..., Crontask], emulator: Emulator
 ) -> None:

@@ -138,6 +138,7 @@ def test_a_job_the_api_server_says_ended_is_not_deleted_while_the_watch_lags() -
     asyncio.run(main())
 
 
+@pytest.mark.slow
 def test_at_its_start_crontask_deletes_the_live_job_of_a_final_record_and_adopts_the_other(
     crontask: Callable[..., Crontask], emulator: Emulator, tmp_path: Path
 ) -> None:

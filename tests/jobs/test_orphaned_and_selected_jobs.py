@@ -26,6 +26,7 @@ def _record(instance: Crontask, task: str, run_id: str) -> RunRecord:
     return next(r for r in instance.runs(task) if r.id == run_id)
 
 
+@pytest.mark.slow
 def test_a_job_orphaned_and_its_crontask_applied_again_is_adopted(
     crontask: Callable[..., Crontask], emulator: Emulator, kubectl: Kubectl, tmp_path: Path
 ) -> None:

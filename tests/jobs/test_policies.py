@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import pytest
+
 from reconciler.core.runs import RunRecord, RunStatus
 from tests.deploy.test_manifests import CRONTASK_RULES
 from tests.helpers import wait_for
@@ -65,6 +67,7 @@ def test_a_retry_is_a_new_job_of_the_same_run(
     assert names[1] == names[0] + "-2"
 
 
+@pytest.mark.slow
 def test_forbid_skips_while_the_job_runs(
     crontask: Callable[..., Crontask], emulator: Emulator
 ) -> None:
@@ -96,6 +99,7 @@ def test_forbid_skips_while_the_job_runs(
     assert instance.runs("default/paused") == []
 
 
+@pytest.mark.slow
 def test_replace_deletes_the_running_job(
     crontask: Callable[..., Crontask], emulator: Emulator
 ) -> None:

@@ -62,6 +62,7 @@ def run_now(kubectl: Kubectl, name: str, value: str) -> None:
     kubectl("annotate", "ct", name, f"crontask.dev/run-now={value}", "--overwrite")
 
 
+@pytest.mark.slow
 def test_a_crontasks_jobs_are_owned_reported_and_go_with_it(
     crontask: Callable[..., Crontask], emulator: Emulator, kubectl: Kubectl, tmp_path: Path
 ) -> None:
@@ -177,6 +178,7 @@ def test_a_crontasks_jobs_stay_in_its_namespace(
     assert "spec.job.namespace" in ready()["message"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("job_namespace", [None, "batch"], ids=["same-namespace", "elsewhere"])
 def test_a_crontask_that_loses_its_key_owns_none_of_the_winners_jobs(
     crontask: Callable[..., Crontask],
@@ -214,6 +216,7 @@ def test_a_crontask_that_loses_its_key_owns_none_of_the_winners_jobs(
     assert (record.status, record.output) == (RunStatus.SUCCEEDED, "from-the-folder\n")
 
 
+@pytest.mark.slow
 def test_jobs_kept_by_an_orphaning_delete_are_not_cleaned_up(
     crontask: Callable[..., Crontask], emulator: Emulator, kubectl: Kubectl
 ) -> None:
@@ -244,6 +247,7 @@ def test_jobs_kept_by_an_orphaning_delete_are_not_cleaned_up(
     assert "task=default/keep" not in _deleted(instance)
 
 
+@pytest.mark.slow
 def test_the_jobs_of_a_crontask_that_lost_its_key_are_left_alone(
     crontask: Callable[..., Crontask], emulator: Emulator, kubectl: Kubectl
 ) -> None:

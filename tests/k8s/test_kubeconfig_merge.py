@@ -134,6 +134,7 @@ def test_a_context_asked_for_is_a_kubeconfig_s_even_in_a_pod(
         assert (c.api.configuration.host, c.watch) == (STAGING, "staging-ns")
 
 
+@pytest.mark.slow
 def test_the_context_option_reaches_the_connection(
     two_files: tuple[Path, Path], tmp_path: Path
 ) -> None:

@@ -314,6 +314,7 @@ def test_crontask_under_kubectl(
     assert len(manual_runs()) == 2
 
 
+@pytest.mark.slow
 @pytest.mark.emulator(run_jobs=True, pod_backoff=0.05)
 def test_job_action_under_kubectl(
     kubectl: Kubectl, crontask: Crontask, request: pytest.FixtureRequest
@@ -382,6 +383,7 @@ def test_job_action_under_kubectl(
     assert jobs_of(kubectl, "broken")
 
 
+@pytest.mark.slow
 @pytest.mark.emulator(run_jobs=True, pod_backoff=0.05)
 def test_job_policies_under_kubectl(
     kubectl: Kubectl, crontask: Crontask, request: pytest.FixtureRequest

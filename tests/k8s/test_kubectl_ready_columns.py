@@ -55,6 +55,7 @@ def _table(out: str) -> dict[str, dict[str, str]]:
     return table
 
 
+@pytest.mark.slow
 @pytest.mark.e2e
 def test_kubectl_get_shows_ready_and_its_reason(
     kubectl: Kubectl, emulator: Emulator, tmp_path: Path

@@ -46,6 +46,7 @@ def manual_runs(crontask: Crontask) -> int:
     return sum(r.trigger is Trigger.MANUAL for r in crontask.runs("default/victim"))
 
 
+@pytest.mark.slow
 def test_the_status_keeps_moving_past_a_time_it_cannot_keep(
     kubectl: Kubectl, emulator: Emulator, tmp_path: Path
 ) -> None:

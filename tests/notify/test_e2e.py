@@ -58,6 +58,7 @@ def failures(app: Crontask) -> int:
     return sum(1 for r in app.runs("default/flaky") if r.status is RunStatus.FAILED)
 
 
+@pytest.mark.slow
 def test_one_message_for_a_task_failing_every_second_then_recovered(
     tmp_path: Path, started: list[Crontask]
 ) -> None:
@@ -82,6 +83,7 @@ def test_one_message_for_a_task_failing_every_second_then_recovered(
     assert receiver.url not in app.log()
 
 
+@pytest.mark.slow
 def test_a_receiver_that_is_down_slows_no_run(tmp_path: Path, started: list[Crontask]) -> None:
     app = start(tmp_path, f"http://127.0.0.1:{free_port()}/down", started)
     (app.tasks / "flaky.yaml").write_text(task("flaky", ["false"], failedRunsHistoryLimit=100))
@@ -115,6 +117,7 @@ def test_a_failure_not_delivered_before_a_restart_is_sent_after_it(
     assert after[0].signed_correctly
 
 
+@pytest.mark.slow
 def test_a_run_a_crash_cut_short_is_notified_when_crontask_is_back(
     tmp_path: Path, started: list[Crontask]
 ) -> None:

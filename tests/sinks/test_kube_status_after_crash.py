@@ -49,6 +49,7 @@ def status_of(emulator: Emulator, name: str) -> dict[str, Any]:
     return {}
 
 
+@pytest.mark.slow
 def test_the_status_tells_of_a_run_its_crashed_crontask_left_running(
     tmp_path: Path, kubeconfig: Path, k8s_api_client: Any, emulator: Emulator
 ) -> None:

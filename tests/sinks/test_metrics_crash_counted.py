@@ -46,6 +46,7 @@ def notifications(tmp_path: Path) -> list[str]:
     return ["--notifications", str(tmp_path / "notifications.yaml")]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("told", [False, True], ids=["untold", "told by the next start"])
 def test_a_run_cut_short_by_a_crash_is_counted_by_the_next_start(
     tmp_path: Path, told: bool

@@ -247,6 +247,7 @@ def test_plan_is_unchanged_and_prints_no_bare_warning(tmp_path: Path) -> None:
     ]
 
 
+@pytest.mark.slow
 def test_run_logs_it_once_per_version_not_at_each_resync(tmp_path: Path) -> None:
     folder = tmp_path / "cj"
     folder.mkdir()

@@ -152,6 +152,7 @@ def _ended(pid: int, within: float) -> bool:
         os.close(fd)
 
 
+@pytest.mark.slow
 def test_git_left_behind_by_a_crontask_killed_hard_ends_by_itself_after_the_timeout(
     trickle: EndlessAdvertisement,
 ) -> None:

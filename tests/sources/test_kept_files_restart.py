@@ -17,6 +17,7 @@ from tests.helpers import wait_for
 pytestmark = pytest.mark.e2e
 
 
+@pytest.mark.slow
 def test_a_task_of_a_broken_file_runs_on_after_a_crash(
     tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:

@@ -97,6 +97,7 @@ def test_a_private_folder_a_file_and_a_missing_path_say_nothing(
     assert warnings_of(caplog) == []
 
 
+@pytest.mark.slow
 def test_crontask_run_starts_and_says_it_in_one_line(tmp_path: Path) -> None:
     tasks = folder(tmp_path / "tasks", 0o777)
     command = [sys.executable, "-m", "reconciler", "run", "tasks", "--allow-empty"]

@@ -314,6 +314,7 @@ def _crontask(*args: str) -> subprocess.CompletedProcess[str]:
     return crontask_cli(*args, cwd=ROOT)
 
 
+@pytest.mark.slow
 def test_validate_says_a_folder_declares_more_than_a_source_holds(tmp_path: Path) -> None:
     write(tmp_path / "a.yaml", docs("a1", "a2"))
     write(tmp_path / "b.yaml", docs("b1", "b2"))

@@ -153,6 +153,7 @@ sys.exit(code)
 """
 
 
+@pytest.mark.slow
 def test_crontask_validate_refuses_the_reviewers_file_with_its_place(tmp_path: Path) -> None:
     """The real command, on the file that took it to 618 MB: exit 1, the error at its place,
     and the memory it took to read stays small (the expansion would be 288 MiB)."""

@@ -10,6 +10,7 @@ import json
 import random
 from datetime import datetime
 
+import pytest
 import sqlalchemy as sa
 
 from reconciler.core.runs import RunRecord, RunStatus, Trigger
@@ -103,6 +104,7 @@ def test_more_tasks_than_one_query_takes_are_all_answered(store: RunStore) -> No
     assert store.last_slots(tuple(reversed(names))) == expected
 
 
+@pytest.mark.slow
 def test_a_tasks_newest_slot_is_read_at_the_end_of_its_index_range(sql_store: RunStore) -> None:
     """Each task asked is looked up in ix_runs_task_scheduled, read backwards from the newest
     record: no sort of the task's records, no read of the table. SQLite without statistics

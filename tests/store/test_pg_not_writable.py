@@ -76,6 +76,7 @@ def _owner_sql(store: SqlRunStore, statement: str) -> None:
         conn.execute(sa.text(statement))
 
 
+@pytest.mark.slow
 def test_a_read_only_server_is_unavailable_to_claims_and_saves(
     pg_admin: Engine, db: str, open_many: Callable[[str], RunStore]
 ) -> None:

@@ -351,6 +351,7 @@ def _plan(store: SqlRunStore, q: RunQuery) -> str:
     ],
     ids=["last-50-of-a-task", "failures-in-the-last-hour", "history", "task-next-page", "manual"],
 )
+@pytest.mark.slow
 def test_history_queries_are_ordered_index_scans(
     sql_store: RunStore, query: RunQuery, index: str
 ) -> None:

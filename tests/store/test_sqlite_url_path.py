@@ -55,6 +55,7 @@ def test_two_state_directories_a_decoding_would_join_keep_two_stores(tmp_path: P
             reader.close()
 
 
+@pytest.mark.slow
 def test_a_store_crontask_0_4_kept_elsewhere_is_named_not_replaced_by_an_empty_one(
     tmp_path: Path,
 ) -> None:
@@ -96,6 +97,7 @@ def test_a_store_crontask_0_4_kept_elsewhere_is_named_not_replaced_by_an_empty_o
     assert f'other="{old}/runs.db"' in warned or f"other={old}/runs.db" in warned
 
 
+@pytest.mark.slow
 def test_no_word_of_0_4_when_the_decoded_folder_is_a_state_directory_of_its_own(
     tmp_path: Path,
 ) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
 import sqlalchemy as sa
 from sqlalchemy import event
 
@@ -41,6 +42,7 @@ def _wal(db: Path) -> int:
     return wal.stat().st_size if wal.exists() else 0
 
 
+@pytest.mark.slow
 def test_wal_is_bounded_after_a_large_prune(tmp_path: Path) -> None:
     state = tmp_path / "state"
     db = state / "runs.db"

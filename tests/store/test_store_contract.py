@@ -260,6 +260,7 @@ def _results(
                 assert time.monotonic() < deadline, "the workers did not report in time"
 
 
+@pytest.mark.slow
 def test_processes_racing_for_the_same_ids_claim_each_exactly_once(sql_url: str) -> None:
     """Real processes (spawn, so nothing is shared but the database), opening the database
     concurrently - on a fresh database, so the schema migration races too."""
@@ -970,6 +971,7 @@ def test_prune_keeps_the_last_slot_behind_a_retried_manual_run(
     assert store.last_slots() == {task: T0 + timedelta(minutes=1)}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("seed", [1, 2, 3])
 def test_prune_matches_the_reference_rules(store: RunStore, seed: int) -> None:
     """Randomised: long histories (past the range-delete boundary), both limits and max_age."""

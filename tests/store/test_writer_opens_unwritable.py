@@ -180,6 +180,7 @@ def _read_only(pg_admin: Engine, url: str, on: bool) -> None:
         _end_sessions(conn, name)  # as a failover ends them
 
 
+@pytest.mark.slow
 @pytest.mark.postgres
 def test_postgres_a_writer_opens_a_read_only_database(
     db: str, pg_admin: Engine, caplog: pytest.LogCaptureFixture

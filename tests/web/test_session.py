@@ -277,6 +277,7 @@ def test_a_task_page_shows_url_secrets_only_to_those_who_may_write_tasks(
         assert (secret in html) is exact, secret
 
 
+@pytest.mark.slow
 def test_a_sign_in_through_a_proxy_that_rewrites_host_comes_from_the_external_url(
     tmp_path: Path,
 ) -> None:

@@ -144,6 +144,7 @@ def two(tmp_path: Path, case: tuple[Path, bool]) -> Iterator[tuple[Crontask, Cro
             app.stop()
 
 
+@pytest.mark.slow
 def test_a_cookie_opens_in_another_process_only_with_a_secret(
     two: tuple[Crontask, Crontask], case: tuple[Path, bool]
 ) -> None:
@@ -155,6 +156,7 @@ def test_a_cookie_opens_in_another_process_only_with_a_secret(
     assert unsealed_elsewhere(auth_file, cookie) == (TOKEN if shared else "None")
 
 
+@pytest.mark.slow
 def test_a_file_without_a_secret_says_its_sessions_are_of_this_process(
     two: tuple[Crontask, Crontask], case: tuple[Path, bool]
 ) -> None:

@@ -40,6 +40,7 @@ def width(tab: Any, selector: str) -> float:
     return float(box["width"])
 
 
+@pytest.mark.slow
 def test_a_long_task_name_wraps_and_leaves_the_source_column_its_room(
     page: Any, app: Crontask
 ) -> None:

@@ -38,6 +38,7 @@ def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Crontask]:
     crontask.stop()
 
 
+@pytest.mark.slow
 def test_a_task_taken_out_of_its_file_shows_as_gone(page: Any, app: Crontask) -> None:
     page.goto(f"{app.server}/tasks/default/gone")
     assert "gone" in page.inner_text("h1")

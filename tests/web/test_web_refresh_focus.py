@@ -66,6 +66,7 @@ def marked(page: Any, selector: str) -> bool:
     return found
 
 
+@pytest.mark.slow
 def test_a_focused_link_keeps_its_focus_and_the_refresh_resumes_after(
     page: Any, app: Crontask
 ) -> None:
@@ -128,6 +129,7 @@ def test_a_selection_in_the_list_holds_the_refresh_until_it_is_gone(
     page.wait_for_selector("#stale", state="detached")
 
 
+@pytest.mark.slow
 def test_the_history_filter_is_outside_the_refresh_and_the_history_refreshes(
     page: Any, app: Crontask
 ) -> None:
