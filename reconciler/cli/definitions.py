@@ -118,19 +118,22 @@ def _check_notifications(path: Path) -> tuple[int | None, list[str], list[str]]:
     """The number of receivers of the ``--notifications`` file, read as ``crontask run`` reads
     it at start (None if it does not read), its problems (``file:line:col: ...``, never a
     URL), and its warnings: those the reading logs (a file others may read), each with its
-    file, then what is valid but does nothing (a receiver no route sends to), at its place."""
+    file, then a receiver's file that cannot be read here (validate may run in CI, where the
+    files are not: ``run`` refuses to start without it), then what is valid but does nothing
+    (a receiver no route sends to), each at its place."""
     from reconciler.sinks import notify_config  # only this check needs it
 
-    warned = _Warnings()
+    warned, unread = _Warnings(), list[str]()
     logger = logging.getLogger("crontask")
     logger.addHandler(warned)
     try:
-        checked = notify_config.load(path)
+        checked = notify_config.load(path, warn=unread.append)
     except notify_config.NotificationConfigError as err:
-        return None, [printable(line) for line in str(err).splitlines()], warned.lines
+        notes = [*warned.lines, *map(printable, unread)]
+        return None, [printable(line) for line in str(err).splitlines()], notes
     finally:
         logger.removeHandler(warned)
-    notes = [*warned.lines, *(printable(line) for line in checked.warnings)]
+    notes = [*warned.lines, *map(printable, unread), *map(printable, checked.warnings)]
     return len(checked.config.receivers), [], notes
 
 

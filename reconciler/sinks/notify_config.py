@@ -16,6 +16,8 @@ routes:
 Unknown fields are errors, as everywhere in crontask. URLs and secrets may come from files
 (relative paths are relative to this file); those files are checked when the file is read and
 read again at each delivery, so they can be rotated; their contents never reach a log line.
+``crontask validate`` may run where they are not (CI): one it cannot read is a warning there.
+A URL's host is a host name or an IP address: httpx would send to any it reads (``${X}``).
 Every problem is said at once: the fields', and what the valid parts refer to (a route's
 receiver, a receiver's files), not the latter only once the former are fixed.
 Reading is bounded: the file at most 256 KiB, at most 10 000 values, 50 receivers, 200 routes.
@@ -31,6 +33,7 @@ import contextlib
 import dataclasses
 import enum
 import fnmatch
+import ipaddress
 import re
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -91,7 +94,7 @@ class Receiver(_Config):
     @classmethod
     def _http(cls, value: str | None) -> str | None:
         if value is not None:
-            check_url(value)
+            check_url(value, instead="; put the URL in a file and name it with urlFile")
         return value
 
     @_model_validator(mode="after")
@@ -235,7 +238,7 @@ class Notifications:
             return receiver.url
         assert receiver.url_file is not None
         url = _read_small(self.path(receiver.url_file), "urlFile").decode().strip()
-        check_url(url)
+        check_url(url, instead=": the file must hold the URL itself")
         return url
 
     def secret_of(self, receiver: Receiver) -> bytes:
@@ -247,12 +250,17 @@ class Notifications:
         return secret
 
 
-def check_url(url: str) -> None:
+def check_url(url: str, *, instead: str = "") -> None:
     """ValueError unless ``url`` is an http(s) URL of bounded length that httpx can send to
-    (a host, a port in 1-65535). The message does not repeat the URL: a webhook's URL is
-    often its secret (Slack's are)."""
+    (a host, a port in 1-65535), whose host is a host name or an IP address. The message does
+    not repeat the URL: a webhook's URL is often its secret (Slack's are). ``instead`` follows
+    the words for an environment variable left unexpanded: what to write in its place."""
     if len(url) > MAX_URL:
         raise ValueError(f"the URL is longer than {MAX_URL} characters")
+    # ${HOOK_URL} or $HOOK_URL, as a shell or a Compose file would expand it: nothing here does,
+    # and the host httpx reads in it ("${hook_url}") would only fail each delivery's lookup.
+    if re.search(r"^\$|\$\{", url):
+        raise ValueError(_NOT_EXPANDED + instead)
     # The scheme is case-insensitive (RFC 3986 §3.1): httpx sends HTTPS://h/ as https://h/.
     if not re.match(r"^https?://[^\s/?#]+", url, re.IGNORECASE) or any(c.isspace() for c in url):
         raise ValueError("the URL must start with http:// or https:// and hold no spaces")
@@ -270,6 +278,40 @@ def check_url(url: str) -> None:
         raise ValueError("the URL has no host")
     if parsed.port is not None and not 1 <= parsed.port <= 65535:
         raise ValueError("the URL's port must be between 1 and 65535")
+    if any(c in host for c in "${}"):
+        raise ValueError(_NOT_EXPANDED + instead)
+    if (problem := _host_problem(parsed.raw_host.decode("ascii"))) is not None:
+        raise ValueError(problem)
+
+
+_NOT_EXPANDED: Final = "environment variables are not expanded here"
+# RFC 1123's labels, and '_', which resolvers look up as written (a Docker Compose service's
+# name, as the http action's URL may have it): httpx sends to any host it reads ("a b" as
+# "a%20b", 'h"<>'), and such a one is a mistake that each delivery would find out again.
+_LABEL: Final = re.compile(r"[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?")
+# What inet_aton reads as a number (1.2.3 is 1.2.0.3; 0x7f.1 is 127.0.0.1), not as a name.
+_NUMBER: Final = re.compile(r"[0-9]+|0x[0-9a-f]*")
+
+
+def _host_problem(host: str) -> str | None:
+    """Why ``host`` (httpx's raw host: lower case, an international name IDNA-encoded) is no
+    host name or IP address, or None. An IP literal has been checked by httpx: an IPv6 one
+    (holding ':'), and four numbers (``300.1.1.1`` is refused there); a trailing dot is a
+    fully qualified name's."""
+    if ":" in host:
+        return None
+    labels = host.removesuffix(".").split(".")
+    if _NUMBER.fullmatch(labels[-1]):
+        with contextlib.suppress(ValueError):
+            ipaddress.IPv4Address(host.removesuffix("."))
+            return None
+        return "the URL's host ends in a number but is not an IPv4 address (as 192.0.2.1)"
+    if len(host.removesuffix(".")) > 253 or not all(_LABEL.fullmatch(lab) for lab in labels):
+        return (
+            "the URL's host is not a host name or an IP address (a name is labels of 1 to 63 "
+            "letters, digits, '-' and '_', joined by '.', with no '-' first or last)"
+        )
+    return None
 
 
 def parse_interval(value: Any) -> float:
@@ -288,18 +330,33 @@ def parse_interval(value: Any) -> float:
     return total
 
 
+class _Unreadable(ValueError):
+    """A receiver's file that cannot be read here (missing, a folder on its path closed):
+    unlike one read that holds no usable URL, it may be fine where crontask runs."""
+
+
 def _read_small(path: Path, what: str) -> bytes:
     """The bytes of ``path``; ValueError ``what: path: problem`` (read_secret_file's problem:
-    ``cannot read: No such file or directory``, ``larger than 4 KiB: not read``, ...)."""
+    ``cannot read: No such file or directory``, ``larger than 4 KiB: not read``, ...),
+    :class:`_Unreadable` if the file could not be read at all."""
     try:
         return read_secret_file(path, MAX_SECRET_BYTES)
     except ValueError as err:
-        raise ValueError(f"{what}: {path}: {err}") from None
+        # read_secret_file raises from the OSError of the stat, open or read ("from None"
+        # hides it from a traceback, not from __context__); its other refusals are not OSErrors.
+        unreadable = isinstance(err.__context__, OSError)
+        raise (_Unreadable if unreadable else ValueError)(f"{what}: {path}: {err}") from None
 
 
-def load(path: str | Path) -> Notifications:
+Warn = Callable[[str], None]
+_NOT_CHECKED: Final = "not checked (crontask run refuses to start if it cannot read it)"
+
+
+def load(path: str | Path, *, warn: Warn | None = None) -> Notifications:
     """Read and check the file; :class:`NotificationConfigError` lists every problem as
-    ``file:line:col: field: message``. The files it names must be readable."""
+    ``file:line:col: field: message``. The files it names must be readable, unless ``warn``
+    is given (``crontask validate``, in CI: they are where crontask runs): one that cannot be
+    read here is then said to it, ``file:line:col: warning: ...``, and not checked."""
     path = Path(path)
     try:
         # A regular file only, opened without waiting: a FIFO would hold start-up until a
@@ -307,24 +364,25 @@ def load(path: str | Path) -> Notifications:
         raw = read_secret_file(path, MAX_FILE_BYTES)
     except ValueError as exc:
         raise NotificationConfigError(f"{path}: {exc}") from None
-    return parse(raw.decode("utf-8", "replace"), str(path), path.parent)
+    return parse(raw.decode("utf-8", "replace"), str(path), path.parent, warn=warn)
 
 
-def parse(text: str, source: str, base: Path) -> Notifications:
-    """Check ``text``, the file's contents, read from ``source``, whose folder is ``base``."""
+def parse(text: str, source: str, base: Path, *, warn: Warn | None = None) -> Notifications:
+    """Check ``text``, the file's contents, read from ``source``, whose folder is ``base``
+    (``warn``: as :func:`load`'s)."""
     data, builder = read_yaml(text, source)
     try:
         config = NotificationConfig.model_validate(data)
     except ValidationError as exc:
         # With what the parts that are valid refer to: all in one round, not two.
-        partial = _partial_references(data, base, builder, source)
+        partial = _partial_references(data, base, builder, source, warn)
         raise NotificationConfigError(
             "\n".join([describe(exc, builder, source), *partial])
         ) from None
     notifications = Notifications(config, base)
     names = {r.name for r in config.receivers}
     receivers, routes = list(enumerate(config.receivers)), list(enumerate(config.routes))
-    if problems := _references(notifications, receivers, routes, names, builder, source):
+    if problems := _references(notifications, receivers, routes, names, builder, source, warn):
         raise NotificationConfigError("\n".join(problems))
     return dataclasses.replace(notifications, warnings=_unrouted(config, builder, source))
 
@@ -344,7 +402,9 @@ def _unrouted(config: NotificationConfig, builder: Builder, source: str) -> tupl
     return tuple(warnings)
 
 
-def _partial_references(data: Any, base: Path, builder: Builder, source: str) -> list[str]:
+def _partial_references(
+    data: Any, base: Path, builder: Builder, source: str, warn: Warn | None
+) -> list[str]:
     """The problems of :func:`_references` among the receivers and routes of ``data`` that are
     valid on their own, when the file as a whole is not: a route leads nowhere only if no
     receiver, valid or not, has its name."""
@@ -355,7 +415,7 @@ def _partial_references(data: Any, base: Path, builder: Builder, source: str) ->
     names = {r["name"] for r in raw if isinstance(r, dict) and isinstance(r.get("name"), str)}
     # A placeholder config: only what _references reads (the receivers' files) is used.
     notifications = Notifications(NotificationConfig.model_construct(receivers=[], routes=[]), base)
-    return _references(notifications, receivers, routes, names, builder, source)
+    return _references(notifications, receivers, routes, names, builder, source, warn)
 
 
 def _some(names: set[str], most: int = 10) -> str:
@@ -387,9 +447,11 @@ def _references(
     names: set[str],
     builder: Builder,
     source: str,
+    warn: Warn | None,
 ) -> list[str]:
     """Names given twice, routes to no receiver (``names``: those there are), the receivers'
-    files that cannot be read: one line each, at its place."""
+    files that cannot be used: one line each, at its place (one that cannot be read: to
+    ``warn``, if given, as a warning)."""
     problems = _twice(receivers, builder, source)
     for i, route in routes:
         if route.receiver not in names:
@@ -410,8 +472,11 @@ def _references(
             except ValueError as exc:
                 line, column = nearest(builder.marks, ("receivers", i, field))
                 # The message names the field as a delivery's log line needs: here its place does.
-                problem = str(exc).removeprefix(f"{field}: ")
-                problems.append(f"{source}:{line}:{column}: receivers[{i}].{field}: {problem}")
+                problem = f"receivers[{i}].{field}: {str(exc).removeprefix(f'{field}: ')}"
+                if isinstance(exc, _Unreadable) and warn is not None:
+                    warn(f"{source}:{line}:{column}: warning: {problem}: {_NOT_CHECKED}")
+                else:
+                    problems.append(f"{source}:{line}:{column}: {problem}")
     return problems
 
 
