@@ -1,4 +1,4 @@
-"""Which ``Host`` a server on loopback answers: its own loopback names, no other.
+"""Which ``Host`` a server answers: without auth, or on loopback, its own names, no other.
 
 A server that listens on loopback only is kept from strangers by its address. A web page can
 get past it in a browser by DNS rebinding: its own name is made to resolve to 127.0.0.1, and
@@ -14,13 +14,21 @@ host is answered too, as the name a proxy on the same machine forwards with, and
 with auth, ``--allow-host '*'`` answers any name (a credential keeps strangers out of what
 changes anything; what is open without one is then open to such pages).
 
-A server that listens on another address is not checked: every name of the machine, and its
-addresses, reach it directly, and none of them can be known here; auth keeps strangers out
-(``auth.check_listen``).
+Without auth (``--insecure-no-auth``) the same holds on every address: a page whose name was
+made to resolve to the machine's public address is as much the admin there as on loopback.
+Any IP address is answered then, on every address (a rebinding page's requests name the page's
+own name; an address is no name a page can own: ``http://192.0.2.10:8080`` is whatever answers
+there), and the machine's names only as ``--allow-host`` names or ``--external-url``'s host.
+
+A server with auth that listens on another address is not checked: every name of the
+machine, and its addresses, reach it directly, and none of them can be known here; auth keeps
+strangers out (``auth.check_listen``).
 
 A browser's ``POST`` is also checked for its ``Origin`` (:func:`same_origin`): this server's
 own, as the ``Host`` header names it, or ``--external-url``'s. Behind a proxy that sends
 ``Host: 127.0.0.1:8080`` (nginx's ``proxy_pass`` default), the page's origin is the latter.
+The ``Host`` it is compared with has passed the check above wherever one is made, so a
+rebinding page's own origin is not taken for this server's.
 """
 
 from __future__ import annotations
@@ -67,6 +75,15 @@ def is_loopback_name(name: str) -> bool:
         return False
 
 
+def is_address(name: str) -> bool:
+    """An IP address, as :func:`host_name` gives a header's (an IPv6 one without brackets)."""
+    try:
+        ipaddress.ip_address(name)
+    except ValueError:
+        return False
+    return True
+
+
 def external_host(url: str | None) -> str | None:
     """The host of ``--external-url``, as :func:`host_name` gives a header's."""
     if not url:
@@ -76,14 +93,19 @@ def external_host(url: str | None) -> str | None:
 
 
 def names_answered(
-    listen_host: str, external_url: str | None, allowed: Collection[str] = ()
+    listen_host: str,
+    external_url: str | None,
+    allowed: Collection[str] = (),
+    *,
+    authenticated: bool = True,
 ) -> list[str] | None:
-    """The names besides loopback ones that a server listening on ``listen_host`` answers
-    (:class:`LoopbackHosts`'s ``also``): ``--external-url``'s host and the ``--allow-host``
-    names (``allowed``, each as :func:`allowed_host` gave it) if it listens on loopback only,
-    with or without auth; None, any name, if it listens on another address (see the module),
-    or if ``allowed`` holds :data:`ANY_NAME`."""
-    if not is_loopback(listen_host) or ANY_NAME in allowed:
+    """The names besides loopback ones (and, without auth, IP addresses) that a server
+    listening on ``listen_host`` answers (:class:`LoopbackHosts`'s ``also``): ``--external-url``'s
+    host and the ``--allow-host`` names (``allowed``, each as :func:`allowed_host` gave it) if
+    it listens on loopback only or has no auth (``authenticated``); None, any name, if it has
+    auth and listens on another address (see the module), or if ``allowed`` holds
+    :data:`ANY_NAME` (which ``crontask run`` refuses without auth)."""
+    if (authenticated and not is_loopback(listen_host)) or ANY_NAME in allowed:
         return None
     name = external_host(external_url)
     return ([name] if name else []) + [n for n in allowed if n != name]
@@ -109,7 +131,9 @@ def external_origin(url: str | None) -> str | None:
 
 class LoopbackHosts:
     """Answer ``421`` to a request whose ``Host`` names neither a loopback address nor one of
-    ``also`` (see the module). A request without ``Host`` (HTTP/1.0) came from no browser page.
+    ``also`` (see the module); without auth, any IP address too: a rebinding page's requests
+    name the page's own name, never an address. A request without ``Host`` (HTTP/1.0) came from
+    no browser page.
     ``authenticated``: auth is configured, so a refusal does not suggest it, and the first of
     each name is logged as a warning (the first :data:`_WARNED_NAMES` names: a page may send as
     many as it likes): a proxy on this machine that forwards its own name got answers before
@@ -129,12 +153,17 @@ class LoopbackHosts:
             header = next((v for k, v in scope.get("headers", ()) if k == b"host"), None)
             if header is not None:
                 name = host_name(header.decode("latin-1"))
-                if not is_loopback_name(name) and name not in self.also:
+                if not self._answers(name):
                     await self._misdirected(
                         send, header.decode("latin-1"), str(scope.get("path", ""))
                     )
                     return
         await self.app(scope, receive, send)
+
+    def _answers(self, name: str) -> bool:
+        if is_loopback_name(name) or name in self.also:
+            return True
+        return not self.authenticated and is_address(name)
 
     async def _misdirected(self, send: Send, header: str, path: str) -> None:
         if not self.authenticated:
@@ -157,10 +186,11 @@ class LoopbackHosts:
 
 async def _refuse(send: Send, header: str, path: str) -> None:
     detail = (
-        f"this server answers only requests addressed to it by a loopback name, not to "
-        f"{bounded(header, _SHOWN)!r}: without --auth-config, another name could be a web page "
-        "that made its own name resolve here (DNS rebinding). Call it as 127.0.0.1 or "
-        "localhost, name the host a proxy forwards with in --external-url, or configure auth."
+        f"this server answers only requests addressed to it by an IP address, localhost, "
+        f"--external-url's host or an --allow-host name, not to {bounded(header, _SHOWN)!r}: "
+        "without --auth-config, another name could be a web page that made its own name "
+        "resolve here (DNS rebinding). Call it by its address, give the name it is called by "
+        "as --allow-host NAME (or in --external-url), or configure auth."
     )
     await problems.send_problem(send, MISDIRECTED, detail, path)
 

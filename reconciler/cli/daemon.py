@@ -25,7 +25,7 @@ from reconciler import logs, resolver, web
 from reconciler.api.app import create_app
 from reconciler.api.auth import AuthConfig, AuthConfigError, check_listen, is_loopback
 from reconciler.api.authfile import AuthFile
-from reconciler.api.hosts import names_answered
+from reconciler.api.hosts import external_origin, names_answered
 from reconciler.api.webhook_secret import WebhookSecret
 from reconciler.cli import store_errors
 from reconciler.cli.collector import start_up_collector
@@ -305,8 +305,11 @@ def http_server(args: argparse.Namespace) -> HttpServer:
 
     async def serve_http(runtime: RuntimeView, metrics: Metrics, stop: asyncio.Event) -> None:
         # On loopback the address is the fence: a page that rebinds its own name to it must not
-        # pass as this server's caller, with auth or without (api/hosts.py).
-        hosts = names_answered(host, args.external_url, args.allow_host)
+        # pass as this server's caller, with auth or without; without auth, on any address,
+        # where every caller is the admin (api/hosts.py).
+        hosts = names_answered(
+            host, args.external_url, args.allow_host, authenticated=auth is not None
+        )
         app = create_app(
             runtime,
             auth=auth,
@@ -319,7 +322,11 @@ def http_server(args: argparse.Namespace) -> HttpServer:
             allow_empty=args.allow_empty,
         )
         external = str(args.external_url or "")
-        session = web.Session(secure_cookie=external.lower().startswith("https://"))
+        # The cookie's name tells this instance from another on the same host (web/session.py).
+        instance = external_origin(args.external_url) or _bound(host, sock)
+        session = web.Session(
+            secure_cookie=external.lower().startswith("https://"), instance=instance
+        )
         web.install(app, session)  # the status page at /
         config = uvicorn.Config(
             app,
@@ -344,7 +351,10 @@ def http_server(args: argparse.Namespace) -> HttpServer:
         if auth is None and not is_loopback(host):
             log.warning(
                 "the API is served without authentication (--insecure-no-auth): anyone who "
-                "can reach it can create, delete and run tasks",
+                "can reach it can create, delete and run tasks. Requests are answered only "
+                "when addressed to an IP address, localhost, --external-url's host or an "
+                "--allow-host name (others get 421: a web page could make its own name resolve "
+                "here, DNS rebinding); give each name it is called by as --allow-host NAME",
                 extra={"fields": {"address": address}},
             )
         if auth_file is not None:

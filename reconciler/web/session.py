@@ -12,11 +12,13 @@ authenticated with ``AuthConfig.session_key``, with the moment the session ends,
 it names (``sessionSecretFile``, an HMAC JWT secret), or, when it names none, drawn by the
 process: token digests are no secret, and a key anyone who reads the file could derive would
 unseal the credential. A browser sends a cookie to every port of its host, so another service
-there sees the cookie, never the credential; and a copy of the cookie stops working when its
-session ends, whatever the copy says of its age. Each request checks the credential again with
-the auth file, exactly as the API checks a bearer token: roles, JWT expiry and a token removed
-from the file take effect at once, on every replica and across restarts when a secret is named
-(each derives the same key; without one a session holds on its process only). Signing out
+there sees the cookie, never the credential (and another crontask there does not replace it:
+each names its cookie after its own origin, :func:`cookie_name`); and a copy of the cookie
+stops working when its session ends, whatever the copy says of its age. Each request checks
+the credential again with the auth file, exactly as the API checks a bearer token: roles, JWT
+expiry and a token removed from the file take effect at once, on every replica and across
+restarts when a secret is named (each derives the same key; without one a session holds on
+its process only). Signing out
 removes the cookie from the browser; a copy taken before stays valid until its session ends.
 The credential is never logged.
 
@@ -62,7 +64,7 @@ from reconciler.api.routing import PRINCIPAL_SCOPE_KEY, GuardedRoute, context, r
 
 log = logging.getLogger("crontask.web")
 
-COOKIE: Final = "crontask_session"
+COOKIE: Final = "crontask_session"  # the name's stem; see cookie_name
 SESSION_SECONDS: Final = 12 * 3600
 CREDENTIAL_MAX: Final = 3000  # a cookie holds about 4 KiB: base64 adds a third, sealing 36
 # What browsers keep of a cookie's name=value (RFC 6265bis; Chromium drops a larger one
@@ -80,15 +82,33 @@ NEXT_MAX: Final = 2048
 _CSRF_CONTEXT: Final = b"crontask page csrf v1"
 
 
-class Session:
-    """The page's view of authentication (one per app)."""
+def cookie_name(instance: str) -> str:
+    """The session cookie's name for ``instance``, the origin people reach one crontask at
+    (``--external-url``'s, else the address it listens on): a browser keeps cookies by host
+    name, not port, so two crontasks on one host with one name would each replace the other's
+    cookie, and sign its person out. The same after a restart, and on replicas behind one
+    ``--external-url`` (who share sessions with a secret); a hash, since an origin holds
+    characters no cookie name may."""
+    return f"{COOKIE}_{hashlib.sha256(instance.encode()).hexdigest()[:12]}"
 
-    def __init__(self, secret: bytes | None = None, *, secure_cookie: bool = False) -> None:
+
+class Session:
+    """The page's view of authentication (one per app). ``instance``: see
+    :func:`cookie_name`; None (an app in this process alone) names the cookie :data:`COOKIE`."""
+
+    def __init__(
+        self,
+        secret: bytes | None = None,
+        *,
+        secure_cookie: bool = False,
+        instance: str | None = None,
+    ) -> None:
         self._secret = secret or secrets.token_bytes(32)
         # People reach the page over HTTPS (--external-url https://...) through a proxy that
         # crontask does not take X-Forwarded-Proto from (uvicorn trusts only 127.0.0.1's):
         # the request looks like plain HTTP, and the cookie must be Secure all the same.
         self.secure_cookie = secure_cookie
+        self.cookie = COOKIE if instance is None else cookie_name(instance)
 
     def secure(self, request: Request) -> bool:
         return self.secure_cookie or request.url.scheme == "https"
@@ -98,7 +118,7 @@ class Session:
 
     def credential(self, request: Request) -> str | None:
         """The credential this request carries: the session cookie, else a bearer token."""
-        cookie = request.cookies.get(COOKIE)
+        cookie = request.cookies.get(self.cookie)
         auth = self.auth(request)
         if cookie and auth is not None:
             return unseal(auth.session_key, cookie, time.time())
@@ -214,27 +234,28 @@ def set_session(response: Response, request: Request, credential: str) -> bool:
     assert auth is not None  # a sign-in: only with the auth file
     seconds = session_seconds(credential)
     value = seal(auth.session_key, credential, time.time() + seconds)
-    if len(COOKIE) + 1 + len(value) > _COOKIE_MAX:
+    if len(session.cookie) + 1 + len(value) > _COOKIE_MAX:
         return False
     response.set_cookie(
-        COOKIE,
+        session.cookie,
         value,
         max_age=seconds,
         path="/",
         httponly=True,
         samesite="strict",
-        secure=session_of(request).secure(request),
+        secure=session.secure(request),
     )
     return True
 
 
 def clear_session(response: Response, request: Request) -> None:
+    session = session_of(request)
     response.delete_cookie(
-        COOKIE,
+        session.cookie,
         path="/",
         httponly=True,
         samesite="strict",
-        secure=session_of(request).secure(request),
+        secure=session.secure(request),
     )
 
 

@@ -28,6 +28,8 @@ from reconciler.sources.api import ApiTaskFiles
         ("2026-11-27T02:00:00+01:00", datetime(2026, 11, 27, 1, tzinfo=UTC)),
         ("2026-11-27T01:00:00.5Z", datetime(2026, 11, 27, 1, 0, 0, 500000, tzinfo=UTC)),
         ("1970-01-01T00:00:00Z", datetime(1970, 1, 1, tzinfo=UTC)),
+        ("2026-11-28T00:59:00+23:59", datetime(2026, 11, 27, 1, tzinfo=UTC)),
+        ("2026-11-26T01:59:00-23:59", datetime(2026, 11, 27, 1, 58, tzinfo=UTC)),
     ],
 )
 def test_times_that_parse(text: str, expected: datetime) -> None:
@@ -49,6 +51,12 @@ def test_times_that_parse(text: str, expected: datetime) -> None:
         "2026-02-30T00:00:00Z",
         "2026-11-27T24:00:00Z",
         "2026-11-27T01:00:00+24:00",
+        # Minutes of an offset run to 59 (RFC 3339's time-numoffset): fromisoformat read
+        # +00:99 as +01:39, another instant than any the caller could have meant.
+        "2026-11-27T01:00:00+00:60",
+        "2026-11-27T01:00:00+00:99",
+        "2026-11-27T01:00:00-05:75",
+        "2026-11-27T01:00:00+23:60",
         "2026-11-27T01:00:00.1234567Z",
         "9999-12-31T23:59:59-01:00",
         "0001-01-01T00:00:00+01:00",

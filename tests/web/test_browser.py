@@ -221,7 +221,7 @@ def test_a_viewer_signs_in_and_cannot_run_now(browser: Browser, guarded_app: Cro
     )
     assert status == 403
     cookies = browser.context.cookies(guarded_app.server)
-    session = next(c for c in cookies if c["name"] == "crontask_session")
+    session = next(c for c in cookies if c["name"].startswith("crontask_session_"))
     assert session["httpOnly"] is True
     assert session["sameSite"] == "Strict"
     assert page.evaluate("document.cookie") == ""  # no script can read it

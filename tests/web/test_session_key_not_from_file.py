@@ -8,8 +8,9 @@ localhost would unseal an admin's token from one visit. So a file that names no 
 process reading the same file, another replica, or the next start cannot open its cookies.
 Where a secret is named, every process derives the same key, as before.
 
-Each case runs two real ``crontask run`` processes over one auth file, signs in at the first
-and shows the cookie to the second; and a third process, as the other local user would,
+Each case runs two real ``crontask run`` processes over one auth file, as replicas behind one
+``--external-url`` (so that both name the cookie alike), signs in at the first and shows the
+cookie to the second; and a third process, as the other local user would,
 loads the file and tries to unseal the cookie.
 """
 
@@ -27,13 +28,14 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from reconciler.web.session import COOKIE
+from reconciler.web.session import cookie_name
 from tests.e2e.conftest import Crontask
 
 pytestmark = pytest.mark.e2e
 
 TOKEN = "the-admin-token-0123456789"  # noqa: S105
 DIGEST = hashlib.sha256(TOKEN.encode()).hexdigest()
+EXTERNAL = "http://crontask.example"  # the origin both replicas are reached at
 TOKENS = f"tokens:\n  - {{name: alice, sha256: '{DIGEST}', role: admin}}\n"
 # What another local user runs: the auth file is all it reads.
 UNSEAL = """
@@ -78,7 +80,7 @@ CASES = {
 
 
 def sign_in(app: Crontask) -> str:
-    """The session cookie ``app`` sets for :data:`TOKEN`."""
+    """The session cookie ``app`` sets for :data:`TOKEN`, as ``name=value``."""
     conn = http.client.HTTPConnection("127.0.0.1", app.port, timeout=20)
     try:
         headers = {"Content-Type": "application/x-www-form-urlencoded"}
@@ -90,17 +92,17 @@ def sign_in(app: Crontask) -> str:
     finally:
         conn.close()
     name, _, value = set_cookie.split(";", 1)[0].partition("=")
-    assert name == COOKIE, set_cookie
+    assert name == cookie_name(EXTERNAL), set_cookie
     assert value, set_cookie
-    return value
+    return f"{name}={value}"
 
 
 def overview(app: Crontask, cookie: str) -> int:
-    """The status of the overview page for a browser that holds ``cookie``: 200 signed in,
-    303 (to /login) not."""
+    """The status of the overview page for a browser that holds ``cookie`` (``name=value``):
+    200 signed in, 303 (to /login) not."""
     conn = http.client.HTTPConnection("127.0.0.1", app.port, timeout=20)
     try:
-        conn.request("GET", "/", headers={"Cookie": f"{COOKIE}={cookie}"})
+        conn.request("GET", "/", headers={"Cookie": cookie})
         response = conn.getresponse()
         response.read()
         return response.status
@@ -136,7 +138,8 @@ def two(tmp_path: Path, case: tuple[Path, bool]) -> Iterator[tuple[Crontask, Cro
         for name in ("first", "second"):
             workdir = tmp_path / name
             (workdir / "tasks").mkdir(parents=True)
-            app = Crontask(workdir, workdir / "tasks", ["--auth-config", str(auth_file)])
+            options = ["--auth-config", str(auth_file), "--external-url", EXTERNAL]
+            app = Crontask(workdir, workdir / "tasks", options)
             apps.append(app.start())
         yield apps[0], apps[1]
     finally:
@@ -153,7 +156,8 @@ def test_a_cookie_opens_in_another_process_only_with_a_secret(
     cookie = sign_in(first)
     assert overview(first, cookie) == 200  # signed in where the cookie was made
     assert overview(second, cookie) == (200 if shared else 303)
-    assert unsealed_elsewhere(auth_file, cookie) == (TOKEN if shared else "None")
+    sealed = cookie.partition("=")[2]
+    assert unsealed_elsewhere(auth_file, sealed) == (TOKEN if shared else "None")
 
 
 @pytest.mark.slow
