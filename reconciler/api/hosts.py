@@ -97,7 +97,7 @@ def names_answered(
     external_url: str | None,
     allowed: Collection[str] = (),
     *,
-    authenticated: bool = True,
+    authenticated: bool,
 ) -> list[str] | None:
     """The names besides loopback ones (and, without auth, IP addresses) that a server
     listening on ``listen_host`` answers (:class:`LoopbackHosts`'s ``also``): ``--external-url``'s

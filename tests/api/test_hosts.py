@@ -156,18 +156,20 @@ def test_a_server_on_loopback_answers_its_names_whatever_the_auth(
     """The names ``crontask run`` passes as ``create_app(hosts=...)``; with auth, the routes
     open to all are what a rebinding page read (``test_hosts_with_auth.py``). Elsewhere the
     server is reached by names it cannot know, and auth keeps strangers out: any is answered."""
-    assert names_answered(listen, f"https://{EXTERNAL}:8443/crontask") == answered
-    assert names_answered(listen, None) == (None if answered is None else [])
+    assert (
+        names_answered(listen, f"https://{EXTERNAL}:8443/crontask", authenticated=True) == answered
+    )
+    assert names_answered(listen, None, authenticated=True) == (None if answered is None else [])
 
 
 def test_the_allowed_names_are_answered_beside_the_external_one() -> None:
     external = "https://bücher.example/crontask"  # sent as its ASCII form
-    assert names_answered("127.0.0.1", external, ["10.1.2.3"]) == [
+    assert names_answered("127.0.0.1", external, ["10.1.2.3"], authenticated=True) == [
         "xn--bcher-kva.example",
         "10.1.2.3",
     ]
-    assert names_answered("127.0.0.1", None, [ANY_NAME]) is None
-    assert names_answered("0.0.0.0", None, ["a.example"]) is None
+    assert names_answered("127.0.0.1", None, [ANY_NAME], authenticated=True) is None
+    assert names_answered("0.0.0.0", None, ["a.example"], authenticated=True) is None
 
 
 @pytest.mark.parametrize(
