@@ -47,6 +47,8 @@ KEY_PATTERN: Final = f"^{_LABEL}/{_LABEL}$"
 RUN_ID_PATTERN: Final = rf"^{_LABEL}\.{_LABEL}\.[0-9]{{8}}T[0-9]{{6}}(\.[0-9]{{6}})?Z$"
 _MAX_TEXT: Final = 300  # longer than any key, run id or URL these options take
 _EARLIEST: Final = datetime(1970, 1, 1, tzinfo=UTC)
+# RFC 3339's offset: fromisoformat also reads +0100, +01 and +00:99 (as +01:39).
+_OFFSET: Final = re.compile(r"(?:[Zz]|[+-](?:[01][0-9]|2[0-3]):[0-5][0-9])\Z")
 _LATEST: Final = datetime(9000, 1, 1, tzinfo=UTC)
 
 
@@ -257,6 +259,7 @@ def timestamp(text: str) -> datetime:
     try:
         value = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
         ok = value.tzinfo is not None and _EARLIEST <= value.astimezone(UTC) < _LATEST
+        ok = ok and _OFFSET.search(text) is not None
     except (ValueError, OverflowError):
         ok = False
     if len(text) > 64 or not ok:
@@ -370,9 +373,7 @@ def print_table_pages(header: list[str], pages: Iterable[Iterable[list[str]]]) -
             columns = zip(*cut_rows, strict=True)
             widths = [max(w, *map(len, c)) for w, c in zip(widths, columns, strict=True)]
         for line in [*lines, *cut_rows]:
-            sys.stdout.write(
-                "  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip() + "\n"
-            )
+            sys.stdout.write(_line(line, widths) + "\n")
         lines = []
         sys.stdout.flush()  # a pipe's reader has this page before the next one is asked for
     if lines:  # no page: the header alone, as print_table prints no rows
@@ -388,7 +389,11 @@ def table_lines(header: list[str], rows: Iterable[list[str]]) -> Iterator[str]:
     cut_rows = [[_cell(c) for c in row] for row in rows]
     widths = [max(map(len, column)) for column in zip(header, *cut_rows, strict=False)]
     for line in [header, *cut_rows]:
-        yield "  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip()
+        yield _line(line, widths)
+
+
+def _line(cells: list[str], widths: list[int]) -> str:
+    return "  ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)).rstrip()
 
 
 def _cell(text: str) -> str:

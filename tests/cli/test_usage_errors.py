@@ -53,6 +53,10 @@ BAD = [
     ("next", "x", "--from", "9999-12-31T23:59:59-01:00"),
     ("next", "x", "--from", "2026-01-01T00:00:00"),
     ("next", "x", "--from", "garbage"),
+    # fromisoformat reads +00:99 as +01:39, and +0100 too; RFC 3339 has neither.
+    ("next", "x", "--from", "2026-01-01T00:00:00+00:99"),
+    ("next", "x", "--from", "2026-01-01T00:00:00+24:00"),
+    ("next", "x", "--from", "2026-01-01T00:00:00+0100"),
     ("plan", "x", "--server", "http://[::1"),
     ("run", "x", "--resync", "99999999d"),
     ("run", "x", "--shutdown-grace", "1e400"),
