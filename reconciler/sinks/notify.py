@@ -23,8 +23,8 @@ with the failed attempt before it. Skipped slots count for nothing. A task's sta
   ``repeatInterval``, a reminder with the next failure once that long has passed since the
   route's last message about it;
 - ``recovered``: failing -> ok. Either, if it did not reach a receiver (given up, or pushed
-  out by a newer change of its task: ``notify_changes``), is sent to it again with the task's
-  next run of the same outcome, as a reminder, once (``notify_owed``);
+  out of a full queue), is sent to it again with the task's next run of the same outcome, as
+  a reminder, once (``notify_owed``);
 - ``everyFailure``: every run that ends failing;
 - ``definitionError``: definition errors and conflicts that were not there after the last
   pass (those present at start-up are reported once), by what they are about

@@ -23,9 +23,9 @@ urlFile or secretFile that cannot be used (read as it was rotated: empty, or gon
 moment) is retried (1 s, 2 s, 4 s, ... up to :data:`MAX_ATTEMPTS` attempts, or as long as
 the ``Retry-After`` of a 429 or 503 asks if that is longer, up to :data:`RETRY_AFTER_MAX`)
 and then ``failed``; another status, or any other error, is ``failed`` at once; a message
-that finds its receiver's queue full pushes out the one that costs least to lose, never a
-change of a task's state (``notify_queue``, ``notify_changes``: ``dropped``). One that ends
-``failed`` or ``dropped`` is told back (``unsent``): a lost change is sent again. At shutdown the
+that finds its receiver's queue full pushes out the one that costs least to lose
+(``notify_queue``: ``dropped``). A message that ends ``failed`` or ``dropped`` is told back
+(``unsent``): the notifier sends a lost ``failed`` or ``recovered`` again. At shutdown the
 senders get :data:`SHUTDOWN_SECONDS`, with no backoff: each message is tried once, until one
 to its receiver fails, and then the rest of that receiver's queue is ``dropped`` (one that is
 down or answering 5xx would otherwise get every queued message back to back); after the
@@ -59,7 +59,6 @@ import httpx
 from reconciler import httpclient, resolver
 from reconciler.aio import first_of
 from reconciler.sinks import notify_payload
-from reconciler.sinks.notify_changes import ReceiverQueue
 from reconciler.sinks.notify_config import Notifications, Receiver
 from reconciler.sinks.notify_failures import retry_after, tls_failure
 from reconciler.sinks.notify_queue import Message as Message
@@ -68,7 +67,7 @@ from reconciler.sinks.notify_queue import MessageQueue
 log = logging.getLogger("crontask.notify")
 
 RESULTS: Final = ("sent", "failed", "dropped")
-QUEUE_MAX: Final = 1_000  # messages waiting per receiver, but changes of state (any number)
+QUEUE_MAX: Final = 1_000  # messages waiting per receiver
 MAX_ATTEMPTS: Final = 5
 TIMEOUT_SECONDS: Final = 10.0  # one attempt, in all
 SHUTDOWN_SECONDS: Final = 5.0  # what stopping gives the messages still queued
@@ -112,7 +111,7 @@ class Delivery:
         self.clock = clock
         self.unsent = unsent
         self.receivers: dict[str, Receiver] = {r.name: r for r in notifications.config.receivers}
-        self.queues: dict[str, MessageQueue] = {name: ReceiverQueue() for name in self.receivers}
+        self.queues: dict[str, MessageQueue] = {name: MessageQueue() for name in self.receivers}
         self._queued: dict[str, asyncio.Event] = {}
         self._leaving = False  # the ``running`` block is being left: senders end when empty
         # By receiver: the messages a full queue pushed out that no line has said yet, and when

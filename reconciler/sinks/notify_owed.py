@@ -1,6 +1,5 @@
 """A ``failed`` or ``recovered`` that did not reach its receiver: told back by delivery
-(``notify_delivery``: given up after its attempts, or pushed out by a newer change of its
-task), and owed.
+(``notify_delivery``: given up after its attempts, or pushed out of a full queue), and owed.
 
 They are sent only when a task's state changes (``notify``), so one lost was lost for good:
 a receiver down for the few seconds of a message's attempts at a task's first failure heard

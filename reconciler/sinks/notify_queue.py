@@ -4,9 +4,7 @@ full, it pushes out the message whose loss costs least.
 That is the oldest ``everyFailure`` (the task's next failure sends another), else the oldest
 other message that tells no change of a task's state (``definitionError``), and a ``failed``
 or ``recovered`` only when it holds nothing else: they are sent once per change, and one
-pushed out is sent again only with its task's next run (``notify``). A receiver's queue keeps
-the changes of a task's state apart and never pushes them out for others (``notify_changes``):
-this queue then holds those that name no task. Dropping the oldest
+pushed out is sent again only with its task's next run (``notify``). Dropping the oldest
 whatever it was let noisy tasks' ``everyFailure`` push out another task's only ``failed``. A
 message is held in the deque of its rank, with its place in the order of arrival, so each
 operation is O(1) (but iterating, in order, which merges the ranks)."""
