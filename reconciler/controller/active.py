@@ -43,6 +43,9 @@ class ActiveRun:
     # When the first attempt may begin (the loop's clock): its slot, when it was handed over
     # ahead of it; None: at once.
     start_at: float | None = None
+    # When it was decided (the loop's clock; None: adopted): with replicas, a first attempt's
+    # claim is sent then, so how long the store has held it counts from here (``_overtaken``).
+    decided_at: float | None = None
     # Made only when a retry waits (most runs never need one).
     _stopped: asyncio.Event | None = None
 

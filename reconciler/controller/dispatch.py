@@ -273,7 +273,8 @@ class Dispatcher(RunExecution, AheadSlots, RunStops):
         for old in replaced:
             old.stop(REPLACED)
         loop = asyncio.get_running_loop()
-        active = ActiveRun(record, start_at=loop.time() + ahead if ahead else None)
+        now = loop.time()
+        active = ActiveRun(record, start_at=now + ahead if ahead else None, decided_at=now)
         if self.handover is not None and policy is not ConcurrencyPolicy.ALLOW:
             # With replicas a run of the task may be going on another one: the store looks
             # for it and claims in one step (see handover.py).

@@ -21,13 +21,16 @@ its instant by more than its patience: sooner, its own wait (a command's spawner
 starting it as the loop resumes (a process started and killed would be worse than the newest
 slot skipped), or it merely waits for a slow claim (the process was never away).
 
-A first attempt whose claim the store holds (a hanging store, ``--ha``) holds its task under
-Forbid, and the scheduled slots that come meanwhile are turned away (``turn_away``): the older
-ones recorded ``ConcurrencyForbid`` as a later one comes, the latest kept unrecorded. When the
-claim is answered (``_overtaken``), if ``SUPERSEDE_AFTER`` slots or more were turned away, the
-held attempt does not start (``Superseded``) and the latest runs instead, as a ``catchup``; else
-it starts and the latest gets its skip. A catch-up (and a manual run) is never superseded so: a
-store slower than the interval still runs (every other slot, with one turned away per claim).
+With replicas (``--ha``), a first attempt whose claim the store holds (a hanging store)
+holds its task under Forbid, and the scheduled slots and catch-ups that come meanwhile are
+turned away (``turn_away``): the older ones recorded ``ConcurrencyForbid`` as a later one comes,
+the latest kept unrecorded. When the claim is answered (``_overtaken``), if it was held
+``HELD_AWAY`` seconds or more and ``SUPERSEDE_AFTER`` slots or more were turned away, the held
+attempt does not start (``Superseded``) and the latest runs instead, as a ``catchup``; else it
+starts and the latest gets its skip. A catch-up (and a manual run) is never superseded so: a
+store slower than the interval still runs (every other slot, with one turned away per claim),
+and so does one merely slow (a claim answered within seconds, however many slots came). Without
+replicas a claim is answered within ``ANSWER_WAIT`` (the run goes on unchecked): nothing is kept.
 """
 
 from __future__ import annotations
@@ -61,6 +64,10 @@ AWAY_AFTER = 10.0
 # turns away at each claim: superseding then would cost every other run (the catch-up's own
 # claim turns the next slot away), so the held run starts, at most about two intervals late.
 SUPERSEDE_AFTER = 2
+# ... and how long its claim must have been held (the loop's clock, from its decision): less is
+# a store merely slow (a locked SQLite file, a busy database), whose held run still starts, as
+# under any policy; longer, the store hung, as a process away does (``AWAY_AFTER``).
+HELD_AWAY = AWAY_AFTER
 FORBID = "ConcurrencyForbid"
 
 
@@ -102,14 +109,17 @@ class LateStarts:
         self, definition: Definition, record: RunRecord, running: dict[str, ActiveRun], why: str
     ) -> RunRecord:
         """Forbid turns ``record``'s slot away for the runs going (``why``). Its skip record
-        is returned; it is written now, unless the one run going is a scheduled first attempt
-        waiting for its claim and the slot is scheduled: then it is kept until that claim is
-        answered (``_overtaken``), and the slot turned away before it for that run gets its
-        skip now (only the latest may run instead)."""
+        is returned; it is written now, unless, with replicas, the one run going is a scheduled
+        first attempt waiting for its claim and the slot is scheduled or a catch-up (the latest
+        missed as the fence lifted): then it is kept until that claim is answered
+        (``_overtaken``), and the slot turned away before it for that run gets its skip now
+        (only the latest may run instead). A catch-up fired by ``_overtaken`` is never the held
+        run: it is scheduled only. The same slot again (a clock stepped back) is the one kept."""
         held = next(iter(running.values())) if len(running) == 1 else None
         if (
             held is None
-            or record.trigger is not Trigger.SCHEDULE
+            or self.handover is None
+            or record.trigger not in (Trigger.SCHEDULE, Trigger.CATCHUP)
             or held.record.trigger is not Trigger.SCHEDULE
             or not held.claiming
             or held.record.attempt != 1
@@ -117,6 +127,8 @@ class LateStarts:
             return self._skip(record, FORBID, why)
         count = 1
         if (before := self._turned_away.get(definition.key)) is not None:
+            if before.record.id == record.id and before.holder == held.record.id:
+                return skip_of(record, FORBID, why)  # kept already, and counted
             self._skip(before.record, FORBID, before.message)
             count += before.count if before.holder == held.record.id else 0
         self._turned_away[definition.key] = TurnedAway(
@@ -132,9 +144,17 @@ class LateStarts:
             del self._turned_away[active.record.task]
             self._skip(turned.record, FORBID, turned.message)
 
+    def turned_away_drop(self, key: str) -> None:
+        """``key``'s task changed (suspended, resumed, edited: ``account_for_slots``): the slot
+        kept for its held run (``turn_away``) was decided under the definition before, and
+        gets its skip record now rather than run as a catch-up under it."""
+        if (turned := self._turned_away.pop(key, None)) is not None:
+            self._skip(turned.record, FORBID, turned.message)
+
     def _overtaken(self, active: ActiveRun) -> None:
         """``active``'s claim is answered: if ``SUPERSEDE_AFTER`` slots or more of its task were
-        turned away for it meanwhile, it does not start (stopped ``Superseded``: its record is
+        turned away for it meanwhile and the store held its claim ``HELD_AWAY`` seconds or
+        more (it hung: not merely slow), it does not start (stopped ``Superseded``: its record is
         written as it looks next) and the latest of them is fired at once as a ``catchup``
         (within its startingDeadlineSeconds, if any: ``Dispatcher.fire``), which nothing
         supersedes so in turn (``turn_away``). Else (or its task changed, this replica is
@@ -142,8 +162,11 @@ class LateStarts:
         turned = self._turned_away.get(active.record.task)
         if turned is None or turned.holder != active.record.id:
             return
+        decided = active.decided_at
         if (
             turned.count < SUPERSEDE_AFTER
+            or decided is None
+            or asyncio.get_running_loop().time() - decided < HELD_AWAY
             or active.stop_reason is not None
             or active.no_retry is not None
             or self.paused is not None

@@ -366,6 +366,8 @@ def account_for_slots(
             continue
         if step.current is not None and not _suspend_only(step.current, step.desired):
             dispatcher.cancel_retries(step.key, TASK_CHANGED)
+        if step.current is not None:  # suspended too: its slot kept under Forbid is skipped
+            dispatcher.turned_away_drop(step.key)
         following = scheduler.next_fire_time(step.key)
         until = min(now, following - _EPSILON) if following else now
         if anchors is not None and step.operation is Operation.ADD:

@@ -1,21 +1,28 @@
 """Under ``Forbid`` a first attempt whose claim the run store holds (``--ha``: a hanging store)
-holds its task, and the slots that come meanwhile are turned away. Once two or more were, the
-held attempt no longer starts when the store answers (hours late, maybe): it is recorded
-``Superseded`` and the latest slot turned away runs instead, as a ``catchup``, which nothing
-supersedes in turn; a store merely slower than the task's interval still runs every other slot.
-A real SQLite store behind a wrapper whose claims wait on events; real processes."""
+holds its task, and the slots that come meanwhile are turned away. Once two or more were, and
+the claim was held ``HELD_AWAY`` seconds, the held attempt no longer starts when the store
+answers (hours late, maybe): it is recorded ``Superseded`` and the latest slot turned away runs
+instead, as a ``catchup``, which nothing supersedes in turn; a store merely slower than the
+task's interval still runs every other slot, and one merely slow (or without ``--ha``) runs the
+held attempt. A real SQLite store behind a wrapper whose claims wait on events; real processes.
+The tests of a store that hung count any hold as long (``hung``): no test waits 10 s."""
 
 from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
 
+from reconciler.controller import late_starts
+from reconciler.controller.dispatch import Dispatcher
+from reconciler.controller.reconcile import account_for_slots
+from reconciler.core.plan import Operation, Step
 from reconciler.core.runs import RunRecord, RunStatus, Trigger, run_id
+from reconciler.scheduling.memory import MemoryScheduler
 from reconciler.store import RunStore, open_store, sqlite_url
 from reconciler.store.base import ExclusiveClaim
 from tests.controller.test_forbid_after_outage import (
@@ -38,6 +45,12 @@ def sqlite(tmp_path: Path) -> Iterator[RunStore]:
     opened.close()
 
 
+@pytest.fixture
+def hung(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A claim held at all counts as held long: the store hung (not merely slow)."""
+    monkeypatch.setattr(late_starts, "HELD_AWAY", 0.0, raising=False)
+
+
 class Slow(Silent):
     """Every claim that looks for another replica's run waits until the test lets it through:
     a store slower than the task's interval, driven step by step."""
@@ -53,6 +66,7 @@ class Slow(Silent):
         return self.store.claim_exclusive(records)
 
 
+@pytest.mark.usefixtures("hung")
 def test_a_claim_held_past_later_slots_is_superseded_by_the_latest(sqlite: RunStore) -> None:
     """T0's claim hangs while T0+1..T0+4 come: T0 does not start when the store answers, T0+4
     runs (a catch-up), T0+1..T0+3 keep their Forbid skips: one record each."""
@@ -80,6 +94,7 @@ def test_a_claim_held_past_later_slots_is_superseded_by_the_latest(sqlite: RunSt
     assert (latest.status, latest.trigger) == (RunStatus.SUCCEEDED, Trigger.CATCHUP)
 
 
+@pytest.mark.usefixtures("hung")
 def test_the_latest_slot_past_its_deadline_is_not_caught_up_either(sqlite: RunStore) -> None:
     """startingDeadlineSeconds=30, the store answers 100 s after the latest turned-away slot:
     the held run is superseded, and the latest is recorded ``MissedDeadline``, not run."""
@@ -134,6 +149,7 @@ def test_a_claim_held_past_one_slot_starts_and_that_slot_is_skipped(sqlite: RunS
     assert stored(sqlite, T0 + SECOND).reason == "ConcurrencyForbid"
 
 
+@pytest.mark.usefixtures("hung")
 @pytest.mark.parametrize("per_claim", [1, 2])
 def test_a_store_slower_than_the_interval_still_runs(sqlite: RunStore, per_claim: int) -> None:
     """Every claim takes longer than the interval: ``per_claim`` slots come while each claim
@@ -181,3 +197,107 @@ def test_a_store_slower_than_the_interval_still_runs(sqlite: RunStore, per_claim
         assert all(r.trigger is Trigger.CATCHUP for r in records if r.scheduled_at in ran)
         assert reasons == ["Superseded"] + ["ConcurrencyForbid"] * 3 + reasons[4:]
         assert reasons.count("Superseded") == 4
+
+
+def _held_then_answered(
+    silent: SilentHa, *, ha: bool, call: str, then: Callable[[Dispatcher], None]
+) -> None:
+    """T0's claim (``call``) is held while ``then`` fires more; then the store answers."""
+
+    async def main() -> None:
+        d = dispatcher(silent, ha=ha)
+        silent.silence(call)
+        d.fire(JOB, T0)
+        await until("the claim to be held", silent.holding.is_set)
+        then(d)
+        silent.release(lands=True, answers=True)
+        assert await d.drain(10)
+        assert await d.recorder.flush(5)
+        await d.shutdown(0)
+
+    asyncio.run(main())
+
+
+def _outcomes(store: RunStore, count: int) -> list[tuple[RunStatus, str | None, Trigger]]:
+    return [
+        (r.status, r.reason, r.trigger)
+        for r in (stored(store, T0 + n * SECOND) for n in range(count))
+    ]
+
+
+RAN = (RunStatus.SUCCEEDED, None, Trigger.SCHEDULE)
+FORBIDDEN = (RunStatus.SKIPPED, "ConcurrencyForbid", Trigger.SCHEDULE)
+
+
+def _two_more(d: Dispatcher) -> None:
+    d.fire(JOB, T0 + SECOND)
+    d.fire(JOB, T0 + 2 * SECOND)
+
+
+@pytest.mark.usefixtures("hung")
+def test_without_ha_a_held_claim_is_not_superseded(sqlite: RunStore) -> None:
+    """Without ``--ha`` the recorder answers a claim within ANSWER_WAIT however the store
+    does (the run goes on unchecked): a store locked for seconds is slow, not hung. Two slots
+    turned away: the held run starts, and both are skipped."""
+    _held_then_answered(SilentHa(sqlite), ha=False, call="claim_many", then=_two_more)
+    assert _outcomes(sqlite, 3) == [RAN, FORBIDDEN, FORBIDDEN]
+
+
+def test_a_claim_answered_within_seconds_is_not_superseded(sqlite: RunStore) -> None:
+    """``--ha``, two slots turned away, but the claim answered well within ``HELD_AWAY``: a
+    store slower than two intervals, not one that hung. The held run starts."""
+    _held_then_answered(SilentHa(sqlite), ha=True, call="claim_exclusive", then=_two_more)
+    assert _outcomes(sqlite, 3) == [RAN, FORBIDDEN, FORBIDDEN]
+
+
+@pytest.mark.usefixtures("hung")
+def test_a_task_suspended_while_its_claim_is_held_runs_no_catch_up(sqlite: RunStore) -> None:
+    """Suspended (nothing else changed: the runs going go on) while T0's claim is held and
+    two slots were turned away: the slot kept is skipped, no catch-up of it runs."""
+    suspended = definition(
+        "job", command={"args": ["true"]}, concurrencyPolicy="Forbid", suspend=True
+    )
+
+    def then(d: Dispatcher) -> None:
+        _two_more(d)
+        step = Step(Operation.UPDATE, JOB.key, suspended, JOB)
+        account_for_slots([step], MemoryScheduler(lambda k, at: None, T0), d, T0 + 3 * SECOND)
+
+    _held_then_answered(SilentHa(sqlite), ha=True, call="claim_exclusive", then=then)
+    assert _outcomes(sqlite, 3) == [RAN, FORBIDDEN, FORBIDDEN]
+
+
+@pytest.mark.usefixtures("hung")
+def test_the_catch_up_as_the_fence_lifts_is_the_slot_kept(sqlite: RunStore) -> None:
+    """The fence held this replica over T0+3 while T0's claim hung: as it lifts, T0+3 comes as
+    a catch-up. It is the latest slot missed: it runs once the claim is answered, T0 is
+    superseded and T0+1, T0+2 skipped (not T0+3 skipped and T0+2 run)."""
+
+    def then(d: Dispatcher) -> None:
+        _two_more(d)
+        d.paused = "membership lapsed"
+        d.fire(JOB, T0 + 3 * SECOND)  # not started while paused
+        d.paused = None
+        d.supersede_held([JOB.key])  # the lift's: only runs that wait; T0 is claiming
+        d.fire(JOB, T0 + 3 * SECOND, Trigger.CATCHUP)  # the latest missed slot
+
+    _held_then_answered(SilentHa(sqlite), ha=True, call="claim_exclusive", then=then)
+    assert _outcomes(sqlite, 4) == [
+        (RunStatus.SKIPPED, "Superseded", Trigger.SCHEDULE),
+        FORBIDDEN,
+        FORBIDDEN,
+        (RunStatus.SUCCEEDED, None, Trigger.CATCHUP),
+    ]
+
+
+@pytest.mark.usefixtures("hung")
+def test_the_same_slot_turned_away_twice_counts_once(sqlite: RunStore) -> None:
+    """A clock stepped back hands T0+1 over twice while T0's claim is held: one slot turned
+    away, so T0 starts and T0+1 is skipped (not T0 superseded by a T0+1 already recorded)."""
+
+    def then(d: Dispatcher) -> None:
+        d.fire(JOB, T0 + SECOND)
+        d.fire(JOB, T0 + SECOND)
+
+    _held_then_answered(SilentHa(sqlite), ha=True, call="claim_exclusive", then=then)
+    assert _outcomes(sqlite, 2) == [RAN, FORBIDDEN]
