@@ -52,7 +52,7 @@ log = logging.getLogger("crontask.api")
 MISDIRECTED: Final = 421
 ORIGINS_STATE: Final = "crontask_origins"  # app.state: origins a page of this server has
 _SHOWN: Final = 100  # of a Host header in the answer
-_WARNED_NAMES: Final = 10  # refused names each warned of once, with auth
+_WARNED_NAMES: Final = 10  # refused names each warned of once
 
 
 def host_name(header: str) -> str:
@@ -134,11 +134,13 @@ class LoopbackHosts:
     ``also`` (see the module); without auth, any IP address too: a rebinding page's requests
     name the page's own name, never an address. A request without ``Host`` (HTTP/1.0) came from
     no browser page.
-    ``authenticated``: auth is configured, so a refusal does not suggest it, and the first of
-    each name is logged as a warning (the first :data:`_WARNED_NAMES` names: a page may send as
-    many as it likes): a proxy on this machine that forwards its own name got answers before
-    this check covered servers with auth (crontask 0.2.0), and is refused now until that name
-    is allowed; warned once in all, its name could be lost behind a scanner's."""
+    ``authenticated``: auth is configured, so a refusal does not suggest it. The first of each
+    name is logged as a warning, with auth or without (the first :data:`_WARNED_NAMES` names: a
+    page may send as many as it likes): a proxy on this machine that forwards its own name got
+    answers before this check covered servers with auth (crontask 0.2.0), and a name of the
+    machine before it covered servers without auth on every address; each is refused until
+    that name is allowed, and the operator must see which one to allow; warned once in all,
+    its name could be lost behind a scanner's."""
 
     def __init__(
         self, app: ASGIApp, also: Collection[str] = (), *, authenticated: bool = False
@@ -166,22 +168,35 @@ class LoopbackHosts:
         return not self.authenticated and is_address(name)
 
     async def _misdirected(self, send: Send, header: str, path: str) -> None:
-        if not self.authenticated:
-            await _refuse(send, header, path)
-            return
         name = host_name(header)
         if name not in self.warned and len(self.warned) < _WARNED_NAMES:
             self.warned.add(name)
-            log.warning(
-                "a request for another host name was answered 421 (this server listens on "
-                "loopback only): if a proxy on this machine forwards that name, give it as "
-                "--allow-host NAME (or --allow-host '*' for any name), or have the proxy send the "
-                "address it forwards to as the Host; otherwise it may be a web page that made its "
-                "own name resolve here (DNS rebinding), and nothing needs doing. Further ones of "
-                "that name are logged with status=421 only",
-                extra={"fields": {"host": bounded(header, _SHOWN), "path": bounded(path, _SHOWN)}},
-            )
-        await _refuse_with_auth(send, header, path)
+            fields = {"host": bounded(header, _SHOWN), "path": bounded(path, _SHOWN)}
+            warning = _REFUSED_WITH_AUTH if self.authenticated else _REFUSED
+            log.warning(warning, extra={"fields": fields})
+        if self.authenticated:
+            await _refuse_with_auth(send, header, path)
+        else:
+            await _refuse(send, header, path)
+
+
+# The first refusal of each name, logged: the operator learns which name to allow.
+_REFUSED: Final = (
+    "a request for another host name was answered 421 (without --auth-config, only requests "
+    "addressed to an IP address, localhost, --external-url's host or an --allow-host name "
+    "are answered): if crontask is called by that name (a DNS name of this machine, a "
+    "Service's, one a proxy forwards), give it as --allow-host NAME; otherwise it may be a "
+    "web page that made its own name resolve here (DNS rebinding), and nothing needs doing. "
+    "Further ones of that name are logged with status=421 only"
+)
+_REFUSED_WITH_AUTH: Final = (
+    "a request for another host name was answered 421 (this server listens on "
+    "loopback only): if a proxy on this machine forwards that name, give it as "
+    "--allow-host NAME (or --allow-host '*' for any name), or have the proxy send the "
+    "address it forwards to as the Host; otherwise it may be a web page that made its "
+    "own name resolve here (DNS rebinding), and nothing needs doing. Further ones of "
+    "that name are logged with status=421 only"
+)
 
 
 async def _refuse(send: Send, header: str, path: str) -> None:

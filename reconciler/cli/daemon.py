@@ -322,10 +322,13 @@ def http_server(args: argparse.Namespace) -> HttpServer:
             allow_empty=args.allow_empty,
         )
         external = str(args.external_url or "")
-        # The cookie's name tells this instance from another on the same host (web/session.py).
-        instance = external_origin(args.external_url) or _bound(host, sock)
+        # The cookie's name tells this instance from another on the same host: after
+        # --external-url's origin (replicas behind it share sessions), else after the origin
+        # each request addresses, not the address bound here (web/session.py).
         session = web.Session(
-            secure_cookie=external.lower().startswith("https://"), instance=instance
+            secure_cookie=external.lower().startswith("https://"),
+            instance=external_origin(args.external_url),
+            by_host=True,
         )
         web.install(app, session)  # the status page at /
         config = uvicorn.Config(

@@ -128,15 +128,17 @@ def _api(parser: argparse.ArgumentParser) -> None:
         action="append",
         default=[],
         metavar="NAME",
-        help="on a loopback --listen, also answer requests addressed to NAME (the Host a proxy "
-        "on this machine forwards, such as a sidecar's pod address or Service name); repeat for "
-        "more; '*' answers any name and needs --auth-config. Other names are answered 421 "
-        "(DNS rebinding)",
+        help="on a loopback --listen, or on any without --auth-config, also answer requests "
+        "addressed to NAME (a name crontask is called by, or the Host a proxy forwards, such "
+        "as a sidecar's pod address or Service name); repeat for more; '*' answers any name "
+        "and needs --auth-config. Other names are answered 421 (DNS rebinding)",
     )
     group.add_argument(
         "--insecure-no-auth",
         action="store_true",
-        help="serve the API on a non-loopback address without authentication (not recommended)",
+        help="serve the API on a non-loopback address without authentication (not "
+        "recommended); only IP addresses, localhost, --external-url's host and --allow-host "
+        "names are answered",
     )
     group.add_argument(
         "--notifications",

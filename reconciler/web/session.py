@@ -13,13 +13,14 @@ it names (``sessionSecretFile``, an HMAC JWT secret), or, when it names none, dr
 process: token digests are no secret, and a key anyone who reads the file could derive would
 unseal the credential. A browser sends a cookie to every port of its host, so another service
 there sees the cookie, never the credential (and another crontask there does not replace it:
-each names its cookie after its own origin, :func:`cookie_name`); and a copy of the cookie
-stops working when its session ends, whatever the copy says of its age. Each request checks
-the credential again with the auth file, exactly as the API checks a bearer token: roles, JWT
-expiry and a token removed from the file take effect at once, on every replica and across
-restarts when a secret is named (each derives the same key; without one a session holds on
-its process only). Signing out
-removes the cookie from the browser; a copy taken before stays valid until its session ends.
+each names its cookie after the origin it is reached at, :func:`cookie_name`); and a copy of
+the cookie stops working when its session ends, whatever the copy says of its age. Each
+request checks the credential again with the auth file, exactly as the API checks a bearer
+token: roles, JWT expiry and a token removed from the file take effect at once, on every
+replica and across restarts when a secret is named (each derives the same key; without one a
+session holds on its process only). Signing out removes the cookie from the browser (and the
+one crontask 0.9.0 named ``crontask_session``); a copy taken before stays valid until its
+session ends.
 The credential is never logged.
 
 Every ``POST`` of the page is CSRF-safe, on three counts: the cookie is ``SameSite=Strict``;
@@ -58,7 +59,7 @@ from reconciler.api.auth import (
     Principal,
     Role,
 )
-from reconciler.api.hosts import same_origin
+from reconciler.api.hosts import host_name, same_origin
 from reconciler.api.problems import ProblemError
 from reconciler.api.routing import PRINCIPAL_SCOPE_KEY, GuardedRoute, context, required_role
 
@@ -84,17 +85,42 @@ _CSRF_CONTEXT: Final = b"crontask page csrf v1"
 
 def cookie_name(instance: str) -> str:
     """The session cookie's name for ``instance``, the origin people reach one crontask at
-    (``--external-url``'s, else the address it listens on): a browser keeps cookies by host
-    name, not port, so two crontasks on one host with one name would each replace the other's
-    cookie, and sign its person out. The same after a restart, and on replicas behind one
-    ``--external-url`` (who share sessions with a secret); a hash, since an origin holds
-    characters no cookie name may."""
+    (``--external-url``'s, else the one each request addresses, :func:`request_origin`): a
+    browser keeps cookies by host name, not port, so two crontasks on one host with one name
+    would each replace the other's cookie, and sign its person out. The same after a restart,
+    and on replicas behind one ``--external-url`` (who share sessions with a secret); a hash,
+    since an origin holds characters no cookie name may."""
     return f"{COOKIE}_{hashlib.sha256(instance.encode()).hexdigest()[:12]}"
 
 
+def request_origin(request: Request, secure: bool) -> str:
+    """The origin the browser addressed, ``scheme://host[:port]`` as in ``Origin``: the
+    request's ``Host`` (its host as the Host check reads it, :func:`host_name`, the scheme's
+    default port left out) and ``https`` if ``secure``. Not the address crontask listens on:
+    two in containers that both listen on ``0.0.0.0:8080`` are reached through two ports of
+    one host (``kubectl port-forward``, ``docker -p``), which only ``Host`` tells apart.
+
+    Any client can send any ``Host``, and with auth on a non-loopback address none is refused:
+    that gains nothing here. The name only labels the cookie among those the browser keeps for
+    the host it really connected to, in its own jar (another's ``Host`` sets no cookie in
+    anyone else's browser), and what opens a session is the sealed value, not its name."""
+    header = request.headers.get("host", "")  # none (HTTP/1.0) from a browser: any label does
+    name = host_name(header)
+    if header.startswith("["):  # [::1]:8080
+        port = header.partition("]")[2].removeprefix(":")
+    else:
+        port = header.rpartition(":")[2] if header.count(":") == 1 else ""
+    host = f"[{name}]" if ":" in name else name
+    shown = f":{port}" if port and port != ("443" if secure else "80") else ""
+    return f"{'https' if secure else 'http'}://{host}{shown}"
+
+
 class Session:
-    """The page's view of authentication (one per app). ``instance``: see
-    :func:`cookie_name`; None (an app in this process alone) names the cookie :data:`COOKIE`."""
+    """The page's view of authentication (one per app). ``instance``: the origin of
+    ``--external-url``, after which the cookie is named (:func:`cookie_name`); without it,
+    ``by_host`` names it after the origin each request addresses (:func:`request_origin`: a
+    sign-in, the pages after it and the sign-out all name one ``Host``); neither (an app in
+    this process alone) names the cookie :data:`COOKIE`."""
 
     def __init__(
         self,
@@ -102,13 +128,21 @@ class Session:
         *,
         secure_cookie: bool = False,
         instance: str | None = None,
+        by_host: bool = False,
     ) -> None:
         self._secret = secret or secrets.token_bytes(32)
         # People reach the page over HTTPS (--external-url https://...) through a proxy that
         # crontask does not take X-Forwarded-Proto from (uvicorn trusts only 127.0.0.1's):
         # the request looks like plain HTTP, and the cookie must be Secure all the same.
         self.secure_cookie = secure_cookie
-        self.cookie = COOKIE if instance is None else cookie_name(instance)
+        self._cookie = COOKIE if instance is None else cookie_name(instance)
+        self._by_host = by_host and instance is None
+
+    def cookie(self, request: Request) -> str:
+        """The session cookie's name for ``request`` (see the class)."""
+        if self._by_host:
+            return cookie_name(request_origin(request, self.secure(request)))
+        return self._cookie
 
     def secure(self, request: Request) -> bool:
         return self.secure_cookie or request.url.scheme == "https"
@@ -118,7 +152,7 @@ class Session:
 
     def credential(self, request: Request) -> str | None:
         """The credential this request carries: the session cookie, else a bearer token."""
-        cookie = request.cookies.get(self.cookie)
+        cookie = request.cookies.get(self.cookie(request))
         auth = self.auth(request)
         if cookie and auth is not None:
             return unseal(auth.session_key, cookie, time.time())
@@ -234,10 +268,11 @@ def set_session(response: Response, request: Request, credential: str) -> bool:
     assert auth is not None  # a sign-in: only with the auth file
     seconds = session_seconds(credential)
     value = seal(auth.session_key, credential, time.time() + seconds)
-    if len(session.cookie) + 1 + len(value) > _COOKIE_MAX:
+    name = session.cookie(request)
+    if len(name) + 1 + len(value) > _COOKIE_MAX:
         return False
     response.set_cookie(
-        session.cookie,
+        name,
         value,
         max_age=seconds,
         path="/",
@@ -249,14 +284,20 @@ def set_session(response: Response, request: Request, credential: str) -> bool:
 
 
 def clear_session(response: Response, request: Request) -> None:
+    """Remove the session cookie; and one named :data:`COOKIE` alone, as crontask 0.9.0 named
+    it, if the browser still sends it (it opens nothing now, but stays until it expires)."""
     session = session_of(request)
-    response.delete_cookie(
-        session.cookie,
-        path="/",
-        httponly=True,
-        samesite="strict",
-        secure=session.secure(request),
-    )
+    names = [session.cookie(request)]
+    if COOKIE in request.cookies and COOKIE not in names:
+        names.append(COOKIE)
+    for name in names:
+        response.delete_cookie(
+            name,
+            path="/",
+            httponly=True,
+            samesite="strict",
+            secure=session.secure(request),
+        )
 
 
 def local_path(target: str | None) -> str:

@@ -149,3 +149,28 @@ def test_without_auth_every_address_answers_the_named_hosts_only(listen: str) ->
     ]
     with_auth = names_answered(listen, external, [ALLOWED], authenticated=True)
     assert with_auth == (None if listen != "127.0.0.1" else [EXTERNAL, ALLOWED])
+
+
+def test_a_refused_name_is_logged_once_with_what_answers_it(server: Server) -> None:
+    """The operator learns which name to give as ``--allow-host``: each refused name once (a
+    page may send as many as it likes), worded for a server without auth, where ``'*'`` is no
+    way out."""
+    scanner = f"scanner.example:{server.port}"
+    called = f"crontask.internal:{server.port}"
+    for host in (scanner, called, called, scanner):
+        assert send(server, "GET", "/healthz", host)[0] == 421
+    wait_for(
+        "the warning naming crontask.internal",
+        lambda: "crontask.internal" in server.log.read_text(),
+        PATIENCE,
+    )
+    refusals = [ln for ln in server.log.read_text().splitlines() if "answered 421" in ln]
+    assert len(refusals) == 2, refusals  # once a name, not once a request
+    assert "scanner.example" in refusals[0]
+    assert "crontask.internal" in refusals[1]
+    for line in refusals:
+        assert "level=warning" in line, line
+        assert "--allow-host NAME" in line, line
+        assert "without --auth-config" in line, line
+        assert "'*'" not in line, line  # refused without auth
+        assert "loopback only" not in line, line

@@ -3,21 +3,32 @@
 A browser keeps cookies by host name, not by port: were both cookies ``crontask_session``,
 signing in at ``127.0.0.1:B`` would replace the cookie of ``127.0.0.1:A``, and its person be
 signed out there (each seals with a key of its own). The name carries a short hash of the
-instance's origin (``--external-url``'s, else the address it listens on), the same after a
-restart, so a session kept across restarts (``sessionSecretFile``) still opens. One httpx
-cookie jar plays the browser: like one, it sends a host's cookies to every port of it.
+origin the browser addresses (``--external-url``'s, else the request's ``Host``), the same
+after a restart, so a session kept across restarts (``sessionSecretFile``) still opens. One
+httpx cookie jar plays the browser: like one, it sends a host's cookies to every port of it.
+
+Named after the address crontask listens on instead, two crontasks in containers that both
+listen on ``0.0.0.0:8080`` and are reached through two forwarded ports (``kubectl
+port-forward``, ``docker -p 8081:8080``) had one name, and signed each other's person out.
+One crontask reached through two TCP forwarders shows the same: the forwarder passes bytes as
+they are, so the browser's ``Host`` names the forwarder's port, as it does through those.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import socket
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
+from starlette.requests import Request
 
-from reconciler.web.session import COOKIE, cookie_name
+from reconciler.api.hosts import external_origin
+from reconciler.web.session import COOKIE, cookie_name, request_origin
 from tests.e2e.conftest import Crontask
 
 pytestmark = pytest.mark.e2e
@@ -47,16 +58,72 @@ def two(tmp_path: Path) -> Iterator[tuple[Crontask, Crontask]]:
             app.stop()
 
 
-def sign_in(jar: httpx.Client, app: Crontask) -> str:
-    """Sign in at ``app`` with the jar: the ``Set-Cookie`` header it answers."""
-    response = jar.post(f"{app.server}/login", data={"token": TOKEN})
+def sign_in(jar: httpx.Client, app: Crontask | str) -> str:
+    """Sign in at ``app`` (or at a URL that reaches it) with the jar: the ``Set-Cookie``
+    header it answers."""
+    server = app if isinstance(app, str) else app.server
+    response = jar.post(f"{server}/login", data={"token": TOKEN})
     assert response.status_code == 303, response.text
     return response.headers["set-cookie"]
 
 
-def overview(jar: httpx.Client, app: Crontask) -> int:
+def overview(jar: httpx.Client, app: Crontask | str) -> int:
     """200 signed in, 303 (to /login) not."""
-    return jar.get(f"{app.server}/").status_code
+    return jar.get(f"{app if isinstance(app, str) else app.server}/").status_code
+
+
+def sign_out(jar: httpx.Client, server: str) -> list[str]:
+    """Sign out at ``server`` with the jar: the names of the cookies the answer sets."""
+    response = jar.post(f"{server}/logout")
+    assert response.status_code == 303, response.text
+    return [header.split("=", 1)[0] for header in response.headers.get_list("set-cookie")]
+
+
+def _pipe(source: socket.socket, sink: socket.socket) -> None:
+    with contextlib.suppress(OSError):
+        while data := source.recv(65536):
+            sink.sendall(data)
+    with contextlib.suppress(OSError):
+        sink.shutdown(socket.SHUT_WR)
+
+
+@contextlib.contextmanager
+def forwarded(port: int) -> Iterator[str]:
+    """``http://127.0.0.1:F``: a TCP forwarder on a port of its own to 127.0.0.1:``port``, as
+    ``kubectl port-forward`` or ``docker -p`` is: it passes the bytes as they are."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    sockets: list[socket.socket] = [listener]
+    threads: list[threading.Thread] = []
+
+    def accept() -> None:
+        while True:
+            try:
+                client, _ = listener.accept()
+            except OSError:  # shut down: the test is over
+                return
+            upstream = socket.create_connection(("127.0.0.1", port), timeout=20)
+            sockets.extend((client, upstream))
+            for source, sink in ((client, upstream), (upstream, client)):
+                thread = threading.Thread(target=_pipe, args=(source, sink), daemon=True)
+                threads.append(thread)
+                thread.start()
+
+    acceptor = threading.Thread(target=accept, daemon=True)
+    acceptor.start()
+    try:
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}"
+    finally:
+        listener.shutdown(socket.SHUT_RDWR)  # wakes accept()
+        acceptor.join(20)
+        for sock in sockets[1:]:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)  # wakes each recv()
+        for thread in threads:
+            thread.join(20)
+        for sock in sockets:
+            sock.close()
+        assert not acceptor.is_alive()
+        assert not any(thread.is_alive() for thread in threads)
 
 
 def test_signing_in_at_one_does_not_sign_out_of_the_other(
@@ -104,3 +171,85 @@ def test_the_name_follows_the_origin() -> None:
     assert cookie_name("127.0.0.1:8080") != cookie_name("127.0.0.1:8081")
     assert external.startswith(f"{COOKIE}_")
     assert external.removeprefix(f"{COOKIE}_").isalnum()  # a token a cookie name may be
+
+
+def _origin(host: str | None, secure: bool = False) -> str:
+    headers = [] if host is None else [(b"host", host.encode("latin-1"))]
+    return request_origin(Request({"type": "http", "headers": headers}), secure)
+
+
+def test_the_origin_is_the_host_as_the_host_check_reads_it() -> None:
+    """Spellings of one origin name one cookie; as ``--external-url``'s would, too."""
+    assert _origin("LOCALHOST.:8081") == "http://localhost:8081"
+    assert _origin("[0:0::1]:8082") == "http://[::1]:8082"
+    assert _origin("crontask.example:80") == _origin("crontask.example")
+    assert _origin("crontask.example:443", secure=True) == "https://crontask.example"
+    assert _origin("crontask.example:8443", secure=True) == external_origin(
+        "https://Crontask.Example:8443/crontask"
+    )
+    assert _origin("127.0.0.1:8081") != _origin("127.0.0.1:8082")
+    assert _origin(None) == "http://"  # no browser sends none: any label does
+
+
+def test_one_crontask_through_two_forwarded_ports_keeps_two_sessions(tmp_path: Path) -> None:
+    """As two crontasks listening alike (``0.0.0.0:8080``) reached through two forwarded
+    ports: signing in through the second, then out, leaves the first's session open."""
+    app = _app(tmp_path / "a").start()
+    try:
+        with (
+            forwarded(app.port) as one,
+            forwarded(app.port) as two,
+            httpx.Client(timeout=20) as jar,
+        ):
+            set_one = sign_in(jar, one)
+            set_two = sign_in(jar, two)
+            assert len(jar.cookies) == 2, jar.cookies  # the second did not replace the first
+            names = [s.split("=", 1)[0] for s in (set_one, set_two)]
+            assert names == [cookie_name(one), cookie_name(two)], names
+            assert overview(jar, one) == overview(jar, two) == 200
+            assert sign_out(jar, two) == [names[1]]
+            assert overview(jar, two) == 303
+            assert overview(jar, one) == 200, "signing out through one port signed the other out"
+    finally:
+        app.stop()
+
+
+def test_with_an_external_url_every_port_names_it_alike(tmp_path: Path) -> None:
+    """Replicas behind one ``--external-url`` share sessions: the name is its origin's, what
+    ``Host`` a request has."""
+    folder = tmp_path / "a"
+    app = _app(folder)
+    app.extra += ["--external-url", "http://crontask.example/"]
+    app.start()
+    try:
+        with (
+            forwarded(app.port) as one,
+            forwarded(app.port) as two,
+            httpx.Client(timeout=20) as jar,
+        ):
+            for server in (one, two):
+                name = sign_in(jar, server).split("=", 1)[0]
+                assert name == cookie_name("http://crontask.example"), name
+            assert len(jar.cookies) == 1, jar.cookies
+    finally:
+        app.stop()
+
+
+def test_sign_out_also_clears_the_cookie_crontask_0_9_named_the_old_way(
+    tmp_path: Path,
+) -> None:
+    """0.9.0 named it ``crontask_session`` alone: a browser still holds it, and signing out
+    removes it with the session's own; a request without it is not answered one."""
+    app = _app(tmp_path / "a").start()
+    try:
+        with httpx.Client(timeout=20) as jar:
+            jar.cookies.set(COOKIE, "left-by-0.9.0", domain="127.0.0.1", path="/")
+            name = sign_in(jar, app).split("=", 1)[0]
+            assert overview(jar, app) == 200
+            assert sorted(sign_out(jar, app.server)) == sorted([COOKIE, name])
+            assert len(jar.cookies) == 0, jar.cookies
+            assert overview(jar, app) == 303
+            sign_in(jar, app)
+            assert sign_out(jar, app.server) == [name]  # no old cookie: nothing more to clear
+    finally:
+        app.stop()
