@@ -202,6 +202,7 @@ def test_postgres_a_writer_opens_a_read_only_database(
         store.close()
 
 
+@pytest.mark.slow
 def test_crontask_run_starts_and_runs_while_another_process_holds_the_write_lock(
     tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
