@@ -121,7 +121,8 @@ def create_app(
 ) -> FastAPI:
     """The API over ``runtime``. ``auth=None`` leaves every route open (loopback use only:
     see :func:`reconciler.api.auth.check_listen`). ``hosts``: answer only requests whose
-    ``Host`` is a loopback name or one of these, with or without auth (a server on loopback:
+    ``Host`` is a loopback name or one of these (or, without auth, an IP address), with or
+    without auth (a server on loopback, or any without auth:
     :func:`reconciler.api.hosts.names_answered`); None: any. ``auth_file``:
     where ``auth`` was read, read again when it changes (see ``authfile.py``).
     ``external_url``: ``--external-url``, whose origin a browser's write may come from too.

@@ -321,16 +321,7 @@ def http_server(args: argparse.Namespace) -> HttpServer:
             max_tasks=args.max_tasks,
             allow_empty=args.allow_empty,
         )
-        external = str(args.external_url or "")
-        # The cookie's name tells this instance from another on the same host: after
-        # --external-url's origin (replicas behind it share sessions), else after the origin
-        # each request addresses, not the address bound here (web/session.py).
-        session = web.Session(
-            secure_cookie=external.lower().startswith("https://"),
-            instance=external_origin(args.external_url),
-            by_host=True,
-        )
-        web.install(app, session)  # the status page at /
+        web.install(app, _session(args.external_url))  # the status page at /
         config = uvicorn.Config(
             app,
             host=host,
@@ -367,6 +358,17 @@ def http_server(args: argparse.Namespace) -> HttpServer:
         await serving
 
     return serve_http
+
+
+def _session(external_url: str | None) -> web.Session:
+    """The page's sessions. The cookie's name tells this instance from another on the same
+    host: after ``--external-url``'s origin (replicas behind it share sessions), else after the
+    origin each request addresses, not the address bound here (web/session.py)."""
+    return web.Session(
+        secure_cookie=str(external_url or "").lower().startswith("https://"),
+        instance=external_origin(external_url),
+        by_host=True,
+    )
 
 
 def _auth_of(args: argparse.Namespace, host: str) -> tuple[AuthFile | None, AuthConfig | None]:
