@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import time
 from collections.abc import Collection
 from typing import Final
 from urllib.parse import urlsplit
@@ -52,7 +53,8 @@ log = logging.getLogger("crontask.api")
 MISDIRECTED: Final = 421
 ORIGINS_STATE: Final = "crontask_origins"  # app.state: origins a page of this server has
 _SHOWN: Final = 100  # of a Host header in the answer
-_WARNED_NAMES: Final = 10  # refused names each warned of once
+_WARNED_NAMES: Final = 10  # refused names each warned of once a window
+_WARNED_WINDOW: Final = 60.0  # seconds: the names of the window before may be warned of again
 
 
 def host_name(header: str) -> str:
@@ -135,8 +137,9 @@ class LoopbackHosts:
     name the page's own name, never an address. A request without ``Host`` (HTTP/1.0) came from
     no browser page.
     ``authenticated``: auth is configured, so a refusal does not suggest it. The first of each
-    name is logged as a warning, with auth or without (the first :data:`_WARNED_NAMES` names: a
-    page may send as many as it likes): a proxy on this machine that forwards its own name got
+    name is logged as a warning, with auth or without (the first :data:`_WARNED_NAMES` names a
+    minute: a page or a scanner may send as many as it likes, and the name to allow must not be
+    lost behind theirs for good): a proxy on this machine that forwards its own name got
     answers before this check covered servers with auth (crontask 0.2.0), and a name of the
     machine before it covered servers without auth on every address; each is refused until
     that name is allowed, and the operator must see which one to allow; warned once in all,
@@ -149,6 +152,7 @@ class LoopbackHosts:
         self.also = frozenset(also)
         self.authenticated = authenticated
         self.warned: set[str] = set()
+        self._window = time.monotonic()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
@@ -169,6 +173,9 @@ class LoopbackHosts:
 
     async def _misdirected(self, send: Send, header: str, path: str) -> None:
         name = host_name(header)
+        if (now := time.monotonic()) - self._window >= _WARNED_WINDOW:
+            self.warned.clear()
+            self._window = now
         if name not in self.warned and len(self.warned) < _WARNED_NAMES:
             self.warned.add(name)
             fields = {"host": bounded(header, _SHOWN), "path": bounded(path, _SHOWN)}
@@ -187,7 +194,7 @@ _REFUSED: Final = (
     "are answered): if crontask is called by that name (a DNS name of this machine, a "
     "Service's, one a proxy forwards), give it as --allow-host NAME; otherwise it may be a "
     "web page that made its own name resolve here (DNS rebinding), and nothing needs doing. "
-    "Further ones of that name are logged with status=421 only"
+    "Further ones of that name are logged with status=421 only (for a minute)"
 )
 _REFUSED_WITH_AUTH: Final = (
     "a request for another host name was answered 421 (this server listens on "
@@ -195,7 +202,7 @@ _REFUSED_WITH_AUTH: Final = (
     "--allow-host NAME (or --allow-host '*' for any name), or have the proxy send the "
     "address it forwards to as the Host; otherwise it may be a web page that made its "
     "own name resolve here (DNS rebinding), and nothing needs doing. Further ones of "
-    "that name are logged with status=421 only"
+    "that name are logged with status=421 only (for a minute)"
 )
 
 

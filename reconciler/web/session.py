@@ -285,10 +285,13 @@ def set_session(response: Response, request: Request, credential: str) -> bool:
 
 def clear_session(response: Response, request: Request) -> None:
     """Remove the session cookie; and one named :data:`COOKIE` alone, as crontask 0.9.0 named
-    it, if the browser still sends it (it opens nothing now, but stays until it expires)."""
+    it, if the browser still sends one this server sealed (it opens nothing now, but stays
+    until it expires)."""
     session = session_of(request)
     names = [session.cookie(request)]
-    if COOKIE in request.cookies and COOKIE not in names:
+    # Only one this server sealed: another crontask 0.9.0 on this host name may hold its own.
+    auth, old = session.auth(request), request.cookies.get(COOKIE)
+    if old and COOKIE not in names and auth and unseal(auth.session_key, old, time.time()):
         names.append(COOKIE)
     for name in names:
         response.delete_cookie(

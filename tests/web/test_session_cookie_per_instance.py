@@ -239,17 +239,20 @@ def test_sign_out_also_clears_the_cookie_crontask_0_9_named_the_old_way(
     tmp_path: Path,
 ) -> None:
     """0.9.0 named it ``crontask_session`` alone: a browser still holds it, and signing out
-    removes it with the session's own; a request without it is not answered one."""
+    removes it with the session's own if this server sealed it; one it did not seal (another
+    crontask 0.9.0 on this host name, signed in there) is left to its own."""
     app = _app(tmp_path / "a").start()
     try:
         with httpx.Client(timeout=20) as jar:
-            jar.cookies.set(COOKIE, "left-by-0.9.0", domain="127.0.0.1", path="/")
-            name = sign_in(jar, app).split("=", 1)[0]
+            name, sealed = sign_in(jar, app).split(";", 1)[0].split("=", 1)
+            jar.cookies.set(COOKIE, sealed, domain="127.0.0.1", path="/")  # as 0.9.0 set it
             assert overview(jar, app) == 200
             assert sorted(sign_out(jar, app.server)) == sorted([COOKIE, name])
             assert len(jar.cookies) == 0, jar.cookies
             assert overview(jar, app) == 303
+            jar.cookies.set(COOKIE, "another-crontasks", domain="127.0.0.1", path="/")
             sign_in(jar, app)
-            assert sign_out(jar, app.server) == [name]  # no old cookie: nothing more to clear
+            assert sign_out(jar, app.server) == [name]  # not this server's: left alone
+            assert jar.cookies.get(COOKIE) == "another-crontasks"
     finally:
         app.stop()
