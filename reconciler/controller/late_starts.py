@@ -338,7 +338,11 @@ def _overdue(active: ActiveRun, definition: Definition, now: float, wall: dateti
     (a command's spawner thread, until ``patience`` past its instant on the loop's clock: a
     stop then is race-free). The definition ``active`` was decided with is the one in force
     unless its task changed since (``no_retry`` set): then the longest patience bounds it."""
-    if active.start_at is None or (active.claim is not None and not active.claim.done()):
+    # Its claim unanswered: sent ahead (``claim``) or being awaited (``claiming``, the claim
+    # taken out of ``claim`` as its attempt began to wait for it).
+    if active.start_at is None or active.claiming:
+        return False
+    if active.claim is not None and not active.claim.done():
         return False
     bound = patience(definition) if active.no_retry is None else AWAY_AFTER
     if (wall - active.record.scheduled_at).total_seconds() <= bound:

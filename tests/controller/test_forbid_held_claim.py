@@ -301,3 +301,34 @@ def test_the_same_slot_turned_away_twice_counts_once(sqlite: RunStore) -> None:
 
     _held_then_answered(SilentHa(sqlite), ha=True, call="claim_exclusive", then=then)
     assert _outcomes(sqlite, 2) == [RAN, FORBIDDEN]
+
+
+def test_a_run_decided_ahead_waiting_for_its_claim_is_not_superseded_by_one_slot(
+    sqlite: RunStore,
+) -> None:
+    """The usual scheduled run is decided a little ahead of its instant (``due``): one whose
+    claim the store holds past its instant and its patience, as a later slot comes, waits for
+    its claim (it was never away) and starts once answered, that slot skipped, as one decided at
+    its instant does; ``supersede_ahead`` is for a run whose claim was answered before this
+    process went away."""
+    silent = SilentHa(sqlite)
+    now = [T0 - timedelta(seconds=0.05)]
+    minute = timedelta(seconds=60)
+
+    async def main() -> None:
+        d = dispatcher(silent, ha=True)
+        d.clock = lambda: now[0]
+        silent.silence("claim_exclusive")
+        d.fire(JOB, T0)  # handed over 50 ms ahead of its instant
+        await until("the claim to be held", silent.holding.is_set)
+        await asyncio.sleep(0.1)  # the loop's clock past its instant, where its start waits
+        now[0] = T0 + minute - timedelta(seconds=0.05)
+        d.fire(JOB, T0 + minute)
+        silent.release(lands=True, answers=True)
+        assert await d.drain(10)
+        assert await d.recorder.flush(5)
+        await d.shutdown(0)
+
+    asyncio.run(main())
+    assert stored(sqlite, T0).status is RunStatus.SUCCEEDED
+    assert stored(sqlite, T0 + minute).reason == "ConcurrencyForbid"
