@@ -34,6 +34,7 @@ RELEASES = {
     "0.6.0": "9a905f5",
     "0.7.0": "7066468",
     "0.8.0": "0013125",
+    "0.9.0": "459e2be",
 }
 
 # Run by the release's own code: open the store as `crontask run` does, claim a run and end it,
