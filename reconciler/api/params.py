@@ -33,7 +33,7 @@ from starlette.concurrency import run_in_threadpool
 
 from reconciler.api.problems import FieldProblem, ProblemError, bounded_location
 from reconciler.core.desired import SourceKind
-from reconciler.core.runs import DNS1123_LABEL
+from reconciler.core.runs import DNS1123_LABEL, RFC3339_PATTERN
 from reconciler.sources.limits import YamlLimits
 from reconciler.sources.messages import dotted
 
@@ -45,13 +45,8 @@ RUN_ID_PATTERN: Final = rf"^{_LABEL}\.{_LABEL}\.[0-9]{{8}}T[0-9]{{6}}(\.[0-9]{{6
 RUN_ID_MAX: Final = 2 * LABEL_MAX + 2 + len("20261127T010000.000000Z")
 
 # One rule for every time in a query: RFC 3339 date-time with an offset (``Z`` or ``±hh:mm``),
-# fractions to the microsecond, between these instants (so that nothing overflows on the way
-# to UTC, to SQLite's text or to PostgreSQL's timestamptz). The offset's minutes run to 59 as
-# RFC 3339 says: fromisoformat reads +00:99 as +01:39, an instant nobody meant.
-RFC3339_PATTERN: Final = (
-    r"^[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,6})?"
-    r"([Zz]|[+-]([01][0-9]|2[0-3]):[0-5][0-9])$"
-)
+# fractions to the microsecond (``RFC3339_PATTERN``), between these instants (so that nothing
+# overflows on the way to UTC, to SQLite's text or to PostgreSQL's timestamptz).
 EARLIEST: Final = datetime(1970, 1, 1, tzinfo=UTC)
 LATEST: Final = datetime(9999, 1, 1, tzinfo=UTC)
 TIME_HELP: Final = (

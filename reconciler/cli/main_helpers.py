@@ -17,7 +17,7 @@ from typing import Final
 from urllib.parse import urlsplit
 
 from reconciler.cli.terminal import printable
-from reconciler.core.runs import DNS1123_LABEL
+from reconciler.core.runs import DNS1123_LABEL, RFC3339_PATTERN
 from reconciler.core.urls import ENCODE_USERINFO, at_after_host, redact_url
 from reconciler.sources.limits import (
     DEFAULT_MAX_FILE_SIZE,
@@ -47,12 +47,7 @@ KEY_PATTERN: Final = f"^{_LABEL}/{_LABEL}$"
 RUN_ID_PATTERN: Final = rf"^{_LABEL}\.{_LABEL}\.[0-9]{{8}}T[0-9]{{6}}(\.[0-9]{{6}})?Z$"
 _MAX_TEXT: Final = 300  # longer than any key, run id or URL these options take
 _EARLIEST: Final = datetime(1970, 1, 1, tzinfo=UTC)
-# RFC 3339's date-time: fromisoformat also reads weeks (2026-W01-1), +0100, +01 and +00:99
-# (as +01:39), among others.
-_RFC3339: Final = re.compile(
-    r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]+)?"
-    r"(?:[Zz]|[+-](?:[01][0-9]|2[0-3]):[0-5][0-9])\Z"
-)
+_RFC3339: Final = re.compile(RFC3339_PATTERN)  # the API's: fromisoformat reads more
 _LATEST: Final = datetime(9000, 1, 1, tzinfo=UTC)
 
 
@@ -263,7 +258,7 @@ def timestamp(text: str) -> datetime:
     try:
         value = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
         ok = value.tzinfo is not None and _EARLIEST <= value.astimezone(UTC) < _LATEST
-        ok = ok and _RFC3339.match(text) is not None
+        ok = ok and _RFC3339.fullmatch(text) is not None
     except (ValueError, OverflowError):
         ok = False
     if len(text) > 64 or not ok:

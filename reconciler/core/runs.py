@@ -71,6 +71,14 @@ def untold(record: RunRecord) -> bool:
 # line can check a key without it.
 DNS1123_LABEL: Final = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 
+# An RFC 3339 date-time with an offset, fractions to the microsecond (the API's ``since`` and
+# ``until``, the command line's ``--from``); here for the same reason. fromisoformat reads more
+# (``2026-W01-1``, ``+0100``) and reads ``+00:99`` as +01:39, an instant nobody meant.
+RFC3339_PATTERN: Final = (
+    r"^[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,6})?"
+    r"([Zz]|[+-]([01][0-9]|2[0-3]):[0-5][0-9])$"
+)
+
 
 def split_key(key: str) -> tuple[str, str]:
     """``"ops/nightly-backup"`` -> ``("ops", "nightly-backup")``."""
