@@ -27,7 +27,8 @@ turned away (``turn_away``): the older ones recorded ``ConcurrencyForbid`` as a 
 the latest kept unrecorded. When the claim is answered (``_overtaken``), if it was held
 ``HELD_AWAY`` seconds or more and ``SUPERSEDE_AFTER`` slots or more were turned away, the held
 attempt does not start (``Superseded``) and the latest runs instead, as a ``catchup``; else it
-starts and the latest gets its skip. A catch-up (and a manual run) is never superseded so: a
+starts and the latest gets its skip (the task handed over meanwhile, it is let go unwritten:
+the new owner's catch-up may claim it). A catch-up (and a manual run) is never superseded so: a
 store slower than the interval still runs (every other slot, with one turned away per claim),
 and so does one merely slow (a claim answered within seconds, however many slots came). Without
 replicas a claim is answered within ``ANSWER_WAIT`` (the run goes on unchecked): nothing is kept.
@@ -144,11 +145,15 @@ class LateStarts:
             del self._turned_away[active.record.task]
             self._skip(turned.record, FORBID, turned.message)
 
-    def turned_away_drop(self, key: str) -> None:
+    def turned_away_drop(self, key: str, *, skip: bool = True) -> None:
         """``key``'s task changed (suspended, resumed, edited: ``account_for_slots``): the slot
         kept for its held run (``turn_away``) was decided under the definition before, and
-        gets its skip record now rather than run as a catch-up under it."""
-        if (turned := self._turned_away.pop(key, None)) is not None:
+        gets its skip record now rather than run as a catch-up under it. Removed, likewise:
+        no replica will claim it (a task declared again counts its slots from then on). Handed
+        over (``skip`` False), it is let go unwritten: the new owner's catch-up may claim it
+        (the latest slot missed), and a skip written when the held claim is answered could
+        land first, and the latest slot would run nowhere."""
+        if (turned := self._turned_away.pop(key, None)) is not None and skip:
             self._skip(turned.record, FORBID, turned.message)
 
     def _overtaken(self, active: ActiveRun) -> None:
@@ -158,9 +163,14 @@ class LateStarts:
         written as it looks next) and the latest of them is fired at once as a ``catchup``
         (within its startingDeadlineSeconds, if any: ``Dispatcher.fire``), which nothing
         supersedes so in turn (``turn_away``). Else (or its task changed, this replica is
-        fenced, crontask stops) the latest gets its skip."""
+        fenced, crontask stops) the latest gets its skip; its task handed over, it is let go
+        unwritten (``turned_away_drop``)."""
         turned = self._turned_away.get(active.record.task)
         if turned is None or turned.holder != active.record.id:
+            return
+        if not self.owns(active.record.task):
+            # Handed over, the pass that says so still to come: the new owner's, unwritten.
+            self.turned_away_drop(active.record.task, skip=False)
             return
         decided = active.decided_at
         if (

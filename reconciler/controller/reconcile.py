@@ -362,6 +362,9 @@ def account_for_slots(
         if step.desired is None:
             reason = HANDED_OVER if elsewhere(step.key) else TASK_REMOVED
             dispatcher.cancel_retries(step.key, reason)
+            # The slot kept under Forbid for a held claim: removed, it is skipped (nobody runs
+            # it); handed over, it is left unwritten, for the new owner's catch-up to claim.
+            dispatcher.turned_away_drop(step.key, skip=reason != HANDED_OVER)
             dispatcher.forget(step.key)
             continue
         if step.current is not None and not _suspend_only(step.current, step.desired):
