@@ -105,6 +105,9 @@ class Reconciler:
         # How many applied passes after the first declared a task not declared before (the
         # heartbeat looks then for its runs another crontask found dead and told nobody of).
         self.arrivals = 0
+        # The removals the last applied pass held back (every source read empty): each pass
+        # compares them too, so the one that ends the hold applies them (see apply).
+        self._held: frozenset[str] = frozenset()
         self._observers: list[PassObserver] = []
         self._problems = ProblemLines()  # those logged
         self._one_at_a_time = asyncio.Lock()
@@ -204,6 +207,13 @@ class Reconciler:
         self, keys: Collection[str] | None, hints: Hints | None = None, started: float = 0.0
     ) -> PassResult:
         """Plan against the scheduler, apply, account for slots. Runs on the event loop."""
+        if keys is not None and self._held:
+            # Held removals are compared on every pass, not left to the next resync: the pass
+            # of the event that ends the hold (a task file added back) names only its own keys,
+            # yet must remove the held tasks no longer declared. While the sources stay empty
+            # they are held again, and the result still says so (Jobs' housekeeping reads it).
+            keys = {*keys, *self._held}
+        held_before = self._held
         everything = self.desired.tasks
         desired = everything if self.assignment is None else _Mine(everything, self.assignment)
         # The empty-set guard is about what the sources yield, not about what this replica owns.
@@ -224,6 +234,7 @@ class Reconciler:
                 self.dispatcher.before_change(step.key, changed=step.desired is not None)
             self.scheduler.apply(step)
             self._log_step(step)
+        self._held = frozenset(result.held_removals)
         if not self._scheduler_started:
             # The first applied pass starts the scheduler: its jobs get their first fire times
             # now, before the slots they missed are accounted for below.
@@ -245,7 +256,8 @@ class Reconciler:
         if handover and self.dispatcher.handover is not None:
             for step in result.of(Operation.ADD):
                 self.dispatcher.handover.inherit(step.key)
-        if result.held_removals:
+        if result.held_removals and (keys is None or self._held != held_before):
+            # Said by every resync and when what is held changes, not by every event's pass.
             log.warning(
                 "every source is empty; keeping the running tasks (use --allow-empty to remove)",
                 extra={"fields": {"held": len(result.held_removals)}},
