@@ -256,19 +256,25 @@ def test_a_slot_whose_run_depends_on_a_run_in_progress_is_decided_at_the_slot() 
     async def scenario() -> None:
         d, action, store, job, origin = setup(concurrencyPolicy="Forbid")
         previous = hold_a_run(d, action, job)
-        await asyncio.sleep(0.05)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 10
+        while not action.began and loop.time() < deadline:  # the previous run's work begins
+            await asyncio.sleep(0.005)
         assert [b.run for b in action.began] == [run_id(KEY, previous)]
-        slot = EPOCH + timedelta(seconds=0.4)
+        # The slot a second from now, not from ``origin``: a loaded machine may have spent
+        # a fixed lead already, and the slot would be decided at once (and skipped).
+        at = loop.time() - origin + 1.0
+        slot = EPOCH + timedelta(seconds=at)
         d.due(job, slot)
         assert store.get(run_id(KEY, slot)) is None  # nothing decided, nothing claimed
         action.release.set()  # the previous run ends before the slot
         assert await d.drain(5)  # a slot deferred to its instant is not a run yet
-        await asyncio.sleep(origin + 0.45 - asyncio.get_running_loop().time())
+        await asyncio.sleep(origin + at + 0.05 - loop.time())
         assert await d.drain(5)
         record = store.get(run_id(KEY, slot))
         assert record is not None
         assert record.status is RunStatus.SUCCEEDED, record
-        assert action.began[-1].at >= origin + 0.4
+        assert action.began[-1].at >= origin + at
         await d.shutdown(0)
 
     run(scenario())
