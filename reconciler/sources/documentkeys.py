@@ -21,6 +21,12 @@ A document is split once (``split_objects``), whatever the number of its errors:
 (``key_of_split``) and its note are read from that one ``Split``.
 
 A ``namespace`` that is present but not a string (``1``, ``null``, ``yes``) names no task.
+
+A document with a YAML syntax error is never built: the parser stops at the error. Its key is
+read from the parse events of that document before the error (``key_before_error``), within
+the bounds of the reading, and only when it said there, plainly, that it is a CronTask and what
+its whole ``metadata`` is (no key after the error could change them): a task moved to another
+file and broken in the same change is kept by a syntax error as by any other error.
 """
 
 from __future__ import annotations
@@ -33,7 +39,8 @@ import yaml
 
 from reconciler.core.model import KIND
 from reconciler.core.runs import DNS1123_LABEL
-from reconciler.sources.yamlwalk import MAP, STR
+from reconciler.sources.limits import YamlLimits
+from reconciler.sources.yamlwalk import MAP, MERGE, STR
 
 KIND_FIELDS = ("apiVersion", "kind")
 HEADER = ("apiVersion", "kind", "metadata")
@@ -238,3 +245,165 @@ def key_of(data: Any) -> str | None:
 
 def _is_label(value: Any) -> bool:
     return isinstance(value, str) and len(value) <= 63 and _LABEL.fullmatch(value) is not None
+
+
+_NAMES = (("metadata", "name"), ("metadata", "namespace"))
+_SCALARS = (("apiVersion",), ("kind",), *_NAMES)  # the fields a broken document is named by
+_LONGEST = 253  # characters of a field worth reading: a name, a namespace, an apiVersion
+_IMPLICIT = (None, "!")  # tags the resolver decides, as PyYAML's composer does
+_NOT_PLAIN = object()  # a field present, but not plainly a string (an alias, a mapping, a number)
+
+
+def key_before_error(
+    text: str, mark: yaml.Mark, loader: type[yaml.SafeLoader], limits: YamlLimits
+) -> str | None:
+    """The task key the document a YAML error at ``mark`` is in names before the error, read
+    from the parse events of ``text`` (never built, so no alias is expanded), or None.
+
+    The bounds are the reading's: no more than ``limits.max_documents`` documents, and the
+    document no more than ``limits.max_values`` values or ``limits.max_depth`` deep before the
+    error. The document is the one started and not ended when the parser met the error (an
+    error between two documents is none's); a composer's error (an undefined alias) is met
+    by no parser, so events from ``mark`` on are not read."""
+    parser = loader(text)
+    header: _Header | None = None
+    documents = 0
+    try:
+        while parser.check_event():
+            event = parser.get_event()  # type: ignore[no-untyped-call]
+            if event.start_mark.index >= mark.index:
+                break
+            if type(event) is yaml.DocumentStartEvent:
+                documents += 1
+                if documents > limits.max_documents:
+                    return None
+                header = _Header(parser, limits)
+            elif type(event) is yaml.DocumentEndEvent:
+                header = None
+            elif header is not None:
+                header.take(event)
+    except yaml.YAMLError:
+        pass  # the error itself, met again: the events before it are all there is
+    finally:
+        parser.dispose()
+    return header.key() if header is not None else None
+
+
+@dataclasses.dataclass(slots=True)
+class _Open:
+    """A collection open at a place of a document's events: its field path when it is the
+    document or its ``metadata`` (None: a place no key is read from), and what comes next."""
+
+    path: tuple[str, ...] | None
+    mapping: bool
+    key_next: bool = True
+    key: str | None = None  # the key whose value comes next
+
+
+class _Header:
+    """What one document says of itself in its events, as they come (``key_before_error``):
+    its ``apiVersion``, ``kind``, ``metadata.name`` and ``metadata.namespace``, and whether its
+    ``metadata`` ended. Anything that could make a full read say otherwise (a repeated key of
+    the document or of those fields, an alias or merge key where they are read, a bound) reads
+    nothing more: the document names no task."""
+
+    def __init__(self, resolver: yaml.resolver.BaseResolver, limits: YamlLimits) -> None:
+        self._resolver = resolver
+        self._limits = limits
+        self._open: list[_Open] = []
+        self._seen: set[tuple[str, ...]] = set()  # the document's keys, and metadata's read
+        self.fields: dict[tuple[str, ...], object] = {}
+        self.metadata_ended = False
+        self.values = 0
+        self.gave_up = False  # nothing more is read: the document names nothing
+
+    def take(self, event: yaml.Event) -> None:
+        ends = type(event) in (yaml.MappingEndEvent, yaml.SequenceEndEvent)
+        self.values += not ends  # a value: a scalar, an alias, a collection (as ``prescan``)
+        self.gave_up = self.gave_up or self.values > self._limits.max_values
+        if self.gave_up:
+            return
+        if ends:
+            if self._open.pop().path == ("metadata",):
+                self.metadata_ended = True
+            self._ended()
+            return
+        starts = type(event) in (yaml.MappingStartEvent, yaml.SequenceStartEvent)
+        if not self._open:  # the document itself: a plain mapping, or it names nothing
+            self.gave_up = not self._plain_mapping(event)
+            self._open.append(_Open((), True))
+            return
+        place, opened = self._open[-1], False
+        if place.path is not None and place.mapping and place.key_next:
+            self._key(place, event)
+        elif place.path is not None and place.mapping and place.key is not None:
+            opened = self._value((*place.path, place.key), event)
+        if starts and not opened:  # a collection no key is read from
+            self._open.append(_Open(None, type(event) is yaml.MappingStartEvent))
+        if starts:
+            self.gave_up = self.gave_up or len(self._open) > self._limits.max_depth
+        else:
+            self._ended()
+
+    def _key(self, place: _Open, event: yaml.Event) -> None:
+        if type(event) is yaml.AliasEvent:
+            self.gave_up = True  # it could be any key: "metadata", "name"
+            return
+        name = self._string(event) if type(event) is yaml.ScalarEvent else None
+        if type(event) is yaml.ScalarEvent and self._tag(event) == MERGE:
+            self.gave_up = True  # fields from elsewhere
+            return
+        path = (*place.path, name) if place.path is not None and name is not None else None
+        place.key = name if place.path == () or path in _NAMES else None
+        if path is not None and place.key is not None:
+            self.gave_up = self.gave_up or path in self._seen  # objects run together
+            self._seen.add(path)
+
+    def _value(self, path: tuple[str, ...], event: yaml.Event) -> bool:
+        """Read the value at ``path``; whether it opened a collection read from (metadata)."""
+        if path == ("metadata",):
+            self.gave_up = not self._plain_mapping(event)  # no plain metadata, no name
+            if not self.gave_up:
+                self._open.append(_Open(path, True))
+            return not self.gave_up
+        if path in _SCALARS:
+            name = self._string(event) if type(event) is yaml.ScalarEvent else None
+            self.fields[path] = _NOT_PLAIN if name is None else name
+        return False
+
+    def _ended(self) -> None:
+        """A node of the innermost open collection ended: a mapping's key or value is next."""
+        if self._open and self._open[-1].mapping:
+            place = self._open[-1]
+            place.key_next = not place.key_next
+
+    def _plain_mapping(self, event: yaml.Event) -> bool:
+        return type(event) is yaml.MappingStartEvent and event.tag in (*_IMPLICIT, MAP)
+
+    def _tag(self, event: yaml.ScalarEvent) -> str | None:
+        if event.tag not in _IMPLICIT:
+            return event.tag
+        if len(event.value) > _LONGEST:
+            return None  # not resolved, and not read (a label is at most 63 characters)
+        tag: str = self._resolver.resolve(  # type: ignore[no-untyped-call]
+            yaml.ScalarNode, event.value, event.implicit
+        )
+        return tag
+
+    def _string(self, event: yaml.ScalarEvent) -> str | None:
+        return event.value if self._tag(event) == STR else None
+
+    def key(self) -> str | None:
+        """The key the document names: None unless it said it is a CronTask and its metadata
+        ended before the error, with a name and any namespace plainly strings."""
+        if self.gave_up or not self.metadata_ended:
+            return None
+        said = [self.fields.get(field) for field in _SCALARS]
+        if _NOT_PLAIN in said[2:] or not claims_ours(*said[:2]):
+            return None
+        metadata = {
+            path[1]: value
+            for path, value in zip(_NAMES, said[2:], strict=True)
+            if value is not None
+        }
+        return key_of({"metadata": metadata})

@@ -46,6 +46,7 @@ from reconciler.core.schedule import ScheduleError
 from reconciler.sources.documentkeys import (
     KIND_FIELDS,
     claims_ours,
+    key_before_error,
     key_of,
     key_of_node,
     key_of_split,
@@ -250,7 +251,9 @@ def _parse_with_positions(
         line, column = (where.line + 1, where.column + 1) if where else (1, 1)
         reason = err.problem or err.context or "invalid YAML"
         hint = _tab_hint(text, where)
-        found.error(at(line, column), f"YAML syntax error: {excerpt(reason, _MESSAGE)}{hint}")
+        # The task the broken document names (one moved and broken in one change is kept).
+        key = key_before_error(text, where, _Loader, limits) if where else None
+        found.error(at(line, column), f"YAML syntax error: {excerpt(reason, _MESSAGE)}{hint}", key)
     except yaml.reader.ReaderError as err:  # a control character, a lone surrogate
         line, column = _line_column(text, err.position)
         character = err.character if isinstance(err.character, int) else ord(err.character)

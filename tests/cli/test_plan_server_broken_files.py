@@ -1,11 +1,11 @@
 """``crontask plan PATH --server URL`` when a file of PATH has errors: ``run`` keeps what
 that file defined in force (the server's file at the same place under the paired root) and,
 adrift, a task moved to another file and broken in the same change. A file that no longer
-parses names no task, and its tasks were printed as removed (``- default/keep-me``) while
-``plan --against`` and ``run`` both keep them. The server's roots are paired with PATH...
-in order, as ``--against`` pairs its paths; when they do not pair up, a task of a server
-file at the same place as a broken file is printed as one that may be kept. Against a
-real ``crontask run``."""
+parses before its name names no task, and its tasks were printed as removed
+(``- default/keep-me``) while ``plan --against`` and ``run`` both keep them. The server's
+roots are paired with PATH... in order, as ``--against`` pairs its paths; when they do not
+pair up, a task of a server file at the same place as a broken file is printed as one that
+may be kept. Against a real ``crontask run``."""
 
 from __future__ import annotations
 
@@ -23,7 +23,8 @@ from tests.helpers import free_port
 
 KEEP = doc("keep-me", "@daily") + "---\n" + doc("mate", "@daily")
 OTHER = doc("other", "@daily")
-UNCLOSED = doc("keep-me", "@daily").replace('["true"]', '["true"')  # no key: a syntax error
+# A syntax error before the name: the document names no task.
+UNCLOSED = doc("keep-me", "@daily").replace("name: keep-me", "name: [keep-me")
 BROKEN = doc("keep-me", "@every 30x")  # names default/keep-me, and does not validate
 
 
