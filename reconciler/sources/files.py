@@ -444,7 +444,7 @@ class DirectorySource:
         root, label = self._confinement(path)
         try:
             data, signature = read_file(path, limit=self.max_file_size, root=root, root_label=label)
-        except FileNotFoundError:  # deleted since the stat
+        except (FileNotFoundError, NotADirectoryError):  # deleted since the stat
             return None
         except Unreadable as err:
             error = DefinitionError(Location(self.kind, shown, 1, 1, revision), err.message)

@@ -55,13 +55,12 @@ class FileState:
 def signature_of(path: Path) -> Signature | None:
     """(mtime, ctime, size, inode) of what ``path`` leads to; None if there is no file there. A
     path that cannot be followed (a link loop, a link to nothing) gets its link's own, and the
-    reading says why. One that cannot be looked at (a folder on its way that may not be
-    searched, an I/O error) gets ``UNKNOWN``: the file may well be there, so its tasks stay,
-    and the reading says why."""
+    reading says why: a link whose target runs through a file (``notes.txt/x``) too, as
+    ``ENOTDIR`` from ``stat`` is of the target, not of the link. One that cannot be looked at
+    (a folder on its way that may not be searched, an I/O error) gets ``UNKNOWN``: the file
+    may well be there, so its tasks stay, and the reading says why."""
     try:
         stat = os.stat(path)
-    except NotADirectoryError:
-        return None
     except OSError:
         try:
             stat = os.lstat(path)

@@ -47,7 +47,7 @@ MAX_CHECKOUT_HOPS = 4 * MAX_CHECKOUT_LINKS
 MAX_LISTED_ENTRIES = 2 * MAX_CHECKOUT_FILES
 FILE_SIZE_MARGIN = 16
 _MAX_HOPS = 40  # links on the way of one path, as Linux's ELOOP
-_LINK = "120000"  # the mode of a symbolic link (a submodule, "160000", is never checked out)
+_LINK = "120000"  # the mode of a symbolic link (a submodule, "160000", is an empty folder)
 # One record of ``ls-tree -l -z``: mode, kind, object id (64 hex digits with SHA-256) and size
 # come before the path.
 _MAX_RECORD = MAX_PATH + 128
@@ -60,7 +60,7 @@ class CheckoutRefusedError(GitError):
 @dataclasses.dataclass(frozen=True)
 class TreeEntry:
     path: str
-    mode: str  # "120000": a symbolic link; "160000": a submodule (never checked out)
+    mode: str  # "120000": a symbolic link; "160000": a submodule (never fetched)
     kind: str  # blob, tree or commit
     oid: str
     size: int  # of a blob; 0 for the others
@@ -104,6 +104,11 @@ class _CheckoutPlan:
 
     def paths(self, path: str) -> list[str]:
         pending = self._follow([("", path)])
+        if (entry := self.known.get(path)) is not None and entry.kind == "commit":
+            # ``path`` is a submodule: written as the empty folder git makes of one, which the
+            # reading reports (``gitfiles``), keeping the tasks of the files once there; not
+            # written, it read as a path gone ("path does not exist").
+            self.wanted.add(path)
         while pending:
             self.followed.update(link.path for link in pending)
             if len(self.followed) > self.limits.max_links:

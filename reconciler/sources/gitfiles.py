@@ -12,6 +12,12 @@ names neither the state directory nor what the file says. So is a link that cann
 at all (``reading.resolved``): where it leads is not known. The worktree is crontask's own and
 does not change while it is read (the git source holds its tree lock), so resolving the path
 before ``DirectorySource`` reads it (on the descriptor it opens) lets nothing slip in between.
+
+A submodule (a gitlink, mode 160000) is checked out as an empty folder: submodules are not
+fetched. git writes no other empty folder (it tracks files, not folders), so an empty folder
+where files were read before is a submodule that replaced them (``--git-path`` itself, maybe):
+it is an error of that folder and the tasks of those files are kept, as for a link to a folder
+not entered; a commit must not remove tasks by turning their folder into a submodule.
 """
 
 from __future__ import annotations
@@ -25,9 +31,12 @@ from reconciler.core.desired import DefinitionError, Location
 from reconciler.sources.files import DirectorySource
 from reconciler.sources.filestate import FileState, Signature
 from reconciler.sources.reading import UNFOLLOWED, resolved, within
+from reconciler.sources.rootpaths import closest_root
+from reconciler.sources.rootstate import is_within
 
 INTO_GIT = "a symbolic link that leads to git's own .git, not a file of the repository: not read"
 REPOSITORY = "the repository"  # how messages name where links may lead
+SUBMODULE = "a submodule (an empty folder): not read; the tasks of files once here are kept"
 
 
 class WorktreeFiles(DirectorySource):
@@ -44,9 +53,48 @@ class WorktreeFiles(DirectorySource):
             return self._not_read(path, signature, INTO_GIT)
         return super().load(path, signature)
 
+    def scan(self) -> tuple[list[Path], list[Path]]:
+        """As ``DirectorySource.scan``, and the submodules where files were read before (see
+        the module docstring) are places not read too."""
+        present, unread = super().scan()
+        listed = set(present)
+        found: dict[Path, bool] = {}  # folder -> whether it is an empty folder, this scan
+        submodules: set[Path] = set()
+        for path in self._files:
+            if path in listed or any(is_within(path, p) for p in unread):
+                continue
+            root = closest_root(self.roots, path)
+            if root is None:
+                continue
+            # The deepest folder still there on its way (the file's own path, for a file turned
+            # into a submodule): a submodule holds nothing.
+            for folder in (path, *path.parents):
+                if not is_within(folder, root):
+                    break
+                if os.path.lexists(folder):
+                    if found.setdefault(folder, _empty_folder(folder)):
+                        submodules.add(folder)
+                    break
+        for folder in sorted(submodules):
+            where = Location(self.kind, self._display(folder), revision=self.revision)
+            self._walk_errors.append(DefinitionError(where, SUBMODULE))
+        self.unread = unread + sorted(submodules)
+        return present, list(self.unread)
+
     def _not_read(self, path: Path, signature: Signature, why: str) -> FileState:
         where = Location(self.kind, self._display(path), 1, 1, self.revision)
         return FileState(signature, None, (DefinitionError(where, why),), revision=self.revision)
+
+
+def _empty_folder(folder: Path) -> bool:
+    """Whether ``folder`` is a folder (not a link to one) with nothing in it."""
+    if os.path.islink(folder) or not os.path.isdir(folder):
+        return False
+    try:
+        with os.scandir(folder) as entries:
+            return next(entries, None) is None
+    except OSError:  # the walk reports a folder that cannot be listed
+        return False
 
 
 def repository_files(roots: Sequence[Path], repository: Path, **options: Any) -> WorktreeFiles:

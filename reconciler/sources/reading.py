@@ -18,10 +18,11 @@ Contract of ``read_file(path, limit=..., root=...)``:
   read; and since a file may grow between ``fstat`` and ``read``, at most ``limit + 1`` bytes
   are ever read.
 
-Raises ``FileNotFoundError`` when the file is gone (a deletion) and ``Unreadable`` with a
-message fit for a definition error otherwise: a link to nothing is such an error, and so is an
-open, ``fstat`` or read that fails (an I/O error), so that its file's tasks keep their last good
-definitions.
+Raises ``FileNotFoundError`` when the file is gone (a deletion; ``NotADirectoryError`` when a
+file stands where a folder on its path was) and ``Unreadable`` with a message fit for a
+definition error otherwise: a link to nothing (or through a file) is such an error, and so is
+an open, ``fstat`` or read that fails (an I/O error), so that its file's tasks keep their last
+good definitions.
 
 ``read_regular(path, at_most=...)`` is the same guarded open for a folder crontask writes
 itself (the API's tasks): only a regular file, checked from ``lstat`` and again on the
@@ -81,7 +82,7 @@ def read_file(
         raise Unreadable(f"a symbolic link on the way to {root_label} cannot be followed: not read")
     try:
         before = os.stat(path)
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):  # ENOTDIR: a file on the way
         _dangling(path, root, root_label)
         raise
     except OSError as err:
@@ -91,7 +92,7 @@ def read_file(
         raise Unreadable(f"not a regular file ({_kind(before.st_mode)}): not read")
     try:
         fd = os.open(path, _FLAGS)
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):  # ENOTDIR: a file on the way
         _dangling(path, root, root_label)
         raise
     except OSError as err:
@@ -188,8 +189,9 @@ def _read_at_most(fd: int, size: int) -> bytes:
 
 def _dangling(path: Path, root: str, root_label: str) -> None:
     """A link that leads to nothing is an error of its file, not a deleted file: replacing a
-    task file with one (a typo in its target, a file it names that the commit lacks) must not
-    remove its tasks. Whether its target is missing outside ``root`` says nothing more."""
+    task file with one (a typo in its target, a file it names that the commit lacks, a path
+    through a file: ``notes.txt/x``) must not remove its tasks. Whether its target is missing
+    outside ``root`` says nothing more."""
     if not os.path.islink(path):
         return
     _confined(path, root, root_label)
