@@ -16,16 +16,9 @@
     the run that replaced it (a ``Replace`` of an attempt whose create went unanswered as
     crontask stopped: ``runner.job_create``; a delete that could not be done then). One whose
     outcome is decided (``core.jobs.decided``), or not live with the same uid, is left;
-  * **cleans up** finished Jobs (Background) beyond ``successfulRunsHistoryLimit`` /
-    ``failedRunsHistoryLimit`` (the newest runs kept, as CronJob does; a run counts as its
-    latest attempt, its attempts' Jobs go together), and every finished Job of a task no
-    source declares any more whose run this run store records (``_recorded``: a crontask
-    sharing the Job namespace has its own). A Job whose run is still followed, or
-    ``running`` in the store, is never deleted: its log and outcome are read first. Nothing
-    is removed while the sources' empty-set guard holds removals back, and only Jobs with
-    the ``crontask.dev/run-id`` label are seen; nor is one controlled by a CronTask that is
-    not the task's owner in force (``core.jobs.run_in``), nor a removed CronTask's
-    (``JobRunner.collected``: its deletion decides, ``--cascade=orphan`` keeps them);
+  * **cleans up** finished Jobs beyond ``successfulRunsHistoryLimit`` /
+    ``failedRunsHistoryLimit``, and a removed task's (``controller.job_cleanup``: a Job whose
+    delete fails is left for the next pass, said once a while, and the others go);
   * **lets go** of the Job watch of a namespace watched on demand (``JobWatch.let_go``) once
     no definition in force puts Jobs there, no run followed or ``running`` has its Job there,
     and its cache holds no Job of a task (one clean-up may still delete). The bound on such
@@ -38,16 +31,16 @@ import asyncio
 import dataclasses
 import logging
 from collections.abc import Awaitable, Callable, Collection, Coroutine
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from reconciler.aio import first_of, in_thread
 from reconciler.controller.dispatch import Dispatcher
+from reconciler.controller.job_cleanup import JobCleanup
 from reconciler.controller.manager import Ready
 from reconciler.controller.reconcile import PassResult, Reconciler
 from reconciler.core.desired import Definition, DefinitionError
-from reconciler.core.jobs import decided, finished, is_deleting, run_of
+from reconciler.core.jobs import decided, is_deleting
 from reconciler.core.runs import JobDetails, RunRecord
 from reconciler.core.status import ObjectRef
 from reconciler.runner.job import JobRunner
@@ -58,7 +51,6 @@ from reconciler.sources.kubernetes_jobs import JobWatch
 from reconciler.store.base import RunStore
 
 log = logging.getLogger("crontask.jobs")
-THEIRS_MAX = 10_000  # another crontask's Jobs remembered (``_theirs``), not read each pass
 
 NO_CONNECTION_REASON = (
     "this crontask has no Kubernetes connection, so it cannot create Jobs "
@@ -188,7 +180,9 @@ class JobSupervisor:
         self._holding = False  # the last pass held removals back (empty-set guard)
         self._tasks: set[asyncio.Task[None]] = set()
         self._released: set[str] = set()  # uids of the Jobs of final records, handled once
-        self._theirs: set[str] = set()  # uids of removed tasks' Jobs not in the store: left
+        self.cleanup = JobCleanup(
+            self.watch, self.runner, store=store, dispatcher=dispatcher, reconciler=reconciler
+        )
         self._places: dict[str, str] = {}  # job task in force -> where its Jobs go
         self._announced: set[str] = set()  # tasks whose runs said where their Job is
         reconciler.subscribe(self._after_pass)
@@ -220,9 +214,13 @@ class JobSupervisor:
                         await self.adopt()
                         await self.release()
                     await self.clean(None if everything else keys)
-                    await self.let_go()
                 except Exception:
                     log.exception("job housekeeping failed; the next pass tries again")
+                # Apart: a clean-up that failed must not keep the watches no longer in use.
+                try:
+                    await self.let_go()
+                except Exception:
+                    log.exception("letting go of Job watches failed; the next pass tries again")
         finally:
             await in_thread(self.watch.stop)
 
@@ -311,71 +309,7 @@ class JobSupervisor:
 
     async def clean(self, keys: Collection[str] | None) -> int:
         """Delete the finished Jobs beyond the limits of ``keys`` (None: every task with Jobs)."""
-        targets = self.watch.tasks() if keys is None else set(keys)
-        targets = {key for key in targets if self.reconciler.mine(key)}
-        if not targets:
-            return 0
-        running = await self.dispatcher.recorder.call(self.store.running)
-        busy = {r.id for r in running} | {
-            r.id for key in targets for r in self.dispatcher.active(key)
-        }
-        declared = self.reconciler.desired.tasks
-        doomed = {key: self._doomed(key, declared.get(key), busy) for key in sorted(targets)}
-        removed = [job for key, jobs in doomed.items() if key not in declared for job in jobs]
-        if removed:
-            ids = {_run_id(job) for job in removed if _uid(job) not in self._theirs}
-            ours = await self.dispatcher.recorder.call(_recorded, self.store, ids)
-            for key in doomed:
-                if key not in declared:
-                    doomed[key] = [job for job in doomed[key] if _run_id(job) in ours]
-            if len(self._theirs) > THEIRS_MAX:  # each looked up once more: most are gone
-                self._theirs.clear()
-            self._theirs |= {_uid(job) for job in removed if _run_id(job) not in ours}
-        deleted = 0
-        for key, jobs in doomed.items():
-            for job in jobs:
-                meta = job.get("metadata") or {}
-                if await self.watch.delete(meta["namespace"], meta["name"], meta.get("uid")):
-                    deleted += 1
-                    log.info(
-                        "job deleted",
-                        extra={"fields": {"task": key, "job": meta["name"], "why": "history"}},
-                    )
-        return deleted
-
-    def _doomed(
-        self, key: str, definition: Definition | None, busy: set[str]
-    ) -> list[dict[str, Any]]:
-        done: list[dict[str, Any]] = []
-        for job in self.watch.jobs_of(key):
-            run = run_of(job)
-            if run is None or run.run_id in busy or is_deleting(job) or finished(job) is None:
-                continue
-            done.append(job)
-        if definition is None:
-            # A removed task: its finished Jobs go (not while the sources' empty-set guard
-            # holds removals back: the task may not be removed at all), unless they were a
-            # CronTask's: its deletion decided their fate (--cascade=orphan keeps them).
-            return [] if self._holding or self.runner.collected(key) else done
-        # As the run history does: a run (all its attempts' Jobs) counts as its latest
-        # attempt says, and goes whole; the newest runs are kept.
-        runs: dict[str, list[dict[str, Any]]] = {}
-        for job in done:
-            runs.setdefault(_run_id(job), []).append(job)
-        spec = definition.task.spec
-        left = {
-            "Complete": spec.successful_runs_history_limit,
-            "Failed": spec.failed_runs_history_limit,
-        }
-        doomed: list[dict[str, Any]] = []
-        for group in sorted(runs.values(), key=lambda g: max(map(_order, g)), reverse=True):
-            latest = max(group, key=_order)
-            kind = (finished(latest) or ("Failed",))[0]
-            if left[kind] > 0:
-                left[kind] -= 1
-            else:
-                doomed.extend(group)
-        return doomed
+        return await self.cleanup.clean(keys, holding=self._holding)
 
 
 async def adopt_runs(
@@ -475,25 +409,3 @@ async def _release(
         },
     )
     return deleted is True
-
-
-def _recorded(store: RunStore, ids: Collection[str]) -> set[str]:
-    """Blocking. The runs of ``ids`` the store records: a removed task's Jobs go only if their
-    run is this crontask's (any replica's); another crontask sharing the namespace has its own."""
-    return {run for run in ids if store.get(run) is not None}
-
-
-def _uid(job: dict[str, Any]) -> str:
-    return str((job.get("metadata") or {}).get("uid"))
-
-
-def _run_id(job: dict[str, Any]) -> str:
-    run = run_of(job)
-    return run.run_id if run is not None else ""
-
-
-def _order(job: dict[str, Any]) -> tuple[datetime, int]:
-    run = run_of(job)
-    if run is None:
-        return datetime.min.replace(tzinfo=UTC), 0
-    return run.scheduled_at, run.attempt

@@ -22,7 +22,7 @@ import json
 import threading
 import time
 from collections.abc import Callable, Hashable
-from typing import Any
+from typing import Any, Protocol
 
 from kubernetes.client.exceptions import ApiException
 
@@ -34,7 +34,18 @@ CRD_FIX = "crontask crd | kubectl apply -f -"
 _STATUS_BODY = 64 * 1024
 
 
-def refusal(err: ApiException, what: str, namespace: str | None) -> dict[str, Any]:
+class Answer(Protocol):
+    """What :func:`refusal` reads of a refused request: an ``ApiException``'s, or an error's
+    that carries them (``sources.kubernetes_jobs.JobApiError``; None: no answer)."""
+
+    @property
+    def status(self) -> int | None: ...
+
+    @property
+    def reason(self) -> str | None: ...
+
+
+def refusal(err: Answer, what: str, namespace: str | None) -> dict[str, Any]:
     """Log fields for a request the API server refused: its status and reason, and what it
     asked for (``what``: ``resource: verb``), said to be ``missing`` when the answer was
     ``403`` (an RBAC rule the ServiceAccount lacks)."""

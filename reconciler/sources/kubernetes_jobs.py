@@ -80,11 +80,13 @@ ENDED_KEPT = 1024  # the last terminal states of Jobs, for runs whose Job is gon
 
 
 class JobApiError(Exception):
-    """A call about a Job failed; the message says which and why, in one line."""
+    """A call about a Job failed; the message says which and why, in one line. ``status`` and
+    ``reason``: the API server's answer, None when there was none."""
 
-    def __init__(self, message: str, status: int | None = None) -> None:
+    def __init__(self, message: str, status: int | None = None, reason: str | None = None) -> None:
         super().__init__(message)
         self.status = status
+        self.reason = reason
 
 
 def _describe(err: BaseException) -> str:
@@ -434,7 +436,8 @@ class JobWatch:
         except ApiException as err:
             if err.status in (404, 409):  # gone, or another Job of that name now
                 return False
-            raise JobApiError(f"cannot delete Job: {_describe(err)}", err.status) from None
+            message = f"cannot delete Job: {_describe(err)}"
+            raise JobApiError(message, err.status, err.reason) from None
         except Exception as err:
             raise JobApiError(f"cannot delete Job: {_describe(err)}") from None
         return True
