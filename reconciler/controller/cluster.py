@@ -124,8 +124,7 @@ class Cluster:
         self.timing = timing
         self.revision = revision
         self.on_handover = on_handover
-        # (live members, whether they disagree, whether fenced): for metrics (see _report)
-        self.on_renewal = on_renewal
+        self.on_renewal = on_renewal  # (live members, disagreeing, fenced): metrics, _report
         self.on_resumed = on_resumed  # the tasks kept through a fence (see the docstring)
         self.outlives = outlives  # a run whose work goes on without its replica (a Job's)
         self._monotonic = monotonic
@@ -188,18 +187,10 @@ class Cluster:
         answered in time (it is then still awaited by the next tick, never started twice)."""
         self._fence_if_late()
         announcement = await in_thread(self._announcement)
-        # A renewal may take the time left before the renew deadline, and at least one
-        # interval (a replica past its deadline must still be able to renew, and resume).
-        left = self._last_renewal + self.timing.renew_deadline - self._monotonic()
-        budget = max(left, self.timing.renew_interval)
-        answered = await self._answer(announcement, budget)
+        answered = await self._answer(announcement)
         if answered is None:
             return False
         started, members = answered
-        if self._monotonic() - started >= self.timing.renew_deadline:
-            # Answered, but so late that the others may judge the record it wrote as old.
-            self._renewal_failed(MembershipUnavailable("the renewal was answered too late"))
-            return False
         if self._lapsed(members, started - self._last_renewal):
             self._handed_back()
             self._gone = None  # members may have joined and died unseen meanwhile
@@ -215,15 +206,15 @@ class Cluster:
             # Our record may have been forgotten meanwhile, and our view with it.
             self.views.republish()
         self.members = members
-        await self._follow(members)
+        await self._follow_renewing(members)
         self._scheduling_since = {
             **{m: self._scheduling_since[m] for m in self._active if m in self._scheduling_since},
             **{m.id: m.renewed for m in members if not m.draining},
         }
-        if resumed:
+        if resumed and self._monotonic() - self._last_renewal < self.timing.renew_deadline:
             # After _follow, which learns which tasks moved meanwhile: a slot of one, or a
             # retry held by the fence, is its new owner's (a slot due during _follow is not
-            # started, and caught up below if the task is still ours).
+            # started, and caught up below if the task is still ours): if still renewed.
             self.dispatcher.paused = None
             self._report()
             # A run the fence held is older than the slots not started meanwhile: the latest
@@ -233,13 +224,27 @@ class Cluster:
             self.reconciler.catch_up_unstarted()
         return True
 
-    async def _answer(
-        self, announcement: Announcement, budget: float
-    ) -> tuple[float, list[Member]] | None:
-        """The members a renewal answered, and when it began (its own, started here, or the
-        one a tick before left in flight); None if it failed or was not answered within
-        ``budget`` (then the next tick awaits it still: it is never started twice).
-        """
+    async def _follow_renewing(self, members: list[Member]) -> None:
+        """``_follow``, renewing once an interval while it waits on the run store (a lock on
+        ``runs`` fenced and lapsed every replica); one past the lease is the next tick's."""
+        following = asyncio.ensure_future(self._follow(members))
+        next_try = self._last_renewal + self.timing.renew_interval
+        try:
+            while not (await asyncio.wait({following}, timeout=next_try - self._monotonic()))[0]:
+                kept = await self._answer(self._current_announcement())
+                next_try = self._monotonic() + self.timing.renew_interval  # answered or not
+                if kept and kept[0] - self._last_renewal < self.timing.lease_seconds:
+                    self._last_renewal = kept[0]
+        finally:
+            following.cancel()  # the tick cancelled (a stop); nothing once it is done
+        await following
+
+    async def _answer(self, announcement: Announcement) -> tuple[float, list[Member]] | None:
+        """The members a renewal answered and when it began (its own, or one left in flight);
+        None if it failed, came too late, or not within its budget (the next tick awaits it)."""
+        # The time left before the renew deadline, at least an interval (one past it resumes).
+        left = self._last_renewal + self.timing.renew_deadline - self._monotonic()
+        budget = max(left, self.timing.renew_interval)
         if self._renewal is None:
             # The deadline counts from when the renewal began, as client-go's leader election
             # counts it: the record it writes is no newer than that.
@@ -282,6 +287,10 @@ class Cluster:
             return None
         self._unexpected = None
         self.live_count = max(self.membership.live_count, len(members))
+        if self._monotonic() - started >= self.timing.renew_deadline:
+            # Answered, but so late that the others may judge the record it wrote as old.
+            self._renewal_failed(MembershipUnavailable("the renewal was answered too late"))
+            return None
         return started, members
 
     # -- what a renewal leads to ------------------------------------------------------------
@@ -306,7 +315,9 @@ class Cluster:
         # Before the new assignment, whose pass claims the catch-ups of the tasks that come
         # here at once: a gone owner's run still `running` would have them skipped (Forbid).
         try:
-            await in_thread(self._interrupt_gone, live, gone)
+            await in_thread(
+                interrupt_gone, self.store, self.me.id, live, gone, outlives=self.outlives
+            )
         except Exception:
             log.exception("replica housekeeping failed; the next renewal tries again")
             return
@@ -393,8 +404,7 @@ class Cluster:
 
     def _handover(self, assignment: Assignment) -> tuple[Mapping[str, datetime], int]:
         """In a worker thread: the last recorded slots of the tasks this replica owns under
-        ``assignment`` (those the pass that follows adds, which catch up from them), and how
-        many tasks move."""
+        ``assignment`` (the pass that follows catches up from them), and how many move."""
         # Each task asked is read from the end of its history, not the whole history (a second
         # at a million runs, while the tasks coming here were scheduled by nobody). Before a
         # pass has applied (joining) every task's, as at start-up (the read before joining is
@@ -430,13 +440,8 @@ class Cluster:
         oldest = now - timedelta(seconds=max(10 * self.timing.lease_seconds, LONGEST_LEASE))
         return min(max(renewed, oldest), now)
 
-    def _interrupt_gone(self, live: frozenset[str], gone: frozenset[str] | None) -> None:
-        """In a worker thread: dead replicas' runs (``controller.sweep``)."""
-        interrupt_gone(self.store, self.me.id, live, gone, outlives=self.outlives)
-
     def _housekeep(self, members: list[Member]) -> Swept:
-        """In a worker thread: stop requests, our tasks running elsewhere (``controller.sweep``),
-        views."""
+        """In a worker thread: stop requests, our tasks running elsewhere (``sweep``), views."""
         swept = sweep(self.store, self.me.id, mine=self.reconciler.mine)
         self.views.compare(members)
         return swept
@@ -473,7 +478,8 @@ class Cluster:
     def _fence_if_late(self) -> None:
         since = self._monotonic() - self._last_renewal
         if since >= self.timing.renew_deadline and self.dispatcher.paused is None:
-            self.dispatcher.paused = f"membership not renewed for {since:.0f}s"
+            deadline = self.timing.renew_deadline  # not the time since: set once, it would stay
+            self.dispatcher.paused = f"membership not renewed within {deadline:g}s"
             log.error(
                 "not starting runs: membership not renewed within the renew deadline",
                 extra={"fields": {"renew_deadline": self.timing.renew_deadline}},

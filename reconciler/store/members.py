@@ -285,11 +285,16 @@ class SqlViews:
             .order_by(member_views.c.key)
             .limit(limit)
         )
-        with translated_errors(), self.engine.begin() as conn:
-            found = [row[0] for row in conn.execute(keys)]
-            rows = conn.execute(
-                sa.select(member_views).where(mine, member_views.c.key.in_(found))
-            ).all()
+        # One snapshot for both reads: in READ COMMITTED a view published between them (a
+        # replica's pass, its view sent again after a lapse) made each key's views a mix of two
+        # states, and a key found differing could come back with views all the same.
+        with translated_errors(), self.engine.connect() as conn:
+            conn.execution_options(isolation_level="REPEATABLE READ")
+            with conn.begin():
+                found = [row[0] for row in conn.execute(keys)]
+                rows = conn.execute(
+                    sa.select(member_views).where(mine, member_views.c.key.in_(found))
+                ).all()
         views: dict[str, dict[str, str | None]] = {k: dict.fromkeys(names) for k in found}
         for row in rows:
             views[row.key][row.member] = row.hash
