@@ -116,6 +116,24 @@ _WRITABLE: Final = sa.text(
     "SELECT current_setting('transaction_read_only') = 'off'"
     " AND has_table_privilege('runs', 'INSERT') AND has_table_privilege('runs', 'UPDATE')"
 )
+
+
+def _first_entries() -> tuple[sa.TextClause, ...]:
+    """SQLite's readiness: the first entry of the runs table and of each of its indexes (the
+    primary key's too), each read through its own b-tree: its root page and a leaf. A page
+    damaged there fails the check, as it fails the records' writes (``sql_errors``); the
+    ``SELECT 1`` before read no page. Damage deeper in is found by the writes that meet it."""
+    indexes = sorted((str(i.name), i.dialect_options["sqlite"]["where"]) for i in runs.indexes)
+    reads = [sa.text("SELECT 1 FROM runs NOT INDEXED LIMIT 1")]  # else read through an index
+    for name, where in [("sqlite_autoindex_runs_1", None), *indexes]:
+        # A partial index is read only by a query that holds its predicate. The names and
+        # predicates are the schema's own.
+        held = "" if where is None else f" WHERE {where}"
+        reads.append(sa.text(f"SELECT 1 FROM runs INDEXED BY {name}{held} LIMIT 1"))  # noqa: S608
+    return tuple(reads)
+
+
+_FIRST_ENTRIES: Final = _first_entries()
 # A reader of the history (``crontask runs``, a store opened ``existing``): how long one of its
 # reads waits on PostgreSQL for a lock another session holds on a table (LOCK TABLE, VACUUM
 # FULL, REINDEX, a newer replica's migration hold ACCESS EXCLUSIVE, which every SELECT waits
@@ -170,7 +188,8 @@ class SqlRunStore:
             if existing:
                 _check(engine, wait_ms(READ_LOCK_WAIT))
             else:
-                with translated_errors():
+                # A damaged file is refused here, named (sql_errors._SQLITE_DAMAGED).
+                with translated_errors(damaged=False):
                     migrations.migrate(engine)
         except BaseException:
             engine.dispose()
@@ -442,12 +461,14 @@ class SqlRunStore:
         """StoreUnavailable unless the store can take records now: on PostgreSQL a server that
         answers but takes no writes (a read-only standby, ``default_transaction_read_only``),
         or the ``runs`` table gone or its rights revoked, is an outage as the records see it
-        (``sql_errors``), and readiness says so."""
+        (``sql_errors``), and readiness says so; so is a damaged SQLite file whose runs
+        cannot be read at their first entries (``_first_entries``)."""
         if self._closed:
             raise StoreUnavailable("the run store is closed")
         with translated_errors(), self._engine.connect() as conn:
             if self._sqlite:
-                conn.execute(sa.select(1))
+                for read in _FIRST_ENTRIES:  # a damaged file fails here too
+                    conn.execute(read).all()
             elif not conn.execute(_WRITABLE).scalar():
                 # A session begun read-only stays so: not kept for the next ping (sql_errors).
                 conn.invalidate()
@@ -472,5 +493,5 @@ class SqlRunStore:
 def _check(engine: Engine, read_wait: int) -> None:
     """A reader's schema check (``migrations.check``: a reader changes nothing), whose reads
     wait ``read_wait`` ms for a lock as the reader's others do, and say so as they do."""
-    with reader_said(read_wait), translated_errors():
+    with reader_said(read_wait), translated_errors(damaged=False):
         migrations.check(engine, lock_wait=read_wait)

@@ -7,7 +7,8 @@ of the work itself (raised as it is).
   the store's work, right now" -> StoreUnavailable. For SQLite that includes a full disk, a
   read-only or unwritable file and I/O errors (``OperationalError`` all); for PostgreSQL a
   server that takes no writes, a table gone and privileges revoked too, whatever error class
-  psycopg gives them, and a session the server ended for a time limit (``_NOT_NOW_STATES``).
+  psycopg gives them, and a session the server ended for a time limit (``_NOT_NOW_STATES``);
+  and a damaged SQLite file once the store is open (``_SQLITE_DAMAGED``).
 - The engines' ``handle_error`` listeners (``sqlite_on_error``, ``pg_on_error``): after a
   read-only error the pool's connections are replaced, which would otherwise refuse every
   write for ever once the database is writable again; after a session the server ended
@@ -103,6 +104,21 @@ def _not_now(e: exc.DBAPIError) -> bool:
     return state in _NOT_NOW_STATES or state[:2] in _NOT_NOW_CLASSES
 
 
+# SQLite's primary result codes for a damaged file: SQLITE_CORRUPT ("database disk image is
+# malformed": a page torn, say by a crash of the disk, or by two processes writing without
+# locks) and SQLITE_NOTADB (its header overwritten). sqlite3 raises them as DatabaseError, no
+# outage: each record was dropped after three tries, each try logged with a traceback, while
+# readiness held. Once crontask runs, they are an outage until someone restores the file
+# (crontask cannot): the records wait, readiness fails. Found as a store opens, the file is
+# refused instead (``translated_errors(damaged=False)``): the command line names it.
+_SQLITE_DAMAGED: Final = frozenset({sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB})
+
+
+def _damaged(e: exc.DBAPIError) -> bool:
+    code = getattr(e.orig, "sqlite_errorcode", None)
+    return isinstance(code, int) and (code & 0xFF) in _SQLITE_DAMAGED
+
+
 def _said(error: BaseException | None) -> str:
     """What the server said, without the statement PostgreSQL quotes after it ("LINE 1:
     INSERT INTO runs ..." and a caret), which filled each warning of an outage."""
@@ -111,15 +127,21 @@ def _said(error: BaseException | None) -> str:
 
 
 @contextlib.contextmanager
-def translated_errors() -> Iterator[None]:
+def translated_errors(*, damaged: bool = True) -> Iterator[None]:
     """Driver errors that mean "the database is not there right now" (or cannot take the
     store's work now, see ``_NOT_NOW_STATES``) -> StoreUnavailable (:class:`RolledBack` for a
-    transaction rolled back to let another go on)."""
+    transaction rolled back to let another go on). ``damaged``: a damaged SQLite file (see
+    ``_SQLITE_DAMAGED``) is one too, else its error goes through."""
     try:
         yield
     except exc.DBAPIError as e:
         if getattr(e.orig, "sqlstate", None) in _ROLLED_BACK:
             raise RolledBack(f"run store rolled the transaction back: {e.orig}") from e
+        if damaged and _damaged(e):
+            raise StoreUnavailable(
+                f"run store unavailable: its SQLite file is damaged ({e.orig}); stop crontask,"
+                " then restore the file from a backup, or move it away to start a new history"
+            ) from e
         if _not_now(e):
             raise StoreUnavailable(f"run store unavailable: {_said(e.orig)}") from e
         raise

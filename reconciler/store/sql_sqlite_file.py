@@ -31,9 +31,13 @@ def sqlite_file(u: sa.URL) -> Path:
     """The file SQLite opens for ``u``: its database, or with ``uri=true`` the path its
     ``file:`` URI names (``_uri_path``). Raises ValueError for none (memory, an empty path)."""
     database = u.database or ""
+    options: list[tuple[str, str]] = []
     if is_uri(u) and database.startswith("file:"):
         database = _uri_path(database)
-    if not database or database == ":memory:" or u.query.get("mode") == "memory":
+        options = _uri_options(_opened_name(u))
+        _refuse_unlocked(options)
+    memory = u.query.get("mode") == "memory" or ("mode", "memory") in options
+    if not database or database == ":memory:" or memory:
         raise ValueError(_NEEDS_FILE)
     return Path(database)
 
@@ -68,6 +72,68 @@ def _uri_path(uri: str) -> str:
         rest = slash + rest
     path = re.split(r"[?#]", rest, maxsplit=1)[0]
     return unquote_to_bytes(path).split(b"\0", 1)[0].decode("utf-8", "surrogateescape")
+
+
+def _opened_name(u: sa.URL) -> str:
+    """The name SQLAlchemy hands SQLite for ``u``: its database, then the URL's options the
+    driver does not take itself (``?nolock=1`` in the URL's query reaches the URI so)."""
+    cargs, _ = u.get_dialect()().create_connect_args(u)
+    return str(cargs[0])
+
+
+def _uri_options(uri: str) -> list[tuple[str, str]]:
+    """The options of a ``file:`` URI, every one, as SQLite's ``sqlite3ParseUri`` reads them:
+    after the first ``?`` and up to a ``#``, ``&``-separated, each ``%HH`` decoded, an empty
+    name skipped, and a ``%00`` ending the name or value it is in (the rest of it ignored)."""
+    query = re.split(r"#", uri, maxsplit=1)[0].partition("?")[2]
+    options = []
+    for part in query.split("&"):
+        name, _, value = part.partition("=")
+        name, value = _uri_text(name), _uri_text(value)
+        if name:
+            options.append((name, value))
+    return options
+
+
+def _uri_text(text: str) -> str:
+    decoded = unquote_to_bytes(text).split(b"\0", 1)[0]
+    return decoded.decode("utf-8", "surrogateescape")
+
+
+# SQLite's locking, which lets several crontasks share one file, and a reader read it while a
+# crontask writes: off with these options, two crontasks on one --db corrupted it within
+# 30 s ("database disk image is malformed"), and an immutable reader reads pages torn by the
+# writer. Only the default VFS, "unix", locks as the store needs: "unix-none" takes no lock,
+# "unix-dotfile" has no shared memory (so no WAL: each write shuts out the readers, and a
+# crash leaves its lock file behind), and "unix-excl" shuts out every other process (a second
+# crontask, `crontask runs`), as would any other this SQLite was built with.
+_UNLOCKING: Final = ("nolock", "immutable")
+_VFS: Final = "unix"
+
+
+def _refuse_unlocked(options: list[tuple[str, str]]) -> None:
+    """ValueError for a URI option that turns SQLite's locking off (above). Any of their
+    occurrences counts (SQLite reads the first ``nolock``, the last ``vfs``)."""
+    for name, value in options:
+        if name in _UNLOCKING and _sqlite_true(value):
+            raise ValueError(
+                f"the SQLite URI option {name}={value} turns SQLite's locking off, and a store"
+                " shared or read meanwhile is corrupted: leave it out"
+            )
+        if name == "vfs" and value != _VFS:
+            raise ValueError(
+                f"the SQLite URI option vfs={value}: the run store needs SQLite's default"
+                f" VFS ({_VFS}), whose locks let processes share the file: leave it out"
+            )
+
+
+def _sqlite_true(value: str) -> bool:
+    """Whether SQLite may read ``value`` as true (``sqlite3GetBoolean``): a number (which it
+    reads from its first digits, in hex after ``0x``: any but zeros is taken for true here, a
+    superset of SQLite's), or on, yes, true in any case."""
+    if value[:1].isdigit():
+        return value.strip("0") != ""
+    return value.lower() in ("on", "yes", "true")
 
 
 # What the SQLite library must offer: UPDATE/INSERT ... RETURNING (3.35), and json_each (built

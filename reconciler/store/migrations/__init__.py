@@ -31,11 +31,15 @@ Without the table (a schema of this revision or older), a damaged one, or ``olde
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import itertools
 import logging
 import re
+import sqlite3
+import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Final, NoReturn
 
@@ -233,11 +237,13 @@ def migrate(engine: Engine) -> None:
     renew their membership and would stop starting runs. So each try waits at most
     :data:`LOCK_WAIT` for a table, is rolled back if that is not enough, and is tried again
     after a backoff, naming the sessions that hold crontask's tables."""
-    with engine.connect() as conn:
-        with conn.begin():
-            current = current_revision(conn)
-            if current != HEAD:
-                _known(conn, current)
+    with contextlib.ExitStack() as stack:
+        with _first_look(engine):  # not the upgrade: it may take minutes of work
+            conn = stack.enter_context(engine.connect())
+            with conn.begin():
+                current = current_revision(conn)
+                if current != HEAD:
+                    _known(conn, current)
         if current == HEAD:
             return  # the common case: no lock taken
         if current is not None and _ahead(current):
@@ -262,6 +268,52 @@ def migrate(engine: Engine) -> None:
         if upgraded and current is not None:
             seconds = round(time.monotonic() - started, 1)
             log.info("run store schema upgraded", extra={"fields": {**fields, "seconds": seconds}})
+
+
+# SQLite: how long the first look at the store (its connection, the read of its revision)
+# waits in silence for a lock another process holds. A write lock never holds it (WAL: readers
+# wait for none), but one that shuts readers out too did (another process in PRAGMA
+# locking_mode=EXCLUSIVE, or writing the file in rollback-journal mode), for the whole busy
+# timeout, silent, and the start then failed with "database is locked". crontask cannot start
+# without the schema's revision (it may have to upgrade it): it waits, saying what for.
+FIRST_LOOK_QUIET: Final = 2.0
+
+
+@contextlib.contextmanager
+def _first_look(engine: Engine) -> Iterator[None]:
+    """On SQLite: a warning once the block has waited FIRST_LOOK_QUIET, and the lock it
+    waited for named if it ends in SQLITE_BUSY after that (StoreUnavailable)."""
+    if engine.dialect.name != "sqlite":
+        yield
+        return
+    path = engine.url.database or "the SQLite database"
+    most = sql_schema.SQLITE_BUSY_TIMEOUT.total_seconds()
+    told = threading.Event()
+
+    def say() -> None:
+        told.set()
+        log.warning(
+            "run store locked by another process, readers too: crontask starts once it has"
+            " read the store's schema (another process in PRAGMA locking_mode=EXCLUSIVE?)",
+            extra={"fields": {"file": path, "waits_at_most": most}},
+        )
+
+    timer = threading.Timer(FIRST_LOOK_QUIET, say)
+    timer.daemon = True
+    timer.start()
+    try:
+        yield
+    except sa.exc.OperationalError as err:
+        code = getattr(err.orig, "sqlite_errorcode", None)
+        if not told.is_set() or not isinstance(code, int) or code & 0xFF != sqlite3.SQLITE_BUSY:
+            raise
+        raise StoreUnavailable(
+            f"run store unavailable: another process held a lock on {path} that shuts out"
+            f" readers too (PRAGMA locking_mode=EXCLUSIVE?) for {most:g} s: crontask cannot"
+            " start before it has read the store's schema"
+        ) from err
+    finally:
+        timer.cancel()
 
 
 def _migrate_locked(conn: Connection) -> bool:
