@@ -38,11 +38,13 @@ _SKIPS = {
     "MissedDeadline": ("Warning", "a slot was skipped: it could not start before its deadline"),
     "Superseded": ("Warning", "missed slots were skipped (crontask was down or busy)"),
     "TooManyRuns": ("Warning", "a slot was skipped: too many runs in progress"),
+    "ReplaceBlocked": ("Warning", "a slot was skipped: the Job it replaces could not be deleted"),
 }
 # A manual run skipped is no slot skipped: the person who asked for it reads why.
 _MANUAL_SKIPS = {
     "ConcurrencyForbid": "run-now skipped: the previous run is still running",
     "TooManyRuns": "run-now skipped: too many runs in progress",
+    "ReplaceBlocked": "run-now skipped: the Job it replaces could not be deleted",
 }
 
 

@@ -2,13 +2,15 @@
 Background, its uid as precondition (a later Job of the same name is safe). A delete the API
 server refuses or does not answer is tried again in the background, a growing pause apart, one
 retry a Job, until it is answered, refused for good, or the Job ends or goes on its own: the
-attempt's end is recorded at once, and nothing waits for the delete.
+attempt's end is recorded at once; only the ``Replace`` run that stopped it waits for the
+delete before it creates its own Job (``deletes_tried``, ``Dispatcher._run_attempt``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Final
 
 from reconciler.core.jobs import finished
@@ -46,6 +48,22 @@ async def delete_job(runner: JobRunner, where: JobDetails, uid: str | None, run:
         return str(err)
     runner.forget(uid)
     return deleted
+
+
+def retrying(uid: str | None) -> bool:
+    """Whether the delete of the Job ``uid`` is being tried again in the background: one the
+    API server refused for good (``_REFUSED_FOR_GOOD``) is not, and waits for crontask to meet
+    the Job again (the task's next slot adopts it and stops it again; every resync deletes a
+    live Job whose run's record is final)."""
+    return uid is not None and uid in _DELETES
+
+
+def deletes_tried(uids: Iterable[str | None]) -> list[asyncio.Task[None]]:
+    """The background deletes (``_later``) of the Jobs ``uids`` still being tried: each ends
+    when its delete is answered or refused for good, or its Job has ended or gone (a
+    ``Replace`` run waits for them before it creates its Job)."""
+    found = (_DELETES.get(uid) for uid in uids if uid is not None)
+    return [task for task in found if task is not None and not task.done()]
 
 
 async def _later(runner: JobRunner, where: JobDetails, uid: str, run: str) -> None:

@@ -25,7 +25,8 @@ backstop whose delete is not answered yet keeps ``DeadlineExceeded`` as the reas
 message still tells): that reason is what makes a crontask that adopts the Job after a restart
 stop it again.
 
-A delete is ``runner.job_delete``'s, which tries again in the background if it must.
+A delete is ``runner.job_delete``'s, which tries again in the background if it must; one
+refused for good is tried again when crontask meets the Job again (:data:`_AGAIN`).
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ from reconciler.core.runs import RunStatus
 from reconciler.core.status import parse_time
 from reconciler.runner.base import Outcome
 from reconciler.runner.job_create import SHUTDOWN
-from reconciler.runner.job_delete import delete_job
+from reconciler.runner.job_delete import delete_job, retrying
 
 if TYPE_CHECKING:
     from reconciler.runner.job_attempt import Job, JobRun
@@ -53,6 +54,11 @@ log = logging.getLogger("crontask.runner")
 DEADLINE_EXCEEDED = "DeadlineExceeded"
 LOOK_FLOOR = 1.0  # seconds: the pods of a pending Job are never looked at more often
 LOOK_SPREAD = 0.25  # the first look comes up to this share of an interval sooner, at random
+# When a delete refused for good (403: no right to delete Jobs, a webhook that denies it) is
+# tried again (``job_delete.retrying``): nothing tries it in the background, but the task's
+# next slot adopts the Job and stops it again, and every resync deletes a live Job whose run's
+# record is final (``controller.jobs``). Until then it counts as running (``Replace`` skips).
+_AGAIN = "at the task's next slot and at every resync, until it is gone"
 
 
 class Pending:
@@ -201,8 +207,10 @@ async def stopping(run: JobRun, reason: str) -> Outcome:
     output, pod, error = await evidence(run, cluster.cached(details.namespace, details.name))
     details = with_pod(details, pod, error)
     deleted = await _delete(run)
-    if isinstance(deleted, str):
+    if isinstance(deleted, str) and retrying(run.uid):
         what = f"could not be deleted yet ({deleted}); crontask tries again until it is"
+    elif isinstance(deleted, str):
+        what = f"could not be deleted yet ({deleted}); crontask tries again {_AGAIN}"
     else:
         what = "deleted" if deleted else "was gone already"
     message = f"stopped: {reason}; Job {details.name} {what}"
@@ -222,8 +230,10 @@ async def overdue(run: JobRun, job: Job) -> Outcome:
     output, pod, error = await evidence(run, cached, job)
     details = with_pod(details, pod, error)
     deleted = await _delete(run)
-    if isinstance(deleted, str):
+    if isinstance(deleted, str) and retrying(run.uid):
         done = f" could not delete it yet ({deleted}) and tries again until it can"
+    elif isinstance(deleted, str):
+        done = f" could not delete it yet ({deleted}) and tries again {_AGAIN}"
     else:
         done = " deleted it" if deleted else " found it gone already"
     if decided(job) is not None:

@@ -1,0 +1,190 @@
+"""``Replace`` as a CronJob's: the Job of the run replaced is deleted first, and the new run's
+Job is created only once that delete went through. A delete that fails for a while (5xx, no
+answer) is tried again in the background, and the new run waits for it (a newer slot still
+replaces it meanwhile, and startingDeadlineSeconds still holds); a delete refused for good
+(403) skips the slot (``ReplaceBlocked``), and each later slot deletes the Job again. Before,
+the new Job was created at once: every slot left one more Job running. With the in-memory
+cluster (``tests.jobs.twin.FakeCluster``)."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime, timedelta
+from typing import Any
+
+from reconciler.core.runs import RunRecord, RunStatus, run_id
+from reconciler.runner import job_delete
+from reconciler.store import MemoryRunStore
+from tests.jobs.test_job_runner import KEY, NAME, T0, job_task, until, wired
+from tests.jobs.twin import ApiError, FakeCluster
+
+T1, T2, T3 = (T0 + timedelta(minutes=n) for n in (1, 2, 3))
+
+
+class Deletes(FakeCluster):
+    """Deletes answer ``status`` while ``refused`` is set; a Job is never created while
+    another of the task runs (what the tests hold against: two Jobs side by side)."""
+
+    def __init__(self, status: int) -> None:
+        super().__init__()
+        self.status = status
+        self.refused = True
+        self.side_by_side: list[str] = []
+
+    async def delete(self, namespace: str, name: str, uid: str | None) -> bool:
+        if self.refused:
+            self.calls.append(("delete", name))
+            raise ApiError(f"cannot delete Job: HTTP {self.status}", self.status)
+        return await super().delete(namespace, name, uid)
+
+    async def create(self, body: dict[str, Any]) -> tuple[dict[str, Any], bool]:
+        self.side_by_side += [name for name in self.jobs if name != body["metadata"]["name"]]
+        return await super().create(body)
+
+
+def deletes(cluster: FakeCluster) -> int:
+    return cluster.calls.count(("delete", NAME))
+
+
+def stored(store: MemoryRunStore, at: datetime) -> RunRecord | None:
+    return store.get(run_id(KEY, at))
+
+
+def ended(store: MemoryRunStore, at: datetime) -> bool:
+    record = stored(store, at)
+    return record is not None and record.status.finished
+
+
+def test_a_delete_refused_for_good_skips_the_slot_until_the_job_is_gone() -> None:
+    store, cluster = MemoryRunStore(), Deletes(403)
+    now = [T0]
+    task = job_task(concurrencyPolicy="Replace")
+
+    async def main() -> None:
+        d, runner = wired(cluster, store, lambda: now[0])
+        d.fire(task, T0)
+        await until(lambda: NAME in cluster.jobs)
+        now[0] = T1
+        d.fire(task, T1)
+        await until(lambda: ended(store, T1))
+        skipped = stored(store, T1)
+        assert skipped is not None
+        assert (skipped.status, skipped.reason) == (RunStatus.SKIPPED, "ReplaceBlocked")
+        assert f"still runs ({NAME})" in (skipped.message or "")
+        replaced = stored(store, T0)
+        assert replaced is not None
+        assert (replaced.status, replaced.reason) == (RunStatus.FAILED, "Replaced")
+        assert "tries again at the task's next slot" in (replaced.message or "")
+        assert list(cluster.jobs) == [NAME]
+        assert job_delete._DELETES == {}  # not tried in the background
+        assert deletes(cluster) == 1
+
+        now[0] = T2  # the next slot adopts the Job, deletes it again, and is skipped again
+        d.fire(task, T2)
+        await until(lambda: ended(store, T2))
+        again = stored(store, T2)
+        assert again is not None
+        assert again.reason == "ReplaceBlocked"
+        assert deletes(cluster) == 2
+        assert list(cluster.jobs) == [NAME]
+        assert stored(store, T0) == replaced  # stopped again: its record is as it was
+
+        cluster.refused = False  # the right to delete Jobs granted: the next slot runs
+        now[0] = T3
+        d.fire(task, T3)
+        await until(lambda: NAME not in cluster.jobs and len(cluster.jobs) == 1)
+        assert [r.id for r in runner.running(KEY)] == [run_id(KEY, T3)]
+        assert cluster.side_by_side == []
+        await d.shutdown(0)
+
+    asyncio.run(main())
+
+
+def test_the_new_job_waits_for_a_delete_tried_again() -> None:
+    """One 503: the delete is tried again in the background, and the new Job is created once
+    it went through, not beside the old one."""
+    store, cluster = MemoryRunStore(), Deletes(503)
+    now = [T0]
+    task = job_task(concurrencyPolicy="Replace")
+
+    async def main() -> None:
+        d, runner = wired(cluster, store, lambda: now[0])
+        d.fire(task, T0)
+        await until(lambda: NAME in cluster.jobs)
+        now[0] = T1
+        d.fire(task, T1)
+        await until(lambda: deletes(cluster) == 1 and len(job_delete._DELETES) == 1)
+        # The replaced run ends (its end recorded at once); the new one waits, holding its slot.
+        await until(lambda: [r.id for r in d.active(KEY)] == [run_id(KEY, T1)])
+        replaced = stored(store, T0)
+        assert replaced is not None
+        assert "tries again until it is" in (replaced.message or "")
+        assert list(cluster.jobs) == [NAME]
+        cluster.refused = False
+        await until(lambda: NAME not in cluster.jobs and len(cluster.jobs) == 1)
+        await until(lambda: [r.id for r in runner.running(KEY)] == [run_id(KEY, T1)])
+        assert cluster.side_by_side == []
+        await d.shutdown(0)
+
+    asyncio.run(main())
+
+
+def test_a_run_waiting_for_a_delete_is_replaced_by_the_next_slot() -> None:
+    """The delete fails on (503): the run waiting for it is replaced by the next slot (it did
+    not start), which waits in turn; one delete is tried again in the background, not one a
+    slot; the Job ends on its own, and the latest slot's Job is created."""
+    store, cluster = MemoryRunStore(), Deletes(503)
+    now = [T0]
+    task = job_task(concurrencyPolicy="Replace")
+
+    async def main() -> None:
+        d, _ = wired(cluster, store, lambda: now[0])
+        d.fire(task, T0)
+        await until(lambda: NAME in cluster.jobs)
+        now[0] = T1
+        d.fire(task, T1)
+        await until(lambda: len(job_delete._DELETES) == 1)
+        now[0] = T2
+        d.fire(task, T2)
+        # Stopped while it waited: its claim is written, then its end (as any run's replaced
+        # while it waited to start).
+        await until(lambda: ended(store, T1))
+        waited = stored(store, T1)
+        assert waited is not None
+        assert (waited.status, waited.reason) == (RunStatus.SKIPPED, "Replaced")
+        assert "it did not start" in (waited.message or "")
+        assert list(cluster.jobs) == [NAME]
+        assert len(job_delete._DELETES) == 1
+        cluster.finish(NAME)  # it ends on its own: nothing left to delete
+        await until(lambda: len(cluster.jobs) == 2)
+        assert set(cluster.jobs) - {NAME}  # T2's
+        assert cluster.side_by_side == [NAME]  # the old one had ended: not running
+        await d.shutdown(0)
+
+    asyncio.run(main())
+
+
+def test_a_run_that_waited_for_a_delete_past_its_starting_deadline_is_skipped() -> None:
+    store, cluster = MemoryRunStore(), Deletes(503)
+    now = [T0]
+    task = job_task(concurrencyPolicy="Replace", startingDeadlineSeconds=30)
+
+    async def main() -> None:
+        d, _ = wired(cluster, store, lambda: now[0])
+        d.fire(task, T0)
+        await until(lambda: NAME in cluster.jobs)
+        now[0] = T1
+        d.fire(task, T1)
+        await until(lambda: len(job_delete._DELETES) == 1)
+        now[0] = T1 + timedelta(seconds=45)
+        cluster.refused = False
+        await until(lambda: ended(store, T1))
+        late = stored(store, T1)
+        assert late is not None
+        assert (late.status, late.reason) == (RunStatus.SKIPPED, "MissedDeadline")
+        assert "startingDeadlineSeconds=30" in (late.message or "")
+        assert NAME not in cluster.jobs
+        assert cluster.jobs == {}
+        await d.shutdown(0)
+
+    asyncio.run(main())
