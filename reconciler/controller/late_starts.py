@@ -163,14 +163,11 @@ class LateStarts:
         written as it looks next) and the latest of them is fired at once as a ``catchup``
         (within its startingDeadlineSeconds, if any: ``Dispatcher.fire``), which nothing
         supersedes so in turn (``turn_away``). Else (or its task changed, this replica is
-        fenced, crontask stops) the latest gets its skip; its task handed over, it is let go
-        unwritten (``turned_away_drop``)."""
+        fenced, crontask stops) the latest gets its skip. (A task handed over is let go by the
+        pass that says so, ``turned_away_drop``: not on ``owns`` alone, which a task moved away
+        and back before that pass would leave with no record.)"""
         turned = self._turned_away.get(active.record.task)
         if turned is None or turned.holder != active.record.id:
-            return
-        if not self.owns(active.record.task):
-            # Handed over, the pass that says so still to come: the new owner's, unwritten.
-            self.turned_away_drop(active.record.task, skip=False)
             return
         decided = active.decided_at
         if (
