@@ -32,7 +32,6 @@ from reconciler.cli.collector import start_up_collector
 from reconciler.cli.connections import connection_limit, guarded
 from reconciler.cli.main_helpers import UsageError, existing_paths
 from reconciler.cli.serve import unmet_need
-from reconciler.controller.cluster import Timing
 from reconciler.controller.jobs import JobOptions
 from reconciler.controller.options import HaOptions, Options
 from reconciler.controller.runtime import (
@@ -47,6 +46,7 @@ from reconciler.core.runs import runs_at_once
 from reconciler.core.urls import redact_url
 from reconciler.host import keep_private, raise_open_files
 from reconciler.hostnames import ANY_NAME
+from reconciler.membership.base import Timing
 from reconciler.secretfile import read_secret_file
 from reconciler.sinks import notify_config
 from reconciler.sinks.metrics import Metrics

@@ -12,33 +12,30 @@ The :class:`Cluster` component keeps this replica's membership record renewed ev
   twice while two replicas briefly both believe they own a task.
 - **Fencing.** A replica that has not renewed for ``renew_deadline`` seconds stops starting
   runs (its dispatcher is paused) before its record can expire at ``lease_seconds``, when the
-  others take its tasks; a renewal that works again resumes it. The tasks it kept scheduling
-  meanwhile are its own again with no change of members that it can see, yet any of them may
-  have been taken and run elsewhere: ``on_resumed`` gets them, so that what is known of them
-  here (the notifier's failing/ok state) is read again, as after a handover away and back.
-  The fence going on and off reaches the metrics at once (``on_renewal``), renewals or not.
+  others take its tasks; a renewal that works again resumes it. Any task it kept scheduling
+  meanwhile may have run elsewhere: ``on_resumed`` gets them, so that what is known of them
+  here (the notifier's failing/ok state) is read again. The fence reaches the metrics at once
+  (``on_renewal``). What follows a renewal may wait on the run store: renewals go on meanwhile.
   A renewal that finds this replica's membership *lapsed* meanwhile (its record had expired,
   or a lease's time had passed since the last renewal: a process paused by SIGSTOP, a VM
   frozen) treats every task it owns as handed away and back: retries waiting or held are
   recorded ``HandedOver`` (a running attempt's run does not retry), and the next run of each
   task looks in the store first for a run of another replica (``controller.handover``).
-- **Unchecked claims.** A slot whose claim could not be checked is not run here
-  (``controller.claims``): once the store answers again, the tasks still here catch them up.
+- **Unchecked claims.** A slot whose claim could not be checked is not run here; once the
+  store answers again, the tasks still here catch them up (``controller.claims``).
 - **Dead replicas' runs.** Running records whose owner is no live member (a ``kill -9``, a lost
   node) are marked ``interrupted`` by whoever notices; not those whose work ``outlives`` the
   replica (a Kubernetes Job): the task's new owner adopts them (``controller.jobs``). A
-  renewal looks at those that left the live members (draining ones too) since the last sweep
-  that worked; at joining and after a lapse, at every owner that is no live member (not on
-  every renewal: one that joined since the list was read may have claimed a run already).
-  It does so before it takes their tasks: the pass that follows claims the catch-up of the
-  slot missed in the gap at once, and under Forbid a dead owner's run still ``running`` would
-  have it skipped. (A replica only paused is live until its record expires.)
-- **Too many members.** On a list cut by ``membership.base.Cap`` (others' records sway which
-  ones), only the members known from the last whole list count (``assigned_over``): a known
-  one that dies or drains hands its tasks over, one that joins is assigned nothing; once they
-  fit, every owner not live is looked at.
-- **Clean exit.** Stopping, this replica announces itself *draining*: the others take its
-  tasks at their next renewal; it leaves once its runs finish (within the shutdown grace).
+  renewal looks at those that left the live members since the last sweep that worked; at
+  joining and after a lapse, at every owner that is no live member (one that joined since the
+  list was read may have claimed a run already). Before it takes their tasks: under Forbid a
+  dead owner's run still ``running`` would skip the catch-up. (A paused replica is live until
+  its record expires.)
+- **Too many members.** On a list cut by ``membership.base.Cap``, only the members known from
+  the last whole list count (``assigned_over``): a known one that dies or drains hands its
+  tasks over, one that joins gets nothing; once they fit, every owner not live is looked at.
+- **Clean exit.** Stopping, this replica announces itself *draining* (the others take its
+  tasks); it leaves once its runs finish (within the shutdown grace).
 - **Different views.** Each replica publishes the desired set it read (each task's spec hash),
   its digest and the git revision (``controller.replica_views``), from its first renewal on (it
   reads its sources before joining); when the live members' digests differ, the log, the
@@ -73,18 +70,12 @@ from reconciler.membership.base import (
     Member,
     Membership,
     MembershipUnavailable,
+    Timing,
     Views,
 )
 from reconciler.store.base import RunStore
 
 log = logging.getLogger("crontask.cluster")
-
-
-@dataclasses.dataclass(frozen=True)
-class Timing:
-    renew_interval: float = 2.0
-    renew_deadline: float = 10.0
-    lease_seconds: float = 15.0
 
 
 class Cluster:
@@ -226,15 +217,18 @@ class Cluster:
 
     async def _follow_renewing(self, members: list[Member]) -> None:
         """``_follow``, renewing once an interval while it waits on the run store (a lock on
-        ``runs`` fenced and lapsed every replica); one past the lease is the next tick's."""
+        ``runs`` fenced and lapsed every replica); a lapse (past the lease, a record made anew)
+        is left to the next tick."""
         following = asyncio.ensure_future(self._follow(members))
         next_try = self._last_renewal + self.timing.renew_interval
         try:
             while not (await asyncio.wait({following}, timeout=next_try - self._monotonic()))[0]:
                 kept = await self._answer(self._current_announcement())
                 next_try = self._monotonic() + self.timing.renew_interval  # answered or not
-                if kept and kept[0] - self._last_renewal < self.timing.lease_seconds:
-                    self._last_renewal = kept[0]
+                me = next((m for m in kept[1] if m.id == self.me.id), None) if kept else None
+                held = me is not None and me.since == self._since  # not made anew: no lapse
+                if kept and held and kept[0] - self._last_renewal < self.timing.lease_seconds:
+                    self._last_renewal = kept[0]  # else the next tick says it lapsed
         finally:
             following.cancel()  # the tick cancelled (a stop); nothing once it is done
         await following
@@ -476,20 +470,18 @@ class Cluster:
         self._fence_if_late()
 
     def _fence_if_late(self) -> None:
-        since = self._monotonic() - self._last_renewal
-        if since >= self.timing.renew_deadline and self.dispatcher.paused is None:
-            deadline = self.timing.renew_deadline  # not the time since: set once, it would stay
+        deadline = self.timing.renew_deadline  # said as it is: a time since would go stale
+        if self._monotonic() - self._last_renewal >= deadline and self.dispatcher.paused is None:
             self.dispatcher.paused = f"membership not renewed within {deadline:g}s"
             log.error(
                 "not starting runs: membership not renewed within the renew deadline",
-                extra={"fields": {"renew_deadline": self.timing.renew_deadline}},
+                extra={"fields": {"renew_deadline": deadline}},
             )
             self._report()
 
     def _report(self) -> None:
-        """Tell the metrics after each renewal, and when the fence goes on or off: a fenced
-        replica renews no more, so without this its gauges would keep their last values and
-        it would look healthy while it starts no runs."""
+        """Tell the metrics after each renewal, and when the fence goes on or off: else a fenced
+        replica's gauges keep their last values, healthy while it starts no runs."""
         fenced = self.dispatcher.paused is not None
         self.on_renewal(self.live_count, self.disagreement is not None, fenced)
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from reconciler.controller.cluster import Timing
 from reconciler.controller.jobs import JobOptions
+from reconciler.membership.base import Timing
 from reconciler.runner.environment import TaskEnv
 from reconciler.sinks.notify_config import Notifications
 from reconciler.sources.git import GitOptions

@@ -76,6 +76,15 @@ def readable_version(value: object) -> str | None:
     return None
 
 
+@dataclasses.dataclass(frozen=True)
+class Timing:
+    """How often a replica renews, when it stops starting runs unrenewed, when it is gone."""
+
+    renew_interval: float = 2.0
+    renew_deadline: float = 10.0
+    lease_seconds: float = 15.0
+
+
 class MembershipUnavailable(Exception):
     """Temporary: the membership service could not be reached; nothing is known."""
 

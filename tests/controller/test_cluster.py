@@ -9,13 +9,13 @@ import asyncio
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from reconciler.controller.cluster import Cluster, Timing
+from reconciler.controller.cluster import Cluster
 from reconciler.controller.dispatch import Dispatcher
 from reconciler.controller.handover import Handover
 from reconciler.controller.queue import WorkQueue
 from reconciler.controller.reconcile import Reconciler
 from reconciler.core.runs import RunRecord, RunStatus, Trigger, run_id
-from reconciler.membership.base import Announcement
+from reconciler.membership.base import Announcement, Timing
 from reconciler.membership.memory import MemoryMembership, MemoryViews, Registry
 from reconciler.runner.base import Actions
 from reconciler.runner.memory import SUCCESS, ScriptedAction

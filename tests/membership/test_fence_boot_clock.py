@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from reconciler.controller.cluster import Cluster, Timing
+from reconciler.controller.cluster import Cluster
 from reconciler.controller.queue import WorkQueue
-from reconciler.membership.base import Announcement
+from reconciler.membership.base import Announcement, Timing
 from reconciler.membership.memory import MemoryMembership
 from tests.controller.test_cluster import World
 

@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from reconciler.controller.cluster import Cluster, Timing
+from reconciler.controller.cluster import Cluster
 from reconciler.controller.queue import WorkQueue
-from reconciler.membership.base import Announcement
+from reconciler.membership.base import Announcement, Timing
 from reconciler.store import open_store
 from reconciler.store.members import SqlMembership, SqlViews
 from reconciler.store.sql_schema import create_engine
