@@ -9,28 +9,36 @@ Contract:
   store records (``_recorded``: a crontask sharing the Job namespace has its own). A Job whose
   run is still followed, or ``running`` in the store, is never deleted: its log and outcome are
   read first. Nothing of a removed task is deleted while the sources' empty-set guard holds
-  removals back (``holding``), nor a removed CronTask's (``JobRunner.collected``: its deletion
-  decides, ``--cascade=orphan`` keeps them). Only the tasks this replica owns are judged, and
-  only Jobs with the ``crontask.dev/run-id`` label are seen; nor is one controlled by a
-  CronTask that is not the task's owner in force (``core.jobs.run_in``, ``JobWatch.jobs_of``).
+  removals back, nor a removed CronTask's (``JobRunner.collected``: its deletion decides,
+  ``--cascade=orphan`` keeps them). What is declared and whether removals are held are one
+  pair, the last applied pass's (:meth:`JobCleanup.passed`; held until the first), read after
+  the wait for the store. Only the tasks this replica owns are judged, and only Jobs with the
+  ``crontask.dev/run-id`` label are seen; nor is one controlled by a CronTask that is not the
+  task's owner in force (``core.jobs.run_in``, ``JobWatch.jobs_of``).
 - A Job whose delete fails (the API server refuses it: no right to delete Jobs, a webhook that
-  denies it; or does not answer) is left for the next pass, and the others are deleted all the
-  same: one such Job must not keep every later task's Jobs, in the order of their keys, past
-  their limits. The failure comes again with every pass (each resync, each run's end): it is one
-  warning per namespace and answer every ``REFUSAL_EVERY`` seconds (``RefusalLog``), naming the
-  RBAC rule after a ``403`` (``missing="jobs: delete in namespace X"``), with how many were not
-  logged (``suppressed``). It raises only what is not a Job API error (the run store's).
+  denies it; or does not answer) is left for the next pass, and so are the rest of that
+  namespace's Jobs in this pass; the other namespaces' go all the same. A namespace that
+  refuses one Job most likely refuses the next: trying every Job left at every pass, their
+  number growing by one a run while none could go, sent DELETEs as the square of the runs, and
+  held the housekeeping as long as each failure took. A Job whose delete failed is tried after
+  the others at the next pass: one that a webhook denies alone holds the others of its
+  namespace one pass, not for good. The failure comes again with every pass (each resync, each
+  run's end): it is one warning per namespace, answer and kind (beyond the limits, removed)
+  every ``REFUSAL_EVERY`` seconds (``RefusalLog``), naming the RBAC rule after a ``403``
+  (``missing="jobs: delete in namespace X"``) unless admission denied it (a webhook or a
+  policy: ``request=``), with how many were not logged (``suppressed``). It raises only what is
+  not a Job API error (the run store's).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
 from reconciler.controller.dispatch import Dispatcher
-from reconciler.controller.reconcile import Reconciler
+from reconciler.controller.reconcile import PassResult, Reconciler
 from reconciler.core.desired import Definition
 from reconciler.core.jobs import finished, is_deleting, run_of
 from reconciler.runner.job import JobRunner
@@ -40,6 +48,7 @@ from reconciler.store.base import RunStore
 
 log = logging.getLogger("crontask.jobs")
 THEIRS_MAX = 10_000  # another crontask's Jobs remembered (``_theirs``), not read each pass
+_REMOVED = "of a task no source declares any more"
 
 
 class JobCleanup:
@@ -60,11 +69,21 @@ class JobCleanup:
         self.dispatcher = dispatcher
         self.reconciler = reconciler
         self._theirs: set[str] = set()  # uids of removed tasks' Jobs not in the store: left
-        self._refusals = RefusalLog()  # by (namespace, status): a refused delete comes again
+        self._refusals = RefusalLog()  # by (namespace, status, admission, why): comes again
+        self._failed: set[str] = set()  # uids of Jobs whose delete failed: tried last
+        # The last applied pass's declared tasks and whether it held removals back, one pair:
+        # read apart, a pass that read every source empty landing between the two reads paired
+        # "nothing declared" with "nothing held", and every finished Job in the store went.
+        # Before the first pass nothing is known to be removed.
+        self._pass: tuple[Mapping[str, Definition], bool] = ({}, True)
 
-    async def clean(self, keys: Collection[str] | None, *, holding: bool) -> int:
+    def passed(self, result: PassResult) -> None:
+        """A pass applied (``result.ok``): what it declared, whether it held removals back."""
+        self._pass = (result.desired.tasks, bool(result.plan.held_removals))
+
+    async def clean(self, keys: Collection[str] | None) -> int:
         """Delete the finished Jobs beyond the limits of ``keys`` (None: every task with Jobs).
-        ``holding``: the last pass held removals back. Returns how many were deleted."""
+        Returns how many were deleted."""
         targets = self.watch.tasks() if keys is None else set(keys)
         targets = {key for key in targets if self.reconciler.mine(key)}
         if not targets:
@@ -73,7 +92,8 @@ class JobCleanup:
         busy = {r.id for r in running} | {
             r.id for key in targets for r in self.dispatcher.active(key)
         }
-        declared = self.reconciler.desired.tasks
+        # After the wait: a pass may have landed meanwhile (see __init__).
+        declared, holding = self._pass
         doomed = {
             key: self._doomed(key, declared.get(key), busy, holding) for key in sorted(targets)
         }
@@ -87,36 +107,55 @@ class JobCleanup:
             if len(self._theirs) > THEIRS_MAX:  # each looked up once more: most are gone
                 self._theirs.clear()
             self._theirs |= {_uid(job) for job in removed if _run_id(job) not in ours}
+        # Those that failed before go last, in every namespace (module docstring).
+        jobs = [(key, job) for key, found in doomed.items() for job in found]
+        jobs.sort(key=lambda item: _uid(item[1]) in self._failed)
         deleted = 0
-        for key, jobs in doomed.items():
-            for job in jobs:
-                if await self._delete(key, job):
-                    deleted += 1
+        failed: set[str] = set()  # the namespaces left for the next pass
+        for key, job in jobs:
+            namespace = job["metadata"]["namespace"]
+            if namespace in failed:
+                continue
+            gone = await self._delete(key, job, "history" if key in declared else "removed")
+            if gone is None:
+                failed.add(namespace)
+            elif gone:
+                deleted += 1
         return deleted
 
-    async def _delete(self, key: str, job: dict[str, Any]) -> bool:
+    async def _delete(self, key: str, job: dict[str, Any], why: str) -> bool | None:
+        """True if deleted, False if gone already, None if the delete failed (logged)."""
         meta = job.get("metadata") or {}
-        namespace, name = meta["namespace"], meta["name"]
+        namespace, name, uid = meta["namespace"], meta["name"], _uid(job)
         try:
             deleted = await self.watch.delete(namespace, name, meta.get("uid"))
         except JobApiError as err:
-            # Left for the next pass; the other Jobs go all the same (module docstring).
-            suppressed = self._refusals.due((namespace, err.status))
+            if len(self._failed) >= THEIRS_MAX:  # the oldest may be gone: tried in turn again
+                self._failed.clear()
+            self._failed.add(uid)
+            admission = _admission(err)
+            suppressed = self._refusals.due((namespace, err.status, admission, why))
             if suppressed is not None:
+                fields = refusal(err, "jobs: delete", namespace)
+                if admission:  # its namespace's rules are not what is missing
+                    fields["request"] = fields.pop("missing")
                 fields = {
                     "task": key,
                     "job": name,
-                    **refusal(err, "jobs: delete", namespace),
+                    **fields,
                     "error": str(err),
                     "suppressed": suppressed,
                 }
+                whose = "beyond the history limits" if why == "history" else _REMOVED
                 log.warning(
-                    "cannot delete a Job beyond the history limits; the next pass tries again",
+                    f"cannot delete a Job {whose}; it and its namespace's others wait for the"
+                    " next pass",
                     extra={"fields": fields},
                 )
-            return False
+            return None
+        self._failed.discard(uid)
         if deleted:
-            log.info("job deleted", extra={"fields": {"task": key, "job": name, "why": "history"}})
+            log.info("job deleted", extra={"fields": {"task": key, "job": name, "why": why}})
         return deleted
 
     def _doomed(
@@ -152,6 +191,13 @@ class JobCleanup:
             else:
                 doomed.extend(group)
         return doomed
+
+
+def _admission(err: JobApiError) -> bool:
+    """A ``403`` that admission gave (a webhook or a policy that "denied" the request), not
+    authorization ("cannot delete resource", as RBAC says): no RBAC rule is missing."""
+    said = str(err)
+    return err.status == 403 and "denied" in said and "cannot delete resource" not in said
 
 
 def _recorded(store: RunStore, ids: Collection[str]) -> set[str]:

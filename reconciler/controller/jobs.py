@@ -18,7 +18,8 @@
     outcome is decided (``core.jobs.decided``), or not live with the same uid, is left;
   * **cleans up** finished Jobs beyond ``successfulRunsHistoryLimit`` /
     ``failedRunsHistoryLimit``, and a removed task's (``controller.job_cleanup``: a Job whose
-    delete fails is left for the next pass, said once a while, and the others go);
+    delete fails is left for the next pass with the rest of its namespace's, said once a
+    while, and the other namespaces' go);
   * **lets go** of the Job watch of a namespace watched on demand (``JobWatch.let_go``) once
     no definition in force puts Jobs there, no run followed or ``running`` has its Job there,
     and its cache holds no Job of a task (one clean-up may still delete). The bound on such
@@ -177,7 +178,6 @@ class JobSupervisor:
         self._all = asyncio.Event()  # adopt and clean everything (after a full pass)
         self._keys: set[str] = set()  # tasks whose Jobs may be over their limits
         self._some = asyncio.Event()
-        self._holding = False  # the last pass held removals back (empty-set guard)
         self._tasks: set[asyncio.Task[None]] = set()
         self._released: set[str] = set()  # uids of the Jobs of final records, handled once
         self.cleanup = JobCleanup(
@@ -229,7 +229,7 @@ class JobSupervisor:
     def _after_pass(self, result: PassResult) -> None:
         if not result.ok:
             return
-        self._holding = bool(result.plan.held_removals)
+        self.cleanup.passed(result)
         keys = result.desired.tasks.keys() if result.resync else (result.keys or ())
         if result.resync:
             self._places.clear()
@@ -309,7 +309,7 @@ class JobSupervisor:
 
     async def clean(self, keys: Collection[str] | None) -> int:
         """Delete the finished Jobs beyond the limits of ``keys`` (None: every task with Jobs)."""
-        return await self.cleanup.clean(keys, holding=self._holding)
+        return await self.cleanup.clean(keys)
 
 
 async def adopt_runs(

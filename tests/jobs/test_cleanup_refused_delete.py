@@ -7,22 +7,36 @@ tasks' Jobs go, and the refusal is one warning that names the RBAC rule
 (``missing="jobs: delete in namespace default"``), said again at most every ten minutes.
 
 The real ``crontask run`` (a subprocess) against the Kubernetes emulator, which runs the Jobs'
-containers as local processes and here refuses every DELETE of task ``a1``'s Jobs."""
+containers as local processes and here refuses every DELETE of task ``a1``'s Jobs.
+
+Then, in process (``test_cleanup_hold_race.Housekeeping``): each pass tried every doomed Job
+again, although its namespace had just refused one or not answered. Nothing could go, so the
+doomed Jobs grew by one a run and the DELETEs of each pass with them (465 after 30 runs of a task
+without the right to delete, against 30 before), and a delete that failed slowly held the
+housekeeping that long for each. Now a namespace that refuses a delete (or does not answer) is
+left for the rest of the pass, the other namespaces go on, and a Job refused before is tried
+after the others: a webhook that denies one Job holds the others one pass, not for good. Only
+an authorization refusal is said to be a missing RBAC rule, not a webhook's."""
 
 from __future__ import annotations
 
+import logging
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.helpers import wait_for
+from tests.jobs import test_cleanup_hold_race as hold_race
 from tests.jobs.conftest import Crontask, jobs, trigger, write_task
+from tests.jobs.test_cleanup_hold_race import Housekeeping, play
 from tests.jobs.test_lifecycle import ended
 from tests.k8s.emulator import Emulator, server
 from tests.k8s.emulator import emulator as emulator_module
+from tests.k8s.emulator.errors import ApiError
+from tests.k8s.emulator.fixtures import serve
 
 REFUSED = re.compile(r"^/apis/batch/v1/namespaces/default/jobs/a1-")
 
@@ -89,3 +103,134 @@ def test_a_refused_delete_leaves_one_job_and_the_clean_up_goes_on(
     assert "task=default/a1" in warnings[0]
     assert "Traceback" not in said
     assert "housekeeping failed" not in said
+
+
+RBAC = (
+    'jobs.batch "{name}" is forbidden: User "system:serviceaccount:default:crontask" '
+    'cannot delete resource "jobs" in API group "batch" in the namespace "{namespace}"'
+)
+WEBHOOK = 'admission webhook "keep.example.com" denied the request: this Job is kept'
+JOB_PATH = re.compile(r"^/apis/batch/v1/namespaces/([^/]+)/jobs/([^/]+)$")
+
+
+@pytest.fixture
+def quiet_emulator() -> Iterator[Emulator]:
+    yield from serve()  # runs no Job: the test writes their status
+
+
+class Refusals:
+    """DELETEs of Jobs answered ``403`` by the emulator: every one in ``namespaces`` (RBAC's
+    answer), and those of the Jobs named in ``denied`` (an admission webhook's)."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.namespaces: set[str] = set()
+        self.denied: set[str] = set()
+        route = server.Handler._route
+
+        def refusing(
+            handler: server.Handler, method: str, path: str, params: dict[str, str], raw: bytes
+        ) -> tuple[int, Any] | None:
+            found = JOB_PATH.match(path)
+            if method == "DELETE" and found:
+                namespace, name = found.groups()
+                if namespace in self.namespaces:
+                    message = RBAC.format(name=name, namespace=namespace)
+                    raise ApiError(403, message, reason="Forbidden")
+                if name in self.denied:
+                    raise ApiError(403, WEBHOOK, reason="Forbidden")
+            return route(handler, method, path, params, raw)
+
+        monkeypatch.setattr(server.Handler, "_route", refusing)
+
+
+def said(caplog: pytest.LogCaptureFixture) -> list[tuple[str, dict[str, Any]]]:
+    """The clean-up's warnings: message and fields."""
+    return [
+        (r.getMessage(), getattr(r, "fields", {}))
+        for r in caplog.records
+        if r.name == "crontask.jobs" and r.levelno == logging.WARNING
+    ]
+
+
+def test_a_namespace_that_refuses_is_tried_once_a_pass_and_the_others_go_on(
+    quiet_emulator: Emulator,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """``a1`` (namespace default, where crontask may not delete Jobs) has three finished Jobs
+    beyond its limit, ``b1`` (namespace other) two. Each pass sends one DELETE to default, and
+    ``b1``'s Jobs go at the first. The warning names the RBAC rule; once ``a1`` is removed its
+    Jobs are said to be a removed task's. With the right back, all go at the next pass."""
+    refusals = Refusals(monkeypatch)
+
+    async def body(house: Housekeeping) -> None:
+        hold_race.write_task(house.tasks, "a1", successfulRunsHistoryLimit=0)
+        hold_race.write_task(house.tasks, "b1", "other", successfulRunsHistoryLimit=0)
+        await house.run_pass()
+        await house.finished_jobs("default/a1", 3)
+        await house.finished_jobs("default/b1", 2)
+        refusals.namespaces.add("default")
+        with caplog.at_level(logging.INFO, logger="crontask.jobs"):
+            assert await house.supervisor.clean(None) == 2
+            assert house.names("other") == []
+            assert (house.deletes("default"), len(house.names("default"))) == (1, 3)
+            for count in (2, 3):  # one more a pass, not one more a Job
+                assert await house.supervisor.clean({"default/a1"}) == 0
+                assert house.deletes("default") == count
+            (message, fields), *more = said(caplog)
+            assert more == []
+            assert message.startswith("cannot delete a Job beyond the history limits")
+            assert fields["missing"] == "jobs: delete in namespace default"
+            assert fields["suppressed"] == 0
+
+            (house.tasks / "a1.yaml").unlink()
+            await house.run_pass()
+            assert await house.supervisor.clean(None) == 0
+            assert house.deletes("default") == 4
+            message, fields = said(caplog)[-1]
+            assert message.startswith("cannot delete a Job of a task no source declares any more")
+            assert fields["missing"] == "jobs: delete in namespace default"
+
+            refusals.namespaces.clear()
+            assert await house.supervisor.clean(None) == 3
+            assert house.names("default") == []
+        gone = [r for r in caplog.records if r.getMessage() == "job deleted"]
+        whys = sorted(getattr(r, "fields", {})["why"] for r in gone)
+        assert whys == ["history", "history", "removed", "removed", "removed"]
+
+    play(quiet_emulator, tmp_path, ["default", "other"], body)
+
+
+def test_a_job_a_webhook_denies_holds_the_others_of_its_namespace_one_pass(
+    quiet_emulator: Emulator,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A webhook denies the delete of ``a1``'s newest Job, the first tried: the pass leaves the
+    namespace; the next one tries the other two first (they go) and the denied one last. The
+    warning does not say that an RBAC rule is missing."""
+    refusals = Refusals(monkeypatch)
+
+    async def body(house: Housekeeping) -> None:
+        hold_race.write_task(house.tasks, "a1", successfulRunsHistoryLimit=0)
+        await house.run_pass()
+        *older, newest = await house.finished_jobs("default/a1", 3)
+        refusals.denied.add(newest)
+        with caplog.at_level(logging.WARNING, logger="crontask.jobs"):
+            assert await house.supervisor.clean(None) == 0
+            assert house.deletes("default") == 1
+            assert await house.supervisor.clean(None) == 2
+            assert (house.deletes("default"), house.names("default")) == (4, [newest])
+            assert await house.supervisor.clean(None) == 0
+            assert house.deletes("default") == 5
+        ((message, fields),) = said(caplog)
+        assert message.startswith("cannot delete a Job beyond the history limits")
+        assert "missing" not in fields
+        assert fields["request"] == "jobs: delete in namespace default"
+        assert fields["job"] == newest
+        assert "admission webhook" in fields["error"]
+        assert older  # both went
+
+    play(quiet_emulator, tmp_path, ["default"], body)
