@@ -45,7 +45,7 @@ from reconciler.core.jobs import decided, is_deleting
 from reconciler.core.runs import JobDetails, RunRecord
 from reconciler.core.status import ObjectRef
 from reconciler.runner.job import JobRunner
-from reconciler.runner.job_delete import delete_job
+from reconciler.runner.job_delete import delete_job, retrying
 from reconciler.sources.base import Notify, Source, SourceState
 from reconciler.sources.kubernetes import Connection
 from reconciler.sources.kubernetes_jobs import JobWatch
@@ -393,6 +393,10 @@ async def _release(
     if job is None or meta.get("uid") != where.uid or decided(job) or is_deleting(job):
         return False
     deleted = await delete_job(runner, where, where.uid, record.id)
+    if isinstance(deleted, str) and not retrying(where.uid):
+        # Refused for good (403) and tried again by nothing in the background: the next
+        # resync tries it again, as the run's record says.
+        handled.discard(str(where.uid))
     said = "job deleted" if deleted is True else "job gone already" if deleted is False else ""
     log.warning(
         (said or f"cannot delete a Job ({deleted})")

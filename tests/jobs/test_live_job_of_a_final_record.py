@@ -1,5 +1,6 @@
 """A live Job whose attempt's stored record is final is no crontask run's: the Job
-housekeeping after a full pass deletes it (``controller.jobs.release_jobs``), once. The case
+housekeeping after a full pass deletes it (``controller.jobs.release_jobs``), once (again at
+the next pass while the API server refuses the delete for good). The case
 that makes one: ``Replace`` stopped an attempt whose create and the read that followed went
 unanswered (its record ``failed``/``Replaced``, the Job maybe written), and crontask stopped
 before the API server answered the background read that would have deleted it: the Job ran
@@ -37,7 +38,7 @@ from tests.jobs.conftest import Crontask, Gate, write_task
 from tests.jobs.test_job_runner import KEY, NAME, T0, job_task, record, until
 from tests.jobs.test_lifecycle import ended, live
 from tests.jobs.test_stop_during_create import FirstCreateUnheard
-from tests.jobs.twin import FakeCluster
+from tests.jobs.twin import ApiError, FakeCluster
 from tests.k8s.emulator import Emulator
 
 NEWER = job_name(KEY, T0 + timedelta(seconds=1), 1, qualified=False)
@@ -199,3 +200,45 @@ def test_at_its_start_crontask_deletes_the_live_job_of_a_final_record_and_adopts
     assert (done.status, done.output) == (RunStatus.SUCCEEDED, "done\n")
     (over,) = ended(instance, "default/over")
     assert (over.status, over.reason) == (RunStatus.FAILED, "Replaced")
+
+
+class RefusesDeletesForGood(FakeCluster):
+    """The next ``refused`` deletes answer 403 (no right to delete Jobs)."""
+
+    def __init__(self, refused: int) -> None:
+        super().__init__()
+        self.refused = refused
+
+    async def delete(self, namespace: str, name: str, uid: str | None) -> bool:
+        if self.refused:
+            self.refused -= 1
+            self.calls.append(("delete", name))
+            raise ApiError("cannot delete Job: HTTP 403 Forbidden", 403)
+        return await super().delete(namespace, name, uid)
+
+
+def test_a_delete_refused_for_good_is_tried_again_at_the_next_pass() -> None:
+    """Nothing retries a 403 in the background: the next housekeeping pass (a resync) tries
+    the delete again, as the replaced run's record says, and deletes it once allowed."""
+    store = MemoryRunStore()
+
+    async def main() -> None:
+        cluster = RefusesDeletesForGood(1)
+        runner = JobRunner(cluster, namespace="default", verify_seconds=0.05)
+        d = Dispatcher(store, owner="h:2:y", clock=lambda: T0, actions=Actions([runner]))
+        claimed = record(job=JobDetails("default", NAME))
+        store.claim(claimed)
+        cluster.add(job_manifest(job_task(), claimed, namespace="default", name=NAME, env={}))
+        store.complete(
+            claimed.finish(RunStatus.FAILED, finished_at=T0, reason="Replaced", job=claimed.job)
+        )
+        await until(lambda: bool(runner.running(KEY)))  # the watch has seen it live
+        handled: set[str] = set()
+        assert await release_jobs(d, store, runner, {KEY}, handled) == 0  # refused
+        assert NAME in cluster.jobs
+        assert await release_jobs(d, store, runner, {KEY}, handled) == 1  # tried again
+        assert NAME not in cluster.jobs
+        assert cluster.calls.count(("delete", NAME)) == 2
+        await d.shutdown(0)
+
+    asyncio.run(main())
