@@ -66,6 +66,7 @@ from reconciler.store import (
     sql_beats,
     sql_exclusive,
     sql_import,
+    sql_ping,
     sql_retention,
     sql_rows,
     sql_running,
@@ -76,6 +77,7 @@ from reconciler.store.base import DuplicateRun, ExclusiveClaim, StoreUnavailable
 from reconciler.store.query import Cursor, RunPage, RunQuery
 from reconciler.store.records import normalized, utc
 from reconciler.store.sql_errors import (
+    Damaged,
     RolledBack,
     is_unique_violation,
     reader_said,
@@ -95,6 +97,7 @@ from reconciler.store.sql_schema import (
     runs,
     wait_ms,
 )
+from reconciler.store.sql_sqlite_file import refuse_unlocked
 
 __all__ = [
     "SQLITE_BUSY_TIMEOUT",
@@ -111,29 +114,6 @@ _WRITE_ATTEMPTS: Final = 5
 # each holds a pooled connection while it runs, and sixteen of them from the API and the status
 # page took all fifteen, so the claims that keep a slot to one run waited 30 s and failed.
 _BULK_READERS: Final = 4
-# PostgreSQL: whether this session may write the runs (a missing table raises 42P01).
-_WRITABLE: Final = sa.text(
-    "SELECT current_setting('transaction_read_only') = 'off'"
-    " AND has_table_privilege('runs', 'INSERT') AND has_table_privilege('runs', 'UPDATE')"
-)
-
-
-def _first_entries() -> tuple[sa.TextClause, ...]:
-    """SQLite's readiness: the first entry of the runs table and of each of its indexes (the
-    primary key's too), each read through its own b-tree: its root page and a leaf. A page
-    damaged there fails the check, as it fails the records' writes (``sql_errors``); the
-    ``SELECT 1`` before read no page. Damage deeper in is found by the writes that meet it."""
-    indexes = sorted((str(i.name), i.dialect_options["sqlite"]["where"]) for i in runs.indexes)
-    reads = [sa.text("SELECT 1 FROM runs NOT INDEXED LIMIT 1")]  # else read through an index
-    for name, where in [("sqlite_autoindex_runs_1", None), *indexes]:
-        # A partial index is read only by a query that holds its predicate. The names and
-        # predicates are the schema's own.
-        held = "" if where is None else f" WHERE {where}"
-        reads.append(sa.text(f"SELECT 1 FROM runs INDEXED BY {name}{held} LIMIT 1"))  # noqa: S608
-    return tuple(reads)
-
-
-_FIRST_ENTRIES: Final = _first_entries()
 # A reader of the history (``crontask runs``, a store opened ``existing``): how long one of its
 # reads waits on PostgreSQL for a lock another session holds on a table (LOCK TABLE, VACUUM
 # FULL, REINDEX, a newer replica's migration hold ACCESS EXCLUSIVE, which every SELECT waits
@@ -156,6 +136,7 @@ class SqlRunStore:
         self._read_wait = None if read_wait is None else wait_ms(read_wait)
         self._closed = False
         self._bulk_reads = threading.BoundedSemaphore(_BULK_READERS)
+        self._damage = sql_ping.Damage()  # said by readiness until records are written
         # Built once: a statement built per call is traversed for its cache key on every
         # execution, which was most of a burst's claims and saves in the store's threads.
         insert = sqlite_insert(runs) if self._sqlite else pg_insert(runs)
@@ -183,6 +164,8 @@ class SqlRunStore:
         latecomers find the work done. PostgreSQL DDL is transactional, so a failed upgrade
         leaves the previous schema; SQLite DDL in a transaction is too.
         """
+        if not existing:  # a reader may read so (read-only media), a writer corrupts the file
+            refuse_unlocked(url)
         engine = create_engine(url, existing=existing)
         try:
             if existing:
@@ -221,7 +204,8 @@ class SqlRunStore:
         if self._closed:
             raise RuntimeError("the run store is closed")
         ms = (None if wait is None else wait_ms(wait)) if write else self._read_wait
-        with reader_said(self._read_wait), translated_errors(), self._engine.connect() as conn:
+        noted, said = self._noted(), reader_said(self._read_wait)
+        with noted, said, translated_errors(), self._engine.connect() as conn:
             if write and self._sqlite:
                 conn.execution_options(**{BEGIN_OPTION: "IMMEDIATE"})
                 if ms is not None:
@@ -231,23 +215,39 @@ class SqlRunStore:
                     conn.execute(LOCK_WAIT, {"ms": str(ms)})  # until the transaction ends
                 yield conn
 
-    def _write(self, work: Callable[[Connection], _T], *, lock_wait: bool = True) -> _T:
+    @contextlib.contextmanager
+    def _noted(self) -> Iterator[None]:
+        """Damage met in the file, kept for readiness (``sql_ping.Damage``)."""
+        try:
+            yield
+        except Damaged as e:
+            self._damage.met(e)
+            raise
+
+    def _write(
+        self, work: Callable[[Connection], _T], *, lock_wait: bool = True, records: bool = False
+    ) -> _T:
         """``work`` in one write transaction, run again when PostgreSQL rolled the transaction
         back for another's sake (a deadlock, a serialization failure): the rows decide each
         write here, so running it again is safe, and it then gets the answer it would have had
         if it had come second. After :data:`_WRITE_ATTEMPTS`, RolledBack (a StoreUnavailable).
         ``lock_wait``: a lock someone else holds is waited for WRITE_LOCK_WAIT (a run's write),
-        else as long as the database's own settings say."""
+        else as long as the database's own settings say. ``records``: the work writes runs'
+        records, and once it is committed no damage met before is said (``sql_ping.Damage``)."""
         wait = WRITE_LOCK_WAIT if lock_wait else None
         attempts = _WRITE_ATTEMPTS
         while True:
             try:
                 with self._tx(write=True, wait=wait) as conn:
-                    return work(conn)
+                    done = work(conn)
             except RolledBack:
                 attempts -= 1
                 if not attempts:
                     raise
+                continue
+            if records:
+                self._damage.written()
+            return done
 
     # -- RunStore ------------------------------------------------------------------------------
 
@@ -255,7 +255,7 @@ class SqlRunStore:
         record = normalized(record)
         statement = runs.insert().values(record_to_row(record))
         try:
-            self._write(lambda conn: conn.execute(statement))
+            self._write(lambda conn: conn.execute(statement), records=True)
         except exc.IntegrityError as e:
             if is_unique_violation(e):
                 raise DuplicateRun(record.id, record.attempt) from None
@@ -268,7 +268,7 @@ class SqlRunStore:
         # One statement for the batch. Same atomicity per row as claim(): the primary key decides.
         # In key order: two replicas claiming the same slots then lock them in the same order.
         rows = sorted((record_to_row(normalized(r)) for r in records), key=row_key)
-        found = self._write(lambda conn: conn.execute(self._claim_stmt, rows).all())
+        found = self._write(lambda conn: conn.execute(self._claim_stmt, rows).all(), records=True)
         inserted = {(row.id, row.attempt) for row in found}
         seen: set[tuple[str, int]] = set()
         claimed: list[bool] = []
@@ -287,6 +287,7 @@ class SqlRunStore:
         return self._write(
             lambda conn: sql_exclusive.claim(conn, records, self._claim_stmt, self._sqlite),
             lock_wait=False,
+            records=True,
         )
 
     def complete(self, record: RunRecord) -> None:
@@ -295,7 +296,7 @@ class SqlRunStore:
         statement = (
             runs.update().where(_c.id == record.id, _c.attempt == record.attempt).values(values)
         )
-        if self._write(lambda conn: conn.execute(statement).rowcount) == 0:
+        if self._write(lambda conn: conn.execute(statement).rowcount, records=True) == 0:
             raise KeyError((row["id"], row["attempt"]))
 
     def save_many(self, records: Sequence[RunRecord]) -> None:
@@ -316,7 +317,7 @@ class SqlRunStore:
                 # cost of a save).
                 conn.execute(IDLE_TIMER)
 
-        self._write(save)
+        self._write(save, records=True)
 
     def get(self, run_id: str, attempt: int | None = None) -> RunRecord | None:
         stmt = sa.select(runs).where(_c.id == run_id)
@@ -458,21 +459,13 @@ class SqlRunStore:
         )
 
     def ping(self) -> None:
-        """StoreUnavailable unless the store can take records now: on PostgreSQL a server that
-        answers but takes no writes (a read-only standby, ``default_transaction_read_only``),
-        or the ``runs`` table gone or its rights revoked, is an outage as the records see it
-        (``sql_errors``), and readiness says so; so is a damaged SQLite file whose runs
-        cannot be read at their first entries (``_first_entries``)."""
+        """StoreUnavailable unless the store can take records now (``sql_ping``): damage met
+        in the SQLite file since the last write of records is said again."""
         if self._closed:
             raise StoreUnavailable("the run store is closed")
-        with translated_errors(), self._engine.connect() as conn:
-            if self._sqlite:
-                for read in _FIRST_ENTRIES:  # a damaged file fails here too
-                    conn.execute(read).all()
-            elif not conn.execute(_WRITABLE).scalar():
-                # A session begun read-only stays so: not kept for the next ping (sql_errors).
-                conn.invalidate()
-                raise StoreUnavailable("the run store takes no writes (read-only, or no rights)")
+        self._damage.check()
+        with self._noted(), translated_errors(), self._engine.connect() as conn:
+            sql_ping.check(conn, sqlite=self._sqlite)
 
     def close(self) -> None:
         self._closed = True

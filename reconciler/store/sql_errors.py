@@ -114,6 +114,11 @@ def _not_now(e: exc.DBAPIError) -> bool:
 _SQLITE_DAMAGED: Final = frozenset({sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB})
 
 
+class Damaged(StoreUnavailable):
+    """The SQLite file is damaged (``_SQLITE_DAMAGED``): an outage until someone restores it,
+    which the store remembers for its readiness (``sql_ping.Damage``)."""
+
+
 def _damaged(e: exc.DBAPIError) -> bool:
     code = getattr(e.orig, "sqlite_errorcode", None)
     return isinstance(code, int) and (code & 0xFF) in _SQLITE_DAMAGED
@@ -138,7 +143,7 @@ def translated_errors(*, damaged: bool = True) -> Iterator[None]:
         if getattr(e.orig, "sqlstate", None) in _ROLLED_BACK:
             raise RolledBack(f"run store rolled the transaction back: {e.orig}") from e
         if damaged and _damaged(e):
-            raise StoreUnavailable(
+            raise Damaged(
                 f"run store unavailable: its SQLite file is damaged ({e.orig}); stop crontask,"
                 " then restore the file from a backup, or move it away to start a new history"
             ) from e

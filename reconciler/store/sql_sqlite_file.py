@@ -35,7 +35,8 @@ def sqlite_file(u: sa.URL) -> Path:
     if is_uri(u) and database.startswith("file:"):
         database = _uri_path(database)
         options = _uri_options(_opened_name(u))
-        _refuse_unlocked(options)
+        if (why := _unlocked(u, options)) is not None:  # a writer is refused (refuse_unlocked)
+            log.warning("%s; read so, what a crontask writes meanwhile may be read torn", why)
     memory = u.query.get("mode") == "memory" or ("mode", "memory") in options
     if not database or database == ":memory:" or memory:
         raise ValueError(_NEEDS_FILE)
@@ -111,20 +112,41 @@ _UNLOCKING: Final = ("nolock", "immutable")
 _VFS: Final = "unix"
 
 
-def _refuse_unlocked(options: list[tuple[str, str]]) -> None:
-    """ValueError for a URI option that turns SQLite's locking off (above). Any of their
+def refuse_unlocked(url: str) -> None:
+    """ValueError for a writer's SQLite URL with a URI option that turns SQLite's locking off
+    (above), before anything is made. A reader (``crontask runs``) may use them: an immutable
+    read is SQLite's only way to read a WAL store on read-only media (a snapshot, a backup)
+    without making its -shm, and corrupts nothing but what it reads (``sqlite_file`` warns)."""
+    try:
+        u = sa.make_url(url)
+    except exc.ArgumentError:
+        return  # create_engine says what is wrong with it
+    if u.get_backend_name() != "sqlite" or not is_uri(u):
+        return
+    if not (u.database or "").startswith("file:"):
+        return
+    if (why := _unlocked(u, _uri_options(_opened_name(u)))) is not None:
+        raise ValueError(f"{why}: leave it out")
+
+
+def _unlocked(u: sa.URL, options: list[tuple[str, str]]) -> str | None:
+    """What in ``options`` (of ``u``) turns SQLite's locking off (None: nothing). Any of their
     occurrences counts (SQLite reads the first ``nolock``, the last ``vfs``)."""
+    given = u.query.get("vfs")
+    if isinstance(given, tuple):  # SQLAlchemy hands SQLite "vfs=('unix', 'unix-none')"
+        return f"the SQLite URI option vfs is given {len(given)} times ({', '.join(given)})"
     for name, value in options:
         if name in _UNLOCKING and _sqlite_true(value):
-            raise ValueError(
+            return (
                 f"the SQLite URI option {name}={value} turns SQLite's locking off, and a store"
-                " shared or read meanwhile is corrupted: leave it out"
+                " shared or read meanwhile is corrupted"
             )
         if name == "vfs" and value != _VFS:
-            raise ValueError(
+            return (
                 f"the SQLite URI option vfs={value}: the run store needs SQLite's default"
-                f" VFS ({_VFS}), whose locks let processes share the file: leave it out"
+                f" VFS ({_VFS}), whose locks let processes share the file"
             )
+    return None
 
 
 def _sqlite_true(value: str) -> bool:

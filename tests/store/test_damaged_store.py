@@ -153,3 +153,89 @@ def test_crontask_run_keeps_the_records_and_is_not_ready(tmp_path: Path) -> None
     assert "run record lost at shutdown" in text  # kept until then
     assert "dropped" not in text
     assert "Traceback" not in text, text[-3000:]
+
+
+def rightmost_leaf(conn: sqlite3.Connection, name: str) -> int:
+    """The last leaf page of the b-tree ``name``: where each new entry of a later slot lands."""
+    row = conn.execute(
+        "SELECT pageno FROM dbstat WHERE name = ? AND pagetype = 'leaf' ORDER BY path DESC",
+        (name,),
+    ).fetchone()
+    return int(row[0])
+
+
+def test_damage_deeper_than_the_first_entries_fails_readiness_until_a_record_is_written(
+    tmp_path: Path,
+) -> None:
+    db = tmp_path / "runs.db"
+    url = f"sqlite:///{db}"
+    store = SqlRunStore.open(url, writer=True)
+    store.insert_many(rec(task=f"ns/t{i % 7}", at=i) for i in range(3000))
+    store.close()
+    with sqlite3.connect(db) as conn:
+        page = rightmost_leaf(conn, "ix_runs_scheduled")
+        assert page not in root_pages(conn, ["ix_runs_scheduled"])  # not read by readiness
+        page_size = conn.execute("PRAGMA page_size").fetchone()[0]
+    conn.close()
+    with db.open("rb") as f:
+        f.seek((page - 1) * page_size)
+        whole = f.read(page_size)
+    overwrite(db, [page], page_size)
+
+    store = SqlRunStore.open(url, writer=True)
+    try:
+        store.ping()  # the first entries are whole
+        store.beat("host:1:boot", 10.0, rec().scheduled_at)  # no record: another b-tree
+        with pytest.raises(StoreUnavailable, match=re.escape(DAMAGED)):
+            store.claim(rec(at=5000, status=RunStatus.RUNNING))  # lands on the damaged leaf
+        for _ in range(2):  # said until a record is written, not once
+            with pytest.raises(StoreUnavailable, match=re.escape(DAMAGED)):
+                store.ping()
+        store.beat("host:1:boot", 10.0, rec().scheduled_at)  # a write that is no record
+        with pytest.raises(StoreUnavailable, match=re.escape(DAMAGED)):
+            store.ping()
+
+        # Repaired in place (the page as it was): the next record is written, readiness holds.
+        with db.open("r+b") as f:
+            f.seek((page - 1) * page_size)
+            f.write(whole)
+        with sqlite3.connect(db, isolation_level=None) as other:  # the others drop their cache
+            other.execute("PRAGMA user_version = 7")
+        other.close()
+        store.claim(rec(at=5000, status=RunStatus.RUNNING))
+        store.ping()
+    finally:
+        store.close()
+
+
+def test_readiness_reads_the_indexes_the_file_has(tmp_path: Path) -> None:
+    # A newer crontask this one may run beside (its readers' oldest revision) dropped or renamed
+    # an index of this version's, and added others: readiness failed for good, "no such index".
+    db = tmp_path / "runs.db"
+    url = f"sqlite:///{db}"
+    store = SqlRunStore.open(url, writer=True)
+    store.claim(rec(at=0, status=RunStatus.RUNNING))
+    store.close()
+    with sqlite3.connect(db) as conn:
+        conn.execute("DROP INDEX ix_runs_task_status_finished")
+        conn.execute("CREATE INDEX ix_v2 ON runs (task, status, finished_at, id)")
+        conn.execute('CREATE INDEX "a ""b" ON runs (task) WHERE status = \'queued\'')
+    conn.close()
+    store = SqlRunStore.open(url, writer=True)
+    try:
+        store.ping()
+    finally:
+        store.close()
+
+    # And the new index is read too: damage at its first entry fails readiness.
+    with sqlite3.connect(db) as conn:
+        pages = root_pages(conn, ["ix_v2"])
+        page_size = conn.execute("PRAGMA page_size").fetchone()[0]
+    conn.close()
+    overwrite(db, pages, page_size)
+    store = SqlRunStore.open(url, writer=True)
+    try:
+        with pytest.raises(StoreUnavailable, match=re.escape(DAMAGED)):
+            store.ping()
+    finally:
+        store.close()

@@ -1,11 +1,14 @@
 """``--db 'sqlite:///file:PATH?uri=true&...'`` with an option that turns SQLite's locking off
-(``nolock``, ``immutable``, a ``vfs`` other than the default ``unix``) is refused as a usage
-error, as ``mode=memory`` is: two crontasks sharing such a file corrupted it within 30 s. The
+(``nolock``, ``immutable``, a ``vfs`` other than the default ``unix``) is refused to a writer
+(``crontask run``) as a usage error, as ``mode=memory`` is: two crontasks sharing such a file
+corrupted it within 30 s. A reader (``crontask runs``) may use them: ``immutable=1`` reads a
+WAL store on read-only media without making its -shm. The
 options are read as SQLite reads them (percent-decoded, from the URL's query or from the
 database part), and every spelling accepted here is checked to lock in this SQLite."""
 
 from __future__ import annotations
 
+import re
 import sqlite3
 from pathlib import Path
 
@@ -16,6 +19,7 @@ from reconciler.store import open_store
 from reconciler.store.sql import SqlRunStore
 from reconciler.store.sql_schema import BEGIN_OPTION, create_engine
 from tests.helpers import crontask_cli
+from tests.store._records import rec
 
 # (the URL's tail after the file's path, what the refusal names)
 REFUSED = [
@@ -67,10 +71,30 @@ def locked_out(db: Path) -> bool:
 @pytest.mark.parametrize(("tail", "named"), REFUSED)
 def test_options_that_turn_locking_off_are_refused(tmp_path: Path, tail: str, named: str) -> None:
     db = tmp_path / "db" / "runs.db"
-    for existing in (False, True):  # `crontask run`, and `crontask runs`
-        with pytest.raises(ValueError, match=f"SQLite URI option {named}"):
-            open_store(f"sqlite:///file:{db}{tail}", writer=not existing, existing=existing)
+    with pytest.raises(ValueError, match=f"SQLite URI option {named}"):
+        open_store(f"sqlite:///file:{db}{tail}", writer=True)
     assert not db.parent.exists()  # refused before anything was made
+
+
+def test_a_reader_may_read_an_immutable_copy(tmp_path: Path) -> None:
+    db = tmp_path / "runs.db"
+    store = SqlRunStore.open(f"sqlite:///{db}", writer=True)
+    store.claim(rec(at=0))
+    store.close()  # the last connection: the WAL is written back, -wal and -shm removed
+    assert not db.with_name("runs.db-shm").exists()
+    reader = open_store(f"sqlite:///file:{db}?uri=true&immutable=1", existing=True)
+    try:
+        assert reader.get(rec(at=0).id) == rec(at=0)
+    finally:
+        reader.close()
+    assert not db.with_name("runs.db-shm").exists()  # as on read-only media
+
+
+def test_a_repeated_vfs_is_named_once_each(tmp_path: Path) -> None:
+    # SQLAlchemy hands SQLite vfs=('unix', 'unix-none'), which the refusal quoted.
+    db = tmp_path / "db" / "runs.db"
+    with pytest.raises(ValueError, match=re.escape("vfs is given 2 times (unix, unix-none)")):
+        open_store(f"sqlite:///file:{db}?uri=true&vfs=unix&vfs=unix-none", writer=True)
 
 
 @pytest.mark.parametrize("option", ["nolock=1", "vfs=unix-none"])
