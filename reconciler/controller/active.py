@@ -29,6 +29,9 @@ class ActiveRun:
     attempt: Attempt | None = None
     task: asyncio.Task[None] | None = None
     stop_reason: str | None = None
+    # What its record says of why, when the reason alone does not (``Replace``: the Job that
+    # still runs, ``controller.replace_wait``); None: what the reason says.
+    stop_why: str | None = None
     # Why the run does not retry when its running attempt ends (its task was removed or
     # changed meanwhile: ``Dispatcher.cancel_retries``); the attempt itself goes on.
     no_retry: str | None = None
@@ -49,11 +52,12 @@ class ActiveRun:
     # Made only when a retry waits (most runs never need one).
     _stopped: asyncio.Event | None = None
 
-    def stop(self, reason: str) -> None:
+    def stop(self, reason: str, why: str | None = None) -> None:
         """Stop the run, also when its process has not been spawned yet (its claim may still
-        be on its way to the store) or while it waits for a retry: the reason is kept and
-        applied as soon as there is something to stop."""
-        self.stop_reason = self.stop_reason or reason
+        be on its way to the store) or while it waits for a retry: the reason (and ``why``,
+        for its record) is kept and applied as soon as there is something to stop."""
+        if self.stop_reason is None:
+            self.stop_reason, self.stop_why = reason, why
         if self._stopped is not None:
             self._stopped.set()
         if self.attempt is not None:

@@ -29,7 +29,7 @@ records stay ``running``) rather than given the grace.
 
 Nothing is dropped silently: a slot that does not run leaves a ``skipped`` record with its
 reason — ``ConcurrencyForbid``, ``MissedDeadline``, ``TooManyRuns`` (``controller.bounds``),
-``ReplaceBlocked`` (a replaced run's Job that could not be deleted: ``_run_attempt``), or
+``ReplaceBlocked`` (a replaced run's Job that could not be deleted: ``controller.replace_wait``), or
 ``Superseded`` for slots missed while crontask was down or busy (one record with the count; only
 the latest missed slot may run, as a ``catchup``), and for a run decided ahead that a later slot
 overtook before it started (``supersede_ahead``: the process was away between its claim and its
@@ -39,7 +39,8 @@ that has ended, whose end record waits for a slow store, does for 0.5 s at most.
 
 Here: the decision of a slot (``fire``), adoption, progress, and the slots' accounting. The
 dispatcher's other parts are mixins: the hand-off ahead (``controller.ahead``), the execution
-of a run (``controller.execution``), and the stops of runs and crontask's own stop, its grace
+of a run (``controller.execution``), the wait of a ``Replace`` run for the Jobs it replaces to
+be deleted (``controller.replace_wait``), and the stops of runs and crontask's own stop, its grace
 and a second stop signal (``controller.stops``).
 """
 
@@ -54,11 +55,12 @@ from datetime import UTC, datetime, timedelta
 from reconciler.controller.active import REPLACED, ActiveRun
 from reconciler.controller.ahead import AheadSlots
 from reconciler.controller.bounds import TOO_MANY_RUNS, RunBounds
-from reconciler.controller.execution import RunExecution, RunListener
+from reconciler.controller.execution import RunListener
 from reconciler.controller.handover import Handover
 from reconciler.controller.late_starts import TurnedAway
 from reconciler.controller.periods import RanPeriods, not_run
 from reconciler.controller.recorder import Recorder
+from reconciler.controller.replace_wait import ReplaceWaits
 from reconciler.controller.slots import SlotLedger
 from reconciler.controller.stops import RunStops
 from reconciler.core.desired import Definition
@@ -75,7 +77,6 @@ from reconciler.core.runs import (
 from reconciler.core.timing import AHEAD_MAX
 from reconciler.runner.base import Actions, Attempt, Outcome, Resumable
 from reconciler.runner.command import CommandRun, Cut
-from reconciler.runner.job_delete import deletes_tried
 from reconciler.store.base import RunStore
 
 log = logging.getLogger("crontask.runner")
@@ -87,14 +88,12 @@ HURRIED_LEFTOVERS = (
     "crontask was asked again to stop: what it left was killed at once, without the kill grace"
 )
 _HURRIED_NOTES = {Cut.RUN: HURRIED, Cut.LEFTOVERS: HURRIED_LEFTOVERS}
-# The skip of a ``Replace`` slot whose replaced run's Job could not be deleted (``_run_attempt``).
-REPLACE_BLOCKED = "ReplaceBlocked"
 _JUST_BEFORE = timedelta(microseconds=1)  # a slot, as a catch-up counts from after it
 
 Clock = Callable[[], datetime]
 
 
-class Dispatcher(RunExecution, AheadSlots, RunStops):
+class Dispatcher(ReplaceWaits, AheadSlots, RunStops):
     def __init__(
         self,
         store: RunStore,
@@ -409,68 +408,6 @@ class Dispatcher(RunExecution, AheadSlots, RunStops):
         if not record_superseded and deadline is not None and late > deadline:
             return  # as a resumed CronJob: it creates nothing for a slot past its deadline
         self.fire(definition, missed.latest, Trigger.CATCHUP)
-
-    # -- Replace, as a CronJob's -------------------------------------------------------------
-
-    async def _run_attempt(
-        self, definition: Definition | None, active: ActiveRun, *, adopted: bool = False
-    ) -> RunRecord | None:
-        """As ``RunExecution._run_attempt``; a run that replaced others (``_execute`` waited
-        for them to end) starts only once their Jobs are gone, as the CronJob controller
-        creates no Job in a round whose delete failed. A delete that failed for a while
-        (5xx, no answer) is tried again in the background (``runner.job_delete``): the run
-        waits for that (still stoppable: a newer slot, shutdown), then starts, or is skipped
-        ``MissedDeadline`` past startingDeadlineSeconds. A delete refused for good (403: no
-        right to delete Jobs, a webhook that denies it) leaves the Job running: the slot is
-        skipped (``ReplaceBlocked``) rather than run beside it, and the next slot adopts the
-        Job, stops it again (a new delete) and is decided the same way."""
-        record = active.record
-        if adopted or record.id not in self._replacing:
-            return await super()._run_attempt(definition, active, adopted=adopted)
-        self._replacing.discard(record.id)
-        reason, why = await self._replaced_gone(definition, active)
-        if why is not None and active.stop_reason is None:
-            if active.claim is None:
-                self._skip(record, reason, why)  # nothing of it was claimed yet
-                return None
-            # With replicas its claim was sent as it was decided: it is answered first, and
-            # the run then recorded as one that did not start (``_abandon``).
-            active.stop(reason)
-        return await super()._run_attempt(definition, active, adopted=adopted)
-
-    async def _replaced_gone(
-        self, definition: Definition | None, active: ActiveRun
-    ) -> tuple[str, str | None]:
-        """Wait while a Job of the task other than ``active``'s own still runs
-        (``JobRunner.running``: a Job leaves it once its delete is answered, or once it has
-        ended) and its delete is tried again in the background. Then the reason and why
-        ``active`` may not start (None: it may, or it was stopped meanwhile)."""
-        record, waited = active.record, False
-        while self.resumable is not None and active.stop_reason is None:
-            standing = [r for r in self.resumable.running(record.task) if r.id != record.id]
-            if not standing:
-                break
-            if not (deleting := deletes_tried(r.job.uid for r in standing if r.job)):
-                names = ", ".join(sorted(r.job.name if r.job else r.id for r in standing))
-                return REPLACE_BLOCKED, (
-                    f"the Job of the run it replaces still runs ({names}): its delete was "
-                    "refused; policy Replace starts no run beside it (the next slot deletes it "
-                    "again)"
-                )
-            stopped, waited = asyncio.ensure_future(active.wait_stopped(None)), True
-            try:
-                await asyncio.wait({stopped, *deleting}, return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                stopped.cancel()
-        deadline = None if definition is None else definition.task.spec.starting_deadline_seconds
-        late = (self.clock() - record.scheduled_at).total_seconds()
-        past = deadline is not None and late > deadline and record.trigger is not Trigger.MANUAL
-        if waited and past:  # as when it was decided (``_refused_at_once``)
-            return "MissedDeadline", (
-                f"started {late:.1f}s late, past startingDeadlineSeconds={deadline} (a Job "
-                "it replaces was being deleted)"
-            )
-        return REPLACE_BLOCKED, None
 
     # -- a second stop signal ----------------------------------------------------------------
 

@@ -12,6 +12,10 @@ import asyncio
 from datetime import datetime, timedelta
 from typing import Any
 
+import pytest
+
+from reconciler.controller import replace_wait
+from reconciler.controller.handover import Handover
 from reconciler.core.runs import RunRecord, RunStatus, run_id
 from reconciler.runner import job_delete
 from reconciler.store import MemoryRunStore
@@ -185,6 +189,93 @@ def test_a_run_that_waited_for_a_delete_past_its_starting_deadline_is_skipped() 
         assert "startingDeadlineSeconds=30" in (late.message or "")
         assert NAME not in cluster.jobs
         assert cluster.jobs == {}
+        await d.shutdown(0)
+
+    asyncio.run(main())
+
+
+def test_a_run_waiting_for_a_delete_starts_within_a_second_of_the_jobs_end() -> None:
+    """The delete fails on (503) and its retry sleeps longer and longer (up to verify_seconds):
+    the Job ends on its own meanwhile, and the waiting run sees that at its next look (every
+    second), not when the retry next wakes."""
+    store, cluster = MemoryRunStore(), Deletes(503)
+    now = [T0]
+    task = job_task(concurrencyPolicy="Replace")
+
+    async def main() -> None:
+        d, runner = wired(cluster, store, lambda: now[0], verify_seconds=30)
+        d.fire(task, T0)
+        await until(lambda: NAME in cluster.jobs)
+        now[0] = T1
+        d.fire(task, T1)
+        # Tried at once, then 0.5 s, 1 s and 2 s apart: the next try is 4 s away.
+        await until(lambda: deletes(cluster) == 4, timeout=10)
+        loop = asyncio.get_running_loop()
+        ended_at = loop.time()
+        cluster.finish(NAME)
+        await until(lambda: [r.id for r in runner.running(KEY)] == [run_id(KEY, T1)], 3)
+        assert loop.time() - ended_at < 2.0  # one look (1 s), and the loop's own delays
+        assert job_delete._DELETES  # its retry still sleeps: the run did not wait for it
+        await d.shutdown(0)
+
+    asyncio.run(main())
+
+
+def test_a_run_waits_for_a_delete_that_does_not_go_through_for_so_long_and_is_skipped(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A delete answered 500 for good (a webhook that is down): the run that waits for it is
+    skipped ``ReplaceBlocked`` after ``WAIT_MAX`` (60 s; 1.5 s here), its record naming the Job,
+    rather than waiting unrecorded until the Job ends or a later slot comes."""
+    monkeypatch.setattr(replace_wait, "WAIT_MAX", 1.5)
+    store, cluster = MemoryRunStore(), Deletes(500)
+    now = [T0]
+    task = job_task(concurrencyPolicy="Replace")
+
+    async def main() -> None:
+        d, _ = wired(cluster, store, lambda: now[0])
+        d.fire(task, T0)
+        await until(lambda: NAME in cluster.jobs)
+        now[0] = T1
+        d.fire(task, T1)
+        await until(lambda: ended(store, T1), timeout=5)
+        skipped = stored(store, T1)
+        assert skipped is not None
+        assert (skipped.status, skipped.reason) == (RunStatus.SKIPPED, "ReplaceBlocked")
+        assert f"still runs ({NAME})" in (skipped.message or "")
+        assert "did not go through in 1.5s" in (skipped.message or "")
+        assert list(cluster.jobs) == [NAME]
+        assert len(job_delete._DELETES) == 1  # still tried in the background
+        assert d.active(KEY) == []
+        cluster.refused = False
+        await until(lambda: cluster.jobs == {})
+        assert cluster.side_by_side == []
+        await d.shutdown(0)
+
+    asyncio.run(main())
+
+
+def test_with_replicas_the_skip_of_a_blocked_replace_names_the_job() -> None:
+    """With replicas the run's claim was sent as it was decided, so its skip is written over
+    it (as a run that did not start): with the message that names the Job all the same."""
+    store, cluster = MemoryRunStore(), Deletes(403)
+    now = [T0]
+    task = job_task(concurrencyPolicy="Replace")
+
+    async def main() -> None:
+        d, _ = wired(cluster, store, lambda: now[0])
+        d.handover = Handover(store, d.owner, d.recorder.call, poll=0.01)
+        d.fire(task, T0)
+        await until(lambda: NAME in cluster.jobs)
+        now[0] = T1
+        d.fire(task, T1)
+        await until(lambda: ended(store, T1))
+        skipped = stored(store, T1)
+        assert skipped is not None
+        assert (skipped.status, skipped.reason) == (RunStatus.SKIPPED, "ReplaceBlocked")
+        assert f"still runs ({NAME})" in (skipped.message or "")
+        assert "its delete was refused" in (skipped.message or "")
+        assert list(cluster.jobs) == [NAME]
         await d.shutdown(0)
 
     asyncio.run(main())

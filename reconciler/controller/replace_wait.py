@@ -1,0 +1,123 @@
+"""``Replace`` as a CronJob's: a run that replaced others starts only once their Jobs are gone.
+
+The CronJob controller creates no Job in a round whose delete failed; here the run that
+replaced others (``Dispatcher._launch``; ``RunExecution._execute`` waited for them to end)
+waits before its first attempt while a Job of its task other than its own still runs
+(``JobRunner.running``: a Job leaves it once its delete is answered, or once the watch sees it
+end or go). A delete that failed for a while (5xx, no answer) is tried again in the background
+(``runner.job_delete``): the run waits for that (still stoppable: a newer slot, shutdown),
+looking again every second (the retry's pause grows to ``verify_seconds``, and the Job may end
+on its own meanwhile), then starts, or is skipped ``MissedDeadline`` past
+startingDeadlineSeconds, or ``ReplaceBlocked`` after ``WAIT_MAX``. A delete refused for good
+(403: no right to delete Jobs, a webhook that denies it) leaves the Job running: the slot is
+skipped (``ReplaceBlocked``) rather than run beside it, and the next slot adopts the Job, stops
+it again (a new delete) and is decided the same way. The skip's message names the Job, also
+with replicas, where the run's claim was sent as it was decided and the skip is written over
+it (``_abandon``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Final
+
+from reconciler.controller.active import ActiveRun
+from reconciler.controller.execution import RunExecution
+from reconciler.core.desired import Definition
+from reconciler.core.runs import RunRecord, Trigger
+from reconciler.runner.job_delete import deletes_tried
+
+# The skip of a ``Replace`` slot whose replaced run's Job could not be deleted.
+REPLACE_BLOCKED: Final = "ReplaceBlocked"
+# How long a run waits for a delete tried again in the background before its slot is skipped
+# (the delete goes on being tried). The replicas' claim gives a replaced run as long to stop
+# (``Handover.patience``); the retries' pause reaches its longest (``verify_seconds``, 30 s)
+# within it, so a brief outage (an API server or a webhook restarting) is ridden out, while a
+# run of a manual-only or yearly task does not wait, unrecorded, until the Job ends.
+WAIT_MAX: Final = 60.0
+# How often the waiting run looks whether the Jobs it replaces still run: the background retry
+# may sleep up to ``verify_seconds`` while the watch has seen the Job end.
+LOOK_EVERY: Final = 1.0
+
+
+class ReplaceWaits(RunExecution):
+    """The ``Replace`` wait of :class:`~reconciler.controller.dispatch.Dispatcher` (which
+    holds the state declared here)."""
+
+    # The runs that replace others, until their first attempt is due to start.
+    _replacing: set[str]
+
+    async def _run_attempt(
+        self, definition: Definition | None, active: ActiveRun, *, adopted: bool = False
+    ) -> RunRecord | None:
+        """As ``RunExecution._run_attempt``; a run that replaced others waits for their Jobs
+        to be gone first (see the module docstring)."""
+        record = active.record
+        if adopted or record.id not in self._replacing:
+            return await super()._run_attempt(definition, active, adopted=adopted)
+        self._replacing.discard(record.id)
+        reason, why = await self._replaced_gone(definition, active)
+        if why is not None and active.stop_reason is None:
+            if active.claim is None:
+                self._skip(record, reason, why)  # nothing of it was claimed yet
+                return None
+            # With replicas its claim was sent as it was decided: it is answered first, and
+            # the run then recorded as one that did not start (``_abandon``), saying why.
+            active.stop(reason, why)
+        return await super()._run_attempt(definition, active, adopted=adopted)
+
+    async def _replaced_gone(
+        self, definition: Definition | None, active: ActiveRun
+    ) -> tuple[str, str | None]:
+        """Wait while a Job of the task other than ``active``'s own still runs and its delete
+        is tried again in the background, up to ``WAIT_MAX``. Then the reason and why
+        ``active`` may not start (None: it may, or it was stopped meanwhile)."""
+        record, waited = active.record, False
+        loop = asyncio.get_running_loop()
+        until = loop.time() + WAIT_MAX
+        while self.resumable is not None and active.stop_reason is None:
+            standing = [r for r in self.resumable.running(record.task) if r.id != record.id]
+            if not standing:
+                break
+            names = ", ".join(sorted(r.job.name if r.job else r.id for r in standing))
+            if not (deleting := deletes_tried(r.job.uid for r in standing if r.job)):
+                return REPLACE_BLOCKED, _blocked(names, "its delete was refused")
+            if (left := until - loop.time()) <= 0:
+                return REPLACE_BLOCKED, _blocked(
+                    names, f"its delete did not go through in {WAIT_MAX:g}s (tried again)"
+                )
+            stopped, waited = asyncio.ensure_future(active.wait_stopped(None)), True
+            try:
+                await asyncio.wait(
+                    {stopped, *deleting},
+                    timeout=min(LOOK_EVERY, left),
+                    return_when=asyncio.FIRST_COMPLETED,
+                )
+            finally:
+                stopped.cancel()
+        deadline = None if definition is None else definition.task.spec.starting_deadline_seconds
+        late = (self.clock() - record.scheduled_at).total_seconds()
+        past = deadline is not None and late > deadline and record.trigger is not Trigger.MANUAL
+        if waited and past:  # as when it was decided (``_refused_at_once``)
+            return "MissedDeadline", (
+                f"started {late:.1f}s late, past startingDeadlineSeconds={deadline} (a Job "
+                "it replaces was being deleted)"
+            )
+        return REPLACE_BLOCKED, None
+
+    async def _abandon(self, attempt: RunRecord, reason: str, why: str | None = None) -> None:
+        """As ``RunExecution._abandon``; a run stopped with its own account of why
+        (``ActiveRun.stop_why``: a ``Replace`` run skipped after its claim was sent) says it,
+        not what its reason says in general."""
+        active = self._active.get(attempt.task, {}).get(attempt.id)
+        if why is None and active is not None and active.stop_reason == reason:
+            why = active.stop_why
+        await super()._abandon(attempt, reason, why)
+
+
+def _blocked(names: str, what: str) -> str:
+    """The message of a ``ReplaceBlocked`` skip: the Jobs that still run, and why."""
+    return (
+        f"the Job of the run it replaces still runs ({names}): {what}; policy Replace starts "
+        "no run beside it (the next slot deletes it again)"
+    )
