@@ -74,7 +74,8 @@ from reconciler.sources.rootstate import (
     yields_nothing,
 )
 from reconciler.sources.taskbound import RefusedRecord, growth, refused
-from reconciler.sources.walk import MAX_FOLDER_DEPTH, iter_yaml_files, utf8
+from reconciler.sources.unread import WALK_ERRORS, links_to_files, under_any
+from reconciler.sources.walk import iter_yaml_files, utf8
 from reconciler.sources.watch import watch_paths
 
 # A path is shown whole (it is not the file's content), but never with a control character in it.
@@ -213,8 +214,9 @@ class DirectorySource:
     def scan(self) -> tuple[list[Path], list[Path]]:
         """The files under the roots, in order, and the places not read whose files keep
         their tasks: the roots that do not exist or lead out of ``confine_to`` through a link,
-        the folders that cannot be listed, and the links to a folder elsewhere or to nothing
-        (each an error of this source from now on, until it is fixed). A folder too deep to
+        the folders that cannot be listed, the links to a folder elsewhere or to nothing, and
+        those to a file where files were read (``unread``) (each an error of this source from
+        now on, until it is fixed). A folder too deep to
         walk is an error too; it is never read."""
         present: set[Path] = set()
         missing_roots: list[Path] = []
@@ -241,18 +243,16 @@ class DirectorySource:
             # the tasks of its files.
             inside = resolved(root)
             not_entered += [f for f in not_given(self.roots, linked) if not leads_within(f, inside)]
-        deep = f"folder nested more than {MAX_FOLDER_DEPTH} levels deep (the limit): not read"
-        unreadable = "folder cannot be listed: not read; the tasks of its files are kept"
-        away = (
-            "a symbolic link to a folder outside this path, or to nothing: not entered; the "
-            "tasks of files once here are kept"
-        )
+        # And a link to a file where a folder of files read was (see unread): none is removed.
+        unread = missing_roots + unlisted + not_entered
+        to_files = links_to_files(self.roots, self._files, present, unread)
+        found = (too_deep, unlisted, not_entered, to_files)  # as WALK_ERRORS says them
         self._walk_errors = [
             DefinitionError(Location(self.kind, self._display(f), revision=self.revision), why)
-            for why, folders in ((deep, too_deep), (unreadable, unlisted), (away, not_entered))
+            for why, folders in zip(WALK_ERRORS, found, strict=True)
             for f in folders
         ]
-        self.unread = missing_roots + unlisted + not_entered
+        self.unread = unread + to_files
         return sorted(present), list(self.unread)
 
     def _outside(self, root: Path) -> str | None:
@@ -282,9 +282,9 @@ class DirectorySource:
             self._last = set()
         for path in present:
             changed |= self._reread(path)
-        listed = set(present)
+        listed, places = set(present), {str(p) for p in not_read}
         for path in [p for p in self._files if p not in listed]:
-            if any(is_within(path, place) for place in not_read):
+            if under_any(path, places):  # a set: per file O(depth), not O(places) (see unread)
                 continue  # keep what a vanished root or unlisted folder defined until it is back
             changed |= self._reread(path)
         return changed
