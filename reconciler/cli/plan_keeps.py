@@ -17,7 +17,8 @@ from reconciler.cli.terminal import printable
 from reconciler.core.desired import DefinitionError, DesiredState, Location, SourceKind
 from reconciler.sources.adrift import Adrift
 from reconciler.sources.files import DirectorySource
-from reconciler.sources.rootstate import hold_message, is_within, yields_nothing
+from reconciler.sources.rootstate import hold_message, yields_nothing
+from reconciler.sources.unread import under_any
 
 
 def _server_roots(server: str) -> list[str] | None:
@@ -203,7 +204,7 @@ def kept_for_places(
     problems: list[str] = []
     for new_root, old_root in pairs:
         twins = (_under(place, new_root, old_root) for place in new.unread)
-        places = [place for place in twins if place is not None]
+        places = {str(place) for place in twins if place is not None}
         empty: dict[bool, bool] = {}  # per "the root itself": whether it yields nothing
         count = 0
         for path, state in old.files.items():
@@ -213,7 +214,7 @@ def kept_for_places(
             keys = {d.key for d in state.good} & removed
             if not keys:
                 continue
-            if any(is_within(path, place) for place in places):
+            if under_any(path, places):  # not each place in turn: many are not read
                 unread |= keys
                 continue
             itself = twin == new_root
