@@ -77,7 +77,6 @@ from reconciler.store.base import DuplicateRun, ExclusiveClaim, StoreUnavailable
 from reconciler.store.query import Cursor, RunPage, RunQuery
 from reconciler.store.records import normalized, utc
 from reconciler.store.sql_errors import (
-    Damaged,
     RolledBack,
     is_unique_violation,
     reader_said,
@@ -136,7 +135,6 @@ class SqlRunStore:
         self._read_wait = None if read_wait is None else wait_ms(read_wait)
         self._closed = False
         self._bulk_reads = threading.BoundedSemaphore(_BULK_READERS)
-        self._damage = sql_ping.Damage()  # said by readiness until records are written
         # Built once: a statement built per call is traversed for its cache key on every
         # execution, which was most of a burst's claims and saves in the store's threads.
         insert = sqlite_insert(runs) if self._sqlite else pg_insert(runs)
@@ -204,8 +202,7 @@ class SqlRunStore:
         if self._closed:
             raise RuntimeError("the run store is closed")
         ms = (None if wait is None else wait_ms(wait)) if write else self._read_wait
-        noted, said = self._noted(), reader_said(self._read_wait)
-        with noted, said, translated_errors(), self._engine.connect() as conn:
+        with reader_said(self._read_wait), translated_errors(), self._engine.connect() as conn:
             if write and self._sqlite:
                 conn.execution_options(**{BEGIN_OPTION: "IMMEDIATE"})
                 if ms is not None:
@@ -215,39 +212,23 @@ class SqlRunStore:
                     conn.execute(LOCK_WAIT, {"ms": str(ms)})  # until the transaction ends
                 yield conn
 
-    @contextlib.contextmanager
-    def _noted(self) -> Iterator[None]:
-        """Damage met in the file, kept for readiness (``sql_ping.Damage``)."""
-        try:
-            yield
-        except Damaged as e:
-            self._damage.met(e)
-            raise
-
-    def _write(
-        self, work: Callable[[Connection], _T], *, lock_wait: bool = True, records: bool = False
-    ) -> _T:
+    def _write(self, work: Callable[[Connection], _T], *, lock_wait: bool = True) -> _T:
         """``work`` in one write transaction, run again when PostgreSQL rolled the transaction
         back for another's sake (a deadlock, a serialization failure): the rows decide each
         write here, so running it again is safe, and it then gets the answer it would have had
         if it had come second. After :data:`_WRITE_ATTEMPTS`, RolledBack (a StoreUnavailable).
         ``lock_wait``: a lock someone else holds is waited for WRITE_LOCK_WAIT (a run's write),
-        else as long as the database's own settings say. ``records``: the work writes runs'
-        records, and once it is committed no damage met before is said (``sql_ping.Damage``)."""
+        else as long as the database's own settings say."""
         wait = WRITE_LOCK_WAIT if lock_wait else None
         attempts = _WRITE_ATTEMPTS
         while True:
             try:
                 with self._tx(write=True, wait=wait) as conn:
-                    done = work(conn)
+                    return work(conn)
             except RolledBack:
                 attempts -= 1
                 if not attempts:
                     raise
-                continue
-            if records:
-                self._damage.written()
-            return done
 
     # -- RunStore ------------------------------------------------------------------------------
 
@@ -255,7 +236,7 @@ class SqlRunStore:
         record = normalized(record)
         statement = runs.insert().values(record_to_row(record))
         try:
-            self._write(lambda conn: conn.execute(statement), records=True)
+            self._write(lambda conn: conn.execute(statement))
         except exc.IntegrityError as e:
             if is_unique_violation(e):
                 raise DuplicateRun(record.id, record.attempt) from None
@@ -268,7 +249,7 @@ class SqlRunStore:
         # One statement for the batch. Same atomicity per row as claim(): the primary key decides.
         # In key order: two replicas claiming the same slots then lock them in the same order.
         rows = sorted((record_to_row(normalized(r)) for r in records), key=row_key)
-        found = self._write(lambda conn: conn.execute(self._claim_stmt, rows).all(), records=True)
+        found = self._write(lambda conn: conn.execute(self._claim_stmt, rows).all())
         inserted = {(row.id, row.attempt) for row in found}
         seen: set[tuple[str, int]] = set()
         claimed: list[bool] = []
@@ -287,7 +268,6 @@ class SqlRunStore:
         return self._write(
             lambda conn: sql_exclusive.claim(conn, records, self._claim_stmt, self._sqlite),
             lock_wait=False,
-            records=True,
         )
 
     def complete(self, record: RunRecord) -> None:
@@ -296,7 +276,7 @@ class SqlRunStore:
         statement = (
             runs.update().where(_c.id == record.id, _c.attempt == record.attempt).values(values)
         )
-        if self._write(lambda conn: conn.execute(statement).rowcount, records=True) == 0:
+        if self._write(lambda conn: conn.execute(statement).rowcount) == 0:
             raise KeyError((row["id"], row["attempt"]))
 
     def save_many(self, records: Sequence[RunRecord]) -> None:
@@ -317,7 +297,7 @@ class SqlRunStore:
                 # cost of a save).
                 conn.execute(IDLE_TIMER)
 
-        self._write(save, records=True)
+        self._write(save)
 
     def get(self, run_id: str, attempt: int | None = None) -> RunRecord | None:
         stmt = sa.select(runs).where(_c.id == run_id)
@@ -459,12 +439,10 @@ class SqlRunStore:
         )
 
     def ping(self) -> None:
-        """StoreUnavailable unless the store can take records now (``sql_ping``): damage met
-        in the SQLite file since the last write of records is said again."""
+        """StoreUnavailable unless the store can take records now (``sql_ping``)."""
         if self._closed:
             raise StoreUnavailable("the run store is closed")
-        self._damage.check()
-        with self._noted(), translated_errors(), self._engine.connect() as conn:
+        with translated_errors(), self._engine.connect() as conn:
             sql_ping.check(conn, sqlite=self._sqlite)
 
     def close(self) -> None:
