@@ -180,6 +180,11 @@ class LeaseMembership:
             except ApiException as err:
                 if err.status != 404:
                     raise
+                # Gone (swept as expired, deleted): a membership begun anew, its own ``since``,
+                # so that the renewal that finds it so tells of a lapse (``Cluster._lapsed``).
+                self._since = now
+                body["metadata"]["annotations"] = _annotations(me, now)
+                body["spec"]["acquireTime"] = micro_time(now)
                 written = self._leases.create_namespaced_lease(
                     self.namespace, _created(body), **self._raw(until)
                 )

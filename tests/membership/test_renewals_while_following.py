@@ -6,22 +6,24 @@ from __future__ import annotations
 
 import asyncio
 import time
+import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
+from kubernetes import client
 
 from reconciler.controller.cluster import Cluster
 from reconciler.controller.queue import WorkQueue
-from reconciler.membership.base import Announcement, Member, Timing
+from reconciler.membership.base import Announcement, Member, Membership, Timing
+from reconciler.membership.leases import LeaseMembership, lease_name
 from reconciler.membership.memory import MemoryMembership, Registry
 from tests.controller.test_cluster import Replica, World
 
 
-def _cluster(
-    replica: Replica, membership: MemoryMembership, world: World, timing: Timing
-) -> Cluster:
+def _cluster(replica: Replica, membership: Membership, world: World, timing: Timing) -> Cluster:
     return Cluster(
         Announcement(replica.id),
         membership,
@@ -87,6 +89,47 @@ def test_a_record_made_anew_while_following_is_a_lapse_the_next_tick_sees(
         del world.registry.records[a.id]  # expired and gone: the next renewal makes it anew
         await _until("a renewal while the follow-up waits", lambda: len(renewals) >= 3)
         assert cluster._last_renewal == kept  # not taken as a renewal that kept the membership
+        release.set()
+        assert await tick
+        caplog.clear()
+        assert await cluster.tick()
+        assert "membership had lapsed" in caplog.text
+
+    asyncio.run(main())
+
+
+def test_a_lease_deleted_while_following_is_a_lapse_the_next_tick_sees(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, k8s_api_client: Any
+) -> None:
+    """On Kubernetes Leases: ours deleted (swept as expired, by hand) while the follow-up
+    waits; the renewal that finds it gone makes it anew with a new ``since``, which is no
+    renewal that kept the membership: the next tick says it lapsed."""
+    timing = Timing(renew_interval=0.2, renew_deadline=5.0, lease_seconds=6.0)
+    namespace = f"members-{uuid.uuid4().hex[:8]}"
+    leases = client.CoordinationV1Api(k8s_api_client)
+
+    async def main() -> None:
+        world = World(tmp_path)
+        (a,) = world.replicas("a")
+        membership = LeaseMembership(k8s_api_client, namespace)
+        cluster = a.cluster = _cluster(a, membership, world, timing)
+        assert await cluster.tick()
+        release = asyncio.Event()
+        entered = _held_follow(cluster, release)
+        renewals: list[float] = []
+        renew = membership.renew
+
+        def counted(me: Announcement) -> list[Member]:
+            renewals.append(time.monotonic())
+            return renew(me)
+
+        membership.renew = counted  # type: ignore[method-assign]
+        tick = asyncio.ensure_future(cluster.tick())
+        await _until("the follow-up to wait", entered.is_set)
+        kept = cluster._last_renewal
+        leases.delete_namespaced_lease(lease_name(a.id), namespace)
+        await _until("a renewal while the follow-up waits", lambda: len(renewals) >= 3)
+        assert cluster._last_renewal == kept
         release.set()
         assert await tick
         caplog.clear()
