@@ -18,7 +18,7 @@ from reconciler.core.desired import DefinitionError, DesiredState, Location, Sou
 from reconciler.sources.adrift import Adrift
 from reconciler.sources.files import DirectorySource
 from reconciler.sources.rootstate import hold_message, yields_nothing
-from reconciler.sources.unread import under_any
+from reconciler.sources.unread import LINK_TO_FILE, links_to_files, under_any
 
 
 def _server_roots(server: str) -> list[str] | None:
@@ -205,6 +205,12 @@ def kept_for_places(
     for new_root, old_root in pairs:
         twins = (_under(place, new_root, old_root) for place in new.unread)
         places = {str(place) for place in twins if place is not None}
+        # A folder of old files now a link to a file: `run` finds it among the files it read
+        # before (sources.unread); a new source has read none, so it is looked for here.
+        for link in _links_to_files(new, new_root, old, old_root):
+            places.add(str(_under(link, new_root, old_root)))
+            where = Location(SourceKind.FILE, str(link))
+            problems.append(printable(str(DefinitionError(where, LINK_TO_FILE))))
         empty: dict[bool, bool] = {}  # per "the root itself": whether it yields nothing
         count = 0
         for path, state in old.files.items():
@@ -229,6 +235,15 @@ def kept_for_places(
             where = Location(SourceKind.FILE, str(new_root))
             problems.append(printable(str(DefinitionError(where, hold_message(count, None)))))
     return unread, held, problems
+
+
+def _links_to_files(
+    new: DirectorySource, new_root: Path, old: DirectorySource, old_root: Path
+) -> list[Path]:
+    """The links to no folder under ``new_root`` where a folder of the old files under
+    ``old_root`` was (``sources.unread.links_to_files``), not under a place already unread."""
+    twins = (_under(path, old_root, new_root) for path in old.files)
+    return links_to_files([new_root], [t for t in twins if t is not None], new.files, new.unread)
 
 
 def _under(path: Path, root: Path, other_root: Path) -> Path | None:

@@ -40,9 +40,10 @@ def says_more(roots: Sequence[Path], hint: Path, folders: Callable[[], set[str]]
     """Whether a watcher's (absolute) path says more than "re-read this file": it is a
     folder under a root (made or moved in: its files come without events), a link (a
     ConfigMap's ``..data`` swapped), a file reached through a linked folder, or a path
-    gone that files were read under (a folder removed or moved away: one of ``folders``,
-    those of the files known, made once per refresh: 10 000 hints of removed temporary
-    files against 10 000 files cost a set, not 10^8 comparisons)."""
+    that files were read under and is no folder now (a folder removed, moved away or made
+    a link to a file: one of ``folders``, those of the files known, made once per refresh:
+    10 000 hints of removed temporary files against 10 000 files cost a set, not 10^8
+    comparisons)."""
     for root in roots:
         try:
             relative = hint.relative_to(root.absolute())
@@ -57,8 +58,10 @@ def says_more(roots: Sequence[Path], hint: Path, folders: Callable[[], set[str]]
             return not hidden
         if is_yaml_file(hint):
             return not hidden and _through_a_linked_folder(root, relative)
-        if os.path.lexists(hint):
+        if os.path.lexists(hint) and not os.path.islink(hint):
             return False  # a file of no interest (notes.txt, an editor's temporary file)
+        # Files were read under it: a folder removed, moved away, or made a link to a file
+        # (``mv team /elsewhere; ln -s notes.txt team`` names only ``team``).
         return str(root / relative) in folders()
     return False
 

@@ -20,7 +20,7 @@ from pathlib import Path
 from stat import S_ISDIR, S_ISLNK
 
 from reconciler.sources.rootpaths import closest_root
-from reconciler.sources.walk import MAX_FOLDER_DEPTH
+from reconciler.sources.walk import MAX_FOLDER_DEPTH, is_yaml_file
 
 LINK_TO_FILE = (
     "a symbolic link to a file, not a folder: not entered; the tasks of files once here are kept"
@@ -74,8 +74,10 @@ def links_to_files(
     seen: dict[Path, str] = {}  # folder -> what it is now (_what), this scan
     # Per folder, not per file: a commit deleting 10 000 files of one folder asks it once.
     for folder in {path.parent for path in files if path not in listed}:
+        if under_any(folder, places) or not _may_be_behind_a_link(folder):
+            continue  # one lstat: a refresh while a root is held asks it of every folder
         root = closest_root(roots, folder)
-        if root is None or under_any(folder, places):
+        if root is None:
             continue
         # Down from the root to the first thing on the way that is no folder entered: under a
         # link to a folder the walk did not enter either, and links to folders have their rule
@@ -95,12 +97,30 @@ def links_to_files(
 _FOLDER, _LINK_TO_FILE, _OTHER = "folder", "link to no folder", "other"
 
 
+def _may_be_behind_a_link(folder: Path) -> bool:
+    """Whether a link may stand on the way to ``folder``, from one ``lstat``: not if it is a
+    folder (a link to a folder on the way has its rule), nor if it is gone (the common case:
+    a folder deleted, a root emptied); if a file stands on the way (ENOTDIR), or ``folder``
+    is no folder (a link itself), the way is walked down."""
+    try:
+        return not S_ISDIR(os.lstat(folder).st_mode)
+    except FileNotFoundError:  # gone; a dangling link on the way is the walk's (_what)
+        return False
+    except OSError:
+        return True
+
+
 def _what(path: Path) -> str:
     """What ``path`` is now, as ``links_to_files`` needs to know, from one ``lstat``."""
     try:
         mode = os.lstat(path).st_mode
     except OSError:  # gone, or a folder on the way is no more: nothing to keep here
         return _OTHER
-    if S_ISLNK(mode):
-        return _OTHER if os.path.isdir(path) else _LINK_TO_FILE
-    return _FOLDER if S_ISDIR(mode) else _OTHER
+    if not S_ISLNK(mode):
+        return _FOLDER if S_ISDIR(mode) else _OTHER
+    # A link the walk reads as a task file (``team.yaml``) is one: its errors are its own. A
+    # link to nothing is the walk's too ("to a folder outside this path, or to nothing"), not
+    # one "to a file". Only the rest is a link to a file (a FIFO...) where a folder was.
+    if is_yaml_file(path) or not os.path.exists(path) or os.path.isdir(path):
+        return _OTHER
+    return _LINK_TO_FILE

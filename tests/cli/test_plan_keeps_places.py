@@ -74,6 +74,34 @@ def test_a_folder_turned_into_a_link_elsewhere_keeps_its_tasks(
     ]
 
 
+def test_a_folder_turned_into_a_link_to_a_file_keeps_its_tasks(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # As `run` keeps them: the new source has read nothing before, so plan looks for the link
+    # where the old files' folder was. It said "1 to remove", exit status 0.
+    old, new = tmp_path / "old", tmp_path / "new"
+    (old / "team").mkdir(parents=True)
+    new.mkdir()
+    for tree in (old, new):
+        (tree / "keep.yaml").write_text(doc("keep", "@daily"))
+        (tree / "notes.txt").write_text("notes\n")
+    (old / "team" / "a.yaml").write_text(doc("a", "@daily"))
+    (new / "team").symlink_to("notes.txt")
+    assert crontask("plan", str(new), "--against", str(old)) == 1
+    assert capsys.readouterr().out.splitlines() == [
+        "  default/a  (kept as it is: where it was defined is not read)",
+        f"! {new / 'team'}: a symbolic link to a file, not a folder: not entered; the tasks of "
+        "files once here are kept",
+        "Plan: 0 to add, 0 to change, 0 to remove, 2 unchanged.",
+    ]
+    (new / "team").unlink()  # a folder gone, not a link: its tasks go, and nothing is said
+    assert crontask("plan", str(new), "--against", str(old)) == 0
+    assert capsys.readouterr().out.splitlines() == [
+        f"- default/a  ({old / 'team' / 'a.yaml'}:1:1)",
+        "Plan: 0 to add, 0 to change, 1 to remove, 1 unchanged.",
+    ]
+
+
 def test_a_folder_replaced_by_a_file_keeps_the_tasks_of_its_files(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -13,7 +13,9 @@ from pathlib import Path
 
 import pytest
 
+from reconciler.sources import unread
 from reconciler.sources.files import DirectorySource
+from reconciler.sources.rootpaths import closest_root
 from tests.sources.test_git import Clock, Remote, doc, isolate_git, schedules, source_for, synced
 
 TO_FILE = (
@@ -99,6 +101,71 @@ def test_the_folder_back_reads_its_files_again(tmp_path: Path) -> None:
     source.refresh()
     assert {d.key: d.task.spec.schedule for d in source.definitions()} == {"default/a": "2 * * * *"}
     assert source.errors() == []
+
+
+@pytest.mark.parametrize("target", ["nothing", "other.yaml"])
+def test_a_folder_named_as_a_task_file_turned_into_a_link_is_read_as_one(
+    tmp_path: Path, target: str
+) -> None:
+    # The walk reads ``team.yaml`` as a task file, whatever it leads to: its errors are the
+    # file's own. It was also said "a link to a file" (a link to nothing too), twice an error.
+    root = tmp_path / "tasks"
+    write(root / "other.yaml", doc("other"))
+    write(root / "team.yaml" / "a.yaml", doc("a"))
+    source = DirectorySource([root])
+    source.refresh()
+    shutil.rmtree(root / "team.yaml")
+    (root / "team.yaml").symlink_to(target)
+    source.refresh()
+    messages = [e.message for e in source.errors() if e.location.path.startswith(str(root))]
+    assert TO_FILE not in messages
+    if target == "nothing":
+        assert messages == ["a symbolic link to nothing: not read"]
+    assert "default/a" not in keys(source)
+
+
+def test_a_held_root_does_not_walk_each_folder_of_its_files(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # While an emptied root is held, every refresh asks of each of its files' folders whether
+    # a link stands where it was: one lstat finds it gone. Each asked the roots and walked
+    # down from the one it is under, 130-170 ms a refresh for 10 000 files.
+    root = tmp_path / "tasks"
+    for n in range(50):
+        write(root / f"team{n}" / "sub" / "a.yaml", doc(f"a{n}"))
+    source = DirectorySource([root], guard_empty=True)
+    source.refresh()
+    for n in range(50):
+        shutil.rmtree(root / f"team{n}")
+    asked: list[Path] = []
+
+    def counting(roots: list[Path], path: Path) -> Path | None:
+        asked.append(path)
+        return closest_root(roots, path)
+
+    monkeypatch.setattr(unread, "closest_root", counting)
+    source.refresh()
+    source.refresh()
+    assert len(keys(source)) == 50  # held: the root yields no task file now
+    assert asked == []
+
+
+def test_a_folder_moved_away_for_a_link_to_a_file_is_seen_from_its_hint(tmp_path: Path) -> None:
+    # `mv team /elsewhere; ln -s notes.txt team`: the watcher names only ``team``, a file of no
+    # interest now. It was taken for one, and the error waited for the next full resync.
+    root = tmp_path / "tasks"
+    write(root / "keep.yaml", doc("keep"))
+    write(root / "notes.txt", "not a task\n")
+    write(root / "team" / "a.yaml", doc("a"))
+    source = DirectorySource([root])
+    source.refresh()
+    (root / "team").rename(tmp_path / "elsewhere")
+    (root / "team").symlink_to("notes.txt")
+    source.refresh({str(root.absolute() / "team")})
+    assert [(e.location.path, e.message) for e in source.errors()] == [
+        (str(root / "team"), TO_FILE)
+    ]
+    assert keys(source) == {"default/keep", "default/a"}
 
 
 @pytest.fixture
