@@ -19,6 +19,7 @@ it (``_abandon``).
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 from typing import Final
 
 from reconciler.controller.active import ActiveRun
@@ -58,8 +59,10 @@ class ReplaceWaits(RunExecution):
         self._replacing.discard(record.id)
         reason, why = await self._replaced_gone(definition, active)
         if why is not None and active.stop_reason is None:
-            if active.claim is None:
-                self._skip(record, reason, why)  # nothing of it was claimed yet
+            if active.claim is None:  # nothing of it was claimed yet
+                # Skipped now, not when it was decided (up to ``WAIT_MAX`` earlier, maybe
+                # before the run it replaced ended): the skip's time is its record's start.
+                self._skip(replace(record, started_at=self.clock()), reason, why)
                 return None
             # With replicas its claim was sent as it was decided: it is answered first, and
             # the run then recorded as one that did not start (``_abandon``), saying why.
@@ -70,9 +73,13 @@ class ReplaceWaits(RunExecution):
         self, definition: Definition | None, active: ActiveRun
     ) -> tuple[str, str | None]:
         """Wait while a Job of the task other than ``active``'s own still runs and its delete
-        is tried again in the background, up to ``WAIT_MAX``. Then the reason and why
-        ``active`` may not start (None: it may, or it was stopped meanwhile)."""
+        is tried again in the background, up to ``WAIT_MAX`` or the task's starting deadline,
+        whichever comes first. Then the reason and why ``active`` may not start (None: it may,
+        or it was stopped meanwhile)."""
         record, waited = active.record, False
+        deadline = None if definition is None else definition.task.spec.starting_deadline_seconds
+        if record.trigger is Trigger.MANUAL:  # a run asked for by hand has no deadline
+            deadline = None
         loop = asyncio.get_running_loop()
         until = loop.time() + WAIT_MAX
         while self.resumable is not None and active.stop_reason is None:
@@ -82,10 +89,21 @@ class ReplaceWaits(RunExecution):
             names = ", ".join(sorted(r.job.name if r.job else r.id for r in standing))
             if not (deleting := deletes_tried(r.job.uid for r in standing if r.job)):
                 return REPLACE_BLOCKED, _blocked(names, "its delete was refused")
+            late = (self.clock() - record.scheduled_at).total_seconds()
+            # Still waiting at the deadline, it cannot start by it: skipped then, naming the
+            # Job, rather than waiting on until ``WAIT_MAX`` or a newer slot replaces it.
+            if deadline is not None and late >= deadline:
+                return "MissedDeadline", (
+                    f"not started {late:.1f}s after its slot, past startingDeadlineSeconds="
+                    f"{deadline}: "
+                    + _blocked(names, "its delete has not gone through (tried again)")
+                )
             if (left := until - loop.time()) <= 0:
                 return REPLACE_BLOCKED, _blocked(
                     names, f"its delete did not go through in {WAIT_MAX:g}s (tried again)"
                 )
+            if deadline is not None:
+                left = min(left, deadline - late)
             stopped, waited = asyncio.ensure_future(active.wait_stopped(None)), True
             try:
                 await asyncio.wait(
@@ -95,9 +113,8 @@ class ReplaceWaits(RunExecution):
                 )
             finally:
                 stopped.cancel()
-        deadline = None if definition is None else definition.task.spec.starting_deadline_seconds
         late = (self.clock() - record.scheduled_at).total_seconds()
-        past = deadline is not None and late > deadline and record.trigger is not Trigger.MANUAL
+        past = deadline is not None and late > deadline
         if waited and past:  # as when it was decided (``_refused_at_once``)
             return "MissedDeadline", (
                 f"started {late:.1f}s late, past startingDeadlineSeconds={deadline} (a Job "

@@ -279,3 +279,124 @@ def test_with_replicas_the_skip_of_a_blocked_replace_names_the_job() -> None:
         await d.shutdown(0)
 
     asyncio.run(main())
+
+
+def test_a_run_waiting_for_a_delete_is_skipped_at_its_starting_deadline_naming_the_job() -> None:
+    """A delete answered 500 for good and a deadline shorter than ``WAIT_MAX`` (60 s): the wait
+    ends at the deadline (at the next look), not at ``WAIT_MAX`` or the next slot, and the skip
+    (``MissedDeadline``) names the Job that blocked it. Before, the run waited on to 60 s (or
+    was ``Replaced`` by the next slot), and no record named the Job."""
+    store, cluster = MemoryRunStore(), Deletes(500)
+    now = [T0]
+    task = job_task(concurrencyPolicy="Replace", startingDeadlineSeconds=3)
+
+    async def main() -> None:
+        d, _ = wired(cluster, store, lambda: now[0])
+        d.fire(task, T0)
+        await until(lambda: NAME in cluster.jobs)
+        now[0] = T1
+        d.fire(task, T1)
+        await until(lambda: len(job_delete._DELETES) == 1)
+        assert not ended(store, T1)  # within its deadline: it waits
+        now[0] = T1 + timedelta(seconds=4)
+        await until(lambda: ended(store, T1), timeout=5)
+        late = stored(store, T1)
+        assert late is not None
+        assert (late.status, late.reason) == (RunStatus.SKIPPED, "MissedDeadline")
+        assert "startingDeadlineSeconds=3" in (late.message or "")
+        assert f"still runs ({NAME})" in (late.message or "")
+        assert late.finished_at == T1 + timedelta(seconds=4)
+        assert list(cluster.jobs) == [NAME]
+        assert len(job_delete._DELETES) == 1  # still tried in the background
+        assert d.active(KEY) == []
+        await d.shutdown(0)
+
+    asyncio.run(main())
+
+
+def test_the_skip_after_a_wait_for_a_delete_is_dated_when_it_is_decided(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The skip written after the wait ends when it is decided, not when the run was (60 s
+    earlier, at times before the end of the run it replaced)."""
+    monkeypatch.setattr(replace_wait, "WAIT_MAX", 0.5)
+    store, cluster = MemoryRunStore(), Deletes(500)
+    now = [T0]
+    task = job_task(concurrencyPolicy="Replace")
+
+    async def main() -> None:
+        d, _ = wired(cluster, store, lambda: now[0])
+        d.fire(task, T0)
+        await until(lambda: NAME in cluster.jobs)
+        now[0] = T1
+        d.fire(task, T1)
+        await until(lambda: len(job_delete._DELETES) == 1)
+        now[0] = T1 + timedelta(seconds=60)
+        await until(lambda: ended(store, T1), timeout=5)
+        skipped, replaced = stored(store, T1), stored(store, T0)
+        assert skipped is not None
+        assert replaced is not None
+        assert skipped.reason == "ReplaceBlocked"
+        assert skipped.finished_at == T1 + timedelta(seconds=60)
+        assert replaced.finished_at is not None
+        assert replaced.finished_at <= skipped.finished_at
+        await d.shutdown(0)
+
+    asyncio.run(main())
+
+
+def test_a_run_asked_for_by_hand_waits_for_a_delete_past_the_starting_deadline(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """startingDeadlineSeconds does not hold for a run asked for by hand: it waits up to
+    ``WAIT_MAX`` (1.5 s here), then is skipped ``ReplaceBlocked``."""
+    monkeypatch.setattr(replace_wait, "WAIT_MAX", 1.5)
+    store, cluster = MemoryRunStore(), Deletes(500)
+    now = [T0]
+    task = job_task(concurrencyPolicy="Replace", startingDeadlineSeconds=3)
+
+    async def main() -> None:
+        d, _ = wired(cluster, store, lambda: now[0])
+        d.fire(task, T0)
+        await until(lambda: NAME in cluster.jobs)
+        now[0] = T1
+        manual = d.fire_manual(task)
+        await until(lambda: len(job_delete._DELETES) == 1)
+        now[0] = T1 + timedelta(seconds=4)
+        await until(lambda: [r.id for r in d.active(KEY)] == [manual.id])
+        await until(lambda: (r := store.get(manual.id)) is not None and r.status.finished)
+        skipped = store.get(manual.id)
+        assert skipped is not None
+        assert (skipped.status, skipped.reason) == (RunStatus.SKIPPED, "ReplaceBlocked")
+        assert "did not go through in 1.5s" in (skipped.message or "")
+        await d.shutdown(0)
+
+    asyncio.run(main())
+
+
+def test_with_replicas_the_skip_at_the_starting_deadline_names_the_job() -> None:
+    """As without replicas: the claim sent as the run was decided is answered, then the skip
+    (``MissedDeadline``, naming the Job) is written over it, when it is decided."""
+    store, cluster = MemoryRunStore(), Deletes(500)
+    now = [T0]
+    task = job_task(concurrencyPolicy="Replace", startingDeadlineSeconds=3)
+
+    async def main() -> None:
+        d, _ = wired(cluster, store, lambda: now[0])
+        d.handover = Handover(store, d.owner, d.recorder.call, poll=0.01)
+        d.fire(task, T0)
+        await until(lambda: NAME in cluster.jobs)
+        now[0] = T1
+        d.fire(task, T1)
+        await until(lambda: len(job_delete._DELETES) == 1)
+        now[0] = T1 + timedelta(seconds=4)
+        await until(lambda: ended(store, T1), timeout=5)
+        late = stored(store, T1)
+        assert late is not None
+        assert (late.status, late.reason) == (RunStatus.SKIPPED, "MissedDeadline")
+        assert f"still runs ({NAME})" in (late.message or "")
+        assert late.finished_at == T1 + timedelta(seconds=4)
+        assert list(cluster.jobs) == [NAME]
+        await d.shutdown(0)
+
+    asyncio.run(main())
