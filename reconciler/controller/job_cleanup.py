@@ -11,23 +11,28 @@ Contract:
   read first. Nothing of a removed task is deleted while the sources' empty-set guard holds
   removals back, nor a removed CronTask's (``JobRunner.collected``: its deletion decides,
   ``--cascade=orphan`` keeps them). What is declared and whether removals are held are one
-  pair, the last applied pass's (:meth:`JobCleanup.passed`; held until the first), read after
-  the wait for the store. Only the tasks this replica owns are judged, and only Jobs with the
+  pair, the last applied pass's (:meth:`JobCleanup.passed`; held until the first, and while
+  no pass has declared a task yet, unless ``--allow-empty``), read after the wait for the
+  store. Only the tasks this replica owns are judged, and only Jobs with the
   ``crontask.dev/run-id`` label are seen; nor is one controlled by a CronTask that is not the
   task's owner in force (``core.jobs.run_in``, ``JobWatch.jobs_of``).
 - A Job whose delete fails (the API server refuses it: no right to delete Jobs, a webhook that
-  denies it; or does not answer) is left for the next pass, and so are the rest of that
+  denies it; or does not answer) is left for the next pass. After an answer about the
+  namespace (RBAC's ``403``, ``429``, a server error, no answer) so are the rest of that
   namespace's Jobs in this pass; the other namespaces' go all the same. A namespace that
   refuses one Job most likely refuses the next: trying every Job left at every pass, their
   number growing by one a run while none could go, sent DELETEs as the square of the runs, and
-  held the housekeeping as long as each failure took. A Job whose delete failed is tried after
-  the others at the next pass: one that a webhook denies alone holds the others of its
-  namespace one pass, not for good. The failure comes again with every pass (each resync, each
-  run's end): it is one warning per namespace, answer and kind (beyond the limits, removed)
-  every ``REFUSAL_EVERY`` seconds (``RefusalLog``), naming the RBAC rule after a ``403``
-  (``missing="jobs: delete in namespace X"``) unless admission denied it (a webhook or a
-  policy: ``request=``), with how many were not logged (``suppressed``). It raises only what is
-  not a Job API error (the run store's).
+  held the housekeeping as long as each failure took. Admission's denial (a webhook, a policy)
+  is about that Job: the pass goes on to the next (stopping there, K such Jobs held the others
+  K passes after a restart, which forgets them). Jobs whose delete failed are tried after the
+  others at the next pass, the one tried longest ago first, and the first of them that fails
+  again, however, leaves the namespace for the pass: one tried in turn a pass, not one more
+  DELETE a Job denied for good, nor one Job that may go now held behind one denied for good.
+  The failure comes again with every pass (each resync, each run's end): it is one warning
+  per namespace, answer and kind (beyond the limits, removed) every ``REFUSAL_EVERY`` seconds
+  (``RefusalLog``), naming the RBAC rule after a ``403`` (``missing="jobs: delete in namespace
+  X"``) unless admission denied it (a webhook or a policy: ``request=``), with how many were
+  not logged (``suppressed``). It raises only what is not a Job API error (the run store's).
 """
 
 from __future__ import annotations
@@ -70,7 +75,12 @@ class JobCleanup:
         self.reconciler = reconciler
         self._theirs: set[str] = set()  # uids of removed tasks' Jobs not in the store: left
         self._refusals = RefusalLog()  # by (namespace, status, admission, why): comes again
-        self._failed: set[str] = set()  # uids of Jobs whose delete failed: tried last
+        # uids of Jobs whose delete failed -> the pass that last tried them: tried last, the
+        # one tried longest ago first.
+        self._failed: dict[str, int] = {}
+        self._passes = 0
+        # Whether a pass has declared a task: until one has, an empty read holds (passed()).
+        self._declared = False
         # The last applied pass's declared tasks and whether it held removals back, one pair:
         # read apart, a pass that read every source empty landing between the two reads paired
         # "nothing declared" with "nothing held", and every finished Job in the store went.
@@ -79,7 +89,16 @@ class JobCleanup:
 
     def passed(self, result: PassResult) -> None:
         """A pass applied (``result.ok``): what it declared, whether it held removals back."""
-        self._pass = (result.desired.tasks, bool(result.plan.held_removals))
+        tasks = result.desired.tasks
+        # Nothing of a removed task is deleted while every source reads empty. The plan holds
+        # the removals of the tasks scheduled; at a start the scheduler holds none, so a first
+        # pass that reads a folder or a checkout empty (a failed mount) held nothing, and
+        # every finished Job the store records went. Until a pass has declared a task, no
+        # task counts as removed (with --allow-empty an empty read is what the user made);
+        # after that the plan decides (an API task deleted, the last one too, is removed).
+        self._declared = self._declared or bool(tasks)
+        empty = not (self._declared or self.reconciler.allow_empty)
+        self._pass = (tasks, empty or bool(result.plan.held_removals))
 
     async def clean(self, keys: Collection[str] | None) -> int:
         """Delete the finished Jobs beyond the limits of ``keys`` (None: every task with Jobs).
@@ -107,24 +126,28 @@ class JobCleanup:
             if len(self._theirs) > THEIRS_MAX:  # each looked up once more: most are gone
                 self._theirs.clear()
             self._theirs |= {_uid(job) for job in removed if _run_id(job) not in ours}
-        # Those that failed before go last, in every namespace (module docstring).
+        # Those that failed before go last, in every namespace, the one tried longest ago
+        # first (module docstring).
+        self._passes += 1
         jobs = [(key, job) for key, found in doomed.items() for job in found]
-        jobs.sort(key=lambda item: _uid(item[1]) in self._failed)
+        jobs.sort(key=lambda item: self._failed.get(_uid(item[1]), -1))
         deleted = 0
         failed: set[str] = set()  # the namespaces left for the next pass
         for key, job in jobs:
             namespace = job["metadata"]["namespace"]
             if namespace in failed:
                 continue
+            before = _uid(job) in self._failed
             gone = await self._delete(key, job, "history" if key in declared else "removed")
-            if gone is None:
-                failed.add(namespace)
+            if isinstance(gone, JobApiError):
+                if before or not _admission(gone):
+                    failed.add(namespace)
             elif gone:
                 deleted += 1
         return deleted
 
-    async def _delete(self, key: str, job: dict[str, Any], why: str) -> bool | None:
-        """True if deleted, False if gone already, None if the delete failed (logged)."""
+    async def _delete(self, key: str, job: dict[str, Any], why: str) -> bool | JobApiError:
+        """True if deleted, False if gone already, the error if the delete failed (logged)."""
         meta = job.get("metadata") or {}
         namespace, name, uid = meta["namespace"], meta["name"], _uid(job)
         try:
@@ -132,7 +155,7 @@ class JobCleanup:
         except JobApiError as err:
             if len(self._failed) >= THEIRS_MAX:  # the oldest may be gone: tried in turn again
                 self._failed.clear()
-            self._failed.add(uid)
+            self._failed[uid] = self._passes
             admission = _admission(err)
             suppressed = self._refusals.due((namespace, err.status, admission, why))
             if suppressed is not None:
@@ -147,13 +170,13 @@ class JobCleanup:
                     "suppressed": suppressed,
                 }
                 whose = "beyond the history limits" if why == "history" else _REMOVED
+                waits = "it waits" if admission else "it and its namespace's others wait"
                 log.warning(
-                    f"cannot delete a Job {whose}; it and its namespace's others wait for the"
-                    " next pass",
+                    f"cannot delete a Job {whose}; {waits} for the next pass",
                     extra={"fields": fields},
                 )
-            return None
-        self._failed.discard(uid)
+            return err
+        self._failed.pop(uid, None)
         if deleted:
             log.info("job deleted", extra={"fields": {"task": key, "job": name, "why": why}})
         return deleted

@@ -15,11 +15,13 @@
     attempt's stored record is final: no run holds such a Job, and left alone it runs beside
     the run that replaced it (a ``Replace`` of an attempt whose create went unanswered as
     crontask stopped: ``runner.job_create``; a delete that could not be done then). One whose
-    outcome is decided (``core.jobs.decided``), or not live with the same uid, is left;
+    outcome is decided (``core.jobs.decided``), or not live with the same uid, is left. One
+    whose delete fails is tried again at the next pass (not while the delete is tried again in
+    the background), its refusal said once;
   * **cleans up** finished Jobs beyond ``successfulRunsHistoryLimit`` /
     ``failedRunsHistoryLimit``, and a removed task's (``controller.job_cleanup``: a Job whose
-    delete fails is left for the next pass with the rest of its namespace's, said once a
-    while, and the other namespaces' go);
+    delete fails is left for the next pass, with the rest of its namespace's unless admission
+    denied that Job alone, said once a while, and the other namespaces' go);
   * **lets go** of the Job watch of a namespace watched on demand (``JobWatch.let_go``) once
     no definition in force puts Jobs there, no run followed or ``running`` has its Job there,
     and its cache holds no Job of a task (one clean-up may still delete). The bound on such
@@ -180,6 +182,7 @@ class JobSupervisor:
         self._some = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
         self._released: set[str] = set()  # uids of the Jobs of final records, handled once
+        self._refused: set[str] = set()  # ...and of those whose refused delete was said
         self.cleanup = JobCleanup(
             self.watch, self.runner, store=store, dispatcher=dispatcher, reconciler=reconciler
         )
@@ -303,7 +306,9 @@ class JobSupervisor:
     async def release(self) -> int:
         """Delete the live Jobs of this replica's tasks whose run's record is final."""
         tasks = {key for key in self.watch.tasks() if self.reconciler.mine(key)}
-        return await release_jobs(self.dispatcher, self.store, self.runner, tasks, self._released)
+        return await release_jobs(
+            self.dispatcher, self.store, self.runner, tasks, self._released, self._refused
+        )
 
     # -- clean-up ----------------------------------------------------------------------------
 
@@ -349,12 +354,14 @@ async def release_jobs(
     runner: JobRunner,
     tasks: Collection[str],
     handled: set[str],
+    said: set[str],
 ) -> int:
     """Delete the live Jobs of ``tasks`` (``JobRunner.running``: crontask's, each a task's)
     whose attempt's stored record is final (module docstring). ``handled``: the uids of the
-    Jobs already dealt with here, and added to, so each is deleted and logged once. A run
-    followed here, or ``running`` in the store, holds its Job; no record (pruned, or never
-    written while the store was away) says nothing: left alone. Returns how many went."""
+    Jobs already dealt with here (deleted, or found gone or ending), and added to, so each is
+    deleted and logged once; ``said``: those whose refused delete was logged, the same way.
+    A run followed here, or ``running`` in the store, holds its Job; no record (pruned, or
+    never written while the store was away) says nothing: left alone. Returns how many went."""
     running = {(r.id, r.attempt) for r in await dispatcher.recorder.call(store.running)}
     deleted = 0
     for key in sorted(tasks):
@@ -363,43 +370,52 @@ async def release_jobs(
             where = live.job
             if where is None or not where.uid or where.uid in handled:
                 continue
+            if retrying(where.uid):  # its delete is tried again in the background
+                continue
             if live.id in followed or (live.id, live.attempt) in running:
                 continue
             record = await dispatcher.recorder.call(store.get, live.id, live.attempt)
             if record is None or not record.status.finished:
                 continue
-            if await _release(runner, record, where, handled):
+            if await _release(runner, record, where, handled, said):
                 deleted += 1
     return deleted
 
 
 async def _release(
-    runner: JobRunner, record: RunRecord, where: JobDetails, handled: set[str]
+    runner: JobRunner, record: RunRecord, where: JobDetails, handled: set[str], said: set[str]
 ) -> bool:
     """Delete the Job of the final ``record`` if the API server still has it live (the
     watch may lag behind an end the attempt read with a GET). True if deleted."""
+    uid = str(where.uid)
     try:
         job = await runner.cluster.get(where.namespace, where.name)
     except Exception as err:
         if getattr(err, "status", None) in (401, 403):
-            handled.add(str(where.uid))  # refused for good: said once
+            handled.add(uid)  # refused for good: said once
         log.warning(
             "cannot read a Job whose run is over, to delete it",
             extra={"fields": {"run": record.id, "job": where.name, "error": str(err)}},
         )
         return False
-    handled.add(str(where.uid))
     meta = (job or {}).get("metadata") or {}
     if job is None or meta.get("uid") != where.uid or decided(job) or is_deleting(job):
+        handled.add(uid)
         return False
     deleted = await delete_job(runner, where, where.uid, record.id)
-    if isinstance(deleted, str) and not retrying(where.uid):
-        # Refused for good (403) and tried again by nothing in the background: the next
-        # resync tries it again, as the run's record says.
-        handled.discard(str(where.uid))
-    said = "job deleted" if deleted is True else "job gone already" if deleted is False else ""
+    if isinstance(deleted, str):
+        # Not handled: the next resync tries it again, as the run's record says (a delete
+        # tried again in the background is left to it: release_jobs skips the Job meanwhile,
+        # and a 403 ends that retry). Said once a Job: each resync meets the refusal again.
+        if uid in said:
+            return False
+        said.add(uid)
+    else:
+        handled.add(uid)
+        said.discard(uid)
+    said_now = "job deleted" if deleted is True else "job gone already" if deleted is False else ""
     log.warning(
-        (said or f"cannot delete a Job ({deleted})")
+        (said_now or f"cannot delete a Job ({deleted})")
         + ": the record of its run is final, no run of crontask holds it",
         extra={
             "fields": {

@@ -33,6 +33,8 @@ from reconciler.core.runs import RunRecord, RunStatus, Trigger, run_id
 from reconciler.runner.base import Actions
 from reconciler.runner.job import JobRunner
 from reconciler.scheduling.memory import MemoryScheduler
+from reconciler.sources.api import ApiSource, ApiTaskFiles
+from reconciler.sources.base import Source
 from reconciler.sources.files import DirectorySource
 from reconciler.sources.kubernetes_jobs import JobWatch
 from reconciler.store import MemoryRunStore
@@ -66,7 +68,7 @@ class HeldRunning(MemoryRunStore):
         return super().running(task)
 
 
-def write_task(folder: Path, name: str, namespace: str = "default", **spec: Any) -> None:
+def task_text(name: str, namespace: str = "default", **spec: Any) -> str:
     job = {"namespace": namespace, "spec": {"backoffLimit": 0, "template": {"spec": POD}}}
     document = {
         "apiVersion": "crontask.dev/v1alpha1",
@@ -74,7 +76,11 @@ def write_task(folder: Path, name: str, namespace: str = "default", **spec: Any)
         "metadata": {"name": name},
         "spec": {"schedule": "0 0 1 1 *", **spec, "job": job},
     }
-    (folder / f"{name}.yaml").write_text(yaml.safe_dump(document))
+    return yaml.safe_dump(document)
+
+
+def write_task(folder: Path, name: str, namespace: str = "default", **spec: Any) -> None:
+    (folder / f"{name}.yaml").write_text(task_text(name, namespace, **spec))
 
 
 class Housekeeping:
@@ -99,8 +105,19 @@ class Housekeeping:
         self.dispatcher = Dispatcher(
             self.store, owner="h:1:x", clock=lambda: T0, actions=Actions([self.runner])
         )
+        self.restart()
+
+    def restart(self, sources: list[Source] | None = None, *, allow_empty: bool = False) -> None:
+        """A new reconciler (of the folder, or of ``sources``) and supervisor over the same run
+        store and Jobs, as the next crontask has at its start: its scheduler holds nothing,
+        and nothing is declared until its first pass."""
         scheduler = MemoryScheduler(lambda key, at: None, T0)
-        self.reconciler = Reconciler([DirectorySource([self.tasks])], scheduler, self.dispatcher)
+        self.reconciler = Reconciler(
+            sources or [DirectorySource([self.tasks])],
+            scheduler,
+            self.dispatcher,
+            allow_empty=allow_empty,
+        )
         self.supervisor = JobSupervisor(
             JobSupport(self.watch, self.runner),
             store=self.store,
@@ -209,6 +226,76 @@ def test_a_pass_that_holds_removals_during_the_clean_ups_wait_keeps_every_job(
         removed = await house.run_pass()
         assert removed.plan.summary() == "1 to add, 0 to change, 1 to remove, 0 unchanged"
         assert await house.supervisor.clean({"default/a1"}) == 3
+        assert house.names("default") == []
+
+    play(quiet_emulator, tmp_path, ["default"], body)
+
+
+def test_a_restart_whose_sources_read_empty_deletes_no_job_of_a_removed_task(
+    quiet_emulator: Emulator, tmp_path: Path
+) -> None:
+    """crontask stops, its folder reads empty (a failed mount, an empty checkout) and it starts
+    again. Its scheduler holds nothing, so its first pass has no removal to hold back: that
+    pass deleted every finished Job the run store records. Nothing of a removed task goes
+    while no task is declared: not before the first pass, not after it; once a task is
+    declared again, the removed one's Jobs go."""
+
+    async def body(house: Housekeeping) -> None:
+        write_task(house.tasks, "a1", successfulRunsHistoryLimit=10)
+        await house.run_pass()
+        names = await house.finished_jobs("default/a1", 3)
+        (house.tasks / "a1.yaml").unlink()
+        house.restart()
+        assert await house.supervisor.clean(None) == 0  # before the first pass
+        first = await house.run_pass()
+        assert (first.desired.tasks, first.plan.held_removals) == ({}, ())
+        assert await house.supervisor.clean(None) == 0
+        assert await house.supervisor.clean({"default/a1"}) == 0
+        assert house.names("default") == sorted(names)
+        assert house.deletes("default") == 0
+
+        write_task(house.tasks, "b1")
+        await house.run_pass()
+        assert await house.supervisor.clean(None) == 3
+        assert house.names("default") == []
+
+    play(quiet_emulator, tmp_path, ["default"], body)
+
+
+def test_with_allow_empty_a_restart_whose_sources_read_empty_deletes_the_removed_tasks_jobs(
+    quiet_emulator: Emulator, tmp_path: Path
+) -> None:
+    """``--allow-empty``: an empty read is what the user made, at a restart too."""
+
+    async def body(house: Housekeeping) -> None:
+        write_task(house.tasks, "a1", successfulRunsHistoryLimit=10)
+        await house.run_pass()
+        await house.finished_jobs("default/a1", 2)
+        (house.tasks / "a1.yaml").unlink()
+        house.restart(allow_empty=True)
+        await house.run_pass()
+        assert await house.supervisor.clean(None) == 2
+        assert house.names("default") == []
+
+    play(quiet_emulator, tmp_path, ["default"], body)
+
+
+def test_the_last_api_task_deleted_has_its_jobs_deleted(
+    quiet_emulator: Emulator, tmp_path: Path
+) -> None:
+    """The API source is authoritative: deleting its last task removes the task (no hold), and
+    its finished Jobs go, although no task is declared any more."""
+
+    async def body(house: Housekeeping) -> None:
+        files = ApiTaskFiles(tmp_path / "api")
+        house.restart([ApiSource(files), DirectorySource([house.tasks])])
+        files.write("default/a1", task_text("a1", successfulRunsHistoryLimit=10))
+        await house.run_pass()
+        await house.finished_jobs("default/a1", 2)
+        files.remove("default/a1")
+        removed = await house.run_pass()
+        assert removed.plan.summary() == "0 to add, 0 to change, 1 to remove, 0 unchanged"
+        assert await house.supervisor.clean(None) == 2
         assert house.names("default") == []
 
     play(quiet_emulator, tmp_path, ["default"], body)

@@ -14,9 +14,12 @@ again, although its namespace had just refused one or not answered. Nothing coul
 doomed Jobs grew by one a run and the DELETEs of each pass with them (465 after 30 runs of a task
 without the right to delete, against 30 before), and a delete that failed slowly held the
 housekeeping that long for each. Now a namespace that refuses a delete (or does not answer) is
-left for the rest of the pass, the other namespaces go on, and a Job refused before is tried
-after the others: a webhook that denies one Job holds the others one pass, not for good. Only
-an authorization refusal is said to be a missing RBAC rule, not a webhook's."""
+left for the rest of the pass, the other namespaces go on. A webhook's denial is about one
+Job, and the pass goes on to the next (a restart, which forgets the Jobs denied, held the
+others back one pass a denied Job); Jobs refused before are tried after the others, the one
+tried longest ago first, until one is refused again (they were tried in one order: a Job that
+could go now stayed for good behind one denied for good). Only an authorization refusal is
+said to be a missing RBAC rule, not a webhook's."""
 
 from __future__ import annotations
 
@@ -202,27 +205,36 @@ def test_a_namespace_that_refuses_is_tried_once_a_pass_and_the_others_go_on(
     play(quiet_emulator, tmp_path, ["default", "other"], body)
 
 
-def test_a_job_a_webhook_denies_holds_the_others_of_its_namespace_one_pass(
+def gone(house: Housekeeping, a1: int, b1: int) -> bool:
+    """Whether the watch shows as many finished Jobs of a1 and b1: the next pass would try
+    again one deleted that it still shows (a 404, "gone already")."""
+    return (house.done("default/a1"), house.done("default/b1")) == (a1, b1)
+
+
+def test_a_job_a_webhook_denies_holds_no_other(
     quiet_emulator: Emulator,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    """A webhook denies the delete of ``a1``'s newest Job, the first tried: the pass leaves the
-    namespace; the next one tries the other two first (they go) and the denied one last. The
-    warning does not say that an RBAC rule is missing."""
+    """A webhook denies the delete of ``a1``'s newest Job, the first tried: a denial is about
+    that Job, so the pass goes on and ``a1``'s two others and ``b1``'s, in the same namespace,
+    go (a restart forgets which Jobs were denied: each pass held them back again). The next
+    pass tries the denied one again, once. The warning does not say that an RBAC rule is
+    missing."""
     refusals = Refusals(monkeypatch)
 
     async def body(house: Housekeeping) -> None:
         hold_race.write_task(house.tasks, "a1", successfulRunsHistoryLimit=0)
+        hold_race.write_task(house.tasks, "b1", successfulRunsHistoryLimit=0)
         await house.run_pass()
         *older, newest = await house.finished_jobs("default/a1", 3)
+        await house.finished_jobs("default/b1", 1)
         refusals.denied.add(newest)
         with caplog.at_level(logging.WARNING, logger="crontask.jobs"):
-            assert await house.supervisor.clean(None) == 0
-            assert house.deletes("default") == 1
-            assert await house.supervisor.clean(None) == 2
+            assert await house.supervisor.clean(None) == 3
             assert (house.deletes("default"), house.names("default")) == (4, [newest])
+            await house.until("the watch to see them gone", lambda: gone(house, 1, 0))
             assert await house.supervisor.clean(None) == 0
             assert house.deletes("default") == 5
         ((message, fields),) = said(caplog)
@@ -232,5 +244,37 @@ def test_a_job_a_webhook_denies_holds_the_others_of_its_namespace_one_pass(
         assert fields["job"] == newest
         assert "admission webhook" in fields["error"]
         assert older  # both went
+
+    play(quiet_emulator, tmp_path, ["default"], body)
+
+
+def test_jobs_denied_before_are_tried_again_each_in_turn(
+    quiet_emulator: Emulator,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A webhook denies two of ``a1``'s three Jobs for a while, then lets the older go. A pass
+    tries the Jobs denied before after the others, the one tried longest ago first, and leaves
+    their namespace at the first that is denied again (one more DELETE a pass, not one more a
+    Job denied): the denied Job that sorted first held the other back for good."""
+    refusals = Refusals(monkeypatch)
+
+    async def body(house: Housekeeping) -> None:
+        hold_race.write_task(house.tasks, "a1", successfulRunsHistoryLimit=0)
+        await house.run_pass()
+        _, older, newest = await house.finished_jobs("default/a1", 3)
+        refusals.denied |= {older, newest}
+        assert await house.supervisor.clean(None) == 1  # each tried: the oldest goes
+        assert (house.deletes("default"), house.names("default")) == (3, [older, newest])
+        await house.until("the watch to see it gone", lambda: house.done("default/a1") == 2)
+        assert await house.supervisor.clean(None) == 0  # newest first (newest first, tied)
+        assert house.deletes("default") == 4
+        refusals.denied.discard(older)
+        assert await house.supervisor.clean(None) == 1  # older, tried longest ago, goes
+        assert (house.deletes("default"), house.names("default")) == (6, [newest])
+        await house.until("the watch to see it gone", lambda: house.done("default/a1") == 1)
+        for count in (7, 8):
+            assert await house.supervisor.clean(None) == 0
+            assert house.deletes("default") == count
 
     play(quiet_emulator, tmp_path, ["default"], body)

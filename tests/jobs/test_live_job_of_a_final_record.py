@@ -1,6 +1,6 @@
 """A live Job whose attempt's stored record is final is no crontask run's: the Job
 housekeeping after a full pass deletes it (``controller.jobs.release_jobs``), once (again at
-the next pass while the API server refuses the delete for good). The case
+the next pass while the API server refuses the delete, said once a Job). The case
 that makes one: ``Replace`` stopped an attempt whose create and the read that followed went
 unanswered (its record ``failed``/``Replaced``, the Job maybe written), and crontask stopped
 before the API server answered the background read that would have deleted it: the Job ran
@@ -32,6 +32,7 @@ from reconciler.core.jobs import job_manifest, job_name
 from reconciler.core.runs import JobDetails, RunRecord, RunStatus, Trigger, manual_slot, run_id
 from reconciler.runner.base import Actions
 from reconciler.runner.job import JobRunner
+from reconciler.runner.job_delete import deletes_tried
 from reconciler.store import MemoryRunStore, open_store, sqlite_url
 from tests.helpers import definition, wait_for
 from tests.jobs.conftest import Crontask, Gate, write_task
@@ -92,13 +93,14 @@ def test_the_job_of_a_replaced_attempt_left_at_shutdown_is_deleted_after_the_res
     async def after() -> None:
         again, d, runner = restarted(cluster.jobs, store)
         handled: set[str] = set()
+        said: set[str] = set()
         with caplog.at_level(logging.WARNING, logger="crontask.jobs"):
-            assert await release_jobs(d, store, runner, {KEY}, handled) == 1
-            assert await release_jobs(d, store, runner, {KEY}, handled) == 0
+            assert await release_jobs(d, store, runner, {KEY}, handled, said) == 1
+            assert await release_jobs(d, store, runner, {KEY}, handled, said) == 0
         assert NAME not in again.jobs
         assert ("delete", NAME) in again.calls
-        said = [r for r in caplog.records if "the record of its run is final" in r.getMessage()]
-        assert len(said) == 1
+        told = [r for r in caplog.records if "the record of its run is final" in r.getMessage()]
+        assert len(told) == 1
         # The replacing run's Job, whose record is running, is not deleted: it is adopted.
         assert NEWER in again.jobs
         assert [c for c in again.calls if c == ("delete", NEWER)] == []
@@ -131,7 +133,7 @@ def test_a_job_the_api_server_says_ended_is_not_deleted_while_the_watch_lags() -
         store.complete(
             claimed.finish(RunStatus.SUCCEEDED, finished_at=T0, exit_code=0, job=claimed.job)
         )
-        assert await release_jobs(d, store, runner, {KEY}, set()) == 0
+        assert await release_jobs(d, store, runner, {KEY}, set(), set()) == 0
         assert NAME in cluster.jobs
         assert [c for c in cluster.calls if c[0] == "delete"] == []
         await d.shutdown(0)
@@ -234,11 +236,108 @@ def test_a_delete_refused_for_good_is_tried_again_at_the_next_pass() -> None:
         )
         await until(lambda: bool(runner.running(KEY)))  # the watch has seen it live
         handled: set[str] = set()
-        assert await release_jobs(d, store, runner, {KEY}, handled) == 0  # refused
+        said: set[str] = set()
+        assert await release_jobs(d, store, runner, {KEY}, handled, said) == 0  # refused
         assert NAME in cluster.jobs
-        assert await release_jobs(d, store, runner, {KEY}, handled) == 1  # tried again
+        assert await release_jobs(d, store, runner, {KEY}, handled, said) == 1  # tried again
         assert NAME not in cluster.jobs
         assert cluster.calls.count(("delete", NAME)) == 2
+        await d.shutdown(0)
+
+    asyncio.run(main())
+
+
+def final_records(store: MemoryRunStore, cluster: FakeCluster, count: int) -> list[str]:
+    """``count`` live Jobs whose runs' records are final (timed out); their names."""
+    names = []
+    for n in range(count):
+        at = T0 + timedelta(minutes=n)
+        name = job_name(KEY, at, 1, qualified=False)
+        claimed = record(at=at, job=JobDetails("default", name))
+        store.claim(claimed)
+        cluster.add(job_manifest(job_task(), claimed, namespace="default", name=name, env={}))
+        store.complete(
+            claimed.finish(RunStatus.FAILED, finished_at=at, reason="TimedOut", job=claimed.job)
+        )
+        names.append(name)
+    return names
+
+
+def test_a_refused_delete_is_tried_at_every_pass_and_said_once_a_job(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Three such Jobs, crontask without the right to delete Jobs: each resync tries each
+    again (one DELETE a Job), and the refusal is one warning a Job, not one a Job a resync."""
+    store = MemoryRunStore()
+
+    async def main() -> None:
+        cluster = RefusesDeletesForGood(9)
+        runner = JobRunner(cluster, namespace="default", verify_seconds=0.05)
+        d = Dispatcher(store, owner="h:2:y", clock=lambda: T0, actions=Actions([runner]))
+        names = final_records(store, cluster, 3)
+        await until(lambda: len(runner.running(KEY)) == 3)
+        handled: set[str] = set()
+        said: set[str] = set()
+        with caplog.at_level(logging.WARNING, logger="crontask.jobs"):
+            for passes in (1, 2, 3):
+                assert await release_jobs(d, store, runner, {KEY}, handled, said) == 0
+                assert len([c for c in cluster.calls if c[0] == "delete"]) == 3 * passes
+            assert await release_jobs(d, store, runner, {KEY}, handled, said) == 3  # allowed
+        assert [n for n in names if n in cluster.jobs] == []
+        messages = [r.getMessage() for r in caplog.records]
+        refused = [m for m in messages if m.startswith("cannot delete a Job")]
+        assert len(refused) == 3, messages
+        assert len([m for m in messages if m.startswith("job deleted")]) == 3
+        await d.shutdown(0)
+
+    asyncio.run(main())
+
+
+class UnansweredThenRefused(FakeCluster):
+    """The first delete gets a ``500`` (a webhook that timed out: tried again in the
+    background), the next ``refused`` a ``403`` (the webhook, answering, denies it)."""
+
+    def __init__(self, refused: int) -> None:
+        super().__init__()
+        self.refused = refused
+        self.deletes = 0
+
+    async def delete(self, namespace: str, name: str, uid: str | None) -> bool:
+        self.deletes += 1
+        if self.deletes == 1:
+            raise ApiError("cannot delete Job: HTTP 500: failed calling webhook", 500)
+        if self.refused:
+            self.refused -= 1
+            raise ApiError("cannot delete Job: HTTP 403: admission webhook denied it", 403)
+        return await super().delete(namespace, name, uid)
+
+
+def test_a_delete_unanswered_then_refused_is_tried_again_at_the_next_pass() -> None:
+    """A ``500`` starts a retry in the background, which a ``403`` ends: the passes meanwhile
+    leave the Job to it, and the next ones try again, as after a ``403`` first."""
+    store = MemoryRunStore()
+
+    async def main() -> None:
+        cluster = UnansweredThenRefused(2)
+        runner = JobRunner(cluster, namespace="default", verify_seconds=0.05)
+        d = Dispatcher(store, owner="h:2:y", clock=lambda: T0, actions=Actions([runner]))
+        (name,) = final_records(store, cluster, 1)
+        await until(lambda: bool(runner.running(KEY)))
+        (live,) = runner.running(KEY)
+        assert live.job is not None
+        handled: set[str] = set()
+        said: set[str] = set()
+        assert await release_jobs(d, store, runner, {KEY}, handled, said) == 0  # the 500
+        retry = deletes_tried([live.job.uid])
+        assert len(retry) == 1
+        assert await release_jobs(d, store, runner, {KEY}, handled, said) == 0  # left to it
+        assert cluster.deletes == 1
+        await asyncio.wait_for(retry[0], 10)  # the background retry met the first 403
+        assert cluster.deletes == 2
+        assert await release_jobs(d, store, runner, {KEY}, handled, said) == 0  # second 403
+        assert cluster.deletes == 3
+        assert await release_jobs(d, store, runner, {KEY}, handled, said) == 1
+        assert name not in cluster.jobs
         await d.shutdown(0)
 
     asyncio.run(main())
