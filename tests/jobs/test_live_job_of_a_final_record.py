@@ -41,6 +41,7 @@ from tests.jobs.test_lifecycle import ended, live
 from tests.jobs.test_stop_during_create import FirstCreateUnheard
 from tests.jobs.twin import ApiError, FakeCluster
 from tests.k8s.emulator import Emulator
+from tests.runner.test_job_delete_retried import RefusesDeletes
 
 NEWER = job_name(KEY, T0 + timedelta(seconds=1), 1, qualified=False)
 
@@ -204,28 +205,13 @@ def test_at_its_start_crontask_deletes_the_live_job_of_a_final_record_and_adopts
     assert (over.status, over.reason) == (RunStatus.FAILED, "Replaced")
 
 
-class RefusesDeletesForGood(FakeCluster):
-    """The next ``refused`` deletes answer 403 (no right to delete Jobs)."""
-
-    def __init__(self, refused: int) -> None:
-        super().__init__()
-        self.refused = refused
-
-    async def delete(self, namespace: str, name: str, uid: str | None) -> bool:
-        if self.refused:
-            self.refused -= 1
-            self.calls.append(("delete", name))
-            raise ApiError("cannot delete Job: HTTP 403 Forbidden", 403)
-        return await super().delete(namespace, name, uid)
-
-
 def test_a_delete_refused_for_good_is_tried_again_at_the_next_pass() -> None:
     """Nothing retries a 403 in the background: the next housekeeping pass (a resync) tries
     the delete again, as the replaced run's record says, and deletes it once allowed."""
     store = MemoryRunStore()
 
     async def main() -> None:
-        cluster = RefusesDeletesForGood(1)
+        cluster = RefusesDeletes(1, 403)
         runner = JobRunner(cluster, namespace="default", verify_seconds=0.05)
         d = Dispatcher(store, owner="h:2:y", clock=lambda: T0, actions=Actions([runner]))
         claimed = record(job=JobDetails("default", NAME))
@@ -271,7 +257,7 @@ def test_a_refused_delete_is_tried_at_every_pass_and_said_once_a_job(
     store = MemoryRunStore()
 
     async def main() -> None:
-        cluster = RefusesDeletesForGood(9)
+        cluster = RefusesDeletes(9, 403)
         runner = JobRunner(cluster, namespace="default", verify_seconds=0.05)
         d = Dispatcher(store, owner="h:2:y", clock=lambda: T0, actions=Actions([runner]))
         names = final_records(store, cluster, 3)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import datetime, timedelta
+from http import HTTPStatus
 
 from reconciler.controller.dispatch import Dispatcher
 from reconciler.core.runs import RunStatus
@@ -18,17 +19,20 @@ from tests.jobs.twin import ApiError, FakeCluster
 
 
 class RefusesDeletes(FakeCluster):
-    """The next ``refused`` deletes answer 503."""
+    """The next ``refused`` deletes answer ``status`` (503: tried again in the background;
+    403: refused for good)."""
 
-    def __init__(self, refused: int) -> None:
+    def __init__(self, refused: int, status: int = 503) -> None:
         super().__init__()
         self.refused = refused
+        self.status = status
 
     async def delete(self, namespace: str, name: str, uid: str | None) -> bool:
         if self.refused:
             self.refused -= 1
             self.calls.append(("delete", name))
-            raise ApiError("cannot delete Job: HTTP 503 Service Unavailable", 503)
+            phrase = HTTPStatus(self.status).phrase
+            raise ApiError(f"cannot delete Job: HTTP {self.status} {phrase}", self.status)
         return await super().delete(namespace, name, uid)
 
 
