@@ -35,6 +35,7 @@ RELEASES = {
     "0.7.0": "7066468",
     "0.8.0": "0013125",
     "0.9.0": "459e2be",
+    "0.10.0": "8cd694f",
 }
 
 # Run by the release's own code: open the store as `crontask run` does, claim a run and end it,
