@@ -94,10 +94,12 @@ class JobCleanup:
         # the removals of the tasks scheduled; at a start the scheduler holds none, so a first
         # pass that reads a folder or a checkout empty (a failed mount) held nothing, and
         # every finished Job the store records went. Until a pass has declared a task, no
-        # task counts as removed (with --allow-empty an empty read is what the user made);
+        # task counts as removed (with --allow-empty an empty read is what the user made, and
+        # so is one of sources whose empty read is deliberate: the API's, the cluster's);
         # after that the plan decides (an API task deleted, the last one too, is removed).
         self._declared = self._declared or bool(tasks)
-        empty = not (self._declared or self.reconciler.allow_empty)
+        deliberate = all(source.authoritative for source in self.reconciler.sources)
+        empty = not (self._declared or self.reconciler.allow_empty or deliberate)
         self._pass = (tasks, empty or bool(result.plan.held_removals))
 
     async def clean(self, keys: Collection[str] | None) -> int:

@@ -299,3 +299,26 @@ def test_the_last_api_task_deleted_has_its_jobs_deleted(
         assert house.names("default") == []
 
     play(quiet_emulator, tmp_path, ["default"], body)
+
+
+def test_a_restart_of_api_tasks_only_deletes_the_last_removed_tasks_jobs(
+    quiet_emulator: Emulator, tmp_path: Path
+) -> None:
+    """The last API task deleted, crontask restarted before its finished Jobs went (a rolling
+    update; a Job still running at the deletion ends after it): the API's empty read is what
+    the user made, so the first pass's clean-up deletes them, as it did before the hold on
+    an empty start (which is for a folder or a checkout read empty)."""
+
+    async def body(house: Housekeeping) -> None:
+        files = ApiTaskFiles(tmp_path / "api")
+        house.restart([ApiSource(files)])
+        files.write("default/a1", task_text("a1", successfulRunsHistoryLimit=10))
+        await house.run_pass()
+        await house.finished_jobs("default/a1", 2)
+        files.remove("default/a1")
+        house.restart([ApiSource(files)])
+        await house.run_pass()
+        assert await house.supervisor.clean(None) == 2
+        assert house.names("default") == []
+
+    play(quiet_emulator, tmp_path, ["default"], body)
