@@ -109,14 +109,10 @@ def _not_now(e: exc.DBAPIError) -> bool:
 # locks) and SQLITE_NOTADB (its header overwritten). sqlite3 raises them as DatabaseError, no
 # outage: each record was dropped after three tries, each try logged with a traceback, while
 # readiness held. Once crontask runs, they are an outage until someone restores the file
-# (crontask cannot): the records wait, readiness fails. Found as a store opens, the file is
-# refused instead (``translated_errors(damaged=False)``): the command line names it.
+# (crontask cannot): the records that meet it wait, and readiness fails if the pages it reads
+# are damaged (``sql_ping``). Found as a store opens, the file is refused instead
+# (``translated_errors(damaged=False)``): the command line names it.
 _SQLITE_DAMAGED: Final = frozenset({sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB})
-
-
-class Damaged(StoreUnavailable):
-    """The SQLite file is damaged (``_SQLITE_DAMAGED``): an outage until someone restores it,
-    which the store remembers for its readiness (``sql_ping.Damage``)."""
 
 
 def _damaged(e: exc.DBAPIError) -> bool:
@@ -143,7 +139,7 @@ def translated_errors(*, damaged: bool = True) -> Iterator[None]:
         if getattr(e.orig, "sqlstate", None) in _ROLLED_BACK:
             raise RolledBack(f"run store rolled the transaction back: {e.orig}") from e
         if damaged and _damaged(e):
-            raise Damaged(
+            raise StoreUnavailable(
                 f"run store unavailable: its SQLite file is damaged ({e.orig}); stop crontask,"
                 " then restore the file from a backup, or move it away to start a new history"
             ) from e
