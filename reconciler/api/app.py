@@ -49,7 +49,7 @@ from reconciler.api.auth import (
     role_extra,
 )
 from reconciler.api.authfile import AuthFile
-from reconciler.api.hosts import ORIGINS_STATE, LoopbackHosts, external_origin
+from reconciler.api.hosts import BARE_PROBE, ORIGINS_STATE, LoopbackHosts, external_origin
 from reconciler.api.models import CRONTASK_SCHEMA_REF, HealthOut, ReadinessOut, ReadinessProblem
 from reconciler.api.problems import PROBLEM_MEDIA_TYPE, Problem
 from reconciler.api.routing import (
@@ -216,10 +216,15 @@ def _probes_router() -> APIRouter:
         # probes' own: however many probes wait, the API and /metrics keep theirs.
         runtime = context(request).runtime
         checks = dict(await anyio.to_thread.run_sync(runtime.readiness, limiter=probes))
-        if all(checks.values()):
-            return JSONResponse(ReadinessOut(ready=True, checks=checks).model_dump(mode="json"))
+        ready = all(checks.values())
         failing = ", ".join(sorted(name for name, ok in checks.items() if not ok))
-        problem = problems.problem_body(503, f"not ready: {failing}", request.url.path)
+        if request.scope.get(BARE_PROBE):
+            # A Host answered only as a probe's (hosts.PROBES): its status, no check named.
+            checks, failing = {}, ""
+        if ready:
+            return JSONResponse(ReadinessOut(ready=True, checks=checks).model_dump(mode="json"))
+        detail = f"not ready: {failing}" if failing else "not ready"
+        problem = problems.problem_body(503, detail, request.url.path)
         problem.update(ready=False, checks=checks)
         return JSONResponse(problem, status_code=503, media_type=PROBLEM_MEDIA_TYPE)
 

@@ -20,6 +20,13 @@ Any IP address is answered then, on every address (a rebinding page's requests n
 own name; an address is no name a page can own: ``http://192.0.2.10:8080`` is whatever answers
 there), and the machine's names only as ``--allow-host`` names or ``--external-url``'s host.
 
+Without auth, the probes (:data:`PROBES`) answer whatever the ``Host``: a kubelet's httpGet
+probe names the pod's address (answered as any address is), but a load balancer's health check
+or a monitor sends the name it was given, and a probe refused is a pod never ready, or
+restarted. They change nothing, and ``/readyz`` says only ready or not to such a name
+(:data:`BARE_PROBE`). With auth, a server that checks the ``Host`` listens on loopback only,
+where no such check comes from: its probes keep the rule.
+
 A server with auth that listens on another address is not checked: every name of the
 machine, and its addresses, reach it directly, and none of them can be known here; auth keeps
 strangers out (``auth.check_listen``).
@@ -52,6 +59,13 @@ log = logging.getLogger("crontask.api")
 
 MISDIRECTED: Final = 421
 ORIGINS_STATE: Final = "crontask_origins"  # app.state: origins a page of this server has
+# Answered whatever the Host without auth (see the module), as a probe sends them: GET or HEAD
+# (so no write passes, and same_origin's Host is still one checked), this spelling only.
+# /healthz says "ok"; /readyz the status alone (BARE_PROBE): which check fails (the store, the
+# sources) is for the names the operator gave, not a page's. /metrics is no probe: it names
+# tasks, and a scrape by name needs --allow-host.
+PROBES: Final = frozenset({"/healthz", "/readyz"})
+BARE_PROBE: Final = "crontask.bare_probe"  # scope key: answer with the status alone
 _SHOWN: Final = 100  # of a Host header in the answer
 _WARNED_NAMES: Final = 10  # refused names each warned of once a window
 _WARNED_WINDOW: Final = 60.0  # seconds: the names of the window before may be warned of again
@@ -135,7 +149,8 @@ class LoopbackHosts:
     """Answer ``421`` to a request whose ``Host`` names neither a loopback address nor one of
     ``also`` (see the module); without auth, any IP address too: a rebinding page's requests
     name the page's own name, never an address. A request without ``Host`` (HTTP/1.0) came from
-    no browser page.
+    no browser page. Without auth, a probe (:data:`PROBES`) is answered for any name, marked
+    :data:`BARE_PROBE` for a name not answered otherwise.
     ``authenticated``: auth is configured, so a refusal does not suggest it. The first of each
     name is logged as a warning, with auth or without (the first :data:`_WARNED_NAMES` names a
     minute: a page or a scanner may send as many as it likes, and the name to allow must not be
@@ -157,19 +172,27 @@ class LoopbackHosts:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
             header = next((v for k, v in scope.get("headers", ()) if k == b"host"), None)
-            if header is not None:
-                name = host_name(header.decode("latin-1"))
-                if not self._answers(name):
+            if header is not None and not self._answers(host_name(header.decode("latin-1"))):
+                if not self._probe(scope):
                     await self._misdirected(
                         send, header.decode("latin-1"), str(scope.get("path", ""))
                     )
                     return
+                # In place: the layers outside read what the route wrote in this scope.
+                scope[BARE_PROBE] = True
         await self.app(scope, receive, send)
 
     def _answers(self, name: str) -> bool:
         if is_loopback_name(name) or name in self.also:
             return True
         return not self.authenticated and is_address(name)
+
+    def _probe(self, scope: Scope) -> bool:
+        return (
+            not self.authenticated
+            and scope.get("path") in PROBES
+            and scope.get("method") in ("GET", "HEAD")
+        )
 
     async def _misdirected(self, send: Send, header: str, path: str) -> None:
         name = host_name(header)

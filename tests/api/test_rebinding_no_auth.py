@@ -158,7 +158,7 @@ def test_a_refused_name_is_logged_once_with_what_answers_it(server: Server) -> N
     scanner = f"scanner.example:{server.port}"
     called = f"crontask.internal:{server.port}"
     for host in (scanner, called, called, scanner):
-        assert send(server, "GET", "/healthz", host)[0] == 421
+        assert send(server, "GET", "/metrics", host)[0] == 421
     wait_for(
         "the warning naming crontask.internal",
         lambda: "crontask.internal" in server.log.read_text(),
