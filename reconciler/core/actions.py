@@ -34,7 +34,7 @@ from reconciler.core.jobspec import (
     label_value_problem,
     problems,
 )
-from reconciler.core.urls import request_url_problem
+from reconciler.core.urls import ENCODE_USERINFO, request_url_problem
 
 ENV_NAME = r"[A-Za-z_][A-Za-z0-9_]*"
 MAX_ENV_NAME = 256
@@ -203,6 +203,46 @@ class HttpHeader(Model):
 
 STATUS_RANGES = r"^\d{3}(-\d{3})?(,\d{3}(-\d{3})?)*$"
 
+# ${NAME}, $NAME, {name}: what a shell, Compose or a template would fill in. Nothing does here:
+# the URL is sent as written.
+_PLACEHOLDER = re.compile(r"[${}]")
+_SCHEME = re.compile(r"[^:/?#]*")
+
+
+def _placeholder_problem(url: str) -> str | None:
+    """Why ``url``'s scheme, host or port is none a request can go to because it holds ``$``,
+    ``{`` or ``}`` (None: none does), without quoting the URL. Such a host was sent as written
+    and failed each run's lookup (``x${a}.example``); ``http://${HOST}/`` met the pattern's words
+    only. The parts are found as urlsplit finds them (the authority ends at the first ``/``,
+    ``?`` or ``#``; the host follows its last ``@``). The user name and password are left out (a
+    password may hold a ``$``), and so are the path and the query, sent as written too
+    (OData's ``?$filter=``)."""
+    scheme = _SCHEME.match(url)
+    assert scheme is not None  # the pattern matches the empty string
+    part = "scheme" if _PLACEHOLDER.search(scheme.group()) else None
+    rest, hint = url[scheme.end() :], ""
+    if part is None and rest.startswith("://"):
+        tail = rest[3:]
+        end = min((i for i in (tail.find(c) for c in "/?#") if i >= 0), default=len(tail))
+        hostport = tail[:end].rpartition("@")[2]
+        if hostport.startswith("["):
+            host, _, port = hostport[1:].partition("]")
+        else:
+            host, _, port = hostport.partition(":")
+        part = "host" if _PLACEHOLDER.search(host) else None
+        part = part or ("port" if _PLACEHOLDER.search(port) else None)
+        if "@" in tail[end:]:
+            # What urlsplit took for the host or port may be a password's start: say how to
+            # write one, as request_url_problem does.
+            hint = f" ({ENCODE_USERINFO})"
+    if part is None:
+        return None
+    return (
+        f"the URL's {part} holds '$', '{{' or '}}': environment variables are not expanded in "
+        "a url, it is sent as written; write it in full (a secret goes in a header's "
+        f"valueFrom){hint}"
+    )
+
 
 class HttpAction(Model):
     method: HttpMethod = Field(HttpMethod.GET)
@@ -226,6 +266,14 @@ class HttpAction(Model):
     timeout_seconds: StrictFloat = Field(
         30.0, gt=0, le=3600, description="For the request itself (at most an hour)."
     )
+
+    @field_validator("url", mode="before")
+    @classmethod
+    def _no_placeholder(cls, url: Any) -> Any:
+        # Before the pattern, whose words ("should match '^https?://...'") say nothing of it.
+        if isinstance(url, str) and (problem := _placeholder_problem(url)) is not None:
+            raise ValueError(problem)
+        return url
 
     @field_validator("url")
     @classmethod
