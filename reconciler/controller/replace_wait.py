@@ -8,10 +8,12 @@ end or go). A delete that failed for a while (5xx, no answer) is tried again in 
 (``runner.job_delete``): the run waits for that (still stoppable: a newer slot, shutdown),
 looking again every second (the retry's pause grows to ``verify_seconds``, and the Job may end
 on its own meanwhile), then starts, or is skipped ``MissedDeadline`` past
-startingDeadlineSeconds, or ``ReplaceBlocked`` after ``WAIT_MAX``. A delete refused for good
-(403: no right to delete Jobs, a webhook that denies it) leaves the Job running: the slot is
-skipped (``ReplaceBlocked``) rather than run beside it, and the next slot adopts the Job, stops
-it again (a new delete) and is decided the same way. The skip's message names the Job, also
+startingDeadlineSeconds, or ``ReplaceBlocked`` ``WAIT_MAX`` after it was decided (the stop of
+the runs it replaces, their first delete included, counts in it: a delete not answered is given
+up after ``sources.kubernetes_jobs.DELETE_TIMEOUT``). A delete refused for good (403: no right
+to delete Jobs, a webhook that denies it) leaves the Job running: the slot is skipped
+(``ReplaceBlocked``) rather than run beside it, and the next slot adopts the Job, stops it
+again (a new delete) and is decided the same way. The skip's message names the Job, also
 with replicas, where the run's claim was sent as it was decided and the skip is written over
 it (``_abandon``).
 """
@@ -30,11 +32,12 @@ from reconciler.runner.job_delete import deletes_tried
 
 # The skip of a ``Replace`` slot whose replaced run's Job could not be deleted.
 REPLACE_BLOCKED: Final = "ReplaceBlocked"
-# How long a run waits for a delete tried again in the background before its slot is skipped
-# (the delete goes on being tried). The replicas' claim gives a replaced run as long to stop
-# (``Handover.patience``); the retries' pause reaches its longest (``verify_seconds``, 30 s)
-# within it, so a brief outage (an API server or a webhook restarting) is ridden out, while a
-# run of a manual-only or yearly task does not wait, unrecorded, until the Job ends.
+# How long a run waits, from its decision, for a delete tried again in the background before
+# its slot is skipped (the delete goes on being tried). The replicas' claim gives a replaced
+# run as long to stop (``Handover.patience``); the retries' pause reaches its longest
+# (``verify_seconds``, 30 s) within it, so a brief outage (an API server or a webhook
+# restarting) is ridden out, while a run of a manual-only or yearly task does not wait,
+# unrecorded, until the Job ends.
 WAIT_MAX: Final = 60.0
 # How often the waiting run looks whether the Jobs it replaces still run: the background retry
 # may sleep up to ``verify_seconds`` while the watch has seen the Job end.
@@ -74,14 +77,18 @@ class ReplaceWaits(RunExecution):
     ) -> tuple[str, str | None]:
         """Wait while a Job of the task other than ``active``'s own still runs and its delete
         is tried again in the background, up to ``WAIT_MAX`` or the task's starting deadline,
-        whichever comes first. Then the reason and why ``active`` may not start (None: it may,
-        or it was stopped meanwhile)."""
+        whichever comes first, both counted from before the wait (the slot, the decision).
+        Then the reason and why ``active`` may not start (None: it may, or it was stopped
+        meanwhile)."""
         record, waited = active.record, False
         deadline = None if definition is None else definition.task.spec.starting_deadline_seconds
         if record.trigger is Trigger.MANUAL:  # a run asked for by hand has no deadline
             deadline = None
         loop = asyncio.get_running_loop()
-        until = loop.time() + WAIT_MAX
+        # From the decision, when the runs it replaces were stopped: not from the end of their
+        # stop, which waits for their first delete (each a read timeout when not answered).
+        decided = loop.time() if active.decided_at is None else active.decided_at
+        until = decided + WAIT_MAX
         while self.resumable is not None and active.stop_reason is None:
             standing = [r for r in self.resumable.running(record.task) if r.id != record.id]
             if not standing:

@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
 import dataclasses
 import functools
 import logging
@@ -140,6 +141,17 @@ def _connect(options: KubernetesOptions) -> Connection:
         },
     )
     return Connection(api, watch, namespace)
+
+
+def without_retries(api: Any) -> Any:
+    """An ApiClient as ``api`` (server, credentials and their refresh, TLS, proxy, headers)
+    whose pool tries nothing again: by default (``Retry(3)``) urllib3 sends a DELETE again on
+    each read timeout (4 in all), and ``RESTClientObject.request`` passes no per-call retries."""
+    configuration = copy.deepcopy(api.configuration)  # as the client's own get_default_copy
+    configuration.retries = False  # errors raised as they are, at once
+    plain = client.ApiClient(configuration, cookie=api.cookie)
+    plain.default_headers = dict(api.default_headers)  # the User-Agent among them
+    return plain
 
 
 def list_function(api: Any, namespace: str | None) -> Callable[..., Any]:

@@ -40,8 +40,8 @@ Contract:
   (with a one-line message) for what the API server refused or could not be reached for;
   ``create`` answers an existing Job of the same name instead of raising on ``409``, ``get``
   answers None on ``404``, ``delete`` deletes with ``propagationPolicy: Background`` (the
-  default for a Job orphans its pods) and the Job's uid as a precondition, so a Job of the
-  same name made meanwhile is never deleted by mistake.
+  default orphans a Job's pods) and the Job's uid as a precondition (never a Job of the same
+  name made meanwhile), sent once, given up after :data:`DELETE_TIMEOUT` with no answer.
 - :meth:`log_tail` keeps the last ``limit`` bytes of a container's log (with the same
   truncation marker as a command's output), reading it as a stream: memory stays at ``limit``
   whatever the log's size.
@@ -58,12 +58,13 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable, Collection
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, TypeVar
+from typing import Any, Final, TypeVar
 
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from reconciler.core.jobs import RUN_LABEL, decided, finished, is_deleting, run_in, run_of
+from reconciler.sources.kubernetes import without_retries
 from reconciler.sources.kubernetes_watch import Informer, object_key
 from reconciler.sources.pod_logs import read_tail
 
@@ -75,6 +76,8 @@ Home = Callable[[str], tuple[str, str | None]]
 
 CONTROLLER_UID = "batch.kubernetes.io/controller-uid"
 _TIMEOUT = (10, 60)
+# A delete's (connect, read) s; sent once (no retry in the pool): well within Replace's 60 s.
+DELETE_TIMEOUT: Final = (10.0, 15.0)
 MAX_NAMESPACES = 64  # namespaces with a watch of their own (not with one cluster-wide watch)
 ENDED_KEPT = 1024  # the last terminal states of Jobs, for runs whose Job is gone at once
 
@@ -111,6 +114,7 @@ class JobWatch:
         # Any: every call asks for the raw response (_preload_content=False), not the models.
         self._batch: Any = client.BatchV1Api(api)
         self._core: Any = client.CoreV1Api(api)
+        self._deletes: Any = client.BatchV1Api(without_retries(api))  # see delete
         self._cluster_wide = namespaces is None
         self._wanted = set(namespaces or ())
         self._fixed = frozenset(self._wanted)  # watched for good; the others, while in use
@@ -147,6 +151,7 @@ class JobWatch:
         for informer in list(self._informers.values()):
             informer.stop()
         self._pool.shutdown(wait=False, cancel_futures=True)
+        self._deletes.api_client.rest_client.close()  # its own; the caller closes ``api``
 
     @property
     def synced(self) -> bool:
@@ -388,9 +393,10 @@ class JobWatch:
     async def _request(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         """``fn`` with the raw response, read whole in the thread: the JSON it answered. (An
         unread response would never give its connection back to the pool.)"""
+        kwargs = {"_preload_content": False, "_request_timeout": _TIMEOUT, **kwargs}
 
         def call() -> Any:
-            response = fn(*args, _preload_content=False, _request_timeout=_TIMEOUT, **kwargs)
+            response = fn(*args, **kwargs)
             return json.loads(response.data or b"null")
 
         return await self._call(call)
@@ -432,7 +438,8 @@ class JobWatch:
         if uid:
             body["preconditions"] = {"uid": uid}
         try:
-            await self._request(self._batch.delete_namespaced_job, name, namespace, body=body)
+            delete = self._deletes.delete_namespaced_job
+            await self._request(delete, name, namespace, body=body, _request_timeout=DELETE_TIMEOUT)
         except ApiException as err:
             if err.status in (404, 409):  # gone, or another Job of that name now
                 return False

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import socket
 import threading
 from pathlib import Path
@@ -76,6 +77,8 @@ class Emulator:
         self._errors: list[int] = []
         self._outage: tuple[int | None, float] | None = None  # (status, delay) until heal()
         self._healed = threading.Event()
+        self._holds: list[tuple[str, re.Pattern[str]]] = []  # (method, path) until release()
+        self._released = threading.Event()
 
     # --- lifecycle --------------------------------------------------------------------------
 
@@ -116,6 +119,7 @@ class Emulator:
             self._stopping = True
             self.store.cond.notify_all()
         self._healed.set()  # requests held by an outage's delay end now
+        self._released.set()  # and those held unanswered (``hold``)
         self._server.shutdown()
         with self._lock:
             connections = list(self._connections)
@@ -187,6 +191,22 @@ class Emulator:
         with self._lock:
             self._outage = None
             self._healed.set()
+
+    def hold(self, method: str, path: str = "") -> None:
+        """Until :meth:`release`, every ``method`` request whose path the regular expression
+        ``path`` matches (``re.match``) is read and then never answered, as by an API server
+        that took it and hangs: only the client's read timeout ends it on its side. It is
+        recorded (``requests``), not carried out; released (or at ``stop()``), its connection
+        is closed with no answer."""
+        with self._lock:
+            self._holds.append((method.upper(), re.compile(path)))
+            self._released.clear()
+
+    def release(self) -> None:
+        """End every :meth:`hold`; the requests held are dropped (their connections closed)."""
+        with self._lock:
+            self._holds.clear()
+            self._released.set()
 
     def cut_watches(self) -> None:
         """Close every open watch stream abruptly (no terminating chunk)."""
@@ -328,6 +348,15 @@ class Emulator:
                 return None
             code = self._errors.pop(0)
         return _status_error(code)
+
+    def _held(self, method: str, path: str) -> bool:
+        """Whether the request is one to hold (``hold``): then this returns only once released,
+        and its handler drops it."""
+        with self._lock:
+            held = any(m == method and p.match(path) for m, p in self._holds)
+        if held:
+            self._released.wait()
+        return held
 
     def _take_conflict(self) -> bool:
         with self._lock:

@@ -184,6 +184,9 @@ class Handler(BaseHTTPRequestHandler):
         )
         try:
             raw = self._read_body()
+            if emulator._held(method, url.path):  # never answered (``Emulator.hold``)
+                self._abort()
+                return
             injected = emulator._take_error()
             if injected is not None:
                 raise injected
