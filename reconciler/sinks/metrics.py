@@ -189,6 +189,7 @@ class Metrics:
         self._replicas: Replicas | None = None
         self._single_lease_conflict: bool | None = None
         self._notifications: dict[tuple[str, str], int] = {}
+        self._notifications_queued: dict[str, int] = {}
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(self)
 
@@ -299,9 +300,11 @@ class Metrics:
             self._unheard.crashed(records)
 
     def notification_receivers(self, names: Iterable[str], results: Iterable[str]) -> None:
-        """With --notifications: every (receiver, result) counter starts at 0."""
+        """With --notifications: every (receiver, result) counter, and every receiver's
+        queue gauge, starts at 0."""
         with self._lock:
             for name in names:
+                self._notifications_queued.setdefault(name, 0)
                 for result in results:
                     self._notifications.setdefault((name, result), 0)
 
@@ -310,6 +313,12 @@ class Metrics:
         with self._lock:
             key = (receiver, result)
             self._notifications[key] = self._notifications.get(key, 0) + 1
+
+    def notifications_queued(self, receiver: str, count: int) -> None:
+        """The messages waiting in ``receiver``'s queue now, after each change of it: a
+        backlog that builds shows before the queue is full and drops."""
+        with self._lock:
+            self._notifications_queued[receiver] = count
 
     # -- scrapes ----------------------------------------------------------------------------
 
@@ -353,6 +362,7 @@ class Metrics:
                 replicas=self._replicas,
                 single_lease_conflict=self._single_lease_conflict,
                 notifications=dict(self._notifications),
+                notifications_queued=dict(self._notifications_queued),
                 slots_before_last=slots_before_last,
             )
         self._runs.prune(runs, tasks, began)

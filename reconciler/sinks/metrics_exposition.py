@@ -54,6 +54,7 @@ from reconciler.sinks.metrics_families import (
     MEMBERS_DISAGREEING,
     NEXT_RUN,
     NOTIFICATIONS,
+    NOTIFICATIONS_QUEUED,
     OWNED_TASKS,
     PULLING_KINDS,
     RECONCILE_DURATION,
@@ -350,6 +351,10 @@ def _sources(write: Write, scrape: Scrape) -> None:
         for (receiver, result), count in sorted(scrape.notifications.items()):
             labels = f'receiver="{escape(receiver)}",result="{escape(result)}"'
             write(f"{NOTIFICATIONS.name}{{{labels}}} {count}\n")
+    if scrape.notifications_queued:
+        write(NOTIFICATIONS_QUEUED.header())
+        for receiver, count in sorted(scrape.notifications_queued.items()):
+            write(f'{NOTIFICATIONS_QUEUED.name}{{receiver="{escape(receiver)}"}} {count}\n')
 
 
 def _replicas(write: Write, scrape: Scrape) -> None:

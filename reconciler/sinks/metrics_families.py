@@ -103,6 +103,8 @@ class Scrape:
     replicas: Replicas | None = None  # with --ha
     # With --notifications: (receiver, result) -> messages; every pair from 0.
     notifications: Mapping[tuple[str, str], int] = dataclasses.field(default_factory=dict)
+    # With --notifications: receiver -> messages waiting in its queue; every receiver from 0.
+    notifications_queued: Mapping[str, int] = dataclasses.field(default_factory=dict)
     # Each task's slot before its latest one (Unix time; ``metrics_slots``), by key.
     slots_before_last: Mapping[str, float] = dataclasses.field(default_factory=dict)
     # Without --ha, with --kubernetes: another crontask seen running (membership.single);
@@ -261,5 +263,12 @@ NOTIFICATIONS = Family(
     "crontask_notifications_total",
     "counter",
     "Notification messages by receiver and result: sent, failed (refused, or retries used "
-    "up), dropped (the receiver's queue was full).",
+    "up), dropped (the receiver's queue was full, or crontask stopped before it was sent).",
+)
+NOTIFICATIONS_QUEUED = Family(
+    "crontask_notifications_queued",
+    "gauge",
+    "Notification messages waiting in each receiver's queue, not counting the one being "
+    "delivered (at most 1 000: beyond that one is dropped, result dropped of "
+    "crontask_notifications_total).",
 )

@@ -7,7 +7,9 @@ or ``recovered`` only when it holds nothing else: they are sent once per change,
 pushed out is sent again only with its task's next run (``notify``). Dropping the oldest
 whatever it was let noisy tasks' ``everyFailure`` push out another task's only ``failed``. A
 message is held in the deque of its rank, with its place in the order of arrival, so each
-operation is O(1) (but iterating, in order, which merges the ranks)."""
+operation is O(1) (but iterating, in order, which merges the ranks). Each change of its length
+is told to ``counted`` (the gauge ``crontask_notifications_queued``: a backlog that builds is
+seen before the queue is full)."""
 
 from __future__ import annotations
 
@@ -15,7 +17,7 @@ import collections
 import dataclasses
 import heapq
 import itertools
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any, Final
 
 # Ranks, the first pushed out first: what the task's next run sends again anyway, what tells
@@ -39,7 +41,8 @@ class Message:
 class MessageQueue:
     """See the module docstring."""
 
-    def __init__(self) -> None:
+    def __init__(self, counted: Callable[[int], None] = lambda length: None) -> None:
+        self._counted = counted
         self._ranked: tuple[collections.deque[tuple[int, Message]], ...] = tuple(
             collections.deque() for _ in range(3)
         )
@@ -60,6 +63,7 @@ class MessageQueue:
         self._ranked[_RANKS.get(message.event, _OTHER)].append((next(self._next), message))
         self._count += 1
         if self._count <= limit:
+            self._counted(self._count)
             return None
         ranked = next(ranked for ranked in self._ranked if ranked)
         self._count -= 1
@@ -70,6 +74,7 @@ class MessageQueue:
         self._front -= 1
         self._ranked[_RANKS.get(message.event, _OTHER)].appendleft((self._front, message))
         self._count += 1
+        self._counted(self._count)
 
     def popleft(self) -> Message:
         """The message queued first (IndexError if there is none)."""
@@ -78,9 +83,11 @@ class MessageQueue:
             raise IndexError("pop from an empty queue")
         first = min(heads, key=lambda ranked: ranked[0][0])
         self._count -= 1
+        self._counted(self._count)
         return first.popleft()[1]
 
     def clear(self) -> None:
         for ranked in self._ranked:
             ranked.clear()
         self._count = 0
+        self._counted(0)
