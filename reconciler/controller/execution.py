@@ -38,7 +38,7 @@ from reconciler.controller.skips import SUPERSEDED, SlotSkips
 from reconciler.core.desired import Definition
 from reconciler.core.runs import JOB_DELETED, RetriedAttempt, RunRecord, RunStatus
 from reconciler.core.timing import retry_delay
-from reconciler.runner.base import TOO_LATE, Actions, Outcome, Resumable, StartsAt, failed
+from reconciler.runner.base import TOO_LATE, Actions, Outcome, Resumable, failed, starts_at
 from reconciler.runner.command_outcome import not_started
 from reconciler.runner.job_end import DEADLINE_EXCEEDED, JobEnd
 from reconciler.store.base import DuplicateRun
@@ -406,7 +406,7 @@ class RunExecution(SlotClaims, LateStarts, SlotSkips):
             active.attempt = attempt
             if active.stop_reason is not None:
                 attempt.stop(active.stop_reason)  # run() then reports it without starting
-            if isinstance(attempt, StartsAt):
+            if starts_at(attempt):
                 # It waits itself, to the microsecond, and says when its process started; not
                 # so late that this process must have been away (then it is looked at again).
                 if start_at is not None and await self._late(definition, active, start_at):
@@ -424,7 +424,7 @@ class RunExecution(SlotClaims, LateStarts, SlotSkips):
                 attempt = active.attempt = self.actions.attempt(definition, record)
                 if active.stop_reason is not None:
                     attempt.stop(active.stop_reason)
-                assert isinstance(attempt, StartsAt)
+                assert starts_at(attempt)
                 attempt.start_at(None, lambda at: self._begin(active, at))
             else:
                 loop = asyncio.get_running_loop()

@@ -48,7 +48,7 @@ from reconciler.controller.recorder import Recorder
 from reconciler.controller.skips import SUPERSEDED, skip_of
 from reconciler.core.desired import Definition
 from reconciler.core.runs import RunRecord, RunStatus, Trigger
-from reconciler.runner.base import StartsAt
+from reconciler.runner.base import starts_at
 
 log = logging.getLogger("crontask.runner")
 
@@ -354,7 +354,7 @@ def _overdue(active: ActiveRun, definition: Definition, now: float, wall: dateti
     bound = patience(definition) if active.no_retry is None else AWAY_AFTER
     if (wall - active.record.scheduled_at).total_seconds() <= bound:
         return False
-    return not isinstance(active.attempt, StartsAt) or now > active.start_at + bound
+    return not starts_at(active.attempt) or now > active.start_at + bound
 
 
 def patience(definition: Definition) -> float:

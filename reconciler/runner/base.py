@@ -26,7 +26,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Iterable
 from datetime import UTC
-from typing import Protocol, runtime_checkable
+from typing import Protocol, TypeGuard, runtime_checkable
 
 from reconciler.core.desired import Definition
 from reconciler.core.runs import JobDetails, RunRecord, RunStatus, split_key
@@ -77,6 +77,27 @@ class StartsAt(Protocol):
         then returns at once, its reason :data:`TOO_LATE` (the process was away when the
         instant came, SIGSTOP or a frozen VM, and the caller must look again before it starts
         anything)."""
+
+
+class StartingAttempt(Attempt, StartsAt, Protocol):
+    """An attempt that is also :class:`StartsAt`."""
+
+
+_STARTING: set[type] = set()  # classes whose own start_at makes each of their instances one
+
+
+def starts_at(attempt: Attempt | None) -> TypeGuard[StartingAttempt]:
+    """``isinstance(attempt, StartsAt)``, kept per class when its class makes it one (as each
+    command's does): Python 3.11 walks a runtime protocol's members on every such check, and
+    this one is made for every run. Any other object is checked each time (an attribute of its
+    own may make it one)."""
+    kind = type(attempt)
+    if kind in _STARTING:
+        return True
+    found = isinstance(attempt, StartsAt)
+    if found and callable(getattr(kind, "start_at", None)):
+        _STARTING.add(kind)
+    return found
 
 
 class Action(Protocol):
@@ -147,4 +168,5 @@ __all__ = [
     "UnknownAction",
     "failed",
     "run_environment",
+    "starts_at",
 ]

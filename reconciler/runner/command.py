@@ -91,7 +91,7 @@ class Cut(enum.Enum):
 
 # Supervisors that outlive a run() call cancelled twice: a strong reference keeps them from being
 # garbage-collected before they have finished killing their group.
-_background: set[asyncio.Task[Outcome]] = set()
+_background: set[asyncio.Task[None]] = set()
 
 
 class _GivenUp(Exception):
@@ -241,10 +241,12 @@ class CommandRun:
             self.started.set()
             return not_started(self._stop_reason)
         # The work happens in a task of its own, shielded from cancellation of run(): cancelling
-        # must not abandon a live process group, it must terminate it first.
-        supervisor = self._loop.create_task(self._supervise())
+        # must not abandon a live process group, it must terminate it first. run() awaits the
+        # future the task answers in, which a cancellation of run() cancels, not the task.
+        answer: asyncio.Future[Outcome] = self._loop.create_future()
+        supervisor = self._loop.create_task(self._answer(answer))
         try:
-            return await asyncio.shield(supervisor)
+            return await answer
         except asyncio.CancelledError:
             if self._end is None:
                 self._end = End.CANCELLED
@@ -368,6 +370,22 @@ class CommandRun:
             raise
         finally:
             self._spawn_timer = None
+
+    async def _answer(self, answer: asyncio.Future[Outcome]) -> None:
+        """``_supervise``, its outcome or error set on ``answer``: a shield, with one wake-up."""
+        try:
+            outcome = await self._supervise()
+        except asyncio.CancelledError:  # the loop going away: run() is cancelled with it
+            answer.cancel()
+            raise
+        except BaseException as exc:
+            if not answer.done():  # else run() was cancelled: none to tell
+                answer.set_exception(exc)
+            if not isinstance(exc, Exception):
+                raise
+        else:
+            if not answer.done():
+                answer.set_result(outcome)
 
     async def _supervise(self) -> Outcome:
         assert self._loop is not None
