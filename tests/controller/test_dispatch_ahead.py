@@ -78,17 +78,19 @@ def run(coro: Coroutine[Any, Any, None]) -> None:
 
 
 def setup(**spec: Any) -> tuple[Dispatcher, Gated, MemoryRunStore, Definition, float]:
-    """A dispatcher whose clock reads EPOCH at the loop time returned."""
+    """A dispatcher whose clock reads EPOCH at the loop time returned, read last: building
+    the definition may take longer than a test's 0.2 s under load, and a slot meant to be ahead
+    would then be past when handed over."""
     loop = asyncio.get_running_loop()
     store = MemoryRunStore()
     action = Gated(store)
-    origin = loop.time()
 
     def clock() -> datetime:
         return EPOCH + timedelta(seconds=loop.time() - origin)
 
     d = Dispatcher(store, owner="host:1:abc", clock=clock, actions=Actions([action]))
     job = definition("job", command={"args": ["true"]}, **spec)
+    origin = loop.time()
     return d, action, store, job, origin
 
 
