@@ -40,9 +40,10 @@ contracts: $(STAMP)
 
 # One pytest worker per core (pytest-xdist): most tests wait on real processes, so two workers on
 # two cores take half the time of one. PYTEST_WORKERS=0 runs them in this process, in order.
+# The slowest 25 are listed at the end: the suite is kept within about 10 minutes on two cores.
 PYTEST_WORKERS ?= auto
 pytest: $(STAMP)
-	$(BIN)/pytest -n $(PYTEST_WORKERS) $(PYTEST_ARGS)
+	$(BIN)/pytest -n $(PYTEST_WORKERS) --durations=25 $(PYTEST_ARGS)
 
 # The slow tests (about 20 min in all): replicas at work, killed or stopped, faults or deadlines
 # waited out in real time, and the longest tests of several real processes (8 s to minutes each). CI runs them after `make test`, one at
