@@ -31,7 +31,7 @@ from reconciler.api.params import KEY_PATTERN, Name, Namespace, RunId
 from reconciler.api.problems import ProblemError
 from reconciler.api.routes_tasks import WRITER
 from reconciler.api.routing import Runtime, context, warn_auth_failed
-from reconciler.api.run_decision import refuse_not_started
+from reconciler.api.run_decision import decided, scheduler_unanswered
 from reconciler.core.desired import SourceKind
 from reconciler.core.runs import DNS1123_LABEL, RunStatus
 from reconciler.sources.limits import excerpt
@@ -309,11 +309,17 @@ def _shown(request: Request, resource: Mapping[str, Any]) -> dict[str, Any]:
 @router.post("/tasks/{namespace}/{name}/run", openapi_extra=role_extra("operator"))
 def run_now(request: Request, runtime: Runtime, namespace: Namespace, name: Name) -> Response:
     key = f"{namespace}/{name}"
+    # Answered as the API answers it, once the store holds the run's first record (its claim
+    # or its skip, decided by the shared store or here): the run's page reads the store, and a
+    # redirect before then showed "There is no run" while it went ahead, so the person asked
+    # again. Not started, or undecided, is the 503 page; a trigger the scheduler did not take
+    # in time may still run, and "retry later" would have it run twice.
     try:
-        record = runtime.trigger(key)
+        record = decided(runtime, runtime.trigger(key), stored_too=True)
     except KeyError:
         raise ProblemError(404, f"no task {key}") from None
-    refuse_not_started(record)  # the 503 page: there is no run to show
+    except TimeoutError:
+        raise scheduler_unanswered(key) from None
     log.info(
         "manual run from the page",
         extra={"fields": {"task": key, "run": record.id, "status": record.status.value}},
