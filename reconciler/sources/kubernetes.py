@@ -143,14 +143,17 @@ def _connect(options: KubernetesOptions) -> Connection:
     return Connection(api, watch, namespace)
 
 
-def without_retries(api: Any) -> Any:
+def one_shot(api: Any) -> Any:
     """An ApiClient as ``api`` (server, credentials and their refresh, TLS, proxy, headers)
-    whose pool tries nothing again: by default (``Retry(3)``) urllib3 sends a DELETE again on
-    each read timeout (4 in all), and ``RESTClientObject.request`` passes no per-call retries."""
+    that sends each request once, on a connection of its own: by default (``Retry(3)``)
+    urllib3 sends a DELETE again on each read timeout (4 in all), and
+    ``RESTClientObject.request`` passes no per-call retries; without them, a kept connection
+    dropped on the way since its last use (a NAT's idle timeout) would fail the request."""
     configuration = copy.deepcopy(api.configuration)  # as the client's own get_default_copy
     configuration.retries = False  # errors raised as they are, at once
     plain = client.ApiClient(configuration, cookie=api.cookie)
     plain.default_headers = dict(api.default_headers)  # the User-Agent among them
+    plain.default_headers["Connection"] = "close"
     return plain
 
 

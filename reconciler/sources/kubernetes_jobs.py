@@ -64,7 +64,7 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from reconciler.core.jobs import RUN_LABEL, decided, finished, is_deleting, run_in, run_of
-from reconciler.sources.kubernetes import without_retries
+from reconciler.sources.kubernetes import one_shot
 from reconciler.sources.kubernetes_watch import Informer, object_key
 from reconciler.sources.pod_logs import read_tail
 
@@ -76,7 +76,7 @@ Home = Callable[[str], tuple[str, str | None]]
 
 CONTROLLER_UID = "batch.kubernetes.io/controller-uid"
 _TIMEOUT = (10, 60)
-# A delete's (connect, read) s; sent once (no retry in the pool): well within Replace's 60 s.
+# A delete's (connect, read) s; sent once (``one_shot``): well within Replace's 60 s.
 DELETE_TIMEOUT: Final = (10.0, 15.0)
 MAX_NAMESPACES = 64  # namespaces with a watch of their own (not with one cluster-wide watch)
 ENDED_KEPT = 1024  # the last terminal states of Jobs, for runs whose Job is gone at once
@@ -114,7 +114,7 @@ class JobWatch:
         # Any: every call asks for the raw response (_preload_content=False), not the models.
         self._batch: Any = client.BatchV1Api(api)
         self._core: Any = client.CoreV1Api(api)
-        self._deletes: Any = client.BatchV1Api(without_retries(api))  # see delete
+        self._deletes: Any = client.BatchV1Api(one_shot(api))  # see delete
         self._cluster_wide = namespaces is None
         self._wanted = set(namespaces or ())
         self._fixed = frozenset(self._wanted)  # watched for good; the others, while in use

@@ -13,6 +13,11 @@ shortened here (seconds, not minutes)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import socket
+import struct
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -27,7 +32,7 @@ from reconciler.runner import job_delete
 from reconciler.runner.base import Actions
 from reconciler.runner.job import JobRunner
 from reconciler.sources import kubernetes_jobs
-from reconciler.sources.kubernetes import without_retries
+from reconciler.sources.kubernetes import one_shot
 from reconciler.sources.kubernetes_jobs import JobApiError, JobWatch
 from reconciler.store import MemoryRunStore
 from tests.jobs.test_job_runner import KEY, NAME, T0, job_task, until
@@ -82,10 +87,11 @@ def test_an_unanswered_delete_is_sent_once_and_given_up_at_its_read_timeout(
 
 def test_the_delete_client_is_the_same_connection_without_its_retries(api: Any) -> None:
     """Same server, credentials (and their refresh hook) and headers; only the pool's retries
-    differ, and the client every other call uses keeps its own."""
+    differ (and each request closes its connection), and the client every other call uses
+    keeps its own."""
     api.configuration.api_key["BearerToken"] = "not-a-real-token"
     api.configuration.refresh_api_key_hook = lambda configuration: None
-    plain = without_retries(api)
+    plain = one_shot(api)
     try:
         assert plain.configuration.retries is False
         assert api.configuration.retries is None  # urllib3's default, Retry(3)
@@ -93,7 +99,7 @@ def test_the_delete_client_is_the_same_connection_without_its_retries(api: Any) 
         assert plain.configuration.api_key == {"BearerToken": "not-a-real-token"}
         hook = api.configuration.refresh_api_key_hook
         assert plain.configuration.refresh_api_key_hook is hook
-        assert plain.default_headers == api.default_headers
+        assert plain.default_headers == {**api.default_headers, "Connection": "close"}
         assert plain.rest_client.pool_manager is not api.rest_client.pool_manager
     finally:
         plain.close()
@@ -158,3 +164,69 @@ def test_the_replace_wait_counts_from_the_decision_not_from_the_unanswered_delet
             watch.stop()
 
     asyncio.run(main())
+
+
+class IdleReset:
+    """A TCP hop (a NAT, a load balancer) that resets a connection idle longer than ``idle``
+    seconds when the client sends on it again, as some do past their idle timeout; the client
+    learns of it only then."""
+
+    def __init__(self, upstream: int, idle: float) -> None:
+        self.upstream, self.idle, self.resets = upstream, idle, 0
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        with contextlib.suppress(OSError):
+            while True:
+                conn, _ = self.listener.accept()
+                threading.Thread(target=self._pipe, args=(conn,), daemon=True).start()
+
+    def _pipe(self, conn: socket.socket) -> None:
+        upstream = socket.create_connection(("127.0.0.1", self.upstream))
+        last = [time.monotonic()]
+
+        def down() -> None:
+            with contextlib.suppress(OSError):
+                while data := upstream.recv(65536):
+                    last[0] = time.monotonic()
+                    conn.sendall(data)
+
+        threading.Thread(target=down, daemon=True).start()
+        with contextlib.suppress(OSError), conn, upstream:
+            while data := conn.recv(65536):
+                if time.monotonic() - last[0] > self.idle:
+                    conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                    self.resets += 1
+                    return
+                last[0] = time.monotonic()
+                upstream.sendall(data)
+
+
+def test_a_delete_after_an_idle_while_is_not_failed_by_a_connection_dropped_meanwhile(
+    running_emulator: Emulator, tmp_path: Path
+) -> None:
+    """Sent once, a delete must not go on a kept connection a hop may have dropped since the
+    last (with urllib3's retries it was sent again; without them it failed at once, and the
+    replaced run's record said its Job could not be deleted)."""
+    hop = IdleReset(running_emulator.port, idle=0.3)
+    kubeconfig = running_emulator.write_kubeconfig(tmp_path / "kubeconfig")
+    text = kubeconfig.read_text().replace(f":{running_emulator.port}", f":{hop.port}")
+    kubeconfig.write_text(text)
+    api = config.new_client_from_config(config_file=str(kubeconfig))  # type: ignore[no-untyped-call]
+    watch = JobWatch(api, ["default"])
+    first, second = (running_emulator.create(manifests.job(n, "sleep 30")) for n in "ab")
+
+    async def main() -> None:
+        assert await watch.delete("default", "a", first["metadata"]["uid"])
+        await asyncio.sleep(0.6)  # idle past the hop's timeout: what is measured, not hoped
+        assert await watch.delete("default", "b", second["metadata"]["uid"])
+
+    try:
+        asyncio.run(main())
+    finally:
+        watch.stop()
+        api.close()
+        hop.listener.close()
+    assert deletes(running_emulator) == 2

@@ -155,6 +155,8 @@ class Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Type", content_type)
         self.send_header("Cache-Control", "no-cache, private")
         self.send_header("Content-Length", str(len(body)))
+        if self.close_connection:  # asked for (Connection: close): said, as Go's server does
+            self.send_header("Connection", "close")
         self.end_headers()
         self.wfile.write(body)
 
