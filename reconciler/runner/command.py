@@ -65,8 +65,7 @@ from reconciler.runner.process import Child, Withdrawn, has_exited, spawn_soon
 
 log = logging.getLogger("crontask.runner")
 
-# After the main process has exited and its group has been cleaned up, only a process that
-# escaped the group can still hold the output pipe open; we do not wait long for it.
+# Once the main process and its group are gone, only one that escaped holds the pipe: waited 1 s.
 _DRAIN_TIMEOUT = 1.0
 # After the main process has exited, what it left in its group may be on its way out: the
 # child a shell forked for ``setsid daemon &`` stays in the group until the setsid program it
@@ -240,9 +239,8 @@ class CommandRun:
             self._exited = True
             self.started.set()
             return not_started(self._stop_reason)
-        # The work happens in a task of its own, shielded from cancellation of run(): cancelling
-        # must not abandon a live process group, it must terminate it first. run() awaits the
-        # future the task answers in, which a cancellation of run() cancels, not the task.
+        # The work is a task of its own, which cancelling run() does not reach (it cancels the
+        # future awaited): cancelling must not abandon a live process group, but terminate it.
         answer: asyncio.Future[Outcome] = self._loop.create_future()
         supervisor = self._loop.create_task(self._answer(answer))
         try:
@@ -372,14 +370,16 @@ class CommandRun:
             self._spawn_timer = None
 
     async def _answer(self, answer: asyncio.Future[Outcome]) -> None:
-        """``_supervise``, its outcome or error set on ``answer``: a shield, with one wake-up."""
+        """``_supervise``'s outcome or error, set on ``answer``: a shield's, one wake-up less."""
         try:
             outcome = await self._supervise()
         except asyncio.CancelledError:  # the loop going away: run() is cancelled with it
             answer.cancel()
             raise
         except BaseException as exc:
-            if not answer.done():  # else run() was cancelled: none to tell
+            if answer.done():  # run() was cancelled: none to tell but the log
+                log.error("supervising a cancelled command failed", exc_info=exc)
+            else:
                 answer.set_exception(exc)
             if not isinstance(exc, Exception):
                 raise

@@ -63,3 +63,34 @@ def test_an_error_of_the_supervision_reaches_run_and_is_logged_nowhere(
         asyncio.run(scenario())
         gc.collect()  # a task whose error nobody retrieved says so when collected
     assert not [r for r in caplog.records if r.name == "asyncio"]
+
+
+def test_an_error_of_the_supervision_after_run_was_cancelled_is_logged(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """run() cancelled has no one to tell: the error is logged, as asyncio logged the shielded
+    task's that nobody retrieved."""
+
+    async def scenario() -> None:
+        go_on = asyncio.Event()
+
+        async def late() -> Outcome:
+            await go_on.wait()
+            raise RuntimeError("late boom")
+
+        command = CommandRun(["true"], env=ENV)
+        command._supervise = late  # type: ignore[method-assign]
+        running = asyncio.ensure_future(command.run())
+        await asyncio.sleep(0)  # run() awaits its answer now
+        running.cancel()
+        await asyncio.sleep(0)  # the cancellation reached run(), which waits for the task
+        go_on.set()
+        with pytest.raises(asyncio.CancelledError):
+            await running
+
+    with caplog.at_level(logging.ERROR):
+        asyncio.run(scenario())
+    (logged,) = [r for r in caplog.records if r.name == "crontask.runner"]
+    assert logged.getMessage() == "supervising a cancelled command failed"
+    assert logged.exc_info is not None
+    assert "late boom" in str(logged.exc_info[1])
