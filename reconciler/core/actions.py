@@ -206,32 +206,43 @@ STATUS_RANGES = r"^\d{3}(-\d{3})?(,\d{3}(-\d{3})?)*$"
 # ${NAME}, $NAME, {name}: what a shell, Compose or a template would fill in. Nothing does here:
 # the URL is sent as written.
 _PLACEHOLDER = re.compile(r"[${}]")
+# A user name or password that is a placeholder and nothing else: a password may hold a `$`,
+# but one written whole as ``${NAME}`` is a secret meant to be filled in (each run a 401).
+_WHOLE_PLACEHOLDER = re.compile(r"\$\{[A-Za-z_][A-Za-z0-9_]*\}")
 _SCHEME = re.compile(r"[^:/?#]*")
 
 
+def _first(text: str, characters: str) -> int:
+    """The index of the first of ``characters`` in ``text`` (its length: none is)."""
+    return min((i for i in map(text.find, characters) if i >= 0), default=len(text))
+
+
 def _placeholder_problem(url: str) -> str | None:
-    """Why ``url``'s scheme, host or port is none a request can go to because it holds ``$``,
-    ``{`` or ``}`` (None: none does), without quoting the URL. Such a host was sent as written
-    and failed each run's lookup (``x${a}.example``); ``http://${HOST}/`` met the pattern's words
-    only. The parts are found as urlsplit finds them (the authority ends at the first ``/``,
-    ``?`` or ``#``; the host follows its last ``@``). The user name and password are left out (a
-    password may hold a ``$``), and so are the path and the query, sent as written too
-    (OData's ``?$filter=``)."""
+    """Why ``url``'s scheme, host, port or credentials are none a request can go to because
+    they hold ``$``, ``{`` or ``}`` (None: none do), without quoting the URL. Such a host was
+    sent as written and failed each run's lookup (``x${a}.example``); ``http://${HOST}/`` met
+    the pattern's words only. The parts are found as urlsplit finds them (the authority ends at
+    the first ``/``, ``?`` or ``#``; the host follows its last ``@``). A user name or password
+    is refused only when it is a ``${NAME}`` whole (a password may hold a ``$``); the path and
+    the query are sent as written too (OData's ``?$filter=``)."""
     scheme = _SCHEME.match(url)
     assert scheme is not None  # the pattern matches the empty string
     part = "scheme" if _PLACEHOLDER.search(scheme.group()) else None
     rest, hint = url[scheme.end() :], ""
     if part is None and rest.startswith("://"):
         tail = rest[3:]
-        end = min((i for i in (tail.find(c) for c in "/?#") if i >= 0), default=len(tail))
-        hostport = tail[:end].rpartition("@")[2]
+        end = _first(tail, "/?#")
+        userinfo, _, hostport = tail[:end].rpartition("@")
         if hostport.startswith("["):
             host, _, port = hostport[1:].partition("]")
         else:
             host, _, port = hostport.partition(":")
         part = "host" if _PLACEHOLDER.search(host) else None
         part = part or ("port" if _PLACEHOLDER.search(port) else None)
-        if "@" in tail[end:]:
+        if part is None and any(map(_WHOLE_PLACEHOLDER.fullmatch, userinfo.split(":", 1))):
+            part = "user name or password"
+        after = tail[end:]
+        if "@" in after[: _first(after, "?#")]:
             # What urlsplit took for the host or port may be a password's start: say how to
             # write one, as request_url_problem does.
             hint = f" ({ENCODE_USERINFO})"

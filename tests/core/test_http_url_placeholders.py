@@ -43,6 +43,9 @@ def refusal(url: str) -> str:
         ("${SCHEME}://example.com/", "scheme"),
         ("http${S}://example.com/", "scheme"),
         ("${URL}", "scheme"),
+        ("https://user:${TOKEN}@api.example.com/", "user name or password"),
+        ("https://${USER}:x@api.example.com/", "user name or password"),
+        ("https://${USER}@api.example.com/", "user name or password"),
     ],
 )
 def test_a_placeholder_in_the_scheme_host_or_port_is_refused_naming_the_part(
@@ -63,6 +66,14 @@ def test_an_ambiguous_authority_says_how_to_write_a_password() -> None:
     assert SECRET not in message
 
 
+def test_an_at_in_the_query_gives_no_password_hint() -> None:
+    """An ``@`` in the query or the fragment is no password's: the refusal of the host says
+    nothing of encoding one. (One in the path may be: ``https://u:p/x@host/``.)"""
+    message = refusal("https://api.${DOMAIN}/users?mail=me@example.com#a@b")
+    assert "the URL's host holds" in message, message
+    assert "%2F" not in message, message
+
+
 @pytest.mark.parametrize(
     "url",
     [
@@ -71,6 +82,8 @@ def test_an_ambiguous_authority_says_how_to_write_a_password() -> None:
         "https://api.example/odata/People?$top=5&$select=name",
         "https://api.example/$batch",
         "https://svc:pa$$word@api.example/",  # a password may hold a "$"
+        "https://svc:$TOKEN@api.example/",  # ... even start with one
+        "https://svc:pa${x}y@api.example/",  # only a ${NAME} alone is a placeholder
         "https://api.example/x#${F}",
     ],
 )
