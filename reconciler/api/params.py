@@ -8,8 +8,9 @@ have the one shape :func:`reconciler.core.runs.run_id` gives them.
 
 A CronTask sent as JSON (:data:`DocumentBody`) is read as strictly as the YAML of a task file:
 a key given twice in one object (JSON parsers keep the last without a word; YAML refuses it),
-nesting deeper than :data:`BODY_DEPTH` or a number longer than :data:`NUMBER_LENGTH`
-characters is a 422 naming the place, never a bare 400.
+nesting deeper than :data:`BODY_DEPTH`, a number longer than :data:`NUMBER_LENGTH`
+characters or a text that is not UTF-8 (JSON's reader takes UTF-16 and UTF-32 too) is a 422
+naming the place, never a bare 400.
 
 An ``If-None-Match`` header is read as the versions it names (:func:`if_none_match_tags`);
 a value that is no entity tag is a 422 naming the header.
@@ -301,19 +302,44 @@ _INT, _FLOAT = _number(int), _number(float)
 
 def parse_object(body: bytes) -> dict[str, Any]:
     """The JSON object ``body`` holds; BodyProblem for anything else (see the module)."""
+    text = _utf8(body)
     try:
-        data = json.loads(body, object_pairs_hook=_object, parse_int=_INT, parse_float=_FLOAT)
+        data = json.loads(text, object_pairs_hook=_object, parse_int=_INT, parse_float=_FLOAT)
     except json.JSONDecodeError as err:
         where = f"line {err.lineno} column {err.colno}"
         raise BodyProblem(f"invalid JSON: {err.msg} at {where}") from None
-    except UnicodeDecodeError as err:
-        raise BodyProblem(f"not UTF-8 (byte 0x{body[err.start]:02x} at {err.start})") from None
     except RecursionError:
         raise BodyProblem(f"nested deeper than {BODY_DEPTH} levels") from None
     if not isinstance(data, dict):
         raise BodyProblem("Input should be a valid dictionary")
     _walk(data)
     return data
+
+
+def _utf8(body: bytes) -> str:
+    """``body`` as UTF-8 text, past a byte order mark, as a task file is read; BodyProblem
+    otherwise, placed as a file's (``sources.files``). Bytes go to ``json.loads`` never: it
+    guesses UTF-16 and UTF-32 from them, which a file or a YAML body is refused for."""
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as err:
+        where = _byte_place(body, err.start)
+        raise BodyProblem(f"not UTF-8: byte 0x{body[err.start]:02x} at {where}") from None
+    # UTF-16 or UTF-32 without a byte order mark: its ASCII is valid UTF-8 between NULs, a
+    # character JSON never holds raw (nor YAML), so the text would fail as JSON at a NUL,
+    # with a message that does not say why.
+    if (nul := body.find(b"\0")) >= 0:
+        where = _byte_place(body, nul)
+        raise BodyProblem(
+            f"a NUL byte at {where}, which no JSON text holds (UTF-16 or UTF-32? send UTF-8)"
+        )
+    return text.removeprefix("\ufeff")
+
+
+def _byte_place(body: bytes, index: int) -> str:
+    line = body.count(b"\n", 0, index) + 1
+    column = index - body.rfind(b"\n", 0, index)
+    return f"line {line} column {column}"
 
 
 # A lone UTF-16 surrogate, which a JSON escape (``"\ud800"``) can write but no UTF-8 text
