@@ -174,15 +174,18 @@ def _from_server(
     others: list[Definition] = []  # the API's and custom resources' tasks
     files: dict[str, tuple[str, str]] = {}
     for item in items:
+        key = printable(str(item.get("key"))[:200])
         source = item.get("source")
         kind = source.get("kind") if isinstance(source, dict) else None
         if not isinstance(kind, str):
-            continue
+            # Every task a server lists has one (api.models.SourceRefOut). Skipped, the task
+            # was planned as an add, exit status 0: the answer is refused, as one whose
+            # resource is no CronTask is.
+            raise SystemExit(f"crontask: {named} answered a task without a source kind: {key}")
         assert isinstance(source, dict)
         try:
             task = CronTask.model_validate(item.get("resource"))
         except ValidationError:
-            key = printable(str(item.get("key"))[:200])
             raise SystemExit(
                 f"crontask: {named} answered a task that is no CronTask: {key}"
             ) from None
@@ -333,6 +336,8 @@ def run_next(args: argparse.Namespace, server: str | None = None) -> int:
         for report in reports:
             print(f"{report['task']}  {report['schedule']!r}  ({report['timeZone']})")
             print(f"  {report['description']}")
+            if report.get("suspended"):
+                print(f"  {SUSPENDED}")
             for at in report["next"]:
                 print(f"  {at}")
     return 1 if failed else 0
@@ -375,16 +380,26 @@ def _select(definitions: list[Definition], task: str | None) -> list[Definition]
     return sorted(definitions, key=lambda d: d.key)
 
 
+# Under a suspended task's schedule: its slots are still listed (``next`` shows what a
+# schedule means, as before it is resumed), where the API lists none (``nextRuns: []``).
+SUSPENDED = "(suspended: these slots are not run)"
+
+
 def _next_report(definition: Definition, start: datetime, n: int) -> dict[str, Any]:
+    """What ``next`` shows of ``definition`` (with ``--server``, the server's in force):
+    ``suspended`` only when it is, so that the other reports keep their shape."""
     spec = definition.task.spec
     schedule = schedule_of(definition)
-    return {
+    report: dict[str, Any] = {
         "task": definition.key,
         "schedule": spec.schedule,
         "timeZone": spec.time_zone,
         "description": schedule.describe(),
-        "next": [t.isoformat() for t in schedule.fire_times(start, n)],
     }
+    if spec.suspend:
+        report["suspended"] = True
+    report["next"] = [t.isoformat() for t in schedule.fire_times(start, n)]
+    return report
 
 
 def run_crd(args: argparse.Namespace) -> int:
