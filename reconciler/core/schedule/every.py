@@ -22,8 +22,9 @@ from .errors import ScheduleError
 
 _UNITS = {"h": 3600, "m": 60, "s": 1}
 _SUB_SECOND_UNITS = frozenset({"ms", "us", "µs", "μs", "ns"})  # Go spells micro both ways
-# A number of any length (a long one is out of range, said so below), then its unit.
-_PART = re.compile(r"([0-9]+(?:\.[0-9]{0,12})?|\.[0-9]{1,12})([^0-9.]*)")
+# A number of any length (a long one is out of range, one of too many decimals refused, said
+# so below: never "missing unit" with the unit there), then its unit.
+_PART = re.compile(r"([0-9]+(?:\.[0-9]*)?|\.[0-9]+)([^0-9.]*)")
 _EXAMPLES = "e.g. 30s, 5m, 1h30m"
 
 # The longest interval: a year of 365 days, as long as the longest deadline or timeout a task
@@ -35,6 +36,10 @@ _MAX_SHOWN = f"{MAX_INTERVAL // 3600}h"
 # every unit: it is refused from its length, never converted (a number of a million digits
 # would take seconds, and past 4300 int() refuses it).
 _MAX_WHOLE_DIGITS = len(str(MAX_INTERVAL))
+# Decimal places a number may have (trailing zeros do not count), far more than whole
+# seconds need (an hour's number gives whole seconds with 4 at most): more are a typo or a
+# hostile text, refused from their length, never converted.
+_MAX_DECIMALS = 12
 
 # Instants past this cannot be turned into datetimes in every zone (year 9999 ends there).
 _LAST = zones.year_start(zones.MAX_YEAR + 1)
@@ -72,11 +77,18 @@ def parse_duration(text: str, column: int | None = None) -> int:
 
 
 def _number(number: str, text: str, column: int | None) -> Fraction:
-    """A part's number; leading zeros do not count (``007s`` is 7s, as in Go)."""
+    """A part's number; leading zeros and trailing decimal zeros do not count (``007s`` is
+    7s, ``1.000s`` 1s, as in Go)."""
     whole, _, fraction = number.partition(".")
-    whole = whole.lstrip("0")
+    whole, fraction = whole.lstrip("0"), fraction.rstrip("0")
     if len(whole) > _MAX_WHOLE_DIGITS:
         _too_long(text, column)
+    if len(fraction) > _MAX_DECIMALS:
+        raise ScheduleError(
+            f"@every: {text!r} has a number of more than {_MAX_DECIMALS} decimal places; "
+            f"the interval is a whole number of seconds ({_EXAMPLES})",
+            column,
+        )
     return Fraction(f"{whole or '0'}.{fraction or '0'}")
 
 
