@@ -33,9 +33,10 @@ reason — ``ConcurrencyForbid``, ``MissedDeadline``, ``TooManyRuns`` (``control
 ``Superseded`` for slots missed while crontask was down or busy (one record with the count; only
 the latest missed slot may run, as a ``catchup``), and for a run decided ahead that a later slot
 overtook before it started (``supersede_ahead``: the process was away between its claim and its
-instant). Retries are further attempts of the same run (same id, ``attempt`` 2, 3, ...); while
-a run waits for its next attempt it still occupies its slot for the concurrency policy; a run
-that has ended, whose end record waits for a slow store, does for 0.5 s at most.
+instant), or ``PeriodRan`` for a changed task's slot whose period ran (``controller.periods``).
+Retries are further attempts of the same run (same id, ``attempt`` 2, 3, ...); while a run waits
+for its next attempt it still occupies its slot for the concurrency policy; a run that has
+ended, whose end record waits for a slow store, does for 0.5 s at most.
 
 Here: the decision of a slot (``fire``), adoption, progress, and the slots' accounting. The
 dispatcher's other parts are mixins: the hand-off ahead (``controller.ahead``), the execution
@@ -58,9 +59,16 @@ from reconciler.controller.bounds import TOO_MANY_RUNS, RunBounds
 from reconciler.controller.execution import RunListener
 from reconciler.controller.handover import Handover
 from reconciler.controller.late_starts import TurnedAway
-from reconciler.controller.periods import RanPeriods, not_run
+from reconciler.controller.periods import (
+    MOVED_BACK,
+    RanPeriods,
+    moved_back,
+    not_run,
+    not_run_message,
+)
 from reconciler.controller.recorder import Recorder
 from reconciler.controller.replace_wait import ReplaceWaits
+from reconciler.controller.skips import PERIOD_RAN
 from reconciler.controller.slots import SlotLedger
 from reconciler.controller.stops import RunStops
 from reconciler.core.desired import Definition
@@ -77,6 +85,7 @@ from reconciler.core.runs import (
 from reconciler.core.timing import AHEAD_MAX
 from reconciler.runner.base import Actions, Attempt, Outcome, Resumable
 from reconciler.runner.command import CommandRun, Cut
+from reconciler.scheduling.base import schedule_of
 from reconciler.store.base import RunStore
 
 log = logging.getLogger("crontask.runner")
@@ -186,8 +195,6 @@ class Dispatcher(ReplaceWaits, AheadSlots, RunStops):
         spec = definition.task.spec
         key = definition.key
         now = self.clock()
-        if trigger is Trigger.SCHEDULE and self.periods.ran(key, scheduled_at):
-            return not_run(key, scheduled_at, self.owner, now)
         # A scheduled slot handed over ahead of it (``due``) starts on the slot, not before.
         ahead = (scheduled_at - now).total_seconds() if trigger is Trigger.SCHEDULE else 0.0
         ahead = ahead if 0 < ahead <= AHEAD_MAX else 0.0
@@ -196,6 +203,10 @@ class Dispatcher(ReplaceWaits, AheadSlots, RunStops):
         self.fence()
         if self.paused is not None or self._closing:
             return self._not_started(definition, scheduled_at, trigger)
+        if trigger is Trigger.SCHEDULE and (moved := self.periods.ran(key, scheduled_at)):
+            # A period that ran before the task changed (periods.py): not again, but recorded.
+            record = not_run(key, scheduled_at, self.owner, now)
+            return self._skip(record, PERIOD_RAN, not_run_message(moved))
         if trigger is Trigger.SCHEDULE and (jumped := self.ledger.handed(definition, scheduled_at)):
             self._skip_slots(definition, jumped)
         record = RunRecord(
@@ -395,12 +406,18 @@ class Dispatcher(ReplaceWaits, AheadSlots, RunStops):
         the starting deadline allows, the older ones are recorded as one counted skip (unless
         ``record_superseded`` is False: a task resumed or changed while crontask runs, whose
         slots missed while suspended, or of another schedule, leave no record, as its latest
-        one past the deadline does not either)."""
+        one past the deadline does not either; but those a shorter jitterSeconds moved there,
+        of periods after the one that ran, do: ``periods.moved_back``)."""
+        before = self.ledger.last_slot(definition.key)  # before a new offset moved it
         if not record_superseded:
             self.periods.changed(definition.key, anchor, until)
         missed = self.ledger.catch_up(definition, anchor, until)
         if missed.superseded is not None and record_superseded:
             self._skip_slots(definition, missed.superseded)
+        elif not record_superseded and (
+            moved := moved_back(schedule_of(definition), before, anchor, until, missed.latest)
+        ):
+            self._skip_slots(definition, moved, MOVED_BACK)
         if missed.latest is None:
             return
         deadline = definition.task.spec.starting_deadline_seconds

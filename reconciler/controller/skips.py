@@ -20,6 +20,9 @@ log = logging.getLogger("crontask.runner")
 # Why a slot did not run: a later one ran in its place (missed slots; a held run:
 # ``RunExecution.supersede_held``).
 SUPERSEDED = "Superseded"
+# Why a slot did not run: its period ran before the task changed (a new jitterSeconds moved
+# the task's slots later: ``controller.periods``).
+PERIOD_RAN = "PeriodRan"
 
 
 class SlotSkips:
@@ -77,7 +80,9 @@ class SlotSkips:
             return None
         return stored if stored is not None and stored != skipped else None
 
-    def _skip_slots(self, definition: Definition, missed: Superseded) -> None:
+    def _skip_slots(
+        self, definition: Definition, missed: Superseded, why: str = "crontask was down or busy"
+    ) -> None:
         record = RunRecord(
             id=run_id(definition.key, missed.name),
             task=definition.key,
@@ -94,7 +99,7 @@ class SlotSkips:
             record,
             SUPERSEDED,
             f"{slots} after {_iso(missed.after)} and before {_iso(missed.latest)} did not run "
-            "(crontask was down or busy); only the latest missed slot may run",
+            f"({why}); only the latest missed slot may run",
         )
 
 

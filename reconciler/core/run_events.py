@@ -39,6 +39,7 @@ _SKIPS = {
     "Superseded": ("Warning", "missed slots were skipped (crontask was down or busy)"),
     "TooManyRuns": ("Warning", "a slot was skipped: too many runs in progress"),
     "ReplaceBlocked": ("Warning", "a slot was skipped: the Job it replaces could not be deleted"),
+    "PeriodRan": ("Normal", "a slot was skipped: its period ran before the task changed"),
 }
 # A manual run skipped is no slot skipped: the person who asked for it reads why.
 _MANUAL_SKIPS = {

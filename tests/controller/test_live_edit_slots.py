@@ -121,9 +121,10 @@ def test_a_new_jitter_around_a_slot_does_not_run_its_period_twice(
     tmp_path: Path, edited: str
 ) -> None:
     """The new jitterSeconds moves the last slot, 13:00:00, to 13:00:00 plus the offset, after
-    now: the changed job's first slot, that same instant, is the period that ran; the next
-    period runs as usual. The edit comes in the lead of 13:00:00, once the scheduler handed it
-    over ahead (the dispatcher decides and claims it then), or half a second after it ran."""
+    now: the changed job's first slot, that same instant, is the period that ran, recorded
+    skipped (PeriodRan); the next period runs as usual. The edit comes in the lead of 13:00:00,
+    once the scheduler handed it over ahead (the dispatcher decides and claims it then), or
+    half a second after it ran."""
     offset = timedelta(seconds=jitter_offset(KEY, 5))
     slot = datetime(2026, 11, 26, 13, 0, tzinfo=UTC)
     assert offset > timedelta(seconds=0.5)  # the edit comes before the moved slot
@@ -143,14 +144,16 @@ def test_a_new_jitter_around_a_slot_does_not_run_its_period_twice(
         await rig.until("13:00:00 ran", lambda: len(rig.ended) == 1)
         rig.at(slot + offset)
         rig.at(slot + offset + timedelta(seconds=10))
-        await rig.until("the next period ran", lambda: len(rig.ended) == 2)
+        await rig.until("the next period ran", lambda: len(rig.ended) == 3)  # and the skip
         assert await rig.dispatcher.drain(5)
         await rig.dispatcher.shutdown(0)
         return rig.records()
 
+    moved = (slot + offset).strftime("%H:%M:%S")
     next_period = (slot + offset + timedelta(seconds=10)).strftime("%H:%M:%S")
     assert asyncio.run(main()) == [
         ("13:00:00", 1, "schedule", "succeeded", None),
+        (moved, 1, "schedule", "skipped", "PeriodRan"),
         (next_period, 1, "schedule", "succeeded", None),
     ]
 
