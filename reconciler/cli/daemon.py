@@ -1,9 +1,15 @@
-"""The ``crontask run`` daemon: options from the command line, the HTTP server, the runtime."""
+"""The ``crontask run`` daemon: options from the command line, the HTTP server, the runtime.
+
+Imported here are the light modules only. What the daemon serves with (the runtime, the
+sources, the API's app, the page, uvicorn, the Kubernetes client, SQLAlchemy: 1-2 s) is
+imported where it is used, after the options that need none of it are checked: a refused
+option (a missing folder, a non-loopback ``--listen`` without auth) is said at once, not after
+those imports. The HTTP server itself is built in ``cli.api_server``, once the run store is
+open."""
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
 import errno
 import logging
@@ -14,48 +20,30 @@ import socket
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable
 from pathlib import Path
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 from urllib.parse import urlsplit
 
-import uvicorn
-
-from reconciler import logs, resolver, web
-from reconciler.api.app import create_app
-from reconciler.api.auth import AuthConfig, AuthConfigError, check_listen, is_loopback
-from reconciler.api.authfile import AuthFile
-from reconciler.api.hosts import external_origin, names_answered
-from reconciler.api.webhook_secret import WebhookSecret
-from reconciler.cli import store_errors
+from reconciler import logs, resolver
 from reconciler.cli.collector import start_up_collector
-from reconciler.cli.connections import connection_limit, guarded
 from reconciler.cli.main_helpers import UsageError, existing_paths
 from reconciler.cli.serve import unmet_need
-from reconciler.controller.jobs import JobOptions
-from reconciler.controller.options import HaOptions, Options
-from reconciler.controller.runtime import (
-    THREADS_WAIT,
-    HttpServer,
-    log_starting,
-    open_state,
-    serve,
-)
-from reconciler.controller.view import RuntimeView
 from reconciler.core.runs import runs_at_once
 from reconciler.core.urls import redact_url
 from reconciler.host import keep_private, raise_open_files
 from reconciler.hostnames import ANY_NAME
 from reconciler.membership.base import Timing
 from reconciler.secretfile import read_secret_file
-from reconciler.sinks import notify_config
-from reconciler.sinks.metrics import Metrics
-from reconciler.sinks.notify_config import Notifications
-from reconciler.sources.git import GitOptions
-from reconciler.sources.gitbounds import wrapper_problem
-from reconciler.sources.gitprocess import version_problem
-from reconciler.sources.gitrepo import git_env
-from reconciler.sources.kubernetes import KubernetesConfigError, KubernetesOptions
+
+if TYPE_CHECKING:
+    from reconciler.api.auth import AuthConfig
+    from reconciler.api.authfile import AuthFile
+    from reconciler.api.webhook_secret import WebhookSecret
+    from reconciler.controller.options import HaOptions, Options
+    from reconciler.controller.runtime import HttpServer
+    from reconciler.sinks.notify_config import Notifications
+    from reconciler.sources.git import GitOptions
 
 log = logging.getLogger("crontask.api")
 _FEW_OPEN_FILES = 4096  # warned of at start: 1 504 runs at once (core.runs.runs_at_once)
@@ -72,6 +60,61 @@ def run(args: argparse.Namespace) -> int:
         log.debug("this process's /proc files stay readable to its user's processes")
     _open_files()
     _refuse_what_cannot_work(args)
+    git = git_options(args)
+    if git is not None:
+        _check_git(git)
+    _check_ha(args)
+    paths = existing_paths(args.paths)
+    notified = notifications(args)
+    page = page_url(args)
+    listening = None if args.listen == "off" else http_server(args)
+    # Every option that needs none of it is checked: the runtime's modules now (see the docstring).
+    from reconciler.cli import store_errors
+    from reconciler.controller.runtime import log_starting, open_state, serve
+    from reconciler.sources.kubernetes import KubernetesConfigError
+
+    options = _options(args, git, paths, notified, page)
+    with store_errors.reported(args.db, args.state_dir):
+        store = open_state(options)
+    http = None if listening is None else listening()  # the web stack's imports
+    # Once the state directory and the store are open (a refusal there stays one line, as the
+    # README promises), before what may take long: a first git clone, the CronTasks' list,
+    # reading a large folder.
+    log_starting(options)
+    before = set(threading.enumerate())
+    try:
+        with start_up_collector() as started:
+            code = resolver.run(serve(options, http=http, on_started=started, store=store))
+    except KubernetesConfigError as err:
+        raise SystemExit(f"crontask: {err}") from None
+    return _end_without_stuck_threads(code, before)
+
+
+def _check_git(git: GitOptions) -> None:
+    """The git that ``--git`` needs, there (SystemExit) and with its helpers (warned of)."""
+    from reconciler.sources.gitbounds import wrapper_problem
+    from reconciler.sources.gitprocess import version_problem
+    from reconciler.sources.gitrepo import git_env
+
+    if (problem := version_problem(git_env(git.url))) is not None:
+        raise SystemExit(f"crontask: --git: {problem}")
+    if (missing := wrapper_problem(git_env(git.url))) is not None:
+        log.warning(missing)  # git works without them, as it did before they were added
+
+
+def _options(
+    args: argparse.Namespace,
+    git: GitOptions | None,
+    paths: list[Path],
+    notified: Notifications | None,
+    page: str | None,
+) -> Options:
+    """The runtime's options, from ``args`` checked and what was made of them."""
+    from reconciler.controller.jobs import JobOptions
+    from reconciler.controller.options import Options
+    from reconciler.sources.kubernetes import KubernetesOptions
+
+    ha = ha_options(args)
     kubernetes = None
     if args.kubernetes:
         kubernetes = KubernetesOptions(
@@ -81,14 +124,8 @@ def run(args: argparse.Namespace) -> int:
             context=args.context,
             resync_seconds=args.resync,
         )
-    git = git_options(args)
-    if git is not None and (problem := version_problem(git_env(git.url))) is not None:
-        raise SystemExit(f"crontask: --git: {problem}")
-    if git is not None and (missing := wrapper_problem(git_env(git.url))) is not None:
-        log.warning(missing)  # git works without them, as it did before they were added
-    ha = ha_options(args)
-    options = Options(
-        paths=existing_paths(args.paths),
+    return Options(
+        paths=paths,
         state_dir=args.state_dir,
         db_url=args.db,
         git=git,
@@ -111,23 +148,9 @@ def run(args: argparse.Namespace) -> int:
             context=None if args.kubernetes else args.context,
         ),
         metrics_per_task_histograms=args.metrics_per_task_histograms,
-        notifications=notifications(args),
-        page_url=page_url(args),
+        notifications=notified,
+        page_url=page,
     )
-    http = None if args.listen == "off" else http_server(args)
-    with store_errors.reported(args.db, args.state_dir):
-        store = open_state(options)
-    # Once the state directory and the store are open (a refusal there stays one line, as the
-    # README promises), before what may take long: a first git clone, the CronTasks' list,
-    # reading a large folder.
-    log_starting(options)
-    before = set(threading.enumerate())
-    try:
-        with start_up_collector() as started:
-            code = resolver.run(serve(options, http=http, on_started=started, store=store))
-    except KubernetesConfigError as err:
-        raise SystemExit(f"crontask: {err}") from None
-    return _end_without_stuck_threads(code, before)
 
 
 def _end_without_stuck_threads(code: int, before: set[threading.Thread]) -> int:
@@ -141,6 +164,8 @@ def _end_without_stuck_threads(code: int, before: set[threading.Thread]) -> int:
     read, so a normal exit would wait for ever, and later signals would change nothing.
     Nothing is left to do by then but flush what was written (done here): the state
     directory is unlocked, the store closed, and the records' fate logged."""
+    from reconciler.controller.runtime import THREADS_WAIT
+
     deadline = time.monotonic() + THREADS_WAIT
     stuck = []
     for thread in threading.enumerate():
@@ -182,6 +207,8 @@ def git_options(args: argparse.Namespace) -> GitOptions | None:
     """The git source's options, if there is one; a URL that holds credentials is warned of."""
     if not args.git:
         return None
+    from reconciler.sources.git import GitOptions
+
     parts = urlsplit(args.git)  # git_url has split it before
     # A password, or over http(s) a user name (a token is often passed as one); not
     # ssh://git@host's user name.
@@ -213,6 +240,8 @@ def _stop_at_start(signum: int, _frame: object) -> NoReturn:
 def notifications(args: argparse.Namespace) -> Notifications | None:
     if args.notifications is None:
         return None
+    from reconciler.sinks import notify_config
+
     try:
         return notify_config.load(args.notifications)
     except notify_config.NotificationConfigError as err:
@@ -222,6 +251,8 @@ def notifications(args: argparse.Namespace) -> Notifications | None:
 def page_url(args: argparse.Namespace) -> str | None:
     """--external-url, else the address the page is served on."""
     if args.external_url:
+        from reconciler.sinks import notify_config
+
         try:
             notify_config.check_url(args.external_url)
         except ValueError as err:
@@ -254,12 +285,13 @@ def usage_error(message: str) -> NoReturn:
     raise UsageError(message)  # the usage line, this, exit status 2 (cli.main)
 
 
-def ha_options(args: argparse.Namespace) -> HaOptions | None:
+def _check_ha(args: argparse.Namespace) -> None:
+    """The usage errors of ``--ha`` and the options it takes (:func:`ha_options`)."""
     if not args.ha:
         # Without --ha, on Kubernetes: where the Lease crontask-single lives (Options).
         if args.lease_namespace and not args.kubernetes:
             usage_error("--lease-namespace needs --ha or --kubernetes")
-        return None
+        return
     if not args.db or not args.db.startswith(("postgresql://", "postgresql+psycopg://")):
         usage_error(
             "--ha needs a run store every replica shares: give --db (or CRONTASK_DB) "
@@ -276,6 +308,14 @@ def ha_options(args: argparse.Namespace) -> HaOptions | None:
         usage_error(
             "--lease-namespace needs --kubernetes (without it, membership is in the database)"
         )
+
+
+def ha_options(args: argparse.Namespace) -> HaOptions | None:
+    """``--ha``'s options, once :func:`_check_ha` has passed them."""
+    if not args.ha:
+        return None
+    from reconciler.controller.options import HaOptions
+
     host, _, port = str(args.listen).rpartition(":")
     if host in ("0.0.0.0", "[::]", "::", ""):  # noqa: S104 - a comparison, not a bind
         host = socket.gethostname()
@@ -286,8 +326,10 @@ def ha_options(args: argparse.Namespace) -> HaOptions | None:
     )
 
 
-def http_server(args: argparse.Namespace) -> HttpServer:
-    """Check the address and the auth settings now, before anything starts."""
+def http_server(args: argparse.Namespace) -> Callable[[], HttpServer]:
+    """Check the address and the auth settings now, before anything starts, and bind the
+    address; what is returned makes the server (``cli.api_server``, which loads the web
+    stack), to be called once the run store is open."""
     host, sep, port_text = str(args.listen).rpartition(":")
     if not sep or not port_text.isdigit():
         raise SystemExit(f"crontask: --listen {args.listen!r} is not HOST:PORT")
@@ -303,77 +345,22 @@ def http_server(args: argparse.Namespace) -> HttpServer:
         message = f"crontask: cannot listen on {args.listen}: {err.strerror}{hint}"
         raise SystemExit(message) from None
 
-    async def serve_http(runtime: RuntimeView, metrics: Metrics, stop: asyncio.Event) -> None:
-        # On loopback the address is the fence: a page that rebinds its own name to it must not
-        # pass as this server's caller, with auth or without; without auth, on any address,
-        # where every caller is the admin (api/hosts.py).
-        hosts = names_answered(
-            host, args.external_url, args.allow_host, authenticated=auth is not None
-        )
-        app = create_app(
-            runtime,
-            auth=auth,
-            metrics=metrics,
-            webhook_secret=webhook_secret,
-            hosts=hosts,
-            auth_file=auth_file,
-            external_url=args.external_url,
-            max_tasks=args.max_tasks,
-            allow_empty=args.allow_empty,
-        )
-        web.install(app, _session(args.external_url))  # the status page at /
-        config = uvicorn.Config(
-            app,
-            host=host,
-            port=int(port_text),
-            lifespan="off",
-            # Bounded connections and request heads: see cli/connections.py.
-            http=guarded(connection_limit(resource.getrlimit(resource.RLIMIT_NOFILE)[0])),
-            # No WebSocket is served. With one of its libraries importable (uvicorn[standard],
-            # python3-websockets) uvicorn would upgrade a connection to it, out of the guard's
-            # sight: it never heard the connection end, so each stayed counted against its
-            # address for good. Without: the handshake is answered as the GET it also is.
-            ws="none",
-            access_log=False,  # the API logs one structured line per request itself
-            log_config=None,
-        )
-        logging.getLogger("uvicorn.error").addFilter(_UPGRADE_WARNINGS)  # a second add is none
-        server = _Server(config)
-        serving = asyncio.get_running_loop().create_task(server.serve(sockets=[sock]))
-        address = _bound(host, sock)  # with :0, the port the kernel picked
-        log.info("api listening", extra={"fields": {"address": address, "auth": bool(auth)}})
-        if auth is None and not is_loopback(host):
-            log.warning(
-                "the API is served without authentication (--insecure-no-auth): anyone who "
-                "can reach it can create, delete and run tasks. Requests are answered only "
-                "when addressed to an IP address, localhost, --external-url's host or an "
-                "--allow-host name (others get 421: a web page could make its own name resolve "
-                "here, DNS rebinding); give each name it is called by as --allow-host NAME",
-                extra={"fields": {"address": address}},
-            )
-        if auth_file is not None:
-            await auth_file.watch(stop)  # until stop: a token removed stops working at once
-        await stop.wait()
-        server.should_exit = True
-        await serving
+    def server() -> HttpServer:
+        from reconciler.cli import api_server
 
-    return serve_http
+        return api_server.http_server(
+            args, host, int(port_text), sock, auth_file, auth, webhook_secret
+        )
 
-
-def _session(external_url: str | None) -> web.Session:
-    """The page's sessions. The cookie's name tells this instance from another on the same
-    host: after ``--external-url``'s origin (replicas behind it share sessions), else after the
-    origin each request addresses, not the address bound here (web/session.py)."""
-    return web.Session(
-        secure_cookie=str(external_url or "").lower().startswith("https://"),
-        instance=external_origin(external_url),
-        by_host=True,
-    )
+    return server
 
 
 def _auth_of(args: argparse.Namespace, host: str) -> tuple[AuthFile | None, AuthConfig | None]:
     """The auth file of ``--auth-config`` and what it says, checked against ``--listen``'s
     ``host`` and ``--allow-host`` now, before anything starts."""
+    from reconciler.api.auth import AuthConfigError, check_listen
+    from reconciler.api.authfile import AuthFile
+
     try:
         auth_file = AuthFile.open(Path(args.auth_config)) if args.auth_config else None
         auth = auth_file.config if auth_file is not None else None
@@ -402,12 +389,6 @@ def _auth_of(args: argparse.Namespace, host: str) -> tuple[AuthFile | None, Auth
     return auth_file, auth
 
 
-def _bound(host: str, sock: socket.socket) -> str:
-    """HOST:PORT as given to --listen, with the port ``sock`` is bound to."""
-    port = sock.getsockname()[1]
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-
-
 def _webhook_secret(secret_file: Path | None) -> WebhookSecret | None:
     """The secret of ``--git-webhook-secret-file``, trimmed, read again at each signed request
     (``api.webhook_secret``); SystemExit for one that cannot be read or is empty at start (an
@@ -423,6 +404,8 @@ def _webhook_secret(secret_file: Path | None) -> WebhookSecret | None:
             f"crontask: --git-webhook-secret-file {secret_file}: empty (after trimming "
             "whitespace): anyone could sign a webhook with an empty secret"
         )
+    from reconciler.api.webhook_secret import WebhookSecret
+
     return WebhookSecret(secret, secret_file)
 
 
@@ -445,26 +428,3 @@ def listening_socket(host: str, port: int) -> socket.socket:
     )
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     return sock
-
-
-class _UpgradeWarnings(logging.Filter):
-    """Drops uvicorn's two warnings for each request that asks to upgrade (a WebSocket's
-    handshake, h2c): any client could write them at will, two lines a request, and the second
-    advises installing a WebSocket library, which is what ``ws="none"`` keeps out of use. The
-    request is answered, and logged by the API, as the plain request it also is."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        said = str(record.msg)
-        return not said.startswith(("Unsupported upgrade request", "No supported WebSocket"))
-
-
-_UPGRADE_WARNINGS = _UpgradeWarnings()
-
-
-class _Server(uvicorn.Server):
-    """crontask owns SIGTERM/SIGINT/SIGHUP (graceful shutdown of runs); uvicorn stops with
-    it."""
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield
