@@ -180,6 +180,7 @@ class JobSupervisor:
         self._all = asyncio.Event()  # adopt and clean everything (after a full pass)
         self._keys: set[str] = set()  # tasks whose Jobs may be over their limits
         self._some = asyncio.Event()
+        self._closing = asyncio.Event()  # the process stops: no housekeeping (``closing``)
         self._tasks: set[asyncio.Task[None]] = set()
         self._released: set[str] = set()  # uids of the Jobs of final records, handled once
         self._refused: set[str] = set()  # ...and of those whose refused delete was said
@@ -204,28 +205,65 @@ class JobSupervisor:
                 await self._watch(namespace)
         ready()
         try:
-            while not stop.is_set():
-                await first_of(stop, self._all, self._some)
-                if stop.is_set():
-                    return
-                everything = self._all.is_set()
-                self._all.clear()
-                self._some.clear()
-                keys, self._keys = self._keys, set()
-                try:
-                    if everything:
-                        await self.adopt()
-                        await self.release()
-                    await self.clean(None if everything else keys)
-                except Exception:
-                    log.exception("job housekeeping failed; the next pass tries again")
-                # Apart: a clean-up that failed must not keep the watches no longer in use.
-                try:
-                    await self.let_go()
-                except Exception:
-                    log.exception("letting go of Job watches failed; the next pass tries again")
+            await self._housekeep(stop)
+            await stop.wait()  # the watch follows the runs' Jobs until the runs have stopped
         finally:
             await in_thread(self.watch.stop)
+
+    def closing(self) -> None:
+        """The process begins to stop (``manager.Closing``): no housekeeping from now on. The
+        runs stop before this component, and their stop closes the run store's threads
+        (``Recorder.close``): a housekeeping then would only meet a closed store; the next
+        start's first pass does it."""
+        self._closing.set()
+
+    async def _housekeep(self, stop: asyncio.Event) -> None:
+        """Adopt, release, clean up and let go, as asked, until ``stop`` or the process stops."""
+        while True:
+            await first_of(stop, self._closing, self._all, self._some)
+            if stop.is_set() or self._closing.is_set():
+                break
+            everything = self._all.is_set()
+            self._all.clear()
+            self._some.clear()
+            keys, self._keys = self._keys, set()
+            try:
+                if everything:
+                    await self.adopt()
+                    await self.release()
+                await self.clean(None if everything else keys)
+            except (Exception, asyncio.CancelledError) as err:
+                if self._stopped_under(err):
+                    return
+                log.exception("job housekeeping failed; the next pass tries again")
+            # Apart: a clean-up that failed must not keep the watches no longer in use.
+            try:
+                await self.let_go()
+            except (Exception, asyncio.CancelledError) as err:
+                if self._stopped_under(err):
+                    return
+                log.exception("letting go of Job watches failed; the next pass tries again")
+        log.debug("job housekeeping ends: crontask is stopping")
+
+    def _stopped_under(self, error: BaseException) -> bool:
+        """Whether ``error`` only says that the stop closed the run store's threads under a
+        housekeeping under way (``Recorder.close``: a call after it raises RuntimeError, one
+        still queued is cancelled): the end of the housekeeping, said at debug level. False:
+        an error outside a stop, logged by the caller as before; a cancel of this task itself
+        is raised again."""
+        if not self._closing.is_set():
+            if isinstance(error, asyncio.CancelledError):
+                raise error
+            return False
+        if isinstance(error, asyncio.CancelledError):
+            task = asyncio.current_task()
+            if task is None or task.cancelling():  # this task was cancelled, not a store call
+                raise error
+        log.debug(
+            "job housekeeping under way when crontask stopped: left for the next start",
+            extra={"fields": {"error": repr(error)}},
+        )
+        return True
 
     # -- triggers ----------------------------------------------------------------------------
 
