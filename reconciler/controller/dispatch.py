@@ -59,13 +59,7 @@ from reconciler.controller.bounds import TOO_MANY_RUNS, RunBounds
 from reconciler.controller.execution import RunListener
 from reconciler.controller.handover import Handover
 from reconciler.controller.late_starts import TurnedAway
-from reconciler.controller.periods import (
-    MOVED_BACK,
-    RanPeriods,
-    moved_back,
-    not_run,
-    not_run_message,
-)
+from reconciler.controller.periods import RanPeriods, not_run, not_run_message
 from reconciler.controller.recorder import Recorder
 from reconciler.controller.replace_wait import ReplaceWaits
 from reconciler.controller.skips import PERIOD_RAN
@@ -85,7 +79,6 @@ from reconciler.core.runs import (
 from reconciler.core.timing import AHEAD_MAX
 from reconciler.runner.base import Actions, Attempt, Outcome, Resumable
 from reconciler.runner.command import CommandRun, Cut
-from reconciler.scheduling.base import schedule_of
 from reconciler.store.base import RunStore
 
 log = logging.getLogger("crontask.runner")
@@ -406,18 +399,12 @@ class Dispatcher(ReplaceWaits, AheadSlots, RunStops):
         the starting deadline allows, the older ones are recorded as one counted skip (unless
         ``record_superseded`` is False: a task resumed or changed while crontask runs, whose
         slots missed while suspended, or of another schedule, leave no record, as its latest
-        one past the deadline does not either; but those a shorter jitterSeconds moved there,
-        of periods after the one that ran, do: ``periods.moved_back``)."""
-        before = self.ledger.last_slot(definition.key)  # before a new offset moved it
+        one past the deadline does not either)."""
         if not record_superseded:
             self.periods.changed(definition.key, anchor, until)
         missed = self.ledger.catch_up(definition, anchor, until)
         if missed.superseded is not None and record_superseded:
             self._skip_slots(definition, missed.superseded)
-        elif not record_superseded and (
-            moved := moved_back(schedule_of(definition), before, anchor, until, missed.latest)
-        ):
-            self._skip_slots(definition, moved, MOVED_BACK)
         if missed.latest is None:
             return
         deadline = definition.task.spec.starting_deadline_seconds

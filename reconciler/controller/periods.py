@@ -18,24 +18,18 @@ all later ones run. The same comparison holds for a new schedule edited with the
 slots whose base is not after the last one that ran are not run.
 
 The offset shrinking moves the last slot back, behind where the changed job takes over:
-nothing is guarded. By more than the interval, the changed job's slots between the moved last
-slot and the old one are of periods after the one that ran (the old offset had them later):
-the latest missed slot runs as the catch-up (``Dispatcher.catch_up``), and the others are
-recorded as one counted ``Superseded`` skip (``moved_back``), not dropped as the older slots
-of a new schedule are (they were no slots of the task: these are its periods).
+nothing is guarded. By more than the interval, the latest of the changed job's slots between
+the moved last slot and the edit runs as the catch-up (``Dispatcher.catch_up``); the others
+leave no record, as the older slots of a new schedule do not (telling those of periods that
+had not run from slots that ran, at the same instants on a schedule of whole seconds or
+minutes, needs the old schedule: not done).
 """
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from reconciler.controller.slots import Superseded
 from reconciler.core.runs import RunRecord, RunStatus, Trigger, run_id
-from reconciler.core.schedule import Schedule
-from reconciler.core.timing import backlog
-
-# What a Superseded record of slots a shorter offset moved says (``SlotSkips._skip_slots``).
-MOVED_BACK = "a shorter jitterSeconds moved them before the task changed; their periods had not run"
 
 
 class RanPeriods:
@@ -89,30 +83,4 @@ def not_run_message(through: datetime) -> str:
         "its period ran already, before the task changed: a new jitterSeconds moved the "
         f"task's last slot to {at}, and no slot up to it runs (each is a period that ran, or "
         "that came before crontask counted the task's slots)"
-    )
-
-
-def moved_back(
-    schedule: Schedule,
-    before: datetime | None,
-    anchor: datetime | None,
-    until: datetime,
-    latest: datetime | None,
-) -> Superseded | None:
-    """The slots of ``schedule`` (the changed job's) that a shorter offset moved behind where
-    it takes over (``until``), when the task's last slot moved back from ``before`` to
-    ``anchor``, less ``latest`` (the catch-up's slot): they do not run, and are recorded."""
-    if before is None or anchor is None or anchor >= before:
-        return None
-    missed = backlog(schedule, anchor, min(before, until))
-    if missed.latest is None or latest is None:
-        return None
-    if missed.latest.astimezone(UTC) == latest.astimezone(UTC):  # the catch-up runs it
-        if not missed.superseded or missed.last_superseded is None:
-            return None
-        count, name = missed.superseded, missed.last_superseded
-    else:  # the catch-up runs a later slot than the moved ones
-        count, name = missed.superseded + 1, missed.latest
-    return Superseded(
-        count, anchor.astimezone(UTC), latest.astimezone(UTC), name.astimezone(UTC), missed.more
     )

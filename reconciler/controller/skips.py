@@ -80,9 +80,7 @@ class SlotSkips:
             return None
         return stored if stored is not None and stored != skipped else None
 
-    def _skip_slots(
-        self, definition: Definition, missed: Superseded, why: str = "crontask was down or busy"
-    ) -> None:
+    def _skip_slots(self, definition: Definition, missed: Superseded) -> None:
         record = RunRecord(
             id=run_id(definition.key, missed.name),
             task=definition.key,
@@ -99,7 +97,7 @@ class SlotSkips:
             record,
             SUPERSEDED,
             f"{slots} after {_iso(missed.after)} and before {_iso(missed.latest)} did not run "
-            f"({why}); only the latest missed slot may run",
+            "(crontask was down or busy); only the latest missed slot may run",
         )
 
 

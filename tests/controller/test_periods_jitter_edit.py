@@ -17,9 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from reconciler.controller.periods import RanPeriods, moved_back
-from reconciler.controller.slots import Superseded
-from reconciler.core.schedule import jitter_offset, parse_schedule
+from reconciler.controller.periods import RanPeriods
+from reconciler.core.schedule import jitter_offset
 from tests.controller.test_live_edit_slots import KEY, Rig, doc
 
 BASE = datetime(2026, 11, 26, 13, 0, tzinfo=UTC)  # b_j: the base of the period that ran last
@@ -77,43 +76,6 @@ def test_a_shorter_or_unchanged_offset_guards_nothing(interval: int, old: int, n
     assert skipped == []
     assert ran[0] >= 1
     assert ran == list(range(ran[0], ran[0] + len(ran)))
-
-
-@pytest.mark.parametrize(
-    ("old", "new", "edit_after", "recorded"),
-    [
-        (4, 1, 0.3, None),  # shrinks by less than the interval: no slot moved behind
-        (13, 0, 0.5, (1, "13:00:05", "13:00:10")),  # by more: 13:00:05, 13:00:10 the catch-up
-        (13, 0, 3.0, (2, "13:00:10", "13:00:15")),  # edited later: 13:00:15 is the catch-up
-        (29, 0, 0.5, (4, "13:00:20", "13:00:25")),  # 13:00:05 to :20, then :25
-        (0, 0, 0.5, None),  # unchanged (a schedule edit moves nothing)
-        (0, 13, 0.5, None),  # grows: the guard's
-    ],
-    ids=["short", "long", "long-edited-later", "longer", "unchanged", "grows"],
-)
-def test_a_shorter_offset_records_the_periods_it_moved_behind_the_change(
-    old: int, new: int, edit_after: float, recorded: tuple[int, str, str] | None
-) -> None:
-    """'*/5' seconds ran 13:00:00 plus the old offset; the new offset is shorter. The changed
-    job's slots from the moved last slot to the old one are of later periods, which have not
-    run: the latest missed one runs as the catch-up, the others are one counted skip."""
-    schedule = parse_schedule("*/5 * * * * *", "UTC").with_offset(new)
-    last = BASE + timedelta(seconds=old)
-    until = last + timedelta(seconds=edit_after)
-    anchor = BASE + timedelta(seconds=new)
-    # The catch-up's slot: the changed job's latest slot after the moved one, up to the edit.
-    due = [t for t in (BASE + timedelta(seconds=s + new) for s in range(5, 60, 5)) if t <= until]
-    latest = due[-1] if due and due[-1] > anchor else None
-    moved = moved_back(schedule, last, anchor, until, latest)
-    if recorded is None:
-        assert moved is None
-        return
-    count, name, catchup = recorded
-    assert moved == Superseded(count, anchor, _at(catchup), _at(name))
-
-
-def _at(hms: str) -> datetime:
-    return datetime.combine(BASE.date(), datetime.strptime(hms, "%H:%M:%S").time(), UTC)
 
 
 def test_an_edit_later_in_the_period_guards_nothing() -> None:
@@ -183,43 +145,6 @@ def test_a_jitter_longer_than_the_interval_skips_the_periods_that_ran_with_recor
         ("13:00:18", 1, "schedule", "succeeded", None),
         ("13:00:23", 1, "schedule", "succeeded", None),
     ]
-
-
-def test_a_jitter_shorter_by_more_than_the_interval_records_the_periods_it_moved(
-    tmp_path: Path,
-) -> None:
-    """'*/5' seconds with jitterSeconds: 20 (offset 13) ran 13:00:13 (the period of 13:00:00);
-    at 13:00:13.5 the jitter goes. The periods of 13:00:05 and 13:00:10 had not run (the old
-    offset had them at :18 and :23): 13:00:10 runs as the catch-up, 13:00:05 is recorded
-    skipped, Superseded, saying why; 13:00:15 runs."""
-
-    async def main() -> tuple[list[tuple[str, int, str, str, str | None]], str | None]:
-        rig = Rig(tmp_path, BASE + timedelta(seconds=0.5))
-        rig.write(doc("*/5 * * * * *", extra="  jitterSeconds: 20\n"))
-        for count, seconds in enumerate((3, 8, 13), start=1):
-            await _ended(rig, seconds, count)
-        rig.at(BASE + timedelta(seconds=13.5))
-        rig.write(doc("*/5 * * * * *"))
-        await _ended(rig, 13.5, 5)  # the skip and the catch-up
-        await _ended(rig, 15, 6)
-        await rig.dispatcher.shutdown(0)
-        skip = next(r for r in rig.ended if r.reason == "Superseded")
-        return rig.records(), skip.message
-
-    records, message = asyncio.run(main())
-    assert records == [
-        ("13:00:03", 1, "schedule", "succeeded", None),
-        ("13:00:05", 1, "schedule", "skipped", "Superseded"),
-        ("13:00:08", 1, "schedule", "succeeded", None),
-        ("13:00:10", 1, "catchup", "succeeded", None),
-        ("13:00:13", 1, "schedule", "succeeded", None),
-        ("13:00:15", 1, "schedule", "succeeded", None),
-    ]
-    assert message == (
-        "1 slot after 2026-11-26T13:00:00Z and before 2026-11-26T13:00:10Z did not run (a "
-        "shorter jitterSeconds moved them before the task changed; their periods had not run); "
-        "only the latest missed slot may run"
-    )
 
 
 async def _ended(rig: Rig, seconds: float, count: int) -> None:
