@@ -30,33 +30,41 @@ NOT_STARTED_KIND: Final = "not-started"
 UNDECIDED_KIND: Final = "run-undecided"
 
 
-def decided(runtime: RuntimeView, record: RunRecord, *, stored_too: bool = False) -> RunRecord:
-    """``record`` once it is decided. With replicas, a run asked for is ``running`` at once,
-    but whether it may start is the shared store's to say (a run of the task may be going on
-    another replica, and Forbid then skips this one): the answer waits until the store holds
-    the run's first record, its claim or its skip (up to ``DECISION_WAIT``; after that the
-    run goes on as its claim waits). A store that does not answer is not read again.
+def decided(runtime: RuntimeView, record: RunRecord) -> RunRecord:
+    """``record`` once it is decided (:func:`decision`)."""
+    return decision(runtime, record)[0]
+
+
+def decision(
+    runtime: RuntimeView, record: RunRecord, *, stored_too: bool = False
+) -> tuple[RunRecord, bool]:
+    """``record`` once it is decided, and whether the store was seen to hold it. With
+    replicas, a run asked for is ``running`` at once, but whether it may start is the shared
+    store's to say (a run of the task may be going on another replica, and Forbid then skips
+    this one): the answer waits until the store holds the run's first record, its claim or
+    its skip (up to ``DECISION_WAIT``; after that the run goes on as its claim waits). A store
+    that does not answer is not read again.
 
     ``stored_too`` (the status page, which answers with the run's page, read from the store):
     a run decided here (alone, or skipped here) is waited for as well, as its record is
-    written from the store's own threads (``controller.recorder``) and may not be there yet;
-    a store that does not answer for it is the run's page's to say."""
+    written from the store's own threads (``controller.recorder``) and may not be there yet
+    (or, a ``Replace`` run, not before the run it replaces has stopped)."""
     refuse_not_started(record)
     store_decides = record.status is RunStatus.RUNNING and runtime.members() is not None
     if not (store_decides or stored_too):
-        return record  # alone, or skipped here: the dispatcher decided it already
+        return record, False  # alone, or skipped here: the dispatcher decided it already
     deadline = time.monotonic() + DECISION_WAIT
     pause = 0.005
     while True:
         try:
             stored = _read(runtime.store, record, max(deadline - time.monotonic(), READ_MARGIN))
         except (StoreUnavailable, TimeoutError):
-            return _unanswered(runtime, record) if store_decides else record
+            return (_unanswered(runtime, record) if store_decides else record), False
         if stored is not None:
             # Skipped, or claimed: started (it may even have ended since, still "running").
-            return stored if stored.status is RunStatus.SKIPPED else record
+            return (stored if stored.status is RunStatus.SKIPPED else record), True
         if time.monotonic() >= deadline:
-            return record
+            return record, False
         time.sleep(pause)  # an endpoint runs in the threadpool, never on the event loop
         pause = min(pause * 2, 0.1)
 

@@ -31,7 +31,7 @@ from reconciler.api.params import KEY_PATTERN, Name, Namespace, RunId
 from reconciler.api.problems import ProblemError
 from reconciler.api.routes_tasks import WRITER
 from reconciler.api.routing import Runtime, context, warn_auth_failed
-from reconciler.api.run_decision import decided, scheduler_unanswered
+from reconciler.api.run_decision import decision, scheduler_unanswered
 from reconciler.core.desired import SourceKind
 from reconciler.core.runs import DNS1123_LABEL, RunStatus
 from reconciler.sources.limits import excerpt
@@ -315,7 +315,7 @@ def run_now(request: Request, runtime: Runtime, namespace: Namespace, name: Name
     # again. Not started, or undecided, is the 503 page; a trigger the scheduler did not take
     # in time may still run, and "retry later" would have it run twice.
     try:
-        record = decided(runtime, runtime.trigger(key), stored_too=True)
+        record, stored = decision(runtime, runtime.trigger(key), stored_too=True)
     except KeyError:
         raise ProblemError(404, f"no task {key}") from None
     except TimeoutError:
@@ -324,7 +324,11 @@ def run_now(request: Request, runtime: Runtime, namespace: Namespace, name: Name
         "manual run from the page",
         extra={"fields": {"task": key, "run": record.id, "status": record.status.value}},
     )
-    return RedirectResponse(f"/runs/{record.id}", status_code=303)
+    # Not in the store after the wait (a Replace run waits for the run it replaces to stop, a
+    # store slow to take its record): the task's page, which refreshes and lists the run once
+    # it is recorded; the run's would say there is none, and not refresh.
+    where = f"/runs/{record.id}" if stored else f"/tasks/{namespace}/{name}"
+    return RedirectResponse(where, status_code=303)
 
 
 @router.get("/runs/{run_id}", openapi_extra=role_extra("viewer"))

@@ -108,3 +108,18 @@ def test_run_now_the_scheduler_did_not_answer_is_the_undecided_page() -> None:
     assert "retry" not in answer.text.lower()  # asked again, the task may run twice
     assert "Retry-After" not in answer.headers
     assert '<a href="/">All tasks</a>' in answer.text
+
+
+def test_run_now_not_in_the_store_after_the_wait_opens_the_tasks_page(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A run the store does not hold within the wait (a ``Replace`` run waiting for the run it
+    replaces to stop; a store slow to take its record) opens the task's page, which refreshes
+    and lists it once recorded: the run's page said "There is no run" and never refreshed."""
+    monkeypatch.setattr(run_decision, "DECISION_WAIT", 0.05)
+    store = DecidingStore(late=10**9)  # never within the wait
+    with TestClient(_app(ReplicaRuntime(store, claimed, alone=True))) as client:
+        answer = _run_now(client, _csrf(client))
+        assert answer.status_code == 303
+        assert answer.headers["location"] == TASK
+        assert client.get(TASK, headers=HTML).status_code == 200
