@@ -24,7 +24,9 @@ Reading is bounded: the file at most 256 KiB, at most 10 000 values, 50 receiver
 
 Here: the model of the file, :func:`load` and :func:`parse` (its fields, then what they refer
 to), and :class:`Notifications`, which reads the receivers' files. The YAML itself, the place of
-each value in it, and the wording of an error at its place are ``notify_config_yaml``'s.
+each value in it, and the wording of an error at its place are ``notify_config_yaml``'s; what
+a route's ``match.name`` glob cannot mean (a set fnmatch reads otherwise, no task's name) is
+``notify_glob``'s.
 """
 
 from __future__ import annotations
@@ -32,7 +34,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import enum
-import fnmatch
 import ipaddress
 import re
 from collections.abc import Callable, Sequence
@@ -40,14 +41,21 @@ from pathlib import Path
 from typing import Annotated, Any, Final, Literal, TypeVar
 
 import httpx
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 from pydantic import model_validator as _model_validator
 from pydantic.alias_generators import to_camel
 
 from reconciler.core.desired import SourceKind
 from reconciler.core.fields import Label
-from reconciler.core.runs import DNS1123_LABEL
 from reconciler.secretfile import read_secret_file
+from reconciler.sinks import notify_glob
 from reconciler.sinks.notify_config_yaml import Builder, describe, nearest, read_yaml
 
 # Re-exported: the error of load and parse, part of this module's contract.
@@ -138,57 +146,11 @@ class Match(_Config):
         outside = re.sub(r"\[[^]]*\]", "", value or "")
         if "/" not in outside and outside != outside.lower():
             raise ValueError(f"task names are lower case: {value!r} can match none")
-        if value is not None and (why := _unmatchable(value)) is not None:
+        if value is not None and (why := notify_glob.misread(value)) is not None:
+            raise ValueError(f"{value!r}: {why}")
+        if value is not None and (why := notify_glob.unmatchable(value)) is not None:
             raise ValueError(f"{value!r} can match no task: {why}")
         return value
-
-
-# What a task's name is made of (metadata.name is a DNS-1123 label: no '.', unlike a subdomain).
-_NAME_CHARACTERS: Final = frozenset("abcdefghijklmnopqrstuvwxyz0123456789-")
-
-
-def _unmatchable(glob: str) -> str | None:
-    """Why no task's name can match ``glob`` (fnmatch's: ``*``, ``?``, ``[set]``, ``[!set]``),
-    or None: a ``/`` (a ``namespace/name`` key), a character no name holds, or a set that
-    takes none. Character by character only: ``-*`` still passes, and matches no label."""
-    if "/" in glob:
-        namespace, _, name = glob.partition("/")
-        if re.match(DNS1123_LABEL, namespace):
-            return f"a task's name holds no '/': write namespace: {namespace} and name: {name}"
-        if namespace in ("", "*"):
-            return (
-                f"a task's name holds no '/': write name: {name} and no namespace to match "
-                f"{name} in every namespace"
-            )
-        return "a task's name holds no '/' (its namespace is matched apart, by namespace:)"
-    i = 0
-    while i < len(glob):
-        end = _set_end(glob, i) if glob[i] == "[" else None
-        if end is not None:
-            taken = glob[i : end + 1]
-            if not any(fnmatch.fnmatchcase(c, taken) for c in _NAME_CHARACTERS):
-                return f"{taken} matches no character of a task name"
-            i = end + 1
-            continue
-        if glob[i] not in _NAME_CHARACTERS and glob[i] not in "*?":
-            return (
-                f"{glob[i]!r} is in no task name (lower-case letters, digits and '-'; a glob "
-                "adds *, ? and [...]): write '-' or ? in its place"
-            )
-        i += 1
-    return None
-
-
-def _set_end(glob: str, start: int) -> int | None:
-    """The index of the ``]`` that closes the set opening at ``start``, as fnmatch reads it
-    (a ``]`` first, or after ``!``, is one of the set), or None: an unclosed ``[`` is itself."""
-    j = start + 1
-    if j < len(glob) and glob[j] == "!":
-        j += 1
-    if j < len(glob) and glob[j] == "]":
-        j += 1
-    end = glob.find("]", j)
-    return end if end >= 0 else None
 
 
 class Route(_Config):
@@ -210,6 +172,20 @@ class Route(_Config):
         if value is None:
             return None
         return parse_interval(value)
+
+    @field_validator("repeat_interval")
+    @classmethod
+    def _reminds(cls, value: float | None, info: ValidationInfo) -> float | None:
+        # Reminders are of "failed" only (notify.py): without it the interval does nothing.
+        # Here, not in a model validator, for the error's place: the field's line, not the
+        # route's. ``events`` is in info.data only if valid (its own error is said then).
+        events = info.data.get("events")
+        if value is not None and events is not None and Event.FAILED not in events:
+            raise ValueError(
+                "repeatInterval sends reminders of failed only: add failed to events, or "
+                "remove repeatInterval"
+            )
+        return value
 
 
 class NotificationConfig(_Config):
