@@ -180,7 +180,6 @@ class JobSupervisor:
         self._all = asyncio.Event()  # adopt and clean everything (after a full pass)
         self._keys: set[str] = set()  # tasks whose Jobs may be over their limits
         self._some = asyncio.Event()
-        self._closing = asyncio.Event()  # the process stops: no housekeeping (``closing``)
         self._tasks: set[asyncio.Task[None]] = set()
         self._released: set[str] = set()  # uids of the Jobs of final records, handled once
         self._refused: set[str] = set()  # ...and of those whose refused delete was said
@@ -210,18 +209,15 @@ class JobSupervisor:
         finally:
             await in_thread(self.watch.stop)
 
-    def closing(self) -> None:
-        """The process begins to stop (``manager.Closing``): no housekeeping from now on. The
-        runs stop before this component, and their stop closes the run store's threads
-        (``Recorder.close``): a housekeeping then would only meet a closed store; the next
-        start's first pass does it."""
-        self._closing.set()
-
     async def _housekeep(self, stop: asyncio.Event) -> None:
-        """Adopt, release, clean up and let go, as asked, until ``stop`` or the process stops."""
+        """Adopt, release, clean up and let go, as asked, until ``stop`` or the run store's
+        threads are closed: the runs stop before this component (the Jobs of runs ending in
+        their shutdown grace are still cleaned up), and their stop closes the store's threads
+        (``Recorder.close``); a housekeeping then would only meet a closed store, and the next
+        start's first pass does it."""
         while True:
-            await first_of(stop, self._closing, self._all, self._some)
-            if stop.is_set() or self._closing.is_set():
+            await first_of(stop, self._all, self._some)
+            if stop.is_set() or self.dispatcher.recorder.closed:
                 break
             everything = self._all.is_set()
             self._all.clear()
@@ -249,16 +245,17 @@ class JobSupervisor:
         """Whether ``error`` only says that the stop closed the run store's threads under a
         housekeeping under way (``Recorder.close``: a call after it raises RuntimeError, one
         still queued is cancelled): the end of the housekeeping, said at debug level. False:
-        an error outside a stop, logged by the caller as before; a cancel of this task itself
-        is raised again."""
-        if not self._closing.is_set():
-            if isinstance(error, asyncio.CancelledError):
+        any other error, logged by the caller as before; a cancel of this task itself is
+        raised again."""
+        cancelled = isinstance(error, asyncio.CancelledError)
+        if cancelled and ((task := asyncio.current_task()) is None or task.cancelling()):
+            raise error  # this task was cancelled, not a store call
+        if not self.dispatcher.recorder.closed:
+            if cancelled:
                 raise error
             return False
-        if isinstance(error, asyncio.CancelledError):
-            task = asyncio.current_task()
-            if task is None or task.cancelling():  # this task was cancelled, not a store call
-                raise error
+        if not cancelled and not (isinstance(error, RuntimeError) and "shutdown" in str(error)):
+            return False  # a real fault, met as the stop went on
         log.debug(
             "job housekeeping under way when crontask stopped: left for the next start",
             extra={"fields": {"error": repr(error)}},

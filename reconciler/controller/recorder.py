@@ -125,6 +125,11 @@ class Recorder:
         return len(self._pending)
 
     @property
+    def closed(self) -> bool:
+        """``close`` has shut the store's threads: a ``call`` now fails."""
+        return self._closed
+
+    @property
     def lost(self) -> int:
         """Records still pending when ``close`` gave up, not known written (logged): none
         reached the store, or a write still under way takes them and has not landed yet."""

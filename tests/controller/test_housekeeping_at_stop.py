@@ -19,7 +19,7 @@ import asyncio
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -88,13 +88,29 @@ class Supervisor(JobSupervisor):
 
 class RunsThen(Runs):
     """The runs' component, which does ``then`` once its stop (the recorder closed) is over,
-    before the manager goes on to stop the supervisor."""
+    before the manager goes on to stop the supervisor; with ``before``, once asked to stop and
+    before its own stop (a run in its shutdown grace: the store still answers)."""
 
-    def __init__(self, dispatcher: Dispatcher, then: Callable[[], Any]) -> None:
+    def __init__(
+        self, dispatcher: Dispatcher, then: Callable[[], Any], *, before: bool = False
+    ) -> None:
         super().__init__(dispatcher, 0.0)
         self.then = then
+        self.before = before
 
     async def run(self, ready: Ready, stop: asyncio.Event) -> None:
+        if self.before:
+            held = asyncio.Event()
+
+            async def grace() -> None:
+                await stop.wait()
+                await self.then()
+                held.set()
+
+            waiting = asyncio.ensure_future(grace())
+            await super().run(ready, held)
+            await waiting
+            return
         await super().run(ready, stop)
         await self.then()
 
@@ -246,3 +262,123 @@ def test_a_housekeeping_failure_outside_a_stop_is_still_an_error(
     failed = next(r for r in caplog.records if r.levelno == logging.ERROR)
     assert failed.exc_info is not None
     assert "the store is broken" in str(failed.exc_info[1])
+
+
+class FaultyRunning(HeldRunning):
+    """``running`` fails with a real fault (not the stop's closed pool) while ``fault``."""
+
+    fault = False
+
+    def running(self, task: str | None = None) -> list[RunRecord]:
+        records = super().running(task)
+        if self.fault:
+            raise ValueError("a real store fault")
+        return records
+
+
+def test_in_the_shutdown_grace_the_jobs_of_ended_runs_are_still_cleaned_up(
+    quiet_emulator: Emulator, tmp_path: Path
+) -> None:
+    """The store answers until the runs' stop ends (their --shutdown-grace): a clean-up asked
+    meanwhile, as a run's end asks it, is done, not left for a next start that may never come
+    (a scale to 0)."""
+    tasks = tmp_path / "tasks"
+    tasks.mkdir()
+    write_task(tasks, "j1")
+    kubeconfig = quiet_emulator.write_kubeconfig(tmp_path / "kubeconfig")
+    cleaned: list[object] = []
+
+    async def main() -> None:
+        api = config.new_client_from_config(config_file=str(kubeconfig))  # type: ignore[no-untyped-call]
+        watch = JobWatch(api, ["default"])
+        runner = JobRunner(watch, namespace="default")
+        store = MemoryRunStore()
+        recorder = Recorder(store, io_threads=2)
+        dispatcher = Dispatcher(
+            store, owner="h:1:x", clock=lambda: T0, actions=Actions([runner]), recorder=recorder
+        )
+        scheduler = MemoryScheduler(lambda key, at: None, T0)
+        reconciler = Reconciler([DirectorySource([tasks])], scheduler, dispatcher)
+        supervisor = Supervisor(
+            JobSupport(watch, runner), store=store, dispatcher=dispatcher, reconciler=reconciler
+        )
+        clean = supervisor.clean
+
+        async def counted(keys: Collection[str] | None) -> int:
+            cleaned.append(keys)
+            return await clean(keys)
+
+        supervisor.clean = counted  # type: ignore[method-assign]
+        grace = asyncio.Event()
+        manager = Manager()
+        try:
+            await manager.start(supervisor)
+            await manager.start(RunsThen(dispatcher, grace.wait, before=True))
+            assert (await reconciler.run_pass(None)).ok
+            await until("the first housekeeping", lambda: cleaned)
+            cleaned.clear()
+            stopping = asyncio.ensure_future(manager.shutdown())
+            await until("the stop to begin", manager.stopping.is_set)
+            supervisor._keys.add("default/j1")  # a run of it ended in the grace (_after_run)
+            supervisor._some.set()
+            await until("the clean-up asked in the grace", lambda: cleaned)
+            grace.set()
+            await asyncio.wait_for(stopping, WAIT)
+        finally:
+            grace.set()
+            await manager.shutdown()
+            api.close()
+
+    asyncio.run(main())
+    assert cleaned == [{"default/j1"}]
+
+
+def test_a_real_fault_met_while_stopping_is_still_an_error(
+    quiet_emulator: Emulator, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Only the closed pool's errors end the housekeeping quietly: a store fault met after the
+    stop began, the store's threads still open, is logged as it always was."""
+    caplog.set_level(logging.DEBUG, logger="crontask")
+    tasks = tmp_path / "tasks"
+    tasks.mkdir()
+    write_task(tasks, "j1")
+    kubeconfig = quiet_emulator.write_kubeconfig(tmp_path / "kubeconfig")
+
+    async def main() -> None:
+        api = config.new_client_from_config(config_file=str(kubeconfig))  # type: ignore[no-untyped-call]
+        watch = JobWatch(api, ["default"])
+        runner = JobRunner(watch, namespace="default")
+        store = FaultyRunning()
+        recorder = Recorder(store, io_threads=2)
+        dispatcher = Dispatcher(
+            store, owner="h:1:x", clock=lambda: T0, actions=Actions([runner]), recorder=recorder
+        )
+        scheduler = MemoryScheduler(lambda key, at: None, T0)
+        reconciler = Reconciler([DirectorySource([tasks])], scheduler, dispatcher)
+        supervisor = Supervisor(
+            JobSupport(watch, runner), store=store, dispatcher=dispatcher, reconciler=reconciler
+        )
+        grace = asyncio.Event()
+        manager = Manager()
+        try:
+            await manager.start(supervisor)
+            await manager.start(RunsThen(dispatcher, grace.wait, before=True))
+            store.hold = True
+            assert (await reconciler.run_pass(None)).ok
+            assert await asyncio.to_thread(store.entered.wait, WAIT)
+            stopping = asyncio.ensure_future(manager.shutdown())
+            await until("the stop to begin", manager.stopping.is_set)
+            store.fault = True
+            store.release.set()
+            await until("the fault to be said", lambda: over(supervisor, caplog))
+            store.fault = False
+            grace.set()
+            await asyncio.wait_for(stopping, WAIT)
+        finally:
+            grace.set()
+            store.release.set()
+            await manager.shutdown()
+            api.close()
+
+    asyncio.run(main())
+    assert errors(caplog) == ["job housekeeping failed; the next pass tries again"]
