@@ -65,7 +65,7 @@ from kubernetes.client.exceptions import ApiException
 
 from reconciler.core.jobs import RUN_LABEL, decided, finished, is_deleting, run_in, run_of
 from reconciler.sources.kubernetes import one_shot
-from reconciler.sources.kubernetes_watch import Informer, object_key
+from reconciler.sources.kubernetes_watch import Informer, object_key, stop_all
 from reconciler.sources.pod_logs import read_tail
 
 log = logging.getLogger("crontask.sources")
@@ -148,8 +148,7 @@ class JobWatch:
         return all(synced)
 
     def stop(self) -> None:
-        for informer in list(self._informers.values()):
-            informer.stop()
+        stop_all(list(self._informers.values()))  # together: one wait, whatever their number
         self._pool.shutdown(wait=False, cancel_futures=True)
         self._deletes.api_client.rest_client.close()  # its own; the caller closes ``api``
 

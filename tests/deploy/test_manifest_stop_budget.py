@@ -30,7 +30,7 @@ from reconciler.membership.single import RELEASE_WAIT
 from reconciler.sinks.kubernetes import StatusWriter
 from reconciler.sinks.kubernetes_events import EventRecorder
 from reconciler.sinks.notify_delivery import SHUTDOWN_SECONDS
-from reconciler.sources.kubernetes_watch import Informer
+from reconciler.sources.kubernetes_watch import Informer, stop_all
 from tests.deploy.test_manifests import kustomize, pod, with_components
 
 RECONCILER = Path(__file__).resolve().parents[2] / "reconciler"
@@ -64,6 +64,8 @@ def stop_path(ha: bool) -> dict[str, float]:
         # --ha leaves the replicas: its Lease's DELETE, connect and read timeouts.
         **({"ha: leaving (the Lease's delete)": sum(CALL_TIMEOUT)} if ha else {}),
         "kubernetes: the CronTask watch": _timeout_default(Informer.stop),
+        # The Job watches (one a namespace with job tasks), stopped together: one wait in all.
+        "kubernetes: the Job watches": _timeout_default(stop_all),
         # The Event recorder and the status writer flush what is queued (controller.kube passes
         # their timeouts; at most the default of each).
         "kubernetes: Events flushed": _timeout_default(EventRecorder.stop),
@@ -112,6 +114,9 @@ def test_every_named_wait_is_counted_or_said_off_the_stop_path() -> None:
     assert named, "the pattern found no wait: it no longer matches the code"
     unknown = named - COUNTED - set(OFF_THE_STOP_PATH)
     assert not unknown, f"waits neither counted in stop_path() nor said off its path: {unknown}"
+    listed = {n for n in COUNTED | set(OFF_THE_STOP_PATH) if n.endswith(("_WAIT", "_TIMEOUT"))}
+    gone = listed - named
+    assert not gone, f"listed here, no longer in the code: {gone}"
 
 
 def test_the_single_lease_release_fits_in_the_runs_grace() -> None:
