@@ -182,8 +182,7 @@ class Route(_Config):
         events = info.data.get("events")
         if value is not None and events is not None and Event.FAILED not in events:
             raise ValueError(
-                "repeatInterval sends reminders of failed only: add failed to events, or "
-                "remove repeatInterval"
+                "reminders are of failed only: add failed to events, or remove repeatInterval"
             )
         return value
 

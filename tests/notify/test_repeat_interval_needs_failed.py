@@ -34,7 +34,7 @@ def test_repeat_interval_without_failed_is_refused(tmp_path: Path, events: str) 
         load(path)
 
     assert str(caught.value) == (
-        f"{path}:6:21: routes[0].repeatInterval: repeatInterval sends reminders of failed "
+        f"{path}:6:21: routes[0].repeatInterval: reminders are of failed "
         "only: add failed to events, or remove repeatInterval"
     )
 
