@@ -133,6 +133,26 @@ def write_task(folder: Path, name: str) -> None:
     (folder / f"{name}.yaml").write_text(yaml.safe_dump(document))
 
 
+def supervised(
+    api: Any, tasks: Path, store: MemoryRunStore, io_threads: int = 2
+) -> tuple[Supervisor, Dispatcher, Reconciler]:
+    """The Jobs supervisor of a dispatcher over ``store`` and of a reconciler reading ``tasks``,
+    its Job watch on ``api`` (namespace ``default``)."""
+    watch = JobWatch(api, ["default"])
+    runner = JobRunner(watch, namespace="default")
+    recorder = Recorder(store, io_threads=io_threads)
+    dispatcher = Dispatcher(
+        store, owner="h:1:x", clock=lambda: T0, actions=Actions([runner]), recorder=recorder
+    )
+    reconciler = Reconciler(
+        [DirectorySource([tasks])], MemoryScheduler(lambda key, at: None, T0), dispatcher
+    )
+    supervisor = Supervisor(
+        JobSupport(watch, runner), store=store, dispatcher=dispatcher, reconciler=reconciler
+    )
+    return supervisor, dispatcher, reconciler
+
+
 def over(supervisor: Supervisor, caplog: pytest.LogCaptureFixture) -> bool:
     """The housekeeping under way at the stop is over: it said so (an error before the fix, a
     debug line after), or its component ended."""
@@ -161,18 +181,9 @@ def play(
 
     async def main() -> Manager:
         api = config.new_client_from_config(config_file=str(kubeconfig))  # type: ignore[no-untyped-call]
-        watch = JobWatch(api, ["default"])
-        runner = JobRunner(watch, namespace="default")
         store = HeldRunning()
-        recorder = Recorder(store, io_threads=io_threads)
-        dispatcher = Dispatcher(
-            store, owner="h:1:x", clock=lambda: T0, actions=Actions([runner]), recorder=recorder
-        )
-        scheduler = MemoryScheduler(lambda key, at: None, T0)
-        reconciler = Reconciler([DirectorySource([tasks])], scheduler, dispatcher)
-        supervisor = Supervisor(
-            JobSupport(watch, runner), store=store, dispatcher=dispatcher, reconciler=reconciler
-        )
+        supervisor, dispatcher, reconciler = supervised(api, tasks, store, io_threads)
+        recorder = dispatcher.recorder
 
         async def after_runs() -> None:
             store.release.set()  # the recorder is closed now
@@ -290,18 +301,8 @@ def test_in_the_shutdown_grace_the_jobs_of_ended_runs_are_still_cleaned_up(
 
     async def main() -> None:
         api = config.new_client_from_config(config_file=str(kubeconfig))  # type: ignore[no-untyped-call]
-        watch = JobWatch(api, ["default"])
-        runner = JobRunner(watch, namespace="default")
         store = MemoryRunStore()
-        recorder = Recorder(store, io_threads=2)
-        dispatcher = Dispatcher(
-            store, owner="h:1:x", clock=lambda: T0, actions=Actions([runner]), recorder=recorder
-        )
-        scheduler = MemoryScheduler(lambda key, at: None, T0)
-        reconciler = Reconciler([DirectorySource([tasks])], scheduler, dispatcher)
-        supervisor = Supervisor(
-            JobSupport(watch, runner), store=store, dispatcher=dispatcher, reconciler=reconciler
-        )
+        supervisor, dispatcher, reconciler = supervised(api, tasks, store)
         clean = supervisor.clean
 
         async def counted(keys: Collection[str] | None) -> int:
@@ -346,18 +347,8 @@ def test_a_real_fault_met_while_stopping_is_still_an_error(
 
     async def main() -> None:
         api = config.new_client_from_config(config_file=str(kubeconfig))  # type: ignore[no-untyped-call]
-        watch = JobWatch(api, ["default"])
-        runner = JobRunner(watch, namespace="default")
         store = FaultyRunning()
-        recorder = Recorder(store, io_threads=2)
-        dispatcher = Dispatcher(
-            store, owner="h:1:x", clock=lambda: T0, actions=Actions([runner]), recorder=recorder
-        )
-        scheduler = MemoryScheduler(lambda key, at: None, T0)
-        reconciler = Reconciler([DirectorySource([tasks])], scheduler, dispatcher)
-        supervisor = Supervisor(
-            JobSupport(watch, runner), store=store, dispatcher=dispatcher, reconciler=reconciler
-        )
+        supervisor, dispatcher, reconciler = supervised(api, tasks, store)
         grace = asyncio.Event()
         manager = Manager()
         try:
