@@ -51,7 +51,7 @@ from reconciler.runner.job_delete import delete_job, retrying
 from reconciler.sources.base import Notify, Source, SourceState
 from reconciler.sources.kubernetes import Connection
 from reconciler.sources.kubernetes_jobs import JobWatch
-from reconciler.store.base import RunStore
+from reconciler.store.base import RunStore, StoreClosed
 
 log = logging.getLogger("crontask.jobs")
 
@@ -243,7 +243,7 @@ class JobSupervisor:
 
     def _stopped_under(self, error: BaseException) -> bool:
         """Whether ``error`` only says that the stop closed the run store's threads under a
-        housekeeping under way (``Recorder.close``: a call after it raises RuntimeError, one
+        housekeeping under way (``Recorder.close``: a call after it raises StoreClosed, one
         still queued is cancelled): the end of the housekeeping, said at debug level. False:
         any other error, logged by the caller as before; a cancel of this task itself is
         raised again."""
@@ -254,7 +254,7 @@ class JobSupervisor:
             if cancelled:
                 raise error
             return False
-        if not cancelled and not (isinstance(error, RuntimeError) and "shutdown" in str(error)):
+        if not cancelled and not isinstance(error, StoreClosed):
             return False  # a real fault, met as the stop went on
         log.debug(
             "job housekeeping under way when crontask stopped: left for the next start",

@@ -65,7 +65,7 @@ from reconciler.controller.waiting import (
     write_kept,
 )
 from reconciler.core.runs import RunRecord
-from reconciler.store.base import DuplicateRun, RunStore, StoreUnavailable
+from reconciler.store.base import DuplicateRun, RunStore, StoreClosed, StoreUnavailable
 
 log = logging.getLogger("crontask.recorder")
 
@@ -125,8 +125,7 @@ class Recorder:
         return len(self._pending)
 
     @property
-    def closed(self) -> bool:
-        """``close`` has shut the store's threads: a ``call`` now fails."""
+    def closed(self) -> bool:  # ``close`` has shut the store's threads: ``call`` fails
         return self._closed
 
     @property
@@ -136,7 +135,9 @@ class Recorder:
         return self._at_stop.missing
 
     async def call(self, fn: Callable[..., T], *args: object) -> T:
-        """Run a blocking store call in the store's threads."""
+        """Run a blocking store call in the store's threads (StoreClosed once ``close`` has)."""
+        if self._closed:
+            raise StoreClosed("the run store's threads are closed: crontask is stopping")
         return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
 
     def _send(

@@ -79,6 +79,10 @@ class StoreUnavailable(Exception):
     The operation did not happen (or its outcome is unknown for a lost commit) - retry later."""
 
 
+class StoreClosed(RuntimeError):
+    """The store's calls are closed to this process: it is stopping (``Recorder.close``)."""
+
+
 class IncompatibleSchema(Exception):
     """The database was migrated by a newer crontask (its schema revision is unknown here).
     Refusing to touch it is safer than guessing; upgrade crontask or point it at another DB."""
