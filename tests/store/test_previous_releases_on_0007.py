@@ -36,6 +36,7 @@ RELEASES = {
     "0.8.0": "0013125",
     "0.9.0": "459e2be",
     "0.10.0": "8cd694f",
+    "0.11.0": "ecd5c40",
 }
 
 # Run by the release's own code: open the store as `crontask run` does, claim a run and end it,
