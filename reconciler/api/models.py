@@ -59,6 +59,26 @@ class RunOut(_Out):
         return cls(**_run_fields(r))
 
 
+class TriggeredRunOut(RunOut):
+    """The answer to a run asked for now: its record, or, decided but not started yet and
+    nothing of it recorded, ``pending`` (``api.run_decision.decided``), which no record says."""
+
+    # Wider than RunOut's: mypy refuses a field widened in a subclass; pydantic takes it,
+    # and the schema of this answer says both.
+    status: RunStatus | Literal["pending"] = Field(  # type: ignore[assignment]
+        description="a run's status, or pending: not started yet (see message)"
+    )
+
+    @classmethod
+    def of(cls, r: RunRecord) -> TriggeredRunOut:
+        return cls(**_run_fields(r))
+
+    @classmethod
+    def pending(cls, r: RunRecord, why: str) -> TriggeredRunOut:
+        # Not started: no start time (the record's is when it was decided).
+        return cls(**{**_run_fields(r), "status": "pending", "start_time": None, "message": why})
+
+
 class RunAttemptOut(RunOut):
     """One attempt with its output (the tail of stdout and stderr)."""
 

@@ -31,10 +31,10 @@ from reconciler.api.auth import RequiredRole, Role, role_extra
 from reconciler.api.models import (
     CRONTASK_SCHEMA_REF,
     ListMeta,
-    RunOut,
     TaskListOut,
     TaskOut,
     TaskState,
+    TriggeredRunOut,
 )
 from reconciler.api.params import (
     NOT_ISSUED,
@@ -375,12 +375,16 @@ def delete_task(
 
 @router.post(
     "/tasks/{namespace}/{name}/runs",
-    response_model=RunOut,
+    response_model=TriggeredRunOut,
     status_code=202,
     summary="Start a run now",
     description="202 with the run record: `status` is `running` when it started, or "
     "`skipped` with a `reason` (e.g. `ConcurrencyForbid` while a run is going and the task's "
-    "concurrencyPolicy is Forbid) and a `message` saying why. With replicas (`--ha`) the "
+    "concurrencyPolicy is Forbid) and a `message` saying why. Under Replace the answer waits "
+    "(up to 5 s) for the Job of the run it replaces to be deleted: `skipped` "
+    "(`ReplaceBlocked`) if the delete was refused, `pending` (not started, no `startTime`) "
+    "while it is still tried: the run then starts once the Job is gone, or is recorded "
+    "skipped within 60 s. With replicas (`--ha`) the "
     "answer waits for the shared store's check (up to 5 s), as a run of the task may be going "
     "on another replica; 503 `run-undecided` if the store does not answer under Forbid or "
     "Replace (the run is then recorded `skipped`, `StoreUnavailable`, unless the store takes "
@@ -394,15 +398,19 @@ def delete_task(
     },
     responses={202: {"headers": {"Location": _LOCATION}}, **problem_responses(404, 422, 503)},
 )
-def trigger_run(runtime: Runtime, namespace: Namespace, name: Name, response: Response) -> RunOut:
+def trigger_run(
+    runtime: Runtime, namespace: Namespace, name: Name, response: Response
+) -> TriggeredRunOut:
     try:
-        record = decided(runtime, runtime.trigger(f"{namespace}/{name}"))
+        record, pending = decided(runtime, runtime.trigger(f"{namespace}/{name}"))
     except KeyError:
         raise not_found(namespace, name) from None
     except TimeoutError:
         raise scheduler_unanswered(f"{namespace}/{name}") from None
     response.headers["Location"] = f"/api/v1/runs/{record.id}"
-    return RunOut.of(record)
+    if pending is not None:
+        return TriggeredRunOut.pending(record, pending)
+    return TriggeredRunOut.of(record)
 
 
 def _create_only(runtime: Runtime, task: CronTask, if_match: IfMatch | None) -> TaskView:

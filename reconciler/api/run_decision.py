@@ -15,6 +15,7 @@ from concurrent.futures import Future
 from typing import Final
 
 from reconciler.api.problems import ProblemError
+from reconciler.controller.replace_wait import WAIT_MAX
 from reconciler.controller.view import RuntimeView
 from reconciler.core.model import ConcurrencyPolicy
 from reconciler.core.runs import NOT_STARTED, RunRecord, RunStatus
@@ -30,9 +31,32 @@ NOT_STARTED_KIND: Final = "not-started"
 UNDECIDED_KIND: Final = "run-undecided"
 
 
-def decided(runtime: RuntimeView, record: RunRecord) -> RunRecord:
-    """``record`` once it is decided (:func:`decision`)."""
-    return decision(runtime, record)[0]
+def decided(runtime: RuntimeView, record: RunRecord) -> tuple[RunRecord, str | None]:
+    """``record`` once it is decided (:func:`decision`), and, a run not started yet, why
+    (None: it started, or is skipped). Alone, a ``Replace`` run that replaces others starts
+    only once their Jobs are gone (``controller.replace_wait``), up to ``WAIT_MAX`` later, or
+    is skipped ``ReplaceBlocked``: its first record, its claim or its skip, is written only
+    then. Its answer waits for that record as a replica's waits for the store's decision: a
+    delete refused at once is answered as the skip it is (as a Forbid skip is), and a run
+    still waiting is ``pending``, not ``running``, which it is not."""
+    waits = (
+        record.status is RunStatus.RUNNING
+        and runtime.members() is None
+        and _policy(runtime, record) is ConcurrencyPolicy.REPLACE
+    )
+    found, stored = decision(runtime, record, stored_too=waits)
+    if not waits or stored:
+        return found, None
+    return found, (
+        "not started: it waits for the Job of the run it replaces to be deleted "
+        f"(concurrencyPolicy Replace); it starts once that Job is gone, or is recorded skipped "
+        f"(ReplaceBlocked) at most {WAIT_MAX:g}s after it was asked for: look at its run"
+    )
+
+
+def _policy(runtime: RuntimeView, record: RunRecord) -> ConcurrencyPolicy | None:
+    definition = runtime.in_force().get(record.task)
+    return None if definition is None else definition.task.spec.concurrency_policy
 
 
 def decision(
@@ -117,8 +141,7 @@ def _unanswered(runtime: RuntimeView, record: RunRecord) -> RunRecord:
     """The store did not answer, nor, then, the run's claim made meanwhile. Under Allow the
     run goes on all the same; under Forbid and Replace it is recorded skipped unless the store
     takes its claim after all (StoreUnavailable, ``controller.claims``): a 503 says so."""
-    definition = runtime.in_force().get(record.task)
-    policy = None if definition is None else definition.task.spec.concurrency_policy
+    policy = _policy(runtime, record)
     if policy is ConcurrencyPolicy.ALLOW:
         return record
     raise ProblemError(
