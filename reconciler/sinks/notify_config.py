@@ -143,7 +143,8 @@ class Match(_Config):
     @classmethod
     def _lower(cls, value: str | None) -> str | None:
         # A task's name is lower case (DNS-1123): a capital outside a [set] matches no task.
-        outside = re.sub(r"\[[^]]*\]", "", value or "")
+        # Sets end where fnmatch ends them: a ']' first in one ('[!]A]') is of the set.
+        outside = notify_glob.outside_sets(value or "")
         if "/" not in outside and outside != outside.lower():
             raise ValueError(f"task names are lower case: {value!r} can match none")
         if value is not None and (why := notify_glob.misread(value)) is not None:

@@ -73,6 +73,22 @@ def unmatchable(glob: str) -> str | None:
     return None
 
 
+def outside_sets(glob: str) -> str:
+    """``glob`` without its ``[set]``s, each ended where fnmatch ends it (:func:`set_end`):
+    a regular expression's ``\\[[^]]*\\]`` ends ``[!]A]x`` at its first ``]``, leaving
+    ``A]x`` outside, where fnmatch reads "not ``]`` or ``A``, then ``x``"."""
+    kept: list[str] = []
+    i = 0
+    while i < len(glob):
+        end = set_end(glob, i) if glob[i] == "[" else None
+        if end is None:
+            kept.append(glob[i])
+            i += 1
+        else:
+            i = end + 1
+    return "".join(kept)
+
+
 def set_end(glob: str, start: int) -> int | None:
     """The index of the ``]`` that closes the set opening at ``start``, as fnmatch reads it
     (a ``]`` first, or after ``!``, is one of the set), or None: an unclosed ``[`` is itself."""
