@@ -318,8 +318,9 @@ def parse_object(body: bytes) -> dict[str, Any]:
 
 def _utf8(body: bytes) -> str:
     """``body`` as UTF-8 text, past a byte order mark, as a task file is read; BodyProblem
-    otherwise, placed as a file's (``sources.files``). Bytes go to ``json.loads`` never: it
-    guesses UTF-16 and UTF-32 from them, which a file or a YAML body is refused for."""
+    otherwise, worded as a file's (``sources.files``), placed as JSON's errors are (in
+    characters). Bytes go to ``json.loads`` never: it guesses UTF-16 and UTF-32 from them,
+    which a file or a YAML body is refused for."""
     try:
         text = body.decode("utf-8")
     except UnicodeDecodeError as err:
@@ -337,8 +338,12 @@ def _utf8(body: bytes) -> str:
 
 
 def _byte_place(body: bytes, index: int) -> str:
-    line = body.count(b"\n", 0, index) + 1
-    column = index - body.rfind(b"\n", 0, index)
+    """Where the byte at ``index`` is, counted as ``json`` counts its errors' places: in
+    characters (the bytes before ``index`` are UTF-8: the decoder stops at the first that is
+    not), past a byte order mark, which ``_utf8`` reads past."""
+    before = body[:index].decode("utf-8").removeprefix("\ufeff")
+    line = before.count("\n") + 1
+    column = len(before) - before.rfind("\n")
     return f"line {line} column {column}"
 
 
