@@ -4,8 +4,9 @@ Imported here are the light modules only. What the daemon serves with (the runti
 sources, the API's app, the page, uvicorn, the Kubernetes client, SQLAlchemy: 1-2 s) is
 imported where it is used, after the options that need none of it are checked: a refused
 option (a missing folder, a non-loopback ``--listen`` without auth) is said at once, not after
-those imports. The HTTP server itself is built in ``cli.api_server``, once the run store is
-open."""
+those imports; so is a state directory or a ``--db`` refused, opened by the light
+``controller.state_open`` before the runtime is imported. The HTTP server itself is built in
+``cli.api_server``, once the run store is open."""
 
 from __future__ import annotations
 
@@ -68,14 +69,19 @@ def run(args: argparse.Namespace) -> int:
     notified = notifications(args)
     page = page_url(args)
     listening = None if args.listen == "off" else http_server(args)
-    # Every option that needs none of it is checked: the runtime's modules now (see the docstring).
+    # The state directory and the store first, with a light module: a refusal there is said
+    # before the runtime's imports (the Kubernetes client's alone take half a second).
     from reconciler.cli import store_errors
-    from reconciler.controller.runtime import log_starting, open_state, serve
+    from reconciler.controller.state_open import open_state, uses_state_dir
+
+    uses_dir = uses_state_dir(ha=bool(args.ha), git=git is not None)
+    with store_errors.reported(args.db, args.state_dir):
+        store = open_state(args.state_dir, args.db, uses_dir=uses_dir)
+    # Every option that needs none of it is checked: the runtime's modules now (see the docstring).
+    from reconciler.controller.runtime import log_starting, serve
     from reconciler.sources.kubernetes import KubernetesConfigError
 
     options = _options(args, git, paths, notified, page)
-    with store_errors.reported(args.db, args.state_dir):
-        store = open_state(options)
     http = None if listening is None else listening()  # the web stack's imports
     # Once the state directory and the store are open (a refusal there stays one line, as the
     # README promises), before what may take long: a first git clone, the CronTasks' list,

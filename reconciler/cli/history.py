@@ -15,6 +15,7 @@ text should be is shown as text, its bytes that are no UTF-8 escaped.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import itertools
 import os
 import sys
@@ -117,6 +118,7 @@ def run_runs(args: argparse.Namespace) -> int:
             if args.id:
                 return _show_one(attempts, args)
             return _print_runs(iter([items]), args)
+        _refuse_a_missing_store(args)
         if args.id:
             return _show_one(_store_attempts(args), args)
         pages = _store_pages(args, since)
@@ -183,6 +185,14 @@ def _open_store(args: argparse.Namespace) -> RunStore:
     from reconciler.store import open_store, sqlite_url
 
     url = args.db or sqlite_url(args.state_dir)
+    _store_file_there(args)
+    # A reader: it may read another user's store, and creates or changes nothing there.
+    return open_store(url, existing=True)
+
+
+def _store_file_there(args: argparse.Namespace) -> None:
+    """SystemExit when, without ``--db``, the state directory holds no ``runs.db``. An
+    ``OSError`` (the folder cannot be searched) goes through, to ``store_errors``."""
     if not args.db and not (args.state_dir / "runs.db").exists():
         # One who set $CRONTASK_SERVER for the client commands may expect `runs` to ask it.
         hint = (
@@ -193,8 +203,14 @@ def _open_store(args: argparse.Namespace) -> RunStore:
         raise SystemExit(
             f"crontask: no run store at {args.state_dir}/runs.db (see --state-dir){hint}"
         )
-    # A reader: it may read another user's store, and creates or changes nothing there.
-    return open_store(url, existing=True)
+
+
+def _refuse_a_missing_store(args: argparse.Namespace) -> None:
+    """:func:`_store_file_there`, before the store's modules and ``store_errors`` load (0.2 s,
+    SQLAlchemy more): the common mistake (no ``runs.db`` here) is said at once. What cannot
+    be looked at is left to :func:`_open_store`, within ``store_errors``' handlers."""
+    with contextlib.suppress(OSError):
+        _store_file_there(args)
 
 
 def _store_attempts(args: argparse.Namespace) -> list[dict[str, Any]]:

@@ -29,12 +29,11 @@ import os
 import signal
 from collections.abc import Callable, Coroutine, Mapping
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 from reconciler import __version__, statedir
 from reconciler.aio import close_threads, in_thread, open_threads
-from reconciler.controller import wiring
+from reconciler.controller import state_open, wiring
 from reconciler.controller.cluster import Cluster
 from reconciler.controller.components import Housekeeping, Http, Runs, SourceWatch
 from reconciler.controller.dispatch import Dispatcher
@@ -49,6 +48,7 @@ from reconciler.controller.options import Options
 from reconciler.controller.queue import WorkQueue
 from reconciler.controller.reconcile import Reconciler
 from reconciler.controller.service import Service
+from reconciler.controller.state_open import uses_state_dir
 from reconciler.controller.view import RuntimeView
 from reconciler.core.desired import SourceKind
 from reconciler.core.runs import RunRecord
@@ -62,7 +62,7 @@ from reconciler.sinks.notify import Notifier
 from reconciler.sources.api import ApiSource
 from reconciler.sources.base import Source
 from reconciler.sources.git import GitSource
-from reconciler.store import DB_FILENAME, decoded_by_0_4, open_store, sqlite_url
+from reconciler.store import DB_FILENAME
 from reconciler.store.base import RunStore, StoreUnavailable
 
 log = logging.getLogger("crontask")
@@ -100,49 +100,11 @@ class Parts:
 
 
 def open_state(options: Options) -> RunStore:
-    """The state directory made, or checked, as ``reconciler.statedir`` says, then the run
-    store opened for writing. The state directory is left alone when nothing uses it (replicas
-    keep the API's tasks in the shared store; without git they write nothing there).
-
-    Raises ``statedir.Refused``, ValueError (a ``--db`` URL that names no store), OSError,
-    StoreUnavailable, IncompatibleSchema: the CLI says each in one line."""
-    uses_dir = options.ha is None or options.git is not None
-    if uses_dir:
-        statedir.prepare(options.state_dir)
-        # Before the store: opening it for writing migrates its schema, which a second
-        # crontask, refused here, must not do under the one that runs.
-        statedir.lock(options.state_dir)  # released by serve() on its way out
-    try:
-        if options.db_url is None:
-            _not_left_by_0_4(options.state_dir)
-        return open_store(options.db_url or sqlite_url(options.state_dir), writer=True)
-    except BaseException:
-        statedir.unlock(options.state_dir)
-        raise
-
-
-def _not_left_by_0_4(state_dir: Path) -> None:
-    """Refuse a state directory whose store crontask 0.4.0 kept at the decoded path, while it
-    has none of its own; warn when it has both (a rollback to 0.4.0 writes there again)."""
-    old = decoded_by_0_4(state_dir)
-    if old is None:
-        return
-    ours = (state_dir / DB_FILENAME).absolute()
-    if not os.path.lexists(ours):
-        raise statedir.Refused(
-            f"refusing the state directory {state_dir.absolute()}: its run store is at {old}, "
-            "where crontask 0.4.0 and older kept it for a path holding %XX; stop the crontask "
-            f"using it, move runs.db with its -wal and -shm files (if any) to {ours}, and start "
-            "again; if it is another state directory's own, create an empty runs.db there "
-            "(README, Upgrading)"
-        )
-    if os.path.lexists(old.parent / statedir.LOCK_FILE):
-        return  # the decoded folder is a state directory of its own: that store is its own
-    log.warning(
-        "a run store crontask 0.4.0 kept for this state directory is still at the path its "
-        "name decodes to; this one is used (a rollback to 0.4.0 would use that one)",
-        extra={"fields": {"used": str(ours), "other": str(old)}},
-    )
+    """The state directory and the run store of ``options``, opened as
+    ``controller.state_open`` says (where ``cli.daemon`` opens them before this module's
+    imports)."""
+    uses_dir = uses_state_dir(ha=options.ha is not None, git=options.git is not None)
+    return state_open.open_state(options.state_dir, options.db_url, uses_dir=uses_dir)
 
 
 async def serve(

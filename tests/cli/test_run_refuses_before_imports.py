@@ -57,8 +57,9 @@ def test_a_listen_address_without_auth_is_refused_before_the_server_stack(tmp_pa
 def test_a_state_directory_others_may_write_is_refused_before_the_web_stack(
     tmp_path: Path,
 ) -> None:
-    """The state directory is checked where the runtime opens it, which loads the runtime
-    (and with it the Kubernetes client), but not the API's app, the page or the HTTP server."""
+    """The state directory is checked by ``controller.state_open``, before the runtime, the
+    API's app, the page or the HTTP server load (``test_refusals_before_heavy_imports`` holds
+    that the Kubernetes client does not load either)."""
     (tmp_path / "tasks").mkdir()
     (tmp_path / "state").mkdir()
     (tmp_path / "state").chmod(0o777)
