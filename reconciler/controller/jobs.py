@@ -16,8 +16,9 @@
     the run that replaced it (a ``Replace`` of an attempt whose create went unanswered as
     crontask stopped: ``runner.job_create``; a delete that could not be done then). One whose
     outcome is decided (``core.jobs.decided``), or not live with the same uid, is left. One
-    whose delete fails is tried again at the next pass (not while the delete is tried again in
-    the background), its refusal said once;
+    whose delete fails, or the read before it (a ``401``/``403``: ``jobs: get`` missing), is
+    tried again at the next pass (not while the delete is tried again in the background), its
+    refusal said once;
   * **cleans up** finished Jobs beyond ``successfulRunsHistoryLimit`` /
     ``failedRunsHistoryLimit``, and a removed task's (``controller.job_cleanup``: a Job whose
     delete fails is left for the next pass, with the rest of its namespace's unless admission
@@ -48,9 +49,11 @@ from reconciler.core.runs import JobDetails, RunRecord
 from reconciler.core.status import ObjectRef
 from reconciler.runner.job import JobRunner
 from reconciler.runner.job_delete import delete_job, retrying
+from reconciler.sinks.kubernetes_refusals import refusal
 from reconciler.sources.base import Notify, Source, SourceState
 from reconciler.sources.kubernetes import Connection
-from reconciler.sources.kubernetes_jobs import JobWatch
+from reconciler.sources.kubernetes_jobs import JobApiError, JobWatch
+from reconciler.sources.kubernetes_watch import Informer
 from reconciler.store.base import RunStore, StoreClosed
 
 log = logging.getLogger("crontask.jobs")
@@ -91,14 +94,23 @@ def job_support(
     resync_seconds: float,
     claimed: Callable[[str], bool] | None = None,
     listed: Callable[[str], ObjectRef | bool | None] = lambda key: None,
+    stops_with: Collection[Informer] = (),
 ) -> JobSupport:
     """``claimed``: whether a definition is in force for a key, whichever source
     (``JobRunner.unclaimed``); None without the CronTask source. ``listed``: the CronTask of a
-    key in the cluster, valid or not (``KubernetesSource.listed``)."""
+    key in the cluster, valid or not (``KubernetesSource.listed``). ``stops_with``: the
+    CronTask watch, whose thread the Job watches' stop waits for with theirs."""
     namespace = options.namespace or connection.home
     watched = None if all_namespaces else {namespace, connection.watch or namespace}
-    watch = JobWatch(connection.api, watched, resync_seconds=resync_seconds)
-    runner = JobRunner(watch, namespace=namespace, owner=owner, claimed=claimed, listed=listed)
+    watch = JobWatch(connection.api, watched, resync_seconds=resync_seconds, stops_with=stops_with)
+    runner = JobRunner(
+        watch,
+        namespace=namespace,
+        owner=owner,
+        claimed=claimed,
+        listed=listed,
+        stop_reads=watch.stop_reads(),  # each sent once: a stop holds its run's slot
+    )
     return JobSupport(watch, runner)
 
 
@@ -394,7 +406,8 @@ async def release_jobs(
     """Delete the live Jobs of ``tasks`` (``JobRunner.running``: crontask's, each a task's)
     whose attempt's stored record is final (module docstring). ``handled``: the uids of the
     Jobs already dealt with here (deleted, or found gone or ending), and added to, so each is
-    deleted and logged once; ``said``: those whose refused delete was logged, the same way.
+    deleted and logged once; ``said``: those whose refused delete was logged, the same way
+    (and, as ``get:UID``, those whose refused read was: such a Job is not handled).
     A run followed here, or ``running`` in the store, holds its Job; no record (pruned, or
     never written while the store was away) says nothing: left alone. Returns how many went."""
     running = {(r.id, r.attempt) for r in await dispatcher.recorder.call(store.running)}
@@ -426,13 +439,21 @@ async def _release(
     try:
         job = await runner.cluster.get(where.namespace, where.name)
     except Exception as err:
-        if getattr(err, "status", None) in (401, 403):
-            handled.add(uid)  # refused for good: said once
+        # Not handled: crontask could not look (a 401/403: it may not read Jobs; no answer),
+        # so the Job stays, looked at again at the next pass and deleted once it may be. A
+        # refusal comes again at every pass: said once a Job, naming the rule it lacks.
+        fields = {"run": record.id, "job": where.name, "error": str(err)}
+        if isinstance(err, JobApiError) and err.status in (401, 403):
+            if f"get:{uid}" in said:
+                return False
+            said.add(f"get:{uid}")
+            fields.update(refusal(err, "jobs: get", where.namespace))
         log.warning(
-            "cannot read a Job whose run is over, to delete it",
-            extra={"fields": {"run": record.id, "job": where.name, "error": str(err)}},
+            "cannot read a Job whose run is over, to delete it; tried again at the next pass",
+            extra={"fields": fields},
         )
         return False
+    said.discard(f"get:{uid}")
     meta = (job or {}).get("metadata") or {}
     if job is None or meta.get("uid") != where.uid or decided(job) or is_deleting(job):
         handled.add(uid)

@@ -182,6 +182,7 @@ async def jobs(
         # Looked up at each call: ``start`` puts the reconciler's in place of the first.
         claimed=(lambda key: kube.in_force(key) is not None) if kube is not None else None,
         listed=kube.source.listed if kube is not None else lambda key: None,
+        stops_with=(kube.source.informer,) if kube is not None else (),
     )
 
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import logging
+import threading
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 
@@ -29,6 +30,9 @@ from reconciler.core.desired import DesiredState
 from reconciler.membership.base import Difference, Member, Views
 
 log = logging.getLogger("crontask.cluster")
+# Seconds leaving the replicas waits for the store to withdraw this replica's view: on the stop
+# path (``--ha``), after the membership's leave.
+DROP_WAIT = 5.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -123,8 +127,30 @@ class ReplicaViews:
         return declaring(found, unread=set(active) - set(read))
 
     def drop(self) -> None:
-        """Withdraw this replica's view (it leaves the replicas)."""
-        self.views.drop(self.member)
+        """Withdraw this replica's view (it leaves the replicas), waiting ``DROP_WAIT`` at most:
+        a store that takes the call and never answers must not hold the stop. Given up, the
+        view stays behind, logged: the others read only the views of live members, and the
+        store's call goes on in its daemon thread. A store's error is raised here."""
+        failed: list[BaseException] = []
+        done = threading.Event()
+
+        def withdraw() -> None:
+            try:
+                self.views.drop(self.member)
+            except BaseException as err:  # raised in the caller's thread, not lost in this one
+                failed.append(err)
+            finally:
+                done.set()
+
+        threading.Thread(target=withdraw, name="crontask-views-drop", daemon=True).start()
+        if not done.wait(DROP_WAIT):
+            log.warning(
+                "this replica's view not withdrawn: the store did not answer in time",
+                extra={"fields": {"member": self.member, "waited_seconds": DROP_WAIT}},
+            )
+            return
+        if failed:
+            raise failed[0]
 
 
 def read_before_joining(read: Callable[[], object]) -> bool:

@@ -31,10 +31,10 @@ from reconciler.core.desired import Definition, SourceKind
 from reconciler.core.jobs import job_name, job_namespace, run_in
 from reconciler.core.runs import JobDetails, RunRecord, RunStatus
 from reconciler.core.status import ObjectRef, parse_time
-from reconciler.runner.job_attempt import JobCluster, JobRun, Progress
+from reconciler.runner.job_attempt import JobCluster, JobRun, PodReads, Progress
 from reconciler.runner.job_end import DEADLINE_EXCEEDED
 
-__all__ = ["DEADLINE_EXCEEDED", "DEADLINE_MARGIN", "JobCluster", "JobRun", "JobRunner"]
+__all__ = ["DEADLINE_EXCEEDED", "DEADLINE_MARGIN", "JobCluster", "JobRun", "JobRunner", "PodReads"]
 
 CONCLUDED_KEPT = 4096  # uids of Jobs this process saw end, kept to tell a stale cache from news
 # Seconds past timeoutSeconds (from the Job's creation) after which crontask ends a Job the
@@ -55,6 +55,9 @@ class JobRunner:
     from the definitions placed here); ``listed`` gives the CronTask of a key as the cluster
     holds it now, valid or not (a Job its earlier object controlled is not its); ``announce``
     writes a running record that says more about its attempt (the dispatcher's ``progress``).
+    ``stop_reads`` reads the pods and log of a run crontask stops (``Replace``, the backstop):
+    each read sent once and given up soon (``JobWatch.stop_reads``), as that stop holds the
+    slot; None: ``cluster``'s own reads.
     """
 
     field = "job"
@@ -72,8 +75,10 @@ class JobRunner:
         create_attempts: int = 3,
         deadline_margin: float = DEADLINE_MARGIN,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        stop_reads: PodReads | None = None,
     ) -> None:
         self.cluster = cluster
+        self.stop_reads: PodReads = cluster if stop_reads is None else stop_reads
         self.namespace = namespace
         self.owner = owner
         self.claimed = claimed  # None: judged from the definitions placed here (``unclaimed``)

@@ -103,7 +103,18 @@ Job = dict[str, Any]
 Home = Callable[[str], tuple[str, str | None]]
 
 
-class JobCluster(Protocol):
+class PodReads(Protocol):
+    """The reads of a Job's pods and their log (``JobRunner.stop_reads``: a stop's)."""
+
+    async def pods(self, namespace: str, uid: str, *, cached: bool = False) -> list[Job]:
+        """The pods the Job ``uid`` controls; ``cached``: as the API server's cache has them
+        (a moment behind, perhaps; no quorum read), enough for a look while it runs."""
+        ...
+
+    async def log_tail(self, namespace: str, pod: str, container: str, limit: int) -> str: ...
+
+
+class JobCluster(PodReads, Protocol):
     """What the action needs of the cluster (see ``sources.kubernetes_jobs.JobWatch``)."""
 
     async def watch(self, namespace: str) -> None: ...
@@ -133,13 +144,6 @@ class JobCluster(Protocol):
     async def get(self, namespace: str, name: str) -> Job | None: ...
 
     async def delete(self, namespace: str, name: str, uid: str | None) -> bool: ...
-
-    async def pods(self, namespace: str, uid: str, *, cached: bool = False) -> list[Job]:
-        """The pods the Job ``uid`` controls; ``cached``: as the API server's cache has them
-        (a moment behind, perhaps; no quorum read), enough for a look while it runs."""
-        ...
-
-    async def log_tail(self, namespace: str, pod: str, container: str, limit: int) -> str: ...
 
 
 class _Gone(Exception):

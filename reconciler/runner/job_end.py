@@ -27,16 +27,23 @@ stop it again.
 
 A delete is ``runner.job_delete``'s, which tries again in the background if it must; one
 refused for good is tried again when crontask meets the Job again (:data:`_AGAIN`).
+
+A stop's evidence (:func:`stopping`, :func:`overdue`) is read with ``JobRunner.stop_reads``
+(each read sent once, given up after ``sources.kubernetes_jobs.STOP_READ_TIMEOUT``), all of it
+within :data:`STOP_READS_WAIT`: the stop holds its slot (``Replace`` waits for it, from the
+decision, up to ``controller.replace_wait.WAIT_MAX``), and an API server that takes the reads
+and never answers must not hold it longer than the reads and the delete's bounds together.
 """
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import logging
 import random
 import time
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 from reconciler.core.job_pods import Stuck, has_run, story_pod, stuck_story
 from reconciler.core.jobs import decided, main_container, outcome_of, with_pod
@@ -47,13 +54,17 @@ from reconciler.runner.job_create import SHUTDOWN
 from reconciler.runner.job_delete import delete_job, retrying
 
 if TYPE_CHECKING:
-    from reconciler.runner.job_attempt import Job, JobRun
+    from reconciler.runner.job_attempt import Job, JobRun, PodReads
 
 log = logging.getLogger("crontask.runner")
 
 DEADLINE_EXCEEDED = "DeadlineExceeded"
 LOOK_FLOOR = 1.0  # seconds: the pods of a pending Job are never looked at more often
 LOOK_SPREAD = 0.25  # the first look comes up to this share of an interval sooner, at random
+# A stop's reads (its pods, up to two lists, and its log tail), all together, in seconds: with
+# the delete's (``DELETE_TIMEOUT``, 10 + 15 s) at most 45 s, within ``Replace``'s 60 s. One that
+# hangs ends them at its read timeout (15 s; nothing after a failed read is read).
+STOP_READS_WAIT: Final = 20.0
 # When a delete refused for good (403: no right to delete Jobs, a webhook that denies it) is
 # tried again (``job_delete.retrying``): nothing tries it in the background, but the task's
 # next slot adopts the Job and stops it again, and every resync deletes a live Job whose run's
@@ -204,7 +215,7 @@ async def stopping(run: JobRun, reason: str) -> Outcome:
             job=details,
         )
     cluster = run.runner.cluster
-    output, pod, error = await evidence(run, cluster.cached(details.namespace, details.name))
+    output, pod, error = await _stop_evidence(run, cluster.cached(details.namespace, details.name))
     details = with_pod(details, pod, error)
     deleted = await _delete(run)
     if isinstance(deleted, str) and retrying(run.uid):
@@ -227,7 +238,7 @@ async def overdue(run: JobRun, job: Job) -> Outcome:
     cached = cluster.cached(details.namespace, details.name)
     if cached is not None and job_uid(cached) == run.uid and decided(cached) is not None:
         job = cached  # decided since the look (a look by GET may be behind the watch)
-    output, pod, error = await evidence(run, cached, job)
+    output, pod, error = await _stop_evidence(run, cached, job)
     details = with_pod(details, pod, error)
     deleted = await _delete(run)
     if isinstance(deleted, str) and retrying(run.uid):
@@ -262,24 +273,38 @@ async def _delete(run: JobRun) -> bool | str:
     return await delete_job(run.runner, run.where, run.uid, run.record.id)
 
 
-async def evidence(
+async def _stop_evidence(
     run: JobRun, job: Job | None, told: Job | None = None
+) -> tuple[str, Job | None, str | None]:
+    """:func:`evidence` for a stop: read with ``stop_reads``, within :data:`STOP_READS_WAIT`."""
+    try:
+        async with asyncio.timeout(STOP_READS_WAIT):
+            return await evidence(run, job, told, reads=run.runner.stop_reads)
+    except TimeoutError:
+        return "", None, f"the Job's pods and log were not read within {STOP_READS_WAIT:g}s"
+
+
+async def evidence(
+    run: JobRun, job: Job | None, told: Job | None = None, *, reads: PodReads | None = None
 ) -> tuple[str, Job | None, str | None]:
     """The main container's log tail, the pod that tells the story of ``told`` (``job``
     unless given: the outcome may be one a GET saw before the watch did), and why the log
-    could not be read. It never raises: what comes after it (a stop's or the backstop's
-    delete) must happen whatever the pods are like."""
+    could not be read; read with ``reads`` (None: the cluster's). It never raises: what
+    comes after it (a stop's or the backstop's delete) must happen whatever the pods are
+    like."""
     if job is None or not run.uid:
         return "", None, "the Job is gone"
     try:
-        return await _evidence(run, job, told or job)
+        return await _evidence(run, job, told or job, reads or run.runner.cluster)
     except Exception as err:  # a pod or Job of a shape nothing expected
         log.warning("cannot read the Job's pods", extra={"fields": {"error": repr(err)}})
         return "", None, f"cannot read the Job's pods: {err!r}"
 
 
-async def _evidence(run: JobRun, job: Job, told: Job) -> tuple[str, Job | None, str | None]:
-    cluster, namespace = run.runner.cluster, run.where.namespace
+async def _evidence(
+    run: JobRun, job: Job, told: Job, cluster: PodReads
+) -> tuple[str, Job | None, str | None]:
+    namespace = run.where.namespace
     assert run.uid
     try:
         pods = await cluster.pods(namespace, run.uid)

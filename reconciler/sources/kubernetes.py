@@ -263,7 +263,11 @@ class KubernetesSource:
         )
         ready()
         await stop.wait()
-        await in_thread(self.stop)
+        # Told to stop, not waited for: the Job watch, started before this source (whenever
+        # there are CronTasks, ``controller.kube.jobs``) so stopped after it, waits for this
+        # thread with its own, in one wait (``JobWatch(stops_with=...)``): a stop whose API
+        # server does not answer waits ``STOP_WAIT`` for the watches, not once for each.
+        await in_thread(self.informer.stop, 0.0)
 
     # -- the Source protocol ---------------------------------------------------------------
 

@@ -41,10 +41,9 @@ Contract:
   ``create`` answers an existing Job of the same name instead of raising on ``409``, ``get``
   answers None on ``404``, ``delete`` deletes with ``propagationPolicy: Background`` (the
   default orphans a Job's pods) and the Job's uid as a precondition (never a Job of the same
-  name made meanwhile), sent once, given up after :data:`DELETE_TIMEOUT` with no answer.
-- :meth:`log_tail` keeps the last ``limit`` bytes of a container's log (with the same
-  truncation marker as a command's output), reading it as a stream: memory stays at ``limit``
-  whatever the log's size.
+  name made meanwhile), sent once, given up after :data:`DELETE_TIMEOUT` with no answer; so
+  are a stopped run's reads (:meth:`stop_reads`). :meth:`log_tail` keeps the last ``limit``
+  bytes of a container's log, read as a stream: memory stays at ``limit`` whatever its size.
 """
 
 from __future__ import annotations
@@ -64,9 +63,10 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from reconciler.core.jobs import RUN_LABEL, decided, finished, is_deleting, run_in, run_of
+from reconciler.sources import pod_logs
 from reconciler.sources.kubernetes import one_shot
 from reconciler.sources.kubernetes_watch import Informer, object_key, stop_all
-from reconciler.sources.pod_logs import read_tail
+from reconciler.sources.pod_logs import CONTROLLER_UID, StopReads, read_tail
 
 log = logging.getLogger("crontask.sources")
 
@@ -74,10 +74,10 @@ T = TypeVar("T")
 Listener = Callable[[set[str]], None]
 Home = Callable[[str], tuple[str, str | None]]
 
-CONTROLLER_UID = "batch.kubernetes.io/controller-uid"
 _TIMEOUT = (10, 60)
 # A delete's (connect, read) s; sent once (``one_shot``): well within Replace's 60 s.
 DELETE_TIMEOUT: Final = (10.0, 15.0)
+STOP_READ_TIMEOUT: Final = (10.0, 15.0)  # each of a stopped run's reads (``stop_reads``)
 MAX_NAMESPACES = 64  # namespaces with a watch of their own (not with one cluster-wide watch)
 ENDED_KEPT = 1024  # the last terminal states of Jobs, for runs whose Job is gone at once
 
@@ -109,12 +109,15 @@ class JobWatch:
         *,
         resync_seconds: float = 300.0,
         api_threads: int = 8,
+        stops_with: Collection[Informer] = (),
     ) -> None:
         self._api = api
+        self._stops_with = stops_with  # other watches whose threads its stop waits for too
         # Any: every call asks for the raw response (_preload_content=False), not the models.
         self._batch: Any = client.BatchV1Api(api)
         self._core: Any = client.CoreV1Api(api)
         self._deletes: Any = client.BatchV1Api(one_shot(api))  # see delete
+        self._stop_core: Any = client.CoreV1Api(self._deletes.api_client)  # and stop_reads
         self._cluster_wide = namespaces is None
         self._wanted = set(namespaces or ())
         self._fixed = frozenset(self._wanted)  # watched for good; the others, while in use
@@ -148,7 +151,8 @@ class JobWatch:
         return all(synced)
 
     def stop(self) -> None:
-        stop_all(list(self._informers.values()))  # together: one wait, whatever their number
+        # Together: one wait, whatever their number.
+        stop_all([*self._informers.values(), *self._stops_with])
         self._pool.shutdown(wait=False, cancel_futures=True)
         self._deletes.api_client.rest_client.close()  # its own; the caller closes ``api``
 
@@ -249,16 +253,13 @@ class JobWatch:
         return gone
 
     def _list_function(self, namespace: str | None) -> Callable[..., Any]:
-        batch = self._batch
-        if namespace is None:
-            call = functools.partial(batch.list_job_for_all_namespaces, label_selector=RUN_LABEL)
-        else:
-            call = functools.partial(batch.list_namespaced_job, namespace, label_selector=RUN_LABEL)
-
         # The informer asks for the raw response and reads it itself: plain dicts, as it keeps
         # them (no typed models: faster, and exact), bounded in depth (a Job's managedFields
         # can nest deep) and in time (a body that trickles).
-        return call
+        batch = self._batch
+        if namespace is None:
+            return functools.partial(batch.list_job_for_all_namespaces, label_selector=RUN_LABEL)
+        return functools.partial(batch.list_namespaced_job, namespace, label_selector=RUN_LABEL)
 
     # -- the cache, on the loop ----------------------------------------------------------------
 
@@ -448,52 +449,54 @@ class JobWatch:
             raise JobApiError(f"cannot delete Job: {_describe(err)}") from None
         return True
 
-    async def pods(self, namespace: str, uid: str, *, cached: bool = False) -> list[dict[str, Any]]:
+    def stop_reads(self) -> StopReads:
+        """:meth:`pods` and :meth:`log_tail` as a run crontask stops reads them (it holds its
+        slot): each sent once (as ``delete``), given up after :data:`STOP_READ_TIMEOUT`."""
+        return StopReads(self)
+
+    async def pods(
+        self, namespace: str, uid: str, *, cached: bool = False, once: bool = False
+    ) -> list[dict[str, Any]]:
         """The pods the Job whose uid is ``uid`` controls. A label selects them on the API
         server; the ownerReference, which the Job controller sets, decides: anyone who may
         create a pod there can give it the label. The label is the ``controller-uid`` the
         API server adds, or, if no pod has it (``manualSelector: true``), crontask's run-id
         label of the Job's pod template, read from the Job as the watch has (or had) it.
         ``cached``: listed from the API server's watch cache (``resourceVersion=0``, perhaps a
-        moment behind), not read from etcd by quorum, as a look while the Job runs may be."""
-        mine = await self._pods(namespace, uid, f"{CONTROLLER_UID}={uid}", cached)
-        if not mine and (run := self._run_label(namespace, uid)) is not None:
-            mine = await self._pods(namespace, uid, f"{RUN_LABEL}={run}", cached)
+        moment behind), not read from etcd by quorum, as a look while the Job runs may be.
+        ``once``: as :meth:`stop_reads` reads them."""
+        mine = await self._pods(namespace, uid, f"{CONTROLLER_UID}={uid}", cached, once)
+        if not mine:
+            with self._ended_lock:
+                ended = list(self._ended.values())
+            run = pod_logs.run_label([*self._snapshot().values(), *ended], namespace, uid)
+            if run is not None:
+                mine = await self._pods(namespace, uid, f"{RUN_LABEL}={run}", cached, once)
         return mine
 
     async def _pods(
-        self, namespace: str, uid: str, selector: str, cached: bool
+        self, namespace: str, uid: str, selector: str, cached: bool, once: bool
     ) -> list[dict[str, Any]]:
-        since = {"resource_version": "0"} if cached else {}
+        query: dict[str, Any] = {"label_selector": selector}
+        query.update({"resource_version": "0"} if cached else {})
+        core, timeout = (self._stop_core, STOP_READ_TIMEOUT) if once else (self._core, _TIMEOUT)
         try:
             pods = await self._request(
-                self._core.list_namespaced_pod, namespace, label_selector=selector, **since
+                core.list_namespaced_pod, namespace, _request_timeout=timeout, **query
             )
         except Exception as err:
             raise JobApiError(f"cannot list the Job's pods: {_describe(err)}") from None
-        return [pod for pod in pods.get("items") or () if _controlled_by(pod, uid)]
+        return [pod for pod in pods.get("items") or () if pod_logs.controlled_by(pod, uid)]
 
-    def _run_label(self, namespace: str, uid: str) -> str | None:
-        with self._ended_lock:
-            ended = list(self._ended.values())
-        for job in [*self._snapshot().values(), *ended]:
-            meta = job.get("metadata") or {}
-            if (meta.get("uid"), meta.get("namespace")) == (uid, namespace):
-                return (meta.get("labels") or {}).get(RUN_LABEL) or None
-        return None
-
-    async def log_tail(self, namespace: str, pod: str, container: str, limit: int) -> str:
-        """The last ``limit`` bytes of the container's log, from ``pods/log``."""
+    async def log_tail(
+        self, namespace: str, pod: str, container: str, limit: int, *, once: bool = False
+    ) -> str:
+        """The container's last ``limit`` log bytes (``pods/log``); ``once``: see stop_reads."""
+        core, timeout = (self._stop_core, STOP_READ_TIMEOUT) if once else (self._core, None)
         try:
-            return await self._call(read_tail, self._core, namespace, pod, container, limit)
+            return await self._call(read_tail, core, namespace, pod, container, limit, timeout)
         except Exception as err:
             raise JobApiError(f"pods/log of {pod}: {_describe(err)}") from None
-
-
-def _controlled_by(pod: dict[str, Any], uid: str) -> bool:
-    owners = (pod.get("metadata") or {}).get("ownerReferences") or ()
-    controller = [o for o in owners if isinstance(o, dict) and o.get("controller") is True]
-    return [o.get("uid") for o in controller] == [uid]
 
 
 __all__ = ["CONTROLLER_UID", "JobApiError", "JobWatch", "object_key"]

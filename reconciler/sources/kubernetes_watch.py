@@ -77,6 +77,10 @@ PAGE = 500
 GONE = 410
 WATCH_GRACE = 30.0  # seconds a watch may outlast its timeoutSeconds (and a list page its read)
 LIST_SECONDS = 60.0  # a list page's read timeout
+# Seconds a stop waits, in all, for the watches' threads to end (the CronTask watch's and the
+# Job watches' together: :func:`stop_all`). A thread still in a request the API server does not
+# answer cannot be cut (no response yet) and is left to end on its own: it is a daemon.
+STOP_WAIT = 5.0
 
 
 class Backoff:
@@ -158,11 +162,12 @@ class Informer:
         self._thread.start()
         return self._synced.wait(wait) if wait > 0 else self._synced.is_set()
 
-    def stop(self, timeout: float = 5.0) -> None:
+    def stop(self, timeout: float | None = None) -> None:
+        """Stop the thread; wait up to ``timeout`` seconds (``STOP_WAIT``) for it to end."""
         self._stop.set()
         self._close_response()
         if self._thread is not None:
-            self._thread.join(timeout)
+            self._thread.join(STOP_WAIT if timeout is None else timeout)
 
     @property
     def synced(self) -> bool:
@@ -396,13 +401,14 @@ class Informer:
             resp.shutdown()  # urllib3 >= 2.3: unblocks a read in another thread
 
 
-def stop_all(informers: Collection[Informer], timeout: float = 5.0) -> None:
+def stop_all(informers: Collection[Informer], timeout: float | None = None) -> None:
     """Stop ``informers`` together: each is told at once, and their threads are waited for
-    ``timeout`` in all (one after the other, each waited for up to ``Informer.stop``'s
-    timeout, a watch a namespace added as much to a stop whose API server does not answer)."""
+    ``timeout`` (``STOP_WAIT``) in all (one after the other, each waited for up to
+    ``Informer.stop``'s timeout, a watch a namespace added as much to a stop whose API server
+    does not answer)."""
     for informer in informers:
         informer.stop(0.0)
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + (STOP_WAIT if timeout is None else timeout)
     for informer in informers:
         informer.stop(max(0.0, deadline - time.monotonic()))
 

@@ -6,22 +6,28 @@ kubelet's SIGKILL does not come before the records are written or said lost.
 The stop is sequential (``controller.manager`` stops the components one after the other, last
 started first): every bounded wait on its path is listed here, each read from the code that
 waits (its constant, or the default of the parameter it waits with), never copied. A wait
-named ``*_WAIT`` or ``*_TIMEOUT`` anywhere in ``reconciler/`` must be either on the path (in
-:func:`stop_path`) or said to be off it (``OFF_THE_STOP_PATH``), so that a new one fails here
-until it is counted."""
+written anywhere in ``reconciler/`` (found by :func:`written_waits`: a constant, a class or
+instance attribute, or a parameter's number default, whose name says ``wait`` or ``timeout``)
+must be either on the path (``COUNTED``, in :func:`stop_path`) or said to be off it
+(``OFF_THE_STOP_PATH``), so that a new one fails here until it is counted."""
 
 from __future__ import annotations
 
+import ast
 import inspect
 import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
+
+from reconciler.api.admission import WAIT_SECONDS
 from reconciler.api.run_decision import DECISION_WAIT
 from reconciler.cli.main import build_parser
 from reconciler.controller.heartbeat import FORGET_WAIT
 from reconciler.controller.lane import ANSWER_WAIT
+from reconciler.controller.replica_views import DROP_WAIT
 from reconciler.controller.runtime import THREADS_WAIT
 from reconciler.controller.stops import _KILL_AGAIN
 from reconciler.controller.store_calls import PAGE_READ_WAIT
@@ -30,7 +36,7 @@ from reconciler.membership.single import RELEASE_WAIT
 from reconciler.sinks.kubernetes import StatusWriter
 from reconciler.sinks.kubernetes_events import EventRecorder
 from reconciler.sinks.notify_delivery import SHUTDOWN_SECONDS
-from reconciler.sources.kubernetes_watch import Informer, stop_all
+from reconciler.sources.kubernetes_watch import STOP_WAIT
 from tests.deploy.test_manifests import kustomize, pod, with_components
 
 RECONCILER = Path(__file__).resolve().parents[2] / "reconciler"
@@ -63,9 +69,12 @@ def stop_path(ha: bool) -> dict[str, float]:
         "runs: records kept for later (--shutdown-grace)": defaults.shutdown_grace,
         # --ha leaves the replicas: its Lease's DELETE, connect and read timeouts.
         **({"ha: leaving (the Lease's delete)": sum(CALL_TIMEOUT)} if ha else {}),
-        "kubernetes: the CronTask watch": _timeout_default(Informer.stop),
-        # The Job watches (one a namespace with job tasks), stopped together: one wait in all.
-        "kubernetes: the Job watches": _timeout_default(stop_all),
+        # --ha withdraws its view of the desired set (replica_views: given up after DROP_WAIT).
+        **({"ha: leaving (its view withdrawn)": DROP_WAIT} if ha else {}),
+        # The CronTask watch (told to stop at its turn, not waited for: stop_later) and the Job
+        # watches (one a namespace with job tasks): their threads are waited for together, in
+        # the Job watches' stop (stop_all), STOP_WAIT in all.
+        "kubernetes: the watches (CronTasks and Jobs, one wait)": STOP_WAIT,
         # The Event recorder and the status writer flush what is queued (controller.kube passes
         # their timeouts; at most the default of each).
         "kubernetes: Events flushed": _timeout_default(EventRecorder.stop),
@@ -88,6 +97,8 @@ OFF_THE_STOP_PATH = {
     "MAX_WAIT": "crontask trigger's client-side wait (--max-wait), another process",
     "COLLECTION_TIMEOUT": "git maintenance, not run at stop",
     "DELETE_TIMEOUT": "a Job's delete: Jobs outlive the process, detached at stop",
+    "STOP_READ_TIMEOUT": "a stopped Job's reads: a Job is detached at stop, nothing read",
+    "STOP_READS_WAIT": "all of a stopped Job's reads: as STOP_READ_TIMEOUT, not at stop",
     "_DRAIN_TIMEOUT": "pipes read after a process ended: within the runs' and git's graces",
     "_HURRIED_RECORDS": "after a second stop signal only, which shortens the stop",
     "LOCK_WAIT": "store locks (migrations, PostgreSQL lock_timeout): under ANSWER_WAIT's bound",
@@ -95,6 +106,26 @@ OFF_THE_STOP_PATH = {
     "WRITE_LOCK_WAIT": "a write's lock wait, bounded for the stop by ANSWER_WAIT (counted)",
     "SQLITE_BUSY_TIMEOUT": "background writes (pruning), not awaited by the stop",
     "PG_IDLE_IN_TRANSACTION_TIMEOUT": "the server's limit on a session, not a wait of crontask",
+    # Named in one module, or a name several modules use: by its place.
+    "api/admission.py:PLAN_WAIT_SECONDS": "a plan's wait at the API's door, an API request",
+    "cli/client.py:LIST_TIMEOUT_FACTOR": "the CLI client's (another process)",
+    "cli/client_env.py:TIMEOUT_SECONDS": "the CLI client's (another process)",
+    "cli/client_env.py:MAX_TIMEOUT_SECONDS": "the CLI client's (another process)",
+    "controller/replace_wait.py:WAIT_MAX": "Replace's wait to start a run: none starts at stop",
+    "sinks/metrics_runs.py:SEED_WAIT_SECONDS": "a scrape's wait: an API request, 1 s",
+    "sinks/notify_delivery.py:TIMEOUT_SECONDS": "a delivery's, bounded by SHUTDOWN_SECONDS",
+    "sinks/kubernetes_status.py:_TIMEOUT": "a status write's: the flush is StatusWriter.stop's",
+    "sources/kubernetes_jobs.py:_TIMEOUT": "Job API calls': the watches' join is STOP_WAIT",
+    "sources/pod_logs.py:TIMEOUT": "a pod log read at a run's end: within the runs' graces",
+    "store/sql_schema.py:PG_CONNECT_TIMEOUT_S": "a connect: stop's store calls are ANSWER_WAIT's",
+    # Attributes and parameter defaults.
+    "controller/jobs.py:JobSupervisor.__init__(wait)": "the Job watch's first lists, at start",
+    "sources/git.py:GitOptions.timeout": "a git call's: a sync in flight at stop ends at once",
+    "sources/gitprocess.py:version_problem(timeout)": "git --version, at start",
+    "sources/kubernetes.py:KubernetesSource.first_list_wait": "the first list, at start",
+    "sources/kubernetes.py:KubernetesSource.start(wait)": "the first list, at start",
+    "sources/kubernetes_jobs.py:JobWatch.start(wait)": "the first lists, at start",
+    "sources/kubernetes_watch.py:Informer.start(wait)": "the first list, at start",
 }
 COUNTED = {
     "FORGET_WAIT",
@@ -105,18 +136,118 @@ COUNTED = {
     "CALL_TIMEOUT",
     "_KILL_AGAIN",
     "SHUTDOWN_SECONDS",
+    "STOP_WAIT",
+    "DROP_WAIT",
+    "sinks/kubernetes.py:StatusWriter.stop(timeout)",
+    "sinks/kubernetes_events.py:EventRecorder.stop(timeout)",
 }
-WAIT_NAME = re.compile(r"^(_?[A-Z][A-Z0-9_]*(?:_WAIT|_TIMEOUT))\b(?:: [^=]+)? =", re.MULTILINE)
+# Waits on the stop's path that no bound counted here covers yet: known gaps of the stop, each
+# asserted below (a strict xfail), so that its fix shows here.
+NOT_BOUNDED_YET = {
+    "api/admission.py:WAIT_SECONDS": (
+        "a request queued at the API's door waits up to 30 s for a place, then is served: "
+        "uvicorn's graceful stop (cli/api_server.py sets no timeout_graceful_shutdown) waits "
+        "for it, beyond 'http: requests in flight'"
+    ),
+}
+# A name that says it waits: ``wait`` or ``timeout`` one of its words (``_``-separated).
+WAITING = re.compile(r"(?:^|_)(?:wait|timeout)(?:_|$)", re.IGNORECASE)
 
 
-def test_every_named_wait_is_counted_or_said_off_the_stop_path() -> None:
-    named = {m for path in RECONCILER.rglob("*.py") for m in WAIT_NAME.findall(path.read_text())}
-    assert named, "the pattern found no wait: it no longer matches the code"
-    unknown = named - COUNTED - set(OFF_THE_STOP_PATH)
+def _number(value: ast.expr) -> bool:
+    """A number written out (``5.0``, ``-1``, ``(10, 30)``)."""
+    if isinstance(value, ast.UnaryOp):
+        return _number(value.operand)
+    if isinstance(value, ast.Tuple):
+        return bool(value.elts) and all(_number(e) for e in value.elts)
+    return isinstance(value, ast.Constant) and type(value.value) in (int, float)
+
+
+def _defaults(fn: ast.FunctionDef | ast.AsyncFunctionDef) -> list[tuple[str, ast.expr]]:
+    args = fn.args
+    positional = args.posonlyargs + args.args
+    pairs = zip(positional[len(positional) - len(args.defaults) :], args.defaults, strict=True)
+    keywords = zip(args.kwonlyargs, args.kw_defaults, strict=True)
+    return [(a.arg, d) for a, d in [*pairs, *keywords] if d is not None]
+
+
+def _waits_in(node: ast.AST, scope: str, found: dict[str, tuple[str, ...]]) -> None:
+    """``found``: each wait's keys (its place, ``path:Scope.NAME`` or ``path:fn(param)``; a
+    module's constant also by its bare name) -> the same keys, filled from ``node``'s body."""
+    where, _, qual = scope.partition(":")
+    for child in ast.iter_child_nodes(node):
+        if isinstance(child, ast.FunctionDef | ast.AsyncFunctionDef):
+            for param, default in _defaults(child):
+                if WAITING.search(param) and _number(default):
+                    key = f"{where}:{qual}{child.name}({param})"
+                    found[key] = (key,)
+            # Instance attributes (self.x_wait = 30.0) are the class's: its scope, not __init__'s.
+            _waits_in(child, scope if child.name == "__init__" else f"{scope}{child.name}.", found)
+        elif isinstance(child, ast.ClassDef):
+            _waits_in(child, f"{scope}{child.name}.", found)
+        elif isinstance(child, ast.Assign | ast.AnnAssign) and child.value is not None:
+            targets = child.targets if isinstance(child, ast.Assign) else [child.target]
+            for target in targets:
+                name = target.id if isinstance(target, ast.Name) else getattr(target, "attr", None)
+                if name is None or not WAITING.search(name):
+                    continue
+                # A constant of any value but text (a timedelta, a SQL statement: the
+                # setting's name or an environment variable's is no wait); others, numbers.
+                constant = name.isupper() and not (
+                    isinstance(child.value, ast.Constant) and isinstance(child.value.value, str)
+                )
+                if constant or _number(child.value):
+                    key = f"{where}:{qual}{name}"
+                    found[key] = (key, name) if not qual and name.isupper() else (key,)
+        else:
+            _waits_in(child, scope, found)
+
+
+def written_waits() -> dict[str, tuple[str, ...]]:
+    """Every wait written in ``reconciler/``: its place -> the keys it may be listed by."""
+    found: dict[str, tuple[str, ...]] = {}
+    for path in sorted(RECONCILER.rglob("*.py")):
+        where = path.relative_to(RECONCILER).as_posix()
+        _waits_in(ast.parse(path.read_text()), f"{where}:", found)
+    return found
+
+
+def test_every_written_wait_is_counted_or_said_off_the_stop_path() -> None:
+    found = written_waits()
+    assert len(found) > 30, f"the scan found too few waits: it no longer reads the code {found}"
+    listed = COUNTED | set(OFF_THE_STOP_PATH) | set(NOT_BOUNDED_YET)
+    assert not COUNTED & set(OFF_THE_STOP_PATH), "both counted and said off the path"
+    unknown = sorted(place for place, keys in found.items() if not listed & set(keys))
     assert not unknown, f"waits neither counted in stop_path() nor said off its path: {unknown}"
-    listed = {n for n in COUNTED | set(OFF_THE_STOP_PATH) if n.endswith(("_WAIT", "_TIMEOUT"))}
-    gone = listed - named
+    keys = {k for ks in found.values() for k in ks}
+    gone = sorted(listed - keys - {"_HURRIED_RECORDS", "_KILL_AGAIN", "SHUTDOWN_SECONDS"})
     assert not gone, f"listed here, no longer in the code: {gone}"
+
+
+def test_the_scan_sees_every_way_a_wait_is_written() -> None:
+    """Honest: a wait the scan could not see would be left uncounted without a failure."""
+    code = (
+        "LEAVE_WAIT = 2.0\n"
+        "class Part:\n"
+        "    WAIT = 3\n"
+        "    connect_timeout: float = 1.5\n"
+        "    NAME_TIMEOUT = 'not-a-wait-but-a-name'\n"
+        "    def __init__(self, wait: float = 30.0) -> None:\n"
+        "        self.first_wait = 10.0\n"
+        "    def stop(self, *, timeout: float = 5.0, grace: float = 1.0) -> None: ...\n"
+        "async def drain(timeout=(1, 2), count=3): ...\n"
+    )
+    found: dict[str, tuple[str, ...]] = {}
+    _waits_in(ast.parse(code), "x.py:", found)
+    assert found == {
+        "x.py:LEAVE_WAIT": ("x.py:LEAVE_WAIT", "LEAVE_WAIT"),
+        "x.py:Part.WAIT": ("x.py:Part.WAIT",),
+        "x.py:Part.connect_timeout": ("x.py:Part.connect_timeout",),
+        "x.py:Part.__init__(wait)": ("x.py:Part.__init__(wait)",),
+        "x.py:Part.first_wait": ("x.py:Part.first_wait",),
+        "x.py:Part.stop(timeout)": ("x.py:Part.stop(timeout)",),
+        "x.py:drain(timeout)": ("x.py:drain(timeout)",),
+    }
 
 
 def test_the_single_lease_release_fits_in_the_runs_grace() -> None:
@@ -127,6 +258,14 @@ def _covers(spec: dict[str, Any], ha: bool) -> None:
     stop = sum(stop_path(ha).values())
     grace = spec["terminationGracePeriodSeconds"]
     assert grace >= stop + MARGIN, (grace, stop, stop_path(ha))
+
+
+@pytest.mark.xfail(strict=True, reason=NOT_BOUNDED_YET["api/admission.py:WAIT_SECONDS"])
+def test_grace_covers_a_request_queued_at_the_apis_door() -> None:
+    waits = stop_path(ha=True)
+    waits["http: requests in flight"] += WAIT_SECONDS
+    grace = pod()["terminationGracePeriodSeconds"]
+    assert grace >= sum(waits.values()) + MARGIN, (grace, waits)
 
 
 def test_grace_covers_the_whole_stop() -> None:
