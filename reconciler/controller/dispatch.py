@@ -53,6 +53,7 @@ import logging
 from collections.abc import Callable, Collection
 from datetime import UTC, datetime, timedelta
 
+from reconciler.aio import in_thread
 from reconciler.controller.active import REPLACED, ActiveRun
 from reconciler.controller.ahead import AheadSlots
 from reconciler.controller.bounds import TOO_MANY_RUNS, RunBounds
@@ -385,6 +386,35 @@ class Dispatcher(ReplaceWaits, AheadSlots, RunStops):
     def forget(self, key: str) -> None:
         self.ledger.forget(key)
         self.periods.forget(key)
+
+    def mark_tracked(self, keys: Collection[str]) -> None:
+        """``keys`` were added to the scheduler without catching any slot up: where the ledger
+        now counts each from goes to the store (``RunStore.mark_tracked``), in one write for
+        them all, off the loop, so that the next start counts their missed slots from there,
+        not from a run before they were removed, and not from nowhere for one never run. A
+        write that fails costs only that: the start counts from the newest run, as before.
+        Not in the recorder's threads: the first start's write of thousands of tasks would
+        hold up their first claims there."""
+        since = {key: at for key in keys if (at := self.ledger.last_slot(key)) is not None}
+        if not since:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # a pass applied outside the loop (a test's): written at once
+            self.recorder.store.mark_tracked(since)
+            return
+        write = loop.create_task(self._mark_tracked(since), name="mark tracked")
+        self._writes.add(write)  # waited for by drain and shutdown, as a skip's write
+        write.add_done_callback(self._writes.discard)
+
+    async def _mark_tracked(self, since: dict[str, datetime]) -> None:
+        try:
+            await in_thread(self.recorder.store.mark_tracked, since)
+        except Exception as err:
+            log.warning(
+                "could not record when tasks were added",
+                extra={"fields": {"tasks": len(since), "error": str(err)}},
+            )
 
     def catch_up(
         self,

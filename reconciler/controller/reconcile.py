@@ -7,9 +7,10 @@ touch. Running it twice changes nothing. :meth:`Reconciler.run_pass` returns a
 (metrics, status reporting, logs) subscribe to every result. What to do about a failure (requeue
 with backoff) is the caller's: see ``controller.loop``.
 
-Downtime accounting: the run store's last recorded slot of each task (``anchors``) is handed in
-at start-up and kept until a pass has applied; only then do the tasks it added catch up on the
-slots they missed, so a first pass that fails loses no catch-up and no ``Superseded`` record.
+Downtime accounting: the run store's last recorded slot of each task (``anchors``; or when the
+task was last added without catching anything up, if later: ``RunStore.mark_tracked``) is handed
+in at start-up and kept until a pass has applied; only then do the tasks it added catch up on
+the slots they missed, so a first pass that fails loses no catch-up and no ``Superseded`` record.
 
 Replicas: with an :class:`~reconciler.core.assignment.Assignment`, the scheduler gets only the
 tasks this replica owns; every replica reads every source the same way. A change of ownership
@@ -369,7 +370,16 @@ def account_for_slots(
     the older slots as superseded: crontask was up, and they were not slots then (suspended,
     or of another schedule). A suspended task keeps its last slot until it resumes. Any other
     added task counts skipped slots from ``now`` on.
+
+    An added task that catches nothing up because it has no anchor (no slot recorded: new, or
+    declared again after it was removed while crontask ran, or never run) is *tracked* from
+    where the ledger began counting it, and the store keeps that (``Dispatcher.mark_tracked``,
+    one write for the pass): the next start's anchor is the later of it and the last recorded
+    slot, so a slot that fell while the task was not declared is not caught up (a CronJob
+    re-created runs no slot from before it), and the first slot of a task never run, missed
+    while crontask was down, is.
     """
+    tracked: list[str] = []
     for step in steps:
         if step.desired is None:
             reason = HANDED_OVER if elsewhere(step.key) else TASK_REMOVED
@@ -386,7 +396,10 @@ def account_for_slots(
         following = scheduler.next_fire_time(step.key)
         until = min(now, following - _EPSILON) if following else now
         if anchors is not None and step.operation is Operation.ADD:
-            dispatcher.catch_up(step.desired, anchors.get(step.key), until)
+            anchor = anchors.get(step.key)
+            dispatcher.catch_up(step.desired, anchor, until)
+            if anchor is None:
+                tracked.append(step.key)
         elif step.operation is Operation.UPDATE:
             last = dispatcher.last_slot(step.key)
             if last is not None and step.current is not None:
@@ -394,6 +407,8 @@ def account_for_slots(
             dispatcher.catch_up(step.desired, last, until, record_superseded=False)
         else:
             dispatcher.track(step.key, now)
+            tracked.append(step.key)
+    dispatcher.mark_tracked(tracked)
 
 
 def _moved_by_jitter(current: Definition, desired: Definition) -> timedelta:

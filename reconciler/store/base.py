@@ -283,11 +283,21 @@ class RunStore(Protocol):
         """For each task (each of ``tasks``; every task in the history when ``None``), the
         newest ``scheduled_at`` of its scheduled runs (every run but a manual one, by its
         first attempt's trigger: its retries record ``retry``; a manual run's times are not
-        slots of the schedule); tasks with none are left out. At start-up (every task: none is
-        read yet), the slots missed while crontask was down; at a change of replicas, those of
-        the tasks the replica owns, each read from the end of its history (a full read of the
-        history held up the new assignment: a second at a million runs). A few queries for any
-        number of tasks, not one per task."""
+        slots of the schedule), or the task's mark (:meth:`mark_tracked`) where that is later;
+        tasks with neither are left out. At start-up (every task: none is read yet), the slots
+        missed while crontask was down; at a change of replicas, those of the tasks the replica
+        owns, each read from the end of its history (a full read of the history held up the new
+        assignment: a second at a million runs). A few queries for any number of tasks, not one
+        per task."""
+        ...
+
+    def mark_tracked(self, since: Mapping[str, datetime]) -> None:
+        """Each task of ``since`` was added to the scheduler without catching any slot up (new,
+        declared again after being removed, or without a slot in the store at a start), and its
+        slots are counted from its instant there: :meth:`last_slots` answers that instant until
+        a later slot is recorded. So a slot that fell while the task was not declared is not
+        caught up at the next start, and the first slot of one that never ran, missed while
+        crontask was down, is. One write for all of them; a later mark already there stays."""
         ...
 
     def last_outcomes(self, tasks: Collection[str]) -> dict[str, LastOutcomes]:

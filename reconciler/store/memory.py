@@ -62,6 +62,7 @@ class MemoryRunStore:
         self._records: dict[_Key, RunRecord] = {}
         self._stops: dict[_Key, str] = {}  # stop requests by (id, attempt)
         self._beats: dict[str, tuple[datetime, float]] = {}  # instance -> (renewed, lease)
+        self._tracked: dict[str, datetime] = {}  # task -> its mark (``mark_tracked``)
         self._closed = False
 
     def claim(self, record: RunRecord) -> None:
@@ -203,7 +204,17 @@ class MemoryRunStore:
                     r.trigger is not Trigger.RETRY or r.id in slots
                 ):
                     found[r.task] = max(r.scheduled_at, found.get(r.task, r.scheduled_at))
+            for task, at in self._tracked.items():  # the later of the two, as the SQL store
+                if wanted is None or task in wanted:
+                    found[task] = max(at, found.get(task, at))
             return found
+
+    def mark_tracked(self, since: Mapping[str, datetime]) -> None:
+        with self._lock:
+            self._check_open()
+            for task, at in since.items():
+                at = utc(at)
+                self._tracked[task] = max(at, self._tracked.get(task, at))
 
     def last_outcomes(self, tasks: Collection[str]) -> dict[str, LastOutcomes]:
         wanted = set(tasks)
@@ -406,6 +417,11 @@ class MemoryRunStore:
                 too_old = old and not (mark and keeps)
                 if over_limit or too_old:
                     doomed.add(run_id)
+            if max_age is not None and declared is not None and owner is None:
+                # As the SQL store (sql_tracked.forget_aged): an undeclared task's old mark.
+                for task in [t for t, at in self._tracked.items() if at < now - max_age]:
+                    if task not in declared:
+                        del self._tracked[task]
             return self._delete(k for k in self._records if k[0] in doomed)
 
     def _delete(self, keys: Iterable[_Key]) -> int:

@@ -71,6 +71,7 @@ from reconciler.store import (
     sql_rows,
     sql_running,
     sql_summaries,
+    sql_tracked,
     sql_warmup,
 )
 from reconciler.store.base import DuplicateRun, ExclusiveClaim, StoreUnavailable
@@ -335,8 +336,13 @@ class SqlRunStore:
             return sql_summaries.latest_many(conn, tasks)
 
     def last_slots(self, tasks: Collection[str] | None = None) -> dict[str, datetime]:
-        with self._tx(write=False) as conn:
-            return sql_summaries.last_slots(conn, tasks)
+        with self._tx(write=False) as conn:  # one snapshot of both
+            slots = sql_summaries.last_slots(conn, tasks)
+            return sql_tracked.later(slots, sql_tracked.marks(conn, tasks))
+
+    def mark_tracked(self, since: Mapping[str, datetime]) -> None:
+        if since:
+            self._write(lambda conn: sql_tracked.mark(conn, since))
 
     def last_outcomes(self, tasks: Collection[str]) -> dict[str, LastOutcomes]:
         with self._bulk_reads, self._tx(write=False) as conn:
@@ -434,9 +440,15 @@ class SqlRunStore:
             owner,
             None if retrying is None else frozenset(retrying),
         )
-        return sql_retention.prune(
+        deleted = sql_retention.prune(
             lambda: self._tx(write=True), limits, max_age, utc(now), kept, pause=pause
         )
+        if max_age is not None and declared is not None and owner is None:
+            # Not shared with crontasks declaring other tasks: an undeclared task's mark is
+            # no one's (with ``owner``, another's may be; one row per task key stays).
+            with self._tx(write=True) as conn:
+                sql_tracked.forget_aged(conn, utc(now) - max_age, kept.declared or ())
+        return deleted
 
     def ping(self) -> None:
         """StoreUnavailable unless the store can take records now (``sql_ping``)."""

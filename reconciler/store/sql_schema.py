@@ -208,6 +208,16 @@ instances = sa.Table(
     sa.PrimaryKeyConstraint("id", name="pk_instances"),
 )
 
+tracked = sa.Table(
+    # Per task, when a crontask last began counting its slots without catching any up
+    # (migration 0008); read with the runs by sql_summaries.last_slots.
+    "tracked",
+    metadata,
+    sa.Column("task", _key(255), nullable=False),
+    sa.Column("since", UTCDateTime(), nullable=False),
+    sa.PrimaryKeyConstraint("task", name="pk_tracked"),
+)
+
 api_tasks = sa.Table(
     # Tasks created through the API, shared by every replica; see reconciler.store.api_tasks.
     "api_tasks",

@@ -4,7 +4,7 @@ During a rolling update the replicas of the previous release keep running on the
 schema: their renewal writes the columns they know and no ``version``, which must still work,
 and their row reads back without a version (shown as unknown), never as an error. An upgrade
 from 0006 keeps the member rows there. How the releases before it run on it:
-``test_previous_releases_on_0007.py``.
+``test_previous_releases.py``.
 """
 
 from __future__ import annotations

@@ -26,7 +26,16 @@ def test_head_constant_is_the_script_head() -> None:
     cfg = Config()
     cfg.set_main_option("script_location", str(migrations._HERE))
     assert ScriptDirectory.from_config(cfg).get_heads() == [migrations.HEAD]
-    assert migrations.known_revisions() == {"0001", "0002", "0003", "0004", "0005", "0006", "0007"}
+    assert migrations.known_revisions() == {
+        "0001",
+        "0002",
+        "0003",
+        "0004",
+        "0005",
+        "0006",
+        "0007",
+        "0008",
+    }
 
 
 def _at_revision(url: str, revision: str) -> sa.Engine:

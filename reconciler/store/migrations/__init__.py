@@ -72,7 +72,7 @@ _HOLDERS: Final = sa.text(
     "ORDER BY a.pid LIMIT 5"
 )
 
-HEAD: Final = "0007"
+HEAD: Final = "0008"
 """The revision this code reads and writes; the contract suite checks it is the script head."""
 
 READERS_TABLE: Final = sql_schema.READERS_TABLE
