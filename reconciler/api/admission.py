@@ -36,8 +36,13 @@ A request inside reads its body within :data:`BODY_SECONDS` of its first read, o
 408 and its connection closed. A caller is known before the body is read, except on the routes
 anyone may call with a body (:data:`PUBLIC_BODIES`: signing in, and the git webhook, whose
 signature covers the body): strangers trickling bodies there could otherwise hold every place
-inside. Those routes also share :data:`MAX_PUBLIC_BODIES` places of their own, so that at
-worst they hold that many of the others' while their bodies run out of time.
+inside. ``/login`` has :data:`MAX_PUBLIC_BODIES` places of its own, and the webhook
+:data:`MAX_HOOK_BODIES` others, so that at worst they hold that many of the others' while their
+bodies run out of time, and strangers trickling bodies to one of them do not keep the other
+waiting (when they shared theirs, 12 tricklers at a byte a second delayed a signed delivery to
+22 s: GitHub gives up at 10 s). A delivery with neither a well-formed signature nor a bearer
+token is refused before its body is read (``routing.verify_signature``), so it holds its place
+only for that moment.
 
 Plans (:data:`PLANS`) are made one at a time (a large one is seconds of CPU, see
 ``routes_plan``), and wait for their turn here, at the door, before they take a place: when the
@@ -69,8 +74,10 @@ WAIT_SECONDS: Final = 30.0
 BODY_SECONDS: Final = 10.0  # a 1 MiB body at 100 KB/s
 SLOW_BODY: Final = "the request body did not arrive in time"
 UNQUEUED: Final = frozenset({"/healthz", "/readyz"})
-PUBLIC_BODIES: Final = frozenset({"/login", "/api/v1/hooks/git"})
-MAX_PUBLIC_BODIES: Final = 4
+GIT_HOOK: Final = "/api/v1/hooks/git"
+PUBLIC_BODIES: Final = frozenset({"/login", GIT_HOOK})
+MAX_PUBLIC_BODIES: Final = 4  # /login's places
+MAX_HOOK_BODIES: Final = 4  # the webhook's, apart from /login's
 MAX_STRANGER_ANSWERS: Final = 64  # about 11 MB of a public asset's answers to slow readers
 STRANGER_SHARE: Final = 8  # of them for one peer (an address, an IPv6 /64)
 # An answer this small is written whole at once (the transport takes it, its send does not
@@ -102,6 +109,7 @@ class Admission:
         wait_seconds: float = WAIT_SECONDS,
         body_seconds: float = BODY_SECONDS,
         max_public: int = MAX_PUBLIC_BODIES,
+        max_hooks: int = MAX_HOOK_BODIES,
         max_strangers: int = MAX_STRANGER_ANSWERS,
         stranger_share: int = STRANGER_SHARE,
         max_plans: int = MAX_PLANS,
@@ -115,6 +123,7 @@ class Admission:
         self.wait_seconds = wait_seconds
         self.body_seconds = body_seconds
         self.max_public = max_public
+        self.max_hooks = max_hooks
         self.max_strangers = max_strangers
         self.stranger_share = stranger_share
         self.strangers = 0  # strangers' large answers being sent (see the module docstring)
@@ -125,25 +134,29 @@ class Admission:
         self.active = 0
         self.waiting = 0
         self.plans_waiting = 0
-        # Made on the loop that serves: the places inside, those of PUBLIC_BODIES, of PLANS.
+        # Made on the loop that serves: the places inside, those of /login and of the webhook
+        # (PUBLIC_BODIES), of PLANS.
         self._room: asyncio.Semaphore | None = None
         self._public: asyncio.Semaphore | None = None
+        self._hooks: asyncio.Semaphore | None = None
         self._plans: asyncio.Semaphore | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope.get("path") in UNQUEUED:
             await self.app(scope, receive, send)
             return
-        if self._room is None or self._public is None or self._plans is None:
+        if self._room is None or self._public is None or self._hooks is None or self._plans is None:
             self._room = asyncio.Semaphore(self.max_active)
             self._public = asyncio.Semaphore(self.max_public)
+            self._hooks = asyncio.Semaphore(self.max_hooks)
             self._plans = asyncio.Semaphore(self.max_plans)
         path = scope.get("path")
         entered: list[asyncio.Semaphore] = []
         try:
             if path in PUBLIC_BODIES:
-                await self._enter(self._public, self.wait_seconds)
-                entered.append(self._public)
+                public = self._hooks if path == GIT_HOOK else self._public
+                await self._enter(public, self.wait_seconds)
+                entered.append(public)
             elif path in PLANS and self.may_queue_plan(scope):
                 await self._enter_plans(self._plans)
                 entered.append(self._plans)

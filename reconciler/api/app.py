@@ -26,6 +26,7 @@ from fastapi import APIRouter, FastAPI, HTTPException, Request, Response
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
 from starlette.datastructures import Headers
+from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from reconciler import __version__, logs
@@ -39,7 +40,7 @@ from reconciler.api import (
     routes_sources,
     routes_tasks,
 )
-from reconciler.api.admission import BODY_SECONDS, UNQUEUED, Admission
+from reconciler.api.admission import BODY_SECONDS, GIT_HOOK, UNQUEUED, Admission
 from reconciler.api.auth import (
     PUBLIC,
     REQUIRED_ROLE_KEY,
@@ -62,7 +63,7 @@ from reconciler.api.routing import (
     problem_responses,
     required_role,
 )
-from reconciler.api.slashes import SlashRedirect
+from reconciler.api.slashes import SlashRedirect, served_without_slash
 from reconciler.api.webhook_secret import WebhookSecret
 from reconciler.controller.view import RuntimeView
 from reconciler.core.model import CronTask
@@ -76,6 +77,16 @@ OPENAPI_URL: Final = "/openapi.json"
 MAX_BODY_BYTES: Final = 1 << 20  # a CronTask is a few hundred bytes
 TOO_LARGE: Final = "the request body is larger than 1 MiB"
 TOO_LARGE_DESCRIPTION: Final = "The body is larger than 1 MiB"
+# The git webhook's body is a push event as the sender made it: GitHub caps them at 25 MB, and
+# one of 2 048 commits is 1.1 MB. It is not kept, only hashed as it comes (routing.py), within
+# the same BODY_SECONDS as any body.
+MAX_HOOK_BODY_BYTES: Final = 25 << 20
+HOOK_TOO_LARGE: Final = "the request body is larger than 25 MiB"
+HOOK_TOO_LARGE_DESCRIPTION: Final = "The body is larger than 25 MiB"
+# The status logged for a request whose client went away before its body was whole (nginx's
+# "client closed request"): nothing is answered, as nobody is left to read it (uvicorn drops
+# what is sent on a closed connection, and says nothing of an answer never started there).
+CLIENT_GONE: Final = 499
 # A request's head (path, query and headers), whole: uvicorn holds one that trickles in to
 # 16 KiB, but took one that came in a single read whatever its size (70 KB went through). As
 # nginx's default (4 buffers of 8 KiB): a browser's cookies for the host name come with it.
@@ -320,7 +331,8 @@ def _refusals(
     found["431"] = {"description": HEAD_TOO_LARGE[0].upper() + HEAD_TOO_LARGE[1:]}
     if (write or "requestBody" in op) and "413" not in responses:
         # The request log refuses a declared length over the limit before any route runs.
-        found["413"] = {"description": TOO_LARGE_DESCRIPTION}
+        large = HOOK_TOO_LARGE_DESCRIPTION if path == GIT_HOOK else TOO_LARGE_DESCRIPTION
+        found["413"] = {"description": large}
     if "requestBody" in op and "408" not in responses:
         # A body that is not JSON is a 422 like any invalid body (problems.py), never 400.
         found["408"] = {"description": f"The body did not arrive within {BODY_SECONDS:g} s"}
@@ -380,6 +392,15 @@ class RequestLog:
         started = time.perf_counter()
         status = 500
         response_started = False
+        # What a stranger sent is bounded before it reaches a log line (a 100 KB path would
+        # otherwise be 100 KB of log per request).
+        method = logs.bounded(str(scope.get("method", "")), 32)
+        path = logs.bounded(str(scope.get("path", "")), MAX_LOGGED_PATH)
+        scope = served_without_slash(scope)
+        hook = scope.get("path") == GIT_HOOK
+        limit, too_large = (
+            (MAX_HOOK_BODY_BYTES, HOOK_TOO_LARGE) if hook else (MAX_BODY_BYTES, TOO_LARGE)
+        )
 
         async def send_wrapper(message: Message) -> None:
             nonlocal status, response_started
@@ -389,36 +410,48 @@ class RequestLog:
             await send(message)
 
         received = 0
+        whole = False  # the body has all come
+        gone = False  # the client went away before it had
 
         async def limited_receive() -> Message:
-            nonlocal received
+            nonlocal received, whole, gone
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
-                if received > MAX_BODY_BYTES:  # FastAPI passes HTTPException through
-                    raise HTTPException(413, TOO_LARGE)
+                whole = not message.get("more_body", False)
+                if received > limit:  # FastAPI passes HTTPException through
+                    raise HTTPException(413, too_large)
+            elif message["type"] == "http.disconnect" and not whole:
+                gone = True
             return message
 
-        # What a stranger sent is bounded before it reaches a log line (a 100 KB path would
-        # otherwise be 100 KB of log per request).
-        method = logs.bounded(str(scope.get("method", "")), 32)
-        path = logs.bounded(str(scope.get("path", "")), MAX_LOGGED_PATH)
         try:
-            if _declared_length(scope) > MAX_BODY_BYTES:
+            if _declared_length(scope) > limit:
                 status = 413
-                await problems.send_problem(send, 413, TOO_LARGE, str(scope.get("path", "")))
+                await problems.send_problem(send, 413, too_large, str(scope.get("path", "")))
                 return
             if _head_bytes(scope) > MAX_HEAD_BYTES:
                 status = 431
                 await problems.send_problem(send, 431, HEAD_TOO_LARGE, str(scope.get("path", "")))
                 return
             await self.app(scope, limited_receive, send_wrapper)
+        except ClientDisconnect:
+            # A body read met the client's leaving (Starlette's request.body(), form(),
+            # stream()): nobody to answer, nothing to fix. A traceback each, at any rate a
+            # stranger opens connections, was 689 KB of log for 200 of them.
+            gone = True
         except Exception:
             log.exception("request failed", extra={"fields": {"method": method, "path": path}})
             if not response_started:
                 await problems.send_problem(send, 500, None, str(scope.get("path", "")))
             status = 500
         finally:
+            if gone:  # whatever was answered (FastAPI makes it a 400) went to nobody
+                status = CLIENT_GONE
+                log.debug(
+                    "client gone before its request body was whole",
+                    extra={"fields": {"method": method, "path": path, "received": received}},
+                )
             fields = {
                 "method": method,
                 "path": path,

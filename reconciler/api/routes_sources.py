@@ -4,7 +4,9 @@
 The webhook accepts either an operator's bearer token or the ``X-Hub-Signature-256`` header
 that GitHub, Gitea and GitLab-compatible senders compute: ``sha256=`` + the hex HMAC-SHA256 of
 the raw body with the shared secret (``--git-webhook-secret-file``). The guard checks the
-signature before anything else; a bad or missing one is a 401 and a log line.
+signature before anything else; a bad or missing one is a 401 and a log line. The body (up to
+25 MiB, ``app.MAX_HOOK_BODY_BYTES``) is hashed as it arrives and not kept: this route must not
+read it.
 """
 
 from __future__ import annotations
@@ -117,7 +119,9 @@ def _source_out(s: SourceStatus) -> SourceOut:
     "push means 'fetch now'; but within 5 s of the end of the last fetch asked for this way, "
     "'fetch when those 5 s are over' (however many ask meanwhile, one fetch then, of the newest "
     "push: a delivery replayed does not make fetch after fetch). 404 if crontask has no git "
-    "source.",
+    "source. The body may be up to 25 MiB (GitHub's cap on a delivery); a request with "
+    "neither a well-formed `X-Hub-Signature-256` (`sha256=` and 64 hex digits) nor a bearer "
+    "token is refused before its body is read.",
     openapi_extra={**role_extra("operator"), WEBHOOK_SIGNATURE_KEY: True, **_PUSH_BODY},
     responses=problem_responses(404, 422, 500),
 )

@@ -12,8 +12,9 @@ import dataclasses
 import hashlib
 import hmac
 import logging
+import re
 from collections.abc import Callable, Coroutine, Mapping
-from typing import Annotated, Any, Final
+from typing import Annotated, Any, Final, NoReturn
 
 from fastapi import Depends, Request, Response
 from fastapi.routing import APIRoute
@@ -115,7 +116,7 @@ class GuardedRoute(APIRoute):
             # credential: a missing one is refused like a bad one.
             signature_only = ctx.webhook_secret is not None and ctx.auth is None
             if signed and (SIGNATURE_HEADER in request.headers or signature_only):
-                await verify_signature(request)
+                await verify_signature(request, role)
             else:
                 authorize(request, role)
             return await handler(request)
@@ -175,21 +176,47 @@ SAFE_METHODS: Final = frozenset({"GET", "HEAD", "OPTIONS"})
 SIGNATURE_HEADER: Final = "x-hub-signature-256"
 
 
-async def verify_signature(request: Request) -> None:
-    """``X-Hub-Signature-256: sha256=<hex HMAC-SHA256 of the raw body>``, or a 401."""
-    held = context(request).webhook_secret
-    secret = None if held is None else await held.fresh()  # read again: rotated?
+# What GitHub, Gitea and Forgejo send: ``sha256=`` and the digest as 64 lower-case hex digits.
+WELL_FORMED_SIGNATURE: Final = re.compile(r"sha256=[0-9a-f]{64}")
+
+
+async def verify_signature(request: Request, role: str) -> None:
+    """``X-Hub-Signature-256: sha256=<hex HMAC-SHA256 of the raw body>``, or a 401.
+
+    Anything that cannot pass (no header or a malformed one, with no bearer token to decide
+    instead; no secret configured) is refused before the body is read: strangers trickling
+    bodies held the webhook's places for the whole body deadline. The body is hashed as it
+    streams in and not kept (a push is up to GitHub's 25 MB, ``app.MAX_HOOK_BODY_BYTES``): the
+    route must not read it again."""
     given = request.headers.get(SIGNATURE_HEADER, "")
-    body = await request.body()  # cached: the handler may read it again
-    expected = "sha256=" + hmac.new(secret or b"", body, hashlib.sha256).hexdigest()
-    if secret is None or not hmac.compare_digest(given.encode(), expected.encode()):
-        if secret is None:
-            reason = "no webhook secret configured"
-        else:
-            reason = "bad signature" if given else f"no {SIGNATURE_HEADER} header"
-        warn_auth_failed(request, log, "webhook signature rejected", reason, path=request.url.path)
-        raise ProblemError(401, f"webhook signature rejected: {reason}")
+    if not WELL_FORMED_SIGNATURE.fullmatch(given):
+        if context(request).auth is not None and "authorization" in request.headers:
+            authorize(request, role)  # a bearer token, with a stray header: the token decides
+            return
+        _refuse_signature(request, f"malformed {SIGNATURE_HEADER} header" if given else None)
+    held = context(request).webhook_secret
+    if held is None:
+        _refuse_signature(request, "no webhook secret configured")
+    secret = await held.fresh()  # read again: rotated?
+    digest = hmac.new(secret, digestmod=hashlib.sha256)
+    async for chunk in request.stream():
+        digest.update(chunk)
+    if not hmac.compare_digest(given.encode(), f"sha256={digest.hexdigest()}".encode()):
+        _refuse_signature(request, "bad signature", read=True)
     request.scope[PRINCIPAL_SCOPE_KEY] = "webhook"
+
+
+def _refuse_signature(request: Request, reason: str | None, *, read: bool = False) -> NoReturn:
+    """The 401 of a signature refused (``reason`` None: no header), logged as the other
+    refused credentials are. Refused before its body was read, the connection is closed: the
+    rest of the body would otherwise have to be read through before the next request."""
+    reason = reason or f"no {SIGNATURE_HEADER} header"
+    warn_auth_failed(request, log, "webhook signature rejected", reason, path=request.url.path)
+    raise ProblemError(
+        401,
+        f"webhook signature rejected: {reason}",
+        headers=None if read else {"Connection": "close"},
+    )
 
 
 def warn_auth_failed(

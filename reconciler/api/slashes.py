@@ -3,11 +3,32 @@ without it (``307``), as it always was: probes, scrapes and bookmarks written th
 working. The ``Location`` is the path alone, relative: the framework's own redirect built an
 absolute URL from the caller's ``Host`` header, before authentication. A path whose target
 would leave this server (``//host``, a backslash, which browsers read as a slash) is not
-redirected; it is the ``404`` of any unknown path."""
+redirected; it is the ``404`` of any unknown path.
+
+The one exception is the git webhook (:data:`SERVED_WITH_SLASH`): GitHub and Gitea do not
+follow a redirect of a delivery, so the hook written with a slash would fail every push while
+the same spelling of any other path keeps working. It is served as the path without the slash
+(:func:`served_without_slash`, applied before the body limits and places that go by path)."""
 
 from __future__ import annotations
 
+from typing import Final
+
 from starlette.types import ASGIApp, Receive, Scope, Send
+
+from reconciler.api.admission import GIT_HOOK
+
+SERVED_WITH_SLASH: Final = frozenset({GIT_HOOK})
+
+
+def served_without_slash(scope: Scope) -> Scope:
+    """``scope`` as the path without its one trailing slash, for :data:`SERVED_WITH_SLASH`."""
+    if scope["type"] != "http" or scope.get("path", "")[:-1] not in SERVED_WITH_SLASH:
+        return scope
+    path: str = scope["path"]
+    if not path.endswith("/"):
+        return scope
+    return {**scope, "path": path[:-1], "raw_path": path[:-1].encode("utf-8")}
 
 
 class SlashRedirect:

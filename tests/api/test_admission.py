@@ -156,22 +156,25 @@ async def _ignore(message: Any) -> None:
 
 
 def test_routes_anyone_may_call_with_a_body_hold_only_their_own_few_places() -> None:
-    # Strangers trickling bodies to /login (or the git webhook) are not known until their body
-    # is read: however many they are, they hold at most MAX_PUBLIC_BODIES places inside.
+    # Strangers trickling bodies to /login or to the git webhook are not known until their
+    # body is read: however many they are, they hold at most MAX_PUBLIC_BODIES places inside
+    # for /login and MAX_HOOK_BODIES for the webhook, each route its own.
     async def scenario() -> None:
         inner = SlowApp()
-        admission = Admission(inner, _busy, max_active=6, max_public=2, wait_seconds=30)
+        admission = Admission(
+            inner, _busy, max_active=6, max_public=2, max_hooks=2, wait_seconds=30
+        )
         strangers = [
             asyncio.create_task(call(admission, path))
             for path in ["/login", "/api/v1/hooks/git"] * 3
         ]
         await settle()
-        assert (inner.inside, admission.waiting) == (2, 4)
-        callers = [asyncio.create_task(call(admission, "/api/v1/tasks")) for _ in range(4)]
+        assert (inner.inside, admission.waiting) == (4, 2)
+        callers = [asyncio.create_task(call(admission, "/api/v1/tasks")) for _ in range(2)]
         await settle()
         assert inner.inside == 6  # the callers got the places the strangers could not take
         inner.release.set()
-        assert await asyncio.gather(*strangers, *callers) == [200] * 10
+        assert await asyncio.gather(*strangers, *callers) == [200] * 8
         assert (admission.active, admission.waiting) == (0, 0)
 
     asyncio.run(scenario())

@@ -9,7 +9,8 @@ from typing import Any
 
 import pytest
 
-from reconciler.api.app import MAX_BODY_BYTES, create_app
+from reconciler.api.admission import GIT_HOOK
+from reconciler.api.app import MAX_BODY_BYTES, MAX_HOOK_BODY_BYTES, create_app
 from reconciler.api.auth import AuthConfig, Role
 from reconciler.api.routing import SAFE_METHODS
 from reconciler.sinks.metrics import Metrics
@@ -60,10 +61,11 @@ def test_a_body_over_the_limit_is_413_wherever_one_may_be_sent(runtime: FakeRunt
     with TestClient(app, raise_server_exceptions=False) as client:
         doc = client.get("/openapi.json").json()
         for method, path in writes(doc):
+            limit = MAX_HOOK_BODY_BYTES if url(path) == GIT_HOOK else MAX_BODY_BYTES
             answer = client.request(
                 method.upper(),
                 url(path),
-                content=b" " * (MAX_BODY_BYTES + 1),
+                content=b" " * (limit + 1),
                 headers={"content-type": "application/json"},
             )
             assert answer.status_code == 413, (method, path)
