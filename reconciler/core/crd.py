@@ -433,8 +433,8 @@ def _printer_columns() -> list[dict[str, Any]]:
     return [
         column("Schedule", "string", ".spec.schedule", "Cron expression or @every interval."),
         column("Suspend", "boolean", ".spec.suspend", "No new runs while true."),
-        # A spec crontask refuses (InvalidSpec, past --max-tasks) or another definition of the
-        # same key wins (Conflict): False here, and why with `kubectl get -o wide`.
+        # A spec crontask refuses (InvalidSpec), one past --max-tasks (TaskLimit), or another
+        # definition of the same key wins (Conflict): False here, and why with `-o wide`.
         column(
             "Ready",
             "string",

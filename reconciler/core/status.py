@@ -55,6 +55,12 @@ INVALID_SPEC = "InvalidSpec"
 SUSPENDED = "Suspended"
 CONFLICT = "Conflict"
 PENDING = "Pending"
+TASK_LIMIT = "TaskLimit"
+
+# How the error of a CronTask refused for room begins (``sources.kubernetes_bound.refusal``
+# writes it): its source is full, its spec may be fine. A spec's own errors begin with a field
+# or crontask's words, never with a value of the spec.
+TASK_LIMIT_START = "would take this source past its bound of "
 
 # A stored run time ahead of ``now`` by more than this is no run's: the clocks of the replicas
 # and of the API server (a Job's completion time) disagree by seconds, not by a day.
@@ -269,8 +275,9 @@ def _conditions(state: TaskState) -> tuple[tuple[str, str, str], tuple[str, str,
         kept = (
             "; the last valid spec keeps running" if state.scheduled else "; nothing is scheduled"
         )
-        message = f"spec is invalid: {state.invalid}{kept}"
-        return ("False", INVALID_SPEC, message), ("True", INVALID_SPEC, message)
+        reason, said = unused_spec(state.invalid)
+        message = f"{said}{kept}"
+        return ("False", reason, message), ("True", reason, message)
     if not state.scheduled:
         message = "not scheduled yet"
         return ("False", PENDING, message), ("False", PENDING, message)
@@ -279,6 +286,15 @@ def _conditions(state: TaskState) -> tuple[tuple[str, str, str], tuple[str, str,
         return ("False", SUSPENDED, message), ("False", SUSPENDED, message)
     message = f"scheduled: {state.describe}"
     return ("True", SCHEDULED, message), ("False", SCHEDULED, message)
+
+
+def unused_spec(invalid: str) -> tuple[str, str]:
+    """The reason and the words of a CronTask crontask does not use (its conditions' and its
+    Warning Event's): its spec is invalid, or its source is past ``--max-tasks``, which is
+    no fault of the spec (a user told "spec is invalid" looks for an error that is not there)."""
+    if invalid.startswith(TASK_LIMIT_START):
+        return TASK_LIMIT, invalid
+    return INVALID_SPEC, f"spec is invalid: {invalid}"
 
 
 def _condition(

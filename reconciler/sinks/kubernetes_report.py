@@ -74,6 +74,7 @@ from reconciler.core.status import (
     run_now_recorded,
     run_now_refused,
     task_state,
+    unused_spec,
 )
 from reconciler.sinks.kubernetes import StatusWriter, Written
 from reconciler.sinks.kubernetes_events import EventRecorder
@@ -448,7 +449,7 @@ class StatusReporter:
         if self._invalid.get(ref.key) == state.invalid:
             return
         self._invalid[ref.key] = state.invalid
-        self._emit(ref, EventSpec("Warning", "InvalidSpec", f"spec is invalid: {state.invalid}"))
+        self._emit(ref, EventSpec("Warning", *unused_spec(state.invalid)))
 
     def _emit(self, ref: ObjectRef, event: EventSpec) -> None:
         if self._events is not None:

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from reconciler.core.desired import DefinitionError, Location, SourceKind
-from reconciler.core.status import ObjectRef
+from reconciler.core.status import TASK_LIMIT_START, ObjectRef
 
 Age = tuple[str, str, str]
 
@@ -41,7 +41,7 @@ def refusal(ref: ObjectRef, max_tasks: int) -> DefinitionError:
     """The error of an object refused for room."""
     bound = "1 task" if max_tasks == 1 else f"{max_tasks:,} tasks"
     message = (
-        f"would take this source past its bound of {bound} (--max-tasks): not applied; "
+        f"{TASK_LIMIT_START}{bound} (--max-tasks): not applied; "  # its reason: TaskLimit
         "it is read once a CronTask the source holds is deleted (the oldest waiting first)"
     )
     return DefinitionError(Location(SourceKind.KUBERNETES, ref.key), message, ref.key)
