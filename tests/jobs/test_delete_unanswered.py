@@ -18,7 +18,6 @@ import socket
 import struct
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -37,23 +36,9 @@ from reconciler.sources.kubernetes_jobs import JobApiError, JobWatch
 from reconciler.store import MemoryRunStore
 from tests.jobs.test_job_runner import KEY, NAME, T0, job_task, until
 from tests.k8s.emulator import Emulator, manifests
-from tests.k8s.emulator.fixtures import serve
 
 JOBS = r"^/apis/batch/v1/namespaces/default/jobs/"
 READ_TIMEOUT = 0.5  # the delete's read timeout here (15 s in use)
-
-
-@pytest.fixture
-def running_emulator() -> Iterator[Emulator]:
-    yield from serve(run_jobs=True, pod_backoff=0.05, max_grace_period=0.5)
-
-
-@pytest.fixture
-def api(running_emulator: Emulator, tmp_path: Path) -> Iterator[Any]:
-    kubeconfig = running_emulator.write_kubeconfig(tmp_path / "kubeconfig")
-    client = config.new_client_from_config(config_file=str(kubeconfig))  # type: ignore[no-untyped-call]
-    yield client
-    client.close()
 
 
 def deletes(emulator: Emulator) -> int:
@@ -61,12 +46,12 @@ def deletes(emulator: Emulator) -> int:
 
 
 def test_an_unanswered_delete_is_sent_once_and_given_up_at_its_read_timeout(
-    running_emulator: Emulator, api: Any, monkeypatch: pytest.MonkeyPatch
+    emulator: Emulator, k8s_api_client: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(kubernetes_jobs, "DELETE_TIMEOUT", (5.0, READ_TIMEOUT))
-    job = running_emulator.create(manifests.job("held", "sleep 30"))
-    running_emulator.hold("DELETE", JOBS)
-    watch = JobWatch(api, ["default"])
+    job = emulator.create(manifests.job("held", "sleep 30"))
+    emulator.hold("DELETE", JOBS)
+    watch = JobWatch(k8s_api_client, ["default"])
 
     async def main() -> None:
         loop = asyncio.get_running_loop()
@@ -75,38 +60,38 @@ def test_an_unanswered_delete_is_sent_once_and_given_up_at_its_read_timeout(
             await watch.delete("default", "held", job["metadata"]["uid"])
         took = loop.time() - began
         # One DELETE, not one more for each of urllib3's 3 retries (4 read timeouts).
-        assert deletes(running_emulator) == 1
+        assert deletes(emulator) == 1
         assert READ_TIMEOUT <= took < 3 * READ_TIMEOUT
 
     try:
         asyncio.run(main())
     finally:
         watch.stop()
-    assert [j["metadata"]["name"] for j in running_emulator.objects("jobs")] == ["held"]
+    assert [j["metadata"]["name"] for j in emulator.objects("jobs")] == ["held"]
 
 
-def test_the_delete_client_is_the_same_connection_without_its_retries(api: Any) -> None:
+def test_the_delete_client_is_the_same_connection_without_its_retries(k8s_api_client: Any) -> None:
     """Same server, credentials (and their refresh hook) and headers; only the pool's retries
     differ (and each request closes its connection), and the client every other call uses
     keeps its own."""
-    api.configuration.api_key["BearerToken"] = "not-a-real-token"
-    api.configuration.refresh_api_key_hook = lambda configuration: None
-    plain = one_shot(api)
+    k8s_api_client.configuration.api_key["BearerToken"] = "not-a-real-token"
+    k8s_api_client.configuration.refresh_api_key_hook = lambda configuration: None
+    plain = one_shot(k8s_api_client)
     try:
         assert plain.configuration.retries is False
-        assert api.configuration.retries is None  # urllib3's default, Retry(3)
-        assert plain.configuration.host == api.configuration.host
+        assert k8s_api_client.configuration.retries is None  # urllib3's default, Retry(3)
+        assert plain.configuration.host == k8s_api_client.configuration.host
         assert plain.configuration.api_key == {"BearerToken": "not-a-real-token"}
-        hook = api.configuration.refresh_api_key_hook
+        hook = k8s_api_client.configuration.refresh_api_key_hook
         assert plain.configuration.refresh_api_key_hook is hook
-        assert plain.default_headers == {**api.default_headers, "Connection": "close"}
-        assert plain.rest_client.pool_manager is not api.rest_client.pool_manager
+        assert plain.default_headers == {**k8s_api_client.default_headers, "Connection": "close"}
+        assert plain.rest_client.pool_manager is not k8s_api_client.rest_client.pool_manager
     finally:
         plain.close()
 
 
 def test_the_replace_wait_counts_from_the_decision_not_from_the_unanswered_delete(
-    running_emulator: Emulator, api: Any, monkeypatch: pytest.MonkeyPatch
+    emulator: Emulator, k8s_api_client: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The replaced run's stop waits for its delete up to the read timeout (3 s here); the run
     that replaces it may wait ``WAIT_MAX`` (2 s here) from its decision: past it already when
@@ -124,7 +109,7 @@ def test_the_replace_wait_counts_from_the_decision_not_from_the_unanswered_delet
     slot = T0.replace(minute=1)
 
     async def main() -> None:
-        watch = JobWatch(api, ["default"])
+        watch = JobWatch(k8s_api_client, ["default"])
         assert await asyncio.to_thread(watch.start, asyncio.get_running_loop(), 10)
         runner = JobRunner(watch, namespace="default", verify_seconds=0.05)
         now = [T0]
@@ -134,7 +119,7 @@ def test_the_replace_wait_counts_from_the_decision_not_from_the_unanswered_delet
         try:
             d.fire(task, T0)
             await until(lambda: [r.id for r in runner.running(KEY)] == [run_id(KEY, T0)], 10)
-            running_emulator.hold("DELETE", JOBS)
+            emulator.hold("DELETE", JOBS)
             now[0] = slot
             loop = asyncio.get_running_loop()
             decided = loop.time()
@@ -155,10 +140,10 @@ def test_the_replace_wait_counts_from_the_decision_not_from_the_unanswered_delet
             assert (replaced.status, replaced.reason) == (RunStatus.FAILED, "Replaced")
             assert "could not be deleted yet" in (replaced.message or "")
             assert "ead timed out" in (replaced.message or "")
-            assert [j["metadata"]["name"] for j in running_emulator.objects("jobs")] == [NAME]
+            assert [j["metadata"]["name"] for j in emulator.objects("jobs")] == [NAME]
             await d.shutdown(0)
         finally:
-            running_emulator.release()
+            emulator.release()
             for task_ in list(job_delete._DELETES.values()):
                 task_.cancel()
             watch.stop()
@@ -205,18 +190,18 @@ class IdleReset:
 
 
 def test_a_delete_after_an_idle_while_is_not_failed_by_a_connection_dropped_meanwhile(
-    running_emulator: Emulator, tmp_path: Path
+    emulator: Emulator, tmp_path: Path
 ) -> None:
     """Sent once, a delete must not go on a kept connection a hop may have dropped since the
     last (with urllib3's retries it was sent again; without them it failed at once, and the
     replaced run's record said its Job could not be deleted)."""
-    hop = IdleReset(running_emulator.port, idle=0.3)
-    kubeconfig = running_emulator.write_kubeconfig(tmp_path / "kubeconfig")
-    text = kubeconfig.read_text().replace(f":{running_emulator.port}", f":{hop.port}")
+    hop = IdleReset(emulator.port, idle=0.3)
+    kubeconfig = emulator.write_kubeconfig(tmp_path / "kubeconfig")
+    text = kubeconfig.read_text().replace(f":{emulator.port}", f":{hop.port}")
     kubeconfig.write_text(text)
     api = config.new_client_from_config(config_file=str(kubeconfig))  # type: ignore[no-untyped-call]
     watch = JobWatch(api, ["default"])
-    first, second = (running_emulator.create(manifests.job(n, "sleep 30")) for n in "ab")
+    first, second = (emulator.create(manifests.job(n, "sleep 30")) for n in "ab")
 
     async def main() -> None:
         assert await watch.delete("default", "a", first["metadata"]["uid"])
@@ -229,4 +214,4 @@ def test_a_delete_after_an_idle_while_is_not_failed_by_a_connection_dropped_mean
         watch.stop()
         api.close()
         hop.listener.close()
-    assert deletes(running_emulator) == 2
+    assert deletes(emulator) == 2

@@ -12,11 +12,9 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
-from kubernetes import config
 
 from reconciler.controller.dispatch import Dispatcher
 from reconciler.controller.jobs import release_jobs
@@ -34,33 +32,25 @@ JOB = f"/apis/batch/v1/namespaces/default/jobs/{NAME}"
 
 
 @pytest.fixture
-def running_emulator() -> Iterator[Emulator]:
+def emulator() -> Iterator[Emulator]:  # no Job controller: the conftest's runs Jobs
     yield from serve()
-
-
-@pytest.fixture
-def api(running_emulator: Emulator, tmp_path: Path) -> Iterator[Any]:
-    kubeconfig = running_emulator.write_kubeconfig(tmp_path / "kubeconfig")
-    client = config.new_client_from_config(config_file=str(kubeconfig))  # type: ignore[no-untyped-call]
-    yield client
-    client.close()
 
 
 @pytest.mark.parametrize("status", [403, 401])
 def test_a_job_crontask_may_not_read_stays_to_be_cleaned_up_later(
-    running_emulator: Emulator, api: Any, caplog: pytest.LogCaptureFixture, status: int
+    emulator: Emulator, k8s_api_client: Any, caplog: pytest.LogCaptureFixture, status: int
 ) -> None:
     store = MemoryRunStore()
     claimed = record(job=JobDetails("default", NAME))
     store.claim(claimed)
     job = job_manifest(job_task(), claimed, namespace="default", name=NAME, env={})
-    running_emulator.create(job)  # no Job controller here: it stays live
+    emulator.create(job)  # no Job controller here: it stays live
     store.complete(
         claimed.finish(RunStatus.FAILED, finished_at=T0, reason="Replaced", job=claimed.job)
     )
 
     async def main() -> None:
-        watch = JobWatch(api, ["default"])
+        watch = JobWatch(k8s_api_client, ["default"])
         assert await asyncio.to_thread(watch.start, asyncio.get_running_loop(), 10)
         runner = JobRunner(watch, namespace="default", verify_seconds=0.05)
         d = Dispatcher(store, owner="h:2:y", clock=lambda: T0, actions=Actions([runner]))
@@ -69,18 +59,18 @@ def test_a_job_crontask_may_not_read_stays_to_be_cleaned_up_later(
         try:
             await until(lambda: bool(runner.running(KEY)), 10)  # the watch has seen it live
             # Its watch open: the error injected next is the GET's (asserted below).
-            await asyncio.to_thread(running_emulator.wait_for_watches, 1, "jobs")
+            await asyncio.to_thread(emulator.wait_for_watches, 1, "jobs")
             with caplog.at_level(logging.WARNING, logger="crontask.jobs"):
                 for _ in range(2):  # refused at two passes
-                    before = len(running_emulator.requests)
-                    running_emulator.inject_errors(status=status, times=1)
+                    before = len(emulator.requests)
+                    emulator.inject_errors(status=status, times=1)
                     assert await release_jobs(d, store, runner, {KEY}, handled, said) == 0
                     # The refused request was the GET of that Job (not the watch's).
-                    assert running_emulator.requests[before:][:1] == [("GET", JOB)]
-                    assert [n for n in running_emulator.objects("jobs")] != []
+                    assert emulator.requests[before:][:1] == [("GET", JOB)]
+                    assert [n for n in emulator.objects("jobs")] != []
                 # Allowed: looked at again, and deleted.
                 assert await release_jobs(d, store, runner, {KEY}, handled, said) == 1
-            assert running_emulator.objects("jobs") == []
+            assert emulator.objects("jobs") == []
             refused = [r for r in caplog.records if "cannot read a Job" in r.getMessage()]
             assert len(refused) == 1, [r.getMessage() for r in caplog.records]
             fields = getattr(refused[0], "fields", {})

@@ -13,12 +13,9 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
-from kubernetes import config
 
 from reconciler.controller.dispatch import Dispatcher
 from reconciler.controller.jobs import JobOptions, job_support
@@ -32,24 +29,10 @@ from reconciler.store import MemoryRunStore
 from tests.jobs.test_job_runner import KEY, NAME, T0, job_task, record, until
 from tests.jobs.twin import FakeCluster
 from tests.k8s.emulator import Emulator
-from tests.k8s.emulator.fixtures import serve
 
 READ_TIMEOUT = 0.5  # each read's here (STOP_READ_TIMEOUT: 15 s in use)
 PODS = r"^/api/v1/namespaces/default/pods(\?|$)"
 LOG = r"^/api/v1/namespaces/default/pods/[^/?]+/log"
-
-
-@pytest.fixture
-def running_emulator() -> Iterator[Emulator]:
-    yield from serve(run_jobs=True, pod_backoff=0.05, max_grace_period=0.5)
-
-
-@pytest.fixture
-def api(running_emulator: Emulator, tmp_path: Path) -> Iterator[Any]:
-    kubeconfig = running_emulator.write_kubeconfig(tmp_path / "kubeconfig")
-    client = config.new_client_from_config(config_file=str(kubeconfig))  # type: ignore[no-untyped-call]
-    yield client
-    client.close()
 
 
 def gets(emulator: Emulator, pattern: str) -> int:
@@ -58,7 +41,7 @@ def gets(emulator: Emulator, pattern: str) -> int:
 
 @pytest.mark.parametrize("held", [PODS, LOG], ids=["pods-list", "log-tail"])
 def test_a_replaced_runs_reads_are_sent_once_and_given_up_at_their_read_timeout(
-    running_emulator: Emulator, api: Any, monkeypatch: pytest.MonkeyPatch, held: str
+    emulator: Emulator, k8s_api_client: Any, monkeypatch: pytest.MonkeyPatch, held: str
 ) -> None:
     """Its pods listed, or its log tail read, with no answer: one GET, given up after the read
     timeout; the Job is then deleted, and the run that replaces it starts."""
@@ -76,7 +59,7 @@ def test_a_replaced_runs_reads_are_sent_once_and_given_up_at_their_read_timeout(
 
     async def main() -> None:
         support = job_support(
-            Connection(api, "default", "default"),
+            Connection(k8s_api_client, "default", "default"),
             JobOptions(namespace="default"),
             all_namespaces=False,
             owner=lambda key: None,
@@ -96,19 +79,19 @@ def test_a_replaced_runs_reads_are_sent_once_and_given_up_at_their_read_timeout(
             # Its pod has started: the log tail has something to read.
             await until(
                 lambda: any(
-                    p["status"].get("phase") == "Running" for p in running_emulator.objects("pods")
+                    p["status"].get("phase") == "Running" for p in emulator.objects("pods")
                 ),
                 10,
             )
-            before = gets(running_emulator, held)
-            running_emulator.hold("GET", held)
+            before = gets(emulator, held)
+            emulator.hold("GET", held)
             now[0] = slot
             loop = asyncio.get_running_loop()
             decided = loop.time()
             d.fire(task, slot)
             await until(lambda: (r := store.get(first)) is not None and r.status.finished, 30)
             took = loop.time() - decided
-            sent = gets(running_emulator, held) - before
+            sent = gets(emulator, held) - before
             print(f"held {held}: {sent} GET(s), the stop took {took:.2f}s")
             replaced = store.get(first)
             assert replaced is not None
@@ -124,7 +107,7 @@ def test_a_replaced_runs_reads_are_sent_once_and_given_up_at_their_read_timeout(
             await until(lambda: [r.id for r in runner.running(KEY)] == [second], 10)
             await d.shutdown(0)
         finally:
-            running_emulator.release()
+            emulator.release()
             watch.stop()
 
     asyncio.run(main())
