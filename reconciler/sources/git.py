@@ -20,9 +20,9 @@ How it works (``crontask run --git URL``):
   ``MAX_LISTED_ENTRIES``, is refused whole (as soon as the listing passes the bound) and
   nothing of it is written (the revision in force stays, as for a failed checkout). Only then
   does the symlink ``current -> worktrees/<sha>`` move, atomically (a temporary symlink
-  renamed over it), as git-sync does (see ``gitrevisions``). Older worktrees are then deleted
-  (and ``git worktree prune``\\ d); before each fetch, git's record of any worktree but
-  ``current`` is deleted (a ``git worktree add`` killed mid-way leaves one that fails every fetch).
+  renamed over it), as git-sync does (``gitrevisions``); the pass starts, then older worktrees
+  are deleted and pruned (``gitmaintenance.tidy``). Before each fetch, git's record of any
+  worktree but ``current`` is deleted (a ``git worktree add`` killed mid-way fails every fetch).
   ``git worktree`` was chosen over ``git archive | tar -x``: it is what git-sync does, it needs
   no tar and no extraction code of our own (path-traversal checks, modes, symlinks), and
   ``export-ignore``/``export-subst`` attributes cannot silently change what is read.
@@ -44,8 +44,8 @@ How it works (``crontask run --git URL``):
   where it (or a folder on its way) is a link out of the worktree is an error of ``path`` in
   that revision, nothing under it is listed, and its tasks stay as when ``path`` is gone; a
   link to another folder of the commit is followed.
-- Reads and the switch of ``current`` (with the deletion of old trees) hold one lock, so a
-  ``refresh()`` never walks a tree that is being replaced or deleted.
+- Reads and the switch of ``current`` hold one lock, so a ``refresh()`` never walks a tree
+  that is being replaced; one being deleted is no longer ``current`` (see ``sync``).
 
 Failures never wipe. An unreachable remote, an authentication failure, a ref deleted on the
 remote ("ref 'x' not found on remote"), a checkout that fails or is refused: the revision in
@@ -92,7 +92,7 @@ from reconciler.sources.gitcredentials import credentials_of
 from reconciler.sources.gitenv import Credentials, git_env
 from reconciler.sources.gitfiles import repository_files
 from reconciler.sources.gitkeys import describe, log_previous, start_removal, state_key
-from reconciler.sources.gitmaintenance import CollectionBackoff
+from reconciler.sources.gitmaintenance import CollectionBackoff, tidy
 from reconciler.sources.gitprocess import GitError
 from reconciler.sources.gitrepo import GitRepo, Redactor, RefNotFoundError, check_ref, clean_path
 from reconciler.sources.gitrevisions import Revisions
@@ -216,12 +216,13 @@ class GitSource:
         self._cancelled = False
         self._removal: threading.Thread | None = None  # of other keys' folders (``gitkeys``)
         self._stop: asyncio.Event | None = None  # watch's: it ends that removal too
+        self._on_applied: Callable[[], object] | None = None  # watch's: a new revision in force
 
     # -- syncing -------------------------------------------------------------------------
 
     def sync(self) -> bool:
-        """Fetch, and apply the ref's commit if it is new; then git's automatic collection
-        (``_collect``). True if the revision changed."""
+        """Fetch, and apply the ref's commit if it is new; then the housekeeping, after the pass
+        is handed it (``gitmaintenance``). True if the revision changed."""
         with self._sync_lock:
             try:
                 changed = self._sync()
@@ -229,8 +230,8 @@ class GitSource:
                 self._collect()
                 return changed
             finally:
-                with self._lock:
-                    self._in_flight = None
+                with self._lock:  # ``_sync_now`` sets the callback for this sync alone
+                    self._in_flight = self._on_applied = None
 
     def cancel(self) -> None:
         """crontask is stopping: kill the git call in flight (a fetch from a remote that hangs
@@ -272,11 +273,10 @@ class GitSource:
         self._stop = stop
         self._wanted = asyncio.Event()
         if self.status().revision is None:
-            await self._sync_now(notify, stop)
-            ready()
+            await self._sync_now(notify, stop, ready)
         else:
             ready()
-            await self._sync_now(notify, stop)
+            await self._sync_now(notify, stop, lambda: None)
         while not stop.is_set():
             await first_of(stop, self._wanted, timeout=self.status().next_retry_in)
             asked = self._wanted.is_set()
@@ -285,7 +285,7 @@ class GitSource:
             self._wanted.clear()
             if stop.is_set():
                 return
-            await self._sync_now(notify, stop)
+            await self._sync_now(notify, stop, lambda: None)
             if asked:
                 self._asked_at = time.monotonic()
 
@@ -297,14 +297,21 @@ class GitSource:
         loop.call_soon_threadsafe(wanted.set)
         return True
 
-    async def _sync_now(self, notify: Notify, stop: asyncio.Event) -> None:
+    async def _sync_now(self, notify: Notify, stop: asyncio.Event, ready: Ready) -> None:
+        # The pass (and ``ready``) once a new revision is in force: the housekeeping is after it.
+        loop, applied = asyncio.get_running_loop(), asyncio.Event()
+        self._on_applied = lambda: loop.call_soon_threadsafe(applied.set)
         syncing = asyncio.ensure_future(in_thread(self.sync))
+        await first_of(stop, applied, ended(syncing))
+        if applied.is_set():
+            notify(())
+        ready()
         await first_of(stop, ended(syncing))
         if not syncing.done():
             # Stopping: a fetch in flight (from a remote that hangs, perhaps) is killed rather
             # than waited for, up to the git timeout.
             self.cancel()
-        if await syncing:
+        if await syncing and not applied.is_set():
             notify(())
 
     def _sync(self) -> bool:
@@ -346,26 +353,20 @@ class GitSource:
             return self._failed(f"checkout of {sha[:12]} failed: {redact(str(err))}", sha)
         previous = self._revisions.applied
         try:
-            with self._tree_lock:
-                with self._lock:
-                    self._revisions.switch(sha)
-                self._revisions.remove_old(sha)
+            with self._tree_lock, self._lock:
+                self._revisions.switch(sha)
         except OSError as err:
             return self._failed(f"switch to {sha[:12]} failed: {err}", sha)
-        try:
-            repo.prune_worktrees()
-        except GitError as err:  # only git's bookkeeping of the deleted trees; retried next time
-            log.debug("git worktree prune failed", extra={"fields": {"error": str(err)}})
         self._succeeded()
         fields = {"url": self.url, "ref": self.options.ref, "revision": sha, "previous": previous}
         log.info("git revision applied", extra={"fields": fields})
+        if (applied := self._on_applied) is not None:
+            applied()
+        tidy(self._revisions, repo)
         return True
 
     def _collect(self) -> None:
-        """``git gc --auto`` on the repository the sync worked on, once the new revision (if
-        any) is in force: the fetch runs none (``gitmaintenance``). Its failure or timeout is
-        logged, and is no failure of the sync; the next collection waits for its backoff
-        (``gitmaintenance.CollectionBackoff``), and git's thresholds bring it back then."""
+        """``git gc --auto`` after each sync (``gitmaintenance``): its failure is not the sync's."""
         with self._lock:
             repo = None if self._cancelled else self._in_flight
         if repo is None or not (repo.git_dir / "HEAD").is_file():

@@ -1,8 +1,19 @@
 """Keeping the git source's repository from growing without bound: git's automatic collection,
-run as a call of its own, and the removal of what a git killed mid-write leaves behind.
+run as a call of its own, the removal of what a git killed mid-write leaves behind, and of the
+worktrees of older revisions.
 
 Contracts:
 
+- The housekeeping of a sync (``tidy``: the older worktrees deleted and ``git worktree
+  prune``\\ d; other keys' folders, ``gitkeys``; the collection) comes after the pass is handed
+  the new revision: under ``watch`` the sync tells it as soon as ``current`` has moved
+  (``GitSource._on_applied``), then goes on in its thread. A tree of 10 000 files took ~29 s to
+  delete, and a repack of a large repository minutes: the pass waited for them all. The trees
+  are deleted without the tree lock (reads need not wait either), and yet none is read while
+  it goes: the switch took that lock, so no read begun before it is left, and reads after it
+  go through ``current``, which leads to none of them. Syncs run one at a time, housekeeping
+  included: the next switch (which could make one of them ``current`` again, or check it out
+  anew) waits for the deletion to end. A sync called on its own returns once all is done.
 - No fetch runs git's automatic maintenance (``--no-auto-maintenance``): run inside the fetch,
   it shared the fetch's timeout, and on a repository large enough for it to take longer, every
   collection was killed part-way. Instead ``GitRepo.collect`` runs ``git gc --auto`` after each
@@ -33,8 +44,13 @@ import socket
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from reconciler.sources.gitprocess import GitError
+
+if TYPE_CHECKING:  # gitrepo imports this module
+    from reconciler.sources.gitrepo import GitRepo
+    from reconciler.sources.gitrevisions import Revisions
 
 log = logging.getLogger("crontask.sources.git")
 
@@ -72,6 +88,23 @@ LEFTOVERS = (
     "*.lock",
     "gc.pid",
 )
+
+
+def tidy(revisions: Revisions, repo: GitRepo) -> None:
+    """After a switch: every worktree but the one in force deleted, then git's record of them
+    (``git worktree prune``). A failure is logged and tried again at the next switch (the
+    revision in force is in force: nothing to undo); nothing raised."""
+    keep = revisions.applied
+    if keep is None:
+        return
+    try:
+        revisions.remove_old(keep)
+    except OSError as err:  # listing the worktrees; each one's failure is its own warning
+        log.warning("git worktrees not deleted", extra={"fields": {"error": str(err)[:300]}})
+    try:
+        repo.prune_worktrees()
+    except GitError as err:  # only git's bookkeeping of the deleted trees; retried next time
+        log.debug("git worktree prune failed", extra={"fields": {"error": str(err)}})
 
 
 def collection_timeout(timeout: float) -> float:

@@ -22,8 +22,9 @@ The bare repository ``repo.git`` is a cache of the remote: one that a fetch find
 default) failed every fetch for ever. :meth:`Revisions.discard_damaged` deletes it, and the
 next sync clones it again; the revision in force stays.
 
-Not thread-safe: the caller holds one lock across :meth:`Revisions.switch`,
-:meth:`Revisions.remove_old` and every read of the tree in force.
+Not thread-safe: the caller holds one lock across :meth:`Revisions.switch` and every read of
+the tree in force; :meth:`Revisions.remove_old` runs after the switch, outside that lock (it
+deletes only trees no longer ``current``), one sync at a time (``gitmaintenance``).
 """
 
 from __future__ import annotations
