@@ -16,6 +16,7 @@ structured line naming the caller but never their credential.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Collection
@@ -40,7 +41,7 @@ from reconciler.api import (
     routes_sources,
     routes_tasks,
 )
-from reconciler.api.admission import BODY_SECONDS, GIT_HOOK, UNQUEUED, Admission
+from reconciler.api.admission import ABORT, BODY_SECONDS, GIT_HOOK, UNQUEUED, Admission
 from reconciler.api.auth import (
     PUBLIC,
     REQUIRED_ROLE_KEY,
@@ -440,6 +441,17 @@ class RequestLog:
             # stream()): nobody to answer, nothing to fix. A traceback each, at any rate a
             # stranger opens connections, was 689 KB of log for 200 of them.
             gone = True
+        except asyncio.CancelledError:
+            if (task := asyncio.current_task()) is None or not task.cancelling():
+                raise  # another's cancellation, not this request's
+            # Cut by the stop (cli/api_server.py's HTTP_STOP_WAIT; uncaught, uvicorn logs a
+            # traceback and answers 500): a 503, or with an answer begun, its connection dropped.
+            task.uncancel()
+            if not response_started:
+                await problems.send_problem(send_wrapper, 503, "crontask is stopping", path)
+            else:  # seen lost (its call_soon before this task's turn): no error from uvicorn
+                ((scope.get("extensions") or {}).get(ABORT) or {}).get("abort", lambda: None)()
+                await asyncio.sleep(0)
         except Exception:
             log.exception("request failed", extra={"fields": {"method": method, "path": path}})
             if not response_started:

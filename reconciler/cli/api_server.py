@@ -12,6 +12,7 @@ import logging
 import resource
 import socket
 from collections.abc import Iterator
+from typing import Final
 
 import uvicorn
 
@@ -27,6 +28,13 @@ from reconciler.controller.view import RuntimeView
 from reconciler.sinks.metrics import Metrics
 
 log = logging.getLogger("crontask.api")
+
+# Seconds the API's requests in flight get at a stop before uvicorn cancels them. Without a
+# bound uvicorn waits for each: a request queued at the API's door (api/admission.py) waits up
+# to 30 s for a place, then is served, past the stop's budget (the Deployment's grace). Each
+# request's own waits (a page of history, a run's decision) are at most this long, so a request
+# that is only slow is not cut. An int: uvicorn's type for it.
+HTTP_STOP_WAIT: Final = 10
 
 
 def http_server(
@@ -73,6 +81,7 @@ def http_server(
             # address for good. Without: the handshake is answered as the GET it also is.
             ws="none",
             access_log=False,  # the API logs one structured line per request itself
+            timeout_graceful_shutdown=HTTP_STOP_WAIT,
             log_config=None,
         )
         logging.getLogger("uvicorn.error").addFilter(_UPGRADE_WARNINGS)  # a second add is none
@@ -119,11 +128,15 @@ class _UpgradeWarnings(logging.Filter):
     """Drops uvicorn's two warnings for each request that asks to upgrade (a WebSocket's
     handshake, h2c): any client could write them at will, two lines a request, and the second
     advises installing a WebSocket library, which is what ``ws="none"`` keeps out of use. The
-    request is answered, and logged by the API, as the plain request it also is."""
+    request is answered, and logged by the API, as the plain request it also is. And the error
+    uvicorn logs when a stop cuts requests in flight (``HTTP_STOP_WAIT``): the API logs each one
+    cut, answered 503 (``api.app.RequestLog``), a stop's ordinary end, not an error."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         said = str(record.msg)
-        return not said.startswith(("Unsupported upgrade request", "No supported WebSocket"))
+        return not said.startswith(
+            ("Unsupported upgrade request", "No supported WebSocket", "Cancel %s running task")
+        )
 
 
 _UPGRADE_WARNINGS = _UpgradeWarnings()
