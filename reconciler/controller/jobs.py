@@ -193,7 +193,8 @@ class JobSupervisor:
         self._keys: set[str] = set()  # tasks whose Jobs may be over their limits
         self._some = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
-        self._released: set[str] = set()  # uids of the Jobs of final records, handled once
+        # uids of the Jobs of final records, handled once (while the watch lists them live)
+        self._released: set[str] = set()
         self._refused: set[str] = set()  # ...and of those whose refused delete was said
         self.cleanup = JobCleanup(
             self.watch, self.runner, store=store, dispatcher=dispatcher, reconciler=reconciler
@@ -407,16 +408,23 @@ async def release_jobs(
     whose attempt's stored record is final (module docstring). ``handled``: the uids of the
     Jobs already dealt with here (deleted, or found gone or ending), and added to, so each is
     deleted and logged once; ``said``: those whose refused delete was logged, the same way
-    (and, as ``get:UID``, those whose refused read was: such a Job is not handled).
+    (and, as ``get:UID``, those whose refused read was: such a Job is not handled). Both
+    drop, at each pass, the Jobs the watch no longer lists live for ``tasks`` (gone, ended,
+    being deleted, or of a task no longer here): they are looked at no more, and a Job
+    deleted by someone else would otherwise stay there for the life of the process.
     A run followed here, or ``running`` in the store, holds its Job; no record (pruned, or
     never written while the store was away) says nothing: left alone. Returns how many went."""
     running = {(r.id, r.attempt) for r in await dispatcher.recorder.call(store.running)}
     deleted = 0
+    listed: set[str] = set()
     for key in sorted(tasks):
         followed = {r.id for r in dispatcher.active(key)}
         for live in runner.running(key):
             where = live.job
-            if where is None or not where.uid or where.uid in handled:
+            if where is None or not where.uid:
+                continue
+            listed.add(where.uid)
+            if where.uid in handled:
                 continue
             if retrying(where.uid):  # its delete is tried again in the background
                 continue
@@ -427,6 +435,9 @@ async def release_jobs(
                 continue
             if await _release(runner, record, where, handled, said):
                 deleted += 1
+    # Listed again later (a watch that relists): looked at once more, said once more at most.
+    handled.intersection_update(listed)
+    said.difference_update({s for s in said if s.removeprefix("get:") not in listed})
     return deleted
 
 

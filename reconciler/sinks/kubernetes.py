@@ -177,13 +177,16 @@ class StatusWriter:
         return True
 
     def stop(self, timeout: float = 5.0) -> None:
-        """Write what is pending (up to ``timeout``), then stop the workers."""
+        """Write what is pending, then stop the workers: ``timeout`` bounds the whole of it
+        (the stop budget counts it, not more). A worker still in a request the API server
+        holds is not waited for past it: a daemon thread, it ends with the process."""
+        deadline = time.monotonic() + timeout
         self.flush(timeout)
         self._stop.set()
         with self._cond:
             self._cond.notify_all()
         for thread in self._threads:
-            thread.join(timeout=1.0)
+            thread.join(timeout=max(0.0, deadline - time.monotonic()))
 
     # -- workers ---------------------------------------------------------------------------
 

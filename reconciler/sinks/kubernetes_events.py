@@ -24,6 +24,7 @@ Contract:
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import queue
@@ -107,11 +108,18 @@ class EventRecorder:
         self._thread.start()
 
     def stop(self, timeout: float = 5.0) -> None:
+        """Send what is queued, then stop the thread: ``timeout`` bounds the whole of it (the
+        stop budget counts it, not more); a thread still in a request the API server holds
+        is not waited for past it (a daemon thread, it ends with the process)."""
+        deadline = time.monotonic() + timeout
         self.flush(timeout)
         self._stop.set()
-        self._queue.put(None)
+        # Not a wait for room: a queue still full is behind a request that may be held (30 s
+        # each); the thread sees ``_stop`` when it takes its next item.
+        with contextlib.suppress(queue.Full):
+            self._queue.put_nowait(None)
         if self._thread is not None:
-            self._thread.join(timeout=1.0)
+            self._thread.join(timeout=max(0.0, deadline - time.monotonic()))
 
     def flush(self, timeout: float) -> bool:
         deadline = time.monotonic() + timeout
@@ -133,7 +141,7 @@ class EventRecorder:
         while True:
             item = self._queue.get()
             try:
-                if item is None:
+                if item is None or self._stop.is_set():  # what is left after a stop: dropped
                     return
                 self._record(*item)
             except Exception:

@@ -39,8 +39,8 @@ from tests.deploy.test_manifests import kustomize, pod, with_components
 
 RECONCILER = Path(__file__).resolve().parents[2] / "reconciler"
 
-# What the grace keeps beyond the sum: a slow node, the threads' joins (1 s each, not named
-# constants: reconciler/sinks/kubernetes.py, kubernetes_events.py), Python's start and exit.
+# What the grace keeps beyond the sum: a slow node, Python's start and exit (the status and
+# Event writers' joins are within their counted ``stop(timeout)``).
 MARGIN = 15.0
 
 
