@@ -88,6 +88,7 @@ HOOK_TOO_LARGE_DESCRIPTION: Final = "The body is larger than 25 MiB"
 # "client closed request"): nothing is answered, as nobody is left to read it (uvicorn drops
 # what is sent on a closed connection, and says nothing of an answer never started there).
 CLIENT_GONE: Final = 499
+CUT_WRITE: Final = ": it may have been done; look before asking again"  # a write cut at a stop
 # A request's head (path, query and headers), whole: uvicorn holds one that trickles in to
 # 16 KiB, but took one that came in a single read whatever its size (70 KB went through). As
 # nginx's default (4 buffers of 8 KiB): a browser's cookies for the host name come with it.
@@ -447,8 +448,9 @@ class RequestLog:
             # Cut by the stop (cli/api_server.py's HTTP_STOP_WAIT; uncaught, uvicorn logs a
             # traceback and answers 500): a 503, or with an answer begun, its connection dropped.
             task.uncancel()
-            if not response_started:
-                await problems.send_problem(send_wrapper, 503, "crontask is stopping", path)
+            if not response_started:  # a write's thread may still finish it: not a retry-me
+                said = "" if method in SAFE_METHODS else CUT_WRITE
+                await problems.send_problem(send_wrapper, 503, f"crontask is stopping{said}", path)
             else:  # seen lost (its call_soon before this task's turn): no error from uvicorn
                 ((scope.get("extensions") or {}).get(ABORT) or {}).get("abort", lambda: None)()
                 await asyncio.sleep(0)

@@ -92,6 +92,7 @@ def test_a_stop_cuts_a_request_in_flight_after_the_http_stop_wait(tmp_path: Path
     assert proc.returncode == 0, said
     assert took < STOP_WAIT + REST_OF_THE_STOP, (took, said)
     assert answer.startswith(b"HTTP/1.1 503 "), answer
+    assert b"crontask is stopping: it may have been done; look before asking again" in answer
     # The request cut is one access line, not a traceback nor a 500.
     assert "Traceback" not in said, said
     cut = [ln for ln in said.splitlines() if "msg=request method=POST path=/api/v1/tasks" in ln]
