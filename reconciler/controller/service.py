@@ -13,7 +13,7 @@ With replicas, every replica lists every task (each with its owner) and accepts 
 of any of them: a task this replica does not own is run here, after the store is asked whether
 another replica runs it now (the concurrency policy holds across replicas). The last runs the
 list reads from the store (of the tasks another replica runs; of this replica's after a
-restart, until one is told here) are read for all such tasks of a page at once
+restart, until one ends here) are read for all such tasks of a page at once
 (``Service._stored_lasts``).
 
 The definition errors and conflicts are formatted once per desired state (each pass replaces
@@ -23,8 +23,8 @@ GIL, a request; viewers polling /sources made a per-second task start late).
 
 Every read of the store that an answer is made of (the list's, one task's last run) is bounded,
 by the one ``OneRead`` of the store that the status page's reads share (``reads_of``): a store
-that does not answer (a table locked, a connection gone silent) makes the list show the runs
-told here, and one task's answer StoreUnavailable (the API's 503), within ``LIST_READ_WAIT``.
+that does not answer (a table locked, a connection gone silent) makes the list show what ended
+here, and one task's answer StoreUnavailable (the API's 503), within ``LIST_READ_WAIT``.
 """
 
 from __future__ import annotations
@@ -135,7 +135,6 @@ class Service:
         self._problems = _problems(DesiredState(tasks={}))
         self._making = threading.Lock()  # one thread makes a new state's, the others wait
         dispatcher.subscribe(self._remember)
-        dispatcher.subscribe_progress(self._remember)  # a Job named, a run adopted
 
     @property
     def store(self) -> RunStore:
@@ -199,14 +198,14 @@ class Service:
         once (a read a task made a list of 10 000 tasks 6 to 15 times as slow):
 
         - ``elsewhere``: with replicas, the tasks another replica runs. Their runs end there,
-          so the shared store's, fresh at each listing as one task's page, unless a record
-          told here is newer (a manual run here: its record may not be stored yet).
-        - ``unseen``: this replica's tasks that no run has been told here for yet (after a
-          restart), read once a task (``_looked``: a run told here later replaces it; one
+          so the shared store's, fresh at each listing as one task's page, unless a run that
+          ended here is newer (its end may not be stored yet).
+        - ``unseen``: this replica's tasks that no run has ended here for yet (after a
+          restart), read once a task (``_looked``: a run that ends here later replaces it; one
           still going is looked for again).
 
         Nothing once the store failed this listing (``reading``) or past ``LIST_READ_WAIT``
-        (``OneRead``): those tasks show the runs told here, as before the store was read
+        (``OneRead``): those tasks show the runs that ended here, as before the store was read
         for them, and a list does not wait for a store that does not answer."""
         keys = elsewhere + unseen
         if not keys or not reading[0]:
@@ -231,7 +230,7 @@ class Service:
             if last is None or last.status is not RunStatus.RUNNING:
                 self._looked.add(key)
             if last is not None and last.status is not RunStatus.RUNNING:
-                last = self._last_runs.setdefault(key, last)  # unless one was told here meanwhile
+                last = self._last_runs.setdefault(key, last)  # unless one ended here meanwhile
             lasts[key] = last
         return lasts
 
@@ -246,7 +245,7 @@ class Service:
         return self._view(entries[key], runs=NEXT_RUNS, last=last)
 
     def _written(self, key: str) -> TaskView | None:
-        """The answer to a write of an API task: ``task``, with the last run told here
+        """The answer to a write of an API task: ``task``, with the last run that ended here
         when the store does not answer. The write is stored and in force by then, so a 503
         would tell the caller to make again what is made (a create retried is a conflict)."""
         try:
@@ -413,12 +412,8 @@ class Service:
         )
 
     def _remember(self, record: RunRecord) -> None:
-        """On the loop, each record this replica's dispatcher writes, started, rewritten or
-        ended: the task's newest by the store's order is its last run, as the store's latest is
-        for another replica's list and one task's page. The last told was: a ``Forbid`` run
-        that ended behind the slots it had skipped showed on its owner, the skips elsewhere.
-        A run still going is one, as on one task's page and in a CronTask's ``lastRun``."""
-        self._last_runs[record.task] = _later(self._last_runs.get(record.task), record) or record
+        if record.status is not RunStatus.RUNNING:
+            self._last_runs[record.task] = record
 
     def _on_loop(self, fn: Callable[..., T], *args: Any) -> T:
         """Call ``fn`` on the event loop and return its result (from any other thread)."""
@@ -459,16 +454,12 @@ def _problems(desired: DesiredState) -> _Problems:
 
 
 def _later(stored: RunRecord | None, here: RunRecord | None) -> RunRecord | None:
-    """The newer of a task's record in the store (or the one kept) and the one told here, by
-    the stores' order (slot, id, attempt). Of the same attempt, the one here, unless it still
-    runs and the other has ended: a record is stored before it is told here, and a late
-    rewrite of a running one (``subscribe_progress``) must not take the place of its end."""
+    """The newer of a task's record in the store and the run that last ended here, by the
+    stores' order (slot, id, attempt); the one here for the same attempt (it has ended)."""
     if stored is None or here is None:
         return here or stored
     order = [(r.scheduled_at, r.id, r.attempt) for r in (stored, here)]
-    if order[0] != order[1]:
-        return stored if order[0] > order[1] else here
-    return stored if here.status is RunStatus.RUNNING and stored.status.finished else here
+    return stored if order[0] > order[1] else here
 
 
 def _newest(scheduled: Definition, declared: Definition | None) -> Definition:
