@@ -60,8 +60,9 @@ class RunOut(_Out):
 
 
 class TriggeredRunOut(RunOut):
-    """The answer to a run asked for now: its record, or, decided but not started yet and
-    nothing of it recorded, ``pending`` (``api.run_decision.decided``), which no record says."""
+    """The answer to a run asked for now: its record, or, decided but not started yet (it waits
+    for the run it replaces to stop), ``pending`` (``api.run_decision.decided``), which no record
+    says: alone, nothing of it is recorded yet; with replicas, its claim says ``running``."""
 
     # Wider than RunOut's: mypy refuses a field widened in a subclass; pydantic takes it,
     # and the schema of this answer says both.

@@ -16,7 +16,7 @@ from typing import Final
 
 from reconciler.api.problems import ProblemError
 from reconciler.controller.replace_wait import WAIT_MAX
-from reconciler.controller.view import RuntimeView
+from reconciler.controller.view import ReplaceWaitView, RuntimeView
 from reconciler.core.model import ConcurrencyPolicy
 from reconciler.core.runs import NOT_STARTED, RunRecord, RunStatus
 from reconciler.store import RunStore, StoreUnavailable
@@ -33,24 +33,60 @@ UNDECIDED_KIND: Final = "run-undecided"
 
 def decided(runtime: RuntimeView, record: RunRecord) -> tuple[RunRecord, str | None]:
     """``record`` once it is decided (:func:`decision`), and, a run not started yet, why
-    (None: it started, or is skipped). Alone, a ``Replace`` run that replaces others starts
-    only once their Jobs are gone (``controller.replace_wait``), up to ``WAIT_MAX`` later, or
-    is skipped ``ReplaceBlocked``: its first record, its claim or its skip, is written only
-    then. Its answer waits for that record as a replica's waits for the store's decision: a
-    delete refused at once is answered as the skip it is (as a Forbid skip is), and a run
-    still waiting is ``pending``, not ``running``, which it is not."""
-    waits = (
-        record.status is RunStatus.RUNNING
-        and runtime.members() is None
-        and _policy(runtime, record) is ConcurrencyPolicy.REPLACE
-    )
-    found, stored = decision(runtime, record, stored_too=waits)
-    if not waits or stored:
-        return found, None
-    return found, (
-        "not started: it waits for the Job of the run it replaces to be deleted "
-        f"(concurrencyPolicy Replace); it starts once that Job is gone, or is recorded skipped "
-        f"(ReplaceBlocked) at most {WAIT_MAX:g}s after it was asked for: look at its run"
+    (None: it started, or is skipped). A ``Replace`` run that replaces others starts only once
+    they have stopped (a command within its kill grace) and their Jobs are gone
+    (``controller.replace_wait``), or is skipped ``ReplaceBlocked``: alone, nothing of it is
+    recorded until then; with replicas, its claim says ``running`` from the start. Whether it
+    still waits is the dispatcher's to say (``ReplaceWaitView``), not the store's silence (a
+    store slow to write had a run that started, even ended, answered as waiting). The answer
+    waits for that wait to end as a replica's waits for the store's decision: a Job's delete
+    refused at once is answered as the skip it is (as a Forbid skip is), and a run still
+    waiting is ``pending``, not ``running``, which it is not."""
+    deadline = time.monotonic() + DECISION_WAIT
+    waited = _replace_wait(runtime, record, deadline)
+    if waited:
+        return record, _pending_why(runtime, record)
+    # Decided (with replicas, by the store, within what is left of the same bound). A Job's
+    # run that waited may have been skipped at its end (its delete refused): alone, its record,
+    # the skip or its claim, is waited for as well, to say which.
+    ended = waited is False and _job(runtime, record)
+    return decision(runtime, record, stored_too=ended, until=deadline)[0], None
+
+
+def _replace_wait(runtime: RuntimeView, record: RunRecord, deadline: float) -> bool | None:
+    """Whether ``record`` still waits for the runs it replaces at ``deadline`` (True), or did
+    and no longer does (False); None if it did not (it replaces none, it is skipped, or the
+    view cannot tell)."""
+    if record.status is not RunStatus.RUNNING or not isinstance(runtime, ReplaceWaitView):
+        return None
+    waited, pause = None, 0.005
+    while runtime.replacing(record.id):
+        if time.monotonic() >= deadline:
+            return True
+        waited = False
+        time.sleep(min(pause, max(deadline - time.monotonic(), 0.0)))  # in the threadpool
+        pause = min(pause * 2, 0.1)
+    return waited
+
+
+def _job(runtime: RuntimeView, record: RunRecord) -> bool:
+    definition = runtime.in_force().get(record.task)
+    return definition is not None and definition.task.spec.job is not None
+
+
+def _pending_why(runtime: RuntimeView, record: RunRecord) -> str:
+    """Why ``record``, waiting for the runs it replaces, is not started, by its action."""
+    claim = "" if runtime.members() is None else "; its claim is recorded running meanwhile"
+    if _job(runtime, record):
+        return (
+            "not started: it waits for the Job of the run it replaces to be deleted "
+            f"(concurrencyPolicy Replace); it starts once that Job is gone, or is recorded "
+            f"skipped (ReplaceBlocked) at most {WAIT_MAX:g}s after it was asked for{claim}: "
+            "look at its run"
+        )
+    return (
+        "not started: it waits for the run it replaces to stop (concurrencyPolicy Replace; a "
+        f"command is given --kill-grace after SIGTERM); it starts then{claim}: look at its run"
     )
 
 
@@ -60,14 +96,18 @@ def _policy(runtime: RuntimeView, record: RunRecord) -> ConcurrencyPolicy | None
 
 
 def decision(
-    runtime: RuntimeView, record: RunRecord, *, stored_too: bool = False
+    runtime: RuntimeView,
+    record: RunRecord,
+    *,
+    stored_too: bool = False,
+    until: float | None = None,
 ) -> tuple[RunRecord, bool]:
     """``record`` once it is decided, and whether the store was seen to hold it. With
     replicas, a run asked for is ``running`` at once, but whether it may start is the shared
     store's to say (a run of the task may be going on another replica, and Forbid then skips
     this one): the answer waits until the store holds the run's first record, its claim or
-    its skip (up to ``DECISION_WAIT``; after that the run goes on as its claim waits). A store
-    that does not answer is not read again.
+    its skip (up to ``DECISION_WAIT``, or to ``until``, a ``time.monotonic()`` deadline; after
+    that the run goes on as its claim waits). A store that does not answer is not read again.
 
     ``stored_too`` (the status page, which answers with the run's page, read from the store):
     a run decided here (alone, or skipped here) is waited for as well, as its record is
@@ -77,7 +117,7 @@ def decision(
     store_decides = record.status is RunStatus.RUNNING and runtime.members() is not None
     if not (store_decides or stored_too):
         return record, False  # alone, or skipped here: the dispatcher decided it already
-    deadline = time.monotonic() + DECISION_WAIT
+    deadline = time.monotonic() + DECISION_WAIT if until is None else until
     pause = 0.005
     while True:
         try:

@@ -15,7 +15,9 @@ waiting in all; past that, "not triggered", and when to try again, exit status
 takes its claim) is not: the line says to look before triggering again. Other 503s (the API
 busy at the door, a trigger that waited out the scheduler) do not say whether a run started,
 and are errors as before. A run the server took and recorded skipped (nothing ran) is exit
-status :data:`SKIPPED`, with or without ``--json``.
+status :data:`SKIPPED`, with or without ``--json``; one it took but that has not started yet
+(``pending``: a ``Replace`` run waiting for the run it replaces to stop) is exit status
+:data:`PENDING`, its line saying what it waits for.
 
 The calls, and the bounds that keep a server which misbehaves from hanging or flooding the
 command, are :mod:`~reconciler.cli.client`'s; here, every string of an answer printed for a
@@ -67,6 +69,10 @@ NOT_TRIGGERED: Final = 75  # EX_TEMPFAIL (sysexits.h): nothing was done, try aga
 # manual runs, the store down): nothing ran. Not 0, so that `trigger X && echo started` does
 # not say it started; no sysexits.h code means "refused by policy", and 1 would say an error.
 SKIPPED: Final = 3
+# The server took the trigger, but the run has not started (``pending``: under Replace, it
+# waits for the run it replaces to stop, and it may yet be skipped): not 0 either, for the
+# same reason, nor SKIPPED, as it will most likely run. Look with `crontask runs KEY`.
+PENDING: Final = 4
 
 
 def add_server_arg(parser: argparse.ArgumentParser) -> None:
@@ -102,7 +108,9 @@ def add_parsers(commands: Any) -> None:
         "role). The run may be skipped, e.g. while one is running and the task's "
         "concurrencyPolicy is Forbid; the reason is printed. Exit status 0 once the server "
         f"took it and the run started, {SKIPPED} when the server recorded it skipped (nothing "
-        f"ran), {NOT_TRIGGERED} when it surely did not take it (try again later), 1 on any "
+        f"ran), {PENDING} when it took it but the run has not started yet (under Replace, it "
+        "waits for the run it replaces to stop: look with `crontask runs KEY --server URL`), "
+        f"{NOT_TRIGGERED} when it surely did not take it (try again later), 1 on any "
         "other error (the run may have started: look with `crontask runs KEY --server URL`).",
     )
     trigger.add_argument("key", metavar="NAMESPACE/NAME", type=task_key)
@@ -208,16 +216,19 @@ def run_trigger(args: argparse.Namespace) -> int:
         return exc.code
     except RemoteError as exc:
         return _fail(exc)
-    skipped = run.get("status") == "skipped"
+    status = run.get("status")
     if args.json:
         print_json(run)
-    elif skipped:
+    elif status == "skipped":
         why = shown(run.get("message") or run.get("reason"), "no reason given")
         reason = shown(run.get("reason"), "None")
         print(f"{args.key}: run {shown(run['id'])} skipped ({reason}): {why}")
+    elif status == "pending":  # not started yet: what it waits for, and where to look
+        why = shown(run.get("message"), "no reason given")
+        print(f"{args.key}: run {shown(run['id'])} pending: {why}")
     else:
-        print(f"{args.key}: run {shown(run['id'])} {shown(run.get('status'), 'None')}")
-    return SKIPPED if skipped else 0
+        print(f"{args.key}: run {shown(run['id'])} {shown(status, 'None')}")
+    return SKIPPED if status == "skipped" else PENDING if status == "pending" else 0
 
 
 class _NotTaken(Exception):

@@ -140,8 +140,8 @@ class Dispatcher(ReplaceWaits, AheadSlots, RunStops):
         # Slots handed over ahead that are decided at their instant (``due``), by task.
         self._deferred: dict[str, dict[datetime, tuple[asyncio.TimerHandle, Definition]]] = {}
         self._turned_away: dict[str, TurnedAway] = {}  # see late_starts.py
-        # The runs that replace others (``Replace``), until their first attempt is due to
-        # start: the Jobs of those they replace must be gone by then (``_run_attempt``).
+        # The runs that replace others (``Replace``), until their first attempt may start: the
+        # runs they replace stopped (``_execute``), and their Jobs gone (``_run_attempt``).
         self._replacing: set[str] = set()
 
     @property
@@ -165,6 +165,13 @@ class Dispatcher(ReplaceWaits, AheadSlots, RunStops):
     def waiting(self, key: str) -> list[RunRecord]:
         """The runs of ``key`` that wait: for a retry's backoff, or for the fence to lift."""
         return [a.record for a in self._active.get(key, {}).values() if a.waiting]
+
+    def replacing(self, run_id: str) -> bool:
+        """Whether run ``run_id`` waits for the runs it replaces to stop (a command its kill
+        grace, a Job its delete) before it starts: alone, nothing of it is recorded yet; with
+        replicas, its claim (``running``). Any thread may ask: one membership test of a set only
+        the loop changes is one step under the GIL."""
+        return run_id in self._replacing
 
     def active_count(self) -> int:
         return sum(len(runs) for runs in self._active.values())

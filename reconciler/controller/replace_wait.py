@@ -48,7 +48,8 @@ class ReplaceWaits(RunExecution):
     """The ``Replace`` wait of :class:`~reconciler.controller.dispatch.Dispatcher` (which
     holds the state declared here)."""
 
-    # The runs that replace others, until their first attempt is due to start.
+    # The runs that replace others, until their first attempt may start: the runs they replace
+    # stopped, and their Jobs gone (or the wait given up). ``Dispatcher.replacing`` reads it.
     _replacing: set[str]
 
     async def _run_attempt(
@@ -59,8 +60,10 @@ class ReplaceWaits(RunExecution):
         record = active.record
         if adopted or record.id not in self._replacing:
             return await super()._run_attempt(definition, active, adopted=adopted)
-        self._replacing.discard(record.id)
-        reason, why = await self._replaced_gone(definition, active)
+        try:
+            reason, why = await self._replaced_gone(definition, active)
+        finally:  # only now: until the Jobs are gone it still waits (a run-now: "pending")
+            self._replacing.discard(record.id)
         if why is not None and active.stop_reason is None:
             if active.claim is None:  # nothing of it was claimed yet
                 # Skipped now, not when it was decided (up to ``WAIT_MAX`` earlier, maybe

@@ -321,6 +321,11 @@ class Service:
     def runs_jobs(self) -> bool:
         return self._jobs
 
+    def replacing(self, run_id: str) -> bool:
+        # No loop hop (``Dispatcher.replacing``): the answer to a run-now asks it again and
+        # again while it waits, and a busy loop would hold each ask.
+        return self._dispatcher.replacing(run_id)
+
     # -- actions -------------------------------------------------------------------------
 
     def trigger(self, key: str) -> RunRecord:

@@ -1,0 +1,114 @@
+"""``api.run_decision.decided``: a run is ``pending`` because the view says it waits for the run
+it replaces (``ReplaceWaitView.replacing``, the dispatcher's set), in words for its action,
+with replicas too; never because the store has no record of it. The real dispatcher and
+processes are in tests/e2e/test_run_now_replace_pending_command.py and
+tests/ha/test_run_now_replace_pending_ha.py; here each branch, with the wait shortened."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import pytest
+
+from reconciler.api import run_decision
+from reconciler.api.run_decision import decided
+from reconciler.controller.view import Members, ReplaceWaitView
+from reconciler.core.runs import RunRecord, RunStatus, Trigger
+from tests.api.fakes import FakeRuntime, record, view
+
+JOB = {"spec": {"template": {"spec": {"containers": [{"name": "m", "image": "busybox"}]}}}}
+
+
+class Waiting(FakeRuntime):
+    """A view whose dispatcher has ``waiting`` wait for the runs they replace (until the test
+    lets one go: ``done``)."""
+
+    def __init__(self, *, job: bool = False) -> None:
+        action: dict[str, Any] = {"command": None, "job": JOB} if job else {}
+        super().__init__([view("r", concurrencyPolicy="Replace", **action)])
+        self.waiting: set[str] = set()
+        self.asked = threading.Event()
+
+    def replacing(self, run_id: str) -> bool:
+        self.asked.set()
+        return run_id in self.waiting
+
+
+def unrecorded() -> RunRecord:
+    """A run decided here, nothing of it in the store (not written yet, or a locked store)."""
+    return record("default/r", status=RunStatus.RUNNING, trigger=Trigger.MANUAL)
+
+
+@pytest.fixture
+def short_wait(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The answer's wait, for a test that waits it out (the others end as soon as decided)."""
+    monkeypatch.setattr(run_decision, "DECISION_WAIT", 0.3)
+
+
+@pytest.mark.usefixtures("short_wait")
+def test_a_run_still_waiting_for_a_command_it_replaces_is_pending_in_its_words() -> None:
+    runtime = Waiting()
+    assert isinstance(runtime, ReplaceWaitView)
+    runtime.waiting.add((run := unrecorded()).id)
+
+    found, why = decided(runtime, run)
+
+    assert found == run
+    assert why is not None
+    assert why.startswith("not started: it waits for the run it replaces to stop")
+    assert "Job" not in why
+    assert "claim" not in why  # alone: nothing of it is recorded
+
+
+@pytest.mark.usefixtures("short_wait")
+def test_a_job_run_still_waiting_says_job_and_with_replicas_its_claim() -> None:
+    runtime = Waiting(job=True)
+    runtime.replicas = Members(())
+    runtime.waiting.add((run := unrecorded()).id)
+
+    _, why = decided(runtime, run)
+
+    assert why is not None
+    assert "waits for the Job of the run it replaces to be deleted" in why
+    assert "(ReplaceBlocked)" in why
+    assert "its claim is recorded running meanwhile" in why
+
+
+def test_a_run_the_store_does_not_hold_is_not_pending_unless_the_view_says_it_waits() -> None:
+    runtime = Waiting()
+    run = unrecorded()
+
+    found, why = decided(runtime, run)
+
+    assert runtime.asked.is_set()
+    assert (found, why) == (run, None)
+
+
+def test_a_job_run_whose_wait_ends_within_the_answer_is_answered_as_recorded() -> None:
+    runtime = Waiting(job=True)
+    run = unrecorded()
+    skipped = RunRecord(
+        id=run.id,
+        task=run.task,
+        scheduled_at=run.scheduled_at,
+        trigger=run.trigger,
+        status=RunStatus.SKIPPED,
+        finished_at=run.scheduled_at,
+        reason="ReplaceBlocked",
+        message="the Job of the run it replaces still runs",
+    )
+    runtime.waiting.add(run.id)
+
+    def blocked() -> None:  # the dispatcher: its wait ends in a skip, written just after
+        runtime.asked.wait(5)
+        runtime.waiting.discard(run.id)
+        runtime.store.claim(skipped)
+
+    helper = threading.Thread(target=blocked)
+    helper.start()
+    found, why = decided(runtime, run)
+    helper.join(5)
+
+    assert why is None
+    assert (found.status, found.reason) == (RunStatus.SKIPPED, "ReplaceBlocked")
