@@ -394,15 +394,22 @@ class Dispatcher(ReplaceWaits, AheadSlots, RunStops):
         self.ledger.forget(key)
         self.periods.forget(key)
 
+    # Marks whose write failed (key -> since), sent again with the next pass's: a mark only
+    # moves forward, so a late write is safe. One per key, the later: bounded by the tasks.
+    _unmarked: dict[str, datetime] | None = None
+
     def mark_tracked(self, keys: Collection[str]) -> None:
         """``keys`` were added to the scheduler without catching any slot up: where the ledger
-        now counts each from goes to the store (``RunStore.mark_tracked``), in one write for
+        now counts each from goes to the store (``RunStore.mark_tracked``), in one call for
         them all, off the loop, so that the next start counts their missed slots from there,
         not from a run before they were removed, and not from nowhere for one never run. A
-        write that fails costs only that: the start counts from the newest run, as before.
+        write that fails is tried again with the next pass's (a resync at the latest); until
+        then, a start would count from the newest run, as before.
         Not in the recorder's threads: the first start's write of thousands of tasks would
         hold up their first claims there."""
         since = {key: at for key in keys if (at := self.ledger.last_slot(key)) is not None}
+        since = self._later(self._unmarked or {}, since)
+        self._unmarked = None
         if not since:
             return
         try:
@@ -418,10 +425,16 @@ class Dispatcher(ReplaceWaits, AheadSlots, RunStops):
         try:
             await in_thread(self.recorder.store.mark_tracked, since)
         except Exception as err:
+            self._unmarked = self._later(since, self._unmarked or {})
             log.warning(
-                "could not record when tasks were added",
+                "could not record when tasks were added; trying again with the next pass",
                 extra={"fields": {"tasks": len(since), "error": str(err)}},
             )
+
+    @staticmethod
+    def _later(marks: dict[str, datetime], newer: dict[str, datetime]) -> dict[str, datetime]:
+        """``marks`` and ``newer`` together, the later of the two for a key in both."""
+        return {**marks, **{key: max(at, marks.get(key, at)) for key, at in newer.items()}}
 
     def catch_up(
         self,

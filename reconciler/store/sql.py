@@ -49,6 +49,7 @@ statements on the runs going and on those of owners gone are ``sql_running``'s; 
 from __future__ import annotations
 
 import contextlib
+import functools
 import threading
 from collections.abc import Callable, Collection, Container, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime, timedelta
@@ -213,14 +214,14 @@ class SqlRunStore:
                     conn.execute(LOCK_WAIT, {"ms": str(ms)})  # until the transaction ends
                 yield conn
 
-    def _write(self, work: Callable[[Connection], _T], *, lock_wait: bool = True) -> _T:
+    def _write(self, work: Callable[[Connection], _T], *, lock_wait: bool | timedelta = True) -> _T:
         """``work`` in one write transaction, run again when PostgreSQL rolled the transaction
         back for another's sake (a deadlock, a serialization failure): the rows decide each
         write here, so running it again is safe, and it then gets the answer it would have had
         if it had come second. After :data:`_WRITE_ATTEMPTS`, RolledBack (a StoreUnavailable).
         ``lock_wait``: a lock someone else holds is waited for WRITE_LOCK_WAIT (a run's write),
-        else as long as the database's own settings say."""
-        wait = WRITE_LOCK_WAIT if lock_wait else None
+        that long (a timedelta), else as long as the database's own settings say."""
+        wait = WRITE_LOCK_WAIT if lock_wait is True else None if lock_wait is False else lock_wait
         attempts = _WRITE_ATTEMPTS
         while True:
             try:
@@ -341,8 +342,12 @@ class SqlRunStore:
             return sql_tracked.later(slots, sql_tracked.marks(conn, tasks))
 
     def mark_tracked(self, since: Mapping[str, datetime]) -> None:
-        if since:
-            self._write(lambda conn: sql_tracked.mark(conn, since))
+        # Off the hot path (the dispatcher's thread for it): a lock another holds is waited
+        # for SQLite's busy timeout, not a run's WRITE_LOCK_WAIT; but not without end on
+        # PostgreSQL either, as a stop waits for this write. Bounded transactions.
+        write = functools.partial(self._write, lock_wait=SQLITE_BUSY_TIMEOUT)
+        pause = sql_retention.SQLITE_PRUNE_PAUSE if self._sqlite else 0.0  # as prune's
+        sql_tracked.mark(write, since, pause=pause)
 
     def last_outcomes(self, tasks: Collection[str]) -> dict[str, LastOutcomes]:
         with self._bulk_reads, self._tx(write=False) as conn:
@@ -446,8 +451,10 @@ class SqlRunStore:
         if max_age is not None and declared is not None and owner is None:
             # Not shared with crontasks declaring other tasks: an undeclared task's mark is
             # no one's (with ``owner``, another's may be; one row per task key stays).
-            with self._tx(write=True) as conn:
-                sql_tracked.forget_aged(conn, utc(now) - max_age, kept.declared or ())
+            read = functools.partial(self._tx, write=False)
+            write = functools.partial(self._write, lock_wait=False)
+            cutoff = utc(now) - max_age
+            sql_tracked.forget_aged(read, write, cutoff, kept.declared or (), pause=pause)
         return deleted
 
     def ping(self) -> None:

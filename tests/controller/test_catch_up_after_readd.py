@@ -21,7 +21,7 @@ from reconciler.controller.reconcile import Reconciler
 from reconciler.scheduling.memory import MemoryScheduler
 from reconciler.sources.files import DirectorySource
 from reconciler.store import sqlite_url
-from reconciler.store.base import RunQuery
+from reconciler.store.base import RunQuery, StoreUnavailable
 from reconciler.store.sql import SqlRunStore
 from tests.controller.test_reconcile import T0, doc
 from tests.helpers import local_actions
@@ -30,12 +30,17 @@ HOURLY = "0 * * * *"  # T0 is 12:00:30: the first slot is 13:00
 
 
 class Counting(SqlRunStore):
-    """The SQLite store, counting its ``mark_tracked`` writes."""
+    """The SQLite store, counting its ``mark_tracked`` writes; the next ``failing`` of them
+    fail as an outage would (nothing written)."""
 
     marks: list[int]
+    failing: int
 
     def mark_tracked(self, since: Mapping[str, datetime]) -> None:
         self.marks.append(len(since))
+        if self.failing:
+            self.failing -= 1
+            raise StoreUnavailable("run store unavailable: database is locked")
         super().mark_tracked(since)
 
 
@@ -47,7 +52,7 @@ class World:
         self.folder, self.now = folder, now
         store = Counting.open(sqlite_url(folder / "state"), writer=True)
         assert isinstance(store, Counting)  # ``open`` makes its class's store
-        store.marks = []
+        store.marks, store.failing = [], 0
         self.store = store
         self.dispatcher = Dispatcher(
             self.store, owner="h:1:x", clock=lambda: self.now, actions=local_actions()
@@ -204,6 +209,30 @@ def test_the_tasks_one_pass_adds_are_marked_in_one_write(tmp_path: Path) -> None
         assert len(marks) == 501
         assert marks["default/t000"] == T0
         assert marks["default/t300"] == T0 + timedelta(seconds=60)
+        return w
+
+    play(tmp_path, body)
+
+
+def test_a_mark_whose_write_failed_goes_with_the_next_passs_marks(tmp_path: Path) -> None:
+    async def body(w: World) -> World:
+        w.declare("other", "0 0 1 1 *")
+        w.declare()
+        await w.reconcile()
+        await w.advance(3600)  # 13:00 runs
+        await w.advance(600)
+        w.remove()  # 13:10:30: removed, crontask running
+        await w.reconcile()
+        await w.advance(3600)  # 14:00 falls: the task is not declared
+        w.store.failing = 1  # the store is out when it is declared again
+        w.declare()  # 14:10:30
+        await w.reconcile()
+        await w.advance(60)
+        await w.reconcile()  # 14:11:30: a pass that adds nothing sends the mark again
+        assert w.store.marks == [2, 1, 1]  # the first start, the failed write, again
+        w = await w.restart(down=600)  # 14:21:30, before the next slot (15:00)
+        await w.advance(0)
+        assert w.runs() == [("13:00", "schedule", None)]  # no catch-up of 14:00
         return w
 
     play(tmp_path, body)
