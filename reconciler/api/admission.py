@@ -62,7 +62,8 @@ from typing import Final
 from fastapi import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from reconciler.api.routing import PRINCIPAL_SCOPE_KEY, ROLE_SCOPE_KEY
+from reconciler.api import problems
+from reconciler.api.routing import PRINCIPAL_SCOPE_KEY, ROLE_SCOPE_KEY, SAFE_METHODS
 
 # The scope's extension under which ``cli/connections.py`` gives the app its connection's
 # ``abort()`` and ``peer`` (its address, an IPv6 one as its /64): an answer given up on while it
@@ -278,3 +279,20 @@ def _large(start: Message) -> bool:
         if name.lower() == b"content-length":
             return not value.isdigit() or int(value) > SMALL_ANSWER
     return True
+
+
+# What a write cut at a stop adds to its 503: its thread may still finish it.
+CUT_WRITE: Final = ": it may have been done; look before asking again"
+
+
+async def cut_at_stop(scope: Scope, send: Send, method: str, path: str, *, started: bool) -> None:
+    """Answer a request the stop cut (``cli.api_server.HTTP_STOP_WAIT``; uncaught, uvicorn
+    logs a traceback and answers 500): a 503, or, its answer begun, its connection dropped
+    (seen lost before this task's next turn: no error from uvicorn). A write's 503 says it may
+    have been done, not a plain "ask again": a run-now asked again would run twice."""
+    if not started:
+        said = "" if method in SAFE_METHODS else CUT_WRITE
+        await problems.send_problem(send, 503, f"crontask is stopping{said}", path)
+        return
+    ((scope.get("extensions") or {}).get(ABORT) or {}).get("abort", lambda: None)()
+    await asyncio.sleep(0)

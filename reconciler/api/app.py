@@ -41,7 +41,7 @@ from reconciler.api import (
     routes_sources,
     routes_tasks,
 )
-from reconciler.api.admission import ABORT, BODY_SECONDS, GIT_HOOK, UNQUEUED, Admission
+from reconciler.api.admission import BODY_SECONDS, GIT_HOOK, UNQUEUED, Admission, cut_at_stop
 from reconciler.api.auth import (
     PUBLIC,
     REQUIRED_ROLE_KEY,
@@ -88,7 +88,8 @@ HOOK_TOO_LARGE_DESCRIPTION: Final = "The body is larger than 25 MiB"
 # "client closed request"): nothing is answered, as nobody is left to read it (uvicorn drops
 # what is sent on a closed connection, and says nothing of an answer never started there).
 CLIENT_GONE: Final = 499
-CUT_WRITE: Final = ": it may have been done; look before asking again"  # a write cut at a stop
+_LIMIT: Final = (MAX_BODY_BYTES, TOO_LARGE)
+_HOOK_LIMIT: Final = (MAX_HOOK_BODY_BYTES, HOOK_TOO_LARGE)
 # A request's head (path, query and headers), whole: uvicorn holds one that trickles in to
 # 16 KiB, but took one that came in a single read whatever its size (70 KB went through). As
 # nginx's default (4 buffers of 8 KiB): a browser's cookies for the host name come with it.
@@ -399,10 +400,7 @@ class RequestLog:
         method = logs.bounded(str(scope.get("method", "")), 32)
         path = logs.bounded(str(scope.get("path", "")), MAX_LOGGED_PATH)
         scope = served_without_slash(scope)
-        hook = scope.get("path") == GIT_HOOK
-        limit, too_large = (
-            (MAX_HOOK_BODY_BYTES, HOOK_TOO_LARGE) if hook else (MAX_BODY_BYTES, TOO_LARGE)
-        )
+        limit, too_large = _HOOK_LIMIT if scope.get("path") == GIT_HOOK else _LIMIT
 
         async def send_wrapper(message: Message) -> None:
             nonlocal status, response_started
@@ -438,22 +436,14 @@ class RequestLog:
                 return
             await self.app(scope, limited_receive, send_wrapper)
         except ClientDisconnect:
-            # A body read met the client's leaving (Starlette's request.body(), form(),
-            # stream()): nobody to answer, nothing to fix. A traceback each, at any rate a
-            # stranger opens connections, was 689 KB of log for 200 of them.
+            # A body read met the client's leaving (request.body(), form(), stream()): nobody
+            # to answer. A traceback each was 689 KB of log for 200 strangers' connections.
             gone = True
         except asyncio.CancelledError:
             if (task := asyncio.current_task()) is None or not task.cancelling():
                 raise  # another's cancellation, not this request's
-            # Cut by the stop (cli/api_server.py's HTTP_STOP_WAIT; uncaught, uvicorn logs a
-            # traceback and answers 500): a 503, or with an answer begun, its connection dropped.
             task.uncancel()
-            if not response_started:  # a write's thread may still finish it: not a retry-me
-                said = "" if method in SAFE_METHODS else CUT_WRITE
-                await problems.send_problem(send_wrapper, 503, f"crontask is stopping{said}", path)
-            else:  # seen lost (its call_soon before this task's turn): no error from uvicorn
-                ((scope.get("extensions") or {}).get(ABORT) or {}).get("abort", lambda: None)()
-                await asyncio.sleep(0)
+            await cut_at_stop(scope, send_wrapper, method, path, started=response_started)
         except Exception:
             log.exception("request failed", extra={"fields": {"method": method, "path": path}})
             if not response_started:

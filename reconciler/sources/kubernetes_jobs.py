@@ -111,8 +111,7 @@ class JobWatch:
         api_threads: int = 8,
         stops_with: Collection[Informer] = (),
     ) -> None:
-        self._api = api
-        self._stops_with = stops_with  # other watches whose threads its stop waits for too
+        self._api, self._stops_with = api, stops_with  # the latter: waited for with its own
         # Any: every call asks for the raw response (_preload_content=False), not the models.
         self._batch: Any = client.BatchV1Api(api)
         self._core: Any = client.CoreV1Api(api)
@@ -151,8 +150,7 @@ class JobWatch:
         return all(synced)
 
     def stop(self) -> None:
-        # Together: one wait, whatever their number.
-        stop_all([*self._informers.values(), *self._stops_with])
+        stop_all([*self._informers.values(), *self._stops_with])  # one wait, however many
         self._pool.shutdown(wait=False, cancel_futures=True)
         self._deletes.api_client.rest_client.close()  # its own; the caller closes ``api``
 
