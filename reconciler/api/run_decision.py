@@ -46,11 +46,11 @@ def decided(runtime: RuntimeView, record: RunRecord) -> tuple[RunRecord, str | N
     waited = _replace_wait(runtime, record, deadline)
     if waited:
         return record, _pending_why(runtime, record)
-    # Decided (with replicas, by the store, within what is left of the same bound). A Job's
-    # run that waited may have been skipped at its end (its delete refused): alone, its record,
-    # the skip or its claim, is waited for as well, to say which.
-    ended = waited is False and _job(runtime, record)
-    return decision(runtime, record, stored_too=ended, until=deadline)[0], None
+    # Decided (with replicas, by the store, within what is left of the same bound). A run that
+    # waited may have been skipped at its end (a Job's delete refused; replaced in its turn by
+    # a later run): alone, its record, the skip or its claim, is waited for as well, to say
+    # which, not the trigger's ``running``.
+    return decision(runtime, record, stored_too=waited is False, until=deadline)[0], None
 
 
 def _replace_wait(runtime: RuntimeView, record: RunRecord, deadline: float) -> bool | None:

@@ -112,3 +112,35 @@ def test_a_job_run_whose_wait_ends_within_the_answer_is_answered_as_recorded() -
 
     assert why is None
     assert (found.status, found.reason) == (RunStatus.SKIPPED, "ReplaceBlocked")
+
+
+def test_a_command_run_replaced_in_its_turn_while_it_waited_is_answered_skipped() -> None:
+    """A run-now B waits for the run it replaces; a later run-now C replaces B too. B's wait
+    ends with B skipped, ``Replaced``: its answer is that record, not the trigger's
+    ``running`` (an own-commit review saw B answered 202 running, ``crontask trigger`` 0)."""
+    runtime = Waiting()
+    run = unrecorded()
+    replaced = RunRecord(
+        id=run.id,
+        task=run.task,
+        scheduled_at=run.scheduled_at,
+        trigger=run.trigger,
+        status=RunStatus.SKIPPED,
+        finished_at=run.scheduled_at,
+        reason="Replaced",
+        message="a newer slot replaced the run while this run waited; it did not start",
+    )
+    runtime.waiting.add(run.id)
+
+    def superseded() -> None:  # the dispatcher: C took B's place; B is written skipped
+        runtime.asked.wait(5)
+        runtime.waiting.discard(run.id)
+        runtime.store.claim(replaced)
+
+    helper = threading.Thread(target=superseded)
+    helper.start()
+    found, why = decided(runtime, run)
+    helper.join(5)
+
+    assert why is None
+    assert (found.status, found.reason) == (RunStatus.SKIPPED, "Replaced")
