@@ -214,14 +214,14 @@ class SqlRunStore:
                     conn.execute(LOCK_WAIT, {"ms": str(ms)})  # until the transaction ends
                 yield conn
 
-    def _write(self, work: Callable[[Connection], _T], *, lock_wait: bool | timedelta = True) -> _T:
+    def _write(self, work: Callable[[Connection], _T], *, lock_wait: bool = True) -> _T:
         """``work`` in one write transaction, run again when PostgreSQL rolled the transaction
         back for another's sake (a deadlock, a serialization failure): the rows decide each
         write here, so running it again is safe, and it then gets the answer it would have had
         if it had come second. After :data:`_WRITE_ATTEMPTS`, RolledBack (a StoreUnavailable).
         ``lock_wait``: a lock someone else holds is waited for WRITE_LOCK_WAIT (a run's write),
-        that long (a timedelta), else as long as the database's own settings say."""
-        wait = WRITE_LOCK_WAIT if lock_wait is True else None if lock_wait is False else lock_wait
+        else as long as the database's own settings say."""
+        wait = WRITE_LOCK_WAIT if lock_wait else None
         attempts = _WRITE_ATTEMPTS
         while True:
             try:
@@ -342,10 +342,10 @@ class SqlRunStore:
             return sql_tracked.later(slots, sql_tracked.marks(conn, tasks))
 
     def mark_tracked(self, since: Mapping[str, datetime]) -> None:
-        # Off the hot path (the dispatcher's thread for it): a lock another holds is waited
-        # for SQLite's busy timeout, not a run's WRITE_LOCK_WAIT; but not without end on
-        # PostgreSQL either, as a stop waits for this write. Bounded transactions.
-        write = functools.partial(self._write, lock_wait=SQLITE_BUSY_TIMEOUT)
+        # A lock another holds is waited for as a run's write is (WRITE_LOCK_WAIT): a stop
+        # waits for this write, and one that fails goes with the next pass's marks
+        # (``Dispatcher.mark_tracked``). Bounded transactions.
+        write = self._write
         pause = sql_retention.SQLITE_PRUNE_PAUSE if self._sqlite else 0.0  # as prune's
         sql_tracked.mark(write, since, pause=pause)
 

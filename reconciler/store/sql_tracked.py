@@ -11,11 +11,9 @@ and 100 000 marks in one transaction held it 1.5-2.8 s: a claim from another con
 as long, or failed "database is locked". Forgetting aged marks reads them in a read transaction
 and deletes them in bounded write transactions, as prune (``sql_retention``) does.
 
-Marks are written off the hot path (a thread of their own), so a write waits for a lock another
-holds as long as SQLite's busy timeout (on PostgreSQL too: a stop waits for the write), not a
-run's WRITE_LOCK_WAIT: a held lock (a VACUUM, another's long write) made it fail, and the next
-start counted from the newest run. A write that fails is sent again with the next pass's
-(``Dispatcher.mark_tracked``).
+Marks are written off the hot path (a thread of their own), waiting for a lock another holds
+as a run's write does (WRITE_LOCK_WAIT): a stop waits for the write. A write that fails is sent
+again with the next pass's (``Dispatcher.mark_tracked``).
 """
 
 from __future__ import annotations

@@ -6,18 +6,15 @@ from another connection waits for a few thousand rows, not for all the tasks of 
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
-import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from reconciler.store import RunStore, sql, sql_tracked
+from reconciler.store import RunStore, sql_tracked
 from reconciler.store.sql import SqlRunStore
-from reconciler.store.sql_schema import tracked
 
 from ._records import T0
 
@@ -90,32 +87,3 @@ def test_aged_marks_are_forgotten_in_bounded_transactions(
     assert sum(writes.committed) == 5_000
     assert max(writes.committed) <= sql_tracked.ROWS_PER_WRITE
     assert store.last_slots() == {"ops/kept": T0, "ops/recent": now - MINUTE}
-
-
-def test_a_mark_waits_for_a_lock_another_holds_past_a_runs_write_wait(
-    sql_url: str, open_many: Callable[..., RunStore], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # A run's write gives up on a lock after 50 ms (WRITE_LOCK_WAIT is 2 s).
-    monkeypatch.setattr(sql, "WRITE_LOCK_WAIT", timedelta(milliseconds=50))
-    store = _sql(open_many(sql_url))
-    other = _sql(open_many(sql_url))
-    failed: list[BaseException] = []
-
-    def write() -> None:
-        try:
-            store.mark_tracked({"ops/a": T0 + MINUTE})
-        except BaseException as err:  # reported by the assertions below
-            failed.append(err)
-
-    writer = threading.Thread(target=write)
-    with other.engine.connect() as conn, conn.begin():
-        # Another writer's transaction (a prune, a VACUUM): SQLite's write lock, PostgreSQL's
-        # lock on the row the mark updates.
-        conn.execute(tracked.insert().values(task="ops/a", since=T0))
-        writer.start()
-        writer.join(timeout=1.0)  # 20 times a run's write wait: it would have given up
-        assert writer.is_alive(), failed
-    writer.join(timeout=30)
-    assert not writer.is_alive()
-    assert not failed
-    assert store.last_slots() == {"ops/a": T0 + MINUTE}
