@@ -112,7 +112,9 @@ class EventRecorder:
         stop budget counts it, not more); a thread still in a request the API server holds
         is not waited for past it (a daemon thread, it ends with the process)."""
         deadline = time.monotonic() + timeout
-        self.flush(timeout)
+        if not self.flush(timeout) and (left := self._queue.qsize()):
+            self.dropped += left  # not sent: the thread ends at its next item
+            log.warning("events not sent at stop", extra={"fields": {"events": left}})
         self._stop.set()
         # Not a wait for room: a queue still full is behind a request that may be held (30 s
         # each); the thread sees ``_stop`` when it takes its next item.

@@ -34,6 +34,14 @@ def held(emulator: Emulator, method: str, count: int) -> None:
         time.sleep(0.01)
 
 
+def ended(threads: list[threading.Thread]) -> None:
+    """Wait until ``threads``, released, have ended: a request they were in then fails, and
+    its log line would otherwise land in a later test's records."""
+    for thread in threads:
+        thread.join(10)
+        assert not thread.is_alive(), thread
+
+
 def timed_stop(stop: Callable[[], None]) -> float | None:
     """How long ``stop`` took; None if it had not returned by TIMEOUT + SLACK (it is left to
     end once the emulator releases its requests: the test does not hang on it)."""
@@ -65,6 +73,7 @@ def test_the_status_writer_stops_within_its_timeout_while_its_writes_are_held(
         took = timed_stop(lambda: writer.stop(timeout=TIMEOUT))
     finally:
         emulator.release()
+        ended(writer._threads)
     assert took is not None, "StatusWriter.stop did not return in time"
     assert TIMEOUT * 0.9 <= took < TIMEOUT + SLACK, took  # it waited for the flush, no more
 
@@ -86,5 +95,7 @@ def test_the_event_recorder_stops_within_its_timeout_while_its_queue_is_full_and
         took = timed_stop(lambda: recorder.stop(timeout=TIMEOUT))
     finally:
         emulator.release()
+        ended([recorder._thread] if recorder._thread is not None else [])
     assert took is not None, "EventRecorder.stop did not return in time"
     assert TIMEOUT * 0.9 <= took < TIMEOUT + SLACK, took
+    assert recorder.dropped == 2  # the two queued behind the held one: counted, not sent
