@@ -16,7 +16,7 @@ from typing import Final
 
 from reconciler.api.problems import ProblemError
 from reconciler.controller.replace_wait import WAIT_MAX
-from reconciler.controller.view import ReplaceWaitView, RuntimeView
+from reconciler.controller.view import RuntimeView
 from reconciler.core.model import ConcurrencyPolicy
 from reconciler.core.runs import NOT_STARTED, RunRecord, RunStatus
 from reconciler.store import RunStore, StoreUnavailable
@@ -37,7 +37,7 @@ def decided(runtime: RuntimeView, record: RunRecord) -> tuple[RunRecord, str | N
     they have stopped (a command within its kill grace) and their Jobs are gone
     (``controller.replace_wait``), or is skipped ``ReplaceBlocked``: alone, nothing of it is
     recorded until then; with replicas, its claim says ``running`` from the start. Whether it
-    still waits is the dispatcher's to say (``ReplaceWaitView``), not the store's silence (a
+    still waits is the dispatcher's to say (``RuntimeView.replacing``), not the store's silence (a
     store slow to write had a run that started, even ended, answered as waiting). The answer
     waits for that wait to end as a replica's waits for the store's decision: a Job's delete
     refused at once is answered as the skip it is (as a Forbid skip is), and a run still
@@ -56,8 +56,8 @@ def decided(runtime: RuntimeView, record: RunRecord) -> tuple[RunRecord, str | N
 def _replace_wait(runtime: RuntimeView, record: RunRecord, deadline: float) -> bool | None:
     """Whether ``record`` still waits for the runs it replaces at ``deadline`` (True), or did
     and no longer does (False); None if it did not (it replaces none, it is skipped, or the
-    view cannot tell)."""
-    if record.status is not RunStatus.RUNNING or not isinstance(runtime, ReplaceWaitView):
+    view says it is not waiting)."""
+    if record.status is not RunStatus.RUNNING:
         return None
     waited, pause = None, 0.005
     while runtime.replacing(record.id):

@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping
 from datetime import datetime
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol
 
 # Part of the contract: the errors of API-task writes (re-exported for the API layer).
 from reconciler.core.api_tasks import AlreadyExists as AlreadyExists
@@ -209,15 +209,10 @@ class RuntimeView(Protocol):
 
     def runs_jobs(self) -> bool: ...
 
-
-@runtime_checkable
-class ReplaceWaitView(Protocol):
-    """What the running reconciler's view also says (``controller.service.Service``), and a
-    view without it (a test's) is taken not to: ``replacing(run_id)``, whether a run decided
-    here waits for the runs it replaces to stop (``concurrencyPolicy: Replace``: a command
-    within its kill grace, a Job until its delete goes through) before it starts. Such a run
-    is recorded only once that wait ends, or, with replicas, is recorded ``running`` (its
-    claim) though not started: the store cannot tell it, the dispatcher can. A read from any
-    thread, without waiting for the loop."""
-
-    def replacing(self, run_id: str) -> bool: ...
+    def replacing(self, run_id: str) -> bool:
+        """Whether a run decided here waits for the runs it replaces to stop
+        (``concurrencyPolicy: Replace``: a command within its kill grace, a Job until its
+        delete goes through) before it starts. Such a run is recorded only once that wait
+        ends, or, with replicas, is recorded ``running`` (its claim) though not started: the
+        store cannot tell it, the dispatcher can. A read from any thread, without the loop."""
+        ...

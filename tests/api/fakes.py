@@ -222,6 +222,9 @@ class FakeRuntime:
     def runs_jobs(self) -> bool:
         return self.jobs
 
+    def replacing(self, run_id: str) -> bool:
+        return False  # no run here waits for one it replaces
+
 
 def _check(key: str, existing: TaskView | None, if_match: IfMatch | None) -> None:
     current = existing.version if existing else None
