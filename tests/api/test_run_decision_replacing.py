@@ -1,5 +1,5 @@
 """``api.run_decision.decided``: a run is ``pending`` because the view says it waits for the run
-it replaces (``ReplaceWaitView.replacing``, the dispatcher's set), in words for its action,
+it replaces (``RuntimeView.replacing``, the dispatcher's set), in words for its action,
 with replicas too; never because the store has no record of it. The real dispatcher and
 processes are in tests/e2e/test_run_now_replace_pending_command.py and
 tests/ha/test_run_now_replace_pending_ha.py; here each branch, with the wait shortened."""
@@ -13,7 +13,7 @@ import pytest
 
 from reconciler.api import run_decision
 from reconciler.api.run_decision import decided
-from reconciler.controller.view import Members, ReplaceWaitView
+from reconciler.controller.view import Members
 from reconciler.core.runs import RunRecord, RunStatus, Trigger
 from tests.api.fakes import FakeRuntime, record, view
 
@@ -49,7 +49,6 @@ def short_wait(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.mark.usefixtures("short_wait")
 def test_a_run_still_waiting_for_a_command_it_replaces_is_pending_in_its_words() -> None:
     runtime = Waiting()
-    assert isinstance(runtime, ReplaceWaitView)
     runtime.waiting.add((run := unrecorded()).id)
 
     found, why = decided(runtime, run)
@@ -85,32 +84,45 @@ def test_a_run_the_store_does_not_hold_is_not_pending_unless_the_view_says_it_wa
     assert (found, why) == (run, None)
 
 
-def test_a_job_run_whose_wait_ends_within_the_answer_is_answered_as_recorded() -> None:
-    runtime = Waiting(job=True)
-    run = unrecorded()
-    skipped = RunRecord(
+def skipped(run: RunRecord, reason: str, message: str) -> RunRecord:
+    """``run`` as the dispatcher writes it when its wait ends in a skip."""
+    return RunRecord(
         id=run.id,
         task=run.task,
         scheduled_at=run.scheduled_at,
         trigger=run.trigger,
         status=RunStatus.SKIPPED,
         finished_at=run.scheduled_at,
-        reason="ReplaceBlocked",
-        message="the Job of the run it replaces still runs",
+        reason=reason,
+        message=message,
     )
+
+
+def answer_when_the_wait_ends_in(runtime: Waiting, run: RunRecord, end: RunRecord) -> RunRecord:
+    """``decided``'s answer for ``run``, waiting, whose wait the dispatcher (a thread here) ends
+    once the answer has asked, writing ``end`` just after."""
     runtime.waiting.add(run.id)
 
-    def blocked() -> None:  # the dispatcher: its wait ends in a skip, written just after
+    def dispatcher() -> None:
         runtime.asked.wait(5)
         runtime.waiting.discard(run.id)
-        runtime.store.claim(skipped)
+        runtime.store.claim(end)
 
-    helper = threading.Thread(target=blocked)
+    helper = threading.Thread(target=dispatcher)
     helper.start()
     found, why = decided(runtime, run)
     helper.join(5)
-
     assert why is None
+    return found
+
+
+def test_a_job_run_whose_wait_ends_within_the_answer_is_answered_as_recorded() -> None:
+    runtime = Waiting(job=True)
+    run = unrecorded()
+    end = skipped(run, "ReplaceBlocked", "the Job of the run it replaces still runs")
+
+    found = answer_when_the_wait_ends_in(runtime, run, end)
+
     assert (found.status, found.reason) == (RunStatus.SKIPPED, "ReplaceBlocked")
 
 
@@ -120,27 +132,8 @@ def test_a_command_run_replaced_in_its_turn_while_it_waited_is_answered_skipped(
     ``running`` (an own-commit review saw B answered 202 running, ``crontask trigger`` 0)."""
     runtime = Waiting()
     run = unrecorded()
-    replaced = RunRecord(
-        id=run.id,
-        task=run.task,
-        scheduled_at=run.scheduled_at,
-        trigger=run.trigger,
-        status=RunStatus.SKIPPED,
-        finished_at=run.scheduled_at,
-        reason="Replaced",
-        message="a newer slot replaced the run while this run waited; it did not start",
-    )
-    runtime.waiting.add(run.id)
+    end = skipped(run, "Replaced", "a newer slot replaced the run while this run waited")
 
-    def superseded() -> None:  # the dispatcher: C took B's place; B is written skipped
-        runtime.asked.wait(5)
-        runtime.waiting.discard(run.id)
-        runtime.store.claim(replaced)
+    found = answer_when_the_wait_ends_in(runtime, run, end)
 
-    helper = threading.Thread(target=superseded)
-    helper.start()
-    found, why = decided(runtime, run)
-    helper.join(5)
-
-    assert why is None
     assert (found.status, found.reason) == (RunStatus.SKIPPED, "Replaced")
