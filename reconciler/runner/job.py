@@ -55,9 +55,9 @@ class JobRunner:
     from the definitions placed here); ``listed`` gives the CronTask of a key as the cluster
     holds it now, valid or not (a Job its earlier object controlled is not its); ``announce``
     writes a running record that says more about its attempt (the dispatcher's ``progress``).
-    ``stop_reads`` reads the pods and log of a run crontask stops (``Replace``, the backstop):
-    each read sent once and given up soon (``JobWatch.stop_reads``), as that stop holds the
-    slot; None: ``cluster``'s own reads.
+    ``stop_reads`` reads the pods and log at a run's end (its Job's own, ``Replace``'s stop, the
+    backstop): each read sent once and given up soon (``JobWatch.stop_reads``), as the run holds
+    its slot until then; None: ``cluster``'s own reads.
     """
 
     field = "job"

@@ -104,7 +104,7 @@ Home = Callable[[str], tuple[str, str | None]]
 
 
 class PodReads(Protocol):
-    """The reads of a Job's pods and their log (``JobRunner.stop_reads``: a stop's)."""
+    """The reads of a Job's pods and their log (``JobRunner.stop_reads``: a run's end's)."""
 
     async def pods(self, namespace: str, uid: str, *, cached: bool = False) -> list[Job]:
         """The pods the Job ``uid`` controls; ``cached``: as the API server's cache has them

@@ -28,11 +28,14 @@ stop it again.
 A delete is ``runner.job_delete``'s, which tries again in the background if it must; one
 refused for good is tried again when crontask meets the Job again (:data:`_AGAIN`).
 
-A stop's evidence (:func:`stopping`, :func:`overdue`) is read with ``JobRunner.stop_reads``
-(each read sent once, given up after ``sources.kubernetes_jobs.STOP_READ_TIMEOUT``), all of it
-within :data:`STOP_READS_WAIT`: the stop holds its slot (``Replace`` waits for it, from the
-decision, up to ``controller.replace_wait.WAIT_MAX``), and an API server that takes the reads
-and never answers must not hold it longer than the reads and the delete's bounds together.
+Every end's evidence (:func:`conclude`, :func:`stopping`, :func:`overdue`) is read with
+``JobRunner.stop_reads`` (each read sent once, given up after
+``sources.kubernetes_jobs.STOP_READ_TIMEOUT``), all of it within :data:`STOP_READS_WAIT`
+(:func:`_bounded_evidence`): the run holds its slot until its end is recorded (``Replace``
+waits for a stop, from the decision, up to ``controller.replace_wait.WAIT_MAX``; ``Forbid``
+skips the slots meanwhile), and an API server that takes the reads and never answers must not
+hold it longer than the reads' bounds (and a stop's delete's) together. Through the client of
+the other calls, urllib3's ``Retry(3)`` sent each read again at each read timeout: minutes.
 """
 
 from __future__ import annotations
@@ -61,9 +64,9 @@ log = logging.getLogger("crontask.runner")
 DEADLINE_EXCEEDED = "DeadlineExceeded"
 LOOK_FLOOR = 1.0  # seconds: the pods of a pending Job are never looked at more often
 LOOK_SPREAD = 0.25  # the first look comes up to this share of an interval sooner, at random
-# A stop's reads (its pods, up to two lists, and its log tail), all together, in seconds: with
-# the delete's (``DELETE_TIMEOUT``, 10 + 15 s) at most 45 s, within ``Replace``'s 60 s. One that
-# hangs ends them at its read timeout (15 s; nothing after a failed read is read).
+# An end's reads (its pods, up to two lists, and its log tail), all together, in seconds: with
+# a stop's delete (``DELETE_TIMEOUT``, 10 + 15 s) at most 45 s, within ``Replace``'s 60 s. One
+# that hangs ends them at its read timeout (15 s; nothing after a failed read is read).
 STOP_READS_WAIT: Final = 20.0
 # When a delete refused for good (403: no right to delete Jobs, a webhook that denies it) is
 # tried again (``job_delete.retrying``): nothing tries it in the background, but the task's
@@ -214,8 +217,8 @@ async def stopping(run: JobRun, reason: str) -> Outcome:
             "",
             job=details,
         )
-    cluster = run.runner.cluster
-    output, pod, error = await _stop_evidence(run, cluster.cached(details.namespace, details.name))
+    cached = run.runner.cluster.cached(details.namespace, details.name)
+    output, pod, error = await _bounded_evidence(run, cached)
     details = with_pod(details, pod, error)
     deleted = await _delete(run)
     if isinstance(deleted, str) and retrying(run.uid):
@@ -238,7 +241,7 @@ async def overdue(run: JobRun, job: Job) -> Outcome:
     cached = cluster.cached(details.namespace, details.name)
     if cached is not None and job_uid(cached) == run.uid and decided(cached) is not None:
         job = cached  # decided since the look (a look by GET may be behind the watch)
-    output, pod, error = await _stop_evidence(run, cached, job)
+    output, pod, error = await _bounded_evidence(run, cached, job)
     details = with_pod(details, pod, error)
     deleted = await _delete(run)
     if isinstance(deleted, str) and retrying(run.uid):
@@ -273,10 +276,11 @@ async def _delete(run: JobRun) -> bool | str:
     return await delete_job(run.runner, run.where, run.uid, run.record.id)
 
 
-async def _stop_evidence(
+async def _bounded_evidence(
     run: JobRun, job: Job | None, told: Job | None = None
 ) -> tuple[str, Job | None, str | None]:
-    """:func:`evidence` for a stop: read with ``stop_reads``, within :data:`STOP_READS_WAIT`."""
+    """:func:`evidence` for the run's end: read with ``stop_reads`` (each read sent once and
+    given up soon), all of it within :data:`STOP_READS_WAIT` (the module docstring)."""
     try:
         async with asyncio.timeout(STOP_READS_WAIT):
             return await evidence(run, job, told, reads=run.runner.stop_reads)
@@ -327,7 +331,7 @@ async def _evidence(
 
 async def conclude(run: JobRun, job: Job) -> Outcome:
     run.runner.forget(run.uid)  # over: a watch cache that lags does not make it run again
-    output, pod, error = await evidence(run, job)
+    output, pod, error = await _bounded_evidence(run, job)
     ended = outcome_of(job, pod, main=main_container(job), log_error=error)
     reason, message = ended.reason, ended.message
     if ended.status is RunStatus.TIMED_OUT:

@@ -42,7 +42,7 @@ Contract:
   answers None on ``404``, ``delete`` deletes with ``propagationPolicy: Background`` (the
   default orphans a Job's pods) and the Job's uid as a precondition (never a Job of the same
   name made meanwhile), sent once, given up after :data:`DELETE_TIMEOUT` with no answer; so
-  are a stopped run's reads (:meth:`stop_reads`). :meth:`log_tail` keeps the last ``limit``
+  are the reads at a run's end (:meth:`stop_reads`). :meth:`log_tail` keeps the last ``limit``
   bytes of a container's log, read as a stream: memory stays at ``limit`` whatever its size.
 """
 
@@ -77,7 +77,7 @@ Home = Callable[[str], tuple[str, str | None]]
 _TIMEOUT = (10, 60)
 # A delete's (connect, read) s; sent once (``one_shot``): well within Replace's 60 s.
 DELETE_TIMEOUT: Final = (10.0, 15.0)
-STOP_READ_TIMEOUT: Final = (10.0, 15.0)  # each of a stopped run's reads (``stop_reads``)
+STOP_READ_TIMEOUT: Final = (10.0, 15.0)  # each of the reads at a run's end (``stop_reads``)
 MAX_NAMESPACES = 64  # namespaces with a watch of their own (not with one cluster-wide watch)
 ENDED_KEPT = 1024  # the last terminal states of Jobs, for runs whose Job is gone at once
 
@@ -448,8 +448,8 @@ class JobWatch:
         return True
 
     def stop_reads(self) -> StopReads:
-        """:meth:`pods` and :meth:`log_tail` as a run crontask stops reads them (it holds its
-        slot): each sent once (as ``delete``), given up after :data:`STOP_READ_TIMEOUT`."""
+        """:meth:`pods` and :meth:`log_tail` as a run's end reads them (it holds its slot):
+        each sent once (as ``delete``), given up after :data:`STOP_READ_TIMEOUT`."""
         return StopReads(self)
 
     async def pods(

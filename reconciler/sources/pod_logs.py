@@ -1,7 +1,7 @@
 """The tail of a pod's container log, read from ``pods/log`` (the ``job`` action's output):
 streamed, only the last ``limit`` bytes kept however long the log, and decoded as a command's
 output is, marked when something was cut before it. With which pods are a Job's
-(:func:`controlled_by`), and the reads of a stopped run (:class:`StopReads`), for
+(:func:`controlled_by`), and the reads at a run's end (:class:`StopReads`), for
 ``sources.kubernetes_jobs.JobWatch``."""
 
 from __future__ import annotations
@@ -101,7 +101,7 @@ class _Reads(Protocol):
 
 @dataclasses.dataclass(frozen=True)
 class StopReads:
-    """A Job's pods and their log as a run crontask stops reads them
+    """A Job's pods and their log as a run's end reads them, a stop's or the Job's own
     (``runner.job_attempt.PodReads``): ``JobWatch.stop_reads``' (``once``)."""
 
     reads: _Reads
