@@ -43,9 +43,12 @@ def decided(runtime: RuntimeView, record: RunRecord) -> tuple[RunRecord, str | N
     refused at once is answered as the skip it is (as a Forbid skip is), and a run still
     waiting is ``pending``, not ``running``, which it is not."""
     deadline = time.monotonic() + DECISION_WAIT
+    # Its action as it was asked for, before the wait: the task may be removed meanwhile (the
+    # run goes on waiting), and the desired state then no longer tells what it is.
+    job = _job(runtime, record)
     waited = _replace_wait(runtime, record, deadline)
     if waited:
-        return record, _pending_why(runtime, record)
+        return record, _pending_why(runtime, record, job)
     # Decided (with replicas, by the store, within what is left of the same bound). A run that
     # waited may have been skipped at its end (a Job's delete refused; replaced in its turn by
     # a later run): alone, its record, the skip or its claim, is waited for as well, to say
@@ -69,20 +72,29 @@ def _replace_wait(runtime: RuntimeView, record: RunRecord, deadline: float) -> b
     return waited
 
 
-def _job(runtime: RuntimeView, record: RunRecord) -> bool:
+def _job(runtime: RuntimeView, record: RunRecord) -> bool | None:
+    """Whether ``record`` is a ``job`` task's run, by the definition in force now; None if
+    none is (the task was removed since the dispatcher decided the run)."""
     definition = runtime.in_force().get(record.task)
-    return definition is not None and definition.task.spec.job is not None
+    return None if definition is None else definition.task.spec.job is not None
 
 
-def _pending_why(runtime: RuntimeView, record: RunRecord) -> str:
-    """Why ``record``, waiting for the runs it replaces, is not started, by its action."""
+def _pending_why(runtime: RuntimeView, record: RunRecord, job: bool | None) -> str:
+    """Why ``record``, waiting for the runs it replaces, is not started, by its action
+    (``job``: :func:`_job`'s as it was asked for; None: not known, both are said)."""
     claim = "" if runtime.members() is None else "; its claim is recorded running meanwhile"
-    if _job(runtime, record):
+    blocked = f"recorded skipped (ReplaceBlocked) at most {WAIT_MAX:g}s after it was asked for"
+    if job:
         return (
             "not started: it waits for the Job of the run it replaces to be deleted "
-            f"(concurrencyPolicy Replace); it starts once that Job is gone, or is recorded "
-            f"skipped (ReplaceBlocked) at most {WAIT_MAX:g}s after it was asked for{claim}: "
-            "look at its run"
+            f"(concurrencyPolicy Replace); it starts once that Job is gone, or is {blocked}"
+            f"{claim}: look at its run"
+        )
+    if job is None:
+        return (
+            "not started: it waits for the run it replaces to stop (concurrencyPolicy Replace; "
+            "a command is given --kill-grace after SIGTERM, a Job is deleted); it starts then, "
+            f"or, a Job's, is {blocked}{claim}: look at its run"
         )
     return (
         "not started: it waits for the run it replaces to stop (concurrencyPolicy Replace; a "
