@@ -68,6 +68,14 @@ class Definition:
         return cls(task=task, location=location, hash=task.spec_hash())
 
 
+class ErrorKind(enum.StrEnum):
+    """Why a definition could not be used (``DefinitionError.kind``): said as data, not read
+    back from the message, whose words (a spec's own values among them) are anyone's."""
+
+    INVALID = "invalid"  # its text does not make a valid task: the fix is in the text
+    TASK_LIMIT = "task-limit"  # its source is past its bound (--max-tasks): the text may be fine
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class DefinitionError:
     """A definition that could not be used, with the place to fix it."""
@@ -75,6 +83,7 @@ class DefinitionError:
     location: Location
     message: str
     key: str | None = None  # when the broken text still names its task
+    kind: ErrorKind = ErrorKind.INVALID
 
     def __str__(self) -> str:
         # The revision goes last, so that the line still starts with file:line:col.

@@ -32,7 +32,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from reconciler.core.desired import Definition, DesiredState, SourceKind
+from reconciler.core.desired import Definition, DesiredState, ErrorKind, SourceKind
 from reconciler.core.fields import RUN_NOW_ANNOTATION as RUN_NOW_ANNOTATION
 from reconciler.core.runs import RetriedAttempt, RunRecord, RunStatus, Trigger
 
@@ -56,11 +56,6 @@ SUSPENDED = "Suspended"
 CONFLICT = "Conflict"
 PENDING = "Pending"
 TASK_LIMIT = "TaskLimit"
-
-# How the error of a CronTask refused for room begins (``sources.kubernetes_bound.refusal``
-# writes it): its source is full, its spec may be fine. A spec's own errors begin with a field
-# or crontask's words, never with a value of the spec.
-TASK_LIMIT_START = "would take this source past its bound of "
 
 # A stored run time ahead of ``now`` by more than this is no run's: the clocks of the replicas
 # and of the API server (a Job's completion time) disagree by seconds, not by a day.
@@ -210,7 +205,8 @@ class RunSummary:
 class TaskState:
     """Where the task stands, from the desired state and what the scheduler holds."""
 
-    invalid: str | None = None  # the object's current spec does not validate
+    invalid: str | None = None  # the object's current spec is not used: why, in words
+    invalid_kind: ErrorKind = ErrorKind.INVALID  # and why, as data (its condition's reason)
     conflict: str | None = None  # another location defines the key and wins
     scheduled: bool = False  # the scheduler runs this object's (possibly last good) spec
     suspended: bool = False
@@ -218,12 +214,8 @@ class TaskState:
 
 
 def task_state(key: str, desired: DesiredState, in_force: Definition | None) -> TaskState:
-    invalid = next(
-        (
-            e.message
-            for e in desired.errors
-            if e.key == key and e.location.source == SourceKind.KUBERNETES
-        ),
+    error = next(
+        (e for e in desired.errors if e.key == key and e.location.source == SourceKind.KUBERNETES),
         None,
     )
     conflict = next(
@@ -237,7 +229,8 @@ def task_state(key: str, desired: DesiredState, in_force: Definition | None) -> 
     ours = in_force is not None and in_force.location.source == SourceKind.KUBERNETES
     spec = in_force.task.spec if in_force is not None and ours else None
     return TaskState(
-        invalid=invalid,
+        invalid=error.message if error is not None else None,
+        invalid_kind=error.kind if error is not None else ErrorKind.INVALID,
         conflict=conflict,
         scheduled=ours,
         suspended=bool(spec and spec.suspend),
@@ -275,7 +268,7 @@ def _conditions(state: TaskState) -> tuple[tuple[str, str, str], tuple[str, str,
         kept = (
             "; the last valid spec keeps running" if state.scheduled else "; nothing is scheduled"
         )
-        reason, said = unused_spec(state.invalid)
+        reason, said = unused_spec(state.invalid, state.invalid_kind)
         message = f"{said}{kept}"
         return ("False", reason, message), ("True", reason, message)
     if not state.scheduled:
@@ -288,11 +281,12 @@ def _conditions(state: TaskState) -> tuple[tuple[str, str, str], tuple[str, str,
     return ("True", SCHEDULED, message), ("False", SCHEDULED, message)
 
 
-def unused_spec(invalid: str) -> tuple[str, str]:
+def unused_spec(invalid: str, kind: ErrorKind) -> tuple[str, str]:
     """The reason and the words of a CronTask crontask does not use (its conditions' and its
-    Warning Event's): its spec is invalid, or its source is past ``--max-tasks``, which is
-    no fault of the spec (a user told "spec is invalid" looks for an error that is not there)."""
-    if invalid.startswith(TASK_LIMIT_START):
+    Warning Event's), by the ``kind`` of its error: its spec is invalid, or its source is past
+    ``--max-tasks``, which is no fault of the spec (a user told "spec is invalid" looks for an
+    error that is not there)."""
+    if kind is ErrorKind.TASK_LIMIT:
         return TASK_LIMIT, invalid
     return INVALID_SPEC, f"spec is invalid: {invalid}"
 

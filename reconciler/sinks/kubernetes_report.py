@@ -449,7 +449,7 @@ class StatusReporter:
         if self._invalid.get(ref.key) == state.invalid:
             return
         self._invalid[ref.key] = state.invalid
-        self._emit(ref, EventSpec("Warning", *unused_spec(state.invalid)))
+        self._emit(ref, EventSpec("Warning", *unused_spec(state.invalid, state.invalid_kind)))
 
     def _emit(self, ref: ObjectRef, event: EventSpec) -> None:
         if self._events is not None:

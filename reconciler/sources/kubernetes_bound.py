@@ -14,8 +14,8 @@ import heapq
 from collections.abc import Iterator
 from typing import Any
 
-from reconciler.core.desired import DefinitionError, Location, SourceKind
-from reconciler.core.status import TASK_LIMIT_START, ObjectRef
+from reconciler.core.desired import DefinitionError, ErrorKind, Location, SourceKind
+from reconciler.core.status import ObjectRef
 
 Age = tuple[str, str, str]
 
@@ -38,13 +38,15 @@ def deleting(obj: dict[str, Any]) -> bool:
 
 
 def refusal(ref: ObjectRef, max_tasks: int) -> DefinitionError:
-    """The error of an object refused for room."""
+    """The error of an object refused for room: of its own kind (its reason: ``TaskLimit``),
+    as its source is full and its spec may be fine."""
     bound = "1 task" if max_tasks == 1 else f"{max_tasks:,} tasks"
     message = (
-        f"{TASK_LIMIT_START}{bound} (--max-tasks): not applied; "  # its reason: TaskLimit
+        f"would take this source past its bound of {bound} (--max-tasks): not applied; "
         "it is read once a CronTask the source holds is deleted (the oldest waiting first)"
     )
-    return DefinitionError(Location(SourceKind.KUBERNETES, ref.key), message, ref.key)
+    where = Location(SourceKind.KUBERNETES, ref.key)
+    return DefinitionError(where, message, ref.key, ErrorKind.TASK_LIMIT)
 
 
 class Waiting:
