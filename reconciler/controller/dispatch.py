@@ -412,11 +412,7 @@ class Dispatcher(ReplaceWaits, AheadSlots, RunStops):
         self._unmarked = None
         if not since:
             return
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:  # a pass applied outside the loop (a test's): written at once
-            self.recorder.store.mark_tracked(since)
-            return
+        loop = asyncio.get_running_loop()  # a pass runs on it (``Reconciler.apply``)
         write = loop.create_task(self._mark_tracked(since), name="mark tracked")
         self._writes.add(write)  # waited for by drain and shutdown, as a skip's write
         write.add_done_callback(self._writes.discard)

@@ -196,23 +196,26 @@ def test_a_task_added_later_catches_up_nothing(tmp_path: Path) -> None:
 def test_arrivals_count_the_passes_that_declare_a_task_anew(tmp_path: Path) -> None:
     """Not the first pass, nor an edit, a resync or a removal: only a key not declared before
     (the heartbeat looks for its runs nobody told of then)."""
-    world = World(tmp_path)
-    world.write("a.yaml", doc("a"))
-    world.reconcile()
-    world.write("a.yaml", doc("a", "*/5 * * * *"))
-    world.reconcile()
-    world.reconcile()
-    assert world.reconciler.arrivals == 0
-    world.write("b.yaml", doc("b"))
-    world.write("c.yaml", doc("c"))
-    world.reconcile()
-    assert world.reconciler.arrivals == 1
-    (tmp_path / "b.yaml").unlink()
-    world.reconcile()
-    assert world.reconciler.arrivals == 1
-    world.write("b.yaml", doc("b"))
-    world.reconcile()
-    assert world.reconciler.arrivals == 2
+
+    async def body(w: World) -> None:
+        w.write("a.yaml", doc("a"))
+        w.reconcile()
+        w.write("a.yaml", doc("a", "*/5 * * * *"))
+        w.reconcile()
+        w.reconcile()
+        assert w.reconciler.arrivals == 0
+        w.write("b.yaml", doc("b"))
+        w.write("c.yaml", doc("c"))
+        w.reconcile()
+        assert w.reconciler.arrivals == 1
+        (tmp_path / "b.yaml").unlink()
+        w.reconcile()
+        assert w.reconciler.arrivals == 1
+        w.write("b.yaml", doc("b"))
+        w.reconcile()
+        assert w.reconciler.arrivals == 2
+
+    play(tmp_path, body)
 
 
 def test_passes_after_events_agree_with_a_full_pass(tmp_path: Path) -> None:

@@ -55,35 +55,40 @@ def test_an_edit_elsewhere_formats_no_error_again(
     metrics = Metrics()
     notifier = Notifier(parse(NOTIFICATIONS, "n.yaml", tmp_path), metrics=metrics)
 
-    def one_pass(hints: dict[str, set[str]] | None) -> None:
+    async def one_pass(hints: dict[str, set[str]] | None) -> None:
         reconciler.apply(reconciler.refresh(hints), hints)
         notifier.after_pass(reconciler.desired)
-        asyncio.run(notifier._drain())  # its component finds the new errors (alone: no senders)
+        await notifier._drain()  # its component finds the new errors (alone: no senders)
         metrics.reconciled(True, 0.0, reconciler.desired)
 
-    one_pass(None)
-    assert len(reconciler.desired.errors) == 200
-    assert len(notifier.queues["all"]) == 1
-    formatted: list[DefinitionError] = []
-    plain = DefinitionError.__str__
+    # Passes run on a loop, as the runtime makes them (the dispatcher writes off it).
+    async def main() -> None:
+        await one_pass(None)
+        assert len(reconciler.desired.errors) == 200
+        assert len(notifier.queues["all"]) == 1
+        formatted: list[DefinitionError] = []
+        plain = DefinitionError.__str__
 
-    def counted(self: DefinitionError) -> str:
-        formatted.append(self)
-        return plain(self)
+        def counted(self: DefinitionError) -> str:
+            formatted.append(self)
+            return plain(self)
 
-    monkeypatch.setattr(DefinitionError, "__str__", counted)
-    _write(good, task_doc("good", schedule="0 * * * *"))
-    caplog.set_level(logging.INFO, logger="crontask")
-    caplog.clear()
-    one_pass({"file": {str(good.absolute())}})
-    assert scheduler.owned()["default/good"].task.spec.schedule == "0 * * * *"
-    assert formatted == []
-    assert not [r for r in caplog.records if r.message.startswith("definition error")]
+        monkeypatch.setattr(DefinitionError, "__str__", counted)
+        _write(good, task_doc("good", schedule="0 * * * *"))
+        caplog.set_level(logging.INFO, logger="crontask")
+        caplog.clear()
+        await one_pass({"file": {str(good.absolute())}})
+        assert scheduler.owned()["default/good"].task.spec.schedule == "0 * * * *"
+        assert formatted == []
+        assert not [r for r in caplog.records if r.message.startswith("definition error")]
 
-    # The broken file fixed: its five errors are formatted once, each consumer, and told.
-    _write(folder / "broken3.yaml", task_doc("b3-0"))
-    one_pass({"file": {str((folder / "broken3.yaml").absolute())}})
-    assert len(reconciler.desired.errors) == 195
-    assert [r.message for r in caplog.records].count("definition error resolved") == 5
-    assert len(formatted) == 10  # the pass's log and the notifier's (which has nothing to send)
-    assert len(notifier.queues["all"]) == 1
+        # The broken file fixed: its five errors are formatted once, each consumer, and told.
+        _write(folder / "broken3.yaml", task_doc("b3-0"))
+        await one_pass({"file": {str((folder / "broken3.yaml").absolute())}})
+        assert len(reconciler.desired.errors) == 195
+        assert [r.message for r in caplog.records].count("definition error resolved") == 5
+        assert len(formatted) == 10  # the pass's log and the notifier's (which has nothing to send)
+        assert len(notifier.queues["all"]) == 1
+        await idle.shutdown(0)
+
+    asyncio.run(main())
