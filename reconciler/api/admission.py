@@ -44,6 +44,22 @@ waiting (when they shared theirs, 12 tricklers at a byte a second delayed a sign
 token is refused before its body is read (``routing.verify_signature``), so it holds its place
 only for that moment.
 
+A well-formed fake signature is found out only once the body is in: 12 strangers sending one
+and a byte a second held the webhook's places for 10 s each, over and over, and a signed
+delivery waited 29 s. So a webhook body has a floor: :data:`HOOK_GRACE` after its first read it
+must have come at :data:`HOOK_MIN_RATE` since (what came buys time: a pause after much is no
+fault), or it is a 408 then. And its places are shared out by peer (:class:`Shares`): one holds
+at most :data:`HOOK_SHARE`, and a free place goes to the peer holding the fewest, then to the
+one given a place longest ago. A delivery then waits behind no stranger's waiters, only, when
+strangers from several addresses hold every place, for the next to come free (measured: 12
+tricklers from one address, 12 from each of 4, 8 from each of 8: delivered in at most 0.5 s; it
+was 27-29 s). GitHub's ways pass: a push of a few KB comes whole at once, 25 MiB within
+BODY_SECONDS is 160 times the floor, and its deliveries at once from one address past the share
+wait milliseconds for their turn. A deadline from the declared Content-Length would add
+nothing: the sender chooses it, and a body kept to the floor is whole by ``HOOK_GRACE + length
+/ HOOK_MIN_RATE`` anyway. Behind a proxy that passes bodies on as they come, every caller is
+its address: the floor holds, the share does not tell strangers from GitHub.
+
 Plans (:data:`PLANS`) are made one at a time (a large one is seconds of CPU, see
 ``routes_plan``), and wait for their turn here, at the door, before they take a place: when the
 route itself waited, a viewer's 24 plans in a loop held every place in threads that only waited
@@ -56,6 +72,7 @@ answers the others 401): strangers' plans held the places of every viewer's.
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Callable
 from typing import Final
 
@@ -79,6 +96,12 @@ GIT_HOOK: Final = "/api/v1/hooks/git"
 PUBLIC_BODIES: Final = frozenset({"/login", GIT_HOOK})
 MAX_PUBLIC_BODIES: Final = 4  # /login's places
 MAX_HOOK_BODIES: Final = 4  # the webhook's, apart from /login's
+HOOK_SHARE: Final = 2  # of them for one peer (an address, an IPv6 /64)
+# The webhook's floor: HOOK_GRACE after its first read, a body has come at HOOK_MIN_RATE since.
+# GitHub's 25 MiB within BODY_SECONDS is 2.5 MiB/s; a push of a few KB comes whole at once.
+HOOK_GRACE: Final = 1.0
+HOOK_MIN_RATE: Final = 16 * 1024  # bytes a second
+BELOW_FLOOR: Final = "the request body came slower than 16 KiB a second"
 MAX_STRANGER_ANSWERS: Final = 64  # about 11 MB of a public asset's answers to slow readers
 STRANGER_SHARE: Final = 8  # of them for one peer (an address, an IPv6 /64)
 # An answer this small is written whole at once (the transport takes it, its send does not
@@ -97,6 +120,81 @@ class Busy(Exception):
     """No room: too many requests waiting, or one waited past :data:`WAIT_SECONDS`."""
 
 
+class Shares:
+    """``places`` shared out by peer: one holds at most ``share`` of them, and a place that
+    comes free goes to the peer that waits holding the fewest, among those to the one given a
+    place longest ago (a peer that held and waited for none since: never), and among a peer's
+    own waiters, to the first come. So a peer waits behind its own, not behind the waiters of
+    others: with many peers waiting, one that comes is given the next place. A request with no
+    peer (a Unix socket: all its callers are one) is held to no share."""
+
+    def __init__(self, places: int, share: int) -> None:
+        self.places = places
+        self.share = share
+        self.taken = 0
+        self.held: dict[str, int] = {}
+        self._waiters: list[tuple[str, asyncio.Future[None]]] = []
+        self._given = 0
+        self._given_at: dict[str, int] = {}  # when each peer holding or waiting last took one
+
+    def full(self) -> bool:
+        return self.taken >= self.places
+
+    async def acquire(self, peer: str, seconds: float) -> None:
+        """Take a place for ``peer`` within ``seconds``, or TimeoutError."""
+        if self._may_take(peer):  # none who may take it waits: a release would have given it
+            self._take(peer)
+            return
+        waiter = (peer, asyncio.get_running_loop().create_future())
+        self._waiters.append(waiter)
+        try:
+            await asyncio.wait_for(waiter[1], seconds)
+        except BaseException:
+            if waiter in self._waiters:
+                self._waiters.remove(waiter)
+                self._forget(peer)
+            elif waiter[1].done() and not waiter[1].cancelled():
+                self.release(peer)  # given its place as it gave up
+            raise
+
+    def release(self, peer: str) -> None:
+        self.taken -= 1
+        left = self.held.pop(peer) - 1
+        if left:
+            self.held[peer] = left
+        self._waiters = [w for w in self._waiters if not w[1].done()]
+        self._forget(peer)
+        while not self.full():
+            turns = [
+                (self.held.get(p, 0), self._given_at.get(p, -1), i)
+                for i, (p, _) in enumerate(self._waiters)
+                if self._may(p)
+            ]
+            if not turns:
+                return
+            waiter = self._waiters.pop(min(turns)[2])
+            self._take(waiter[0])
+            waiter[1].set_result(None)
+
+    def _may(self, peer: str) -> bool:
+        return not peer or self.held.get(peer, 0) < self.share
+
+    def _may_take(self, peer: str) -> bool:
+        return not self.full() and self._may(peer)
+
+    def _take(self, peer: str) -> None:
+        self.taken += 1
+        self.held[peer] = self.held.get(peer, 0) + 1
+        self._given += 1
+        self._given_at[peer] = self._given
+
+    def _forget(self, peer: str) -> None:
+        """Drop when ``peer`` was last given a place once it holds none and waits for none:
+        what is kept is bounded by those waiting."""
+        if peer not in self.held and all(p != peer for p, _ in self._waiters):
+            self._given_at.pop(peer, None)
+
+
 class Admission:
     """The ASGI middleware; ``busy`` answers a request refused (the app's 503 problem)."""
 
@@ -111,6 +209,9 @@ class Admission:
         body_seconds: float = BODY_SECONDS,
         max_public: int = MAX_PUBLIC_BODIES,
         max_hooks: int = MAX_HOOK_BODIES,
+        hook_share: int = HOOK_SHARE,
+        hook_grace: float = HOOK_GRACE,
+        hook_rate: float = HOOK_MIN_RATE,
         max_strangers: int = MAX_STRANGER_ANSWERS,
         stranger_share: int = STRANGER_SHARE,
         max_plans: int = MAX_PLANS,
@@ -124,7 +225,9 @@ class Admission:
         self.wait_seconds = wait_seconds
         self.body_seconds = body_seconds
         self.max_public = max_public
-        self.max_hooks = max_hooks
+        self.hooks = Shares(max_hooks, hook_share)  # made here: it waits on no loop of its own
+        self.hook_grace = hook_grace
+        self.hook_rate = hook_rate
         self.max_strangers = max_strangers
         self.stranger_share = stranger_share
         self.strangers = 0  # strangers' large answers being sent (see the module docstring)
@@ -135,34 +238,34 @@ class Admission:
         self.active = 0
         self.waiting = 0
         self.plans_waiting = 0
-        # Made on the loop that serves: the places inside, those of /login and of the webhook
-        # (PUBLIC_BODIES), of PLANS.
+        # Made on the loop that serves: the places inside, those of /login, of PLANS.
         self._room: asyncio.Semaphore | None = None
         self._public: asyncio.Semaphore | None = None
-        self._hooks: asyncio.Semaphore | None = None
         self._plans: asyncio.Semaphore | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope.get("path") in UNQUEUED:
             await self.app(scope, receive, send)
             return
-        if self._room is None or self._public is None or self._hooks is None or self._plans is None:
+        if self._room is None or self._public is None or self._plans is None:
             self._room = asyncio.Semaphore(self.max_active)
             self._public = asyncio.Semaphore(self.max_public)
-            self._hooks = asyncio.Semaphore(self.max_hooks)
             self._plans = asyncio.Semaphore(self.max_plans)
         path = scope.get("path")
-        entered: list[asyncio.Semaphore] = []
+        entered: list[Callable[[], object]] = []  # how each place taken is given back
         try:
-            if path in PUBLIC_BODIES:
-                public = self._hooks if path == GIT_HOOK else self._public
-                await self._enter(public, self.wait_seconds)
-                entered.append(public)
+            if path == GIT_HOOK:
+                peer = _peer(scope)
+                await self._enter_hooks(peer)
+                entered.append(functools.partial(self.hooks.release, peer))
+            elif path in PUBLIC_BODIES:
+                await self._enter(self._public, self.wait_seconds)
+                entered.append(self._public.release)
             elif path in PLANS and self.may_queue_plan(scope):
                 await self._enter_plans(self._plans)
-                entered.append(self._plans)
+                entered.append(self._plans.release)
             await self._enter(self._room, self.wait_seconds)
-            entered.append(self._room)
+            entered.append(self._room.release)
         except Busy:
             self._leave(entered)
             await self.busy(scope, receive, send)  # type: ignore[misc]
@@ -190,7 +293,7 @@ class Admission:
             await send(message)
 
         try:
-            await self.app(scope, self._timed(receive), answering)
+            await self.app(scope, self._timed(receive, floor=path == GIT_HOOK), answering)
         finally:
             if inside:
                 self.active -= 1
@@ -201,8 +304,7 @@ class Admission:
     def _count_stranger(self, scope: Scope) -> str | None:
         """Count a stranger's large answer against all of them and its peer's share; None (it
         is refused) when either is full."""
-        extension = (scope.get("extensions") or {}).get(ABORT) or {}
-        peer = str(extension.get("peer") or (scope.get("client") or ("",))[0])
+        peer = _peer(scope)
         mine = self._strangers_of.get(peer, 0)
         if self.strangers >= self.max_strangers or mine >= self.stranger_share:
             return None
@@ -216,23 +318,31 @@ class Admission:
         if left:
             self._strangers_of[peer] = left
 
-    def _timed(self, receive: Receive) -> Receive:
-        """``receive`` with one deadline over the whole body; a late body is a 408 (FastAPI
-        passes an HTTPException raised while it reads through to the problem handler)."""
-        deadline: float | None = None
+    def _timed(self, receive: Receive, *, floor: bool) -> Receive:
+        """``receive`` with one deadline over the whole body and, with ``floor``, the
+        webhook's floor rate; a late body is a 408 (FastAPI passes an HTTPException raised
+        while it reads through to the problem handler)."""
+        started: float | None = None
+        received = 0
         complete = False
 
         async def timed() -> Message:
-            nonlocal deadline, complete
+            nonlocal started, received, complete
             if complete:  # after the body only a disconnect comes, whenever it comes
                 return await receive()
-            loop = asyncio.get_running_loop()
-            if deadline is None:
-                deadline = loop.time() + self.body_seconds
+            now = asyncio.get_running_loop().time()
+            if started is None:
+                started = now
+            due, why = started + self.body_seconds, SLOW_BODY
+            # What has come buys time at the floor rate: a pause after much is not refused.
+            behind = started + self.hook_grace + received / self.hook_rate
+            if floor and behind < due:
+                due, why = behind, BELOW_FLOOR
             try:
-                message = await asyncio.wait_for(receive(), max(deadline - loop.time(), 0))
+                message = await asyncio.wait_for(receive(), max(due - now, 0))
             except TimeoutError:
-                raise HTTPException(408, SLOW_BODY, headers={"Connection": "close"}) from None
+                raise HTTPException(408, why, headers={"Connection": "close"}) from None
+            received += len(message.get("body", b""))
             complete = message["type"] != "http.request" or not message.get("more_body", False)
             return message
 
@@ -249,6 +359,18 @@ class Admission:
         finally:
             self.waiting -= 1
 
+    async def _enter_hooks(self, peer: str) -> None:
+        """A place of the webhook's for ``peer``: its share of them (see :class:`Shares`)."""
+        if self.waiting >= self.max_waiting and self.hooks.full():
+            raise Busy
+        self.waiting += 1
+        try:
+            await self.hooks.acquire(peer, self.wait_seconds)
+        except TimeoutError:
+            raise Busy from None
+        finally:
+            self.waiting -= 1
+
     async def _enter_plans(self, plans: asyncio.Semaphore) -> None:
         if plans.locked() and self.plans_waiting >= self.max_plans_waiting:
             raise Busy
@@ -259,9 +381,16 @@ class Admission:
             self.plans_waiting -= 1
 
     @staticmethod
-    def _leave(entered: list[asyncio.Semaphore]) -> None:
-        for gate in entered:
-            gate.release()
+    def _leave(entered: list[Callable[[], object]]) -> None:
+        for release in entered:
+            release()
+
+
+def _peer(scope: Scope) -> str:
+    """The caller's address as ``cli/connections.py`` counts it (an IPv6 one as its /64), or
+    the client's; "" for none (a Unix socket)."""
+    extension = (scope.get("extensions") or {}).get(ABORT) or {}
+    return str(extension.get("peer") or (scope.get("client") or ("",))[0])
 
 
 def _stranger(scope: Scope) -> bool:
