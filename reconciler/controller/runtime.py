@@ -248,13 +248,15 @@ async def build(options: Options, store: RunStore, manager: Manager) -> Parts:
     # Metrics read the scheduler's snapshot and the sources at each scrape, and keep each
     # task's runs from the run listener, and the runs adopted here (no start heard) from the
     # progress listener; a task that comes to this process starts from its last outcomes and
-    # its runs in progress elsewhere in the store.
+    # its runs in progress elsewhere in the store. The run store's state is the readiness
+    # check's last answer and the recorder's records waiting: a scrape never asks the store.
     metrics = Metrics(
         scheduler,
         sources=lambda: service.sources(),
         history=store,
         owner=me,
         per_task_histograms=options.metrics_per_task_histograms,
+        run_store=lambda: service.run_store(),
     )
     # The runs marked at recovery that carry no note "untold" (told by this crontask) or are not
     # in the store yet: the metrics' reads of the store would not count them.

@@ -58,6 +58,7 @@ from reconciler.core.model import CronTask
 from reconciler.core.problem_lines import Problem, subject
 from reconciler.core.runs import RunRecord, RunStatus
 from reconciler.scheduling.base import Scheduler, schedule_of
+from reconciler.sinks.metrics import RunStoreState
 from reconciler.sources.api import ApiSource
 from reconciler.sources.base import Source
 from reconciler.store.base import RunStore, StoreUnavailable
@@ -263,6 +264,13 @@ class Service:
             "scheduler": self.started,
             "store": self._ping.answers(),
         }
+
+    def run_store(self) -> RunStoreState:
+        """What /metrics shows of the run store, without waiting for it: the readiness
+        check's last answer (``StorePing.seen``) and the recorder's records waiting or
+        dropped. A pod scraped directly stays up through an outage, so this says it."""
+        recorder = self._dispatcher.recorder
+        return RunStoreState(self._ping.seen(), recorder.pending, recorder.dropped)
 
     def sources(self) -> list[SourceStatus]:
         # Replaced whole by each pass: a consistent view, counted once (``_Problems``).

@@ -60,16 +60,35 @@ class StorePing:
             now = time.monotonic()
             if self._answer is not None and now - self._answer[0] < self._reuse:
                 return self._answer[1]
-            if self._asked is None:
-                self._asked = (now, Future())
-                threading.Thread(
-                    target=self._run, args=(self._asked[1],), name="crontask-ping", daemon=True
-                ).start()  # a daemon: one that never returns does not hold up the exit
-            asked_at, answer = self._asked
+            asked_at, answer = self._ask(now)
         try:
             return answer.result(timeout=max(0.0, asked_at + self._timeout - now))
         except TimeoutError:
             return False
+
+    def seen(self) -> bool | None:
+        """``answers`` without waiting, for a scrape: the last answer, and the store asked
+        again (as ``answers`` asks it) when that answer is older than ``reuse``, for the next
+        caller to see; so it is as old as the caller before it, at most. A ping asked
+        ``timeout`` or more ago that has not answered is down, as ``answers`` says. None: no
+        ping has answered yet (the first is on its way)."""
+        with self._lock:
+            now = time.monotonic()
+            if self._answer is not None and now - self._answer[0] < self._reuse:
+                return self._answer[1]
+            asked_at, _ = self._ask(now)
+            if now - asked_at >= self._timeout:
+                return False
+            return None if self._answer is None else self._answer[1]
+
+    def _ask(self, now: float) -> tuple[float, Future[bool]]:
+        """The ping in flight, asked now if there is none (under the lock)."""
+        if self._asked is None:
+            self._asked = (now, Future())
+            threading.Thread(
+                target=self._run, args=(self._asked[1],), name="crontask-ping", daemon=True
+            ).start()  # a daemon: one that never returns does not hold up the exit
+        return self._asked
 
     def _run(self, answer: Future[bool]) -> None:
         ok = False

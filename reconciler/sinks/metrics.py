@@ -19,6 +19,9 @@ prometheus_client registry) the metrics read
   held back after a resume or a schedule edit until two slots have come under the change (the
   scrape's wall-clock time says when it was seen);
 - ``sources()``: the revision and last sync of each pulling source (git);
+- ``run_store()``: whether the run store answers, and the run records waiting for it or
+  dropped, as this process last saw them (it asks the store nothing: a store that is down or
+  hangs does not hold a scrape up);
 - their per-task run state (``metrics_runs.RunState``, under the same lock): kept up to date
   by :meth:`Metrics.on_run` and :meth:`Metrics.on_progress`; a task that comes into the
   snapshot starts from its last outcomes in the run history (``history``), with its runs that
@@ -73,6 +76,7 @@ from reconciler.sinks.metrics_families import (
     RUN_BUCKETS,
     HistogramValue,
     Replicas,
+    RunStoreState,
     Scrape,
     SourceSync,
     TaskSlot,
@@ -140,7 +144,8 @@ class Metrics:
     the checks of runs in progress elsewhere, ``seed_spawn`` the reads of the tasks new to the
     snapshot (``metrics_runs.RunState``); from ``started`` (Unix time; None: when
     ``metrics_elsewhere`` was imported) the runs a dead crontask left count
-    (``metrics_elsewhere.UnheardEnds``)."""
+    (``metrics_elsewhere.UnheardEnds``). ``run_store`` is called at each scrape, in its
+    thread: it must read what is held, never ask the store."""
 
     def __init__(
         self,
@@ -154,9 +159,11 @@ class Metrics:
         spawn: Callable[[Callable[[], None]], None] = in_thread,
         seed_spawn: Callable[[Callable[[], None]], None] = in_thread,
         started: float | None = None,
+        run_store: Callable[[], RunStoreState] | None = None,
     ) -> None:
         self._tasks = tasks
         self._sources = sources
+        self._run_store = run_store
         self.per_task_histograms = per_task_histograms
         self._lock = threading.Lock()
         # The ends this process does not hear, read from the history (``metrics_elsewhere``).
@@ -343,6 +350,7 @@ class Metrics:
             )
             for s in (self._sources() if self._sources is not None else ())
         ]
+        run_store = self._run_store() if self._run_store is not None else None
         with self._lock:
             runs = self._runs.copy()
             scrape = Scrape(
@@ -364,6 +372,7 @@ class Metrics:
                 notifications=dict(self._notifications),
                 notifications_queued=dict(self._notifications_queued),
                 slots_before_last=slots_before_last,
+                run_store=run_store,
             )
         self._runs.prune(runs, tasks, began)
         return scrape
@@ -426,6 +435,7 @@ __all__: Sequence[str] = [
     "History",
     "MemoryTasks",
     "Metrics",
+    "RunStoreState",
     "SourceLike",
     "TaskSnapshot",
     "accepts_gzip",

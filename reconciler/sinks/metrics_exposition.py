@@ -21,6 +21,9 @@ The rules of which series exist (the README's "Metrics" section states them for 
   ``..._running_since_...`` (when the oldest attempt in progress started) exists only while
   one is: one more series for a running task, none for an idle one.
 - Histograms have no task label, unless per-task duration histograms were asked for.
+- ``crontask_run_store_up`` has no series before the store's first answer to the readiness
+  check; ``crontask_run_records_pending`` and ``crontask_run_records_dropped_total`` are there
+  from 0 (so ``increase()`` sees the first record dropped), in a process that records runs.
 - ``crontask_build_info`` is always there, first: one series at 1 whose ``version`` and
   ``python`` labels say what this process runs (replicas of a rolling update differ in it).
 """
@@ -62,6 +65,9 @@ from reconciler.sinks.metrics_families import (
     REPLICA_FENCED,
     RUN_BUCKETS,
     RUN_DURATION,
+    RUN_RECORDS_DROPPED,
+    RUN_RECORDS_PENDING,
+    RUN_STORE_UP,
     RUNNING,
     RUNNING_SINCE,
     RUNNING_TEXT,
@@ -80,6 +86,7 @@ from reconciler.sinks.metrics_families import (
     TASKS,
     Family,
     HistogramValue,
+    RunStoreState,
     Scrape,
     TaskRuns,
 )
@@ -298,6 +305,16 @@ def _process(write: Write, scrape: Scrape, states: Mapping[tuple[str, str], int]
     for result in ("success", "error"):
         write(f'{RECONCILES.name}{{result="{result}"}} {scrape.reconciles.get(result, 0)}\n')
     _histogram(write, RECONCILE_DURATION, scrape.reconcile_seconds)
+    if scrape.run_store is not None:
+        _run_store(write, scrape.run_store)
+
+
+def _run_store(write: Write, store: RunStoreState) -> None:
+    # Pending and dropped from 0: increase() sees the first record dropped.
+    if store.up is not None:
+        write(RUN_STORE_UP.header() + f"{RUN_STORE_UP.name} {int(store.up)}\n")
+    write(RUN_RECORDS_PENDING.header() + f"{RUN_RECORDS_PENDING.name} {store.pending}\n")
+    write(RUN_RECORDS_DROPPED.header() + f"{RUN_RECORDS_DROPPED.name} {store.dropped}\n")
 
 
 def _histogram(write: Write, family: Family, value: HistogramValue) -> None:

@@ -110,6 +110,17 @@ class Scrape:
     # Without --ha, with --kubernetes: another crontask seen running (membership.single);
     # None: not checked.
     single_lease_conflict: bool | None = None
+    # The run store as this process sees it (``RunStoreState``); None: not known here.
+    run_store: RunStoreState | None = None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class RunStoreState:
+    """The run store as this process sees it, read at each scrape without asking the store."""
+
+    up: bool | None  # its readiness check's last answer; None: none has come yet
+    pending: int  # run records waiting in memory to be written to it
+    dropped: int  # run records given up on since the start (buffer full, refused for good)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -257,6 +268,27 @@ SINGLE_LEASE_CONFLICT = Family(
     "gauge",
     "1 while another crontask without --ha is seen running the same CronTasks (the Lease "
     "crontask-single, --kubernetes without --ha): every slot runs once in each.",
+)
+
+RUN_STORE_UP = Family(
+    "crontask_run_store_up",
+    "gauge",
+    "1 while the run store answers the readiness check (as /readyz: its last answer, asked "
+    "again at most once a second; a scrape never waits for it), 0 while it fails or has not "
+    "answered within 2 s (no series before a first answer).",
+)
+RUN_RECORDS_PENDING = Family(
+    "crontask_run_records_pending",
+    "gauge",
+    "Run records waiting in memory for the run store (an outage, or a record it refused): "
+    "lost if crontask stops or dies before they are written; past 10 000 the oldest is "
+    "dropped (crontask_run_records_dropped_total).",
+)
+RUN_RECORDS_DROPPED = Family(
+    "crontask_run_records_dropped_total",
+    "counter",
+    "Run records given up on without being written: the oldest waiting when 10 000 wait, or "
+    "one the run store refused three times for a reason other than an outage.",
 )
 
 NOTIFICATIONS = Family(

@@ -37,6 +37,8 @@ ALERTS = {
     "CrontaskSourceSyncFailing",
     "CrontaskNotificationsFailing",
     "CrontaskStartDelayHigh",
+    "CrontaskRunStoreUnavailable",
+    "CrontaskRunRecordsLost",
     "CrontaskDown",
     "CrontaskReplicaMissing",
     "CrontaskReplicaFenced",
@@ -349,6 +351,7 @@ def live_metrics(tmp_path_factory: pytest.TempPathFactory) -> set[str]:
                 "crontask_task_running_since_timestamp_seconds",
                 "crontask_notifications_total",
                 "crontask_definition_errors",
+                "crontask_run_store_up",  # from the store's first answer to its check
             }
             return names if wanted <= names else set()
 
