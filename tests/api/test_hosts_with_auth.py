@@ -60,44 +60,57 @@ def _files(tmp_path: Path) -> tuple[Path, Path]:
     return config, tasks
 
 
-@pytest.fixture
-def auth_app(tmp_path: Path) -> Iterator[Crontask]:
-    config, tasks = _files(tmp_path)
+def _auth_app(folder: Path) -> Iterator[Crontask]:
+    config, tasks = _files(folder)
     external = f"https://{EXTERNAL}:8443/crontask"
     app = Crontask(
-        tmp_path, tasks, ["--auth-config", str(config), "--external-url", external]
+        folder, tasks, ["--auth-config", str(config), "--external-url", external]
     ).start()
     yield app
     app.stop()
 
 
+@pytest.fixture
+def auth_app(tmp_path: Path) -> Iterator[Crontask]:
+    """A server of the test's own: for a test that counts what the log says once a name."""
+    yield from _auth_app(tmp_path)
+
+
+@pytest.fixture(scope="module")
+def shared_auth_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Crontask]:
+    """One server for the tests that only send requests and read their answers: a name is
+    answered or refused whatever names came before it (only the log's once-a-name line keeps
+    a memory), and a server took 6 to 10 s to start on two busy cores, fourteen times over."""
+    yield from _auth_app(tmp_path_factory.mktemp("hosts-with-auth"))
+
+
 @pytest.mark.parametrize("path", OPEN_PATHS)
 def test_what_answers_without_a_credential_is_not_read_under_another_name(
-    auth_app: Crontask, path: str
+    shared_auth_app: Crontask, path: str
 ) -> None:
-    rebound = f"attacker.example:{auth_app.port}"
-    assert send(auth_app, "GET", path, rebound)[0] == 421
-    assert send(auth_app, "GET", path, f"127.0.0.1:{auth_app.port}")[0] == 200
+    rebound = f"attacker.example:{shared_auth_app.port}"
+    assert send(shared_auth_app, "GET", path, rebound)[0] == 421
+    assert send(shared_auth_app, "GET", path, f"127.0.0.1:{shared_auth_app.port}")[0] == 200
 
 
-def test_a_credential_does_not_make_another_name_answered(auth_app: Crontask) -> None:
+def test_a_credential_does_not_make_another_name_answered(shared_auth_app: Crontask) -> None:
     bearer = {"Authorization": f"Bearer {TOKEN}"}
-    rebound = f"attacker.example:{auth_app.port}"
-    assert send(auth_app, "GET", "/api/v1/tasks", rebound, bearer)[0] == 421
-    assert send(auth_app, "POST", "/login", rebound)[0] == 421
+    rebound = f"attacker.example:{shared_auth_app.port}"
+    assert send(shared_auth_app, "GET", "/api/v1/tasks", rebound, bearer)[0] == 421
+    assert send(shared_auth_app, "POST", "/login", rebound)[0] == 421
 
 
 @pytest.mark.parametrize(
     "host",
     ["127.0.0.1:{port}", "localhost:{port}", "LOCALHOST.:{port}", "[::1]:{port}", EXTERNAL],
 )
-def test_with_auth_its_own_names_are_answered(auth_app: Crontask, host: str) -> None:
+def test_with_auth_its_own_names_are_answered(shared_auth_app: Crontask, host: str) -> None:
     """``--external-url``'s host: the name a proxy on this machine forwards with."""
     bearer = {"Authorization": f"Bearer {TOKEN}"}
-    own = host.format(port=auth_app.port)
-    assert send(auth_app, "GET", "/metrics", own)[0] == 200
-    assert send(auth_app, "GET", "/api/v1/tasks", own, bearer)[0] == 200
-    assert send(auth_app, "GET", "/api/v1/tasks", own)[0] == 401
+    own = host.format(port=shared_auth_app.port)
+    assert send(shared_auth_app, "GET", "/metrics", own)[0] == 200
+    assert send(shared_auth_app, "GET", "/api/v1/tasks", own, bearer)[0] == 200
+    assert send(shared_auth_app, "GET", "/api/v1/tasks", own)[0] == 401
 
 
 def test_the_refusal_says_what_to_set(auth_app: Crontask) -> None:

@@ -15,6 +15,7 @@ import json
 import signal
 import subprocess
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import NamedTuple
 
@@ -63,11 +64,12 @@ def send(
         conn.close()
 
 
-@pytest.fixture
-def server(tmp_path: Path) -> Iterator[Server]:
+@contextmanager
+def serving(folder: Path) -> Iterator[Server]:
+    """A real ``crontask run`` without auth on every address, started in ``folder``."""
     port = free_port()  # free on 127.0.0.1, and handed to no other test of this run
     proc, log = start_crontask_run(
-        tmp_path,
+        folder,
         "--listen",
         f"0.0.0.0:{port}",
         "--insecure-no-auth",
@@ -79,10 +81,26 @@ def server(tmp_path: Path) -> Iterator[Server]:
     try:
         listening = f'msg="api listening" address=0.0.0.0:{port} '
         wait_for("the api listening line", lambda: listening in log.read_text(), PATIENCE)
-        yield Server(proc, log, port, tmp_path / "state")
+        yield Server(proc, log, port, folder / "state")
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(PATIENCE)
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[Server]:
+    """A server of the test's own: for tests that write, or count what the log says once."""
+    with serving(tmp_path) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def shared_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """One server for the tests that only read (a GET answered, the start's warning): what
+    one answers or says at its start does not depend on the GETs another test sent it, and a
+    server took 5 to 14 s to start on two busy cores, ten times over with one each."""
+    with serving(tmp_path_factory.mktemp("rebinding")) as running:
+        yield running
 
 
 def test_a_rebinding_page_can_neither_create_nor_run(server: Server) -> None:
@@ -120,9 +138,10 @@ def test_a_rebinding_page_can_neither_create_nor_run(server: Server) -> None:
     ],
 )
 def test_an_address_an_allowed_name_and_the_external_name_are_answered(
-    server: Server, host: str
+    shared_server: Server, host: str
 ) -> None:
-    assert send(server, "GET", "/api/v1/tasks", host.format(port=server.port))[0] == 200
+    port = shared_server.port
+    assert send(shared_server, "GET", "/api/v1/tasks", host.format(port=port))[0] == 200
 
 
 def test_an_address_and_an_allowed_name_can_create_and_run(server: Server) -> None:
@@ -132,8 +151,8 @@ def test_an_address_and_an_allowed_name_can_create_and_run(server: Server) -> No
     assert send(server, "POST", "/api/v1/tasks/x/pwn/runs", allowed)[0] == 202
 
 
-def test_the_warning_says_other_names_need_allow_host(server: Server) -> None:
-    text = server.log.read_text()
+def test_the_warning_says_other_names_need_allow_host(shared_server: Server) -> None:
+    text = shared_server.log.read_text()
     line = next(ln for ln in text.splitlines() if "without authentication" in ln)
     assert "--allow-host" in line, line
 
