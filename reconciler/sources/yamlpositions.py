@@ -19,7 +19,7 @@ class Mark:
     line: int  # 1-based
     column: int  # 1-based
     plain_scalar: bool = False  # unquoted, single line: a column inside it can be pointed at
-    quoted: bool = False
+    quoted: bool = False  # quoted, single line, its text between the quotes the value itself
 
 
 class Positions:
@@ -95,10 +95,20 @@ def mark_of(node: yaml.Node) -> Mark:
     start, end = node.start_mark, node.end_mark
     style = getattr(node, "style", None)
     single_line = start.line == end.line
+    scalar = isinstance(node, yaml.ScalarNode)
     return Mark(
         line=start.line + 1,
         column=start.column + 1,
         # A plain scalar's style is None from PyYAML's Python composer, "" from libyaml's.
-        plain_scalar=isinstance(node, yaml.ScalarNode) and not style and single_line,
-        quoted=isinstance(node, yaml.ScalarNode) and style in ("'", '"') and single_line,
+        plain_scalar=scalar and not style and single_line,
+        quoted=scalar and style in ("'", '"') and single_line and _verbatim(node),
     )
+
+
+def _verbatim(node: yaml.Node) -> bool:
+    """Whether a single-line quoted scalar's text between its quotes is its value, so that
+    an offset in the value is one in the text. On one line, every other character stands for
+    itself, and each escape (``\\t``, ``\\x30``, ``\\u00e9``, ``\\\\``, ``''``) is two
+    characters or more of text for one of the value: the text is the value exactly when it is
+    as long. Both PyYAML's and libyaml's columns count characters, as ``len`` does."""
+    return node.end_mark.column - node.start_mark.column - 2 == len(node.value)
