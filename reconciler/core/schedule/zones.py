@@ -41,6 +41,14 @@ _ZONE_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_+\-]*(?:/[A-Za-z0-9_+\-]+)*")
 _NOT_ZONES = frozenset({"localtime", "posixrules", "Factory"})
 _NOT_ZONE_PREFIXES = ("posix/", "right/")
 
+# Zones that keep one UTC offset for all time, by tzdata's definition: those of its "etcetera"
+# file (Etc/UTC, Etc/GMT+5, ...) and the "backward" links to them. Not EST, MST or HST: since
+# tzdata 2024b they are links to America/Panama, Phoenix and Honolulu, which have a history.
+_ONE_OFFSET_PREFIX = "Etc/"
+_ONE_OFFSET_LINKS = frozenset(
+    {"UTC", "UCT", "GMT", "GMT0", "GMT+0", "GMT-0", "Greenwich", "Universal", "Zulu"}
+)
+
 
 def validate_time_zone(name: str) -> ZoneInfo:
     """The IANA time zone called ``name``; :class:`ScheduleError` if there is none."""
@@ -72,6 +80,21 @@ def year_of(u: int) -> int:
 def year_start(year: int) -> int:
     """The instant at which UTC year ``year`` begins."""
     return (date(year, 1, 1).toordinal() - EPOCH_ORDINAL) * DAY
+
+
+def keeps_one_offset(zone: ZoneInfo) -> bool:
+    """Whether ``zone`` is one whose UTC offset never changes (see ``_ONE_OFFSET_LINKS``), so
+    that it has no transitions to look for. Known by its name, not by probing its offsets (no
+    number of probes proves there is no change between them), and only for the zone ZoneInfo
+    loads under that name: one read with ``ZoneInfo.from_file(..., key="UTC")`` or built with
+    ``no_cache`` may hold any rules, and is probed."""
+    key = zone.key
+    if key is None or not (key in _ONE_OFFSET_LINKS or key.startswith(_ONE_OFFSET_PREFIX)):
+        return False
+    try:
+        return ZoneInfo(key) is zone
+    except (KeyError, OSError, ValueError):  # a name the zone was given, not one of tzdata's
+        return False
 
 
 Transition = tuple[int, int, int]  # (instant, offset before, offset from the instant on)
@@ -107,6 +130,10 @@ def _every_year(year: int) -> bool:
     return True
 
 
+def _no_year(year: int) -> bool:
+    return False
+
+
 def segments(
     zone: ZoneInfo, u: int, last_year: int, wanted: Callable[[int], bool] = _every_year
 ) -> Iterator[tuple[int, int, int, int]]:
@@ -124,6 +151,11 @@ def segments(
     caller looks for lies within two days of the year (wall times stay within a day of their
     instants: a UTC offset is less than a day), which is what ``wanted`` must promise.
     """
+    if keeps_one_offset(zone):
+        # No year has changes to find: each is passed over, and its offset read at its start
+        # is the one offset. Finding none cost a millisecond a year: over a second of
+        # `next -n 1000` for a schedule that fires once in one year or four.
+        wanted = _no_year
     year = year_of(u)
     current = offset_at(zone, u)
     # Without a transition nearby, the piece starts at the year boundary (an artificial split).
