@@ -51,8 +51,12 @@ async def claimed_ahead(d: Dispatcher, store: MemoryRunStore, job: Definition) -
 
 
 def _answered(d: Dispatcher) -> bool:
+    """Whether the loop has the answer of each run's claim. A run's task takes the claim out
+    of ``claim`` as it begins to await it (``claiming``, until the answer wakes it): a claim
+    gone from ``claim`` is not an answered one (under load the freeze began there, the row
+    already in the store: the old run then started, or was replaced, not superseded)."""
     runs = d._active.get(KEY, {}).values()
-    return bool(runs) and all(a.claim is None or a.claim.done() for a in runs)
+    return bool(runs) and all(not a.claiming and (a.claim is None or a.claim.done()) for a in runs)
 
 
 def freeze_past(clock: Away, slot: datetime, seconds: float) -> None:
