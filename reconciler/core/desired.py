@@ -74,6 +74,7 @@ class ErrorKind(enum.StrEnum):
 
     INVALID = "invalid"  # its text does not make a valid task: the fix is in the text
     TASK_LIMIT = "task-limit"  # its source is past its bound (--max-tasks): the text may be fine
+    HOLD = "hold"  # a root that yields no task file now: its tasks are kept (--allow-empty)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

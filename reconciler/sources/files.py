@@ -54,7 +54,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from reconciler.aio import ended, first_of
-from reconciler.core.desired import Definition, DefinitionError, Location, SourceKind
+from reconciler.core.desired import Definition, DefinitionError, ErrorKind, Location, SourceKind
 from reconciler.sources.adrift import Adrift
 from reconciler.sources.base import Notify, Ready, SourceState
 from reconciler.sources.documents import ParsedText, PlainText, parse_text, plain_definitions
@@ -66,8 +66,7 @@ from reconciler.sources.reading import Unreadable, read_file, resolve_root, reso
 from reconciler.sources.rootpaths import closest_root, inner_roots, not_given
 from reconciler.sources.rootstate import (
     GONE_ROOT,
-    HOLD,
-    hold_message,
+    hold_error,
     is_within,
     leads_within,
     missing,
@@ -228,11 +227,11 @@ class DirectorySource:
             problem = self._outside(root) or missing(root)
             if problem is not None:
                 missing_roots.append(root)
+                where = Location(self.kind, self._display(root), revision=self.revision)
+                error = DefinitionError(where, problem)
                 if problem == GONE_ROOT and (kept := self._kept(root)):
-                    problem = hold_message(kept, self.revision, gone=True)  # say they stay
-                self._root_errors[root] = DefinitionError(
-                    Location(self.kind, self._display(root), revision=self.revision), problem
-                )
+                    error = hold_error(where, kept, gone=True)  # say they stay
+                self._root_errors[root] = error
                 continue
             self._root_errors.pop(root, None)
             linked: list[Path] = []
@@ -310,9 +309,7 @@ class DirectorySource:
             return False
         where = Location(self.kind, self._display(root), revision=self.revision)
         gone = missing(root) == GONE_ROOT  # in the words a rescan will use (scan())
-        self._root_errors[root] = DefinitionError(
-            where, hold_message(kept, self.revision, gone=gone)
-        )
+        self._root_errors[root] = hold_error(where, kept, gone=gone)
         return True
 
     def _kept(self, root: Path) -> int:
@@ -327,7 +324,7 @@ class DirectorySource:
 
     def _is_hold(self, root: Path) -> bool:
         error = self._root_errors.get(root)
-        return error is not None and error.message.startswith(HOLD)
+        return error is not None and error.kind is ErrorKind.HOLD  # not by its words: any may
 
     def _settle(self, changed: set[str]) -> None:
         room = self.max_tasks - self._held

@@ -1,17 +1,18 @@
 """What a root of the directory source (``files``) is now, as its rules need to know: missing,
 a link to a folder that leads elsewhere, or suddenly empty (``guard_empty``: its tasks are held,
-with the words of ``hold_message``)."""
+its error of kind ``ErrorKind.HOLD``, in the words of ``hold_message``)."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
+from reconciler.core.desired import DefinitionError, ErrorKind, Location
 from reconciler.sources.filestate import GONE
 from reconciler.sources.reading import resolved, within
 from reconciler.sources.walk import iter_yaml_files
 
-HOLD = "no task file here any more"  # how a held root's error starts
+HOLD = "no task file here any more"  # how a held root's error starts (its kind says it is one)
 GONE_ROOT = "path does not exist"
 
 
@@ -51,6 +52,15 @@ def hold_message(kept: int, revision: str | None, *, gone: bool = False) -> str:
     else:
         why = " in this revision; --allow-empty lets a revision without them remove them"
     return f"{HOLD}: keeping {'its task' if kept == 1 else f'the {kept} tasks it defined'}{why}"
+
+
+def hold_error(where: Location, kept: int, *, gone: bool = False) -> DefinitionError:
+    """The error of the root at ``where`` whose ``kept`` tasks are held (:func:`hold_message`):
+    a hold by its kind, which a refresh tests, not by its words, which another error's (an
+    OS's message, a path's) could start with."""
+    return DefinitionError(
+        where, hold_message(kept, where.revision, gone=gone), kind=ErrorKind.HOLD
+    )
 
 
 def leads_within(link: Path, inside: str | None) -> bool:
