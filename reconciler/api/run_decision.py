@@ -43,9 +43,7 @@ def decided(runtime: RuntimeView, record: RunRecord) -> tuple[RunRecord, str | N
     refused at once is answered as the skip it is (as a Forbid skip is), and a run still
     waiting is ``pending``, not ``running``, which it is not."""
     deadline = time.monotonic() + DECISION_WAIT
-    # Its action as it was asked for, before the wait: the task may be removed meanwhile (the
-    # run goes on waiting), and the desired state then no longer tells what it is.
-    job = _job(runtime, record)
+    job, policy = _asked(runtime, record)  # before the wait (see ``_asked``)
     waited = _replace_wait(runtime, record, deadline)
     if waited:
         return record, _pending_why(runtime, record, job)
@@ -53,7 +51,7 @@ def decided(runtime: RuntimeView, record: RunRecord) -> tuple[RunRecord, str | N
     # waited may have been skipped at its end (a Job's delete refused; replaced in its turn by
     # a later run): alone, its record, the skip or its claim, is waited for as well, to say
     # which, not the trigger's ``running``.
-    return decision(runtime, record, stored_too=waited is False, until=deadline)[0], None
+    return _decision(runtime, record, policy, stored_too=waited is False, until=deadline)[0], None
 
 
 def _replace_wait(runtime: RuntimeView, record: RunRecord, deadline: float) -> bool | None:
@@ -72,16 +70,20 @@ def _replace_wait(runtime: RuntimeView, record: RunRecord, deadline: float) -> b
     return waited
 
 
-def _job(runtime: RuntimeView, record: RunRecord) -> bool | None:
-    """Whether ``record`` is a ``job`` task's run, by the definition in force now; None if
-    none is (the task was removed since the dispatcher decided the run)."""
+def _asked(runtime: RuntimeView, record: RunRecord) -> tuple[bool | None, ConcurrencyPolicy | None]:
+    """Whether ``record`` is a ``job`` task's run, and its task's concurrencyPolicy, by the
+    definition in force now; None each if none is (the task was removed since the dispatcher
+    decided the run). Read as the run was asked for, before any wait: the task may be removed
+    meanwhile (the run goes on), and the desired state then no longer tells them."""
     definition = runtime.in_force().get(record.task)
-    return None if definition is None else definition.task.spec.job is not None
+    if definition is None:
+        return None, None
+    return definition.task.spec.job is not None, definition.task.spec.concurrency_policy
 
 
 def _pending_why(runtime: RuntimeView, record: RunRecord, job: bool | None) -> str:
     """Why ``record``, waiting for the runs it replaces, is not started, by its action
-    (``job``: :func:`_job`'s as it was asked for; None: not known, both are said)."""
+    (``job``: :func:`_asked`'s as it was asked for; None: not known, both are said)."""
     claim = "" if runtime.members() is None else "; its claim is recorded running meanwhile"
     blocked = f"recorded skipped (ReplaceBlocked) at most {WAIT_MAX:g}s after it was asked for"
     if job:
@@ -102,11 +104,6 @@ def _pending_why(runtime: RuntimeView, record: RunRecord, job: bool | None) -> s
     )
 
 
-def _policy(runtime: RuntimeView, record: RunRecord) -> ConcurrencyPolicy | None:
-    definition = runtime.in_force().get(record.task)
-    return None if definition is None else definition.task.spec.concurrency_policy
-
-
 def decision(
     runtime: RuntimeView,
     record: RunRecord,
@@ -125,6 +122,20 @@ def decision(
     a run decided here (alone, or skipped here) is waited for as well, as its record is
     written from the store's own threads (``controller.recorder``) and may not be there yet
     (or, a ``Replace`` run, not before the run it replaces has stopped)."""
+    policy = _asked(runtime, record)[1]  # before the wait (see ``_asked``)
+    return _decision(runtime, record, policy, stored_too=stored_too, until=until)
+
+
+def _decision(
+    runtime: RuntimeView,
+    record: RunRecord,
+    policy: ConcurrencyPolicy | None,
+    *,
+    stored_too: bool,
+    until: float | None,
+) -> tuple[RunRecord, bool]:
+    """:func:`decision`, ``policy`` (its task's, as the run was asked for: :func:`_asked`)
+    saying what a store that does not answer means for it."""
     refuse_not_started(record)
     store_decides = record.status is RunStatus.RUNNING and runtime.members() is not None
     if not (store_decides or stored_too):
@@ -135,7 +146,7 @@ def decision(
         try:
             stored = _read(runtime.store, record, max(deadline - time.monotonic(), READ_MARGIN))
         except (StoreUnavailable, TimeoutError):
-            return (_unanswered(runtime, record) if store_decides else record), False
+            return (_unanswered(record, policy) if store_decides else record), False
         if stored is not None:
             # Skipped, or claimed: started (it may even have ended since, still "running").
             return (stored if stored.status is RunStatus.SKIPPED else record), True
@@ -189,11 +200,11 @@ def _read(store: RunStore, record: RunRecord, wait: float) -> RunRecord | None:
     return read.result(timeout=wait)
 
 
-def _unanswered(runtime: RuntimeView, record: RunRecord) -> RunRecord:
+def _unanswered(record: RunRecord, policy: ConcurrencyPolicy | None) -> RunRecord:
     """The store did not answer, nor, then, the run's claim made meanwhile. Under Allow the
     run goes on all the same; under Forbid and Replace it is recorded skipped unless the store
-    takes its claim after all (StoreUnavailable, ``controller.claims``): a 503 says so."""
-    policy = _policy(runtime, record)
+    takes its claim after all (StoreUnavailable, ``controller.claims``): a 503 says so.
+    ``policy``: the task's as the run was asked for (None: removed before then)."""
     if policy is ConcurrencyPolicy.ALLOW:
         return record
     raise ProblemError(
