@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -139,13 +139,28 @@ def plan_against(proposed: Path, server: str) -> subprocess.CompletedProcess[str
     )
 
 
-def test_plan_against_a_running_instance(crontask: Callable[..., Crontask], tmp_path: Path) -> None:
-    app = crontask()
-    (app.tasks / "a.yaml").write_text(task("a", ["true"], schedule="@daily"))
-    (app.tasks / "b.yaml").write_text(task("b", ["true"], schedule="@daily"))
-    app.wait_log("tasks=2")
-    with httpx.Client(base_url=app.server) as client:
-        assert client.post("/api/v1/tasks", json=api_task("api-made", ["true"])).status_code == 201
+@pytest.fixture(scope="module")
+def planned(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Crontask]:
+    """One running instance for the plan tests, which only read it (a plan changes nothing):
+    its folder holds ``a`` and ``b``, and a task made through the API is no file's."""
+    workdir = tmp_path_factory.mktemp("plan")
+    (workdir / "tasks").mkdir()
+    app = Crontask(workdir, workdir / "tasks", [])
+    try:
+        app.start()
+        (app.tasks / "a.yaml").write_text(task("a", ["true"], schedule="@daily"))
+        (app.tasks / "b.yaml").write_text(task("b", ["true"], schedule="@daily"))
+        app.wait_log("tasks=2")
+        with httpx.Client(base_url=app.server) as client:
+            made = client.post("/api/v1/tasks", json=api_task("api-made", ["true"]))
+            assert made.status_code == 201, made.text
+        yield app
+    finally:
+        app.stop()
+
+
+def test_plan_against_a_running_instance(planned: Crontask, tmp_path: Path) -> None:
+    app = planned
     proposed = tmp_path / "proposed"
     proposed.mkdir()
     (proposed / "a.yaml").write_text(task("a", ["true"], schedule="@hourly"))
@@ -162,15 +177,12 @@ def test_plan_against_a_running_instance(crontask: Callable[..., Crontask], tmp_
 
 
 def test_plan_against_a_running_instance_keeps_a_broken_documents_task(
-    crontask: Callable[..., Crontask], tmp_path: Path
+    planned: Crontask, tmp_path: Path
 ) -> None:
     """The running instance keeps a broken file's tasks in force; the plan says so rather than
     listing them as removed (its files cannot be paired with these: the task the broken
     document still names stands for them)."""
-    app = crontask()
-    (app.tasks / "a.yaml").write_text(task("a", ["true"], schedule="@daily"))
-    (app.tasks / "b.yaml").write_text(task("b", ["true"], schedule="@daily"))
-    app.wait_log("tasks=2")
+    app = planned
     proposed = tmp_path / "proposed"
     proposed.mkdir()
     (proposed / "a.yaml").write_text(task("a", ["true"], schedule="61 * * * *"))

@@ -72,6 +72,7 @@ def test_a_job_whose_image_cannot_be_pulled_says_so(
     assert "busybox" in run.message
 
 
+@pytest.mark.slow  # a crontask and a Job past its deadline: 7-12 s, 21 s on busy cores
 def test_a_job_that_ran_too_long_is_still_a_deadline(
     crontask: Callable[..., Crontask], emulator: Emulator
 ) -> None:
