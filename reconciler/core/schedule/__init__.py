@@ -2,7 +2,8 @@
 
 The rule of this package: it is pure. No I/O, no clock (the current time is always passed in),
 no threads, no framework imports; the standard library only. The one exception is the tzdata
-that :class:`zoneinfo.ZoneInfo` loads when a zone is first named.
+that :class:`zoneinfo.ZoneInfo` loads when a zone is first named, and the same file read once
+more by :mod:`.tzif` to learn whether the zone ever changes its offset.
 
 Entry points: :func:`parse_schedule` (a string and a zone name to a :class:`Schedule`),
 :func:`validate_time_zone` and :func:`jitter_offset`. DST follows Vixie cron / cronie; see

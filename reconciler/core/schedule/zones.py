@@ -4,7 +4,9 @@ The DST rules in :mod:`.cron` need the instants at which a zone's UTC offset cha
 :mod:`zoneinfo` does not expose its transition table, so the transitions of one UTC year are
 found by probing the offset twice a day and bisecting to the exact second, then memoised per
 ``(zone, year)``. Memoising is not a clock read or I/O: the result depends only on the
-arguments (and on the tzdata that :class:`~zoneinfo.ZoneInfo` itself loaded).
+arguments (and on the tzdata that :class:`~zoneinfo.ZoneInfo` itself loaded). A zone whose
+TZif data hold no offset change at all is not searched; that is read from its file once
+(:mod:`.tzif`), the package's one read besides ZoneInfo's.
 
 All instants here are integer Unix seconds ("u"); offsets are integer seconds east of UTC.
 """
@@ -18,6 +20,7 @@ from collections.abc import Callable, Iterator
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
+from . import tzif
 from .errors import ScheduleError
 
 DAY = 86_400
@@ -40,14 +43,6 @@ _ZONE_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_+\-]*(?:/[A-Za-z0-9_+\-]+)*")
 # POSIX default rules, and the alternative trees ("right/" counts leap seconds).
 _NOT_ZONES = frozenset({"localtime", "posixrules", "Factory"})
 _NOT_ZONE_PREFIXES = ("posix/", "right/")
-
-# Zones that keep one UTC offset for all time, by tzdata's definition: those of its "etcetera"
-# file (Etc/UTC, Etc/GMT+5, ...) and the "backward" links to them. Not EST, MST or HST: since
-# tzdata 2024b they are links to America/Panama, Phoenix and Honolulu, which have a history.
-_ONE_OFFSET_PREFIX = "Etc/"
-_ONE_OFFSET_LINKS = frozenset(
-    {"UTC", "UCT", "GMT", "GMT0", "GMT+0", "GMT-0", "Greenwich", "Universal", "Zulu"}
-)
 
 
 def validate_time_zone(name: str) -> ZoneInfo:
@@ -83,17 +78,32 @@ def year_start(year: int) -> int:
 
 
 def keeps_one_offset(zone: ZoneInfo) -> bool:
-    """Whether ``zone`` is one whose UTC offset never changes (see ``_ONE_OFFSET_LINKS``), so
-    that it has no transitions to look for. Known by its name, not by probing its offsets (no
-    number of probes proves there is no change between them), and only for the zone ZoneInfo
-    loads under that name: one read with ``ZoneInfo.from_file(..., key="UTC")`` or built with
-    ``no_cache`` may hold any rules, and is probed."""
+    """Whether ``zone``'s UTC offset never changes, so that it has no transitions to look for.
+
+    Known from the zone's TZif data (:mod:`.tzif`), not by probing its offsets (no number of
+    probes proves there is no change between them) nor by its name (a tz tree may hold any
+    rules under "Etc/GMT+5"). Only for the zone ZoneInfo loads under its key, whose data are
+    the file read: one read with ``ZoneInfo.from_file(..., key="UTC")`` or built with
+    ``no_cache`` may hold any rules, and is probed; so is one whose file cannot be read or
+    parsed."""
     key = zone.key
-    if key is None or not (key in _ONE_OFFSET_LINKS or key.startswith(_ONE_OFFSET_PREFIX)):
+    if key is None:
         return False
     try:
-        return ZoneInfo(key) is zone
+        if ZoneInfo(key) is not zone:
+            return False
     except (KeyError, OSError, ValueError):  # a name the zone was given, not one of tzdata's
+        return False
+    return _data_keep_one_offset(zone, key)
+
+
+# Per zone object, so the file is read once for as long as ZoneInfo keeps handing out that
+# object (the cache holds it); after ZoneInfo.clear_cache() the key's next zone is read afresh.
+@functools.lru_cache(maxsize=1024)
+def _data_keep_one_offset(zone: ZoneInfo, key: str) -> bool:
+    try:
+        return tzif.holds_one_offset(tzif.read(key))
+    except (ImportError, OSError, ValueError):  # unreadable or not TZif: probed
         return False
 
 
