@@ -27,6 +27,7 @@ from datetime import datetime, timedelta
 from typing import Final, Literal, Protocol, runtime_checkable
 
 from reconciler.core.runs import PROCESS_DIED, LastOutcomes, RunRecord, RunStatus, Trigger
+from reconciler.core.status import SHUTDOWN_REASON
 from reconciler.store.exclusive import ExclusiveClaim as ExclusiveClaim
 from reconciler.store.exclusive import decide_exclusive as decide_exclusive
 from reconciler.store.query import RunPage as RunPage
@@ -50,6 +51,7 @@ __all__ = [
     "interrupted",
     "retention_class",
     "slot_run",
+    "tells",
 ]
 
 UNTOLD_MAX: Final = 1000  # what one read of the runs nobody told of gives at most
@@ -118,6 +120,23 @@ def slot_run(attempts: Iterable[tuple[int, str]]) -> bool:
     return any(attempt == 1 and trigger != Trigger.MANUAL for attempt, trigger in attempts)
 
 
+def tells(attempts: Iterable[tuple[RunStatus, str | None]]) -> bool:
+    """Whether a run says how its task did, from the ``(status, reason)`` of its attempts: one
+    of them succeeded, or failed as ``core.status.is_failure`` counts it (failed, timed out,
+    interrupted but not by crontask's own shutdown). A skip, a run still going, or one only
+    cut short by a shutdown says nothing: the status page, the notifier and the metrics then
+    read the run before it."""
+    return any(
+        status is RunStatus.SUCCEEDED
+        or (status in FAILED_STATUSES and not _shut_down(status, reason))
+        for status, reason in attempts
+    )
+
+
+def _shut_down(status: RunStatus, reason: str | None) -> bool:
+    return status is RunStatus.INTERRUPTED and reason == SHUTDOWN_REASON
+
+
 class RetentionTally:
     """Walks one task's runs newest first and says which to keep (shared by every store so the
     retention rules cannot drift between them).
@@ -125,7 +144,14 @@ class RetentionTally:
     The task's newest run of a slot (:func:`slot_run`) is kept whatever the limits say (it
     still counts in its bucket): it is the mark from which missed slots are counted
     (``RunStore.last_slots``). Were it deleted, a restart, or a replica taking the task over,
-    would count the slot it ran as missed, catch it up, and run it a second time."""
+    would count the slot it ran as missed, catch it up, and run it a second time.
+
+    So is the task's newest run that says how it did (:func:`tells`), as a CronJob keeps
+    ``status.lastSuccessfulTime`` whatever its history limits: with
+    ``successfulRunsHistoryLimit: 0`` the success after a failure (a Run now that fixed it, or
+    a Forbid task's long run whose slot after was skipped) was deleted and the failure kept,
+    and after a restart the status page, the metrics (a last failure with no last success)
+    and ``CrontaskTaskFailing`` said a healthy task was failing until its next success."""
 
     def __init__(self, succeeded_limit: int, failed_limit: int) -> None:
         if succeeded_limit < 0 or failed_limit < 0:
@@ -136,15 +162,26 @@ class RetentionTally:
             "skipped": failed_limit,
         }
         self.anchored = False  # the newest run that is not manual has been seen
+        self.told = False  # the newest run that says how the task did has been seen
 
     def keep(
-        self, statuses: Sequence[RunStatus], *, anchor: bool = False, busy: bool = False
+        self,
+        statuses: Sequence[RunStatus],
+        *,
+        anchor: bool = False,
+        busy: bool = False,
+        tells: bool = False,
     ) -> bool:
         """``statuses``: the attempts of the next-newest run, latest attempt first; ``anchor``:
         it is a run of a slot (:func:`slot_run`); ``busy``: it is not over, though none of its
-        attempts runs (it waits for a retry): kept and not counted, as a running one."""
+        attempts runs (it waits for a retry): kept and not counted, as a running one;
+        ``tells``: it says how the task did (:func:`tells`)."""
         first_anchor = anchor and not self.anchored
         self.anchored = self.anchored or anchor
+        # A run still going that tells (an earlier attempt failed) is kept anyway, and is what
+        # the status page reads first: the runs before it say nothing more of the task's state.
+        first_told = tells and not self.told
+        self.told = self.told or tells
         if busy or RunStatus.RUNNING in statuses:
             return True
         cls = retention_class(statuses[0])
@@ -152,13 +189,13 @@ class RetentionTally:
             if cls is not None:
                 self._left[cls] -= 1
             return True
-        return first_anchor
+        return first_anchor or first_told
 
     @property
     def exhausted(self) -> bool:
-        """Every bucket is full and the mark of missed slots is kept: all older finished runs
-        go."""
-        return self.anchored and not any(self._left.values())
+        """Every bucket is full, and the mark of missed slots and the newest run that tells
+        are kept: all older finished runs go."""
+        return self.anchored and self.told and not any(self._left.values())
 
 
 def interrupted(record: RunRecord, now: datetime, note: str = "") -> RunRecord:
@@ -390,7 +427,9 @@ class RunStore(Protocol):
         (failed, timedOut, interrupted) are kept, and separately the newest M skipped runs (see
         :func:`retention_class`); older ones are deleted. A run (all its attempts) is classified by
         its latest attempt and is deleted whole. Tasks absent from ``limits`` are not
-        count-limited.
+        count-limited. Whatever the limits, each task keeps its newest run of a slot (see
+        below) and its newest run that says how it did (:func:`tells`: what a restart reads
+        its state from, see :class:`RetentionTally`); each still counts in its bucket.
 
         Then, if ``max_age`` is given, every run with ``scheduled_at < now - max_age`` is
         deleted, in every task, but the newest run of a slot (:func:`slot_run`; the mark of

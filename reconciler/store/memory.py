@@ -32,6 +32,7 @@ from reconciler.store.base import (
     decide_exclusive,
     interrupted,
     slot_run,
+    tells,
 )
 from reconciler.store.query import Cursor, RunPage, RunQuery
 from reconciler.store.records import normalized, utc
@@ -376,6 +377,7 @@ class MemoryRunStore:
                 runs.setdefault(r.id, []).append(r)
             doomed: set[str] = set()
             marked: set[str] = set()  # tasks whose newest scheduled run was met
+            worded: set[str] = set()  # tasks whose newest run that tells was met
             # Newest run first; within a run, latest attempt first (what RetentionTally expects).
             for run_id, group in sorted(
                 runs.items(), key=lambda kv: (kv[1][0].scheduled_at, kv[0]), reverse=True
@@ -386,8 +388,9 @@ class MemoryRunStore:
                 tally = tallies.get(task)
                 anchor = slot_run((r.attempt, r.trigger) for r in group)
                 waits = run_id in busy
+                told = tells((r.status, r.reason) for r in group)
                 over_limit = tally is not None and not tally.keep(
-                    statuses, anchor=anchor, busy=waits
+                    statuses, anchor=anchor, busy=waits, tells=told
                 )
                 # The mark of missed slots (the task's newest scheduled run) stays however old,
                 # as in sql_retention (Kept.keeps_mark), while the task is declared here or an
@@ -396,6 +399,10 @@ class MemoryRunStore:
                 mark = anchor and task not in marked
                 if anchor:
                     marked.add(task)
+                # So does the newest run that says how the task did (RetentionTally).
+                word = told and task not in worded
+                if told:
+                    worded.add(task)
                 if waits or RunStatus.RUNNING in statuses:
                     continue  # counted as the mark of missed slots, never deleted
                 latest = group[0]
@@ -414,7 +421,7 @@ class MemoryRunStore:
                 )
                 others = owner is not None and any(r.owner not in (None, owner) for r in group)
                 keeps = declared is None or task in declared or others
-                too_old = old and not (mark and keeps)
+                too_old = old and not ((mark or word) and keeps)
                 if over_limit or too_old:
                     doomed.add(run_id)
             if max_age is not None and declared is not None and owner is None:

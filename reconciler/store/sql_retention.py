@@ -15,6 +15,12 @@ write lock while it reads, and 200 tasks of 2 000 runs each, within limits of 1 
 7.8 s without deleting a row, every claim meanwhile failing as a store outage. Each transaction
 goes on where the last one stopped, so what was read once is not read again.
 
+Whatever the limits, and by age while the task is declared (as its mark of missed slots), each
+task keeps its newest run that says how it did (``base.tells``: one succeeded or failed, not a
+skip nor a shutdown's interruption), one run a task at most: a restart, or a replica taking the
+task over, reads its state from it (``base.RetentionTally``). Found on the walk newest first
+at no extra read; by age, one more seek a row of a run that tells (``_last_word``).
+
 A run with an attempt this version cannot read (``sql_rows.readable``: a status or trigger a
 newer crontask wrote) is kept and counted in no bucket, as a busy one: what it is, retention
 cannot tell, and raising on it stopped every prune for good.
@@ -34,7 +40,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from reconciler.core.runs import RunStatus
-from reconciler.store.base import RetentionTally, slot_run
+from reconciler.core.status import SHUTDOWN_REASON
+from reconciler.store.base import RetentionTally, slot_run, tells
 from reconciler.store.retry_window import retry_may_follow
 from reconciler.store.sql_rows import readable
 from reconciler.store.sql_schema import NEWEST_FIRST, UTCDateTime, runs
@@ -244,8 +251,8 @@ class _TaskPrune:
         is full (setting ``boundary``), the runs to delete fill ``budget.deletes`` rows (the
         first run whole, whatever its size; a later one that would not fit is left to the
         next walk), the rows read fill ``budget.reads``, or the runs end (``done``)."""
-        stmt = sa.select(_c.id, _c.attempt, _c.scheduled_at, _c.status, _c.trigger)
-        stmt = stmt.where(_c.task == self.task)
+        columns = (_c.id, _c.attempt, _c.scheduled_at, _c.status, _c.trigger, _c.reason)
+        stmt = sa.select(*columns).where(_c.task == self.task)
         if self.walked is not None:
             stmt = stmt.where(_place(runs) < _literal(self.walked))
         stmt = stmt.order_by(*NEWEST_FIRST).execution_options(yield_per=1000)
@@ -282,7 +289,8 @@ class _TaskPrune:
         # keep() counts a run only when it keeps it: asking again is harmless.
         statuses = [RunStatus(row.status) for row in attempts]
         anchor = slot_run((row.attempt, row.trigger) for row in attempts)
-        return not self.tally.keep(statuses, anchor=anchor, busy=busy)
+        told = tells(zip(statuses, [row.reason for row in attempts], strict=True))
+        return not self.tally.keep(statuses, anchor=anchor, busy=busy, tells=told)
 
 
 @dataclasses.dataclass
@@ -301,7 +309,9 @@ class _AgedPrune:
     A run whose retry may still come (``retry_may_follow``: its latest attempt failed within
     a day or so of ``now``, of a task that retries: ``Kept.may_retry``) stays too, whoever's it
     is: ``Kept.busy`` names only this process's runs waiting for their retry, not another
-    replica's, nor another crontask's."""
+    replica's, nor another crontask's.
+
+    The task's newest run that tells how it did (``_last_word``) stays as its mark does."""
 
     cutoff: datetime
     now: datetime
@@ -324,14 +334,19 @@ class _AgedPrune:
         # When the attempt ended: one datetime to read a row, not two.
         ended = sa.func.coalesce(old.c.finished_at, old.c.started_at, type_=UTCDateTime())
         ends = (old.c.attempt, old.c.reason, ended.label("ended"))
+        stays = (_mark(old).label("mark"), _last_word(old).label("word"))
         found = conn.execute(
-            sa.select(*columns, *ends, _mark(old).label("mark"))
+            sa.select(*columns, *ends, *stays)
             .where(*window, _not_running_run(old))
             .order_by(*_oldest_first(old))
         ).all()
         spared = _Spared(kept.busy, found)
         # A run is kept whole if any attempt keeps it (all of a run's rows are in the window).
-        marks = {row.id for row in found if row.mark and kept.keeps_mark(row.task, row.owner)}
+        marks = {
+            row.id
+            for row in found
+            if (row.mark or row.word) and kept.keeps_mark(row.task, row.owner)
+        }
         waiting = _retry_may_follow(found, self.now, kept)
         doomed = dict.fromkeys(
             row.id
@@ -396,4 +411,38 @@ def _mark(old: sa.FromClause) -> sa.ColumnElement[bool]:
     )
     # CASE, not AND: an AND in a result column may evaluate both sides, and ``later`` of a
     # manual run reads every newer row of its task (20 000 manual runs: 22 s).
+    return sa.case((~own, sa.false()), (later, sa.false()), else_=sa.true())
+
+
+def _tells(table: sa.FromClause) -> sa.ColumnElement[bool]:
+    """Rows of ``table`` that say how their task did (``base.tells``): succeeded, or failed,
+    timed out, or interrupted but not by crontask's own shutdown (a NULL reason is none)."""
+    reason = table.c.reason
+    return sa.or_(
+        table.c.status.in_([RunStatus.SUCCEEDED.value, *_FAILED_OUTRIGHT]),
+        sa.and_(
+            table.c.status == RunStatus.INTERRUPTED.value,
+            sa.or_(reason.is_(None), reason != SHUTDOWN_REASON),
+        ),
+    )
+
+
+_FAILED_OUTRIGHT: Final = (RunStatus.FAILED.value, RunStatus.TIMED_OUT.value)
+
+
+def _last_word(old: sa.FromClause) -> sa.ColumnElement[bool]:
+    """Whether a row of ``old`` is of its task's newest run that says how it did (an attempt
+    of its run tells, and no attempt of a later run of the task does): what a restart reads
+    the task's state from (``base.RetentionTally``), kept however old as the mark is. One seek
+    in the primary key, then, for a row whose run tells only, a read of
+    ``ix_runs_task_scheduled`` forward to the next row that tells (the next row, unless skips
+    or runs still going come between)."""
+    said = runs.alias("said")
+    own = sa.select(said.c.id).where(said.c.id == old.c.id, _tells(said)).exists()
+    later = (
+        sa.select(said.c.id)
+        .where(said.c.task == old.c.task, said.c.scheduled_at > old.c.scheduled_at, _tells(said))
+        .exists()
+    )
+    # CASE, as in _mark: ``later`` only for the rows whose own run tells.
     return sa.case((~own, sa.false()), (later, sa.false()), else_=sa.true())

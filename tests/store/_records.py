@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from reconciler.core.runs import RunRecord, RunStatus, Trigger, run_id
+from reconciler.core.status import is_failure
 from reconciler.store import RunQuery, RunStore
 from reconciler.store.base import FAILED_STATUSES
 from reconciler.store.retry_window import MOST_ATTEMPTS, NO_RETRY_REASONS, RETRY_WINDOW
@@ -81,6 +82,7 @@ def reference_prune(
     doomed: set[str] = set()
     seen: dict[tuple[str, str], int] = {}
     anchored: set[str] = set()  # tasks whose newest run that is not only manual was seen
+    told: set[str] = set()  # tasks whose newest run that says how the task did was seen
     for run_id_, attempts in sorted(
         runs.items(), key=lambda kv: (kv[1][0].scheduled_at, kv[0]), reverse=True
     ):
@@ -95,12 +97,20 @@ def reference_prune(
         )
         if anchor:
             anchored.add(latest.task)
+        # The newest run that succeeded or failed (not by a shutdown) stays whatever the limits
+        # say: a restart reads the task's state from it (base.RetentionTally).
+        last_word = latest.task not in told and any(
+            r.status is RunStatus.SUCCEEDED or (r.status in FAILED_STATUSES and is_failure(r))
+            for r in attempts
+        )
+        if last_word:
+            told.add(latest.task)
         if any(r.status is RunStatus.RUNNING for r in attempts):
             continue
         # By age, unless a retry may still come (whoever's run it is).
         old = max_age is not None and latest.scheduled_at < now - max_age
         waits = latest.task in retrying and _retry_may_come(latest, now)
-        if old and not anchor and not waits:
+        if old and not anchor and not last_word and not waits:
             doomed.add(run_id_)
         if latest.task not in limits:
             continue
@@ -112,7 +122,7 @@ def reference_prune(
         else:
             bucket, limit = "skipped", failed_limit
         seen[latest.task, bucket] = seen.get((latest.task, bucket), 0) + 1
-        if seen[latest.task, bucket] > limit and not anchor:
+        if seen[latest.task, bucket] > limit and not anchor and not last_word:
             doomed.add(run_id_)
     return [r for r in records if r.id not in doomed]
 

@@ -44,7 +44,9 @@ def test_a_removed_task_s_last_slot_goes_by_age(
     store.prune({}, MAX_AGE, NOW, declared=declared)
 
     kept = {(r.task, r.scheduled_at) for r in everything(store)}
-    assert kept == {(task, T0 + timedelta(minutes=10)) for task in left} | {
+    # With its mark, a declared task keeps its newest run that tells how it did (its manual
+    # run: RetentionTally).
+    assert kept == {(task, T0 + timedelta(minutes=m)) for task in left for m in (10, 20)} | {
         ("ops/removed", T0 + timedelta(minutes=30))
     }
     assert store.last_slots() == {task: T0 + timedelta(minutes=10) for task in left}
@@ -52,11 +54,16 @@ def test_a_removed_task_s_last_slot_goes_by_age(
 
 def test_a_declared_task_keeps_its_mark_behind_limits_and_age(store: RunStore) -> None:
     """The count limits are the owner's and keep the mark as before: ``declared`` is about
-    the max age only."""
+    the max age only. (A manual run between them goes; the newest, which tells how the task
+    did, stays as the mark does: RetentionTally.)"""
     task = "ops/monthly"
     store.claim(rec(task, 0))
     store.claim(rec(task, 5, trigger=Trigger.MANUAL))
+    store.claim(rec(task, 6, trigger=Trigger.MANUAL))
 
     assert store.prune({task: (0, 0)}, MAX_AGE, NOW, declared={task}) == 1
 
-    assert [(r.scheduled_at, r.trigger) for r in everything(store)] == [(T0, Trigger.SCHEDULE)]
+    assert [(r.scheduled_at, r.trigger) for r in everything(store)] == [
+        (T0 + timedelta(minutes=6), Trigger.MANUAL),
+        (T0, Trigger.SCHEDULE),
+    ]

@@ -144,9 +144,10 @@ def test_old_marks_of_missed_slots_are_read_once_in_small_transactions(
     with _rows_read(sql_store, monkeypatch) as per_tx:
         deleted = sql_store.prune({}, timedelta(days=1), T0 + timedelta(days=2))
 
-    assert deleted == victims
+    # Of the manual runs, the newest stays: its task's newest run that tells how it did.
+    assert deleted == max(victims - 1, 0)
     # A window of 7 rows of the index, and the row that says where it ends.
     assert max(per_tx) <= 7 + 1, per_tx
     assert len(per_tx) >= (len(marks) + victims) // 7
     assert sum(per_tx) <= len(marks) + victims + len(per_tx), per_tx  # each row once
-    assert sorted(map(repr, everything(sql_store))) == sorted(map(repr, marks))
+    assert sorted(map(repr, everything(sql_store))) == sorted(map(repr, marks + manual[-1:]))

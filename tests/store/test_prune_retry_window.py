@@ -77,7 +77,8 @@ def test_another_pruner_keeps_a_run_whose_retry_may_still_come(
     # Scheduled 40 days ago; its 30th attempt failed an hour ago: a retry may follow.
     waiting = _chain(0, timedelta(hours=1), [RunStatus.FAILED] * 30)
     recorder.save_many(waiting)
-    recorder.save_many(_chain(5, timedelta(days=3), [RunStatus.FAILED]))  # its window is past
+    # Its window is past (and older: the newest run that tells, A's task's, stays).
+    recorder.save_many(_chain(-5, timedelta(days=3), [RunStatus.FAILED]))
 
     deleted = pruner.prune({}, MAX_AGE, NOW, declared=set(), owner=B)
 

@@ -79,9 +79,11 @@ def test_a_lone_retry_is_no_slot(
     store: RunStore, limits: dict[str, tuple[int, int]], max_age: timedelta | None
 ) -> None:
     """A retry whose first attempt is gone says nothing of its run's kind: taken for a slot it
-    would hide the slots missed before it, and stand in for the mark that retention keeps."""
+    would hide the slots missed before it, and stand in for the mark that retention keeps.
+    Abandoned (skipped): one that ended would stay as the task's newest run that tells how it
+    did (``RetentionTally``), whatever its kind."""
     store.claim(rec(TASK, 0))  # the last slot that ran
-    store.claim(rec(TASK, 10, RunStatus.SUCCEEDED, attempt=2, trigger=Trigger.RETRY))
+    store.claim(rec(TASK, 10, RunStatus.SKIPPED, attempt=2, trigger=Trigger.RETRY))
     assert store.last_slots() == {TASK: T0}
 
     assert store.prune(limits, max_age, NOW) == 1

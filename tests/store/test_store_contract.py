@@ -923,11 +923,18 @@ def test_prune_by_max_age_keeps_the_mark_of_missed_slots(store: RunStore) -> Non
     store.claim(rec("ops/manual-only", 0, RunStatus.SUCCEEDED, trigger=Trigger.MANUAL))
     marks = store.last_slots()
     assert marks == {task: T0 + timedelta(minutes=10)}
-    assert store.prune({}, timedelta(days=30), now) == 5
+    assert store.prune({}, timedelta(days=30), now) == 2
     assert store.last_slots() == marks
     kept = {(r.task, r.scheduled_at, r.attempt) for r in everything(store)}
-    # A manual run stays manual through its retries (trigger ``retry``): no mark.
-    assert kept == {(task, T0 + timedelta(minutes=10), 1)}
+    # A manual run stays manual through its retries (trigger ``retry``): no mark. But each
+    # task's newest run that tells how it did stays too (``RetentionTally``): the retried
+    # manual run that succeeded after the failed slot, and the other task's manual run.
+    assert kept == {
+        (task, T0 + timedelta(minutes=10), 1),
+        (task, T0 + timedelta(minutes=12), 1),
+        (task, T0 + timedelta(minutes=12), 2),
+        ("ops/manual-only", T0, 1),
+    }
 
 
 def _manual_run_retried(store: RunStore, task: str, at: int) -> None:
@@ -958,15 +965,18 @@ def test_prune_keeps_the_last_slot_behind_a_retried_manual_run(
     store: RunStore, max_age: timedelta | None
 ) -> None:
     """The mark of missed slots is the last scheduled run, not a later manual run that was
-    retried: by limits (0, 0) or by age, the manual run goes and the slot stays."""
+    retried: by limits (0, 0) or by age, the slot stays (and the manual run, as the task's
+    newest run that tells how it did: ``RetentionTally``)."""
     task = "ops/nightly-backup"
     store.claim(rec(task, 0, RunStatus.FAILED))
     store.claim(rec(task, 1))  # the last slot that ran
     _manual_run_retried(store, task, 150)
     limits = {task: (0, 0)} if max_age is None else {}
     store.prune(limits, max_age, T0 + timedelta(days=2))
+    manual = {(T0 + timedelta(minutes=150), attempt) for attempt in (1, 2)}
     assert {(r.scheduled_at, r.attempt) for r in everything(store)} == {
-        (T0 + timedelta(minutes=1), 1)
+        (T0 + timedelta(minutes=1), 1),
+        *manual,
     }
     assert store.last_slots() == {task: T0 + timedelta(minutes=1)}
 

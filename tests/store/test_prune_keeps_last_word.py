@@ -1,0 +1,148 @@
+"""Retention keeps each task's newest run that says how it did, whatever its history limits,
+run against every store (see ``conftest.store_url``).
+
+With ``successfulRunsHistoryLimit: 0`` a daily task failed, was fixed and run by hand, and
+succeeded; retention deleted the success (limit 0, no slot's newest run) and kept the older
+failure (``failedRunsHistoryLimit: 1``). A process started afterwards read its state from the
+store: the metrics had a last failure and no last success (``CrontaskTaskFailing``), the status
+page read the failure first, and both said the healthy task was failing until its next success,
+up to a day. A CronJob keeps ``status.lastSuccessfulTime`` whatever its history limits.
+
+Here the state a fresh store object derives from the history (``last_outcomes`` as the metrics
+and the ok/failing filter read it; the newest attempt that tells as the status page reads it)
+is the same after the prune as before it, and the extra run kept is one at most.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime, timedelta
+
+import pytest
+
+from reconciler.core.runs import LastOutcomes, RunRecord, RunStatus, Trigger
+from reconciler.core.status import SHUTDOWN_REASON, is_failure
+from reconciler.store import RunQuery, RunStore
+
+from ._records import T0, everything, rec
+
+TASK = "ops/nohist"
+NO_SUCCESSES = (0, 1)  # successfulRunsHistoryLimit: 0, failedRunsHistoryLimit: 1
+
+
+def _manual(minutes: int, status: RunStatus = RunStatus.SUCCEEDED) -> RunRecord:
+    """A Run now asked ``minutes`` after T0: its slot is never a whole second."""
+    at = T0 + timedelta(minutes=minutes, microseconds=1)
+    return rec(TASK, at, status, trigger=Trigger.MANUAL)
+
+
+def _derived(store: RunStore) -> tuple[bool, datetime | None, str | None]:
+    """What a process that starts reads of the task's state: failing as the metrics' alert
+    judges it (a last failure after the last success, or without one), when it last
+    succeeded if it is not failing, and the run the status page's last result is (its first
+    attempt, newest first, that succeeded or failed; a skip or a shutdown's interruption says
+    nothing). The last success of a failing task is not kept (the limit says none is)."""
+    outcome = store.last_outcomes([TASK]).get(TASK, LastOutcomes())
+    failing = outcome.failure is not None and (
+        outcome.success is None or outcome.failure > outcome.success
+    )
+    attempts = store.query(RunQuery(task=TASK, limit=1000)).items
+    shown = next(
+        (r for r in attempts if r.status is RunStatus.SUCCEEDED or is_failure(r)),
+        None,
+    )
+    return failing, None if failing else outcome.success, None if shown is None else shown.id
+
+
+def _fresh(store_url: str, store: RunStore, open_many: Callable[[str], RunStore]) -> RunStore:
+    """The store as a process started after the prune opens it (the memory store has no other
+    process: itself)."""
+    return store if store_url == "memory://" else open_many(store_url)
+
+
+CASES = {
+    # Failed on schedule, fixed, Run now succeeded: the manual success is the last word.
+    "run-now-fixed-it": [
+        rec(TASK, 0, RunStatus.FAILED, exit_code=1),
+        _manual(30),
+    ],
+    # Forbid: a long run succeeded (ended after the slot after it was skipped); the newest slot
+    # run is the skip, which says nothing of the task.
+    "forbid-skip-after-success": [
+        rec(TASK, 0, RunStatus.FAILED, exit_code=1),
+        rec(TASK, 3, finished_at=T0 + timedelta(minutes=8)),
+        rec(TASK, 6, RunStatus.SKIPPED, started_at=None, reason="ConcurrencyForbid"),
+    ],
+    # crontask stopped during the newest run: its interruption takes the failed bucket's one
+    # place, and says nothing either (core.status.is_failure).
+    "shutdown-after-success": [
+        rec(TASK, 0, RunStatus.FAILED, exit_code=1),
+        rec(TASK, 3),
+        rec(TASK, 6, RunStatus.INTERRUPTED, reason=SHUTDOWN_REASON),
+    ],
+    # The failure is the last word: kept by its limit as before, and the task still fails.
+    "still-failing": [
+        rec(TASK, 0),
+        rec(TASK, 3, RunStatus.FAILED, exit_code=1),
+        rec(TASK, 6, RunStatus.SKIPPED, started_at=None, reason="ConcurrencyForbid"),
+    ],
+}
+
+
+@pytest.mark.parametrize("history", CASES.values(), ids=CASES.keys())
+def test_a_fresh_process_derives_the_state_it_had_before_the_prune(
+    store_url: str, open_many: Callable[[str], RunStore], history: list[RunRecord]
+) -> None:
+    store = open_many(store_url)
+    store.save_many(history)
+    before = _derived(store)
+
+    store.prune({TASK: NO_SUCCESSES}, None, T0 + timedelta(hours=1))
+
+    assert _derived(_fresh(store_url, store, open_many)) == before
+
+
+def test_the_last_word_is_one_run_more_at_most(store: RunStore) -> None:
+    """Bounded: of a task with a long history, only the newest run that tells is kept beyond
+    the limits and the mark of missed slots; where one of those is it, nothing more."""
+    store.save_many([rec(TASK, minute, RunStatus.FAILED, exit_code=1) for minute in range(50)])
+    store.save_many([_manual(minute + 50) for minute in range(50)])
+    store.save_many(
+        [rec(TASK, minute + 100, RunStatus.SKIPPED, started_at=None) for minute in range(50)]
+    )
+
+    store.prune({TASK: (0, 0)}, None, T0 + timedelta(days=1))
+
+    # The newest slot run (a skip: the mark) and the newest manual success (the last word).
+    assert [r.id for r in everything(store)] == [
+        rec(TASK, 149).id,
+        _manual(99).id,
+    ]
+
+    other = "ops/plain"
+    store.save_many([rec(other, minute) for minute in range(50)])
+
+    store.prune({other: (0, 0)}, None, T0 + timedelta(days=1))
+
+    assert [r.id for r in everything(store) if r.task == other] == [rec(other, 49).id]
+
+
+@pytest.mark.parametrize("history", CASES.values(), ids=CASES.keys())
+def test_the_max_age_keeps_it_as_the_mark(
+    store_url: str, open_many: Callable[[str], RunStore], history: list[RunRecord]
+) -> None:
+    """A ``@monthly`` task failed on the 1st and was fixed by hand that day: on the 31st both
+    runs are past the 30 days of ``--history-max-age``, and the failure stayed as the mark of
+    missed slots while the success went. The newest run that tells stays as long as the
+    mark does: while the task is declared."""
+    store = open_many(store_url)
+    store.save_many(history)
+    before = _derived(store)
+    now = T0 + timedelta(days=31)
+
+    store.prune({}, timedelta(days=30), now, declared={TASK})
+
+    assert _derived(_fresh(store_url, store, open_many)) == before
+
+    store.prune({}, timedelta(days=30), now, declared=set())  # no longer declared: all go
+    assert everything(store) == []
