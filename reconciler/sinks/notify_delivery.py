@@ -59,7 +59,7 @@ from reconciler import httpclient, resolver
 from reconciler.aio import first_of
 from reconciler.sinks import notify_payload
 from reconciler.sinks.notify_config import Notifications, Receiver
-from reconciler.sinks.notify_failures import retry_after, tls_failure
+from reconciler.sinks.notify_failures import failure_fields, retry_after
 from reconciler.sinks.notify_queue import Message as Message
 from reconciler.sinks.notify_queue import MessageQueue
 
@@ -414,9 +414,9 @@ class Delivery:
     ) -> tuple[int | None, str | None, dict[str, object]]:
         """One attempt, in :attr:`timeout` in all (reading the receiver's files included): the
         answer's status and ``Retry-After``, or no status and what went wrong (worth another
-        attempt: ``error``, and ``tls``, see :func:`tls_failure`), as fields of the log lines.
-        :class:`_Unusable` if a file of the receiver is; another exception if the request
-        cannot be made (a URL httpx cannot use: trying again cannot help)."""
+        attempt: ``error``, and ``tls`` or ``cause``, see :func:`failure_fields`), as fields
+        of the log lines. :class:`_Unusable` if a file of the receiver is; another exception
+        if the request cannot be made (a URL httpx cannot use: trying again cannot help)."""
         deadline = asyncio.get_running_loop().time() + self.timeout
         try:
             url, secret = await self._read_credentials(receiver, deadline)
@@ -429,11 +429,11 @@ class Delivery:
                 client, url, self._headers(body, secret), body, deadline
             )
         except (httpx.HTTPError, TimeoutError) as err:
-            # Only the type: the text may quote the URL. But a certificate that does not verify
-            # is no refused connection: said apart, so that it can be told from one. Still
-            # retried: a certificate being replaced may verify a moment later.
-            why = tls_failure(err)
-            return None, None, {"error": type(err).__name__, **({"tls": why} if why else {})}
+            # Only the type: the text may quote the URL. But a certificate that does not verify,
+            # a name that does not resolve and a refused connection are said apart, from the
+            # cause chain (``failure_fields``). Still retried: a certificate being replaced may
+            # verify a moment later, a name be published, a receiver come back.
+            return None, None, {"error": type(err).__name__, **failure_fields(err)}
         return status, asked, {}
 
     def _asked_to_wait(self, receiver: Receiver) -> float:

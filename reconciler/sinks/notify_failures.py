@@ -1,16 +1,18 @@
-"""What a notification's failed attempt says: why TLS failed, and how long a receiver asks to
-be left alone.
+"""What a notification's failed attempt says: why TLS failed, or why no connection was made,
+and how long a receiver asks to be left alone.
 
 Pure reading of an exception chain and of a ``Retry-After`` header, with no state of a
-delivery: split from ``notify_delivery``, whose senders log :func:`tls_failure` (the ``tls``
-field of a failure's line) and wait what :func:`retry_after` says after a 429 or 503.
-Neither ever raises nor quotes the receiver's URL.
+delivery: split from ``notify_delivery``, whose senders log :func:`failure_fields` (the
+``tls`` or ``cause`` field of a failure's line) and wait what :func:`retry_after` says after
+a 429 or 503. None ever raises nor quotes the receiver's URL.
 """
 
 from __future__ import annotations
 
 import email.utils
+import errno
 import re
+import socket
 import ssl
 from datetime import UTC, datetime
 from typing import Final
@@ -36,6 +38,56 @@ def tls_failure(err: BaseException) -> str | None:
             return f"certificate verify failed: {message}".rstrip(": ")
         if isinstance(seen, ssl.SSLError):
             return str(seen.reason or type(seen).__name__)
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
+def failure_fields(err: BaseException) -> dict[str, str]:
+    """The fields that say why an attempt that got no answer failed, beside its error's type
+    (``error=ConnectError`` alone is the same for a receiver that is down, a host name that
+    does not resolve and a certificate that does not verify): ``tls`` (:func:`tls_failure`),
+    else ``cause`` (:func:`connect_failure`), else none."""
+    why = tls_failure(err)
+    if why is not None:
+        return {"tls": why}
+    cause = connect_failure(err)
+    return {} if cause is None else {"cause": cause}
+
+
+# What a name lookup's error code says (``socket.gaierror``'s errno, the resolver's EAI_*):
+# a name that does not exist, or a resolver that did not answer this time.
+_LOOKUP_CODES: Final = {
+    getattr(socket, name): said
+    for name, said in (
+        ("EAI_NONAME", "name not resolved"),
+        ("EAI_NODATA", "name not resolved"),  # no address of the family asked (glibc's)
+        ("EAI_AGAIN", "name lookup failed temporarily"),
+        ("EAI_FAIL", "name lookup failed"),
+    )
+    if hasattr(socket, name)
+}
+# What a connection's error code says (the OSError a connect raised).
+_CONNECT_CODES: Final = {
+    errno.ECONNREFUSED: "connection refused",
+    errno.ECONNRESET: "connection reset",
+    errno.ENETUNREACH: "network unreachable",
+    errno.EHOSTUNREACH: "host unreachable",
+    errno.ETIMEDOUT: "connection timed out",
+}
+
+
+def connect_failure(err: BaseException) -> str | None:
+    """Why no connection was made, from the first ``socket.gaierror`` (a name lookup) or
+    ``OSError`` with a known errno in ``err``'s cause chain: its code, never its text (which
+    may quote the host). None if neither is there."""
+    seen: BaseException | None = err
+    for _ in range(_CAUSES_MOST):
+        if seen is None:
+            return None
+        if isinstance(seen, socket.gaierror):
+            return _LOOKUP_CODES.get(seen.errno, "name lookup failed")
+        if isinstance(seen, OSError) and seen.errno in _CONNECT_CODES:
+            return _CONNECT_CODES[seen.errno]
         seen = seen.__cause__ or seen.__context__
     return None
 
