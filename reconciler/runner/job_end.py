@@ -35,7 +35,10 @@ Every end's evidence (:func:`conclude`, :func:`stopping`, :func:`overdue`) is re
 waits for a stop, from the decision, up to ``controller.replace_wait.WAIT_MAX``; ``Forbid``
 skips the slots meanwhile), and an API server that takes the reads and never answers must not
 hold it longer than the reads' bounds (and a stop's delete's) together. Through the client of
-the other calls, urllib3's ``Retry(3)`` sent each read again at each read timeout: minutes.
+the other calls, urllib3's ``Retry(3)`` sent each read again at each read timeout: minutes. A
+read that failed at once, with no answer or a 5xx, is sent once more (``sources.end_reads``);
+the log tail asks for about as many lines as it keeps (``sources.pod_logs``), so that a large
+healthy log is not too long to come within the read timeout.
 """
 
 from __future__ import annotations

@@ -43,7 +43,8 @@ Contract:
   default orphans a Job's pods) and the Job's uid as a precondition (never a Job of the same
   name made meanwhile), sent once, given up after :data:`DELETE_TIMEOUT` with no answer; so
   are the reads at a run's end (:meth:`stop_reads`). :meth:`log_tail` keeps the last ``limit``
-  bytes of a container's log, read as a stream: memory stays at ``limit`` whatever its size.
+  bytes of a container's log, read as a stream, asked for about as many lines as it keeps
+  (``sources.pod_logs``): memory stays at ``limit`` whatever its size.
 """
 
 from __future__ import annotations
@@ -64,9 +65,10 @@ from kubernetes.client.exceptions import ApiException
 
 from reconciler.core.jobs import RUN_LABEL, decided, finished, is_deleting, run_in, run_of
 from reconciler.sources import pod_logs
+from reconciler.sources.end_reads import JobApiError, StopReads, describe
 from reconciler.sources.kubernetes import one_shot
 from reconciler.sources.kubernetes_watch import Informer, object_key, stop_all
-from reconciler.sources.pod_logs import CONTROLLER_UID, StopReads, read_tail
+from reconciler.sources.pod_logs import CONTROLLER_UID, read_tail
 
 log = logging.getLogger("crontask.sources")
 
@@ -80,25 +82,6 @@ DELETE_TIMEOUT: Final = (10.0, 15.0)
 STOP_READ_TIMEOUT: Final = (10.0, 15.0)  # each of the reads at a run's end (``stop_reads``)
 MAX_NAMESPACES = 64  # namespaces with a watch of their own (not with one cluster-wide watch)
 ENDED_KEPT = 1024  # the last terminal states of Jobs, for runs whose Job is gone at once
-
-
-class JobApiError(Exception):
-    """A call about a Job failed; the message says which and why, in one line. ``status`` and
-    ``reason``: the API server's answer, None when there was none."""
-
-    def __init__(self, message: str, status: int | None = None, reason: str | None = None) -> None:
-        super().__init__(message)
-        self.status = status
-        self.reason = reason
-
-
-def _describe(err: BaseException) -> str:
-    if isinstance(err, ApiException):
-        detail = ""
-        with contextlib.suppress(ValueError, TypeError, AttributeError):
-            detail = str(json.loads(err.body or "{}").get("message") or "")
-        return f"HTTP {err.status} {err.reason}" + (f": {detail[:300]}" if detail else "")
-    return f"{type(err).__name__}: {str(err)[:300]}"
 
 
 class JobWatch:
@@ -408,13 +391,13 @@ class JobWatch:
             )
         except ApiException as err:
             if err.status != 409:
-                raise JobApiError(f"cannot create Job: {_describe(err)}", err.status) from None
+                raise JobApiError(f"cannot create Job: {describe(err)}", err.status) from None
             existing = await self.get(namespace, body["metadata"]["name"])
             if existing is None:  # deleted in between: let the caller try again
                 raise JobApiError("the Job existed and then vanished", 409) from None
             return existing, False
         except Exception as err:
-            raise JobApiError(f"cannot create Job: {_describe(err)}") from None
+            raise JobApiError(f"cannot create Job: {describe(err)}") from None
         return created, True
 
     async def get(self, namespace: str, name: str) -> dict[str, Any] | None:
@@ -425,9 +408,9 @@ class JobWatch:
         except ApiException as err:
             if err.status == 404:
                 return None
-            raise JobApiError(f"cannot read Job: {_describe(err)}", err.status) from None
+            raise JobApiError(f"cannot read Job: {describe(err)}", err.status) from None
         except Exception as err:
-            raise JobApiError(f"cannot read Job: {_describe(err)}") from None
+            raise JobApiError(f"cannot read Job: {describe(err)}") from None
         return job
 
     async def delete(self, namespace: str, name: str, uid: str | None) -> bool:
@@ -441,15 +424,16 @@ class JobWatch:
         except ApiException as err:
             if err.status in (404, 409):  # gone, or another Job of that name now
                 return False
-            message = f"cannot delete Job: {_describe(err)}"
+            message = f"cannot delete Job: {describe(err)}"
             raise JobApiError(message, err.status, err.reason) from None
         except Exception as err:
-            raise JobApiError(f"cannot delete Job: {_describe(err)}") from None
+            raise JobApiError(f"cannot delete Job: {describe(err)}") from None
         return True
 
     def stop_reads(self) -> StopReads:
         """:meth:`pods` and :meth:`log_tail` as a run's end reads them (it holds its slot):
-        each sent once (as ``delete``), given up after :data:`STOP_READ_TIMEOUT`."""
+        each sent once (as ``delete``), given up after :data:`STOP_READ_TIMEOUT`; sent again
+        once if it failed at once with no answer or a 5xx (``sources.end_reads``)."""
         return StopReads(self)
 
     async def pods(
@@ -483,7 +467,7 @@ class JobWatch:
                 core.list_namespaced_pod, namespace, _request_timeout=timeout, **query
             )
         except Exception as err:
-            raise JobApiError(f"cannot list the Job's pods: {_describe(err)}") from None
+            raise JobApiError.of("cannot list the Job's pods", err) from None
         return [pod for pod in pods.get("items") or () if pod_logs.controlled_by(pod, uid)]
 
     async def log_tail(
@@ -494,7 +478,7 @@ class JobWatch:
         try:
             return await self._call(read_tail, core, namespace, pod, container, limit, timeout)
         except Exception as err:
-            raise JobApiError(f"pods/log of {pod}: {_describe(err)}") from None
+            raise JobApiError.of(f"pods/log of {pod}", err) from None
 
 
 __all__ = ["CONTROLLER_UID", "JobApiError", "JobWatch", "object_key"]

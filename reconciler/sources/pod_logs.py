@@ -1,25 +1,40 @@
 """The tail of a pod's container log, read from ``pods/log`` (the ``job`` action's output):
 streamed, only the last ``limit`` bytes kept however long the log, and decoded as a command's
 output is, marked when something was cut before it. With which pods are a Job's
-(:func:`controlled_by`), and the reads at a run's end (:class:`StopReads`), for
-``sources.kubernetes_jobs.JobWatch``."""
+(:func:`controlled_by`), for ``sources.kubernetes_jobs.JobWatch``.
+
+The API server answers the last ``tailLines`` lines of the log, every byte of them: asked for
+many lines of a log of long ones, it sends far more than is kept (65 536 lines of 400 B: 26 MB,
+17 s at 1.5 MB/s, more than a run's end gives its reads, ``runner.job_end.STOP_READS_WAIT``).
+So the first ask is for about as many lines as the tail keeps (:func:`first_lines`: lines of
+:data:`LINE_BYTES`, 1 024 for 64 KiB), and only an answer that held every line asked for and
+still fewer than ``limit`` bytes (a log of short lines) is asked again, for :data:`MORE` times
+as many lines, up to :data:`TAIL_LINES`."""
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from collections.abc import Iterable
-from typing import Any, Final, Protocol
+from typing import Any, Final
 
 from reconciler.core.jobs import RUN_LABEL
+from reconciler.core.runs import truncation_marker
 
 # The label the API server gives a Job's pods (and its selector): the Job's uid.
 CONTROLLER_UID: Final = "batch.kubernetes.io/controller-uid"
 CHUNK: Final = 64 * 1024
-# Lines asked of pods/log: every line is at least its newline, so this many lines hold at
+LINE_BYTES: Final = 64  # the length of a line the first ask counts on
+FEWEST_LINES: Final = 1_024  # lines asked first, at least
+MORE: Final = 16  # times as many lines asked again
+# The most lines asked for: every line is at least its newline, so this many lines hold at
 # least 64 KiB whenever the log is that long.
 TAIL_LINES: Final = 65_536
 TIMEOUT: Final = (10, 60)  # connect, read: as the other calls of the job action
+
+
+def first_lines(limit: int) -> int:
+    """How many lines the first ask for a tail of ``limit`` bytes is for."""
+    return min(TAIL_LINES, max(limit // LINE_BYTES, FEWEST_LINES))
 
 
 def read_tail(
@@ -32,41 +47,72 @@ def read_tail(
 ) -> str:
     """The last ``limit`` bytes of the container's log (``core``: a CoreV1Api), in the
     calling thread. ``timeout``: (connect, read) instead of :data:`TIMEOUT`, and the whole
-    log read within its read timeout (a log that trickles in would keep each read short)."""
+    tail read, however many asks it takes, within its read timeout (a log that trickles in
+    would keep each read short). A caller that gives up sooner (``asyncio.timeout``) leaves
+    this thread reading until then: never longer than that read timeout after it began."""
+    until = None if timeout is None else time.monotonic() + timeout[1]
+    lines = first_lines(limit)
+    while True:
+        kept, total, answered = _read(
+            core, (namespace, pod, container), lines, limit, timeout, until
+        )
+        if answered < lines:  # the whole log
+            return tail_text(kept, total - len(kept))
+        if total >= limit or lines >= TAIL_LINES:
+            return tail_text(kept, None)  # lines came before these: how many bytes, unknown
+        lines = min(TAIL_LINES, lines * MORE)
+
+
+def _read(
+    core: Any,
+    where: tuple[str, str, str],
+    lines: int,
+    limit: int,
+    timeout: tuple[float, float] | None,
+    until: float | None,
+) -> tuple[bytes, int, int]:
+    """The last ``lines`` lines of the log: their last ``limit`` bytes, how many bytes and how
+    many lines they were (the last one may have no newline)."""
+    namespace, pod, container = where
+    late = f"the log was still coming after {timeout[1]:g}s" if timeout else ""
+    if until is not None and time.monotonic() > until:
+        raise TimeoutError(late)
     response = core.read_namespaced_pod_log(
         pod,
         namespace,
         container=container,
-        tail_lines=TAIL_LINES,
+        tail_lines=lines,
         _preload_content=False,
         _request_timeout=timeout or TIMEOUT,
     )
     kept = bytearray()
-    total = 0
-    within = None if timeout is None else timeout[1]
-    until = None if within is None else time.monotonic() + within
+    total = newlines = 0
+    last = b"\n"
     try:
         for chunk in response.stream(CHUNK, decode_content=True):
             if until is not None and time.monotonic() > until:
-                raise TimeoutError(f"the log was still coming after {within:g}s")
+                raise TimeoutError(late)
             total += len(chunk)
+            newlines += chunk.count(b"\n")
+            last = chunk[-1:] or last
             kept += chunk
             if len(kept) > limit:
                 del kept[: len(kept) - limit]
     finally:
         response.release_conn()
-    return tail_text(bytes(kept), total - len(kept))
+    return bytes(kept), total, newlines + (last != b"\n")
 
 
-def tail_text(data: bytes, dropped: int) -> str:
-    """Decoded tail, marked as a command's output is when something was cut before it."""
-    if not dropped:
+def tail_text(data: bytes, dropped: int | None) -> str:
+    """Decoded tail, marked as a command's output is when something was cut before it
+    (``dropped`` bytes; None: how many is not known)."""
+    if dropped == 0:
         return data.decode("utf-8", errors="replace")
     skip = 0  # the cut may have split a UTF-8 sequence: drop its continuation bytes
     while skip < min(3, len(data)) and 0x80 <= data[skip] <= 0xBF:
         skip += 1
     tail = data[skip:].decode("utf-8", errors="replace")
-    return f"[... {dropped + skip} bytes truncated ...]\n{tail}"
+    return f"{truncation_marker(None if dropped is None else dropped + skip)}\n{tail}"
 
 
 def controlled_by(pod: dict[str, Any], uid: str) -> bool:
@@ -85,29 +131,3 @@ def run_label(jobs: Iterable[dict[str, Any]], namespace: str, uid: str) -> str |
         if (meta.get("uid"), meta.get("namespace")) == (uid, namespace):
             return (meta.get("labels") or {}).get(RUN_LABEL) or None
     return None
-
-
-class _Reads(Protocol):
-    """``JobWatch``'s reads, ``once``: each sent once, given up soon."""
-
-    async def pods(
-        self, namespace: str, uid: str, *, cached: bool = False, once: bool = False
-    ) -> list[dict[str, Any]]: ...
-
-    async def log_tail(
-        self, namespace: str, pod: str, container: str, limit: int, *, once: bool = False
-    ) -> str: ...
-
-
-@dataclasses.dataclass(frozen=True)
-class StopReads:
-    """A Job's pods and their log as a run's end reads them, a stop's or the Job's own
-    (``runner.job_attempt.PodReads``): ``JobWatch.stop_reads``' (``once``)."""
-
-    reads: _Reads
-
-    async def pods(self, namespace: str, uid: str, *, cached: bool = False) -> list[dict[str, Any]]:
-        return await self.reads.pods(namespace, uid, cached=cached, once=True)
-
-    async def log_tail(self, namespace: str, pod: str, container: str, limit: int) -> str:
-        return await self.reads.log_tail(namespace, pod, container, limit, once=True)
