@@ -16,7 +16,7 @@ from typing import Final
 
 from reconciler.api.problems import ProblemError
 from reconciler.controller.replace_wait import WAIT_MAX
-from reconciler.controller.view import RuntimeView
+from reconciler.controller.view import RuntimeView, Triggered
 from reconciler.core.model import ConcurrencyPolicy
 from reconciler.core.runs import NOT_STARTED, RunRecord, RunStatus
 from reconciler.store import RunStore, StoreUnavailable
@@ -31,8 +31,8 @@ NOT_STARTED_KIND: Final = "not-started"
 UNDECIDED_KIND: Final = "run-undecided"
 
 
-def decided(runtime: RuntimeView, record: RunRecord) -> tuple[RunRecord, str | None]:
-    """``record`` once it is decided (:func:`decision`), and, a run not started yet, why
+def decided(runtime: RuntimeView, fired: Triggered) -> tuple[RunRecord, str | None]:
+    """``fired``'s record once it is decided (:func:`decision`), and, a run not started yet, why
     (None: it started, or is skipped). A ``Replace`` run that replaces others starts only once
     they have stopped (a command within its kill grace) and their Jobs are gone
     (``controller.replace_wait``), or is skipped ``ReplaceBlocked``: alone, nothing of it is
@@ -41,17 +41,19 @@ def decided(runtime: RuntimeView, record: RunRecord) -> tuple[RunRecord, str | N
     store slow to write had a run that started, even ended, answered as waiting). The answer
     waits for that wait to end as a replica's waits for the store's decision: a Job's delete
     refused at once is answered as the skip it is (as a Forbid skip is), and a run still
-    waiting is ``pending``, not ``running``, which it is not."""
+    waiting is ``pending``, not ``running``, which it is not. Its words, and what a store that
+    does not answer means, are by the definition the run was fired by (``fired``), not the
+    desired state now: the task may have been changed or removed since (the run goes on)."""
     deadline = time.monotonic() + DECISION_WAIT
-    job, policy = _asked(runtime, record)  # before the wait (see ``_asked``)
+    record = fired.record
     waited = _replace_wait(runtime, record, deadline)
     if waited:
-        return record, _pending_why(runtime, record, job)
+        return record, _pending_why(runtime, fired.job)
     # Decided (with replicas, by the store, within what is left of the same bound). A run that
     # waited may have been skipped at its end (a Job's delete refused; replaced in its turn by
     # a later run): alone, its record, the skip or its claim, is waited for as well, to say
     # which, not the trigger's ``running``.
-    return _decision(runtime, record, policy, stored_too=waited is False, until=deadline)[0], None
+    return _decision(runtime, fired, stored_too=waited is False, until=deadline)[0], None
 
 
 def _replace_wait(runtime: RuntimeView, record: RunRecord, deadline: float) -> bool | None:
@@ -70,20 +72,9 @@ def _replace_wait(runtime: RuntimeView, record: RunRecord, deadline: float) -> b
     return waited
 
 
-def _asked(runtime: RuntimeView, record: RunRecord) -> tuple[bool | None, ConcurrencyPolicy | None]:
-    """Whether ``record`` is a ``job`` task's run, and its task's concurrencyPolicy, by the
-    definition in force now; None each if none is (the task was removed since the dispatcher
-    decided the run). Read as the run was asked for, before any wait: the task may be removed
-    meanwhile (the run goes on), and the desired state then no longer tells them."""
-    definition = runtime.in_force().get(record.task)
-    if definition is None:
-        return None, None
-    return definition.task.spec.job is not None, definition.task.spec.concurrency_policy
-
-
-def _pending_why(runtime: RuntimeView, record: RunRecord, job: bool | None) -> str:
-    """Why ``record``, waiting for the runs it replaces, is not started, by its action
-    (``job``: :func:`_asked`'s as it was asked for; None: not known, both are said)."""
+def _pending_why(runtime: RuntimeView, job: bool) -> str:
+    """Why a run waiting for the runs it replaces is not started, by its action (``job``: a
+    ``job`` task's run, as it was fired)."""
     claim = "" if runtime.members() is None else "; its claim is recorded running meanwhile"
     blocked = f"recorded skipped (ReplaceBlocked) at most {WAIT_MAX:g}s after it was asked for"
     if job:
@@ -91,12 +82,6 @@ def _pending_why(runtime: RuntimeView, record: RunRecord, job: bool | None) -> s
             "not started: it waits for the Job of the run it replaces to be deleted "
             f"(concurrencyPolicy Replace); it starts once that Job is gone, or is {blocked}"
             f"{claim}: look at its run"
-        )
-    if job is None:
-        return (
-            "not started: it waits for the run it replaces to stop (concurrencyPolicy Replace; "
-            "a command is given --kill-grace after SIGTERM, a Job is deleted); it starts then, "
-            f"or, a Job's, is {blocked}{claim}: look at its run"
         )
     return (
         "not started: it waits for the run it replaces to stop (concurrencyPolicy Replace; a "
@@ -106,12 +91,12 @@ def _pending_why(runtime: RuntimeView, record: RunRecord, job: bool | None) -> s
 
 def decision(
     runtime: RuntimeView,
-    record: RunRecord,
+    fired: Triggered,
     *,
     stored_too: bool = False,
     until: float | None = None,
 ) -> tuple[RunRecord, bool]:
-    """``record`` once it is decided, and whether the store was seen to hold it. With
+    """``fired``'s record once it is decided, and whether the store was seen to hold it. With
     replicas, a run asked for is ``running`` at once, but whether it may start is the shared
     store's to say (a run of the task may be going on another replica, and Forbid then skips
     this one): the answer waits until the store holds the run's first record, its claim or
@@ -122,20 +107,15 @@ def decision(
     a run decided here (alone, or skipped here) is waited for as well, as its record is
     written from the store's own threads (``controller.recorder``) and may not be there yet
     (or, a ``Replace`` run, not before the run it replaces has stopped)."""
-    policy = _asked(runtime, record)[1]  # before the wait (see ``_asked``)
-    return _decision(runtime, record, policy, stored_too=stored_too, until=until)
+    return _decision(runtime, fired, stored_too=stored_too, until=until)
 
 
 def _decision(
-    runtime: RuntimeView,
-    record: RunRecord,
-    policy: ConcurrencyPolicy | None,
-    *,
-    stored_too: bool,
-    until: float | None,
+    runtime: RuntimeView, fired: Triggered, *, stored_too: bool, until: float | None
 ) -> tuple[RunRecord, bool]:
-    """:func:`decision`, ``policy`` (its task's, as the run was asked for: :func:`_asked`)
-    saying what a store that does not answer means for it."""
+    """:func:`decision`, ``fired.policy`` (its task's as the run was fired) saying what a store
+    that does not answer means for it."""
+    record = fired.record
     refuse_not_started(record)
     store_decides = record.status is RunStatus.RUNNING and runtime.members() is not None
     if not (store_decides or stored_too):
@@ -146,7 +126,7 @@ def _decision(
         try:
             stored = _read(runtime.store, record, max(deadline - time.monotonic(), READ_MARGIN))
         except (StoreUnavailable, TimeoutError):
-            return (_unanswered(record, policy) if store_decides else record), False
+            return (_unanswered(record, fired.policy) if store_decides else record), False
         if stored is not None:
             # Skipped, or claimed: started (it may even have ended since, still "running").
             return (stored if stored.status is RunStatus.SKIPPED else record), True
@@ -200,17 +180,17 @@ def _read(store: RunStore, record: RunRecord, wait: float) -> RunRecord | None:
     return read.result(timeout=wait)
 
 
-def _unanswered(record: RunRecord, policy: ConcurrencyPolicy | None) -> RunRecord:
+def _unanswered(record: RunRecord, policy: ConcurrencyPolicy) -> RunRecord:
     """The store did not answer, nor, then, the run's claim made meanwhile. Under Allow the
     run goes on all the same; under Forbid and Replace it is recorded skipped unless the store
     takes its claim after all (StoreUnavailable, ``controller.claims``): a 503 says so.
-    ``policy``: the task's as the run was asked for (None: removed before then)."""
+    ``policy``: the task's as the run was fired (it may be changed or removed since)."""
     if policy is ConcurrencyPolicy.ALLOW:
         return record
     raise ProblemError(
         503,
         f"the run store did not answer, so a run of {record.task} on another replica could "
-        f"not be looked for (concurrencyPolicy {policy or 'unknown'}): run {record.id} starts "
+        f"not be looked for (concurrencyPolicy {policy}): run {record.id} starts "
         "only if the store takes its claim, else it is recorded skipped (StoreUnavailable)",
         kind=UNDECIDED_KIND,
         title="Run not decided",

@@ -51,6 +51,7 @@ from reconciler.controller.view import (
     SourceStatus,
     TaskQuery,
     TaskView,
+    Triggered,
     task_state,
 )
 from reconciler.core.desired import Definition, DesiredState, SourceKind
@@ -336,15 +337,17 @@ class Service:
 
     # -- actions -------------------------------------------------------------------------
 
-    def trigger(self, key: str) -> RunRecord:
-        def fire() -> RunRecord:
+    def trigger(self, key: str) -> Triggered:
+        def fire() -> Triggered:
             definition = self._scheduler.owned().get(key)
             if definition is None and not self._reconciler.mine(key):
                 # Another replica schedules it: it runs here all the same.
                 definition = self._reconciler.desired.tasks.get(key)
             if definition is None:
                 raise KeyError(key)
-            return self._dispatcher.fire_manual(definition)
+            # With the definition it fired by, read here on the loop: a pass queued behind
+            # this fire may change or remove the task before the caller reads anything.
+            return Triggered.of(self._dispatcher.fire_manual(definition), definition)
 
         return self._on_loop(fire)
 

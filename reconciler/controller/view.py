@@ -16,7 +16,7 @@ from typing import Any, Protocol
 from reconciler.core.api_tasks import AlreadyExists as AlreadyExists
 from reconciler.core.api_tasks import VersionMismatch as VersionMismatch
 from reconciler.core.desired import Definition
-from reconciler.core.model import CronTask
+from reconciler.core.model import ConcurrencyPolicy, CronTask
 from reconciler.core.runs import RunRecord
 from reconciler.store.base import RunStore
 
@@ -148,6 +148,24 @@ class Members:
     live: int = 0
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class Triggered:
+    """A manual run as ``trigger`` fired it: its record, and what the definition the dispatcher
+    decided it by says of it, taken as it fired. The answer words a run still waiting by its
+    action, and tells by its policy what a store that does not answer means (under Allow the
+    run goes on); read from the desired state afterwards, a pass landing between the fire and
+    that read (the task changed or removed; the run goes on as decided) told the new state."""
+
+    record: RunRecord
+    job: bool  # a ``job`` task's run (else a ``command``'s)
+    policy: ConcurrencyPolicy
+
+    @classmethod
+    def of(cls, record: RunRecord, definition: Definition) -> Triggered:
+        spec = definition.task.spec
+        return cls(record, spec.job is not None, spec.concurrency_policy)
+
+
 IfMatch = frozenset[str]
 """The versions a conditional write accepts; ``"*"`` among them: any existing version."""
 
@@ -157,7 +175,8 @@ class RuntimeView(Protocol):
 
     Reads are snapshots and cheap; ``tasks`` returns what a :class:`TaskQuery` selects, sorted
     by key. ``trigger`` starts a manual run now (or records why it was skipped, e.g.
-    ``ConcurrencyForbid``) and returns that record; KeyError for an unknown task.
+    ``ConcurrencyForbid``) and returns that record with what its definition said as it fired
+    (:class:`Triggered`); KeyError for an unknown task.
 
     API-owned tasks are persisted and reconciled like any other source; writes of one key are
     serialised, and each returns once the change is in force. ``create_api_task`` raises
@@ -185,7 +204,7 @@ class RuntimeView(Protocol):
 
     def task(self, key: str) -> TaskView | None: ...
 
-    def trigger(self, key: str) -> RunRecord: ...
+    def trigger(self, key: str) -> Triggered: ...
 
     def create_api_task(self, task: CronTask) -> TaskView: ...
 

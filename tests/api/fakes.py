@@ -18,6 +18,7 @@ from reconciler.controller.view import (
     SourceStatus,
     TaskQuery,
     TaskView,
+    Triggered,
     VersionMismatch,
 )
 from reconciler.core.desired import Definition, Location
@@ -84,11 +85,19 @@ def record(
     )
 
 
+def definition(v: TaskView) -> Definition:
+    """The definition ``v`` shows, as the desired state holds it."""
+    return Definition.of(
+        CronTask.model_validate(v.resource), Location(v.source.kind, v.source.location)
+    )
+
+
 class FakeRuntime:
     """Tasks in a dict; API-owned tasks validated with the real model; runs in a MemoryRunStore.
 
     ``trigger`` records a manual run as ``running``, or ``skipped`` (ConcurrencyForbid) while
-    one is running, as the dispatcher does for the default policy.
+    one is running, as the dispatcher does for the default policy, with the task's definition
+    as it fired (``fired``).
     """
 
     def __init__(self, views: list[TaskView] | None = None) -> None:
@@ -125,7 +134,12 @@ class FakeRuntime:
         with self._lock:
             return self.views.get(key)
 
-    def trigger(self, key: str) -> RunRecord:
+    def fired(self, record: RunRecord) -> Triggered:
+        """``record`` (a run of a task shown now) as ``trigger`` returns it."""
+        with self._lock:
+            return Triggered.of(record, definition(self.views[record.task]))
+
+    def trigger(self, key: str) -> Triggered:
         with self._lock:
             current = self.views[key]  # KeyError for an unknown task, as the protocol says
             self.clock += timedelta(seconds=1)
@@ -149,10 +163,10 @@ class FakeRuntime:
                     "(concurrencyPolicy: Forbid)",
                 )
                 self._store.claim(skipped)
-                return skipped
+                return Triggered.of(skipped, definition(current))
             self._store.claim(base)
             self.views[key] = dataclasses.replace(current, running=(base.id,))
-            return base
+            return Triggered.of(base, definition(current))
 
     def create_api_task(self, task: CronTask) -> TaskView:
         with self._lock:
@@ -212,12 +226,7 @@ class FakeRuntime:
     def in_force(self) -> Mapping[str, Definition]:
         with self._lock:
             views = list(self.views.values())
-        return {
-            v.key: Definition.of(
-                CronTask.model_validate(v.resource), Location(v.source.kind, v.source.location)
-            )
-            for v in views
-        }
+        return {v.key: definition(v) for v in views}
 
     def runs_jobs(self) -> bool:
         return self.jobs

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from reconciler.api.app import create_app
-from reconciler.core.runs import RunRecord
+from reconciler.controller.view import Triggered
 from reconciler.sinks.metrics import Metrics
 from reconciler.store import MemoryRunStore, RunPage, RunQuery, StoreUnavailable
 from tests.api.conftest import AppFactory, TestClient
@@ -94,7 +94,7 @@ def test_body_too_large(client: TestClient) -> None:
 
 
 class Exploding(FakeRuntime):
-    def trigger(self, key: str) -> RunRecord:
+    def trigger(self, key: str) -> Triggered:
         raise RuntimeError("secret internals: /var/lib/db password=hunter2")
 
 

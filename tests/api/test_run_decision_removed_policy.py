@@ -12,6 +12,7 @@ import pytest
 from reconciler.api import run_decision
 from reconciler.api.problems import ProblemError
 from reconciler.api.run_decision import UNDECIDED_KIND, decided
+from reconciler.controller.view import Triggered
 from reconciler.core.runs import RunRecord, RunStatus
 from reconciler.store import StoreUnavailable
 from tests.api.fakes import view
@@ -34,7 +35,7 @@ def short_wait(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(run_decision, "DECISION_WAIT", 0.3)
 
 
-def asked(policy: str) -> tuple[ReplicaRuntime, RunRecord]:
+def asked(policy: str) -> tuple[ReplicaRuntime, Triggered]:
     store = RemovedWhileRead()
     runtime = store.runtime = ReplicaRuntime(store, claimed)
     runtime.views["default/hello"] = view("hello", concurrencyPolicy=policy)
@@ -47,7 +48,7 @@ def test_under_allow_a_run_whose_task_is_removed_meanwhile_is_answered_running()
     found, why = decided(runtime, run)
 
     assert (runtime.deciding.reads, runtime.in_force()) == (1, {})  # removed as it was read
-    assert (found, why) == (run, None)
+    assert (found, why) == (run.record, None)
     assert found.status is RunStatus.RUNNING
 
 

@@ -51,7 +51,7 @@ def test_a_run_still_waiting_for_a_command_it_replaces_is_pending_in_its_words()
     runtime = Waiting()
     runtime.waiting.add((run := unrecorded()).id)
 
-    found, why = decided(runtime, run)
+    found, why = decided(runtime, runtime.fired(run))
 
     assert found == run
     assert why is not None
@@ -66,7 +66,7 @@ def test_a_job_run_still_waiting_says_job_and_with_replicas_its_claim() -> None:
     runtime.replicas = Members(())
     runtime.waiting.add((run := unrecorded()).id)
 
-    _, why = decided(runtime, run)
+    _, why = decided(runtime, runtime.fired(run))
 
     assert why is not None
     assert "waits for the Job of the run it replaces to be deleted" in why
@@ -78,7 +78,7 @@ def test_a_run_the_store_does_not_hold_is_not_pending_unless_the_view_says_it_wa
     runtime = Waiting()
     run = unrecorded()
 
-    found, why = decided(runtime, run)
+    found, why = decided(runtime, runtime.fired(run))
 
     assert runtime.asked.is_set()
     assert (found, why) == (run, None)
@@ -110,7 +110,7 @@ def answer_when_the_wait_ends_in(runtime: Waiting, run: RunRecord, end: RunRecor
 
     helper = threading.Thread(target=dispatcher)
     helper.start()
-    found, why = decided(runtime, run)
+    found, why = decided(runtime, runtime.fired(run))
     helper.join(5)
     assert why is None
     return found

@@ -97,7 +97,7 @@ class Replica:
     def run(self, key: str) -> RunRecord:
         """A manual run of ``key`` here, waited for until this replica's list shows it ended
         (its record is in the shared store by then)."""
-        started = self.service.trigger(key)
+        started = self.service.trigger(key).record
 
         def ended() -> RunRecord | None:
             last = self.store.latest(key)

@@ -11,6 +11,7 @@ import re
 
 from reconciler import web
 from reconciler.api.app import create_app
+from reconciler.controller.view import Triggered
 from reconciler.core.runs import NOT_STARTED, RunRecord, RunStatus, Trigger, run_id
 from reconciler.sinks.metrics import Metrics
 from tests.api.conftest import TestClient
@@ -21,10 +22,10 @@ from tests.web.conftest import NOW
 class Fenced(FakeRuntime):
     """A runtime whose replica is fenced: a manual run is not started, as the dispatcher says."""
 
-    def trigger(self, key: str) -> RunRecord:
+    def trigger(self, key: str) -> Triggered:
         self.views[key]  # KeyError for an unknown task, as the protocol says
         at = self.clock
-        return RunRecord(  # as Dispatcher._not_started makes it: nothing is stored
+        record = RunRecord(  # as Dispatcher._not_started makes it: nothing is stored
             id=run_id(key, at),
             task=key,
             scheduled_at=at,
@@ -34,6 +35,7 @@ class Fenced(FakeRuntime):
             reason=NOT_STARTED,
             message="this replica may not start runs now: membership not renewed for 11s",
         )
+        return self.fired(record)
 
 
 def test_the_api_answers_503_and_names_no_run() -> None:

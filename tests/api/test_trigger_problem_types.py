@@ -13,7 +13,7 @@ import pytest
 from reconciler.api import run_decision
 from reconciler.api.app import create_app
 from reconciler.cli import remote
-from reconciler.core.runs import RunRecord
+from reconciler.controller.view import Triggered
 from reconciler.sinks.metrics import Metrics
 from tests.api.conftest import AppFactory, TestClient
 from tests.api.fakes import FakeRuntime, view
@@ -49,7 +49,7 @@ class Unanswered(FakeRuntime):
     """The scheduler's loop did not take the trigger in time (``Service._on_loop``): it was
     handed over all the same, and may yet start the run."""
 
-    def trigger(self, key: str) -> RunRecord:
+    def trigger(self, key: str) -> Triggered:
         raise TimeoutError("the loop did not answer within 30s")
 
 

@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 import pytest
 
 from reconciler.api import run_decision
-from reconciler.controller.view import Members, MemberStatus
+from reconciler.controller.view import Members, MemberStatus, Triggered
 from reconciler.core.runs import RunRecord, RunStatus, Trigger, run_id
 from reconciler.store import MemoryRunStore, StoreUnavailable
 from tests.api.conftest import AppFactory, TestClient
@@ -70,12 +70,12 @@ class ReplicaRuntime(FakeRuntime):
         if not alone:
             self.replicas = Members((_member("a:1:a", me=True), _member("b:1:b")))
 
-    def trigger(self, key: str) -> RunRecord:
+    def trigger(self, key: str) -> Triggered:
         self.views[key]  # KeyError for an unknown task, as the protocol says
         self.clock += timedelta(seconds=1)
         record = _manual(key, self.clock)
         self.deciding.decided = self.decision(record)
-        return record
+        return self.fired(record)
 
 
 def _manual(key: str, at: datetime) -> RunRecord:

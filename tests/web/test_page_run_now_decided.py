@@ -18,7 +18,7 @@ from httpx import Response
 from reconciler import web
 from reconciler.api import run_decision
 from reconciler.api.app import create_app
-from reconciler.core.runs import RunRecord
+from reconciler.controller.view import Triggered
 from reconciler.sinks.metrics import Metrics
 from tests.api.conftest import TestClient
 from tests.api.fakes import FakeRuntime, view
@@ -51,10 +51,10 @@ class SkippedHere(ReplicaRuntime):
     """A run skipped by this replica's dispatcher (its own run of the task is going): the
     record says ``skipped`` at once, and the store's threads write it a moment later."""
 
-    def trigger(self, key: str) -> RunRecord:
-        record = skipped(super().trigger(key))
+    def trigger(self, key: str) -> Triggered:
+        record = skipped(super().trigger(key).record)
         self.deciding.decided = record
-        return record
+        return self.fired(record)
 
 
 # How the run is decided, and the status its page then shows. The record is in the store from
