@@ -17,18 +17,14 @@ from typing import Any
 
 import pytest
 
-from reconciler.controller.dispatch import Dispatcher
-from reconciler.controller.jobs import JobOptions, job_support
 from reconciler.core.runs import RunStatus, run_id
-from reconciler.runner.base import Actions
 from reconciler.sources import end_reads
-from reconciler.sources.kubernetes import Connection
 from reconciler.sources.kubernetes_jobs import JobApiError, JobWatch
 from reconciler.store import MemoryRunStore
 from tests.helpers import wait_for
 from tests.jobs.test_end_read_log_lines import run_job
 from tests.jobs.test_job_runner import KEY, T0, job_task, until
-from tests.jobs.test_stop_reads_unanswered import LOG, PODS, gets
+from tests.jobs.test_stop_reads_unanswered import LOG, PODS, gets, wired
 from tests.k8s.emulator import Emulator
 
 
@@ -66,19 +62,7 @@ def test_a_pods_list_dropped_with_no_answer_is_sent_again_and_the_exit_code_kept
     )
 
     async def main() -> None:
-        support = job_support(
-            Connection(k8s_api_client, "default", "default"),
-            JobOptions(namespace="default"),
-            all_namespaces=False,
-            owner=lambda key: None,
-            resync_seconds=300.0,
-        )
-        watch, runner = support.watch, support.runner
-        runner.verify_seconds = 0.05
-        assert await asyncio.to_thread(watch.start, asyncio.get_running_loop(), 10)
-        d = Dispatcher(store, owner="h:1:x", clock=lambda: T0, actions=Actions([runner]))
-        d.resumable = runner
-        runner.progress = d.progress
+        watch, _, d = await wired(k8s_api_client, store, lambda: T0)
         # Without timeoutSeconds nothing lists the pods while the Job runs: the end's alone.
         releasing = drop_the_first(emulator, PODS)
         try:

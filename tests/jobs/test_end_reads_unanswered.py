@@ -18,17 +18,13 @@ from typing import Any
 
 import pytest
 
-from reconciler.controller.dispatch import Dispatcher
-from reconciler.controller.jobs import JobOptions, job_support
 from reconciler.core.runs import RunStatus, run_id
 from reconciler.runner import job_end
-from reconciler.runner.base import Actions
 from reconciler.runner.job import JobRunner
 from reconciler.sources import kubernetes_jobs, pod_logs
-from reconciler.sources.kubernetes import Connection
 from reconciler.store import MemoryRunStore
 from tests.jobs.test_job_runner import KEY, NAME, T0, job_task, record, until
-from tests.jobs.test_stop_reads_unanswered import LOG, PODS, READ_TIMEOUT, Unanswered, gets
+from tests.jobs.test_stop_reads_unanswered import LOG, PODS, READ_TIMEOUT, Unanswered, gets, wired
 from tests.jobs.twin import FakeCluster
 from tests.k8s.emulator import Emulator
 
@@ -52,20 +48,8 @@ def test_a_jobs_own_end_reads_once_and_frees_its_forbid_slot(
     )
 
     async def main() -> None:
-        support = job_support(
-            Connection(k8s_api_client, "default", "default"),
-            JobOptions(namespace="default"),
-            all_namespaces=False,
-            owner=lambda key: None,
-            resync_seconds=300.0,
-        )
-        watch, runner = support.watch, support.runner
-        runner.verify_seconds = 0.05
-        assert await asyncio.to_thread(watch.start, asyncio.get_running_loop(), 10)
         now = [T0]
-        d = Dispatcher(store, owner="h:1:x", clock=lambda: now[0], actions=Actions([runner]))
-        d.resumable = runner
-        runner.progress = d.progress
+        watch, runner, d = await wired(k8s_api_client, store, lambda: now[0])
         try:
             # Without timeoutSeconds nothing looks at the pods while the Job runs: the GETs held
             # are the end's alone.

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import asyncio
 import re
+from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 import pytest
@@ -25,6 +27,7 @@ from reconciler.runner.base import Actions
 from reconciler.runner.job import JobRunner
 from reconciler.sources import kubernetes_jobs, pod_logs
 from reconciler.sources.kubernetes import Connection
+from reconciler.sources.kubernetes_jobs import JobWatch
 from reconciler.store import MemoryRunStore
 from tests.jobs.test_job_runner import KEY, NAME, T0, job_task, record, until
 from tests.jobs.twin import FakeCluster
@@ -37,6 +40,27 @@ LOG = r"^/api/v1/namespaces/default/pods/[^/?]+/log"
 
 def gets(emulator: Emulator, pattern: str) -> int:
     return sum(1 for verb, path in emulator.requests if verb == "GET" and re.match(pattern, path))
+
+
+async def wired(
+    api_client: Any, store: MemoryRunStore, clock: Callable[[], datetime]
+) -> tuple[JobWatch, JobRunner, Dispatcher]:
+    """The real JobWatch (started), runner and dispatcher, as ``controller.jobs.job_support``
+    wires them, on ``api_client`` (the emulator's); the caller stops the watch."""
+    support = job_support(
+        Connection(api_client, "default", "default"),
+        JobOptions(namespace="default"),
+        all_namespaces=False,
+        owner=lambda key: None,
+        resync_seconds=300.0,
+    )
+    watch, runner = support.watch, support.runner
+    runner.verify_seconds = 0.05
+    assert await asyncio.to_thread(watch.start, asyncio.get_running_loop(), 10)
+    d = Dispatcher(store, owner="h:1:x", clock=clock, actions=Actions([runner]))
+    d.resumable = runner
+    runner.progress = d.progress
+    return watch, runner, d
 
 
 @pytest.mark.parametrize("held", [PODS, LOG], ids=["pods-list", "log-tail"])
@@ -58,20 +82,8 @@ def test_a_replaced_runs_reads_are_sent_once_and_given_up_at_their_read_timeout(
     slot = T0.replace(minute=1)
 
     async def main() -> None:
-        support = job_support(
-            Connection(k8s_api_client, "default", "default"),
-            JobOptions(namespace="default"),
-            all_namespaces=False,
-            owner=lambda key: None,
-            resync_seconds=300.0,
-        )
-        watch, runner = support.watch, support.runner
-        runner.verify_seconds = 0.05
-        assert await asyncio.to_thread(watch.start, asyncio.get_running_loop(), 10)
         now = [T0]
-        d = Dispatcher(store, owner="h:1:x", clock=lambda: now[0], actions=Actions([runner]))
-        d.resumable = runner
-        runner.progress = d.progress
+        watch, runner, d = await wired(k8s_api_client, store, lambda: now[0])
         try:
             d.fire(task, T0)
             first = run_id(KEY, T0)
