@@ -48,17 +48,17 @@ A well-formed fake signature is found out only once the body is in: 12 strangers
 and a byte a second held the webhook's places for 10 s each, over and over, and a signed
 delivery waited 29 s. So a webhook body has a floor: :data:`HOOK_GRACE` after its first read it
 must have come at :data:`HOOK_MIN_RATE` since (what came buys time: a pause after much is no
-fault), or it is a 408 then. And its places are shared out by peer (:class:`Shares`): one holds
-at most :data:`HOOK_SHARE`, and a free place goes to the peer holding the fewest, then to the
-one given a place longest ago. A delivery then waits behind no stranger's waiters, only, when
-strangers from several addresses hold every place, for the next to come free (measured: 12
-tricklers from one address, 12 from each of 4, 8 from each of 8: delivered in at most 0.5 s; it
-was 27-29 s). GitHub's ways pass: a push of a few KB comes whole at once, 25 MiB within
-BODY_SECONDS is 160 times the floor, and its deliveries at once from one address past the share
-wait milliseconds for their turn. A deadline from the declared Content-Length would add
-nothing: the sender chooses it, and a body kept to the floor is whole by ``HOOK_GRACE + length
-/ HOOK_MIN_RATE`` anyway. Behind a proxy that passes bodies on as they come, every caller is
-its address: the floor holds, the share does not tell strangers from GitHub.
+fault), or it is a 408 then. And its places are shared out by peer (``hook_places``): one
+holds at most :data:`HOOK_SHARE`, :data:`HOOK_KEPT` of them are kept for peers whose delivery
+passed the check lately (``routing.PROVEN_SCOPE_KEY``), and a free place goes to a proven
+peer, then to a body come whole (or fast) while it waited, then to the peer holding the fewest,
+then to the one given a place longest ago. Its waiters are bounded there, not among the
+others' :data:`MAX_WAITING`. GitHub's ways pass: a push of a few KB comes whole at once, 25 MiB
+within BODY_SECONDS is 160 times the floor, and its deliveries at once from one address past
+the share wait milliseconds for their turn. A deadline from the declared Content-Length would
+add nothing: the sender chooses it, and a body kept to the floor is whole by ``HOOK_GRACE +
+length / HOOK_MIN_RATE`` anyway. What strangers can still do to a delivery from an address
+never proven, measured, is in ``hook_places``.
 
 Plans (:data:`PLANS`) are made one at a time (a large one is seconds of CPU, see
 ``routes_plan``), and wait for their turn here, at the door, before they take a place: when the
@@ -80,7 +80,13 @@ from fastapi import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from reconciler.api import problems
-from reconciler.api.routing import PRINCIPAL_SCOPE_KEY, ROLE_SCOPE_KEY, SAFE_METHODS
+from reconciler.api.hook_places import FAST, NOT_YET, WHOLE, Refused, Shares
+from reconciler.api.routing import (
+    PRINCIPAL_SCOPE_KEY,
+    PROVEN_SCOPE_KEY,
+    ROLE_SCOPE_KEY,
+    SAFE_METHODS,
+)
 
 # The scope's extension under which ``cli/connections.py`` gives the app its connection's
 # ``abort()`` and ``peer`` (its address, an IPv6 one as its /64): an answer given up on while it
@@ -97,6 +103,7 @@ PUBLIC_BODIES: Final = frozenset({"/login", GIT_HOOK})
 MAX_PUBLIC_BODIES: Final = 4  # /login's places
 MAX_HOOK_BODIES: Final = 4  # the webhook's, apart from /login's
 HOOK_SHARE: Final = 2  # of them for one peer (an address, an IPv6 /64)
+HOOK_KEPT: Final = 1  # of them for peers proven lately (``hook_places``)
 # The webhook's floor: HOOK_GRACE after its first read, a body has come at HOOK_MIN_RATE since.
 # GitHub's 25 MiB within BODY_SECONDS is 2.5 MiB/s; a push of a few KB comes whole at once.
 HOOK_GRACE: Final = 1.0
@@ -120,81 +127,6 @@ class Busy(Exception):
     """No room: too many requests waiting, or one waited past :data:`WAIT_SECONDS`."""
 
 
-class Shares:
-    """``places`` shared out by peer: one holds at most ``share`` of them, and a place that
-    comes free goes to the peer that waits holding the fewest, among those to the one given a
-    place longest ago (a peer that held and waited for none since: never), and among a peer's
-    own waiters, to the first come. So a peer waits behind its own, not behind the waiters of
-    others: with many peers waiting, one that comes is given the next place. A request with no
-    peer (a Unix socket: all its callers are one) is held to no share."""
-
-    def __init__(self, places: int, share: int) -> None:
-        self.places = places
-        self.share = share
-        self.taken = 0
-        self.held: dict[str, int] = {}
-        self._waiters: list[tuple[str, asyncio.Future[None]]] = []
-        self._given = 0
-        self._given_at: dict[str, int] = {}  # when each peer holding or waiting last took one
-
-    def full(self) -> bool:
-        return self.taken >= self.places
-
-    async def acquire(self, peer: str, seconds: float) -> None:
-        """Take a place for ``peer`` within ``seconds``, or TimeoutError."""
-        if self._may_take(peer):  # none who may take it waits: a release would have given it
-            self._take(peer)
-            return
-        waiter = (peer, asyncio.get_running_loop().create_future())
-        self._waiters.append(waiter)
-        try:
-            await asyncio.wait_for(waiter[1], seconds)
-        except BaseException:
-            if waiter in self._waiters:
-                self._waiters.remove(waiter)
-                self._forget(peer)
-            elif waiter[1].done() and not waiter[1].cancelled():
-                self.release(peer)  # given its place as it gave up
-            raise
-
-    def release(self, peer: str) -> None:
-        self.taken -= 1
-        left = self.held.pop(peer) - 1
-        if left:
-            self.held[peer] = left
-        self._waiters = [w for w in self._waiters if not w[1].done()]
-        self._forget(peer)
-        while not self.full():
-            turns = [
-                (self.held.get(p, 0), self._given_at.get(p, -1), i)
-                for i, (p, _) in enumerate(self._waiters)
-                if self._may(p)
-            ]
-            if not turns:
-                return
-            waiter = self._waiters.pop(min(turns)[2])
-            self._take(waiter[0])
-            waiter[1].set_result(None)
-
-    def _may(self, peer: str) -> bool:
-        return not peer or self.held.get(peer, 0) < self.share
-
-    def _may_take(self, peer: str) -> bool:
-        return not self.full() and self._may(peer)
-
-    def _take(self, peer: str) -> None:
-        self.taken += 1
-        self.held[peer] = self.held.get(peer, 0) + 1
-        self._given += 1
-        self._given_at[peer] = self._given
-
-    def _forget(self, peer: str) -> None:
-        """Drop when ``peer`` was last given a place once it holds none and waits for none:
-        what is kept is bounded by those waiting."""
-        if peer not in self.held and all(p != peer for p, _ in self._waiters):
-            self._given_at.pop(peer, None)
-
-
 class Admission:
     """The ASGI middleware; ``busy`` answers a request refused (the app's 503 problem)."""
 
@@ -210,6 +142,7 @@ class Admission:
         max_public: int = MAX_PUBLIC_BODIES,
         max_hooks: int = MAX_HOOK_BODIES,
         hook_share: int = HOOK_SHARE,
+        hook_kept: int = HOOK_KEPT,
         hook_grace: float = HOOK_GRACE,
         hook_rate: float = HOOK_MIN_RATE,
         max_strangers: int = MAX_STRANGER_ANSWERS,
@@ -225,7 +158,8 @@ class Admission:
         self.wait_seconds = wait_seconds
         self.body_seconds = body_seconds
         self.max_public = max_public
-        self.hooks = Shares(max_hooks, hook_share)  # made here: it waits on no loop of its own
+        # Made here: it waits on no loop of its own.
+        self.hooks = Shares(max_hooks, hook_share, kept=hook_kept)
         self.hook_grace = hook_grace
         self.hook_rate = hook_rate
         self.max_strangers = max_strangers
@@ -256,8 +190,11 @@ class Admission:
         try:
             if path == GIT_HOOK:
                 peer = _peer(scope)
-                await self._enter_hooks(peer)
-                entered.append(functools.partial(self.hooks.release, peer))
+                entry = await self._enter_hooks(peer, receive)
+                if entry is None:
+                    return  # its caller closed while it waited: no one to answer
+                proven, receive = entry
+                entered.append(functools.partial(self.hooks.release, peer, proven))
             elif path in PUBLIC_BODIES:
                 await self._enter(self._public, self.wait_seconds)
                 entered.append(self._public.release)
@@ -295,6 +232,8 @@ class Admission:
         try:
             await self.app(scope, self._timed(receive, floor=path == GIT_HOOK), answering)
         finally:
+            if path == GIT_HOOK and scope.get(PROVEN_SCOPE_KEY):
+                self.hooks.prove(_peer(scope))  # before its place is given on
             if inside:
                 self.active -= 1
                 self._leave(entered)
@@ -359,17 +298,48 @@ class Admission:
         finally:
             self.waiting -= 1
 
-    async def _enter_hooks(self, peer: str) -> None:
-        """A place of the webhook's for ``peer``: its share of them (see :class:`Shares`)."""
-        if self.waiting >= self.max_waiting and self.hooks.full():
-            raise Busy
-        self.waiting += 1
+    async def _enter_hooks(self, peer: str, receive: Receive) -> tuple[bool, Receive] | None:
+        """A place of the webhook's for ``peer`` (see ``hook_places``): whether taken as a
+        proven peer's, and the request's ``receive`` from then on; None if its caller closed
+        while it waited. While it waits, its first message is listened for (kept for the
+        route): a close is seen then (uvicorn says it to ``receive`` at once), and a body come
+        whole in it, or a second's worth at the floor rate, goes before strangers still
+        trickling theirs."""
+        taken = self.hooks.take_now(peer)
+        if taken is not None:
+            return taken, receive
+        listening = asyncio.ensure_future(receive())
+        acquiring = asyncio.ensure_future(
+            self.hooks.acquire(peer, self.wait_seconds, functools.partial(self._come, listening))
+        )
         try:
-            await self.hooks.acquire(peer, self.wait_seconds)
-        except TimeoutError:
+            await asyncio.wait({acquiring, listening}, return_when=asyncio.FIRST_COMPLETED)
+            if not acquiring.done() and listening.result()["type"] == "http.disconnect":
+                acquiring.cancel()  # given its place meanwhile, it gives it back
+                await asyncio.gather(acquiring, return_exceptions=True)
+                return None
+            self.hooks.give()  # its turn may have come with its body (a kept place if whole)
+            taken = await acquiring
+        except (TimeoutError, Refused):
             raise Busy from None
         finally:
-            self.waiting -= 1
+            for task in (acquiring, listening):
+                if not task.done():
+                    task.cancel()  # uvicorn's receive keeps the body it has not given
+        if not listening.done() or listening.cancelled() or listening.exception() is not None:
+            return taken, receive  # nothing read that the route must be given
+        return taken, _replaying(listening.result(), receive)
+
+    def _come(self, listening: asyncio.Future[Message]) -> int:
+        """How much of a waiting request's body its first message (``listening``) was."""
+        if not listening.done() or listening.cancelled() or listening.exception() is not None:
+            return NOT_YET
+        message = listening.result()
+        if message["type"] != "http.request":
+            return NOT_YET
+        if not message.get("more_body", False):
+            return WHOLE
+        return FAST if len(message.get("body", b"")) >= self.hook_rate else NOT_YET
 
     async def _enter_plans(self, plans: asyncio.Semaphore) -> None:
         if plans.locked() and self.plans_waiting >= self.max_plans_waiting:
@@ -384,6 +354,20 @@ class Admission:
     def _leave(entered: list[Callable[[], object]]) -> None:
         for release in entered:
             release()
+
+
+def _replaying(first: Message, receive: Receive) -> Receive:
+    """``receive`` that gives ``first`` (read while the request waited) before the rest."""
+    given = False
+
+    async def replayed() -> Message:
+        nonlocal given
+        if given:
+            return await receive()
+        given = True
+        return first
+
+    return replayed
 
 
 def _peer(scope: Scope) -> str:

@@ -43,6 +43,9 @@ PRINCIPAL_SCOPE_KEY: Final = "crontask.principal"
 # depends on it (an http URL's secrets are shown to those who may write the task).
 ROLE_SCOPE_KEY: Final = "crontask.role"
 """Where the guard leaves the caller's name for the request log (never the credential)."""
+# Set once a signed route's caller passed its check (the signature, or a bearer token with the
+# role): ``admission`` then keeps one of the webhook's places for its peer (``hook_places``).
+PROVEN_SCOPE_KEY: Final = "crontask.proven"
 
 # A bad credential is refused on every request that carries it: a client retrying a revoked
 # token on one keep-alive connection wrote 3 000 warnings in 4 s. Each kind of failure (its
@@ -119,6 +122,8 @@ class GuardedRoute(APIRoute):
                 await verify_signature(request, role)
             else:
                 authorize(request, role)
+            if signed:
+                request.scope[PROVEN_SCOPE_KEY] = True
             return await handler(request)
 
         return guarded

@@ -162,14 +162,15 @@ def test_routes_anyone_may_call_with_a_body_hold_only_their_own_few_places() -> 
     async def scenario() -> None:
         inner = SlowApp()
         admission = Admission(
-            inner, _busy, max_active=6, max_public=2, max_hooks=2, wait_seconds=30
+            inner, _busy, max_active=6, max_public=2, max_hooks=2, hook_kept=0, wait_seconds=30
         )
         strangers = [
             asyncio.create_task(call(admission, path))
             for path in ["/login", "/api/v1/hooks/git"] * 3
         ]
         await settle()
-        assert (inner.inside, admission.waiting) == (4, 2)
+        # The webhook's waiters are its own (``hook_places``), not among the others'.
+        assert (inner.inside, admission.waiting, admission.hooks.waiting()) == (4, 1, 1)
         callers = [asyncio.create_task(call(admission, "/api/v1/tasks")) for _ in range(2)]
         await settle()
         assert inner.inside == 6  # the callers got the places the strangers could not take
