@@ -248,8 +248,8 @@ async def build(options: Options, store: RunStore, manager: Manager) -> Parts:
     # Metrics read the scheduler's snapshot and the sources at each scrape, and keep each
     # task's runs from the run listener, and the runs adopted here (no start heard) from the
     # progress listener; a task that comes to this process starts from its last outcomes and
-    # its runs in progress elsewhere in the store. The run store's state is the readiness
-    # check's last answer and the recorder's records waiting: a scrape never asks the store.
+    # its runs in progress elsewhere in the store. The run store's state: the readiness check's
+    # last answer (never waited for: ``StorePing.seen``) and the recorder's records waiting.
     metrics = Metrics(
         scheduler,
         sources=lambda: service.sources(),

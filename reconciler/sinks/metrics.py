@@ -20,8 +20,9 @@ prometheus_client registry) the metrics read
   scrape's wall-clock time says when it was seen);
 - ``sources()``: the revision and last sync of each pulling source (git);
 - ``run_store()``: whether the run store answers, and the run records waiting for it or
-  dropped, as this process last saw them (it asks the store nothing: a store that is down or
-  hangs does not hold a scrape up);
+  dropped, as this process last saw them (it never waits for the store: it starts a check when
+  the last answer is over a second old and gives the one before, so without readiness probes
+  the value is one scrape old; a store that is down or hangs does not hold a scrape up);
 - their per-task run state (``metrics_runs.RunState``, under the same lock): kept up to date
   by :meth:`Metrics.on_run` and :meth:`Metrics.on_progress`; a task that comes into the
   snapshot starts from its last outcomes in the run history (``history``), with its runs that
