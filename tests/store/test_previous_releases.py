@@ -42,6 +42,7 @@ RELEASES = {
     "0.10.0": "8cd694f",
     "0.11.0": "ecd5c40",
     "0.12.0": "0beff05",
+    "0.13.0": "442849b",
 }
 # The releases that read ``crontask_schema_readers``: each runs on the schema as it is.
 READERS = [v for v in RELEASES if v != "0.2.0"]
