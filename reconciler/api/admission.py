@@ -190,7 +190,7 @@ class Admission:
         try:
             if path == GIT_HOOK:
                 peer = _peer(scope)
-                entry = await self._enter_hooks(peer, receive)
+                entry = await self._enter_hooks(peer, receive, listen=not _continues(scope))
                 if entry is None:
                     return  # its caller closed while it waited: no one to answer
                 proven, receive = entry
@@ -298,7 +298,9 @@ class Admission:
         finally:
             self.waiting -= 1
 
-    async def _enter_hooks(self, peer: str, receive: Receive) -> tuple[bool, Receive] | None:
+    async def _enter_hooks(
+        self, peer: str, receive: Receive, *, listen: bool
+    ) -> tuple[bool, Receive] | None:
         """A place of the webhook's for ``peer`` (see ``hook_places``): whether taken as a
         proven peer's, and the request's ``receive`` from then on; None if its caller closed
         while it waited. While it waits, its first message is listened for (kept for the
@@ -308,7 +310,10 @@ class Admission:
         taken = self.hooks.take_now(peer)
         if taken is not None:
             return taken, receive
-        listening = asyncio.ensure_future(receive())
+        # Not one that waits to be told to send its body (``Expect: 100-continue``): asking
+        # for it tells the caller to send it, before its signature is looked at.
+        loop = asyncio.get_running_loop()
+        listening = asyncio.ensure_future(receive()) if listen else loop.create_future()
         acquiring = asyncio.ensure_future(
             self.hooks.acquire(peer, self.wait_seconds, functools.partial(self._come, listening))
         )
@@ -368,6 +373,14 @@ def _replaying(first: Message, receive: Receive) -> Receive:
         return first
 
     return replayed
+
+
+def _continues(scope: Scope) -> bool:
+    """Whether the request waits for ``100 Continue`` before it sends its body."""
+    return any(
+        name == b"expect" and value.lower() == b"100-continue"
+        for name, value in scope.get("headers") or ()
+    )
 
 
 def _peer(scope: Scope) -> str:

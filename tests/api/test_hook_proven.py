@@ -111,8 +111,13 @@ def test_waiters_are_bounded_by_peer_and_in_all_proven_peers_apart() -> None:
         await settle()
         with pytest.raises(Refused):  # a's bound
             await shares.acquire("a", 30)
-        with pytest.raises(Refused):  # the strangers' bound
-            await shares.acquire("c", 30)
+        # At the strangers' bound a newcomer pushes out the oldest whose body has not come.
+        newcomer = asyncio.create_task(shares.acquire("c", 30))
+        await settle()
+        assert waiting[0].done()
+        assert isinstance(waiting[0].exception(), Refused)
+        assert not newcomer.done()
+        waiting[0] = newcomer
         mine = asyncio.create_task(shares.acquire("p", 30))  # proven: not the strangers' bound
         await settle()
         assert not mine.done()
@@ -125,6 +130,38 @@ def test_waiters_are_bounded_by_peer_and_in_all_proven_peers_apart() -> None:
         await asyncio.gather(*waiting, return_exceptions=True)
         shares.release("p", True)
         assert (shares.taken, shares.held, shares.waiting()) == (0, {}, 0)
+
+    asyncio.run(scenario())
+
+
+def test_a_whole_body_from_a_new_address_is_not_refused_at_the_strangers_bound() -> None:
+    """256 strangers idle after their headers fill the strangers' waiters: a delivery from an
+    address never proven pushes out the oldest of them (its body is listened for only once it
+    waits), and once its body has come whole it takes the kept place. It was refused at once,
+    a 503, while the kept place was free."""
+
+    async def scenario() -> None:
+        shares = Shares(4, 2, kept=1, max_waiting=256)
+        for peer in ("10.0.0.1", "10.0.0.1", "10.0.0.2"):
+            assert shares.take_now(peer) is False  # the strangers' 3 places
+        idle = [
+            asyncio.create_task(shares.acquire(f"10.1.0.{i // 64}", 30, lambda: NOT_YET))
+            for i in range(256)
+        ]
+        await settle()
+        came = [NOT_YET]
+        delivery = asyncio.create_task(shares.acquire("192.30.252.1", 30, lambda: came[0]))
+        await settle()
+        assert isinstance(idle[0].exception(), Refused)  # the oldest idle one, pushed out
+        assert not delivery.done()
+        came[0] = WHOLE  # its first message: the whole body
+        shares.give()
+        await settle()
+        assert delivery.result() is False  # a stranger's, in the kept place
+        assert shares.taken == 4
+        for task in idle:
+            task.cancel()
+        await asyncio.gather(*idle, return_exceptions=True)
 
     asyncio.run(scenario())
 
@@ -245,3 +282,33 @@ def test_a_body_come_fast_goes_before_tricklers_come_first() -> None:
         assert trickling.done()
 
     asyncio.run(scenario())
+
+
+def test_an_unsigned_request_that_waits_is_not_told_to_send_its_body(
+    hooked: Hooked,  # noqa: F811 (the fixture)
+) -> None:
+    """A request that waits for ``100 Continue`` is not listened to while it waits for a
+    place: asking for its body told it to send it (a 100) before its signature was looked at.
+    With no signature, once its turn comes it is refused 401 before its body is read."""
+    admission = hooked.admission()
+    stop = threading.Event()
+    floor = [
+        Sender(hooked.port, address, FLOOR_RATE, stop)
+        for address in ("127.2.0.1", "127.2.0.1", "127.2.0.2")
+    ]
+    try:
+        for sender in floor:
+            sender.start()
+        wait_for("the strangers' 3 places held", lambda: admission.hooks.taken == 3)
+        with socket.create_connection(
+            ("127.0.0.1", hooked.port), timeout=BODY_SECONDS * 3, source_address=("127.4.0.1", 0)
+        ) as sock:
+            sock.sendall(head(HOOK, hooked.port, 1 << 20, "Expect: 100-continue"))
+            wait_for("it waits for a place", lambda: admission.hooks.waiting() == 1)
+            stop.set()  # the floor senders go: a place comes free
+            first = sock.recv(4096)
+        assert first.startswith(b"HTTP/1.1 401 "), first
+    finally:
+        stop.set()
+        for sender in floor:
+            sender.join(timeout=BODY_SECONDS * 3)
