@@ -56,7 +56,8 @@ class JobRunner:
     holds it now, valid or not (a Job its earlier object controlled is not its); ``announce``
     writes a running record that says more about its attempt (the dispatcher's ``progress``).
     ``stop_reads`` reads the pods and log at a run's end (its Job's own, ``Replace``'s stop, the
-    backstop): each read sent once and given up soon (``JobWatch.stop_reads``), as the run holds
+    backstop): each read sent once (again if it failed at once) and given up soon
+    (``JobWatch.stop_reads``), as the run holds
     its slot until then; None: ``cluster``'s own reads.
     """
 

@@ -29,7 +29,8 @@ A delete is ``runner.job_delete``'s, which tries again in the background if it m
 refused for good is tried again when crontask meets the Job again (:data:`_AGAIN`).
 
 Every end's evidence (:func:`conclude`, :func:`stopping`, :func:`overdue`) is read with
-``JobRunner.stop_reads`` (each read sent once, given up after
+``JobRunner.stop_reads`` (each read sent once, or twice if the first failed at once
+with no answer or a 5xx: ``sources.end_reads``; given up after
 ``sources.kubernetes_jobs.STOP_READ_TIMEOUT``), all of it within :data:`STOP_READS_WAIT`
 (:func:`_bounded_evidence`): the run holds its slot until its end is recorded (``Replace``
 waits for a stop, from the decision, up to ``controller.replace_wait.WAIT_MAX``; ``Forbid``
@@ -282,8 +283,9 @@ async def _delete(run: JobRun) -> bool | str:
 async def _bounded_evidence(
     run: JobRun, job: Job | None, told: Job | None = None
 ) -> tuple[str, Job | None, str | None]:
-    """:func:`evidence` for the run's end: read with ``stop_reads`` (each read sent once and
-    given up soon), all of it within :data:`STOP_READS_WAIT` (the module docstring)."""
+    """:func:`evidence` for the run's end: read with ``stop_reads`` (each read sent once, or
+    again if it failed at once, and given up soon), all of it within
+    :data:`STOP_READS_WAIT` (the module docstring)."""
     try:
         async with asyncio.timeout(STOP_READS_WAIT):
             return await evidence(run, job, told, reads=run.runner.stop_reads)

@@ -26,6 +26,9 @@ CHUNK: Final = 64 * 1024
 LINE_BYTES: Final = 64  # the length of a line the first ask counts on
 FEWEST_LINES: Final = 1_024  # lines asked first, at least
 MORE: Final = 16  # times as many lines asked again
+# Times ``limit``: the most bytes an ask after the first may bring (16 MiB for 64 KiB, about
+# 11 s at 1.5 MB/s) before it gives way to the ask before (:func:`read_tail`).
+TOO_MUCH: Final = 256
 # The most lines asked for: every line is at least its newline, so this many lines hold at
 # least 64 KiB whenever the log is that long.
 TAIL_LINES: Final = 65_536
@@ -48,19 +51,38 @@ def read_tail(
     """The last ``limit`` bytes of the container's log (``core``: a CoreV1Api), in the
     calling thread. ``timeout``: (connect, read) instead of :data:`TIMEOUT`, and the whole
     tail read, however many asks it takes, within its read timeout (a log that trickles in
-    would keep each read short). A caller that gives up sooner (``asyncio.timeout``) leaves
-    this thread reading until then: never longer than that read timeout after it began."""
+    would keep each read short; each ask is given what is left of it). A caller that gives up
+    sooner (``asyncio.timeout``) leaves this thread reading until then. An ask after the first
+    that fails, runs out of that time or brings more than :data:`TOO_MUCH` times ``limit`` bytes
+    (long lines before the short ones the first ask found) gives way to the ask before, whose
+    lines are the newest: what came before them is then not known."""
+    where = (namespace, pod, container)
     until = None if timeout is None else time.monotonic() + timeout[1]
     lines = first_lines(limit)
+    before: bytes | None = None  # the ask before's tail, its log longer than it asked
     while True:
-        kept, total, answered = _read(
-            core, (namespace, pod, container), lines, limit, timeout, until
-        )
+        try:
+            kept, total, answered = _read(core, where, lines, limit, _left(timeout, until), until)
+        except Exception:
+            if before is None:
+                raise
+            return tail_text(before, None)
         if answered < lines:  # the whole log
             return tail_text(kept, total - len(kept))
         if total >= limit or lines >= TAIL_LINES:
             return tail_text(kept, None)  # lines came before these: how many bytes, unknown
-        lines = min(TAIL_LINES, lines * MORE)
+        before, lines = kept, min(TAIL_LINES, lines * MORE)
+
+
+class _TooLong(Exception):
+    """An ask after the first brought more than it was for (:func:`read_tail`)."""
+
+
+def _left(timeout: tuple[float, float] | None, until: float | None) -> tuple[float, float] | None:
+    """``timeout`` with what is left until ``until`` as its read timeout."""
+    if timeout is None or until is None:
+        return timeout
+    return timeout[0], max(0.1, until - time.monotonic())
 
 
 def _read(
@@ -72,7 +94,8 @@ def _read(
     until: float | None,
 ) -> tuple[bytes, int, int]:
     """The last ``lines`` lines of the log: their last ``limit`` bytes, how many bytes and how
-    many lines they were (the last one may have no newline)."""
+    many lines they were (the last one may have no newline). An ask for more than the first's
+    lines that brings more than :data:`TOO_MUCH` times ``limit`` is given up (:class:`_TooLong`)."""
     namespace, pod, container = where
     late = f"the log was still coming after {timeout[1]:g}s" if timeout else ""
     if until is not None and time.monotonic() > until:
@@ -93,6 +116,8 @@ def _read(
             if until is not None and time.monotonic() > until:
                 raise TimeoutError(late)
             total += len(chunk)
+            if lines > first_lines(limit) and total > TOO_MUCH * limit:
+                raise _TooLong(f"more than {TOO_MUCH * limit} bytes in the last {lines} lines")
             newlines += chunk.count(b"\n")
             last = chunk[-1:] or last
             kept += chunk

@@ -21,7 +21,7 @@ import pytest
 from kubernetes import client
 
 from reconciler.core.runs import truncation_marker
-from reconciler.sources import kubernetes_jobs
+from reconciler.sources import kubernetes_jobs, pod_logs
 from reconciler.sources.kubernetes_jobs import JobApiError, JobWatch
 from reconciler.sources.pod_logs import TAIL_LINES
 from tests.helpers import serve_http, wait_for
@@ -137,3 +137,65 @@ def test_a_large_log_that_would_not_come_in_time_whole_keeps_its_tail(
             api.close()
     assert out == f"{truncation_marker(None)}\n" + (line * 1024)[-LIMIT:].decode()
     assert asks == [1024]
+
+
+def test_a_second_ask_that_brings_too_much_gives_way_to_the_first(
+    emulator: Emulator, k8s_api_client: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Long lines before 1 024 short ones: the first ask holds every line asked for and too
+    few bytes, and the second brings the long lines again, more than an ask after the first
+    may (``TOO_MUCH`` times the tail, here once): the first ask's lines, the newest, are kept,
+    marked cut, rather than the read failing whole."""
+    monkeypatch.setattr(pod_logs, "TOO_MUCH", 1)
+    script = lines(200, "%01699d\\n") + "; " + lines(1024, "ok\\n")
+    pod = run_job(emulator, "logs", script)
+    whole = emulator.pod_log(pod)
+    before = len(asked(emulator))
+    out = read(k8s_api_client, pod)
+    assert asked(emulator)[before:] == [1024, 16384]
+    assert out == f"{truncation_marker(None)}\n" + "ok\n" * 1024
+    assert whole.endswith("ok\n" * 1024)
+
+
+def test_a_second_ask_that_does_not_come_in_time_gives_way_to_the_first(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An API server that answers the first ask (1 024 short lines) and never the rest of the
+    second: the end keeps the first ask's lines within the read's bound, not an error."""
+    monkeypatch.setattr(kubernetes_jobs, "STOP_READ_TIMEOUT", (5.0, 0.5))
+    ended = threading.Event()
+    asks: list[int] = []
+
+    class Log(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+        def do_GET(self) -> None:
+            count = int(parse_qs(urlsplit(self.path).query)["tailLines"][0])
+            asks.append(count)
+            self.send_response(200)
+            self.send_header("Content-Type", "text/plain")
+            self.send_header("Content-Length", str(count * 3))
+            self.end_headers()
+            if count == 1024:
+                self.wfile.write(b"ok\n" * count)
+                return
+            self.wfile.write(b"ok\n")  # the rest is still on its way
+            ended.wait(30)
+            self.close_connection = True
+
+    with serve_http(Log) as url:
+        configuration = client.Configuration()
+        configuration.host = url
+        api: Any = client.ApiClient(configuration)
+        try:
+            out = read(api, "p")
+        except JobApiError as err:
+            out = f"failed: {err}"
+        finally:
+            ended.set()
+            api.close()
+    assert asks == [1024, 16384]
+    assert out == f"{truncation_marker(None)}\n" + "ok\n" * 1024
