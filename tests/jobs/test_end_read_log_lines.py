@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -65,6 +66,46 @@ def lines(count: int, form: str) -> str:
     return f"awk 'BEGIN {{ for (i = 0; i < {count}; i++) printf \"{form}\", i }}'"
 
 
+def read_through(answer: Callable[[int], tuple[int, bytes]]) -> tuple[str, list[int]]:
+    """``read`` from a real HTTP server whose ``pods/log`` answer to ``tailLines`` promises
+    ``answer(tailLines)[0]`` bytes and sends ``[1]`` of them (the rest never comes): what the
+    end read (or why it failed), and the ``tailLines`` asked, in order."""
+    ended = threading.Event()
+    asks: list[int] = []
+
+    class Log(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+        def do_GET(self) -> None:
+            count = int(parse_qs(urlsplit(self.path).query)["tailLines"][0])
+            asks.append(count)
+            length, sent = answer(count)
+            self.send_response(200)
+            self.send_header("Content-Type", "text/plain")
+            self.send_header("Content-Length", str(length))
+            self.end_headers()
+            self.wfile.write(sent)
+            if len(sent) < length:  # the rest is still on its way
+                ended.wait(30)
+                self.close_connection = True
+
+    with serve_http(Log) as url:
+        configuration = client.Configuration()
+        configuration.host = url
+        api: Any = client.ApiClient(configuration)
+        try:
+            out = read(api, "p")
+        except JobApiError as err:
+            out = f"failed: {err}"
+        finally:
+            ended.set()
+            api.close()
+    return out, asks
+
+
 @pytest.mark.parametrize(
     ("script", "expected_asks", "cut"),
     [
@@ -101,40 +142,7 @@ def test_a_large_log_that_would_not_come_in_time_whole_keeps_its_tail(
     needs 1 024 lines, and comes."""
     monkeypatch.setattr(kubernetes_jobs, "STOP_READ_TIMEOUT", (5.0, 0.5))
     line = b"x" * 399 + b"\n"
-    ended = threading.Event()
-    asks: list[int] = []
-
-    class Log(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
-
-        def do_GET(self) -> None:
-            count = int(parse_qs(urlsplit(self.path).query)["tailLines"][0])
-            asks.append(count)
-            self.send_response(200)
-            self.send_header("Content-Type", "text/plain")
-            self.send_header("Content-Length", str(count * len(line)))
-            self.end_headers()
-            if count <= 2048:
-                self.wfile.write(line * count)
-                return
-            self.wfile.write(line * 2048)  # the rest is still on its way
-            ended.wait(30)
-            self.close_connection = True
-
-    with serve_http(Log) as url:
-        configuration = client.Configuration()
-        configuration.host = url
-        api: Any = client.ApiClient(configuration)
-        try:
-            out = read(api, "p")
-        except JobApiError as err:
-            out = f"failed: {err}"
-        finally:
-            ended.set()
-            api.close()
+    out, asks = read_through(lambda count: (count * len(line), line * min(count, 2048)))
     assert out == f"{truncation_marker(None)}\n" + (line * 1024)[-LIMIT:].decode()
     assert asks == [1024]
 
@@ -163,39 +171,6 @@ def test_a_second_ask_that_does_not_come_in_time_gives_way_to_the_first(
     """An API server that answers the first ask (1 024 short lines) and never the rest of the
     second: the end keeps the first ask's lines within the read's bound, not an error."""
     monkeypatch.setattr(kubernetes_jobs, "STOP_READ_TIMEOUT", (5.0, 0.5))
-    ended = threading.Event()
-    asks: list[int] = []
-
-    class Log(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
-
-        def do_GET(self) -> None:
-            count = int(parse_qs(urlsplit(self.path).query)["tailLines"][0])
-            asks.append(count)
-            self.send_response(200)
-            self.send_header("Content-Type", "text/plain")
-            self.send_header("Content-Length", str(count * 3))
-            self.end_headers()
-            if count == 1024:
-                self.wfile.write(b"ok\n" * count)
-                return
-            self.wfile.write(b"ok\n")  # the rest is still on its way
-            ended.wait(30)
-            self.close_connection = True
-
-    with serve_http(Log) as url:
-        configuration = client.Configuration()
-        configuration.host = url
-        api: Any = client.ApiClient(configuration)
-        try:
-            out = read(api, "p")
-        except JobApiError as err:
-            out = f"failed: {err}"
-        finally:
-            ended.set()
-            api.close()
+    out, asks = read_through(lambda count: (count * 3, b"ok\n" * (count if count == 1024 else 1)))
     assert asks == [1024, 16384]
     assert out == f"{truncation_marker(None)}\n" + "ok\n" * 1024
