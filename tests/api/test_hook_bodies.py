@@ -22,7 +22,9 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 import uvicorn
@@ -64,8 +66,10 @@ class Served:
             conn.close()
 
 
-@pytest.fixture
-def served(tmp_path: Path) -> Iterator[Served]:
+@contextmanager
+def serving(tmp_path: Path) -> Iterator[tuple[int, FakeRuntime, Any]]:
+    """The API app with a git source and the webhook's secret, served by a real uvicorn on a
+    free loopback port: its port, its runtime and the app."""
     runtime = FakeRuntime([])
     runtime.source_list.append(SourceStatus("git", "https://example.test/x.git#main", 0, 0))
     auth = AuthConfig.load(write_auth(tmp_path))
@@ -75,10 +79,18 @@ def served(tmp_path: Path) -> Iterator[Served]:
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
-    wait_for("uvicorn to start", lambda: server.started or None)
-    yield Served(server.servers[0].sockets[0].getsockname()[1], runtime)
-    server.should_exit = True
-    thread.join(timeout=10)
+    try:
+        wait_for("uvicorn to start", lambda: server.started or None)
+        yield server.servers[0].sockets[0].getsockname()[1], runtime, app
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+@pytest.fixture
+def served(tmp_path: Path) -> Iterator[Served]:
+    with serving(tmp_path) as (port, runtime, _):
+        yield Served(port, runtime)
 
 
 def signed(body: bytes) -> dict[str, str]:

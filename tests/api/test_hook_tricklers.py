@@ -25,26 +25,19 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import uvicorn
 
-from reconciler import web
 from reconciler.api.admission import BODY_SECONDS, HOOK_GRACE, HOOK_SHARE, Admission
-from reconciler.api.app import create_app
-from reconciler.api.auth import AuthConfig
 from reconciler.api.hook_places import Shares
-from reconciler.controller.view import SourceStatus
-from reconciler.sinks.metrics import Metrics
-from tests.api.conftest import write_auth
 from tests.api.fakes import FakeRuntime
 from tests.api.test_admission import settle
 from tests.api.test_hook_bodies import (
     FAKE_SIGNATURE,
     HOOK,
-    SECRET,
     STRANGERS,
     Served,
     head,
     push,
+    serving,
     signed,
 )
 from tests.helpers import wait_for
@@ -67,23 +60,12 @@ class Hooked(Served):
 
 @pytest.fixture
 def hooked(tmp_path: Path) -> Iterator[Hooked]:
-    runtime = FakeRuntime([])
-    runtime.source_list.append(SourceStatus("git", "https://example.test/x.git#main", 0, 0))
-    auth = AuthConfig.load(write_auth(tmp_path))
-    app = create_app(runtime, auth=auth, metrics=Metrics(), webhook_secret=SECRET)
-    web.install(app)
-    config = uvicorn.Config(app, host="127.0.0.1", port=0, lifespan="off", log_config=None)
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    wait_for("uvicorn to start", lambda: server.started or None)
-    served = Hooked(server.servers[0].sockets[0].getsockname()[1], runtime, app)
-    body = b"{}"
-    assert served.post(HOOK, body, signed(body))[0] == 202  # builds the middleware stack
-    runtime.syncs.clear()
-    yield served
-    server.should_exit = True
-    thread.join(timeout=10)
+    with serving(tmp_path) as (port, runtime, app):
+        served = Hooked(port, runtime, app)
+        body = b"{}"
+        assert served.post(HOOK, body, signed(body))[0] == 202  # builds the middleware stack
+        runtime.syncs.clear()
+        yield served
 
 
 class Trickler(threading.Thread):
