@@ -151,7 +151,13 @@ class RetentionTally:
     ``successfulRunsHistoryLimit: 0`` the success after a failure (a Run now that fixed it, or
     a Forbid task's long run whose slot after was skipped) was deleted and the failure kept,
     and after a restart the status page, the metrics (a last failure with no last success)
-    and ``CrontaskTaskFailing`` said a healthy task was failing until its next success."""
+    and ``CrontaskTaskFailing`` said a healthy task was failing until its next success.
+
+    And so is the task's newest run with a succeeded attempt, the task's last success: with
+    ``successfulRunsHistoryLimit: 0`` a task that kept failing lost it, and after a restart
+    the metrics had no last success (``CrontaskTaskNoRecentSuccess`` cannot fire without one)
+    until the task succeeded again. Often the same run as the one that tells: at most three
+    runs a task beyond the limits."""
 
     def __init__(self, succeeded_limit: int, failed_limit: int) -> None:
         if succeeded_limit < 0 or failed_limit < 0:
@@ -163,6 +169,7 @@ class RetentionTally:
         }
         self.anchored = False  # the newest run that is not manual has been seen
         self.told = False  # the newest run that says how the task did has been seen
+        self.succeeded = False  # the newest run with a succeeded attempt has been seen
 
     def keep(
         self,
@@ -182,6 +189,9 @@ class RetentionTally:
         # the status page reads first: the runs before it say nothing more of the task's state.
         first_told = tells and not self.told
         self.told = self.told or tells
+        success = RunStatus.SUCCEEDED in statuses
+        first_success = success and not self.succeeded
+        self.succeeded = self.succeeded or success
         if busy or RunStatus.RUNNING in statuses:
             return True
         cls = retention_class(statuses[0])
@@ -189,13 +199,13 @@ class RetentionTally:
             if cls is not None:
                 self._left[cls] -= 1
             return True
-        return first_anchor or first_told
+        return first_anchor or first_told or first_success
 
     @property
     def exhausted(self) -> bool:
-        """Every bucket is full, and the mark of missed slots and the newest run that tells
-        are kept: all older finished runs go."""
-        return self.anchored and self.told and not any(self._left.values())
+        """Every bucket is full, and the mark of missed slots, the newest run that tells and
+        the last success are kept: all older finished runs go."""
+        return self.anchored and self.told and self.succeeded and not any(self._left.values())
 
 
 def interrupted(record: RunRecord, now: datetime, note: str = "") -> RunRecord:
@@ -428,19 +438,21 @@ class RunStore(Protocol):
         :func:`retention_class`); older ones are deleted. A run (all its attempts) is classified by
         its latest attempt and is deleted whole. Tasks absent from ``limits`` are not
         count-limited. Whatever the limits, each task keeps its newest run of a slot (see
-        below) and its newest run that says how it did (:func:`tells`: what a restart reads
-        its state from, see :class:`RetentionTally`); each still counts in its bucket.
+        below), its newest run that says how it did (:func:`tells`: what a restart reads
+        its state from, see :class:`RetentionTally`) and its newest run with a succeeded
+        attempt (its last success, :meth:`last_outcomes`); each still counts in its bucket.
 
         Then, if ``max_age`` is given, every run with ``scheduled_at < now - max_age`` is
         deleted, in every task, but the newest run of a slot (:func:`slot_run`; the mark of
         missed slots, :meth:`last_slots`; a ``@monthly`` task's is older than 30 days on the
         eve of its next slot) of each task in ``declared`` (the tasks declared now: a removed
-        task's goes by age like any run), or of every task when ``declared`` is ``None``.
-        ``owner``: the instance that prunes, when crontasks that declare other tasks may share
-        the store (without ``--ha``): then the mark of a task outside ``declared`` stays too
-        while an attempt of its run is another instance's (that crontask may declare the task
-        and be down: it counts from the mark the slots it missed when it starts); an attempt
-        without an owner names nobody. ``None``: ``declared`` is every crontask's (replicas).
+        task's goes by age like any run), or of every task when ``declared`` is ``None``; on
+        the same terms its newest run that tells and its last success. ``owner``: the
+        instance that prunes, when crontasks that declare other tasks may share the store
+        (without ``--ha``): then the mark of a task outside ``declared`` stays too while an
+        attempt of its run is another instance's (that crontask may declare the task and be
+        down: it counts from the mark the slots it missed when it starts); an attempt without
+        an owner names nobody. ``None``: ``declared`` is every crontask's (replicas).
         ``scheduled_at`` (not ``finished_at``) because it is indexed and the same for all
         attempts, so old runs go whole.
 

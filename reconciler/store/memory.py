@@ -378,6 +378,7 @@ class MemoryRunStore:
             doomed: set[str] = set()
             marked: set[str] = set()  # tasks whose newest scheduled run was met
             worded: set[str] = set()  # tasks whose newest run that tells was met
+            praised: set[str] = set()  # tasks whose newest run that succeeded was met
             # Newest run first; within a run, latest attempt first (what RetentionTally expects).
             for run_id, group in sorted(
                 runs.items(), key=lambda kv: (kv[1][0].scheduled_at, kv[0]), reverse=True
@@ -399,10 +400,14 @@ class MemoryRunStore:
                 mark = anchor and task not in marked
                 if anchor:
                     marked.add(task)
-                # So does the newest run that says how the task did (RetentionTally).
+                # So do the newest run that says how the task did and the newest success
+                # (RetentionTally).
                 word = told and task not in worded
                 if told:
                     worded.add(task)
+                success = RunStatus.SUCCEEDED in statuses and task not in praised
+                if success:
+                    praised.add(task)
                 if waits or RunStatus.RUNNING in statuses:
                     continue  # counted as the mark of missed slots, never deleted
                 latest = group[0]
@@ -421,7 +426,7 @@ class MemoryRunStore:
                 )
                 others = owner is not None and any(r.owner not in (None, owner) for r in group)
                 keeps = declared is None or task in declared or others
-                too_old = old and not ((mark or word) and keeps)
+                too_old = old and not ((mark or word or success) and keeps)
                 if over_limit or too_old:
                     doomed.add(run_id)
             if max_age is not None and declared is not None and owner is None:

@@ -17,9 +17,11 @@ goes on where the last one stopped, so what was read once is not read again.
 
 Whatever the limits, and by age while the task is declared (as its mark of missed slots), each
 task keeps its newest run that says how it did (``base.tells``: one succeeded or failed, not a
-skip nor a shutdown's interruption), one run a task at most: a restart, or a replica taking the
-task over, reads its state from it (``base.RetentionTally``). Found on the walk newest first
-at no extra read; by age, one more seek a row of a run that tells (``_last_word``).
+skip nor a shutdown's interruption) and its newest run that succeeded (its last success), two
+runs a task at most, often one: a restart, or a replica taking the task over, reads its state
+from them (``base.RetentionTally``). Found on the walk newest first at no extra read (a task
+that never succeeded is walked to its end: the rows it keeps and deletes, not the table); by
+age, a seek or two more a row (``_last_word``).
 
 A run with an attempt this version cannot read (``sql_rows.readable``: a status or trigger a
 newer crontask wrote) is kept and counted in no bucket, as a busy one: what it is, retention
@@ -311,7 +313,8 @@ class _AgedPrune:
     is: ``Kept.busy`` names only this process's runs waiting for their retry, not another
     replica's, nor another crontask's.
 
-    The task's newest run that tells how it did (``_last_word``) stays as its mark does."""
+    The task's newest run that tells how it did and its newest success (``_last_word``) stay
+    as its mark does."""
 
     cutoff: datetime
     now: datetime
@@ -430,19 +433,38 @@ def _tells(table: sa.FromClause) -> sa.ColumnElement[bool]:
 _FAILED_OUTRIGHT: Final = (RunStatus.FAILED.value, RunStatus.TIMED_OUT.value)
 
 
+def _succeeded(table: sa.FromClause) -> sa.ColumnElement[bool]:
+    return table.c.status == RunStatus.SUCCEEDED.value
+
+
 def _last_word(old: sa.FromClause) -> sa.ColumnElement[bool]:
     """Whether a row of ``old`` is of its task's newest run that says how it did (an attempt
-    of its run tells, and no attempt of a later run of the task does): what a restart reads
-    the task's state from (``base.RetentionTally``), kept however old as the mark is. One seek
-    in the primary key, then, for a row whose run tells only, a read of
-    ``ix_runs_task_scheduled`` forward to the next row that tells (the next row, unless skips
-    or runs still going come between)."""
-    said = runs.alias("said")
-    own = sa.select(said.c.id).where(said.c.id == old.c.id, _tells(said)).exists()
+    of its run tells, and no attempt of a later run of the task does), or of its newest run
+    that succeeded (its last success): what a restart reads the task's state from
+    (``base.RetentionTally``), kept however old as the mark is. A seek or two in the primary
+    key, then, for a row whose run tells only, a read of ``ix_runs_task_scheduled`` forward
+    to the next row that succeeded (a run that succeeded) or that tells (one that failed)."""
+    won, later_won = _own_and_later(old, _succeeded, "won")
+    said, later_said = _own_and_later(old, _tells, "said")
+    # A run that succeeded tells too: it is the last word whenever it is the last success.
+    # CASE, as in _mark: a ``later`` only for the rows whose own run is of its kind.
+    return sa.case(
+        (won, sa.case((later_won, sa.false()), else_=sa.true())),
+        (said, sa.case((later_said, sa.false()), else_=sa.true())),
+        else_=sa.false(),
+    )
+
+
+def _own_and_later(
+    old: sa.FromClause, such: Callable[[sa.FromClause], sa.ColumnElement[bool]], name: str
+) -> tuple[sa.Exists, sa.Exists]:
+    """Whether an attempt of the run of a row of ``old`` is ``such``, and whether an attempt
+    of a later run of its task is."""
+    other = runs.alias(name)
+    own = sa.select(other.c.id).where(other.c.id == old.c.id, such(other)).exists()
     later = (
-        sa.select(said.c.id)
-        .where(said.c.task == old.c.task, said.c.scheduled_at > old.c.scheduled_at, _tells(said))
+        sa.select(other.c.id)
+        .where(other.c.task == old.c.task, other.c.scheduled_at > old.c.scheduled_at, such(other))
         .exists()
     )
-    # CASE, as in _mark: ``later`` only for the rows whose own run tells.
-    return sa.case((~own, sa.false()), (later, sa.false()), else_=sa.true())
+    return own, later

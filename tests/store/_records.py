@@ -83,6 +83,7 @@ def reference_prune(
     seen: dict[tuple[str, str], int] = {}
     anchored: set[str] = set()  # tasks whose newest run that is not only manual was seen
     told: set[str] = set()  # tasks whose newest run that says how the task did was seen
+    praised: set[str] = set()  # tasks whose newest run that succeeded was seen
     for run_id_, attempts in sorted(
         runs.items(), key=lambda kv: (kv[1][0].scheduled_at, kv[0]), reverse=True
     ):
@@ -105,12 +106,19 @@ def reference_prune(
         )
         if last_word:
             told.add(latest.task)
+        # So does its newest run that succeeded: its last success (the metrics' alerts).
+        last_success = latest.task not in praised and any(
+            r.status is RunStatus.SUCCEEDED for r in attempts
+        )
+        if last_success:
+            praised.add(latest.task)
+        kept = anchor or last_word or last_success
         if any(r.status is RunStatus.RUNNING for r in attempts):
             continue
         # By age, unless a retry may still come (whoever's run it is).
         old = max_age is not None and latest.scheduled_at < now - max_age
         waits = latest.task in retrying and _retry_may_come(latest, now)
-        if old and not anchor and not last_word and not waits:
+        if old and not kept and not waits:
             doomed.add(run_id_)
         if latest.task not in limits:
             continue
@@ -122,7 +130,7 @@ def reference_prune(
         else:
             bucket, limit = "skipped", failed_limit
         seen[latest.task, bucket] = seen.get((latest.task, bucket), 0) + 1
-        if seen[latest.task, bucket] > limit and not anchor and not last_word:
+        if seen[latest.task, bucket] > limit and not kept:
             doomed.add(run_id_)
     return [r for r in records if r.id not in doomed]
 

@@ -8,9 +8,14 @@ store: the metrics had a last failure and no last success (``CrontaskTaskFailing
 page read the failure first, and both said the healthy task was failing until its next success,
 up to a day. A CronJob keeps ``status.lastSuccessfulTime`` whatever its history limits.
 
+So was a failing task's last success: with the same limits a task that succeeded, then kept
+failing, had its success deleted, and after a restart the metrics had no last success
+(``crontask_task_last_success_timestamp_seconds``): ``CrontaskTaskNoRecentSuccess``, which
+compares it with the slot before last, could not fire until the task succeeded again.
+
 Here the state a fresh store object derives from the history (``last_outcomes`` as the metrics
 and the ok/failing filter read it; the newest attempt that tells as the status page reads it)
-is the same after the prune as before it, and the extra run kept is one at most.
+is the same after the prune as before it, and the extra runs kept are two at most.
 """
 
 from __future__ import annotations
@@ -23,6 +28,9 @@ import pytest
 from reconciler.core.runs import LastOutcomes, RunRecord, RunStatus, Trigger
 from reconciler.core.status import SHUTDOWN_REASON, is_failure
 from reconciler.store import RunQuery, RunStore
+from tests.helpers import definition
+from tests.sinks.test_metrics import value
+from tests.store.test_metrics_seed_retried import LAST_SUCCESS, seeded_metrics
 
 from ._records import T0, everything, rec
 
@@ -39,9 +47,9 @@ def _manual(minutes: int, status: RunStatus = RunStatus.SUCCEEDED) -> RunRecord:
 def _derived(store: RunStore) -> tuple[bool, datetime | None, str | None]:
     """What a process that starts reads of the task's state: failing as the metrics' alert
     judges it (a last failure after the last success, or without one), when it last
-    succeeded if it is not failing, and the run the status page's last result is (its first
-    attempt, newest first, that succeeded or failed; a skip or a shutdown's interruption says
-    nothing). The last success of a failing task is not kept (the limit says none is)."""
+    succeeded (failing or not: ``CrontaskTaskNoRecentSuccess`` reads it), and the run the
+    status page's last result is (its first attempt, newest first, that succeeded or failed;
+    a skip or a shutdown's interruption says nothing)."""
     outcome = store.last_outcomes([TASK]).get(TASK, LastOutcomes())
     failing = outcome.failure is not None and (
         outcome.success is None or outcome.failure > outcome.success
@@ -51,7 +59,7 @@ def _derived(store: RunStore) -> tuple[bool, datetime | None, str | None]:
         (r for r in attempts if r.status is RunStatus.SUCCEEDED or is_failure(r)),
         None,
     )
-    return failing, None if failing else outcome.success, None if shown is None else shown.id
+    return failing, outcome.success, None if shown is None else shown.id
 
 
 def _fresh(store_url: str, store: RunStore, open_many: Callable[[str], RunStore]) -> RunStore:
@@ -80,11 +88,32 @@ CASES = {
         rec(TASK, 3),
         rec(TASK, 6, RunStatus.INTERRUPTED, reason=SHUTDOWN_REASON),
     ],
-    # The failure is the last word: kept by its limit as before, and the task still fails.
+    # The failure is the last word: kept by its limit as before, and the task still fails;
+    # the success before it is its last success.
     "still-failing": [
         rec(TASK, 0),
         rec(TASK, 3, RunStatus.FAILED, exit_code=1),
         rec(TASK, 6, RunStatus.SKIPPED, started_at=None, reason="ConcurrencyForbid"),
+    ],
+    # Failing since a success, every slot: the newest failure is the mark, the last word and
+    # the one failure the limit keeps; the success is only the last success.
+    "failing-since-a-success": [
+        rec(TASK, 0),
+        rec(TASK, 3, RunStatus.FAILED, exit_code=1),
+        rec(TASK, 6, RunStatus.TIMED_OUT, exit_code=None),
+    ],
+    # The success came on a retry (its first attempt failed): the run is the last success.
+    "failing-since-a-retry-succeeded": [
+        rec(TASK, 0, RunStatus.FAILED, exit_code=1),
+        rec(
+            TASK,
+            0,
+            attempt=2,
+            trigger=Trigger.RETRY,
+            started_at=T0 + timedelta(minutes=1),
+            finished_at=T0 + timedelta(minutes=1, seconds=5),
+        ),
+        rec(TASK, 3, RunStatus.FAILED, exit_code=1),
     ],
 }
 
@@ -127,6 +156,25 @@ def test_the_last_word_is_one_run_more_at_most(store: RunStore) -> None:
     assert [r.id for r in everything(store) if r.task == other] == [rec(other, 49).id]
 
 
+def test_the_last_success_is_one_run_more_at_most(store: RunStore) -> None:
+    """Bounded: a task that succeeded, then failed and skipped for long, keeps its newest
+    success besides the mark and the last word, and nothing more."""
+    store.save_many([rec(TASK, minute) for minute in range(50)])
+    store.save_many([rec(TASK, minute + 50, RunStatus.FAILED, exit_code=1) for minute in range(50)])
+    store.save_many(
+        [rec(TASK, minute + 100, RunStatus.SKIPPED, started_at=None) for minute in range(50)]
+    )
+
+    store.prune({TASK: (0, 0)}, None, T0 + timedelta(days=1))
+
+    # The mark (the newest skip), the last word (the newest failure), the last success.
+    assert [r.id for r in everything(store)] == [
+        rec(TASK, 149).id,
+        rec(TASK, 99).id,
+        rec(TASK, 49).id,
+    ]
+
+
 @pytest.mark.parametrize("history", CASES.values(), ids=CASES.keys())
 def test_the_max_age_keeps_it_as_the_mark(
     store_url: str, open_many: Callable[[str], RunStore], history: list[RunRecord]
@@ -146,3 +194,33 @@ def test_the_max_age_keeps_it_as_the_mark(
 
     store.prune({}, timedelta(days=30), now, declared=set())  # no longer declared: all go
     assert everything(store) == []
+
+
+def test_a_restarted_process_still_exports_the_last_success_of_a_failing_task(
+    sql_url: str, open_many: Callable[[str], RunStore]
+) -> None:
+    """End to end: a task declared with ``successfulRunsHistoryLimit: 0`` that keeps failing
+    since it last succeeded; the housekeeping prunes (limits and max age), crontask restarts,
+    and its first scrape still has the last success that ``CrontaskTaskNoRecentSuccess``
+    compares with the slot before last (without it the alert cannot fire)."""
+    job = definition("job")
+    store = open_many(sql_url)
+    succeeded = rec(job.key, 0)
+    store.save_many(
+        [
+            succeeded,
+            *(
+                rec(job.key, T0 + timedelta(days=day), RunStatus.FAILED, exit_code=1)
+                for day in range(1, 40)
+            ),
+        ]
+    )
+    now = T0 + timedelta(days=40)
+
+    store.prune({job.key: NO_SUCCESSES}, timedelta(days=30), now, declared={job.key})
+    store.close()
+
+    metrics = seeded_metrics(open_many(sql_url), job)
+    assert succeeded.finished_at is not None
+    found = value(metrics, LAST_SUCCESS, task=job.key)
+    assert found == succeeded.finished_at.timestamp()

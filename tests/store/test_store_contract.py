@@ -856,6 +856,7 @@ def test_prune_with_zero_limits_keeps_running_runs_and_the_newest_slot(store: Ru
         (T0, 1),
         (T0, 2),
         (T0 + timedelta(minutes=1), 1),
+        (T0 + timedelta(minutes=10), 1),  # the last success
         (T0 + timedelta(minutes=11), 1),  # the mark of missed slots
     }
 
@@ -896,7 +897,7 @@ def test_prune_by_max_age_spares_running_runs(store: RunStore) -> None:
 
     deleted = store.prune({}, timedelta(days=7), now)
 
-    assert deleted == 3
+    assert deleted == 2
     survivors = {(r.task, r.scheduled_at, r.attempt, r.status) for r in everything(store)}
     at = {minutes: T0 + timedelta(minutes=minutes) for minutes in (old, old + 1, old + 2, young)}
     assert survivors == {
@@ -904,6 +905,8 @@ def test_prune_by_max_age_spares_running_runs(store: RunStore) -> None:
         ("ops/stuck", at[old], 2, RunStatus.RUNNING),
         ("ops/hung", at[old + 1], 1, RunStatus.RUNNING),
         ("ops/nightly-backup", at[young], 1, RunStatus.FAILED),
+        # Its last success, however old: the metrics' last success after a restart.
+        ("ops/nightly-backup", at[old], 1, RunStatus.SUCCEEDED),
         # Its newest slot, however old: what a restart counts missed slots from.
         ("ops/other", at[old + 2], 1, RunStatus.SUCCEEDED),
     }
