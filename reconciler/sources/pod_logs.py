@@ -8,8 +8,9 @@ many lines of a log of long ones, it sends far more than is kept (65 536 lines o
 17 s at 1.5 MB/s, more than a run's end gives its reads, ``runner.job_end.STOP_READS_WAIT``).
 So the first ask is for about as many lines as the tail keeps (:func:`first_lines`: lines of
 :data:`LINE_BYTES`, 1 024 for 64 KiB), and only an answer that held every line asked for and
-still fewer than ``limit`` bytes (a log of short lines) is asked again, for :data:`MORE` times
-as many lines, up to :data:`TAIL_LINES`."""
+no more than ``limit`` bytes (a log of short lines, or one exactly as long as the tail, whole
+only if no line came before them) is asked again, for :data:`MORE` times as many lines, up to
+:data:`TAIL_LINES`."""
 
 from __future__ import annotations
 
@@ -69,8 +70,10 @@ def read_tail(
             return tail_text(before, None)
         if answered < lines:  # the whole log
             return tail_text(kept, total - len(kept))
-        if total >= limit or lines >= TAIL_LINES:
+        if total > limit or lines >= TAIL_LINES:
             return tail_text(kept, None)  # lines came before these: how many bytes, unknown
+        # Every line asked for, kept whole: the log may be just these lines (exactly 1 024 of
+        # 64 B fill a 64 KiB tail), or have more before them. Only a larger ask tells.
         before, lines = kept, min(TAIL_LINES, lines * MORE)
 
 
