@@ -409,7 +409,9 @@ def check_listen(host: str, auth: AuthConfig | None, insecure_no_auth: bool) -> 
     """Refuse to serve the API without auth on anything but loopback.
 
     ``ValueError`` with the reason and the two ways out; a host name other than ``localhost``
-    counts as non-loopback (it is not resolved).
+    counts as non-loopback (it is not resolved), ``localhost.`` too: a name with the root's
+    dot is looked up in DNS, not in /etc/hosts, and may name another address of this machine
+    (as ``cli.credentials`` holds for the client).
     """
     if auth is not None or insecure_no_auth or is_loopback(host):
         return
@@ -422,7 +424,7 @@ def check_listen(host: str, auth: AuthConfig | None, insecure_no_auth: bool) -> 
 
 
 def is_loopback(host: str) -> bool:
-    if host.lower() in {"localhost", "localhost."}:
+    if host.lower() == "localhost":
         return True
     try:
         return ipaddress.ip_address(host.strip("[]")).is_loopback

@@ -25,6 +25,7 @@ from starlette.types import Scope, Send
 from reconciler import logs
 from reconciler.controller.view import FieldError
 from reconciler.sources import messages
+from reconciler.sources.api import ApiTasksUnavailable
 from reconciler.sources.limits import excerpt
 from reconciler.sources.messages import EXCERPT_KEY
 from reconciler.store import StoreUnavailable
@@ -253,6 +254,25 @@ async def _on_store_unavailable(request: Request, exc: Exception) -> JSONRespons
     )
 
 
+async def _on_api_tasks_unavailable(request: Request, exc: Exception) -> JSONResponse:
+    # The folder of API tasks gone (a volume not mounted, moved away), a full or failing disk:
+    # not the run store, which may be fine (/readyz says so). A 503 all the same: the request
+    # is not wrong and works unchanged once the folder is back (a 500 would say crontask is).
+    log.warning(
+        "api task store unavailable",
+        extra={"fields": {"path": request.url.path, "error": str(exc)}},
+    )
+    return problem_response(
+        503,
+        f"the store of API-owned tasks is unavailable: {exc}; retry once it is back "
+        "(GET /api/v1/sources shows the API source's error)",
+        request.url.path,
+        kind="api-tasks-unavailable",
+        title="API tasks unavailable",
+        headers={"Retry-After": "5"},
+    )
+
+
 async def _on_timeout(request: Request, exc: Exception) -> JSONResponse:
     # A write waited out the lock of its key (another write of that task) or the loop's
     # answer: nothing is wrong with the request, and it may be sent again.
@@ -274,6 +294,7 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(ProblemError, _on_problem)
     app.add_exception_handler(RequestValidationError, _on_validation_error)
     app.add_exception_handler(StoreUnavailable, _on_store_unavailable)
+    app.add_exception_handler(ApiTasksUnavailable, _on_api_tasks_unavailable)
     app.add_exception_handler(TimeoutError, _on_timeout)
 
 

@@ -51,9 +51,11 @@ PROVEN_SCOPE_KEY: Final = "crontask.proven"
 # token on one keep-alive connection wrote 3 000 warnings in 4 s. Each kind of failure (its
 # message, reason and client: see hostnames.peer_of) is logged the first time, then at most
 # once a minute, with how many were not logged since (``suppressed``), as refused Kubernetes
-# writes are. The client is part of the kind: by (message, reason) alone, a flood's one line a
-# minute named whoever came first, and every other address (an operator's own failing client)
-# was never named, for fail2ban or a SIEM rule to act on.
+# writes are; so is a valid credential without the role a route needs ("authorization denied":
+# 1 000 requests of a token without a crontask role were 1 000 warnings). The client is part
+# of the kind: by (message, reason) alone, a flood's one line a minute named whoever came
+# first, and every other address (an operator's own failing client) was never named, for
+# fail2ban or a SIEM rule to act on.
 AUTH_FAILURES_EVERY: Final = 60.0
 # Kinds remembered at most (a flood from many addresses): past it, the oldest is forgotten.
 AUTH_FAILURE_KINDS: Final = 256
@@ -162,19 +164,22 @@ def authorize(request: Request, role: str) -> None:
         return
     needed = Role(role)
     if principal.role is None or not principal.role.allows(needed):
-        log.warning(
-            "authorization denied",
-            extra={
-                "fields": {
-                    "principal": principal.name,
-                    "role": principal.role,
-                    "required": needed,
-                    "path": request.url.path,
-                }
-            },
-        )
         held = f"role {principal.role}" if principal.role else "no crontask role"
-        raise ProblemError(403, f"{principal.name} has {held}; this needs {needed} or above")
+        detail = f"{principal.name} has {held}; this needs {needed} or above"
+        # Limited as a failed authentication is: a client retrying a token without the role
+        # wrote a warning a request. Each principal, role and need is a kind of its own (the
+        # reason), so a flood of one never hides another's first refusal.
+        warn_auth_failed(
+            request,
+            log,
+            "authorization denied",
+            detail,
+            principal=principal.name,
+            role=principal.role,
+            required=needed,
+            path=request.url.path,
+        )
+        raise ProblemError(403, detail)
 
 
 SAFE_METHODS: Final = frozenset({"GET", "HEAD", "OPTIONS"})

@@ -7,14 +7,16 @@ under the state directory, or with replicas the shared run store. Writes of one 
 serialised in this process (a lock per key held from the check to the change being in force)
 and conditional in the store itself (so replicas writing one key cannot both win): a second
 create is ``AlreadyExists``, a write conditional on a version that has moved on is
-``VersionMismatch``. A write without ``If-Match`` is not conditional for its caller: when
-another replica wins the store's check, it reads again and writes over (the last writer wins),
-up to ``WRITE_ATTEMPTS`` times, then TimeoutError. A task whose stored YAML would be over the
-limit the API source reads, or that the API source would not read back, is refused before
-anything is written (``TaskTooLarge``, ``InvalidDefinition``), as is one that would take the
-API's tasks over their bounds (``NoRoom``). That check and the room it finds are one step for
-every key (``_reserved``): a write's text counts as stored from its check until it is over, so
-writes made at once in this process never take the API over its bounds together. Replicas
+``VersionMismatch``; before that 412 (or the 404 of a task no longer stored) the key is read
+again if the store holds another version than the one in force (``_read_again``), so that the
+read the answer asks for sees it. A write without ``If-Match`` is not conditional for its
+caller: when another replica wins the store's check, it reads again and writes over (the last
+writer wins), up to ``WRITE_ATTEMPTS`` times, then TimeoutError. A task whose stored YAML would
+be over the limit the API source reads, or that the API source would not read back, is refused
+before anything is written (``TaskTooLarge``, ``InvalidDefinition``), as is one that would take
+the API's tasks over their bounds (``NoRoom``). That check and the room it finds are one step
+for every key (``_reserved``): a write's text counts as stored from its check until it is over,
+so writes made at once in this process never take the API over its bounds together. Replicas
 check what each last read, and writes at once on several may still go a few tasks over.
 
 A change is answered once the pass that applies it is done. If that pass fails, the change
@@ -60,12 +62,12 @@ from reconciler.core.model import CronTask
 from reconciler.scheduling.base import Scheduler
 from reconciler.sources.api import (
     ApiSource,
+    ApiTasksUnavailable,
     UnreadableText,
     text_version,
 )
 from reconciler.sources.files import DirectorySource
 from reconciler.sources.limits import excerpt
-from reconciler.store.base import StoreUnavailable
 
 T = TypeVar("T")
 
@@ -127,7 +129,8 @@ class ApiWrites:
             for _ in range(WRITE_ATTEMPTS):
                 previous = self._api.store.load([task.key]).get(task.key)
                 current = None if previous is None else text_version(previous)
-                check_version(task.key, current, if_match)
+                with self._read_again_if_refused(task.key):
+                    check_version(task.key, current, if_match)
                 try:
                     # The store checks again, atomically: another replica may have written
                     # meanwhile.
@@ -135,6 +138,7 @@ class ApiWrites:
                         return self._write(task.key, text, previous), current is None
                 except (AlreadyExists, VersionMismatch):
                     if if_match is not None:
+                        self._read_again(task.key)
                         raise  # the caller's condition: a 412
                     # Unconditional for the caller: read what won, and write over it.
         raise TimeoutError(
@@ -146,9 +150,11 @@ class ApiWrites:
         with self._writing(key):
             current = self._api.store.version(key)
             if current is None:
+                self._read_again(key)  # removed by something else: a GET says 404 too
                 self._check_owner(key)
                 raise KeyError(key)
-            check_version(key, current, if_match)
+            with self._read_again_if_refused(key):
+                check_version(key, current, if_match)
             # Without If-Match whatever is stored goes, also if another replica wrote it since
             # the read (the last writer wins, as with PUT); a removal it beat us to is a 404.
             try:
@@ -158,9 +164,37 @@ class ApiWrites:
                 if if_match is None:
                     raise
                 raise VersionMismatch(key, None) from None
+            except VersionMismatch:
+                self._read_again(key)
+                raise
             self._check_removed(key, self._apply(key))
 
     # -- details -------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _read_again_if_refused(self, key: str) -> Iterator[None]:
+        """:meth:`_read_again` before a VersionMismatch raised in the block goes on."""
+        try:
+            yield
+        except VersionMismatch:
+            self._read_again(key)
+            raise
+
+    def _read_again(self, key: str) -> None:
+        """Before a 412 ("read it again") or a 404: if the store holds another version of
+        ``key`` than the one in force (changed by something else than this crontask: a file
+        edited or removed by hand, a write of another replica not yet polled), a pass reads
+        the key now, so that the GET the answer asks for gives the stored version as its ETag
+        (and what it holds, or the error that it does not read). A GET answers what is in
+        force, with the version of that very text: reading the store for it instead would
+        show a task that does not run. Without this the ETag stayed stale until the next
+        resync, and every PUT with it was a 412. A pass that does not end in time is the
+        loop's to finish: the answer is still the 412 (or 404)."""
+        stored = self._api.store.version(key)
+        read = self._api.stored(key)
+        if stored != (None if read is None else read.version):
+            with contextlib.suppress(TimeoutError):
+                self._apply(key)
 
     def _check_runnable(self, task: CronTask) -> None:
         """A task this crontask could not run is refused before anything is written: stored,
@@ -177,8 +211,13 @@ class ApiWrites:
                 raise
             except OSError as err:
                 # The folder of API tasks gone, a full or failing disk: nothing the caller did,
-                # and a retry may work (a 503, not a 500).
-                raise StoreUnavailable(f"the store of API tasks: {err}") from err
+                # and a retry works once it is back (a 503, not a 500). Not the run store's
+                # StoreUnavailable: that one is fine, and /readyz says so. A pass reads the key
+                # again, so that the API source's error (GET /api/v1/sources, which the answer
+                # points to) says now what it would say only after the next resync.
+                with contextlib.suppress(TimeoutError):
+                    self._apply(key)
+                raise ApiTasksUnavailable(str(err)) from err
 
     @contextlib.contextmanager
     def _reserved(

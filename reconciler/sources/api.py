@@ -66,6 +66,12 @@ SHOWN_PROBLEMS: Final = 5  # of a stored text that does not read: its definition
 STORED_LIMITS: Final = YamlLimits(max_values=jobspec.MAX_VALUES + 10_000)
 
 
+class ApiTasksUnavailable(Exception):
+    """The store of the API's tasks could not be read or written: its folder gone (a volume not
+    mounted, moved away), a full or failing disk. Nothing the request did, and nothing of the
+    run store: the same request works once the store is back (the API's 503)."""
+
+
 class ApiTaskStore(Protocol):
     def version(self, key: str) -> str | None: ...
 
@@ -261,6 +267,7 @@ __all__ = [
     "ApiSource",
     "ApiTaskFiles",
     "ApiTaskStore",
+    "ApiTasksUnavailable",
     "InTheWay",
     "StoredTask",
     "TaskTooLarge",
