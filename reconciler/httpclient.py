@@ -35,7 +35,7 @@ import os
 import re
 import ssl
 import urllib.request
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Final
 
 import httpcore
@@ -57,6 +57,12 @@ TOO_MANY_INTERIM: Final = f"no final status after {INTERIM_MAX} interim response
 # A head ends at a blank line, as h11 finds it: "\n\r?\n" ("\n\n" and "\r\n\n" too).
 _HEAD_END: Final = re.compile(rb"\n\r?\n")
 _SCHEMES: Final = ("http", "https", "all")  # the *_PROXY variables httpx reads
+_DEFAULT_PORTS: Final = {"http": 80, "https": 443, "socks5": 1080, "socks5h": 1080}  # httpcore's
+_VIA: Final = "crontask.proxy"  # a request's extension: the proxy that carries it, as said
+
+
+# Says that a proxy setting is left out: the variable as the environment spells it, and why.
+Warn = Callable[[str, str], None]
 
 
 def async_client(
@@ -65,15 +71,22 @@ def async_client(
     verify: ssl.SSLContext | bool = True,
     headers: Mapping[str, str] | None = None,
     transport: httpx.AsyncBaseTransport | None = None,
+    direct: bool = False,
+    warn: Warn | None = None,
 ) -> httpx.AsyncClient:
-    """A client that follows no redirect, with the environment's usable proxies, each of its
-    transports bounding the response head. ``transport`` (tests): used for every request, with
-    no proxy, as httpx does with one."""
+    """A client that follows no redirect, with the environment's usable proxies (none when
+    ``direct``), each of its transports bounding the response head; a setting left out is said
+    through ``warn`` (default: a logged warning). ``transport`` (tests): used for every
+    request, with no proxy, as httpx does with one."""
     mounts: dict[str, httpx.AsyncBaseTransport | None] = {}
     if transport is None:
         transport = _HeadBounded(verify=verify)
-        for pattern, proxy in proxy_routes():
-            mounts[pattern] = None if proxy is None else _HeadBounded(verify=verify, proxy=proxy)
+        for pattern, proxy in () if direct else proxy_routes(warn):
+            mounts[pattern] = (
+                None
+                if proxy is None
+                else _HeadBounded(verify=verify, proxy=(proxy, _via(pattern, proxy)))
+            )
     return httpx.AsyncClient(
         timeout=timeout,
         headers=headers,
@@ -87,15 +100,30 @@ def async_client(
 # -- proxies ---------------------------------------------------------------------------------
 
 
-def proxy_routes() -> tuple[tuple[str, str | None], ...]:
+def proxy_routes(warn: Warn | None = None) -> tuple[tuple[str, str | None], ...]:
     """httpx's mount patterns for the environment's proxies (``"https://"``, ``"all://host"``)
     and each one's proxy URL, or None to go direct; what httpx cannot use left out, said once
-    per setting."""
-    return _routes(tuple(sorted(urllib.request.getproxies().items())))
+    per setting (through ``warn``, default: a logged warning)."""
+    return _routes(tuple(sorted(urllib.request.getproxies().items())), warn or _log_not_used)
+
+
+def carried_by(failed: httpx.HTTPError | httpx.Request) -> str | None:
+    """The proxy that carried a request (``failed``, or the one of the error ``failed``) as
+    ``host:port ($VARIABLE)``, never its credentials; None when it went direct, or is not
+    known."""
+    if isinstance(failed, httpx.HTTPError):
+        try:
+            failed = failed.request
+        except RuntimeError:  # raised before a request was made
+            return None
+    via = failed.extensions.get(_VIA)
+    return via if isinstance(via, str) else None
 
 
 @functools.cache
-def _routes(settings: tuple[tuple[str, str], ...]) -> tuple[tuple[str, str | None], ...]:
+def _routes(
+    settings: tuple[tuple[str, str], ...], warn: Warn
+) -> tuple[tuple[str, str | None], ...]:
     """As httpx's ``get_environment_proxies`` reads ``settings`` (urllib's ``getproxies``),
     each checked. Cached, so that a process warns once per setting, not at each request."""
     found = dict(settings)
@@ -112,7 +140,7 @@ def _routes(settings: tuple[tuple[str, str], ...]) -> tuple[tuple[str, str | Non
         if problem is None:
             routes.append((f"{scheme}://", url))
         else:
-            _not_used(f"{scheme}_proxy", problem)
+            warn(_variable(f"{scheme}_proxy"), problem)
     for number, entry in enumerate(entries, 1):
         if not entry:
             continue
@@ -121,7 +149,7 @@ def _routes(settings: tuple[tuple[str, str], ...]) -> tuple[tuple[str, str | Non
             routes.append((pattern, None))
         else:
             what = f"entry {number} of {len(entries)} is not a host name, address or URL"
-            _not_used("no_proxy", f"{what}; it is left out")
+            warn(_variable("no_proxy"), f"{what}; it is left out")
     return tuple(routes)
 
 
@@ -168,11 +196,20 @@ def _pattern_usable(pattern: str) -> bool:
     return True
 
 
-def _not_used(name: str, problem: str) -> None:
+def _log_not_used(variable: str, problem: str) -> None:
     log.warning(
-        "proxy setting not used",
-        extra={"fields": {"variable": _variable(name), "problem": problem}},
+        "proxy setting not used", extra={"fields": {"variable": variable, "problem": problem}}
     )
+
+
+def _via(pattern: str, proxy: str) -> str:
+    """The proxy ``proxy`` of the mount ``pattern`` (``"https://"``) as an error names it:
+    ``host:port ($HTTPS_PROXY)``, without its credentials (its URL was checked as usable)."""
+    url = httpx.URL(proxy)
+    port = url.port or _DEFAULT_PORTS.get(url.scheme)
+    host = f"[{url.host}]" if ":" in url.host else url.host
+    scheme = pattern.partition("://")[0]
+    return f"{host}:{port} (${_variable(f'{scheme}_proxy')})"
 
 
 def _variable(name: str) -> str:
@@ -218,8 +255,12 @@ class _HeadBounded(httpx.AsyncHTTPTransport):
     ``handle_async_request`` returns, what a request reads is its response's head (and the
     interim responses before it): the body is read later, through the response's stream."""
 
-    def __init__(self, *, verify: ssl.SSLContext | bool, proxy: str | None = None) -> None:
-        super().__init__(verify=verify, proxy=proxy)
+    def __init__(
+        self, *, verify: ssl.SSLContext | bool, proxy: tuple[str, str] | None = None
+    ) -> None:
+        """``proxy``: its URL, and how an error names it (:func:`carried_by`)."""
+        super().__init__(verify=verify, proxy=None if proxy is None else proxy[0])
+        self._via = None if proxy is None else proxy[1]
         # httpx builds the pool (direct, HTTP or SOCKS proxy) without a way to name its
         # network backend; httpcore's pools and proxies give theirs to every connection.
         pool = self._pool
@@ -230,6 +271,8 @@ class _HeadBounded(httpx.AsyncHTTPTransport):
             _unbounded()
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if self._via is not None:  # read back from the request an error carries
+            request.extensions[_VIA] = self._via
         token = _head.set(_Budget())
         try:
             return await super().handle_async_request(request)

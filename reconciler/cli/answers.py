@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import sys
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any, Final, NoReturn
@@ -33,6 +34,11 @@ class RemoteError(Exception):
 class UnreadableAnswer(RemoteError):
     """A success (2xx) whose body cannot be read: what was asked may have been done, so a
     command that changes something (``trigger``) must not say or assume it was not."""
+
+
+class Unanswered(RemoteError):
+    """A request sent whose answer did not come (not within the deadline, or the connection
+    broke): as with :class:`UnreadableAnswer`, what was asked may have been done."""
 
 
 class RemoteProblem(RemoteError):
@@ -93,12 +99,16 @@ def _punctuation(content: bytes) -> int:
 def decode(content: bytes, server: str) -> dict[str, Any]:
     """``content``, a success's body, as a JSON object, or :class:`UnreadableAnswer` naming
     ``server`` as shown (a number refused is said, with why)."""
+    refused = f"{server} answered a number crontask refuses"
     try:
         body = _loads(content)
-    except json.JSONDecodeError:
+    except (json.JSONDecodeError, UnicodeDecodeError):  # Unicode...: no UTF-8 (nor -16, -32)
         raise UnreadableAnswer(f"{server} answered with something that is not JSON") from None
-    except ValueError as err:  # _no_constant, _finite: JSON but for that number, said
-        raise UnreadableAnswer(f"{server} answered a number crontask refuses: {err}") from None
+    except _Refused as err:  # _no_constant, _finite: JSON but for that number, said
+        raise UnreadableAnswer(f"{refused}: {err}") from None
+    except ValueError:  # int()'s refusal, which tells the reader to call a Python function
+        digits = sys.get_int_max_str_digits()
+        raise UnreadableAnswer(f"{refused}: an integer of more than {digits:,} digits") from None
     except RecursionError:
         raise UnreadableAnswer(f"{server} answered with JSON nested too deep") from None
     if not isinstance(body, dict):
@@ -111,16 +121,20 @@ def _loads(content: bytes) -> Any:
     return json.loads(content, parse_constant=_no_constant, parse_float=_finite)
 
 
+class _Refused(ValueError):
+    """A number that is JSON to Python's json, refused: why, in words for the user."""
+
+
 def _no_constant(name: str) -> NoReturn:
     # NaN, Infinity, -Infinity: Python's json reads them, and --json would print them.
-    raise ValueError(f"{name} is not JSON")
+    raise _Refused(f"{name} is not JSON")
 
 
 def _finite(text: str) -> float:
     # 1e400 is read as inf, which --json printed as Infinity: as the literal, it is refused.
     number = float(text)
     if math.isinf(number):
-        raise ValueError(f"{text[:40]} is too large a number")
+        raise _Refused(f"{text[:40]} is too large a number")
     return number
 
 
@@ -132,6 +146,100 @@ def object_list(value: Any, server: str, what: str) -> list[dict[str, Any]]:
     if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
         raise RemoteError(f"{redact_url(server)} answered {what} that are not a list of objects")
     return value
+
+
+# The fields of a run, a task and a run's attempt as the API answers them, dotted for a field of
+# an object within, each with the JSON types it may have (a list of strings: "strings"). Listed
+# items are checked against them (:func:`shaped`): a field of another type is refused, as the
+# README says, where `key: 5` or `state: [1]` was printed, exit status 0. An absent field is
+# not refused (a server of another release may not send it): a table shows it as "-".
+# `crontask plan --server` checks what it reads of a task itself.
+RUN_FIELDS: Final = {
+    "id": "string",
+    "task": "string",
+    "attempt": "integer",
+    "trigger": "string",
+    "status": "string",
+    "reason": "string|null",
+    "message": "string|null",
+    "scheduledTime": "string",
+    "startTime": "string|null",
+    "completionTime": "string|null",
+    "durationMs": "integer|null",
+    "exitCode": "integer|null",
+}
+# Not its job: a job of another shape is shown as it can be (``history._job_lines``).
+ATTEMPT_FIELDS: Final = {**RUN_FIELDS, "output": "string"}
+TASK_FIELDS: Final = {
+    "key": "string",
+    "state": "string",
+    "error": "string|null",
+    "owner": "string|null",
+    "suspended": "boolean",
+    "resourceVersion": "string|null",
+    "running": "strings",
+    "nextRuns": "strings",
+    "source": "object",
+    "source.kind": "string",
+    "source.location": "string",
+    "source.revision": "string|null",
+    "resource": "object",
+    "resource.spec": "object",
+    "resource.spec.schedule": "string",
+    "resource.spec.timeZone": "string|null",
+    "lastRun": "object|null",
+    **{f"lastRun.{name}": types for name, types in RUN_FIELDS.items()},
+}
+_TYPE_WORDS: Final = {
+    "string": "a string",
+    "integer": "an integer",
+    "number": "a number with a fraction or exponent",
+    "boolean": "true or false",
+    "object": "an object",
+    "null": "null",
+    "strings": "a list of strings",
+    "array": "a list not only of strings",
+}
+_ABSENT: Final = object()
+
+
+def shaped(
+    items: list[dict[str, Any]], fields: dict[str, str], server: str, what: str
+) -> list[dict[str, Any]]:
+    """``items`` (of a list: ``what``), each of whose ``fields`` is of its types or absent;
+    else :class:`RemoteError` naming the first item and field that are not."""
+    for number, item in enumerate(items, 1):
+        wrong = next(filter(None, (_wrong(item, path, t) for path, t in fields.items())), None)
+        if wrong is not None:
+            said = f"{redact_url(server)} answered {what} of an unexpected shape"
+            raise RemoteError(f"{said}: item {number}'s {wrong}")
+    return items
+
+
+def _wrong(item: dict[str, Any], path: str, types: str) -> str | None:
+    """What is wrong with ``item``'s field at ``path`` (None: nothing, or it is absent)."""
+    value: Any = item
+    for name in path.split("."):  # an object on the way that is not there: its own entry says
+        value = value.get(name, _ABSENT) if isinstance(value, dict) else _ABSENT
+    if value is _ABSENT:
+        return None
+    found = _json_type(value)
+    expected = types.split("|")
+    if found in expected or (found == "strings" and "array" in expected):
+        return None
+    said = " or ".join(_TYPE_WORDS[t] for t in expected)
+    return f"{path} is {_TYPE_WORDS[found]}, not {said}"
+
+
+def _json_type(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):  # before int: True is an int to Python
+        return "boolean"
+    if isinstance(value, list):
+        return "strings" if all(isinstance(v, str) for v in value) else "array"
+    kinds = {int: "integer", float: "number", str: "string", dict: "object"}
+    return next(name for kind, name in kinds.items() if isinstance(value, kind))
 
 
 def problem_line(status: int, reason: str, content: bytes, readable: bool) -> str:

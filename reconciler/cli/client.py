@@ -42,6 +42,7 @@ be reached: the server is there, and the fix is the certificate or ``$SSL_CERT_F
 from __future__ import annotations
 
 import os
+import sys
 import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -52,6 +53,7 @@ from urllib.parse import quote
 from reconciler.cli.answers import RemoteError as RemoteError
 from reconciler.cli.answers import (
     RemoteProblem,
+    Unanswered,
     decode,
     json_values,
     object_list,
@@ -167,24 +169,61 @@ def connect(
     server: str | None = None,
 ) -> httpx.AsyncClient:
     """An HTTP client for :meth:`_Api.call` (one connection for the pages of a list): direct
-    for a loopback ``server``, else through the proxy the environment names, if any. A CA
-    bundle that cannot be read (``$SSL_CERT_FILE``, which httpx loads even for http://) is a
+    for a loopback ``server``, else through the proxy the environment names, if any, as
+    ``crontask run``'s requests go (:mod:`~reconciler.httpclient`: a setting it cannot use is
+    left out, with a warning on stderr naming the variable, never its value). A CA bundle that
+    cannot be read (``$SSL_CERT_FILE``, which httpx loads even for http://) is a
     :class:`RemoteError`."""
     import ssl
 
-    import httpx  # here, not at the top: only the client commands pay for it
+    # Here, not at the top: only the client commands pay for httpx.
+    from reconciler.httpclient import async_client
 
+    # A proxy set for the world has no business with this machine's own server, nor with its
+    # token: a loopback server is asked directly ($SSL_CERT_FILE is still read).
+    direct = server is not None and is_loopback(server)
     try:
-        if transport is None and server is not None and is_loopback(server):
-            # A transport of its own: httpx then reads no proxy from the environment (it still
-            # reads $SSL_CERT_FILE). A proxy set for the world has no business with this
-            # machine's own server, nor with its token.
-            transport = httpx.AsyncHTTPTransport()
-        return httpx.AsyncClient(timeout=timeout, transport=transport)
+        return async_client(
+            timeout=timeout, transport=transport, direct=direct, warn=_proxy_not_used
+        )
     except (OSError, ssl.SSLError) as exc:  # ssl.SSLError is an OSError; named for the reader
         bundle = os.environ.get("SSL_CERT_FILE")
         what = f"$SSL_CERT_FILE ({printable(bundle[:200])})" if bundle else "the CA certificates"
         raise RemoteError(f"cannot read {what}: {ssl_words(exc)}") from None
+
+
+def _proxy_not_used(variable: str, problem: str) -> None:
+    """A proxy setting left out (:func:`~reconciler.httpclient.proxy_routes`), once a command:
+    it named the variable and the problem, never the value (a proxy URL may hold a password)."""
+    print(f"crontask: warning: ${variable} is not used: {printable(problem)}", file=sys.stderr)
+
+
+def _failed(exc: httpx.HTTPError, server: str) -> RemoteError:
+    """The line of a request to ``server`` (as shown) that failed with ``exc``. One a proxy
+    carried names the proxy: the server may be fine, and asking whether `crontask run` runs
+    sent the user the wrong way."""
+    import httpx
+
+    from reconciler.httpclient import carried_by
+
+    via = carried_by(exc)
+    # A certificate that does not verify is a ConnectError too, but the server is there.
+    tls = tls_problem(exc)
+    if tls is not None:
+        through = "" if via is None else f" through the proxy {printable(via)}"
+        return RemoteError(f"TLS with {server}{through} failed: {tls}")
+    if via is not None:
+        proxy = f"the proxy {printable(via)}"
+        if isinstance(exc, httpx.ConnectError):  # the proxy refused, or its name is unknown
+            return RemoteError(f"cannot reach {proxy} to ask crontask at {server}")
+        if isinstance(exc, httpx.ProxyError):  # a CONNECT or SOCKS refusal: "407 ..."
+            said = printable(str(exc))[:200] or type(exc).__name__
+            return RemoteError(f"{proxy} refused the request to {server}: {said}")
+        return Unanswered(f"request to {server} through {proxy} failed: {type(exc).__name__}")
+    if isinstance(exc, httpx.ConnectError):
+        return RemoteError(f"cannot reach crontask at {server} (is `crontask run` running?)")
+    # The request may have been sent (a connection that broke while reading the answer).
+    return Unanswered(f"request to {server} failed: {type(exc).__name__}")
 
 
 @dataclass(frozen=True)
@@ -222,6 +261,8 @@ class _Api:
 
         import httpx
 
+        from reconciler.httpclient import carried_by
+
         headers = {"Accept": "application/json", "Accept-Encoding": "identity"}
         if self.token:
             headers["Authorization"] = f"Bearer {self.token}"
@@ -235,27 +276,22 @@ class _Api:
                 content = await self._read(response, budget)
                 values = self._values(content, budget)
         except (TimeoutError, httpx.TimeoutException):
-            raise RemoteError(
+            raise Unanswered(
                 f"crontask at {server} did not answer within {self.timeout:g}s"
             ) from None
         except httpx.InvalidURL as exc:
             raise RemoteError(f"--server {server!r} is not a URL crontask can use: {exc}") from None
         except httpx.HTTPError as exc:
-            # A certificate that does not verify is a ConnectError too, but the server is
-            # there: asking whether `crontask run` runs would send the user the wrong way.
-            tls = tls_problem(exc)
-            if tls is not None:
-                raise RemoteError(f"TLS with {server} failed: {tls}") from None
-            if isinstance(exc, httpx.ConnectError):
-                raise RemoteError(
-                    f"cannot reach crontask at {server} (is `crontask run` running?)"
-                ) from None
-            raise RemoteError(f"request to {server} failed: {type(exc).__name__}") from None
+            raise _failed(exc, server) from None
         if response.status_code >= 400:
             readable = values is not None
             status, reason = response.status_code, response.reason_phrase
+            line = problem_line(status, reason, content, readable)
+            via = carried_by(response.request)
+            if status == 407 and via is not None:  # the proxy's answer, not crontask's
+                line = f"the proxy {printable(via)} refused the request to {server}: {line}"
             raise RemoteProblem(
-                problem_line(status, reason, content, readable),
+                line,
                 status,
                 problem_type(content, readable),
                 retry_after(response.headers.get("Retry-After")),

@@ -23,7 +23,7 @@ from collections.abc import Generator, Iterable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from reconciler.cli.answers import object_list
+from reconciler.cli.answers import ATTEMPT_FIELDS, RUN_FIELDS, object_list, shaped
 from reconciler.cli.client import RemoteError, fetch_run, fetch_runs
 from reconciler.cli.client_env import SERVER_ENV, TOKEN_ENV, default_token
 from reconciler.cli.durations import duration_arg
@@ -269,12 +269,14 @@ def _from_api(
     token = default_token()
     if args.id:
         answer = fetch_run(args.server, token, args.id)
-        return [], object_list(answer.get("attempts"), args.server, "attempts")
+        attempts = object_list(answer.get("attempts"), args.server, "attempts")
+        return [], shaped(attempts, ATTEMPT_FIELDS, args.server, "attempts")
     if since is not None:
         # The API takes instants from 1970 on, and no run is older: --since 100y asks for all.
         since = max(since, _EPOCH)
     params = {"task": args.task, "status": args.status, "trigger": args.trigger, "since": since}
-    return fetch_runs(args.server, token, params, args.limit), []
+    runs = fetch_runs(args.server, token, params, args.limit)
+    return shaped(runs, RUN_FIELDS, args.server, "runs"), []
 
 
 def _show_one(attempts: list[dict[str, Any]], args: argparse.Namespace) -> int:

@@ -36,7 +36,14 @@ from time import sleep
 from typing import Any, Final
 from urllib.parse import quote
 
-from reconciler.cli.answers import RemoteProblem, UnreadableAnswer, object_list
+from reconciler.cli.answers import (
+    TASK_FIELDS,
+    RemoteProblem,
+    Unanswered,
+    UnreadableAnswer,
+    object_list,
+    shaped,
+)
 from reconciler.cli.client import RemoteError, fetch_tasks, request
 from reconciler.cli.client_env import (
     DEFAULT_SERVER,
@@ -144,7 +151,7 @@ def run_tasks(args: argparse.Namespace) -> int:
     server = args.server or default_server()
     params = {"namespace": args.namespace} if args.namespace else {}
     try:
-        items = fetch_tasks(server, default_token(), params)
+        items = shaped(fetch_tasks(server, default_token(), params), TASK_FIELDS, server, "tasks")
     except RemoteError as exc:
         return _fail(exc)
     if args.json:
@@ -246,7 +253,9 @@ def _taken_run(key: str, server: str, path: str, max_wait: int) -> dict[str, Any
     for attempt in range(1, MAX_TRIES + 1):
         try:
             run = request(server, default_token(), "POST", path)
-        except UnreadableAnswer as exc:  # a 2xx: the server took the trigger
+        # A 2xx that cannot be read: the server took the trigger; no answer (in time): it may
+        # have. Asking again could run the task twice.
+        except (UnreadableAnswer, Unanswered) as exc:
             raise _NotTaken(1, _may_have_run(printable(exc), key, server)) from None
         except RemoteProblem as exc:
             wait = _retry_after(exc, key, server)

@@ -48,16 +48,6 @@ def test_a_malformed_answer_is_a_remote_error(
     assert_one_line_error(code, err, says)
 
 
-ODD_TASK = {
-    "key": ["ops", "a"],
-    "state": 5,
-    "resource": [],
-    "nextRuns": 7,
-    "lastRun": ["x"],
-    "source": "file",
-    "owner": {"id": 1},
-    "error": {"why": "nested"},
-}
 ODD_MEMBERS = {
     "items": [{"id": 5, "me": True, "since": 1, "renewed": [], "ownedTasks": None}],
     "disagreeingSince": 3,
@@ -87,7 +77,6 @@ def test_a_redirect_is_an_error_that_says_where_it_leads(
 @pytest.mark.parametrize(
     ("argv", "body", "says"),
     [
-        (("tasks",), {"items": [ODD_TASK]}, "<list>  5"),
         (("members",), ODD_MEMBERS, "5 (this one)  -        1      <list>   -"),
     ],
 )
