@@ -22,12 +22,17 @@ from tests.e2e.conftest import Crontask
 pytestmark = pytest.mark.e2e
 
 EXTERNAL = "crontask.example.com"
-TASK = {
-    "apiVersion": "crontask.dev/v1alpha1",
-    "kind": "CronTask",
-    "metadata": {"name": "rebound", "namespace": "default"},
-    "spec": {"schedule": "0 0 1 1 *", "command": {"args": ["id"]}},
-}
+
+
+def task(name: str) -> dict[str, object]:
+    """A command task of this name: each test that writes names its own, as they share one
+    crontask (see ``open_app``)."""
+    return {
+        "apiVersion": "crontask.dev/v1alpha1",
+        "kind": "CronTask",
+        "metadata": {"name": name, "namespace": "default"},
+        "spec": {"schedule": "0 0 1 1 *", "command": {"args": ["id"]}},
+    }
 
 
 @pytest.mark.parametrize(
@@ -81,21 +86,27 @@ def start(tmp_path: Path, *extra: str) -> Crontask:
     return Crontask(tmp_path, tasks, list(extra)).start()
 
 
-@pytest.fixture
-def open_app(tmp_path: Path) -> Iterator[Crontask]:
-    app = start(tmp_path, "--external-url", f"https://{EXTERNAL}:8443/crontask")
+@pytest.fixture(scope="module")
+def open_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Crontask]:
+    """One crontask for the module: what a request is answered depends on its host and
+    headers, not on the tasks other tests created (each its own name), and a start took 5 to
+    9 s on two busy cores, eleven times over with one per test."""
+    app = start(
+        tmp_path_factory.mktemp("hosts"), "--external-url", f"https://{EXTERNAL}:8443/crontask"
+    )
     yield app
     app.stop()
 
 
 def test_without_auth_a_request_for_another_host_is_misdirected(open_app: Crontask) -> None:
     rebound = f"attacker.example:{open_app.port}"
+    said = len(open_app.log())  # the shared log: only what this test's requests made it say
     assert send(open_app, "GET", "/", rebound) == 421
     assert send(open_app, "GET", "/api/v1/tasks", rebound) == 421
-    assert send(open_app, "POST", "/api/v1/tasks", rebound, TASK) == 421
+    assert send(open_app, "POST", "/api/v1/tasks", rebound, task("rebound")) == 421
     assert send(open_app, "POST", "/api/v1/tasks/default/rebound/runs", rebound) == 421
     assert not (open_app.state / "api-tasks" / "default" / "rebound.yaml").exists()
-    assert "path=/api/v1/tasks status=421" in open_app.log()  # refused, and logged
+    assert "path=/api/v1/tasks status=421" in open_app.log()[said:]  # refused, and logged
 
 
 @pytest.mark.parametrize(
@@ -108,8 +119,8 @@ def test_without_auth_its_own_names_are_answered(open_app: Crontask, host: str) 
 
 def test_the_loopback_names_can_still_create_and_run(open_app: Crontask) -> None:
     own = f"127.0.0.1:{open_app.port}"
-    assert send(open_app, "POST", "/api/v1/tasks", own, TASK) == 201
-    assert send(open_app, "POST", "/api/v1/tasks/default/rebound/runs", own) == 202
+    assert send(open_app, "POST", "/api/v1/tasks", own, task("created")) == 201
+    assert send(open_app, "POST", "/api/v1/tasks/default/created/runs", own) == 202
 
 
 @pytest.mark.parametrize(
@@ -122,15 +133,16 @@ def test_the_loopback_names_can_still_create_and_run(open_app: Crontask) -> None
     ],
 )
 def test_a_page_of_another_site_cannot_change_anything(
-    open_app: Crontask, browser: dict[str, str]
+    open_app: Crontask, browser: dict[str, str], request: pytest.FixtureRequest
 ) -> None:
     """Without auth every caller is the anonymous admin: a page elsewhere may send a POST
     without a body (no preflight) to the loopback address, and the browser says so."""
     own = f"127.0.0.1:{open_app.port}"
-    assert send(open_app, "POST", "/api/v1/tasks", own, TASK) == 201
-    runs = "/api/v1/tasks/default/rebound/runs"
+    name = f"crossed-{request.node.callspec.id}"
+    assert send(open_app, "POST", "/api/v1/tasks", own, task(name)) == 201
+    runs = f"/api/v1/tasks/default/{name}/runs"
     assert send(open_app, "POST", runs, own, headers=browser) == 403
-    assert send(open_app, "DELETE", "/api/v1/tasks/default/rebound", own, headers=browser) == 403
+    assert send(open_app, "DELETE", f"/api/v1/tasks/default/{name}", own, headers=browser) == 403
     # Reading is not changing, and this server's own pages are the same origin.
     assert send(open_app, "GET", "/api/v1/tasks", own, headers=browser) == 200
     same = {"Origin": f"http://{own}", "Sec-Fetch-Site": "same-origin"}
