@@ -217,6 +217,7 @@ class GitSource:
         self._removal: threading.Thread | None = None  # of other keys' folders (``gitkeys``)
         self._stop: asyncio.Event | None = None  # watch's: it ends that removal too
         self._on_applied: Callable[[], object] | None = None  # watch's: a new revision in force
+        self._leftovers = self._revisions.applied is not None  # see _tidy_leftovers
 
     # -- syncing -------------------------------------------------------------------------
 
@@ -226,6 +227,7 @@ class GitSource:
         with self._sync_lock:
             try:
                 changed = self._sync()
+                self._tidy_leftovers(changed)
                 self._remove_others()
                 self._collect()
                 return changed
@@ -365,6 +367,16 @@ class GitSource:
         tidy(self._revisions, repo)
         return True
 
+    def _tidy_leftovers(self, switched: bool) -> None:
+        """A start's first sync, with a revision in force from before, deletes every other
+        worktree (``tidy``, unless its switch did): one whose deletion a kill -9 cut short
+        (232 MB seen) stayed until the next new revision. Whatever the fetch did."""
+        if self._leftovers and not switched and not self._cancelled:
+            with self._lock:
+                repo = self._in_flight
+            tidy(self._revisions, repo)
+        self._leftovers = False
+
     def _collect(self) -> None:
         """``git gc --auto`` after each sync (``gitmaintenance``): its failure is not the sync's."""
         with self._lock:
@@ -409,10 +421,8 @@ class GitSource:
             self._failures = 0
             self._error = None
         if recovered:
-            log.info(
-                "git sync recovered",
-                extra={"fields": {"url": self.url, "ref": self.options.ref}},
-            )
+            fields = {"url": self.url, "ref": self.options.ref}
+            log.info("git sync recovered", extra={"fields": fields})
 
     def _failed(self, message: str, sha: str | None) -> bool:
         if self._cancelled:
@@ -425,20 +435,9 @@ class GitSource:
             if sha is not None:
                 self._attempted = sha
             failures, applied = self._failures, self._revisions.applied
-        log.warning(
-            "git sync failed",
-            extra={
-                "fields": {
-                    "url": self.url,
-                    "ref": self.options.ref,
-                    "revision": sha,
-                    "applied": applied,
-                    "error": message,
-                    "failures": failures,
-                    "retry_in": retry,
-                }
-            },
-        )
+        fields: dict[str, object] = {"url": self.url, "ref": self.options.ref, "revision": sha}
+        fields.update(applied=applied, error=message, failures=failures, retry_in=retry)
+        log.warning("git sync failed", extra={"fields": fields})
         return False
 
     def _fetch_failed(self, repo: GitRepo | None, error: str) -> bool:

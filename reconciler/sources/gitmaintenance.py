@@ -90,10 +90,12 @@ LEFTOVERS = (
 )
 
 
-def tidy(revisions: Revisions, repo: GitRepo) -> None:
-    """After a switch: every worktree but the one in force deleted, then git's record of them
-    (``git worktree prune``). A failure is logged and tried again at the next switch (the
-    revision in force is in force: nothing to undo); nothing raised."""
+def tidy(revisions: Revisions, repo: GitRepo | None) -> None:
+    """After a switch (and at a start's first sync: ``GitSource._tidy_leftovers``): every
+    worktree but the one in force deleted, then git's record of them (``git worktree prune``;
+    not without ``repo``, when the sync failed before it had one). A failure is logged and
+    tried again at the next switch (the revision in force is in force: nothing to undo);
+    nothing raised."""
     keep = revisions.applied
     if keep is None:
         return
@@ -101,6 +103,8 @@ def tidy(revisions: Revisions, repo: GitRepo) -> None:
         revisions.remove_old(keep)
     except OSError as err:  # listing the worktrees; each one's failure is its own warning
         log.warning("git worktrees not deleted", extra={"fields": {"error": str(err)[:300]}})
+    if repo is None:
+        return
     try:
         repo.prune_worktrees()
     except GitError as err:  # only git's bookkeeping of the deleted trees; retried next time
