@@ -29,6 +29,7 @@ from reconciler.sources.kubernetes import (
     KubernetesSource,
     connect,
 )
+from reconciler.store.base import StoreUnavailable
 
 log = logging.getLogger("crontask")
 
@@ -100,10 +101,18 @@ class Kubernetes:
             cluster.on_resumed = _both(cluster.on_resumed, report.resumed)
 
         def after_pass(result: PassResult) -> None:
-            if result.ok:
-                report.after_pass(
-                    self.source.objects(), result.desired, scheduler.owned(), result.keys
-                )
+            if not result.ok:
+                return
+            refs = self.source.objects()
+            # A status someone else wrote since changes no definition (no key of the pass):
+            # reported again, to be put right now, not at the task's next run or the resync.
+            # crontask's own writes, coming back, are not; and were one reported, the writer
+            # would send nothing (nothing differs), so they cannot loop.
+            restated = self.source.restated()
+            keys = result.keys
+            if keys is not None:
+                keys = keys | {k for k in restated if k in refs and not self.writer.wrote(refs[k])}
+            report.after_pass(refs, result.desired, scheduler.owned(), keys)
 
         reconciler.subscribe(after_pass)
         await manager.start(StatusWriting(self.writer, report))
@@ -138,12 +147,23 @@ def _both(
 
 def _run_reader(dispatcher: Dispatcher) -> Callable[[str], asyncio.Future[RunRecord | None]]:
     """Read a run's latest attempt in the store's threads (the dispatcher's recorder's); each
-    read is kept until it is done (the loop holds its tasks weakly)."""
+    read is kept until it is done (the loop holds its tasks weakly). None only when the store
+    answered and no record of this process waits for it (one may be that run's): a store down
+    raises (``StoreUnavailable``), and so does a read while records wait."""
     reads: set[asyncio.Future[RunRecord | None]] = set()
 
-    def read(run_id: str) -> asyncio.Future[RunRecord | None]:
+    async def latest(run_id: str) -> RunRecord | None:
         recorder = dispatcher.recorder
-        future = asyncio.ensure_future(recorder.call(recorder.store.get, run_id))
+        waiting = recorder.pending  # before the read: a record written meanwhile is read
+        record = await recorder.call(recorder.store.get, run_id)
+        if record is None and waiting:
+            raise StoreUnavailable(
+                f"not in the run store yet, and {waiting} run records wait to be written there"
+            )
+        return record
+
+    def read(run_id: str) -> asyncio.Future[RunRecord | None]:
+        future = asyncio.ensure_future(latest(run_id))
         reads.add(future)
         future.add_done_callback(reads.discard)
         return future

@@ -64,6 +64,12 @@ FUTURE_MARGIN = timedelta(days=1)
 _UTC_MAX = datetime.max.replace(microsecond=0, tzinfo=UTC)
 _UTC_MIN = datetime.min.replace(tzinfo=UTC)
 
+# A CronTask's spec errors its conditions and ``InvalidSpec`` Event give, at most (the log has
+# each), and the characters those after the first may take: 1 KiB, an Event's note in
+# ``events.k8s.io``, which a spec error repeated by the hundred would otherwise outgrow.
+INVALID_SHOWN = 5
+INVALID_MORE_CHARS = 1024
+
 # ``status.active`` lists at most this many runs, the newest: a task that allows overlapping
 # runs may have thousands going (every second, hours each), and a status over etcd's 1.5 MiB
 # request limit would fail every write of the object's status. ``activeCount`` counts them all.
@@ -214,10 +220,10 @@ class TaskState:
 
 
 def task_state(key: str, desired: DesiredState, in_force: Definition | None) -> TaskState:
-    error = next(
-        (e for e in desired.errors if e.key == key and e.location.source == SourceKind.KUBERNETES),
-        None,
-    )
+    errors = [
+        e for e in desired.errors if e.key == key and e.location.source == SourceKind.KUBERNETES
+    ]
+    error = errors[0] if errors else None
     conflict = next(
         (
             str(c)
@@ -229,13 +235,28 @@ def task_state(key: str, desired: DesiredState, in_force: Definition | None) -> 
     ours = in_force is not None and in_force.location.source == SourceKind.KUBERNETES
     spec = in_force.task.spec if in_force is not None and ours else None
     return TaskState(
-        invalid=error.message if error is not None else None,
+        invalid=joined([e.message for e in errors]) if errors else None,
         invalid_kind=error.kind if error is not None else ErrorKind.INVALID,
         conflict=conflict,
         scheduled=ours,
         suspended=bool(spec and spec.suspend),
         describe=f"{spec.schedule} ({spec.time_zone})" if spec else "",
     )
+
+
+def joined(messages: list[str]) -> str:
+    """A spec's errors in one message (its conditions' and its ``InvalidSpec`` Event's): all
+    of them, as the log has them, not the first alone (fixed, it would only give way to the
+    next). Bounded: the first whole, then those that fit in :data:`INVALID_MORE_CHARS` more,
+    :data:`INVALID_SHOWN` at most; the rest counted (``and 3 more``)."""
+    shown, room = messages[:1], INVALID_MORE_CHARS
+    for message in messages[1:INVALID_SHOWN]:
+        room -= len(message) + 2
+        if room < 0:
+            break
+        shown.append(message)
+    more = len(messages) - len(shown)
+    return "; ".join(shown) + (f"; and {more} more" if more else "")
 
 
 def active_reference(record: RunRecord) -> dict[str, str]:

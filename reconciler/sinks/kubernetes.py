@@ -28,7 +28,8 @@ Contract:
   newer object the watch has delivered.
 - Writes share one token bucket (``qps``/``burst``), so many objects cannot flood the API
   server. ``429``/``5xx``/connection errors retry with capped backoff; after ``attempts`` of
-  them the object waits ``max_backoff`` and is tried again (a newer submission replaces it),
+  them the object waits ``max_backoff`` and is tried again (logged with the last attempt's
+  error: ``error="HTTP 503: Service Unavailable"``; a newer submission replaces it),
   for as long as the API server keeps failing, so that a status that changed during an outage
   is written once it is over, not at the task's next change. An outage costs one pending entry
   per object and the fixed worker threads, however long it lasts. ``404`` (deleted) drops the
@@ -78,6 +79,10 @@ from reconciler.sinks.kubernetes_status import RETRIED, Read, Seen, StatusApi, n
 from reconciler.sinks.token_bucket import TokenBucket
 
 log = logging.getLogger("crontask.sinks")
+
+# The error a "status write failed; retrying" line gives, at most (a connection error's text
+# names the URL and the cause, a few hundred characters).
+ERROR_CHARS = 300
 
 Build = Callable[[Mapping[str, Any]], dict[str, Any]]
 # Called with the merge patch a write applied, or None if none was made (see the docstring).
@@ -159,6 +164,16 @@ class StatusWriter:
             self._not_before.pop(key, None)
             if key in self._inflight:
                 self._forgotten.add(key)
+
+    def wrote(self, ref: ObjectRef) -> bool:
+        """Whether ``ref`` is the object as this writer's last write (or read) of it returned
+        it: a status watch event of crontask's own write, not someone else's."""
+        with self._cond:
+            known = self._known.get(ref.key)
+        return known is not None and (known.uid, known.resource_version) == (
+            ref.uid,
+            ref.resource_version,
+        )
 
     def idle(self) -> bool:
         with self._cond:
@@ -319,12 +334,15 @@ class StatusWriter:
                 return _Next.DONE
             if err.status == 409:
                 self.conflicts += 1
+                submission.error = _said(err)
                 return self._reread(submission)
             if err.status not in RETRIED:
                 self._refused(submission, err, "patch")
                 return _Next.DONE
+            submission.error = _said(err)
             return _Next.LATER
         except Exception as err:  # connection refused, reset, timeout
+            submission.error = _said(err)
             log.debug("status write error", extra={"fields": {"task": ref.key, "error": err}})
             return _Next.LATER
         self.writes += 1
@@ -354,6 +372,7 @@ class StatusWriter:
             return _Next.DONE
         # Not read: the version we hold is stale, so an attempt at once would only conflict
         # again. Wait as after any failed request.
+        submission.error = "HTTP 409: Conflict, and the read after it failed"
         log.debug("status read after a conflict failed", extra={"fields": {"task": ref.key}})
         return _Next.LATER
 
@@ -421,7 +440,9 @@ class StatusWriter:
         self._put_back(submission, time.monotonic() + self._max_backoff)
         log.warning(
             "status write failed; retrying",
-            extra={"fields": {"task": key, "in_seconds": self._max_backoff}},
+            extra={
+                "fields": {"task": key, "in_seconds": self._max_backoff, "error": submission.error}
+            },
         )
 
     def _base(self, ref: ObjectRef) -> Seen:
@@ -441,6 +462,9 @@ class _Submission:
     build: Build
     urgent: bool
     written: list[Written]
+    # Why its last attempt failed (``_retry_later`` says it): each one's answer is otherwise
+    # only logged at debug, and "failed; retrying" alone leaves an operator guessing.
+    error: str | None = None
 
     def absorb_older(self, older: _Submission) -> None:
         """``older`` was pending: this one replaces it, and takes its callbacks and urgency."""
@@ -452,6 +476,18 @@ class _Submission:
         self.ref, self.build = newer.ref, newer.build
         self.urgent = self.urgent or newer.urgent
         self.written.extend(newer.written)
+
+
+def _said(err: Exception) -> str:
+    """A failed request in a few words for the log: the API server's status and reason, or
+    the error's type and (bounded) text: of its cause, when it has one (urllib3's
+    ``MaxRetryError`` names the URL first, and what refused or reset comes last)."""
+    if isinstance(err, ApiException):
+        return f"HTTP {err.status}: {err.reason}"
+    cause = getattr(err, "reason", None)
+    if isinstance(cause, Exception):
+        err = cause
+    return f"{type(err).__name__}: {err}"[:ERROR_CHARS]
 
 
 def _notify(submission: _Submission, patch: Mapping[str, Any] | None) -> None:

@@ -47,7 +47,9 @@ Contract:
   each full pass while the status says so, that run's record is read from the store
   (``read_run``, off the loop) and, once ended, observed as any record heard is (lastRun,
   lastFailureTime). Otherwise the stored lastRun would be copied on unchanged until the
-  task's next run (a day, for a nightly task).
+  task's next run (a day, for a nightly task). A run the store does not hold (``read_run``
+  gives None: its store was replaced, a new pod's emptyDir) is shown ``interrupted``, as a
+  lost run (:mod:`reconciler.sinks.kubernetes_lost`: no failure, its outcome is unknown).
 - :meth:`StatusReporter.close` (crontask begins to stop): no run-now starts any more, and the
   values whose record has not been written are withdrawn, so the next crontask acts on them.
 """
@@ -78,11 +80,13 @@ from reconciler.core.status import (
 )
 from reconciler.sinks.kubernetes import StatusWriter, Written
 from reconciler.sinks.kubernetes_events import EventRecorder
+from reconciler.sinks.kubernetes_lost import lost_run
 
 log = logging.getLogger("crontask.sinks")
 
 Clock = Callable[[], datetime]
-# The latest attempt of a run, read from the store off the loop (None: no such run).
+# The latest attempt of a run, read from the store off the loop (None: the store answered that
+# it holds no such run, and no record of this process waits for it; it raises when not known).
 ReadRun = Callable[[str], asyncio.Future[RunRecord | None]]
 
 
@@ -324,11 +328,14 @@ class StatusReporter:
             return
         record = read.result()
         self._read[key] = run_id
-        if record is None or record.task != key or not record.status.finished:
-            return  # pruned, another's, or still running (its end is heard, or read again)
         ref = self._refs.get(key)
         if ref is None or ref.uid != uid or not self._mine(key) or key in self._foreign:
             return  # gone, replaced, or another's meanwhile
+        if record is None:
+            self._lost(ref, run_id)
+            return
+        if record.task != key or not record.status.finished:
+            return  # another's, or still running (its end is heard, or read again)
         if self._is_retired(record):
             return
         ended = RunSummary().observe(record)
@@ -337,6 +344,26 @@ class StatusReporter:
             # A run heard here since is the latest; the one read still counts when it failed.
             ended = dataclasses.replace(seen, last_failure=_last_failure(seen, ended))
         self._runs[key] = ended
+        self.submit(key)
+
+    def _lost(self, ref: ObjectRef, run_id: str) -> None:
+        """The run the stored lastRun says is running is in no store: shown ``interrupted``
+        unless a run heard here since says more, or it is going here after all."""
+        key, last = ref.key, ref.status.get("lastRun")
+        if key in self._runs or any(r.id == run_id for r in self._active(key)):
+            return
+        if not isinstance(last, Mapping) or last.get("id") != run_id:
+            return  # the status moved on meanwhile
+        lost = lost_run(key, last, self._clock())
+        if lost is None:
+            return
+        log.warning(
+            "status: the run its lastRun says is running is not in the run store; shown"
+            " interrupted",
+            extra={"fields": {"task": key, "run": run_id}},
+        )
+        # Its latest alone: a lost run is no failure (its outcome is unknown).
+        self._runs[key] = RunSummary(latest=lost)
         self.submit(key)
 
     def _retire(self, key: str) -> None:
