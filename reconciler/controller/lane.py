@@ -29,6 +29,7 @@ from collections.abc import Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from reconciler.aio import retrieved
 from reconciler.core.runs import RunRecord
 from reconciler.store.base import StoreUnavailable
 
@@ -141,13 +142,22 @@ class Lane:
     ) -> None:
         task = asyncio.get_running_loop().create_task(work)
         self._sending.add(task)
-        task.add_done_callback(self._sending.discard)
-        if done is not None:
-            task.add_done_callback(done)
+        # ``done`` lets go of the task itself: one done callback, not two (each is a turn of
+        # the loop's own, on every write's path).
+        task.add_done_callback(self._sending.discard if done is None else done)
 
     def _sent(self, task: asyncio.Task[None]) -> None:
+        self._sending.discard(task)
         self._busy = False
         self._next()
+
+
+def refuse(done: asyncio.Future[bool], error: BaseException) -> None:
+    """Answer a caller's ``done`` with ``error``, which asyncio does not report as never
+    retrieved if the caller no longer awaits it (its run was cancelled). Read only once set:
+    a done callback on every claim cost each run one more callback of the loop."""
+    done.set_exception(error)
+    done.add_done_callback(retrieved)
 
 
 def _part(written: asyncio.Future[Any], indexes: list[int]) -> asyncio.Future[Any]:

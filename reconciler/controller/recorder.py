@@ -48,8 +48,8 @@ from collections import OrderedDict
 from collections.abc import Callable, Collection, Sequence
 from typing import Any, TypeVar
 
-from reconciler.aio import first_of, retrieved, within
-from reconciler.controller.lane import ANSWER_WAIT, SAVE_BATCH, Batch, Lane, started_pool
+from reconciler.aio import first_of, within
+from reconciler.controller.lane import ANSWER_WAIT, SAVE_BATCH, Batch, Lane, refuse, started_pool
 from reconciler.controller.lost import LOST_LISTED as LOST_LISTED
 from reconciler.controller.lost import AtStop, Writes
 from reconciler.controller.waiting import (
@@ -159,9 +159,8 @@ class Recorder:
         ``claim`` would return or raise. ``keep`` False: a claim the store could not answer
         (False) is not kept for later either, nor written ever: the caller does not run the
         slot. A future nobody awaits (its run was cancelled) is not reported as an exception
-        never retrieved."""
+        never retrieved (``lane.refuse``)."""
         claimed = self._lane.put("claim", record)
-        claimed.add_done_callback(retrieved)
         if not keep:
             self._unkept.add(claimed)
             claimed.add_done_callback(self._unkept.discard)
@@ -201,7 +200,7 @@ class Recorder:
             if ok:
                 claimed.set_result(True)
             else:
-                claimed.set_exception(DuplicateRun(record.id, record.attempt))
+                refuse(claimed, DuplicateRun(record.id, record.attempt))
 
     async def _claim_one(self, record: RunRecord, claimed: asyncio.Future[bool]) -> None:
         try:
@@ -211,12 +210,12 @@ class Recorder:
                 self._keep(record, CLAIM)
             claimed.set_result(False)
         except Exception as err:
-            claimed.set_exception(err)
+            refuse(claimed, err)
         else:
             if ok:
                 claimed.set_result(True)
             else:
-                claimed.set_exception(DuplicateRun(record.id, record.attempt))
+                refuse(claimed, DuplicateRun(record.id, record.attempt))
 
     async def add(
         self, record: RunRecord, written_later: Callable[[RunRecord], None] | None = None
