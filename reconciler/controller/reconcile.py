@@ -35,7 +35,7 @@ from reconciler.core.assignment import Assignment
 from reconciler.core.desired import Definition, DesiredState, assemble, reassemble
 from reconciler.core.model import spec_hash
 from reconciler.core.plan import Operation, Plan, Step, plan
-from reconciler.core.problem_lines import ProblemLines
+from reconciler.core.problem_lines import ProblemLines, Told
 from reconciler.core.schedule.cronjob import cronjob_difference
 from reconciler.core.schedule.jitter import jitter_offset
 from reconciler.scheduling.base import Scheduler
@@ -111,6 +111,7 @@ class Reconciler:
         self._held: frozenset[str] = frozenset()
         self._observers: list[PassObserver] = []
         self._problems = ProblemLines()  # those logged
+        self._told = Told()  # what they are about (``problem_lines.identity``)
         self._one_at_a_time = asyncio.Lock()
 
     def assign(self, assignment: Assignment, anchors: Mapping[str, datetime]) -> None:
@@ -320,8 +321,10 @@ class Reconciler:
                 log.exception("pass observer failed")
 
     def _report_problems(self) -> None:
-        # Each problem is logged when it appears and when it is fixed, not on every pass.
-        appeared, resolved = self._problems.update(self.desired)
+        # Each problem is logged when it appears and when it is fixed, not on every pass, nor
+        # when only its line changed (a new git revision of a file still broken the same way:
+        # each commit logged every such error as resolved, then as new).
+        appeared, resolved = self._told.changes(*self._problems.update(self.desired))
         for problem, _ in appeared:
             log.error("definition error", extra={"fields": {"error": problem}})
         for problem in resolved:

@@ -91,6 +91,13 @@ class Told:
     ) -> list[tuple[str, Problem]]:
         """The lines of ``appeared`` about a problem none of the lines shown before the pass
         was about, in ``appeared``'s order; ``resolved``: the lines the pass took away."""
+        return self.changes(appeared, resolved)[0]
+
+    def changes(
+        self, appeared: Sequence[tuple[str, Problem]], resolved: Sequence[str]
+    ) -> tuple[list[tuple[str, Problem]], list[str]]:
+        """``news``, and the lines of ``resolved`` about a problem no line shows any more (a
+        fix, not a line that moved), in ``resolved``'s order."""
         abouts = [identity(problem) for _, problem in appeared]
         news = [
             item for item, about in zip(appeared, abouts, strict=True) if about not in self._count
@@ -98,13 +105,17 @@ class Told:
         for (line, _), about in zip(appeared, abouts, strict=True):
             self._of[line] = about
             self._count[about] += 1
+        fixed: list[str] = []
         for line in resolved:
             gone = self._of.pop(line, None)
-            if gone is not None:
-                self._count[gone] -= 1
-                if self._count[gone] <= 0:
-                    del self._count[gone]
-        return news
+            if gone is None:  # never told (a consumer that skipped passes): nothing says it now
+                fixed.append(line)
+                continue
+            self._count[gone] -= 1
+            if self._count[gone] <= 0:
+                del self._count[gone]
+                fixed.append(line)
+        return news, fixed
 
 
 def _missing(items: Sequence[_T], other: Sequence[_T]) -> list[_T]:
