@@ -19,10 +19,10 @@ import asyncio
 import dataclasses
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from datetime import timedelta
 
-from reconciler.controller.active import REPLACED
+from reconciler.controller.active import REPLACED, ActiveRun
 from reconciler.controller.handover import Handover
 from reconciler.controller.recorder import Recorder
 from reconciler.controller.slots import SlotLedger
@@ -59,10 +59,33 @@ class SlotClaims:
     _skip: Callable[[RunRecord, str, str], RunRecord]
     _notify: Callable[[RunRecord], None]
     _shared_told: float | None  # when ``_claimed_elsewhere`` last warned (monotonic)
+    _active: dict[str, dict[str, ActiveRun]]  # the Dispatcher's
+    _let_go: Callable[[ActiveRun], None]  # RunStops'
 
     def closing(self) -> bool:
         """Whether crontask is stopping (``Dispatcher.close`` was called)."""
         return self._closing
+
+    def drop_claiming(self, keys: Collection[str], reason: str) -> None:
+        """This replica's membership lapsed (``controller.lapse``): the scheduled first
+        attempts of ``keys`` whose claim, sent before, is still unanswered do not start (their
+        record says ``reason`` if the claim was taken) and hold their slot no longer. The
+        store may yet refuse them (the task's new owner took the slot meanwhile), and under
+        Forbid each would turn the next slot away for a run that never began."""
+        for key in keys:
+            for active in list(self._active.get(key, {}).values()):
+                unanswered = active.claiming or (
+                    active.claim is not None and not active.claim.done()
+                )
+                record = active.record
+                if (
+                    unanswered
+                    and not active.begun
+                    and record.attempt == 1
+                    and record.trigger is not Trigger.MANUAL
+                ):
+                    active.stop(reason)
+                    self._let_go(active)
 
     def _claim_retry(
         self, definition: Definition, record: RunRecord

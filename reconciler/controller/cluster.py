@@ -54,8 +54,8 @@ from collections.abc import Callable, Collection, Mapping
 from datetime import datetime, timedelta
 
 from reconciler.aio import first_of, in_thread, retrieved
-from reconciler.controller.active import HANDED_OVER
 from reconciler.controller.dispatch import Dispatcher
+from reconciler.controller.lapse import Lapse
 from reconciler.controller.manager import Ready
 from reconciler.controller.queue import WorkQueue
 from reconciler.controller.reconcile import Reconciler
@@ -138,6 +138,8 @@ class Cluster:
         # The members tasks are assigned over -> their last renewal seen while they scheduled.
         self._scheduling_since: dict[str, datetime] = {}
         self._joined = False  # a renewal has worked: this replica is a member
+        self.lapse = Lapse(store, dispatcher, reconciler.catch_up_unstarted)
+        self._lease_out = False  # a lease's time has passed since the last renewal (noted)
 
     @property
     def disagreement(self) -> Disagreement | None:
@@ -185,7 +187,7 @@ class Cluster:
         if self._lapsed(members, started - self._last_renewal):
             self._handed_back()
             self._gone = None  # members may have joined and died unseen meanwhile
-        self._last_renewal = started
+        self._last_renewal, self._lease_out = started, False
         self._joined = True
         resumed = self.dispatcher.paused is not None
         if resumed:
@@ -206,13 +208,16 @@ class Cluster:
             # After _follow, which learns which tasks moved meanwhile: a slot of one, or a
             # retry held by the fence, is its new owner's (a slot due during _follow is not
             # started, and caught up below if the task is still ours): if still renewed.
+            # Anchors read while fenced still: a slot meanwhile would count from the ledger.
+            if (anchors := await self.lapse.anchors()) is None:
+                return True
             self.dispatcher.paused = None
             self._report()
             # A run the fence held is older than the slots not started meanwhile: the latest
             # of those is caught up, and the held run is superseded, not a reason to skip it.
             unstarted = self.dispatcher.unstarted
             self.dispatcher.supersede_held([k for k in unstarted if self.reconciler.mine(k)])
-            self.reconciler.catch_up_unstarted()
+            self.lapse.catch_up(anchors)
         return True
 
     async def _follow_renewing(self, members: list[Member]) -> None:
@@ -263,6 +268,8 @@ class Cluster:
             if self.dispatcher.paused is None:  # then the deadline is ahead
                 deadline = self._last_renewal + self.timing.renew_deadline
                 wait = min(wait, deadline - self._monotonic())
+            elif not self._lease_out:  # woken as the lease runs out too (_fence_if_late)
+                wait = min(wait, self._last_renewal + self.timing.lease_seconds - self._monotonic())
             await asyncio.wait({renewal}, timeout=wait)
             waited += wait
         self._renewal = None
@@ -333,10 +340,11 @@ class Cluster:
         if self.dispatcher.handover is not None:
             for task in swept.foreign:
                 self.dispatcher.handover.inherit(task)
-        if self.dispatcher.unstarted and self.dispatcher.paused is None:
-            # The store answered: slots not started for want of a checked claim are caught up
-            # (by the new owner, for a task that moved meanwhile).
-            self.reconciler.catch_up_unstarted()
+        # The store answered: slots not started for want of a checked claim are caught up
+        # (by the new owner, for a task that moved meanwhile).
+        unstarted = self.dispatcher.unstarted and self.dispatcher.paused is None
+        if unstarted and (anchors := await self.lapse.anchors()) is not None:
+            self.lapse.catch_up(anchors)
         self._report()
         for run, reason in swept.stops:
             if self.dispatcher.stop_run(run, reason):
@@ -355,18 +363,13 @@ class Cluster:
     def _handed_back(self) -> None:
         """The others may have taken this replica's tasks while its membership had lapsed, and
         run them, though the members it sees are the same (they may have come back too): each
-        task it owns is handled as one handed away and back."""
+        task it owns is handled as one handed away and back (``controller.lapse``)."""
         keys = sorted(self.reconciler.scheduler.owned())
         log.warning(
             "membership had lapsed: its tasks may have run elsewhere meanwhile",
             extra={"fields": {"tasks": len(keys)}},
         )
-        for key in keys:
-            # A retry (waiting, held by the fence, or after an attempt still running) is not
-            # carried over a handover: another replica may be running the task now.
-            self.dispatcher.cancel_retries(key, HANDED_OVER)
-            if self.dispatcher.handover is not None:
-                self.dispatcher.handover.inherit(key)  # its next run looks in the store
+        self.lapse.hand_back(keys)
 
     async def _reassign(
         self, active: tuple[str, ...], published: tuple[tuple[str, str | None], ...]
@@ -471,7 +474,12 @@ class Cluster:
 
     def _fence_if_late(self) -> None:
         deadline = self.timing.renew_deadline  # said as it is: a time since would go stale
-        if self._monotonic() - self._last_renewal >= deadline and self.dispatcher.paused is None:
+        since = self._monotonic() - self._last_renewal
+        if since >= self.timing.lease_seconds and not self._lease_out and self._joined:
+            # The others may take our tasks now: our skips kept for the store go (lapse.py).
+            self._lease_out = True
+            self.lapse.drop_skips(list(self.reconciler.scheduler.owned()))
+        if since >= deadline and self.dispatcher.paused is None:
             self.dispatcher.paused = f"membership not renewed within {deadline:g}s"
             log.error(
                 "not starting runs: membership not renewed within the renew deadline",

@@ -121,13 +121,16 @@ class Reconciler:
         self._anchors = anchors
         self._handover = True
 
-    def catch_up_unstarted(self) -> None:
+    def catch_up_unstarted(self, anchors: Mapping[str, datetime] | None = None) -> None:
         """The dispatcher may start runs again (this replica's renewal worked before its lease
         ran out): the tasks still its own whose slots were not started meanwhile catch up, as a
         resumed task does (the latest runs if its starting deadline allows, the older ones are
         recorded as superseded), up to just before the scheduler's next fire. A task that moved
         is caught up by its new owner; a slot another replica ran in the gap is refused by the
-        store's claim."""
+        store's claim. Each counts from where this replica's ledger stopped, but a task of
+        ``anchors`` (handed away and back by a lapse: ``controller.lapse``) from its latest
+        recorded slot there, read from the store just now, as a task that comes here does:
+        another replica may have run (and recorded) the slots of the gap."""
         owned, now = self.scheduler.owned(), self.clock()
         # Taken before any is fired: one fenced again meanwhile is kept for the next lift.
         unstarted = sorted(self.dispatcher.unstarted)
@@ -138,7 +141,8 @@ class Reconciler:
                 continue
             following = self.scheduler.next_fire_time(key)
             until = min(now, following - _EPSILON) if following else now
-            self.dispatcher.catch_up(definition, self.dispatcher.last_slot(key), until)
+            anchor = (anchors or {}).get(key) or self.dispatcher.last_slot(key)
+            self.dispatcher.catch_up(definition, anchor, until)
 
     def appeared(self, key: str) -> datetime | None:
         """When a task declared now was first read, if after the first applied pass (None: it

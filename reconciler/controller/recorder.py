@@ -49,6 +49,7 @@ from collections.abc import Callable, Collection, Sequence
 from typing import Any, TypeVar
 
 from reconciler.aio import first_of, within
+from reconciler.controller.kept import KeptSkips
 from reconciler.controller.lane import ANSWER_WAIT, SAVE_BATCH, Batch, Lane, refuse, started_pool
 from reconciler.controller.lost import LOST_LISTED as LOST_LISTED
 from reconciler.controller.lost import AtStop, Writes
@@ -81,7 +82,7 @@ LONE_TRIES = 3
 REFUSED_TRIES = 3
 
 
-class Recorder:
+class Recorder(KeptSkips):
     def __init__(
         self,
         store: RunStore,
