@@ -41,6 +41,11 @@ class Unanswered(RemoteError):
     broke): as with :class:`UnreadableAnswer`, what was asked may have been done."""
 
 
+class Unsent(RemoteError):
+    """A request that never went out (a proxy that did not open the tunnel, a connection that
+    timed out): nothing reached crontask, so nothing was done."""
+
+
 class RemoteProblem(RemoteError):
     """An error status the server answered: ``kind`` is its problem's ``type`` (``None`` when
     the body says none), ``retry_after`` the seconds its ``Retry-After`` asks to wait."""
@@ -153,7 +158,9 @@ def object_list(value: Any, server: str, what: str) -> list[dict[str, Any]]:
 # items are checked against them (:func:`shaped`): a field of another type is refused, as the
 # README says, where `key: 5` or `state: [1]` was printed, exit status 0. An absent field is
 # not refused (a server of another release may not send it): a table shows it as "-".
-# `crontask plan --server` checks what it reads of a task itself.
+# `crontask plan --server` checks what it reads of a task itself. They are what api/models.py
+# answers, written out (importing the models costs a command 455 ms):
+# tests/cli/test_answer_fields_match_models.py derives them from the models' JSON schema.
 RUN_FIELDS: Final = {
     "id": "string",
     "task": "string",
@@ -186,7 +193,7 @@ TASK_FIELDS: Final = {
     "resource": "object",
     "resource.spec": "object",
     "resource.spec.schedule": "string",
-    "resource.spec.timeZone": "string|null",
+    "resource.spec.timeZone": "string",  # the document in force: TaskSpec's default "UTC"
     "lastRun": "object|null",
     **{f"lastRun.{name}": types for name, types in RUN_FIELDS.items()},
 }

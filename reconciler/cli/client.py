@@ -36,7 +36,8 @@ sent over plain ``http://`` to another machine, once a command however many requ
 
 A TLS failure (a certificate that does not verify) is said as such, not as a server that cannot
 be reached: the server is there, and the fix is the certificate or ``$SSL_CERT_FILE``
-(:mod:`~reconciler.cli.client_tls` words it).
+(:mod:`~reconciler.cli.client_tls` words it). A request that timed out or broke says whether it
+was sent, and the proxy that carried it (:mod:`~reconciler.cli.client_failures`).
 """
 
 from __future__ import annotations
@@ -53,7 +54,6 @@ from urllib.parse import quote
 from reconciler.cli.answers import RemoteError as RemoteError
 from reconciler.cli.answers import (
     RemoteProblem,
-    Unanswered,
     decode,
     json_values,
     object_list,
@@ -62,7 +62,8 @@ from reconciler.cli.answers import (
     retry_after,
 )
 from reconciler.cli.client_env import TIMEOUT_SECONDS, default_server, default_timeout
-from reconciler.cli.client_tls import ssl_words, tls_problem
+from reconciler.cli.client_failures import Progress, failed, timed_out
+from reconciler.cli.client_tls import ssl_words
 from reconciler.cli.credentials import check_credentials, is_loopback
 from reconciler.cli.terminal import printable
 from reconciler.core.urls import redact_url
@@ -198,34 +199,6 @@ def _proxy_not_used(variable: str, problem: str) -> None:
     print(f"crontask: warning: ${variable} is not used: {printable(problem)}", file=sys.stderr)
 
 
-def _failed(exc: httpx.HTTPError, server: str) -> RemoteError:
-    """The line of a request to ``server`` (as shown) that failed with ``exc``. One a proxy
-    carried names the proxy: the server may be fine, and asking whether `crontask run` runs
-    sent the user the wrong way."""
-    import httpx
-
-    from reconciler.httpclient import carried_by
-
-    via = carried_by(exc)
-    # A certificate that does not verify is a ConnectError too, but the server is there.
-    tls = tls_problem(exc)
-    if tls is not None:
-        through = "" if via is None else f" through the proxy {printable(via)}"
-        return RemoteError(f"TLS with {server}{through} failed: {tls}")
-    if via is not None:
-        proxy = f"the proxy {printable(via)}"
-        if isinstance(exc, httpx.ConnectError):  # the proxy refused, or its name is unknown
-            return RemoteError(f"cannot reach {proxy} to ask crontask at {server}")
-        if isinstance(exc, httpx.ProxyError):  # a CONNECT or SOCKS refusal: "407 ..."
-            said = printable(str(exc))[:200] or type(exc).__name__
-            return RemoteError(f"{proxy} refused the request to {server}: {said}")
-        return Unanswered(f"request to {server} through {proxy} failed: {type(exc).__name__}")
-    if isinstance(exc, httpx.ConnectError):
-        return RemoteError(f"cannot reach crontask at {server} (is `crontask run` running?)")
-    # The request may have been sent (a connection that broke while reading the answer).
-    return Unanswered(f"request to {server} failed: {type(exc).__name__}")
-
-
 @dataclass(frozen=True)
 class _Api:
     """Where and how to call: the server, its token, and the bounds of every request. Its
@@ -268,21 +241,26 @@ class _Api:
             headers["Authorization"] = f"Bearer {self.token}"
         url = self.server.rstrip("/") + path
         server = self.shown  # for the messages
+        progress = Progress()
         try:
-            async with (
-                asyncio.timeout(self.timeout),
-                client.stream(method, url, params=params, headers=headers) as response,
-            ):
-                content = await self._read(response, budget)
-                values = self._values(content, budget)
+            # Built first, and sent as client.stream() would: a timeout (asyncio's has no
+            # request) still has it at hand, and the proxy it went through.
+            request = client.build_request(
+                method, url, params=params, headers=headers, extensions={"trace": progress.trace}
+            )
+            async with asyncio.timeout(self.timeout):
+                response = await client.send(request, stream=True)
+                try:
+                    content = await self._read(response, budget)
+                    values = self._values(content, budget)
+                finally:
+                    await response.aclose()
         except (TimeoutError, httpx.TimeoutException):
-            raise Unanswered(
-                f"crontask at {server} did not answer within {self.timeout:g}s"
-            ) from None
+            raise timed_out(request, progress, server, self.timeout) from None
         except httpx.InvalidURL as exc:
             raise RemoteError(f"--server {server!r} is not a URL crontask can use: {exc}") from None
         except httpx.HTTPError as exc:
-            raise _failed(exc, server) from None
+            raise failed(exc, server, progress.sent) from None
         if response.status_code >= 400:
             readable = values is not None
             status, reason = response.status_code, response.reason_phrase

@@ -41,6 +41,7 @@ from reconciler.cli.answers import (
     RemoteProblem,
     Unanswered,
     UnreadableAnswer,
+    Unsent,
     object_list,
     shaped,
 )
@@ -239,8 +240,9 @@ def run_trigger(args: argparse.Namespace) -> int:
 
 
 class _NotTaken(Exception):
-    """A trigger that ends the command with ``code``: a 503 (see the module), or an answer
-    whose outcome is not known (a 2xx that cannot be read: it may have run)."""
+    """A trigger that ends the command with ``code``: a 503 (see the module), an answer
+    whose outcome is not known (a 2xx that cannot be read: it may have run), or a request that
+    never went out (nothing was run)."""
 
     def __init__(self, code: int, line: str) -> None:
         super().__init__(line)
@@ -257,6 +259,8 @@ def _taken_run(key: str, server: str, path: str, max_wait: int) -> dict[str, Any
         # have. Asking again could run the task twice.
         except (UnreadableAnswer, Unanswered) as exc:
             raise _NotTaken(1, _may_have_run(printable(exc), key, server)) from None
+        except Unsent as exc:  # it never went out (a proxy that did not open the tunnel, ...)
+            raise _NotTaken(1, f"{key} not triggered (nothing was run): {printable(exc)}") from None
         except RemoteProblem as exc:
             wait = _retry_after(exc, key, server)
             if attempt == MAX_TRIES or max_wait == 0 or waited + wait > max_wait:

@@ -5,9 +5,19 @@ task twice. It said only "did not answer within 1s". A real process, a real HTTP
 
 from __future__ import annotations
 
+import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import pytest
 
-from tests.cli.hostile import Handler, HostileServer, assert_one_line_error, crontask
+from tests.cli.hostile import (
+    Handler,
+    HostileServer,
+    assert_one_line_error,
+    crontask,
+    hostile_server,
+)
 
 
 def _never(h: Handler) -> None:
@@ -38,3 +48,109 @@ def test_a_list_without_an_answer_says_nothing_of_runs(hostile: HostileServer) -
     hostile.answer = _never
     done = crontask("tasks", "--server", hostile.url, env={"CRONTASK_TIMEOUT": "1"}, timeout=60)
     assert_one_line_error(done.code, done.err, "did not answer within 1s\n")
+
+
+# -- a request that never reached crontask -----------------------------------------------------
+# A timeout (or a broken connection) before the request went out - a proxy that never opened
+# the tunnel (CONNECT), a server whose accept queue is full - is no "may have run": nothing
+# reached crontask, and a trigger says it was not triggered (exit status 1, as for a server
+# that cannot be reached). It said "did not answer within 1s; it may have run", naming no proxy.
+# The proxy is named as host:port and its variable, never its credentials.
+
+SECRET = "s3cretOfTheProxy"  # noqa: S105 - a test value: it must never be printed
+TUNNELLED = "https://crontask.invalid:8443"  # never resolved: only a CONNECT asks for it
+FORWARDED = "http://crontask.invalid:8080"
+
+
+@pytest.fixture
+def proxy(monkeypatch: pytest.MonkeyPatch) -> Iterator[HostileServer]:
+    """A proxy that misbehaves as ``proxy.answer`` says, to a CONNECT or a forwarded request
+    (``proxy.requests``: their targets); the command reads no other proxy variable."""
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.lower(), raising=False)
+    monkeypatch.delenv("CRONTASK_TIMEOUT", raising=False)
+    with hostile_server() as server:
+        server.RequestHandlerClass = _Proxying
+        yield server
+
+
+class _Proxying(Handler):
+    do_CONNECT = Handler.do_GET
+
+
+def _proxy_env(proxy: HostileServer, variable: str) -> dict[str, str]:
+    where = f"127.0.0.1:{proxy.server_address[1]}"
+    return {variable: f"http://ops:{SECRET}@{where}", "CRONTASK_TIMEOUT": "1"}
+
+
+@pytest.mark.parametrize(
+    ("answer", "says"),
+    [
+        (_never, "the proxy {where} ($HTTPS_PROXY) did not answer within 1s; nothing was sent"),
+        (_hang_up, "through the proxy {where} ($HTTPS_PROXY) failed before it was sent: Remote"),
+    ],
+)
+def test_a_trigger_a_proxy_never_tunnelled_was_not_run(
+    proxy: HostileServer, answer: object, says: str
+) -> None:
+    proxy.answer = answer  # type: ignore[assignment]
+    where = f"127.0.0.1:{proxy.server_address[1]}"
+    done = crontask(
+        "trigger", "ops/a", "--server", TUNNELLED, env=_proxy_env(proxy, "HTTPS_PROXY"), timeout=60
+    )
+    assert_one_line_error(done.code, done.err, "crontask: ops/a not triggered (nothing was run): ")
+    assert says.format(where=where) in done.err, done.err
+    assert "may have run" not in done.err
+    assert SECRET not in done.err
+    assert proxy.requests == ["crontask.invalid:8443"]  # a CONNECT, once: nothing went further
+
+
+def test_a_list_through_a_proxy_that_hangs_names_it(proxy: HostileServer) -> None:
+    proxy.answer = _never
+    env = _proxy_env(proxy, "HTTPS_PROXY")
+    done = crontask("tasks", "--server", TUNNELLED, env=env, timeout=60)
+    where = f"127.0.0.1:{proxy.server_address[1]}"
+    says = (
+        f"crontask: the proxy {where} ($HTTPS_PROXY) did not answer within 1s; nothing was "
+        f"sent to crontask at {TUNNELLED}\n"
+    )
+    assert_one_line_error(done.code, done.err, says)
+    assert done.err == says
+
+
+def test_a_trigger_a_proxy_took_may_have_run(proxy: HostileServer) -> None:
+    """A proxy that forwards (http://) was sent the request itself: it may have passed it on."""
+    proxy.answer = _never
+    env = _proxy_env(proxy, "HTTP_PROXY")
+    done = crontask("trigger", "ops/a", "--server", FORWARDED, env=env, timeout=60)
+    where = f"127.0.0.1:{proxy.server_address[1]}"
+    said = f"crontask at {FORWARDED} did not answer within 1s through the proxy {where} ($HTTP_"
+    assert_one_line_error(done.code, done.err, said)
+    assert "PROXY); it may have run: see `crontask runs ops/a" in done.err, done.err
+    assert SECRET not in done.err
+    assert proxy.requests == [f"{FORWARDED}/api/v1/tasks/ops/a/runs"]
+
+
+@contextmanager
+def _full_queue() -> Iterator[str]:
+    """A server on 127.0.0.1 whose queue of connections to accept is full (listen(0) and one
+    connection it never accepts): Linux drops a new connection's SYN, which then times out."""
+    with socket.socket() as server, socket.socket() as first:
+        server.bind(("127.0.0.1", 0))
+        server.listen(0)
+        first.connect(server.getsockname())
+        yield f"http://127.0.0.1:{server.getsockname()[1]}"
+
+
+def test_a_trigger_whose_connection_timed_out_was_not_run() -> None:
+    with _full_queue() as url:
+        done = crontask(
+            "trigger", "ops/a", "--server", url, env={"CRONTASK_TIMEOUT": "1"}, timeout=60
+        )
+    says = (
+        f"crontask: ops/a not triggered (nothing was run): crontask at {url} did not answer "
+        "within 1s; nothing was sent to it\n"
+    )
+    assert_one_line_error(done.code, done.err, says)
+    assert done.err == says
