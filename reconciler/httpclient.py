@@ -8,7 +8,12 @@ use no longer ends anything: httpx refused ``ALL_PROXY=socks4://...`` and
 failed every http task, naming no variable. Such a proxy, or such a ``NO_PROXY`` entry, is left
 out with one warning per setting that names the variable and never its value (a proxy URL may
 hold a password); requests go on without it. ``NO_PROXY`` also takes an IPv6 address in
-brackets (``[::1]``, as in a URL), which httpx does not.
+brackets (``[::1]``, as in a URL), which httpx does not, and address ranges (``10.0.0.0/8``,
+``fd00::/8``), as curl, Go and requests do: httpx made ``10.0.0.0/8`` the one host
+``10.0.0.0`` (and refused ``fd00::/8``), so that a request to 10.1.2.3 went through the proxy,
+with its headers. A request whose host is an address in a range goes direct; a host name is not
+resolved for it (as curl does not). ``NO_PROXY`` is read once, not at each client: httpx
+compiled a pattern per entry for every client it built (a second per http run for 5 000).
 
 A response's head is bounded: httpx reads interim responses (``100 Continue``, ...) until the
 final one with no limit of their own, and each read of a stream of them came at once, so its
@@ -28,6 +33,7 @@ public): a version without it is said in a warning and leaves heads unbounded, a
 from __future__ import annotations
 
 import contextvars
+import dataclasses
 import functools
 import ipaddress
 import logging
@@ -81,12 +87,10 @@ def async_client(
     mounts: dict[str, httpx.AsyncBaseTransport | None] = {}
     if transport is None:
         transport = _HeadBounded(verify=verify)
-        for pattern, proxy in () if direct else proxy_routes(warn):
-            mounts[pattern] = (
-                None
-                if proxy is None
-                else _HeadBounded(verify=verify, proxy=(proxy, _via(pattern, proxy)))
-            )
+        proxies = Proxies() if direct else proxy_routes(warn)
+        for pattern, proxy in proxies.proxies:
+            through = _HeadBounded(verify=verify, proxy=(proxy, _via(pattern, proxy)))
+            mounts[pattern] = _Routed(through, transport, proxies)
     return httpx.AsyncClient(
         timeout=timeout,
         headers=headers,
@@ -100,10 +104,103 @@ def async_client(
 # -- proxies ---------------------------------------------------------------------------------
 
 
-def proxy_routes(warn: Warn | None = None) -> tuple[tuple[str, str | None], ...]:
-    """httpx's mount patterns for the environment's proxies (``"https://"``, ``"all://host"``)
-    and each one's proxy URL, or None to go direct; what httpx cannot use left out, said once
-    per setting (through ``warn``, default: a logged warning)."""
+class _Ranges:
+    """``NO_PROXY``'s address ranges, by prefix length: whether an address is in one costs a set
+    lookup per length named, however many ranges (a few lengths, as a rule)."""
+
+    __slots__ = ("_lookups",)
+
+    def __init__(self, networks: Iterable[ipaddress.IPv4Network | ipaddress.IPv6Network]) -> None:
+        prefixes: dict[tuple[int, int], set[int]] = {}
+        for network in networks:
+            shift = network.max_prefixlen - network.prefixlen
+            prefixes.setdefault((network.version, shift), set()).add(
+                int(network.network_address) >> shift
+            )
+        # (IP version, bits after the prefix, the ranges' prefixes)
+        self._lookups: Final = tuple((v, shift, frozenset(p)) for (v, shift), p in prefixes.items())
+
+    def __contains__(self, host: str) -> bool:
+        """Whether ``host`` (a URL's: an IPv6 address without brackets) is an address in a range;
+        a name is not (it is not resolved, as curl does not)."""
+        if not self._lookups:
+            return False
+        try:
+            address = ipaddress.ip_address(host)
+        except ValueError:
+            return False
+        number = int(address)
+        return any(
+            version == address.version and number >> shift in prefixes
+            for version, shift, prefixes in self._lookups
+        )
+
+
+# A NO_PROXY entry's scheme ("" for any) and port (None for any), as httpx's mount pattern has it.
+_Where = tuple[str, int | None]
+
+
+class _Hosts:
+    """``NO_PROXY``'s host names and addresses, matched as httpx matches their mount patterns
+    (``all://*example.com``: the domain and the names in it; ``all://*.example.com``: the names
+    in it; ``all://10.0.0.1``: that host), by host: a request looks up its host and the domains
+    it is in, however many entries (httpx tried each entry's pattern in turn)."""
+
+    __slots__ = ("_anywhere", "_exact", "_in", "_under")
+
+    def __init__(self) -> None:
+        self._exact: dict[str, list[_Where]] = {}  # the host itself
+        self._in: dict[str, list[_Where]] = {}  # the domain and the names in it
+        self._under: dict[str, list[_Where]] = {}  # the names in the domain
+        self._anywhere: list[_Where] = []  # a pattern with no host (http://)
+
+    def add(self, pattern: str) -> bool:
+        """Adds httpx's ``pattern``; False if httpx could not match against it."""
+        try:
+            url = httpx.URL(pattern)  # as httpx's URLPattern reads it
+        except (httpx.InvalidURL, ValueError):
+            return False
+        where = ("" if url.scheme == "all" else url.scheme, url.port)
+        host = "" if url.host == "*" else url.host
+        if not host:
+            self._anywhere.append(where)
+        elif host.startswith("*."):
+            self._under.setdefault(host[2:], []).append(where)
+        elif host.startswith("*"):
+            self._in.setdefault(host[1:], []).append(where)
+        else:
+            self._exact.setdefault(host, []).append(where)
+        return True
+
+    def __contains__(self, url: httpx.URL) -> bool:
+        host = url.host
+        found = [*self._anywhere, *self._exact.get(host, ()), *self._in.get(host, ())]
+        dot = host.find(".")
+        while dot != -1:  # each domain the host is in
+            domain = host[dot + 1 :]
+            found += [*self._in.get(domain, ()), *self._under.get(domain, ())]
+            dot = host.find(".", dot + 1)
+        return any(s in ("", url.scheme) and p in (None, url.port) for s, p in found)
+
+
+@dataclasses.dataclass(frozen=True)
+class Proxies:
+    """The environment's proxy settings as crontask uses them, read once (:func:`proxy_routes`)."""
+
+    # httpx's mount pattern of each proxy ("https://", "all://") and the proxy's URL.
+    proxies: tuple[tuple[str, str], ...] = ()
+    # What NO_PROXY sends direct: host names and addresses (curl's rules), address ranges.
+    hosts: _Hosts = dataclasses.field(default_factory=_Hosts)
+    ranges: _Ranges = dataclasses.field(default_factory=lambda: _Ranges(()))
+
+    def direct(self, url: httpx.URL) -> bool:
+        """Whether a request to ``url`` goes direct, whatever the proxy."""
+        return url.host in self.ranges or url in self.hosts
+
+
+def proxy_routes(warn: Warn | None = None) -> Proxies:
+    """The environment's usable proxies and what ``NO_PROXY`` sends direct; what httpx cannot
+    use left out, said once per setting (through ``warn``, default: a logged warning)."""
     return _routes(tuple(sorted(urllib.request.getproxies().items())), warn or _log_not_used)
 
 
@@ -121,16 +218,15 @@ def carried_by(failed: httpx.HTTPError | httpx.Request) -> str | None:
 
 
 @functools.cache
-def _routes(
-    settings: tuple[tuple[str, str], ...], warn: Warn
-) -> tuple[tuple[str, str | None], ...]:
+def _routes(settings: tuple[tuple[str, str], ...], warn: Warn) -> Proxies:
     """As httpx's ``get_environment_proxies`` reads ``settings`` (urllib's ``getproxies``),
-    each checked. Cached, so that a process warns once per setting, not at each request."""
+    each checked, with ``NO_PROXY``'s address ranges. Cached, so that a process warns once per
+    setting, not at each request, and parses ``NO_PROXY`` once."""
     found = dict(settings)
     entries = [entry.strip() for entry in found.get("no", "").split(",")]
     if "*" in entries:  # NO_PROXY=*: no proxy at all
-        return ()
-    routes: list[tuple[str, str | None]] = []
+        return Proxies()
+    proxies: list[tuple[str, str]] = []
     for scheme in _SCHEMES:
         value = found.get(scheme)
         if not value:
@@ -138,19 +234,21 @@ def _routes(
         url = value if "://" in value else f"http://{value}"
         problem = _proxy_problem(url)
         if problem is None:
-            routes.append((f"{scheme}://", url))
+            proxies.append((f"{scheme}://", url))
         else:
             warn(_variable(f"{scheme}_proxy"), problem)
+    hosts = _Hosts()
+    networks: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = []
     for number, entry in enumerate(entries, 1):
         if not entry:
             continue
-        pattern = _no_proxy_pattern(entry)
-        if _pattern_usable(pattern):
-            routes.append((pattern, None))
-        else:
-            what = f"entry {number} of {len(entries)} is not a host name, address or URL"
+        direct = _no_proxy_entry(entry)
+        if direct is None or (isinstance(direct, str) and not hosts.add(direct)):
+            what = f"entry {number} of {len(entries)} is not a host name, address, range or URL"
             warn(_variable("no_proxy"), f"{what}; it is left out")
-    return tuple(routes)
+        elif not isinstance(direct, str):
+            networks.append(direct)
+    return Proxies(tuple(proxies), hosts, _Ranges(networks))
 
 
 def _proxy_problem(url: str) -> str | None:
@@ -168,30 +266,40 @@ def _proxy_problem(url: str) -> str | None:
     return None
 
 
+def _no_proxy_entry(entry: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network | str | None:
+    """A ``NO_PROXY`` entry's address range (``10.0.0.0/8``, ``fd00::/8``, ``[fd00::]/8``; bits
+    past the prefix ignored, as curl does), else httpx's pattern for it; None for an address
+    whose prefix length is none."""
+    address, slash, length = entry.partition("/")
+    if slash and "://" not in entry:
+        if address.startswith("[") and address.endswith("]"):
+            address = address[1:-1]
+        try:
+            return ipaddress.ip_network(f"{address}/{length}", strict=False)
+        except ValueError:
+            if _is_address(address):
+                return None
+    return _no_proxy_pattern(entry)
+
+
 def _no_proxy_pattern(entry: str) -> str:
-    """httpx's pattern for a ``NO_PROXY`` entry (curl's rules), and the bracketed IPv6 address
-    (``[::1]``, ``[::1]:8080``) httpx would make the pattern of a host name ending in it."""
+    """httpx's pattern for a ``NO_PROXY`` entry that is no address range (curl's rules), and
+    the bracketed IPv6 address that httpx would make the pattern of a host name ending in it."""
     if "://" in entry:
         return entry
     if entry.startswith("["):
         return f"all://{entry}"
-    address = entry.split("/")[0]
-    try:
-        ip = ipaddress.ip_address(address)
-    except ValueError:
-        ip = None
-    if isinstance(ip, ipaddress.IPv6Address):
+    if _is_address(entry) and ":" in entry:
         return f"all://[{entry}]"
-    if ip is not None or entry.lower() == "localhost":
+    if _is_address(entry) or entry.lower() == "localhost":
         return f"all://{entry}"
     return f"all://*{entry}"
 
 
-def _pattern_usable(pattern: str) -> bool:
-    """Whether httpx can match URLs against ``pattern`` (it parses it as a URL)."""
+def _is_address(text: str) -> bool:
     try:
-        httpx.URL(pattern)
-    except (httpx.InvalidURL, ValueError):
+        ipaddress.ip_address(text)
+    except ValueError:
         return False
     return True
 
@@ -218,6 +326,29 @@ def _variable(name: str) -> str:
     if name in os.environ:
         return name
     return next((v for v in sorted(os.environ) if v.lower() == name), name.upper())
+
+
+class _Routed(httpx.AsyncBaseTransport):
+    """A proxy's mount: the proxy's transport, except for a request that ``NO_PROXY`` sends
+    direct, which goes by the client's own. httpx's mounts match a host, not an address range,
+    and httpx compiled a pattern per ``NO_PROXY`` entry for every client it built."""
+
+    def __init__(
+        self,
+        through: httpx.AsyncBaseTransport,
+        direct: httpx.AsyncBaseTransport,
+        proxies: Proxies,
+    ) -> None:
+        self._through = through
+        self._direct = direct
+        self._proxies = proxies
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        direct = self._proxies.direct(request.url)
+        return await (self._direct if direct else self._through).handle_async_request(request)
+
+    async def aclose(self) -> None:
+        await self._through.aclose()  # the direct transport is the client's: it closes it
 
 
 # -- the response head -----------------------------------------------------------------------
