@@ -165,21 +165,24 @@ def authorize(request: Request, role: str) -> None:
     needed = Role(role)
     if principal.role is None or not principal.role.allows(needed):
         held = f"role {principal.role}" if principal.role else "no crontask role"
-        detail = f"{principal.name} has {held}; this needs {needed} or above"
+        reason = f"{held}; this needs {needed} or above"
         # Limited as a failed authentication is: a client retrying a token without the role
-        # wrote a warning a request. Each principal, role and need is a kind of its own (the
-        # reason), so a flood of one never hides another's first refusal.
+        # wrote a warning a request. The role held and the one needed are the kind (the
+        # reason), with the client; the principal is a field of the line, not of the kind
+        # (the first of the minute is named): with it in the kind, a client cycling through
+        # JWT subjects (any name an issuer signs) was a line a request, and past
+        # AUTH_FAILURE_KINDS each pushed out another client's kind still within its minute.
         warn_auth_failed(
             request,
             log,
             "authorization denied",
-            detail,
+            reason,
             principal=principal.name,
             role=principal.role,
             required=needed,
             path=request.url.path,
         )
-        raise ProblemError(403, detail)
+        raise ProblemError(403, f"{principal.name} has {reason}")
 
 
 SAFE_METHODS: Final = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -236,7 +239,9 @@ def warn_auth_failed(
     client and ``fields`` of this one: the first of its kind (message, reason, client), then
     one a minute at most, with how many were not logged since (``suppressed``); past
     AUTH_FAILURE_KINDS clients within a minute, the others as one (OTHER_CLIENTS). See
-    AUTH_FAILURES_EVERY."""
+    AUTH_FAILURES_EVERY. ``reason`` is one of a few (no name a caller chooses: a principal,
+    a path, goes in ``fields``), so that the kinds of one client, and those of the others
+    past AUTH_FAILURE_KINDS, are few whatever the callers send."""
     client = request.client.host if request.client else None
     failures = context(request).auth_failures
     kind = (message, reason, None if client is None else peer_of(client))

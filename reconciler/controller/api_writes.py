@@ -73,6 +73,11 @@ T = TypeVar("T")
 
 Reconcile = Callable[[Mapping[str, Collection[str]]], Coroutine[Any, Any, PassResult]]
 ON_LOOP_TIMEOUT = 30.0
+# How long a pass that only tells (``_read_again`` before a 412 or a 404, the API source's
+# error before a 503) is waited for, the key's lock held: the answer is the same without it,
+# and behind a slow resync a 412 that was instant waited ON_LOOP_TIMEOUT, the key's other
+# writes waiting meanwhile. A pass not done by then is the loop's to finish.
+TELLING_TIMEOUT = 2.0
 # Reads and writes of one key without If-Match, each beaten by another replica's write,
 # before the answer is a 503: two replicas settle in two.
 WRITE_ATTEMPTS = 5
@@ -188,13 +193,13 @@ class ApiWrites:
         (and what it holds, or the error that it does not read). A GET answers what is in
         force, with the version of that very text: reading the store for it instead would
         show a task that does not run. Without this the ETag stayed stale until the next
-        resync, and every PUT with it was a 412. A pass that does not end in time is the
-        loop's to finish: the answer is still the 412 (or 404)."""
+        resync, and every PUT with it was a 412. A pass that does not end within
+        TELLING_TIMEOUT is the loop's to finish: the answer is still the 412 (or 404)."""
         stored = self._api.store.version(key)
         read = self._api.stored(key)
         if stored != (None if read is None else read.version):
             with contextlib.suppress(TimeoutError):
-                self._apply(key)
+                self._apply(key, TELLING_TIMEOUT)
 
     def _check_runnable(self, task: CronTask) -> None:
         """A task this crontask could not run is refused before anything is written: stored,
@@ -214,9 +219,12 @@ class ApiWrites:
                 # and a retry works once it is back (a 503, not a 500). Not the run store's
                 # StoreUnavailable: that one is fine, and /readyz says so. A pass reads the key
                 # again, so that the API source's error (GET /api/v1/sources, which the answer
-                # points to) says now what it would say only after the next resync.
-                with contextlib.suppress(TimeoutError):
-                    self._apply(key)
+                # points to) says now what it would say only after the next resync; once it
+                # says this very error, not again: while the folder is gone every write came
+                # here, and each ran a pass (1 714 writes in 5 s, 1 714 passes).
+                if not self._api.knows(err):
+                    with contextlib.suppress(TimeoutError):
+                        self._apply(key, TELLING_TIMEOUT)
                 raise ApiTasksUnavailable(str(err)) from err
 
     @contextlib.contextmanager
@@ -324,9 +332,10 @@ class ApiWrites:
             location = current.location
             raise OwnedElsewhere(key, SourceRef(location.source, str(location), location.revision))
 
-    def _apply(self, key: str) -> PassResult:
-        """Run a pass for the API source's ``key`` now, wait for it, and say how it went."""
-        return self._pass({SourceKind.API: {key}})
+    def _apply(self, key: str, timeout: float | None = None) -> PassResult:
+        """Run a pass for the API source's ``key`` now, wait for it (``timeout``, else
+        ON_LOOP_TIMEOUT; then TimeoutError), and say how it went."""
+        return self._pass({SourceKind.API: {key}}, timeout)
 
     def _read_others(self, key: str) -> None:
         """Before a create: a pass re-reading what the other sources may declare of ``key``
@@ -346,9 +355,11 @@ class ApiWrites:
         if hints:
             self._pass(hints)
 
-    def _pass(self, hints: Mapping[str, Collection[str]]) -> PassResult:
+    def _pass(
+        self, hints: Mapping[str, Collection[str]], timeout: float | None = None
+    ) -> PassResult:
         future = asyncio.run_coroutine_threadsafe(self._reconcile(hints), self._loop)
-        return future.result(ON_LOOP_TIMEOUT)
+        return future.result(ON_LOOP_TIMEOUT if timeout is None else timeout)
 
 
 def _declared_elsewhere(key: str, result: PassResult) -> bool:

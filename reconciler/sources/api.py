@@ -134,12 +134,19 @@ class ApiSource:
         try:
             texts = self.store.load(None if hints is None else [h for h in hints if "/" in h])
         except Exception as err:
-            self._error = excerpt(f"cannot read the stored tasks: {err}", 500)
-            log.warning(
-                "api tasks cannot be read; keeping those in force",
-                extra={"fields": {"error": self._error}},
-            )
+            error = _unread(err)
+            # Said when it changes, not at each pass that finds it still so: while the folder
+            # is gone, every write of the API and every pass reads it again (1 714 writes in
+            # 5 s were 1 714 lines). ``status`` says it meanwhile.
+            if error != self._error:
+                log.warning(
+                    "api tasks cannot be read; keeping those in force",
+                    extra={"fields": {"error": error}},
+                )
+            self._error = error
             return set()
+        if self._error is not None:
+            log.info("api tasks read again", extra={"fields": {"was": self._error}})
         self._error = None
         keys = set(self._tasks) | set(texts) if hints is None else set(hints)
         changed: set[str] = set()
@@ -189,6 +196,11 @@ class ApiSource:
     def status(self) -> SourceState:
         return SourceState(self.location, last_error=self._error)
 
+    def knows(self, err: BaseException) -> bool:
+        """Whether the last refresh could not read the store for ``err`` (the same error): a
+        pass to read it again would only say what ``status`` says."""
+        return self._error is not None and self._error == _unread(err)
+
     async def watch(self, notify: Notify, ready: Ready, stop: asyncio.Event) -> None:
         ready()
         if self.poll is None:
@@ -213,6 +225,11 @@ class ApiSource:
         # A copy first: a pass may be refreshing this source in another thread.
         known = {key: stored.version for key, stored in dict(self._tasks).items()}
         return {k for k in versions.keys() | known.keys() if versions.get(k) != known.get(k)}
+
+
+def _unread(err: BaseException) -> str:
+    """The error of a store that could not be read, as ``status`` says it."""
+    return excerpt(f"cannot read the stored tasks: {err}", 500)
 
 
 def location(key: str) -> Location:

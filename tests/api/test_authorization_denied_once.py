@@ -1,8 +1,10 @@
 """A valid credential without the role a route needs is logged as an authentication that
-failed is (``test_auth_failures_logged_once``): the first time for its kind (the principal,
-the role it has and the one needed, the client), then once a minute at most, with how many
-were not logged since. 1 000 requests of a token without a crontask role were 1 000 warnings.
-Real uvicorn, real HTTP; the minute is the app's own clock's, turned by the test."""
+failed is (``test_auth_failures_logged_once``): the first time for its kind (the role it has
+and the one needed, the client), then once a minute at most, with how many were not logged
+since; the principal is named in the line, not part of the kind (see
+``test_authorization_denied_many_principals``). 1 000 requests of a token without a crontask
+role were 1 000 warnings. Real uvicorn, real HTTP; the minute is the app's own clock's, turned
+by the test."""
 
 from __future__ import annotations
 
@@ -21,7 +23,7 @@ from tests.api.test_auth_failures_logged_once import (  # noqa: F401 (served: th
     served,
 )
 
-NO_ROLE = "user-None has no crontask role; this needs viewer or above"
+NO_ROLE = "no crontask role; this needs viewer or above"
 
 
 def test_denied_requests_are_one_line_a_kind_then_a_count(
@@ -32,9 +34,14 @@ def test_denied_requests_are_one_line_a_kind_then_a_count(
     viewer = bearer(STATIC_TOKENS[Role.VIEWER])
     with caplog.at_level(logging.INFO), httpx.Client(base_url=served.url, timeout=10) as http:
         statuses = {http.get("/api/v1/tasks", headers=roleless).status_code for _ in range(N)}
-        # Another principal, or another role short of another need, is another kind.
+        # Another principal of the same role and need is the same kind: counted, not said;
+        # the answer names it all the same.
+        other = http.get("/api/v1/tasks", headers=bearer(make_jwt(None, sub="alice")))
+        assert other.json()["detail"] == "alice has no crontask role; this needs viewer or above"
+        # Another role short of another need is another kind.
         denied = http.post("/api/v1/tasks/default/hello/runs", headers=viewer)
         assert denied.status_code == 403, denied.text
+        assert denied.json()["detail"] == "viewer-bot has role viewer; this needs operator or above"
         served.clock.now += AUTH_FAILURES_EVERY  # a minute on
         assert http.get("/api/v1/runs", headers=roleless).status_code == 403
     assert statuses == {403}
@@ -49,7 +56,7 @@ def test_denied_requests_are_one_line_a_kind_then_a_count(
             "suppressed": 0,
         },
         {
-            "reason": "viewer-bot has role viewer; this needs operator or above",
+            "reason": "role viewer; this needs operator or above",
             "client": "127.0.0.1",
             "principal": "viewer-bot",
             "role": Role.VIEWER,
@@ -64,6 +71,6 @@ def test_denied_requests_are_one_line_a_kind_then_a_count(
             "role": None,
             "required": Role.VIEWER,
             "path": "/api/v1/runs",
-            "suppressed": N - 1,  # all but the first, which was said
+            "suppressed": N,  # all but the first, which was said, and alice's
         },
     ]
