@@ -129,29 +129,40 @@ def test_an_option_without_the_one_it_needs_is_refused_with_status_2(
 URL_WITH_CREDENTIALS = "http://alice:s3cr3t-pw@127.0.0.1:1/r.git"
 
 
-def test_a_git_url_with_credentials_is_warned_of_without_them(tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def warned_at_start(tmp_path_factory: pytest.TempPathFactory) -> list[str]:
+    """The log up to the start of one ``crontask run`` given both a --git URL with credentials
+    and an auth file with no secret. Each is said at start, and each test reads its own line:
+    a start per test cost two starts to read two lines."""
+    cwd = tmp_path_factory.mktemp("warned")
+    key = ec.generate_private_key(ec.SECP256R1()).public_key()
+    pem = key.public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    (cwd / "jwt.pub").write_bytes(pem)
+    (cwd / "auth.yaml").write_text(
+        "jwt: {algorithm: ES256, publicKeyFile: jwt.pub, issuer: i, audience: a}\n"
+    )
+    return started_and_stopped(
+        cwd,
+        *("--git", URL_WITH_CREDENTIALS, "--state-dir", "state"),
+        *("--auth-config", "auth.yaml", "--listen", "127.0.0.1:0"),
+    )
+
+
+def test_a_git_url_with_credentials_is_warned_of_without_them(warned_at_start: list[str]) -> None:
     """The URL stays in crontask's own command line, which every local user can read."""
-    lines = started_and_stopped(tmp_path, "--git", URL_WITH_CREDENTIALS, "--state-dir", "state")
-    said = "".join(lines)
+    said = "".join(warned_at_start)
     assert "the --git URL holds credentials" in said
     assert "--git-token-file" in said
     assert "s3cr3t-pw" not in said
     assert "alice" not in said
 
 
-def test_an_auth_file_with_no_secret_is_said_to_seal_sessions_per_process(tmp_path: Path) -> None:
-    key = ec.generate_private_key(ec.SECP256R1()).public_key()
-    pem = key.public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
-    (tmp_path / "jwt.pub").write_bytes(pem)
-    (tmp_path / "auth.yaml").write_text(
-        "jwt: {algorithm: ES256, publicKeyFile: jwt.pub, issuer: i, audience: a}\n"
-    )
-    lines = started_and_stopped(
-        tmp_path, "--allow-empty", "--auth-config", "auth.yaml", "--listen", "127.0.0.1:0"
-    )
-    assert any("status page sessions last as long as this process" in line for line in lines)
+def test_an_auth_file_with_no_secret_is_said_to_seal_sessions_per_process(
+    warned_at_start: list[str],
+) -> None:
+    assert any("status page sessions last as long as this process" in x for x in warned_at_start)
 
 
 @pytest.mark.parametrize("url", ["ssh://git@127.0.0.1:1/r.git", "git@127.0.0.1:r.git"])
