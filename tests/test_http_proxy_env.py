@@ -22,7 +22,8 @@ from httpx._utils import URLPattern
 
 from reconciler.core.actions import HttpAction
 from reconciler.core.runs import RunStatus
-from reconciler.httpclient import _no_proxy_pattern, async_client, proxy_routes
+from reconciler.httpclient import async_client
+from reconciler.proxies import _no_proxy_pattern, proxy_routes
 from reconciler.runner.base import Outcome
 from reconciler.runner.http import HttpRun
 from reconciler.sinks.metrics import Metrics
@@ -242,7 +243,10 @@ def test_what_no_proxy_sends_direct(
     caplog.set_level(logging.WARNING)
     environ.setenv("HTTP_PROXY", "http://127.0.0.1:1")
     ranges = "10.0.0.0/8,192.0.2.7/24,fd00::/8,[fe80::]/10,198.51.100.1/33,example.com"
-    environ.setenv("NO_PROXY", ranges)
+    # A name's one trailing dot is the same name (the resolver's root); a leading dot is the
+    # domain and the names in it, as curl has them.
+    names = "example.org,.example.net,example.info.,http://example.test."
+    environ.setenv("NO_PROXY", f"{ranges},{names}")
     proxies = proxy_routes()
     direct = [
         "http://10.255.0.1/",
@@ -252,6 +256,19 @@ def test_what_no_proxy_sends_direct(
         "http://[fe80::1]/",
         "http://example.com/",
         "http://www.example.com/",
+        # IPv4 in the short and numeric forms the resolver reads as 10.0.0.1 (inet_aton's)
+        "http://10.1/",
+        "http://167772161/",
+        "http://0xa.0.0.1/",
+        "http://012.1/",  # octal: 10.0.0.1
+        "http://crontask.example.org./",
+        "http://example.org./",
+        "http://example.net/",
+        "http://a.example.net./",
+        "http://example.info/",
+        "http://a.example.info./",
+        "http://example.test/",
+        "http://10.1.2.3./",
     ]
     proxied = [
         "http://11.0.0.1/",
@@ -260,12 +277,19 @@ def test_what_no_proxy_sends_direct(
         "http://10.0.0.1.nip.io/",  # a name is not resolved
         "http://[::ffff:10.0.0.1]/",  # an IPv6 address, as curl has it
         "http://198.51.100.1/",  # its entry is no range: left out
+        "http://11.1/",  # 11.0.0.1
+        "http://4294967296/",  # no IPv4 address: a name
+        "http://0xb.1/",
+        "http://example.org.evil./",
+        "http://notexample.net/",
+        "http://example.info../",  # two dots: not the name
+        "https://example.test/",
     ]
     assert [u for u in direct + proxied if proxies.direct(httpx.URL(u))] == direct
     [said] = warnings(caplog)
     assert said == {
         "variable": "NO_PROXY",
-        "problem": "entry 5 of 6 is not a host name, address, range or URL; it is left out",
+        "problem": "entry 5 of 10 is not a host name, address, range or URL; it is left out",
     }
 
 

@@ -3,7 +3,8 @@ whether what it asked may have been done: one that never went out (a proxy that 
 the tunnel to an https:// server, a connection that timed out or broke before the request was
 sent) is :class:`~reconciler.cli.answers.Unsent`, nothing done; one sent whose answer did not
 come is :class:`~reconciler.cli.answers.Unanswered`, and ``trigger`` says it may have run. How
-far a request went is told by httpcore's ``trace`` extension (:class:`Progress`). A proxy that
+far a request went is told by httpcore's ``trace`` extension (:class:`Progress`); a request
+sent by a transport that tells nothing of it may have gone out. A proxy that
 carried the request is named (``host:port ($VARIABLE)``, never its credentials): the server may
 be fine, and asking whether `crontask run` runs sent the user the wrong way."""
 
@@ -26,7 +27,7 @@ def failed(exc: httpx.HTTPError, server: str, sent: bool) -> RemoteError:
     whether it had gone out (:attr:`Progress.sent`)."""
     import httpx
 
-    from reconciler.httpclient import carried_by
+    from reconciler.proxies import carried_by
 
     via = carried_by(exc)
     # A certificate that does not verify is a ConnectError too, but the server is there.
@@ -58,7 +59,7 @@ def timed_out(
     one never sent did nothing (:class:`Unsent`), one sent may have (:class:`Unanswered`).
     The proxy that carried it is named: a proxy that never opened the tunnel is the one that
     did not answer."""
-    from reconciler.httpclient import carried_by
+    from reconciler.proxies import carried_by
 
     via = carried_by(request)
     through = "" if via is None else f" through the proxy {printable(via)}"
@@ -79,14 +80,23 @@ class Progress:
     forwards it: either may act on it). Until then, nothing reached crontask."""
 
     tunnelled: bool = False
-    sent: bool = False
+    began: bool = False  # the request's head began to go out
     connecting: bool = False  # a CONNECT sent, its answer not read yet
+    # Whether any event came: a transport that drops the extension (a custom one, an httpcore
+    # that does) tells nothing, and a request it may have sent is not said never to have gone.
+    traced: bool = False
+
+    @property
+    def sent(self) -> bool:
+        """Whether the request may have reached crontask (or a proxy that forwards it)."""
+        return self.began or not self.traced
 
     async def trace(self, event: str, info: Mapping[str, Any]) -> None:
+        self.traced = True
         if event.endswith(".send_request_headers.started"):
             method = getattr(info.get("request"), "method", None)
             self.connecting = method == b"CONNECT"
-            self.sent = self.sent or not self.connecting
+            self.began = self.began or not self.connecting
         elif event.endswith(".receive_response_headers.complete") and self.connecting:
             self.connecting, self.tunnelled = False, True
         elif event.endswith(".setup_socks5_connection.complete"):  # a SOCKS proxy's tunnel

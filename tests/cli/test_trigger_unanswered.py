@@ -5,12 +5,16 @@ task twice. It said only "did not answer within 1s". A real process, a real HTTP
 
 from __future__ import annotations
 
+import asyncio
 import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+import httpx
 import pytest
 
+from reconciler.cli import client
+from reconciler.cli.answers import Unanswered
 from tests.cli.hostile import (
     Handler,
     HostileServer,
@@ -42,6 +46,36 @@ def test_a_trigger_without_an_answer_may_have_run(
     look = f"see `crontask runs ops/a --server {hostile.url}` before triggering it again"
     assert_one_line_error(done.code, done.err, f"{says}; it may have run: {look}\n")
     assert hostile.requests == ["/api/v1/tasks/ops/a/runs"]  # asked once, never again
+
+
+class _NoTrace(httpx.AsyncHTTPTransport):
+    """A transport that never calls httpcore's ``trace`` extension (a custom one, an httpcore
+    that drops it): how far a request went is not told."""
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        request.extensions.pop("trace", None)
+        return await super().handle_async_request(request)
+
+
+@pytest.mark.parametrize(
+    ("answer", "says"),
+    [(_never, "did not answer within 1s"), (_hang_up, "failed: RemoteProtocolError")],
+)
+def test_a_request_whose_progress_is_not_told_may_have_run(
+    hostile: HostileServer, answer: object, says: str
+) -> None:
+    """Without trace events it was said Unsent ("nothing was run") though the server had read
+    it: a trigger asked again could run the task twice."""
+    hostile.answer = answer  # type: ignore[assignment]
+    api = client._Api(hostile.url, None, 1.0, 1 << 20)
+
+    async def trigger() -> None:
+        async with client.connect(timeout=1.0, transport=_NoTrace(), server=api.server) as c:
+            await api.call(c, "POST", "/api/v1/tasks/ops/a/runs")
+
+    with pytest.raises(Unanswered, match=says):
+        asyncio.run(trigger())
+    assert hostile.requests == ["/api/v1/tasks/ops/a/runs"]  # the server had it
 
 
 def test_a_list_without_an_answer_says_nothing_of_runs(hostile: HostileServer) -> None:
