@@ -22,6 +22,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
+from markupsafe import Markup
 
 from reconciler import __version__
 from reconciler.api.auth import PUBLIC, AuthFailed, Role, role_extra
@@ -132,6 +133,19 @@ def _said(refused: ProblemError | RequestValidationError) -> tuple[int, str]:
     return 422, excerpt(where, 500)
 
 
+def _as_text(value: object) -> object:
+    """What every ``{{ }}`` of a template shows (``finalize``, before the HTML escaping): a
+    string with each character that is no text as its escape (``reconciler.visible``; tabs and
+    newlines kept), whatever field it is, as the API, the log and the CLI show it. A source's
+    error quotes its remote (an ssh server's terminal escapes reached the page raw, and its
+    U+202E drew the line reversed); a location, a definition error, a replica's version or a
+    problem's detail hold text from elsewhere too. Markup (a macro's) is left as it is: its
+    fields came through here."""
+    if isinstance(value, str) and not isinstance(value, Markup):
+        return escaped(value, keep="\t\n")
+    return value
+
+
 router = APIRouter(route_class=_Page, include_in_schema=False)
 _templates = Environment(
     loader=PackageLoader("reconciler.web", "templates"),
@@ -139,6 +153,7 @@ _templates = Environment(
     undefined=StrictUndefined,
     trim_blocks=True,
     lstrip_blocks=True,
+    finalize=_as_text,
 )
 _templates.globals.update(
     relative=views.relative,
