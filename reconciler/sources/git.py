@@ -53,8 +53,9 @@ force stays, ``last_sync`` too (``GitStatus``), and the error is in ``status().l
 exponential backoff (``interval`` doubled on each consecutive failure, capped at
 ``max_backoff``); the next success resets it. A force-push is just
 a new commit (``fetch --force``); a newer commit always supersedes one whose checkout failed.
-A fetch that finds ``repo.git`` damaged (what a power loss can leave) deletes it, says so in
-the error, and the next sync clones it again (``Revisions.discard_damaged``).
+A fetch whose git says ``repo.git`` is damaged (what a power loss can leave; what the remote
+says never counts) deletes it, says so in the error, and the next sync clones it again
+(``Revisions.discard_damaged``).
 ``sync()`` raises only for programming errors. After a restart the revision under ``current``
 is in force again before the first fetch.
 
@@ -73,7 +74,6 @@ whole); the event of the swap reads them again.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
 import threading
 import time
@@ -85,14 +85,15 @@ from reconciler.aio import ended, first_of, in_thread
 from reconciler.core.desired import Definition, DefinitionError, SourceKind
 from reconciler.core.urls import redact_url
 from reconciler.sources.ahead import read_ahead
-from reconciler.sources.base import Notify, Ready, SourceState
-from reconciler.sources.gitbounds import DEFAULT_MEMORY_LIMIT
+from reconciler.sources.base import Notify, Ready
 from reconciler.sources.gitcheckout import FILE_SIZE_MARGIN, CheckoutLimits, CheckoutRefusedError
 from reconciler.sources.gitcredentials import credentials_of
 from reconciler.sources.gitenv import Credentials, git_env
 from reconciler.sources.gitfiles import repository_files
 from reconciler.sources.gitkeys import describe, log_previous, start_removal, state_key
 from reconciler.sources.gitmaintenance import CollectionBackoff, tidy
+from reconciler.sources.gitoptions import GitOptions as GitOptions
+from reconciler.sources.gitoptions import GitStatus as GitStatus
 from reconciler.sources.gitprocess import GitError
 from reconciler.sources.gitrepo import GitRepo, Redactor, RefNotFoundError, check_ref, clean_path
 from reconciler.sources.gitrevisions import Revisions
@@ -111,41 +112,6 @@ def _utcnow() -> datetime:
 
 async def _hold_off(stop: asyncio.Event, seconds: float) -> None:
     await first_of(stop, timeout=seconds)  # on its own: tests stand in for it
-
-
-@dataclasses.dataclass(frozen=True)
-class GitOptions:
-    url: str  # file://, https://, ssh://, or scp-like git@host:org/repo
-    ref: str = "HEAD"  # branch, tag, full/abbreviated SHA, refs/...; HEAD: the default branch
-    path: str = ""  # the folder (or file) inside the repository holding the YAML
-    interval: float = 30.0  # seconds between fetches
-    ssh_key_file: Path | None = None
-    known_hosts_file: Path | None = None  # with ssh: StrictHostKeyChecking=yes against it
-    token_file: Path | None = None  # an HTTPS token read from this file (on every sync)...
-    token_env: str | None = None  # ...or from this environment variable
-    timeout: float = 120.0  # seconds, for each git call
-    memory_limit: int = DEFAULT_MEMORY_LIMIT  # bytes of address space, for each git process
-    max_backoff: float = 300.0  # the longest wait after failures (or interval, if longer)
-    # A revision whose path suddenly yields no file keeps the tasks of the one before, as a
-    # folder does (``DirectorySource``'s ``guard_empty``): ``crontask run`` without --allow-empty.
-    guard_empty: bool = False
-
-
-@dataclasses.dataclass(frozen=True)
-class GitStatus(SourceState):
-    """``location`` is ``url#ref``; ``revision`` the commit whose tree is in force;
-    ``attempted_revision`` the commit the ref named at the last fetch; ``last_sync`` when a
-    sync last ended well (fetched, and the ref's commit applied or in force already: a fetch
-    whose commit is refused or ambiguous is a failed sync); ``last_error`` is None once one does."""
-
-    url: str = ""  # with any credentials stripped
-    ref: str = ""
-    consecutive_failures: int = 0
-    next_retry_in: float = 0.0  # seconds until the next sync() is due
-
-    @property
-    def applied_revision(self) -> str | None:
-        return self.revision
 
 
 class GitSource:
@@ -337,7 +303,7 @@ class GitSource:
         except RefNotFoundError as err:
             return self._failed(str(err), None)
         except (GitError, OSError) as err:
-            return self._fetch_failed(repo, redact(str(err)))
+            return self._fetch_failed(repo, err, redact(str(err)))
         try:
             sha = repo.resolve(self.url, self.options.ref, names)
         except GitError as err:
@@ -364,7 +330,7 @@ class GitSource:
         log.info("git revision applied", extra={"fields": fields})
         if (applied := self._on_applied) is not None:
             applied()
-        tidy(self._revisions, repo)
+        tidy(self._revisions, repo, self._stopped)
         return True
 
     def _tidy_leftovers(self, switched: bool) -> None:
@@ -374,7 +340,7 @@ class GitSource:
         if self._leftovers and not switched and not self._cancelled:
             with self._lock:
                 repo = self._in_flight
-            tidy(self._revisions, repo)
+            tidy(self._revisions, repo, self._stopped)
         self._leftovers = False
 
     def _collect(self) -> None:
@@ -392,9 +358,12 @@ class GitSource:
         with self._lock:
             ended_well = self._error is None and self._last_sync is not None
         if ended_well and not self._cancelled and self._removal is None:
-            stop = self._stop
-            stopped = lambda: self._cancelled or (stop is not None and stop.is_set())  # noqa: E731
-            self._removal = start_removal(self._state_dir, self.base, stopped)
+            self._removal = start_removal(self._state_dir, self.base, self._stopped)
+
+    def _stopped(self) -> bool:
+        """Whether crontask is stopping (``cancel``, or ``watch``'s stop): a deletion ends."""
+        stop = self._stop
+        return self._cancelled or (stop is not None and stop.is_set())
 
     def _repo(self, credentials: Credentials | None, redact: Redactor) -> GitRepo:
         env = git_env(
@@ -440,11 +409,12 @@ class GitSource:
         log.warning("git sync failed", extra={"fields": fields})
         return False
 
-    def _fetch_failed(self, repo: GitRepo | None, error: str) -> bool:
-        """A failed fetch; a mirror it found damaged is deleted, to be cloned again at the next
-        sync (``Revisions.discard_damaged``), and the message says so."""
+    def _fetch_failed(self, repo: GitRepo | None, err: Exception, error: str) -> bool:
+        """A failed fetch (``err``, said redacted as ``error``); a mirror git found damaged is
+        deleted, to be cloned again at the next sync (``Revisions.discard_damaged``), and the
+        message says so."""
         message = f"fetch failed: {error}"
-        if repo is None or self._cancelled or not self._revisions.discard_damaged(repo, error):
+        if repo is None or self._cancelled or not self._revisions.discard_damaged(repo, err):
             return self._failed(message, None)
         fields = {"url": self.url, "ref": self.options.ref, "error": error[:300]}
         log.warning("git mirror damaged: deleted", extra={"fields": fields})

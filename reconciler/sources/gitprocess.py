@@ -13,7 +13,12 @@ Contracts:
   it cannot hold a call open: once git has exited or been killed, its pipes are read for at
   most ``_DRAIN_TIMEOUT`` more.
 - ``GitError`` messages are short (git's ``fatal:``/``error:`` lines, with the cause git's helper
-  gave before them, ssh's or the socket's: ``_summary``) and already redacted.
+  gave before them, ssh's or the socket's: ``gitsaid.summary``) and already redacted. Apart, whole,
+  ``GitError.said`` holds git's own ``fatal:``/``error:`` lines alone (``gitsaid``), for
+  decisions on what git found (``Revisions.discard_damaged``): a cause line is the remote's
+  text as much as git's (an ssh server's stderr reaches git's unprefixed: "ERROR: this
+  repository is empty" deleted the mirror), and so is a ``remote error:`` (a smart server's
+  error packet).
 - What git writes costs bounded memory: of its stderr only the first ``_MAX_STDERR`` bytes are
   kept (the rest is read and dropped, so git never blocks on the pipe: a hostile remote's
   endless ``remote: ...`` messages reach git's stderr), and ``run_bytes`` takes at most
@@ -67,6 +72,8 @@ from reconciler.sources.gitbounds import (
     tools,
     which,
 )
+from reconciler.sources.gitsaid import own_errors
+from reconciler.sources.gitsaid import summary as git_summary
 from reconciler.sources.limits import format_size
 
 # Settings for every git call: git's own background work would outlive the call (and the
@@ -108,7 +115,12 @@ def _own_deadline_seconds(timeout: float) -> int:
 
 
 class GitError(Exception):
-    """A git operation failed. The message is redacted and fit for a status line."""
+    """A git operation failed. The message is redacted and fit for a status line; ``said``
+    is git's own fatal/error lines, whole and redacted (see the module's contract)."""
+
+    def __init__(self, *args: object, said: Sequence[str] = ()) -> None:
+        super().__init__(*args)
+        self.said = tuple(said)
 
 
 class MemoryLimitError(GitError):
@@ -288,13 +300,15 @@ class GitRunner:
         if code == 0:
             return
         said = stderr.decode("utf-8", "replace")
-        summary = self.redact(_summary(said, code))
+        summary = self.redact(git_summary(said, code))
+        own = [self.redact(line) for line in own_errors(said)]
         if self.memory_limit is not None and OUT_OF_MEMORY.search(own_lines(said)):
             raise MemoryLimitError(
                 f"git ran out of its memory limit ({format_size(self.memory_limit)}): "
-                f"{summary} (a larger repository needs a larger --git-memory-limit)"
+                f"{summary} (a larger repository needs a larger --git-memory-limit)",
+                said=own,
             )
-        raise GitError(summary)
+        raise GitError(summary, said=own)
 
 
 def _name(args: Sequence[str]) -> str:
@@ -403,55 +417,6 @@ def _end_group(process: subprocess.Popen[bytes], selector: selectors.BaseSelecto
     if process.stdin is not None and not process.stdin.closed:
         selector.unregister(process.stdin)
         process.stdin.close()
-
-
-# Lines of git's stderr that a summary does not take as the cause before its first
-# fatal:/error: line: what the remote says (a hostile one says anything) and git's advice.
-_NOT_A_CAUSE = ("remote:", "hint:")
-# The most of each such line a summary keeps: git's own fatal line must still fit in _MAX_SUMMARY.
-_MAX_CAUSE = 160
-_MAX_SUMMARY = 400
-
-
-def _summary(stderr: str, code: int) -> str:
-    """git's own explanation: its fatal/error lines, each with the line straight after a
-    fatal: that has no prefix of its own (git:// says "unable to connect to HOST:", then its
-    errno on the next line), after the line or two before the first of them that are neither
-    the remote's nor a hint (ssh says why it failed there: "ssh: connect to host ...",
-    "Permission denied (publickey).", "Host key verification failed.": git's own line is only
-    "Could not read from remote repository."); or its last line."""
-    lines = [line.strip() for line in stderr.splitlines()]
-    first = next((i for i, line in enumerate(lines) if _said(line)), None)
-    if first is None:
-        text = next((line for line in reversed(lines) if line), "")
-    else:
-        causes = [
-            line[:_MAX_CAUSE]
-            for line in lines[:first]
-            if line and not line.startswith(_NOT_A_CAUSE)
-        ][-2:]
-        picked = list(causes)
-        for i in range(first, len(lines)):
-            if _said(lines[i]):
-                picked.append(lines[i].split(":", 1)[1].strip())
-                after = lines[i + 1] if i + 1 < len(lines) else ""
-                if lines[i].startswith("fatal:") and _continues(after):
-                    picked.append(after[:_MAX_CAUSE])
-        text = "; ".join(picked)
-    text = text or f"git exited with status {code}"
-    return text if len(text) <= _MAX_SUMMARY else text[: _MAX_SUMMARY - 3] + "..."
-
-
-def _said(line: str) -> bool:
-    """Whether ``line`` is one of git's fatal/error lines."""
-    return line.startswith(("fatal:", "error:"))
-
-
-def _continues(line: str) -> bool:
-    """Whether ``line``, straight after a fatal: line, goes on with it: not blank (git's advice
-    after "Could not read from remote repository." comes after one), and no line of its own
-    (another fatal/error, the remote's, a hint, a warning)."""
-    return bool(line) and not _said(line) and not line.startswith((*_NOT_A_CAUSE, "warning:"))
 
 
 def version_problem(env: Mapping[str, str], timeout: float = 10.0) -> str | None:

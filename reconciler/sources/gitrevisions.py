@@ -15,7 +15,9 @@ Under the source's state folder ``<state_dir>/git/<key>/``:
   are deleted.
 
 A worktree that cannot be deleted (an entry of it made immutable, a folder without write
-access) is one warning, and the switch still succeeds; it is tried again at each switch.
+access) is one warning, and the switch still succeeds; it is tried again at each switch, and
+at the first sync after a start. A stop cuts a deletion short (``gittree.Stopped``): what is
+left is deleted then too.
 
 The bare repository ``repo.git`` is a cache of the remote: one that a fetch finds damaged
 (a zero-length loose object or ref, what a power loss can leave: git does not fsync them by
@@ -32,19 +34,22 @@ from __future__ import annotations
 import logging
 import os
 import uuid
+from collections.abc import Callable
 from pathlib import Path, PurePosixPath
 
 from reconciler import statedir
 from reconciler.sources.gitcheckout import CheckoutLimits, checkout_paths
+from reconciler.sources.gitprocess import GitError
 from reconciler.sources.gitrepo import GitRepo
-from reconciler.sources.gittree import remove_tree
+from reconciler.sources.gittree import Stopped, remove_tree
 
 log = logging.getLogger("crontask.sources.git")
 
 # What a fetch says when the repository's own objects or refs are damaged (a ref of ours that
-# names an object we do not have whole ends in "did not send all necessary objects").
-# git says first that a loose object is empty, then that it is corrupt: the first line alone
-# is what an error keeps when its path is long.
+# names an object we do not have whole ends in "did not send all necessary objects"): looked
+# for in git's own fatal/error lines alone (``GitError.said``), never in what the remote said
+# (an ssh server's "ERROR: this repository is empty or has moved", a smart server's error
+# packet, "fatal: remote error: ... is empty": each deleted the mirror, a clone at every retry).
 _DAMAGED = ("bad object", "is corrupt", "did not send all necessary objects", "is empty")
 # How much of an error a warning carries (a path in it may run to 4 KB).
 _MAX_ERROR = 300
@@ -72,13 +77,15 @@ class Revisions:
         self._made = repo.git_dir if repo.ensure() else None
         repo.forget_worktrees(keep=self.applied)
 
-    def discard_damaged(self, repo: GitRepo, error: str) -> bool:
-        """After a failed fetch: delete the repository if ``error`` says it is damaged (the next
-        ``prepare`` makes a new one, and the next fetch fills it); True if it was deleted. One
-        this sync made is kept: a damage that comes with the remote's answer would otherwise be
-        cloned whole again at every retry.
+    def discard_damaged(self, repo: GitRepo, error: Exception) -> bool:
+        """After a failed fetch: delete the repository if git's own lines of ``error`` say it
+        is damaged (the next ``prepare`` makes a new one, and the next fetch fills it); True
+        if it was deleted. One this sync made is kept: a damage that comes with the remote's
+        answer would otherwise be cloned whole again at every retry.
         The revision in force is a worktree of its own, and stays. Raises nothing."""
-        if repo.git_dir == self._made or not any(sign in error for sign in _DAMAGED):
+        said = error.said if isinstance(error, GitError) else ()
+        damaged = any(sign in line for line in said for sign in _DAMAGED)
+        if repo.git_dir == self._made or not damaged:
             return False
         try:
             remove_tree(repo.git_dir)
@@ -126,19 +133,24 @@ class Revisions:
             os.close(fd)
         self.applied = sha
 
-    def remove_old(self, keep: str) -> None:
+    def remove_old(self, keep: str, stopped: Callable[[], bool]) -> None:
         """Delete every worktree but ``keep`` (git's record of them: ``prune_worktrees``). One
-        that cannot be deleted is a warning (once per worktree), not a failure of the switch."""
+        that cannot be deleted is a warning (once per worktree), not a failure of the switch.
+        Raises ``Stopped`` once ``stopped()`` (asked between entries: a tree of 60 000 files
+        held a shutdown 88 s), leaving the rest (part of a tree, never ``keep``) to the next
+        call: no tree but ``keep`` is read, and ``check_out`` deletes one it would reuse."""
         for entry in self.worktrees.iterdir():
             if entry.name != keep:
-                self._remove_worktree(entry)
+                self._remove_worktree(entry, stopped)
         for entry in self.base.iterdir():
             if entry.name.startswith(".current."):  # left by a crash between symlink and rename
                 entry.unlink(missing_ok=True)
 
-    def _remove_worktree(self, tree: Path) -> None:
+    def _remove_worktree(self, tree: Path, stopped: Callable[[], bool]) -> None:
         try:
-            remove_tree(tree)
+            remove_tree(tree, stopped)
+        except Stopped:
+            raise
         except OSError as err:
             if tree.name not in self._undeleted:
                 self._undeleted.add(tree.name)

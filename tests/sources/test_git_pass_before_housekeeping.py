@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TypeVar
 
@@ -44,13 +44,13 @@ class HeldRemoval:
         self.events: list[str] = []
         real_fetch, real_collect = GitRepo.fetch_ref, GitRepo.collect
 
-        def remove_tree(path: Path) -> None:
+        def remove_tree(path: Path, stopped: Callable[[], bool]) -> None:
             held = not self.started.is_set()
             self.events.append(f"remove {path.name[:7]}")
             if held:
                 self.started.set()
                 assert self.release.wait(2 * DEADLINE), "the removal was never released"
-            gittree.remove_tree(path)
+            gittree.remove_tree(path, stopped)
             self.events.append(f"removed {path.name[:7]}")
 
         def fetch_ref(repo: GitRepo, url: str, ref: str) -> tuple[str, ...]:
