@@ -89,6 +89,9 @@ class Kubernetes:
             # A run a dead crontask left running in the status, ended in the store since by
             # ``recover`` or a heartbeat, neither of which tells the dispatcher's listeners.
             read_run=_run_reader(dispatcher),
+            # One that store has no record of is lost only without replicas: another's run may
+            # be kept in its memory while it is cut off from the shared store.
+            lost_runs=cluster is None,
         )
         dispatcher.subscribe(report.on_run)
         dispatcher.subscribe_progress(report.on_progress)
@@ -101,18 +104,10 @@ class Kubernetes:
             cluster.on_resumed = _both(cluster.on_resumed, report.resumed)
 
         def after_pass(result: PassResult) -> None:
-            if not result.ok:
-                return
-            refs = self.source.objects()
-            # A status someone else wrote since changes no definition (no key of the pass):
-            # reported again, to be put right now, not at the task's next run or the resync.
-            # crontask's own writes, coming back, are not; and were one reported, the writer
-            # would send nothing (nothing differs), so they cannot loop.
-            restated = self.source.restated()
-            keys = result.keys
-            if keys is not None:
-                keys = keys | {k for k in restated if k in refs and not self.writer.wrote(refs[k])}
-            report.after_pass(refs, result.desired, scheduler.owned(), keys)
+            if result.ok:
+                report.after_pass(
+                    self.source.objects(), result.desired, scheduler.owned(), result.keys
+                )
 
         reconciler.subscribe(after_pass)
         await manager.start(StatusWriting(self.writer, report))

@@ -165,16 +165,6 @@ class StatusWriter:
             if key in self._inflight:
                 self._forgotten.add(key)
 
-    def wrote(self, ref: ObjectRef) -> bool:
-        """Whether ``ref`` is the object as this writer's last write (or read) of it returned
-        it: a status watch event of crontask's own write, not someone else's."""
-        with self._cond:
-            known = self._known.get(ref.key)
-        return known is not None and (known.uid, known.resource_version) == (
-            ref.uid,
-            ref.resource_version,
-        )
-
     def idle(self) -> bool:
         with self._cond:
             return not self._waiting()

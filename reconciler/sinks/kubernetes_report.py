@@ -49,7 +49,8 @@ Contract:
   lastFailureTime). Otherwise the stored lastRun would be copied on unchanged until the
   task's next run (a day, for a nightly task). A run the store does not hold (``read_run``
   gives None: its store was replaced, a new pod's emptyDir) is shown ``interrupted``, as a
-  lost run (:mod:`reconciler.sinks.kubernetes_lost`: no failure, its outcome is unknown).
+  lost run, only with ``lost_runs`` (no replicas) and for a lastRun without a Job
+  (:mod:`reconciler.sinks.kubernetes_lost`: no failure, its outcome is unknown).
 - :meth:`StatusReporter.close` (crontask begins to stop): no run-now starts any more, and the
   values whose record has not been written are withdrawn, so the next crontask acts on them.
 """
@@ -80,14 +81,15 @@ from reconciler.core.status import (
 )
 from reconciler.sinks.kubernetes import StatusWriter, Written
 from reconciler.sinks.kubernetes_events import EventRecorder
-from reconciler.sinks.kubernetes_lost import lost_run
+from reconciler.sinks.kubernetes_lost import Told, is_lost, lost_run, without_duration
 
 log = logging.getLogger("crontask.sinks")
 
 Clock = Callable[[], datetime]
 # The latest attempt of a run, read from the store off the loop (None: the store answered that
 # it holds no such run, and no record of this process waits for it; it raises when not known).
-ReadRun = Callable[[str], asyncio.Future[RunRecord | None]]
+Read = asyncio.Future[RunRecord | None]
+ReadRun = Callable[[str], Read]
 
 
 class StatusReporter:
@@ -103,6 +105,7 @@ class StatusReporter:
         clock: Clock = lambda: datetime.now(UTC),
         mine: Callable[[str], bool] = lambda key: True,
         read_run: ReadRun | None = None,
+        lost_runs: bool = False,
     ) -> None:
         self._writer = writer
         self._events = events
@@ -139,6 +142,9 @@ class StatusReporter:
         # such a read in flight (one at a time).
         self._read: dict[str, str] = {}
         self._reading: set[str] = set()
+        # A run no store holds is shown lost only without replicas (see kubernetes_lost).
+        self._lost_runs = lost_runs
+        self._told = Told()
 
     def after_pass(
         self,
@@ -270,9 +276,10 @@ class StatusReporter:
             run_now=self._handled.get(key),
         )
         clock = self._clock
+        shown = without_duration if is_lost(runs.latest) else lambda status: status
         self._writer.submit(
             ref,
-            lambda current: derive_status(current, inputs, clock()),
+            lambda current: shown(derive_status(current, inputs, clock())),
             urgent=written is not None,
             written=written,
         )
@@ -313,10 +320,13 @@ class StatusReporter:
         reading = self._read_run(run_id)
         reading.add_done_callback(lambda read: self._stale_read(key, uid, run_id, read))
 
-    def _stale_read(
-        self, key: str, uid: str, run_id: str, read: asyncio.Future[RunRecord | None]
-    ) -> None:
+    def _stale_read(self, key: str, uid: str, run_id: str, read: Read) -> None:
         self._reading.discard(key)
+        self._take_read(key, uid, run_id, read)
+        if not self._reading:
+            self._told.say()  # the lost runs of this batch of reads (a pass's), in one line
+
+    def _take_read(self, key: str, uid: str, run_id: str, read: Read) -> None:
         if read.cancelled():
             return  # crontask is stopping
         error = read.exception()
@@ -332,7 +342,8 @@ class StatusReporter:
         if ref is None or ref.uid != uid or not self._mine(key) or key in self._foreign:
             return  # gone, replaced, or another's meanwhile
         if record is None:
-            self._lost(ref, run_id)
+            if self._lost_runs:
+                self._lost(ref, run_id)
             return
         if record.task != key or not record.status.finished:
             return  # another's, or still running (its end is heard, or read again)
@@ -356,12 +367,8 @@ class StatusReporter:
             return  # the status moved on meanwhile
         lost = lost_run(key, last, self._clock())
         if lost is None:
-            return
-        log.warning(
-            "status: the run its lastRun says is running is not in the run store; shown"
-            " interrupted",
-            extra={"fields": {"task": key, "run": run_id}},
-        )
+            return  # a Job's: it may still run
+        self._told.add(key)
         # Its latest alone: a lost run is no failure (its outcome is unknown).
         self._runs[key] = RunSummary(latest=lost)
         self.submit(key)

@@ -32,9 +32,7 @@ Contract (the :class:`~reconciler.sources.base.Source` protocol, plus):
   place is refused as an invalid spec is: no definition, and an error at its location, which
   its status condition shows (:mod:`~reconciler.sources.kubernetes_bound`).
 - ``refresh`` reports a key as changed only when what a definition is built from (or the
-  generation, or the uid) changed, so status-only watch events cause no work downstream; it
-  keeps the keys whose status alone changed, for :meth:`KubernetesSource.restated` (a status
-  someone else wrote is put right at once, not at the task's next run or the resync).
+  generation, or the uid) changed, so status-only watch events cause no work downstream.
 - :meth:`KubernetesSource.objects` gives, per key, the object's uid, generation,
   resourceVersion, run-now annotation and stored status (:class:`ObjectRef`) for the status
   writer and the event recorder.
@@ -214,7 +212,6 @@ class KubernetesSource:
         )
         self._entries: dict[str, _Entry] = {}
         self._waiting = Waiting()  # the keys of _entries refused for room
-        self._restated: set[str] = set()  # keys whose status alone changed (``restated``)
 
     @property
     def location(self) -> str:
@@ -325,13 +322,6 @@ class KubernetesSource:
 
     # -- for the status writer -------------------------------------------------------------
 
-    def restated(self) -> set[str]:
-        """The keys whose status alone changed in the refreshes since the last call (their
-        definition did not: no pass compares them): crontask's own writes coming back, or
-        someone else's (``kubectl patch --subresource=status``). Called after each pass."""
-        keys, self._restated = self._restated, set()
-        return keys
-
     def objects(self) -> dict[str, ObjectRef]:
         """Every object read, with the latest resourceVersion and status the cache holds."""
         latest = self.informer.snapshot(self._entries)
@@ -407,7 +397,7 @@ class KubernetesSource:
         before = self._entries.get(key)
         ref = _ref(obj)
         if before is not None and before.fingerprint == f"refused {ref.uid}":
-            self._store(key, dataclasses.replace(before, ref=ref), changed)  # the cache's latest
+            self._entries[key] = dataclasses.replace(before, ref=ref)  # the cache's latest
         else:
             entry = _Entry(ref, f"refused {ref.uid}", None, (refusal(ref, self.max_tasks),))
             self._store(key, entry, changed)
@@ -417,8 +407,6 @@ class KubernetesSource:
         self._entries[key] = after
         if before is None or before.fingerprint != after.fingerprint:
             changed.add(key)
-        elif before.ref.status != after.ref.status:
-            self._restated.add(key)
 
     # -- details ---------------------------------------------------------------------------
 

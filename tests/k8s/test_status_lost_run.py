@@ -1,12 +1,15 @@
 """A stored ``lastRun`` that says ``running`` of a run the run store does not hold (its crontask
-died and its store went with it): shown ``interrupted``, without a failure time. Not when the
-store could not answer, nor when the store holds the run still running (another replica's, with
-``--ha``), nor when records of this process still wait for the store (the run's among them,
-maybe): see tests/k8s/test_status_lost_run_e2e.py for the real process."""
+died and its store went with it): shown ``interrupted``, without a failure time nor a duration,
+and said in one line for all the tasks of a pass. Not when the store could not answer, nor when
+the store holds the run still running, nor when records of this process still wait for the
+store (the run's among them, maybe); never for a Job's run (the Job outlives its crontask), nor
+with replicas (another's run may wait in its memory while it is cut off from the store): see
+tests/k8s/test_status_lost_run_e2e.py for the real process."""
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -32,7 +35,14 @@ OTHERS = RunRecord("r1", KEY, T0, Trigger.MANUAL, RunStatus.RUNNING, started_at=
 class Scene:
     """A reporter whose reads of the store the test answers, and the status it writes."""
 
-    def __init__(self, status: dict[str, Any], active: tuple[RunRecord, ...] = ()) -> None:
+    def __init__(
+        self,
+        status: dict[str, Any],
+        active: tuple[RunRecord, ...] = (),
+        *,
+        lost_runs: bool = True,
+        keys: tuple[str, ...] = (KEY,),
+    ) -> None:
         self.status = status
         self.active = active
         self.reads: list[asyncio.Future[RunRecord | None]] = []
@@ -45,7 +55,9 @@ class Scene:
             on_loop=lambda callback: callback(),
             clock=lambda: NOW,
             read_run=self.read,
+            lost_runs=lost_runs,
         )
+        self.keys = keys
 
     def read(self, run_id: str) -> asyncio.Future[RunRecord | None]:
         assert run_id == "r1"
@@ -53,11 +65,16 @@ class Scene:
         return self.reads[-1]
 
     def full_pass(self) -> None:
-        ref = ObjectRef("default", "k9", "uid-1", "1", 1, None, dict(self.status))
-        self.reporter.after_pass({KEY: ref}, DesiredState({}), {}, None)
+        refs = {}
+        for key in self.keys:
+            namespace, _, name = key.partition("/")
+            refs[key] = ObjectRef(namespace, name, f"uid-{name}", "1", 1, None, dict(self.status))
+        self.reporter.after_pass(refs, DesiredState({}), {}, None)
 
     async def answer(self, how: Callable[[asyncio.Future[RunRecord | None]], None]) -> None:
-        how(self.reads[-1])
+        for read in self.reads:
+            if not read.done():
+                how(read)
         await asyncio.sleep(0)  # the done callbacks run on the loop
 
 
@@ -71,7 +88,7 @@ def test_a_run_no_store_holds_shows_interrupted_without_a_failure() -> None:
             "result": "interrupted",
             "startTime": "2026-12-06T16:21:14Z",
             "completionTime": "2026-12-06T16:22:00Z",
-            "durationMs": 46_000,
+            # No durationMs: the time until it was found missing is no run's duration.
             "message": LOST_MESSAGE,
         }
         # Its outcome is unknown: the failure time stays the last real failure's.
@@ -82,14 +99,45 @@ def test_a_run_no_store_holds_shows_interrupted_without_a_failure() -> None:
     asyncio.run(main())
 
 
-def test_a_job_run_keeps_its_job() -> None:
+def test_a_job_run_is_left_as_it_is() -> None:
+    """Its Job outlives its crontask: it may still run, or have succeeded since."""
+
     async def main() -> None:
-        job = {"name": "k9-29000000", "uid": "u-9"}
-        scene = Scene({"lastRun": {**RUNNING, "job": job}})
+        last = {**RUNNING, "job": {"name": "k9-29000000", "uid": "u-9"}}
+        scene = Scene({"lastRun": dict(last)})
         scene.full_pass()
         await scene.answer(lambda read: read.set_result(None))
+        assert scene.status["lastRun"] == last
+
+    asyncio.run(main())
+
+
+def test_with_replicas_nothing_is_marked() -> None:
+    """Another replica's run may wait in its memory while it is cut off from the store."""
+
+    async def main() -> None:
+        scene = Scene({"lastRun": dict(RUNNING)}, lost_runs=False)
+        scene.full_pass()
+        await scene.answer(lambda read: read.set_result(None))
+        assert scene.status["lastRun"] == RUNNING
+
+    asyncio.run(main())
+
+
+def test_the_tasks_of_a_pass_are_said_in_one_line(caplog: pytest.LogCaptureFixture) -> None:
+    async def main() -> None:
+        keys = tuple(f"default/k{i}" for i in range(7))
+        scene = Scene({"lastRun": dict(RUNNING)}, keys=keys)
+        scene.full_pass()
+        assert len(scene.reads) == 7
+        with caplog.at_level(logging.WARNING, logger="crontask.sinks"):
+            await scene.answer(lambda read: read.set_result(None))
         assert scene.status["lastRun"]["result"] == "interrupted"
-        assert scene.status["lastRun"]["job"] == job
+        (line,) = [r for r in caplog.records if "not in the run store" in r.getMessage()]
+        assert line.fields == {  # type: ignore[attr-defined]
+            "count": 7,
+            "tasks": "default/k0,default/k1,default/k2,default/k3,default/k4",
+        }
 
     asyncio.run(main())
 

@@ -67,7 +67,8 @@ def test_a_running_run_lost_with_its_store_shows_interrupted(
         after = stored_status(emulator, "k9")
         assert "lastFailureTime" not in after  # its outcome is unknown: no failure
         assert after["activeCount"] == 0
-        line = "the run its lastRun says is running is not in the run store"
+        assert "durationMs" not in lost  # the time until it was found missing is none
+        line = "runs their lastRun says are running are not in the run store"
         assert line in crontask.log()
         table = kubectl("get", "ct", "k9")
         assert "interrupted" in table
