@@ -137,6 +137,16 @@ def _shut_down(status: RunStatus, reason: str | None) -> bool:
     return status is RunStatus.INTERRUPTED and reason == SHUTDOWN_REASON
 
 
+def last_success_order(record: RunRecord) -> tuple[datetime, datetime, str] | None:
+    """Where an attempt stands among its task's successes, the last success greatest: by its
+    end (as ``RunStore.last_outcomes`` exports it), then its run's slot and id (one run of
+    two that ended at the same instant); None for one that did not succeed, or whose end is
+    not recorded (``last_outcomes`` exports no such end)."""
+    if record.status is not RunStatus.SUCCEEDED or record.finished_at is None:
+        return None
+    return (record.finished_at, record.scheduled_at, record.id)
+
+
 class RetentionTally:
     """Walks one task's runs newest first and says which to keep (shared by every store so the
     retention rules cannot drift between them).
@@ -153,11 +163,15 @@ class RetentionTally:
     and after a restart the status page, the metrics (a last failure with no last success)
     and ``CrontaskTaskFailing`` said a healthy task was failing until its next success.
 
-    And so is the task's newest run with a succeeded attempt, the task's last success: with
-    ``successfulRunsHistoryLimit: 0`` a task that kept failing lost it, and after a restart
-    the metrics had no last success (``CrontaskTaskNoRecentSuccess`` cannot fire without one)
-    until the task succeeded again. Often the same run as the one that tells: at most three
-    runs a task beyond the limits."""
+    And so is the task's last success, the run of its succeeded attempt that finished last
+    (:func:`last_success_order`): with ``successfulRunsHistoryLimit: 0`` a task that kept
+    failing lost it, and after a restart the metrics had no last success
+    (``CrontaskTaskNoRecentSuccess`` cannot fire without one) until the task succeeded again.
+    By its end, not its slot, as ``RunStore.last_outcomes`` exports it: of two overlapping
+    runs (``Allow``, or a late retry) the older slot's may end last, and keeping the newer
+    slot's moved the exported last success backwards after a restart. The store says which run
+    it is (``last_success``); the walk is not over before it is met (unless
+    :meth:`expect_success` says there is none). At most three runs a task beyond the limits."""
 
     def __init__(self, succeeded_limit: int, failed_limit: int) -> None:
         if succeeded_limit < 0 or failed_limit < 0:
@@ -169,7 +183,11 @@ class RetentionTally:
         }
         self.anchored = False  # the newest run that is not manual has been seen
         self.told = False  # the newest run that says how the task did has been seen
-        self.succeeded = False  # the newest run with a succeeded attempt has been seen
+        self.succeeded = False  # the last success has been seen, or the task has none
+
+    def expect_success(self, expected: bool) -> None:
+        """Whether the task has a last success to keep (``keep``'s ``last_success``)."""
+        self.succeeded = self.succeeded or not expected
 
     def keep(
         self,
@@ -178,20 +196,21 @@ class RetentionTally:
         anchor: bool = False,
         busy: bool = False,
         tells: bool = False,
+        last_success: bool = False,
     ) -> bool:
         """``statuses``: the attempts of the next-newest run, latest attempt first; ``anchor``:
         it is a run of a slot (:func:`slot_run`); ``busy``: it is not over, though none of its
         attempts runs (it waits for a retry): kept and not counted, as a running one;
-        ``tells``: it says how the task did (:func:`tells`)."""
+        ``tells``: it says how the task did (:func:`tells`); ``last_success``: it is the task's
+        last success."""
         first_anchor = anchor and not self.anchored
         self.anchored = self.anchored or anchor
         # A run still going that tells (an earlier attempt failed) is kept anyway, and is what
         # the status page reads first: the runs before it say nothing more of the task's state.
         first_told = tells and not self.told
         self.told = self.told or tells
-        success = RunStatus.SUCCEEDED in statuses
-        first_success = success and not self.succeeded
-        self.succeeded = self.succeeded or success
+        first_success = last_success and not self.succeeded
+        self.succeeded = self.succeeded or last_success
         if busy or RunStatus.RUNNING in statuses:
             return True
         cls = retention_class(statuses[0])
@@ -439,8 +458,9 @@ class RunStore(Protocol):
         its latest attempt and is deleted whole. Tasks absent from ``limits`` are not
         count-limited. Whatever the limits, each task keeps its newest run of a slot (see
         below), its newest run that says how it did (:func:`tells`: what a restart reads
-        its state from, see :class:`RetentionTally`) and its newest run with a succeeded
-        attempt (its last success, :meth:`last_outcomes`); each still counts in its bucket.
+        its state from, see :class:`RetentionTally`) and the run of its succeeded
+        attempt that finished last (its last success as :meth:`last_outcomes` exports it,
+        :func:`last_success_order`); each still counts in its bucket.
 
         Then, if ``max_age`` is given, every run with ``scheduled_at < now - max_age`` is
         deleted, in every task, but the newest run of a slot (:func:`slot_run`; the mark of

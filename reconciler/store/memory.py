@@ -31,6 +31,7 @@ from reconciler.store.base import (
     StoreUnavailable,
     decide_exclusive,
     interrupted,
+    last_success_order,
     slot_run,
     tells,
 )
@@ -49,6 +50,16 @@ def _newest_first(record: RunRecord) -> tuple[datetime, str, int]:
 
 def _later(known: datetime | None, at: datetime) -> datetime:
     return at if known is None else max(known, at)
+
+
+def _last_successes(records: Iterable[RunRecord]) -> dict[str, str]:
+    """Each task's last success (``base.last_success_order``): its run's id."""
+    won: dict[str, tuple[datetime, datetime, str]] = {}
+    for r in records:
+        order = last_success_order(r)
+        if order is not None and (r.task not in won or order > won[r.task]):
+            won[r.task] = order
+    return {task: order[2] for task, order in won.items()}
 
 
 def _ended(record: RunRecord) -> datetime | None:
@@ -375,10 +386,12 @@ class MemoryRunStore:
             runs: dict[str, list[RunRecord]] = {}
             for r in self._records.values():
                 runs.setdefault(r.id, []).append(r)
+            won = _last_successes(self._records.values())
+            for task in tallies:
+                tallies[task].expect_success(task in won)
             doomed: set[str] = set()
             marked: set[str] = set()  # tasks whose newest scheduled run was met
             worded: set[str] = set()  # tasks whose newest run that tells was met
-            praised: set[str] = set()  # tasks whose newest run that succeeded was met
             # Newest run first; within a run, latest attempt first (what RetentionTally expects).
             for run_id, group in sorted(
                 runs.items(), key=lambda kv: (kv[1][0].scheduled_at, kv[0]), reverse=True
@@ -390,8 +403,9 @@ class MemoryRunStore:
                 anchor = slot_run((r.attempt, r.trigger) for r in group)
                 waits = run_id in busy
                 told = tells((r.status, r.reason) for r in group)
+                success = won.get(task) == run_id
                 over_limit = tally is not None and not tally.keep(
-                    statuses, anchor=anchor, busy=waits, tells=told
+                    statuses, anchor=anchor, busy=waits, tells=told, last_success=success
                 )
                 # The mark of missed slots (the task's newest scheduled run) stays however old,
                 # as in sql_retention (Kept.keeps_mark), while the task is declared here or an
@@ -400,14 +414,11 @@ class MemoryRunStore:
                 mark = anchor and task not in marked
                 if anchor:
                     marked.add(task)
-                # So do the newest run that says how the task did and the newest success
+                # So do the newest run that says how the task did and the last success
                 # (RetentionTally).
                 word = told and task not in worded
                 if told:
                     worded.add(task)
-                success = RunStatus.SUCCEEDED in statuses and task not in praised
-                if success:
-                    praised.add(task)
                 if waits or RunStatus.RUNNING in statuses:
                     continue  # counted as the mark of missed slots, never deleted
                 latest = group[0]

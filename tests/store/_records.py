@@ -83,7 +83,15 @@ def reference_prune(
     seen: dict[tuple[str, str], int] = {}
     anchored: set[str] = set()  # tasks whose newest run that is not only manual was seen
     told: set[str] = set()  # tasks whose newest run that says how the task did was seen
-    praised: set[str] = set()  # tasks whose newest run that succeeded was seen
+    # Each task's last success, as last_outcomes exports it: the run of its succeeded attempt
+    # that finished last (of two that finished at the same instant, the newer run).
+    won: dict[str, tuple[datetime, datetime, str]] = {}
+    for r in records:
+        if r.status is RunStatus.SUCCEEDED and r.finished_at is not None:
+            won[r.task] = max(
+                won.get(r.task, (r.finished_at, r.scheduled_at, r.id)),
+                (r.finished_at, r.scheduled_at, r.id),
+            )
     for run_id_, attempts in sorted(
         runs.items(), key=lambda kv: (kv[1][0].scheduled_at, kv[0]), reverse=True
     ):
@@ -106,12 +114,8 @@ def reference_prune(
         )
         if last_word:
             told.add(latest.task)
-        # So does its newest run that succeeded: its last success (the metrics' alerts).
-        last_success = latest.task not in praised and any(
-            r.status is RunStatus.SUCCEEDED for r in attempts
-        )
-        if last_success:
-            praised.add(latest.task)
+        # So does its last success (the metrics' alerts).
+        last_success = latest.task in won and won[latest.task][2] == run_id_
         kept = anchor or last_word or last_success
         if any(r.status is RunStatus.RUNNING for r in attempts):
             continue

@@ -44,6 +44,10 @@ def _manual(minutes: int, status: RunStatus = RunStatus.SUCCEEDED) -> RunRecord:
     return rec(TASK, at, status, trigger=Trigger.MANUAL)
 
 
+def _at(minutes: int) -> datetime:
+    return T0 + timedelta(minutes=minutes)
+
+
 def _derived(store: RunStore) -> tuple[bool, datetime | None, str | None]:
     """What a process that starts reads of the task's state: failing as the metrics' alert
     judges it (a last failure after the last success, or without one), when it last
@@ -114,6 +118,23 @@ CASES = {
             finished_at=T0 + timedelta(minutes=1, seconds=5),
         ),
         rec(TASK, 3, RunStatus.FAILED, exit_code=1),
+    ],
+    # Allow, overlapping runs: the 0 slot's run ends last (at 150), after the 60 slot's (at 61).
+    # The last success is when a success last ended, as last_outcomes exports it: keeping the
+    # newer slot's run moved it back to 61 after a restart.
+    "allow-older-slot-ended-last": [
+        rec(TASK, 0, finished_at=_at(150)),
+        rec(TASK, 60, finished_at=_at(61)),
+        rec(TASK, 120, RunStatus.FAILED, exit_code=1, finished_at=_at(125)),
+        rec(TASK, 180, RunStatus.FAILED, exit_code=1, finished_at=_at(185)),
+    ],
+    # A late retry: the 0 slot's run failed, and its retry succeeded at 100, after the 30
+    # slot's run succeeded at 31.
+    "late-retry-ended-last": [
+        rec(TASK, 0, RunStatus.FAILED, exit_code=1),
+        rec(TASK, 0, attempt=2, trigger=Trigger.RETRY, started_at=_at(90), finished_at=_at(100)),
+        rec(TASK, 30, finished_at=_at(31)),
+        rec(TASK, 120, RunStatus.FAILED, exit_code=1),
     ],
 }
 
@@ -224,3 +245,25 @@ def test_a_restarted_process_still_exports_the_last_success_of_a_failing_task(
     assert succeeded.finished_at is not None
     found = value(metrics, LAST_SUCCESS, task=job.key)
     assert found == succeeded.finished_at.timestamp()
+
+
+@pytest.mark.parametrize("by", ["limits", "age"])
+def test_of_two_successes_that_ended_together_the_newer_run_is_kept(
+    store: RunStore, by: str
+) -> None:
+    """One last success, whichever way the store finds it: of two runs that ended at the same
+    instant, the newer slot's (the SQL store's age prune compares ends, its limit prune reads
+    the end of the succeeded range; both break the tie as ``base.last_success_order``)."""
+    store.save_many(
+        [
+            rec(TASK, 0, finished_at=_at(100)),
+            rec(TASK, 30, finished_at=_at(100)),
+            rec(TASK, 60, RunStatus.FAILED, exit_code=1),
+        ]
+    )
+    if by == "limits":
+        store.prune({TASK: (0, 0)}, None, _at(200))
+    else:
+        store.prune({}, timedelta(days=1), _at(200) + timedelta(days=1), declared={TASK})
+
+    assert [r.id for r in everything(store)] == [rec(TASK, 60).id, rec(TASK, 30).id]

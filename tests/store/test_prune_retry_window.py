@@ -148,7 +148,8 @@ def test_the_max_age_spares_a_run_while_a_retry_may_follow(
     fields: dict[str, Any],
     stays: bool,
 ) -> None:
-    store.claim(rec(TASK, 10, owner=A))  # the mark of missed slots: stays, whatever its age
+    # The mark of missed slots, and the last success (it ended last): stays, whatever its age.
+    store.claim(rec(TASK, 10, owner=A, finished_at=NOW))
     records = _chain(0, ended, statuses, **fields)
     store.save_many(records)
 
