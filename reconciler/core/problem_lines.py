@@ -80,41 +80,47 @@ def identity(problem: Problem) -> tuple[object, ...]:
 class Told:
     """The problems a consumer has told of (notifications), by :func:`identity`: of the lines
     a pass made appear, those that are news, and not a problem told already whose line moved
-    (the line that went is in the same pass's ``resolved``)."""
+    (the line that went is in the same pass's ``resolved``). Counted, not merely compared: two
+    errors can be about the same problem (two nameless documents in one file, broken the same
+    way), and a second one appearing is news, as one of them going is a fix."""
 
     def __init__(self) -> None:
         self._of: dict[str, tuple[object, ...]] = {}  # each line shown, and what it is about
-        self._count: Counter[tuple[object, ...]] = Counter()
 
     def news(
         self, appeared: Sequence[tuple[str, Problem]], resolved: Sequence[str]
     ) -> list[tuple[str, Problem]]:
-        """The lines of ``appeared`` about a problem none of the lines shown before the pass
-        was about, in ``appeared``'s order; ``resolved``: the lines the pass took away."""
+        """The lines of ``appeared`` that are news, in ``appeared``'s order; ``resolved``: the
+        lines the pass took away."""
         return self.changes(appeared, resolved)[0]
 
     def changes(
         self, appeared: Sequence[tuple[str, Problem]], resolved: Sequence[str]
     ) -> tuple[list[tuple[str, Problem]], list[str]]:
-        """``news``, and the lines of ``resolved`` about a problem no line shows any more (a
-        fix, not a line that moved), in ``resolved``'s order."""
+        """``news``, and the lines of ``resolved`` that are fixes, in ``resolved``'s order. For
+        each problem, what the pass changed in all: N lines more are N news, N fewer are N
+        fixes, and a line that moved (one went, one came) is neither."""
+        net: Counter[tuple[object, ...]] = Counter()
+        gone = [self._of.pop(line, None) for line in resolved]
+        for about in gone:
+            if about is not None:
+                net[about] -= 1
         abouts = [identity(problem) for _, problem in appeared]
-        news = [
-            item for item, about in zip(appeared, abouts, strict=True) if about not in self._count
-        ]
         for (line, _), about in zip(appeared, abouts, strict=True):
             self._of[line] = about
-            self._count[about] += 1
-        fixed: list[str] = []
-        for line in resolved:
-            gone = self._of.pop(line, None)
-            if gone is None:  # never told (a consumer that skipped passes): nothing says it now
+            net[about] += 1
+        news = []
+        for item, about in zip(appeared, abouts, strict=True):
+            if net[about] > 0:
+                news.append(item)
+                net[about] -= 1
+        fixed = []
+        for line, about in zip(resolved, gone, strict=True):
+            if about is None:  # never told (a consumer that skipped passes): nothing says it now
                 fixed.append(line)
-                continue
-            self._count[gone] -= 1
-            if self._count[gone] <= 0:
-                del self._count[gone]
+            elif net[about] < 0:
                 fixed.append(line)
+                net[about] += 1
         return news, fixed
 
 
