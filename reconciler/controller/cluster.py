@@ -55,7 +55,7 @@ from datetime import datetime, timedelta
 
 from reconciler.aio import first_of, in_thread, retrieved
 from reconciler.controller.dispatch import Dispatcher
-from reconciler.controller.lapse import Lapse
+from reconciler.controller.lapse import UNREAD, Lapse
 from reconciler.controller.manager import Ready
 from reconciler.controller.queue import WorkQueue
 from reconciler.controller.reconcile import Reconciler
@@ -138,8 +138,9 @@ class Cluster:
         # The members tasks are assigned over -> their last renewal seen while they scheduled.
         self._scheduling_since: dict[str, datetime] = {}
         self._joined = False  # a renewal has worked: this replica is a member
-        self.lapse = Lapse(store, dispatcher, reconciler.catch_up_unstarted)
-        self._lease_out = False  # a lease's time has passed since the last renewal (noted)
+        self.lapse = Lapse(
+            dispatcher, reconciler.catch_up_unstarted, monotonic, timing.renew_deadline
+        )
 
     @property
     def disagreement(self) -> Disagreement | None:
@@ -187,11 +188,10 @@ class Cluster:
         if self._lapsed(members, started - self._last_renewal):
             self._handed_back()
             self._gone = None  # members may have joined and died unseen meanwhile
-        self._last_renewal, self._lease_out = started, False
+        self._last_renewal = started
         self._joined = True
         resumed = self.dispatcher.paused is not None
         if resumed:
-            log.info("membership renewed again; starting runs", extra={"fields": {}})
             # Before any run starts: a run ending here must not be judged by what was known
             # before the fence. (The Lease's ``since`` survives an expiry, so whether the
             # others took our tasks cannot be told from here.)
@@ -209,9 +209,12 @@ class Cluster:
             # retry held by the fence, is its new owner's (a slot due during _follow is not
             # started, and caught up below if the task is still ours): if still renewed.
             # Anchors read while fenced still: a slot meanwhile would count from the ledger.
-            if (anchors := await self.lapse.anchors()) is None:
+            if (anchors := await self.lapse.anchors(self.store)) is None:
+                self.dispatcher.paused = UNREAD  # held still: said why (lapse.py)
+                self._report()
                 return True
             self.dispatcher.paused = None
+            log.info("membership renewed again; starting runs", extra={"fields": {}})
             self._report()
             # A run the fence held is older than the slots not started meanwhile: the latest
             # of those is caught up, and the held run is superseded, not a reason to skip it.
@@ -268,8 +271,6 @@ class Cluster:
             if self.dispatcher.paused is None:  # then the deadline is ahead
                 deadline = self._last_renewal + self.timing.renew_deadline
                 wait = min(wait, deadline - self._monotonic())
-            elif not self._lease_out:  # woken as the lease runs out too (_fence_if_late)
-                wait = min(wait, self._last_renewal + self.timing.lease_seconds - self._monotonic())
             await asyncio.wait({renewal}, timeout=wait)
             waited += wait
         self._renewal = None
@@ -343,7 +344,7 @@ class Cluster:
         # The store answered: slots not started for want of a checked claim are caught up
         # (by the new owner, for a task that moved meanwhile).
         unstarted = self.dispatcher.unstarted and self.dispatcher.paused is None
-        if unstarted and (anchors := await self.lapse.anchors()) is not None:
+        if unstarted and (anchors := await self.lapse.anchors(self.store)) is not None:
             self.lapse.catch_up(anchors)
         self._report()
         for run, reason in swept.stops:
@@ -474,12 +475,8 @@ class Cluster:
 
     def _fence_if_late(self) -> None:
         deadline = self.timing.renew_deadline  # said as it is: a time since would go stale
-        since = self._monotonic() - self._last_renewal
-        if since >= self.timing.lease_seconds and not self._lease_out and self._joined:
-            # The others may take our tasks now: our skips kept for the store go (lapse.py).
-            self._lease_out = True
-            self.lapse.drop_skips(list(self.reconciler.scheduler.owned()))
-        if since >= deadline and self.dispatcher.paused is None:
+        late = self._monotonic() - self._last_renewal >= deadline
+        if late and self.dispatcher.paused in (None, UNREAD):  # the deadline's reason wins
             self.dispatcher.paused = f"membership not renewed within {deadline:g}s"
             log.error(
                 "not starting runs: membership not renewed within the renew deadline",

@@ -23,7 +23,6 @@ buffer's writes (a claim that went through is taken as this process's own).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import threading
 from collections.abc import Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
@@ -122,9 +121,9 @@ class Lane:
                 self._unanswered(queued, waiting)
         try:
             # The others' outcome is the buffer's business now: what it wrote is found again
-            # there.
-            with contextlib.suppress(Exception):
-                await written
+            # there. Waited for, not awaited: a write ``close`` cancelled before a thread took
+            # it still answers the patient claims (``_part``).
+            await asyncio.wait({written})
             if patient:
                 await self._finish[kind]([batch[i] for i in patient], _part(written, patient))
         finally:
@@ -146,6 +145,14 @@ class Lane:
         # the loop's own, on every write's path).
         task.add_done_callback(self._sending.discard if done is None else done)
 
+    @staticmethod
+    def answer(done: asyncio.Future[bool], result: bool) -> None:
+        """Answer a caller's ``done`` (made by ``put``) with ``result``, unless its waiter
+        cancelled it (a run cancelled while it waited for its claim): setting it would raise,
+        and the rest of its batch would never be answered."""
+        if not done.done():
+            done.set_result(result)
+
     def _sent(self, task: asyncio.Task[None]) -> None:
         self._sending.discard(task)
         self._busy = False
@@ -154,8 +161,11 @@ class Lane:
 
 def refuse(done: asyncio.Future[bool], error: BaseException) -> None:
     """Answer a caller's ``done`` with ``error``, which asyncio does not report as never
-    retrieved if the caller no longer awaits it (its run was cancelled). Read only once set:
-    a done callback on every claim cost each run one more callback of the loop."""
+    retrieved if the caller no longer awaits it (its run was cancelled); nothing if its
+    waiter cancelled it (``Lane.answer``). Read only once set: a done callback on every claim
+    cost each run one more callback of the loop."""
+    if done.done():
+        return
     done.set_exception(error)
     done.add_done_callback(retrieved)
 
@@ -163,7 +173,9 @@ def refuse(done: asyncio.Future[bool], error: BaseException) -> None:
 def _part(written: asyncio.Future[Any], indexes: list[int]) -> asyncio.Future[Any]:
     """The answer ``written`` gave, for the records at ``indexes`` of its batch."""
     part: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-    if (error := written.exception()) is not None:
+    if written.cancelled():  # queued for the store's threads when ``close`` shut them
+        part.cancel()
+    elif (error := written.exception()) is not None:
         part.set_exception(error)
     else:
         results = written.result()

@@ -5,17 +5,23 @@ tasks taken meanwhile by another replica, which ran their slots and recorded tho
 counted from each task's latest record in the store (one ``Superseded`` record for the gap).
 So what this replica holds of those tasks in memory is out of date, and is dropped or read again:
 
-- its skips still waiting for the store (slots not started for want of a checked claim, each
-  superseded by the next; a slot turned away under Forbid) are not written: the new owner's
-  catch-up counted those slots, and written later they would count them twice. Dropped as soon
-  as the lease has run out here, before the store answers again and the recorder writes them;
 - its scheduled first attempts still waiting for their claim do not start (``HandedOver``): the
   store may refuse them, and under Forbid each would turn the next slot away meanwhile;
-- the tasks with slots to catch up (and those whose skips were dropped) count them from their
-  latest record in the store, as a task that comes from another replica does, not from where
-  this replica's ledger stopped: a ``Superseded`` record of slots another replica ran would
-  say that they did not run. If nobody took the tasks, that record is where this replica
-  stopped, so the catch-up counts the dropped skips' slots.
+- the tasks with slots to catch up count them from their latest record in the store, as a task
+  that comes from another replica does, not from where this replica's ledger stopped: a
+  ``Superseded`` record of slots another replica ran would say that they did not run. Or from
+  the latest of this replica's own records still waiting for the store, if later: those are
+  written once it answers (the skips of slots not started for want of a checked claim), and
+  counted again they would be counted twice.
+
+Those kept skips are written as they are, even if another replica took the tasks meanwhile and
+counted their slots in its own catch-up (it could not see them): a slot may then be counted
+twice. Dropping them when the lease ran out lost slots instead: a claim of a later slot on its
+way then could still land, and the catch-up counted from it.
+
+The store's read of the latest records may fail: runs are held (the dispatcher stays paused)
+and it is tried again at each renewal, for a renew deadline at most; then the tasks count from
+the ledger, as before the lapse was known, rather than stay paused without end.
 """
 
 from __future__ import annotations
@@ -32,17 +38,23 @@ from reconciler.store.base import RunStore
 
 log = logging.getLogger("crontask.cluster")
 
+# The dispatcher's paused reason while the anchors cannot be read (``Cluster.tick``).
+UNREAD = "the tasks' last slots could not be read from the run store after a lapse"
+
 
 class Lapse:
     def __init__(
         self,
-        store: RunStore,
         dispatcher: Dispatcher,
         catch_up: Callable[[Mapping[str, datetime]], None],
+        monotonic: Callable[[], float],
+        patience: float,
     ) -> None:
-        self.store = store
         self.dispatcher = dispatcher
         self._catch_up = catch_up  # Reconciler.catch_up_unstarted
+        self._monotonic = monotonic
+        self._patience = patience  # how long failed reads hold runs (the renew deadline)
+        self._failing: float | None = None  # when the reads began to fail (monotonic)
         # The tasks whose next catch-up counts from the store (see the module docstring).
         self._recount: set[str] = set()
 
@@ -57,41 +69,42 @@ class Lapse:
             dispatcher.cancel_retries(key, HANDED_OVER)
             if dispatcher.handover is not None:
                 dispatcher.handover.inherit(key)  # its next run looks in the store
-        self.drop_skips(keys)
         self._recount.update(keys)
 
-    def drop_skips(self, keys: Collection[str]) -> None:
-        """The skips of ``keys``' slots waiting for the store are not written; their tasks
-        catch up from the store instead (see the module docstring)."""
-        wanted, me = frozenset(keys), self.dispatcher.owner
-        dropped = self.dispatcher.recorder.drop_skips(
-            lambda r: r.task in wanted and r.owner == me and r.trigger is not Trigger.MANUAL
-        )
-        if not dropped:
-            return
-        tasks = {record.task for record in dropped}
-        self.dispatcher.unstarted.update(tasks)
-        self._recount.update(tasks)
-        log.info(
-            "skips waiting for the run store dropped: the lease ran out, and the tasks' slots"
-            " are counted from the store",
-            extra={"fields": {"tasks": len(tasks), "skips": len(dropped)}},
-        )
-
-    async def anchors(self) -> Mapping[str, datetime] | None:
-        """The latest recorded slot of each task to catch up from the store (those left out
-        have none: they count from the ledger), read now; None if the store did not answer."""
-        keys = sorted(self._recount & self.dispatcher.unstarted)
+    async def anchors(self, store: RunStore) -> Mapping[str, datetime] | None:
+        """The slot each task to catch up from the store counts from (those left out count
+        from the ledger), read from ``store`` now; None if it did not answer and runs are
+        held (an empty map, the ledger, once they were held for the patience)."""
+        keys = sorted(self._recount & self.dispatcher.unstarted)  # few: a lapse's
         if not keys:
             return {}
         try:
-            return await in_thread(self.store.last_slots, keys)
+            found = await in_thread(store.last_slots, keys)
         except Exception as err:
+            fields = {"tasks": len(keys), "error": str(err)}
+            now = self._monotonic()
+            self._failing = now if self._failing is None else self._failing
+            if now - self._failing < self._patience:
+                log.warning(
+                    "could not read the tasks' last slots after a lapse; runs are held and it"
+                    " is tried again at the next renewal",
+                    extra={"fields": fields},
+                )
+                return None
             log.warning(
-                "could not read the tasks' last slots after a lapse; trying again",
-                extra={"fields": {"tasks": len(keys), "error": str(err)}},
+                "could not read the tasks' last slots after a lapse for the renew deadline;"
+                " starting runs, their missed slots counted from this replica's memory",
+                extra={"fields": {**fields, "seconds": round(now - self._failing, 1)}},
             )
-            return None
+            self._failing = None
+            return {}
+        self._failing = None
+        wanted = frozenset(keys)
+        for record in self.dispatcher.recorder.held():  # written later: counted from there
+            if record.task in wanted and record.trigger in (Trigger.SCHEDULE, Trigger.CATCHUP):
+                at = max(record.scheduled_at, found.get(record.task, record.scheduled_at))
+                found[record.task] = at
+        return found
 
     def catch_up(self, anchors: Mapping[str, datetime]) -> None:
         """The slots not started are caught up (``Reconciler.catch_up_unstarted``), those of

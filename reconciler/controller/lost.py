@@ -84,16 +84,6 @@ class Writes:
             while len(self._landed) > LANDED_KEPT:
                 self._landed.popitem(last=False)
 
-    def cancel(self, records: Sequence[RunRecord]) -> None:
-        """Cancel the writes not begun that take only some of ``records`` (these very
-        objects): they never reach the store. Begun, a write goes on."""
-        wanted = {id(record) for record in records}
-        with self._lock:
-            out = [(write, taken) for write, taken in self._out.items() if taken]
-        for write, taken in out:
-            if all(id(record) in wanted for record in taken):
-                write.cancel()
-
     def under_way(self) -> list[tuple[Future[Any], Sequence[RunRecord]]]:
         """The writes not ended, and those ended whose end is not noted yet (it is, at once,
         when ``AtStop.say`` follows them). Asked once the threads' queue was cancelled

@@ -3,22 +3,22 @@
 Claims go straight to the store, because a claim decides whether this process may run a slot
 (the store refuses a second claim of the same slot). Writes go one at a time, and the records
 handed in while one is on its way travel together in the next (a group commit, see ``lane``):
-the first claim of a burst goes at once, alone, so the first run starts without waiting for
-the rest; the others of the burst follow in a few ``claim_many`` calls of up to
-``CLAIM_BATCH`` records, each batch's runs starting while the next is written, so starting
-thousands of runs costs a few store round trips, not one each. Final records travel together
-the same way in ``save_many`` calls, after any claim that waits.
+the first claim of a burst goes at once, alone, so the first run starts without waiting for the
+rest; the others of the burst follow in a few ``claim_many`` calls of up to ``CLAIM_BATCH``
+records, each batch's runs starting while the next is written, so starting thousands of runs
+costs a few store round trips, not one each. Final records travel together the same way in
+``save_many`` calls, after any claim that waits.
 
-When the store is unavailable, or does not answer a write within ``ANSWER_WAIT`` (``lane``),
-the run still happens — without replicas nobody else can run
-its slot — and its records wait in a bounded buffer that is retried with backoff until the
-store is back. A claim may also be asked not to be kept (``claim_soon(keep=False)``): with
-replicas, a slot whose claim could not be checked is not run, since the replica that takes
-the task over would run it too; nothing of it waits then. The buffer coalesces by (run id,
-attempt): the newest state of a record replaces an older pending one, so a run's ``running``
-and final records cost one slot. A claim kept that way is still a claim when it is written:
-if another instance recorded the slot meanwhile, its record stands, and this process's
-records of that slot are not written over it (logged as a warning instead).
+When the store is unavailable, or does not answer a write within ``ANSWER_WAIT`` (``lane``), the
+run still happens — without replicas nobody else can run its slot — and its records wait in a
+bounded buffer that is retried with backoff until the store is back. A claim may also be asked
+not to be kept (``claim_soon(keep=False)``): with replicas, a slot whose claim could not be
+checked is not run, since the replica that takes the task over would run it too; nothing of it
+waits then. The buffer coalesces by (run id, attempt): the newest state of a record replaces an
+older pending one, so a run's ``running`` and final records cost one slot. A claim kept that way
+is still a claim when it is written: if another instance recorded the slot meanwhile, its record
+stands, and this process's records of that slot are not written over it (logged as a warning
+instead).
 
 A record the store refuses for another reason (an error that is no outage: a value it will not
 take, a schema someone changed) is kept too, and tried again with the others, but only
@@ -27,8 +27,8 @@ record failing for ever must neither hold the records behind it nor wait for eve
 dropped (logged as an error, counted in ``dropped``).
 
 The loss window, stated: at most ``capacity`` records wait in memory, their outputs within a
-budget past which a record keeps only the end of its output (``waiting``). When it is full,
-the first in line is dropped (logged as an error, counted in ``dropped``): the oldest, but for
+budget past which a record keeps only the end of its output (``waiting``). When it is full, the
+first in line is dropped (logged as an error, counted in ``dropped``): the oldest, but for
 records the store would not take alone, which went to the back (see ``_flush_loop``). A process
 that dies with records pending loses them; one that stops with records pending after the
 shutdown's wait logs each lost record's run, attempt and status (the first ``LOST_LISTED``, and
@@ -36,8 +36,8 @@ how many more), and ``crontask run`` exits 1 (``lost``). Records a write still u
 (a slow store, not a down one) are said not confirmed instead, and that write's end when it
 comes (``controller.lost``). A run whose ``running`` record never reached the store is not in
 it: the next start on this host stops the command it may have left running and records it
-``interrupted`` (``controller.instance``), or the slot counts as missed.
-Records the store could not take at that start (``later``) wait here like any other.
+``interrupted`` (``controller.instance``), or the slot counts as missed. Records the store could
+not take at that start (``later``) wait here like any other.
 """
 
 from __future__ import annotations
@@ -49,8 +49,8 @@ from collections.abc import Callable, Collection, Sequence
 from typing import Any, TypeVar
 
 from reconciler.aio import first_of, within
-from reconciler.controller.kept import KeptSkips
-from reconciler.controller.lane import ANSWER_WAIT, SAVE_BATCH, Batch, Lane, refuse, started_pool
+from reconciler.controller.claiming import Claiming
+from reconciler.controller.lane import ANSWER_WAIT, SAVE_BATCH, Batch, Lane, started_pool
 from reconciler.controller.lost import LOST_LISTED as LOST_LISTED
 from reconciler.controller.lost import AtStop, Writes
 from reconciler.controller.waiting import (
@@ -82,7 +82,7 @@ LONE_TRIES = 3
 REFUSED_TRIES = 3
 
 
-class Recorder(KeptSkips):
+class Recorder(Claiming):
     def __init__(
         self,
         store: RunStore,
@@ -125,6 +125,9 @@ class Recorder(KeptSkips):
     def pending(self) -> int:
         return len(self._pending)
 
+    def held(self) -> list[RunRecord]:  # the records waiting for the store, oldest first
+        return [entry[0] for _, entry in self._pending.first(len(self._pending))]
+
     @property
     def closed(self) -> bool:  # ``close`` has shut the store's threads: ``call`` fails
         return self._closed
@@ -149,24 +152,6 @@ class Recorder(KeptSkips):
         self._writes.add(write, records)
         return asyncio.wrap_future(write, loop=asyncio.get_running_loop())
 
-    async def claim(self, record: RunRecord) -> bool:
-        """Claim a slot. True: claimed. False: the store is unavailable; the record is kept
-        for later and the caller runs the slot anyway. Raises DuplicateRun: another instance
-        holds the slot, do not run it."""
-        return await self.claim_soon(record)
-
-    def claim_soon(self, record: RunRecord, *, keep: bool = True) -> asyncio.Future[bool]:
-        """``claim``, begun now (on the loop, without awaiting): the future says what
-        ``claim`` would return or raise. ``keep`` False: a claim the store could not answer
-        (False) is not kept for later either, nor written ever: the caller does not run the
-        slot. A future nobody awaits (its run was cancelled) is not reported as an exception
-        never retrieved (``lane.refuse``)."""
-        claimed = self._lane.put("claim", record)
-        if not keep:
-            self._unkept.add(claimed)
-            claimed.add_done_callback(self._unkept.discard)
-        return claimed
-
     def _write(self, kind: str, records: list[RunRecord]) -> asyncio.Future[Any]:
         if kind == "claim":
             fn: Callable[[list[RunRecord]], Any] = self.store.claim_many
@@ -175,48 +160,6 @@ class Recorder(KeptSkips):
         else:
             fn = self.store.save_many
         return self._send(records, fn, records)
-
-    async def _claimed(self, batch: Batch, written: asyncio.Future[Any]) -> None:
-        try:
-            results = await written
-        except StoreUnavailable as err:
-            kept: Batch = []
-            for record, claimed in batch:
-                if claimed in self._unkept:
-                    claimed.set_result(False)  # not run: nothing of it is to be written
-                else:
-                    kept.append((record, claimed))
-            if kept:
-                message = "run store unavailable; running anyway, records kept for later"
-                self._keep_for_later(kept, message, err, CLAIM)
-            return
-        except Exception:
-            # A record the store refuses must not leave the rest of its batch unclaimed: each
-            # would run without the check that another instance holds its slot.
-            log.exception("could not claim slots together; claiming them one by one")
-            for record, claimed in batch:
-                await self._claim_one(record, claimed)
-            return
-        for (record, claimed), ok in zip(batch, results, strict=True):
-            if ok:
-                claimed.set_result(True)
-            else:
-                refuse(claimed, DuplicateRun(record.id, record.attempt))
-
-    async def _claim_one(self, record: RunRecord, claimed: asyncio.Future[bool]) -> None:
-        try:
-            (ok,) = await self.call(self.store.claim_many, [record])
-        except StoreUnavailable:
-            if claimed not in self._unkept:
-                self._keep(record, CLAIM)
-            claimed.set_result(False)
-        except Exception as err:
-            refuse(claimed, err)
-        else:
-            if ok:
-                claimed.set_result(True)
-            else:
-                refuse(claimed, DuplicateRun(record.id, record.attempt))
 
     async def add(
         self, record: RunRecord, written_later: Callable[[RunRecord], None] | None = None
@@ -294,7 +237,7 @@ class Recorder(KeptSkips):
         )
         for record, done in batch:
             self._keep(record, mode)
-            done.set_result(False)
+            self._lane.answer(done, False)  # a claim's waiter may have cancelled it
 
     async def _save_one(self, record: RunRecord) -> bool:
         if (record.id, record.attempt) in self._pending:  # an older state of it is waiting
