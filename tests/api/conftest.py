@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import threading
 import time
 import warnings
 from collections.abc import Callable, Iterator
@@ -12,7 +11,6 @@ from typing import Any
 
 import jwt
 import pytest
-import uvicorn
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from fastapi import FastAPI
@@ -22,6 +20,7 @@ from reconciler.api.app import create_app
 from reconciler.api.auth import AuthConfig, Role
 from reconciler.sinks.metrics import Metrics
 from tests.api.fakes import FakeRuntime, record, view
+from tests.uvicorn_app import uvicorn_serving
 
 with warnings.catch_warnings():
     # Starlette's TestClient prefers the httpx2 fork, which is not installed; httpx works.
@@ -151,18 +150,5 @@ def bearer(token: str) -> dict[str, str]:
 @pytest.fixture
 def server(runtime: FakeRuntime, auth_config: AuthConfig) -> Iterator[str]:
     """The API of ``runtime`` served by real uvicorn on 127.0.0.1: its base URL."""
-    app = create_app(runtime, auth=auth_config, metrics=Metrics())
-    config = uvicorn.Config(
-        app, host="127.0.0.1", port=0, log_level="warning", lifespan="off", ws="none"
-    )
-    srv = uvicorn.Server(config)
-    thread = threading.Thread(target=srv.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not srv.started:
-        assert time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.01)
-    port = srv.servers[0].sockets[0].getsockname()[1]
-    yield f"http://127.0.0.1:{port}"
-    srv.should_exit = True
-    thread.join(timeout=10)
+    with uvicorn_serving(create_app(runtime, auth=auth_config, metrics=Metrics())) as url:
+        yield url

@@ -10,13 +10,10 @@ from __future__ import annotations
 
 import dataclasses
 import html
-import threading
-import time
 from collections.abc import Iterator
 
 import httpx
 import pytest
-import uvicorn
 
 from reconciler import web
 from reconciler.api.app import create_app
@@ -25,6 +22,7 @@ from reconciler.sinks.metrics import Metrics
 from reconciler.visible import has_escaped
 from tests.api.fakes import T0, FakeRuntime, record, view
 from tests.api.test_members_version import member
+from tests.uvicorn_app import uvicorn_serving
 
 HOSTILE = "\x1b]0;pwned\x07 \x1b[31mred\x1b[0m \u202eevil\u202c \u200bhidden\x85\r"
 SHOWN = "\\x1b]0;pwned\\x07 \\x1b[31mred\\x1b[0m \\u202eevil\\u202c \\u200bhidden\\x85\\x0d"
@@ -57,19 +55,8 @@ def hostile() -> FakeRuntime:
 def base_url(hostile: FakeRuntime) -> Iterator[str]:
     """The API with the page, over ``hostile``, served by real uvicorn on 127.0.0.1."""
     app = web.install(create_app(hostile, auth=None, metrics=Metrics()), clock=lambda: T0)
-    config = uvicorn.Config(
-        app, host="127.0.0.1", port=0, log_level="warning", lifespan="off", ws="none"
-    )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.01)
-    yield f"http://127.0.0.1:{server.servers[0].sockets[0].getsockname()[1]}"
-    server.should_exit = True
-    thread.join(timeout=10)
+    with uvicorn_serving(app) as url:
+        yield url
 
 
 def page(base_url: str, path: str) -> str:
