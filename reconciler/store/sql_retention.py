@@ -490,10 +490,11 @@ def _last_word(old: sa.FromClause) -> sa.ColumnElement[bool]:
 
 def _last_success(conn: Connection, task: str) -> str | None:
     """The run of ``task``'s last success (``base.last_success_order``), or None: a seek at
-    the end of its succeeded range of ``ix_runs_task_status_finished`` for when it ended, and
-    one to that end (the runs that ended at the same instant)."""
-    won = sa.and_(_c.task == task, _c.status == RunStatus.SUCCEEDED.value)
-    ended = sa.select(sa.func.max(_c.finished_at)).where(won).scalar_subquery()
-    last = sa.select(_c.id).where(won, _c.finished_at == ended).order_by(*NEWEST_FIRST).limit(1)
+    the end of its succeeded range of ``ix_runs_task_status_finished``. By ``finished_at``
+    first: by slot, SQLite without statistics walked ``ix_runs_status_scheduled``, every task's."""
+    won = sa.and_(
+        _c.task == task, _c.status == RunStatus.SUCCEEDED.value, _c.finished_at.is_not(None)
+    )
+    last = sa.select(_c.id).where(won).order_by(_c.finished_at.desc(), *NEWEST_FIRST).limit(1)
     found: str | None = conn.execute(last).scalar()
     return found
