@@ -54,13 +54,6 @@ class Claiming:
     async def _claimed(self, batch: Batch, written: asyncio.Future[Any]) -> None:
         try:
             results = await written
-        except asyncio.CancelledError:
-            if (task := asyncio.current_task()) is None or task.cancelling():
-                raise  # this task's own
-            # Queued for the threads ``close`` shut: never sent. Each hears so (``call``).
-            for record, claimed in batch:
-                await self._claim_one(record, claimed)
-            return
         except StoreUnavailable as err:
             kept: Batch = []
             for record, claimed in batch:

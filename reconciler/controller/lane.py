@@ -23,6 +23,7 @@ buffer's writes (a claim that went through is taken as this process's own).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 from collections.abc import Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
@@ -121,9 +122,9 @@ class Lane:
                 self._unanswered(queued, waiting)
         try:
             # The others' outcome is the buffer's business now: what it wrote is found again
-            # there. Waited for, not awaited: a write ``close`` cancelled before a thread took
-            # it still answers the patient claims (``_part``).
-            await asyncio.wait({written})
+            # there.
+            with contextlib.suppress(Exception):
+                await written
             if patient:
                 await self._finish[kind]([batch[i] for i in patient], _part(written, patient))
         finally:
@@ -173,9 +174,7 @@ def refuse(done: asyncio.Future[bool], error: BaseException) -> None:
 def _part(written: asyncio.Future[Any], indexes: list[int]) -> asyncio.Future[Any]:
     """The answer ``written`` gave, for the records at ``indexes`` of its batch."""
     part: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-    if written.cancelled():  # queued for the store's threads when ``close`` shut them
-        part.cancel()
-    elif (error := written.exception()) is not None:
+    if (error := written.exception()) is not None:
         part.set_exception(error)
     else:
         results = written.result()

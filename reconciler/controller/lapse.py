@@ -60,6 +60,7 @@ class Lapse:
 
     def hand_back(self, keys: Collection[str]) -> None:
         """``keys``, this replica's tasks, are handled as handed away and back."""
+        self._failing = None  # a new lapse: its reads get the whole renew deadline
         dispatcher = self.dispatcher
         # Before the retries: a claim unanswered is no retry, and would hold its slot.
         dispatcher.drop_claiming(keys, HANDED_OVER)

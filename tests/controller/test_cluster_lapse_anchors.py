@@ -14,7 +14,7 @@ from typing import Any, cast
 
 import pytest
 
-from reconciler.controller.lapse import UNREAD
+from reconciler.controller.lapse import UNREAD, Lapse
 from reconciler.runner.base import Actions
 from reconciler.runner.memory import SUCCESS, ScriptedAction
 from reconciler.store.base import RunStore
@@ -97,3 +97,43 @@ def test_runs_are_held_while_the_latest_records_cannot_be_read_then_start_from_m
     assert "starting runs, their missed slots counted from this replica's memory" in held[5]
     # Caught up from the ledger: the slots missed are recorded, the latest caught up.
     assert any(r.reason == "Superseded" for r in records_of(world, f"default/{name}"))
+
+
+class _Refusing:
+    def last_slots(self, keys: list[str]) -> dict[str, Any]:
+        raise RuntimeError("store refused")
+
+
+class _Dispatcher:
+    """What ``Lapse`` asks of the dispatcher, no more."""
+
+    def __init__(self) -> None:
+        self.unstarted = {"default/a"}
+        self.handover = None
+        self.recorder = self
+
+    def held(self) -> list[Any]:
+        return []
+
+    def drop_claiming(self, keys: Any, reason: str) -> None:
+        pass
+
+    def cancel_retries(self, key: str, reason: str) -> int:
+        return 0
+
+
+def test_each_lapse_gets_the_whole_renew_deadline_to_read() -> None:
+    """A read that failed in an earlier lapse does not shorten a later one's patience: its
+    first failure held runs at once, as the first lapse's did."""
+
+    now = [0.0]
+    lapse = Lapse(cast(Any, _Dispatcher()), lambda anchors: None, lambda: now[0], 6.0)
+
+    async def main() -> None:
+        lapse.hand_back(["default/a"])
+        assert await lapse.anchors(cast(RunStore, _Refusing())) is None  # held
+        now[0] = 100.0
+        lapse.hand_back(["default/a"])  # a later lapse
+        assert await lapse.anchors(cast(RunStore, _Refusing())) is None  # held again
+
+    asyncio.run(main())
