@@ -94,6 +94,7 @@ OFF_THE_STOP_PATH = {
     "DECISION_WAIT": "a run-now's wait for its decision: an API request, cut at HTTP_STOP_WAIT",
     "READ_WAIT": "a signed webhook's secret file read: an API request, cut at HTTP_STOP_WAIT",
     "ON_LOOP_TIMEOUT": "an API write's hop to the loop: an API request, cut at HTTP_STOP_WAIT",
+    "controller/api_writes.py:TELLING_TIMEOUT": "an API write's re-read before a 412: a request",
     "PING_TIMEOUT": "/readyz's store ping, not made at stop",
     "MAX_WAIT": "crontask trigger's client-side wait (--max-wait), another process",
     "COLLECTION_TIMEOUT": "git maintenance, not run at stop",
@@ -122,7 +123,7 @@ OFF_THE_STOP_PATH = {
     "store/sql_schema.py:PG_CONNECT_TIMEOUT_S": "a connect: stop's store calls are ANSWER_WAIT's",
     # Attributes and parameter defaults.
     "controller/jobs.py:JobSupervisor.__init__(wait)": "the Job watch's first lists, at start",
-    "sources/git.py:GitOptions.timeout": "a git call's: a sync in flight at stop ends at once",
+    "sources/gitoptions.py:GitOptions.timeout": "a git call: a sync in flight at stop ends at once",
     "sources/gitprocess.py:version_problem(timeout)": "git --version, at start",
     "sources/kubernetes.py:KubernetesSource.first_list_wait": "the first list, at start",
     "sources/kubernetes.py:KubernetesSource.start(wait)": "the first list, at start",
