@@ -3,8 +3,8 @@
 Contract:
 
 - :func:`lost_run` is the record a status shows for such a run: ``interrupted``, ended when it
-  was found missing, with the stored ``lastRun``'s id, start and Job, and a message that says
-  why (:data:`LOST_MESSAGE`). It is shown, never stored, and counts as no failure: its outcome
+  was found missing, with the stored ``lastRun``'s id and start, and a message that says why
+  (:data:`LOST_MESSAGE`). It is shown, never stored, and counts as no failure: its outcome
   is unknown (the run may have succeeded), so ``lastFailureTime`` and the failure metrics are
   not moved by it, and no ``RunFailed`` Event is sent.
 - It is asked for only once the store has answered that it holds no such run and no record
