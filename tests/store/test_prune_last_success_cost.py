@@ -10,7 +10,7 @@ machine instructions (deterministic, unlike time): the prune costs about the sam
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -25,6 +25,26 @@ from ._records import T0, everything, rec
 
 NOW = T0 + timedelta(days=40)
 STEP = 100  # instructions between two calls of the progress handler
+
+
+def _instructions(store: SqlRunStore, work: Callable[[], object]) -> int:
+    """The SQLite instructions (in STEPs) ``work`` costs ``store``: counted on each connection
+    checked out meanwhile (one checked out before goes on counting into a list nobody reads)."""
+    counted = [0]
+
+    def tick() -> int:
+        counted[0] += 1
+        return 0
+
+    def count(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
+        dbapi_connection.set_progress_handler(tick, STEP)
+
+    sa.event.listen(store.engine, "checkout", count)
+    try:
+        work()
+        return counted[0]
+    finally:
+        sa.event.remove(store.engine, "checkout", count)
 
 
 def _instructions_of_a_prune(directory: Path, failures: int) -> Iterator[int]:
@@ -48,24 +68,14 @@ def _instructions_of_a_prune(directory: Path, failures: int) -> Iterator[int]:
     # reviewer's 300 000 runs did; without them it happened to seek the succeeded range.
     with store.engine.begin() as conn:
         conn.exec_driver_sql("ANALYZE")
-    counted = [0]
-
-    def tick() -> int:
-        counted[0] += 1
-        return 0
-
-    def count(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
-        dbapi_connection.set_progress_handler(tick, STEP)
-
-    sa.event.listen(store.engine, "checkout", count)
     try:
         for _ in range(2):
-            counted[0] = 0
-            store.prune({}, timedelta(days=30), NOW, declared=set(tasks), retrying=())
-            yield counted[0]
+            yield _instructions(
+                store,
+                lambda: store.prune({}, timedelta(days=30), NOW, declared=set(tasks), retrying=()),
+            )
         assert len(everything(store)) == len(tasks) * (failures + 1)  # the successes stay
     finally:
-        sa.event.remove(store.engine, "checkout", count)
         store.close()
 
 
@@ -89,21 +99,9 @@ def _instructions_of_a_limits_prune(directory: Path, others: int) -> int:
         + [rec(task, 60 + n, RunStatus.FAILED, exit_code=1) for n in range(20)]
         + [rec(f"ops/o{n}", 120 + m) for n in range(others) for m in range(10)]
     )
-    counted = [0]
-
-    def tick() -> int:
-        counted[0] += 1
-        return 0
-
-    def count(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
-        dbapi_connection.set_progress_handler(tick, STEP)
-
-    sa.event.listen(store.engine, "checkout", count)
-    try:
-        store.prune({task: (5, 5)}, None, NOW, declared={task}, retrying=())
-        spent = counted[0]  # the connection goes on counting what follows
-    finally:
-        sa.event.remove(store.engine, "checkout", count)
+    spent = _instructions(
+        store, lambda: store.prune({task: (5, 5)}, None, NOW, declared={task}, retrying=())
+    )
     kept = [r for r in everything(store) if r.task == task]
     store.close()
     assert any(r.status is RunStatus.SUCCEEDED for r in kept)  # its last success stays
