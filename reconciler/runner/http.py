@@ -11,8 +11,9 @@ and so does a run stopped (``Replace``, shutdown, another replica) once the head
 A redirect is not followed: a ``3xx`` is a status as any other, and its message names its
 ``Location`` as the task's URL is shown. Header values from ``valueFrom`` are read at each
 attempt (a rotated secret is picked up) and never appear in messages or logs; what the run
-keeps of a response (body, reason phrase, a protocol error's quote) has them and the URL's
-hidden parts replaced by ``***`` (``http_secrets``), for a receiver may echo the request.
+keeps of a response (body, reason phrase, a protocol error's quote) has them, the URL's
+hidden parts and the proxy's credentials (its ``Proxy-Authorization``) replaced by ``***``
+(``http_secrets``), for a receiver or a proxy may echo the request.
 ``timeout`` bounds the whole attempt, the body included: a server sending a byte now and then
 cannot hold it for longer. A response whose body is not complete by then times out with its
 status kept as the exit code.
@@ -56,7 +57,7 @@ from reconciler.core.urls import REDACTED, redact_request_url
 from reconciler.resolver import abandonable
 from reconciler.runner.base import Outcome, run_environment
 from reconciler.runner.base import failed as _failed
-from reconciler.runner.http_secrets import Secrets, header_secrets, url_secrets
+from reconciler.runner.http_secrets import Secrets, header_secrets, proxy_secrets, url_secrets
 from reconciler.runner.output import bounded_text
 from reconciler.secretfile import read_secret_file
 
@@ -168,7 +169,10 @@ class HttpRun:
         extra_headers: Mapping[str, str] | None = None,
         timeout: float | None = None,
         output_limit: int = 64 * 1024,
+        proxies: tuple[frozenset[str], frozenset[str]] | None = None,
     ) -> None:
+        """``proxies``: what to hide of the proxies' credentials (``proxy_secrets``), read
+        from the environment's proxies now if not given."""
         self.action = action
         self.env = dict(env if env is not None else os.environ)
         self.extra_headers = dict(extra_headers or {})
@@ -177,9 +181,11 @@ class HttpRun:
         self.output_limit = output_limit
         self._task: asyncio.Task[Outcome] | None = None
         self._stop_reason: str | None = None
-        # What a response may quote of the request that viewers may not read (see Secrets);
-        # the valueFrom values join once read.
-        self._secrets = Secrets(*url_secrets(action.url))
+        # What a response may quote of the request that viewers may not read (see Secrets),
+        # the proxy's credentials included; the valueFrom values join once read.
+        anywhere, words = url_secrets(action.url)
+        proxy_anywhere, proxy_words = _proxy_secrets() if proxies is None else proxies
+        self._secrets = Secrets(anywhere | proxy_anywhere, words | proxy_words)
         self._response: httpx.Response | None = None  # once its head has arrived
         self._body = bytearray()  # what came of its body (_read_head)
 
@@ -396,6 +402,13 @@ def _describe(err: httpx.HTTPError, secrets: Secrets) -> str:
     return text if said == text else f"{text} ({said})"
 
 
+def _proxy_secrets() -> tuple[frozenset[str], frozenset[str]]:
+    """What to hide of the credentials of the proxies a request may go through: those the
+    client takes (``httpclient.proxy_routes``), for whichever scheme."""
+    anywhere, words = proxy_secrets(url for _, url in httpclient.proxy_routes().proxies)
+    return frozenset(anywhere), frozenset(words)
+
+
 def _clip(text: str, secrets: Secrets) -> str:
     """A server's text, ``secrets`` hidden (before the cut, which could leave part of one)."""
     text = secrets.hide(text)
@@ -416,7 +429,9 @@ class HttpRunner:
         self.environ = dict(environ)
         self.output_limit = output_limit
         _verifying_context()  # at start-up, not in the first burst of due tasks
-        httpclient.proxy_routes()  # a proxy setting that cannot be used: said at start-up
+        # A proxy setting that cannot be used is said at start-up; what a response may quote of
+        # the proxies' credentials is worked out once, not at each attempt.
+        self._proxies = _proxy_secrets()
 
     def attempt(self, definition: Definition, record: RunRecord) -> HttpRun:
         spec = definition.task.spec
@@ -431,4 +446,5 @@ class HttpRunner:
             },
             timeout=spec.timeout_seconds,
             output_limit=self.output_limit,
+            proxies=self._proxies,
         )

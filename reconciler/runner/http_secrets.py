@@ -6,11 +6,13 @@ may quote them.
 Two kinds of part. Hidden wherever they appear: the URL's whole path (as written, as sent,
 decoded) and the ``valueFrom`` header values (whole and their credential after a scheme such
 as ``Bearer``; as JSON, HTML and percent-encoding write them; a ``Basic`` one also decoded,
-``user:password`` and the password). Hidden only as a whole word (not next to a letter or a
-digit): the userinfo (and its Basic form), and a path segment or query value that looks like
-a credential (:func:`_looks_secret`) - hiding every segment and value would blank out common
-words of an ordinary answer (``tasks``, ``active``, ``true``) and break its JSON. Percent
-escapes are matched in both cases (``%2F``, ``%2f``); parts shorter than ``_LEAST`` are left.
+``user:password`` and the password), and so the ``Proxy-Authorization`` value that carries
+a proxy's credentials (:func:`proxy_secrets`). Hidden only as a whole word (not next to a
+letter or a digit): the userinfo (and its Basic form), a proxy's user name, and a path
+segment or query value that looks like a credential (:func:`_looks_secret`) - hiding every
+segment and value would blank out common words of an ordinary answer (``tasks``,
+``active``, ``true``) and break its JSON. Percent escapes are matched in both cases (``%2F``,
+``%2f``); parts shorter than ``_LEAST`` are left.
 
 Bounded work: at most ``MAX_FORMS`` parts of ``MAX_CHARS`` in all are kept (those hidden
 wherever they appear first, then the longest), each searched for with one ``str.find`` at C
@@ -184,16 +186,47 @@ def header_secrets(action: HttpAction, headers: Mapping[str, str]) -> set[str]:
     found: set[str] = set()
     for header in action.headers:
         value = headers.get(header.name)
-        if header.value_from is None or value is None:
-            continue
-        scheme, _, credential = value.partition(" ")
-        # "Bearer <token>": a server may quote the token alone; a Basic one decoded.
-        pieces = [value, credential.strip()]
-        if scheme.lower() == "basic":
-            pieces += _basic_decoded(credential.strip())
-        for piece in pieces:
-            found |= _written(piece)
+        if header.value_from is not None and value is not None:
+            found |= _value_forms(value)
     return _escapes_both_ways(found)
+
+
+def proxy_secrets(proxies: Iterable[str]) -> tuple[set[str], set[str]]:
+    """What a response may quote of the credentials in the URLs of ``proxies``: the parts to
+    hide wherever they appear and those to hide as whole words. httpx sends them to an HTTP
+    proxy as ``Proxy-Authorization: Basic <user:password in base64>``, with every request
+    (with a plain ``http://`` one, which goes to the proxy whole), and a proxy's error page
+    may quote that header, or a proxy pass it on to a receiver that echoes it. That value is
+    hidden as a ``valueFrom`` one is (whole, the credential, decoded, the password), and so
+    is the password as the URL writes it; the user name only as a whole word, as a URL's
+    (half a credential, but often a word such as ``proxy``)."""
+    anywhere: set[str] = set()
+    words: set[str] = set()
+    for proxy in proxies:
+        try:
+            auth = httpx.Proxy(proxy).auth  # decoded, as sent
+            netloc = urllib.parse.urlsplit(proxy).netloc
+        except (httpx.InvalidURL, ValueError):  # proxy_routes keeps none of these
+            continue
+        if auth is None:
+            continue
+        user, password = auth
+        credential = base64.b64encode(f"{user}:{password}".encode()).decode()
+        anywhere |= _value_forms(f"Basic {credential}")
+        written_user, _, written_password = netloc.rpartition("@")[0].partition(":")
+        anywhere |= _written(written_password)
+        words |= _written(user) | _written(written_user)
+    return _escapes_both_ways(anywhere), _escapes_both_ways(words)
+
+
+def _value_forms(value: str) -> set[str]:
+    """A header value as a response may quote it (as :func:`_written` has each piece)."""
+    scheme, _, credential = value.partition(" ")
+    # "Bearer <token>": a server may quote the token alone; a Basic one decoded.
+    pieces = [value, credential.strip()]
+    if scheme.lower() == "basic":
+        pieces += _basic_decoded(credential.strip())
+    return {form for piece in pieces for form in _written(piece)}
 
 
 def _basic_decoded(credential: str) -> list[str]:
