@@ -51,6 +51,9 @@ class ActiveRun:
     decided_at: float | None = None
     # Made only when a retry waits (most runs never need one).
     _stopped: asyncio.Event | None = None
+    # Set while the attempt waits for its claim's answer (``controller.not_started``): a stop
+    # ends that wait, as it ends a retry's.
+    _woken: asyncio.Future[None] | None = None
 
     def stop(self, reason: str, why: str | None = None) -> None:
         """Stop the run, also when its process has not been spawned yet (its claim may still
@@ -60,8 +63,18 @@ class ActiveRun:
             self.stop_reason, self.stop_why = reason, why
         if self._stopped is not None:
             self._stopped.set()
+        if self._woken is not None and not self._woken.done():
+            self._woken.set_result(None)
         if self.attempt is not None:
             self.attempt.stop(self.stop_reason)
+
+    def woken(self) -> asyncio.Future[None]:
+        """A future done once the run is stopped (at once if it was): what waits for its
+        claim's answer waits for it too (``controller.not_started``)."""
+        woken = self._woken = asyncio.get_running_loop().create_future()
+        if self.stop_reason is not None:
+            woken.set_result(None)
+        return woken
 
     async def wait_stopped(self, seconds: float | None) -> bool:
         """Wait up to ``seconds`` (None: until stopped); True if the run was stopped before

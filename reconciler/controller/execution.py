@@ -22,19 +22,13 @@ from collections.abc import Callable, Coroutine
 from datetime import datetime, timedelta
 from typing import Any, Final
 
-from reconciler.controller.active import (
-    HANDED_OVER,
-    REPLACED,
-    SHUTDOWN,
-    TASK_CHANGED,
-    TASK_REMOVED,
-    ActiveRun,
-)
+from reconciler.controller.active import HANDED_OVER, REPLACED, SHUTDOWN, ActiveRun
 from reconciler.controller.bounds import RunBounds
-from reconciler.controller.claims import SkippedHere, SlotClaims
+from reconciler.controller.claims import SkippedHere
 from reconciler.controller.late_starts import LateStarts, patience
+from reconciler.controller.not_started import NotStarted, what
 from reconciler.controller.recorder import Recorder
-from reconciler.controller.skips import SUPERSEDED, SlotSkips
+from reconciler.controller.skips import SlotSkips
 from reconciler.core.desired import Definition
 from reconciler.core.runs import JOB_DELETED, RetriedAttempt, RunRecord, RunStatus
 from reconciler.core.timing import retry_delay
@@ -44,25 +38,6 @@ from reconciler.runner.job_end import DEADLINE_EXCEEDED, JobEnd
 from reconciler.store.base import DuplicateRun
 
 log = logging.getLogger("crontask.runner")
-
-# Why a retry (or a run decided ahead: ``_late``) did not start, as its record says it.
-_ABANDONED = {
-    SHUTDOWN: "crontask stopped while this {} waited",
-    REPLACED: "a newer slot replaced the run while this {} waited",
-    TASK_REMOVED: "the task was removed before this {} could start",
-    TASK_CHANGED: "the task's definition changed before this {} could start",
-    HANDED_OVER: "the task moved to another replica before this {} could start",
-    # A later slot came (due, or caught up as the fence lifted) while this one waited: only
-    # the latest missed slot runs (``supersede_ahead``, ``supersede_held``).
-    SUPERSEDED: "a later slot of the task came before this {} could start (only the latest "
-    "missed slot runs)",
-}
-
-# ``HandedOver`` of a task handed away and back after a lapse: it may never have moved.
-_LAPSED = (
-    "this replica's membership lapsed (another replica may have run the task meanwhile) "
-    "before this {} could start"
-)
 
 # The reasons of failed attempts whose outcome is unknown: their work may have run to its end
 # (a Job deleted before its end was seen), so a retry could run it twice. Never retried, as an
@@ -78,9 +53,10 @@ RunListener = Callable[[RunRecord], None]
 SEEN_LATE: Final = timedelta(seconds=5)
 
 
-class RunExecution(SlotClaims, LateStarts, SlotSkips):
+class RunExecution(NotStarted, LateStarts, SlotSkips):
     """The execution half of :class:`~reconciler.controller.dispatch.Dispatcher` (a mixin over
-    :class:`~reconciler.controller.claims.SlotClaims`,
+    :class:`~reconciler.controller.not_started.NotStarted` (runs that do not start, and
+    :class:`~reconciler.controller.claims.SlotClaims`),
     :class:`~reconciler.controller.late_starts.LateStarts` and
     :class:`~reconciler.controller.skips.SlotSkips`: the dispatcher holds the state declared
     here)."""
@@ -175,7 +151,7 @@ class RunExecution(SlotClaims, LateStarts, SlotSkips):
         if self.paused is None:
             return False
         log.warning(
-            f"{_what(following)} held: this replica may not start runs now",
+            f"{what(following)} held: this replica may not start runs now",
             extra={
                 "fields": {
                     "task": following.task,
@@ -196,45 +172,6 @@ class RunExecution(SlotClaims, LateStarts, SlotSkips):
             active.stop(HANDED_OVER)  # it moved while the fence held it: its new owner's now
         return active.stop_reason is not None
 
-    def _came_back(self, key: str) -> bool:
-        """Whether ``key`` is this replica's, handed away and back: it may never have moved."""
-        return self.handover is not None and self.handover.inherited(key) and self.owns(key)
-
-    async def _abandon(self, attempt: RunRecord, reason: str, why: str | None = None) -> None:
-        """A retry that was waiting (or a run decided ahead: ``_late``) will not start: its
-        attempt is recorded with the reason (``interrupted`` at shutdown, else ``skipped``)
-        and ``why`` (by default, what the reason says), so the history says why it stopped."""
-        if (active := self._active.get(attempt.task, {}).get(attempt.id)) is not None:
-            self._let_go(active)  # it starts nothing now: its task is free while this is written
-        what = _what(attempt)
-        if reason == HANDED_OVER and why is None and self._came_back(attempt.task):
-            why = _LAPSED.format(what)
-        if why is None:
-            said = _ABANDONED.get(reason)
-            why = said.format(what) if said else f"stopped ({reason}) while this {what} waited"
-        status = RunStatus.INTERRUPTED if reason == SHUTDOWN else RunStatus.SKIPPED
-        record = dataclasses.replace(
-            attempt,
-            status=status,
-            started_at=None,
-            finished_at=self.clock(),
-            reason=reason,
-            message=f"{why}; it did not start",
-        )
-        log.info(
-            "retry cancelled" if what == "retry" else "run not started",
-            extra={
-                "fields": {
-                    "task": record.task,
-                    "run": record.id,
-                    "attempt": record.attempt,
-                    "reason": reason,
-                }
-            },
-        )
-        await self.recorder.save(record)
-        self._notify(record)
-
     async def _run_attempt(
         self, definition: Definition | None, active: ActiveRun, *, adopted: bool = False
     ) -> RunRecord | None:
@@ -247,20 +184,25 @@ class RunExecution(SlotClaims, LateStarts, SlotSkips):
         claimed, active.claim = active.claim, None
         active.claiming = True
         try:
-            checked = await (claimed or self._claim(record))
+            checked = await self._await_claim(active, claimed or self._claim(record))
         except SkippedHere:
             return None  # its skip is recorded, and logged as any skip is
         except DuplicateRun:
             self._claimed_elsewhere(record)
             return None
         except Exception:
+            fields = {"task": record.task, "run": record.id}
+            if not self._keeps_claim(record):
+                # With replicas an unchecked slot is not run here, whatever left it unchecked.
+                log.exception("slot not started: its claim failed", extra={"fields": fields})
+                self._unchecked(record)
+                return None
             # An unexpected store error must not cost the run either: it still runs, and its
             # whole record is written when it ends.
-            log.exception(
-                "could not record run start; running it anyway",
-                extra={"fields": {"task": record.task, "run": record.id}},
-            )
+            log.exception("could not record run start; running it anyway", extra={"fields": fields})
         else:
+            if checked is None:
+                return None  # stopped before its claim was answered: not started
             if not checked and not self._keeps_claim(record):
                 self._unchecked(record)
                 return None
@@ -477,10 +419,6 @@ def _never_began(active: ActiveRun, outcome: Outcome) -> bool:
     """Whether ``outcome`` is of an attempt stopped before anything of it was started: not a
     start that was asked and did not return (it may start yet, and is then killed)."""
     return not active.begun and outcome == not_started(active.stop_reason)
-
-
-def _what(record: RunRecord) -> str:
-    return "retry" if record.attempt > 1 else "run"
 
 
 def _name(listener: RunListener) -> str:

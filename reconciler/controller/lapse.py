@@ -19,22 +19,26 @@ counted their slots in its own catch-up (it could not see them): a slot may then
 twice. Dropping them when the lease ran out lost slots instead: a claim of a later slot on its
 way then could still land, and the catch-up counted from it.
 
-The store's read of the latest records may fail: runs are held (the dispatcher stays paused)
+The store's read of the latest records may fail, or not be answered within ``ANSWER_WAIT`` (a
+store that takes bytes and never answers: the read goes on, and its answer serves the next
+look): runs are held (the dispatcher stays paused)
 and it is tried again at each renewal, for a renew deadline at most; then the tasks count from
 the ledger, as before the lapse was known, rather than stay paused without end.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable, Collection, Mapping
 from datetime import datetime
 
-from reconciler.aio import in_thread
+from reconciler.aio import in_thread, within
 from reconciler.controller.active import HANDED_OVER
 from reconciler.controller.dispatch import Dispatcher
+from reconciler.controller.lane import ANSWER_WAIT
 from reconciler.core.runs import Trigger
-from reconciler.store.base import RunStore
+from reconciler.store.base import RunStore, StoreUnavailable
 
 log = logging.getLogger("crontask.cluster")
 
@@ -49,18 +53,24 @@ class Lapse:
         catch_up: Callable[[Mapping[str, datetime]], None],
         monotonic: Callable[[], float],
         patience: float,
+        wait: float | None = None,
     ) -> None:
         self.dispatcher = dispatcher
         self._catch_up = catch_up  # Reconciler.catch_up_unstarted
         self._monotonic = monotonic
         self._patience = patience  # how long failed reads hold runs (the renew deadline)
+        # How long one look waits for the store's answer.
+        self._wait = ANSWER_WAIT if wait is None else wait
         self._failing: float | None = None  # when the reads began to fail (monotonic)
+        # The read still in flight, with the tasks it asked (``anchors``).
+        self._reading: tuple[list[str], asyncio.Future[dict[str, datetime]]] | None = None
         # The tasks whose next catch-up counts from the store (see the module docstring).
         self._recount: set[str] = set()
 
     def hand_back(self, keys: Collection[str]) -> None:
         """``keys``, this replica's tasks, are handled as handed away and back."""
         self._failing = None  # a new lapse: its reads get the whole renew deadline
+        self._reading = None  # and read anew: the others may have run the tasks since
         dispatcher = self.dispatcher
         # Before the retries: a claim unanswered is no retry, and would hold its slot.
         dispatcher.drop_claiming(keys, HANDED_OVER)
@@ -79,8 +89,15 @@ class Lapse:
         keys = sorted(self._recount & self.dispatcher.unstarted)  # few: a lapse's
         if not keys:
             return {}
+        if self._reading is None or self._reading[0] != keys:
+            self._reading = (keys, asyncio.ensure_future(in_thread(store.last_slots, keys)))
+        reading = self._reading[1]
+        unanswered = StoreUnavailable(f"the run store did not answer within {self._wait:g}s")
         try:
-            found = await in_thread(store.last_slots, keys)
+            # Bounded: a store that takes bytes and never answers held the renewals (the
+            # read is awaited by a tick) and the stop; the read goes on, and a later call
+            # for the same tasks takes its answer rather than ask again.
+            found = dict(await within(reading, self._wait, unanswered))
         except Exception as err:
             fields = {"tasks": len(keys), "error": str(err)}
             now = self._monotonic()
@@ -99,6 +116,9 @@ class Lapse:
             )
             self._failing = None
             return {}
+        finally:
+            if reading.done():
+                self._reading = None
         self._failing = None
         wanted = frozenset(keys)
         for record in self.dispatcher.recorder.held():  # written later: counted from there

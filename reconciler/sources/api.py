@@ -39,7 +39,7 @@ import logging
 from collections.abc import Collection, Mapping
 from typing import Final, Protocol
 
-from reconciler.aio import first_of, in_thread
+from reconciler.aio import ended, first_of, in_thread, retrieved
 from reconciler.core import jobspec
 from reconciler.core.api_tasks import (
     MISSING,
@@ -210,8 +210,15 @@ class ApiSource:
             await first_of(stop, timeout=self.poll)
             if stop.is_set():
                 return
+            polling = asyncio.ensure_future(in_thread(self.changed))
+            polling.add_done_callback(retrieved)
+            # A store that takes bytes and never answers must not hold the stop: the poll is
+            # left to its thread once the stop comes.
+            await first_of(ended(polling), stop)
+            if not polling.done():
+                return
             try:
-                changed = await in_thread(self.changed)
+                changed = polling.result()
             except Exception as err:  # the store is away: the next poll tries again
                 log.debug("api task poll failed", extra={"fields": {"error": str(err)}})
                 continue

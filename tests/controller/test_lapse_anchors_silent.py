@@ -1,0 +1,68 @@
+"""The read of the tasks' latest records after a lapse (``controller.lapse``) is waited for a
+bounded time: a run store that takes bytes and never answers held the renewal loop's tick that
+awaited it (no renewal meanwhile) and the stop, for as long as the store was silent. Unanswered,
+the read counts as failed (runs held, then counted from memory after the renew deadline); it
+goes on in its thread, and its answer serves the next look instead of a second read."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from datetime import UTC, datetime
+from typing import Any, cast
+
+import pytest
+
+from reconciler.controller import lapse as lapse_module
+from reconciler.controller.lapse import Lapse
+from reconciler.store.base import RunStore
+from tests.controller.test_cluster_lapse_anchors import _Dispatcher
+
+WAIT = 10.0  # seconds: reached only by a test that fails
+SLOT = datetime(2026, 12, 6, 12, tzinfo=UTC)
+
+
+class _Silent:
+    """A store whose ``last_slots`` answers only once ``answer`` is set."""
+
+    def __init__(self) -> None:
+        self.answer = threading.Event()
+        self.asked = 0
+
+    def last_slots(self, keys: list[str]) -> dict[str, datetime]:
+        self.asked += 1
+        self.answer.wait(3 * WAIT)  # longer than any wait of the test
+        return dict.fromkeys(keys, SLOT)
+
+
+def test_a_read_the_store_does_not_answer_holds_runs_and_is_not_asked_twice(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(lapse_module, "ANSWER_WAIT", 0.01, raising=False)
+    silent = _Silent()
+    now = [0.0]
+    lapse = Lapse(cast(Any, _Dispatcher()), lambda anchors: None, lambda: now[0], 6.0)
+    store = cast(RunStore, silent)
+
+    async def main() -> None:
+        lapse.hand_back(["default/a"])
+        try:
+            first = asyncio.ensure_future(lapse.anchors(store))
+            done, _ = await asyncio.wait({first}, timeout=WAIT)
+            assert done, "the look waited for the store's answer"
+            assert first.result() is None  # runs held
+            assert await lapse.anchors(store) is None  # the same read, still unanswered
+            assert silent.asked == 1
+        finally:
+            silent.answer.set()
+        answered = await asyncio.wait_for(_answered(lapse, store), WAIT)
+        assert answered == {"default/a": SLOT}
+        assert silent.asked == 1  # its answer, not a second read
+
+    asyncio.run(main())
+
+
+async def _answered(lapse: Lapse, store: RunStore) -> Any:
+    while (found := await lapse.anchors(store)) is None:
+        await asyncio.sleep(0.01)
+    return found
