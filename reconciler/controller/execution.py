@@ -183,8 +183,13 @@ class RunExecution(NotStarted, LateStarts, SlotSkips):
         record = active.record
         claimed, active.claim = active.claim, None
         active.claiming = True
+        keeps = self._keeps_claim(record)
         try:
-            checked = await self._await_claim(active, claimed or self._claim(record))
+            claim = claimed or self._claim(record)
+            # Only a claim the recorder does not keep waits for the store's own answer however
+            # late (``lane``): a stop may end that wait. Others are answered within the lane's
+            # ANSWER_WAIT anyway, and are awaited as they are (one loop callback a run less).
+            checked = await (self._await_claim(active, claim) if not keeps else claim)
         except SkippedHere:
             return None  # its skip is recorded, and logged as any skip is
         except DuplicateRun:
@@ -192,7 +197,7 @@ class RunExecution(NotStarted, LateStarts, SlotSkips):
             return None
         except Exception:
             fields = {"task": record.task, "run": record.id}
-            if not self._keeps_claim(record):
+            if not keeps:
                 # With replicas an unchecked slot is not run here, whatever left it unchecked.
                 log.exception("slot not started: its claim failed", extra={"fields": fields})
                 self._unchecked(record)

@@ -33,7 +33,7 @@ import logging
 from collections.abc import Callable, Collection, Mapping
 from datetime import datetime
 
-from reconciler.aio import in_thread, within
+from reconciler.aio import in_thread, retrieved, within
 from reconciler.controller.active import HANDED_OVER
 from reconciler.controller.dispatch import Dispatcher
 from reconciler.controller.lane import ANSWER_WAIT
@@ -62,15 +62,17 @@ class Lapse:
         # How long one look waits for the store's answer.
         self._wait = ANSWER_WAIT if wait is None else wait
         self._failing: float | None = None  # when the reads began to fail (monotonic)
-        # The read still in flight, with the tasks it asked (``anchors``).
+        # The read still in flight, with the tasks it asked (``anchors``), and whether it was
+        # asked before the latest lapse (its answer is then not this lapse's).
         self._reading: tuple[list[str], asyncio.Future[dict[str, datetime]]] | None = None
+        self._stale = False
         # The tasks whose next catch-up counts from the store (see the module docstring).
         self._recount: set[str] = set()
 
     def hand_back(self, keys: Collection[str]) -> None:
         """``keys``, this replica's tasks, are handled as handed away and back."""
         self._failing = None  # a new lapse: its reads get the whole renew deadline
-        self._reading = None  # and read anew: the others may have run the tasks since
+        self._stale = True  # and read anew: the others may have run the tasks since
         dispatcher = self.dispatcher
         # Before the retries: a claim unanswered is no retry, and would hold its slot.
         dispatcher.drop_claiming(keys, HANDED_OVER)
@@ -89,14 +91,14 @@ class Lapse:
         keys = sorted(self._recount & self.dispatcher.unstarted)  # few: a lapse's
         if not keys:
             return {}
-        if self._reading is None or self._reading[0] != keys:
-            self._reading = (keys, asyncio.ensure_future(in_thread(store.last_slots, keys)))
-        reading = self._reading[1]
         unanswered = StoreUnavailable(f"the run store did not answer within {self._wait:g}s")
+        reading = await self._read(store, keys)
         try:
             # Bounded: a store that takes bytes and never answers held the renewals (the
             # read is awaited by a tick) and the stop; the read goes on, and a later call
             # for the same tasks takes its answer rather than ask again.
+            if reading is None:
+                raise unanswered  # the read before is still in flight: not this one's answer
             found = dict(await within(reading, self._wait, unanswered))
         except Exception as err:
             fields = {"tasks": len(keys), "error": str(err)}
@@ -117,7 +119,7 @@ class Lapse:
             self._failing = None
             return {}
         finally:
-            if reading.done():
+            if reading is not None and reading.done():
                 self._reading = None
         self._failing = None
         wanted = frozenset(keys)
@@ -126,6 +128,28 @@ class Lapse:
                 at = max(record.scheduled_at, found.get(record.task, record.scheduled_at))
                 found[record.task] = at
         return found
+
+    async def _read(
+        self, store: RunStore, keys: list[str]
+    ) -> asyncio.Future[dict[str, datetime]] | None:
+        """The read of ``keys``' last slots for this lapse: the one in flight, or a new one;
+        None if a read of other tasks, or of a lapse before, was still in flight (it is given
+        ``wait`` to end; the next look reads anew): one read at a time, or a store that answers
+        renewals and not these reads would hold a thread of the pool that source reads share
+        for each lapse. A look waits ``wait`` at most either way."""
+        if self._reading is not None:
+            asked, reading = self._reading
+            if asked == keys and not self._stale:
+                return reading
+            if not reading.done():
+                await asyncio.wait({reading}, timeout=self._wait)
+                if reading.done():
+                    self._reading = None
+                return None
+        read = asyncio.ensure_future(in_thread(store.last_slots, keys))
+        read.add_done_callback(retrieved)  # its answer may come after nobody waits for it
+        self._reading, self._stale = (keys, read), False
+        return read
 
     def catch_up(self, anchors: Mapping[str, datetime]) -> None:
         """The slots not started are caught up (``Reconciler.catch_up_unstarted``), those of

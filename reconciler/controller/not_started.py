@@ -5,13 +5,14 @@ may not start when its time comes (crontask stopping, its task removed, changed 
 a newer slot): its attempt is recorded with why, ``skipped`` (``interrupted`` at shutdown), never
 as an attempt that failed (``_abandon``).
 
-A run stopped while it waits for its claim's answer (crontask's stop at the end of its grace, a
-second stop signal, a lapse, a newer slot) waits for it ``ANSWER_WAIT`` more at most
-(``_await_claim``): a store that answers does so in milliseconds, and the run is recorded as any
-run stopped before it started; a store that takes bytes and never answers (PostgreSQL behind a
-silent network, a proxy frozen) held the stop for as long as it was silent, since drain waits
-for every run, and with replicas a slot's claim waits for the store's own answer however late
-(``lane``). It starts nothing, and
+A run whose claim the recorder does not keep (with replicas, a slot's: the lane waits for the
+store's own answer however late), stopped while it waits for that answer (crontask's stop at the
+end of its grace, a second stop signal, a lapse, a newer slot), waits for it ``ANSWER_WAIT`` more
+at most (``_await_claim``): a store that answers does so in milliseconds, and the run is recorded
+as any run stopped before it started; a store that takes bytes and never answers (PostgreSQL
+behind a silent network, a proxy frozen) held the stop for as long as it was silent, since drain
+waits for every run. Other claims are answered within the lane's ``ANSWER_WAIT`` anyway, and are
+awaited as they are. It starts nothing, and
 its claim's answer, when it comes, says what is written (``_claim_left``): taken, or kept for
 later (the run would have gone on unchecked), the attempt's record as ``_abandon`` writes it,
 after the claim (the recorder writes one batch at a time, in order), so no claim of it is left

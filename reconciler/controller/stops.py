@@ -144,9 +144,10 @@ class RunStops:
         """Cancel the retries that wait (nothing runs for them; recorded ``interrupted``), let
         running runs finish for up to ``grace`` seconds, then stop them (recorded as
         interrupted, reason Shutdown), and wait for their records to be written (``grace`` again,
-        at most). A run still waiting for its claim then waits ``lane.ANSWER_WAIT`` more at
-        most, and does not start (``controller.not_started``): a silent store holds the stop
-        no longer. ``hurry`` (a second stop signal) cuts this grace and the kill grace short
+        at most). With replicas, a slot's run still waiting for its claim then waits
+        ``lane.ANSWER_WAIT`` more at most, and does not start (``controller.not_started``): a
+        silent store holds the stop no longer (other claims are answered within it anyway).
+        ``hurry`` (a second stop signal) cuts this grace and the kill grace short
         (``_kill_now``), and the records' wait (``_close_recorder``)."""
         self.close()
         for by_id in self._active.values():

@@ -66,3 +66,32 @@ async def _answered(lapse: Lapse, store: RunStore) -> Any:
     while (found := await lapse.anchors(store)) is None:
         await asyncio.sleep(0.01)
     return found
+
+
+def test_a_new_lapse_reads_anew_but_never_beside_a_read_still_unanswered(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A second lapse while the first one's read is unanswered: no second read beside it (each
+    would hold a thread of the pool source reads share, for as long as the store is silent),
+    and once it is answered, that answer (from before the lapse) is not taken: a new read is."""
+    monkeypatch.setattr(lapse_module, "ANSWER_WAIT", 0.01, raising=False)
+    silent = _Silent()
+    now = [0.0]
+    lapse = Lapse(cast(Any, _Dispatcher()), lambda anchors: None, lambda: now[0], 6.0)
+    store = cast(RunStore, silent)
+
+    async def main() -> None:
+        lapse.hand_back(["default/a"])
+        try:
+            assert await asyncio.wait_for(lapse.anchors(store), WAIT) is None
+            lapse.hand_back(["default/a"])  # another lapse, the first read still unanswered
+            assert await asyncio.wait_for(lapse.anchors(store), WAIT) is None
+            assert await asyncio.wait_for(lapse.anchors(store), WAIT) is None
+            assert silent.asked == 1, "a second read beside the one still unanswered"
+        finally:
+            silent.answer.set()
+        answered = await asyncio.wait_for(_answered(lapse, store), WAIT)
+        assert answered == {"default/a": SLOT}
+        assert silent.asked == 2, "the answer of the read asked before the lapse was taken"
+
+    asyncio.run(main())

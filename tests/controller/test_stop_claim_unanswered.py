@@ -11,15 +11,16 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import pytest
 
 from reconciler.controller.active import SHUTDOWN
 from reconciler.core.desired import Definition
-from reconciler.core.runs import RunStatus, run_id
+from reconciler.core.runs import RunRecord, RunStatus, run_id
 from reconciler.store import RunStore, open_store, sqlite_url
+from reconciler.store.exclusive import ExclusiveClaim
 from tests.controller.test_forbid_after_outage import T0, SilentHa, dispatcher
 from tests.controller.test_recorder_silent_store import until
 from tests.helpers import definition
@@ -123,5 +124,68 @@ def test_a_claim_answered_after_its_run_was_stopped_is_ended_not_run(
         )
         assert record.message == "crontask stopped while this run waited; it did not start"
         assert heard == [RunStatus.INTERRUPTED]  # never "started"
+
+    asyncio.run(main())
+
+
+@pytest.mark.parametrize(("policy", "call"), CLAIMS[:1])
+def test_a_claim_that_fails_after_its_run_was_stopped_leaves_the_slot_to_catch_up(
+    sqlite: RunStore, tmp_path: Path, policy: str, call: str
+) -> None:
+    """The answer that comes after the stop is a failure: the claim may not have landed, and
+    nothing is written of it here; the slot is left unstarted, for whoever owns the task to
+    catch up, and its process never starts. (Under Forbid a failed exclusive claim is made
+    again as an ordinary one, which this store takes: the case above.)"""
+    held, marker = Held(sqlite), tmp_path / "ran"
+    job = _job(marker, policy)
+    run = run_id(job.key, T0)
+
+    async def main() -> None:
+        d = dispatcher(held, ha=True)
+        held.silence(call)
+        d.fire(job, T0)
+        await until("the claim to be held", held.holding.is_set)
+        assert d.stop_run(run, SHUTDOWN)
+        try:
+            assert await d.drain(WAIT), "the stopped run waited for its claim's answer"
+        finally:
+            held.release(lands=False)
+        await until("the held call to end", held.ended.is_set)
+        await until("the slot to be left to catch up", lambda: job.key in d.unstarted)
+        assert await d.drain(WAIT)
+        await d.shutdown(0.0)
+        assert not marker.exists()
+        assert sqlite.get(run, 1) is None
+
+    asyncio.run(main())
+
+
+class Failing(Held):
+    """A store whose claims fail with an error that is not the store's (a bug)."""
+
+    def claim_many(self, records: Sequence[RunRecord]) -> list[bool]:
+        raise RuntimeError("a claim that fails")
+
+    def claim_exclusive(self, records: Sequence[RunRecord]) -> list[ExclusiveClaim]:
+        raise RuntimeError("a claim that fails")
+
+
+@pytest.mark.parametrize("policy", ["Allow", "Forbid"])
+def test_with_replicas_a_slot_whose_claim_fails_is_not_run_unchecked(
+    sqlite: RunStore, tmp_path: Path, policy: str
+) -> None:
+    """Without replicas such a run still runs (nobody else can run its slot); with them, the
+    replica that owns the task next catches the slot up, so this one does not run it."""
+    failing, marker = Failing(sqlite), tmp_path / "ran"
+    job = _job(marker, policy)
+
+    async def main() -> None:
+        d = dispatcher(failing, ha=True)
+        d.fire(job, T0)
+        await until("the slot to be left to catch up", lambda: job.key in d.unstarted)
+        assert await d.drain(WAIT)
+        await d.shutdown(0.0)
+        assert not marker.exists()
+        assert sqlite.get(run_id(job.key, T0), 1) is None
 
     asyncio.run(main())
