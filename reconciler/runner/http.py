@@ -185,7 +185,9 @@ class HttpRun:
         # the proxy's credentials included; the valueFrom values join once read.
         anywhere, words = url_secrets(action.url)
         proxy_anywhere, proxy_words = _proxy_secrets() if proxies is None else proxies
-        self._secrets = Secrets(anywhere | proxy_anywhere, words | proxy_words)
+        self._secrets = Secrets(
+            anywhere | proxy_anywhere, words | proxy_words, first=proxy_anywhere | proxy_words
+        )
         self._response: httpx.Response | None = None  # once its head has arrived
         self._body = bytearray()  # what came of its body (_read_head)
 
@@ -404,7 +406,7 @@ def _describe(err: httpx.HTTPError, secrets: Secrets) -> str:
 
 def _proxy_secrets() -> tuple[frozenset[str], frozenset[str]]:
     """What to hide of the credentials of the proxies a request may go through: those the
-    client takes (``httpclient.proxy_routes``), for whichever scheme."""
+    client takes (``httpclient.proxy_routes``), for whichever scheme of the task's URL."""
     anywhere, words = proxy_secrets(url for _, url in httpclient.proxy_routes().proxies)
     return frozenset(anywhere), frozenset(words)
 

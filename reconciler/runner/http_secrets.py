@@ -6,18 +6,19 @@ may quote them.
 Two kinds of part. Hidden wherever they appear: the URL's whole path (as written, as sent,
 decoded) and the ``valueFrom`` header values (whole and their credential after a scheme such
 as ``Bearer``; as JSON, HTML and percent-encoding write them; a ``Basic`` one also decoded,
-``user:password`` and the password), and so the ``Proxy-Authorization`` value that carries
-a proxy's credentials (:func:`proxy_secrets`). Hidden only as a whole word (not next to a
-letter or a digit): the userinfo (and its Basic form), a proxy's user name, and a path
-segment or query value that looks like a credential (:func:`_looks_secret`) - hiding every
-segment and value would blank out common words of an ordinary answer (``tasks``,
-``active``, ``true``) and break its JSON. Percent escapes are matched in both cases (``%2F``,
-``%2f``); parts shorter than ``_LEAST`` are left.
+``user:password`` and the password), and the ``Proxy-Authorization`` value that carries a
+proxy's credentials (:func:`proxy_secrets`: whole, its credential, ``user:password``).
+Hidden only as a whole word (not next to a letter or a digit): the userinfo (and its Basic
+form), a proxy's password unless ordinary and its user name if it looks like a credential,
+and a path segment or query value that looks like a credential (:func:`_looks_secret`) -
+hiding every segment and value would blank out common words of an ordinary answer
+(``tasks``, ``active``, ``true``) and break its JSON. Percent escapes are matched in both
+cases (``%2F``, ``%2f``); parts shorter than ``_LEAST`` are left.
 
-Bounded work: at most ``MAX_FORMS`` parts of ``MAX_CHARS`` in all are kept (those hidden
-wherever they appear first, then the longest), each searched for with one ``str.find`` at C
-speed, so hiding 64 KiB takes milliseconds on the event loop. A part cut by the end of the
-text (a body's head, a run stopped in the middle of it) is hidden too.
+Bounded work: at most ``MAX_FORMS`` parts of ``MAX_CHARS`` in all are kept (the proxy's
+first, then those hidden wherever they appear, then the longest), each searched for with
+one ``str.find`` at C speed, so hiding 64 KiB takes milliseconds on the event loop. A part
+cut by the end of the text (a body's head, a run stopped in the middle of it) is hidden too.
 """
 
 from __future__ import annotations
@@ -60,10 +61,20 @@ _ORDINARY = frozenset(("true", "false", "null"))
 class Secrets:
     """The parts to hide: ``anywhere`` wherever they appear, ``words`` only as whole words."""
 
-    def __init__(self, anywhere: Iterable[str], words: Iterable[str] = ()) -> None:
+    def __init__(
+        self, anywhere: Iterable[str], words: Iterable[str] = (), *, first: Iterable[str] = ()
+    ) -> None:
+        """``first``: parts of either kind kept ahead of all others (the proxy's credentials,
+        install-wide, which a task's many long ``valueFrom`` values must not crowd out)."""
         self.anywhere = {p for p in anywhere if len(p) >= _LEAST}
         self.words = {p for p in words if len(p) >= _LEAST} - self.anywhere
-        ranked = [*_longest_first(self.anywhere), *_longest_first(self.words)]
+        self.first = set(first) & (self.anywhere | self.words)
+        ranked = [
+            *_longest_first(self.first & self.anywhere),
+            *_longest_first(self.first & self.words),
+            *_longest_first(self.anywhere - self.first),
+            *_longest_first(self.words - self.first),
+        ]
         kept: list[str] = []
         total = 0
         for part in ranked:
@@ -80,7 +91,7 @@ class Secrets:
 
     def with_values(self, values: Iterable[str]) -> Secrets:
         """These and ``values``, hidden wherever they appear (``valueFrom`` values)."""
-        return Secrets([*self.anywhere, *values], self.words)
+        return Secrets([*self.anywhere, *values], self.words, first=self.first)
 
     def hide(self, text: str) -> str:
         for part, word in self._parts:
@@ -169,12 +180,18 @@ def _escapes_both_ways(pieces: set[str]) -> set[str]:
 def _looks_secret(value: str, name: str | None = None) -> bool:
     """Whether a path segment or query ``value`` looks like a credential: long, letters and
     digits mixed, or a query value whose ``name`` says so; ``true`` or ``1000`` never."""
-    if len(value) < _LEAST or value.lower() in _ORDINARY or (value.isdigit() and len(value) < 8):
+    if _ordinary(value):
         return False
     if name is not None and _secret_name(name.lower()):
         return True
     mixed = any(c.isalpha() for c in value) and any(c.isdigit() for c in value)
     return len(value) >= 16 or (len(value) >= 10 and mixed)
+
+
+def _ordinary(value: str) -> bool:
+    """Whether ``value`` is a common word of any answer (``true``, ``1000``), never hidden
+    alone: a credential's part that is one would blank out ordinary output and break JSON."""
+    return len(value) < _LEAST or value.lower() in _ORDINARY or (value.isdigit() and len(value) < 8)
 
 
 def _secret_name(name: str) -> bool:
@@ -196,26 +213,35 @@ def proxy_secrets(proxies: Iterable[str]) -> tuple[set[str], set[str]]:
     hide wherever they appear and those to hide as whole words. httpx sends them to an HTTP
     proxy as ``Proxy-Authorization: Basic <user:password in base64>``, with every request
     (with a plain ``http://`` one, which goes to the proxy whole), and a proxy's error page
-    may quote that header, or a proxy pass it on to a receiver that echoes it. That value is
-    hidden as a ``valueFrom`` one is (whole, the credential, decoded, the password), and so
-    is the password as the URL writes it; the user name only as a whole word, as a URL's
-    (half a credential, but often a word such as ``proxy``)."""
+    may quote that header, or a proxy pass it on to a receiver that echoes it. Its distinctive
+    forms are hidden wherever they appear: the whole value, the base64 credential (without
+    its ``=`` padding too, as some quote it) and ``user:password`` (decoded and as the URL
+    writes it). The parts alone only as whole words, and only if no ordinary word of an
+    answer: the password unless ``true``, ``1000`` or shorter than ``_LEAST``; the user name
+    (``admin``, ``proxy``, ``1000``) only if it looks like a credential (:func:`_looks_secret`).
+    A SOCKS proxy is given them in its handshake, never in an HTTP request: nothing to hide."""
     anywhere: set[str] = set()
     words: set[str] = set()
     for proxy in proxies:
         try:
             auth = httpx.Proxy(proxy).auth  # decoded, as sent
-            netloc = urllib.parse.urlsplit(proxy).netloc
+            parts = urllib.parse.urlsplit(proxy)
         except (httpx.InvalidURL, ValueError):  # proxy_routes keeps none of these
             continue
-        if auth is None:
+        if auth is None or parts.scheme.lower() not in ("http", "https"):
             continue
         user, password = auth
         credential = base64.b64encode(f"{user}:{password}".encode()).decode()
-        anywhere |= _value_forms(f"Basic {credential}")
-        written_user, _, written_password = netloc.rpartition("@")[0].partition(":")
-        anywhere |= _written(written_password)
-        words |= _written(user) | _written(written_user)
+        written = parts.netloc.rpartition("@")[0]
+        written_user, _, written_password = written.partition(":")
+        for piece in (f"Basic {credential}", credential, credential.rstrip("=")):
+            anywhere |= _written(piece)
+        if user and password:  # "admin:" or ":123456" alone is no distinctive form
+            anywhere |= _written(f"{user}:{password}") | _written(written)
+        if not _ordinary(password):
+            words |= _written(password) | _written(written_password)
+        if _looks_secret(user):
+            words |= _written(user) | _written(written_user)
     return _escapes_both_ways(anywhere), _escapes_both_ways(words)
 
 

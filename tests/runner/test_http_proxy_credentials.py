@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import html
 import json
 import logging
@@ -82,17 +83,47 @@ class EchoingProxy(BaseHTTPRequestHandler):
         pass
 
 
-@pytest.fixture
-def proxy(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """``HTTP_PROXY`` and ``HTTPS_PROXY``: the echoing proxy, with the credentials."""
+# What a status endpoint says: words and numbers a proxy's credentials may be too.
+ORDINARY = json.dumps(
+    {"role": "admin", "version": "latest", "count": 1000, "id": 123456, "ts": 1701234567}
+)
+
+
+class AnsweringProxy(BaseHTTPRequestHandler):
+    """A forward proxy whose origin answers ``ORDINARY``."""
+
+    def do_GET(self) -> None:
+        ASKED.append(self.headers.get("Proxy-Authorization", ""))
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(ORDINARY)))
+        self.end_headers()
+        self.wfile.write(ORDINARY.encode())
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@contextlib.contextmanager
+def proxied(
+    monkeypatch: pytest.MonkeyPatch, handler: type[BaseHTTPRequestHandler], userinfo: str
+) -> Iterator[None]:
+    """``HTTP_PROXY`` and ``HTTPS_PROXY``: a proxy served by ``handler``, with ``userinfo``."""
     for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY"):
         monkeypatch.delenv(name, raising=False)
         monkeypatch.delenv(name.lower(), raising=False)
     ASKED.clear()
-    with serve_http(EchoingProxy) as url:
-        with_credentials = url.replace("://", f"://{USER}:{WRITTEN}@")
+    with serve_http(handler) as url:
+        with_credentials = url.replace("://", f"://{userinfo}@")
         monkeypatch.setenv("HTTP_PROXY", with_credentials)
         monkeypatch.setenv("HTTPS_PROXY", with_credentials)
+        yield
+
+
+@pytest.fixture
+def proxy(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """``HTTP_PROXY`` and ``HTTPS_PROXY``: the echoing proxy, with the credentials."""
+    with proxied(monkeypatch, EchoingProxy, f"{USER}:{WRITTEN}"):
         yield
     # What makes the test worth its name: the proxy was sent the credentials.
     assert ASKED, "the proxy was not asked"
@@ -156,12 +187,74 @@ def test_a_proxy_refusing_a_connect_is_said_without_the_proxy_credentials() -> N
 
 
 def test_what_is_hidden_of_a_proxy_url() -> None:
-    """The password as the URL writes it too, its escapes in either case; the user name only
-    as a whole word; a proxy without credentials adds nothing."""
+    """The userinfo and the password as the URL writes them too, escapes in either case; the
+    user name only as a whole word; a proxy without credentials adds nothing."""
     url = f"http://{USER}:{WRITTEN}@proxy.example:3128"
     secrets = Secrets(*proxy_secrets([url, "http://proxy.example:8080"]))
-    assert secrets.hide(url) == "http://***:***@proxy.example:3128"
+    assert secrets.hide(url) == "http://***@proxy.example:3128"
+    assert secrets.hide(f"{USER} and {WRITTEN}") == "*** and ***"
     lower = re.sub("%[0-9A-F]{2}", lambda m: m.group().lower(), WRITTEN)
     assert (lower, secrets.hide(lower)) == ("s3cret%3f%26X~%3c%2f", "***")
     assert secrets.hide(f"{USER}s {USER}") == f"{USER}s ***"
     assert proxy_secrets(["http://proxy.example:8080", "socks5://proxy.example"]) == (set(), set())
+
+
+def test_an_ordinary_answer_through_a_proxy_is_kept_as_it_came(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A proxy's user name and password that are ordinary words of an answer (``admin``,
+    ``123456``) are not hidden alone: the answer is kept as it came, still JSON."""
+    with proxied(monkeypatch, AnsweringProxy, "admin:123456"):
+        record = run_through_dispatcher("http://origin.invalid/status")
+    assert set(ASKED) == {f"Basic {base64.b64encode(b'admin:123456').decode()}"}
+    assert record.status == RunStatus.SUCCEEDED
+    assert record.output == ORDINARY
+
+
+def test_the_proxy_credential_without_its_padding_is_hidden() -> None:
+    assert CREDENTIAL.endswith("=")
+    unpadded = CREDENTIAL.rstrip("=")
+    secrets = Secrets(*proxy_secrets([f"http://{USER}:{WRITTEN}@proxy.example:3128"]))
+    assert secrets.hide(f"auth [{unpadded}] and [{CREDENTIAL}]") == "auth [***] and [***]"
+
+
+@pytest.mark.usefixtures("proxy")
+def test_many_long_valuefrom_values_do_not_crowd_out_the_proxy_credentials() -> None:
+    """Twenty long ``Basic`` values of a task's own make more forms to hide than are kept
+    (``MAX_FORMS``), all longer than the proxy's: the proxy's, install-wide, are kept first."""
+    names = [f"X-Key-{i}" for i in range(20)]
+    # "/<&" in the password: each value has 13 forms (JSON, HTML, percent-encoding differ).
+    passwords = [f"{'Qz7/<&' * 12}{i:02}" for i in range(20)]
+    env = {
+        f"KEY_{i}": "Basic " + base64.b64encode(f"user{i:02}:{password}".encode()).decode()
+        for i, password in enumerate(passwords)
+    }
+    action = HttpAction.model_validate(
+        {
+            "url": "http://origin.invalid/status",
+            "timeoutSeconds": 10,
+            "headers": [
+                {"name": name, "valueFrom": {"env": f"KEY_{i}"}} for i, name in enumerate(names)
+            ],
+        }
+    )
+    outcome = asyncio.run(asyncio.wait_for(HttpRun(action, env=env).run(), 30))
+    assert "X-Key-19: ***" in outcome.output, outcome.output  # the task's are hidden too
+    assert leaked(outcome.output) == [], outcome.output
+    assert leaked(outcome.message) == [], outcome.message
+
+
+def test_a_socks_proxy_adds_nothing_to_hide() -> None:
+    """A SOCKS proxy is given its credentials in its handshake, not in an HTTP request."""
+    socks = [f"socks5://{USER}:{WRITTEN}@proxy.example:1080", "socks5h://u9:pa55word@p:1080"]
+    assert proxy_secrets(socks) == (set(), set())
+
+
+def test_a_proxy_user_without_a_password_hides_no_ordinary_word() -> None:
+    """``http://admin@proxy`` is sent as ``admin:``: that and ``:123456`` are no distinctive
+    form, the base64 credential is."""
+    for url, userinfo in (("http://admin@p:3128", "admin:"), ("http://:123456@p:3128", ":123456")):
+        secrets = Secrets(*proxy_secrets([url]))
+        credential = base64.b64encode(userinfo.encode()).decode()
+        text = f'{ORDINARY} {{"x": "{userinfo}1", "id":123456}} {credential}'
+        assert secrets.hide(text) == text.replace(credential, "***")
