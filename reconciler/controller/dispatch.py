@@ -59,7 +59,7 @@ from reconciler.controller.ahead import AheadSlots
 from reconciler.controller.bounds import TOO_MANY_RUNS, RunBounds
 from reconciler.controller.execution import RunListener
 from reconciler.controller.handover import Handover
-from reconciler.controller.late_starts import TurnedAway
+from reconciler.controller.late_starts import MISSED_DEADLINE, TurnedAway, missed_deadline
 from reconciler.controller.periods import RanPeriods, not_run, not_run_message
 from reconciler.controller.recorder import Recorder
 from reconciler.controller.replace_wait import ReplaceWaits
@@ -143,6 +143,7 @@ class Dispatcher(ReplaceWaits, AheadSlots, RunStops):
         # The runs that replace others (``Replace``), until their first attempt may start: the
         # runs they replace stopped (``_execute``), and their Jobs gone (``_run_attempt``).
         self._replacing: set[str] = set()
+        self._replace_waited: dict[str, float] = {}  # see late_starts.py
 
     @property
     def paused(self) -> str | None:
@@ -266,7 +267,9 @@ class Dispatcher(ReplaceWaits, AheadSlots, RunStops):
         self, definition: Definition, record: RunRecord, now: datetime
     ) -> RunRecord | None:
         """The skip of a run refused before anything else is looked at: a manual run past the
-        manual runs going (``too_many_manual``), a slot past its startingDeadlineSeconds."""
+        manual runs going (``too_many_manual``), a slot past its startingDeadlineSeconds. A
+        slot decided within it is not refused later for its wait for the runs it replaces
+        (``_waited``): as a CronJob's, a slot that replaces a run runs."""
         if record.trigger is Trigger.MANUAL:
             going = (a.record for runs in self._active.values() for a in runs.values())
             if (why := too_many_manual(going, record.task)) is not None:
@@ -275,11 +278,7 @@ class Dispatcher(ReplaceWaits, AheadSlots, RunStops):
         late = (now - record.scheduled_at).total_seconds()
         deadline = definition.task.spec.starting_deadline_seconds
         if deadline is not None and late > deadline:
-            return self._skip(
-                record,
-                "MissedDeadline",
-                f"started {late:.1f}s late, past startingDeadlineSeconds={deadline}",
-            )
+            return self._skip(record, MISSED_DEADLINE, missed_deadline(late, deadline))
         return None
 
     def _launch(
@@ -308,7 +307,11 @@ class Dispatcher(ReplaceWaits, AheadSlots, RunStops):
         )
         if replaced:
             self._replacing.add(record.id)
-            active.task.add_done_callback(lambda _: self._replacing.discard(record.id))
+            active.task.add_done_callback(lambda _: self._replaced_end(record.id))
+
+    def _replaced_end(self, run: str) -> None:
+        self._replacing.discard(run)
+        self._replace_waited.pop(run, None)
 
     def fire_manual(self, definition: Definition) -> RunRecord:
         """A manual run (the API, the page, a run-now annotation): its slot is the moment it

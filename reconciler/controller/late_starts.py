@@ -8,7 +8,9 @@ looked at again here before it happens (``_late``); a busy machine, a little lat
 more than a look at the fence's clock. A run decided at its slot can wait too before it starts:
 for the runs it replaces to die (``Replace``: up to the kill grace), for its claim (a slow store,
 another replica's run to end). It is looked at the same way once its claim is in, and does not
-start either if its task was removed, changed or handed over meanwhile (``_waited``). A run
+start either if its task was removed, changed or handed over meanwhile (``_waited``); only its
+wait for the runs it replaces does not count against its startingDeadlineSeconds: the slot was
+decided within it and stopped them, and a CronJob creates its Job as it deletes the old ones. A run
 stopped before it began (replaced by a newer slot, crontask stopping) is recorded as a waiting
 retry stopped so is (``skipped``, ``interrupted`` at shutdown), never as an attempt that failed
 (``_stopped_first``).
@@ -101,6 +103,9 @@ class LateStarts:
     _abandon: Callable[[RunRecord, str, str | None], Awaitable[None]]
     _let_go: Callable[[ActiveRun], None]
     _skip: Callable[[RunRecord, str, str], RunRecord]  # SlotSkips'
+    # By run id, until the run ends: how long a run that replaces others waited for them to
+    # end (``ReplaceWaits``), which its startingDeadlineSeconds does not count (``_waited``).
+    _replace_waited: dict[str, float]
     fire: Callable[[Definition, datetime, Trigger], RunRecord]  # the Dispatcher's
     _closing: bool
     # By task: its latest slot turned away for a first attempt waiting for its claim.
@@ -233,12 +238,15 @@ class LateStarts:
         if await self._stopped_first(active):
             return True
         self.fence()
+        # Its wait for the runs it replaces (a ``Replace`` slot decided a hair before its
+        # instant) is accounted for: neither a machine away nor late (``_waited``).
+        waited = self._replace_waited.get(record.id, 0.0)
         late = max(
             asyncio.get_running_loop().time() - start_at,
             (self.clock() - record.scheduled_at).total_seconds(),
         )
-        if self.paused is None and late <= AWAY_AFTER:
-            return await self._missed(definition, record)  # a busy machine, not one away
+        if self.paused is None and late - waited <= AWAY_AFTER:
+            return await self._missed(definition, record, waited)  # a busy machine, not away
         return await self._looked_again(definition, active)
 
     async def _waited(self, definition: Definition, active: ActiveRun) -> bool:
@@ -250,7 +258,12 @@ class LateStarts:
         replica (held meanwhile); and not if its task was removed, changed or handed over
         meanwhile (``Dispatcher.cancel_retries``): it would run a definition no longer in force
         here, beside the runs of the one that is. Not held, that costs a look at the clocks.
-        True: it does not start; its record (the claim, written) says why."""
+        Its wait for the runs it replaces (``_replace_waited``) is not counted against the
+        deadline: the slot was decided within it (``Dispatcher._refused_at_once``) and stopped
+        them, and a slot that replaces a run runs, as a CronJob's; a slow claim after that
+        wait, or a loop late, still counts. Held (this process may have been away), it is
+        looked at from its slot. True: it does not start; its record (the claim, written) says
+        why."""
         record = active.record
         self._overtaken(active)
         if await self._stopped_first(active):
@@ -261,7 +274,7 @@ class LateStarts:
         self.fence()
         if self.paused is not None:
             return await self._looked_again(definition, active)
-        return await self._missed(definition, record)
+        return await self._missed(definition, record, self._replace_waited.get(record.id, 0.0))
 
     async def _stopped_first(self, active: ActiveRun) -> bool:
         """Whether the run was stopped before it began (``Replace``: a newer slot replaced it;
@@ -274,9 +287,10 @@ class LateStarts:
         await self._abandon(active.record, reason, None)
         return True
 
-    async def _missed(self, definition: Definition, record: RunRecord) -> bool:
-        """Whether ``record`` is past its startingDeadlineSeconds, when it is recorded so."""
-        if (why := _past_deadline(definition, record, self.clock())) is None:
+    async def _missed(self, definition: Definition, record: RunRecord, waited: float = 0.0) -> bool:
+        """Whether ``record`` is past its startingDeadlineSeconds, when it is recorded so;
+        ``waited`` seconds since its slot (for the runs it replaces to end) not counted."""
+        if (why := _past_deadline(definition, record, self.clock(), waited)) is None:
             return False
         await self._abandon(record, MISSED_DEADLINE, why)
         return True
@@ -365,15 +379,30 @@ def patience(definition: Definition) -> float:
     return AWAY_AFTER if deadline is None else min(AWAY_AFTER, float(deadline))
 
 
-def _past_deadline(definition: Definition, record: RunRecord, now: datetime) -> str | None:
+def _past_deadline(
+    definition: Definition, record: RunRecord, now: datetime, waited: float = 0.0
+) -> str | None:
     """Why ``record`` may no longer start at ``now``: past its task's startingDeadlineSeconds
-    (which bounds a slot's first start: not a retry's, nor a manual run's); None if it may."""
+    (which bounds a slot's first start: not a retry's, nor a manual run's), ``waited`` of its
+    seconds since its slot not counted; None if it may."""
     deadline = definition.task.spec.starting_deadline_seconds
     if deadline is None or record.attempt > 1 or record.trigger is Trigger.MANUAL:
         return None
     late = (now - record.scheduled_at).total_seconds()
-    if late <= deadline:
+    if late - waited <= deadline:
         return None
-    return (
-        f"it could start only {late:.1f}s after its slot, past startingDeadlineSeconds={deadline}"
-    )
+    return missed_deadline(late, deadline, waited)
+
+
+# How a MissedDeadline skip's message begins: it says itself that the run did not start.
+NOT_STARTED = "not started"
+
+
+def missed_deadline(late: float, deadline: int, waited: float = 0.0) -> str:
+    """What a ``MissedDeadline`` skip says (every one: decided past its deadline, or looked at
+    again before it starts): ``late`` seconds after its slot, ``waited`` of them for the runs
+    it replaces to end, which the deadline does not count (``LateStarts._waited``)."""
+    said = f"{NOT_STARTED}: {late:.1f}s after its slot, past startingDeadlineSeconds={deadline}"
+    if waited >= 0.05:  # as said to a tenth
+        said += f" (not counting the {waited:.1f}s it waited for the runs it replaces to end)"
+    return said

@@ -44,6 +44,7 @@ from reconciler.controller.active import (
 )
 from reconciler.controller.claims import SkippedHere, SlotClaims
 from reconciler.controller.lane import ANSWER_WAIT
+from reconciler.controller.late_starts import NOT_STARTED
 from reconciler.controller.skips import SUPERSEDED
 from reconciler.core.runs import RunRecord, RunStatus
 from reconciler.store.base import DuplicateRun
@@ -100,7 +101,7 @@ class NotStarted(SlotClaims):
             started_at=None,
             finished_at=self.clock(),
             reason=reason,
-            message=f"{why}; it did not start",
+            message=why if why.startswith(NOT_STARTED) else f"{why}; it did not start",
         )
         log.info(
             "retry cancelled" if kind == "retry" else "run not started",

@@ -26,6 +26,7 @@ from typing import Final
 
 from reconciler.controller.active import ActiveRun
 from reconciler.controller.execution import RunExecution
+from reconciler.controller.late_starts import MISSED_DEADLINE, missed_deadline
 from reconciler.core.desired import Definition
 from reconciler.core.runs import RunRecord, Trigger
 from reconciler.runner.job_delete import deletes_tried
@@ -60,6 +61,14 @@ class ReplaceWaits(RunExecution):
         record = active.record
         if adopted or record.id not in self._replacing:
             return await super()._run_attempt(definition, active, adopted=adopted)
+        if (decided := record.started_at) is not None:  # until it begins, its decision
+            # The runs it replaces have ended (``_execute`` waited for them, up to their kill
+            # grace): crontask's own wait, which its startingDeadlineSeconds does not count
+            # (``_waited``), on the clock that deadline is on. A delete tried again is the API
+            # server's refusal, and counts, as for a CronJob (``_replaced_gone``).
+            # Kept until the run ends (``Dispatcher._launch``).
+            waited = (self.clock() - decided).total_seconds()
+            self._replace_waited[record.id] = max(waited, 0.0)
         try:
             reason, why = await self._replaced_gone(definition, active)
         finally:  # only now: until the Jobs are gone it still waits (a run-now: "pending")
@@ -103,9 +112,8 @@ class ReplaceWaits(RunExecution):
             # Still waiting at the deadline, it cannot start by it: skipped then, naming the
             # Job, rather than waiting on until ``WAIT_MAX`` or a newer slot replaces it.
             if deadline is not None and late >= deadline:
-                return "MissedDeadline", (
-                    f"not started {late:.1f}s after its slot, past startingDeadlineSeconds="
-                    f"{deadline}: "
+                return MISSED_DEADLINE, (
+                    f"{missed_deadline(late, deadline)}: "
                     + _blocked(names, "its delete has not gone through (tried again)")
                 )
             if (left := until - loop.time()) <= 0:
@@ -124,11 +132,9 @@ class ReplaceWaits(RunExecution):
             finally:
                 stopped.cancel()
         late = (self.clock() - record.scheduled_at).total_seconds()
-        past = deadline is not None and late > deadline
-        if waited and past:  # as when it was decided (``_refused_at_once``)
-            return "MissedDeadline", (
-                f"started {late:.1f}s late, past startingDeadlineSeconds={deadline} (a Job "
-                "it replaces was being deleted)"
+        if waited and deadline is not None and late > deadline:  # as ``_refused_at_once``
+            return MISSED_DEADLINE, (
+                f"{missed_deadline(late, deadline)} (a Job it replaces was being deleted)"
             )
         return REPLACE_BLOCKED, None
 

@@ -186,7 +186,10 @@ def test_a_run_that_waited_for_a_delete_past_its_starting_deadline_is_skipped() 
         late = stored(store, T1)
         assert late is not None
         assert (late.status, late.reason) == (RunStatus.SKIPPED, "MissedDeadline")
-        assert "startingDeadlineSeconds=30" in (late.message or "")
+        assert late.message == (
+            "not started: 45.0s after its slot, past startingDeadlineSeconds=30 (a Job it "
+            "replaces was being deleted)"
+        )
         assert NAME not in cluster.jobs
         assert cluster.jobs == {}
         await d.shutdown(0)
@@ -303,8 +306,10 @@ def test_a_run_waiting_for_a_delete_is_skipped_at_its_starting_deadline_naming_t
         late = stored(store, T1)
         assert late is not None
         assert (late.status, late.reason) == (RunStatus.SKIPPED, "MissedDeadline")
-        assert "startingDeadlineSeconds=3" in (late.message or "")
-        assert f"still runs ({NAME})" in (late.message or "")
+        assert (late.message or "").startswith(
+            "not started: 4.0s after its slot, past startingDeadlineSeconds=3: the Job of the "
+            f"run it replaces still runs ({NAME})"
+        )
         assert late.finished_at == T1 + timedelta(seconds=4)
         assert list(cluster.jobs) == [NAME]
         assert len(job_delete._DELETES) == 1  # still tried in the background
