@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -15,6 +16,10 @@ from reconciler.core.runs import RunRecord
 from reconciler.store import open_store, sqlite_url
 from reconciler.store.base import RunQuery
 from tests.helpers import free_port, wait_for
+
+# The start's bound, not what a test checks: on a loaded machine (CI's two cores busy with two
+# workers' tests) the imports, the store's opening and the first pass took over 20 s.
+START_WAIT = 60.0
 
 
 class Crontask:
@@ -68,7 +73,14 @@ class Crontask:
             env={**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": _tree(), **self.env},
         )
         log.close()
-        self.wait_log("crontask started")
+        try:
+            self.wait_log("crontask started", START_WAIT)
+        except BaseException:
+            # Not left running: its dropped Popen would fail a later test (ResourceWarning),
+            # and nothing else stops a crontask a test started without the fixture.
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.stop()
+            raise
         return self
 
     def log(self) -> str:
