@@ -30,6 +30,7 @@ import pytest
 from reconciler.core.runs import RunRecord, Trigger
 from reconciler.store import open_store, sqlite_url
 from reconciler.store.base import RunQuery
+from tests.e2e.conftest import START_WAIT
 from tests.helpers import free_port, wait_for
 from tests.k8s.conftest import REAL_CRD, ROOT
 from tests.k8s.emulator import Emulator
@@ -112,7 +113,7 @@ class Crontask:
                 stderr=subprocess.STDOUT,
                 env={**os.environ, "PYTHONUNBUFFERED": "1", "HOME": str(self.workdir)},
             )
-        self.wait_log("crontask started")
+        self.wait_log("crontask started", START_WAIT)
         return self
 
     def log(self) -> str:
@@ -137,7 +138,14 @@ class Crontask:
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
-            self.proc.wait(timeout=30)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                # Not left running past its test: it would hold its port, and its dropped
+                # Popen would fail a later test with a ResourceWarning.
+                self.proc.kill()
+                self.proc.wait()
+                raise
 
 
 def real_cluster(request: pytest.FixtureRequest) -> Path | None:

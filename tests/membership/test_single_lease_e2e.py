@@ -22,6 +22,7 @@ from kubernetes import client
 from reconciler.core.crd import PLURAL, VERSION
 from reconciler.core.model import API_GROUP
 from reconciler.membership.single import NAME
+from tests.e2e.conftest import START_WAIT
 from tests.helpers import wait_for
 from tests.k8s.conftest import real_crd
 
@@ -116,7 +117,7 @@ def instances() -> Iterator[list[Instance]]:
 
 def start(instances: list[Instance], one: Instance) -> Instance:
     instances.append(one)  # first: killed at the end even if it never says it started
-    one.wait_log("crontask started")
+    one.wait_log("crontask started", START_WAIT)
     return one
 
 

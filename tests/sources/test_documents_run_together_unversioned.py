@@ -19,6 +19,7 @@ import pytest
 
 from reconciler.sources.documents import parse_text
 from reconciler.sources.files import DirectorySource
+from tests.e2e.conftest import START_WAIT
 from tests.helpers import free_port, wait_for
 from tests.sources.test_documents_run_together import TASK
 from tests.sources.test_files import doc, write
@@ -135,7 +136,12 @@ def test_a_running_task_moved_into_such_a_file_keeps_running(
     running: tuple[_Run, Path],
 ) -> None:
     run, folder = running
-    wait_for("both tasks", lambda: (t := run.tasks()) is not None and OURS in t and len(t) == 2)
+    # The start's bound: the API first answers once crontask has started.
+    wait_for(
+        "both tasks",
+        lambda: (t := run.tasks()) is not None and OURS in t and len(t) == 2,
+        START_WAIT,
+    )
     write(folder / "c.yaml", TASK + NOTE)  # written first: then a.yaml goes, as in a move
     error = f"{folder / 'c.yaml'}:9:1: kind: duplicate key"
     wait_for("the pass that reads c.yaml", lambda: error in run.log.read_text() or None)

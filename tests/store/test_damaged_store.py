@@ -21,6 +21,7 @@ from sqlalchemy import exc
 from reconciler.core.runs import RunStatus
 from reconciler.store import StoreUnavailable
 from reconciler.store.sql import SqlRunStore
+from tests.e2e.conftest import START_WAIT
 from tests.helpers import free_port, start_crontask_run, wait_for
 from tests.store._records import rec
 
@@ -123,6 +124,18 @@ def unready(base: str) -> str | None:
     return body if status == 503 else None
 
 
+def stopped(process: subprocess.Popen[bytes]) -> None:
+    """``process`` ended and waited for, whatever failed: one left running would hold its port,
+    and its dropped Popen would fail a later test with a ResourceWarning."""
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
 def test_crontask_run_keeps_the_records_and_is_not_ready(tmp_path: Path) -> None:
     port = free_port()
     base = f"http://127.0.0.1:{port}"
@@ -130,7 +143,8 @@ def test_crontask_run_keeps_the_records_and_is_not_ready(tmp_path: Path) -> None
         tmp_path, "--listen", f"127.0.0.1:{port}", "--insecure-no-auth", task=EVERY_SECOND
     )
     try:
-        wait_for("a run recorded", lambda: "run finished" in log.read_text())
+        # Its start's bound too (the first run follows the start by a second).
+        wait_for("a run recorded", lambda: "run finished" in log.read_text(), START_WAIT)
         wait_for("ready", lambda: http_get(f"{base}/readyz")[0] == 200)
         damage_under(tmp_path / "state" / "runs.db", ["runs", "sqlite_autoindex_runs_1"])
 
@@ -139,16 +153,13 @@ def test_crontask_run_keeps_the_records_and_is_not_ready(tmp_path: Path) -> None
         assert json.loads(body)["checks"]["store"] is False
         assert http_get(f"{base}/api/v1/runs?limit=1")[0] == 503
         wait_for("two records kept", lambda: log.read_text().count(DAMAGED) >= 2)
-    finally:
         process.send_signal(signal.SIGTERM)
-    waiting = "waiting for the run store to take the records kept for later"
-    wait_for("the shutdown's wait", lambda: waiting in log.read_text())
-    process.send_signal(signal.SIGTERM)  # ends that wait
-    try:
+        waiting = "waiting for the run store to take the records kept for later"
+        wait_for("the shutdown's wait", lambda: waiting in log.read_text())
+        process.send_signal(signal.SIGTERM)  # ends that wait
         assert process.wait(timeout=30) == 1  # records lost at shutdown
-    except subprocess.TimeoutExpired:
-        process.kill()
-        raise
+    finally:
+        stopped(process)
     text = log.read_text()
     assert "run record lost at shutdown" in text  # kept until then
     assert "dropped" not in text
