@@ -182,12 +182,13 @@ class HttpRun:
         self._task: asyncio.Task[Outcome] | None = None
         self._stop_reason: str | None = None
         # What a response may quote of the request that viewers may not read (see Secrets),
-        # the proxy's credentials included; the valueFrom values join once read.
+        # the proxy's credentials included; the valueFrom values join once read. The URL's
+        # and the proxy's parts, few, rank ahead of those values, which a task may have many
+        # of: their long forms pushed a webhook's path out of the forms kept.
         anywhere, words = url_secrets(action.url)
         proxy_anywhere, proxy_words = _proxy_secrets() if proxies is None else proxies
-        self._secrets = Secrets(
-            anywhere | proxy_anywhere, words | proxy_words, first=proxy_anywhere | proxy_words
-        )
+        anywhere, words = anywhere | proxy_anywhere, words | proxy_words
+        self._secrets = Secrets(anywhere, words, first=anywhere | words)
         self._response: httpx.Response | None = None  # once its head has arrived
         self._body = bytearray()  # what came of its body (_read_head)
 
@@ -406,7 +407,8 @@ def _describe(err: httpx.HTTPError, secrets: Secrets) -> str:
 
 def _proxy_secrets() -> tuple[frozenset[str], frozenset[str]]:
     """What to hide of the credentials of the proxies a request may go through: those the
-    client takes (``httpclient.proxy_routes``), for whichever scheme of the task's URL."""
+    client takes (``httpclient.proxy_routes``): every proxy the environment names, whatever
+    the task's scheme."""
     anywhere, words = proxy_secrets(url for _, url in httpclient.proxy_routes().proxies)
     return frozenset(anywhere), frozenset(words)
 

@@ -15,8 +15,8 @@ hiding every segment and value would blank out common words of an ordinary answe
 (``tasks``, ``active``, ``true``) and break its JSON. Percent escapes are matched in both
 cases (``%2F``, ``%2f``); parts shorter than ``_LEAST`` are left.
 
-Bounded work: at most ``MAX_FORMS`` parts of ``MAX_CHARS`` in all are kept (the proxy's
-first, then those hidden wherever they appear, then the longest), each searched for with
+Bounded work: at most ``MAX_FORMS`` parts of ``MAX_CHARS`` in all are kept (the URL's and the
+proxy's first, then those hidden wherever they appear, then the longest), each searched for with
 one ``str.find`` at C speed, so hiding 64 KiB takes milliseconds on the event loop. A part
 cut by the end of the text (a body's head, a run stopped in the middle of it) is hidden too.
 """
@@ -64,8 +64,8 @@ class Secrets:
     def __init__(
         self, anywhere: Iterable[str], words: Iterable[str] = (), *, first: Iterable[str] = ()
     ) -> None:
-        """``first``: parts of either kind kept ahead of all others (the proxy's credentials,
-        install-wide, which a task's many long ``valueFrom`` values must not crowd out)."""
+        """``first``: parts of either kind kept ahead of all others (the URL's and the
+        proxy's, few, which a task's many long ``valueFrom`` values must not crowd out)."""
         self.anywhere = {p for p in anywhere if len(p) >= _LEAST}
         self.words = {p for p in words if len(p) >= _LEAST} - self.anywhere
         self.first = set(first) & (self.anywhere | self.words)
@@ -234,6 +234,8 @@ def proxy_secrets(proxies: Iterable[str]) -> tuple[set[str], set[str]]:
         credential = base64.b64encode(f"{user}:{password}".encode()).decode()
         written = parts.netloc.rpartition("@")[0]
         written_user, _, written_password = written.partition(":")
+        if not password:  # an API key as the user name: it is the credential
+            user, password, written_user, written_password = "", user, "", written_user
         for piece in (f"Basic {credential}", credential, credential.rstrip("=")):
             anywhere |= _written(piece)
         if user and password:  # "admin:" or ":123456" alone is no distinctive form

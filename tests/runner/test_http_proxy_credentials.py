@@ -84,6 +84,8 @@ class EchoingProxy(BaseHTTPRequestHandler):
 
 
 # What a status endpoint says: words and numbers a proxy's credentials may be too.
+# A Slack-style webhook path: hidden whole, as the URL's path always is.
+HOOK_PATH = "/services/T0AbCdEf/B0GhIjKl/XyZ123abc456def789ghi"
 ORDINARY = json.dumps(
     {"role": "admin", "version": "latest", "count": 1000, "id": 123456, "ts": 1701234567}
 )
@@ -221,7 +223,8 @@ def test_the_proxy_credential_without_its_padding_is_hidden() -> None:
 @pytest.mark.usefixtures("proxy")
 def test_many_long_valuefrom_values_do_not_crowd_out_the_proxy_credentials() -> None:
     """Twenty long ``Basic`` values of a task's own make more forms to hide than are kept
-    (``MAX_FORMS``), all longer than the proxy's: the proxy's, install-wide, are kept first."""
+    (``MAX_FORMS``), all longer than the proxy's and the URL's: those, few, are kept first
+    (ranking only the proxy's first pushed a webhook's path out instead)."""
     names = [f"X-Key-{i}" for i in range(20)]
     # "/<&" in the password: each value has 13 forms (JSON, HTML, percent-encoding differ).
     passwords = [f"{'Qz7/<&' * 12}{i:02}" for i in range(20)]
@@ -231,7 +234,7 @@ def test_many_long_valuefrom_values_do_not_crowd_out_the_proxy_credentials() -> 
     }
     action = HttpAction.model_validate(
         {
-            "url": "http://origin.invalid/status",
+            "url": f"http://origin.invalid{HOOK_PATH}",
             "timeoutSeconds": 10,
             "headers": [
                 {"name": name, "valueFrom": {"env": f"KEY_{i}"}} for i, name in enumerate(names)
@@ -240,6 +243,7 @@ def test_many_long_valuefrom_values_do_not_crowd_out_the_proxy_credentials() -> 
     )
     outcome = asyncio.run(asyncio.wait_for(HttpRun(action, env=env).run(), 30))
     assert "X-Key-19: ***" in outcome.output, outcome.output  # the task's are hidden too
+    assert "T0AbCdEf" not in outcome.output + outcome.message, outcome.output  # and its path
     assert leaked(outcome.output) == [], outcome.output
     assert leaked(outcome.message) == [], outcome.message
 
@@ -251,10 +255,19 @@ def test_a_socks_proxy_adds_nothing_to_hide() -> None:
 
 
 def test_a_proxy_user_without_a_password_hides_no_ordinary_word() -> None:
-    """``http://admin@proxy`` is sent as ``admin:``: that and ``:123456`` are no distinctive
+    """``http://1000@proxy`` is sent as ``1000:``: that and ``:123456`` are no distinctive
     form, the base64 credential is."""
-    for url, userinfo in (("http://admin@p:3128", "admin:"), ("http://:123456@p:3128", ":123456")):
+    for url, userinfo in (("http://1000@p:3128", "1000:"), ("http://:123456@p:3128", ":123456")):
         secrets = Secrets(*proxy_secrets([url]))
         credential = base64.b64encode(userinfo.encode()).decode()
         text = f'{ORDINARY} {{"x": "{userinfo}1", "id":123456}} {credential}'
         assert secrets.hide(text) == text.replace(credential, "***")
+
+
+def test_a_proxy_user_without_a_password_is_the_credential() -> None:
+    """``http://abc123xyz@proxy`` (an API key as the user name): the key is hidden as a word,
+    as a password is, though it does not look like a credential by itself."""
+    secrets = Secrets(*proxy_secrets(["http://abc123xyz@p:3128"]))
+    assert secrets.hide('{"X-Proxy-User": "abc123xyz", "role": "admin"}') == (
+        '{"X-Proxy-User": "***", "role": "admin"}'
+    )
