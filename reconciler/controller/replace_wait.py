@@ -26,6 +26,7 @@ from typing import Final
 
 from reconciler.controller.active import ActiveRun
 from reconciler.controller.execution import RunExecution
+from reconciler.controller.lane import ANSWER_WAIT
 from reconciler.controller.late_starts import MISSED_DEADLINE, missed_deadline
 from reconciler.core.desired import Definition
 from reconciler.core.runs import RunRecord, Trigger
@@ -45,6 +46,12 @@ WAIT_MAX: Final = 60.0
 LOOK_EVERY: Final = 1.0
 
 
+def replaced_stop_bound(kill_grace: float) -> float:
+    """What the stop of the runs a ``Replace`` slot replaces may take (``ReplaceWaits``): their
+    kill grace, their end record's answer, a look."""
+    return kill_grace + ANSWER_WAIT + LOOK_EVERY
+
+
 class ReplaceWaits(RunExecution):
     """The ``Replace`` wait of :class:`~reconciler.controller.dispatch.Dispatcher` (which
     holds the state declared here)."""
@@ -52,6 +59,12 @@ class ReplaceWaits(RunExecution):
     # The runs that replace others, until their first attempt may start: the runs they replace
     # stopped, and their Jobs gone (or the wait given up). ``Dispatcher.replacing`` reads it.
     _replacing: set[str]
+    # The most of a replacing run's wait for the runs it stopped that its startingDeadlineSeconds
+    # does not count (``_waited``): what their stop may take (``replaced_stop_bound``, set with
+    # the runner's kill grace: ``wiring.dispatcher``). Past it, the wait was something else
+    # (crontask frozen, the machine suspended) and counts: a slot is not started a quarter of
+    # an hour late because a process was away while its old run died.
+    replaced_stop: float = replaced_stop_bound(10.0)  # crontask run's default --kill-grace
 
     async def _run_attempt(
         self, definition: Definition | None, active: ActiveRun, *, adopted: bool = False
@@ -68,7 +81,7 @@ class ReplaceWaits(RunExecution):
             # server's refusal, and counts, as for a CronJob (``_replaced_gone``).
             # Kept until the run ends (``Dispatcher._launch``).
             waited = (self.clock() - decided).total_seconds()
-            self._replace_waited[record.id] = max(waited, 0.0)
+            self._replace_waited[record.id] = min(max(waited, 0.0), self.replaced_stop)
         try:
             reason, why = await self._replaced_gone(definition, active)
         finally:  # only now: until the Jobs are gone it still waits (a run-now: "pending")
@@ -93,6 +106,8 @@ class ReplaceWaits(RunExecution):
         Then the reason and why ``active`` may not start (None: it may, or it was stopped
         meanwhile)."""
         record, waited = active.record, False
+        # Its wait for the runs it stopped, not counted (``_run_attempt``): only the delete's.
+        credit = self._replace_waited.get(record.id, 0.0)
         deadline = None if definition is None else definition.task.spec.starting_deadline_seconds
         if record.trigger is Trigger.MANUAL:  # a run asked for by hand has no deadline
             deadline = None
@@ -111,9 +126,9 @@ class ReplaceWaits(RunExecution):
             late = (self.clock() - record.scheduled_at).total_seconds()
             # Still waiting at the deadline, it cannot start by it: skipped then, naming the
             # Job, rather than waiting on until ``WAIT_MAX`` or a newer slot replaces it.
-            if deadline is not None and late >= deadline:
+            if deadline is not None and late - credit >= deadline:
                 return MISSED_DEADLINE, (
-                    f"{missed_deadline(late, deadline)}: "
+                    f"{missed_deadline(late, deadline, credit)}: "
                     + _blocked(names, "its delete has not gone through (tried again)")
                 )
             if (left := until - loop.time()) <= 0:
@@ -121,7 +136,7 @@ class ReplaceWaits(RunExecution):
                     names, f"its delete did not go through in {WAIT_MAX:g}s (tried again)"
                 )
             if deadline is not None:
-                left = min(left, deadline - late)
+                left = min(left, deadline - (late - credit))
             stopped, waited = asyncio.ensure_future(active.wait_stopped(None)), True
             try:
                 await asyncio.wait(
@@ -132,9 +147,9 @@ class ReplaceWaits(RunExecution):
             finally:
                 stopped.cancel()
         late = (self.clock() - record.scheduled_at).total_seconds()
-        if waited and deadline is not None and late > deadline:  # as ``_refused_at_once``
+        if waited and deadline is not None and late - credit > deadline:  # ``_refused_at_once``
             return MISSED_DEADLINE, (
-                f"{missed_deadline(late, deadline)} (a Job it replaces was being deleted)"
+                f"{missed_deadline(late, deadline, credit)} (a Job it replaces was being deleted)"
             )
         return REPLACE_BLOCKED, None
 

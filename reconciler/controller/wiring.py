@@ -25,6 +25,7 @@ from reconciler.controller.jobs import JobSupport, WithoutJobs
 from reconciler.controller.kube import Kubernetes
 from reconciler.controller.options import HaOptions, Options
 from reconciler.controller.reconcile import PassResult, Reconciler
+from reconciler.controller.replace_wait import replaced_stop_bound
 from reconciler.core.desired import Definition
 from reconciler.core.fields import MAX_HISTORY
 from reconciler.core.plan import Operation
@@ -98,6 +99,7 @@ def dispatcher(
     if support is not None:
         runners.append(support.runner)
     dispatcher = Dispatcher(store, owner=me, actions=Actions(runners))
+    dispatcher.replaced_stop = replaced_stop_bound(kill_grace)
     if support is not None:
         dispatcher.resumable = support.runner
         support.runner.progress = dispatcher.progress

@@ -274,3 +274,26 @@ def test_a_run_whose_claim_came_late_without_a_deadline_still_starts() -> None:
     assert began == 1
     assert record is not None
     assert record.status is RunStatus.SUCCEEDED
+
+
+def test_a_replacing_run_is_credited_its_wait_only_up_to_what_a_stop_may_take() -> None:
+    """The replaced run ends 30 s after the slot, far past what its stop may take (its kill
+    grace, its end record's answer, a look: 13 s with the defaults): crontask was away
+    meanwhile (frozen, suspended), not waiting for a stop, and the rest counts against
+    startingDeadlineSeconds 2. A slot was started 15 s late after a 15 s SIGSTOP."""
+
+    async def scenario() -> tuple[list[RunRecord], RunRecord | None]:
+        d, action, store, clock = await replacing(replace(startingDeadlineSeconds=2))
+        clock.jump(30)
+        action.kill.set()
+        assert await d.drain(5)
+        await d.shutdown(0)
+        return action.began, store.get(run_id(KEY, NEXT))
+
+    began, record = asyncio.run(scenario())
+    assert [r.scheduled_at for r in began] == [EPOCH]  # the new run never began
+    assert record is not None
+    assert (record.status, record.reason) == (RunStatus.SKIPPED, "MissedDeadline")
+    assert "(not counting the 13.0s it waited for the runs it replaces to end)" in (
+        record.message or ""
+    ), record.message

@@ -405,3 +405,45 @@ def test_with_replicas_the_skip_at_the_starting_deadline_names_the_job() -> None
         await d.shutdown(0)
 
     asyncio.run(main())
+
+
+class SlowFirstDelete(Deletes):
+    """The first delete takes 5 s of the clock, then is refused ``503`` once; the background
+    retry goes through at once."""
+
+    def __init__(self, now: list[datetime]) -> None:
+        super().__init__(503)
+        self.now, self.refused, self.asked = now, False, 0
+
+    async def delete(self, namespace: str, name: str, uid: str | None) -> bool:
+        self.asked += 1
+        if self.asked == 1:
+            self.now[0] += timedelta(seconds=5)
+            self.calls.append(("delete", name))
+            raise ApiError("cannot delete Job: HTTP 503", 503)
+        return await super().delete(namespace, name, uid)
+
+
+def test_a_delete_tried_again_counts_its_own_wait_not_the_replaced_run_s_stop() -> None:
+    """startingDeadlineSeconds 3; the replaced Job's first delete took 5 s (the replaced run's
+    stop, not counted), then was refused once, and its retry went through at once: the slot
+    starts. It was skipped at once, ``not started: 5.0s after its slot``, the stop counted."""
+    store = MemoryRunStore()
+    now = [T0]
+    cluster = SlowFirstDelete(now)
+    task = job_task(concurrencyPolicy="Replace", startingDeadlineSeconds=3)
+
+    async def main() -> None:
+        d, _ = wired(cluster, store, lambda: now[0])
+        d.fire(task, T0)
+        await until(lambda: NAME in cluster.jobs)
+        now[0] = T1
+        d.fire(task, T1)
+        await until(lambda: (r := stored(store, T1)) is not None and r.started_at is not None)
+        await d.shutdown(0)
+
+    asyncio.run(main())
+    record = stored(store, T1)
+    assert record is not None
+    assert record.reason != "MissedDeadline", record.message
+    assert cluster.asked == 2  # refused once, then through
