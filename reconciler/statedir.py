@@ -299,6 +299,13 @@ def prepare_db(path: Path) -> None:
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
     with contextlib.suppress(FileExistsError):  # there already (or a link): checked below
         os.close(os.open(path, flags, PRIVATE_FILE))
+    check_db(path)
+
+
+def check_db(path: Path) -> None:
+    """``prepare_db``'s checks of the file ``path`` already there (nothing made) and of its
+    ``-wal``/``-shm``/``-journal``: a run store file put back under a running crontask is
+    taken only so. Raises :class:`Refused`, FileNotFoundError (nothing there), OSError."""
     tightened = _check_file(path)
     for suffix in _SQLITE_SIDE_FILES:
         # Another process's SQLite creates and removes these at any moment (a ``-journal``

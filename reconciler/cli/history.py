@@ -193,7 +193,7 @@ def _open_store(args: argparse.Namespace) -> RunStore:
 def _store_file_there(args: argparse.Namespace) -> None:
     """SystemExit when, without ``--db``, the state directory holds no ``runs.db``. An
     ``OSError`` (the folder cannot be searched) goes through, to ``store_errors``."""
-    if not args.db and not (args.state_dir / "runs.db").exists():
+    if not args.db and not os.path.lexists(args.state_dir / "runs.db"):  # a link: said below
         # One who set $CRONTASK_SERVER for the client commands may expect `runs` to ask it.
         hint = (
             f'; runs reads ${SERVER_ENV} only if told: --server "${SERVER_ENV}"'

@@ -120,11 +120,19 @@ def _damaged(e: exc.DBAPIError) -> bool:
     return isinstance(code, int) and (code & 0xFF) in _SQLITE_DAMAGED
 
 
+# The attribute on a driver's error with the words that say where it happened: SQLite's name
+# no file ("database or disk is full"); the engine's SQLite file adds its path (and the room
+# left on its file system), ``sql_sqlite_file.SqliteFile._on_error``.
+WHERE_NOTE: Final = "crontask_where"
+
+
 def _said(error: BaseException | None) -> str:
     """What the server said, without the statement PostgreSQL quotes after it ("LINE 1:
-    INSERT INTO runs ..." and a caret), which filled each warning of an outage."""
+    INSERT INTO runs ..." and a caret), which filled each warning of an outage; then where
+    (``WHERE_NOTE``)."""
     primary = getattr(getattr(error, "diag", None), "message_primary", None)
-    return primary if isinstance(primary, str) and primary else str(error)
+    said = primary if isinstance(primary, str) and primary else str(error)
+    return said + str(getattr(error, WHERE_NOTE, ""))
 
 
 @contextlib.contextmanager

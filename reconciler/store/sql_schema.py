@@ -7,7 +7,8 @@ with a connect timeout and a limit on how long a session may sit idle inside a t
 that replaces the pool's connections after a read-only error or a session the server ended
 (:mod:`reconciler.store.sql_errors`, which also says which driver errors are an outage). An
 SQLite file deleted or replaced under the process is the store unavailable too,
-never a new empty one (``sql_sqlite_file``). The store's operations live in ``sql``.
+never a new empty one, until a file that passes a start's checks is at its path again
+(``sql_sqlite_file``). The store's operations live in ``sql``.
 """
 
 from __future__ import annotations
@@ -27,7 +28,6 @@ from sqlalchemy.pool import ConnectionPoolEntry
 from reconciler import statedir
 from reconciler.core.runs import Trigger
 from reconciler.core.urls import looks_like_path
-from reconciler.store.base import StoreUnavailable
 from reconciler.store.records import utc
 from reconciler.store.sql_errors import pg_on_error, sqlite_on_error
 from reconciler.store.sql_sqlite_file import (
@@ -35,7 +35,9 @@ from reconciler.store.sql_sqlite_file import (
     check_readable,
     check_sqlite,
     is_uri,
+    no_store,
     sqlite_file,
+    vet,
 )
 
 log = logging.getLogger("crontask.store")
@@ -251,11 +253,12 @@ def create_engine(url: str, *, existing: bool = False) -> Engine:
         elif database.is_dir():  # a usage error, as a writer's refusal of it
             raise ValueError(f"{database} is a directory, not a SQLite file")
         elif not database.is_file():
-            raise StoreUnavailable(f"no run store at {database}")
+            raise no_store(database)  # what is there, if anything
         engine = sa.create_engine(u, connect_args={"timeout": SQLITE_BUSY_TIMEOUT.total_seconds()})
         if existing and not is_uri(u):
             check_readable(database)
-        SqliteFile(Path(os.path.abspath(database)), uri=is_uri(u)).watch(engine)
+        path = Path(os.path.abspath(database))
+        SqliteFile(path, uri=is_uri(u), vet=None if existing else vet).watch(engine)
         event.listen(engine, "connect", _sqlite_on_connect)
         event.listen(engine, "begin", _sqlite_on_begin)
         event.listen(engine, "handle_error", sqlite_on_error)

@@ -5,22 +5,28 @@ folder it may not write, and the watch that keeps a store on the file it opened
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
 import sqlite3
+import stat
+import weakref
+from collections.abc import Callable
 from pathlib import Path
 from typing import Final
 from urllib.parse import unquote_to_bytes
 
 import sqlalchemy as sa
 from sqlalchemy import event, exc
-from sqlalchemy.engine import Dialect, Engine
+from sqlalchemy.engine import Dialect, Engine, ExceptionContext
 from sqlalchemy.engine.interfaces import DBAPIConnection
-from sqlalchemy.pool import ConnectionPoolEntry, PoolProxiedConnection
+from sqlalchemy.pool import ConnectionPoolEntry, NullPool, PoolProxiedConnection
 from sqlalchemy.util import asbool
 
-from reconciler.store.base import StoreUnavailable
+from reconciler import statedir
+from reconciler.store.base import IncompatibleSchema, StoreUnavailable
+from reconciler.store.sql_errors import WHERE_NOTE
 
 log = logging.getLogger("crontask.store")
 
@@ -198,6 +204,92 @@ def check_readable(path: Path) -> None:
         )
 
 
+def no_store(path: Path) -> StoreUnavailable:
+    """The error for a store file that is not there, or is no file SQLite can hold a store in:
+    "no run store at" means that no crontask run used it (the README's words), so a path with
+    something else at it (a FIFO, a socket, a device, a dangling link) says what it is."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        if not os.path.lexists(path):
+            return StoreUnavailable(f"no run store at {path}")
+        return StoreUnavailable(f"{path} is a symbolic link to nothing, not a run store")
+    except OSError as err:
+        return StoreUnavailable(f"cannot use the run store {path}: {err.strerror}")
+    return StoreUnavailable(f"{path} is not a regular file ({_kind(st.st_mode)})")
+
+
+_KINDS: Final = (
+    (stat.S_ISFIFO, "a FIFO"),
+    (stat.S_ISSOCK, "a socket"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISDIR, "a directory"),
+)
+
+
+def _kind(mode: int) -> str:
+    return next((name for test, name in _KINDS if test(mode)), f"file type {stat.S_IFMT(mode):o}")
+
+
+# SQLite's primary result codes for a file that cannot be written or read now: full (its
+# file system, or a quota), an I/O error (on a full tmpfs SQLite says "disk I/O error" as it
+# maps its -shm), a file it cannot open. Their words name no file: the store's outage says
+# which, and for the first two how much room its file system has (``SqliteFile._on_error``).
+_FULL: Final = 13
+_ROOM_CODES: Final = frozenset({_FULL, sqlite3.SQLITE_IOERR})
+_FILE_CODES: Final = _ROOM_CODES | {sqlite3.SQLITE_CANTOPEN}
+
+
+def _free_space(folder: Path) -> str:
+    try:
+        st = os.statvfs(folder)
+    except OSError:
+        return ""
+    free = st.f_bavail * st.f_frsize
+    for unit in ("bytes", "KiB", "MiB", "GiB"):
+        if free < 1024 or unit == "GiB":
+            break
+        free //= 1024
+    return f", {free} {unit} free on its file system"
+
+
+def vet(path: Path) -> None:
+    """Whether a writer may take the SQLite file now at ``path`` for its store, as it would
+    at start: the file checks of ``statedir.prepare_db`` (a regular file of this user's, never
+    a link; made private if others may read it), and a schema this crontask runs on as it is
+    (``migrations.check``: one that would need migrating, or none, is refused, never changed).
+    Raises statedir.Refused, IncompatibleSchema, StoreUnavailable, OSError, saying why."""
+    # migrations imports sql_schema, which imports this module.
+    from reconciler.store import migrations
+
+    statedir.check_db(path)
+    uri = f"{path.as_uri()}?mode=ro"
+    engine = sa.create_engine(
+        f"sqlite:///{path}",
+        creator=lambda: sqlite3.connect(uri, uri=True, check_same_thread=False),
+        poolclass=NullPool,
+    )
+    try:
+        migrations.check(engine)
+    except exc.DBAPIError as err:
+        raise StoreUnavailable(f"sqlite: {err.orig}") from None
+    finally:
+        engine.dispose()
+
+
+# The descriptors every SqliteFile of this process holds (``SqliteFile._hold``): none is a
+# connection (``SqliteFile._old_open``), or two engines on one file would wait for each other.
+_HELD: Final[set[int]] = set()
+
+
+def _close_held(held: list[int]) -> None:
+    if held[0] >= 0:
+        _HELD.discard(held[0])
+        os.close(held[0])
+        held[0] = -1
+
+
 class SqliteFile:
     """The SQLite file a store opened, and nothing else, for as long as the engine lives.
 
@@ -208,21 +300,52 @@ class SqliteFile:
     or a reader found it) is opened ``mode=rw`` (a missing one is an error, never made), and
     its identity (device, inode) is checked at each checkout and each new connection: another
     file, or none, is :class:`StoreUnavailable` (the runs' records wait, as in any outage),
-    and the pool's connections to the old file are dropped."""
+    and the pool's connections to the old file are dropped.
 
-    def __init__(self, path: Path, *, uri: bool = False) -> None:
+    A writer's store takes the file found at the path again (``vet``: a backup restored with
+    ``cp``, a new inode, was never used, and the records waiting were lost at the stop) once
+    no connection of this process to the old file is open: SQLite names its -wal and -shm
+    after the path, so one left open would share them with the new file, or delete them when
+    it closes. ``vet`` None (a reader): never; it reads for seconds. The file taken is held
+    (``_hold``), so that its (device, inode) stays its own."""
+
+    def __init__(
+        self, path: Path, *, uri: bool = False, vet: Callable[[Path], None] | None = None
+    ) -> None:
         self.path = path
         self.uri = uri
-        self.identity = self._identity()
-        if self.identity is None:
-            raise StoreUnavailable(f"no run store at {path}")
+        self._held = [-1]  # the descriptor of _hold, closed with this object
+        weakref.finalize(self, _close_held, self._held)
+        identity = self._hold()
+        if identity is None:
+            raise no_store(path)
+        self.identity = identity
+        self._vet = vet
+        self._lost = False
         self._told = False
+        self._refused: tuple[tuple[int, int], str] | None = None  # said once per file and reason
 
     def watch(self, engine: Engine) -> None:
         # Before _sqlite_on_connect: a replaced file must not be switched to WAL first.
         event.listen(engine, "do_connect", self._connect_args)
         event.listen(engine, "connect", self._on_connect)
         event.listen(engine, "checkout", self._on_checkout)
+        event.listen(engine, "handle_error", self._on_error)
+
+    def _hold(self) -> tuple[int, int] | None:
+        """Hold the file at the path (None: none there), and say which it is. Held, its inode
+        is given to no other file: a backup copied in after the old file was deleted and
+        closed got the same (device, inode), and passed for it. An ``O_PATH`` descriptor: its
+        closing leaves SQLite's locks on the file in place (``statedir._held``)."""
+        try:
+            fd = os.open(self.path, os.O_PATH | os.O_CLOEXEC)
+        except FileNotFoundError:
+            return None
+        st = os.fstat(fd)
+        _close_held(self._held)
+        self._held[0] = fd
+        _HELD.add(fd)
+        return st.st_dev, st.st_ino
 
     def _identity(self) -> tuple[int, int] | None:
         try:
@@ -232,18 +355,69 @@ class SqliteFile:
         return st.st_dev, st.st_ino
 
     def _gone(self) -> str | None:
-        """Why the path no longer leads to the file first opened (None: it does)."""
-        if self._identity() == self.identity:
+        """Why the path no longer leads to the file taken (None: it does). Lost once, it is
+        so until a file is taken again (``_back``), the same one put back included: its mode
+        or its schema may have changed while it was away."""
+        if not self._lost and self._identity() == self.identity:
             return None
+        self._lost = True
         why = f"the run store file {self.path} was removed or replaced"
         if not self._told:  # once: the recorder tries again and again meanwhile
             self._told = True
+            # A writer takes a file put back at the path (_back); a reader reads for seconds.
+            back = "put the file back, or a backup of it" if self._vet else "restore the file"
             log.error(
-                "%s; runs go on, their records wait (restore the file, or restart crontask"
-                " to start a new history)",
+                "%s; runs go on, their records wait (%s; or restart crontask to start a new"
+                " history)",
                 why,
+                back,
             )
         return why
+
+    def _back(self) -> bool:
+        """Whether a file found at the path is taken for the store from now on (see the
+        class); why not is said once for each file and reason."""
+        found = self._identity()
+        if self._vet is None or found is None:
+            return False
+        try:
+            # The same identity: the file itself put back (``mv``), checked all the same.
+            if found != self.identity and self._old_open():
+                return False  # they close at their next checkout (the pool was invalidated)
+            self._vet(self.path)
+        except (statedir.Refused, IncompatibleSchema, StoreUnavailable, OSError) as err:
+            if self._refused != (found, str(err)):
+                self._refused = (found, str(err))
+                log.error(
+                    "a file is at %s again, not taken for the run store: %s; the records"
+                    " keep waiting",
+                    self.path,
+                    err,
+                )
+            return False
+        if self._hold() != found:  # replaced again while it was checked
+            return False
+        other = " (a different file)" if found != self.identity else ""
+        self.identity, self._lost, self._told, self._refused = found, False, False, None
+        log.warning(
+            "run store file is back%s: the records waiting are written to it",
+            other,
+            extra={"fields": {"path": str(self.path)}},
+        )
+        return True
+
+    def _old_open(self) -> bool:
+        """Whether this process has a descriptor of the file last taken (by any engine)."""
+        for fd in os.listdir("/proc/self/fd"):
+            if int(fd) in _HELD:
+                continue
+            try:
+                st = os.stat(f"/proc/self/fd/{fd}")
+            except OSError:
+                continue  # closed meanwhile (the listing's own descriptor among them)
+            if (st.st_dev, st.st_ino) == self.identity:
+                return True
+        return False
 
     def _connect_args(
         self,
@@ -263,7 +437,9 @@ class SqliteFile:
         cparams["uri"] = True
 
     def _on_connect(self, dbapi_connection: DBAPIConnection, _record: ConnectionPoolEntry) -> None:
-        if (why := self._gone()) is not None:
+        # A new connection opened what is at the path now: the one place a file found there
+        # may be taken (a pooled connection may still be on the old one).
+        if (why := self._gone()) is not None and not self._back():
             raise sqlite3.OperationalError(why)  # the pool closes the connection
 
     def _on_checkout(
@@ -273,3 +449,13 @@ class SqliteFile:
         if (why := self._gone()) is not None:
             # Every pooled connection goes; the new one fails in _on_connect (or mode=rw).
             raise exc.InvalidatePoolError(why)
+
+    def _on_error(self, context: ExceptionContext) -> None:
+        # SQLite's words for a full disk or an I/O error name no file (translated_errors).
+        err = context.original_exception
+        code = getattr(err, "sqlite_errorcode", None)
+        if not isinstance(code, int) or (code & 0xFF) not in _FILE_CODES:
+            return
+        room = _free_space(self.path.parent) if (code & 0xFF) in _ROOM_CODES else ""
+        with contextlib.suppress(AttributeError):  # a driver's error that takes no attribute
+            setattr(err, WHERE_NOTE, f" ({self.path}{room})")

@@ -3,14 +3,17 @@
 Before, the pooled connections wrote on into the unlinked file, then a new connection made a
 fresh empty ``runs.db`` (0644) whose every write failed with "no such table", and a restart
 began a new, empty history. Now the store is unavailable (the recorder keeps its records, as
-in any outage), no file is made, and a replaced file is not written to.
+in any outage), no file is made, and a file put in its place that is no run store of a
+schema this crontask runs on is not written to.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
+import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -83,11 +86,13 @@ def test_the_recorder_keeps_its_records_while_the_file_is_gone(
 
 def test_a_replaced_file_is_not_written_to(store: SqlRunStore, state: Path) -> None:
     db = state / "runs.db"
-    other = open_store(sqlite_url(state / "other"))
-    other.close()
-    replacement = state / "other" / "runs.db"
+    replacement = state / "other.db"
+    with contextlib.closing(sqlite3.connect(replacement)) as other:
+        other.execute("CREATE TABLE runs (x)")  # another program's file, or a damaged store
+        other.commit()
+    replacement.chmod(0o600)
     _remove(db)
-    os.replace(replacement, db)  # another store's file (a backup) put in its place
+    os.replace(replacement, db)  # put in its place (a store is taken: test_sqlite_file_restored)
     before = db.read_bytes()
     for _ in range(3):
         with pytest.raises(StoreUnavailable, match="removed or replaced"):

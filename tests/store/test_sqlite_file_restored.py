@@ -1,0 +1,248 @@
+"""Fault: the SQLite file deleted under a running writer, then a backup restored at its path.
+
+A restored backup (``cp``: a new inode) was never taken: the store stayed unavailable, the
+records waited until the stop and were lost with it. Now a writer takes the file found at the
+path once it is a regular file of this user's holding a store of a schema this crontask runs
+on (the checks of a start), says so in one line, and the records waiting are written, a record
+whose claim the backup does not hold included. A file that fails a check is said once, not
+taken, and not changed: the records keep waiting.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import shutil
+import sqlite3
+import stat
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from reconciler.controller.recorder import Recorder
+from reconciler.core.runs import RunStatus
+from reconciler.store import StoreUnavailable, migrations, open_store, sqlite_url
+from reconciler.store.sql import SqlRunStore, create_engine
+from tests.store._records import rec
+
+OLDER = "0005"
+
+
+@pytest.fixture
+def state(tmp_path: Path) -> Path:
+    return tmp_path / "state"
+
+
+@pytest.fixture
+def store(state: Path) -> Iterator[SqlRunStore]:
+    opened = open_store(sqlite_url(state), writer=True)
+    assert isinstance(opened, SqlRunStore)
+    opened.claim(rec(at=0, status=RunStatus.RUNNING))  # in the backup, ended after it
+    yield opened
+    opened.close()
+
+
+def backup(db: Path, to: Path) -> None:
+    """SQLite's online backup, as an operator takes one of a live store."""
+    source, copy = sqlite3.connect(db), sqlite3.connect(to)
+    try:
+        source.backup(copy)
+    finally:
+        copy.close()
+        source.close()
+
+
+def remove(db: Path) -> None:
+    for suffix in ("", "-wal", "-shm"):
+        db.with_name(db.name + suffix).unlink(missing_ok=True)
+
+
+def restore(saved: Path, db: Path, mode: int = 0o600) -> None:
+    shutil.copyfile(saved, db)  # a new inode, as `cp` makes
+    os.chmod(db, mode)
+
+
+def gone(store: SqlRunStore, db: Path, saved: Path) -> None:
+    """The backup taken, the file removed, and the store found unavailable."""
+    backup(db, saved)
+    remove(db)
+    with pytest.raises(StoreUnavailable):
+        store.claim_many([rec(at=9, status=RunStatus.RUNNING)])
+
+
+def said(caplog: pytest.LogCaptureFixture, words: str) -> list[str]:
+    return [r.getMessage() for r in caplog.records if words in r.getMessage()]
+
+
+def test_a_restored_backup_is_taken_and_the_waiting_records_written(
+    store: SqlRunStore, state: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    db = state / "runs.db"
+    gone(store, db, tmp_path / "backup.db")
+
+    async def main() -> None:
+        recorder = Recorder(store, retry_initial=0.01, retry_max=0.02)
+        # A run begun while the file was gone (its claim is in no file), and one that ended.
+        assert await recorder.claim(rec(at=1, status=RunStatus.RUNNING)) is False
+        assert await recorder.save(rec(at=1)) is False
+        assert await recorder.save(rec(at=0)) is False
+        assert recorder.pending == 2
+        restore(tmp_path / "backup.db", db)
+        assert await recorder.flush(20) is True
+        assert recorder.dropped == 0
+        await recorder.close(0)
+
+    with caplog.at_level(logging.INFO, logger="crontask.store"):
+        asyncio.run(main())
+    assert store.get(rec(at=0).id) == rec(at=0)
+    assert store.get(rec(at=1).id) == rec(at=1)
+    back = [r for r in caplog.records if "run store file is back" in r.getMessage()]
+    assert len(back) == 1, caplog.text
+    assert back[0].getMessage().startswith("run store file is back (a different file)")
+    assert back[0].__dict__["fields"]["path"] == str(db)
+    # The file taken is the one at the path: a restart reads the same history.
+    store.close()
+    again = open_store(sqlite_url(state), existing=True)
+    try:
+        assert again.get(rec(at=1).id) == rec(at=1)
+    finally:
+        again.close()
+
+
+def test_a_file_removed_again_after_the_restore_is_said_again(
+    store: SqlRunStore, state: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    db = state / "runs.db"
+    with caplog.at_level(logging.INFO, logger="crontask.store"):
+        gone(store, db, tmp_path / "backup.db")
+        restore(tmp_path / "backup.db", db)
+        assert store.claim_many([rec(at=2, status=RunStatus.RUNNING)]) == [True]
+        gone(store, db, tmp_path / "backup2.db")
+    assert len(said(caplog, "was removed or replaced")) == 2, caplog.text
+
+
+def _older(path: Path) -> None:
+    engine = create_engine(sqlite_url(path.parent))
+    try:
+        with engine.connect() as conn, conn.begin():
+            migrations.downgrade(conn, OLDER)
+    finally:
+        engine.dispose()
+
+
+def _revision(path: Path) -> str | None:
+    with sqlite3.connect(path) as conn:
+        return str(conn.execute("SELECT version_num FROM alembic_version").fetchone()[0])
+
+
+def test_a_backup_of_an_older_schema_is_refused_once_and_left_as_it_is(
+    store: SqlRunStore, state: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    db = state / "runs.db"
+    gone(store, db, tmp_path / "backup.db")
+    older = tmp_path / "older" / "runs.db"
+    older.parent.mkdir(mode=0o700)
+    shutil.copyfile(tmp_path / "backup.db", older)
+    _older(older)
+    restore(older, db)
+    with caplog.at_level(logging.INFO, logger="crontask.store"):
+        for _ in range(3):
+            with pytest.raises(StoreUnavailable):
+                store.claim_many([rec(at=1, status=RunStatus.RUNNING)])
+    refused = said(caplog, "not taken for the run store")
+    assert len(refused) == 1, caplog.text  # once, not at every try
+    assert f"'{OLDER}', older than" in refused[0], refused
+    assert str(db) in refused[0], refused
+    assert not said(caplog, "is back")
+    assert _revision(db) == OLDER  # not migrated under the operator
+    # The right backup then put in its place is taken.
+    remove(db)
+    restore(tmp_path / "backup.db", db)
+    assert store.claim_many([rec(at=1, status=RunStatus.RUNNING)]) == [True]
+
+
+@pytest.mark.parametrize(
+    "put",
+    ["symlink", "foreign", "empty", "not-ours"],
+)
+def test_a_file_that_fails_a_check_is_not_taken_nor_changed(
+    put: str,
+    store: SqlRunStore,
+    state: Path,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    db = state / "runs.db"
+    saved = tmp_path / "backup.db"
+    gone(store, db, saved)
+    why = {
+        "symlink": "symbolic link",
+        "foreign": "not a crontask run store",
+        "empty": "no run store in that database",
+        "not-ours": "owned by uid 4242",
+    }[put]
+    if put == "symlink":
+        db.symlink_to(saved)
+    elif put == "foreign":
+        with sqlite3.connect(db) as other:
+            other.execute("CREATE TABLE runs (x)")  # another program's file
+        db.chmod(0o600)
+    elif put == "empty":
+        db.touch(0o600)
+    else:
+        if os.geteuid() != 0:
+            pytest.skip("giving a file to another user needs root")
+        restore(saved, db)
+        os.chown(db, 4242, -1)
+    before = db.read_bytes()
+    with caplog.at_level(logging.INFO, logger="crontask.store"):
+        for _ in range(3):
+            with pytest.raises(StoreUnavailable):
+                store.claim_many([rec(at=1, status=RunStatus.RUNNING)])
+    refused = said(caplog, "not taken for the run store")
+    assert len(refused) == 1, caplog.text
+    assert why in refused[0], refused
+    assert db.read_bytes() == before
+    assert not said(caplog, "is back")
+
+
+def test_a_restored_file_others_may_read_is_made_private_and_taken(
+    store: SqlRunStore, state: Path, tmp_path: Path
+) -> None:
+    db = state / "runs.db"
+    gone(store, db, tmp_path / "backup.db")
+    restore(tmp_path / "backup.db", db, mode=0o666)  # a `cp` under a umask of 0
+    assert store.claim_many([rec(at=1, status=RunStatus.RUNNING)]) == [True]
+    assert stat.S_IMODE(db.stat().st_mode) == 0o600
+
+
+def test_a_reader_never_takes_another_file(state: Path, tmp_path: Path) -> None:
+    open_store(sqlite_url(state), writer=True).close()
+    reader = open_store(sqlite_url(state), existing=True)
+    try:
+        db = state / "runs.db"
+        backup(db, tmp_path / "backup.db")
+        remove(db)
+        restore(tmp_path / "backup.db", db)
+        with pytest.raises(StoreUnavailable, match="removed or replaced"):
+            reader.get(rec(at=0).id)
+    finally:
+        reader.close()
+
+
+def test_the_file_itself_moved_back_is_taken_and_said_so(
+    store: SqlRunStore, state: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    db = state / "runs.db"
+    aside = state / "aside.db"
+    with caplog.at_level(logging.INFO, logger="crontask.store"):
+        db.rename(aside)
+        with pytest.raises(StoreUnavailable):
+            store.claim_many([rec(at=1, status=RunStatus.RUNNING)])
+        aside.rename(db)  # `mv` back: the same inode
+        assert store.claim_many([rec(at=1, status=RunStatus.RUNNING)]) == [True]
+    back = said(caplog, "run store file is back")
+    assert back == ["run store file is back: the records waiting are written to it"], back
+    assert store.get(rec(at=0).id) is not None
