@@ -44,9 +44,11 @@ from reconciler.core.urls import redact_request_url, redact_url
 from reconciler.host import usable_cores
 from reconciler.scheduling.base import schedule_of
 from reconciler.sources.ahead import read_ahead
+from reconciler.sources.documents import DEFAULT_LIMITS
 from reconciler.sources.files import DirectorySource
 from reconciler.sources.gitfiles import repository_files
 from reconciler.sources.limits import DEFAULT_MAX_TASKS
+from reconciler.sources.messages import more_in_file
 from reconciler.sources.survey import survey
 from reconciler.sources.taskbound import declared_past
 
@@ -108,10 +110,19 @@ def run_validate(args: argparse.Namespace) -> int:
         summary += f", {_count(warned, 'warning')}"  # those not shown too (``survey``)
     if problems:
         sys.stdout.flush()  # keep the summary after the problems when both go to one terminal
-        print(f"{_count(len(problems), 'problem')} ({summary})", file=sys.stderr)
+        print(f"{_problems(problems)} ({summary})", file=sys.stderr)
         return 1
     print(f"ok: {summary}")
     return 0
+
+
+def _problems(problems: list[str]) -> str:
+    """``3 problems``; ``20+ problems`` when a file had more than it reports (its last line
+    says so, and is no problem: the rest of the file was not read, so they are not counted)."""
+    cut_off = f": {more_in_file(DEFAULT_LIMITS.max_errors)}"
+    cut = sum(1 for line in problems if cut_off in line)
+    shown = len(problems) - cut
+    return f"{shown}+ problems" if cut else _count(shown, "problem")
 
 
 def _check_notifications(path: Path) -> tuple[int | None, list[str], list[str]]:

@@ -79,6 +79,20 @@ MAX_EXEC_BYTES = 2 * 1024 * 1024
 _POINTER = 8
 
 
+# Characters of an environment variable name a message quotes: a name may have 256, and a
+# message is cut at 200 (``sources.messages``), which would leave out the reason.
+_NAME_SHOWN = 40
+
+
+def _quoted(name: str) -> str:
+    """``name`` quoted in a message on one line: at most ``_NAME_SHOWN`` characters, ``...``
+    when cut, what is not printable escaped (as ``sources.limits.excerpt``, which the core may
+    not import)."""
+    text = "".join(c if c.isprintable() else repr(c)[1:-1] for c in name[:_NAME_SHOWN])
+    cut = len(name) > _NAME_SHOWN or len(text) > _NAME_SHOWN
+    return f"'{text[:_NAME_SHOWN]}'..." if cut else f"'{text}'"
+
+
 def _exec_bytes(text: str) -> int:
     # As the kernel counts it: the UTF-8 bytes and the NUL (surrogatepass: never raise here).
     return len(text.encode("utf-8", "surrogatepass")) + 1
@@ -118,27 +132,37 @@ class CommandAction(Model):
         for name in env:
             if len(name) > MAX_ENV_NAME:
                 raise ValueError(
-                    f"{name[:40]!r}... is longer than {MAX_ENV_NAME} characters (the limit for"
+                    f"{_quoted(name)} is longer than {MAX_ENV_NAME} characters (the limit for"
                     " an environment variable name)"
                 )
             if not re.fullmatch(ENV_NAME, name):  # not match: "$" would let a final "\n" by
-                raise ValueError(f"{name!r} is not a valid environment variable name")
+                raise ValueError(f"{_quoted(name)} is not a valid environment variable name")
             if name.startswith(RESERVED_ENV_PREFIX):
-                raise ValueError(f"{name!r}: names starting with CRONTASK_ are set by crontask")
+                raise ValueError(
+                    f"{_quoted(name)}: names starting with CRONTASK_ are set by crontask"
+                )
         return env
 
     @model_validator(mode="after")
     def _startable(self) -> CommandAction:
-        strings = [(f"args[{i}]", arg) for i, arg in enumerate(self.args)]
-        strings += [(f"env.{name}", f"{name}={value}") for name, value in self.env.items()]
+        strings: list[tuple[tuple[str | int, ...], str, str]] = [
+            (("args", i), "this argument", arg) for i, arg in enumerate(self.args)
+        ]
+        strings += [
+            (("env", name), "this entry (name=value)", f"{name}={value}")
+            for name, value in self.env.items()
+        ]
         total = 0
-        for where, text in strings:
+        for where, what, text in strings:
             size = _exec_bytes(text)
             if size > MAX_EXEC_STRING:
-                raise ValueError(
-                    f"{where} is {size - 1} bytes in UTF-8, more than the {MAX_EXEC_STRING - 1} "
-                    "the kernel gives a program in one argument or environment entry"
+                # At the argument or the entry itself (the loader and the API place a
+                # JobSpecError's problems so), not at the command's start.
+                reason = (
+                    f"{what} is {size - 1} bytes in UTF-8, more than the {MAX_EXEC_STRING - 1}"
+                    " the kernel gives a program in one argument or environment entry"
                 )
+                raise JobSpecError([Problem(where, reason)])
             total += size + _POINTER
         if total > MAX_EXEC_BYTES:
             raise ValueError(

@@ -43,6 +43,7 @@ from reconciler.core.desired import Definition, DefinitionError, Location, Sourc
 from reconciler.core.jobspec import JobSpecError
 from reconciler.core.model import API_GROUP, KIND, CronTask
 from reconciler.core.schedule import ScheduleError
+from reconciler.sources.boms import document_boms
 from reconciler.sources.documentkeys import (
     KIND_FIELDS,
     claims_ours,
@@ -56,7 +57,7 @@ from reconciler.sources.documentkeys import (
 )
 from reconciler.sources.docwarnings import DocumentWarning, document_warning, log_warnings, placed
 from reconciler.sources.limits import FileBudget, Room, YamlLimits, excerpt
-from reconciler.sources.messages import MESSAGE, Problem, dotted, message
+from reconciler.sources.messages import MESSAGE, Problem, dotted, located, message, more_in_file
 from reconciler.sources.yamlpositions import Positions
 from reconciler.sources.yamlwalk import (
     MAP,
@@ -145,7 +146,7 @@ def plain_text(text: str, limits: YamlLimits = DEFAULT_LIMITS) -> PlainText | No
     documents: list[tuple[Any, int, int]] = []
     warnings: list[tuple[int, int, str]] = []
     ignored = count = 0
-    loader = _Loader(text)
+    loader = _Loader(document_boms(text))
     try:
         while loader.check_node():
             node = loader.get_node()
@@ -213,6 +214,7 @@ def _parse_with_positions(
         return Location(source, path, line, column, revision)
 
     found = _Found(limits.max_errors)
+    text = document_boms(text)  # of its length, so the places of errors are those of the file
     if len(text) > PRESCAN_LENGTH:
         problem = prescan(
             text,
@@ -283,7 +285,7 @@ class _Found:
             return
         if len(self.errors) == self.limit:
             self.full = True
-            message = f"more problems in this file; only the first {self.limit} are reported"
+            message = more_in_file(self.limit)
             key = None
         self.errors.append(DefinitionError(where, message, key))
 
@@ -495,4 +497,4 @@ def _validation_errors(
                 # Point at the offending field inside the expression, not at the key.
                 line = value.line
                 column = value.column + cause.column + (1 if value.quoted else 0)
-        found.error(at(line, column), str(Problem(loc, message(item))), key)
+        found.error(at(line, column), str(Problem(located(item), message(item))), key)

@@ -34,6 +34,7 @@ Loc = tuple[str | int, ...]
 
 _RANGE_ERRORS = frozenset({"greater_than", "greater_than_equal", "less_than", "less_than_equal"})
 _CHOICE_ERRORS = frozenset({"enum", "literal_error"})
+_KEY = "[key]"  # what pydantic's location adds after a mapping key that failed
 
 # A file committed to Git LFS is, in the commit, a pointer: three lines of text (its spec URL,
 # the object's oid, its size) that YAML reads as one string.
@@ -90,7 +91,7 @@ def problems(err: ValidationError, limit: int) -> tuple[list[Problem], int]:
         if isinstance(cause, JobSpecError):
             inner = [Problem((*loc, *p.path), p.message) for p in cause.problems]
         elif len(found) < limit:
-            inner = [Problem(loc, message(item))]
+            inner = [Problem(located(item), message(item))]
         else:
             more += 1
             continue
@@ -103,6 +104,11 @@ def problems(err: ValidationError, limit: int) -> tuple[list[Problem], int]:
 def more_problems(count: int, limit: int) -> str:
     """What follows the first ``limit`` problems when ``count`` more were left out."""
     return f"{count} more problems; only the first {limit} are reported"
+
+
+def more_in_file(limit: int) -> str:
+    """The last problem of a file with more than ``limit``: the rest were not read."""
+    return f"more problems in this file; only the first {limit} are reported"
 
 
 def message(item: Any) -> str:
@@ -143,15 +149,31 @@ def _lfs_pointer(value: Any) -> bool:
 
 def dotted(loc: Sequence[str | int]) -> str:
     """``spec.command.args[0]``; keys are the user's, so each is an excerpt, and a path too
-    long to read keeps its end (the field that failed)."""
+    long to read keeps its end (the field that failed). Pydantic's ``[key]`` after a mapping
+    key that failed is left out (the message says what is wrong with it), and that key is
+    shown as a name (``env.8080``), not a list index."""
     out = ""
-    for part in loc:
-        if isinstance(part, int):
+    key = len(loc) > 1 and loc[-1] == _KEY  # pydantic puts it last
+    parts = loc[:-1] if key else loc
+    for i, part in enumerate(parts):
+        if isinstance(part, int) and not (key and i == len(parts) - 1):
             out += f"[{part}]"
         else:
             name = excerpt(str(part), EXCERPT_KEY)
             out += f".{name}" if out else name
     return out if len(out) <= PATH else "..." + out[-(PATH - 3) :]
+
+
+def located(item: Any) -> Loc:
+    """The location of one pydantic error, a mapping key that failed as YAML read it: pydantic
+    has the key of an unquoted ``yes`` as 1, of a ``~`` as 'None'; its input is the key."""
+    loc: Loc = tuple(item["loc"])
+    if len(loc) < 2 or loc[-1] != _KEY:
+        return loc
+    key = item["input"]
+    if isinstance(key, bool):
+        return (*loc[:-2], "true" if key else "false", _KEY)
+    return (*loc[:-2], "null" if key is None else str(key), _KEY)
 
 
 def _field(loc: Loc) -> tuple[type[BaseModel], Any] | None:

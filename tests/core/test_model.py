@@ -158,11 +158,11 @@ def test_namespace_defaults_and_key() -> None:
         # Past what the kernel gives a program: every run would fail "Argument list too long".
         (
             {"spec": {"command": {"args": ["x", "\U0001f600" * 32768]}}},
-            "args[1] is 131072 bytes in UTF-8, more than the 131071 the kernel gives",
+            "args[1]: this argument is 131072 bytes in UTF-8, more than the 131071 the kernel",
         ),
         (
             {"spec": {"command": {"args": ["x"], "env": {"AB": "\U0001f600" * 32767 + "x"}}}},
-            "env.AB is 131072 bytes in UTF-8",
+            "env.AB: this entry (name=value) is 131072 bytes in UTF-8",
         ),
         (
             {"spec": {"command": {"args": ["x", *["y" * 32768] * 64]}}},

@@ -103,7 +103,7 @@ def test_multi_document_locations_and_empty_documents() -> None:
         (  # 1 and true are equal in Python, not in YAML: no duplicate, a key of the wrong type
             GOOD.replace("  namespace: ops\n", "  namespace: ops\n  labels: {1: x, true: y}\n"),
             [
-                "t.yaml:6:18: metadata.labels[1].[key]: a string, not the number 1: "
+                "t.yaml:6:18: metadata.labels.1: a string, not the number 1: "
                 "quote it to mean the string"
             ],
         ),

@@ -1,0 +1,50 @@
+"""A mapping key YAML reads as no string (an unquoted ``yes``, ``~``, ``8080``) is named in a
+message as YAML read it: pydantic has the key of ``yes`` as 1 and of ``~`` as 'None', and adds
+``[key]``, which made ``spec.command.env[1].[key]``."""
+
+from __future__ import annotations
+
+import pytest
+from pydantic import ValidationError
+
+from reconciler.core.model import CronTask
+from reconciler.sources.documents import parse_text
+from reconciler.sources.messages import dotted, problems
+from tests.helpers import task_doc
+
+HEAD = (
+    "apiVersion: crontask.dev/v1alpha1\nkind: CronTask\nmetadata:\n  name: t\n  namespace: ops\n"
+    'spec:\n  schedule: "0 5 * * *"\n  command:\n    args: ["true"]\n    env:\n'
+)
+
+
+@pytest.mark.parametrize(
+    ("written", "shown"),
+    [
+        ("yes", "true"),
+        ("off", "false"),
+        ("~", "null"),
+        ("8080", "8080"),
+        ("1.5", "1.5"),
+        ("2024-01-01", "2024-01-01"),
+    ],
+)
+def test_a_key_that_is_no_string_is_shown_as_yaml_read_it(written: str, shown: str) -> None:
+    (error,) = parse_text(HEAD + f"      {written}: x\n", "t.yaml").errors
+    assert str(error).startswith(f"t.yaml:11:7: spec.command.env.{shown}: a string, not ")
+
+
+def test_the_api_names_such_a_key_the_same_way() -> None:
+    with pytest.raises(ValidationError) as caught:
+        CronTask.model_validate(task_doc(command={"args": ["true"], "env": {True: "x"}}))
+    found, more = problems(caught.value, 20)
+    assert [str(p) for p in found] == [
+        "spec.command.env.true: a string, not the boolean true (in YAML, an unquoted yes, on or"
+        " true): quote it to mean the string"
+    ]
+    assert more == 0
+
+
+def test_a_list_index_stays_an_index() -> None:
+    assert dotted(("spec", "command", "args", 0)) == "spec.command.args[0]"
+    assert dotted(("spec", "command", "env", 8080, "[key]")) == "spec.command.env.8080"
