@@ -138,6 +138,33 @@ def job_namespace(definition: Definition, default: str) -> str:
     return (job.namespace if job is not None else None) or default
 
 
+# Seconds past timeoutSeconds (from the Job's creation) after which crontask ends a Job the
+# cluster has not (``runner.job``): its activeDeadlineSeconds counts from the Job's start, a
+# little after its creation, and the Job controller needs a moment to mark it failed and stop
+# its pods.
+DEADLINE_MARGIN: Final = 30.0
+
+
+def deadline_warning(definition: Definition) -> str | None:
+    """The warning line ``crontask validate`` prints for a job task whose JobSpec sets an
+    ``activeDeadlineSeconds`` longer than its ``timeoutSeconds``, or None: the cluster enforces
+    the JobSpec's, and crontask deletes the Job (``timedOut``) ``timeoutSeconds`` and
+    :data:`DEADLINE_MARGIN` after its creation if it still runs, before the cluster would."""
+    spec = definition.task.spec
+    timeout, job = spec.timeout_seconds, spec.job
+    deadline = None if job is None else job.spec.get("activeDeadlineSeconds")
+    if timeout is None or isinstance(deadline, bool) or not isinstance(deadline, int | float):
+        return None
+    if deadline <= timeout:
+        return None
+    return (
+        f"{definition.location}: warning: {definition.key}: timeoutSeconds {timeout} is less "
+        f"than the JobSpec's activeDeadlineSeconds {deadline:g}, which the cluster enforces "
+        f"instead: crontask stops the Job at timeoutSeconds + {DEADLINE_MARGIN:g}s "
+        f"({timeout + DEADLINE_MARGIN:g}s after its creation) if it still runs (timedOut)"
+    )
+
+
 def job_manifest(
     definition: Definition,
     record: RunRecord,

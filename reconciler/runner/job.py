@@ -28,7 +28,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 
 from reconciler.core.desired import Definition, SourceKind
-from reconciler.core.jobs import job_name, job_namespace, run_in
+from reconciler.core.jobs import DEADLINE_MARGIN, job_name, job_namespace, run_in
 from reconciler.core.runs import JobDetails, RunRecord, RunStatus
 from reconciler.core.status import ObjectRef, parse_time
 from reconciler.runner.job_attempt import JobCluster, JobRun, PodReads, Progress
@@ -37,10 +37,6 @@ from reconciler.runner.job_end import DEADLINE_EXCEEDED
 __all__ = ["DEADLINE_EXCEEDED", "DEADLINE_MARGIN", "JobCluster", "JobRun", "JobRunner", "PodReads"]
 
 CONCLUDED_KEPT = 4096  # uids of Jobs this process saw end, kept to tell a stale cache from news
-# Seconds past timeoutSeconds (from the Job's creation) after which crontask ends a Job the
-# cluster has not: its activeDeadlineSeconds counts from the Job's start, a little after its
-# creation, and the Job controller needs a moment to mark it failed and stop its pods.
-DEADLINE_MARGIN = 30.0
 
 
 class JobRunner:

@@ -182,6 +182,10 @@ class JobRun:
         self._reason: str | None = None
         self._stopped = asyncio.Event()
         self._uid: str | None = where.uid
+        # When its create was answered, or the read after one unanswered found the Job, on
+        # this host's clock (None: not created here): the Job's own times count from about
+        # then, not from the run's start (``job_end.JobEnd.created_here``).
+        self.created_here: datetime | None = None
         self.pending = job_end.Pending()  # its pods, while none has run (job_end.never_ran)
 
     def stop(self, reason: str) -> None:
@@ -255,6 +259,7 @@ class JobRun:
         job = await create_job(self, body)
         if isinstance(job, Outcome):
             return job
+        self.created_here = runner.clock()
         self._uid = job_uid(job)
         await runner.announce(dataclasses.replace(record, job=self.details()))
         return job

@@ -190,6 +190,11 @@ class JobEnd(Outcome):
     # How long it ran by the Job's own times (its end less its creationTimestamp, both on the
     # API server's clock, whose offset from this crontask's they cancel); None if it says none.
     ran_for: timedelta | None = None
+    # When this crontask had the Job back from its create (answered, or found by the read after
+    # one unanswered), on this crontask's clock; None if not created here. The Job was created
+    # by then: a create answered late (an API server slow to answer, a create held and written
+    # later) makes it later than the run's start, and ``ran_for`` counts from it.
+    created_here: datetime | None = None
 
 
 def _ran_for(job: Job) -> timedelta | None:
@@ -346,4 +351,11 @@ async def conclude(run: JobRun, job: Job) -> Outcome:
     # have seen the end long after it (an API outage, a watch gap, a restart). The dispatcher
     # bounds that time by the run's start and by now, the Job's being on another clock.
     followed, at = run.definition is not None, _ended_at(job)
-    return JobEnd(*said, job=ended.details, ended_at=at, followed=followed, ran_for=_ran_for(job))
+    return JobEnd(
+        *said,
+        job=ended.details,
+        ended_at=at,
+        followed=followed,
+        ran_for=_ran_for(job),
+        created_here=run.created_here,
+    )

@@ -6,10 +6,10 @@ tasks. So its files can be read by worker processes, each a share of them under 
 source's rules, which send back only what the report needs: the errors, the documents
 ignored, where each task key is defined (``Placed``) and the warnings. The keys are then
 settled here (``core.desired.check``), in the same order and with the same messages as
-``assemble``. The warnings are those of valid tasks (``schedule_warning``) and those of the file's
-documents (a pasted CronJob: ``FileState.warnings``, which ``crontask run`` logs once per
-version of a file), in line order: 20 of a file's documents at most, then a line that says there
-are more. ``Survey.warned`` counts them all, shown or not (not that line).
+``assemble``. The warnings are those of valid tasks (``schedule_warning``, ``deadline_warning``)
+and those of the file's documents (a pasted CronJob: ``FileState.warnings``, which ``crontask
+run`` logs once per version of a file), in line order: 20 of a file's documents at most, then
+a line that says there are more. ``Survey.warned`` counts them all, shown or not (not that line).
 
 Reading is CPU-bound (YAML, then validating each task), so the workers are as many as the
 cores this process may use. They are forked from this process (``crontask validate`` has no
@@ -24,6 +24,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from reconciler.core.desired import DefinitionError, Location, Placed, check, schedule_warning
+from reconciler.core.jobs import deadline_warning
 from reconciler.host import usable_cores
 from reconciler.sources.docwarnings import LOGGED_WARNINGS, counted
 from reconciler.sources.files import DirectorySource
@@ -83,6 +84,7 @@ def _report(source: DirectorySource, path: Path) -> _FileReport | None:
     placed = tuple(Placed(d.key, d.location) for d in good)
     found = [(w.location, str(w)) for w in state.warnings[:LOGGED_WARNINGS]]
     found += [(d.location, w) for d in good if (w := schedule_warning(d)) is not None]
+    found += [(d.location, w) for d in good if (w := deadline_warning(d)) is not None]
     warnings = [w for _, w in sorted(found, key=_position)]
     warned = len(warnings)
     if len(state.warnings) > LOGGED_WARNINGS:  # kept one past them to say so (``docwarnings``)
