@@ -432,20 +432,22 @@ def _name(listener: RunListener) -> str:
 
 def _job_end(outcome: JobEnd, started: datetime | None, now: datetime) -> datetime | None:
     """A Job's own end, if it is the run's (``_complete``): an adopted Job's, on the API server's
-    clock (it may have ended while no crontask ran); a followed Job's, when its create was
-    answered here and how long the Job says it ran since its creation (that clock's offset
-    cancels out), if this crontask saw its end more than ``SEEN_LATE`` after that (an API
-    outage, a watch gap). None: it ends now. Counted from the run's start, a create answered
-    late (a slow API server, a create held and written later) put that end before the Job's
-    own, and a Job seen ending at once was taken for one seen late. The create's answer is
-    never before the Job's creation, so the end is never before the Job's; one not between the
-    start and now is on another clock than the run's (the start stands in)."""
+    clock (it may have ended while no crontask ran); a followed Job's, if this crontask saw its
+    end more than ``SEEN_LATE`` after it (an API outage, a watch gap). None: it ends now. A
+    followed Job was created between its first create's sending and its coming back here
+    (``JobEnd.created_within``): its end by its own account is kept within that window plus how
+    long it says it ran (the API server's clock may be off; a read that found it minutes later
+    leaves a wide window). Counted from the run's start alone, a create answered late (a slow
+    API server, a create held and written later) put the end before the Job's own, and a Job
+    seen ending at once was taken for one seen late. A window not between the start and now is
+    on another clock than the run's: the start and how long it ran stand in."""
     if not outcome.followed:
         return outcome.ended_at
     if outcome.ran_for is None or started is None:
         return None
-    anchor = outcome.created_here
-    if anchor is None or not started <= anchor <= now:
-        anchor = started
-    ended = anchor + outcome.ran_for
+    ended = started + outcome.ran_for
+    if (within := outcome.created_within) is not None and started <= within[0] <= within[1] <= now:
+        earliest, latest = within[0] + outcome.ran_for, within[1] + outcome.ran_for
+        said = outcome.ended_at or latest
+        ended = min(max(said, earliest), latest)
     return ended if now - ended > SEEN_LATE else None

@@ -152,16 +152,20 @@ def deadline_warning(definition: Definition) -> str | None:
     :data:`DEADLINE_MARGIN` after its creation if it still runs, before the cluster would."""
     spec = definition.task.spec
     timeout, job = spec.timeout_seconds, spec.job
+    # An integer: the JobSpec's own check refuses anything else before this is read.
     deadline = None if job is None else job.spec.get("activeDeadlineSeconds")
-    if timeout is None or isinstance(deadline, bool) or not isinstance(deadline, int | float):
+    if timeout is None or not isinstance(deadline, int) or deadline <= timeout:
         return None
-    if deadline <= timeout:
-        return None
+    stop = timeout + DEADLINE_MARGIN
+    ends = (
+        "before the cluster's deadline"
+        if deadline > stop
+        else "unless the cluster's deadline ends it first"
+    )
     return (
-        f"{definition.location}: warning: {definition.key}: timeoutSeconds {timeout} is less "
-        f"than the JobSpec's activeDeadlineSeconds {deadline:g}, which the cluster enforces "
-        f"instead: crontask stops the Job at timeoutSeconds + {DEADLINE_MARGIN:g}s "
-        f"({timeout + DEADLINE_MARGIN:g}s after its creation) if it still runs (timedOut)"
+        f"{definition.location}: warning: {definition.key}: the JobSpec's "
+        f"activeDeadlineSeconds {deadline} is longer than timeoutSeconds {timeout}: crontask "
+        f"ends the Job (timedOut) {stop:g}s after its creation if it still runs, {ends}"
     )
 
 

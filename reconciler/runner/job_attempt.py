@@ -182,9 +182,10 @@ class JobRun:
         self._reason: str | None = None
         self._stopped = asyncio.Event()
         self._uid: str | None = where.uid
-        # When its create was answered, or the read after one unanswered found the Job, on
-        # this host's clock (None: not created here): the Job's own times count from about
-        # then, not from the run's start (``job_end.JobEnd.created_here``).
+        # On this host's clock, when its first create was sent, and when the Job came back
+        # (that create's answer, a 409 of a create sent again, the read after one unanswered):
+        # it was created between the two (``job_end.JobEnd.created_within``). None: not here.
+        self.create_sent: datetime | None = None
         self.created_here: datetime | None = None
         self.pending = job_end.Pending()  # its pods, while none has run (job_end.never_ran)
 
@@ -256,6 +257,7 @@ class JobRun:
             env=run_environment(record),
             owner=runner.owner(record.task),
         )
+        self.create_sent = runner.clock()
         job = await create_job(self, body)
         if isinstance(job, Outcome):
             return job

@@ -190,11 +190,11 @@ class JobEnd(Outcome):
     # How long it ran by the Job's own times (its end less its creationTimestamp, both on the
     # API server's clock, whose offset from this crontask's they cancel); None if it says none.
     ran_for: timedelta | None = None
-    # When this crontask had the Job back from its create (answered, or found by the read after
-    # one unanswered), on this crontask's clock; None if not created here. The Job was created
-    # by then: a create answered late (an API server slow to answer, a create held and written
-    # later) makes it later than the run's start, and ``ran_for`` counts from it.
-    created_here: datetime | None = None
+    # On this crontask's clock, when the Job's first create was sent and when the Job came
+    # back (answered, a 409 of a create sent again, found by the read after one unanswered):
+    # it was created between the two (None: not created here). A create answered late, or
+    # held and written later, puts its creation after the run's start.
+    created_within: tuple[datetime, datetime] | None = None
 
 
 def _ran_for(job: Job) -> timedelta | None:
@@ -357,5 +357,9 @@ async def conclude(run: JobRun, job: Job) -> Outcome:
         ended_at=at,
         followed=followed,
         ran_for=_ran_for(job),
-        created_here=run.created_here,
+        created_within=(
+            None
+            if run.create_sent is None or run.created_here is None
+            else (run.create_sent, run.created_here)
+        ),
     )

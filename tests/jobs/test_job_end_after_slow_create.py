@@ -1,8 +1,8 @@
 """A Job whose create is answered late (an API server slow to answer the POST, or a create held
 and written later, found by the read that follows it unanswered) is recorded as ending when
-the Job ended, never before: the Job's own times (how long it ran since its creation) count
-from when its create was answered here, not from the run's start, and a Job seen ending at
-once is not taken for one seen late (``execution._job_end``)."""
+the Job ended, never before: it was created between its create's sending and its coming back
+here, and its own end is kept within that window plus how long it ran, not counted from the
+run's start; a Job seen ending at once is not taken for one seen late (``execution._job_end``)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,9 @@ import copy
 from datetime import datetime, timedelta
 from typing import Any
 
+from reconciler.controller.execution import _job_end
 from reconciler.core.runs import RunRecord, RunStatus
+from reconciler.runner.job_end import JobEnd
 from reconciler.store import MemoryRunStore
 from tests.jobs.test_job_runner import NAME, T0, job_task, until, wired
 from tests.jobs.twin import ApiError, FakeCluster
@@ -93,3 +95,32 @@ def test_a_job_found_by_the_read_after_a_create_unanswered_ends_after_it() -> No
     ended = slow_create_then(RAN, answered=False)
     assert ended.finished_at == T0 + SLOW + RAN
     assert ended.duration_ms == (SLOW + RAN) // timedelta(milliseconds=1)
+
+
+def _followed(ended_at: datetime, within: tuple[datetime, datetime]) -> JobEnd:
+    return JobEnd(
+        status=RunStatus.SUCCEEDED,
+        exit_code=0,
+        reason=None,
+        message="",
+        output="",
+        ended_at=ended_at,
+        followed=True,
+        ran_for=timedelta(seconds=10),
+        created_within=within,
+    )
+
+
+def test_a_job_found_minutes_after_its_create_keeps_its_own_end() -> None:
+    """Created at T0+1 s, ended at T0+11 s; the create went unanswered and the read that
+    followed found the Job only at T0+300 s (an API outage); the end is seen at T0+301 s. The
+    Job was created between the create's sending and that read: its own end, within that
+    window plus how long it ran, is the run's (counted from the read, the run was 301 s)."""
+    within = (T0, T0 + timedelta(seconds=300))
+    ended = _job_end(_followed(T0 + timedelta(seconds=11), within), T0, T0 + timedelta(seconds=301))
+    assert ended == T0 + timedelta(seconds=11)
+    # An API server whose clock is off puts it at the window's nearest edge, never outside.
+    skewed = _followed(T0 + timedelta(hours=1), within)
+    assert _job_end(skewed, T0, T0 + timedelta(seconds=400)) == T0 + timedelta(seconds=310)
+    early = _followed(T0 - timedelta(hours=1), within)
+    assert _job_end(early, T0, T0 + timedelta(seconds=400)) == T0 + timedelta(seconds=10)

@@ -33,9 +33,8 @@ def test_a_deadline_longer_than_the_timeout_is_warned_of(tmp_path: Path) -> None
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines() == [
-        f"{tmp_path / 'both.yaml'}:2:1: warning: default/both: timeoutSeconds 4 is less than "
-        "the JobSpec's activeDeadlineSeconds 100, which the cluster enforces instead: crontask "
-        "stops the Job at timeoutSeconds + 30s (34s after its creation) if it still runs "
-        "(timedOut)",
+        f"{tmp_path / 'both.yaml'}:2:1: warning: default/both: the JobSpec's "
+        "activeDeadlineSeconds 100 is longer than timeoutSeconds 4: crontask ends the Job "
+        "(timedOut) 34s after its creation if it still runs, before the cluster's deadline",
         "ok: 3 files, 3 tasks, 1 warning",
     ]
