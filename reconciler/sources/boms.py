@@ -5,10 +5,10 @@ b.yaml``, a ``---`` between them) has a U+FEFF where its document starts. YAML a
 start of any document, and kubectl reads it so; the YAML reader takes only the one at the start
 of the text: libyaml makes the next one a column of indentation (``did not find expected
 <document start>``), PyYAML part of the first key. ``document_boms`` makes each such mark a
-space at the end of its line, where it means nothing: the text keeps its length, every line
-its number, every character after that line its index, and the characters of the line the
-column they have when the mark is not counted (as libyaml counts the one at the start of a
-text).
+space where it means nothing (at the end of the marker line before it, or after the marker it
+precedes): the text keeps its length, every line its number, every character of the mark's
+line and after it its index, and the characters of that line the column they have when the
+mark is not counted (as libyaml counts the one at the start of a text).
 """
 
 from __future__ import annotations
@@ -25,19 +25,36 @@ _STARTS_MARKER = re.compile(r"(?:---|\.\.\.)(?:[ \t]|$)")
 
 def document_boms(text: str) -> str:
     """``text`` with every byte order mark at the start of a document (the text's, or a line
-    after a ``---`` or ``...`` line, or one before such a marker) moved to the end of its line
-    as a space; the first character of the text is left for the reader, which drops it."""
+    after a ``---`` or ``...`` line, or one before such a marker) made a space where a space
+    means nothing: at the end of the marker line before it, or right after the marker it
+    precedes (never at the end of its own line: a ``\\`` there continues a quoted string, and
+    a space after it would be part of the string). The first character of the text is left
+    for the reader, which drops it."""
     if text.find(BOM, 1) < 0:
         return text
-    return _LINE.sub(lambda found: _moved(text, found), text)
-
-
-def _moved(text: str, found: re.Match[str]) -> str:
-    start = found.start()
-    marks, rest = found.group(1), found.group(2)
-    if start == 0:  # the reader drops one
-        return BOM + rest + " " * (len(marks) - 1)
-    previous = text[text.rfind("\n", 0, start - 1) + 1 : start - 1].lstrip(BOM)
-    if _MARKER.fullmatch(previous) or _STARTS_MARKER.match(rest):
-        return rest + " " * len(marks)
-    return found.group()  # inside a document: a character of it, as YAML has it
+    out: list[str] = []
+    done = 0  # text[:done] is in out
+    for found in _LINE.finditer(text):
+        start, marks, rest = found.start(), found.group(1), found.group(2)
+        if start == 0:  # the reader drops one; more, only before a marker or a plain line end
+            if len(marks) > 1 and _STARTS_MARKER.match(rest):
+                out += [BOM, rest[:3], " " * (len(marks) - 1)]
+                done = found.start(2) + 3
+            elif len(marks) > 1 and not rest.rstrip().endswith("\\"):
+                out += [BOM, rest, " " * (len(marks) - 1)]
+                done = found.end()
+            continue
+        if _STARTS_MARKER.match(rest):  # "---" after it: the spaces go after that "---"
+            out += [text[done:start], rest[:3], " " * len(marks)]
+            done = found.start(2) + 3
+            continue
+        line_start = text.rfind("\n", 0, start - 1) + 1
+        previous = text[line_start : start - 1]
+        if _MARKER.fullmatch(previous.lstrip(BOM)):
+            # At the end of that marker line (before its "\r", if any): the characters of the
+            # mark's own line keep their index, their column as if the mark were not there.
+            end = start - 1 - previous.endswith("\r")
+            out += [text[done:end], " " * len(marks), text[end:start]]
+            done = found.start(2)
+        # else: inside a document: a character of it, as YAML has it
+    return "".join(out) + text[done:]

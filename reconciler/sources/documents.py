@@ -57,7 +57,7 @@ from reconciler.sources.documentkeys import (
 )
 from reconciler.sources.docwarnings import DocumentWarning, document_warning, log_warnings, placed
 from reconciler.sources.limits import FileBudget, Room, YamlLimits, excerpt
-from reconciler.sources.messages import MESSAGE, Problem, dotted, located, message, more_in_file
+from reconciler.sources.messages import MESSAGE, Problem, dotted, locator, message, more_in_file
 from reconciler.sources.yamlpositions import Positions
 from reconciler.sources.yamlwalk import (
     MAP,
@@ -477,7 +477,8 @@ def _data_items(data: dict[Any, Any]) -> Iterator[tuple[Any, Any]]:
 def _validation_errors(
     err: ValidationError, positions: Positions, at: Any, key: str | None, found: _Found
 ) -> None:
-    for item in err.errors(include_url=False):
+    locate = locator(errors := err.errors(include_url=False))
+    for item in errors:
         if found.full:
             return
         loc = tuple(item["loc"])
@@ -495,6 +496,5 @@ def _validation_errors(
             value = positions.values.get(loc)
             if value is not None and (value.plain_scalar or value.quoted):
                 # Point at the offending field inside the expression, not at the key.
-                line = value.line
-                column = value.column + cause.column + (1 if value.quoted else 0)
-        found.error(at(line, column), str(Problem(located(item), message(item))), key)
+                line, column = value.line, value.column + cause.column + int(value.quoted)
+        found.error(at(line, column), str(Problem(locate(item), message(item))), key)

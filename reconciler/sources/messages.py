@@ -14,7 +14,7 @@ import dataclasses
 import datetime
 import difflib
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import annotated_types
@@ -85,13 +85,15 @@ def problems(err: ValidationError, limit: int) -> tuple[list[Problem], int]:
     name, and 80 000 of them took seconds."""
     found: list[Problem] = []
     more = 0
-    for item in err.errors(include_url=False):
+    errors = err.errors(include_url=False)
+    locate = locator(errors)
+    for item in errors:
         loc: Loc = tuple(item["loc"])
         cause = (item.get("ctx") or {}).get("error")
         if isinstance(cause, JobSpecError):
             inner = [Problem((*loc, *p.path), p.message) for p in cause.problems]
         elif len(found) < limit:
-            inner = [Problem(located(item), message(item))]
+            inner = [Problem(locate(item), message(item))]
         else:
             more += 1
             continue
@@ -162,6 +164,27 @@ def dotted(loc: Sequence[str | int]) -> str:
             name = excerpt(str(part), EXCERPT_KEY)
             out += f".{name}" if out else name
     return out if len(out) <= PATH else "..." + out[-(PATH - 3) :]
+
+
+def locator(errors: Sequence[Any]) -> Callable[[Any], Loc]:
+    """:func:`located` for each of ``errors``, with the value's error of a mapping entry whose
+    key failed named as the key's error names the entry: pydantic has that key as 1 for an
+    unquoted ``yes``, 'None' for a ``~``, a date's repr, in the value's location too."""
+    names: dict[Loc, Loc] = {}
+    for item in errors:
+        loc: Loc = tuple(item["loc"])
+        if len(loc) >= 2 and loc[-1] == _KEY:
+            names[loc[:-1]] = located(item)[:-1]
+
+    def locate(item: Any) -> Loc:
+        loc: Loc = tuple(item["loc"])
+        if loc and loc[-1] != _KEY:
+            for end in range(len(loc), 0, -1):
+                if (named := names.get(loc[:end])) is not None:
+                    return (*named, *loc[end:])
+        return located(item)
+
+    return locate
 
 
 def located(item: Any) -> Loc:

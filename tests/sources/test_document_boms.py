@@ -70,7 +70,7 @@ def test_a_mark_inside_a_document_is_left_as_it_is() -> None:
 def test_the_text_keeps_its_length_and_its_lines() -> None:
     text = BOM + BOM + "a: 1\n---\n" + BOM + "b: 2\r\n" + BOM + "---\nc: 3\n"
     moved = document_boms(text)
-    assert moved == BOM + "a: 1 \n---\nb: 2 \r\n--- \nc: 3\n"
+    assert moved == BOM + "a: 1 \n--- \nb: 2\r\n--- \nc: 3\n"
     assert len(moved) == len(text)
     assert document_boms("a: 1\n") == "a: 1\n"
 
@@ -80,3 +80,16 @@ def test_without_libyaml_too(monkeypatch: pytest.MonkeyPatch) -> None:
     parsed = parse_text(task("one") + "---\n" + BOM + task("two"), "t.yaml")
     assert parsed.errors == []
     assert [d.key for d in parsed.definitions] == ["ops/one", "ops/two"]
+
+
+def test_a_mark_before_a_quoted_string_continued_on_the_next_line_keeps_the_string() -> None:
+    """A ``\\`` at a line's end continues a double-quoted string without a space: the mark
+    made a space at the end of its own line (after the ``\\``) made the name ``'ab  cd'``."""
+    second = (
+        '{apiVersion: crontask.dev/v1alpha1, kind: CronTask, metadata: {name: "ab\\\n  cd",'
+        ' namespace: ops}, spec: {schedule: "* * * * *", command: {args: ["true"]}}}\n'
+    )
+    for text in (task("one") + "---\n" + BOM + second, BOM + BOM + second):
+        parsed = parse_text(text, "t.yaml")
+        assert parsed.errors == []
+        assert parsed.definitions[-1].key == "ops/abcd"

@@ -34,13 +34,28 @@ def test_a_key_that_is_no_string_is_shown_as_yaml_read_it(written: str, shown: s
     assert str(error).startswith(f"t.yaml:11:7: spec.command.env.{shown}: a string, not ")
 
 
+@pytest.mark.parametrize(
+    ("written", "shown"), [("yes", "true"), ("~", "null"), ("2024-01-01", "2024-01-01")]
+)
+def test_the_value_of_such_a_key_is_named_as_its_key(written: str, shown: str) -> None:
+    """The key and its value fail both (``yes: 1``): one entry, named one way in both lines
+    (the value's was ``env[1]``, ``env.None``, ``env.datetime.date(2024, 1, 1)``)."""
+    errors = parse_text(HEAD + f"      {written}: 1\n", "t.yaml").errors
+    assert len(errors) == 2, errors
+    for error in errors:
+        assert str(error).startswith(f"t.yaml:11:7: spec.command.env.{shown}: a string, not ")
+
+
 def test_the_api_names_such_a_key_the_same_way() -> None:
     with pytest.raises(ValidationError) as caught:
-        CronTask.model_validate(task_doc(command={"args": ["true"], "env": {True: "x"}}))
+        CronTask.model_validate(task_doc(command={"args": ["true"], "env": {True: "x", None: 6}}))
     found, more = problems(caught.value, 20)
-    assert [str(p) for p in found] == [
+    assert sorted(str(p) for p in found) == [
+        'spec.command.env.null: a string, not null (an empty value): give one, or "" for an'
+        " empty string",
+        "spec.command.env.null: a string, not the number 6: quote it to mean the string",
         "spec.command.env.true: a string, not the boolean true (in YAML, an unquoted yes, on or"
-        " true): quote it to mean the string"
+        " true): quote it to mean the string",
     ]
     assert more == 0
 
