@@ -98,7 +98,7 @@ from reconciler.store.sql_schema import (
     runs,
     wait_ms,
 )
-from reconciler.store.sql_sqlite_file import refuse_unlocked
+from reconciler.store.sql_sqlite_file import refuse_unlocked, release
 
 __all__ = [
     "SQLITE_BUSY_TIMEOUT",
@@ -467,6 +467,7 @@ class SqlRunStore:
     def close(self) -> None:
         self._closed = True
         self._engine.dispose()
+        release(self._engine)  # the SQLite file it held (weakref.finalize: when collected)
 
     # -- beyond the Protocol -------------------------------------------------------------------
 

@@ -27,6 +27,7 @@ from sqlalchemy.util import asbool
 from reconciler import statedir
 from reconciler.store.base import IncompatibleSchema, StoreUnavailable
 from reconciler.store.sql_errors import WHERE_NOTE
+from reconciler.store.sql_sqlite_holders import refuse_shared
 
 log = logging.getLogger("crontask.store")
 
@@ -278,16 +279,16 @@ def vet(path: Path) -> None:
         engine.dispose()
 
 
-# The descriptors every SqliteFile of this process holds (``SqliteFile._hold``): none is a
-# connection (``SqliteFile._old_open``), or two engines on one file would wait for each other.
-_HELD: Final[set[int]] = set()
-
-
 def _close_held(held: list[int]) -> None:
     if held[0] >= 0:
-        _HELD.discard(held[0])
         os.close(held[0])
         held[0] = -1
+
+
+def release(engine: Engine) -> None:
+    """Let go of the file a store's ``engine`` watches (``SqliteFile.close``), if any."""
+    if (watched := _WATCHED.pop(engine, None)) is not None:
+        watched.close()
 
 
 class SqliteFile:
@@ -304,23 +305,23 @@ class SqliteFile:
 
     A writer's store takes the file found at the path again (``vet``: a backup restored with
     ``cp``, a new inode, was never used, and the records waiting were lost at the stop) once
-    no connection of this process to the old file is open: SQLite names its -wal and -shm
-    after the path, so one left open would share them with the new file, or delete them when
-    it closes. ``vet`` None (a reader): never; it reads for seconds. The file taken is held
-    (``_hold``), so that its (device, inode) stays its own."""
+    no process has the old file open, nor what SQLite left of it at the path
+    (``sql_sqlite_holders``), before a connection opens it. ``vet`` None (a reader): never;
+    it reads for seconds. The file taken is held (``_hold``), so that its (device, inode)
+    stays its own."""
 
     def __init__(
         self, path: Path, *, uri: bool = False, vet: Callable[[Path], None] | None = None
     ) -> None:
         self.path = path
         self.uri = uri
+        self._vet = vet
         self._held = [-1]  # the descriptor of _hold, closed with this object
         weakref.finalize(self, _close_held, self._held)
         identity = self._hold()
         if identity is None:
             raise no_store(path)
         self.identity = identity
-        self._vet = vet
         self._lost = False
         self._told = False
         self._refused: tuple[tuple[int, int], str] | None = None  # said once per file and reason
@@ -331,26 +332,32 @@ class SqliteFile:
         event.listen(engine, "connect", self._on_connect)
         event.listen(engine, "checkout", self._on_checkout)
         event.listen(engine, "handle_error", self._on_error)
+        _WATCHED[engine] = self
+
+    def close(self) -> None:
+        """Let the file go (the store is closed): held, a removed file's space stays taken."""
+        _close_held(self._held)
 
     def _hold(self) -> tuple[int, int] | None:
         """Hold the file at the path (None: none there), and say which it is. Held, its inode
         is given to no other file: a backup copied in after the old file was deleted and
         closed got the same (device, inode), and passed for it. An ``O_PATH`` descriptor: its
-        closing leaves SQLite's locks on the file in place (``statedir._held``)."""
+        closing leaves SQLite's locks on the file in place (``statedir._held``). A writer's
+        is not followed through a link (a link put there after ``vet`` is not the file)."""
+        flags = os.O_PATH | os.O_CLOEXEC | (os.O_NOFOLLOW if self._vet else 0)
         try:
-            fd = os.open(self.path, os.O_PATH | os.O_CLOEXEC)
+            fd = os.open(self.path, flags)
         except FileNotFoundError:
             return None
         st = os.fstat(fd)
         _close_held(self._held)
         self._held[0] = fd
-        _HELD.add(fd)
         return st.st_dev, st.st_ino
 
     def _identity(self) -> tuple[int, int] | None:
         try:
             st = os.stat(self.path)
-        except FileNotFoundError:
+        except OSError:  # none there, or its folder gone (a file at its name)
             return None
         return st.st_dev, st.st_ino
 
@@ -382,8 +389,8 @@ class SqliteFile:
             return False
         try:
             # The same identity: the file itself put back (``mv``), checked all the same.
-            if found != self.identity and self._old_open():
-                return False  # they close at their next checkout (the pool was invalidated)
+            if found != self.identity and not refuse_shared(self.identity, self.path):
+                return False  # ours close at their next checkout (the pool was invalidated)
             self._vet(self.path)
         except (statedir.Refused, IncompatibleSchema, StoreUnavailable, OSError) as err:
             if self._refused != (found, str(err)):
@@ -406,19 +413,6 @@ class SqliteFile:
         )
         return True
 
-    def _old_open(self) -> bool:
-        """Whether this process has a descriptor of the file last taken (by any engine)."""
-        for fd in os.listdir("/proc/self/fd"):
-            if int(fd) in _HELD:
-                continue
-            try:
-                st = os.stat(f"/proc/self/fd/{fd}")
-            except OSError:
-                continue  # closed meanwhile (the listing's own descriptor among them)
-            if (st.st_dev, st.st_ino) == self.identity:
-                return True
-        return False
-
     def _connect_args(
         self,
         _dialect: Dialect,
@@ -426,6 +420,11 @@ class SqliteFile:
         cargs: list[str],
         cparams: dict[str, object],
     ) -> None:
+        # A file found at the path is taken (_back) before SQLite opens it, never after: the
+        # connection that opened it may have opened another (a link, a file renamed in while
+        # it was checked). Not taken, it is not opened.
+        if (why := self._gone()) is not None and not self._back():
+            raise sqlite3.OperationalError(why)
         if self.uri:
             # The user's URI, with its options (cache, immutable, ...): it names this file.
             # Without a mode of its own, SQLite would make a missing file: rw makes it an error.
@@ -437,9 +436,9 @@ class SqliteFile:
         cparams["uri"] = True
 
     def _on_connect(self, dbapi_connection: DBAPIConnection, _record: ConnectionPoolEntry) -> None:
-        # A new connection opened what is at the path now: the one place a file found there
-        # may be taken (a pooled connection may still be on the old one).
-        if (why := self._gone()) is not None and not self._back():
+        # What SQLite opened must be the file taken: the path changed since (_connect_args)
+        # and it may be on another.
+        if (why := self._gone()) is not None:
             raise sqlite3.OperationalError(why)  # the pool closes the connection
 
     def _on_checkout(
@@ -459,3 +458,7 @@ class SqliteFile:
         room = _free_space(self.path.parent) if (code & 0xFF) in _ROOM_CODES else ""
         with contextlib.suppress(AttributeError):  # a driver's error that takes no attribute
             setattr(err, WHERE_NOTE, f" ({self.path}{room})")
+
+
+# The SqliteFile that watches each engine (its listeners hold it), for ``release``.
+_WATCHED: Final[weakref.WeakKeyDictionary[Engine, SqliteFile]] = weakref.WeakKeyDictionary()

@@ -13,6 +13,7 @@ import re
 import shutil
 import signal
 import sqlite3
+from contextlib import closing
 from pathlib import Path
 
 import httpx
@@ -51,7 +52,8 @@ def test_a_backup_restored_under_a_running_crontask_is_taken(tmp_path: Path) -> 
     try:
         found = wait_for("the api listening line", lambda: LISTENING.search(log.read_text()))
         wait_for("a run", lambda: _finished(log.read_text()), PATIENCE)
-        with sqlite3.connect(db) as source, sqlite3.connect(saved) as copy:
+        # Closed: a connection left open to the old file holds its -wal (not taken meanwhile).
+        with closing(sqlite3.connect(db)) as source, closing(sqlite3.connect(saved)) as copy:
             source.backup(copy)
         in_backup = _statuses(saved)
         db.unlink()  # as an operator's `rm`: its -wal and -shm are left
@@ -63,6 +65,11 @@ def test_a_backup_restored_under_a_running_crontask_is_taken(tmp_path: Path) -> 
 
         shutil.copyfile(saved, db)  # `cp`: a new inode
         db.chmod(0o600)
+        # The -wal left holds the removed file's pages: SQLite would apply them to the backup.
+        stale = "runs.db-wal is not empty"
+        wait_for("the -wal refused", lambda: stale in log.read_text(), PATIENCE)
+        for side in ("-wal", "-shm"):
+            db.with_name(db.name + side).unlink()  # as the line says
         wait_for("the file taken", lambda: "run store file is back" in log.read_text(), PATIENCE)
         url = f"http://127.0.0.1:{found.group(1)}"
         ready = wait_for(

@@ -5,25 +5,37 @@ records waited until the stop and were lost with it. Now a writer takes the file
 path once it is a regular file of this user's holding a store of a schema this crontask runs
 on (the checks of a start), says so in one line, and the records waiting are written, a record
 whose claim the backup does not hold included. A file that fails a check is said once, not
-taken, and not changed: the records keep waiting.
+taken, and not changed: the records keep waiting. Nor is a file taken while another process
+has the old one open, or has left a -wal of it at the path (SQLite would apply it to the
+backup), nor through a connection that SQLite opened on something else at the path.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import shutil
 import sqlite3
 import stat
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from sqlalchemy import event
 
 from reconciler.controller.recorder import Recorder
 from reconciler.core.runs import RunStatus
-from reconciler.store import StoreUnavailable, migrations, open_store, sqlite_url
+from reconciler.store import (
+    StoreUnavailable,
+    migrations,
+    open_store,
+    sql_sqlite_holders,
+    sqlite_url,
+)
 from reconciler.store.sql import SqlRunStore, create_engine
 from tests.store._records import rec
 
@@ -246,3 +258,127 @@ def test_the_file_itself_moved_back_is_taken_and_said_so(
     back = said(caplog, "run store file is back")
     assert back == ["run store file is back: the records waiting are written to it"], back
     assert store.get(rec(at=0).id) is not None
+
+
+# Another process on the old file (a sqlite3 shell, a second crontask on the --db): its writes
+# stay in the -wal at the path (no checkpoint: wal_autocheckpoint=0), and are not the backup's.
+_HOLDER = r"""
+import sqlite3, sys
+conn = sqlite3.connect(sys.argv[1], isolation_level=None)
+conn.execute("PRAGMA wal_autocheckpoint=0")
+conn.execute("UPDATE runs SET status = 'failed'")
+print("written", flush=True)
+sys.stdin.read()
+"""
+
+
+def _statuses(db: Path) -> list[tuple[str, int]]:
+    with contextlib.closing(sqlite3.connect(db)) as conn:
+        return conn.execute("SELECT status, count(*) FROM runs GROUP BY status").fetchall()
+
+
+def test_a_backup_waits_for_another_process_on_the_old_file_and_its_wal(
+    store: SqlRunStore, state: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    db, saved = state / "runs.db", tmp_path / "backup.db"
+    backup(db, saved)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", _HOLDER, str(db)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None
+        assert holder.stdout.readline() == "written\n"
+        db.unlink()  # the operator's rm: the -wal and -shm stay, the other process has them
+        with pytest.raises(StoreUnavailable):
+            store.claim_many([rec(at=9, status=RunStatus.RUNNING)])
+        restore(saved, db)
+        with caplog.at_level(logging.INFO, logger="crontask.store"):
+            for _ in range(2):
+                with pytest.raises(StoreUnavailable):
+                    store.claim_many([rec(at=1, status=RunStatus.RUNNING)])
+    finally:
+        holder.communicate("")
+    refused = said(caplog, "not taken for the run store")
+    assert refused == [
+        f"a file is at {db} again, not taken for the run store: the old file is still open in"
+        f" process {holder.pid}: stop it (what it writes to runs.db-wal would be applied to"
+        " this file); the records keep waiting"
+    ], refused
+    # Stopped, it left its -wal at the path (SQLite removes it only for a file still there).
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="crontask.store"), pytest.raises(StoreUnavailable):
+        store.claim_many([rec(at=1, status=RunStatus.RUNNING)])
+    refused = said(caplog, "not taken for the run store")
+    assert len(refused) == 1, caplog.text
+    assert "runs.db-wal is not empty" in refused[0], refused
+    for side in ("-wal", "-shm"):
+        db.with_name(db.name + side).unlink()  # as the line says
+    assert store.claim_many([rec(at=1, status=RunStatus.RUNNING)]) == [True]
+    assert store.get(rec(at=0).id) == rec(at=0, status=RunStatus.RUNNING)  # the backup's row
+    store.close()
+    assert _statuses(db) == [("running", 2)]
+
+
+def test_no_proc_is_said_and_the_file_not_taken(
+    store: SqlRunStore,
+    state: Path,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    db = state / "runs.db"
+    gone(store, db, tmp_path / "backup.db")
+    restore(tmp_path / "backup.db", db)
+    monkeypatch.setattr(sql_sqlite_holders, "_PROC", tmp_path / "no-proc")
+    with caplog.at_level(logging.INFO, logger="crontask.store"), pytest.raises(StoreUnavailable):
+        store.claim_many([rec(at=1, status=RunStatus.RUNNING)])
+    refused = said(caplog, "not taken for the run store")
+    assert len(refused) == 1, caplog.text
+    assert "cannot tell whether the old file is still open (no /proc)" in refused[0], refused
+
+
+def test_a_connection_opened_on_another_file_at_the_path_is_never_used(
+    store: SqlRunStore, state: Path, tmp_path: Path
+) -> None:
+    db, saved = state / "runs.db", tmp_path / "backup.db"
+    gone(store, db, saved)
+    victim = tmp_path / "victim.db"  # any file of the user's that SQLite opens rw
+    shutil.copyfile(saved, victim)
+    db.symlink_to(victim)
+    staged = state / "staged.db"
+    restore(saved, staged)
+
+    def swap(_conn: object, _record: object) -> None:
+        # A good file renamed in after SQLite opened the link, before the store looks.
+        if staged.exists():
+            os.replace(staged, db)
+
+    event.listen(store.engine, "connect", swap, insert=True)
+    with pytest.raises(StoreUnavailable):
+        store.claim_many([rec(at=1, status=RunStatus.RUNNING)])
+    event.remove(store.engine, "connect", swap)
+    assert _statuses(victim) == [("running", 1)]
+    db.unlink()
+    restore(saved, db)
+    assert store.claim_many([rec(at=1, status=RunStatus.RUNNING)]) == [True]
+    assert _statuses(victim) == [("running", 1)]
+    assert store.get(rec(at=1).id) is not None
+
+
+def test_a_closed_store_lets_its_file_go(store: SqlRunStore, state: Path) -> None:
+    db = state / "runs.db"
+    store.close()
+    mine = os.stat(db)
+    fds = Path("/proc/self/fd")
+    held = [fd for fd in fds.iterdir() if _same(fd, mine)]
+    assert held == []  # a file removed now frees its space
+
+
+def _same(fd: Path, st: os.stat_result) -> bool:
+    try:
+        return os.path.samestat(os.stat(fd), st)
+    except OSError:
+        return False
