@@ -357,7 +357,7 @@ class SqliteFile:
     def _identity(self) -> tuple[int, int] | None:
         try:
             st = os.stat(self.path)
-        except OSError:  # none there, or its folder gone (a file at its name)
+        except (FileNotFoundError, NotADirectoryError):  # none there, or its folder gone
             return None
         return st.st_dev, st.st_ino
 

@@ -18,17 +18,20 @@ _PROC: Final = Path("/proc")
 _SIDE: Final = ("-wal", "-shm", "-journal")
 # A -wal's frames, or a hot -journal's pages, are written into the file SQLite opens next.
 _APPLIED: Final = ("-wal", "-journal")
-# The most descriptors looked through (a stat each): this runs while the store is out, at
-# each try of its records; a user with more is told the look was given up.
-SCAN_MOST: Final = 5000
+# The most descriptors looked through (a stat each, about 13 us): this runs only while the
+# store's file is lost, at each try of its records; a user with more (as root: every
+# process's) is told the look was given up.
+SCAN_MOST: Final = 20_000
 
 
 def refuse_shared(old: tuple[int, int], path: Path) -> bool:
     """Raise StoreUnavailable, saying why, if the file at ``path`` must not replace the file
     ``old`` (device, inode) yet: another process has the old file or the side files at the
     path open, or a -wal or -journal with something in it is there. False: this process has
-    one open still (its pooled connections close at their next checkout), True: neither."""
-    holder = _holder(old, path)
+    one open still (its pooled connections close at their next checkout), True: neither.
+    A process that has the file at the path itself open took it already (another crontask on
+    the same ``--db``): the side files are that file's then, in use, and never to be moved."""
+    holder, taken = _holder(old, path)
     if holder == os.getpid():
         return False
     if holder is not None:
@@ -36,6 +39,8 @@ def refuse_shared(old: tuple[int, int], path: Path) -> bool:
             f"the old file is still open in process {holder}: stop it (what it writes to"
             f" {path.name}-wal would be applied to this file)"
         )
+    if taken:
+        return True
     for suffix in _APPLIED:
         side = path.with_name(path.name + suffix)
         try:
@@ -51,24 +56,32 @@ def refuse_shared(old: tuple[int, int], path: Path) -> bool:
     return True
 
 
-def _holder(old: tuple[int, int], path: Path) -> int | None:
-    """A process of this user's with a descriptor on ``old`` or on a side file at ``path``
-    (another's first; None: none). Descriptors opened ``O_PATH`` (``SqliteFile._hold``: any
-    crontask's) neither lock nor write, and are passed over."""
-    targets = {old}
+def _holder(old: tuple[int, int], path: Path) -> tuple[int | None, bool]:
+    """A process of this user's with a descriptor on ``old``, or on a side file at ``path``
+    without one on the file at ``path`` itself (another's first; None: none); and whether a
+    process has the file at ``path`` open (it took it: the side files are its). Descriptors
+    opened ``O_PATH`` (``SqliteFile._hold``: any crontask's) neither lock nor write, and are
+    passed over."""
+    sides: set[tuple[int, int]] = set()
     for suffix in _SIDE:
         try:
             st = os.stat(path.with_name(path.name + suffix))
         except OSError:
             continue
-        targets.add((st.st_dev, st.st_ino))
+        sides.add((st.st_dev, st.st_ino))
+    try:
+        now = os.stat(path)
+        new = {(now.st_dev, now.st_ino)}
+    except OSError:
+        new = set()
     try:
         pids = [name for name in os.listdir(_PROC) if name.isdigit()]
     except FileNotFoundError:
         raise StoreUnavailable(
             "cannot tell whether the old file is still open (no /proc)"
         ) from None
-    own, seen, found = os.getpid(), 0, None
+    targets = {old} | sides | new
+    own, seen, found, taken = os.getpid(), 0, None, False
     for pid in pids:
         try:
             fds = os.listdir(_PROC / pid / "fd")
@@ -80,20 +93,23 @@ def _holder(old: tuple[int, int], path: Path) -> int | None:
                 "cannot tell whether the old file is still open (more than"
                 f" {SCAN_MOST} descriptors to look through)"
             )
-        if any(_on(pid, fd, targets) for fd in fds):
+        held = {on for fd in fds if (on := _on(pid, fd, targets)) is not None}
+        taken = taken or bool(held & new)
+        if old in held or (held & sides and not held & new):
             if int(pid) != own:
-                return int(pid)
+                return int(pid), taken
             found = own
-    return found
+    return found, taken
 
 
-def _on(pid: str, fd: str, targets: set[tuple[int, int]]) -> bool:
+def _on(pid: str, fd: str, targets: set[tuple[int, int]]) -> tuple[int, int] | None:
+    """Which of ``targets`` the descriptor ``fd`` of ``pid`` is on, unless opened O_PATH."""
     try:
         st = os.stat(_PROC / pid / "fd" / fd)
-        if (st.st_dev, st.st_ino) not in targets:
-            return False
+        if (on := (st.st_dev, st.st_ino)) not in targets:
+            return None
         with open(_PROC / pid / "fdinfo" / fd) as info:
             flags = next(int(line.split()[1], 8) for line in info if line.startswith("flags:"))
     except (OSError, StopIteration, ValueError, IndexError):
-        return False  # closed meanwhile (the listing's own descriptor among them)
-    return not flags & os.O_PATH
+        return None  # closed meanwhile (the listing's own descriptor among them)
+    return None if flags & os.O_PATH else on

@@ -382,3 +382,44 @@ def _same(fd: Path, st: os.stat_result) -> bool:
         return os.path.samestat(os.stat(fd), st)
     except OSError:
         return False
+
+
+_TAKER = r"""
+import sqlite3, sys
+conn = sqlite3.connect(sys.argv[1], isolation_level=None)
+conn.execute("PRAGMA journal_mode=WAL")
+conn.execute("PRAGMA wal_autocheckpoint=0")
+conn.execute("UPDATE runs SET output = 'written by the other'")
+print("written", flush=True)
+sys.stdin.read()
+"""
+
+
+def test_a_backup_another_process_took_already_is_taken_with_its_wal(
+    store: SqlRunStore, state: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Two crontasks on one ``--db``: the other took the restored file first, and its -wal and
+    -shm at the path are that file's, in use. They were taken for the old file's: refused
+    ("still open in process", then "runs.db-wal is not empty ... move it away", which lost
+    the other's records when followed). Now the file is taken, and the other's rows read."""
+    db = state / "runs.db"
+    gone(store, db, tmp_path / "backup.db")
+    restore(tmp_path / "backup.db", db)
+    taker = subprocess.Popen(
+        [sys.executable, "-c", _TAKER, str(db)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert taker.stdout is not None
+        assert taker.stdout.readline() == "written\n"
+        assert os.stat(db.with_name("runs.db-wal")).st_size > 0
+        with caplog.at_level(logging.INFO, logger="crontask.store"):
+            assert store.claim_many([rec(at=1, status=RunStatus.RUNNING)]) == [True]
+        assert said(caplog, "not taken for the run store") == [], caplog.text
+        found = store.get(rec(at=0).id)
+        assert found is not None
+        assert found.output == "written by the other"
+    finally:
+        taker.communicate("")
