@@ -147,9 +147,8 @@ DEADLINE_MARGIN: Final = 30.0
 
 def deadline_warning(definition: Definition) -> str | None:
     """The warning line ``crontask validate`` prints for a job task whose JobSpec sets an
-    ``activeDeadlineSeconds`` longer than its ``timeoutSeconds``, or None: the cluster enforces
-    the JobSpec's, and crontask deletes the Job (``timedOut``) ``timeoutSeconds`` and
-    :data:`DEADLINE_MARGIN` after its creation if it still runs, before the cluster would."""
+    ``activeDeadlineSeconds`` longer than its ``timeoutSeconds`` (crontask deletes the Job
+    ``timeoutSeconds`` and :data:`DEADLINE_MARGIN` after its creation), or None."""
     spec = definition.task.spec
     timeout, job = spec.timeout_seconds, spec.job
     # An integer: the JobSpec's own check refuses anything else before this is read.
@@ -157,11 +156,7 @@ def deadline_warning(definition: Definition) -> str | None:
     if timeout is None or not isinstance(deadline, int) or deadline <= timeout:
         return None
     stop = timeout + DEADLINE_MARGIN
-    ends = (
-        "before the cluster's deadline"
-        if deadline > stop
-        else "unless the cluster's deadline ends it first"
-    )
+    ends = "before the cluster's deadline" if deadline > stop else "unless the cluster's does"
     return (
         f"{definition.location}: warning: {definition.key}: the JobSpec's "
         f"activeDeadlineSeconds {deadline} is longer than timeoutSeconds {timeout}: crontask "
