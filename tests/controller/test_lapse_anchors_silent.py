@@ -11,9 +11,6 @@ import threading
 from datetime import UTC, datetime
 from typing import Any, cast
 
-import pytest
-
-from reconciler.controller import lapse as lapse_module
 from reconciler.controller.lapse import Lapse
 from reconciler.store.base import RunStore
 from tests.controller.test_cluster_lapse_anchors import _Dispatcher
@@ -35,14 +32,15 @@ class _Silent:
         return dict.fromkeys(keys, SLOT)
 
 
-def test_a_read_the_store_does_not_answer_holds_runs_and_is_not_asked_twice(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    monkeypatch.setattr(lapse_module, "ANSWER_WAIT", 0.01, raising=False)
+def _silent_lapse() -> tuple[Lapse, _Silent, RunStore]:
+    """A lapse whose looks wait 10 ms for a store that does not answer ``last_slots``."""
     silent = _Silent()
-    now = [0.0]
-    lapse = Lapse(cast(Any, _Dispatcher()), lambda anchors: None, lambda: now[0], 6.0)
-    store = cast(RunStore, silent)
+    lapse = Lapse(cast(Any, _Dispatcher()), lambda anchors: None, lambda: 0.0, 6.0, wait=0.01)
+    return lapse, silent, cast(RunStore, silent)
+
+
+def test_a_read_the_store_does_not_answer_holds_runs_and_is_not_asked_twice() -> None:
+    lapse, silent, store = _silent_lapse()
 
     async def main() -> None:
         lapse.hand_back(["default/a"])
@@ -68,17 +66,11 @@ async def _answered(lapse: Lapse, store: RunStore) -> Any:
     return found
 
 
-def test_a_new_lapse_reads_anew_but_never_beside_a_read_still_unanswered(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+def test_a_new_lapse_reads_anew_but_never_beside_a_read_still_unanswered() -> None:
     """A second lapse while the first one's read is unanswered: no second read beside it (each
     would hold a thread of the pool source reads share, for as long as the store is silent),
     and once it is answered, that answer (from before the lapse) is not taken: a new read is."""
-    monkeypatch.setattr(lapse_module, "ANSWER_WAIT", 0.01, raising=False)
-    silent = _Silent()
-    now = [0.0]
-    lapse = Lapse(cast(Any, _Dispatcher()), lambda anchors: None, lambda: now[0], 6.0)
-    store = cast(RunStore, silent)
+    lapse, silent, store = _silent_lapse()
 
     async def main() -> None:
         lapse.hand_back(["default/a"])

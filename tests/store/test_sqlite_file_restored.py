@@ -272,6 +272,22 @@ sys.stdin.read()
 """
 
 
+def _other_process(script: str, db: Path) -> subprocess.Popen[str]:
+    """Another process running ``script`` on ``db``, once it has written: it keeps the file
+    open until its stdin is closed (``communicate``)."""
+    other = subprocess.Popen(
+        [sys.executable, "-c", script, str(db)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert other.stdout is not None
+    if (said := other.stdout.readline()) != "written\n":
+        other.communicate("")
+        raise AssertionError(f"the other process did not write: {said!r}")
+    return other
+
+
 def _statuses(db: Path) -> list[tuple[str, int]]:
     with contextlib.closing(sqlite3.connect(db)) as conn:
         return conn.execute("SELECT status, count(*) FROM runs GROUP BY status").fetchall()
@@ -282,15 +298,8 @@ def test_a_backup_waits_for_another_process_on_the_old_file_and_its_wal(
 ) -> None:
     db, saved = state / "runs.db", tmp_path / "backup.db"
     backup(db, saved)
-    holder = subprocess.Popen(
-        [sys.executable, "-c", _HOLDER, str(db)],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
+    holder = _other_process(_HOLDER, db)
     try:
-        assert holder.stdout is not None
-        assert holder.stdout.readline() == "written\n"
         db.unlink()  # the operator's rm: the -wal and -shm stay, the other process has them
         with pytest.raises(StoreUnavailable):
             store.claim_many([rec(at=9, status=RunStatus.RUNNING)])
@@ -405,15 +414,8 @@ def test_a_backup_another_process_took_already_is_taken_with_its_wal(
     db = state / "runs.db"
     gone(store, db, tmp_path / "backup.db")
     restore(tmp_path / "backup.db", db)
-    taker = subprocess.Popen(
-        [sys.executable, "-c", _TAKER, str(db)],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
+    taker = _other_process(_TAKER, db)
     try:
-        assert taker.stdout is not None
-        assert taker.stdout.readline() == "written\n"
         assert os.stat(db.with_name("runs.db-wal")).st_size > 0
         with caplog.at_level(logging.INFO, logger="crontask.store"):
             assert store.claim_many([rec(at=1, status=RunStatus.RUNNING)]) == [True]
