@@ -82,16 +82,14 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from reconciler.api import problems
 from reconciler.api.hook_places import FAST, NOT_YET, WHOLE, Refused, Shares
 from reconciler.api.routing import (
+    ABORT,
     PRINCIPAL_SCOPE_KEY,
     PROVEN_SCOPE_KEY,
     ROLE_SCOPE_KEY,
     SAFE_METHODS,
+    connection_peer,
 )
 
-# The scope's extension under which ``cli/connections.py`` gives the app its connection's
-# ``abort()`` and ``peer`` (its address, an IPv6 one as its /64): an answer given up on while it
-# waits on its reader (routes_metrics) ends at once, and uvicorn says nothing of it.
-ABORT: Final = "crontask.abort"
 MAX_ACTIVE: Final = 16
 MAX_WAITING: Final = 4096
 WAIT_SECONDS: Final = 30.0
@@ -189,7 +187,7 @@ class Admission:
         entered: list[Callable[[], object]] = []  # how each place taken is given back
         try:
             if path == GIT_HOOK:
-                peer = _peer(scope)
+                peer = connection_peer(scope)
                 entry = await self._enter_hooks(peer, receive, listen=not _continues(scope))
                 if entry is None:
                     return  # its caller closed while it waited: no one to answer
@@ -233,7 +231,7 @@ class Admission:
             await self.app(scope, self._timed(receive, floor=path == GIT_HOOK), answering)
         finally:
             if path == GIT_HOOK and scope.get(PROVEN_SCOPE_KEY):
-                self.hooks.prove(_peer(scope))  # before its place is given on
+                self.hooks.prove(connection_peer(scope))  # before its place is given on
             if inside:
                 self.active -= 1
                 self._leave(entered)
@@ -243,7 +241,7 @@ class Admission:
     def _count_stranger(self, scope: Scope) -> str | None:
         """Count a stranger's large answer against all of them and its peer's share; None (it
         is refused) when either is full."""
-        peer = _peer(scope)
+        peer = connection_peer(scope)
         mine = self._strangers_of.get(peer, 0)
         if self.strangers >= self.max_strangers or mine >= self.stranger_share:
             return None
@@ -381,13 +379,6 @@ def _continues(scope: Scope) -> bool:
         name == b"expect" and value.lower() == b"100-continue"
         for name, value in scope.get("headers") or ()
     )
-
-
-def _peer(scope: Scope) -> str:
-    """The caller's address as ``cli/connections.py`` counts it (an IPv6 one as its /64), or
-    the client's; "" for none (a Unix socket)."""
-    extension = (scope.get("extensions") or {}).get(ABORT) or {}
-    return str(extension.get("peer") or (scope.get("client") or ("",))[0])
 
 
 def _stranger(scope: Scope) -> bool:

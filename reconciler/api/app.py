@@ -59,6 +59,7 @@ from reconciler.api.routing import (
     SAFE_METHODS,
     ApiContext,
     GuardedRoute,
+    authorization,
     context,
     operation_id,
     problem_responses,
@@ -115,7 +116,7 @@ def _authenticates(scope: Scope) -> bool:
     if auth is None:
         return True
     try:
-        auth.authenticate(Headers(scope=scope).get("authorization"))
+        auth.authenticate(authorization(Headers(scope=scope)))
     except AuthFailed:
         return False
     return True

@@ -42,9 +42,8 @@ from fastapi import APIRouter, Request, Response
 from starlette.types import Receive, Scope, Send
 
 from reconciler.api import problems
-from reconciler.api.admission import ABORT
 from reconciler.api.auth import RequiredRole, role_extra
-from reconciler.api.routing import GuardedRoute, context, operation_id
+from reconciler.api.routing import ABORT, GuardedRoute, context, operation_id
 from reconciler.sinks.metrics import Metrics, accepts_gzip
 
 MAX_ANSWERS: Final = 4  # 4 x 7.6 MB at 10 000 tasks: Prometheus' HA pair and two more

@@ -18,6 +18,8 @@ from typing import Annotated, Any, Final, NoReturn
 
 from fastapi import Depends, Request, Response
 from fastapi.routing import APIRoute
+from starlette.datastructures import Headers
+from starlette.types import Scope
 
 from reconciler.api.auth import (
     ANONYMOUS,
@@ -33,6 +35,7 @@ from reconciler.api.problems import FieldProblem, Problem, ProblemError
 from reconciler.api.webhook_secret import WebhookSecret
 from reconciler.controller.view import RuntimeView
 from reconciler.hostnames import peer_of
+from reconciler.logs import bounded
 from reconciler.sinks.kubernetes_refusals import RefusalLog
 from reconciler.sinks.metrics import Metrics
 
@@ -62,6 +65,14 @@ AUTH_FAILURE_KINDS: Final = 256
 # Past that many clients failing within a minute, the others share one line a minute (a flood
 # from a /48 has 65 536 /64s: a line each would be the flood the limit is for).
 OTHER_CLIENTS: Final = "other clients"
+# What a failure's line shows of the X-Forwarded-For a caller sent (``forwarded_for``): a
+# chain of a few proxies' addresses fits; the rest is anything the caller chose to write.
+MAX_FORWARDED_CHARS: Final = 256
+
+# The scope's extension under which ``cli/connections.py`` gives the app its connection's
+# ``abort()`` and ``peer`` (its address, an IPv6 one as its /64): an answer given up on while it
+# waits on its reader (routes_metrics) ends at once, and uvicorn says nothing of it.
+ABORT: Final = "crontask.abort"
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -142,7 +153,7 @@ def authorize(request: Request, role: str) -> None:
         request.scope[ROLE_SCOPE_KEY] = ANONYMOUS.role
         return
     try:
-        principal = auth.authenticate(request.headers.get("authorization"))
+        principal = auth.authenticate(authorization(request.headers))
     except AuthFailed as exc:
         if role == PUBLIC:  # a bad credential on an open route is ignored, not refused
             request.scope[PRINCIPAL_SCOPE_KEY] = "anonymous"
@@ -232,6 +243,36 @@ def _refuse_signature(request: Request, reason: str | None, *, read: bool = Fals
     )
 
 
+def authorization(headers: Headers) -> str | None:
+    """The ``Authorization`` header as its sender wrote it. Starlette decodes a header's bytes
+    as Latin-1, where a token is text whose UTF-8 bytes the auth file's ``sha256`` hashes (as
+    ``/login``'s form is read): a token with a non-ASCII character was refused by the API and
+    taken by ``/login``. Bytes that are no UTF-8 become U+FFFD, so such a credential is a 401
+    as any unknown one (kept as surrogates, one shaped as a JWT made PyJWT fail: a 500)."""
+    value = headers.get("authorization")
+    return None if value is None else value.encode("latin-1").decode("utf-8", "replace")
+
+
+def connection_peer(scope: Scope) -> str:
+    """The caller's address as ``cli/connections.py`` counts it (an IPv6 one as its /64), or
+    the client's; "" for none (a Unix socket)."""
+    extension = (scope.get("extensions") or {}).get(ABORT) or {}
+    return str(extension.get("peer") or (scope.get("client") or ("",))[0])
+
+
+def _client(request: Request) -> str | None:
+    """The address of the connection a request came on, None for none (a Unix socket).
+    uvicorn puts a loopback caller's ``X-Forwarded-For`` in the request's client (it trusts
+    127.0.0.1 as a proxy), which any local process sends as it likes; the connection's own
+    peer is kept aside (``connection_peer``): the client when it is the same address (the
+    whole of an IPv6 one, not its /64), else that peer."""
+    given = request.client.host if request.client else None
+    peer = connection_peer(request.scope)
+    if given is None or not peer or peer_of(given) == peer:
+        return given
+    return peer
+
+
 def warn_auth_failed(
     request: Request, logger: logging.Logger, message: str, reason: str, **fields: object
 ) -> None:
@@ -241,16 +282,21 @@ def warn_auth_failed(
     AUTH_FAILURE_KINDS clients within a minute, the others as one (OTHER_CLIENTS). See
     AUTH_FAILURES_EVERY. ``reason`` is one of a few (no name a caller chooses: a principal,
     a path, goes in ``fields``), so that the kinds of one client, and those of the others
-    past AUTH_FAILURE_KINDS, are few whatever the callers send."""
-    client = request.client.host if request.client else None
+    past AUTH_FAILURE_KINDS, are few whatever the callers send. The client is the
+    connection's address; an ``X-Forwarded-For`` the caller sent is ``forwarded_for``, as
+    sent (bounded): a proxy in front says who it forwards, any local caller may claim anything."""
+    client = _client(request)
+    forwarded = ", ".join(request.headers.getlist("x-forwarded-for")) or None
     failures = context(request).auth_failures
     kind = (message, reason, None if client is None else peer_of(client))
     if kind not in failures and not failures.room():
-        kind, client = (message, reason, OTHER_CLIENTS), OTHER_CLIENTS
+        kind, client, forwarded = (message, reason, OTHER_CLIENTS), OTHER_CLIENTS, None
     suppressed = failures.due(kind)
     if suppressed is None:
         return
     said = {"reason": reason, "client": client, **fields, "suppressed": suppressed}
+    if forwarded is not None:
+        said["forwarded_for"] = bounded(forwarded, MAX_FORWARDED_CHARS)
     logger.warning(message, extra={"fields": said})
 
 
@@ -290,13 +336,16 @@ _DESCRIPTIONS: Mapping[int, str] = {
 }
 
 __all__ = [
+    "ABORT",
     "AUTH_FAILURES_EVERY",
     "AUTH_FAILURE_KINDS",
     "ApiContext",
     "FieldProblem",
     "GuardedRoute",
     "Runtime",
+    "authorization",
     "authorize",
+    "connection_peer",
     "context",
     "problem_responses",
     "required_role",

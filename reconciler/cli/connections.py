@@ -52,7 +52,7 @@ from typing import Any, ClassVar, cast
 
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
-from reconciler.api.admission import ABORT
+from reconciler.api.routing import ABORT
 from reconciler.hostnames import peer_of
 
 log = logging.getLogger("crontask.api")

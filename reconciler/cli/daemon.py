@@ -377,10 +377,10 @@ def _auth_of(args: argparse.Namespace, host: str) -> tuple[AuthFile | None, Auth
     except ValueError as err:
         usage_error(str(err))  # an option without the one it needs (README: exit status 2)
     if ANY_NAME in args.allow_host and auth is None:
-        raise SystemExit(
-            "crontask: --allow-host '*' needs --auth-config: without it every caller is the "
-            "admin, and any web page that makes its own name resolve to this machine could act "
-            "as one (name the hosts with --allow-host NAME instead)"
+        usage_error(  # an option without the one it needs, as check_listen's
+            "--allow-host '*' needs --auth-config: without it every caller is the admin, and "
+            "any web page that makes its own name resolve to this machine could act as one "
+            "(name the hosts with --allow-host NAME instead)"
         )
     if auth is not None and not auth.sessions_shared:
         # Common and harmless on one process (tokens only), so info; replicas behind one address

@@ -61,7 +61,13 @@ from reconciler.api.auth import (
 )
 from reconciler.api.hosts import host_name, same_origin
 from reconciler.api.problems import ProblemError
-from reconciler.api.routing import PRINCIPAL_SCOPE_KEY, GuardedRoute, context, required_role
+from reconciler.api.routing import (
+    PRINCIPAL_SCOPE_KEY,
+    GuardedRoute,
+    authorization,
+    context,
+    required_role,
+)
 
 log = logging.getLogger("crontask.web")
 
@@ -156,7 +162,7 @@ class Session:
         auth = self.auth(request)
         if cookie and auth is not None:
             return unseal(auth.session_key, cookie, time.time())
-        header = request.headers.get("authorization", "")
+        header = authorization(request.headers) or ""
         scheme, _, token = header.partition(" ")
         return token.strip() or None if scheme.lower() == "bearer" else None
 
