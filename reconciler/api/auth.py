@@ -42,6 +42,8 @@ from typing import Annotated, Any, Final, Literal
 
 import jwt
 import yaml
+from cryptography.hazmat.primitives.asymmetric.ec import EllipticCurvePublicKey
+from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic import model_validator as _model_validator
 from pydantic.alias_generators import to_camel
@@ -164,10 +166,10 @@ class _AuthFile(_Config):
 
     @_model_validator(mode="after")
     def _usable(self) -> _AuthFile:
-        if not self.tokens and self.jwt is None:
-            raise ValueError("neither tokens nor jwt is configured: nobody could log in")
-        # Counted once each (a file of 1 MiB can hold some 340 000 tokens through YAML
-        # aliases, and the watcher checks every version of it), and named ten at most.
+        # No token and no jwt is refused at start only (AuthConfig.for_start): emptied on a
+        # running crontask, the file revokes the last token (authfile.py). Counted once each
+        # (a file of 1 MiB can hold some 340 000 tokens through YAML aliases, and the watcher
+        # checks every version of it), and named ten at most.
         counts = collections.Counter(t.name for t in self.tokens)
         duplicated = sorted(name for name, count in counts.items() if count > 1)
         if duplicated:
@@ -211,10 +213,11 @@ class AuthConfig:
     # What seals the status page's session cookies (web/session.py). With a secret named
     # (sessionSecretFile, an HMAC JWT secretFile) it is derived from the file and that secret,
     # so every replica, and the next start, opens the cookies of the others, and a change of
-    # the file signs everyone out. Without one it is drawn by this process (``sessions_shared``
-    # False): token hashes and a public JWT key are no secret (the file is often readable by
-    # every local user), and a key derived from them alone would let anyone who reads the file
-    # unseal the credential in a cookie; then a session lasts as long as the process.
+    # the file (of its bytes: a comment too) signs everyone out. Without one it is drawn by
+    # this process (``sessions_shared`` False): token hashes and a public JWT key are no
+    # secret (the file is often readable by every local user), and a key derived from them
+    # alone would let anyone who reads the file unseal the credential in a cookie; then a
+    # session lasts as long as the process.
     session_key: bytes = dataclasses.field(default=b"", repr=False)
     sessions_shared: bool = True
 
@@ -225,7 +228,7 @@ class AuthConfig:
         Relative ``secretFile``/``publicKeyFile`` paths are relative to the auth file.
         """
         path = Path(path)
-        return cls.parse(cls.read(path), path)
+        return cls.parse(cls.read(path), path).for_start(path)
 
     @staticmethod
     def read(path: Path) -> bytes:
@@ -239,7 +242,21 @@ class AuthConfig:
     @classmethod
     def parse(cls, data: bytes, path: Path) -> AuthConfig:
         """:meth:`load` of bytes read from ``path``."""
-        return cls.from_mapping(_yaml(data, path), source=str(path), base=path.parent)
+        return cls.from_mapping(_yaml(data, path), source=str(path), base=path.parent, data=data)
+
+    @property
+    def accepts_none(self) -> bool:
+        """No token and no jwt: every credential is refused."""
+        return not self.tokens and self.jwt is None
+
+    def for_start(self, source: str | Path) -> AuthConfig:
+        """These settings, unless they accept no credential: a crontask started so would
+        serve no one (a file emptied while it runs revokes the last token, ``authfile.py``)."""
+        if self.accepts_none:
+            raise AuthConfigError(
+                f"{source}: neither tokens nor jwt is configured: nobody could log in"
+            )
+        return self
 
     @staticmethod
     def named_files(data: bytes, path: Path) -> tuple[Path, ...]:
@@ -257,8 +274,10 @@ class AuthConfig:
 
     @classmethod
     def from_mapping(
-        cls, raw: Any, *, source: str = "<auth>", base: Path | None = None
+        cls, raw: Any, *, source: str = "<auth>", base: Path | None = None, data: bytes = b""
     ) -> AuthConfig:
+        """The settings ``raw`` (the YAML of ``data``, the file's bytes, if read from one)
+        says; an empty ``raw`` accepts no credential (see :meth:`for_start`)."""
         if not isinstance(raw, dict):
             raise AuthConfigError(
                 f"{source}: expected a mapping with tokens/jwt/metricsRequireAuth"
@@ -277,7 +296,9 @@ class AuthConfig:
         shared = bool(secret)
         if not shared:
             secret = secrets.token_bytes(32)
-        material = json.dumps(raw, sort_keys=True, default=str).encode()
+        # The file's bytes too: any change of it, a comment, signs everyone out (README), on
+        # every replica alike. json.dumps escapes every control character: no NUL in it.
+        material = json.dumps(raw, sort_keys=True, default=str).encode() + b"\0" + data
         session_key = hmac.digest(secret, _SESSION_KEY_CONTEXT + material, "sha256")
         return cls(
             tuple(parsed.tokens),
@@ -332,6 +353,9 @@ class AuthConfig:
             raise AuthFailed("jwt signature invalid", invalid_token=True) from exc
         except jwt.InvalidTokenError as exc:
             raise AuthFailed(f"jwt invalid ({type(exc).__name__})", invalid_token=True) from exc
+        except Exception as exc:  # a key PyJWT fails to verify with, say: whatever the caller
+            # sends, a 401, never a 500 with a traceback logged per request
+            raise AuthFailed(f"jwt invalid ({type(exc).__name__})", invalid_token=True) from exc
         sub = claims.get("sub")
         if not isinstance(sub, str) or not sub:
             raise AuthFailed("jwt sub is not a string", invalid_token=True)
@@ -384,12 +408,23 @@ def _load_key(settings: JwtSettings, source: str, base: Path) -> Any:
         raise AuthConfigError(
             f"{source}: jwt.publicKeyFile: cannot read {key_path}: {exc}"
         ) from None
+    private = AuthConfigError(
+        f"{source}: jwt.publicKeyFile: {key_path} holds a private key: give its public key "
+        "(openssl pkey -in KEY -pubout)"
+    )
+    if b"PRIVATE KEY-----" in pem:  # an encrypted one too, which PyJWT would not load
+        raise private
     try:
-        return jwt.get_algorithm_by_name(settings.algorithm).prepare_key(pem)
+        key = jwt.get_algorithm_by_name(settings.algorithm).prepare_key(pem)
     except (jwt.InvalidKeyError, ValueError, TypeError) as exc:
         raise AuthConfigError(
             f"{source}: jwt.publicKeyFile: {key_path} is not a {settings.algorithm} public key"
         ) from exc
+    # PyJWT loads a private key too: an RSA one cannot verify (every JWT a 500), and a key
+    # that signs has no place in a file read by a server that only verifies.
+    if not isinstance(key, RSAPublicKey | EllipticCurvePublicKey):
+        raise private
+    return key
 
 
 def _describe(source: str, exc: ValidationError) -> str:

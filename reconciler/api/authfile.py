@@ -14,6 +14,9 @@ settings are loaded again and, unless they are made of what those in force are, 
 A load that fails leaves the settings read before in force, and the log says so once; it is
 tried again as soon as anything it depends on changes (a secret named before it existed, then
 written): removing the file, or a typo in it, must not open the API, nor lock everyone out.
+A file emptied on purpose (``tokens: []``, no ``jwt``) is put in force, with a warning: it
+revokes the last token, and every request that needs a credential is refused (a start with
+it is refused: that crontask would serve no one).
 The same bytes everywhere (a Secret synced again, a ``touch``) change nothing, not even the
 sessions. ``metricsRequireAuth`` decides the role of ``/metrics`` when the API is made, at start.
 """
@@ -95,7 +98,7 @@ class AuthFile:
         look = _look(path, _NOTHING_NAMED)
         if isinstance(look.data, AuthConfigError):
             raise look.data
-        return cls(path, AuthConfig.parse(look.data, path), look)
+        return cls(path, AuthConfig.parse(look.data, path).for_start(path), look)
 
     def current(self) -> AuthConfig:
         return self.config
@@ -135,7 +138,15 @@ class AuthFile:
         if look.digest == self._in_force:  # back as it was (a typo undone): sessions go on
             return
         self.config, self._in_force = config, look.digest
+        fields = {"auth_config": str(self.path), "tokens": len(config.tokens)}
+        if config.accepts_none:
+            log.warning(
+                "auth file read again: it names no token and no jwt, so no credential is "
+                "accepted now: every request that needs one is refused, and page sessions end",
+                extra={"fields": fields},
+            )
+            return
         log.warning(
             "auth file read again: its tokens are in force now, and page sessions begin anew",
-            extra={"fields": {"auth_config": str(self.path), "tokens": len(config.tokens)}},
+            extra={"fields": fields},
         )
