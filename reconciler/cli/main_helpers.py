@@ -200,7 +200,13 @@ def git_url(text: str) -> str:
     it: it may hold a password. So is one with an ``@`` after its host: a ``/`` in a user name
     or password (``https://tok3n/S3CRET@host``) ends the authority there, for urllib and git
     alike, and the fetch would go to the host ``tok3n``, the password in its path. scp-like
-    addresses and local paths (no ``//``) pass."""
+    addresses and local paths (no ``//``) pass, but not one that begins with ``-``: git would
+    read it as an option (``--upload-pack=CMD`` runs CMD), and a local folder so named is
+    reached as ``./-name``."""
+    if text.startswith("-"):
+        raise argparse.ArgumentTypeError(
+            "a repository URL or path cannot begin with '-': write ./-name for a local folder"
+        )
     if "//" in text:
         try:
             parts = urlsplit(text)

@@ -26,10 +26,17 @@ Contracts:
   with every fetch. ``remove_leftovers`` deletes them all. Only safe while no git process works
   on the repository: the state directory is this process's alone, and ``GitRepo`` calls it
   only between its git calls, one at a time, each of which ends with its whole process group
-  (git's maintenance runs in the foreground: ``gc.autoDetach=false``) killed or exited. A
-  collection started by an earlier crontask that was killed hard lives on until its own
-  deadline (``gitprocess``): while ``gc.pid`` names a git alive on this host, nothing is
-  removed.
+  (git's maintenance runs in the foreground: ``gc.autoDetach=false``) killed or exited.
+- A git an earlier crontask left working on the repository when it was killed hard (it lives
+  on under ``timeout``, up to its deadline and some seconds more: ``gitprocess``) is stopped
+  first: ``remove_leftovers`` kills the group of each process of this user whose command line
+  names the repository (``--git-dir=``; none is this process's, which has no git in flight
+  then), and waits for it to end. A fetch left to run beside the new one updated the ref that
+  one was updating ("cannot lock ref ...: is at X but expected Y"), and its locks were deleted
+  under it. The command line is read from the live process: a pid reused since is never
+  taken for it. /proc is looked through once per process (``RUNNER_RECORD``), not at every
+  call; where it is missing, nothing is looked for. And while ``gc.pid`` names a git alive on
+  this host (a collection that did not name the repository so), nothing is removed.
 - A collection that failed (its memory limit, its deadline, a broken config) is not run again
   at the next sync, which would fail the same way at the same cost: ``CollectionBackoff``
   waits ``COLLECTION_RETRY``, doubled with each failure in a row up to
@@ -40,7 +47,10 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
+import signal
 import socket
+import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -64,6 +74,17 @@ COLLECTION_TIMEOUT = 600.0
 # nothing is lost by putting it off (fetches go on; the repository takes more room meanwhile).
 COLLECTION_RETRY = 600.0
 COLLECTION_RETRY_MAX = 86_400.0
+
+# How long the groups of an earlier crontask's git are waited for once killed (they end at
+# once but for a write in progress, as on a slow network file system).
+ORPHAN_WAIT = 10.0
+_ORPHAN_POLL = 0.05
+
+# The process that runs git in the repository (``PID STARTTIME``, as /proc says them), written
+# at its first ``remove_leftovers`` there, before its first fetch: another one's means an
+# earlier crontask's git may live on, and /proc is looked through for it (``end_orphans``)
+# then, not before every call.
+RUNNER_RECORD = "crontask.pid"
 
 # The arguments of the collection: git's own thresholds decide whether it does anything.
 COLLECT = ("gc", "--auto", "--quiet")
@@ -172,8 +193,10 @@ class CollectionBackoff:
 def remove_leftovers(git_dir: Path) -> None:
     """Delete ``LEFTOVERS`` in the repository at ``git_dir`` (see the module's contract); none
     while ``gc.pid`` names a git alive on this host: a collection an earlier crontask started
-    outlives it when it is killed hard (nothing kills its group then), and its locks are held."""
-    if _collecting(git_dir / "gc.pid"):
+    outlives it when it is killed hard (nothing kills its group then), and its locks are held.
+    Any other git an earlier crontask left working on it is stopped first (``end_orphans``,
+    while ``RUNNER_RECORD`` names another process); none is deleted while one is alive."""
+    if not _orphans_ended(git_dir) or _collecting(git_dir / "gc.pid"):
         return
     for pattern in LEFTOVERS:
         for path in git_dir.glob(pattern):
@@ -192,3 +215,93 @@ def _collecting(pid_file: Path) -> bool:
     except (OSError, ValueError):
         return False
     return name.startswith("git")
+
+
+def _orphans_ended(git_dir: Path) -> bool:
+    """Whether no git an earlier crontask left works in ``git_dir`` any more: this process
+    looked already (``RUNNER_RECORD`` names it), or looked now and ended them all (and is named
+    there from now on)."""
+    record, me = git_dir / RUNNER_RECORD, _this_process()
+    with contextlib.suppress(OSError):
+        if me is not None and record.read_text(errors="replace")[:100] == me:
+            return True
+    if not end_orphans(git_dir):
+        return False
+    if me is not None:
+        with contextlib.suppress(OSError):  # looked for again next time
+            record.write_text(me)
+    return True
+
+
+def _this_process() -> str | None:
+    """This process as ``RUNNER_RECORD`` names it (its pid is reused, not with its start
+    time); None without /proc."""
+    try:
+        with open("/proc/self/stat", "rb") as file:
+            fields = file.read(4096).rpartition(b")")[2].split()
+        return f"{os.getpid()} {int(fields[19])}\n"
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def end_orphans(git_dir: Path) -> bool:
+    """Kill the process group of each git an earlier crontask left working on the repository
+    at ``git_dir`` (see the module's contract) and wait, up to ``ORPHAN_WAIT``, for them all
+    to end; False if one is still alive then."""
+    groups = _orphan_groups(os.fsencode(f"--git-dir={git_dir}"))
+    if not groups:
+        return True
+    log.warning(
+        "git left running by an earlier crontask stopped",
+        extra={"fields": {"repository": str(git_dir), "process_groups": sorted(groups)}},
+    )
+    for group in groups:
+        with contextlib.suppress(OSError):  # ended meanwhile
+            os.killpg(group, signal.SIGKILL)
+    deadline = time.monotonic() + ORPHAN_WAIT
+    while (alive := _live_groups(groups)) and time.monotonic() < deadline:
+        time.sleep(_ORPHAN_POLL)
+    return not alive
+
+
+def _processes() -> list[int]:
+    """The pids of the processes on this host, as ``/proc`` lists them (none without it)."""
+    try:
+        return [int(name) for name in os.listdir("/proc") if name.isdigit()]
+    except OSError:
+        return []
+
+
+def _orphan_groups(marker: bytes) -> set[int]:
+    """The process groups of this user's processes that have ``marker`` as an argument, but
+    this process's group (its own git calls end before ``remove_leftovers``)."""
+    own, uid, groups = os.getpgrp(), os.getuid(), set()
+    for pid in _processes():
+        try:
+            if os.stat(f"/proc/{pid}").st_uid != uid:
+                continue
+            with open(f"/proc/{pid}/cmdline", "rb") as file:
+                if marker not in file.read(1024 * 1024).split(b"\0"):
+                    continue
+            group = os.getpgid(pid)
+        except OSError:  # ended meanwhile, or not ours to read
+            continue
+        if group != own:
+            groups.add(group)
+    return groups
+
+
+def _live_groups(groups: set[int]) -> set[int]:
+    """Those of ``groups`` with a process that has not ended (a zombie has)."""
+    alive = set()
+    for pid in _processes():
+        try:
+            with open(f"/proc/{pid}/stat", "rb") as file:
+                stat = file.read(4096)
+        except OSError:
+            continue
+        # After the command's name, in parentheses (it may hold any byte): state, ppid, pgrp.
+        fields = stat[stat.rfind(b")") + 2 :].split()
+        if len(fields) > 2 and fields[0] not in (b"Z", b"X") and int(fields[2]) in groups:
+            alive.add(int(fields[2]))
+    return alive

@@ -9,7 +9,7 @@ Contracts (how each call is run, with its deadline, is ``gitprocess``'s):
 - A local repository (``file://`` or a path) is read whoever owns it: git refuses one another
   user owns ("dubious ownership") unless ``safe.directory`` names it, in a config crontask's git
   does not read; the fetch names the repository it was given, and only that one
-  (``upload_pack``).
+  (``upload_pack``). URLs and paths follow ``--end-of-options``: not one is read as an option.
 - A ``--git-ref`` name is asked for as a branch and as a tag in one fetch (``gitrefs``); one
   the remote has both of is refused (``AmbiguousRefError``), never read as the branch. A ref is
   taken only from the remote ref of exactly its full name (checked in FETCH_HEAD: ``_taken``),
@@ -185,7 +185,7 @@ class GitRepo:
         statedir.make_dirs(self.git_dir.parent)  # 0700: checkouts may hold secrets
         # Made under a temporary name and renamed, so a crash never leaves a half-made one.
         scratch = self.git_dir.with_name(f".{self.git_dir.name}.{os.getpid()}")
-        self.run(["init", "--bare", "--quiet", str(scratch)], git_dir=False)
+        self.run(["init", "--bare", "--quiet", "--end-of-options", str(scratch)], git_dir=False)
         os.rename(scratch, self.git_dir)
         return True
 
@@ -254,7 +254,7 @@ class GitRepo:
         # A fetch that fails, or takes nothing, must not leave an earlier fetch's to be read.
         (self.git_dir / "FETCH_HEAD").unlink(missing_ok=True)
         try:
-            self._cleanly([*args, *upload_pack(url), url, *specs])
+            self._cleanly([*args, *upload_pack(url), "--end-of-options", url, *specs])
         except GitError as err:
             missing = _MISSING_REF.search(str(err))
             if missing is not None:
@@ -357,7 +357,8 @@ class GitRepo:
             # A commit no branch or tag reaches any more: servers that allow it hand it out.
             try:
                 pin = ["fetch", "--quiet", "--no-write-fetch-head", "--no-auto-maintenance"]
-                self._cleanly([*pin, *upload_pack(url), url, f"+{sha}:{PRIVATE}pin"])
+                spec = f"+{sha}:{PRIVATE}pin"
+                self._cleanly([*pin, *upload_pack(url), "--end-of-options", url, spec])
             except GitError:
                 raise RefNotFoundError(f"ref {sha!r} not found on remote") from None
         # git reads a full hex name as the object even when a ref has that name.
@@ -425,7 +426,8 @@ class GitRepo:
         is (``_AS_STORED``)."""
         self._as_stored()
         try:
-            self.run(["worktree", "add", "--detach", "--no-checkout", "--quiet", str(dest), sha])
+            add = ["worktree", "add", "--detach", "--no-checkout", "--quiet", "--end-of-options"]
+            self.run([*add, str(dest), sha])
             if paths:
                 pathspecs = "".join(f"{p}\0" for p in paths).encode("utf-8", "surrogateescape")
                 checkout = ["checkout", "--quiet", sha, "--pathspec-from-file=-"]
