@@ -324,15 +324,15 @@ class StatusWriter:
                 return _Next.DONE
             if err.status == 409:
                 self.conflicts += 1
-                submission.error = _said(err)
+                submission.error = said(err)
                 return self._reread(submission)
             if err.status not in RETRIED:
                 self._refused(submission, err, "patch")
                 return _Next.DONE
-            submission.error = _said(err)
+            submission.error = said(err)
             return _Next.LATER
         except Exception as err:  # connection refused, reset, timeout
-            submission.error = _said(err)
+            submission.error = said(err)
             log.debug("status write error", extra={"fields": {"task": ref.key, "error": err}})
             return _Next.LATER
         self.writes += 1
@@ -468,7 +468,7 @@ class _Submission:
         self.written.extend(newer.written)
 
 
-def _said(err: Exception) -> str:
+def said(err: Exception) -> str:
     """A failed request in a few words for the log: the API server's status and reason, or
     the error's type and (bounded) text: of its cause, when it has one (urllib3's
     ``MaxRetryError`` names the URL first, and what refused or reset comes last)."""

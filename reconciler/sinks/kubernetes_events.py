@@ -20,6 +20,16 @@ Contract:
   naming what was asked (``missing``: ``events: create in namespace X``), once per kind of
   refusal (verb, namespace, status) every ``REFUSAL_EVERY`` seconds, with how many came since
   (``suppressed``), as refused status writes are (:mod:`reconciler.sinks.kubernetes_refusals`).
+- An Event that gets no answer (the API server unreachable: connection refused or reset, a
+  timeout) is kept: queued again, behind the others, and tried again ``retry_seconds`` later,
+  ``retries`` times at most (client-go's recorder: 12 times, 10 s apart), under the queue's
+  bound; then it is dropped (counted in ``dropped``). Its create keeps its name, so a create
+  whose answer was lost is not made twice. It is logged as the refusals are, one warning line
+  with the error in a few words (and one for those given up), once per namespace every
+  ``REFUSAL_EVERY`` seconds, with ``suppressed``. While the server is unreachable,
+  :meth:`EventRecorder.flush` does not wait (nor does a stop: what is queued is not sent).
+- Any other failure is a bug: logged with its traceback, once per kind of error every
+  ``REFUSAL_EVERY`` seconds (with ``suppressed``); that Event is not recorded.
 """
 
 from __future__ import annotations
@@ -34,11 +44,13 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
+import urllib3
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from reconciler.core.run_events import EventSpec
 from reconciler.core.status import ObjectRef, rfc3339
+from reconciler.sinks.kubernetes import said
 from reconciler.sinks.kubernetes_refusals import RefusalLog, refusal
 from reconciler.sinks.kubernetes_status import MERGE_PATCH
 from reconciler.sinks.token_bucket import TokenBucket
@@ -50,6 +62,10 @@ log = logging.getLogger("crontask.sinks")
 SIMILAR = 10
 COMBINED = "(combined from similar events): "
 
+# What a request that got no answer raises (urllib3's MaxRetryError, ProtocolError, timeouts
+# are HTTPErrors; a socket's own error may come through as it is).
+UNANSWERED = (urllib3.exceptions.HTTPError, OSError)
+
 COMPONENT = "crontask"
 REPORTING_COMPONENT = "crontask.dev/crontask"
 
@@ -59,6 +75,19 @@ class _Seen:
     name: str
     count: int
     last: float  # monotonic
+
+
+@dataclasses.dataclass
+class _Send:
+    """An Event let through (its object's token taken, its aggregation key chosen once), to
+    send; queued again, as it is, while the API server does not answer."""
+
+    ref: ObjectRef
+    event: EventSpec
+    at: datetime
+    key: tuple[str, str, str, str | None]
+    name: str  # of the Event to create, if it comes to that
+    tries: int = 0  # made without an answer
 
 
 @dataclasses.dataclass
@@ -79,6 +108,8 @@ class EventRecorder:
         queue_size: int = 1000,
         instance: str | None = None,
         keep_buckets: int = 4096,
+        retries: int = 12,
+        retry_seconds: float = 10.0,
     ) -> None:
         self._core = client.CoreV1Api(api)
         self._keep_buckets = keep_buckets  # past this many, the full ones go (see _expire)
@@ -91,10 +122,14 @@ class EventRecorder:
         # (object, type, reason, message), the message None for the combined Event.
         self._seen: dict[tuple[str, str, str, str | None], _Seen] = {}
         self._similar: dict[tuple[str, str, str], _Similar] = {}
-        self._refusals = RefusalLog()  # by (verb, namespace, status)
-        self._queue: queue.Queue[tuple[ObjectRef, EventSpec, datetime] | None] = queue.Queue(
-            queue_size
+        self.retries, self.retry_seconds = retries, retry_seconds  # after no answer
+        # By (verb, namespace, status), ("unreachable", namespace), ("failed", error type).
+        self._refusals = RefusalLog()
+        self._queue: queue.Queue[tuple[ObjectRef, EventSpec, datetime] | _Send | None] = (
+            queue.Queue(queue_size)
         )
+        # Set while the last request got no answer: a flush does not wait for the queue.
+        self._unreachable = threading.Event()
         self._host = instance or socket.gethostname()
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
@@ -102,6 +137,7 @@ class EventRecorder:
         self.patched = 0
         self.dropped = 0
         self.refused = 0
+        self.retried = 0  # tries again after no answer
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._work, name="event-recorder", daemon=True)
@@ -124,9 +160,11 @@ class EventRecorder:
             self._thread.join(timeout=max(0.0, deadline - time.monotonic()))
 
     def flush(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` seconds for the queue to be sent; False if it was not (at
+        once while the API server does not answer: its Events wait for their retries)."""
         deadline = time.monotonic() + timeout
         while self._queue.unfinished_tasks:
-            if time.monotonic() > deadline:
+            if time.monotonic() > deadline or self._unreachable.is_set():
                 return False
             time.sleep(0.01)
         return True
@@ -145,31 +183,46 @@ class EventRecorder:
             try:
                 if item is None or self._stop.is_set():  # what is left after a stop: dropped
                     return
-                self._record(*item)
-            except Exception:
-                log.exception("event not recorded")
+                send = item if isinstance(item, _Send) else self._admit(*item)
+                if send is not None and self._overall.take(self._stop):
+                    self._send(send)
+            except Exception as err:
+                self._failed(err)
             finally:
                 self._queue.task_done()
 
-    def _record(self, ref: ObjectRef, event: EventSpec, at: datetime) -> None:
+    def _admit(self, ref: ObjectRef, event: EventSpec, at: datetime) -> _Send | None:
+        """Let an Event through its object's spam filter (None: dropped), and choose what it
+        aggregates with: once, whatever becomes of its requests."""
         owner = ref.uid or ref.key
         used = self._per_object.get(owner)
         bucket = used[0] if used else TokenBucket(1.0 / self._refill, self._burst)
         self._per_object[owner] = (bucket, time.monotonic())
         if not bucket.try_take():
             self.dropped += 1
-            return
-        if not self._overall.take(self._stop):
-            return
-        now = time.monotonic()
+            return None
         key: tuple[str, str, str, str | None] = (owner, event.type, event.reason, event.message)
-        body: dict[str, Any] = {}
-        if self._combined(owner, event, now):
+        if self._combined(owner, event, time.monotonic()):
             event = dataclasses.replace(event, message=COMBINED + event.message)
-            key, body = (owner, event.type, event.reason, None), {"message": event.message}
+            key = (owner, event.type, event.reason, None)
+        name = f"{ref.name}.{time.time_ns():x}"  # as client-go names them
+        return _Send(ref, event, at, key, name)
+
+    def _send(self, send: _Send) -> None:
+        try:
+            self._record(send)
+        except UNANSWERED as err:
+            self._no_answer(send, err)
+        else:
+            self._unreachable.clear()
+
+    def _record(self, send: _Send) -> None:
+        ref, event, key, now = send.ref, send.event, send.key, time.monotonic()
         seen = self._seen.get(key)
         if seen is not None and now - seen.last <= self.window:
-            body.update(count=seen.count + 1, lastTimestamp=rfc3339(at))
+            body: dict[str, Any] = {"count": seen.count + 1, "lastTimestamp": rfc3339(send.at)}
+            if key[3] is None:  # the combined Event takes the latest message
+                body["message"] = event.message
             try:
                 self._core.patch_namespaced_event(
                     seen.name,
@@ -187,16 +240,56 @@ class EventRecorder:
                 seen.last = now
                 self.patched += 1
                 return
-        name = f"{ref.name}.{time.time_ns():x}"  # as client-go names them
-        event_body: Any = self._body(name, ref, event, at)  # the client takes a plain dict
+        event_body: Any = self._body(send.name, ref, event, send.at)  # the client takes a dict
         try:
             self._core.create_namespaced_event(ref.namespace, event_body, _request_timeout=(10, 30))
         except ApiException as err:
-            self._refused(err, "create", ref.namespace)
-            return
-        self._seen[key] = _Seen(name, 1, now)
+            # A try before this one was created, its answer lost (same name): recorded.
+            if not (err.status == 409 and send.tries):
+                self._refused(err, "create", ref.namespace)
+                return
+        self._seen[key] = _Seen(send.name, 1, now)
         self.created += 1
         self._expire(now)
+
+    def _no_answer(self, send: _Send, err: Exception) -> None:
+        """No answer from the API server: ``send`` is queued again (if it has tries left and
+        the queue room), and the worker waits ``retry_seconds`` (every queued Event would
+        fail alike meanwhile); logged once per namespace every REFUSAL_EVERY seconds, and
+        once for those given up."""
+        self._unreachable.set()
+        if self._stop.is_set():  # a request cut by the stop, or unanswered past it: not sent
+            return
+        send.tries += 1
+        kept = send.tries <= self.retries
+        if kept:
+            try:
+                self._queue.put_nowait(send)
+                self.retried += 1
+            except queue.Full:
+                kept = False
+        if not kept:
+            self.dropped += 1
+        since = self._refusals.due(("unreachable", send.ref.namespace, kept))
+        if since is not None:
+            fields = {"namespace": send.ref.namespace, "error": said(err), "tries": send.tries}
+            if kept:
+                fields["in_seconds"] = self.retry_seconds
+            log.warning(
+                "event not sent: no answer from the API server; retrying"
+                if kept
+                else "event not recorded: no answer from the API server",
+                extra={"fields": {**fields, "suppressed": since}},
+            )
+        self._stop.wait(self.retry_seconds)
+
+    def _failed(self, err: Exception) -> None:
+        """A failure of no known kind (a bug): logged with its traceback, once per kind of
+        error every REFUSAL_EVERY seconds; the Event is not recorded."""
+        self.dropped += 1
+        since = self._refusals.due(("failed", type(err).__qualname__))
+        if since is not None:
+            log.exception("event not recorded", extra={"fields": {"suppressed": since}})
 
     def _refused(self, err: ApiException, verb: str, namespace: str) -> None:
         """An Event not recorded because the API server said no: logged once per kind every

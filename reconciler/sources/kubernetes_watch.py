@@ -40,7 +40,8 @@ Contract:
   informer (``informer``, and ``resource`` for a custom resource's) and the error as
   :mod:`reconciler.sources.kubernetes_watch_errors` says it: with the API server's message,
   bounded and printable, and for a custom resource's ``404`` the question whether its CRD is
-  installed. ``last_error`` holds the same text until a list or watch works again.
+  installed. ``last_error`` holds the same text, and ``failures`` counts on, until a list works
+  or a watch is answered (``200``: not once that watch ends) again.
 - The client is blocking; nothing here ever runs on the event loop. :meth:`stop` shuts the
   socket of the open watch, or of the list page being read, so the thread ends promptly.
 """
@@ -330,6 +331,11 @@ class Informer:
             _request_timeout=(10, seconds + self.watch_grace),
         )
         self._resp = resp
+        # Answered (2xx; the client raises on any other): the API server is back. Said now,
+        # not when this watch ends, up to timeoutSeconds later (an operator reading
+        # /api/v1/sources would see an outage's error long past it).
+        self.failures = 0
+        self.last_error = None
         ended = False  # by the server: the connection may serve the next request
         try:
             if self._stop.is_set():
