@@ -46,12 +46,16 @@ def _app(folder: Path) -> Crontask:
     return Crontask(folder, folder / "tasks", ["--auth-config", str(folder / "auth.yaml")])
 
 
-@pytest.fixture
-def two(tmp_path: Path) -> Iterator[tuple[Crontask, Crontask]]:
+@pytest.fixture(scope="module")
+def two(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Crontask, Crontask]]:
+    """Two crontasks for the tests that only sign in and out, each with a cookie jar of its
+    own: a session lives in its sealed cookie, not in the server (nothing one test does there
+    is seen by another), and each start took 3 to 6 s on two busy cores."""
+    folder = tmp_path_factory.mktemp("two")
     apps: list[Crontask] = []
     try:
         for name in ("a", "b"):
-            apps.append(_app(tmp_path / name).start())
+            apps.append(_app(folder / name).start())
         yield apps[0], apps[1]
     finally:
         for app in apps:
@@ -191,27 +195,26 @@ def test_the_origin_is_the_host_as_the_host_check_reads_it() -> None:
     assert _origin(None) == "http://"  # no browser sends none: any label does
 
 
-def test_one_crontask_through_two_forwarded_ports_keeps_two_sessions(tmp_path: Path) -> None:
+def test_one_crontask_through_two_forwarded_ports_keeps_two_sessions(
+    two: tuple[Crontask, Crontask],
+) -> None:
     """As two crontasks listening alike (``0.0.0.0:8080``) reached through two forwarded
     ports: signing in through the second, then out, leaves the first's session open."""
-    app = _app(tmp_path / "a").start()
-    try:
-        with (
-            forwarded(app.port) as one,
-            forwarded(app.port) as two,
-            httpx.Client(timeout=20) as jar,
-        ):
-            set_one = sign_in(jar, one)
-            set_two = sign_in(jar, two)
-            assert len(jar.cookies) == 2, jar.cookies  # the second did not replace the first
-            names = [s.split("=", 1)[0] for s in (set_one, set_two)]
-            assert names == [cookie_name(one), cookie_name(two)], names
-            assert overview(jar, one) == overview(jar, two) == 200
-            assert sign_out(jar, two) == [names[1]]
-            assert overview(jar, two) == 303
-            assert overview(jar, one) == 200, "signing out through one port signed the other out"
-    finally:
-        app.stop()
+    app = two[0]
+    with (
+        forwarded(app.port) as first,
+        forwarded(app.port) as second,
+        httpx.Client(timeout=20) as jar,
+    ):
+        set_one = sign_in(jar, first)
+        set_two = sign_in(jar, second)
+        assert len(jar.cookies) == 2, jar.cookies  # the second did not replace the first
+        names = [s.split("=", 1)[0] for s in (set_one, set_two)]
+        assert names == [cookie_name(first), cookie_name(second)], names
+        assert overview(jar, first) == overview(jar, second) == 200
+        assert sign_out(jar, second) == [names[1]]
+        assert overview(jar, second) == 303
+        assert overview(jar, first) == 200, "signing out through one port signed the other out"
 
 
 def test_with_an_external_url_every_port_names_it_alike(tmp_path: Path) -> None:
@@ -236,23 +239,20 @@ def test_with_an_external_url_every_port_names_it_alike(tmp_path: Path) -> None:
 
 
 def test_sign_out_also_clears_the_cookie_crontask_0_9_named_the_old_way(
-    tmp_path: Path,
+    two: tuple[Crontask, Crontask],
 ) -> None:
     """0.9.0 named it ``crontask_session`` alone: a browser still holds it, and signing out
     removes it with the session's own if this server sealed it; one it did not seal (another
     crontask 0.9.0 on this host name, signed in there) is left to its own."""
-    app = _app(tmp_path / "a").start()
-    try:
-        with httpx.Client(timeout=20) as jar:
-            name, sealed = sign_in(jar, app).split(";", 1)[0].split("=", 1)
-            jar.cookies.set(COOKIE, sealed, domain="127.0.0.1", path="/")  # as 0.9.0 set it
-            assert overview(jar, app) == 200
-            assert sorted(sign_out(jar, app.server)) == sorted([COOKIE, name])
-            assert len(jar.cookies) == 0, jar.cookies
-            assert overview(jar, app) == 303
-            jar.cookies.set(COOKIE, "another-crontasks", domain="127.0.0.1", path="/")
-            sign_in(jar, app)
-            assert sign_out(jar, app.server) == [name]  # not this server's: left alone
-            assert jar.cookies.get(COOKIE) == "another-crontasks"
-    finally:
-        app.stop()
+    app = two[0]
+    with httpx.Client(timeout=20) as jar:
+        name, sealed = sign_in(jar, app).split(";", 1)[0].split("=", 1)
+        jar.cookies.set(COOKIE, sealed, domain="127.0.0.1", path="/")  # as 0.9.0 set it
+        assert overview(jar, app) == 200
+        assert sorted(sign_out(jar, app.server)) == sorted([COOKIE, name])
+        assert len(jar.cookies) == 0, jar.cookies
+        assert overview(jar, app) == 303
+        jar.cookies.set(COOKIE, "another-crontasks", domain="127.0.0.1", path="/")
+        sign_in(jar, app)
+        assert sign_out(jar, app.server) == [name]  # not this server's: left alone
+        assert jar.cookies.get(COOKIE) == "another-crontasks"
