@@ -7,7 +7,10 @@ different definitions, since when and a sample of the tasks that differ (which m
 each, as letters: not the spec hashes, which a reader could check guesses against). A crontask
 running alone answers 404, saying so. At most :data:`MEMBERS_SHOWN` members are listed (the one
 that answers always among them; ``total`` says how many are live): anyone who can write the
-members table could otherwise make the answer as large as they like.
+members table could otherwise make the answer as large as they like. The list is the one this
+replica's last renewal that worked read (``listedAt``): ``fenced`` (as ``crontask_replica_fenced``)
+says it has not renewed since, within its renew deadline, so that a list from before a store
+outage is not taken for the current one.
 """
 
 from __future__ import annotations
@@ -72,7 +75,16 @@ class MemberListOut(_Out):
         description=f"the live members by id, at most {MEMBERS_SHOWN} (the one that answered "
         "always among them)"
     )
-    total: int = Field(description="how many members are live, listed or not")
+    total: int = Field(description="how many members were live at listedAt, listed or not")
+    listed_at: datetime | None = Field(
+        description="when the list was read: this replica's last renewal that worked (null: "
+        "none yet); the list is as of then"
+    )
+    fenced: bool = Field(
+        description="this replica has not renewed its membership within its renew deadline "
+        "(as crontask_replica_fenced): it starts no runs, and the list is as of listedAt, not "
+        "now (the others may have taken its tasks, members may have left or joined)"
+    )
     disagreeing_since: datetime | None = Field(
         None, description="when the members began to read different definitions; null: they agree"
     )
@@ -98,6 +110,8 @@ def list_members(runtime: Runtime) -> MemberListOut:
     ids = {m.id for m in shown}
     return MemberListOut(
         total=max(members.live, len(members.items)),  # live: counted past what a renewal reads
+        listed_at=members.listed_at,
+        fenced=members.fenced,
         items=[
             MemberOut(
                 id=m.id,

@@ -200,6 +200,11 @@ def run_members(args: argparse.Namespace) -> int:
     print_table(headers, rows)
     if members and not any("version" in m for m in members):
         print("VERSION -: the crontask that answered does not say its replicas' versions")
+    if answer.get("fenced") is True:  # the list is from before the fence, not now
+        print(
+            f"this replica has not renewed its membership since {_when(answer.get('listedAt'))}: "
+            "the list is as of then; it starts no runs"
+        )
     total = answer.get("total")
     if isinstance(total, int) and total > len(members):  # the API lists a bounded number
         print(f"{len(members)} of {total} live members listed")

@@ -121,6 +121,7 @@ class Cluster:
         self._monotonic = monotonic
         self.members: list[Member] = []
         self.live_count = 0  # how many members are live, read or not (the list may be cut)
+        self.listed_at: datetime | None = None  # members read: as of when that renewal began
         self._active: tuple[str, ...] = ()  # the members tasks are assigned over
         self._assignment: Assignment | None = None
         # What the assignment was computed from: the members and the digest each published.
@@ -198,6 +199,7 @@ class Cluster:
             self.on_resumed(list(self.reconciler.scheduler.owned()))
             # Our record may have been forgotten meanwhile, and our view with it.
             self.views.republish()
+        self.listed_at = self.reconciler.clock() - timedelta(seconds=self._monotonic() - started)
         self.members = members
         await self._follow_renewing(members)
         self._scheduling_since = {

@@ -316,9 +316,11 @@ class Service:
             )
             for m in cluster.members
         )
+        # Fenced as crontask_replica_fenced says (Cluster._report): this replica starts no runs.
+        at, fenced = cluster.listed_at, cluster.dispatcher.paused is not None
         if seen is None:
-            return Members(items, live=cluster.live_count)
-        return Members(items, seen.since, seen.tasks, cluster.live_count)
+            return Members(items, live=cluster.live_count, listed_at=at, fenced=fenced)
+        return Members(items, seen.since, seen.tasks, cluster.live_count, at, fenced)
 
     def sync_now(self, kind: str) -> bool:
         return self._sync_requested(kind) if self._sync_requested else False

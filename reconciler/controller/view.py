@@ -146,6 +146,11 @@ class Members:
     differing: tuple[tuple[str, Mapping[str, str | None]], ...] = ()
     # How many are live, read or not: a renewal reads at most so many (membership.base.Cap).
     live: int = 0
+    # When the list was read (the last renewal that worked; None: none yet), and whether this
+    # replica is fenced (not renewed within its renew deadline: it starts no runs, and the list
+    # is as of then, not now).
+    listed_at: datetime | None = None
+    fenced: bool = False
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
