@@ -15,7 +15,7 @@ from typing import Any, Protocol
 # Part of the contract: the errors of API-task writes (re-exported for the API layer).
 from reconciler.core.api_tasks import AlreadyExists as AlreadyExists
 from reconciler.core.api_tasks import VersionMismatch as VersionMismatch
-from reconciler.core.desired import Definition
+from reconciler.core.desired import Definition, SourceKind
 from reconciler.core.model import ConcurrencyPolicy, CronTask
 from reconciler.core.runs import RunRecord
 from reconciler.store.base import RunStore
@@ -26,6 +26,14 @@ class SourceRef:
     kind: str  # a SourceKind: file, git, kubernetes or api
     location: str  # "path:line:col", "namespace/name" of a CR, ...
     revision: str | None = None  # a commit SHA for git
+
+    @classmethod
+    def of(cls, definition: Definition) -> SourceRef:
+        """Where ``definition`` is declared, as its view shows it (an API task: its URL)."""
+        location = definition.location
+        if location.source == SourceKind.API:
+            return cls(SourceKind.API, f"/api/v1/tasks/{definition.key}")
+        return cls(location.source, str(location), location.revision)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -63,6 +71,9 @@ class TaskQuery:
     state: str | None = None  # Ready, Error, Suspended
     after: str | None = None
     limit: int | None = None
+    # In the key or the source's location (``TaskView.source.location``), any case: the
+    # status page's search, matched before a view is made (``finds``).
+    text: str = ""
 
     def matches(self, key: str, source: str, state: str) -> bool:
         return (
@@ -71,6 +82,11 @@ class TaskQuery:
             and (self.source is None or source == self.source)
             and (self.state is None or state == self.state)
         )
+
+    def finds(self, key: str, location: str) -> bool:
+        """Whether ``text`` is in ``key`` or ``location`` (the task's source location)."""
+        needle = self.text.lower()
+        return needle in key.lower() or needle in location.lower()
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -5,7 +5,8 @@ Everything is read through the ``RuntimeView`` (tasks, sources, ``runtime.store`
 never from the controller's objects, so the page shows what the API shows. Reads are bounded:
 a list page holds at most :data:`PAGE_SIZE` tasks, a strip the last :data:`STRIP` runs of
 each, a history page :data:`HISTORY_PAGE` attempts, a timeline (:mod:`reconciler.web.timeline`)
-``TIMELINE_MAX`` runs, and a filtered list reads at most :data:`SCAN_MAX` tasks per page.
+``TIMELINE_MAX`` runs, and a list filtered by run state reads at most :data:`SCAN_MAX` tasks a
+page.
 
 A task's times are shown in its zone (``spec.timeZone``), with the zone's abbreviation,
 wherever the page shows them for that task; times of no task (a source's sync) in UTC.
@@ -40,7 +41,7 @@ T = TypeVar("T")
 PAGE_SIZE: Final = 50
 STRIP: Final = 20
 HISTORY_PAGE: Final = 50
-SCAN_CHUNK: Final = 500  # tasks read at a time while a text or result filter scans
+SCAN_CHUNK: Final = 500  # tasks read at a time while a run state filter scans
 SCAN_MAX: Final = 4 * SCAN_CHUNK  # then a page ends early, with a link to scan on
 TEXT_MAX: Final = 100
 ATTEMPTS_LISTED: Final = 100  # a retry limit is at most 100: a run has at most 101 attempts
@@ -237,11 +238,6 @@ def cell_title(record: RunRecord, zone: str) -> str:
     return f"{when}: {record.status.value}{detail}{attempt}"
 
 
-def matches_text(view: TaskView, text: str) -> bool:
-    needle = text.lower()
-    return needle in view.key.lower() or needle in view.source.location.lower()
-
-
 def task_page(
     runtime: RuntimeView,
     filters: Filters,
@@ -251,13 +247,13 @@ def task_page(
 ) -> TaskPage:
     """One page of rows matching ``filters``, in key order, after the key ``after``.
 
-    Namespace, source, and the definition states are filtered by the runtime; text and the
-    run states (ok, failing, running) here, reading the tasks :data:`SCAN_CHUNK` at a time
-    until the page is full or ``scan_max`` tasks were read (then the page continues after the
-    last task read, however few rows it has, and says it stopped: ``stopped``). Only the rows
-    shown read their strips from the run store; the scan decides ok/failing from the task's
-    last run as the runtime holds it, and for the tasks whose last run it does not hold, from
-    one batched
+    Namespace, source, text (``TaskQuery.text``: before a view of a task is made) and the
+    definition states are filtered by the runtime; the run states (ok, failing, running)
+    here, reading the tasks :data:`SCAN_CHUNK` at a time until the page is full or
+    ``scan_max`` tasks were read (then the page continues after the last task read, however
+    few rows it has, and says it stopped: ``stopped``). Only the rows shown read their strips
+    from the run store; the scan decides ok/failing from the task's last run as the runtime
+    holds it, and for the tasks whose last run it does not hold, from one batched
     ``RunStore.last_outcomes`` per chunk: never one store query per task.
 
     A store that does not answer leaves the rows without their runs (``store_down``), except
@@ -268,8 +264,9 @@ def task_page(
         namespace=filters.namespace,
         source=filters.source,
         state=_VIEW_STATE.get(filters.state or ""),
+        text=filters.text,
     )
-    scanning = bool(filters.text) or filters.state in ("ok", "failing", "running")
+    scanning = filters.state in ("ok", "failing", "running")
     chunk_size = SCAN_CHUNK if scanning else size + 1
     rows: list[Row] = []
     cursor = after
@@ -306,17 +303,11 @@ def _outcomes(
     store knows it (a few queries for the whole chunk); empty when the filter needs none."""
     if filters.state not in ("ok", "failing"):
         return {}
-    unknown = [
-        view.key
-        for view in chunk
-        if _held(view) is None and (not filters.text or matches_text(view, filters.text))
-    ]
+    unknown = [view.key for view in chunk if _held(view) is None]
     return read_store(runtime, lambda store: store.last_outcomes(unknown)) if unknown else {}
 
 
 def _wanted(view: TaskView, filters: Filters, outcomes: dict[str, LastOutcomes]) -> bool:
-    if filters.text and not matches_text(view, filters.text):
-        return False
     if filters.state == "running":
         return bool(view.running)
     if filters.state in ("ok", "failing"):

@@ -126,7 +126,9 @@ class FakeRuntime:
         q = query or TaskQuery()
         with self._lock:
             found = [
-                v for _, v in sorted(self.views.items()) if q.matches(v.key, v.source.kind, v.state)
+                v
+                for _, v in sorted(self.views.items())
+                if q.matches(v.key, v.source.kind, v.state) and q.finds(v.key, v.source.location)
             ]
         return found if q.limit is None else found[: q.limit]
 
