@@ -2,7 +2,8 @@
 says: ``$CRONTASK_SERVER`` (else :data:`DEFAULT_SERVER`; ``--server`` comes first, where a
 command has it), ``$CRONTASK_TOKEN`` (sent as a bearer token) and ``$CRONTASK_TIMEOUT`` (else
 :data:`TIMEOUT_SECONDS`). A value that cannot be used is a one-line usage error, exit 2 (a token
-is never quoted in it). :mod:`~reconciler.cli.client` makes the calls.
+is never quoted in it); a token's one trailing line end is not part of it.
+:mod:`~reconciler.cli.client` makes the calls.
 """
 
 from __future__ import annotations
@@ -46,9 +47,16 @@ def configured_server() -> str | None:
 
 
 def default_token() -> str | None:
-    """``$CRONTASK_TOKEN``, when it is one an HTTP header can carry (visible ASCII); else a
-    one-line error, which never quotes the token."""
+    """``$CRONTASK_TOKEN``, when it is one an HTTP header can carry (visible ASCII), without
+    one line end (``\\n`` or ``\\r\\n``) after it; else a one-line error, which never quotes the
+    token."""
     token = os.environ.get(TOKEN_ENV) or None
+    if token is not None:
+        # A Secret put in the environment (secretKeyRef) or a file read without $(...) keeps its
+        # last line's end: kubectl strips it from a token file too. One only: anything else in
+        # it is not part of a token a header can carry, and stays refused.
+        token = token[:-2] if token.endswith("\r\n") else token.removesuffix("\n")
+        token = token or None
     if token is not None and (len(token) > _MAX_TOKEN or not _SENDABLE.fullmatch(token)):
         print(
             f"crontask: ${TOKEN_ENV}: not a token crontask can send (at most {_MAX_TOKEN} "

@@ -16,6 +16,7 @@ from reconciler.cli.main_helpers import (
     git_path,
     git_ref,
     git_url,
+    label,
     listen_address,
     parse_size,
     path_arg,
@@ -211,6 +212,7 @@ def _kubernetes(parser: argparse.ArgumentParser) -> None:
     scope.add_argument(
         "--namespace",
         metavar="NS",
+        type=label,
         help="the namespace to watch (default: the kubeconfig context's, or the pod's own)",
     )
     scope.add_argument(
@@ -230,6 +232,7 @@ def _kubernetes(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--job-namespace",
         metavar="NS",
+        type=label,
         help="where the Jobs of job tasks from folders, git or the API go when their spec.job "
         "names no namespace (default: the pod's namespace, else the kubeconfig context's)",
     )
@@ -248,6 +251,7 @@ def _replicas(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--lease-namespace",
         metavar="NS",
+        type=label,
         help="where the replicas' Leases live (--ha; default: the pod's namespace, else the "
         "kubeconfig context's); without --ha, with --kubernetes, where the Lease crontask-single "
         "that tells of a second crontask running the same CronTasks lives (default: the "
