@@ -356,10 +356,22 @@ class AuthConfig:
         except Exception as exc:  # a key PyJWT fails to verify with, say: whatever the caller
             # sends, a 401, never a 500 with a traceback logged per request
             raise AuthFailed(f"jwt invalid ({type(exc).__name__})", invalid_token=True) from exc
+        _check_numeric_dates(claims)
         sub = claims.get("sub")
         if not isinstance(sub, str) or not sub:
             raise AuthFailed("jwt sub is not a string", invalid_token=True)
         return Principal(sub, _role_of(claims.get(settings.role_claim)), "jwt")
+
+
+def _check_numeric_dates(claims: dict[str, Any]) -> None:
+    """``exp``, ``nbf`` and ``iat``, where present, are JSON numbers (RFC 7519's NumericDate).
+    PyJWT takes whatever ``int()`` takes: ``"99999999999"`` (a string) or ``true`` (1). No
+    issuer that follows the RFC writes one: such a token is refused (a 401), not read as a
+    date no one meant."""
+    for claim in ("exp", "nbf", "iat"):
+        value = claims.get(claim)
+        if claim in claims and (isinstance(value, bool) or not isinstance(value, int | float)):
+            raise AuthFailed(f"jwt invalid ({claim} is not a number)", invalid_token=True)
 
 
 def _yaml(data: bytes, path: Path) -> Any:

@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import re
 import time
 from collections.abc import Collection
 from typing import Final
@@ -69,17 +70,40 @@ BARE_PROBE: Final = "crontask.bare_probe"  # scope key: answer with the status a
 _SHOWN: Final = 100  # of a Host header in the answer
 _WARNED_NAMES: Final = 10  # refused names each warned of once a window
 _WARNED_WINDOW: Final = 60.0  # seconds: the names of the window before may be warned of again
+_PORT: Final = re.compile(r":[0-9]{1,5}")  # of a Host header (not isdigit(): "²" is a digit)
+_NOT_IN_NAME: Final = frozenset("@/\\?#[]")  # of a Host header: each ends a URL's host
 
 
 def host_name(header: str) -> str:
     """The name or address of a ``Host`` header, without its port; lowercase, without the
     trailing dot of a fully qualified name, an IPv6 address in its short form. A name that is
-    not ASCII is no name a browser sends: it is not mapped, and matches nothing."""
-    if header.startswith("["):  # [::1]:8080
-        name = header[1:].partition("]")[0]
-    else:
-        name = header.rpartition(":")[0] if header.count(":") == 1 else header
+    not ASCII is no name a browser sends: it is not mapped, and matches nothing. Nor does a
+    header that is no host and port (:func:`_name_of`): it is given whole, lowercase (its name
+    alone was answered: ``127.0.0.1:80@evil`` and ``127.0.0.1:abc`` as 127.0.0.1)."""
+    name = _name_of(header)
+    if name is None:
+        return header.lower()
     return normal_name(name) if name.isascii() else name.lower().rstrip(".")
+
+
+def _name_of(header: str) -> str | None:
+    """The name of a ``Host`` header that is a host and, if any, a port of 1 to 5 digits: a
+    name without ``@``, ``/``, spaces or another character that ends a URL's host, or an IPv6
+    address in brackets (``[::1]:8080``); None for another header."""
+    if header.startswith("["):  # [::1]:8080
+        name, closed, port = header[1:].partition("]")
+        if not closed or ":" not in name:  # brackets hold an IPv6 address, nothing else
+            return None
+    elif header.count(":") == 1:
+        at = header.index(":")
+        name, port = header[:at], header[at:]
+    else:  # no port, or ::1 unbracketed (no client sends it so; it names no other host)
+        name, port = header, ""
+    if port and _PORT.fullmatch(port) is None:
+        return None
+    if any(c in _NOT_IN_NAME or c.isspace() or not c.isprintable() for c in name):
+        return None
+    return name
 
 
 def is_loopback_name(name: str) -> bool:
