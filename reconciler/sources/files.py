@@ -74,7 +74,7 @@ from reconciler.sources.rootstate import (
 )
 from reconciler.sources.taskbound import RefusedRecord, growth, refused
 from reconciler.sources.unread import WALK_ERRORS, links_to_files, under_any
-from reconciler.sources.walk import iter_yaml_files, utf8
+from reconciler.sources.walk import Misnamed, iter_yaml_files, utf8
 from reconciler.sources.watch import watch_paths
 
 # A path is shown whole (it is not the file's content), but never with a control character in it.
@@ -129,6 +129,7 @@ class DirectorySource:
         self._root_errors: dict[Path, DefinitionError] = {}
         self._walk_errors: list[DefinitionError] = []  # folders not read, at the last scan
         self.unread: list[Path] = []  # the places not read at the last scan (see scan())
+        self.misnamed = Misnamed()  # Backup.YAML: not read, said (walk)
         # A root that suddenly yields no file keeps its tasks unless the user allows an empty
         # set: _holds() decides it once per root and refresh (per file, 6000 files took 40 s).
         self.guard_empty = guard_empty
@@ -222,6 +223,7 @@ class DirectorySource:
         too_deep: list[Path] = []
         unlisted: list[Path] = []
         not_entered: list[Path] = []
+        named: list[Path] = []
         for root in self.roots:
             # Checked first: a link out of the repository says nothing of what it leads to.
             problem = self._outside(root) or missing(root)
@@ -235,7 +237,7 @@ class DirectorySource:
                 continue
             self._root_errors.pop(root, None)
             linked: list[Path] = []
-            present.update(iter_yaml_files(root, too_deep, unlisted, linked))
+            present.update(iter_yaml_files(root, too_deep, unlisted, linked, named))
             # A link to a folder of the root shows files read where they are: nothing to say;
             # nor does one given as a root itself (see rootpaths). One that leads elsewhere, or
             # to nothing, is not read: a commit that turned a folder into one must not remove
@@ -252,6 +254,7 @@ class DirectorySource:
             for f in folders
         ]
         self.unread = unread + to_files
+        self.misnamed.saw(named, self._display)
         return sorted(present), list(self.unread)
 
     def _outside(self, root: Path) -> str | None:

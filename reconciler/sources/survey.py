@@ -10,6 +10,8 @@ settled here (``core.desired.check``), in the same order and with the same messa
 and those of the file's documents (a pasted CronJob: ``FileState.warnings``, which ``crontask
 run`` logs once per version of a file), in line order: 20 of a file's documents at most, then
 a line that says there are more. ``Survey.warned`` counts them all, shown or not (not that line).
+The files the walk does not read for their ending's case (``walk.misnamed``: ``Backup.YAML``) are
+warnings too, first, one a file.
 
 Reading is CPU-bound (YAML, then validating each task), so the workers are as many as the
 cores this process may use. They are forked from this process (``crontask validate`` has no
@@ -30,6 +32,7 @@ from reconciler.sources.docwarnings import LOGGED_WARNINGS, counted
 from reconciler.sources.files import DirectorySource
 from reconciler.sources.forked import in_workers
 from reconciler.sources.limits import PARALLEL_MIN_FILES
+from reconciler.sources.walk import MISNAMED
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -39,7 +42,7 @@ class Survey:
     definitions: int  # each counted, a key defined twice twice: what ``--max-tasks`` bounds
     ignored: int  # documents of other kinds
     problems: list[str]
-    warnings: list[str]  # valid tasks that read differently elsewhere, CronJobs not read
+    warnings: list[str]  # files misnamed, valid tasks that read differently elsewhere, CronJobs
     warned: int  # the warnings, those not shown among them (a line of ``warnings`` says so)
 
 
@@ -67,8 +70,9 @@ def survey(source: DirectorySource, workers: int | None = None) -> Survey:
     errors = [e for r in read for e in r.errors] + source.errors()
     tasks, problems = check((p for r in read for p in r.placed), errors)
     definitions = sum(len(r.placed) for r in read)
-    warnings = [w for r in read for w in r.warnings]
-    ignored, warned = sum(r.ignored for r in read), sum(r.warned for r in read)
+    misnamed = [f"{path}: warning: {MISNAMED}" for path in source.misnamed.shown]
+    warnings = misnamed + [w for r in read for w in r.warnings]
+    ignored, warned = sum(r.ignored for r in read), len(misnamed) + sum(r.warned for r in read)
     return Survey(len(read), tasks, definitions, ignored, problems, warnings, warned)
 
 

@@ -4,17 +4,30 @@ Every ``*.yaml``/``*.yml`` file, recursively; hidden files and folders (``.git``
 folders of a Kubernetes ConfigMap mount) are skipped, symlinked files are yielded (reading
 decides whether they may be followed), symlinked folders are not entered. The walk is a loop
 bounded in depth, not recursion: a commit can nest folders past Python's recursion limit.
-No state, no reading: ``files.DirectorySource`` reads what this finds, and the file watch
-(``watch``) watches the folders it enters.
+No reading: ``files.DirectorySource`` reads what this finds, and the file watch (``watch``)
+watches the folders it enters.
+
+The ending is case-sensitive, as kubectl's is: ``Backup.YAML`` is not read (a repository may
+hold such files on purpose). Its author likely meant a task file, though, and one not read in
+silence is a commit that does nothing: the walk finds them (``misnamed``), ``crontask validate``
+prints a warning for each, and ``crontask run`` logs one (``Misnamed``: once per file, not at
+each rescan). Other endings (``package.json``) and hidden files are not said.
 """
 
 from __future__ import annotations
 
+import logging
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 YAML_SUFFIXES = (".yaml", ".yml")
+MISNAMED = "not read: task files end in .yaml or .yml, in lower case"
+MISNAMED_LOGGED = 20
+# ``crontask run`` logs it; ``validate``, which configures no log, prints it (``survey``)
+# rather than have logging's last resort print it bare.
+log = logging.getLogger("crontask.sources.walk")
+log.addHandler(logging.NullHandler())
 
 # Folders nested deeper than this below a root are not read: task folders are a few levels
 # deep, and this is the bound on YAML nesting too (limits.YamlLimits.max_depth).
@@ -25,14 +38,47 @@ def is_yaml_file(path: Path) -> bool:
     return path.suffix in YAML_SUFFIXES and not path.name.startswith(".")
 
 
+def misnamed(name: str) -> bool:
+    """Whether a file name ends as a task file's in another case (``Backup.YAML``, ``t.Yml``):
+    not read, but said (see the module docstring). Hidden files are not."""
+    return (
+        name.lower().endswith(YAML_SUFFIXES)
+        and not name.endswith(YAML_SUFFIXES)
+        and not name.startswith(".")
+    )
+
+
+class Misnamed:
+    """The files named in another case (``misnamed``) a directory source's last scan found,
+    as its Locations show them (``shown``); each logged once while it is there: the scan runs
+    at every resync and folder event, and a file that goes and comes back is said again."""
+
+    def __init__(self) -> None:
+        self.shown: list[str] = []
+
+    def saw(self, found: list[Path], display: Callable[[Path], str]) -> None:
+        shown = list(dict.fromkeys(display(path) for path in found))  # a root in a root
+        said = set(self.shown)
+        new = [path for path in shown if path not in said]
+        # A line a file, MISNAMED_LOGGED at most a scan: a commit of 10 000 is not 10 000 lines.
+        for path in new[:MISNAMED_LOGGED]:
+            log.warning(MISNAMED, extra={"fields": {"path": path}})
+        if len(new) > MISNAMED_LOGGED:
+            more = len(new) - MISNAMED_LOGGED
+            log.warning(MISNAMED, extra={"fields": {"more_files": more}})
+        self.shown = shown
+
+
 def iter_yaml_files(
     root: Path,
     too_deep: list[Path] | None = None,
     unlisted: list[Path] | None = None,
     linked: list[Path] | None = None,
+    named: list[Path] | None = None,
 ) -> Iterator[Path]:
     """YAML files under ``root`` in a stable order (a folder's files by name, then each of its
-    folders by name), skipping hidden entries and not entering linked folders. A folder more
+    folders by name), skipping hidden entries and not entering linked folders; those named in
+    another case (``misnamed``) are added to ``named``, not yielded. A folder more
     than ``MAX_FOLDER_DEPTH`` levels below ``root`` is not entered: it is added to
     ``too_deep``; one that exists but cannot be listed (permissions, an I/O error) is added to
     ``unlisted``; a link to a folder, or a link to nothing not named as a task file (what was a
@@ -46,6 +92,8 @@ def iter_yaml_files(
             candidate = folder / name
             if is_yaml_file(candidate):
                 yield candidate
+            elif named is not None and misnamed(name):
+                named.append(candidate)
 
 
 def iter_folders(

@@ -1,0 +1,73 @@
+"""A task file whose ending is in another case (``Backup.YAML``, ``t.Yml``) is not read, as
+kubectl does not read it (a repository may hold such files on purpose), but no longer in
+silence: ``crontask validate`` said ``ok: 0 files, 0 tasks`` and ``crontask run`` logged
+nothing, so a GitOps user who committed one saw nothing happen. Now ``validate`` prints a
+warning for each (which does not fail it) and ``run`` logs one per file, once, not at each
+resync. Other endings (``package.json``) and hidden files stay unsaid. Real files, the real
+program."""
+
+from __future__ import annotations
+
+import re
+import signal
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import NEVER_DUE, crontask_cli, start_crontask_run, wait_for
+
+SAID = "warning: not read: task files end in .yaml or .yml, in lower case"
+LOGGED = 'msg="not read: task files end in .yaml or .yml, in lower case" path='
+
+
+def test_validate_warns_of_each_file_named_in_another_case(tmp_path: Path) -> None:
+    tasks = tmp_path / "tasks"
+    (tasks / "team").mkdir(parents=True)
+    (tasks / ".hidden").mkdir()
+    (tasks / "a.yaml").write_text(NEVER_DUE)
+    for name in ["Backup.YAML", "team/t.Yml", "package.json", ".x.YAML", ".hidden/b.YML"]:
+        (tasks / name).write_text(NEVER_DUE.replace("name: t", f"name: t{len(name)}"))
+
+    done = crontask_cli("validate", "tasks/", cwd=tmp_path)
+
+    assert done.returncode == 0, done.stderr  # a warning does not fail validation
+    assert done.stdout.splitlines() == [
+        f"tasks/Backup.YAML: {SAID}",
+        f"tasks/team/t.Yml: {SAID}",
+        "ok: 1 file, 1 task, 2 warnings",  # not read: the ending is case-sensitive
+    ]
+    assert done.stderr == ""
+
+
+def test_validate_of_a_folder_of_only_such_files_is_not_a_silent_ok(tmp_path: Path) -> None:
+    (tmp_path / "tasks").mkdir()
+    (tmp_path / "tasks" / "t.Yml").write_text(NEVER_DUE)
+
+    done = crontask_cli("validate", "tasks", cwd=tmp_path)
+
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == [f"tasks/t.Yml: {SAID}", "ok: 0 files, 0 tasks, 1 warning"]
+
+
+@pytest.mark.slow  # a start, then four resyncs of a second each
+def test_run_logs_each_such_file_once_not_at_every_resync(tmp_path: Path) -> None:
+    proc, log = start_crontask_run(tmp_path, "--listen", "off", "--resync", "1s")
+
+    def resyncs() -> int:  # each full pass, a rescan of the folder, is a line
+        return log.read_text().count("resync=True")
+
+    try:
+        wait_for("the first pass", resyncs)
+        (tmp_path / "tasks" / "Backup.YAML").write_text(NEVER_DUE)
+        wait_for("the first warning", lambda: LOGGED in log.read_text())
+        (tmp_path / "tasks" / "t2.YML").write_text(NEVER_DUE)
+        wait_for("the second warning", lambda: f"{LOGGED}tasks/t2.YML" in log.read_text())
+        after = resyncs()
+        wait_for("two more resyncs", lambda: resyncs() >= after + 2)
+        text = log.read_text()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(30)
+    assert proc.returncode == 0, text
+    said = re.findall(rf"level=warning logger=\S+ {re.escape(LOGGED)}(\S+)", text)
+    assert said == ["tasks/Backup.YAML", "tasks/t2.YML"], text
