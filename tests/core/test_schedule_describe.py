@@ -42,6 +42,15 @@ DESCRIPTIONS = [
     ("0 12 1 */3 *", "at 12:00 on day 1 of the month in January, April, July and October"),
     ("0 0 25 12 *", "at 00:00 on December 25"),
     ("@yearly", "at 00:00 on January 1"),
+    # A day of the week listed whole, not `*`: either field is enough, every day runs (as it
+    # does under cron and a CronJob), so no single date is said.
+    ("0 0 1 2 sun-sat", "at 00:00 every day in February"),
+    ("0 0 1 2 0-6", "at 00:00 every day in February"),
+    ("0 0 1 2 1,*", "at 00:00 every day in February"),
+    ("0 9 25 12 mon-sun", "at 09:00 every day in December"),
+    ("0 0 29 2 1-7", "at 00:00 every day in February"),
+    ("0 0 1 2 ?", "at 00:00 on February 1"),
+    ("0 0 29 2 *", "at 00:00 on February 29"),
     ("@monthly", "at 00:00 on day 1 of the month"),
     ("@weekly", "at 00:00 on Sunday"),
     ("@daily", "at 00:00 every day"),

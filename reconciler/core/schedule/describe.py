@@ -36,11 +36,15 @@ _MAX_LISTED_TIMES = 4
 def describe_cron(spec: CronSpec) -> str:
     times = _times_of_day(spec)
     words = [times if times is not None else _time_pattern(spec)]
+    # One date a year: only when the day of the week does not count. A day-of-week field
+    # that lists all seven days without `*` (`sun-sat`, `0-6`) makes either field enough, so
+    # every day of the month runs ("on February 1" was said of 28 runs a year).
     if (
         len(spec.days) == 1
         and not spec.dom_specials
         and len(spec.months) == 1
         and _every_weekday(spec)
+        and spec.days_and
     ):
         words.append(f"on {MONTHS[spec.months[0] - 1]} {spec.days[0]}")
         return " ".join(words)
