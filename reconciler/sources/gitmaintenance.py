@@ -33,7 +33,11 @@ Contracts:
   names the repository (``--git-dir=``; none is this process's, which has no git in flight
   then), and waits for it to end. A fetch left to run beside the new one updated the ref that
   one was updating ("cannot lock ref ...: is at X but expected Y"), and its locks were deleted
-  under it. The command line is read from the live process: a pid reused since is never
+  under it. Only a group shaped as crontask's git call is killed: its leader leads a session
+  of its own and runs git with that argument, under ``gitbounds.bounded``'s wrapper or alone
+  (``_runs_git``). Any other group is another program's (a script without job control runs
+  its launcher, its shell and its git in one group): it is left running, with a warning.
+  The command line is read from the live process: a pid reused since is never
   taken for it. /proc is looked through once per process (``RUNNER_RECORD``), not at every
   call; where it is missing, nothing is looked for. And while ``gc.pid`` names a git alive on
   this host (a collection that did not name the repository so), nothing is removed.
@@ -247,8 +251,14 @@ def _this_process() -> str | None:
 def end_orphans(git_dir: Path) -> bool:
     """Kill the process group of each git an earlier crontask left working on the repository
     at ``git_dir`` (see the module's contract) and wait, up to ``ORPHAN_WAIT``, for them all
-    to end; False if one is still alive then."""
-    groups = _orphan_groups(os.fsencode(f"--git-dir={git_dir}"))
+    to end; False if one is still alive then. Another program's git there is left running."""
+    marker = os.fsencode(f"--git-dir={git_dir}")
+    groups, others = _orphan_groups(marker)
+    if others:
+        log.warning(
+            "a git of another program works on crontask's repository: left running",
+            extra={"fields": {"repository": str(git_dir), "process_groups": sorted(others)}},
+        )
     if not groups:
         return True
     log.warning(
@@ -272,36 +282,74 @@ def _processes() -> list[int]:
         return []
 
 
-def _orphan_groups(marker: bytes) -> set[int]:
+def _orphan_groups(marker: bytes) -> tuple[set[int], set[int]]:
     """The process groups of this user's processes that have ``marker`` as an argument, but
-    this process's group (its own git calls end before ``remove_leftovers``)."""
-    own, uid, groups = os.getpgrp(), os.getuid(), set()
+    this process's group (its own git calls end before ``remove_leftovers``): those shaped as
+    crontask's git call, and the others."""
+    own, uid = os.getpgrp(), os.getuid()
+    groups: set[int] = set()
+    others: set[int] = set()
     for pid in _processes():
+        args = _arguments(pid, uid)
+        if args is None or marker not in args:
+            continue
         try:
-            if os.stat(f"/proc/{pid}").st_uid != uid:
-                continue
-            with open(f"/proc/{pid}/cmdline", "rb") as file:
-                if marker not in file.read(1024 * 1024).split(b"\0"):
-                    continue
             group = os.getpgid(pid)
-        except OSError:  # ended meanwhile, or not ours to read
+        except OSError:  # ended meanwhile
             continue
         if group != own:
-            groups.add(group)
-    return groups
+            leader = _arguments(group, uid) if _leads_session(group) else None
+            shaped = leader is not None and _runs_git(leader, marker)
+            (groups if shaped else others).add(group)
+    return groups, others
+
+
+def _arguments(pid: int, uid: int) -> list[bytes] | None:
+    """The command line of process ``pid``, if it is this user's (``uid``); None if not, or
+    if it ended."""
+    try:
+        if os.stat(f"/proc/{pid}").st_uid != uid:
+            return None
+        with open(f"/proc/{pid}/cmdline", "rb") as file:
+            return file.read(1024 * 1024).split(b"\0")
+    except OSError:  # ended meanwhile, or not ours to read
+        return None
+
+
+def _leads_session(pid: int) -> bool:
+    """Whether process ``pid`` leads a session (and so its group) of its own, as each git call
+    of crontask's does (``gitprocess``: ``start_new_session``)."""
+    fields = _stat(pid)
+    return len(fields) > 3 and fields[0] not in (b"Z", b"X") and fields[3] == str(pid).encode()
+
+
+def _runs_git(args: list[bytes], marker: bytes) -> bool:
+    """Whether the command line ``args`` is git's with ``marker``, as crontask runs it: under
+    coreutils' ``timeout -k KILL DEADLINE``, then maybe ``sh -c SCRIPT sh KIB`` (the address-
+    space limit), or alone where those are missing (``gitbounds.bounded``)."""
+    if len(args) > 4 and os.path.basename(args[0]) == b"timeout" and args[1] == b"-k":
+        args = args[4:]
+        if len(args) > 5 and args[1] == b"-c" and args[3] == b"sh" and args[4].isdigit():
+            args = args[5:]
+    return bool(args) and os.path.basename(args[0]) == b"git" and marker in args[1:]
+
+
+def _stat(pid: int) -> list[bytes]:
+    """The fields of ``/proc/<pid>/stat`` after the command's name, in parentheses (it may hold
+    any byte): state, ppid, pgrp, session, ...; none if the process ended."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as file:
+            stat = file.read(4096)
+    except OSError:
+        return []
+    return stat[stat.rfind(b")") + 2 :].split()
 
 
 def _live_groups(groups: set[int]) -> set[int]:
     """Those of ``groups`` with a process that has not ended (a zombie has)."""
     alive = set()
     for pid in _processes():
-        try:
-            with open(f"/proc/{pid}/stat", "rb") as file:
-                stat = file.read(4096)
-        except OSError:
-            continue
-        # After the command's name, in parentheses (it may hold any byte): state, ppid, pgrp.
-        fields = stat[stat.rfind(b")") + 2 :].split()
+        fields = _stat(pid)
         if len(fields) > 2 and fields[0] not in (b"Z", b"X") and int(fields[2]) in groups:
             alive.add(int(fields[2]))
     return alive

@@ -1,18 +1,26 @@
 """A git an earlier crontask left working on the repository (killed hard mid-fetch, its git
 lives on under ``timeout``) is stopped before the next crontask's first fetch: run beside it,
 it updated the ref that fetch was updating, and one sync failed "cannot lock ref
-'refs/crontask/HEAD': is at X but expected Y"; its locks were deleted under it."""
+'refs/crontask/HEAD': is at X but expected Y"; its locks were deleted under it. Another
+program's git there is not crontask's to stop: a script without job control runs in its
+launcher's group, which a kill of that group took down with it."""
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import pytest
+
+from reconciler.sources import gitmaintenance
+from reconciler.sources.gitbounds import DEFAULT_MEMORY_LIMIT, bounded, tools
 from tests.sources.test_git import (
     Clock,
     Remote,
@@ -58,23 +66,118 @@ def stuck_fetch(repo: Path, remote: Remote) -> list[str]:
     return ["git", f"--git-dir={repo}", "fetch", "--upload-pack", pack, remote.url, into]
 
 
-def test_a_restart_stops_the_git_left_running_before_its_first_fetch(
-    remote: Remote, state: Path, clock: Clock
-) -> None:
+def in_group(group: int, wanted: Callable[[list[bytes]], bool]) -> bool:
+    """Whether a process of process group ``group`` other than its leader has a command line
+    that is ``wanted``."""
+    for name in os.listdir("/proc"):
+        if not name.isdigit() or int(name) == group:
+            continue
+        try:
+            if os.getpgid(int(name)) != group:
+                continue
+            with open(f"/proc/{name}/cmdline", "rb") as file:
+                args = file.read().split(b"\0")
+        except OSError:  # ended meanwhile
+            continue
+        if wanted(args):
+            return True
+    return False
+
+
+def until_in_group(group: int, wanted: Callable[[list[bytes]], bool]) -> None:
+    """Wait, up to a deadline, until ``in_group``: the process looked for is running."""
+    deadline = time.monotonic() + 30
+    while not in_group(group, wanted):
+        assert time.monotonic() < deadline, f"no such process in group {group}"
+        time.sleep(0.02)
+
+
+def upload_pack(args: list[bytes]) -> bool:
+    """The upload-pack ``stuck_fetch`` has git start (``sleep``, by a shell or exec'd)."""
+    return any(arg.startswith(b"sleep") for arg in args)
+
+
+def earlier_crontask(remote: Remote, state: Path, clock: Clock) -> Path:
+    """The repository an earlier crontask (another process) synced once; the remote moves on
+    since."""
     remote.write("a.yaml", doc("a"))
     remote.commit()
     earlier = [sys.executable, "-c", EARLIER, remote.url, str(state)]
     subprocess.run(earlier, check=True, timeout=60)
-    repo = source_for(remote, state, clock).base / "repo.git"
+    repo: Path = source_for(remote, state, clock).base / "repo.git"
     remote.write("b.yaml", doc("b"))
+    return repo
+
+
+@pytest.mark.parametrize("wrapped", [True, False], ids=["under-timeout", "alone"])
+def test_a_restart_stops_the_git_left_running_before_its_first_fetch(
+    remote: Remote, state: Path, clock: Clock, wrapped: bool
+) -> None:
+    repo = earlier_crontask(remote, state, clock)
     head = remote.commit()
+    fetch = stuck_fetch(repo, remote)
+    # As crontask runs it (its deadline and memory limit), or alone where they are missing.
+    if wrapped:
+        fetch = bounded(fetch, 600.0, tools(os.environ), DEFAULT_MEMORY_LIMIT)
 
     # A git that works in the repository without naming it so (as a user's own might) is
     # not crontask's: left alone.
     other = ["git", "-C", str(repo), "cat-file", "--batch"]
-    with running(stuck_fetch(repo, remote)) as orphan, running(other) as bystander:
+    with running(fetch) as orphan, running(other) as bystander:
+        until_in_group(orphan.pid, upload_pack)  # the orphan is mid-fetch
         restarted = source_for(remote, state, clock)
         assert synced(restarted), restarted.status().last_error
         assert restarted.status().applied_revision == head
-        assert orphan.poll() == -signal.SIGKILL  # ended before the sync returned
+        code = orphan.poll()  # ended before the sync returned
+        assert code == -signal.SIGKILL, f"orphan: poll() {code}, returncode {orphan.returncode}"
         assert bystander.poll() is None
+
+
+def test_another_programs_git_naming_the_repository_is_left_running(
+    remote: Remote, state: Path, clock: Clock, caplog: pytest.LogCaptureFixture
+) -> None:
+    repo = earlier_crontask(remote, state, clock)
+    head = remote.commit()
+    marker = os.fsencode(f"--git-dir={repo}")
+    # An operator's script without job control: its launcher, its shell and its git (naming
+    # the repository as crontask's does) in one group, the launcher's.
+    script = f"sleep 600 | git --git-dir={repo} cat-file --batch; echo script went on"
+    launcher = [sys.executable, "-c", LAUNCHER, script]
+    with running(launcher) as script_launcher:
+        until_in_group(script_launcher.pid, lambda args: marker in args)
+        restarted = source_for(remote, state, clock)
+        with caplog.at_level(logging.WARNING, logger="crontask.sources.git"):
+            assert synced(restarted), restarted.status().last_error
+        assert restarted.status().applied_revision == head
+        assert script_launcher.poll() is None
+        assert in_group(script_launcher.pid, lambda args: marker in args)
+    warned = [r for r in caplog.records if r.msg.startswith("a git of another program")]
+    assert [r.fields["process_groups"] for r in warned] == [[script_launcher.pid]]  # type: ignore[attr-defined]
+    assert not [r for r in caplog.records if r.msg.startswith("git left running")]
+
+
+# The launcher of an operator's script: it waits on the script, in its own group.
+LAUNCHER = """
+import subprocess, sys
+subprocess.run(["sh", "-c", sys.argv[1]])
+"""
+
+
+def test_a_git_call_is_taken_for_crontasks_in_each_shape_it_is_run_in() -> None:
+    marker = b"--git-dir=/state/repo.git"
+    git = ["/usr/bin/git", "-c", "gc.auto=0", marker.decode(), "fetch"]
+    shapes = [
+        bounded(git, 60.0, ("/usr/bin/timeout", "/bin/sh"), DEFAULT_MEMORY_LIMIT),
+        bounded(git, 60.0, ("/usr/bin/timeout", "/bin/sh"), None),
+        bounded(git, 60.0, None, DEFAULT_MEMORY_LIMIT),
+    ]
+    for shape in shapes:
+        assert gitmaintenance._runs_git([os.fsencode(arg) for arg in shape], marker), shape
+    others = [
+        [sys.executable, "-c", "..."],  # a launcher
+        ["sh", "-c", f"git {marker.decode()} log | head"],
+        ["/usr/bin/timeout", "-k", "5s", "60s", "sh", "-c", f"git {marker.decode()} log"],
+        ["/usr/bin/git", "-c", "gc.auto=0", "--git-dir=/state/repo.git/x", "fetch"],
+    ]
+    for other in others:
+        assert not gitmaintenance._runs_git([os.fsencode(arg) for arg in other], marker), other
