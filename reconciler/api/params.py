@@ -24,7 +24,7 @@ import email.message
 import json
 import re
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Final, TypeVar
 
 from fastapi import Depends, Header, Path, Query, Request
@@ -34,7 +34,7 @@ from starlette.concurrency import run_in_threadpool
 
 from reconciler.api.problems import FieldProblem, ProblemError, bounded_location
 from reconciler.core.desired import SourceKind
-from reconciler.core.runs import DNS1123_LABEL, RFC3339_PATTERN
+from reconciler.core.runs import DNS1123_LABEL, RFC3339_QUERY_PATTERN
 from reconciler.sources.limits import YamlLimits
 from reconciler.sources.messages import dotted
 
@@ -46,7 +46,7 @@ RUN_ID_PATTERN: Final = rf"^{_LABEL}\.{_LABEL}\.[0-9]{{8}}T[0-9]{{6}}(\.[0-9]{{6
 RUN_ID_MAX: Final = 2 * LABEL_MAX + 2 + len("20261127T010000.000000Z")
 
 # One rule for every time in a query: RFC 3339 date-time with an offset (``Z`` or ``±hh:mm``),
-# fractions to the microsecond (``RFC3339_PATTERN``), between these instants (so that nothing
+# fractions to the nanosecond (``RFC3339_QUERY_PATTERN``), between these instants (so that nothing
 # overflows on the way to UTC, to SQLite's text or to PostgreSQL's timestamptz).
 EARLIEST: Final = datetime(1970, 1, 1, tzinfo=UTC)
 LATEST: Final = datetime(9999, 1, 1, tzinfo=UTC)
@@ -110,15 +110,22 @@ RunId = Annotated[
 ]
 
 
-_RFC3339 = re.compile(RFC3339_PATTERN)
+_RFC3339 = re.compile(RFC3339_QUERY_PATTERN)
 
 
 def parse_instant(value: object) -> datetime:
     """An RFC 3339 time as an aware UTC datetime; a 422 for anything else: no offset, a
-    number, a date that does not exist, or an instant outside the bounds."""
+    number, a date that does not exist, or an instant outside the bounds.
+
+    A fraction past the microsecond is rounded up to it: runs are scheduled at whole
+    microseconds, and both bounds of a query (``since`` at or after, ``until`` before) then
+    select exactly the runs the nanoseconds would have."""
     if not isinstance(value, str) or len(value) > 40 or _RFC3339.fullmatch(value) is None:
-        raise PydanticCustomError("date_time", "must be " + TIME_HELP)
+        raise PydanticCustomError("date_time", "must be " + TIME_HELP + _plus_hint(value))
+    fraction = value.partition(".")[2]  # its digits, then the offset
+    digits = fraction[: len(fraction) - len(fraction.lstrip("0123456789"))]
     try:
+        # fromisoformat drops the digits past the sixth: they are rounded up below.
         parsed = datetime.fromisoformat(value.upper().replace("Z", "+00:00"))
         instant = parsed.astimezone(UTC)
     except (ValueError, OverflowError):
@@ -127,11 +134,24 @@ def parse_instant(value: object) -> datetime:
         raise PydanticCustomError(
             "date_time", "must be between 1970-01-01T00:00:00Z and 9999-01-01T00:00:00Z"
         )
+    if digits.rstrip("0")[6:]:  # at most LATEST: no overflow
+        instant += timedelta(microseconds=1)
     return instant
 
 
+def _plus_hint(value: object) -> str:
+    """Why a time whose offset's ``+`` became a space fails: a ``+`` in a query string is
+    a space (form encoding), which a client that does not encode it never sees."""
+    if not isinstance(value, str) or len(value) > 40:
+        return ""
+    head, space, offset = value.rpartition(" ")
+    if not space or _RFC3339.fullmatch(f"{head}+{offset}") is None:
+        return ""
+    return f"; a '+' in a URL query is read as a space: write %2B{offset}"
+
+
 _TIME_SCHEMA = WithJsonSchema(
-    {"type": "string", "format": "date-time", "pattern": RFC3339_PATTERN, "maxLength": 40}
+    {"type": "string", "format": "date-time", "pattern": RFC3339_QUERY_PATTERN, "maxLength": 40}
 )
 Since = Annotated[
     datetime | None,

@@ -133,14 +133,19 @@ def run_runs(args: argparse.Namespace) -> int:
 def _print_runs(pages: Iterator[list[dict[str, Any]]], args: argparse.Namespace) -> int:
     """The runs of ``pages`` (a list of them: ``--json``, or a table), each page printed before
     the next one is read: ``crontask runs --limit 100000 | head -1`` neither waits for the
-    last page of a large store nor holds them all."""
+    last page of a large store nor holds them all.
+
+    A page may be empty and more follow: the store leaves out the records it cannot read (a
+    newer crontask's, sharing it), so the newest ``--limit`` rows may all be left out. The
+    first page with a run is read before anything is printed; the walk to it is bounded by
+    the rows of the store (each page goes past the rows it read, see :func:`_store_pages`)."""
     # Read before anything is printed: a store that cannot be read is one line on stderr and
     # nothing on stdout (no "{" of --json). Only a later page's failure follows printed pages.
-    first = next(pages, [])
+    first = next((page for page in pages if page), [])
     if args.json:
         _print_json_pages(itertools.chain([first], pages))
         return 0
-    if not first:  # a first page is empty only when nothing matched
+    if not first:  # every page was empty: nothing matched (or could be read)
         print(_nothing(args))
         return 0
     header = ["RUN", "TASK", "STATUS", "TRIGGER", "ATTEMPT", "SCHEDULED", "DURATION", "EXIT"]
@@ -232,7 +237,12 @@ def _store_pages(
 ) -> Generator[list[dict[str, Any]], None, None]:
     """The runs of the store, newest first, a page (at most ``MAX_PAGE_SIZE``) at a time, up
     to ``--limit``. Each page is read within ``store_errors``' handlers, but handed out of
-    them: what its printing raises (a broken pipe is an ``OSError``) is not the store's."""
+    them: what its printing raises (a broken pipe is an ``OSError``) is not the store's.
+
+    A page that comes back short (or empty) with a cursor left out records this version
+    cannot read; the pages after it are read whole (``MAX_PAGE_SIZE`` rows, cut to what is
+    left of ``--limit``), so that past many such rows ``--limit 5`` takes a query per 1,000
+    of them, not per 5."""
     from reconciler.cli import store_errors
     from reconciler.store.query import MAX_PAGE_SIZE, RunQuery
 
@@ -240,6 +250,7 @@ def _store_pages(
         store = _open_store(args)
     try:
         left, cursor = args.limit, None
+        size = min(left, MAX_PAGE_SIZE)
         while left:
             with store_errors.reported(args.db, args.state_dir), store_errors.reading(args.db):
                 page = store.query(
@@ -248,15 +259,17 @@ def _store_pages(
                         status=RunStatus(args.status) if args.status else None,
                         trigger=Trigger(args.trigger) if args.trigger else None,
                         since=since,
-                        limit=min(left, MAX_PAGE_SIZE),
+                        limit=size,
                         cursor=cursor,
                         output=False,
                     )
                 )
-                items = [to_json(r) for r in page.items]
+                items = [to_json(r) for r in page.items[:left]]
             yield items
             left -= len(items)
             cursor = page.next_cursor
+            # Short with a cursor: rows were left out, and more such may follow.
+            size = MAX_PAGE_SIZE if len(page.items) < size else min(left, MAX_PAGE_SIZE)
             if cursor is None:
                 break
     finally:

@@ -71,13 +71,18 @@ def untold(record: RunRecord) -> bool:
 # line can check a key without it.
 DNS1123_LABEL: Final = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 
-# An RFC 3339 date-time with an offset, fractions to the microsecond (the API's ``since`` and
-# ``until``, the command line's ``--from``); here for the same reason. fromisoformat reads more
-# (``2026-W01-1``, ``+0100``) and reads ``+00:99`` as +01:39, an instant nobody meant.
+# An RFC 3339 date-time with an offset, fractions to the microsecond (the command line's
+# ``--from``; the API's ``since`` and ``until`` take more, below); here for the same reason.
+# fromisoformat reads more (``2026-W01-1``, ``+0100``) and reads ``+00:99`` as +01:39, an
+# instant nobody meant.
 RFC3339_PATTERN: Final = (
     r"^[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,6})?"
     r"([Zz]|[+-]([01][0-9]|2[0-3]):[0-5][0-9])$"
 )
+# The API's ``since`` and ``until``: fractions to the nanosecond as well (RFC 3339 sets no
+# limit; .NET's "o" writes 7 digits, Go's RFC3339Nano 9), rounded up to the microsecond where
+# they are read (``api.params.parse_instant``). ``--from`` keeps the microsecond above.
+RFC3339_QUERY_PATTERN: Final = RFC3339_PATTERN.replace(r"{1,6}", r"{1,9}", 1)
 
 
 def split_key(key: str) -> tuple[str, str]:

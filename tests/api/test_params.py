@@ -27,6 +27,9 @@ from reconciler.sources.api import ApiTaskFiles
         ("2026-11-27t01:00:00z", datetime(2026, 11, 27, 1, tzinfo=UTC)),
         ("2026-11-27T02:00:00+01:00", datetime(2026, 11, 27, 1, tzinfo=UTC)),
         ("2026-11-27T01:00:00.5Z", datetime(2026, 11, 27, 1, 0, 0, 500000, tzinfo=UTC)),
+        # Past the microsecond: rounded up to it (see parse_instant).
+        ("2026-11-27T01:00:00.1234561Z", datetime(2026, 11, 27, 1, 0, 0, 123457, tzinfo=UTC)),
+        ("2026-11-27T01:00:00.123456000Z", datetime(2026, 11, 27, 1, 0, 0, 123456, tzinfo=UTC)),
         ("1970-01-01T00:00:00Z", datetime(1970, 1, 1, tzinfo=UTC)),
         ("2026-11-28T00:59:00+23:59", datetime(2026, 11, 27, 1, tzinfo=UTC)),
         ("2026-11-26T01:59:00-23:59", datetime(2026, 11, 27, 1, 58, tzinfo=UTC)),
@@ -57,7 +60,7 @@ def test_times_that_parse(text: str, expected: datetime) -> None:
         "2026-11-27T01:00:00+00:99",
         "2026-11-27T01:00:00-05:75",
         "2026-11-27T01:00:00+23:60",
-        "2026-11-27T01:00:00.1234567Z",
+        "2026-11-27T01:00:00.1234567891Z",  # to the nanosecond (Go's RFC3339Nano), no more
         "9999-12-31T23:59:59-01:00",
         "0001-01-01T00:00:00+01:00",
         "1969-12-31T23:59:59Z",
