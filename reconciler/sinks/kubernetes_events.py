@@ -21,13 +21,18 @@ Contract:
   refusal (verb, namespace, status) every ``REFUSAL_EVERY`` seconds, with how many came since
   (``suppressed``), as refused status writes are (:mod:`reconciler.sinks.kubernetes_refusals`).
 - An Event that gets no answer (the API server unreachable: connection refused or reset, a
-  timeout) is kept: queued again, behind the others, and tried again ``retry_seconds`` later,
-  ``retries`` times at most (client-go's recorder: 12 times, 10 s apart), under the queue's
-  bound; then it is dropped (counted in ``dropped``). Its create keeps its name, so a create
-  whose answer was lost is not made twice. It is logged as the refusals are, one warning line
-  with the error in a few words (and one for those given up), once per namespace every
-  ``REFUSAL_EVERY`` seconds, with ``suppressed``. While the server is unreachable,
-  :meth:`EventRecorder.flush` does not wait (nor does a stop: what is queued is not sent).
+  timeout: ``request_timeout``, short, as a server that accepts and never answers would hold
+  the worker otherwise; or an answer worth trying again, ``429`` or ``5xx``) is kept and tried
+  again ``retry_seconds`` later, ``retries`` times at most (client-go's recorder: 12 times,
+  10 s apart); then it is dropped (counted in ``dropped``). As client-go's, the worker holds
+  that Event meanwhile: it is the one try per ``retry_seconds`` (every queued Event would fail
+  alike), and those queued behind it wait untried, their tries not counted, until it is
+  answered or given up. Its create keeps its name, so a create whose answer was lost is not
+  made twice. It is logged as the refusals are, one warning line with the error in a few
+  words (and one for those given up), once per namespace every ``REFUSAL_EVERY`` seconds, with
+  ``suppressed``. During the wait before a try again, :meth:`EventRecorder.flush` does not
+  wait (nor does a stop: what is queued, and the Event held, are not sent); during the try
+  it does, as the server may be back.
 - Any other failure is a bug: logged with its traceback, once per kind of error every
   ``REFUSAL_EVERY`` seconds (with ``suppressed``); that Event is not recorded.
 """
@@ -52,7 +57,7 @@ from reconciler.core.run_events import EventSpec
 from reconciler.core.status import ObjectRef, rfc3339
 from reconciler.sinks.kubernetes import said
 from reconciler.sinks.kubernetes_refusals import RefusalLog, refusal
-from reconciler.sinks.kubernetes_status import MERGE_PATCH
+from reconciler.sinks.kubernetes_status import MERGE_PATCH, RETRIED
 from reconciler.sinks.token_bucket import TokenBucket
 
 log = logging.getLogger("crontask.sinks")
@@ -80,7 +85,7 @@ class _Seen:
 @dataclasses.dataclass
 class _Send:
     """An Event let through (its object's token taken, its aggregation key chosen once), to
-    send; queued again, as it is, while the API server does not answer."""
+    send; held, as it is, and tried again while the API server does not answer."""
 
     ref: ObjectRef
     event: EventSpec
@@ -123,13 +128,18 @@ class EventRecorder:
         self._seen: dict[tuple[str, str, str, str | None], _Seen] = {}
         self._similar: dict[tuple[str, str, str], _Similar] = {}
         self.retries, self.retry_seconds = retries, retry_seconds  # after no answer
+        # (connect, read) of each request: short, as the worker waits for it and every Event
+        # queued behind it does (a server that accepts and never answers held it 40 s each).
+        self.request_timeout: tuple[float, float] = (5, 10)
         # By (verb, namespace, status), ("unreachable", namespace), ("failed", error type).
         self._refusals = RefusalLog()
-        self._queue: queue.Queue[tuple[ObjectRef, EventSpec, datetime] | _Send | None] = (
-            queue.Queue(queue_size)
+        self._queue: queue.Queue[tuple[ObjectRef, EventSpec, datetime] | None] = queue.Queue(
+            queue_size
         )
-        # Set while the last request got no answer: a flush does not wait for the queue.
+        # Set from a request that got no answer to the end of the wait before the next try: a
+        # flush does not wait for the queue meanwhile.
         self._unreachable = threading.Event()
+        self._held: _Send | None = None  # taken from the queue, waiting for its next try
         self._host = instance or socket.gethostname()
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
@@ -148,12 +158,12 @@ class EventRecorder:
         stop budget counts it, not more); a thread still in a request the API server holds
         is not waited for past it (a daemon thread, it ends with the process)."""
         deadline = time.monotonic() + timeout
-        if not self.flush(timeout) and (left := self._queue.qsize()):
-            self.dropped += left  # not sent: the thread ends at its next item
+        if not self.flush(timeout) and (left := self._queue.qsize() + (self._held is not None)):
+            self.dropped += left  # not sent: the thread ends at its next item or try
             log.warning("events not sent at stop", extra={"fields": {"events": left}})
         self._stop.set()
-        # Not a wait for room: a queue still full is behind a request that may be held (30 s
-        # each); the thread sees ``_stop`` when it takes its next item.
+        # Not a wait for room: a queue still full is behind a request that may be held
+        # (request_timeout); the thread sees ``_stop`` when it takes its next item.
         with contextlib.suppress(queue.Full):
             self._queue.put_nowait(None)
         if self._thread is not None:
@@ -161,7 +171,7 @@ class EventRecorder:
 
     def flush(self, timeout: float) -> bool:
         """Wait up to ``timeout`` seconds for the queue to be sent; False if it was not (at
-        once while the API server does not answer: its Events wait for their retries)."""
+        once during the wait before a try again: its Events wait for their retries)."""
         deadline = time.monotonic() + timeout
         while self._queue.unfinished_tasks:
             if time.monotonic() > deadline or self._unreachable.is_set():
@@ -183,12 +193,14 @@ class EventRecorder:
             try:
                 if item is None or self._stop.is_set():  # what is left after a stop: dropped
                     return
-                send = item if isinstance(item, _Send) else self._admit(*item)
-                if send is not None and self._overall.take(self._stop):
-                    self._send(send)
+                send = self._admit(*item)
+                # Not answered, it is tried again, before any Event queued behind it.
+                while send is not None and self._overall.take(self._stop):
+                    send = self._send(send)
             except Exception as err:
                 self._failed(err)
             finally:
+                self._held = None
                 self._queue.task_done()
 
     def _admit(self, ref: ObjectRef, event: EventSpec, at: datetime) -> _Send | None:
@@ -208,13 +220,14 @@ class EventRecorder:
         name = f"{ref.name}.{time.time_ns():x}"  # as client-go names them
         return _Send(ref, event, at, key, name)
 
-    def _send(self, send: _Send) -> None:
+    def _send(self, send: _Send) -> _Send | None:
+        """One try of ``send``; ``send`` again if it is to be tried again (no answer)."""
         try:
             self._record(send)
-        except UNANSWERED as err:
-            self._no_answer(send, err)
-        else:
-            self._unreachable.clear()
+        except (*UNANSWERED, ApiException) as err:  # only RETRIED statuses get past _record
+            return self._no_answer(send, err)
+        self._unreachable.clear()
+        return None
 
     def _record(self, send: _Send) -> None:
         ref, event, key, now = send.ref, send.event, send.key, time.monotonic()
@@ -229,9 +242,11 @@ class EventRecorder:
                     ref.namespace,
                     body,
                     _content_type=MERGE_PATCH,
-                    _request_timeout=(10, 30),
+                    _request_timeout=self.request_timeout,
                 )
             except ApiException as err:
+                if err.status in RETRIED:  # as client-go: not a refusal, the server's trouble
+                    raise
                 if err.status != 404:
                     self._refused(err, "patch", ref.namespace)
                     return
@@ -242,8 +257,12 @@ class EventRecorder:
                 return
         event_body: Any = self._body(send.name, ref, event, send.at)  # the client takes a dict
         try:
-            self._core.create_namespaced_event(ref.namespace, event_body, _request_timeout=(10, 30))
+            self._core.create_namespaced_event(
+                ref.namespace, event_body, _request_timeout=self.request_timeout
+            )
         except ApiException as err:
+            if err.status in RETRIED:
+                raise
             # A try before this one was created, its answer lost (same name): recorded.
             if not (err.status == 409 and send.tries):
                 self._refused(err, "create", ref.namespace)
@@ -252,23 +271,19 @@ class EventRecorder:
         self.created += 1
         self._expire(now)
 
-    def _no_answer(self, send: _Send, err: Exception) -> None:
-        """No answer from the API server: ``send`` is queued again (if it has tries left and
-        the queue room), and the worker waits ``retry_seconds`` (every queued Event would
-        fail alike meanwhile); logged once per namespace every REFUSAL_EVERY seconds, and
-        once for those given up."""
+    def _no_answer(self, send: _Send, err: Exception) -> _Send | None:
+        """No answer from the API server (or one worth trying again): the worker waits
+        ``retry_seconds`` (every queued Event would fail alike meanwhile), then returns
+        ``send`` to try again if it has tries left; logged once per namespace every
+        REFUSAL_EVERY seconds, and once for those given up."""
         self._unreachable.set()
         if self._stop.is_set():  # a request cut by the stop, or unanswered past it: not sent
-            return
+            return None
         send.tries += 1
         kept = send.tries <= self.retries
         if kept:
-            try:
-                self._queue.put_nowait(send)
-                self.retried += 1
-            except queue.Full:
-                kept = False
-        if not kept:
+            self.retried += 1
+        else:
             self.dropped += 1
         since = self._refusals.due(("unreachable", send.ref.namespace, kept))
         if since is not None:
@@ -281,7 +296,13 @@ class EventRecorder:
                 else "event not recorded: no answer from the API server",
                 extra={"fields": {**fields, "suppressed": since}},
             )
+        self._held = send if kept else None
         self._stop.wait(self.retry_seconds)
+        # The next try says whether the server is back: a flush (a stop) waits for it, not
+        # giving up on the queue at once for an outage that may be over.
+        self._unreachable.clear()
+        self._held = None
+        return send if kept and not self._stop.is_set() else None
 
     def _failed(self, err: Exception) -> None:
         """A failure of no known kind (a bug): logged with its traceback, once per kind of

@@ -40,8 +40,10 @@ Contract:
   informer (``informer``, and ``resource`` for a custom resource's) and the error as
   :mod:`reconciler.sources.kubernetes_watch_errors` says it: with the API server's message,
   bounded and printable, and for a custom resource's ``404`` the question whether its CRD is
-  installed. ``last_error`` holds the same text, and ``failures`` counts on, until a list works
-  or a watch is answered (``200``: not once that watch ends) again.
+  installed. ``last_error`` holds the same text until a list works or a watch is answered
+  (``200``: not once that watch ends) again; ``failures`` counts on until a list works or a
+  watch makes progress (an event, a bookmark counts, or more than a second open): a watch
+  answered that fails at once (an ``ERROR`` event) is a failure more, not the first.
 - The client is blocking; nothing here ever runs on the event loop. :meth:`stop` shuts the
   socket of the open watch, or of the list page being read, so the thread ends promptly.
 """
@@ -204,11 +206,10 @@ class Informer:
                     next_resync = self._clock() + self.resync_seconds * jitter
                 began = self._clock()
                 self._watch(max(1.0, min(self.watch_seconds, next_resync - self._clock())))
-                self.failures = 0
                 self.last_error = None
                 if self._progressed(began):
                     self._backoff.reset()
-                    gone = 0
+                    self.failures = gone = 0
                 else:  # a server that ends every watch at once must not make us spin
                     self._stop.wait(self._backoff.next())
             except Exception as err:
@@ -216,7 +217,7 @@ class Informer:
                     return
                 if began is not None and self._progressed(began):
                     self._backoff.reset()
-                    gone = 0
+                    self.failures = gone = 0
                 if isinstance(err, _Expired) or (
                     isinstance(err, ApiException) and err.status == GONE
                 ):
@@ -333,8 +334,8 @@ class Informer:
         self._resp = resp
         # Answered (2xx; the client raises on any other): the API server is back. Said now,
         # not when this watch ends, up to timeoutSeconds later (an operator reading
-        # /api/v1/sources would see an outage's error long past it).
-        self.failures = 0
+        # /api/v1/sources would see an outage's error long past it). The failures count on
+        # until it makes progress: one that fails at once is the same trouble again.
         self.last_error = None
         ended = False  # by the server: the connection may serve the next request
         try:
@@ -343,6 +344,7 @@ class Informer:
             for line in lines(resp, deadline=leave, clock=self._clock):
                 self._event(decode(line, EVENT_DEPTH))
                 self._delivered += 1
+                self.failures = 0  # progress (see _progressed), said as it comes
                 if self._stop.is_set():
                     return self._delivered
             ended = not self._stop.is_set()
