@@ -489,7 +489,7 @@ class Cluster:
     def _report(self) -> None:
         """Tell the metrics after each renewal, and when the fence goes on or off: else a fenced
         replica's gauges keep their last values, healthy while it starts no runs."""
-        fenced = self.dispatcher.paused is not None
+        fenced = self.dispatcher.paused not in (None, UNREAD)  # as Service.members says it
         self.on_renewal(self.live_count, self.disagreement is not None, fenced)
 
     async def _leave(self) -> None:

@@ -30,7 +30,6 @@ here, and one task's answer StoreUnavailable (the API's 503), within ``LIST_READ
 from __future__ import annotations
 
 import asyncio
-import bisect
 import dataclasses
 import itertools
 import threading
@@ -42,8 +41,10 @@ from typing import Any, TypeVar
 from reconciler.controller.api_writes import ON_LOOP_TIMEOUT, ApiWrites, Reconcile
 from reconciler.controller.cluster import Cluster
 from reconciler.controller.dispatch import Dispatcher
+from reconciler.controller.lapse import UNREAD
 from reconciler.controller.reconcile import Reconciler
 from reconciler.controller.store_calls import StorePing, reads_of
+from reconciler.controller.task_index import TaskIndexes
 from reconciler.controller.view import (
     IfMatch,
     Members,
@@ -137,7 +138,7 @@ class Service:
         self._reads = reads_of(store)  # shared with the status page's reads of ``store``
         self._problems = _problems(DesiredState(tasks={}))
         self._making = threading.Lock()  # one thread makes a new state's, the others wait
-        self._sorted: tuple[DesiredState, frozenset[str], list[str]] | None = None  # _order
+        self._indexes = TaskIndexes(reconciler)  # the keys in order, their search texts
         dispatcher.subscribe(self._remember)
 
     @property
@@ -154,24 +155,23 @@ class Service:
             return dict(self._scheduler.owned()), self._reconciler.desired
 
         owned, desired = self._on_loop(scheduled)
-        problems = self._problems_of(desired).flagged
-        # Every task declared, whichever replica schedules it (the same set without replicas).
-        listed = {
-            **desired.tasks,
-            **{k: _newest(d, desired.tasks.get(k)) for k, d in owned.items()},
+        problems, declared = self._problems_of(desired).flagged, desired.tasks
+        # Every task declared, whichever replica schedules it (the same set without replicas),
+        # as ``_newest`` shows it: the few scheduled as another definition, apart.
+        odd = {
+            k: d
+            for k, d in owned.items()
+            if (t := declared.get(k)) is None or (t is not d and t.hash != d.hash)
         }
 
         def matching() -> Iterator[str]:
-            order = self._order(desired, listed)
-            for key in order[bisect.bisect_right(order, q.after) if q.after else 0 :]:
-                definition = listed[key]
+            # Text before a view is made (10 000 views made to be dropped: 0.1 s a search).
+            for key, text in self._indexes.of(desired).walk(q, odd):
+                definition = odd[key] if key in odd else declared[key]
                 # Whether it is flagged is all a state says: no line is formatted here.
                 flagged = bool(definition.error) or key in problems
                 state = task_state(definition.task.spec.suspend, "flagged" if flagged else None)
-                # Text before a view is made (10 000 views made to be dropped: 0.1 s a search).
-                if q.matches(key, definition.location.source, state) and (
-                    not q.text or q.finds(key, SourceRef.of(definition).location)
-                ):
+                if q.matches(key, definition.location.source, state, text):
                     yield key
 
         keys, limit = matching(), q.limit
@@ -195,15 +195,6 @@ class Service:
                 views.append(self._view(entries[k], runs=1, last=last))
             if limit is None or len(views) >= limit:
                 return views
-
-    def _order(self, desired: DesiredState, listed: dict[str, Definition]) -> list[str]:
-        """``listed``'s keys sorted once per desired state and set of keys scheduled beyond
-        it, not at each call (a page scanning for a run state asks a chunk at a time)."""
-        beyond = frozenset(listed.keys() - desired.tasks.keys())
-        if (made := self._sorted) is not None and made[0] is desired and made[1] == beyond:
-            return made[2]
-        made = self._sorted = (desired, beyond, sorted(listed))  # replaced whole, not changed
-        return made[2]
 
     def _known(self, key: str) -> bool:
         return key in self._last_runs or key in self._looked
@@ -331,8 +322,9 @@ class Service:
             )
             for m in cluster.members
         )
-        # Fenced as crontask_replica_fenced says (Cluster._report): this replica starts no runs.
-        at, fenced = cluster.listed_at, cluster.dispatcher.paused is not None
+        # Fenced: not renewed within the deadline (Cluster._fence_if_late). Not while the runs
+        # are held after a lapse for the slots unread (UNREAD): the renewals work, the list is new.
+        at, fenced = cluster.listed_at, cluster.dispatcher.paused not in (None, UNREAD)
         if seen is None:
             return Members(items, live=cluster.live_count, listed_at=at, fenced=fenced)
         return Members(items, seen.since, seen.tasks, cluster.live_count, at, fenced)

@@ -20,6 +20,7 @@ from reconciler.controller.view import (
     TaskView,
     Triggered,
     VersionMismatch,
+    search_text,
 )
 from reconciler.core.desired import Definition, Location
 from reconciler.core.model import CronTask
@@ -128,7 +129,7 @@ class FakeRuntime:
             found = [
                 v
                 for _, v in sorted(self.views.items())
-                if q.matches(v.key, v.source.kind, v.state) and q.finds(v.key, v.source.location)
+                if q.matches(v.key, v.source.kind, v.state, search_text(v.key, v.source.location))
             ]
         return found if q.limit is None else found[: q.limit]
 
