@@ -20,6 +20,7 @@ import dataclasses
 import logging
 import time
 from collections.abc import Callable, Collection
+from datetime import timedelta
 
 from reconciler.controller.active import REPLACED, ActiveRun
 from reconciler.controller.handover import Handover
@@ -70,11 +71,8 @@ class SlotClaims:
         attempts of ``keys`` whose claim, sent before, is still unanswered do not start (their
         record says ``reason`` if the claim was taken) and hold their slot no longer. The
         store may yet refuse them (the task's new owner took the slot meanwhile), and under
-        Forbid each would turn the next slot away for a run that never began. The slots of
-        ``keys`` not started for want of a checked claim are counted by the lapse's catch-up,
-        not a skip of their own besides (``SlotLedger.release``)."""
+        Forbid each would turn the next slot away for a run that never began."""
         for key in keys:
-            self.ledger.release(key)
             for active in list(self._active.get(key, {}).values()):
                 unanswered = active.claiming or (
                     active.claim is not None and not active.claim.done()
@@ -245,6 +243,9 @@ class SlotClaims:
         self.unstarted.add(key)
         if self.handover is not None:  # its claim may have been taken: see Handover.held
             self.handover.unanswered(record)
-        # The ledger counts from before this slot, handed over, so that the catch-up finds it
-        # missed: one gap with the slots unchecked before it (``SlotLedger.unchecked``).
-        self.ledger.unchecked(key, record.scheduled_at)
+        # The ledger counts from this slot, handed over: from just before it now, so that the
+        # catch-up finds it missed.
+        last = self.ledger.last_slot(key)
+        before = record.scheduled_at - timedelta(microseconds=1)
+        if last is not None and last > before:
+            self.ledger.track(key, before)

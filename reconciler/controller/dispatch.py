@@ -452,8 +452,6 @@ class Dispatcher(ReplaceWaits, AheadSlots, RunStops):
         if not record_superseded:
             self.periods.changed(definition.key, anchor, until)
         missed = self.ledger.catch_up(definition, anchor, until)
-        for held in missed.held:  # not started for want of a checked claim: recorded anyway
-            self._skip_slots(definition, held)
         if missed.superseded is not None and record_superseded:
             self._skip_slots(definition, missed.superseded)
         if missed.latest is None:

@@ -11,9 +11,8 @@ So what this replica holds of those tasks in memory is out of date, and is dropp
   that comes from another replica does, not from where this replica's ledger stopped: a
   ``Superseded`` record of slots another replica ran would say that they did not run. Or from
   the latest of this replica's own records still waiting for the store, if later: those are
-  written once it answers (a skip decided while cut off), and counted again they would be
-  counted twice. The slots not started for want of a checked claim are no record of their own
-  but one gap in the ledger, which this catch-up counts (``SlotLedger.release``).
+  written once it answers (the skips of slots not started for want of a checked claim), and
+  counted again they would be counted twice.
 
 Those kept skips are written as they are, even if another replica took the tasks meanwhile and
 counted their slots in its own catch-up (it could not see them): a slot may then be counted

@@ -97,7 +97,7 @@ class SlotSkips:
             record,
             SUPERSEDED,
             f"{slots} after {_iso(missed.after)} and before {_iso(missed.latest)} did not run "
-            f"({missed.why}); only the latest missed slot may run",
+            "(crontask was down or busy); only the latest missed slot may run",
         )
 
 

@@ -2,15 +2,15 @@
 the slots of the gap are recorded. Its connections go through a TCP proxy that the test kills
 (connections reset and refused), then starts again.
 
-Cut off, the replica starts none of its slots (their claims cannot be checked): they are one
-gap (``SlotLedger.unchecked``), counted by its lapse's catch-up, not a skip each; the other
-replica takes its tasks once its lease has run out, records the gap as one ``Superseded`` and
-runs the next slots. Back, the replica takes its tasks again. Neither its records nor its
-catch-up may say that a slot the other replica ran did not run, and none may be lost. (Both
-replicas may count the slots of a lapse, a known limitation (``controller.lapse``). A lone
-replica behind a store that goes silent, SIGSTOP of the proxy, is tested on the in-memory
-twins, where the hung claim's landing can be timed:
-``tests/controller/test_cluster_lapse_recount.py``.)
+Cut off, the replica starts none of its slots (their claims cannot be checked), and keeps a
+``Superseded`` skip of each for the store; the other replica takes its tasks once its lease has
+run out, records the gap as one ``Superseded`` and runs the next slots. Back, the replica takes
+its tasks again. Neither its kept skips nor its catch-up may say that a slot the other replica
+ran did not run, and none may be lost. (Its kept skips are written once the store answers,
+though the other replica's gap counted their slots too, not seeing them: a slot may be counted
+twice, a known limitation (``controller.lapse``). A lone replica behind a store that goes
+silent, SIGSTOP of the proxy, is tested on the in-memory twins, where the hung claim's landing
+can be timed: ``tests/controller/test_cluster_lapse_recount.py``.)
 """
 
 from __future__ import annotations
