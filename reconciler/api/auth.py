@@ -48,6 +48,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from pydantic import model_validator as _model_validator
 from pydantic.alias_generators import to_camel
 
+from reconciler.api.jwtkeys import OncePerType, holds_private_key, public_bytes
 from reconciler.secretfile import MAX_SECRET_FILE_BYTES, read_secret_file
 
 log = logging.getLogger("crontask.api")
@@ -73,6 +74,8 @@ MAX_CONFIG_BYTES: Final = 1 << 20
 MAX_TOKENS: Final = 10_000  # static tokens in one auth file
 _NAMED: Final = 10  # duplicated token names named in an error
 _SESSION_KEY_CONTEXT: Final = b"crontask page session key v1\0"
+# jwt.decode's errors outside its own (a bug, a key it cannot use): a traceback per type.
+_UNEXPECTED: Final = OncePerType(log, "verifying a jwt failed unexpectedly; it is refused (a 401)")
 
 PUBLIC: Final = "public"
 """The ``x-required-role`` of a route anyone may call (health, readiness)."""
@@ -166,10 +169,16 @@ class _AuthFile(_Config):
 
     @_model_validator(mode="after")
     def _usable(self) -> _AuthFile:
-        # No token and no jwt is refused at start only (AuthConfig.for_start): emptied on a
-        # running crontask, the file revokes the last token (authfile.py). Counted once each
+        # No token and no jwt: ``{}`` or a template's empty values, a mistake that must lock
+        # no one out. ``tokens: []`` says it on purpose: refused at start only (for_start), it
+        # revokes the last token of a running crontask (authfile.py). Counted once each
         # (a file of 1 MiB can hold some 340 000 tokens through YAML aliases, and the watcher
         # checks every version of it), and named ten at most.
+        if not self.tokens and self.jwt is None and "tokens" not in self.model_fields_set:
+            raise ValueError(
+                "neither tokens nor jwt is configured: nobody could log in "
+                "(tokens: [] says no token on purpose)"
+            )
         counts = collections.Counter(t.name for t in self.tokens)
         duplicated = sorted(name for name, count in counts.items() if count > 1)
         if duplicated:
@@ -213,13 +222,16 @@ class AuthConfig:
     # What seals the status page's session cookies (web/session.py). With a secret named
     # (sessionSecretFile, an HMAC JWT secretFile) it is derived from the file and that secret,
     # so every replica, and the next start, opens the cookies of the others, and a change of
-    # the file (of its bytes: a comment too) signs everyone out. Without one it is drawn by
+    # what the file says (not a comment) signs everyone out. Without one it is drawn by
     # this process (``sessions_shared`` False): token hashes and a public JWT key are no
     # secret (the file is often readable by every local user), and a key derived from them
     # alone would let anyone who reads the file unseal the credential in a cookie; then a
     # session lasts as long as the process.
     session_key: bytes = dataclasses.field(default=b"", repr=False)
     sessions_shared: bool = True
+    # The same for the same settings (and secrets): a comment changed in the file, or its
+    # layout, leaves it as it was (``authfile.py`` keeps the sessions then).
+    settings_digest: bytes = dataclasses.field(default=b"", repr=False)
 
     @classmethod
     def load(cls, path: str | Path) -> AuthConfig:
@@ -242,7 +254,7 @@ class AuthConfig:
     @classmethod
     def parse(cls, data: bytes, path: Path) -> AuthConfig:
         """:meth:`load` of bytes read from ``path``."""
-        return cls.from_mapping(_yaml(data, path), source=str(path), base=path.parent, data=data)
+        return cls.from_mapping(_yaml(data, path), source=str(path), base=path.parent)
 
     @property
     def accepts_none(self) -> bool:
@@ -274,10 +286,10 @@ class AuthConfig:
 
     @classmethod
     def from_mapping(
-        cls, raw: Any, *, source: str = "<auth>", base: Path | None = None, data: bytes = b""
+        cls, raw: Any, *, source: str = "<auth>", base: Path | None = None
     ) -> AuthConfig:
-        """The settings ``raw`` (the YAML of ``data``, the file's bytes, if read from one)
-        says; an empty ``raw`` accepts no credential (see :meth:`for_start`)."""
+        """The settings ``raw`` (an auth file's YAML) says; ``tokens: []`` without ``jwt``
+        accepts no credential (see :meth:`for_start`), anything else naming neither is refused."""
         if not isinstance(raw, dict):
             raise AuthConfigError(
                 f"{source}: expected a mapping with tokens/jwt/metricsRequireAuth"
@@ -296,9 +308,10 @@ class AuthConfig:
         shared = bool(secret)
         if not shared:
             secret = secrets.token_bytes(32)
-        # The file's bytes too: any change of it, a comment, signs everyone out (README), on
-        # every replica alike. json.dumps escapes every control character: no NUL in it.
-        material = json.dumps(raw, sort_keys=True, default=str).encode() + b"\0" + data
+        # What the file says, not its bytes: replicas whose files differ in a comment or their
+        # line ends (an Ansible header naming the host, a Windows edit) share sessions; a
+        # token, a role, a key or a secret changed signs everyone out (README).
+        material = json.dumps(raw, sort_keys=True, default=str).encode() + public_bytes(key)
         session_key = hmac.digest(secret, _SESSION_KEY_CONTEXT + material, "sha256")
         return cls(
             tuple(parsed.tokens),
@@ -307,6 +320,8 @@ class AuthConfig:
             parsed.metrics_require_auth,
             session_key,
             shared,
+            # A drawn key says nothing of the settings: authfile.py compares these.
+            hashlib.sha256(material + b"\0" + (session_key if shared else b"")).digest(),
         )
 
     def authenticate(self, authorization: str | None) -> Principal:
@@ -354,7 +369,8 @@ class AuthConfig:
         except jwt.InvalidTokenError as exc:
             raise AuthFailed(f"jwt invalid ({type(exc).__name__})", invalid_token=True) from exc
         except Exception as exc:  # a key PyJWT fails to verify with, say: whatever the caller
-            # sends, a 401, never a 500 with a traceback logged per request
+            # sends, a 401, never a 500; a bug behind it is shown once per kind, not per request
+            _UNEXPECTED.log(exc)
             raise AuthFailed(f"jwt invalid ({type(exc).__name__})", invalid_token=True) from exc
         _check_numeric_dates(claims)
         sub = claims.get("sub")
@@ -424,7 +440,7 @@ def _load_key(settings: JwtSettings, source: str, base: Path) -> Any:
         f"{source}: jwt.publicKeyFile: {key_path} holds a private key: give its public key "
         "(openssl pkey -in KEY -pubout)"
     )
-    if b"PRIVATE KEY-----" in pem:  # an encrypted one too, which PyJWT would not load
+    if holds_private_key(pem):  # an encrypted one too, which PyJWT would not load
         raise private
     try:
         key = jwt.get_algorithm_by_name(settings.algorithm).prepare_key(pem)

@@ -16,7 +16,9 @@ tried again as soon as anything it depends on changes (a secret named before it 
 written): removing the file, or a typo in it, must not open the API, nor lock everyone out.
 A file emptied on purpose (``tokens: []``, no ``jwt``) is put in force, with a warning: it
 revokes the last token, and every request that needs a credential is refused (a start with
-it is refused: that crontask would serve no one).
+it is refused: that crontask would serve no one); one naming neither without ``tokens:``
+(``{}``, a template's empty values) cannot be used. A change that leaves the settings as they
+were (a comment, the layout) keeps the page's sessions.
 The same bytes everywhere (a Secret synced again, a ``touch``) change nothing, not even the
 sessions. ``metricsRequireAuth`` decides the role of ``/metrics`` when the API is made, at start.
 """
@@ -137,8 +139,19 @@ class AuthFile:
         self._tried = look.digest
         if look.digest == self._in_force:  # back as it was (a typo undone): sessions go on
             return
-        self.config, self._in_force = config, look.digest
         fields = {"auth_config": str(self.path), "tokens": len(config.tokens)}
+        if config.settings_digest == self.config.settings_digest:
+            # A comment, the layout: the same settings (a key drawn by this process kept),
+            # so the sessions sealed under them go on, as on a replica with the new file.
+            self.config = dataclasses.replace(config, session_key=self.config.session_key)
+            self._in_force = look.digest
+            log.warning(
+                "auth file read again: its settings are as before (a comment or the layout "
+                "changed): page sessions go on",
+                extra={"fields": fields},
+            )
+            return
+        self.config, self._in_force = config, look.digest
         if config.accepts_none:
             log.warning(
                 "auth file read again: it names no token and no jwt, so no credential is "

@@ -69,8 +69,12 @@ OTHER_CLIENTS: Final = "other clients"
 # chain of a few proxies' addresses fits; the rest is anything the caller chose to write.
 MAX_FORWARDED_CHARS: Final = 256
 
+# The reason a credential whose bytes are no UTF-8 is refused with (``authorization``).
+NOT_UTF8: Final = "credential is not UTF-8"
+
 # The scope's extension under which ``cli/connections.py`` gives the app its connection's
-# ``abort()`` and ``peer`` (its address, an IPv6 one as its /64): an answer given up on while it
+# ``abort()``, ``peer`` (its address, an IPv6 one as its /64) and ``host`` (the address
+# itself, whatever uvicorn makes of an X-Forwarded-For): an answer given up on while it
 # waits on its reader (routes_metrics) ends at once, and uvicorn says nothing of it.
 ABORT: Final = "crontask.abort"
 
@@ -247,30 +251,44 @@ def authorization(headers: Headers) -> str | None:
     """The ``Authorization`` header as its sender wrote it. Starlette decodes a header's bytes
     as Latin-1, where a token is text whose UTF-8 bytes the auth file's ``sha256`` hashes (as
     ``/login``'s form is read): a token with a non-ASCII character was refused by the API and
-    taken by ``/login``. Bytes that are no UTF-8 become U+FFFD, so such a credential is a 401
-    as any unknown one (kept as surrogates, one shaped as a JWT made PyJWT fail: a 500)."""
+    taken by ``/login``. Bytes that are no UTF-8 are :class:`AuthFailed` (a 401 of its own
+    reason): read with replacements, many byte strings would be one token, and kept as
+    surrogates, one shaped as a JWT made PyJWT fail (a 500)."""
     value = headers.get("authorization")
-    return None if value is None else value.encode("latin-1").decode("utf-8", "replace")
+    if value is None:
+        return None
+    try:
+        return value.encode("latin-1").decode("utf-8")
+    except UnicodeDecodeError:
+        raise AuthFailed(NOT_UTF8, invalid_token=True) from None
+
+
+def _connection(scope: Scope) -> dict[str, Any]:
+    return dict((scope.get("extensions") or {}).get(ABORT) or {})
 
 
 def connection_peer(scope: Scope) -> str:
     """The caller's address as ``cli/connections.py`` counts it (an IPv6 one as its /64), or
     the client's; "" for none (a Unix socket)."""
-    extension = (scope.get("extensions") or {}).get(ABORT) or {}
-    return str(extension.get("peer") or (scope.get("client") or ("",))[0])
+    return str(_connection(scope).get("peer") or (scope.get("client") or ("",))[0])
 
 
-def _client(request: Request) -> str | None:
-    """The address of the connection a request came on, None for none (a Unix socket).
-    uvicorn puts a loopback caller's ``X-Forwarded-For`` in the request's client (it trusts
-    127.0.0.1 as a proxy), which any local process sends as it likes; the connection's own
-    peer is kept aside (``connection_peer``): the client when it is the same address (the
-    whole of an IPv6 one, not its /64), else that peer."""
+def _client(request: Request) -> tuple[str | None, tuple[str, ...]]:
+    """The address of the connection a request came on (None for none: a Unix socket), and
+    whom a failure of it is counted by. uvicorn puts the ``X-Forwarded-For`` of a caller it
+    trusts as a proxy (on 127.0.0.1 or ::1) in the request's client, which any local process
+    sends as it likes: the connection's own address (``cli/connections.py`` keeps it as
+    ``host``) is the client logged. Counted by its peer (an IPv6 one by its /64), and the
+    client uvicorn chose when it differs: every caller behind a proxy a line of its own, as
+    README promises; AUTH_FAILURE_KINDS bounds them as any."""
     given = request.client.host if request.client else None
-    peer = connection_peer(request.scope)
-    if given is None or not peer or peer_of(given) == peer:
-        return given
-    return peer
+    host = _connection(request.scope).get("host") or given
+    if host is None:
+        return None, ()
+    counted: tuple[str, ...] = (peer_of(str(host)),)
+    if given is not None and given != host:  # forwarded by a proxy uvicorn trusted
+        counted += (peer_of(given),)
+    return str(host), counted
 
 
 def warn_auth_failed(
@@ -284,11 +302,12 @@ def warn_auth_failed(
     a path, goes in ``fields``), so that the kinds of one client, and those of the others
     past AUTH_FAILURE_KINDS, are few whatever the callers send. The client is the
     connection's address; an ``X-Forwarded-For`` the caller sent is ``forwarded_for``, as
-    sent (bounded): a proxy in front says who it forwards, any local caller may claim anything."""
-    client = _client(request)
+    sent (bounded): a proxy in front says who it forwards, any local caller may claim anything
+    (see ``_client`` for whom a kind is counted by)."""
+    client, counted = _client(request)
     forwarded = ", ".join(request.headers.getlist("x-forwarded-for")) or None
     failures = context(request).auth_failures
-    kind = (message, reason, None if client is None else peer_of(client))
+    kind: tuple[str | None, ...] = (message, reason, *counted)
     if kind not in failures and not failures.room():
         kind, client, forwarded = (message, reason, OTHER_CLIENTS), OTHER_CLIENTS, None
     suppressed = failures.due(kind)

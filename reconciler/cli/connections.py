@@ -161,7 +161,8 @@ class GuardedH11Protocol(H11Protocol):
             # A request may drop its own connection (api.admission.ABORT): uvicorn's ends it
             # quietly once the connection is lost, where an app that stops mid-answer is an error.
             scope = cast(dict[str, Any], cycle.scope)
-            dropped = {"abort": self.transport.abort, "peer": self._peer}
+            host = self.client[0] if self.client else None  # the socket's, not a header's
+            dropped = {"abort": self.transport.abort, "peer": self._peer, "host": host}
             scope.setdefault("extensions", {})[ABORT] = dropped
 
     def on_response_complete(self) -> None:

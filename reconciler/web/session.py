@@ -157,7 +157,8 @@ class Session:
         return context(request).auth
 
     def credential(self, request: Request) -> str | None:
-        """The credential this request carries: the session cookie, else a bearer token."""
+        """The credential this request carries: the session cookie, else a bearer token;
+        :class:`AuthFailed` for a bearer token whose bytes are no UTF-8."""
         cookie = request.cookies.get(self.cookie(request))
         auth = self.auth(request)
         if cookie and auth is not None:
@@ -171,10 +172,10 @@ class Session:
         auth = self.auth(request)
         if auth is None:
             return ANONYMOUS
-        credential = self.credential(request)
-        if credential is None:
-            return None
         try:
+            credential = self.credential(request)
+            if credential is None:
+                return None
             return auth.authenticate(f"Bearer {credential}")
         except AuthFailed as exc:
             log.info(
@@ -184,7 +185,10 @@ class Session:
             return None
 
     def csrf_token(self, request: Request) -> str:
-        credential = self.credential(request) if self.auth(request) is not None else None
+        try:
+            credential = self.credential(request) if self.auth(request) is not None else None
+        except AuthFailed:  # no UTF-8: no credential to key the token by
+            credential = None
         # Keyed by the credential itself, so that every replica derives the same token; not by
         # its bare SHA-256, which is what the auth file lists for anyone who can read it.
         key = hmac.digest(credential.encode(), _CSRF_CONTEXT, "sha256") if credential else None

@@ -92,3 +92,23 @@ def test_a_running_crontask_revokes_its_last_token(tmp_path: Path) -> None:
     done = subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
     assert done.returncode != 0
     assert f"{path}: {NOBODY}" in done.stderr
+
+
+UNUSABLE = "auth file changed but cannot be used; the settings read before stay in force"
+
+
+@pytest.mark.parametrize("text", ["{}\n", "metricsRequireAuth: true\n"], ids=repr)
+def test_a_file_naming_neither_without_tokens_is_refused(
+    tmp_path: Path, text: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """``{}``, or a Helm template's empty values, is no revocation: only ``tokens: []`` says
+    no token on purpose. The settings before stay, and a start with it is refused."""
+    auth_file = AuthFile.open(write_auth(tmp_path))
+    before = auth_file.current()
+    auth_file.path.write_text(text)
+    with caplog.at_level(logging.INFO, logger="crontask.api"):
+        auth_file.refresh()
+    assert auth_messages(caplog) == [UNUSABLE]
+    assert auth_file.current() is before
+    with pytest.raises(AuthConfigError, match=NOBODY):
+        AuthFile.open(auth_file.path)

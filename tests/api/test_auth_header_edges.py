@@ -19,11 +19,12 @@ from pathlib import Path
 
 import httpx
 import pytest
+from starlette.requests import Request
 from starlette.types import Scope
 
 from reconciler.api.app import _authenticates, create_app
 from reconciler.api.auth import AuthConfig
-from reconciler.api.routing import MAX_FORWARDED_CHARS
+from reconciler.api.routing import ABORT, MAX_FORWARDED_CHARS, NOT_UTF8, _client
 from reconciler.sinks.metrics import Metrics
 from tests.api.conftest import AUDIENCE, HS_SECRET, ISSUER, make_jwt
 from tests.api.fakes import FakeRuntime
@@ -34,15 +35,18 @@ pytestmark = pytest.mark.e2e
 
 UNICODE_TOKEN = "pässwörd-ünïcode-token-0123456789abcdef"  # noqa: S105
 SPOOFED = "admin-laptop level=info msg=ok"
+REPLACED = "\ufffd-replacement-token-0123456789"  # what a decoding with "replace" makes
 
 
 def _auth_file(folder: Path) -> Path:
     """A viewer's non-ASCII token, hashed as its UTF-8 bytes, and an HMAC JWT issuer."""
     digest = hashlib.sha256(UNICODE_TOKEN.encode("utf-8")).hexdigest()
+    replaced = hashlib.sha256(REPLACED.encode("utf-8")).hexdigest()
     (folder / "jwt-secret").write_bytes(HS_SECRET + b"\n")
     path = folder / "auth.yaml"
     path.write_text(
         f"tokens:\n  - {{name: uni, sha256: '{digest}', role: viewer}}\n"
+        f"  - {{name: replaced, sha256: '{replaced}', role: viewer}}\n"
         f"jwt: {{algorithm: HS256, secretFile: jwt-secret, issuer: '{ISSUER}', "
         f"audience: {AUDIENCE}, roleClaim: role}}\n",
         encoding="utf-8",
@@ -117,6 +121,51 @@ def test_the_admission_edge_reads_the_header_alike(tmp_path: Path) -> None:
 
     assert _authenticates(scope(UNICODE_TOKEN.encode("utf-8")))
     assert not _authenticates(scope(b"\xff." + make_jwt("admin").encode()[1:]))
+    assert not _authenticates(scope(REPLACED.encode("utf-8").replace(b"\xef\xbf\xbd", b"\xff")))
+
+
+def test_bytes_that_are_no_utf8_are_no_token_of_the_file(app: Crontask) -> None:
+    """Read with replacements, ``\\xff`` and ``\\xfe`` would both be the file's token
+    ``\\ufffd...``: many byte strings one credential. They are refused, at the API and the
+    page alike, and the token itself is taken. (Through a real server: Starlette's test
+    client sends a header's bytes again as UTF-8.)"""
+    for where in ("/api/v1/tasks", "/"):
+        assert _get(app, b"Bearer " + REPLACED.encode("utf-8"), where) == 200, where
+        for byte in (b"\xff", b"\xfe"):
+            token = REPLACED.encode("utf-8").replace(b"\xef\xbf\xbd", byte)
+            assert _get(app, b"Bearer " + token, where) != 200, (where, byte)
+
+
+def test_a_credential_that_is_no_utf8_is_logged_so(fresh: Crontask) -> None:
+    assert _get(fresh, b"Bearer p\xe4ssw\xf6rd") == 401
+    line = wait_for("the failure's line", lambda: _failures(fresh))[0]
+    assert f'reason="{NOT_UTF8}"' in line, line
+
+
+def test_each_client_behind_a_local_proxy_is_named(fresh: Crontask) -> None:
+    """uvicorn trusts 127.0.0.1 and ::1 as proxies (README's nginx in front): each caller it
+    forwards is a kind of its own, named at least once a minute, and the client logged is
+    still the connection's address."""
+    for caller in ("203.0.113.5", "203.0.113.6"):
+        assert _get(fresh, b"Bearer wrong", **{"X-Forwarded-For": caller}) == 401
+    lines = wait_for("two lines", lambda: _failures(fresh)[1:] and _failures(fresh))
+    said = [line.split("forwarded_for=", 1)[1] for line in lines]
+    assert said == ["203.0.113.5", "203.0.113.6"], lines
+    assert all(" client=127.0.0.1 " in line for line in lines), lines
+
+
+def test_the_client_logged_over_ipv6_loopback_is_the_address_not_its_network() -> None:
+    """A connection on ::1 through which uvicorn took a forwarded client: ``::1``, not the
+    ``::/64`` its connections are counted by; the kind is counted by both."""
+    scope: Scope = {
+        "type": "http",
+        "headers": [],
+        "client": ("2001:db8::7", 0),  # uvicorn's, from X-Forwarded-For
+        "extensions": {ABORT: {"peer": "::/64", "host": "::1"}},
+    }
+    assert _client(Request(scope)) == ("::1", ("::/64", "2001:db8::/64"))
+    scope["client"] = ("::1", 5000)  # no proxy: the connection alone
+    assert _client(Request(scope)) == ("::1", ("::/64",))
 
 
 def _failures(app: Crontask) -> list[str]:
@@ -136,10 +185,10 @@ def test_the_client_logged_is_the_connections_not_what_it_claims(fresh: Crontask
     assert f'forwarded_for="{SPOOFED}"' in line, line
     assert "level=info msg=ok" not in line.replace(f'"{SPOOFED}"', ""), line
 
-    # Another claim from the same connection's address is the same kind (message, reason,
-    # client): not a line of its own. A failure of another reason is logged after it.
+    # The same claim again is the same kind (message, reason, connection, the client uvicorn
+    # took from it): not a line of its own. A failure of another reason is logged after it.
     long_claim = "10.0.0.1, " + "x" * 5000
-    assert _get(app, b"Bearer not.a.jwt2", **{"X-Forwarded-For": long_claim}) == 401
+    assert _get(app, b"Bearer not.a.jwt2", **{"X-Forwarded-For": SPOOFED}) == 401
     assert _get(app, b"Basic d3Jvbmc=", **{"X-Forwarded-For": long_claim}) == 401
     later = wait_for("the third reason's line", lambda: _failures(app)[2:])
     assert len(later) == 1, later

@@ -14,6 +14,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
+from reconciler.api import auth as auth_module
 from reconciler.api.app import create_app
 from reconciler.api.auth import AuthConfig, AuthConfigError, JwtSettings
 from reconciler.api.authfile import AuthFile
@@ -126,3 +127,45 @@ def test_a_crontask_given_a_private_key_does_not_start(tmp_path: Path) -> None:
     done = subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
     assert done.returncode != 0
     assert f"{tmp_path / 'jwt.pem'} {PRIVATE}" in done.stderr
+
+
+@pytest.mark.parametrize("algorithm", ["RS256", "ES256"])
+@pytest.mark.parametrize("form", ["PEM", "OpenSSH"])
+def test_a_public_key_whose_text_names_a_private_key_is_taken(
+    tmp_path: Path, algorithm: str, form: str
+) -> None:
+    """Only a PEM block of a private key, at a line's start, is one: a public key's comment
+    (an OpenSSH key's, a line after the PEM block) may name it."""
+    key = private_key(algorithm).public_key()
+    named = b"-----BEGIN PRIVATE KEY----- kept in the vault"
+    if form == "PEM":
+        text = key.public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+        text += b"# its " + named + b"\n"
+    else:
+        text = key.public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH)
+        text += b" ops@host " + named + b"\n"
+    assert AuthConfig.load(write_config(tmp_path, algorithm, text)).jwt_key is not None
+
+
+def test_an_unexpected_error_is_logged_once_per_type(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The 401 hides no bug: its traceback is logged, once per type of error, not per request."""
+    monkeypatch.setattr(auth_module._UNEXPECTED, "seen", set())
+    key = private_key("RS256")
+    settings = JwtSettings.model_validate(
+        {"algorithm": "RS256", "publicKeyFile": "k", "issuer": ISSUER, "audience": AUDIENCE}
+    )
+    config = AuthConfig((), settings, key, session_key=b"k" * 32)
+    app = create_app(FakeRuntime(), auth=config, metrics=Metrics())
+    with (
+        TestClient(app, raise_server_exceptions=False) as client,
+        caplog.at_level(logging.ERROR, logger="crontask.api"),
+    ):
+        for _ in range(3):
+            assert client.get("/api/v1/tasks", headers=bearer(FORGED)).status_code == 401
+    shown = [r for r in caplog.records if r.getMessage().startswith("verifying a jwt failed")]
+    assert len(shown) == 1, [r.getMessage() for r in caplog.records]
+    assert shown[0].exc_info is not None
