@@ -70,7 +70,8 @@ BARE_PROBE: Final = "crontask.bare_probe"  # scope key: answer with the status a
 _SHOWN: Final = 100  # of a Host header in the answer
 _WARNED_NAMES: Final = 10  # refused names each warned of once a window
 _WARNED_WINDOW: Final = 60.0  # seconds: the names of the window before may be warned of again
-_PORT: Final = re.compile(r":[0-9]{1,5}")  # of a Host header (not isdigit(): "²" is a digit)
+# Of a Host header, empty as RFC 3986 allows (``host:``); not isdigit(): "²" is a digit.
+_PORT: Final = re.compile(r":[0-9]{0,5}")
 _NOT_IN_NAME: Final = frozenset("@/\\?#[]")  # of a Host header: each ends a URL's host
 
 

@@ -212,7 +212,7 @@ def _kubernetes(parser: argparse.ArgumentParser) -> None:
     scope.add_argument(
         "--namespace",
         metavar="NS",
-        type=label,
+        type=namespace_flag,
         help="the namespace to watch (default: the kubeconfig context's, or the pod's own)",
     )
     scope.add_argument(
@@ -232,7 +232,7 @@ def _kubernetes(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--job-namespace",
         metavar="NS",
-        type=label,
+        type=namespace_flag,
         help="where the Jobs of job tasks from folders, git or the API go when their spec.job "
         "names no namespace (default: the pod's namespace, else the kubeconfig context's)",
     )
@@ -251,7 +251,7 @@ def _replicas(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--lease-namespace",
         metavar="NS",
-        type=label,
+        type=namespace_flag,
         help="where the replicas' Leases live (--ha; default: the pod's namespace, else the "
         "kubeconfig context's); without --ha, with --kubernetes, where the Lease crontask-single "
         "that tells of a second crontask running the same CronTasks lives (default: the "
@@ -349,6 +349,12 @@ def _observability(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument("--log-level", default="info", choices=["debug", "info", "warning"])
     group.add_argument("--log-format", default="logfmt", choices=["logfmt", "json"])
+
+
+def namespace_flag(text: str) -> str | None:
+    """A namespace flag's value: a DNS-1123 label, or nothing (``--namespace=`` of a template
+    whose value is empty: the default, as before labels were checked)."""
+    return label(text) if text else None
 
 
 def env_name(text: str) -> str:

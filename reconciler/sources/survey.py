@@ -32,7 +32,7 @@ from reconciler.sources.docwarnings import LOGGED_WARNINGS, counted
 from reconciler.sources.files import DirectorySource
 from reconciler.sources.forked import in_workers
 from reconciler.sources.limits import PARALLEL_MIN_FILES
-from reconciler.sources.walk import MISNAMED
+from reconciler.sources.walk import MISNAMED, MISNAMED_LOGGED
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -70,9 +70,12 @@ def survey(source: DirectorySource, workers: int | None = None) -> Survey:
     errors = [e for r in read for e in r.errors] + source.errors()
     tasks, problems = check((p for r in read for p in r.placed), errors)
     definitions = sum(len(r.placed) for r in read)
-    misnamed = [f"{path}: warning: {MISNAMED}" for path in source.misnamed.shown]
+    named = source.misnamed.shown  # each counted, MISNAMED_LOGGED shown, as run logs them
+    misnamed = [f"{path}: warning: {MISNAMED}" for path in named[:MISNAMED_LOGGED]]
+    if len(named) > MISNAMED_LOGGED:
+        misnamed.append(f"{len(named) - MISNAMED_LOGGED} more files not read for their ending")
     warnings = misnamed + [w for r in read for w in r.warnings]
-    ignored, warned = sum(r.ignored for r in read), len(misnamed) + sum(r.warned for r in read)
+    ignored, warned = sum(r.ignored for r in read), len(named) + sum(r.warned for r in read)
     return Survey(len(read), tasks, definitions, ignored, problems, warnings, warned)
 
 

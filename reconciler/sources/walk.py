@@ -92,8 +92,8 @@ def iter_yaml_files(
             candidate = folder / name
             if is_yaml_file(candidate):
                 yield candidate
-            elif named is not None and misnamed(name):
-                named.append(candidate)
+            elif named is not None and misnamed(name) and os.path.exists(candidate):
+                named.append(candidate)  # a link to nothing is said as one (``linked``)
 
 
 def iter_folders(

@@ -28,7 +28,6 @@ ALLOWED = "crontask.example"
 MALFORMED = [
     "127.0.0.1:{port}@attacker.example",
     "127.0.0.1:abc",
-    "127.0.0.1:",
     "127.0.0.1:123456",
     "127.0.0.1:{port}/x",
     "localhost:{port}#x",
@@ -44,6 +43,8 @@ MALFORMED = [
 ]
 WELL_FORMED = [
     "127.0.0.1:{port}",
+    "127.0.0.1:",  # an empty port, as RFC 3986 allows
+    "[::1]:",
     "127.0.0.1",
     "localhost:{port}",
     "[::1]:{port}",

@@ -39,6 +39,27 @@ def test_validate_warns_of_each_file_named_in_another_case(tmp_path: Path) -> No
     assert done.stderr == ""
 
 
+def test_validate_names_twenty_then_counts_and_a_link_to_nothing_is_said_once(
+    tmp_path: Path,
+) -> None:
+    tasks = tmp_path / "tasks"
+    tasks.mkdir()
+    for i in range(25):
+        (tasks / f"t{i:02}.YAML").write_text(NEVER_DUE)
+    (tasks / "z.YAML").symlink_to(tmp_path / "nowhere")  # said as a link to nothing only
+
+    done = crontask_cli("validate", "tasks/", cwd=tmp_path)
+
+    lines = done.stdout.splitlines()
+    warned = [line for line in lines if SAID in line]
+    assert warned == [f"tasks/t{i:02}.YAML: {SAID}" for i in range(20)], done.stdout
+    assert lines[lines.index(warned[-1]) + 1] == "5 more files not read for their ending"
+    linked = [line for line in lines if "z.YAML" in line]  # a problem: the link, not its name
+    assert len(linked) == 1, done.stdout
+    assert "symbolic link" in linked[0], done.stdout
+    assert "25 warnings" in done.stdout + done.stderr, done  # all counted, shown or not
+
+
 def test_validate_of_a_folder_of_only_such_files_is_not_a_silent_ok(tmp_path: Path) -> None:
     (tmp_path / "tasks").mkdir()
     (tmp_path / "tasks" / "t.Yml").write_text(NEVER_DUE)

@@ -9,13 +9,14 @@ from pathlib import Path
 
 import pytest
 
+from reconciler.cli.main import build_parser
 from tests.cli.hostile import Handler, crontask, hostile_server
 
 NAMESPACE_FLAGS = ["--namespace", "--job-namespace", "--lease-namespace"]
 
 
 @pytest.mark.parametrize("flag", NAMESPACE_FLAGS)
-@pytest.mark.parametrize("value", ["Bad_NS", "a" * 64, "ops-", ""])
+@pytest.mark.parametrize("value", ["Bad_NS", "a" * 64, "ops-"])
 def test_a_namespace_no_cluster_can_have_is_a_usage_error_naming_the_flag(
     flag: str, value: str, tmp_path: Path
 ) -> None:
@@ -30,6 +31,14 @@ def test_a_namespace_no_cluster_can_have_is_a_usage_error_naming_the_flag(
     assert "lowercase letters, digits and '-', at most 63" in last, done.err
     assert "crontask starting" not in done.err
     assert not (tmp_path / "state").exists()
+
+
+@pytest.mark.parametrize("flag", NAMESPACE_FLAGS)
+def test_an_empty_namespace_is_the_default_as_before(flag: str) -> None:
+    """``--namespace=`` (a template's empty value) meant the default before labels were
+    checked: it still does, as if not given."""
+    args = build_parser().parse_args(["run", "tasks", flag, ""])
+    assert getattr(args, flag.removeprefix("--").replace("-", "_")) is None
 
 
 @pytest.mark.parametrize("flag", NAMESPACE_FLAGS)
